@@ -1,0 +1,260 @@
+"""AgentFleet: agent runtime workers wired to a ModelReplicaSet and a VectorIndex."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from agentfleet.api.common import (
+    DECIMAL,
+    QUANTITY,
+    Condition,
+    ConfigMapKeyRef,
+    LocalObjectReference,
+    Model,
+    SecretKeyRef,
+    conditions_field,
+    default_obj,
+)
+from agentfleet.api.rules import Rule, matches
+
+TOOL_NAME = r"^[a-zA-Z][a-zA-Z0-9_-]*$"
+
+
+def _decimal(attr: str, path: str, example: str) -> Rule:
+    # A pattern would only say "should match"; a rule's message says what to write.
+    return matches(attr, DECIMAL, f'{path} must be a decimal string such as "{example}" (quote it in YAML)')
+
+
+class Workers(Model):
+    rules = (
+        Rule(
+            cel="self.minReplicas <= self.maxReplicas",
+            message="spec.workers.minReplicas must not exceed spec.workers.maxReplicas: raise maxReplicas or lower minReplicas",
+            check=lambda w: w.min_replicas <= w.max_replicas,
+            field_path=".minReplicas",
+        ),
+    )
+
+    replicas: int = Field(default=2, ge=0, le=10_000, description="Worker pods while autoscaling is off; kubectl scale, HPA and KEDA write it.")
+    autoscaling: bool = Field(default=False, description="Size the workers from task-queue lag and in-flight tasks within min and max.")
+    min_replicas: int = Field(default=1, ge=0, le=10_000, description="Fewest worker pods the autoscaler keeps.")
+    max_replicas: int = Field(default=10, ge=1, le=10_000, description="Most worker pods the autoscaler asks for.")
+    target_tasks_per_worker: int = Field(default=48, ge=1, le=100_000, description="Queued plus in-flight tasks per worker the autoscaler aims for.")
+    concurrency: int = Field(default=64, ge=1, le=10_000, description="Tasks one worker pod runs at once; tasks mostly wait on the model and tools.")
+    cpu: str = Field(default="1", max_length=32, pattern=QUANTITY, description="CPU request of each worker pod.")
+    memory: str = Field(default="1Gi", max_length=32, pattern=QUANTITY, description="Memory request of each worker pod.")
+
+
+class Budgets(Model):
+    rules = (_decimal("max_cost", "spec.budgets.maxCost", "0.25"),)
+
+    max_steps: int = Field(default=30, ge=1, le=1000, description="Model calls one task may make before it ends with its best answer.")
+    max_fan_out: int = Field(default=4, ge=0, le=64, description="Sub-agents one step may spawn.")
+    max_depth: int = Field(default=2, ge=0, le=8, description="Nesting depth of sub-agents; 0 forbids them.")
+    max_tokens: int = Field(default=200_000, ge=1000, le=100_000_000, description="Prompt plus completion tokens one task may use, sub-agents included.")
+    timeout_seconds: int = Field(default=900, ge=1, le=86400, description="Wall-clock limit of one task, sub-agents included.")
+    max_cost: str | None = Field(default=None, max_length=32, description='Cost limit of one task in the pricing currency, e.g. "0.25".')
+
+
+class Pricing(Model):
+    rules = (
+        _decimal("input_per_million_tokens", "spec.pricing.inputPerMillionTokens", "0.50"),
+        _decimal("output_per_million_tokens", "spec.pricing.outputPerMillionTokens", "1.50"),
+    )
+
+    currency: str = Field(default="USD", max_length=3, pattern=r"^[A-Z]{3}$", description="ISO 4217 currency of the prices.")
+    input_per_million_tokens: str = Field(default="0", max_length=32, description="Price of one million prompt tokens.")
+    output_per_million_tokens: str = Field(default="0", max_length=32, description="Price of one million completion tokens.")
+
+
+class RateLimit(Model):
+    rules = (
+        Rule(
+            cel="!has(self.tokensPerMinute) || !has(self.perTenantTokensPerMinute) || self.perTenantTokensPerMinute <= self.tokensPerMinute",
+            message="spec.rateLimit.perTenantTokensPerMinute must not exceed spec.rateLimit.tokensPerMinute: lower the tenant limit",
+            check=lambda r: r.tokens_per_minute is None or r.per_tenant_tokens_per_minute is None or r.per_tenant_tokens_per_minute <= r.tokens_per_minute,
+            field_path=".perTenantTokensPerMinute",
+        ),
+    )
+
+    tokens_per_minute: int | None = Field(default=None, ge=1, description="Tokens per minute the whole fleet may send to its model; unset is unlimited.")
+    per_tenant_tokens_per_minute: int | None = Field(default=None, ge=1, description="Tokens per minute one tenant may use; unset is unlimited.")
+    max_wait_seconds: int = Field(default=30, ge=0, le=3600, description="How long a call waits for tokens before it fails with a rate-limit error.")
+
+
+class HTTPTool(Model):
+    rules = (matches("url", "^https?://[^/]+", "spec.tools[].http.url must be an http:// or https:// URL"),)
+
+    url: str = Field(
+        max_length=2048,
+        description="Endpoint the tool's JSON arguments are sent to.",
+    )
+    method: Literal["GET", "POST", "PUT"] = Field(default="POST", description="HTTP method; GET sends the arguments as query parameters.")
+    headers_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding extra headers as a JSON object, e.g. an Authorization header."
+    )
+    side_effects: bool = Field(default=False, description="The call changes something; it runs under an idempotency key so a resumed step never repeats it.")
+
+
+class Retrieval(Model):
+    top_k: int = Field(default=5, ge=1, le=100, description="Passages returned per query.")
+    filter: str | None = Field(default=None, max_length=4096, description='Milvus boolean filter applied to every search, e.g. lang == "en".')
+    cache_ttl_seconds: int = Field(default=300, ge=0, le=86400, description="How long identical queries are answered from the Redis cache; 0 disables it.")
+
+
+class Tool(Model):
+    rules = (
+        Rule(
+            cel="self.type != 'HTTP' || has(self.http)",
+            message="spec.tools[].http is required when type is HTTP: give its url",
+            check=lambda t: t.type != "HTTP" or t.http is not None,
+            field_path=".http",
+        ),
+        Rule(
+            cel="self.type == 'HTTP' || !has(self.http)",
+            message="spec.tools[].http is only for tools of type HTTP: remove it or set type HTTP",
+            check=lambda t: t.type == "HTTP" or t.http is None,
+            field_path=".http",
+        ),
+    )
+
+    name: str = Field(max_length=64, pattern=TOOL_NAME, description="Name the model calls the tool by.")
+    type: Literal["Retrieval", "HTTP", "Spawn"] = Field(description="Retrieval searches the VectorIndex, HTTP calls an endpoint, Spawn starts sub-agents.")
+    description: str = Field(default="", max_length=4096, description="What the tool does, shown to the model.")
+    parameters: dict[str, Any] | None = Field(default=None, description="JSON Schema of the tool's arguments, shown to the model.")
+    timeout_seconds: int = Field(default=30, ge=1, le=3600, description="Per-call timeout; a timeout becomes an observation, not a task failure.")
+    http: HTTPTool | None = Field(default=None, description="Settings of an HTTP tool.")
+    retrieval: Retrieval | None = Field(default=None, description="Settings of a Retrieval tool; defaults apply when unset.")
+
+
+class SystemPrompt(Model):
+    rules = (
+        Rule(
+            cel="has(self.inline) != has(self.configMapRef)",
+            message="spec.systemPrompt needs exactly one of inline or configMapRef",
+            check=lambda p: (p.inline is None) != (p.config_map_ref is None),
+        ),
+    )
+
+    inline: str | None = Field(default=None, max_length=262_144, description="The system prompt text.")
+    config_map_ref: ConfigMapKeyRef | None = Field(default=None, description="ConfigMap key holding the system prompt.")
+
+
+class ManagedRedis(Model):
+    image: str = Field(default="redis:7.4-alpine", max_length=512, description="Redis image of the StatefulSet.")
+    storage_size: str = Field(default="8Gi", max_length=32, pattern=QUANTITY, description="Volume size for the append-only file.")
+    memory: str = Field(default="1Gi", max_length=32, pattern=QUANTITY, description="Memory request and limit of the Redis pod.")
+
+
+class Redis(Model):
+    rules = (
+        Rule(
+            cel="has(self.url) != has(self.deploy)",
+            message="spec.redis needs exactly one of url (an existing Redis) or deploy (the operator runs one)",
+            check=lambda r: (r.url is None) != (r.deploy is None),
+        ),
+        matches("url", "^rediss?://", "spec.redis.url must start with redis:// or rediss://"),
+    )
+
+    url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Address of an existing Redis, e.g. redis://redis.data:6379/0.",
+    )
+    password_secret_ref: SecretKeyRef | None = Field(default=None, description="Secret key holding the password of the Redis at url.")
+    deploy: ManagedRedis | None = Field(default=None, description="Run a Redis for this fleet (StatefulSet with AOF, generated password).")
+
+
+class Retry(Model):
+    max_attempts: int = Field(default=3, ge=1, le=100, description="Attempts of a task before it moves to the dead-letter stream.")
+    visibility_timeout_seconds: int = Field(default=60, ge=5, le=3600, description="A task whose worker stops heartbeating is reclaimed after this long.")
+
+
+class TaskAPI(Model):
+    replicas: int = Field(default=1, ge=0, le=100, description="Task API pods.")
+    auth_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key with the accepted bearer tokens, one per line; unset makes the operator generate one."
+    )
+    max_request_bytes: int = Field(default=1_048_576, ge=1024, le=67_108_864, description="Largest accepted request body.")
+
+
+class AgentFleetSpec(Model):
+    rules = (
+        Rule(
+            cel="!has(self.routineModelRef) || self.routineModelRef.name != self.modelRef.name",
+            message="spec.routineModelRef must name a different (cheaper) ModelReplicaSet than spec.modelRef, or be removed",
+            check=lambda s: s.routine_model_ref is None or s.routine_model_ref.name != s.model_ref.name,
+            field_path=".routineModelRef",
+        ),
+        Rule(
+            cel="!has(self.tools) || !self.tools.exists(t, t.type == 'Retrieval') || has(self.vectorIndexRef)",
+            message="a Retrieval tool needs spec.vectorIndexRef: name the VectorIndex to search",
+            check=lambda s: not any(t.type == "Retrieval" for t in s.tools) or s.vector_index_ref is not None,
+            field_path=".vectorIndexRef",
+        ),
+        Rule(
+            cel="!has(self.tools) || !self.tools.exists(t, t.type == 'Spawn') || self.budgets.maxDepth > 0",
+            message="a Spawn tool needs spec.budgets.maxDepth of at least 1: raise it or remove the tool",
+            check=lambda s: not any(t.type == "Spawn" for t in s.tools) or s.budgets.max_depth > 0,
+            field_path=".budgets.maxDepth",
+        ),
+    )
+
+    model_ref: LocalObjectReference = Field(description="ModelReplicaSet that serves the agents' model calls.")
+    routine_model_ref: LocalObjectReference | None = Field(
+        default=None, description="Cheaper ModelReplicaSet for routine steps (tool-argument formatting, sub-agent summaries)."
+    )
+    routine_steps: list[Literal["ToolArguments", "Summaries"]] = Field(
+        default_factory=list, max_length=2, description="Kinds of steps sent to routineModelRef."
+    )
+    vector_index_ref: LocalObjectReference | None = Field(default=None, description="VectorIndex the Retrieval tools search.")
+    image: str = Field(default="ghcr.io/agentfleet/agentfleet:0.1.0", max_length=512, description="Agent runtime image (worker and task API).")
+    workers: Workers = default_obj("Worker pods that run agent loops.", Workers)
+    api: TaskAPI = default_obj("The HTTP task API.", TaskAPI)
+    budgets: Budgets = default_obj("Limits per task; hitting one ends the task with its best answer and the reason.", Budgets)
+    pricing: Pricing = default_obj("Token prices for cost accounting.", Pricing)
+    rate_limit: RateLimit = default_obj("Token rate limits shared by all worker pods.", RateLimit)
+    retry: Retry = default_obj("Task retries and crash recovery.", Retry)
+    tools: list[Tool] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Tools the agents may call.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    system_prompt: SystemPrompt | None = Field(default=None, description="System prompt of every task; unset uses the runtime's built-in prompt.")
+    redis: Redis = Field(description="Redis holding the task queue, checkpoints and caches.")
+
+    @field_validator("tools")
+    @classmethod
+    def _unique_tool_names(cls, tools: list[Tool]) -> list[Tool]:
+        # The schema's list-map keyed by name enforces this on the server; mirror it here.
+        names = [t.name for t in tools]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"spec.tools names must be unique; duplicated: {', '.join(dup)}")
+        return tools
+
+
+class AgentFleetStatus(Model):
+    observed_generation: int | None = Field(default=None, description="metadata.generation last acted upon.")
+    workers: int = Field(default=0, description="Worker pods that exist.")
+    ready_workers: int = Field(default=0, description="Worker pods ready to take tasks.")
+    desired_workers: int | None = Field(default=None, description="Worker pods the operator aims for.")
+    selector: str | None = Field(default=None, max_length=4096, description="Label selector of the worker pods, for the scale subresource.")
+    queue_depth: int | None = Field(default=None, description="Tasks waiting in the stream.")
+    in_flight_tasks: int | None = Field(default=None, description="Tasks being worked on.")
+    tasks_per_hour: int | None = Field(default=None, description="Tasks finished in the last hour.")
+    task_p95_seconds: float | None = Field(default=None, description="95th percentile task duration over the last hour.")
+    cost_per_task: str | None = Field(default=None, max_length=32, description="Mean cost of a finished task in the pricing currency.")
+    task_api_endpoint: str | None = Field(default=None, max_length=512, description="In-cluster URL of the task API.")
+    conditions: list[Condition] = conditions_field()
+
+
+class AgentFleet(Model):
+    api_version: str = Field(default="agentfleet.io/v1alpha1", description="APIVersion of this object.")
+    kind: str = Field(default="AgentFleet", description="Kind of this object.")
+    metadata: dict = Field(default_factory=dict, description="Standard object metadata.")
+    spec: AgentFleetSpec = Field(description="Desired state of the agent fleet.")
+    status: AgentFleetStatus | None = Field(default=None, description="Observed state of the agent fleet.")
