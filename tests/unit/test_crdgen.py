@@ -43,13 +43,28 @@ def test_crds_on_disk_match_the_models() -> None:
 
 
 def test_drift_is_detected(tmp_path) -> None:
-    crdgen.write(tmp_path)
-    assert crdgen.drift(tmp_path) == []
-    victim = tmp_path / crdgen.file_name(RESOURCES[0])
+    out, chart = tmp_path / "crds", tmp_path / "chart"
+    crdgen.write(out, chart)
+    assert crdgen.drift(out, chart) == []
+    assert crdgen.main(["--check", "--out", str(out), "--chart", str(chart)]) == 0
+    victim = out / crdgen.file_name(RESOURCES[0])
     victim.write_text(victim.read_text().replace("description: Number of transformer layers.", "description: changed"))
-    (tmp_path / "stray.yaml").write_text("{}")
-    assert crdgen.drift(tmp_path) == sorted([victim.name, "stray.yaml"])
-    assert crdgen.main(["--check", "--out", str(tmp_path)]) == 1
+    (out / "stray.yaml").write_text("{}")
+    (chart / crdgen.file_name(RESOURCES[1])).unlink()
+    assert crdgen.drift(out, chart) == sorted([victim.name, "stray.yaml"]) + [f"chart:{crdgen.file_name(RESOURCES[1])}"]
+    assert crdgen.main(["--check", "--out", str(out), "--chart", str(chart)]) == 1
+
+
+@pytest.mark.parametrize("res", RESOURCES, ids=IDS)
+def test_chart_template_is_the_same_crd(res: Resource) -> None:
+    text = crdgen.render_chart(res)
+    assert text.count("{{- if .Values.crds.install }}") == 1 and text.rstrip().endswith("{{- end }}")
+    # Rendered with crds.install=true and crds.keep=true, the template is the plain CRD plus the keep policy.
+    rendered = "\n".join(line for line in text.splitlines() if "{{" not in line)
+    doc = yaml.safe_load(rendered)
+    want = crdgen.crd(res)
+    want["metadata"]["annotations"] = {"helm.sh/resource-policy": "keep"}
+    assert doc == want
 
 
 @pytest.mark.parametrize("res", RESOURCES, ids=IDS)

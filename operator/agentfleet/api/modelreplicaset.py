@@ -31,6 +31,7 @@ MANAGED_FLAGS = (
     "no-enable-prefix-caching",
     "kv-cache-dtype",
     "dtype",
+    "distributed-executor-backend",
     "host",
     "port",
 )
@@ -103,7 +104,7 @@ class Engine(Model):
             "extra_args",
             _MANAGED_RE,
             "spec.engine.extraArgs must not repeat a flag rendered from a typed field (model, tensor/pipeline parallel size, "
-            "max model len, max num seqs, GPU memory utilization, prefix caching, KV-cache dtype, dtype, host, port): set that field instead",
+            "max model len, max num seqs, GPU memory utilization, prefix caching, KV-cache dtype, dtype, distributed executor backend, host, port): set that field instead",
             negate=True,
         ),
     )
@@ -129,6 +130,10 @@ class Engine(Model):
         default="auto", description="KV-cache element type (vLLM --kv-cache-dtype); fp8 halves KV memory."
     )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(default="auto", description="Weight and activation type (vLLM --dtype).")
+    multi_node_backend: Literal["Ray", "Multiprocessing"] = Field(
+        default="Ray",
+        description="How a replica spanning nodes launches: a Ray cluster per replica, or vLLM's native multi-node (--nnodes/--node-rank).",
+    )
     extra_args: list[Annotated[str, Field(max_length=512)]] = Field(
         default_factory=list,
         max_length=64,
@@ -294,6 +299,7 @@ class ReplicaPlacement(Model):
         default_factory=list, max_length=64, description="Nodes hosting the replica's pods, leader first."
     )
     gpus: int = Field(default=0, ge=0, description="GPUs the replica holds.")
+    gpus_per_node: int | None = Field(default=None, ge=0, description="GPUs on each of the replica's nodes.")
     block: str | None = Field(default=None, max_length=253, description="Topology block (rack) of a multi-node replica.")
     zone: str | None = Field(default=None, max_length=253, description="Zone of the replica.")
     phase: Literal["Pending", "Loading", "Ready", "Draining", "Failed"] = Field(default="Pending", description="Lifecycle phase of the replica.")
@@ -314,6 +320,8 @@ class CapacityStatus(Model):
     kv_bytes_per_token: int | None = Field(default=None, description="KV-cache bytes one token takes.")
     kv_tokens_per_replica: int | None = Field(default=None, description="Tokens of KV cache one replica holds.")
     concurrent_sequences: int | None = Field(default=None, description="Sequences one replica holds at the configured context length.")
+    context_tokens: int | None = Field(default=None, description="Context length the sequence count assumes.")
+    gpu_memory_bytes: int | None = Field(default=None, description="Memory of one GPU the figures assume.")
 
 
 class ModelReplicaSetStatus(Model):

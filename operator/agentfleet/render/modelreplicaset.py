@@ -1,0 +1,570 @@
+"""Child objects of a ModelReplicaSet as plain dicts: vLLM pods, Services, a PodDisruptionBudget.
+
+Pure: the controller applies what these functions return (server-side apply, one field manager).
+
+Per replica, from its placement (agentfleet.placement.Assignment):
+- one pod when the replica fits one node (role "server"), requesting TP x PP GPUs;
+- a gang when it spans nodes: pod 0 is the leader (role "leader", runs the OpenAI server), the
+  others are workers (role "worker"), each requesting its node's share of the GPUs. Gang pods
+  never restart in place (restartPolicy Never): the controller restarts the whole group with
+  backoff, because a lone restarted member cannot rejoin a running engine.
+Every pod is pinned to its planned node by required node affinity (matchFields metadata.name), so
+the kube-scheduler still binds it and still checks resources, taints and labels.
+
+Multi-node launch follows vLLM's own documentation, docs/serving/parallelism_scaling.md
+("Multi-node deployment"; docs.vllm.ai/en/latest/serving/parallelism_scaling/):
+- Ray, the path the default image (v0.11) documents, as in its examples/online_serving/
+  multi-node-serving.sh: the leader runs `ray start --head`, waits until the Ray cluster holds every
+  GPU of the replica, then `vllm serve ... --distributed-executor-backend ray`; workers run
+  `ray start --address=<leader>:6379 --block`. VLLM_HOST_IP is each pod's own IP, as the guide asks.
+- Multiprocessing, documented for current vLLM: every pod runs `vllm serve` with
+  `--nnodes N --node-rank i --master-addr <leader>`; workers add `--headless`. Newer vLLM images
+  no longer pull in Ray by default, so spec.engine.multiNodeBackend picks between the two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, Literal
+
+from agentfleet.api.common import API_VERSION
+from agentfleet.api.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec
+from agentfleet.capacity import format_quantity, parse_quantity
+from agentfleet.placement import GPU_PRODUCT_LABEL, MODELREPLICASET_LABEL, REPLICA_LABEL, Assignment, Toleration
+
+ROLE_LABEL = "agentfleet.io/role"
+SERVING_LABEL = "agentfleet.io/serving"  # "false" takes a draining replica out of every Service
+SPEC_HASH_LABEL = "agentfleet.io/spec-hash"
+GANG_SIZE_LABEL = "agentfleet.io/gang-size"
+MANAGED_BY = "agentfleet"
+
+ROLE_SERVER = "server"
+ROLE_LEADER = "leader"
+ROLE_WORKER = "worker"
+
+CONTAINER = "vllm"
+HTTP_PORT_NAME = "http"
+RAY_PORT = 6379
+MASTER_PORT = 29501  # vLLM's default --master-port for multi-node multiprocessing
+SHM_PATH = "/dev/shm"
+CACHE_PATH = "/models-cache"
+MODEL_SOURCE_PATH = "/mnt/model"
+HEALTH_PATH = "/health"
+# A deleted pod's endpoints leave Services while preStop sleeps, before SIGTERM reaches vLLM:
+# kube-proxy and routers need a few seconds to observe the removal, or calls routed there are
+# refused. The controller drains before it deletes; this covers evictions and node drains.
+PRE_STOP_SLEEP_SECONDS = 15
+TERMINATION_GRACE_SECONDS = 60
+
+Backend = Literal["ray", "mp"]
+
+
+class RenderError(ValueError):
+    """The ModelReplicaSet cannot be rendered (names too long for Kubernetes, missing metadata)."""
+
+
+# --- Names and labels ------------------------------------------------------------------------
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _check(value: str, what: str, pattern: re.Pattern[str] = _DNS_LABEL, limit: int = 63) -> str:
+    if len(value) > limit or not pattern.match(value):
+        raise RenderError(f"{what} {value!r} must be a DNS label of at most {limit} characters")
+    return value
+
+
+def service_name(mrs: str) -> str:
+    """ClusterIP Service over ready replicas: http://<mrs>.<namespace>.svc:<port>/v1."""
+    return mrs
+
+
+def replicas_service_name(mrs: str) -> str:
+    """Headless Service whose EndpointSlices list each ready replica's endpoint, for sticky routing."""
+    return f"{mrs}-replicas"
+
+
+def gang_service_name(mrs: str) -> str:
+    """Headless Service that resolves gang leaders before they are ready, for workers to join."""
+    return f"{mrs}-gang"
+
+
+def pod_name(replica: str, index: int, gang: bool) -> str:
+    return f"{replica}-{index}" if gang else replica
+
+
+def common_labels(mrs: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "vllm",
+        "app.kubernetes.io/instance": mrs,
+        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        MODELREPLICASET_LABEL: mrs,
+    }
+
+
+def serving_selector(mrs: str) -> dict[str, str]:
+    """Pods that take requests: a replica's server or leader pod while it is not draining."""
+    return {MODELREPLICASET_LABEL: mrs, SERVING_LABEL: "true"}
+
+
+def selector_string(mrs: str) -> str:
+    """status.selector for the scale subresource: one pod per replica (server or leader)."""
+    return f"{MODELREPLICASET_LABEL}={mrs},{ROLE_LABEL}!={ROLE_WORKER}"
+
+
+def spec_hash(spec: ModelReplicaSetSpec) -> str:
+    """Hash of the spec fields that shape a pod; a replica whose pods carry another hash is out of date.
+
+    Replica count, autoscaling, routing and drain timing are left out: changing them must not roll pods.
+    """
+    shaping = {
+        "model": spec.model.wire(),
+        "engine": spec.engine.wire(),
+        "gpu": spec.gpu.wire(),
+        "placement": {
+            "nodeSelector": spec.placement.node_selector,
+            "tolerations": [t.wire() for t in spec.placement.tolerations],
+            "priorityClassName": spec.placement.priority_class_name,
+        },
+        "startupTimeoutSeconds": spec.lifecycle.startup_timeout_seconds,
+    }
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def owner_reference(mrs: ModelReplicaSet) -> dict[str, Any]:
+    meta = mrs.metadata or {}
+    if not meta.get("name") or not meta.get("uid"):
+        raise RenderError("the ModelReplicaSet needs metadata.name and metadata.uid to own children")
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ModelReplicaSet",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _meta(mrs: ModelReplicaSet, name: str, labels: dict[str, str], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": mrs.metadata.get("namespace", "default"),
+        "labels": labels,
+    }
+    if annotations:
+        meta["annotations"] = annotations
+    meta["ownerReferences"] = [owner_reference(mrs)]
+    return meta
+
+
+def _name(mrs: ModelReplicaSet) -> str:
+    name = mrs.metadata.get("name", "")
+    # The longest derived name, "<name>-replicas", must stay a DNS-1035 label (Service names).
+    _check(replicas_service_name(name), "Service name", _DNS1035)
+    return name
+
+
+# --- vLLM arguments --------------------------------------------------------------------------
+
+
+def _flag_value(args: Iterable[str], flag: str) -> str | None:
+    it = iter(args)
+    for a in it:
+        if a == flag:
+            return next(it, None)
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def multi_node_backend(spec: ModelReplicaSetSpec) -> Backend:
+    """How a gang starts, as spec.engine.multiNodeBackend says."""
+    return "mp" if spec.engine.multi_node_backend == "Multiprocessing" else "ray"
+
+
+def model_argument(spec: ModelReplicaSetSpec) -> str:
+    """What `vllm serve` loads: repo ids, paths and object-store URIs as given; pvc://claim/path from its mount."""
+    name = spec.model.name
+    if name.startswith("pvc://"):
+        _, _, path = name[len("pvc://") :].partition("/")
+        return f"{MODEL_SOURCE_PATH}/{path}".rstrip("/")
+    return name
+
+
+def served_name(spec: ModelReplicaSetSpec) -> str:
+    return spec.model.served_name or spec.model.name
+
+
+def vllm_args(
+    spec: ModelReplicaSetSpec,
+    *,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    master_addr: str | None = None,
+    backend: Backend | None = None,
+) -> list[str]:
+    """`vllm serve` arguments (after the subcommand) for one pod of a replica."""
+    e = spec.engine
+    args = [
+        model_argument(spec),
+        "--served-model-name",
+        served_name(spec),
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(e.port),
+        "--tensor-parallel-size",
+        str(e.tensor_parallel_size),
+        "--pipeline-parallel-size",
+        str(e.pipeline_parallel_size),
+    ]
+    if e.max_model_len:
+        args += ["--max-model-len", str(e.max_model_len)]
+    args += [
+        "--max-num-seqs",
+        str(e.max_num_seqs),
+        "--gpu-memory-utilization",
+        str(e.gpu_memory_utilization),
+        "--enable-prefix-caching" if e.enable_prefix_caching else "--no-enable-prefix-caching",
+        "--kv-cache-dtype",
+        e.kv_cache_dtype,
+        "--dtype",
+        e.dtype,
+    ]
+    if spec.model.revision:
+        args += ["--revision", spec.model.revision]
+    # Object stores are read through the Run:ai model streamer (vLLM's documented S3/GCS loader).
+    if spec.model.name.startswith(("s3://", "gs://")) and _flag_value(e.extra_args, "--load-format") is None:
+        args += ["--load-format", "runai_streamer"]
+    if nnodes > 1:
+        backend = backend or multi_node_backend(spec)
+        explicit = _flag_value(e.extra_args, "--distributed-executor-backend") is not None
+        if backend == "ray" and not explicit:
+            args += ["--distributed-executor-backend", "ray"]
+        if backend == "mp":
+            args += ["--nnodes", str(nnodes), "--node-rank", str(node_rank), "--master-addr", master_addr or "", "--master-port", str(MASTER_PORT)]
+            if node_rank > 0:
+                args.append("--headless")
+    args += list(e.extra_args)
+    return args
+
+
+# --- Pods ------------------------------------------------------------------------------------
+
+
+def _env(mrs: ModelReplicaSet, gang: bool) -> list[dict[str, Any]]:
+    spec = mrs.spec
+    env: list[dict[str, Any]] = [
+        # Hugging Face downloads land on the cache volume, shared by restarts (and pods, with a PVC).
+        {"name": "HF_HOME", "value": f"{CACHE_PATH}/huggingface"},
+        # No usage reports from production pods; spec.engine.env may turn them back on.
+        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+    ]
+    if spec.model.hf_token_secret_ref:
+        ref = spec.model.hf_token_secret_ref
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    if gang:
+        # vLLM's multi-node guide: each node advertises its own reachable address.
+        env.append({"name": "VLLM_HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
+    user = {v.name for v in spec.engine.env}
+    return [v for v in env if v["name"] not in user] + [{"name": v.name, "value": v.value} for v in spec.engine.env]
+
+
+def _volumes(spec: ModelReplicaSetSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    e = spec.engine
+    volumes: list[dict[str, Any]] = [
+        # NCCL and vLLM's worker processes exchange tensors through shared memory; the container
+        # runtime's 64 MiB default makes multi-GPU replicas crash or crawl.
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": e.shm_size}},
+    ]
+    mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": SHM_PATH}]
+    if e.model_cache.claim_name:
+        volumes.append({"name": "model-cache", "persistentVolumeClaim": {"claimName": e.model_cache.claim_name}})
+    else:
+        volumes.append({"name": "model-cache", "emptyDir": {"sizeLimit": e.model_cache.size_limit}})
+    mounts.append({"name": "model-cache", "mountPath": CACHE_PATH})
+    if spec.model.name.startswith("pvc://"):
+        claim = spec.model.name[len("pvc://") :].split("/", 1)[0]
+        volumes.append({"name": "model-source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+        mounts.append({"name": "model-source", "mountPath": MODEL_SOURCE_PATH, "readOnly": True})
+    return volumes, mounts
+
+
+def _resources(spec: ModelReplicaSetSpec, gpus: int) -> dict[str, Any]:
+    e = spec.engine
+    gpu = str(gpus)
+    # /dev/shm is memory-backed and counted against the container's memory limit, so the limit is
+    # the request plus the shared-memory size. No CPU limit: throttling the tokenizer and scheduler
+    # loop stalls the GPUs.
+    limit = format_quantity(int(parse_quantity(e.memory) + parse_quantity(e.shm_size)))
+    return {
+        "requests": {"cpu": e.cpu, "memory": e.memory, spec.gpu.resource_name: gpu},
+        "limits": {"memory": limit, spec.gpu.resource_name: gpu},
+    }
+
+
+def _probes(spec: ModelReplicaSetSpec) -> dict[str, Any]:
+    def get() -> dict[str, Any]:
+        return {"path": HEALTH_PATH, "port": HTTP_PORT_NAME}
+
+    period = 10
+    return {
+        # Loading weights (and, for gangs, waiting for workers) may take startupTimeoutSeconds; liveness
+        # only starts after the first success, so a slow load is never killed as a hang.
+        "startupProbe": {
+            "httpGet": get(),
+            "periodSeconds": period,
+            "timeoutSeconds": 5,
+            "failureThreshold": -(-spec.lifecycle.startup_timeout_seconds // period),
+        },
+        "readinessProbe": {"httpGet": get(), "periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": 3},
+        # /health answers once the engine loop is alive; under a full batch it may answer slowly.
+        "livenessProbe": {"httpGet": get(), "periodSeconds": 15, "timeoutSeconds": 10, "failureThreshold": 4},
+    }
+
+
+def _tolerations(spec: ModelReplicaSetSpec) -> list[dict[str, Any]]:
+    # The GPU taint (keyed by the GPU resource) is tolerated always; the spec's own follow.
+    out = [Toleration(key=spec.gpu.resource_name, operator="Exists", effect="NoSchedule").wire()]
+    for t in spec.placement.tolerations:
+        w: dict[str, Any] = Toleration(t.key, t.operator, t.value, t.effect).wire()
+        if t.toleration_seconds is not None:
+            w["tolerationSeconds"] = t.toleration_seconds
+        if w not in out:
+            out.append(w)
+    return out
+
+
+def _affinity(spec: ModelReplicaSetSpec, node: str) -> dict[str, Any]:
+    term: dict[str, Any] = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
+    if spec.gpu.product:
+        # Redundant with the plan, on purpose: if the node's labels change, the scheduler refuses
+        # rather than binding a replica to GPUs it was not sized for.
+        term["matchExpressions"] = [{"key": GPU_PRODUCT_LABEL, "operator": "In", "values": [spec.gpu.product]}]
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
+
+
+def _spread(mrs_name: str, spec: ModelReplicaSetSpec) -> list[dict[str, Any]]:
+    p = spec.placement
+    if p.spread_across == "None":
+        return []
+    # The planner already spread the replicas; this states the intent to the scheduler too. With
+    # nodeAffinityPolicy Honor only the pinned node's domain counts, so it never contradicts the plan.
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": p.zone_key if p.spread_across == "Zone" else p.node_key,
+            "whenUnsatisfiable": "DoNotSchedule" if p.spread_mode == "Required" else "ScheduleAnyway",
+            "nodeAffinityPolicy": "Honor",
+            "nodeTaintsPolicy": "Honor",
+            "labelSelector": {
+                "matchLabels": {MODELREPLICASET_LABEL: mrs_name},
+                "matchExpressions": [{"key": ROLE_LABEL, "operator": "NotIn", "values": [ROLE_WORKER]}],
+            },
+        }
+    ]
+
+
+_RAY_WAIT = (
+    "import sys, time, ray\n"
+    'ray.init(address="auto", logging_level="ERROR")\n'
+    "need, deadline = float(sys.argv[1]), time.time() + float(sys.argv[2])\n"
+    'while ray.cluster_resources().get("GPU", 0) < need:\n'
+    "    if time.time() > deadline:\n"
+    '        sys.exit("gang incomplete: %d of %d GPUs joined" % (ray.cluster_resources().get("GPU", 0), need))\n'
+    "    time.sleep(5)\n"
+)
+_TCP_WAIT = "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 5)"
+
+
+def _ray_leader_script(spec: ModelReplicaSetSpec, per_pod: int, args: list[str]) -> str:
+    return "\n".join(
+        [
+            "set -e",
+            f'ray start --head --port={RAY_PORT} --node-ip-address="$VLLM_HOST_IP" --num-gpus={per_pod} --include-dashboard=false --disable-usage-stats',
+            # The engine needs every GPU of the replica in the Ray cluster before it starts.
+            f"python3 -c {shlex.quote(_RAY_WAIT)} {spec.engine.tensor_parallel_size * spec.engine.pipeline_parallel_size} {spec.lifecycle.startup_timeout_seconds}",
+            "exec vllm serve " + " ".join(shlex.quote(a) for a in args),
+        ]
+    )
+
+
+def _ray_worker_script(leader: str, per_pod: int) -> str:
+    return "\n".join(
+        [
+            "set -e",
+            # The leader's name resolves once its pod has an IP; its Ray head listens shortly after.
+            f"until python3 -c {shlex.quote(_TCP_WAIT)} {leader} {RAY_PORT} 2>/dev/null; do sleep 5; done",
+            f'exec ray start --address={leader}:{RAY_PORT} --node-ip-address="$VLLM_HOST_IP" --num-gpus={per_pod} --block --disable-usage-stats',
+        ]
+    )
+
+
+def render_pod(mrs: ModelReplicaSet, a: Assignment, index: int, *, draining: bool = False) -> dict[str, Any]:
+    """Pod `index` of the replica placed by `a` (0 is the leader of a gang)."""
+    spec = mrs.spec
+    name = _name(mrs)
+    namespace = mrs.metadata.get("namespace", "default")
+    replica = a.key.split("/", 1)[-1]
+    gang = a.multi_node
+    pname = _check(pod_name(replica, index, gang), "pod name")
+    _check(replica, "replica name")
+    role = ROLE_SERVER if not gang else ROLE_LEADER if index == 0 else ROLE_WORKER
+    serves = role != ROLE_WORKER
+
+    labels = {
+        **common_labels(name),
+        REPLICA_LABEL: replica,
+        ROLE_LABEL: role,
+        SPEC_HASH_LABEL: spec_hash(spec),
+    }
+    if serves:
+        labels[SERVING_LABEL] = "false" if draining else "true"
+    if gang:
+        labels[GANG_SIZE_LABEL] = str(len(a.nodes))
+    annotations = None
+    if serves:
+        annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(spec.engine.port), "prometheus.io/path": "/metrics"}
+
+    volumes, mounts = _volumes(spec)
+    container: dict[str, Any] = {"name": CONTAINER, "image": spec.engine.image, "imagePullPolicy": "IfNotPresent"}
+    leader_dns = f"{pod_name(replica, 0, True)}.{gang_service_name(name)}.{namespace}.svc"
+    if not gang:
+        container["command"] = ["vllm", "serve"]
+        container["args"] = vllm_args(spec)
+    else:
+        backend = multi_node_backend(spec)
+        args = vllm_args(spec, nnodes=len(a.nodes), node_rank=index, master_addr=leader_dns, backend=backend)
+        if backend == "mp":
+            container["command"] = ["vllm", "serve"]
+            container["args"] = args
+        elif index == 0:
+            container["command"] = ["/bin/sh", "-c", _ray_leader_script(spec, a.gpus_per_node, args)]
+        else:
+            container["command"] = ["/bin/sh", "-c", _ray_worker_script(leader_dns, a.gpus_per_node)]
+    ports = []
+    if serves:
+        ports.append({"name": HTTP_PORT_NAME, "containerPort": spec.engine.port, "protocol": "TCP"})
+    if gang and index == 0:
+        backend_port = RAY_PORT if multi_node_backend(spec) == "ray" else MASTER_PORT
+        ports.append({"name": "rendezvous", "containerPort": backend_port, "protocol": "TCP"})
+    if ports:
+        container["ports"] = ports
+    container["env"] = _env(mrs, gang)
+    container["resources"] = _resources(spec, a.gpus_per_node)
+    container["volumeMounts"] = mounts
+    if serves:
+        container.update(_probes(spec))
+        container["lifecycle"] = {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SLEEP_SECONDS)]}}}
+
+    pod_spec: dict[str, Any] = {
+        # A gang member that fails takes the engine with it; the controller restarts the group.
+        "restartPolicy": "Never" if gang else "Always",
+        # Service links would inject VLLM_PORT-style variables (from a Service named "vllm") that vLLM
+        # reads as its own settings.
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+    }
+    if gang and index == 0:
+        pod_spec["hostname"] = pname
+        pod_spec["subdomain"] = gang_service_name(name)
+    if spec.placement.priority_class_name:
+        pod_spec["priorityClassName"] = spec.placement.priority_class_name
+    if spec.placement.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.placement.node_selector)
+    pod_spec["affinity"] = _affinity(spec, a.nodes[index])
+    pod_spec["tolerations"] = _tolerations(spec)
+    spread = _spread(name, spec)
+    if spread and serves:
+        pod_spec["topologySpreadConstraints"] = spread
+    pod_spec["containers"] = [container]
+    pod_spec["volumes"] = volumes
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(mrs, pname, labels, annotations), "spec": pod_spec}
+
+
+def render_replica(mrs: ModelReplicaSet, a: Assignment, *, draining: bool = False) -> list[dict[str, Any]]:
+    """All pods of one placed replica, leader first."""
+    return [render_pod(mrs, a, i, draining=draining) for i in range(len(a.nodes))]
+
+
+# --- Services and disruption budget ----------------------------------------------------------
+
+
+def render_services(mrs: ModelReplicaSet, *, gang: bool = False) -> list[dict[str, Any]]:
+    name = _name(mrs)
+    port = mrs.spec.engine.port
+    labels = common_labels(name)
+    http = [{"name": HTTP_PORT_NAME, "port": port, "targetPort": HTTP_PORT_NAME, "protocol": "TCP", "appProtocol": "http"}]
+    out = [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(mrs, service_name(name), labels),
+            "spec": {"type": "ClusterIP", "selector": serving_selector(name), "ports": http},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(mrs, replicas_service_name(name), labels),
+            # Only ready, non-draining replicas: routers read these EndpointSlices (one endpoint per replica).
+            "spec": {"clusterIP": "None", "selector": serving_selector(name), "publishNotReadyAddresses": False, "ports": http},
+        },
+    ]
+    if gang:
+        backend_port = RAY_PORT if multi_node_backend(mrs.spec) == "ray" else MASTER_PORT
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": _meta(mrs, gang_service_name(name), labels),
+                # Workers must reach a leader that is not ready yet (it waits for them).
+                "spec": {
+                    "clusterIP": "None",
+                    "selector": {MODELREPLICASET_LABEL: name, ROLE_LABEL: ROLE_LEADER},
+                    "publishNotReadyAddresses": True,
+                    "ports": [{"name": "rendezvous", "port": backend_port, "targetPort": backend_port, "protocol": "TCP"}],
+                },
+            }
+        )
+    return out
+
+
+def render_pdb(mrs: ModelReplicaSet) -> dict[str, Any]:
+    name = _name(mrs)
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(mrs, name, common_labels(name)),
+        "spec": {
+            # Voluntary disruptions (node drains) take one pod at a time; a replica still loading or
+            # crash-looping never blocks a drain.
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": {MODELREPLICASET_LABEL: name}},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def render_all(mrs: ModelReplicaSet, assignments: Iterable[Assignment], draining: Collection[str] = ()) -> list[dict[str, Any]]:
+    """Every child object: Services, the PDB, then each placed replica's pods (by replica name).
+
+    `draining` holds replica names (not keys) whose pods leave the Services.
+    """
+    placed = sorted(assignments, key=lambda a: a.key)
+    objs = render_services(mrs, gang=any(a.multi_node for a in placed))
+    objs.append(render_pdb(mrs))
+    for a in placed:
+        objs += render_replica(mrs, a, draining=a.key.split("/", 1)[-1] in draining)
+    return objs
+
+
+def object_key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(kind, namespace, name): how the controller matches rendered objects to live ones."""
+    m = obj["metadata"]
+    return obj["kind"], m.get("namespace", ""), m["name"]
