@@ -59,9 +59,19 @@ class Model(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-def default_obj(description: str, factory: type, **kw: Any) -> Any:
-    """A nested object that defaults to {} in the schema, so the API server fills its defaults."""
-    return Field(default_factory=factory, description=description, json_schema_extra={"default": {}}, **kw)
+def _pruned(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _pruned(v) for k, v in value.items() if v not in ({}, [])}
+    return value
+
+
+def default_obj(description: str, factory: type[Model], **kw: Any) -> Any:
+    """A nested object the API server fills in when it is left out.
+
+    The schema default is the fully defaulted object, not {}: the API server checks a default
+    against the object's CEL rules without first applying the nested defaults.
+    """
+    return Field(default_factory=factory, description=description, json_schema_extra={"default": _pruned(factory().wire())}, **kw)
 
 
 class LocalObjectReference(Model):

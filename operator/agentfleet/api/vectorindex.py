@@ -116,8 +116,8 @@ class Source(Model):
     urls: list[Annotated[str, Field(max_length=2048)]] | None = Field(
         default=None,
         min_length=1,
-        max_length=10_000,
-        description="Documents fetched over HTTP(S).",
+        max_length=1000,
+        description="Documents fetched over HTTP(S); for more than 1,000 use a ConfigMap or a volume.",
     )
     revision: str | None = Field(
         default=None, max_length=128, description="Version of the source; changing it starts a new ingestion Job (unset: derived from the source)."
