@@ -22,3 +22,9 @@ def test_no_package_shadows_the_standard_library() -> None:
     import operator as stdlib_operator
 
     assert hasattr(stdlib_operator, "itemgetter")
+
+
+def test_test_module_names_are_unique() -> None:
+    # pytest's default import mode imports test files by basename; two alike would collide.
+    names = [p.name for top in ("tests", "e2e") for p in (ROOT / top).rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []

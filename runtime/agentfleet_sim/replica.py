@@ -1,0 +1,205 @@
+"""One simulated replica, transport-agnostic: engine + runner + readiness + faults.
+
+The HTTP server (server.py) is a thin wrapper over ``Replica.completion``; simulated-clock
+benchmarks call the same method in-process (no sockets), so faults, draining and startup delay
+behave identically in both modes. Errors are ``ApiError`` with the HTTP status vLLM would send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .config import FaultConfig, ReplicaConfig
+from .engine import Engine, RequestTooLong
+from .exposition import render_metrics
+from .openai_api import (
+    ApiError,
+    GenerationRequest,
+    Kind,
+    first_chunk,
+    full_response,
+    models_response,
+    parse_request,
+    token_chunk,
+    usage_chunk,
+)
+from .runner import Completion, EngineRunner, ReplicaStopped, RequestHandle
+from .tokenizer import ChatTokenizer
+
+Chunk = dict[str, Any]
+
+
+class Replica:
+    def __init__(self, config: ReplicaConfig | None = None, name: str = "replica-0") -> None:
+        self.config = config or ReplicaConfig()
+        self.name = name
+        self.engine = Engine(self.config.engine)
+        self.runner = EngineRunner(self.engine)
+        self.faults: FaultConfig = self.config.faults
+        self.tokenizer = ChatTokenizer()
+        self._fault_rng = random.Random(self.faults.seed)
+        self._ids = itertools.count()
+        self._ready_at: float | None = None
+        self._stopped = False
+        self._stop_event: asyncio.Event | None = None
+        self.calls = 0  # completion calls admitted past faults, for tests and drain checks
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        self._ready_at = loop.time() + self.config.startup_seconds
+        self.runner.start()
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._stop_event is not None:
+            self._stop_event.set()
+        await self.runner.stop()
+
+    @property
+    def started(self) -> bool:
+        return self._ready_at is not None and not self._stopped
+
+    @property
+    def loaded(self) -> bool:
+        """The model finished 'loading' (startup delay elapsed)."""
+        return self.started and asyncio.get_running_loop().time() >= (self._ready_at or 0.0)
+
+    @property
+    def ready(self) -> bool:
+        """What /health says: loaded, not draining, not told to fail."""
+        return self.loaded and not self.faults.draining and not self.faults.health_fail
+
+    @property
+    def inflight(self) -> int:
+        return self.runner.inflight
+
+    def configure(self, **changes: Any) -> FaultConfig:
+        self.faults = self.faults.update(changes)
+        if "seed" in changes:
+            self._fault_rng = random.Random(self.faults.seed)
+        return self.faults
+
+    def drain(self) -> None:
+        self.configure(draining=True)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "loaded": self.loaded,
+            "ready": self.ready,
+            "draining": self.faults.draining,
+            "inflight": self.inflight,
+            "running": self.engine.num_running,
+            "waiting": self.engine.num_waiting,
+            "kv_cache_usage": self.engine.pool.usage(),
+        }
+
+    # -- read-only endpoints ---------------------------------------------------------------
+    def models(self) -> dict[str, Any]:
+        cfg = self.config.engine
+        return models_response(cfg.served_name, cfg.model, cfg.max_model_len)
+
+    def metrics_text(self) -> bytes:
+        return render_metrics(self.engine, self.config.metrics_flavor)
+
+    # -- completions -----------------------------------------------------------------------
+    async def completion(self, body: Any, kind: Kind = "chat") -> Chunk | AsyncIterator[Chunk]:
+        """Serve one OpenAI call: a response dict, or an async iterator of stream chunks."""
+        self._admit()
+        req = parse_request(body, kind, self.config.engine.served_name, self.tokenizer)
+        slow_factor = await self._faults_before_call()
+        request_id = f"{self.name}-{next(self._ids)}"
+        try:
+            handle = self.runner.submit(request_id, req.prompt, max_tokens=req.max_tokens, stream=req.stream, ignore_eos=req.ignore_eos)
+        except RequestTooLong as exc:
+            raise ApiError(400, str(exc), param="messages" if kind == "chat" else "prompt") from exc
+        self.calls += 1
+        if req.stream:
+            return self._stream(handle, req, slow_factor)
+        return full_response(kind, request_id, self.config.engine.served_name, await self._wait(handle, slow_factor))
+
+    async def generate(self, prompt: list[int], max_tokens: int | None = None, *, ignore_eos: bool = False) -> Completion:
+        """Token-level call for simulations that build prompts themselves (no JSON, no
+        tokenizer); startup, draining and faults apply exactly as for HTTP calls."""
+        self._admit()
+        slow_factor = await self._faults_before_call()
+        request_id = f"{self.name}-{next(self._ids)}"
+        try:
+            handle = self.runner.submit(request_id, list(prompt), max_tokens=max_tokens, ignore_eos=ignore_eos)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from exc
+        self.calls += 1
+        return await self._wait(handle, slow_factor)
+
+    async def _faults_before_call(self) -> float:
+        """Apply hang / error / added latency; returns the slow-down factor for this call."""
+        faults = self.faults
+        # Draw both decisions every call so one setting does not shift the other's sequence.
+        fail = self._fault_rng.random() < faults.error_rate
+        slow = self._fault_rng.random() < faults.slow_fraction
+        if faults.hang:
+            await self._hang()
+        if fail:
+            raise ApiError(500, "injected fault: internal server error", "InternalServerError")
+        if faults.added_latency_s > 0:
+            await asyncio.sleep(faults.added_latency_s)
+        return faults.slow_factor if slow else 1.0
+
+    def _admit(self) -> None:
+        if self._stopped or self._ready_at is None:
+            raise ApiError(503, "replica is not running", "ServiceUnavailableError")
+        if not self.loaded:
+            raise ApiError(503, "model is still loading", "ServiceUnavailableError")
+        if self.faults.draining:
+            raise ApiError(503, "replica is draining", "ServiceUnavailableError")
+
+    async def _hang(self) -> None:
+        assert self._stop_event is not None
+        await self._stop_event.wait()
+        raise ApiError(503, "replica stopped", "ServiceUnavailableError")
+
+    async def _wait(self, handle: RequestHandle, slow_factor: float) -> Completion:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            done = await handle.done
+        except asyncio.CancelledError:
+            self.runner.abort(handle.request.request_id)  # client went away: free the engine
+            raise
+        except ReplicaStopped as exc:
+            raise ApiError(503, "replica stopped", "ServiceUnavailableError") from exc
+        if slow_factor > 1.0:
+            await asyncio.sleep((slow_factor - 1.0) * (loop.time() - start))
+        return done
+
+    async def _stream(self, handle: RequestHandle, req: GenerationRequest, slow_factor: float) -> AsyncIterator[Chunk]:
+        loop = asyncio.get_running_loop()
+        rid = handle.request.request_id
+        model = self.config.engine.served_name
+        assert handle.tokens is not None
+        try:
+            opening = first_chunk(req.kind, rid, model)
+            if opening is not None:
+                yield opening
+            last = loop.time()
+            while True:
+                event = await handle.tokens.get()
+                if event is None:
+                    raise ApiError(503, "replica stopped", "ServiceUnavailableError")
+                if slow_factor > 1.0:
+                    await asyncio.sleep((slow_factor - 1.0) * (loop.time() - last))
+                last = loop.time()
+                yield token_chunk(req.kind, rid, model, event.request.content_seed, event.index, event.finish_reason)
+                if event.finish_reason is not None:
+                    break
+            if req.include_usage:
+                yield usage_chunk(req.kind, rid, model, await handle.done)
+        finally:
+            if not handle.done.done():
+                self.runner.abort(rid)

@@ -1,0 +1,196 @@
+"""Fixtures for the simulator's integration tests: a simulated fleet and a real Prometheus.
+
+Self-contained on purpose (stdlib + pytest + agentfleet_sim only) so the Prometheus fixture can
+move to a shared conftest for the autoscaler's tests unchanged:
+
+    prometheus_server(targets)  -> PrometheusServer   (function-scoped factory fixture)
+
+It installs Debian's ``prometheus`` package with apt-get when the binary is missing (with
+policy-rc.d denying service starts, so the package's own daemon never runs), then starts a
+private server on a free 127.0.0.1 port with a temporary config that scrapes the targets every
+second, and stops it at teardown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentfleet_sim import FleetThread, start_fleet
+
+# Fast enough that a test's calls take tens of milliseconds, slow enough that requests overlap.
+FAST_ENGINE = {
+    "served_name": "llama-8b",
+    "model": "llama-8b",
+    "max_model_len": 16384,
+    "kv_cache_tokens": 200_000,
+    "prefill_tokens_per_s": 200_000.0,
+    "decode_base_s": 0.002,
+    "decode_per_seq_s": 0.0001,
+    "output_tokens_median": 20.0,
+}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def fast_engine() -> dict[str, Any]:
+    return dict(FAST_ENGINE)
+
+
+@pytest.fixture(scope="module")
+def sim_fleet() -> Iterator[FleetThread]:
+    fleet = start_fleet(3, engine=FAST_ENGINE)
+    try:
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+# -- Prometheus -----------------------------------------------------------------------------
+
+
+def _apt_install(package: str) -> None:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    policy = Path("/usr/sbin/policy-rc.d")
+    created_policy = False
+    if not policy.exists():
+        policy.write_text("#!/bin/sh\n# no service starts during test installs\nexit 101\n")
+        policy.chmod(0o755)
+        created_policy = True
+    try:
+        cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", package]
+        for attempt in range(6):
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+            if proc.returncode == 0:
+                return
+            if "Unable to locate package" in proc.stderr or "has no installation candidate" in proc.stderr:
+                subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600, check=False)
+            elif "Could not get lock" not in proc.stderr:
+                subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600, check=False)
+            time.sleep(min(2**attempt, 20))
+        raise RuntimeError(f"apt-get install {package} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    finally:
+        if created_policy:
+            policy.unlink()
+
+
+def prometheus_binary() -> str:
+    found = shutil.which("prometheus") or ("/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None)
+    if found:
+        return found
+    _apt_install("prometheus")
+    found = shutil.which("prometheus") or "/usr/bin/prometheus"
+    if not Path(found).exists():
+        raise RuntimeError("prometheus is not on PATH after apt-get install")
+    return found
+
+
+class PrometheusServer:
+    """A private Prometheus on 127.0.0.1 scraping ``targets`` (host:port) every second."""
+
+    def __init__(self, targets: list[str], scrape_interval: str = "1s", job: str = "sim") -> None:
+        self.targets = targets
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._dir = Path(tempfile.mkdtemp(prefix="agentfleet-prom-"))
+        config = {
+            "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+            "scrape_configs": [{"job_name": job, "scrape_interval": scrape_interval, "static_configs": [{"targets": targets}]}],
+        }
+        # JSON is valid YAML: no YAML dependency needed here.
+        (self._dir / "prometheus.yml").write_text(json.dumps(config))
+        self._log = open(self._dir / "prometheus.log", "wb")  # closed in stop()
+        self._proc = subprocess.Popen(
+            [
+                prometheus_binary(),
+                f"--config.file={self._dir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self._dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=1h",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"prometheus exited with {self._proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"prometheus not ready after {timeout}s:\n{self.log_tail()}")
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """Instant query; returns the result vector (``[{"metric": {...}, "value": [ts, "v"]}]``)."""
+        url = self.url + "/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            body = json.load(resp)
+        if body.get("status") != "success":
+            raise RuntimeError(f"query failed: {body}")
+        return list(body["data"]["result"])
+
+    def wait_for(self, promql: str, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 30.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        result: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            result = self.query(promql)
+            if predicate(result):
+                return result
+            time.sleep(0.5)
+        raise TimeoutError(f"{promql!r} never satisfied the check; last result {result}")
+
+    def log_tail(self, n: int = 4000) -> str:
+        self._log.flush()
+        return (self._dir / "prometheus.log").read_bytes()[-n:].decode(errors="replace")
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+        self._log.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+@pytest.fixture
+def prometheus_server() -> Iterator[Callable[[list[str]], PrometheusServer]]:
+    """Factory: ``prom = prometheus_server(["127.0.0.1:18000", ...])``; stopped at teardown."""
+    started: list[PrometheusServer] = []
+
+    def start(targets: list[str], scrape_interval: str = "1s") -> PrometheusServer:
+        server = PrometheusServer(targets, scrape_interval)
+        started.append(server)
+        server.wait_ready()
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
