@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs the whole test suite, every tier (unit, integration, e2e), on a fresh machine: installs
+# what it needs (Python packages into .venv, the control plane built once into the cache) and
+# fails if a tier ran no test or skipped one. Extra arguments go to pytest.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=e2e/python-env.sh
+source e2e/python-env.sh
+agentfleet_python_env
+
+echo "== lint and generated files"
+"$PY" -m ruff check .
+"$PY" -m agentfleet.crdgen --check
+
+echo "== control plane binaries (built once, cached)"
+bash e2e/cluster.sh build
+
+tiers="unit,e2e"
+if [[ -n "$(find tests/integration -name 'test_*.py' 2>/dev/null)" ]]; then
+  tiers="unit,integration,e2e"
+fi
+echo "== pytest (required tiers: $tiers)"
+AGENTFLEET_REQUIRE_TIERS="$tiers" exec "$PY" -m pytest tests e2e "$@"
