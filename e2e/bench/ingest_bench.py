@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""Ingestion and retrieval benchmark (prints figures and ratios; not a test).
+
+Everything runs in this process against a Milvus Lite server it starts on 127.0.0.1, on a
+generated corpus with known answers (tests/integration/ingest/corpus.py), so every figure has a
+baseline measured here, on the same corpus, minutes apart, under the same machine load.
+
+1. Encoder alone, chunks/s: the baseline is MiniLM in fp32 (our ONNX graph) on 256-token chunks;
+   then dynamic int8, then 128-token chunks. Reported as wall-clock rate and as a CPU-normalised
+   rate (chunks per CPU-second x cores): the second stays meaningful when other work shares the
+   cores, the first is what an ingestion actually saw.
+2. Ingestion end to end (read, chunk, embed, upsert into Milvus; real Ingestor + MilvusSink):
+   chunks/s per configuration, the share of wall time outside the encoder (goal < 10%), the
+   Milvus Lite server's own CPU (which a real deployment pays on other machines), and recall@5
+   of the resulting collection: what each speed lever costs in answer quality.
+3. Search at ~100k vectors: the real chunks plus synthetic distractors (random mixtures of real
+   chunk vectors, so they sit in the same region of the space), HNSW: p50/p99 of the query
+   embedding, of Milvus Lite's search, of Retriever.search end to end, and of the same HNSW index
+   (FAISS, which Milvus Lite runs per segment) without Lite's Python layers; recall@5 on the known
+   queries, and each path's top-5 overlap with exact search. Milvus Lite resolves upserted
+   duplicates in Python on every search, so its latency grows with the row count; a real Milvus
+   runs the index in C++ and its latency is close to the index-alone figure.
+
+    .venv/bin/python e2e/bench/ingest_bench.py [--documents 120] [--vectors 100000] [--queries 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "runtime"))
+
+from agentfleet_runtime.ingest.chunking import chunk_document  # noqa: E402
+from agentfleet_runtime.ingest.documents import list_directory  # noqa: E402
+from agentfleet_runtime.ingest.embedding import available_cpus  # noqa: E402
+from agentfleet_runtime.ingest.minilm import MiniLMEmbedder  # noqa: E402
+from agentfleet_runtime.ingest.pipeline import IngestOptions, Ingestor  # noqa: E402
+from agentfleet_runtime.milvus import CollectionManager, CollectionSpec, MilvusSink, MilvusTarget  # noqa: E402
+from agentfleet_runtime.retrieval import Retriever  # noqa: E402
+from tests.integration.ingest import corpus as gen  # noqa: E402
+from tests.integration.ingest.conftest import MilvusLiteServer, ensure_packages  # noqa: E402
+
+CONTEXT_TORCH_FP32 = 30.0  # chunks/s, torch fp32 MiniLM at 256 tokens on this machine kind (CONTEXT.md)
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loadavg() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+class TimedEmbedder:
+    """Wraps an embedder to count the wall and CPU time spent inside the encoder."""
+
+    def __init__(self, inner: MiniLMEmbedder) -> None:
+        self.inner = inner
+        self.name, self.dimension, self.max_input_tokens = inner.name, inner.dimension, inner.max_input_tokens
+        self.wall = 0.0
+        self.calls = 0
+
+    def count_tokens(self, texts):  # type: ignore[no-untyped-def]
+        return self.inner.count_tokens(texts)
+
+    def embed(self, texts):  # type: ignore[no-untyped-def]
+        t = time.perf_counter()
+        out = self.inner.embed(texts)
+        self.wall += time.perf_counter() - t
+        self.calls += 1
+        return out
+
+
+@dataclass
+class Rate:
+    chunks: int
+    wall: float
+    cpu: float
+
+    @property
+    def per_s(self) -> float:
+        return self.chunks / self.wall
+
+    @property
+    def per_cpu_s(self) -> float:
+        """Chunks/s if this process had all cores to itself."""
+        return self.chunks / self.cpu * available_cpus()
+
+
+def encoder_rate(embedder: MiniLMEmbedder, texts: list[str]) -> Rate:
+    embedder.embed(texts[: embedder.batch_size])  # warm up kernels and allocations
+    t, c = time.perf_counter(), time.process_time()
+    embedder.embed(texts)
+    return Rate(len(texts), time.perf_counter() - t, time.process_time() - c)
+
+
+def chunk_texts(root: Path, embedder: MiniLMEmbedder, max_tokens: int) -> list[str]:
+    out = []
+    for ref in list_directory(root):
+        text = Path(ref.location).read_text()
+        out += [c.text for c in chunk_document(ref.id, text, embedder.count_tokens, max_tokens, 32 if max_tokens >= 256 else 16)]
+    return out
+
+
+async def recall_at_5(uri: str, collection: str, embedder: MiniLMEmbedder, queries: list[gen.Query], ef: int = 64) -> float:
+    async with Retriever(uri, collection, embedder, database="bench", search_params={"ef": ef}) as r:
+        results = await r.search_many([q.text for q in queries], top_k=5)
+    return sum(q.source in {p.source for p in ps} for q, ps in zip(queries, results, strict=True)) / len(queries)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--documents", type=int, default=120, help="documents in the ingestion corpus (each ~450 tokens)")
+    ap.add_argument("--vectors", type=int, default=100_000, help="collection size for the search benchmark")
+    ap.add_argument("--queries", type=int, default=100, help="search latency samples")
+    ap.add_argument("--seed", type=int, default=3)
+    args = ap.parse_args()
+    ensure_packages()
+    cores = available_cpus()
+    print(f"machine: {cores} cores available, load average {loadavg()} at start")
+
+    tmp = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
+    os.environ.setdefault("AGENTFLEET_CACHE_DIR", str(tmp / "cache"))
+    corpus = gen.generate(args.documents, seed=args.seed, filler_paragraphs=12, queries_per_document=1.0)
+    root = gen.write(corpus, tmp / "corpus")
+    server = MilvusLiteServer(tmp / "milvus")
+    server.wait_ready()
+    target = MilvusTarget(uri=server.uri, database="bench", timeout=60)
+    try:
+        fp32 = MiniLMEmbedder(precision="fp32", batch_size=64)
+        int8 = MiniLMEmbedder(precision="int8", batch_size=64)
+
+        # 1. Encoder alone.
+        print("\n== 1. encoder alone (MiniLM, batch 64, length-sorted) ==")
+        texts = {n: chunk_texts(root, int8, n) for n in (256, 128)}
+        for n, ts in texts.items():
+            toks = int8.count_tokens(ts)
+            print(f"  {n}-token budget: {len(ts)} chunks, mean {statistics.mean(toks):.0f} tokens, max {max(toks)}")
+        mean_tokens = {n: statistics.mean(int8.count_tokens(ts)) + 2 for n, ts in texts.items()}  # + [CLS], [SEP]
+        base = encoder_rate(fp32, texts[256])
+        rows = [
+            ("fp32, 256-token chunks (baseline)", 256, base),
+            ("int8, 256-token chunks", 256, encoder_rate(int8, texts[256])),
+            ("int8, 128-token chunks", 128, encoder_rate(int8, texts[128])),
+            ("fp32, 128-token chunks", 128, encoder_rate(fp32, texts[128])),
+        ]
+        print(f"  {'configuration':36} {'chunks/s':>9} {'x base':>7} {'CPU-norm/s':>11} {'x base':>7} {'CPU-norm tokens/s':>18}")
+        for label, n, r in rows:
+            print(
+                f"  {label:36} {r.per_s:9.1f} {r.per_s / base.per_s:7.2f} {r.per_cpu_s:11.1f} {r.per_cpu_s / base.per_cpu_s:7.2f}"
+                f" {r.per_cpu_s * mean_tokens[n]:18.0f}"
+            )
+        print(
+            f"  reference: torch fp32 at 256 tokens, {CONTEXT_TORCH_FP32:.0f} chunks/s = {CONTEXT_TORCH_FP32 * 256:.0f} tokens/s"
+            " on an idle machine of this kind (CONTEXT.md; not measured here)"
+        )
+
+        # 2. End to end.
+        print("\n== 2. ingestion end to end (read + chunk + embed + upsert into Milvus Lite) ==")
+        print(
+            f"  {'configuration':36} {'chunks':>6} {'chunks/s':>9} {'x base':>7} {'CPU-norm/s':>11} {'outside encoder':>16} {'milvus CPU s':>13} {'recall@5':>9}"
+        )
+        e2e_base = None
+        for label, emb, budget in (("fp32, 256 tokens (baseline)", fp32, 256), ("int8, 256 tokens", int8, 256), ("int8, 128 tokens", int8, 128)):
+            name = f"e2e_{label.split(',')[0]}_{budget}"
+            m = CollectionManager.connect(target, CollectionSpec(name=name, dimension=384, index_params={"M": 16, "efConstruction": 128}))
+            m.drop()
+            m.ensure(wait_loaded=True)
+            timed = TimedEmbedder(emb)
+            sink = MilvusSink(m.client, name)
+            ingestor = Ingestor(timed, sink, IngestOptions(revision="b1", max_tokens=budget, overlap_tokens=32 if budget >= 256 else 16, insert_batch_size=512))
+            srv0 = proc_cpu_seconds(server.proc.pid)
+            t, c = time.perf_counter(), time.process_time()
+            p = ingestor.run(list_directory(root))
+            wall, cpu = time.perf_counter() - t, time.process_time() - c
+            srv = proc_cpu_seconds(server.proc.pid) - srv0
+            rate = Rate(p.chunks, wall, cpu)
+            e2e_base = e2e_base or rate
+            outside = (wall - timed.wall) / timed.wall
+            recall = asyncio.run(recall_at_5(server.uri, name, emb, corpus.queries))
+            print(
+                f"  {label:36} {p.chunks:6d} {rate.per_s:9.1f} {rate.per_s / e2e_base.per_s:7.2f} {rate.per_cpu_s:11.1f} "
+                f"{outside:15.1%} {srv:13.1f} {recall:9.3f}"
+            )
+
+        # 3. Search at ~100k vectors.
+        print(f"\n== 3. search at {args.vectors} vectors (HNSW M=16 efConstruction=128, ef=64, COSINE, top 5) ==")
+        real_texts = texts[256]
+        real_vecs = int8.embed(real_texts)
+        sources = []  # the document of each real chunk, in chunk order
+        for ref in list_directory(root):
+            sources += [ref.id] * len(chunk_document(ref.id, Path(ref.location).read_text(), int8.count_tokens, 256, 32))
+        n_fake = max(0, args.vectors - len(real_texts))
+        rng = np.random.default_rng(args.seed)
+        # Distractors: mixtures of 3 real chunks plus noise, so they sit near the data, never on it.
+        fake = real_vecs[rng.integers(0, len(real_vecs), size=(n_fake, 3))].sum(axis=1) + rng.normal(0, 0.05, size=(n_fake, 384)).astype(np.float32)
+        fake /= np.linalg.norm(fake, axis=1, keepdims=True)
+        matrix = np.vstack([real_vecs, fake])
+        ids = [f"real{i}" for i in range(len(real_texts))] + [f"fake{j}" for j in range(n_fake)]
+        texts_all = real_texts + [""] * n_fake
+        sources_all = sources + ["synthetic"] * n_fake
+
+        name = "search_100k"
+        m = CollectionManager.connect(target, CollectionSpec(name=name, dimension=384, index_params={"M": 16, "efConstruction": 128}))
+        m.drop()
+        m.ensure(wait_loaded=True)
+        sink = MilvusSink(m.client, name, timeout=900)
+        t0 = time.perf_counter()
+        for start in range(0, len(ids), 20_000):
+            sink.upsert(
+                [
+                    {"id": ids[i], "text": texts_all[i], "source": sources_all[i], "metadata": {}, "vector": matrix[i]}
+                    for i in range(start, min(start + 20_000, len(ids)))
+                ]
+            )
+        m.client.flush(name)
+        print(f"  loaded {m.describe().row_count} rows in {time.perf_counter() - t0:.0f}s")
+
+        qtexts = [corpus.queries[i % len(corpus.queries)].text for i in range(args.queries)]
+        qvecs = int8.embed(qtexts)
+        params = {"metric_type": "COSINE", "params": {"ef": 64}}
+
+        def pct(xs: list[float], p: float) -> float:
+            return float(np.percentile(np.array(xs) * 1000, p))
+
+        def timed(fn, items) -> list[float]:  # type: ignore[no-untyped-def]
+            out = []
+            for it in items:
+                t = time.perf_counter()
+                fn(it)
+                out.append(time.perf_counter() - t)
+            return out
+
+        first = timed(lambda v: m.client.search(name, data=[v.tolist()], limit=5, search_params=params), qvecs[:1])[0]
+        lite = timed(lambda v: m.client.search(name, data=[v.tolist()], limit=5, search_params=params, output_fields=["source"]), qvecs)
+        embed = timed(lambda q: int8.embed([q]), qtexts)
+
+        async def retriever_latencies() -> list[float]:
+            out = []
+            async with Retriever(server.uri, name, int8, database="bench", search_params={"ef": 64}) as r:
+                await r.search(qtexts[0])
+                for q in qtexts:
+                    t = time.perf_counter()
+                    await r.search(q, top_k=5)
+                    out.append(time.perf_counter() - t)
+            return out
+
+        e2e = asyncio.run(retriever_latencies())
+        # The same HNSW (FAISS, which Milvus Lite uses per segment) without Lite's Python layers:
+        # what the index itself costs at this size.
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+        t0 = time.perf_counter()
+        hnsw = faiss.IndexHNSWFlat(384, 16, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = 128
+        hnsw.add(matrix)
+        build = time.perf_counter() - t0
+        hnsw.hnsw.efSearch = 64
+        index_lat = timed(lambda v: hnsw.search(v[None, :], 5), qvecs)
+        print(f"  {'path':44} {'p50 ms':>8} {'p99 ms':>8}")
+        print(f"  {'query embedding (int8 MiniLM, one query)':44} {pct(embed, 50):8.1f} {pct(embed, 99):8.1f}")
+        print(f"  {'Milvus Lite search (first query)':44} {first * 1000:8.1f}")
+        print(f"  {'Milvus Lite search':44} {pct(lite, 50):8.1f} {pct(lite, 99):8.1f}")
+        print(f"  {'Retriever.search (embedding + Milvus Lite)':44} {pct(e2e, 50):8.1f} {pct(e2e, 99):8.1f}")
+        print(f"  {'HNSW index alone (FAISS, 1 thread)':44} {pct(index_lat, 50):8.2f} {pct(index_lat, 99):8.2f}   (built in {build:.0f}s)")
+        print(f"  ({len(qtexts)} queries each)")
+
+        recall = asyncio.run(recall_at_5(server.uri, name, int8, corpus.queries))
+        sample = qvecs[: min(50, len(qvecs))]
+        lite_hits = m.client.search(name, data=[v.tolist() for v in sample], limit=5, search_params=params)  # one call: Lite's cost is per call
+        _, index_hits = hnsw.search(sample, 5)
+        overlap, index_overlap = [], []
+        for v, hits, idx in zip(sample, lite_hits, index_hits, strict=True):
+            exact = {ids[i] for i in np.argsort(-(matrix @ v))[:5]}
+            overlap.append(len(exact & {h["id"] for h in hits}) / 5)
+            index_overlap.append(len(exact & {ids[i] for i in idx}) / 5)
+        print(f"  recall@5 of the known answers: {recall:.3f} over {len(corpus.queries)} queries")
+        print(f"  top-5 overlap with exact search: Milvus Lite {statistics.mean(overlap):.3f}, HNSW alone {statistics.mean(index_overlap):.3f}")
+        print(f"\nload average at end {loadavg()}")
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # the Milvus data of 100k vectors is ~0.5 GB
+
+
+if __name__ == "__main__":
+    main()

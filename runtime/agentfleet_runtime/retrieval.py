@@ -1,0 +1,181 @@
+"""The retrieval call agents use: query text -> embedding -> Milvus search -> passages.
+
+One place for it, shared by the agent runtime and the tests, and built from the same settings as
+ingestion (spec.embedding), so queries and chunks are embedded by the same model.
+
+    retriever = Retriever.for_index(vectorindex_spec, uri="http://milvus:19530")
+    passages = await retriever.search("how do I rotate the API key?", top_k=5, filter='tenant == "acme"')
+
+``filter`` is a Milvus boolean expression over the collection's fields: ``source``, the partition
+key field, or JSON paths into ``metadata`` (``metadata["revision"] == "r7"``). A filter on the
+partition key lets Milvus search only that key's partitions.
+
+Scores: higher is more similar for every metric. COSINE and IP return Milvus' similarity as is;
+L2 returns the negated (squared) distance.
+
+Errors: ``MilvusUnavailable`` when Milvus cannot be reached (after one quick retry on a fresh
+channel; retry later), ``MilvusRequestError``
+when it refuses the search (bad filter, missing collection), ``EmbeddingError`` from the embedder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentfleet_runtime.ingest.embedding import Embedder, EmbeddingSettings, make_embedder
+from agentfleet_runtime.milvus import METADATA, SOURCE, TEXT, VECTOR, MilvusUnavailable, translate
+
+MAX_TOP_K = 16384  # Milvus' limit on topk
+RETRY_DELAY_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class Passage:
+    id: str
+    text: str
+    score: float
+    source: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def to_passages(hits: Sequence[Mapping[str, Any]], metric: str) -> list[Passage]:
+    """Milvus search hits (one query's list) as passages, best first. Pure."""
+    out = []
+    for h in hits:
+        entity = h.get("entity") or {}
+        distance = float(h.get("distance", 0.0))
+        out.append(
+            Passage(
+                id=str(h.get("id", entity.get("id", ""))),
+                text=str(entity.get(TEXT, "")),
+                score=-distance if metric.upper() == "L2" else distance,
+                source=str(entity.get(SOURCE, "")),
+                metadata=dict(entity.get(METADATA) or {}),
+            )
+        )
+    out.sort(key=lambda p: p.score, reverse=True)
+    return out
+
+
+class Retriever:
+    def __init__(
+        self,
+        uri: str,
+        collection: str,
+        embedder: Embedder,
+        *,
+        token: str = "",
+        user: str = "",
+        password: str = "",
+        database: str = "default",
+        search_params: Mapping[str, Any] | None = None,
+        metric: str = "COSINE",
+        timeout: float = 10.0,
+        client: Any | None = None,
+    ) -> None:
+        self.uri = uri
+        self.collection = collection
+        self.embedder = embedder
+        self.metric = metric.upper()
+        self.search_params = dict(search_params or {})
+        self.timeout = timeout
+        self._credentials = {"token": token, "user": user, "password": password, "db_name": "" if database == "default" else database}
+        self._client = client
+
+    @classmethod
+    def for_index(
+        cls,
+        spec: Any,
+        *,
+        uri: str | None = None,
+        token: str = "",
+        user: str = "",
+        password: str = "",
+        api_key: str | None = None,
+        embedder: Embedder | None = None,
+    ) -> Retriever:
+        """From a VectorIndexSpec (pydantic model or same attributes); ``uri`` overrides spec.milvus.uri (managed Milvus)."""
+        target = uri or spec.milvus.uri
+        if not target:
+            raise ValueError("a managed Milvus has no uri in the spec: pass the endpoint from VectorIndex status.endpoint")
+        emb = embedder or make_embedder(EmbeddingSettings.from_spec(spec.embedding, dimension=spec.dimension, api_key=api_key))
+        return cls(
+            target,
+            spec.collection,
+            emb,
+            token=token,
+            user=user,
+            password=password,
+            database=spec.milvus.database,
+            search_params=spec.index.search_params,
+            metric=spec.metric,
+        )
+
+    def _milvus(self) -> Any:
+        if self._client is None:
+            from pymilvus import AsyncMilvusClient
+
+            # dedicated: pymilvus otherwise shares one channel per address process-wide, bound to
+            # the event loop that opened it; a Retriever must work in whatever loop it runs in.
+            self._client = AsyncMilvusClient(uri=self.uri, timeout=self.timeout, dedicated=True, **self._credentials)
+        return self._client
+
+    async def _embed(self, texts: list[str]) -> list[list[float]]:
+        # The encoder is CPU-bound and releases the GIL: keep it off the event loop.
+        vectors = await asyncio.to_thread(self.embedder.embed, texts)
+        return [v.tolist() for v in vectors]
+
+    async def search_many(self, queries: Sequence[str], top_k: int = 5, filter: str | None = None) -> list[list[Passage]]:
+        """Several queries in one embedding batch and one Milvus call."""
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise ValueError(f"top_k must be within 1..{MAX_TOP_K}")
+        if not queries or any(not q.strip() for q in queries):
+            raise ValueError("queries must be non-empty text")
+        vectors = await self._embed(list(queries))
+        for attempt in (1, 2):
+            try:
+                results = await self._milvus().search(
+                    self.collection,
+                    data=vectors,
+                    filter=filter or "",
+                    limit=top_k,
+                    output_fields=[TEXT, SOURCE, METADATA],
+                    search_params={"metric_type": self.metric, "params": self.search_params},
+                    anns_field=VECTOR,
+                    timeout=self.timeout,
+                )
+                return [to_passages(hits, self.metric) for hits in results]
+            except Exception as e:  # noqa: BLE001 - translated to our error types
+                err = translate(e)
+                if not isinstance(err, MilvusUnavailable) or attempt == 2:
+                    raise err from e
+                # One quick retry on a fresh channel: a search is a read, and a channel the
+                # server closed (GOAWAY, restart) usually reconnects at once.
+                await self._reset()
+                await asyncio.sleep(RETRY_DELAY_SECONDS)
+        raise AssertionError("unreachable")
+
+    async def _reset(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                await client.close()
+            except Exception:  # noqa: BLE001 - the channel is being replaced anyway
+                pass
+
+    async def search(self, query: str, top_k: int = 5, filter: str | None = None) -> list[Passage]:
+        return (await self.search_many([query], top_k, filter))[0]
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def __aenter__(self) -> Retriever:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
