@@ -1,0 +1,161 @@
+"""Orchestration overhead per agent step with a zero-latency model.
+
+Runs real workers (this process) on a real redis-server with an in-process scripted model that
+answers instantly, and measures, between one model call's return and the next call's start, what
+the runtime adds: tool dispatch, two checkpoints (plan + observations, Lua on Redis), budget
+checks, prompt building. Goal (issue 5): p50 < 2 ms, p99 < 10 ms.
+
+Baselines from the same run: the same loop with no Redis at all (prompt + model stub + tool in
+memory), and one Redis round trip (PING) through the same client.
+
+    python e2e/bench/runtime_overhead.py [--tasks 60] [--steps 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import time
+import uuid
+from collections import defaultdict
+
+from runtime_benchlib import load_line, pct, redis_server
+
+from agentfleet_runtime.config import RuntimeConfig
+from agentfleet_runtime.keys import Keys
+from agentfleet_runtime.model import ModelRequest
+from agentfleet_runtime.prompt import build_messages, tool_schema
+from agentfleet_runtime.store import TaskStore, connect
+from agentfleet_runtime.submission import Submission, new_task
+from agentfleet_runtime.testing.scripted_model import ScriptedClient
+from agentfleet_runtime.tools import ToolBox
+from agentfleet_runtime.types import Step
+from agentfleet_runtime.worker import Worker
+
+
+class Echo:
+    name, description, timeout, side_effects = "echo", "echoes", 5.0, False
+
+    def schema(self):
+        return tool_schema(self.name, self.description, None)
+
+    async def run(self, arguments, ctx):
+        return f"echo {arguments}"
+
+
+class TimedClient(ScriptedClient):
+    """Records when each model call of each task starts and ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
+
+    async def complete(self, request: ModelRequest):
+        t0 = time.perf_counter()
+        reply = await super().complete(request)
+        self.spans[request.task_id].append((t0, time.perf_counter()))
+        return reply
+
+
+async def durable(redis_url: str, tasks: int, steps: int, concurrency: int) -> tuple[list[float], float, float]:
+    fleet = "bench" + uuid.uuid4().hex[:6]
+    config = RuntimeConfig.model_validate(
+        {"fleet": fleet, "redisUrl": redis_url, "worker": {"concurrency": concurrency, "metricsPort": 0}, "budgets": {"maxSteps": steps + 5}}
+    )
+    client = TimedClient()
+    worker = Worker(config, model=client, extra_tools=[Echo()])
+    store = TaskStore(connect(redis_url), Keys(fleet))
+    await store.ensure_group()
+    ids = []
+    for i in range(tasks):
+        sub = Submission(f"bench {i} #steps={steps}", "", config.limits(), None, "", {})
+        ids.append((await store.submit(new_task(uuid.uuid4().hex, sub, time.time())))[1])
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    await worker.start()
+    while True:
+        st = await store.statuses(ids)
+        if all(s and s["status"] == "done" for s in st):
+            break
+        await asyncio.sleep(0.1)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    await worker.kill()
+    await store.r.aclose()
+    gaps = []
+    for spans in client.spans.values():
+        gaps += [b[0] - a[1] for a, b in zip(spans, spans[1:], strict=False)]
+    return [g * 1000 for g in gaps], wall, cpu
+
+
+async def in_memory(tasks: int, steps: int) -> list[float]:
+    """The same loop without durability: what Python alone costs per step."""
+    client, box = ScriptedClient(), ToolBox([Echo()])
+    schemas = box.schemas()
+    from agentfleet_runtime.types import Limits, Status, TaskRecord
+
+    gaps = []
+    for i in range(tasks):
+        goal = f"bench {i} #steps={steps}"
+        rec = TaskRecord(id=str(i), goal=goal, status=Status.RUNNING, limits=Limits(), created_at=0, deadline=time.time() + 600, root=str(i))
+        history: list[Step] = []
+        last_end = None
+        while True:
+            msgs = build_messages(system_prompt="sys", goal=goal, steps=history, tool_schemas=schemas)
+            t0 = time.perf_counter()
+            if last_end is not None:
+                gaps.append((t0 - last_end) * 1000)
+            reply = await client.complete(ModelRequest(messages=msgs, tools=schemas, task_id=rec.id))
+            t_model = time.perf_counter()
+            if not reply.tool_calls:
+                break
+            step = Step(len(history), reply.content, list(reply.tool_calls), reply.usage)
+            step.observations = await box.run_step(rec, step.n, step.tool_calls, rec.deadline)
+            history.append(step)
+            # The gap starts where the model call ended; building the next prompt counts too.
+            last_end = t_model
+    return gaps
+
+
+async def redis_rtt(redis_url: str, n: int = 2000) -> list[float]:
+    r = connect(redis_url)
+    await r.ping()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await r.ping()
+        out.append((time.perf_counter() - t0) * 1000)
+    await r.aclose()
+    return out
+
+
+def line(name: str, values: list[float]) -> str:
+    return f"{name:<44} n={len(values):>5}  p50={pct(values, 50):7.3f} ms  p90={pct(values, 90):7.3f} ms  p99={pct(values, 99):7.3f} ms"
+
+
+async def main(args: argparse.Namespace) -> None:
+    logging.disable(logging.INFO)
+    with redis_server() as url:
+        rtt = await redis_rtt(url)
+        naive = await in_memory(args.tasks, args.steps)
+        seq, wall1, cpu1 = await durable(url, args.tasks, args.steps, 1)
+        conc, wall2, cpu2 = await durable(url, args.tasks, args.steps, args.tasks)
+    print("orchestration overhead per step, zero-latency model (ms between model calls)")
+    print(line("baseline: Redis PING round trip", rtt))
+    print(line("baseline: same loop in memory, no Redis", naive))
+    print(line("durable loop, 1 task at a time", seq))
+    print(line(f"durable loop, {args.tasks} tasks at once", conc))
+    print(f"steps/s: 1 at a time {len(seq) / wall1:.0f}, {args.tasks} at once {len(conc) / wall2:.0f}")
+    print(f"worker CPU per step (this process): 1 at a time {cpu1 / len(seq) * 1000:.2f} ms, {args.tasks} at once {cpu2 / len(conc) * 1000:.2f} ms")
+    print(
+        f"ratios (durable, 1 at a time): p50 = {pct(seq, 50) / pct(naive, 50):.1f}x the in-memory loop, {pct(seq, 50) / pct(rtt, 50):.1f}x a Redis round trip"
+    )
+    ok = pct(seq, 50) < 2 and pct(seq, 99) < 10
+    print(f"goal p50 < 2 ms and p99 < 10 ms (1 at a time): {'MET' if ok else 'NOT MET'}")
+    print(load_line())
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--tasks", type=int, default=60)
+    p.add_argument("--steps", type=int, default=20)
+    asyncio.run(main(p.parse_args()))

@@ -1,0 +1,79 @@
+"""``python -m agentfleet_runtime worker|api|scripted-model``: the runtime's entry points."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from agentfleet_runtime import logs
+from agentfleet_runtime.config import load_config
+
+log = logging.getLogger("agentfleet")
+
+
+def _on_signals(handler) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, handler)
+
+
+async def run_worker(config_path: str | None) -> int:
+    from agentfleet_runtime.worker import Worker
+
+    config = load_config(config_path)
+    worker = Worker(config)
+    _on_signals(worker.request_drain)
+    await worker.start()
+    await worker.wait()
+    log.info("worker stopped")
+    return 0
+
+
+async def run_api(config_path: str | None) -> int:
+    from agentfleet_runtime.api import serve
+
+    config = load_config(config_path)
+    stop = asyncio.Event()
+    _on_signals(stop.set)
+    await serve(config, stop)
+    return 0
+
+
+async def run_scripted_model(args: argparse.Namespace) -> int:
+    from agentfleet_runtime.testing.scripted_model import ScriptedModelServer
+
+    server = ScriptedModelServer.from_file(args.script) if args.script else ScriptedModelServer()
+    port = await server.start(args.host, args.port)
+    print(f"scripted model listening on http://{args.host}:{port}/v1", flush=True)
+    stop = asyncio.Event()
+    _on_signals(stop.set)
+    await stop.wait()
+    await server.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m agentfleet_runtime", description="agentfleet agent runtime")
+    p.add_argument("--log-level", default="INFO")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, help_ in (("worker", "run agent tasks from the Redis stream"), ("api", "serve the task HTTP API")):
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--config", help="runtime YAML file (default: $AGENTFLEET_CONFIG; env vars override it)")
+    sm = sub.add_parser("scripted-model", help="serve the scripted OpenAI-compatible test model")
+    sm.add_argument("--script", help="YAML/JSON script file")
+    sm.add_argument("--host", default="127.0.0.1")
+    sm.add_argument("--port", type=int, default=0)
+    args = p.parse_args(argv)
+    logs.setup(args.log_level, component=args.command)
+    if args.command == "worker":
+        return asyncio.run(run_worker(args.config))
+    if args.command == "api":
+        return asyncio.run(run_api(args.config))
+    return asyncio.run(run_scripted_model(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

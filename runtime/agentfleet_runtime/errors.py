@@ -1,0 +1,19 @@
+"""Exceptions that end a task run early; they cross module lines (store, tools, loop, worker)."""
+
+from __future__ import annotations
+
+
+class LeaseLost(Exception):
+    """Another worker holds the task now (this one stalled past the visibility timeout)."""
+
+
+class CheckpointConflict(Exception):
+    """The stored steps do not line up with the step being written: a bug, never retried blindly."""
+
+
+class Released(Exception):
+    """The worker is draining: stop at this step boundary and hand the task back."""
+
+
+class Cancelled(Exception):
+    """The task's cancel flag was seen at a checkpoint."""

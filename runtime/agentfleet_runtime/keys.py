@@ -1,0 +1,68 @@
+"""Redis key layout of one fleet. Every key starts with ``af:<fleet>:`` so fleets can share a Redis."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+GROUP = "workers"  # the consumer group every worker of a fleet reads the task stream with
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    fleet: str
+
+    @property
+    def prefix(self) -> str:
+        return f"af:{self.fleet}:"
+
+    @property
+    def stream(self) -> str:
+        """Stream of runnable tasks (entries carry the task id); read through consumer group GROUP."""
+        return self.prefix + "tasks"
+
+    @property
+    def dead(self) -> str:
+        """Dead-letter stream: tasks that failed max attempts, with their last error."""
+        return self.prefix + "dead"
+
+    @property
+    def delayed(self) -> str:
+        """Sorted set of task ids waiting out a retry backoff, scored by the time they may run."""
+        return self.prefix + "delayed"
+
+    @property
+    def cancel_channel(self) -> str:
+        return self.prefix + "cancel"
+
+    @property
+    def done_channel(self) -> str:
+        return self.prefix + "done"
+
+    def task(self, task_id: str) -> str:
+        return f"{self.prefix}t:{task_id}"
+
+    def steps(self, task_id: str) -> str:
+        return f"{self.prefix}t:{task_id}:steps"
+
+    def events(self, task_id: str) -> str:
+        return f"{self.prefix}t:{task_id}:events"
+
+    def children(self, task_id: str) -> str:
+        return f"{self.prefix}t:{task_id}:children"
+
+    def tool_result(self, task_id: str, step: int, call: int) -> str:
+        """Recorded result of call ``call`` of step ``step``: a resumed step reuses it."""
+        return f"{self.prefix}t:{task_id}:r:{step}:{call}"
+
+    def submission(self, idempotency_key: str) -> str:
+        # Hashed: callers choose keys, and their length or characters must not shape ours.
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
+        return f"{self.prefix}submit:{digest}"
+
+    def session(self, session_id: str) -> str:
+        digest = hashlib.sha256(session_id.encode()).hexdigest()[:40]
+        return f"{self.prefix}session:{digest}"
+
+    def retrieval_cache(self, tool: str, digest: str) -> str:
+        return f"{self.prefix}rcache:{tool}:{digest}"

@@ -1,0 +1,255 @@
+"""Lua scripts that change a task's state atomically in Redis.
+
+Why scripts: a checkpoint, its progress event, the tree's usage counters and (at the end) the
+stream acknowledgement must happen together or not at all, and each must be refused when the
+caller no longer holds the task's lease (a fencing token: a worker that stalled past the
+visibility timeout must not overwrite the worker that took over). Scripts are also idempotent
+per step number, so a client retry after a dropped connection never appends a step twice.
+
+Return conventions: a table whose first element is a status; -1 means "lease lost".
+"""
+
+from __future__ import annotations
+
+PRELUDE = r"""
+local function is_terminal(s) return s == 'done' or s == 'cancelled' or s == 'dead' end
+
+local function ack(stream, group, msg_id)
+  if msg_id ~= '' then
+    redis.call('XACK', stream, group, msg_id)
+    redis.call('XDEL', stream, msg_id)
+  end
+end
+
+-- End a task. k = {hash, steps, events, children, stream, dead}; a = table of strings.
+local function finish(k, id, a)
+  redis.call('HSET', k.hash, 'status', a.status, 'reason', a.reason, 'answer', a.answer,
+             'error', a.error, 'finished_at', a.now, 'lease', '')
+  ack(k.stream, a.group, a.msg_id)
+  redis.call('XADD', k.events, 'MAXLEN', '~', 2000, '*', 'e', a.event)
+  if a.status == 'dead' then
+    redis.call('XADD', k.dead, 'MAXLEN', '~', 100000, '*', 'task', id, 'error', a.error, 'at', a.now)
+  end
+  -- Only a parent waits on a task's end; the channel wakes its fan-in without polling.
+  if (redis.call('HGET', k.hash, 'parent') or '') ~= '' then redis.call('PUBLISH', a.channel, id) end
+  local ttl = tonumber(a.ttl)
+  for _, key in ipairs({k.hash, k.steps, k.events, k.children}) do redis.call('EXPIRE', key, ttl) end
+end
+
+-- Append step n unless already there (a retried call). Returns false on a gap.
+local function append_step(hash, steps, root, n, step_json, pt, ct, cost)
+  local len = redis.call('LLEN', steps)
+  if len == n then
+    redis.call('RPUSH', steps, step_json)
+    redis.call('HINCRBY', hash, 'prompt_tokens', pt)
+    redis.call('HINCRBY', hash, 'completion_tokens', ct)
+    redis.call('HINCRBY', hash, 'cost_nanos', cost)
+    if redis.call('EXISTS', root) == 1 then
+      redis.call('HINCRBY', root, 'tree_tokens', pt + ct)
+      redis.call('HINCRBY', root, 'tree_cost_nanos', cost)
+    end
+    return true
+  end
+  return len == n + 1
+end
+"""
+
+# KEYS: hash stream events submission session parent_children
+# ARGV: id submission_ttl event field value ...
+SUBMIT = r"""
+if KEYS[4] ~= '' then
+  local existing = redis.call('GET', KEYS[4])
+  if existing then return {0, existing} end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[1]} end
+local fields = {}
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('XADD', KEYS[2], '*', 'task', ARGV[1])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'e', ARGV[3])
+if KEYS[4] ~= '' then redis.call('SET', KEYS[4], ARGV[1], 'EX', tonumber(ARGV[2])) end
+if KEYS[5] ~= '' then
+  redis.call('RPUSH', KEYS[5], ARGV[1])
+  redis.call('LTRIM', KEYS[5], -200, -1)
+  redis.call('EXPIRE', KEYS[5], tonumber(ARGV[2]))
+end
+if KEYS[6] ~= '' then redis.call('RPUSH', KEYS[6], ARGV[1]) end
+return {1, ARGV[1]}
+"""
+
+# KEYS: hash steps events children stream dead
+# ARGV: lease now reclaimed max_attempts msg_id group channel ttl worker started_event dead_event key_prefix
+# The root's hash is read by a key built here (prefix .. "t:" .. root): the task's own hash names
+# its root, and one round trip instead of two matters when a worker picks up hundreds of tasks.
+ACQUIRE = (
+    PRELUDE
+    + r"""
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then ack(KEYS[5], ARGV[6], ARGV[5]); return {'missing'} end
+if is_terminal(status) then ack(KEYS[5], ARGV[6], ARGV[5]); return {'terminal'} end
+local id = redis.call('HGET', KEYS[1], 'id')
+if ARGV[3] == '1' then
+  local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+  local err = 'worker lost: no heartbeat within the visibility timeout'
+  redis.call('HSET', KEYS[1], 'error', err)
+  if failures >= tonumber(ARGV[4]) then
+    local k = {hash=KEYS[1], steps=KEYS[2], events=KEYS[3], children=KEYS[4], stream=KEYS[5], dead=KEYS[6]}
+    finish(k, id, {status='dead', reason='failed', answer=redis.call('HGET', KEYS[1], 'answer') or '', error=err,
+                   now=ARGV[2], msg_id=ARGV[5], group=ARGV[6], channel=ARGV[7], ttl=ARGV[8], event=ARGV[11]})
+    return {'dead'}
+  end
+end
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'status', 'running', 'worker', ARGV[9])
+if tonumber(redis.call('HGET', KEYS[1], 'started_at') or '0') == 0 then
+  redis.call('HSET', KEYS[1], 'started_at', ARGV[2])
+end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'e', ARGV[10])
+local root_key = ARGV[12] .. 't:' .. (redis.call('HGET', KEYS[1], 'root') or id)
+return {'ok', redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1),
+        redis.call('HMGET', root_key, 'limits', 'deadline', 'tree_tokens', 'tree_cost_nanos')}
+"""
+)
+
+# KEYS: hash steps events root
+# ARGV: lease n step_json prompt_tokens completion_tokens cost_nanos event
+PLAN = (
+    PRELUDE
+    + r"""
+if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return {-1} end
+local n = tonumber(ARGV[2])
+local before = redis.call('LLEN', KEYS[2])
+if not append_step(KEYS[1], KEYS[2], KEYS[4], n, ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])) then
+  return {-2, before}
+end
+if before == n then redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'e', ARGV[7]) end
+local t = redis.call('HMGET', KEYS[4], 'tree_tokens', 'tree_cost_nanos')
+return {1, t[1] or '0', t[2] or '0', redis.call('HGET', KEYS[1], 'cancel') or '0'}
+"""
+)
+
+# KEYS: hash steps events
+# ARGV: lease n step_json event
+COMPLETE = r"""
+if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return {-1} end
+local n = tonumber(ARGV[2])
+if redis.call('LLEN', KEYS[2]) <= n then return {-2} end
+redis.call('LSET', KEYS[2], n, ARGV[3])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'e', ARGV[4])
+return {1, redis.call('HGET', KEYS[1], 'cancel') or '0'}
+"""
+
+# KEYS: hash steps events children stream dead root
+# ARGV: lease status reason answer error now msg_id group channel ttl event n step_json pt ct cost
+FINISH = (
+    PRELUDE
+    + r"""
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then ack(KEYS[5], ARGV[8], ARGV[7]); return {0} end
+if is_terminal(cur) then ack(KEYS[5], ARGV[8], ARGV[7]); return {0} end
+if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return {-1} end
+if ARGV[13] ~= '' then
+  if not append_step(KEYS[1], KEYS[2], KEYS[7], tonumber(ARGV[12]), ARGV[13], tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16])) then
+    return {-2}
+  end
+end
+local k = {hash=KEYS[1], steps=KEYS[2], events=KEYS[3], children=KEYS[4], stream=KEYS[5], dead=KEYS[6]}
+finish(k, redis.call('HGET', KEYS[1], 'id'), {status=ARGV[2], reason=ARGV[3], answer=ARGV[4], error=ARGV[5], now=ARGV[6],
+       msg_id=ARGV[7], group=ARGV[8], channel=ARGV[9], ttl=ARGV[10], event=ARGV[11]})
+return {1}
+"""
+)
+
+# KEYS: hash steps events children stream dead delayed
+# ARGV: lease msg_id group error now ready_at max_attempts channel ttl retry_event dead_event
+RETRY = (
+    PRELUDE
+    + r"""
+if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return {-1} end
+local id = redis.call('HGET', KEYS[1], 'id')
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+redis.call('HSET', KEYS[1], 'error', ARGV[4])
+if failures >= tonumber(ARGV[7]) then
+  local k = {hash=KEYS[1], steps=KEYS[2], events=KEYS[3], children=KEYS[4], stream=KEYS[5], dead=KEYS[6]}
+  finish(k, id, {status='dead', reason='failed', answer=redis.call('HGET', KEYS[1], 'answer') or '', error=ARGV[4],
+                 now=ARGV[5], msg_id=ARGV[2], group=ARGV[3], channel=ARGV[8], ttl=ARGV[9], event=ARGV[11]})
+  return {'dead', failures}
+end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'lease', '')
+ack(KEYS[5], ARGV[3], ARGV[2])
+redis.call('ZADD', KEYS[7], tonumber(ARGV[6]), id)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'e', ARGV[10])
+return {'retry', failures}
+"""
+)
+
+# KEYS: hash events stream
+# ARGV: lease msg_id group event
+RELEASE = (
+    PRELUDE
+    + r"""
+if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return {-1} end
+local id = redis.call('HGET', KEYS[1], 'id')
+redis.call('HSET', KEYS[1], 'status', 'queued', 'lease', '')
+ack(KEYS[3], ARGV[3], ARGV[2])
+local new_id = redis.call('XADD', KEYS[3], '*', 'task', id)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', 2000, '*', 'e', ARGV[4])
+return {1, new_id}
+"""
+)
+
+# KEYS: hash steps events children stream dead delayed
+# ARGV: now cancel_channel done_channel ttl requested_event finished_event group
+CANCEL = (
+    PRELUDE
+    + r"""
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return -1 end
+if is_terminal(st) then return 0 end
+redis.call('HSET', KEYS[1], 'cancel', '1')
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'e', ARGV[5])
+local id = redis.call('HGET', KEYS[1], 'id')
+if st == 'queued' then
+  -- Nobody runs it: end it here. Its stream entry, if any, is acked by the worker that reaches it.
+  redis.call('ZREM', KEYS[7], id)
+  local k = {hash=KEYS[1], steps=KEYS[2], events=KEYS[3], children=KEYS[4], stream=KEYS[5], dead=KEYS[6]}
+  finish(k, id, {status='cancelled', reason='cancelled', answer='', error='', now=ARGV[1], msg_id='',
+                 group=ARGV[7], channel=ARGV[3], ttl=ARGV[4], event=ARGV[6]})
+  return 2
+end
+redis.call('PUBLISH', ARGV[2], id)
+return 1
+"""
+)
+
+# KEYS: delayed stream
+# ARGV: now limit
+PROMOTE = r"""
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(due) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('XADD', KEYS[2], '*', 'task', id)
+end
+return #due
+"""
+
+# KEYS: stream
+# ARGV: group consumer msg_id ...
+# Renews this consumer's entries (resets their idle time) and returns the ids another consumer
+# owns now: a plain XCLAIM would steal back entries another worker already reclaimed.
+HEARTBEAT = r"""
+local lost = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] then
+    if p[1][2] == ARGV[2] then
+      redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    else
+      lost[#lost + 1] = ARGV[i]
+    end
+  end
+  -- Not pending at all: acknowledged, normally by this worker's own finish a moment ago. If
+  -- another worker had taken over and finished it, the lease check stops this one anyway.
+end
+return lost
+"""

@@ -1,0 +1,175 @@
+"""The model-call seam: a ``ModelClient`` protocol and its OpenAI-compatible implementation.
+
+Every model call of the agent loop goes through ``ModelClient.complete``. The request carries the
+task's identity (task, root, session, step, kind) so a routing client (sticky prefix-cache
+routing, failover, hedging, rate limits, model tiers) can wrap or replace ``OpenAIChatClient``
+without the loop changing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import aiohttp
+
+from agentfleet_runtime.textcalls import coerce_arguments
+from agentfleet_runtime.types import ModelReply, ToolCall, Usage
+
+StepKind = Literal["step", "summary", "tool_arguments"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRequest:
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] = field(default_factory=list)  # OpenAI "tools" entries; empty = none
+    task_id: str = ""
+    root_id: str = ""
+    session: str = ""
+    tenant: str = ""  # for per-tenant rate limits in a routing client
+    step: int = 0
+    kind: StepKind = "step"
+    timeout: float | None = None  # seconds left for this call (the loop passes the task's remaining time)
+
+
+class ModelError(Exception):
+    """A call that failed after its retries; ``retryable`` tells whether a later attempt may work."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+class ModelClient(Protocol):
+    async def complete(self, request: ModelRequest) -> ModelReply: ...
+
+    async def close(self) -> None: ...
+
+
+def parse_chat_completion(body: dict[str, Any]) -> ModelReply:
+    """Normalise an OpenAI chat-completion body; tolerant of servers that omit fields."""
+    choices = body.get("choices") or []
+    if not choices:
+        raise ModelError("model answered without choices", retryable=True)
+    choice = choices[0]
+    msg = choice.get("message") or {}
+    calls = []
+    for i, tc in enumerate(msg.get("tool_calls") or []):
+        fn = tc.get("function") or {}
+        name = fn.get("name")
+        if not name:
+            continue
+        calls.append(ToolCall(id=tc.get("id") or f"call-{i}", name=name, arguments=coerce_arguments(fn.get("arguments"))))
+    u = body.get("usage") or {}
+    return ModelReply(
+        content=msg.get("content") or "",
+        tool_calls=tuple(calls),
+        usage=Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)),
+        finish_reason=choice.get("finish_reason") or "stop",
+        model=body.get("model") or "",
+    )
+
+
+def backoff_delay(attempt: int, base: float = 0.2, cap: float = 5.0, rng: random.Random | None = None) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2^attempt)]."""
+    return (rng or random).uniform(0, min(cap, base * (2**attempt)))
+
+
+class OpenAIChatClient:
+    """POST {base_url}/chat/completions with retries on 5xx, 429, timeouts and connection errors."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        max_retries: int = 2,
+        max_output_tokens: int = 1024,
+        temperature: float = 0.0,
+        send_tools: bool = True,
+        observer: Any = None,
+    ) -> None:
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.api_key = api_key
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.max_output_tokens = max_output_tokens
+        self.temperature = temperature
+        self.send_tools = send_tools
+        self.observer = observer  # metrics hook: observer(outcome, seconds) and observer.retry()
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # No connection cap: concurrency is bounded by the worker's task slots.
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _body(self, req: ModelRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": req.messages,
+            "max_tokens": self.max_output_tokens,
+            "temperature": self.temperature,
+        }
+        if req.tools and self.send_tools:
+            body["tools"] = req.tools
+            body["tool_choice"] = "auto"
+        return body
+
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        payload = json.dumps(self._body(request))
+        deadline = time.monotonic() + (request.timeout if request.timeout is not None else self.timeout * (self.max_retries + 1))
+        last: ModelError | None = None
+        for attempt in range(self.max_retries + 1):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            started = time.monotonic()
+            try:
+                async with self._http().post(self.url, data=payload, headers=headers, timeout=aiohttp.ClientTimeout(total=min(self.timeout, left))) as resp:
+                    text = await resp.text()
+                    if resp.status >= 400:
+                        retryable = resp.status >= 500 or resp.status in (408, 409, 429)
+                        raise ModelError(f"model server answered {resp.status}: {text[:300]}", status=resp.status, retryable=retryable)
+                    try:
+                        reply = parse_chat_completion(json.loads(text))
+                    except ValueError as e:
+                        raise ModelError(f"model server sent invalid JSON: {e}", retryable=True) from e
+                self._observe("ok", time.monotonic() - started)
+                return reply
+            except ModelError as e:
+                last = e
+                self._observe("error", time.monotonic() - started)
+                if not e.retryable:
+                    raise
+            except TimeoutError:
+                last = ModelError(f"model call timed out after {time.monotonic() - started:.1f}s", retryable=True)
+                self._observe("timeout", time.monotonic() - started)
+            except aiohttp.ClientError as e:
+                last = ModelError(f"model server unreachable: {e}", retryable=True)
+                self._observe("error", time.monotonic() - started)
+            if attempt < self.max_retries:
+                if self.observer is not None:
+                    self.observer.retry()
+                await asyncio.sleep(min(backoff_delay(attempt), max(0.0, deadline - time.monotonic())))
+        raise last or ModelError("model call had no time left", retryable=True)
+
+    def _observe(self, outcome: str, seconds: float) -> None:
+        if self.observer is not None:
+            self.observer(outcome, seconds)

@@ -1,0 +1,278 @@
+"""``RoutingModelClient``: the ``ModelClient`` the agent loop calls, with sticky prefix-cache
+routing, failover, outlier ejection, hedging, rate limits and model tiers.
+
+One call, in order:
+1. Tier: kinds named in AgentFleet.spec.routineSteps go to the routine ModelReplicaSet.
+2. Rate limit: reserve the estimated tokens in Redis (model and tenant buckets), wait for the slot
+   or fail at once with ``RateLimited`` when the slot is beyond maxWaitSeconds.
+3. Attempts (1 + max_retries): the replica order for the task key (root task with sub-agent
+   affinity, so sub-agents reuse their parent's cached prefix) puts the bounded-load choice first.
+   With hedging on and the kind's percentile known, a call still running at that percentile gets
+   a duplicate on the next replica, budget permitting; the first answer wins, the other is
+   cancelled (which aborts it on the server). A failed attempt moves to the next replica in order
+   after a full-jitter backoff; errors feed each replica's ejection machine.
+4. Settle the rate-limit reservation with the usage the server reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from agentfleet_runtime.model import ModelError, ModelRequest, parse_chat_completion
+from agentfleet_runtime.routing.backoff import full_jitter
+from agentfleet_runtime.routing.metrics import RoutingMetrics, default_metrics
+from agentfleet_runtime.routing.pool import ReplicaPool
+from agentfleet_runtime.routing.ratelimit import RedisRateLimiter, Reservation, estimate_tokens
+from agentfleet_runtime.routing.settings import Endpoint, Tier
+from agentfleet_runtime.routing.sources import ReplicaSource
+from agentfleet_runtime.routing.transport import AttemptTimeout, HttpTransport, Transport
+from agentfleet_runtime.types import ModelReply
+
+
+class _Failed(Exception):
+    """An attempt's failure with the replicas it used (for the failover order)."""
+
+    def __init__(self, error: ModelError, replicas: list[str]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.replicas = replicas
+
+
+def _tenant_of(request: ModelRequest) -> str:
+    # ModelRequest has no tenant field yet; a runtime that adds one is picked up here.
+    return str(getattr(request, "tenant", "") or "")
+
+
+class RoutingModelClient:
+    def __init__(
+        self,
+        primary: tuple[Tier, ReplicaSource],
+        *,
+        routine: tuple[Tier, ReplicaSource] | None = None,
+        routine_kinds: frozenset[str] = frozenset(),
+        transport: Transport | None = None,
+        rate_limiter: RedisRateLimiter | None = None,
+        metrics: RoutingMetrics | None = None,
+        timeout: float = 120.0,
+        max_retries: int = 2,
+        max_output_tokens: int = 1024,
+        temperature: float = 0.0,
+        send_tools: bool = True,
+        tenant_of: Callable[[ModelRequest], str] = _tenant_of,
+        backoff_base: float = 0.05,
+        backoff_cap: float = 2.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.primary = ReplicaPool(*primary)
+        self.routine = ReplicaPool(*routine) if routine is not None else None
+        self.routine_kinds = routine_kinds
+        self.transport: Transport = transport or HttpTransport()
+        self.limiter = rate_limiter
+        self.metrics = metrics or default_metrics()
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.max_output_tokens = max_output_tokens
+        self.temperature = temperature
+        self.send_tools = send_tools
+        self.tenant_of = tenant_of
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.rng = rng or random.Random()
+        self._starting: asyncio.Future[None] | None = None
+        for tier_label, pool in (("primary", self.primary), ("routine", self.routine)):
+            if pool is not None:
+                st = pool.settings
+                kinds = ",".join(sorted(routine_kinds)) if tier_label == "routine" else "other"
+                self.metrics.policy.labels(tier_label, pool.tier.name, st.policy, str(st.load_bound_percent), str(st.hedging).lower(), kinds).set(1)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the replica sources once; concurrent first calls all wait for the same start
+        (an EndpointSlice source's first list), so none of them sees an empty replica set."""
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start_sources())
+        await asyncio.shield(self._starting)
+
+    async def _start_sources(self) -> None:
+        for pool in self._pools():
+            await pool.source.start()
+
+    async def close(self) -> None:
+        for pool in self._pools():
+            await pool.source.close()
+        await self.transport.close()
+
+    def _pools(self) -> list[ReplicaPool]:
+        return [self.primary, *([self.routine] if self.routine else [])]
+
+    # -- the seam --------------------------------------------------------------------------
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        routine = self.routine is not None and request.kind in self.routine_kinds
+        pool = self.routine if routine and self.routine is not None else self.primary
+        tier = pool.tier
+        self.metrics.tier_calls.labels("routine" if routine else "primary", tier.name, request.kind).inc()
+        budget = request.timeout if request.timeout is not None else self.timeout * (self.max_retries + 1)
+        deadline = loop.time() + budget
+        body = self._body(tier, request)
+
+        reservation: Reservation | None = None
+        if self.limiter is not None:
+            tokens = estimate_tokens(request.messages, body.get("tools") or [], self.max_output_tokens)
+            try:
+                reservation = await self.limiter.reserve(tier.name, self.tenant_of(request), tokens, max_wait=max(0.0, budget))
+            except ModelError as e:
+                self.metrics.ratelimit_rejected.labels(tier.name, getattr(e, "scope", "model")).inc()
+                raise
+            self.metrics.ratelimit_wait.labels(tier.name).observe(reservation.wait_seconds)
+            await self.limiter.wait(reservation)
+
+        used = 0
+        try:
+            reply = await self._attempts(pool, request, body, deadline)
+            used = reply.usage.total
+            return reply
+        finally:
+            if reservation is not None and self.limiter is not None:
+                await asyncio.shield(self.limiter.settle(reservation, used))
+
+    def _body(self, tier: Tier, req: ModelRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": tier.model, "messages": req.messages, "max_tokens": self.max_output_tokens, "temperature": self.temperature}
+        if req.tools and self.send_tools:
+            body["tools"] = req.tools
+            body["tool_choice"] = "auto"
+        return body
+
+    def _key(self, pool: ReplicaPool, req: ModelRequest) -> str:
+        if pool.settings.sub_agent_affinity and req.root_id:
+            return req.root_id
+        # No task id (a one-off call): a random key spreads such calls instead of piling them up.
+        return req.task_id or req.session or uuid.uuid4().hex
+
+    async def _attempts(self, pool: ReplicaPool, req: ModelRequest, body: dict[str, Any], deadline: float) -> ModelReply:
+        loop = asyncio.get_running_loop()
+        key = self._key(pool, req)
+        pool.budget.on_call()
+        tried: list[str] = []
+        last: ModelError | None = None
+        for attempt in range(self.max_retries + 1):
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            order = pool.order(key, loop.time(), exclude=tried)
+            self.metrics.replicas.labels(pool.tier.name).set(len(pool.source.endpoints()))
+            if not order:
+                last = ModelError(f"no serving replica of {pool.tier.name}", retryable=True)
+            else:
+                if attempt:
+                    self.metrics.failovers.labels(pool.tier.name).inc()
+                try:
+                    reply, served = await self._hedged(pool, order, req, body, min(self.timeout, left))
+                except _Failed as f:
+                    last = f.error
+                    tried += [r for r in f.replicas if r not in tried]
+                    if not f.error.retryable:
+                        raise f.error from None
+                else:
+                    prev = pool.last.swap(req.task_id or key, served)
+                    self.metrics.affinity.labels(pool.tier.name, "first" if prev is None else "hit" if prev == served else "miss").inc()
+                    return reply
+            if attempt < self.max_retries:
+                pause = full_jitter(attempt, self.backoff_base, self.backoff_cap, self.rng)
+                await asyncio.sleep(max(0.0, min(pause, deadline - loop.time())))
+        pool.forget_gone()
+        raise last or ModelError(f"model call to {pool.tier.name} had no time left", retryable=True)
+
+    async def _hedged(self, pool: ReplicaPool, order: list[Endpoint], req: ModelRequest, body: dict[str, Any], timeout: float) -> tuple[ModelReply, str]:
+        """One attempt, with at most one hedge; returns the reply and the replica that served it."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first = asyncio.create_task(self._call(pool, order[0], req.kind, body, timeout))
+        names = {first: order[0].name}
+        pending: set[asyncio.Task[ModelReply]] = {first}
+        try:
+            delay = self._hedge_delay(pool, req.kind) if len(order) > 1 else None
+            if delay is not None and delay < timeout:
+                done, pending = await asyncio.wait(pending, timeout=delay)
+                if not done:
+                    if pool.budget.try_spend():
+                        left = timeout - (loop.time() - started)
+                        second = asyncio.create_task(self._call(pool, order[1], req.kind, body, max(0.001, left)))
+                        names[second] = order[1].name
+                        pending.add(second)
+                    else:
+                        self.metrics.hedges.labels(pool.tier.name, "denied").inc()
+                pending = set(names)
+            hedged = len(names) > 1
+            errors: list[ModelError] = []
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    exc = t.exception()
+                    if exc is None:
+                        if hedged:
+                            self.metrics.hedges.labels(pool.tier.name, "lost" if t is first else "won").inc()
+                        return t.result(), names[t]
+                    errors.append(exc if isinstance(exc, ModelError) else ModelError(str(exc)))
+            if hedged:
+                self.metrics.hedges.labels(pool.tier.name, "failed").inc()
+            raise _Failed(errors[0], list(names.values()))
+        finally:
+            # The loser (or every call, when the caller was cancelled): cancelling the HTTP request
+            # closes its connection, which aborts the sequence on the replica and frees its KV.
+            left_over = [t for t in names if not t.done()]
+            for t in left_over:
+                t.cancel()
+            if left_over:
+                await asyncio.gather(*left_over, return_exceptions=True)
+
+    def _hedge_delay(self, pool: ReplicaPool, kind: str) -> float | None:
+        if not pool.settings.hedging:
+            return None
+        value = pool.quantile(kind).value()
+        if value is not None:
+            self.metrics.hedge_threshold.labels(pool.tier.name, kind).set(value)
+        return value
+
+    async def _call(self, pool: ReplicaPool, endpoint: Endpoint, kind: str, body: dict[str, Any], timeout: float) -> ModelReply:
+        loop = asyncio.get_running_loop()
+        model, name = pool.tier.name, endpoint.name
+        detector = pool.detector(name)
+        detector.on_send(loop.time())
+        pool.inflight[name] = pool.inflight.get(name, 0) + 1
+        self.metrics.inflight.labels(model, name).set(pool.inflight[name])
+        started = loop.time()
+        outcome = "error"
+        try:
+            try:
+                raw = await asyncio.wait_for(self.transport.send(endpoint, body, timeout), timeout)
+            except TimeoutError as e:
+                raise AttemptTimeout(f"{name} did not answer within {timeout:.1f} s") from e
+            reply = parse_chat_completion(raw)
+            outcome = "ok"
+            detector.on_success(loop.time())
+            pool.quantile(kind).add(loop.time() - started)
+            self.metrics.latency.labels(model, name, kind).observe(loop.time() - started)
+            self.metrics.ejected.labels(model, name).set(0)
+            return reply
+        except asyncio.CancelledError:
+            outcome = "cancelled"  # a hedge loser or a cancelled task: says nothing about the replica
+            raise
+        except ModelError as e:
+            outcome = "timeout" if isinstance(e, AttemptTimeout) else "error"
+            if e.retryable:  # a 400 is the request's fault, not the replica's
+                reason = "timeout" if outcome == "timeout" else str(e.status or "connection")
+                self.metrics.errors.labels(model, name, reason).inc()
+                if detector.on_failure(loop.time()):
+                    self.metrics.ejections.labels(model, name).inc()
+                    self.metrics.ejected.labels(model, name).set(1)
+            raise
+        finally:
+            pool.inflight[name] -= 1
+            self.metrics.inflight.labels(model, name).set(pool.inflight[name])
+            self.metrics.calls.labels(model, name, outcome).inc()

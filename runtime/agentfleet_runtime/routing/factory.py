@@ -1,0 +1,98 @@
+"""Configuration of the routing client as the runtime's config file carries it, and the
+constructor that turns it into a ``RoutingModelClient``.
+
+The shapes reuse the CRDs' own API models (``ModelReplicaSet.spec.routing``,
+``AgentFleet.spec.rateLimit``), so the operator copies those blocks verbatim into the runtime's
+config and defaults have one source.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from agentfleet.api.agentfleet import RateLimit
+from agentfleet.api.common import Model
+from agentfleet.api.modelreplicaset import Routing
+from agentfleet_runtime.routing.client import RoutingModelClient
+from agentfleet_runtime.routing.metrics import RoutingMetrics
+from agentfleet_runtime.routing.ratelimit import RedisRateLimiter
+from agentfleet_runtime.routing.settings import RateLimitSettings, RoutingSettings, Tier, routine_kinds
+from agentfleet_runtime.routing.sources import ReplicaSource, StaticSource
+
+NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+class TierConfig(Model):
+    model_replica_set: str = Field(description="ModelReplicaSet name: its <name>-replicas Service is watched, and it names metrics and rate-limit buckets.")
+    model: str = Field(default="default", description="Model name sent in each request.")
+    endpoints: list[str] = Field(default_factory=list, description="Static replica base URLs (…/v1); when set, no Kubernetes watch.")
+    routing: Routing = Field(default_factory=Routing, description="ModelReplicaSet.spec.routing, copied by the operator.")
+
+
+class ModelRoutingConfig(Model):
+    primary: TierConfig
+    routine: TierConfig | None = Field(default=None, description="AgentFleet.spec.routineModelRef's set, for routineSteps.")
+    routine_steps: list[Literal["ToolArguments", "Summaries"]] = Field(default_factory=list)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    namespace: str | None = Field(default=None, description="Namespace of the replica Services; default the pod's own.")
+
+
+def pod_namespace() -> str:
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    if NAMESPACE_FILE.exists():
+        return NAMESPACE_FILE.read_text().strip()
+    return "default"
+
+
+def _source(tier: TierConfig, namespace: str) -> ReplicaSource:
+    if tier.endpoints:
+        return StaticSource(tier.endpoints)
+    from agentfleet_runtime.routing.kube import EndpointSliceSource  # only in a cluster
+
+    return EndpointSliceSource.for_model_replica_set(namespace, tier.model_replica_set)
+
+
+def _tier(tier: TierConfig) -> Tier:
+    return Tier(tier.model_replica_set, tier.model, RoutingSettings.from_spec(tier.routing))
+
+
+def build_routing_client(
+    config: ModelRoutingConfig | dict[str, Any],
+    *,
+    redis: Any = None,
+    fleet: str = "default",
+    api_key: str | None = None,
+    timeout: float = 120.0,
+    max_retries: int = 2,
+    max_output_tokens: int = 1024,
+    temperature: float = 0.0,
+    send_tools: bool = True,
+    metrics: RoutingMetrics | None = None,
+) -> RoutingModelClient:
+    """``redis`` is an asyncio Redis client (the worker's own); needed only with a rate limit."""
+    from agentfleet_runtime.routing.transport import HttpTransport
+
+    cfg = config if isinstance(config, ModelRoutingConfig) else ModelRoutingConfig.model_validate(config)
+    namespace = cfg.namespace or pod_namespace()
+    limits = RateLimitSettings.from_spec(cfg.rate_limit)
+    limiter = RedisRateLimiter(redis, limits, prefix=f"af:{fleet}") if limits.enabled and redis is not None else None
+    if limits.enabled and redis is None:
+        raise ValueError("rateLimit is set but no Redis client was given")
+    return RoutingModelClient(
+        (_tier(cfg.primary), _source(cfg.primary, namespace)),
+        routine=(_tier(cfg.routine), _source(cfg.routine, namespace)) if cfg.routine else None,
+        routine_kinds=routine_kinds(list(cfg.routine_steps)) if cfg.routine else frozenset(),
+        transport=HttpTransport(api_key),
+        rate_limiter=limiter,
+        metrics=metrics,
+        timeout=timeout,
+        max_retries=max_retries,
+        max_output_tokens=max_output_tokens,
+        temperature=temperature,
+        send_tools=send_tools,
+    )

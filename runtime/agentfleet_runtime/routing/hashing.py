@@ -1,0 +1,62 @@
+"""Rendezvous (highest-random-weight) hashing with bounded load. Pure: no I/O, no clock.
+
+Why rendezvous and not a ring: every worker pod ranks the replicas for a task by the same hash of
+(task key, replica name), so all pods agree on a task's replica without talking to each other or to a
+router, and the rank list doubles as the failover order. When a replica joins, only the tasks whose
+top score it now holds move (about 1/n of them); when one leaves, only its own tasks move, each to
+its own next choice, so the survivors' caches stay warm.
+
+Bounded load (consistent hashing with bounded loads, Mirrokni et al.): a replica whose in-flight
+calls already reach ceil((1 + eps) x fair share) is skipped for the next one in the task's order.
+The bound is applied to the in-flight counts this pod sees; with many pods each bounding its own
+share, the fleet-wide share is bounded the same way without shared state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+
+def score(key: str, replica: str) -> int:
+    """64-bit weight of (key, replica). blake2b, not ``hash()``: it must agree across processes."""
+    digest = hashlib.blake2b(key.encode() + b"\x00" + replica.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def rendezvous_order(key: str, replicas: Iterable[str]) -> list[str]:
+    """Replicas ranked for ``key``: first is its home, the rest its failover order.
+    Ties (astronomically rare) break by name so every pod still agrees."""
+    return sorted(replicas, key=lambda r: (-score(key, r), r))
+
+
+def load_cap(total_inflight: int, replicas: int, eps: float) -> int:
+    """Most in-flight calls one replica may hold once the next call is placed:
+    ceil((1 + eps) x (total + 1) / n), and at least 1 so an idle fleet takes a call anywhere."""
+    if replicas <= 0:
+        raise ValueError("no replicas")
+    return max(1, math.ceil((1.0 + eps) * (total_inflight + 1) / replicas - 1e-9))
+
+
+def bounded_pick(order: Sequence[str], inflight: Mapping[str, int], eps: float) -> int:
+    """Index in ``order`` of the first replica under the load cap.
+
+    Some replica is always under the cap: the cap exceeds the mean load, so not every replica can be
+    at or above it. The fallback return only guards against a caller passing inconsistent counts."""
+    total = sum(inflight.get(r, 0) for r in order)
+    cap = load_cap(total, len(order), eps)
+    for i, r in enumerate(order):
+        if inflight.get(r, 0) < cap:
+            return i
+    return 0
+
+
+def bounded_order(key: str, replicas: Iterable[str], inflight: Mapping[str, int], eps: float) -> list[str]:
+    """The task's rendezvous order with the bounded-load choice moved to the front; the remaining
+    replicas keep their rank (they are the failover and hedge targets)."""
+    order = rendezvous_order(key, replicas)
+    if not order:
+        return order
+    i = bounded_pick(order, inflight, eps)
+    return [order[i], *order[:i], *order[i + 1 :]]

@@ -1,0 +1,96 @@
+"""Per-ModelReplicaSet routing state of one pod: which replica a call goes to next.
+
+Holds only local, reconstructible state (in-flight counts, ejection machines, latency quantiles,
+the hedge budget, each task's last replica); nothing here needs to agree across pods, because the
+placement itself (rendezvous order) is a pure function of the task key and the replica set.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from agentfleet_runtime.routing.ejection import Health, OutlierDetector
+from agentfleet_runtime.routing.hashing import bounded_order, rendezvous_order
+from agentfleet_runtime.routing.hedging import HedgeBudget
+from agentfleet_runtime.routing.quantile import WindowedQuantile
+from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier
+from agentfleet_runtime.routing.sources import ReplicaSource
+
+
+class LastReplica:
+    """Bounded LRU of task -> replica that served its previous call (for the affinity metric).
+    Bounded because tasks come and go forever; losing an old entry only costs one 'first'."""
+
+    def __init__(self, size: int = 65_536) -> None:
+        self._d: OrderedDict[str, str] = OrderedDict()
+        self._size = size
+
+    def swap(self, task: str, replica: str) -> str | None:
+        prev = self._d.pop(task, None)
+        self._d[task] = replica
+        if len(self._d) > self._size:
+            self._d.popitem(last=False)
+        return prev
+
+
+class ReplicaPool:
+    def __init__(self, tier: Tier, source: ReplicaSource) -> None:
+        self.tier = tier
+        self.source = source
+        self.settings: RoutingSettings = tier.routing
+        self.inflight: dict[str, int] = {}
+        self.detectors: dict[str, OutlierDetector] = {}
+        self.quantiles: dict[str, WindowedQuantile] = {}
+        self.budget = HedgeBudget(self.settings.hedge_max_extra_percent / 100.0)
+        self.last = LastReplica()
+        self._rr = itertools.count()
+
+    def detector(self, name: str) -> OutlierDetector:
+        d = self.detectors.get(name)
+        if d is None:
+            d = self.detectors[name] = OutlierDetector(self.settings.ejection_consecutive_errors, self.settings.ejection_seconds)
+        return d
+
+    def order(self, key: str, now: float, exclude: Sequence[str] = ()) -> list[Endpoint]:
+        """Replicas for the next attempt of ``key``, best first: [target, failover/hedge, ...].
+
+        Ejected replicas are left out unless every replica is ejected (then all are tried: a fleet
+        that looks all-broken from here is more likely a local problem than a dead fleet, like
+        Envoy's panic mode). Replicas already tried by this call go last, not away, so a call on
+        a one-replica fleet can still retry."""
+        endpoints = self.source.endpoints()
+        by_name = {e.name: e for e in endpoints}
+        live = [n for n in by_name if self.detector(n).admits(now)] or list(by_name)
+        fresh = [n for n in live if n not in exclude] or live
+        policy = self.settings.policy
+        if policy == "PrefixAffinity":
+            names = bounded_order(key, fresh, self.inflight, max(0.0, self.settings.eps))
+        elif policy == "LeastLoaded":
+            # Ties break by the task's rendezvous rank: deterministic per task, spread across tasks.
+            rank = {n: i for i, n in enumerate(rendezvous_order(key, fresh))}
+            names = sorted(fresh, key=lambda n: (self.inflight.get(n, 0), rank[n]))
+        else:
+            ordered = sorted(fresh)
+            k = next(self._rr) % len(ordered) if ordered else 0
+            names = ordered[k:] + ordered[:k]
+        rest = [n for n in rendezvous_order(key, live) if n not in names]
+        return [by_name[n] for n in [*names, *rest]]
+
+    def forget_gone(self) -> None:
+        """Drop state of replicas that left the set (bounded memory under churn)."""
+        names = {e.name for e in self.source.endpoints()}
+        for table in (self.detectors, self.inflight):
+            for name in [n for n in table if n not in names and not self.inflight.get(n)]:
+                table.pop(name, None)
+
+    def quantile(self, kind: str) -> WindowedQuantile:
+        q = self.quantiles.get(kind)
+        if q is None:
+            q = self.quantiles[kind] = WindowedQuantile(self.settings.hedge_after_percentile / 100.0)
+        return q
+
+    def ejected(self, name: str) -> bool:
+        d = self.detectors.get(name)
+        return d is not None and d.state is not Health.HEALTHY

@@ -1,0 +1,424 @@
+"""Task state in Redis: submit, lease, checkpoint, finish, retry, release, cancel, read.
+
+One class wraps the Lua scripts of ``lua.py``; the agent loop and the task API both use it.
+Redis holds the truth; a worker's memory holds only what it can rebuild from here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from agentfleet_runtime import lua
+from agentfleet_runtime.batch import ScriptBatcher
+from agentfleet_runtime.budget import TreeUsage
+from agentfleet_runtime.errors import CheckpointConflict, LeaseLost
+from agentfleet_runtime.keys import GROUP, Keys
+from agentfleet_runtime.types import Limits, Observation, Status, Step, TaskRecord
+
+
+@dataclass(slots=True)
+class Acquired:
+    """A task this worker now holds, with everything needed to resume it."""
+
+    record: TaskRecord
+    steps: list[Step]
+    root_limits: Limits
+    root_deadline: float
+    tree: TreeUsage
+
+
+try:  # hiredis's C packer; redis-py's pure-Python one was a large share of a checkpoint's CPU
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis is a dependency; stay correct without it
+    _hiredis_pack = None
+
+
+class _FastConnection(aioredis.Connection):
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if _hiredis_pack is None:
+            return super().pack_command(*args)
+        if isinstance(args[0], str) and " " in args[0]:  # "CONFIG GET" is two words on the wire
+            args = (*args[0].split(), *args[1:])
+        return [_hiredis_pack(args)]
+
+
+def connect(url: str, password: str | None = None, max_connections: int = 128) -> aioredis.Redis:
+    """A client that rides out a Redis restart and shares a bounded pool of connections.
+
+    Connection errors are retried for ~30 s; retrying writes is safe because every state change
+    is a script that is idempotent per step number (see lua.py). The pool blocks when all its
+    connections are busy instead of opening one per task: a worker with 1000 tasks in flight
+    needs a few dozen connections, not a thousand.
+    """
+    retry = Retry(
+        ExponentialBackoff(cap=2.0, base=0.05), retries=25, supported_errors=(RedisConnectionError, RedisTimeoutError, ConnectionRefusedError, OSError)
+    )
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=120,  # an overloaded worker waits for a connection rather than failing tasks
+        password=password,
+        decode_responses=True,
+        retry=retry,
+        retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionRefusedError, OSError],
+        socket_timeout=30,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        **({"connection_class": _FastConnection} if url.startswith("redis://") else {}),
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+def event(kind: str, **data: Any) -> str:
+    return json.dumps({"type": kind, "at": round(time.time(), 3), **data}, separators=(",", ":"))
+
+
+def _pairs(flat: Sequence[str]) -> dict[str, str]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+class TaskStore:
+    def __init__(self, r: aioredis.Redis, keys: Keys, ttl_seconds: int = 7 * 86400) -> None:
+        self.r = r
+        self.keys = keys
+        self.ttl = ttl_seconds
+        self._submit = r.register_script(lua.SUBMIT)
+        self._acquire = r.register_script(lua.ACQUIRE)
+        self._plan = r.register_script(lua.PLAN)
+        self._complete = r.register_script(lua.COMPLETE)
+        self._finish = r.register_script(lua.FINISH)
+        self._retry = r.register_script(lua.RETRY)
+        self._release = r.register_script(lua.RELEASE)
+        self._cancel = r.register_script(lua.CANCEL)
+        self._promote = r.register_script(lua.PROMOTE)
+        self._heartbeat = r.register_script(lua.HEARTBEAT)
+        self.batcher = ScriptBatcher(r)
+
+    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        return await self.batcher.call(script, keys, args)
+
+    async def close(self) -> None:
+        await self.batcher.close()
+        await self.r.aclose()
+
+    def _task_keys(self, task_id: str) -> list[str]:
+        k = self.keys
+        return [k.task(task_id), k.steps(task_id), k.events(task_id), k.children(task_id), k.stream, k.dead]
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.r.xgroup_create(self.keys.stream, GROUP, id="0", mkstream=True)
+        except ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+
+    # -- submission ------------------------------------------------------------------------------
+    async def submit(
+        self,
+        record: TaskRecord,
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str = "",
+        parent_children_key: str = "",
+    ) -> tuple[bool, str]:
+        """Create and enqueue a task. Returns (created, task id); an existing key returns its task."""
+        fields = record.to_hash()
+        fields["request_hash"] = request_hash
+        if record.root == record.id:
+            fields.update(tree_tokens="0", tree_cost_nanos="0")
+        flat: list[str] = []
+        for k, v in fields.items():
+            flat += [k, v]
+        keys = [
+            self.keys.task(record.id),
+            self.keys.stream,
+            self.keys.events(record.id),
+            self.keys.submission(idempotency_key) if idempotency_key else "",
+            self.keys.session(record.session) if record.session else "",
+            parent_children_key,
+        ]
+        ev = event("queued", task=record.id, parent=record.parent or None, depth=record.depth)
+        created, task_id = await self._submit(keys=keys, args=[record.id, self.ttl, ev, *flat])
+        return bool(created), task_id
+
+    # -- leasing ---------------------------------------------------------------------------------
+    async def acquire(self, task_id: str, *, lease: str, msg_id: str, reclaimed: bool, max_attempts: int, worker: str) -> Acquired | str:
+        """Take the lease of a delivered task. Returns the task, or why not: missing/terminal/dead."""
+        res = await self._call(
+            self._acquire,
+            self._task_keys(task_id),
+            [
+                lease,
+                repr(time.time()),
+                "1" if reclaimed else "0",
+                max_attempts,
+                msg_id,
+                GROUP,
+                self.keys.done_channel,
+                self.ttl,
+                worker,
+                event("started", worker=worker, reclaimed=reclaimed),
+                event("finished", status="dead", reason="failed", error="worker lost: no heartbeat within the visibility timeout"),
+                self.keys.prefix,
+            ],
+        )
+        if res[0] != "ok":
+            return res[0]
+        record = TaskRecord.from_hash(_pairs(res[1]))
+        steps = [Step.from_json(json.loads(s)) for s in res[2]]
+        limits_json, deadline, tree_tokens, tree_cost = res[3]
+        root_limits = Limits.from_json(json.loads(limits_json)) if limits_json else record.limits
+        tree = TreeUsage(int(tree_tokens or 0), int(tree_cost or 0))
+        return Acquired(record, steps, root_limits, float(deadline or record.deadline), tree)
+
+    async def heartbeat(self, consumer: str, msg_ids: Sequence[str]) -> list[str]:
+        """Renew the entries this consumer holds; returns those it lost to another worker."""
+        lost: list[str] = []
+        for i in range(0, len(msg_ids), 500):  # bound one script's run time
+            chunk = list(msg_ids[i : i + 500])
+            lost += await self._heartbeat(keys=[self.keys.stream], args=[GROUP, consumer, *chunk])
+        return lost
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    async def plan(self, rec: TaskRecord, lease: str, step: Step, cost_nanos: int) -> tuple[TreeUsage, bool]:
+        """Store a step's model reply (before its tools run). Returns tree usage and cancel flag."""
+        ev = event("step", step=step.n, content=step.content[:2000], tool_calls=[c.name for c in step.tool_calls], tokens=step.usage.total)
+        res = await self._call(
+            self._plan,
+            [self.keys.task(rec.id), self.keys.steps(rec.id), self.keys.events(rec.id), self.keys.task(rec.root)],
+            [lease, step.n, json.dumps(step.to_json()), step.usage.prompt_tokens, step.usage.completion_tokens, cost_nanos, ev],
+        )
+        if res[0] == -1:
+            raise LeaseLost(rec.id)
+        if res[0] == -2:
+            raise CheckpointConflict(f"task {rec.id}: step {step.n} does not follow the {res[1]} stored steps")
+        return TreeUsage(int(res[1]), int(res[2])), res[3] == "1"
+
+    async def complete(self, rec: TaskRecord, lease: str, step: Step) -> bool:
+        """Store a step's observations. Returns the cancel flag."""
+        assert step.observations is not None
+        ev = event("observations", step=step.n, results=[{"tool": o.name, "ok": o.ok, "output": o.output[:500]} for o in step.observations])
+        res = await self._call(
+            self._complete,
+            [self.keys.task(rec.id), self.keys.steps(rec.id), self.keys.events(rec.id)],
+            [lease, step.n, json.dumps(step.to_json()), ev],
+        )
+        if res[0] == -1:
+            raise LeaseLost(rec.id)
+        if res[0] == -2:
+            raise CheckpointConflict(f"task {rec.id}: step {step.n} was never planned")
+        return res[1] == "1"
+
+    async def finish(
+        self,
+        rec: TaskRecord,
+        lease: str,
+        msg_id: str,
+        *,
+        status: Status,
+        reason: str,
+        answer: str,
+        error: str = "",
+        final_step: Step | None = None,
+        cost_nanos: int = 0,
+    ) -> bool:
+        """End a task and acknowledge its stream entry in one step. False if it had already ended."""
+        ev = event("finished", status=status.value, reason=reason, answer=answer, error=error or None)
+        step_json = json.dumps(final_step.to_json()) if final_step else ""
+        n = final_step.n if final_step else 0
+        usage = final_step.usage if final_step else None
+        res = await self._call(
+            self._finish,
+            [*self._task_keys(rec.id), self.keys.task(rec.root)],
+            [
+                lease,
+                status.value,
+                reason,
+                answer,
+                error,
+                repr(time.time()),
+                msg_id,
+                GROUP,
+                self.keys.done_channel,
+                self.ttl,
+                ev,
+                n,
+                step_json,
+                usage.prompt_tokens if usage else 0,
+                usage.completion_tokens if usage else 0,
+                cost_nanos,
+            ],
+        )
+        if res[0] == -1:
+            raise LeaseLost(rec.id)
+        if res[0] == -2:
+            raise CheckpointConflict(f"task {rec.id}: final step {n} does not follow the stored steps")
+        return res[0] == 1
+
+    async def retry_later(self, rec: TaskRecord, lease: str, msg_id: str, error: str, delay: float, max_attempts: int) -> tuple[str, int]:
+        """Count a failed attempt; requeue after ``delay`` or dead-letter. Returns (outcome, failures)."""
+        now = time.time()
+        res = await self._call(
+            self._retry,
+            [*self._task_keys(rec.id), self.keys.delayed],
+            [
+                lease,
+                msg_id,
+                GROUP,
+                error[:4000],
+                repr(now),
+                repr(now + delay),
+                max_attempts,
+                self.keys.done_channel,
+                self.ttl,
+                event("retry", error=error[:1000], delay=round(delay, 3)),
+                event("finished", status="dead", reason="failed", error=error[:1000]),
+            ],
+        )
+        if res[0] == -1:
+            raise LeaseLost(rec.id)
+        return res[0], int(res[1])
+
+    async def release(self, rec: TaskRecord, lease: str, msg_id: str) -> str | None:
+        """Give a task back (graceful shutdown): requeued at once, no failure counted."""
+        res = await self._call(
+            self._release,
+            [self.keys.task(rec.id), self.keys.events(rec.id), self.keys.stream],
+            [lease, msg_id, GROUP, event("released")],
+        )
+        return None if res[0] == -1 else res[1]
+
+    async def requeue(self, msg_id: str, task_id: str) -> None:
+        """Put a delivered entry back as a new one (a draining worker read it but will not run it)."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.xack(self.keys.stream, GROUP, msg_id)
+        pipe.xdel(self.keys.stream, msg_id)
+        if task_id:
+            pipe.xadd(self.keys.stream, {"task": task_id})
+        await pipe.execute()
+
+    async def promote_due(self, limit: int = 100) -> int:
+        """Move tasks whose retry backoff has passed from the delayed set onto the stream."""
+        return int(await self._promote(keys=[self.keys.delayed, self.keys.stream], args=[repr(time.time()), limit]))
+
+    async def cancel_tree(self, task_id: str) -> int:
+        """Cancel a task and all its descendants. Returns 1, 0 (already ended) or -1 (unknown)."""
+        first: int | None = None
+        frontier = [task_id]
+        seen: set[str] = set()
+        while frontier:
+            tid = frontier.pop()
+            if tid in seen:
+                continue
+            seen.add(tid)
+            res = await self._cancel(
+                keys=[*self._task_keys(tid), self.keys.delayed],
+                args=[
+                    repr(time.time()),
+                    self.keys.cancel_channel,
+                    self.keys.done_channel,
+                    self.ttl,
+                    event("cancel_requested"),
+                    event("finished", status="cancelled", reason="cancelled", answer=""),
+                    GROUP,
+                ],
+            )
+            if first is None:
+                first = int(res)
+                if first == -1:
+                    return -1
+            frontier += await self.r.lrange(self.keys.children(tid), 0, -1)
+        return min(first or 0, 1)
+
+    # -- tool results (idempotency) --------------------------------------------------------------
+    async def recorded_results(self, task_id: str, step: int, calls: int) -> list[Observation | None]:
+        if calls == 0:
+            return []
+        raw = await self.r.mget([self.keys.tool_result(task_id, step, i) for i in range(calls)])
+        return [None if v is None else Observation.from_json(json.loads(v)) for v in raw]
+
+    async def record_result(self, task_id: str, step: int, call: int, obs: Observation) -> None:
+        await self.r.set(self.keys.tool_result(task_id, step, call), json.dumps(obs.to_json()), ex=self.ttl)
+
+    # -- reads -----------------------------------------------------------------------------------
+    async def get(self, task_id: str) -> tuple[TaskRecord, dict[str, str]] | None:
+        h = await self.r.hgetall(self.keys.task(task_id))
+        if not h:
+            return None
+        return TaskRecord.from_hash(h), h
+
+    async def steps(self, task_id: str) -> list[Step]:
+        return [Step.from_json(json.loads(s)) for s in await self.r.lrange(self.keys.steps(task_id), 0, -1)]
+
+    async def children(self, task_id: str) -> list[str]:
+        return await self.r.lrange(self.keys.children(task_id), 0, -1)
+
+    async def statuses(self, task_ids: Sequence[str]) -> list[dict[str, str] | None]:
+        """status, reason, answer of several tasks in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for tid in task_ids:
+            pipe.hmget(self.keys.task(tid), "status", "reason", "answer", "error")
+        out = []
+        for vals in await pipe.execute():
+            out.append(None if vals[0] is None else dict(zip(("status", "reason", "answer", "error"), vals, strict=True)))
+        return out
+
+    async def session_context(self, session: str, before: str, limit: int) -> list[tuple[str, str]]:
+        """(goal, answer) of the session's earlier finished tasks, oldest first, up to ``limit``."""
+        if not session or limit <= 0:
+            return []
+        ids = await self.r.lrange(self.keys.session(session), -(limit + 20), -1)
+        ids = [i for i in ids if i != before][-(limit + 5) :]
+        pipe = self.r.pipeline(transaction=False)
+        for tid in ids:
+            pipe.hmget(self.keys.task(tid), "goal", "answer", "status", "created_at")
+        out = []
+        for goal, answer, status, _ in await pipe.execute():
+            if status == Status.DONE.value and answer:
+                out.append((goal, answer))
+        return out[-limit:]
+
+    async def events(self, task_id: str, after: str = "0-0", block_ms: int | None = None, count: int = 100) -> list[tuple[str, dict[str, Any]]]:
+        res = await self.r.xread({self.keys.events(task_id): after}, count=count, block=block_ms)
+        out = []
+        for _stream, entries in res or []:
+            for eid, fields in entries:
+                out.append((eid, json.loads(fields["e"])))
+        return out
+
+    async def dead_letters(self, count: int = 100) -> list[dict[str, str]]:
+        entries = await self.r.xrevrange(self.keys.dead, count=count)
+        return [{"entry": eid, **fields} for eid, fields in entries]
+
+    async def queue_stats(self) -> dict[str, float]:
+        """Depth (undelivered), pending (delivered, unacked) and age of the oldest waiting entry."""
+        try:
+            groups = await self.r.xinfo_groups(self.keys.stream)
+        except ResponseError:
+            return {"depth": 0, "pending": 0, "oldest_age_seconds": 0.0, "delayed": 0}
+        g = next((g for g in groups if g["name"] == GROUP), None)
+        if g is None:
+            return {"depth": 0, "pending": 0, "oldest_age_seconds": 0.0, "delayed": 0}
+        pending = int(g.get("pending") or 0)
+        lag = g.get("lag")
+        if lag is None:
+            lag = max(0, int(await self.r.xlen(self.keys.stream)) - pending)
+        age = 0.0
+        last = g.get("last-delivered-id") or "0-0"
+        if lag:
+            nxt = await self.r.xrange(self.keys.stream, min="(" + last, count=1)
+            if nxt:
+                age = max(0.0, time.time() - int(nxt[0][0].split("-")[0]) / 1000)
+        delayed = int(await self.r.zcard(self.keys.delayed))
+        return {"depth": int(lag), "pending": pending, "oldest_age_seconds": age, "delayed": delayed}

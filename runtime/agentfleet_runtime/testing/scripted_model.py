@@ -1,0 +1,247 @@
+"""A scripted OpenAI-compatible chat-completions server: deterministic agent behaviour for tests,
+benchmarks and demos, with injectable 500s, hangs and latency.
+
+What it answers depends only on the request (the goal, i.e. the first user message, and the turn,
+i.e. how many assistant messages the request already has), so a task resumed on another worker
+gets the same replies, and a test can predict every step.
+
+Behaviour comes from ``#key=value`` directives in the goal (no script needed), or from script
+rules (``match`` = substring of the goal) that set the same keys or give explicit turns:
+
+    steps=N        N model calls in all: N-1 tool steps, then the final answer (default 1)
+    tool=NAME      tool the tool steps call (default echo); calls=K parallel calls per step
+    args=JSON      arguments of those calls (default {"n": <turn>})
+    spawn=G        first turn spawns G children (goals "branch i of <goal> #latency=<child_latency>")
+    latency=S      seconds per call; child_latency=S for spawned children (default 0)
+    fail=N         the first N calls of every turn answer 500; hang=S sleeps S before answering
+                   (only on the first call of each turn, so a retry gets through)
+    text=1         write tool calls as text (<tool_call>...) instead of native tool_calls
+    answer=TEXT    the final answer (default "done: <goal words> after <turns> steps")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from agentfleet_runtime.model import ModelRequest, parse_chat_completion
+from agentfleet_runtime.types import ModelReply
+
+_DIRECTIVE = re.compile(r"#(\w+)=(\S+)")
+
+
+def directives(goal: str) -> dict[str, str]:
+    return dict(_DIRECTIVE.findall(goal))
+
+
+def strip_directives(goal: str) -> str:
+    return " ".join(_DIRECTIVE.sub("", goal).split())
+
+
+def _goal_and_turn(messages: list[dict[str, Any]]) -> tuple[str, int, str]:
+    goal = next((m.get("content") or "" for m in messages if m.get("role") == "user"), "")
+    turn = sum(1 for m in messages if m.get("role") == "assistant")
+    last_obs = ""
+    for m in reversed(messages):
+        if m.get("role") in ("tool", "user") and m is not messages[1]:
+            last_obs = m.get("content") or ""
+            break
+    return goal, turn, last_obs
+
+
+def _tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+@dataclass
+class Plan:
+    """What one call should do: wait, fail, or answer with content and/or tool calls."""
+
+    delay: float = 0.0
+    status: int = 200
+    content: str = ""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    text_calls: bool = False
+
+
+@dataclass
+class ScriptedModel:
+    """The pure behaviour: request messages -> plan. Shared by the HTTP server and the in-process client."""
+
+    rules: list[dict[str, Any]] = field(default_factory=list)
+    latency: float = 0.0
+    calls: Counter[tuple[str, int]] = field(default_factory=Counter)
+    total_calls: int = 0
+    failures_left: int = 0  # global fault injection: the next N calls answer ``fault_status``
+    fault_status: int = 500
+
+    def settings_for(self, goal: str) -> dict[str, Any]:
+        s: dict[str, Any] = {}
+        for rule in self.rules:
+            if str(rule.get("match", "")) in goal:
+                s.update({k: v for k, v in rule.items() if k != "match"})
+                break
+        s.update(directives(goal))
+        return s
+
+    def plan(self, messages: list[dict[str, Any]]) -> Plan:
+        goal, turn, last_obs = _goal_and_turn(messages)
+        s = self.settings_for(goal)
+        self.total_calls += 1
+        key = (goal, turn)
+        self.calls[key] += 1
+        nth = self.calls[key]
+        delay = float(s.get("latency", self.latency))
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            return Plan(delay=delay, status=self.fault_status)
+        if nth <= int(s.get("fail", 0)):
+            return Plan(delay=delay, status=500)
+        if nth == 1 and float(s.get("hang", 0)) > 0:
+            delay += float(s["hang"])
+        text = str(s.get("text", "0")) in ("1", "true", "True")
+        turns = s.get("turns")
+        if isinstance(turns, list):  # explicit script: one entry per turn, the last one repeats
+            entry = turns[min(turn, len(turns) - 1)]
+            calls = [{"name": c["name"], "arguments": c.get("arguments", {})} for c in entry.get("tool_calls", [])]
+            return Plan(
+                delay=delay + float(entry.get("latency", 0)),
+                status=int(entry.get("status", 200)),
+                content=entry.get("content", ""),
+                tool_calls=calls,
+                text_calls=text,
+            )
+        if turn == 0 and int(s.get("spawn", 0)) > 0:
+            child = f" #latency={s['child_latency']}" if "child_latency" in s else ""
+            goals = [f"branch {i} of {strip_directives(goal)}{child}" for i in range(int(s["spawn"]))]
+            return Plan(delay=delay, tool_calls=[{"name": s.get("spawn_tool", "spawn"), "arguments": {"goals": goals}}], text_calls=text)
+        steps = int(s.get("steps", 1)) + (1 if int(s.get("spawn", 0)) > 0 else 0)
+        if turn < steps - 1:
+            args = json.loads(s["args"]) if "args" in s else {"n": turn}
+            calls = [{"name": s.get("tool", "echo"), "arguments": args} for _ in range(int(s.get("calls", 1)))]
+            return Plan(delay=delay, tool_calls=calls, text_calls=text)
+        answer = s.get("answer") or f"done: {strip_directives(goal)[:80]} after {turn + 1} steps"
+        if last_obs and "answer" not in s:
+            answer += f" | last observation: {last_obs[:120]}"
+        return Plan(delay=delay, content=str(answer))
+
+    def body(self, plan: Plan, messages: list[dict[str, Any]], model: str = "scripted") -> dict[str, Any]:
+        msg: dict[str, Any] = {"role": "assistant", "content": plan.content or None}
+        if plan.tool_calls and plan.text_calls:
+            msg["content"] = "\n".join(f"<tool_call>{json.dumps(c)}</tool_call>" for c in plan.tool_calls)
+        elif plan.tool_calls:
+            msg["tool_calls"] = [
+                {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
+                for c in plan.tool_calls
+            ]
+        prompt = sum(_tokens(m.get("content") or "") for m in messages)
+        completion = _tokens(json.dumps(msg))
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:16]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls" if "tool_calls" in msg else "stop"}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        }
+
+
+class ScriptedClient:
+    """An in-process ModelClient over ScriptedModel: no HTTP, for benchmarks of the loop itself."""
+
+    def __init__(self, model: ScriptedModel | None = None) -> None:
+        self.model = model or ScriptedModel()
+
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        plan = self.model.plan(request.messages)
+        if plan.delay:
+            await asyncio.sleep(plan.delay)
+        if plan.status != 200:
+            from agentfleet_runtime.model import ModelError
+
+            raise ModelError(f"scripted status {plan.status}", status=plan.status)
+        return parse_chat_completion(self.model.body(plan, request.messages))
+
+    async def close(self) -> None:
+        return None
+
+
+class ScriptedModelServer:
+    """The HTTP face: POST /v1/chat/completions, GET /v1/models, /admin/stats, POST /admin/faults."""
+
+    def __init__(self, model: ScriptedModel | None = None) -> None:
+        self.model = model or ScriptedModel()
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.requests: list[dict[str, Any]] = []  # bodies, kept only when record=True
+        self.record = False
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @classmethod
+    def from_file(cls, path: str) -> ScriptedModelServer:
+        doc = yaml.safe_load(Path(path).read_text()) or {}
+        return cls(ScriptedModel(rules=doc.get("rules", []), latency=float(doc.get("latency", 0))))
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/admin/stats", self._stats)
+        app.router.add_post("/admin/faults", self._faults)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if self.record:
+            self.requests.append(body)
+        messages = body.get("messages") or []
+        plan = self.model.plan(messages)
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            if plan.delay:
+                await asyncio.sleep(plan.delay)
+        finally:
+            self.in_flight -= 1
+        if plan.status != 200:
+            return web.json_response({"error": {"message": f"scripted failure {plan.status}"}}, status=plan.status)
+        return web.json_response(self.model.body(plan, messages, body.get("model", "scripted")))
+
+    async def _models(self, _: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+
+    async def _stats(self, _: web.Request) -> web.Response:
+        return web.json_response({"calls": self.model.total_calls, "in_flight": self.in_flight, "peak_in_flight": self.peak_in_flight})
+
+    async def _faults(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.model.failures_left = int(body.get("count", 0))
+        self.model.fault_status = int(body.get("status", 500))
+        return web.json_response({"failures_left": self.model.failures_left})

@@ -1,0 +1,146 @@
+"""Tools the agents call, and the ToolBox that runs one step's calls concurrently."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from agentfleet_runtime.breaker import BreakerState, CircuitBreaker
+from agentfleet_runtime.errors import LeaseLost, Released
+from agentfleet_runtime.tools.base import Tool, ToolContext, ToolError
+from agentfleet_runtime.tools.fanout import goals_of
+from agentfleet_runtime.types import Observation, TaskRecord, ToolCall
+
+__all__ = ["Tool", "ToolBox", "ToolContext", "ToolError"]
+
+# A spawn call waits for its children itself and turns its own fan-in timeout into partial
+# results; the outer timeout only guards against a bug there.
+SPAWN_GRACE_SECONDS = 5.0
+
+
+def truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n... [{len(text) - limit} more characters cut]"
+
+
+class ToolBox:
+    def __init__(
+        self,
+        tools: Sequence[Any],
+        *,
+        results: Any = None,  # TaskStore-like: recorded_results / record_result (idempotency)
+        failure_threshold: int = 5,
+        cooldown: float = 30.0,
+        max_observation_chars: int = 16_000,
+        on_call: Callable[[str, str, float], None] | None = None,
+        on_breaker: Callable[[str, BreakerState], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.tools: dict[str, Any] = {t.name: t for t in tools}
+        self.results = results
+        self.breakers = {name: CircuitBreaker(failure_threshold, cooldown, clock) for name in self.tools}
+        self.max_chars = max_observation_chars
+        self.on_call = on_call
+        self.on_breaker = on_breaker
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [t.schema() for t in self.tools.values()]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.tools)
+
+    async def run_step(self, task: TaskRecord, step: int, calls: Sequence[ToolCall], deadline: float) -> list[Observation]:
+        """Run one step's tool calls concurrently; every outcome, failures included, is an observation."""
+        recorded: list[Observation | None] = [None] * len(calls)
+        if self.results is not None and any(getattr(self.tools.get(c.name), "side_effects", False) for c in calls):
+            recorded = await self.results.recorded_results(task.id, step, len(calls))
+        quotas = self._spawn_quotas(task, calls)
+        if len(calls) == 1:
+            return [await self._run_one(task, step, 0, calls[0], deadline, recorded[0], quotas.get(0))]
+        runs = [asyncio.ensure_future(self._run_one(task, step, i, c, deadline, recorded[i], quotas.get(i))) for i, c in enumerate(calls)]
+        try:
+            return list(await asyncio.gather(*runs))
+        except BaseException:
+            # Draining, lease lost or cancelled: no sibling call may outlive the step.
+            for r in runs:
+                r.cancel()
+            raise
+
+    def _spawn_quotas(self, task: TaskRecord, calls: Sequence[ToolCall]) -> dict[int, int]:
+        """Split the step's fan-out among its spawn calls, first come first served."""
+        left = task.limits.max_fan_out
+        quotas = {}
+        for i, c in enumerate(calls):
+            if getattr(self.tools.get(c.name), "spawns", False):
+                quotas[i] = left
+                left = max(0, left - len(goals_of(c.arguments)))
+        return quotas
+
+    async def _run_one(
+        self, task: TaskRecord, step: int, index: int, call: ToolCall, deadline: float, recorded: Observation | None, quota: int | None
+    ) -> Observation:
+        if recorded is not None:
+            return recorded
+        tool = self.tools.get(call.name)
+        if tool is None:
+            return Observation(call.id, call.name, False, f"unknown tool {call.name!r}; available tools: {', '.join(self.tools) or 'none'}")
+        breaker = self.breakers[call.name]
+        if not breaker.allow():
+            self._called(call.name, "breaker_open", 0.0)
+            return Observation(
+                call.id,
+                call.name,
+                False,
+                f"{call.name} is temporarily unavailable after repeated failures; retry in {breaker.retry_after():.0f}s or do without it",
+            )
+        self._breaker(call.name, breaker)
+        ctx = ToolContext(task=task, step=step, call_index=index, deadline=deadline)
+        spawn = getattr(tool, "spawns", False)
+        limit = min(tool.timeout + (SPAWN_GRACE_SECONDS if spawn else 0.0), deadline - time.time())
+        started = time.monotonic()
+        if limit <= 0:
+            return Observation(call.id, call.name, False, f"{call.name} was not called: the task's time budget is spent")
+        try:
+            async with asyncio.timeout(limit):
+                output = await (tool.run(call.arguments, ctx, quota) if spawn else tool.run(call.arguments, ctx))
+            obs = Observation(call.id, call.name, True, truncate(str(output), self.max_chars), time.monotonic() - started)
+            breaker.record(True)
+            outcome = "ok"
+        except ToolError as e:
+            breaker.record(not e.unhealthy)
+            obs = Observation(call.id, call.name, False, truncate(str(e), self.max_chars), time.monotonic() - started)
+            outcome = "error"
+        except TimeoutError:
+            breaker.record(False)
+            obs = Observation(call.id, call.name, False, f"{call.name} timed out after {limit:.1f}s", time.monotonic() - started)
+            outcome = "timeout"
+        except (asyncio.CancelledError, Released, LeaseLost):
+            breaker.release_probe()
+            raise
+        except Exception as e:  # a tool's bug must not become the task's failure
+            breaker.record(False)
+            obs = Observation(call.id, call.name, False, f"{call.name} failed: {type(e).__name__}: {e}"[: self.max_chars], time.monotonic() - started)
+            outcome = "error"
+        self._called(call.name, outcome, obs.seconds)
+        self._breaker(call.name, breaker)
+        if getattr(tool, "side_effects", False) and self.results is not None:
+            await self.results.record_result(task.id, step, index, obs)
+        return obs
+
+    def _called(self, name: str, outcome: str, seconds: float) -> None:
+        if self.on_call:
+            self.on_call(name, outcome, seconds)
+
+    def _breaker(self, name: str, breaker: CircuitBreaker) -> None:
+        if self.on_breaker:
+            self.on_breaker(name, breaker.state)
+
+    async def close(self) -> None:
+        for t in self.tools.values():
+            close = getattr(t, "close", None)
+            if close is not None:
+                await close()

@@ -1,0 +1,89 @@
+"""Build the tools of a fleet from the runtime config (spec.tools)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from agentfleet_runtime.config import RuntimeConfig
+from agentfleet_runtime.store import TaskStore
+from agentfleet_runtime.tools.http import HTTPTool, load_headers
+from agentfleet_runtime.tools.retrieval import RetrievalTool, RetrieverLike
+from agentfleet_runtime.tools.spawn import FanIn, SpawnTool
+
+RetrieverFactory = Callable[[RuntimeConfig, Any], RetrieverLike]
+
+
+def default_retriever(config: RuntimeConfig, tool: Any) -> RetrieverLike:
+    """The VectorIndex retriever (``agentfleet_runtime.retrieval.Retriever``) from config.retrieval.
+
+    config.retrieval holds ``vectorIndex`` (the VectorIndex's spec, as the operator copies it) and
+    ``uri`` (the Milvus endpoint, needed for a managed Milvus: the VectorIndex status.endpoint).
+    Secrets come from the environment: AGENTFLEET_MILVUS_TOKEN or AGENTFLEET_MILVUS_USER and
+    AGENTFLEET_MILVUS_PASSWORD, and AGENTFLEET_EMBEDDING_API_KEY for an OpenAI-style embedder.
+    Imported lazily: a fleet without Retrieval tools never loads the Milvus client or a model.
+    """
+    settings = dict(config.retrieval)
+    if "vectorIndex" not in settings:
+        raise ValueError(f"tool {tool.name!r} is a Retrieval tool but the runtime config has no retrieval.vectorIndex (the VectorIndex spec)")
+    from agentfleet.api.vectorindex import VectorIndexSpec
+    from agentfleet_runtime.retrieval import Retriever
+
+    spec = VectorIndexSpec.model_validate(settings["vectorIndex"])
+    env = os.environ
+    return Retriever.for_index(
+        spec,
+        uri=settings.get("uri"),
+        token=env.get("AGENTFLEET_MILVUS_TOKEN", ""),
+        user=env.get("AGENTFLEET_MILVUS_USER", ""),
+        password=env.get("AGENTFLEET_MILVUS_PASSWORD", ""),
+        api_key=env.get("AGENTFLEET_EMBEDDING_API_KEY"),
+    )
+
+
+def build_tools(
+    config: RuntimeConfig,
+    store: TaskStore,
+    fan_in: FanIn,
+    *,
+    retriever_factory: RetrieverFactory | None = None,
+    on_cache: Any = None,
+) -> list[Any]:
+    tools: list[Any] = []
+    for spec in config.tools:
+        if spec.type == "HTTP":
+            assert spec.http is not None
+            tools.append(
+                HTTPTool(
+                    spec.name,
+                    spec.http.url,
+                    method=spec.http.method,
+                    description=spec.description,
+                    parameters=spec.parameters,
+                    timeout=float(spec.timeout_seconds),
+                    side_effects=spec.http.side_effects,
+                    headers=load_headers(config.tool_headers_dir, spec.name) if spec.http.headers_secret_ref else {},
+                )
+            )
+        elif spec.type == "Retrieval":
+            settings = spec.retrieval
+            retriever = (retriever_factory or default_retriever)(config, spec)
+            tools.append(
+                RetrievalTool(
+                    spec.name,
+                    retriever,
+                    cache=store.r,
+                    cache_key=lambda digest, name=spec.name: store.keys.retrieval_cache(name, digest),
+                    description=spec.description,
+                    top_k=settings.top_k if settings else 5,
+                    filter=settings.filter if settings else None,
+                    cache_ttl=settings.cache_ttl_seconds if settings else 300,
+                    timeout=float(spec.timeout_seconds),
+                    parameters=spec.parameters,
+                    on_cache=on_cache,
+                )
+            )
+        elif spec.type == "Spawn":
+            tools.append(SpawnTool(spec.name, store, fan_in, description=spec.description, timeout=float(spec.timeout_seconds)))
+    return tools

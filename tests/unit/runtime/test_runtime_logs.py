@@ -1,0 +1,30 @@
+"""Structured logs carry the task id and step set by the loop."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from agentfleet_runtime.keys import Keys
+from agentfleet_runtime.logs import JsonFormatter, step_var, task_id_var
+
+
+def test_json_lines_with_task_context():
+    fmt = JsonFormatter("worker")
+    rec = logging.LogRecord("agentfleet.loop", logging.INFO, __file__, 1, "step done %s", ("x",), None)
+    rec.tokens = 42
+    t1, s1 = task_id_var.set("task-1"), step_var.set(3)
+    try:
+        out = json.loads(fmt.format(rec))
+    finally:
+        task_id_var.reset(t1)
+        step_var.reset(s1)
+    assert out["msg"] == "step done x" and out["task_id"] == "task-1" and out["step"] == 3
+    assert out["tokens"] == 42 and out["component"] == "worker" and out["level"] == "info"
+    assert "task_id" not in json.loads(fmt.format(rec))
+
+
+def test_keys_are_prefixed_and_caller_keys_hashed():
+    k = Keys("f")
+    assert k.stream == "af:f:tasks" and k.task("x") == "af:f:t:x" and k.tool_result("x", 1, 2) == "af:f:t:x:r:1:2"
+    assert k.submission("a" * 10_000).startswith("af:f:submit:") and len(k.submission("a" * 10_000)) < 60

@@ -1,0 +1,90 @@
+"""Model seam: parsing chat completions, backoff, and the scripted model's behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+import pytest
+
+from agentfleet_runtime.model import ModelError, ModelRequest, backoff_delay, parse_chat_completion
+from agentfleet_runtime.testing.scripted_model import ScriptedClient, ScriptedModel, directives, strip_directives
+from agentfleet_runtime.tools.fanout import child_id, goals_of
+
+
+def test_parse_native_tool_calls_and_usage():
+    body = {
+        "model": "m",
+        "choices": [
+            {
+                "message": {"content": None, "tool_calls": [{"id": "c1", "function": {"name": "search", "arguments": '{"query": "x"}'}}, {"function": {}}]},
+                "finish_reason": "tool_calls",
+            }
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 3},
+    }
+    r = parse_chat_completion(body)
+    assert r.content == "" and [(c.id, c.name, c.arguments) for c in r.tool_calls] == [("c1", "search", {"query": "x"})]
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens, r.finish_reason, r.model) == (12, 3, "tool_calls", "m")
+
+
+def test_parse_tolerates_missing_usage_and_refuses_no_choices():
+    assert parse_chat_completion({"choices": [{"message": {"content": "hi"}}]}).usage.total == 0
+    with pytest.raises(ModelError):
+        parse_chat_completion({"choices": []})
+
+
+def test_full_jitter_backoff_is_bounded():
+    rng = random.Random(1)
+    for attempt in range(10):
+        d = backoff_delay(attempt, base=0.2, cap=5.0, rng=rng)
+        assert 0 <= d <= min(5.0, 0.2 * 2**attempt)
+
+
+def msgs(goal, assistant_turns=0):
+    m = [{"role": "system", "content": "s"}, {"role": "user", "content": goal}]
+    for i in range(assistant_turns):
+        m += [{"role": "assistant", "content": None, "tool_calls": []}, {"role": "tool", "tool_call_id": "x", "content": f"obs{i}"}]
+    return m
+
+
+def test_scripted_model_directives():
+    sm = ScriptedModel()
+    assert directives("do it #steps=3 #tool=t") == {"steps": "3", "tool": "t"}
+    assert strip_directives("do  it #steps=3 now") == "do it now"
+    p0 = sm.plan(msgs("x #steps=3 #tool=t #calls=2"))
+    assert [c["name"] for c in p0.tool_calls] == ["t", "t"] and p0.tool_calls[0]["arguments"] == {"n": 0}
+    p2 = sm.plan(msgs("x #steps=3 #tool=t #calls=2", 2))
+    assert p2.tool_calls == [] and p2.content.startswith("done: x after 3 steps") and "obs1" in p2.content
+
+
+def test_scripted_model_faults_per_turn_and_spawn():
+    sm = ScriptedModel()
+    g = "y #fail=2"
+    assert [sm.plan(msgs(g)).status for _ in range(3)] == [500, 500, 200]
+    assert sm.plan(msgs("z #hang=3 #latency=0.1")).delay == pytest.approx(3.1)
+    assert sm.plan(msgs("z #hang=3 #latency=0.1")).delay == pytest.approx(0.1)
+    sp = sm.plan(msgs("fan #spawn=2 #child_latency=1"))
+    assert sp.tool_calls[0]["arguments"]["goals"] == ["branch 0 of fan #latency=1", "branch 1 of fan #latency=1"]
+    assert sm.plan(msgs("fan #spawn=2", 1)).content.startswith("done")
+
+
+def test_scripted_rules_and_text_calls():
+    sm = ScriptedModel(rules=[{"match": "weather", "turns": [{"tool_calls": [{"name": "w", "arguments": {"city": "Oslo"}}]}, {"content": "Rain."}]}])
+    plan = sm.plan(msgs("weather in Oslo #text=1"))
+    body = sm.body(plan, msgs("weather in Oslo #text=1"))
+    assert "<tool_call>" in body["choices"][0]["message"]["content"] and "tool_calls" not in body["choices"][0]["message"]
+    assert sm.plan(msgs("weather in Oslo", 1)).content == "Rain."
+
+
+def test_scripted_client_round_trip():
+    reply = asyncio.run(ScriptedClient().complete(ModelRequest(messages=msgs("q #steps=2 #tool=echo"))))
+    assert reply.tool_calls[0].name == "echo" and reply.usage.prompt_tokens > 0
+    assert json.dumps(reply.tool_calls[0].arguments) == '{"n": 0}'
+
+
+def test_fanout_helpers():
+    assert goals_of({"goals": ["a", " ", {"goal": "b"}]}) == ["a", "b"]
+    assert goals_of({"goal": "x"}) == ["x"] and goals_of({"input": "y"}) == ["y"] and goals_of({"goals": 3}) == []
+    assert child_id("p", 2, 1, 0) == "p.2.1.0"

@@ -1,0 +1,100 @@
+"""Retrieval tool against a fake Retriever (the real one is another module's) and a fake cache."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from agentfleet_runtime.tools.base import ToolContext, ToolError
+from agentfleet_runtime.tools.retrieval import RetrievalTool, cache_digest
+from agentfleet_runtime.types import Limits, Status, TaskRecord
+
+CTX = ToolContext(
+    TaskRecord(id="t", goal="g", status=Status.RUNNING, limits=Limits(), created_at=0, deadline=time.time() + 60, root="t"), 0, 0, time.time() + 60
+)
+
+
+@dataclass
+class Passage:
+    id: str
+    text: str
+    score: float
+    source: str
+    metadata: dict = field(default_factory=dict)
+
+
+class FakeRetriever:
+    def __init__(self, fail: Exception | None = None):
+        self.queries = []
+        self.fail = fail
+
+    async def search(self, query, top_k=5, filter=None):
+        self.queries.append((query, top_k, filter))
+        if self.fail:
+            raise self.fail
+        return [Passage(f"p{i}", f"text {i} about {query}", 1.0 - i / 10, f"doc{i}.md") for i in range(top_k)]
+
+
+class FakeCache:
+    def __init__(self):
+        self.data, self.ttls = {}, {}
+
+    async def get(self, key):
+        return self.data.get(key)
+
+    async def set(self, key, value, ex=None):
+        self.data[key] = value
+        self.ttls[key] = ex
+
+
+def test_repeated_queries_come_from_the_cache():
+    r, cache, hits = FakeRetriever(), FakeCache(), []
+    tool = RetrievalTool("kb", r, cache=cache, top_k=2, filter='lang == "en"', cache_ttl=60, on_cache=hits.append)
+    first = asyncio.run(tool.run({"query": "What is  Redis?"}, CTX))
+    second = asyncio.run(tool.run({"query": "What is Redis?"}, CTX))  # whitespace-normalised
+    assert first == second and "[1] (doc0.md, score 1.000)" in first
+    assert r.queries == [("What is  Redis?", 2, 'lang == "en"')]
+    assert hits == [False, True] and list(cache.ttls.values()) == [60]
+    asyncio.run(tool.run({"query": "What is Redis?", "top_k": 3}, CTX))
+    assert len(r.queries) == 2  # a different top_k is a different question
+
+
+def test_ttl_zero_disables_the_cache():
+    r, cache = FakeRetriever(), FakeCache()
+    tool = RetrievalTool("kb", r, cache=cache, cache_ttl=0)
+    for _ in range(2):
+        asyncio.run(tool.run({"query": "q"}, CTX))
+    assert len(r.queries) == 2 and cache.data == {}
+
+
+def test_errors():
+    tool = RetrievalTool("kb", FakeRetriever(fail=ConnectionError("milvus down")))
+    with pytest.raises(ToolError, match="milvus down") as e:
+        asyncio.run(tool.run({"query": "q"}, CTX))
+    assert e.value.unhealthy
+    with pytest.raises(ToolError, match="non-empty 'query'") as e:
+        asyncio.run(tool.run({}, CTX))
+    assert not e.value.unhealthy
+
+
+def test_digest_depends_on_filter():
+    assert cache_digest("q", 5, None) != cache_digest("q", 5, "a == 1")
+
+
+def test_identical_concurrent_queries_share_one_search():
+    class Slow(FakeRetriever):
+        async def search(self, query, top_k=5, filter=None):
+            await asyncio.sleep(0.05)
+            return await super().search(query, top_k, filter)
+
+    r = Slow()
+    tool = RetrievalTool("kb", r, cache=FakeCache())
+
+    async def many():
+        return await asyncio.gather(*(tool.run({"query": "same"}, CTX) for _ in range(5)))
+
+    outs = asyncio.run(many())
+    assert len(r.queries) == 1 and len(set(outs)) == 1
