@@ -1,0 +1,209 @@
+"""The client's control flow against an in-process fake transport (no sockets): failover order,
+ejection, hedging within budget with the loser cancelled, tiers, affinity and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agentfleet_runtime.model import ModelError, ModelRequest
+from agentfleet_runtime.routing.client import RoutingModelClient
+from agentfleet_runtime.routing.metrics import RoutingMetrics
+from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier
+from agentfleet_runtime.routing.sources import StaticSource
+
+
+def reply(name: str) -> dict[str, Any]:
+    return {"choices": [{"message": {"content": name}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 10, "completion_tokens": 2}, "model": "m"}
+
+
+class FakeTransport:
+    """Each replica: a latency and a behaviour ('ok', 'fail', 'bad', 'hang')."""
+
+    def __init__(self, latency: dict[str, float] | None = None) -> None:
+        self.latency = latency or {}
+        self.mode: dict[str, str] = {}
+        self.sent: list[str] = []
+        self.cancelled: list[str] = []
+
+    async def send(self, endpoint: Endpoint, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        self.sent.append(endpoint.name)
+        mode = self.mode.get(endpoint.name, "ok")
+        try:
+            if mode == "hang":
+                await asyncio.sleep(3600)
+            await asyncio.sleep(self.latency.get(endpoint.name, 0.001))
+        except asyncio.CancelledError:
+            self.cancelled.append(endpoint.name)
+            raise
+        if mode == "fail":
+            raise ModelError(f"{endpoint.name} answered 500", status=500)
+        if mode == "bad":
+            raise ModelError("bad request", status=400, retryable=False)
+        return reply(endpoint.name)
+
+    async def close(self) -> None:
+        return None
+
+
+def make(n: int = 4, transport: FakeTransport | None = None, **routing: Any) -> tuple[RoutingModelClient, FakeTransport, RoutingMetrics, StaticSource]:
+    t = transport or FakeTransport()
+    src = StaticSource([Endpoint(f"r{i}", f"http://x{i}/v1") for i in range(n)])
+    metrics = RoutingMetrics(CollectorRegistry())
+    settings = RoutingSettings(**{"ejection_consecutive_errors": 2, "ejection_seconds": 5, **routing})
+    client = RoutingModelClient(
+        (Tier("big", "big", settings), src), transport=t, metrics=metrics, timeout=1.0, max_retries=3, backoff_base=0.001, rng=random.Random(0)
+    )
+    return client, t, metrics, src
+
+
+def req(task: str = "t1", kind: str = "step", root: str = "") -> ModelRequest:
+    return ModelRequest(messages=[{"role": "user", "content": "hi"}], task_id=task, root_id=root or task, kind=kind)  # type: ignore[arg-type]
+
+
+def value(metrics: RoutingMetrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+def test_a_task_sticks_to_its_replica_and_affinity_is_counted() -> None:
+    async def body() -> None:
+        client, t, m, _ = make()
+        for _ in range(5):
+            await client.complete(req("a"))
+        assert len(set(t.sent)) == 1
+        assert value(m, "agentfleet_routing_affinity_total", model="big", result="hit") == 4
+        assert value(m, "agentfleet_routing_affinity_total", model="big", result="first") == 1
+        # sub-agents follow their root task
+        await client.complete(req("a/child", root="a"))
+        assert t.sent[-1] == t.sent[0]
+
+    run(body())
+
+
+def test_failover_walks_the_task_order_and_ejects_the_failing_replica() -> None:
+    async def body() -> None:
+        client, t, m, _ = make()
+        home = client.primary.order("a", 0)[0].name
+        second = client.primary.order("a", 0, exclude=[home])[0].name
+        t.mode[home] = "fail"
+        out = await client.complete(req("a"))
+        assert out.content == second and t.sent[:2] == [home, second]
+        await client.complete(req("a"))  # second failure on home: ejected
+        assert value(m, "agentfleet_routing_ejections_total", model="big", replica=home) == 1
+        t.sent.clear()
+        await client.complete(req("a"))
+        assert t.sent == [second]  # no more calls to the ejected replica
+        assert value(m, "agentfleet_routing_failovers_total", model="big") == 2
+
+    run(body())
+
+
+def test_non_retryable_errors_are_not_failed_over() -> None:
+    async def body() -> None:
+        client, t, _, _ = make()
+        t.mode = {f"r{i}": "bad" for i in range(4)}
+        with pytest.raises(ModelError) as err:
+            await client.complete(req("a"))
+        assert not err.value.retryable and len(t.sent) == 1
+
+    run(body())
+
+
+def test_all_replicas_failing_raises_the_last_error_after_the_retries() -> None:
+    async def body() -> None:
+        client, t, _, _ = make()
+        t.mode = {f"r{i}": "fail" for i in range(4)}
+        with pytest.raises(ModelError):
+            await client.complete(req("a"))
+        assert len(t.sent) == 4 and len(set(t.sent)) == 4
+
+    run(body())
+
+
+def test_no_replicas_is_a_clear_error() -> None:
+    async def body() -> None:
+        client, _, _, src = make()
+        src.set([])
+        with pytest.raises(ModelError, match="no serving replica of big"):
+            await client.complete(req("a"))
+
+    run(body())
+
+
+def test_hedge_after_the_percentile_wins_and_cancels_the_loser() -> None:
+    async def body() -> None:
+        t = FakeTransport({f"r{i}": 0.01 for i in range(4)})
+        client, t, m, _ = make(transport=t, hedging=True, hedge_max_extra_percent=50)
+        for i in range(200):  # learn the p95 (~10 ms) and earn hedge tokens
+            await client.complete(req(f"warm-{i}"))
+        home = client.primary.order("slow", 0)[0].name
+        t.mode[home] = "hang"
+        t.cancelled.clear()
+        cancelled = value(m, "agentfleet_routing_replica_calls_total", model="big", replica=home, outcome="cancelled")
+        won = value(m, "agentfleet_routing_hedges_total", model="big", result="won")
+        out = await client.complete(req("slow"))
+        assert out.content != home
+        assert t.cancelled == [home]
+        assert value(m, "agentfleet_routing_hedges_total", model="big", result="won") == won + 1
+        assert value(m, "agentfleet_routing_replica_calls_total", model="big", replica=home, outcome="cancelled") == cancelled + 1
+
+    run(body())
+
+
+def test_hedges_stay_within_the_budget() -> None:
+    async def body() -> None:
+        t = FakeTransport({f"r{i}": 0.002 for i in range(4)})
+        client, t, m, _ = make(transport=t, hedging=True, hedge_max_extra_percent=5)
+        for i in range(100):
+            await client.complete(req(f"warm-{i}"))
+        t.latency = {f"r{i}": 0.02 for i in range(4)}  # everything is now 'slow'
+        for i in range(100):
+            await client.complete(req(f"slow-{i}"))
+        sent = sum(value(m, "agentfleet_routing_hedges_total", model="big", result=r) for r in ("won", "lost", "failed"))
+        assert 1 <= sent <= 0.05 * 200
+        assert value(m, "agentfleet_routing_hedges_total", model="big", result="denied") >= 1  # the p95 then adapts to the new regime
+
+    run(body())
+
+
+def test_routine_steps_go_to_the_routine_tier() -> None:
+    async def body() -> None:
+        t = FakeTransport()
+        metrics = RoutingMetrics(CollectorRegistry())
+        big = StaticSource([Endpoint("big-0", "http://b/v1")])
+        small = StaticSource([Endpoint("small-0", "http://s/v1")])
+        client = RoutingModelClient(
+            (Tier("big", "big"), big), routine=(Tier("small", "small"), small), routine_kinds=frozenset({"summary"}), transport=t, metrics=metrics
+        )
+        await client.complete(req("a"))
+        await client.complete(req("a", kind="summary"))
+        await client.complete(req("a", kind="tool_arguments"))
+        assert t.sent == ["big-0", "small-0", "big-0"]
+        assert value(metrics, "agentfleet_routing_tier_calls_total", tier="routine", model="small", kind="summary") == 1
+        assert value(metrics, "agentfleet_routing_tier_calls_total", tier="primary", model="big", kind="tool_arguments") == 1
+        info = {"policy": "PrefixAffinity", "load_bound_percent": "125", "hedging": "false"}
+        assert value(metrics, "agentfleet_routing_policy_info", tier="routine", model="small", kinds="summary", **info) == 1
+
+    run(body())
+
+
+def test_cancelling_a_call_cancels_its_attempts() -> None:
+    async def body() -> None:
+        client, t, _, _ = make()
+        t.mode = {f"r{i}": "hang" for i in range(4)}
+        task = asyncio.create_task(client.complete(req("a")))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert len(t.cancelled) == 1 and client.primary.inflight[t.cancelled[0]] == 0
+
+    run(body())

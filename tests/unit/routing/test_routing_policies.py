@@ -1,0 +1,127 @@
+"""Backoff bounds, the ejection state machine, the hedge budget and the quantile estimator."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from agentfleet_runtime.routing.backoff import full_jitter
+from agentfleet_runtime.routing.ejection import Health, OutlierDetector
+from agentfleet_runtime.routing.hedging import HedgeBudget
+from agentfleet_runtime.routing.quantile import P2Quantile, WindowedQuantile
+
+
+def test_full_jitter_stays_within_its_window_and_uses_it() -> None:
+    rng = random.Random(3)
+    for attempt in range(12):
+        ceiling = min(2.0, 0.05 * 2**attempt)
+        draws = [full_jitter(attempt, 0.05, 2.0, rng) for _ in range(400)]
+        assert all(0.0 <= d <= ceiling for d in draws)
+        assert max(draws) > 0.8 * ceiling and min(draws) < 0.2 * ceiling  # full, not equal, jitter
+    assert full_jitter(10_000, 0.05, 2.0, rng) <= 2.0
+    with pytest.raises(ValueError):
+        full_jitter(-1)
+
+
+def test_ejection_after_consecutive_errors_then_probe_back() -> None:
+    d = OutlierDetector(consecutive_errors=3, ejection_seconds=10)
+    d.on_failure(0)
+    d.on_failure(1)
+    d.on_success(2)  # a success resets the streak
+    assert not d.on_failure(3) and not d.on_failure(4)
+    assert d.on_failure(5) and d.state is Health.EJECTED
+    assert not d.admits(14.9)
+    assert d.admits(15.0)
+    d.on_send(15.0)
+    assert d.state is Health.PROBING
+    assert not d.admits(15.1)  # one probe at a time
+    d.on_success(16)
+    assert d.state is Health.HEALTHY and d.admits(16)
+
+
+def test_failed_probe_ejects_for_longer_capped() -> None:
+    d = OutlierDetector(consecutive_errors=1, ejection_seconds=10, max_ejection_factor=4)
+    d.on_failure(0)
+    assert d.until == 10
+    ends = []
+    now = 10.0
+    for _ in range(4):
+        d.on_send(now)
+        d.on_failure(now)
+        ends.append(d.until - now)
+        now = d.until
+    assert ends == [20, 40, 40, 40]
+    d.on_send(now)
+    d.on_success(now)
+    d.on_failure(now + 1)
+    assert d.until - (now + 1) == 10  # a good probe forgets the history
+
+
+def test_lost_probe_does_not_block_the_replica_forever() -> None:
+    d = OutlierDetector(consecutive_errors=1, ejection_seconds=5)
+    d.on_failure(0)
+    d.on_send(5)  # the probe's caller is cancelled and never reports
+    assert not d.admits(9)
+    assert d.admits(10)
+
+
+def test_late_errors_of_calls_sent_before_ejection_do_not_extend_it() -> None:
+    d = OutlierDetector(consecutive_errors=2, ejection_seconds=5)
+    d.on_failure(0)
+    d.on_failure(0)
+    assert not d.on_failure(1) and d.until == 5
+
+
+def test_hedge_budget_caps_hedges_to_the_ratio_of_calls() -> None:
+    b = HedgeBudget(0.05, burst=10)
+    granted = 0
+    for _ in range(10_000):
+        b.on_call()
+        granted += b.try_spend()  # a pathological fleet: every call wants a hedge
+    assert granted <= 0.05 * 10_000 and granted >= 0.05 * 10_000 - 1
+    assert not HedgeBudget(0.05).try_spend()  # starts empty
+    with pytest.raises(ValueError):
+        HedgeBudget(1.5)
+
+
+def test_hedge_budget_banks_at_most_burst() -> None:
+    b = HedgeBudget(0.5, burst=3)
+    for _ in range(100):
+        b.on_call()
+    assert sum(b.try_spend() for _ in range(10)) == 3
+
+
+@pytest.mark.parametrize("p", [0.5, 0.95, 0.99])
+def test_p2_tracks_the_quantile_of_a_heavy_tailed_stream(p: float) -> None:
+    rng = random.Random(11)
+    xs = [rng.lognormvariate(0, 0.8) for _ in range(20_000)]
+    q = P2Quantile(p)
+    for x in xs:
+        q.add(x)
+    exact = sorted(xs)[int(p * len(xs))]
+    est = q.value()
+    assert est is not None and abs(est - exact) / exact < 0.05
+
+
+def test_p2_small_samples_and_bounds() -> None:
+    q = P2Quantile(0.95)
+    assert q.value() is None
+    for x in (3.0, 1.0, 2.0):
+        q.add(x)
+    assert q.value() == 3.0
+    with pytest.raises(ValueError):
+        P2Quantile(1.0)
+
+
+def test_windowed_quantile_follows_drift_and_waits_for_samples() -> None:
+    w = WindowedQuantile(0.95, window=1000, min_samples=50)
+    for _ in range(49):
+        w.add(1.0)
+    assert w.value() is None
+    for _ in range(3000):
+        w.add(1.0)
+    for i in range(2000):
+        w.add(10.0 + (i % 10) * 0.1)  # latency regime change
+    value = w.value()
+    assert value is not None and value > 9.0

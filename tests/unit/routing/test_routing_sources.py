@@ -1,0 +1,78 @@
+"""Replica discovery rules (EndpointSlices -> endpoints), settings from the CRD blocks, pool order."""
+
+from __future__ import annotations
+
+from agentfleet.api.agentfleet import RateLimit
+from agentfleet.api.modelreplicaset import Routing
+from agentfleet_runtime.routing.factory import ModelRoutingConfig
+from agentfleet_runtime.routing.pool import ReplicaPool
+from agentfleet_runtime.routing.settings import Endpoint, RateLimitSettings, RoutingSettings, Tier, routine_kinds
+from agentfleet_runtime.routing.sources import StaticSource, endpoints_from_slices
+
+
+def _ep(ip: str, pod: str, **cond: bool) -> dict:
+    return {"addresses": [ip], "conditions": {"ready": True, **cond}, "targetRef": {"kind": "Pod", "name": pod}}
+
+
+def test_endpoints_from_slices_keep_only_ready_serving_endpoints() -> None:
+    slices = [
+        {
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8000}, {"name": "metrics", "port": 9000}],
+            "endpoints": [
+                _ep("10.0.0.1", "m-0"),
+                _ep("10.0.0.2", "m-1", ready=False),
+                _ep("10.0.0.3", "m-2", terminating=True),
+                _ep("10.0.0.4", "m-3", serving=False),
+            ],
+        },
+        {"addressType": "IPv6", "ports": [{"name": "http", "port": 8000}], "endpoints": [_ep("fd00::5", "m-4"), _ep("10.0.0.1", "m-0")]},
+        {"addressType": "IPv4", "ports": [{"name": "other", "port": 1}, {"name": "x", "port": 2}], "endpoints": [_ep("10.0.0.9", "m-9")]},
+    ]
+    got = endpoints_from_slices(slices)
+    assert [e.name for e in got] == ["m-0", "m-4"]
+    assert got[1].base_url == "http://[fd00::5]:8000/v1"
+
+
+def test_settings_come_from_the_crd_blocks() -> None:
+    s = RoutingSettings.from_spec(
+        Routing.model_validate({"policy": "LeastLoaded", "loadBoundPercent": 150, "hedging": {"enabled": True, "maxExtraPercent": 3}})
+    )
+    assert (s.policy, s.eps, s.hedging, s.hedge_max_extra_percent, s.hedge_after_percentile) == ("LeastLoaded", 0.5, True, 3, 95)
+    assert RoutingSettings.from_spec({"ejectionSeconds": 7}).ejection_seconds == 7
+    r = RateLimitSettings.from_spec(RateLimit(tokens_per_minute=1000))
+    assert r.enabled and r.tokens_per_minute == 1000 and r.max_wait_seconds == 30
+    assert routine_kinds(["ToolArguments", "Summaries"]) == {"tool_arguments", "summary"}
+    cfg = ModelRoutingConfig.model_validate({"primary": {"modelReplicaSet": "big", "endpoints": ["http://127.0.0.1:1/v1"]}, "routineSteps": ["Summaries"]})
+    assert cfg.primary.routing.policy == "PrefixAffinity"
+
+
+def _pool(policy: str, n: int = 4) -> ReplicaPool:
+    src = StaticSource([Endpoint(f"r{i}", f"http://127.0.0.1:{9000 + i}/v1") for i in range(n)])
+    return ReplicaPool(Tier("m", "m", RoutingSettings(policy=policy, ejection_consecutive_errors=1, ejection_seconds=10)), src)  # type: ignore[arg-type]
+
+
+def test_pool_order_leaves_out_ejected_replicas_until_probe_time() -> None:
+    pool = _pool("PrefixAffinity")
+    home = pool.order("task", 0)[0].name
+    pool.detector(home).on_failure(0)
+    assert home not in [e.name for e in pool.order("task", 1)]
+    assert pool.order("task", 10)[0].name == home  # probe-back goes to the home replica
+    for e in pool.source.endpoints():
+        pool.detector(e.name).on_failure(0)
+    assert len(pool.order("task", 1)) == 4  # all ejected: panic mode tries them all
+
+
+def test_pool_order_puts_tried_replicas_last() -> None:
+    pool = _pool("PrefixAffinity")
+    first = pool.order("t", 0)
+    again = pool.order("t", 0, exclude=[first[0].name])
+    assert again[0] == first[1] and again[-1] == first[0]
+
+
+def test_round_robin_and_least_loaded_orders() -> None:
+    rr = _pool("RoundRobin")
+    assert [rr.order("same", 0)[0].name for _ in range(4)] == ["r0", "r1", "r2", "r3"]
+    ll = _pool("LeastLoaded")
+    ll.inflight.update({"r0": 3, "r1": 1, "r2": 0, "r3": 2})
+    assert [e.name for e in ll.order("x", 0)] == ["r2", "r1", "r3", "r0"]
