@@ -114,8 +114,12 @@ def serving_selector(mrs: str) -> dict[str, str]:
 
 
 def selector_string(mrs: str) -> str:
-    """status.selector for the scale subresource: one pod per replica (server or leader)."""
-    return f"{MODELREPLICASET_LABEL}={mrs},{ROLE_LABEL}!={ROLE_WORKER}"
+    """status.selector for the scale subresource: one pod per replica (server or leader).
+
+    Set-based `notin`, not `!=`: the API server converts this string to a LabelSelector for every
+    /scale reader (kubectl scale, the HPA, the disruption controller), and that conversion
+    (metav1.ParseToLabelSelector) refuses `!=`."""
+    return f"{MODELREPLICASET_LABEL}={mrs},{ROLE_LABEL} notin ({ROLE_WORKER})"
 
 
 def spec_hash(spec: ModelReplicaSetSpec) -> str:

@@ -289,7 +289,7 @@ def test_pdb() -> None:
 
 
 def test_selector_and_spec_hash() -> None:
-    assert selector_string("qwen-7b") == "agentfleet.io/modelreplicaset=qwen-7b,agentfleet.io/role!=worker"
+    assert selector_string("qwen-7b") == "agentfleet.io/modelreplicaset=qwen-7b,agentfleet.io/role notin (worker)"
     a, b = single_node(), single_node()
     assert spec_hash(a.spec) == spec_hash(b.spec)
     b.spec.replicas = 7

@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""Reconcile latency of the ModelReplicaSet controller on the local control plane (prints figures;
+not a test).
+
+For 100 ModelReplicaSets (1-2 replicas of TP 1, 2 or 4 each) on a pool of kwok nodes: the time
+from the create request to every replica pod of that object being bound to a node (goal: p50 under
+1 s, p99 under 3 s), and to status Ready=True (kwok makes bound pods Ready at once, so that adds
+only the status round trip). Two arrival patterns:
+  paced  one create every 1/rate s (a steady stream of changes)
+  burst  all 100 created at once from 8 threads (a GitOps sync of a whole fleet)
+
+The operator runs as a real subprocess (python -m agentfleet.manager), as in the e2e tests; the
+cluster is the one e2e/cluster.sh manages under the AGENTFLEET_* environment (started if down).
+
+    .venv/bin/python e2e/bench/reconcile_bench.py [--count 100] [--rate 4] [--nodes 48] [--workers 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import _cluster  # noqa: I001 - sets sys.path for the imports below
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes import watch as k8s_watch
+
+MRS_LABEL = "agentfleet.io/modelreplicaset"
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = (len(xs) - 1) * p
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+class Recorder:
+    """Watches the namespace's replica pods and ModelReplicaSets; records first-seen times."""
+
+    def __init__(self, api: k8s.ApiClient, ns: str) -> None:
+        self.core = k8s.CoreV1Api(api)
+        self.custom = k8s.CustomObjectsApi(api)
+        self.ns = ns
+        self.created: dict[str, tuple[str, float]] = {}  # pod -> (mrs, time first seen)
+        self.bound: dict[str, tuple[str, float]] = {}  # pod -> (mrs, time)
+        self.ready: dict[str, float] = {}  # mrs -> time Ready=True first seen
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._pods, daemon=True), threading.Thread(target=self._mrs, daemon=True)]
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _pods(self) -> None:
+        while not self._stop.is_set():
+            w = k8s_watch.Watch()
+            for ev in w.stream(self.core.list_namespaced_pod, self.ns, label_selector=MRS_LABEL, timeout_seconds=30, _request_timeout=40):
+                if self._stop.is_set():
+                    w.stop()
+                    return
+                pod = ev["object"]
+                mrs = (pod.metadata.labels or {}).get(MRS_LABEL, "")
+                now = time.monotonic()
+                self.created.setdefault(pod.metadata.name, (mrs, now))
+                if pod.spec.node_name and pod.metadata.name not in self.bound:
+                    self.bound[pod.metadata.name] = (mrs, now)
+
+    def _mrs(self) -> None:
+        while not self._stop.is_set():
+            w = k8s_watch.Watch()
+            for ev in w.stream(
+                self.custom.list_namespaced_custom_object, "agentfleet.io", "v1alpha1", self.ns, "modelreplicasets", timeout_seconds=30, _request_timeout=40
+            ):
+                if self._stop.is_set():
+                    w.stop()
+                    return
+                obj = ev["object"]
+                name = obj["metadata"]["name"]
+                conds = (obj.get("status") or {}).get("conditions") or []
+                if name not in self.ready and any(c["type"] == "Ready" and c["status"] == "True" for c in conds):
+                    self.ready[name] = time.monotonic()
+
+
+def fleet(count: int, seed: int, gpus: int) -> list[tuple[str, int, int]]:
+    rnd = random.Random(seed)
+    out = []
+    for i in range(count):
+        out.append((f"m{i:03d}", rnd.choice([1, 1, 2]), rnd.choice([1, 2, 4])))
+    while sum(r * tp for _, r, tp in out) > gpus:  # keep everything placeable: latency, not capacity
+        i = max(range(count), key=lambda k: out[k][1] * out[k][2])
+        n, r, tp = out[i]
+        out[i] = (n, r, max(1, tp // 2)) if tp > 1 else (n, max(1, r - 1), tp)
+    return out
+
+
+def body(name: str, replicas: int, tp: int, pool) -> dict:
+    return {
+        "apiVersion": "agentfleet.io/v1alpha1",
+        "kind": "ModelReplicaSet",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"name": "meta-llama/Llama-3.1-8B-Instruct", "servedName": name},
+            "engine": {"tensorParallelSize": tp, "maxModelLen": 8192},
+            "gpu": {"product": _cluster.fx.H100},
+            "placement": {**pool.selector, "spreadAcross": "Node"},
+            "replicas": replicas,
+        },
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_mode(mode: str, cluster, api, ns: str, pool, op, specs, rate: float) -> dict:
+    custom = k8s.CustomObjectsApi(api)
+    rec = Recorder(api, ns)
+    rec.start()
+    time.sleep(1.0)  # watches established
+    t0: dict[str, float] = {}
+    cpu0 = cpu_seconds(op.proc.pid)
+
+    def create(s) -> None:
+        name, replicas, tp = s
+        t0[name] = time.monotonic()
+        custom.create_namespaced_custom_object("agentfleet.io", "v1alpha1", ns, "modelreplicasets", body(name, replicas, tp, pool))
+
+    start = time.monotonic()
+    if mode == "paced":
+        for i, s in enumerate(specs):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            create(s)
+    else:
+        with ThreadPoolExecutor(8) as ex:
+            list(ex.map(create, specs))
+    want = {name: replicas for name, replicas, _ in specs}
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        per = {}
+        for mrs, _ in rec.bound.values():
+            per[mrs] = per.get(mrs, 0) + 1
+        if all(per.get(n, 0) >= r for n, r in want.items()) and len(rec.ready) >= len(want):
+            break
+        time.sleep(0.2)
+    elapsed = time.monotonic() - start
+    cpu = cpu_seconds(op.proc.pid) - cpu0
+    rec.stop()
+
+    bound_at: dict[str, float] = {}
+    for mrs, t in rec.bound.values():
+        bound_at[mrs] = max(bound_at.get(mrs, 0.0), t)
+    lat_bound = [bound_at[n] - t0[n] for n in want if n in bound_at and sum(1 for m, _ in rec.bound.values() if m == n) >= want[n]]
+    lat_ready = [rec.ready[n] - t0[n] for n in want if n in rec.ready]
+    # Where the time goes: the operator (apply -> its last pod created) vs the scheduler (pod
+    # created -> bound), per pod.
+    created_at: dict[str, float] = {}
+    for mrs, t in rec.created.values():
+        created_at[mrs] = max(created_at.get(mrs, 0.0), t)
+    lat_created = [created_at[n] - t0[n] for n in want if n in created_at]
+    sched = [rec.bound[p][1] - rec.created[p][1] for p in rec.bound if p in rec.created]
+    return {
+        "bound": lat_bound,
+        "ready": lat_ready,
+        "created": lat_created,
+        "sched": sched,
+        "missing": len(want) - len(lat_bound),
+        "elapsed": elapsed,
+        "cpu": cpu,
+    }
+
+
+def clear(cluster, ns: str) -> None:
+    cluster.run("-n", ns, "delete", "mrs", "--all", "--wait=true", timeout=300)
+    cluster.wait_for(lambda: not cluster.json("-n", ns, "get", "pods")["items"], timeout=180, interval=1, desc="bench pods gone")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--count", type=int, default=100)
+    ap.add_argument("--rate", type=float, default=4.0, help="creates per second in the paced mode")
+    ap.add_argument("--nodes", type=int, default=48, help="kwok nodes x 8 GPUs in the bench pool")
+    ap.add_argument("--workers", type=int, default=8, help="operator reconcile workers")
+    ap.add_argument("--modes", default="paced,burst")
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+
+    with _cluster.cluster_up() as cluster, _cluster.bench_namespace(cluster, "bench-rec") as (ns, pool):
+        pool.add("gpu", count=args.nodes)
+        specs = fleet(args.count, args.seed, args.nodes * 8)
+        api = k8s_config.new_client_from_config(config_file=cluster.kubeconfig)
+        replicas = sum(r for _, r, _ in specs)
+        gpus = sum(r * tp for _, r, tp in specs)
+        print(f"== reconcile latency: {args.count} ModelReplicaSets ({replicas} replicas, {gpus} GPUs) on {args.nodes} kwok nodes x 8 GPUs")
+        print(f"   operator: python -m agentfleet.manager --workers {args.workers}; {os.cpu_count()} CPUs shared with the control plane; load {os.getloadavg()[0]:.1f}")
+        print("   mode          apply -> all replica pods bound (s)         apply -> status Ready=True (s)    wall    operator CPU")
+        print("                 p50     p90     p99     max                  p50     p99     max              s       s")
+        with _cluster.operator(cluster, "--workers", str(args.workers), "--quiet", *(["--log-level", "DEBUG"] if os.environ.get("BENCH_DEBUG") else [])) as op:
+            for mode in args.modes.split(","):
+                r = run_mode(mode, cluster, api, ns, pool, op, specs, args.rate)
+                b, rd = r["bound"], r["ready"]
+                label = f"paced {args.rate:g}/s" if mode == "paced" else "burst"
+                print(
+                    f"   {label:<12} {pct(b, .5):6.2f}  {pct(b, .9):6.2f}  {pct(b, .99):6.2f}  {max(b, default=float('nan')):6.2f}"
+                    f"               {pct(rd, .5):6.2f}  {pct(rd, .99):6.2f}  {max(rd, default=float('nan')):6.2f}"
+                    f"          {r['elapsed']:6.1f}  {r['cpu']:6.1f}" + (f"   ({r['missing']} never bound)" if r["missing"] else ""),
+                    flush=True,
+                )
+                c, sc = r["created"], r["sched"]
+                print(
+                    f"   {'':<12} of which apply -> last pod created (operator): p50 {pct(c, .5):.2f}  p99 {pct(c, .99):.2f};"
+                    f" pod created -> bound (kube-scheduler): p50 {pct(sc, .5):.2f}  p99 {pct(sc, .99):.2f}"
+                )
+                print(f"   {'':<12} goal p50 < 1 s, p99 < 3 s: {'met' if pct(b, .5) < 1 and pct(b, .99) < 3 and not r['missing'] else 'NOT met'}", flush=True)
+                clear(cluster, ns)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""The agentfleet operator as a real subprocess against the e2e cluster, and GPU node pools that
+belong to one test.
+
+Imported by e2e tests (and the cluster benchmarks); not a conftest, so it adds nothing to the
+other e2e modules. Fixtures: `crds` (module), `operator` (module), `gpu_pool` (function).
+
+Node pools: a test creates its own kwok nodes, labelled and tainted with its namespace, and its
+ModelReplicaSets select and tolerate exactly those. Tests then never compete with each other, nor
+with whatever else runs on the shared cluster, for GPUs, and may delete a node without harm.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+E2E_DIR = Path(__file__).resolve().parent
+ROOT = E2E_DIR.parent
+POOL_LABEL = "agentfleet.io/e2e-pool"
+H100 = "NVIDIA-H100-80GB-HBM3"
+L4 = "NVIDIA-L4"
+GPU_MEMORY = {H100: 81559, L4: 23034}
+
+
+def _nodes_module():
+    spec = importlib.util.spec_from_file_location("agentfleet_e2e_nodes", E2E_DIR / "nodes.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def install_crds(cluster) -> None:
+    from agentfleet.api import RESOURCES
+
+    cluster.run("apply", "--server-side", "--field-manager=agentfleet-e2e", "-f", str(ROOT / "crds"))
+    for res in RESOURCES:
+        cluster.run("wait", "--for=condition=Established", f"crd/{res.crd_name}", "--timeout=60s")
+    cluster.wait_for(lambda: cluster.run("get", "mrs", "-A", check=False).returncode == 0, timeout=30, desc="discovery of ModelReplicaSet")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OperatorProcess:
+    """`python -m agentfleet.manager` with the cluster's kubeconfig; its log goes to a file."""
+
+    def __init__(self, cluster, *, args: tuple[str, ...] = (), name: str = "operator") -> None:
+        self.cluster = cluster
+        self.args = args
+        self.log_path = Path(tempfile.gettempdir()) / f"agentfleet-{name}-{os.getpid()}-{int(time.time())}.log"
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self, timeout: float = 60) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "operator already running"
+        port = _free_port()
+        env = self.cluster.env()
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "operator"), env.get("PYTHONPATH")]))
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        cmd = [sys.executable, "-m", "agentfleet.manager", "--liveness", f"http://127.0.0.1:{port}/healthz", *self.args]
+        log = open(self.log_path, "a")  # noqa: SIM115 - handed to the child
+        log.write(f"\n===== start {self.starts + 1}: {' '.join(cmd)}\n")
+        log.flush()
+        # Own session: a Ctrl-C at the terminal reaches pytest, which stops us in order.
+        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        log.close()
+        self.starts += 1
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"the operator exited with {self.proc.returncode} while starting:\n{self.tail()}", pytrace=False)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        pytest.fail(f"the operator did not report healthy within {timeout}s:\n{self.tail()}", pytrace=False)
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, exactly like a crashed or evicted operator pod."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError as e:
+            return f"(no operator log: {e})"
+        return f"--- operator log {self.log_path} (last {lines} lines)\n" + "\n".join(text[-lines:])
+
+
+@pytest.fixture(scope="module")
+def crds(cluster):
+    install_crds(cluster)
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def operator(crds) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(crds, args=("--resync-seconds", "20"))
+    op.start()
+    yield op
+    op.stop()
+
+
+class GpuPool:
+    """Simulated GPU nodes owned by one test (namespace): created Ready, deleted afterwards."""
+
+    def __init__(self, cluster, namespace: str) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.names: list[str] = []
+
+    @property
+    def selector(self) -> dict[str, Any]:
+        """spec.placement fields that confine a ModelReplicaSet to this pool."""
+        return {
+            "nodeSelector": {POOL_LABEL: self.namespace},
+            "tolerations": [{"key": POOL_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
+        }
+
+    def add(self, pool: str, *, count: int = 1, gpus: int = 8, product: str = H100, block: str | None = None, zone: str = "zone-a", nvlink: str | None = None) -> list[str]:
+        """`count` nodes named <namespace>-<pool>-<i>. nvlink defaults to one domain per node."""
+        nodes = _nodes_module()
+        spec = {
+            "name": pool,
+            "count": count,
+            "namePrefix": f"{self.namespace}-{pool}-",
+            "zone": zone,
+            "region": "e2e",
+            "topologyBlock": block or f"{self.namespace}-{pool}",
+            "nvlinkDomain": nvlink or "nvl-{name}",
+            "cpu": "192",
+            "memory": "2000Gi",
+            "pods": 110,
+            "gpu": {"count": gpus, "product": product, "memoryMiB": GPU_MEMORY.get(product, 81559), "family": "sim"},
+            "labels": {POOL_LABEL: self.namespace},
+            "taints": [
+                {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"},
+                {"key": POOL_LABEL, "value": self.namespace, "effect": "NoSchedule"},
+            ],
+        }
+        manifests = nodes.build_nodes({"pools": [spec]})
+        self.cluster.run("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}))
+        names = [m["metadata"]["name"] for m in manifests]
+        self.names += names
+        self.wait_ready(names)
+        return names
+
+    def wait_ready(self, names: list[str], timeout: float = 60) -> None:
+        def ready() -> bool:
+            items = self.cluster.json("get", "nodes", "-l", f"{POOL_LABEL}={self.namespace}")["items"]
+            by = {n["metadata"]["name"]: n for n in items}
+            for name in names:
+                n = by.get(name)
+                if n is None:
+                    return False
+                cond = {c["type"]: c["status"] for c in n.get("status", {}).get("conditions", [])}
+                if cond.get("Ready") != "True":
+                    return False
+                # The node lifecycle controller taints new nodes not-ready until it sees them Ready.
+                if any(t["key"].startswith("node.kubernetes.io/") for t in n.get("spec", {}).get("taints", [])):
+                    return False
+            return True
+
+        self.cluster.wait_for(ready, timeout=timeout, interval=0.3, desc=f"nodes {names} Ready and untainted")
+
+    def nodes(self) -> list[dict]:
+        return self.cluster.json("get", "nodes", "-l", f"{POOL_LABEL}={self.namespace}")["items"]
+
+    def delete_all(self) -> None:
+        if self.names:
+            # The test's ModelReplicaSets go first: an operator still running would otherwise see
+            # their nodes vanish and try to re-place every replica.
+            self.cluster.run("-n", self.namespace, "delete", "modelreplicasets", "--all", "--wait=false", check=False)
+            self.cluster.run("delete", "nodes", "-l", f"{POOL_LABEL}={self.namespace}", "--wait=false", "--ignore-not-found", check=False)
+
+
+@pytest.fixture
+def gpu_pool(cluster, namespace) -> Iterator[GpuPool]:
+    pool = GpuPool(cluster, namespace)
+    yield pool
+    pool.delete_all()
+
+
+def eventually(cluster, op: OperatorProcess | None, predicate: Callable[[], Any], *, timeout: float, desc: str, interval: float = 0.3) -> Any:
+    """cluster.wait_for, with the operator's log attached when it times out."""
+    try:
+        return cluster.wait_for(predicate, timeout=timeout, interval=interval, desc=desc)
+    except pytest.fail.Exception as e:
+        raise pytest.fail.Exception(f"{e}\n{op.tail() if op else ''}", pytrace=False) from None

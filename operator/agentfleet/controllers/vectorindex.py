@@ -1,0 +1,434 @@
+"""VectorIndex controller: the Milvus collection, the managed Milvus, and the ingestion Jobs.
+
+Level-based: each pass recomputes everything from the spec and what exists (the Milvus object,
+the collection, the Jobs and their pods), so a pass can be repeated or skipped freely. Passes
+come from kopf events on VectorIndexes and their Jobs and pods, and from a periodic resync; a
+failing pass retries with backoff. No finalizer is added unless spec.deletionPolicy is Delete,
+and then deletion waits at most spec.deletionTimeoutSeconds for Milvus before it lets go.
+
+The decisions live in pure modules: agentfleet.render.vectorindex (what the children are),
+agentfleet_runtime.ingest.progress (how worker records add up); agentfleet_runtime.milvus does
+the collection calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from pydantic import ValidationError
+
+from agentfleet.api.common import GROUP, VERSION
+from agentfleet.api.vectorindex import VectorIndex
+from agentfleet.conditions import DEGRADED, PROGRESSING, READY, set_condition
+from agentfleet.controllers.settings import CONFIG, kube_client
+from agentfleet.kube import Kube
+from agentfleet.render import vectorindex as render
+from agentfleet_runtime.ingest import progress
+from agentfleet_runtime.milvus import (
+    CollectionManager,
+    CollectionSpec,
+    ImmutableFieldConflict,
+    MilvusError,
+    MilvusTarget,
+    MilvusUnavailable,
+)
+
+log = logging.getLogger("agentfleet.vectorindex")
+
+PLURAL = "vectorindexes"
+KIND = "VectorIndex"
+MILVUS_READY = "MilvusReady"
+INGESTED = "Ingested"
+BACKOFF_MIN, BACKOFF_MAX = 2.0, 120.0
+# Passes while something is under way (ingestion, loading, Milvus starting) come this often.
+BUSY_RESYNC_SECONDS = 10.0
+
+Key = tuple[str, str]
+
+
+class Retry(Exception):
+    """The pass could not finish (Milvus unreachable, a Milvus still starting): try again later."""
+
+
+def _b64(data: Mapping[str, str] | None, key: str) -> str:
+    raw = (data or {}).get(key)
+    return base64.b64decode(raw).decode() if raw else ""
+
+
+class Pass:
+    """One reconcile of one VectorIndex; collects status and Events, writes them once at the end."""
+
+    def __init__(self, kube: Kube, obj: dict[str, Any], reported: set[tuple[str, str, str]] | None = None) -> None:
+        self.kube = kube
+        self.reported = reported if reported is not None else set()
+        self.obj = obj
+        meta = obj["metadata"]
+        self.ns, self.name, self.generation = meta["namespace"], meta["name"], meta.get("generation", 0)
+        old = obj.get("status") or {}
+        self.conditions: list[dict[str, Any]] = list(old.get("conditions") or [])
+        self.status: dict[str, Any] = {}
+        self.busy = False
+
+    # --- helpers ---
+
+    def condition(self, type_: str, ok: bool, reason: str, message: str = "") -> None:
+        self.conditions = set_condition(self.conditions, type_, ok, reason, message, self.generation)
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        log.log(logging.WARNING if type_ == "Warning" else logging.INFO, "%s/%s %s: %s", self.ns, self.name, reason, message)
+        if (type_, reason, message) in self.reported:
+            return  # the same problem on every retry is one Event, not a flood
+        try:
+            self.kube.event(self.obj, type_, reason, message)
+            self.reported.add((type_, reason, message))
+        except ApiException as e:
+            log.debug("event not posted: %s", e)
+
+    def write_status(self) -> None:
+        self.status["conditions"] = self.conditions
+        self.status["observedGeneration"] = self.generation
+        res = self.kube._resource(f"{GROUP}/{VERSION}", KIND)
+        try:
+            self.kube.dynamic.patch(res.status, body={"status": self.status}, name=self.name, namespace=self.ns, content_type="application/merge-patch+json")
+        except NotFoundError:
+            pass  # deleted during the pass
+
+    # --- the pass ---
+
+    def run(self) -> float | None:
+        """Returns seconds until the next pass is wanted (None: only on change or resync)."""
+        try:
+            vi = VectorIndex.model_validate(self.obj)
+        except ValidationError as e:
+            # The schema refuses what it can; this catches what only the operator's models know.
+            msg = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+            self.status["phase"] = "Failed"
+            self.condition(READY, False, "InvalidSpec", msg)
+            self.event("Warning", "InvalidSpec", msg)
+            self.write_status()
+            return None
+        try:
+            uri = self.milvus_endpoint(vi)
+            if uri is None:
+                return BUSY_RESYNC_SECONDS
+            self.status["endpoint"] = uri
+            state = self.collection(vi, self.target(vi, uri))
+            if state is None:
+                return None
+            self.ingestion(vi, uri)
+        except MilvusUnavailable as e:
+            self.status["phase"] = "Degraded"
+            self.condition(DEGRADED, True, "MilvusUnavailable", str(e))
+            self.condition(READY, False, "MilvusUnavailable", f"cannot reach Milvus at {self.status.get('endpoint')}: {e}")
+            self.event("Warning", "MilvusUnavailable", str(e))
+            self.write_status()
+            raise Retry(str(e)) from e
+        except MilvusError as e:
+            self.status["phase"] = "Degraded"
+            self.condition(DEGRADED, True, "MilvusRequestFailed", str(e))
+            self.condition(READY, False, "MilvusRequestFailed", str(e))
+            self.event("Warning", "MilvusRequestFailed", str(e))
+            self.write_status()
+            raise Retry(str(e)) from e
+        self.summarise(vi)
+        self.write_status()
+        return BUSY_RESYNC_SECONDS if self.busy else None
+
+    def milvus_endpoint(self, vi: VectorIndex) -> str | None:
+        if vi.spec.milvus.managed is None:
+            self.condition(MILVUS_READY, True, "External", f"using {vi.spec.milvus.uri}")
+            return vi.spec.milvus.uri
+        wanted = render.render_milvus(vi, expected_rows=(self.obj.get("status") or {}).get("rowCount"))
+        try:
+            self.kube.apply(wanted)
+        except ResourceNotFoundError:
+            msg = "the milvus.io/v1beta1 Milvus kind is not installed: install the Milvus Operator, or set spec.milvus.uri"
+            self.status["phase"] = "Pending"
+            self.condition(MILVUS_READY, False, "MilvusOperatorMissing", msg)
+            self.condition(READY, False, "MilvusOperatorMissing", msg)
+            self.event("Warning", "MilvusOperatorMissing", msg)
+            self.write_status()
+            raise Retry(msg) from None
+        live = self.kube.get(wanted["apiVersion"], wanted["kind"], wanted["metadata"]["name"], self.ns)
+        ready, why = render.milvus_ready(live)
+        uri = render.milvus_uri(live)
+        if not ready or uri is None:
+            self.status["phase"] = "Creating"
+            self.condition(MILVUS_READY, False, "MilvusNotReady", why)
+            self.condition(READY, False, "WaitingForMilvus", f"Milvus {wanted['metadata']['name']} is not ready: {why}")
+            self.condition(PROGRESSING, True, "CreatingMilvus", why)
+            self.write_status()
+            return None
+        self.condition(MILVUS_READY, True, "MilvusReady", f"{wanted['metadata']['name']} serves {uri}")
+        return uri
+
+    def target(self, vi: VectorIndex, uri: str) -> MilvusTarget:
+        user = password = ""
+        creds = vi.spec.milvus.credentials
+        if creds is not None:
+            secret = self.kube.get("v1", "Secret", creds.secret_name, self.ns)
+            if secret is None:
+                raise MilvusUnavailable(f"Secret {creds.secret_name} named by spec.milvus.credentials does not exist")
+            user, password = _b64(secret.get("data"), creds.username_key), _b64(secret.get("data"), creds.password_key)
+        return MilvusTarget(uri=uri, database=vi.spec.milvus.database, user=user, password=password)
+
+    def collection(self, vi: VectorIndex, target: MilvusTarget) -> Any:
+        manager = CollectionManager.connect(target, CollectionSpec.from_vectorindex(vi.spec))
+        try:
+            done = manager.ensure(wait_loaded=False)
+        except ImmutableFieldConflict as e:
+            # Nothing was changed in Milvus: the spec asks for what the collection cannot become.
+            self.status["phase"] = "Failed"
+            self.condition(DEGRADED, True, "ImmutableFieldConflict", str(e))
+            self.condition(READY, False, "ImmutableFieldConflict", str(e))
+            self.event("Warning", "ImmutableFieldConflict", str(e))
+            self.write_status()
+            return None
+        if done.created:
+            self.event("Normal", "CollectionCreated", f"created collection {vi.spec.collection} with {vi.spec.shards} shard(s)")
+        if done.index_rebuilt:
+            self.event("Normal", "IndexRebuilt", f"rebuilt the {vi.spec.index.type} index over the existing rows")
+        if done.reloaded:
+            self.event("Normal", "Reloaded", f"loaded with {vi.spec.in_memory_replicas} in-memory replica(s)")
+        for note in done.notes:
+            self.event("Normal", "MilvusNote", note)
+        self.status.update(done.state.status())
+        self.condition(DEGRADED, False, "AsExpected")
+        if done.state.load_state != "Loaded":
+            self.busy = True
+        return done.state
+
+    def observed_source(self, vi: VectorIndex) -> str | None:
+        """A fingerprint of what can be seen of the source: a ConfigMap's data."""
+        src = vi.spec.source
+        if src is None or src.config_map is None:
+            return None
+        cm = self.kube.get("v1", "ConfigMap", src.config_map.name, self.ns)
+        if cm is None:
+            return "missing"
+        blob = json.dumps([cm.get("data") or {}, cm.get("binaryData") or {}], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def ingestion(self, vi: VectorIndex, uri: str) -> None:
+        if vi.spec.source is None:
+            self.condition(INGESTED, True, "NoSource", "the collection is filled outside agentfleet")
+            return
+        revision = render.source_revision(vi.spec, self.observed_source(vi))
+        objs = render.render_ingestion(vi, image=vi.spec.ingestion.image or CONFIG.runtime_image, milvus_uri=uri, revision=revision)
+        job = objs[-1]
+        job_name = job["metadata"]["name"]
+        live = self.kube.get("batch/v1", "Job", job_name, self.ns)
+        if live is None:
+            # A Job's pod template is immutable: create it once, never patch it.
+            for o in objs:
+                self.kube.apply(o)
+            live = self.kube.get("batch/v1", "Job", job_name, self.ns) or job
+            self.event("Normal", "IngestionStarted", f"Job {job_name} ingests source revision {revision} with {vi.spec.ingestion.parallelism} worker(s)")
+        selector = ",".join(f"{k}={v}" for k, v in render.ingestion_selector(self.name).items())
+        for old in self.kube.list("batch/v1", "Job", self.ns, selector):
+            if old["metadata"]["name"] != job_name:
+                self.kube.delete("batch/v1", "Job", old["metadata"]["name"], self.ns)
+        pods = self.kube.list("v1", "Pod", self.ns, f"job-name={job_name}")
+        records = [r for r in (progress.latest(_termination(p)) for p in pods) if r is not None]
+        summary = progress.merge(records, vi.spec.ingestion.parallelism, revision)
+        jstatus = live.get("status") or {}
+        jconds = {c.get("type"): c for c in jstatus.get("conditions") or [] if c.get("status") == "True"}
+        ingestion: dict[str, Any] = {
+            "revision": revision,
+            "jobName": job_name,
+            **{k: v for k, v in summary.status().items() if k in ("documentsTotal", "documentsDone", "documentsFailed", "chunks", "failures")},
+        }
+        if jstatus.get("startTime"):
+            ingestion["startedAt"] = jstatus["startTime"]
+        if "Failed" in jconds:
+            why = jconds["Failed"].get("message") or jconds["Failed"].get("reason") or "the Job failed"
+            errors = "; ".join(summary.errors)
+            self.condition(INGESTED, False, "IngestionFailed", f"Job {job_name}: {why}" + (f" ({errors})" if errors else ""))
+            self.event("Warning", "IngestionFailed", f"Job {job_name}: {why}")
+        elif "Complete" in jconds:
+            ingestion["completedAt"] = jstatus.get("completionTime")
+            self.condition(
+                INGESTED,
+                True,
+                "IngestionSucceeded",
+                f"revision {revision}: {summary.documents_done} documents, {summary.chunks} chunks, {summary.documents_failed} failed",
+            )
+        else:
+            self.busy = True
+            self.condition(
+                INGESTED,
+                False,
+                "Ingesting",
+                f"Job {job_name}: {summary.reported}/{vi.spec.ingestion.parallelism} workers reported, {summary.chunks} chunks so far",
+            )
+        self.status["ingestion"] = ingestion
+
+    def summarise(self, vi: VectorIndex) -> None:
+        by_type = {c["type"]: c for c in self.conditions}
+        ingested = by_type.get(INGESTED, {})
+        loaded = self.status.get("loadState") == "Loaded"
+        failed = ingested.get("reason") == "IngestionFailed"
+        # Searchable is what agents need: an older revision keeps serving while a new one ingests.
+        has_rows = (self.status.get("rowCount") or 0) > 0
+        ready = loaded and not failed and (ingested.get("status") == "True" or has_rows)
+        if ready:
+            self.condition(READY, True, "Searchable", f"collection {vi.spec.collection} is loaded with {self.status.get('rowCount', 0)} rows")
+        elif failed:
+            self.condition(READY, False, "IngestionFailed", ingested.get("message", ""))
+        elif not loaded:
+            self.condition(READY, False, "Loading", f"collection {vi.spec.collection} is {self.status.get('loadState') or 'not loaded'}")
+        else:
+            self.condition(READY, False, ingested.get("reason", "Ingesting"), ingested.get("message", ""))
+        self.condition(PROGRESSING, self.busy, "Ingesting" if ingested.get("reason") == "Ingesting" else ("Loading" if not loaded else "Idle"))
+        self.status["phase"] = "Ready" if ready else ("Failed" if failed else ("Ingesting" if ingested.get("reason") == "Ingesting" else "Creating"))
+
+
+def _termination(pod: Mapping[str, Any]) -> str:
+    out = []
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        for state in ((cs.get("state") or {}).get("terminated"), (cs.get("lastState") or {}).get("terminated")):
+            if state and state.get("message"):
+                out.append(state["message"])
+    return "\n".join(out)
+
+
+# --- the work loop -------------------------------------------------------------------------------
+
+
+class Controller:
+    def __init__(self) -> None:
+        self.kube = Kube(kube_client())
+        self.queue: asyncio.Queue[Key] = asyncio.Queue()
+        self.queued: set[Key] = set()
+        self.known: set[Key] = set()
+        self.failures: dict[Key, int] = {}
+        self.reported: dict[Key, set[tuple[str, str, str]]] = {}
+        self.timers: dict[Key, asyncio.TimerHandle] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def enqueue(self, key: Key, delay: float = 0.0) -> None:
+        loop = asyncio.get_running_loop()
+        if delay > 0:
+            old = self.timers.pop(key, None)
+            if old:
+                old.cancel()
+            self.timers[key] = loop.call_later(delay, self.enqueue, key)
+            return
+        if key not in self.queued:
+            self.queued.add(key)
+            self.queue.put_nowait(key)
+
+    def reconcile(self, key: Key) -> float | None:
+        res = self.kube._resource(f"{GROUP}/{VERSION}", KIND)
+        try:
+            obj = json.loads(self.kube.dynamic.get(res, name=key[1], namespace=key[0], serialize=False).data)
+        except NotFoundError:
+            self.known.discard(key)
+            return None
+        if obj["metadata"].get("deletionTimestamp"):
+            return None
+        return Pass(self.kube, obj, self.reported.setdefault(key, set())).run()
+
+    async def worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            self.queued.discard(key)
+            try:
+                again = await asyncio.to_thread(self.reconcile, key)
+                self.failures.pop(key, None)
+            except Exception as e:  # noqa: BLE001 - any failure retries with backoff; the loop must live
+                n = self.failures[key] = self.failures.get(key, 0) + 1
+                again = min(BACKOFF_MAX, BACKOFF_MIN * 2 ** (n - 1))
+                if not isinstance(e, Retry):
+                    log.exception("%s/%s: reconcile failed (attempt %d), retrying in %.0fs", key[0], key[1], n, again)
+            if again is not None:
+                self.enqueue(key, again)
+
+    async def resync(self) -> None:
+        while True:
+            await asyncio.sleep(CONFIG.resync_seconds)
+            for key in list(self.known):
+                self.enqueue(key)
+
+    def start(self) -> None:
+        self.tasks = [asyncio.create_task(self.worker()) for _ in range(max(1, min(4, CONFIG.workers)))]
+        self.tasks.append(asyncio.create_task(self.resync()))
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        for h in self.timers.values():
+            h.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+_controller: Controller | None = None
+
+
+@kopf.on.startup()
+async def start_vectorindex_controller(**_: Any) -> None:
+    global _controller
+    _controller = Controller()
+    _controller.start()
+
+
+@kopf.on.cleanup()
+async def stop_vectorindex_controller(**_: Any) -> None:
+    if _controller is not None:
+        await _controller.stop()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def vectorindex_event(type: str | None, namespace: str, name: str, **_: Any) -> None:
+    if _controller is None:
+        return
+    key = (namespace, name)
+    if type == "DELETED":
+        _controller.known.discard(key)
+        _controller.reported.pop(key, None)
+        return
+    _controller.known.add(key)
+    _controller.enqueue(key)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={render.VECTORINDEX_LABEL: kopf.PRESENT})
+async def ingestion_job_event(namespace: str, labels: Mapping[str, str], **_: Any) -> None:
+    if _controller is not None:
+        _controller.enqueue((namespace, labels[render.VECTORINDEX_LABEL]))
+
+
+def _deletes_collection(spec: Mapping[str, Any], **_: Any) -> bool:
+    return spec.get("deletionPolicy") == "Delete"
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, when=_deletes_collection, id="drop-collection")
+def drop_collection(body: kopf.Body, meta: kopf.Meta, retry: int, runtime: Any, logger: logging.Logger, **_: Any) -> None:
+    """deletionPolicy Delete: drop the collection; a Milvus that stays unreachable never blocks deletion."""
+    vi = VectorIndex.model_validate(dict(body))
+    deadline = vi.spec.deletion_timeout_seconds
+    kube = Kube(kube_client())
+    uri = vi.spec.milvus.uri
+    if vi.spec.milvus.managed is not None:
+        # The managed Milvus goes with the VectorIndex (ownerReference, deletionPolicy Delete on it).
+        return
+    try:
+        p = Pass(kube, dict(body))
+        manager = CollectionManager.connect(p.target(vi, uri), CollectionSpec.from_vectorindex(vi.spec))
+        if manager.drop():
+            p.event("Normal", "CollectionDropped", f"dropped collection {vi.spec.collection}")
+    except MilvusError as e:
+        elapsed = runtime.total_seconds()
+        if elapsed < deadline:
+            raise kopf.TemporaryError(f"cannot drop {vi.spec.collection} yet: {e}", delay=min(30, max(2, deadline / 10))) from e
+        msg = f"gave up dropping collection {vi.spec.collection} after {int(elapsed)}s (spec.deletionTimeoutSeconds): {e}; drop it by hand"
+        logger.warning(msg)
+        Pass(kube, dict(body)).event("Warning", "CollectionNotDropped", msg)

@@ -1,0 +1,125 @@
+"""The agentfleet operator's entry point (kopf).
+
+    python -m agentfleet.manager                       # all namespaces, standalone
+    python -m agentfleet.manager --liveness http://127.0.0.1:8080/healthz --verbose
+    kopf run -m agentfleet.manager --all-namespaces --standalone
+
+Credentials: in-cluster when run in a pod, else $KUBECONFIG (both kopf and the controllers' own
+client). Run one active operator: peering is off (`standalone`) because kopf's peering pauses
+lower-priority operators rather than electing a leader; deploy with the Recreate strategy.
+
+Settings that matter to users of the objects:
+- kopf's own bookkeeping, for any handler that needs it, goes into annotations and a finalizer
+  under agentfleet.io (never kopf.zalando.org), and never into status: our status fields are
+  written by the controllers themselves. The ModelReplicaSet controller needs neither (see
+  controllers/modelreplicaset.py), so it adds no finalizer: deleting an object never waits for
+  the operator.
+- Events: controllers post theirs explicitly; kopf's own log lines become Events only from
+  WARNING up, so routine handler chatter stays out of `kubectl describe`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import kopf
+
+import agentfleet.controllers  # noqa: F401 - registers the controllers' handlers
+from agentfleet.controllers.settings import CONFIG
+
+PREFIX = "agentfleet.io"
+
+
+# Kinds the operator only watches or indexes (kopf.on.event, kopf.index): no create/update/delete/
+# resume handler, daemon or timer serves them, so kopf's diff-base essence of them is never read.
+# tests/unit/controllers checks that this stays true of the registered handlers.
+WATCH_ONLY_KINDS = frozenset({("v1", "Pod"), ("v1", "Node")})
+
+
+class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's diff-base essence, without the copies nobody reads.
+
+    kopf builds the essence of every object on every watch event, pods and nodes included, by
+    deep-copying the whole body (status and managedFields too) and then dropping most of it, and
+    deep-copies the result once more. On a fleet of replica pods those copies were most of the
+    operator's CPU. Here the essence of a watch-only kind is empty (no change handler compares
+    it), and for other kinds the same essence as kopf's is built from the fields it keeps."""
+
+    def __init__(self, *, watch_only: frozenset[tuple[str, str]] = WATCH_ONLY_KINDS, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.watch_only = watch_only
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        fields = list(extra_fields or [])
+        if fields:  # a handler watches some status or metadata field: the full path
+            return super().build(body=body, extra_fields=fields)
+        if (body.get("apiVersion"), body.get("kind")) in self.watch_only:
+            return {}
+        meta = body.get("metadata") or {}
+        slim = {k: v for k, v in body.items() if k not in ("metadata", "status")}
+        # ownerReferences stay for kopf's key marking; the essence keeps only labels and annotations.
+        slim["metadata"] = {k: meta[k] for k in ("name", "namespace", "labels", "annotations", "ownerReferences") if k in meta}
+        return super().build(body=kopf.Body(slim), extra_fields=fields)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = f"{PREFIX}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = LeanDiffBaseStorage(prefix=PREFIX, key="last-handled-configuration")
+    settings.posting.enabled = True
+    settings.posting.level = logging.WARNING
+    settings.peering.standalone = True
+    # Watches are re-established well before load balancers cut idle connections.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 60
+    settings.networking.connect_timeout = 10
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m agentfleet.manager", description="Run the agentfleet operator.")
+    ap.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help=(
+            "serve only these namespaces (repeatable; globs allowed). Default: all. Nodes are read cluster-wide either way, pods only in these"
+            " namespaces: GPUs held by pods elsewhere are then invisible to the planner, so restrict namespaces only on dedicated GPU nodes."
+        ),
+    )
+    ap.add_argument("--liveness", metavar="URL", help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    ap.add_argument("--workers", type=int, default=CONFIG.workers, help=f"parallel reconciles (default {CONFIG.workers})")
+    ap.add_argument("--resync-seconds", type=float, default=CONFIG.resync_seconds, help="reconcile every object at least this often")
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging (kopf's too)")
+    ap.add_argument(
+        "--log-level", default=os.environ.get("AGENTFLEET_LOG_LEVEL"), help="level of agentfleet's own loggers (default INFO; WARNING with --quiet)"
+    )
+    ap.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    args = ap.parse_args(argv)
+
+    CONFIG.workers = max(1, args.workers)
+    CONFIG.resync_seconds = max(1.0, args.resync_seconds)
+    kopf.configure(verbose=args.verbose, quiet=args.quiet)
+    logging.getLogger("agentfleet").setLevel((args.log_level or ("WARNING" if args.quiet else "INFO")).upper())
+    if not args.verbose:
+        # kopf logs every handled watch event ("Handler ... succeeded") at INFO; ours log what they do.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    kopf.run(
+        standalone=True,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

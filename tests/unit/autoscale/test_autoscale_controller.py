@@ -1,0 +1,104 @@
+"""The kopf timer's wiring: what it patches into status and which Events it emits (no cluster)."""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import kopf
+import pytest
+
+from agentfleet.api.modelreplicaset import ModelReplicaSetStatus
+from agentfleet.autoscale.goodput import Goodput
+from agentfleet.autoscale.policy import Capacity, Observation, ReplicaSample
+from agentfleet.controllers import autoscaler
+
+SPEC: dict[str, Any] = {
+    "model": {"name": "meta-llama/Llama-3.1-70B-Instruct", "servedName": "llama-70b"},
+    "autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 8, "targetQueueDepthPerReplica": 8, "evaluationPeriodSeconds": 15},
+}
+
+
+def ready_pod(name: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "creationTimestamp": "2026-01-01T00:00:00Z", "labels": {"agentfleet.io/serving": "true"}},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:03:00Z"}]},
+    }
+
+
+class FakeReader:
+    def __init__(self, obs: Observation) -> None:
+        self.obs = obs
+        self.calls: list[Any] = []
+
+    def observe(self, target: Any, objectives: Any, window: int) -> Observation:
+        self.calls.append((target, objectives, window))
+        return self.obs
+
+
+@pytest.fixture
+def events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
+    got: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(kopf, "event", lambda body, *, type, reason, message: got.append((type, reason, message)))
+    monkeypatch.setattr(autoscaler, "_list_pods", lambda ns, sel: [ready_pod("llama-0"), ready_pod("llama-1"), ready_pod("llama-2")])
+    monkeypatch.setattr(autoscaler, "capacity_for", lambda *a: Capacity(placeable_extra=10))
+    return got
+
+
+def run(monkeypatch: pytest.MonkeyPatch, obs: Observation, status: dict[str, Any], memo: Any = None) -> tuple[kopf.Patch, Any]:
+    reader = FakeReader(obs)
+    monkeypatch.setattr(autoscaler, "reader", lambda url: reader)
+    patch = kopf.Patch()
+    memo = memo or types.SimpleNamespace()
+    logger = types.SimpleNamespace(info=lambda *a: None, warning=lambda *a: None)
+    autoscaler.evaluate_modelreplicaset(
+        body={}, spec=SPEC, status=status, meta={"generation": 2}, name="llama", namespace="team-a", memo=memo, patch=patch, logger=logger
+    )
+    assert reader.calls and reader.calls[0][0].matchers == 'namespace="team-a",model_name="llama-70b"'
+    return patch, memo
+
+
+def test_scale_up_patches_status_only_and_emits_an_event(monkeypatch: pytest.MonkeyPatch, events: list[tuple[str, str, str]]) -> None:
+    import time
+
+    samples = tuple(ReplicaSample(f"llama-{i}", 41 / 3, 10.0, 0.4) for i in range(3))
+    patch, _ = run(monkeypatch, Observation(at=time.time(), samples=samples, goodput=Goodput(0.81, 300, (), ())), {"desiredReplicas": 3})
+    assert set(patch) == {"status"}  # never spec: GitOps owns it
+    st = patch["status"]
+    assert st["desiredReplicas"] == 6
+    assert st["lastScaleReason"].startswith("3 -> 6: 41 waiting > 3 x 8 target; goodput 0.81 < 0.95")
+    assert st["observed"]["queueDepth"] == 41
+    types_ = {c["type"]: c for c in st["conditions"]}
+    assert types_["ScalingActive"]["status"] == "True" and types_["MetricsAvailable"]["status"] == "True"
+    assert types_["ScalingLimited"]["status"] == "False"
+    assert all(c["observedGeneration"] == 2 for c in st["conditions"])
+    ModelReplicaSetStatus.model_validate(st)  # the patch fits the CRD's status schema
+    assert events == [("Normal", "ScaledUp", st["lastScaleReason"])]
+
+
+def test_prometheus_down_holds_and_warns_once(monkeypatch: pytest.MonkeyPatch, events: list[tuple[str, str, str]]) -> None:
+    import time
+
+    obs = Observation(at=time.time(), error="ConnectionError: refused")
+    patch, memo = run(monkeypatch, obs, {"desiredReplicas": 3})
+    st = patch["status"]
+    assert st["desiredReplicas"] == 3 and "lastScaleTime" not in st and "observed" not in st
+    m = next(c for c in st["conditions"] if c["type"] == "MetricsAvailable")
+    assert m["status"] == "False" and m["reason"] == "PrometheusUnavailable"
+    assert [e[:2] for e in events] == [("Warning", "PrometheusUnavailable")]
+    # Next period (gate passed by rewinding the memo): same cause, no second Warning.
+    memo.autoscale_last_eval = 0.0
+    run(monkeypatch, obs, {"desiredReplicas": 3, "conditions": st["conditions"]}, memo)
+    assert len(events) == 1
+
+
+def test_the_period_gate_skips_early_ticks(monkeypatch: pytest.MonkeyPatch, events: list[tuple[str, str, str]]) -> None:
+    import time
+
+    memo = types.SimpleNamespace(autoscale_last_eval=time.time())
+    reader = FakeReader(Observation(at=time.time()))
+    monkeypatch.setattr(autoscaler, "reader", lambda url: reader)
+    patch = kopf.Patch()
+    logger = types.SimpleNamespace(info=lambda *a: None, warning=lambda *a: None)
+    autoscaler.evaluate_modelreplicaset(body={}, spec=SPEC, status={}, meta={}, name="llama", namespace="team-a", memo=memo, patch=patch, logger=logger)
+    assert not reader.calls and not patch

@@ -1,0 +1,269 @@
+"""The ModelReplicaSet policy, decision by decision, on hand-made observations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from agentfleet.api.modelreplicaset import Autoscaling
+from agentfleet.autoscale.common import METRICS_AVAILABLE, SCALING_ACTIVE, SCALING_LIMITED, stabilize
+from agentfleet.autoscale.goodput import TPOT_METRIC, Goodput, goodput, objectives_from_slo
+from agentfleet.autoscale.policy import (
+    Capacity,
+    FleetView,
+    LoadTime,
+    Observation,
+    PolicyConfig,
+    PolicyState,
+    ReplicaSample,
+    Starting,
+    decide,
+)
+
+INF = math.inf
+
+
+def cfg(**kw: object) -> PolicyConfig:
+    base = dict(
+        min_replicas=1,
+        max_replicas=20,
+        target_queue_depth=8,
+        up_window_seconds=0.0,
+        down_window_seconds=60.0,
+        period_seconds=15.0,
+        max_up_step=4,
+        max_down_step=1,
+    )
+    base.update(kw)
+    return PolicyConfig(**base)  # type: ignore[arg-type]
+
+
+def samples(n: int, waiting: float, running: float = 10.0, kv: float | None = 0.3, age: float = 1.0) -> tuple[ReplicaSample, ...]:
+    return tuple(ReplicaSample(f"r{i}", waiting, running, kv, age) for i in range(n))
+
+
+def fleet(n: int, starting: tuple[Starting, ...] = (), current: int | None = None) -> FleetView:
+    return FleetView(current=n + len(starting) if current is None else current, ready=tuple(f"r{i}" for i in range(n)), starting=starting)
+
+
+def gp(fraction: float, n: int = 200) -> Goodput:
+    good = round(fraction * n)
+    return goodput(objectives_from_slo(0, 50, 0), {TPOT_METRIC: [(0.05, float(good)), (INF, float(n))]})
+
+
+def cond(decision, type_):  # type: ignore[no-untyped-def]
+    return next(c for c in decision.conditions if c.type == type_)
+
+
+def test_config_from_the_api_defaults() -> None:
+    c = PolicyConfig.from_spec(Autoscaling())
+    assert (c.min_replicas, c.max_replicas, c.target_queue_depth, c.kv_threshold) == (1, 4, 8, 0.9)
+    assert (c.up_window_seconds, c.down_window_seconds, c.period_seconds, c.stale_after_seconds) == (30.0, 300.0, 15.0, 60.0)
+
+
+def test_queue_above_target_scales_up_with_the_explanation() -> None:
+    c = cfg()
+    out = decide(c, PolicyState.initial(c), fleet(3), Observation(at=100.0, samples=samples(3, 41 / 3), goodput=gp(0.81)))
+    d = out.decision
+    assert d.desired == 6  # ceil(41 / 8)
+    assert d.reason.startswith("3 -> 6: 41 waiting > 3 x 8 target; goodput 0.81 < 0.95")
+    assert cond(d, SCALING_ACTIVE).status and cond(d, METRICS_AVAILABLE).status
+    assert out.observed.queue_depth == 41 and out.observed.goodput == pytest.approx(0.81)
+
+
+def test_goodput_below_target_corrects_upward_without_a_queue() -> None:
+    c = cfg()
+    d = decide(c, PolicyState.initial(c), fleet(4), Observation(at=0.0, samples=samples(4, 0.0, 30.0), goodput=gp(0.70))).decision
+    # add ceil(4 x (0.95 - 0.70) / 0.95) = 2
+    assert d.desired == 6
+    assert "goodput 0.70 < 0.95" in d.reason
+
+
+def test_kv_cache_above_threshold_scales_up() -> None:
+    c = cfg()
+    d = decide(c, PolicyState.initial(c), fleet(2), Observation(at=0.0, samples=samples(2, 0.0, 30.0, kv=0.99))).decision
+    assert d.desired == 3 and "KV cache 0.99 > 0.90" in d.reason
+
+
+def test_max_step_limits_and_says_so() -> None:
+    c = cfg(max_up_step=2)
+    d = decide(c, PolicyState.initial(c), fleet(2), Observation(at=0.0, samples=samples(2, 50.0))).decision
+    assert d.desired == 4
+    lim = cond(d, SCALING_LIMITED)
+    assert lim.status and lim.reason == "ScaleUpLimit"
+
+
+def test_max_replicas_caps() -> None:
+    c = cfg(max_replicas=5)
+    d = decide(c, PolicyState.initial(c), fleet(4), Observation(at=0.0, samples=samples(4, 100.0))).decision
+    assert d.desired == 5 and cond(d, SCALING_LIMITED).reason == "TooManyReplicas"
+
+
+def test_capacity_limit_sets_scaling_limited_with_the_planner_reason() -> None:
+    c = cfg()
+    cap = Capacity(placeable_extra=1, message="no node has 4 free GPUs of NVIDIA-H100")
+    d = decide(c, PolicyState.initial(c), fleet(3), Observation(at=0.0, samples=samples(3, 30.0)), cap).decision
+    assert d.desired == 4
+    lim = cond(d, SCALING_LIMITED)
+    assert lim.status and lim.reason == "InsufficientCapacity"
+    assert "only 1 more can be placed: no node has 4 free GPUs" in lim.message
+    assert "capacity:" in d.reason
+
+
+def test_loading_replicas_are_credited_so_a_growing_queue_does_not_order_twice() -> None:
+    c = cfg(initial_load_seconds=180.0)
+    state = PolicyState.initial(c)
+    # t=0: burst, 3 ready with 60 waiting -> 8 replicas, cut to 7 by maxScaleUpStep 4.
+    out = decide(c, state, fleet(3), Observation(at=0.0, samples=samples(3, 20.0), completion_rate=3.0))
+    assert out.decision.desired == 7
+    # t=15: the queue grew while 4 replicas load; the cut order is finished (8), nothing more:
+    # ceil(72 / 8) = 9 would be ordering again for the same backlog.
+    starting = tuple(Starting(f"s{i}", 15.0) for i in range(4))
+    out = decide(c, out.state, fleet(3, starting, current=7), Observation(at=15.0, samples=samples(3, 24.0), completion_rate=3.0))
+    assert out.decision.desired == 8, out.decision.reason
+    assert "4 loading credited (load time 180s)" in out.decision.reason
+    starting = (*starting, Starting("s4", 0.0))
+    out = decide(c, out.state, fleet(3, starting), Observation(at=30.0, samples=samples(3, 28.0), completion_rate=3.0))
+    # Growth 0.8 requests/s at 1 completion/s per replica: a deficit of 1 replica, 5 loading cover it.
+    assert out.decision.desired == 8, out.decision.reason
+    # The queue explodes and completions drop: least-squares growth 4.9 requests/s over the
+    # window at 1/3 completion/s per replica = 15 replicas of deficit > 5 loading: 3 + 15 = 18
+    # are wanted (not ceil(300 / 8) = 38), 4 more per decision.
+    out = decide(c, out.state, fleet(3, starting), Observation(at=45.0, samples=samples(3, 100.0), completion_rate=1.0))
+    assert out.decision.recommendation == 18, out.decision.reason
+    assert out.decision.desired == 12
+
+
+def test_credit_holds_when_the_loading_replicas_cover_the_deficit() -> None:
+    c = cfg(initial_load_seconds=180.0)
+    state = PolicyState.initial(c)
+    starting = tuple(Starting(f"s{i}", 20.0) for i in range(4))
+    out = decide(c, state, fleet(3, starting), Observation(at=0.0, samples=samples(3, 20.0), completion_rate=30.0))
+    out = decide(c, out.state, fleet(3, starting), Observation(at=15.0, samples=samples(3, 21.0), completion_rate=30.0))
+    # growth 3 waiting/s / 10 req/s per replica = 1 replica of deficit, 4 loading: hold at 7.
+    assert out.decision.desired == 7
+
+
+def test_stuck_loading_replicas_get_no_credit() -> None:
+    c = cfg(initial_load_seconds=100.0)
+    starting = (Starting("s0", 500.0),)
+    d = decide(c, PolicyState.initial(c), fleet(2, starting), Observation(at=0.0, samples=samples(2, 40.0))).decision
+    assert d.desired == 7  # ceil(80 / 8) = 10 uncredited, from 3 by at most 4
+    assert "get no credit" in d.reason
+
+
+def test_learned_load_time_is_an_ewma_of_new_pods_only() -> None:
+    lt = LoadTime(300.0).observe({"a": 120.0})
+    assert lt.seconds == 120.0 and lt.samples == 1
+    lt = lt.observe({"a": 120.0, "b": 220.0})  # a is not counted twice
+    assert lt.seconds == pytest.approx(0.7 * 120 + 0.3 * 220) and lt.samples == 2
+
+
+def test_prometheus_down_holds_with_conditions() -> None:
+    c = cfg()
+    state = PolicyState.initial(c)
+    out = decide(c, state, fleet(3, current=5), Observation(at=0.0, error="ConnectionError: refused"))
+    d = out.decision
+    assert d.desired == 5 and not d.changed and d.recommendation is None
+    assert d.reason.startswith("holding 5: metrics unavailable")
+    m = cond(d, METRICS_AVAILABLE)
+    assert not m.status and m.reason == "PrometheusUnavailable"
+    assert not cond(d, SCALING_ACTIVE).status
+    assert out.state is state  # nothing recorded: stale numbers cannot act later
+
+
+def test_all_samples_stale_holds_and_never_scales_to_zero() -> None:
+    c = cfg(min_replicas=0)
+    d = decide(c, PolicyState.initial(c), fleet(3), Observation(at=0.0, samples=samples(3, 0.0, 0.0, age=600.0))).decision
+    assert d.desired == 3 and cond(d, METRICS_AVAILABLE).reason == "MetricsStale"
+
+
+def test_one_silent_replica_does_not_block_the_others() -> None:
+    c = cfg()
+    obs = Observation(at=0.0, samples=samples(3, 20.0)[:2])  # r2 missing
+    d = decide(c, PolicyState.initial(c), fleet(3), obs).decision
+    assert d.desired == 7  # 3 x 20 waiting (mean of the two that report) / 8 -> 8, step 4 -> 7
+    assert "1 of 3 replicas not reporting (r2)" in d.reason
+
+
+def test_schema_mismatch_is_loud_but_queue_still_scales() -> None:
+    c = cfg()
+    problem = "MetricsSchemaMismatch: engine exposes removed vLLM names vllm:gpu_cache_usage_perc"
+    d = decide(c, PolicyState.initial(c), fleet(2), Observation(at=0.0, samples=samples(2, 20.0, kv=None), schema_problem=problem)).decision
+    assert d.desired == 5
+    m = cond(d, METRICS_AVAILABLE)
+    assert not m.status and m.reason == "MetricsSchemaMismatch"
+    assert d.warning == "MetricsSchemaMismatch"
+
+
+def test_zero_traffic_scales_down_to_min_after_the_window_one_step_at_a_time() -> None:
+    c = cfg(min_replicas=1, down_window_seconds=60.0, max_down_step=2)
+    state = PolicyState.initial(c)
+    current = 5
+    seen = []
+    for t in range(0, 301, 15):
+        out = decide(c, state, fleet(current), Observation(at=float(t), samples=samples(current, 0.0, 0.0, kv=0.0)))
+        state = out.state
+        if out.decision.changed:
+            seen.append((t, out.decision.desired))
+            assert "no traffic" in out.decision.reason
+        current = out.decision.desired
+    assert seen[0][0] >= 60 - 15  # not before the down window is covered
+    assert current == 1
+
+
+def test_steady_load_does_not_flap() -> None:
+    c = cfg(down_window_seconds=120.0)
+    state = PolicyState.initial(c)
+    current = 4
+    changes = 0
+    for i, t in enumerate(range(0, 1800, 15)):
+        # Queue oscillates around but below target, goodput fine: nothing to do.
+        w = 5.0 + (3.0 if i % 2 else -3.0)
+        out = decide(c, state, fleet(current), Observation(at=float(t), samples=samples(current, w, 40.0, kv=0.7), goodput=gp(0.97)))
+        state = out.state
+        changes += out.decision.changed
+        current = out.decision.desired
+    assert changes == 0 and current == 4
+
+
+def test_scale_down_keeps_the_concurrency_at_which_the_slo_held() -> None:
+    c = cfg(down_window_seconds=30.0)
+    state = PolicyState.initial(c)
+    # Learn: 40 running per replica with goodput fine.
+    out = decide(c, state, fleet(4), Observation(at=0.0, samples=samples(4, 0.0, 40.0, kv=0.2), goodput=gp(0.99)))
+    assert out.state.ok_running_per_replica == pytest.approx(40.0)
+    # Load halves: 4 x 20 running = 80 -> keep ceil(80 / (40 x 0.995 x 0.8)) = 3, not 1.
+    state = out.state
+    current = 4
+    for t in (15.0, 30.0, 45.0, 60.0, 75.0):
+        out = decide(c, state, fleet(current), Observation(at=t, samples=samples(current, 0.0, 80.0 / current, kv=0.1), goodput=gp(0.99)))
+        state, current = out.state, out.decision.desired
+    assert current == 3
+
+
+def test_no_ready_replicas_but_loading_waits() -> None:
+    c = cfg()
+    d = decide(c, PolicyState.initial(c), fleet(0, (Starting("s0", 10.0),)), Observation(at=0.0)).decision
+    assert not d.changed and cond(d, METRICS_AVAILABLE).reason == "NoReadyReplicas"
+
+
+def test_up_window_takes_the_minimum_and_down_window_the_maximum() -> None:
+    hist = ((0.0, 8), (15.0, 3), (30.0, 6))
+    assert stabilize(hist, 30.0, 4, up_window=31.0, down_window=31.0) == 4  # min 3 < 4 < max 8: hold
+    assert stabilize(hist, 30.0, 4, up_window=10.0, down_window=0.0) == 6
+    assert stabilize(((0.0, 2), (15.0, 2)), 15.0, 4, up_window=0.0, down_window=15.0) == 2
+    # History shorter than the down window: hold (just (re)started).
+    assert stabilize(((15.0, 2),), 15.0, 4, up_window=0.0, down_window=300.0, slack=15.0) == 4
+
+
+def test_concurrency_past_the_level_seen_within_slo_scales_up_before_goodput_knows() -> None:
+    c = cfg(concurrency_term=True)
+    out = decide(c, PolicyState.initial(c), fleet(2), Observation(at=0.0, samples=samples(2, 0.0, 6.0, kv=0.2), goodput=gp(0.99)))
+    assert out.state.ok_running_per_replica == pytest.approx(6.0)
+    # A burst: 15 running per replica, no queue yet, goodput window still fine-looking (too few).
+    obs = Observation(at=15.0, samples=samples(2, 0.0, 15.0, kv=0.4), goodput=gp(0.99, n=5))
+    d = decide(c, out.state, fleet(2), obs).decision
+    assert d.desired == 6  # ceil(30 / (6 x 0.995))
+    assert "30 running > 2 x 6.0 seen within SLO" in d.reason

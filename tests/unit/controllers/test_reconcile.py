@@ -1,0 +1,309 @@
+"""The ModelReplicaSet reconcile against an in-memory API: the controller's I/O sequence without a
+cluster (e2e/test_modelreplicaset.py runs the same behaviours on the real control plane)."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Any
+
+import pytest
+
+from agentfleet.controllers.modelreplicaset import ModelReplicaSetReconciler, Snapshot, _trim_node, _trim_pod
+from agentfleet.rollout import DRAINING_SINCE_ANNOTATION, rfc3339
+
+NS = "ns"
+H100 = "NVIDIA-H100-80GB-HBM3"
+
+
+def node(name: str, gpus: int = 8, block: str = "b1", zone: str = "z1") -> dict:
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "nvidia.com/gpu.product": H100,
+                "nvidia.com/gpu.memory": "81559",
+                "agentfleet.io/topology-block": block,
+                "agentfleet.io/nvlink-domain": f"nvl-{name}",
+                "topology.kubernetes.io/zone": zone,
+            },
+        },
+        "spec": {"taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]},
+        "status": {"allocatable": {"nvidia.com/gpu": str(gpus)}, "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+class FakeApi:
+    """Just enough of the API server: one ModelReplicaSet, its pods, nodes."""
+
+    def __init__(self, clock: list[float]) -> None:
+        self.clock = clock
+        self.mrs: dict[str, Any] | None = None
+        self.pods: dict[str, dict] = {}
+        self.nodes: dict[str, dict] = {}
+        self.children: dict[tuple, dict] = {}
+        self.rv = 1
+        self.fail_after_pods: int | None = None
+        self.lock = threading.Lock()
+
+    # what the reconciler calls
+    def get_mrs(self, namespace: str, name: str) -> dict | None:
+        return copy.deepcopy(self.mrs) if self.mrs and self.mrs["metadata"]["name"] == name else None
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict]:
+        return [copy.deepcopy(p) for p in self.pods.values()]
+
+    def node_exists(self, name: str) -> bool:
+        return name in self.nodes
+
+    def patch_status(self, namespace: str, name: str, status: dict) -> dict:
+        assert self.mrs is not None
+        st = self.mrs.setdefault("status", {})
+        for k, v in status.items():
+            if isinstance(v, dict) and isinstance(st.get(k), dict):
+                st[k] = {**st[k], **{kk: vv for kk, vv in v.items() if vv is not None}}
+            elif v is None:
+                st.pop(k, None)
+            else:
+                st[k] = copy.deepcopy(v)
+        self.rv += 1
+        self.mrs["metadata"]["resourceVersion"] = str(self.rv)
+        return copy.deepcopy(self.mrs)
+
+    def patch_pod_metadata(self, namespace: str, name: str, labels: dict, annotations: dict) -> None:
+        p = self.pods.get(name)
+        if p is None:
+            return
+        for field, values in (("labels", labels), ("annotations", annotations)):
+            m = p["metadata"].setdefault(field, {})
+            for k, v in values.items():
+                if v is None:
+                    m.pop(k, None)
+                else:
+                    m[k] = v
+
+    def delete_pod(self, namespace: str, name: str, *, force: bool = False) -> None:
+        self.pods.pop(name, None)  # kwok finalizes at once
+
+    def apply(self, obj: dict) -> None:
+        with self.lock:
+            if obj["kind"] != "Pod":
+                self.children[(obj["kind"], obj["metadata"]["name"])] = obj
+                return
+            if self.fail_after_pods is not None:
+                if self.fail_after_pods <= 0:
+                    raise RuntimeError("operator killed")
+                self.fail_after_pods -= 1
+            pod = copy.deepcopy(obj)
+            pod["metadata"]["creationTimestamp"] = rfc3339(self.clock[0])
+            pod["status"] = {"phase": "Pending"}
+            self.pods.setdefault(pod["metadata"]["name"], pod)
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str) -> None:
+        self.children.pop((kind, name), None)
+
+    # what the scheduler and kwok would do
+    def run_pods(self) -> None:
+        for i, p in enumerate(self.pods.values()):
+            terms = p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+            p["spec"]["nodeName"] = terms[0]["matchFields"][0]["values"][0]
+            p["status"] = {"phase": "Running", "podIP": f"10.0.0.{i + 1}", "conditions": [{"type": "Ready", "status": "True"}]}
+
+    def snapshot(self) -> Snapshot:
+        pods = [t for p in self.pods.values() if (t := _trim_pod(p))]
+        return Snapshot([_trim_node(n) for n in self.nodes.values()], pods, {})
+
+
+@pytest.fixture
+def env():
+    clock = [1_800_000_000.0]
+    api = FakeApi(clock)
+    rec = ModelReplicaSetReconciler(api, clock=lambda: clock[0], metrics=lambda ip, port: None)  # type: ignore[arg-type]
+    return api, rec, clock
+
+
+def mrs(api: FakeApi, replicas: int = 1, tp: int = 1, pp: int = 1, **spec: Any) -> None:
+    api.mrs = {
+        "apiVersion": "agentfleet.io/v1alpha1",
+        "kind": "ModelReplicaSet",
+        "metadata": {"name": "m", "namespace": NS, "uid": "uid-1", "generation": 1, "resourceVersion": "1"},
+        "spec": {
+            "model": {"name": "meta-llama/Llama-3.1-8B-Instruct"},
+            "engine": {"tensorParallelSize": tp, "pipelineParallelSize": pp, "maxModelLen": 8192},
+            "gpu": {"product": H100},
+            "replicas": replicas,
+            "lifecycle": {"drainTimeoutSeconds": 30, "restartBackoffSeconds": 10, "maxRestartBackoffSeconds": 40},
+            **spec,
+        },
+    }
+
+
+def reconcile(api: FakeApi, rec: ModelReplicaSetReconciler) -> float | None:
+    return rec.reconcile((NS, "m"), api.snapshot())
+
+
+def cond(api: FakeApi, type_: str) -> dict:
+    return next(c for c in api.mrs["status"]["conditions"] if c["type"] == type_)
+
+
+def replicas_of(api: FakeApi) -> set[str]:
+    return {p["metadata"]["labels"]["agentfleet.io/replica"] for p in api.pods.values()}
+
+
+def test_create_then_ready(env) -> None:
+    api, rec, _ = env
+    api.nodes = {n: node(n) for n in ("n1", "n2")}
+    mrs(api, replicas=2, tp=4)
+    reconcile(api, rec)
+    assert len(api.pods) == 2 and {("Service", "m"), ("Service", "m-replicas"), ("PodDisruptionBudget", "m")} <= set(api.children)
+    st = api.mrs["status"]
+    assert [p["phase"] for p in st["placements"]] == ["Pending", "Pending"]
+    assert cond(api, "Ready")["status"] == "False" and cond(api, "Progressing")["status"] == "True"
+    api.run_pods()
+    reconcile(api, rec)
+    st = api.mrs["status"]
+    assert (st["replicas"], st["readyReplicas"], st["desiredReplicas"]) == (2, 2, 2)
+    assert cond(api, "Ready")["status"] == "True"
+    assert all(p["phase"] == "Ready" and p["endpoint"].endswith(":8000") for p in st["placements"])
+    # Idempotent: nothing more to do, nothing written.
+    rv = api.rv
+    reconcile(api, rec)
+    assert api.rv == rv and len(api.pods) == 2
+
+
+def test_a_crash_in_the_middle_of_a_scale_up_leaves_no_duplicates(env) -> None:
+    api, rec, clock = env
+    api.nodes = {n: node(n) for n in ("n1", "n2", "n3")}
+    mrs(api, replicas=12)
+    api.fail_after_pods = 5
+    with pytest.raises(RuntimeError):
+        reconcile(api, rec)
+    assert 0 < len(api.pods) < 12 and "status" not in api.mrs  # died before writing status
+    api.fail_after_pods = None
+    fresh = ModelReplicaSetReconciler(api, clock=lambda: clock[0], metrics=lambda ip, port: None)  # type: ignore[arg-type]
+    reconcile(api, fresh)
+    assert len(api.pods) == 12 and len(replicas_of(api)) == 12
+    ordinals = sorted(int(r.rsplit("-", 1)[1]) for r in replicas_of(api))
+    assert ordinals == list(range(12))
+    reconcile(api, fresh)
+    assert len(api.pods) == 12
+
+
+def test_scale_down_drains_then_deletes_after_the_timeout(env) -> None:
+    api, rec, clock = env
+    api.nodes = {"n1": node("n1")}
+    mrs(api, replicas=2)
+    reconcile(api, rec)
+    api.run_pods()
+    reconcile(api, rec)
+    api.mrs["spec"]["replicas"] = 1
+    api.mrs["metadata"]["generation"] = 2
+    wake = reconcile(api, rec)
+    draining = [p for p in api.pods.values() if p["metadata"]["labels"]["agentfleet.io/serving"] == "false"]
+    assert len(draining) == 1 and DRAINING_SINCE_ANNOTATION in draining[0]["metadata"]["annotations"]
+    assert wake is not None and wake <= 2.0
+    assert len(api.pods) == 2 and api.mrs["status"]["replicas"] == 2
+    clock[0] += 10
+    reconcile(api, rec)
+    assert len(api.pods) == 2  # metrics unknown: waits for the drain timeout
+    clock[0] += 21
+    reconcile(api, rec)
+    assert len(api.pods) == 1
+    reconcile(api, rec)
+    st = api.mrs["status"]
+    assert (st["replicas"], st["readyReplicas"], len(st["placements"])) == (1, 1, 1)
+    assert st["lastScaleReason"] == "spec.replicas 2 -> 1"
+
+
+def test_scale_down_takes_the_least_loaded_replica(env) -> None:
+    api, rec, clock = env
+    api.nodes = {"n1": node("n1")}
+    mrs(api, replicas=3)
+    reconcile(api, rec)
+    api.run_pods()
+    reconcile(api, rec)
+    load = {"10.0.0.1": 7, "10.0.0.2": 0, "10.0.0.3": 3}
+    busy = ModelReplicaSetReconciler(api, clock=lambda: clock[0], metrics=lambda ip, port: load[ip])  # type: ignore[arg-type]
+    api.mrs["spec"]["replicas"] = 2
+    reconcile(api, busy)
+    draining = [p for p in api.pods.values() if p["metadata"]["labels"]["agentfleet.io/serving"] == "false"]
+    assert [p["status"]["podIP"] for p in draining] == ["10.0.0.2"]
+    reconcile(api, busy)  # idle: deleted without waiting for the timeout
+    assert "10.0.0.2" not in {p["status"]["podIP"] for p in api.pods.values()}
+
+
+def test_a_gang_member_lost_restarts_the_group_after_the_backoff(env) -> None:
+    api, rec, clock = env
+    api.nodes = {"n1": node("n1", block="rack"), "n2": node("n2", block="rack")}
+    mrs(api, replicas=1, tp=8, pp=2)
+    reconcile(api, rec)
+    assert sorted(p["metadata"]["labels"]["agentfleet.io/role"] for p in api.pods.values()) == ["leader", "worker"]
+    api.run_pods()
+    reconcile(api, rec)
+    nodes = api.mrs["status"]["placements"][0]["nodes"]
+    worker = next(n for n, p in api.pods.items() if p["metadata"]["labels"]["agentfleet.io/role"] == "worker")
+    del api.pods[worker]
+    wake = reconcile(api, rec)
+    assert api.pods == {}  # the whole group
+    pl = api.mrs["status"]["placements"][0]
+    assert (pl["phase"], pl["restarts"], pl["nodes"]) == ("Failed", 1, nodes)
+    assert cond(api, "Degraded")["status"] == "True" and wake == pytest.approx(10)
+    clock[0] += 5
+    reconcile(api, rec)
+    assert api.pods == {}  # still backing off
+    clock[0] += 6
+    reconcile(api, rec)
+    assert len(api.pods) == 2 and sorted(p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchFields"][0]["values"][0] for p in api.pods.values()) == sorted(nodes)
+    api.run_pods()
+    reconcile(api, rec)
+    pl = api.mrs["status"]["placements"][0]
+    assert (pl["phase"], pl["restarts"]) == ("Ready", 1)
+    assert cond(api, "Degraded")["status"] == "False"
+
+
+def test_a_lost_node_means_a_replacement_elsewhere(env) -> None:
+    api, rec, _ = env
+    api.nodes = {n: node(n) for n in ("n1", "n2")}
+    mrs(api, replicas=1, tp=8)
+    reconcile(api, rec)
+    api.run_pods()
+    reconcile(api, rec)
+    old = api.mrs["status"]["placements"][0]
+    del api.nodes[old["nodes"][0]]
+    reconcile(api, rec)
+    pods = list(api.pods.values())
+    assert len(pods) == 1 and pods[0]["metadata"]["labels"]["agentfleet.io/replica"] != old["name"]
+    api.run_pods()
+    reconcile(api, rec)
+    pl = api.mrs["status"]["placements"]
+    assert len(pl) == 1 and pl[0]["nodes"] != old["nodes"] and pl[0]["phase"] == "Ready"
+
+
+def test_unplaceable_and_unfitting_specs_create_nothing(env) -> None:
+    api, rec, _ = env
+    api.nodes = {"n1": node("n1", gpus=4)}
+    mrs(api, replicas=1, tp=8)
+    reconcile(api, rec)
+    assert api.pods == {}
+    limited = cond(api, "ScalingLimited")
+    assert limited["status"] == "True" and limited["reason"] in ("InsufficientGPUs", "NoTopologyBlock") and "needs" in limited["message"]
+    assert cond(api, "Ready")["reason"] == limited["reason"]
+
+    api.nodes = {"n1": node("n1")}
+    mrs(api, replicas=1, tp=1, model={"name": "meta-llama/Llama-3.1-70B-Instruct"})
+    reconcile(api, rec)
+    assert api.pods == {}
+    assert cond(api, "Ready")["reason"] == "ModelDoesNotFit" and "smallest tensorParallelSize that fits is 4" in cond(api, "Ready")["message"]
+
+
+def test_autoscaler_owns_desired_replicas_when_enabled(env) -> None:
+    api, rec, _ = env
+    api.nodes = {"n1": node("n1")}
+    mrs(api, replicas=1, autoscaling={"enabled": True, "minReplicas": 1, "maxReplicas": 3})
+    api.mrs["status"] = {"desiredReplicas": 5}
+    reconcile(api, rec)
+    assert len(api.pods) == 3  # clamped to maxReplicas
+    assert api.mrs["status"]["desiredReplicas"] == 5  # never overwritten
+    assert cond(api, "ScalingLimited")["reason"] == "TooManyReplicas"
+    assert api.mrs["spec"]["replicas"] == 1  # spec is never written

@@ -1,0 +1,385 @@
+"""Pure decisions of the ModelReplicaSet controller (agentfleet.rollout)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentfleet.api.modelreplicaset import ModelReplicaSetSpec
+from agentfleet.conditions import get_condition
+from agentfleet.rollout import (
+    DRAINING_SINCE_ANNOTATION,
+    UNSCHEDULABLE_GRACE_SECONDS,
+    Problem,
+    ReplicaState,
+    ReplicaView,
+    Summary,
+    Timing,
+    compose_conditions,
+    decide,
+    desired_replicas,
+    new_replica_names,
+    observe_pod,
+    parse_in_flight,
+    parse_replica_name,
+    removal_order,
+    replica_health,
+    replica_name,
+    replica_phase,
+    restart_backoff,
+)
+
+T = Timing(drain_timeout=60, restart_backoff=30, max_restart_backoff=900)
+NOW = 1_000_000.0
+
+
+def spec(**kw) -> ModelReplicaSetSpec:
+    return ModelReplicaSetSpec.model_validate({"model": {"name": "meta-llama/Llama-3.1-8B-Instruct"}, **kw})
+
+
+# --- names -----------------------------------------------------------------------------------
+
+
+def test_replica_names_use_the_lowest_free_ordinal_of_the_spec_hash() -> None:
+    assert replica_name("llama", "0123456789", 3) == "llama-01234-3"
+    assert parse_replica_name("llama", "llama-01234-3") == ("01234", 3)
+    assert parse_replica_name("llama", "llama-8b-01234-3") is None  # another ModelReplicaSet's
+    taken = ["llama-01234-0", "llama-01234-2", "llama-fffff-1"]
+    assert new_replica_names("llama", "0123456789", taken, 3) == ["llama-01234-1", "llama-01234-3", "llama-01234-4"]
+
+
+def test_names_are_recomputed_identically_after_a_restart() -> None:
+    # An operator killed after recording two of four new replicas derives the same remaining names.
+    first = new_replica_names("m", "abcdef0123", ["m-abcde-0"], 4)
+    again = new_replica_names("m", "abcdef0123", ["m-abcde-0", *first[:2]], 2)
+    assert again == first[2:]
+
+
+# --- desired count ---------------------------------------------------------------------------
+
+
+def test_desired_follows_spec_replicas_without_autoscaling() -> None:
+    d = desired_replicas(spec(replicas=3), status_desired=7)
+    assert (d.count, d.limited_reason) == (3, None)
+
+
+def test_desired_follows_the_autoscaler_clamped() -> None:
+    s = spec(replicas=2, autoscaling={"enabled": True, "minReplicas": 1, "maxReplicas": 4})
+    assert desired_replicas(s, 3).count == 3
+    assert desired_replicas(s, None).count == 2  # no decision yet: spec.replicas
+    hi = desired_replicas(s, 9)
+    assert (hi.count, hi.limited_reason) == (4, "TooManyReplicas")
+    lo = desired_replicas(spec(replicas=2, autoscaling={"enabled": True, "minReplicas": 2, "maxReplicas": 4}), 0)
+    assert (lo.count, lo.limited_reason) == (2, "TooFewReplicas")
+
+
+# --- pods and replicas -----------------------------------------------------------------------
+
+
+def pod(name: str, replica: str, *, role: str = "server", node: str | None = "n1", phase: str = "Running", ready: bool = True, **kw) -> dict:
+    labels = {
+        "agentfleet.io/modelreplicaset": "m",
+        "agentfleet.io/replica": replica,
+        "agentfleet.io/role": role,
+        "agentfleet.io/spec-hash": kw.pop("spec_hash", "abcdef0123"),
+    }
+    if role != "worker":
+        labels["agentfleet.io/serving"] = kw.pop("serving", "true")
+    if "gang" in kw:
+        labels["agentfleet.io/gang-size"] = str(kw.pop("gang"))
+    meta = {"name": name, "namespace": "ns", "labels": labels, "creationTimestamp": kw.pop("created", "2026-01-01T00:00:00Z")}
+    if kw.pop("deleting", False):
+        meta["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    if "annotations" in kw:
+        meta["annotations"] = kw.pop("annotations")
+    conds = [{"type": "Ready", "status": "True" if ready else "False"}]
+    if "unschedulable" in kw:
+        conds.append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": kw.pop("unschedulable"), "lastTransitionTime": kw.pop("since")})
+    spec = {"containers": [{"name": "vllm", "resources": {"requests": {"nvidia.com/gpu": str(kw.pop("gpus", 8))}}}]}
+    if node and phase != "Pending":
+        spec["nodeName"] = node
+    return {"metadata": meta, "spec": spec, "status": {"phase": phase, "conditions": conds, "podIP": kw.pop("ip", None), "reason": kw.pop("reason", None)}}
+
+
+def view(name: str, pods: list[dict], record: dict | None = None, pinned: str | None = None) -> ReplicaView:
+    pvs = [observe_pod(p, pinned) for p in pods]
+    assert all(pvs)
+    return ReplicaView(name, tuple(sorted(pvs, key=lambda p: p.index)), record)  # type: ignore[arg-type]
+
+
+def test_observe_pod() -> None:
+    p = observe_pod(pod("r-1", "r", role="worker", gang=2, gpus=8))
+    assert p is not None and (p.index, p.role, p.serving, p.gang_size, p.gpus) == (1, "worker", None, 2, 8)
+    s = observe_pod(pod("r", "r", serving="false", annotations={DRAINING_SINCE_ANNOTATION: "2026-01-01T00:00:10Z"}, ip="10.0.0.1"))
+    assert s is not None and (s.index, s.serving, s.ip) == (0, False, "10.0.0.1")
+    assert s.draining_since == pytest.approx(s.created + 10)
+    u = observe_pod(pod("r", "r", phase="Pending", unschedulable="0/3 nodes are available", since="2026-01-01T00:00:05Z"), pinned="n2")
+    assert u is not None and (u.bound, u.node, u.unschedulable) == (False, "n2", "0/3 nodes are available")
+    assert observe_pod({"metadata": {"name": "x", "labels": {}}}) is None
+
+
+def test_a_complete_ready_gang_is_ok_and_ready() -> None:
+    rec = {"name": "r", "nodes": ["n1", "n2"], "gpus": 16, "phase": "Loading"}
+    v = view("r", [pod("r-0", "r", role="leader", gang=2), pod("r-1", "r", role="worker", node="n2", gang=2)], rec)
+    assert replica_health(v, NOW, startup_timeout=600).kind == "ok"
+    assert v.ready and replica_phase(v) == "Ready"
+
+
+def test_a_gang_being_created_is_completed_not_restarted() -> None:
+    rec = {"name": "r", "nodes": ["n1", "n2"], "gpus": 16, "phase": "Pending"}
+    v = view("r", [pod("r-0", "r", role="leader", gang=2, ready=False)], rec)
+    assert replica_health(v, NOW, startup_timeout=600).kind == "creating"
+    assert replica_phase(v) == "Pending"
+
+
+def test_a_started_gang_that_lost_a_member_fails_as_a_whole() -> None:
+    rec = {"name": "r", "nodes": ["n1", "n2"], "gpus": 16, "phase": "Ready", "restarts": 1}
+    v = view("r", [pod("r-0", "r", role="leader", gang=2)], rec)
+    h = replica_health(v, NOW, startup_timeout=600)
+    assert (h.kind, h.reason, h.replan) == ("failed", "MemberLost", False)
+    assert "#1 of 2" in h.message
+    # A member being deleted counts as lost too.
+    v2 = view("r", [pod("r-0", "r", role="leader", gang=2), pod("r-1", "r", role="worker", node="n2", gang=2, deleting=True)], rec)
+    assert replica_health(v2, NOW, startup_timeout=600).reason == "MemberLost"
+
+
+def test_a_failed_member_fails_the_gang() -> None:
+    rec = {"name": "r", "nodes": ["n1", "n2"], "gpus": 16, "phase": "Loading"}
+    v = view("r", [pod("r-0", "r", role="leader", gang=2, ready=False), pod("r-1", "r", role="worker", node="n2", gang=2, phase="Failed", reason="Error")], rec)
+    h = replica_health(v, NOW, startup_timeout=600)
+    assert (h.kind, h.reason) == ("failed", "MemberFailed")
+    assert "r-1" in h.message and "Error" in h.message
+
+
+def test_a_loading_gang_is_not_restarted_before_its_startup_timeout() -> None:
+    rec = {"name": "r", "nodes": ["n1", "n2"], "gpus": 16, "phase": "Loading"}
+    pods = [pod("r-0", "r", role="leader", gang=2, ready=False), pod("r-1", "r", role="worker", node="n2", gang=2)]
+    v = view("r", pods, rec)
+    created = v.pods[0].created
+    assert replica_health(v, created + 599, startup_timeout=600).kind == "ok"
+    h = replica_health(v, created + 601, startup_timeout=600)
+    assert (h.kind, h.reason) == ("failed", "StartupTimeout")
+    # A single-pod replica is the kubelet's to restart (its startup probe), never the controller's.
+    single = view("s", [pod("s", "s", ready=False)], {"name": "s", "nodes": ["n1"], "gpus": 8, "phase": "Loading"})
+    assert replica_health(single, created + 10_000, startup_timeout=600).kind == "ok"
+
+
+def test_node_gone_or_unusable_means_lost_and_replaced() -> None:
+    rec = {"name": "r", "nodes": ["n1", "n2"], "gpus": 16, "phase": "Ready"}
+    pods = [pod("r-0", "r", role="leader", gang=2), pod("r-1", "r", role="worker", node="n2", gang=2)]
+    h = replica_health(view("r", pods, rec), NOW, startup_timeout=600, gone_nodes={"n2"})
+    assert (h.kind, h.reason, h.replan) == ("lost", "NodeLost", True) and "n2" in h.message
+    # Cordoned but still running: left alone. Cordoned and a member gone (drained): lost.
+    assert replica_health(view("r", pods, rec), NOW, startup_timeout=600, unusable_nodes={"n2"}).kind == "ok"
+    assert replica_health(view("r", pods[:1], rec), NOW, startup_timeout=600, unusable_nodes={"n2"}).kind == "lost"
+    # A recorded placement whose pods were never created, on a node that went away.
+    assert replica_health(ReplicaView("r", (), {**rec, "phase": "Pending"}), NOW, startup_timeout=600, gone_nodes={"n1"}).kind == "lost"
+
+
+def test_a_pod_the_scheduler_keeps_refusing_is_replanned() -> None:
+    rec = {"name": "r", "nodes": ["n1"], "gpus": 8, "phase": "Pending"}
+    p = pod("r", "r", phase="Pending", ready=False, unschedulable="0/1 nodes are available: 1 Insufficient cpu.", since="2026-01-01T00:00:00Z")
+    v = view("r", [p], rec, pinned="n1")
+    since = v.pods[0].unschedulable_since
+    assert replica_health(v, since + 5, startup_timeout=600).kind == "ok"
+    h = replica_health(v, since + UNSCHEDULABLE_GRACE_SECONDS + 1, startup_timeout=600)
+    assert (h.kind, h.reason, h.replan) == ("failed", "Unschedulable", True)
+    assert "Insufficient cpu" in h.message
+
+
+def test_terminating_and_drained_replicas() -> None:
+    rec = {"name": "r", "nodes": ["n1"], "gpus": 8, "phase": "Draining"}
+    assert replica_health(view("r", [pod("r", "r", deleting=True)], rec), NOW, startup_timeout=600).kind == "terminating"
+    # Drained and its pods gone: done, not lost.
+    assert replica_health(ReplicaView("r", (), rec), NOW, startup_timeout=600).kind == "terminating"
+    v = view("r", [pod("r", "r", serving="false")], rec)
+    assert v.draining and replica_phase(v) == "Draining"
+
+
+def test_restart_backoff_doubles_up_to_the_cap() -> None:
+    assert [restart_backoff(n, 30, 900) for n in range(0, 8)] == [0, 30, 60, 120, 240, 480, 900, 900]
+    assert restart_backoff(10_000, 30, 900) == 900
+
+
+# --- in-flight work --------------------------------------------------------------------------
+
+
+def test_parse_in_flight_sums_running_and_waiting_over_engines() -> None:
+    text = """# HELP vllm:num_requests_running Number of requests in model execution batches.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name="llama"} 3.0
+vllm:num_requests_running{engine="1",model_name="llama"} 1.0
+vllm:num_requests_waiting{engine="0",model_name="llama"} 2.0
+vllm:num_requests_running_total 99
+vllm:kv_cache_usage_perc{engine="0",model_name="llama"} 0.5
+"""
+    assert parse_in_flight(text) == 6
+    assert parse_in_flight('vllm:num_requests_running{engine="0"} 0.0\n') == 0
+    assert parse_in_flight("vllm:kv_cache_usage_perc 0.2\n") is None
+    assert parse_in_flight("vllm:num_requests_running NaN\n") is None
+
+
+# --- decide ----------------------------------------------------------------------------------
+
+
+def rs(name: str, phase: str = "Ready", *, current: bool = True, **kw) -> ReplicaState:
+    kw.setdefault("ready", phase == "Ready" or (phase == "Draining" and kw.get("ready", True)))
+    return ReplicaState(name, current, phase, **kw)
+
+
+def test_scale_up_creates_the_missing_replicas() -> None:
+    d = decide([rs("a"), rs("b", "Loading")], 4, NOW, T)
+    assert (d.create, d.drain, d.delete) == (2, [], [])
+
+
+def test_scale_up_takes_draining_replicas_back_first() -> None:
+    states = [rs("a"), rs("b", "Draining", draining_since=NOW - 5, in_flight=3), rs("c", "Draining", draining_since=NOW - 1, in_flight=3)]
+    d = decide(states, 2, NOW, T)
+    assert (d.undrain, d.create) == (["c"], 0)
+
+
+def test_removal_order_not_ready_then_least_in_flight_then_newest() -> None:
+    states = [
+        rs("busy", in_flight=9, created=1),
+        rs("idle", in_flight=0, created=1),
+        rs("unknown-old", created=1),
+        rs("unknown-new", created=5),
+        rs("loading", "Loading", created=0),
+    ]
+    assert [r.name for r in removal_order(states)] == ["loading", "idle", "busy", "unknown-new", "unknown-old"]
+    # Without metrics at all: not ready first, then newest.
+    blind = [rs("a", created=1), rs("b", created=3), rs("c", "Pending", created=0)]
+    assert [r.name for r in removal_order(blind)] == ["c", "b", "a"]
+
+
+def test_scale_down_drains_ready_replicas_and_deletes_unready_ones() -> None:
+    d = decide([rs("a", created=1, in_flight=5), rs("b", created=2, in_flight=1), rs("c", "Loading", created=3)], 1, NOW, T)
+    assert d.drain == ["b"]
+    assert [r for r, _ in d.delete] == ["c"]
+    assert d.create == 0
+
+
+def test_a_drain_ends_when_idle_unready_or_timed_out() -> None:
+    states = [
+        rs("idle", "Draining", draining_since=NOW - 1, in_flight=0),
+        rs("gone-unready", "Draining", ready=False, draining_since=NOW - 1),
+        rs("late", "Draining", draining_since=NOW - 61, in_flight=4),
+        rs("busy", "Draining", draining_since=NOW - 10, in_flight=4),
+        rs("blind", "Draining", draining_since=NOW - 59.5),
+        rs("keep"),
+    ]
+    d = decide(states, 1, NOW, T)
+    deleted = dict(d.delete)
+    assert set(deleted) == {"idle", "gone-unready", "late"}
+    assert "0 requests in flight" in deleted["idle"] and "drain timeout (60s) with 4" in deleted["late"]
+    assert d.requeue_after == pytest.approx(0.5)  # "blind" times out in half a second
+
+
+def test_failed_replicas_restart_after_their_backoff() -> None:
+    waiting = rs("a", "Failed", ready=False, failed_at=NOW - 50, restarts=2)  # backoff 60s
+    due = rs("b", "Failed", ready=False, failed_at=NOW - 31, restarts=1)  # backoff 30s
+    d = decide([waiting, due], 2, NOW, T)
+    assert d.restart == ["b"]
+    assert d.requeue_after == pytest.approx(10)
+    assert d.create == 0  # a failed replica keeps its slot
+
+
+def test_rolling_update_surges_one_waits_then_drains_one() -> None:
+    old = [rs("o1", current=False, created=1), rs("o2", current=False, created=2)]
+    assert decide(old, 2, NOW, T).create == 1
+    loading = [*old, rs("n1", "Loading")]
+    d = decide(loading, 2, NOW, T)
+    assert (d.create, d.drain, d.delete) == (0, [], []) and "n1" in d.waiting
+    ready = [*old, rs("n1")]
+    d = decide(ready, 2, NOW, T)
+    assert d.drain == ["o2"] and d.create == 0
+    draining = [old[0], rs("o2", "Draining", current=False, draining_since=NOW, in_flight=2), rs("n1")]
+    d = decide(draining, 2, NOW, T)
+    assert (d.create, d.drain) == (0, []) and "drain" in d.waiting
+    gone = [old[0], rs("o2", "Terminating", current=False), rs("n1")]
+    assert decide(gone, 2, NOW, T).create == 0
+    assert decide([old[0], rs("n1")], 2, NOW, T).create == 1
+
+
+def test_rolling_update_removes_unready_outdated_replicas_at_once() -> None:
+    d = decide([rs("o1", "Loading", current=False), rs("o2", current=False)], 2, NOW, T)
+    assert [r for r, _ in d.delete] == ["o1"]
+    assert d.create == 1
+
+
+def test_rolling_update_drains_first_when_the_surge_cannot_be_placed() -> None:
+    old = [rs("o1", current=False, in_flight=3), rs("o2", current=False, in_flight=0)]
+    assert decide(old, 2, NOW, T, surge_blocked=False).create == 1
+    d = decide(old, 2, NOW, T, surge_blocked=True)
+    assert (d.create, d.drain) == (0, ["o2"])
+
+
+def test_scale_to_zero_during_a_rollout_removes_everything() -> None:
+    d = decide([rs("o1", current=False), rs("n1", "Loading")], 0, NOW, T)
+    assert d.drain == ["o1"] and [r for r, _ in d.delete] == ["n1"]
+
+
+def test_decide_is_idempotent_on_its_own_outcome() -> None:
+    # Apply each decision to the states as the controller would, until nothing more is asked.
+    states = {f"r{i}": rs(f"r{i}", created=i) for i in range(4)}
+    desired = 2
+    for _ in range(10):
+        d = decide(list(states.values()), desired, NOW, T)
+        if not (d.create or d.drain or d.delete or d.undrain or d.restart):
+            break
+        for r in d.drain:
+            states[r] = rs(r, "Draining", draining_since=NOW - 100, in_flight=0)
+        for r, _ in d.delete:
+            states.pop(r)
+        for i in range(d.create):
+            states[f"new{i}"] = rs(f"new{i}", "Pending")
+    else:
+        pytest.fail("decide does not converge")
+    assert sorted(states) == ["r0", "r1"]
+
+
+# --- conditions ------------------------------------------------------------------------------
+
+
+def summary(**kw) -> Summary:
+    base = dict(desired=2, replicas=2, ready=2, current=2, outdated=0)
+    base.update(kw)
+    return Summary(**base)
+
+
+def test_ready_only_when_the_desired_replicas_serve() -> None:
+    c = compose_conditions([], summary(ready=1, starting=1), 3, now="2026-01-01T00:00:00Z")
+    ready = get_condition(c, "Ready")
+    assert ready is not None and (ready["status"], ready["reason"], ready["observedGeneration"]) == ("False", "ReplicasNotReady", 3)
+    assert get_condition(c, "Progressing")["reason"] == "ReplicasStarting"
+    c2 = compose_conditions(c, summary(), 3, now="2026-01-01T00:05:00Z")
+    assert get_condition(c2, "Ready")["status"] == "True"
+    assert get_condition(c2, "Ready")["lastTransitionTime"] == "2026-01-01T00:05:00Z"
+    # Unchanged status keeps its transition time.
+    c3 = compose_conditions(c2, summary(), 3, now="2026-01-01T00:09:00Z")
+    assert get_condition(c3, "Ready")["lastTransitionTime"] == "2026-01-01T00:05:00Z"
+
+
+def test_unplaced_replicas_carry_the_planners_reason_and_message() -> None:
+    msg = "needs 8 x NVIDIA-H100-80GB-HBM3 in one nvlink domain (one node); the largest free block is 4 on node gpu-12 (2 eligible nodes, 4 free GPUs in all)"
+    c = compose_conditions([], summary(replicas=1, ready=1, current=1, unplaced=Problem("InsufficientGPUs", msg), unplaced_count=1), 1)
+    for type_ in ("Ready", "ScalingLimited"):
+        cond = get_condition(c, type_)
+        assert cond["reason"] == "InsufficientGPUs" and msg in cond["message"]
+    assert get_condition(c, "Ready")["status"] == "False"
+    assert get_condition(c, "ScalingLimited")["status"] == "True"
+
+
+def test_capacity_refusal_and_failures() -> None:
+    c = compose_conditions([], summary(ready=0, replicas=0, current=0, capacity_error="does not fit: 131.4 GiB"), 1)
+    assert (get_condition(c, "Ready")["status"], get_condition(c, "Ready")["reason"]) == ("False", "ModelDoesNotFit")
+    c = compose_conditions([], summary(failures=[Problem("MemberLost", "replica r lost pod #1 of 2"), Problem("NodeLost", "x")]), 1)
+    deg = get_condition(c, "Degraded")
+    assert deg["status"] == "True" and deg["reason"] == "MemberLost" and "(and 1 more)" in deg["message"]
+    c = compose_conditions([], summary(outdated=1, current=1, waiting="waiting for new replica n1 to become Ready"), 1)
+    assert get_condition(c, "Progressing")["reason"] == "RollingUpdate"
+
+
+def test_other_writers_conditions_are_kept() -> None:
+    theirs = {"type": "AbleToScale", "status": "True", "reason": "X", "message": "", "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    c = compose_conditions([theirs], summary(), 1)
+    assert get_condition(c, "AbleToScale") == theirs

@@ -1,0 +1,177 @@
+"""The controllers' work queue (coalescing, delays, error backoff) and the manager's kopf settings."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import kopf
+import pytest
+
+from agentfleet.controllers.workqueue import WorkQueue
+from agentfleet.manager import WATCH_ONLY_KINDS, LeanDiffBaseStorage
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_requests_for_a_running_key_coalesce_into_one_more_run() -> None:
+    runs: Counter = Counter()
+    concurrent = {"now": 0, "max": 0}
+
+    async def work(key):
+        runs[key] += 1
+        concurrent["now"] += 1
+        concurrent["max"] = max(concurrent["max"], concurrent["now"])
+        await asyncio.sleep(0.05)
+        concurrent["now"] -= 1
+        return None
+
+    async def main():
+        q = WorkQueue(work, workers=4, resync=3600)
+        q.start()
+        q.add("a")
+        await asyncio.sleep(0.01)
+        for _ in range(10):  # a burst of events while "a" runs
+            q.add("a")
+        await asyncio.sleep(0.3)
+        await q.stop()
+
+    run(main())
+    assert runs["a"] == 2
+    assert concurrent["max"] == 1  # never two reconciles of one key at once
+
+
+def test_delayed_requeue_keeps_the_earliest_and_workers_bound_parallelism() -> None:
+    started: dict[str, float] = {}
+    active = {"now": 0, "max": 0}
+
+    async def work(key):
+        started.setdefault(key, asyncio.get_running_loop().time())
+        active["now"] += 1
+        active["max"] = max(active["max"], active["now"])
+        await asyncio.sleep(0.05)
+        active["now"] -= 1
+        return None
+
+    async def main():
+        q = WorkQueue(work, workers=2, resync=3600)
+        q.start()
+        t0 = asyncio.get_running_loop().time()
+        q.add("late", 0.5)
+        q.add("late", 0.1)  # sooner wins
+        q.add("late", 0.9)  # later is ignored
+        for k in "wxyz":
+            q.add(k)
+        await asyncio.sleep(0.4)
+        await q.stop()
+        return t0
+
+    t0 = run(main())
+    assert 0.08 <= started["late"] - t0 < 0.35
+    assert active["max"] == 2
+
+
+def test_urgent_keys_go_first_when_workers_are_scarce() -> None:
+    order: list[str] = []
+
+    async def work(key):
+        order.append(key)
+        await asyncio.sleep(0.02)
+        return None
+
+    async def main():
+        q = WorkQueue(work, workers=1, resync=3600)
+        for k in ("pod-event-1", "pod-event-2", "pod-event-3"):
+            q.add(k)
+        q.add("new-object", urgent=True)
+        q.start()
+        await asyncio.sleep(0.3)
+        await q.stop()
+
+    run(main())
+    assert order[0] == "new-object" and sorted(order[1:]) == ["pod-event-1", "pod-event-2", "pod-event-3"]
+
+
+def test_a_failing_reconcile_is_retried_with_backoff_and_a_requeue_is_honoured() -> None:
+    calls: list[str] = []
+
+    async def work(key):
+        calls.append(key)
+        if key == "bad" and calls.count("bad") < 3:
+            raise RuntimeError("API down")
+        if key == "poll" and calls.count("poll") < 3:
+            return 0.05  # e.g. a drain in progress
+        return None
+
+    async def main():
+        q = WorkQueue(work, workers=2, resync=3600)
+        q.start()
+        q.add("bad")
+        q.add("poll")
+        await asyncio.sleep(2.0)  # backoff 0.5 s, then 1 s
+        await q.stop()
+
+    run(main())
+    assert calls.count("bad") == 3
+    assert calls.count("poll") == 3
+
+
+def test_forget_stops_reconciles_and_resync_covers_known_keys() -> None:
+    calls: Counter = Counter()
+
+    async def work(key):
+        calls[key] += 1
+        return None
+
+    async def main():
+        q = WorkQueue(work, workers=2, resync=0.2)
+        q.start()
+        q.add("kept")
+        q.add("gone", 0.1)
+        q.forget("gone")
+        await asyncio.sleep(0.5)
+        await q.stop()
+
+    run(main())
+    assert calls["gone"] == 0
+    assert calls["kept"] >= 2  # once on request, again on resync
+
+
+@pytest.mark.parametrize("extra", [None, ["status.phase"]])
+def test_lean_diffbase_builds_the_same_essence_as_kopf(extra) -> None:
+    body = kopf.Body(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "p",
+                "namespace": "ns",
+                "uid": "u",
+                "labels": {"a": "b"},
+                "annotations": {"k": "v", "agentfleet.io/last-handled-configuration": "{}", "kubectl.kubernetes.io/last-applied-configuration": "{}"},
+                "ownerReferences": [{"apiVersion": "agentfleet.io/v1alpha1", "kind": "ModelReplicaSet", "name": "m", "uid": "1", "controller": True}],
+                "managedFields": [{"manager": "x", "fieldsV1": {"f:spec": {}}}],
+            },
+            "spec": {"containers": [{"name": "c", "resources": {"requests": {"nvidia.com/gpu": "8"}}}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+        }
+    )
+    full = kopf.AnnotationsDiffBaseStorage(prefix="agentfleet.io", key="last-handled-configuration")
+    lean = LeanDiffBaseStorage(prefix="agentfleet.io", key="last-handled-configuration", watch_only=frozenset())
+    assert lean.build(body=body, extra_fields=extra) == full.build(body=body, extra_fields=extra)
+    # A watch-only kind has no essence at all (nothing compares it).
+    assert LeanDiffBaseStorage(prefix="agentfleet.io").build(body=body) == {}
+
+
+def test_watch_only_kinds_have_no_change_handlers() -> None:
+    """LeanDiffBaseStorage drops the essence of these kinds; a change handler, daemon or timer on
+    one of them would need it (kopf's registry internals, read only here)."""
+    registry = kopf.get_default_registry()
+    plurals = {"Pod": "pods", "Node": "nodes"}
+    for _, kind in WATCH_ONLY_KINDS:
+        resource = kopf.Resource("", "v1", plurals[kind], kind=kind, namespaced=kind == "Pod")
+        assert not registry._changing.has_handlers(resource=resource), kind
+        assert not registry._spawning.has_handlers(resource=resource), kind
+        assert registry._watching.has_handlers(resource=resource), kind  # the check sees our handlers
