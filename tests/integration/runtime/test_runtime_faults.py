@@ -97,6 +97,9 @@ def test_kill9_workers_while_100_tasks_run(redis_server, fleet, tmp_path, procs)
     print(f"\nkills={kills} resumed_tasks={len(resumed)} re-sent_effect_requests={len(stats['duplicates'])} applied={len(stats['applied'])}")
 
 
+AOF_STEPS = 12
+
+
 def test_redis_restart_with_aof_loses_nothing(own_redis, fleet, tmp_path, procs):
     """Redis is killed (SIGKILL) twice while 30 tasks run and comes back from its AOF."""
     model_url = start_scripted_model(procs, tmp_path)
@@ -107,7 +110,8 @@ def test_redis_restart_with_aof_loses_nothing(own_redis, fleet, tmp_path, procs)
 
     async def submit_all():
         store = store_for(config)
-        ids = [await submit(store, config, f"durable {i} #steps=6 #tool=effect #latency=0.3") for i in range(30)]
+        # ~5 s per task, so both kills (at ~1.5 s and ~3.5 s) land mid-task even on an idle machine.
+        ids = [await submit(store, config, f"durable {i} #steps={AOF_STEPS} #tool=effect #latency=0.4") for i in range(30)]
         await store.r.aclose()
         return ids
 
@@ -141,8 +145,8 @@ def test_redis_restart_with_aof_loses_nothing(own_redis, fleet, tmp_path, procs)
 
     states, steps, stats = arun(check(), 180)
     assert {(s["status"], s["reason"]) for s in states.values()} == {("done", "final_answer")}
-    assert all(v == list(range(6)) for v in steps.values())
-    assert set(stats["applied"]) == {f"{i}:{s}:0" for i in ids for s in range(5)}
+    assert all(v == list(range(AOF_STEPS)) for v in steps.values())
+    assert set(stats["applied"]) == {f"{i}:{s}:0" for i in ids for s in range(AOF_STEPS - 1)}
     print(f"\nre-sent effect requests after Redis restarts: {len(stats['duplicates'])}")
 
 

@@ -12,8 +12,9 @@ from agentfleet_runtime.tools.base import ToolContext, ToolError
 from agentfleet_runtime.tools.retrieval import RetrievalTool, cache_digest
 from agentfleet_runtime.types import Limits, Status, TaskRecord
 
+# Built at collection time, minutes before the tests run in a full suite: deadlines far away.
 CTX = ToolContext(
-    TaskRecord(id="t", goal="g", status=Status.RUNNING, limits=Limits(), created_at=0, deadline=time.time() + 60, root="t"), 0, 0, time.time() + 60
+    TaskRecord(id="t", goal="g", status=Status.RUNNING, limits=Limits(), created_at=0, deadline=time.time() + 86400, root="t"), 0, 0, time.time() + 86400
 )
 
 

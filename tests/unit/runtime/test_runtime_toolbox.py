@@ -10,7 +10,9 @@ from agentfleet_runtime.prompt import tool_schema
 from agentfleet_runtime.tools import ToolBox, ToolError
 from agentfleet_runtime.types import Limits, Observation, Status, TaskRecord, ToolCall
 
-TASK = TaskRecord(id="t1", goal="g", status=Status.RUNNING, limits=Limits(), created_at=0, deadline=time.time() + 60, root="t1")
+# The deadline is computed at import, i.e. when pytest collects, which in a full run is minutes
+# before these tests execute: keep it far away so the task's time budget never runs out here.
+TASK = TaskRecord(id="t1", goal="g", status=Status.RUNNING, limits=Limits(), created_at=0, deadline=time.time() + 86400, root="t1")
 
 
 class Fake:
