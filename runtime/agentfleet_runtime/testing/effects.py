@@ -17,17 +17,18 @@ from typing import Any
 
 from aiohttp import web
 
+from agentfleet_runtime.testing.server import LocalServer
 
-class EffectServer:
+
+class EffectServer(LocalServer):
     def __init__(self, flaky_failures: int = 0, hang_seconds: float = 3600.0) -> None:
+        super().__init__()
         self.requests: Counter[str] = Counter()  # key -> requests received
         self.applied: dict[str, Any] = {}  # key -> body of the one applied effect
         self.unkeyed = 0
         self.flaky_left = flaky_failures
         self.flaky_calls = 0
         self.hang_seconds = hang_seconds
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -37,22 +38,6 @@ class EffectServer:
         app.router.add_get("/stats", self._stats)
         app.router.add_post("/config", self._config)
         return app
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self.port
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     async def _effect(self, request: web.Request) -> web.Response:
         body = await request.json()

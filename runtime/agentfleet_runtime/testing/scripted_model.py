@@ -35,6 +35,7 @@ import yaml
 from aiohttp import web
 
 from agentfleet_runtime.model import ModelRequest, parse_chat_completion
+from agentfleet_runtime.testing.server import LocalServer
 from agentfleet_runtime.types import ModelReply
 
 _DIRECTIVE = re.compile(r"#(\w+)=(\S+)")
@@ -176,17 +177,18 @@ class ScriptedClient:
         return None
 
 
-class ScriptedModelServer:
+class ScriptedModelServer(LocalServer):
     """The HTTP face: POST /v1/chat/completions, GET /v1/models, /admin/stats, POST /admin/faults."""
 
+    path = "/v1"
+
     def __init__(self, model: ScriptedModel | None = None) -> None:
+        super().__init__()
         self.model = model or ScriptedModel()
         self.in_flight = 0
         self.peak_in_flight = 0
         self.requests: list[dict[str, Any]] = []  # bodies, kept only when record=True
         self.record = False
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     @classmethod
     def from_file(cls, path: str) -> ScriptedModelServer:
@@ -200,22 +202,6 @@ class ScriptedModelServer:
         app.router.add_get("/admin/stats", self._stats)
         app.router.add_post("/admin/faults", self._faults)
         return app
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self.port
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
     async def _chat(self, request: web.Request) -> web.Response:
         body = await request.json()
