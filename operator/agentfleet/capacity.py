@@ -431,22 +431,27 @@ class Assessment:
         )
 
 
+def explicit_shape(parameters: str | int, layers: int, kv_heads: int, head_dim: int, weight_bits: int | None, *, name: str | None, family: str) -> ModelShape:
+    """A shape given explicitly; the catalog still knows the context and head count of a named family."""
+    known = lookup(name) if name else None
+    return ModelShape(
+        parameters=parse_parameters(parameters),
+        layers=layers,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        weight_bits=weight_bits,
+        attention_heads=known.attention_heads if known else None,
+        max_context=known.max_context if known else None,
+        family=family,
+    )
+
+
 def resolve_shape(spec: ModelReplicaSetSpec) -> tuple[ModelShape | None, str]:
     """The model's shape from spec.model.geometry, else from the catalog by name."""
     known = lookup(spec.model.name)
     g = spec.model.geometry
     if g is not None:
-        shape = ModelShape(
-            parameters=parse_parameters(g.parameters),
-            layers=g.layers,
-            kv_heads=g.kv_heads,
-            head_dim=g.head_dim,
-            weight_bits=g.weight_bits,
-            # The catalog still knows the context and head count of a family whose geometry is restated.
-            attention_heads=known.attention_heads if known else None,
-            max_context=known.max_context if known else None,
-            family=_short(spec.model.name),
-        )
+        shape = explicit_shape(g.parameters, g.layers, g.kv_heads, g.head_dim, g.weight_bits, name=spec.model.name, family=_short(spec.model.name))
         return shape, "spec.model.geometry"
     if known is not None:
         return replace(known, family=_short(spec.model.name)), f"catalog:{known.family}"

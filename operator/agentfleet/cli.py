@@ -32,9 +32,9 @@ from agentfleet.capacity import (
     ServingConfig,
     WorkloadProfile,
     assess,
+    explicit_shape,
     fit_problems,
     gib,
-    parse_parameters,
     parse_quantity,
     replica_capacity,
     size_fleet,
@@ -98,17 +98,7 @@ def _plan_parser(sub: argparse._SubParsersAction) -> None:
 def _shape(args: argparse.Namespace) -> ModelShape | None:
     explicit = [args.parameters, args.layers, args.kv_heads, args.head_dim]
     if all(v is not None for v in explicit):
-        known = lookup(args.model) if args.model else None
-        return ModelShape(
-            parameters=parse_parameters(args.parameters),
-            layers=args.layers,
-            kv_heads=args.kv_heads,
-            head_dim=args.head_dim,
-            weight_bits=args.weight_bits,
-            attention_heads=known.attention_heads if known else None,
-            max_context=known.max_context if known else None,
-            family=args.model or "model",
-        )
+        return explicit_shape(args.parameters, args.layers, args.kv_heads, args.head_dim, args.weight_bits, name=args.model, family=args.model or "model")
     if any(v is not None for v in explicit):
         raise CapacityError("give all of --parameters, --layers, --kv-heads and --head-dim, or none")
     if not args.model:
