@@ -29,6 +29,18 @@ crds, operator, gpu_pool = fx.crds, fx.operator, fx.gpu_pool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
+
+
+@pytest.fixture(autouse=True)
+def _operator_back_after_each_test(operator):
+    """A test that stops or kills the operator and then fails must not leave the next ones without it."""
+    args = operator.args
+    yield
+    operator.args = args
+    if not operator.running:
+        operator.start()
+
+
 MRS_LABEL = "agentfleet.io/modelreplicaset"
 REPLICA_LABEL = "agentfleet.io/replica"
 SERVING_LABEL = "agentfleet.io/serving"
@@ -341,6 +353,14 @@ def test_operator_killed_mid_scale_up_creates_no_duplicates(operator, gpu_pool, 
     gpu_pool.add("h100", count=3)
     cluster.apply(mrs_manifest("fleet", gpu_pool, tp=1, replicas=1, placement={"spreadAcross": "None"}), ns)
     eventually(cluster, operator, settled(cluster, ns, "fleet", 1), timeout=30, desc="1 replica Ready")
+
+    # Paced writes (2/s) hold the operator inside its create loop for seconds, so the kill lands
+    # mid-scale-up on a fast machine too; the restarted operator writes at full speed.
+    normal_args = operator.args
+    operator.stop()
+    operator.args = (*normal_args, "--api-qps", "2", "--api-burst", "1")
+    operator.start()
+    operator.args = normal_args
 
     core = core_api(cluster)
     created: list[str] = []

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import socket
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +20,45 @@ from kubernetes.dynamic.exceptions import NotFoundError
 
 FIELD_MANAGER = "agentfleet-operator"
 EVENT_SOURCE = "agentfleet-operator"
+
+
+class WriteLimiter:
+    """Token bucket over every write this process sends (creates, applies, deletes, events).
+
+    Like client-go's QPS/burst: a burst of reconciles (100 ModelReplicaSets applied at once, a
+    scale-up to hundreds of replicas) must not flood the API server. qps <= 0 turns it off.
+    """
+
+    def __init__(self, qps: float = 0.0, burst: int = 1) -> None:
+        self._lock = threading.Lock()
+        self.configure(qps, burst)
+
+    def configure(self, qps: float, burst: int) -> None:
+        with self._lock:
+            self.qps = float(qps)
+            self.burst = max(1, int(burst))
+            self._tokens = float(self.burst)
+            self._at = time.monotonic()
+
+    def wait_time(self) -> float:
+        """Take one token; returns how long the caller must sleep before it may write."""
+        with self._lock:
+            if self.qps <= 0:
+                return 0.0
+            now = time.monotonic()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.qps)
+            self._at = now
+            self._tokens -= 1.0
+            return 0.0 if self._tokens >= 0 else -self._tokens / self.qps
+
+    def take(self) -> None:
+        delay = self.wait_time()
+        if delay > 0:
+            time.sleep(delay)
+
+
+# One bucket per process, shared by every Kube; the manager sets it from --api-qps/--api-burst.
+WRITES = WriteLimiter()
 
 
 def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
@@ -47,12 +88,33 @@ class Kube:
         """Server-side apply; force takes over fields another manager set before us (our own children)."""
         res = self._resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
+        WRITES.take()
         out = res.server_side_apply(
             body=obj,
             name=meta["name"],
             namespace=meta.get("namespace"),
             field_manager=FIELD_MANAGER,
             force_conflicts=force,
+        )
+        return out.to_dict()
+
+    def apply_status(self, obj: dict[str, Any], *, manager: str) -> dict[str, Any]:
+        """Server-side apply of the status subresource under `manager`.
+
+        Status has several writers (a kind's controller, the autoscaler). Each applies only the
+        fields and condition types it owns under its own manager name: conditions are a list-map
+        keyed by type, so the API server merges per type and one writer never drops another's.
+        """
+        res = self._resource(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        WRITES.take()
+        out = self.dynamic.server_side_apply(
+            res.subresources["status"],
+            body=obj,
+            name=meta["name"],
+            namespace=meta.get("namespace"),
+            field_manager=manager,
+            force_conflicts=True,
         )
         return out.to_dict()
 
@@ -68,6 +130,7 @@ class Kube:
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete with background propagation; False when it was already gone."""
+        WRITES.take()
         try:
             self._resource(api_version, kind).delete(name=name, namespace=namespace, body={"propagationPolicy": "Background"})
             return True
@@ -101,4 +164,5 @@ class Kube:
             "reportingInstance": socket.gethostname()[:128],
             "source": {"component": EVENT_SOURCE},
         }
+        WRITES.take()
         k8s.CoreV1Api(self.api).create_namespaced_event(meta["namespace"], body)

@@ -31,6 +31,7 @@ import kopf
 
 import agentfleet.controllers  # noqa: F401 - registers the controllers' handlers
 from agentfleet.controllers.settings import CONFIG
+from agentfleet.kube import WRITES
 
 PREFIX = "agentfleet.io"
 
@@ -69,6 +70,7 @@ class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    WRITES.configure(CONFIG.api_qps, CONFIG.api_burst)
     settings.persistence.finalizer = f"{PREFIX}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
     settings.persistence.diffbase_storage = LeanDiffBaseStorage(prefix=PREFIX, key="last-handled-configuration")
@@ -98,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--liveness", metavar="URL", help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     ap.add_argument("--workers", type=int, default=CONFIG.workers, help=f"parallel reconciles (default {CONFIG.workers})")
     ap.add_argument("--resync-seconds", type=float, default=CONFIG.resync_seconds, help="reconcile every object at least this often")
+    ap.add_argument("--api-qps", type=float, default=CONFIG.api_qps, help=f"writes per second to the API server, 0 for no limit (default {CONFIG.api_qps:g})")
+    ap.add_argument("--api-burst", type=int, default=CONFIG.api_burst, help=f"writes allowed in a burst above --api-qps (default {CONFIG.api_burst})")
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging (kopf's too)")
     ap.add_argument(
         "--log-level", default=os.environ.get("AGENTFLEET_LOG_LEVEL"), help="level of agentfleet's own loggers (default INFO; WARNING with --quiet)"
@@ -107,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     CONFIG.workers = max(1, args.workers)
     CONFIG.resync_seconds = max(1.0, args.resync_seconds)
+    CONFIG.api_qps, CONFIG.api_burst = args.api_qps, max(1, args.api_burst)
     kopf.configure(verbose=args.verbose, quiet=args.quiet)
     logging.getLogger("agentfleet").setLevel((args.log_level or ("WARNING" if args.quiet else "INFO")).upper())
     if not args.verbose:
