@@ -342,6 +342,11 @@ class ModelReplicaSetStatus(Model):
     capacity: CapacityStatus | None = Field(default=None, description="Capacity model figures for one replica.")
     last_scale_time: datetime | None = Field(default=None, description="When the replica count last changed.")
     last_scale_reason: str | None = Field(default=None, max_length=1024, description="Why the replica count last changed, with the figures.")
+    learned_model_load_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        description="Model load time (pod created -> Ready) the autoscaler learned from this set's replicas; replicas loading within it are credited so a burst does not order twice.",
+    )
     conditions: list[Condition] = conditions_field()
 
 

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 SCALING_ACTIVE = "ScalingActive"
 SCALING_LIMITED = "ScalingLimited"
 METRICS_AVAILABLE = "MetricsAvailable"
+# With autoscaling on, these types belong to the autoscaler's field manager alone: the
+# ModelReplicaSet controller applies its own (Ready, Progressing, Degraded) and leaves these be.
+AUTOSCALER_CONDITIONS = frozenset({SCALING_ACTIVE, SCALING_LIMITED, METRICS_AVAILABLE})
 
 Recommendation = tuple[float, int]  # (time in seconds, recommended replicas)
 

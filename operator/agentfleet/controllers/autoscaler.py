@@ -2,8 +2,10 @@
 
 It never writes spec (GitOps tools own it): it writes ``status.desiredReplicas`` (the
 ModelReplicaSet controller acts on it when ``spec.autoscaling.enabled`` and drains on the way
-down), ``status.observed``, ``status.lastScaleTime`` / ``lastScaleReason`` and the conditions
-ScalingActive, ScalingLimited and MetricsAvailable, and emits an Event for every change of the
+down), ``status.observed``, ``status.lastScaleTime`` / ``lastScaleReason``,
+``status.learnedModelLoadSeconds`` and the conditions ScalingActive, ScalingLimited and
+MetricsAvailable - by server-side apply under its own field manager (``agentfleet-autoscaler``),
+so the ModelReplicaSet controller's writes of its own conditions never drop these - and emits an Event for every change of the
 desired count and for every change of the reason it cannot scale (not every period).
 
 Period: one loop ticks every ``TICK_SECONDS`` and evaluates an object only when its own
@@ -29,6 +31,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -38,10 +41,10 @@ import kopf
 from agentfleet import conditions as cond
 from agentfleet.api.agentfleet import Workers
 from agentfleet.api.modelreplicaset import ModelReplicaSetSpec
-from agentfleet.autoscale.common import Decision
+from agentfleet.autoscale.common import AUTOSCALER_CONDITIONS, Decision
 from agentfleet.autoscale.goodput import objectives_from_slo
 from agentfleet.autoscale.pods import fleet_from_pods
-from agentfleet.autoscale.policy import Capacity, FleetView, Outcome, PolicyConfig, PolicyState, decide
+from agentfleet.autoscale.policy import Capacity, FleetView, LoadTime, Outcome, PolicyConfig, PolicyState, decide
 from agentfleet.autoscale.workers import WorkerPolicyConfig, WorkerState, decide_workers
 from agentfleet.controllers.settings import kube_client
 from agentfleet.kube import Kube
@@ -58,6 +61,10 @@ MATCHERS = os.environ.get("AGENTFLEET_PROMETHEUS_MATCHERS", 'namespace="{namespa
 REPLICA_LABEL = os.environ.get("AGENTFLEET_PROMETHEUS_REPLICA_LABEL", "pod")
 WORKER_MATCHERS = os.environ.get("AGENTFLEET_WORKER_MATCHERS", 'namespace="{namespace}",agentfleet="{name}"')
 LOAD_PRIOR = float(os.environ.get("AGENTFLEET_MODEL_LOAD_SECONDS", "300"))
+# Status is shared with the ModelReplicaSet controller: each writer server-side applies its own
+# fields under its own manager, so neither drops the other's (see mrs_status_apply).
+AUTOSCALER_MANAGER = "agentfleet-autoscaler"
+AUTOSCALER_FIELDS = ("desiredReplicas", "observed", "lastScaleTime", "lastScaleReason", "learnedModelLoadSeconds")
 
 _readers: dict[str, PromReader] = {}
 
@@ -156,9 +163,13 @@ def evaluate_modelreplicaset(
     config = PolicyConfig.from_spec(a, initial_load_seconds=LOAD_PRIOR)
     state: PolicyState = getattr(memo, "autoscale_state", None) or PolicyState.initial(config)
 
+    learned = status.get("learnedModelLoadSeconds")
+    if state.load_time.samples == 0 and learned:
+        # An operator restart keeps what the last one learned (status is the only memory it has).
+        state = replace(state, load_time=LoadTime(float(learned), samples=1))
     pods = _list_pods(namespace, f"agentfleet.io/modelreplicaset={name}")
     pf = fleet_from_pods(pods, now)
-    state = PolicyState(state.load_time.observe(pf.load_seconds), state.recommendations, state.waiting_history, state.ok_running_per_replica)
+    state = replace(state, load_time=state.load_time.observe(pf.load_seconds))
     current = status.get("desiredReplicas")
     if current is None:
         current = len(pf.ready) + len(pf.starting) or parsed.replicas
@@ -194,7 +205,12 @@ def evaluate_modelreplicaset(
     if d.changed:
         patch.status["lastScaleTime"] = _iso(now)
         patch.status["lastScaleReason"] = d.reason
-    patch.status["conditions"] = _conditions(old_conditions, d, int(meta.get("generation") or 0))
+    if out.state.load_time.samples:
+        patch.status["learnedModelLoadSeconds"] = round(out.state.load_time.seconds)
+    # Only the autoscaler's condition types: they are applied under its own field manager, and the
+    # ModelReplicaSet controller's types (Ready, Progressing, Degraded) are none of its business.
+    merged = _conditions(old_conditions, d, int(meta.get("generation") or 0))
+    patch.status["conditions"] = [c for c in merged if c["type"] in AUTOSCALER_CONDITIONS]
     _emit(body, d, old_conditions, post)
     logger.info(d.reason)
 
@@ -285,9 +301,31 @@ def _evaluate(kube: Kube, key: tuple[str, str, str], kind: str) -> None:
         logger=log,
         post=post,
     )
-    if patch:
-        res = kube._resource(f"{GROUP}/{VERSION}", kind)
-        kube.dynamic.patch(res.status, body=dict(patch), name=name, namespace=namespace, content_type="application/merge-patch+json")
+    if not patch:
+        return
+    if plural == "modelreplicasets":
+        kube.apply_status(mrs_status_apply(obj, dict(patch.get("status") or {})), manager=AUTOSCALER_MANAGER)
+        return
+    res = kube._resource(f"{GROUP}/{VERSION}", kind)
+    kube.dynamic.patch(res.status, body=dict(patch), name=name, namespace=namespace, content_type="application/merge-patch+json")
+
+
+def mrs_status_apply(obj: dict[str, Any], written: dict[str, Any]) -> dict[str, Any]:
+    """The autoscaler's whole intent for a ModelReplicaSet's status, for server-side apply.
+
+    An apply is the full set of fields this manager owns: one it leaves out is removed. So the
+    fields this evaluation did not change (the last scale, the last observation while holding,
+    a condition type the decision did not mention) are carried from the current status."""
+    current = obj.get("status") or {}
+    status = {k: current[k] for k in AUTOSCALER_FIELDS if current.get(k) is not None}
+    status.update({k: v for k, v in written.items() if k != "conditions"})
+    if isinstance(status.get("observed"), dict):
+        status["observed"] = {k: v for k, v in status["observed"].items() if v is not None}
+    conds = {c["type"]: c for c in current.get("conditions") or [] if c.get("type") in AUTOSCALER_CONDITIONS}
+    conds.update({c["type"]: c for c in written.get("conditions") or []})
+    status["conditions"] = [conds[t] for t in sorted(conds)]
+    meta = obj["metadata"]
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelReplicaSet", "metadata": {"name": meta["name"], "namespace": meta["namespace"]}, "status": status}
 
 
 async def _loop() -> None:

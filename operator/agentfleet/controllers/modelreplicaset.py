@@ -38,6 +38,7 @@ from pydantic import ValidationError
 
 from agentfleet.api.common import API_VERSION, GROUP, VERSION
 from agentfleet.api.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec
+from agentfleet.autoscale.common import AUTOSCALER_CONDITIONS
 from agentfleet.capacity import assess
 from agentfleet.controllers.settings import CONFIG, kube_client
 from agentfleet.controllers.workqueue import WorkQueue
@@ -250,11 +251,19 @@ class Api:
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         # A merge patch of our own fields only: the autoscaler's (observed, and desiredReplicas while
-        # it owns it) stay as they are. Lists (placements, conditions) are replaced whole.
+        # it owns it) stay as they are. Lists (placements) are replaced whole; conditions never
+        # travel here (apply_conditions).
         resp = self.dyn.patch(
             self._mrs.status, body={"status": status}, name=name, namespace=namespace, content_type="application/merge-patch+json", serialize=False
         )
         return self._json(resp)
+
+    def apply_conditions(self, namespace: str, name: str, conditions: list[dict[str, Any]]) -> dict[str, Any]:
+        """Server-side apply of this controller's condition types only. conditions is a list-map
+        keyed by type, so the autoscaler's types (applied under its own manager) are never dropped
+        by a write of ours that raced with it, as a merge patch of the whole list would."""
+        body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, "namespace": namespace}, "status": {"conditions": conditions}}
+        return self.kube.apply_status(body, manager=FIELD_MANAGER)
 
     def patch_pod_metadata(self, namespace: str, name: str, labels: dict[str, str | None], annotations: dict[str, str | None]) -> None:
         body = {"metadata": {"labels": labels, "annotations": annotations}}
@@ -488,6 +497,9 @@ class _Pass:
         self.generation = int(obj["metadata"].get("generation") or 0)
         self.status_in: dict[str, Any] = dict(obj.get("status") or {})
         self.written: dict[str, Any] = dict(self.status_in)
+        # Condition types another writer owns: with autoscaling on, the autoscaler's.
+        autoscaling = bool(((obj.get("spec") or {}).get("autoscaling") or {}).get("enabled"))
+        self.foreign_conditions = AUTOSCALER_CONDITIONS if autoscaling else frozenset()
         self.wake: list[float] = []
         # Per replica: whether it runs the current spec; which replicas are on their way out.
         self.current: dict[str, bool] = {}
@@ -499,12 +511,23 @@ class _Pass:
         self.r.event(self.obj, self.mem, type_, reason, message, once=once)
 
     def write_status(self, status: dict[str, Any]) -> None:
+        status = dict(status)
+        conds = status.pop("conditions", None)
         changed = {k: v for k, v in status.items() if _norm(self.written.get(k)) != _norm(v)}
-        if "conditions" in changed and strip_transition_times(changed["conditions"]) == strip_transition_times(self.written.get("conditions") or []):
-            changed.pop("conditions")
+        if conds is not None:
+            mine = [c for c in conds if c.get("type") not in self.foreign_conditions]
+            before = [c for c in self.written.get("conditions") or [] if c.get("type") not in self.foreign_conditions]
+            if strip_transition_times(mine) != strip_transition_times(before):
+                out = self.api.apply_conditions(self.ns, self.name, mine)
+                self._own_write(out)
+                self.written["conditions"] = list((out.get("status") or {}).get("conditions") or mine)
         if not changed:
             return
         out = self.api.patch_status(self.ns, self.name, changed)
+        self._own_write(out)
+        self.written.update(changed)
+
+    def _own_write(self, out: dict[str, Any]) -> None:
         rv = (out.get("metadata") or {}).get("resourceVersion")
         if rv:
             # Our own write comes back as a watch event; it must not trigger another reconcile.

@@ -29,9 +29,10 @@ class OperatorConfig:
     resync_seconds: float = _env_float("AGENTFLEET_RESYNC_SECONDS", 60.0)
     # The agentfleet image that runs ingestion Jobs and agent workers when a spec names none.
     runtime_image: str = os.environ.get("AGENTFLEET_RUNTIME_IMAGE", "ghcr.io/agentfleet/agentfleet:0.1.0")
-    # Writes per second to the API server (client-go's QPS/burst); 0 turns the limit off.
-    api_qps: float = _env_float("AGENTFLEET_API_QPS", 50.0)
-    api_burst: int = int(_env_float("AGENTFLEET_API_BURST", 100))
+    # Writes per second to the API server (client-go's QPS/burst); 0 turns the limit off. Sized so
+    # that a 100-object apply storm is not slowed; it caps runaway loops, APF guards the server.
+    api_qps: float = _env_float("AGENTFLEET_API_QPS", 200.0)
+    api_burst: int = int(_env_float("AGENTFLEET_API_BURST", 400))
 
 
 CONFIG = OperatorConfig()
