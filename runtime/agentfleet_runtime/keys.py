@@ -32,6 +32,13 @@ class Keys:
         return self.prefix + "delayed"
 
     @property
+    def finished(self) -> str:
+        """Sorted set of root tasks finished in the last hour, scored by end time (agentfleet_runtime.stats).
+
+        lua.py derives this name from the stream's (prefix + "finished"): keep the two in step."""
+        return self.prefix + "finished"
+
+    @property
     def cancel_channel(self) -> str:
         return self.prefix + "cancel"
 

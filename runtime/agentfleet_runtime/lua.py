@@ -11,6 +11,10 @@ Return conventions: a table whose first element is a status; -1 means "lease los
 
 from __future__ import annotations
 
+# Finished-task record (stats.py): one hour, bounded so a burst cannot grow it without limit.
+FINISHED_WINDOW_SECONDS = 3600
+FINISHED_CAP = 100_000
+
 PRELUDE = r"""
 local function is_terminal(s) return s == 'done' or s == 'cancelled' or s == 'dead' end
 
@@ -19,6 +23,22 @@ local function ack(stream, group, msg_id)
     redis.call('XACK', stream, group, msg_id)
     redis.call('XDEL', stream, msg_id)
   end
+end
+
+-- A finished root task's duration and cost, for the fleet's hourly statistics (stats.py). The
+-- key is the stream's sibling (af:<fleet>:tasks -> af:<fleet>:finished, keys.Keys.finished);
+-- the set keeps one hour and at most FINISHED_CAP entries so it stays bounded at any rate.
+local function record_finished(k, id, a)
+  local now = tonumber(a.now)
+  local f = redis.call('HMGET', k.hash, 'created_at', 'tree_cost_nanos', 'cost_nanos')
+  local created = tonumber(f[1] or '') or now
+  local cost = tonumber(f[2] or '') or tonumber(f[3] or '') or 0
+  local key = string.sub(k.stream, 1, -6) .. 'finished'
+  local member = id .. '|' .. string.format('%.3f', math.max(0, now - created)) .. '|' .. string.format('%d', cost) .. '|' .. a.status
+  redis.call('ZADD', key, now, member)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. string.format('%.3f', now - __WINDOW__))
+  local n = redis.call('ZCARD', key)
+  if n > __CAP__ then redis.call('ZREMRANGEBYRANK', key, 0, n - __CAP__ - 1) end
 end
 
 -- End a task. k = {hash, steps, events, children, stream, dead}; a = table of strings.
@@ -31,7 +51,11 @@ local function finish(k, id, a)
     redis.call('XADD', k.dead, 'MAXLEN', '~', 100000, '*', 'task', id, 'error', a.error, 'at', a.now)
   end
   -- Only a parent waits on a task's end; the channel wakes its fan-in without polling.
-  if (redis.call('HGET', k.hash, 'parent') or '') ~= '' then redis.call('PUBLISH', a.channel, id) end
+  if (redis.call('HGET', k.hash, 'parent') or '') ~= '' then
+    redis.call('PUBLISH', a.channel, id)
+  else
+    record_finished(k, id, a)
+  end
   local ttl = tonumber(a.ttl)
   for _, key in ipairs({k.hash, k.steps, k.events, k.children}) do redis.call('EXPIRE', key, ttl) end
 end
@@ -53,6 +77,7 @@ local function append_step(hash, steps, root, n, step_json, pt, ct, cost)
   return len == n + 1
 end
 """
+PRELUDE = PRELUDE.replace("__WINDOW__", str(FINISHED_WINDOW_SECONDS)).replace("__CAP__", str(FINISHED_CAP))
 
 # KEYS: hash stream events submission session parent_children
 # ARGV: id submission_ttl event field value ...

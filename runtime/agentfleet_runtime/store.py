@@ -24,6 +24,7 @@ from agentfleet_runtime.batch import ScriptBatcher
 from agentfleet_runtime.budget import TreeUsage
 from agentfleet_runtime.errors import CheckpointConflict, LeaseLost
 from agentfleet_runtime.keys import GROUP, Keys
+from agentfleet_runtime.stats import FleetStats, group_counts, summarize
 from agentfleet_runtime.types import Limits, Observation, Status, Step, TaskRecord
 
 
@@ -422,3 +423,15 @@ class TaskStore:
                 age = max(0.0, time.time() - int(nxt[0][0].split("-")[0]) / 1000)
         delayed = int(await self.r.zcard(self.keys.delayed))
         return {"depth": int(lag), "pending": pending, "oldest_age_seconds": age, "delayed": delayed}
+
+    async def fleet_stats(self, now: float | None = None) -> FleetStats:
+        """Queue depth, in-flight tasks and the last hour's finished tasks (see stats.py)."""
+        now = time.time() if now is None else now
+        pipe = self.r.pipeline(transaction=False)
+        pipe.exists(self.keys.stream)
+        pipe.xlen(self.keys.stream)
+        pipe.zrangebyscore(self.keys.finished, now - lua.FINISHED_WINDOW_SECONDS, "+inf")
+        exists, length, members = await pipe.execute()
+        groups = await self.r.xinfo_groups(self.keys.stream) if exists else []
+        depth, pending = group_counts(groups, int(length or 0))
+        return summarize(members, depth=depth, in_flight=pending)

@@ -4,6 +4,6 @@ Each controller keeps its decisions in a pure module (rollout, placement, capaci
 only does the I/O here.
 """
 
-from agentfleet.controllers import autoscaler, modelreplicaset, vectorindex
+from agentfleet.controllers import agentfleet, autoscaler, modelreplicaset, vectorindex
 
-__all__ = ["autoscaler", "modelreplicaset", "vectorindex"]
+__all__ = ["agentfleet", "autoscaler", "modelreplicaset", "vectorindex"]

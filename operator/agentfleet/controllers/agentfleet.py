@@ -1,0 +1,615 @@
+"""AgentFleet controller: the agent runtime, its config and Redis, wired to the referenced
+ModelReplicaSet(s) and VectorIndex.
+
+Level-based, like the VectorIndex controller: one pass reads the AgentFleet and what it refers to,
+renders the children (agentfleet.render.agentfleet, pure), applies them with server-side apply
+(ownerReferences, so deleting the fleet removes them all; no finalizer), and writes the status
+fields and condition types it owns with a server-side apply of the status subresource under its
+own field manager. The autoscaler owns desiredWorkers (while spec.workers.autoscaling) and its
+own condition types under another manager; the two never overwrite each other. spec is never
+written: defaults live in the schema.
+
+Passes come from events on AgentFleets, on their Deployments and StatefulSets, on the
+ModelReplicaSets and VectorIndexes they refer to, and from a periodic resync (which also refreshes
+the task statistics read from the fleet's Redis with a short timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import json
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
+from pydantic import ValidationError
+
+from agentfleet.api.agentfleet import AgentFleet
+from agentfleet.api.common import GROUP, VERSION
+from agentfleet.api.modelreplicaset import ModelReplicaSetSpec
+from agentfleet.conditions import READY, get_condition, set_condition
+from agentfleet.controllers.settings import CONFIG, kube_client
+from agentfleet.kube import Kube
+from agentfleet.render import agentfleet as render
+
+log = logging.getLogger("agentfleet.agentfleet")
+
+PLURAL = "agentfleets"
+KIND = "AgentFleet"
+API_VERSION = f"{GROUP}/{VERSION}"
+MANAGER = "agentfleet-operator"
+MODEL_READY, INDEX_READY, REDIS_READY, RUNTIME_READY = "ModelReady", "IndexReady", "RedisReady", "RuntimeReady"
+OWN_CONDITIONS = (READY, MODEL_READY, INDEX_READY, REDIS_READY, RUNTIME_READY)
+# Status fields this controller owns (desiredWorkers only while the autoscaler does not).
+OWN_FIELDS = (
+    "observedGeneration",
+    "workers",
+    "readyWorkers",
+    "selector",
+    "taskApiEndpoint",
+    "queueDepth",
+    "inFlightTasks",
+    "tasksPerHour",
+    "taskP95Seconds",
+    "costPerTask",
+)
+BACKOFF_MIN, BACKOFF_MAX = 2.0, 120.0
+BUSY_RESYNC_SECONDS = 5.0  # while something is starting
+STATS_RESYNC_SECONDS = 30.0  # a healthy fleet's statistics refresh
+REDIS_TIMEOUT_SECONDS = 1.0  # reading the fleet's Redis must never hold up a pass for long
+
+Key = tuple[str, str]
+# Redis probes run here so a pass can stop waiting for one; a stuck probe holds a thread, not a pass.
+_PROBES = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="af-redis-probe")
+
+
+def _b64(data: Mapping[str, str] | None, key: str) -> str | None:
+    raw = (data or {}).get(key)
+    return base64.b64decode(raw).decode() if raw else None
+
+
+def _ready(obj: Mapping[str, Any] | None) -> tuple[bool, str]:
+    c = get_condition(list((obj or {}).get("status", {}).get("conditions") or []), READY)
+    if c is None:
+        return False, "no Ready condition yet"
+    return c.get("status") == "True", f"{c.get('reason', '')}: {c.get('message', '')}".strip(": ")
+
+
+def probe_redis(url: str, password: str | None, fleet: str, timeout: float = REDIS_TIMEOUT_SECONDS) -> tuple[bool, str, Any]:
+    """(reachable, error, FleetStats or None): PING with the password, then the fleet's figures."""
+    import redis
+
+    from agentfleet_runtime.stats import read_fleet_stats
+
+    r = redis.Redis.from_url(url, password=password or None, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True)
+    try:
+        r.ping()
+    except redis.RedisError as e:
+        return False, str(e) or type(e).__name__, None
+    else:
+        try:
+            return True, "", read_fleet_stats(r, fleet)
+        except redis.RedisError as e:
+            log.debug("%s: stats unavailable: %s", fleet, e)
+            return True, "", None
+    finally:
+        r.close()
+
+
+class Pass:
+    """One reconcile of one AgentFleet; collects status and Events, writes them once at the end."""
+
+    def __init__(self, kube: Kube, obj: dict[str, Any], reported: set[tuple[str, str, str]] | None = None, probe: Any = probe_redis) -> None:
+        self.kube = kube
+        self.obj = obj
+        self.reported = reported if reported is not None else set()
+        self.probe = probe
+        meta = obj["metadata"]
+        self.ns, self.name, self.generation = meta["namespace"], meta["name"], int(meta.get("generation") or 0)
+        self.old = obj.get("status") or {}
+        self.conditions: list[dict[str, Any]] = [c for c in self.old.get("conditions") or [] if c.get("type") in OWN_CONDITIONS]
+        self.status: dict[str, Any] = {}
+        self.problems: list[render.Problem] = []  # block rendering: the fleet cannot run as specified
+        self.waiting: list[str] = []  # referenced models that exist but are not Ready
+        self.busy = False
+
+    # --- helpers ---
+
+    def condition(self, type_: str, ok: bool, reason: str, message: str = "") -> None:
+        self.conditions = set_condition(self.conditions, type_, ok, reason, message[:4096], self.generation)
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        if (type_, reason, message) in self.reported:
+            return  # the same problem on every pass is one Event (and log line), not a flood
+        log.log(logging.WARNING if type_ == "Warning" else logging.INFO, "%s/%s %s: %s", self.ns, self.name, reason, message)
+        try:
+            self.kube.event(self.obj, type_, reason, message)
+            self.reported.add((type_, reason, message))
+        except ApiException as e:
+            log.debug("event not posted: %s", e)
+
+    def problem(self, reason: str, message: str) -> None:
+        self.problems.append(render.Problem(reason, message))
+        self.event("Warning", reason, message)
+
+    def get(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
+        return self.kube.get(api_version, kind, name, self.ns)
+
+    def secret_value(self, name: str, key: str) -> str | None:
+        s = self.get("v1", "Secret", name)
+        return None if s is None else _b64(s.get("data"), key)
+
+    def ensure_generated_secret(self, af: AgentFleet, name: str, key: str, component: str) -> str | None:
+        """A Secret created once with a random value and never regenerated; returns the value."""
+        value = self.secret_value(name, key)
+        if value is not None:
+            return value
+        body = render.render_secret(af, name, key, secrets.token_urlsafe(32), component)
+        try:
+            self.kube._resource("v1", "Secret").create(body=body, namespace=self.ns)
+            self.event("Normal", "SecretGenerated", f"generated Secret {name}")
+        except ConflictError:
+            pass  # another pass made it first: read theirs
+        return self.secret_value(name, key)
+
+    # --- the pass ---
+
+    def run(self) -> float | None:
+        try:
+            af = AgentFleet.model_validate(self.obj)
+        except ValidationError as e:
+            msg = "; ".join(f"spec.{'.'.join(map(str, err['loc'][1:]))}: {err['msg']}" for err in e.errors())
+            self.condition(READY, False, "InvalidSpec", msg)
+            self.event("Warning", "InvalidSpec", msg)
+            self.write_status()
+            return None
+        spec = af.spec
+        self.status["selector"] = render.selector_string(self.name)
+        self.status["taskApiEndpoint"] = render.task_api_endpoint(self.name, self.ns)
+
+        primary, primary_spec = self.model(spec.model_ref.name, "spec.modelRef")
+        routine = None
+        if spec.routine_model_ref is not None:
+            routine, _ = self.model(spec.routine_model_ref.name, "spec.routineModelRef")
+        self.model_condition(spec)
+        vector_index, milvus_uri, milvus_env = self.index(af)
+        prompt = self.system_prompt(af)
+        if prompt is not None:
+            context = primary_spec.engine.max_model_len if primary_spec is not None else None
+            for p in render.budget_problems(spec, prompt, context):
+                self.problem(p.reason, p.message)
+
+        self.secret_refs(af)
+        redis_url, password = self.redis(af)
+        if not self.problems and primary is not None and redis_url is not None:
+            self.runtime(af, primary, routine, redis_url, prompt, vector_index, milvus_uri, milvus_env)
+        else:
+            self.condition(RUNTIME_READY, False, "NotRendered", "the runtime is not (re)rendered until the problems in Ready are fixed")
+        if redis_url is not None:
+            self.redis_probe(af, redis_url, password)
+        self.summarise()
+        self.write_status()
+        if self.problems or self.busy or not self.is_true(READY):
+            return BUSY_RESYNC_SECONDS * (3 if self.problems else 1)
+        return STATS_RESYNC_SECONDS
+
+    def is_true(self, type_: str) -> bool:
+        c = get_condition(self.conditions, type_)
+        return c is not None and c["status"] == "True"
+
+    # --- references ---
+
+    def model(self, name: str, field: str) -> tuple[render.ModelTarget | None, ModelReplicaSetSpec | None]:
+        mrs = self.get(API_VERSION, "ModelReplicaSet", name)
+        if mrs is None:
+            self.problem("ModelNotFound", f"ModelReplicaSet {name} named by {field}.name does not exist in namespace {self.ns}: create it or fix {field}.name")
+            return None, None
+        try:
+            mspec = ModelReplicaSetSpec.model_validate(mrs.get("spec") or {})
+        except ValidationError as e:
+            self.problem("ModelNotFound", f"ModelReplicaSet {name} named by {field}.name has an invalid spec: {e.errors()[0]['msg']}")
+            return None, None
+        served = (mrs.get("status") or {}).get("servedModelName") or mspec.model.served_name or mspec.model.name
+        ok, why = _ready(mrs)
+        if not ok:
+            self.waiting.append(f"ModelReplicaSet {name} ({field}) is not Ready: {why}")
+        target = render.ModelTarget(
+            name=name, served_name=served, port=mspec.engine.port, routing=mspec.routing.wire(), max_model_len=mspec.engine.max_model_len
+        )
+        return target, mspec
+
+    def model_condition(self, spec: Any) -> None:
+        missing = [p for p in self.problems if p.reason == "ModelNotFound"]
+        if missing:
+            self.condition(MODEL_READY, False, "ModelNotFound", missing[0].message)
+        elif self.waiting:
+            self.condition(MODEL_READY, False, "ModelNotReady", "; ".join(self.waiting))
+        else:
+            names = ", ".join(n for n in (spec.model_ref.name, spec.routine_model_ref.name if spec.routine_model_ref else None) if n)
+            self.condition(MODEL_READY, True, "ModelReady", f"ModelReplicaSet {names} Ready")
+
+    def index(self, af: AgentFleet) -> tuple[dict[str, Any] | None, str | None, list[dict[str, Any]]]:
+        ref = af.spec.vector_index_ref
+        if ref is None:
+            return None, None, []
+        vi = self.get(API_VERSION, "VectorIndex", ref.name)
+        if vi is None:
+            msg = f"VectorIndex {ref.name} named by spec.vectorIndexRef.name does not exist in namespace {self.ns}: create it or fix spec.vectorIndexRef.name"
+            self.problem("IndexNotFound", msg)
+            self.condition(INDEX_READY, False, "IndexNotFound", msg)
+            return None, None, []
+        ok, why = _ready(vi)
+        if ok:
+            self.condition(INDEX_READY, True, "IndexReady", f"VectorIndex {ref.name} is searchable")
+        else:
+            self.condition(INDEX_READY, False, "IndexNotReady", f"VectorIndex {ref.name} is not Ready: {why}")
+        vspec = vi.get("spec") or {}
+        uri = (vi.get("status") or {}).get("endpoint") or (vspec.get("milvus") or {}).get("uri")
+        env: list[dict[str, Any]] = []
+        creds = (vspec.get("milvus") or {}).get("credentials")
+        if creds:
+            env.append(
+                {"name": "AGENTFLEET_MILVUS_USER", "valueFrom": {"secretKeyRef": {"name": creds["secretName"], "key": creds.get("usernameKey", "username")}}}
+            )
+            env.append(
+                {
+                    "name": "AGENTFLEET_MILVUS_PASSWORD",
+                    "valueFrom": {"secretKeyRef": {"name": creds["secretName"], "key": creds.get("passwordKey", "password")}},
+                }
+            )
+        key_ref = (vspec.get("embedding") or {}).get("apiKeySecretRef")
+        if key_ref:
+            env.append({"name": "AGENTFLEET_EMBEDDING_API_KEY", "valueFrom": {"secretKeyRef": {"name": key_ref["name"], "key": key_ref["key"]}}})
+        return vspec, uri, env
+
+    def system_prompt(self, af: AgentFleet) -> str | None:
+        sp = af.spec.system_prompt
+        if sp is None:
+            from agentfleet_runtime.config import DEFAULT_SYSTEM_PROMPT
+
+            return DEFAULT_SYSTEM_PROMPT
+        if sp.inline is not None:
+            return sp.inline
+        assert sp.config_map_ref is not None
+        cm = self.get("v1", "ConfigMap", sp.config_map_ref.name)
+        text = None if cm is None else (cm.get("data") or {}).get(sp.config_map_ref.key)
+        if text is None:
+            self.problem(
+                "SystemPromptNotFound",
+                f"spec.systemPrompt.configMapRef: ConfigMap {sp.config_map_ref.name} has no key {sp.config_map_ref.key} in namespace {self.ns}: create it or fix the reference",
+            )
+        return text
+
+    def secret_refs(self, af: AgentFleet) -> None:
+        """Secrets the pods mount: a missing one would leave them waiting in ContainerCreating."""
+        refs = []
+        if af.spec.api.auth_secret_ref is not None:
+            refs.append(("spec.api.authSecretRef", af.spec.api.auth_secret_ref))
+        for i, t in enumerate(af.spec.tools):
+            if t.http is not None and t.http.headers_secret_ref is not None:
+                refs.append((f"spec.tools[{i}].http.headersSecretRef ({t.name})", t.http.headers_secret_ref))
+        for field, ref in refs:
+            if self.secret_value(ref.name, ref.key) is None:
+                self.problem(
+                    "SecretNotFound", f"{field}: Secret {ref.name} with key {ref.key} does not exist in namespace {self.ns}: create it or fix the reference"
+                )
+
+    # --- Redis ---
+
+    def redis(self, af: AgentFleet) -> tuple[str | None, str | None]:
+        """(URL, password) of the fleet's Redis; applies the managed one."""
+        r = af.spec.redis
+        if r.deploy is not None:
+            password = self.ensure_generated_secret(af, render.redis_secret_name(self.name), render.REDIS_PASSWORD_KEY, "redis")
+            for o in render.render_redis(af):
+                self.kube.apply(o)
+            ok, why = render.statefulset_ready(self.get("apps/v1", "StatefulSet", render.redis_name(self.name)))
+            if ok:
+                self.condition(REDIS_READY, True, "RedisReady", f"StatefulSet {render.redis_name(self.name)} {why}")
+            else:
+                self.busy = True
+                self.condition(REDIS_READY, False, "RedisStarting", f"StatefulSet {render.redis_name(self.name)}: {why}")
+            return render.managed_redis_url(self.name, self.ns), password
+        assert r.url is not None
+        password = None
+        if r.password_secret_ref is not None:
+            ref = r.password_secret_ref
+            password = self.secret_value(ref.name, ref.key)
+            if password is None:
+                msg = (
+                    f"spec.redis.passwordSecretRef: Secret {ref.name} with key {ref.key} does not exist in namespace {self.ns}: create it or fix the reference"
+                )
+                self.condition(REDIS_READY, False, "RedisSecretNotFound", msg)
+                self.problem("RedisSecretNotFound", msg)
+                return None, None
+        return r.url, password
+
+    def redis_probe(self, af: AgentFleet, url: str, password: str | None) -> None:
+        # A hard bound on top of the socket timeouts: a name lookup (a managed Redis's Service seen
+        # from outside the cluster, a resolver that does not answer) is not covered by them.
+        future = _PROBES.submit(self.probe, url, password, self.name)
+        try:
+            ok, error, stats = future.result(timeout=REDIS_TIMEOUT_SECONDS * 3)
+        except concurrent.futures.TimeoutError:
+            ok, error, stats = False, f"no answer within {REDIS_TIMEOUT_SECONDS * 3:g}s", None
+        except Exception as e:  # noqa: BLE001 - statistics are best effort; a pass must finish
+            ok, error, stats = False, str(e), None
+        if af.spec.redis.deploy is None:
+            if ok:
+                self.condition(REDIS_READY, True, "RedisReady", f"{url} answers")
+            else:
+                self.condition(REDIS_READY, False, "RedisUnreachable", f"cannot reach Redis at {url}: {error}")
+                self.event("Warning", "RedisUnreachable", f"cannot reach Redis at {url}: {error}")
+        if stats is not None:
+            self.status["queueDepth"] = stats.queue_depth
+            self.status["inFlightTasks"] = stats.in_flight
+            self.status["tasksPerHour"] = stats.tasks_per_hour
+            if stats.p95_seconds is not None:
+                self.status["taskP95Seconds"] = stats.p95_seconds
+            if stats.mean_cost is not None:
+                self.status["costPerTask"] = render.format_cost(stats.mean_cost)
+
+    # --- the runtime ---
+
+    def runtime(
+        self,
+        af: AgentFleet,
+        primary: render.ModelTarget,
+        routine: render.ModelTarget | None,
+        redis_url: str,
+        prompt: str | None,
+        vector_index: dict[str, Any] | None,
+        milvus_uri: str | None,
+        milvus_env: list[dict[str, Any]],
+    ) -> None:
+        from agentfleet_runtime.config import from_agentfleet_spec
+
+        spec = af.spec
+        if spec.api.auth_secret_ref is None:
+            self.ensure_generated_secret(af, render.api_token_secret_name(self.name), render.TOKEN_KEY, "api")
+        doc = from_agentfleet_spec(
+            spec,
+            fleet=self.name,
+            model_url=primary.base_url(self.ns),
+            model_name=primary.served_name,
+            redis_url=redis_url,
+            vector_index=vector_index,
+            milvus_uri=milvus_uri,
+        )
+        doc = render.complete_runtime_config(doc, af, primary, routine, system_prompt=prompt)
+        replicas = render.desired_workers(spec, self.old)
+        for o in render.render_runtime(af, doc, replicas=replicas, milvus_env=milvus_env):
+            self.kube.apply(o)
+        if not spec.workers.autoscaling:
+            self.status["desiredWorkers"] = replicas
+        worker = self.get("apps/v1", "Deployment", render.worker_name(self.name))
+        api = self.get("apps/v1", "Deployment", render.api_name(self.name))
+        wst = (worker or {}).get("status") or {}
+        self.status["workers"] = int(wst.get("replicas") or 0)
+        self.status["readyWorkers"] = int(wst.get("readyReplicas") or 0)
+        w_ok, w_why = render.deployment_available(worker)
+        a_ok, a_why = render.deployment_available(api)
+        msg = f"workers {w_why}; task API {a_why}"
+        if w_ok and a_ok:
+            self.condition(RUNTIME_READY, True, "RuntimeAvailable", msg)
+        else:
+            self.busy = True
+            self.condition(RUNTIME_READY, False, "RuntimeProgressing", msg)
+
+    # --- summary and status ---
+
+    def summarise(self) -> None:
+        if self.problems:
+            p = self.problems[0]
+            more = f" (and {len(self.problems) - 1} more: {', '.join(q.reason for q in self.problems[1:])})" if len(self.problems) > 1 else ""
+            self.condition(READY, False, p.reason, p.message + more)
+            return
+        for type_, reason in (
+            (MODEL_READY, "WaitingForModel"),
+            (INDEX_READY, "WaitingForIndex"),
+            (REDIS_READY, "WaitingForRedis"),
+            (RUNTIME_READY, "WaitingForRuntime"),
+        ):
+            c = get_condition(self.conditions, type_)
+            if c is not None and c["status"] != "True":
+                self.condition(READY, False, reason, c["message"])
+                return
+        was = self.is_true(READY)
+        self.condition(READY, True, "Ready", f"{self.status.get('readyWorkers', 0)} worker(s) ready; tasks at {self.status.get('taskApiEndpoint')}")
+        if not was:
+            self.event("Normal", "Ready", "the fleet takes and runs tasks")
+
+    def write_status(self) -> None:
+        self.status["observedGeneration"] = self.generation
+        self.status["conditions"] = self.conditions
+        own = (*OWN_FIELDS, "desiredWorkers") if "desiredWorkers" in self.status else OWN_FIELDS
+        mine = {k: v for k, v in self.old.items() if k in own}
+        mine["conditions"] = [c for c in self.old.get("conditions") or [] if c.get("type") in OWN_CONDITIONS]
+        if _norm(mine) == _norm(self.status):
+            return  # nothing new: no write, so no event that would bring this pass back
+        body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": self.name, "namespace": self.ns}, "status": self.status}
+        try:
+            self.kube.apply_status(body, manager=MANAGER)
+        except NotFoundError:
+            pass  # deleted during the pass
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _norm(v) for k, v in sorted(value.items()) if v is not None}
+    if isinstance(value, list):
+        return sorted((_norm(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
+    return value
+
+
+# --- references: which fleets a ModelReplicaSet or VectorIndex change concerns --------------------
+
+
+def references(spec: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """(kind, name) of what an AgentFleet spec refers to."""
+    out: set[tuple[str, str]] = set()
+    for field, kind in (("modelRef", "ModelReplicaSet"), ("routineModelRef", "ModelReplicaSet"), ("vectorIndexRef", "VectorIndex")):
+        name = (spec.get(field) or {}).get("name")
+        if name:
+            out.add((kind, name))
+    sp = (spec.get("systemPrompt") or {}).get("configMapRef") or {}
+    if sp.get("name"):
+        out.add(("ConfigMap", sp["name"]))
+    secret_refs = [(spec.get("redis") or {}).get("passwordSecretRef") or {}, (spec.get("api") or {}).get("authSecretRef") or {}]
+    secret_refs += [((t.get("http") or {}).get("headersSecretRef") or {}) for t in spec.get("tools") or []]
+    for ref in secret_refs:
+        if ref.get("name"):
+            out.add(("Secret", ref["name"]))
+    return out
+
+
+# --- the work loop -------------------------------------------------------------------------------
+
+
+class Controller:
+    def __init__(self) -> None:
+        self.kube = Kube(kube_client())
+        self.queue: asyncio.Queue[Key] = asyncio.Queue()
+        self.queued: set[Key] = set()
+        self.known: set[Key] = set()
+        self.refs: dict[Key, set[tuple[str, str]]] = {}
+        self.failures: dict[Key, int] = {}
+        self.reported: dict[Key, set[tuple[str, str, str]]] = {}
+        self.timers: dict[Key, asyncio.TimerHandle] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        # One pass per fleet at a time: a key asked for while its pass runs is run again after.
+        self.running: set[Key] = set()
+        self.dirty: set[Key] = set()
+
+    def enqueue(self, key: Key, delay: float = 0.0) -> None:
+        loop = asyncio.get_running_loop()
+        if delay > 0:
+            old = self.timers.pop(key, None)
+            if old:
+                old.cancel()
+            self.timers[key] = loop.call_later(delay, self.enqueue, key)
+            return
+        if key not in self.queued:
+            self.queued.add(key)
+            self.queue.put_nowait(key)
+
+    def referring(self, namespace: str, kind: str, name: str) -> list[Key]:
+        return [k for k, refs in self.refs.items() if k[0] == namespace and (kind, name) in refs]
+
+    def reconcile(self, key: Key) -> float | None:
+        res = self.kube._resource(API_VERSION, KIND)
+        try:
+            obj = json.loads(self.kube.dynamic.get(res, name=key[1], namespace=key[0], serialize=False).data)
+        except NotFoundError:
+            self.known.discard(key)
+            return None
+        if obj["metadata"].get("deletionTimestamp"):
+            return None
+        return Pass(self.kube, obj, self.reported.setdefault(key, set())).run()
+
+    async def worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            self.queued.discard(key)
+            if key in self.running:
+                self.dirty.add(key)
+                continue
+            self.running.add(key)
+            try:
+                again = await asyncio.to_thread(self.reconcile, key)
+                self.failures.pop(key, None)
+            except Exception:  # noqa: BLE001 - any failure retries with backoff; the loop must live
+                n = self.failures[key] = self.failures.get(key, 0) + 1
+                again = min(BACKOFF_MAX, BACKOFF_MIN * 2 ** (n - 1))
+                log.exception("%s/%s: reconcile failed (attempt %d), retrying in %.0fs", key[0], key[1], n, again)
+            finally:
+                self.running.discard(key)
+            if key in self.dirty:
+                self.dirty.discard(key)
+                self.enqueue(key)
+            elif again is not None:
+                self.enqueue(key, again)
+
+    async def resync(self) -> None:
+        while True:
+            await asyncio.sleep(CONFIG.resync_seconds)
+            for key in list(self.known):
+                self.enqueue(key)
+
+    def start(self) -> None:
+        self.tasks = [asyncio.create_task(self.worker()) for _ in range(max(1, min(4, CONFIG.workers)))]
+        self.tasks.append(asyncio.create_task(self.resync()))
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        for h in self.timers.values():
+            h.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+_controller: Controller | None = None
+
+
+@kopf.on.startup()
+async def start_agentfleet_controller(**_: Any) -> None:
+    global _controller
+    _controller = Controller()
+    _controller.start()
+
+
+@kopf.on.cleanup()
+async def stop_agentfleet_controller(**_: Any) -> None:
+    if _controller is not None:
+        await _controller.stop()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def agentfleet_event(type: str | None, namespace: str, name: str, spec: Any, **_: Any) -> None:
+    if _controller is None:
+        return
+    key = (namespace, name)
+    if type == "DELETED":
+        _controller.known.discard(key)
+        _controller.refs.pop(key, None)
+        _controller.reported.pop(key, None)
+        return
+    _controller.known.add(key)
+    _controller.refs[key] = references(dict(spec or {}))
+    _controller.enqueue(key)
+
+
+def _wake_referring(kind: str, namespace: str, name: str) -> None:
+    if _controller is None:
+        return
+    for key in _controller.referring(namespace, kind, name):
+        # Coalesced: a ModelReplicaSet's status moves in bursts while its replicas start.
+        _controller.enqueue(key, 0.5)
+
+
+@kopf.on.event(GROUP, VERSION, "modelreplicasets")
+async def referenced_model_event(namespace: str, name: str, **_: Any) -> None:
+    _wake_referring("ModelReplicaSet", namespace, name)
+
+
+@kopf.on.event(GROUP, VERSION, "vectorindexes")
+async def referenced_index_event(namespace: str, name: str, **_: Any) -> None:
+    _wake_referring("VectorIndex", namespace, name)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={render.FLEET_LABEL: kopf.PRESENT})
+async def runtime_deployment_event(namespace: str, labels: Mapping[str, str], **_: Any) -> None:
+    if _controller is not None:
+        _controller.enqueue((namespace, labels[render.FLEET_LABEL]), 0.5)
+
+
+@kopf.on.event("apps", "v1", "statefulsets", labels={render.FLEET_LABEL: kopf.PRESENT})
+async def redis_statefulset_event(namespace: str, labels: Mapping[str, str], **_: Any) -> None:
+    if _controller is not None:
+        _controller.enqueue((namespace, labels[render.FLEET_LABEL]), 0.5)

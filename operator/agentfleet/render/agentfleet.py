@@ -1,0 +1,627 @@
+"""Child objects of an AgentFleet as plain dicts: the agent runtime and, when asked, its Redis.
+
+Pure: no kopf, kubernetes, redis or agentfleet_runtime here. The controller resolves what lives
+elsewhere (the ModelReplicaSets' and VectorIndex's names, ports and endpoints, the runtime config
+document from ``agentfleet_runtime.config.from_agentfleet_spec``, the generated Redis password)
+and applies what these functions return with server-side apply.
+
+Names (a contract with the chart and the local demo):
+- ConfigMap ``<fleet>-runtime``, key ``runtime.yaml``: the runtime's config document;
+- Deployment ``<fleet>-worker`` (``python -m agentfleet_runtime worker --config ...``);
+- Deployment and Service ``<fleet>-api`` (``python -m agentfleet_runtime api --config ...``);
+- ServiceAccount ``<fleet>``, Role and RoleBinding ``<fleet>-endpointslices`` (workers watch the
+  ModelReplicaSets' EndpointSlices to route sticky), PodDisruptionBudget ``<fleet>-worker``;
+- Secret ``<fleet>-api-token`` (generated bearer token, only without spec.api.authSecretRef);
+- managed Redis: Secret ``<fleet>-redis`` (key ``password``, generated once), StatefulSet and
+  Service ``<fleet>-redis``, NetworkPolicy ``<fleet>-redis``.
+
+Labels are our own: nothing is copied from the AgentFleet's metadata, so a GitOps tool's tracking
+labels (app.kubernetes.io/instance, argocd.argoproj.io/*) never mark a child as one of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import yaml
+
+from agentfleet.api.agentfleet import AgentFleet, AgentFleetSpec
+
+FLEET_LABEL = "agentfleet.io/agentfleet"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+CONFIG_HASH_ANNOTATION = "agentfleet.io/config-hash"
+MANAGED_BY = "agentfleet"
+
+RUNTIME_MODULE = "agentfleet_runtime"
+CONFIG_DIR = "/etc/agentfleet"
+CONFIG_KEY = "runtime.yaml"
+CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_KEY}"
+TOKENS_DIR = "/etc/agentfleet/api"
+TOKENS_FILE = f"{TOKENS_DIR}/tokens"
+TOKEN_KEY = "tokens"
+TOOL_HEADERS_DIR = "/etc/agentfleet/tool-headers"
+API_PORT = 8080
+METRICS_PORT = 9090
+REDIS_PORT = 6379
+REDIS_PASSWORD_KEY = "password"
+RUN_AS = 65532  # the runtime image's numeric non-root user
+REDIS_UID = 999  # the redis image's own user
+# SIGTERM: running steps get this long to reach a checkpoint, then the worker hands its tasks back.
+SHUTDOWN_GRACE_SECONDS = 30
+# The kubelet's kill must come after the release: grace + time to release hundreds of tasks.
+WORKER_TERMINATION_GRACE_SECONDS = SHUTDOWN_GRACE_SECONDS + 30
+API_RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
+
+# Pods allowed to reach a managed Redis besides the fleet's own: the operator (the chart's pod
+# labels, any namespace) reads queue depth and task statistics from it; it still needs the password.
+OPERATOR_POD_LABELS = {"app.kubernetes.io/name": "agentfleet", "app.kubernetes.io/component": "operator"}
+
+# Rough tokens per character of English text and JSON (tokenizers average ~4 characters per
+# token); the budget check only has to catch budgets that are off by far, not by a few percent.
+CHARS_PER_TOKEN = 4.0
+# Same protocol text the runtime adds when tools are described in the prompt (prompt.TEXT_PROTOCOL).
+TOOL_PROTOCOL_TOKENS = 80
+DEFAULT_MAX_OUTPUT_TOKENS = 1024  # runtime ModelEndpoint.max_output_tokens
+
+
+class RenderError(ValueError):
+    """The AgentFleet cannot be rendered (missing metadata)."""
+
+
+# --- Names and labels -------------------------------------------------------------------------
+
+
+def config_map_name(fleet: str) -> str:
+    return f"{fleet}-runtime"
+
+
+def worker_name(fleet: str) -> str:
+    return f"{fleet}-worker"
+
+
+def api_name(fleet: str) -> str:
+    return f"{fleet}-api"
+
+
+def redis_name(fleet: str) -> str:
+    return f"{fleet}-redis"
+
+
+def redis_secret_name(fleet: str) -> str:
+    return f"{fleet}-redis"
+
+
+def api_token_secret_name(fleet: str) -> str:
+    return f"{fleet}-api-token"
+
+
+def service_account_name(fleet: str) -> str:
+    return fleet
+
+
+def role_name(fleet: str) -> str:
+    return f"{fleet}-endpointslices"
+
+
+def labels(fleet: str, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "agentfleet",
+        COMPONENT_LABEL: component,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        FLEET_LABEL: fleet,
+    }
+
+
+def selector(fleet: str, component: str) -> dict[str, str]:
+    return {FLEET_LABEL: fleet, COMPONENT_LABEL: component}
+
+
+def selector_string(fleet: str) -> str:
+    """status.selector for the scale subresource: the worker pods."""
+    return ",".join(f"{k}={v}" for k, v in selector(fleet, "worker").items())
+
+
+def task_api_endpoint(fleet: str, namespace: str) -> str:
+    return f"http://{api_name(fleet)}.{namespace}.svc:{API_PORT}"
+
+
+def managed_redis_url(fleet: str, namespace: str) -> str:
+    return f"redis://{redis_name(fleet)}.{namespace}.svc:{REDIS_PORT}/0"
+
+
+def _fleet(af: AgentFleet) -> tuple[str, str]:
+    meta = af.metadata or {}
+    if not meta.get("name") or not meta.get("namespace"):
+        raise RenderError("the AgentFleet needs metadata.name and metadata.namespace")
+    return meta["name"], meta["namespace"]
+
+
+def owner_reference(af: AgentFleet) -> dict[str, Any]:
+    meta = af.metadata or {}
+    if not meta.get("name") or not meta.get("uid"):
+        raise RenderError("the AgentFleet needs metadata.name and metadata.uid to own children")
+    return {"apiVersion": af.api_version, "kind": "AgentFleet", "name": meta["name"], "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}
+
+
+def _meta(af: AgentFleet, name: str, component: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    fleet, ns = _fleet(af)
+    meta: dict[str, Any] = {"name": name, "namespace": ns, "labels": labels(fleet, component), "ownerReferences": [owner_reference(af)]}
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+# --- Resolved references ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelTarget:
+    """A referenced ModelReplicaSet as the runtime needs it."""
+
+    name: str
+    served_name: str
+    port: int = 8000
+    routing: dict[str, Any] = field(default_factory=dict)  # its spec.routing, wire form
+    max_model_len: int | None = None
+
+    def base_url(self, namespace: str) -> str:
+        # The ClusterIP Service over ready replicas; the routing client prefers EndpointSlices.
+        return f"http://{self.name}.{namespace}.svc:{self.port}/v1"
+
+
+def model_routing(spec: AgentFleetSpec, namespace: str, primary: ModelTarget, routine: ModelTarget | None) -> dict[str, Any]:
+    """The runtime's modelRouting section (agentfleet_runtime.routing.factory.ModelRoutingConfig)."""
+    out: dict[str, Any] = {
+        "primary": {"modelReplicaSet": primary.name, "model": primary.served_name, "routing": primary.routing},
+        "rateLimit": spec.rate_limit.wire(),
+        "namespace": namespace,
+    }
+    if routine is not None:
+        out["routine"] = {"modelReplicaSet": routine.name, "model": routine.served_name, "routing": routine.routing}
+        out["routineSteps"] = list(spec.routine_steps)
+    return out
+
+
+def complete_runtime_config(
+    doc: dict[str, Any], af: AgentFleet, primary: ModelTarget, routine: ModelTarget | None, *, system_prompt: str | None = None
+) -> dict[str, Any]:
+    """from_agentfleet_spec's document plus what only a pod needs: listen address, routing via the
+    EndpointSlices, the mounted token and header files, the drain time. Secrets stay out."""
+    fleet, ns = _fleet(af)
+    spec = af.spec
+    out = json.loads(json.dumps(doc))  # a copy
+    out["listenHost"] = "0.0.0.0"
+    if system_prompt is not None:
+        out["systemPrompt"] = system_prompt
+    out["modelRouting"] = model_routing(spec, ns, primary, routine)
+    out.setdefault("worker", {}).update({"metricsPort": METRICS_PORT, "shutdownGraceSeconds": SHUTDOWN_GRACE_SECONDS})
+    out.setdefault("api", {}).update({"port": API_PORT, "tokensFile": TOKENS_FILE})
+    if any(t.http is not None and t.http.headers_secret_ref is not None for t in spec.tools):
+        out["toolHeadersDir"] = TOOL_HEADERS_DIR
+    return out
+
+
+def config_text(doc: dict[str, Any]) -> str:
+    return yaml.safe_dump(doc, sort_keys=True, default_flow_style=False, allow_unicode=True)
+
+
+def config_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --- Validation the schema cannot express -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    reason: str
+    message: str
+
+
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def fixed_prompt_tokens(spec: AgentFleetSpec, system_prompt: str) -> int:
+    """Tokens every model call of a task re-sends: the system prompt and the tool schemas."""
+    schemas = [
+        {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters or {"type": "object", "properties": {}}}}
+        for t in spec.tools
+    ]
+    tools = estimate_tokens(json.dumps(schemas)) + (TOOL_PROTOCOL_TOKENS if schemas else 0)
+    return estimate_tokens(system_prompt) + tools
+
+
+def budget_problems(spec: AgentFleetSpec, system_prompt: str, max_model_len: int | None = None) -> list[Problem]:
+    """Budgets no task can meet: the first model call alone would exceed them."""
+    out: list[Problem] = []
+    fixed = fixed_prompt_tokens(spec, system_prompt)
+    first_call = fixed + DEFAULT_MAX_OUTPUT_TOKENS
+    b = spec.budgets
+    if b.max_tokens < first_call:
+        out.append(
+            Problem(
+                "BudgetTooSmall",
+                f"spec.budgets.maxTokens {b.max_tokens} is less than one model call needs: ~{fixed} tokens of system prompt and tool schemas "
+                f"plus {DEFAULT_MAX_OUTPUT_TOKENS} for the reply; raise spec.budgets.maxTokens to at least {first_call} or shorten spec.systemPrompt / spec.tools",
+            )
+        )
+    if max_model_len is not None and fixed >= max_model_len:
+        out.append(
+            Problem(
+                "PromptExceedsContext",
+                f"the system prompt and tool schemas (~{fixed} tokens) do not fit the model's context of {max_model_len} tokens "
+                "(its engine.maxModelLen): shorten spec.systemPrompt / spec.tools or raise the ModelReplicaSet's maxModelLen",
+            )
+        )
+    if b.max_cost is not None:
+        try:
+            price_in = Decimal(spec.pricing.input_per_million_tokens)
+            limit = Decimal(b.max_cost)
+        except InvalidOperation:
+            return out
+        first_cost = price_in * fixed / Decimal(1_000_000)
+        if limit <= 0 or first_cost > limit:
+            out.append(
+                Problem(
+                    "BudgetTooSmall",
+                    f"spec.budgets.maxCost {b.max_cost} {spec.pricing.currency} is below the cost of one model call's prompt "
+                    f"(~{fixed} tokens at {spec.pricing.input_per_million_tokens} per million = {first_cost:.6f}): raise spec.budgets.maxCost",
+                )
+            )
+    return out
+
+
+def desired_workers(spec: AgentFleetSpec, status: dict[str, Any] | None) -> int:
+    """spec.workers.replicas, or the autoscaler's status.desiredWorkers clamped to min/max."""
+    w = spec.workers
+    if not w.autoscaling:
+        return w.replicas
+    want = (status or {}).get("desiredWorkers")
+    n = int(want) if want is not None else w.replicas
+    return max(w.min_replicas, min(w.max_replicas, n))
+
+
+# --- The runtime ---------------------------------------------------------------------------------
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _pod_security(uid: int = RUN_AS) -> dict[str, Any]:
+    return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def redis_password_ref(af: AgentFleet) -> dict[str, str] | None:
+    """Secret key holding the password of the fleet's Redis, if it has one."""
+    fleet, _ = _fleet(af)
+    r = af.spec.redis
+    if r.deploy is not None:
+        return {"name": redis_secret_name(fleet), "key": REDIS_PASSWORD_KEY}
+    if r.password_secret_ref is not None:
+        return {"name": r.password_secret_ref.name, "key": r.password_secret_ref.key}
+    return None
+
+
+def _env(af: AgentFleet, milvus_env: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+    ref = redis_password_ref(af)
+    if ref is not None:
+        env.append({"name": "AGENTFLEET_REDIS_PASSWORD", "valueFrom": {"secretKeyRef": ref}})
+    return env + [dict(e) for e in milvus_env]
+
+
+def _tool_header_volume(spec: AgentFleetSpec) -> dict[str, Any] | None:
+    sources = [
+        {"secret": {"name": t.http.headers_secret_ref.name, "items": [{"key": t.http.headers_secret_ref.key, "path": t.name}]}}
+        for t in spec.tools
+        if t.http is not None and t.http.headers_secret_ref is not None
+    ]
+    return {"name": "tool-headers", "projected": {"sources": sources}} if sources else None
+
+
+def _pod_template(
+    af: AgentFleet, component: str, args: list[str], *, hash_: str, milvus_env: list[dict[str, Any]], port: int, resources: dict[str, Any]
+) -> dict[str, Any]:
+    fleet, _ = _fleet(af)
+    mounts = [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": config_map_name(fleet), "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}]}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+    ]
+    if component == "api":
+        ref = af.spec.api.auth_secret_ref
+        secret, key = (ref.name, ref.key) if ref is not None else (api_token_secret_name(fleet), TOKEN_KEY)
+        volumes.append({"name": "api-tokens", "secret": {"secretName": secret, "items": [{"key": key, "path": "tokens"}]}})
+        mounts.append({"name": "api-tokens", "mountPath": TOKENS_DIR, "readOnly": True})
+    if component == "worker" and (hv := _tool_header_volume(af.spec)) is not None:
+        volumes.append(hv)
+        mounts.append({"name": "tool-headers", "mountPath": TOOL_HEADERS_DIR, "readOnly": True})
+    probe = {
+        "httpGet": {"path": "/healthz", "port": "http" if component == "api" else "metrics"},
+        "periodSeconds": 10,
+        "timeoutSeconds": 3,
+        "failureThreshold": 6,
+    }
+    ready = {
+        "httpGet": {"path": "/readyz", "port": "http" if component == "api" else "metrics"},
+        "periodSeconds": 5,
+        "timeoutSeconds": 3,
+        "failureThreshold": 3,
+    }
+    ports = [{"name": "http" if component == "api" else "metrics", "containerPort": port, "protocol": "TCP"}]
+    container = {
+        "name": component,
+        "image": af.spec.image,
+        "command": ["python", "-m", RUNTIME_MODULE],
+        "args": args,
+        "env": _env(af, milvus_env),
+        "ports": ports,
+        "resources": resources,
+        "volumeMounts": mounts,
+        "livenessProbe": probe,
+        "readinessProbe": ready,
+        "securityContext": _container_security(),
+    }
+    spec: dict[str, Any] = {
+        "serviceAccountName": service_account_name(fleet),
+        "enableServiceLinks": False,
+        "securityContext": _pod_security(),
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if component == "worker":
+        spec["terminationGracePeriodSeconds"] = WORKER_TERMINATION_GRACE_SECONDS
+    else:
+        # The task API holds no tasks; it only needs no token of the API server.
+        spec["automountServiceAccountToken"] = False
+    return {"metadata": {"labels": labels(fleet, component), "annotations": {CONFIG_HASH_ANNOTATION: hash_}}, "spec": spec}
+
+
+def render_config_map(af: AgentFleet, doc: dict[str, Any]) -> dict[str, Any]:
+    fleet, _ = _fleet(af)
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(af, config_map_name(fleet), "config"), "data": {CONFIG_KEY: config_text(doc)}}
+
+
+def render_worker(af: AgentFleet, *, replicas: int, hash_: str, milvus_env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    fleet, _ = _fleet(af)
+    w = af.spec.workers
+    resources = {"requests": {"cpu": w.cpu, "memory": w.memory}, "limits": {"memory": w.memory}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(af, worker_name(fleet), "worker"),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector(fleet, "worker")},
+            # New workers first: the old ones hand their tasks back as they drain.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+            "template": _pod_template(
+                af, "worker", ["worker", "--config", CONFIG_PATH], hash_=hash_, milvus_env=milvus_env or [], port=METRICS_PORT, resources=resources
+            ),
+        },
+    }
+
+
+def render_api(af: AgentFleet, *, hash_: str) -> list[dict[str, Any]]:
+    fleet, _ = _fleet(af)
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(af, api_name(fleet), "api"),
+        "spec": {
+            "replicas": af.spec.api.replicas,
+            "selector": {"matchLabels": selector(fleet, "api")},
+            "template": _pod_template(af, "api", ["api", "--config", CONFIG_PATH], hash_=hash_, milvus_env=[], port=API_PORT, resources=dict(API_RESOURCES)),
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(af, api_name(fleet), "api"),
+        "spec": {"selector": selector(fleet, "api"), "ports": [{"name": "http", "port": API_PORT, "targetPort": "http", "protocol": "TCP"}]},
+    }
+    return [deployment, service]
+
+
+def render_identity(af: AgentFleet) -> list[dict[str, Any]]:
+    """ServiceAccount, and the Role its workers need to read the replicas' EndpointSlices."""
+    fleet, ns = _fleet(af)
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(af, service_account_name(fleet), "runtime")},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": _meta(af, role_name(fleet), "runtime"),
+            "rules": [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta(af, role_name(fleet), "runtime"),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name(fleet)},
+            "subjects": [{"kind": "ServiceAccount", "name": service_account_name(fleet), "namespace": ns}],
+        },
+    ]
+
+
+def render_pdb(af: AgentFleet) -> dict[str, Any]:
+    fleet, _ = _fleet(af)
+    # One worker drains at a time: its tasks move to the others, not all at once to a queue.
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(af, worker_name(fleet), "worker"),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(fleet, "worker")}},
+    }
+
+
+def render_secret(af: AgentFleet, name: str, key: str, value: str, component: str) -> dict[str, Any]:
+    """A generated Secret; the controller creates it once and never re-renders the value."""
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(af, name, component), "type": "Opaque", "stringData": {key: value}}
+
+
+# --- Managed Redis -----------------------------------------------------------------------------
+
+
+def render_redis(af: AgentFleet) -> list[dict[str, Any]]:
+    """StatefulSet (AOF on a PVC, password from the generated Secret), Service and NetworkPolicy."""
+    fleet, _ = _fleet(af)
+    managed = af.spec.redis.deploy
+    if managed is None:
+        raise RenderError("spec.redis.deploy is unset: the fleet uses an existing Redis")
+    name = redis_name(fleet)
+    sel = selector(fleet, "redis")
+    password_env = {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": redis_secret_name(fleet), "key": REDIS_PASSWORD_KEY}}}
+    ping = ["sh", "-c", 'redis-cli --no-auth-warning -a "$REDIS_PASSWORD" ping | grep -q PONG']
+    container = {
+        "name": "redis",
+        "image": managed.image,
+        "command": ["redis-server"],
+        # $(REDIS_PASSWORD) is expanded by the kubelet from the env var, never stored in the spec.
+        "args": ["--appendonly", "yes", "--appendfsync", "everysec", "--dir", "/data", "--port", str(REDIS_PORT), "--requirepass", "$(REDIS_PASSWORD)"],
+        "env": [password_env],
+        "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
+        "resources": {"requests": {"cpu": "250m", "memory": managed.memory}, "limits": {"memory": managed.memory}},
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}],
+        "readinessProbe": {"exec": {"command": ping}, "periodSeconds": 5, "timeoutSeconds": 3},
+        "livenessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 10, "failureThreshold": 6},
+        "securityContext": {**_container_security(), "runAsUser": REDIS_UID, "runAsGroup": REDIS_UID},
+    }
+    sts = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _meta(af, name, "redis"),
+        "spec": {
+            "serviceName": name,
+            "replicas": 1,
+            "selector": {"matchLabels": sel},
+            # The AOF goes with the fleet; scaling is never done (one Redis).
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
+            "template": {
+                "metadata": {"labels": labels(fleet, "redis")},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": _pod_security(REDIS_UID),
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                },
+            },
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data", "labels": labels(fleet, "redis")},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": managed.storage_size}}},
+                }
+            ],
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(af, name, "redis"),
+        "spec": {"selector": sel, "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis", "protocol": "TCP"}]},
+    }
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(af, name, "redis"),
+        "spec": {
+            "podSelector": {"matchLabels": sel},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {"podSelector": {"matchLabels": {FLEET_LABEL: fleet}}},
+                        {"namespaceSelector": {}, "podSelector": {"matchLabels": dict(OPERATOR_POD_LABELS)}},
+                    ],
+                    "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
+                }
+            ],
+        },
+    }
+    return [sts, service, policy]
+
+
+def render_runtime(af: AgentFleet, doc: dict[str, Any], *, replicas: int, milvus_env: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every child of the runtime, in apply order (identity and config before the pods)."""
+    cm = render_config_map(af, doc)
+    h = config_hash(cm["data"][CONFIG_KEY])
+    return [*render_identity(af), cm, render_worker(af, replicas=replicas, hash_=h, milvus_env=milvus_env), *render_api(af, hash_=h), render_pdb(af)]
+
+
+def child_kinds(af: AgentFleet) -> set[tuple[str, str, str]]:
+    """(apiVersion, kind, name) of every child render_* makes for this spec (secrets included)."""
+    fleet, _ = _fleet(af)
+    out = {
+        ("v1", "ServiceAccount", service_account_name(fleet)),
+        ("rbac.authorization.k8s.io/v1", "Role", role_name(fleet)),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding", role_name(fleet)),
+        ("v1", "ConfigMap", config_map_name(fleet)),
+        ("apps/v1", "Deployment", worker_name(fleet)),
+        ("apps/v1", "Deployment", api_name(fleet)),
+        ("v1", "Service", api_name(fleet)),
+        ("policy/v1", "PodDisruptionBudget", worker_name(fleet)),
+    }
+    if af.spec.api.auth_secret_ref is None:
+        out.add(("v1", "Secret", api_token_secret_name(fleet)))
+    if af.spec.redis.deploy is not None:
+        out |= {
+            ("v1", "Secret", redis_secret_name(fleet)),
+            ("apps/v1", "StatefulSet", redis_name(fleet)),
+            ("v1", "Service", redis_name(fleet)),
+            ("networking.k8s.io/v1", "NetworkPolicy", redis_name(fleet)),
+        }
+    return out
+
+
+# --- Readiness of what was applied -------------------------------------------------------------
+
+
+def deployment_available(dep: dict[str, Any] | None) -> tuple[bool, str]:
+    if dep is None:
+        return False, "not created yet"
+    want = int((dep.get("spec") or {}).get("replicas", 1))
+    st = dep.get("status") or {}
+    gen = (dep.get("metadata") or {}).get("generation", 0)
+    if st.get("observedGeneration", 0) < gen:
+        return False, "rollout not observed yet"
+    updated, ready, avail = st.get("updatedReplicas", 0), st.get("readyReplicas", 0), st.get("availableReplicas", 0)
+    if updated < want or avail < want or (st.get("replicas", 0) > want):
+        return False, f"{avail}/{want} available, {updated} updated, {ready} ready"
+    return True, f"{avail}/{want} available"
+
+
+def statefulset_ready(sts: dict[str, Any] | None) -> tuple[bool, str]:
+    if sts is None:
+        return False, "not created yet"
+    want = int((sts.get("spec") or {}).get("replicas", 1))
+    ready = int((sts.get("status") or {}).get("readyReplicas") or 0)
+    return ready >= want, f"{ready}/{want} ready"
+
+
+def format_cost(value: float | Decimal) -> str:
+    """Mean cost as a decimal string: six places at most, no trailing zeros ("0.0123")."""
+    d = Decimal(str(value)).quantize(Decimal("0.000001"))
+    s = format(d, "f").rstrip("0").rstrip(".")
+    return s or "0"

@@ -1,0 +1,284 @@
+"""One AgentFleet reconcile pass against an in-memory API (conditions, status, what it applies).
+
+The cluster is replaced by a dict of objects; what the API server would do with an apply is not
+modelled (the e2e test covers that). What is checked is the controller's own logic: which
+conditions say what, what it applies and when, that generated secrets are made once."""
+
+from __future__ import annotations
+
+import base64
+import copy
+from typing import Any
+
+import pytest
+from kubernetes.dynamic.exceptions import ConflictError
+
+from agentfleet.controllers import agentfleet as ctl
+from agentfleet_runtime.stats import FleetStats
+
+NS = "team-a"
+
+
+class _Secrets:
+    def __init__(self, kube: FakeKube) -> None:
+        self.kube = kube
+
+    def create(self, body: dict[str, Any], namespace: str) -> None:
+        key = ("Secret", body["metadata"]["name"])
+        if key in self.kube.objects:
+            raise ConflictError(type("E", (), {"status": 409, "reason": "AlreadyExists", "body": "", "headers": {}})())
+        data = {k: base64.b64encode(v.encode()).decode() for k, v in body["stringData"].items()}
+        self.kube.objects[key] = {**body, "data": data}
+        self.kube.created.append(key)
+
+
+class FakeKube:
+    def __init__(self, objects: dict[tuple[str, str], dict[str, Any]]) -> None:
+        self.objects = objects
+        self.applied: list[dict[str, Any]] = []
+        self.status_writes: list[tuple[dict[str, Any], str]] = []
+        self.events: list[tuple[str, str, str]] = []
+        self.created: list[tuple[str, str]] = []
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        return copy.deepcopy(self.objects.get((kind, name)))
+
+    def apply(self, obj: dict[str, Any], *, force: bool = True) -> dict[str, Any]:
+        self.applied.append(obj)
+        key = (obj["kind"], obj["metadata"]["name"])
+        self.objects[key] = {**copy.deepcopy(obj), "status": (self.objects.get(key) or {}).get("status", {})}
+        return obj
+
+    def apply_status(self, obj: dict[str, Any], *, manager: str) -> dict[str, Any]:
+        self.status_writes.append((obj, manager))
+        return obj
+
+    def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        self.events.append((type_, reason, message))
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        assert kind == "Secret"
+        return _Secrets(self)
+
+
+def fleet(**spec: Any) -> dict[str, Any]:
+    body = {"modelRef": {"name": "llama"}, "redis": {"url": "redis://r:6379/0"}, **spec}
+    return {
+        "apiVersion": "agentfleet.io/v1alpha1",
+        "kind": "AgentFleet",
+        "metadata": {"name": "support", "namespace": NS, "uid": "u1", "generation": 1},
+        "spec": body,
+    }
+
+
+def mrs(ready: bool = True) -> dict[str, Any]:
+    cond = {
+        "type": "Ready",
+        "status": "True" if ready else "False",
+        "reason": "Ready" if ready else "Placing",
+        "message": "2/2" if ready else "0/2 placed",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+    return {
+        "kind": "ModelReplicaSet",
+        "metadata": {"name": "llama"},
+        "spec": {"model": {"name": "meta-llama/Llama-3.1-8B-Instruct", "servedName": "llama"}, "gpu": {"product": "H100"}},
+        "status": {"conditions": [cond]},
+    }
+
+
+def available(kube: FakeKube, *names: str) -> None:
+    for n in names:
+        dep = kube.objects[("Deployment", n)]
+        want = dep["spec"]["replicas"]
+        dep["metadata"]["generation"] = 1
+        dep["status"] = {"observedGeneration": 1, "replicas": want, "updatedReplicas": want, "readyReplicas": want, "availableReplicas": want}
+
+
+def up(*_: Any) -> tuple[bool, str, FleetStats]:
+    return True, "", FleetStats(queue_depth=4, in_flight=2, tasks_per_hour=120, p95_seconds=12.5, mean_cost=0.0123)
+
+
+def down(*_: Any) -> tuple[bool, str, None]:
+    return False, "Connection refused", None
+
+
+def run(kube: FakeKube, obj: dict[str, Any], probe: Any = up, reported: set | None = None) -> tuple[dict[str, Any], float | None]:
+    p = ctl.Pass(kube, copy.deepcopy(obj), reported, probe=probe)
+    again = p.run()
+    return (kube.status_writes[-1][0]["status"] if kube.status_writes else {}), again
+
+
+def conds(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in status.get("conditions") or []}
+
+
+def test_a_missing_model_is_named_and_nothing_is_rendered() -> None:
+    kube = FakeKube({})
+    reported: set = set()
+    st, _ = run(kube, fleet(), reported=reported)
+    c = conds(st)
+    assert c["Ready"]["status"] == "False" and c["Ready"]["reason"] == "ModelNotFound"
+    assert "spec.modelRef.name" in c["Ready"]["message"] and "llama" in c["Ready"]["message"]
+    assert c["ModelReady"]["reason"] == "ModelNotFound" and c["RuntimeReady"]["reason"] == "NotRendered"
+    assert "IndexReady" not in c  # no vectorIndexRef: no such condition
+    assert not kube.applied
+    assert [e[1] for e in kube.events if e[0] == "Warning"] == ["ModelNotFound"]
+    run(kube, fleet(), reported=reported)
+    assert [e[1] for e in kube.events if e[0] == "Warning"] == ["ModelNotFound"]  # once, not per pass
+    assert all(m == "agentfleet-operator" for _, m in kube.status_writes)
+
+
+def test_waiting_for_the_model_renders_the_runtime_and_reports_the_stats() -> None:
+    kube = FakeKube({("ModelReplicaSet", "llama"): mrs(ready=False)})
+    st, again = run(kube, fleet())
+    c = conds(st)
+    assert c["ModelReady"]["reason"] == "ModelNotReady" and "0/2 placed" in c["ModelReady"]["message"]
+    assert c["Ready"]["reason"] == "WaitingForModel" and c["RedisReady"]["status"] == "True"
+    assert {("Deployment", "support-worker"), ("Deployment", "support-api"), ("ConfigMap", "support-runtime")} <= {
+        (o["kind"], o["metadata"]["name"]) for o in kube.applied
+    }
+    assert ("Secret", "support-api-token") in kube.created
+    assert (st["queueDepth"], st["inFlightTasks"], st["tasksPerHour"], st["taskP95Seconds"], st["costPerTask"]) == (4, 2, 120, 12.5, "0.0123")
+    assert st["desiredWorkers"] == 2 and st["observedGeneration"] == 1 and again is not None
+
+
+def test_ready_when_everything_is_and_transition_times_move_only_on_flips() -> None:
+    kube = FakeKube({("ModelReplicaSet", "llama"): mrs()})
+    obj = fleet()
+    st, _ = run(kube, obj)
+    assert conds(st)["RuntimeReady"]["reason"] == "RuntimeProgressing" and conds(st)["Ready"]["reason"] == "WaitingForRuntime"
+    available(kube, "support-worker", "support-api")
+    obj["status"] = st
+    st2, again = run(kube, obj)
+    c = conds(st2)
+    assert all(c[t]["status"] == "True" for t in ("Ready", "ModelReady", "RedisReady", "RuntimeReady")), c
+    assert again == ctl.STATS_RESYNC_SECONDS
+    assert ("Normal", "Ready", "the fleet takes and runs tasks") in kube.events
+    # Nothing changed: no write at all (so no watch event brings the pass back).
+    obj["status"] = st2
+    writes = len(kube.status_writes)
+    run(kube, obj)
+    assert len(kube.status_writes) == writes
+    # A message change keeps the time; a flip moves it.
+    c["ModelReady"]["lastTransitionTime"] = "2020-01-01T00:00:00Z"
+    c["Ready"]["lastTransitionTime"] = "2020-01-01T00:00:00Z"
+    obj["status"] = {**st2, "conditions": list(c.values())}
+    kube.objects[("ModelReplicaSet", "llama")] = mrs(ready=False)
+    st3, _ = run(kube, obj, probe=up)
+    c3 = conds(st3)
+    assert c3["ModelReady"]["status"] == "False" and c3["ModelReady"]["lastTransitionTime"] != "2020-01-01T00:00:00Z"
+    assert c3["RedisReady"]["lastTransitionTime"] == c["RedisReady"]["lastTransitionTime"]
+
+
+def test_unreachable_external_redis_names_the_url_and_leaves_stats_unset() -> None:
+    kube = FakeKube({("ModelReplicaSet", "llama"): mrs()})
+    st, _ = run(kube, fleet(), probe=down)
+    c = conds(st)
+    assert (
+        c["RedisReady"]["reason"] == "RedisUnreachable"
+        and "redis://r:6379/0" in c["RedisReady"]["message"]
+        and "Connection refused" in c["RedisReady"]["message"]
+    )
+    assert c["Ready"]["status"] == "False"
+    assert not {"queueDepth", "tasksPerHour", "taskP95Seconds", "costPerTask"} & set(st)
+
+
+def test_managed_redis_password_is_generated_once() -> None:
+    kube = FakeKube({("ModelReplicaSet", "llama"): mrs()})
+    obj = fleet(redis={"deploy": {}})
+    st, _ = run(kube, obj, probe=down)
+    secret = kube.objects[("Secret", "support-redis")]
+    first = secret["data"]["password"]
+    assert conds(st)["RedisReady"]["reason"] == "RedisStarting"  # the StatefulSet is not ready; no ping decides it
+    assert {("StatefulSet", "support-redis"), ("Service", "support-redis"), ("NetworkPolicy", "support-redis")} <= {
+        (o["kind"], o["metadata"]["name"]) for o in kube.applied
+    }
+    kube.objects[("StatefulSet", "support-redis")]["status"] = {"readyReplicas": 1}
+    st, _ = run(kube, obj, probe=down)
+    assert kube.objects[("Secret", "support-redis")]["data"]["password"] == first
+    assert kube.created.count(("Secret", "support-redis")) == 1
+    assert conds(st)["RedisReady"]["status"] == "True"
+    cm = kube.objects[("ConfigMap", "support-runtime")]["data"]["runtime.yaml"]
+    assert base64.b64decode(first).decode() not in cm and "redis://support-redis.team-a.svc:6379/0" in cm
+
+
+def test_autoscaled_workers_follow_status_and_the_controller_leaves_desired_workers_alone() -> None:
+    kube = FakeKube({("ModelReplicaSet", "llama"): mrs()})
+    obj = fleet(workers={"autoscaling": True, "minReplicas": 1, "maxReplicas": 5})
+    obj["status"] = {"desiredWorkers": 9}
+    st, _ = run(kube, obj)
+    assert kube.objects[("Deployment", "support-worker")]["spec"]["replicas"] == 5
+    assert "desiredWorkers" not in st  # the autoscaler's field
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason", "needle"),
+    [
+        ({"vectorIndexRef": {"name": "docs"}}, "IndexNotFound", "spec.vectorIndexRef.name"),
+        ({"systemPrompt": {"configMapRef": {"name": "prompts", "key": "support"}}}, "SystemPromptNotFound", "spec.systemPrompt.configMapRef"),
+        ({"systemPrompt": {"inline": "y" * 40_000}, "budgets": {"maxTokens": 5000}}, "BudgetTooSmall", "spec.budgets.maxTokens 5000"),
+        ({"redis": {"url": "redis://r:6379/0", "passwordSecretRef": {"name": "nope", "key": "pw"}}}, "RedisSecretNotFound", "spec.redis.passwordSecretRef"),
+        ({"api": {"authSecretRef": {"name": "tokens", "key": "t"}}}, "SecretNotFound", "spec.api.authSecretRef"),
+        (
+            {"tools": [{"name": "t", "type": "HTTP", "http": {"url": "http://x/y", "headersSecretRef": {"name": "h", "key": "k"}}}]},
+            "SecretNotFound",
+            "spec.tools[0].http.headersSecretRef (t)",
+        ),
+    ],
+)
+def test_problems_the_schema_cannot_see_are_named_in_ready(spec: dict[str, Any], reason: str, needle: str) -> None:
+    kube = FakeKube({("ModelReplicaSet", "llama"): mrs()})
+    st, _ = run(kube, fleet(**spec))
+    ready = conds(st)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", reason) and needle in ready["message"]
+    assert ("Warning", reason) in {(e[0], e[1]) for e in kube.events}
+    assert not any(o["kind"] == "Deployment" for o in kube.applied)
+
+
+def test_references_name_what_a_fleet_depends_on() -> None:
+    spec = fleet(routineModelRef={"name": "smol"}, vectorIndexRef={"name": "docs"}, systemPrompt={"configMapRef": {"name": "p", "key": "k"}})["spec"]
+    assert ctl.references(spec) == {("ModelReplicaSet", "llama"), ("ModelReplicaSet", "smol"), ("VectorIndex", "docs"), ("ConfigMap", "p")}
+    spec = fleet(api={"authSecretRef": {"name": "tok", "key": "t"}})["spec"]
+    assert ("Secret", "tok") in ctl.references(spec)
+
+
+def test_the_autoscaler_applies_only_its_own_part_of_an_agentfleet_status() -> None:
+    from agentfleet.controllers.autoscaler import af_status_apply
+
+    mine = {"type": "Ready", "status": "True", "reason": "Ready", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    held = {"type": "ScalingLimited", "status": "False", "reason": "WithinBounds", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    obj = fleet()
+    obj["status"] = {"queueDepth": 4, "desiredWorkers": 2, "conditions": [mine, held]}
+    new = {"type": "MetricsAvailable", "status": "False", "reason": "PrometheusUnavailable", "message": "x", "lastTransitionTime": "2026-01-02T00:00:00Z"}
+    body = af_status_apply(obj, {"desiredWorkers": 3, "conditions": [new]})
+    assert body["kind"] == "AgentFleet" and body["metadata"] == {"name": "support", "namespace": NS}
+    # Its field and condition types only (carried ones included): the controller's stay its own.
+    assert body["status"] == {"desiredWorkers": 3, "conditions": [new, held]}
+
+
+def test_a_redis_that_does_not_answer_cannot_hold_up_a_pass() -> None:
+    import time
+
+    def hangs(*_: Any) -> Any:
+        time.sleep(ctl.REDIS_TIMEOUT_SECONDS * 3 + 2)
+
+    kube = FakeKube({("ModelReplicaSet", "llama"): mrs()})
+    start = time.monotonic()
+    st, _ = run(kube, fleet(), probe=hangs)
+    assert time.monotonic() - start < ctl.REDIS_TIMEOUT_SECONDS * 3 + 2
+    assert conds(st)["RedisReady"]["reason"] == "RedisUnreachable" and "no answer within" in conds(st)["RedisReady"]["message"]
+
+
+def test_an_autoscaled_fleet_at_rest_is_not_rewritten() -> None:
+    kube = FakeKube({("ModelReplicaSet", "llama"): mrs()})
+    obj = fleet(workers={"autoscaling": True, "minReplicas": 1, "maxReplicas": 5})
+    obj["status"] = {"desiredWorkers": 3}
+    st, _ = run(kube, obj)
+    available(kube, "support-worker", "support-api")
+    obj["status"] = {**st, "desiredWorkers": 3}
+    st, _ = run(kube, obj)
+    obj["status"] = {**st, "desiredWorkers": 3}
+    writes = len(kube.status_writes)
+    run(kube, obj)
+    assert len(kube.status_writes) == writes

@@ -1,0 +1,193 @@
+"""The AgentFleet renderer: names, wiring, pod hardening, Redis, budgets (pure, no cluster)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from agentfleet.api.agentfleet import AgentFleet
+from agentfleet.render import agentfleet as r
+from agentfleet_runtime.config import RuntimeConfig, from_agentfleet_spec
+
+META = {"name": "support", "namespace": "team-a", "uid": "u-1", "generation": 3, "labels": {"app.kubernetes.io/instance": "argo-app", "argocd.argoproj.io/instance": "x"}}
+SPEC: dict[str, Any] = {
+    "modelRef": {"name": "llama-8b"},
+    "routineModelRef": {"name": "smol"},
+    "routineSteps": ["Summaries"],
+    "vectorIndexRef": {"name": "docs"},
+    "workers": {"replicas": 3, "concurrency": 32, "cpu": "2", "memory": "2Gi"},
+    "tools": [
+        {"name": "search", "type": "Retrieval"},
+        {"name": "ticket", "type": "HTTP", "http": {"url": "http://t.svc/x", "headersSecretRef": {"name": "ticket-auth", "key": "headers.json"}}},
+    ],
+    "systemPrompt": {"inline": "Be brief."},
+    "redis": {"url": "redis://redis.data:6379/0", "passwordSecretRef": {"name": "redis-auth", "key": "pw"}},
+}
+PRIMARY = r.ModelTarget("llama-8b", "llama-8b", 8000, {"policy": "PrefixAffinity"}, 32768)
+ROUTINE = r.ModelTarget("smol", "smollm2", 8001)
+
+
+def fleet(**over: Any) -> AgentFleet:
+    spec = copy.deepcopy(SPEC)
+    spec.update(over)
+    return AgentFleet.model_validate({"metadata": META, "spec": spec})
+
+
+def doc_for(af: AgentFleet) -> dict[str, Any]:
+    base = from_agentfleet_spec(af.spec, fleet="support", model_url=PRIMARY.base_url("team-a"), model_name="llama-8b", redis_url="redis://redis.data:6379/0")
+    return r.complete_runtime_config(base, af, PRIMARY, ROUTINE, system_prompt="Be brief.")
+
+
+def by_kind(objs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in objs}
+
+
+def test_runtime_children_have_the_contract_names_and_our_labels_only() -> None:
+    af = fleet()
+    objs = by_kind(r.render_runtime(af, doc_for(af), replicas=3))
+    assert set(objs) == {
+        ("ServiceAccount", "support"),
+        ("Role", "support-endpointslices"),
+        ("RoleBinding", "support-endpointslices"),
+        ("ConfigMap", "support-runtime"),
+        ("Deployment", "support-worker"),
+        ("Deployment", "support-api"),
+        ("Service", "support-api"),
+        ("PodDisruptionBudget", "support-worker"),
+    }
+    assert {(k, n) for (k, n) in objs} | {("Secret", "support-api-token")} == {(k, n) for (_, k, n) in r.child_kinds(af)}
+    for o in objs.values():
+        labels = o["metadata"]["labels"]
+        # A GitOps tool's tracking labels on the fleet never reach its children.
+        assert "app.kubernetes.io/instance" not in labels and not any(k.startswith("argocd.argoproj.io") for k in labels)
+        assert labels[r.FLEET_LABEL] == "support" and o["metadata"]["namespace"] == "team-a"
+        assert o["metadata"]["ownerReferences"] == [
+            {"apiVersion": "agentfleet.io/v1alpha1", "kind": "AgentFleet", "name": "support", "uid": "u-1", "controller": True, "blockOwnerDeletion": True}
+        ]
+    role = objs[("Role", "support-endpointslices")]
+    assert role["rules"] == [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}]
+
+
+def test_config_map_holds_a_loadable_runtime_document_wired_to_the_references() -> None:
+    af = fleet()
+    cm = by_kind(r.render_runtime(af, doc_for(af), replicas=3))[("ConfigMap", "support-runtime")]
+    doc = yaml.safe_load(cm["data"]["runtime.yaml"])
+    cfg = RuntimeConfig.model_validate(doc)  # what the pods will load
+    assert cfg.fleet == "support" and cfg.listen_host == "0.0.0.0"
+    assert cfg.model.base_url == "http://llama-8b.team-a.svc:8000/v1" and cfg.model.name == "llama-8b"
+    assert doc["modelRouting"]["primary"] == {"modelReplicaSet": "llama-8b", "model": "llama-8b", "routing": {"policy": "PrefixAffinity"}}
+    assert doc["modelRouting"]["routine"]["model"] == "smollm2" and doc["modelRouting"]["routineSteps"] == ["Summaries"]
+    assert doc["modelRouting"]["namespace"] == "team-a"
+    assert cfg.api.tokens_file == r.TOKENS_FILE and cfg.tool_headers_dir == r.TOOL_HEADERS_DIR
+    assert cfg.worker.concurrency == 32 and cfg.worker.shutdown_grace_seconds == r.SHUTDOWN_GRACE_SECONDS
+    assert "redisPassword" not in doc and "pw" not in cm["data"]["runtime.yaml"]  # secrets stay in Secrets
+
+
+def test_pods_are_hardened_and_run_the_runtime_entrypoints() -> None:
+    af = fleet()
+    objs = by_kind(r.render_runtime(af, doc_for(af), replicas=3))
+    worker, api = objs[("Deployment", "support-worker")], objs[("Deployment", "support-api")]
+    assert worker["spec"]["replicas"] == 3 and api["spec"]["replicas"] == 1
+    for dep, sub in ((worker, "worker"), (api, "api")):
+        pod = dep["spec"]["template"]
+        c = pod["spec"]["containers"][0]
+        assert c["command"] == ["python", "-m", "agentfleet_runtime"] and c["args"] == [sub, "--config", "/etc/agentfleet/runtime.yaml"]
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"] and sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"} and sc["runAsNonRoot"] and sc["runAsUser"] == 65532
+        assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
+        assert any(v["name"] == "tmp" and "emptyDir" in v for v in pod["spec"]["volumes"])
+        assert pod["metadata"]["labels"] == {**dep["spec"]["selector"]["matchLabels"], **pod["metadata"]["labels"]}
+        env = {e["name"]: e for e in c["env"]}
+        assert env["AGENTFLEET_REDIS_PASSWORD"]["valueFrom"] == {"secretKeyRef": {"name": "redis-auth", "key": "pw"}}
+    api_c = api["spec"]["template"]["spec"]["containers"][0]
+    assert api_c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert api_c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= r.SHUTDOWN_GRACE_SECONDS + 10
+    assert worker["spec"]["template"]["spec"]["serviceAccountName"] == "support"
+    tokens = next(v for v in api["spec"]["template"]["spec"]["volumes"] if v["name"] == "api-tokens")
+    assert tokens["secret"]["secretName"] == "support-api-token"
+    headers = next(v for v in worker["spec"]["template"]["spec"]["volumes"] if v["name"] == "tool-headers")
+    assert headers["projected"]["sources"] == [{"secret": {"name": "ticket-auth", "items": [{"key": "headers.json", "path": "ticket"}]}}]
+
+
+def test_a_config_change_rolls_the_pods_and_nothing_else_does() -> None:
+    af = fleet()
+    a = by_kind(r.render_runtime(af, doc_for(af), replicas=3))
+    b = by_kind(r.render_runtime(af, doc_for(af), replicas=5))  # a scale is no config change
+    changed = fleet(budgets={"maxSteps": 5})
+    c = by_kind(r.render_runtime(changed, doc_for(changed), replicas=3))
+
+    def h(objs: dict[tuple[str, str], dict[str, Any]]) -> str:
+        return objs[("Deployment", "support-worker")]["spec"]["template"]["metadata"]["annotations"][r.CONFIG_HASH_ANNOTATION]
+
+    assert h(a) == h(b) != h(c)
+
+
+def test_managed_redis_is_a_password_protected_aof_statefulset_reachable_only_from_the_fleet() -> None:
+    af = fleet(redis={"deploy": {"storageSize": "4Gi"}})
+    sts, svc, policy = r.render_redis(af)
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    assert ["--appendonly", "yes"] == c["args"][:2] and "$(REDIS_PASSWORD)" in c["args"]
+    assert c["env"] == [{"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "support-redis", "key": "password"}}}]
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "4Gi"
+    assert svc["metadata"]["name"] == "support-redis" and svc["spec"]["ports"][0]["port"] == 6379
+    peers = policy["spec"]["ingress"][0]["from"]
+    assert {"podSelector": {"matchLabels": {r.FLEET_LABEL: "support"}}} in peers
+    # and the operator's pods (it reads the figures for the status), nothing else
+    assert {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "agentfleet", "app.kubernetes.io/component": "operator"}}} in peers
+    assert len(peers) == 2 and policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == {r.FLEET_LABEL: "support", "app.kubernetes.io/component": "redis"}
+    assert r.redis_password_ref(af) == {"name": "support-redis", "key": "password"}
+    assert r.managed_redis_url("support", "team-a") == "redis://support-redis.team-a.svc:6379/0"
+    secret = r.render_secret(af, "support-redis", "password", "s3cret", "redis")
+    assert secret["stringData"] == {"password": "s3cret"}
+    with pytest.raises(r.RenderError):
+        r.render_redis(fleet())
+
+
+@pytest.mark.parametrize(
+    ("workers", "status", "want"),
+    [
+        ({"replicas": 3}, {"desiredWorkers": 9}, 3),  # autoscaling off: spec wins, status ignored
+        ({"autoscaling": True, "minReplicas": 2, "maxReplicas": 6}, {"desiredWorkers": 4}, 4),
+        ({"autoscaling": True, "minReplicas": 2, "maxReplicas": 6}, {"desiredWorkers": 40}, 6),
+        ({"autoscaling": True, "minReplicas": 2, "maxReplicas": 6}, {"desiredWorkers": 0}, 2),
+        ({"autoscaling": True, "replicas": 3, "minReplicas": 2, "maxReplicas": 6}, {}, 3),  # before the autoscaler's first word
+    ],
+)
+def test_worker_replicas(workers: dict[str, Any], status: dict[str, Any], want: int) -> None:
+    assert r.desired_workers(fleet(workers=workers).spec, status) == want
+
+
+def test_budgets_no_task_can_meet_are_named_with_the_field_and_the_fix() -> None:
+    ok = fleet()
+    assert r.budget_problems(ok.spec, "Be brief.", 32768) == []
+    prompt = "x" * 20_000  # ~5000 tokens
+    tight = fleet(budgets={"maxTokens": 4000})
+    (p,) = r.budget_problems(tight.spec, prompt)
+    assert p.reason == "BudgetTooSmall" and "spec.budgets.maxTokens 4000" in p.message and "raise spec.budgets.maxTokens to at least" in p.message
+    (p,) = r.budget_problems(ok.spec, prompt, 4096)
+    assert p.reason == "PromptExceedsContext" and "4096" in p.message
+    costly = fleet(budgets={"maxCost": "0.0001"}, pricing={"inputPerMillionTokens": "10"})
+    (p,) = r.budget_problems(costly.spec, prompt)
+    assert p.reason == "BudgetTooSmall" and "spec.budgets.maxCost" in p.message
+    # Tool schemas count: the same prompt with a large tool fails where it alone would not.
+    params = {"type": "object", "properties": {f"p{i}": {"type": "string", "description": "d" * 100} for i in range(150)}}
+    big_tool = {"name": "big", "type": "HTTP", "http": {"url": "http://x/y"}, "parameters": params}
+    assert r.budget_problems(fleet(budgets={"maxTokens": 4000}).spec, "short") == []
+    assert r.budget_problems(fleet(budgets={"maxTokens": 4000}, tools=[big_tool]).spec, "short")[0].reason == "BudgetTooSmall"
+
+
+def test_readiness_of_applied_objects_and_cost_format() -> None:
+    dep = {"metadata": {"generation": 2}, "spec": {"replicas": 2}, "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}}
+    assert r.deployment_available(dep)[0]
+    assert not r.deployment_available({**dep, "status": {**dep["status"], "observedGeneration": 1}})[0]
+    assert not r.deployment_available({**dep, "status": {**dep["status"], "availableReplicas": 1}})[0]
+    assert not r.deployment_available(None)[0]
+    assert r.statefulset_ready({"spec": {"replicas": 1}, "status": {"readyReplicas": 1}})[0]
+    assert not r.statefulset_ready({"spec": {"replicas": 1}, "status": {}})[0]
+    assert r.format_cost(0.0123) == "0.0123" and r.format_cost(0) == "0" and r.format_cost(1.5) == "1.5" and r.format_cost(0.00000012) == "0"
