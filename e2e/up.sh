@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# The main job on the embedded defaults: builds (once) and starts a real local control plane with
-# simulated GPU nodes, installs the agentfleet CRDs, applies the examples and shows them.
-# Leaves the cluster running; `bash e2e/cluster.sh down` stops it.
+# The main job: one command, a working fleet on this machine.
+#
+#   bash e2e/up.sh [--tasks N] [--model sim|smollm2|vllm] [--namespace NS]
+#   bash e2e/up.sh down          # stops the demo's processes and the cluster
+#
+# Builds (once) and starts the local control plane with simulated GPU nodes, then hands over to
+# the Python driver (e2e/demo/driver.py): CRDs, operator, Redis, Milvus Lite, model replicas where
+# the operator placed them, examples/agentfleet.yaml with local endpoints, ingestion, agent tasks
+# through the task API, and a report. Everything stays running; `bash e2e/up.sh down` stops it.
+# Options may also come from the environment: AGENTFLEET_DEMO_TASKS, AGENTFLEET_DEMO_MODEL,
+# AGENTFLEET_NAMESPACE.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -10,27 +18,13 @@ source e2e/python-env.sh
 agentfleet_python_env
 export AGENTFLEET_PYTHON="$PY"
 
-NS="${AGENTFLEET_NAMESPACE:-agentfleet-demo}"
+if [[ "${1:-}" == "down" ]]; then
+  shift
+  if bash e2e/cluster.sh status >/dev/null 2>&1 || [[ -d "${AGENTFLEET_CLUSTER_DIR:-/tmp/agentfleet-cluster}/demo" ]]; then
+    "$PY" -m e2e.demo down --state-dir "${AGENTFLEET_CLUSTER_DIR:-/tmp/agentfleet-cluster}" "$@"
+  fi
+  exec bash e2e/cluster.sh down
+fi
 
 bash e2e/cluster.sh up
-eval "$(bash e2e/cluster.sh env)"
-
-echo "== CRDs"
-kubectl apply --server-side --field-manager=agentfleet -f crds/
-kubectl wait --for=condition=Established --timeout=60s \
-  crd/modelreplicasets.agentfleet.io crd/vectorindexes.agentfleet.io crd/agentfleets.agentfleet.io
-
-echo "== examples into namespace $NS"
-kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-for f in examples/*.yaml; do
-  kubectl apply -n "$NS" -f "$f"
-done
-
-echo "== nodes"
-kubectl get nodes -L nvidia.com/gpu.product,agentfleet.io/nvlink-domain,topology.kubernetes.io/zone
-echo
-echo "== kubectl get agentfleets,modelreplicasets,vectorindexes -n $NS"
-kubectl get agentfleets,modelreplicasets,vectorindexes -n "$NS"
-echo
-echo "Use the cluster:  eval \"\$(bash e2e/cluster.sh env)\"; kubectl get fleet -n $NS"
-echo "Stop it:          bash e2e/cluster.sh down"
+exec "$PY" -m e2e.demo up "$@"

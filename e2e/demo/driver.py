@@ -1,0 +1,823 @@
+"""The main job: a working fleet on the local control plane, end to end.
+
+    python -m e2e.demo up   [--tasks 20] [--model sim|smollm2|vllm] [--namespace agentfleet-demo]
+    python -m e2e.demo down [--namespace NS]      # stops the local processes (not the cluster)
+    python -m e2e.demo status
+
+``up`` needs a running cluster (e2e/up.sh starts it; without --kubeconfig the driver asks
+``e2e/cluster.sh info`` for it). What runs here is the code the pods would run: the operator
+(python -m agentfleet.manager), the ingestion (python -m agentfleet_runtime.ingest with the args of
+the Job the operator rendered), the agent workers and the task API (python -m agentfleet_runtime)
+configured from the AgentFleet's runtime ConfigMap. kwok only simulates pods, so those processes
+run on this machine, bound to 127.0.0.1, with the in-cluster addresses rewritten to local ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from e2e.demo import report
+from e2e.demo.procs import Procs, port_open
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "agentfleet.yaml"
+CORPUS = Path(__file__).resolve().parent / "corpus"
+PY = sys.executable
+GROUP = "agentfleet.io"
+# Start order; down stops in reverse.
+ORDER = ["redis", "milvus", "operator", "model", "policy", "api", "worker"]
+
+GOALS = [
+    "How does routing keep an agent task on the replica that holds its KV cache?",
+    "What happens to running tasks when a worker is scaled down?",
+    "Compare ModelReplicaSet autoscaling and AgentFleet queue scaling",
+    "How is a VectorIndex filled with documents?",
+    "Which embedding model does ingestion use by default?",
+    "What does the Ready condition of a VectorIndex mean?",
+    "How are task budgets enforced?",
+    "Compare Retrieval tools and Spawn tools",
+    "How do I submit a task and read its answer?",
+    "Where does the operator write the nodes a replica was placed on?",
+    "How is the cost of a task computed?",
+    "What does the operator do when a replica keeps failing?",
+]
+
+
+def say(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+# --- cluster access -------------------------------------------------------------------------------
+
+
+class Kubectl:
+    def __init__(self, kubectl: str, kubeconfig: str) -> None:
+        self.kubectl = kubectl
+        self.kubeconfig = kubeconfig
+
+    def run(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run([self.kubectl, "--kubeconfig", self.kubeconfig, *args], input=input, capture_output=True, text=True, timeout=120)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "-o", "json").stdout)
+
+    def get(self, *args: str) -> Any | None:
+        proc = self.run(*args, "-o", "json", check=False)
+        return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+
+def cluster_info() -> dict[str, Any]:
+    proc = subprocess.run(["bash", str(ROOT / "e2e" / "cluster.sh"), "info"], capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise SystemExit(f"no cluster: `bash e2e/cluster.sh info` failed ({proc.stderr.strip()}); start it with `bash e2e/up.sh`")
+    return json.loads(proc.stdout)
+
+
+def wait(predicate, timeout: float, desc: str, interval: float = 0.5):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {desc}")
+        time.sleep(interval)
+
+
+def http_json(url: str, body: Any = None, token: str | None = None, headers: dict[str, str] | None = None, timeout: float = 10) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET")
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - 127.0.0.1 only
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw and resp.headers.get_content_type() == "application/json" else raw.decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - 127.0.0.1 only
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+# --- the example, with local endpoints --------------------------------------------------------------
+
+
+def gpu_inventory(kc: Kubectl) -> dict[str, int]:
+    """GPU product -> most GPUs on one Ready node."""
+    out: dict[str, int] = {}
+    for n in kc.json("get", "nodes")["items"]:
+        labels = n["metadata"].get("labels", {})
+        product = labels.get("nvidia.com/gpu.product")
+        gpus = int((n.get("status", {}).get("allocatable") or {}).get("nvidia.com/gpu", "0") or 0)
+        if product and gpus:
+            out[product] = max(out.get(product, 0), gpus)
+    return out
+
+
+def localize(docs: list[dict[str, Any]], *, milvus_uri: str, redis_url: str, inventory: dict[str, int]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The example's objects with their endpoints pointed at the local processes; a GPU product no
+    simulated node has is swapped for one that fits. Returns the objects and what was changed."""
+    notes = []
+    out = []
+    for doc in docs:
+        doc = json.loads(json.dumps(doc))
+        kind, spec, name = doc["kind"], doc.setdefault("spec", {}), doc["metadata"]["name"]
+        if kind == "VectorIndex" and "milvus" in spec:
+            notes.append(f"VectorIndex/{name} spec.milvus.uri {spec['milvus'].get('uri')} -> {milvus_uri}")
+            spec["milvus"]["uri"] = milvus_uri
+        if kind == "AgentFleet" and "redis" in spec:
+            notes.append(f"AgentFleet/{name} spec.redis.url {spec['redis'].get('url')} -> {redis_url}")
+            spec["redis"] = {"url": redis_url}
+        if kind == "ModelReplicaSet":
+            engine = spec.get("engine") or {}
+            need = int(engine.get("tensorParallelSize", 1))
+            product = (spec.get("gpu") or {}).get("product")
+            if product and inventory.get(product, 0) < need:
+                fit = max((p for p, n in inventory.items() if n >= need), key=lambda p: inventory[p], default=None)
+                if fit:
+                    notes.append(f"ModelReplicaSet/{name} spec.gpu.product {product} -> {fit} (no simulated node has {need} {product})")
+                    spec["gpu"]["product"] = fit
+            else:
+                notes.append(f"ModelReplicaSet/{name} GPU placement kept: {product} x{need} fits the simulated nodes")
+        out.append(doc)
+    return out, notes
+
+
+# --- the driver -------------------------------------------------------------------------------------
+
+
+class Demo:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.ns = args.namespace
+        if args.kubeconfig:
+            kubectl = args.kubectl or shutil.which("kubectl") or "kubectl"
+            state = Path(args.state_dir or Path(args.kubeconfig).parent)
+            self.kc = Kubectl(kubectl, args.kubeconfig)
+        else:
+            info = cluster_info()
+            self.kc = Kubectl(args.kubectl or info["kubectl"], info["kubeconfig"])
+            state = Path(args.state_dir or info["state_dir"])
+        self.dir = state / "demo" / self.ns
+        self.procs = Procs(self.dir)
+        self.env = {**os.environ, "KUBECONFIG": self.kc.kubeconfig, "PYTHONUNBUFFERED": "1"}
+        self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "operator"), str(ROOT / "runtime"), str(ROOT), os.environ.get("PYTHONPATH")]))
+
+    def start(self, name: str, settings: dict[str, Any], build, ports: list[str], ready, timeout: float = 60) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        meta, reused = self.procs.ensure(name, settings, build, ports, ready, env=self.env, timeout=timeout)
+        ports_s = ", ".join(f"{k} {v}" for k, v in meta["ports"].items())
+        say(f"  {name:<10} pid {meta['pid']:<7} {'reused' if reused else 'started'}  {ports_s}  log {self.procs.log_path(name)}")
+        return meta
+
+    # -- infrastructure --
+    def crds(self) -> None:
+        self.kc.run("apply", "--server-side", "--field-manager=agentfleet", "--force-conflicts", "-f", str(ROOT / "crds"))
+        for crd in ("modelreplicasets", "vectorindexes", "agentfleets"):
+            self.kc.run("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd}.{GROUP}")
+        ns = self.kc.run("create", "namespace", self.ns, "--dry-run=client", "-o", "yaml").stdout
+        self.kc.run("apply", "-f", "-", input=ns)
+
+    def redis(self) -> str:
+        sys.path.insert(0, str(ROOT / "tests" / "integration" / "runtime"))
+        from runtime_helpers import ensure_redis_server  # the integration tests' installer (apt-get when missing)
+
+        binary = ensure_redis_server()
+        data = self.dir / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+
+        def build(p: dict[str, int]) -> list[str]:
+            return [
+                binary,
+                "--port",
+                str(p["port"]),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(data),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--maxclients",
+                "10000",
+            ]
+
+        meta = self.start("redis", {"binary": binary}, build, ["port"], lambda m: _redis_ping(m["ports"]["port"]))
+        return f"redis://127.0.0.1:{meta['ports']['port']}/0"
+
+    def milvus(self) -> str:
+        if importlib.util.find_spec("milvus_lite") is None:
+            subprocess.run([PY, "-m", "pip", "install", "-q", "milvus-lite>=3.2"], check=True)
+        data = self.dir / "milvus"
+        data.mkdir(parents=True, exist_ok=True)
+
+        def build(p: dict[str, int]) -> list[str]:
+            return [PY, "-m", "milvus_lite", "server", "--data-dir", str(data), "--host", "127.0.0.1", "--port", str(p["port"])]
+
+        meta = self.start("milvus", {"data": str(data)}, build, ["port"], lambda m: _milvus_ready(m["ports"]["port"]), timeout=90)
+        return f"http://127.0.0.1:{meta['ports']['port']}"
+
+    def operator(self) -> None:
+        def build(p: dict[str, int]) -> list[str]:
+            return [PY, "-m", "agentfleet.manager", "-n", self.ns, "--liveness", f"http://127.0.0.1:{p['health']}/healthz", "--resync-seconds", "10"]
+
+        self.start(
+            "operator",
+            {"kubeconfig": self.kc.kubeconfig, "ns": self.ns, "code": _code_stamp(ROOT / "operator")},
+            build,
+            ["health"],
+            lambda m: http_ok(f"http://127.0.0.1:{m['ports']['health']}/healthz"),
+        )
+
+    # -- the application --
+    def apply_example(self, milvus_uri: str, redis_url: str) -> dict[str, dict[str, Any]]:
+        docs = [d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d]
+        objs, notes = localize(docs, milvus_uri=milvus_uri, redis_url=redis_url, inventory=gpu_inventory(self.kc))
+        for n in notes:
+            say(f"  {n}")
+        # The example's VectorIndex reads a ConfigMap of documents: it holds the sample corpus.
+        vi_sources = [o["spec"]["source"]["configMap"]["name"] for o in objs if o["kind"] == "VectorIndex" and (o["spec"].get("source") or {}).get("configMap")]
+        for cm in vi_sources:
+            text = self.kc.run("create", "configmap", cm, "-n", self.ns, f"--from-file={CORPUS}", "--dry-run=client", "-o", "yaml").stdout
+            self.kc.run("apply", "--server-side", "--field-manager=agentfleet-demo", "--force-conflicts", "-n", self.ns, "-f", "-", input=text)
+        body = json.dumps({"apiVersion": "v1", "kind": "List", "items": objs})
+        self.kc.run("apply", "--server-side", "--field-manager=agentfleet-demo", "--force-conflicts", "-n", self.ns, "-f", "-", input=body)
+        say(
+            f"  applied {EXAMPLE.relative_to(ROOT)}: "
+            + ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objs)
+            + (f"; ConfigMap/{', '.join(vi_sources)} from {CORPUS.relative_to(ROOT)}" if vi_sources else "")
+        )
+        return {o["kind"]: o for o in objs}
+
+    def placements(self, mrs: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        def ready() -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+            obj = self.kc.get("-n", self.ns, "get", f"modelreplicasets.{GROUP}", mrs)
+            st = (obj or {}).get("status") or {}
+            conds = {c["type"]: c for c in st.get("conditions") or []}
+            placed = [p for p in st.get("placements") or [] if p.get("phase") == "Ready"]
+            if conds.get("Ready", {}).get("status") == "True" and placed and len(placed) == st.get("readyReplicas"):
+                return obj, placed
+            return None
+
+        return wait(ready, 180, f"ModelReplicaSet {mrs} Ready with its placements (operator log {self.procs.log_path('operator')})")
+
+    def model_servers(
+        self, mrs_obj: dict[str, Any], placements: list[dict[str, Any]], retrieval_tool: str, spawn_tool: str | None
+    ) -> tuple[dict[str, str], str]:
+        """replica name -> OpenAI base URL the workers call, and a note on what answers."""
+        spec = mrs_obj["spec"]
+        served = spec["model"].get("servedName") or spec["model"]["name"].split("/")[-1]
+        names = [p["name"] for p in placements]
+        mode = self.args.model
+        # A switch of --model replaces the other mode's servers.
+        for name in self.procs.names():
+            if (mode == "sim" and name.startswith("model-")) or (mode != "sim" and name in ("model", "policy")):
+                self.procs.stop(name)
+        if mode == "sim":
+            engine = spec.get("engine") or {}
+            # One process serves every placed replica on its own port. Timing of an 8B model on one
+            # H100: weights 16 GB / 3.35 TB/s ~ 5 ms per decode step plus overheads (8 ms), prefill
+            # ~40K tokens/s; the simulator's defaults model a 70B TP-4 replica.
+            cmd_tail = [
+                "--replicas",
+                str(len(names)),
+                "--base-port",
+                "0",
+                "--model",
+                spec["model"]["name"],
+                "--served-name",
+                served,
+                "--max-model-len",
+                str(engine.get("maxModelLen", 32768)),
+                "--max-num-seqs",
+                str(engine.get("maxNumSeqs", 256)),
+                "--prefill-tps",
+                "40000",
+                "--decode-base-s",
+                "0.008",
+                "--output-tokens-median",
+                "60",
+            ]
+            meta = self.start(
+                "model",
+                {"cmd": cmd_tail},
+                lambda p: [PY, "-m", "agentfleet_sim", *cmd_tail],
+                [],
+                lambda m: len(_sim_urls(self.procs.log_path("model"))) == len(names),
+            )
+            sim = _sim_urls(self.procs.log_path("model"))
+            ports = [f"r{i}" for i in range(len(names))]
+
+            def build(p: dict[str, int]) -> list[str]:
+                cmd = [PY, "-m", "e2e.demo.policy", "--retrieval-tool", retrieval_tool] + (["--spawn-tool", spawn_tool] if spawn_tool else [])
+                for i, url in enumerate(sim):
+                    cmd += ["--route", f"127.0.0.1:{p[f'r{i}']}={url}"]
+                return cmd
+
+            pol = self.start(
+                "policy",
+                {"sim": sim, "pid": meta["pid"], "tools": [retrieval_tool, spawn_tool], "code": _code_stamp(Path(__file__).parent)},
+                build,
+                ports,
+                lambda m: all(port_open(v) for v in m["ports"].values()),
+            )
+            urls = {name: f"http://127.0.0.1:{pol['ports'][f'r{i}']}/v1" for i, name in enumerate(names)}
+            note = (
+                "agentfleet_sim: each placed replica is a simulated vLLM (timing, tokens, prefix cache); the simulator writes no "
+                "tool calls, so e2e/demo/policy.py scripts the agent's decisions (search, delegate, answer from the passages)"
+            )
+            return urls, note
+        if mode == "smollm2":
+            sys.path.insert(0, str(ROOT / "tests" / "integration" / "runtime"))
+            from test_runtime_smollm import ensure_llama_server, smollm_gguf  # the integration tests' installers
+
+            ensure_llama_server()
+            gguf = str(smollm_gguf())
+            ports = [f"r{i}" for i in range(len(names))]
+
+            def build_llama(p: dict[str, int]) -> list[str]:
+                # One llama.cpp server per placed replica, so sticky routing has replicas to pick.
+                return [
+                    PY,
+                    "-m",
+                    "llama_cpp.server",
+                    "--model",
+                    gguf,
+                    "--model_alias",
+                    served,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(p["r0"]),
+                    "--n_ctx",
+                    "8192",
+                ]
+
+            metas = []
+            for i in range(len(names)):
+                metas.append(
+                    self.start(
+                        f"model-{i}",
+                        {"gguf": gguf, "served": served},
+                        lambda p: build_llama({"r0": p["port"]}),
+                        ["port"],
+                        lambda m: http_ok(f"http://127.0.0.1:{m['ports']['port']}/v1/models"),
+                        timeout=240,
+                    )
+                )
+            return (
+                {name: f"http://127.0.0.1:{metas[i]['ports']['port']}/v1" for i, name in enumerate(names)},
+                f"SmolLM2-135M-Instruct (Q4_1 GGUF) on llama.cpp, CPU, one server per placed replica, served as {served!r}: a real model, "
+                "its own decisions (a 135M model rarely writes a valid tool call)",
+            )
+        # vllm (check_model_mode vouched for the GPU, the package and the weights)
+        weights = os.environ["AGENTFLEET_DEMO_VLLM_MODEL"]
+        util = max(0.1, round(0.85 / len(names), 2))
+        metas = []
+        for i in range(len(names)):
+            metas.append(
+                self.start(
+                    f"model-{i}",
+                    {"weights": weights, "served": served, "util": util},
+                    lambda p: [
+                        PY,
+                        "-m",
+                        "vllm.entrypoints.openai.api_server",
+                        "--model",
+                        weights,
+                        "--served-model-name",
+                        served,
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(p["port"]),
+                        "--gpu-memory-utilization",
+                        str(util),
+                    ],
+                    ["port"],
+                    lambda m: http_ok(f"http://127.0.0.1:{m['ports']['port']}/health"),
+                    timeout=540,
+                )
+            )
+        return (
+            {name: f"http://127.0.0.1:{metas[i]['ports']['port']}/v1" for i, name in enumerate(names)},
+            f"vLLM on this machine's GPU serving {weights} as {served!r}, one server per placed replica",
+        )
+
+    def ingest(self, vi_name: str, milvus_uri: str) -> None:
+        """Runs the ingestion Job the operator rendered, as a local process per Job index."""
+        from agentfleet.api.vectorindex import VectorIndex
+        from agentfleet.render import vectorindex as render
+
+        def job() -> dict[str, Any] | None:
+            vi = self.kc.get("-n", self.ns, "get", f"vectorindexes.{GROUP}", vi_name)
+            name = (((vi or {}).get("status") or {}).get("ingestion") or {}).get("jobName")
+            return self.kc.get("-n", self.ns, "get", "job", name) if name else None
+
+        try:
+            live = wait(job, 60, f"the ingestion Job of VectorIndex {vi_name}")
+            container = live["spec"]["template"]["spec"]["containers"][0]
+            args = list(container.get("args") or [])
+            completions = int(live["spec"].get("completions") or 1)
+            source = f"Job {live['metadata']['name']} rendered by the operator"
+        except RuntimeError:
+            vi = VectorIndex.model_validate(self.kc.json("-n", self.ns, "get", f"vectorindexes.{GROUP}", vi_name))
+            args = render.ingestion_args(vi.spec, render.source_revision(vi.spec))
+            completions = vi.spec.ingestion.parallelism
+            source = "args from agentfleet.render.vectorindex (the operator rendered no Job in time)"
+        if "--source-dir" in args:
+            args[args.index("--source-dir") + 1] = str(CORPUS)
+        # Chunk ids are stable, so a second run only rewrites the same rows: skip it when this
+        # Milvus already holds this revision.
+        marker = self.dir / "ingested"
+        stamp = json.dumps({"args": args, "milvus": (self.procs.get("milvus") or {}).get("pid")})
+        if marker.exists() and marker.read_text() == stamp:
+            say(f"  {source}: this revision is already in the collection, skipped")
+            return
+        say(f"  {source}: python -m agentfleet_runtime.ingest {' '.join(args)}")
+        for i in range(completions):
+            env = {**self.env, "MILVUS_URI": milvus_uri, "JOB_COMPLETION_INDEX": str(i)}
+            t0 = time.monotonic()
+            proc = subprocess.run([PY, "-m", "agentfleet_runtime.ingest", *args], env=env, capture_output=True, text=True, timeout=600)
+            with open(self.procs.log_path("ingest"), "a") as log:
+                log.write(proc.stdout + proc.stderr)
+            if proc.returncode != 0:
+                raise RuntimeError(f"ingestion worker {i} failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
+            say(f"  worker {i}/{completions}: {_ingest_summary(proc.stdout + proc.stderr)} in {time.monotonic() - t0:.1f}s")
+        marker.write_text(stamp)
+
+    def runtime_config(
+        self, af: dict[str, Any], mrs: dict[str, Any], vi: dict[str, Any], redis_url: str, milvus_uri: str, endpoints: dict[str, str]
+    ) -> tuple[dict[str, Any], str]:
+        from agentfleet_runtime.config import RuntimeConfig, from_agentfleet_spec
+
+        fleet = af["metadata"]["name"]
+        served = mrs["spec"]["model"].get("servedName") or mrs["spec"]["model"]["name"].split("/")[-1]
+        cm = self.kc.get("-n", self.ns, "get", "configmap", f"{fleet}-runtime")
+        if cm and "runtime.yaml" in (cm.get("data") or {}):
+            doc = yaml.safe_load(cm["data"]["runtime.yaml"])
+            source = f"ConfigMap {fleet}-runtime, rendered by the AgentFleet controller"
+        else:
+            doc = from_agentfleet_spec(
+                af["spec"],
+                fleet=fleet,
+                model_url=f"http://{mrs['metadata']['name']}-replicas.{self.ns}:8000/v1",
+                model_name=served,
+                redis_url=af["spec"]["redis"]["url"],
+                vector_index=vi["spec"],
+                milvus_uri=vi["spec"]["milvus"]["uri"],
+            )
+            source = f"from_agentfleet_spec() here: no ConfigMap {fleet}-runtime yet (the AgentFleet controller renders it)"
+        urls = list(endpoints.values())
+        doc["redisUrl"] = redis_url
+        doc.setdefault("model", {})
+        doc["model"]["baseUrl"] = urls[0]
+        doc["model"]["name"] = served
+        routing = doc.get("modelRouting") or {
+            "primary": {"modelReplicaSet": mrs["metadata"]["name"], "model": served, "routing": mrs["spec"].get("routing") or {}}
+        }
+        if "rateLimit" not in routing and af["spec"].get("rateLimit"):
+            routing["rateLimit"] = af["spec"]["rateLimit"]
+        routing["primary"]["endpoints"] = urls  # static replicas instead of the Service's EndpointSlices
+        routing["namespace"] = self.ns
+        doc["modelRouting"] = routing
+        if doc.get("retrieval"):
+            doc["retrieval"]["uri"] = milvus_uri
+            doc["retrieval"].setdefault("vectorIndex", {}).setdefault("milvus", {})["uri"] = milvus_uri
+        doc["listenHost"] = "127.0.0.1"
+        tokens = self.dir / "api-tokens"
+        if not tokens.exists():
+            tokens.write_text(secrets.token_urlsafe(24) + "\n")
+        doc.setdefault("api", {})["tokensFile"] = str(tokens)
+        if self.args.model == "smollm2":
+            doc["model"]["maxOutputTokens"] = 256  # ~6 s per call on two CPU cores instead of ~25 s
+        RuntimeConfig.model_validate(doc)
+        return doc, source
+
+    def runtime(self, doc: dict[str, Any], workers: int) -> tuple[str, list[str]]:
+        """Starts the task API and ``workers`` workers; returns the API URL and the workers' metrics URLs."""
+        path = self.dir / "runtime.yaml"
+        text = yaml.safe_dump(doc, sort_keys=False)
+        path.write_text(text)
+        digest = hashlib.sha256((text + _code_stamp(ROOT / "runtime")).encode()).hexdigest()[:16]
+        api = self.start(
+            "api",
+            {"config": digest},
+            lambda p: ["env", f"AGENTFLEET_API_PORT={p['port']}", PY, "-m", "agentfleet_runtime", "api", "--config", str(path)],
+            ["port"],
+            lambda m: http_ok(f"http://127.0.0.1:{m['ports']['port']}/readyz"),
+        )
+        metrics = []
+        for i in range(workers):
+            m = self.start(
+                f"worker-{i}",
+                {"config": digest},
+                lambda p: ["env", f"AGENTFLEET_METRICS_PORT={p['metrics']}", PY, "-m", "agentfleet_runtime", "worker", "--config", str(path)],
+                ["metrics"],
+                lambda m: http_ok(f"http://127.0.0.1:{m['ports']['metrics']}/readyz"),
+            )
+            metrics.append(f"http://127.0.0.1:{m['ports']['metrics']}/metrics")
+        for name in self.procs.names():  # fewer workers than last time
+            if name.startswith("worker-") and int(name.split("-")[1]) >= workers:
+                self.procs.stop(name)
+        return f"http://127.0.0.1:{api['ports']['port']}", metrics
+
+
+def _redis_ping(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _milvus_ready(port: int) -> bool:
+    if not port_open(port):
+        return False
+    try:
+        from pymilvus import MilvusClient
+
+        c = MilvusClient(uri=f"http://127.0.0.1:{port}", timeout=5, dedicated=True)
+        c.get_server_version(timeout=5)
+        c.close()
+        return True
+    except Exception:  # noqa: BLE001 - still starting
+        return False
+
+
+def _sim_urls(log: Path) -> list[str]:
+    try:
+        text = log.read_text(errors="replace").split("\n===== ")[-1]
+    except OSError:
+        return []
+    return [line.split("OpenAI base_url ")[1].split(",")[0] for line in text.splitlines() if "OpenAI base_url " in line]
+
+
+def _ingest_summary(text: str) -> str:
+    for line in reversed(text.strip().splitlines()):
+        if "chunks" in line or "documents" in line:
+            return line.split("agentfleet.ingest: ")[-1].strip()[:200]
+    return text.strip().splitlines()[-1][:200] if text.strip() else "(no output)"
+
+
+def _code_stamp(path: Path) -> str:
+    """Newest mtime of the package's sources: a running process from older code is restarted."""
+    return str(max((p.stat().st_mtime_ns for p in path.rglob("*.py")), default=0))
+
+
+def check_model_mode(mode: str) -> None:
+    """Refuse --model vllm up front, before anything starts, when it cannot run here."""
+    if mode != "vllm":
+        return
+    if not _has_gpu():
+        raise SystemExit(
+            "--model vllm needs an NVIDIA GPU and this machine has none (nvidia-smi -L failed or is missing); "
+            "use --model sim (default) or --model smollm2 (a real model on CPU)"
+        )
+    if importlib.util.find_spec("vllm") is None:
+        raise SystemExit("--model vllm needs the vllm package in this venv: .venv/bin/pip install vllm")
+    weights = os.environ.get("AGENTFLEET_DEMO_VLLM_MODEL")
+    if not weights or not Path(weights).exists():
+        raise SystemExit("--model vllm needs local weights (nothing is downloaded): set AGENTFLEET_DEMO_VLLM_MODEL to a model directory")
+
+
+def _has_gpu() -> bool:
+    smi = shutil.which("nvidia-smi")
+    return bool(smi) and subprocess.run([smi, "-L"], capture_output=True, timeout=30).returncode == 0
+
+
+# --- tasks ------------------------------------------------------------------------------------------
+
+
+def run_tasks(api: str, token: str, n: int, run_id: str, timeout: float) -> list[dict[str, Any]]:
+    ids = []
+    for i in range(n):
+        goal = GOALS[i % len(GOALS)]
+        status, body = http_json(
+            f"{api}/v1/tasks",
+            {"goal": goal, "tenant": f"tenant-{i % 3}", "metadata": {"demo": run_id}},
+            token,
+            headers={"Idempotency-Key": f"demo-{run_id}-{i}"},
+        )
+        if status not in (200, 201):
+            raise RuntimeError(f"POST /v1/tasks answered {status}: {body}")
+        ids.append(body["id"])
+    tty = sys.stdout.isatty()
+    t0 = time.monotonic()
+    results: dict[str, dict[str, Any]] = {}
+    last_line = -1
+    while True:
+        for tid in ids:
+            if tid in results:
+                continue
+            status, body = http_json(f"{api}/v1/tasks/{tid}?steps=0", token=token)
+            if status == 200 and body.get("status") in ("done", "dead", "cancelled"):
+                results[tid] = body
+        failed = sum(1 for r in results.values() if r["status"] != "done")
+        line = report.bar(len(results), n, failed, elapsed=time.monotonic() - t0)
+        if tty:
+            print("\r" + line, end="", flush=True)
+        elif len(results) == n or len(results) - last_line >= max(1, n // 5):
+            say(line)
+            last_line = len(results)
+        if len(results) == n:
+            break
+        if time.monotonic() - t0 > timeout:
+            if tty:
+                print()
+            raise RuntimeError(f"only {len(results)}/{n} tasks finished within {timeout:.0f}s")
+        time.sleep(0.3)
+    if tty:
+        print()
+    return [results[t] for t in ids]
+
+
+def scrape(urls: list[str]) -> list[str]:
+    pages = []
+    for u in urls:
+        try:
+            with urllib.request.urlopen(u, timeout=5) as resp:  # noqa: S310 - 127.0.0.1 only
+                pages.append(resp.read().decode())
+        except OSError:
+            pass
+    return pages
+
+
+def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0)}
+
+
+# --- commands ---------------------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    t_start = time.monotonic()
+    check_model_mode(args.model)
+    demo = Demo(args)
+    say(f"== agentfleet demo in namespace {demo.ns} (model: {args.model}); processes and logs in {demo.dir}")
+    demo.crds()
+    say("== local services (127.0.0.1)")
+    redis_url = demo.redis()
+    milvus_uri = demo.milvus()
+    demo.operator()
+    say(f"== {EXAMPLE.relative_to(ROOT)} with local endpoints")
+    objs = demo.apply_example(milvus_uri, redis_url)
+    af, mrs_doc, vi_doc = objs["AgentFleet"], objs["ModelReplicaSet"], objs["VectorIndex"]
+    tools = af["spec"].get("tools") or []
+    retrieval_tool = next((t["name"] for t in tools if t.get("type") == "Retrieval"), None)
+    spawn_tool = next((t["name"] for t in tools if t.get("type") == "Spawn"), None)
+    if retrieval_tool is None:
+        raise SystemExit("the example's AgentFleet has no Retrieval tool")
+    say(f"== model replicas placed by the operator (ModelReplicaSet {mrs_doc['metadata']['name']})")
+    mrs, placements = demo.placements(mrs_doc["metadata"]["name"])
+    for p in placements:
+        say(f"  {p['name']}: nodes {','.join(p.get('nodes') or [])}, {p.get('gpus')} GPU(s), zone {p.get('zone')}")
+    endpoints, model_note = demo.model_servers(mrs, placements, retrieval_tool, spawn_tool)
+    for name, url in endpoints.items():
+        say(f"  {name} -> {url}")
+    say(f"== ingestion into VectorIndex {vi_doc['metadata']['name']} (collection {vi_doc['spec']['collection']})")
+    demo.ingest(vi_doc["metadata"]["name"], milvus_uri)
+    vi = demo.kc.json("-n", demo.ns, "get", f"vectorindexes.{GROUP}", vi_doc["metadata"]["name"])
+    say("== agent runtime")
+    doc, source = demo.runtime_config(af, mrs, vi, redis_url, milvus_uri, endpoints)
+    say(f"  runtime config: {source}")
+    workers = int((af["spec"].get("workers") or {}).get("replicas", 1))
+    api, metrics_urls = demo.runtime(doc, workers)
+    token = (demo.dir / "api-tokens").read_text().split()[0]
+    rows = wait(
+        lambda: ((demo.kc.get("-n", demo.ns, "get", f"vectorindexes.{GROUP}", vi_doc["metadata"]["name"]) or {}).get("status") or {}).get("rowCount"),
+        60,
+        "the VectorIndex's rowCount",
+        interval=1,
+    )
+    say(f"  VectorIndex {vi_doc['metadata']['name']}: {rows} rows (status.rowCount, read by the operator from Milvus)")
+    say(f"== {args.tasks} agent tasks through the task API {api}/v1/tasks")
+    replica_metrics = [u[: -len("/v1")] + "/metrics" for u in endpoints.values()]
+    before = _figures(scrape(metrics_urls) + scrape(replica_metrics), retrieval_tool, endpoints)
+    run_id = time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
+    tasks = run_tasks(api, token, args.tasks, run_id, args.task_timeout)
+    after = _figures(scrape(metrics_urls) + scrape(replica_metrics), retrieval_tool, endpoints)
+    say()
+    say(f"== kubectl get agentfleets,modelreplicasets,vectorindexes -n {demo.ns}")
+    say(demo.kc.run("get", "agentfleets,modelreplicasets,vectorindexes", "-n", demo.ns).stdout.rstrip())
+    say()
+    summary = report.summarize(tasks)
+    mrs_final = demo.kc.json("-n", demo.ns, "get", f"modelreplicasets.{GROUP}", mrs_doc["metadata"]["name"])
+    say(
+        report.render(
+            summary,
+            model_calls=sum(delta(after["calls"], before["calls"]).values()),
+            model_errors=sum(delta(after["errors"], before["errors"]).values()),
+            calls_by_replica=delta(after["by_replica"], before["by_replica"]),
+            affinity=delta(after["affinity"], before["affinity"]),
+            retrieval=delta(after["retrieval"], before["retrieval"]),
+            prefix_cache=(delta(after["cache_hits"], before["cache_hits"]).get("", 0.0), delta(after["cache_queries"], before["cache_queries"]).get("", 0.0)),
+            placements=(mrs_final.get("status") or {}).get("placements") or placements,
+            model_note=model_note,
+        )
+    )
+    say(f"sample answer: {next((t['answer'] for t in tasks if t.get('answer')), '-')[:300]}")
+    say(f"done in {time.monotonic() - t_start:.0f}s; the fleet keeps running. Stop it: bash e2e/up.sh down")
+    return 0 if summary["done"] == summary["total"] else 1
+
+
+def _figures(pages: list[str], retrieval_tool: str, endpoints: dict[str, str]) -> dict[str, dict[str, float]]:
+    by_url = {url.split("//")[1].split("/")[0]: name for name, url in endpoints.items()}
+    replica = report.metric_sums(pages, "agentfleet_routing_replica_calls_total", by="replica", where={"outcome": "ok"})
+    by_replica: dict[str, float] = {}
+    for key, v in replica.items():
+        name = next((n for hostport, n in by_url.items() if hostport in key), key)
+        by_replica[name] = by_replica.get(name, 0.0) + v
+    return {
+        "calls": report.metric_sums(pages, "agentfleet_routing_replica_calls_total", by="outcome"),
+        "errors": report.metric_sums(pages, "agentfleet_routing_replica_errors_total", by="reason"),
+        "by_replica": by_replica,
+        "affinity": report.metric_sums(pages, "agentfleet_routing_affinity_total", by="result"),
+        "retrieval": report.metric_sums(pages, "agentfleet_tool_calls_total", by="outcome", where={"tool": retrieval_tool}),
+        # vLLM's own counters on the replicas (the simulator exports them too; llama.cpp does not).
+        "cache_hits": report.metric_sums(pages, "vllm:prefix_cache_hits_total"),
+        "cache_queries": report.metric_sums(pages, "vllm:prefix_cache_queries_total"),
+    }
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    info_dir = Path(args.state_dir) if args.state_dir else (Path(args.kubeconfig).parent if args.kubeconfig else Path(cluster_info()["state_dir"]))
+    root = info_dir / "demo"
+    spaces = [root / args.namespace] if args.namespace else sorted(p for p in root.glob("*") if p.is_dir())
+    for d in spaces:
+        procs = Procs(d)
+        names = procs.names()
+        names.sort(key=lambda n: -ORDER.index(n.split("-")[0]) if n.split("-")[0] in ORDER else 0)
+        for name in names:
+            if procs.stop(name):
+                say(f"stopped {d.name}/{name}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    info_dir = Path(args.state_dir) if args.state_dir else Path(cluster_info()["state_dir"])
+    for d in sorted((info_dir / "demo").glob("*")):
+        procs = Procs(d)
+        for name in procs.names():
+            meta = procs.get(name)
+            if meta:
+                say(f"{d.name}/{name}: pid {meta['pid']} ports {meta['ports']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m e2e.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", nargs="?", default="up", choices=["up", "down", "status"])
+    p.add_argument("--namespace", "-n", default=os.environ.get("AGENTFLEET_NAMESPACE"))
+    p.add_argument("--kubeconfig", help="cluster to use (default: the one e2e/cluster.sh runs)")
+    p.add_argument("--kubectl", help="kubectl binary (default: the one e2e/cluster.sh built)")
+    p.add_argument("--state-dir", help="where pids and logs go (default: the cluster's state dir)")
+    p.add_argument("--tasks", type=int, default=int(os.environ.get("AGENTFLEET_DEMO_TASKS", "20")))
+    p.add_argument("--model", choices=["sim", "smollm2", "vllm"], default=os.environ.get("AGENTFLEET_DEMO_MODEL", "sim"))
+    p.add_argument("--task-timeout", type=float, default=float(os.environ.get("AGENTFLEET_DEMO_TASK_TIMEOUT", "600")))
+    args = p.parse_args(argv)
+    if args.command == "up":
+        args.namespace = args.namespace or "agentfleet-demo"
+        try:
+            return cmd_up(args)
+        except RuntimeError as e:
+            print(f"\nagentfleet demo failed: {e}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("\ninterrupted; what started keeps running. Stop it: bash e2e/up.sh down", file=sys.stderr)
+            return 130
+    if args.command == "down":
+        return cmd_down(args)
+    return cmd_status(args)

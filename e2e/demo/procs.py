@@ -1,0 +1,149 @@
+"""Local processes of the demo: started once, found again by their pid files, stopped by pid.
+
+Each process has <dir>/<name>.json (pid, command, ports, the settings it was started with) and
+<dir>/<name>.log. ``ensure`` reuses a live process started with the same settings and restarts
+one whose settings changed, so running the demo twice is cheap and never doubles a process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (our own exited child) still answers kill 0.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Procs:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def _meta_path(self, name: str) -> Path:
+        return self.dir / f"{name}.json"
+
+    def log_path(self, name: str) -> Path:
+        return self.dir / f"{name}.log"
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        """The record of a live process, or None (a stale record is removed)."""
+        path = self._meta_path(name)
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if _alive(int(meta["pid"])):
+            return meta
+        path.unlink(missing_ok=True)
+        return None
+
+    def names(self) -> list[str]:
+        return sorted(p.stem for p in self.dir.glob("*.json"))
+
+    def ensure(
+        self,
+        name: str,
+        settings: dict[str, Any],
+        build: Callable[[dict[str, int]], list[str]],
+        ports: list[str],
+        ready: Callable[[dict[str, Any]], bool],
+        *,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+    ) -> tuple[dict[str, Any], bool]:
+        """(record, reused). ``build`` turns {port name: number} into the command line."""
+        meta = self.get(name)
+        if meta is not None and meta.get("settings") == settings and ready(meta):
+            return meta, True
+        if meta is not None:
+            self.stop(name)
+        chosen = {p: free_port() for p in ports}
+        cmd = build(chosen)
+        log = open(self.log_path(name), "ab")  # noqa: SIM115 - handed to the child
+        log.write(f"\n===== {time.strftime('%H:%M:%S')} {' '.join(cmd)}\n".encode())
+        log.flush()
+        # Own session: the process outlives this driver (up.sh leaves the fleet running) and a
+        # Ctrl-C at the terminal does not reach it.
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        log.close()
+        meta = {"name": name, "pid": proc.pid, "cmd": cmd, "ports": chosen, "settings": settings, "started": time.time()}
+        self._meta_path(name).write_text(json.dumps(meta, indent=1))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self._meta_path(name).unlink(missing_ok=True)
+                raise RuntimeError(f"{name} exited with {proc.returncode} while starting; log {self.log_path(name)}:\n{self.tail(name)}")
+            if ready(meta):
+                return meta, False
+            time.sleep(0.2)
+        self.stop(name)
+        raise RuntimeError(f"{name} was not ready within {timeout:.0f}s; log {self.log_path(name)}:\n{self.tail(name)}")
+
+    def stop(self, name: str, timeout: float = 20) -> bool:
+        """SIGTERM the process (SIGKILL after ``timeout``); True when one was running."""
+        meta = self.get(name)
+        self._meta_path(name).unlink(missing_ok=True)
+        if meta is None:
+            return False
+        pid = int(meta["pid"])
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                break
+            try:
+                os.waitpid(pid, os.WNOHANG)  # our own child: reap it
+            except ChildProcessError:
+                pass
+            time.sleep(0.1)
+        else:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        return True
+
+    def tail(self, name: str, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path(name).read_text(errors="replace").splitlines()[-lines:])
+        except OSError as e:
+            return f"(no log: {e})"

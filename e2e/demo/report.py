@@ -1,0 +1,114 @@
+"""Pure pieces of the demo's output: the progress bar, percentiles, metric sums, the report."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None for no values."""
+    xs = sorted(values)
+    if not xs:
+        return None
+    rank = max(1, math.ceil(q / 100 * len(xs)))
+    return xs[rank - 1]
+
+
+def bar(done: int, total: int, failed: int = 0, width: int = 30, elapsed: float = 0.0) -> str:
+    filled = 0 if total == 0 else int(width * done / total)
+    tail = f"  {failed} failed" if failed else ""
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} tasks  {elapsed:5.1f}s{tail}"
+
+
+def metric_sums(texts: Iterable[str], name: str, by: str | None = None, where: Mapping[str, str] | None = None) -> dict[str, float]:
+    """Sum of the samples named ``name`` (with the labels ``where``) over several /metrics pages,
+    keyed by label ``by`` (or "" for all)."""
+    out: dict[str, float] = {}
+    for text in texts:
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                if s.name != name or any(s.labels.get(k) != v for k, v in (where or {}).items()):
+                    continue
+                key = s.labels.get(by, "") if by else ""
+                out[key] = out.get(key, 0.0) + s.value
+    return out
+
+
+def summarize(tasks: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Figures of the finished root tasks as the task API returned them (GET /v1/tasks/{id})."""
+    done = [t for t in tasks if t.get("status") == "done"]
+    failed = [t for t in tasks if t.get("status") in ("dead", "cancelled")]
+    durations = [float(t["durationSeconds"]) for t in done if t.get("durationSeconds") is not None]
+    # treeUsage counts sub-agents too: a task's cost is its whole tree's.
+    costs = [Decimal(str((t.get("treeUsage") or {}).get("cost") or t.get("cost") or "0")) for t in done]
+    tokens = sum(int((t.get("treeUsage") or {}).get("totalTokens") or (t.get("usage") or {}).get("totalTokens") or 0) for t in tasks)
+    reasons: dict[str, int] = {}
+    for t in done:
+        reasons[str(t.get("reason"))] = reasons.get(str(t.get("reason")), 0) + 1
+    return {
+        "total": len(tasks),
+        "done": len(done),
+        "failed": len(failed),
+        "reasons": reasons,
+        "p50": percentile(durations, 50),
+        "p95": percentile(durations, 95),
+        "steps": sum(int(t.get("stepCount") or 0) for t in tasks),
+        "children": sum(len(t.get("children") or []) for t in tasks),
+        "tokens": tokens,
+        "cost_per_task": (sum(costs, Decimal(0)) / len(costs)) if costs else None,
+        "currency": next((t.get("currency") for t in tasks if t.get("currency")), "USD"),
+    }
+
+
+def _secs(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}s"
+
+
+def render(
+    summary: Mapping[str, Any],
+    *,
+    model_calls: float,
+    model_errors: float,
+    calls_by_replica: Mapping[str, float],
+    affinity: Mapping[str, float],
+    retrieval: Mapping[str, float],
+    prefix_cache: tuple[float, float] = (0.0, 0.0),
+    placements: list[Mapping[str, Any]],
+    model_note: str,
+) -> str:
+    s = summary
+    lines = ["== report"]
+    lines.append(
+        f"tasks        {s['done']} done, {s['failed']} failed of {s['total']}  (end reasons: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(s["reasons"].items()))
+        + ")"
+    )
+    lines.append(f"task time    p50 {_secs(s['p50'])}  p95 {_secs(s['p95'])}  (submit to finish, from the task API)")
+    hit, miss, first = (affinity.get(k, 0) for k in ("hit", "miss", "first"))
+    aff = f", replica affinity {hit:.0f} hit / {miss:.0f} miss / {first:.0f} first" if affinity else ""
+    err = f", {model_errors:.0f} failed attempts" if model_errors else ""
+    lines.append(f"model calls  {model_calls:.0f} ({s['steps']} steps of the root tasks, {s['children']} sub-agents{err}){aff}")
+    hits, queries = prefix_cache
+    cache = f"; prefix cache hit {hits / queries:.0%} of {queries:.0f} prompt tokens (vllm:prefix_cache_* on the replicas)" if queries else ""
+    lines.append(f"tokens       {s['tokens']} (tasks and their sub-agents){cache}")
+    cpt = s["cost_per_task"]
+    lines.append(
+        f"cost/task    {'-' if cpt is None else format(cpt.quantize(Decimal('0.0000001')).normalize(), 'f')} {s['currency']} (the fleet's spec.pricing)"
+    )
+    ok = retrieval.get("ok", 0)
+    other = sum(v for k, v in retrieval.items() if k != "ok")
+    lines.append(f"retrieval    {ok:.0f} searches answered" + (f", {other:.0f} failed" if other else ""))
+    lines.append("placements   (ModelReplicaSet status, written by the operator)")
+    for p in placements:
+        calls = calls_by_replica.get(p["name"])
+        lines.append(
+            f"  {p['name']:<24} nodes {','.join(p.get('nodes') or [])}  gpus {p.get('gpus', 0)}  zone {p.get('zone') or '-'}"
+            + (f"  calls {calls:.0f}" if calls is not None else "")
+        )
+    lines.append(f"model        {model_note}")
+    return "\n".join(lines)

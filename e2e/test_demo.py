@@ -1,0 +1,88 @@
+"""The main job (`bash e2e/up.sh`) end to end: the demo driver against the e2e cluster.
+
+Runs `python -m e2e.demo up` with the cluster's kubeconfig in a fresh namespace and a private
+state dir, so its operator, Redis, Milvus Lite, simulated replicas, workers and task API are its
+own; then `down`, and checks every one of those processes is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKS = 4
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _driver(cluster, state: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "e2e.demo", *args, "--kubeconfig", cluster.kubeconfig, "--kubectl", cluster.kubectl, "--state-dir", str(state)]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp_path):
+    state = tmp_path / "state"
+    pids: dict[str, int] = {}
+    try:
+        up = _driver(cluster, state, "up", "--namespace", namespace, "--tasks", str(TASKS), "--task-timeout", "120", timeout=240)
+        out = up.stdout
+        for meta in (state / "demo" / namespace).glob("*.json"):
+            pids[meta.stem] = json.loads(meta.read_text())["pid"]
+        assert up.returncode == 0, f"demo failed ({up.returncode}):\n{out[-6000:]}\n{up.stderr[-4000:]}"
+
+        # Every process the fleet needs ran, each once.
+        assert {"redis", "milvus", "operator", "model", "policy", "api", "worker-0", "worker-1"} <= set(pids), pids
+
+        # Tasks went through the task API and all finished with an answer.
+        assert re.search(rf"^tasks\s+{TASKS} done, 0 failed of {TASKS}", out, re.M), out[-4000:]
+        assert f"{TASKS}/{TASKS} tasks" in out
+        # The loop searched the index the ingestion filled, and answers cite what it found.
+        rows = int(re.search(r"VectorIndex docs: (\d+) rows", out).group(1))
+        assert rows > 0
+        searches = int(re.search(r"^retrieval\s+(\d+) searches answered", out, re.M).group(1))
+        assert searches >= TASKS
+        assert re.search(r"^sample answer: .+\[source: \w[\w.-]*\.md\]", out, re.M), out[-2000:]
+        calls = int(re.search(r"^model calls\s+(\d+)", out, re.M).group(1))
+        assert calls >= 2 * TASKS  # at least search + answer per task
+        p95 = re.search(r"^task time\s+p50 ([\d.]+)s\s+p95 ([\d.]+)s", out, re.M)
+        assert p95 and float(p95.group(1)) <= float(p95.group(2))
+        assert re.search(r"^cost/task\s+0\.\d+ USD", out, re.M), out[-2000:]
+
+        # The report's placements are the operator's own, read from the ModelReplicaSet.
+        mrs = cluster.json("-n", namespace, "get", "modelreplicasets.agentfleet.io", "llama-8b")
+        placements = mrs["status"]["placements"]
+        assert len(placements) == 2
+        for p in placements:
+            assert re.search(rf"^\s+{re.escape(p['name'])}\s+nodes {re.escape(','.join(p['nodes']))}\s+gpus {p['gpus']}", out, re.M), out[-3000:]
+        assert "kubectl get agentfleets,modelreplicasets,vectorindexes" in out
+        assert re.search(r"^vectorindex\.agentfleet\.io/docs\s+True", out, re.M), out[-3000:]
+
+        # The example was applied with local endpoints only.
+        vi = cluster.json("-n", namespace, "get", "vectorindexes.agentfleet.io", "docs")
+        assert vi["spec"]["milvus"]["uri"].startswith("http://127.0.0.1:")
+        af = cluster.json("-n", namespace, "get", "agentfleets.agentfleet.io", "support")
+        assert af["spec"]["redis"]["url"].startswith("redis://127.0.0.1:")
+    finally:
+        down = _driver(cluster, state, "down", "--namespace", namespace, timeout=120)
+    assert down.returncode == 0, down.stderr
+    left = {name: pid for name, pid in pids.items() if _alive(pid)}
+    assert not left, f"processes still running after `down`: {left}"
+    assert not list((state / "demo" / namespace).glob("*.json"))
