@@ -16,7 +16,6 @@ the task statistics read from the fleet's Redis with a short timeout).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import concurrent.futures
 import json
@@ -34,7 +33,7 @@ from agentfleet.api.agentfleet import AgentFleet
 from agentfleet.api.common import GROUP, VERSION
 from agentfleet.api.modelreplicaset import ModelReplicaSetSpec
 from agentfleet.conditions import READY, get_condition, set_condition
-from agentfleet.controllers.settings import CONFIG, kube_client
+from agentfleet.controllers.reconciler import Key, Reconciler
 from agentfleet.kube import Kube
 from agentfleet.render import agentfleet as render
 
@@ -64,7 +63,6 @@ BUSY_RESYNC_SECONDS = 5.0  # while something is starting
 STATS_RESYNC_SECONDS = 30.0  # a healthy fleet's statistics refresh
 REDIS_TIMEOUT_SECONDS = 1.0  # reading the fleet's Redis must never hold up a pass for long
 
-Key = tuple[str, str]
 # Redis probes run here so a pass can stop waiting for one; a stuck probe holds a thread, not a pass.
 _PROBES = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="af-redis-probe")
 
@@ -472,86 +470,23 @@ def references(spec: Mapping[str, Any]) -> set[tuple[str, str]]:
 # --- the work loop -------------------------------------------------------------------------------
 
 
-class Controller:
-    def __init__(self) -> None:
-        self.kube = Kube(kube_client())
-        self.queue: asyncio.Queue[Key] = asyncio.Queue()
-        self.queued: set[Key] = set()
-        self.known: set[Key] = set()
-        self.refs: dict[Key, set[tuple[str, str]]] = {}
-        self.failures: dict[Key, int] = {}
-        self.reported: dict[Key, set[tuple[str, str, str]]] = {}
-        self.timers: dict[Key, asyncio.TimerHandle] = {}
-        self.tasks: list[asyncio.Task[None]] = []
-        # One pass per fleet at a time: a key asked for while its pass runs is run again after.
-        self.running: set[Key] = set()
-        self.dirty: set[Key] = set()
+class Controller(Reconciler):
+    api_version, kind = API_VERSION, KIND
 
-    def enqueue(self, key: Key, delay: float = 0.0) -> None:
-        loop = asyncio.get_running_loop()
-        if delay > 0:
-            old = self.timers.pop(key, None)
-            if old:
-                old.cancel()
-            self.timers[key] = loop.call_later(delay, self.enqueue, key)
-            return
-        if key not in self.queued:
-            self.queued.add(key)
-            self.queue.put_nowait(key)
+    def __init__(self) -> None:
+        super().__init__(backoff=(BACKOFF_MIN, BACKOFF_MAX))
+        # What each fleet refers to, so a change of a ModelReplicaSet or VectorIndex wakes its fleets.
+        self.refs: dict[Key, set[tuple[str, str]]] = {}
+
+    def forget(self, key: Key) -> None:
+        super().forget(key)
+        self.refs.pop(key, None)
 
     def referring(self, namespace: str, kind: str, name: str) -> list[Key]:
         return [k for k, refs in self.refs.items() if k[0] == namespace and (kind, name) in refs]
 
-    def reconcile(self, key: Key) -> float | None:
-        res = self.kube._resource(API_VERSION, KIND)
-        try:
-            obj = json.loads(self.kube.dynamic.get(res, name=key[1], namespace=key[0], serialize=False).data)
-        except NotFoundError:
-            self.known.discard(key)
-            return None
-        if obj["metadata"].get("deletionTimestamp"):
-            return None
+    def reconcile_object(self, key: Key, obj: dict[str, Any]) -> float | None:
         return Pass(self.kube, obj, self.reported.setdefault(key, set())).run()
-
-    async def worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            self.queued.discard(key)
-            if key in self.running:
-                self.dirty.add(key)
-                continue
-            self.running.add(key)
-            try:
-                again = await asyncio.to_thread(self.reconcile, key)
-                self.failures.pop(key, None)
-            except Exception:  # noqa: BLE001 - any failure retries with backoff; the loop must live
-                n = self.failures[key] = self.failures.get(key, 0) + 1
-                again = min(BACKOFF_MAX, BACKOFF_MIN * 2 ** (n - 1))
-                log.exception("%s/%s: reconcile failed (attempt %d), retrying in %.0fs", key[0], key[1], n, again)
-            finally:
-                self.running.discard(key)
-            if key in self.dirty:
-                self.dirty.discard(key)
-                self.enqueue(key)
-            elif again is not None:
-                self.enqueue(key, again)
-
-    async def resync(self) -> None:
-        while True:
-            await asyncio.sleep(CONFIG.resync_seconds)
-            for key in list(self.known):
-                self.enqueue(key)
-
-    def start(self) -> None:
-        self.tasks = [asyncio.create_task(self.worker()) for _ in range(max(1, min(4, CONFIG.workers)))]
-        self.tasks.append(asyncio.create_task(self.resync()))
-
-    async def stop(self) -> None:
-        for t in self.tasks:
-            t.cancel()
-        for h in self.timers.values():
-            h.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 _controller: Controller | None = None
@@ -576,11 +511,8 @@ async def agentfleet_event(type: str | None, namespace: str, name: str, spec: An
         return
     key = (namespace, name)
     if type == "DELETED":
-        _controller.known.discard(key)
-        _controller.refs.pop(key, None)
-        _controller.reported.pop(key, None)
+        _controller.forget(key)
         return
-    _controller.known.add(key)
     _controller.refs[key] = references(dict(spec or {}))
     _controller.enqueue(key)
 

@@ -13,7 +13,6 @@ the collection calls.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -29,6 +28,7 @@ from pydantic import ValidationError
 from agentfleet.api.common import GROUP, VERSION
 from agentfleet.api.vectorindex import VectorIndex
 from agentfleet.conditions import DEGRADED, PROGRESSING, READY, set_condition
+from agentfleet.controllers.reconciler import Key, Reconciler
 from agentfleet.controllers.settings import CONFIG, kube_client
 from agentfleet.kube import Kube
 from agentfleet.render import vectorindex as render
@@ -51,8 +51,6 @@ INGESTED = "Ingested"
 BACKOFF_MIN, BACKOFF_MAX = 2.0, 120.0
 # Passes while something is under way (ingestion, loading, Milvus starting) come this often.
 BUSY_RESYNC_SECONDS = 10.0
-
-Key = tuple[str, str]
 
 
 class Retry(Exception):
@@ -304,71 +302,15 @@ def _termination(pod: Mapping[str, Any]) -> str:
 # --- the work loop -------------------------------------------------------------------------------
 
 
-class Controller:
+class Controller(Reconciler):
+    api_version, kind = f"{GROUP}/{VERSION}", KIND
+
     def __init__(self) -> None:
-        self.kube = Kube(kube_client())
-        self.queue: asyncio.Queue[Key] = asyncio.Queue()
-        self.queued: set[Key] = set()
-        self.known: set[Key] = set()
-        self.failures: dict[Key, int] = {}
-        self.reported: dict[Key, set[tuple[str, str, str]]] = {}
-        self.timers: dict[Key, asyncio.TimerHandle] = {}
-        self.tasks: list[asyncio.Task[None]] = []
+        # Retry is an expected wait (Milvus unreachable, a Job still running): no traceback.
+        super().__init__(backoff=(BACKOFF_MIN, BACKOFF_MAX), quiet=(Retry,))
 
-    def enqueue(self, key: Key, delay: float = 0.0) -> None:
-        loop = asyncio.get_running_loop()
-        if delay > 0:
-            old = self.timers.pop(key, None)
-            if old:
-                old.cancel()
-            self.timers[key] = loop.call_later(delay, self.enqueue, key)
-            return
-        if key not in self.queued:
-            self.queued.add(key)
-            self.queue.put_nowait(key)
-
-    def reconcile(self, key: Key) -> float | None:
-        res = self.kube._resource(f"{GROUP}/{VERSION}", KIND)
-        try:
-            obj = json.loads(self.kube.dynamic.get(res, name=key[1], namespace=key[0], serialize=False).data)
-        except NotFoundError:
-            self.known.discard(key)
-            return None
-        if obj["metadata"].get("deletionTimestamp"):
-            return None
+    def reconcile_object(self, key: Key, obj: dict[str, Any]) -> float | None:
         return Pass(self.kube, obj, self.reported.setdefault(key, set())).run()
-
-    async def worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            self.queued.discard(key)
-            try:
-                again = await asyncio.to_thread(self.reconcile, key)
-                self.failures.pop(key, None)
-            except Exception as e:  # noqa: BLE001 - any failure retries with backoff; the loop must live
-                n = self.failures[key] = self.failures.get(key, 0) + 1
-                again = min(BACKOFF_MAX, BACKOFF_MIN * 2 ** (n - 1))
-                if not isinstance(e, Retry):
-                    log.exception("%s/%s: reconcile failed (attempt %d), retrying in %.0fs", key[0], key[1], n, again)
-            if again is not None:
-                self.enqueue(key, again)
-
-    async def resync(self) -> None:
-        while True:
-            await asyncio.sleep(CONFIG.resync_seconds)
-            for key in list(self.known):
-                self.enqueue(key)
-
-    def start(self) -> None:
-        self.tasks = [asyncio.create_task(self.worker()) for _ in range(max(1, min(4, CONFIG.workers)))]
-        self.tasks.append(asyncio.create_task(self.resync()))
-
-    async def stop(self) -> None:
-        for t in self.tasks:
-            t.cancel()
-        for h in self.timers.values():
-            h.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 _controller: Controller | None = None
@@ -393,10 +335,8 @@ async def vectorindex_event(type: str | None, namespace: str, name: str, **_: An
         return
     key = (namespace, name)
     if type == "DELETED":
-        _controller.known.discard(key)
-        _controller.reported.pop(key, None)
+        _controller.forget(key)
         return
-    _controller.known.add(key)
     _controller.enqueue(key)
 
 

@@ -30,8 +30,20 @@ URGENT_AFTER_SECONDS = 1.0
 
 
 class WorkQueue:
-    def __init__(self, work: Callable[[Hashable], Awaitable[float | None]], *, workers: int = 4, resync: float = 60.0) -> None:
+    def __init__(
+        self,
+        work: Callable[[Hashable], Awaitable[float | None]],
+        *,
+        workers: int = 4,
+        resync: float = 60.0,
+        backoff: tuple[float, float] = (ERROR_BACKOFF_BASE, ERROR_BACKOFF_MAX),
+        quiet: tuple[type[Exception], ...] = (),
+    ) -> None:
+        """`backoff`: first and longest retry delay after failures; `quiet`: expected failures
+        (an unreachable dependency) logged as one line instead of a traceback."""
         self._work = work
+        self._backoff = backoff
+        self._quiet = quiet
         self._workers = max(1, workers)
         self._resync = resync
         self._due: dict[Hashable, float] = {}
@@ -144,11 +156,14 @@ class WorkQueue:
                 log.debug("reconciled %s in %.0f ms, %.0f ms after it was asked for", key, (self._loop.time() - start) * 1e3, (start - asked) * 1e3)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as e:
             n = self._failures.get(key, 0) + 1
             self._failures[key] = n
-            delay = min(ERROR_BACKOFF_MAX, ERROR_BACKOFF_BASE * 2 ** (n - 1))
-            log.exception("reconcile of %s failed (%d in a row); retrying in %.1fs", key, n, delay)
+            delay = min(self._backoff[1], self._backoff[0] * 2 ** (n - 1))
+            if isinstance(e, self._quiet):
+                log.warning("reconcile of %s failed (%d in a row); retrying in %.1fs: %s", key, n, delay, e)
+            else:
+                log.exception("reconcile of %s failed (%d in a row); retrying in %.1fs", key, n, delay)
         finally:
             self._running.discard(key)
             if self._wake is not None:
