@@ -118,6 +118,31 @@ def test_a_failing_reconcile_is_retried_with_backoff_and_a_requeue_is_honoured()
     assert calls.count("poll") == 3
 
 
+def test_backoff_bounds_are_per_queue_and_quiet_failures_log_one_line(caplog) -> None:
+    calls: list[float] = []
+
+    class Waiting(Exception):
+        pass
+
+    async def work(key):
+        calls.append(asyncio.get_running_loop().time())
+        raise Waiting("Milvus unreachable")
+
+    async def main():
+        q = WorkQueue(work, workers=1, resync=3600, backoff=(0.1, 0.2), quiet=(Waiting,))
+        q.start()
+        q.add("vi")
+        await asyncio.sleep(0.75)
+        await q.stop()
+
+    with caplog.at_level("WARNING", logger="agentfleet.controllers.workqueue"):
+        run(main())
+    gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
+    # 0.1, then 0.2, then capped at 0.2: four or five runs in 0.75 s, never a gap above the cap.
+    assert 4 <= len(calls) <= 5 and gaps[0] == pytest.approx(0.1, abs=0.05) and max(gaps) < 0.3
+    assert caplog.records and all(r.exc_info is None and "Milvus unreachable" in r.getMessage() for r in caplog.records)
+
+
 def test_forget_stops_reconciles_and_resync_covers_known_keys() -> None:
     calls: Counter = Counter()
 
