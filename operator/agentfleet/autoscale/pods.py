@@ -11,7 +11,7 @@ Model load time = Ready's lastTransitionTime - creationTimestamp, learned once p
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ class PodFleet:
     ready: tuple[str, ...]
     starting: tuple[Starting, ...]
     load_seconds: dict[str, float]  # pod -> create->ready duration, for pods that became ready
+    ready_ages: dict[str, float] = field(default_factory=dict)  # ready pod -> seconds since Ready
 
 
 def _ts(value: Any) -> float | None:
@@ -42,6 +43,7 @@ def fleet_from_pods(pods: Iterable[Mapping[str, Any]], now: float) -> PodFleet:
     ready: list[str] = []
     starting: list[Starting] = []
     loads: dict[str, float] = {}
+    ages: dict[str, float] = {}
     for pod in pods:
         meta = pod.get("metadata") or {}
         labels = meta.get("labels") or {}
@@ -58,8 +60,12 @@ def fleet_from_pods(pods: Iterable[Mapping[str, Any]], now: float) -> PodFleet:
         if cond is not None and cond.get("status") == "True":
             ready.append(name)
             became = _ts(cond.get("lastTransitionTime"))
-            if created is not None and became is not None and became > created:
-                loads[name] = became - created
+            if became is not None:
+                ages[name] = max(0.0, now - became)
+            if created is not None and became is not None and became >= created:
+                # Timestamps have one-second resolution: Ready within the second of creation
+                # (an engine already warm, or a simulated node) counts as one second.
+                loads[name] = max(1.0, became - created)
         else:
             starting.append(Starting(name, max(0.0, now - created) if created is not None else 0.0))
-    return PodFleet(tuple(sorted(ready)), tuple(sorted(starting, key=lambda s: s.name)), loads)
+    return PodFleet(tuple(sorted(ready)), tuple(sorted(starting, key=lambda s: s.name)), loads, ages)

@@ -18,8 +18,11 @@ loading the model and not yet overdue):
    replicas are pending, the queue and goodput terms may only order *beyond* them what the
    measured deficit rate needs: ``ceil(d(waiting + running)/dt / completions per replica per second)``
    replicas; if the pending ones cover that, the decision holds. A replica pending longer than
-   twice the learned load time gets no credit (it is probably stuck).
-   The load time is learned per ModelReplicaSet (EWMA of create->ready durations).
+   twice the learned load time gets no credit (it is probably stuck). Replicas that became
+   ready less than one window ago are credited the same way: the windowed goodput still
+   describes the fleet before they arrived, and re-reading it would order the burst again.
+   The load time is learned per ModelReplicaSet (EWMA of create->ready durations) and shown in
+   ``status.learnedModelLoadSeconds``.
    - concurrency (optional, ``concurrency_term``, off by default): running requests per replica
      above 1.25 x the highest level at which the SLO was last seen to hold:
      ``ceil(running / that level)`` (reacts one period into a burst, but over-orders at light load).
@@ -165,6 +168,9 @@ class FleetView:
     current: int  # the count in force: status.desiredReplicas, or the replicas that exist
     ready: tuple[str, ...]
     starting: tuple[Starting, ...] = ()
+    # Seconds since each ready replica became Ready (where known). One that became ready within
+    # the window is not yet in the windowed goodput: the window still describes the smaller fleet.
+    ready_ages: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -233,6 +239,8 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
     fresh = [s for s in obs.samples if s.age_seconds <= config.stale_after_seconds and (not ready or s.name in ready)]
     load_s = state.load_time.seconds
     pending = [s for s in fleet.starting if s.age_seconds <= STUCK_FACTOR * load_s]
+    # Ready for less than the window: its capacity is not yet reflected in the measurements.
+    settling = [n for n in fleet.ready if fleet.ready_ages.get(n, math.inf) < config.window_seconds]
     stuck = len(fleet.starting) - len(pending)
     notes: list[str] = []
 
@@ -284,16 +292,19 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
 
     # What the last scale-up was for: an order cut by maxScaleUpStep or capacity is finished in
     # the next periods even while its first replicas load; only growth beyond it is credited.
-    ordered_for = state.ordered_for if pending else None
+    in_flight = len(pending) + len(settling)
+    ordered_for = state.ordered_for if in_flight else None
 
     def credited(want: int) -> int:
-        """Cap a queue/goodput want while replicas load: only the deficit rate beyond them."""
+        """Cap a queue/goodput want while replicas load (or have only just started serving):
+        only the deficit rate beyond them. Without this, the windowed goodput - still measuring
+        the fleet before the last order arrived - would order the same GPUs a second time."""
         base = max(credit_base, min(want, ordered_for or 0))
-        if not pending or want <= base:
+        if not in_flight or want <= base:
             return want
         if growth is not None and per_replica_rate and growth > 0:
             extra = math.ceil(growth / per_replica_rate)
-            if extra > len(pending):
+            if extra > in_flight:
                 return min(want, max(base, serving + extra))
         return base
 
@@ -304,7 +315,7 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
         want_q = credited(raw_q)
         clauses.append(f"{waiting:.0f} waiting > {serving} x {target_q} target")
         if want_q < raw_q:
-            clauses.append(f"{len(pending)} loading credited (load time {load_s:.0f}s)")
+            clauses.append(_credit_note(pending, settling, load_s))
         wants.append(want_q)
     if mean_kv is not None and mean_kv > thr:
         pressure = True
@@ -317,10 +328,11 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
         # replicas (at least one more); the floor keeps a total collapse from asking for infinity.
         raw_g = max(serving + 1, math.ceil(serving * config.target_fraction / max(gp.fraction, GOODPUT_FLOOR)))
         want_g = credited(raw_g)
-        shown = f"{gp.fraction:.2f}" if f"{gp.fraction:.2f}" != f"{config.target_fraction:.2f}" else f"{gp.fraction:.3f}"
-        clauses.append(f"goodput {shown} < {config.target_fraction:.2f}")
+        tf = f"{config.target_fraction:g}"
+        shown = f"{gp.fraction:.2f}" if float(f"{gp.fraction:.2f}") < config.target_fraction else f"{gp.fraction:.4f}".rstrip("0")
+        clauses.append(f"goodput {shown} < {tf}")
         if want_g < raw_g and not any("credited" in c for c in clauses):
-            clauses.append(f"{len(pending)} loading credited (load time {load_s:.0f}s)")
+            clauses.append(_credit_note(pending, settling, load_s))
         wants.append(want_g)
 
     ok_running = state.ok_running_per_replica
@@ -337,7 +349,7 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
         want_c = credited(raw_c)
         clauses.append(f"{running:.0f} running > {serving} x {ok_running:.1f} seen within SLO")
         if want_c < raw_c and not any("credited" in c for c in clauses):
-            clauses.append(f"{len(pending)} loading credited (load time {load_s:.0f}s)")
+            clauses.append(_credit_note(pending, settling, load_s))
         wants.append(want_c)
 
     if pressure:
@@ -353,7 +365,10 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
         if mean_kv is not None:
             keep.append(math.ceil(mean_kv * serving / (thr * DOWN_HEADROOM)))
         if ok_running:
-            keep.append(math.ceil(running / (ok_running * DOWN_HEADROOM)))
+            # The most requests in the system over the window, not this instant's sample: agents
+            # alternate between model calls and tool waits, so one sample can catch a lull.
+            peak = max([running, *(v for _, v in history)])
+            keep.append(math.ceil(peak / (ok_running * DOWN_HEADROOM)))
         raw = min(max(keep), credit_base)
         if raw < current:
             parts = [f"{waiting:.0f} waiting", f"{running:.0f} running"]
@@ -388,7 +403,7 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
 
     if target > current:
         ordered = raw
-    elif pending or target > current:
+    elif in_flight:
         ordered = state.ordered_for
     else:
         ordered = None  # nothing loading any more: the order is complete
@@ -408,6 +423,15 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
     )
     warning = "MetricsSchemaMismatch" if obs.schema_problem else None
     return Outcome(Decision(current, target, raw, reason, conds, warning=warning), new_state, observed)
+
+
+def _credit_note(pending: Sequence[Starting], settling: Sequence[str], load_s: float) -> str:
+    parts = []
+    if pending:
+        parts.append(f"{len(pending)} loading credited (load time {load_s:.0f}s)")
+    if settling:
+        parts.append(f"{len(settling)} just ready credited")
+    return ", ".join(parts)
 
 
 def _explain(current: int, target: int, clauses: Sequence[str], notes: Sequence[str]) -> str:

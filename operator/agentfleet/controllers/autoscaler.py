@@ -173,7 +173,7 @@ def evaluate_modelreplicaset(
     current = status.get("desiredReplicas")
     if current is None:
         current = len(pf.ready) + len(pf.starting) or parsed.replicas
-    fleet = FleetView(current=int(current), ready=pf.ready, starting=pf.starting)
+    fleet = FleetView(current=int(current), ready=pf.ready, starting=pf.starting, ready_ages=pf.ready_ages)
 
     model = parsed.model.served_name or parsed.model.name
     target = Target(MATCHERS.format(namespace=namespace, name=name, model=model), REPLICA_LABEL)
@@ -242,10 +242,9 @@ def evaluate_workers(
     d, memo.workers_state = decide_workers(config, state, current, sig)
     old_conditions = list(status.get("conditions") or [])
     patch.status["desiredWorkers"] = d.desired
-    if sig.queued is not None and sig.in_flight is not None:
-        patch.status["queueDepth"] = round(sig.queued)
-        patch.status["inFlightTasks"] = round(sig.in_flight)
-    patch.status["conditions"] = _conditions(old_conditions, d, int(meta.get("generation") or 0))
+    # Queue figures are the AgentFleet controller's (read from the fleet's Redis); this manager
+    # applies only desiredWorkers and its own condition types (see af_status_apply).
+    patch.status["conditions"] = [c for c in _conditions(old_conditions, d, int(meta.get("generation") or 0)) if c["type"] in AUTOSCALER_CONDITIONS]
     _emit(body, d, old_conditions, post)
     logger.info(d.reason)
 
@@ -259,13 +258,30 @@ _EVALUATORS = {"modelreplicasets": evaluate_modelreplicaset, "agentfleets": eval
 _task: asyncio.Task[None] | None = None
 
 
+# ModelReplicaSets whose autoscaling was just turned off: the autoscaler's status fields and
+# conditions are released (an empty apply under its manager), so no stale ScalingActive stays.
+_releases: set[tuple[str, str, str]] = set()
+
+
 def _track(plural: str, kind: str, wanted: bool, type_: str | None, namespace: str, name: str) -> None:
     key = (plural, namespace, name)
     if type_ == "DELETED" or not wanted:
+        if key in _targets and type_ != "DELETED" and plural == "modelreplicasets":
+            _releases.add(key)
         _targets.pop(key, None)
         _memos.pop(key, None)
     else:
+        _releases.discard(key)
         _targets[key] = kind
+
+
+def _release(kube: Kube, key: tuple[str, str, str]) -> None:
+    _, namespace, name = key
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelReplicaSet", "metadata": {"name": name, "namespace": namespace}, "status": {}}
+    try:
+        kube.apply_status(body, manager=AUTOSCALER_MANAGER)
+    except Exception as exc:  # noqa: BLE001 - gone already, or the API hiccuped: nothing to hold on to
+        log.info("%s/%s: releasing the autoscaler's status fields failed: %s", namespace, name, exc)
 
 
 @kopf.on.event(GROUP, VERSION, "modelreplicasets")
@@ -306,6 +322,9 @@ def _evaluate(kube: Kube, key: tuple[str, str, str], kind: str) -> None:
     if plural == "modelreplicasets":
         kube.apply_status(mrs_status_apply(obj, dict(patch.get("status") or {})), manager=AUTOSCALER_MANAGER)
         return
+    if plural == "agentfleets":
+        kube.apply_status(af_status_apply(obj, dict(patch.get("status") or {})), manager=AUTOSCALER_MANAGER)
+        return
     res = kube._resource(f"{GROUP}/{VERSION}", kind)
     kube.dynamic.patch(res.status, body=dict(patch), name=name, namespace=namespace, content_type="application/merge-patch+json")
 
@@ -328,10 +347,28 @@ def mrs_status_apply(obj: dict[str, Any], written: dict[str, Any]) -> dict[str, 
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelReplicaSet", "metadata": {"name": meta["name"], "namespace": meta["namespace"]}, "status": status}
 
 
+def af_status_apply(obj: dict[str, Any], written: dict[str, Any]) -> dict[str, Any]:
+    """The autoscaler's whole intent for an AgentFleet's status: desiredWorkers and its condition
+    types (carried over when this evaluation did not mention one); the AgentFleet controller owns
+    the rest under its own manager."""
+    current = obj.get("status") or {}
+    conds = {c["type"]: c for c in current.get("conditions") or [] if c.get("type") in AUTOSCALER_CONDITIONS}
+    conds.update({c["type"]: c for c in written.get("conditions") or []})
+    status: dict[str, Any] = {"conditions": [conds[t] for t in sorted(conds)]}
+    desired = written.get("desiredWorkers", current.get("desiredWorkers"))
+    if desired is not None:
+        status["desiredWorkers"] = desired
+    meta = obj["metadata"]
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "AgentFleet", "metadata": {"name": meta["name"], "namespace": meta["namespace"]}, "status": status}
+
+
 async def _loop() -> None:
     kube = Kube(kube_client())
     while True:
         await asyncio.sleep(TICK_SECONDS)
+        for key in list(_releases):
+            _releases.discard(key)
+            await asyncio.to_thread(_release, kube, key)
         for key, kind in list(_targets.items()):
             try:
                 await asyncio.to_thread(_evaluate, kube, key, kind)

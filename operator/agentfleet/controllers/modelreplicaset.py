@@ -38,7 +38,7 @@ from pydantic import ValidationError
 
 from agentfleet.api.common import API_VERSION, GROUP, VERSION
 from agentfleet.api.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec
-from agentfleet.autoscale.common import AUTOSCALER_CONDITIONS
+from agentfleet.autoscale.common import AUTOSCALER_CONDITIONS, SCALING_LIMITED
 from agentfleet.capacity import assess
 from agentfleet.controllers.settings import CONFIG, kube_client
 from agentfleet.controllers.workqueue import WorkQueue
@@ -497,9 +497,11 @@ class _Pass:
         self.generation = int(obj["metadata"].get("generation") or 0)
         self.status_in: dict[str, Any] = dict(obj.get("status") or {})
         self.written: dict[str, Any] = dict(self.status_in)
-        # Condition types another writer owns: with autoscaling on, the autoscaler's.
+        # Condition types another writer owns: the autoscaler's, except ScalingLimited while
+        # autoscaling is off (placement limits are then this controller's to report). Never
+        # applied by us, not even as carried-over copies, or the autoscaler could not remove them.
         autoscaling = bool(((obj.get("spec") or {}).get("autoscaling") or {}).get("enabled"))
-        self.foreign_conditions = AUTOSCALER_CONDITIONS if autoscaling else frozenset()
+        self.foreign_conditions = AUTOSCALER_CONDITIONS if autoscaling else AUTOSCALER_CONDITIONS - {SCALING_LIMITED}
         self.wake: list[float] = []
         # Per replica: whether it runs the current spec; which replicas are on their way out.
         self.current: dict[str, bool] = {}
@@ -514,6 +516,12 @@ class _Pass:
         status = dict(status)
         conds = status.pop("conditions", None)
         changed = {k: v for k, v in status.items() if _norm(self.written.get(k)) != _norm(v)}
+        # The figures first, then the conditions that summarize them: a reader that sees the new
+        # Ready also sees what it is based on.
+        if changed:
+            out = self.api.patch_status(self.ns, self.name, changed)
+            self._own_write(out)
+            self.written.update(changed)
         if conds is not None:
             mine = [c for c in conds if c.get("type") not in self.foreign_conditions]
             before = [c for c in self.written.get("conditions") or [] if c.get("type") not in self.foreign_conditions]
@@ -521,11 +529,6 @@ class _Pass:
                 out = self.api.apply_conditions(self.ns, self.name, mine)
                 self._own_write(out)
                 self.written["conditions"] = list((out.get("status") or {}).get("conditions") or mine)
-        if not changed:
-            return
-        out = self.api.patch_status(self.ns, self.name, changed)
-        self._own_write(out)
-        self.written.update(changed)
 
     def _own_write(self, out: dict[str, Any]) -> None:
         rv = (out.get("metadata") or {}).get("resourceVersion")
@@ -534,7 +537,6 @@ class _Pass:
             self.mem.own_resource_versions.add(rv)
             if len(self.mem.own_resource_versions) > 32:
                 self.mem.own_resource_versions = {rv}
-        self.written.update(changed)
 
     def base_status(self, spec: ModelReplicaSetSpec | None) -> dict[str, Any]:
         st: dict[str, Any] = {"observedGeneration": self.generation, "selector": selector_string(self.name)}

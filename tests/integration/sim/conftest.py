@@ -105,14 +105,21 @@ def prometheus_binary() -> str:
 class PrometheusServer:
     """A private Prometheus on 127.0.0.1 scraping ``targets`` (host:port) every second."""
 
-    def __init__(self, targets: list[str], scrape_interval: str = "1s", job: str = "sim") -> None:
+    def __init__(self, targets: list[str], scrape_interval: str = "1s", job: str = "sim", file_sd: Path | None = None) -> None:
+        """``file_sd``: also discover targets (with their labels) from this JSON file, re-read on
+        change - how a test stands in for Kubernetes service discovery of pods that come and go."""
         self.targets = targets
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._dir = Path(tempfile.mkdtemp(prefix="agentfleet-prom-"))
+        scrape: dict[str, Any] = {"job_name": job, "scrape_interval": scrape_interval}
+        if targets or file_sd is None:
+            scrape["static_configs"] = [{"targets": targets}]
+        if file_sd is not None:
+            scrape["file_sd_configs"] = [{"files": [str(file_sd)], "refresh_interval": "1s"}]
         config = {
             "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
-            "scrape_configs": [{"job_name": job, "scrape_interval": scrape_interval, "static_configs": [{"targets": targets}]}],
+            "scrape_configs": [scrape],
         }
         # JSON is valid YAML: no YAML dependency needed here.
         (self._dir / "prometheus.yml").write_text(json.dumps(config))

@@ -102,3 +102,45 @@ def test_the_period_gate_skips_early_ticks(monkeypatch: pytest.MonkeyPatch, even
     logger = types.SimpleNamespace(info=lambda *a: None, warning=lambda *a: None)
     autoscaler.evaluate_modelreplicaset(body={}, spec=SPEC, status={}, meta={}, name="llama", namespace="team-a", memo=memo, patch=patch, logger=logger)
     assert not reader.calls and not patch
+
+
+def test_learned_load_time_is_written_and_survives_a_restart(monkeypatch: pytest.MonkeyPatch, events: list[tuple[str, str, str]]) -> None:
+    import time
+
+    samples = tuple(ReplicaSample(f"llama-{i}", 1.0, 2.0, 0.1) for i in range(3))
+    obs = Observation(at=time.time(), samples=samples)
+    # ready_pod(): created 00:00:00, Ready at 00:03:00 -> 180 s of model load.
+    patch, _ = run(monkeypatch, obs, {"desiredReplicas": 3})
+    assert patch["status"]["learnedModelLoadSeconds"] == 180
+    # A fresh memo (operator restart) starts from status, not from the 300 s prior; the pods
+    # it sees again move the average by alpha only.
+    patch, memo = run(monkeypatch, obs, {"desiredReplicas": 3, "learnedModelLoadSeconds": 100})
+    assert memo.autoscale_state.load_time.samples > 1
+    assert 100 < patch["status"]["learnedModelLoadSeconds"] < 180
+
+
+def test_status_apply_carries_own_fields_and_only_own_conditions() -> None:
+    obj = {
+        "metadata": {"name": "llama", "namespace": "team-a"},
+        "status": {
+            "replicas": 3,
+            "desiredReplicas": 3,
+            "lastScaleTime": "2026-01-01T00:00:00Z",
+            "lastScaleReason": "2 -> 3: 20 waiting > 2 x 8 target",
+            "observed": {"queueDepth": 4, "observedAt": "2026-01-01T00:00:00Z"},
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "AllReplicasReady", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                {"type": "ScalingLimited", "status": "False", "reason": "DesiredWithinRange", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+            ],
+        },
+    }
+    held = {"type": "MetricsAvailable", "status": "False", "reason": "PrometheusUnavailable", "message": "x", "lastTransitionTime": "2026-01-01T00:01:00Z"}
+    body = autoscaler.mrs_status_apply(obj, {"desiredReplicas": 3, "conditions": [held]})
+    st = body["status"]
+    assert body["kind"] == "ModelReplicaSet" and body["metadata"] == {"name": "llama", "namespace": "team-a"}
+    # Omitted from an apply = removed: so the last scale and observation are carried over ...
+    assert st["lastScaleReason"].startswith("2 -> 3") and st["observed"]["queueDepth"] == 4
+    # ... and the controller's fields and condition types are never part of the autoscaler's intent.
+    assert "replicas" not in st
+    assert [c["type"] for c in st["conditions"]] == ["MetricsAvailable", "ScalingLimited"]
+    ModelReplicaSetStatus.model_validate(st)

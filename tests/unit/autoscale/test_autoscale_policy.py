@@ -145,6 +145,23 @@ def test_credit_holds_when_the_loading_replicas_cover_the_deficit() -> None:
     assert out.decision.desired == 7
 
 
+def test_replicas_just_ready_are_credited_while_the_window_still_measures_the_old_fleet() -> None:
+    c = cfg(window_seconds=60.0, target_fraction=0.95)
+    state = PolicyState.initial(c)
+    # 2 replicas served a burst badly; 3 more became ready 20 s ago and the burst is over (the
+    # requests in the system are falling). The 60 s goodput still shows the 2-replica fleet:
+    # ordering ceil(5 x 0.95 / 0.25) = 19 now would buy GPUs for a backlog already being served.
+    ready = FleetView(current=5, ready=tuple(f"r{i}" for i in range(5)), ready_ages={"r2": 20.0, "r3": 20.0, "r4": 20.0})
+    out = decide(c, state, ready, Observation(at=0.0, samples=samples(5, 0.0, running=12.0), goodput=gp(0.25), completion_rate=5.0))
+    out = decide(c, out.state, ready, Observation(at=15.0, samples=samples(5, 0.0, running=8.0), goodput=gp(0.25), completion_rate=5.0))
+    assert out.decision.desired == 5, out.decision.reason
+    assert "3 just ready credited" in out.decision.reason
+    # Once they have served a whole window, bad goodput is the new fleet's and scales it up.
+    settled = FleetView(current=5, ready=tuple(f"r{i}" for i in range(5)), ready_ages=dict.fromkeys(("r2", "r3", "r4"), 90.0))
+    out = decide(c, out.state, settled, Observation(at=30.0, samples=samples(5, 0.0, running=8.0), goodput=gp(0.25), completion_rate=5.0))
+    assert out.decision.desired == 9, out.decision.reason  # ceil(5 x 0.95 / 0.25) = 19, 4 per decision
+
+
 def test_stuck_loading_replicas_get_no_credit() -> None:
     c = cfg(initial_load_seconds=100.0)
     starting = (Starting("s0", 500.0),)
@@ -241,6 +258,23 @@ def test_scale_down_keeps_the_concurrency_at_which_the_slo_held() -> None:
         out = decide(c, state, fleet(current), Observation(at=t, samples=samples(current, 0.0, 80.0 / current, kv=0.1), goodput=gp(0.99)))
         state, current = out.state, out.decision.desired
     assert current == 3
+
+
+def test_scale_down_sizes_for_the_busiest_moment_of_the_window_not_a_lull() -> None:
+    c = cfg(down_window_seconds=30.0, window_seconds=60.0)
+    state = PolicyState.initial(c)
+    out = decide(c, state, fleet(4), Observation(at=0.0, samples=samples(4, 0.0, 10.0, kv=0.1), goodput=gp(0.99), completion_rate=4.0))
+    state = out.state  # 10 per replica was fine
+    # Agents between calls: one sample in four catches 32 requests in the system, the others a
+    # lull of 8 that outlasts the 30 s down window but not the 60 s metrics window. Sizing on
+    # the lull (ceil(8 / 8) = 1) would shed replicas that the next busy moment needs.
+    current = 4
+    for i, t in enumerate(range(15, 300, 15)):
+        total = 32.0 if i % 4 == 0 else 8.0
+        obs = Observation(at=float(t), samples=samples(current, 0.0, total / current, kv=0.1), goodput=gp(0.99), completion_rate=4.0)
+        out = decide(c, state, fleet(current), obs)
+        state, current = out.state, out.decision.desired
+    assert current == 4, out.decision.reason  # ceil(32 / (10 x 0.8)) = 4
 
 
 def test_no_ready_replicas_but_loading_waits() -> None:

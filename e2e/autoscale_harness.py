@@ -1,0 +1,152 @@
+"""Simulated vLLM replicas behind a ModelReplicaSet's pods, for the autoscaling e2e tests.
+
+kwok runs no containers, so nothing answers for a replica pod. ``PodBackedSim`` watches the pods
+of one ModelReplicaSet and serves one simulator replica (agentfleet_sim, one process, one port per
+replica) for each pod that is Running; it writes a Prometheus file_sd file whose targets carry the
+labels in-cluster pod scraping gives them (``namespace``, ``pod``, plus the ModelReplicaSet's
+label), so the autoscaler's PromQL (``namespace="...",model_name="..."`` by ``pod``) reads them as
+it would in a cluster. A replica leaves when its pod is deleted.
+
+``ClosedLoopLoad`` is the client side: N agents, each sending its next request when the last one
+returned, routed like the ModelReplicaSet's router would (least outstanding requests among the
+serving pods; a draining pod, ``agentfleet.io/serving=false``, gets no new requests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from agentfleet_sim import FleetThread, start_fleet
+
+MRS_LABEL = "agentfleet.io/modelreplicaset"
+ROLE_LABEL = "agentfleet.io/role"
+SERVING_LABEL = "agentfleet.io/serving"
+
+
+class PodBackedSim:
+    def __init__(self, core: Any, namespace: str, mrs: str, engine: dict[str, Any], sd_file: Path, poll_s: float = 0.3) -> None:
+        self.core = core
+        self.namespace = namespace
+        self.mrs = mrs
+        self.sd_file = sd_file
+        self.poll_s = poll_s
+        self.fleet: FleetThread = start_fleet(0, engine={"model": mrs, "served_name": mrs, **engine})
+        self.backing: dict[str, tuple[int, str]] = {}  # pod -> (replica index, url)
+        self.serving: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._write_sd()
+        self._thread = threading.Thread(target=self._run, name="pod-backed-sim", daemon=True)
+        self._thread.start()
+
+    def _pods(self) -> list[Any]:
+        return list(self.core.list_namespaced_pod(self.namespace, label_selector=f"{MRS_LABEL}={self.mrs}").items)
+
+    def sync(self) -> None:
+        live: dict[str, bool] = {}
+        for pod in self._pods():
+            labels = pod.metadata.labels or {}
+            if labels.get(ROLE_LABEL) == "worker" or pod.metadata.deletion_timestamp is not None:
+                continue
+            if (pod.status.phase or "") != "Running":
+                continue
+            live[pod.metadata.name] = labels.get(SERVING_LABEL) != "false"
+        changed = False
+        for name in sorted(set(self.backing) - set(live)):
+            index, _ = self.backing.pop(name)
+            self.fleet.remove_replica(index)
+            changed = True
+        for name in sorted(set(live) - set(self.backing)):
+            handle = self.fleet.add_replica()
+            self.backing[name] = (handle.index, handle.url)
+            changed = True
+        with self._lock:
+            self.serving = {n for n, s in live.items() if s}
+        if changed:
+            self._write_sd()
+
+    def _write_sd(self) -> None:
+        groups = [
+            {"targets": [url.removeprefix("http://")], "labels": {"namespace": self.namespace, "pod": pod, "modelreplicaset": self.mrs}}
+            for pod, (_, url) in sorted(self.backing.items())
+        ]
+        tmp = self.sd_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(groups))
+        os.replace(tmp, self.sd_file)  # atomic: Prometheus never reads half a file
+
+    def endpoints(self) -> dict[str, str]:
+        """Serving pods -> their replica's URL."""
+        with self._lock:
+            return {p: self.backing[p][1] for p in self.serving if p in self.backing}
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sync()
+            except Exception:  # noqa: BLE001 - an API hiccup: the next poll retries
+                pass
+            self._stop.wait(self.poll_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.fleet.stop()
+
+
+class ClosedLoopLoad:
+    def __init__(self, sim: PodBackedSim, clients: int, max_tokens: int = 20, prompt_words: int = 40) -> None:
+        self.sim = sim
+        self.max_tokens = max_tokens
+        self.prompt_words = prompt_words
+        self.outstanding: dict[str, int] = {}
+        self.done = 0
+        self.errors = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(clients)]
+        for t in self._threads:
+            t.start()
+
+    def _pick(self) -> tuple[str, str] | None:
+        eps = self.sim.endpoints()
+        if not eps:
+            return None
+        with self._lock:
+            pod = min(sorted(eps), key=lambda p: self.outstanding.get(p, 0))
+            self.outstanding[pod] = self.outstanding.get(pod, 0) + 1
+        return pod, eps[pod]
+
+    def _client(self, i: int) -> None:
+        body = json.dumps(
+            {"model": self.sim.mrs, "messages": [{"role": "user", "content": f"agent {i} step " * self.prompt_words}], "max_tokens": self.max_tokens}
+        ).encode()
+        while not self._stop.is_set():
+            picked = self._pick()
+            if picked is None:
+                time.sleep(0.2)
+                continue
+            pod, url = picked
+            req = urllib.request.Request(url + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=60) as resp:
+                    resp.read()
+                with self._lock:
+                    self.done += 1
+            except OSError:
+                with self._lock:
+                    self.errors += 1
+                time.sleep(0.2)
+            finally:
+                with self._lock:
+                    self.outstanding[pod] -= 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(65)
