@@ -451,7 +451,8 @@ class Demo:
             source = f"Job {live['metadata']['name']} rendered by the operator"
         except RuntimeError:
             vi = VectorIndex.model_validate(self.kc.json("-n", self.ns, "get", f"vectorindexes.{GROUP}", vi_name))
-            args = render.ingestion_args(vi.spec, render.source_revision(vi.spec))
+            rev = render.source_revision(vi.spec)
+            args = render.ingestion_args(vi.spec, render.row_tag(rev, render.ingestion_key(vi.spec, rev, milvus_uri)))
             completions = vi.spec.ingestion.parallelism
             source = "args from agentfleet.render.vectorindex (the operator rendered no Job in time)"
         if "--source-dir" in args:

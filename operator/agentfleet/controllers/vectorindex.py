@@ -237,7 +237,8 @@ class Pass:
                 self.kube.delete("batch/v1", "Job", old["metadata"]["name"], self.ns)
         pods = self.kube.list("v1", "Pod", self.ns, f"job-name={job_name}")
         records = [r for r in (progress.latest(_termination(p)) for p in pods) if r is not None]
-        summary = progress.merge(records, vi.spec.ingestion.parallelism, revision)
+        tag = render.row_tag(revision, render.ingestion_key(vi.spec, revision, uri))
+        summary = progress.merge(records, vi.spec.ingestion.parallelism, tag)
         jstatus = live.get("status") or {}
         jconds = {c.get("type"): c for c in jstatus.get("conditions") or [] if c.get("status") == "True"}
         ingestion: dict[str, Any] = {
@@ -254,6 +255,7 @@ class Pass:
             self.event("Warning", "IngestionFailed", f"Job {job_name}: {why}")
         elif "Complete" in jconds:
             ingestion["completedAt"] = jstatus.get("completionTime")
+            self.prune_earlier_ingestions(vi, uri, tag, summary.documents_failed)
             self.condition(
                 INGESTED,
                 True,
@@ -269,6 +271,21 @@ class Pass:
                 f"Job {job_name}: {summary.reported}/{vi.spec.ingestion.parallelism} workers reported, {summary.chunks} chunks so far",
             )
         self.status["ingestion"] = ingestion
+
+    def prune_earlier_ingestions(self, vi: VectorIndex, uri: str, tag: str, failed: int) -> None:
+        """Once an ingestion has finished, delete the rows earlier ingestions wrote: chunks of
+        documents since removed or changed, and chunks cut or embedded under another spec.
+        Not while documents failed: their old chunks are all the index has of them."""
+        marker = ("Pruned", tag, "")
+        if marker in self.reported:
+            return
+        if failed:
+            self.event("Warning", "StaleChunksKept", f"{failed} document(s) failed in this ingestion; rows of earlier ingestions are kept so those documents stay searchable")
+            return
+        manager = CollectionManager.connect(self.target(vi, uri), CollectionSpec.from_vectorindex(vi.spec))
+        manager.prune_revisions(keep=tag)
+        self.reported.add(marker)
+        self.event("Normal", "StaleChunksPruned", f"deleted the rows of earlier ingestions (any metadata.revision other than {tag})")
 
     def summarise(self, vi: VectorIndex) -> None:
         by_type = {c["type"]: c for c in self.conditions}

@@ -156,6 +156,14 @@ def ingestion_key(spec: VectorIndexSpec, revision: str, milvus_uri: str) -> str:
     )
 
 
+def row_tag(revision: str, key: str) -> str:
+    """What an ingestion stores as every row's metadata.revision: the source revision plus the
+    ingestion key. A chunking or embedding change keeps the source revision but writes other
+    rows (other chunk ids, other vectors), so the key must be in the tag for the rows of earlier
+    ingestions to be told apart and pruned."""
+    return f"{revision}+{key}"
+
+
 def ingestion_job_name(vi_name: str, key: str) -> str:
     suffix = f"-ingest-{key}"
     return vi_name[: JOB_NAME_MAX - len(suffix)].rstrip("-.") + suffix
@@ -287,7 +295,7 @@ def render_ingestion_job(
         "name": CONTAINER,
         "image": spec.ingestion.image or image,
         "command": ["python", "-m", INGEST_MODULE],
-        "args": ingestion_args(spec, revision),
+        "args": ingestion_args(spec, row_tag(revision, key)),
         "env": env,
         "resources": copy.deepcopy(resources or DEFAULT_RESOURCES),
         "volumeMounts": mounts,

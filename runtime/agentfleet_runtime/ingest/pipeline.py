@@ -41,8 +41,8 @@ class IngestOptions:
     revision: str = ""
     worker: int = 0
     workers: int = 1
-    max_tokens: int = 256
-    overlap_tokens: int = 32
+    max_tokens: int = 128  # spec.chunking's defaults
+    overlap_tokens: int = 16
     insert_batch_size: int = 512
     max_document_bytes: int = 10 * 1024 * 1024
     partition_key: str | None = None

@@ -57,6 +57,27 @@ def test_int8_stays_close_to_fp32(embedder, tmp_path: Path, monkeypatch: pytest.
     assert ((alone * embedder.embed(texts)[:5]).sum(axis=1) > 0.98).all()
 
 
+@pytest.mark.parametrize("budget", [128, 254])  # the default chunk size, and the model's whole window
+def test_int8_stays_close_to_fp32_on_real_chunks(embedder, budget: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Chunks the ingestion pipeline really produces (generated corpus, sentence packing, full
+    batches of mixed lengths): int8 must stay within quantization noise of fp32 at every length."""
+    from agentfleet_runtime.ingest.chunking import chunk_document
+    from agentfleet_runtime.ingest.minilm import MiniLMEmbedder
+    from agentfleet_runtime.ingest.pipeline import IngestOptions
+    from tests.integration.ingest import corpus as gen
+
+    monkeypatch.setenv("AGENTFLEET_CACHE_DIR", str(tmp_path))
+    fp32 = MiniLMEmbedder(precision="fp32")
+    docs = gen.generate(40, seed=5, filler_paragraphs=12).documents  # id -> text
+    overlap = IngestOptions().overlap_tokens
+    texts = [c.text for doc_id, text in docs.items() for c in chunk_document(doc_id, text, embedder.count_tokens, budget, overlap)]
+    lengths = embedder.count_tokens(texts)
+    assert len(texts) >= 64 and max(lengths) > budget * 3 // 4  # full batches, near the budget
+    cos = (embedder.embed(texts) * fp32.embed(texts)).sum(axis=1)
+    print(f"budget {budget}: {len(texts)} chunks, int8 vs fp32 cosine min {cos.min():.4f} mean {cos.mean():.4f}")
+    assert cos.min() > 0.97 and cos.mean() > 0.985
+
+
 def test_minilm_tokenizer_drives_the_chunk_budget(embedder) -> None:  # type: ignore[no-untyped-def]
     text = " ".join(f"Sentence {i} mentions zarvokization and other wordpieces." for i in range(200))
     chunks = chunk_text(text, embedder.count_tokens, max_tokens=64, overlap_tokens=8)

@@ -132,7 +132,7 @@ def test_a_new_revision_makes_a_new_job_and_the_same_inputs_the_same_job() -> No
     assert a["metadata"]["name"] == b["metadata"]["name"]
     c = _job(revision="v2")
     assert c["metadata"]["name"] != a["metadata"]["name"]
-    chunking = _job({**CASES["configmap"], "chunking": {"maxTokens": 128}}, revision="v1")
+    chunking = _job({**CASES["configmap"], "chunking": {"maxTokens": 256}}, revision="v1")
     assert chunking["metadata"]["name"] != a["metadata"]["name"]  # other chunks: re-ingest
     batch = _job({**CASES["configmap"], "embedding": {"batchSize": 8}, "ingestion": {"backoffLimit": 9}}, revision="v1")
     assert batch["metadata"]["name"] == a["metadata"]["name"]  # same rows: same Job
@@ -159,7 +159,7 @@ def test_rendered_args_are_what_the_worker_parses() -> None:
         assert args.source_dir == "/mnt/source" and args.collection == CASES[case]["collection"]
         env = {e["name"]: e.get("value") for e in c["env"]}
         assert args.workers == int(env["INGEST_WORKERS"]) == CASES[case].get("ingestion", {}).get("parallelism", 2)
-        assert (args.max_tokens, args.dimension) == (CASES[case].get("chunking", {}).get("maxTokens", 256), 384)
+        assert (args.max_tokens, args.dimension) == (CASES[case].get("chunking", {}).get("maxTokens", 128), 384)
     urls = render_ingestion(vi({**CASES["configmap"], "source": {"urls": ["https://x/a", "https://x/b"]}}), image=IMAGE, milvus_uri=URI, revision="r")
     cm, job = urls
     args = build_parser().parse_args(job["spec"]["template"]["spec"]["containers"][0]["args"])
@@ -221,3 +221,15 @@ def test_milvus_readiness_and_endpoint() -> None:
     assert milvus_ready(ready) == (True, "ok")
     assert milvus_uri(ready) == "http://kb-milvus-milvus.team-a:19530"
     assert milvus_uri({"status": {**ready["status"], "endpoint": "svc.ns"}}) == "http://svc.ns:19530"
+
+
+def test_chunking_defaults_agree_across_api_worker_and_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentfleet.api.vectorindex import Chunking
+    from agentfleet_runtime.ingest.pipeline import IngestOptions
+
+    # A worker started by hand (no operator-rendered args) must chunk like a default VectorIndex.
+    monkeypatch.delenv("INGEST_MAX_TOKENS", raising=False)
+    monkeypatch.delenv("INGEST_OVERLAP_TOKENS", raising=False)
+    args = build_parser().parse_args([])
+    api = Chunking()
+    assert (api.max_tokens, api.overlap_tokens) == (args.max_tokens, args.overlap_tokens) == (IngestOptions().max_tokens, IngestOptions().overlap_tokens)
