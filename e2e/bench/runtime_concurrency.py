@@ -57,6 +57,7 @@ async def run_once(redis_url: str, model_url: str | None, tasks: int, concurrenc
         sub = Submission(f"job {i} #steps=3 #latency={latency}", "", config.limits(), None, "", {})
         pipe_ids.append((await store.submit(new_task(uuid.uuid4().hex, sub, time.time())))[1])
     rss0 = rss_mib()
+    redis_cpu0 = await redis_cpu_seconds(store)
     t0, cpu0 = time.perf_counter(), time.process_time()
     await worker.start()
     peak_in_flight, peak_rss = 0, rss0
@@ -69,6 +70,7 @@ async def run_once(redis_url: str, model_url: str | None, tasks: int, concurrenc
             break
         await asyncio.sleep(0.25)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    redis_cpu = await redis_cpu_seconds(store) - redis_cpu0
     states = await store.statuses(pipe_ids)
     assert all(s and s["status"] == "done" for s in states), "some tasks did not finish"
     await worker.kill()
@@ -77,6 +79,7 @@ async def run_once(redis_url: str, model_url: str | None, tasks: int, concurrenc
     return {
         "wall": wall,
         "cpu": cpu,
+        "redis_cpu": redis_cpu,
         "ideal": ideal,
         "peak_in_flight": peak_in_flight,
         "rss0": rss0,
@@ -84,6 +87,12 @@ async def run_once(redis_url: str, model_url: str | None, tasks: int, concurrenc
         "concurrency": concurrency,
         "latency": latency,
     }
+
+
+async def redis_cpu_seconds(store: TaskStore) -> float:
+    """CPU used by redis-server so far: it shares this machine's cores with the worker."""
+    info = await store.r.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def report(name: str, tasks: int, r: dict[str, float]) -> None:
@@ -98,6 +107,7 @@ def report(name: str, tasks: int, r: dict[str, float]) -> None:
         f"{'':<34} worker CPU {per_step * 1000:.2f} ms per step: one free core would sustain {1 / per_step:.0f} model calls/s "
         f"({min(1.0, (1 / per_step) / (r['concurrency'] / r['latency'])) * 100:.0f}% of ideal); this run got {r['cpu'] / r['wall'] * 100:.0f}% of a core"
     )
+    print(f"{'':<34} redis-server CPU {r['redis_cpu'] / calls * 1000:.2f} ms per step (same machine)")
 
 
 async def main(args: argparse.Namespace) -> None:

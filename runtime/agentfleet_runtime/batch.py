@@ -5,59 +5,108 @@ a write syscall and a read per call. The batcher queues calls made during one ev
 sends them as one pipeline (no MULTI: the scripts are atomic one by one, and the batch need not
 be). One task alone sees the same latency as a direct call; many tasks share the syscalls.
 
-Order is kept: calls are sent in the order they were made. A NOSCRIPT reply (Redis restarted
-and lost its script cache) reloads the script and re-sends just that call.
+The round trip is done here rather than with redis-py's ``Pipeline``: that one arms a timer per
+reply (a socket timeout per read) and runs each reply through its command machinery, which cost
+more CPU than the scripts' own work. Here one timeout covers the whole batch, the replies are read
+straight off the connection, and connection errors are retried with the client's ``Retry`` (the
+same policy as every other command; re-sending is safe because the scripts are idempotent per step).
+
+Order: calls are sent in the order they were made; with several batches in flight, two batches
+may run interleaved, which is harmless because one task never has two calls outstanding (each
+caller awaits its call). A NOSCRIPT reply (Redis restarted and lost its script cache) reloads
+the script and re-sends just that call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from typing import Any
 
 from redis.asyncio.client import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 MAX_BATCH = 256
+# Batches in flight at once, each on its own pooled connection: while Redis runs one, the next is
+# already on the wire, so Redis never idles waiting for this process to read a reply and write
+# the next batch. Calls of one task never overlap (it awaits each), so their order is kept.
+MAX_IN_FLIGHT = 4
+DEFAULT_TIMEOUT = 30.0  # a batch's round trip, when the client has no socket timeout
+
+_Item = tuple[AsyncScript, list[str], list[Any], asyncio.Future[Any]]
 
 
 class ScriptBatcher:
-    def __init__(self, r: Redis, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, r: Redis, max_batch: int = MAX_BATCH, max_in_flight: int = MAX_IN_FLIGHT) -> None:
         self.r = r
         self.max_batch = max_batch
-        self._queue: list[tuple[AsyncScript, list[str], list[Any], asyncio.Future[Any]]] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.max_in_flight = max_in_flight
+        self._queue: list[_Item] = []
+        self._idle: list[asyncio.Future[None]] = []  # one per sender waiting for work
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._kicked = False  # a sender is on its way to take the queue: no need to wake another
 
-    async def call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+    def call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        """Queue one EVALSHA; the returned future resolves to its reply (or its error)."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((script, keys, args, fut))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="script-batcher")
-        self._wake.set()
-        return await fut
+        if not self._kicked:
+            self._kick()
+        return fut
+
+    def _kick(self) -> None:
+        """Get one sender to the queue: an idle one, else a new one, unless all are busy (a busy
+        sender takes the queue when its batch is done)."""
+        while self._idle:
+            waiter = self._idle.pop()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._kicked = True
+                return
+        if len(self._tasks) < self.max_in_flight:
+            task = asyncio.create_task(self._run(), name="script-batcher")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            self._kicked = True
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            if not self._queue:
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._idle.append(waiter)
+                await waiter
             await asyncio.sleep(0)  # let the other tasks ready in this turn queue their calls
-            while self._queue:
-                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-                await self._send(batch)
+            self._kicked = False
+            if not self._queue:
+                continue
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            if self._queue:
+                self._kick()  # more than one batch waiting: another sender takes the next
+            await self._send(batch)
 
-    async def _send(self, batch: list[tuple[AsyncScript, list[str], list[Any], asyncio.Future[Any]]]) -> None:
-        pipe = self.r.pipeline(transaction=False)
-        for script, keys, args, _ in batch:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
+    async def _send(self, batch: list[_Item]) -> None:
+        pool = self.r.connection_pool
         try:
-            results = await pipe.execute(raise_on_error=False)
-        except Exception as e:  # the whole round trip failed (after the client's retries)
-            for *_, fut in batch:
-                if not fut.done():
-                    fut.set_exception(e)
+            conn = await pool.get_connection()
+        except Exception as e:
+            _fail_all(batch, e)
             return
+        commands = [("EVALSHA", script.sha, len(keys), *keys, *args) for script, keys, args, _ in batch]
+        try:
+
+            async def failed(_error: Exception) -> None:
+                await conn.disconnect()
+
+            results = await conn.retry.call_with_retry(lambda: _round_trip(conn, commands), failed)
+        except Exception as e:  # the whole round trip failed (after the client's retries)
+            _fail_all(batch, e)
+            return
+        finally:
+            await pool.release(conn)
         again = []
         for item, res in zip(batch, results, strict=True):
             fut = item[3]
@@ -70,13 +119,48 @@ class ScriptBatcher:
             else:
                 fut.set_result(res)
         if again:
-            for script in {id(i[0]): i[0] for i in again}.values():
-                await self.r.script_load(script.script)
+            try:
+                for script in {id(i[0]): i[0] for i in again}.values():
+                    await self.r.script_load(script.script)
+            except Exception as e:
+                _fail_all(again, e)
+                return
             self._queue[:0] = again
-            self._wake.set()
+            if not self._kicked:
+                self._kick()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        tasks, self._tasks = list(self._tasks), set()
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await t
+        self._idle.clear()
+        self._kicked = False
+
+
+def _fail_all(batch: list[_Item], e: BaseException) -> None:
+    for *_, fut in batch:
+        if not fut.done():
+            fut.set_exception(e)
+
+
+async def _round_trip(conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Write all commands at once, then read one reply each; a reply that is an error is returned
+    in its place (the others stand). Any other failure leaves the connection closed."""
+    try:
+        async with asyncio.timeout(conn.socket_timeout or DEFAULT_TIMEOUT):
+            await conn.send_packed_command(conn.pack_commands(commands))
+            out: list[Any] = []
+            for _ in commands:
+                try:
+                    # math.inf: no timer per reply, the batch's timeout above covers them all.
+                    out.append(await conn.read_response(timeout=math.inf))
+                except ResponseError as e:
+                    out.append(e)
+            return out
+    except TimeoutError:
+        # The read was cancelled mid-reply: redis-py closed the connection, so nothing desyncs.
+        await conn.disconnect()
+        raise RedisTimeoutError("Timeout running a batch of scripts") from None

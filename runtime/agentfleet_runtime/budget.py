@@ -5,7 +5,7 @@ Pure: callers pass the clock and the usage; nothing here touches Redis or the mo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -22,9 +22,19 @@ class Prices:
     input_per_million: Decimal = Decimal(0)
     output_per_million: Decimal = Decimal(0)
     currency: str = "USD"
+    # Nanos per token when both prices are whole nanos per token (at most 3 decimals per million
+    # tokens, the usual case): the cost of a step is then integer arithmetic, exact and cheap.
+    _nanos_per_token: tuple[int, int] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        per_in, per_out = Decimal(self.input_per_million) * 1000, Decimal(self.output_per_million) * 1000
+        if per_in.is_finite() and per_out.is_finite() and per_in == per_in.to_integral_value() and per_out == per_out.to_integral_value():
+            object.__setattr__(self, "_nanos_per_token", (int(per_in), int(per_out)))
 
     def cost_nanos(self, usage: Usage) -> int:
         """Cost in 1e-9 currency units, rounded up so that many tiny calls never round to free."""
+        if self._nanos_per_token is not None:
+            return usage.prompt_tokens * self._nanos_per_token[0] + usage.completion_tokens * self._nanos_per_token[1]
         cost = (Decimal(usage.prompt_tokens) * self.input_per_million + Decimal(usage.completion_tokens) * self.output_per_million) / MILLION
         nanos = cost * NANOS
         whole = int(nanos)

@@ -20,7 +20,7 @@ from agentfleet_runtime.budget import Prices, TreeUsage, exhausted
 from agentfleet_runtime.errors import Cancelled, Released
 from agentfleet_runtime.logs import step_var, task_id_var
 from agentfleet_runtime.model import ModelClient, ModelRequest
-from agentfleet_runtime.prompt import best_answer, build_messages
+from agentfleet_runtime.prompt import PromptCache, best_answer, head_messages
 from agentfleet_runtime.store import Acquired, TaskStore
 from agentfleet_runtime.textcalls import parse_text_reply
 from agentfleet_runtime.tools import ToolBox
@@ -76,6 +76,9 @@ class TaskRun:
         schemas = self.tools.schemas()
         text_tools = self.settings.tool_calling == "text"
         native = self.settings.tool_calling != "text"
+        prompt = PromptCache(
+            head_messages(system_prompt=self.settings.system_prompt, goal=rec.goal, tool_schemas=schemas, text_tools=text_tools, session_context=session_ctx)
+        )
         while True:
             if self.draining():
                 raise Released(rec.id)
@@ -93,14 +96,7 @@ class TaskRun:
             if stop is not None:
                 log.info("budget reached", extra={"reason": stop.value})
                 return await self._finish(Status.DONE, stop.value, best_answer(self.steps))
-            messages = build_messages(
-                system_prompt=self.settings.system_prompt,
-                goal=rec.goal,
-                steps=self.steps,
-                tool_schemas=schemas,
-                text_tools=text_tools,
-                session_context=session_ctx,
-            )
+            messages = prompt.messages(self.steps)
             left = rec.deadline - now
             request = ModelRequest(
                 messages=messages,
@@ -131,7 +127,7 @@ class TaskRun:
             metrics.TOKENS_IN.inc(reply.usage.prompt_tokens)
             metrics.TOKENS_OUT.inc(reply.usage.completion_tokens)
             if cost:
-                metrics.COST.labels(self.prices.currency).inc(cost / 1e9)
+                metrics.spent(self.prices.currency, cost / 1e9)
             if not calls:
                 return await self._finish(Status.DONE, StopReason.FINAL_ANSWER.value, content.strip(), final_step=step, cost=cost)
             self.tree, cancel = await self.store.plan(rec, self.lease, step, cost)

@@ -61,6 +61,17 @@ class ModelObserver:
 
 
 _tool_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+_cost_children: dict[str, Any] = {}
+
+
+def spent(currency: str, amount: float) -> None:
+    """Add a model call's cost (per step: the labelled child is looked up once per currency)."""
+    child = _cost_children.get(currency)
+    if child is None:
+        child = _cost_children[currency] = COST.labels(currency)
+    child.inc(amount)
+
+
 _breaker_children: dict[str, Any] = {}
 
 
@@ -73,11 +84,19 @@ def tool_called(tool: str, outcome: str, seconds: float) -> None:
         pair[1].observe(seconds)
 
 
+_breaker_last: dict[str, int] = {}
+
+
 def breaker_state(tool: str, state: BreakerState) -> None:
+    # Reported around every tool call; the gauge (a lock) is touched only when the state changes.
+    value = int(state)
+    if _breaker_last.get(tool) == value:
+        return
     gauge = _breaker_children.get(tool)
     if gauge is None:
         gauge = _breaker_children[tool] = BREAKER.labels(tool)
-    gauge.set(int(state))
+    gauge.set(value)
+    _breaker_last[tool] = value
 
 
 def retrieval_cache(hit: bool) -> None:

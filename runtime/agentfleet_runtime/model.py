@@ -9,7 +9,6 @@ without the loop changing.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from typing import Any, Literal, Protocol
 
 import aiohttp
 
+from agentfleet_runtime import fastjson
+from agentfleet_runtime.http1 import ConnectionFailed, Http1Client
 from agentfleet_runtime.textcalls import coerce_arguments
 from agentfleet_runtime.types import ModelReply, ToolCall, Usage
 
@@ -106,6 +107,12 @@ class OpenAIChatClient:
         self.send_tools = send_tools
         self.observer = observer  # metrics hook: observer(outcome, seconds) and observer.retry()
         self._session: aiohttp.ClientSession | None = None
+        self._headers = {"Content-Type": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        # Plain http (in-cluster model servers): the lean keep-alive client, a fraction of
+        # aiohttp's CPU per call (http1.py); https and anything else: aiohttp.
+        self._h1 = Http1Client(self.url, self._headers) if self.url.startswith("http://") else None
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -114,8 +121,17 @@ class OpenAIChatClient:
         return self._session
 
     async def close(self) -> None:
+        if self._h1 is not None:
+            await self._h1.close()
         if self._session is not None:
             await self._session.close()
+
+    async def _post(self, payload: bytes, timeout: float) -> tuple[int, bytes]:
+        if self._h1 is not None:
+            async with asyncio.timeout(timeout):
+                return await self._h1.post(payload)
+        async with self._http().post(self.url, data=payload, headers=self._headers, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            return resp.status, await resp.read()
 
     def _body(self, req: ModelRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -130,10 +146,7 @@ class OpenAIChatClient:
         return body
 
     async def complete(self, request: ModelRequest) -> ModelReply:
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        payload = json.dumps(self._body(request))
+        payload = fastjson.dumpb(self._body(request))  # the whole history, every step: the fast encoder
         deadline = time.monotonic() + (request.timeout if request.timeout is not None else self.timeout * (self.max_retries + 1))
         last: ModelError | None = None
         for attempt in range(self.max_retries + 1):
@@ -142,15 +155,15 @@ class OpenAIChatClient:
                 break
             started = time.monotonic()
             try:
-                async with self._http().post(self.url, data=payload, headers=headers, timeout=aiohttp.ClientTimeout(total=min(self.timeout, left))) as resp:
-                    text = await resp.text()
-                    if resp.status >= 400:
-                        retryable = resp.status >= 500 or resp.status in (408, 409, 429)
-                        raise ModelError(f"model server answered {resp.status}: {text[:300]}", status=resp.status, retryable=retryable)
-                    try:
-                        reply = parse_chat_completion(json.loads(text))
-                    except ValueError as e:
-                        raise ModelError(f"model server sent invalid JSON: {e}", retryable=True) from e
+                status, raw = await self._post(payload, min(self.timeout, left))
+                if status >= 400:
+                    retryable = status >= 500 or status in (408, 409, 429)
+                    text = raw[:1200].decode("utf-8", errors="replace")
+                    raise ModelError(f"model server answered {status}: {text[:300]}", status=status, retryable=retryable)
+                try:
+                    reply = parse_chat_completion(fastjson.loads(raw))
+                except ValueError as e:
+                    raise ModelError(f"model server sent invalid JSON: {e}", retryable=True) from e
                 self._observe("ok", time.monotonic() - started)
                 return reply
             except ModelError as e:
@@ -161,7 +174,7 @@ class OpenAIChatClient:
             except TimeoutError:
                 last = ModelError(f"model call timed out after {time.monotonic() - started:.1f}s", retryable=True)
                 self._observe("timeout", time.monotonic() - started)
-            except aiohttp.ClientError as e:
+            except (aiohttp.ClientError, ConnectionFailed) as e:
                 last = ModelError(f"model server unreachable: {e}", retryable=True)
                 self._observe("error", time.monotonic() - started)
             if attempt < self.max_retries:

@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from agentfleet_runtime import fastjson
 from agentfleet_runtime.textcalls import parse_text_reply
 from agentfleet_runtime.types import Step
 
@@ -57,34 +58,75 @@ def build_messages(
     text_tools: bool = False,
     session_context: Sequence[tuple[str, str]] = (),
 ) -> list[dict[str, Any]]:
+    messages = head_messages(system_prompt=system_prompt, goal=goal, tool_schemas=tool_schemas, text_tools=text_tools, session_context=session_context)
+    for step in steps:
+        messages += step_messages(step)
+    return messages
+
+
+def head_messages(
+    *,
+    system_prompt: str,
+    goal: str,
+    tool_schemas: Sequence[dict[str, Any]] = (),
+    text_tools: bool = False,
+    session_context: Sequence[tuple[str, str]] = (),
+) -> list[dict[str, Any]]:
+    """The system and goal messages that open every prompt of a task."""
     system = system_prompt
     if text_tools and tool_schemas:
         system += "\n\n" + TEXT_PROTOCOL.format(tools=describe_tools_for_text(tool_schemas))
     if session_context:
         earlier = "\n".join(f"- Q: {g}\n  A: {a}" for g, a in session_context)
         system += f"\n\nEarlier in this session:\n{earlier}"
-    messages: list[dict[str, Any]] = [{"role": "system", "content": system}, {"role": "user", "content": goal}]
-    for step in steps:
-        if not step.tool_calls:
-            messages.append({"role": "assistant", "content": step.content})
-            continue
-        obs = step.observations or []
-        if _is_text_step(step):
-            # The model wrote the call as text: show it its own text and the results as a user turn.
-            messages.append({"role": "assistant", "content": step.content or _calls_as_text(step)})
-            if obs:
-                messages.append({"role": "user", "content": "\n\n".join(f"Observation from {o.name}:\n{o.output}" for o in obs)})
-            continue
-        messages.append(
-            {
-                "role": "assistant",
-                "content": step.content or None,
-                "tool_calls": [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}} for c in step.tool_calls],
-            }
-        )
-        for o in obs:
-            messages.append({"role": "tool", "tool_call_id": o.call_id, "content": o.output})
-    return messages
+    return [{"role": "system", "content": system}, {"role": "user", "content": goal}]
+
+
+def step_messages(step: Step) -> list[dict[str, Any]]:
+    """One step's messages: the model's turn, then its tools' observations (if any yet)."""
+    if not step.tool_calls:
+        return [{"role": "assistant", "content": step.content}]
+    obs = step.observations or []
+    if _is_text_step(step):
+        # The model wrote the call as text: show it its own text and the results as a user turn.
+        out: list[dict[str, Any]] = [{"role": "assistant", "content": step.content or _calls_as_text(step)}]
+        if obs:
+            out.append({"role": "user", "content": "\n\n".join(f"Observation from {o.name}:\n{o.output}" for o in obs)})
+        return out
+    out = [
+        {
+            "role": "assistant",
+            "content": step.content or None,
+            "tool_calls": [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": fastjson.dumps(c.arguments)}} for c in step.tool_calls],
+        }
+    ]
+    for o in obs:
+        out.append({"role": "tool", "tool_call_id": o.call_id, "content": o.output})
+    return out
+
+
+class PromptCache:
+    """The messages of a running task, extended by one step at a time.
+
+    A finished step's messages never change, so rebuilding the whole history for every model call
+    (quadratic in the steps of a long task) is unnecessary; the prompt stays exactly what
+    ``build_messages`` gives for the same steps (a resumed task sends the same prefix).
+    """
+
+    __slots__ = ("_messages", "_steps")
+
+    def __init__(self, head: list[dict[str, Any]]) -> None:
+        self._messages = head
+        self._steps = 0
+
+    def messages(self, steps: Sequence[Step]) -> list[dict[str, Any]]:
+        """The prompt for ``steps``, all of them complete (a copy: callers may keep it)."""
+        if len(steps) < self._steps:  # not the steps cached from: start over from the head
+            self._messages, self._steps = self._messages[:2], 0
+        while self._steps < len(steps):
+            self._messages += step_messages(steps[self._steps])
+            self._steps += 1
+        return list(self._messages)
 
 
 def _calls_as_text(step: Step) -> str:

@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from agentfleet_runtime import lua
+from agentfleet_runtime import fastjson, lua
 from agentfleet_runtime.batch import ScriptBatcher
 from agentfleet_runtime.budget import TreeUsage
 from agentfleet_runtime.errors import CheckpointConflict, LeaseLost
@@ -81,8 +81,9 @@ def connect(url: str, password: str | None = None, max_connections: int = 128) -
     return aioredis.Redis(connection_pool=pool)
 
 
-def event(kind: str, **data: Any) -> str:
-    return json.dumps({"type": kind, "at": round(time.time(), 3), **data}, separators=(",", ":"))
+def event(kind: str, **data: Any) -> bytes:
+    """A progress event, as stored on the task's events stream (compact JSON)."""
+    return fastjson.dumpb({"type": kind, "at": round(time.time(), 3), **data})
 
 
 def _pairs(flat: Sequence[str]) -> dict[str, str]:
@@ -106,8 +107,9 @@ class TaskStore:
         self._heartbeat = r.register_script(lua.HEARTBEAT)
         self.batcher = ScriptBatcher(r)
 
-    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        return await self.batcher.call(script, keys, args)
+    def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """Run a script in the next batch (batch.py); an awaitable of its reply."""
+        return self.batcher.call(script, keys, args)
 
     async def close(self) -> None:
         await self.batcher.close()
@@ -116,6 +118,25 @@ class TaskStore:
     def _task_keys(self, task_id: str) -> list[str]:
         k = self.keys
         return [k.task(task_id), k.steps(task_id), k.events(task_id), k.children(task_id), k.stream, k.dead]
+
+    async def load_scripts(self) -> None:
+        """Load every script once up front: otherwise the first batch of a worker that starts
+        with hundreds of tasks gets a NOSCRIPT error per call and is sent twice."""
+        pipe = self.r.pipeline(transaction=False)
+        for script in (
+            self._submit,
+            self._acquire,
+            self._plan,
+            self._complete,
+            self._finish,
+            self._retry,
+            self._release,
+            self._cancel,
+            self._promote,
+            self._heartbeat,
+        ):
+            pipe.script_load(script.script)
+        await pipe.execute()
 
     async def ensure_group(self) -> None:
         try:
@@ -177,7 +198,7 @@ class TaskStore:
         if res[0] != "ok":
             return res[0]
         record = TaskRecord.from_hash(_pairs(res[1]))
-        steps = [Step.from_json(json.loads(s)) for s in res[2]]
+        steps = [Step.from_json(fastjson.loads(s)) for s in res[2]]
         limits_json, deadline, tree_tokens, tree_cost = res[3]
         root_limits = Limits.from_json(json.loads(limits_json)) if limits_json else record.limits
         tree = TreeUsage(int(tree_tokens or 0), int(tree_cost or 0))
@@ -198,7 +219,7 @@ class TaskStore:
         res = await self._call(
             self._plan,
             [self.keys.task(rec.id), self.keys.steps(rec.id), self.keys.events(rec.id), self.keys.task(rec.root)],
-            [lease, step.n, json.dumps(step.to_json()), step.usage.prompt_tokens, step.usage.completion_tokens, cost_nanos, ev],
+            [lease, step.n, fastjson.dumpb(step.to_json()), step.usage.prompt_tokens, step.usage.completion_tokens, cost_nanos, ev],
         )
         if res[0] == -1:
             raise LeaseLost(rec.id)
@@ -213,7 +234,7 @@ class TaskStore:
         res = await self._call(
             self._complete,
             [self.keys.task(rec.id), self.keys.steps(rec.id), self.keys.events(rec.id)],
-            [lease, step.n, json.dumps(step.to_json()), ev],
+            [lease, step.n, fastjson.dumpb(step.to_json()), ev],
         )
         if res[0] == -1:
             raise LeaseLost(rec.id)
@@ -236,7 +257,7 @@ class TaskStore:
     ) -> bool:
         """End a task and acknowledge its stream entry in one step. False if it had already ended."""
         ev = event("finished", status=status.value, reason=reason, answer=answer, error=error or None)
-        step_json = json.dumps(final_step.to_json()) if final_step else ""
+        step_json = fastjson.dumpb(final_step.to_json()) if final_step else ""
         n = final_step.n if final_step else 0
         usage = final_step.usage if final_step else None
         res = await self._call(
@@ -360,7 +381,7 @@ class TaskStore:
         return TaskRecord.from_hash(h), h
 
     async def steps(self, task_id: str) -> list[Step]:
-        return [Step.from_json(json.loads(s)) for s in await self.r.lrange(self.keys.steps(task_id), 0, -1)]
+        return [Step.from_json(fastjson.loads(s)) for s in await self.r.lrange(self.keys.steps(task_id), 0, -1)]
 
     async def children(self, task_id: str) -> list[str]:
         return await self.r.lrange(self.keys.children(task_id), 0, -1)

@@ -6,7 +6,7 @@ and the task API share one shape.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -83,7 +83,8 @@ class Observation:
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # Spelled out: dataclasses.asdict deep-copies field by field, a visible cost per step.
+        return {"call_id": self.call_id, "name": self.name, "ok": self.ok, "output": self.output, "seconds": self.seconds}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Observation:
@@ -234,13 +235,13 @@ class TaskRecord:
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> TaskRecord:
-        import json
+        from agentfleet_runtime.fastjson import loads
 
         return cls(
             id=h["id"],
             goal=h.get("goal", ""),
             status=Status(h.get("status", "queued")),
-            limits=Limits.from_json(json.loads(h["limits"])),
+            limits=Limits.from_json(loads(h["limits"])),
             created_at=float(h.get("created_at") or 0),
             deadline=float(h.get("deadline") or 0),
             root=h.get("root") or h["id"],
@@ -259,5 +260,5 @@ class TaskRecord:
             completion_tokens=int(h.get("completion_tokens") or 0),
             cost_nanos=int(h.get("cost_nanos") or 0),
             cancel=h.get("cancel") == "1",
-            metadata=json.loads(h.get("metadata") or "{}"),
+            metadata=loads(h.get("metadata") or "{}"),
         )

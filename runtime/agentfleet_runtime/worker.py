@@ -141,6 +141,7 @@ class Worker:
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.store.ensure_group()
+        await self.store.load_scripts()
         self._pubsub = self.r.pubsub()
         await self._pubsub.subscribe(self.keys.cancel_channel, self.keys.done_channel)
         for fn in (self._fetch_loop, self._reclaim_loop, self._heartbeat_loop, self._notify_loop, self._stats_loop):
@@ -176,9 +177,18 @@ class Worker:
         self._stopped.set()
 
     async def close(self) -> None:
-        for t in self._background:
-            t.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        # redis-py (8.1) can swallow a cancellation that lands in a blocking XREADGROUP and go on
+        # reading: the fetch loop then never ends and neither would this. Cancel again until all
+        # background loops have ended (each try costs at most a short wait).
+        pending = set(self._background)
+        for _ in range(50):
+            if not pending:
+                break
+            for t in pending:
+                t.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.2)
+        if pending:
+            log.error("background loops did not stop", extra={"loops": sorted(t.get_name() for t in pending)})
         self._background.clear()
         with contextlib.suppress(Exception):
             await self._pubsub.aclose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from agentfleet_runtime.prompt import best_answer, build_messages, tool_schema
+from agentfleet_runtime.prompt import PromptCache, best_answer, build_messages, head_messages, tool_schema
 from agentfleet_runtime.types import Observation, Step, ToolCall, Usage
 
 SCHEMAS = [tool_schema("search", "Searches.", {"type": "object", "properties": {"query": {"type": "string"}}})]
@@ -63,3 +63,19 @@ def test_step_json_round_trip():
     assert type(s).from_json(json.loads(json.dumps(s.to_json()))) == s
     s.observations = None
     assert type(s).from_json(s.to_json()).observations is None
+
+
+def test_prompt_cache_gives_what_build_messages_gives_step_by_step():
+    schemas = [tool_schema("echo", "d", None)]
+    for text in (False, True):
+        cache = PromptCache(head_messages(system_prompt="sys", goal="g", tool_schemas=schemas, text_tools=text, session_context=[("q", "a")]))
+        steps: list[Step] = []
+        for n in range(4):
+            got = cache.messages(steps)
+            assert got == build_messages(system_prompt="sys", goal="g", steps=steps, tool_schemas=schemas, text_tools=text, session_context=[("q", "a")])
+            got.append({"role": "user", "content": "a caller's own change"})  # a copy: the cache is unaffected
+            cid = f"text-{n}" if text else f"c{n}"
+            steps.append(Step(n, "", [ToolCall(cid, "echo", {"n": n})], Usage(1, 1), observations=[Observation(cid, "echo", True, f"out {n}")]))
+        assert cache.messages(steps[:1]) == build_messages(
+            system_prompt="sys", goal="g", steps=steps[:1], tool_schemas=schemas, text_tools=text, session_context=[("q", "a")]
+        )
