@@ -305,6 +305,9 @@ class ReplicaPlacement(Model):
     phase: Literal["Pending", "Loading", "Ready", "Draining", "Failed"] = Field(default="Pending", description="Lifecycle phase of the replica.")
     endpoint: str | None = Field(default=None, max_length=512, description="host:port of the replica's OpenAI server, for sticky routing.")
     restarts: int = Field(default=0, ge=0, description="Group restarts so far.")
+    failed_at: str | None = Field(
+        default=None, max_length=64, description="When the replica last failed (RFC 3339); its restart waits out the backoff from then, across operator restarts."
+    )
 
 
 class ObservedMetrics(Model):

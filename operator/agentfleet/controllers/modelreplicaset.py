@@ -91,6 +91,7 @@ from agentfleet.rollout import (
     observe_pod,
     parse_in_flight,
     parse_replica_name,
+    parse_time,
     replica_health,
     replica_phase,
     restart_backoff,
@@ -194,7 +195,7 @@ class Snapshot:
 @dataclass
 class Memory:
     """What one operator process remembers about a ModelReplicaSet between reconciles. Losing it
-    (a restart) is safe: backoffs restart from the moment a failure is first seen again, and
+    (a restart) is safe: a failed replica's backoff counts from status.placements[].failedAt, and
     children are re-applied once."""
 
     failed_at: dict[str, float] = field(default_factory=dict)
@@ -604,7 +605,9 @@ class _Pass:
 
             # A failed replica waiting out its backoff: its pods are gone or going.
             if rec and rec.get("phase") == FAILED and not v.live:
-                failed_at = self.mem.failed_at.setdefault(rname, now)
+                # The failure time is in status, so an operator restart does not restart the
+                # backoff (a restart storm of a group still loading); memory covers old records.
+                failed_at = parse_time(rec.get("failedAt")) or self.mem.failed_at.setdefault(rname, now)
                 restarts = int(rec.get("restarts") or 0)
                 at = failed_at + restart_backoff(restarts, timing.restart_backoff, timing.max_restart_backoff)
                 records[rname] = rec
@@ -644,7 +647,13 @@ class _Pass:
                     f"{h.message}; deleting the {'group' if gang else 'replica'} and restarting it in {int(wait)}s (restart {restarts})",
                     once=False,
                 )
-                records[rname] = {**(rec or self._record_from_pods(rname, v, node_by_name, spec)), "phase": FAILED, "restarts": restarts, "endpoint": None}
+                records[rname] = {
+                    **(rec or self._record_from_pods(rname, v, node_by_name, spec)),
+                    "phase": FAILED,
+                    "restarts": restarts,
+                    "endpoint": None,
+                    "failedAt": rfc3339(now, precise=True),
+                }
                 if h.replan:
                     records[rname].update(nodes=[], gpus=0, gpusPerNode=None, block=None, zone=None)
                 failures.append(Problem(h.reason, f"{h.message}; restart {restarts} at {rfc3339(now + wait)}"))

@@ -277,6 +277,25 @@ def test_a_gang_member_lost_restarts_the_group_after_the_backoff(env) -> None:
     assert cond(api, "Degraded")["status"] == "False"
 
 
+def test_an_operator_restart_does_not_restart_the_group_backoff(env) -> None:
+    api, rec, clock = env
+    api.nodes = {"n1": node("n1", block="rack"), "n2": node("n2", block="rack")}
+    mrs(api, replicas=1, tp=8, pp=2)
+    reconcile(api, rec)
+    api.run_pods()
+    reconcile(api, rec)
+    del api.pods[next(iter(api.pods))]
+    reconcile(api, rec)  # failed at t0; restart 1 due at t0 + 10 s
+    assert api.mrs["status"]["placements"][0]["failedAt"]
+    for _ in range(2):
+        clock[0] += 5.5
+        # A new operator process: nothing in memory, only what status holds.
+        rec = ModelReplicaSetReconciler(api, clock=lambda: clock[0], metrics=lambda ip, port: None)  # type: ignore[arg-type]
+        reconcile(api, rec)
+    # t0 + 11 s: restarted on time; counting the backoff from the restart would wait until t0 + 15.5 s.
+    assert len(api.pods) == 2
+
+
 def test_a_lost_node_means_a_replacement_elsewhere(env) -> None:
     api, rec, _ = env
     api.nodes = {n: node(n) for n in ("n1", "n2")}
