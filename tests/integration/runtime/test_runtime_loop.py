@@ -247,7 +247,7 @@ def test_session_shares_earlier_answers(redis_server, fleet):
 
 
 def test_retrieval_tool_caches_in_redis(redis_server, fleet):
-    from runtime_fakes import FakeRetriever
+    from agentfleet_runtime.testing.retrieval import FakeRetriever
 
     tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"topK": 2, "cacheTtlSeconds": 120}}]
 

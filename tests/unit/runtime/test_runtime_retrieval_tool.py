@@ -1,13 +1,13 @@
-"""Retrieval tool against a fake Retriever (the real one is another module's) and a fake cache."""
+"""Retrieval tool against a fake Retriever and a fake cache."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 
 import pytest
 
+from agentfleet_runtime.testing.retrieval import FakeRetriever
 from agentfleet_runtime.tools.base import ToolContext, ToolError
 from agentfleet_runtime.tools.retrieval import RetrievalTool, cache_digest
 from agentfleet_runtime.types import Limits, Status, TaskRecord
@@ -16,27 +16,6 @@ from agentfleet_runtime.types import Limits, Status, TaskRecord
 CTX = ToolContext(
     TaskRecord(id="t", goal="g", status=Status.RUNNING, limits=Limits(), created_at=0, deadline=time.time() + 86400, root="t"), 0, 0, time.time() + 86400
 )
-
-
-@dataclass
-class Passage:
-    id: str
-    text: str
-    score: float
-    source: str
-    metadata: dict = field(default_factory=dict)
-
-
-class FakeRetriever:
-    def __init__(self, fail: Exception | None = None):
-        self.queries = []
-        self.fail = fail
-
-    async def search(self, query, top_k=5, filter=None):
-        self.queries.append((query, top_k, filter))
-        if self.fail:
-            raise self.fail
-        return [Passage(f"p{i}", f"text {i} about {query}", 1.0 - i / 10, f"doc{i}.md") for i in range(top_k)]
 
 
 class FakeCache:
