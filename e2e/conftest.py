@@ -14,7 +14,6 @@ Fixtures:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shlex
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from e2e import nodes as node_topology
 
 E2E_DIR = Path(__file__).resolve().parent
 CLUSTER_SH = E2E_DIR / "cluster.sh"
@@ -187,16 +188,8 @@ def namespace(cluster: Cluster) -> str:
     cluster.run("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
 
 
-def _load_nodes_module():
-    spec = importlib.util.spec_from_file_location("agentfleet_e2e_nodes", E2E_DIR / "nodes.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def topology_nodes(cluster: Cluster) -> list[dict]:
     """The Node manifests generated from the topology the cluster was started with."""
-    nodes = _load_nodes_module()
+    nodes = node_topology
     return nodes.build_nodes(nodes.load_topology(cluster.info["topology"]))

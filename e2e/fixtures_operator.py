@@ -11,7 +11,6 @@ with whatever else runs on the shared cluster, for GPUs, and may delete a node w
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -27,20 +26,14 @@ from typing import Any
 
 import pytest
 
+from e2e import nodes as node_topology
+
 E2E_DIR = Path(__file__).resolve().parent
 ROOT = E2E_DIR.parent
 POOL_LABEL = "agentfleet.io/e2e-pool"
 H100 = "NVIDIA-H100-80GB-HBM3"
 L4 = "NVIDIA-L4"
 GPU_MEMORY = {H100: 81559, L4: 23034}
-
-
-def _nodes_module():
-    spec = importlib.util.spec_from_file_location("agentfleet_e2e_nodes", E2E_DIR / "nodes.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
 
 
 def install_crds(cluster) -> None:
@@ -155,7 +148,7 @@ class GpuPool:
 
     def add(self, pool: str, *, count: int = 1, gpus: int = 8, product: str = H100, block: str | None = None, zone: str = "zone-a", nvlink: str | None = None) -> list[str]:
         """`count` nodes named <namespace>-<pool>-<i>. nvlink defaults to one domain per node."""
-        nodes = _nodes_module()
+        nodes = node_topology
         spec = {
             "name": pool,
             "count": count,
