@@ -86,17 +86,7 @@ class Kube:
 
     def apply(self, obj: dict[str, Any], *, force: bool = True) -> dict[str, Any]:
         """Server-side apply; force takes over fields another manager set before us (our own children)."""
-        res = self._resource(obj["apiVersion"], obj["kind"])
-        meta = obj["metadata"]
-        WRITES.take()
-        out = res.server_side_apply(
-            body=obj,
-            name=meta["name"],
-            namespace=meta.get("namespace"),
-            field_manager=FIELD_MANAGER,
-            force_conflicts=force,
-        )
-        return out.to_dict()
+        return self._apply(self._resource(obj["apiVersion"], obj["kind"]), obj, FIELD_MANAGER, force)
 
     def apply_status(self, obj: dict[str, Any], *, manager: str) -> dict[str, Any]:
         """Server-side apply of the status subresource under `manager`.
@@ -105,16 +95,13 @@ class Kube:
         fields and condition types it owns under its own manager name: conditions are a list-map
         keyed by type, so the API server merges per type and one writer never drops another's.
         """
-        res = self._resource(obj["apiVersion"], obj["kind"])
+        return self._apply(self._resource(obj["apiVersion"], obj["kind"]).subresources["status"], obj, manager, True)
+
+    def _apply(self, resource: Any, obj: dict[str, Any], manager: str, force: bool) -> dict[str, Any]:
         meta = obj["metadata"]
         WRITES.take()
         out = self.dynamic.server_side_apply(
-            res.subresources["status"],
-            body=obj,
-            name=meta["name"],
-            namespace=meta.get("namespace"),
-            field_manager=manager,
-            force_conflicts=True,
+            resource, body=obj, name=meta["name"], namespace=meta.get("namespace"), field_manager=manager, force_conflicts=force
         )
         return out.to_dict()
 
