@@ -33,7 +33,7 @@ from agentfleet.api.agentfleet import AgentFleet
 from agentfleet.api.common import GROUP, VERSION
 from agentfleet.api.modelreplicaset import ModelReplicaSetSpec
 from agentfleet.conditions import READY, get_condition, set_condition
-from agentfleet.controllers.reconciler import Key, Reconciler
+from agentfleet.controllers.reconciler import Key, Reconciler, serve
 from agentfleet.kube import Kube
 from agentfleet.render import agentfleet as render
 
@@ -489,40 +489,27 @@ class Controller(Reconciler):
         return Pass(self.kube, obj, self.reported.setdefault(key, set())).run()
 
 
-_controller: Controller | None = None
-
-
-@kopf.on.startup()
-async def start_agentfleet_controller(**_: Any) -> None:
-    global _controller
-    _controller = Controller()
-    _controller.start()
-
-
-@kopf.on.cleanup()
-async def stop_agentfleet_controller(**_: Any) -> None:
-    if _controller is not None:
-        await _controller.stop()
+_serving = serve(Controller, "agentfleet")
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def agentfleet_event(type: str | None, namespace: str, name: str, spec: Any, **_: Any) -> None:
-    if _controller is None:
+    if _serving.controller is None:
         return
     key = (namespace, name)
     if type == "DELETED":
-        _controller.forget(key)
+        _serving.controller.forget(key)
         return
-    _controller.refs[key] = references(dict(spec or {}))
-    _controller.enqueue(key)
+    _serving.controller.refs[key] = references(dict(spec or {}))
+    _serving.controller.enqueue(key)
 
 
 def _wake_referring(kind: str, namespace: str, name: str) -> None:
-    if _controller is None:
+    if _serving.controller is None:
         return
-    for key in _controller.referring(namespace, kind, name):
+    for key in _serving.controller.referring(namespace, kind, name):
         # Coalesced: a ModelReplicaSet's status moves in bursts while its replicas start.
-        _controller.enqueue(key, 0.5)
+        _serving.controller.enqueue(key, 0.5)
 
 
 @kopf.on.event(GROUP, VERSION, "modelreplicasets")
@@ -537,11 +524,11 @@ async def referenced_index_event(namespace: str, name: str, **_: Any) -> None:
 
 @kopf.on.event("apps", "v1", "deployments", labels={render.FLEET_LABEL: kopf.PRESENT})
 async def runtime_deployment_event(namespace: str, labels: Mapping[str, str], **_: Any) -> None:
-    if _controller is not None:
-        _controller.enqueue((namespace, labels[render.FLEET_LABEL]), 0.5)
+    if _serving.controller is not None:
+        _serving.controller.enqueue((namespace, labels[render.FLEET_LABEL]), 0.5)
 
 
 @kopf.on.event("apps", "v1", "statefulsets", labels={render.FLEET_LABEL: kopf.PRESENT})
 async def redis_statefulset_event(namespace: str, labels: Mapping[str, str], **_: Any) -> None:
-    if _controller is not None:
-        _controller.enqueue((namespace, labels[render.FLEET_LABEL]), 0.5)
+    if _serving.controller is not None:
+        _serving.controller.enqueue((namespace, labels[render.FLEET_LABEL]), 0.5)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
+import kopf
 from kubernetes.dynamic.exceptions import NotFoundError
 
 from agentfleet.controllers.settings import CONFIG, kube_client
@@ -64,3 +66,29 @@ class Reconciler:
 
     async def stop(self) -> None:
         await self.queue.stop()
+
+
+R = TypeVar("R", bound=Reconciler)
+
+
+class Serving(Generic[R]):
+    """The running controller of one kind; None outside the operator's lifetime (imports, tests)."""
+
+    controller: R | None = None
+
+
+def serve(factory: Callable[[], R], name: str) -> Serving[R]:
+    """Start a controller with the operator and stop it on the way out (kopf startup/cleanup)."""
+    serving: Serving[R] = Serving()
+
+    @kopf.on.startup(id=f"start-{name}-controller")
+    async def _start(**_: Any) -> None:
+        serving.controller = factory()
+        serving.controller.start()
+
+    @kopf.on.cleanup(id=f"stop-{name}-controller")
+    async def _stop(**_: Any) -> None:
+        if serving.controller is not None:
+            await serving.controller.stop()
+
+    return serving

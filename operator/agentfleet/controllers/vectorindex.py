@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from agentfleet.api.common import GROUP, VERSION
 from agentfleet.api.vectorindex import VectorIndex
 from agentfleet.conditions import DEGRADED, PROGRESSING, READY, set_condition
-from agentfleet.controllers.reconciler import Key, Reconciler
+from agentfleet.controllers.reconciler import Key, Reconciler, serve
 from agentfleet.controllers.settings import CONFIG, kube_client
 from agentfleet.kube import Kube
 from agentfleet.render import vectorindex as render
@@ -330,37 +330,24 @@ class Controller(Reconciler):
         return Pass(self.kube, obj, self.reported.setdefault(key, set())).run()
 
 
-_controller: Controller | None = None
-
-
-@kopf.on.startup()
-async def start_vectorindex_controller(**_: Any) -> None:
-    global _controller
-    _controller = Controller()
-    _controller.start()
-
-
-@kopf.on.cleanup()
-async def stop_vectorindex_controller(**_: Any) -> None:
-    if _controller is not None:
-        await _controller.stop()
+_serving = serve(Controller, "vectorindex")
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def vectorindex_event(type: str | None, namespace: str, name: str, **_: Any) -> None:
-    if _controller is None:
+    if _serving.controller is None:
         return
     key = (namespace, name)
     if type == "DELETED":
-        _controller.forget(key)
+        _serving.controller.forget(key)
         return
-    _controller.enqueue(key)
+    _serving.controller.enqueue(key)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={render.VECTORINDEX_LABEL: kopf.PRESENT})
 async def ingestion_job_event(namespace: str, labels: Mapping[str, str], **_: Any) -> None:
-    if _controller is not None:
-        _controller.enqueue((namespace, labels[render.VECTORINDEX_LABEL]))
+    if _serving.controller is not None:
+        _serving.controller.enqueue((namespace, labels[render.VECTORINDEX_LABEL]))
 
 
 def _deletes_collection(spec: Mapping[str, Any], **_: Any) -> bool:
