@@ -259,12 +259,7 @@ class ReplicaView:
         """The engine answers: its leader is Ready and every member runs."""
         lead = self.leader
         live = self.live
-        return (
-            lead is not None
-            and lead.ready
-            and len(live) >= self.expected
-            and all(p.phase == "Running" for p in live)
-        )
+        return lead is not None and lead.ready and len(live) >= self.expected and all(p.phase == "Running" for p in live)
 
     @property
     def created(self) -> float:
@@ -331,7 +326,9 @@ def replica_health(
         # Time from the newest member: the group started loading once its last pod existed.
         age = now - max(p.created for p in live)
         if age >= startup_timeout:
-            return Health("failed", "StartupTimeout", f"replica {r.name} is not ready {int(age)}s after its pods started (startupTimeoutSeconds {int(startup_timeout)})")
+            return Health(
+                "failed", "StartupTimeout", f"replica {r.name} is not ready {int(age)}s after its pods started (startupTimeoutSeconds {int(startup_timeout)})"
+            )
     return Health("ok")
 
 
@@ -592,7 +589,12 @@ def compose_conditions(conditions: list[dict[str, Any]], s: Summary, generation:
         put(READY, False, "ReplicasNotReady", f"{s.ready} of {s.desired} replicas ready")
 
     if s.outdated:
-        put(PROGRESSING, True, "RollingUpdate", f"{s.current} of {s.current + s.outdated} replicas run the current spec" + (f"; {s.waiting}" if s.waiting else ""))
+        put(
+            PROGRESSING,
+            True,
+            "RollingUpdate",
+            f"{s.current} of {s.current + s.outdated} replicas run the current spec" + (f"; {s.waiting}" if s.waiting else ""),
+        )
     elif s.unplaced is not None:
         put(PROGRESSING, False, s.unplaced.reason, s.unplaced.message)
     elif s.draining:

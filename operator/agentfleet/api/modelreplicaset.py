@@ -199,7 +199,9 @@ class GoodputSLO(Model):
 
     ttft_milliseconds: int = Field(default=2000, ge=0, le=600_000, description="Time-to-first-token target per request; 0 disables it.")
     time_per_output_token_milliseconds: int = Field(default=100, ge=0, le=60_000, description="Time-per-output-token target per request; 0 disables it.")
-    e2e_latency_milliseconds: int = Field(default=0, ge=0, le=3_600_000, alias="e2eLatencyMilliseconds", description="End-to-end latency target per request; 0 disables it.")
+    e2e_latency_milliseconds: int = Field(
+        default=0, ge=0, le=3_600_000, alias="e2eLatencyMilliseconds", description="End-to-end latency target per request; 0 disables it."
+    )
     target_fraction: float = Field(default=0.95, gt=0, le=1, description="Share of requests that must meet every target, in (0, 1]; below it the fleet grows.")
 
 
@@ -306,7 +308,9 @@ class ReplicaPlacement(Model):
     endpoint: str | None = Field(default=None, max_length=512, description="host:port of the replica's OpenAI server, for sticky routing.")
     restarts: int = Field(default=0, ge=0, description="Group restarts so far.")
     failed_at: str | None = Field(
-        default=None, max_length=64, description="When the replica last failed (RFC 3339); its restart waits out the backoff from then, across operator restarts."
+        default=None,
+        max_length=64,
+        description="When the replica last failed (RFC 3339); its restart waits out the backoff from then, across operator restarts.",
     )
 
 

@@ -280,7 +280,11 @@ class Pass:
         if marker in self.reported:
             return
         if failed:
-            self.event("Warning", "StaleChunksKept", f"{failed} document(s) failed in this ingestion; rows of earlier ingestions are kept so those documents stay searchable")
+            self.event(
+                "Warning",
+                "StaleChunksKept",
+                f"{failed} document(s) failed in this ingestion; rows of earlier ingestions are kept so those documents stay searchable",
+            )
             return
         manager = CollectionManager.connect(self.target(vi, uri), CollectionSpec.from_vectorindex(vi.spec))
         manager.prune_revisions(keep=tag)
