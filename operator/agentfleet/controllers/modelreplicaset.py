@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import dataclasses
 import functools
 import hashlib
 import json
@@ -117,6 +118,8 @@ CHILDREN_REAPPLY_SECONDS = 300.0
 # Pod events arrive in bursts (bound, running, ready, a gang's members): one reconcile after a
 # short pause instead of one per event.
 POD_EVENT_COALESCE_SECONDS = 0.2
+# A pass that created pods leaves Services and the PDB to a pass this much later.
+CHILDREN_AFTER_PODS_SECONDS = 0.5
 EXTENDED_RESOURCE_HINTS = ("gpu",)
 # The first look at a replica just marked draining: routers need a moment to stop sending to it.
 DRAIN_FIRST_POLL_SECONDS = 2.0
@@ -165,7 +168,9 @@ def _trim_pod(body: Mapping[str, Any]) -> dict[str, Any] | None:
         },
         "spec": {
             "nodeName": spec.get("nodeName"),
-            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution")}}
+            "affinity": {
+                "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution")}
+            }
             if node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
             else {},
             "containers": [{"resources": c.get("resources") or {}} for c in spec.get("containers") or []],
@@ -187,6 +192,10 @@ class Snapshot:
     nodes: list[dict[str, Any]]
     pods: list[dict[str, Any]]
     placements: dict[Key, list[dict[str, Any]]]  # every ModelReplicaSet's status.placements
+    body: dict[str, Any] | None = None  # the object as its last watch event showed it
+
+    def has_pods(self, namespace: str, name: str) -> bool:
+        return any((p["metadata"].get("namespace"), p["metadata"]["labels"].get(MODELREPLICASET_LABEL)) == (namespace, name) for p in self.pods)
 
 
 # --- Per-ModelReplicaSet memory --------------------------------------------------------------
@@ -234,6 +243,13 @@ class Api:
     def _json(resp: Any) -> dict[str, Any]:
         return json.loads(resp.data)
 
+    @staticmethod
+    def _done(resp: Any) -> None:
+        # An unread response keeps its connection out of the pool: the next request would open a
+        # new one, and a TLS handshake per write doubled the CPU of a 100-object apply storm.
+        resp.drain_conn()
+        resp.release_conn()
+
     def get_mrs(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return self._json(self.dyn.get(self._mrs, name=name, namespace=namespace, serialize=False))
@@ -245,7 +261,7 @@ class Api:
 
     def node_exists(self, name: str) -> bool:
         try:
-            self.dyn.get(self._nodes, name=name, serialize=False)
+            self._done(self.dyn.get(self._nodes, name=name, serialize=False))
             return True
         except NotFoundError:
             return False
@@ -269,7 +285,7 @@ class Api:
     def patch_pod_metadata(self, namespace: str, name: str, labels: dict[str, str | None], annotations: dict[str, str | None]) -> None:
         body = {"metadata": {"labels": labels, "annotations": annotations}}
         try:
-            self.dyn.patch(
+            resp = self.dyn.patch(
                 self._pods,
                 body=body,
                 name=name,
@@ -278,6 +294,7 @@ class Api:
                 field_manager=FIELD_MANAGER,
                 serialize=False,
             )
+            self._done(resp)
         except NotFoundError:
             pass
 
@@ -288,13 +305,13 @@ class Api:
             # the pod garbage collector would free their names and GPUs only after its quarantine.
             body["gracePeriodSeconds"] = 0
         try:
-            self.dyn.delete(self._pods, name=name, namespace=namespace, body=body, serialize=False)
+            self._done(self.dyn.delete(self._pods, name=name, namespace=namespace, body=body, serialize=False))
         except NotFoundError:
             pass
 
     def apply(self, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
-        self.dyn.server_side_apply(
+        resp = self.dyn.server_side_apply(
             self._resource(obj["apiVersion"], obj["kind"]),
             body=obj,
             name=meta["name"],
@@ -303,10 +320,13 @@ class Api:
             force_conflicts=True,  # our own children: take back fields someone else set
             serialize=False,
         )
+        self._done(resp)
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str) -> None:
         try:
-            self.dyn.delete(self._resource(api_version, kind), name=name, namespace=namespace, body={"propagationPolicy": "Background"}, serialize=False)
+            self._done(
+                self.dyn.delete(self._resource(api_version, kind), name=name, namespace=namespace, body={"propagationPolicy": "Background"}, serialize=False)
+            )
         except NotFoundError:
             pass
 
@@ -401,14 +421,19 @@ class ModelReplicaSetReconciler:
 
     def reconcile(self, key: Key, snap: Snapshot) -> float | None:
         ns, name = key
-        obj = self.api.get_mrs(ns, name)
+        with self._memory_lock:
+            first = key not in self._memory
+        # The first pass of an object in this process reads it from the watch event that brought
+        # it: nothing this process wrote can be missing from it yet. Later passes read it fresh,
+        # as the cache may lag our own status writes.
+        obj = snap.body if first and snap.body is not None else self.api.get_mrs(ns, name)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             # Children go with their owner (ownerReferences); nothing to drain or clean up here.
             self.forget(key)
             return None
         mem = self.memory(key)
         try:
-            return _Pass(self, key, obj, snap, mem).run()
+            return _Pass(self, key, obj, snap, mem, first=first).run()
         except NotFoundError:
             if self.api.get_mrs(*key) is None:  # deleted while we worked on it
                 self.forget(key)
@@ -485,8 +510,9 @@ class ModelReplicaSetReconciler:
 class _Pass:
     """One reconcile of one ModelReplicaSet."""
 
-    def __init__(self, rec: ModelReplicaSetReconciler, key: Key, obj: dict[str, Any], snap: Snapshot, mem: Memory) -> None:
+    def __init__(self, rec: ModelReplicaSetReconciler, key: Key, obj: dict[str, Any], snap: Snapshot, mem: Memory, *, first: bool = False) -> None:
         self.r = rec
+        self.first = first
         self.api = rec.api
         self.key = key
         self.ns, self.name = key
@@ -520,6 +546,8 @@ class _Pass:
         # The figures first, then the conditions that summarize them: a reader that sees the new
         # Ready also sees what it is based on.
         if changed:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s/%s status: %s", self.ns, self.name, ", ".join(sorted(changed)))
             out = self.api.patch_status(self.ns, self.name, changed)
             self._own_write(out)
             self.written.update(changed)
@@ -527,6 +555,8 @@ class _Pass:
             mine = [c for c in conds if c.get("type") not in self.foreign_conditions]
             before = [c for c in self.written.get("conditions") or [] if c.get("type") not in self.foreign_conditions]
             if strip_transition_times(mine) != strip_transition_times(before):
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("%s/%s conditions: %s", self.ns, self.name, "; ".join(f"{c.get('type')}={c.get('status')} {c.get('reason')}" for c in mine))
                 out = self.api.apply_conditions(self.ns, self.name, mine)
                 self._own_write(out)
                 self.written["conditions"] = list((out.get("status") or {}).get("conditions") or mine)
@@ -577,14 +607,17 @@ class _Pass:
 
         # --- observe replicas: pods fresh from the API (a cache could lag our own writes) ---
         by_replica: dict[str, list] = {}
-        for pod in self.api.list_pods(ns, f"{MODELREPLICASET_LABEL}={name}"):
+        # On an object's first pass in this process the pod cache is complete for it (it holds
+        # every pod made before this process started, and this process has made none for it yet):
+        # when it shows none, there is nothing to list.
+        listed = self.api.list_pods(ns, f"{MODELREPLICASET_LABEL}={name}") if not self.first or self.snap.has_pods(ns, name) else []
+        for pod in listed:
             pv = observe_pod(pod, pinned_node(pod, spec.placement.node_key), spec.gpu.resource_name)
             if pv is not None:
                 by_replica.setdefault(pv.replica, []).append(pv)
         records_in = {p["name"]: p for p in self.status_in.get("placements") or [] if p.get("name")}
         views = {
-            r: ReplicaView(r, tuple(sorted(by_replica.get(r, []), key=lambda p: p.index)), records_in.get(r))
-            for r in sorted(set(by_replica) | set(records_in))
+            r: ReplicaView(r, tuple(sorted(by_replica.get(r, []), key=lambda p: p.index)), records_in.get(r)) for r in sorted(set(by_replica) | set(records_in))
         }
         referenced = {n for v in views.values() for n in (*v.nodes, *(p.node for p in v.pods if p.node))}
         # A node missing from the cache may only be new to it: ask the API before calling it gone.
@@ -772,7 +805,9 @@ class _Pass:
                 rname = a.key.split("/", 1)[1]
                 records[rname] = placement_status(a, phase=PENDING, restarts=replan.get(rname, 0)).wire()
                 to_create[rname] = a
-                where[rname] = f"{rname} on {'+'.join(a.nodes)}" + (f" (block {a.block})" if a.multi_node and a.block else "") + (f" in {a.zone}" if a.zone else "")
+                where[rname] = (
+                    f"{rname} on {'+'.join(a.nodes)}" + (f" (block {a.block})" if a.multi_node and a.block else "") + (f" in {a.zone}" if a.zone else "")
+                )
             for rname in replan:
                 if rname in where:
                     self.event("Normal", "Restarting", f"restarting replica {rname} elsewhere: {where[rname]}", once=False)
@@ -809,8 +844,16 @@ class _Pass:
         self.r.record_ledger(self.key, [a for rec in records.values() if (a := assignment_from_status(ns, name, rec)) is not None])
         self.mem.nodes = frozenset(n for rec in records.values() for n in rec.get("nodes") or [])
         status = self.compose(spec, records, desired=desired, capacity_error=capacity_error, unplaced=unplaced, failures=failures, waiting=d.waiting)
-        writes = [functools.partial(self.write_status, status), *self.children_writes(mrs, multi_node=any(a.multi_node for a in (*own, *placed)))]
-        self.r.fan_out(lambda write: write(), writes)
+        if pods and not self.mem.applied:
+            # A new ModelReplicaSet's status, Services and PDB wait for its next pass, which is not
+            # urgent: in a storm of new objects every object's pods (what a model load waits for)
+            # reach the API server first. The pods carry their placement (required node affinity)
+            # and the ledger holds it for the planner meanwhile, as after an operator restart; a
+            # Service selects its pods whenever it is created. Only those writes move, by a pass.
+            self.wake.append(CHILDREN_AFTER_PODS_SECONDS)
+        else:
+            writes = [functools.partial(self.write_status, status), *self.children_writes(mrs, multi_node=any(a.multi_node for a in (*own, *placed)))]
+            self.r.fan_out(lambda write: write(), writes)
 
         wakes = [w for w in (d.requeue_after, *self.wake) if w is not None]
         return min(wakes) if wakes else None
@@ -957,8 +1000,10 @@ class _Runtime:
         self.indices: dict[str, Any] = {}
         self.pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.node_sig: dict[str, str] = {}
+        self.pod_sig: dict[tuple[str, str], tuple[Any, ...] | None] = {}
+        self.bodies: dict[Key, dict[str, Any]] = {}
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, key: Key | None = None) -> Snapshot:
         """Copies of the caches, taken on the event loop (where kopf updates them) for a worker thread."""
         nodes = [n for store in self.indices["mrs_nodes"].values() for n in store]
         pods = [p for store in self.indices["mrs_gpu_pods"].values() for p in store]
@@ -966,11 +1011,11 @@ class _Runtime:
         for k, store in self.indices["mrs_placements"].items():
             for v in store:
                 placements[k] = v["placements"]
-        return Snapshot(nodes, pods, placements)
+        return Snapshot(nodes, pods, placements, self.bodies.get(key) if key is not None else None)
 
     async def work(self, key: Hashable) -> float | None:
         assert self.reconciler is not None and self.pool is not None
-        snap = self.snapshot()
+        snap = self.snapshot(key)  # type: ignore[arg-type]
         ctx = contextvars.copy_context()  # kopf's event posting reads its queue from the context
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, functools.partial(ctx.run, self.reconciler.reconcile, key, snap))
@@ -1026,26 +1071,44 @@ async def stop_modelreplicaset_controller(**_: Any) -> None:
 # the resume), ADDED and MODIFIED, including the autoscaler's status.desiredReplicas. Our own
 # status writes are recognised by their resourceVersion and skipped.
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def modelreplicaset_event(type: str | None, namespace: str, name: str, meta: kopf.Meta, **_: Any) -> None:
+async def modelreplicaset_event(type: str | None, namespace: str, name: str, meta: kopf.Meta, body: kopf.Body, **_: Any) -> None:
     if RUNTIME.queue is None or RUNTIME.reconciler is None:
         return
     key = (namespace, name)
     if type == "DELETED":
+        RUNTIME.bodies.pop(key, None)
         RUNTIME.queue.forget(key)
         RUNTIME.reconciler.forget(key)
         return
+    RUNTIME.bodies[key] = dict(body)
     if type == "MODIFIED" and RUNTIME.reconciler.own_write(key, meta.get("resourceVersion")):
         return
     RUNTIME.enqueue(key, urgent=True)
 
 
 @kopf.on.event("", "v1", "pods", labels={MODELREPLICASET_LABEL: kopf.PRESENT})
-async def replica_pod_event(type: str | None, namespace: str, labels: kopf.Labels, **_: Any) -> None:
+async def replica_pod_event(type: str | None, namespace: str, name: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> None:
     # A pod appearing is our own doing (and the initial listing is covered by each object's
-    # resume); what it does next (bound, running, ready, failed, gone) is news.
-    if type in (None, "ADDED"):
-        return
+    # resume); what it does next (bound, running, ready, failed, gone) is news. Changes the
+    # controller does not read (kubelet and kwok heartbeats of container status) are not: under a
+    # storm of new objects each spared pass is a GET, a LIST and often a status write.
+    pod = (namespace, name)
+    if type == "DELETED":
+        RUNTIME.pod_sig.pop(pod, None)
+    else:
+        sig = _pod_sig(body)
+        unchanged = RUNTIME.pod_sig.get(pod) == sig
+        RUNTIME.pod_sig[pod] = sig
+        if type in (None, "ADDED") or unchanged:
+            return
     RUNTIME.enqueue((namespace, labels[MODELREPLICASET_LABEL]), POD_EVENT_COALESCE_SECONDS)
+
+
+def _pod_sig(body: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """What a reconcile reads of a pod (its PodView) together with its restart counts."""
+    view = observe_pod(body)
+    restarts = tuple(c.get("restartCount", 0) for c in (body.get("status") or {}).get("containerStatuses") or [])
+    return (dataclasses.astuple(view), restarts) if view is not None else None
 
 
 @kopf.on.event("", "v1", "nodes")

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from agentfleet.controllers.modelreplicaset import ModelReplicaSetReconciler, Snapshot, _trim_node, _trim_pod
+from agentfleet.controllers.modelreplicaset import CHILDREN_AFTER_PODS_SECONDS, ModelReplicaSetReconciler, Snapshot, _trim_node, _trim_pod
 from agentfleet.rollout import DRAINING_SINCE_ANNOTATION, rfc3339
 
 NS = "ns"
@@ -170,6 +172,10 @@ def test_create_then_ready(env) -> None:
     api, rec, _ = env
     api.nodes = {n: node(n) for n in ("n1", "n2")}
     mrs(api, replicas=2, tp=4)
+    # A new object's first pass makes its pods only; status, Services and the PDB follow a pass
+    # later, so that in a storm of new objects all pods reach the API server first.
+    assert reconcile(api, rec) == CHILDREN_AFTER_PODS_SECONDS
+    assert len(api.pods) == 2 and not api.children and "status" not in api.mrs
     reconcile(api, rec)
     assert len(api.pods) == 2 and {("Service", "m"), ("Service", "m-replicas"), ("PodDisruptionBudget", "m")} <= set(api.children)
     st = api.mrs["status"]
@@ -269,7 +275,10 @@ def test_a_gang_member_lost_restarts_the_group_after_the_backoff(env) -> None:
     assert api.pods == {}  # still backing off
     clock[0] += 6
     reconcile(api, rec)
-    assert len(api.pods) == 2 and sorted(p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchFields"][0]["values"][0] for p in api.pods.values()) == sorted(nodes)
+    assert len(api.pods) == 2 and sorted(
+        p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchFields"][0]["values"][0]
+        for p in api.pods.values()
+    ) == sorted(nodes)
     api.run_pods()
     reconcile(api, rec)
     pl = api.mrs["status"]["placements"][0]
@@ -343,3 +352,36 @@ def test_autoscaler_owns_desired_replicas_when_enabled(env) -> None:
     # manager): the controller clamps silently and never writes that type.
     assert not any(c["type"] == "ScalingLimited" for c in api.mrs["status"].get("conditions") or [])
     assert api.mrs["spec"]["replicas"] == 1  # spec is never written
+
+
+def test_the_first_pass_reads_the_watch_event_and_skips_an_empty_listing(env) -> None:
+    """The first pass of an object in this process takes the object from its watch event and, when
+    the pod cache holds none of its pods, lists none; every later pass reads both fresh."""
+    api, rec, _ = env
+    api.nodes = {n: node(n) for n in ("n1", "n2")}
+    mrs(api, replicas=1)
+    calls: Counter = Counter()
+    get, lst = api.get_mrs, api.list_pods
+    api.get_mrs = lambda *a: calls.update(["get"]) or get(*a)  # type: ignore[method-assign]
+    api.list_pods = lambda *a: calls.update(["list"]) or lst(*a)  # type: ignore[method-assign]
+    snap = replace(api.snapshot(), body=copy.deepcopy(api.mrs))
+    rec.reconcile((NS, "m"), snap)
+    assert calls == Counter() and len(api.pods) == 1
+    reconcile(api, rec)
+    assert calls == Counter(get=1, list=1)
+
+
+def test_a_first_pass_lists_the_pods_the_cache_shows(env) -> None:
+    """After an operator restart the cache shows pods made by the process before: they are listed
+    (in full) before anything is decided, and nothing is created twice."""
+    api, rec, clock = env
+    api.nodes = {n: node(n) for n in ("n1", "n2")}
+    mrs(api, replicas=2)
+    reconcile(api, rec)
+    made = set(api.pods)
+    fresh = ModelReplicaSetReconciler(api, clock=lambda: clock[0], metrics=lambda ip, port: None)  # type: ignore[arg-type]
+    listed: list = []
+    lst = api.list_pods
+    api.list_pods = lambda *a: listed.append(a) or lst(*a)  # type: ignore[method-assign]
+    fresh.reconcile((NS, "m"), replace(api.snapshot(), body=copy.deepcopy(api.mrs)))
+    assert listed and set(api.pods) == made
