@@ -39,7 +39,17 @@ PREFIX = "agentfleet.io"
 # Kinds the operator only watches or indexes (kopf.on.event, kopf.index): no create/update/delete/
 # resume handler, daemon or timer serves them, so kopf's diff-base essence of them is never read.
 # tests/unit/controllers checks that this stays true of the registered handlers.
-WATCH_ONLY_KINDS = frozenset({("v1", "Pod"), ("v1", "Node")})
+WATCH_ONLY_KINDS = frozenset(
+    {
+        ("v1", "Pod"),
+        ("v1", "Node"),
+        ("agentfleet.io/v1alpha1", "ModelReplicaSet"),
+        ("agentfleet.io/v1alpha1", "AgentFleet"),
+        ("apps/v1", "Deployment"),
+        ("apps/v1", "StatefulSet"),
+        ("batch/v1", "Job"),
+    }
+)
 
 
 class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):

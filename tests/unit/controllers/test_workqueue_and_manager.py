@@ -194,9 +194,13 @@ def test_watch_only_kinds_have_no_change_handlers() -> None:
     """LeanDiffBaseStorage drops the essence of these kinds; a change handler, daemon or timer on
     one of them would need it (kopf's registry internals, read only here)."""
     registry = kopf.get_default_registry()
-    plurals = {"Pod": "pods", "Node": "nodes"}
-    for _, kind in WATCH_ONLY_KINDS:
-        resource = kopf.Resource("", "v1", plurals[kind], kind=kind, namespaced=kind == "Pod")
+    for api_version, kind in WATCH_ONLY_KINDS:
+        group, _, version = api_version.rpartition("/")
+        resource = kopf.Resource(group, version, kind.lower() + "s", kind=kind, namespaced=kind != "Node")
         assert not registry._changing.has_handlers(resource=resource), kind
         assert not registry._spawning.has_handlers(resource=resource), kind
         assert registry._watching.has_handlers(resource=resource), kind  # the check sees our handlers
+    # The one kind with a change handler (VectorIndex: on.delete drops its collection) keeps its essence.
+    vi = kopf.Resource("agentfleet.io", "v1alpha1", "vectorindexes", kind="VectorIndex", namespaced=True)
+    assert registry._changing.has_handlers(resource=vi)
+    assert ("agentfleet.io/v1alpha1", "VectorIndex") not in WATCH_ONLY_KINDS
