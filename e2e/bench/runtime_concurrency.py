@@ -1,14 +1,23 @@
 """1,000 concurrent tasks in one worker process with a 200 ms model.
 
-One worker (this process, concurrency 1000) on a real redis-server runs tasks of 3 model calls
-(2 tool steps + the answer; tools answer at once), against two models with 200 ms latency:
+One worker (this process, concurrency 1000) on a real redis-server runs tasks of N model calls
+(N-1 tool steps + the answer; tools answer at once), against two models with 200 ms latency:
 an in-process stub (what the runtime itself sustains) and the scripted OpenAI-compatible server
-in another process over HTTP (what the worker sustains including its HTTP client).
+in another process over HTTP (what the worker sustains including its HTTP client). Two task
+lengths: 3 calls (per-task start and finish weigh most) and 15 calls (the product's agent tasks
+take 10-30: per-task costs amortised as in production).
 
-Baseline from the same run: the ideal, where every task takes exactly 3 x 200 ms and 1000 run at
-once: ideal throughput = 1000 / 0.6 s = 1667 tasks/s. Goals: RSS under 1 GiB, throughput near ideal.
+Baseline from the same run: the ideal, where every call takes exactly 200 ms and 1000 tasks run
+at once: 1000 / 0.2 s = 5000 model calls/s (1667 tasks/s of 3 calls, 333 of 15). Goals: RSS
+under 1 GiB, throughput near ideal.
 
-    python e2e/bench/runtime_concurrency.py [--tasks 3000] [--concurrency 1000] [--latency 0.2]
+CPU is reported per step (model call) for every process on the machine: the worker (this
+process; with the stub, the stub's own planning and reply building is shown apart, since a real
+model runs elsewhere), redis-server, and the scripted model server. On a machine with few cores
+the three share them, so calls/s here is bounded by their sum, not by the worker alone.
+
+    python e2e/bench/runtime_concurrency.py [--tasks 3000] [--long-tasks 2000] [--steps 3,15]
+                                            [--concurrency 1000] [--latency 0.2] [--only stub|http] [--gc tuned|default]
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -25,10 +35,12 @@ from runtime_benchlib import ROOT, free_port, load_line, peak_rss_mib, redis_ser
 
 from agentfleet_runtime.config import RuntimeConfig
 from agentfleet_runtime.keys import Keys
-from agentfleet_runtime.prompt import tool_schema
+from agentfleet_runtime.model import parse_chat_completion
+from agentfleet_runtime.prompt import build_messages, tool_schema
 from agentfleet_runtime.store import TaskStore, connect
 from agentfleet_runtime.submission import Submission, new_task
 from agentfleet_runtime.testing.scripted_model import ScriptedClient, ScriptedModel
+from agentfleet_runtime.types import Observation, Step
 from agentfleet_runtime.worker import Worker
 
 
@@ -42,22 +54,66 @@ class Echo:
         return "ok"
 
 
-async def run_once(redis_url: str, model_url: str | None, tasks: int, concurrency: int, latency: float) -> dict[str, float]:
+def stub_cpu_per_call(steps: int, latency: float, rounds: int = 300) -> float:
+    """CPU of the in-process stub's own work per call (deciding the reply, building its body),
+    which in production a model server does in another process: the same calls as a task of
+    ``steps`` calls makes, replayed and timed apart from the run (timing each call inside the run
+    would cost a system call per read of the CPU clock and catch garbage collections)."""
+    model = ScriptedModel(latency=latency)
+    prompts = []
+    for i in range(rounds):
+        goal = f"job {i} #steps={steps} #latency={latency}"
+        history: list[Step] = []
+        for turn in range(steps):
+            messages = build_messages(system_prompt="", goal=goal, steps=history, tool_schemas=[Echo().schema()])
+            prompts.append(messages)
+            reply = parse_chat_completion(model.body(model.plan(messages), messages))
+            step = Step(turn, reply.content, list(reply.tool_calls), reply.usage)
+            step.observations = [Observation(c.id, c.name, True, "ok") for c in step.tool_calls]
+            history.append(step)
+    model = ScriptedModel(latency=latency)  # fresh counters: the timed calls are first calls, as in a run
+    t0 = time.process_time()
+    for messages in prompts:
+        model.body(model.plan(messages), messages)
+    return (time.process_time() - t0) / len(prompts)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of another process so far (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run_once(
+    redis_url: str,
+    model_url: str | None,
+    tasks: int,
+    concurrency: int,
+    latency: float,
+    steps: int = 3,
+    server_pid: int | None = None,
+    gc_tune: bool = True,
+) -> dict[str, float]:
     fleet = "bench" + uuid.uuid4().hex[:6]
     doc = {"fleet": fleet, "redisUrl": redis_url, "worker": {"concurrency": concurrency, "metricsPort": 0}, "model": {"timeoutSeconds": 60}}
     if model_url:
         doc["model"]["baseUrl"] = model_url
     config = RuntimeConfig.model_validate(doc)
-    model = None if model_url else ScriptedClient(ScriptedModel(latency=latency))
-    worker = Worker(config, model=model, extra_tools=[Echo()])
+    worker = Worker(config, model=None if model_url else ScriptedClient(ScriptedModel(latency=latency)), extra_tools=[Echo()])
     store = TaskStore(connect(redis_url), Keys(fleet))
     await store.ensure_group()
     pipe_ids = []
     for i in range(tasks):
-        sub = Submission(f"job {i} #steps=3 #latency={latency}", "", config.limits(), None, "", {})
+        sub = Submission(f"job {i} #steps={steps} #latency={latency}", "", config.limits(), None, "", {})
         pipe_ids.append((await store.submit(new_task(uuid.uuid4().hex, sub, time.time())))[1])
     rss0 = rss_mib()
     redis_cpu0 = await redis_cpu_seconds(store)
+    server_cpu0 = process_cpu_seconds(server_pid) if server_pid else 0.0
+    if gc_tune:  # as `python -m agentfleet_runtime worker` does once its worker has started
+        from agentfleet_runtime import gctune
+
+        gctune.tune()
     t0, cpu0 = time.perf_counter(), time.process_time()
     await worker.start()
     peak_in_flight, peak_rss = 0, rss0
@@ -71,21 +127,31 @@ async def run_once(redis_url: str, model_url: str | None, tasks: int, concurrenc
         await asyncio.sleep(0.25)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     redis_cpu = await redis_cpu_seconds(store) - redis_cpu0
+    server_cpu = process_cpu_seconds(server_pid) - server_cpu0 if server_pid else float("nan")
     states = await store.statuses(pipe_ids)
     assert all(s and s["status"] == "done" for s in states), "some tasks did not finish"
+    pipe = store.r.pipeline(transaction=False)
+    for tid in pipe_ids:
+        pipe.llen(store.keys.steps(tid))
+    steps_done = await pipe.execute()  # every step checkpointed, the final answer included
+    assert all(n == steps for n in steps_done), f"tasks took other than {steps} steps: {sorted(set(steps_done))}"
     await worker.kill()
     await store.r.aclose()
-    ideal = tasks / (concurrency / (3 * latency)) if tasks >= concurrency else 3 * latency
+    waves = -(-tasks // concurrency)  # tasks run in waves of `concurrency`, each steps x latency long
     return {
         "wall": wall,
         "cpu": cpu,
+        "stub_cpu": 0.0 if model_url else stub_cpu_per_call(steps, latency) * tasks * steps,
         "redis_cpu": redis_cpu,
-        "ideal": ideal,
+        "server_cpu": server_cpu,
+        "ideal": waves * steps * latency,
         "peak_in_flight": peak_in_flight,
         "rss0": rss0,
         "peak_rss": peak_rss,
         "concurrency": concurrency,
         "latency": latency,
+        "steps": steps,
+        "load": os.getloadavg()[0],
     }
 
 
@@ -96,22 +162,37 @@ async def redis_cpu_seconds(store: TaskStore) -> float:
 
 
 def report(name: str, tasks: int, r: dict[str, float]) -> None:
-    calls = tasks * 3
+    calls = tasks * r["steps"]
+    ideal_calls = r["concurrency"] / r["latency"]
     print(
-        f"{name:<34} wall {r['wall']:6.2f} s (ideal {r['ideal']:.2f} s) -> {tasks / r['wall']:7.1f} tasks/s, {calls / r['wall']:7.0f} model calls/s, "
-        f"{r['ideal'] / r['wall'] * 100:5.1f}% of ideal; peak in flight {r['peak_in_flight']:.0f}; "
-        f"RSS {r['rss0']:.0f} -> {r['peak_rss']:.0f} MiB"
+        f"{name:<30} wall {r['wall']:6.2f} s (ideal {r['ideal']:.2f} s) -> {tasks / r['wall']:7.1f} tasks/s, {calls / r['wall']:6.0f} model calls/s, "
+        f"{r['ideal'] / r['wall'] * 100:5.1f}% of ideal; peak in flight {r['peak_in_flight']:.0f}; RSS {r['rss0']:.0f} -> {r['peak_rss']:.0f} MiB; "
+        f"load {r['load']:.1f}"
     )
     per_step = r["cpu"] / calls
+    runtime_step = (r["cpu"] - r["stub_cpu"]) / calls
+    stub = f" (of which the stub model's own work {r['stub_cpu'] / calls * 1000:.3f} ms)" if r["stub_cpu"] else ""
+    print(f"{'':<30} worker CPU {per_step * 1000:.3f} ms per step{stub}; this run got {r['cpu'] / r['wall'] * 100:.0f}% of a core")
     print(
-        f"{'':<34} worker CPU {per_step * 1000:.2f} ms per step: one free core would sustain {1 / per_step:.0f} model calls/s "
-        f"({min(1.0, (1 / per_step) / (r['concurrency'] / r['latency'])) * 100:.0f}% of ideal); this run got {r['cpu'] / r['wall'] * 100:.0f}% of a core"
+        f"{'':<30} runtime alone {runtime_step * 1000:.3f} ms per step: one free core would sustain {1 / runtime_step:.0f} model calls/s "
+        f"({min(1.0, (1 / runtime_step) / ideal_calls) * 100:.0f}% of ideal)"
     )
-    print(f"{'':<34} redis-server CPU {r['redis_cpu'] / calls * 1000:.2f} ms per step (same machine)")
+    line = f"{'':<30} redis-server CPU {r['redis_cpu'] / calls * 1000:.3f} ms per step"
+    if r["server_cpu"] == r["server_cpu"]:  # not NaN: the HTTP model server ran
+        total = (r["cpu"] + r["redis_cpu"] + r["server_cpu"]) / calls
+        line += (
+            f"; scripted model server CPU {r['server_cpu'] / calls * 1000:.3f} ms per call ({r['server_cpu'] / r['wall'] * 100:.0f}% of a core; "
+            f"alone on a free core it would serve {calls / r['server_cpu']:.0f} calls/s)"
+            f"\n{'':<30} all three: {total * 1000:.3f} ms CPU per call -> {os.cpu_count()} cores fully used would give at most "
+            f"{os.cpu_count() / total:.0f} calls/s on this machine"
+        )
+    print(line)
 
 
 async def main(args: argparse.Namespace) -> None:
     logging.disable(logging.INFO)
+    lengths = [int(s) for s in args.steps.split(",")]
+    results: list[tuple[str, int, dict[str, float]]] = []
     with redis_server() as url:
         port = free_port()
         server = subprocess.Popen(
@@ -124,22 +205,35 @@ async def main(args: argparse.Namespace) -> None:
         )
         try:
             server.stdout.readline()
-            stub = await run_once(url, None, args.tasks, args.concurrency, args.latency)
-            http = await run_once(url, f"http://127.0.0.1:{port}/v1", args.tasks, args.concurrency, args.latency)
+            for steps in lengths:
+                tasks = args.tasks if steps <= 3 else args.long_tasks
+                if args.only in (None, "stub"):
+                    r = await run_once(url, None, tasks, args.concurrency, args.latency, steps, gc_tune=args.gc == "tuned")
+                    results.append((f"stub, {steps}-call tasks", tasks, r))
+                if args.only in (None, "http"):
+                    r = await run_once(url, f"http://127.0.0.1:{port}/v1", tasks, args.concurrency, args.latency, steps, server.pid, gc_tune=args.gc == "tuned")
+                    results.append((f"HTTP, {steps}-call tasks", tasks, r))
         finally:
             server.terminate()
             server.wait(10)
-    print(f"{args.tasks} tasks x 3 model calls, {args.concurrency} at once in one worker process, model latency {args.latency * 1000:.0f} ms")
-    print(f"baseline (ideal): {args.concurrency / (3 * args.latency):.0f} tasks/s, {args.concurrency / args.latency:.0f} model calls/s")
-    report("in-process model stub", args.tasks, stub)
-    report("scripted model over HTTP", args.tasks, http)
+    print(
+        f"{args.concurrency} tasks at once in one worker process, model latency {args.latency * 1000:.0f} ms; tasks of {args.steps} model calls; "
+        f"GC {'tuned as the worker entry point does (gctune.py)' if args.gc == 'tuned' else 'CPython defaults'}"
+    )
+    print(f"baseline (ideal): {args.concurrency / args.latency:.0f} model calls/s at any task length")
+    for name, tasks, r in results:
+        report(f"{name} ({tasks})", tasks, r)
     print(f"peak RSS of this process over the whole run: {peak_rss_mib():.0f} MiB (goal: under 1024 MiB)")
     print(load_line())
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--tasks", type=int, default=3000)
+    p.add_argument("--tasks", type=int, default=3000, help="tasks of 3 calls or fewer")
+    p.add_argument("--long-tasks", type=int, default=2000, help="tasks of more than 3 calls")
+    p.add_argument("--steps", default="3,15", help="task lengths in model calls, comma-separated")
     p.add_argument("--concurrency", type=int, default=1000)
     p.add_argument("--latency", type=float, default=0.2)
+    p.add_argument("--only", choices=("stub", "http"), default=None)
+    p.add_argument("--gc", choices=("tuned", "default"), default="tuned", help="the worker entry point's GC settings (gctune.py), or CPython's")
     asyncio.run(main(p.parse_args()))

@@ -8,7 +8,7 @@ checks, prompt building. Goal (issue 5): p50 < 2 ms, p99 < 10 ms.
 Baselines from the same run: the same loop with no Redis at all (prompt + model stub + tool in
 memory), and one Redis round trip (PING) through the same client.
 
-    python e2e/bench/runtime_overhead.py [--tasks 60] [--steps 20]
+    python e2e/bench/runtime_overhead.py [--tasks 60] [--steps 20] [--gc tuned|default]
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class TimedClient(ScriptedClient):
         return reply
 
 
-async def durable(redis_url: str, tasks: int, steps: int, concurrency: int) -> tuple[list[float], float, float]:
+async def durable(redis_url: str, tasks: int, steps: int, concurrency: int, gc_tune: bool = True) -> tuple[list[float], float, float]:
     fleet = "bench" + uuid.uuid4().hex[:6]
     config = RuntimeConfig.model_validate(
         {"fleet": fleet, "redisUrl": redis_url, "worker": {"concurrency": concurrency, "metricsPort": 0}, "budgets": {"maxSteps": steps + 5}}
@@ -71,6 +71,10 @@ async def durable(redis_url: str, tasks: int, steps: int, concurrency: int) -> t
     for i in range(tasks):
         sub = Submission(f"bench {i} #steps={steps}", "", config.limits(), None, "", {})
         ids.append((await store.submit(new_task(uuid.uuid4().hex, sub, time.time())))[1])
+    if gc_tune:  # as `python -m agentfleet_runtime worker` does once its worker has started
+        from agentfleet_runtime import gctune
+
+        gctune.tune()
     t0, cpu0 = time.perf_counter(), time.process_time()
     await worker.start()
     # A finished task's entry is deleted from the stream: an empty stream means all done. O(1)
@@ -138,9 +142,9 @@ async def main(args: argparse.Namespace) -> None:
     with redis_server() as url:
         rtt = await redis_rtt(url)
         naive = await in_memory(args.tasks, args.steps)
-        seq, wall1, cpu1 = await durable(url, args.tasks, args.steps, 1)
-        conc, wall2, cpu2 = await durable(url, args.tasks, args.steps, args.tasks)
-    print("orchestration overhead per step, zero-latency model (ms between model calls)")
+        seq, wall1, cpu1 = await durable(url, args.tasks, args.steps, 1, args.gc == "tuned")
+        conc, wall2, cpu2 = await durable(url, args.tasks, args.steps, args.tasks, args.gc == "tuned")
+    print(f"orchestration overhead per step, zero-latency model (ms between model calls); GC {args.gc}")
     print(line("baseline: Redis PING round trip", rtt))
     print(line("baseline: same loop in memory, no Redis", naive))
     print(line("durable loop, 1 task at a time", seq))
@@ -159,4 +163,5 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tasks", type=int, default=60)
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--gc", choices=("tuned", "default"), default="tuned", help="the worker entry point's GC settings (gctune.py), or CPython's")
     asyncio.run(main(p.parse_args()))

@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 
-from agentfleet_runtime import logs
+from agentfleet_runtime import gctune, logs
 from agentfleet_runtime.config import load_config
 
 log = logging.getLogger("agentfleet")
@@ -27,6 +27,7 @@ async def run_worker(config_path: str | None) -> int:
     worker = Worker(config)
     _on_signals(worker.request_drain)
     await worker.start()
+    gctune.tune()
     await worker.wait()
     log.info("worker stopped")
     return 0

@@ -26,8 +26,15 @@ from typing import Any
 
 from redis.asyncio.client import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+try:  # redis-py's hiredis parser: its replies can be read without a coroutine stack per reply
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
+    from redis._parsers.hiredis import _AsyncHiredisParser
+except ImportError:  # pragma: no cover - hiredis is a dependency; the generic path stays correct
+    _AsyncHiredisParser = None
 
 MAX_BATCH = 256
 # Batches in flight at once, each on its own pooled connection: while Redis runs one, the next is
@@ -73,28 +80,37 @@ class ScriptBatcher:
             self._kicked = True
 
     async def _run(self) -> None:
+        # Each sender keeps one pooled connection for as long as it lives: a checkout per batch
+        # (the pool's lock, timeout and health check) cost more than the batch's own bookkeeping.
+        # A connection that breaks is reconnected by the next send (redis-py connects on demand).
         loop = asyncio.get_running_loop()
-        while True:
-            if not self._queue:
-                waiter: asyncio.Future[None] = loop.create_future()
-                self._idle.append(waiter)
-                await waiter
-            await asyncio.sleep(0)  # let the other tasks ready in this turn queue their calls
-            self._kicked = False
-            if not self._queue:
-                continue
-            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-            if self._queue:
-                self._kick()  # more than one batch waiting: another sender takes the next
-            await self._send(batch)
-
-    async def _send(self, batch: list[_Item]) -> None:
         pool = self.r.connection_pool
+        conn: Any = None
         try:
-            conn = await pool.get_connection()
-        except Exception as e:
-            _fail_all(batch, e)
-            return
+            while True:
+                if not self._queue:
+                    waiter: asyncio.Future[None] = loop.create_future()
+                    self._idle.append(waiter)
+                    await waiter
+                await asyncio.sleep(0)  # let the other tasks ready in this turn queue their calls
+                self._kicked = False
+                if not self._queue:
+                    continue
+                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+                if self._queue:
+                    self._kick()  # more than one batch waiting: another sender takes the next
+                if conn is None:
+                    try:
+                        conn = await pool.get_connection()
+                    except Exception as e:
+                        _fail_all(batch, e)
+                        continue
+                await self._send(batch, conn)
+        finally:
+            if conn is not None:
+                await pool.release(conn)
+
+    async def _send(self, batch: list[_Item], conn: Any) -> None:
         commands = [("EVALSHA", script.sha, len(keys), *keys, *args) for script, keys, args, _ in batch]
         try:
 
@@ -105,8 +121,6 @@ class ScriptBatcher:
         except Exception as e:  # the whole round trip failed (after the client's retries)
             _fail_all(batch, e)
             return
-        finally:
-            await pool.release(conn)
         again = []
         for item, res in zip(batch, results, strict=True):
             fut = item[3]
@@ -152,6 +166,9 @@ async def _round_trip(conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
     try:
         async with asyncio.timeout(conn.socket_timeout or DEFAULT_TIMEOUT):
             await conn.send_packed_command(conn.pack_commands(commands))
+            parser = getattr(conn, "_parser", None)
+            if _AsyncHiredisParser is not None and isinstance(parser, _AsyncHiredisParser) and getattr(parser, "_reader", None) is not None:
+                return await _read_replies_hiredis(conn, parser, len(commands))
             out: list[Any] = []
             for _ in commands:
                 try:
@@ -164,3 +181,35 @@ async def _round_trip(conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
         # The read was cancelled mid-reply: redis-py closed the connection, so nothing desyncs.
         await conn.disconnect()
         raise RedisTimeoutError("Timeout running a batch of scripts") from None
+
+
+async def _read_replies_hiredis(conn: Any, parser: Any, n: int) -> list[Any]:
+    """``n`` replies straight off hiredis's reader: what ``conn.read_response`` does per reply
+    (three coroutine frames, a timeout check, an error translation), once for the batch. Replies
+    that are errors come back as exception objects (ResponseError and its kinds, as redis-py maps
+    them) and stay in their place; anything else that fails closes the connection, as redis-py
+    does, so a half-read batch can never be mistaken for the next one's replies."""
+    reader = parser._reader
+    push_type = getattr(parser, "_hiredis_PushNotificationType", None)
+    out: list[Any] = []
+    try:
+        while len(out) < n:
+            reply = reader.gets()
+            if reply is _NOT_ENOUGH_DATA:
+                await parser.read_from_socket()
+                continue
+            if push_type is not None and isinstance(reply, push_type):  # RESP3 push: not a reply
+                await parser.handle_push_response(reply)
+                continue
+            if isinstance(reply, BaseException) and not isinstance(reply, ResponseError):
+                raise reply  # e.g. LOADING (a ConnectionError): retried like any connection error
+            out.append(reply)
+    except OSError as e:  # as read_response: a socket error is a (retryable) Redis connection error
+        await conn.disconnect(nowait=True)
+        raise RedisConnectionError(f"Error while reading a batch of script replies: {e}") from e
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise
+    if conn.health_check_interval:  # as read_response does: a used connection needs no PING
+        conn.next_health_check = asyncio.get_running_loop().time() + conn.health_check_interval
+    return out

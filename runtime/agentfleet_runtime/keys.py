@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 GROUP = "workers"  # the consumer group every worker of a fleet reads the task stream with
+
+
+_TASK_KEYS_CACHED = 8192  # tasks whose key names are kept (a worker's in flight, with room)
 
 
 @dataclass(frozen=True, slots=True)
 class Keys:
     fleet: str
+    # Derived once: every checkpoint names four keys of its task, and building them per call was
+    # a visible share of a step's CPU at a thousand tasks.
+    prefix: str = field(init=False, repr=False, compare=False)
+    _task_keys: dict[str, tuple[str, str, str, str]] = field(init=False, repr=False, compare=False, hash=False)
 
-    @property
-    def prefix(self) -> str:
-        return f"af:{self.fleet}:"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix", f"af:{self.fleet}:")
+        object.__setattr__(self, "_task_keys", {})
+
+    def task_keys(self, task_id: str) -> tuple[str, str, str, str]:
+        """(task, steps, events, children) of one task: ``task()``, ``steps()``, ... in one call."""
+        keys = self._task_keys.get(task_id)
+        if keys is None:
+            if len(self._task_keys) >= _TASK_KEYS_CACHED:
+                self._task_keys.clear()
+            base = f"{self.prefix}t:{task_id}"
+            keys = self._task_keys[task_id] = (base, base + ":steps", base + ":events", base + ":children")
+        return keys
 
     @property
     def stream(self) -> str:

@@ -13,8 +13,19 @@ import sys
 import time
 from typing import Any
 
+
+class StepRef:
+    """The step a task's loop is on, changed in place: the loop sets ``step_var`` to one of these
+    once per task, since setting a context variable on every step builds a new context mapping."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int | None = None) -> None:
+        self.n = n
+
+
 task_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("task_id", default=None)
-step_var: contextvars.ContextVar[int | None] = contextvars.ContextVar("step", default=None)
+step_var: contextvars.ContextVar[int | StepRef | None] = contextvars.ContextVar("step", default=None)
 _STD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
@@ -36,6 +47,8 @@ class JsonFormatter(logging.Formatter):
         if tid is not None:
             out["task_id"] = tid
         step = step_var.get()
+        if isinstance(step, StepRef):
+            step = step.n
         if step is not None:
             out["step"] = step
         for k, v in vars(record).items():

@@ -8,17 +8,16 @@ recorded results and idempotency keys for tools with side effects).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from agentfleet_runtime import metrics
+from agentfleet_runtime import metrics, timeouts
 from agentfleet_runtime.budget import Prices, TreeUsage, exhausted
 from agentfleet_runtime.errors import Cancelled, Released
-from agentfleet_runtime.logs import step_var, task_id_var
+from agentfleet_runtime.logs import StepRef, step_var, task_id_var
 from agentfleet_runtime.model import ModelClient, ModelRequest
 from agentfleet_runtime.prompt import PromptCache, best_answer, head_messages
 from agentfleet_runtime.store import Acquired, TaskStore
@@ -69,6 +68,8 @@ class TaskRun:
     # -- the loop ----------------------------------------------------------------------------------
     async def execute(self) -> tuple[Status, str]:
         task_id_var.set(self.rec.id)
+        step_ref = StepRef()
+        step_var.set(step_ref)
         rec = self.rec
         if rec.cancel:
             return await self.finish_cancelled()
@@ -76,6 +77,7 @@ class TaskRun:
         schemas = self.tools.schemas()
         text_tools = self.settings.tool_calling == "text"
         native = self.settings.tool_calling != "text"
+        tenant = str(rec.metadata.get("tenant", ""))
         prompt = PromptCache(
             head_messages(system_prompt=self.settings.system_prompt, goal=rec.goal, tool_schemas=schemas, text_tools=text_tools, session_context=session_ctx)
         )
@@ -85,12 +87,12 @@ class TaskRun:
             step_started = time.monotonic()
             last = self.steps[-1] if self.steps else None
             if last is not None and not last.complete:
-                step_var.set(last.n)
+                step_ref.n = last.n
                 log.info("resuming step: running its tools again", extra={"tools": [c.name for c in last.tool_calls]})
                 tool_s = await self._run_tools(last)
                 metrics.STEP_OVERHEAD.observe(max(0.0, time.monotonic() - step_started - tool_s))
                 continue
-            step_var.set(len(self.steps))
+            step_ref.n = len(self.steps)
             now = time.time()
             stop = exhausted(rec.limits, self.root_limits, len(self.steps), self.tree, now, rec.deadline)
             if stop is not None:
@@ -104,13 +106,13 @@ class TaskRun:
                 task_id=rec.id,
                 root_id=rec.root,
                 session=rec.session,
-                tenant=str(rec.metadata.get("tenant", "")),
+                tenant=tenant,
                 step=len(self.steps),
                 timeout=left,
             )
             t0 = time.monotonic()
             try:
-                async with asyncio.timeout(left):  # no extra task per call, unlike wait_for
+                with timeouts.timeout(left):  # shared timers (timeouts.py), no extra task per call
                     reply = await self.model.complete(request)
             except TimeoutError:
                 if time.time() >= rec.deadline - 0.01:

@@ -154,12 +154,26 @@ return {1, t[1] or '0', t[2] or '0', redis.call('HGET', KEYS[1], 'cancel') or '0
 )
 
 # KEYS: hash steps events
-# ARGV: lease n step_json event
+# ARGV: lease n data event mode
+# mode 'obs': data is the observations' JSON, spliced into the stored plan in place of its closing
+# '"observations":null}' (Step.to_json puts that field last), so the step's model reply is not
+# encoded and sent a second time. Already spliced (a retried call): nothing to do. Neither: -3,
+# and the caller sends the whole step (mode 'full': data replaces the stored step).
 COMPLETE = r"""
 if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return {-1} end
 local n = tonumber(ARGV[2])
 if redis.call('LLEN', KEYS[2]) <= n then return {-2} end
-redis.call('LSET', KEYS[2], n, ARGV[3])
+if ARGV[5] == 'obs' then
+  local cur = redis.call('LINDEX', KEYS[2], n)
+  local open = '"observations":null}'
+  if string.sub(cur, -#open) == open then
+    redis.call('LSET', KEYS[2], n, string.sub(cur, 1, -#open - 1) .. '"observations":' .. ARGV[3] .. '}')
+  elseif string.sub(cur, -(#ARGV[3] + 16)) ~= '"observations":' .. ARGV[3] .. '}' then
+    return {-3}
+  end
+else
+  redis.call('LSET', KEYS[2], n, ARGV[3])
+end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'e', ARGV[4])
 return {1, redis.call('HGET', KEYS[1], 'cancel') or '0'}
 """

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 
 import aiohttp
 
-from agentfleet_runtime import fastjson
+from agentfleet_runtime import fastjson, timeouts
 from agentfleet_runtime.http1 import ConnectionFailed, Http1Client
 from agentfleet_runtime.textcalls import coerce_arguments
 from agentfleet_runtime.types import ModelReply, ToolCall, Usage
@@ -24,7 +24,9 @@ from agentfleet_runtime.types import ModelReply, ToolCall, Usage
 StepKind = Literal["step", "summary", "tool_arguments"]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per model call, and a frozen dataclass's __init__ (object.__setattr__
+# per field) cost twice as much. Treat it as immutable all the same.
+@dataclass(slots=True)
 class ModelRequest:
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] = field(default_factory=list)  # OpenAI "tools" entries; empty = none
@@ -128,7 +130,7 @@ class OpenAIChatClient:
 
     async def _post(self, payload: bytes, timeout: float) -> tuple[int, bytes]:
         if self._h1 is not None:
-            async with asyncio.timeout(timeout):
+            with timeouts.timeout(timeout):
                 return await self._h1.post(payload)
         async with self._http().post(self.url, data=payload, headers=self._headers, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
             return resp.status, await resp.read()

@@ -53,6 +53,13 @@ class _FastConnection(aioredis.Connection):
             args = (*args[0].split(), *args[1:])
         return [_hiredis_pack(args)]
 
+    def pack_commands(self, commands: Any) -> list[bytes]:
+        # One buffer for a whole pipeline or script batch (batch.py): redis-py's version re-chunks
+        # the packed commands in Python, a visible cost with hundreds of checkpoints per batch.
+        if _hiredis_pack is None:
+            return super().pack_commands(commands)
+        return [b"".join([self.pack_command(*args)[0] for args in commands])]
+
 
 def connect(url: str, password: str | None = None, max_connections: int = 128) -> aioredis.Redis:
     """A client that rides out a Redis restart and shares a bounded pool of connections.
@@ -117,7 +124,7 @@ class TaskStore:
 
     def _task_keys(self, task_id: str) -> list[str]:
         k = self.keys
-        return [k.task(task_id), k.steps(task_id), k.events(task_id), k.children(task_id), k.stream, k.dead]
+        return [*k.task_keys(task_id), k.stream, k.dead]
 
     async def load_scripts(self) -> None:
         """Load every script once up front: otherwise the first batch of a worker that starts
@@ -197,10 +204,12 @@ class TaskStore:
         )
         if res[0] != "ok":
             return res[0]
-        record = TaskRecord.from_hash(_pairs(res[1]))
+        fields = _pairs(res[1])
+        record = TaskRecord.from_hash(fields)
         steps = [Step.from_json(fastjson.loads(s)) for s in res[2]]
         limits_json, deadline, tree_tokens, tree_cost = res[3]
-        root_limits = Limits.from_json(json.loads(limits_json)) if limits_json else record.limits
+        # A root task is its own root: its limits are already parsed.
+        root_limits = Limits.from_json(fastjson.loads(limits_json)) if limits_json and limits_json != fields.get("limits") else record.limits
         tree = TreeUsage(int(tree_tokens or 0), int(tree_cost or 0))
         return Acquired(record, steps, root_limits, float(deadline or record.deadline), tree)
 
@@ -216,9 +225,10 @@ class TaskStore:
     async def plan(self, rec: TaskRecord, lease: str, step: Step, cost_nanos: int) -> tuple[TreeUsage, bool]:
         """Store a step's model reply (before its tools run). Returns tree usage and cancel flag."""
         ev = event("step", step=step.n, content=step.content[:2000], tool_calls=[c.name for c in step.tool_calls], tokens=step.usage.total)
+        task, steps, events, _ = self.keys.task_keys(rec.id)
         res = await self._call(
             self._plan,
-            [self.keys.task(rec.id), self.keys.steps(rec.id), self.keys.events(rec.id), self.keys.task(rec.root)],
+            [task, steps, events, task if rec.root == rec.id else self.keys.task(rec.root)],
             [lease, step.n, fastjson.dumpb(step.to_json()), step.usage.prompt_tokens, step.usage.completion_tokens, cost_nanos, ev],
         )
         if res[0] == -1:
@@ -228,14 +238,16 @@ class TaskStore:
         return TreeUsage(int(res[1]), int(res[2])), res[3] == "1"
 
     async def complete(self, rec: TaskRecord, lease: str, step: Step) -> bool:
-        """Store a step's observations. Returns the cancel flag."""
+        """Store a step's observations. Returns the cancel flag.
+
+        Only the observations go to Redis: the script splices them into the step stored by
+        ``plan`` (lua.COMPLETE). Should the stored step not be that plan, the whole step is sent."""
         assert step.observations is not None
         ev = event("observations", step=step.n, results=[{"tool": o.name, "ok": o.ok, "output": o.output[:500]} for o in step.observations])
-        res = await self._call(
-            self._complete,
-            [self.keys.task(rec.id), self.keys.steps(rec.id), self.keys.events(rec.id)],
-            [lease, step.n, fastjson.dumpb(step.to_json()), ev],
-        )
+        keys = list(self.keys.task_keys(rec.id)[:3])
+        res = await self._call(self._complete, keys, [lease, step.n, fastjson.dumpb([o.to_json() for o in step.observations]), ev, "obs"])
+        if res[0] == -3:
+            res = await self._call(self._complete, keys, [lease, step.n, fastjson.dumpb(step.to_json()), ev, "full"])
         if res[0] == -1:
             raise LeaseLost(rec.id)
         if res[0] == -2:

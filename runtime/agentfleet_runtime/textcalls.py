@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from agentfleet_runtime import fastjson
 from agentfleet_runtime.types import ToolCall
 
 _TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL | re.IGNORECASE)
@@ -29,11 +30,12 @@ _ACTION = re.compile(
 )
 _NAME_KEYS = ("name", "tool", "function", "tool_name", "action")
 _ARG_KEYS = ("arguments", "args", "parameters", "input", "action_input", "tool_input")
+_DECODER = json.JSONDecoder()
 
 
 def _json_objects(text: str) -> Iterable[Any]:
     """Every top-level JSON value starting at a '{' or '[' in text, left to right."""
-    decoder = json.JSONDecoder()
+    decoder = _DECODER
     i = 0
     while i < len(text):
         j = min((k for k in (text.find("{", i), text.find("[", i)) if k >= 0), default=-1)
@@ -75,7 +77,7 @@ def coerce_arguments(args: Any) -> dict[str, Any]:
         if not s:
             return {}
         try:
-            parsed = json.loads(s)
+            parsed = fastjson.loads(s)
         except ValueError:
             return {"input": s}
         return parsed if isinstance(parsed, dict) else {"input": parsed}
@@ -84,11 +86,23 @@ def coerce_arguments(args: Any) -> dict[str, Any]:
     return {"input": args}
 
 
+def _may_hold_call(text: str) -> bool:
+    """False when none of the formats below can match: every one needs one of these markers
+    (tags, ``Action``, ``answer``, a JSON object or list). Most answers of a model that calls
+    tools natively are plain prose: this skips four regex scans and a JSON search for them."""
+    if "{" in text or "[" in text:
+        return True
+    folded = text.casefold()  # as the patterns' IGNORECASE: "ANSWER", "anſwer" (long s) fold to "answer"
+    return "<tool_call>" in folded or "action" in folded or "answer" in folded
+
+
 def parse_text_reply(text: str, tool_names: Iterable[str]) -> tuple[str, list[ToolCall]]:
     """Split a plain-text answer into (content, tool calls). No calls means content is the answer."""
-    known = set(tool_names)
     if not text:
         return "", []
+    if not _may_hold_call(text):
+        return text.strip(), []
+    known = set(tool_names)
     final = _FINAL.search(text)
     # A final answer that comes before any call marker ends the task; one after a call is the
     # model hallucinating the observation, so the call goes first.

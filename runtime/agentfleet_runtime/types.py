@@ -11,6 +11,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from agentfleet_runtime.fastjson import loads
+
 
 class Status(StrEnum):
     QUEUED = "queued"
@@ -117,6 +119,8 @@ class Step:
             "tool_calls": [c.to_json() for c in self.tool_calls],
             "usage": [self.usage.prompt_tokens, self.usage.completion_tokens],
             "model_seconds": round(self.model_seconds, 6),
+            # Last, always: the completion checkpoint splices the observations into the stored
+            # plan in place of its closing '"observations":null}' (lua.COMPLETE).
             "observations": None if self.observations is None else [o.to_json() for o in self.observations],
         }
 
@@ -235,8 +239,6 @@ class TaskRecord:
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> TaskRecord:
-        from agentfleet_runtime.fastjson import loads
-
         return cls(
             id=h["id"],
             goal=h.get("goal", ""),

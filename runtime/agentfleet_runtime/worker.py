@@ -455,6 +455,7 @@ class Worker:
             metrics.QUEUE_PENDING.set(s["pending"])
             metrics.QUEUE_LAG.set(s["oldest_age_seconds"])
             metrics.QUEUE_DELAYED.set(s["delayed"])
+            metrics.flush()  # scrapes flush too; this keeps a registry read by other means current
             await asyncio.sleep(5.0)
 
     # -- fan-in (the spawn tool's FanIn) ------------------------------------------------------------

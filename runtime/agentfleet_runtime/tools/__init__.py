@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from agentfleet_runtime import timeouts
 from agentfleet_runtime.breaker import BreakerState, CircuitBreaker
 from agentfleet_runtime.errors import LeaseLost, Released
 from agentfleet_runtime.tools.base import Tool, ToolContext, ToolError
@@ -40,6 +41,9 @@ class ToolBox:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tools: dict[str, Any] = {t.name: t for t in tools}
+        # Looked up on every call: kept as sets rather than getattr on each tool each time.
+        self._side_effects = {t.name for t in tools if getattr(t, "side_effects", False)}
+        self._spawners = {t.name for t in tools if getattr(t, "spawns", False)}
         self.results = results
         self.breakers = {name: CircuitBreaker(failure_threshold, cooldown, clock) for name in self.tools}
         self.max_chars = max_observation_chars
@@ -56,9 +60,9 @@ class ToolBox:
     async def run_step(self, task: TaskRecord, step: int, calls: Sequence[ToolCall], deadline: float) -> list[Observation]:
         """Run one step's tool calls concurrently; every outcome, failures included, is an observation."""
         recorded: list[Observation | None] = [None] * len(calls)
-        if self.results is not None and any(getattr(self.tools.get(c.name), "side_effects", False) for c in calls):
+        if self.results is not None and self._side_effects and any(c.name in self._side_effects for c in calls):
             recorded = await self.results.recorded_results(task.id, step, len(calls))
-        quotas = self._spawn_quotas(task, calls)
+        quotas = self._spawn_quotas(task, calls) if self._spawners else {}
         if len(calls) == 1:
             return [await self._run_one(task, step, 0, calls[0], deadline, recorded[0], quotas.get(0))]
         runs = [asyncio.ensure_future(self._run_one(task, step, i, c, deadline, recorded[i], quotas.get(i))) for i, c in enumerate(calls)]
@@ -75,7 +79,7 @@ class ToolBox:
         left = task.limits.max_fan_out
         quotas = {}
         for i, c in enumerate(calls):
-            if getattr(self.tools.get(c.name), "spawns", False):
+            if c.name in self._spawners:
                 quotas[i] = left
                 left = max(0, left - len(goals_of(c.arguments)))
         return quotas
@@ -99,13 +103,13 @@ class ToolBox:
             )
         self._breaker(call.name, breaker)
         ctx = ToolContext(task=task, step=step, call_index=index, deadline=deadline)
-        spawn = getattr(tool, "spawns", False)
+        spawn = call.name in self._spawners
         limit = min(tool.timeout + (SPAWN_GRACE_SECONDS if spawn else 0.0), deadline - time.time())
         started = time.monotonic()
         if limit <= 0:
             return Observation(call.id, call.name, False, f"{call.name} was not called: the task's time budget is spent")
         try:
-            async with asyncio.timeout(limit):
+            with timeouts.timeout(limit):
                 output = await (tool.run(call.arguments, ctx, quota) if spawn else tool.run(call.arguments, ctx))
             obs = Observation(call.id, call.name, True, truncate(str(output), self.max_chars), time.monotonic() - started)
             breaker.record(True)
@@ -127,7 +131,7 @@ class ToolBox:
             outcome = "error"
         self._called(call.name, outcome, obs.seconds)
         self._breaker(call.name, breaker)
-        if getattr(tool, "side_effects", False) and self.results is not None:
+        if call.name in self._side_effects and self.results is not None:
             await self.results.record_result(task.id, step, index, obs)
         return obs
 

@@ -29,9 +29,9 @@ def test_concurrent_calls_share_round_trips_and_keep_their_own_replies(redis_ser
         sent: list[int] = []
         real_send = batcher._send
 
-        async def counting_send(batch):
+        async def counting_send(batch, conn):
             sent.append(len(batch))
-            await real_send(batch)
+            await real_send(batch, conn)
 
         batcher._send = counting_send
         try:
@@ -94,6 +94,28 @@ def test_a_cancelled_caller_does_not_disturb_the_batch(redis_server, fleet):
             assert await asyncio.gather(*kept) == [2, 3, 4]  # the cancelled call still ran, first
             with pytest.raises(asyncio.CancelledError):
                 await doomed
+        finally:
+            await batcher.close()
+            await r.aclose()
+
+    arun(body(), 60)
+
+
+def test_large_replies_spanning_many_reads_keep_their_order(redis_server, fleet):
+    # Replies of a batch arrive over many socket reads: each must still go to its own caller.
+    big = "return string.rep(ARGV[1], tonumber(ARGV[2]))"
+
+    async def body() -> None:
+        r = connect(redis_server.url)
+        script = r.register_script(big)
+        await r.script_load(big)
+        batcher = ScriptBatcher(r, max_batch=64, max_in_flight=1)
+        try:
+            sizes = [(chr(ord("a") + i % 26), 50_000 + 997 * i) for i in range(40)]
+            replies = await asyncio.gather(*(batcher.call(script, [f"{fleet}:k"], [ch, n]) for ch, n in sizes))
+            assert [(rep[0], len(rep), set(rep)) for rep in replies] == [(ch, n, {ch}) for ch, n in sizes]
+            # The sender's kept connection serves the next batch too.
+            assert await batcher.call(script, [f"{fleet}:k"], ["z", 3]) == "zzz"
         finally:
             await batcher.close()
             await r.aclose()

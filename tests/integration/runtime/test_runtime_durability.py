@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -10,7 +11,7 @@ from runtime_helpers import Echo, arun, environment, running_worker
 
 from agentfleet_runtime.errors import LeaseLost
 from agentfleet_runtime.store import Acquired
-from agentfleet_runtime.types import Step, ToolCall, Usage
+from agentfleet_runtime.types import Observation, Step, ToolCall, Usage
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +42,41 @@ def test_stale_lease_cannot_checkpoint_and_scripts_are_idempotent(redis_server, 
             with pytest.raises(LeaseLost):
                 await env.store.complete(a.record, "A", step)
             await env.store.complete(b.record, "B", step)
+
+    arun(body())
+
+
+def test_completion_checkpoint_sends_only_the_observations_and_stores_the_whole_step(redis_server, fleet):
+    async def body():
+        async with environment(redis_server.url, fleet) as env:
+            tid = await env.submit("delta")
+            msg_id, _ = await read_one(env)
+            a = await env.store.acquire(tid, lease="A", msg_id=msg_id, reclaimed=False, max_attempts=3, worker="wa")
+            assert isinstance(a, Acquired)
+            content = "thinking about " + "é" * 300 + ' "quotes" and }braces{'
+            step = Step(0, content, [ToolCall("c1", "echo", {"q": "x" * 500}), ToolCall("c2", "echo", {})], Usage(5, 1), model_seconds=0.25)
+            await env.store.plan(a.record, "A", step, 0)
+            step.observations = [Observation("c1", "echo", True, "out é " * 50, 0.01), Observation("c2", "echo", False, 'failed: "x"', 0.0)]
+            sent: list[list] = []
+            real_call = env.store._call
+
+            def spying_call(script, keys, args):
+                sent.append(args)
+                return real_call(script, keys, args)
+
+            env.store._call = spying_call
+            await env.store.complete(a.record, "A", step)
+            assert sent[-1][-1] == "obs" and content.encode() not in sent[-1][2], "the model reply must not be sent again"
+            stored = await env.store.r.lindex(env.store.keys.steps(tid), 0)
+            assert json.loads(stored) == step.to_json()  # the spliced step is the whole step, valid JSON
+            await env.store.complete(a.record, "A", step)  # a retried call: a no-op success
+            assert await env.store.r.lindex(env.store.keys.steps(tid), 0) == stored
+            # A stored step that is not this worker's plan (another shape): the whole step is sent.
+            await env.store.r.lset(env.store.keys.steps(tid), 0, json.dumps(step.to_json(), indent=1))
+            step.observations = [Observation("c1", "echo", True, "again", 0.0), Observation("c2", "echo", True, "ok", 0.0)]
+            await env.store.complete(a.record, "A", step)
+            assert [a[-1] for a in sent[-2:]] == ["obs", "full"]
+            assert (await env.store.steps(tid))[0] == step
 
     arun(body())
 

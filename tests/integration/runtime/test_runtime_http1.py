@@ -186,3 +186,40 @@ def test_model_client_uses_it_for_http_and_maps_failures_to_model_errors():
         assert OpenAIChatClient("https://example.invalid/v1", "m")._h1 is None  # https stays on aiohttp
 
     arun(body(), 30)
+
+
+def test_response_in_tiny_pieces_timeout_mid_response_and_stray_bytes():
+    async def body() -> None:
+        async def respond(writer: asyncio.StreamWriter, req: bytes, _conn: int) -> bool:
+            payload = b'{"ok": "' + req + b'"}'
+            if req == b"slow":  # the head, then nothing: the caller's timeout must close it
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{")
+                await writer.drain()
+                await asyncio.sleep(5)
+                return False
+            raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(payload), payload)
+            if req == b"stray":
+                raw += b"HTTP/1.1 200 OK\r\n"  # bytes after the response: the connection is unusable
+            for i in range(len(raw)):  # one byte per write: the parser must wait for the rest
+                writer.write(raw[i : i + 1])
+                await writer.drain()
+            return True
+
+        server, port, connections = await _raw_server(respond)
+        client = Http1Client(f"http://127.0.0.1:{port}/x", {})
+        try:
+            assert await client.post(b"pieces") == (200, b'{"ok": "pieces"}')
+            assert len(client._idle) == 1
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.3):
+                    await client.post(b"slow")
+            assert client._idle == [], "a connection left mid-response must be closed, not pooled"
+            assert await client.post(b"stray") == (200, b'{"ok": "stray"}')
+            assert client._idle == [], "a connection with bytes past the response must not be pooled"
+            assert await client.post(b"after") == (200, b'{"ok": "after"}')
+            assert len(connections) == 3
+        finally:
+            await client.close()
+            server.close()
+
+    arun(body(), 30)

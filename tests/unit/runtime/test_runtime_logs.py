@@ -28,3 +28,19 @@ def test_keys_are_prefixed_and_caller_keys_hashed():
     k = Keys("f")
     assert k.stream == "af:f:tasks" and k.task("x") == "af:f:t:x" and k.tool_result("x", 1, 2) == "af:f:t:x:r:1:2"
     assert k.submission("a" * 10_000).startswith("af:f:submit:") and len(k.submission("a" * 10_000)) < 60
+
+
+def test_step_reference_is_read_when_the_record_is_formatted():
+    from agentfleet_runtime.logs import StepRef
+
+    fmt = JsonFormatter("worker")
+    ref = StepRef(0)
+    token = step_var.set(ref)
+    try:
+        ref.n = 4  # the loop moves on without setting the context variable again
+        out = json.loads(fmt.format(logging.makeLogRecord({"msg": "x", "levelname": "INFO", "name": "t"})))
+        assert out["step"] == 4
+        ref.n = None  # before the first step: no step field
+        assert "step" not in json.loads(fmt.format(logging.makeLogRecord({"msg": "x", "levelname": "INFO", "name": "t"})))
+    finally:
+        step_var.reset(token)

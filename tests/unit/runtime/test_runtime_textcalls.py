@@ -73,3 +73,17 @@ def test_coerce_arguments():
     assert coerce_arguments("[1, 2]") == {"input": [1, 2]}
     assert coerce_arguments(None) == {}
     assert coerce_arguments("") == {}
+
+
+def test_prose_with_colons_but_no_marker_is_the_answer():
+    # The quick check (no tag, Action, answer or JSON): the text is the answer, stripped.
+    assert parse_text_reply("  done: 3 items after 2 steps | note: fine  ", TOOLS) == ("done: 3 items after 2 steps | note: fine", [])
+
+
+def test_markers_are_found_in_any_case():
+    assert parse_text_reply("Thinking.\nFINAL ANSWER: 42", TOOLS) == ("42", [])
+    assert parse_text_reply("Thinking.\nAnſwer: 42", TOOLS) == ("42", [])  # long s: IGNORECASE matches it
+    _, calls = parse_text_reply('<TOOL_CALL>{"name": "search", "arguments": {"query": "q"}}</TOOL_CALL>', TOOLS)
+    assert [c.name for c in calls] == ["search"]
+    _, calls = parse_text_reply("ACTION: search\nACTION INPUT: q", TOOLS)
+    assert [(c.name, c.arguments) for c in calls] == [("search", {"input": "q"})]
