@@ -84,6 +84,10 @@ class FaultConfig:
     added_latency_s: float = 0.0  # added before the first byte of every completion call
     slow_fraction: float = 0.0  # share of calls made slow_factor times slower
     slow_factor: float = 10.0
+    # Correlated slowness (episodes.py): this share of the replica's time is spent in episodes
+    # (mean length slow_episode_seconds) in which every call it starts is slow_factor times slower.
+    slow_episode_fraction: float = 0.0
+    slow_episode_seconds: float = 20.0
     hang: bool = False  # completion calls never answer (health stays green: the nasty case)
     health_fail: bool = False  # /health answers 503
     draining: bool = False  # refuse new calls with 503, finish running ones, /health 503
@@ -101,12 +105,14 @@ class FaultConfig:
                 raise ValueError(f"{name} must be a boolean")
             typed[name] = kind(value)
         merged = dataclasses.replace(self, **typed)
-        for name in ("error_rate", "slow_fraction"):
+        for name in ("error_rate", "slow_fraction", "slow_episode_fraction"):
             value = getattr(merged, name)
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
         if merged.slow_factor < 1.0 or merged.added_latency_s < 0.0:
             raise ValueError("slow_factor must be >= 1 and added_latency_s >= 0")
+        if merged.slow_episode_seconds <= 0.0:
+            raise ValueError("slow_episode_seconds must be positive")
         return merged
 
 

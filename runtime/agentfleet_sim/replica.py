@@ -15,6 +15,7 @@ from typing import Any
 
 from .config import FaultConfig, ReplicaConfig
 from .engine import Engine, RequestTooLong
+from .episodes import SlowEpisodes
 from .exposition import render_metrics
 from .openai_api import (
     ApiError,
@@ -42,17 +43,20 @@ class Replica:
         self.faults: FaultConfig = self.config.faults
         self.tokenizer = ChatTokenizer()
         self._fault_rng = random.Random(self.faults.seed)
+        self._episodes: SlowEpisodes | None = None
         self._ids = itertools.count()
         self._ready_at: float | None = None
         self._stopped = False
         self._stop_event: asyncio.Event | None = None
         self.calls = 0  # completion calls admitted past faults, for tests and drain checks
+        self.slow_calls = 0  # calls made slow_factor times slower (slow_fraction or an episode)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
         self._ready_at = loop.time() + self.config.startup_seconds
+        self._new_episodes(loop.time())
         self.runner.start()
 
     async def stop(self) -> None:
@@ -83,7 +87,22 @@ class Replica:
         self.faults = self.faults.update(changes)
         if "seed" in changes:
             self._fault_rng = random.Random(self.faults.seed)
+        if self._ready_at is not None and changes.keys() & {"seed", "slow_episode_fraction", "slow_episode_seconds"}:
+            self._new_episodes(asyncio.get_running_loop().time())
         return self.faults
+
+    def _new_episodes(self, now: float) -> None:
+        f = self.faults
+        # Its own generator (seeded from the fault seed): the schedule must not shift with the
+        # number of calls, or two routing policies would meet different episodes.
+        self._episodes = SlowEpisodes(f.slow_episode_fraction, f.slow_episode_seconds, seed=f.seed * 7919 + 1, start=now)
+
+    def in_slow_episode(self) -> bool:
+        return self._episodes is not None and self._episodes.active(asyncio.get_running_loop().time())
+
+    def slow_episodes(self) -> list[tuple[float, float]]:
+        """(start, end) of the slow episodes begun so far (for reports)."""
+        return self._episodes.episodes(asyncio.get_running_loop().time()) if self._episodes is not None else []
 
     def drain(self) -> None:
         self.configure(draining=True)
@@ -142,14 +161,17 @@ class Replica:
         faults = self.faults
         # Draw both decisions every call so one setting does not shift the other's sequence.
         fail = self._fault_rng.random() < faults.error_rate
-        slow = self._fault_rng.random() < faults.slow_fraction
+        slow = self._fault_rng.random() < faults.slow_fraction or self.in_slow_episode()
         if faults.hang:
             await self._hang()
         if fail:
             raise ApiError(500, "injected fault: internal server error", "InternalServerError")
         if faults.added_latency_s > 0:
             await asyncio.sleep(faults.added_latency_s)
-        return faults.slow_factor if slow else 1.0
+        if slow and faults.slow_factor > 1.0:
+            self.slow_calls += 1
+            return faults.slow_factor
+        return 1.0
 
     def _admit(self) -> None:
         if self._stopped or self._ready_at is None:

@@ -6,7 +6,9 @@ One call, in order:
 2. Rate limit: reserve the estimated tokens in Redis (model and tenant buckets), wait for the slot
    or fail at once with ``RateLimited`` when the slot is beyond maxWaitSeconds.
 3. Attempts (1 + max_retries): the replica order for the task key (root task with sub-agent
-   affinity, so sub-agents reuse their parent's cached prefix) puts the bounded-load choice first.
+   affinity, so sub-agents reuse their parent's cached prefix) puts the bounded-load choice first;
+   a task that the bound, a failover or a winning hedge moved off its rendezvous home stays on the
+   replica that served it (where its prefix now is) while that replica is under the load cap.
    With hedging on and the kind's percentile known, a call still running at that percentile gets
    a duplicate on the next replica, budget permitting; the first answer wins, the other is
    cancelled (which aborts it on the server). A failed attempt moves to the next replica in order
@@ -164,7 +166,7 @@ class RoutingModelClient:
             left = deadline - loop.time()
             if left <= 0:
                 break
-            order = pool.order(key, loop.time(), exclude=tried)
+            order = pool.order(key, loop.time(), exclude=tried, task=req.task_id or key)
             self.metrics.replicas.labels(pool.tier.name).set(len(pool.source.endpoints()))
             if not order:
                 last = ModelError(f"no serving replica of {pool.tier.name}", retryable=True)

@@ -52,11 +52,27 @@ def bounded_pick(order: Sequence[str], inflight: Mapping[str, int], eps: float) 
     return 0
 
 
-def bounded_order(key: str, replicas: Iterable[str], inflight: Mapping[str, int], eps: float) -> list[str]:
-    """The task's rendezvous order with the bounded-load choice moved to the front; the remaining
-    replicas keep their rank (they are the failover and hedge targets)."""
-    order = rendezvous_order(key, replicas)
+def bounded_first(order: Sequence[str], inflight: Mapping[str, int], eps: float) -> list[str]:
+    """``order`` with its bounded-load choice moved to the front; the remaining replicas keep
+    their rank (they are the failover and hedge targets)."""
     if not order:
-        return order
+        return []
     i = bounded_pick(order, inflight, eps)
     return [order[i], *order[:i], *order[i + 1 :]]
+
+
+def bounded_order(key: str, replicas: Iterable[str], inflight: Mapping[str, int], eps: float, stay: str | None = None) -> list[str]:
+    """The task's rendezvous order with the bounded-load choice moved to the front.
+
+    ``stay``: the replica that served the task last, when that is not its rendezvous home (the
+    load bound, a failover or a winning hedge moved it). It goes first while under the load cap,
+    because that is where the task's KV cache now is: going back home would re-prefill the
+    history there, and the bound would push the task out again at the next peak, so the task
+    would flap between two replicas and miss the cache on both. So the bound moves tasks, not
+    single calls. It also means that a replica that joins takes new tasks and the bound's
+    overflow, not running tasks whose cache is elsewhere."""
+    order = rendezvous_order(key, replicas)
+    if stay is not None and stay in order and order[0] != stay:
+        order.remove(stay)
+        order.insert(0, stay)
+    return bounded_first(order, inflight, eps)

@@ -20,8 +20,9 @@ from agentfleet_runtime.routing.sources import ReplicaSource
 
 
 class LastReplica:
-    """Bounded LRU of task -> replica that served its previous call (for the affinity metric).
-    Bounded because tasks come and go forever; losing an old entry only costs one 'first'."""
+    """Bounded LRU of task -> replica that served its previous call (for the affinity metric and
+    for keeping a moved task where its cache now is). Bounded because tasks come and go forever;
+    losing an old entry only costs one 'first' (or one trip back to the task's rendezvous home)."""
 
     def __init__(self, size: int = 65_536) -> None:
         self._d: OrderedDict[str, str] = OrderedDict()
@@ -34,6 +35,9 @@ class LastReplica:
             self._d.popitem(last=False)
         return prev
 
+    def get(self, task: str) -> str | None:
+        return self._d.get(task)
+
 
 class ReplicaPool:
     def __init__(self, tier: Tier, source: ReplicaSource) -> None:
@@ -44,6 +48,9 @@ class ReplicaPool:
         self.detectors: dict[str, OutlierDetector] = {}
         self.quantiles: dict[str, WindowedQuantile] = {}
         self.budget = HedgeBudget(self.settings.hedge_max_extra_percent / 100.0)
+        # Task id -> replica that served its last call: where its history's KV cache is. Local
+        # to this pod, which is enough: a task's calls all leave from the pod that runs it; a pod
+        # that has not seen the task (a restarted one) falls back to the rendezvous home.
         self.last = LastReplica()
         self._rr = itertools.count()
 
@@ -53,7 +60,7 @@ class ReplicaPool:
             d = self.detectors[name] = OutlierDetector(self.settings.ejection_consecutive_errors, self.settings.ejection_seconds)
         return d
 
-    def order(self, key: str, now: float, exclude: Sequence[str] = ()) -> list[Endpoint]:
+    def order(self, key: str, now: float, exclude: Sequence[str] = (), task: str | None = None) -> list[Endpoint]:
         """Replicas for the next attempt of ``key``, best first: [target, failover/hedge, ...].
 
         Ejected replicas are left out unless every replica is ejected (then all are tried: a fleet
@@ -66,7 +73,10 @@ class ReplicaPool:
         fresh = [n for n in live if n not in exclude] or live
         policy = self.settings.policy
         if policy == "PrefixAffinity":
-            names = bounded_order(key, fresh, self.inflight, max(0.0, self.settings.eps))
+            # Per task, not per key: sub-agents share their root's key (and home) but each has
+            # its own history, cached where its own last call ran.
+            stay = self.last.get(task or key) if self.settings.stay_after_move else None
+            names = bounded_order(key, fresh, self.inflight, max(0.0, self.settings.eps), stay=stay)
         elif policy == "LeastLoaded":
             # Ties break by the task's rendezvous rank: deterministic per task, spread across tasks.
             rank = {n: i for i, n in enumerate(rendezvous_order(key, fresh))}

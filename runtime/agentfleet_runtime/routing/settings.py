@@ -33,6 +33,10 @@ class RoutingSettings:
     hedge_max_extra_percent: int = 5
     ejection_consecutive_errors: int = 5
     ejection_seconds: float = 30.0
+    # PrefixAffinity: a task moved off its rendezvous home (load bound, failover, winning hedge)
+    # stays on the replica that served it while that one is under the load cap. Not in the CRD:
+    # there is no reason to turn it off except to measure what it buys (routing_bench.py).
+    stay_after_move: bool = True
 
     @property
     def eps(self) -> float:

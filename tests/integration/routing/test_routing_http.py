@@ -93,18 +93,22 @@ def test_sticky_routing_keeps_each_task_on_one_replica_and_hits_the_cache(fleet4
 def test_failover_on_500s_ejects_the_replica_and_probes_it_back(fleet4: FleetThread) -> None:
     async def body() -> None:
         client, _, metrics = client_for(fleet4)
-        home = client.primary.order("task-a", 0)[0].name
+        home = client.primary.order("task-0", 0)[0].name
+        tasks = [t for t in (f"task-{i}" for i in range(200)) if client.primary.order(t, 0)[0].name == home][:4]
         index = next(h.index for h in fleet4.replicas if h.name == home)
         fleet4.configure(index, error_rate=1.0)
-        for step in range(4):
-            out = await client.complete(req("task-a", step))
-            assert out.usage.prompt_tokens > 0
+        for task in tasks[:2]:
+            for step in range(2):  # one failover, then the task stays where it was served
+                out = await client.complete(req(task, step))
+                assert out.usage.prompt_tokens > 0
         assert served(metrics, home, "error") == 2  # two errors eject; later calls skip it
         assert metrics.registry.get_sample_value("agentfleet_routing_ejections_total", {"model": "llama", "replica": home}) == 1
+        await client.complete(req(tasks[2]))
+        assert served(metrics, home, "error") == 2
         fleet4.configure(index, error_rate=0.0)
         await asyncio.sleep(1.1)  # ejectionSeconds
-        await client.complete(req("task-a", 4))  # the probe goes home and succeeds
-        await client.complete(req("task-a", 5))
+        await client.complete(req(tasks[3]))  # the probe goes home and succeeds
+        await client.complete(req(tasks[3], 1))
         assert served(metrics, home) == 2
         await client.close()
 

@@ -96,12 +96,33 @@ def test_failover_walks_the_task_order_and_ejects_the_failing_replica() -> None:
         t.mode[home] = "fail"
         out = await client.complete(req("a"))
         assert out.content == second and t.sent[:2] == [home, second]
-        await client.complete(req("a"))  # second failure on home: ejected
-        assert value(m, "agentfleet_routing_ejections_total", model="big", replica=home) == 1
         t.sent.clear()
         await client.complete(req("a"))
-        assert t.sent == [second]  # no more calls to the ejected replica
+        assert t.sent == [second]  # the task stays where it was served (its cache is there now)
+        other, fresh = [k for k in (f"b{i}" for i in range(100)) if client.primary.order(k, 0)[0].name == home][:2]
+        await client.complete(req(other))  # second failure on home: ejected
+        assert value(m, "agentfleet_routing_ejections_total", model="big", replica=home) == 1
+        t.sent.clear()
+        await client.complete(req(fresh))
+        assert home not in t.sent and len(t.sent) == 1  # no more calls to the ejected replica
         assert value(m, "agentfleet_routing_failovers_total", model="big") == 2
+
+    run(body())
+
+
+def test_a_moved_sub_agent_stays_where_its_own_history_is_and_its_siblings_stay_home() -> None:
+    async def body() -> None:
+        client, t, _, _ = make()
+        home = client.primary.order("root", 0)[0].name
+        t.mode[home] = "fail"
+        moved = (await client.complete(req("sub-1", root="root"))).content  # failed over
+        assert moved != home
+        t.mode[home] = "ok"
+        t.sent.clear()
+        await client.complete(req("sub-1", root="root"))
+        await client.complete(req("sub-2", root="root"))
+        await client.complete(req("root"))
+        assert t.sent == [moved, home, home]  # per task, though all three share the root's key
 
     run(body())
 
@@ -154,6 +175,32 @@ def test_hedge_after_the_percentile_wins_and_cancels_the_loser() -> None:
         assert t.cancelled == [home]
         assert value(m, "agentfleet_routing_hedges_total", model="big", result="won") == won + 1
         assert value(m, "agentfleet_routing_replica_calls_total", model="big", replica=home, outcome="cancelled") == cancelled + 1
+
+    run(body())
+
+
+@pytest.mark.parametrize("stay", [True, False])
+def test_a_task_whose_hedge_won_elsewhere_stays_there(stay: bool) -> None:
+    """A replica in a slow episode: the hedge's winner holds the whole prompt now, so the task's
+    next call goes straight there instead of paying the hedge delay (and a hedge) again."""
+
+    async def body() -> None:
+        t = FakeTransport({f"r{i}": 0.01 for i in range(4)})
+        client, t, m, _ = make(transport=t, hedging=True, hedge_max_extra_percent=50, stay_after_move=stay)
+        for i in range(200):  # learn the p95 (~10 ms) and earn hedge tokens
+            await client.complete(req(f"warm-{i}"))
+        home = client.primary.order("slow", 0)[0].name
+        t.latency[home] = 1.0  # slow, not failing: only a hedge gets the task away from it
+        first = await client.complete(req("slow"))
+        assert first.content != home
+        won = value(m, "agentfleet_routing_hedges_total", model="big", result="won")
+        t.sent.clear()
+        second = await client.complete(req("slow"))
+        if stay:
+            assert t.sent == [first.content] and second.content == first.content
+            assert value(m, "agentfleet_routing_hedges_total", model="big", result="won") == won
+        else:
+            assert t.sent[0] == home and value(m, "agentfleet_routing_hedges_total", model="big", result="won") == won + 1
 
     run(body())
 

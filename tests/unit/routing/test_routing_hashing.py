@@ -92,3 +92,47 @@ def test_bounded_load_holds_under_a_skewed_task_mix(eps: float) -> None:
         if sum(inflight.values()) >= 32:
             worst = max(worst, max(inflight.values()) / mean)
     assert worst <= (1 + eps) + 4 / 8  # ceil rounding at >= 32 in flight adds at most 1/8 per replica
+
+
+def test_a_moved_task_stays_on_its_new_replica_while_that_is_under_the_cap() -> None:
+    replicas = REPLICAS[:4]
+    key = "task-9"
+    home, second, third, fourth = rendezvous_order(key, replicas)
+    # Under the cap: the replica that served it last goes first, the rest keep their rank.
+    assert bounded_order(key, replicas, {}, 0.25, stay=third) == [third, home, second, fourth]
+    # The moved-to replica is full (total 8 -> cap ceil(1.25 * 9 / 4) = 3): back to the bounded
+    # choice in rendezvous order.
+    assert bounded_order(key, replicas, {third: 3, home: 3, second: 2}, 0.25, stay=third)[0] == second
+    # Staying home, or on a replica that left the set, is the plain rendezvous order.
+    assert bounded_order(key, replicas, {}, 0.25, stay=home) == rendezvous_order(key, replicas)
+    assert bounded_order(key, replicas, {}, 0.25, stay="gone") == rendezvous_order(key, replicas)
+
+
+def _moves(stay: bool) -> int:
+    """Random calls of 40 tasks on 4 replicas under the 125 % bound: how often a task's call lands
+    elsewhere than its previous call (a cache miss), asserting the cap on every placement."""
+    rng = random.Random(11)
+    replicas = REPLICAS[:4]
+    keys = [f"t-{i}" for i in range(40)]
+    last: dict[str, str] = {}
+    inflight = {r: 0 for r in replicas}
+    running: list[str] = []
+    moved = 0
+    for _ in range(5000):
+        if running and (len(running) > 24 or rng.random() < 0.5):
+            inflight[running.pop(rng.randrange(len(running)))] -= 1
+        key = rng.choice(keys)
+        cap = load_cap(sum(inflight.values()), len(replicas), 0.25)
+        target = bounded_order(key, replicas, inflight, 0.25, stay=last.get(key) if stay else None)[0]
+        moved += last.get(key, target) != target
+        last[key] = target
+        inflight[target] += 1
+        running.append(target)
+        assert inflight[target] <= cap
+    return moved
+
+
+def test_staying_where_moved_keeps_the_bound_and_halves_the_moves() -> None:
+    # Without stay, every call over the bound leaves home and the next one comes back: two misses.
+    with_stay, without = _moves(True), _moves(False)
+    assert 0 < with_stay < 0.6 * without
