@@ -10,7 +10,9 @@ stabilization, steps and bounds as the ModelReplicaSet policy; missing metrics h
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from agentfleet.autoscale.common import (
     METRICS_AVAILABLE,
@@ -93,3 +95,31 @@ def decide_workers(config: WorkerPolicyConfig, state: WorkerState, current: int,
         limited,
     )
     return Decision(current, desired, raw, reason, conds), replace(state, recommendations=recs)
+
+
+def fleets_using(agentfleets: Sequence[Mapping[str, Any]], model: str) -> list[str]:
+    """Names of the AgentFleets (API objects) whose agents call the ModelReplicaSet ``model``:
+    its tasks are the demand that model will see over the next minutes."""
+    out = []
+    for af in agentfleets:
+        meta = af.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            continue
+        spec = af.get("spec") or {}
+        refs = {(spec.get(k) or {}).get("name") for k in ("modelRef", "routineModelRef")}
+        if model in refs and meta.get("name"):
+            out.append(str(meta["name"]))
+    return sorted(out)
+
+
+def task_demand(signals: Sequence[WorkerSignals]) -> float | None:
+    """Tasks queued + in flight over the fleets' signals; None when there are none or any fleet's
+    figures are missing: a partial count would read as a drop in demand and release replicas."""
+    if not signals:
+        return None
+    total = 0.0
+    for s in signals:
+        if s.error is not None or s.queued is None or s.in_flight is None:
+            return None
+        total += s.queued + s.in_flight
+    return total

@@ -21,6 +21,11 @@ Configuration (environment of the operator):
 - ``AGENTFLEET_PROMETHEUS_REPLICA_LABEL``: the label naming a replica's pod (default ``pod``);
 - ``AGENTFLEET_MODEL_LOAD_SECONDS``: prior for the model load time before one was observed (300).
 
+The task layer: the tasks queued and in flight at the AgentFleets of the same namespace whose
+modelRef (or routineModelRef) names a ModelReplicaSet are read from the Prometheus its autoscaling
+reads, with ``AGENTFLEET_WORKER_MATCHERS`` (the workers' ``agentfleet_queue_depth`` and
+``agentfleet_tasks_in_flight``), and given to its policy as ``Observation.tasks``.
+
 manager.py imports this module for its handlers: ``from agentfleet.controllers import autoscaler  # noqa: F401``.
 """
 
@@ -45,7 +50,7 @@ from agentfleet.autoscale.common import AUTOSCALER_CONDITIONS, Decision
 from agentfleet.autoscale.goodput import objectives_from_slo
 from agentfleet.autoscale.pods import fleet_from_pods
 from agentfleet.autoscale.policy import Capacity, FleetView, LoadTime, Outcome, PolicyConfig, PolicyState, decide
-from agentfleet.autoscale.workers import WorkerPolicyConfig, WorkerState, decide_workers
+from agentfleet.autoscale.workers import WorkerPolicyConfig, WorkerState, decide_workers, fleets_using, task_demand
 from agentfleet.controllers.settings import kube_client
 from agentfleet.kube import Kube
 from agentfleet.placement import ReplicaRequest, assignment_from_status, demand_for, inventory_from_k8s, plan, replica_key
@@ -97,6 +102,26 @@ def _list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
     api = _core()
     pods = api.list_namespaced_pod(namespace, label_selector=selector)
     return [api.api_client.sanitize_for_serialization(p) for p in pods.items]
+
+
+def _list_agentfleets(namespace: str) -> list[dict[str, Any]]:
+    from kubernetes import client as k8s
+
+    return list(k8s.CustomObjectsApi().list_namespaced_custom_object(GROUP, VERSION, namespace, "agentfleets").get("items", []))
+
+
+def task_layer(namespace: str, model: str, logger: Any, url: str = DEFAULT_URL) -> float | None:
+    """Tasks queued + in flight at the AgentFleets in ``namespace`` that call ModelReplicaSet
+    ``model``, read from their workers' metrics in the Prometheus at ``url`` (the series the
+    workers autoscaler reads). None - the policy then runs on the engine's metrics alone - when no fleet
+    uses the model, or any fleet's figures cannot be read."""
+    try:
+        names = fleets_using(_list_agentfleets(namespace), model)
+    except Exception as exc:  # noqa: BLE001 - the task layer is an extra signal, never a blocker
+        logger.warning(f"listing AgentFleets failed, scaling without the task layer: {exc}")
+        return None
+    prom = reader(url)
+    return task_demand([prom.worker_signals(WORKER_MATCHERS.format(namespace=namespace, name=n)) for n in names])
 
 
 def capacity_for(namespace: str, name: str, spec: ModelReplicaSetSpec, extra: int) -> Capacity:
@@ -179,6 +204,8 @@ def evaluate_modelreplicaset(
     target = Target(MATCHERS.format(namespace=namespace, name=name, model=model), REPLICA_LABEL)
     objectives = objectives_from_slo(a.goodput.ttft_milliseconds, a.goodput.time_per_output_token_milliseconds, a.goodput.e2e_latency_milliseconds)
     obs = reader(a.prometheus_url or DEFAULT_URL).observe(target, objectives, a.window_seconds)
+    if obs.error is None:
+        obs = replace(obs, tasks=task_layer(namespace, name, logger, a.prometheus_url or DEFAULT_URL))
 
     out: Outcome = decide(config, state, fleet, obs)
     if out.decision.desired > fleet.current:

@@ -11,6 +11,7 @@ import pytest
 from agentfleet.api.modelreplicaset import ModelReplicaSetStatus
 from agentfleet.autoscale.goodput import Goodput
 from agentfleet.autoscale.policy import Capacity, Observation, ReplicaSample
+from agentfleet.autoscale.workers import WorkerSignals
 from agentfleet.controllers import autoscaler
 
 SPEC: dict[str, Any] = {
@@ -42,6 +43,7 @@ def events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
     monkeypatch.setattr(kopf, "event", lambda body, *, type, reason, message: got.append((type, reason, message)))
     monkeypatch.setattr(autoscaler, "_list_pods", lambda ns, sel: [ready_pod("llama-0"), ready_pod("llama-1"), ready_pod("llama-2")])
     monkeypatch.setattr(autoscaler, "capacity_for", lambda *a: Capacity(placeable_extra=10))
+    monkeypatch.setattr(autoscaler, "_list_agentfleets", lambda ns: [])
     return got
 
 
@@ -144,3 +146,53 @@ def test_status_apply_carries_own_fields_and_only_own_conditions() -> None:
     assert "replicas" not in st
     assert [c["type"] for c in st["conditions"]] == ["MetricsAvailable", "ScalingLimited"]
     ModelReplicaSetStatus.model_validate(st)
+
+
+class TaskReader(FakeReader):
+    def __init__(self, obs: Observation, signals: dict[str, WorkerSignals]) -> None:
+        super().__init__(obs)
+        self.signals = signals
+        self.asked: list[str] = []
+
+    def worker_signals(self, matchers: str) -> WorkerSignals:
+        self.asked.append(matchers)
+        return self.signals[matchers]
+
+
+def test_the_task_layer_of_the_agentfleets_using_the_model_reaches_the_policy(monkeypatch: pytest.MonkeyPatch, events: list[tuple[str, str, str]]) -> None:
+    fleets = [
+        {"metadata": {"name": "support"}, "spec": {"modelRef": {"name": "llama"}}},
+        {"metadata": {"name": "other"}, "spec": {"modelRef": {"name": "mistral"}}},
+    ]
+    monkeypatch.setattr(autoscaler, "_list_agentfleets", lambda ns: fleets if ns == "team-a" else [])
+    obs = Observation(at=1000.0, samples=samples3(), goodput=None)
+    reader = TaskReader(obs, {'namespace="team-a",agentfleet="support"': WorkerSignals(1000.0, 5.0, 19.0)})
+    monkeypatch.setattr(autoscaler, "reader", lambda url: reader)
+    seen: list[Observation] = []
+    real = autoscaler.decide
+
+    def spy(config: Any, state: Any, fleet: Any, o: Observation, capacity: Any = None) -> Any:
+        seen.append(o)
+        return real(config, state, fleet, o, capacity)
+
+    monkeypatch.setattr(autoscaler, "decide", spy)
+    logger = types.SimpleNamespace(info=lambda *a: None, warning=lambda *a: None)
+    autoscaler.evaluate_modelreplicaset(
+        body={}, spec=SPEC, status={}, meta={"generation": 1}, name="llama", namespace="team-a", memo=types.SimpleNamespace(), patch=kopf.Patch(), logger=logger
+    )
+    assert reader.asked == ['namespace="team-a",agentfleet="support"']
+    assert seen and seen[0].tasks == 24.0
+
+
+def test_listing_agentfleets_failing_leaves_the_task_layer_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(ns: str) -> list[dict[str, Any]]:
+        raise RuntimeError("API server unreachable")
+
+    warned: list[str] = []
+    monkeypatch.setattr(autoscaler, "_list_agentfleets", boom)
+    assert autoscaler.task_layer("team-a", "llama", types.SimpleNamespace(warning=warned.append)) is None
+    assert warned and "without the task layer" in warned[0]
+
+
+def samples3() -> tuple[ReplicaSample, ...]:
+    return tuple(ReplicaSample(f"llama-{i}", 0.0, 2.0, 0.2) for i in range(3))
