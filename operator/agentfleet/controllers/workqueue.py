@@ -26,7 +26,11 @@ log = logging.getLogger(__name__)
 
 ERROR_BACKOFF_BASE = 0.5
 ERROR_BACKOFF_MAX = 60.0
-URGENT_AFTER_SECONDS = 1.0
+# How long a follow-up (its pods became ready, its Services are due) may wait behind new objects.
+# A follow-up pass writes status, Services and a PDB and costs several first passes: in a GitOps
+# sync of a whole fleet, letting them in after one second starved the first passes of the objects
+# still waiting for their pods.
+URGENT_AFTER_SECONDS = 5.0
 
 
 class WorkQueue:
