@@ -11,15 +11,16 @@ only the status round trip). Two arrival patterns:
 
 Baseline from the same run, for each pattern: the control plane's floor. The operator is stopped
 and the bench itself creates each object's pods the moment the object's create returns: the same
-pods (the operator's own planner and renderer, planned before the clock starts), so the figure is
-what an operator with zero cost and zero latency would reach on this machine. The ratio operator /
+pods (the operator's own planner and renderer, planned before the clock starts), created by as many
+threads as the operator has reconcile workers, so the figure is what an operator with zero cost and
+zero latency would reach on this machine. The ratio operator /
 floor is the operator's share; what is left is the API server, etcd and the scheduler on these
 cores.
 
 The operator runs as a real subprocess (python -m agentfleet.manager), as in the e2e tests; the
 cluster is the one e2e/cluster.sh manages under the AGENTFLEET_* environment (started if down).
 
-    .venv/bin/python e2e/bench/reconcile_bench.py [--count 100] [--rate 4] [--nodes 48] [--workers 4]
+    .venv/bin/python e2e/bench/reconcile_bench.py [--count 100] [--rate 4] [--nodes 48] [--workers 16]
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ def floor_pods(cluster, ns: str, pool, specs) -> dict[str, Any]:
     return {"pods_of": pods_of}
 
 
-def run_mode(mode: str, cluster, api, ns: str, pool, op, specs, rate: float, floor: dict[str, Any] | None = None) -> dict:
+def run_mode(mode: str, cluster, api, ns: str, pool, op, specs, rate: float, floor: dict[str, Any] | None = None, workers: int = 16) -> dict:
     custom = k8s.CustomObjectsApi(api)
     core = k8s.CoreV1Api(api)
     rec = Recorder(api, ns)
@@ -194,7 +195,7 @@ def run_mode(mode: str, cluster, api, ns: str, pool, op, specs, rate: float, flo
             for pod in floor["pods_of"](created):
                 pod_pool.submit(core.create_namespaced_pod, ns, pod)
 
-    pod_pool = ThreadPoolExecutor(8)
+    pod_pool = ThreadPoolExecutor(workers)
     start = time.monotonic()
     if mode == "paced":
         for i, s in enumerate(specs):
@@ -255,7 +256,7 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=100)
     ap.add_argument("--rate", type=float, default=4.0, help="creates per second in the paced mode")
     ap.add_argument("--nodes", type=int, default=48, help="kwok nodes x 8 GPUs in the bench pool")
-    ap.add_argument("--workers", type=int, default=8, help="operator reconcile workers")
+    ap.add_argument("--workers", type=int, default=16, help="operator reconcile workers, and the floor's pod-creating threads")
     ap.add_argument("--modes", default="paced,burst")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
@@ -287,7 +288,7 @@ def run_all(cluster, args) -> None:
         modes = args.modes.split(",")
         floors = {}
         for mode in modes:  # the baseline first, with no operator running
-            floors[mode] = r = run_mode(mode, cluster, api, ns, pool, None, specs, args.rate, floor=floor_pods(cluster, ns, pool, specs))
+            floors[mode] = r = run_mode(mode, cluster, api, ns, pool, None, specs, args.rate, floor=floor_pods(cluster, ns, pool, specs), workers=args.workers)
             report(mode_label(mode, args.rate) + " floor", r, None)
             clear(cluster, ns)
         with _cluster.operator(cluster, "--workers", str(args.workers), "--quiet", *(["--log-level", "DEBUG"] if os.environ.get("BENCH_DEBUG") else [])) as op:
