@@ -104,10 +104,14 @@ def _list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
     return [api.api_client.sanitize_for_serialization(p) for p in pods.items]
 
 
-def _list_agentfleets(namespace: str) -> list[dict[str, Any]]:
-    from kubernetes import client as k8s
+# Every AgentFleet's model references, from the watch this module already runs (track_agentfleet):
+# the task layer of each ModelReplicaSet evaluation reads them here instead of listing the
+# namespace's AgentFleets once per evaluation.
+_fleets: dict[tuple[str, str], dict[str, Any]] = {}
 
-    return list(k8s.CustomObjectsApi().list_namespaced_custom_object(GROUP, VERSION, namespace, "agentfleets").get("items", []))
+
+def _list_agentfleets(namespace: str) -> list[dict[str, Any]]:
+    return [af for (ns, _), af in list(_fleets.items()) if ns == namespace]
 
 
 def task_layer(namespace: str, model: str, logger: Any, url: str = DEFAULT_URL) -> float | None:
@@ -317,8 +321,13 @@ async def track_modelreplicaset(type: str | None, spec: Any, namespace: str, nam
 
 
 @kopf.on.event(GROUP, VERSION, "agentfleets")
-async def track_agentfleet(type: str | None, spec: Any, namespace: str, name: str, **_: Any) -> None:
+async def track_agentfleet(type: str | None, spec: Any, meta: Any, namespace: str, name: str, **_: Any) -> None:
     _track("agentfleets", "AgentFleet", _workers_autoscaling(dict(spec or {})), type, namespace, name)
+    if type == "DELETED":
+        _fleets.pop((namespace, name), None)
+    else:
+        refs = {k: dict(spec[k]) for k in ("modelRef", "routineModelRef") if (spec or {}).get(k)}
+        _fleets[(namespace, name)] = {"metadata": {"name": name, "deletionTimestamp": meta.get("deletionTimestamp")}, "spec": refs}
 
 
 def _evaluate(kube: Kube, key: tuple[str, str, str], kind: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import types
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from agentfleet.api.modelreplicaset import ModelReplicaSetStatus
 from agentfleet.autoscale.goodput import Goodput
 from agentfleet.autoscale.policy import Capacity, Observation, ReplicaSample
-from agentfleet.autoscale.workers import WorkerSignals
+from agentfleet.autoscale.workers import WorkerSignals, fleets_using
 from agentfleet.controllers import autoscaler
 
 SPEC: dict[str, Any] = {
@@ -196,3 +197,16 @@ def test_listing_agentfleets_failing_leaves_the_task_layer_out(monkeypatch: pyte
 
 def samples3() -> tuple[ReplicaSample, ...]:
     return tuple(ReplicaSample(f"llama-{i}", 0.0, 2.0, 0.2) for i in range(3))
+
+
+def test_the_agentfleets_of_a_namespace_come_from_the_watch() -> None:
+    """The task layer lists no AgentFleets per evaluation: their model references are kept from
+    the watch events, and a deleted fleet leaves them."""
+    spec = {"modelRef": {"name": "llama"}, "routineModelRef": {"name": "small"}, "workers": {"replicas": 2}}
+    asyncio.run(autoscaler.track_agentfleet(type="ADDED", spec=spec, meta={}, namespace="team-b", name="support"))
+    asyncio.run(autoscaler.track_agentfleet(type="ADDED", spec={"modelRef": {"name": "llama"}}, meta={}, namespace="team-c", name="other"))
+    assert fleets_using(autoscaler._list_agentfleets("team-b"), "llama") == ["support"]
+    assert fleets_using(autoscaler._list_agentfleets("team-b"), "small") == ["support"]
+    asyncio.run(autoscaler.track_agentfleet(type="DELETED", spec=spec, meta={}, namespace="team-b", name="support"))
+    assert autoscaler._list_agentfleets("team-b") == []
+    asyncio.run(autoscaler.track_agentfleet(type="DELETED", spec={}, meta={}, namespace="team-c", name="other"))
