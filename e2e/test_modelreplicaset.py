@@ -2,17 +2,26 @@
 
 The operator runs as a real subprocess (python -m agentfleet.manager) with the cluster's
 kubeconfig. Every test brings its own node pool (e2e/fixtures_operator.py), so placements are
-exact and a node may be deleted. kwok makes bound pods Running and Ready; no vLLM ever runs, so
-/metrics is unreachable and drains end at spec.lifecycle.drainTimeoutSeconds.
+exact and a node may be deleted. kwok makes bound pods Running and Ready; no vLLM runs, so /metrics is
+unreachable and drains end at spec.lifecycle.drainTimeoutSeconds - except in the drain test that
+serves vLLM replica simulators on the pods' own IPs (PodIPSims).
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import json
+import os
+import subprocess
 import threading
 import time
+import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
@@ -21,6 +30,10 @@ from kubernetes.client import CoreV1Api
 from agentfleet.api.modelreplicaset import ModelReplicaSetSpec
 from agentfleet.placement import inventory_from_k8s, plan, requests_for
 from agentfleet.render.modelreplicaset import spec_hash
+from agentfleet.rollout import parse_in_flight
+from agentfleet_sim.config import EngineConfig, ReplicaConfig
+from agentfleet_sim.replica import Replica
+from agentfleet_sim.server import ReplicaServer
 from e2e import fixtures_operator as fx
 from e2e.fixtures_operator import H100, L4, eventually
 
@@ -28,7 +41,6 @@ from e2e.fixtures_operator import H100, L4, eventually
 crds, operator, gpu_pool = fx.crds, fx.operator, fx.gpu_pool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +61,9 @@ SERVING_LABEL = "agentfleet.io/serving"
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def mrs_manifest(name: str, pool, *, tp: int = 1, pp: int = 1, replicas: int = 1, model: str = "meta-llama/Llama-3.1-8B-Instruct", product: str = H100, **spec: Any) -> dict:
+def mrs_manifest(
+    name: str, pool, *, tp: int = 1, pp: int = 1, replicas: int = 1, model: str = "meta-llama/Llama-3.1-8B-Instruct", product: str = H100, **spec: Any
+) -> dict:
     body: dict[str, Any] = {
         "model": {"name": model, "servedName": name},
         "engine": {"tensorParallelSize": tp, "pipelineParallelSize": pp, "maxModelLen": 8192},
@@ -240,6 +254,148 @@ def test_scale_up_and_down_drains_before_deleting(operator, gpu_pool, namespace,
     assert sum(1 for r, m in msgs if r == "Draining") >= 2
     assert any(r == "ReplicaDeleted" and "drain timeout (3s)" in m for r, m in msgs)
     assert obj["status"]["lastScaleReason"] == "spec.replicas 3 -> 1"
+
+
+class PodIPSims:
+    """vLLM replica simulators listening on replica pods' own IPs.
+
+    kwok pods get IPs from the cluster's pod CIDR that nothing answers on. Routing each IP to
+    loopback as a local address (Linux AnyIP: ``ip route add local IP/32 dev lo``) lets a
+    simulator bind it, so the operator reads real vLLM /metrics at the pod's address, exactly
+    the way it does in a real cluster. Needs CAP_NET_ADMIN; the routes are removed afterwards.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.routes: list[str] = []
+        # As e2e/cluster.sh installs packages: directly as root, else through sudo.
+        self.sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+        self.servers: dict[str, ReplicaServer] = {}
+        self.calls: list[concurrent.futures.Future] = []
+
+    def route(self, ip: str) -> None:
+        cmd = [*self.sudo, "ip", "route", "replace", "local", f"{ip}/32", "dev", "lo"]
+        try:
+            subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            pytest.skip(f"cannot make pod IP {ip} local ({' '.join(cmd)}: {getattr(exc, 'stderr', exc)}); needs root or passwordless sudo")
+        self.routes.append(ip)
+
+    def serve(self, name: str, ip: str, port: int, served_name: str) -> None:
+        self.route(ip)
+        engine = EngineConfig(model=served_name, served_name=served_name, decode_base_s=0.02, decode_per_seq_s=0.0)
+        server = ReplicaServer(Replica(ReplicaConfig(engine=engine), name=name), ip, port)
+        asyncio.run_coroutine_threadsafe(server.start(), self.loop).result(10)
+        self.servers[name] = server
+
+    def hold(self, name: str, tokens: int) -> concurrent.futures.Future:
+        """One completion that decodes `tokens` tokens (~20 ms each), over HTTP; done when it ends."""
+        server = self.servers[name]
+        body = {
+            "model": server.replica.config.engine.served_name,
+            "messages": [{"role": "user", "content": f"hold {name} {tokens}"}],
+            "max_tokens": tokens,
+            "ignore_eos": True,
+        }
+
+        async def call() -> float:
+            async with aiohttp.ClientSession() as s, s.post(f"{server.url}/v1/chat/completions", json=body) as r:
+                await r.read()
+                r.raise_for_status()
+            return time.monotonic()
+
+        future = asyncio.run_coroutine_threadsafe(call(), self.loop)
+        self.calls.append(future)
+        return future
+
+    def running(self, name: str) -> int:
+        return parse_in_flight(urllib.request.urlopen(f"{self.servers[name].url}/metrics", timeout=5).read().decode())  # noqa: S310
+
+    def close(self) -> None:
+        for future in self.calls:
+            future.cancel()
+        concurrent.futures.wait(self.calls, timeout=10)
+        for server in self.servers.values():
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(server.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        for ip in self.routes:
+            subprocess.run([*self.sudo, "ip", "route", "del", "local", f"{ip}/32", "dev", "lo"], check=False, capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def pod_sims() -> Iterator[PodIPSims]:
+    sims = PodIPSims()
+    yield sims
+    sims.close()
+
+
+def test_scale_down_drains_the_replica_with_least_in_flight_work(operator, gpu_pool, namespace, cluster, pod_sims) -> None:
+    """vLLM answers on each replica pod's IP: scale-down picks the replica holding the fewest
+    requests (not the newest), takes it out of service, and deletes it when its last request
+    ends, well before drainTimeoutSeconds."""
+    ns = namespace
+    gpu_pool.add("h100", count=1)
+    port = fx._free_port()
+    manifest = mrs_manifest("mix", gpu_pool, replicas=3, lifecycle={"drainTimeoutSeconds": 90})
+    manifest["spec"]["engine"]["port"] = port
+    cluster.apply(manifest, ns)
+    eventually(cluster, operator, settled(cluster, ns, "mix", 3), timeout=30, desc="3 replicas Ready")
+
+    pods = sorted(replica_pods(cluster, ns, "mix"), key=lambda p: p["metadata"]["creationTimestamp"] + p["metadata"]["name"])
+    replicas = [p["metadata"]["labels"][REPLICA_LABEL] for p in pods]
+    for p, r in zip(pods, replicas, strict=True):
+        assert p["status"].get("podIP"), p["metadata"]["name"]
+        pod_sims.serve(r, p["status"]["podIP"], port, "mix")
+    oldest, middle, newest = replicas
+    # Oldest and newest hold long requests (~60 s); the middle one a single short one (~5 s).
+    held = [pod_sims.hold(oldest, 3000) for _ in range(3)] + [pod_sims.hold(newest, 3000) for _ in range(2)]
+    short = pod_sims.hold(middle, 250)
+    cluster.wait_for(lambda: [pod_sims.running(r) for r in replicas] == [3, 1, 2], timeout=10, interval=0.1, desc="requests running 3/1/2")
+
+    core = core_api(cluster)
+    seen: dict[str, dict[str, float]] = {}
+    stop = threading.Event()
+
+    def watch() -> None:
+        w = k8s_watch.Watch()
+        for ev in w.stream(core.list_namespaced_pod, ns, label_selector=f"{MRS_LABEL}=mix", timeout_seconds=60, _request_timeout=70):
+            pod = ev["object"]
+            rec = seen.setdefault(pod.metadata.labels[REPLICA_LABEL], {})
+            if pod.metadata.labels.get(SERVING_LABEL) == "false":
+                rec.setdefault("draining", time.monotonic())
+            if pod.metadata.deletion_timestamp or ev["type"] == "DELETED":
+                rec.setdefault("deleted", time.monotonic())
+            if stop.is_set():
+                w.stop()
+                return
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    time.sleep(0.5)
+    cluster.run("-n", ns, "scale", "mrs/mix", "--replicas=2")
+    short_done = short.result(timeout=30)
+    assert pod_sims.running(middle) == 0
+    eventually(cluster, operator, settled(cluster, ns, "mix", 2), timeout=30, desc="scaled down to 2")
+    cluster.wait_for(lambda: len(replica_pods(cluster, ns, "mix", include_deleting=True)) == 2, timeout=20, desc="drained pod gone")
+    stop.set()
+    t.join(5)
+
+    survivors = sorted(p["metadata"]["labels"][REPLICA_LABEL] for p in replica_pods(cluster, ns, "mix"))
+    assert survivors == sorted([oldest, newest]), f"{middle} held the fewest requests; survivors {survivors}"
+    rec = seen.get(middle, {})
+    assert "draining" in rec and "deleted" in rec, rec
+    # Out of service while its request ran; deleted only once it had finished, long before the timeout.
+    assert rec["draining"] < short_done <= rec["deleted"] + 0.05, (rec, short_done)
+    assert rec["deleted"] - short_done < 10, f"deleted {rec['deleted'] - short_done:.1f}s after its last request ended"
+    assert all(not f.done() for f in held), "the long requests on the surviving replicas were cut"
+    assert [pod_sims.running(r) for r in (oldest, newest)] == [3, 2]
+    msgs = [(e["reason"], e["message"]) for e in events(cluster, ns, "mix")]
+    assert any(r == "Draining" and middle in m and "1 requests in flight" in m for r, m in msgs), msgs
+    assert any(r == "ReplicaDeleted" and middle in m and "0 requests in flight" in m for r, m in msgs), msgs
 
 
 def test_multi_node_gang_in_one_block_restarts_as_a_group(operator, gpu_pool, namespace, cluster) -> None:
