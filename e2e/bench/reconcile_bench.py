@@ -5,12 +5,17 @@ not a test).
 For 100 ModelReplicaSets (1-2 replicas of TP 1, 2 or 4 each) on a pool of kwok nodes: the time
 from the create request to every replica pod of that object being bound to a node (goal: p50 under
 1 s, p99 under 3 s), and to status Ready=True (kwok makes bound pods Ready at once, so that adds
-only the status round trip). Two arrival patterns:
-  paced  one create every 1/rate s (a steady stream of changes)
-  burst  all 100 created at once from 8 threads (a GitOps sync of a whole fleet)
+only the status round trip). Three arrival patterns:
+  kubectl  `kubectl apply -f` of one file holding all 100 (what a user or a CI job runs): kubectl
+           applies them one after another; each object's clock starts when kubectl sends its
+           first request for it (read from kubectl -v=6's request log)
+  paced    one create every 1/rate s (a steady stream of changes)
+  burst    all 100 created at once from 8 threads (a stress case: harder than any one client
+           does; Argo CD applies a sync's objects in waves with a bounded number of kubectl runs)
 
 Baseline from the same run, for each pattern: the control plane's floor. The operator is stopped
-and the bench itself creates each object's pods the moment the object's create returns: the same
+and the bench itself creates each object's pods the moment the object's create returns (kubectl
+mode: the moment its watch sees the object, since kubectl gives no hook): the same
 pods (the operator's own planner and renderer, planned before the clock starts), created by as many
 threads as the operator has reconcile workers, so the figure is what an operator with zero cost and
 zero latency would reach on this machine. The ratio operator /
@@ -21,13 +26,17 @@ The operator runs as a real subprocess (python -m agentfleet.manager), as in the
 cluster is the one e2e/cluster.sh manages under the AGENTFLEET_* environment (started if down).
 
     .venv/bin/python e2e/bench/reconcile_bench.py [--count 100] [--rate 4] [--nodes 48] [--workers 16]
+                                                  [--modes kubectl,paced,burst]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import random
+import re
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import _cluster  # noqa: I001 - sets sys.path for the imports below
+import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
@@ -54,7 +64,8 @@ def pct(xs: list[float], p: float) -> float:
 class Recorder:
     """Watches the namespace's replica pods and ModelReplicaSets; records first-seen times."""
 
-    def __init__(self, api: k8s.ApiClient, ns: str) -> None:
+    def __init__(self, api: k8s.ApiClient, ns: str, on_added=None) -> None:
+        self.on_added = on_added  # called with each ModelReplicaSet when first seen
         self.core = k8s.CoreV1Api(api)
         self.custom = k8s.CustomObjectsApi(api)
         self.ns = ns
@@ -96,6 +107,8 @@ class Recorder:
                     return
                 obj = ev["object"]
                 name = obj["metadata"]["name"]
+                if ev["type"] == "ADDED" and self.on_added is not None:
+                    self.on_added(obj)
                 conds = (obj.get("status") or {}).get("conditions") or []
                 if name not in self.ready and any(c["type"] == "Ready" and c["status"] == "True" for c in conds):
                     self.ready[name] = time.monotonic()
@@ -175,10 +188,49 @@ def floor_pods(cluster, ns: str, pool, specs) -> dict[str, Any]:
     return {"pods_of": pods_of}
 
 
+# kubectl -v=6: I1122 02:48:34.741001   27955 round_trippers.go:632] "Response" verb="GET" url=".../modelreplicasets/NAME" ... milliseconds=2
+_KLOG = re.compile(r'^I(\d\d)(\d\d) (\d\d:\d\d:\d\d\.\d+)\s.*"Response" verb="GET" url="[^"]*/modelreplicasets/([^"?/]+)[^"]*".* milliseconds=(\d+)')
+
+
+def kubectl_apply(cluster, ns: str, bodies: list[dict]) -> dict[str, float]:
+    """`kubectl apply -f` one file with every object; returns, per object, when kubectl sent its
+    first request for it (its GET before the create), on time.monotonic()'s clock."""
+    docs = [{**b, "metadata": {**b["metadata"], "namespace": ns}} for b in bodies]
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+        yaml.safe_dump_all(docs, f)
+        f.flush()
+        wall_minus_mono = time.time() - time.monotonic()
+        proc = cluster.run("apply", "-f", f.name, "-v=6", timeout=300)
+    year = datetime.datetime.now().year
+    starts: dict[str, float] = {}
+    for line in proc.stderr.splitlines():
+        m = _KLOG.match(line)
+        if not m:
+            continue
+        month, day, clock, name, ms = m.groups()
+        # klog writes local time
+        wall = datetime.datetime.strptime(f"{year}-{month}-{day} {clock}", "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        starts.setdefault(name, wall - int(ms) / 1e3 - wall_minus_mono)
+    missing = [b["metadata"]["name"] for b in bodies if b["metadata"]["name"] not in starts]
+    assert not missing, f"no request of kubectl's found for {missing[:3]}..."
+    return starts
+
+
 def run_mode(mode: str, cluster, api, ns: str, pool, op, specs, rate: float, floor: dict[str, Any] | None = None, workers: int = 16) -> dict:
     custom = k8s.CustomObjectsApi(api)
     core = k8s.CoreV1Api(api)
-    rec = Recorder(api, ns)
+    pod_pool = ThreadPoolExecutor(workers)
+
+    floored: set[str] = set()
+
+    def floor_on_added(obj: dict) -> None:
+        if obj["metadata"]["name"] in floored:  # a re-listed watch sees it again
+            return
+        floored.add(obj["metadata"]["name"])
+        for pod in floor["pods_of"](obj):
+            pod_pool.submit(core.create_namespaced_pod, ns, pod)
+
+    rec = Recorder(api, ns, on_added=floor_on_added if floor is not None and mode == "kubectl" else None)
     rec.start()
     time.sleep(1.0)  # watches established
     t0: dict[str, float] = {}
@@ -195,9 +247,10 @@ def run_mode(mode: str, cluster, api, ns: str, pool, op, specs, rate: float, flo
             for pod in floor["pods_of"](created):
                 pod_pool.submit(core.create_namespaced_pod, ns, pod)
 
-    pod_pool = ThreadPoolExecutor(workers)
     start = time.monotonic()
-    if mode == "paced":
+    if mode == "kubectl":
+        t0.update(kubectl_apply(cluster, ns, [body(name, replicas, tp, pool) for name, replicas, tp in specs]))
+    elif mode == "paced":
         for i, s in enumerate(specs):
             delay = start + i / rate - time.monotonic()
             if delay > 0:
@@ -206,7 +259,8 @@ def run_mode(mode: str, cluster, api, ns: str, pool, op, specs, rate: float, flo
     else:
         with ThreadPoolExecutor(8) as ex:
             list(ex.map(create, specs))
-    pod_pool.shutdown(wait=True)
+    if mode != "kubectl":
+        pod_pool.shutdown(wait=True)
     want = {name: replicas for name, replicas, _ in specs}
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -217,6 +271,7 @@ def run_mode(mode: str, cluster, api, ns: str, pool, op, specs, rate: float, flo
             break
         time.sleep(0.2)
     elapsed = time.monotonic() - start
+    pod_pool.shutdown(wait=True)
     cpu = cpu_seconds(op.proc.pid) - cpu0 if op else 0.0
     cp1 = control_plane_cpu(cluster)
     control_plane = {k: v - cp0.get(k, 0.0) for k, v in cp1.items()}
@@ -257,7 +312,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=4.0, help="creates per second in the paced mode")
     ap.add_argument("--nodes", type=int, default=48, help="kwok nodes x 8 GPUs in the bench pool")
     ap.add_argument("--workers", type=int, default=16, help="operator reconcile workers, and the floor's pod-creating threads")
-    ap.add_argument("--modes", default="paced,burst")
+    ap.add_argument("--modes", default="kubectl,paced,burst")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
 
@@ -299,7 +354,7 @@ def run_all(cluster, args) -> None:
 
 
 def mode_label(mode: str, rate: float) -> str:
-    return f"paced {rate:g}/s" if mode == "paced" else "burst"
+    return {"paced": f"paced {rate:g}/s", "kubectl": "kubectl apply -f"}.get(mode, mode)
 
 
 def report(label: str, r: dict, floor: dict | None) -> None:
