@@ -138,6 +138,39 @@ def core_api(cluster) -> CoreV1Api:
     return CoreV1Api(k8s_config.new_client_from_config(config_file=cluster.kubeconfig))
 
 
+class DrainTimeline:
+    """When each replica stopped serving (serving label false) and when its pods started
+    deleting, by replica, from a pod watch running while the block runs."""
+
+    def __init__(self, cluster, ns: str, mrs: str) -> None:
+        self.core, self.ns, self.mrs = core_api(cluster), ns, mrs
+        self.seen: dict[str, dict[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> dict[str, dict[str, float]]:
+        self._thread.start()
+        time.sleep(0.5)  # the watch is established before the block acts
+        return self.seen
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _watch(self) -> None:
+        w = k8s_watch.Watch()
+        for ev in w.stream(self.core.list_namespaced_pod, self.ns, label_selector=f"{MRS_LABEL}={self.mrs}", timeout_seconds=60, _request_timeout=70):
+            pod = ev["object"]
+            rec = self.seen.setdefault((pod.metadata.labels or {}).get(REPLICA_LABEL, pod.metadata.name), {})
+            if (pod.metadata.labels or {}).get(SERVING_LABEL) == "false":
+                rec.setdefault("draining", time.monotonic())
+            if pod.metadata.deletion_timestamp or ev["type"] == "DELETED":
+                rec.setdefault("deleted", time.monotonic())
+            if self._stop.is_set():
+                w.stop()
+                return
+
+
 # --- tests -----------------------------------------------------------------------------------
 
 
@@ -213,33 +246,11 @@ def test_scale_up_and_down_drains_before_deleting(operator, gpu_pool, namespace,
     first = sorted(p["metadata"]["labels"][REPLICA_LABEL] for p in replica_pods(cluster, ns, "qwen"))
 
     # Watch every pod from now on: the drain switch must flip before the deletion.
-    core = core_api(cluster)
-    seen: dict[str, dict[str, float]] = {}
-    stop = threading.Event()
-
-    def watch() -> None:
-        w = k8s_watch.Watch()
-        for ev in w.stream(core.list_namespaced_pod, ns, label_selector=f"{MRS_LABEL}=qwen", timeout_seconds=60, _request_timeout=70):
-            pod = ev["object"]
-            name = pod.metadata.name
-            rec = seen.setdefault(name, {})
-            if (pod.metadata.labels or {}).get(SERVING_LABEL) == "false":
-                rec.setdefault("draining", time.monotonic())
-            if pod.metadata.deletion_timestamp or ev["type"] == "DELETED":
-                rec.setdefault("deleted", time.monotonic())
-            if stop.is_set():
-                w.stop()
-                return
-
-    t = threading.Thread(target=watch, daemon=True)
-    t.start()
-    time.sleep(0.5)
-    out = cluster.run("-n", ns, "scale", "mrs/qwen", "--replicas=1")  # the scale subresource, as HPA/KEDA use it
-    assert "scaled" in out.stdout
-    obj = eventually(cluster, operator, settled(cluster, ns, "qwen", 1), timeout=40, desc="scaled down to 1")
-    cluster.wait_for(lambda: len(replica_pods(cluster, ns, "qwen", include_deleting=True)) == 1, timeout=20, desc="drained pods gone")
-    stop.set()
-    t.join(5)
+    with DrainTimeline(cluster, ns, "qwen") as seen:
+        out = cluster.run("-n", ns, "scale", "mrs/qwen", "--replicas=1")  # the scale subresource, as HPA/KEDA use it
+        assert "scaled" in out.stdout
+        obj = eventually(cluster, operator, settled(cluster, ns, "qwen", 1), timeout=40, desc="scaled down to 1")
+        cluster.wait_for(lambda: len(replica_pods(cluster, ns, "qwen", include_deleting=True)) == 1, timeout=20, desc="drained pods gone")
 
     survivor = replica_pods(cluster, ns, "qwen")[0]["metadata"]["labels"][REPLICA_LABEL]
     # No metrics (kwok): the newest replicas go first, the oldest stays.
@@ -356,33 +367,12 @@ def test_scale_down_drains_the_replica_with_least_in_flight_work(operator, gpu_p
     short = pod_sims.hold(middle, 250)
     cluster.wait_for(lambda: [pod_sims.running(r) for r in replicas] == [3, 1, 2], timeout=10, interval=0.1, desc="requests running 3/1/2")
 
-    core = core_api(cluster)
-    seen: dict[str, dict[str, float]] = {}
-    stop = threading.Event()
-
-    def watch() -> None:
-        w = k8s_watch.Watch()
-        for ev in w.stream(core.list_namespaced_pod, ns, label_selector=f"{MRS_LABEL}=mix", timeout_seconds=60, _request_timeout=70):
-            pod = ev["object"]
-            rec = seen.setdefault(pod.metadata.labels[REPLICA_LABEL], {})
-            if pod.metadata.labels.get(SERVING_LABEL) == "false":
-                rec.setdefault("draining", time.monotonic())
-            if pod.metadata.deletion_timestamp or ev["type"] == "DELETED":
-                rec.setdefault("deleted", time.monotonic())
-            if stop.is_set():
-                w.stop()
-                return
-
-    t = threading.Thread(target=watch, daemon=True)
-    t.start()
-    time.sleep(0.5)
-    cluster.run("-n", ns, "scale", "mrs/mix", "--replicas=2")
-    short_done = short.result(timeout=30)
-    assert pod_sims.running(middle) == 0
-    eventually(cluster, operator, settled(cluster, ns, "mix", 2), timeout=30, desc="scaled down to 2")
-    cluster.wait_for(lambda: len(replica_pods(cluster, ns, "mix", include_deleting=True)) == 2, timeout=20, desc="drained pod gone")
-    stop.set()
-    t.join(5)
+    with DrainTimeline(cluster, ns, "mix") as seen:
+        cluster.run("-n", ns, "scale", "mrs/mix", "--replicas=2")
+        short_done = short.result(timeout=30)
+        assert pod_sims.running(middle) == 0
+        eventually(cluster, operator, settled(cluster, ns, "mix", 2), timeout=30, desc="scaled down to 2")
+        cluster.wait_for(lambda: len(replica_pods(cluster, ns, "mix", include_deleting=True)) == 2, timeout=20, desc="drained pod gone")
 
     survivors = sorted(p["metadata"]["labels"][REPLICA_LABEL] for p in replica_pods(cluster, ns, "mix"))
     assert survivors == sorted([oldest, newest]), f"{middle} held the fewest requests; survivors {survivors}"
