@@ -33,6 +33,7 @@ import uuid
 
 from runtime_benchlib import ROOT, free_port, load_line, peak_rss_mib, redis_server, rss_mib
 
+from agentfleet_runtime import eventloop
 from agentfleet_runtime.config import RuntimeConfig
 from agentfleet_runtime.keys import Keys
 from agentfleet_runtime.model import parse_chat_completion
@@ -198,7 +199,7 @@ async def main(args: argparse.Namespace) -> None:
         server = subprocess.Popen(
             [sys.executable, "-m", "agentfleet_runtime", "scripted-model", "--port", str(port)],
             cwd=ROOT,
-            env={"PYTHONPATH": f"{ROOT / 'runtime'}:{ROOT / 'operator'}"},
+            env={"PYTHONPATH": f"{ROOT / 'runtime'}:{ROOT / 'operator'}", **{k: v for k, v in os.environ.items() if k == "AGENTFLEET_EVENT_LOOP"}},
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -218,7 +219,8 @@ async def main(args: argparse.Namespace) -> None:
             server.wait(10)
     print(
         f"{args.concurrency} tasks at once in one worker process, model latency {args.latency * 1000:.0f} ms; tasks of {args.steps} model calls; "
-        f"GC {'tuned as the worker entry point does (gctune.py)' if args.gc == 'tuned' else 'CPython defaults'}"
+        f"GC {'tuned as the worker entry point does (gctune.py)' if args.gc == 'tuned' else 'CPython defaults'}; "
+        f"event loop {eventloop.name()} (the worker entry point's, eventloop.py; the scripted model server runs on the same)"
     )
     print(f"baseline (ideal): {args.concurrency / args.latency:.0f} model calls/s at any task length")
     for name, tasks, r in results:
@@ -236,4 +238,4 @@ if __name__ == "__main__":
     p.add_argument("--latency", type=float, default=0.2)
     p.add_argument("--only", choices=("stub", "http"), default=None)
     p.add_argument("--gc", choices=("tuned", "default"), default="tuned", help="the worker entry point's GC settings (gctune.py), or CPython's")
-    asyncio.run(main(p.parse_args()))
+    eventloop.run(main(p.parse_args()))  # the loop `python -m agentfleet_runtime worker` runs on

@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 
-from agentfleet_runtime import gctune, logs
+from agentfleet_runtime import eventloop, gctune, logs
 from agentfleet_runtime.config import load_config
 
 log = logging.getLogger("agentfleet")
@@ -28,6 +28,7 @@ async def run_worker(config_path: str | None) -> int:
     _on_signals(worker.request_drain)
     await worker.start()
     gctune.tune()
+    log.info("event loop", extra={"loop": eventloop.name()})
     await worker.wait()
     log.info("worker stopped")
     return 0
@@ -70,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logs.setup(args.log_level, component=args.command)
     if args.command == "worker":
-        return asyncio.run(run_worker(args.config))
+        return eventloop.run(run_worker(args.config))
     if args.command == "api":
-        return asyncio.run(run_api(args.config))
-    return asyncio.run(run_scripted_model(args))
+        return eventloop.run(run_api(args.config))
+    return eventloop.run(run_scripted_model(args))
 
 
 if __name__ == "__main__":
