@@ -138,33 +138,48 @@ return {'ok', redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -
 
 # KEYS: hash steps events root
 # ARGV: lease n step_json prompt_tokens completion_tokens cost_nanos event
-PLAN = (
-    PRELUDE
-    + r"""
-if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return {-1} end
+# On the hot path (every step of every task): no PRELUDE (its functions are closures built on
+# every run), and each read once (lease and cancel flag together, the steps' length once). The
+# tree usage is read back as strings (HMGET), not taken from HINCRBY's replies: those become Lua
+# numbers (doubles), which would print large counters inexactly.
+PLAN = r"""
+local h = redis.call('HMGET', KEYS[1], 'lease', 'cancel')
+if h[1] ~= ARGV[1] then return {-1} end
 local n = tonumber(ARGV[2])
-local before = redis.call('LLEN', KEYS[2])
-if not append_step(KEYS[1], KEYS[2], KEYS[4], n, ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])) then
-  return {-2, before}
+local len = redis.call('LLEN', KEYS[2])
+if len == n then
+  local pt, ct, cost = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+  redis.call('RPUSH', KEYS[2], ARGV[3])
+  redis.call('HINCRBY', KEYS[1], 'prompt_tokens', pt)
+  redis.call('HINCRBY', KEYS[1], 'completion_tokens', ct)
+  redis.call('HINCRBY', KEYS[1], 'cost_nanos', cost)
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'e', ARGV[7])
+  -- A root task's tree counters are in its own hash, which exists (its lease was just read).
+  if KEYS[4] == KEYS[1] or redis.call('EXISTS', KEYS[4]) == 1 then
+    redis.call('HINCRBY', KEYS[4], 'tree_tokens', pt + ct)
+    redis.call('HINCRBY', KEYS[4], 'tree_cost_nanos', cost)
+  end
+elseif len ~= n + 1 then
+  return {-2, len}
 end
-if before == n then redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'e', ARGV[7]) end
 local t = redis.call('HMGET', KEYS[4], 'tree_tokens', 'tree_cost_nanos')
-return {1, t[1] or '0', t[2] or '0', redis.call('HGET', KEYS[1], 'cancel') or '0'}
+return {1, t[1] or '0', t[2] or '0', h[2] or '0'}
 """
-)
 
 # KEYS: hash steps events
 # ARGV: lease n data event mode
 # mode 'obs': data is the observations' JSON, spliced into the stored plan in place of its closing
 # '"observations":null}' (Step.to_json puts that field last), so the step's model reply is not
 # encoded and sent a second time. Already spliced (a retried call): nothing to do. Neither: -3,
-# and the caller sends the whole step (mode 'full': data replaces the stored step).
+# and the caller sends the whole step (mode 'full': data replaces the stored step). Hot path, as
+# PLAN: one read of the hash, and LINDEX both checks that step n exists and fetches it.
 COMPLETE = r"""
-if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return {-1} end
+local h = redis.call('HMGET', KEYS[1], 'lease', 'cancel')
+if h[1] ~= ARGV[1] then return {-1} end
 local n = tonumber(ARGV[2])
-if redis.call('LLEN', KEYS[2]) <= n then return {-2} end
+local cur = redis.call('LINDEX', KEYS[2], n)
+if not cur then return {-2} end
 if ARGV[5] == 'obs' then
-  local cur = redis.call('LINDEX', KEYS[2], n)
   local open = '"observations":null}'
   if string.sub(cur, -#open) == open then
     redis.call('LSET', KEYS[2], n, string.sub(cur, 1, -#open - 1) .. '"observations":' .. ARGV[3] .. '}')
@@ -175,7 +190,7 @@ else
   redis.call('LSET', KEYS[2], n, ARGV[3])
 end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'e', ARGV[4])
-return {1, redis.call('HGET', KEYS[1], 'cancel') or '0'}
+return {1, h[2] or '0'}
 """
 
 # KEYS: hash steps events children stream dead root
