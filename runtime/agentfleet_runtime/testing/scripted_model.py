@@ -64,8 +64,11 @@ def strip_directives(goal: str) -> str:
 
 
 def _goal_and_turn(messages: list[dict[str, Any]]) -> tuple[str, int, str]:
-    goal = next((m.get("content") or "" for m in messages if m.get("role") == "user"), "")
-    turn = sum(1 for m in messages if m.get("role") == "assistant")
+    # One pass collecting the roles, counted in C: the in-process stub's CPU counts in the
+    # benchmarks of the worker it stands in front of.
+    roles = [m.get("role") for m in messages]
+    goal = messages[roles.index("user")].get("content") or "" if "user" in roles else ""
+    turn = roles.count("assistant")
     last_obs = ""
     for m in reversed(messages):
         if m.get("role") in ("tool", "user") and m is not messages[1]:
@@ -159,7 +162,7 @@ class ScriptedModel:
                 {"id": f"call_{_new_id()}", "type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
                 for c in plan.tool_calls
             ]
-        prompt = sum(_tokens(m.get("content") or "") for m in messages)
+        prompt = sum([max(1, len(m.get("content") or "") // 4) for m in messages])  # _tokens, inlined
         completion = _tokens(json.dumps(msg))
         return {
             "id": f"chatcmpl-{_new_id()}",
