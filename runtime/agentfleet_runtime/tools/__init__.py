@@ -57,6 +57,12 @@ class ToolBox:
     def names(self) -> list[str]:
         return list(self.tools)
 
+    def acts(self, calls: Sequence[ToolCall]) -> bool:
+        """Whether a call changes something outside the task (a side effect, a sub-agent): such
+        a step's model reply must be stored before its tools run, so a resumed task replays that
+        reply instead of asking the model for a different one."""
+        return any(c.name in self._side_effects or c.name in self._spawners for c in calls)
+
     async def run_step(self, task: TaskRecord, step: int, calls: Sequence[ToolCall], deadline: float) -> list[Observation]:
         """Run one step's tool calls concurrently; every outcome, failures included, is an observation."""
         recorded: list[Observation | None] = [None] * len(calls)

@@ -1,0 +1,160 @@
+"""The order of a step's checkpoints (loop.py). The observations are stored while the next model
+call runs, and the next step is planned only once they are stored. Tools without effects run while
+their step's plan is stored; tools with effects (side effects, sub-agents) only after it is. A
+failure or a cancel seen by a store stops the task before anything of the next step is stored."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from agentfleet_runtime.budget import Prices, TreeUsage
+from agentfleet_runtime.errors import Cancelled, LeaseLost
+from agentfleet_runtime.loop import LoopSettings, TaskRun
+from agentfleet_runtime.store import Acquired
+from agentfleet_runtime.types import Limits, ModelReply, Observation, Status, TaskRecord, ToolCall, Usage
+
+
+class Store:
+    """Logs every checkpoint. The one named in `hold` ("plan 0", "complete 0") takes 30 ms, then
+    fails with `fail` if given; `cancel` is the cancel flag that checkpoint returns."""
+
+    def __init__(self, hold: str, fail: Exception | None = None, cancel: bool = False) -> None:
+        self.log: list[str] = []
+        self.hold, self.fail, self.cancel = hold, fail, cancel
+
+    async def _store(self, what: str) -> bool:
+        self.log.append(f"{what} sent")
+        if what == self.hold:
+            await asyncio.sleep(0.03)
+            if self.fail is not None:
+                raise self.fail
+        self.log.append(f"{what} stored")
+        return self.cancel and what == self.hold
+
+    async def plan(self, rec, lease, step, cost):
+        return TreeUsage(), await self._store(f"plan {step.n}")
+
+    async def complete(self, rec, lease, step):
+        return await self._store(f"complete {step.n}")
+
+    async def finish(self, rec, lease, msg_id, **kw):
+        self.log.append(f"finish {kw['status'].value}")
+        return True
+
+    async def children(self, task_id):
+        return []
+
+
+class Model:
+    """Asks for one tool call per step for `steps` steps (each such call takes 50 ms), then
+    answers at once."""
+
+    def __init__(self, log: list[str], steps: int) -> None:
+        self.log, self.steps, self.calls = log, steps, 0
+
+    async def complete(self, request):
+        n = self.calls
+        self.calls += 1
+        self.log.append(f"model {n}")
+        if n < self.steps:
+            await asyncio.sleep(0.05)
+            return ModelReply(content="", tool_calls=(ToolCall(f"c{n}", "echo", {}),), usage=Usage(10, 5))
+        return ModelReply(content="done", usage=Usage(10, 5))
+
+
+class Tools:
+    def __init__(self, log: list[str], acts: bool) -> None:
+        self.log, self._acts = log, acts
+        self.names = ["echo"]
+
+    def schemas(self):
+        return []
+
+    def acts(self, calls):
+        return self._acts
+
+    async def run_step(self, task, step, calls, deadline):
+        self.log.append(f"tools {step}")
+        return [Observation(c.id, c.name, True, "ok") for c in calls]
+
+
+def run(store: Store, *, steps: int = 2, acts: bool = False) -> tuple[TaskRun, object]:
+    now = time.time()
+    rec = TaskRecord(id="t1", goal="g", status=Status.RUNNING, limits=Limits(), created_at=now, deadline=now + 60, root="t1")
+    acquired = Acquired(record=rec, steps=[], root_limits=rec.limits, root_deadline=rec.deadline, tree=TreeUsage())
+    task_run = TaskRun(
+        acquired,
+        lease="L",
+        msg_id="m",
+        store=store,
+        model=Model(store.log, steps),
+        tools=Tools(store.log, acts),
+        prices=Prices(),
+        settings=LoopSettings(system_prompt="s"),
+    )
+
+    async def go():
+        try:
+            return await asyncio.wait_for(task_run.execute(), 5)
+        except Exception as e:  # noqa: BLE001 - the test looks at what was raised
+            return e
+
+    return task_run, asyncio.run(go())
+
+
+def before(log: list[str], *entries: str) -> bool:
+    return all(log.index(a) < log.index(b) for a, b in zip(entries, entries[1:], strict=False))
+
+
+def test_observations_are_stored_during_the_next_call_and_before_the_next_plan() -> None:
+    store = Store(hold="complete 0")
+    _, outcome = run(store)
+    assert outcome == (Status.DONE, "final_answer")
+    assert before(store.log, "complete 0 sent", "complete 0 stored", "plan 1 sent"), store.log
+    assert before(store.log, "model 1", "complete 0 stored"), store.log
+    assert before(store.log, "complete 1 stored", "finish done"), store.log
+
+
+def test_tools_without_effects_run_while_their_plan_is_stored() -> None:
+    store = Store(hold="plan 0")
+    _, outcome = run(store, acts=False)
+    assert outcome == (Status.DONE, "final_answer")
+    # The tools and the next call go ahead; the observations are stored after the plan they complete.
+    assert before(store.log, "tools 0", "model 1", "plan 0 stored", "complete 0 sent", "complete 0 stored", "plan 1 sent"), store.log
+
+
+def test_tools_with_effects_wait_for_their_plan() -> None:
+    store = Store(hold="plan 0")
+    _, outcome = run(store, acts=True)
+    assert outcome == (Status.DONE, "final_answer")
+    assert before(store.log, "plan 0 stored", "tools 0", "complete 0 sent"), store.log
+
+
+def test_a_lost_lease_seen_storing_observations_stops_before_the_next_plan() -> None:
+    store = Store(hold="complete 0", fail=LeaseLost("t1"))
+    task_run, outcome = run(store)
+    assert isinstance(outcome, LeaseLost)
+    assert "plan 1 sent" not in store.log and not any(e.startswith("finish") for e in store.log), store.log
+    assert task_run._saving is None
+
+
+def test_a_lost_lease_seen_storing_the_plan_stores_no_observations() -> None:
+    store = Store(hold="plan 0", fail=LeaseLost("t1"))
+    _, outcome = run(store, acts=False)
+    assert isinstance(outcome, LeaseLost)
+    assert "complete 0 sent" not in store.log and "plan 1 sent" not in store.log, store.log
+
+
+def test_a_cancel_seen_storing_observations_stops_before_the_next_plan() -> None:
+    store = Store(hold="complete 0", cancel=True)
+    _, outcome = run(store)
+    assert isinstance(outcome, Cancelled)
+    assert "complete 0 stored" in store.log and "plan 1 sent" not in store.log, store.log
+
+
+def test_a_task_ends_only_after_its_last_observations_are_stored() -> None:
+    store = Store(hold="complete 0")
+    _, outcome = run(store, steps=1)  # one tool step; the final answer comes back before the store ends
+    assert outcome == (Status.DONE, "final_answer")
+    assert before(store.log, "model 1", "complete 0 stored", "finish done"), store.log
