@@ -39,7 +39,8 @@ except ImportError:  # pragma: no cover - hiredis is a dependency; the generic p
 MAX_BATCH = 256
 # Batches in flight at once, each on its own pooled connection: while Redis runs one, the next is
 # already on the wire, so Redis never idles waiting for this process to read a reply and write
-# the next batch. Calls of one task never overlap (it awaits each), so their order is kept.
+# the next batch. Calls of one task never overlap (each is sent once the one before it has
+# answered: loop.py chains a step's checkpoints), so their order is kept.
 MAX_IN_FLIGHT = 4
 DEFAULT_TIMEOUT = 30.0  # a batch's round trip, when the client has no socket timeout
 
