@@ -154,13 +154,13 @@ class TaskRun:
             if not calls:
                 return await self._finish(Status.DONE, StopReason.FINAL_ANSWER.value, content.strip(), final_step=step, cost=cost)
             await self._saved()  # the previous step's observations are stored before this step is
-            planning = asyncio.ensure_future(self.store.plan(rec, self.lease, step, cost))
+            planning = self.store.send_plan(rec, self.lease, step, cost)
             self.steps.append(step)
             rec.prompt_tokens += reply.usage.prompt_tokens
             rec.completion_tokens += reply.usage.completion_tokens
             rec.cost_nanos += cost
             if self.tools.acts(calls):
-                self._planned(await planning)
+                self._planned(self.store.planned(rec, step.n, await planning))
                 tool_s = await self._run_tools(step, behind=True)
             else:
                 # Until the store answers, the tree's usage is what it was plus this step's own.
@@ -177,7 +177,7 @@ class TaskRun:
             step.observations = await self.tools.run_step(self.rec, step.n, step.tool_calls, self.rec.deadline)
         except BaseException:
             if planning is not None:
-                self._saving = asyncio.ensure_future(self._store_plan(planning))
+                self._saving = asyncio.ensure_future(self._store_plan(step, planning))
             raise
         tool_s = time.monotonic() - t0
         save = self._store_observations(step, planning)
@@ -192,13 +192,13 @@ class TaskRun:
         if cancel:
             raise Cancelled(self.rec.id)
 
-    async def _store_plan(self, planning: asyncio.Future) -> bool:
-        self.tree, cancel = await planning
+    async def _store_plan(self, step: Step, planning: asyncio.Future) -> bool:
+        self.tree, cancel = self.store.planned(self.rec, step.n, await planning)
         return cancel
 
     async def _store_observations(self, step: Step, planning: asyncio.Future | None) -> bool:
         # After the plan: the observations are spliced into the stored step.
-        cancel = await self._store_plan(planning) if planning is not None else False
+        cancel = await self._store_plan(step, planning) if planning is not None else False
         return await self.store.complete(self.rec, self.lease, step) or cancel
 
     async def _saved(self) -> None:

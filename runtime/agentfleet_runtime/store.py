@@ -224,17 +224,26 @@ class TaskStore:
     # -- checkpoints -------------------------------------------------------------------------------
     async def plan(self, rec: TaskRecord, lease: str, step: Step, cost_nanos: int) -> tuple[TreeUsage, bool]:
         """Store a step's model reply (before its tools run). Returns tree usage and cancel flag."""
+        return self.planned(rec, step.n, await self.send_plan(rec, lease, step, cost_nanos))
+
+    def send_plan(self, rec: TaskRecord, lease: str, step: Step, cost_nanos: int) -> Any:
+        """``plan`` in two halves, for a caller that goes on while it is stored: this one queues
+        the write now and returns an awaitable of the raw reply, which ``planned`` reads."""
         ev = event("step", step=step.n, content=step.content[:2000], tool_calls=[c.name for c in step.tool_calls], tokens=step.usage.total)
         task, steps, events, _ = self.keys.task_keys(rec.id)
-        res = await self._call(
+        return self._call(
             self._plan,
             [task, steps, events, task if rec.root == rec.id else self.keys.task(rec.root)],
             [lease, step.n, fastjson.dumpb(step.to_json()), step.usage.prompt_tokens, step.usage.completion_tokens, cost_nanos, ev],
         )
+
+    @staticmethod
+    def planned(rec: TaskRecord, n: int, res: Any) -> tuple[TreeUsage, bool]:
+        """Tree usage and cancel flag from a plan's reply; raises if the plan was refused."""
         if res[0] == -1:
             raise LeaseLost(rec.id)
         if res[0] == -2:
-            raise CheckpointConflict(f"task {rec.id}: step {step.n} does not follow the {res[1]} stored steps")
+            raise CheckpointConflict(f"task {rec.id}: step {n} does not follow the {res[1]} stored steps")
         return TreeUsage(int(res[1]), int(res[2])), res[3] == "1"
 
     async def complete(self, rec: TaskRecord, lease: str, step: Step) -> bool:

@@ -32,8 +32,12 @@ class Store:
         self.log.append(f"{what} stored")
         return self.cancel and what == self.hold
 
-    async def plan(self, rec, lease, step, cost):
-        return TreeUsage(), await self._store(f"plan {step.n}")
+    def send_plan(self, rec, lease, step, cost):
+        return asyncio.ensure_future(self._store(f"plan {step.n}"))
+
+    @staticmethod
+    def planned(rec, n, cancel):
+        return TreeUsage(), cancel
 
     async def complete(self, rec, lease, step):
         return await self._store(f"complete {step.n}")
