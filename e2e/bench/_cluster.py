@@ -39,8 +39,11 @@ def cluster_up():
         print("starting the cluster (e2e/cluster.sh up) ...", flush=True)
         subprocess.run([str(CLUSTER_SH), "up"], env=env, check=True, stdout=subprocess.DEVNULL)
     info = json.loads(subprocess.run([str(CLUSTER_SH), "info"], env=env, check=True, capture_output=True, text=True).stdout)
+    cluster = _conftest().Cluster(info)
+    # A bench may create the kinds before any operator runs (the reconcile bench's floor does).
+    fx.install_crds(cluster)
     try:
-        yield _conftest().Cluster(info)
+        yield cluster
     finally:
         if started:
             subprocess.run([str(CLUSTER_SH), "down"], env=env, check=False, stdout=subprocess.DEVNULL)
