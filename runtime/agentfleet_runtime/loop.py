@@ -160,7 +160,8 @@ class TaskRun:
             rec.completion_tokens += reply.usage.completion_tokens
             rec.cost_nanos += cost
             if self.tools.acts(calls):
-                self._planned(self.store.planned(rec, step.n, await planning))
+                if await self._store_plan(step, planning):
+                    raise Cancelled(rec.id)
                 tool_s = await self._run_tools(step, behind=True)
             else:
                 # Until the store answers, the tree's usage is what it was plus this step's own.
@@ -186,11 +187,6 @@ class TaskRun:
         elif await save:
             raise Cancelled(self.rec.id)
         return tool_s
-
-    def _planned(self, result: tuple[TreeUsage, bool]) -> None:
-        self.tree, cancel = result
-        if cancel:
-            raise Cancelled(self.rec.id)
 
     async def _store_plan(self, step: Step, planning: asyncio.Future) -> bool:
         self.tree, cancel = self.store.planned(self.rec, step.n, await planning)
