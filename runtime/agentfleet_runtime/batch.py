@@ -56,14 +56,21 @@ class ScriptBatcher:
         self._idle: list[asyncio.Future[None]] = []  # one per sender waiting for work
         self._tasks: set[asyncio.Task[None]] = set()
         self._kicked = False  # a sender is on its way to take the queue: no need to wake another
+        self._unsent: dict[asyncio.Future[Any], list[Any]] = {}  # queued calls' arguments, by reply
 
     def call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
         """Queue one EVALSHA; the returned future resolves to its reply (or its error)."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((script, keys, args, fut))
+        self._unsent[fut] = args
         if not self._kicked:
             self._kick()
         return fut
+
+    def unsent_args(self, reply: asyncio.Future[Any]) -> list[Any] | None:
+        """The arguments of the call whose reply is ``reply`` while it is still queued, for the
+        caller to amend in place (they are read when its batch is taken); None once it is taken."""
+        return self._unsent.get(reply)
 
     def _kick(self) -> None:
         """Get one sender to the queue: an idle one, else a new one, unless all are busy (a busy
@@ -98,6 +105,9 @@ class ScriptBatcher:
                 if not self._queue:
                     continue
                 batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+                unsent = self._unsent
+                for item in batch:
+                    unsent.pop(item[3], None)
                 if self._queue:
                     self._kick()  # more than one batch waiting: another sender takes the next
                 if conn is None:
@@ -152,6 +162,7 @@ class ScriptBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._idle.clear()
+        self._unsent.clear()
         self._kicked = False
 
 

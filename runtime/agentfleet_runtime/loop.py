@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from agentfleet_runtime import metrics, timeouts
 from agentfleet_runtime.budget import Prices, TreeUsage, exhausted
@@ -74,7 +74,8 @@ class TaskRun:
         self.settings = settings
         self.draining = draining
         self.outcome: tuple[Status, str] | None = None
-        self._saving: asyncio.Future[bool] | None = None  # the last step's observations, being stored
+        self._saving: asyncio.Future[Any] | None = None  # the last step's observations, being stored
+        self._saving_plan: int | None = None  # set: _saving is the raw reply of this step's plan, which carries them
 
     # -- the loop ----------------------------------------------------------------------------------
     async def execute(self) -> tuple[Status, str]:
@@ -84,7 +85,7 @@ class TaskRun:
             if self._saving is not None:
                 # Leaving early (an error, a release, a kill): the observations are kept if they can be.
                 await asyncio.gather(self._saving, return_exceptions=True)
-                self._saving = None
+                self._saving, self._saving_plan = None, None
 
     async def _execute(self) -> tuple[Status, str]:
         task_id_var.set(self.rec.id)
@@ -181,6 +182,10 @@ class TaskRun:
                 self._saving = asyncio.ensure_future(self._store_plan(step, planning))
             raise
         tool_s = time.monotonic() - t0
+        if behind and planning is not None and self.store.fold_observations(planning, step):
+            # The plan carries the observations: its own reply is the checkpoint to wait for.
+            self._saving, self._saving_plan = planning, step.n
+            return tool_s
         save = self._store_observations(step, planning)
         if behind:
             self._saving = asyncio.ensure_future(save)
@@ -201,7 +206,14 @@ class TaskRun:
         """Wait until the last step's observations are stored; raises what storing raised
         (a lost lease, a conflict) and Cancelled when the task was cancelled meanwhile."""
         saving, self._saving = self._saving, None
-        if saving is not None and await saving:
+        if saving is None:
+            return
+        n, self._saving_plan = self._saving_plan, None
+        if n is not None:
+            self.tree, cancel = self.store.planned(self.rec, n, await saving)
+        else:
+            cancel = await saving
+        if cancel:
             raise Cancelled(self.rec.id)
 
     # -- endings -----------------------------------------------------------------------------------

@@ -137,7 +137,9 @@ return {'ok', redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -
 )
 
 # KEYS: hash steps events root
-# ARGV: lease n step_json prompt_tokens completion_tokens cost_nanos event
+# ARGV: lease n step_json prompt_tokens completion_tokens cost_nanos event [observations_event]
+# With the optional last event, step_json already holds the step's observations (its tools
+# answered before the plan left: TaskStore.fold_observations): plan and completion in one call.
 # On the hot path (every step of every task): no PRELUDE (its functions are closures built on
 # every run), and each read once (lease and cancel flag together, the steps' length once). The
 # tree usage is read back as strings (HMGET), not taken from HINCRBY's replies: those become Lua
@@ -154,6 +156,7 @@ if len == n then
   redis.call('HINCRBY', KEYS[1], 'completion_tokens', ct)
   redis.call('HINCRBY', KEYS[1], 'cost_nanos', cost)
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'e', ARGV[7])
+  if ARGV[8] then redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'e', ARGV[8]) end
   -- A root task's tree counters are in its own hash, which exists (its lease was just read).
   if KEYS[4] == KEYS[1] or redis.call('EXISTS', KEYS[4]) == 1 then
     redis.call('HINCRBY', KEYS[4], 'tree_tokens', pt + ct)

@@ -97,6 +97,15 @@ def _pairs(flat: Sequence[str]) -> dict[str, str]:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
+_OPEN_OBSERVATIONS = b'"observations":null}'
+_NULL_CLOSE = b"null}"
+
+
+def _observations_event(step: Step) -> bytes:
+    assert step.observations is not None
+    return event("observations", step=step.n, results=[{"tool": o.name, "ok": o.ok, "output": o.output[:500]} for o in step.observations])
+
+
 class TaskStore:
     def __init__(self, r: aioredis.Redis, keys: Keys, ttl_seconds: int = 7 * 86400) -> None:
         self.r = r
@@ -237,6 +246,21 @@ class TaskStore:
             [lease, step.n, fastjson.dumpb(step.to_json()), step.usage.prompt_tokens, step.usage.completion_tokens, cost_nanos, ev],
         )
 
+    def fold_observations(self, planning: Any, step: Step) -> bool:
+        """Send a step's observations with its plan, if that plan (``send_plan``'s reply) has not
+        left yet: one script call instead of two, for tools that answer before the batch is sent
+        (fast tools, a busy batcher). Then the plan's reply is also the completion's. False when
+        the plan is already on its way; ``complete`` stores the observations."""
+        args = self.batcher.unsent_args(planning)
+        if args is None or len(args) != 7 or not args[2].endswith(_OPEN_OBSERVATIONS):
+            return False
+        assert step.observations is not None
+        # The plan's encoded step ends with '"observations":null}' (Step.to_json puts it last):
+        # splice the observations in rather than encode the whole step a second time.
+        args[2] = b"".join((args[2][: -len(_NULL_CLOSE)], fastjson.dumpb([o.to_json() for o in step.observations]), b"}"))
+        args.append(_observations_event(step))
+        return True
+
     @staticmethod
     def planned(rec: TaskRecord, n: int, res: Any) -> tuple[TreeUsage, bool]:
         """Tree usage and cancel flag from a plan's reply; raises if the plan was refused."""
@@ -251,8 +275,7 @@ class TaskStore:
 
         Only the observations go to Redis: the script splices them into the step stored by
         ``plan`` (lua.COMPLETE). Should the stored step not be that plan, the whole step is sent."""
-        assert step.observations is not None
-        ev = event("observations", step=step.n, results=[{"tool": o.name, "ok": o.ok, "output": o.output[:500]} for o in step.observations])
+        ev = _observations_event(step)
         keys = list(self.keys.task_keys(rec.id)[:3])
         res = await self._call(self._complete, keys, [lease, step.n, fastjson.dumpb([o.to_json() for o in step.observations]), ev, "obs"])
         if res[0] == -3:

@@ -81,6 +81,42 @@ def test_completion_checkpoint_sends_only_the_observations_and_stores_the_whole_
     arun(body())
 
 
+def test_observations_ready_before_their_plan_left_are_stored_with_it_in_one_call(redis_server, fleet):
+    async def body():
+        async with environment(redis_server.url, fleet) as env:
+            tid = await env.submit("folded")
+            msg_id, _ = await read_one(env)
+            a = await env.store.acquire(tid, lease="A", msg_id=msg_id, reclaimed=False, max_attempts=3, worker="wa")
+            assert isinstance(a, Acquired)
+            content = 'plan with "quotes", é and }braces{'
+            step = Step(0, content, [ToolCall("c1", "echo", {"q": 1}), ToolCall("c2", "echo", {})], Usage(5, 1), model_seconds=0.25)
+            planning = env.store.send_plan(a.record, "A", step, 7)
+            step.observations = [Observation("c1", "echo", True, "out é", 0.01), Observation("c2", "echo", False, 'failed: "x"', 0.0)]
+            assert env.store.fold_observations(planning, step)  # still queued: it carries them
+            tree, cancel = env.store.planned(a.record, 0, await planning)
+            assert (tree.tokens, tree.cost_nanos, cancel) == (6, 7, False)
+            assert (await env.store.steps(tid)) == [step]  # one stored step, observations included
+            stored = await env.store.r.lindex(env.store.keys.steps(tid), 0)
+            assert json.loads(stored) == step.to_json()
+            kinds = [json.loads(f["e"])["type"] for _, f in await env.store.r.xrange(env.store.keys.events(tid))]
+            assert kinds[-2:] == ["step", "observations"]
+            rec, _ = await env.store.get(tid)
+            assert (rec.prompt_tokens, rec.completion_tokens, rec.cost_nanos) == (5, 1, 7)  # counted once
+
+            # The next plan, already taken by the batcher: nothing to fold into; complete stores them.
+            step1 = Step(1, "", [ToolCall("c3", "echo", {})], Usage(2, 1))
+            planning = env.store.send_plan(a.record, "A", step1, 0)
+            await asyncio.sleep(0.05)
+            step1.observations = [Observation("c3", "echo", True, "ok", 0.0)]
+            assert not env.store.fold_observations(planning, step1)
+            env.store.planned(a.record, 1, await planning)
+            assert (await env.store.steps(tid))[1].observations is None
+            await env.store.complete(a.record, "A", step1)
+            assert (await env.store.steps(tid))[1] == step1
+
+    arun(body())
+
+
 def test_reclaim_after_visibility_timeout_resumes_from_checkpoint(redis_server, fleet):
     """Worker 1 dies (no release) in the middle of a slow step; worker 2 takes over after the
     visibility timeout and finishes without re-asking the model for checkpointed steps."""

@@ -17,11 +17,12 @@ from agentfleet_runtime.types import Limits, ModelReply, Observation, Status, Ta
 
 class Store:
     """Logs every checkpoint. The one named in `hold` ("plan 0", "complete 0") takes 30 ms, then
-    fails with `fail` if given; `cancel` is the cancel flag that checkpoint returns."""
+    fails with `fail` if given; `cancel` is the cancel flag that checkpoint returns. With `fold`,
+    observations ready while their plan is being stored go with it (TaskStore.fold_observations)."""
 
-    def __init__(self, hold: str, fail: Exception | None = None, cancel: bool = False) -> None:
+    def __init__(self, hold: str, fail: Exception | None = None, cancel: bool = False, fold: bool = False) -> None:
         self.log: list[str] = []
-        self.hold, self.fail, self.cancel = hold, fail, cancel
+        self.hold, self.fail, self.cancel, self.fold = hold, fail, cancel, fold
 
     async def _store(self, what: str) -> bool:
         self.log.append(f"{what} sent")
@@ -34,6 +35,12 @@ class Store:
 
     def send_plan(self, rec, lease, step, cost):
         return asyncio.ensure_future(self._store(f"plan {step.n}"))
+
+    def fold_observations(self, planning, step):
+        if self.fold and not planning.done():
+            self.log.append(f"fold {step.n}")
+            return True
+        return False
 
     @staticmethod
     def planned(rec, n, cancel):
@@ -126,6 +133,22 @@ def test_tools_without_effects_run_while_their_plan_is_stored() -> None:
     assert outcome == (Status.DONE, "final_answer")
     # The tools and the next call go ahead; the observations are stored after the plan they complete.
     assert before(store.log, "tools 0", "model 1", "plan 0 stored", "complete 0 sent", "complete 0 stored", "plan 1 sent"), store.log
+
+
+def test_observations_ready_before_their_plan_is_stored_go_with_it() -> None:
+    store = Store(hold="plan 0", fold=True)
+    _, outcome = run(store, acts=False)
+    assert outcome == (Status.DONE, "final_answer")
+    assert not any(e.startswith("complete") for e in store.log), store.log  # one checkpoint per step
+    assert before(store.log, "tools 0", "fold 0", "model 1", "plan 0 stored", "plan 1 sent"), store.log
+    assert before(store.log, "plan 1 stored", "finish done"), store.log
+
+
+def test_a_cancel_seen_storing_a_plan_with_its_observations_stops_before_the_next_plan() -> None:
+    store = Store(hold="plan 0", cancel=True, fold=True)
+    _, outcome = run(store, acts=False)
+    assert isinstance(outcome, Cancelled)
+    assert "fold 0" in store.log and "plan 1 sent" not in store.log, store.log
 
 
 def test_tools_with_effects_wait_for_their_plan() -> None:
