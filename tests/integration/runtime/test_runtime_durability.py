@@ -46,13 +46,19 @@ def test_stale_lease_cannot_checkpoint_and_scripts_are_idempotent(redis_server, 
     arun(body())
 
 
+async def leased(env, goal: str):
+    """A new task, read from the stream and acquired by worker "wa" under lease "A"."""
+    tid = await env.submit(goal)
+    msg_id, _ = await read_one(env)
+    a = await env.store.acquire(tid, lease="A", msg_id=msg_id, reclaimed=False, max_attempts=3, worker="wa")
+    assert isinstance(a, Acquired)
+    return tid, a
+
+
 def test_completion_checkpoint_sends_only_the_observations_and_stores_the_whole_step(redis_server, fleet):
     async def body():
         async with environment(redis_server.url, fleet) as env:
-            tid = await env.submit("delta")
-            msg_id, _ = await read_one(env)
-            a = await env.store.acquire(tid, lease="A", msg_id=msg_id, reclaimed=False, max_attempts=3, worker="wa")
-            assert isinstance(a, Acquired)
+            tid, a = await leased(env, "delta")
             content = "thinking about " + "é" * 300 + ' "quotes" and }braces{'
             step = Step(0, content, [ToolCall("c1", "echo", {"q": "x" * 500}), ToolCall("c2", "echo", {})], Usage(5, 1), model_seconds=0.25)
             await env.store.plan(a.record, "A", step, 0)
@@ -84,10 +90,7 @@ def test_completion_checkpoint_sends_only_the_observations_and_stores_the_whole_
 def test_observations_ready_before_their_plan_left_are_stored_with_it_in_one_call(redis_server, fleet):
     async def body():
         async with environment(redis_server.url, fleet) as env:
-            tid = await env.submit("folded")
-            msg_id, _ = await read_one(env)
-            a = await env.store.acquire(tid, lease="A", msg_id=msg_id, reclaimed=False, max_attempts=3, worker="wa")
-            assert isinstance(a, Acquired)
+            tid, a = await leased(env, "folded")
             content = 'plan with "quotes", é and }braces{'
             step = Step(0, content, [ToolCall("c1", "echo", {"q": 1}), ToolCall("c2", "echo", {})], Usage(5, 1), model_seconds=0.25)
             planning = env.store.send_plan(a.record, "A", step, 7)
