@@ -22,7 +22,10 @@ loading the model and not yet overdue):
    ready less than one window ago are credited the same way: the windowed goodput still
    describes the fleet before they arrived, and re-reading it would order the burst again.
    The load time is learned per ModelReplicaSet (EWMA of create->ready durations) and shown in
-   ``status.learnedModelLoadSeconds``.
+   ``status.learnedModelLoadSeconds``. The credit is lifted when goodput falls below half of
+   what the order in flight was sized on: the order was too small (a +1 placed at a burst's
+   first seconds). The new want is sized on the replicas the window measured and, with the
+   task layer, the last order scaled by the rise in agent tasks since.
    - concurrency (optional, ``concurrency_term``, off by default): running requests per replica
      above 1.25 x the highest level at which the SLO was last seen to hold:
      ``ceil(running / that level)`` (reacts one period into a burst, but over-orders at light load).
@@ -40,7 +43,9 @@ loading the model and not yet overdue):
    With the task layer (``task_fast_down``, on by default), the replicas a scale-up added are
    released after one window instead of the down window once the tasks queued and in flight fit
    half the fleet (at 0.8 x the failure level above): every task that will call the model is
-   already known, so the burst is over. Never below the count before that scale-up.
+   already known, so the burst is over. Never below the count before that scale-up. Once the
+   tasks fit half the replicas already serving, replicas still loading for a burst-sized order
+   are cancelled at once, and for one window the lagging goodput/queue pressure is not acted on.
 
 Missing data: Prometheus unreachable, or no ready replica reporting fresh samples -> hold the
 current count, MetricsAvailable False, and no recommendation is recorded (so stale numbers never
@@ -72,6 +77,8 @@ STUCK_FACTOR = 2.0  # a replica loading longer than this x the learned load time
 OK_RUNNING_DECAY = 0.995  # per evaluation: the learned per-replica concurrency fades slowly
 LOAD_TIME_ALPHA = 0.3
 GOODPUT_FLOOR = 0.2
+# Goodput below this share of what the order in flight was sized for lifts its credit (see decide).
+COLLAPSE_RATIO = 0.5
 MAX_SEEN = 512
 
 
@@ -159,6 +166,11 @@ class PolicyState:
     tight_tasks_per_replica: float | None = None  # fewest agent tasks per replica seen to fail the SLO
     burst_floor: int | None = None  # the replica count before the current scale-up began
     ordered_for: int | None = None  # the credited recommendation behind the last scale-up
+    # The evidence that last scale-up was sized on (goodput fraction, agent tasks queued and in
+    # flight); kept while its replicas load, so that a collapse since can be told from lag.
+    ordered_goodput: float | None = None
+    ordered_tasks: float | None = None
+    burst_ended_at: float | None = None  # when replicas still loading for a burst were cancelled
 
     @classmethod
     def initial(cls, config: PolicyConfig) -> PolicyState:
@@ -316,6 +328,29 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
     # the next periods even while its first replicas load; only growth beyond it is credited.
     in_flight = len(pending) + len(settling)
     ordered_for = state.ordered_for if in_flight else None
+    tasks_now = obs.tasks
+
+    # The order in flight was too small: goodput has fallen below half of what it was sized on.
+    # The credit exists because the windowed goodput lags: it still measures the fleet before
+    # the order's replicas arrived, and it keeps sinking a little while the window fills with
+    # the load the order already answered. But the replicas serving now are at least those it
+    # was measured on (a fleet under pressure never shrinks), so a fall to under half means
+    # load the order was not sized for. Waiting instead for its replicas to load and serve a
+    # window held a +1 order for 4-5 minutes into a burst (benchmark, 600 s bursts). Agents are
+    # closed loops and the KV cache is full in a burst, so the requests in the system stay flat
+    # and the growth override in credited() never fires. Both sides of the comparison are
+    # floored, so a collapse already sized at the floor does not re-fire on no new evidence.
+    og = state.ordered_goodput if in_flight else None
+    collapse = (
+        og is not None
+        and gp is not None
+        and gp.significant
+        and gp.fraction is not None
+        and gp.fraction < config.target_fraction
+        and max(gp.fraction, GOODPUT_FLOOR) < COLLAPSE_RATIO * max(og, GOODPUT_FLOOR)
+    )
+    # The replicas the window measured: those that became ready within it are not yet in it.
+    measured = max(1, serving - len(settling))
 
     def credited(want: int) -> int:
         """Cap a queue/goodput want while replicas load (or have only just started serving):
@@ -356,6 +391,18 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
         if want_g < raw_g and not any("credited" in c for c in clauses):
             clauses.append(_credit_note(pending, settling, load_s))
         wants.append(want_g)
+        if collapse and og is not None:
+            # Sized on the fleet the window measured, and, with the task layer, scaled from the
+            # last order by the tasks since: the goodput floor alone caps the step at 5x the
+            # measured fleet, while the tasks tell how much the load rose (closed loops: each
+            # task has its calls in the system). Never below what was already ordered.
+            want_x = max(serving + 1, math.ceil(measured * config.target_fraction / max(gp.fraction, GOODPUT_FLOOR)))
+            ot = state.ordered_tasks
+            if tasks_now is not None and ot and ordered_for and tasks_now > ot:
+                want_x = max(want_x, math.ceil(ordered_for * tasks_now / ot))
+            if want_x > want_g:
+                clauses.append(f"goodput {gp.fraction:.2f} < {COLLAPSE_RATIO:g} x {og:.2f} the last order was sized on: credit lifted")
+                wants.append(want_x)
 
     ok_running = state.ok_running_per_replica
     if ok_running is not None:
@@ -382,6 +429,21 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
     if tight is not None:
         tight /= OK_RUNNING_DECAY  # forgotten slowly upward: the tasks may have become lighter
     tasks = obs.tasks
+    floor = state.burst_floor
+    # The task layer says a burst is over: its tasks fit half the replicas already serving.
+    tasks_fit = bool(config.task_fast_down and floor is not None and tasks is not None and tight and burst_over(serving, tasks, tight))
+    # Replicas still loading for it were ordered for load that is gone: cancel them (only for a
+    # burst-sized order, at least as many loading as serving; a +1 for a slight miss stays, or
+    # a lull between calls would flap it). For one window after that, the windowed goodput and
+    # queue still describe the burst: while the tasks still fit, that pressure is its past (and
+    # teaches no failure level: tasks per replica are low only because the burst has drained).
+    ended_at = state.burst_ended_at if state.burst_ended_at is not None and now - state.burst_ended_at < config.window_seconds else None
+    cancel = tasks_fit and bool(pending) and current >= 2 * serving
+    if tasks_fit and pressure and (cancel or ended_at is not None):
+        pressure = False
+        clauses.append(f"{tasks:.0f} agent tasks fit half the {serving} ready replicas: the burst is over, the window still shows it")
+    if cancel:
+        ended_at = now
     if tasks is not None and tasks > 0:
         if pressure and not in_flight:
             tight = min(tight if tight is not None else math.inf, tasks / serving)
@@ -422,7 +484,6 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
 
     recs = prune(state.recommendations, now, max(config.up_window_seconds, config.down_window_seconds)) + ((now, raw),)
     target = stabilize(recs, now, current, config.up_window_seconds, config.down_window_seconds, slack=config.period_seconds)
-    floor = state.burst_floor
     if config.task_fast_down and floor is not None and tasks is not None and tight and not pressure and burst_over(current, tasks, tight):
         # The task layer says what is coming: every task that will call the model is already
         # queued or in flight. Once they fit half the fleet, waiting out the long down window
@@ -437,7 +498,15 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
             notes.append(
                 f"{tasks:.0f} agent tasks fit {math.ceil(tasks / (tight * DOWN_HEADROOM))}: releasing the burst's replicas after {config.window_seconds:.0f}s"
             )
-    target, limited = bound(target, current, config.bounds)
+    bounds = config.bounds
+    if cancel and floor is not None:
+        keep_n = max(floor, serving, raw, current - len(pending))
+        if keep_n < target:
+            notes.append(f"cancelling {target - keep_n} replicas still loading")
+            target = keep_n
+            # Not-ready replicas hold no work (the ModelReplicaSet deletes them first, at once).
+            bounds = replace(bounds, max_down_step=max(bounds.max_down_step, len(pending)))
+    target, limited = bound(target, current, bounds)
 
     if capacity is not None and capacity.placeable_extra is not None:
         existing = len(ready) + len(fleet.starting)
@@ -462,10 +531,12 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
         floor = None
     if target > current:
         ordered = raw
+        ordered_gp = gp.fraction if good and gp is not None else None
+        ordered_tasks = tasks
     elif in_flight:
-        ordered = state.ordered_for
+        ordered, ordered_gp, ordered_tasks = state.ordered_for, state.ordered_goodput, state.ordered_tasks
     else:
-        ordered = None  # nothing loading any more: the order is complete
+        ordered, ordered_gp, ordered_tasks = None, None, None  # nothing loading any more: the order is complete
     new_state = replace(
         state,
         recommendations=recs,
@@ -474,6 +545,9 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
         tight_tasks_per_replica=tight,
         burst_floor=floor,
         ordered_for=ordered,
+        ordered_goodput=ordered_gp,
+        ordered_tasks=ordered_tasks,
+        burst_ended_at=ended_at,
     )
     metrics_cond = (
         ConditionUpdate(METRICS_AVAILABLE, False, "MetricsSchemaMismatch", obs.schema_problem)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -160,6 +161,90 @@ def test_replicas_just_ready_are_credited_while_the_window_still_measures_the_ol
     settled = FleetView(current=5, ready=tuple(f"r{i}" for i in range(5)), ready_ages=dict.fromkeys(("r2", "r3", "r4"), 90.0))
     out = decide(c, out.state, settled, Observation(at=30.0, samples=samples(5, 0.0, running=8.0), goodput=gp(0.25), completion_rate=5.0))
     assert out.decision.desired == 9, out.decision.reason  # ceil(5 x 0.95 / 0.25) = 19, 4 per decision
+
+
+def test_a_collapse_after_a_small_order_lifts_the_credit_and_orders_for_the_burst() -> None:
+    c = cfg(initial_load_seconds=200.0)
+    # t=0: a burst's first seconds show as a slight miss; 1 replica orders 1 more.
+    obs = Observation(at=0.0, samples=samples(1, 0.0, running=20.0, kv=0.5), goodput=gp(0.90), completion_rate=1.0, tasks=5.0)
+    out = decide(c, PolicyState.initial(c), fleet(1), obs)
+    assert out.decision.desired == 2
+    # t=15: the burst. Agents are closed loops and the KV cache is full, so the requests in
+    # the system stay flat (no growth to override the credit), but goodput collapses and the
+    # agent tasks quadruple. Holding 2 until the loading replica has served a window (minutes)
+    # is the stuck credit; the order goes out now, scaled by the tasks since the last order.
+    starting = (Starting("s0", 15.0),)
+    obs = Observation(at=15.0, samples=samples(1, 0.0, running=20.0, kv=0.5), goodput=gp(0.10), completion_rate=1.0, tasks=20.0)
+    out = decide(c, out.state, fleet(1, starting, current=2), obs)
+    assert out.decision.recommendation == 8, out.decision.reason  # 2 ordered x 20 / 5 tasks
+    assert out.decision.desired == 6  # 2 + maxScaleUpStep 4
+    assert "credit lifted" in out.decision.reason
+    # Without the task layer the step is sized on the measured fleet at the goodput floor.
+    obs = replace(obs, tasks=None)
+    first = decide(c, PolicyState.initial(c), fleet(1), replace(obs, at=0.0, goodput=gp(0.90), tasks=None))
+    out = decide(c, first.state, fleet(1, starting, current=2), obs)
+    assert out.decision.desired == 5, out.decision.reason  # ceil(1 x 0.95 / 0.2)
+
+
+def test_goodput_lag_behind_an_order_in_flight_still_orders_nothing_twice() -> None:
+    c = cfg(initial_load_seconds=200.0, max_up_step=8)
+    obs = Observation(at=0.0, samples=samples(4, 0.0, running=20.0, kv=0.5), goodput=gp(0.50), completion_rate=4.0, tasks=40.0)
+    out = decide(c, PolicyState.initial(c), fleet(4), obs)
+    assert out.decision.desired == 8  # ceil(4 x 0.95 / 0.5)
+    # The window fills with the burst the order was for: goodput sinks further (0.30 would want
+    # 13 on its own) and the tasks rise, but not to half of what the order was sized on: hold.
+    starting = tuple(Starting(f"s{i}", 15.0) for i in range(4))
+    obs = Observation(at=15.0, samples=samples(4, 0.0, running=20.0, kv=0.5), goodput=gp(0.30), completion_rate=4.0, tasks=60.0)
+    out = decide(c, out.state, fleet(4, starting), obs)
+    assert out.decision.desired == 8, out.decision.reason
+    assert "4 loading credited" in out.decision.reason and "lifted" not in out.decision.reason
+    # They become ready; the window still measures the old fleet: still no second order.
+    ready = FleetView(current=8, ready=tuple(f"r{i}" for i in range(8)), ready_ages={f"r{i}": 10.0 for i in range(4, 8)})
+    obs = Observation(at=215.0, samples=samples(8, 0.0, running=10.0, kv=0.5), goodput=gp(0.30), completion_rate=8.0, tasks=60.0)
+    out = decide(c, out.state, ready, obs)
+    assert out.decision.desired == 8, out.decision.reason
+
+
+def test_a_collapse_measured_at_the_goodput_floor_does_not_refire_every_period() -> None:
+    c = cfg(initial_load_seconds=200.0, max_up_step=8)
+    obs = Observation(at=0.0, samples=samples(2, 0.0, running=20.0, kv=0.5), goodput=gp(0.10), completion_rate=2.0, tasks=30.0)
+    out = decide(c, PolicyState.initial(c), fleet(2), obs)
+    assert out.decision.desired == 10  # ceil(2 x 0.95 / 0.2)
+    starting = tuple(Starting(f"s{i}", 15.0) for i in range(8))
+    obs = Observation(at=15.0, samples=samples(2, 0.0, running=20.0, kv=0.5), goodput=gp(0.0), completion_rate=2.0, tasks=30.0)
+    out = decide(c, out.state, fleet(2, starting), obs)
+    assert out.decision.desired == 10, out.decision.reason
+
+
+def test_replicas_still_loading_for_a_burst_that_has_ended_are_cancelled() -> None:
+    c = cfg(initial_load_seconds=200.0, window_seconds=60.0)
+    # A burst took 2 replicas to 10; 4 are ready, 6 still load. The agent tasks have fallen to 3
+    # (at most 4 per replica was seen to fail: they fit 1 replica, half the 4 ready twice over),
+    # while the 60 s goodput still shows the burst. The 6 loading would arrive for nothing.
+    state = PolicyState(load_time=LoadTime(200.0, 1), tight_tasks_per_replica=4.0, burst_floor=2, ordered_for=10, ordered_goodput=0.3, ordered_tasks=40.0)
+    starting = tuple(Starting(f"s{i}", 120.0) for i in range(6))
+    obs = Observation(at=0.0, samples=samples(4, 0.0, running=2.0, kv=0.1), goodput=gp(0.20), completion_rate=2.0, tasks=3.0)
+    out = decide(c, state, fleet(4, starting), obs)
+    assert out.decision.desired == 4, out.decision.reason  # all 6 at once: they hold no work
+    assert "cancelling 6 replicas still loading" in out.decision.reason
+    # The next period the window still shows the burst: that is its past, no order again.
+    obs = replace(obs, at=15.0)
+    out = decide(c, out.state, fleet(4), obs)
+    assert out.decision.desired == 4, out.decision.reason
+
+
+def test_loading_replicas_are_kept_while_the_tasks_still_need_them_or_for_a_small_order() -> None:
+    c = cfg(initial_load_seconds=200.0, window_seconds=60.0)
+    state = PolicyState(load_time=LoadTime(200.0, 1), tight_tasks_per_replica=4.0, burst_floor=2, ordered_for=10, ordered_goodput=0.3, ordered_tasks=40.0)
+    starting = tuple(Starting(f"s{i}", 120.0) for i in range(6))
+    # Mid-burst: 30 tasks need 10 replicas; nothing is cancelled.
+    obs = Observation(at=0.0, samples=samples(4, 0.0, running=20.0, kv=0.8), goodput=gp(0.20), completion_rate=2.0, tasks=30.0)
+    assert decide(c, state, fleet(4, starting), obs).decision.desired == 10
+    # A +1 order on a fleet of 4 is no burst: a lull in the tasks does not cancel it (that
+    # would flap: order, cancel, order again at the next slight miss).
+    obs = Observation(at=0.0, samples=samples(4, 0.0, running=2.0, kv=0.1), goodput=gp(0.90), completion_rate=2.0, tasks=1.0)
+    state = replace(state, ordered_for=5)
+    assert decide(c, state, fleet(4, starting[:1]), obs).decision.desired == 5
 
 
 def test_stuck_loading_replicas_get_no_credit() -> None:
