@@ -328,7 +328,7 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
     # the next periods even while its first replicas load; only growth beyond it is credited.
     in_flight = len(pending) + len(settling)
     ordered_for = state.ordered_for if in_flight else None
-    tasks_now = obs.tasks
+    tasks = obs.tasks  # agent tasks queued and in flight (None: no task layer)
 
     # The order in flight was too small: goodput has fallen below half of what it was sized on.
     # The credit exists because the windowed goodput lags: it still measures the fleet before
@@ -398,8 +398,8 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
             # task has its calls in the system). Never below what was already ordered.
             want_x = max(serving + 1, math.ceil(measured * config.target_fraction / max(gp.fraction, GOODPUT_FLOOR)))
             ot = state.ordered_tasks
-            if tasks_now is not None and ot and ordered_for and tasks_now > ot:
-                want_x = max(want_x, math.ceil(ordered_for * tasks_now / ot))
+            if tasks is not None and ot and ordered_for and tasks > ot:
+                want_x = max(want_x, math.ceil(ordered_for * tasks / ot))
             if want_x > want_g:
                 clauses.append(f"goodput {gp.fraction:.2f} < {COLLAPSE_RATIO:g} x {og:.2f} the last order was sized on: credit lifted")
                 wants.append(want_x)
@@ -428,7 +428,6 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
     tight = state.tight_tasks_per_replica
     if tight is not None:
         tight /= OK_RUNNING_DECAY  # forgotten slowly upward: the tasks may have become lighter
-    tasks = obs.tasks
     floor = state.burst_floor
     # The task layer says a burst is over: its tasks fit half the replicas already serving.
     tasks_fit = bool(config.task_fast_down and floor is not None and tasks is not None and tight and burst_over(serving, tasks, tight))
