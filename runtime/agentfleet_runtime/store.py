@@ -101,6 +101,11 @@ _OPEN_OBSERVATIONS = b'"observations":null}'
 _NULL_CLOSE = b"null}"
 
 
+def _observations_json(step: Step) -> bytes:
+    assert step.observations is not None
+    return fastjson.dumpb([o.to_json() for o in step.observations])
+
+
 def _observations_event(step: Step) -> bytes:
     assert step.observations is not None
     return event("observations", step=step.n, results=[{"tool": o.name, "ok": o.ok, "output": o.output[:500]} for o in step.observations])
@@ -252,12 +257,12 @@ class TaskStore:
         (fast tools, a busy batcher). Then the plan's reply is also the completion's. False when
         the plan is already on its way; ``complete`` stores the observations."""
         args = self.batcher.unsent_args(planning)
+        # Seven arguments: a plan as send_plan queued it (a folded one has the eighth, its event).
         if args is None or len(args) != 7 or not args[2].endswith(_OPEN_OBSERVATIONS):
             return False
-        assert step.observations is not None
         # The plan's encoded step ends with '"observations":null}' (Step.to_json puts it last):
         # splice the observations in rather than encode the whole step a second time.
-        args[2] = b"".join((args[2][: -len(_NULL_CLOSE)], fastjson.dumpb([o.to_json() for o in step.observations]), b"}"))
+        args[2] = b"".join((args[2][: -len(_NULL_CLOSE)], _observations_json(step), b"}"))
         args.append(_observations_event(step))
         return True
 
@@ -277,7 +282,7 @@ class TaskStore:
         ``plan`` (lua.COMPLETE). Should the stored step not be that plan, the whole step is sent."""
         ev = _observations_event(step)
         keys = list(self.keys.task_keys(rec.id)[:3])
-        res = await self._call(self._complete, keys, [lease, step.n, fastjson.dumpb([o.to_json() for o in step.observations]), ev, "obs"])
+        res = await self._call(self._complete, keys, [lease, step.n, _observations_json(step), ev, "obs"])
         if res[0] == -3:
             res = await self._call(self._complete, keys, [lease, step.n, fastjson.dumpb(step.to_json()), ev, "full"])
         if res[0] == -1:
