@@ -105,14 +105,10 @@ class RetrievalTool:
         if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= 50:
             top_k = self.top_k
         key = self.cache_key(cache_digest(query, top_k, self.filter))
-        if self.cache is not None and self.cache_ttl > 0:
-            cached = await self.cache.get(key)
-            if cached is not None:
-                if self.on_cache:
-                    self.on_cache(True)
-                return format_passages(json.loads(cached))
         # Single flight: identical queries already in progress in this worker wait for that one
-        # search instead of all missing the cache at once.
+        # lookup instead of all missing the cache at once. The entry is made before the cache is
+        # read, so it covers the read too: a query whose cache read was in flight while another
+        # stored the result would otherwise search a second time.
         pending = self._in_flight.get(key)
         if pending is not None:
             if self.on_cache:
@@ -121,7 +117,7 @@ class RetrievalTool:
         fut: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = fut
         try:
-            passages = await self._search(query, top_k, key)
+            passages = await self._lookup(query, top_k, key)
             fut.set_result(passages)
         except BaseException as e:
             fut.set_exception(e)
@@ -130,6 +126,15 @@ class RetrievalTool:
         finally:
             del self._in_flight[key]
         return format_passages(passages)
+
+    async def _lookup(self, query: str, top_k: int, key: str) -> list[dict[str, Any]]:
+        if self.cache is not None and self.cache_ttl > 0:
+            cached = await self.cache.get(key)
+            if cached is not None:
+                if self.on_cache:
+                    self.on_cache(True)
+                return json.loads(cached)
+        return await self._search(query, top_k, key)
 
     async def _search(self, query: str, top_k: int, key: str) -> list[dict[str, Any]]:
         try:

@@ -78,3 +78,35 @@ def test_identical_concurrent_queries_share_one_search():
 
     outs = asyncio.run(many())
     assert len(r.queries) == 1 and len(set(outs)) == 1
+
+
+def test_a_query_whose_cache_read_outlasts_another_search_does_not_search_again():
+    # Redis answers reads in order, but this worker reads the reply later: the second query's
+    # read (a miss, taken before the first query stored its result) is still in flight when the
+    # first query's search ends and its result is stored.
+    class LateReads(FakeCache):
+        def __init__(self):
+            super().__init__()
+            self.reads = 0
+
+        async def get(self, key):
+            value = self.data.get(key)
+            self.reads += 1
+            await asyncio.sleep(0.0 if self.reads == 1 else 0.05)
+            return value
+
+    class Slow(FakeRetriever):
+        async def search(self, query, top_k=5, filter=None):
+            await asyncio.sleep(0.01)
+            return await super().search(query, top_k, filter)
+
+    r, cache = Slow(), LateReads()
+    tool = RetrievalTool("kb", r, cache=cache, cache_ttl=60)
+
+    async def two():
+        first = asyncio.ensure_future(tool.run({"query": "same"}, CTX))
+        await asyncio.sleep(0.001)  # the first is searching
+        return await asyncio.gather(first, tool.run({"query": "same"}, CTX))
+
+    outs = asyncio.run(two())
+    assert len(r.queries) == 1 and outs[0] == outs[1]
