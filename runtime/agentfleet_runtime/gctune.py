@@ -13,20 +13,27 @@ sight with ``gc.freeze()``, and makes young collections rarer, so that most per-
 die of reference counting before a collection sees them. Reference cycles are still collected;
 a young collection now handles up to YOUNG_THRESHOLD objects at once, against 700 before.
 
-Why so many: most of what survives a step lives for its task (its steps, messages, usage), so a
-young collection mostly scans objects that will not die yet, and fewer, larger collections scan
-each of them fewer times. And the young count is net (every freed container lowers it, including
-old ones of finished tasks), so the young generation holds several times the threshold when it
-is collected. With 1000 tasks of 15 steps (e2e/bench/runtime_concurrency.py): 20,000 gave ~21
-young collections of ~19 ms (0.4-0.5 s of GC per 30,000 steps); 100,000 gives 5 of ~40 ms
-(0.2 s). A 40 ms pause every few seconds is noise next to a model call.
+Why so many: a young collection can free almost nothing here. A step's short-lived objects die of
+reference counting; what is young and still alive at a collection is the running tasks' state
+(steps, messages, usage), which lives until its task ends, so the collection scans it and keeps
+it. Measured with 1000 tasks of 15 steps (e2e/bench/runtime_concurrency.py, --long-tasks 8000,
+120,000 steps): with collection off, a final full collection found 377 unreachable objects; with
+the threshold at 100,000 there were 9-15 young collections of 65-110 ms (0.7-1.1 s, 3-4 % of the
+run) plus a 150 ms middle-generation one; at 300,000, one of 140 ms. The young count is net
+(every freed container lowers it), so it passes the threshold only when that many young objects
+are alive: a collection's pause grows with the threshold (~0.5 us per object, ~140 ms here),
+while the collections come only when the tasks' state outgrows it, or from the little garbage
+that reference counting cannot free. 300,000 is above the state of 1000 tasks of 15 steps (the
+net young count peaks at ~260,000; with 30 steps at ~470,000, and 2000 such tasks saw 2
+collections of up to 160 ms against 8 at 100,000) and keeps a pause near what the older
+generation's collections took before.
 """
 
 from __future__ import annotations
 
 import gc
 
-YOUNG_THRESHOLD = 100_000
+YOUNG_THRESHOLD = 300_000
 
 
 def tune(young_threshold: int = YOUNG_THRESHOLD) -> None:
