@@ -49,6 +49,7 @@ async def run_scripted_model(args: argparse.Namespace) -> int:
 
     server = ScriptedModelServer.from_file(args.script) if args.script else ScriptedModelServer()
     port = await server.start(args.host, args.port)
+    gctune.tune()  # it holds every in-flight request's parsed history, as a worker holds its tasks'
     print(f"scripted model listening on http://{args.host}:{port}/v1", flush=True)
     stop = asyncio.Event()
     _on_signals(stop.set)
