@@ -46,6 +46,10 @@ loading the model and not yet overdue):
    already known, so the burst is over. Never below the count before that scale-up. Once the
    tasks fit half the replicas already serving, replicas still loading for a burst-sized order
    are cancelled at once, and for one window the lagging goodput/queue pressure is not acted on.
+   That cancel is a Warning Event (``BurstShorterThanModelLoad``): a burst that ends before the
+   replicas ordered for it load is served only by what was already running, so the remedy is
+   standing capacity (``minReplicas``), not a faster policy. On the benchmark's 150 s bursts a
+   fixed fleet of 4 beats every autoscaler for this reason (e2e/bench/autoscale_bench.py).
 
 Missing data: Prometheus unreachable, or no ready replica reporting fresh samples -> hold the
 current count, MetricsAvailable False, and no recommendation is recorded (so stale numbers never
@@ -498,10 +502,17 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
                 f"{tasks:.0f} agent tasks fit {math.ceil(tasks / (tight * DOWN_HEADROOM))}: releasing the burst's replicas after {config.window_seconds:.0f}s"
             )
     bounds = config.bounds
+    late_order = False
     if cancel and floor is not None:
         keep_n = max(floor, serving, raw, current - len(pending))
         if keep_n < target:
+            late_order = True
             notes.append(f"cancelling {target - keep_n} replicas still loading")
+            # What the user can do about it: no order can serve a burst shorter than the load.
+            notes.append(
+                f"the burst ended before the replicas ordered for it loaded (load time {load_s:.0f}s): bursts this short are served "
+                f"only by replicas already running; spec.autoscaling.minReplicas holds such capacity"
+            )
             target = keep_n
             # Not-ready replicas hold no work (the ModelReplicaSet deletes them first, at once).
             bounds = replace(bounds, max_down_step=max(bounds.max_down_step, len(pending)))
@@ -561,7 +572,7 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
         goodput=gp.fraction if gp is not None else None,
         kv_cache_usage=mean_kv,
     )
-    warning = "MetricsSchemaMismatch" if obs.schema_problem else None
+    warning = "MetricsSchemaMismatch" if obs.schema_problem else "BurstShorterThanModelLoad" if late_order else None
     return Outcome(Decision(current, target, raw, reason, conds, warning=warning), new_state, observed)
 
 

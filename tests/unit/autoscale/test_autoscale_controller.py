@@ -210,3 +210,16 @@ def test_the_agentfleets_of_a_namespace_come_from_the_watch() -> None:
     asyncio.run(autoscaler.track_agentfleet(type="DELETED", spec=spec, meta={}, namespace="team-b", name="support"))
     assert autoscaler._list_agentfleets("team-b") == []
     asyncio.run(autoscaler.track_agentfleet(type="DELETED", spec={}, meta={}, namespace="team-c", name="other"))
+
+
+def test_a_cancelled_burst_order_is_a_warning_next_to_the_scale_down() -> None:
+    from agentfleet.autoscale.common import ConditionUpdate, Decision
+
+    got: list[tuple[str, str, str]] = []
+    reason = "10 -> 4: ...; cancelling 6 replicas still loading; the burst ended before the replicas ordered for it loaded"
+    d = Decision(
+        10, 4, 4, reason, (ConditionUpdate("MetricsAvailable", True, "MetricsRead", "4 of 4 replicas reporting"),), warning="BurstShorterThanModelLoad"
+    )
+    metrics_ok = [{"type": "MetricsAvailable", "status": "True", "reason": "MetricsRead"}]
+    autoscaler._emit({}, d, metrics_ok, post=lambda body, *, type, reason, message: got.append((type, reason, message)))
+    assert got == [("Normal", "ScaledDown", reason), ("Warning", "BurstShorterThanModelLoad", reason)]

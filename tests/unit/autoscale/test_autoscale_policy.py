@@ -227,10 +227,14 @@ def test_replicas_still_loading_for_a_burst_that_has_ended_are_cancelled() -> No
     out = decide(c, state, fleet(4, starting), obs)
     assert out.decision.desired == 4, out.decision.reason  # all 6 at once: they hold no work
     assert "cancelling 6 replicas still loading" in out.decision.reason
+    # The user is told why, and what would serve such bursts.
+    assert out.decision.warning == "BurstShorterThanModelLoad"
+    assert "load time 200s" in out.decision.reason and "minReplicas" in out.decision.reason
     # The next period the window still shows the burst: that is its past, no order again.
     obs = replace(obs, at=15.0)
     out = decide(c, out.state, fleet(4), obs)
     assert out.decision.desired == 4, out.decision.reason
+    assert out.decision.warning is None
 
 
 def test_loading_replicas_are_kept_while_the_tasks_still_need_them_or_for_a_small_order() -> None:
@@ -239,7 +243,8 @@ def test_loading_replicas_are_kept_while_the_tasks_still_need_them_or_for_a_smal
     starting = tuple(Starting(f"s{i}", 120.0) for i in range(6))
     # Mid-burst: 30 tasks need 10 replicas; nothing is cancelled.
     obs = Observation(at=0.0, samples=samples(4, 0.0, running=20.0, kv=0.8), goodput=gp(0.20), completion_rate=2.0, tasks=30.0)
-    assert decide(c, state, fleet(4, starting), obs).decision.desired == 10
+    d = decide(c, state, fleet(4, starting), obs).decision
+    assert d.desired == 10 and d.warning is None
     # A +1 order on a fleet of 4 is no burst: a lull in the tasks does not cancel it (that
     # would flap: order, cancel, order again at the next slight miss).
     obs = Observation(at=0.0, samples=samples(4, 0.0, running=2.0, kv=0.1), goodput=gp(0.90), completion_rate=2.0, tasks=1.0)
