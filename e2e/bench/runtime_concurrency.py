@@ -11,19 +11,27 @@ Baseline from the same run: the ideal, where every call takes exactly 200 ms and
 at once: 1000 / 0.2 s = 5000 model calls/s (1667 tasks/s of 3 calls, 333 of 15). Goals: RSS
 under 1 GiB, throughput near ideal.
 
+By default every call takes exactly the latency. That is the hard case for one event loop: the
+1,000 tasks stay in lockstep, each round's 1,000 steps arrive together and queue behind each
+other. ``--jitter 0.25`` spreads each call over 150-250 ms instead (uniform; real model calls
+vary with batch and output length). Each call's latency is then a known hash of the call, and the
+ideal is computed exactly: a worker that costs nothing, starting each task as a slot frees.
+
 CPU is reported per step (model call) for every process on the machine: the worker (this
 process; with the stub, the stub's own planning and reply building is shown apart, since a real
 model runs elsewhere), redis-server, and the scripted model server. On a machine with few cores
 the three share them, so calls/s here is bounded by their sum, not by the worker alone.
 
     python e2e/bench/runtime_concurrency.py [--tasks 3000] [--long-tasks 2000] [--steps 3,15]
-                                            [--concurrency 1000] [--latency 0.2] [--only stub|http] [--gc tuned|default]
+                                            [--concurrency 1000] [--latency 0.2] [--jitter 0] [--only stub|http]
+                                            [--gc tuned|default]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 import logging
 import os
 import subprocess
@@ -39,7 +47,7 @@ from agentfleet_runtime.keys import Keys
 from agentfleet_runtime.prompt import tool_schema
 from agentfleet_runtime.store import TaskStore, connect
 from agentfleet_runtime.submission import Submission, new_task
-from agentfleet_runtime.testing.scripted_model import ScriptedClient, ScriptedModel
+from agentfleet_runtime.testing.scripted_model import ScriptedClient, ScriptedModel, jittered
 from agentfleet_runtime.worker import Worker
 
 
@@ -93,6 +101,7 @@ async def run_once(
     steps: int = 3,
     server_pid: int | None = None,
     gc_tune: bool = True,
+    jitter: float = 0.0,
 ) -> dict[str, float]:
     fleet = "bench" + uuid.uuid4().hex[:6]
     doc = {"fleet": fleet, "redisUrl": redis_url, "worker": {"concurrency": concurrency, "metricsPort": 0}, "model": {"timeoutSeconds": 60}}
@@ -104,8 +113,9 @@ async def run_once(
     store = TaskStore(connect(redis_url), Keys(fleet))
     await store.ensure_group()
     pipe_ids = []
-    for i in range(tasks):
-        sub = Submission(f"job {i} #steps={steps} #latency={latency}", "", config.limits(), None, "", {})
+    goals = [f"job {i} #steps={steps} #latency={latency}" + (f" #jitter={jitter}" if jitter else "") for i in range(tasks)]
+    for goal in goals:
+        sub = Submission(goal, "", config.limits(), None, "", {})
         pipe_ids.append((await store.submit(new_task(uuid.uuid4().hex, sub, time.time())))[1])
     rss0 = rss_mib()
     redis_cpu0 = await redis_cpu_seconds(store)
@@ -138,13 +148,22 @@ async def run_once(
     await worker.kill()
     await store.r.aclose()
     waves = -(-tasks // concurrency)  # tasks run in waves of `concurrency`, each steps x latency long
+    ideal = waves * steps * latency
+    if jitter:
+        # Each call's latency is known (a hash of the call): the ideal is a worker that costs
+        # nothing, starting each task the moment a slot frees. The longest tasks of the last
+        # wave set its end, so this is longer than the mean-latency figure.
+        slots = [0.0] * min(concurrency, tasks)
+        for goal in goals:
+            heapq.heapreplace(slots, slots[0] + sum(jittered(latency, jitter, goal, turn) for turn in range(steps)))
+        ideal = max(slots)
     return {
         "wall": wall,
         "cpu": cpu,
         "stub_cpu": 0.0 if stub is None else stub.seconds,
         "redis_cpu": redis_cpu,
         "server_cpu": server_cpu,
-        "ideal": waves * steps * latency,
+        "ideal": ideal,
         "peak_in_flight": peak_in_flight,
         "rss0": rss0,
         "peak_rss": peak_rss,
@@ -208,16 +227,27 @@ async def main(args: argparse.Namespace) -> None:
             for steps in lengths:
                 tasks = args.tasks if steps <= 3 else args.long_tasks
                 if args.only in (None, "stub"):
-                    r = await run_once(url, None, tasks, args.concurrency, args.latency, steps, gc_tune=args.gc == "tuned")
+                    r = await run_once(url, None, tasks, args.concurrency, args.latency, steps, gc_tune=args.gc == "tuned", jitter=args.jitter)
                     results.append((f"stub, {steps}-call tasks", tasks, r))
                 if args.only in (None, "http"):
-                    r = await run_once(url, f"http://127.0.0.1:{port}/v1", tasks, args.concurrency, args.latency, steps, server.pid, gc_tune=args.gc == "tuned")
+                    r = await run_once(
+                        url,
+                        f"http://127.0.0.1:{port}/v1",
+                        tasks,
+                        args.concurrency,
+                        args.latency,
+                        steps,
+                        server.pid,
+                        gc_tune=args.gc == "tuned",
+                        jitter=args.jitter,
+                    )
                     results.append((f"HTTP, {steps}-call tasks", tasks, r))
         finally:
             server.terminate()
             server.wait(10)
     print(
-        f"{args.concurrency} tasks at once in one worker process, model latency {args.latency * 1000:.0f} ms; tasks of {args.steps} model calls; "
+        f"{args.concurrency} tasks at once in one worker process, model latency {args.latency * 1000:.0f} ms"
+        f"{f' +/- {args.jitter * 100:.0f} % (uniform, per call)' if args.jitter else ' (every call alike)'}; tasks of {args.steps} model calls; "
         f"GC {'tuned as the worker entry point does (gctune.py)' if args.gc == 'tuned' else 'CPython defaults'}; "
         f"event loop {eventloop.name()} (the worker entry point's, eventloop.py; the scripted model server runs on the same)"
     )
@@ -235,6 +265,9 @@ if __name__ == "__main__":
     p.add_argument("--steps", default="3,15", help="task lengths in model calls, comma-separated")
     p.add_argument("--concurrency", type=int, default=1000)
     p.add_argument("--latency", type=float, default=0.2)
+    p.add_argument(
+        "--jitter", type=float, default=0.0, help="spread each call's latency over latency x [1-J, 1+J] (0: every call alike, which keeps tasks in lockstep)"
+    )
     p.add_argument("--only", choices=("stub", "http"), default=None)
     p.add_argument("--gc", choices=("tuned", "default"), default="tuned", help="the worker entry point's GC settings (gctune.py), or CPython's")
     eventloop.run(main(p.parse_args()))  # the loop `python -m agentfleet_runtime worker` runs on

@@ -13,6 +13,10 @@ rules (``match`` = substring of the goal) that set the same keys or give explici
     args=JSON      arguments of those calls (default {"n": <turn>})
     spawn=G        first turn spawns G children (goals "branch i of <goal> #latency=<child_latency>")
     latency=S      seconds per call; child_latency=S for spawned children (default 0)
+    jitter=F       spread each call's latency uniformly over latency x [1-F, 1+F]: real model
+                   calls vary, and identical latencies keep a thousand tasks in lockstep. The
+                   draw is a hash of (goal, turn, attempt), so it is the same on every run
+                   and every worker (``jittered``)
     fail=N         the first N calls of every turn answer 500; hang=S sleeps S before answering
                    (only on the first call of each turn, so a retry gets through)
     text=1         write tool calls as text (<tool_call>...) instead of native tool_calls
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import itertools
 import json
 import re
@@ -53,6 +58,13 @@ def _new_id() -> str:
 
 def directives(goal: str) -> dict[str, str]:
     return dict(_parsed_directives(goal))
+
+
+def jittered(latency: float, jitter: float, goal: str, turn: int, nth: int = 1) -> float:
+    """``latency`` spread over [1 - jitter, 1 + jitter] by a hash of the call (mean ``latency``)."""
+    # A real hash: CRC32 is linear, and the draws of one goal's turns would be correlated.
+    u = int.from_bytes(hashlib.blake2b(f"{goal}\x00{turn}\x00{nth}".encode(), digest_size=8).digest(), "big") / 2**64
+    return latency * (1.0 + jitter * (2.0 * u - 1.0))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -121,6 +133,8 @@ class ScriptedModel:
         self.calls[key] += 1
         nth = self.calls[key]
         delay = float(s.get("latency", self.latency))
+        if "jitter" in s:
+            delay = jittered(delay, float(s["jitter"]), goal, turn, nth)
         if self.failures_left > 0:
             self.failures_left -= 1
             return Plan(delay=delay, status=self.fault_status)

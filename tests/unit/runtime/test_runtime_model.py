@@ -9,7 +9,7 @@ import random
 import pytest
 
 from agentfleet_runtime.model import ModelError, ModelRequest, backoff_delay, parse_chat_completion
-from agentfleet_runtime.testing.scripted_model import ScriptedClient, ScriptedModel, directives, strip_directives
+from agentfleet_runtime.testing.scripted_model import ScriptedClient, ScriptedModel, directives, jittered, strip_directives
 from agentfleet_runtime.tools.fanout import child_id, goals_of
 
 
@@ -68,6 +68,20 @@ def test_scripted_model_faults_per_turn_and_spawn():
     sp = sm.plan(msgs("fan #spawn=2 #child_latency=1"))
     assert sp.tool_calls[0]["arguments"]["goals"] == ["branch 0 of fan #latency=1", "branch 1 of fan #latency=1"]
     assert sm.plan(msgs("fan #spawn=2", 1)).content.startswith("done")
+
+
+def test_scripted_latency_jitter_is_a_fixed_draw_per_call():
+    # Any worker, and the HTTP server, draw the same latency for the same call.
+    g = "job 7 #latency=0.2 #jitter=0.25"
+    assert ScriptedModel().plan(msgs(g, 3)).delay == ScriptedModel().plan(msgs(g, 3)).delay == jittered(0.2, 0.25, g, 3)
+    draws = [jittered(0.2, 0.25, f"job {i}", t) for i in range(500) for t in range(10)]
+    assert all(0.15 <= d <= 0.25 for d in draws)
+    assert sum(draws) / len(draws) == pytest.approx(0.2, abs=0.002)
+    # The turns of one goal are independent draws (a linear hash made them move together).
+    sums = [sum(jittered(0.2, 0.25, f"job {i}", t) for t in range(15)) for i in range(500)]
+    spread = (sum((x - 3.0) ** 2 for x in sums) / len(sums)) ** 0.5
+    assert spread == pytest.approx(0.2 * 0.25 / 3**0.5 * 15**0.5, rel=0.15)
+    assert ScriptedModel().plan(msgs("job 7 #latency=0.2")).delay == 0.2  # no directive: every call alike
 
 
 def test_scripted_rules_and_text_calls():
