@@ -36,11 +36,15 @@ Reported per policy: task goodput (share of tasks within 60 s), call goodput (TT
 time per output token <= 100 ms), task p95, GPU-hours (loading and draining replicas count:
 their GPUs are held), scale events (decisions that changed the count), peak replicas.
 
+``--min-replicas`` sets minReplicas for every autoscaler alike (1 by default; the fleet then starts
+with at least that many warm replicas). At 4 the first burst meets the same 4 warm replicas under
+every policy, so the runs differ only in what scaling adds.
+
 Equal GPU-hours for the HPA comparison: HPA is run at several utilization targets; the one
 whose GPU-hours is closest to agentfleet's is reported as "hpa-util@equal" (and the table shows
 the sweep so the interpolation can be checked).
 
-    .venv/bin/python e2e/bench/autoscale_bench.py [--minutes 60] [--burst-seconds 150] [--seed 1] [--out autoscale_bench.png]
+    .venv/bin/python e2e/bench/autoscale_bench.py [--minutes 60] [--burst-seconds 150] [--seed 1] [--min-replicas 1] [--out autoscale_bench.png]
 
 agentfleet's own settings can be varied for tuning runs (the baselines never change):
 AF_TARGET_FRACTION (per-call goodput target, 0.985), AF_DOWN_WINDOW (300 s), AF_MAX_UP (8),
@@ -361,8 +365,9 @@ def _snapshot(s: Slot) -> tuple[dict[str, list[tuple[float, float]]], float]:
 class HpaUtil:
     """HPA on a utilization metric (the engine's busy fraction, like DCGM's GPU utilization)."""
 
-    def __init__(self, target: float) -> None:
+    def __init__(self, target: float, min_replicas: int = MIN_REPLICAS) -> None:
         self.target = target
+        self.min_replicas = min_replicas
         self.recs: list[tuple[float, int]] = []
 
     def __call__(self, fleet: Fleet, now: float) -> int:
@@ -386,24 +391,25 @@ class HpaUtil:
             raw = max(raw, current) if len(utils) < current else raw
         else:
             raw = math.ceil(current * ratio)
-        return _hpa_behaviour(self.recs, now, current, raw)
+        return _hpa_behaviour(self.recs, now, current, raw, self.min_replicas)
 
 
 class KedaQueue:
     """KEDA Prometheus scaler on sum(vllm:num_requests_waiting), AverageValue threshold."""
 
-    def __init__(self, threshold: float) -> None:
+    def __init__(self, threshold: float, min_replicas: int = MIN_REPLICAS) -> None:
         self.threshold = threshold
+        self.min_replicas = min_replicas
         self.recs: list[tuple[float, int]] = []
 
     def __call__(self, fleet: Fleet, now: float) -> int:
         active = fleet.active()
         waiting = sum(s.replica.engine.num_waiting for s in active if s.ready(now))
         raw = math.ceil(waiting / self.threshold)
-        return _hpa_behaviour(self.recs, now, len(active), raw)
+        return _hpa_behaviour(self.recs, now, len(active), raw, self.min_replicas)
 
 
-def _hpa_behaviour(recs: list[tuple[float, int]], now: float, current: int, raw: int) -> int:
+def _hpa_behaviour(recs: list[tuple[float, int]], now: float, current: int, raw: int, min_replicas: int) -> int:
     """HPA defaults: up no window, max(4 pods, 100 %) per 15 s; down 300 s window, 100 % per 15 s."""
     recs.append((now, raw))
     recs[:] = [(t, r) for t, r in recs if t > now - 300.0]
@@ -412,7 +418,7 @@ def _hpa_behaviour(recs: list[tuple[float, int]], now: float, current: int, raw:
     else:
         desired = max(r for _, r in recs)
         desired = min(desired, current)
-    return max(MIN_REPLICAS, min(MAX_REPLICAS, desired))
+    return max(min_replicas, min(MAX_REPLICAS, desired))
 
 
 AF_TUNING = {
@@ -445,9 +451,9 @@ class Fixed:
 
 
 class AgentfleetPolicy:
-    def __init__(self, window: float = AF_TUNING["window"], initial_load_s: float = 300.0) -> None:
+    def __init__(self, window: float = AF_TUNING["window"], initial_load_s: float = 300.0, min_replicas: int = MIN_REPLICAS) -> None:
         self.config = PolicyConfig(
-            min_replicas=MIN_REPLICAS,
+            min_replicas=min_replicas,
             max_replicas=MAX_REPLICAS,
             target_queue_depth=4,
             kv_threshold=0.9,
@@ -525,21 +531,23 @@ class RunResult:
     task_records: list[tuple[float, float]] = field(default_factory=list)  # (start, latency) per task
 
 
-def run_policy(name: str, policy_kind: str, param: float, minutes: float, mean_rate: float, seed: int, initial: int, burst_s: float = 150.0) -> RunResult:
+def run_policy(
+    name: str, policy_kind: str, param: float, minutes: float, mean_rate: float, seed: int, initial: int, burst_s: float = 150.0, min_replicas: int = MIN_REPLICAS
+) -> RunResult:
     wall = time.monotonic()
     workload = Workload.make(minutes, mean_rate, seed, burst_s)
     engine = EngineConfig(**BENCH_ENGINE)
     results = Results()
     policy: Any
     if policy_kind == "hpa":
-        policy = HpaUtil(param)
+        policy = HpaUtil(param, min_replicas)
     elif policy_kind == "keda":
-        policy = KedaQueue(param)
+        policy = KedaQueue(param, min_replicas)
     elif policy_kind == "fixed":
         policy = Fixed(param)
         initial = int(param)
     else:
-        policy = AgentfleetPolicy()
+        policy = AgentfleetPolicy(min_replicas=min_replicas)
     timeline: list[tuple[float, float, int, int, float | None]] = []
 
     async def main() -> Fleet:
@@ -613,7 +621,7 @@ def run_policy(name: str, policy_kind: str, param: float, minutes: float, mean_r
     )
 
 
-def _run(args: tuple[str, str, float, float, float, int, int, float]) -> RunResult:
+def _run(args: tuple[str, str, float, float, float, int, int, float, int]) -> RunResult:
     return run_policy(*args)
 
 
@@ -674,7 +682,8 @@ def main() -> int:
     )
     ap.add_argument("--hpa-targets", default="0.5,0.6,0.7,0.8,0.9", help="utilization targets swept for HPA")
     ap.add_argument("--keda-threshold", type=float, default=4.0, help="waiting requests per replica for KEDA")
-    ap.add_argument("--initial", type=int, default=2, help="warm replicas at t=0")
+    ap.add_argument("--initial", type=int, default=2, help="warm replicas at t=0 (at least --min-replicas)")
+    ap.add_argument("--min-replicas", type=int, default=MIN_REPLICAS, help="minReplicas of every autoscaler (agentfleet, HPA, KEDA alike)")
     ap.add_argument("--fixed", default="4,6", help="fixed fleet sizes run for reference (no autoscaler, all warm at t=0); empty for none")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--out", default=str(ROOT / "e2e" / "bench" / "autoscale_bench.png"))
@@ -686,8 +695,8 @@ def main() -> int:
         wl = Workload.make(args.minutes, args.rate, args.seed, args.burst_seconds)
     except ValueError as e:
         ap.error(str(e))
-    common = (args.minutes, args.rate, args.seed, args.initial, args.burst_seconds)
-    jobs: list[tuple[str, str, float, float, float, int, int, float]] = [
+    common = (args.minutes, args.rate, args.seed, max(args.initial, args.min_replicas), args.burst_seconds, args.min_replicas)
+    jobs: list[tuple[str, str, float, float, float, int, int, float, int]] = [
         ("agentfleet", "agentfleet", 0.0, *common),
         (f"keda-queue@{args.keda_threshold:g}", "keda", args.keda_threshold, *common),
     ]
