@@ -509,9 +509,11 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
             late_order = True
             notes.append(f"cancelling {target - keep_n} replicas still loading")
             # What the user can do about it: no order can serve a burst shorter than the load.
+            # The two counts bracket the minReplicas that would have served it.
             notes.append(
-                f"the burst ended before the replicas ordered for it loaded (load time {load_s:.0f}s): bursts this short are served "
-                f"only by replicas already running; spec.autoscaling.minReplicas holds such capacity"
+                f"the burst ended before the replicas ordered for it loaded (load time {load_s:.0f}s): it met the {floor} replicas "
+                f"running when it began and ordered up to {current}; bursts this short are served only by replicas already running, "
+                f"and spec.autoscaling.minReplicas holds such capacity"
             )
             target = keep_n
             # Not-ready replicas hold no work (the ModelReplicaSet deletes them first, at once).
