@@ -32,9 +32,12 @@ tool waits between calls (log-normal, median 0.4 s, capped 5 s), and 30 % of ste
 replica). Tasks stick to one replica (prefix affinity) and move only when it drains. Task SLO:
 60 s.
 
-Reported per policy: task goodput (share of tasks within 60 s), call goodput (TTFT <= 2 s and
-time per output token <= 100 ms), task p95, GPU-hours (loading and draining replicas count:
-their GPUs are held), scale events (decisions that changed the count), peak replicas.
+Reported per policy: task goodput (share of tasks within 60 s), call goodput (TTFT <= 2.5 s and
+time per output token <= 25 ms, the SLO agentfleet's policy is given), task p95, GPU-hours
+(loading and draining replicas count: their GPUs are held), scale events (decisions that changed
+the count), peak replicas; then the tasks over the task SLO by when they started: in a burst's
+onset (its first 240 s, the longest model load, which only the replicas already running can
+serve), in the rest of a burst, or outside bursts.
 
 ``--min-replicas`` sets minReplicas for every autoscaler alike (1 by default; the fleet then starts
 with at least that many warm replicas). At 4 the first burst meets the same 4 warm replicas under
