@@ -36,8 +36,8 @@ Reported per policy: task goodput (share of tasks within 60 s), call goodput (TT
 time per output token <= 25 ms, the SLO agentfleet's policy is given), task p95, GPU-hours
 (loading and draining replicas count: their GPUs are held), scale events (decisions that changed
 the count), peak replicas; then the tasks over the task SLO by when they started: in a burst's
-onset (its first 240 s, the longest model load, which only the replicas already running can
-serve), in the rest of a burst, or outside bursts.
+onset (its first 240 s, the longest model load: only replicas running or already loading when
+the burst starts can serve it), in the rest of a burst, or outside bursts.
 
 ``--min-replicas`` sets minReplicas for every autoscaler alike (1 by default; the fleet then starts
 with at least that many warm replicas). At 4 the first burst meets the same 4 warm replicas under
@@ -644,8 +644,9 @@ def table(rows: list[RunResult]) -> str:
 
 def miss_table(rows: list[RunResult], workload: Workload, burst_s: float) -> str:
     """Tasks missing the task SLO by when they started. A task started in a burst's first
-    LOAD_RANGE_S[1] seconds is served by the replicas standing at the burst's start, whatever the
-    policy orders then (they load for up to that long): its outcome measures held capacity, not scaling."""
+    LOAD_RANGE_S[1] seconds is served by the replicas running or already loading when the burst
+    starts, whatever the policy orders then (that loads for up to this long): its outcome measures
+    held capacity, not scaling."""
     onset = LOAD_RANGE_S[1]
     starts = [f * workload.minutes * 60.0 for f, _ in workload.bursts]
     parts = ("onset", "rest") if burst_s > onset else ("onset",)
