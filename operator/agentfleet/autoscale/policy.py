@@ -512,7 +512,7 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
             # The two counts bracket the minReplicas that would have served it.
             notes.append(
                 f"the burst ended before the replicas ordered for it loaded (load time {load_s:.0f}s): it met the {floor} replicas "
-                f"running when it began and ordered up to {current}; bursts this short are served only by replicas already running, "
+                f"the fleet had when it began and ordered up to {current}; bursts this short are served only by replicas already running, "
                 f"and spec.autoscaling.minReplicas holds such capacity"
             )
             target = keep_n

@@ -231,7 +231,7 @@ def test_replicas_still_loading_for_a_burst_that_has_ended_are_cancelled() -> No
     assert out.decision.warning == "BurstShorterThanModelLoad"
     assert "load time 200s" in out.decision.reason and "minReplicas" in out.decision.reason
     # With the counts that bracket a minReplicas for such bursts: what stood, and what it asked for.
-    assert "met the 2 replicas running when it began and ordered up to 10" in out.decision.reason
+    assert "met the 2 replicas the fleet had when it began and ordered up to 10" in out.decision.reason
     # The next period the window still shows the burst: that is its past, no order again.
     obs = replace(obs, at=15.0)
     out = decide(c, out.state, fleet(4), obs)
