@@ -43,9 +43,9 @@ the burst starts can serve it), in the rest of a burst, or outside bursts.
 with at least that many warm replicas). At 4 the first burst meets the same 4 warm replicas under
 every policy, so the runs differ only in what scaling adds.
 
-Equal GPU-hours for the HPA comparison: HPA is run at several utilization targets; the one
-whose GPU-hours is closest to agentfleet's is reported as "hpa-util@equal" (and the table shows
-the sweep so the interpolation can be checked).
+Equal GPU-hours for the HPA comparison: HPA is run at several utilization targets, and its task
+goodput at agentfleet's GPU-hours is interpolated linearly over that sweep (the nearest target
+when agentfleet lies outside it); the sweep is printed so the interpolation can be checked.
 
     .venv/bin/python e2e/bench/autoscale_bench.py [--minutes 60] [--burst-seconds 150] [--seed 1] [--min-replicas 1] [--out autoscale_bench.png]
 
