@@ -560,13 +560,18 @@ def test_rolling_update_surges_one_replica_at_a_time(operator, gpu_pool, namespa
     old = {p["metadata"]["labels"][REPLICA_LABEL] for p in replica_pods(cluster, ns, "phi")}
 
     peak = [0]
+    seen: list[str] = []  # each change of the replicas present (deleting ones marked), for the failure message
     stop = threading.Event()
 
     def sample() -> None:
+        start = time.monotonic()
         while not stop.is_set():
             try:
                 pods = replica_pods(cluster, ns, "phi", include_deleting=True)
                 peak[0] = max(peak[0], len({p["metadata"]["labels"][REPLICA_LABEL] for p in pods}))
+                now = " ".join(sorted(p["metadata"]["labels"][REPLICA_LABEL] + ("(deleting)" if p["metadata"].get("deletionTimestamp") else "") for p in pods))
+                if not seen or not seen[-1].endswith(now):
+                    seen.append(f"{time.monotonic() - start:6.2f}s {now}")
             except Exception:  # noqa: BLE001 - sampling only
                 pass
             time.sleep(0.2)
@@ -585,7 +590,7 @@ def test_rolling_update_surges_one_replica_at_a_time(operator, gpu_pool, namespa
     obj = eventually(cluster, operator, rolled, timeout=60, desc="both replicas replaced")
     stop.set()
     t.join(5)
-    assert peak[0] <= 3, f"{peak[0]} replicas at once: more than one surge replica"
+    assert peak[0] <= 3, f"{peak[0]} replicas at once: more than one surge replica\n" + "\n".join(seen)
     new_hash = spec_hash(ModelReplicaSetSpec.model_validate(obj["spec"]))
     assert all(p["metadata"]["labels"]["agentfleet.io/spec-hash"] == new_hash for p in replica_pods(cluster, ns, "phi"))
     reasons = [e["reason"] for e in events(cluster, ns, "phi")]

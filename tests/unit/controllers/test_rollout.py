@@ -300,6 +300,49 @@ def test_rolling_update_surges_one_waits_then_drains_one() -> None:
     assert decide([old[0], rs("n1")], 2, NOW, T).create == 1
 
 
+def test_rolling_update_waits_for_a_replica_whose_drain_ends_now() -> None:
+    # Its pods are deleted in this step but stay until they are gone: a surge replica created in
+    # the same step made desired + 2 replicas at once (seen in CI as 4 of 2 + 1).
+    states = [rs("o1", current=False), rs("o2", "Draining", current=False, draining_since=NOW - 61), rs("n1")]
+    d = decide(states, 2, NOW, T)
+    assert [r for r, _ in d.delete] == ["o2"]
+    assert (d.create, d.drain) == (0, []) and "1 outdated replica(s) to drain and go" in d.waiting
+
+
+@pytest.mark.parametrize("desired", [1, 2, 3, 5])
+@pytest.mark.parametrize("linger", [0, 1, 3])
+def test_rolling_update_never_holds_more_than_one_surge_replica(desired: int, linger: int) -> None:
+    # Every replica counts until its pods are gone: deleted ones linger as Terminating for `linger`
+    # steps; new ones load for a step, drains take a step (in_flight 0 on the next look).
+    states = {f"o{i}": rs(f"o{i}", current=False, created=i) for i in range(desired)}
+    going: dict[str, int] = {}
+    made = 0
+    for _ in range(200):
+        for r in [r for r, left in going.items() if left <= 0]:
+            states.pop(r)
+            del going[r]
+        for r in going:
+            going[r] -= 1
+        assert len(states) <= desired + 1, sorted(states)
+        d = decide(list(states.values()), desired, NOW, T)
+        if not (d.create or d.drain or d.delete or states.keys() - {r for r, s in states.items() if s.current and s.phase == "Ready"}):
+            break
+        for r, s in list(states.items()):
+            if s.phase == "Loading":
+                states[r] = rs(r, created=s.created)
+        for r in d.drain:
+            states[r] = rs(r, "Draining", current=False, draining_since=NOW, in_flight=0)
+        for r, _ in d.delete:
+            states[r] = rs(r, "Terminating", current=states[r].current, ready=False)
+            going[r] = linger
+        for _ in range(d.create):
+            states[f"n{made}"] = rs(f"n{made}", "Loading", created=100 + made)
+            made += 1
+    else:
+        pytest.fail("the rollout does not finish")
+    assert sorted(states) == sorted(f"n{i}" for i in range(desired))
+
+
 def test_rolling_update_removes_unready_outdated_replicas_at_once() -> None:
     d = decide([rs("o1", "Loading", current=False), rs("o2", current=False)], 2, NOW, T)
     assert [r for r, _ in d.delete] == ["o1"]
