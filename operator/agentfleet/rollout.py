@@ -464,20 +464,16 @@ def decide(states: Sequence[ReplicaState], desired: int, now: float, t: Timing, 
 
     # Drains in progress.
     still_draining: list[ReplicaState] = []
-    drained: list[ReplicaState] = []  # drains that end now: their pods are deleted in this step
     for r in by_phase.get(DRAINING, []):
         since = r.draining_since if r.draining_since is not None else now
         left = t.drain_timeout - (now - since)
         if not r.ready:
             d.delete.append((r.name, "drained: not ready, so it holds no requests"))
-            drained.append(r)
         elif r.in_flight == 0:
             d.delete.append((r.name, "drained: 0 requests in flight"))
-            drained.append(r)
         elif left <= 0:
             held = "an unknown number of" if r.in_flight is None else str(r.in_flight)
             d.delete.append((r.name, f"drain timeout ({int(t.drain_timeout)}s) with {held} requests in flight"))
-            drained.append(r)
         else:
             still_draining.append(r)
             d.wake(min(DRAIN_POLL_SECONDS, left))
@@ -518,10 +514,10 @@ def decide(states: Sequence[ReplicaState], desired: int, now: float, t: Timing, 
     serving_old = [r for r in outdated if r.ready]
     terminating = by_phase.get(TERMINATING, [])
     loading = [r for r in current if r.phase != READY_PHASE]
-    # A replica whose drain ends in this step keeps its pods (and GPUs) until they are gone, like
-    # one already terminating: the next surge replica waits for it, or the fleet would briefly
-    # hold desired + 2 replicas.
-    going = len(still_draining) + len(terminating) + len(drained)
+    # Every draining replica counts, including one whose drain ends (and pods are deleted) in this
+    # step: its pods and GPUs stay until they are gone, like a terminating one's. Creating the
+    # next surge replica beside it would briefly hold desired + 2 replicas.
+    going = len(by_phase.get(DRAINING, [])) + len(terminating)
     if going:
         d.waiting = f"waiting for {going} outdated replica(s) to drain and go"
         return d
