@@ -37,7 +37,7 @@ GPU_MEMORY = {H100: 81559, L4: 23034}
 
 
 def install_crds(cluster) -> None:
-    from agentfleet.api import RESOURCES
+    from agentfleet_contract import RESOURCES
 
     cluster.run("apply", "--server-side", "--field-manager=agentfleet-e2e", "-f", str(ROOT / "crds"))
     for res in RESOURCES:

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 import yaml
+from agentfleet_contract import RESOURCES
 
 from agentfleet import permissions
-from agentfleet.api import RESOURCES
 
 pytestmark = pytest.mark.e2e
 

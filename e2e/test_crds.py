@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from agentfleet_contract import BY_KIND, RESOURCES
 
-from agentfleet.api import BY_KIND, RESOURCES
 from tests.cases import contains, invalid_cases
 
 pytestmark = pytest.mark.e2e

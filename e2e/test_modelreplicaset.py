@@ -23,11 +23,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from kubernetes.client import CoreV1Api
 
-from agentfleet.api.modelreplicaset import ModelReplicaSetSpec
 from agentfleet.placement import inventory_from_k8s, plan, requests_for
 from agentfleet.render.modelreplicaset import spec_hash
 from agentfleet.rollout import parse_in_flight

@@ -45,12 +45,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "runtime"))
 
+from agentfleet_milvus import CollectionManager, CollectionSpec, MilvusSink, MilvusTarget  # noqa: E402
+
 from agentfleet_runtime.ingest.chunking import chunk_document  # noqa: E402
 from agentfleet_runtime.ingest.documents import list_directory  # noqa: E402
 from agentfleet_runtime.ingest.embedding import available_cpus  # noqa: E402
 from agentfleet_runtime.ingest.minilm import MiniLMEmbedder  # noqa: E402
 from agentfleet_runtime.ingest.pipeline import IngestOptions, Ingestor  # noqa: E402
-from agentfleet_runtime.milvus import CollectionManager, CollectionSpec, MilvusSink, MilvusTarget  # noqa: E402
 from agentfleet_runtime.retrieval import Retriever  # noqa: E402
 from tests.integration.ingest import corpus as gen  # noqa: E402
 from tests.integration.ingest.conftest import MilvusLiteServer, ensure_packages  # noqa: E402

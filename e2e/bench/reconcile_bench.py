@@ -166,7 +166,8 @@ def control_plane_cpu(cluster) -> dict[str, float]:
 def floor_pods(cluster, ns: str, pool, specs) -> dict[str, Any]:
     """For the floor: every object's replicas planned at once by the operator's planner over the
     pool's live nodes, as a function from the created object to its rendered pods."""
-    from agentfleet.api.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec
+    from agentfleet_contract.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec
+
     from agentfleet.placement import inventory_from_k8s, plan, requests_for
     from agentfleet.render.modelreplicaset import render_pod, spec_hash
     from agentfleet.rollout import new_replica_names

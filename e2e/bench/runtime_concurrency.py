@@ -39,11 +39,12 @@ import sys
 import time
 import uuid
 
+from agentfleet_contract.fleet_keys import Keys
+from agentfleet_contract.runtime_config import RuntimeConfig
 from runtime_benchlib import ROOT, free_port, load_line, peak_rss_mib, redis_server, rss_mib
 
 from agentfleet_runtime import eventloop
-from agentfleet_runtime.config import RuntimeConfig
-from agentfleet_runtime.keys import Keys
+from agentfleet_runtime.config import limits_of
 from agentfleet_runtime.prompt import tool_schema
 from agentfleet_runtime.store import TaskStore, connect
 from agentfleet_runtime.submission import Submission, new_task
@@ -115,7 +116,7 @@ async def run_once(
     pipe_ids = []
     goals = [f"job {i} #steps={steps} #latency={latency}" + (f" #jitter={jitter}" if jitter else "") for i in range(tasks)]
     for goal in goals:
-        sub = Submission(goal, "", config.limits(), None, "", {})
+        sub = Submission(goal, "", limits_of(config), None, "", {})
         pipe_ids.append((await store.submit(new_task(uuid.uuid4().hex, sub, time.time())))[1])
     rss0 = rss_mib()
     redis_cpu0 = await redis_cpu_seconds(store)

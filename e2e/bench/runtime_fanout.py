@@ -20,10 +20,11 @@ import statistics
 import time
 import uuid
 
+from agentfleet_contract.fleet_keys import Keys
+from agentfleet_contract.runtime_config import RuntimeConfig
 from runtime_benchlib import load_line, redis_server
 
-from agentfleet_runtime.config import RuntimeConfig
-from agentfleet_runtime.keys import Keys
+from agentfleet_runtime.config import limits_of
 from agentfleet_runtime.model import ModelRequest, OpenAIChatClient
 from agentfleet_runtime.store import TaskStore, connect
 from agentfleet_runtime.submission import Submission, new_task
@@ -53,7 +54,7 @@ async def main(args: argparse.Namespace) -> None:
         spawn_s, parent_s, direct_s = [], [], []
         for run in range(args.runs):
             goal = f"fan {run} #spawn={args.branches} #child_latency={args.latency}"
-            sub = Submission(goal, "", config.limits(), None, "", {})
+            sub = Submission(goal, "", limits_of(config), None, "", {})
             t0 = time.perf_counter()
             tid = (await store.submit(new_task(uuid.uuid4().hex, sub, time.time())))[1]
             while (await store.statuses([tid]))[0]["status"] != "done":

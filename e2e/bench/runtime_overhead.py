@@ -20,10 +20,11 @@ import time
 import uuid
 from collections import defaultdict
 
+from agentfleet_contract.fleet_keys import Keys
+from agentfleet_contract.runtime_config import RuntimeConfig
 from runtime_benchlib import load_line, pct, redis_server
 
-from agentfleet_runtime.config import RuntimeConfig
-from agentfleet_runtime.keys import Keys
+from agentfleet_runtime.config import limits_of
 from agentfleet_runtime.model import ModelRequest
 from agentfleet_runtime.prompt import build_messages, tool_schema
 from agentfleet_runtime.store import TaskStore, connect
@@ -69,7 +70,7 @@ async def durable(redis_url: str, tasks: int, steps: int, concurrency: int, gc_t
     await store.ensure_group()
     ids = []
     for i in range(tasks):
-        sub = Submission(f"bench {i} #steps={steps}", "", config.limits(), None, "", {})
+        sub = Submission(f"bench {i} #steps={steps}", "", limits_of(config), None, "", {})
         ids.append((await store.submit(new_task(uuid.uuid4().hex, sub, time.time())))[1])
     if gc_tune:  # as `python -m agentfleet_runtime worker` does once its worker has started
         from agentfleet_runtime import gctune

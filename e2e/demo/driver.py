@@ -435,7 +435,8 @@ class Demo:
 
     def ingest(self, vi_name: str, milvus_uri: str) -> None:
         """Runs the ingestion Job the operator rendered, as a local process per Job index."""
-        from agentfleet.api.vectorindex import VectorIndex
+        from agentfleet_contract.vectorindex import VectorIndex
+
         from agentfleet.render import vectorindex as render
 
         def job() -> dict[str, Any] | None:
@@ -479,7 +480,7 @@ class Demo:
     def runtime_config(
         self, af: dict[str, Any], mrs: dict[str, Any], vi: dict[str, Any], redis_url: str, milvus_uri: str, endpoints: dict[str, str]
     ) -> tuple[dict[str, Any], str]:
-        from agentfleet_runtime.config import RuntimeConfig, from_agentfleet_spec
+        from agentfleet_contract.runtime_config import ModelTarget, RuntimeConfig, runtime_config
 
         fleet = af["metadata"]["name"]
         served = mrs["spec"]["model"].get("servedName") or mrs["spec"]["model"]["name"].split("/")[-1]
@@ -488,16 +489,14 @@ class Demo:
             doc = yaml.safe_load(cm["data"]["runtime.yaml"])
             source = f"ConfigMap {fleet}-runtime, rendered by the AgentFleet controller"
         else:
-            doc = from_agentfleet_spec(
-                af["spec"],
-                fleet=fleet,
-                model_url=f"http://{mrs['metadata']['name']}-replicas.{self.ns}:8000/v1",
-                model_name=served,
+            doc = runtime_config(
+                {"metadata": {"name": fleet, "namespace": self.ns}, "spec": af["spec"]},
+                primary=ModelTarget(f"{mrs['metadata']['name']}-replicas", served),
                 redis_url=af["spec"]["redis"]["url"],
                 vector_index=vi["spec"],
                 milvus_uri=vi["spec"]["milvus"]["uri"],
             )
-            source = f"from_agentfleet_spec() here: no ConfigMap {fleet}-runtime yet (the AgentFleet controller renders it)"
+            source = f"runtime_config() here: no ConfigMap {fleet}-runtime yet (the AgentFleet controller renders it)"
         urls = list(endpoints.values())
         doc["redisUrl"] = redis_url
         doc.setdefault("model", {})

@@ -15,7 +15,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from agentfleet.api.modelreplicaset import CapacityStatus, ModelReplicaSetSpec
+from agentfleet_contract.modelreplicaset import CapacityStatus, ModelReplicaSetSpec
+
 from agentfleet.catalog import ModelShape, gpu_memory_mib, lookup
 
 KiB = 1 << 10

@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 import yaml
+from agentfleet_contract import GROUP
+from agentfleet_contract.resources import RESOURCES
 
 from agentfleet import permissions
-from agentfleet.api import GROUP
-from agentfleet.api.resources import RESOURCES
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "agentfleet"

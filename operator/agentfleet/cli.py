@@ -21,8 +21,8 @@ from typing import Any, TextIO
 
 import pydantic
 import yaml
+from agentfleet_contract.modelreplicaset import ModelReplicaSet
 
-from agentfleet.api.modelreplicaset import ModelReplicaSet
 from agentfleet.capacity import (
     Assessment,
     CapacityError,

@@ -29,7 +29,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentfleet.api.modelreplicaset import ModelReplicaSetSpec, ReplicaPlacement
+from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec, ReplicaPlacement
+
 from agentfleet.capacity import MiB, parse_quantity
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agentfleet.api.modelreplicaset import ModelReplicaSetSpec
-from agentfleet.conditions import DEGRADED, PROGRESSING, READY, set_condition
+from agentfleet_contract.conditions import DEGRADED, PROGRESSING, READY, set_condition
+from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
+
 from agentfleet.placement import REPLICA_LABEL, pod_gpus
 from agentfleet.render.modelreplicaset import GANG_SIZE_LABEL, ROLE_LABEL, ROLE_SERVER, ROLE_WORKER, SERVING_LABEL, SPEC_HASH_LABEL
 

@@ -15,16 +15,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from agentfleet_contract.fleet_keys import Keys
+from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agentfleet_runtime import metrics
-from agentfleet_runtime.config import RuntimeConfig
-from agentfleet_runtime.keys import Keys
+from agentfleet_runtime.config import limits_of
 from agentfleet_runtime.store import TaskStore, connect
 from agentfleet_runtime.submission import SubmitError, new_task, parse_submission, task_view
 
-log = logging.getLogger("agentfleet.api")
+log = logging.getLogger("agentfleet_runtime.task_api")
 
 OPEN_PATHS = {"/healthz", "/readyz", "/metrics"}
 SSE_KEEPALIVE_SECONDS = 15
@@ -79,7 +80,7 @@ class TaskAPI:
         self.r = redis or connect(config.redis_url, config.redis_password, config.redis_max_connections)
         self.store = TaskStore(self.r, Keys(config.fleet), config.result_ttl_seconds)
         self.auth = TokenFile(config.api.tokens_file) if config.api.tokens_file else None
-        self.limits = config.limits()
+        self.limits = limits_of(config)
         self.closing = False
 
     def app(self) -> web.Application:

@@ -11,9 +11,9 @@ Return conventions: a table whose first element is a status; -1 means "lease los
 
 from __future__ import annotations
 
+from agentfleet_contract.fleet_stats import FINISHED_CAP, FINISHED_WINDOW_SECONDS
+
 # Finished-task record (stats.py): one hour, bounded so a burst cannot grow it without limit.
-FINISHED_WINDOW_SECONDS = 3600
-FINISHED_CAP = 100_000
 
 PRELUDE = r"""
 local function is_terminal(s) return s == 'done' or s == 'cancelled' or s == 'dead' end

@@ -25,8 +25,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentfleet_runtime.ingest.embedding import Embedder, EmbeddingSettings, make_embedder
-from agentfleet_runtime.milvus import METADATA, SOURCE, TEXT, VECTOR, MilvusUnavailable, translate
+from agentfleet_milvus import METADATA, SOURCE, TEXT, VECTOR, MilvusUnavailable, translate
+
+from agentfleet_runtime.ingest.embedders import make_embedder
+from agentfleet_runtime.ingest.embedding import Embedder, EmbeddingSettings
 
 MAX_TOP_K = 16384  # Milvus' limit on topk
 RETRY_DELAY_SECONDS = 0.2

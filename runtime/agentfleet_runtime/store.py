@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from agentfleet_contract.fleet_keys import GROUP, Keys
+from agentfleet_contract.fleet_stats import FleetStats, group_counts, summarize
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -23,8 +25,6 @@ from agentfleet_runtime import fastjson, lua
 from agentfleet_runtime.batch import ScriptBatcher
 from agentfleet_runtime.budget import TreeUsage
 from agentfleet_runtime.errors import CheckpointConflict, LeaseLost
-from agentfleet_runtime.keys import GROUP, Keys
-from agentfleet_runtime.stats import FleetStats, group_counts, summarize
 from agentfleet_runtime.types import Limits, Observation, Status, Step, TaskRecord
 
 

@@ -27,14 +27,15 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from agentfleet_contract.fleet_keys import GROUP, Keys
+from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from agentfleet_runtime import metrics
-from agentfleet_runtime.config import RuntimeConfig
+from agentfleet_runtime.config import prices_of
 from agentfleet_runtime.errors import Cancelled, LeaseLost, Released
-from agentfleet_runtime.keys import GROUP, Keys
 from agentfleet_runtime.logs import task_id_var
 from agentfleet_runtime.loop import LoopSettings, TaskRun
 from agentfleet_runtime.model import ModelClient, ModelError, OpenAIChatClient
@@ -105,7 +106,7 @@ class Worker:
             on_breaker=metrics.breaker_state,
         )
         self.settings = LoopSettings(config.system_prompt, config.model.tool_calling, config.session_history)
-        self.prices = config.prices()
+        self.prices = prices_of(config)
         self.held: dict[str, _Held] = {}
         self.busy = 0  # slots in use: held tasks minus parents lending their slot during fan-in
         self._slot_freed = asyncio.Event()

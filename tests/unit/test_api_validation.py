@@ -7,8 +7,8 @@ from pathlib import Path
 import pydantic
 import pytest
 import yaml
+from agentfleet_contract import BY_KIND, AgentFleet, ModelReplicaSet, VectorIndex
 
-from agentfleet.api import BY_KIND, AgentFleet, ModelReplicaSet, VectorIndex
 from tests.cases import contains, invalid_cases, merge_patch
 
 ROOT = Path(__file__).resolve().parents[2]

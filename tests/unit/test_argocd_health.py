@@ -9,9 +9,9 @@ from typing import Any
 import lupa.lua51 as lua51
 import pytest
 import yaml
+from agentfleet_contract.conditions import set_condition
 
 from agentfleet import chartgen
-from agentfleet.conditions import set_condition
 from agentfleet.rollout import Problem, Summary, compose_conditions
 
 T0 = "2026-01-01T00:00:00Z"

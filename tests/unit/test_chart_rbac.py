@@ -15,13 +15,13 @@ from typing import Any
 
 import kopf
 import pytest
+from agentfleet_contract.resources import RESOURCES
 
 import agentfleet.manager  # noqa: F401 - registers every controller's handlers
 import agentfleet.render.agentfleet as render_af
 import agentfleet.render.modelreplicaset as render_mrs
 import agentfleet.render.vectorindex as render_vi
 from agentfleet import chartgen, permissions
-from agentfleet.api.resources import RESOURCES
 
 OPERATOR = Path(permissions.__file__).resolve().parent
 

@@ -1,4 +1,4 @@
-from agentfleet.conditions import get_condition, is_true, set_condition
+from agentfleet_contract.conditions import get_condition, is_true, set_condition
 
 
 def test_transition_time_moves_only_on_flip() -> None:

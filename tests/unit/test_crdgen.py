@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
+from agentfleet_contract import RESOURCES, Resource
 
 from agentfleet import crdgen
-from agentfleet.api import RESOURCES, Resource
 
 IDS = [r.kind for r in RESOURCES]
 

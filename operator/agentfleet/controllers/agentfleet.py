@@ -25,14 +25,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from agentfleet_contract.agentfleet import AgentFleet
+from agentfleet_contract.common import GROUP, VERSION
+from agentfleet_contract.conditions import READY, get_condition, set_condition
+from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
+from agentfleet_contract.runtime_config import DEFAULT_SYSTEM_PROMPT, ModelTarget, runtime_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
 from pydantic import ValidationError
 
-from agentfleet.api.agentfleet import AgentFleet
-from agentfleet.api.common import GROUP, VERSION
-from agentfleet.api.modelreplicaset import ModelReplicaSetSpec
-from agentfleet.conditions import READY, get_condition, set_condition
 from agentfleet.controllers.reconciler import Key, Reconciler, serve
 from agentfleet.kube import Kube
 from agentfleet.render import agentfleet as render
@@ -82,8 +83,7 @@ def _ready(obj: Mapping[str, Any] | None) -> tuple[bool, str]:
 def probe_redis(url: str, password: str | None, fleet: str, timeout: float = REDIS_TIMEOUT_SECONDS) -> tuple[bool, str, Any]:
     """(reachable, error, FleetStats or None): PING with the password, then the fleet's figures."""
     import redis
-
-    from agentfleet_runtime.stats import read_fleet_stats
+    from agentfleet_contract.fleet_stats import read_fleet_stats
 
     r = redis.Redis.from_url(url, password=password or None, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True)
     try:
@@ -203,7 +203,7 @@ class Pass:
 
     # --- references ---
 
-    def model(self, name: str, field: str) -> tuple[render.ModelTarget | None, ModelReplicaSetSpec | None]:
+    def model(self, name: str, field: str) -> tuple[ModelTarget | None, ModelReplicaSetSpec | None]:
         mrs = self.get(API_VERSION, "ModelReplicaSet", name)
         if mrs is None:
             self.problem("ModelNotFound", f"ModelReplicaSet {name} named by {field}.name does not exist in namespace {self.ns}: create it or fix {field}.name")
@@ -217,7 +217,7 @@ class Pass:
         ok, why = _ready(mrs)
         if not ok:
             self.waiting.append(f"ModelReplicaSet {name} ({field}) is not Ready: {why}")
-        target = render.ModelTarget(
+        target = ModelTarget(
             name=name, served_name=served, port=mspec.engine.port, routing=mspec.routing.wire(), max_model_len=mspec.engine.max_model_len
         )
         return target, mspec
@@ -269,8 +269,6 @@ class Pass:
     def system_prompt(self, af: AgentFleet) -> str | None:
         sp = af.spec.system_prompt
         if sp is None:
-            from agentfleet_runtime.config import DEFAULT_SYSTEM_PROMPT
-
             return DEFAULT_SYSTEM_PROMPT
         if sp.inline is not None:
             return sp.inline
@@ -358,29 +356,27 @@ class Pass:
     def runtime(
         self,
         af: AgentFleet,
-        primary: render.ModelTarget,
-        routine: render.ModelTarget | None,
+        primary: ModelTarget,
+        routine: ModelTarget | None,
         redis_url: str,
         prompt: str | None,
         vector_index: dict[str, Any] | None,
         milvus_uri: str | None,
         milvus_env: list[dict[str, Any]],
     ) -> None:
-        from agentfleet_runtime.config import from_agentfleet_spec
-
         spec = af.spec
         if spec.api.auth_secret_ref is None:
             self.ensure_generated_secret(af, render.api_token_secret_name(self.name), render.TOKEN_KEY, "api")
-        doc = from_agentfleet_spec(
-            spec,
-            fleet=self.name,
-            model_url=primary.base_url(self.ns),
-            model_name=primary.served_name,
+        doc = runtime_config(
+            af,
+            primary=primary,
+            routine=routine,
             redis_url=redis_url,
+            system_prompt=prompt,
             vector_index=vector_index,
             milvus_uri=milvus_uri,
+            pod=render.POD_LAYOUT,
         )
-        doc = render.complete_runtime_config(doc, af, primary, routine, system_prompt=prompt)
         replicas = render.desired_workers(spec, self.old)
         for o in render.render_runtime(af, doc, replicas=replicas, milvus_env=milvus_env):
             self.kube.apply(o)

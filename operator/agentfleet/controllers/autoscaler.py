@@ -42,10 +42,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import kopf
+from agentfleet_contract import conditions as cond
+from agentfleet_contract.agentfleet import Workers
+from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 
-from agentfleet import conditions as cond
-from agentfleet.api.agentfleet import Workers
-from agentfleet.api.modelreplicaset import ModelReplicaSetSpec
 from agentfleet.autoscale.common import AUTOSCALER_CONDITIONS, Decision
 from agentfleet.autoscale.goodput import objectives_from_slo
 from agentfleet.autoscale.pods import fleet_from_pods

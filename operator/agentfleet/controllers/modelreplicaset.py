@@ -34,11 +34,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import kopf
+from agentfleet_contract.common import API_VERSION, GROUP, VERSION
+from agentfleet_contract.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec
 from kubernetes.dynamic.exceptions import ForbiddenError, NotFoundError
 from pydantic import ValidationError
 
-from agentfleet.api.common import API_VERSION, GROUP, VERSION
-from agentfleet.api.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec
 from agentfleet.autoscale.common import AUTOSCALER_CONDITIONS, SCALING_LIMITED
 from agentfleet.capacity import assess
 from agentfleet.controllers.settings import CONFIG, kube_client

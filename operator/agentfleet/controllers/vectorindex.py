@@ -7,7 +7,7 @@ failing pass retries with backoff. No finalizer is added unless spec.deletionPol
 and then deletion waits at most spec.deletionTimeoutSeconds for Milvus before it lets go.
 
 The decisions live in pure modules: agentfleet.render.vectorindex (what the children are),
-agentfleet_runtime.ingest.progress (how worker records add up); agentfleet_runtime.milvus does
+agentfleet_contract.ingest_progress (how worker records add up); agentfleet_milvus does
 the collection calls.
 """
 
@@ -21,19 +21,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
-from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
-from pydantic import ValidationError
-
-from agentfleet.api.common import GROUP, VERSION
-from agentfleet.api.vectorindex import VectorIndex
-from agentfleet.conditions import DEGRADED, PROGRESSING, READY, set_condition
-from agentfleet.controllers.reconciler import Key, Reconciler, serve
-from agentfleet.controllers.settings import CONFIG, kube_client
-from agentfleet.kube import Kube
-from agentfleet.render import vectorindex as render
-from agentfleet_runtime.ingest import progress
-from agentfleet_runtime.milvus import (
+from agentfleet_contract import ingest_progress as progress
+from agentfleet_contract.common import GROUP, VERSION
+from agentfleet_contract.conditions import DEGRADED, PROGRESSING, READY, set_condition
+from agentfleet_contract.vectorindex import VectorIndex
+from agentfleet_milvus import (
     CollectionManager,
     CollectionSpec,
     ImmutableFieldConflict,
@@ -41,6 +33,14 @@ from agentfleet_runtime.milvus import (
     MilvusTarget,
     MilvusUnavailable,
 )
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from pydantic import ValidationError
+
+from agentfleet.controllers.reconciler import Key, Reconciler, serve
+from agentfleet.controllers.settings import CONFIG, kube_client
+from agentfleet.kube import Kube
+from agentfleet.render import vectorindex as render
 
 log = logging.getLogger("agentfleet.vectorindex")
 

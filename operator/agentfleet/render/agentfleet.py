@@ -2,7 +2,7 @@
 
 Pure: no kopf, kubernetes, redis or agentfleet_runtime here. The controller resolves what lives
 elsewhere (the ModelReplicaSets' and VectorIndex's names, ports and endpoints, the runtime config
-document from ``agentfleet_runtime.config.from_agentfleet_spec``, the generated Redis password)
+document from ``agentfleet_contract.runtime_config.runtime_config``, the generated Redis password)
 and applies what these functions return with server-side apply.
 
 Names (a contract with the chart and the local demo):
@@ -24,13 +24,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import yaml
-
-from agentfleet.api.agentfleet import AgentFleet, AgentFleetSpec
+from agentfleet_contract.agentfleet import AgentFleet, AgentFleetSpec
+from agentfleet_contract.runtime_config import PodLayout
 
 FLEET_LABEL = "agentfleet.io/agentfleet"
 COMPONENT_LABEL = "app.kubernetes.io/component"
@@ -159,51 +159,13 @@ def _meta(af: AgentFleet, name: str, component: str, annotations: dict[str, str]
 # --- Resolved references ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ModelTarget:
-    """A referenced ModelReplicaSet as the runtime needs it."""
-
-    name: str
-    served_name: str
-    port: int = 8000
-    routing: dict[str, Any] = field(default_factory=dict)  # its spec.routing, wire form
-    max_model_len: int | None = None
-
-    def base_url(self, namespace: str) -> str:
-        # The ClusterIP Service over ready replicas; the routing client prefers EndpointSlices.
-        return f"http://{self.name}.{namespace}.svc:{self.port}/v1"
-
-
-def model_routing(spec: AgentFleetSpec, namespace: str, primary: ModelTarget, routine: ModelTarget | None) -> dict[str, Any]:
-    """The runtime's modelRouting section (agentfleet_runtime.routing.factory.ModelRoutingConfig)."""
-    out: dict[str, Any] = {
-        "primary": {"modelReplicaSet": primary.name, "model": primary.served_name, "routing": primary.routing},
-        "rateLimit": spec.rate_limit.wire(),
-        "namespace": namespace,
-    }
-    if routine is not None:
-        out["routine"] = {"modelReplicaSet": routine.name, "model": routine.served_name, "routing": routine.routing}
-        out["routineSteps"] = list(spec.routine_steps)
-    return out
-
-
-def complete_runtime_config(
-    doc: dict[str, Any], af: AgentFleet, primary: ModelTarget, routine: ModelTarget | None, *, system_prompt: str | None = None
-) -> dict[str, Any]:
-    """from_agentfleet_spec's document plus what only a pod needs: listen address, routing via the
-    EndpointSlices, the mounted token and header files, the drain time. Secrets stay out."""
-    fleet, ns = _fleet(af)
-    spec = af.spec
-    out = json.loads(json.dumps(doc))  # a copy
-    out["listenHost"] = "0.0.0.0"
-    if system_prompt is not None:
-        out["systemPrompt"] = system_prompt
-    out["modelRouting"] = model_routing(spec, ns, primary, routine)
-    out.setdefault("worker", {}).update({"metricsPort": METRICS_PORT, "shutdownGraceSeconds": SHUTDOWN_GRACE_SECONDS})
-    out.setdefault("api", {}).update({"port": API_PORT, "tokensFile": TOKENS_FILE})
-    if any(t.http is not None and t.http.headers_secret_ref is not None for t in spec.tools):
-        out["toolHeadersDir"] = TOOL_HEADERS_DIR
-    return out
+POD_LAYOUT = PodLayout(
+    metrics_port=METRICS_PORT,
+    api_port=API_PORT,
+    tokens_file=TOKENS_FILE,
+    tool_headers_dir=TOOL_HEADERS_DIR,
+    shutdown_grace_seconds=SHUTDOWN_GRACE_SECONDS,
+)
 
 
 def config_text(doc: dict[str, Any]) -> str:

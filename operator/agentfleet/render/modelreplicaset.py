@@ -31,8 +31,9 @@ import shlex
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Literal
 
-from agentfleet.api.common import API_VERSION
-from agentfleet.api.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec
+from agentfleet_contract.common import API_VERSION
+from agentfleet_contract.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec
+
 from agentfleet.capacity import format_quantity, parse_quantity
 from agentfleet.placement import GPU_PRODUCT_LABEL, MODELREPLICASET_LABEL, REPLICA_LABEL, Assignment, Toleration
 

@@ -13,7 +13,7 @@ Ingestion Job:
   are upserted.
 - The worker needs no Kubernetes API access at all (automountServiceAccountToken: false): it
   reports progress as JSON lines on stdout and its final record as the termination message,
-  which the operator reads from the pods (agentfleet_runtime.ingest.progress).
+  which the operator reads from the pods (agentfleet_contract.ingest_progress).
 - Exit code 3 means a permanent error (missing collection, dimension mismatch): the
   podFailurePolicy fails the Job at once instead of burning its retries; evictions are ignored.
 
@@ -32,8 +32,9 @@ import posixpath
 import re
 from typing import Any
 
-from agentfleet.api.common import API_VERSION
-from agentfleet.api.vectorindex import VectorIndex, VectorIndexSpec
+from agentfleet_contract.common import API_VERSION
+from agentfleet_contract.vectorindex import VectorIndex, VectorIndexSpec
+
 from agentfleet.capacity import parse_quantity
 
 VECTORINDEX_LABEL = "agentfleet.io/vectorindex"

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from agentfleet_runtime.ingest.progress import WorkerProgress, termination_message, to_line
+from agentfleet_contract.ingest_progress import WorkerProgress, termination_message, to_line
 
 EXIT_OK = 0
 EXIT_RETRY = 1
@@ -84,10 +84,12 @@ def _emit(p: WorkerProgress) -> None:
 
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from agentfleet_milvus import MilvusError, MilvusSink, MilvusTarget
+
     from agentfleet_runtime.ingest.documents import list_directory, list_urls
-    from agentfleet_runtime.ingest.embedding import EmbeddingError, EmbeddingSettings, make_embedder
+    from agentfleet_runtime.ingest.embedders import make_embedder
+    from agentfleet_runtime.ingest.embedding import EmbeddingError, EmbeddingSettings
     from agentfleet_runtime.ingest.pipeline import IngestOptions, Ingestor
-    from agentfleet_runtime.milvus import MilvusError, MilvusSink, MilvusTarget
 
     base = WorkerProgress(worker=args.worker, workers=args.workers, revision=args.revision)
 

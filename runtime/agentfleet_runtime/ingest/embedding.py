@@ -1,8 +1,8 @@
-"""The embedder interface shared by ingestion and retrieval, and the factory that picks one.
+"""The embedder interface shared by ingestion and retrieval: what every implementation imports.
 
 Both sides must embed with the same model, so both build their embedder from the same settings
-(the VectorIndex's spec.embedding): Local runs MiniLM in-process with ONNX Runtime, OpenAI calls an
-OpenAI-compatible /v1/embeddings endpoint (e.g. vLLM serving an embedding model).
+(the VectorIndex's spec.embedding) through ``embedders.make_embedder``, the only module that
+imports the implementations (``minilm``, ``openai_embed``).
 """
 
 from __future__ import annotations
@@ -86,25 +86,6 @@ def available_cpus() -> int:
     except (OSError, ValueError):
         pass
     return max(1, n)
-
-
-def make_embedder(settings: EmbeddingSettings) -> Embedder:
-    """The embedder the settings name. Heavy imports happen here, not at module import."""
-    if settings.provider == "Local":
-        from agentfleet_runtime.ingest.minilm import MiniLMEmbedder
-
-        emb: Embedder = MiniLMEmbedder(precision=settings.precision, batch_size=settings.batch_size, threads=settings.threads)
-    elif settings.provider == "OpenAI":
-        from agentfleet_runtime.ingest.openai_embed import OpenAIEmbedder
-
-        if not settings.endpoint:
-            raise EmbeddingError("the OpenAI embedding provider needs an endpoint (the server's /v1 base URL)")
-        emb = OpenAIEmbedder(settings.endpoint, settings.model, api_key=settings.api_key, batch_size=settings.batch_size, dimension=settings.dimension)
-    else:
-        raise EmbeddingError(f"unknown embedding provider {settings.provider!r}")
-    if settings.dimension is not None and emb.dimension != settings.dimension:
-        raise EmbeddingError(f"the embedding model {emb.name} produces {emb.dimension} values but the index expects {settings.dimension}")
-    return emb
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:

@@ -22,12 +22,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from agentfleet_contract.ingest_progress import WORKER_FAILURES, FailureRecord, WorkerProgress
+from agentfleet_milvus import METADATA, PRIMARY, SOURCE, SOURCE_MAX, TEXT, VECTOR
+
 from agentfleet_runtime.ingest.chunking import Chunk, chunk_document
 from agentfleet_runtime.ingest.documents import Document, DocumentRef, Failure, load
 from agentfleet_runtime.ingest.embedding import Embedder
 from agentfleet_runtime.ingest.partition import owned
-from agentfleet_runtime.ingest.progress import WORKER_FAILURES, FailureRecord, WorkerProgress
-from agentfleet_runtime.milvus import METADATA, PRIMARY, SOURCE, SOURCE_MAX, TEXT, VECTOR
 
 log = logging.getLogger(__name__)
 

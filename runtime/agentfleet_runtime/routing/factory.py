@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
+from agentfleet_contract.runtime_config import ModelRoutingConfig, TierConfig
 
-from agentfleet.api.agentfleet import RateLimit
-from agentfleet.api.common import Model
-from agentfleet.api.modelreplicaset import Routing
 from agentfleet_runtime.routing.client import RoutingModelClient
 from agentfleet_runtime.routing.metrics import RoutingMetrics
 from agentfleet_runtime.routing.ratelimit import RedisRateLimiter
@@ -24,21 +21,6 @@ from agentfleet_runtime.routing.settings import RateLimitSettings, RoutingSettin
 from agentfleet_runtime.routing.sources import ReplicaSource, StaticSource
 
 NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-
-
-class TierConfig(Model):
-    model_replica_set: str = Field(description="ModelReplicaSet name: its <name>-replicas Service is watched, and it names metrics and rate-limit buckets.")
-    model: str = Field(default="default", description="Model name sent in each request.")
-    endpoints: list[str] = Field(default_factory=list, description="Static replica base URLs (…/v1); when set, no Kubernetes watch.")
-    routing: Routing = Field(default_factory=Routing, description="ModelReplicaSet.spec.routing, copied by the operator.")
-
-
-class ModelRoutingConfig(Model):
-    primary: TierConfig
-    routine: TierConfig | None = Field(default=None, description="AgentFleet.spec.routineModelRef's set, for routineSteps.")
-    routine_steps: list[Literal["ToolArguments", "Summaries"]] = Field(default_factory=list)
-    rate_limit: RateLimit = Field(default_factory=RateLimit)
-    namespace: str | None = Field(default=None, description="Namespace of the replica Services; default the pod's own.")
 
 
 def pod_namespace() -> str:

@@ -6,7 +6,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from agentfleet_runtime.config import RuntimeConfig
+from agentfleet_contract.runtime_config import RuntimeConfig
+
 from agentfleet_runtime.store import TaskStore
 from agentfleet_runtime.tools.http import HTTPTool, load_headers
 from agentfleet_runtime.tools.retrieval import RetrievalTool, RetrieverLike
@@ -27,7 +28,8 @@ def default_retriever(config: RuntimeConfig, tool: Any) -> RetrieverLike:
     settings = dict(config.retrieval)
     if "vectorIndex" not in settings:
         raise ValueError(f"tool {tool.name!r} is a Retrieval tool but the runtime config has no retrieval.vectorIndex (the VectorIndex spec)")
-    from agentfleet.api.vectorindex import VectorIndexSpec
+    from agentfleet_contract.vectorindex import VectorIndexSpec
+
     from agentfleet_runtime.retrieval import Retriever
 
     spec = VectorIndexSpec.model_validate(settings["vectorIndex"])

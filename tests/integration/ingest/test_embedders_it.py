@@ -14,7 +14,8 @@ import pytest
 
 from agentfleet_runtime.ingest.chunking import chunk_text
 from agentfleet_runtime.ingest.documents import Document, DocumentRef, Failure, fetch_url
-from agentfleet_runtime.ingest.embedding import EmbeddingError, EmbeddingSettings, make_embedder
+from agentfleet_runtime.ingest.embedders import make_embedder
+from agentfleet_runtime.ingest.embedding import EmbeddingError, EmbeddingSettings
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
+from agentfleet_milvus import CollectionManager, CollectionSpec, MilvusTarget
 
 from agentfleet_runtime.ingest import cli, progress
-from agentfleet_runtime.milvus import CollectionManager, CollectionSpec, MilvusTarget
 from agentfleet_runtime.retrieval import Retriever
 from tests.integration.ingest import corpus as gen
 

@@ -6,8 +6,7 @@ import random
 import uuid
 
 import pytest
-
-from agentfleet_runtime.milvus import (
+from agentfleet_milvus import (
     CollectionManager,
     CollectionSpec,
     ImmutableFieldConflict,

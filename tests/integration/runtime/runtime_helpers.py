@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from agentfleet_contract.fleet_keys import Keys
+from agentfleet_contract.runtime_config import RuntimeConfig
 
-from agentfleet_runtime.config import RuntimeConfig
-from agentfleet_runtime.keys import Keys
+from agentfleet_runtime.config import limits_of
 from agentfleet_runtime.store import TaskStore, connect
 from agentfleet_runtime.submission import Submission, new_task
 from agentfleet_runtime.types import Status
@@ -173,7 +174,7 @@ async def submit(
 
     from agentfleet_runtime.budget import effective_limits
 
-    limits = effective_limits(config.limits(), budgets or None)
+    limits = effective_limits(limits_of(config), budgets or None)
     sub = Submission(goal, session, limits, key, "", {})
     await store.ensure_group()
     _, tid = await store.submit(new_task(task_id or uuid.uuid4().hex, sub, time.time()), idempotency_key=key)

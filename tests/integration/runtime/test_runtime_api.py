@@ -9,11 +9,11 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
+from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
 from runtime_helpers import Echo, arun, environment, free_port, running_worker
 
 from agentfleet_runtime.api import TaskAPI
-from agentfleet_runtime.config import RuntimeConfig
 
 pytestmark = pytest.mark.integration
 TOKEN = "s3cret-token"

@@ -8,9 +8,8 @@ import time
 import aiohttp
 import pytest
 import yaml
+from agentfleet_contract.runtime_config import RuntimeConfig
 from runtime_helpers import arun, start_effects, start_scripted_model, start_worker, store_for, submit, wait_ended
-
-from agentfleet_runtime.config import RuntimeConfig
 
 pytestmark = pytest.mark.integration
 

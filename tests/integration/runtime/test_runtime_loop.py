@@ -276,7 +276,8 @@ def test_model_calls_can_go_through_the_routing_client(redis_server, fleet):
         async with environment(redis_server.url, fleet) as env:
             doc = env.config.model_dump(by_alias=True, mode="json")
             doc["modelRouting"] = {"primary": {"modelReplicaSet": "scripted", "model": "scripted", "endpoints": [env.model.url]}}
-            from agentfleet_runtime.config import RuntimeConfig
+            from agentfleet_contract.runtime_config import RuntimeConfig
+
             from agentfleet_runtime.routing.client import RoutingModelClient
 
             config = RuntimeConfig.model_validate(doc)

@@ -10,9 +10,8 @@ import urllib.request
 
 import pytest
 import yaml
+from agentfleet_contract.runtime_config import RuntimeConfig
 from runtime_helpers import Proc, arun, free_port, start_effects, start_scripted_model, start_worker, store_for, submit, wait_ended
-
-from agentfleet_runtime.config import RuntimeConfig
 
 pytestmark = pytest.mark.integration
 

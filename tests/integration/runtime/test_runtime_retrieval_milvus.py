@@ -10,9 +10,9 @@ import re
 
 import numpy as np
 import pytest
+from agentfleet_milvus import METADATA, SOURCE, TEXT, VECTOR
 from runtime_helpers import arun, environment, running_worker
 
-from agentfleet_runtime.milvus import METADATA, SOURCE, TEXT, VECTOR
 from agentfleet_runtime.retrieval import Retriever
 
 pytestmark = pytest.mark.integration

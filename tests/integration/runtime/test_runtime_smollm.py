@@ -17,11 +17,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 import yaml
+from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
 from runtime_helpers import Proc, arun, free_port, start_worker, store_for, wait_ended
 
 from agentfleet_runtime.api import TaskAPI
-from agentfleet_runtime.config import RuntimeConfig
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import kopf
 import pytest
+from agentfleet_contract.modelreplicaset import ModelReplicaSetStatus
 
-from agentfleet.api.modelreplicaset import ModelReplicaSetStatus
 from agentfleet.autoscale.goodput import Goodput
 from agentfleet.autoscale.policy import Capacity, Observation, ReplicaSample
 from agentfleet.autoscale.workers import WorkerSignals, fleets_using

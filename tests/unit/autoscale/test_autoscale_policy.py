@@ -6,8 +6,8 @@ import math
 from dataclasses import replace
 
 import pytest
+from agentfleet_contract.modelreplicaset import Autoscaling
 
-from agentfleet.api.modelreplicaset import Autoscaling
 from agentfleet.autoscale.common import METRICS_AVAILABLE, SCALING_ACTIVE, SCALING_LIMITED, stabilize
 from agentfleet.autoscale.goodput import TPOT_METRIC, Goodput, goodput, objectives_from_slo
 from agentfleet.autoscale.policy import (

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from agentfleet_contract.agentfleet import Workers
 
-from agentfleet.api.agentfleet import Workers
 from agentfleet.autoscale.common import METRICS_AVAILABLE
 from agentfleet.autoscale.pods import fleet_from_pods
 from agentfleet.autoscale.workers import WorkerPolicyConfig, WorkerSignals, WorkerState, decide_workers

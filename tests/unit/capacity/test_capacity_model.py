@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 
-from agentfleet.api.modelreplicaset import ModelReplicaSetSpec
 from agentfleet.capacity import (
     CapacityError,
     GiB,

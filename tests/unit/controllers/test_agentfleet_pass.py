@@ -11,10 +11,10 @@ import copy
 from typing import Any
 
 import pytest
+from agentfleet_contract.fleet_stats import FleetStats
 from kubernetes.dynamic.exceptions import ConflictError
 
 from agentfleet.controllers import agentfleet as ctl
-from agentfleet_runtime.stats import FleetStats
 
 NS = "team-a"
 

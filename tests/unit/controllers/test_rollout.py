@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from agentfleet_contract.conditions import get_condition
+from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 
-from agentfleet.api.modelreplicaset import ModelReplicaSetSpec
-from agentfleet.conditions import get_condition
 from agentfleet.rollout import (
     DRAINING_SINCE_ANNOTATION,
     UNSCHEDULABLE_GRACE_SECONDS,

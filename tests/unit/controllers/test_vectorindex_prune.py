@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from agentfleet_contract.vectorindex import VectorIndex
 
-from agentfleet.api.vectorindex import VectorIndex
 from agentfleet.controllers import vectorindex as ctl
 from agentfleet.render import vectorindex as render
 

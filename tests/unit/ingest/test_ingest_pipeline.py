@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from agentfleet_contract.ingest_progress import WorkerProgress
 
 from agentfleet_runtime.ingest.documents import list_directory
 from agentfleet_runtime.ingest.pipeline import IngestOptions, Ingestor, chunk_rows
-from agentfleet_runtime.ingest.progress import WorkerProgress
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from agentfleet_runtime.ingest.partition import owned, owner, shares
-from agentfleet_runtime.ingest.progress import (
+from agentfleet_contract.ingest_progress import (
     MARKER,
     TERMINATION_LIMIT,
     FailureRecord,
@@ -18,6 +16,8 @@ from agentfleet_runtime.ingest.progress import (
     termination_message,
     to_line,
 )
+
+from agentfleet_runtime.ingest.partition import owned, owner, shares
 
 
 def test_every_document_has_exactly_one_owner_and_shares_are_balanced() -> None:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from pymilvus.exceptions import MilvusException
-
-from agentfleet.api.vectorindex import VectorIndex
-from agentfleet_runtime.milvus import (
+from agentfleet_contract.vectorindex import VectorIndex
+from agentfleet_milvus import (
     CollectionSpec,
     CollectionState,
     ImmutableFieldConflict,
@@ -18,6 +16,8 @@ from agentfleet_runtime.milvus import (
     translate,
     with_retries,
 )
+from pymilvus.exceptions import MilvusException
+
 from agentfleet_runtime.retrieval import to_passages
 
 SPEC = CollectionSpec(name="kb", dimension=384, index_type="HNSW", index_params={"M": 16}, shards=2)

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
+from agentfleet_contract.vectorindex import VectorIndex
 
-from agentfleet.api.vectorindex import VectorIndex
 from agentfleet.render.vectorindex import (
     RenderError,
     ingestion_job_name,
@@ -224,7 +224,8 @@ def test_milvus_readiness_and_endpoint() -> None:
 
 
 def test_chunking_defaults_agree_across_api_worker_and_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
-    from agentfleet.api.vectorindex import Chunking
+    from agentfleet_contract.vectorindex import Chunking
+
     from agentfleet_runtime.ingest.pipeline import IngestOptions
 
     # A worker started by hand (no operator-rendered args) must chunk like a default VectorIndex.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from agentfleet.api.modelreplicaset import ModelReplicaSetSpec, ReplicaPlacement
+from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec, ReplicaPlacement
+
 from agentfleet.placement import (
     Assignment,
     Taint,

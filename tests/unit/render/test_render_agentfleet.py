@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 import yaml
+from agentfleet_contract.agentfleet import AgentFleet
+from agentfleet_contract.runtime_config import ModelTarget, RuntimeConfig, runtime_config
 
-from agentfleet.api.agentfleet import AgentFleet
 from agentfleet.render import agentfleet as r
-from agentfleet_runtime.config import RuntimeConfig, from_agentfleet_spec
 
 META = {"name": "support", "namespace": "team-a", "uid": "u-1", "generation": 3, "labels": {"app.kubernetes.io/instance": "argo-app", "argocd.argoproj.io/instance": "x"}}
 SPEC: dict[str, Any] = {
@@ -26,8 +26,8 @@ SPEC: dict[str, Any] = {
     "systemPrompt": {"inline": "Be brief."},
     "redis": {"url": "redis://redis.data:6379/0", "passwordSecretRef": {"name": "redis-auth", "key": "pw"}},
 }
-PRIMARY = r.ModelTarget("llama-8b", "llama-8b", 8000, {"policy": "PrefixAffinity"}, 32768)
-ROUTINE = r.ModelTarget("smol", "smollm2", 8001)
+PRIMARY = ModelTarget("llama-8b", "llama-8b", 8000, {"policy": "PrefixAffinity"}, 32768)
+ROUTINE = ModelTarget("smol", "smollm2", 8001)
 
 
 def fleet(**over: Any) -> AgentFleet:
@@ -37,8 +37,7 @@ def fleet(**over: Any) -> AgentFleet:
 
 
 def doc_for(af: AgentFleet) -> dict[str, Any]:
-    base = from_agentfleet_spec(af.spec, fleet="support", model_url=PRIMARY.base_url("team-a"), model_name="llama-8b", redis_url="redis://redis.data:6379/0")
-    return r.complete_runtime_config(base, af, PRIMARY, ROUTINE, system_prompt="Be brief.")
+    return runtime_config(af, primary=PRIMARY, routine=ROUTINE, redis_url="redis://redis.data:6379/0", system_prompt="Be brief.", pod=r.POD_LAYOUT)
 
 
 def by_kind(objs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from agentfleet_contract import ModelReplicaSet
 
-from agentfleet.api import ModelReplicaSet
 from agentfleet.placement import Assignment, inventory_from_k8s, pinned_node
 from agentfleet.render import (
     RenderError,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from agentfleet.api.agentfleet import RateLimit
-from agentfleet.api.modelreplicaset import Routing
+from agentfleet_contract.agentfleet import RateLimit
+from agentfleet_contract.modelreplicaset import Routing
+
 from agentfleet_runtime.routing.factory import ModelRoutingConfig
 from agentfleet_runtime.routing.pool import ReplicaPool
 from agentfleet_runtime.routing.settings import Endpoint, RateLimitSettings, RoutingSettings, Tier, routine_kinds

@@ -6,9 +6,10 @@ from decimal import Decimal
 
 import pytest
 import yaml
+from agentfleet_contract.runtime_config import ModelTarget, RuntimeConfig, runtime_config
 from pydantic import ValidationError
 
-from agentfleet_runtime.config import RuntimeConfig, from_agentfleet_spec, load_config
+from agentfleet_runtime.config import limits_of, load_config, prices_of
 
 YAML = """
 fleet: support
@@ -32,9 +33,9 @@ def test_yaml_and_env(tmp_path):
     cfg = load_config(path, env={"AGENTFLEET_REDIS_PASSWORD": "123", "AGENTFLEET_WORKER_CONCURRENCY": "7", "AGENTFLEET_MODEL_API_KEY": "007"})
     assert cfg.fleet == "support" and cfg.redis_password == "123" and cfg.model.api_key == "007"
     assert cfg.worker.concurrency == 7
-    lim = cfg.limits()
+    lim = limits_of(cfg)
     assert (lim.max_steps, lim.max_cost, lim.max_fan_out, lim.max_tokens) == (12, Decimal("0.25"), 3, 200_000)
-    assert cfg.prices().output_per_million == Decimal("1.50")
+    assert prices_of(cfg).output_per_million == Decimal("1.50")
     assert [t.type for t in cfg.tools] == ["Retrieval", "HTTP", "Spawn"]
     assert cfg.tools[1].http.side_effects is True
     assert cfg.heartbeat_interval == 10 and cfg.reclaim_interval == 7.5
@@ -56,7 +57,7 @@ def test_unknown_fields_are_refused():
         RuntimeConfig.model_validate({"fleet": "x", "bogus": 1})
 
 
-def test_from_agentfleet_spec_round_trips():
+def test_runtime_config_for_a_process_round_trips():
     spec = {
         "modelRef": {"name": "smol"},
         "redis": {"url": "redis://r:6379/0"},
@@ -66,9 +67,8 @@ def test_from_agentfleet_spec_round_trips():
         "workers": {"concurrency": 10},
     }
     vi = {"milvus": {"uri": "http://m:19530"}, "collection": "docs"}
-    doc = from_agentfleet_spec(
-        spec, fleet="f", model_url="http://smol:8000/v1", model_name="smol", redis_url="redis://r:6379/0", vector_index=vi, milvus_uri="http://m2:19530"
-    )
+    af = {"metadata": {"name": "f", "namespace": "ns"}, "spec": spec}
+    doc = runtime_config(af, primary=ModelTarget("smol", "smol"), redis_url="redis://r:6379/0", vector_index=vi, milvus_uri="http://m2:19530")
     cfg = RuntimeConfig.model_validate(yaml.safe_load(yaml.safe_dump(doc)))
     assert cfg.budgets.max_steps == 9 and cfg.system_prompt == "Hi" and cfg.worker.concurrency == 10
     assert cfg.tools[0].http.url == "http://t/x"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
-from agentfleet_runtime.keys import Keys
+from agentfleet_contract.fleet_keys import Keys
+
 from agentfleet_runtime.logs import JsonFormatter, step_var, task_id_var
 
 

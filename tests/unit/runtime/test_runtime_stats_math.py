@@ -1,11 +1,11 @@
-"""The hourly task figures from the finished-task record (agentfleet_runtime.stats, pure parts)."""
+"""The hourly task figures from the finished-task record (agentfleet_contract.fleet_stats, pure parts)."""
 
 from __future__ import annotations
 
 import pytest
+from agentfleet_contract.fleet_stats import group_counts, parse_member, percentile, summarize
 
 from agentfleet_runtime.lua import FINISHED_CAP
-from agentfleet_runtime.stats import group_counts, parse_member, percentile, summarize
 
 
 def test_percentile_is_nearest_rank() -> None:

@@ -50,7 +50,7 @@ class Keys:
 
     @property
     def finished(self) -> str:
-        """Sorted set of root tasks finished in the last hour, scored by end time (agentfleet_runtime.stats).
+        """Sorted set of root tasks finished in the last hour, scored by end time (agentfleet_contract.fleet_stats).
 
         lua.py derives this name from the stream's (prefix + "finished"): keep the two in step."""
         return self.prefix + "finished"

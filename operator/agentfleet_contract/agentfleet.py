@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from agentfleet.api.common import (
+from agentfleet_contract.common import (
     DECIMAL,
     QUANTITY,
     Condition,
@@ -17,7 +17,7 @@ from agentfleet.api.common import (
     conditions_field,
     default_obj,
 )
-from agentfleet.api.rules import Rule, matches
+from agentfleet_contract.rules import Rule, matches
 
 TOOL_NAME = r"^[a-zA-Z][a-zA-Z0-9_-]*$"
 

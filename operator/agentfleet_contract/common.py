@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from agentfleet.api.rules import Rule, violations
+from agentfleet_contract.rules import Rule, violations
 
 GROUP = "agentfleet.io"
 VERSION = "v1alpha1"

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from agentfleet.api.common import (
+from agentfleet_contract.common import (
     DNS_SUBDOMAIN,
     QUANTITY,
     Condition,
@@ -17,7 +17,7 @@ from agentfleet.api.common import (
     conditions_field,
     default_obj,
 )
-from agentfleet.api.rules import Rule, each_matches, immutable, matches
+from agentfleet_contract.rules import Rule, each_matches, immutable, matches
 
 MILVUS_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 MAX_SHARDS = 16

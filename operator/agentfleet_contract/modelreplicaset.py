@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from agentfleet.api.common import (
+from agentfleet_contract.common import (
     QUANTITY,
     Condition,
     Model,
@@ -16,7 +16,7 @@ from agentfleet.api.common import (
     conditions_field,
     default_obj,
 )
-from agentfleet.api.rules import Rule, each_matches, immutable, matches
+from agentfleet_contract.rules import Rule, each_matches, immutable, matches
 
 # Flags the operator renders from typed fields; setting them again in extraArgs would fight them.
 MANAGED_FLAGS = (

@@ -16,8 +16,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentfleet_runtime.keys import GROUP, Keys
-from agentfleet_runtime.lua import FINISHED_CAP, FINISHED_WINDOW_SECONDS
+from agentfleet_contract.fleet_keys import GROUP, Keys
+
+FINISHED_WINDOW_SECONDS = 3600  # the finish script keeps one hour of finished root tasks
+FINISHED_CAP = 100_000  # ... and at most this many, so the set stays bounded at any rate
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agentfleet.api.agentfleet import AgentFleet, AgentFleetSpec, AgentFleetStatus
-from agentfleet.api.common import GROUP, VERSION, Model
-from agentfleet.api.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec, ModelReplicaSetStatus
-from agentfleet.api.vectorindex import VectorIndex, VectorIndexSpec, VectorIndexStatus
+from agentfleet_contract.agentfleet import AgentFleet, AgentFleetSpec, AgentFleetStatus
+from agentfleet_contract.common import GROUP, VERSION, Model
+from agentfleet_contract.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec, ModelReplicaSetStatus
+from agentfleet_contract.vectorindex import VectorIndex, VectorIndexSpec, VectorIndexStatus
 
 # `kubectl get fleet` lists all three kinds.
 CATEGORY = "fleet"

@@ -1,0 +1,212 @@
+"""The runtime's configuration document: the one contract between the AgentFleet controller, which
+renders it into the fleet's ConfigMap, and the runtime, which loads it.
+
+The budgets, pricing, retry and tools sections take exactly the AgentFleet spec's shapes, and the
+routing section the ModelReplicaSet's, so defaults have one source. ``runtime_config`` is the one
+builder from an AgentFleet; secrets (Redis password, model API key, bearer tokens, tool headers)
+never enter the document: pods get them from env vars or mounted files.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import Field
+
+from agentfleet_contract.agentfleet import AgentFleet, AgentFleetSpec, Budgets, Pricing, RateLimit, Retry, Tool
+from agentfleet_contract.common import Model
+from agentfleet_contract.modelreplicaset import Routing
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a careful assistant that completes the user's goal. Use the tools when they help; when you know the answer, reply with the answer alone."
+)
+
+class ModelEndpoint(Model):
+    base_url: str = Field(default="http://127.0.0.1:8000/v1", description="OpenAI-compatible base URL (the part before /chat/completions).")
+    name: str = Field(default="default", description="Model name sent in each request.")
+    api_key: str | None = Field(default=None, description="Bearer token for the model server; prefer AGENTFLEET_MODEL_API_KEY.")
+    timeout_seconds: float = Field(default=120.0, gt=0, description="Per-call timeout.")
+    max_retries: int = Field(default=2, ge=0, le=10, description="Retries of a call on 5xx, 429, timeouts and connection errors.")
+    tool_calling: Literal["auto", "native", "text"] = Field(
+        default="auto",
+        description="native: tools field only; text: tools described in the prompt, calls parsed from text; auto: both.",
+    )
+    max_output_tokens: int = Field(default=1024, ge=1, description="max_tokens of each call.")
+    temperature: float = Field(default=0.0, ge=0, le=2)
+
+
+class WorkerSettings(Model):
+    concurrency: int = Field(default=64, ge=1, le=10_000, description="Tasks one worker process runs at once.")
+    heartbeat_seconds: float | None = Field(default=None, gt=0, description="Lease renewal period; default a third of the visibility timeout.")
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0, description="On SIGTERM, how long running steps may finish before their tasks are released.")
+    metrics_port: int = Field(default=9090, ge=0, le=65535, description="Port of /metrics, /healthz and /readyz; 0 disables.")
+    reclaim_interval_seconds: float | None = Field(
+        default=None, gt=0, description="How often stalled tasks are looked for; default a quarter of the visibility timeout."
+    )
+    retry_backoff_seconds: float = Field(default=2.0, ge=0, description="First delay before a failed task is retried; doubles per failure, capped at 60 s.")
+
+
+class ApiSettings(Model):
+    port: int = Field(default=8080, ge=0, le=65535)
+    tokens_file: str | None = Field(default=None, description="File of accepted bearer tokens, one per line (the mounted Secret key).")
+    allow_anonymous: bool = Field(default=False, description="Serve without auth when no tokens file is set (development only).")
+    max_request_bytes: int = Field(default=1_048_576, ge=1024, le=67_108_864)
+    max_goal_chars: int = Field(default=100_000, ge=1)
+
+
+class BreakerSettings(Model):
+    failure_threshold: int = Field(default=5, ge=1, description="Consecutive failures that open a tool's breaker.")
+    cooldown_seconds: float = Field(default=30.0, gt=0, description="How long an open breaker refuses calls before probing.")
+
+
+class RuntimeConfig(Model):
+    fleet: str = Field(default="default", max_length=253, description="Name of the AgentFleet; prefixes every Redis key (af:<fleet>:...).")
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0")
+    redis_password: str | None = None
+    redis_max_connections: int = Field(default=128, ge=4, le=10_000, description="Connections one process keeps to Redis; tasks share them.")
+    listen_host: str = Field(default="127.0.0.1", description="Address the API and metrics servers bind; 0.0.0.0 in a pod.")
+    model: ModelEndpoint = Field(default_factory=ModelEndpoint)
+    model_routing: dict[str, Any] | None = Field(
+        default=None,
+        description="Routing client settings (ModelRoutingConfig); when set, model calls go through it instead of model.baseUrl.",
+    )
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    tools: list[Tool] = Field(default_factory=list)
+    tool_headers_dir: str | None = Field(
+        default=None, description="Directory with one file per HTTP tool (named like the tool) holding a JSON object of headers."
+    )
+    budgets: Budgets = Field(default_factory=Budgets)
+    pricing: Pricing = Field(default_factory=Pricing)
+    retry: Retry = Field(default_factory=Retry)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    retrieval: dict[str, Any] = Field(default_factory=dict, description="Settings handed to the Retriever (VectorIndex address, collection, ...).")
+    session_history: int = Field(default=5, ge=0, le=100, description="Earlier finished tasks of the same session shown to the model.")
+    result_ttl_seconds: int = Field(default=7 * 86400, ge=60, description="How long a finished task's record, steps and events are kept.")
+    max_observation_chars: int = Field(default=16_000, ge=256, description="Tool output beyond this is cut before the model sees it.")
+
+    @property
+    def visibility_timeout(self) -> float:
+        return float(self.retry.visibility_timeout_seconds)
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return self.worker.heartbeat_seconds or self.visibility_timeout / 3
+
+    @property
+    def reclaim_interval(self) -> float:
+        return self.worker.reclaim_interval_seconds or max(0.5, self.visibility_timeout / 4)
+
+
+
+
+class TierConfig(Model):
+    model_replica_set: str = Field(description="ModelReplicaSet name: its <name>-replicas Service is watched, and it names metrics and rate-limit buckets.")
+    model: str = Field(default="default", description="Model name sent in each request.")
+    endpoints: list[str] = Field(default_factory=list, description="Static replica base URLs (…/v1); when set, no Kubernetes watch.")
+    routing: Routing = Field(default_factory=Routing, description="ModelReplicaSet.spec.routing, copied by the operator.")
+
+
+class ModelRoutingConfig(Model):
+    primary: TierConfig
+    routine: TierConfig | None = Field(default=None, description="AgentFleet.spec.routineModelRef's set, for routineSteps.")
+    routine_steps: list[Literal["ToolArguments", "Summaries"]] = Field(default_factory=list)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    namespace: str | None = Field(default=None, description="Namespace of the replica Services; default the pod's own.")
+
+
+
+# -- the one builder ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelTarget:
+    """A referenced ModelReplicaSet as the runtime needs it."""
+
+    name: str
+    served_name: str
+    port: int = 8000
+    routing: dict[str, Any] = field(default_factory=dict)  # its spec.routing, wire form
+    max_model_len: int | None = None
+
+    def base_url(self, namespace: str) -> str:
+        # The ClusterIP Service over ready replicas; the routing client prefers EndpointSlices.
+        return f"http://{self.name}.{namespace}.svc:{self.port}/v1"
+
+
+@dataclass(frozen=True)
+class PodLayout:
+    """Where a runtime pod listens and finds its mounted files; None for a process outside a pod."""
+
+    metrics_port: int
+    api_port: int
+    tokens_file: str
+    tool_headers_dir: str
+    shutdown_grace_seconds: float
+
+
+def model_routing(spec: AgentFleetSpec, namespace: str, primary: ModelTarget, routine: ModelTarget | None) -> dict[str, Any]:
+    """The modelRouting section (ModelRoutingConfig): replicas found through their EndpointSlices."""
+    out: dict[str, Any] = {
+        "primary": {"modelReplicaSet": primary.name, "model": primary.served_name, "routing": primary.routing},
+        "rateLimit": spec.rate_limit.wire(),
+        "namespace": namespace,
+    }
+    if routine is not None:
+        out["routine"] = {"modelReplicaSet": routine.name, "model": routine.served_name, "routing": routine.routing}
+        out["routineSteps"] = list(spec.routine_steps)
+    return out
+
+
+def runtime_config(
+    af: AgentFleet | dict[str, Any],
+    *,
+    primary: ModelTarget,
+    redis_url: str,
+    routine: ModelTarget | None = None,
+    system_prompt: str | None = None,
+    vector_index: dict[str, Any] | None = None,
+    milvus_uri: str | None = None,
+    pod: PodLayout | None = None,
+    model_url: str | None = None,
+) -> dict[str, Any]:
+    """The runtime config document (camelCase, ready for a ConfigMap) for an AgentFleet.
+
+    The caller resolves references first: ``primary``/``routine`` are the referenced
+    ModelReplicaSets, ``redis_url`` the managed or external Redis, ``vector_index`` the referenced
+    VectorIndex's spec (wire form) and ``milvus_uri`` its endpoint, ``system_prompt`` a prompt held
+    in a ConfigMap. With ``pod`` the document is for the fleet's pods: it listens on all addresses,
+    routes through the EndpointSlices and names the mounted files; without it, it is for a process
+    that calls ``model_url`` (default: ``primary``'s Service URL).
+    """
+    af = af if isinstance(af, AgentFleet) else AgentFleet.model_validate(af)
+    s = af.spec
+    namespace = af.metadata.get("namespace") or "default"
+    doc: dict[str, Any] = {
+        "fleet": af.metadata["name"],
+        "redisUrl": redis_url,
+        "model": {"baseUrl": model_url or primary.base_url(namespace), "name": primary.served_name},
+        "budgets": s.budgets.wire(),
+        "pricing": s.pricing.wire(),
+        "retry": s.retry.wire(),
+        "tools": [t.wire() for t in s.tools],
+        "worker": {"concurrency": s.workers.concurrency},
+        "api": {"maxRequestBytes": s.api.max_request_bytes},
+    }
+    prompt = system_prompt if system_prompt is not None else (s.system_prompt.inline if s.system_prompt is not None else None)
+    if prompt is not None:
+        doc["systemPrompt"] = prompt
+    if vector_index is not None:
+        doc["retrieval"] = {"vectorIndex": vector_index, **({"uri": milvus_uri} if milvus_uri else {})}
+    if pod is not None:
+        doc["listenHost"] = "0.0.0.0"
+        doc["modelRouting"] = model_routing(s, namespace, primary, routine)
+        doc["worker"].update({"metricsPort": pod.metrics_port, "shutdownGraceSeconds": pod.shutdown_grace_seconds})
+        doc["api"].update({"port": pod.api_port, "tokensFile": pod.tokens_file})
+        if any(t.http is not None and t.http.headers_secret_ref is not None for t in s.tools):
+            doc["toolHeadersDir"] = pod.tool_headers_dir
+    RuntimeConfig.model_validate(copy.deepcopy(doc))  # what we hand out must load
+    return doc
