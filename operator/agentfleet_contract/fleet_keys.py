@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-GROUP = "workers"  # the consumer group every worker of a fleet reads the task stream with
+CONSUMER_GROUP = "workers"  # the consumer group every worker of a fleet reads the task stream with
 
 
 _TASK_KEYS_CACHED = 8192  # tasks whose key names are kept (a worker's in flight, with room)
@@ -35,7 +35,7 @@ class Keys:
 
     @property
     def stream(self) -> str:
-        """Stream of runnable tasks (entries carry the task id); read through consumer group GROUP."""
+        """Stream of runnable tasks (entries carry the task id); read through consumer group CONSUMER_GROUP."""
         return self.prefix + "tasks"
 
     @property

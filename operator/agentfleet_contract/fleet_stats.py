@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentfleet_contract.fleet_keys import GROUP, Keys
+from agentfleet_contract.fleet_keys import CONSUMER_GROUP, Keys
 
 FINISHED_WINDOW_SECONDS = 3600  # the finish script keeps one hour of finished root tasks
 FINISHED_CAP = 100_000  # ... and at most this many, so the set stays bounded at any rate
@@ -72,7 +72,7 @@ def summarize(members: Iterable[str], *, depth: int, in_flight: int) -> FleetSta
 
 def group_counts(groups: Sequence[Mapping[str, Any]], stream_length: int) -> tuple[int, int]:
     """(lag, pending) of the workers' consumer group from XINFO GROUPS; (length, 0) before it exists."""
-    g = next((g for g in groups if g.get("name") == GROUP), None)
+    g = next((g for g in groups if g.get("name") == CONSUMER_GROUP), None)
     if g is None:
         return stream_length, 0
     pending = int(g.get("pending") or 0)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from agentfleet_contract.fleet_keys import GROUP, Keys
+from agentfleet_contract.fleet_keys import CONSUMER_GROUP, Keys
 from agentfleet_contract.fleet_stats import FleetStats, group_counts, summarize
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -161,7 +161,7 @@ class TaskStore:
 
     async def ensure_group(self) -> None:
         try:
-            await self.r.xgroup_create(self.keys.stream, GROUP, id="0", mkstream=True)
+            await self.r.xgroup_create(self.keys.stream, CONSUMER_GROUP, id="0", mkstream=True)
         except ResponseError as e:
             if "BUSYGROUP" not in str(e):
                 raise
@@ -207,7 +207,7 @@ class TaskStore:
                 "1" if reclaimed else "0",
                 max_attempts,
                 msg_id,
-                GROUP,
+                CONSUMER_GROUP,
                 self.keys.done_channel,
                 self.ttl,
                 worker,
@@ -232,7 +232,7 @@ class TaskStore:
         lost: list[str] = []
         for i in range(0, len(msg_ids), 500):  # bound one script's run time
             chunk = list(msg_ids[i : i + 500])
-            lost += await self._heartbeat(keys=[self.keys.stream], args=[GROUP, consumer, *chunk])
+            lost += await self._heartbeat(keys=[self.keys.stream], args=[CONSUMER_GROUP, consumer, *chunk])
         return lost
 
     # -- checkpoints -------------------------------------------------------------------------------
@@ -320,7 +320,7 @@ class TaskStore:
                 error,
                 repr(time.time()),
                 msg_id,
-                GROUP,
+                CONSUMER_GROUP,
                 self.keys.done_channel,
                 self.ttl,
                 ev,
@@ -346,7 +346,7 @@ class TaskStore:
             [
                 lease,
                 msg_id,
-                GROUP,
+                CONSUMER_GROUP,
                 error[:4000],
                 repr(now),
                 repr(now + delay),
@@ -366,14 +366,14 @@ class TaskStore:
         res = await self._call(
             self._release,
             [self.keys.task(rec.id), self.keys.events(rec.id), self.keys.stream],
-            [lease, msg_id, GROUP, event("released")],
+            [lease, msg_id, CONSUMER_GROUP, event("released")],
         )
         return None if res[0] == -1 else res[1]
 
     async def requeue(self, msg_id: str, task_id: str) -> None:
         """Put a delivered entry back as a new one (a draining worker read it but will not run it)."""
         pipe = self.r.pipeline(transaction=True)
-        pipe.xack(self.keys.stream, GROUP, msg_id)
+        pipe.xack(self.keys.stream, CONSUMER_GROUP, msg_id)
         pipe.xdel(self.keys.stream, msg_id)
         if task_id:
             pipe.xadd(self.keys.stream, {"task": task_id})
@@ -402,7 +402,7 @@ class TaskStore:
                     self.ttl,
                     event("cancel_requested"),
                     event("finished", status="cancelled", reason="cancelled", answer=""),
-                    GROUP,
+                    CONSUMER_GROUP,
                 ],
             )
             if first is None:
@@ -478,7 +478,7 @@ class TaskStore:
             groups = await self.r.xinfo_groups(self.keys.stream)
         except ResponseError:
             return {"depth": 0, "pending": 0, "oldest_age_seconds": 0.0, "delayed": 0}
-        g = next((g for g in groups if g["name"] == GROUP), None)
+        g = next((g for g in groups if g["name"] == CONSUMER_GROUP), None)
         if g is None:
             return {"depth": 0, "pending": 0, "oldest_age_seconds": 0.0, "delayed": 0}
         pending = int(g.get("pending") or 0)

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from agentfleet_contract.fleet_keys import GROUP, Keys
+from agentfleet_contract.fleet_keys import CONSUMER_GROUP, Keys
 from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -250,7 +250,7 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._slot_freed.wait(), 1.0)
                 continue
-            res = await self.r.xreadgroup(GROUP, self.name, {self.keys.stream: ">"}, count=min(free, 200), block=1000)
+            res = await self.r.xreadgroup(CONSUMER_GROUP, self.name, {self.keys.stream: ">"}, count=min(free, 200), block=1000)
             for _stream, entries in res or []:
                 for msg_id, fields in entries:
                     if self.draining:
@@ -272,7 +272,7 @@ class Worker:
                 free = self.free_slots
                 if free == 0 or self.draining:
                     break
-                nxt, entries, _deleted = await self.r.xautoclaim(self.keys.stream, GROUP, self.name, min_idle, start_id=start, count=min(free, 100))
+                nxt, entries, _deleted = await self.r.xautoclaim(self.keys.stream, CONSUMER_GROUP, self.name, min_idle, start_id=start, count=min(free, 100))
                 for msg_id, fields in entries:
                     tid = (fields or {}).get("task", "")
                     if tid in self.held:
