@@ -29,7 +29,7 @@ from typing import Any
 
 import kopf
 
-import agentfleet.controllers  # noqa: F401 - registers the controllers' handlers
+import agentfleet.handlers  # noqa: F401 - registers the controllers' handlers
 from agentfleet.controllers.settings import CONFIG
 from agentfleet.kube import WRITES
 

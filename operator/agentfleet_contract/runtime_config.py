@@ -23,6 +23,7 @@ DEFAULT_SYSTEM_PROMPT = (
     "You are a careful assistant that completes the user's goal. Use the tools when they help; when you know the answer, reply with the answer alone."
 )
 
+
 class ModelEndpoint(Model):
     base_url: str = Field(default="http://127.0.0.1:8000/v1", description="OpenAI-compatible base URL (the part before /chat/completions).")
     name: str = Field(default="default", description="Model name sent in each request.")
@@ -101,8 +102,6 @@ class RuntimeConfig(Model):
         return self.worker.reclaim_interval_seconds or max(0.5, self.visibility_timeout / 4)
 
 
-
-
 class TierConfig(Model):
     model_replica_set: str = Field(description="ModelReplicaSet name: its <name>-replicas Service is watched, and it names metrics and rate-limit buckets.")
     model: str = Field(default="default", description="Model name sent in each request.")
@@ -116,7 +115,6 @@ class ModelRoutingConfig(Model):
     routine_steps: list[Literal["ToolArguments", "Summaries"]] = Field(default_factory=list)
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     namespace: str | None = Field(default=None, description="Namespace of the replica Services; default the pod's own.")
-
 
 
 # -- the one builder ---------------------------------------------------------------------------

@@ -32,7 +32,6 @@ ENV_OVERRIDES: dict[str, str] = {
 }
 
 
-
 def limits_of(config: RuntimeConfig) -> Limits:
     """The fleet's budgets as the loop enforces them."""
     b = config.budgets

@@ -107,26 +107,34 @@ def test_kopf_can_list_and_watch_everything_it_serves() -> None:
     assert granted("", "events", "create")
 
 
-CALL = re.compile(r"\.(get|list|delete)\(\s*(?:\"((?:[\w.]+/)?v\d\w*)\"|API_VERSION|f\"\{GROUP\}/\{VERSION\}\")\s*,\s*(?:\"(\w+)\"|(KIND|kind))")
+CALL = re.compile(
+    r"\.(get|list|delete|exists|merge_patch_metadata)\(\s*(?:\"((?:[\w.]+/)?v\d\w*)\"|API_VERSION|f\"\{GROUP\}/\{VERSION\}\")\s*,\s*(?:\"(\w+)\"|(KIND|kind|MRS|AF))"
+)
+VERB = {"exists": "get", "merge_patch_metadata": "patch"}
+NAMED_KINDS = {"MRS": "ModelReplicaSet", "AF": "AgentFleet"}
 
 
 def controller_calls() -> set[tuple[str, str, str]]:
-    """(verb, group, resource) of every Kube get/list/delete call in the controllers."""
+    """(verb, group, resource) of every Kube read and write call in the controllers (agentfleet.kube.Kube
+    methods), and the Secrets they create (only in a function whose name says secret)."""
     out: set[tuple[str, str, str]] = set()
-    for path in sorted((OPERATOR / "controllers").glob("*.py")):
+    for path in sorted((OPERATOR / "controllers").rglob("*.py")):
         src = path.read_text()
         own_kind = re.search(r'^KIND = "(\w+)"', src, re.M)
         for m in CALL.finditer(src):
-            verb, kind = m.group(1), m.group(3)
-            if kind is None:  # KIND or a variable: the controller's own kind(s)
+            verb, kind = VERB.get(m.group(1), m.group(1)), m.group(3)
+            if kind is None and m.group(4) in NAMED_KINDS:
+                kinds = [NAMED_KINDS[m.group(4)]]
+            elif kind is None:  # KIND or a variable: the controller's own kind(s)
                 kinds = [own_kind.group(1)] if m.group(4) == "KIND" and own_kind else [r.kind for r in RESOURCES]
             else:
                 kinds = [kind]
             for k in kinds:
                 assert k in KINDS, f"{path.name}: {k} is not in KINDS"
                 out.add((verb, *KINDS[k]))
-        for m in re.finditer(r'_resource\("[\w./]+", "(\w+)"\)\.(create|patch|delete)\(', src):
-            out.add((m.group(2), *KINDS[m.group(1)]))
+        for fn in ast.walk(ast.parse(src)):
+            if isinstance(fn, ast.FunctionDef) and "secret" in fn.name and "kube.create(" in ast.unparse(fn):
+                out.add(("create", *KINDS["Secret"]))
     return out
 
 

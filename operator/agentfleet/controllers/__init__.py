@@ -1,9 +1,3 @@
-"""The operator's controllers: importing this package registers their kopf handlers.
-
-Each controller keeps its decisions in a pure module (rollout, placement, capacity, render) and
-only does the I/O here.
-"""
-
-from agentfleet.controllers import agentfleet, autoscaler, modelreplicaset, vectorindex
-
-__all__ = ["agentfleet", "autoscaler", "modelreplicaset", "vectorindex"]
+"""The reconcilers of the operator's four loops (ModelReplicaSet, VectorIndex, AgentFleet,
+autoscaler), each a Controller (agentfleet.reconcile) whose reconcile is a short list of named
+steps. Their kopf handlers live in agentfleet.handlers and only enqueue."""

@@ -10,40 +10,45 @@ own condition types under another manager; the two never overwrite each other. s
 written: defaults live in the schema.
 
 Passes come from events on AgentFleets, on their Deployments and StatefulSets, on the
-ModelReplicaSets and VectorIndexes they refer to, and from a periodic resync (which also refreshes
-the task statistics read from the fleet's Redis with a short timeout).
+ModelReplicaSets and VectorIndexes they refer to (agentfleet.handlers.agentfleet), and from a
+periodic resync (which also refreshes the task statistics read from the fleet's Redis with a short
+timeout).
+
+A pass: validate -> references (models, index, system prompt, Secrets, Redis) -> problems the
+schema cannot see -> the runtime's children (render, then server-side apply) -> Redis probe and
+task statistics -> summary conditions -> status (only this controller's fields).
 """
 
 from __future__ import annotations
 
 import base64
 import concurrent.futures
-import json
+import dataclasses
 import logging
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-import kopf
 from agentfleet_contract.agentfleet import AgentFleet
-from agentfleet_contract.common import GROUP, VERSION
+from agentfleet_contract.common import API_VERSION
 from agentfleet_contract.conditions import READY, get_condition, set_condition
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 from agentfleet_contract.runtime_config import DEFAULT_SYSTEM_PROMPT, ModelTarget, runtime_config
-from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
 from pydantic import ValidationError
 
-from agentfleet.controllers.reconciler import Key, Reconciler, serve
-from agentfleet.kube import Kube
+from agentfleet.controllers.settings import CONFIG
+from agentfleet.kube import FIELD_MANAGER, Kube
+from agentfleet.reconcile.controller import Controller, Key
+from agentfleet.reconcile.errors import describe_validation_error
+from agentfleet.reconcile.events import EventRecorder, post_with_kube
+from agentfleet.reconcile.status import StatusWriter, own_part
 from agentfleet.render import agentfleet as render
 
 log = logging.getLogger("agentfleet.agentfleet")
 
-PLURAL = "agentfleets"
 KIND = "AgentFleet"
-API_VERSION = f"{GROUP}/{VERSION}"
-MANAGER = "agentfleet-operator"
 MODEL_READY, INDEX_READY, REDIS_READY, RUNTIME_READY = "ModelReady", "IndexReady", "RedisReady", "RuntimeReady"
 OWN_CONDITIONS = (READY, MODEL_READY, INDEX_READY, REDIS_READY, RUNTIME_READY)
 # Status fields this controller owns (desiredWorkers only while the autoscaler does not).
@@ -100,13 +105,13 @@ def probe_redis(url: str, password: str | None, fleet: str, timeout: float = RED
         r.close()
 
 
-class Pass:
+class AgentFleetPass:
     """One reconcile of one AgentFleet; collects status and Events, writes them once at the end."""
 
-    def __init__(self, kube: Kube, obj: dict[str, Any], reported: set[tuple[str, str, str]] | None = None, probe: Any = probe_redis) -> None:
+    def __init__(self, kube: Kube, events: EventRecorder, obj: dict[str, Any], probe: Any = probe_redis) -> None:
         self.kube = kube
+        self.events = events
         self.obj = obj
-        self.reported = reported if reported is not None else set()
         self.probe = probe
         meta = obj["metadata"]
         self.ns, self.name, self.generation = meta["namespace"], meta["name"], int(meta.get("generation") or 0)
@@ -123,14 +128,8 @@ class Pass:
         self.conditions = set_condition(self.conditions, type_, ok, reason, message[:4096], self.generation)
 
     def event(self, type_: str, reason: str, message: str) -> None:
-        if (type_, reason, message) in self.reported:
-            return  # the same problem on every pass is one Event (and log line), not a flood
-        log.log(logging.WARNING if type_ == "Warning" else logging.INFO, "%s/%s %s: %s", self.ns, self.name, reason, message)
-        try:
-            self.kube.event(self.obj, type_, reason, message)
-            self.reported.add((type_, reason, message))
-        except ApiException as e:
-            log.debug("event not posted: %s", e)
+        # The same problem on every pass is one Event (and log line), not a flood.
+        self.events.event(self.obj, type_, reason, message)
 
     def problem(self, reason: str, message: str) -> None:
         self.problems.append(render.Problem(reason, message))
@@ -150,7 +149,7 @@ class Pass:
             return value
         body = render.render_secret(af, name, key, secrets.token_urlsafe(32), component)
         try:
-            self.kube._resource("v1", "Secret").create(body=body, namespace=self.ns)
+            self.kube.create(body)
             self.event("Normal", "SecretGenerated", f"generated Secret {name}")
         except ConflictError:
             pass  # another pass made it first: read theirs
@@ -162,7 +161,7 @@ class Pass:
         try:
             af = AgentFleet.model_validate(self.obj)
         except ValidationError as e:
-            msg = "; ".join(f"spec.{'.'.join(map(str, err['loc'][1:]))}: {err['msg']}" for err in e.errors())
+            msg = describe_validation_error(e, prefix="spec.", skip=1)
             self.condition(READY, False, "InvalidSpec", msg)
             self.event("Warning", "InvalidSpec", msg)
             self.write_status()
@@ -217,9 +216,7 @@ class Pass:
         ok, why = _ready(mrs)
         if not ok:
             self.waiting.append(f"ModelReplicaSet {name} ({field}) is not Ready: {why}")
-        target = ModelTarget(
-            name=name, served_name=served, port=mspec.engine.port, routing=mspec.routing.wire(), max_model_len=mspec.engine.max_model_len
-        )
+        target = ModelTarget(name=name, served_name=served, port=mspec.engine.port, routing=mspec.routing.wire(), max_model_len=mspec.engine.max_model_len)
         return target, mspec
 
     def model_condition(self, spec: Any) -> None:
@@ -423,23 +420,11 @@ class Pass:
         self.status["observedGeneration"] = self.generation
         self.status["conditions"] = self.conditions
         own = (*OWN_FIELDS, "desiredWorkers") if "desiredWorkers" in self.status else OWN_FIELDS
-        mine = {k: v for k, v in self.old.items() if k in own}
-        mine["conditions"] = [c for c in self.old.get("conditions") or [] if c.get("type") in OWN_CONDITIONS]
-        if _norm(mine) == _norm(self.status):
-            return  # nothing new: no write, so no event that would bring this pass back
-        body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": self.name, "namespace": self.ns}, "status": self.status}
         try:
-            self.kube.apply_status(body, manager=MANAGER)
+            # Unchanged: no write, so no event that would bring this pass back.
+            StatusWriter(self.kube, API_VERSION, KIND, FIELD_MANAGER).apply(self.ns, self.name, self.status, before=own_part(self.old, own, OWN_CONDITIONS))
         except NotFoundError:
             pass  # deleted during the pass
-
-
-def _norm(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _norm(v) for k, v in sorted(value.items()) if v is not None}
-    if isinstance(value, list):
-        return sorted((_norm(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
-    return value
 
 
 # --- references: which fleets a ModelReplicaSet or VectorIndex change concerns --------------------
@@ -463,68 +448,34 @@ def references(spec: Mapping[str, Any]) -> set[tuple[str, str]]:
     return out
 
 
-# --- the work loop -------------------------------------------------------------------------------
+# --- the controller ------------------------------------------------------------------------------
 
 
-class Controller(Reconciler):
-    api_version, kind = API_VERSION, KIND
+@dataclass
+class AgentFleetState:
+    """What the controller remembers of one AgentFleet: what it refers to, so that a change of a
+    ModelReplicaSet, VectorIndex, ConfigMap or Secret wakes the fleets that use it."""
 
-    def __init__(self) -> None:
-        super().__init__(backoff=(BACKOFF_MIN, BACKOFF_MAX))
-        # What each fleet refers to, so a change of a ModelReplicaSet or VectorIndex wakes its fleets.
-        self.refs: dict[Key, set[tuple[str, str]]] = {}
+    refs: set[tuple[str, str]] = dataclasses.field(default_factory=set)
 
-    def forget(self, key: Key) -> None:
-        super().forget(key)
-        self.refs.pop(key, None)
+
+class AgentFleetController(Controller[AgentFleetState]):
+    api_version, kind, name = API_VERSION, KIND, "agentfleet"
+
+    def __init__(self, kube: Kube, events: EventRecorder | None = None, *, workers: int = 4) -> None:
+        super().__init__(kube, events or EventRecorder(post_with_kube(kube)), workers=workers, resync=CONFIG.resync_seconds, backoff=(BACKOFF_MIN, BACKOFF_MAX))
+
+    def new_state(self) -> AgentFleetState:
+        return AgentFleetState()
+
+    def observe_spec(self, key: Key, spec: Mapping[str, Any]) -> None:
+        self.state(key).refs = references(spec)
 
     def referring(self, namespace: str, kind: str, name: str) -> list[Key]:
-        return [k for k, refs in self.refs.items() if k[0] == namespace and (kind, name) in refs]
+        return [k for k, st in self.states() if k[0] == namespace and (kind, name) in st.refs]  # type: ignore[index]
 
-    def reconcile_object(self, key: Key, obj: dict[str, Any]) -> float | None:
-        return Pass(self.kube, obj, self.reported.setdefault(key, set())).run()
-
-
-_serving = serve(Controller, "agentfleet")
-
-
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def agentfleet_event(type: str | None, namespace: str, name: str, spec: Any, **_: Any) -> None:
-    if _serving.controller is None:
-        return
-    key = (namespace, name)
-    if type == "DELETED":
-        _serving.controller.forget(key)
-        return
-    _serving.controller.refs[key] = references(dict(spec or {}))
-    _serving.controller.enqueue(key)
-
-
-def _wake_referring(kind: str, namespace: str, name: str) -> None:
-    if _serving.controller is None:
-        return
-    for key in _serving.controller.referring(namespace, kind, name):
-        # Coalesced: a ModelReplicaSet's status moves in bursts while its replicas start.
-        _serving.controller.enqueue(key, 0.5)
-
-
-@kopf.on.event(GROUP, VERSION, "modelreplicasets")
-async def referenced_model_event(namespace: str, name: str, **_: Any) -> None:
-    _wake_referring("ModelReplicaSet", namespace, name)
-
-
-@kopf.on.event(GROUP, VERSION, "vectorindexes")
-async def referenced_index_event(namespace: str, name: str, **_: Any) -> None:
-    _wake_referring("VectorIndex", namespace, name)
-
-
-@kopf.on.event("apps", "v1", "deployments", labels={render.FLEET_LABEL: kopf.PRESENT})
-async def runtime_deployment_event(namespace: str, labels: Mapping[str, str], **_: Any) -> None:
-    if _serving.controller is not None:
-        _serving.controller.enqueue((namespace, labels[render.FLEET_LABEL]), 0.5)
-
-
-@kopf.on.event("apps", "v1", "statefulsets", labels={render.FLEET_LABEL: kopf.PRESENT})
-async def redis_statefulset_event(namespace: str, labels: Mapping[str, str], **_: Any) -> None:
-    if _serving.controller is not None:
-        _serving.controller.enqueue((namespace, labels[render.FLEET_LABEL]), 0.5)
+    def reconcile(self, key: Key, _: Any) -> float | None:
+        obj = self.fetch(key)
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            return None
+        return AgentFleetPass(self.kube, self.events, obj).run()

@@ -8,10 +8,11 @@ MetricsAvailable - by server-side apply under its own field manager (``agentflee
 so the ModelReplicaSet controller's writes of its own conditions never drop these - and emits an Event for every change of the
 desired count and for every change of the reason it cannot scale (not every period).
 
-Period: one loop ticks every ``TICK_SECONDS`` and evaluates an object only when its own
-``evaluationPeriodSeconds`` has passed (granularity 5 s, the field's minimum). It is a loop of
-ours, fed by kopf events, not a kopf timer: timers make kopf put a finalizer on every object, and
-deleting a ModelReplicaSet must never wait for the operator.
+Period: each object's key sits in the autoscaler's work queue (agentfleet.reconcile) and is
+evaluated every ``evaluationPeriodSeconds`` (15 s for an AgentFleet's workers): the reconcile
+returns the time until the next evaluation. The queue is fed by kopf events
+(agentfleet.handlers.autoscaler), not a kopf timer: timers make kopf put a finalizer on every
+object, and deleting a ModelReplicaSet must never wait for the operator.
 
 Configuration (environment of the operator):
 - ``AGENTFLEET_PROMETHEUS_URL``: default Prometheus when spec.autoscaling.prometheusURL is unset;
@@ -24,345 +25,317 @@ Configuration (environment of the operator):
 The task layer: the tasks queued and in flight at the AgentFleets of the same namespace whose
 modelRef (or routineModelRef) names a ModelReplicaSet are read from the Prometheus its autoscaling
 reads, with ``AGENTFLEET_WORKER_MATCHERS`` (the workers' ``agentfleet_queue_depth`` and
-``agentfleet_tasks_in_flight``), and given to its policy as ``Observation.tasks``.
+``agentfleet_tasks_in_flight``), and given to its policy as ``Observation.tasks``. The fleets'
+model references come from the AgentFleet watch, not from a list per evaluation.
 
-manager.py imports this module for its handlers: ``from agentfleet.controllers import autoscaler  # noqa: F401``.
+An evaluation: observe (pods, Prometheus, task layer) -> decide (autoscale.policy, pure; the
+placement planner asked only when growing) -> apply (status under the autoscaler's manager) ->
+report (Events for a change of count or of the cause it cannot scale).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
-import kopf
 from agentfleet_contract import conditions as cond
 from agentfleet_contract.agentfleet import Workers
+from agentfleet_contract.common import API_VERSION
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 
-from agentfleet.autoscale.common import AUTOSCALER_CONDITIONS, Decision
+from agentfleet.autoscale.common import AUTOSCALER_CONDITIONS, METRICS_AVAILABLE, Decision
 from agentfleet.autoscale.goodput import objectives_from_slo
 from agentfleet.autoscale.pods import fleet_from_pods
 from agentfleet.autoscale.policy import Capacity, FleetView, LoadTime, Outcome, PolicyConfig, PolicyState, decide
 from agentfleet.autoscale.workers import WorkerPolicyConfig, WorkerState, decide_workers, fleets_using, task_demand
-from agentfleet.controllers.settings import kube_client
+from agentfleet.controllers.settings import CONFIG
 from agentfleet.kube import Kube
 from agentfleet.placement import ReplicaRequest, assignment_from_status, demand_for, inventory_from_k8s, plan, replica_key
 from agentfleet.promql import PromReader, Target
+from agentfleet.reconcile.controller import FORGET, Controller
+from agentfleet.reconcile.events import EventRecorder, post_with_kube
 
 log = logging.getLogger("agentfleet.autoscaler")
-Post = Callable[..., None]
 
-GROUP, VERSION = "agentfleet.io", "v1alpha1"
-TICK_SECONDS = 5.0
-DEFAULT_URL = os.environ.get("AGENTFLEET_PROMETHEUS_URL", "http://prometheus.monitoring:9090")
-MATCHERS = os.environ.get("AGENTFLEET_PROMETHEUS_MATCHERS", 'namespace="{namespace}",model_name="{model}"')
-REPLICA_LABEL = os.environ.get("AGENTFLEET_PROMETHEUS_REPLICA_LABEL", "pod")
-WORKER_MATCHERS = os.environ.get("AGENTFLEET_WORKER_MATCHERS", 'namespace="{namespace}",agentfleet="{name}"')
-LOAD_PRIOR = float(os.environ.get("AGENTFLEET_MODEL_LOAD_SECONDS", "300"))
-# Status is shared with the ModelReplicaSet controller: each writer server-side applies its own
-# fields under its own manager, so neither drops the other's (see mrs_status_apply).
+MRS, AF = "ModelReplicaSet", "AgentFleet"
+# Status is shared with the kinds' controllers: each writer server-side applies its own fields
+# under its own manager, so neither drops the other's (see mrs_status_apply, af_status_apply).
 AUTOSCALER_MANAGER = "agentfleet-autoscaler"
 AUTOSCALER_FIELDS = ("desiredReplicas", "observed", "lastScaleTime", "lastScaleReason", "learnedModelLoadSeconds")
+WORKERS_PERIOD_SECONDS = 15.0
+# The field's minimum period; an evaluation asked for earlier (a resync, an edit) waits this long at most.
+MIN_PERIOD_SECONDS = 5.0
 
-_readers: dict[str, PromReader] = {}
+Key = tuple[str, str, str]  # (kind, namespace, name)
 
 
-def reader(url: str) -> PromReader:
-    if url not in _readers:
-        _readers[url] = PromReader(url)
-    return _readers[url]
+@dataclass(frozen=True)
+class AutoscalerSettings:
+    """From the operator's environment (see the module docstring)."""
+
+    prometheus_url: str = "http://prometheus.monitoring:9090"
+    matchers: str = 'namespace="{namespace}",model_name="{model}"'
+    replica_label: str = "pod"
+    worker_matchers: str = 'namespace="{namespace}",agentfleet="{name}"'
+    load_prior_seconds: float = 300.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> AutoscalerSettings:
+        d = cls()
+        return cls(
+            prometheus_url=env.get("AGENTFLEET_PROMETHEUS_URL", d.prometheus_url),
+            matchers=env.get("AGENTFLEET_PROMETHEUS_MATCHERS", d.matchers),
+            replica_label=env.get("AGENTFLEET_PROMETHEUS_REPLICA_LABEL", d.replica_label),
+            worker_matchers=env.get("AGENTFLEET_WORKER_MATCHERS", d.worker_matchers),
+            load_prior_seconds=float(env.get("AGENTFLEET_MODEL_LOAD_SECONDS", d.load_prior_seconds)),
+        )
+
+
+@dataclass
+class AutoscaleState:
+    """What the autoscaler remembers of one object between evaluations (safe to lose: the learned
+    load time is kept in status)."""
+
+    last_eval: float = 0.0
+    policy: PolicyState | None = None  # a ModelReplicaSet's
+    workers: WorkerState | None = None  # an AgentFleet's
+    release: bool = False  # autoscaling was turned off: give back the status fields it owned
+
+
+@dataclass
+class ClusterReads:
+    """The autoscaler's reads besides Prometheus, replaceable in tests."""
+
+    kube: Kube
+
+    def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return self.kube.list("v1", "Pod", namespace, selector)
+
+    def capacity(self, namespace: str, name: str, spec: ModelReplicaSetSpec, extra: int) -> Capacity:
+        """How many of ``extra`` new replicas the placement planner could place now."""
+        inventory = inventory_from_k8s(self.kube.list("v1", "Node"), self.kube.list("v1", "Pod"), spec.gpu.resource_name, spec.placement.node_key)
+        existing = []
+        for mrs in self.kube.list(API_VERSION, MRS):
+            m = mrs.get("metadata") or {}
+            for p in (mrs.get("status") or {}).get("placements") or []:
+                a = assignment_from_status(m.get("namespace", "default"), m.get("name", ""), p)
+                if a is not None:
+                    existing.append(a)
+        d = demand_for(namespace, name, spec)
+        probes = [ReplicaRequest(replica_key(namespace, f"{name}-autoscale-probe-{i}"), d) for i in range(extra)]
+        result = plan(inventory, probes, existing)
+        return Capacity(placeable_extra=len(result.placed), message=result.unplaced[0].message if result.unplaced else "")
 
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _autoscaling_enabled(spec: dict[str, Any], **_: Any) -> bool:
-    return bool((spec.get("autoscaling") or {}).get("enabled"))
-
-
-def _workers_autoscaling(spec: dict[str, Any], **_: Any) -> bool:
-    return bool((spec.get("workers") or {}).get("autoscaling"))
-
-
-def _core() -> Any:
-    from kubernetes import client as k8s
-
-    return k8s.CoreV1Api()
-
-
-def _list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
-    api = _core()
-    pods = api.list_namespaced_pod(namespace, label_selector=selector)
-    return [api.api_client.sanitize_for_serialization(p) for p in pods.items]
-
-
-# Every AgentFleet's model references, from the watch this module already runs (track_agentfleet):
-# the task layer of each ModelReplicaSet evaluation reads them here instead of listing the
-# namespace's AgentFleets once per evaluation.
-_fleets: dict[tuple[str, str], dict[str, Any]] = {}
-
-
-def _list_agentfleets(namespace: str) -> list[dict[str, Any]]:
-    return [af for (ns, _), af in list(_fleets.items()) if ns == namespace]
-
-
-def task_layer(namespace: str, model: str, logger: Any, url: str = DEFAULT_URL) -> float | None:
-    """Tasks queued + in flight at the AgentFleets in ``namespace`` that call ModelReplicaSet
-    ``model``, read from their workers' metrics in the Prometheus at ``url`` (the series the
-    workers autoscaler reads). None - the policy then runs on the engine's metrics alone - when no fleet
-    uses the model, or any fleet's figures cannot be read."""
-    try:
-        names = fleets_using(_list_agentfleets(namespace), model)
-    except Exception as exc:  # noqa: BLE001 - the task layer is an extra signal, never a blocker
-        logger.warning(f"listing AgentFleets failed, scaling without the task layer: {exc}")
-        return None
-    prom = reader(url)
-    return task_demand([prom.worker_signals(WORKER_MATCHERS.format(namespace=namespace, name=n)) for n in names])
-
-
-def capacity_for(namespace: str, name: str, spec: ModelReplicaSetSpec, extra: int) -> Capacity:
-    """How many of ``extra`` new replicas the placement planner could place now."""
-    from kubernetes import client as k8s
-
-    api = _core()
-    nodes = [api.api_client.sanitize_for_serialization(n) for n in api.list_node().items]
-    pods = [api.api_client.sanitize_for_serialization(p) for p in api.list_pod_for_all_namespaces().items]
-    inventory = inventory_from_k8s(nodes, pods, spec.gpu.resource_name, spec.placement.node_key)
-    custom = k8s.CustomObjectsApi()
-    existing = []
-    for mrs in custom.list_cluster_custom_object(GROUP, VERSION, "modelreplicasets").get("items", []):
-        m = mrs.get("metadata") or {}
-        for p in (mrs.get("status") or {}).get("placements") or []:
-            a = assignment_from_status(m.get("namespace", "default"), m.get("name", ""), p)
-            if a is not None:
-                existing.append(a)
-    d = demand_for(namespace, name, spec)
-    probes = [ReplicaRequest(replica_key(namespace, f"{name}-autoscale-probe-{i}"), d) for i in range(extra)]
-    result = plan(inventory, probes, existing)
-    message = result.unplaced[0].message if result.unplaced else ""
-    return Capacity(placeable_extra=len(result.placed), message=message)
-
-
-def _conditions(old: list[dict[str, Any]], decision: Decision, generation: int) -> list[dict[str, Any]]:
+def merged_conditions(old: list[dict[str, Any]], decision: Decision, generation: int) -> list[dict[str, Any]]:
+    """The autoscaler's condition types after a decision (the one condition helper, per type)."""
     out = list(old)
     for c in decision.conditions:
         out = cond.set_condition(out, c.type, c.status, c.reason, c.message[:1024], generation)
+    return [c for c in out if c["type"] in AUTOSCALER_CONDITIONS]
+
+
+def scale_events(decision: Decision, old_conditions: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """(type, reason, message) to post: every change of count, and a Warning per change of the
+    cause it cannot scale (not one per period)."""
+    out = []
+    if decision.changed:
+        out.append(("Normal", "ScaledUp" if decision.desired > decision.current else "ScaledDown", decision.reason))
+    if decision.warning:
+        prev = cond.get_condition(old_conditions, METRICS_AVAILABLE)
+        if prev is None or prev.get("reason") != decision.warning or prev.get("status") != "False":
+            out.append(("Warning", decision.warning, decision.reason))
     return out
 
 
-def _emit(body: Any, decision: Decision, old_conditions: list[dict[str, Any]], post: Post | None = None) -> None:
-    post = post or kopf.event
-    if decision.changed:
-        post(body, type="Normal", reason="ScaledUp" if decision.desired > decision.current else "ScaledDown", message=decision.reason)
-    if decision.warning:
-        prev = cond.get_condition(old_conditions, "MetricsAvailable")
-        # One Warning per change of cause, not one per period.
-        if prev is None or prev.get("reason") != decision.warning or prev.get("status") != "False":
-            post(body, type="Warning", reason=decision.warning, message=decision.reason)
+class AutoscalerController(Controller[AutoscaleState]):
+    api_version, kind, name = API_VERSION, "Autoscaler", "autoscaler"
 
+    def __init__(
+        self,
+        kube: Kube,
+        events: EventRecorder | None = None,
+        *,
+        settings: AutoscalerSettings | None = None,
+        reads: ClusterReads | None = None,
+        readers: Callable[[str], Any] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        # One evaluation at a time is plenty: each is a few Prometheus queries every 15 s.
+        super().__init__(kube, events or EventRecorder(post_with_kube(kube)), workers=2, resync=CONFIG.resync_seconds, backoff=(MIN_PERIOD_SECONDS, 60.0))
+        self.settings = settings or AutoscalerSettings.from_env()
+        self.reads = reads or ClusterReads(kube)
+        self._readers: dict[str, PromReader] = {}
+        self.reader = readers or self._reader
+        self.clock = clock
+        # Every AgentFleet's model references, from the watch (track_agentfleet): the task layer of
+        # an evaluation reads them here instead of listing the namespace's AgentFleets each time.
+        self.fleets: dict[tuple[str, str], dict[str, Any]] = {}
 
-def evaluate_modelreplicaset(
-    body: Any,
-    spec: dict[str, Any],
-    status: dict[str, Any],
-    meta: dict[str, Any],
-    name: str,
-    namespace: str,
-    memo: Any,
-    patch: Any,
-    logger: Any,
-    post: Post | None = None,
-    **_: Any,
-) -> None:
-    now = time.time()
-    parsed = ModelReplicaSetSpec.model_validate(dict(spec))
-    a = parsed.autoscaling
-    last = getattr(memo, "autoscale_last_eval", 0.0)
-    if now - last < a.evaluation_period_seconds - 0.5:
-        return
-    memo.autoscale_last_eval = now
-    config = PolicyConfig.from_spec(a, initial_load_seconds=LOAD_PRIOR)
-    state: PolicyState = getattr(memo, "autoscale_state", None) or PolicyState.initial(config)
+    def _reader(self, url: str) -> PromReader:
+        if url not in self._readers:
+            self._readers[url] = PromReader(url)
+        return self._readers[url]
 
-    learned = status.get("learnedModelLoadSeconds")
-    if state.load_time.samples == 0 and learned:
-        # An operator restart keeps what the last one learned (status is the only memory it has).
-        state = replace(state, load_time=LoadTime(float(learned), samples=1))
-    pods = _list_pods(namespace, f"agentfleet.io/modelreplicaset={name}")
-    pf = fleet_from_pods(pods, now)
-    state = replace(state, load_time=state.load_time.observe(pf.load_seconds))
-    current = status.get("desiredReplicas")
-    if current is None:
-        current = len(pf.ready) + len(pf.starting) or parsed.replicas
-    fleet = FleetView(current=int(current), ready=pf.ready, starting=pf.starting, ready_ages=pf.ready_ages)
+    def new_state(self) -> AutoscaleState:
+        return AutoscaleState()
 
-    model = parsed.model.served_name or parsed.model.name
-    target = Target(MATCHERS.format(namespace=namespace, name=name, model=model), REPLICA_LABEL)
-    objectives = objectives_from_slo(a.goodput.ttft_milliseconds, a.goodput.time_per_output_token_milliseconds, a.goodput.e2e_latency_milliseconds)
-    obs = reader(a.prometheus_url or DEFAULT_URL).observe(target, objectives, a.window_seconds)
-    if obs.error is None:
-        obs = replace(obs, tasks=task_layer(namespace, name, logger, a.prometheus_url or DEFAULT_URL))
+    # --- what to evaluate (on the event loop, from the handlers) ---
 
-    out: Outcome = decide(config, state, fleet, obs)
-    if out.decision.desired > fleet.current:
-        # Only ask the planner when growing; a failure to read the cluster must not block scaling.
-        try:
-            capacity = capacity_for(namespace, name, parsed, out.decision.desired - len(pf.ready) - len(pf.starting))
-            out = decide(config, state, fleet, obs, capacity)
-        except Exception as exc:  # noqa: BLE001 - the API server hiccup is logged, the decision stands
-            logger.warning(f"capacity check failed, scaling without it: {exc}")
-    memo.autoscale_state = out.state
+    def track(self, kind: str, namespace: str, name: str, *, wanted: bool, deleted: bool) -> None:
+        key: Key = (kind, namespace, name)
+        if deleted:
+            self.forget(key)
+        elif wanted:
+            self.state(key).release = False
+            self.enqueue(key)
+        elif self.known_state(key) is not None and kind == MRS:
+            # Turned off: its status fields and conditions are released (an empty apply under its
+            # manager), so no stale ScalingActive stays.
+            self.state(key).release = True
+            self.enqueue(key)
 
-    d = out.decision
-    old_conditions = list(status.get("conditions") or [])
-    patch.status["desiredReplicas"] = d.desired
-    if d.recommendation is not None:
-        o = out.observed
-        patch.status["observed"] = {
-            "queueDepth": o.queue_depth,
-            "running": o.running,
-            "goodput": o.goodput,
-            "kvCacheUsage": o.kv_cache_usage,
-            "observedAt": _iso(obs.at),
-        }
-    if d.changed:
-        patch.status["lastScaleTime"] = _iso(now)
-        patch.status["lastScaleReason"] = d.reason
-    if out.state.load_time.samples:
-        patch.status["learnedModelLoadSeconds"] = round(out.state.load_time.seconds)
-    # Only the autoscaler's condition types: they are applied under its own field manager, and the
-    # ModelReplicaSet controller's types (Ready, Progressing, Degraded) are none of its business.
-    merged = _conditions(old_conditions, d, int(meta.get("generation") or 0))
-    patch.status["conditions"] = [c for c in merged if c["type"] in AUTOSCALER_CONDITIONS]
-    _emit(body, d, old_conditions, post)
-    logger.info(d.reason)
-
-
-def evaluate_workers(
-    body: Any,
-    spec: dict[str, Any],
-    status: dict[str, Any],
-    meta: dict[str, Any],
-    name: str,
-    namespace: str,
-    memo: Any,
-    patch: Any,
-    logger: Any,
-    post: Post | None = None,
-    **_: Any,
-) -> None:
-    now = time.time()
-    last = getattr(memo, "workers_last_eval", 0.0)
-    if now - last < 15.0 - 0.5:
-        return
-    memo.workers_last_eval = now
-    workers = Workers.model_validate(dict(spec.get("workers") or {}))
-    config = WorkerPolicyConfig.from_spec(workers)
-    state: WorkerState = getattr(memo, "workers_state", None) or WorkerState()
-    current = status.get("desiredWorkers")
-    current = int(current) if current is not None else workers.replicas
-    sig = reader(DEFAULT_URL).worker_signals(WORKER_MATCHERS.format(namespace=namespace, name=name))
-    d, memo.workers_state = decide_workers(config, state, current, sig)
-    old_conditions = list(status.get("conditions") or [])
-    patch.status["desiredWorkers"] = d.desired
-    # Queue figures are the AgentFleet controller's (read from the fleet's Redis); this manager
-    # applies only desiredWorkers and its own condition types (see af_status_apply).
-    patch.status["conditions"] = [c for c in _conditions(old_conditions, d, int(meta.get("generation") or 0)) if c["type"] in AUTOSCALER_CONDITIONS]
-    _emit(body, d, old_conditions, post)
-    logger.info(d.reason)
-
-
-# --- the loop -------------------------------------------------------------------------------------
-
-# What to evaluate, kept current by kopf events: (plural, namespace, name) -> kind.
-_targets: dict[tuple[str, str, str], str] = {}
-_memos: dict[tuple[str, str, str], SimpleNamespace] = {}
-_EVALUATORS = {"modelreplicasets": evaluate_modelreplicaset, "agentfleets": evaluate_workers}
-_task: asyncio.Task[None] | None = None
-
-
-# ModelReplicaSets whose autoscaling was just turned off: the autoscaler's status fields and
-# conditions are released (an empty apply under its manager), so no stale ScalingActive stays.
-_releases: set[tuple[str, str, str]] = set()
-
-
-def _track(plural: str, kind: str, wanted: bool, type_: str | None, namespace: str, name: str) -> None:
-    key = (plural, namespace, name)
-    if type_ == "DELETED" or not wanted:
-        if key in _targets and type_ != "DELETED" and plural == "modelreplicasets":
-            _releases.add(key)
-        _targets.pop(key, None)
-        _memos.pop(key, None)
-    else:
-        _releases.discard(key)
-        _targets[key] = kind
-
-
-def _release(kube: Kube, key: tuple[str, str, str]) -> None:
-    _, namespace, name = key
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelReplicaSet", "metadata": {"name": name, "namespace": namespace}, "status": {}}
-    try:
-        kube.apply_status(body, manager=AUTOSCALER_MANAGER)
-    except Exception as exc:  # noqa: BLE001 - gone already, or the API hiccuped: nothing to hold on to
-        log.info("%s/%s: releasing the autoscaler's status fields failed: %s", namespace, name, exc)
-
-
-@kopf.on.event(GROUP, VERSION, "modelreplicasets")
-async def track_modelreplicaset(type: str | None, spec: Any, namespace: str, name: str, **_: Any) -> None:
-    _track("modelreplicasets", "ModelReplicaSet", _autoscaling_enabled(dict(spec or {})), type, namespace, name)
-
-
-@kopf.on.event(GROUP, VERSION, "agentfleets")
-async def track_agentfleet(type: str | None, spec: Any, meta: Any, namespace: str, name: str, **_: Any) -> None:
-    _track("agentfleets", "AgentFleet", _workers_autoscaling(dict(spec or {})), type, namespace, name)
-    if type == "DELETED":
-        _fleets.pop((namespace, name), None)
-    else:
+    def track_fleet_refs(self, namespace: str, name: str, spec: Mapping[str, Any] | None, meta: Mapping[str, Any], *, deleted: bool) -> None:
+        if deleted:
+            self.fleets.pop((namespace, name), None)
+            return
         refs = {k: dict(spec[k]) for k in ("modelRef", "routineModelRef") if (spec or {}).get(k)}
-        _fleets[(namespace, name)] = {"metadata": {"name": name, "deletionTimestamp": meta.get("deletionTimestamp")}, "spec": refs}
+        self.fleets[(namespace, name)] = {"metadata": {"name": name, "deletionTimestamp": meta.get("deletionTimestamp")}, "spec": refs}
 
+    def fleets_in(self, namespace: str) -> list[dict[str, Any]]:
+        return [af for (ns, _), af in list(self.fleets.items()) if ns == namespace]
 
-def _evaluate(kube: Kube, key: tuple[str, str, str], kind: str) -> None:
-    plural, namespace, name = key
-    obj = kube.get(f"{GROUP}/{VERSION}", kind, name, namespace)
-    if obj is None or obj["metadata"].get("deletionTimestamp"):
-        return
-    patch = kopf.Patch()
-    memo = _memos.setdefault(key, SimpleNamespace())
+    # --- one evaluation ---
 
-    def post(body: Any, *, type: str, reason: str, message: str) -> None:
-        kube.event(body, type, reason, message)
+    def reconcile(self, key: Hashable, _: Any) -> Any:
+        kind, namespace, name = key  # type: ignore[misc]
+        state = self.state(key)
+        if state.release:
+            self.apply_status(kind, namespace, name, {})
+            return FORGET
+        obj = self.kube.get(API_VERSION, kind, name, namespace)
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            return None
+        period = self.period(kind, obj)
+        now = self.clock()
+        if now - state.last_eval < period - 0.5:
+            return max(MIN_PERIOD_SECONDS, period - (now - state.last_eval))
+        state.last_eval = now
+        written, posts = self.evaluate_modelreplicaset(obj, state, now) if kind == MRS else self.evaluate_workers(obj, state)
+        body = mrs_status_apply(obj, written) if kind == MRS else af_status_apply(obj, written)
+        self.kube.apply_status(body, manager=AUTOSCALER_MANAGER)
+        for type_, reason, message in posts:
+            self.events.event(obj, type_, reason, message, once=False)
+        return period
 
-    _EVALUATORS[plural](
-        body=obj,
-        spec=obj.get("spec") or {},
-        status=obj.get("status") or {},
-        meta=obj["metadata"],
-        name=name,
-        namespace=namespace,
-        memo=memo,
-        patch=patch,
-        logger=log,
-        post=post,
-    )
-    if not patch:
-        return
-    if plural == "modelreplicasets":
-        kube.apply_status(mrs_status_apply(obj, dict(patch.get("status") or {})), manager=AUTOSCALER_MANAGER)
-        return
-    if plural == "agentfleets":
-        kube.apply_status(af_status_apply(obj, dict(patch.get("status") or {})), manager=AUTOSCALER_MANAGER)
-        return
-    res = kube._resource(f"{GROUP}/{VERSION}", kind)
-    kube.dynamic.patch(res.status, body=dict(patch), name=name, namespace=namespace, content_type="application/merge-patch+json")
+    @staticmethod
+    def period(kind: str, obj: Mapping[str, Any]) -> float:
+        if kind == AF:
+            return WORKERS_PERIOD_SECONDS
+        return float(((obj.get("spec") or {}).get("autoscaling") or {}).get("evaluationPeriodSeconds") or 15)
+
+    def apply_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        body = {"apiVersion": API_VERSION, "kind": kind, "metadata": {"name": name, "namespace": namespace}, "status": status}
+        try:
+            self.kube.apply_status(body, manager=AUTOSCALER_MANAGER)
+        except Exception as exc:  # noqa: BLE001 - gone already, or the API hiccuped: nothing to hold on to
+            log.info("%s/%s: releasing the autoscaler's status fields failed: %s", namespace, name, exc)
+
+    def task_layer(self, namespace: str, model: str, url: str) -> float | None:
+        """Tasks queued + in flight at the AgentFleets in ``namespace`` that call ModelReplicaSet
+        ``model``, read from their workers' metrics in the Prometheus at ``url`` (the series the
+        workers autoscaler reads). None - the policy then runs on the engine's metrics alone - when
+        no fleet uses the model, or any fleet's figures cannot be read."""
+        try:
+            names = fleets_using(self.fleets_in(namespace), model)
+        except Exception as exc:  # noqa: BLE001 - the task layer is an extra signal, never a blocker
+            log.warning(f"listing AgentFleets failed, scaling without the task layer: {exc}")
+            return None
+        prom = self.reader(url)
+        return task_demand([prom.worker_signals(self.settings.worker_matchers.format(namespace=namespace, name=n)) for n in names])
+
+    def evaluate_modelreplicaset(self, obj: dict[str, Any], state: AutoscaleState, now: float) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+        """observe -> decide -> the status fields and Events it asks for."""
+        meta, status = obj["metadata"], obj.get("status") or {}
+        namespace, name = meta["namespace"], meta["name"]
+        parsed = ModelReplicaSetSpec.model_validate(dict(obj.get("spec") or {}))
+        a, cfg = parsed.autoscaling, self.settings
+        config = PolicyConfig.from_spec(a, initial_load_seconds=cfg.load_prior_seconds)
+        policy = state.policy or PolicyState.initial(config)
+        learned = status.get("learnedModelLoadSeconds")
+        if policy.load_time.samples == 0 and learned:
+            # An operator restart keeps what the last one learned (status is the only memory it has).
+            policy = replace(policy, load_time=LoadTime(float(learned), samples=1))
+        pf = fleet_from_pods(self.reads.pods(namespace, f"agentfleet.io/modelreplicaset={name}"), now)
+        policy = replace(policy, load_time=policy.load_time.observe(pf.load_seconds))
+        current = status.get("desiredReplicas")
+        if current is None:
+            current = len(pf.ready) + len(pf.starting) or parsed.replicas
+        fleet = FleetView(current=int(current), ready=pf.ready, starting=pf.starting, ready_ages=pf.ready_ages)
+        url = a.prometheus_url or cfg.prometheus_url
+        target = Target(cfg.matchers.format(namespace=namespace, name=name, model=parsed.model.served_name or parsed.model.name), cfg.replica_label)
+        objectives = objectives_from_slo(a.goodput.ttft_milliseconds, a.goodput.time_per_output_token_milliseconds, a.goodput.e2e_latency_milliseconds)
+        obs = self.reader(url).observe(target, objectives, a.window_seconds)
+        if obs.error is None:
+            obs = replace(obs, tasks=self.task_layer(namespace, name, url))
+        out: Outcome = decide(config, policy, fleet, obs)
+        if out.decision.desired > fleet.current:
+            # Only ask the planner when growing; a failure to read the cluster must not block scaling.
+            try:
+                out = decide(config, policy, fleet, obs, self.reads.capacity(namespace, name, parsed, out.decision.desired - len(pf.ready) - len(pf.starting)))
+            except Exception as exc:  # noqa: BLE001 - the API server hiccup is logged, the decision stands
+                log.warning(f"capacity check failed, scaling without it: {exc}")
+        state.policy = out.state
+        return self.mrs_fields(out, obs, now, int(meta.get("generation") or 0), list(status.get("conditions") or []))
+
+    @staticmethod
+    def mrs_fields(
+        out: Outcome, obs: Any, now: float, generation: int, old_conditions: list[dict[str, Any]]
+    ) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+        d = out.decision
+        written: dict[str, Any] = {"desiredReplicas": d.desired}
+        if d.recommendation is not None:
+            o = out.observed
+            written["observed"] = {
+                "queueDepth": o.queue_depth,
+                "running": o.running,
+                "goodput": o.goodput,
+                "kvCacheUsage": o.kv_cache_usage,
+                "observedAt": _iso(obs.at),
+            }
+        if d.changed:
+            written["lastScaleTime"] = _iso(now)
+            written["lastScaleReason"] = d.reason
+        if out.state.load_time.samples:
+            written["learnedModelLoadSeconds"] = round(out.state.load_time.seconds)
+        # Only the autoscaler's condition types: the ModelReplicaSet controller's (Ready,
+        # Progressing, Degraded) are none of its business.
+        written["conditions"] = merged_conditions(old_conditions, d, generation)
+        log.info(d.reason)
+        return written, scale_events(d, old_conditions)
+
+    def evaluate_workers(self, obj: dict[str, Any], state: AutoscaleState) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+        meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+        workers = Workers.model_validate(dict(spec.get("workers") or {}))
+        current = status.get("desiredWorkers")
+        current = int(current) if current is not None else workers.replicas
+        sig = self.reader(self.settings.prometheus_url).worker_signals(self.settings.worker_matchers.format(namespace=meta["namespace"], name=meta["name"]))
+        d, state.workers = decide_workers(WorkerPolicyConfig.from_spec(workers), state.workers or WorkerState(), current, sig)
+        old_conditions = list(status.get("conditions") or [])
+        # Queue figures are the AgentFleet controller's (read from the fleet's Redis); this manager
+        # applies only desiredWorkers and its own condition types (see af_status_apply).
+        written = {"desiredWorkers": d.desired, "conditions": merged_conditions(old_conditions, d, int(meta.get("generation") or 0))}
+        log.info(d.reason)
+        return written, scale_events(d, old_conditions)
 
 
 def mrs_status_apply(obj: dict[str, Any], written: dict[str, Any]) -> dict[str, Any]:
@@ -380,7 +353,7 @@ def mrs_status_apply(obj: dict[str, Any], written: dict[str, Any]) -> dict[str, 
     conds.update({c["type"]: c for c in written.get("conditions") or []})
     status["conditions"] = [conds[t] for t in sorted(conds)]
     meta = obj["metadata"]
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelReplicaSet", "metadata": {"name": meta["name"], "namespace": meta["namespace"]}, "status": status}
+    return {"apiVersion": API_VERSION, "kind": MRS, "metadata": {"name": meta["name"], "namespace": meta["namespace"]}, "status": status}
 
 
 def af_status_apply(obj: dict[str, Any], written: dict[str, Any]) -> dict[str, Any]:
@@ -395,30 +368,4 @@ def af_status_apply(obj: dict[str, Any], written: dict[str, Any]) -> dict[str, A
     if desired is not None:
         status["desiredWorkers"] = desired
     meta = obj["metadata"]
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "AgentFleet", "metadata": {"name": meta["name"], "namespace": meta["namespace"]}, "status": status}
-
-
-async def _loop() -> None:
-    kube = Kube(kube_client())
-    while True:
-        await asyncio.sleep(TICK_SECONDS)
-        for key in list(_releases):
-            _releases.discard(key)
-            await asyncio.to_thread(_release, kube, key)
-        for key, kind in list(_targets.items()):
-            try:
-                await asyncio.to_thread(_evaluate, kube, key, kind)
-            except Exception:  # noqa: BLE001 - one object's failure must not stop the others' scaling
-                log.exception("%s/%s: autoscaler evaluation failed", key[1], key[2])
-
-
-@kopf.on.startup()
-async def start_autoscaler(**_: Any) -> None:
-    global _task
-    _task = asyncio.create_task(_loop())
-
-
-@kopf.on.cleanup()
-async def stop_autoscaler(**_: Any) -> None:
-    if _task is not None:
-        _task.cancel()
+    return {"apiVersion": API_VERSION, "kind": AF, "metadata": {"name": meta["name"], "namespace": meta["namespace"]}, "status": status}

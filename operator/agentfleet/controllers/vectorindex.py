@@ -2,13 +2,14 @@
 
 Level-based: each pass recomputes everything from the spec and what exists (the Milvus object,
 the collection, the Jobs and their pods), so a pass can be repeated or skipped freely. Passes
-come from kopf events on VectorIndexes and their Jobs and pods, and from a periodic resync; a
-failing pass retries with backoff. No finalizer is added unless spec.deletionPolicy is Delete,
-and then deletion waits at most spec.deletionTimeoutSeconds for Milvus before it lets go.
+come from kopf events on VectorIndexes and their Jobs (agentfleet.handlers.vectorindex), and from
+the periodic resync; a failing pass retries with backoff. No finalizer is added unless
+spec.deletionPolicy is Delete, and then deletion waits at most spec.deletionTimeoutSeconds for
+Milvus before it lets go.
 
-The decisions live in pure modules: agentfleet.render.vectorindex (what the children are),
-agentfleet_contract.ingest_progress (how worker records add up); agentfleet_milvus does
-the collection calls.
+A pass: validate -> Milvus endpoint (managed or external) -> collection (agentfleet_milvus) ->
+ingestion Job and its progress (agentfleet.render.vectorindex, agentfleet_contract.ingest_progress)
+-> summary conditions -> status.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-import kopf
 from agentfleet_contract import ingest_progress as progress
-from agentfleet_contract.common import GROUP, VERSION
+from agentfleet_contract.common import API_VERSION
 from agentfleet_contract.conditions import DEGRADED, PROGRESSING, READY, set_condition
 from agentfleet_contract.vectorindex import VectorIndex
 from agentfleet_milvus import (
@@ -33,13 +34,15 @@ from agentfleet_milvus import (
     MilvusTarget,
     MilvusUnavailable,
 )
-from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 from pydantic import ValidationError
 
-from agentfleet.controllers.reconciler import Key, Reconciler, serve
-from agentfleet.controllers.settings import CONFIG, kube_client
-from agentfleet.kube import Kube
+from agentfleet.controllers.settings import CONFIG
+from agentfleet.kube import FIELD_MANAGER, Kube
+from agentfleet.reconcile.controller import Controller, Key
+from agentfleet.reconcile.errors import describe_validation_error
+from agentfleet.reconcile.events import EventRecorder, post_with_kube
+from agentfleet.reconcile.status import StatusWriter
 from agentfleet.render import vectorindex as render
 
 log = logging.getLogger("agentfleet.vectorindex")
@@ -53,8 +56,19 @@ BACKOFF_MIN, BACKOFF_MAX = 2.0, 120.0
 BUSY_RESYNC_SECONDS = 10.0
 
 
-class Retry(Exception):
+class MilvusNotReady(Exception):
     """The pass could not finish (Milvus unreachable, a Milvus still starting): try again later."""
+
+    def __init__(self, message: str, retry_after: float = 10.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class VectorIndexState:
+    """What the controller remembers of one VectorIndex between passes (safe to lose)."""
+
+    pruned: set[str] = field(default_factory=set)  # row tags whose earlier ingestions' rows were deleted
 
 
 def _b64(data: Mapping[str, str] | None, key: str) -> str:
@@ -62,12 +76,13 @@ def _b64(data: Mapping[str, str] | None, key: str) -> str:
     return base64.b64decode(raw).decode() if raw else ""
 
 
-class Pass:
+class VectorIndexPass:
     """One reconcile of one VectorIndex; collects status and Events, writes them once at the end."""
 
-    def __init__(self, kube: Kube, obj: dict[str, Any], reported: set[tuple[str, str, str]] | None = None) -> None:
+    def __init__(self, kube: Kube, events: EventRecorder, obj: dict[str, Any], state: VectorIndexState | None = None) -> None:
         self.kube = kube
-        self.reported = reported if reported is not None else set()
+        self.events = events
+        self.state = state or VectorIndexState()
         self.obj = obj
         meta = obj["metadata"]
         self.ns, self.name, self.generation = meta["namespace"], meta["name"], meta.get("generation", 0)
@@ -82,21 +97,13 @@ class Pass:
         self.conditions = set_condition(self.conditions, type_, ok, reason, message, self.generation)
 
     def event(self, type_: str, reason: str, message: str) -> None:
-        log.log(logging.WARNING if type_ == "Warning" else logging.INFO, "%s/%s %s: %s", self.ns, self.name, reason, message)
-        if (type_, reason, message) in self.reported:
-            return  # the same problem on every retry is one Event, not a flood
-        try:
-            self.kube.event(self.obj, type_, reason, message)
-            self.reported.add((type_, reason, message))
-        except ApiException as e:
-            log.debug("event not posted: %s", e)
+        self.events.event(self.obj, type_, reason, message)
 
     def write_status(self) -> None:
         self.status["conditions"] = self.conditions
         self.status["observedGeneration"] = self.generation
-        res = self.kube._resource(f"{GROUP}/{VERSION}", KIND)
         try:
-            self.kube.dynamic.patch(res.status, body={"status": self.status}, name=self.name, namespace=self.ns, content_type="application/merge-patch+json")
+            StatusWriter(self.kube, API_VERSION, KIND, FIELD_MANAGER).patch(self.ns, self.name, self.status)
         except NotFoundError:
             pass  # deleted during the pass
 
@@ -108,7 +115,7 @@ class Pass:
             vi = VectorIndex.model_validate(self.obj)
         except ValidationError as e:
             # The schema refuses what it can; this catches what only the operator's models know.
-            msg = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+            msg = describe_validation_error(e)
             self.status["phase"] = "Failed"
             self.condition(READY, False, "InvalidSpec", msg)
             self.event("Warning", "InvalidSpec", msg)
@@ -129,14 +136,14 @@ class Pass:
             self.condition(READY, False, "MilvusUnavailable", f"cannot reach Milvus at {self.status.get('endpoint')}: {e}")
             self.event("Warning", "MilvusUnavailable", str(e))
             self.write_status()
-            raise Retry(str(e)) from e
+            raise MilvusNotReady(str(e)) from e
         except MilvusError as e:
             self.status["phase"] = "Degraded"
             self.condition(DEGRADED, True, "MilvusRequestFailed", str(e))
             self.condition(READY, False, "MilvusRequestFailed", str(e))
             self.event("Warning", "MilvusRequestFailed", str(e))
             self.write_status()
-            raise Retry(str(e)) from e
+            raise MilvusNotReady(str(e)) from e
         self.summarise(vi)
         self.write_status()
         return BUSY_RESYNC_SECONDS if self.busy else None
@@ -155,7 +162,7 @@ class Pass:
             self.condition(READY, False, "MilvusOperatorMissing", msg)
             self.event("Warning", "MilvusOperatorMissing", msg)
             self.write_status()
-            raise Retry(msg) from None
+            raise MilvusNotReady(msg) from None
         live = self.kube.get(wanted["apiVersion"], wanted["kind"], wanted["metadata"]["name"], self.ns)
         ready, why = render.milvus_ready(live)
         uri = render.milvus_uri(live)
@@ -276,8 +283,7 @@ class Pass:
         """Once an ingestion has finished, delete the rows earlier ingestions wrote: chunks of
         documents since removed or changed, and chunks cut or embedded under another spec.
         Not while documents failed: their old chunks are all the index has of them."""
-        marker = ("Pruned", tag, "")
-        if marker in self.reported:
+        if tag in self.state.pruned:
             return
         if failed:
             self.event(
@@ -288,7 +294,7 @@ class Pass:
             return
         manager = CollectionManager.connect(self.target(vi, uri), CollectionSpec.from_vectorindex(vi.spec))
         manager.prune_revisions(keep=tag)
-        self.reported.add(marker)
+        self.state.pruned.add(tag)
         self.event("Normal", "StaleChunksPruned", f"deleted the rows of earlier ingestions (any metadata.revision other than {tag})")
 
     def summarise(self, vi: VectorIndex) -> None:
@@ -320,63 +326,50 @@ def _termination(pod: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
-# --- the work loop -------------------------------------------------------------------------------
+# --- the controller ------------------------------------------------------------------------------
 
 
-class Controller(Reconciler):
-    api_version, kind = f"{GROUP}/{VERSION}", KIND
+class VectorIndexController(Controller[VectorIndexState]):
+    api_version, kind, name = API_VERSION, KIND, "vectorindex"
 
-    def __init__(self) -> None:
-        # Retry is an expected wait (Milvus unreachable, a Job still running): no traceback.
-        super().__init__(backoff=(BACKOFF_MIN, BACKOFF_MAX), quiet=(Retry,))
+    def __init__(self, kube: Kube, events: EventRecorder | None = None, *, workers: int = 4) -> None:
+        # MilvusNotReady is an expected wait (Milvus unreachable, still starting): no traceback.
+        super().__init__(
+            kube,
+            events or EventRecorder(post_with_kube(kube)),
+            workers=workers,
+            resync=CONFIG.resync_seconds,
+            backoff=(BACKOFF_MIN, BACKOFF_MAX),
+            quiet=(MilvusNotReady,),
+        )
 
-    def reconcile_object(self, key: Key, obj: dict[str, Any]) -> float | None:
-        return Pass(self.kube, obj, self.reported.setdefault(key, set())).run()
+    def new_state(self) -> VectorIndexState:
+        return VectorIndexState()
 
+    def reconcile(self, key: Key, _: Any) -> float | None:
+        obj = self.fetch(key)
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            return None
+        return VectorIndexPass(self.kube, self.events, obj, self.state(key)).run()
 
-_serving = serve(Controller, "vectorindex")
-
-
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def vectorindex_event(type: str | None, namespace: str, name: str, **_: Any) -> None:
-    if _serving.controller is None:
-        return
-    key = (namespace, name)
-    if type == "DELETED":
-        _serving.controller.forget(key)
-        return
-    _serving.controller.enqueue(key)
-
-
-@kopf.on.event("batch", "v1", "jobs", labels={render.VECTORINDEX_LABEL: kopf.PRESENT})
-async def ingestion_job_event(namespace: str, labels: Mapping[str, str], **_: Any) -> None:
-    if _serving.controller is not None:
-        _serving.controller.enqueue((namespace, labels[render.VECTORINDEX_LABEL]))
-
-
-def _deletes_collection(spec: Mapping[str, Any], **_: Any) -> bool:
-    return spec.get("deletionPolicy") == "Delete"
-
-
-@kopf.on.delete(GROUP, VERSION, PLURAL, when=_deletes_collection, id="drop-collection")
-def drop_collection(body: kopf.Body, meta: kopf.Meta, retry: int, runtime: Any, logger: logging.Logger, **_: Any) -> None:
-    """deletionPolicy Delete: drop the collection; a Milvus that stays unreachable never blocks deletion."""
-    vi = VectorIndex.model_validate(dict(body))
-    deadline = vi.spec.deletion_timeout_seconds
-    kube = Kube(kube_client())
-    uri = vi.spec.milvus.uri
-    if vi.spec.milvus.managed is not None:
-        # The managed Milvus goes with the VectorIndex (ownerReference, deletionPolicy Delete on it).
-        return
-    try:
-        p = Pass(kube, dict(body))
-        manager = CollectionManager.connect(p.target(vi, uri), CollectionSpec.from_vectorindex(vi.spec))
-        if manager.drop():
-            p.event("Normal", "CollectionDropped", f"dropped collection {vi.spec.collection}")
-    except MilvusError as e:
-        elapsed = runtime.total_seconds()
-        if elapsed < deadline:
-            raise kopf.TemporaryError(f"cannot drop {vi.spec.collection} yet: {e}", delay=min(30, max(2, deadline / 10))) from e
-        msg = f"gave up dropping collection {vi.spec.collection} after {int(elapsed)}s (spec.deletionTimeoutSeconds): {e}; drop it by hand"
-        logger.warning(msg)
-        Pass(kube, dict(body)).event("Warning", "CollectionNotDropped", msg)
+    def drop_collection(self, obj: dict[str, Any], elapsed: float) -> None:
+        """deletionPolicy Delete: drop the collection. Raises MilvusNotReady while Milvus does not
+        answer and spec.deletionTimeoutSeconds has not passed; after that, lets go with a Warning:
+        a Milvus that stays unreachable never blocks deletion."""
+        vi = VectorIndex.model_validate(obj)
+        if vi.spec.milvus.managed is not None:
+            return  # the managed Milvus goes with the VectorIndex (ownerReference, deletionPolicy Delete on it)
+        p = VectorIndexPass(self.kube, self.events, obj)
+        try:
+            manager = CollectionManager.connect(p.target(vi, vi.spec.milvus.uri), CollectionSpec.from_vectorindex(vi.spec))
+            if manager.drop():
+                p.event("Normal", "CollectionDropped", f"dropped collection {vi.spec.collection}")
+        except MilvusError as e:
+            if elapsed < vi.spec.deletion_timeout_seconds:
+                delay = min(30.0, max(2.0, vi.spec.deletion_timeout_seconds / 10))
+                raise MilvusNotReady(f"cannot drop {vi.spec.collection} yet: {e}", retry_after=delay) from e
+            p.event(
+                "Warning",
+                "CollectionNotDropped",
+                f"gave up dropping collection {vi.spec.collection} after {int(elapsed)}s (spec.deletionTimeoutSeconds): {e}; drop it by hand",
+            )

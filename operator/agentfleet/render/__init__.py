@@ -13,7 +13,6 @@ from agentfleet.render.modelreplicaset import (
     gang_service_name,
     multi_node_backend,
     object_key,
-    owner_reference,
     pod_name,
     render_all,
     render_pdb,
@@ -41,7 +40,7 @@ __all__ = [
     "gang_service_name",
     "multi_node_backend",
     "object_key",
-    "owner_reference",
+
     "pod_name",
     "render_all",
     "render_pdb",

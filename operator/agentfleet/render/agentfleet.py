@@ -32,6 +32,8 @@ import yaml
 from agentfleet_contract.agentfleet import AgentFleet, AgentFleetSpec
 from agentfleet_contract.runtime_config import PodLayout
 
+from agentfleet.render.common import RenderError, child_meta
+
 FLEET_LABEL = "agentfleet.io/agentfleet"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 CONFIG_HASH_ANNOTATION = "agentfleet.io/config-hash"
@@ -67,10 +69,6 @@ CHARS_PER_TOKEN = 4.0
 # Same protocol text the runtime adds when tools are described in the prompt (prompt.TEXT_PROTOCOL).
 TOOL_PROTOCOL_TOKENS = 80
 DEFAULT_MAX_OUTPUT_TOKENS = 1024  # runtime ModelEndpoint.max_output_tokens
-
-
-class RenderError(ValueError):
-    """The AgentFleet cannot be rendered (missing metadata)."""
 
 
 # --- Names and labels -------------------------------------------------------------------------
@@ -141,19 +139,9 @@ def _fleet(af: AgentFleet) -> tuple[str, str]:
     return meta["name"], meta["namespace"]
 
 
-def owner_reference(af: AgentFleet) -> dict[str, Any]:
-    meta = af.metadata or {}
-    if not meta.get("name") or not meta.get("uid"):
-        raise RenderError("the AgentFleet needs metadata.name and metadata.uid to own children")
-    return {"apiVersion": af.api_version, "kind": "AgentFleet", "name": meta["name"], "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}
-
-
 def _meta(af: AgentFleet, name: str, component: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
     fleet, ns = _fleet(af)
-    meta: dict[str, Any] = {"name": name, "namespace": ns, "labels": labels(fleet, component), "ownerReferences": [owner_reference(af)]}
-    if annotations:
-        meta["annotations"] = annotations
-    return meta
+    return child_meta(af, name, labels(fleet, component), annotations, namespace=ns)
 
 
 # --- Resolved references ------------------------------------------------------------------------

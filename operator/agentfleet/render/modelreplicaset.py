@@ -31,11 +31,11 @@ import shlex
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Literal
 
-from agentfleet_contract.common import API_VERSION
 from agentfleet_contract.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec
 
 from agentfleet.capacity import format_quantity, parse_quantity
 from agentfleet.placement import GPU_PRODUCT_LABEL, MODELREPLICASET_LABEL, REPLICA_LABEL, Assignment, Toleration
+from agentfleet.render.common import RenderError, child_meta
 
 ROLE_LABEL = "agentfleet.io/role"
 SERVING_LABEL = "agentfleet.io/serving"  # "false" takes a draining replica out of every Service
@@ -62,10 +62,6 @@ PRE_STOP_SLEEP_SECONDS = 15
 TERMINATION_GRACE_SECONDS = 60
 
 Backend = Literal["ray", "mp"]
-
-
-class RenderError(ValueError):
-    """The ModelReplicaSet cannot be rendered (names too long for Kubernetes, missing metadata)."""
 
 
 # --- Names and labels ------------------------------------------------------------------------
@@ -142,30 +138,8 @@ def spec_hash(spec: ModelReplicaSetSpec) -> str:
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def owner_reference(mrs: ModelReplicaSet) -> dict[str, Any]:
-    meta = mrs.metadata or {}
-    if not meta.get("name") or not meta.get("uid"):
-        raise RenderError("the ModelReplicaSet needs metadata.name and metadata.uid to own children")
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "ModelReplicaSet",
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
 def _meta(mrs: ModelReplicaSet, name: str, labels: dict[str, str], annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {
-        "name": name,
-        "namespace": mrs.metadata.get("namespace", "default"),
-        "labels": labels,
-    }
-    if annotations:
-        meta["annotations"] = annotations
-    meta["ownerReferences"] = [owner_reference(mrs)]
-    return meta
+    return child_meta(mrs, name, labels, annotations, namespace=mrs.metadata.get("namespace", "default"))
 
 
 def _name(mrs: ModelReplicaSet) -> str:

@@ -32,10 +32,10 @@ import posixpath
 import re
 from typing import Any
 
-from agentfleet_contract.common import API_VERSION
 from agentfleet_contract.vectorindex import VectorIndex, VectorIndexSpec
 
 from agentfleet.capacity import parse_quantity
+from agentfleet.render.common import RenderError, child_meta
 
 VECTORINDEX_LABEL = "agentfleet.io/vectorindex"
 INGESTION_KEY_LABEL = "agentfleet.io/ingestion-key"
@@ -71,10 +71,6 @@ INDEX_MEMORY_FACTOR = {"HNSW": 1.3, "AUTOINDEX": 1.3, "FLAT": 1.0, "IVF_FLAT": 1
 SCALAR_BYTES_PER_ROW = 1536  # chunk text (~256 tokens), source, metadata JSON, id
 
 
-class RenderError(ValueError):
-    """The VectorIndex cannot be rendered (missing metadata, a path escaping its volume)."""
-
-
 # --- Names, labels, hashes ----------------------------------------------------------------------
 
 
@@ -93,13 +89,6 @@ def _meta_name(vi: VectorIndex) -> str:
     return name
 
 
-def owner_reference(vi: VectorIndex) -> dict[str, Any]:
-    meta = vi.metadata or {}
-    if not meta.get("name") or not meta.get("uid"):
-        raise RenderError("the VectorIndex needs metadata.name and metadata.uid to own children")
-    return {"apiVersion": API_VERSION, "kind": "VectorIndex", "name": meta["name"], "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}
-
-
 def common_labels(vi_name: str, component: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "agentfleet-vectorindex",
@@ -111,12 +100,7 @@ def common_labels(vi_name: str, component: str) -> dict[str, str]:
 
 
 def _meta(vi: VectorIndex, name: str, labels: dict[str, str], annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "labels": labels, "ownerReferences": [owner_reference(vi)]}
-    if ns := (vi.metadata or {}).get("namespace"):
-        meta["namespace"] = ns
-    if annotations:
-        meta["annotations"] = annotations
-    return meta
+    return child_meta(vi, name, labels, annotations)
 
 
 def source_revision(spec: VectorIndexSpec, observed: str | None = None) -> str:

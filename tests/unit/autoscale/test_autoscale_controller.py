@@ -1,12 +1,11 @@
-"""The kopf timer's wiring: what it patches into status and which Events it emits (no cluster)."""
+"""The autoscaler's evaluations: what they write into status and which Events they post (no cluster)."""
 
 from __future__ import annotations
 
-import asyncio
-import types
+import logging
+import time
 from typing import Any
 
-import kopf
 import pytest
 from agentfleet_contract.modelreplicaset import ModelReplicaSetStatus
 
@@ -14,6 +13,8 @@ from agentfleet.autoscale.goodput import Goodput
 from agentfleet.autoscale.policy import Capacity, Observation, ReplicaSample
 from agentfleet.autoscale.workers import WorkerSignals, fleets_using
 from agentfleet.controllers import autoscaler
+from agentfleet.controllers.autoscaler import AutoscalerController, AutoscaleState
+from agentfleet.reconcile.events import EventRecorder
 
 SPEC: dict[str, Any] = {
     "model": {"name": "meta-llama/Llama-3.1-70B-Instruct", "servedName": "llama-70b"},
@@ -38,36 +39,51 @@ class FakeReader:
         return self.obs
 
 
-@pytest.fixture
-def events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
-    got: list[tuple[str, str, str]] = []
-    monkeypatch.setattr(kopf, "event", lambda body, *, type, reason, message: got.append((type, reason, message)))
-    monkeypatch.setattr(autoscaler, "_list_pods", lambda ns, sel: [ready_pod("llama-0"), ready_pod("llama-1"), ready_pod("llama-2")])
-    monkeypatch.setattr(autoscaler, "capacity_for", lambda *a: Capacity(placeable_extra=10))
-    monkeypatch.setattr(autoscaler, "_list_agentfleets", lambda ns: [])
-    return got
+class FakeReads:
+    """The cluster reads besides Prometheus: three ready replicas, room for ten more."""
+
+    def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return [ready_pod("llama-0"), ready_pod("llama-1"), ready_pod("llama-2")]
+
+    def capacity(self, *_: Any) -> Capacity:
+        return Capacity(placeable_extra=10)
 
 
-def run(monkeypatch: pytest.MonkeyPatch, obs: Observation, status: dict[str, Any], memo: Any = None) -> tuple[kopf.Patch, Any]:
+class FakeKube:
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj = obj
+        self.applied: list[tuple[dict[str, Any], str]] = []
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+        return self.obj
+
+    def apply_status(self, obj: dict[str, Any], *, manager: str) -> dict[str, Any]:
+        self.applied.append((obj, manager))
+        return obj
+
+
+def controller(reader: Any, kube: Any = None, posted: list | None = None) -> AutoscalerController:
+    post = (lambda obj, type_, reason, message: posted.append((type_, reason, message))) if posted is not None else (lambda *a: None)
+    return AutoscalerController(kube, EventRecorder(post), reads=FakeReads(), readers=lambda url: reader)  # type: ignore[arg-type]
+
+
+def mrs_obj(status: dict[str, Any], generation: int = 2) -> dict[str, Any]:
+    return {"metadata": {"name": "llama", "namespace": "team-a", "generation": generation}, "spec": SPEC, "status": status}
+
+
+def run(obs: Observation, status: dict[str, Any], state: AutoscaleState | None = None) -> tuple[dict[str, Any], list, AutoscaleState]:
     reader = FakeReader(obs)
-    monkeypatch.setattr(autoscaler, "reader", lambda url: reader)
-    patch = kopf.Patch()
-    memo = memo or types.SimpleNamespace()
-    logger = types.SimpleNamespace(info=lambda *a: None, warning=lambda *a: None)
-    autoscaler.evaluate_modelreplicaset(
-        body={}, spec=SPEC, status=status, meta={"generation": 2}, name="llama", namespace="team-a", memo=memo, patch=patch, logger=logger
-    )
+    state = state or AutoscaleState()
+    written, posts = controller(reader).evaluate_modelreplicaset(mrs_obj(status), state, time.time())
     assert reader.calls and reader.calls[0][0].matchers == 'namespace="team-a",model_name="llama-70b"'
-    return patch, memo
+    return written, posts, state
 
 
-def test_scale_up_patches_status_only_and_emits_an_event(monkeypatch: pytest.MonkeyPatch, events: list[tuple[str, str, str]]) -> None:
-    import time
-
+def test_scale_up_writes_status_only_and_emits_an_event() -> None:
     samples = tuple(ReplicaSample(f"llama-{i}", 41 / 3, 10.0, 0.4) for i in range(3))
-    patch, _ = run(monkeypatch, Observation(at=time.time(), samples=samples, goodput=Goodput(0.81, 300, (), ())), {"desiredReplicas": 3})
-    assert set(patch) == {"status"}  # never spec: GitOps owns it
-    st = patch["status"]
+    st, events, _ = run(Observation(at=time.time(), samples=samples, goodput=Goodput(0.81, 300, (), ())), {"desiredReplicas": 3})
+    body = autoscaler.mrs_status_apply(mrs_obj({"desiredReplicas": 3}), st)
+    assert set(body) == {"apiVersion", "kind", "metadata", "status"}  # never spec: GitOps owns it
     assert st["desiredReplicas"] == 6
     assert st["lastScaleReason"].startswith("3 -> 6: 41 waiting > 3 x 8 target; goodput 0.81 < 0.95")
     assert st["observed"]["queueDepth"] == 41
@@ -79,47 +95,49 @@ def test_scale_up_patches_status_only_and_emits_an_event(monkeypatch: pytest.Mon
     assert events == [("Normal", "ScaledUp", st["lastScaleReason"])]
 
 
-def test_prometheus_down_holds_and_warns_once(monkeypatch: pytest.MonkeyPatch, events: list[tuple[str, str, str]]) -> None:
-    import time
-
+def test_prometheus_down_holds_and_warns_once() -> None:
     obs = Observation(at=time.time(), error="ConnectionError: refused")
-    patch, memo = run(monkeypatch, obs, {"desiredReplicas": 3})
-    st = patch["status"]
+    st, events, state = run(obs, {"desiredReplicas": 3})
     assert st["desiredReplicas"] == 3 and "lastScaleTime" not in st and "observed" not in st
     m = next(c for c in st["conditions"] if c["type"] == "MetricsAvailable")
     assert m["status"] == "False" and m["reason"] == "PrometheusUnavailable"
     assert [e[:2] for e in events] == [("Warning", "PrometheusUnavailable")]
-    # Next period (gate passed by rewinding the memo): same cause, no second Warning.
-    memo.autoscale_last_eval = 0.0
-    run(monkeypatch, obs, {"desiredReplicas": 3, "conditions": st["conditions"]}, memo)
-    assert len(events) == 1
+    # Next period: same cause, no second Warning.
+    _, again, _ = run(obs, {"desiredReplicas": 3, "conditions": st["conditions"]}, state)
+    assert again == []
 
 
-def test_the_period_gate_skips_early_ticks(monkeypatch: pytest.MonkeyPatch, events: list[tuple[str, str, str]]) -> None:
-    import time
-
-    memo = types.SimpleNamespace(autoscale_last_eval=time.time())
+def test_the_period_gate_skips_early_ticks() -> None:
     reader = FakeReader(Observation(at=time.time()))
-    monkeypatch.setattr(autoscaler, "reader", lambda url: reader)
-    patch = kopf.Patch()
-    logger = types.SimpleNamespace(info=lambda *a: None, warning=lambda *a: None)
-    autoscaler.evaluate_modelreplicaset(body={}, spec=SPEC, status={}, meta={}, name="llama", namespace="team-a", memo=memo, patch=patch, logger=logger)
-    assert not reader.calls and not patch
+    kube = FakeKube(mrs_obj({}))
+    ctl = controller(reader, kube)
+    key = ("ModelReplicaSet", "team-a", "llama")
+    ctl.state(key).last_eval = time.time()
+    wait = ctl.reconcile(key, None)
+    assert not reader.calls and not kube.applied
+    assert 5.0 <= wait <= 15.0  # evaluationPeriodSeconds 15, just evaluated
 
 
-def test_learned_load_time_is_written_and_survives_a_restart(monkeypatch: pytest.MonkeyPatch, events: list[tuple[str, str, str]]) -> None:
-    import time
+def test_an_evaluation_applies_under_the_autoscaler_manager_and_comes_back_after_its_period() -> None:
+    samples = tuple(ReplicaSample(f"llama-{i}", 1.0, 2.0, 0.1) for i in range(3))
+    kube, posted = FakeKube(mrs_obj({"desiredReplicas": 3})), []
+    ctl = controller(FakeReader(Observation(at=time.time(), samples=samples)), kube, posted)
+    assert ctl.reconcile(("ModelReplicaSet", "team-a", "llama"), None) == 15.0
+    (body, manager), = kube.applied
+    assert manager == "agentfleet-autoscaler" and body["status"]["desiredReplicas"] == 3 and posted == []
 
+
+def test_learned_load_time_is_written_and_survives_a_restart() -> None:
     samples = tuple(ReplicaSample(f"llama-{i}", 1.0, 2.0, 0.1) for i in range(3))
     obs = Observation(at=time.time(), samples=samples)
     # ready_pod(): created 00:00:00, Ready at 00:03:00 -> 180 s of model load.
-    patch, _ = run(monkeypatch, obs, {"desiredReplicas": 3})
-    assert patch["status"]["learnedModelLoadSeconds"] == 180
+    st, _, _ = run(obs, {"desiredReplicas": 3})
+    assert st["learnedModelLoadSeconds"] == 180
     # A fresh memo (operator restart) starts from status, not from the 300 s prior; the pods
     # it sees again move the average by alpha only.
-    patch, memo = run(monkeypatch, obs, {"desiredReplicas": 3, "learnedModelLoadSeconds": 100})
-    assert memo.autoscale_state.load_time.samples > 1
-    assert 100 < patch["status"]["learnedModelLoadSeconds"] < 180
+    st, _, state = run(obs, {"desiredReplicas": 3, "learnedModelLoadSeconds": 100})
+    assert state.policy is not None and state.policy.load_time.samples > 1
+    assert 100 < st["learnedModelLoadSeconds"] < 180
 
 
 def test_status_apply_carries_own_fields_and_only_own_conditions() -> None:
@@ -160,15 +178,12 @@ class TaskReader(FakeReader):
         return self.signals[matchers]
 
 
-def test_the_task_layer_of_the_agentfleets_using_the_model_reaches_the_policy(monkeypatch: pytest.MonkeyPatch, events: list[tuple[str, str, str]]) -> None:
-    fleets = [
-        {"metadata": {"name": "support"}, "spec": {"modelRef": {"name": "llama"}}},
-        {"metadata": {"name": "other"}, "spec": {"modelRef": {"name": "mistral"}}},
-    ]
-    monkeypatch.setattr(autoscaler, "_list_agentfleets", lambda ns: fleets if ns == "team-a" else [])
+def test_the_task_layer_of_the_agentfleets_using_the_model_reaches_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     obs = Observation(at=1000.0, samples=samples3(), goodput=None)
     reader = TaskReader(obs, {'namespace="team-a",agentfleet="support"': WorkerSignals(1000.0, 5.0, 19.0)})
-    monkeypatch.setattr(autoscaler, "reader", lambda url: reader)
+    ctl = controller(reader)
+    ctl.track_fleet_refs("team-a", "support", {"modelRef": {"name": "llama"}}, {}, deleted=False)
+    ctl.track_fleet_refs("team-a", "other", {"modelRef": {"name": "mistral"}}, {}, deleted=False)
     seen: list[Observation] = []
     real = autoscaler.decide
 
@@ -177,22 +192,20 @@ def test_the_task_layer_of_the_agentfleets_using_the_model_reaches_the_policy(mo
         return real(config, state, fleet, o, capacity)
 
     monkeypatch.setattr(autoscaler, "decide", spy)
-    logger = types.SimpleNamespace(info=lambda *a: None, warning=lambda *a: None)
-    autoscaler.evaluate_modelreplicaset(
-        body={}, spec=SPEC, status={}, meta={"generation": 1}, name="llama", namespace="team-a", memo=types.SimpleNamespace(), patch=kopf.Patch(), logger=logger
-    )
+    ctl.evaluate_modelreplicaset(mrs_obj({}, generation=1), AutoscaleState(), time.time())
     assert reader.asked == ['namespace="team-a",agentfleet="support"']
     assert seen and seen[0].tasks == 24.0
 
 
-def test_listing_agentfleets_failing_leaves_the_task_layer_out(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_listing_agentfleets_failing_leaves_the_task_layer_out(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     def boom(ns: str) -> list[dict[str, Any]]:
         raise RuntimeError("API server unreachable")
 
-    warned: list[str] = []
-    monkeypatch.setattr(autoscaler, "_list_agentfleets", boom)
-    assert autoscaler.task_layer("team-a", "llama", types.SimpleNamespace(warning=warned.append)) is None
-    assert warned and "without the task layer" in warned[0]
+    ctl = controller(FakeReader(Observation(at=time.time())))
+    monkeypatch.setattr(ctl, "fleets_in", boom)
+    with caplog.at_level(logging.WARNING, logger="agentfleet.autoscaler"):
+        assert ctl.task_layer("team-a", "llama", "http://prom") is None
+    assert "without the task layer" in caplog.text
 
 
 def samples3() -> tuple[ReplicaSample, ...]:
@@ -202,24 +215,22 @@ def samples3() -> tuple[ReplicaSample, ...]:
 def test_the_agentfleets_of_a_namespace_come_from_the_watch() -> None:
     """The task layer lists no AgentFleets per evaluation: their model references are kept from
     the watch events, and a deleted fleet leaves them."""
+    ctl = controller(None)
     spec = {"modelRef": {"name": "llama"}, "routineModelRef": {"name": "small"}, "workers": {"replicas": 2}}
-    asyncio.run(autoscaler.track_agentfleet(type="ADDED", spec=spec, meta={}, namespace="team-b", name="support"))
-    asyncio.run(autoscaler.track_agentfleet(type="ADDED", spec={"modelRef": {"name": "llama"}}, meta={}, namespace="team-c", name="other"))
-    assert fleets_using(autoscaler._list_agentfleets("team-b"), "llama") == ["support"]
-    assert fleets_using(autoscaler._list_agentfleets("team-b"), "small") == ["support"]
-    asyncio.run(autoscaler.track_agentfleet(type="DELETED", spec=spec, meta={}, namespace="team-b", name="support"))
-    assert autoscaler._list_agentfleets("team-b") == []
-    asyncio.run(autoscaler.track_agentfleet(type="DELETED", spec={}, meta={}, namespace="team-c", name="other"))
+    ctl.track_fleet_refs("team-b", "support", spec, {}, deleted=False)
+    ctl.track_fleet_refs("team-c", "other", {"modelRef": {"name": "llama"}}, {}, deleted=False)
+    assert fleets_using(ctl.fleets_in("team-b"), "llama") == ["support"]
+    assert fleets_using(ctl.fleets_in("team-b"), "small") == ["support"]
+    ctl.track_fleet_refs("team-b", "support", spec, {}, deleted=True)
+    assert ctl.fleets_in("team-b") == []
 
 
 def test_a_cancelled_burst_order_is_a_warning_next_to_the_scale_down() -> None:
     from agentfleet.autoscale.common import ConditionUpdate, Decision
 
-    got: list[tuple[str, str, str]] = []
     reason = "10 -> 4: ...; cancelling 6 replicas still loading; the burst ended before the replicas ordered for it loaded"
     d = Decision(
         10, 4, 4, reason, (ConditionUpdate("MetricsAvailable", True, "MetricsRead", "4 of 4 replicas reporting"),), warning="BurstShorterThanModelLoad"
     )
     metrics_ok = [{"type": "MetricsAvailable", "status": "True", "reason": "MetricsRead"}]
-    autoscaler._emit({}, d, metrics_ok, post=lambda body, *, type, reason, message: got.append((type, reason, message)))
-    assert got == [("Normal", "ScaledDown", reason), ("Warning", "BurstShorterThanModelLoad", reason)]
+    assert autoscaler.scale_events(d, metrics_ok) == [("Normal", "ScaledDown", reason), ("Warning", "BurstShorterThanModelLoad", reason)]

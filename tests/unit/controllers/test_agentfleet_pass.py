@@ -15,21 +15,9 @@ from agentfleet_contract.fleet_stats import FleetStats
 from kubernetes.dynamic.exceptions import ConflictError
 
 from agentfleet.controllers import agentfleet as ctl
+from agentfleet.reconcile.events import EventRecorder, post_with_kube
 
 NS = "team-a"
-
-
-class _Secrets:
-    def __init__(self, kube: FakeKube) -> None:
-        self.kube = kube
-
-    def create(self, body: dict[str, Any], namespace: str) -> None:
-        key = ("Secret", body["metadata"]["name"])
-        if key in self.kube.objects:
-            raise ConflictError(type("E", (), {"status": 409, "reason": "AlreadyExists", "body": "", "headers": {}})())
-        data = {k: base64.b64encode(v.encode()).decode() for k, v in body["stringData"].items()}
-        self.kube.objects[key] = {**body, "data": data}
-        self.kube.created.append(key)
 
 
 class FakeKube:
@@ -56,9 +44,15 @@ class FakeKube:
     def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         self.events.append((type_, reason, message))
 
-    def _resource(self, api_version: str, kind: str) -> Any:
-        assert kind == "Secret"
-        return _Secrets(self)
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        key = (body["kind"], body["metadata"]["name"])
+        assert key[0] == "Secret"
+        if key in self.objects:
+            raise ConflictError(type("E", (), {"status": 409, "reason": "AlreadyExists", "body": "", "headers": {}})())
+        data = {k: base64.b64encode(v.encode()).decode() for k, v in body["stringData"].items()}
+        self.objects[key] = {**body, "data": data}
+        self.created.append(key)
+        return body
 
 
 def fleet(**spec: Any) -> dict[str, Any]:
@@ -103,8 +97,12 @@ def down(*_: Any) -> tuple[bool, str, None]:
     return False, "Connection refused", None
 
 
-def run(kube: FakeKube, obj: dict[str, Any], probe: Any = up, reported: set | None = None) -> tuple[dict[str, Any], float | None]:
-    p = ctl.Pass(kube, copy.deepcopy(obj), reported, probe=probe)
+def recorder(kube: FakeKube) -> EventRecorder:
+    return EventRecorder(post_with_kube(kube))
+
+
+def run(kube: FakeKube, obj: dict[str, Any], probe: Any = up, events: EventRecorder | None = None) -> tuple[dict[str, Any], float | None]:
+    p = ctl.AgentFleetPass(kube, events or recorder(kube), copy.deepcopy(obj), probe=probe)
     again = p.run()
     return (kube.status_writes[-1][0]["status"] if kube.status_writes else {}), again
 
@@ -115,8 +113,8 @@ def conds(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_a_missing_model_is_named_and_nothing_is_rendered() -> None:
     kube = FakeKube({})
-    reported: set = set()
-    st, _ = run(kube, fleet(), reported=reported)
+    events = recorder(kube)
+    st, _ = run(kube, fleet(), events=events)
     c = conds(st)
     assert c["Ready"]["status"] == "False" and c["Ready"]["reason"] == "ModelNotFound"
     assert "spec.modelRef.name" in c["Ready"]["message"] and "llama" in c["Ready"]["message"]
@@ -124,7 +122,7 @@ def test_a_missing_model_is_named_and_nothing_is_rendered() -> None:
     assert "IndexReady" not in c  # no vectorIndexRef: no such condition
     assert not kube.applied
     assert [e[1] for e in kube.events if e[0] == "Warning"] == ["ModelNotFound"]
-    run(kube, fleet(), reported=reported)
+    run(kube, fleet(), events=events)
     assert [e[1] for e in kube.events if e[0] == "Warning"] == ["ModelNotFound"]  # once, not per pass
     assert all(m == "agentfleet-operator" for _, m in kube.status_writes)
 

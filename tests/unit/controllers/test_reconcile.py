@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from agentfleet.controllers.modelreplicaset import CHILDREN_AFTER_PODS_SECONDS, ModelReplicaSetReconciler, Snapshot, _trim_node, _trim_pod
+from agentfleet.controllers.modelreplicaset.caches import Snapshot, trim_node, trim_pod
+from agentfleet.controllers.modelreplicaset.controller import ModelReplicaSetController
+from agentfleet.controllers.modelreplicaset.reconcile import CHILDREN_AFTER_PODS_SECONDS
 from agentfleet.rollout import DRAINING_SINCE_ANNOTATION, rfc3339
 
 NS = "ns"
@@ -36,7 +38,7 @@ def node(name: str, gpus: int = 8, block: str = "b1", zone: str = "z1") -> dict:
     }
 
 
-class FakeApi:
+class FakeKube:
     """Just enough of the API server: one ModelReplicaSet, its pods, nodes."""
 
     def __init__(self, clock: list[float]) -> None:
@@ -50,20 +52,24 @@ class FakeApi:
         self.fail_after_pods: int | None = None
         self.lock = threading.Lock()
 
-    # what the reconciler calls
-    def get_mrs(self, namespace: str, name: str) -> dict | None:
+    # what the controller calls (agentfleet.kube.Kube's methods)
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
+        assert kind == "ModelReplicaSet"
         return copy.deepcopy(self.mrs) if self.mrs and self.mrs["metadata"]["name"] == name else None
 
-    def list_pods(self, namespace: str, selector: str) -> list[dict]:
+    def list(self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None) -> list[dict]:
+        assert kind == "Pod"
         return [copy.deepcopy(p) for p in self.pods.values()]
 
-    def node_exists(self, name: str) -> bool:
+    def exists(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        assert kind == "Node"
         return name in self.nodes
 
-    def apply_conditions(self, namespace: str, name: str, conditions: list[dict]) -> dict:
+    def apply_status(self, obj: dict, *, manager: str) -> dict:
         """Server-side apply of a list-map keyed by type: the types this manager applied before
         and leaves out now are removed, other managers' types stay."""
-        assert self.mrs is not None
+        assert self.mrs is not None and set(obj["status"]) == {"conditions"}
+        conditions = obj["status"]["conditions"]
         st = self.mrs.setdefault("status", {})
         mine = {c["type"] for c in conditions}
         gone = self.applied_condition_types - mine
@@ -74,7 +80,7 @@ class FakeApi:
         self.mrs["metadata"]["resourceVersion"] = str(self.rv)
         return copy.deepcopy(self.mrs)
 
-    def patch_status(self, namespace: str, name: str, status: dict) -> dict:
+    def merge_patch_status(self, api_version: str, kind: str, name: str, namespace: str, status: dict) -> dict:
         assert self.mrs is not None
         st = self.mrs.setdefault("status", {})
         for k, v in status.items():
@@ -88,7 +94,7 @@ class FakeApi:
         self.mrs["metadata"]["resourceVersion"] = str(self.rv)
         return copy.deepcopy(self.mrs)
 
-    def patch_pod_metadata(self, namespace: str, name: str, labels: dict, annotations: dict) -> None:
+    def merge_patch_metadata(self, api_version: str, kind: str, name: str, namespace: str, labels: dict, annotations: dict) -> None:
         p = self.pods.get(name)
         if p is None:
             return
@@ -99,9 +105,6 @@ class FakeApi:
                     m.pop(k, None)
                 else:
                     m[k] = v
-
-    def delete_pod(self, namespace: str, name: str, *, force: bool = False) -> None:
-        self.pods.pop(name, None)  # kwok finalizes at once
 
     def apply(self, obj: dict) -> None:
         with self.lock:
@@ -117,8 +120,10 @@ class FakeApi:
             pod["status"] = {"phase": "Pending"}
             self.pods.setdefault(pod["metadata"]["name"], pod)
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str) -> None:
-        self.children.pop((kind, name), None)
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None, *, force: bool = False) -> bool:
+        if kind == "Pod":
+            return self.pods.pop(name, None) is not None  # kwok finalizes at once
+        return self.children.pop((kind, name), None) is not None
 
     # what the scheduler and kwok would do
     def run_pods(self) -> None:
@@ -128,19 +133,19 @@ class FakeApi:
             p["status"] = {"phase": "Running", "podIP": f"10.0.0.{i + 1}", "conditions": [{"type": "Ready", "status": "True"}]}
 
     def snapshot(self) -> Snapshot:
-        pods = [t for p in self.pods.values() if (t := _trim_pod(p))]
-        return Snapshot([_trim_node(n) for n in self.nodes.values()], pods, {})
+        pods = [t for p in self.pods.values() if (t := trim_pod(p))]
+        return Snapshot([trim_node(n) for n in self.nodes.values()], pods, {})
 
 
 @pytest.fixture
 def env():
     clock = [1_800_000_000.0]
-    api = FakeApi(clock)
-    rec = ModelReplicaSetReconciler(api, clock=lambda: clock[0], metrics=lambda ip, port: None)  # type: ignore[arg-type]
+    api = FakeKube(clock)
+    rec = ModelReplicaSetController(api, workers=2, clock=lambda: clock[0], metrics=lambda ip, port: None)  # type: ignore[arg-type]
     return api, rec, clock
 
 
-def mrs(api: FakeApi, replicas: int = 1, tp: int = 1, pp: int = 1, **spec: Any) -> None:
+def mrs(api: FakeKube, replicas: int = 1, tp: int = 1, pp: int = 1, **spec: Any) -> None:
     api.mrs = {
         "apiVersion": "agentfleet.io/v1alpha1",
         "kind": "ModelReplicaSet",
@@ -156,15 +161,15 @@ def mrs(api: FakeApi, replicas: int = 1, tp: int = 1, pp: int = 1, **spec: Any) 
     }
 
 
-def reconcile(api: FakeApi, rec: ModelReplicaSetReconciler) -> float | None:
+def reconcile(api: FakeKube, rec: ModelReplicaSetController) -> float | None:
     return rec.reconcile((NS, "m"), api.snapshot())
 
 
-def cond(api: FakeApi, type_: str) -> dict:
+def cond(api: FakeKube, type_: str) -> dict:
     return next(c for c in api.mrs["status"]["conditions"] if c["type"] == type_)
 
 
-def replicas_of(api: FakeApi) -> set[str]:
+def replicas_of(api: FakeKube) -> set[str]:
     return {p["metadata"]["labels"]["agentfleet.io/replica"] for p in api.pods.values()}
 
 
@@ -202,7 +207,7 @@ def test_a_crash_in_the_middle_of_a_scale_up_leaves_no_duplicates(env) -> None:
         reconcile(api, rec)
     assert 0 < len(api.pods) < 12 and "status" not in api.mrs  # died before writing status
     api.fail_after_pods = None
-    fresh = ModelReplicaSetReconciler(api, clock=lambda: clock[0], metrics=lambda ip, port: None)  # type: ignore[arg-type]
+    fresh = ModelReplicaSetController(api, workers=2, clock=lambda: clock[0], metrics=lambda ip, port: None)  # type: ignore[arg-type]
     reconcile(api, fresh)
     assert len(api.pods) == 12 and len(replicas_of(api)) == 12
     ordinals = sorted(int(r.rsplit("-", 1)[1]) for r in replicas_of(api))
@@ -245,7 +250,7 @@ def test_scale_down_takes_the_least_loaded_replica(env) -> None:
     api.run_pods()
     reconcile(api, rec)
     load = {"10.0.0.1": 7, "10.0.0.2": 0, "10.0.0.3": 3}
-    busy = ModelReplicaSetReconciler(api, clock=lambda: clock[0], metrics=lambda ip, port: load[ip])  # type: ignore[arg-type]
+    busy = ModelReplicaSetController(api, workers=2, clock=lambda: clock[0], metrics=lambda ip, port: load[ip])  # type: ignore[arg-type]
     api.mrs["spec"]["replicas"] = 2
     reconcile(api, busy)
     draining = [p for p in api.pods.values() if p["metadata"]["labels"]["agentfleet.io/serving"] == "false"]
@@ -299,7 +304,7 @@ def test_an_operator_restart_does_not_restart_the_group_backoff(env) -> None:
     for _ in range(2):
         clock[0] += 5.5
         # A new operator process: nothing in memory, only what status holds.
-        rec = ModelReplicaSetReconciler(api, clock=lambda: clock[0], metrics=lambda ip, port: None)  # type: ignore[arg-type]
+        rec = ModelReplicaSetController(api, workers=2, clock=lambda: clock[0], metrics=lambda ip, port: None)  # type: ignore[arg-type]
         reconcile(api, rec)
     # t0 + 11 s: restarted on time; counting the backoff from the restart would wait until t0 + 15.5 s.
     assert len(api.pods) == 2
@@ -361,9 +366,9 @@ def test_the_first_pass_reads_the_watch_event_and_skips_an_empty_listing(env) ->
     api.nodes = {n: node(n) for n in ("n1", "n2")}
     mrs(api, replicas=1)
     calls: Counter = Counter()
-    get, lst = api.get_mrs, api.list_pods
-    api.get_mrs = lambda *a: calls.update(["get"]) or get(*a)  # type: ignore[method-assign]
-    api.list_pods = lambda *a: calls.update(["list"]) or lst(*a)  # type: ignore[method-assign]
+    get, lst = api.get, api.list
+    api.get = lambda *a: calls.update(["get"]) or get(*a)  # type: ignore[method-assign]
+    api.list = lambda *a: calls.update(["list"]) or lst(*a)  # type: ignore[method-assign]
     snap = replace(api.snapshot(), body=copy.deepcopy(api.mrs))
     rec.reconcile((NS, "m"), snap)
     assert calls == Counter() and len(api.pods) == 1
@@ -379,9 +384,9 @@ def test_a_first_pass_lists_the_pods_the_cache_shows(env) -> None:
     mrs(api, replicas=2)
     reconcile(api, rec)
     made = set(api.pods)
-    fresh = ModelReplicaSetReconciler(api, clock=lambda: clock[0], metrics=lambda ip, port: None)  # type: ignore[arg-type]
+    fresh = ModelReplicaSetController(api, workers=2, clock=lambda: clock[0], metrics=lambda ip, port: None)  # type: ignore[arg-type]
     listed: list = []
-    lst = api.list_pods
-    api.list_pods = lambda *a: listed.append(a) or lst(*a)  # type: ignore[method-assign]
+    lst = api.list
+    api.list = lambda *a: listed.append(a) or lst(*a)  # type: ignore[method-assign]
     fresh.reconcile((NS, "m"), replace(api.snapshot(), body=copy.deepcopy(api.mrs)))
     assert listed and set(api.pods) == made

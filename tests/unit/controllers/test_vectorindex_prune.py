@@ -8,6 +8,7 @@ import pytest
 from agentfleet_contract.vectorindex import VectorIndex
 
 from agentfleet.controllers import vectorindex as ctl
+from agentfleet.reconcile.events import EventRecorder, post_with_kube
 from agentfleet.render import vectorindex as render
 
 
@@ -55,16 +56,17 @@ def test_a_chunking_change_keeps_the_source_revision_but_changes_the_row_tag() -
 
 
 def test_a_finished_ingestion_prunes_other_tags_once_per_tag() -> None:
-    obj, reported = vi(), set()
+    obj, state = vi(), ctl.VectorIndexState()
     kube = FakeKube()
+    events = EventRecorder(post_with_kube(kube))
     for _ in range(3):  # every later pass of the same finished ingestion
-        ctl.Pass(kube, obj, reported).prune_earlier_ingestions(VectorIndex.model_validate(obj), "http://milvus:19530", tag_of(obj), failed=0)
+        ctl.VectorIndexPass(kube, events, obj, state).prune_earlier_ingestions(VectorIndex.model_validate(obj), "http://milvus:19530", tag_of(obj), failed=0)
     assert FakeManager.pruned == [tag_of(obj)]
     assert [r for _, r, _ in kube.events] == ["StaleChunksPruned"]
 
 
 def test_failed_documents_keep_the_earlier_rows_and_say_so() -> None:
     obj, kube = vi(), FakeKube()
-    ctl.Pass(kube, obj, set()).prune_earlier_ingestions(VectorIndex.model_validate(obj), "http://milvus:19530", tag_of(obj), failed=2)
+    ctl.VectorIndexPass(kube, EventRecorder(post_with_kube(kube)), obj).prune_earlier_ingestions(VectorIndex.model_validate(obj), "http://milvus:19530", tag_of(obj), failed=2)
     assert FakeManager.pruned == []
     assert kube.events and kube.events[0][:2] == ("Warning", "StaleChunksKept") and "2 document(s) failed" in kube.events[0][2]

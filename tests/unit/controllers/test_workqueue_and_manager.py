@@ -8,8 +8,8 @@ from collections import Counter
 import kopf
 import pytest
 
-from agentfleet.controllers.workqueue import WorkQueue
 from agentfleet.manager import WATCH_ONLY_KINDS, LeanDiffBaseStorage
+from agentfleet.reconcile.workqueue import WorkQueue
 
 
 def run(coro):
@@ -135,7 +135,7 @@ def test_backoff_bounds_are_per_queue_and_quiet_failures_log_one_line(caplog) ->
         await asyncio.sleep(0.75)
         await q.stop()
 
-    with caplog.at_level("WARNING", logger="agentfleet.controllers.workqueue"):
+    with caplog.at_level("WARNING", logger="agentfleet.reconcile.workqueue"):
         run(main())
     gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
     # 0.1, then 0.2, then capped at 0.2: four or five runs in 0.75 s, never a gap above the cap.

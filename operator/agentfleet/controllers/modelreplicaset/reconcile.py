@@ -1,0 +1,344 @@
+"""One reconcile of one ModelReplicaSet, level-based and idempotent, as named steps:
+
+    observe   the object, its pods (fresh from the API) and the node inventory (cache snapshot);
+              capacity (capacity.assess)
+    judge     each replica's health, acting on failures at once (judging.py)
+    decide    one rollout step from the replicas' states (rollout)
+    act       undrain, drain, delete, restart what the step names
+    place     new replicas and failed ones whose place is gone (placement.plan via the ledger)
+    write     pods first, then status (status.py), Services and the PDB (children.py)
+
+Decisions live in agentfleet.rollout, placement, capacity and render (pure, unit-tested); this
+module does the I/O through agentfleet.kube.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from agentfleet_contract.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec
+
+from agentfleet.autoscale.common import AUTOSCALER_CONDITIONS, SCALING_LIMITED
+from agentfleet.capacity import assess
+from agentfleet.controllers.modelreplicaset import children, status
+from agentfleet.controllers.modelreplicaset.caches import Key, Snapshot
+from agentfleet.controllers.modelreplicaset.judging import Judged, judge_replicas
+from agentfleet.controllers.modelreplicaset.state import ModelReplicaSetState
+from agentfleet.placement import (
+    MODELREPLICASET_LABEL,
+    Assignment,
+    assignment_from_status,
+    demand_for,
+    eligible_gpu_memory_mib,
+    ineligibility,
+    inventory_from_k8s,
+    pinned_node,
+    placement_status,
+    replica_key,
+    requests_for,
+)
+from agentfleet.render.modelreplicaset import SERVING_LABEL, spec_hash
+from agentfleet.rollout import (
+    ACTIVE,
+    DRAINING,
+    DRAINING_SINCE_ANNOTATION,
+    PENDING,
+    READY_PHASE,
+    UNSCHEDULABLE_GRACE_SECONDS,
+    Decision,
+    ReplicaView,
+    Timing,
+    decide,
+    desired_replicas,
+    new_replica_names,
+    observe_pod,
+    parse_replica_name,
+    rfc3339,
+)
+
+if TYPE_CHECKING:
+    from agentfleet.controllers.modelreplicaset.controller import ModelReplicaSetController
+
+# A pass that created pods leaves Services and the PDB to a pass this much later.
+CHILDREN_AFTER_PODS_SECONDS = 0.5
+# The first look at a replica just marked draining: routers need a moment to stop sending to it.
+DRAIN_FIRST_POLL_SECONDS = 2.0
+
+
+class ModelReplicaSetPass:
+    def __init__(self, ctl: ModelReplicaSetController, key: Key, obj: dict[str, Any], snap: Snapshot, state: ModelReplicaSetState, *, first: bool) -> None:
+        self.ctl = ctl
+        self.kube = ctl.kube
+        self.first = first
+        self.key = key
+        self.ns, self.name = key
+        self.owner = f"{self.ns}/{self.name}"
+        self.obj = obj
+        self.snap = snap
+        self.state = state
+        self.now = ctl.clock()
+        self.generation = int(obj["metadata"].get("generation") or 0)
+        self.status_in: dict[str, Any] = dict(obj.get("status") or {})
+        self.written: dict[str, Any] = dict(self.status_in)
+        # Condition types another writer owns: the autoscaler's, except ScalingLimited while
+        # autoscaling is off (placement limits are then this controller's to report). Never
+        # applied by us, not even as carried-over copies, or the autoscaler could not remove them.
+        autoscaling = bool(((obj.get("spec") or {}).get("autoscaling") or {}).get("enabled"))
+        self.foreign_conditions = AUTOSCALER_CONDITIONS if autoscaling else AUTOSCALER_CONDITIONS - {SCALING_LIMITED}
+        self.wake: list[float] = []
+        # Per replica: whether it runs the current spec; which replicas are on their way out.
+        self.current: dict[str, bool] = {}
+        self.terminating: set[str] = set()
+
+    # --- helpers the steps share ---
+
+    def event(self, type_: str, reason: str, message: str, *, once: bool = True) -> None:
+        if not self.state.quiet:
+            self.ctl.events.event(self.obj, type_, reason, message, once=once)
+
+    def is_current(self, v: ReplicaView) -> bool:
+        if v.spec_hash:
+            return v.spec_hash == self.shash
+        parsed = parse_replica_name(self.name, v.name)
+        return parsed is not None and self.shash.startswith(parsed[0])
+
+    def delete_replica(self, v: ReplicaView, force_nodes: Iterable[str] = ()) -> None:
+        force = set(force_nodes)
+        for p in v.pods:
+            if p.deleting and p.node not in force:
+                continue
+            self.kube.delete("v1", "Pod", p.name, self.ns, force=p.node in force)
+
+    def set_draining(self, v: ReplicaView, draining: bool) -> None:
+        # Labels only (a merge patch): a pod's spec cannot change, and the serving label is what
+        # every Service selects on. The annotation keeps the drain's start for a restarted operator.
+        since = rfc3339(self.now, precise=True) if draining else None
+        for p in v.live:
+            if p.serving is None:
+                continue
+            self.kube.merge_patch_metadata("v1", "Pod", p.name, self.ns, {SERVING_LABEL: "false" if draining else "true"}, {DRAINING_SINCE_ANNOTATION: since})
+
+    def record_from_pods(self, rname: str, v: ReplicaView) -> dict[str, Any]:
+        """A placement record rebuilt from the pods (their pinned nodes), when status lacks one."""
+        live = sorted(v.live or v.pods, key=lambda p: p.index)
+        names = [p.node for p in live if p.node]
+        node = self.node_by_name.get(names[0]) if names else None
+        labels = node.labels if node is not None else {}
+        a = Assignment(
+            key=replica_key(self.ns, rname),
+            owner=self.owner,
+            nodes=tuple(names),
+            gpus_per_node=live[0].gpus if live else 0,
+            block=labels.get(self.spec.placement.block_key),
+            zone=labels.get(self.spec.placement.zone_key),
+        )
+        return placement_status(a, phase=PENDING, restarts=v.restarts).wire()
+
+    def watch_timeouts(self, v: ReplicaView) -> None:
+        """Wake up when a loading gang would pass its startup timeout, or a refused pod its grace."""
+        live = v.live
+        if v.expected > 1 and live and not v.ready:
+            self.wake.append(max(0.5, max(p.created for p in live) + self.spec.lifecycle.startup_timeout_seconds - self.now + 0.5))
+        for p in live:
+            if p.unschedulable_since is not None:
+                self.wake.append(max(0.5, p.unschedulable_since + UNSCHEDULABLE_GRACE_SECONDS - self.now + 0.5))
+
+    # --- the pass ---
+
+    def run(self, mrs: ModelReplicaSet, spec: ModelReplicaSetSpec) -> float | None:
+        views = self.observe(mrs, spec)
+        judged = judge_replicas(self, views)
+        self.read_in_flight(judged, views)
+        step = self.decide(judged)
+        replan = self.act(step, judged, views)
+        unplaced, placed = self.place(step, judged, views, replan)
+        self.write(mrs, judged, step, unplaced, placed)
+        wakes = [w for w in (step.requeue_after, *self.wake) if w is not None]
+        return min(wakes) if wakes else None
+
+    def observe(self, mrs: ModelReplicaSet, spec: ModelReplicaSetSpec) -> dict[str, ReplicaView]:
+        """The spec's derived values, the inventory, capacity, and each replica's pods and record."""
+        ns, name = self.ns, self.name
+        self.spec = spec
+        self.shash = spec_hash(spec)
+        self.timing = Timing.of(spec)
+        self.demand = demand_for(ns, name, spec)
+        self.nodes = inventory_from_k8s(self.snap.nodes, self.snap.pods, spec.gpu.resource_name, spec.placement.node_key)
+        self.node_by_name = {n.name: n for n in self.nodes}
+        self.assessment = assess(spec, eligible_gpu_memory_mib(self.nodes, self.demand))
+        self.capacity_error = "; ".join(self.assessment.errors) if self.assessment.errors else None
+        if self.capacity_error:
+            self.event("Warning", "ModelDoesNotFit", self.capacity_error)
+        self.desired = desired_replicas(spec, self.status_in.get("desiredReplicas") if spec.autoscaling.enabled else None)
+        # Pods fresh from the API (a cache could lag our own writes). On an object's first pass in
+        # this process the pod cache is complete for it (it holds every pod made before this process
+        # started, and this process has made none for it yet): when it shows none, there is nothing to list.
+        listed = self.kube.list("v1", "Pod", ns, f"{MODELREPLICASET_LABEL}={name}") if not self.first or self.snap.has_pods(ns, name) else []
+        by_replica: dict[str, list] = {}
+        for pod in listed:
+            pv = observe_pod(pod, pinned_node(pod, spec.placement.node_key), spec.gpu.resource_name)
+            if pv is not None:
+                by_replica.setdefault(pv.replica, []).append(pv)
+        records_in = {p["name"]: p for p in self.status_in.get("placements") or [] if p.get("name")}
+        views = {
+            r: ReplicaView(r, tuple(sorted(by_replica.get(r, []), key=lambda p: p.index)), records_in.get(r)) for r in sorted(set(by_replica) | set(records_in))
+        }
+        self.views = views
+        referenced = {n for v in views.values() for n in (*v.nodes, *(p.node for p in v.pods if p.node))}
+        # A node missing from the cache may only be new to it: ask the API before calling it gone.
+        self.gone = {n for n in referenced - set(self.node_by_name) if not self.kube.exists("v1", "Node", n)}
+        self.unusable = {n for n in referenced if n in self.node_by_name and ineligibility(self.node_by_name[n], self.demand) is not None}
+        return views
+
+    def read_in_flight(self, judged: Judged, views: dict[str, ReplicaView]) -> None:
+        """In-flight work of replicas draining, or of candidates when one must go."""
+        active = [s for s in judged.states if s.phase in ACTIVE]
+        choosing = len(active) > self.desired.count or any(not s.current for s in active)
+        targets = {}
+        for s in judged.states:
+            lead = views[s.name].leader
+            if s.ready and lead and lead.ip and (s.phase == DRAINING or (choosing and s.phase in ACTIVE)):
+                targets[s.name] = (lead.ip, self.spec.engine.port)
+        in_flight = self.ctl.in_flight.fetch(targets)
+        judged.states = [replace(s, in_flight=in_flight.get(s.name)) for s in judged.states]
+
+    def decide(self, judged: Judged) -> Decision:
+        step = decide(judged.states, self.desired.count, self.now, self.timing, surge_blocked=self.state.surge_blocked)
+        if self.capacity_error:
+            # Nothing new starts from a spec whose model cannot fit; drains already under way finish.
+            draining_now = {s.name for s in judged.states if s.phase == DRAINING}
+            step = Decision(delete=[(r, why) for r, why in step.delete if r in draining_now], requeue_after=step.requeue_after)
+        self.rolling = any(not s.current for s in judged.states if s.phase in ACTIVE)
+        return step
+
+    def act(self, step: Decision, judged: Judged, views: dict[str, ReplicaView]) -> dict[str, int]:
+        """Undrain, drain, delete and restart as the step says; returns the failed replicas to
+        place afresh (their place is gone) with their restart counts."""
+        records, state_of = judged.records, {s.name: s for s in judged.states}
+        for rname in step.undrain:
+            self.set_draining(views[rname], False)
+            records[rname]["phase"] = READY_PHASE
+            self.event("Normal", "Undrained", f"replica {rname} serves again: scaled up while it was draining", once=False)
+        for rname in step.drain:
+            s = state_of[rname]
+            self.set_draining(views[rname], True)
+            records[rname].update(phase=DRAINING, endpoint=None)
+            held = "in-flight requests unknown (metrics unreachable)" if s.in_flight is None else f"{s.in_flight} requests in flight"
+            why = "rolling update" if not s.current else f"scale down to {self.desired.count} ({self.desired.source})"
+            self.event(
+                "Normal",
+                "Draining",
+                f"draining replica {rname} for {why}: out of every Service now, deleted when idle or after {int(self.timing.drain_timeout)}s; {held}",
+                once=False,
+            )
+            self.wake.append(DRAIN_FIRST_POLL_SECONDS)
+        for rname, why in step.delete:
+            v = views[rname]
+            self.delete_replica(v)
+            self.terminating.add(rname)
+            if v.pods and rname in records:
+                records[rname].update(phase=DRAINING, endpoint=None)  # listed until its pods are gone
+            else:
+                records.pop(rname, None)
+            self.state.failed_at.pop(rname, None)
+            self.event("Normal", "ReplicaDeleted", f"deleted replica {rname}: {why}", once=False)
+        return self.restart(step, judged, views)
+
+    def restart(self, step: Decision, judged: Judged, views: dict[str, ReplicaView]) -> dict[str, int]:
+        """Restarts: at the recorded placement while it still stands, else placed afresh."""
+        replan: dict[str, int] = {}
+        for rname in step.restart:
+            v = views[rname]
+            if v.pods:
+                self.wake.append(1.0)  # its old pods still terminate: the pod names are not free yet
+                continue
+            rec = judged.records[rname]
+            a = assignment_from_status(self.ns, self.name, rec)
+            if a is not None and all(n in self.node_by_name and n not in self.unusable for n in a.nodes):
+                judged.to_create[rname] = a
+                judged.records[rname] = {**rec, "phase": PENDING}
+                self.event("Normal", "Restarting", f"restarting replica {rname} on {', '.join(a.nodes)} (restart {rec.get('restarts', 0)})", once=False)
+            else:
+                replan[rname] = int(rec.get("restarts") or 0)
+            self.state.failed_at.pop(rname, None)
+        return replan
+
+    def place(self, step: Decision, judged: Judged, views: dict[str, ReplicaView], replan: dict[str, int]) -> tuple[list[Any], list[Assignment]]:
+        """New replicas, and failed ones whose place is gone, through the ledger's planner."""
+        records = judged.records
+        new_names = new_replica_names(self.name, self.shash, views.keys(), step.create) if step.create > 0 else []
+        for rname in new_names:
+            self.current[rname] = True
+        unplaced: list[Any] = []
+        placed: list[Assignment] = []
+        self.own = [a for rec in records.values() if (a := assignment_from_status(self.ns, self.name, rec)) is not None]
+        if new_names or replan:
+            requests = requests_for(self.ns, self.name, self.spec, [*new_names, *replan])
+            result = self.ctl.ledger.plan(self.key, self.snap, self.nodes, requests, self.own)
+            placed = [a for a in result.placed if a.owner == self.owner]
+            unplaced = [u for u in result.unplaced if u.owner == self.owner]
+            where: dict[str, str] = {}
+            for a in placed:
+                rname = a.key.split("/", 1)[1]
+                records[rname] = placement_status(a, phase=PENDING, restarts=replan.get(rname, 0)).wire()
+                judged.to_create[rname] = a
+                where[rname] = (
+                    f"{rname} on {'+'.join(a.nodes)}" + (f" (block {a.block})" if a.multi_node and a.block else "") + (f" in {a.zone}" if a.zone else "")
+                )
+            for rname in replan:
+                if rname in where:
+                    self.event("Normal", "Restarting", f"restarting replica {rname} elsewhere: {where[rname]}", once=False)
+            for u in unplaced:
+                # A failed replica that no longer fits anywhere gives its slot back; the count is
+                # made up by new replicas as soon as there is room.
+                records.pop(u.key.split("/", 1)[1], None)
+            self.report_placement(new_names, where, unplaced)
+        self.state.unplaced = bool(unplaced)
+        return unplaced, placed
+
+    def report_placement(self, new_names: list[str], where: dict[str, str], unplaced: list[Any]) -> None:
+        if self.rolling and new_names:
+            self.state.surge_blocked = bool(unplaced)
+        if unplaced:
+            # The planner's exact words: what a replica needs and what the cluster has.
+            self.event("Warning", unplaced[0].reason, unplaced[0].message)
+        created = [where[r] for r in new_names if r in where]
+        if created:
+            # One Event per scale step, with every placement in it (an Event per replica would
+            # double the API writes of a scale-up).
+            self.event(
+                "Normal",
+                "RollingUpdate" if self.rolling else "ScalingUp",
+                f"creating {len(created)} replica(s) for {self.desired.count} desired ({self.desired.source}): {'; '.join(created)}"
+                + (f"; {len(unplaced)} cannot be placed" if unplaced else ""),
+                once=False,
+            )
+
+    def write(self, mrs: ModelReplicaSet, judged: Judged, step: Decision, unplaced: list[Any], placed: list[Assignment]) -> None:
+        """Pods first, all at once (they are what a scale-up waits for; a gang's members are created
+        together); then status, Services and the PDB, side by side.
+
+        Status is not written before the pods: the pods record their own placement (required node
+        affinity), so an operator killed between the two rebuilds the records from the pods
+        (record_from_pods) and recomputes the same names for replicas it had not created yet. An
+        incomplete gang without a record is removed and planned again (judging.py)."""
+        records = judged.records
+        pods = [pod for rname, a in sorted(judged.to_create.items()) for pod in children.missing_pods(mrs, a, self.views.get(rname))]
+        self.ctl.fan_out(self.kube.apply, pods)
+        self.ctl.ledger.record(self.key, [a for rec in records.values() if (a := assignment_from_status(self.ns, self.name, rec)) is not None])
+        self.state.nodes = frozenset(n for rec in records.values() for n in rec.get("nodes") or [])
+        st = status.compose(self, records, unplaced=unplaced, failures=judged.failures, waiting=step.waiting)
+        if pods and not self.state.applied:
+            # A new ModelReplicaSet's status, Services and PDB wait for its next pass, which is not
+            # urgent: in a storm of new objects every object's pods (what a model load waits for)
+            # reach the API server first. The pods carry their placement (required node affinity)
+            # and the ledger holds it for the planner meanwhile, as after an operator restart; a
+            # Service selects its pods whenever it is created. Only those writes move, by a pass.
+            self.wake.append(CHILDREN_AFTER_PODS_SECONDS)
+        else:
+            multi_node = any(a.multi_node for a in (*self.own, *placed))
+            writes = [functools.partial(status.write, self, st), *children.writes(self, mrs, multi_node=multi_node)]
+            self.ctl.fan_out(lambda write: write(), writes)

@@ -1,0 +1,37 @@
+"""What every renderer shares: its error, the owner reference and the metadata of a child."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class RenderError(ValueError):
+    """An object cannot be rendered: missing metadata, a name too long for Kubernetes, a path
+    escaping its volume. The message names the field to fix."""
+
+
+class Owner(Protocol):
+    api_version: str
+    kind: str
+    metadata: dict
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    """A controller reference: deleting the owner cascades, and foreground deletion waits for the child."""
+    meta = owner.metadata or {}
+    if not meta.get("name") or not meta.get("uid"):
+        raise RenderError(f"the {owner.kind} needs metadata.name and metadata.uid to own children")
+    return {"apiVersion": owner.api_version, "kind": owner.kind, "name": meta["name"], "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}
+
+
+def child_meta(owner: Owner, name: str, labels: dict[str, str], annotations: dict[str, str] | None = None, *, namespace: str | None = None) -> dict[str, Any]:
+    """metadata of a child: in the owner's namespace (or ``namespace``), owned by it."""
+    meta: dict[str, Any] = {"name": name}
+    ns = namespace or (owner.metadata or {}).get("namespace")
+    if ns:
+        meta["namespace"] = ns
+    meta["labels"] = labels
+    if annotations:
+        meta["annotations"] = annotations
+    meta["ownerReferences"] = [owner_reference(owner)]
+    return meta
