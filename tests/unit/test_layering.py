@@ -28,3 +28,46 @@ def test_test_module_names_are_unique() -> None:
     # pytest's default import mode imports test files by basename; two alike would collide.
     names = [p.name for top in ("tests", "e2e") for p in (ROOT / top).rglob("test_*.py")]
     assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
+# --- one way to do each thing -----------------------------------------------------------------------
+
+PRODUCT = [ROOT / "operator", ROOT / "runtime"]
+
+
+def _definitions() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Top-level and nested function and class names defined in product code -> where."""
+    import ast
+
+    funcs: dict[str, list[str]] = {}
+    classes: dict[str, list[str]] = {}
+    for top in PRODUCT:
+        for path in top.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    funcs.setdefault(node.name, []).append(str(path.relative_to(ROOT)))
+                elif isinstance(node, ast.ClassDef):
+                    classes.setdefault(node.name, []).append(str(path.relative_to(ROOT)))
+    return funcs, classes
+
+
+def test_each_shared_mechanism_is_defined_once() -> None:
+    """One condition helper, one owner reference, one validation-error formatter, one Event recorder,
+    one status writer, one reconciler base, one API client: a second copy fails here."""
+    funcs, classes = _definitions()
+    for name in ("set_condition", "owner_reference", "child_meta", "describe_validation_error", "runtime_config", "post_with_kube", "post_with_kopf"):
+        assert len(funcs.get(name, [])) == 1, (name, funcs.get(name))
+    for name in ("EventRecorder", "StatusWriter", "Controller", "WorkQueue", "Kube", "RenderError", "RuntimeConfig"):
+        assert len(classes.get(name, [])) == 1, (name, classes.get(name))
+
+
+def test_only_the_client_and_the_framework_touch_the_api_machinery() -> None:
+    """Controllers go through agentfleet.kube.Kube; pydantic errors through reconcile.errors."""
+    for top in PRODUCT:
+        for path in top.rglob("*.py"):
+            rel = str(path.relative_to(ROOT))
+            src = path.read_text()
+            if rel != "operator/agentfleet/kube.py":
+                assert "._resource(" not in src and "kube.dynamic" not in src, rel
+            if rel != "operator/agentfleet/reconcile/errors.py" and "agentfleet/" in rel and "agentfleet_runtime" not in rel:
+                assert ".errors()" not in src, rel

@@ -210,7 +210,7 @@ class AgentFleetPass:
         try:
             mspec = ModelReplicaSetSpec.model_validate(mrs.get("spec") or {})
         except ValidationError as e:
-            self.problem("ModelNotFound", f"ModelReplicaSet {name} named by {field}.name has an invalid spec: {e.errors()[0]['msg']}")
+            self.problem("ModelNotFound", f"ModelReplicaSet {name} named by {field}.name has an invalid spec: {describe_validation_error(e, prefix='spec.')}")
             return None, None
         served = (mrs.get("status") or {}).get("servedModelName") or mspec.model.served_name or mspec.model.name
         ok, why = _ready(mrs)

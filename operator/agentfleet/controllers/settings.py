@@ -23,16 +23,15 @@ def _env_float(name: str, default: float) -> float:
 
 @dataclass
 class OperatorConfig:
-    # Reconciles run in threads (the kubernetes client is synchronous); they mostly wait on the API.
-    # 16: with 8, 100 ModelReplicaSets created at once reached their pods 1.3-1.7x later than
-    # the control plane allows (e2e/bench/reconcile_bench.py); with 16 they match it.
+    # Reconciles run in threads (the kubernetes client is synchronous) and mostly wait on the API,
+    # so there are more of them than cores (docs/operator-tuning.md has the measurement).
     workers: int = int(_env_float("AGENTFLEET_WORKERS", 16))
     # Every ModelReplicaSet is reconciled at least this often, events or not.
     resync_seconds: float = _env_float("AGENTFLEET_RESYNC_SECONDS", 60.0)
     # The agentfleet image that runs ingestion Jobs and agent workers when a spec names none.
     runtime_image: str = os.environ.get("AGENTFLEET_RUNTIME_IMAGE", "ghcr.io/agentfleet/agentfleet:0.1.0")
-    # Writes per second to the API server (client-go's QPS/burst); 0 turns the limit off. Sized so
-    # that a 100-object apply storm is not slowed; it caps runaway loops, APF guards the server.
+    # Writes per second to the API server (client-go's QPS/burst); 0 turns the limit off. It caps
+    # runaway loops without slowing an apply storm; API Priority and Fairness guards the server.
     api_qps: float = _env_float("AGENTFLEET_API_QPS", 200.0)
     api_burst: int = int(_env_float("AGENTFLEET_API_BURST", 400))
 
