@@ -45,6 +45,7 @@ from agentfleet.reconcile.errors import describe_validation_error
 from agentfleet.reconcile.events import EventRecorder, post_with_kube
 from agentfleet.reconcile.status import StatusWriter, own_part
 from agentfleet.render import agentfleet as render
+from agentfleet.render.budgets import SpecProblem, budget_problems
 
 log = logging.getLogger("agentfleet.agentfleet")
 
@@ -118,7 +119,7 @@ class AgentFleetPass:
         self.old = obj.get("status") or {}
         self.conditions: list[dict[str, Any]] = [c for c in self.old.get("conditions") or [] if c.get("type") in OWN_CONDITIONS]
         self.status: dict[str, Any] = {}
-        self.problems: list[render.Problem] = []  # block rendering: the fleet cannot run as specified
+        self.problems: list[SpecProblem] = []  # block rendering: the fleet cannot run as specified
         self.waiting: list[str] = []  # referenced models that exist but are not Ready
         self.busy = False
 
@@ -132,7 +133,7 @@ class AgentFleetPass:
         self.events.event(self.obj, type_, reason, message)
 
     def problem(self, reason: str, message: str) -> None:
-        self.problems.append(render.Problem(reason, message))
+        self.problems.append(SpecProblem(reason, message))
         self.event("Warning", reason, message)
 
     def get(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
@@ -179,7 +180,7 @@ class AgentFleetPass:
         prompt = self.system_prompt(af)
         if prompt is not None:
             context = primary_spec.engine.max_model_len if primary_spec is not None else None
-            for p in render.budget_problems(spec, prompt, context):
+            for p in budget_problems(spec, prompt, context):
                 self.problem(p.reason, p.message)
 
         self.secret_refs(af)

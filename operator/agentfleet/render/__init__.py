@@ -1,5 +1,6 @@
 """Pure renderers of the child objects the controllers apply (plain dicts, no I/O)."""
 
+from agentfleet.render.common import RenderError
 from agentfleet.render.modelreplicaset import (
     GANG_SIZE_LABEL,
     ROLE_LABEL,
@@ -8,10 +9,8 @@ from agentfleet.render.modelreplicaset import (
     ROLE_WORKER,
     SERVING_LABEL,
     SPEC_HASH_LABEL,
-    RenderError,
     common_labels,
     gang_service_name,
-    multi_node_backend,
     object_key,
     pod_name,
     render_all,
@@ -24,8 +23,8 @@ from agentfleet.render.modelreplicaset import (
     service_name,
     serving_selector,
     spec_hash,
-    vllm_args,
 )
+from agentfleet.render.vllm import multi_node_backend, vllm_args
 
 __all__ = [
     "GANG_SIZE_LABEL",
@@ -40,7 +39,6 @@ __all__ = [
     "gang_service_name",
     "multi_node_backend",
     "object_key",
-
     "pod_name",
     "render_all",
     "render_pdb",

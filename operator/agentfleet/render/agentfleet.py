@@ -22,10 +22,7 @@ labels (app.kubernetes.io/instance, argocd.argoproj.io/*) never mark a child as 
 from __future__ import annotations
 
 import hashlib
-import json
-import math
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import yaml
@@ -62,13 +59,6 @@ API_RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"mem
 # Pods allowed to reach a managed Redis besides the fleet's own: the operator (the chart's pod
 # labels, any namespace) reads queue depth and task statistics from it; it still needs the password.
 OPERATOR_POD_LABELS = {"app.kubernetes.io/name": "agentfleet", "app.kubernetes.io/component": "operator"}
-
-# Rough tokens per character of English text and JSON (tokenizers average ~4 characters per
-# token); the budget check only has to catch budgets that are off by far, not by a few percent.
-CHARS_PER_TOKEN = 4.0
-# Same protocol text the runtime adds when tools are described in the prompt (prompt.TEXT_PROTOCOL).
-TOOL_PROTOCOL_TOKENS = 80
-DEFAULT_MAX_OUTPUT_TOKENS = 1024  # runtime ModelEndpoint.max_output_tokens
 
 
 # --- Names and labels -------------------------------------------------------------------------
@@ -162,69 +152,6 @@ def config_text(doc: dict[str, Any]) -> str:
 
 def config_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-# --- Validation the schema cannot express -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Problem:
-    reason: str
-    message: str
-
-
-def estimate_tokens(text: str) -> int:
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
-
-
-def fixed_prompt_tokens(spec: AgentFleetSpec, system_prompt: str) -> int:
-    """Tokens every model call of a task re-sends: the system prompt and the tool schemas."""
-    schemas = [
-        {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters or {"type": "object", "properties": {}}}}
-        for t in spec.tools
-    ]
-    tools = estimate_tokens(json.dumps(schemas)) + (TOOL_PROTOCOL_TOKENS if schemas else 0)
-    return estimate_tokens(system_prompt) + tools
-
-
-def budget_problems(spec: AgentFleetSpec, system_prompt: str, max_model_len: int | None = None) -> list[Problem]:
-    """Budgets no task can meet: the first model call alone would exceed them."""
-    out: list[Problem] = []
-    fixed = fixed_prompt_tokens(spec, system_prompt)
-    first_call = fixed + DEFAULT_MAX_OUTPUT_TOKENS
-    b = spec.budgets
-    if b.max_tokens < first_call:
-        out.append(
-            Problem(
-                "BudgetTooSmall",
-                f"spec.budgets.maxTokens {b.max_tokens} is less than one model call needs: ~{fixed} tokens of system prompt and tool schemas "
-                f"plus {DEFAULT_MAX_OUTPUT_TOKENS} for the reply; raise spec.budgets.maxTokens to at least {first_call} or shorten spec.systemPrompt / spec.tools",
-            )
-        )
-    if max_model_len is not None and fixed >= max_model_len:
-        out.append(
-            Problem(
-                "PromptExceedsContext",
-                f"the system prompt and tool schemas (~{fixed} tokens) do not fit the model's context of {max_model_len} tokens "
-                "(its engine.maxModelLen): shorten spec.systemPrompt / spec.tools or raise the ModelReplicaSet's maxModelLen",
-            )
-        )
-    if b.max_cost is not None:
-        try:
-            price_in = Decimal(spec.pricing.input_per_million_tokens)
-            limit = Decimal(b.max_cost)
-        except InvalidOperation:
-            return out
-        first_cost = price_in * fixed / Decimal(1_000_000)
-        if limit <= 0 or first_cost > limit:
-            out.append(
-                Problem(
-                    "BudgetTooSmall",
-                    f"spec.budgets.maxCost {b.max_cost} {spec.pricing.currency} is below the cost of one model call's prompt "
-                    f"(~{fixed} tokens at {spec.pricing.input_per_million_tokens} per million = {first_cost:.6f}): raise spec.budgets.maxCost",
-                )
-            )
-    return out
 
 
 def desired_workers(spec: AgentFleetSpec, status: dict[str, Any] | None) -> int:

@@ -29,13 +29,14 @@ import json
 import re
 import shlex
 from collections.abc import Collection, Iterable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from agentfleet_contract.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec
 
 from agentfleet.capacity import format_quantity, parse_quantity
 from agentfleet.placement import GPU_PRODUCT_LABEL, MODELREPLICASET_LABEL, REPLICA_LABEL, Assignment, Toleration
 from agentfleet.render.common import RenderError, child_meta
+from agentfleet.render.vllm import MASTER_PORT, MODEL_SOURCE_PATH, multi_node_backend, vllm_args
 
 ROLE_LABEL = "agentfleet.io/role"
 SERVING_LABEL = "agentfleet.io/serving"  # "false" takes a draining replica out of every Service
@@ -50,18 +51,14 @@ ROLE_WORKER = "worker"
 CONTAINER = "vllm"
 HTTP_PORT_NAME = "http"
 RAY_PORT = 6379
-MASTER_PORT = 29501  # vLLM's default --master-port for multi-node multiprocessing
 SHM_PATH = "/dev/shm"
 CACHE_PATH = "/models-cache"
-MODEL_SOURCE_PATH = "/mnt/model"
 HEALTH_PATH = "/health"
 # A deleted pod's endpoints leave Services while preStop sleeps, before SIGTERM reaches vLLM:
 # kube-proxy and routers need a few seconds to observe the removal, or calls routed there are
 # refused. The controller drains before it deletes; this covers evictions and node drains.
 PRE_STOP_SLEEP_SECONDS = 15
 TERMINATION_GRACE_SECONDS = 60
-
-Backend = Literal["ray", "mp"]
 
 
 # --- Names and labels ------------------------------------------------------------------------
@@ -147,91 +144,6 @@ def _name(mrs: ModelReplicaSet) -> str:
     # The longest derived name, "<name>-replicas", must stay a DNS-1035 label (Service names).
     _check(replicas_service_name(name), "Service name", _DNS1035)
     return name
-
-
-# --- vLLM arguments --------------------------------------------------------------------------
-
-
-def _flag_value(args: Iterable[str], flag: str) -> str | None:
-    it = iter(args)
-    for a in it:
-        if a == flag:
-            return next(it, None)
-        if a.startswith(flag + "="):
-            return a.split("=", 1)[1]
-    return None
-
-
-def multi_node_backend(spec: ModelReplicaSetSpec) -> Backend:
-    """How a gang starts, as spec.engine.multiNodeBackend says."""
-    return "mp" if spec.engine.multi_node_backend == "Multiprocessing" else "ray"
-
-
-def model_argument(spec: ModelReplicaSetSpec) -> str:
-    """What `vllm serve` loads: repo ids, paths and object-store URIs as given; pvc://claim/path from its mount."""
-    name = spec.model.name
-    if name.startswith("pvc://"):
-        _, _, path = name[len("pvc://") :].partition("/")
-        return f"{MODEL_SOURCE_PATH}/{path}".rstrip("/")
-    return name
-
-
-def served_name(spec: ModelReplicaSetSpec) -> str:
-    return spec.model.served_name or spec.model.name
-
-
-def vllm_args(
-    spec: ModelReplicaSetSpec,
-    *,
-    nnodes: int = 1,
-    node_rank: int = 0,
-    master_addr: str | None = None,
-    backend: Backend | None = None,
-) -> list[str]:
-    """`vllm serve` arguments (after the subcommand) for one pod of a replica."""
-    e = spec.engine
-    args = [
-        model_argument(spec),
-        "--served-model-name",
-        served_name(spec),
-        "--host",
-        "0.0.0.0",
-        "--port",
-        str(e.port),
-        "--tensor-parallel-size",
-        str(e.tensor_parallel_size),
-        "--pipeline-parallel-size",
-        str(e.pipeline_parallel_size),
-    ]
-    if e.max_model_len:
-        args += ["--max-model-len", str(e.max_model_len)]
-    args += [
-        "--max-num-seqs",
-        str(e.max_num_seqs),
-        "--gpu-memory-utilization",
-        str(e.gpu_memory_utilization),
-        "--enable-prefix-caching" if e.enable_prefix_caching else "--no-enable-prefix-caching",
-        "--kv-cache-dtype",
-        e.kv_cache_dtype,
-        "--dtype",
-        e.dtype,
-    ]
-    if spec.model.revision:
-        args += ["--revision", spec.model.revision]
-    # Object stores are read through the Run:ai model streamer (vLLM's documented S3/GCS loader).
-    if spec.model.name.startswith(("s3://", "gs://")) and _flag_value(e.extra_args, "--load-format") is None:
-        args += ["--load-format", "runai_streamer"]
-    if nnodes > 1:
-        backend = backend or multi_node_backend(spec)
-        explicit = _flag_value(e.extra_args, "--distributed-executor-backend") is not None
-        if backend == "ray" and not explicit:
-            args += ["--distributed-executor-backend", "ray"]
-        if backend == "mp":
-            args += ["--nnodes", str(nnodes), "--node-rank", str(node_rank), "--master-addr", master_addr or "", "--master-port", str(MASTER_PORT)]
-            if node_rank > 0:
-                args.append("--headless")
-    args += list(e.extra_args)
-    return args
 
 
 # --- Pods ------------------------------------------------------------------------------------

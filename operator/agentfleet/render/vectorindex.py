@@ -239,7 +239,10 @@ def render_ingestion_job(
 ) -> dict[str, Any]:
     """The ingestion Job. ``image`` is the operator's runtime image (spec.ingestion.image wins);
     ``milvus_uri`` is spec.milvus.uri or the managed Milvus' endpoint; ``revision`` comes from
-    source_revision()."""
+    source_revision().
+
+    Long on purpose: one Job manifest read top to bottom, as kubectl shows it; split into helpers
+    it would scatter one pod spec over several functions."""
     spec = vi.spec
     if spec.source is None:
         raise RenderError("spec.source is unset: there is nothing to ingest")

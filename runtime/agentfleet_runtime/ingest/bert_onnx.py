@@ -87,6 +87,8 @@ def _unfused_attention(g: _Graph, x: str, wqkv: np.ndarray, bqkv: np.ndarray, bi
 def build_sentence_encoder(weights: Mapping[str, np.ndarray], shape: BertShape, prefix: str = "", *, fused_attention: bool = True) -> onnx.ModelProto:
     """ONNX model: input_ids, attention_mask (int64 [batch, seq]) -> embeddings (float32 [batch, hidden], unit norm).
 
+    Long on purpose: the graph is built node by node in the order it runs, like the model's forward pass.
+
     token_type_ids are all zero for single-sentence encoding, so the type embedding is folded into
     the position table. Q, K and V are one MatMul so quantization and the CPU kernels see one
     large matrix instead of three small ones.

@@ -83,6 +83,8 @@ def _emit(p: WorkerProgress) -> None:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
+    """One ingestion worker from start to its termination record; long because every exit path
+    (bad arguments, no embedder, Milvus down, done) writes its own progress record."""
     args = build_parser().parse_args(argv)
     from agentfleet_milvus import MilvusError, MilvusSink, MilvusTarget
 

@@ -11,6 +11,7 @@ from agentfleet_contract.agentfleet import AgentFleet
 from agentfleet_contract.runtime_config import ModelTarget, RuntimeConfig, runtime_config
 
 from agentfleet.render import agentfleet as r
+from agentfleet.render import budgets
 
 META = {"name": "support", "namespace": "team-a", "uid": "u-1", "generation": 3, "labels": {"app.kubernetes.io/instance": "argo-app", "argocd.argoproj.io/instance": "x"}}
 SPEC: dict[str, Any] = {
@@ -164,21 +165,21 @@ def test_worker_replicas(workers: dict[str, Any], status: dict[str, Any], want: 
 
 def test_budgets_no_task_can_meet_are_named_with_the_field_and_the_fix() -> None:
     ok = fleet()
-    assert r.budget_problems(ok.spec, "Be brief.", 32768) == []
+    assert budgets.budget_problems(ok.spec, "Be brief.", 32768) == []
     prompt = "x" * 20_000  # ~5000 tokens
     tight = fleet(budgets={"maxTokens": 4000})
-    (p,) = r.budget_problems(tight.spec, prompt)
+    (p,) = budgets.budget_problems(tight.spec, prompt)
     assert p.reason == "BudgetTooSmall" and "spec.budgets.maxTokens 4000" in p.message and "raise spec.budgets.maxTokens to at least" in p.message
-    (p,) = r.budget_problems(ok.spec, prompt, 4096)
+    (p,) = budgets.budget_problems(ok.spec, prompt, 4096)
     assert p.reason == "PromptExceedsContext" and "4096" in p.message
     costly = fleet(budgets={"maxCost": "0.0001"}, pricing={"inputPerMillionTokens": "10"})
-    (p,) = r.budget_problems(costly.spec, prompt)
+    (p,) = budgets.budget_problems(costly.spec, prompt)
     assert p.reason == "BudgetTooSmall" and "spec.budgets.maxCost" in p.message
     # Tool schemas count: the same prompt with a large tool fails where it alone would not.
     params = {"type": "object", "properties": {f"p{i}": {"type": "string", "description": "d" * 100} for i in range(150)}}
     big_tool = {"name": "big", "type": "HTTP", "http": {"url": "http://x/y"}, "parameters": params}
-    assert r.budget_problems(fleet(budgets={"maxTokens": 4000}).spec, "short") == []
-    assert r.budget_problems(fleet(budgets={"maxTokens": 4000}, tools=[big_tool]).spec, "short")[0].reason == "BudgetTooSmall"
+    assert budgets.budget_problems(fleet(budgets={"maxTokens": 4000}).spec, "short") == []
+    assert budgets.budget_problems(fleet(budgets={"maxTokens": 4000}, tools=[big_tool]).spec, "short")[0].reason == "BudgetTooSmall"
 
 
 def test_readiness_of_applied_objects_and_cost_format() -> None:

@@ -13,7 +13,8 @@ from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 
 from agentfleet.kube import FIELD_MANAGER
 from agentfleet.reconcile.status import StatusWriter, changed_fields
-from agentfleet.render.modelreplicaset import selector_string, served_name
+from agentfleet.render.modelreplicaset import selector_string
+from agentfleet.render.vllm import served_name
 from agentfleet.rollout import ACTIVE, DRAINING, READY_PHASE, Problem, Summary, compose_conditions, rfc3339
 
 if TYPE_CHECKING:

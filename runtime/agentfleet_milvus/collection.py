@@ -1,0 +1,281 @@
+"""CollectionManager: create, compare, rebuild the index, reload replicas, describe, prune, drop."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agentfleet_milvus.connection import MilvusTarget, with_retries
+from agentfleet_milvus.errors import ImmutableFieldConflict, MilvusUnavailable, translate, translated
+from agentfleet_milvus.schema import (
+    DEFAULT_TIMEOUT,
+    ID_MAX,
+    INDEX_NAME,
+    KEY_MAX,
+    METADATA,
+    PRIMARY,
+    PROP_INDEX,
+    PROP_MANAGED,
+    PROP_REPLICAS,
+    PROP_SHARDS,
+    SOURCE,
+    SOURCE_MAX,
+    TEXT,
+    TEXT_MAX,
+    VECTOR,
+    CollectionSpec,
+    CollectionState,
+    LoadStateName,
+    immutable_conflicts,
+    index_up_to_date,
+    number,
+)
+
+# --- The manager --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    state: CollectionState
+    created: bool = False
+    index_rebuilt: bool = False
+    reloaded: bool = False
+    partitions_created: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+_LOAD_STATES: dict[str, LoadStateName | None] = {"NotExist": None, "NotLoad": "NotLoad", "Loading": "Loading", "Loaded": "Loaded"}
+
+
+class CollectionManager:
+    """Makes one collection match a CollectionSpec. Every method raises only MilvusError subclasses."""
+
+    def __init__(self, client: Any, spec: CollectionSpec, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.client = client
+        self.spec = spec
+        self.timeout = timeout
+        self._replicas_unsupported = False
+
+    @classmethod
+    def connect(cls, target: MilvusTarget, spec: CollectionSpec, *, attempts: int = 3) -> CollectionManager:
+        """Connect (creating the database if missing). A refused dial is retried briefly: gRPC
+        channels can be mid-reconnect (e.g. after a server GOAWAY); longer outages raise
+        MilvusUnavailable for the caller's own backoff."""
+        return cls(with_retries(lambda: target.connect(create_database=True), attempts=attempts), spec, timeout=target.timeout)
+
+    # -- observe --
+
+    def exists(self) -> bool:
+        with translated():
+            return bool(self.client.has_collection(self.spec.name, timeout=self.timeout))
+
+    def describe(self) -> CollectionState:
+        name, t = self.spec.name, self.timeout
+        with translated():
+            if not self.client.has_collection(name, timeout=t):
+                return CollectionState(exists=False)
+            desc = self.client.describe_collection(name, timeout=t)
+            props = {str(k): str(v) for k, v in (desc.get("properties") or {}).items()}
+            dim, pk = None, None
+            for f in desc.get("fields", []):
+                if f.get("name") == VECTOR:
+                    dim = number((f.get("params") or {}).get("dim"))
+                if f.get("is_partition_key"):
+                    pk = f.get("name")
+            load = self.client.get_load_state(name, timeout=t)
+            state_name = getattr(load.get("state"), "name", str(load.get("state")))
+            load_state = _LOAD_STATES.get(state_name)
+            progress = load.get("progress")
+            if load_state == "Loaded":
+                progress = 100
+            elif load_state == "NotLoad":
+                progress = 0
+            index_type = metric = None
+            index_params: dict[str, Any] = {}
+            if INDEX_NAME in (self.client.list_indexes(name, timeout=t) or []):
+                idx = self.client.describe_index(name, INDEX_NAME, timeout=t) or {}
+                index_type, metric = idx.get("index_type"), idx.get("metric_type")
+                skip = {"index_type", "metric_type", "field_name", "index_name", "total_rows", "indexed_rows", "pending_index_rows", "state", "params"}
+                index_params = {k: v for k, v in idx.items() if k not in skip}
+                nested = idx.get("params")
+                if isinstance(nested, str):
+                    with contextlib.suppress(ValueError):
+                        nested = json.loads(nested)
+                if isinstance(nested, Mapping):
+                    index_params.update(nested)
+            replicas, reported = self._replicas(props, load_state)
+            rows = self._row_count(load_state)
+            partitions: tuple[str, ...] = ()
+            if pk is None:
+                partitions = tuple(sorted(self.client.list_partitions(name, timeout=t)))
+        requested = props.get(PROP_SHARDS)
+        return CollectionState(
+            exists=True,
+            row_count=rows,
+            load_state=load_state,
+            load_progress=None if progress is None else int(progress),
+            shards=number(desc.get("num_shards")),
+            requested_shards=int(requested) if requested and requested.isdigit() else None,
+            replicas=replicas,
+            replicas_reported=reported,
+            index_type=index_type,
+            metric=metric,
+            index_params=index_params,
+            index_record=props.get(PROP_INDEX),
+            dimension=dim,
+            partition_key=pk,
+            partitions=partitions,
+        )
+
+    def _replicas(self, props: Mapping[str, str], load_state: LoadStateName | None) -> tuple[int | None, bool]:
+        if load_state != "Loaded":
+            return (0 if load_state == "NotLoad" else None), True
+        recorded = props.get(PROP_REPLICAS)
+        fallback = (int(recorded) if recorded and recorded.isdigit() else None), False
+        if self._replicas_unsupported:
+            return fallback
+        rpc_log = logging.getLogger("pymilvus.decorators")
+        level = rpc_log.level
+        rpc_log.setLevel(logging.CRITICAL)  # an UNIMPLEMENTED answer is expected here, not an error to log
+        try:
+            return len(self.client.describe_replica(self.spec.name, timeout=self.timeout)), True
+        except Exception as e:  # noqa: BLE001 - Milvus Lite answers UNIMPLEMENTED
+            err = translate(e)
+            if isinstance(err, MilvusUnavailable):
+                raise err from e
+            self._replicas_unsupported = True
+            return fallback
+        finally:
+            rpc_log.setLevel(level)
+
+    def _row_count(self, load_state: LoadStateName | None) -> int:
+        if load_state == "Loaded":
+            # count(*) sees upserts and deletes exactly; the stats count rows not yet compacted away.
+            res = self.client.query(self.spec.name, filter="", output_fields=["count(*)"], consistency_level="Strong", timeout=self.timeout)
+            return int(res[0]["count(*)"])
+        return int(self.client.get_collection_stats(self.spec.name, timeout=self.timeout).get("row_count", 0))
+
+    # -- change --
+
+    def _schema(self) -> Any:
+        from pymilvus import DataType
+
+        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False, description="agentfleet VectorIndex chunks")
+        schema.add_field(PRIMARY, DataType.VARCHAR, is_primary=True, max_length=ID_MAX)
+        schema.add_field(TEXT, DataType.VARCHAR, max_length=TEXT_MAX)
+        schema.add_field(SOURCE, DataType.VARCHAR, max_length=SOURCE_MAX)
+        schema.add_field(METADATA, DataType.JSON)
+        if self.spec.partition_key:
+            schema.add_field(self.spec.partition_key, DataType.VARCHAR, max_length=KEY_MAX, is_partition_key=True)
+        schema.add_field(VECTOR, DataType.FLOAT_VECTOR, dim=self.spec.dimension)
+        return schema
+
+    def create(self) -> None:
+        s, t = self.spec, self.timeout
+        kwargs: dict[str, Any] = {"num_shards": s.shards, "consistency_level": "Bounded"}
+        if s.partition_key:
+            kwargs["num_partitions"] = s.num_partitions
+        with translated():
+            self.client.create_collection(
+                s.name, schema=self._schema(), timeout=t, properties={PROP_SHARDS: str(s.shards), PROP_MANAGED: "agentfleet"}, **kwargs
+            )
+
+    def ensure_partitions(self) -> tuple[str, ...]:
+        """Create named partitions the spec lists; extra partitions are kept (dropping loses data)."""
+        if self.spec.partition_key or not self.spec.partitions:
+            return ()
+        with translated():
+            have = set(self.client.list_partitions(self.spec.name, timeout=self.timeout))
+            new = tuple(p for p in self.spec.partitions if p not in have)
+            for p in new:
+                self.client.create_partition(self.spec.name, p, timeout=self.timeout)
+        return new
+
+    def _index_params(self) -> Any:
+        ip = self.client.prepare_index_params()
+        ip.add_index(
+            field_name=VECTOR, index_name=INDEX_NAME, index_type=self.spec.index_type, metric_type=self.spec.metric, params=dict(self.spec.index_params)
+        )
+        return ip
+
+    def ensure_index(self, state: CollectionState) -> bool:
+        """Build the index, or drop and rebuild it when type/params/metric changed. Rows are kept."""
+        if index_up_to_date(self.spec, state):
+            return False
+        name, t = self.spec.name, self.timeout
+        with translated():
+            if state.index_type is not None:
+                # Milvus refuses to drop the index of a loaded collection.
+                if state.load_state in ("Loaded", "Loading"):
+                    self.client.release_collection(name, timeout=t)
+                self.client.drop_index(name, INDEX_NAME, timeout=t)
+            self.client.create_index(name, self._index_params(), timeout=t)
+            self.client.alter_collection_properties(name, properties={PROP_INDEX: self.spec.index_record()}, timeout=t)
+        return True
+
+    def ensure_loaded(self, *, wait: bool = False) -> bool:
+        """Load with the spec's replica number; reload (release + load) when the number differs.
+
+        With ``wait`` False the load is started and the call returns; describe() then reports
+        Loading and its progress, so a controller never blocks on a large collection.
+        """
+        name, t, n = self.spec.name, self.timeout, self.spec.replicas
+        state = self.describe()
+        if state.load_state == "Loading":
+            return False
+        if state.load_state == "Loaded" and state.replicas == n:
+            return False
+        with translated():
+            if state.load_state == "Loaded":
+                self.client.release_collection(name, timeout=t)
+            self.client.load_collection(name, replica_number=n, timeout=None if wait else t, _async=not wait)
+            self.client.alter_collection_properties(name, properties={PROP_REPLICAS: str(n)}, timeout=t)
+        return True
+
+    def ensure(self, *, wait_loaded: bool = False) -> Reconciled:
+        """Create or update the collection to match the spec, then describe it.
+
+        Raises ImmutableFieldConflict before changing anything when the existing collection
+        has another dimension, shard count or partition key.
+        """
+        notes: list[str] = []
+        state = self.describe()
+        created = False
+        if not state.exists:
+            self.create()
+            created = True
+            state = self.describe()
+        else:
+            conflicts = immutable_conflicts(self.spec, state)
+            if conflicts:
+                raise ImmutableFieldConflict(self.spec.name, conflicts)
+        if state.shards is not None and state.shards != self.spec.shards:
+            notes.append(f"Milvus reports {state.shards} shard(s) for {self.spec.shards} requested (Milvus Lite keeps one shard)")
+        partitions = self.ensure_partitions()
+        rebuilt = self.ensure_index(state)
+        reloaded = self.ensure_loaded(wait=wait_loaded)
+        final = self.describe()
+        if not final.replicas_reported and final.load_state == "Loaded":
+            notes.append("this Milvus does not describe replicas; inMemoryReplicas shows the replica number requested at load")
+        return Reconciled(final, created, rebuilt and not created, reloaded and not created, partitions, tuple(notes))
+
+    def drop(self) -> bool:
+        """Drop the collection (deletionPolicy Delete). False when it did not exist."""
+        with translated():
+            if not self.client.has_collection(self.spec.name, timeout=self.timeout):
+                return False
+            self.client.drop_collection(self.spec.name, timeout=self.timeout)
+            return True
+
+    def prune_revisions(self, keep: str) -> None:
+        """Delete chunks written by other ingestion revisions (documents since changed or removed).
+
+        Call after a revision's Job succeeded: its workers tagged every chunk they upserted.
+        """
+        expr = f'{METADATA}["revision"] != {json.dumps(keep)}'
+        with translated():
+            self.client.delete(self.spec.name, filter=expr, timeout=self.timeout)

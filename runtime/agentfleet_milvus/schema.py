@@ -1,0 +1,129 @@
+"""The fixed collection schema, and desired (CollectionSpec) against observed (CollectionState) state: pure."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agentfleet_milvus.errors import Conflict
+
+PRIMARY = "id"
+TEXT = "text"
+SOURCE = "source"
+METADATA = "metadata"
+VECTOR = "vector"
+INDEX_NAME = "vector"
+ID_MAX = 64
+TEXT_MAX = 65535
+SOURCE_MAX = 4096
+KEY_MAX = 512
+PROP_SHARDS = "agentfleet.io/shards"
+PROP_INDEX = "agentfleet.io/index"
+PROP_REPLICAS = "agentfleet.io/replicas"
+PROP_MANAGED = "agentfleet.io/managed-by"
+DEFAULT_TIMEOUT = 10.0
+
+LoadStateName = Literal["NotLoad", "Loading", "Loaded"]
+
+
+# --- Desired and observed state (pure) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    name: str
+    dimension: int
+    metric: str = "COSINE"
+    index_type: str = "HNSW"
+    index_params: Mapping[str, int] = field(default_factory=dict)
+    shards: int = 1
+    partitions: tuple[str, ...] = ()
+    partition_key: str | None = None
+    num_partitions: int = 16
+    replicas: int = 1
+
+    @classmethod
+    def from_vectorindex(cls, spec: Any) -> CollectionSpec:
+        """From a VectorIndexSpec (the pydantic model, or anything with its attribute names)."""
+        pk = getattr(spec, "partition_key", None)
+        index = spec.index
+        return cls(
+            name=spec.collection,
+            dimension=int(spec.dimension),
+            metric=spec.metric,
+            index_type=index.type,
+            index_params=dict(index.params or {}),
+            shards=int(spec.shards),
+            partitions=tuple(spec.partitions or ()),
+            partition_key=pk.field if pk is not None else None,
+            num_partitions=int(pk.num_partitions) if pk is not None else 16,
+            replicas=int(spec.in_memory_replicas),
+        )
+
+    def index_record(self) -> str:
+        return json.dumps({"type": self.index_type, "metric": self.metric, "params": dict(sorted(self.index_params.items()))}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class CollectionState:
+    exists: bool
+    row_count: int | None = None
+    load_state: LoadStateName | None = None
+    load_progress: int | None = None
+    shards: int | None = None  # as the server reports
+    requested_shards: int | None = None  # as recorded at creation
+    replicas: int | None = None
+    replicas_reported: bool = False  # False: the server cannot describe replicas; ``replicas`` is what we loaded with
+    index_type: str | None = None
+    metric: str | None = None
+    index_params: Mapping[str, Any] = field(default_factory=dict)
+    index_record: str | None = None
+    dimension: int | None = None
+    partition_key: str | None = None
+    partitions: tuple[str, ...] = ()
+
+    def status(self) -> dict[str, Any]:
+        """The VectorIndex status fields this state fills (camelCase, unknowns left out)."""
+        s = {
+            "rowCount": self.row_count,
+            "loadState": self.load_state,
+            "loadProgress": self.load_progress,
+            "shards": self.shards,
+            "inMemoryReplicas": self.replicas,
+            "indexType": self.index_type,
+        }
+        return {k: v for k, v in s.items() if v is not None}
+
+
+def immutable_conflicts(spec: CollectionSpec, state: CollectionState) -> list[Conflict]:
+    """Fields the spec wants different from an existing collection that Milvus cannot change."""
+    out = []
+    if state.dimension is not None and state.dimension != spec.dimension:
+        out.append(Conflict("spec.dimension", state.dimension, spec.dimension))
+    shards = state.requested_shards if state.requested_shards is not None else state.shards
+    if shards is not None and shards != spec.shards:
+        out.append(Conflict("spec.shards", shards, spec.shards))
+    if state.partition_key != spec.partition_key:
+        out.append(Conflict("spec.partitionKey.field", state.partition_key or "unset", spec.partition_key or "unset"))
+    return out
+
+
+def number(v: Any) -> Any:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return v
+
+
+def index_up_to_date(spec: CollectionSpec, state: CollectionState) -> bool:
+    if state.index_type is None:
+        return False
+    if state.index_type != spec.index_type or (state.metric or "").upper() != spec.metric:
+        return False
+    # Build parameters the server echoes must match; when it echoes none, trust our record.
+    for k, v in spec.index_params.items():
+        if k in state.index_params and number(state.index_params[k]) != v:
+            return False
+    return state.index_record is None or state.index_record == spec.index_record()
