@@ -196,8 +196,11 @@ class AutoscalerController(Controller[AutoscaleState]):
         if deleted:
             self.forget(key)
         elif wanted:
+            new = self.known_state(key) is None
             self.state(key).release = False
-            self.enqueue(key)
+            # A new object is first evaluated a tick later, as its pods are only being created:
+            # "no replica to measure" at once would read an empty fleet.
+            self.enqueue(key, MIN_PERIOD_SECONDS if new else 0.0)
         elif self.known_state(key) is not None and kind == MRS:
             # Turned off: its status fields and conditions are released (an empty apply under its
             # manager), so no stale ScalingActive stays.
