@@ -7,7 +7,7 @@ reconciles (see controllers/workqueue.py). One reconcile is level-based and idem
     read the ModelReplicaSet and its pods (fresh from the API) and the node inventory (cache)
     -> validate, assess capacity (capacity.assess)
     -> group pods into replicas, judge each (rollout.replica_health)
-    -> decide one step (rollout.decide): create, drain, delete, restart
+    -> decide one step (rollout.plan_step): create, drain, delete, restart
     -> place new replicas (placement.plan) and create their pods (render.modelreplicaset,
        server-side apply with ownerReferences)
     -> write status (only status: placements, counts, conditions) and post Events.
@@ -79,20 +79,20 @@ from agentfleet.rollout import (
     READY_PHASE,
     TERMINATING,
     UNSCHEDULABLE_GRACE_SECONDS,
-    Decision,
-    Problem,
+    ConditionCause,
     ReplicaState,
     ReplicaView,
+    RolloutStep,
     Summary,
     Timing,
     compose_conditions,
-    decide,
     desired_replicas,
     new_replica_names,
     observe_pod,
     parse_in_flight,
     parse_replica_name,
     parse_time,
+    plan_step,
     replica_health,
     replica_phase,
     restart_backoff,
@@ -626,7 +626,7 @@ class _Pass:
 
         records: dict[str, dict[str, Any]] = {}
         states: list[ReplicaState] = []
-        failures: list[Problem] = []
+        failures: list[ConditionCause] = []
         to_create: dict[str, Assignment] = {}  # replicas whose missing pods are applied in this pass
         replan: dict[str, int] = {}  # failed replicas to place afresh under their name -> restarts
 
@@ -645,7 +645,7 @@ class _Pass:
                 at = failed_at + restart_backoff(restarts, timing.restart_backoff, timing.max_restart_backoff)
                 records[rname] = rec
                 states.append(ReplicaState(rname, current, FAILED, ordinal=ordinal, created=v.created, failed_at=failed_at, restarts=restarts))
-                failures.append(Problem("RestartBackoff", f"replica {rname} failed; restart {restarts} at {rfc3339(at)}"))
+                failures.append(ConditionCause("RestartBackoff", f"replica {rname} failed; restart {restarts} at {rfc3339(at)}"))
                 continue
 
             h = replica_health(v, now, startup_timeout=spec.lifecycle.startup_timeout_seconds, gone_nodes=gone, unusable_nodes=unusable)
@@ -663,7 +663,7 @@ class _Pass:
                 # the node failed, not the model, so there is nothing to back off from.
                 self._delete(v, force_nodes=gone)
                 self.mem.failed_at.pop(rname, None)
-                failures.append(Problem(h.reason, h.message))
+                failures.append(ConditionCause(h.reason, h.message))
                 self.event("Warning", h.reason, f"{h.message}; deleting its pods and placing a replacement", once=False)
                 states.append(ReplicaState(rname, current, TERMINATING, ordinal=ordinal, created=v.created))
                 self.terminating.add(rname)
@@ -689,7 +689,7 @@ class _Pass:
                 }
                 if h.replan:
                     records[rname].update(nodes=[], gpus=0, gpusPerNode=None, block=None, zone=None)
-                failures.append(Problem(h.reason, f"{h.message}; restart {restarts} at {rfc3339(now + wait)}"))
+                failures.append(ConditionCause(h.reason, f"{h.message}; restart {restarts} at {rfc3339(now + wait)}"))
                 states.append(ReplicaState(rname, current, FAILED, ordinal=ordinal, created=v.created, failed_at=now, restarts=restarts))
                 continue
 
@@ -736,11 +736,11 @@ class _Pass:
         states = [replace(s, in_flight=in_flight.get(s.name)) for s in states]
 
         # --- decide one step ---
-        d = decide(states, desired.count, now, timing, surge_blocked=self.mem.surge_blocked)
+        d = plan_step(states, desired.count, now, timing, surge_blocked=self.mem.surge_blocked)
         if capacity_error:
             # Nothing new starts from a spec whose model cannot fit; drains already under way finish.
             draining_now = {s.name for s in states if s.phase == DRAINING}
-            d = Decision(delete=[(r, why) for r, why in d.delete if r in draining_now], requeue_after=d.requeue_after)
+            d = RolloutStep(delete=[(r, why) for r, why in d.delete if r in draining_now], requeue_after=d.requeue_after)
         rolling = any(not s.current for s in active)
         state_of = {s.name: s for s in states}
 
@@ -875,7 +875,7 @@ class _Pass:
         desired: Any,
         capacity_error: str | None,
         unplaced: list[Any],
-        failures: list[Problem],
+        failures: list[ConditionCause],
         waiting: str,
     ) -> dict[str, Any]:
         staying = {r: rec.get("phase") for r, rec in records.items() if r not in self.terminating}
@@ -892,9 +892,9 @@ class _Pass:
             draining=len(draining),
             starting=len(active) - len(ready),
             capacity_error=capacity_error,
-            unplaced=Problem(unplaced[0].reason, unplaced[0].message) if unplaced else None,
+            unplaced=ConditionCause(unplaced[0].reason, unplaced[0].message) if unplaced else None,
             unplaced_count=len(unplaced),
-            limited=Problem(desired.limited_reason, desired.limited_message) if desired.limited_reason else None,
+            limited=ConditionCause(desired.limited_reason, desired.limited_message) if desired.limited_reason else None,
             failures=failures,
             waiting=waiting,
         )
