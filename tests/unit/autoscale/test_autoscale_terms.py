@@ -40,6 +40,7 @@ def test_goodput_term_is_proportional_with_one_more_at_least_and_a_floor() -> No
     assert goodput_term(4, 0.5, 0.95) == 8  # 4 x 0.95 / 0.5 = 7.6 -> 8
     assert goodput_term(4, 0.94, 0.95) == 5  # a slight miss still asks for one more
     assert goodput_term(2, 0.0, 0.95) == 10  # floored at 0.2: 2 x 0.95 / 0.2 = 9.5 -> 10, not infinity
+    assert goodput_term(4, 0.05, 0.1) == 5  # a target under the floor: the ratio says 2, one more stands
 
 
 def test_goodput_collapsed_only_under_half_of_what_the_order_was_sized_on() -> None:
@@ -55,8 +56,9 @@ def test_collapse_term_sizes_on_the_measured_fleet_and_the_rise_in_tasks() -> No
     assert collapse_term(1, 4, 0.9, 0.95) == 5  # at least one more than serving
     # Tasks doubled since an order of 6: at least 12.
     assert collapse_term(2, 4, 0.25, 0.95, tasks=200.0, ordered_tasks=100.0, ordered_for=6) == 12
-    # Tasks fell: the goodput sizing stands.
+    # Tasks fell: the goodput sizing stands, however large the last order was.
     assert collapse_term(2, 4, 0.25, 0.95, tasks=50.0, ordered_tasks=100.0, ordered_for=6) == 8
+    assert collapse_term(2, 4, 0.25, 0.95, tasks=90.0, ordered_tasks=100.0, ordered_for=20) == 8
 
 
 def test_concurrency_and_tasks_in_flight_terms() -> None:
@@ -92,6 +94,9 @@ def test_loading_credit_orders_the_measured_deficit_beyond_the_loading_replicas(
     # Growth the loading replicas cover: the credit holds.
     assert loading_credit(12, **{**LOADING, "growth": 0.5, "per_replica_rate": 0.5}) == 6
     assert loading_credit(12, **{**LOADING, "growth": -3.0, "per_replica_rate": 0.5}) == 6
+    # Two loading and two just ready (in flight 4, not in base): a deficit of 3 replicas is
+    # still covered by them, so the credit holds at 6 rather than serving + 3.
+    assert loading_credit(12, **{**LOADING, "in_flight": 4, "growth": 1.5, "per_replica_rate": 0.5}) == 6
 
 
 def test_is_idle_needs_no_completions_too() -> None:
@@ -114,6 +119,7 @@ def test_capacity_clamp_refuses_only_growth_beyond_what_fits() -> None:
     assert capacity_clamp(8, 3, 3, 2, "InsufficientGPUs") == (5, "wanted 8, only 2 more can be placed: InsufficientGPUs")
     assert capacity_clamp(8, 6, 3, 0) == (6, "wanted 8, only 0 more can be placed")  # what is asked for stays
     assert capacity_clamp(2, 3, 3, 0) == (2, None)  # shrinking is never limited
+    assert capacity_clamp(5, 6, 3, 0) == (5, None)  # below what is already asked for: nothing refused
 
 
 def test_slope_is_least_squares_per_second() -> None:
