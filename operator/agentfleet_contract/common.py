@@ -120,10 +120,6 @@ def conditions_field() -> Any:
     )
 
 
-def object_meta_name(obj: dict[str, Any]) -> str:
-    return obj.get("metadata", {}).get("name", "")
-
-
 __all__ = [
     "API_VERSION",
     "CONDITIONS_LIST",

@@ -12,7 +12,7 @@ import yaml
 from agentfleet_contract.conditions import set_condition
 
 from agentfleet import chartgen
-from agentfleet.rollout import Problem, Summary, compose_conditions
+from agentfleet.rollout import ConditionCause, Summary, compose_conditions
 
 T0 = "2026-01-01T00:00:00Z"
 
@@ -113,14 +113,14 @@ def mrs(summary: Summary, generation: int = 4) -> dict[str, Any]:
                 ready=1,
                 current=1,
                 outdated=0,
-                unplaced=Problem("InsufficientGPUs", "no NVLink domain has 8 free GPUs"),
+                unplaced=ConditionCause("InsufficientGPUs", "no NVLink domain has 8 free GPUs"),
                 unplaced_count=1,
             ),
             "Degraded",
             "InsufficientGPUs",
         ),
         (
-            Summary(desired=2, replicas=2, ready=1, current=2, outdated=0, failures=[Problem("ReplicaRestarting", "r2 lost node n3")]),
+            Summary(desired=2, replicas=2, ready=1, current=2, outdated=0, failures=[ConditionCause("ReplicaRestarting", "r2 lost node n3")]),
             "Degraded",
             "r2 lost node n3",
         ),

@@ -1,7 +1,8 @@
 """Pure scaling policies (no kopf, kubernetes or Prometheus client here).
 
 - ``goodput``: SLO attainment from histogram buckets (SLO rounded down to a bucket edge, noted).
-- ``policy``: the ModelReplicaSet policy (queue depth, KV cache, goodput, loading-replica credit).
+- ``policy``: the ModelReplicaSet policy, one evaluation as named steps (docs/autoscaling.md);
+  ``terms``: its terms as pure functions; ``state``: its config and memory; ``signals``: its inputs.
 - ``workers``: the AgentFleet workers policy (task backlog + in-flight tasks per worker).
 - ``common``: decisions, conditions, stabilization windows, step and min/max limits.
 """

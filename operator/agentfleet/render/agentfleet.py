@@ -447,31 +447,6 @@ def render_runtime(af: AgentFleet, doc: dict[str, Any], *, replicas: int, milvus
     return [*render_identity(af), cm, render_worker(af, replicas=replicas, hash_=h, milvus_env=milvus_env), *render_api(af, hash_=h), render_pdb(af)]
 
 
-def child_kinds(af: AgentFleet) -> set[tuple[str, str, str]]:
-    """(apiVersion, kind, name) of every child render_* makes for this spec (secrets included)."""
-    fleet, _ = _fleet(af)
-    out = {
-        ("v1", "ServiceAccount", service_account_name(fleet)),
-        ("rbac.authorization.k8s.io/v1", "Role", role_name(fleet)),
-        ("rbac.authorization.k8s.io/v1", "RoleBinding", role_name(fleet)),
-        ("v1", "ConfigMap", config_map_name(fleet)),
-        ("apps/v1", "Deployment", worker_name(fleet)),
-        ("apps/v1", "Deployment", api_name(fleet)),
-        ("v1", "Service", api_name(fleet)),
-        ("policy/v1", "PodDisruptionBudget", worker_name(fleet)),
-    }
-    if af.spec.api.auth_secret_ref is None:
-        out.add(("v1", "Secret", api_token_secret_name(fleet)))
-    if af.spec.redis.deploy is not None:
-        out |= {
-            ("v1", "Secret", redis_secret_name(fleet)),
-            ("apps/v1", "StatefulSet", redis_name(fleet)),
-            ("v1", "Service", redis_name(fleet)),
-            ("networking.k8s.io/v1", "NetworkPolicy", redis_name(fleet)),
-        }
-    return out
-
-
 # --- Readiness of what was applied -------------------------------------------------------------
 
 

@@ -17,24 +17,21 @@ from agentfleet.capacity import (
     assess,
     calls_per_task,
     concurrent_sequences,
-    continuous_batching_utilization,
     format_quantity,
-    free_kv_bytes,
     gpu_memory_bytes_for,
     kv_bytes_per_token,
     kv_element_bytes,
     kv_tokens,
     parse_parameters,
     parse_quantity,
-    prefix_sharing_gain,
     recommended_tp,
     replica_capacity,
     reserve_bytes,
     shared_prefix_sequences,
     size_fleet,
     smallest_fitting_tp,
-    static_batching_utilization,
     stored_kv_heads,
+    usable_bytes,
     weights_bytes,
 )
 from agentfleet.catalog import lookup
@@ -96,7 +93,7 @@ def test_tensor_parallel_beyond_kv_heads_replicates_them() -> None:
 def test_free_kv_and_tokens_on_one_80gib_gpu() -> None:
     # 80 GiB x 0.9 = 72 GiB usable; minus 16e9 B of weights and the 3 GiB reserve:
     # 69 x 2^30 - 16e9 = 74,088,185,856 - 16,000,000,000 = 58,088,185,856 B.
-    free = free_kv_bytes(1, 80 * GiB, 0.9, 16_000_000_000)
+    free = usable_bytes(1, 80 * GiB, 0.9) - 16_000_000_000 - reserve_bytes(1)
     assert reserve_bytes(1) == 3 * GiB
     assert free == 58_088_185_856
     # Blocks of 16 tokens x 128 KiB = 2,097,152 B: 27,698 whole blocks = 443,168 tokens.
@@ -119,32 +116,12 @@ def test_shared_prefix_is_stored_once() -> None:
     # alone 1000 // 100 = 10 sequences; shared (1000 - 75) // 25 = 37, a 3.7x gain.
     assert concurrent_sequences(16_000, 1600) == 10
     assert shared_prefix_sequences(16_000, 1600, 1200) == 37
-    assert prefix_sharing_gain(16_000, 1600, 1200) == pytest.approx(3.7)
     # Only full blocks are shared: a 1,207-token prefix shares the same 75 blocks.
     assert shared_prefix_sequences(16_000, 1600, 1207) == 37
-    assert prefix_sharing_gain(16_000, 1600, 0) == 1.0
+    # No prefix: nothing is shared, the same count as alone.
+    assert shared_prefix_sequences(16_000, 1600, 0) == concurrent_sequences(16_000, 1600)
     with pytest.raises(CapacityError):
         shared_prefix_sequences(16_000, 1600, 1601)
-
-
-def test_static_versus_continuous_batching() -> None:
-    mix = [10, 100, 20, 50]
-    # One batch of 4: 180 useful steps of 4 x 100 slots.
-    assert static_batching_utilization(mix) == pytest.approx(0.45)
-    # Batches of 2: (10 + 100) / (2 x 100) and (20 + 50) / (2 x 50): 180 / 300.
-    assert static_batching_utilization(mix, 2) == pytest.approx(0.6)
-    # Continuous, 2 slots: A runs 10, 20, 50 (ends at 80) while B runs 100: 180 / (2 x 100).
-    assert continuous_batching_utilization(mix, 2) == pytest.approx(0.9)
-    # With nothing to refill the slots, continuous batching is no better than static.
-    assert continuous_batching_utilization(mix, 4) == pytest.approx(0.45)
-    # An agent-like mix: mostly short tool calls, a few long answers.
-    # Static: (28 x 20 + 4 x 400) / (32 x 400) = 2,160 / 12,800.
-    agent = [20] * 28 + [400] * 4
-    assert static_batching_utilization(agent, 32) == pytest.approx(0.16875)
-    # Continuous over 8 such rounds refills the short calls' slots: four times the static figure
-    # (the last round's long answers still leave a tail).
-    assert static_batching_utilization(agent * 8, 32) == pytest.approx(0.16875)
-    assert continuous_batching_utilization(agent * 8, 32) == pytest.approx(0.675)
 
 
 # --- fit and tensor-parallel suggestions ------------------------------------------------------

@@ -9,18 +9,18 @@ from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 from agentfleet.rollout import (
     DRAINING_SINCE_ANNOTATION,
     UNSCHEDULABLE_GRACE_SECONDS,
-    Problem,
+    ConditionCause,
     ReplicaState,
     ReplicaView,
     Summary,
     Timing,
     compose_conditions,
-    decide,
     desired_replicas,
     new_replica_names,
     observe_pod,
     parse_in_flight,
     parse_replica_name,
+    plan_step,
     removal_order,
     replica_health,
     replica_name,
@@ -93,7 +93,9 @@ def pod(name: str, replica: str, *, role: str = "server", node: str | None = "n1
         meta["annotations"] = kw.pop("annotations")
     conds = [{"type": "Ready", "status": "True" if ready else "False"}]
     if "unschedulable" in kw:
-        conds.append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": kw.pop("unschedulable"), "lastTransitionTime": kw.pop("since")})
+        conds.append(
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": kw.pop("unschedulable"), "lastTransitionTime": kw.pop("since")}
+        )
     spec = {"containers": [{"name": "vllm", "resources": {"requests": {"nvidia.com/gpu": str(kw.pop("gpus", 8))}}}]}
     if node and phase != "Pending":
         spec["nodeName"] = node
@@ -218,7 +220,7 @@ vllm:kv_cache_usage_perc{engine="0",model_name="llama"} 0.5
     assert parse_in_flight("vllm:num_requests_running NaN\n") is None
 
 
-# --- decide ----------------------------------------------------------------------------------
+# --- plan_step -------------------------------------------------------------------------------
 
 
 def rs(name: str, phase: str = "Ready", *, current: bool = True, **kw) -> ReplicaState:
@@ -227,13 +229,13 @@ def rs(name: str, phase: str = "Ready", *, current: bool = True, **kw) -> Replic
 
 
 def test_scale_up_creates_the_missing_replicas() -> None:
-    d = decide([rs("a"), rs("b", "Loading")], 4, NOW, T)
+    d = plan_step([rs("a"), rs("b", "Loading")], 4, NOW, T)
     assert (d.create, d.drain, d.delete) == (2, [], [])
 
 
 def test_scale_up_takes_draining_replicas_back_first() -> None:
     states = [rs("a"), rs("b", "Draining", draining_since=NOW - 5, in_flight=3), rs("c", "Draining", draining_since=NOW - 1, in_flight=3)]
-    d = decide(states, 2, NOW, T)
+    d = plan_step(states, 2, NOW, T)
     assert (d.undrain, d.create) == (["c"], 0)
 
 
@@ -252,7 +254,7 @@ def test_removal_order_not_ready_then_least_in_flight_then_newest() -> None:
 
 
 def test_scale_down_drains_ready_replicas_and_deletes_unready_ones() -> None:
-    d = decide([rs("a", created=1, in_flight=5), rs("b", created=2, in_flight=1), rs("c", "Loading", created=3)], 1, NOW, T)
+    d = plan_step([rs("a", created=1, in_flight=5), rs("b", created=2, in_flight=1), rs("c", "Loading", created=3)], 1, NOW, T)
     assert d.drain == ["b"]
     assert [r for r, _ in d.delete] == ["c"]
     assert d.create == 0
@@ -267,7 +269,7 @@ def test_a_drain_ends_when_idle_unready_or_timed_out() -> None:
         rs("blind", "Draining", draining_since=NOW - 59.5),
         rs("keep"),
     ]
-    d = decide(states, 1, NOW, T)
+    d = plan_step(states, 1, NOW, T)
     deleted = dict(d.delete)
     assert set(deleted) == {"idle", "gone-unready", "late"}
     assert "0 requests in flight" in deleted["idle"] and "drain timeout (60s) with 4" in deleted["late"]
@@ -277,7 +279,7 @@ def test_a_drain_ends_when_idle_unready_or_timed_out() -> None:
 def test_failed_replicas_restart_after_their_backoff() -> None:
     waiting = rs("a", "Failed", ready=False, failed_at=NOW - 50, restarts=2)  # backoff 60s
     due = rs("b", "Failed", ready=False, failed_at=NOW - 31, restarts=1)  # backoff 30s
-    d = decide([waiting, due], 2, NOW, T)
+    d = plan_step([waiting, due], 2, NOW, T)
     assert d.restart == ["b"]
     assert d.requeue_after == pytest.approx(10)
     assert d.create == 0  # a failed replica keeps its slot
@@ -285,26 +287,26 @@ def test_failed_replicas_restart_after_their_backoff() -> None:
 
 def test_rolling_update_surges_one_waits_then_drains_one() -> None:
     old = [rs("o1", current=False, created=1), rs("o2", current=False, created=2)]
-    assert decide(old, 2, NOW, T).create == 1
+    assert plan_step(old, 2, NOW, T).create == 1
     loading = [*old, rs("n1", "Loading")]
-    d = decide(loading, 2, NOW, T)
+    d = plan_step(loading, 2, NOW, T)
     assert (d.create, d.drain, d.delete) == (0, [], []) and "n1" in d.waiting
     ready = [*old, rs("n1")]
-    d = decide(ready, 2, NOW, T)
+    d = plan_step(ready, 2, NOW, T)
     assert d.drain == ["o2"] and d.create == 0
     draining = [old[0], rs("o2", "Draining", current=False, draining_since=NOW, in_flight=2), rs("n1")]
-    d = decide(draining, 2, NOW, T)
+    d = plan_step(draining, 2, NOW, T)
     assert (d.create, d.drain) == (0, []) and "drain" in d.waiting
     gone = [old[0], rs("o2", "Terminating", current=False), rs("n1")]
-    assert decide(gone, 2, NOW, T).create == 0
-    assert decide([old[0], rs("n1")], 2, NOW, T).create == 1
+    assert plan_step(gone, 2, NOW, T).create == 0
+    assert plan_step([old[0], rs("n1")], 2, NOW, T).create == 1
 
 
 def test_rolling_update_waits_for_a_replica_whose_drain_ends_now() -> None:
     # Its pods are deleted in this step but stay until they are gone: a surge replica created in
     # the same step made desired + 2 replicas at once (seen in CI as 4 of 2 + 1).
     states = [rs("o1", current=False), rs("o2", "Draining", current=False, draining_since=NOW - 61), rs("n1")]
-    d = decide(states, 2, NOW, T)
+    d = plan_step(states, 2, NOW, T)
     assert [r for r, _ in d.delete] == ["o2"]
     assert (d.create, d.drain) == (0, []) and "1 outdated replica(s) to drain and go" in d.waiting
 
@@ -324,7 +326,7 @@ def test_rolling_update_never_holds_more_than_one_surge_replica(desired: int, li
         for r in going:
             going[r] -= 1
         assert len(states) <= desired + 1, sorted(states)
-        d = decide(list(states.values()), desired, NOW, T)
+        d = plan_step(list(states.values()), desired, NOW, T)
         if not (d.create or d.drain or d.delete or states.keys() - {r for r, s in states.items() if s.current and s.phase == "Ready"}):
             break
         for r, s in list(states.items()):
@@ -344,29 +346,29 @@ def test_rolling_update_never_holds_more_than_one_surge_replica(desired: int, li
 
 
 def test_rolling_update_removes_unready_outdated_replicas_at_once() -> None:
-    d = decide([rs("o1", "Loading", current=False), rs("o2", current=False)], 2, NOW, T)
+    d = plan_step([rs("o1", "Loading", current=False), rs("o2", current=False)], 2, NOW, T)
     assert [r for r, _ in d.delete] == ["o1"]
     assert d.create == 1
 
 
 def test_rolling_update_drains_first_when_the_surge_cannot_be_placed() -> None:
     old = [rs("o1", current=False, in_flight=3), rs("o2", current=False, in_flight=0)]
-    assert decide(old, 2, NOW, T, surge_blocked=False).create == 1
-    d = decide(old, 2, NOW, T, surge_blocked=True)
+    assert plan_step(old, 2, NOW, T, surge_blocked=False).create == 1
+    d = plan_step(old, 2, NOW, T, surge_blocked=True)
     assert (d.create, d.drain) == (0, ["o2"])
 
 
 def test_scale_to_zero_during_a_rollout_removes_everything() -> None:
-    d = decide([rs("o1", current=False), rs("n1", "Loading")], 0, NOW, T)
+    d = plan_step([rs("o1", current=False), rs("n1", "Loading")], 0, NOW, T)
     assert d.drain == ["o1"] and [r for r, _ in d.delete] == ["n1"]
 
 
-def test_decide_is_idempotent_on_its_own_outcome() -> None:
+def test_plan_step_is_idempotent_on_its_own_outcome() -> None:
     # Apply each decision to the states as the controller would, until nothing more is asked.
     states = {f"r{i}": rs(f"r{i}", created=i) for i in range(4)}
     desired = 2
     for _ in range(10):
-        d = decide(list(states.values()), desired, NOW, T)
+        d = plan_step(list(states.values()), desired, NOW, T)
         if not (d.create or d.drain or d.delete or d.undrain or d.restart):
             break
         for r in d.drain:
@@ -376,7 +378,7 @@ def test_decide_is_idempotent_on_its_own_outcome() -> None:
         for i in range(d.create):
             states[f"new{i}"] = rs(f"new{i}", "Pending")
     else:
-        pytest.fail("decide does not converge")
+        pytest.fail("plan_step does not converge")
     assert sorted(states) == ["r0", "r1"]
 
 
@@ -404,7 +406,7 @@ def test_ready_only_when_the_desired_replicas_serve() -> None:
 
 def test_unplaced_replicas_carry_the_planners_reason_and_message() -> None:
     msg = "needs 8 x NVIDIA-H100-80GB-HBM3 in one nvlink domain (one node); the largest free block is 4 on node gpu-12 (2 eligible nodes, 4 free GPUs in all)"
-    c = compose_conditions([], summary(replicas=1, ready=1, current=1, unplaced=Problem("InsufficientGPUs", msg), unplaced_count=1), 1)
+    c = compose_conditions([], summary(replicas=1, ready=1, current=1, unplaced=ConditionCause("InsufficientGPUs", msg), unplaced_count=1), 1)
     for type_ in ("Ready", "ScalingLimited"):
         cond = get_condition(c, type_)
         assert cond["reason"] == "InsufficientGPUs" and msg in cond["message"]
@@ -415,7 +417,7 @@ def test_unplaced_replicas_carry_the_planners_reason_and_message() -> None:
 def test_capacity_refusal_and_failures() -> None:
     c = compose_conditions([], summary(ready=0, replicas=0, current=0, capacity_error="does not fit: 131.4 GiB"), 1)
     assert (get_condition(c, "Ready")["status"], get_condition(c, "Ready")["reason"]) == ("False", "ModelDoesNotFit")
-    c = compose_conditions([], summary(failures=[Problem("MemberLost", "replica r lost pod #1 of 2"), Problem("NodeLost", "x")]), 1)
+    c = compose_conditions([], summary(failures=[ConditionCause("MemberLost", "replica r lost pod #1 of 2"), ConditionCause("NodeLost", "x")]), 1)
     deg = get_condition(c, "Degraded")
     assert deg["status"] == "True" and deg["reason"] == "MemberLost" and "(and 1 more)" in deg["message"]
     c = compose_conditions([], summary(outdated=1, current=1, waiting="waiting for new replica n1 to become Ready"), 1)

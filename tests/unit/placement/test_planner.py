@@ -8,11 +8,13 @@ from agentfleet.placement import (
     Assignment,
     Demand,
     Node,
+    Plan,
     ReplicaRequest,
     Taint,
     Toleration,
-    _Planner,
+    Unplaced,
     plan,
+    pod_shape,
 )
 
 H100 = "NVIDIA-H100-80GB-HBM3"
@@ -51,9 +53,19 @@ def reqs(d: Demand, *names: str) -> list[ReplicaRequest]:
     return [ReplicaRequest(f"ns/{n}", d) for n in names]
 
 
+def assignment(p: Plan, key: str) -> Assignment | None:
+    """The placement a plan gives (or keeps for) a replica key."""
+    return next((a for a in (*p.kept, *p.placed) if a.key == key), None)
+
+
+def problem(p: Plan, key: str) -> Unplaced | None:
+    """Why a plan leaves a replica key unplaced."""
+    return next((u for u in p.unplaced if u.key == key), None)
+
+
 def where(p, key: str) -> tuple[str, ...]:
-    a = p.assignment(f"ns/{key}")
-    assert a is not None, p.problem(f"ns/{key}")
+    a = assignment(p, f"ns/{key}")
+    assert a is not None, problem(p, f"ns/{key}")
     return a.nodes
 
 
@@ -94,7 +106,7 @@ def test_ties_go_to_the_most_used_block_keeping_whole_blocks_free() -> None:
     p = plan(nodes, reqs(demand(8), "single"))
     assert where(p, "single") == ("a1",)  # block A has 12 free, B 16
     # ...so a later two-node gang still finds a whole block.
-    later = plan(nodes, reqs(demand(16, 8), "gang"), existing=[p.assignment("ns/single")])
+    later = plan(nodes, reqs(demand(16, 8), "gang"), existing=[assignment(p, "ns/single")])
     assert where(later, "gang") == ("b1", "b2")
 
 
@@ -124,8 +136,8 @@ def test_taints_cordons_and_readiness() -> None:
     p = plan(nodes, reqs(demand(1), "r1", "r2"))
     # The GPU taint is always tolerated; PreferNoSchedule does not exclude.
     assert where(p, "r1") == ("soft",)
-    assert p.problem("ns/r2").reason == "InsufficientGPUs"
-    msg = p.problem("ns/r2").message
+    assert problem(p, "ns/r2").reason == "InsufficientGPUs"
+    msg = problem(p, "ns/r2").message
     assert "1 are cordoned" in msg and "1 are not Ready" in msg and "1 have the untolerated taint dedicated=training:NoSchedule" in msg
     tolerating = demand(8, tolerations=(Toleration("dedicated", "Equal", "training", "NoSchedule"),))
     assert where(plan(nodes, reqs(tolerating, "r")), "r") == ("tainted",)
@@ -172,12 +184,12 @@ def test_empty_cluster() -> None:
 
 
 def test_gang_shapes() -> None:
-    assert _Planner.shape(demand(8, 8), 8) == (1, 8, False)
-    assert _Planner.shape(demand(16, 8), 8) == (2, 8, False)  # TP 8 x PP 2 on 8-GPU nodes
-    assert _Planner.shape(demand(16, 4), 8) == (2, 8, False)  # TP 4 x PP 4: two stages per node
-    assert _Planner.shape(demand(6, 2), 4) == (3, 2, False)  # TP 2 x PP 3 on 4-GPU nodes
-    assert _Planner.shape(demand(16, 16), 8) == (2, 8, True)  # TP 16 spans nodes: one NVLink domain
-    assert _Planner.shape(demand(1), 0) is None
+    assert pod_shape(demand(8, 8), 8) == (1, 8, False)
+    assert pod_shape(demand(16, 8), 8) == (2, 8, False)  # TP 8 x PP 2 on 8-GPU nodes
+    assert pod_shape(demand(16, 4), 8) == (2, 8, False)  # TP 4 x PP 4: two stages per node
+    assert pod_shape(demand(6, 2), 4) == (3, 2, False)  # TP 2 x PP 3 on 4-GPU nodes
+    assert pod_shape(demand(16, 16), 8) == (2, 8, True)  # TP 16 spans nodes: one NVLink domain
+    assert pod_shape(demand(1), 0) is None
 
 
 def test_gang_lands_in_one_block_all_or_nothing() -> None:
@@ -191,7 +203,7 @@ def test_gang_lands_in_one_block_all_or_nothing() -> None:
     gang = demand(16, 8, product=H100)
     p = plan(nodes, reqs(gang, "g1", "g2"))
     assert where(p, "g1") == ("b2-0", "b2-1")
-    assert p.assignment("ns/g1").gpus_per_node == 8 and p.assignment("ns/g1").block == "block-2"
+    assert assignment(p, "ns/g1").gpus_per_node == 8 and assignment(p, "ns/g1").block == "block-2"
     # No second block has two whole nodes: nothing of g2 is placed, so its GPUs stay free.
     (u,) = p.unplaced
     assert u.key == "ns/g2" and u.reason == "InsufficientGPUs"
@@ -281,7 +293,7 @@ def test_spread_counts_existing_replicas_of_the_same_owner_only() -> None:
     old = Assignment("ns/old", "ns/m", ("za",), 8, zone="zone-a")
     other = Assignment("ns/x", "ns/other", ("zb",), 8, zone="zone-b")
     p = plan(_zones(), reqs(pref, "new"), existing=[old, other])
-    assert p.assignment("ns/new").zone == "zone-b"
+    assert assignment(p, "ns/new").zone == "zone-b"
 
 
 # --- stability -------------------------------------------------------------------------------

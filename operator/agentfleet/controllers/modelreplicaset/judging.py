@@ -15,7 +15,7 @@ from agentfleet.rollout import (
     DRAINING,
     FAILED,
     TERMINATING,
-    Problem,
+    ConditionCause,
     ReplicaState,
     ReplicaView,
     parse_replica_name,
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 class Judged:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # replica -> status.placements record
     states: list[ReplicaState] = field(default_factory=list)
-    failures: list[Problem] = field(default_factory=list)
+    failures: list[ConditionCause] = field(default_factory=list)
     to_create: dict[str, Assignment] = field(default_factory=dict)  # replicas whose missing pods are applied in this pass
 
 
@@ -56,7 +56,7 @@ def judge_replicas(p: ModelReplicaSetPass, views: dict[str, ReplicaView]) -> Jud
             # the node failed, not the model, so there is nothing to back off from.
             p.delete_replica(v, force_nodes=p.gone)
             p.state.failed_at.pop(rname, None)
-            out.failures.append(Problem(h.reason, h.message))
+            out.failures.append(ConditionCause(h.reason, h.message))
             p.event("Warning", h.reason, f"{h.message}; deleting its pods and placing a replacement", once=False)
             _going(p, out, rname, v, current, ordinal)
         elif h.kind == "failed":
@@ -86,7 +86,7 @@ def _backing_off(p: ModelReplicaSetPass, out: Judged, rname: str, v: ReplicaView
     at = failed_at + restart_backoff(restarts, t.restart_backoff, t.max_restart_backoff)
     out.records[rname] = rec
     out.states.append(ReplicaState(rname, current, FAILED, ordinal=ordinal, created=v.created, failed_at=failed_at, restarts=restarts))
-    out.failures.append(Problem("RestartBackoff", f"replica {rname} failed; restart {restarts} at {rfc3339(at)}"))
+    out.failures.append(ConditionCause("RestartBackoff", f"replica {rname} failed; restart {restarts} at {rfc3339(at)}"))
 
 
 def _terminating(p: ModelReplicaSetPass, out: Judged, rname: str, v: ReplicaView, rec: dict[str, Any] | None, current: bool, ordinal: int) -> None:
@@ -119,7 +119,7 @@ def _failed(p: ModelReplicaSetPass, out: Judged, rname: str, v: ReplicaView, rec
     }
     if h.replan:
         out.records[rname].update(nodes=[], gpus=0, gpusPerNode=None, block=None, zone=None)
-    out.failures.append(Problem(h.reason, f"{h.message}; restart {restarts} at {rfc3339(p.now + wait)}"))
+    out.failures.append(ConditionCause(h.reason, f"{h.message}; restart {restarts} at {rfc3339(p.now + wait)}"))
     out.states.append(ReplicaState(rname, current, FAILED, ordinal=ordinal, created=v.created, failed_at=p.now, restarts=restarts))
 
 

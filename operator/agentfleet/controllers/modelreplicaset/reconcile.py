@@ -48,14 +48,14 @@ from agentfleet.rollout import (
     PENDING,
     READY_PHASE,
     UNSCHEDULABLE_GRACE_SECONDS,
-    Decision,
     ReplicaView,
+    RolloutStep,
     Timing,
-    decide,
     desired_replicas,
     new_replica_names,
     observe_pod,
     parse_replica_name,
+    plan_step,
     rfc3339,
 )
 
@@ -205,16 +205,16 @@ class ModelReplicaSetPass:
         in_flight = self.ctl.in_flight.fetch(targets)
         judged.states = [replace(s, in_flight=in_flight.get(s.name)) for s in judged.states]
 
-    def decide(self, judged: Judged) -> Decision:
-        step = decide(judged.states, self.desired.count, self.now, self.timing, surge_blocked=self.state.surge_blocked)
+    def decide(self, judged: Judged) -> RolloutStep:
+        step = plan_step(judged.states, self.desired.count, self.now, self.timing, surge_blocked=self.state.surge_blocked)
         if self.capacity_error:
             # Nothing new starts from a spec whose model cannot fit; drains already under way finish.
             draining_now = {s.name for s in judged.states if s.phase == DRAINING}
-            step = Decision(delete=[(r, why) for r, why in step.delete if r in draining_now], requeue_after=step.requeue_after)
+            step = RolloutStep(delete=[(r, why) for r, why in step.delete if r in draining_now], requeue_after=step.requeue_after)
         self.rolling = any(not s.current for s in judged.states if s.phase in ACTIVE)
         return step
 
-    def act(self, step: Decision, judged: Judged, views: dict[str, ReplicaView]) -> dict[str, int]:
+    def act(self, step: RolloutStep, judged: Judged, views: dict[str, ReplicaView]) -> dict[str, int]:
         """Undrain, drain, delete and restart as the step says; returns the failed replicas to
         place afresh (their place is gone) with their restart counts."""
         records, state_of = judged.records, {s.name: s for s in judged.states}
@@ -247,7 +247,7 @@ class ModelReplicaSetPass:
             self.event("Normal", "ReplicaDeleted", f"deleted replica {rname}: {why}", once=False)
         return self.restart(step, judged, views)
 
-    def restart(self, step: Decision, judged: Judged, views: dict[str, ReplicaView]) -> dict[str, int]:
+    def restart(self, step: RolloutStep, judged: Judged, views: dict[str, ReplicaView]) -> dict[str, int]:
         """Restarts: at the recorded placement while it still stands, else placed afresh."""
         replan: dict[str, int] = {}
         for rname in step.restart:
@@ -266,7 +266,7 @@ class ModelReplicaSetPass:
             self.state.failed_at.pop(rname, None)
         return replan
 
-    def place(self, step: Decision, judged: Judged, views: dict[str, ReplicaView], replan: dict[str, int]) -> tuple[list[Any], list[Assignment]]:
+    def place(self, step: RolloutStep, judged: Judged, views: dict[str, ReplicaView], replan: dict[str, int]) -> tuple[list[Any], list[Assignment]]:
         """New replicas, and failed ones whose place is gone, through the ledger's planner."""
         records = judged.records
         new_names = new_replica_names(self.name, self.shash, views.keys(), step.create) if step.create > 0 else []
@@ -317,7 +317,7 @@ class ModelReplicaSetPass:
                 once=False,
             )
 
-    def write(self, mrs: ModelReplicaSet, judged: Judged, step: Decision, unplaced: list[Any], placed: list[Assignment]) -> None:
+    def write(self, mrs: ModelReplicaSet, judged: Judged, step: RolloutStep, unplaced: list[Any], placed: list[Assignment]) -> None:
         """Pods first, all at once (they are what a scale-up waits for; a gang's members are created
         together); then status, Services and the PDB, side by side.
 

@@ -15,7 +15,7 @@ from agentfleet.kube import FIELD_MANAGER
 from agentfleet.reconcile.status import StatusWriter, changed_fields
 from agentfleet.render.modelreplicaset import selector_string
 from agentfleet.render.vllm import served_name
-from agentfleet.rollout import ACTIVE, DRAINING, READY_PHASE, Problem, Summary, compose_conditions, rfc3339
+from agentfleet.rollout import ACTIVE, DRAINING, READY_PHASE, ConditionCause, Summary, compose_conditions, rfc3339
 
 if TYPE_CHECKING:
     from agentfleet.controllers.modelreplicaset.reconcile import ModelReplicaSetPass
@@ -32,7 +32,7 @@ def base(generation: int, name: str, spec: ModelReplicaSetSpec | None) -> dict[s
     return st
 
 
-def compose(p: ModelReplicaSetPass, records: dict[str, dict[str, Any]], *, unplaced: list[Any], failures: list[Problem], waiting: str) -> dict[str, Any]:
+def compose(p: ModelReplicaSetPass, records: dict[str, dict[str, Any]], *, unplaced: list[Any], failures: list[ConditionCause], waiting: str) -> dict[str, Any]:
     staying = {r: rec.get("phase") for r, rec in records.items() if r not in p.terminating}
     active = [r for r, ph in staying.items() if ph in ACTIVE]
     draining = [r for r, ph in staying.items() if ph == DRAINING]
@@ -48,9 +48,9 @@ def compose(p: ModelReplicaSetPass, records: dict[str, dict[str, Any]], *, unpla
         draining=len(draining),
         starting=len(active) - len(ready),
         capacity_error=p.capacity_error,
-        unplaced=Problem(unplaced[0].reason, unplaced[0].message) if unplaced else None,
+        unplaced=ConditionCause(unplaced[0].reason, unplaced[0].message) if unplaced else None,
         unplaced_count=len(unplaced),
-        limited=Problem(desired.limited_reason, desired.limited_message) if desired.limited_reason else None,
+        limited=ConditionCause(desired.limited_reason, desired.limited_message) if desired.limited_reason else None,
         failures=failures,
         waiting=waiting,
     )

@@ -1,0 +1,60 @@
+"""From and to the ModelReplicaSet API: a spec as the planner's demand, a placement as its
+status.placements entry and back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec, ReplicaPlacement
+
+from agentfleet.capacity import MiB, parse_quantity
+from agentfleet.placement.demand import Assignment, Demand, ReplicaRequest
+from agentfleet.placement.inventory import Toleration, TopologyKeys
+
+
+def replica_key(namespace: str, replica: str) -> str:
+    return f"{namespace}/{replica}"
+
+
+def demand_for(namespace: str, name: str, spec: ModelReplicaSetSpec) -> Demand:
+    e, g, p = spec.engine, spec.gpu, spec.placement
+    return Demand(
+        owner=f"{namespace}/{name}",
+        gpus=e.tensor_parallel_size * e.pipeline_parallel_size,
+        tensor_parallel=e.tensor_parallel_size,
+        product=g.product,
+        min_memory_mib=int(parse_quantity(g.memory) // MiB) if g.memory else None,
+        node_selector=tuple(sorted(p.node_selector.items())),
+        tolerations=tuple(Toleration(t.key, t.operator, t.value, t.effect) for t in p.tolerations),
+        spread_across=p.spread_across,
+        spread_mode=p.spread_mode,
+        keys=TopologyKeys(node=p.node_key, nvlink=p.nvlink_domain_key, block=p.block_key, zone=p.zone_key),
+        resource=g.resource_name,
+    )
+
+
+def requests_for(namespace: str, name: str, spec: ModelReplicaSetSpec, replicas: Iterable[str]) -> list[ReplicaRequest]:
+    d = demand_for(namespace, name, spec)
+    return [ReplicaRequest(replica_key(namespace, r), d) for r in replicas]
+
+
+def assignment_from_status(namespace: str, name: str, p: ReplicaPlacement | Mapping[str, Any]) -> Assignment | None:
+    """A placement recorded in status.placements, back as an Assignment (None if it has no nodes yet)."""
+    if not isinstance(p, ReplicaPlacement):
+        p = ReplicaPlacement.model_validate(p)
+    if not p.nodes or p.gpus <= 0:
+        return None
+    return Assignment(
+        key=replica_key(namespace, p.name),
+        owner=f"{namespace}/{name}",
+        nodes=tuple(p.nodes),
+        gpus_per_node=p.gpus // len(p.nodes),
+        block=p.block,
+        zone=p.zone,
+    )
+
+
+def placement_status(a: Assignment, **extra: Any) -> ReplicaPlacement:
+    """The status.placements entry for a placement (phase, endpoint and restarts passed through)."""
+    return ReplicaPlacement(name=a.key.split("/", 1)[-1], nodes=list(a.nodes), gpus=a.gpus, gpus_per_node=a.gpus_per_node, block=a.block, zone=a.zone, **extra)
