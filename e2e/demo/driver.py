@@ -583,7 +583,7 @@ def _sim_urls(log: Path) -> list[str]:
 def _ingest_summary(text: str) -> str:
     for line in reversed(text.strip().splitlines()):
         if "chunks" in line or "documents" in line:
-            return line.split("agentfleet.ingest: ")[-1].strip()[:200]
+            return line.split("agentfleet_runtime.ingest: ")[-1].strip()[:200]
     return text.strip().splitlines()[-1][:200] if text.strip() else "(no output)"
 
 
