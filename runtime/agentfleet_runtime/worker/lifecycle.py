@@ -34,7 +34,8 @@ from agentfleet_runtime import metrics
 from agentfleet_runtime.config import prices_of
 from agentfleet_runtime.loop import LoopSettings
 from agentfleet_runtime.model import ModelClient, OpenAIChatClient
-from agentfleet_runtime.store import TaskStore, connect
+from agentfleet_runtime.redis_client import connect
+from agentfleet_runtime.store import TaskStore
 from agentfleet_runtime.tools import ToolBox
 from agentfleet_runtime.tools.registry import RetrieverFactory, build_tools
 from agentfleet_runtime.worker.drain import cancel_held, drain_held, stop_loops

@@ -18,7 +18,8 @@ from agentfleet_contract.fleet_keys import Keys
 from agentfleet_contract.runtime_config import RuntimeConfig
 
 from agentfleet_runtime.config import limits_of
-from agentfleet_runtime.store import TaskStore, connect
+from agentfleet_runtime.redis_client import connect
+from agentfleet_runtime.store import TaskStore
 from agentfleet_runtime.submission import Submission, new_task
 from agentfleet_runtime.types import Status
 
