@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from e2e import fixtures_operator as fx
+from e2e.demo.installers import MilvusLiteServer, ensure_ingest_packages, ensure_redis_server
 from e2e.fixtures_operator import eventually
-from tests.integration.ingest.conftest import MilvusLiteServer, ensure_packages
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -46,7 +46,7 @@ helpers = _runtime_helpers()
 
 @pytest.fixture(scope="module")
 def milvus(tmp_path_factory) -> Iterator[MilvusLiteServer]:
-    ensure_packages()
+    ensure_ingest_packages()
     server = MilvusLiteServer(tmp_path_factory.mktemp("af-milvus") / "data")
     server.wait_ready()
     yield server
@@ -55,7 +55,7 @@ def milvus(tmp_path_factory) -> Iterator[MilvusLiteServer]:
 
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory) -> Iterator[Any]:
-    server = helpers.RedisServer(helpers.ensure_redis_server(), tmp_path_factory.mktemp("af-redis"))
+    server = helpers.RedisServer(ensure_redis_server(), tmp_path_factory.mktemp("af-redis"))
     server.start()
     yield server
     server.stop()

@@ -23,6 +23,7 @@ from kubernetes.client import CoreV1Api
 from e2e import fixtures_operator as fx
 from e2e.autoscale_harness import ClosedLoopLoad, PodBackedSim
 from e2e.fixtures_operator import eventually
+from tests.builders import MRS
 from tests.integration.sim.conftest import PrometheusServer
 
 crds, operator, gpu_pool = fx.crds, fx.operator, fx.gpu_pool
@@ -45,35 +46,22 @@ ENGINE = {
 
 
 def autoscaled_mrs(name: str, pool: Any, prom_url: str, *, replicas: int = 1, **autoscaling: Any) -> dict[str, Any]:
-    spec = {
-        "enabled": True,
-        "minReplicas": 1,
-        "maxReplicas": 6,
-        "targetQueueDepthPerReplica": 2,
-        "windowSeconds": 10,
-        "evaluationPeriodSeconds": PERIOD,
-        "scaleUpStabilizationSeconds": 0,
-        "scaleDownStabilizationSeconds": DOWN_WINDOW,
-        "maxScaleUpStep": 4,
-        "maxScaleDownStep": 6,
-        "goodput": {"ttftMilliseconds": 2500, "timePerOutputTokenMilliseconds": 100, "targetFraction": 0.9},
-        "prometheusURL": prom_url,
-        **autoscaling,
-    }
-    return {
-        "apiVersion": "agentfleet.io/v1alpha1",
-        "kind": "ModelReplicaSet",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"name": "meta-llama/Llama-3.1-8B-Instruct", "servedName": name},
-            "engine": {"tensorParallelSize": 1, "maxModelLen": 8192},
-            "gpu": {"product": fx.H100},
-            "placement": {**pool.selector, "spreadAcross": "None"},
-            "replicas": replicas,
-            "lifecycle": {"drainTimeoutSeconds": 3, "restartBackoffSeconds": 2, "maxRestartBackoffSeconds": 8},
-            "autoscaling": spec,
-        },
-    }
+    m = MRS(name).model("meta-llama/Llama-3.1-8B-Instruct", served=name).gpu(fx.H100).replicas(replicas).placement(**pool.selector, spreadAcross="None")
+    m.lifecycle(3, 2, 8).autoscaling(
+        enabled=True,
+        minReplicas=1,
+        maxReplicas=6,
+        targetQueueDepthPerReplica=2,
+        windowSeconds=10,
+        evaluationPeriodSeconds=PERIOD,
+        scaleUpStabilizationSeconds=0,
+        scaleDownStabilizationSeconds=DOWN_WINDOW,
+        maxScaleUpStep=4,
+        maxScaleDownStep=6,
+        goodput={"ttftMilliseconds": 2500, "timePerOutputTokenMilliseconds": 100, "targetFraction": 0.9},
+        prometheusURL=prom_url,
+    )
+    return m.autoscaling(**autoscaling).obj()
 
 
 def cond(obj: dict[str, Any], type_: str) -> dict[str, Any]:

@@ -7,29 +7,23 @@ import json
 
 import pytest
 
+from tests.builders import Pod
+
 pytestmark = pytest.mark.e2e
 
 GPU = "nvidia.com/gpu"
-GPU_TAINT_TOLERATION = {"key": GPU, "operator": "Exists", "effect": "NoSchedule"}
 NVLINK = "agentfleet.io/nvlink-domain"
 
 
 def _pod(name: str, *, gpus: int | None = None, tolerate_gpu: bool = False, node_affinity: dict[str, list[str]] | None = None) -> dict:
-    container: dict = {"name": "main", "image": "registry.invalid/agentfleet/sim:latest"}
+    p = Pod(name).image("registry.invalid/agentfleet/sim:latest").restart("Never")
     if gpus is not None:
-        container["resources"] = {"limits": {GPU: str(gpus)}, "requests": {GPU: str(gpus)}}
-    spec: dict = {"containers": [container], "restartPolicy": "Never"}
+        p.gpus(gpus)
     if tolerate_gpu:
-        spec["tolerations"] = [GPU_TAINT_TOLERATION]
+        p.tolerate_gpus()
     if node_affinity:
-        spec["affinity"] = {
-            "nodeAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": {
-                    "nodeSelectorTerms": [{"matchExpressions": [{"key": k, "operator": "In", "values": v} for k, v in node_affinity.items()]}]
-                }
-            }
-        }
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+        p.node_affinity(node_affinity)
+    return p.obj()
 
 
 def _ready(obj: dict) -> bool:

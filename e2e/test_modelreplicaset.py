@@ -36,6 +36,7 @@ from agentfleet_sim.replica import Replica
 from agentfleet_sim.server import ReplicaServer
 from e2e import fixtures_operator as fx
 from e2e.fixtures_operator import H100, L4, eventually
+from tests.builders import MRS
 
 # The operator and node-pool fixtures (module-level names are how pytest finds them).
 crds, operator, gpu_pool = fx.crds, fx.operator, fx.gpu_pool
@@ -64,17 +65,10 @@ SERVING_LABEL = "agentfleet.io/serving"
 def mrs_manifest(
     name: str, pool, *, tp: int = 1, pp: int = 1, replicas: int = 1, model: str = "meta-llama/Llama-3.1-8B-Instruct", product: str = H100, **spec: Any
 ) -> dict:
-    body: dict[str, Any] = {
-        "model": {"name": model, "servedName": name},
-        "engine": {"tensorParallelSize": tp, "pipelineParallelSize": pp, "maxModelLen": 8192},
-        "gpu": {"product": product},
-        "placement": {**pool.selector, **spec.pop("placement", {})},
-        "replicas": replicas,
-        # Short drains and backoffs keep the suite fast; the logic is the same at any length.
-        "lifecycle": {"drainTimeoutSeconds": 3, "restartBackoffSeconds": 2, "maxRestartBackoffSeconds": 8, **spec.pop("lifecycle", {})},
-    }
-    body.update(spec)
-    return {"apiVersion": "agentfleet.io/v1alpha1", "kind": "ModelReplicaSet", "metadata": {"name": name}, "spec": body}
+    m = MRS(name).model(model, served=name).tp(tp).pp(pp).gpu(product).replicas(replicas).placement(**pool.selector, **spec.pop("placement", {}))
+    # Short drains and backoffs keep the suite fast; the logic is the same at any length.
+    lifecycle = {"drainTimeoutSeconds": 3, "restartBackoffSeconds": 2, "maxRestartBackoffSeconds": 8, **spec.pop("lifecycle", {})}
+    return m.spec(lifecycle=lifecycle, **spec).obj()
 
 
 def get_mrs(cluster, ns: str, name: str) -> dict:

@@ -53,8 +53,8 @@ from agentfleet_runtime.ingest.embedding import available_cpus  # noqa: E402
 from agentfleet_runtime.ingest.minilm import MiniLMEmbedder  # noqa: E402
 from agentfleet_runtime.ingest.pipeline import IngestOptions, Ingestor  # noqa: E402
 from agentfleet_runtime.retrieval import Retriever  # noqa: E402
-from tests.integration.ingest import corpus as gen  # noqa: E402
-from tests.integration.ingest.conftest import MilvusLiteServer, ensure_packages  # noqa: E402
+from e2e.bench import ingest_corpus as gen  # noqa: E402
+from e2e.demo.installers import MilvusLiteServer, ensure_ingest_packages  # noqa: E402
 
 CONTEXT_TORCH_FP32 = 30.0  # chunks/s, torch fp32 MiniLM at 256 tokens on this machine kind (CONTEXT.md)
 
@@ -172,7 +172,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--skip-search", action="store_true", help="stop after the ingestion sections (the 100k search takes minutes)")
     args = ap.parse_args()
-    ensure_packages()
+    ensure_ingest_packages()
     cores = available_cpus()
     print(f"machine: {cores} cores available, load average {loadavg()} at start")
 

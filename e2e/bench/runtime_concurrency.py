@@ -46,7 +46,8 @@ from runtime_benchlib import ROOT, free_port, load_line, peak_rss_mib, redis_ser
 from agentfleet_runtime import eventloop
 from agentfleet_runtime.config import limits_of
 from agentfleet_runtime.prompt import tool_schema
-from agentfleet_runtime.store import TaskStore, connect
+from agentfleet_runtime.redis_client import connect
+from agentfleet_runtime.store import TaskStore
 from agentfleet_runtime.submission import Submission, new_task
 from agentfleet_runtime.testing.scripted_model import ScriptedClient, ScriptedModel, jittered
 from agentfleet_runtime.worker import Worker

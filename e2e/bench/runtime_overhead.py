@@ -27,7 +27,8 @@ from runtime_benchlib import load_line, pct, redis_server
 from agentfleet_runtime.config import limits_of
 from agentfleet_runtime.model import ModelRequest
 from agentfleet_runtime.prompt import build_messages, tool_schema
-from agentfleet_runtime.store import TaskStore, connect
+from agentfleet_runtime.redis_client import connect
+from agentfleet_runtime.store import TaskStore
 from agentfleet_runtime.submission import Submission, new_task
 from agentfleet_runtime.testing.scripted_model import ScriptedClient
 from agentfleet_runtime.tools import ToolBox

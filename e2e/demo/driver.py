@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from e2e.demo import report
+from e2e.demo.installers import ensure_llama_server, ensure_redis_server, smollm_gguf
 from e2e.demo.procs import Procs, port_open
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -205,9 +206,6 @@ class Demo:
         self.kc.run("apply", "-f", "-", input=ns)
 
     def redis(self) -> str:
-        sys.path.insert(0, str(ROOT / "tests" / "integration" / "runtime"))
-        from runtime_helpers import ensure_redis_server  # the integration tests' installer (apt-get when missing)
-
         binary = ensure_redis_server()
         data = self.dir / "redis"
         data.mkdir(parents=True, exist_ok=True)
@@ -357,9 +355,6 @@ class Demo:
             )
             return urls, note
         if mode == "smollm2":
-            sys.path.insert(0, str(ROOT / "tests" / "integration" / "runtime"))
-            from test_runtime_smollm import ensure_llama_server, smollm_gguf  # the integration tests' installers
-
             ensure_llama_server()
             gguf = str(smollm_gguf())
             ports = [f"r{i}" for i in range(len(names))]
@@ -588,7 +583,7 @@ def _sim_urls(log: Path) -> list[str]:
 def _ingest_summary(text: str) -> str:
     for line in reversed(text.strip().splitlines()):
         if "chunks" in line or "documents" in line:
-            return line.split("agentfleet.ingest: ")[-1].strip()[:200]
+            return line.split("agentfleet_runtime.ingest: ")[-1].strip()[:200]
     return text.strip().splitlines()[-1][:200] if text.strip() else "(no output)"
 
 

@@ -11,7 +11,7 @@ import sys
 from agentfleet_runtime import eventloop, gctune, logs
 from agentfleet_runtime.config import load_config
 
-log = logging.getLogger("agentfleet")
+log = logging.getLogger("agentfleet_runtime")
 
 
 def _on_signals(handler) -> None:  # type: ignore[no-untyped-def]

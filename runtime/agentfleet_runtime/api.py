@@ -22,7 +22,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agentfleet_runtime import metrics
 from agentfleet_runtime.config import limits_of
-from agentfleet_runtime.store import TaskStore, connect
+from agentfleet_runtime.redis_client import connect
+from agentfleet_runtime.store import TaskStore
 from agentfleet_runtime.submission import SubmitError, new_task, parse_submission, task_view
 
 log = logging.getLogger("agentfleet_runtime.task_api")

@@ -35,7 +35,7 @@ from agentfleet_runtime.textcalls import parse_text_reply
 from agentfleet_runtime.tools import ToolBox
 from agentfleet_runtime.types import Status, Step, StopReason, TaskRecord
 
-log = logging.getLogger("agentfleet.loop")
+log = logging.getLogger("agentfleet_runtime.loop")
 
 
 @dataclass(slots=True)

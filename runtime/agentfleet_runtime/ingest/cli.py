@@ -26,7 +26,7 @@ EXIT_OK = 0
 EXIT_RETRY = 1
 EXIT_PERMANENT = 3
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-log = logging.getLogger("agentfleet.ingest")
+log = logging.getLogger("agentfleet_runtime.ingest")
 
 
 def _env_int(name: str, default: int) -> int:

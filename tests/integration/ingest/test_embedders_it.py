@@ -25,9 +25,9 @@ REFERENCE_SIMILARITY = np.array([[1.0, 0.6660, 0.1046], [0.6660, 1.0, 0.1411], [
 
 
 def test_fp32_graph_reproduces_sentence_transformers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.integration.ingest.conftest import ensure_packages
+    from e2e.demo.installers import ensure_ingest_packages
 
-    ensure_packages()
+    ensure_ingest_packages()
     monkeypatch.setenv("AGENTFLEET_CACHE_DIR", str(tmp_path))  # builds the graph from the weights, no cache
     from agentfleet_runtime.ingest.minilm import MiniLMEmbedder
 
@@ -65,7 +65,7 @@ def test_int8_stays_close_to_fp32_on_real_chunks(embedder, budget: int, tmp_path
     from agentfleet_runtime.ingest.chunking import chunk_document
     from agentfleet_runtime.ingest.minilm import MiniLMEmbedder
     from agentfleet_runtime.ingest.pipeline import IngestOptions
-    from tests.integration.ingest import corpus as gen
+    from e2e.bench import ingest_corpus as gen
 
     monkeypatch.setenv("AGENTFLEET_CACHE_DIR", str(tmp_path))
     fp32 = MiniLMEmbedder(precision="fp32")

@@ -11,11 +11,12 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
+from agentfleet_contract import ingest_progress as progress
 from agentfleet_milvus import CollectionManager, CollectionSpec, MilvusTarget
 
-from agentfleet_runtime.ingest import cli, progress
+from agentfleet_runtime.ingest import cli
 from agentfleet_runtime.retrieval import Retriever
-from tests.integration.ingest import corpus as gen
+from e2e.bench import ingest_corpus as gen
 
 pytestmark = pytest.mark.integration
 N_DOCUMENTS = 2000

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from runtime_helpers import Proc, RedisServer, ensure_redis_server
+from runtime_helpers import Proc, RedisServer
+
+from e2e.demo.installers import ensure_redis_server
 
 
 @pytest.fixture(scope="session")

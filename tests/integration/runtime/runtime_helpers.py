@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,7 +18,8 @@ from agentfleet_contract.fleet_keys import Keys
 from agentfleet_contract.runtime_config import RuntimeConfig
 
 from agentfleet_runtime.config import limits_of
-from agentfleet_runtime.store import TaskStore, connect
+from agentfleet_runtime.redis_client import connect
+from agentfleet_runtime.store import TaskStore
 from agentfleet_runtime.submission import Submission, new_task
 from agentfleet_runtime.types import Status
 
@@ -40,23 +40,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def ensure_redis_server() -> str:
-    """Path of redis-server; installs Debian's package when it is missing (idempotent)."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    steps = [["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "redis-server"]]
-    for cmd in steps:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-        if proc.returncode != 0 and cmd[1] == "install":
-            pytest.fail(f"redis-server is missing and `{' '.join(cmd)}` failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    found = shutil.which("redis-server")
-    if not found:
-        pytest.fail("redis-server is still missing after apt-get install redis-server")
-    return found
 
 
 class RedisServer:

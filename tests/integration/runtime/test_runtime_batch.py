@@ -10,7 +10,7 @@ from redis.exceptions import ResponseError
 from runtime_helpers import arun
 
 from agentfleet_runtime.batch import ScriptBatcher
-from agentfleet_runtime.store import connect
+from agentfleet_runtime.redis_client import connect
 
 # Appends ARGV[1] to a list and returns the list's length; errors on request.
 SCRIPT = """

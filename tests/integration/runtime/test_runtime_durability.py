@@ -226,3 +226,31 @@ def test_heartbeat_reports_only_entries_another_worker_took(redis_server, fleet)
             assert await env.store.heartbeat("c1", [msg_id]) == []  # acked (finished): nobody to yield to
 
     arun(body())
+
+
+def test_drain_past_the_grace_releases_a_step_still_running(redis_server, fleet):
+    """A step longer than the grace period is cancelled as a shutdown: the task goes back to the
+    stream (no failure counted) and another worker finishes it."""
+
+    async def body():
+        async with environment(redis_server.url, fleet, worker={"shutdownGraceSeconds": 0.3}) as env:
+            tid = await env.submit("slow #steps=2 #latency=3")
+            async with running_worker(env.config, extra_tools=[Echo()], name="w1") as w1:
+                deadline = time.monotonic() + 20
+                while not (tid in w1.held and w1.held[tid].run is not None):  # leased and loaded
+                    assert time.monotonic() < deadline, "w1 did not take the task"
+                    await asyncio.sleep(0.02)
+                await asyncio.sleep(0.3)  # inside the first model call (3 s)
+                w1.request_drain()
+                await asyncio.wait_for(w1.wait(), 10)
+                state = (await env.store.statuses([tid]))[0]
+            assert state is not None and state["status"] == "queued"
+            async with running_worker(env.config, extra_tools=[Echo()], name="w2"):
+                st = await env.wait([tid], 30)
+            rec = (await env.store.get(tid))[0]
+            events = [e["type"] for _, e in await env.store.events(tid)]
+        assert st[tid]["reason"] == "final_answer"
+        assert (rec.failures, rec.attempts) == (0, 2)
+        assert "released" in events
+
+    arun(body())

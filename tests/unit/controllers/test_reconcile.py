@@ -15,27 +15,9 @@ from agentfleet.controllers.modelreplicaset.caches import Snapshot, trim_node, t
 from agentfleet.controllers.modelreplicaset.controller import ModelReplicaSetController
 from agentfleet.controllers.modelreplicaset.reconcile import CHILDREN_AFTER_PODS_SECONDS
 from agentfleet.rollout import DRAINING_SINCE_ANNOTATION, rfc3339
+from tests.builders import MRS, Node
 
 NS = "ns"
-H100 = "NVIDIA-H100-80GB-HBM3"
-
-
-def node(name: str, gpus: int = 8, block: str = "b1", zone: str = "z1") -> dict:
-    return {
-        "metadata": {
-            "name": name,
-            "labels": {
-                "kubernetes.io/hostname": name,
-                "nvidia.com/gpu.product": H100,
-                "nvidia.com/gpu.memory": "81559",
-                "agentfleet.io/topology-block": block,
-                "agentfleet.io/nvlink-domain": f"nvl-{name}",
-                "topology.kubernetes.io/zone": zone,
-            },
-        },
-        "spec": {"taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]},
-        "status": {"allocatable": {"nvidia.com/gpu": str(gpus)}, "conditions": [{"type": "Ready", "status": "True"}]},
-    }
 
 
 class FakeKube:
@@ -145,20 +127,9 @@ def env():
     return api, rec, clock
 
 
-def mrs(api: FakeKube, replicas: int = 1, tp: int = 1, pp: int = 1, **spec: Any) -> None:
-    api.mrs = {
-        "apiVersion": "agentfleet.io/v1alpha1",
-        "kind": "ModelReplicaSet",
-        "metadata": {"name": "m", "namespace": NS, "uid": "uid-1", "generation": 1, "resourceVersion": "1"},
-        "spec": {
-            "model": {"name": "meta-llama/Llama-3.1-8B-Instruct"},
-            "engine": {"tensorParallelSize": tp, "pipelineParallelSize": pp, "maxModelLen": 8192},
-            "gpu": {"product": H100},
-            "replicas": replicas,
-            "lifecycle": {"drainTimeoutSeconds": 30, "restartBackoffSeconds": 10, "maxRestartBackoffSeconds": 40},
-            **spec,
-        },
-    }
+def mrs() -> MRS:
+    """The ModelReplicaSet every test here reconciles (tests set replicas, parallelism, ...)."""
+    return MRS("m").ns(NS).meta(uid="uid-1", generation=1, resourceVersion="1").lifecycle(30, 10, 40)
 
 
 def reconcile(api: FakeKube, rec: ModelReplicaSetController) -> float | None:
@@ -175,8 +146,8 @@ def replicas_of(api: FakeKube) -> set[str]:
 
 def test_create_then_ready(env) -> None:
     api, rec, _ = env
-    api.nodes = {n: node(n) for n in ("n1", "n2")}
-    mrs(api, replicas=2, tp=4)
+    api.nodes = {n: Node(n).block("b1").obj() for n in ("n1", "n2")}
+    api.mrs = mrs().replicas(2).tp(4).obj()
     # A new object's first pass makes its pods only; status, Services and the PDB follow a pass
     # later, so that in a storm of new objects all pods reach the API server first.
     assert reconcile(api, rec) == CHILDREN_AFTER_PODS_SECONDS
@@ -200,8 +171,8 @@ def test_create_then_ready(env) -> None:
 
 def test_a_crash_in_the_middle_of_a_scale_up_leaves_no_duplicates(env) -> None:
     api, rec, clock = env
-    api.nodes = {n: node(n) for n in ("n1", "n2", "n3")}
-    mrs(api, replicas=12)
+    api.nodes = {n: Node(n).block("b1").obj() for n in ("n1", "n2", "n3")}
+    api.mrs = mrs().replicas(12).obj()
     api.fail_after_pods = 5
     with pytest.raises(RuntimeError):
         reconcile(api, rec)
@@ -218,8 +189,8 @@ def test_a_crash_in_the_middle_of_a_scale_up_leaves_no_duplicates(env) -> None:
 
 def test_scale_down_drains_then_deletes_after_the_timeout(env) -> None:
     api, rec, clock = env
-    api.nodes = {"n1": node("n1")}
-    mrs(api, replicas=2)
+    api.nodes = {"n1": Node("n1").block("b1").obj()}
+    api.mrs = mrs().replicas(2).obj()
     reconcile(api, rec)
     api.run_pods()
     reconcile(api, rec)
@@ -244,8 +215,8 @@ def test_scale_down_drains_then_deletes_after_the_timeout(env) -> None:
 
 def test_scale_down_takes_the_least_loaded_replica(env) -> None:
     api, rec, clock = env
-    api.nodes = {"n1": node("n1")}
-    mrs(api, replicas=3)
+    api.nodes = {"n1": Node("n1").block("b1").obj()}
+    api.mrs = mrs().replicas(3).obj()
     reconcile(api, rec)
     api.run_pods()
     reconcile(api, rec)
@@ -261,8 +232,8 @@ def test_scale_down_takes_the_least_loaded_replica(env) -> None:
 
 def test_a_gang_member_lost_restarts_the_group_after_the_backoff(env) -> None:
     api, rec, clock = env
-    api.nodes = {"n1": node("n1", block="rack"), "n2": node("n2", block="rack")}
-    mrs(api, replicas=1, tp=8, pp=2)
+    api.nodes = {"n1": Node("n1").block("rack").obj(), "n2": Node("n2").block("rack").obj()}
+    api.mrs = mrs().replicas(1).tp(8).pp(2).obj()
     reconcile(api, rec)
     assert sorted(p["metadata"]["labels"]["agentfleet.io/role"] for p in api.pods.values()) == ["leader", "worker"]
     api.run_pods()
@@ -293,8 +264,8 @@ def test_a_gang_member_lost_restarts_the_group_after_the_backoff(env) -> None:
 
 def test_an_operator_restart_does_not_restart_the_group_backoff(env) -> None:
     api, rec, clock = env
-    api.nodes = {"n1": node("n1", block="rack"), "n2": node("n2", block="rack")}
-    mrs(api, replicas=1, tp=8, pp=2)
+    api.nodes = {"n1": Node("n1").block("rack").obj(), "n2": Node("n2").block("rack").obj()}
+    api.mrs = mrs().replicas(1).tp(8).pp(2).obj()
     reconcile(api, rec)
     api.run_pods()
     reconcile(api, rec)
@@ -312,8 +283,8 @@ def test_an_operator_restart_does_not_restart_the_group_backoff(env) -> None:
 
 def test_a_lost_node_means_a_replacement_elsewhere(env) -> None:
     api, rec, _ = env
-    api.nodes = {n: node(n) for n in ("n1", "n2")}
-    mrs(api, replicas=1, tp=8)
+    api.nodes = {n: Node(n).block("b1").obj() for n in ("n1", "n2")}
+    api.mrs = mrs().replicas(1).tp(8).obj()
     reconcile(api, rec)
     api.run_pods()
     reconcile(api, rec)
@@ -330,16 +301,16 @@ def test_a_lost_node_means_a_replacement_elsewhere(env) -> None:
 
 def test_unplaceable_and_unfitting_specs_create_nothing(env) -> None:
     api, rec, _ = env
-    api.nodes = {"n1": node("n1", gpus=4)}
-    mrs(api, replicas=1, tp=8)
+    api.nodes = {"n1": Node("n1").gpus(4).block("b1").obj()}
+    api.mrs = mrs().replicas(1).tp(8).obj()
     reconcile(api, rec)
     assert api.pods == {}
     limited = cond(api, "ScalingLimited")
     assert limited["status"] == "True" and limited["reason"] in ("InsufficientGPUs", "NoTopologyBlock") and "needs" in limited["message"]
     assert cond(api, "Ready")["reason"] == limited["reason"]
 
-    api.nodes = {"n1": node("n1")}
-    mrs(api, replicas=1, tp=1, model={"name": "meta-llama/Llama-3.1-70B-Instruct"})
+    api.nodes = {"n1": Node("n1").block("b1").obj()}
+    api.mrs = mrs().replicas(1).tp(1).model("meta-llama/Llama-3.1-70B-Instruct").obj()
     reconcile(api, rec)
     assert api.pods == {}
     assert cond(api, "Ready")["reason"] == "ModelDoesNotFit" and "smallest tensorParallelSize that fits is 4" in cond(api, "Ready")["message"]
@@ -347,8 +318,8 @@ def test_unplaceable_and_unfitting_specs_create_nothing(env) -> None:
 
 def test_autoscaler_owns_desired_replicas_when_enabled(env) -> None:
     api, rec, _ = env
-    api.nodes = {"n1": node("n1")}
-    mrs(api, replicas=1, autoscaling={"enabled": True, "minReplicas": 1, "maxReplicas": 3})
+    api.nodes = {"n1": Node("n1").block("b1").obj()}
+    api.mrs = mrs().replicas(1).autoscaling(enabled=True, minReplicas=1, maxReplicas=3).obj()
     api.mrs["status"] = {"desiredReplicas": 5}
     reconcile(api, rec)
     assert len(api.pods) == 3  # clamped to maxReplicas
@@ -363,8 +334,8 @@ def test_the_first_pass_reads_the_watch_event_and_skips_an_empty_listing(env) ->
     """The first pass of an object in this process takes the object from its watch event and, when
     the pod cache holds none of its pods, lists none; every later pass reads both fresh."""
     api, rec, _ = env
-    api.nodes = {n: node(n) for n in ("n1", "n2")}
-    mrs(api, replicas=1)
+    api.nodes = {n: Node(n).block("b1").obj() for n in ("n1", "n2")}
+    api.mrs = mrs().replicas(1).obj()
     calls: Counter = Counter()
     get, lst = api.get, api.list
     api.get = lambda *a: calls.update(["get"]) or get(*a)  # type: ignore[method-assign]
@@ -380,8 +351,8 @@ def test_a_first_pass_lists_the_pods_the_cache_shows(env) -> None:
     """After an operator restart the cache shows pods made by the process before: they are listed
     (in full) before anything is decided, and nothing is created twice."""
     api, rec, clock = env
-    api.nodes = {n: node(n) for n in ("n1", "n2")}
-    mrs(api, replicas=2)
+    api.nodes = {n: Node(n).block("b1").obj() for n in ("n1", "n2")}
+    api.mrs = mrs().replicas(2).obj()
     reconcile(api, rec)
     made = set(api.pods)
     fresh = ModelReplicaSetController(api, workers=2, clock=lambda: clock[0], metrics=lambda ip, port: None)  # type: ignore[arg-type]

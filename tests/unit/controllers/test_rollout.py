@@ -27,6 +27,7 @@ from agentfleet.rollout import (
     replica_phase,
     restart_backoff,
 )
+from tests.builders import Pod
 
 T = Timing(drain_timeout=60, restart_backoff=30, max_restart_backoff=900)
 NOW = 1_000_000.0
@@ -76,30 +77,26 @@ def test_desired_follows_the_autoscaler_clamped() -> None:
 
 
 def pod(name: str, replica: str, *, role: str = "server", node: str | None = "n1", phase: str = "Running", ready: bool = True, **kw) -> dict:
-    labels = {
-        "agentfleet.io/modelreplicaset": "m",
-        "agentfleet.io/replica": replica,
-        "agentfleet.io/role": role,
-        "agentfleet.io/spec-hash": kw.pop("spec_hash", "abcdef0123"),
-    }
+    """A replica's pod as the ModelReplicaSet controller labels it; kw: the labels and states the
+    rollout reads (spec_hash, serving, gang, created, deleting, annotations, unschedulable + since,
+    gpus, ip, reason)."""
+    p = Pod(name, container="vllm").ns("ns").created(kw.pop("created", "2026-01-01T00:00:00Z"))
+    p.labels({"agentfleet.io/modelreplicaset": "m", "agentfleet.io/replica": replica, "agentfleet.io/role": role})
+    p.label("agentfleet.io/spec-hash", kw.pop("spec_hash", "abcdef0123"))
     if role != "worker":
-        labels["agentfleet.io/serving"] = kw.pop("serving", "true")
+        p.label("agentfleet.io/serving", kw.pop("serving", "true"))
     if "gang" in kw:
-        labels["agentfleet.io/gang-size"] = str(kw.pop("gang"))
-    meta = {"name": name, "namespace": "ns", "labels": labels, "creationTimestamp": kw.pop("created", "2026-01-01T00:00:00Z")}
+        p.label("agentfleet.io/gang-size", str(kw.pop("gang")))
     if kw.pop("deleting", False):
-        meta["deletionTimestamp"] = "2026-01-01T00:01:00Z"
-    if "annotations" in kw:
-        meta["annotations"] = kw.pop("annotations")
-    conds = [{"type": "Ready", "status": "True" if ready else "False"}]
+        p.deleting()
+    for key, value in kw.pop("annotations", {}).items():
+        p.annotation(key, value)
+    p.gpus(kw.pop("gpus", 8), limits=False).phase(phase, reason=kw.pop("reason", None), ip=kw.pop("ip", None)).ready(ready)
     if "unschedulable" in kw:
-        conds.append(
-            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": kw.pop("unschedulable"), "lastTransitionTime": kw.pop("since")}
-        )
-    spec = {"containers": [{"name": "vllm", "resources": {"requests": {"nvidia.com/gpu": str(kw.pop("gpus", 8))}}}]}
+        p.condition("PodScheduled", False, reason="Unschedulable", message=kw.pop("unschedulable"), since=kw.pop("since"))
     if node and phase != "Pending":
-        spec["nodeName"] = node
-    return {"metadata": meta, "spec": spec, "status": {"phase": phase, "conditions": conds, "podIP": kw.pop("ip", None), "reason": kw.pop("reason", None)}}
+        p.on_node(node)
+    return p.obj()
 
 
 def view(name: str, pods: list[dict], record: dict | None = None, pinned: str | None = None) -> ReplicaView:

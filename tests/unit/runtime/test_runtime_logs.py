@@ -12,7 +12,7 @@ from agentfleet_runtime.logs import JsonFormatter, step_var, task_id_var
 
 def test_json_lines_with_task_context():
     fmt = JsonFormatter("worker")
-    rec = logging.LogRecord("agentfleet.loop", logging.INFO, __file__, 1, "step done %s", ("x",), None)
+    rec = logging.LogRecord("agentfleet_runtime.loop", logging.INFO, __file__, 1, "step done %s", ("x",), None)
     rec.tokens = 42
     t1, s1 = task_id_var.set("task-1"), step_var.set(3)
     try:

