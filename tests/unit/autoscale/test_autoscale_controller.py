@@ -85,7 +85,7 @@ def test_scale_up_writes_status_only_and_emits_an_event() -> None:
     body = autoscaler.mrs_status_apply(mrs_obj({"desiredReplicas": 3}), st)
     assert set(body) == {"apiVersion", "kind", "metadata", "status"}  # never spec: GitOps owns it
     assert st["desiredReplicas"] == 6
-    assert st["lastScaleReason"].startswith("3 -> 6: 41 waiting > 3 x 8 target; goodput 0.81 < 0.95")
+    assert st["lastScaleReason"].startswith("3 -> 6 (reactive): 41 waiting > 3 x 8 target; goodput 0.81 < 0.95")
     assert st["observed"]["queueDepth"] == 41
     types_ = {c["type"]: c for c in st["conditions"]}
     assert types_["ScalingActive"]["status"] == "True" and types_["MetricsAvailable"]["status"] == "True"

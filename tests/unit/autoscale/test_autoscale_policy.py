@@ -68,7 +68,7 @@ def test_queue_above_target_scales_up_with_the_explanation() -> None:
     out = decide(c, PolicyState.initial(c), fleet(3), Observation(at=100.0, samples=samples(3, 41 / 3), goodput=gp(0.81)))
     d = out.decision
     assert d.desired == 6  # ceil(41 / 8)
-    assert d.reason.startswith("3 -> 6: 41 waiting > 3 x 8 target; goodput 0.81 < 0.95")
+    assert d.reason.startswith("3 -> 6 (reactive): 41 waiting > 3 x 8 target; goodput 0.81 < 0.95")
     assert cond(d, SCALING_ACTIVE).status and cond(d, METRICS_AVAILABLE).status
     assert out.observed.queue_depth == 41 and out.observed.goodput == pytest.approx(0.81)
 

@@ -1,0 +1,330 @@
+"""The learned demand profile, and the predictive and standing terms built on it (pure).
+
+Why: a burst is served only by the replicas already running or loading when it begins; anything
+ordered at its onset loads for minutes (150-240 s for a 70B model here), and the last rounds'
+benchmark put 79-100 % of the goodput gap in those first minutes. No reactive rule closes that.
+What can: knowing, before the burst, what to hold. This module learns that from the fleet's own
+history and turns it into two replica counts the policy merges by max with its reactive terms:
+
+- **predictive**: the replicas the learned time-of-day curve of demand needs over the next load
+  time (``lead``), so a diurnal rise is met by replicas ordered a load time before it;
+- **standing**: in the times of day where burst onsets have been seen, that curve plus a share
+  (``coverage``, the user's knob ``burstCoveragePercent``) of a typical onset's demand, held
+  ready ahead of time. Its price, the standby GPU-hours per day, is reported beside it.
+
+Demand is counted in the units the reactive task term already uses: agent tasks queued and in
+flight at the AgentFleets calling the model (``Observation.tasks``), and a replica carries
+``capacity`` of them within the SLO (0.8 x the fewest tasks per replica at which the SLO was
+seen to fail, learned by the policy). Without a task layer nothing is learned: the engine's own
+queue is a symptom of the fleet size, not a measure of demand.
+
+What is learned (``Profile``, kept in a ConfigMap the autoscaler owns so an operator restart
+keeps it; see controllers/autoscaler.py):
+
+- ``curve``: per time-of-day bin (``bins`` per ``period_seconds``), the highest demand seen in
+  the bin outside bursts, averaged over days (EWMA, ``curve_alpha`` per day); with a week of
+  history a day-of-week curve (``week``) takes over where it has data;
+- ``onsets``: when each burst began and its size: the peak demand above the trailing level over
+  the first load time (what the replicas standing at the onset must carry). An onset is a rise
+  to at least twice the trailing level (EWMA over ``level_seconds`` outside bursts) and by at
+  least one replica's capacity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from agentfleet.autoscale.schedule import CronError, Scheduled, Window, scheduled
+from agentfleet.autoscale.terms import PREDICTIVE, SCHEDULED, STANDING, Floor
+
+PROFILE_VERSION = 1
+MAX_ONSETS = 64
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    # Share (0-1) of a typical burst onset's demand held ready, where onsets have been seen.
+    coverage: float = 0.0
+    predictive: bool = True
+    period_seconds: float = 86400.0  # one day
+    bins: int = 96  # 15 min bins
+    # An onset seen at some time of day makes the standing term hold within this distance of it.
+    season_seconds: float = 3600.0
+    level_seconds: float = 300.0  # trailing level of demand outside bursts (onset detection)
+    memory_periods: int = 14  # onsets older than this many periods are forgotten
+    curve_alpha: float = 0.5  # weight of the newest period in a bin's curve value
+    gpus_per_replica: int = 1  # for pricing the standing term
+
+    @property
+    def bin_seconds(self) -> float:
+        return self.period_seconds / self.bins
+
+
+@dataclass(frozen=True)
+class Onset:
+    at: float  # when the burst began (seconds since the epoch)
+    size: float  # peak demand above the trailing level over its first load time
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What the autoscaler learned about one ModelReplicaSet's demand (persisted as JSON)."""
+
+    capacity: float | None = None  # demand one replica carries within the SLO
+    curve: tuple[float | None, ...] = ()
+    week: tuple[float | None, ...] = ()  # 7 x bins, day-of-week curve (periods counted from the epoch)
+    onsets: tuple[Onset, ...] = ()
+    started_at: float | None = None
+    # Tracking between evaluations (persisted too, so a restart mid-burst records it once).
+    level: float | None = None
+    seen_at: float | None = None
+    bin_index: int | None = None  # absolute bin number of the bin being filled
+    bin_peak: float = 0.0
+    burst_at: float | None = None
+    burst_peak: float = 0.0
+    burst_recorded: bool = False
+
+    def periods_seen(self, now: float, config: ForecastConfig) -> float:
+        return 0.0 if self.started_at is None else max(0.0, now - self.started_at) / config.period_seconds
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": PROFILE_VERSION,
+            "capacity": self.capacity,
+            "curve": list(self.curve),
+            "week": list(self.week),
+            "onsets": [[round(o.at, 1), round(o.size, 3)] for o in self.onsets],
+            "startedAt": self.started_at,
+            "level": self.level,
+            "seenAt": self.seen_at,
+            "binIndex": self.bin_index,
+            "binPeak": self.bin_peak,
+            "burstAt": self.burst_at,
+            "burstPeak": self.burst_peak,
+            "burstRecorded": self.burst_recorded,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], config: ForecastConfig) -> Profile:
+        """The stored profile; an unknown version or a different bin count starts afresh (a
+        curve binned differently cannot be read bin for bin)."""
+        if data.get("version") != PROFILE_VERSION:
+            return cls()
+        curve = tuple(None if v is None else float(v) for v in data.get("curve") or ())
+        week = tuple(None if v is None else float(v) for v in data.get("week") or ())
+        if curve and len(curve) != config.bins:
+            return cls()
+        return cls(
+            capacity=_opt(data.get("capacity")),
+            curve=curve,
+            week=week if len(week) == 7 * config.bins else (),
+            onsets=tuple(Onset(float(a), float(s)) for a, s in data.get("onsets") or ()),
+            started_at=_opt(data.get("startedAt")),
+            level=_opt(data.get("level")),
+            seen_at=_opt(data.get("seenAt")),
+            bin_index=None if data.get("binIndex") is None else int(data["binIndex"]),
+            bin_peak=float(data.get("binPeak") or 0.0),
+            burst_at=_opt(data.get("burstAt")),
+            burst_peak=float(data.get("burstPeak") or 0.0),
+            burst_recorded=bool(data.get("burstRecorded")),
+        )
+
+
+def _opt(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def _ewma(old: float | None, new: float, alpha: float) -> float:
+    return new if old is None else (1 - alpha) * old + alpha * new
+
+
+def learn(config: ForecastConfig, p: Profile, at: float, demand: float | None, capacity: float | None, load_s: float) -> Profile:
+    """Fold one observation of demand into the profile."""
+    if capacity is not None and capacity > 0:
+        p = replace(p, capacity=capacity)
+    if demand is None:
+        return p
+    if p.started_at is None:
+        p = replace(p, started_at=at)
+    cap = p.capacity or 1.0
+    level = p.level
+    burst_at, peak, recorded = p.burst_at, p.burst_peak, p.burst_recorded
+    onsets = list(p.onsets)
+    if level is None:
+        level = demand
+    excess = demand - level
+    if burst_at is None:
+        if excess >= max(cap, level):
+            burst_at, peak, recorded = at, excess, False
+        else:
+            dt = max(0.0, at - (p.seen_at if p.seen_at is not None else at))
+            level += (demand - level) * (1 - math.exp(-dt / config.level_seconds))
+    else:
+        if at - burst_at <= load_s:
+            peak = max(peak, excess)
+        ended = excess < 0.5 * max(cap, level)
+        if not recorded and (ended or at - burst_at > load_s):
+            onsets.append(Onset(burst_at, peak))
+            recorded = True
+        if ended:
+            burst_at, peak, recorded = None, 0.0, False
+    horizon = at - config.memory_periods * config.period_seconds
+    onsets = [o for o in onsets if o.at > horizon][-MAX_ONSETS:]
+
+    # The time-of-day curve: a bin's highest demand outside bursts (the trailing level stands in
+    # during a burst), committed when the next bin begins.
+    value = demand if burst_at is None else level
+    index = int(at // config.bin_seconds)
+    curve = list(p.curve) or [None] * config.bins
+    week = list(p.week) or [None] * (7 * config.bins)
+    bin_index, bin_peak = p.bin_index, p.bin_peak
+    if bin_index is None or index != bin_index:
+        if bin_index is not None:
+            b = bin_index % config.bins
+            curve[b] = _ewma(curve[b], bin_peak, config.curve_alpha)
+            w = bin_index % (7 * config.bins)
+            week[w] = _ewma(week[w], bin_peak, config.curve_alpha)
+        bin_index, bin_peak = index, value
+    else:
+        bin_peak = max(bin_peak, value)
+    return replace(
+        p,
+        curve=tuple(curve),
+        week=tuple(week),
+        onsets=tuple(onsets),
+        level=level,
+        seen_at=at,
+        bin_index=bin_index,
+        bin_peak=bin_peak,
+        burst_at=burst_at,
+        burst_peak=peak,
+        burst_recorded=recorded,
+    )
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """The learned terms at one instant; ``None`` where the profile cannot say yet."""
+
+    predictive: int | None = None
+    standing: int | None = None
+    base_demand: float | None = None  # the curve's demand over the next load time
+    typical_onset: float | None = None  # median onset size (demand)
+    onsets_per_period: float | None = None
+    in_season: bool = False
+    standby_gpu_hours_per_period: float | None = None
+    notes: tuple[str, ...] = field(default=())
+
+
+def _curve_at(config: ForecastConfig, p: Profile, index: int, weekly: bool) -> float | None:
+    if weekly and p.week:
+        v = p.week[index % (7 * config.bins)]
+        if v is not None:
+            return v
+    return p.curve[index % config.bins] if p.curve else None
+
+
+def _tod_distance(a: float, b: float, period: float) -> float:
+    d = abs(a - b) % period
+    return min(d, period - d)
+
+
+def _in_season(config: ForecastConfig, onsets: Sequence[Onset], start: float, lead: float) -> bool:
+    """An onset was seen, on some remembered day, within season_seconds of [start, start + lead]
+    in time of day."""
+    period = config.period_seconds
+    for o in onsets:
+        tod = o.at % period
+        s = start % period
+        # Distance from tod to the interval [s, s + lead] on the circle.
+        if (tod - s) % period <= lead or min(_tod_distance(tod, s, period), _tod_distance(tod, s + lead, period)) <= config.season_seconds:
+            return True
+    return False
+
+
+def forecast(config: ForecastConfig, p: Profile, at: float, lead: float) -> Forecast:
+    """What the profile asks for now, to be ready ``lead`` seconds (a load time) ahead."""
+    cap = p.capacity
+    if cap is None or cap <= 0 or not p.curve:
+        return Forecast(notes=("no demand profile learned yet",))
+    weekly = p.periods_seen(at, config) >= 7
+    first = int(at // config.bin_seconds)
+    last = int((at + lead) // config.bin_seconds)
+    values = [v for i in range(first, last + 1) if (v := _curve_at(config, p, i, weekly)) is not None]
+    base = max(values) if values else None
+    predictive = math.ceil(base / cap) if base is not None and config.predictive else None
+    sizes = sorted(o.size for o in p.onsets)
+    typical = sizes[len(sizes) // 2] if sizes else None
+    periods = p.periods_seen(at, config)
+    per_period = len(sizes) / max(1.0, periods) if sizes else 0.0
+    season = bool(sizes) and _in_season(config, p.onsets, at, lead)
+    standing = None
+    price = None
+    if typical is not None and config.coverage > 0:
+        extra = math.ceil(config.coverage * typical / cap)
+        if season:
+            standing = math.ceil(((base or 0.0) + config.coverage * typical) / cap)
+        # The standby's price: its extra replicas over the part of a day in burst season.
+        step = config.bin_seconds
+        in_bins = sum(1 for b in range(config.bins) if _in_season(config, p.onsets, b * step, lead))
+        price = extra * config.gpus_per_replica * in_bins * step / 3600.0
+    return Forecast(
+        predictive=predictive,
+        standing=standing,
+        base_demand=base,
+        typical_onset=typical,
+        onsets_per_period=per_period,
+        in_season=season,
+        standby_gpu_hours_per_period=price,
+    )
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One evaluation's learned and scheduled floors, and the profile after learning."""
+
+    profile: Profile
+    floors: tuple[Floor, ...]
+    forecast: Forecast
+    scheduled: Scheduled | None = None
+    schedule_error: str | None = None
+
+
+def plan(
+    config: ForecastConfig,
+    profile: Profile,
+    windows: Sequence[Window],
+    at: float,
+    demand: float | None,
+    capacity: float | None,
+    load_s: float,
+    period_s: float,
+) -> Planned:
+    """Learn from this evaluation's demand, then the floors for the policy: ordered a load time
+    (plus one evaluation period) ahead, so they are serving when the rise or the event begins."""
+    profile = learn(config, profile, at, demand, capacity, load_s)
+    lead = load_s + period_s
+    f = forecast(config, profile, at, lead)
+    out: list[Floor] = []
+    cap = profile.capacity
+    if f.predictive is not None and f.base_demand is not None and cap:
+        out.append(Floor(f.predictive, PREDICTIVE, f"learned curve: {f.base_demand:.0f} agent tasks within the next {lead:.0f}s, {cap:.1f} per replica"))
+    if f.standing is not None and f.typical_onset is not None and cap:
+        out.append(
+            Floor(
+                f.standing,
+                STANDING,
+                f"burst season: {config.coverage:.0%} of a typical onset ({f.typical_onset:.0f} agent tasks) held over {f.base_demand or 0:.0f} expected, {cap:.1f} per replica",
+            )
+        )
+    sched, error = None, None
+    try:
+        sched = scheduled(windows, at, lead)
+    except CronError as e:
+        error = str(e)
+    if sched is not None:
+        out.append(Floor(sched.replicas, SCHEDULED, f"schedule {sched.name!r} from {sched.started:%Y-%m-%d %H:%M %Z} (ordered {lead:.0f}s ahead)"))
+    return Planned(profile, tuple(out), f, sched, error)

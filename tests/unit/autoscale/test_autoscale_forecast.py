@@ -1,0 +1,151 @@
+"""The learned demand profile and the predictive, standing and scheduled floors, on hand-made days."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from agentfleet.autoscale import terms
+from agentfleet.autoscale.forecast import ForecastConfig, Onset, Profile, forecast, learn, plan
+from agentfleet.autoscale.policy import FleetView, Observation, PolicyConfig, PolicyState, ReplicaSample, Starting, decide
+from agentfleet.autoscale.schedule import CronError, Window, active, parse_cron, scheduled
+
+DAY = 3600.0  # a compressed day: 96 bins of 37.5 s
+CFG = ForecastConfig(period_seconds=DAY, bins=96, season_seconds=150.0, level_seconds=300.0)
+
+
+def day_of(demand, days: int = 1, start: float = 0.0, profile: Profile | None = None, capacity: float = 4.0, load_s: float = 200.0) -> Profile:  # type: ignore[no-untyped-def]
+    p = profile or Profile()
+    for d in range(days):
+        t = 0.0
+        while t < DAY:
+            p = learn(CFG, p, start + d * DAY + t, demand(t), capacity, load_s)
+            t += 15.0
+    return p
+
+
+def quiet(t: float) -> float:
+    # 4 tasks all day, rising over 15 min to 20 at 40 min: a diurnal rise, slow enough to be no burst.
+    if t < 1500:
+        return 4.0
+    if t < 2400:
+        return 4.0 + 16.0 * (t - 1500) / 900
+    return 20.0 if t < 3000 else 4.0
+
+
+def with_burst(t: float) -> float:
+    # A burst of +40 tasks for 150 s at 20 min, on top of 4.
+    return 44.0 if 1200 <= t < 1350 else 4.0
+
+
+def test_the_curve_learns_the_time_of_day_demand_and_orders_a_load_time_ahead() -> None:
+    p = day_of(quiet, days=2)
+    # At 36 min the curve reads 15 now, and within the next 215 s (load + period) 20:
+    f = forecast(CFG, p, 2 * DAY + 2190.0, 215.0)
+    assert f.base_demand == pytest.approx(20.0, abs=0.5)
+    assert f.predictive == 5  # ceil(20 / 4 per replica)
+    # Far from the rise it asks for what the night needs.
+    assert forecast(CFG, p, 2 * DAY + 300.0, 215.0).predictive == 1
+    # A slow rise is no burst.
+    assert p.onsets == ()
+
+
+def test_a_burst_is_an_onset_with_its_size_not_part_of_the_curve() -> None:
+    p = day_of(with_burst)
+    assert len(p.onsets) == 1
+    assert p.onsets[0].at == pytest.approx(1200.0)
+    assert p.onsets[0].size == pytest.approx(40.0)
+    # The curve holds the trailing level over the burst, not the burst.
+    assert max(v for v in p.curve if v is not None) == pytest.approx(4.0)
+
+
+def test_standing_capacity_holds_the_chosen_share_of_an_onset_only_in_burst_season() -> None:
+    p = day_of(with_burst, days=2)
+    half = replace(CFG, coverage=0.5)
+    # The next day 2 min before the time bursts came: 4 expected + 50 % of 40 = 24 tasks -> 6.
+    f = forecast(half, p, 2 * DAY + 1080.0, 215.0)
+    assert f.in_season and f.standing == 6
+    # Mid-morning, far from any onset seen: nothing held beyond the curve.
+    f = forecast(half, p, 2 * DAY + 300.0, 215.0)
+    assert not f.in_season and f.standing is None
+    # The price: 5 extra replicas over the part of a day in season: from a load time + the season
+    # before the onset's time to the season after it, 150 + 215 + 150 s, in 37.5 s bins.
+    assert f.standby_gpu_hours_per_period == pytest.approx(5 * (150 + 215 + 150) / 3600.0, rel=0.1)
+    # No coverage, no standing term.
+    assert forecast(CFG, p, 2 * DAY + 1080.0, 215.0).standing is None
+
+
+def test_the_profile_survives_a_round_trip_through_its_configmap() -> None:
+    p = day_of(with_burst, days=2)
+    data = json.loads(json.dumps(p.to_json()))
+    q = Profile.from_json(data, CFG)
+    assert q == p
+    # A profile binned differently is not read bin for bin: it starts afresh.
+    assert Profile.from_json(data, replace(CFG, bins=48)) == Profile()
+
+
+def test_plan_merges_into_the_policy_by_max_and_names_the_term() -> None:
+    p = day_of(with_burst, days=2)
+    half = replace(CFG, coverage=0.5)
+    planned = plan(half, p, (), 2 * DAY + 1080.0, 4.0, 4.0, 200.0, 15.0)
+    assert {f.term for f in planned.floors} == {terms.PREDICTIVE, terms.STANDING}
+    c = PolicyConfig(min_replicas=1, max_replicas=20, up_window_seconds=0.0, max_up_step=8)
+    obs = Observation(at=2 * DAY + 1080.0, samples=(ReplicaSample("r0", 0.0, 2.0, 0.1),), tasks=4.0)
+    out = decide(c, PolicyState.initial(c), FleetView(current=1, ready=("r0",)), obs, floors=planned.floors)
+    assert out.decision.desired == 6 and out.decision.term == terms.STANDING
+    assert out.decision.reason.startswith("1 -> 6 (standing): burst season")
+    # Never below the reactive terms: a queue asking for 10 wins over the floors.
+    busy = replace(obs, samples=(ReplicaSample("r0", 80.0, 2.0, 0.1),))
+    out = decide(c, PolicyState.initial(c), FleetView(current=1, ready=("r0",)), busy, floors=planned.floors)
+    assert out.decision.recommendation == 10 and out.decision.term == terms.REACTIVE
+
+
+def test_a_floor_is_not_cancelled_as_a_burst_order() -> None:
+    # Replicas the floor ordered are loading while the tasks are few: the reactive burst cancel
+    # must not take them back (they are there for the onset to come).
+    c = PolicyConfig(min_replicas=1, max_replicas=20, up_window_seconds=0.0, down_window_seconds=60.0)
+    state = PolicyState.initial(c)
+    state = replace(state, tight_tasks_per_replica=5.0, burst_floor=1)
+    starting = tuple(Starting(f"s{i}", 30.0) for i in range(5))
+    fleet = FleetView(current=6, ready=("r0",), starting=starting)
+    obs = Observation(at=1000.0, samples=(ReplicaSample("r0", 0.0, 1.0, 0.1),), tasks=1.0)
+    floor = terms.Floor(6, terms.STANDING, "burst season")
+    assert decide(c, state, fleet, obs, floors=(floor,)).decision.desired == 6
+
+
+def test_scheduled_capacity_from_a_cron_window_ordered_a_load_time_ahead() -> None:
+    w = Window("batch", "0 9 * * 1-5", 3600, 8, "Europe/Berlin")
+    mon_9 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC).timestamp()  # 09:00 in Berlin (CET), a Monday
+    assert active(w, mon_9 + 600) is not None
+    assert active(w, mon_9 + 3600) is None  # ended
+    assert active(w, mon_9 - 200) is None
+    assert active(w, mon_9 - 200, lead=215.0) is not None  # ordered to be serving at 09:00
+    sat_9 = mon_9 - 2 * 86400
+    assert active(w, sat_9 + 600) is None  # weekdays only
+    two = [w, Window("launch", "30 9 23 11 *", 600, 12)]
+    assert scheduled(two, mon_9 + 600).replicas == 8  # type: ignore[union-attr]
+    assert scheduled(two, datetime(2026, 11, 23, 9, 35, tzinfo=UTC).timestamp()).replicas == 12  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [("0 9 * *", "five fields"), ("61 * * * *", "minute"), ("* 9-7 * * *", "hour"), ("*/0 * * * *", "step"), ("a * * * *", "minute")],
+)
+def test_bad_cron_is_refused_with_the_field_named(text: str, fragment: str) -> None:
+    with pytest.raises(CronError, match=fragment):
+        parse_cron(text)
+
+
+def test_an_unknown_time_zone_is_reported_not_raised_by_plan() -> None:
+    planned = plan(CFG, Profile(), (Window("x", "0 9 * * *", 60, 3, "Mars/Olympus"),), 0.0, None, None, 200.0, 15.0)
+    assert planned.floors == () and "Mars/Olympus" in str(planned.schedule_error)
+
+
+def test_onsets_older_than_the_memory_are_forgotten() -> None:
+    p = Profile(capacity=4.0, onsets=(Onset(0.0, 40.0),))
+    short = replace(CFG, memory_periods=2)
+    p = learn(short, p, 3 * DAY, 4.0, 4.0, 200.0)
+    assert p.onsets == ()
