@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -205,6 +206,26 @@ class GoodputSLO(Model):
     target_fraction: float = Field(default=0.95, gt=0, le=1, description="Share of requests that must meet every target, in (0, 1]; below it the fleet grows.")
 
 
+_CRON_RE = r"^[0-9*,/-]+( [0-9*,/-]+){4}$"
+
+
+class ScheduledCapacity(Model):
+    rules = (
+        Rule(
+            cel=f"self.start.matches('{_CRON_RE}')",
+            message="spec.autoscaling.schedules[].start must be a five-field cron expression (minute hour day-of-month month day-of-week), such as '0 9 * * 1-5'",
+            check=lambda w: re.search(_CRON_RE, w.start) is not None,
+            field_path=".start",
+        ),
+    )
+
+    name: str = Field(min_length=1, max_length=63, description="Name of this window, shown in decisions and Events.")
+    start: str = Field(max_length=128, description="When each window begins: a five-field cron expression in timeZone, such as '0 9 * * 1-5'.")
+    duration_seconds: int = Field(ge=60, le=604_800, description="How long each window holds its replicas, from each start.")
+    replicas: int = Field(ge=0, le=1000, description="Replicas held during the window (ordered a model load time ahead), merged with the other terms by max.")
+    time_zone: str = Field(default="UTC", max_length=64, description="IANA time zone of start, such as Europe/Berlin.")
+
+
 class Autoscaling(Model):
     rules = (
         Rule(
@@ -246,6 +267,25 @@ class Autoscaling(Model):
         max_length=2048,
         alias="prometheusURL",
         description="Prometheus base URL holding the replicas' vLLM metrics; unset uses the operator's default.",
+    )
+    burst_coverage_percent: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description=(
+            "Share of a typical burst's first minutes to serve from replicas held ready in advance, at the times of day bursts were seen;"
+            " each step costs the standby GPU-hours shown in status.forecast.standbyGPUHoursPerDay (0 holds none)."
+        ),
+    )
+    predictive: bool = Field(
+        default=True,
+        description="Order replicas a model load time before the rise the learned daily demand curve predicts; never below the load-driven count.",
+    )
+    schedules: list[ScheduledCapacity] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Replicas to hold at known times (a batch, a launch), like KEDA's cron scaler; merged with the other terms by max.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
 
 
@@ -331,6 +371,25 @@ class CapacityStatus(Model):
     gpu_memory_bytes: int | None = Field(default=None, description="Memory of one GPU the figures assume.")
 
 
+class ForecastStatus(Model):
+    profile_config_map: str | None = Field(
+        default=None, max_length=253, description="ConfigMap (same namespace) keeping the learned demand profile across operator restarts."
+    )
+    days_observed: float | None = Field(default=None, ge=0, description="Days of demand history in the profile.")
+    tasks_per_replica: float | None = Field(default=None, ge=0, description="Agent tasks one replica carries within the SLO, as learned.")
+    onsets_seen: int | None = Field(default=None, ge=0, description="Burst onsets remembered (the last 14 days).")
+    typical_onset_tasks: float | None = Field(default=None, ge=0, description="Agent tasks a typical burst adds in its first load time (median of those seen).")
+    predicted_replicas: int | None = Field(default=None, ge=0, description="Replicas the learned daily curve needs over the next model load time.")
+    standing_replicas: int | None = Field(default=None, ge=0, description="Replicas held now for burst onsets (only at the times of day bursts were seen).")
+    scheduled_replicas: int | None = Field(default=None, ge=0, description="Replicas a schedule window holds now.")
+    standby_gpu_hours_per_day: float | None = Field(
+        default=None,
+        ge=0,
+        alias="standbyGPUHoursPerDay",
+        description="GPU-hours a day the burst coverage holds beyond the learned curve: the price of burstCoveragePercent.",
+    )
+
+
 class ModelReplicaSetStatus(Model):
     observed_generation: int | None = Field(default=None, description="metadata.generation last acted upon.")
     replicas: int = Field(default=0, description="Replicas that exist, ready or not.")
@@ -354,6 +413,11 @@ class ModelReplicaSetStatus(Model):
         ge=0,
         description="Model load time (pod created -> Ready) the autoscaler learned from this set's replicas; replicas loading within it are credited so a burst does not order twice.",
     )
+    last_scale_term: Literal["reactive", "predictive", "standing", "scheduled", "minReplicas"] | None = Field(
+        default=None,
+        description="Which term asked for the last change: reactive (queue, goodput, tasks), predictive (learned curve), standing (burst coverage), scheduled, minReplicas.",
+    )
+    forecast: ForecastStatus | None = Field(default=None, description="What the autoscaler learned of this set's demand, and what it holds for it.")
     conditions: list[Condition] = conditions_field()
 
 

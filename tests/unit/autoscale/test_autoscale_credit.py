@@ -7,7 +7,9 @@ import math
 from agentfleet.autoscale.goodput import TPOT_METRIC, Goodput, goodput, objectives_from_slo
 from agentfleet.autoscale.policy import FleetView, Observation, PolicyConfig, PolicyState, ReplicaSample, Starting, decide
 
-C = PolicyConfig(min_replicas=1, max_replicas=20, up_window_seconds=0.0, down_window_seconds=60.0, window_seconds=60.0, max_up_step=4, initial_load_seconds=200.0)
+C = PolicyConfig(
+    min_replicas=1, max_replicas=20, up_window_seconds=0.0, down_window_seconds=60.0, window_seconds=60.0, max_up_step=4, initial_load_seconds=200.0
+)
 
 
 def gp(fraction: float, n: int = 200) -> Goodput:
