@@ -60,6 +60,7 @@ NEEDS: tuple[Need, ...] = (
     Need("modelreplicaset", "", "services", ("create", "patch", "delete"), "serving, replicas and gang Services"),
     Need("modelreplicaset", "policy", "poddisruptionbudgets", ("create", "patch", "delete"), "one PDB per ModelReplicaSet"),
     # Autoscaler: lists pods per set and cluster-wide with nodes (same verbs as above).
+    Need("autoscaler", "", "configmaps", ("get", "create", "patch"), "the learned demand profile, <modelreplicaset>-demand-profile (controllers/demand.py)"),
     # VectorIndex controller.
     Need("vectorindex", "batch", "jobs", OWN, "ingestion Jobs: watched (kopf.on.event), applied, old ones deleted"),
     Need("vectorindex", "", "configmaps", ("get", "create", "patch"), "reads spec.source.configMap; applies the URL list ConfigMap"),
