@@ -1,55 +1,58 @@
 #!/usr/bin/env python3
-"""Autoscaling policy benchmark on the vLLM simulator's virtual clock (prints a table, writes a PNG).
+"""Autoscaling policy benchmark on the vLLM simulator's virtual clock: the goodput-per-GPU-hour frontier.
 
-One bursty agent workload is served by a fleet of simulated 70B TP-4 replicas (4 GPUs each, the
-simulator's default engine; model load 150-240 s per replica, drawn per replica) under:
+A bursty agent workload is served by a fleet of simulated 70B TP-4 replicas (4 GPUs each, the
+simulator's default engine; model load 150-240 s per replica, drawn per replica) under every
+configuration below, each run on every scored seed; a configuration is scored by its mean task
+goodput and mean GPU-hours over the seeds:
 
-  hpa-util   HPA on utilization: the engine's busy fraction over the last window (what a GPU
-             utilization metric reports), ``ceil(current x util / target)``, 10 % tolerance,
-             loading pods counted at 0 % when scaling up (as HPA does for unready pods), no
-             scale-up stabilization, 300 s down window, up to 4 pods per 15 s;
-  keda-queue KEDA-style threshold on ``sum(vllm:num_requests_waiting)``: an External metric with
-             AverageValue, ``ceil(waiting / threshold)``, HPA's default behaviour otherwise;
-  agentfleet the policy of ``agentfleet.autoscale.policy.decide`` fed from the replicas' gauges and
-             histogram buckets exactly as the controller feeds it from Prometheus;
-  fixed      no autoscaler: N replicas from the start (``--fixed``), a reference that shows what
-             scaling buys. It is not a baseline in the goal lines. On 150 s bursts a fixed fleet
-             of 4-6 beats every autoscaler here, agentfleet included: the bursts end before a
-             replica ordered for them can load, so only the capacity already standing serves them.
+  hpa-util@T   HPA on utilization: the engine's busy fraction over the last window (what a GPU
+               utilization metric reports), ``ceil(current x util / target)``, 10 % tolerance,
+               loading pods counted at 0 % when scaling up (as HPA does for unready pods), no
+               scale-up stabilization, 300 s down window, up to 4 pods per 15 s; T swept;
+  keda-queue@N KEDA-style threshold on ``sum(vllm:num_requests_waiting)``: an External metric with
+               AverageValue N, ``ceil(waiting / N)``, HPA's default behaviour otherwise; N swept;
+  fixed@N      no autoscaler: N replicas from the start, all warm (a capacity-planned fleet);
+  agentfleet@C the policy of ``agentfleet.autoscale.policy.decide`` fed from the replicas' gauges
+               and histogram buckets as the controller feeds it from Prometheus, with the learned
+               profile (autoscale/forecast.py) at burst coverage C (burstCoveragePercent / 100);
+  reactive     (``--reactive``) the same policy without the profile: the last rounds' autoscaler.
 
-Workload (seeded): task arrivals follow a compressed diurnal curve (one "day" = the run length)
-plus two bursts of ``--burst-seconds`` each (150 s by default, 30 s ramps included), scaled so
-peak / mean arrival rate = 8. Bursts shorter than the model load (150-240 s) test only the
-headroom a policy holds: a replica ordered when such a burst starts is ready after it has
-ended. Bursts longer than the load test scaling itself. The two bursts must take well under 1/8
-of the run for an 8x peak to exist at all (a workload that cannot reach it is refused), so long
-bursts need a longer run: ``--minutes 240 --burst-seconds 600`` (or 360 and 900) keeps the
-default's burst share of the run, with the same model load and tasks. A task is 10-30
-sequential model calls on a growing history (shared 4K-token system prompt + tool schemas, then
-each step appends the call's output and a 200-800-token tool result: 20-30K tokens by the end),
-tool waits between calls (log-normal, median 0.4 s, capped 5 s), and 30 % of steps fan out to
-3 sub-agents (one call each on the parent's history, in parallel, routed to the parent's
-replica). Tasks stick to one replica (prefix affinity) and move only when it drains. Task SLO:
-60 s.
+The profile is what an operator learns from earlier days: before the scored seeds, agentfleet
+runs the ``--history-seeds`` days one after the other (seeds never scored), carrying the profile
+(its ConfigMap) and the learned load time (status) from day to day; each scored day then starts
+from what those days taught. One run is one compressed day, so the profile's period is the run
+length (forecast_config). Tune ``--coverage`` on seeds you do not score (``--seeds 201-205``), then
+score with the chosen value.
 
-Reported per policy: task goodput (share of tasks within 60 s), call goodput (TTFT <= 2.5 s and
-time per output token <= 25 ms, the SLO agentfleet's policy is given), task p95, GPU-hours
-(loading and draining replicas count: their GPUs are held), scale events (decisions that changed
-the count), peak replicas; then the tasks over the task SLO by when they started: in a burst's
-onset (its first 240 s, the longest model load: only replicas running or already loading when
-the burst starts can serve it), in the rest of a burst, or outside bursts.
+Workloads (``--workload``; seeded):
+  default  60 min, two 150 s bursts (30 s ramps included) on a compressed diurnal curve, scaled
+           so peak / mean arrival rate = 8; Poisson arrivals. Bursts shorter than the model load:
+           only capacity standing at the onset serves them.
+  long     240 min, two 600 s bursts: bursts that outlast the load, where scaling itself counts.
+  trace    60 min, shaped from BurstGPT's published statistics (TRACE_* below): Gamma-distributed
+           arrival gaps (shape 0.5), a working-day curve, Zipf(1.1) tool-result lengths.
+A task is 10-30 sequential model calls on a growing history (shared 4K-token system prompt + tool
+schemas, then each step appends the call's output and a 200-800-token tool result: 20-30K
+tokens by the end), tool waits between calls (log-normal, median 0.4 s, capped 5 s), and 30 % of
+steps fan out to 3 sub-agents (one call each on the parent's history, in parallel, routed to the
+parent's replica). Tasks stick to one replica (prefix affinity) and move only when it drains.
+Task SLO: 60 s; call SLO (the one agentfleet's policy is given): TTFT <= 2.5 s and time per
+output token <= 25 ms.
 
-``--min-replicas`` sets minReplicas for every autoscaler alike (1 by default; the fleet then starts
-with at least that many warm replicas). At 4 the first burst meets the same 4 warm replicas under
-every policy, so the runs differ only in what scaling adds.
+Printed per workload: every configuration's mean task goodput and GPU-hours with the spread over
+seeds (sd, min-max), task p95, peak replicas, and the tasks over the SLO by when they started
+(summed over seeds): in a burst's onset (its first 240 s, the longest model load: only replicas
+running or already loading when the burst starts can serve it), in the rest of a burst, or
+outside bursts. Then the goals for each agentfleet configuration:
+  goal 1: goodput >= the best baseline's (by mean goodput) with >= 15 % fewer mean GPU-hours;
+  goal 2: not below the baselines' frontier (the Pareto points, goodput interpolated linearly at
+          agentfleet's GPU-hours), and by how many points above it;
+and a PNG of the frontier with agentfleet's point (``--out``). Runs go to ``--jobs`` processes.
 
-Equal GPU-hours for the HPA comparison: HPA is run at several utilization targets, and its task
-goodput at agentfleet's GPU-hours is interpolated linearly over that sweep (the nearest target
-when agentfleet lies outside it); the sweep is printed so the interpolation can be checked.
+    .venv/bin/python e2e/bench/autoscale_bench.py --workload default --seeds 1-10 --coverage 0.5 [--jobs 2]
 
-    .venv/bin/python e2e/bench/autoscale_bench.py [--minutes 60] [--burst-seconds 150] [--seed 1] [--min-replicas 1] [--out autoscale_bench.png]
-
-agentfleet's own settings can be varied for tuning runs (the baselines never change):
+agentfleet's reactive settings can be varied for tuning runs (the baselines never change):
 AF_TARGET_FRACTION (per-call goodput target, 0.985), AF_DOWN_WINDOW (300 s), AF_MAX_UP (8),
 AF_WINDOW (60 s), AF_CONCURRENCY=1 (the concurrency term), AF_TASKS=1 (the task-layer scale-up
 term), AF_TASK_DOWN=0 (no task-layer release of a burst's replicas).
