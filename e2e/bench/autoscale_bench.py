@@ -50,7 +50,12 @@ outside bursts. Then the goals for each agentfleet configuration:
           agentfleet's GPU-hours), and by how many points above it;
 and a PNG of the frontier with agentfleet's point (``--out``). Runs go to ``--jobs`` processes.
 
-    .venv/bin/python e2e/bench/autoscale_bench.py --workload default --seeds 1-10 --coverage 0.5 [--jobs 2]
+    .venv/bin/python e2e/bench/autoscale_bench.py --workload default --seeds 11-20 --coverage 0.5 [--jobs 2]
+    .venv/bin/python e2e/bench/autoscale_bench.py --workload default --tune --seeds 201-205 --coverage 0,0.25,0.5,0.75
+
+Seeds: agentfleet's reactive settings (AF_TUNING) were tuned on seeds 1-3 and the burst coverage
+on 201-205 (TUNING_SEEDS); the history days use 101-103. A scored run refuses all of them, so
+every figure it prints comes from workloads that tuning and learning never saw.
 
 agentfleet's reactive settings can be varied for tuning runs (the baselines never change):
 AF_TARGET_FRACTION (per-call goodput target, 0.985), AF_DOWN_WINDOW (300 s), AF_MAX_UP (8),
@@ -512,6 +517,9 @@ def _hpa_behaviour(recs: list[tuple[float, int]], now: float, current: int, raw:
         desired = min(desired, current)
     return max(min_replicas, min(MAX_REPLICAS, desired))
 
+
+# What agentfleet was tuned on (AF_TUNING: seeds 1-3; burstCoveragePercent: 201-205): never scored.
+TUNING_SEEDS = (1, 2, 3, *range(201, 206))
 
 AF_TUNING = {
     # A task is ~20 sequential calls, so it feels the calls' tail: the per-call goodput target
@@ -985,7 +993,8 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, help="override the workload's simulated run length (one compressed day)")
     ap.add_argument("--burst-seconds", type=float, help="override the workload's burst length")
     ap.add_argument("--rate", type=float, default=0.12, help="mean task arrivals per second")
-    ap.add_argument("--seeds", default="1-10", help="scored seeds, e.g. 1-10")
+    ap.add_argument("--seeds", default="11-20", help="scored seeds (never the tuning or history seeds), e.g. 11-20")
+    ap.add_argument("--tune", action="store_true", help="a tuning run: only the tuning seeds (1-3, 201-205) are allowed, and none of them is ever scored")
     ap.add_argument("--history-seeds", default="101-103", help="days agentfleet learns its profile on before each scored day (never scored)")
     ap.add_argument("--coverage", default="0.5", help="agentfleet burstCoveragePercent / 100; a list runs one configuration each (tuning)")
     ap.add_argument("--reactive", action="store_true", help="also run agentfleet without the learned profile (the reactive terms alone)")
@@ -1007,6 +1016,10 @@ def main() -> int:
     seeds = parse_ints(args.seeds)
     hist = parse_ints(args.history_seeds)
     coverages = [float(x) for x in args.coverage.split(",") if x]
+    if args.tune and set(seeds) - set(TUNING_SEEDS):
+        ap.error(f"tune on the tuning seeds {TUNING_SEEDS} only: a seed tuned on can no longer be scored")
+    if not args.tune and set(seeds) & (set(TUNING_SEEDS) | set(hist)):
+        ap.error(f"seeds {sorted(set(seeds) & (set(TUNING_SEEDS) | set(hist)))} were tuned or learned on: score on others (tuning runs take --tune)")
     try:
         wl = make_workload(kind, minutes, args.rate, seeds[0], burst_s)
     except ValueError as e:
