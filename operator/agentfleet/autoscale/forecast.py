@@ -27,7 +27,8 @@ keeps it; see controllers/autoscaler.py):
 - ``onsets``: when each burst began and its size: the peak demand above the trailing level over
   the first load time (what the replicas standing at the onset must carry). An onset is a rise
   to at least twice the trailing level (EWMA over ``level_seconds`` outside bursts) and by at
-  least one replica's capacity.
+  least one replica's capacity. One that lasts over ``max_burst_seconds`` is no burst but the new
+  level (a busy day): the curve then follows it.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class ForecastConfig:
     # An onset seen at some time of day makes the standing term hold within this distance of it.
     season_seconds: float = 3600.0
     level_seconds: float = 300.0  # trailing level of demand outside bursts (onset detection)
+    # A "burst" that lasts longer is the new normal (a busy day, a launch): the level jumps to it.
+    max_burst_seconds: float = 1800.0
     memory_periods: int = 14  # onsets older than this many periods are forgotten
     curve_alpha: float = 0.5  # weight of the newest period in a bin's curve value
     gpus_per_replica: int = 1  # for pricing the standing term
@@ -171,6 +174,8 @@ def learn(config: ForecastConfig, p: Profile, at: float, demand: float | None, c
             recorded = True
         if ended:
             burst_at, peak, recorded = None, 0.0, False
+        elif at - burst_at > config.max_burst_seconds:
+            burst_at, peak, recorded, level = None, 0.0, False, demand
     horizon = at - config.memory_periods * config.period_seconds
     onsets = [o for o in onsets if o.at > horizon][-MAX_ONSETS:]
 

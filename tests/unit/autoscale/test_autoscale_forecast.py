@@ -149,3 +149,16 @@ def test_onsets_older_than_the_memory_are_forgotten() -> None:
     short = replace(CFG, memory_periods=2)
     p = learn(short, p, 3 * DAY, 4.0, 4.0, 200.0)
     assert p.onsets == ()
+
+
+def test_with_a_week_of_history_the_day_of_week_curve_takes_over() -> None:
+    # Day 5 of each week is busy (40 tasks), the others quiet (4): after 8 days the weekday curve
+    # says so, where the daily curve would average them.
+    p = Profile()
+    for d in range(8):
+        p = day_of(lambda t, d=d: 40.0 if d % 7 == 5 else 4.0, start=d * DAY, profile=p)
+    # (The jump to 40 at the busy day's start counts as a burst for max_burst_seconds, 1800 s,
+    # then as the day's level.)
+    busy = forecast(CFG, p, 12 * DAY + 2400.0, 215.0)  # day 12 = weekday 5
+    quiet_day = forecast(CFG, p, 9 * DAY + 2400.0, 215.0)  # weekday 2
+    assert busy.predictive == 10 and quiet_day.predictive == 1
