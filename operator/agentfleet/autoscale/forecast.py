@@ -27,7 +27,7 @@ keeps it; see controllers/autoscaler.py):
 - ``onsets``: when each burst began and its size: the peak demand above the trailing level over
   the first load time (what the replicas standing at the onset must carry). An onset is a rise
   to at least twice the trailing level (EWMA over ``level_seconds`` outside bursts) and by at
-  least one replica's capacity. One that lasts over ``max_burst_seconds`` is no burst but the new
+  least two replicas' capacity (``ONSET_REPLICAS``). One that lasts over ``max_burst_seconds`` is no burst but the new
   level (a busy day): the curve then follows it.
 """
 
@@ -43,6 +43,9 @@ from agentfleet.autoscale.terms import PREDICTIVE, SCHEDULED, STANDING, Floor
 
 PROFILE_VERSION = 1
 MAX_ONSETS = 64
+# An onset must add at least this many replicas' worth of demand: a rise of a task or two at a
+# quiet hour is noise, and holding replicas for it would cost GPUs for nothing.
+ONSET_REPLICAS = 2.0
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,7 @@ def learn(config: ForecastConfig, p: Profile, at: float, demand: float | None, c
         level = demand
     excess = demand - level
     if burst_at is None:
-        if excess >= max(cap, level):
+        if excess >= max(ONSET_REPLICAS * cap, level):
             burst_at, peak, recorded = at, excess, False
         else:
             dt = max(0.0, at - (p.seen_at if p.seen_at is not None else at))
@@ -168,7 +171,7 @@ def learn(config: ForecastConfig, p: Profile, at: float, demand: float | None, c
     else:
         if at - burst_at <= load_s:
             peak = max(peak, excess)
-        ended = excess < 0.5 * max(cap, level)
+        ended = excess < 0.5 * max(ONSET_REPLICAS * cap, level)
         if not recorded and (ended or at - burst_at > load_s):
             onsets.append(Onset(burst_at, peak))
             recorded = True
