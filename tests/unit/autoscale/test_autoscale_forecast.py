@@ -162,3 +162,16 @@ def test_with_a_week_of_history_the_day_of_week_curve_takes_over() -> None:
     busy = forecast(CFG, p, 12 * DAY + 2400.0, 215.0)  # day 12 = weekday 5
     quiet_day = forecast(CFG, p, 9 * DAY + 2400.0, 215.0)  # weekday 2
     assert busy.predictive == 10 and quiet_day.predictive == 1
+
+
+def test_a_schedule_raises_the_count_even_while_metrics_are_unavailable() -> None:
+    c = PolicyConfig(min_replicas=1, max_replicas=20, max_up_step=4)
+    obs = Observation(at=0.0, error="connection refused")
+    fleet = FleetView(current=3, ready=("r0", "r1", "r2"))
+    floor = terms.Floor(6, terms.SCHEDULED, "schedule 'batch'")
+    d = decide(c, PolicyState.initial(c), fleet, obs, floors=(floor,)).decision
+    assert d.desired == 6 and d.term == terms.SCHEDULED and d.recommendation is None
+    assert d.reason.startswith("3 -> 6 (scheduled): schedule 'batch'; metrics unavailable")
+    # Blind, a floor below the count changes nothing: it holds.
+    low = terms.Floor(2, terms.SCHEDULED, "schedule 'batch'")
+    assert decide(c, PolicyState.initial(c), fleet, obs, floors=(low,)).decision.desired == 3
