@@ -77,6 +77,8 @@ MODEL_REPLICA_SET = Resource(
         Column("Queue", "integer", ".status.observed.queueDepth", "Waiting requests over all replicas."),
         Column("Goodput", "number", ".status.observed.goodput", "Share of requests within the SLO."),
         Column("KV", "number", ".status.observed.kvCacheUsage", "Mean KV-cache usage.", priority=1),
+        Column("Term", "string", ".status.lastScaleTerm", "Which term asked for the last change (reactive, predictive, standing, scheduled).", priority=1),
+        Column("Standby", "integer", ".status.forecast.standingReplicas", "Replicas held now for burst onsets.", priority=1),
         Column("Last Scale", "string", ".status.lastScaleReason", "Why the replica count last changed.", priority=1),
         AGE,
     ),
