@@ -47,7 +47,7 @@ class Decision:
     reason: str  # "3 -> 5: 41 waiting > 3 x 8 target; goodput 0.81 < 0.95" or "holding 3: ..."
     conditions: tuple[ConditionUpdate, ...]
     warning: str | None = None  # CamelCase Event reason when the decision is a degraded one
-    # Which term set the recommendation (autoscale/terms.py: reactive, predictive, standing,
+    # Which term set the recommendation (autoscale/floors.py: reactive, predictive, standing,
     # scheduled, minReplicas); shown in the reason, status.lastScaleTerm and the Event.
     term: str = "reactive"
 

@@ -38,8 +38,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from agentfleet.autoscale.floors import PREDICTIVE, SCHEDULED, STANDING, Floor
 from agentfleet.autoscale.schedule import CronError, Scheduled, Window, scheduled
-from agentfleet.autoscale.terms import PREDICTIVE, SCHEDULED, STANDING, Floor
 
 PROFILE_VERSION = 1
 MAX_ONSETS = 64

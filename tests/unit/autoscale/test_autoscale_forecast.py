@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agentfleet.autoscale import terms
+from agentfleet.autoscale import floors
 from agentfleet.autoscale.forecast import ForecastConfig, Onset, Profile, forecast, learn, plan
 from agentfleet.autoscale.policy import FleetView, Observation, PolicyConfig, PolicyState, ReplicaSample, Starting, decide
 from agentfleet.autoscale.schedule import CronError, Window, active, parse_cron, scheduled
@@ -91,16 +91,16 @@ def test_plan_merges_into_the_policy_by_max_and_names_the_term() -> None:
     p = day_of(with_burst, days=2)
     half = replace(CFG, coverage=0.5)
     planned = plan(half, p, (), 2 * DAY + 1080.0, 4.0, 4.0, 200.0, 15.0)
-    assert {f.term for f in planned.floors} == {terms.PREDICTIVE, terms.STANDING}
+    assert {f.term for f in planned.floors} == {floors.PREDICTIVE, floors.STANDING}
     c = PolicyConfig(min_replicas=1, max_replicas=20, up_window_seconds=0.0, max_up_step=8)
     obs = Observation(at=2 * DAY + 1080.0, samples=(ReplicaSample("r0", 0.0, 2.0, 0.1),), tasks=4.0)
     out = decide(c, PolicyState.initial(c), FleetView(current=1, ready=("r0",)), obs, floors=planned.floors)
-    assert out.decision.desired == 6 and out.decision.term == terms.STANDING
+    assert out.decision.desired == 6 and out.decision.term == floors.STANDING
     assert out.decision.reason.startswith("1 -> 6 (standing): burst season")
     # Never below the reactive terms: a queue asking for 10 wins over the floors.
     busy = replace(obs, samples=(ReplicaSample("r0", 80.0, 2.0, 0.1),))
     out = decide(c, PolicyState.initial(c), FleetView(current=1, ready=("r0",)), busy, floors=planned.floors)
-    assert out.decision.recommendation == 10 and out.decision.term == terms.REACTIVE
+    assert out.decision.recommendation == 10 and out.decision.term == floors.REACTIVE
 
 
 def test_a_floor_is_not_cancelled_as_a_burst_order() -> None:
@@ -112,7 +112,7 @@ def test_a_floor_is_not_cancelled_as_a_burst_order() -> None:
     starting = tuple(Starting(f"s{i}", 30.0) for i in range(5))
     fleet = FleetView(current=6, ready=("r0",), starting=starting)
     obs = Observation(at=1000.0, samples=(ReplicaSample("r0", 0.0, 1.0, 0.1),), tasks=1.0)
-    floor = terms.Floor(6, terms.STANDING, "burst season")
+    floor = floors.Floor(6, floors.STANDING, "burst season")
     assert decide(c, state, fleet, obs, floors=(floor,)).decision.desired == 6
 
 
@@ -168,10 +168,10 @@ def test_a_schedule_raises_the_count_even_while_metrics_are_unavailable() -> Non
     c = PolicyConfig(min_replicas=1, max_replicas=20, max_up_step=4)
     obs = Observation(at=0.0, error="connection refused")
     fleet = FleetView(current=3, ready=("r0", "r1", "r2"))
-    floor = terms.Floor(6, terms.SCHEDULED, "schedule 'batch'")
+    floor = floors.Floor(6, floors.SCHEDULED, "schedule 'batch'")
     d = decide(c, PolicyState.initial(c), fleet, obs, floors=(floor,)).decision
-    assert d.desired == 6 and d.term == terms.SCHEDULED and d.recommendation is None
+    assert d.desired == 6 and d.term == floors.SCHEDULED and d.recommendation is None
     assert d.reason.startswith("3 -> 6 (scheduled): schedule 'batch'; metrics unavailable")
     # Blind, a floor below the count changes nothing: it holds.
-    low = terms.Floor(2, terms.SCHEDULED, "schedule 'batch'")
+    low = floors.Floor(2, floors.SCHEDULED, "schedule 'batch'")
     assert decide(c, PolicyState.initial(c), fleet, obs, floors=(low,)).decision.desired == 3
