@@ -103,7 +103,7 @@ from agentfleet.autoscale import (  # noqa: E402
     merge_buckets,
     objectives_from_slo,
 )
-from agentfleet.autoscale.forecast import ForecastConfig, Profile, plan  # noqa: E402
+from agentfleet.autoscale.forecast import ForecastConfig, Profile, plan, within_slo  # noqa: E402
 from agentfleet.autoscale.goodput import E2E_METRIC, TPOT_METRIC, TTFT_METRIC  # noqa: E402
 from agentfleet.autoscale.policy import DOWN_HEADROOM, LoadTime  # noqa: E402
 from agentfleet_sim import ApiError, EngineConfig, Replica, ReplicaConfig, run_virtual  # noqa: E402
@@ -648,7 +648,8 @@ class AgentfleetPolicy:
         floors: tuple[Any, ...] = ()
         if self.forecast is not None:
             tight = self.state.tight_tasks_per_replica
-            planned = plan(self.forecast, self.profile, (), at, obs.tasks, tight * DOWN_HEADROOM if tight else None, self.state.load_time.seconds, PERIOD_S)
+            ok = within_slo(obs.tasks, len(ready), gp.fraction if gp else None, bool(gp and gp.significant), self.config.target_fraction)
+            planned = plan(self.forecast, self.profile, (), at, obs.tasks, tight * DOWN_HEADROOM if tight else None, self.state.load_time.seconds, PERIOD_S, ok)
             self.profile, floors = planned.profile, planned.floors
         out = decide(self.config, self.state, fleet_view, obs, Capacity(placeable_extra=MAX_REPLICAS - len(active)), floors)
         self.state = out.state
@@ -968,6 +969,38 @@ def plot_frontier(workload: str, configs: list[Config], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def plot_timeline(rows: list[RunResult], path: Path) -> None:
+    """One seed over time: offered load, replicas (incl. loading) and call goodput per policy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 1, figsize=(11, 9), sharex=True)
+    first = rows[0].timeline
+    axes[0].plot([t / 60 for t, *_ in first], [x[1] for x in first], color="black")
+    axes[0].set_ylabel("offered tasks/s")
+    axes[0].set_title(f"Seed {rows[0].seed}: offered load, replicas and goodput (simulated 70B TP-4 replicas)")
+    for r in rows:
+        ts = [t / 60 for t, *_ in r.timeline]
+        axes[1].step(ts, [x[2] for x in r.timeline], where="post", label=f"{r.name} ({r.gpu_hours:.1f} GPU-h)")
+        # Smooth the per-period call goodput over 4 periods for readability.
+        g = [x[4] for x in r.timeline]
+        sm = []
+        for i in range(len(g)):
+            vals = [v for v in g[max(0, i - 3) : i + 1] if v is not None]
+            sm.append(sum(vals) / len(vals) if vals else float("nan"))
+        axes[2].plot(ts, sm, label=f"{r.name} (tasks in SLO {r.task_goodput:.2f})")
+    axes[1].set_ylabel("replicas (incl. loading)")
+    axes[1].legend(fontsize=8, loc="upper left")
+    axes[2].set_ylabel("call goodput (1 min)")
+    axes[2].set_xlabel("simulated minutes")
+    axes[2].set_ylim(0, 1.05)
+    axes[2].legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def parse_ints(text: str) -> list[int]:
     out: list[int] = []
     for part in (p for p in text.split(",") if p):
@@ -1099,7 +1132,11 @@ def main() -> int:
             print(f"{af.name}: evaluations by the term that set the recommendation: " + ", ".join(f"{t} {n / total:.0%}" for t, n in sorted(terms.items())))
         out = Path(args.out or ROOT / "e2e" / "bench" / f"autoscale_frontier_{args.workload}.png")
         plot_frontier(args.workload, configs, out)
-        print(f"\nplot: {out}")
+        # The first scored seed over time: agentfleet's configurations beside the best baseline.
+        best = max(baselines, key=lambda c: c.goodput)
+        timeline = out.with_name(out.stem.replace("frontier", "timeline") + out.suffix)
+        plot_timeline([c.rows[0] for c in afs] + [best.rows[0]], timeline)
+        print(f"\nplots: {out}, {timeline}")
     if args.reasons:
         for af in afs:
             print(f"\n{af.name} decisions, seed {af.rows[0].seed}:")

@@ -14,8 +14,10 @@ history and turns it into two replica counts the policy merges by max with its r
 
 Demand is counted in the units the reactive task term already uses: agent tasks queued and in
 flight at the AgentFleets calling the model (``Observation.tasks``), and a replica carries
-``capacity`` of them within the SLO (0.8 x the fewest tasks per replica at which the SLO was
-seen to fail, learned by the policy). Without a task layer nothing is learned: the engine's own
+``capacity`` of them within the SLO: the larger of 0.8 x the fewest tasks per replica at which
+the SLO was seen to fail (the policy's figure, which a lagging goodput window can set low) and
+the most tasks per replica seen within the SLO (``ok_level``, fading slowly): a replica has
+carried that many, so sizing below it would only buy idle GPUs. Without a task layer nothing is learned: the engine's own
 queue is a symptom of the fleet size, not a measure of demand.
 
 What is learned (``Profile``, kept in a ConfigMap the autoscaler owns so an operator restart
@@ -80,6 +82,7 @@ class Profile:
     """What the autoscaler learned about one ModelReplicaSet's demand (persisted as JSON)."""
 
     capacity: float | None = None  # demand one replica carries within the SLO
+    ok_level: float | None = None  # the most demand per replica seen within the SLO
     curve: tuple[float | None, ...] = ()
     week: tuple[float | None, ...] = ()  # 7 x bins, day-of-week curve (periods counted from the epoch)
     onsets: tuple[Onset, ...] = ()
@@ -100,6 +103,7 @@ class Profile:
         return {
             "version": PROFILE_VERSION,
             "capacity": self.capacity,
+            "okLevel": self.ok_level,
             "curve": list(self.curve),
             "week": list(self.week),
             "onsets": [[round(o.at, 1), round(o.size, 3)] for o in self.onsets],
@@ -125,6 +129,7 @@ class Profile:
             return cls()
         return cls(
             capacity=_opt(data.get("capacity")),
+            ok_level=_opt(data.get("okLevel")),
             curve=curve,
             week=week if len(week) == 7 * config.bins else (),
             onsets=tuple(Onset(float(a), float(s)) for a, s in data.get("onsets") or ()),
@@ -147,10 +152,26 @@ def _ewma(old: float | None, new: float, alpha: float) -> float:
     return new if old is None else (1 - alpha) * old + alpha * new
 
 
-def learn(config: ForecastConfig, p: Profile, at: float, demand: float | None, capacity: float | None, load_s: float) -> Profile:
-    """Fold one observation of demand into the profile."""
-    if capacity is not None and capacity > 0:
-        p = replace(p, capacity=capacity)
+OK_LEVEL_DECAY = 0.9995  # per evaluation: halves in about 6 h at 15 s periods
+
+
+def within_slo(tasks: float | None, ready: int, fraction: float | None, significant: bool, target: float) -> float | None:
+    """Demand per ready replica, when the window's goodput met its target (else None)."""
+    if tasks is None or ready <= 0 or fraction is None or not significant or fraction < target:
+        return None
+    return tasks / ready
+
+
+def learn(
+    config: ForecastConfig, p: Profile, at: float, demand: float | None, capacity: float | None, load_s: float, within_slo: float | None = None
+) -> Profile:
+    """Fold one observation of demand into the profile. ``capacity``: the policy's figure (0.8 x
+    its failure level); ``within_slo``: demand per ready replica now, when goodput met its target."""
+    ok = p.ok_level * OK_LEVEL_DECAY if p.ok_level else None
+    if within_slo is not None and within_slo > 0:
+        ok = max(ok or 0.0, within_slo)
+    best = max([c for c in (capacity, ok) if c is not None and c > 0], default=None)
+    p = replace(p, ok_level=ok, capacity=best if best is not None else p.capacity)
     if demand is None:
         return p
     if p.started_at is None:
@@ -310,10 +331,11 @@ def plan(
     capacity: float | None,
     load_s: float,
     period_s: float,
+    within_slo: float | None = None,
 ) -> Planned:
     """Learn from this evaluation's demand, then the floors for the policy: ordered a load time
     (plus one evaluation period) ahead, so they are serving when the rise or the event begins."""
-    profile = learn(config, profile, at, demand, capacity, load_s)
+    profile = learn(config, profile, at, demand, capacity, load_s, within_slo)
     lead = load_s + period_s
     f = forecast(config, profile, at, lead)
     out: list[Floor] = []

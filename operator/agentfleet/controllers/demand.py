@@ -15,8 +15,8 @@ import math
 from typing import Any
 
 from agentfleet.api.modelreplicaset import ModelReplicaSetSpec
-from agentfleet.autoscale.forecast import ForecastConfig, Planned, Profile, plan
-from agentfleet.autoscale.policy import DOWN_HEADROOM, PolicyState
+from agentfleet.autoscale.forecast import ForecastConfig, Planned, Profile, plan, within_slo
+from agentfleet.autoscale.policy import DOWN_HEADROOM, Observation, PolicyState
 from agentfleet.autoscale.schedule import Window
 
 KEY = "profile.json"
@@ -87,7 +87,7 @@ def load(memo: Any, namespace: str, name: str, config: ForecastConfig, logger: A
 
 
 def evaluate(
-    memo: Any, spec: ModelReplicaSetSpec, namespace: str, name: str, state: PolicyState, at: float, tasks: float | None, period_s: float, logger: Any
+    memo: Any, spec: ModelReplicaSetSpec, namespace: str, name: str, state: PolicyState, obs: Observation, ready: int, period_s: float, logger: Any
 ) -> tuple[Planned, PolicyState]:
     """Learn from this evaluation and compute the floors; the failure level the reactive task
     term uses comes back from the profile after a restart."""
@@ -98,7 +98,9 @@ def evaluate(
     if state.tight_tasks_per_replica is None and profile.capacity:
         state = replace(state, tight_tasks_per_replica=profile.capacity / DOWN_HEADROOM)
     tight = state.tight_tasks_per_replica
-    planned = plan(config, profile, windows(spec), at, tasks, tight * DOWN_HEADROOM if tight else None, state.load_time.seconds, period_s)
+    g = obs.goodput
+    ok = within_slo(obs.tasks, ready, g.fraction if g else None, bool(g and g.significant), spec.autoscaling.goodput.target_fraction)
+    planned = plan(config, profile, windows(spec), obs.at, obs.tasks, tight * DOWN_HEADROOM if tight else None, state.load_time.seconds, period_s, ok)
     memo.demand_profile = planned.profile
     return planned, state
 

@@ -175,3 +175,13 @@ def test_a_schedule_raises_the_count_even_while_metrics_are_unavailable() -> Non
     # Blind, a floor below the count changes nothing: it holds.
     low = floors.Floor(2, floors.SCHEDULED, "schedule 'batch'")
     assert decide(c, PolicyState.initial(c), fleet, obs, floors=(low,)).decision.desired == 3
+
+
+def test_capacity_is_at_least_what_a_replica_was_seen_to_carry_within_the_slo() -> None:
+    # The policy's failure level says 2 (a lagging window blamed a quiet moment), but replicas
+    # have carried 6 tasks each within the SLO: size on 6, not 2.
+    p = learn(CFG, Profile(), 0.0, 12.0, 2.0, 200.0, within_slo=6.0)
+    assert p.capacity == 6.0 and p.ok_level == 6.0
+    # It fades slowly, and a higher failure-derived figure wins when there is one.
+    p = learn(CFG, p, 15.0, 12.0, 8.0, 200.0)
+    assert p.capacity == 8.0 and p.ok_level == pytest.approx(6.0 * 0.9995)
