@@ -39,7 +39,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,6 +53,8 @@ from agentfleet.autoscale.goodput import objectives_from_slo
 from agentfleet.autoscale.pods import fleet_from_pods
 from agentfleet.autoscale.policy import Capacity, FleetView, LoadTime, Outcome, PolicyConfig, PolicyState, decide
 from agentfleet.autoscale.workers import WorkerPolicyConfig, WorkerState, decide_workers, fleets_using, task_demand
+from agentfleet.controllers import demand
+from agentfleet.controllers.demand import DemandMemory
 from agentfleet.controllers.settings import CONFIG
 from agentfleet.kube import Kube
 from agentfleet.placement import ReplicaRequest, assignment_from_status, demand_for, inventory_from_k8s, plan, replica_key
@@ -66,7 +68,7 @@ MRS, AF = "ModelReplicaSet", "AgentFleet"
 # Status is shared with the kinds' controllers: each writer server-side applies its own fields
 # under its own manager, so neither drops the other's (see mrs_status_apply, af_status_apply).
 AUTOSCALER_MANAGER = "agentfleet-autoscaler"
-AUTOSCALER_FIELDS = ("desiredReplicas", "observed", "lastScaleTime", "lastScaleReason", "learnedModelLoadSeconds")
+AUTOSCALER_FIELDS = ("desiredReplicas", "observed", "lastScaleTime", "lastScaleReason", "lastScaleTerm", "learnedModelLoadSeconds", "forecast")
 WORKERS_PERIOD_SECONDS = 15.0
 # The field's minimum period; an evaluation asked for earlier (a resync, an edit) waits this long at most.
 MIN_PERIOD_SECONDS = 5.0
@@ -105,6 +107,7 @@ class AutoscaleState:
     policy: PolicyState | None = None  # a ModelReplicaSet's
     workers: WorkerState | None = None  # an AgentFleet's
     release: bool = False  # autoscaling was turned off: give back the status fields it owned
+    demand: DemandMemory = field(default_factory=DemandMemory)  # the learned profile (controllers/demand.py)
 
 
 @dataclass
@@ -115,6 +118,13 @@ class ClusterReads:
 
     def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         return self.kube.list("v1", "Pod", namespace, selector)
+
+    def read_profile(self, namespace: str, name: str) -> dict[str, str] | None:
+        cm = self.kube.get("v1", "ConfigMap", name, namespace)
+        return None if cm is None else dict(cm.get("data") or {})
+
+    def write_profile(self, owner: dict[str, Any], namespace: str, name: str, data: dict[str, str]) -> None:
+        self.kube.apply(demand.configmap(owner, namespace, name, data))
 
     def capacity(self, namespace: str, name: str, spec: ModelReplicaSetSpec, extra: int) -> Capacity:
         """How many of ``extra`` new replicas the placement planner could place now."""
@@ -290,15 +300,22 @@ class AutoscalerController(Controller[AutoscaleState]):
         obs = self.reader(url).observe(target, objectives, a.window_seconds)
         if obs.error is None:
             obs = replace(obs, tasks=self.task_layer(namespace, name, url))
-        out: Outcome = decide(config, policy, fleet, obs)
+        # The learned (predictive, standing) and scheduled floors (controllers/demand.py).
+        planned, policy = demand.evaluate(state.demand, self.reads, parsed, namespace, name, policy, obs, len(pf.ready), config.period_seconds)
+        out: Outcome = decide(config, policy, fleet, obs, floors=planned.floors)
         if out.decision.desired > fleet.current:
             # Only ask the planner when growing; a failure to read the cluster must not block scaling.
             try:
-                out = decide(config, policy, fleet, obs, self.reads.capacity(namespace, name, parsed, out.decision.desired - len(pf.ready) - len(pf.starting)))
+                capacity = self.reads.capacity(namespace, name, parsed, out.decision.desired - len(pf.ready) - len(pf.starting))
+                out = decide(config, policy, fleet, obs, capacity, floors=planned.floors)
             except Exception as exc:  # noqa: BLE001 - the API server hiccup is logged, the decision stands
                 log.warning(f"capacity check failed, scaling without it: {exc}")
         state.policy = out.state
-        return self.mrs_fields(out, obs, now, int(meta.get("generation") or 0), list(status.get("conditions") or []))
+        written, posts = self.mrs_fields(out, obs, now, int(meta.get("generation") or 0), list(status.get("conditions") or []))
+        written["forecast"] = demand.status(name, planned, demand.forecast_config(parsed), obs.at)
+        demand.save_if_changed(state.demand, self.reads, obj, namespace, name)
+        warning = demand.schedule_warning(state.demand, planned)
+        return written, posts + ([warning] if warning else [])
 
     @staticmethod
     def mrs_fields(
@@ -318,6 +335,7 @@ class AutoscalerController(Controller[AutoscaleState]):
         if d.changed:
             written["lastScaleTime"] = _iso(now)
             written["lastScaleReason"] = d.reason
+            written["lastScaleTerm"] = d.term
         if out.state.load_time.samples:
             written["learnedModelLoadSeconds"] = round(out.state.load_time.seconds)
         # Only the autoscaler's condition types: the ModelReplicaSet controller's (Ready,

@@ -3,7 +3,7 @@
 The profile (autoscale/forecast.py) is days of history: it must outlive the operator's process.
 Status would do for a few fields, but the curve is ~100 numbers a day and the onsets a list, so
 it lives in a ConfigMap ``<modelreplicaset>-demand-profile`` that the autoscaler owns (server-side
-apply under its field manager, ownerReference to the ModelReplicaSet, deleted with it). It is
+apply, ownerReference to the ModelReplicaSet, deleted with it). It is
 read once per operator process (first evaluation) and written when a time-of-day bin closes or
 an onset is recorded: at most every bin (15 min by default), not every evaluation.
 """
@@ -11,50 +11,60 @@ an onset is recorded: at most every bin (15 min by default), not every evaluatio
 from __future__ import annotations
 
 import json
+import logging
 import math
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
-from agentfleet.api.modelreplicaset import ModelReplicaSetSpec
+from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
+
 from agentfleet.autoscale.forecast import ForecastConfig, Planned, Profile, plan, within_slo
 from agentfleet.autoscale.policy import DOWN_HEADROOM, Observation, PolicyState
 from agentfleet.autoscale.schedule import Window
+from agentfleet.render.common import owner_reference
+
+log = logging.getLogger("agentfleet.autoscaler")
 
 KEY = "profile.json"
-MANAGER = "agentfleet-autoscaler"
+
+
+class ProfileStore(Protocol):
+    """Where the profile's ConfigMap is read and written (ClusterReads in the controller)."""
+
+    def read_profile(self, namespace: str, name: str) -> dict[str, str] | None: ...
+
+    def write_profile(self, owner: dict[str, Any], namespace: str, name: str, data: dict[str, str]) -> None: ...
+
+
+@dataclass
+class DemandMemory:
+    """The controller's per-object memory of the profile between evaluations."""
+
+    profile: Profile | None = None  # None: not read from the ConfigMap yet (this process)
+    saved: tuple[Any, ...] | None = None  # what was last written (bin, onsets)
+    schedule_error: str | None = None  # the last one reported, so it is one Warning per change
 
 
 def configmap_name(name: str) -> str:
     return f"{name}-demand-profile"
 
 
-def _kube() -> Any:
-    from agentfleet.controllers.settings import kube_client
-    from agentfleet.kube import Kube
-
-    return Kube(kube_client())
-
-
-def read_configmap(namespace: str, name: str) -> dict[str, Any] | None:
-    cm = _kube().get("v1", "ConfigMap", name, namespace)
-    return None if cm is None else dict(cm.get("data") or {})
+@dataclass(frozen=True)
+class _Owner:
+    api_version: str
+    kind: str
+    metadata: dict[str, Any]
 
 
-def apply_configmap(owner: dict[str, Any], namespace: str, name: str, data: dict[str, str]) -> None:
-    from agentfleet.kube import owner_reference
-
-    body = {
+def configmap(owner: dict[str, Any], namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
+    """The profile's ConfigMap, owned by the ModelReplicaSet (deleted with it)."""
+    ref = owner_reference(_Owner(owner["apiVersion"], owner["kind"], owner["metadata"]))
+    return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "ownerReferences": [owner_reference(owner)],
-            "labels": {"app.kubernetes.io/managed-by": "agentfleet"},
-        },
+        "metadata": {"name": name, "namespace": namespace, "ownerReferences": [ref], "labels": {"app.kubernetes.io/managed-by": "agentfleet"}},
         "data": data,
     }
-    k = _kube()
-    k._apply(k._resource("v1", "ConfigMap"), body, MANAGER, True)
 
 
 def forecast_config(spec: ModelReplicaSetSpec) -> ForecastConfig:
@@ -70,51 +80,67 @@ def windows(spec: ModelReplicaSetSpec) -> tuple[Window, ...]:
     return tuple(Window(w.name, w.start, w.duration_seconds, w.replicas, w.time_zone) for w in spec.autoscaling.schedules)
 
 
-def load(memo: Any, namespace: str, name: str, config: ForecastConfig, logger: Any) -> Profile:
+def load(memory: DemandMemory, store: ProfileStore, namespace: str, name: str, config: ForecastConfig) -> Profile:
     """The profile this process holds, read from the ConfigMap on the first evaluation."""
-    profile = getattr(memo, "demand_profile", None)
-    if profile is not None:
-        return profile
+    if memory.profile is not None:
+        return memory.profile
     profile = Profile()
     try:
-        data = read_configmap(namespace, configmap_name(name))
+        data = store.read_profile(namespace, configmap_name(name))
         if data and data.get(KEY):
             profile = Profile.from_json(json.loads(data[KEY]), config)
     except Exception as exc:  # noqa: BLE001 - an unreadable profile is relearned, never a blocker
-        logger.warning(f"reading the demand profile failed, learning afresh: {exc}")
-    memo.demand_profile = profile
+        log.warning(f"{namespace}/{name}: reading the demand profile failed, learning afresh: {exc}")
+    memory.profile = profile
     return profile
 
 
 def evaluate(
-    memo: Any, spec: ModelReplicaSetSpec, namespace: str, name: str, state: PolicyState, obs: Observation, ready: int, period_s: float, logger: Any
+    memory: DemandMemory,
+    store: ProfileStore,
+    spec: ModelReplicaSetSpec,
+    namespace: str,
+    name: str,
+    state: PolicyState,
+    obs: Observation,
+    ready: int,
+    period_s: float,
 ) -> tuple[Planned, PolicyState]:
     """Learn from this evaluation and compute the floors; the failure level the reactive task
     term uses comes back from the profile after a restart."""
-    from dataclasses import replace
-
     config = forecast_config(spec)
-    profile = load(memo, namespace, name, config, logger)
+    profile = load(memory, store, namespace, name, config)
     if state.tight_tasks_per_replica is None and profile.capacity:
         state = replace(state, tight_tasks_per_replica=profile.capacity / DOWN_HEADROOM)
     tight = state.tight_tasks_per_replica
     g = obs.goodput
     ok = within_slo(obs.tasks, ready, g.fraction if g else None, bool(g and g.significant), spec.autoscaling.goodput.target_fraction)
     planned = plan(config, profile, windows(spec), obs.at, obs.tasks, tight * DOWN_HEADROOM if tight else None, state.load_time.seconds, period_s, ok)
-    memo.demand_profile = planned.profile
+    memory.profile = planned.profile
     return planned, state
 
 
-def save_if_changed(memo: Any, owner: dict[str, Any], namespace: str, name: str, profile: Profile, logger: Any) -> None:
+def save_if_changed(memory: DemandMemory, store: ProfileStore, owner: dict[str, Any], namespace: str, name: str) -> None:
     """Write the profile when a bin closed or an onset was recorded since the last write."""
-    mark = (profile.bin_index, len(profile.onsets), profile.onsets[-1].at if profile.onsets else None)
-    if getattr(memo, "demand_saved", None) == mark or profile.started_at is None:
+    profile = memory.profile
+    if profile is None or profile.started_at is None and profile.capacity is None:
+        return
+    mark = (profile.bin_index, len(profile.onsets), profile.onsets[-1].at if profile.onsets else None, profile.capacity is None)
+    if memory.saved == mark:
         return
     try:
-        apply_configmap(owner, namespace, configmap_name(name), {KEY: json.dumps(profile.to_json(), separators=(",", ":"))})
-        memo.demand_saved = mark
+        store.write_profile(owner, namespace, configmap_name(name), {KEY: json.dumps(profile.to_json(), separators=(",", ":"))})
+        memory.saved = mark
     except Exception as exc:  # noqa: BLE001 - retried at the next evaluation
-        logger.warning(f"writing the demand profile failed: {exc}")
+        log.warning(f"{namespace}/{name}: writing the demand profile failed: {exc}")
+
+
+def schedule_warning(memory: DemandMemory, planned: Planned) -> tuple[str, str, str] | None:
+    """A Warning Event when the schedule's error appears or changes: one per cause, not per period."""
+    before, memory.schedule_error = memory.schedule_error, planned.schedule_error
+    if planned.schedule_error is None or planned.schedule_error == before:
+        return None
+    return ("Warning", "ScheduleInvalid", f"spec.autoscaling.schedules: {planned.schedule_error}; the schedule is ignored until fixed")
 
 
 def status(name: str, planned: Planned, config: ForecastConfig, at: float) -> dict[str, Any]:

@@ -48,6 +48,15 @@ class FakeReads:
     def capacity(self, *_: Any) -> Capacity:
         return Capacity(placeable_extra=10)
 
+    def __init__(self) -> None:
+        self.configmaps: dict[tuple[str, str], dict[str, str]] = {}  # the demand profile's, in memory
+
+    def read_profile(self, namespace: str, name: str) -> dict[str, str] | None:
+        return self.configmaps.get((namespace, name))
+
+    def write_profile(self, owner: dict[str, Any], namespace: str, name: str, data: dict[str, str]) -> None:
+        self.configmaps[(namespace, name)] = data
+
 
 class FakeKube:
     def __init__(self, obj: dict[str, Any]) -> None:
@@ -62,9 +71,9 @@ class FakeKube:
         return obj
 
 
-def controller(reader: Any, kube: Any = None, posted: list | None = None) -> AutoscalerController:
+def controller(reader: Any, kube: Any = None, posted: list | None = None, reads: FakeReads | None = None) -> AutoscalerController:
     post = (lambda obj, type_, reason, message: posted.append((type_, reason, message))) if posted is not None else (lambda *a: None)
-    return AutoscalerController(kube, EventRecorder(post), reads=FakeReads(), readers=lambda url: reader)  # type: ignore[arg-type]
+    return AutoscalerController(kube, EventRecorder(post), reads=reads or FakeReads(), readers=lambda url: reader)  # type: ignore[arg-type]
 
 
 def mrs_obj(status: dict[str, Any], generation: int = 2) -> dict[str, Any]:
@@ -123,7 +132,7 @@ def test_an_evaluation_applies_under_the_autoscaler_manager_and_comes_back_after
     kube, posted = FakeKube(mrs_obj({"desiredReplicas": 3})), []
     ctl = controller(FakeReader(Observation(at=time.time(), samples=samples)), kube, posted)
     assert ctl.reconcile(("ModelReplicaSet", "team-a", "llama"), None) == 15.0
-    (body, manager), = kube.applied
+    ((body, manager),) = kube.applied
     assert manager == "agentfleet-autoscaler" and body["status"]["desiredReplicas"] == 3 and posted == []
 
 
@@ -187,9 +196,9 @@ def test_the_task_layer_of_the_agentfleets_using_the_model_reaches_the_policy(mo
     seen: list[Observation] = []
     real = autoscaler.decide
 
-    def spy(config: Any, state: Any, fleet: Any, o: Observation, capacity: Any = None) -> Any:
+    def spy(config: Any, state: Any, fleet: Any, o: Observation, capacity: Any = None, floors: Any = ()) -> Any:
         seen.append(o)
-        return real(config, state, fleet, o, capacity)
+        return real(config, state, fleet, o, capacity, floors)
 
     monkeypatch.setattr(autoscaler, "decide", spy)
     ctl.evaluate_modelreplicaset(mrs_obj({}, generation=1), AutoscaleState(), time.time())
@@ -234,3 +243,79 @@ def test_a_cancelled_burst_order_is_a_warning_next_to_the_scale_down() -> None:
     )
     metrics_ok = [{"type": "MetricsAvailable", "status": "True", "reason": "MetricsRead"}]
     assert autoscaler.scale_events(d, metrics_ok) == [("Normal", "ScaledDown", reason), ("Warning", "BurstShorterThanModelLoad", reason)]
+
+
+def _evaluate(
+    spec: dict[str, Any], obs: Observation, status: dict[str, Any], state: AutoscaleState, reads: FakeReads | None = None
+) -> tuple[dict[str, Any], list]:
+    obj = {
+        "apiVersion": "agentfleet.io/v1alpha1",
+        "kind": "ModelReplicaSet",
+        "metadata": {"name": "llama", "namespace": "team-a", "uid": "u1", "generation": 2},
+        "spec": spec,
+        "status": status,
+    }
+    return controller(FakeReader(obs), reads=reads).evaluate_modelreplicaset(obj, state, time.time())
+
+
+def _quiet() -> Observation:
+    return Observation(at=time.time(), samples=tuple(ReplicaSample(f"llama-{i}", 0.0, 2.0, 0.1) for i in range(3)), goodput=Goodput(0.99, 300, (), ()))
+
+
+def test_a_schedule_window_scales_up_and_the_decision_names_the_term() -> None:
+    spec = {**SPEC, "autoscaling": {**SPEC["autoscaling"], "schedules": [{"name": "batch", "start": "* * * * *", "durationSeconds": 3600, "replicas": 7}]}}
+    st, events = _evaluate(spec, _quiet(), {"desiredReplicas": 3}, AutoscaleState())
+    assert st["desiredReplicas"] == 7 and st["lastScaleTerm"] == "scheduled"
+    assert st["lastScaleReason"].startswith("3 -> 7 (scheduled): schedule 'batch' from")
+    assert st["forecast"]["scheduledReplicas"] == 7
+    ModelReplicaSetStatus.model_validate(st)
+    assert events == [("Normal", "ScaledUp", st["lastScaleReason"])]
+
+
+def test_the_learned_profile_outlives_the_operator_process() -> None:
+    import json
+
+    from agentfleet.autoscale.forecast import ForecastConfig, Profile
+
+    # What an earlier operator process stored: 40 agent tasks all day, 4 per replica.
+    stored = Profile(capacity=4.0, curve=(40.0,) * ForecastConfig().bins, started_at=time.time() - 3 * 86400)
+    reads = FakeReads()
+    reads.configmaps[("team-a", "llama-demand-profile")] = {"profile.json": json.dumps(stored.to_json())}
+    state = AutoscaleState()  # a new process: nothing in memory
+    st, _ = _evaluate(SPEC, _quiet(), {"desiredReplicas": 3}, state, reads)
+    # ceil(40 / 4) = 10 wanted by the learned curve: 3 + maxScaleUpStep 4 now.
+    assert st["desiredReplicas"] == 7 and st["lastScaleTerm"] == "predictive"
+    assert st["forecast"]["predictedReplicas"] == 10 and st["forecast"]["tasksPerReplica"] == 4.0
+    assert st["forecast"]["profileConfigMap"] == "llama-demand-profile" and st["forecast"]["daysObserved"] >= 3
+    # The failure level the reactive task term uses came back with it (capacity / 0.8).
+    assert state.policy is not None and state.policy.tight_tasks_per_replica == pytest.approx(5.0, rel=0.01)  # forgotten slowly upward
+    ModelReplicaSetStatus.model_validate(st)
+    # Kept in the ConfigMap (owned by the ModelReplicaSet).
+    assert json.loads(reads.configmaps[("team-a", "llama-demand-profile")]["profile.json"])["capacity"] == 4.0
+
+
+def test_a_schedule_in_an_unknown_time_zone_is_one_warning_and_ignored() -> None:
+    spec = {
+        **SPEC,
+        "autoscaling": {
+            **SPEC["autoscaling"],
+            "schedules": [{"name": "b", "start": "0 9 * * *", "durationSeconds": 600, "replicas": 7, "timeZone": "Mars/Olympus"}],
+        },
+    }
+    state = AutoscaleState()
+    posted: list = []
+    for _ in range(2):
+        st, events = _evaluate(spec, _quiet(), {"desiredReplicas": 3}, state)
+        posted.extend(events)
+    assert st["desiredReplicas"] == 3
+    warnings = [e for e in posted if e[0] == "Warning"]
+    assert len(warnings) == 1 and warnings[0][1] == "ScheduleInvalid" and "Mars/Olympus" in warnings[0][2]
+
+
+def test_the_profile_configmap_is_owned_by_the_modelreplicaset() -> None:
+    from agentfleet.controllers import demand
+
+    owner = {"apiVersion": "agentfleet.io/v1alpha1", "kind": "ModelReplicaSet", "metadata": {"name": "llama", "uid": "u1"}}
+    cm = demand.configmap(owner, "team-a", "llama-demand-profile", {"profile.json": "{}"})
+    ref = cm["metadata"]["ownerReferences"][0]
+    assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == ("ModelReplicaSet", "llama", "u1", True)
