@@ -1134,7 +1134,8 @@ def main() -> int:
         plot_frontier(args.workload, configs, out)
         # The first scored seed over time: agentfleet's configurations beside the best baseline.
         best = max(baselines, key=lambda c: c.goodput)
-        timeline = out.with_name(out.stem.replace("frontier", "timeline") + out.suffix)
+        stem = out.stem.replace("frontier", "timeline") if "frontier" in out.stem else out.stem + "_timeline"
+        timeline = out.with_name(stem + out.suffix)
         plot_timeline([c.rows[0] for c in afs] + [best.rows[0]], timeline)
         print(f"\nplots: {out}, {timeline}")
     if args.reasons:
