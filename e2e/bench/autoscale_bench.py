@@ -105,7 +105,8 @@ from agentfleet.autoscale import (  # noqa: E402
 )
 from agentfleet.autoscale.forecast import ForecastConfig, Profile, plan, within_slo  # noqa: E402
 from agentfleet.autoscale.goodput import E2E_METRIC, TPOT_METRIC, TTFT_METRIC  # noqa: E402
-from agentfleet.autoscale.policy import DOWN_HEADROOM, LoadTime  # noqa: E402
+from agentfleet.autoscale.policy import LoadTime  # noqa: E402
+from agentfleet.autoscale.terms import DOWN_HEADROOM  # noqa: E402
 from agentfleet_sim import ApiError, EngineConfig, Replica, ReplicaConfig, run_virtual  # noqa: E402
 
 GPUS_PER_REPLICA = 4

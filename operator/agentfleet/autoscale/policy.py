@@ -10,8 +10,12 @@ how and why each step works, with the measurements behind it: docs/autoscaling.m
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+# credit: when the credit for loading replicas is lifted; floors: the learned and scheduled
+# floors merged by max with the reactive recommendation (the "merged by max" step in decide).
+from agentfleet.autoscale import credit
 from agentfleet.autoscale.common import (
     METRICS_AVAILABLE,
     SCALING_ACTIVE,
@@ -24,6 +28,7 @@ from agentfleet.autoscale.common import (
     prune,
     stabilize,
 )
+from agentfleet.autoscale.floors import MINIMUM, REACTIVE, Floor, merge_floors
 from agentfleet.autoscale.reading import STUCK_FACTOR, Reading, read_fleet, reading_notes
 from agentfleet.autoscale.signals import Capacity, FleetView, Observation, ReplicaSample, Starting
 from agentfleet.autoscale.state import LoadTime, PolicyConfig, PolicyState
@@ -92,13 +97,17 @@ class TaskLayer:
     cancel: bool  # cancel replicas still loading for a burst that is over
 
 
-def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Observation, capacity: Capacity | None = None) -> Outcome:
-    """One evaluation: read -> pressure terms -> recommend -> stabilize -> clamp -> remember."""
+def decide(
+    config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Observation, capacity: Capacity | None = None, floors: Sequence[Floor] = ()
+) -> Outcome:
+    """One evaluation: read -> pressure terms -> recommend -> merge the floors -> stabilize ->
+    clamp -> remember. ``floors``: replica counts from the learned profile and the schedule
+    (autoscale/floors.py), merged with the reactive recommendation by max."""
     if obs.error is not None:
-        return _hold(state, fleet, f"metrics unavailable ({obs.error})", obs.error_reason, "MetricsUnavailable")
+        return _hold(config, state, fleet, f"metrics unavailable ({obs.error})", obs.error_reason, "MetricsUnavailable", floors)
     r = read_fleet(config, state, fleet, obs)
     if not r.fresh:
-        return _without_fresh_samples(config, state, fleet, r)
+        return _without_fresh_samples(config, state, fleet, r, floors)
     ev = Evaluation(notes=reading_notes(r, obs))
 
     # Pressure terms, in the order their clauses are reported: each may add a want. A new term
@@ -110,6 +119,10 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
     tl = _task_layer(config, state, r, ev)
 
     raw = _recommend(config, r, ev, ok_running, obs.completion_rate)
+    # Merged by max: the learned (predictive, standing) and scheduled floors.
+    raw, term, won = merge_floors(raw, floors)
+    if won is not None:
+        ev.clauses.append(won.why)
     if r.stuck:
         ev.notes.append(f"{r.stuck} replicas loading longer than {STUCK_FACTOR:g} x {r.load_s:.0f}s get no credit")
     recs, target = _stabilized(config, state, r, ev, raw, tl)
@@ -119,24 +132,34 @@ def decide(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Obse
     if limited.status and limited.reason not in ("InsufficientCapacity",) and target != raw:
         ev.notes.append(limited.message)
     new_state = _remember(state, r, recs, raw, target, ok_running, tl)
-    return _outcome(obs, r, ev, raw, target, limited, late_order, new_state)
+    if target == config.min_replicas and raw < config.min_replicas:
+        term = MINIMUM
+    return _outcome(obs, r, ev, raw, target, limited, late_order, new_state, term)
 
 
-def _hold(state: PolicyState, fleet: FleetView, why: str, reason: str, status_reason: str) -> Outcome:
+def _hold(config: PolicyConfig, state: PolicyState, fleet: FleetView, why: str, reason: str, status_reason: str, floors: Sequence[Floor] = ()) -> Outcome:
     conds = (
         ConditionUpdate(METRICS_AVAILABLE, False, reason, why),
         ConditionUpdate(SCALING_ACTIVE, False, status_reason, f"holding {fleet.current} replicas: {why}"),
     )
+    # A schedule or the learned profile needs no live metrics: blind, the count may still rise to
+    # a floor (never fall), and no recommendation is recorded.
+    rec, term, won = merge_floors(fleet.current, floors)
+    if won is not None:
+        target, _ = bound(rec, fleet.current, config.bounds)
+        if target > fleet.current:
+            d = Decision(fleet.current, target, None, f"{fleet.current} -> {target} ({term}): {won.why}; {why}", conds, warning=reason, term=term)
+            return Outcome(d, state)
     d = Decision(fleet.current, fleet.current, None, f"holding {fleet.current}: {why}", conds, warning=reason)
     return Outcome(d, state)
 
 
-def _without_fresh_samples(config: PolicyConfig, state: PolicyState, fleet: FleetView, r: Reading) -> Outcome:
+def _without_fresh_samples(config: PolicyConfig, state: PolicyState, fleet: FleetView, r: Reading, floors: Sequence[Floor] = ()) -> Outcome:
     """No ready replica reports fresh samples: hold (stale numbers never act later), wait for the
     loading ones, or, with nothing to measure at all, go to minReplicas (0 is allowed)."""
     current = r.current
     if r.ready:
-        return _hold(state, fleet, f"none of {len(r.ready)} ready replicas reported fresh metrics", "MetricsStale", "MetricsUnavailable")
+        return _hold(config, state, fleet, f"none of {len(r.ready)} ready replicas reported fresh metrics", "MetricsStale", "MetricsUnavailable", floors)
     if r.pending:
         why = f"{len(r.pending)} replicas loading the model (learned load time {r.load_s:.0f}s), none ready to measure"
         conds = (
@@ -144,10 +167,13 @@ def _without_fresh_samples(config: PolicyConfig, state: PolicyState, fleet: Flee
             ConditionUpdate(SCALING_ACTIVE, True, "WaitingForReplicas", why),
         )
         return Outcome(Decision(current, current, None, f"holding {current}: {why}", conds), state)
-    target, limited = bound(config.min_replicas, current, config.bounds)
-    why = "no replicas to measure"
+    # Nothing exists to measure: minReplicas (0 is allowed) and the floors are all it can justify.
+    rec, term, won = merge_floors(config.min_replicas, floors)
+    target, limited = bound(rec, current, config.bounds)
+    why = "no replicas to measure" + (f"; {won.why}" if won else "")
     conds = (ConditionUpdate(METRICS_AVAILABLE, False, "NoReadyReplicas", why), ConditionUpdate(SCALING_ACTIVE, True, "ValidMetrics", why), limited)
-    return Outcome(Decision(current, target, config.min_replicas, _explain(current, target, [why], []), conds), state)
+    term = MINIMUM if won is None and target == config.min_replicas else term
+    return Outcome(Decision(current, target, rec, _explain(current, target, [why], [], term), conds, term=term), state)
 
 
 # --- pressure terms --------------------------------------------------------------------------
@@ -197,11 +223,30 @@ def _goodput_pressure(config: PolicyConfig, state: PolicyState, r: Reading, ev: 
     shown = f"{gp.fraction:.2f}" if float(f"{gp.fraction:.2f}") < tf else f"{gp.fraction:.4f}".rstrip("0")
     want_g = ev.want(r, goodput_term(r.serving, gp.fraction, tf), f"goodput {shown} < {tf:g}")
     og = r.ordered_goodput
-    if og is None or not goodput_collapsed(gp.fraction, og, tf):
+    collapsed = og is not None and goodput_collapsed(gp.fraction, og, tf)
+    # Also lifted by a surge of agent tasks or a whole window of zero goodput since the order
+    # (credit.py): cases the collapse test cannot see.
+    tight = state.tight_tasks_per_replica
+    lifted = (
+        credit.lift(
+            credit.OrderInFlight(state.ordered_at, state.ordered_tasks),
+            r.now,
+            config.window_seconds,
+            r.tasks,
+            tight * DOWN_HEADROOM if tight else None,
+            gp.fraction,
+        )
+        if r.in_flight
+        else None
+    )
+    if not collapsed and lifted is None:
         return
     want_x = collapse_term(r.measured, r.serving, gp.fraction, tf, tasks=r.tasks, ordered_tasks=state.ordered_tasks, ordered_for=r.ordered_for)
     if want_x > want_g:
-        ev.clauses.append(f"goodput {gp.fraction:.2f} < {COLLAPSE_RATIO:g} x {og:.2f} the last order was sized on: credit lifted")
+        if collapsed and og is not None:
+            ev.clauses.append(f"goodput {gp.fraction:.2f} < {COLLAPSE_RATIO:g} x {og:.2f} the last order was sized on: credit lifted")
+        else:
+            ev.clauses.append(str(lifted))
         ev.wants.append(want_x)
 
 
@@ -337,14 +382,18 @@ def _remember(state: PolicyState, r: Reading, recs: tuple[Recommendation, ...], 
         floor = r.current  # the count before this burst's orders
     elif floor is not None and target <= floor:
         floor = None
+    ordered_at: float | None
     if target > r.current:
         ordered = raw
         ordered_gp = r.gp.fraction if r.good and r.gp is not None else None
         ordered_tasks = r.tasks
+        ordered_at = r.now
     elif r.in_flight:
         ordered, ordered_gp, ordered_tasks = state.ordered_for, state.ordered_goodput, state.ordered_tasks
+        ordered_at = state.ordered_at
     else:
         ordered, ordered_gp, ordered_tasks = None, None, None  # nothing loading any more: the order is complete
+        ordered_at = None
     return replace(
         state,
         recommendations=recs,
@@ -356,18 +405,27 @@ def _remember(state: PolicyState, r: Reading, recs: tuple[Recommendation, ...], 
         ordered_goodput=ordered_gp,
         ordered_tasks=ordered_tasks,
         burst_ended_at=tl.ended_at,
+        ordered_at=ordered_at,
     )
 
 
 def _outcome(
-    obs: Observation, r: Reading, ev: Evaluation, raw: int, target: int, limited: ConditionUpdate, late_order: bool, new_state: PolicyState
+    obs: Observation,
+    r: Reading,
+    ev: Evaluation,
+    raw: int,
+    target: int,
+    limited: ConditionUpdate,
+    late_order: bool,
+    new_state: PolicyState,
+    term: str = REACTIVE,
 ) -> Outcome:
     metrics_cond = (
         ConditionUpdate(METRICS_AVAILABLE, False, "MetricsSchemaMismatch", obs.schema_problem)
         if obs.schema_problem
         else ConditionUpdate(METRICS_AVAILABLE, True, "MetricsRead", f"{len(r.fresh)} of {r.serving} replicas reporting")
     )
-    reason = _explain(r.current, target, ev.clauses, ev.notes)
+    reason = _explain(r.current, target, ev.clauses, ev.notes, term)
     conds = (metrics_cond, ConditionUpdate(SCALING_ACTIVE, True, "ValidMetrics", reason), limited)
     observed = Observed(
         queue_depth=round(r.waiting),
@@ -376,11 +434,11 @@ def _outcome(
         kv_cache_usage=r.mean_kv,
     )
     warning = "MetricsSchemaMismatch" if obs.schema_problem else "BurstShorterThanModelLoad" if late_order else None
-    return Outcome(Decision(r.current, target, raw, reason, conds, warning=warning), new_state, observed)
+    return Outcome(Decision(r.current, target, raw, reason, conds, warning=warning, term=term), new_state, observed)
 
 
-def _explain(current: int, target: int, clauses: list[str], notes: list[str]) -> str:
-    head = f"{current} -> {target}" if target != current else f"holding {current}"
+def _explain(current: int, target: int, clauses: list[str], notes: list[str], term: str = REACTIVE) -> str:
+    head = f"{current} -> {target} ({term})" if target != current else f"holding {current} ({term})"
     body = "; ".join([*clauses, *notes]) or "within targets"
     return f"{head}: {body}"[:1024]  # status.lastScaleReason's maxLength
 

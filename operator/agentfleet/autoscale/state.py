@@ -100,6 +100,7 @@ class PolicyState:
     ordered_goodput: float | None = None
     ordered_tasks: float | None = None
     burst_ended_at: float | None = None  # when replicas still loading for a burst were cancelled
+    ordered_at: float | None = None  # when the scale-up in flight was ordered (credit.lift)
 
     @classmethod
     def initial(cls, config: PolicyConfig) -> PolicyState:

@@ -19,8 +19,9 @@ from typing import Any, Protocol
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 
 from agentfleet.autoscale.forecast import ForecastConfig, Planned, Profile, plan, within_slo
-from agentfleet.autoscale.policy import DOWN_HEADROOM, Observation, PolicyState
+from agentfleet.autoscale.policy import Observation, PolicyState
 from agentfleet.autoscale.schedule import Window
+from agentfleet.autoscale.terms import DOWN_HEADROOM
 from agentfleet.render.common import owner_reference
 
 log = logging.getLogger("agentfleet.autoscaler")
