@@ -161,7 +161,7 @@ def test_burst_scales_up_within_two_periods_holds_steady_and_scales_down_after_t
         assert reacted <= 2 * PERIOD, f"scale-up came {reacted:.1f}s after the queue rose, more than two {PERIOD}s periods"
         obj = rec.get()
         st = obj["status"]
-        assert st["lastScaleReason"].startswith(f"1 -> {st['desiredReplicas']}:") and "waiting" in st["lastScaleReason"], st["lastScaleReason"]
+        assert st["lastScaleReason"].startswith(f"1 -> {st['desiredReplicas']} (reactive):") and "waiting" in st["lastScaleReason"], st["lastScaleReason"]
         assert any(e["reason"] == "ScaledUp" and e["message"] == st["lastScaleReason"] for e in events(cluster, ns, name))
 
         # The MRS controller follows: new pods, each soon backed by a replica the router uses.
