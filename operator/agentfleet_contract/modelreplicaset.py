@@ -278,8 +278,11 @@ class Autoscaling(Model):
         ),
     )
     predictive: bool = Field(
-        default=True,
-        description="Order replicas a model load time before the rise the learned daily demand curve predicts; never below the load-driven count.",
+        default=False,
+        description=(
+            "Order replicas a model load time before the rise the learned daily demand curve predicts; never below the load-driven count"
+            " (off by default until its GPU-hour cost is benchmarked)."
+        ),
     )
     schedules: list[ScheduledCapacity] = Field(
         default_factory=list,

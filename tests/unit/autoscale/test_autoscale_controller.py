@@ -282,7 +282,8 @@ def test_the_learned_profile_outlives_the_operator_process() -> None:
     reads = FakeReads()
     reads.configmaps[("team-a", "llama-demand-profile")] = {"profile.json": json.dumps(stored.to_json())}
     state = AutoscaleState()  # a new process: nothing in memory
-    st, _ = _evaluate(SPEC, _quiet(), {"desiredReplicas": 3}, state, reads)
+    predictive = {**SPEC, "autoscaling": {**SPEC["autoscaling"], "predictive": True}}
+    st, _ = _evaluate(predictive, _quiet(), {"desiredReplicas": 3}, state, reads)
     # ceil(40 / 4) = 10 wanted by the learned curve: 3 + maxScaleUpStep 4 now.
     assert st["desiredReplicas"] == 7 and st["lastScaleTerm"] == "predictive"
     assert st["forecast"]["predictedReplicas"] == 10 and st["forecast"]["tasksPerReplica"] == 4.0
