@@ -81,10 +81,12 @@ class Decision:
     problem: str | None = None
 
 
-def offer(settings: DecisionSettings, tool_names: Sequence[str], steps: Sequence[Step]) -> Offer:
+def offer(settings: DecisionSettings, tool_names: Sequence[str], steps: Sequence[Step], unavailable: Iterable[str] = ()) -> Offer:
+    """``unavailable``: tools this task cannot use at all (Spawn tools at the depth limit), never offered."""
     used = Counter(c.name for s in steps for c in s.tool_calls)
     spent = {r.tool for r in settings.rules if r.max_calls_per_task is not None and used[r.tool] >= r.max_calls_per_task}
-    names = tuple(n for n in tool_names if n not in spent)
+    gone = set(unavailable)
+    names = tuple(n for n in tool_names if n not in spent and n not in gone)
     if not steps:
         first = tuple(r.tool for r in settings.rules if r.first_step and r.tool in names)
         if first:

@@ -43,6 +43,10 @@ def test_first_step_policy_offers_only_the_first_tool_and_no_answer():
     assert offer(FIRST_SEARCH, ["search", "delegate"], [step(0, "search")]) == Offer(("search", "delegate"), True, "")
 
 
+def test_tools_a_task_cannot_use_are_never_offered():
+    assert offer(DecisionSettings(), ["search", "delegate"], [step(0, "search")], {"delegate"}).tools == ("search",)
+
+
 def test_calls_per_task_take_a_tool_off_the_offer():
     s = DecisionSettings(rules=(ToolRule("search", max_calls_per_task=2),))
     assert offer(s, ["search", "delegate"], [step(0, "search")]).tools == ("search", "delegate")
@@ -162,6 +166,7 @@ class ScriptedModel:
 
 class Tools:
     names = ["search", "delegate"]
+    spawners = frozenset({"delegate"})
 
     def __init__(self) -> None:
         self.calls: list[ToolCall] = []
@@ -247,3 +252,15 @@ def test_step_budget_ends_with_the_reason_and_the_best_answer_so_far():
     # Not the JSON of the last search call: the last passage it found.
     assert finished["answer"].startswith("(no final answer; last search result) [1] (explicit-locking.html")
     assert "ACCESS EXCLUSIVE lock (1)" in finished["answer"]
+
+
+def test_a_sub_agent_at_the_depth_limit_is_not_offered_the_spawn_tool():
+    model = ScriptedModel([SEARCH, ANSWER])
+    now = time.time()
+    limits = Limits(max_depth=1)
+    rec = TaskRecord(id="t1.0.0.0", goal="g", status=Status.RUNNING, limits=limits, created_at=now, deadline=now + 60, root="t1", parent="t1", depth=1)
+    acquired = Acquired(record=rec, steps=[], root_limits=limits, root_deadline=rec.deadline, tree=TreeUsage())
+    run = TaskRun(acquired, lease="L", msg_id="m", store=Store(), model=model, tools=Tools(), prices=Prices(), settings=LoopSettings("s", decisions=FIRST_SEARCH))
+    assert asyncio.run(run.execute()) == (Status.DONE, "final_answer")
+    later = model.requests[1].response_format["json_schema"]["schema"]["anyOf"]
+    assert [a["properties"]["action"]["enum"][0] for a in later] == ["search", "answer"]
