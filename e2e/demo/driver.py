@@ -195,7 +195,9 @@ def small_model_settings(objs: list[dict[str, Any]]) -> list[str]:
         policies += [{"tool": n, "maxCallsPerTask": 0} for n, k in tools.items() if k == "HTTP"]
         spec["decisions"] = {"mode": "JSONSchema", "repairAttempts": 1, "toolPolicies": policies}
         spec["systemPrompt"] = {"inline": QWEN_PROMPT}
-        notes.append(f"AgentFleet/{o['metadata']['name']} spec.decisions {json.dumps(spec['decisions'])}; spec.systemPrompt: search, cite, delegate comparisons")
+        notes.append(
+            f"AgentFleet/{o['metadata']['name']} spec.decisions {json.dumps(spec['decisions'])}; spec.systemPrompt: search, cite, delegate comparisons"
+        )
     return notes
 
 

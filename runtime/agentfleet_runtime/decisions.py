@@ -59,9 +59,7 @@ class DecisionSettings:
     def from_spec(cls, wire: Mapping[str, Any] | None) -> DecisionSettings:
         """From the AgentFleet's spec.decisions (camelCase, as the runtime config carries it)."""
         d = dict(wire or {})
-        rules = tuple(
-            ToolRule(p["tool"], bool(p.get("firstStep", False)), p.get("maxCallsPerTask")) for p in d.get("toolPolicies") or ()
-        )
+        rules = tuple(ToolRule(p["tool"], bool(p.get("firstStep", False)), p.get("maxCallsPerTask")) for p in d.get("toolPolicies") or ())
         return cls(mode=d.get("mode", "ToolCalls"), repair_attempts=int(d.get("repairAttempts", 1)), rules=rules)
 
 

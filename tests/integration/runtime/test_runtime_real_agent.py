@@ -42,8 +42,7 @@ SYSTEM = (
     "in one short sentence, citing the source of the passage."
 )
 DELEGATE = (
-    SYSTEM + " When a question compares two things, use the delegate action: give each thing to its own sub-agent as one goal, "
-    "then answer from their answers."
+    SYSTEM + " When a question compares two things, use the delegate action: give each thing to its own sub-agent as one goal, then answer from their answers."
 )
 
 

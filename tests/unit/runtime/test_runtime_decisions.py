@@ -182,7 +182,8 @@ class Tools:
         return [Observation(c.id, c.name, True, f"[1] (explicit-locking.html, score 0.9)\nVACUUM FULL takes an ACCESS EXCLUSIVE lock ({n})") for c in calls]
 
 
-def run_task(model, settings: LoopSettings, limits: Limits = Limits()):
+def run_task(model, settings: LoopSettings, limits: Limits | None = None):
+    limits = limits or Limits()
     now = time.time()
     rec = TaskRecord(id="t1", goal="Which lock does VACUUM FULL take?", status=Status.RUNNING, limits=limits, created_at=now, deadline=now + 60, root="t1")
     acquired = Acquired(record=rec, steps=[], root_limits=limits, root_deadline=rec.deadline, tree=TreeUsage())
@@ -260,7 +261,9 @@ def test_a_sub_agent_at_the_depth_limit_is_not_offered_the_spawn_tool():
     limits = Limits(max_depth=1)
     rec = TaskRecord(id="t1.0.0.0", goal="g", status=Status.RUNNING, limits=limits, created_at=now, deadline=now + 60, root="t1", parent="t1", depth=1)
     acquired = Acquired(record=rec, steps=[], root_limits=limits, root_deadline=rec.deadline, tree=TreeUsage())
-    run = TaskRun(acquired, lease="L", msg_id="m", store=Store(), model=model, tools=Tools(), prices=Prices(), settings=LoopSettings("s", decisions=FIRST_SEARCH))
+    run = TaskRun(
+        acquired, lease="L", msg_id="m", store=Store(), model=model, tools=Tools(), prices=Prices(), settings=LoopSettings("s", decisions=FIRST_SEARCH)
+    )
     assert asyncio.run(run.execute()) == (Status.DONE, "final_answer")
     later = model.requests[1].response_format["json_schema"]["schema"]["anyOf"]
     assert [a["properties"]["action"]["enum"][0] for a in later] == ["search", "answer"]
