@@ -15,72 +15,24 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import time
 import urllib.request
 from typing import Any
 
-import numpy as np
 import pytest
-from runtime_helpers import Proc, arun, free_port, make_config, running_worker, submit, wait_ended
+from runtime_helpers import Proc, arun, free_port, running_worker, submit, wait_ended
 
-from agentfleet_runtime.milvus import METADATA, SOURCE, TEXT, VECTOR
+from agentfleet_runtime.config import RuntimeConfig
 from agentfleet_runtime.retrieval import Retriever
+from e2e.plinth import DELEGATE, SYSTEM, BagOfWords, fleet_config, make_collection
 
 pytestmark = pytest.mark.integration
-DIM = 128
-
-# Invented facts, one per page; the distractors share words with the questions.
-DOCS = [
-    ("zorblat.html", "Zorblat scheduler. The zorblat scheduler wakes up every 37 seconds by default (zorblat_interval = 37s)."),
-    ("frobnicate.html", "Frobnicate queue. The frobnicate queue waits 5 seconds before retrying a failed job (frobnicate_delay = 5s)."),
-    ("quarkle.html", "Quarkle cache. The quarkle cache keeps at most 900 entries; the oldest entry is evicted first."),
-    ("history.html", "Release history. The scheduler, the queue and the cache were first released in version 2.4 of the Plinth platform."),
-]
-SYSTEM = (
-    "You answer questions about the Plinth platform. Search the documentation first and answer only from the passages you found, "
-    "in one short sentence, citing the source of the passage."
-)
-DELEGATE = (
-    SYSTEM + " When a question compares two things, use the delegate action: give each thing to its own sub-agent as one goal, then answer from their answers."
-)
-
-
-class BagOfWords:
-    """A deterministic stand-in encoder: the Milvus search is real, the embedding is not under test."""
-
-    name, dimension, max_input_tokens = "bow", DIM, 512
-
-    def count_tokens(self, texts):
-        return [len(t.split()) for t in texts]
-
-    def embed(self, texts):
-        out = np.zeros((len(texts), DIM), dtype=np.float32)
-        for i, t in enumerate(texts):
-            for w in re.findall(r"[a-z0-9]+", t.lower()):
-                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % DIM] += 1
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
 @pytest.fixture(scope="module")
 def collection(milvus_lite) -> str:
-    from pymilvus import DataType, MilvusClient
-
     name = "plinth_" + hashlib.sha1(str(time.time()).encode()).hexdigest()[:8]
-    client = MilvusClient(uri=milvus_lite, timeout=10)
-    schema = client.create_schema(auto_id=False)
-    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
-    schema.add_field(TEXT, DataType.VARCHAR, max_length=65535)
-    schema.add_field(SOURCE, DataType.VARCHAR, max_length=4096)
-    schema.add_field(METADATA, DataType.JSON)
-    schema.add_field(VECTOR, DataType.FLOAT_VECTOR, dim=DIM)
-    index = client.prepare_index_params()
-    index.add_index(field_name=VECTOR, index_type="FLAT", metric_type="COSINE")
-    client.create_collection(name, schema=schema, index_params=index)
-    vectors = BagOfWords().embed([d[1] for d in DOCS])
-    client.insert(name, [{"id": s, TEXT: t, SOURCE: s, METADATA: {}, VECTOR: v.tolist()} for (s, t), v in zip(DOCS, vectors, strict=True)])
-    client.load_collection(name)
-    client.close()
+    make_collection(milvus_lite, name)
     return name
 
 
@@ -119,23 +71,8 @@ def decider(tmp_path_factory) -> Any:
         p.end()
 
 
-def config_for(redis_url, fleet, model_url, milvus_uri, collection, *, system, policies=(), budgets=None):
-    tools = [
-        {"name": "search", "type": "Retrieval", "description": "Search the Plinth documentation.", "retrieval": {"topK": 2, "cacheTtlSeconds": 0}},
-        {"name": "delegate", "type": "Spawn", "description": "Give each goal to its own sub-agent and get their answers.", "timeoutSeconds": 300},
-    ]
-    return make_config(
-        redis_url,
-        fleet,
-        model_url,
-        model={"name": "qwen", "timeoutSeconds": 120, "maxRetries": 0, "maxOutputTokens": 200},
-        systemPrompt=system,
-        tools=tools,
-        decisions={"mode": "JSONSchema", "repairAttempts": 1, "toolPolicies": list(policies)},
-        budgets={"maxSteps": 6, "maxFanOut": 2, "maxDepth": 1, "timeoutSeconds": 600, **(budgets or {})},
-        retry={"maxAttempts": 1, "visibilityTimeoutSeconds": 300},
-        worker={"concurrency": 4},
-    )
+def config_for(redis_url, fleet, model_url, milvus_uri, collection, **kw):
+    return RuntimeConfig.model_validate(fleet_config(redis_url, fleet, model_url, **kw))
 
 
 def run_tasks(config, milvus_uri, collection, goals, timeout=500):
