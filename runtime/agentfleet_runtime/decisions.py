@@ -152,10 +152,16 @@ def protocol_text(schemas: Sequence[Mapping[str, Any]]) -> str:
     for s in schemas:
         fn = s["function"]
         props = _parameters(s).get("properties", {})
-        args = ", ".join(f'"{k}": <{v.get("type", "value")}>' for k, v in props.items())
+        args = ", ".join(f'"{k}": {_placeholder(v)}' for k, v in props.items())
         desc = f"  ({fn['description']})" if fn.get("description") else ""
         lines.append(f'- {{"action": "{fn["name"]}", "arguments": {{{args}}}}}{desc}')
     return DECISION_PROTOCOL.format(actions="\n".join(lines))
+
+
+def _placeholder(schema: Mapping[str, Any]) -> str:
+    if schema.get("type") == "array":
+        return f"[{_placeholder(schema.get('items') or {})}, ...]"
+    return f'"<{schema["type"]}>"' if schema.get("type") == "string" else f"<{schema.get('type', 'value')}>"
 
 
 def request_extras(settings: DecisionSettings, schemas: Sequence[Mapping[str, Any]], choice: Offer, *, send_tools: bool) -> dict[str, Any]:
