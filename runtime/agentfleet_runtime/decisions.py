@@ -81,6 +81,8 @@ class Decision:
 
 def offer(settings: DecisionSettings, tool_names: Sequence[str], steps: Sequence[Step], unavailable: Iterable[str] = ()) -> Offer:
     """``unavailable``: tools this task cannot use at all (Spawn tools at the depth limit), never offered."""
+    if not settings.rules and not unavailable:
+        return Offer(tuple(tool_names))  # the common case, every step of every task: no counting
     used = Counter(c.name for s in steps for c in s.tool_calls)
     spent = {r.tool for r in settings.rules if r.max_calls_per_task is not None and used[r.tool] >= r.max_calls_per_task}
     gone = set(unavailable)
