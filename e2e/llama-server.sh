@@ -39,11 +39,12 @@ trap 'rm -rf "$WORK"' EXIT
 start=$SECONDS
 echo "[llama-server] fetching the llama-cpp-python $VERSION sdist" >&2
 PIP="${PY:-python3} -m pip"
-# --no-build-isolation: pip download would otherwise build the sdist's metadata in a fresh
-# environment (minutes); the source is all we want.
-if [[ -n "${AGENTFLEET_LLAMA_SDIST:-}" ]]; then cp "$AGENTFLEET_LLAMA_SDIST" "$WORK/"; else
-$PIP download -q --no-binary :all: --no-deps --no-build-isolation "llama-cpp-python==$VERSION" -d "$WORK" >&2 \
-  || $PIP download -q --no-binary :all: --no-deps "llama-cpp-python==$VERSION" -d "$WORK" >&2
+# pip prepares the sdist's metadata in an isolated build environment (most of the ~3.5 min cold);
+# AGENTFLEET_LLAMA_SDIST names an already downloaded sdist instead.
+if [[ -n "${AGENTFLEET_LLAMA_SDIST:-}" ]]; then
+  cp "$AGENTFLEET_LLAMA_SDIST" "$WORK/"
+else
+  $PIP download -q --no-binary :all: --no-deps "llama-cpp-python==$VERSION" -d "$WORK" >&2
 fi
 tar -xzf "$WORK"/llama_cpp_python-"$VERSION".tar.gz -C "$WORK"
 SRC="$WORK/llama_cpp_python-$VERSION/vendor/llama.cpp"
