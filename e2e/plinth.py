@@ -55,9 +55,8 @@ class BagOfWords:
 
 
 def make_collection(uri: str, name: str) -> None:
+    from agentfleet_milvus import METADATA, SOURCE, TEXT, VECTOR
     from pymilvus import DataType, MilvusClient
-
-    from agentfleet_runtime.milvus import METADATA, SOURCE, TEXT, VECTOR
 
     client = MilvusClient(uri=uri, timeout=10)
     schema = client.create_schema(auto_id=False)

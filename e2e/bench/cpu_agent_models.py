@@ -34,9 +34,11 @@ from runtime_benchlib import free_port, pct, redis_server
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from agentfleet_contract.fleet_keys import Keys  # noqa: E402
+from agentfleet_contract.runtime_config import RuntimeConfig  # noqa: E402
+
 from agentfleet_runtime import metrics  # noqa: E402
-from agentfleet_runtime.config import RuntimeConfig  # noqa: E402
-from agentfleet_runtime.keys import Keys  # noqa: E402
+from agentfleet_runtime.config import limits_of  # noqa: E402
 from agentfleet_runtime.retrieval import Retriever  # noqa: E402
 from agentfleet_runtime.store import TaskStore, connect  # noqa: E402
 from agentfleet_runtime.submission import Submission, new_task  # noqa: E402
@@ -87,7 +89,7 @@ async def run_questions(redis_url: str, model_url: str, milvus_uri: str, collect
     config = RuntimeConfig.model_validate(
         fleet_config(redis_url, fleet, model_url, system=DELEGATE, mode=mode, policies=[{"tool": "search", "firstStep": True}] if mode == "JSONSchema" else [])
     )
-    store = TaskStore(connect(redis_url), Keys(fleet), 3600)
+    store = TaskStore(connect(redis_url), Keys(fleet))
     await store.ensure_group()
     retriever = Retriever(milvus_uri, collection, BagOfWords())
     worker = Worker(config, retriever_factory=lambda c, t: retriever)
@@ -97,7 +99,7 @@ async def run_questions(redis_url: str, model_url: str, milvus_uri: str, collect
         for question, facts, sources in DEV_QUESTIONS:
             repairs0 = metrics.DECISION_REPAIRS._value.get()
             t0 = time.monotonic()
-            _, tid = await store.submit(new_task(uuid.uuid4().hex, Submission(question, "", config.limits(), None, "", {}), time.time()))
+            _, tid = await store.submit(new_task(uuid.uuid4().hex, Submission(question, "", limits_of(config), None, "", {}), time.time()))
             while True:
                 st = (await store.statuses([tid]))[0]
                 if st and st["status"] in ("done", "dead", "cancelled"):

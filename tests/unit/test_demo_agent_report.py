@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from agentfleet.api.agentfleet import AgentFleet
+from agentfleet_contract.agentfleet import AgentFleet
+
 from e2e.demo import report
 from e2e.demo.driver import small_model_settings
 
