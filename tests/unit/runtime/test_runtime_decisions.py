@@ -267,3 +267,15 @@ def test_a_sub_agent_at_the_depth_limit_is_not_offered_the_spawn_tool():
     assert asyncio.run(run.execute()) == (Status.DONE, "final_answer")
     later = model.requests[1].response_format["json_schema"]["schema"]["anyOf"]
     assert [a["properties"]["action"]["enum"][0] for a in later] == ["search", "answer"]
+
+
+def test_the_chat_body_carries_tool_choice_and_the_response_format():
+    from agentfleet_runtime.model import ModelRequest, OpenAIChatClient
+
+    client = OpenAIChatClient("http://127.0.0.1:9/v1", "m")
+    rf = request_extras(FIRST_SEARCH, SCHEMAS, Offer(("search",), may_answer=False), send_tools=False)["response_format"]
+    body = client._body(ModelRequest(messages=[], response_format=rf))
+    assert body["response_format"] == rf and "tools" not in body
+    body = client._body(ModelRequest(messages=[], tools=SCHEMAS[:1], tool_choice="required"))
+    assert body["tools"] == SCHEMAS[:1] and body["tool_choice"] == "required" and "response_format" not in body
+    assert client._body(ModelRequest(messages=[], tools=SCHEMAS))["tool_choice"] == "auto"
