@@ -41,20 +41,27 @@ DEV_QUESTIONS = [
 
 
 class BagOfWords:
-    name, dimension, max_input_tokens = "bow", DIM, 512
+    """Hashed word counts, L2-normalised: a deterministic encoder for tests (no model files)."""
+
+    name, max_input_tokens = "bow", 512
+
+    def __init__(self, dimension: int = DIM) -> None:
+        self.dimension = dimension
 
     def count_tokens(self, texts):
         return [len(t.split()) for t in texts]
 
     def embed(self, texts):
-        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         for i, t in enumerate(texts):
-            for w in re.findall(r"[a-z0-9]+", t.lower()):
-                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % DIM] += 1
+            for w in re.findall(r"\w+", t.lower()):
+                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % self.dimension] += 1
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
-def make_collection(uri: str, name: str) -> None:
+def make_collection(uri: str, name: str, docs=DOCS, dimension: int = DIM) -> None:
+    """A FLAT/COSINE collection of ``docs`` ((source, text) or (source, text, metadata)) with the
+    runtime Retriever's field names."""
     from agentfleet_milvus import METADATA, SOURCE, TEXT, VECTOR
     from pymilvus import DataType, MilvusClient
 
@@ -64,12 +71,13 @@ def make_collection(uri: str, name: str) -> None:
     schema.add_field(TEXT, DataType.VARCHAR, max_length=65535)
     schema.add_field(SOURCE, DataType.VARCHAR, max_length=4096)
     schema.add_field(METADATA, DataType.JSON)
-    schema.add_field(VECTOR, DataType.FLOAT_VECTOR, dim=DIM)
+    schema.add_field(VECTOR, DataType.FLOAT_VECTOR, dim=dimension)
     index = client.prepare_index_params()
     index.add_index(field_name=VECTOR, index_type="FLAT", metric_type="COSINE")
     client.create_collection(name, schema=schema, index_params=index)
-    vectors = BagOfWords().embed([d[1] for d in DOCS])
-    client.insert(name, [{"id": s, TEXT: t, SOURCE: s, METADATA: {}, VECTOR: v.tolist()} for (s, t), v in zip(DOCS, vectors, strict=True)])
+    vectors = BagOfWords(dimension).embed([d[1] for d in docs])
+    rows = [{"id": d[0], TEXT: d[1], SOURCE: d[0], METADATA: d[2] if len(d) > 2 else {}, VECTOR: v.tolist()} for d, v in zip(docs, vectors, strict=True)]
+    client.insert(name, rows)
     client.load_collection(name)
     client.close()
 
