@@ -279,3 +279,16 @@ def test_the_chat_body_carries_tool_choice_and_the_response_format():
     body = client._body(ModelRequest(messages=[], tools=SCHEMAS[:1], tool_choice="required"))
     assert body["tools"] == SCHEMAS[:1] and body["tool_choice"] == "required" and "response_format" not in body
     assert client._body(ModelRequest(messages=[], tools=SCHEMAS))["tool_choice"] == "auto"
+
+
+def test_tool_calls_mode_keeps_the_text_fallback_and_validates_it():
+    # A model that writes its call as <tool_call> text (Qwen/Hermes templates) in ToolCalls mode:
+    # the fallback reads it, the policy and the schema check it, a repair fixes a bad argument.
+    settings = LoopSettings("s", tool_calling="auto", decisions=DecisionSettings(rules=(ToolRule("search", first_step=True),)))
+    bad = '<tool_call>{"name": "search", "arguments": {"text": "lock"}}</tool_call>'
+    good = '<tool_call>{"name": "search", "arguments": {"query": "VACUUM FULL lock"}}</tool_call>'
+    model = ScriptedModel([bad, good, "Final Answer: ACCESS EXCLUSIVE"])
+    outcome, finished, tools, _ = run_task(model, settings)
+    assert outcome == (Status.DONE, "final_answer") and finished["answer"] == "ACCESS EXCLUSIVE"
+    assert [c.arguments for c in tools.calls] == [{"query": "VACUUM FULL lock"}]
+    assert "search.arguments.query is required" in model.requests[1].messages[-1]["content"]
