@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from agentfleet_milvus import METADATA, SOURCE, TEXT, VECTOR
 from runtime_helpers import arun, environment, running_worker
 
 from agentfleet_runtime.retrieval import Retriever
