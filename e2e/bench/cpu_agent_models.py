@@ -39,8 +39,8 @@ from agentfleet_contract.runtime_config import RuntimeConfig  # noqa: E402
 
 from agentfleet_runtime import metrics  # noqa: E402
 from agentfleet_runtime.config import limits_of  # noqa: E402
-from agentfleet_runtime.retrieval import Retriever  # noqa: E402
 from agentfleet_runtime.redis_client import connect  # noqa: E402
+from agentfleet_runtime.retrieval import Retriever  # noqa: E402
 from agentfleet_runtime.store import TaskStore  # noqa: E402
 from agentfleet_runtime.submission import Submission, new_task  # noqa: E402
 from agentfleet_runtime.worker import Worker  # noqa: E402
