@@ -108,6 +108,7 @@ def test_the_model_searches_the_index_and_answers_citing_the_passage(decider, re
     [task] = run_tasks(config, milvus_lite, collection, ["How often does the zorblat scheduler wake up by default?"])
     st, steps = task["status"], task["steps"]
     print(f"\nanswer: {st['answer']!r} ({st['reason']}, {len(steps)} steps: {[(c.name, c.arguments) for s in steps for c in s.tool_calls]})")
+    print(f"model seconds per step: {[round(s.model_seconds, 2) for s in steps]}")
     searches = calls(steps, "search")
     assert st["status"] == "done" and st["reason"] == "final_answer", st
     assert searches, "the model never searched"
