@@ -18,6 +18,9 @@ echo "== control plane binaries (built once, cached)"
 bash e2e/cluster.sh build
 echo "== helm (built once, cached)"
 bash e2e/helm.sh
+echo "== llama-server and the CPU agent model (built/fetched once, cached; the real-agent integration tests)"
+bash e2e/llama-server.sh build >/dev/null
+"$PY" -m agentfleet_runtime.modelfiles fetch "${AGENTFLEET_IT_QWEN:-qwen2.5-coder-1.5b}" >/dev/null
 
 tiers="unit,e2e"
 if [[ -n "$(find tests/integration -name 'test_*.py' 2>/dev/null)" ]]; then

@@ -42,7 +42,7 @@ def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp
     state = tmp_path / "state"
     pids: dict[str, int] = {}
     try:
-        up = _driver(cluster, state, "up", "--namespace", namespace, "--tasks", str(TASKS), "--task-timeout", "120", timeout=240)
+        up = _driver(cluster, state, "up", "--model", "sim", "--namespace", namespace, "--tasks", str(TASKS), "--task-timeout", "120", timeout=240)
         out = up.stdout
         for meta in (state / "demo" / namespace).glob("*.json"):
             pids[meta.stem] = json.loads(meta.read_text())["pid"]

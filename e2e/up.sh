@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: one command, a working fleet on this machine.
 #
-#   bash e2e/up.sh [--tasks N] [--model sim|smollm2|vllm] [--namespace NS]
+#   bash e2e/up.sh [--tasks N] [--model qwen|sim|smollm2|vllm] [--namespace NS]
 #   bash e2e/up.sh down          # stops the demo's processes and the cluster
 #
 # Builds (once) and starts the local control plane with simulated GPU nodes, then hands over to
@@ -27,4 +27,6 @@ if [[ "${1:-}" == "down" ]]; then
 fi
 
 bash e2e/cluster.sh up
+# --model qwen: the driver builds llama-server (bash e2e/llama-server.sh) and fetches the GGUF
+# (python -m agentfleet_runtime.modelfiles) once into ~/.cache/agentfleet (e2e/llama_server.py).
 exec "$PY" -m e2e.demo up "$@"

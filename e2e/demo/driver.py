@@ -1,6 +1,6 @@
 """The main job: a working fleet on the local control plane, end to end.
 
-    python -m e2e.demo up   [--tasks 20] [--model sim|smollm2|vllm] [--namespace agentfleet-demo]
+    python -m e2e.demo up   [--tasks N] [--model qwen|sim|smollm2|vllm] [--namespace agentfleet-demo]
     python -m e2e.demo down [--namespace NS]      # stops the local processes (not the cluster)
     python -m e2e.demo status
 
@@ -39,6 +39,10 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "agentfleet.yaml"
 CORPUS = Path(__file__).resolve().parent / "corpus"
 PY = sys.executable
+# The demo's default model, and its default task count (a real model on 2 CPU cores decides a few
+# seconds per step; the simulator is for scale).
+DEFAULT_MODEL = "sim"
+TASKS_BY_MODEL = {"qwen": 8, "smollm2": 20, "sim": 20, "vllm": 20}
 GROUP = "agentfleet.io"
 # Start order; down stops in reverse.
 ORDER = ["redis", "milvus", "operator", "model", "policy", "api", "worker"]
@@ -171,6 +175,32 @@ def localize(docs: list[dict[str, Any]], *, milvus_uri: str, redis_url: str, inv
     return out, notes
 
 
+QWEN_PROMPT = """You are a support agent for agentfleet, a Kubernetes operator for LLM agent fleets.
+Search the documentation before answering and answer only from the passages you found, citing their sources.
+When a question compares two things, delegate: give each thing to its own sub-agent as one goal, then answer from their answers.
+Keep answers to a few sentences."""
+
+
+def small_model_settings(objs: list[dict[str, Any]]) -> list[str]:
+    """The AgentFleet settings that make a small CPU model usable (AgentFleet spec, not demo code):
+    JSON decisions constrained by a schema, search first, no ticket calls to an endpoint that is not
+    there, and a prompt that says when to delegate."""
+    notes = []
+    for o in objs:
+        if o["kind"] != "AgentFleet":
+            continue
+        spec = o["spec"]
+        tools = {t["name"]: t["type"] for t in spec.get("tools") or []}
+        policies = [{"tool": n, "firstStep": True} for n, k in tools.items() if k == "Retrieval"]
+        policies += [{"tool": n, "maxCallsPerTask": 0} for n, k in tools.items() if k == "HTTP"]
+        spec["decisions"] = {"mode": "JSONSchema", "repairAttempts": 1, "toolPolicies": policies}
+        spec["systemPrompt"] = {"inline": QWEN_PROMPT}
+        notes.append(
+            f"AgentFleet/{o['metadata']['name']} spec.decisions {json.dumps(spec['decisions'])}; spec.systemPrompt: search, cite, delegate comparisons"
+        )
+    return notes
+
+
 # --- the driver -------------------------------------------------------------------------------------
 
 
@@ -260,6 +290,8 @@ class Demo:
     def apply_example(self, milvus_uri: str, redis_url: str) -> dict[str, dict[str, Any]]:
         docs = [d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d]
         objs, notes = localize(docs, milvus_uri=milvus_uri, redis_url=redis_url, inventory=gpu_inventory(self.kc))
+        if self.args.model == "qwen":
+            notes += small_model_settings(objs)
         for n in notes:
             say(f"  {n}")
         # The example's VectorIndex reads a ConfigMap of documents: it holds the sample corpus.
@@ -354,6 +386,30 @@ class Demo:
                 "tool calls, so e2e/demo/policy.py scripts the agent's decisions (search, delegate, answer from the passages)"
             )
             return urls, note
+        if mode == "qwen":
+            from e2e import llama_server
+
+            binary = llama_server.ensure_binary()
+            gguf = llama_server.ensure_model()
+            # The replicas share this machine's cores: split them rather than oversubscribe.
+            threads = max(1, (os.cpu_count() or 1) // len(names))
+            metas = []
+            for i in range(len(names)):
+                metas.append(
+                    self.start(
+                        f"model-{i}",
+                        {"binary": binary, "gguf": str(gguf), "served": served, "threads": threads},
+                        lambda p: llama_server.command(binary, gguf, p["port"], alias=served, threads=threads),
+                        ["port"],
+                        lambda m: http_ok(f"http://127.0.0.1:{m['ports']['port']}/health"),
+                        timeout=240,
+                    )
+                )
+            return (
+                {name: f"http://127.0.0.1:{metas[i]['ports']['port']}/v1" for i, name in enumerate(names)},
+                f"{gguf.name} on llama.cpp's llama-server, CPU, {threads} thread(s) per placed replica, served as {served!r}: "
+                "every decision (search, delegate, answer) is the model's, as JSON decisions (spec.decisions.mode JSONSchema)",
+            )
         if mode == "smollm2":
             ensure_llama_server()
             gguf = str(smollm_gguf())
@@ -515,6 +571,9 @@ class Demo:
         doc.setdefault("api", {})["tokensFile"] = str(tokens)
         if self.args.model == "smollm2":
             doc["model"]["maxOutputTokens"] = 256  # ~6 s per call on two CPU cores instead of ~25 s
+        if self.args.model == "qwen":
+            doc["model"]["maxOutputTokens"] = 320  # a decision or a cited answer; bounds a rambling step on CPU
+            doc["model"]["timeoutSeconds"] = 180
         RuntimeConfig.model_validate(doc)
         return doc, source
 
@@ -659,6 +718,14 @@ def run_tasks(api: str, token: str, n: int, run_id: str, timeout: float) -> list
     return [results[t] for t in ids]
 
 
+def task_tree(api: str, token: str, task_id: str) -> dict[str, Any]:
+    """A task with its steps, and its sub-agents' trees (the task API's own records)."""
+    status, body = http_json(f"{api}/v1/tasks/{task_id}", token=token)
+    if status != 200:
+        raise RuntimeError(f"GET /v1/tasks/{task_id} answered {status}: {body}")
+    return {"task": body, "children": [task_tree(api, token, c) for c in body.get("children") or []]}
+
+
 def scrape(urls: list[str]) -> list[str]:
     pages = []
     for u in urls:
@@ -729,6 +796,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     say(demo.kc.run("get", "agentfleets,modelreplicasets,vectorindexes", "-n", demo.ns).stdout.rstrip())
     say()
     summary = report.summarize(tasks)
+    agents = report.agent_figures([task_tree(api, token, t["id"]) for t in tasks], retrieval_tool, spawn_tool)
     mrs_final = demo.kc.json("-n", demo.ns, "get", f"modelreplicasets.{GROUP}", mrs_doc["metadata"]["name"])
     say(
         report.render(
@@ -743,6 +811,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             model_note=model_note,
         )
     )
+    say(report.render_agents(agents))
     say(f"sample answer: {next((t['answer'] for t in tasks if t.get('answer')), '-')[:300]}")
     say(f"done in {time.monotonic() - t_start:.0f}s; the fleet keeps running. Stop it: bash e2e/up.sh down")
     return 0 if summary["done"] == summary["total"] else 1
@@ -799,10 +868,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kubeconfig", help="cluster to use (default: the one e2e/cluster.sh runs)")
     p.add_argument("--kubectl", help="kubectl binary (default: the one e2e/cluster.sh built)")
     p.add_argument("--state-dir", help="where pids and logs go (default: the cluster's state dir)")
-    p.add_argument("--tasks", type=int, default=int(os.environ.get("AGENTFLEET_DEMO_TASKS", "20")))
-    p.add_argument("--model", choices=["sim", "smollm2", "vllm"], default=os.environ.get("AGENTFLEET_DEMO_MODEL", "sim"))
+    p.add_argument("--tasks", type=int, default=int(os.environ["AGENTFLEET_DEMO_TASKS"]) if os.environ.get("AGENTFLEET_DEMO_TASKS") else None)
+    p.add_argument(
+        "--model",
+        choices=["qwen", "sim", "smollm2", "vllm"],
+        default=os.environ.get("AGENTFLEET_DEMO_MODEL", DEFAULT_MODEL),
+        help="qwen: Qwen2.5-Coder on llama-server (CPU), every decision the model's; sim: simulated vLLM replicas with scripted decisions, for scale",
+    )
     p.add_argument("--task-timeout", type=float, default=float(os.environ.get("AGENTFLEET_DEMO_TASK_TIMEOUT", "600")))
     args = p.parse_args(argv)
+    if args.tasks is None:
+        args.tasks = TASKS_BY_MODEL.get(args.model, 20)
     if args.command == "up":
         args.namespace = args.namespace or "agentfleet-demo"
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -112,3 +113,79 @@ def render(
         )
     lines.append(f"model        {model_note}")
     return "\n".join(lines)
+
+
+_PASSAGE_SOURCE = re.compile(r"^\[\d+\] \((.+?), score -?[0-9.]+\)$", re.MULTILINE)
+
+
+def passage_sources(text: str) -> list[str]:
+    """The sources of the passages a Retrieval tool returned (its "[i] (source, score s)" lines)."""
+    return _PASSAGE_SOURCE.findall(text or "")
+
+
+def agent_figures(trees: list[Mapping[str, Any]], retrieval_tool: str, spawn_tool: str | None) -> dict[str, Any]:
+    """What the agents decided, from the task API's records with their steps.
+
+    ``trees``: one per root task, ``{"task": <GET /v1/tasks/{id}>, "children": [trees]}``.
+    An answer cites a source when it names a passage's source (or its file name) that its own
+    task tree retrieved; a source named but never retrieved does not count.
+    """
+    tool_calls: dict[str, int] = {}
+    steps_per_task: list[int] = []
+    model_seconds: list[float] = []
+    searched = cited = spawned = subagent_tasks = 0
+    for tree in trees:
+        stack, retrieved, tree_searched = [tree], set(), False
+        while stack:
+            node = stack.pop()
+            t = node["task"]
+            if t.get("parent"):
+                subagent_tasks += 1
+            for s in t.get("steps") or []:
+                if s.get("modelSeconds"):
+                    model_seconds.append(float(s["modelSeconds"]))
+                for c in s.get("toolCalls") or []:
+                    tool_calls[c["name"]] = tool_calls.get(c["name"], 0) + 1
+                    tree_searched |= c["name"] == retrieval_tool
+                for o in s.get("observations") or []:
+                    if o.get("name") == retrieval_tool and o.get("ok"):
+                        retrieved.update(passage_sources(o.get("output", "")))
+            stack.extend(node.get("children") or [])
+        root = tree["task"]
+        steps_per_task.append(int(root.get("stepCount") or 0))
+        spawned += len(root.get("children") or [])
+        searched += tree_searched
+        answer = root.get("answer") or ""
+        names = retrieved | {s.rsplit("/", 1)[-1] for s in retrieved}
+        cited += any(n and n in answer for n in names)
+    return {
+        "tasks": len(trees),
+        "steps_per_task": steps_per_task,
+        "tool_calls": dict(sorted(tool_calls.items())),
+        "spawned": spawned,
+        "subagent_tasks": subagent_tasks,
+        "searched": searched,
+        "cited": cited,
+        "step_p50": percentile(model_seconds, 50),
+        "step_p95": percentile(model_seconds, 95),
+        "model_steps": len(model_seconds),
+    }
+
+
+def render_agents(f: Mapping[str, Any]) -> str:
+    steps = f["steps_per_task"]
+    mean = sum(steps) / len(steps) if steps else 0.0
+    dist = ", ".join(f"{k} steps: {steps.count(k)}" for k in sorted(set(steps)))
+    calls = ", ".join(f"{k} {v}" for k, v in f["tool_calls"].items()) or "none"
+    n = f["tasks"] or 1
+    return "\n".join(
+        [
+            "== what the agents decided (from each task's steps, GET /v1/tasks/{id})",
+            f"steps/task   mean {mean:.1f}  ({dist})",
+            f"tool calls   {calls}",
+            f"sub-agents   {f['spawned']} spawned by the root tasks ({f['subagent_tasks']} sub-agent tasks in all)",
+            f"searched     {f['searched']} of {f['tasks']} tasks ({f['searched'] / n:.0%})",
+            f"cited        {f['cited']} of {f['tasks']} answers name a source their task retrieved ({f['cited'] / n:.0%})",
+            f"model step   p50 {_secs(f['step_p50'])}  p95 {_secs(f['step_p95'])}  over {f['model_steps']} steps (modelSeconds, repairs included)",
+        ]
+    )

@@ -129,6 +129,39 @@ class Tool(Model):
     retrieval: Retrieval | None = Field(default=None, description="Settings of a Retrieval tool; defaults apply when unset.")
 
 
+class ToolPolicy(Model):
+    tool: str = Field(max_length=64, pattern=TOOL_NAME, description="Name of a tool in spec.tools this policy applies to.")
+    first_step: bool = Field(
+        default=False, description="The first step of every task must call this tool (e.g. search before answering); the model is offered only such tools then."
+    )
+    max_calls_per_task: int | None = Field(
+        default=None, ge=0, le=1000, description="Calls of this tool one task may make; once used up the tool is no longer offered to the model."
+    )
+
+
+class Decisions(Model):
+    mode: Literal["ToolCalls", "JSONSchema"] = Field(
+        default="ToolCalls",
+        description=(
+            "How the model states each step's decision. ToolCalls: the engine's native tool calls, with <tool_call> text as fallback. "
+            "JSONSchema: one JSON decision per step, constrained by a response_format JSON schema of the allowed actions "
+            "(engines with grammar decoding, e.g. llama.cpp's llama-server or vLLM; for small models that do not call tools on their own)."
+        ),
+    )
+    repair_attempts: int = Field(
+        default=1,
+        ge=0,
+        le=3,
+        description="Extra model calls per step when a reply fails validation (unknown tool, invalid arguments, a tool policy); the model is shown the error.",
+    )
+    tool_policies: list[ToolPolicy] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Per-tool rules the runtime enforces on the model's decisions.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["tool"]},
+    )
+
+
 class SystemPrompt(Model):
     rules = (
         Rule(
@@ -195,6 +228,12 @@ class AgentFleetSpec(Model):
             field_path=".vectorIndexRef",
         ),
         Rule(
+            cel="!has(self.decisions) || !has(self.decisions.toolPolicies) || self.decisions.toolPolicies.all(p, has(self.tools) && self.tools.exists(t, t.name == p.tool))",
+            message="spec.decisions.toolPolicies[].tool must name a tool in spec.tools: fix the name or add the tool",
+            check=lambda s: all(any(t.name == p.tool for t in s.tools) for p in s.decisions.tool_policies),
+            field_path=".decisions.toolPolicies",
+        ),
+        Rule(
             cel="!has(self.tools) || !self.tools.exists(t, t.type == 'Spawn') || self.budgets.maxDepth > 0",
             message="a Spawn tool needs spec.budgets.maxDepth of at least 1: raise it or remove the tool",
             check=lambda s: not any(t.type == "Spawn" for t in s.tools) or s.budgets.max_depth > 0,
@@ -224,6 +263,7 @@ class AgentFleetSpec(Model):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     system_prompt: SystemPrompt | None = Field(default=None, description="System prompt of every task; unset uses the runtime's built-in prompt.")
+    decisions: Decisions = default_obj("How the model's decisions are asked for, checked and repaired.", Decisions)
     redis: Redis = Field(description="Redis holding the task queue, checkpoints and caches.")
 
     @field_validator("tools")

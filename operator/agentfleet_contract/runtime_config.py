@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from agentfleet_contract.agentfleet import AgentFleet, AgentFleetSpec, Budgets, Pricing, RateLimit, Retry, Tool
+from agentfleet_contract.agentfleet import AgentFleet, AgentFleetSpec, Budgets, Decisions, Pricing, RateLimit, Retry, Tool
 from agentfleet_contract.common import Model
 from agentfleet_contract.modelreplicaset import Routing
 
@@ -79,6 +79,7 @@ class RuntimeConfig(Model):
         default=None, description="Directory with one file per HTTP tool (named like the tool) holding a JSON object of headers."
     )
     budgets: Budgets = Field(default_factory=Budgets)
+    decisions: Decisions = Field(default_factory=Decisions)
     pricing: Pricing = Field(default_factory=Pricing)
     retry: Retry = Field(default_factory=Retry)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
@@ -191,6 +192,7 @@ def runtime_config(
         "pricing": s.pricing.wire(),
         "retry": s.retry.wire(),
         "tools": [t.wire() for t in s.tools],
+        "decisions": s.decisions.wire(),
         "worker": {"concurrency": s.workers.concurrency},
         "api": {"maxRequestBytes": s.api.max_request_bytes},
     }

@@ -21,11 +21,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agentfleet_runtime import metrics, timeouts
+from agentfleet_runtime import fastjson, metrics, timeouts
 from agentfleet_runtime.budget import Prices, TreeUsage, exhausted
+from agentfleet_runtime.decisions import DecisionSettings, Offer, offer, problem, protocol_text, read_decision, repair_messages, request_extras
 from agentfleet_runtime.errors import Cancelled, Released
 from agentfleet_runtime.logs import StepRef, step_var, task_id_var
 from agentfleet_runtime.model import ModelClient, ModelRequest
@@ -33,7 +34,7 @@ from agentfleet_runtime.prompt import PromptCache, best_answer, head_messages
 from agentfleet_runtime.store import Acquired, TaskStore
 from agentfleet_runtime.textcalls import parse_text_reply
 from agentfleet_runtime.tools import ToolBox
-from agentfleet_runtime.types import Status, Step, StopReason, TaskRecord
+from agentfleet_runtime.types import ModelReply, Status, Step, StopReason, TaskRecord, ToolCall, Usage
 
 log = logging.getLogger("agentfleet_runtime.loop")
 
@@ -43,6 +44,7 @@ class LoopSettings:
     system_prompt: str
     tool_calling: Literal["auto", "native", "text"] = "auto"
     session_history: int = 5
+    decisions: DecisionSettings = field(default_factory=DecisionSettings)
 
 
 class TaskRun:
@@ -96,12 +98,13 @@ class TaskRun:
             return await self.finish_cancelled()
         session_ctx = await self.store.session_context(rec.session, rec.id, self.settings.session_history) if rec.session and rec.depth == 0 else []
         schemas = self.tools.schemas()
-        text_tools = self.settings.tool_calling == "text"
-        native = self.settings.tool_calling != "text"
+        decide = self.settings.decisions
+        json_mode = decide.mode == "JSONSchema" and bool(schemas)
+        text_tools = self.settings.tool_calling == "text" and not json_mode
+        native = self.settings.tool_calling != "text" and not json_mode
         tenant = str(rec.metadata.get("tenant", ""))
-        prompt = PromptCache(
-            head_messages(system_prompt=self.settings.system_prompt, goal=rec.goal, tool_schemas=schemas, text_tools=text_tools, session_context=session_ctx)
-        )
+        system = self.settings.system_prompt + ("\n\n" + protocol_text(schemas) if json_mode else "")
+        prompt = PromptCache(head_messages(system_prompt=system, goal=rec.goal, tool_schemas=schemas, text_tools=text_tools, session_context=session_ctx))
         while True:
             if self.draining():
                 await self._saved()
@@ -121,35 +124,44 @@ class TaskRun:
                 log.info("budget reached", extra={"reason": stop.value})
                 return await self._finish(Status.DONE, stop.value, best_answer(self.steps))
             messages = prompt.messages(self.steps)
-            left = rec.deadline - now
-            request = ModelRequest(
-                messages=messages,
-                tools=schemas if native else [],
-                task_id=rec.id,
-                root_id=rec.root,
-                session=rec.session,
-                tenant=tenant,
-                step=len(self.steps),
-                timeout=left,
-            )
-            t0 = time.monotonic()
-            try:
-                with timeouts.timeout(left):  # shared timers (timeouts.py), no extra task per call
-                    reply = await self.model.complete(request)
-            except TimeoutError:
-                if time.time() >= rec.deadline - 0.01:
-                    return await self._finish(Status.DONE, StopReason.TIMEOUT.value, best_answer(self.steps))
-                raise
-            model_s = time.monotonic() - t0
-            content, calls = reply.content, list(reply.tool_calls)
-            if not calls and self.settings.tool_calling != "native":
-                parsed_content, calls = parse_text_reply(reply.content, self.tools.names)
-                if not calls:
-                    content = parsed_content
-            step = Step(n=len(self.steps), content=content, tool_calls=calls, usage=reply.usage, model_seconds=model_s)
-            cost = self.prices.cost_nanos(reply.usage)
-            metrics.TOKENS_IN.inc(reply.usage.prompt_tokens)
-            metrics.TOKENS_OUT.inc(reply.usage.completion_tokens)
+            choice = offer(decide, self.tools.names, self.steps, self.tools.spawners if rec.depth >= rec.limits.max_depth else ())
+            extras = request_extras(decide, schemas, choice, send_tools=native)
+            usage, model_s, repair = Usage(), 0.0, []
+            for attempt in range(decide.repair_attempts + 1):
+                left = rec.deadline - time.time()
+                request = ModelRequest(
+                    messages=messages + repair if repair else messages,
+                    tools=extras.get("tools", []),
+                    task_id=rec.id,
+                    root_id=rec.root,
+                    session=rec.session,
+                    tenant=tenant,
+                    step=len(self.steps),
+                    timeout=left,
+                    tool_choice=extras.get("tool_choice", "auto"),
+                    response_format=extras.get("response_format"),
+                )
+                t0 = time.monotonic()
+                try:
+                    with timeouts.timeout(left):  # shared timers (timeouts.py), no extra task per call
+                        reply = await self.model.complete(request)
+                except TimeoutError:
+                    if time.time() >= rec.deadline - 0.01:
+                        return await self._finish(Status.DONE, StopReason.TIMEOUT.value, best_answer(self.steps))
+                    raise
+                model_s += time.monotonic() - t0
+                usage += reply.usage
+                content, calls, why = self._interpret(reply, json_mode, choice, schemas)
+                if why is None or attempt == decide.repair_attempts:
+                    break
+                # A repair turn: the unusable reply and the reason, shown once, never checkpointed.
+                metrics.DECISION_REPAIRS.inc()
+                log.info("repairing a decision", extra={"problem": why[:300]})
+                repair = repair_messages(reply.content or _calls_text(calls), why, decide)
+            step = Step(n=len(self.steps), content=content, tool_calls=calls, usage=usage, model_seconds=model_s)
+            cost = self.prices.cost_nanos(usage)
+            metrics.TOKENS_IN.inc(usage.prompt_tokens)
+            metrics.TOKENS_OUT.inc(usage.completion_tokens)
             if cost:
                 metrics.spent(self.prices.currency, cost / 1e9)
             if not calls:
@@ -157,8 +169,8 @@ class TaskRun:
             await self._saved()  # the previous step's observations are stored before this step is
             planning = self.store.send_plan(rec, self.lease, step, cost)
             self.steps.append(step)
-            rec.prompt_tokens += reply.usage.prompt_tokens
-            rec.completion_tokens += reply.usage.completion_tokens
+            rec.prompt_tokens += usage.prompt_tokens
+            rec.completion_tokens += usage.completion_tokens
             rec.cost_nanos += cost
             if self.tools.acts(calls):
                 if await self._store_plan(step, planning):
@@ -166,9 +178,25 @@ class TaskRun:
                 tool_s = await self._run_tools(step, behind=True)
             else:
                 # Until the store answers, the tree's usage is what it was plus this step's own.
-                self.tree = TreeUsage(self.tree.tokens + reply.usage.total, self.tree.cost_nanos + cost)
+                self.tree = TreeUsage(self.tree.tokens + usage.total, self.tree.cost_nanos + cost)
                 tool_s = await self._run_tools(step, behind=True, planning=planning)
             metrics.STEP_OVERHEAD.observe(max(0.0, time.monotonic() - step_started - model_s - tool_s))
+
+    def _interpret(self, reply: ModelReply, json_mode: bool, choice: Offer, schemas: list[dict[str, Any]]) -> tuple[str, list[ToolCall], str | None]:
+        """The reply as (content, tool calls, why it cannot be used or None). A JSON decision's
+        raw text stays the step's content: the history shows the model its own decision."""
+        if json_mode and not reply.tool_calls:
+            d = read_decision(reply.content)
+            if d.problem is not None:
+                return d.content, [], d.problem
+            content = reply.content.strip() if d.calls else d.content
+            return content, d.calls, problem(d.calls, d.content, choice, schemas)
+        content, calls = reply.content, list(reply.tool_calls)
+        if not calls and self.settings.tool_calling != "native":
+            parsed_content, calls = parse_text_reply(reply.content, self.tools.names)
+            if not calls:
+                content = parsed_content
+        return content, calls, problem(calls, content, choice, schemas)
 
     async def _run_tools(self, step: Step, *, behind: bool = False, planning: asyncio.Future | None = None) -> float:
         """Run a step's tool calls and store their observations; with ``behind``, the store
@@ -237,3 +265,7 @@ class TaskRun:
         for child in await self.store.children(self.rec.id):
             await self.store.cancel_tree(child)
         return await self._finish(Status.CANCELLED, StopReason.CANCELLED.value, best_answer(self.steps))
+
+
+def _calls_text(calls: list[ToolCall]) -> str:
+    return "\n".join(f"<tool_call>{fastjson.dumps({'name': c.name, 'arguments': c.arguments})}</tool_call>" for c in calls)

@@ -130,6 +130,7 @@ TOOL_CALLS = Counter("agentfleet_tool_calls_total", "Tool calls by tool and outc
 TOOL_SECONDS = Histogram("agentfleet_tool_call_duration_seconds", "Tool call latency.", ["tool"], buckets=CALL_BUCKETS)
 BREAKER = Gauge("agentfleet_tool_breaker_state", "Circuit breaker of a tool in this worker: 0 closed, 1 half-open, 2 open.", ["tool"])
 RETRIEVAL_CACHE = Counter("agentfleet_retrieval_cache_total", "Retrieval queries answered from the Redis cache (hit) or the index (miss).", ["result"])
+DECISION_REPAIRS = Counter("agentfleet_decision_repairs_total", "Repair turns: model replies that failed validation (tool, arguments, policy) and were asked again.")
 STEP_OVERHEAD_SECONDS = Histogram(
     "agentfleet_step_overhead_seconds",
     "Time of one step spent outside the model call and the tools (prompt, checkpoints, bookkeeping).",

@@ -37,6 +37,8 @@ class ModelRequest:
     step: int = 0
     kind: StepKind = "step"
     timeout: float | None = None  # seconds left for this call (the loop passes the task's remaining time)
+    tool_choice: str = "auto"  # "required" when the fleet's tool policy forbids answering at this step
+    response_format: dict[str, Any] | None = None  # a JSON-schema decision (decisions.py), for engines with grammar decoding
 
 
 class ModelError(Exception):
@@ -76,6 +78,17 @@ def parse_chat_completion(body: dict[str, Any]) -> ModelReply:
         finish_reason=choice.get("finish_reason") or "stop",
         model=body.get("model") or "",
     )
+
+
+def request_options(req: ModelRequest, send_tools: bool) -> dict[str, Any]:
+    """tools, tool_choice and response_format of a chat-completion body (every client's)."""
+    out: dict[str, Any] = {}
+    if req.tools and send_tools:
+        out["tools"] = req.tools
+        out["tool_choice"] = req.tool_choice
+    if req.response_format is not None:
+        out["response_format"] = req.response_format
+    return out
 
 
 def backoff_delay(attempt: int, base: float = 0.2, cap: float = 5.0, rng: random.Random | None = None) -> float:
@@ -142,9 +155,7 @@ class OpenAIChatClient:
             "max_tokens": self.max_output_tokens,
             "temperature": self.temperature,
         }
-        if req.tools and self.send_tools:
-            body["tools"] = req.tools
-            body["tool_choice"] = "auto"
+        body.update(request_options(req, self.send_tools))
         return body
 
     async def complete(self, request: ModelRequest) -> ModelReply:

@@ -46,7 +46,9 @@ def describe_tools_for_text(schemas: Sequence[dict[str, Any]]) -> str:
 
 
 def _is_text_step(step: Step) -> bool:
-    return bool(step.tool_calls) and all(c.id.startswith("text-") for c in step.tool_calls)
+    """Calls the model wrote as text (the <tool_call> fallback) or as a JSON decision: the
+    history shows them as the model's own text and the results as a user turn."""
+    return bool(step.tool_calls) and all(c.id.startswith(("text-", "json-")) for c in step.tool_calls)
 
 
 def build_messages(
@@ -137,6 +139,8 @@ def best_answer(steps: Sequence[Step]) -> str:
     """What to return when a budget stops a task: the latest thing the model said, else the latest
     observation, else nothing."""
     for step in reversed(steps):
+        if step.tool_calls and step.tool_calls[0].id.startswith("json-"):
+            continue  # a JSON decision's text is the call itself, not something said
         text = parse_text_reply(step.content, ())[0] if _is_text_step(step) else step.content
         if text.strip():
             return text.strip()

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from agentfleet_runtime.model import ModelError, ModelRequest, parse_chat_completion
+from agentfleet_runtime.model import ModelError, ModelRequest, parse_chat_completion, request_options
 from agentfleet_runtime.routing.backoff import full_jitter
 from agentfleet_runtime.routing.metrics import RoutingMetrics, default_metrics
 from agentfleet_runtime.routing.pool import ReplicaPool
@@ -145,9 +145,7 @@ class RoutingModelClient:
 
     def _body(self, tier: Tier, req: ModelRequest) -> dict[str, Any]:
         body: dict[str, Any] = {"model": tier.model, "messages": req.messages, "max_tokens": self.max_output_tokens, "temperature": self.temperature}
-        if req.tools and self.send_tools:
-            body["tools"] = req.tools
-            body["tool_choice"] = "auto"
+        body.update(request_options(req, self.send_tools))
         return body
 
     def _key(self, pool: ReplicaPool, req: ModelRequest) -> str:

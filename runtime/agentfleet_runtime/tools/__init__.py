@@ -57,6 +57,11 @@ class ToolBox:
     def names(self) -> list[str]:
         return list(self.tools)
 
+    @property
+    def spawners(self) -> frozenset[str]:
+        """Tools that start sub-agents (a task at the depth limit cannot use them)."""
+        return frozenset(self._spawners)
+
     def acts(self, calls: Sequence[ToolCall]) -> bool:
         """Whether a call changes something outside the task (a side effect, a sub-agent): such
         a step's model reply must be stored before its tools run, so a resumed task replays that

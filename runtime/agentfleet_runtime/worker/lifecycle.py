@@ -32,6 +32,7 @@ from aiohttp import web
 
 from agentfleet_runtime import metrics
 from agentfleet_runtime.config import prices_of
+from agentfleet_runtime.decisions import DecisionSettings
 from agentfleet_runtime.loop import LoopSettings
 from agentfleet_runtime.model import ModelClient, OpenAIChatClient
 from agentfleet_runtime.redis_client import connect
@@ -95,7 +96,9 @@ class Worker:
             store=self.store,
             model=self.model,
             toolbox=self.toolbox,
-            settings=LoopSettings(config.system_prompt, config.model.tool_calling, config.session_history),
+            settings=LoopSettings(
+                config.system_prompt, config.model.tool_calling, config.session_history, DecisionSettings.from_spec(config.decisions.wire())
+            ),
             prices=prices_of(config),
             slots=self.slots,
             held=self.held,

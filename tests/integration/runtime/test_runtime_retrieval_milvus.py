@@ -4,16 +4,13 @@ server, its Redis cache, inside a worker. The embedder is a tiny deterministic b
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 
-import numpy as np
 import pytest
-from agentfleet_milvus import METADATA, SOURCE, TEXT, VECTOR
 from runtime_helpers import arun, environment, running_worker
 
 from agentfleet_runtime.retrieval import Retriever
+from e2e import plinth
 
 pytestmark = pytest.mark.integration
 DIM = 64
@@ -25,39 +22,8 @@ DOCS = [
 ]
 
 
-class BagOfWords:
-    name, dimension, max_input_tokens = "bow-8", DIM, 512
-
-    def count_tokens(self, texts):
-        return [len(t.split()) for t in texts]
-
-    def embed(self, texts):
-        out = np.zeros((len(texts), DIM), dtype=np.float32)
-        for i, t in enumerate(texts):
-            for w in re.findall(r"\w+", t.lower()):
-                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % DIM] += 1
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-
-
 def make_collection(uri: str, name: str) -> None:
-    from pymilvus import DataType, MilvusClient
-
-    client = MilvusClient(uri=uri, timeout=10)
-    schema = client.create_schema(auto_id=False)
-    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
-    schema.add_field(TEXT, DataType.VARCHAR, max_length=65535)
-    schema.add_field(SOURCE, DataType.VARCHAR, max_length=4096)
-    schema.add_field(METADATA, DataType.JSON)
-    schema.add_field(VECTOR, DataType.FLOAT_VECTOR, dim=DIM)
-    index = client.prepare_index_params()
-    index.add_index(field_name=VECTOR, index_type="FLAT", metric_type="COSINE")
-    client.create_collection(name, schema=schema, index_params=index)
-    vectors = BagOfWords().embed([d[1] for d in DOCS])
-    client.insert(
-        name, [{"id": src, TEXT: text, SOURCE: src, METADATA: {"lang": lang}, VECTOR: v.tolist()} for (src, text, lang), v in zip(DOCS, vectors, strict=True)]
-    )
-    client.load_collection(name)
-    client.close()
+    plinth.make_collection(uri, name, [(src, text, {"lang": lang}) for src, text, lang in DOCS], DIM)
 
 
 def test_retrieval_tool_on_milvus_lite_with_cache(milvus_lite, redis_server, fleet):
@@ -73,7 +39,7 @@ def test_retrieval_tool_on_milvus_lite_with_cache(milvus_lite, redis_server, fle
             return await super().search(query, top_k, filter)
 
     async def body():
-        retriever = Counting(milvus_lite, collection, BagOfWords())
+        retriever = Counting(milvus_lite, collection, plinth.BagOfWords(DIM))
         args = json.dumps({"query": "AOF persistence appends writes to a log file"}, separators=(",", ":")).replace(" ", "")
         async with environment(redis_server.url, fleet, tools=tools) as env:
             async with running_worker(env.config, retriever_factory=lambda c, t: retriever):

@@ -1,0 +1,212 @@
+"""CPU agent models on llama-server: per-step latency and the decisions they make, side by side.
+
+A real worker (this process) on a real redis-server and Milvus Lite runs the dev questions of
+e2e/plinth.py (invented facts, so a right answer must come through a search) one task at a time
+against llama-server serving each model, in each decision mode (spec.decisions.mode):
+JSONSchema (schema-constrained JSON decisions) and ToolCalls (the engine's native tool calls,
+tools rendered by the GGUF's chat template, <tool_call> text as fallback) as the baseline.
+
+Printed per model x mode x run: model-call seconds per step (p50/p95, repair calls included),
+task seconds, steps per task, tasks that searched, answers stating the expected facts, answers
+citing the supporting page, sub-agents spawned, repair turns, end reasons.
+
+    python e2e/bench/cpu_agent_models.py [--models qwen2.5-coder-0.5b,qwen2.5-coder-1.5b]
+        [--modes JSONSchema,ToolCalls] [--runs 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from runtime_benchlib import free_port, pct, redis_server
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from agentfleet_contract.fleet_keys import Keys  # noqa: E402
+from agentfleet_contract.runtime_config import RuntimeConfig  # noqa: E402
+
+from agentfleet_runtime import metrics  # noqa: E402
+from agentfleet_runtime.config import limits_of  # noqa: E402
+from agentfleet_runtime.redis_client import connect  # noqa: E402
+from agentfleet_runtime.retrieval import Retriever  # noqa: E402
+from agentfleet_runtime.store import TaskStore  # noqa: E402
+from agentfleet_runtime.submission import Submission, new_task  # noqa: E402
+from agentfleet_runtime.worker import Worker  # noqa: E402
+from e2e import llama_server  # noqa: E402
+from e2e.plinth import DELEGATE, DEV_QUESTIONS, BagOfWords, fleet_config, make_collection  # noqa: E402
+
+
+def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - 127.0.0.1
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not come up:\n{log.read_text()[-2000:]}")
+        time.sleep(0.5)
+
+
+def start_milvus(tmp: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    log = tmp / "milvus.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(tmp / "milvus"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    from pymilvus import MilvusClient
+
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            c = MilvusClient(uri=f"http://127.0.0.1:{port}", timeout=5, dedicated=True)
+            c.get_server_version(timeout=5)
+            c.close()
+            return proc, f"http://127.0.0.1:{port}"
+        except Exception:  # noqa: BLE001 - still starting
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"milvus lite did not start:\n{log.read_text()[-2000:]}") from None
+            time.sleep(1)
+
+
+async def run_questions(redis_url: str, model_url: str, milvus_uri: str, collection: str, mode: str) -> list[dict]:
+    fleet = "bench" + uuid.uuid4().hex[:6]
+    config = RuntimeConfig.model_validate(
+        fleet_config(redis_url, fleet, model_url, system=DELEGATE, mode=mode, policies=[{"tool": "search", "firstStep": True}] if mode == "JSONSchema" else [])
+    )
+    store = TaskStore(connect(redis_url), Keys(fleet))
+    await store.ensure_group()
+    retriever = Retriever(milvus_uri, collection, BagOfWords())
+    worker = Worker(config, retriever_factory=lambda c, t: retriever)
+    await worker.start()
+    out = []
+    try:
+        for question, facts, sources in DEV_QUESTIONS:
+            repairs0 = metrics.DECISION_REPAIRS._value.get()
+            t0 = time.monotonic()
+            _, tid = await store.submit(new_task(uuid.uuid4().hex, Submission(question, "", limits_of(config), None, "", {}), time.time()))
+            while True:
+                st = (await store.statuses([tid]))[0]
+                if st and st["status"] in ("done", "dead", "cancelled"):
+                    break
+                await asyncio.sleep(0.1)
+            seconds = time.monotonic() - t0
+            tree = [tid, *await store.children(tid)]
+            steps = {t: await store.steps(t) for t in tree}
+            answer = st.get("answer") or ""
+            low = answer.lower()
+            calls = [c.name for t in tree for s in steps[t] for c in s.tool_calls]
+            out.append(
+                {
+                    "question": question,
+                    "answer": answer,
+                    "reason": st.get("reason"),
+                    "seconds": seconds,
+                    "steps": len(steps[tid]),
+                    "step_seconds": [s.model_seconds for t in tree for s in steps[t] if s.model_seconds],
+                    "searched": "search" in calls,
+                    "spawned": len(tree) - 1,
+                    "correct": all(any(a.lower() in low for a in alts) for alts in facts),
+                    "cited": all(src in answer for src in sources),
+                    "repairs": metrics.DECISION_REPAIRS._value.get() - repairs0,
+                    "calls": calls,
+                }
+            )
+            r = out[-1]
+            print(
+                f"    {r['seconds']:6.1f}s {r['steps']} steps {'S' if r['searched'] else '-'}{'D' if r['spawned'] else '-'} "
+                f"{'correct' if r['correct'] else 'WRONG  '} {'cited' if r['cited'] else 'no-cite'} {r['reason']:<12} {answer[:90]!r}",
+                flush=True,
+            )
+    finally:
+        await worker.kill()
+        await store.r.aclose()
+    return out
+
+
+def summary(rows: list[dict]) -> dict:
+    steps = [s for r in rows for s in r["step_seconds"]]
+    n = len(rows)
+    return {
+        "step_p50": pct(steps, 50),
+        "step_p95": pct(steps, 95),
+        "model_calls": len(steps),
+        "task_p50": pct([r["seconds"] for r in rows], 50),
+        "task_p95": pct([r["seconds"] for r in rows], 95),
+        "steps_per_task": statistics.mean(r["steps"] for r in rows),
+        "searched": sum(r["searched"] for r in rows) / n,
+        "correct": sum(r["correct"] for r in rows) / n,
+        "cited": sum(r["cited"] for r in rows) / n,
+        "spawned": sum(r["spawned"] for r in rows),
+        "repairs": sum(r["repairs"] for r in rows),
+        "reasons": {k: sum(1 for r in rows if r["reason"] == k) for k in sorted({r["reason"] for r in rows})},
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="qwen2.5-coder-0.5b,qwen2.5-coder-1.5b")
+    p.add_argument("--modes", default="JSONSchema,ToolCalls")
+    p.add_argument("--runs", type=int, default=2)
+    p.add_argument("--slots", type=int, default=2)
+    p.add_argument("--json", help="write every row and summary here")
+    args = p.parse_args()
+    logging.disable(logging.INFO)
+    binary = llama_server.ensure_binary()
+    results = []
+    with tempfile.TemporaryDirectory() as tmpd, redis_server() as redis_url:
+        tmp = Path(tmpd)
+        milvus, milvus_uri = start_milvus(tmp)
+        try:
+            collection = "plinth_bench"
+            make_collection(milvus_uri, collection)
+            for model in args.models.split(","):
+                gguf = llama_server.ensure_model(model)
+                port = free_port()
+                log = tmp / f"{model}.log"
+                server = subprocess.Popen(
+                    llama_server.command(binary, gguf, port, alias="qwen", slots=args.slots), stdout=log.open("w"), stderr=subprocess.STDOUT
+                )
+                try:
+                    t0 = time.monotonic()
+                    wait_http(f"http://127.0.0.1:{port}/health", server, log)
+                    print(f"== {model}: llama-server up in {time.monotonic() - t0:.1f}s", flush=True)
+                    for mode in args.modes.split(","):
+                        for run in range(args.runs):
+                            print(f"  -- {mode}, run {run + 1}", flush=True)
+                            rows = asyncio.run(run_questions(redis_url, f"http://127.0.0.1:{port}/v1", milvus_uri, collection, mode))
+                            results.append({"model": model, "mode": mode, "run": run + 1, "rows": rows, "summary": summary(rows)})
+                finally:
+                    server.terminate()
+                    server.wait(30)
+        finally:
+            milvus.terminate()
+    print("\nmodel                mode        run  step p50  step p95  task p50  task p95  steps/task  searched  correct  cited  sub-agents  repairs  ends")
+    for r in results:
+        s = r["summary"]
+        print(
+            f"{r['model']:<20} {r['mode']:<11} {r['run']:>3}  {s['step_p50']:7.2f}s  {s['step_p95']:7.2f}s  {s['task_p50']:7.1f}s  {s['task_p95']:7.1f}s"
+            f"  {s['steps_per_task']:10.1f}  {s['searched']:8.0%}  {s['correct']:7.0%}  {s['cited']:5.0%}  {s['spawned']:10d}  {s['repairs']:7.0f}  {s['reasons']}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

