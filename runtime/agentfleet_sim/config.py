@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from .metrics_spec import Flavor
+from .quirks import Quirks
 
 
 @dataclass
@@ -124,6 +125,7 @@ class ReplicaConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     startup_seconds: float = 0.0  # /health fails this long, like a model still loading
     metrics_flavor: Flavor = Flavor.CURRENT
+    quirks: Quirks = field(default_factory=Quirks)  # how this engine differs from vLLM (quirks.py)
 
 
 @dataclass
@@ -156,7 +158,7 @@ def _pick(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
 
 def fleet_config_from_dict(data: dict[str, Any]) -> FleetConfig:
     """YAML shape: replicas, base_port, startup_seconds, metrics_flavor, engine: {...},
-    faults: {...}, replica_faults: {index: {...}}."""
+    faults: {...}, quirks: {...}, replica_faults: {index: {...}}."""
     data = dict(data)
     engine = EngineConfig(**_pick(EngineConfig, data.pop("engine", {}) or {}, "engine"))
     faults = FaultConfig(**_pick(FaultConfig, data.pop("faults", {}) or {}, "faults"))
@@ -165,6 +167,7 @@ def fleet_config_from_dict(data: dict[str, Any]) -> FleetConfig:
         faults=faults,
         startup_seconds=float(data.pop("startup_seconds", 0.0)),
         metrics_flavor=Flavor(data.pop("metrics_flavor", Flavor.CURRENT.value)),
+        quirks=Quirks.from_dict(data.pop("quirks", None)),
     )
     per_replica = {int(k): dict(v) for k, v in (data.pop("replica_faults", {}) or {}).items()}
     top = _pick(FleetConfig, data, "fleet config")
