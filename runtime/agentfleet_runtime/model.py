@@ -115,6 +115,16 @@ class OpenAIChatClient:
         # Plain http (in-cluster model servers): the lean keep-alive client, a fraction of
         # aiohttp's CPU per call (http1.py); https and anything else: aiohttp.
         self._h1 = Http1Client(self.url, self._headers) if self.url.startswith("http://") else None
+        from agentfleet_runtime.routing.wire import ContextGuard, PortableTools  # builds on ModelError
+
+        self._portable = PortableTools()
+        self._context = ContextGuard(model, self._models)
+
+    async def _models(self, _key: str) -> Any:
+        url = self.url.removesuffix("/chat/completions") + "/models"
+        async with self._http().get(url, headers=self._headers, timeout=aiohttp.ClientTimeout(total=5.0)) as resp:
+            resp.raise_for_status()
+            return await resp.json(content_type=None)
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -143,12 +153,13 @@ class OpenAIChatClient:
             "temperature": self.temperature,
         }
         if req.tools and self.send_tools:
-            body["tools"] = req.tools
+            body["tools"] = self._portable(req.tools)
             body["tool_choice"] = "auto"
         return body
 
     async def complete(self, request: ModelRequest) -> ModelReply:
-        payload = fastjson.dumpb(self._body(request))  # the whole history, every step: the fast encoder
+        body = await self._context.fit(self.url, self._body(request))  # max_tokens within the served context
+        payload = fastjson.dumpb(body)  # the whole history, every step: the fast encoder
         deadline = time.monotonic() + (request.timeout if request.timeout is not None else self.timeout * (self.max_retries + 1))
         last: ModelError | None = None
         for attempt in range(self.max_retries + 1):
@@ -158,6 +169,9 @@ class OpenAIChatClient:
             started = time.monotonic()
             try:
                 status, raw = await self._post(payload, min(self.timeout, left))
+                if status == 400 and (refit := self._context.refit(self.url, body, raw[:2000].decode("utf-8", errors="replace"))) is not None:
+                    body, payload = refit, fastjson.dumpb(refit)  # the engine named the exact room left
+                    status, raw = await self._post(payload, max(0.001, min(self.timeout, deadline - time.monotonic())))
                 if status >= 400:
                     retryable = status >= 500 or status in (408, 409, 429)
                     text = raw[:1200].decode("utf-8", errors="replace")

@@ -32,6 +32,7 @@ from agentfleet_runtime.routing.ratelimit import RedisRateLimiter, Reservation, 
 from agentfleet_runtime.routing.settings import Endpoint, Tier
 from agentfleet_runtime.routing.sources import ReplicaSource
 from agentfleet_runtime.routing.transport import AttemptTimeout, HttpTransport, Transport
+from agentfleet_runtime.routing.wire import ContextGuard, PortableTools
 from agentfleet_runtime.types import ModelReply
 
 
@@ -85,6 +86,8 @@ class RoutingModelClient:
         self.backoff_cap = backoff_cap
         self.rng = rng or random.Random()
         self._starting: asyncio.Future[None] | None = None
+        self._portable = PortableTools()
+        self._guards: dict[str, ContextGuard] = {}
         for tier_label, pool in (("primary", self.primary), ("routine", self.routine)):
             if pool is not None:
                 st = pool.settings
@@ -146,9 +149,33 @@ class RoutingModelClient:
     def _body(self, tier: Tier, req: ModelRequest) -> dict[str, Any]:
         body: dict[str, Any] = {"model": tier.model, "messages": req.messages, "max_tokens": self.max_output_tokens, "temperature": self.temperature}
         if req.tools and self.send_tools:
-            body["tools"] = req.tools
+            body["tools"] = self._portable(req.tools)
             body["tool_choice"] = "auto"
         return body
+
+    def _guard(self, pool: ReplicaPool) -> ContextGuard:
+        guard = self._guards.get(pool.tier.name)
+        if guard is None:
+            models = getattr(self.transport, "models", None)
+
+            async def fetch(base_url: str) -> Any:
+                return await models(base_url) if models is not None else None
+
+            guard = self._guards[pool.tier.name] = ContextGuard(pool.tier.model, fetch)
+        return guard
+
+    async def _send_fitted(self, pool: ReplicaPool, endpoint: Endpoint, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Send with ``max_tokens`` inside the replica's served context (wire.py); a 400 for a
+        too-long request is sent once more with the exact room the engine reported."""
+        guard = self._guard(pool)
+        fitted = await guard.fit(endpoint.base_url, body)
+        try:
+            return await self.transport.send(endpoint, fitted, timeout)
+        except ModelError as e:
+            again = guard.refit(endpoint.base_url, fitted, str(e)) if e.status == 400 else None
+            if again is None:
+                raise
+            return await self.transport.send(endpoint, again, timeout)
 
     def _key(self, pool: ReplicaPool, req: ModelRequest) -> str:
         if pool.settings.sub_agent_affinity and req.root_id:
@@ -252,7 +279,7 @@ class RoutingModelClient:
         outcome = "error"
         try:
             try:
-                raw = await asyncio.wait_for(self.transport.send(endpoint, body, timeout), timeout)
+                raw = await asyncio.wait_for(self._send_fitted(pool, endpoint, body, timeout), timeout)
             except TimeoutError as e:
                 raise AttemptTimeout(f"{name} did not answer within {timeout:.1f} s") from e
             reply = parse_chat_completion(raw)

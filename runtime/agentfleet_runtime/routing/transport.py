@@ -59,6 +59,12 @@ class HttpTransport:
             raise ModelError(f"{endpoint.name} sent a non-object body", retryable=True)
         return parsed
 
+    async def models(self, base_url: str) -> dict[str, Any]:
+        """``GET {base_url}/models``: the served models and their context (``max_model_len``)."""
+        async with self._http().get(base_url.rstrip("/") + "/models", timeout=aiohttp.ClientTimeout(total=5.0)) as resp:
+            resp.raise_for_status()
+            return await resp.json(content_type=None)
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
