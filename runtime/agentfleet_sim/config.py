@@ -92,6 +92,9 @@ class FaultConfig:
     hang: bool = False  # completion calls never answer (health stays green: the nasty case)
     health_fail: bool = False  # /health answers 503
     draining: bool = False  # refuse new calls with 503, finish running ones, /health 503
+    # Setting it stalls the engine that many seconds from now: no step runs, the queue grows
+    # (a hung GPU, a long GC pause); calls answer late, nothing fails.
+    stall_seconds: float = 0.0
     seed: int = 0
 
     def update(self, changes: dict[str, Any]) -> FaultConfig:
@@ -110,8 +113,8 @@ class FaultConfig:
             value = getattr(merged, name)
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
-        if merged.slow_factor < 1.0 or merged.added_latency_s < 0.0:
-            raise ValueError("slow_factor must be >= 1 and added_latency_s >= 0")
+        if merged.slow_factor < 1.0 or merged.added_latency_s < 0.0 or merged.stall_seconds < 0.0:
+            raise ValueError("slow_factor must be >= 1, added_latency_s and stall_seconds >= 0")
         if merged.slow_episode_seconds <= 0.0:
             raise ValueError("slow_episode_seconds must be positive")
         return merged

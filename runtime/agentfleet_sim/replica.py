@@ -91,6 +91,8 @@ class Replica:
 
     def configure(self, **changes: Any) -> FaultConfig:
         self.faults = self.faults.update(changes)
+        if changes.get("stall_seconds") and self._ready_at is not None:
+            self.runner.stall(self.faults.stall_seconds)
         if "seed" in changes:
             self._fault_rng = random.Random(self.faults.seed)
         if self._ready_at is not None and changes.keys() & {"seed", "slow_episode_fraction", "slow_episode_seconds"}:

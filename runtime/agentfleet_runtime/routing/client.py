@@ -25,13 +25,16 @@ from collections.abc import Callable
 from typing import Any
 
 from agentfleet_runtime.model import ModelError, ModelRequest, parse_chat_completion
+from agentfleet_runtime.routing.abortwatch import AbortWatch
 from agentfleet_runtime.routing.backoff import full_jitter
 from agentfleet_runtime.routing.metrics import RoutingMetrics, default_metrics
 from agentfleet_runtime.routing.pool import ReplicaPool
 from agentfleet_runtime.routing.ratelimit import RedisRateLimiter, Reservation, estimate_tokens
 from agentfleet_runtime.routing.settings import Endpoint, Tier
 from agentfleet_runtime.routing.sources import ReplicaSource
+from agentfleet_runtime.routing.streaming import StreamObserver
 from agentfleet_runtime.routing.transport import AttemptTimeout, HttpTransport, Transport
+from agentfleet_runtime.routing.ttfthedge import hedged_stream
 from agentfleet_runtime.routing.wire import ContextGuard, PortableTools
 from agentfleet_runtime.types import ModelReply
 
@@ -69,6 +72,7 @@ class RoutingModelClient:
         backoff_base: float = 0.05,
         backoff_cap: float = 2.0,
         rng: random.Random | None = None,
+        stream: bool = False,
     ) -> None:
         self.primary = ReplicaPool(*primary)
         self.routine = ReplicaPool(*routine) if routine is not None else None
@@ -86,8 +90,11 @@ class RoutingModelClient:
         self.backoff_cap = backoff_cap
         self.rng = rng or random.Random()
         self._starting: asyncio.Future[None] | None = None
+        # Streamed calls: hedge on time to first token, answer text to delta_sink (ttfthedge.py).
+        self.stream = stream
         self._portable = PortableTools()
         self._guards: dict[str, ContextGuard] = {}
+        self._watches: dict[str, AbortWatch] = {}
         for tier_label, pool in (("primary", self.primary), ("routine", self.routine)):
             if pool is not None:
                 st = pool.settings
@@ -107,6 +114,8 @@ class RoutingModelClient:
             await pool.source.start()
 
     async def close(self) -> None:
+        for watch in self._watches.values():
+            await watch.close()
         for pool in self._pools():
             await pool.source.close()
         await self.transport.close()
@@ -153,6 +162,23 @@ class RoutingModelClient:
             body["tool_choice"] = "auto"
         return body
 
+    def abort_watch(self, pool: ReplicaPool) -> AbortWatch:
+        watch = self._watches.get(pool.tier.name)
+        if watch is None:
+            read = getattr(self.transport, "abort_count", None)
+
+            async def read_aborts(base_url: str) -> float | None:
+                if read is None:
+                    raise LookupError("this transport cannot read the engine's counters")
+                return await read(base_url)
+
+            watch = self._watches[pool.tier.name] = AbortWatch(read_aborts)
+        return watch
+
+    def aborts(self, pool: ReplicaPool, endpoint: Endpoint) -> bool:
+        """Whether the replica's engine aborts a request whose client went away (abortwatch.py)."""
+        return self.abort_watch(pool).aborts(endpoint.base_url)
+
     def _guard(self, pool: ReplicaPool) -> ContextGuard:
         guard = self._guards.get(pool.tier.name)
         if guard is None:
@@ -164,18 +190,27 @@ class RoutingModelClient:
             guard = self._guards[pool.tier.name] = ContextGuard(pool.tier.model, fetch)
         return guard
 
-    async def _send_fitted(self, pool: ReplicaPool, endpoint: Endpoint, body: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Send with ``max_tokens`` inside the replica's served context (wire.py); a 400 for a
-        too-long request is sent once more with the exact room the engine reported."""
+    async def _send_fitted(
+        self, pool: ReplicaPool, endpoint: Endpoint, body: dict[str, Any], timeout: float, observer: StreamObserver | None = None
+    ) -> dict[str, Any]:
+        """Send (streamed when an observer is given) with ``max_tokens`` inside the replica's
+        served context (wire.py); a 400 for a too-long request is sent once more with the exact
+        room the engine reported."""
         guard = self._guard(pool)
         fitted = await guard.fit(endpoint.base_url, body)
+
+        def send(b: dict[str, Any]) -> Any:
+            if observer is not None:
+                return self.transport.stream(endpoint, b, timeout, observer)  # type: ignore[attr-defined]
+            return self.transport.send(endpoint, b, timeout)
+
         try:
-            return await self.transport.send(endpoint, fitted, timeout)
+            return await send(fitted)
         except ModelError as e:
             again = guard.refit(endpoint.base_url, fitted, str(e)) if e.status == 400 else None
             if again is None:
                 raise
-            return await self.transport.send(endpoint, again, timeout)
+            return await send(again)
 
     def _key(self, pool: ReplicaPool, req: ModelRequest) -> str:
         if pool.settings.sub_agent_affinity and req.root_id:
@@ -201,7 +236,12 @@ class RoutingModelClient:
                 if attempt:
                     self.metrics.failovers.labels(pool.tier.name).inc()
                 try:
-                    reply, served = await self._hedged(pool, order, req, body, min(self.timeout, left))
+                    hedged = (
+                        hedged_stream(self, pool, order, req, body, min(self.timeout, left))
+                        if self.stream
+                        else self._hedged(pool, order, req, body, min(self.timeout, left))
+                    )
+                    reply, served = await hedged
                 except _Failed as f:
                     last = f.error
                     tried += [r for r in f.replicas if r not in tried]
@@ -268,7 +308,9 @@ class RoutingModelClient:
             self.metrics.hedge_threshold.labels(pool.tier.name, kind).set(value)
         return value
 
-    async def _call(self, pool: ReplicaPool, endpoint: Endpoint, kind: str, body: dict[str, Any], timeout: float) -> ModelReply:
+    async def _call(
+        self, pool: ReplicaPool, endpoint: Endpoint, kind: str, body: dict[str, Any], timeout: float, observer: StreamObserver | None = None
+    ) -> ModelReply:
         loop = asyncio.get_running_loop()
         model, name = pool.tier.name, endpoint.name
         detector = pool.detector(name)
@@ -279,7 +321,7 @@ class RoutingModelClient:
         outcome = "error"
         try:
             try:
-                raw = await asyncio.wait_for(self._send_fitted(pool, endpoint, body, timeout), timeout)
+                raw = await asyncio.wait_for(self._send_fitted(pool, endpoint, body, timeout, observer), timeout)
             except TimeoutError as e:
                 raise AttemptTimeout(f"{name} did not answer within {timeout:.1f} s") from e
             reply = parse_chat_completion(raw)
@@ -291,6 +333,7 @@ class RoutingModelClient:
             return reply
         except asyncio.CancelledError:
             outcome = "cancelled"  # a hedge loser or a cancelled task: says nothing about the replica
+            self.abort_watch(pool).cancelled(endpoint.base_url, loop.time())
             raise
         except ModelError as e:
             outcome = "timeout" if isinstance(e, AttemptTimeout) else "error"
