@@ -112,6 +112,16 @@ class Replica:
         """(start, end) of the slow episodes begun so far (for reports)."""
         return self._episodes.episodes(asyncio.get_running_loop().time()) if self._episodes is not None else []
 
+    def next_call_slow(self) -> bool:
+        """Whether a call admitted now will be slow (a slow draw, a slow episode, a stall),
+        peeking at the fault draws without using them up: for the same-run oracle of hedging
+        benchmarks, which hedges exactly the calls that will be slow."""
+        peek = random.Random()
+        peek.setstate(self._fault_rng.getstate())
+        peek.random()  # the error draw comes first
+        slow = peek.random() < self.faults.slow_fraction or self.in_slow_episode()
+        return (slow and self.faults.slow_factor > 1.0) or self.runner.paused_until > asyncio.get_running_loop().time()
+
     def drain(self) -> None:
         self.configure(draining=True)
 
