@@ -142,7 +142,7 @@ async def trigger(sim: FleetThread, stream: bool, stalls: int) -> tuple[float | 
         kind = "step:ttft" if stream else "step"
         threshold = metrics.registry.get_sample_value("agentfleet_routing_hedge_threshold_seconds", {"model": "m", "kind": kind})
         times = []
-        for i in range(stalls):
+        for _ in range(stalls):
             home = client.primary.order("stalled", 0.0, task="stalled")[0].name
             admin(sim, home, {"stall_seconds": 5.0})
             t0 = time.monotonic()
