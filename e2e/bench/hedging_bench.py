@@ -204,9 +204,9 @@ def section(workload: str, args: argparse.Namespace) -> None:
     print(f"\n== {title}: {args.replicas} replicas, {len(score)} tasks x 16 calls over {args.seconds:.0f} s ==")
     kw = dict(workload=workload, replicas=args.replicas, seconds=args.seconds)
     # Tuning seed: the percentile each hedge gets (its best gain with extra calls under 5%).
-    chosen: dict[str, int] = {}
-    base_t = run("tune: none", tune, settings_for("none", 95), mode="none", **kw)
-    for mode in ("call", "ttft"):
+    chosen: dict[str, int] = {"call": percentiles[0], "ttft": percentiles[0]}
+    base_t = run("tune: none", tune, settings_for("none", 95), mode="none", **kw) if len(percentiles) > 1 else None
+    for mode in ("call", "ttft") if base_t is not None else ():
         best: tuple[float, int] | None = None
         for p in percentiles:
             r = run(f"tune: {mode} p{p}", tune, settings_for(mode, p), mode=mode, **kw)

@@ -32,6 +32,7 @@ from agentfleet_runtime.routing.pool import ReplicaPool
 from agentfleet_runtime.routing.ratelimit import RedisRateLimiter, Reservation, estimate_tokens
 from agentfleet_runtime.routing.settings import Endpoint, Tier
 from agentfleet_runtime.routing.sources import ReplicaSource
+from agentfleet_runtime.routing.spillwait import RoomWaiter
 from agentfleet_runtime.routing.streaming import StreamObserver
 from agentfleet_runtime.routing.transport import AttemptTimeout, HttpTransport, Transport
 from agentfleet_runtime.routing.ttfthedge import hedged_stream
@@ -95,6 +96,7 @@ class RoutingModelClient:
         self._portable = PortableTools()
         self._guards: dict[str, ContextGuard] = {}
         self._watches: dict[str, AbortWatch] = {}
+        self._rooms = RoomWaiter()
         for tier_label, pool in (("primary", self.primary), ("routine", self.routine)):
             if pool is not None:
                 st = pool.settings
@@ -179,6 +181,15 @@ class RoutingModelClient:
         """Whether the replica's engine aborts a request whose client went away (abortwatch.py)."""
         return self.abort_watch(pool).aborts(endpoint.base_url)
 
+    async def _room_at_home(self, pool: ReplicaPool, key: str, task: str, timeout: float) -> None:
+        """Wait (up to ``timeout``) for the task's replica to drop under the load bound rather
+        than let the bound move the task (spillwait.py)."""
+        loop = asyncio.get_running_loop()
+        home, room = pool.preferred(key, loop.time(), task)
+        if home is None or room:
+            return
+        await self._rooms.wait(home, lambda: pool.preferred(key, loop.time(), task)[1], timeout)
+
     def _guard(self, pool: ReplicaPool) -> ContextGuard:
         guard = self._guards.get(pool.tier.name)
         if guard is None:
@@ -228,6 +239,8 @@ class RoutingModelClient:
             left = deadline - loop.time()
             if left <= 0:
                 break
+            if not attempt and pool.settings.spill_wait_s > 0:
+                await self._room_at_home(pool, key, req.task_id or key, min(pool.settings.spill_wait_s, left))
             order = pool.order(key, loop.time(), exclude=tried, task=req.task_id or key)
             self.metrics.replicas.labels(pool.tier.name).set(len(pool.source.endpoints()))
             if not order:
@@ -346,5 +359,6 @@ class RoutingModelClient:
             raise
         finally:
             pool.inflight[name] -= 1
+            self._rooms.freed(name)
             self.metrics.inflight.labels(model, name).set(pool.inflight[name])
             self.metrics.calls.labels(model, name, outcome).inc()
