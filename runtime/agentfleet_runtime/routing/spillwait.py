@@ -14,31 +14,42 @@ bound holds exactly as before; the wait replaces a move, and is short next to a 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 
 
 class RoomWaiter:
+    """Per replica, the calls waiting for room, woken one per call that ends there: waking them
+    all at once would let every one of them see the same free slot and go over the cap together."""
+
     def __init__(self) -> None:
-        self._freed: dict[str, asyncio.Event] = {}
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
 
     def freed(self, replica: str) -> None:
-        """A call on ``replica`` ended (its in-flight count dropped)."""
-        event = self._freed.get(replica)
-        if event is not None:
-            event.set()
+        """A call on ``replica`` ended (its in-flight count dropped): wake the longest waiter."""
+        queue = self._waiting.get(replica)
+        while queue:
+            fut = queue.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
 
     async def wait(self, replica: str, room: Callable[[], bool], timeout: float) -> bool:
-        """Until ``room()`` holds (checked after each call on ``replica`` ends) or ``timeout``."""
+        """Until ``room()`` holds (checked when woken) or ``timeout``; True if there is room."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        queue = self._waiting.setdefault(replica, deque())
         while not room():
             left = deadline - loop.time()
             if left <= 0:
                 return False
-            event = self._freed.setdefault(replica, asyncio.Event())
-            event.clear()
+            fut: asyncio.Future[None] = loop.create_future()
+            queue.append(fut)
             try:
-                await asyncio.wait_for(event.wait(), left)
+                await asyncio.wait_for(fut, left)
             except TimeoutError:
                 return room()
+            finally:
+                if not queue:
+                    self._waiting.pop(replica, None)
         return True
