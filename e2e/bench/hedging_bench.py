@@ -44,37 +44,14 @@ sys.path.insert(0, str(ROOT / "operator"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from prometheus_client import CollectorRegistry  # noqa: E402
-from routing_bench import ENGINE, SimTransport, TaskSpec, after_step, first_messages, make_tasks, pct  # noqa: E402
+from routing_bench import ENGINE, StreamingSimTransport, TaskSpec, after_step, first_messages, make_tasks, pct  # noqa: E402
 
-from agentfleet_runtime.model import ModelError, ModelRequest  # noqa: E402
+from agentfleet_runtime.model import ModelRequest  # noqa: E402
 from agentfleet_runtime.routing.client import RoutingModelClient  # noqa: E402
 from agentfleet_runtime.routing.metrics import RoutingMetrics  # noqa: E402
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier  # noqa: E402
 from agentfleet_runtime.routing.sources import StaticSource  # noqa: E402
-from agentfleet_runtime.routing.streaming import StreamAccumulator, StreamObserver  # noqa: E402
-from agentfleet_sim import ApiError, Replica, fleet_config, run_virtual, start_replicas  # noqa: E402
-
-
-class StreamingSimTransport(SimTransport):
-    """SimTransport plus streamed calls and the engines' abort counters."""
-
-    async def stream(self, endpoint: Endpoint, body: dict[str, Any], timeout: float, observer: StreamObserver) -> dict[str, Any]:
-        try:
-            chunks = await self.replicas[endpoint.name].completion({**body, "stream": True, "stream_options": {"include_usage": True}})
-        except ApiError as e:
-            raise ModelError(f"{endpoint.name} answered {e.status}: {e.message}", status=e.status, retryable=e.status >= 500 or e.status == 429) from e
-        acc = StreamAccumulator()
-        try:
-            async for chunk in chunks:  # type: ignore[union-attr]
-                first, text = acc.feed_chunk(chunk)
-                observer.fold(acc, first, text)
-        finally:
-            await chunks.aclose()  # type: ignore[union-attr]
-        return acc.body()
-
-    async def abort_count(self, base_url: str) -> float | None:
-        name = base_url.removeprefix("sim://").split("/")[0]
-        return float(self.replicas[name].engine.stats.request_success["abort"])
+from agentfleet_sim import Replica, fleet_config, run_virtual, start_replicas  # noqa: E402
 
 
 class OracleTransport(StreamingSimTransport):
