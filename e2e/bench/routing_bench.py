@@ -570,15 +570,22 @@ def where_hits_go(label: str, tasks: list[TaskSpec], settings: RoutingSettings, 
 def ceiling_section(args: argparse.Namespace) -> None:
     print("\n5. Where the hits go: hit rate against the ceiling (a router that always finds the task's previous prompt, unbounded")
     print("   capacity), p99 TTFT (streamed calls), tokens the ceiling hits that a run missed by cause, load-bound violations")
-    print(f"   {'replicas':>8} {'policy':<28} {'hit rate':>8} {'of ceiling':>10} {'p99 TTFT':>9} {'moves':>6} {'lost: moved':>11} {'evicted':>8} {'first':>6} {'over cap':>9}")
+    print(
+        f"   {'replicas':>8} {'policy':<28} {'hit rate':>8} {'of ceiling':>10} {'p99 TTFT':>9} {'moves':>6} {'lost: moved':>11} {'evicted':>8} {'first':>6} {'over cap':>9}"
+    )
     for replicas in [int(x) for x in args.ceiling_replicas.split(",")]:
         tasks = make_tasks(args.tasks_per_replica * replicas, args.steps, seed=args.ceiling_seed, arrival_window=30.0)
         ceiling = hit_bounds(tasks, replicas, samples=1)[0]
         ceilings = call_ceilings(tasks)
         rr = where_hits_go("RoundRobin", tasks, RoutingSettings(policy="RoundRobin"), replicas, ceilings)
-        routers = ROUTERS + [
-            (f"PA 125% + wait {w:g} s for room", RoutingSettings(policy="PrefixAffinity", spill_wait_s=w)) for w in (float(x) for x in args.spill_waits.split(",") if x)
-        ]
+        routers = (
+            ROUTERS
+            + [(f"PrefixAffinity {b}%", RoutingSettings(policy="PrefixAffinity", load_bound_percent=b)) for b in (int(x) for x in args.bounds.split(",") if x)]
+            + [
+                (f"PA 125% + wait {w:g} s for room", RoutingSettings(policy="PrefixAffinity", spill_wait_s=w))
+                for w in (float(x) for x in args.spill_waits.split(",") if x)
+            ]
+        )
         rows = [rr] + [where_hits_go(label, tasks, st, replicas, ceilings) for label, st in routers]
         for w in rows:
             print(
@@ -589,11 +596,7 @@ def ceiling_section(args: argparse.Namespace) -> None:
 
 
 # The sticky routers section 5 compares (label, settings).
-ROUTERS: list[tuple[str, RoutingSettings]] = [
-    ("PrefixAffinity 125%", RoutingSettings(policy="PrefixAffinity")),
-    ("PrefixAffinity 200%", RoutingSettings(policy="PrefixAffinity", load_bound_percent=200)),
-    ("PA 125% + wait 2 s for room", RoutingSettings(policy="PrefixAffinity", spill_wait_s=2.0)),
-]
+ROUTERS: list[tuple[str, RoutingSettings]] = [("PrefixAffinity 125%", RoutingSettings(policy="PrefixAffinity"))]
 
 
 def http_section() -> None:
@@ -619,7 +622,8 @@ def main() -> None:
     ap.add_argument("--short-tasks", action="store_true", help="section 2: also 6-call tasks")
     ap.add_argument("--ceiling-replicas", default="2,4,8,16", help="fleet sizes of section 5")
     ap.add_argument("--ceiling-seed", type=int, default=1, help="section 5's task seed (the waits were tuned on seed 9)")
-    ap.add_argument("--spill-waits", default="", help="section 5: extra PA 125%% rows with these waits for room (s), for tuning")
+    ap.add_argument("--bounds", default="", help="section 5: extra PrefixAffinity rows with these loadBoundPercent values")
+    ap.add_argument("--spill-waits", default="1", help="section 5: extra PA 125%% rows with these waits for room (s), for tuning")
     args = ap.parse_args()
     sections = {int(x) for x in args.sections.split(",")}
     if 1 in sections:
