@@ -44,9 +44,8 @@ sys.path.insert(0, str(ROOT / "operator"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from prometheus_client import CollectorRegistry  # noqa: E402
-from routing_bench import ENGINE, StreamingSimTransport, TaskSpec, after_step, first_messages, make_tasks, pct  # noqa: E402
+from routing_bench import ENGINE, Result, StreamingSimTransport, TaskSpec, drive, make_tasks, pct  # noqa: E402
 
-from agentfleet_runtime.model import ModelRequest  # noqa: E402
 from agentfleet_runtime.routing.client import RoutingModelClient  # noqa: E402
 from agentfleet_runtime.routing.metrics import RoutingMetrics  # noqa: E402
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier  # noqa: E402
@@ -128,20 +127,9 @@ def run(label: str, tasks: list[TaskSpec], settings: RoutingSettings, *, mode: s
 
             staller = asyncio.ensure_future(stall())
 
-        async def one(spec: TaskSpec) -> None:
-            await asyncio.sleep(spec.start)
-            began = loop.time()
-            msgs = first_messages(spec)
-            for step in range(spec.steps):
-                s = loop.time()
-                await client.complete(ModelRequest(messages=list(msgs), task_id=spec.task_id, root_id=spec.root_id, step=step, kind="step"))
-                out.call_seconds.append(loop.time() - s)
-                msgs += after_step(spec, step)
-                await asyncio.sleep(spec.tool_seconds[step])
-            out.task_seconds.append(loop.time() - began)
-            out.by_task[spec.task_id] = loop.time() - began
-
-        await asyncio.gather(*(one(s) for s in tasks))
+        driven = Result(label)
+        await drive(client, tasks, driven)
+        out.task_seconds, out.call_seconds, out.by_task = driven.task_seconds, driven.call_latencies, driven.by_task
         await asyncio.sleep(30.0)  # orphaned losers finish (an engine that does not abort)
         if workload == "stall":
             await staller

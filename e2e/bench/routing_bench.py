@@ -193,6 +193,7 @@ class Result:
     label: str
     call_latencies: list[float] = field(default_factory=list)
     task_seconds: list[float] = field(default_factory=list)
+    by_task: dict[str, float] = field(default_factory=dict)  # task id -> seconds, for paired comparisons
     hit_rate: float = 0.0
     calls: int = 0
     sent: int = 0  # attempts actually sent (hedges included)
@@ -234,6 +235,7 @@ async def drive(client: RoutingModelClient, tasks: list[TaskSpec], res: Result, 
             msgs += after_step(spec, step)
             await asyncio.sleep(spec.tool_seconds[step])
         res.task_seconds.append(loop.time() - began)
+        res.by_task[spec.task_id] = loop.time() - began
 
     await asyncio.gather(*(one(s) for s in tasks))
     res.wall = loop.time() - t0
