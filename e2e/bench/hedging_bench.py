@@ -11,7 +11,8 @@ simulator replicas on a virtual clock; only the hedging differs between runs:
 - first token pXX: streamed calls, a duplicate when no first token came by the kind's pXX time
   to first token (ttfthedge.py);
 - oracle: knows which calls will be slow (it peeks at the replica's fault draws and stalls,
-  ``Replica.next_call_slow``) and duplicates exactly those at once to the next replica; the
+  ``Replica.next_call_slow``; for the stall, every call sent to the stalling replica from 10 s
+  before the stall until its end) and duplicates exactly those at once to the next replica; the
   first answer wins. No hedge can gain more per extra call.
 
 Workloads: "1% slow": every call is 10x slow with chance 1%; "queue stall": one replica's engine
@@ -52,6 +53,8 @@ from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier 
 from agentfleet_runtime.routing.sources import StaticSource  # noqa: E402
 from agentfleet_sim import Replica, fleet_config, run_virtual, start_replicas  # noqa: E402
 
+ORACLE_LOOKAHEAD_S = 10.0  # above the p99 call latency of these workloads (~6-7 s)
+
 
 class OracleTransport(StreamingSimTransport):
     """Duplicates exactly the calls that will be slow, at once, to the next replica by name."""
@@ -60,9 +63,18 @@ class OracleTransport(StreamingSimTransport):
         super().__init__(replicas)
         self.ring = sorted(replicas)
         self.duplicates = 0
+        # (replica, start, end) of a scheduled stall: a call sent there from ORACLE_LOOKAHEAD_S
+        # before it starts until it ends will be caught in it (calls take a few seconds).
+        self.stall: tuple[str, float, float] | None = None
+
+    def will_stall(self, name: str) -> bool:
+        if self.stall is None or self.stall[0] != name:
+            return False
+        now = asyncio.get_running_loop().time()
+        return self.stall[1] - ORACLE_LOOKAHEAD_S <= now < self.stall[2]
 
     async def send(self, endpoint: Endpoint, body: dict[str, Any], timeout: float) -> dict[str, Any]:
-        if not self.replicas[endpoint.name].next_call_slow():
+        if not (self.replicas[endpoint.name].next_call_slow() or self.will_stall(endpoint.name)):
             return await super().send(endpoint, body, timeout)
         self.duplicates += 1
         other = self.ring[(self.ring.index(endpoint.name) + 1) % len(self.ring)]
@@ -120,6 +132,8 @@ def run(label: str, tasks: list[TaskSpec], settings: RoutingSettings, *, mode: s
         t0 = loop.time()
         if workload == "stall":
             victim = sims[0]
+            if isinstance(transport, OracleTransport):
+                transport.stall = (victim.name, loop.time() + 0.4 * seconds, loop.time() + 0.4 * seconds + 20.0)
 
             async def stall() -> None:
                 await asyncio.sleep(0.4 * seconds)
