@@ -6,8 +6,7 @@ import re
 from pathlib import Path
 
 import yaml
-
-from agentfleet.api.modelreplicaset import Engine
+from agentfleet_contract.modelreplicaset import Engine
 
 ROOT = Path(__file__).resolve().parents[2]
 
