@@ -17,7 +17,9 @@ from typing import Any, Literal, Protocol
 import aiohttp
 
 from agentfleet_runtime import fastjson, timeouts
+from agentfleet_runtime.errors import ModelError  # noqa: F401 - part of this module's interface
 from agentfleet_runtime.http1 import ConnectionFailed, Http1Client
+from agentfleet_runtime.modelwire import ContextGuard, PortableTools
 from agentfleet_runtime.textcalls import coerce_arguments
 from agentfleet_runtime.types import ModelReply, ToolCall, Usage
 
@@ -37,15 +39,6 @@ class ModelRequest:
     step: int = 0
     kind: StepKind = "step"
     timeout: float | None = None  # seconds left for this call (the loop passes the task's remaining time)
-
-
-class ModelError(Exception):
-    """A call that failed after its retries; ``retryable`` tells whether a later attempt may work."""
-
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retryable = retryable
 
 
 class ModelClient(Protocol):
@@ -115,8 +108,6 @@ class OpenAIChatClient:
         # Plain http (in-cluster model servers): the lean keep-alive client, a fraction of
         # aiohttp's CPU per call (http1.py); https and anything else: aiohttp.
         self._h1 = Http1Client(self.url, self._headers) if self.url.startswith("http://") else None
-        from agentfleet_runtime.routing.wire import ContextGuard, PortableTools  # builds on ModelError
-
         self._portable = PortableTools()
         self._context = ContextGuard(model, self._models)
 

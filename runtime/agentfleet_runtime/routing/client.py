@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agentfleet_runtime.model import ModelError, ModelRequest, parse_chat_completion
+from agentfleet_runtime.modelwire import ContextGuard, PortableTools
 from agentfleet_runtime.routing.abortwatch import AbortWatch
 from agentfleet_runtime.routing.backoff import full_jitter
 from agentfleet_runtime.routing.metrics import RoutingMetrics, default_metrics
@@ -35,18 +36,9 @@ from agentfleet_runtime.routing.sources import ReplicaSource
 from agentfleet_runtime.routing.spillwait import RoomWaiter
 from agentfleet_runtime.routing.streaming import StreamObserver
 from agentfleet_runtime.routing.transport import AttemptTimeout, HttpTransport, Transport
+from agentfleet_runtime.routing.ttfthedge import AttemptFailed as _Failed
 from agentfleet_runtime.routing.ttfthedge import hedged_stream
-from agentfleet_runtime.routing.wire import ContextGuard, PortableTools
 from agentfleet_runtime.types import ModelReply
-
-
-class _Failed(Exception):
-    """An attempt's failure with the replicas it used (for the failover order)."""
-
-    def __init__(self, error: ModelError, replicas: list[str]) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.replicas = replicas
 
 
 def _tenant_of(request: ModelRequest) -> str:
@@ -205,7 +197,7 @@ class RoutingModelClient:
         self, pool: ReplicaPool, endpoint: Endpoint, body: dict[str, Any], timeout: float, observer: StreamObserver | None = None
     ) -> dict[str, Any]:
         """Send (streamed when an observer is given) with ``max_tokens`` inside the replica's
-        served context (wire.py); a 400 for a too-long request is sent once more with the exact
+        served context (modelwire.py); a 400 for a too-long request is sent once more with the exact
         room the engine reported."""
         guard = self._guard(pool)
         fitted = await guard.fit(endpoint.base_url, body)

@@ -17,16 +17,22 @@ so the hedge fires earlier and on fewer false alarms than a hedge on the whole c
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agentfleet_runtime.model import ModelError, ModelRequest
+from agentfleet_runtime.routing.pool import ReplicaPool
 from agentfleet_runtime.routing.settings import Endpoint
 from agentfleet_runtime.routing.streaming import StreamObserver, delta_sink
 from agentfleet_runtime.types import ModelReply
 
-if TYPE_CHECKING:
-    from agentfleet_runtime.routing.client import RoutingModelClient
-    from agentfleet_runtime.routing.pool import ReplicaPool
+
+class AttemptFailed(Exception):
+    """An attempt's failure with the replicas it used (for the failover order)."""
+
+    def __init__(self, error: ModelError, replicas: list[str]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.replicas = replicas
 
 
 def ttft_kind(kind: str) -> str:
@@ -45,10 +51,9 @@ class _Attempt:
 
 
 async def hedged_stream(
-    client: RoutingModelClient, pool: ReplicaPool, order: list[Endpoint], req: ModelRequest, body: dict[str, Any], timeout: float
+    client: Any, pool: ReplicaPool, order: list[Endpoint], req: ModelRequest, body: dict[str, Any], timeout: float
 ) -> tuple[ModelReply, str]:
-    from agentfleet_runtime.routing.client import _Failed  # the client's own failure type
-
+    """``client``: the RoutingModelClient (its ``_call``, ``metrics`` and ``aborts``)."""
     loop = asyncio.get_running_loop()
     sink = delta_sink.get()
     started = loop.time()
@@ -126,7 +131,7 @@ async def hedged_stream(
                     winner[:] = []
         if hedged:
             client.metrics.hedges.labels(pool.tier.name, "failed").inc()
-        raise _Failed(errors[0], [a.endpoint.name for a in attempts])
+        raise AttemptFailed(errors[0], [a.endpoint.name for a in attempts])
     finally:
         left_over = [a for a in attempts if not a.task.done()]
         for a in left_over:
@@ -135,7 +140,7 @@ async def hedged_stream(
             await asyncio.gather(*(a.task for a in left_over), return_exceptions=True)
 
 
-def _ttft_delay(client: RoutingModelClient, pool: ReplicaPool, kind: str) -> float | None:
+def _ttft_delay(client: Any, pool: ReplicaPool, kind: str) -> float | None:
     if not pool.settings.hedging:
         return None
     value = pool.quantile(ttft_kind(kind)).value()

@@ -1,5 +1,5 @@
 """What the model clients send to any vLLM-compatible engine: portable tool schemas and max_tokens
-within the served context (agentfleet_runtime.routing.wire)."""
+within the served context (agentfleet_runtime.modelwire)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agentfleet_runtime.routing.wire import ContextGuard, ContextOverflow, PortableTools, capped_max_tokens, context_error, served_context
+from agentfleet_runtime.modelwire import ContextGuard, ContextOverflow, PortableTools, capped_max_tokens, context_error, served_context
 from agentfleet_sim import Engine, EngineConfig, RequestTooLong
 from agentfleet_sim.quirks import non_portable_schema_path
 

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agentfleet_runtime import fastjson
-from agentfleet_runtime.model import ModelError
+from agentfleet_runtime.errors import ModelError
 
 # Fewer output tokens than this cannot hold a tool call or a short answer: fail instead.
 MIN_OUTPUT_TOKENS = 16
