@@ -69,6 +69,7 @@ from agentfleet_runtime.routing.client import RoutingModelClient  # noqa: E402
 from agentfleet_runtime.routing.metrics import RoutingMetrics  # noqa: E402
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier  # noqa: E402
 from agentfleet_runtime.routing.sources import StaticSource  # noqa: E402
+from agentfleet_runtime.routing.streaming import StreamAccumulator, StreamObserver  # noqa: E402
 from agentfleet_sim import ApiError, ChatTokenizer, Replica, fleet_config, run_virtual, start_fleet, start_replicas  # noqa: E402
 from agentfleet_sim.kv_cache import block_hashes  # noqa: E402
 
@@ -95,6 +96,59 @@ class SimTransport:
 
     async def close(self) -> None:
         return None
+
+
+class StreamingSimTransport(SimTransport):
+    """SimTransport plus streamed calls (each call's time to first token recorded) and the
+    engines' abort counters."""
+
+    def __init__(self, replicas: dict[str, Replica]) -> None:
+        super().__init__(replicas)
+        self.log: list[tuple[str, int, str, int, int, float]] = []  # goal, step, replica, prompt, cached, ttft
+        self.inflight: dict[str, int] | None = None  # the router's in-flight counts, to check the load bound
+        self.eps = 0.25
+        self.placements = self.over_cap = 0
+
+    async def stream(self, endpoint: Endpoint, body: dict[str, Any], timeout: float, observer: StreamObserver) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        ttft = [float("nan")]
+        if self.inflight is not None:
+            # This call is already counted; the bound allowed it iff its replica is within
+            # ceil((1 + eps) x total / n) now (hashing.load_cap at placement).
+            total = sum(self.inflight.get(n, 0) for n in self.replicas)
+            self.placements += 1
+            self.over_cap += self.inflight.get(endpoint.name, 0) > max(1, math.ceil((1 + self.eps) * total / len(self.replicas) - 1e-9))
+        try:
+            chunks = await self.replicas[endpoint.name].completion({**body, "stream": True, "stream_options": {"include_usage": True}})
+        except ApiError as e:
+            raise ModelError(f"{endpoint.name} answered {e.status}: {e.message}", status=e.status, retryable=e.status >= 500 or e.status == 429) from e
+        acc = StreamAccumulator()
+        try:
+            async for chunk in chunks:  # type: ignore[union-attr]
+                first, text = acc.feed_chunk(chunk)
+                if first:
+                    ttft[0] = loop.time()  # absolute: the bench subtracts the call's start at the client
+                observer.fold(acc, first, text)
+        finally:
+            await chunks.aclose()  # type: ignore[union-attr]
+        out = acc.body()
+        usage = out.get("usage") or {}
+        msgs = body["messages"]
+        self.log.append(
+            (
+                msgs[1]["content"],
+                sum(1 for m in msgs if m["role"] == "assistant"),
+                endpoint.name,
+                int(usage.get("prompt_tokens", 0)),
+                int((usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)),
+                ttft[0],
+            )
+        )
+        return out
+
+    async def abort_count(self, base_url: str) -> float | None:
+        name = base_url.removeprefix("sim://").split("/")[0]
+        return float(self.replicas[name].engine.stats.request_success["abort"])
 
 
 def text(rng: random.Random, words: int) -> str:
@@ -139,6 +193,7 @@ class Result:
     label: str
     call_latencies: list[float] = field(default_factory=list)
     task_seconds: list[float] = field(default_factory=list)
+    by_task: dict[str, float] = field(default_factory=dict)  # task id -> seconds, for paired comparisons
     hit_rate: float = 0.0
     calls: int = 0
     sent: int = 0  # attempts actually sent (hedges included)
@@ -180,6 +235,7 @@ async def drive(client: RoutingModelClient, tasks: list[TaskSpec], res: Result, 
             msgs += after_step(spec, step)
             await asyncio.sleep(spec.tool_seconds[step])
         res.task_seconds.append(loop.time() - began)
+        res.by_task[spec.task_id] = loop.time() - began
 
     await asyncio.gather(*(one(s) for s in tasks))
     res.wall = loop.time() - t0
@@ -422,6 +478,129 @@ def affinity_section(args: argparse.Namespace) -> None:
         print()
 
 
+def call_ceilings(tasks: list[TaskSpec]) -> dict[tuple[str, int], tuple[int, int]]:
+    """(goal, step) -> (tokens the ceiling router finds cached, prompt tokens): the previous
+    call's prompt (the first call: the shared system prompt), block-granular, at most prompt - 1."""
+    tok = ChatTokenizer()
+    bs = 16
+    shared = block_hashes(tok.chat_prompt(first_messages(tasks[0])[:1], add_generation_prompt=False), bs)
+    out = {}
+    for spec in tasks:
+        msgs = first_messages(spec)
+        prev = shared
+        for step in range(spec.steps):
+            prompt = tok.chat_prompt(msgs)
+            chain = block_hashes(prompt, bs)
+            most = (len(prompt) - 1) // bs
+            n = 0
+            while n < min(len(chain), len(prev), most) and chain[n] == prev[n]:
+                n += 1
+            out[(spec.goal, step)] = (n * bs, len(prompt))
+            prev = chain
+            msgs += after_step(spec, step)
+    return out
+
+
+@dataclass
+class Where:
+    label: str
+    hit_rate: float
+    ttft_p99: float
+    moves: int
+    lost_moved: float  # share of all prompt tokens the ceiling hits but this run missed, by cause
+    lost_evicted: float
+    lost_first: float
+    over_cap: int  # calls placed on a replica already above the load bound (loadBoundPercent)
+    samples: int  # calls placed
+
+
+def where_hits_go(label: str, tasks: list[TaskSpec], settings: RoutingSettings, replicas: int, ceilings: dict[tuple[str, int], tuple[int, int]]) -> Where:
+    async def main() -> Where:
+        sims = await start_replicas(replicas, fleet_config(replicas, engine=ENGINE))
+        by_name = {r.name: r for r in sims}
+        transport = StreamingSimTransport(by_name)
+        client = RoutingModelClient(
+            (Tier("llama", "llama-70b", settings), StaticSource([Endpoint(n, f"sim://{n}/v1") for n in by_name])),
+            transport=transport,
+            metrics=RoutingMetrics(CollectorRegistry()),
+            timeout=600.0,
+            max_output_tokens=64,
+            rng=random.Random(1),
+            stream=True,
+        )
+        transport.inflight, transport.eps = client.primary.inflight, settings.eps
+        # TTFT as the agent sees it: from the call's start at the client (a wait before placing
+        # the call counts), to the first token of the attempt that answered.
+        starts: dict[tuple[str, int], float] = {}
+        complete = client.complete
+
+        async def timed(request: ModelRequest) -> Any:
+            starts[(request.messages[1]["content"], request.step)] = asyncio.get_running_loop().time()
+            return await complete(request)
+
+        client.complete = timed  # type: ignore[method-assign]
+        await drive(client, tasks, Result(label))
+        await client.close()
+        for r in sims:
+            await r.stop()
+        q = sum(r.engine.stats.prefix_queries for r in sims)
+        h = sum(r.engine.stats.prefix_hits for r in sims)
+        last: dict[str, str] = {}
+        moved = evicted = first = 0.0
+        moves = 0
+        for goal, step, replica, _prompt, cached, _ttft in transport.log:
+            ceiling, _ = ceilings[(goal, step)]
+            lost = max(0, ceiling - cached)
+            prev = last.get(goal)
+            if step == 0:
+                first += lost
+            elif prev != replica:
+                moved += lost
+                moves += 1
+            else:
+                evicted += lost
+            last[goal] = replica
+        ttfts = [t - starts[(g, s)] for g, s, *_, t in transport.log if t == t]
+        return Where(label, h / q, pct(ttfts, 0.99), moves, moved / q, evicted / q, first / q, transport.over_cap, transport.placements)
+
+    started = time.monotonic()
+    res = run_virtual(main())
+    print(f"    ({label}: {time.monotonic() - started:.0f} s wall)", file=sys.stderr, flush=True)
+    return res
+
+
+def ceiling_section(args: argparse.Namespace) -> None:
+    print("\n5. Where the hits go: hit rate against the ceiling (a router that always finds the task's previous prompt, unbounded")
+    print("   capacity), p99 TTFT (streamed calls), tokens the ceiling hits that a run missed by cause, load-bound violations")
+    print(
+        f"   {'replicas':>8} {'policy':<28} {'hit rate':>8} {'of ceiling':>10} {'p99 TTFT':>9} {'moves':>6} {'lost: moved':>11} {'evicted':>8} {'first':>6} {'over cap':>9}"
+    )
+    for replicas in [int(x) for x in args.ceiling_replicas.split(",")]:
+        tasks = make_tasks(args.tasks_per_replica * replicas, args.steps, seed=args.ceiling_seed, arrival_window=30.0)
+        ceiling = hit_bounds(tasks, replicas, samples=1)[0]
+        ceilings = call_ceilings(tasks)
+        rr = where_hits_go("RoundRobin", tasks, RoutingSettings(policy="RoundRobin"), replicas, ceilings)
+        routers = (
+            ROUTERS
+            + [(f"PrefixAffinity {b}%", RoutingSettings(policy="PrefixAffinity", load_bound_percent=b)) for b in (int(x) for x in args.bounds.split(",") if x)]
+            + [
+                (f"PA 125% + wait {w:g} s for room", RoutingSettings(policy="PrefixAffinity", spill_wait_s=w))
+                for w in (float(x) for x in args.spill_waits.split(",") if x)
+            ]
+        )
+        rows = [rr] + [where_hits_go(label, tasks, st, replicas, ceilings) for label, st in routers]
+        for w in rows:
+            print(
+                f"   {replicas:>8} {w.label:<28} {w.hit_rate:8.1%} {w.hit_rate / ceiling:10.1%} {w.ttft_p99:8.2f}s {w.moves:6d} "
+                f"{w.lost_moved:11.1%} {w.lost_evicted:8.1%} {w.lost_first:6.1%} {w.over_cap:4d}/{w.samples:<4d}"
+                + (f"  p99 TTFT {w.ttft_p99 / rr.ttft_p99:.2f}x RR" if w is not rr else f"  (ceiling {ceiling:.1%})")
+            )
+
+
+# The sticky routers section 5 compares (label, settings).
+ROUTERS: list[tuple[str, RoutingSettings]] = [("PrefixAffinity 125%", RoutingSettings(policy="PrefixAffinity"))]
+
+
 def http_section() -> None:
     print("\n4. Over real HTTP (start_fleet, 4 replicas on 127.0.0.1, real time, KV cache 70000 tokens per replica)")
     small = make_tasks(24, 8, seed=4, arrival_window=3.0, out_words=400)
@@ -443,6 +622,10 @@ def main() -> None:
     ap.add_argument("--hedge-seconds", type=float, default=900.0, help="section 2: arrival window (tasks arrive at ~0.5/s)")
     ap.add_argument("--episode-seconds", default="10,40", help="section 2: mean slow-episode lengths to compare ('' for none)")
     ap.add_argument("--short-tasks", action="store_true", help="section 2: also 6-call tasks")
+    ap.add_argument("--ceiling-replicas", default="2,4,8,16", help="fleet sizes of section 5")
+    ap.add_argument("--ceiling-seed", type=int, default=1, help="section 5's task seed (the waits were tuned on seed 9)")
+    ap.add_argument("--bounds", default="", help="section 5: extra PrefixAffinity rows with these loadBoundPercent values")
+    ap.add_argument("--spill-waits", default="1", help="section 5: extra PA 125%% rows with these waits for room (s), for tuning")
     args = ap.parse_args()
     sections = {int(x) for x in args.sections.split(",")}
     if 1 in sections:
@@ -453,6 +636,8 @@ def main() -> None:
         skew_section(args)
     if 4 in sections:
         http_section()
+    if 5 in sections:
+        ceiling_section(args)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,13 @@ Everything is an instant query over the replicas' vLLM series, selected by label
   query returns the last sample up to 5 minutes old with the *query* time, so staleness must be
   asked for explicitly);
 - latency histograms: ``sum by (le) (increase(<family>_bucket{...}[window]))`` per objective,
-  i.e. per-pod increases summed by bucket edge (goodput.py does the arithmetic);
-- throughput: ``sum(rate(vllm:request_success_total{finished_reason!="abort"}[window]))``;
-- schema: ``count by (__name__) ({__name__=~"vllm:.+", ...})``. An engine that exposes the names
+  i.e. per-pod increases summed by bucket edge (goodput.py does the arithmetic), plus the queue
+  time histogram as the TTFT objective's witness (witness.py);
+- throughput: ``sum(rate(vllm:request_success_total{finished_reason=~"stop|length"}[window]))``,
+  or the same with ``finish_reason`` (``completion_rate_query``);
+- schema: ``count by (__name__) ({__name__=~"vllm:.+", ...})``. An engine that exposes a name
   vLLM removed (``vllm:gpu_cache_usage_perc``, ``vllm:gpu_prefix_cache_*``,
-  ``vllm:time_per_output_token_seconds``) or lacks the current ones is reported as
+  ``vllm:time_per_output_token_seconds``) without its replacement, or lacks the current gauges, is reported as
   ``MetricsSchemaMismatch`` with the names found, and the terms that need the missing series are
   dropped (the queue still scales) - never silently read as zero.
 
@@ -30,8 +32,9 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from requests.exceptions import RequestException
 from urllib3.util.retry import Retry
 
-from agentfleet.autoscale.goodput import Objective, goodput
+from agentfleet.autoscale.goodput import Objective
 from agentfleet.autoscale.policy import Observation, ReplicaSample
+from agentfleet.autoscale.witness import goodput_with_witnesses, witness_metrics
 from agentfleet.autoscale.workers import WorkerSignals
 
 WAITING = "vllm:num_requests_waiting"
@@ -125,9 +128,9 @@ class PromReader:
             waiting = self._per_replica(WAITING, target)
             running = self._per_replica(RUNNING, target)
             kv = self._per_replica(KV_USAGE, target) if KV_USAGE in names else {}
-            hist = {o.metric: self.buckets(o.metric, target, window_s) for o in objectives if f"{o.metric}_bucket" in names}
-            sel = self._sel(target, 'finished_reason!="abort"')
-            rate_rows = self._q(f"sum(rate({REQUEST_SUCCESS}{sel}[{window_s}s]))")
+            families = [*(o.metric for o in objectives), *witness_metrics(tuple(objectives))]
+            hist = {m: self.buckets(m, target, window_s) for m in families if f"{m}_bucket" in names}
+            rate_rows = self._q(completion_rate_query(self._sel(target), window_s))
         except (RequestException, PrometheusApiClientException, ValueError, KeyError) as exc:
             return Observation(at=at, error=_short(exc), error_reason="PrometheusUnavailable")
         samples = []
@@ -138,7 +141,7 @@ class PromReader:
         rate = float(rate_rows[0]["value"][1]) if rate_rows else None
         if rate is not None and math.isnan(rate):
             rate = None
-        gp = goodput(objectives, hist)
+        gp = goodput_with_witnesses(objectives, hist)
         return Observation(at=at, samples=tuple(samples), goodput=gp, completion_rate=rate, schema_problem=problem)
 
     def worker_signals(self, matchers: str) -> WorkerSignals:
@@ -158,11 +161,26 @@ class PromReader:
         return WorkerSignals(at, one(queued), one(inflight), one(age))
 
 
+def completion_rate_query(selector: str, window_s: int) -> str:
+    """Requests/s that finished with an answer: ``stop`` or ``length``. Not ``!="abort"``: vLLM
+    also counts ``error`` and ``repetition``, which served nobody. Both spellings of the reason
+    label (``finished_reason`` in vLLM, ``finish_reason`` elsewhere); an engine that creates the
+    series only for reasons seen has none before its first answer (an empty result, not zero)."""
+    inner = selector[1:-1]
+    parts = []
+    for label in ("finished_reason", "finish_reason"):
+        sel = "{" + ",".join(p for p in (inner, f'{label}=~"stop|length"') if p) + "}"
+        parts.append(f"rate({REQUEST_SUCCESS}{sel}[{window_s}s])")
+    return f"sum({' or '.join(parts)})"
+
+
 def schema_problem(names: set[str]) -> str | None:
     """A loud description when the engine's metric names are not vLLM's current ones."""
     if not names:
         return None  # nothing scraped at all: reported as missing metrics, not as a schema issue
-    legacy = sorted(n for n in names if n in LEGACY_NAMES)
+    # A removed name beside its replacement is harmless (some engines export both): only a
+    # removed name whose replacement is missing means the engine speaks another version.
+    legacy = sorted(n for n in names if n in LEGACY_NAMES and LEGACY_NAMES[n] not in names)
     missing = sorted(n for n in (*REQUIRED, KV_USAGE) if n not in names)
     if not legacy and not missing:
         return None

@@ -110,7 +110,15 @@ class Engine(Model):
         ),
     )
 
-    image: str = Field(default="vllm/vllm-openai:v0.11.0", max_length=512, description="vLLM OpenAI-server container image.")
+    image: str = Field(
+        default="vllm/vllm-openai:v0.26.0",
+        max_length=512,
+        description=(
+            "vLLM OpenAI-server container image. Verified: vLLM v0.26.0 (its parser accepts the rendered arguments; every metric the "
+            "operator reads exists with the expected type, labels and buckets). Other versions and vLLM-compatible engines work if they "
+            "accept the same arguments and export the vllm:* metrics."
+        ),
+    )
     tensor_parallel_size: int = Field(
         default=1, ge=1, le=128, description="GPUs that split each layer (vLLM --tensor-parallel-size); kept inside one NVLink domain."
     )

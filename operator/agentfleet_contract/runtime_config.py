@@ -116,6 +116,9 @@ class ModelRoutingConfig(Model):
     routine_steps: list[Literal["ToolArguments", "Summaries"]] = Field(default_factory=list)
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     namespace: str | None = Field(default=None, description="Namespace of the replica Services; default the pod's own.")
+    stream: bool = Field(
+        default=False, description="Stream model calls: hedge on time to first token, and send the answer's text to the task's event stream as it is written."
+    )
 
 
 # -- the one builder ---------------------------------------------------------------------------

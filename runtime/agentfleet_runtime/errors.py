@@ -17,3 +17,12 @@ class Released(Exception):
 
 class Cancelled(Exception):
     """The task's cancel flag was seen at a checkpoint."""
+
+
+class ModelError(Exception):
+    """A call that failed after its retries; ``retryable`` tells whether a later attempt may work."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable

@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import aiohttp
 
 from agentfleet_runtime import fastjson, timeouts
+from agentfleet_runtime.errors import ModelError  # noqa: F401 - part of this module's interface
 from agentfleet_runtime.http1 import ConnectionFailed, Http1Client
+from agentfleet_runtime.modelwire import ContextGuard, PortableTools
 from agentfleet_runtime.textcalls import coerce_arguments
 from agentfleet_runtime.types import ModelReply, ToolCall, Usage
 
@@ -39,15 +42,6 @@ class ModelRequest:
     timeout: float | None = None  # seconds left for this call (the loop passes the task's remaining time)
     tool_choice: str = "auto"  # "required" when the fleet's tool policy forbids answering at this step
     response_format: dict[str, Any] | None = None  # a JSON-schema decision (decisions.py), for engines with grammar decoding
-
-
-class ModelError(Exception):
-    """A call that failed after its retries; ``retryable`` tells whether a later attempt may work."""
-
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retryable = retryable
 
 
 class ModelClient(Protocol):
@@ -80,11 +74,12 @@ def parse_chat_completion(body: dict[str, Any]) -> ModelReply:
     )
 
 
-def request_options(req: ModelRequest, send_tools: bool) -> dict[str, Any]:
-    """tools, tool_choice and response_format of a chat-completion body (every client's)."""
+def request_options(req: ModelRequest, send_tools: bool, portable: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """tools, tool_choice and response_format of a chat-completion body (every client's); ``portable``
+    keeps the tool schemas to the subset strict validators accept (modelwire.PortableTools)."""
     out: dict[str, Any] = {}
     if req.tools and send_tools:
-        out["tools"] = req.tools
+        out["tools"] = portable(req.tools) if portable is not None else req.tools
         out["tool_choice"] = req.tool_choice
     if req.response_format is not None:
         out["response_format"] = req.response_format
@@ -128,6 +123,14 @@ class OpenAIChatClient:
         # Plain http (in-cluster model servers): the lean keep-alive client, a fraction of
         # aiohttp's CPU per call (http1.py); https and anything else: aiohttp.
         self._h1 = Http1Client(self.url, self._headers) if self.url.startswith("http://") else None
+        self._portable = PortableTools()
+        self._context = ContextGuard(model, self._models)
+
+    async def _models(self, _key: str) -> Any:
+        url = self.url.removesuffix("/chat/completions") + "/models"
+        async with self._http().get(url, headers=self._headers, timeout=aiohttp.ClientTimeout(total=5.0)) as resp:
+            resp.raise_for_status()
+            return await resp.json(content_type=None)
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -155,11 +158,12 @@ class OpenAIChatClient:
             "max_tokens": self.max_output_tokens,
             "temperature": self.temperature,
         }
-        body.update(request_options(req, self.send_tools))
+        body.update(request_options(req, self.send_tools, self._portable))
         return body
 
     async def complete(self, request: ModelRequest) -> ModelReply:
-        payload = fastjson.dumpb(self._body(request))  # the whole history, every step: the fast encoder
+        body = await self._context.fit(self.url, self._body(request))  # max_tokens within the served context
+        payload = fastjson.dumpb(body)  # the whole history, every step: the fast encoder
         deadline = time.monotonic() + (request.timeout if request.timeout is not None else self.timeout * (self.max_retries + 1))
         last: ModelError | None = None
         for attempt in range(self.max_retries + 1):
@@ -169,6 +173,9 @@ class OpenAIChatClient:
             started = time.monotonic()
             try:
                 status, raw = await self._post(payload, min(self.timeout, left))
+                if status == 400 and (refit := self._context.refit(self.url, body, raw[:2000].decode("utf-8", errors="replace"))) is not None:
+                    body, payload = refit, fastjson.dumpb(refit)  # the engine named the exact room left
+                    status, raw = await self._post(payload, max(0.001, min(self.timeout, deadline - time.monotonic())))
                 if status >= 400:
                     retryable = status >= 500 or status in (408, 409, 429)
                     text = raw[:1200].decode("utf-8", errors="replace")

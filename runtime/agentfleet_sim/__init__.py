@@ -23,6 +23,7 @@ from .exposition import make_registry, render_metrics
 from .fleet import Fleet, FleetThread, ReplicaHandle, fleet_config, serve_fleet, start_fleet, start_replicas
 from .metrics_spec import Flavor, exposed_names, metric_specs
 from .openai_api import ApiError
+from .quirks import INDEPENDENT_ENGINE, Quirks
 from .replica import Replica
 from .runner import Completion, EngineRunner
 from .server import ReplicaServer
@@ -43,8 +44,10 @@ __all__ = [
     "FleetConfig",
     "FleetThread",
     "Histogram",
+    "INDEPENDENT_ENGINE",
     "LoopClock",
     "ManualClock",
+    "Quirks",
     "Replica",
     "ReplicaConfig",
     "ReplicaHandle",

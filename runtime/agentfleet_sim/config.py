@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from .metrics_spec import Flavor
+from .quirks import Quirks
 
 
 @dataclass
@@ -91,6 +92,9 @@ class FaultConfig:
     hang: bool = False  # completion calls never answer (health stays green: the nasty case)
     health_fail: bool = False  # /health answers 503
     draining: bool = False  # refuse new calls with 503, finish running ones, /health 503
+    # Setting it stalls the engine that many seconds from now: no step runs, the queue grows
+    # (a hung GPU, a long GC pause); calls answer late, nothing fails.
+    stall_seconds: float = 0.0
     seed: int = 0
 
     def update(self, changes: dict[str, Any]) -> FaultConfig:
@@ -109,8 +113,8 @@ class FaultConfig:
             value = getattr(merged, name)
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
-        if merged.slow_factor < 1.0 or merged.added_latency_s < 0.0:
-            raise ValueError("slow_factor must be >= 1 and added_latency_s >= 0")
+        if merged.slow_factor < 1.0 or merged.added_latency_s < 0.0 or merged.stall_seconds < 0.0:
+            raise ValueError("slow_factor must be >= 1, added_latency_s and stall_seconds >= 0")
         if merged.slow_episode_seconds <= 0.0:
             raise ValueError("slow_episode_seconds must be positive")
         return merged
@@ -124,6 +128,7 @@ class ReplicaConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     startup_seconds: float = 0.0  # /health fails this long, like a model still loading
     metrics_flavor: Flavor = Flavor.CURRENT
+    quirks: Quirks = field(default_factory=Quirks)  # how this engine differs from vLLM (quirks.py)
 
 
 @dataclass
@@ -156,7 +161,7 @@ def _pick(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
 
 def fleet_config_from_dict(data: dict[str, Any]) -> FleetConfig:
     """YAML shape: replicas, base_port, startup_seconds, metrics_flavor, engine: {...},
-    faults: {...}, replica_faults: {index: {...}}."""
+    faults: {...}, quirks: {...}, replica_faults: {index: {...}}."""
     data = dict(data)
     engine = EngineConfig(**_pick(EngineConfig, data.pop("engine", {}) or {}, "engine"))
     faults = FaultConfig(**_pick(FaultConfig, data.pop("faults", {}) or {}, "faults"))
@@ -165,6 +170,7 @@ def fleet_config_from_dict(data: dict[str, Any]) -> FleetConfig:
         faults=faults,
         startup_seconds=float(data.pop("startup_seconds", 0.0)),
         metrics_flavor=Flavor(data.pop("metrics_flavor", Flavor.CURRENT.value)),
+        quirks=Quirks.from_dict(data.pop("quirks", None)),
     )
     per_replica = {int(k): dict(v) for k, v in (data.pop("replica_faults", {}) or {}).items()}
     top = _pick(FleetConfig, data, "fleet config")

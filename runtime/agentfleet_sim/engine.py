@@ -111,6 +111,8 @@ class Engine:
         self._running: list[SimRequest] = []
         self._requests: dict[str, SimRequest] = {}
         self._preempted_in_grow = 0
+        # quirks.ttft_from_scheduling: start the TTFT clock when the request is first scheduled.
+        self.ttft_from_scheduling = False
 
     # -- intake --------------------------------------------------------------------------------
     def add_request(
@@ -342,7 +344,7 @@ class Engine:
             if last is None:
                 req.first_token = end
                 stats.prompt_tokens += len(req.prompt)
-                stats.h_ttft.observe(end - req.arrival)
+                stats.h_ttft.observe(end - (req.first_scheduled if self.ttft_from_scheduling and req.first_scheduled is not None else req.arrival))
             else:
                 gap = end - last
                 itl_counts[bisect_left(itl_bounds, gap)] += 1

@@ -15,6 +15,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.utils import floatToGoString
 
 from .metrics_spec import LABELS, Flavor, metric_specs
+from .quirks import Quirks
 from .stats import Histogram
 
 if TYPE_CHECKING:
@@ -24,31 +25,40 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class EngineCollector:
-    def __init__(self, engine: Engine, flavor: Flavor) -> None:
+    def __init__(self, engine: Engine, flavor: Flavor, quirks: Quirks | None = None) -> None:
         self._engine = engine
         self._flavor = flavor
+        self._quirks = quirks or Quirks()
 
     def collect(self) -> Iterator[Metric]:
         engine = self._engine
         stats = engine.stats
         cfg = engine.config
-        labels = [cfg.served_name, "0"]
+        quirks = self._quirks
+        names = list(LABELS) if quirks.engine_label else [n for n in LABELS if n != "engine"]
+        labels = [cfg.served_name, "0"][: len(names)]
+        # lazy_series: nothing but gauges until the first request has finished.
+        seen = sum(stats.request_success.values()) > 0
         for spec in metric_specs(self._flavor):
             value = getattr(stats, spec.source)
+            if spec.kind != "gauge" and quirks.lazy_series and not seen:
+                continue
             if spec.kind == "gauge":
-                family: Metric = GaugeMetricFamily(spec.name, spec.documentation, labels=LABELS)
+                family: Metric = GaugeMetricFamily(spec.name, spec.documentation, labels=names)
                 family.add_metric(labels, float(value))
             elif spec.kind == "counter":
                 if spec.extra_label:
-                    family = CounterMetricFamily(spec.name, spec.documentation, labels=[*LABELS, spec.extra_label])
+                    extra = quirks.finish_reason_label if spec.extra_label == "finished_reason" else spec.extra_label
+                    family = CounterMetricFamily(spec.name, spec.documentation, labels=[*names, extra])
                     for reason, count in value.items():
-                        family.add_metric([*labels, reason], float(count))
+                        if count or not quirks.lazy_series:
+                            family.add_metric([*labels, reason], float(count))
                 else:
-                    family = CounterMetricFamily(spec.name, spec.documentation, labels=LABELS)
+                    family = CounterMetricFamily(spec.name, spec.documentation, labels=names)
                     family.add_metric(labels, float(value))
             else:
                 hist: Histogram = value
-                family = HistogramMetricFamily(spec.name, spec.documentation, labels=LABELS)
+                family = HistogramMetricFamily(spec.name, spec.documentation, labels=names)
                 buckets = [(floatToGoString(bound), float(count)) for bound, count in hist.cumulative()]
                 family.add_metric(labels, buckets, sum_value=hist.sum)
             yield family
@@ -61,11 +71,11 @@ class EngineCollector:
         yield info
 
 
-def make_registry(engine: Engine, flavor: Flavor = Flavor.CURRENT) -> CollectorRegistry:
+def make_registry(engine: Engine, flavor: Flavor = Flavor.CURRENT, quirks: Quirks | None = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(EngineCollector(engine, flavor))
+    registry.register(EngineCollector(engine, flavor, quirks))
     return registry
 
 
-def render_metrics(engine: Engine, flavor: Flavor = Flavor.CURRENT) -> bytes:
-    return generate_latest(make_registry(engine, flavor))
+def render_metrics(engine: Engine, flavor: Flavor = Flavor.CURRENT, quirks: Quirks | None = None) -> bytes:
+    return generate_latest(make_registry(engine, flavor, quirks))

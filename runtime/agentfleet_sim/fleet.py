@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from .config import EngineConfig, FaultConfig, FleetConfig, ReplicaConfig
 from .metrics_spec import Flavor
+from .quirks import Quirks
 from .replica import Replica
 from .server import ReplicaServer
 
@@ -105,6 +106,7 @@ def fleet_config(
     startup_seconds: float = 0.0,
     metrics_flavor: Flavor | str = Flavor.CURRENT,
     replica_faults: dict[int, dict[str, Any]] | None = None,
+    quirks: Quirks | dict[str, Any] | None = None,
 ) -> FleetConfig:
     """Keyword-friendly FleetConfig builder; ``engine``/``faults`` dicts override defaults."""
     if isinstance(engine, EngineConfig):
@@ -112,7 +114,8 @@ def fleet_config(
     else:
         engine_cfg = EngineConfig(**{"model": model, "served_name": served_name or model, **(engine or {})})
     faults_cfg = faults if isinstance(faults, FaultConfig) else FaultConfig().update(faults or {})
-    replica = ReplicaConfig(engine_cfg, faults_cfg, startup_seconds, Flavor(metrics_flavor))
+    quirks_cfg = quirks if isinstance(quirks, Quirks) else Quirks.from_dict(quirks)
+    replica = ReplicaConfig(engine_cfg, faults_cfg, startup_seconds, Flavor(metrics_flavor), quirks_cfg)
     return FleetConfig(replicas=replicas, base_port=base_port, replica=replica, replica_faults=dict(replica_faults or {}))
 
 
@@ -212,7 +215,7 @@ class FleetThread:
 def start_fleet(replicas: int = 3, *, config: FleetConfig | None = None, **kwargs: Any) -> FleetThread:
     """Start ``replicas`` HTTP replicas in a background thread. Keyword arguments as for
     ``fleet_config`` (base_port, model, served_name, engine, faults, startup_seconds,
-    metrics_flavor, replica_faults), or pass a ready ``config``."""
+    metrics_flavor, replica_faults, quirks), or pass a ready ``config``."""
     return FleetThread(config or fleet_config(replicas, **kwargs)).start()
 
 

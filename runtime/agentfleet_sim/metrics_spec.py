@@ -63,6 +63,7 @@ class Flavor(StrEnum):
 
     CURRENT = "current"
     LEGACY = "legacy"
+    BOTH = "both"  # current names plus the removed ones, as some vLLM-compatible engines export
 
 
 Kind = Literal["gauge", "counter", "histogram"]
@@ -132,6 +133,8 @@ _LEGACY_ONLY: tuple[MetricSpec, ...] = (
 
 
 def metric_specs(flavor: Flavor = Flavor.CURRENT) -> tuple[MetricSpec, ...]:
+    if flavor is Flavor.BOTH:
+        return _COMMON + _CURRENT_ONLY + _LEGACY_ONLY
     return _COMMON + (_CURRENT_ONLY if flavor is Flavor.CURRENT else _LEGACY_ONLY)
 
 

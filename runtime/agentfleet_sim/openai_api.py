@@ -111,14 +111,19 @@ def response_id(kind: Kind, request_id: str) -> str:
     return ("chatcmpl-" if kind == "chat" else "cmpl-") + request_id
 
 
-def full_response(kind: Kind, request_id: str, model: str, done: Completion) -> dict[str, Any]:
+def _reason(finish_reason: str | None, tool_call: dict[str, Any] | None) -> str | None:
+    return "tool_calls" if tool_call is not None and finish_reason == "stop" else finish_reason
+
+
+def full_response(kind: Kind, request_id: str, model: str, done: Completion, tool_call: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``tool_call``: answer with this call (no text), as vLLM's tool parser reports one."""
     out = _envelope(kind, response_id(kind, request_id), model, chunk=False)
     if kind == "chat":
         choice: dict[str, Any] = {
             "index": 0,
-            "message": {"role": "assistant", "content": done.text, "tool_calls": []},
+            "message": {"role": "assistant", "content": None if tool_call else done.text, "tool_calls": [tool_call] if tool_call else []},
             "logprobs": None,
-            "finish_reason": done.finish_reason,
+            "finish_reason": _reason(done.finish_reason, tool_call),
             "stop_reason": None,
         }
     else:
@@ -137,11 +142,36 @@ def first_chunk(kind: Kind, request_id: str, model: str) -> dict[str, Any] | Non
     return out
 
 
-def token_chunk(kind: Kind, request_id: str, model: str, seed: int, index: int, finish_reason: str | None) -> dict[str, Any]:
+def _tool_call_delta(tool_call: dict[str, Any], index: int, total: int) -> dict[str, Any]:
+    """Token ``index`` of ``total`` carries its share of the arguments; the first also the id and
+    name (the shape of vLLM's streamed tool calls)."""
+    args = tool_call["function"]["arguments"]
+    total = max(1, total)
+    lo, hi = len(args) * index // total, len(args) * (index + 1) // total
+    if index + 1 >= total:
+        hi = len(args)
+    piece: dict[str, Any] = {"index": 0, "function": {"arguments": args[lo:hi]}}
+    if index == 0:
+        piece.update(id=tool_call["id"], type="function")
+        piece["function"]["name"] = tool_call["function"]["name"]
+    return {"tool_calls": [piece]}
+
+
+def token_chunk(
+    kind: Kind,
+    request_id: str,
+    model: str,
+    seed: int,
+    index: int,
+    finish_reason: str | None,
+    tool_call: dict[str, Any] | None = None,
+    total: int = 1,
+) -> dict[str, Any]:
     out = _envelope(kind, response_id(kind, request_id), model, chunk=True)
     text = output_text(seed, index, 1)
     if kind == "chat":
-        choice: dict[str, Any] = {"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": finish_reason}
+        delta = _tool_call_delta(tool_call, index, total) if tool_call else {"content": text}
+        choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": _reason(finish_reason, tool_call)}
     else:
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
     if finish_reason is not None:

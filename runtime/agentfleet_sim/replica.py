@@ -28,8 +28,10 @@ from .openai_api import (
     token_chunk,
     usage_chunk,
 )
+from .quirks import non_portable_schema_path
 from .runner import Completion, EngineRunner, ReplicaStopped, RequestHandle
 from .tokenizer import ChatTokenizer
+from .toolcalls import decide_tool_call
 
 Chunk = dict[str, Any]
 
@@ -39,6 +41,8 @@ class Replica:
         self.config = config or ReplicaConfig()
         self.name = name
         self.engine = Engine(self.config.engine)
+        self.quirks = self.config.quirks
+        self.engine.ttft_from_scheduling = self.quirks.ttft_from_scheduling
         self.runner = EngineRunner(self.engine)
         self.faults: FaultConfig = self.config.faults
         self.tokenizer = ChatTokenizer()
@@ -50,6 +54,8 @@ class Replica:
         self._stop_event: asyncio.Event | None = None
         self.calls = 0  # completion calls admitted past faults, for tests and drain checks
         self.slow_calls = 0  # calls made slow_factor times slower (slow_fraction or an episode)
+        self.orphans = 0  # calls whose client went away but that ran on (quirks.abort_on_disconnect off)
+        self.tool_calls = 0  # answers written as tool calls (quirks.tool_call_rate)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -85,6 +91,8 @@ class Replica:
 
     def configure(self, **changes: Any) -> FaultConfig:
         self.faults = self.faults.update(changes)
+        if changes.get("stall_seconds") and self._ready_at is not None:
+            self.runner.stall(self.faults.stall_seconds)
         if "seed" in changes:
             self._fault_rng = random.Random(self.faults.seed)
         if self._ready_at is not None and changes.keys() & {"seed", "slow_episode_fraction", "slow_episode_seconds"}:
@@ -103,6 +111,16 @@ class Replica:
     def slow_episodes(self) -> list[tuple[float, float]]:
         """(start, end) of the slow episodes begun so far (for reports)."""
         return self._episodes.episodes(asyncio.get_running_loop().time()) if self._episodes is not None else []
+
+    def next_call_slow(self) -> bool:
+        """Whether a call admitted now will be slow (a slow draw, a slow episode, a stall),
+        peeking at the fault draws without using them up: for the same-run oracle of hedging
+        benchmarks, which hedges exactly the calls that will be slow."""
+        peek = random.Random()
+        peek.setstate(self._fault_rng.getstate())
+        peek.random()  # the error draw comes first
+        slow = peek.random() < self.faults.slow_fraction or self.in_slow_episode()
+        return (slow and self.faults.slow_factor > 1.0) or self.runner.paused_until > asyncio.get_running_loop().time()
 
     def drain(self) -> None:
         self.configure(draining=True)
@@ -125,13 +143,18 @@ class Replica:
         return models_response(cfg.served_name, cfg.model, cfg.max_model_len)
 
     def metrics_text(self) -> bytes:
-        return render_metrics(self.engine, self.config.metrics_flavor)
+        return render_metrics(self.engine, self.config.metrics_flavor, self.quirks)
 
     # -- completions -----------------------------------------------------------------------
     async def completion(self, body: Any, kind: Kind = "chat") -> Chunk | AsyncIterator[Chunk]:
         """Serve one OpenAI call: a response dict, or an async iterator of stream chunks."""
         self._admit()
         req = parse_request(body, kind, self.config.engine.served_name, self.tokenizer)
+        if self.quirks.strict_tool_schemas and isinstance(body, dict):
+            for i, tool in enumerate(body.get("tools") or ()):
+                where = non_portable_schema_path((tool.get("function") or {}).get("parameters") if isinstance(tool, dict) else None)
+                if where:
+                    raise ApiError(400, f"tools[{i}].function.{where}: a schema object is not supported here (only true/false)", param="tools")
         slow_factor = await self._faults_before_call()
         request_id = f"{self.name}-{next(self._ids)}"
         try:
@@ -139,9 +162,14 @@ class Replica:
         except RequestTooLong as exc:
             raise ApiError(400, str(exc), param="messages" if kind == "chat" else "prompt") from exc
         self.calls += 1
+        tool_call = None
+        if kind == "chat" and self.quirks.tool_call_rate > 0.0:
+            q = self.quirks
+            tool_call = decide_tool_call(body, handle.request.content_seed, q.tool_call_rate, q.tool_call_steps)
+            self.tool_calls += tool_call is not None
         if req.stream:
-            return self._stream(handle, req, slow_factor)
-        return full_response(kind, request_id, self.config.engine.served_name, await self._wait(handle, slow_factor))
+            return self._stream(handle, req, slow_factor, tool_call)
+        return full_response(kind, request_id, self.config.engine.served_name, await self._wait(handle, slow_factor), tool_call)
 
     async def generate(self, prompt: list[int], max_tokens: int | None = None, *, ignore_eos: bool = False) -> Completion:
         """Token-level call for simulations that build prompts themselves (no JSON, no
@@ -192,7 +220,7 @@ class Replica:
         try:
             done = await handle.done
         except asyncio.CancelledError:
-            self.runner.abort(handle.request.request_id)  # client went away: free the engine
+            self._client_gone(handle)
             raise
         except ReplicaStopped as exc:
             raise ApiError(503, "replica stopped", "ServiceUnavailableError") from exc
@@ -200,7 +228,15 @@ class Replica:
             await asyncio.sleep((slow_factor - 1.0) * (loop.time() - start))
         return done
 
-    async def _stream(self, handle: RequestHandle, req: GenerationRequest, slow_factor: float) -> AsyncIterator[Chunk]:
+    def _client_gone(self, handle: RequestHandle) -> None:
+        """vLLM aborts a request whose client went away (frees its slot, counts ``abort``); an
+        engine without that (quirks.abort_on_disconnect off) lets it run to the end."""
+        if self.quirks.abort_on_disconnect:
+            self.runner.abort(handle.request.request_id)
+        else:
+            self.orphans += 1
+
+    async def _stream(self, handle: RequestHandle, req: GenerationRequest, slow_factor: float, tool_call: Chunk | None = None) -> AsyncIterator[Chunk]:
         loop = asyncio.get_running_loop()
         rid = handle.request.request_id
         model = self.config.engine.served_name
@@ -217,11 +253,11 @@ class Replica:
                 if slow_factor > 1.0:
                     await asyncio.sleep((slow_factor - 1.0) * (loop.time() - last))
                 last = loop.time()
-                yield token_chunk(req.kind, rid, model, event.request.content_seed, event.index, event.finish_reason)
+                yield token_chunk(req.kind, rid, model, event.request.content_seed, event.index, event.finish_reason, tool_call, event.request.target_tokens)
                 if event.finish_reason is not None:
                     break
             if req.include_usage:
                 yield usage_chunk(req.kind, rid, model, await handle.done)
         finally:
             if not handle.done.done():
-                self.runner.abort(rid)
+                self._client_gone(handle)

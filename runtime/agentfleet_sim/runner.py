@@ -86,6 +86,7 @@ class EngineRunner:
         self._pending: StepResult | None = None
         self._running = False
         self.last_step: StepResult | None = None
+        self.paused_until = 0.0  # stall(): no step starts before this loop time
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -128,6 +129,11 @@ class EngineRunner:
             self._timer = loop.call_soon(self._kick)
         return handle
 
+    def stall(self, seconds: float) -> None:
+        """No step starts for ``seconds`` (the one running finishes); requests queue meanwhile."""
+        assert self._loop is not None
+        self.paused_until = max(self.paused_until, self._loop.time() + seconds)
+
     def abort(self, request_id: str) -> None:
         handle = self._handles.pop(request_id, None)
         self.engine.abort(request_id, asyncio.get_running_loop().time())
@@ -138,6 +144,9 @@ class EngineRunner:
         """Take a step now, or go idle; called when idle work arrives and at each step's end."""
         self._timer = None
         if not self._running or self._loop is None:
+            return
+        if self._loop.time() < self.paused_until:
+            self._timer = self._loop.call_at(self.paused_until, self._kick)
             return
         result = self.engine.step(self._loop.time())
         if result is None:

@@ -25,23 +25,20 @@ from collections.abc import Callable
 from typing import Any
 
 from agentfleet_runtime.model import ModelError, ModelRequest, parse_chat_completion, request_options
+from agentfleet_runtime.modelwire import ContextGuard, PortableTools
+from agentfleet_runtime.routing.abortwatch import AbortWatch
 from agentfleet_runtime.routing.backoff import full_jitter
 from agentfleet_runtime.routing.metrics import RoutingMetrics, default_metrics
 from agentfleet_runtime.routing.pool import ReplicaPool
 from agentfleet_runtime.routing.ratelimit import RedisRateLimiter, Reservation, estimate_tokens
 from agentfleet_runtime.routing.settings import Endpoint, Tier
 from agentfleet_runtime.routing.sources import ReplicaSource
+from agentfleet_runtime.routing.spillwait import RoomWaiter
+from agentfleet_runtime.routing.streaming import StreamObserver
 from agentfleet_runtime.routing.transport import AttemptTimeout, HttpTransport, Transport
+from agentfleet_runtime.routing.ttfthedge import AttemptFailed as _Failed
+from agentfleet_runtime.routing.ttfthedge import hedged_stream
 from agentfleet_runtime.types import ModelReply
-
-
-class _Failed(Exception):
-    """An attempt's failure with the replicas it used (for the failover order)."""
-
-    def __init__(self, error: ModelError, replicas: list[str]) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.replicas = replicas
 
 
 def _tenant_of(request: ModelRequest) -> str:
@@ -68,6 +65,7 @@ class RoutingModelClient:
         backoff_base: float = 0.05,
         backoff_cap: float = 2.0,
         rng: random.Random | None = None,
+        stream: bool = False,
     ) -> None:
         self.primary = ReplicaPool(*primary)
         self.routine = ReplicaPool(*routine) if routine is not None else None
@@ -85,6 +83,12 @@ class RoutingModelClient:
         self.backoff_cap = backoff_cap
         self.rng = rng or random.Random()
         self._starting: asyncio.Future[None] | None = None
+        # Streamed calls: hedge on time to first token, answer text to delta_sink (ttfthedge.py).
+        self.stream = stream
+        self._portable = PortableTools()
+        self._guards: dict[str, ContextGuard] = {}
+        self._watches: dict[str, AbortWatch] = {}
+        self._rooms = RoomWaiter()
         for tier_label, pool in (("primary", self.primary), ("routine", self.routine)):
             if pool is not None:
                 st = pool.settings
@@ -104,6 +108,8 @@ class RoutingModelClient:
             await pool.source.start()
 
     async def close(self) -> None:
+        for watch in self._watches.values():
+            await watch.close()
         for pool in self._pools():
             await pool.source.close()
         await self.transport.close()
@@ -145,8 +151,67 @@ class RoutingModelClient:
 
     def _body(self, tier: Tier, req: ModelRequest) -> dict[str, Any]:
         body: dict[str, Any] = {"model": tier.model, "messages": req.messages, "max_tokens": self.max_output_tokens, "temperature": self.temperature}
-        body.update(request_options(req, self.send_tools))
+        body.update(request_options(req, self.send_tools, self._portable))
         return body
+
+    def abort_watch(self, pool: ReplicaPool) -> AbortWatch:
+        watch = self._watches.get(pool.tier.name)
+        if watch is None:
+            read = getattr(self.transport, "abort_count", None)
+
+            async def read_aborts(base_url: str) -> float | None:
+                if read is None:
+                    raise LookupError("this transport cannot read the engine's counters")
+                return await read(base_url)
+
+            watch = self._watches[pool.tier.name] = AbortWatch(read_aborts)
+        return watch
+
+    def aborts(self, pool: ReplicaPool, endpoint: Endpoint) -> bool:
+        """Whether the replica's engine aborts a request whose client went away (abortwatch.py)."""
+        return self.abort_watch(pool).aborts(endpoint.base_url)
+
+    async def _room_at_home(self, pool: ReplicaPool, key: str, task: str, timeout: float) -> None:
+        """Wait (up to ``timeout``) for the task's replica to drop under the load bound rather
+        than let the bound move the task (spillwait.py)."""
+        loop = asyncio.get_running_loop()
+        home, room = pool.preferred(key, loop.time(), task)
+        if home is None or room:
+            return
+        await self._rooms.wait(home, lambda: pool.preferred(key, loop.time(), task)[1], timeout)
+
+    def _guard(self, pool: ReplicaPool) -> ContextGuard:
+        guard = self._guards.get(pool.tier.name)
+        if guard is None:
+            models = getattr(self.transport, "models", None)
+
+            async def fetch(base_url: str) -> Any:
+                return await models(base_url) if models is not None else None
+
+            guard = self._guards[pool.tier.name] = ContextGuard(pool.tier.model, fetch)
+        return guard
+
+    async def _send_fitted(
+        self, pool: ReplicaPool, endpoint: Endpoint, body: dict[str, Any], timeout: float, observer: StreamObserver | None = None
+    ) -> dict[str, Any]:
+        """Send (streamed when an observer is given) with ``max_tokens`` inside the replica's
+        served context (modelwire.py); a 400 for a too-long request is sent once more with the exact
+        room the engine reported."""
+        guard = self._guard(pool)
+        fitted = await guard.fit(endpoint.base_url, body)
+
+        def send(b: dict[str, Any]) -> Any:
+            if observer is not None:
+                return self.transport.stream(endpoint, b, timeout, observer)  # type: ignore[attr-defined]
+            return self.transport.send(endpoint, b, timeout)
+
+        try:
+            return await send(fitted)
+        except ModelError as e:
+            again = guard.refit(endpoint.base_url, fitted, str(e)) if e.status == 400 else None
+            if again is None:
+                raise
+            return await send(again)
 
     def _key(self, pool: ReplicaPool, req: ModelRequest) -> str:
         if pool.settings.sub_agent_affinity and req.root_id:
@@ -164,6 +229,8 @@ class RoutingModelClient:
             left = deadline - loop.time()
             if left <= 0:
                 break
+            if not attempt and pool.settings.spill_wait_s > 0:
+                await self._room_at_home(pool, key, req.task_id or key, min(pool.settings.spill_wait_s, left))
             order = pool.order(key, loop.time(), exclude=tried, task=req.task_id or key)
             self.metrics.replicas.labels(pool.tier.name).set(len(pool.source.endpoints()))
             if not order:
@@ -172,7 +239,12 @@ class RoutingModelClient:
                 if attempt:
                     self.metrics.failovers.labels(pool.tier.name).inc()
                 try:
-                    reply, served = await self._hedged(pool, order, req, body, min(self.timeout, left))
+                    hedged = (
+                        hedged_stream(self, pool, order, req, body, min(self.timeout, left))
+                        if self.stream
+                        else self._hedged(pool, order, req, body, min(self.timeout, left))
+                    )
+                    reply, served = await hedged
                 except _Failed as f:
                     last = f.error
                     tried += [r for r in f.replicas if r not in tried]
@@ -239,7 +311,9 @@ class RoutingModelClient:
             self.metrics.hedge_threshold.labels(pool.tier.name, kind).set(value)
         return value
 
-    async def _call(self, pool: ReplicaPool, endpoint: Endpoint, kind: str, body: dict[str, Any], timeout: float) -> ModelReply:
+    async def _call(
+        self, pool: ReplicaPool, endpoint: Endpoint, kind: str, body: dict[str, Any], timeout: float, observer: StreamObserver | None = None
+    ) -> ModelReply:
         loop = asyncio.get_running_loop()
         model, name = pool.tier.name, endpoint.name
         detector = pool.detector(name)
@@ -250,7 +324,7 @@ class RoutingModelClient:
         outcome = "error"
         try:
             try:
-                raw = await asyncio.wait_for(self.transport.send(endpoint, body, timeout), timeout)
+                raw = await asyncio.wait_for(self._send_fitted(pool, endpoint, body, timeout, observer), timeout)
             except TimeoutError as e:
                 raise AttemptTimeout(f"{name} did not answer within {timeout:.1f} s") from e
             reply = parse_chat_completion(raw)
@@ -262,6 +336,7 @@ class RoutingModelClient:
             return reply
         except asyncio.CancelledError:
             outcome = "cancelled"  # a hedge loser or a cancelled task: says nothing about the replica
+            self.abort_watch(pool).cancelled(endpoint.base_url, loop.time())
             raise
         except ModelError as e:
             outcome = "timeout" if isinstance(e, AttemptTimeout) else "error"
@@ -274,5 +349,6 @@ class RoutingModelClient:
             raise
         finally:
             pool.inflight[name] -= 1
+            self._rooms.freed(name)
             self.metrics.inflight.labels(model, name).set(pool.inflight[name])
             self.metrics.calls.labels(model, name, outcome).inc()

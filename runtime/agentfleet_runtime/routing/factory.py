@@ -77,4 +77,5 @@ def build_routing_client(
         max_output_tokens=max_output_tokens,
         temperature=temperature,
         send_tools=send_tools,
+        stream=cfg.stream,
     )

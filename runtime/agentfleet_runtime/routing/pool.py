@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from agentfleet_runtime.routing.ejection import Health, OutlierDetector
-from agentfleet_runtime.routing.hashing import bounded_order, rendezvous_order
+from agentfleet_runtime.routing.hashing import bounded_order, load_cap, rendezvous_order
 from agentfleet_runtime.routing.hedging import HedgeBudget
 from agentfleet_runtime.routing.quantile import WindowedQuantile
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier
@@ -87,6 +87,18 @@ class ReplicaPool:
             names = ordered[k:] + ordered[:k]
         rest = [n for n in rendezvous_order(key, live) if n not in names]
         return [by_name[n] for n in [*names, *rest]]
+
+    def preferred(self, key: str, now: float, task: str | None = None) -> tuple[str | None, bool]:
+        """PrefixAffinity's choice for the task before the load bound (where its cache is), and
+        whether that replica is under the bound now (spillwait.py)."""
+        by_name = [e.name for e in self.source.endpoints()]
+        live = [n for n in by_name if self.detector(n).admits(now)] or by_name
+        if self.settings.policy != "PrefixAffinity" or not live:
+            return None, True
+        stay = self.last.get(task or key) if self.settings.stay_after_move else None
+        name = stay if stay in live else rendezvous_order(key, live)[0]
+        total = sum(self.inflight.get(n, 0) for n in live)
+        return name, self.inflight.get(name, 0) < load_cap(total, len(live), max(0.0, self.settings.eps))
 
     def forget_gone(self) -> None:
         """Drop state of replicas that left the set (bounded memory under churn)."""

@@ -37,6 +37,9 @@ class RoutingSettings:
     # stays on the replica that served it while that one is under the load cap. Not in the CRD:
     # there is no reason to turn it off except to measure what it buys (routing_bench.py).
     stay_after_move: bool = True
+    # PrefixAffinity: a call the load bound would move first waits this long for room at the
+    # task's replica (spillwait.py); 0 spills at once. Not in the CRD, for the same reason.
+    spill_wait_s: float = 0.0
 
     @property
     def eps(self) -> float:

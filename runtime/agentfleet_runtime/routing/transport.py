@@ -1,7 +1,10 @@
 """How one attempt reaches one replica. ``HttpTransport`` speaks the OpenAI API over aiohttp;
 benchmarks plug in an in-process transport (the simulator's ``Replica.completion``) with the same
 contract: return the response body, or raise ``ModelError`` with the status and whether a retry on
-another replica may help. Cancelling ``send`` must abort the request (the hedge loser)."""
+another replica may help. Cancelling ``send`` must abort the request (the hedge loser); an engine
+that does not abort it is noticed by the client (abortwatch.py). Optional: ``stream`` (the same
+call streamed, reporting its first token and text deltas to a ``StreamObserver``) and ``models``
+(``GET /v1/models``, for the served context)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,9 @@ from typing import Any, Protocol
 import aiohttp
 
 from agentfleet_runtime.model import ModelError
+from agentfleet_runtime.routing.abortwatch import abort_count
 from agentfleet_runtime.routing.settings import Endpoint
+from agentfleet_runtime.routing.streaming import SseLines, StreamAccumulator, StreamError, StreamObserver, stream_body
 
 
 class Transport(Protocol):
@@ -58,6 +63,48 @@ class HttpTransport:
         if not isinstance(parsed, dict):
             raise ModelError(f"{endpoint.name} sent a non-object body", retryable=True)
         return parsed
+
+    async def stream(self, endpoint: Endpoint, body: dict[str, Any], timeout: float, observer: StreamObserver) -> dict[str, Any]:
+        """The same call streamed (SSE with usage); returns the body a non-streamed call would."""
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        url = endpoint.base_url.rstrip("/") + "/chat/completions"
+        acc, lines = StreamAccumulator(), SseLines()
+        try:
+            async with self._http().post(url, data=json.dumps(stream_body(body)), headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                if resp.status >= 400:
+                    text = await resp.text()
+                    retryable = resp.status >= 500 or resp.status in (408, 409, 429)
+                    raise ModelError(f"{endpoint.name} answered {resp.status}: {text[:300]}", status=resp.status, retryable=retryable)
+                async for data in resp.content.iter_any():
+                    for payload in lines.feed(data):
+                        first, text = acc.feed(payload)
+                        observer.fold(acc, first, text)
+        except TimeoutError as e:
+            raise AttemptTimeout(f"{endpoint.name} did not finish its stream within {timeout:.1f} s") from e
+        except aiohttp.ClientError as e:
+            raise ModelError(f"{endpoint.name} unreachable: {e}", retryable=True) from e
+        except StreamError as e:
+            raise ModelError(f"{endpoint.name} failed mid-stream: {e}", retryable=True) from e
+        except ValueError as e:
+            raise ModelError(f"{endpoint.name} sent an invalid stream chunk: {e}", retryable=True) from e
+        if not acc.done and acc.finish_reason is None:
+            raise ModelError(f"{endpoint.name} ended its stream without finishing", retryable=True)
+        return acc.body()
+
+    async def abort_count(self, base_url: str) -> float | None:
+        """The engine's count of aborted requests, from its /metrics (next to /v1)."""
+        url = base_url.rstrip("/").removesuffix("/v1") + "/metrics"
+        async with self._http().get(url, timeout=aiohttp.ClientTimeout(total=5.0)) as resp:
+            resp.raise_for_status()
+            return abort_count(await resp.read())
+
+    async def models(self, base_url: str) -> dict[str, Any]:
+        """``GET {base_url}/models``: the served models and their context (``max_model_len``)."""
+        async with self._http().get(base_url.rstrip("/") + "/models", timeout=aiohttp.ClientTimeout(total=5.0)) as resp:
+            resp.raise_for_status()
+            return await resp.json(content_type=None)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -74,6 +74,10 @@ class Worker:
         self.r = redis or connect(config.redis_url, config.redis_password, config.redis_max_connections)
         self.store = TaskStore(self.r, self.keys, config.result_ttl_seconds)
         self.model: ModelClient = model or _model_client(config, self.r)
+        if getattr(self.model, "stream", False):  # the answer's text to the task's event stream as it is written
+            from agentfleet_runtime.answerstream import AnswerStreamer
+
+            self.model = AnswerStreamer(self.model, self.store)
         self.held: HeldTasks = {}
         self.slots = Slots(config.worker.concurrency)
         self.draining = False

@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Streamed vs non-streamed model calls, side by side in one run (prints figures; not a test).
+
+1. Time to the first byte of the answer at the client: the real Worker and TaskAPI, real Redis,
+   simulator replicas over HTTP with the 70B replica's decode speed (20 ms a token) writing
+   ~150-token answers after one seeded tool call. The client submits a task and reads
+   ``GET /v1/tasks/{id}/events``; the answer's first byte is its first ``delta`` of the final
+   step (streamed) or the ``finished`` event (not streamed). Runs alternate between the two
+   configurations so load on this shared machine hits both alike.
+2. Hedge trigger latency: after the same warm-up, the delay at which each client hedges (its
+   learned percentile: of the whole call, or of the first token) and the latency of a call whose
+   replica's queue stalls for 5 s, with and without streaming, on the same fleet.
+
+    .venv/bin/python e2e/bench/streaming_bench.py [--tasks 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import time
+import urllib.request
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from runtime_benchlib import free_port, pct, redis_server
+
+from agentfleet_runtime.api import TaskAPI
+from agentfleet_runtime.config import RuntimeConfig
+from agentfleet_runtime.model import ModelRequest
+from agentfleet_runtime.routing.client import RoutingModelClient
+from agentfleet_runtime.routing.metrics import RoutingMetrics
+from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier
+from agentfleet_runtime.routing.sources import StaticSource
+from agentfleet_runtime.worker import Worker
+from agentfleet_sim import FleetThread, start_fleet
+
+ENGINE = {"max_model_len": 16384, "kv_cache_tokens": 200_000, "output_tokens_median": 150.0, "output_tokens_sigma": 0.3}
+
+
+def config(redis_url: str, fleet: str, sim: FleetThread, stream: bool) -> RuntimeConfig:
+    routing = {"primary": {"modelReplicaSet": "sim", "model": "llama-70b", "endpoints": [h.base_url for h in sim.replicas]}, "stream": stream}
+    return RuntimeConfig.model_validate(
+        {
+            "fleet": fleet,
+            "redisUrl": redis_url,
+            "model": {"baseUrl": sim.replicas[0].base_url, "name": "llama-70b", "timeoutSeconds": 60, "maxOutputTokens": 400},
+            "modelRouting": routing,
+            "worker": {"concurrency": 8, "metricsPort": 0},
+            "api": {"allowAnonymous": True},
+            "tools": [{"name": "spawn", "type": "Spawn", "timeoutSeconds": 30}],
+            "budgets": {"maxDepth": 0},
+        }
+    )
+
+
+async def first_answer_byte(redis_url: str, sim: FleetThread, stream: bool, tasks: int, fleet: str) -> list[tuple[float, float]]:
+    """(seconds to the answer's first byte, seconds to 'finished') per task."""
+    cfg = config(redis_url, fleet, sim, stream)
+    worker = Worker(cfg)
+    await worker.start()
+    api = TaskAPI(cfg)
+    runner = web.AppRunner(api.app(), shutdown_timeout=1)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    out = []
+    try:
+        async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as http:
+            for i in range(tasks):
+                t0 = time.monotonic()
+                r = await http.post("/v1/tasks", json={"goal": f"task {fleet} {i}: summarise what you find"})
+                tid = (await r.json())["id"]
+                events: list[tuple[float, dict[str, Any]]] = []
+                async with http.get(f"/v1/tasks/{tid}/events") as resp:
+                    async for line in resp.content:
+                        if line.startswith(b"data: "):
+                            events.append((time.monotonic() - t0, json.loads(line[6:])))
+                done_at, done = next((t, e) for t, e in events if e["type"] == "finished")
+                assert done["reason"] == "final_answer", done
+                last_step = max((e["step"] for _, e in events if e["type"] in ("delta", "planned", "step")), default=None)
+                deltas = [t for t, e in events if e["type"] == "delta" and e.get("step") == last_step]
+                out.append((deltas[0] if deltas else done_at, done_at))
+    finally:
+        api.closing = True
+        await runner.cleanup()
+        await worker.kill()
+    return out
+
+
+def section_ttfb(args: argparse.Namespace) -> None:
+    print("1. Time to the answer's first byte at the task API's event stream (real Worker + TaskAPI + Redis, sim replicas over HTTP)")
+    sim = start_fleet(2, engine=ENGINE, quirks={"tool_call_rate": 1.0, "tool_call_steps": 1})
+    try:
+        with redis_server() as url:
+            rows: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+            for rnd in range(args.rounds):
+                for stream in (False, True):
+                    rows[stream] += asyncio.run(first_answer_byte(url, sim, stream, args.tasks, f"b{rnd}{int(stream)}"))
+    finally:
+        sim.stop()
+    for stream in (False, True):
+        first = [a for a, _ in rows[stream]]
+        done = [b for _, b in rows[stream]]
+        print(
+            f"  {'streamed' if stream else 'not streamed':<13} answer's first byte p50 {statistics.median(first):5.2f} s  p95 {pct(first, 95):5.2f} s"
+            f"  (min {min(first):.2f}, max {max(first):.2f})   task finished p50 {statistics.median(done):5.2f} s  [{len(first)} tasks]"
+        )
+    ratio = statistics.median(a for a, _ in rows[False]) / statistics.median(a for a, _ in rows[True])
+    print(f"  streamed: the answer starts {ratio:.1f}x sooner (median)")
+
+
+def admin(sim: FleetThread, name: str, changes: dict[str, Any]) -> None:
+    handle = next(h for h in sim.replicas if h.name == name)
+    req = urllib.request.Request(handle.url + "/admin/config", data=json.dumps(changes).encode(), headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=5).read()
+
+
+async def trigger(sim: FleetThread, stream: bool, stalls: int) -> tuple[float | None, list[float]]:
+    settings = RoutingSettings(hedging=True, hedge_after_percentile=95, hedge_max_extra_percent=50)
+    metrics = RoutingMetrics(CollectorRegistry())
+    client = RoutingModelClient(
+        (Tier("m", "llama-70b", settings), StaticSource([Endpoint(h.name, h.base_url) for h in sim.replicas])),
+        metrics=metrics,
+        timeout=60.0,
+        max_output_tokens=150,
+        rng=random.Random(1),
+        stream=stream,
+    )
+
+    def req(task: str) -> ModelRequest:
+        return ModelRequest(messages=[{"role": "system", "content": "You are an agent. " * 50}, {"role": "user", "content": task}], task_id=task, root_id=task)
+
+    try:
+        for i in range(80):
+            await client.complete(req(f"warm-{i}"))
+        kind = "step:ttft" if stream else "step"
+        threshold = metrics.registry.get_sample_value("agentfleet_routing_hedge_threshold_seconds", {"model": "m", "kind": kind})
+        times = []
+        for _ in range(stalls):
+            home = client.primary.order("stalled", 0.0, task="stalled")[0].name
+            admin(sim, home, {"stall_seconds": 5.0})
+            t0 = time.monotonic()
+            await client.complete(req("stalled"))
+            times.append(time.monotonic() - t0)
+            await asyncio.sleep(5.5)
+        return threshold, times
+    finally:
+        await client.close()
+
+
+def section_trigger(args: argparse.Namespace) -> None:
+    print("\n2. Hedge trigger: the learned hedge delay, and calls whose replica's queue stalls 5 s (2 replicas, afterPercentile 95)")
+    sim = start_fleet(2, engine={**ENGINE, "output_tokens_median": 60.0})
+    try:
+        for stream in (False, True):
+            threshold, times = asyncio.run(trigger(sim, stream, args.stalls))
+            label = "first token" if stream else "whole call"
+            th = f"{threshold:.3f} s" if threshold is not None else "none yet"
+            print(
+                f"  hedge on {label:<12} delay {th:>9}   stalled calls answered in p50 {statistics.median(times):5.2f} s (max {max(times):.2f} s, {len(times)} calls)"
+            )
+    finally:
+        sim.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tasks", type=int, default=6, help="tasks per configuration and round")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--stalls", type=int, default=4)
+    args = ap.parse_args()
+    section_ttfb(args)
+    section_trigger(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""One streamed attempt with at most one hedge, decided on time to first token.
+
+A stalled queue or a slow replica shows in the first token long before the whole answer is late,
+and the first token's latency varies far less than the answer's (which grows with its length),
+so the hedge fires earlier and on fewer false alarms than a hedge on the whole call:
+
+1. Start the call on the task's replica; wait for its first token up to the kind's TTFT
+   percentile (hedgeAfterPercentile of the first tokens seen, per kind).
+2. No first token by then: start the same call on the next replica, budget permitting.
+3. The attempt that produces a first token first wins; the other is cancelled at that moment
+   (the engine aborts it, so the loser costs only its queue time and prefill). On an engine that
+   does not abort (abortwatch.py) the loser would run to the end anyway, so both race to the end
+   and the first complete answer wins.
+4. Only the winner's text reaches ``delta_sink`` (buffered until it wins).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from agentfleet_runtime.model import ModelError, ModelRequest
+from agentfleet_runtime.routing.pool import ReplicaPool
+from agentfleet_runtime.routing.settings import Endpoint
+from agentfleet_runtime.routing.streaming import StreamObserver, delta_sink
+from agentfleet_runtime.types import ModelReply
+
+
+class AttemptFailed(Exception):
+    """An attempt's failure with the replicas it used (for the failover order)."""
+
+    def __init__(self, error: ModelError, replicas: list[str]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.replicas = replicas
+
+
+def ttft_kind(kind: str) -> str:
+    return kind + ":ttft"
+
+
+class _Attempt:
+    __slots__ = ("buffer", "endpoint", "first", "started", "task")
+
+    def __init__(self, endpoint: Endpoint, loop: asyncio.AbstractEventLoop) -> None:
+        self.endpoint = endpoint
+        self.first: asyncio.Future[float] = loop.create_future()
+        self.buffer: list[str] | None = []  # text before this attempt won; None once it has
+        self.started = loop.time()
+        self.task: asyncio.Task[ModelReply]
+
+
+async def hedged_stream(
+    client: Any, pool: ReplicaPool, order: list[Endpoint], req: ModelRequest, body: dict[str, Any], timeout: float
+) -> tuple[ModelReply, str]:
+    """``client``: the RoutingModelClient (its ``_call``, ``metrics`` and ``aborts``)."""
+    loop = asyncio.get_running_loop()
+    sink = delta_sink.get()
+    started = loop.time()
+    attempts: list[_Attempt] = []
+    winner: list[_Attempt] = []
+
+    def launch(endpoint: Endpoint, left: float) -> _Attempt:
+        a = _Attempt(endpoint, loop)
+
+        def on_first() -> None:
+            if not a.first.done():
+                a.first.set_result(loop.time())
+                pool.quantile(ttft_kind(req.kind)).add(loop.time() - a.started)
+
+        def on_text(text: str) -> None:
+            if a.buffer is None:
+                sink(text)  # type: ignore[misc]
+            else:
+                a.buffer.append(text)
+
+        observer = StreamObserver(on_first, on_text if sink is not None else None)
+        a.task = asyncio.create_task(client._call(pool, endpoint, req.kind, body, left, observer))
+        attempts.append(a)
+        return a
+
+    def crown(a: _Attempt) -> None:
+        winner.append(a)
+        if sink is not None and a.buffer is not None:
+            for text in a.buffer:
+                sink(text)
+        a.buffer = None
+
+    first = launch(order[0], timeout)
+    try:
+        delay = _ttft_delay(client, pool, req.kind) if len(order) > 1 else None
+        if delay is not None and delay < timeout:
+            await asyncio.wait({first.first, first.task}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            if not first.first.done() and not first.task.done():
+                if pool.budget.try_spend():
+                    launch(order[1], max(0.001, timeout - (loop.time() - started)))
+                else:
+                    client.metrics.hedges.labels(pool.tier.name, "denied").inc()
+        hedged = len(attempts) > 1
+        errors: list[ModelError] = []
+        live = list(attempts)
+        while live:
+            if not winner:
+                firsts = [a for a in live if a.first.done()]
+                if firsts:
+                    a = min(firsts, key=lambda x: x.first.result())
+                    crown(a)
+                    # The engine aborts the loser: stop it now. One that does not: let it race on.
+                    losers = [b for b in live if b is not a and client.aborts(pool, b.endpoint)]
+                    for b in losers:
+                        b.task.cancel()
+                        live.remove(b)
+                    if losers:
+                        await asyncio.gather(*(b.task for b in losers), return_exceptions=True)
+            waits: set[asyncio.Future[Any]] = {a.task for a in live}
+            if not winner:
+                waits |= {a.first for a in live}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for a in [a for a in live if a.task.done()]:
+                live.remove(a)
+                exc = a.task.exception()
+                if exc is None:
+                    if not winner or winner[0] is not a:
+                        winner[:] = []
+                        crown(a)
+                    if hedged:
+                        client.metrics.hedges.labels(pool.tier.name, "lost" if a is first else "won").inc()
+                    return a.task.result(), a.endpoint.name
+                errors.append(exc if isinstance(exc, ModelError) else ModelError(str(exc)))
+                if winner and winner[0] is a:
+                    winner[:] = []
+        if hedged:
+            client.metrics.hedges.labels(pool.tier.name, "failed").inc()
+        raise AttemptFailed(errors[0], [a.endpoint.name for a in attempts])
+    finally:
+        left_over = [a for a in attempts if not a.task.done()]
+        for a in left_over:
+            a.task.cancel()
+        if left_over:
+            await asyncio.gather(*(a.task for a in left_over), return_exceptions=True)
+
+
+def _ttft_delay(client: Any, pool: ReplicaPool, kind: str) -> float | None:
+    if not pool.settings.hedging:
+        return None
+    value = pool.quantile(ttft_kind(kind)).value()
+    if value is not None:
+        client.metrics.hedge_threshold.labels(pool.tier.name, ttft_kind(kind)).set(value)
+    return value

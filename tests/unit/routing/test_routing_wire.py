@@ -1,0 +1,65 @@
+"""What the model clients send to any vLLM-compatible engine: portable tool schemas and max_tokens
+within the served context (agentfleet_runtime.modelwire)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from agentfleet_runtime.modelwire import ContextGuard, ContextOverflow, PortableTools, capped_max_tokens, context_error, served_context
+from agentfleet_sim import Engine, EngineConfig, RequestTooLong
+from agentfleet_sim.quirks import non_portable_schema_path
+
+NESTED = {
+    "type": "object",
+    "properties": {"tags": {"type": "object", "additionalProperties": {"type": "string"}}, "free": {"type": "object", "additionalProperties": True}},
+    "additionalProperties": {"type": "integer"},
+}
+
+
+def test_portable_tools_drop_schema_objects_keep_booleans_and_convert_once() -> None:
+    tools = [{"type": "function", "function": {"name": "t", "parameters": NESTED}}]
+    portable = PortableTools()
+    out = portable(tools)
+    assert non_portable_schema_path(out[0]["function"]["parameters"]) is None
+    assert non_portable_schema_path(tools[0]["function"]["parameters"]) == "parameters.additionalProperties"  # input untouched
+    assert out[0]["function"]["parameters"]["properties"]["free"]["additionalProperties"] is True
+    assert portable(tools) is out  # same list object: no second walk
+
+
+def test_cap_leaves_room_for_the_prompt_or_names_the_setting() -> None:
+    assert capped_max_tokens(1024, None, 900) == 1024
+    assert capped_max_tokens(1024, 65536, 900) == 1024
+    assert capped_max_tokens(1024, 1024, 300) == 724
+    with pytest.raises(ContextOverflow) as err:
+        capped_max_tokens(1024, 1024, 1015)
+    assert not err.value.retryable and "spec.engine.maxModelLen" in str(err.value)
+
+
+def test_context_error_reads_the_engines_own_400() -> None:
+    eng = Engine(EngineConfig(max_model_len=1024, kv_cache_tokens=4096))
+    with pytest.raises(RequestTooLong) as err:
+        eng.add_request("a", list(range(1, 301)), now=0.0, max_tokens=1024)
+    assert context_error(str(err.value)) == (1024, 300)
+    assert context_error("model server answered 400: messages must be a non-empty list") is None
+
+
+def test_guard_caps_from_v1_models_and_refits_exactly_after_a_short_estimate() -> None:
+    calls: list[str] = []
+
+    async def fetch(key: str) -> Any:
+        calls.append(key)
+        return {"data": [{"id": "m", "max_model_len": 1024}]}
+
+    guard = ContextGuard("m", fetch)
+    body = {"model": "m", "messages": [{"role": "user", "content": "word " * 100}], "max_tokens": 1024}
+    fitted = asyncio.run(guard.fit("r0", body))
+    assert 800 < fitted["max_tokens"] < 1024 and body["max_tokens"] == 1024
+    asyncio.run(guard.fit("r0", body))
+    assert calls == ["r0"]  # the served context is asked once per replica
+    text = "This model's maximum context length is 1024 tokens. However, you requested 1514 tokens (490 in the messages, 1024 in the completion)."
+    again = guard.refit("r0", fitted, text)
+    assert again is not None and again["max_tokens"] == 534
+    assert served_context({"data": [{"id": "other", "max_model_len": 9}]}, "m") is None
