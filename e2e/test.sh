@@ -14,10 +14,25 @@ echo "== lint and generated files"
 "$PY" -m agentfleet.crdgen --check
 "$PY" -m agentfleet.chartgen --check
 
+# The image build is mostly downloads (Debian packages, PyPI): it runs beside the Go builds, which
+# are CPU-bound, and is waited for before pytest.
+echo "== container image (debootstrap base and buildah build, cached; rebuilt when its inputs change)"
+image_log="$(mktemp)"
+bash e2e/image.sh build >"$image_log" 2>&1 &
+image_pid=$!
 echo "== control plane binaries (built once, cached)"
 bash e2e/cluster.sh build
 echo "== helm (built once, cached)"
 bash e2e/helm.sh
+echo "== third-party CRDs and KEDA (fetched and built once, cached)"
+bash e2e/thirdparty.sh crds >/dev/null
+bash e2e/thirdparty.sh keda >/dev/null
+if ! wait "$image_pid"; then
+  cat "$image_log" >&2
+  echo "e2e/image.sh build failed" >&2
+  exit 1
+fi
+tail -n 3 "$image_log"
 
 tiers="unit,e2e"
 if [[ -n "$(find tests/integration -name 'test_*.py' 2>/dev/null)" ]]; then
