@@ -36,7 +36,18 @@ def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
 
 
 class Container:
-    def __init__(self, cluster: Any, image: str, pod: dict[str, Any], container: str, namespace: str, *, name: str, extra_env: dict[str, str] | None = None, extra_mounts: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        cluster: Any,
+        image: str,
+        pod: dict[str, Any],
+        container: str,
+        namespace: str,
+        *,
+        name: str,
+        extra_env: dict[str, str] | None = None,
+        extra_mounts: dict[str, str] | None = None,
+    ) -> None:
         self.cluster = cluster
         self.image = image
         self.pod = pod  # a PodSpec
@@ -46,7 +57,6 @@ class Container:
         self.extra_env = extra_env or {}
         self.extra_mounts = extra_mounts or {}  # host path -> container path (read-only)
         self.dir = Path(tempfile.mkdtemp(prefix=f"agentfleet-{name}-"))
-        self._edits: dict[str, Any] = {}  # volume name -> callable(host folder), applied before start
 
     # -- pod spec -> podman flags -------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
@@ -93,10 +103,6 @@ class Container:
             f.chmod(0o755 if f.is_dir() else 0o644)
         return d
 
-    def edit_volume(self, name: str, edit: Any) -> None:
-        """Let the test change a projected volume's files before start (e.g. move ports)."""
-        self._edits[name] = edit
-
     def flags(self) -> list[str]:
         sc = {**(self.pod.get("securityContext") or {}), **(self.spec.get("securityContext") or {})}
         flags = ["--name", self.name, "--network", "host", "--pull", "never", "--rm=false"]
@@ -108,16 +114,21 @@ class Container:
         if sc.get("allowPrivilegeEscalation") is False:
             flags += ["--security-opt", "no-new-privileges"]
         volumes = {v["name"]: v for v in self.pod.get("volumes", [])}
+        hosts: dict[str, Path] = {}  # mount path -> host folder of a configMap/secret volume
         for m in self.spec.get("volumeMounts", []):
             v = volumes[m["name"]]
             if "emptyDir" in v:
                 flags += ["--tmpfs", f"{m['mountPath']}:rw,mode=1777"]
             else:
-                host = self._volume_files(v)
-                if m["name"] in self._edits:
-                    self._edits[m["name"]](host)
-                src = host / m["subPath"] if m.get("subPath") else host
-                flags += ["-v", f"{src}:{m['mountPath']}:ro"]
+                hosts[m["mountPath"]] = self._volume_files(v)
+        for path, host in hosts.items():
+            # A mount inside another (api tokens under /etc/agentfleet) needs its mount point in
+            # the outer, read-only one; a kubelet's projected folders have it the same way.
+            for inner in hosts:
+                if inner != path and inner.startswith(path + "/"):
+                    (host / inner[len(path) + 1 :]).mkdir(parents=True, exist_ok=True)
+        for path, host in sorted(hosts.items()):
+            flags += ["-v", f"{host}:{path}:ro"]
         for host, path in self.extra_mounts.items():
             flags += ["-v", f"{host}:{path}:ro"]
         for k, v in self._env().items():

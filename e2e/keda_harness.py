@@ -56,7 +56,14 @@ def make_certs(d: Path, ip: str) -> None:
     _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(d / "ca.key"),
              "-out", str(d / "ca.crt"), "-days", "2", "-subj", "/CN=agentfleet-e2e-keda-ca",
              "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
-    names = [f"DNS:{SERVICE}.{NAMESPACE}.svc", f"DNS:{SERVICE}.{NAMESPACE}.svc.cluster.local", "DNS:keda-operator.keda.svc", "DNS:localhost", "IP:127.0.0.1", f"IP:{ip}"]
+    names = [
+        f"DNS:{SERVICE}.{NAMESPACE}.svc",
+        f"DNS:{SERVICE}.{NAMESPACE}.svc.cluster.local",
+        "DNS:keda-operator.keda.svc",
+        "DNS:localhost",
+        "IP:127.0.0.1",
+        f"IP:{ip}",
+    ]
     (d / "tls.ext").write_text(
         "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
         f"extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName={','.join(names)}\n"

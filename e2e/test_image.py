@@ -30,7 +30,7 @@ import redis
 import yaml
 
 from e2e import fixtures_operator as fx
-from e2e.image_harness import Container, podman, wait_http
+from e2e.image_harness import Container, wait_http
 from e2e.keda_harness import free_port
 from e2e.test_agentfleet import apply_stuck_model, helpers
 from e2e.test_chart import by_kind, helm, template  # noqa: F401 - helm is a fixture
@@ -49,7 +49,12 @@ CORPUS = {
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    proc = subprocess.run(["bash", str(ROOT / "e2e" / "image.sh"), "build"], capture_output=True, text=True, timeout=float(os.environ.get("AGENTFLEET_IMAGE_BUILD_TIMEOUT_S", "3600")))
+    proc = subprocess.run(
+        ["bash", str(ROOT / "e2e" / "image.sh"), "build"],
+        capture_output=True,
+        text=True,
+        timeout=float(os.environ.get("AGENTFLEET_IMAGE_BUILD_TIMEOUT_S", "3600")),
+    )
     if proc.returncode != 0:
         pytest.fail(f"e2e/image.sh build failed:\n{proc.stderr[-5000:]}", pytrace=False)
     return proc.stdout.strip().splitlines()[-1]
@@ -143,18 +148,11 @@ def test_operator_runs_from_the_image_as_the_chart_says(deployed) -> None:
 def runtime_container(deployed: dict[str, Any], component: str, ports: dict[str, int]) -> Container:
     ns, fleet = deployed["ns"], deployed["fleet"]
     dep = deployed_cluster(deployed).json("-n", ns, "get", "deployment", f"{fleet}-{component}")
-    c = Container(deployed_cluster(deployed), deployed["image"], dep["spec"]["template"]["spec"], component, ns, name=component)
+    # Host network, shared machine: the rendered fixed ports (9090, 8080) may be taken, so they
+    # move through the runtime's own environment overrides, and listen on loopback.
+    env = {"AGENTFLEET_METRICS_PORT": str(ports["metrics"]), "AGENTFLEET_API_PORT": str(ports["api"]), "AGENTFLEET_LISTEN_HOST": "127.0.0.1"}
+    c = Container(deployed_cluster(deployed), deployed["image"], dep["spec"]["template"]["spec"], component, ns, name=component, extra_env=env)
     assert c.spec["image"] == deployed["image"], "the operator runs its own image (AGENTFLEET_RUNTIME_IMAGE from the chart)"
-
-    def move_ports(folder: Path) -> None:
-        # Host network, shared machine: the rendered fixed ports (9090, 8080) may be taken.
-        f = folder / "runtime.yaml"
-        cfg = yaml.safe_load(f.read_text())
-        cfg["worker"]["metricsPort"] = ports["metrics"]
-        cfg["api"]["port"] = ports["api"]
-        f.write_text(yaml.safe_dump(cfg))
-
-    c.edit_volume("config", move_ports)
     return c
 
 
@@ -219,4 +217,3 @@ def test_ingestion_runs_from_the_image_on_a_small_corpus(deployed) -> None:
     finally:
         client.close()
     assert rows[0]["count(*)"] >= len(CORPUS), rows
-

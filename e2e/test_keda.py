@@ -21,7 +21,6 @@ example with exactly those changes.
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -173,7 +172,9 @@ def test_keda_scales_an_agentfleets_workers_on_queue_depth_and_back(keda, operat
     so = example("agentfleet-redis-streams.yaml")
     fleet = so["spec"]["scaleTargetRef"]["name"]
     apply_stuck_model(cluster, ns)
-    (af,) = [d for d in yaml.safe_load_all((ROOT / "examples" / "agentfleet.yaml").read_text()) if d and d["kind"] == "AgentFleet" and d["metadata"]["name"] == fleet]
+    (af,) = [
+        d for d in yaml.safe_load_all((ROOT / "examples" / "agentfleet.yaml").read_text()) if d and d["kind"] == "AgentFleet" and d["metadata"]["name"] == fleet
+    ]
     af["spec"]["modelRef"] = {"name": "stuck"}
     af["spec"].pop("vectorIndexRef", None)
     af["spec"]["tools"] = [t for t in af["spec"].get("tools", []) if t.get("type") != "Retrieval"]
@@ -181,7 +182,9 @@ def test_keda_scales_an_agentfleets_workers_on_queue_depth_and_back(keda, operat
     af["spec"]["workers"]["replicas"] = 1
     cluster.apply(af, ns)
     worker = f"{fleet}-worker"
-    eventually(cluster, operator, lambda: cluster.run("-n", ns, "get", "deployment", worker, check=False).returncode == 0, timeout=90, desc="the worker Deployment")
+    eventually(
+        cluster, operator, lambda: cluster.run("-n", ns, "get", "deployment", worker, check=False).returncode == 0, timeout=90, desc="the worker Deployment"
+    )
 
     # The queue as the task API fills it: the workers' consumer group and tasks on the stream.
     config = helpers.make_config(redis_url, fleet)
