@@ -10,8 +10,8 @@
 #
 # Usage: bash e2e/image.sh [base|build]      # prints the image reference (or the base's) on stdout
 #
-# Installs debootstrap, buildah and podman from Debian when missing (podman only runs the image:
-# e2e/test_image.py). Needs root (debootstrap, container storage).
+# Installs debootstrap, buildah, podman and runc from Debian when missing (podman and runc only
+# run the image: e2e/test_image.py). Needs root (debootstrap, container storage).
 set -euo pipefail
 
 E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -90,6 +90,9 @@ inputs_stamp() {
 
 cmd_build() {
   need buildah buildah
+  # runc runs the image in e2e/test_image.py: Debian 12's crun refuses this kind of machine's
+  # hybrid cgroup layout (v1 controllers beside a v2 mount).
+  need runc runc
   cmd_base >/dev/null
   local ref
   ref="$IMAGE_REPO:$(inputs_stamp)"

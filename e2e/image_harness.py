@@ -28,8 +28,16 @@ from pathlib import Path
 from typing import Any
 
 
+# runc, not Debian 12's crun, which refuses a hybrid cgroup layout (v1 controllers beside a v2
+# mount, as in this sandbox). Without CAP_SYS_RESOURCE podman cannot raise its default open-file
+# and process limits above the host's, so the containers get lower ones, as a kubelet's would
+# inherit the node's.
+PODMAN = ["podman", "--runtime", "runc"]
+ULIMITS = ["--ulimit", "nofile=16384:16384", "--ulimit", "nproc=8192:8192"]
+
+
 def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-    proc = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([*PODMAN, *args], capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"podman {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -105,7 +113,7 @@ class Container:
 
     def flags(self) -> list[str]:
         sc = {**(self.pod.get("securityContext") or {}), **(self.spec.get("securityContext") or {})}
-        flags = ["--name", self.name, "--network", "host", "--pull", "never", "--rm=false"]
+        flags = ["--name", self.name, "--network", "host", "--pull", "never", *ULIMITS]
         flags += ["--user", f"{sc['runAsUser']}:{sc.get('runAsGroup', sc['runAsUser'])}"]
         if sc.get("readOnlyRootFilesystem"):
             flags += ["--read-only", "--read-only-tmpfs=false"]
