@@ -103,10 +103,17 @@ cmd_build() {
   fi
   local start=$SECONDS
   log "building $ref from $ROOT/Dockerfile on $BASE_REF"
-  # chroot isolation: no runtime daemon, no nested user namespace; RUN steps reach PyPI through
-  # the host's network.
-  buildah build --isolation chroot --layers --build-arg "PYTHON_IMAGE=$BASE_REF" -t "$ref" -f "$ROOT/Dockerfile" "$ROOT" >&2 \
-    || die "buildah build failed"
+  # chroot isolation: no runtime daemon, no nested user namespace; RUN steps use the host's
+  # network.
+  # RUN steps reach PyPI the way the host's own pip does: its pip configuration and CA bundle
+  # (a mirror, or a proxy's certificate authority) are mounted for the build only and are not
+  # part of any layer.
+  local mounts=() f
+  for f in /etc/pip.conf /etc/ssl/certs/ca-certificates.crt; do
+    [[ -f "$f" ]] && mounts+=(--volume "$f:$f:ro")
+  done
+  buildah build --isolation chroot --layers "${mounts[@]}" --build-arg "PYTHON_IMAGE=$BASE_REF" -t "$ref" \
+    -f "$ROOT/Dockerfile" "$ROOT" >&2 || die "buildah build failed"
   log "built $ref in $((SECONDS - start))s"
   echo "$ref"
 }

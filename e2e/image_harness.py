@@ -27,7 +27,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-
 # runc, not Debian 12's crun, which refuses a hybrid cgroup layout (v1 controllers beside a v2
 # mount, as in this sandbox). Without CAP_SYS_RESOURCE podman cannot raise its default open-file
 # and process limits above the host's, so the containers get lower ones, as a kubelet's would
@@ -55,6 +54,7 @@ class Container:
         name: str,
         extra_env: dict[str, str] | None = None,
         extra_mounts: dict[str, str] | None = None,
+        completion_index: int = 0,
     ) -> None:
         self.cluster = cluster
         self.image = image
@@ -64,6 +64,7 @@ class Container:
         self.name = f"af-e2e-{name}-{uuid.uuid4().hex[:6]}"
         self.extra_env = extra_env or {}
         self.extra_mounts = extra_mounts or {}  # host path -> container path (read-only)
+        self.completion_index = completion_index  # an Indexed Job's pod's index
         self.dir = Path(tempfile.mkdtemp(prefix=f"agentfleet-{name}-"))
 
     # -- pod spec -> podman flags -------------------------------------------------------------------
@@ -79,7 +80,7 @@ class Container:
                 out[e["name"]] = {
                     "metadata.namespace": self.namespace,
                     "metadata.name": self.name,
-                    "metadata.annotations['batch.kubernetes.io/job-completion-index']": "0",
+                    "metadata.annotations['batch.kubernetes.io/job-completion-index']": str(self.completion_index),
                 }[path]
             elif "secretKeyRef" in src:
                 ref = src["secretKeyRef"]

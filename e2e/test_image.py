@@ -105,7 +105,8 @@ def deployed(cluster, helm, image, stores) -> Iterator[dict[str, Any]]:  # noqa:
         wait_http(f"http://127.0.0.1:{health}/healthz", 120, op)
         apply_stuck_model(cluster, ns)
         (af,) = [d for d in yaml.safe_load_all((ROOT / "examples" / "agentfleet.yaml").read_text()) if d and d["kind"] == "AgentFleet"]
-        af["spec"].update(modelRef={"name": "stuck"}, redis={"url": stores["redis"]})
+        # The fleet's pods run spec.image: the image just built.
+        af["spec"].update(modelRef={"name": "stuck"}, redis={"url": stores["redis"]}, image=image)
         af["spec"].pop("vectorIndexRef", None)
         af["spec"]["tools"] = [t for t in af["spec"].get("tools", []) if t.get("type") != "Retrieval"]
         cluster.apply(af, ns)
@@ -152,7 +153,7 @@ def runtime_container(deployed: dict[str, Any], component: str, ports: dict[str,
     # move through the runtime's own environment overrides, and listen on loopback.
     env = {"AGENTFLEET_METRICS_PORT": str(ports["metrics"]), "AGENTFLEET_API_PORT": str(ports["api"]), "AGENTFLEET_LISTEN_HOST": "127.0.0.1"}
     c = Container(deployed_cluster(deployed), deployed["image"], dep["spec"]["template"]["spec"], component, ns, name=component, extra_env=env)
-    assert c.spec["image"] == deployed["image"], "the operator runs its own image (AGENTFLEET_RUNTIME_IMAGE from the chart)"
+    assert c.spec["image"] == deployed["image"], "the fleet's pods run its spec.image"
     return c
 
 
@@ -201,19 +202,25 @@ def test_worker_and_task_api_run_from_the_image_against_redis(deployed) -> None:
 def test_ingestion_runs_from_the_image_on_a_small_corpus(deployed) -> None:
     cluster, ns = deployed_cluster(deployed), deployed["ns"]
     job = cluster.json("-n", ns, "get", "job", deployed["job"])
-    c = Container(cluster, deployed["image"], job["spec"]["template"]["spec"], "ingest", ns, name="ingest")
-    assert c.spec["image"] == deployed["image"]
-    try:
-        code = c.run(timeout=600)
-        logs = c.logs()
-        assert code == 0, logs[-5000:]
-    finally:
-        c.stop()
+    pod = job["spec"]["template"]["spec"]
+    # An Indexed Job: one pod per completion index, each ingesting its share of the documents.
+    for index in range(job["spec"]["completions"]):
+        # The Job controller adds JOB_COMPLETION_INDEX to each pod of an Indexed Job.
+        env = {"JOB_COMPLETION_INDEX": str(index)}
+        c = Container(cluster, deployed["image"], pod, "ingest", ns, name=f"ingest-{index}", completion_index=index, extra_env=env)
+        # The operator puts its own image (AGENTFLEET_RUNTIME_IMAGE, set by the chart) into the Job.
+        assert c.spec["image"] == deployed["image"]
+        try:
+            code = c.run(timeout=600)
+            logs = c.logs()
+            assert code == 0, logs[-5000:]
+        finally:
+            c.stop()
     from pymilvus import MilvusClient
 
     client = MilvusClient(uri=deployed["milvus"])
     try:
-        rows = client.query("image_docs", filter="", output_fields=["count(*)"])
+        rows = client.query("image_docs", filter="", output_fields=["count(*)"], consistency_level="Strong")
     finally:
         client.close()
-    assert rows[0]["count(*)"] >= len(CORPUS), rows
+    assert rows[0]["count(*)"] >= len(CORPUS), rows  # every document gave at least one chunk
