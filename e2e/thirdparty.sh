@@ -31,20 +31,9 @@ CRD_SOURCES=(
 log() { printf '[thirdparty.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-ensure_go() {
-  local d
-  for d in /usr/local/go/bin /usr/lib/go/bin $(compgen -G '/usr/lib/go-1.*' | sort -V -r | sed 's|$|/bin|'); do
-    command -v go >/dev/null 2>&1 || { [[ -x "$d/go" ]] && export PATH="$d:$PATH"; }
-  done
-  if ! command -v go >/dev/null 2>&1; then
-    bash "$E2E_DIR/cluster.sh" build >&2   # installs Go (and builds the control plane, needed anyway)
-    for d in /usr/local/go/bin /usr/lib/go/bin $(compgen -G '/usr/lib/go-1.*' | sort -V -r | sed 's|$|/bin|'); do
-      command -v go >/dev/null 2>&1 || { [[ -x "$d/go" ]] && export PATH="$d:$PATH"; }
-    done
-  fi
-  command -v go >/dev/null 2>&1 || die "Go is not installed"
-  export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
-}
+# shellcheck source=e2e/go-env.sh
+source "$E2E_DIR/go-env.sh"
+ensure_go() { agentfleet_go_env || die "Go is not installed"; }
 
 cmd_crds() {
   local stamp dir
