@@ -30,11 +30,11 @@ import redis
 import yaml
 
 from e2e import fixtures_operator as fx
+from e2e.demo.installers import MilvusLiteServer, ensure_ingest_packages, ensure_redis_server
 from e2e.image_harness import Container, wait_http
 from e2e.keda_harness import free_port
 from e2e.test_agentfleet import apply_stuck_model, helpers
 from e2e.test_chart import by_kind, helm, template  # noqa: F401 - helm is a fixture
-from tests.integration.ingest.conftest import MilvusLiteServer, ensure_packages
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -62,8 +62,8 @@ def image() -> str:
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory) -> Iterator[dict[str, str]]:
-    ensure_packages()
-    r = helpers.RedisServer(helpers.ensure_redis_server(), tmp_path_factory.mktemp("img-redis"))
+    ensure_ingest_packages()
+    r = helpers.RedisServer(ensure_redis_server(), tmp_path_factory.mktemp("img-redis"))
     r.start()
     m = MilvusLiteServer(tmp_path_factory.mktemp("img-milvus") / "data")
     m.wait_ready()

@@ -31,6 +31,7 @@ import yaml
 
 from e2e import fixtures_operator as fx
 from e2e.autoscale_harness import ClosedLoopLoad
+from e2e.demo.installers import ensure_redis_server
 from e2e.fixtures_operator import eventually
 from e2e.keda_harness import Keda
 from e2e.neighbours import install_thirdparty_crds, keda_bin_dir
@@ -161,7 +162,7 @@ def test_keda_scales_a_modelreplicaset_on_waiting_requests_and_back(keda, operat
 
 @pytest.fixture
 def redis_url(tmp_path) -> Iterator[str]:
-    server = helpers.RedisServer(helpers.ensure_redis_server(), tmp_path / "redis")
+    server = helpers.RedisServer(ensure_redis_server(), tmp_path / "redis")
     server.start()
     yield server.url
     server.stop()

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
+from agentfleet_contract.vectorindex import VectorIndex
 
-from agentfleet.api.vectorindex import VectorIndex
 from agentfleet.render.vectorindex import render_milvus
 from e2e import milvus_operator_facts as milvus_facts
 from e2e.fixtures_operator import install_crds
