@@ -378,6 +378,9 @@ EOF
   gen_cert kwok "/O=system:masters/CN=kwok-controller" client
   # Separate front-proxy CA for the aggregation layer (requestheader auth), as
   # kubeadm does; without it the controller-manager and scheduler log errors.
+  # Aggregated API servers (KEDA's metrics API in e2e/keda_harness.py) are
+  # reached at their Service's endpoint (--enable-aggregator-routing): there is
+  # no kube-proxy to carry a ClusterIP.
   sed 's/agentfleet-e2e-ca/agentfleet-e2e-front-proxy-ca/' "$PKI/ca.cnf" > "$PKI/front-proxy-ca.cnf"
   openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$PKI/front-proxy-ca.key" 2>/dev/null
   openssl req -x509 -new -config "$PKI/front-proxy-ca.cnf" -key "$PKI/front-proxy-ca.key" -days 3650 -sha256 \
@@ -492,6 +495,7 @@ cmd_up() {
     --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
     --requestheader-extra-headers-prefix=X-Remote-Extra- \
     --proxy-client-cert-file="$PKI/front-proxy-client.crt" --proxy-client-key-file="$PKI/front-proxy-client.key" \
+    --enable-aggregator-routing=true \
     --allow-privileged=true --profiling=false --cert-dir="$STATE_DIR/apiserver-certs" --v="$LOG_LEVEL"
   wait_for "$UP_TIMEOUT" "kube-apiserver /readyz" healthz kube-apiserver
 

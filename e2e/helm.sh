@@ -30,19 +30,9 @@ if [[ -x "$BIN_DIR/helm" && -f "$BIN_DIR/.stamp" && "$(cat "$BIN_DIR/.stamp")" =
   exit 0
 fi
 
-# Go: the same lookup as e2e/cluster.sh (which installs it via apt when
-# missing); any go >= 1.21 fetches the toolchain go.mod names by itself.
-for d in /usr/local/go/bin /usr/lib/go/bin $(compgen -G '/usr/lib/go-1.*' | sort -V -r | sed 's|$|/bin|'); do
-  command -v go >/dev/null 2>&1 || { [[ -x "$d/go" ]] && export PATH="$d:$PATH"; }
-done
-if ! command -v go >/dev/null 2>&1; then
-  bash "$E2E_DIR/cluster.sh" build >&2   # installs Go (and builds the control plane, needed anyway)
-  for d in /usr/local/go/bin /usr/lib/go/bin $(compgen -G '/usr/lib/go-1.*' | sort -V -r | sed 's|$|/bin|'); do
-    command -v go >/dev/null 2>&1 || { [[ -x "$d/go" ]] && export PATH="$d:$PATH"; }
-  done
-fi
-command -v go >/dev/null 2>&1 || die "Go is not installed"
-export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
+# shellcheck source=e2e/go-env.sh
+source "$E2E_DIR/go-env.sh"
+agentfleet_go_env || die "Go is not installed"
 
 grep -q "helm.sh/helm/v3 $HELM_VERSION" "$GOMOD_DIR/go.mod" || die "e2e/helm/go.mod does not pin helm $HELM_VERSION"
 

@@ -14,6 +14,12 @@ echo "== lint and generated files"
 "$PY" -m agentfleet.crdgen --check
 "$PY" -m agentfleet.chartgen --check
 
+# The image build is mostly downloads (Debian packages, PyPI): it runs beside the Go builds, which
+# are CPU-bound, and is waited for before pytest.
+echo "== container image (debootstrap base and buildah build, cached; rebuilt when its inputs change)"
+image_log="$(mktemp)"
+bash e2e/image.sh build >"$image_log" 2>&1 &
+image_pid=$!
 echo "== control plane binaries (built once, cached)"
 bash e2e/cluster.sh build
 echo "== helm (built once, cached)"
@@ -21,6 +27,14 @@ bash e2e/helm.sh
 echo "== llama-server and the CPU agent model (built/fetched once, cached; the real-agent integration tests)"
 bash e2e/llama-server.sh build >/dev/null
 "$PY" -m agentfleet_runtime.modelfiles fetch "${AGENTFLEET_IT_QWEN:-qwen2.5-coder-1.5b}" >/dev/null
+echo "== third-party CRDs (fetched once, cached)"
+bash e2e/thirdparty.sh crds >/dev/null
+if ! wait "$image_pid"; then
+  cat "$image_log" >&2
+  echo "e2e/image.sh build failed" >&2
+  exit 1
+fi
+tail -n 3 "$image_log"
 
 tiers="unit,e2e"
 if [[ -n "$(find tests/integration -name 'test_*.py' 2>/dev/null)" ]]; then

@@ -1,0 +1,46 @@
+"""Other projects' CRDs and binaries for the e2e tests, from e2e/thirdparty.sh (Go modules at
+pinned versions, cached under $AGENTFLEET_CACHE)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+THIRDPARTY_SH = Path(__file__).resolve().parent / "thirdparty.sh"
+
+
+def thirdparty(what: str, timeout: float) -> Path:
+    """`e2e/thirdparty.sh crds|keda`: the cached folder (fetched or built first when missing)."""
+    try:
+        proc = subprocess.run(["bash", str(THIRDPARTY_SH), what], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"e2e/thirdparty.sh {what} did not finish in {timeout:.0f}s", pytrace=False)
+    if proc.returncode != 0:
+        pytest.fail(f"e2e/thirdparty.sh {what} failed:\n{proc.stderr[-3000:]}", pytrace=False)
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def keda_bin_dir() -> Path:
+    # A cold build compiles KEDA (10+ minutes on 2 cores); e2e/test.sh builds it before pytest.
+    return thirdparty("keda", float(os.environ.get("AGENTFLEET_KEDA_BUILD_TIMEOUT_S", "3600")))
+
+
+def install_thirdparty_crds(cluster) -> list[str]:
+    """Applies the cached third-party CRDs (idempotent) and waits until each is Established."""
+    files = sorted(thirdparty("crds", 600).glob("*.yaml"))
+    names = [yaml.safe_load(f.read_text())["metadata"]["name"] for f in files]
+    # Server-side: the Prometheus Operator's CRDs exceed the last-applied annotation's size limit.
+    for f in files:
+        cluster.run("apply", "--server-side", "--force-conflicts", "--field-manager=agentfleet-e2e", "-f", str(f), timeout=120)
+    for n in names:
+        cluster.run("wait", "--for=condition=Established", f"crd/{n}", "--timeout=60s")
+    cluster.wait_for(
+        lambda: cluster.run("get", "podmonitors,scaledobjects,applications.argoproj.io", "-A", check=False).returncode == 0,
+        timeout=30,
+        desc="discovery of the third-party kinds",
+    )
+    return names

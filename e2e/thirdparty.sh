@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Other projects' APIs and binaries for the e2e tier, taken from their Go modules at pinned
+# versions through the Go module proxy and cached next to the control plane ($AGENTFLEET_CACHE,
+# default ~/.cache/agentfleet). Nothing of theirs is copied into this repository.
+#
+#   crds   the CRDs of the Prometheus Operator (PodMonitor, ServiceMonitor, PrometheusRule),
+#          KEDA (ScaledObject and the kinds its operator watches) and Argo CD (Application), copied
+#          from the module folders into $CACHE/thirdparty-crds-<stamp>/; prints that folder.
+#   keda   KEDA's operator and metrics API server (cmd/operator, cmd/adapter) built from the
+#          module pinned by e2e/keda/go.mod + go.sum into $CACHE/keda-<version>/bin; prints it.
+#          Cold: ~2.3 GB of modules and ~10+ min on 2 cores (see e2e/README.md for the figure).
+#
+# Usage: CRD_DIR="$(bash e2e/thirdparty.sh crds)"; KEDA_BIN="$(bash e2e/thirdparty.sh keda)"
+set -euo pipefail
+
+E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+KEDA_GOMOD_DIR="$E2E_DIR/keda"
+PROMETHEUS_OPERATOR_VERSION="v0.85.0"
+KEDA_VERSION="v2.21.0"
+ARGOCD_VERSION="v2.14.21"   # the newest v2 line; v3 needs a newer Go than the control plane's
+BUILD_RECIPE="1"
+CACHE_ROOT="${AGENTFLEET_CACHE:-$HOME/.cache/agentfleet}"
+
+# module@version folder: file, ... (paths inside the module)
+CRD_SOURCES=(
+  "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION example/prometheus-operator-crd monitoring.coreos.com_podmonitors.yaml monitoring.coreos.com_servicemonitors.yaml monitoring.coreos.com_prometheusrules.yaml"
+  "github.com/kedacore/keda/v2@$KEDA_VERSION config/crd/bases keda.sh_scaledobjects.yaml keda.sh_scaledjobs.yaml keda.sh_triggerauthentications.yaml keda.sh_clustertriggerauthentications.yaml eventing.keda.sh_cloudeventsources.yaml eventing.keda.sh_clustercloudeventsources.yaml"
+  "github.com/argoproj/argo-cd/v2@$ARGOCD_VERSION manifests/crds application-crd.yaml"
+)
+
+log() { printf '[thirdparty.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# shellcheck source=e2e/go-env.sh
+source "$E2E_DIR/go-env.sh"
+ensure_go() { agentfleet_go_env || die "Go is not installed"; }
+
+cmd_crds() {
+  local stamp dir
+  stamp="$(printf '%s\n' "recipe=$BUILD_RECIPE" "${CRD_SOURCES[@]}" | sha256sum | cut -c1-12)"
+  dir="$CACHE_ROOT/thirdparty-crds-$stamp"
+  if [[ -f "$dir/.complete" ]]; then echo "$dir"; return 0; fi
+  ensure_go
+  local tmp src mod folder files moddir f start=$SECONDS
+  mkdir -p "$CACHE_ROOT"
+  tmp="$(mktemp -d "$CACHE_ROOT/.thirdparty-crds.XXXXXX")"
+  for src in "${CRD_SOURCES[@]}"; do
+    read -r mod folder files <<<"$src"
+    # Outside any module: `go mod download` fetches just that module's zip (checked against
+    # sum.golang.org) and reports where it is unpacked.
+    moddir="$(cd "$tmp" && go mod download -json "$mod" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+    [[ -d "$moddir/$folder" ]] || die "$mod has no folder $folder"
+    for f in $files; do
+      [[ -s "$moddir/$folder/$f" ]] || die "$mod has no $folder/$f"
+      cp "$moddir/$folder/$f" "$tmp/"
+    done
+    echo "$mod $folder: $files" >> "$tmp/SOURCES"
+  done
+  chmod -R u+w "$tmp"
+  touch "$tmp/.complete"
+  rm -rf "$dir"
+  mv "$tmp" "$dir"
+  log "third-party CRDs in $dir in $((SECONDS - start))s"
+  echo "$dir"
+}
+
+keda_stamp() {
+  { echo "keda=$KEDA_VERSION recipe=$BUILD_RECIPE"; cat "$KEDA_GOMOD_DIR/go.mod" "$KEDA_GOMOD_DIR/go.sum"; } | sha256sum | cut -d' ' -f1
+}
+
+cmd_keda() {
+  local bin="$CACHE_ROOT/keda-$KEDA_VERSION/bin"
+  if [[ -x "$bin/keda-operator" && -x "$bin/keda-adapter" && "$(cat "$bin/.stamp" 2>/dev/null)" == "$(keda_stamp)" ]]; then
+    echo "$bin"
+    return 0
+  fi
+  ensure_go
+  grep -q "github.com/kedacore/keda/v2 $KEDA_VERSION" "$KEDA_GOMOD_DIR/go.mod" || die "e2e/keda/go.mod does not pin KEDA $KEDA_VERSION"
+  local tmp start=$SECONDS
+  mkdir -p "$CACHE_ROOT"
+  rm -rf "$CACHE_ROOT"/.keda-build.*
+  tmp="$(mktemp -d "$CACHE_ROOT/.keda-build.XXXXXX")"
+  log "building KEDA $KEDA_VERSION operator and metrics API server with $(go env GOVERSION) (cold: 10+ min)"
+  (
+    cd "$KEDA_GOMOD_DIR" || exit 1
+    export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly"
+    go mod download >&2 || exit 1
+    ld="-s -w -X github.com/kedacore/keda/v2/version.Version=$KEDA_VERSION"
+    go build -trimpath -ldflags "$ld" -o "$tmp/keda-operator" github.com/kedacore/keda/v2/cmd/operator >&2 || exit 1
+    go build -trimpath -ldflags "$ld" -o "$tmp/keda-adapter" github.com/kedacore/keda/v2/cmd/adapter >&2 || exit 1
+  ) || die "go build failed"
+  keda_stamp > "$tmp/.stamp"
+  mkdir -p "$(dirname "$bin")"
+  rm -rf "$bin"
+  mv "$tmp" "$bin"
+  chmod 755 "$bin"
+  log "built KEDA $KEDA_VERSION into $bin in $((SECONDS - start))s"
+  echo "$bin"
+}
+
+case "${1:-}" in
+  crds) cmd_crds ;;
+  keda) cmd_keda ;;
+  *) echo "usage: $0 crds|keda" >&2; exit 2 ;;
+esac
