@@ -343,3 +343,28 @@ def test_fleet_without_a_replica_shape_reports_demand_only() -> None:
         WorkloadProfile(users=1, tasks_per_user_per_day=1, steps_per_task=1, tokens_in_per_call=5000, tokens_out_per_call=10, step_latency_s=1), _replica(1000)
     )
     assert tiny.replicas is None and "cannot hold one" in tiny.notes[0]
+
+
+def test_residency_sets_the_replica_count_when_tools_are_slow() -> None:
+    # Pins that size_fleet takes the larger of the in-flight and the residency counts. The
+    # workload of test_fleet_for_a_workload with 30 s tools: in-flight calls still need 2
+    # replicas, but tasks live 12 x (3 + 30) = 396 s, so 5000/86400 x 8 x 396 = 183.3 tasks are
+    # mid-flight, each keeping 20,000 tokens of KV warm: ceil(183.3 x 20,000 / 440,112) = 9.
+    profile = WorkloadProfile(
+        users=1000,
+        tasks_per_user_per_day=5,
+        steps_per_task=12,
+        branch_fraction=0.3,
+        fan_out=3,
+        tokens_in_per_call=20_000,
+        tokens_out_per_call=500,
+        peak_factor=8,
+        step_latency_s=3.0,
+        tool_latency_s=30.0,
+    )
+    f = size_fleet(profile, _replica(440_112))
+    assert f.replicas_for_calls == 2
+    assert f.warm_tasks == pytest.approx(5000 / 86400 * 8 * 396)
+    assert f.replicas_for_warm_tasks == 9
+    assert f.replicas == 9 and f.gpus == 9
+    assert any("residency" in n for n in f.notes)
