@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
@@ -368,3 +369,38 @@ def test_residency_sets_the_replica_count_when_tools_are_slow() -> None:
     assert f.replicas_for_warm_tasks == 9
     assert f.replicas == 9 and f.gpus == 9
     assert any("residency" in n for n in f.notes)
+
+
+def test_shared_prefix_edges_and_the_sequence_cap() -> None:
+    # Pins the edges of shared_prefix_sequences that mutation testing found unchecked: the cap
+    # applies with a shared prefix too; a prompt that is all prefix (no own blocks) is capped
+    # only by --max-num-seqs or by the blocks; a prefix exactly filling the cache still counts.
+    assert shared_prefix_sequences(16_000, 1600, 1200, max_num_seqs=20) == 20  # 37 uncapped
+    assert shared_prefix_sequences(16_000, 1600, 1600) == 1000  # own blocks 0: every block, 16,000 / 16
+    assert shared_prefix_sequences(16_000, 1600, 1600, max_num_seqs=64) == 64
+    assert shared_prefix_sequences(1600, 1600, 1600) == 100  # 100 blocks, all shared: not "no room"
+    assert shared_prefix_sequences(800, 1600, 1600) == 0  # the prefix alone does not fit
+    # One-token contexts are valid; zero is refused with the reason.
+    assert concurrent_sequences(160, 1) == 10
+    with pytest.raises(CapacityError, match="context must be positive"):
+        concurrent_sequences(160, 0)
+    with pytest.raises(CapacityError, match="prefix must be between 0 and the context length"):
+        shared_prefix_sequences(160, 16, 17)
+
+
+def test_fleet_sizing_edges() -> None:
+    # Pins size_fleet's smaller terms: the --max-num-seqs cap reaches the sizing on both paths,
+    # a light load still needs one replica (not two), GPUs are replicas x GPUs per replica, cost
+    # is per million tokens exactly, and the residency note appears only when residency wins.
+    light = WorkloadProfile(users=1, tasks_per_user_per_day=10, steps_per_task=10, tokens_in_per_call=1000, tokens_out_per_call=100, step_latency_s=1.0)
+    f = size_fleet(light, _replica(400_000, gpus=4), max_num_seqs=8)
+    assert f.sequences_per_replica == 8
+    assert (f.replicas_for_calls, f.replicas_for_warm_tasks, f.replicas, f.gpus) == (1, 1, 1, 4)
+    assert not f.notes
+    shared = size_fleet(replace(light, shared_prefix_tokens=800), _replica(400_000), max_num_seqs=8)
+    assert shared.sequences_per_replica == 8
+    # 100 calls x 1,000,000 tokens in at 1 per million, 100 x 0 out: exactly 100.
+    priced = size_fleet(replace(light, tokens_in_per_call=1_000_000, tokens_out_per_call=0, price_in_per_mtok=1.0, price_out_per_mtok=3.0))
+    assert priced.cost_per_day == pytest.approx(100.0, rel=1e-12)
+    out = size_fleet(replace(light, tokens_in_per_call=0, tokens_out_per_call=1_000_000, price_in_per_mtok=3.0, price_out_per_mtok=1.0))
+    assert out.cost_per_day == pytest.approx(100.0, rel=1e-12)
