@@ -384,6 +384,16 @@ def _score(c: Cluster, groups: list[Group], rnd: random.Random) -> dict[str, tup
     return out
 
 
+def _tally(rows: dict, res: dict[str, tuple[set[str], list[int], int, int]], c: Cluster, groups: list[Group]) -> None:
+    gp = {g.key: g.gpus for g in groups}
+    for label, (placed, free, split, held) in res.items():
+        rows[label, "n"].append(len(placed))
+        rows[label, "g"].append(sum(gp[k] for k in placed))
+        rows[label, "stranded"].append(stranded(c, groups, placed, free))
+        rows[label, "split"].append(split)
+        rows[label, "held"].append(held)
+
+
 def bench_quality(seed: int, small: int, large: int) -> None:
     rnd = random.Random(seed)
     rows: dict[str, list] = defaultdict(list)
@@ -397,15 +407,9 @@ def bench_quality(seed: int, small: int, large: int) -> None:
         opt_n = optimum(c, groups, "count")
         opt_g = optimum(c, groups, "gpus")
         t_opt += time.perf_counter() - t0
-        gp = {g.key: g.gpus for g in groups}
         rows["opt_n"].append(opt_n)
         rows["opt_g"].append(opt_g)
-        for label, (placed, free, split, held) in res.items():
-            rows[label, "n"].append(len(placed))
-            rows[label, "g"].append(sum(gp[k] for k in placed))
-            rows[label, "stranded"].append(stranded(c, groups, placed, free))
-            rows[label, "split"].append(split)
-            rows[label, "held"].append(held)
+        _tally(rows, res, c, groups)
         rows["all_fit"].append(opt_n == len(groups))
         rows["planner_all"].append(opt_n == len(groups) and len(res["planner"][0]) == len(groups))
     n = small
@@ -431,15 +435,9 @@ def bench_quality(seed: int, small: int, large: int) -> None:
         c = frag_cluster(rnd, n_nodes=512, per_block=rnd.choice([4, 8, 16]))
         groups = frag_groups(rnd, 700)
         res = _score(c, groups, rnd)
-        gp = {g.key: g.gpus for g in groups}
         rows["ub_n"].append(upper_bound_count(c, groups))
-        rows["ub_g"].append(min(sum(c.free), sum(gp.values())))
-        for label, (placed, free, split, held) in res.items():
-            rows[label, "n"].append(len(placed))
-            rows[label, "g"].append(sum(gp[k] for k in placed))
-            rows[label, "stranded"].append(stranded(c, groups, placed, free))
-            rows[label, "split"].append(split)
-            rows[label, "held"].append(held)
+        rows["ub_g"].append(min(sum(c.free), sum(g.gpus for g in groups)))
+        _tally(rows, res, c, groups)
     print(
         f"\n== quality, large fragmented clusters: {large} seeded instances (512 nodes x 8 GPUs, blocks of 4-16; 700 groups asking ~20% more GPUs than are free)"
     )

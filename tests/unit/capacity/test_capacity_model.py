@@ -283,22 +283,25 @@ def test_calls_per_task() -> None:
     assert calls_per_task(10) == 10
 
 
+# 5,000 tasks a day of 12 steps, 30 % branching into 3 sub-agents, 20K-token prompts.
+AGENT_WORKLOAD = WorkloadProfile(
+    users=1000,
+    tasks_per_user_per_day=5,
+    steps_per_task=12,
+    branch_fraction=0.3,
+    fan_out=3,
+    tokens_in_per_call=20_000,
+    tokens_out_per_call=500,
+    price_in_per_mtok=0.5,
+    price_out_per_mtok=1.5,
+    peak_factor=8,
+    step_latency_s=3.0,
+    tool_latency_s=2.0,
+)
+
+
 def test_fleet_for_a_workload() -> None:
-    profile = WorkloadProfile(
-        users=1000,
-        tasks_per_user_per_day=5,
-        steps_per_task=12,
-        branch_fraction=0.3,
-        fan_out=3,
-        tokens_in_per_call=20_000,
-        tokens_out_per_call=500,
-        price_in_per_mtok=0.5,
-        price_out_per_mtok=1.5,
-        peak_factor=8,
-        step_latency_s=3.0,
-        tool_latency_s=2.0,
-    )
-    f = size_fleet(profile, _replica(440_112))
+    f = size_fleet(AGENT_WORKLOAD, _replica(440_112))
     assert f.tasks_per_day == 5000
     assert f.calls_per_day == pytest.approx(114_000)
     assert f.tokens_in_per_day == pytest.approx(2.28e9)
@@ -351,19 +354,7 @@ def test_residency_sets_the_replica_count_when_tools_are_slow() -> None:
     # workload of test_fleet_for_a_workload with 30 s tools: in-flight calls still need 2
     # replicas, but tasks live 12 x (3 + 30) = 396 s, so 5000/86400 x 8 x 396 = 183.3 tasks are
     # mid-flight, each keeping 20,000 tokens of KV warm: ceil(183.3 x 20,000 / 440,112) = 9.
-    profile = WorkloadProfile(
-        users=1000,
-        tasks_per_user_per_day=5,
-        steps_per_task=12,
-        branch_fraction=0.3,
-        fan_out=3,
-        tokens_in_per_call=20_000,
-        tokens_out_per_call=500,
-        peak_factor=8,
-        step_latency_s=3.0,
-        tool_latency_s=30.0,
-    )
-    f = size_fleet(profile, _replica(440_112))
+    f = size_fleet(replace(AGENT_WORKLOAD, tool_latency_s=30.0), _replica(440_112))
     assert f.replicas_for_calls == 2
     assert f.warm_tasks == pytest.approx(5000 / 86400 * 8 * 396)
     assert f.replicas_for_warm_tasks == 9
