@@ -19,11 +19,11 @@ import json
 import time
 
 import pytest
+from agentfleet_contract.agentfleet import AgentFleet
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from agentfleet.api.agentfleet import AgentFleet
 from agentfleet.render.agentfleet import render_identity
 from agentfleet_runtime.routing.kube import SERVICE_LABEL, EndpointSliceSource, replicas_service
 from agentfleet_runtime.routing.sources import endpoints_from_slices

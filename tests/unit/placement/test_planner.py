@@ -381,8 +381,8 @@ def test_gang_takes_the_tightest_nodes_of_its_block() -> None:
     # The three 2-free nodes leave the 4-free node whole for the next 4-GPU replica; the freest
     # nodes first would split it and strand that replica.
     nodes = [node("n0", gpus=4, used=2, block="B"), node("n1", gpus=4, block="B"), node("n2", gpus=4, used=2, block="B"), node("n3", gpus=4, used=2, block="B")]
-    assert _Planner.shape(demand(6, 2), 4) == (3, 2, False)
+    assert pod_shape(demand(6, 2), 4) == (3, 2, False)
     p = plan(nodes, reqs(demand(6, 2), "gang"))
     assert sorted(where(p, "gang")) == ["n0", "n2", "n3"]
-    after = plan(nodes, reqs(demand(4), "whole"), existing=[p.assignment("ns/gang")])
+    after = plan(nodes, reqs(demand(4), "whole"), existing=[assignment(p, "ns/gang")])
     assert where(after, "whole") == ("n1",)
