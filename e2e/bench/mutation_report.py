@@ -12,7 +12,7 @@ settings) and the agent loop. Only their unit tests run (the tiers above need re
 
 mutmut imports the mutated code from ``mutants/`` under the project's own module names, which
 needs a plain ``src/`` layout; the repository keeps its two packages under ``operator/`` and
-``runtime/``, so this script stages a copy (src/agentfleet, src/agentfleet_runtime, tests/) in a
+``runtime/``, so this script stages a copy (each package under src/, and tests/) in a
 scratch directory and runs mutmut there. mutmut itself (pinned below) is installed into the
 running interpreter when missing.
 
@@ -40,13 +40,13 @@ MUTMUT = "mutmut==3.8.1"
 
 # module key -> (files under src/, unit tests that exercise them)
 MODULES: dict[str, tuple[list[str], list[str]]] = {
-    "placement": (["agentfleet/placement.py"], ["tests/unit/placement"]),
-    "capacity": (["agentfleet/capacity.py"], ["tests/unit/capacity/test_capacity_model.py"]),
+    "placement": (["agentfleet/placement/*.py"], ["tests/unit/placement"]),
+    "capacity": (["agentfleet/capacity/*.py"], ["tests/unit/capacity/test_capacity_model.py"]),
     "autoscale": (
-        [f"agentfleet/autoscale/{m}.py" for m in ("policy", "goodput", "common", "workers", "pods")],
+        [f"agentfleet/autoscale/{m}.py" for m in ("policy", "terms", "signals", "reading", "state", "goodput", "common", "workers", "pods")],
         ["tests/unit/autoscale"],
     ),
-    "rollout": (["agentfleet/rollout.py"], ["tests/unit/controllers/test_rollout.py"]),
+    "rollout": (["agentfleet/rollout/*.py"], ["tests/unit/controllers/test_rollout.py"]),
     "routing": (
         [f"agentfleet_runtime/routing/{m}.py" for m in ("client", "pool", "hashing", "ejection", "hedging", "quantile", "backoff", "sources", "settings")],
         ["tests/unit/routing"],
@@ -68,8 +68,9 @@ def ensure_mutmut() -> None:
 
 def stage(work: Path, files: list[str], tests: list[str], tests_from: str | None) -> None:
     (work / "src").mkdir(parents=True)
-    shutil.copytree(ROOT / "operator" / "agentfleet", work / "src" / "agentfleet", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "runtime" / "agentfleet_runtime", work / "src" / "agentfleet_runtime", ignore=shutil.ignore_patterns("__pycache__"))
+    for top in ("operator", "runtime"):  # every package the project installs (pyproject's packages.find)
+        for pkg in sorted(p for p in (ROOT / top).iterdir() if (p / "__init__.py").exists()):
+            shutil.copytree(pkg, work / "src" / pkg.name, ignore=shutil.ignore_patterns("__pycache__"))
     if tests_from:
         subprocess.run(f"git -C {ROOT} archive {tests_from} tests | tar -x -C {work}", shell=True, check=True)
     else:
