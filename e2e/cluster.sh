@@ -221,20 +221,37 @@ alive() {
   [[ -n "$st" && "$st" != Z && "$st" != X ]]
 }
 
-# component_pid NAME: prints the pid if NAME is running *and* the pid still
-# belongs to the binary we started (pid files can outlive their process).
+# proc_start PID: the process's start time (clock ticks since boot, field 22
+# of /proc/PID/stat). It is fixed at fork and survives exec, and a reused pid
+# belongs to a process that started later, so (pid, start time) names one
+# process from the moment `&` returns -- before the child has exec'd the
+# binary (under load that can take seconds), and after.
+proc_start() {
+  local st fields
+  st="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  st="${st##*) }"   # drop "pid (comm) ": comm may hold spaces and ')'
+  read -ra fields <<< "$st"
+  [[ ${#fields[@]} -ge 20 ]] || return 1
+  echo "${fields[19]}"
+}
+
+# component_pid NAME: prints the pid if the process started for NAME is still
+# running (pid files can outlive their process; a pid can be reused).
 component_pid() {
-  local c=$1 pid exe
-  [[ -f "$RUN/$c.pid" && -f "$RUN/$c.exe" ]] || return 1
-  pid="$(cat "$RUN/$c.pid")"; exe="$(cat "$RUN/$c.exe")"
+  local c=$1 pid start
+  [[ -f "$RUN/$c.pid" && -f "$RUN/$c.start" ]] || return 1
+  pid="$(cat "$RUN/$c.pid")"; start="$(cat "$RUN/$c.start")"
   [[ "$pid" =~ ^[0-9]+$ ]] && alive "$pid" || return 1
-  [[ "$(tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | head -1)" == "$exe" ]] || return 1
+  [[ -n "$start" && "$(proc_start "$pid")" == "$start" ]] || return 1
   echo "$pid"
 }
 
+# exec_done PID EXE: the process runs EXE (its exec has happened).
+exec_done() { [[ "$(tr '\0' '\n' < "/proc/$1/cmdline" 2>/dev/null | head -1)" == "$2" ]]; }
+
 start_component() { # NAME ARGS...
   local c=$1; shift
-  local exe="$BIN_DIR/$c"
+  local exe="$BIN_DIR/$c" pid i
   echo "$exe" > "$RUN/$c.exe"
   # setsid: own session, so a Ctrl-C in the terminal (or pytest) that ran
   # `up` does not take the cluster down with it. All fds are redirected so
@@ -246,8 +263,21 @@ start_component() { # NAME ARGS...
   else
     setsid "$exe" "$@" >>"$LOGS/$c.log" 2>&1 </dev/null 9>&- &
   fi
-  echo $! > "$RUN/$c.pid"
+  pid=$!
+  # Record the pid with its start time at once, so that stop_all finds this
+  # process even if `up` fails (or is killed) before the exec below is seen.
+  echo "$pid" > "$RUN/$c.pid"
+  proc_start "$pid" > "$RUN/$c.start" || true
   STARTED+=("$c")
+  # $! is the forked shell until it has exec'd setsid and setsid the binary
+  # (same pid): wait for that, so a slow exec on a busy machine is neither
+  # taken for an exit nor left running unseen.
+  for ((i = 0; i < 1200; i++)); do
+    exec_done "$pid" "$exe" && return 0
+    component_pid "$c" >/dev/null || fail_up "$c exited before it started (see $LOGS/$c.log)"
+    sleep 0.05
+  done
+  fail_up "$c did not exec $exe within 60s"
 }
 
 stop_component() {
@@ -261,7 +291,7 @@ stop_component() {
       for ((i = 0; i < 50; i++)); do alive "$pid" || break; sleep 0.1; done
     fi
   fi
-  rm -f "$RUN/$c.pid" "$RUN/$c.exe"
+  rm -f "$RUN/$c.pid" "$RUN/$c.start" "$RUN/$c.exe"
 }
 
 stop_all() {

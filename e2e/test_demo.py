@@ -51,6 +51,12 @@ def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp
         # Every process the fleet needs ran, each once.
         assert {"redis", "milvus", "operator", "model", "policy", "api", "worker-0", "worker-1"} <= set(pids), pids
 
+        # The workers found the replicas through the replicas Service's EndpointSlices, as the
+        # worker ServiceAccount (not from static endpoints).
+        assert "routing: EndpointSlice discovery of Service llama-8b-replicas as ServiceAccount" in out, out[-4000:]
+        config = (state / "demo" / namespace / "runtime.yaml").read_text()
+        assert "endpoints:" not in config, config
+
         # Tasks went through the task API and all finished with an answer.
         assert re.search(rf"^tasks\s+{TASKS} done, 0 failed of {TASKS}", out, re.M), out[-4000:]
         assert f"{TASKS}/{TASKS} tasks" in out
@@ -86,3 +92,4 @@ def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp
     left = {name: pid for name, pid in pids.items() if _alive(pid)}
     assert not left, f"processes still running after `down`: {left}"
     assert not list((state / "demo" / namespace).glob("*.json"))
+    assert not (state / "demo" / namespace / "local-routes").exists(), "down left the pod IPs routed to this machine"

@@ -2,44 +2,93 @@
 
 e2e/test.sh sets AGENTFLEET_REQUIRE_TIERS (e.g. "unit,integration,e2e"). A tier that ran no
 test, or skipped any, fails the run: a silently skipped e2e tier must never look green.
+
+Every report counts, whichever phase made it: a module skipped at collection
+(``pytest.importorskip``, ``pytest.skip(allow_module_level=True)``) is as silent as a skip in
+the test body. An xfail is a failure unless its reason names the issue that tracks it
+("issue #21" or an .../issues/21 URL): a known bug is visible, an unexplained one is not
+allowed to hide. An xpass means the marker is stale, and fails too.
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
 TIER_ROOTS = {"unit": "tests/unit/", "integration": "tests/integration/", "e2e": "e2e/"}
+NAMES_AN_ISSUE = re.compile(r"(?i)\bissue\s*#?\d+|/issues/\d+|#\d+\b")
 
 
 def tier_of(nodeid: str) -> str | None:
-    return next((tier for tier, root in TIER_ROOTS.items() if nodeid.startswith(root)), None)
+    # A directory-level collection report's nodeid has no trailing slash ("tests/unit").
+    path = nodeid.split("::", 1)[0] + ("/" if "::" not in nodeid else "")
+    return next((tier for tier, root in TIER_ROOTS.items() if nodeid.startswith(root) or path.startswith(root)), None)
+
+
+def outcome_of(report: pytest.CollectReport | pytest.TestReport) -> str | None:
+    """What one report says about its test: passed, failed, skipped, xfailed, xpassed, or
+    None when it says nothing (a setup or teardown that passed, a collected module)."""
+    if hasattr(report, "wasxfail"):
+        return "xfailed" if report.skipped else "xpassed"
+    if report.skipped or report.failed:
+        return report.outcome
+    return "passed" if getattr(report, "when", None) == "call" else None
+
+
+def xfail_names_an_issue(report: pytest.TestReport) -> bool:
+    return bool(NAMES_AN_ISSUE.search(str(getattr(report, "wasxfail", ""))))
 
 
 def tier_problems(required: list[str], outcomes: dict[str, list[str]]) -> list[str]:
+    """outcomes: outcome -> the tier of each report with that outcome ("xfailed" lists only
+    the xfails that name no issue)."""
     problems = []
     for tier in required:
         if not outcomes.get("passed", []).count(tier) and not outcomes.get("failed", []).count(tier):
             problems.append(f"tier {tier!r} ran no test")
-        skipped = outcomes.get("skipped", []).count(tier)
-        if skipped:
-            problems.append(f"tier {tier!r} skipped {skipped} test(s)")
+        for outcome, what in (("skipped", "skipped"), ("xfailed", "xfailed without naming an issue"), ("xpassed", "xpassed")):
+            n = outcomes.get(outcome, []).count(tier)
+            if n:
+                problems.append(f"tier {tier!r} {what}: {n} test(s)")
     return problems
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    required = [t for t in os.environ.get("AGENTFLEET_REQUIRE_TIERS", "").split(",") if t]
-    if not required:
-        return
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    stats = reporter.stats if reporter else {}
-    outcomes = {
-        outcome: [tier_of(r.nodeid) for r in stats.get(outcome, []) if getattr(r, "when", "call") in ("call", "setup")]
-        for outcome in ("passed", "failed", "skipped")
-    }
-    problems = tier_problems(required, outcomes)
-    if problems:
+class TierGuard:
+    """Registered as a plugin (not left as conftest hooks) so it sees the reports of every
+    directory, e2e/ included, and those made at collection time."""
+
+    def __init__(self, required: list[str]):
+        self.required = required
+        self.outcomes: dict[str, list[str]] = {}
+
+    def _record(self, report: pytest.CollectReport | pytest.TestReport) -> None:
+        outcome = outcome_of(report)
+        if outcome is None or (outcome == "xfailed" and xfail_names_an_issue(report)):
+            return
+        tier = tier_of(report.nodeid)
+        if tier is not None:
+            self.outcomes.setdefault(outcome, []).append(tier)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        self._record(report)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self._record(report)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        problems = tier_problems(self.required, self.outcomes)
+        if not problems:
+            return
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter:
             reporter.write_sep("!", "test tiers incomplete: " + "; ".join(problems), red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    required = [t for t in os.environ.get("AGENTFLEET_REQUIRE_TIERS", "").split(",") if t]
+    if required and not config.pluginmanager.has_plugin("agentfleet-tier-guard"):
+        config.pluginmanager.register(TierGuard(required), "agentfleet-tier-guard")

@@ -5,10 +5,16 @@
    inventory adapter on the matching Node and Pod lists.
 2. Quality on seeded fragmented clusters: groups (replicas) placed by
    - the planner (largest first, best fit, gangs inside one topology block, all or nothing);
-   - a simulation of the kube-scheduler's default scoring: pods in arrival order, each scored
-     alone by NodeResourcesFit LeastAllocated (most free GPUs after placement wins, ties at
-     random), no gang semantics: a gang whose pods do not all fit still holds the GPUs of those
-     that did, and one whose pods land in different blocks does not count;
+   - simulations of the kube-scheduler, pods in arrival order, each scored alone, with no gang
+     semantics: a gang whose pods do not all fit still holds the GPUs of those that did, and one
+     whose pods land in different blocks does not count. Two configurations:
+       default   as shipped: NodeResourcesFit LeastAllocated and NodeResourcesBalancedAllocation
+                 over cpu and memory only (nvidia.com/gpu is not scored), with the pods'
+                 scoring defaults of 100m CPU and 200 MB when they request none, integer scores,
+                 ties at random, and percentageOfNodesToScore's adaptive sample (all nodes under
+                 100, else 50% - nodes/125, at least 100, scanned from a rotating start);
+       best      what a GPU cluster's admin sets: NodeResourcesFit MostAllocated over
+                 nvidia.com/gpu (weight 1) and percentageOfNodesToScore 100, i.e. best fit;
    - the optimum: exact by exhaustive search on small instances (max groups, and separately max
      GPUs), an upper bound on large ones.
    Goal: the planner never leaves a placeable group unplaced ("stranded" below: an unplaced group
@@ -183,48 +189,102 @@ def pods_of(g: Group) -> tuple[int, int]:
     return (1, g.gpus) if g.gpus <= 8 else (g.gpus // 8, 8)
 
 
-def run_planner(c: Cluster, groups: list[Group]) -> tuple[set[str], list[int]]:
+def audit(c: Cluster, groups: list[Group], bound: dict[str, list[int]]) -> tuple[set[str], int, int]:
+    """What the bindings made of the groups, measured the same way for every placer: the groups
+    that came up (all pods bound, in one block), the gangs whose pods all bound but across
+    blocks, and the GPUs held by pods of groups that did not come up."""
+    placed: set[str] = set()
+    split = held = 0
+    for g in groups:
+        pods, per = pods_of(g)
+        b = bound.get(g.key, [])
+        if len(b) == pods and len({c.block[i] for i in b}) == 1:
+            placed.add(g.key)
+        else:
+            split += len(b) == pods
+            held += per * len(b)
+    return placed, split, held
+
+
+# The default profile's view of a GPU node's cpu and memory (an 8-GPU H100 server) and of a pod
+# that requests none (the scheduler's non-zero scoring defaults, schedutil.DefaultMilliCPURequest
+# and DefaultMemoryRequest); 192 CPUs and 2000Gi as e2e/nodes.py gives the kwok nodes.
+NODE_MILLICPU, NODE_MEMORY = 192_000, 2000 * 2**30
+POD_MILLICPU, POD_MEMORY = 100, 200 * 2**20
+MAX_SCORE = 100
+
+
+def nodes_to_score(n: int) -> int:
+    """numFeasibleNodesToFind with percentageOfNodesToScore unset (kube-scheduler schedule_one.go)."""
+    if n < 100:
+        return n
+    pct = max(5, 50 - n // 125)
+    return max(100, n * pct // 100)
+
+
+def default_score(pods_on_node: int) -> int:
+    """NodeResourcesFit LeastAllocated + NodeResourcesBalancedAllocation over cpu and memory
+    (weight 1 each) for a node already holding pods_on_node pods, with this pod added."""
+    k = pods_on_node + 1
+    cpu_req, mem_req = k * POD_MILLICPU, k * POD_MEMORY
+    least = ((NODE_MILLICPU - cpu_req) * MAX_SCORE // NODE_MILLICPU + (NODE_MEMORY - mem_req) * MAX_SCORE // NODE_MEMORY) // 2
+    fc, fm = cpu_req / NODE_MILLICPU, mem_req / NODE_MEMORY
+    std = abs(fc - fm) / 2
+    balanced = int((1 - std) * MAX_SCORE)
+    return least + balanced
+
+
+def run_kube(c: Cluster, groups: list[Group], rnd: random.Random, scoring: str = "default") -> tuple[dict[str, list[int]], list[int]]:
+    """Pods in arrival order, each bound to the best-scored feasible node of the nodes scored
+    (scoring "default" or "best", see the module doc). Returns each group's bound nodes (one
+    per pod that bound) and the free GPUs left."""
+    free = list(c.free)
+    # The pods already on each node: one per partly used node (whatever uses its GPUs).
+    pods_on = [int(f < cap) for f, cap in zip(c.free, c.cap, strict=True)]
+    n = len(free)
+    start = 0
+    bound: dict[str, list[int]] = {}
+    for g in groups:
+        pods, per = pods_of(g)
+        b = bound.setdefault(g.key, [])
+        for _ in range(pods):
+            want = nodes_to_score(n) if scoring == "default" else n
+            feasible: list[int] = []
+            scanned = 0
+            for k in range(n):
+                i = (start + k) % n
+                scanned += 1
+                if free[i] >= per:
+                    feasible.append(i)
+                    if len(feasible) >= want:
+                        break
+            start = (start + scanned) % n
+            if not feasible:
+                break
+            if scoring == "default":
+                scores = {i: default_score(pods_on[i]) for i in feasible}
+            else:  # MostAllocated over nvidia.com/gpu: GPUs in use after this pod / capacity
+                scores = {i: (c.cap[i] - free[i] + per) * MAX_SCORE // c.cap[i] for i in feasible}
+            top = max(scores.values())
+            i = rnd.choice([i for i in feasible if scores[i] == top])
+            free[i] -= per
+            pods_on[i] += 1
+            b.append(i)
+    return bound, free
+
+
+def run_planner_bound(c: Cluster, groups: list[Group]) -> tuple[dict[str, list[int]], list[int]]:
     nodes = [mk_node(n, cap, cap - f, b, "z") for n, cap, f, b in zip(c.names, c.cap, c.free, c.block, strict=True)]
     reqs = [ReplicaRequest(g.key, Demand(owner="ns/x", gpus=g.gpus, tensor_parallel=g.tp, spread_across="None")) for g in groups]
     p = plan(nodes, reqs)
     free = list(c.free)
     idx = {n: i for i, n in enumerate(c.names)}
+    bound: dict[str, list[int]] = {}
     for a in p.placed:
         for n in a.nodes:
             free[idx[n]] -= a.gpus_per_node
-    return {a.key for a in p.placed}, free
-
-
-def run_kube(c: Cluster, groups: list[Group], rnd: random.Random) -> tuple[set[str], list[int], int, int]:
-    """Pods in arrival order, each bound to the feasible node with the highest LeastAllocated score.
-
-    Returns the validly placed groups, the free GPUs left, the gangs split across blocks, and the
-    GPUs held by pods of groups that did not come up (partial or split gangs).
-    """
-    free = list(c.free)
-    placed: set[str] = set()
-    split = 0
-    wasted = 0
-    for g in groups:
-        pods, per = pods_of(g)
-        bound = []
-        for _ in range(pods):
-            feasible = [i for i in range(len(free)) if free[i] >= per]
-            if not feasible:
-                break
-            # NodeResourcesFit LeastAllocated: score = free-after / capacity; ties broken at random.
-            top = max((free[i] - per) / c.cap[i] for i in feasible)
-            best = [i for i in feasible if (free[i] - per) / c.cap[i] == top]
-            i = rnd.choice(best)
-            free[i] -= per
-            bound.append(i)
-        if len(bound) == pods and len({c.block[i] for i in bound}) == 1:
-            placed.add(g.key)
-        else:
-            split += len(bound) == pods
-            # Pods that did bind keep their GPUs: the default scheduler has no all-or-nothing.
-            wasted += per * len(bound)
-    return placed, free, split, wasted
+            bound.setdefault(a.key, []).append(idx[n])
+    return bound, free
 
 
 def stranded(c: Cluster, groups: list[Group], placed: set[str], free: list[int]) -> int:
@@ -307,44 +367,62 @@ def upper_bound_count(c: Cluster, groups: list[Group]) -> int:
     return n
 
 
+KUBE_ROWS = (("kube-sched default", "default"), ("kube-sched best", "best"))
+
+
+def _score(c: Cluster, groups: list[Group], rnd: random.Random) -> dict[str, tuple[set[str], list[int], int, int]]:
+    """Each placer's (groups up, free GPUs left, gangs split, GPUs held by dead gangs) on one instance."""
+    out = {}
+    bound, free = run_planner_bound(c, groups)
+    placed, split, held = audit(c, groups, bound)
+    out["planner"] = (placed, free, split, held)
+    seed = rnd.random()  # one draw per instance, as before the second kube row, so the instances do not move
+    for k, (label, scoring) in enumerate(KUBE_ROWS):
+        bound, free = run_kube(c, groups, random.Random(seed + k), scoring)
+        placed, split, held = audit(c, groups, bound)
+        out[label] = (placed, free, split, held)
+    return out
+
+
+def _tally(rows: dict, res: dict[str, tuple[set[str], list[int], int, int]], c: Cluster, groups: list[Group]) -> None:
+    gp = {g.key: g.gpus for g in groups}
+    for label, (placed, free, split, held) in res.items():
+        rows[label, "n"].append(len(placed))
+        rows[label, "g"].append(sum(gp[k] for k in placed))
+        rows[label, "stranded"].append(stranded(c, groups, placed, free))
+        rows[label, "split"].append(split)
+        rows[label, "held"].append(held)
+
+
 def bench_quality(seed: int, small: int, large: int) -> None:
     rnd = random.Random(seed)
-    rows = defaultdict(list)
+    rows: dict[str, list] = defaultdict(list)
+    labels = ["planner", *(label for label, _ in KUBE_ROWS)]
     t_opt = 0.0
     for _ in range(small):
         c = frag_cluster(rnd, n_nodes=rnd.choice([4, 6, 8]), per_block=rnd.choice([2, 4]))
         groups = frag_groups(rnd, rnd.choice([6, 8, 10]))
-        p_set, p_free = run_planner(c, groups)
-        k_set, k_free, split, wasted = run_kube(c, groups, random.Random(rnd.random()))
+        res = _score(c, groups, rnd)
         t0 = time.perf_counter()
         opt_n = optimum(c, groups, "count")
         opt_g = optimum(c, groups, "gpus")
         t_opt += time.perf_counter() - t0
-        gp = {g.key: g.gpus for g in groups}
-        rows["planner_n"].append(len(p_set))
-        rows["kube_n"].append(len(k_set))
         rows["opt_n"].append(opt_n)
-        rows["planner_g"].append(sum(gp[k] for k in p_set))
-        rows["kube_g"].append(sum(gp[k] for k in k_set))
         rows["opt_g"].append(opt_g)
-        rows["planner_stranded"].append(stranded(c, groups, p_set, p_free))
-        rows["kube_stranded"].append(stranded(c, groups, k_set, k_free))
-        rows["kube_split"].append(split)
-        rows["kube_wasted"].append(wasted)
+        _tally(rows, res, c, groups)
         rows["all_fit"].append(opt_n == len(groups))
-        rows["planner_all"].append(opt_n == len(groups) and len(p_set) == len(groups))
+        rows["planner_all"].append(opt_n == len(groups) and len(res["planner"][0]) == len(groups))
     n = small
     instances_fit, all_fit = sum(rows["all_fit"]), sum(rows["planner_all"])
     print(f"\n== quality, small fragmented clusters: {n} seeded instances (4-8 nodes x 8 GPUs, 60% partly used, blocks of 2-4; 6-10 groups of 1-16 GPUs)")
     print("                      groups placed   GPUs placed   stranded   gangs split   GPUs held by dead gangs   at optimum (groups / GPUs)")
-    print(
-        f"   planner            {sum(rows['planner_n']):13d}   {sum(rows['planner_g']):11d}   {sum(rows['planner_stranded']):8d}   {0:11d}   {0:23d}   "
-        f"{sum(a == b for a, b in zip(rows['planner_n'], rows['opt_n'], strict=True)):4d} / {sum(a == b for a, b in zip(rows['planner_g'], rows['opt_g'], strict=True)):4d}"
-    )
-    print(
-        f"   kube-scheduler sim {sum(rows['kube_n']):13d}   {sum(rows['kube_g']):11d}   {sum(rows['kube_stranded']):8d}   {sum(rows['kube_split']):11d}   "
-        f"{sum(rows['kube_wasted']):23d}   {sum(a == b for a, b in zip(rows['kube_n'], rows['opt_n'], strict=True)):4d} / {sum(a == b for a, b in zip(rows['kube_g'], rows['opt_g'], strict=True)):4d}"
-    )
+    for label in labels:
+        at_n = sum(a == b for a, b in zip(rows[label, "n"], rows["opt_n"], strict=True))
+        at_g = sum(a == b for a, b in zip(rows[label, "g"], rows["opt_g"], strict=True))
+        print(
+            f"   {label:18s} {sum(rows[label, 'n']):13d}   {sum(rows[label, 'g']):11d}   {sum(rows[label, 'stranded']):8d}   {sum(rows[label, 'split']):11d}   "
+            f"{sum(rows[label, 'held']):23d}   {at_n:4d} / {at_g:4d}"
+        )
     print(
         f"   optimum (exact)    {sum(rows['opt_n']):13d}   {sum(rows['opt_g']):11d}          -             -                         -"
         f"   (max groups, max GPUs: solved separately, {t_opt:.1f} s)"
@@ -356,28 +434,19 @@ def bench_quality(seed: int, small: int, large: int) -> None:
     for _ in range(large):
         c = frag_cluster(rnd, n_nodes=512, per_block=rnd.choice([4, 8, 16]))
         groups = frag_groups(rnd, 700)
-        p_set, p_free = run_planner(c, groups)
-        k_set, k_free, split, wasted = run_kube(c, groups, random.Random(rnd.random()))
-        gp = {g.key: g.gpus for g in groups}
-        rows["planner_n"].append(len(p_set))
-        rows["kube_n"].append(len(k_set))
+        res = _score(c, groups, rnd)
         rows["ub_n"].append(upper_bound_count(c, groups))
-        rows["planner_g"].append(sum(gp[k] for k in p_set))
-        rows["kube_g"].append(sum(gp[k] for k in k_set))
-        rows["ub_g"].append(min(sum(c.free), sum(gp.values())))
-        rows["planner_stranded"].append(stranded(c, groups, p_set, p_free))
-        rows["kube_stranded"].append(stranded(c, groups, k_set, k_free))
-        rows["kube_split"].append(split)
-        rows["kube_wasted"].append(wasted)
+        rows["ub_g"].append(min(sum(c.free), sum(g.gpus for g in groups)))
+        _tally(rows, res, c, groups)
     print(
         f"\n== quality, large fragmented clusters: {large} seeded instances (512 nodes x 8 GPUs, blocks of 4-16; 700 groups asking ~20% more GPUs than are free)"
     )
     print("                      groups placed   GPUs placed   stranded   gangs split   GPUs held by dead gangs")
-    print(f"   planner            {sum(rows['planner_n']):13d}   {sum(rows['planner_g']):11d}   {sum(rows['planner_stranded']):8d}   {0:11d}   {0:23d}")
-    print(
-        f"   kube-scheduler sim {sum(rows['kube_n']):13d}   {sum(rows['kube_g']):11d}   {sum(rows['kube_stranded']):8d}   {sum(rows['kube_split']):11d}"
-        f"   {sum(rows['kube_wasted']):23d}"
-    )
+    for label in labels:
+        print(
+            f"   {label:18s} {sum(rows[label, 'n']):13d}   {sum(rows[label, 'g']):11d}   {sum(rows[label, 'stranded']):8d}   {sum(rows[label, 'split']):11d}"
+            f"   {sum(rows[label, 'held']):23d}"
+        )
     print(
         f"   upper bound        {sum(rows['ub_n']):13d}   {sum(rows['ub_g']):11d}          -             -                         -"
         "   (groups: smallest first within the free GPUs; GPUs: min(free, asked))"

@@ -10,11 +10,15 @@ pods that counts only if both land in one topology block):
                   requests (plus the toleration and node selector that keep them on this
                   benchmark's own nodes), bound by the real kube-scheduler with its default
                   profile and scoring; each pod is left to bind or be marked Unschedulable before
-                  the next one comes. No gang semantics: a gang whose second pod does not fit
-                  keeps the GPUs of the first.
+                  the next one comes. A gang's pods carry what a user would write to keep a gang
+                  in one topology block: required pod affinity to the gang's own label on the
+                  block label (the first pod, matching its own term, may go anywhere; the rest
+                  follow it or stay Pending). No all-or-nothing: a gang whose second pod does not
+                  fit keeps the GPUs of the first.
   planner         placement.plan() on the live inventory (inventory_from_k8s of the same nodes and
                   pods); its plan is then handed to the same kube-scheduler as the operator does
-                  (each pod pinned by required node affinity) to check that every planned pod binds.
+                  (each pod pinned by required node affinity), and what bound is measured like the
+                  scheduler's own bindings: groups up, gangs split, GPUs held by dead gangs.
   optimum         exact (max groups; max GPUs) by exhaustive search from placement_bench.py on the
                   small instances, an upper bound on the large one.
 
@@ -43,6 +47,7 @@ from agentfleet.placement import Demand, ReplicaRequest, Toleration, inventory_f
 
 GPU = "nvidia.com/gpu"
 POOL_LABEL = _cluster.fx.POOL_LABEL
+BLOCK_LABEL = "agentfleet.io/topology-block"
 
 
 class Bench:
@@ -54,7 +59,7 @@ class Bench:
 
     # --- objects ---
 
-    def pod(self, name: str, gpus: int, inst: str, role: str, *, node: str | None = None, pinned: str | None = None) -> dict:
+    def pod(self, name: str, gpus: int, inst: str, role: str, *, node: str | None = None, pinned: str | None = None, gang: str | None = None) -> dict:
         spec: dict = {
             "containers": [{"name": "c", "image": "registry.invalid/agentfleet/sim:latest", "resources": {"requests": {GPU: str(gpus)}, "limits": {GPU: str(gpus)}}}],
             "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
@@ -70,7 +75,17 @@ class Bench:
                     "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [pinned]}]}]}
                 }
             }
-        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"bench-instance": inst, "bench-role": role}}, "spec": spec}
+        labels = {"bench-instance": inst, "bench-role": role}
+        if gang:
+            labels["bench-gang"] = gang
+            spec["affinity"] = {
+                "podAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [
+                        {"labelSelector": {"matchLabels": {"bench-instance": inst, "bench-gang": gang}}, "topologyKey": BLOCK_LABEL}
+                    ]
+                }
+            }
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}, "spec": spec}
 
     def outcome(self, name: str, timeout: float = 30) -> str | None:
         """The node the pod was bound to, or None once the scheduler marks it Unschedulable."""
@@ -123,23 +138,19 @@ class Bench:
 
         # The real kube-scheduler, one pod at a time in arrival order.
         free = list(c.free)
-        k_placed: set[str] = set()
-        split = wasted = 0
+        k_bound: dict[str, list[int]] = {}
         for g in groups:
             pods, per = pb.pods_of(g)
-            bound = []
+            bound = k_bound.setdefault(g.key, [])
+            gang = g.key.split("/")[1] if pods > 1 else None
             for j in range(pods):
                 name = f"{inst}-k-{g.key.split('/')[1]}-{j}"
-                self.core.create_namespaced_pod(self.ns, self.pod(name, per, inst, "kube"))
+                self.core.create_namespaced_pod(self.ns, self.pod(name, per, inst, "kube", gang=gang))
                 node = self.outcome(name)
                 if node is not None:
                     bound.append(idx[node])
                     free[idx[node]] -= per
-            if len(bound) == pods and len({c.block[i] for i in bound}) == 1:
-                k_placed.add(g.key)
-            else:
-                split += len(bound) == pods
-                wasted += per * len(bound)
+        k_placed, split, wasted = pb.audit(c, groups, k_bound)
         k_free = free
         self.delete_role(inst, "kube")
 
@@ -158,16 +169,23 @@ class Bench:
         t0 = time.perf_counter()
         p = plan(inventory, reqs)
         plan_ms = (time.perf_counter() - t0) * 1e3
-        p_set = {a.key for a in p.placed}
         p_free = list(c.free)
         names = []
         for a in p.placed:
             for j, n in enumerate(a.nodes):
-                p_free[idx[n]] -= a.gpus_per_node
                 name = f"{inst}-p-{a.key.split('/')[1]}-{j}"
                 self.core.create_namespaced_pod(self.ns, self.pod(name, a.gpus_per_node, inst, "planned", pinned=n))
-                names.append((name, n))
-        binds = sum(1 for name, n in names if self.outcome(name) == n)
+                names.append((a.key, a.gpus_per_node, name, n))
+        # Measured from what bound, like the scheduler's own row (not taken from the plan).
+        p_bound: dict[str, list[int]] = {}
+        binds = 0
+        for key, per, name, n in names:
+            node = self.outcome(name)
+            if node is not None:
+                p_bound.setdefault(key, []).append(idx[node])
+                p_free[idx[node]] -= per
+                binds += node == n
+        p_set, p_split, p_wasted = pb.audit(c, groups, p_bound)
         self.delete_role(inst, "planned")
         self.delete_role(inst, "filler")
         self.cluster.run("delete", "nodes", *real, "--wait=true", timeout=120)
@@ -178,6 +196,8 @@ class Bench:
             "wasted": wasted,
             "p_set": p_set,
             "p_free": p_free,
+            "p_split": p_split,
+            "p_wasted": p_wasted,
             "plan_pods": len(names),
             "plan_bound": binds,
             "plan_ms": plan_ms,
@@ -199,6 +219,8 @@ def report(title: str, rows: list[dict], exact: bool) -> None:
         tot["p_str"] += r["p_stranded"]
         tot["split"] += r["split"]
         tot["wasted"] += r["wasted"]
+        tot["p_split"] += r["p_split"]
+        tot["p_wasted"] += r["p_wasted"]
         tot["groups"] += len(g)
         tot["plan_pods"] += r["plan_pods"]
         tot["plan_bound"] += r["plan_bound"]
@@ -210,7 +232,7 @@ def report(title: str, rows: list[dict], exact: bool) -> None:
     print(f"\n== {title}: {n} instance(s), {tot['groups']} groups")
     print("                      groups placed   GPUs placed   stranded   gangs split   GPUs held by dead gangs" + ("   at optimum (groups / GPUs)" if exact else ""))
     opt_cols = lambda a, b: f"   {a:4d} / {b:4d}" if exact else ""  # noqa: E731
-    print(f"   planner            {tot['p_n']:13d}   {tot['p_g']:11d}   {tot['p_str']:8d}   {0:11d}   {0:23d}{opt_cols(at_opt['p_n'], at_opt['p_g'])}")
+    print(f"   planner            {tot['p_n']:13d}   {tot['p_g']:11d}   {tot['p_str']:8d}   {tot['p_split']:11d}   {tot['p_wasted']:23d}{opt_cols(at_opt['p_n'], at_opt['p_g'])}")
     print(f"   kube-scheduler     {tot['k_n']:13d}   {tot['k_g']:11d}   {tot['k_str']:8d}   {tot['split']:11d}   {tot['wasted']:23d}{opt_cols(at_opt['k_n'], at_opt['k_g'])}")
     label = "optimum (exact)   " if exact else "upper bound       "
     print(f"   {label} {tot['opt_n']:13d}   {tot['opt_g']:11d}          -             -                         -")
@@ -228,7 +250,7 @@ def main() -> None:
     rnd = random.Random(args.seed)
     with _cluster.cluster_up() as cluster, _cluster.bench_namespace(cluster, "bench-sched") as (ns, pool):
         bench = Bench(cluster, ns, pool)
-        print(f"seed {args.seed}; kube-scheduler {cluster.k8s_version}, default profile; kwok nodes x 8 GPUs")
+        print(f"seed {args.seed}; kube-scheduler {cluster.k8s_version}, default profile, gang pods with required pod affinity on {BLOCK_LABEL}; kwok nodes x 8 GPUs")
         small = []
         for k in range(args.small):
             c = pb.frag_cluster(rnd, n_nodes=rnd.choice([4, 6, 8]), per_block=rnd.choice([2, 4]))

@@ -218,6 +218,7 @@ class Demo:
             state = Path(args.state_dir or info["state_dir"])
         self.dir = state / "demo" / self.ns
         self.procs = Procs(self.dir)
+        self.pods: dict[str, tuple[str, str, int]] | None = None  # replica -> (pod, local pod IP, port) with EndpointSlice discovery
         self.env = {**os.environ, "KUBECONFIG": self.kc.kubeconfig, "PYTHONUNBUFFERED": "1"}
         self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "operator"), str(ROOT / "runtime"), str(ROOT), os.environ.get("PYTHONPATH")]))
 
@@ -320,6 +321,59 @@ class Demo:
 
         return wait(ready, 180, f"ModelReplicaSet {mrs} Ready with its placements (operator log {self.procs.log_path('operator')})")
 
+    def pod_addresses(self, mrs: str, names: list[str]) -> dict[str, tuple[str, str, int]] | None:
+        """replica name -> (pod, pod IP, its "http" container port), each pod IP made a local
+        address of this machine (Linux AnyIP: ``ip route replace local IP/32 dev lo``), so a
+        replica's server here listens where the replica's EndpointSlice points and the workers
+        find it through EndpointSlice discovery, as in a cluster. None when the routes cannot be
+        added (needs root or passwordless sudo): the workers then get static endpoints."""
+        pods = self.kc.json("-n", self.ns, "get", "pods", "-l", f"agentfleet.io/modelreplicaset={mrs}")["items"]
+        by_replica: dict[str, list[dict[str, Any]]] = {}
+        for p in pods:
+            if not p["metadata"].get("deletionTimestamp"):
+                by_replica.setdefault(p["metadata"]["labels"].get("agentfleet.io/replica", ""), []).append(p)
+        out: dict[str, tuple[str, str, int]] = {}
+        for name in names:
+            group = by_replica.get(name) or []
+            if len(group) != 1 or not group[0]["status"].get("podIP"):
+                return None  # multi-node replicas (one server for several pods) keep static endpoints
+            pod = group[0]
+            port = next((cp["containerPort"] for c in pod["spec"]["containers"] for cp in c.get("ports") or [] if cp.get("name") == "http"), None)
+            if port is None:
+                return None
+            out[name] = (pod["metadata"]["name"], pod["status"]["podIP"], int(port))
+        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+        routes = self.dir / "local-routes"
+        for _, ip, _ in out.values():
+            proc = subprocess.run([*sudo, "ip", "route", "replace", "local", f"{ip}/32", "dev", "lo"], capture_output=True, text=True, timeout=10, check=False)
+            if proc.returncode != 0:
+                say(f"  cannot make pod IP {ip} local ({proc.stderr.strip() or proc.returncode}): static endpoints instead of EndpointSlice discovery")
+                return None
+            with open(routes, "a") as f:
+                f.write(ip + "\n")
+        return out
+
+    def worker_kubeconfig(self, fleet: str) -> Path:
+        """A kubeconfig that is the AgentFleet's worker ServiceAccount (a TokenRequest token; the
+        RBAC is the Role the operator rendered for the fleet), not the admin: the local workers
+        watch EndpointSlices with exactly what a worker pod may do."""
+        wait(lambda: self.kc.get("-n", self.ns, "get", "rolebinding", f"{fleet}-endpointslices"), 60, f"the workers' RoleBinding {fleet}-endpointslices")
+        token = self.kc.run("-n", self.ns, "create", "token", fleet, "--duration=24h").stdout.strip()
+        admin = yaml.safe_load(Path(self.kc.kubeconfig).read_text())
+        cluster = admin["clusters"][0]
+        doc = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [cluster],
+            "users": [{"name": fleet, "user": {"token": token}}],
+            "contexts": [{"name": fleet, "context": {"cluster": cluster["name"], "user": fleet, "namespace": self.ns}}],
+            "current-context": fleet,
+        }
+        path = self.dir / "worker-kubeconfig"
+        path.write_text(yaml.safe_dump(doc))
+        path.chmod(0o600)
+        return path
+
     def model_servers(
         self, mrs_obj: dict[str, Any], placements: list[dict[str, Any]], retrieval_tool: str, spawn_tool: str | None
     ) -> tuple[dict[str, str], str]:
@@ -365,22 +419,28 @@ class Demo:
                 lambda m: len(_sim_urls(self.procs.log_path("model"))) == len(names),
             )
             sim = _sim_urls(self.procs.log_path("model"))
-            ports = [f"r{i}" for i in range(len(names))]
+            self.pods = self.pod_addresses(mrs_obj["metadata"]["name"], names)
+            pods = self.pods
+            ports = [] if pods else [f"r{i}" for i in range(len(names))]
+
+            def listen(p: dict[str, int], i: int) -> tuple[str, int]:
+                return (pods[names[i]][1], pods[names[i]][2]) if pods else ("127.0.0.1", p[f"r{i}"])
 
             def build(p: dict[str, int]) -> list[str]:
                 cmd = [PY, "-m", "e2e.demo.policy", "--retrieval-tool", retrieval_tool] + (["--spawn-tool", spawn_tool] if spawn_tool else [])
                 for i, url in enumerate(sim):
-                    cmd += ["--route", f"127.0.0.1:{p[f'r{i}']}={url}"]
+                    host, port = listen(p, i)
+                    cmd += ["--route", f"{host}:{port}={url}"]
                 return cmd
 
             pol = self.start(
                 "policy",
-                {"sim": sim, "pid": meta["pid"], "tools": [retrieval_tool, spawn_tool], "code": _code_stamp(Path(__file__).parent)},
+                {"sim": sim, "pid": meta["pid"], "tools": [retrieval_tool, spawn_tool], "pods": {k: list(v) for k, v in pods.items()} if pods else None, "code": _code_stamp(Path(__file__).parent)},
                 build,
                 ports,
-                lambda m: all(port_open(v) for v in m["ports"].values()),
+                lambda m: all(port_open(port, host) for host, port in (listen(m["ports"], i) for i in range(len(names)))),
             )
-            urls = {name: f"http://127.0.0.1:{pol['ports'][f'r{i}']}/v1" for i, name in enumerate(names)}
+            urls = {name: "http://{}:{}/v1".format(*listen(pol["ports"], i)) for i, name in enumerate(names)}
             note = (
                 "agentfleet_sim: each placed replica is a simulated vLLM (timing, tokens, prefix cache); the simulator writes no "
                 "tool calls, so e2e/demo/policy.py scripts the agent's decisions (search, delegate, answer from the passages)"
@@ -558,7 +618,11 @@ class Demo:
         }
         if "rateLimit" not in routing and af["spec"].get("rateLimit"):
             routing["rateLimit"] = af["spec"]["rateLimit"]
-        routing["primary"]["endpoints"] = urls  # static replicas instead of the Service's EndpointSlices
+        if self.pods:
+            # The workers watch the replicas Service's EndpointSlices, which point at the local pod addresses.
+            routing["primary"].pop("endpoints", None)
+        else:
+            routing["primary"]["endpoints"] = urls  # static replicas instead of the Service's EndpointSlices
         routing["namespace"] = self.ns
         doc["modelRouting"] = routing
         if doc.get("retrieval"):
@@ -591,11 +655,12 @@ class Demo:
             lambda m: http_ok(f"http://127.0.0.1:{m['ports']['port']}/readyz"),
         )
         metrics = []
+        kube = [f"KUBECONFIG={self.worker_kubeconfig(doc['fleet'])}"] if self.pods else []
         for i in range(workers):
             m = self.start(
                 f"worker-{i}",
-                {"config": digest},
-                lambda p: ["env", f"AGENTFLEET_METRICS_PORT={p['metrics']}", PY, "-m", "agentfleet_runtime", "worker", "--config", str(path)],
+                {"config": digest, "discovery": bool(kube)},
+                lambda p: ["env", f"AGENTFLEET_METRICS_PORT={p['metrics']}", *kube, PY, "-m", "agentfleet_runtime", "worker", "--config", str(path)],
                 ["metrics"],
                 lambda m: http_ok(f"http://127.0.0.1:{m['ports']['metrics']}/readyz"),
             )
@@ -787,10 +852,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     say(f"  VectorIndex {vi_doc['metadata']['name']}: {rows} rows (status.rowCount, read by the operator from Milvus)")
     say(f"== {args.tasks} agent tasks through the task API {api}/v1/tasks")
     replica_metrics = [u[: -len("/v1")] + "/metrics" for u in endpoints.values()]
-    before = _figures(scrape(metrics_urls) + scrape(replica_metrics), retrieval_tool, endpoints)
+    aliases = {pod: name for name, (pod, _, _) in (demo.pods or {}).items()}
+    say(f"  routing: {'EndpointSlice discovery of Service ' + mrs_doc['metadata']['name'] + '-replicas as ServiceAccount ' + af['metadata']['name'] if demo.pods else 'static endpoints'}")
+    before = _figures(scrape(metrics_urls) + scrape(replica_metrics), retrieval_tool, endpoints, aliases)
     run_id = time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
     tasks = run_tasks(api, token, args.tasks, run_id, args.task_timeout)
-    after = _figures(scrape(metrics_urls) + scrape(replica_metrics), retrieval_tool, endpoints)
+    after = _figures(scrape(metrics_urls) + scrape(replica_metrics), retrieval_tool, endpoints, aliases)
     say()
     say(f"== kubectl get agentfleets,modelreplicasets,vectorindexes -n {demo.ns}")
     say(demo.kc.run("get", "agentfleets,modelreplicasets,vectorindexes", "-n", demo.ns).stdout.rstrip())
@@ -817,8 +884,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0 if summary["done"] == summary["total"] else 1
 
 
-def _figures(pages: list[str], retrieval_tool: str, endpoints: dict[str, str]) -> dict[str, dict[str, float]]:
-    by_url = {url.split("//")[1].split("/")[0]: name for name, url in endpoints.items()}
+def _figures(pages: list[str], retrieval_tool: str, endpoints: dict[str, str], aliases: dict[str, str]) -> dict[str, dict[str, float]]:
+    # The routing metrics name a replica by its host:port (static endpoints) or its pod (discovery).
+    by_url = {url.split("//")[1].split("/")[0]: name for name, url in endpoints.items()} | aliases
     replica = report.metric_sums(pages, "agentfleet_routing_replica_calls_total", by="replica", where={"outcome": "ok"})
     by_replica: dict[str, float] = {}
     for key, v in replica.items():
@@ -847,6 +915,12 @@ def cmd_down(args: argparse.Namespace) -> int:
         for name in names:
             if procs.stop(name):
                 say(f"stopped {d.name}/{name}")
+        routes = d / "local-routes"
+        if routes.exists():
+            sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+            for ip in sorted(set(routes.read_text().split())):
+                subprocess.run([*sudo, "ip", "route", "del", "local", f"{ip}/32", "dev", "lo"], capture_output=True, timeout=10, check=False)
+            routes.unlink()
     return 0
 
 

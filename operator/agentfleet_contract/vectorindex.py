@@ -135,7 +135,8 @@ class Chunking(Model):
     )
 
     # 128: the sequence length all-MiniLM-L6-v2 was trained on (longer chunks are embedded less
-    # well and cost more per token), and twice the chunks/s of 256 on a CPU encoder.
+    # well). Per token a shorter chunk costs only a little less (attention grows with length): its
+    # higher chunks/s is mostly each chunk carrying half the text, so compare encoders in tokens/s.
     max_tokens: int = Field(
         default=128, ge=16, le=8192, description="Token budget of one chunk; chunks break at sentence and paragraph boundaries. 128 suits all-MiniLM-L6-v2."
     )

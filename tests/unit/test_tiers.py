@@ -1,4 +1,13 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
 from tests.conftest import tier_of, tier_problems
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_nodeids_map_to_tiers() -> None:
@@ -13,7 +22,63 @@ def test_a_missing_or_skipping_tier_is_a_problem() -> None:
     assert tier_problems(["unit", "e2e"], ok) == []
     assert tier_problems(["unit", "e2e"], {"passed": ["unit"], "failed": [], "skipped": ["e2e"]}) == [
         "tier 'e2e' ran no test",
-        "tier 'e2e' skipped 1 test(s)",
+        "tier 'e2e' skipped: 1 test(s)",
     ]
     # A tier whose tests all failed still ran; the failures fail the run on their own.
     assert tier_problems(["e2e"], {"passed": [], "failed": ["e2e"], "skipped": []}) == []
+
+
+# The guard itself, run by a real pytest over a throwaway project: the project's root conftest
+# takes the guard's hooks from tests/conftest.py, and its tiers are tests/unit/ and e2e/.
+PASSING = "def test_ok():\n    assert True\n"
+GUARD_CONFTEST = "from tests.conftest import *  # noqa: F401,F403\n"
+
+
+def _run_throwaway(tmp_path: Path, e2e_module: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
+    (tmp_path / "conftest.py").write_text(GUARD_CONFTEST)
+    files = {"tests/unit/test_unit_ok.py": PASSING, "e2e/test_e2e_case.py": e2e_module, **(extra or {})}
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    env = dict(os.environ, AGENTFLEET_REQUIRE_TIERS="unit,e2e", PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "tests", "e2e"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_guard_passes_a_complete_run(tmp_path: Path) -> None:
+    proc = _run_throwaway(tmp_path, PASSING)
+    assert proc.returncode == 0, proc.stdout
+    assert "test tiers incomplete" not in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("e2e_module", "problem"),
+    [
+        # Skipped at collection: the module never yields a test item (the old guard counted only
+        # the call and setup phases, so these passed unseen next to a passing e2e test elsewhere).
+        (PASSING.replace("def", "import pytest\npytest.skip('no cluster', allow_module_level=True)\ndef", 1), "skipped: 1"),
+        ("import pytest\npytest.importorskip('agentfleet_no_such_module')\n" + PASSING, "skipped: 1"),
+        ("import pytest\n@pytest.fixture\ndef need():\n    pytest.skip('no cluster')\ndef test_x(need):\n    pass\n" + PASSING, "skipped: 1"),
+        ("import pytest\n@pytest.mark.xfail(reason='flaky')\ndef test_x():\n    assert False\n" + PASSING, "xfailed without naming an issue: 1"),
+        ("import pytest\ndef test_x():\n    pytest.xfail('later')\n" + PASSING, "xfailed without naming an issue: 1"),
+        ("import pytest\n@pytest.mark.xfail(reason='flaky')\ndef test_x():\n    pass\n" + PASSING, "xpassed: 1"),
+    ],
+    ids=["module-skip", "importorskip", "fixture-skip", "xfail-mark", "xfail-call", "xpass"],
+)
+def test_guard_fails_a_run_that_hides_a_test(tmp_path: Path, e2e_module: str, problem: str) -> None:
+    # A second, passing e2e module keeps the tier from looking empty: the hidden test alone must fail the run.
+    proc = _run_throwaway(tmp_path, e2e_module, {"e2e/test_e2e_other.py": PASSING})
+    assert proc.returncode == 1, proc.stdout
+    assert f"tier 'e2e' {problem} test(s)" in proc.stdout, proc.stdout
+
+
+def test_guard_accepts_an_xfail_that_names_its_issue(tmp_path: Path) -> None:
+    module = "import pytest\n@pytest.mark.xfail(reason='known bug, issue #21')\ndef test_x():\n    assert False\n" + PASSING
+    proc = _run_throwaway(tmp_path, module)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_guard_reports_a_tier_with_no_test(tmp_path: Path) -> None:
+    proc = _run_throwaway(tmp_path, "import pytest\npytest.skip('no cluster', allow_module_level=True)\n")
+    assert proc.returncode == 1, proc.stdout
+    assert "tier 'e2e' ran no test" in proc.stdout, proc.stdout

@@ -393,3 +393,41 @@ def test_concurrency_past_the_level_seen_within_slo_scales_up_before_goodput_kno
     d = decide(c, out.state, fleet(2), obs).decision
     assert d.desired == 6  # ceil(30 / (6 x 0.995))
     assert "30 running > 2 x 6.0 seen within SLO" in d.reason
+
+
+def test_scale_down_keeps_kv_headroom() -> None:
+    # Pins the KV term of scale-down: no queue, little running, no SLO level learned, but each of 4
+    # replicas is half full of KV cache. Fewer replicas must stay under 80 % of the 0.9
+    # threshold: ceil(0.5 x 4 / (0.9 x 0.8)) = ceil(2.78) = 3, not the 1 the queue alone allows.
+    # The fleet's KV in use stays the same, so fewer replicas each hold more of it.
+    c = cfg(down_window_seconds=30.0, max_down_step=4)
+    state = PolicyState.initial(c)
+    current = 4
+    sizes = []
+    for t in range(0, 301, 15):
+        obs = Observation(at=float(t), samples=samples(current, 0.0, 2.0, kv=0.5 * 4 / current), completion_rate=2.0)
+        out = decide(c, state, fleet(current), obs)
+        state, current = out.state, out.decision.desired
+        sizes.append(current)
+    # Once down to 3 it stays there: never below, so never a KV-pressure bounce back up.
+    assert sizes[-1] == 3 and min(sizes) == 3, (sizes, out.decision.reason)
+
+
+def test_agents_waiting_on_tools_are_not_idle_while_tasks_complete() -> None:
+    # Pins the idle check: zero waiting and zero running at the engine is "no traffic" only when
+    # nothing completed over the window either. Here the agents spend 45 s of each minute in
+    # tool waits (longer than the 30 s down window, shorter than the 60 s metrics window) while
+    # tasks keep completing: the fleet keeps the 4 replicas its busy moments need
+    # (ceil(32 / (10 x 0.8)) = 4), never minReplicas.
+    c = cfg(down_window_seconds=30.0, window_seconds=60.0, max_down_step=4)
+    state = PolicyState.initial(c)
+    out = decide(c, state, fleet(4), Observation(at=0.0, samples=samples(4, 0.0, 10.0, kv=0.1), goodput=gp(0.99), completion_rate=4.0))
+    state = out.state
+    current = 4
+    for i, t in enumerate(range(15, 600, 15)):
+        running = 32.0 / current if i % 4 == 0 else 0.0
+        obs = Observation(at=float(t), samples=samples(current, 0.0, running, kv=0.0), goodput=gp(0.99), completion_rate=4.0)
+        out = decide(c, state, fleet(current), obs)
+        state, current = out.state, out.decision.desired
+        assert "no traffic" not in out.decision.reason
+    assert current == 4, out.decision.reason

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
@@ -282,22 +283,25 @@ def test_calls_per_task() -> None:
     assert calls_per_task(10) == 10
 
 
+# 5,000 tasks a day of 12 steps, 30 % branching into 3 sub-agents, 20K-token prompts.
+AGENT_WORKLOAD = WorkloadProfile(
+    users=1000,
+    tasks_per_user_per_day=5,
+    steps_per_task=12,
+    branch_fraction=0.3,
+    fan_out=3,
+    tokens_in_per_call=20_000,
+    tokens_out_per_call=500,
+    price_in_per_mtok=0.5,
+    price_out_per_mtok=1.5,
+    peak_factor=8,
+    step_latency_s=3.0,
+    tool_latency_s=2.0,
+)
+
+
 def test_fleet_for_a_workload() -> None:
-    profile = WorkloadProfile(
-        users=1000,
-        tasks_per_user_per_day=5,
-        steps_per_task=12,
-        branch_fraction=0.3,
-        fan_out=3,
-        tokens_in_per_call=20_000,
-        tokens_out_per_call=500,
-        price_in_per_mtok=0.5,
-        price_out_per_mtok=1.5,
-        peak_factor=8,
-        step_latency_s=3.0,
-        tool_latency_s=2.0,
-    )
-    f = size_fleet(profile, _replica(440_112))
+    f = size_fleet(AGENT_WORKLOAD, _replica(440_112))
     assert f.tasks_per_day == 5000
     assert f.calls_per_day == pytest.approx(114_000)
     assert f.tokens_in_per_day == pytest.approx(2.28e9)
@@ -343,3 +347,51 @@ def test_fleet_without_a_replica_shape_reports_demand_only() -> None:
         WorkloadProfile(users=1, tasks_per_user_per_day=1, steps_per_task=1, tokens_in_per_call=5000, tokens_out_per_call=10, step_latency_s=1), _replica(1000)
     )
     assert tiny.replicas is None and "cannot hold one" in tiny.notes[0]
+
+
+def test_residency_sets_the_replica_count_when_tools_are_slow() -> None:
+    # Pins that size_fleet takes the larger of the in-flight and the residency counts. The
+    # workload of test_fleet_for_a_workload with 30 s tools: in-flight calls still need 2
+    # replicas, but tasks live 12 x (3 + 30) = 396 s, so 5000/86400 x 8 x 396 = 183.3 tasks are
+    # mid-flight, each keeping 20,000 tokens of KV warm: ceil(183.3 x 20,000 / 440,112) = 9.
+    f = size_fleet(replace(AGENT_WORKLOAD, tool_latency_s=30.0), _replica(440_112))
+    assert f.replicas_for_calls == 2
+    assert f.warm_tasks == pytest.approx(5000 / 86400 * 8 * 396)
+    assert f.replicas_for_warm_tasks == 9
+    assert f.replicas == 9 and f.gpus == 9
+    assert any("residency" in n for n in f.notes)
+
+
+def test_shared_prefix_edges_and_the_sequence_cap() -> None:
+    # Pins the edges of shared_prefix_sequences that mutation testing found unchecked: the cap
+    # applies with a shared prefix too; a prompt that is all prefix (no own blocks) is capped
+    # only by --max-num-seqs or by the blocks; a prefix exactly filling the cache still counts.
+    assert shared_prefix_sequences(16_000, 1600, 1200, max_num_seqs=20) == 20  # 37 uncapped
+    assert shared_prefix_sequences(16_000, 1600, 1600) == 1000  # own blocks 0: every block, 16,000 / 16
+    assert shared_prefix_sequences(16_000, 1600, 1600, max_num_seqs=64) == 64
+    assert shared_prefix_sequences(1600, 1600, 1600) == 100  # 100 blocks, all shared: not "no room"
+    assert shared_prefix_sequences(800, 1600, 1600) == 0  # the prefix alone does not fit
+    # One-token contexts are valid; zero is refused with the reason.
+    assert concurrent_sequences(160, 1) == 10
+    with pytest.raises(CapacityError, match="context must be positive"):
+        concurrent_sequences(160, 0)
+    with pytest.raises(CapacityError, match="prefix must be between 0 and the context length"):
+        shared_prefix_sequences(160, 16, 17)
+
+
+def test_fleet_sizing_edges() -> None:
+    # Pins size_fleet's smaller terms: the --max-num-seqs cap reaches the sizing on both paths,
+    # a light load still needs one replica (not two), GPUs are replicas x GPUs per replica, cost
+    # is per million tokens exactly, and the residency note appears only when residency wins.
+    light = WorkloadProfile(users=1, tasks_per_user_per_day=10, steps_per_task=10, tokens_in_per_call=1000, tokens_out_per_call=100, step_latency_s=1.0)
+    f = size_fleet(light, _replica(400_000, gpus=4), max_num_seqs=8)
+    assert f.sequences_per_replica == 8
+    assert (f.replicas_for_calls, f.replicas_for_warm_tasks, f.replicas, f.gpus) == (1, 1, 1, 4)
+    assert not f.notes
+    shared = size_fleet(replace(light, shared_prefix_tokens=800), _replica(400_000), max_num_seqs=8)
+    assert shared.sequences_per_replica == 8
+    # 100 calls x 1,000,000 tokens in at 1 per million, 100 x 0 out: exactly 100.
+    priced = size_fleet(replace(light, tokens_in_per_call=1_000_000, tokens_out_per_call=0, price_in_per_mtok=1.0, price_out_per_mtok=3.0))
+    assert priced.cost_per_day == pytest.approx(100.0, rel=1e-12)
+    out = size_fleet(replace(light, tokens_in_per_call=0, tokens_out_per_call=1_000_000, price_in_per_mtok=3.0, price_out_per_mtok=1.0))
+    assert out.cost_per_day == pytest.approx(100.0, rel=1e-12)

@@ -361,3 +361,28 @@ def test_never_overcommits_and_never_leaves_a_placeable_group(seed: int) -> None
                     b = n.labels["agentfleet.io/topology-block"]
                     blocks[b] = blocks.get(b, 0) + 1
             assert max(blocks.values(), default=0) < g // 8, u
+
+
+def test_largest_first_places_what_smallest_first_strands() -> None:
+    # Pins the order of placement, not only best fit: free 4 and 6, requests 4, 4 and 2. Largest
+    # first puts a 4 on the 4-node, a 4 and then the 2 on the 6-node: all three placed. Smallest
+    # first puts the 2 where it fits best (the 4-node, remainder 2), a 4 on the 6-node, and the
+    # last 4 finds 2 free GPUs on each node: unplaced.
+    nodes = [node("four", used=4), node("six", used=2)]
+    p = plan(nodes, reqs(demand(2), "small") + reqs(demand(4), "big1", "big2"))
+    assert not p.unplaced, [u.message for u in p.unplaced]
+    assert where(p, "small") == ("six",)
+    assert {where(p, "big1"), where(p, "big2")} == {("four",), ("six",)}
+
+
+def test_gang_takes_the_tightest_nodes_of_its_block() -> None:
+    # Pins which nodes of the chosen block a gang takes: the ones its pods fill exactly. TP 2 x
+    # PP 3 on 4-GPU nodes is three pods of 2 GPUs; the block's nodes have 2, 2, 2 and 4 free.
+    # The three 2-free nodes leave the 4-free node whole for the next 4-GPU replica; the freest
+    # nodes first would split it and strand that replica.
+    nodes = [node("n0", gpus=4, used=2, block="B"), node("n1", gpus=4, block="B"), node("n2", gpus=4, used=2, block="B"), node("n3", gpus=4, used=2, block="B")]
+    assert pod_shape(demand(6, 2), 4) == (3, 2, False)
+    p = plan(nodes, reqs(demand(6, 2), "gang"))
+    assert sorted(where(p, "gang")) == ["n0", "n2", "n3"]
+    after = plan(nodes, reqs(demand(4), "whole"), existing=[assignment(p, "ns/gang")])
+    assert where(after, "whole") == ("n1",)

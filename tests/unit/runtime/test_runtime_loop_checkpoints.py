@@ -12,7 +12,7 @@ from agentfleet_runtime.budget import Prices, TreeUsage
 from agentfleet_runtime.errors import Cancelled, LeaseLost
 from agentfleet_runtime.loop import LoopSettings, TaskRun
 from agentfleet_runtime.store import Acquired
-from agentfleet_runtime.types import Limits, ModelReply, Observation, Status, TaskRecord, ToolCall, Usage
+from agentfleet_runtime.types import Limits, ModelReply, Observation, Status, Step, TaskRecord, ToolCall, Usage
 
 
 class Store:
@@ -90,10 +90,10 @@ class Tools:
         return [Observation(c.id, c.name, True, "ok") for c in calls]
 
 
-def run(store: Store, *, steps: int = 2, acts: bool = False) -> tuple[TaskRun, object]:
+def run(store: Store, *, steps: int = 2, acts: bool = False, done: list[Step] | None = None) -> tuple[TaskRun, object]:
     now = time.time()
     rec = TaskRecord(id="t1", goal="g", status=Status.RUNNING, limits=Limits(), created_at=now, deadline=now + 60, root="t1")
-    acquired = Acquired(record=rec, steps=[], root_limits=rec.limits, root_deadline=rec.deadline, tree=TreeUsage())
+    acquired = Acquired(record=rec, steps=list(done or []), root_limits=rec.limits, root_deadline=rec.deadline, tree=TreeUsage())
     task_run = TaskRun(
         acquired,
         lease="L",
@@ -185,3 +185,17 @@ def test_a_task_ends_only_after_its_last_observations_are_stored() -> None:
     _, outcome = run(store, steps=1)  # one tool step; the final answer comes back before the store ends
     assert outcome == (Status.DONE, "final_answer")
     assert before(store.log, "model 1", "complete 0 stored", "finish done"), store.log
+
+
+def test_a_resumed_task_runs_the_incomplete_steps_tools_before_the_next_call() -> None:
+    # Pins the resume path: a task reclaimed after its plan for step 0 was stored but before its
+    # observations were (the worker died in the tool call) runs step 0's tools again and stores
+    # their observations before it asks the model anything; it never plans past a step whose
+    # tools did not run.
+    store = Store(hold="none")
+    planned = Step(n=0, content="", tool_calls=[ToolCall("c0", "echo", {})], usage=Usage(10, 5))
+    task_run, outcome = run(store, steps=0, done=[planned])
+    assert outcome == (Status.DONE, "final_answer")
+    assert store.log[:3] == ["tools 0", "complete 0 sent", "complete 0 stored"], store.log
+    assert before(store.log, "complete 0 stored", "model 0", "finish done"), store.log
+    assert [o.output for o in task_run.steps[0].observations] == ["ok"]

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Mutation testing of the pure modules with mutmut (prints a report; not a test, not in CI).
+
+mutmut rewrites each module into many mutants (an operator flipped, a constant moved, a call's
+argument dropped, ...) and runs the unit tests that reach each mutated function; a mutant is
+killed when a test fails, survives when all pass. The killed share says how much of the code's
+behaviour the unit tests pin; every survivor is a behaviour change no test notices.
+
+The modules: placement, capacity, autoscale (policy, goodput, common, workers, pods), rollout,
+routing (the pure parts: client, pool, hashing, ejection, hedging, quantile, backoff, sources,
+settings) and the agent loop. Only their unit tests run (the tiers above need real services).
+
+mutmut imports the mutated code from ``mutants/`` under the project's own module names, which
+needs a plain ``src/`` layout; the repository keeps its two packages under ``operator/`` and
+``runtime/``, so this script stages a copy (each package under src/, and tests/) in a
+scratch directory and runs mutmut there. mutmut itself (pinned below) is installed into the
+running interpreter when missing.
+
+    .venv/bin/python e2e/bench/mutation_report.py [--modules placement,capacity] [--tests-from REV] [--keep DIR]
+
+``--tests-from REV`` takes tests/ from a git revision instead of the working tree (the code is
+always the working tree's): the killed share before and after a change to the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MUTMUT = "mutmut==3.8.1"
+
+# module key -> (files under src/, unit tests that exercise them)
+MODULES: dict[str, tuple[list[str], list[str]]] = {
+    "placement": (["agentfleet/placement/*.py"], ["tests/unit/placement"]),
+    "capacity": (["agentfleet/capacity/*.py"], ["tests/unit/capacity/test_capacity_model.py"]),
+    "autoscale": (
+        [f"agentfleet/autoscale/{m}.py" for m in ("policy", "terms", "signals", "reading", "state", "goodput", "common", "workers", "pods")],
+        ["tests/unit/autoscale"],
+    ),
+    "rollout": (["agentfleet/rollout/*.py"], ["tests/unit/controllers/test_rollout.py"]),
+    "routing": (
+        [f"agentfleet_runtime/routing/{m}.py" for m in ("client", "pool", "hashing", "ejection", "hedging", "quantile", "backoff", "sources", "settings")],
+        ["tests/unit/routing"],
+    ),
+    "loop": (["agentfleet_runtime/loop.py"], ["tests/unit/runtime/test_runtime_loop_checkpoints.py", "tests/unit/runtime/test_runtime_budget.py"]),
+}
+
+STATUS = re.compile(r"^\s*(?P<name>[\w.]+__mutmut_\d+): (?P<status>[\w ]+?)\s*$")
+
+
+def ensure_mutmut() -> None:
+    try:
+        import mutmut  # noqa: F401
+    except ImportError:
+        t0 = time.monotonic()
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", MUTMUT], check=True)
+        print(f"installed {MUTMUT} in {time.monotonic() - t0:.0f}s", flush=True)
+
+
+def stage(work: Path, files: list[str], tests: list[str], tests_from: str | None) -> None:
+    (work / "src").mkdir(parents=True)
+    for top in ("operator", "runtime"):  # every package the project installs (pyproject's packages.find)
+        for pkg in sorted(p for p in (ROOT / top).iterdir() if (p / "__init__.py").exists()):
+            shutil.copytree(pkg, work / "src" / pkg.name, ignore=shutil.ignore_patterns("__pycache__"))
+    if tests_from:
+        subprocess.run(f"git -C {ROOT} archive {tests_from} tests | tar -x -C {work}", shell=True, check=True)
+    else:
+        shutil.copytree(ROOT / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    # Only the unit tests that are run; the guard in tests/conftest.py is inert without its env.
+    quoted = lambda xs: ", ".join(f'"{x}"' for x in xs)  # noqa: E731
+    (work / "pyproject.toml").write_text(
+        "[tool.pytest.ini_options]\n"
+        'addopts = "-p no:cacheprovider"\n'
+        "[tool.mutmut]\n"
+        'source_paths = ["src"]\n'
+        f"only_mutate = [{quoted('src/' + f for f in files)}]\n"
+        f"pytest_add_cli_args_test_selection = [{quoted(tests)}]\n"
+        "use_git_change_detection = false\n"
+    )
+
+
+def run(key: str, tests_from: str | None, keep: Path | None) -> Counter:
+    files, tests = MODULES[key]
+    work = Path(tempfile.mkdtemp(prefix=f"mutation-{key}-", dir=keep))
+    stage(work, files, tests, tests_from)
+    env = {k: v for k, v in os.environ.items() if k != "AGENTFLEET_REQUIRE_TIERS"}
+    env["PYTHONPATH"] = ""  # the staged src/ (mutmut puts mutants/src first), never the checkout
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(os.cpu_count() or 1)], cwd=work, env=env, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    if proc.returncode != 0:
+        print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
+        raise SystemExit(f"mutmut run failed for {key} (exit {proc.returncode}); staged in {work}")
+    results = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work, env=env, capture_output=True, text=True)
+    counts: Counter = Counter()
+    survivors: list[str] = []
+    for line in results.stdout.splitlines():
+        m = STATUS.match(line)
+        if m:
+            counts[m["status"]] += 1
+            if m["status"] == "survived":
+                survivors.append(m["name"])
+    counts["wall_s"] = round(wall)
+    (Path(keep or tempfile.gettempdir()) / f"mutation-{key}-survivors.txt").write_text("\n".join(survivors) + "\n")
+    if keep is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return counts
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--modules", default=",".join(MODULES), help=f"comma-separated subset of {', '.join(MODULES)}")
+    ap.add_argument("--tests-from", default=None, help="git revision to take tests/ from (default: the working tree)")
+    ap.add_argument("--keep", type=Path, default=None, help="keep the staged projects (and survivor lists) under this directory")
+    args = ap.parse_args()
+    ensure_mutmut()
+    keys = [k for k in args.modules.split(",") if k]
+    unknown = [k for k in keys if k not in MODULES]
+    if unknown:
+        ap.error(f"unknown modules {unknown}; choose from {list(MODULES)}")
+    print(f"mutmut over {', '.join(keys)}; tests from {args.tests_from or 'the working tree'}; load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(f"  {'module':10} {'mutants':>8} {'killed':>7} {'survived':>9} {'no tests':>9} {'timeout':>8} {'other':>6} {'killed share':>13} {'wall s':>7}")
+    total: Counter = Counter()
+    for key in keys:
+        c = run(key, args.tests_from, args.keep)
+        wall = c.pop("wall_s")
+        n = sum(c.values())
+        killed = c["killed"]
+        other = n - killed - c["survived"] - c["no tests"] - c["timeout"]
+        total.update(c)
+        print(
+            f"  {key:10} {n:8d} {killed:7d} {c['survived']:9d} {c['no tests']:9d} {c['timeout']:8d} {other:6d} {killed / n if n else 0:13.1%} {wall:7d}",
+            flush=True,
+        )
+    n = sum(total.values())
+    print(f"  {'all':10} {n:8d} {total['killed']:7d} {total['survived']:9d} {total['no tests']:9d} {total['timeout']:8d} {'':6} {total['killed'] / n if n else 0:13.1%}")
+    print("  killed share = killed / all mutants (a timeout counts as not killed); survivors are listed per module in mutation-<module>-survivors.txt")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
