@@ -89,14 +89,15 @@ def fleet_config(
     return {
         "fleet": fleet,
         "redisUrl": redis_url,
-        "model": {"baseUrl": model_url, "name": "qwen", "timeoutSeconds": 120, "maxRetries": 0, "maxOutputTokens": 200},
+        # 120 s per call timed out on this shared machine (55-68 s per 1.5B step at load 16).
+        "model": {"baseUrl": model_url, "name": "qwen", "timeoutSeconds": 300, "maxRetries": 0, "maxOutputTokens": 200},
         "systemPrompt": system,
         "tools": [
             {"name": "search", "type": "Retrieval", "description": "Search the Plinth documentation.", "retrieval": {"topK": 2, "cacheTtlSeconds": 0}},
             {"name": "delegate", "type": "Spawn", "description": "Give each goal to its own sub-agent and get their answers.", "timeoutSeconds": 300},
         ],
         "decisions": {"mode": mode, "repairAttempts": repairs, "toolPolicies": list(policies)},
-        "budgets": {"maxSteps": 6, "maxFanOut": 2, "maxDepth": 1, "timeoutSeconds": 600, **(budgets or {})},
+        "budgets": {"maxSteps": 6, "maxFanOut": 2, "maxDepth": 1, "timeoutSeconds": 1500, **(budgets or {})},
         "retry": {"maxAttempts": 1, "visibilityTimeoutSeconds": 300},
         "worker": {"concurrency": 4, "metricsPort": 0},
     }
