@@ -68,7 +68,7 @@ def test_docbook_headings_and_settings_survive_and_navigation_does_not() -> None
         '<a href="#S">20.5.1. Settings</a></span></dt></dl></div><div class="sect2"><div class="titlepage"><div><div><h3 class="title">'
         '20.5.2. Checkpoints</h3></div></div></div><div class="variablelist"><dl class="variablelist"><dt id="GUC-CHECKPOINT-TIMEOUT">'
         '<span class="term"><code class="varname">checkpoint_timeout</code> (<code class="type">integer</code>)\n      <a class="indexterm"></a>\n'
-        "      </span></dt><dd><p>\n        Longest time between two checkpoints.\n        The default is five minutes (<code class=\"literal\">5min</code>).\n"
+        '      </span></dt><dd><p>\n        Longest time between two checkpoints.\n        The default is five minutes (<code class="literal">5min</code>).\n'
         '       </p></dd></dl></div></div></div><div class="navfooter"><a href="next.html">Next</a></div></body></html>'
     )
     text = html_to_text(html)
@@ -88,8 +88,7 @@ def test_docbook_table_keeps_rows_and_header() -> None:
         "</td><td>8 <em>bytes</em></td></tr><tr><td>a|b</td><td><p>one</p><p>two</p></td></tr></tbody></table></div></div><p>After.</p>"
     )
     assert html_to_text(html) == (
-        "Table 8.2. Numeric Types\n\n| Name | Storage Size |\n|---|---|\n| smallint | 2 bytes |\n| double precision | 8 bytes |\n"
-        "| a\\|b | one two |\n\nAfter."
+        "Table 8.2. Numeric Types\n\n| Name | Storage Size |\n|---|---|\n| smallint | 2 bytes |\n| double precision | 8 bytes |\n| a\\|b | one two |\n\nAfter."
     )
 
 
@@ -108,9 +107,11 @@ def test_docbook_code_keeps_lines_and_indentation() -> None:
 def test_extracted_manual_page_chunks_with_its_heading_and_table_rows() -> None:
     from agentfleet_runtime.ingest.chunking import chunk_text
 
-    html = "<h3>8.1.1. Integer Types</h3><table><tr><th>Name</th><th>Size</th></tr>" + "".join(
-        f"<tr><td>type{i}</td><td>{i} bytes</td></tr>" for i in range(40)
-    ) + "</table>"
+    html = (
+        "<h3>8.1.1. Integer Types</h3><table><tr><th>Name</th><th>Size</th></tr>"
+        + "".join(f"<tr><td>type{i}</td><td>{i} bytes</td></tr>" for i in range(40))
+        + "</table>"
+    )
     words = lambda texts: [len(t.split()) for t in texts]  # noqa: E731 - a whitespace tokenizer is enough here
     chunks = [t for t, _ in chunk_text(html_to_text(html), words, max_tokens=40)]
     assert chunks[0].startswith("### 8.1.1. Integer Types")
