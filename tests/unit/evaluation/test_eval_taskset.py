@@ -60,9 +60,8 @@ def test_shipped_postgres_task_set() -> None:
 @pytest.mark.skipif(not MANUAL.is_dir(), reason="postgresql-doc-15 is installed by e2e/bench/manual_ingest.py and the eval fleet")
 def test_shipped_facts_are_in_their_supporting_pages() -> None:
     """Every expected fact is stated by one of its supporting pages, as the ingestion extracts them."""
-    from agentfleet_runtime.ingest.documents import html_to_text
-
     from agentfleet.evaluation.scoring import fact_stated
+    from agentfleet_runtime.ingest.documents import html_to_text
 
     for t in load_taskset(SHIPPED).tasks:
         pages = [html_to_text((MANUAL / s).read_text(encoding="utf-8")) for s in t.supporting]
