@@ -90,7 +90,8 @@ def test_task_view_lists_retrieved_passages_and_citations():
         ("A (sources: a.html, b.html; c.html) then [d.md#3].", ["a.html", "b.html", "c.html", "d.md#3"]),
         ("Sources: explicit-locking.html and sql-vacuum.html", ["explicit-locking.html", "sql-vacuum.html"]),
         ("See [sql-vacuum.html] and again [source: sql-vacuum.html]", ["sql-vacuum.html"]),
-        ("The manual does not say. [1] is no citation, nor is (5min) or [note].", []),
+        ("The manual does not say. [1] is no citation, nor is (5min), [note] or postgresql.conf.", []),
+        ("It is ACCESS EXCLUSIVE (see sql-vacuum.html and docs/explicit-locking.html).", ["sql-vacuum.html", "docs/explicit-locking.html"]),
         ("", []),
     ],
 )
