@@ -33,31 +33,19 @@ sys.path[:0] = [str(ROOT), str(ROOT / "operator"), str(ROOT / "runtime")]
 from agentfleet.api.vectorindex import VectorIndex  # noqa: E402
 from agentfleet.render import vectorindex as render  # noqa: E402
 from agentfleet_runtime.milvus import CollectionManager, CollectionSpec, MilvusTarget  # noqa: E402
-
-MANUAL = Path("/usr/share/doc/postgresql-doc-15/html")
-
-
-def ensure_manual() -> None:
-    if MANUAL.is_dir():
-        return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if subprocess.run(["apt-get", "install", "-y", "postgresql-doc-15"], env=env).returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env, check=True)
-        subprocess.run(["apt-get", "install", "-y", "postgresql-doc-15"], env=env, check=True)
+from e2e.eval.corpus import MANUAL, ensure_manual, manual_vectorindex  # noqa: E402
 
 
-def manual_vectorindex(collection: str, workers: int) -> VectorIndex:
+def bench_vectorindex(collection: str, workers: int) -> VectorIndex:
     """The evaluation knowledge base: e2e/eval/postgres-manual.yaml's VectorIndex with another collection."""
-    import yaml
-
-    doc = next(d for d in yaml.safe_load_all((ROOT / "e2e" / "eval" / "postgres-manual.yaml").read_text()) if d and d["kind"] == "VectorIndex")
+    doc = manual_vectorindex()
     doc["spec"]["collection"] = collection
     doc["spec"].setdefault("ingestion", {})["parallelism"] = workers
     return VectorIndex.model_validate(doc)
 
 
 def run_once(uri: str, collection: str, workers: int, log: Path) -> dict[str, float]:
-    vi = manual_vectorindex(collection, workers)
+    vi = bench_vectorindex(collection, workers)
     CollectionManager.connect(MilvusTarget(uri=uri), CollectionSpec.from_vectorindex(vi.spec)).ensure(wait_loaded=True)
     revision = render.source_revision(vi.spec)
     args = render.ingestion_args(vi.spec, render.row_tag(revision, render.ingestion_key(vi.spec, revision, uri)))

@@ -110,7 +110,22 @@ def test_recall_counts_only_the_first_k_passages_of_each_search() -> None:
 
 
 def test_summary_and_deltas() -> None:
-    good = score(CHECKPOINT, Outcome(status="done", reason="final_answer", answer="5min", citations=("runtime-config-wal.html",), retrieved=(WAL,), steps=2, model_calls=3, tool_calls={"search_docs": 1}, tokens=100, cost=Decimal("0.001"), latency_seconds=4.0))
+    good = score(
+        CHECKPOINT,
+        Outcome(
+            status="done",
+            reason="final_answer",
+            answer="5min",
+            citations=("runtime-config-wal.html",),
+            retrieved=(WAL,),
+            steps=2,
+            model_calls=3,
+            tool_calls={"search_docs": 1},
+            tokens=100,
+            cost=Decimal("0.001"),
+            latency_seconds=4.0,
+        ),
+    )
     bad = score(TARGET, Outcome(status="done", reason="max_steps", answer="no idea", steps=6, model_calls=6, cost=Decimal("0.003"), latency_seconds=10.0))
     none = score(NONE, Outcome(status="done", reason="final_answer", answer="The manual does not say.", steps=1, model_calls=1, latency_seconds=1.0))
     s = summarize([good, bad, none])

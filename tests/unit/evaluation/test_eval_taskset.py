@@ -17,7 +17,13 @@ MANUAL = Path("/usr/share/doc/postgresql-doc-15/html")
 
 def test_yaml_and_jsonl_read_the_same(tmp_path: Path) -> None:
     rows = [
-        {"id": "a", "kind": "default", "question": "q1", "facts": ["5min", ["x", "y"], {"number": 0.9}, {"any": ["z", {"number": 2}]}], "supporting": ["p.html"]},
+        {
+            "id": "a",
+            "kind": "default",
+            "question": "q1",
+            "facts": ["5min", ["x", "y"], {"number": 0.9}, {"any": ["z", {"number": 2}]}],
+            "supporting": ["p.html"],
+        },
         {"id": "b", "kind": "unanswerable", "question": "q2", "part": "heldout"},
     ]
     (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
