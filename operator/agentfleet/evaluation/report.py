@@ -132,11 +132,11 @@ def write_png(path: Path, runs: Sequence[tuple[str, Sequence[TaskScore], dict[st
         ax.set_title(title)
         ax.legend(fontsize=8)
     lat = [[s.outcome.latency_seconds for s in scores] for _, scores, _ in runs]
-    axes[1][0].boxplot(lat, labels=[lbl for lbl, _, _ in runs], showmeans=True)
+    axes[1][0].boxplot(lat, tick_labels=[lbl for lbl, _, _ in runs], showmeans=True)
     axes[1][0].set_ylabel("seconds, submit to finish")
     axes[1][0].set_title("task latency")
     cost = [[float(s.outcome.cost) for s in scores] for _, scores, _ in runs]
-    axes[1][1].boxplot(cost, labels=[lbl for lbl, _, _ in runs], showmeans=True)
+    axes[1][1].boxplot(cost, tick_labels=[lbl for lbl, _, _ in runs], showmeans=True)
     axes[1][1].set_ylabel("cost per task (fleet pricing)")
     axes[1][1].set_title("cost per task (task and sub-agents)")
     for ax in axes[1]:
