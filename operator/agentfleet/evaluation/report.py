@@ -23,6 +23,16 @@ def _mark(x: bool | None) -> str:
     return "-" if x is None else ("yes" if x else "NO")
 
 
+def _delta(key: str, v: float | None) -> str:
+    if v is None:
+        return "-"
+    if key in ("success", "grounded", "recall", "judged"):
+        return f"{100 * v:+.0f}pp"
+    if key == "costPerTask":
+        return f"{v:+.2e}"
+    return f"{v:+.{0 if key == 'tokensPerTask' else 2}f}"
+
+
 def task_table(scores: Sequence[TaskScore], out: TextIO) -> None:
     header = f"{'task':<16} {'kind':<13} {'ok':<4} {'grnd':<4} {'recall':>6} {'steps':>5} {'calls':>5} {'subs':>4} {'secs':>6} {'end':<12} why"
     out.write(header + "\n" + "-" * len(header) + "\n")
@@ -65,9 +75,7 @@ def summary_table(labels: Sequence[str], summaries: Sequence[dict[str, Any]], ou
         line = f"{name:<28}" + "".join(f" {fmt(s.get(key)):>{width}}" for s in summaries)
         if key in COMPARED:
             for d in ds:
-                v = d.get(key)
-                scale = 100 if key in ("success", "grounded", "recall") else 1
-                line += f" {'-' if v is None else f'{v * scale:+.{0 if scale == 100 else 3}f}' + ('pp' if scale == 100 else ''):>12}"
+                line += f" {_delta(key, d.get(key)):>12}"
         out.write(line + "\n")
     for s, lbl in zip(summaries, labels, strict=True):
         tools = ", ".join(f"{k} {v}" for k, v in s["toolCalls"].items()) or "none"
