@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ def build_parser(prog: str = "agentfleet eval") -> argparse.ArgumentParser:
     r.add_argument("--concurrency", type=int, default=2, help="tasks in flight at once")
     r.add_argument("--task-timeout", type=float, default=900.0, help="seconds before the harness cancels a task and scores it failed")
     r.add_argument("--k", type=int, default=5, help="k of recall@k")
+    r.add_argument("--time-budget", type=float, default=0.0, help="seconds per configuration after which no new task is started (0: none)")
     r.add_argument("--out", default="eval-report", help="directory for report.json and report.png")
     j = p.add_argument_group("judge model (optional; adds a score beside the others)")
     j.add_argument("--judge-url", help="OpenAI-compatible base URL (…/v1)")
@@ -84,12 +86,14 @@ def _run(label: str, target: Target, tasks: Sequence[EvalTask], args: argparse.N
         progress.tick(s.success)
         return s.success
 
-    outcomes = run_all(target, tasks, run_id=run_id, concurrency=args.concurrency, timeout=args.task_timeout, on_done=done)
+    start_by = time.monotonic() + args.time_budget if args.time_budget else None
+    got = run_all(target, tasks, run_id=run_id, concurrency=args.concurrency, timeout=args.task_timeout, on_done=done, start_by=start_by)
+    ran = [(t, o) for t, o in zip(tasks, got, strict=True) if o is not None]
+    if len(ran) < len(tasks):
+        print(f"{label}: {len(tasks) - len(ran)} of {len(tasks)} tasks not started within --time-budget {args.time_budget:.0f}s", file=sys.stderr)
     if args.judge_url:
-        outcomes = [
-            Outcome(**{**o.__dict__, "judged": judge(args.judge_url, args.judge_model, key, t, o.answer)}) for t, o in zip(tasks, outcomes, strict=True)
-        ]
-    return [score(t, o, args.k) for t, o in zip(tasks, outcomes, strict=True)]
+        ran = [(t, replace(o, judged=judge(args.judge_url, args.judge_model, key, t, o.answer))) for t, o in ran]
+    return [score(t, o, args.k) for t, o in ran]
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> int:
@@ -150,7 +154,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
     for label, scores, _ in runs:
         out.write(f"\n== {label}\n")
         report.task_table(scores, out)
-    out.write(f"\n== summary ({taskset.name}, {len(tasks)} tasks, {time.monotonic() - t0:.0f}s)\n")
+    ran = ", ".join(f"{lbl} {len(scores)}" for lbl, scores, _ in runs)
+    out.write(f"\n== summary ({taskset.name}, {len(tasks)} tasks; run: {ran}; {time.monotonic() - t0:.0f}s)\n")
     report.summary_table([lbl for lbl, _, _ in runs], [s for _, _, s in runs], out)
     outdir = Path(args.out)
     doc_out = {

@@ -211,10 +211,15 @@ def run_all(
     concurrency: int,
     timeout: float,
     on_done: Callable[[EvalTask, Outcome], bool] | None = None,
-) -> list[Outcome]:
-    """Every task through the API, ``concurrency`` at a time; outcomes in the order of ``tasks``."""
+    start_by: float | None = None,
+) -> list[Outcome | None]:
+    """Every task through the API, ``concurrency`` at a time; outcomes in the order of ``tasks``.
+    With ``start_by`` (a time.monotonic() value), tasks not started by then are not submitted
+    (None): a run on a time budget reports the tasks it ran, and says how many it did not."""
 
-    def one(task: EvalTask) -> Outcome:
+    def one(task: EvalTask) -> Outcome | None:
+        if start_by is not None and time.monotonic() > start_by:
+            return None
         try:
             o = run_task(target, task, run_id, timeout)
         except TaskAPIError as e:

@@ -85,3 +85,15 @@ def test_outcome_adds_up_the_task_tree() -> None:
 )
 def test_judge_verdicts(reply: str, verdict: bool | None) -> None:
     assert parse_verdict(reply) is verdict
+
+
+def test_a_spent_time_budget_starts_no_more_tasks() -> None:
+    import time
+
+    from agentfleet.evaluation.runner import Target, run_all
+    from agentfleet.evaluation.taskset import parse_task
+
+    task = parse_task({"id": "a", "question": "q", "facts": ["x"], "supporting": ["p"]}, 0)
+    # The URL would refuse connections: nothing is submitted once the budget is spent.
+    got = run_all(Target("t", "http://127.0.0.1:9", "tok"), [task, task], run_id="r", concurrency=1, timeout=1, start_by=time.monotonic() - 1)
+    assert got == [None, None]
