@@ -124,3 +124,21 @@ def test_passages_read_back_as_the_tool_wrote_them():
         {"rank": 2, "source": "explicit-locking.html", "score": 0.3, "text": "| Lock | Conflicts |\n|---|---|"},
     ]
     assert parse_passages("No passages found.") == [] and parse_passages("search_docs failed: timeout") == []
+
+
+def test_the_retriever_waits_on_milvus_as_long_as_the_tool_may_take(monkeypatch):
+    """A Retrieval tool's timeoutSeconds bounds the Milvus search too (not a fixed 10 s below it)."""
+    from agentfleet_runtime.config import RuntimeConfig
+    from agentfleet_runtime.tools import registry
+
+    seen = {}
+
+    def for_index(spec, **kw):
+        seen.update(kw)
+        return object()
+
+    monkeypatch.setattr("agentfleet_runtime.retrieval.Retriever.for_index", staticmethod(for_index))
+    vi = {"milvus": {"uri": "http://m:19530"}, "collection": "docs", "dimension": 384}
+    cfg = RuntimeConfig.model_validate({"tools": [{"name": "kb", "type": "Retrieval", "timeoutSeconds": 45}], "retrieval": {"vectorIndex": vi}})
+    registry.default_retriever(cfg, cfg.tools[0])
+    assert seen["timeout"] == 45.0
