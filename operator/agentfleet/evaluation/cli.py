@@ -35,12 +35,23 @@ from agentfleet.evaluation.taskset import EvalTask, TaskSetError, load_taskset
 from agentfleet.evaluation.variants import VariantError, apply_variant, local_runtime, parse_compare
 
 
+def interleave_kinds(tasks: Sequence[EvalTask]) -> list[EvalTask]:
+    """Tasks round-robin by kind (first of each kind, then the second of each...), stable within a kind."""
+    by_kind: dict[str, list[EvalTask]] = {}
+    for t in tasks:
+        by_kind.setdefault(t.kind, []).append(t)
+    out: list[EvalTask] = []
+    for i in range(max((len(v) for v in by_kind.values()), default=0)):
+        out += [v[i] for v in by_kind.values() if i < len(v)]
+    return out
+
+
 def build_parser(prog: str = "agentfleet eval") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("taskset", help="task set file (YAML or JSONL)")
     p.add_argument("--part", default="heldout", help="dev, heldout (default) or all")
     p.add_argument("--only", action="append", default=[], help="run only these task ids (repeatable)")
-    p.add_argument("--limit", type=int, default=0, help="run only the first N tasks of the part")
+    p.add_argument("--limit", type=int, default=0, help="run only N tasks of the part, taken round-robin by kind")
     t = p.add_argument_group("target: a running fleet's task API, or local variants of its runtime")
     t.add_argument("--api", action="append", default=[], help="task API URL, or NAME=URL; repeat to compare fleets (env AGENTFLEET_API_URL)")
     t.add_argument("--token-file", default=os.environ.get("AGENTFLEET_API_TOKEN_FILE"), help="file whose first line is a bearer token for the API(s)")
@@ -51,7 +62,9 @@ def build_parser(prog: str = "agentfleet eval") -> argparse.ArgumentParser:
     r.add_argument("--concurrency", type=int, default=2, help="tasks in flight at once")
     r.add_argument("--task-timeout", type=float, default=900.0, help="seconds before the harness cancels a task and scores it failed")
     r.add_argument("--k", type=int, default=5, help="k of recall@k")
-    r.add_argument("--time-budget", type=float, default=0.0, help="seconds per configuration after which no new task is started (0: none)")
+    r.add_argument(
+        "--time-budget", type=float, default=0.0, help="seconds per configuration after which no new task is started (0: none); tasks run round-robin by kind"
+    )
     r.add_argument("--out", default="eval-report", help="directory for report.json and report.png")
     j = p.add_argument_group("judge model (optional; adds a score beside the others)")
     j.add_argument("--judge-url", help="OpenAI-compatible base URL (…/v1)")
@@ -102,6 +115,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
     try:
         taskset = load_taskset(args.taskset).part(args.part)
         tasks = [t for t in taskset.tasks if not args.only or t.id in args.only]
+        if args.time_budget or args.limit:
+            tasks = interleave_kinds(tasks)  # a cut run still covers every kind
         if args.limit:
             tasks = tasks[: args.limit]
         if not tasks:

@@ -97,3 +97,14 @@ def test_a_spent_time_budget_starts_no_more_tasks() -> None:
     # The URL would refuse connections: nothing is submitted once the budget is spent.
     got = run_all(Target("t", "http://127.0.0.1:9", "tok"), [task, task], run_id="r", concurrency=1, timeout=1, start_by=time.monotonic() - 1)
     assert got == [None, None]
+
+
+def test_cut_runs_take_tasks_round_robin_by_kind() -> None:
+    from agentfleet.evaluation.cli import interleave_kinds
+    from agentfleet.evaluation.taskset import parse_task
+
+    ts = [
+        parse_task({"id": i, "kind": k, "question": "q", "facts": ["x"], "supporting": ["p"]}, 0)
+        for i, k in [("a1", "a"), ("a2", "a"), ("a3", "a"), ("b1", "b"), ("c1", "c"), ("c2", "c")]
+    ]
+    assert [t.id for t in interleave_kinds(ts)] == ["a1", "b1", "c1", "a2", "c2", "a3"]
