@@ -33,9 +33,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "operator"), str(ROOT / "runtime")]
 
-from agentfleet.api.vectorindex import VectorIndex  # noqa: E402
+from agentfleet_contract.vectorindex import VectorIndex  # noqa: E402
+from agentfleet_milvus.collection import CollectionManager  # noqa: E402
+from agentfleet_milvus.connection import MilvusTarget  # noqa: E402
+from agentfleet_milvus.schema import CollectionSpec  # noqa: E402
+
 from agentfleet.render import vectorindex as render  # noqa: E402
-from agentfleet_runtime.milvus import CollectionManager, CollectionSpec, MilvusTarget  # noqa: E402
 from e2e.eval.corpus import MANUAL, ensure_manual, manual_vectorindex  # noqa: E402
 
 
@@ -118,9 +121,9 @@ def main() -> int:
     ap.add_argument("--uri", help="an existing Milvus to fill (default: a Milvus Lite server started here)")
     args = ap.parse_args()
     ensure_manual()
-    from tests.integration.ingest.conftest import MilvusLiteServer, ensure_packages
+    from e2e.demo.installers import MilvusLiteServer, ensure_ingest_packages
 
-    ensure_packages()
+    ensure_ingest_packages()
     tmp = Path(tempfile.mkdtemp(prefix="manual-ingest-"))
     server = None
     if not args.uri:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from agentfleet.api.agentfleet import EvaluationSummary
+from agentfleet_contract.agentfleet import EvaluationSummary
 
 FIELD_MANAGER = "agentfleet-eval"
 

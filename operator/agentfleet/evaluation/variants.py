@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from agentfleet_contract.runtime_config import RuntimeConfig
 
 from agentfleet.evaluation.runner import Target
 
@@ -96,8 +97,6 @@ def _ready(url: str) -> bool:
 @contextmanager
 def local_runtime(doc: dict[str, Any], label: str, workers: int = 1) -> Iterator[Target]:
     """A task API and ``workers`` workers serving ``doc``, stopped (SIGTERM) on exit."""
-    from agentfleet_runtime.config import RuntimeConfig  # noqa: PLC0415 - only --compare needs the runtime installed
-
     work = Path(tempfile.mkdtemp(prefix=f"agentfleet-eval-{doc['fleet']}-"))
     token = secrets.token_urlsafe(24)
     (work / "tokens").write_text(token + "\n")

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from runtime_helpers import arun, environment, free_port, running_worker
-from test_runtime_retrieval_milvus import BagOfWords, make_collection
+from test_runtime_retrieval_milvus import DIM, make_collection
 
 from agentfleet.evaluation.cli import main as eval_main
 from agentfleet_runtime.api import TaskAPI
 from agentfleet_runtime.retrieval import Retriever
+from e2e import plinth
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,13 @@ RULES = [
     {"match": "Q-none", "steps": 1, "answer": "The documents do not mention the price of Kaffee."},
 ]
 TASKS = [
-    {"id": "right", "kind": "command", "question": "Q-right: what does AOF do?", "facts": [["appends every write", "appends each write"]], "supporting": ["aof.md"]},
+    {
+        "id": "right",
+        "kind": "command",
+        "question": "Q-right: what does AOF do?",
+        "facts": [["appends every write", "appends each write"]],
+        "supporting": ["aof.md"],
+    },
     {"id": "wrong", "kind": "command", "question": "Q-wrong: what does AOF do?", "facts": ["appends every write"], "supporting": ["aof.md"]},
     {"id": "unretrieved", "kind": "default", "question": "Q-unretrieved: what does AOF do?", "facts": ["appends every write"], "supporting": ["aof.md"]},
     {"id": "lacking", "kind": "default", "question": "Q-lacking: what do consumer groups keep?", "facts": ["pending entries"], "supporting": ["streams.md"]},
@@ -50,14 +57,26 @@ def test_eval_scores_planted_failures_through_the_task_api(milvus_lite, redis_se
     async def body() -> int:
         async with environment(redis_server.url, fleet, tools=tools, api={"tokensFile": str(tmp_path / "tokens")}) as env:
             env.model.model.rules = RULES
-            retriever = Retriever(milvus_lite, collection, BagOfWords())
+            retriever = Retriever(milvus_lite, collection, plinth.BagOfWords(DIM))
             runner = web.AppRunner(TaskAPI(env.config).app())
             await runner.setup()
             port = free_port()
             await web.TCPSite(runner, "127.0.0.1", port).start()
             try:
                 async with running_worker(env.config, retriever_factory=lambda c, t: retriever):
-                    argv = [str(taskset), "--part", "all", "--api", f"http://127.0.0.1:{port}", "--token-file", str(tmp_path / "tokens"), "--out", str(tmp_path / "out"), "--k", "1"]
+                    argv = [
+                        str(taskset),
+                        "--part",
+                        "all",
+                        "--api",
+                        f"http://127.0.0.1:{port}",
+                        "--token-file",
+                        str(tmp_path / "tokens"),
+                        "--out",
+                        str(tmp_path / "out"),
+                        "--k",
+                        "1",
+                    ]
                     return await asyncio.to_thread(eval_main, argv)
             finally:
                 await runner.cleanup()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+from agentfleet_contract.agentfleet import AgentFleet
+from agentfleet_contract.vectorindex import VectorIndex
 
-from agentfleet.api.agentfleet import AgentFleet
-from agentfleet.api.vectorindex import VectorIndex
 from agentfleet.render import vectorindex as render
 from e2e.eval.corpus import MANUAL, with_manual_prompt, with_manual_source
 

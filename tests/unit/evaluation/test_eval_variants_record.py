@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from agentfleet_contract.agentfleet import AgentFleetStatus
 
-from agentfleet.api.agentfleet import AgentFleetStatus
 from agentfleet.evaluation.record import FIELD_MANAGER, evaluation_summary, status_patch
 from agentfleet.evaluation.runner import outcome_of, parse_verdict
 from agentfleet.evaluation.variants import Variant, VariantError, apply_variant, parse_compare
