@@ -379,3 +379,24 @@ def test_managed_redis_is_rendered_with_a_password_made_once(cluster, operator, 
     eventually(cluster, operator, lambda: not children(cluster, namespace, "own-redis"), timeout=90, desc="every child gone")
     # The append-only file's volume goes with the StatefulSet (persistentVolumeClaimRetentionPolicy).
     eventually(cluster, operator, lambda: not pvcs(), timeout=90, desc="Redis volume claim gone")
+
+
+def test_eval_summary_is_kept_beside_the_controllers_status(cluster, operator, namespace, redis_server) -> None:
+    """`agentfleet eval --fleet` applies status.evaluation under its own manager: the controller's
+    passes keep it, and it keeps the controller's conditions."""
+    from agentfleet.evaluation.record import FIELD_MANAGER, evaluation_summary, record
+
+    apply_stuck_model(cluster, namespace)
+    cluster.apply(bad_fleet("evaluated", redis_server.url, modelRef={"name": "stuck"}), namespace)
+    eventually(cluster, operator, lambda: cond(af_status(cluster, namespace, "evaluated"), "Ready"), timeout=60, desc="the controller's Ready")
+    summary = {"tasks": 21, "success": 0.5, "grounded": 0.25, "recall": 0.75, "recallK": 5, "latencyP95Seconds": 40.0, "costPerTask": "0.0004"}
+    record("evaluated", namespace, evaluation_summary(summary, "postgres-manual#heldout"), cluster.kubeconfig)
+    for _ in range(3):  # controller passes after the record
+        cluster.run("annotate", "-n", namespace, "agentfleet", "evaluated", f"poke={time.monotonic()}", "--overwrite")
+        time.sleep(6)
+        st = af_status(cluster, namespace, "evaluated")
+        assert st.get("evaluation", {}).get("taskSet") == "postgres-manual#heldout" and cond(st, "Ready"), st
+    af = cluster.json("get", "-n", namespace, "agentfleet", "evaluated", "--show-managed-fields")
+    owners = {m["manager"]: json.dumps(m.get("fieldsV1")) for m in af["metadata"]["managedFields"] if m.get("subresource") == "status"}
+    assert '"f:evaluation"' in owners[FIELD_MANAGER] and '"f:evaluation"' not in owners.get("agentfleet-operator", "")
+    assert af["status"]["evaluation"]["success"] == 0.5 and af["metadata"]["generation"] == 1

@@ -34,6 +34,9 @@ import yaml
 from e2e.demo import report
 from e2e.demo.installers import ensure_llama_server, ensure_redis_server, smollm_gguf
 from e2e.demo.procs import Procs, port_open
+from e2e.eval.corpus import MANUAL, ensure_manual, with_manual_prompt, with_manual_source
+
+E2E_EVAL = Path(__file__).resolve().parents[1] / "eval"
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "agentfleet.yaml"
@@ -45,6 +48,8 @@ DEFAULT_MODEL = "sim"
 TASKS_BY_MODEL = {"qwen": 8, "smollm2": 20, "sim": 20, "vllm": 20}
 GROUP = "agentfleet.io"
 # Start order; down stops in reverse.
+# The manual is ~13k chunks: minutes of encoding on 2 cores, more when they are shared.
+INGEST_TIMEOUT = {"demo": 600, "postgres": 5400}
 ORDER = ["redis", "milvus", "operator", "model", "policy", "api", "worker"]
 
 GOALS = [
@@ -293,6 +298,11 @@ class Demo:
         objs, notes = localize(docs, milvus_uri=milvus_uri, redis_url=redis_url, inventory=gpu_inventory(self.kc))
         if self.args.model == "qwen":
             notes += small_model_settings(objs)
+        if self.args.corpus == "postgres":
+            objs = [with_manual_source(o) if o["kind"] == "VectorIndex" else with_manual_prompt(o) if o["kind"] == "AgentFleet" else o for o in objs]
+            notes.append(
+                f"VectorIndex source and AgentFleet system prompt -> the PostgreSQL 15 manual's ({MANUAL}, {E2E_EVAL.relative_to(ROOT)}/postgres-manual.yaml)"
+            )
         for n in notes:
             say(f"  {n}")
         # The example's VectorIndex reads a ConfigMap of documents: it holds the sample corpus.
@@ -568,7 +578,7 @@ class Demo:
             completions = vi.spec.ingestion.parallelism
             source = "args from agentfleet.render.vectorindex (the operator rendered no Job in time)"
         if "--source-dir" in args:
-            args[args.index("--source-dir") + 1] = str(CORPUS)
+            args[args.index("--source-dir") + 1] = str(ensure_manual() if self.args.corpus == "postgres" else CORPUS)
         # Chunk ids are stable, so a second run only rewrites the same rows: skip it when this
         # Milvus already holds this revision.
         marker = self.dir / "ingested"
@@ -580,7 +590,9 @@ class Demo:
         for i in range(completions):
             env = {**self.env, "MILVUS_URI": milvus_uri, "JOB_COMPLETION_INDEX": str(i)}
             t0 = time.monotonic()
-            proc = subprocess.run([PY, "-m", "agentfleet_runtime.ingest", *args], env=env, capture_output=True, text=True, timeout=600)
+            proc = subprocess.run(
+                [PY, "-m", "agentfleet_runtime.ingest", *args], env=env, capture_output=True, text=True, timeout=INGEST_TIMEOUT[self.args.corpus]
+            )
             with open(self.procs.log_path("ingest"), "a") as log:
                 log.write(proc.stdout + proc.stderr)
             if proc.returncode != 0:
@@ -850,6 +862,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         interval=1,
     )
     say(f"  VectorIndex {vi_doc['metadata']['name']}: {rows} rows (status.rowCount, read by the operator from Milvus)")
+    if args.tasks == 0:
+        say(f"== the fleet is up; no sample tasks (--tasks 0). Evaluate it through its task API {api}:")
+        say(
+            f"  agentfleet eval {(E2E_EVAL / 'postgres-manual-tasks.yaml').relative_to(ROOT)} --part heldout --api {api} "
+            f"--token-file {demo.dir / 'api-tokens'} --fleet {af['metadata']['name']} -n {demo.ns} --kubeconfig {demo.kc.kubeconfig}"
+        )
+        say(f"  (local variants: --runtime-config {demo.dir / 'runtime.yaml'} --compare retrieval.topK=3,8 instead of --api/--token-file)")
+        return 0
     say(f"== {args.tasks} agent tasks through the task API {api}/v1/tasks")
     replica_metrics = [u[: -len("/v1")] + "/metrics" for u in endpoints.values()]
     aliases = {pod: name for name, (pod, _, _) in (demo.pods or {}).items()}
@@ -948,6 +968,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=["qwen", "sim", "smollm2", "vllm"],
         default=os.environ.get("AGENTFLEET_DEMO_MODEL", DEFAULT_MODEL),
         help="qwen: Qwen2.5-Coder on llama-server (CPU), every decision the model's; sim: simulated vLLM replicas with scripted decisions, for scale",
+    )
+    p.add_argument(
+        "--corpus",
+        choices=["demo", "postgres"],
+        default=os.environ.get("AGENTFLEET_DEMO_CORPUS", "demo"),
+        help="documents of the VectorIndex: the 4 sample pages, or the PostgreSQL 15 manual (agentfleet eval's corpus)",
     )
     p.add_argument("--task-timeout", type=float, default=float(os.environ.get("AGENTFLEET_DEMO_TASK_TIMEOUT", "600")))
     args = p.parse_args(argv)

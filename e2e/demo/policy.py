@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import signal
 import time
 import uuid
@@ -29,6 +28,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+from agentfleet_runtime.tools.retrieval import parse_passages
 
 
 @dataclass
@@ -41,22 +42,6 @@ def _goal_and_turn(messages: list[dict[str, Any]]) -> tuple[str, int]:
     goal = next((m.get("content") or "" for m in messages if m.get("role") == "user"), "")
     turn = sum(1 for m in messages if m.get("role") == "assistant")
     return goal, turn
-
-
-_PASSAGE = re.compile(r"^\[(\d+)\] \((.*), score (-?[\d.]+)\)$", re.M)
-
-
-def parse_passages(text: str) -> list[dict[str, Any]]:
-    """Passages of one retrieval observation, as the Retrieval tool formats them for the model:
-    ``[n] (source, score s)`` then the passage text."""
-    heads = list(_PASSAGE.finditer(text))
-    out = []
-    for i, m in enumerate(heads):
-        end = heads[i + 1].start() if i + 1 < len(heads) else len(text)
-        body = text[m.end() : end].strip()
-        if body:
-            out.append({"source": m.group(2), "score": float(m.group(3)), "text": body})
-    return out
 
 
 def _passages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -298,7 +298,9 @@ def _print_assessment(name: str, mrs: ModelReplicaSet, a: Assessment, out: TextI
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    parser = argparse.ArgumentParser(prog="agentfleet", description="agentfleet capacity planning (no cluster access).")
+    parser = argparse.ArgumentParser(
+        prog="agentfleet", description="agentfleet capacity planning (no cluster access); `agentfleet eval --help` for the evaluation harness."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _plan_parser(sub)
     _capacity_parser(sub)

@@ -277,6 +277,25 @@ class AgentFleetSpec(Model):
         return tools
 
 
+class EvaluationSummary(Model):
+    """The last `agentfleet eval` run against this fleet, written by the harness under its own field manager."""
+
+    task_set: str = Field(max_length=512, description="Task set evaluated: file name and part (for example postgres-manual.yaml#heldout).")
+    finished_at: str = Field(max_length=64, description="When the run ended (RFC 3339, UTC).")
+    tasks: int = Field(ge=0, description="Tasks submitted through the task API.")
+    success: float = Field(
+        ge=0, le=1, description="Share of tasks whose answer states every expected fact (or declines, for questions the documents do not answer)."
+    )
+    grounded: float | None = Field(
+        default=None, ge=0, le=1, description="Share of answerable tasks whose citations all name passages the task retrieved and contain the stated facts."
+    )
+    recall: float | None = Field(default=None, ge=0, le=1, description="Mean recall@k of the supporting documents among the retrieved passages.")
+    recall_k: int | None = Field(default=None, ge=1, description="The k of recall.")
+    p95_seconds: float | None = Field(default=None, ge=0, description="95th percentile task latency, submit to finish.")
+    cost_per_task: str | None = Field(default=None, max_length=32, description="Mean cost of a task and its sub-agents in the pricing currency.")
+    configuration: str | None = Field(default=None, max_length=512, description="Settings the harness overrode for this run, if any.")
+
+
 class AgentFleetStatus(Model):
     observed_generation: int | None = Field(default=None, description="metadata.generation last acted upon.")
     workers: int = Field(default=0, description="Worker pods that exist.")
@@ -289,6 +308,9 @@ class AgentFleetStatus(Model):
     task_p95_seconds: float | None = Field(default=None, description="95th percentile task duration over the last hour.")
     cost_per_task: str | None = Field(default=None, max_length=32, description="Mean cost of a finished task in the pricing currency.")
     task_api_endpoint: str | None = Field(default=None, max_length=512, description="In-cluster URL of the task API.")
+    evaluation: EvaluationSummary | None = Field(
+        default=None, description="Summary of the last evaluation run (agentfleet eval); the operator never writes it."
+    )
     conditions: list[Condition] = conditions_field()
 
 

@@ -82,6 +82,7 @@ class TaskAPI:
         self.store = TaskStore(self.r, Keys(config.fleet), config.result_ttl_seconds)
         self.auth = TokenFile(config.api.tokens_file) if config.api.tokens_file else None
         self.limits = limits_of(config)
+        self.retrieval_tools = frozenset(t.name for t in config.tools if t.type == "Retrieval")
         self.closing = False
 
     def app(self) -> web.Application:
@@ -164,7 +165,7 @@ class TaskAPI:
         steps = await self.store.steps(tid) if want_steps else None
         count = len(steps) if steps is not None else int(await self.r.llen(self.store.keys.steps(tid)))
         children = await self.store.children(tid)
-        return web.json_response(task_view(got[0], got[1], steps, count, children, self.config.pricing.currency))
+        return web.json_response(task_view(got[0], got[1], steps, count, children, self.config.pricing.currency, self.retrieval_tools))
 
     async def cancel(self, request: web.Request) -> web.Response:
         tid = request.match_info["id"]

@@ -98,8 +98,10 @@ class Retriever:
         password: str = "",
         api_key: str | None = None,
         embedder: Embedder | None = None,
+        timeout: float = 10.0,
     ) -> Retriever:
-        """From a VectorIndexSpec (pydantic model or same attributes); ``uri`` overrides spec.milvus.uri (managed Milvus)."""
+        """From a VectorIndexSpec (pydantic model or same attributes); ``uri`` overrides spec.milvus.uri (managed Milvus).
+        ``timeout`` bounds each Milvus call (the Retrieval tool passes its own timeoutSeconds)."""
         target = uri or spec.milvus.uri
         if not target:
             raise ValueError("a managed Milvus has no uri in the spec: pass the endpoint from VectorIndex status.endpoint")
@@ -114,6 +116,7 @@ class Retriever:
             database=spec.milvus.database,
             search_params=spec.index.search_params,
             metric=spec.metric,
+            timeout=timeout,
         )
 
     def _milvus(self) -> Any:

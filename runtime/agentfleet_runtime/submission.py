@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentfleet_runtime.budget import effective_limits
+from agentfleet_runtime.citations import parse_citations
+from agentfleet_runtime.tools.retrieval import parse_passages
 from agentfleet_runtime.types import Limits, Status, Step, TaskRecord
 
 MAX_KEY_CHARS = 256
@@ -79,8 +81,29 @@ def new_task(task_id: str, sub: Submission, now: float) -> TaskRecord:
     )
 
 
-def task_view(rec: TaskRecord, raw: dict[str, str], steps: list[Step] | None, step_count: int, children: list[str], currency: str) -> dict[str, Any]:
-    """The API's JSON for a task (camelCase)."""
+def retrieved_passages(steps: list[Step], retrieval_tools: frozenset[str]) -> list[dict[str, Any]]:
+    """Every passage the task's own searches returned, in order: what its citations may name."""
+    out = []
+    for s in steps:
+        for i, obs in enumerate(s.observations or ()):
+            if obs.ok and obs.name in retrieval_tools:
+                out += [{"step": s.n, "call": i, **p} for p in parse_passages(obs.output)]
+    return out
+
+
+def task_view(
+    rec: TaskRecord,
+    raw: dict[str, str],
+    steps: list[Step] | None,
+    step_count: int,
+    children: list[str],
+    currency: str,
+    retrieval_tools: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """The API's JSON for a task (camelCase). With its steps, it lists the passages the task
+    retrieved (``retrieved``: step, call, rank, source, score, text) beside the sources its answer
+    cites (``citations``), so a client can tell a grounded citation from one that names nothing
+    the task read. A sub-agent's searches are on the sub-agent's own task (``children``)."""
     end = rec.finished_at or None
     out: dict[str, Any] = {
         "id": rec.id,
@@ -106,6 +129,7 @@ def task_view(rec: TaskRecord, raw: dict[str, str], steps: list[Step] | None, st
         "budgets": rec.limits.to_json(),
         "children": children,
         "metadata": rec.metadata,
+        "citations": parse_citations(rec.answer) if rec.status.terminal else [],
     }
     if rec.root == rec.id:
         out["treeUsage"] = {
@@ -113,6 +137,7 @@ def task_view(rec: TaskRecord, raw: dict[str, str], steps: list[Step] | None, st
             "cost": format((int(raw.get("tree_cost_nanos") or 0) / 1e9), ".9f").rstrip("0").rstrip(".") or "0",
         }
     if steps is not None:
+        out["retrieved"] = retrieved_passages(steps, retrieval_tools)
         out["steps"] = [
             {
                 "n": s.n,

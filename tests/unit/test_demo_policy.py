@@ -16,15 +16,6 @@ def _call(name: str, args: dict) -> dict:
     return {"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}]}
 
 
-def test_parse_passages_reads_the_retrieval_tool_format():
-    got = policy.parse_passages(OBS)
-    assert got == [
-        {"source": "serving.md", "score": 0.502, "text": "Routing is sticky.\nSecond line."},
-        {"source": "agents.md", "score": 0.3, "text": "Budgets cap steps."},
-    ]
-    assert policy.parse_passages("no passages here") == []
-
-
 def test_simple_goal_searches_then_answers_from_the_best_passage():
     msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "How does routing work?"}]
     first = policy.decide(msgs, "search_docs", "delegate")

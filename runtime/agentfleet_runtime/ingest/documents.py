@@ -100,42 +100,153 @@ def decode_text(data: bytes) -> str:
 
 
 class _TextExtractor(HTMLParser):
-    """Visible text of an HTML page: drops script/style, breaks paragraphs at block elements."""
+    """An HTML page as the markdown-like text a model can cite: what survives and in which form.
 
-    BLOCK = {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "section", "article", "pre", "blockquote"}
-    SKIP = {"script", "style", "noscript", "template", "head"}
+    - headings become ``#`` lines (``## 20.5.1. Settings``), so a passage says which section it is;
+    - tables become ``| a | b |`` rows, one line per row with a ``|---|`` line under a header row,
+      so a value stays next to its column and row names;
+    - ``<pre>`` keeps its line breaks and indentation inside a fenced block;
+    - list items become ``- `` lines, a definition term (``<dt>``, e.g. a setting's name) stays on
+      the line above its definition, in the same paragraph, so the chunker keeps them together;
+    - navigation (``<nav>``, role=navigation, DocBook's navheader/navfooter and tables of contents)
+      and script/style are dropped: they repeat on every page and answer nothing.
+    """
+
+    BLOCK = {"p", "div", "ul", "ol", "dl", "dd", "table", "section", "article", "blockquote", "body", "figure", "caption", "thead", "tbody", "tfoot"}
+    HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+    SKIP = {"script", "style", "noscript", "template", "head", "nav"}
+    SKIP_CLASSES = {"navheader", "navfooter", "toc"}
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skip = 0
+        self.blocks: list[tuple[str, bool]] = []  # (text, joins the next block without a blank line)
+        self._inline: list[str] = []
+        self._prefix = ""
+        self._skip: list[str] = []  # open skipped elements (a stack of tag names)
+        self._pre = 0
+        self._pre_text: list[str] = []
+        self._rows: list[str] = []  # the open table's rendered rows
+        self._cells: list[str] | None = None  # the open row's cells
+        self._header_row = False
+        self._tables = 0
 
+    # -- helpers --
+    def _flush(self, *, sticky: bool = False) -> None:
+        text = " ".join("".join(self._inline).split())
+        self._inline = []
+        if text:
+            if self._cells is not None:  # text of a cell arrives through _end_cell
+                self._inline = [text]
+                return
+            self.blocks.append((self._prefix + text, sticky))
+        self._prefix = ""
+
+    def _skipped(self, tag: str, attrs: list[tuple[str, str | None]]) -> bool:
+        a = dict(attrs)
+        classes = set((a.get("class") or "").split())
+        return tag in self.SKIP or a.get("role") == "navigation" or bool(classes & self.SKIP_CLASSES)
+
+    # -- parser callbacks --
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self.SKIP:
-            self._skip += 1
-        elif tag in self.BLOCK:
-            self.parts.append("\n\n")
+        if self._skip:
+            if tag == self._skip[0]:
+                self._skip.append(tag)
+            return
+        if self._skipped(tag, attrs):
+            self._skip.append(tag)
+            return
+        if self._pre:
+            if tag == "br":
+                self._pre_text.append("\n")
+            elif tag == "pre":
+                self._pre += 1
+            return
+        if tag == "pre":
+            self._flush()
+            self._pre, self._pre_text = 1, []
+        elif tag in self.HEADINGS:
+            self._flush()
+            self._prefix = "#" * self.HEADINGS[tag] + " "
+        elif tag == "table":
+            self._flush()
+            self._tables += 1
+            if self._tables == 1:
+                self._rows = []
+        elif tag == "tr" and self._tables == 1:
+            self._cells, self._header_row = [], True
+        elif tag in ("td", "th") and self._cells is not None:
+            self._inline = []
+            if tag == "td":
+                self._header_row = False
+        elif tag == "li":
+            self._flush()
+            self._prefix = "- "
+        elif tag == "dt":
+            self._flush()
+        elif tag == "br" or tag in self.BLOCK:
+            if self._cells is not None:
+                self._inline.append(" ")
+            else:
+                self._flush()
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in self.SKIP and self._skip:
-            self._skip -= 1
-        elif tag in self.BLOCK:
-            self.parts.append("\n\n")
+        if self._skip:
+            if tag == self._skip[-1]:
+                self._skip.pop()
+            return
+        if self._pre:
+            if tag == "pre":
+                self._pre -= 1
+                if not self._pre:
+                    code = "".join(self._pre_text).strip("\n")
+                    if code.strip():
+                        self.blocks.append(("```\n" + code + "\n```", False))
+            return
+        if tag in ("td", "th") and self._cells is not None:
+            self._cells.append(" ".join("".join(self._inline).split()).replace("|", "\\|"))
+            self._inline = []
+        elif tag == "tr" and self._cells is not None:
+            if any(self._cells):
+                self._rows.append("| " + " | ".join(self._cells) + " |")
+                if self._header_row and len(self._rows) == 1:
+                    self._rows.append("|" + "---|" * len(self._cells))
+            self._cells = None
+        elif tag == "table" and self._tables:
+            self._tables -= 1
+            if not self._tables and self._rows:
+                self.blocks.append(("\n".join(self._rows), False))
+                self._rows = []
+        elif tag in self.HEADINGS:
+            self._flush()
+        elif tag == "dt":
+            self._flush(sticky=True)
+        elif tag == "li" or tag in self.BLOCK:
+            if self._cells is None:
+                self._flush()
 
     def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self.parts.append(data)
+        if self._skip:
+            return
+        if self._pre:
+            self._pre_text.append(data)
+        else:
+            self._inline.append(data)
+
+    def text(self) -> str:
+        self._flush()
+        out: list[str] = []
+        for i, (block, sticky) in enumerate(self.blocks):
+            out.append(block)
+            if i + 1 < len(self.blocks):
+                out.append("\n" if sticky else "\n\n")
+        return "".join(out).strip()
 
 
 def html_to_text(html: str) -> str:
     p = _TextExtractor()
     p.feed(html)
     p.close()
-    lines = [" ".join(line.split()) for line in "".join(p.parts).split("\n")]
-    text = "\n".join(lines)
-    while "\n\n\n" in text:
-        text = text.replace("\n\n\n", "\n\n")
-    return text.strip()
+    return p.text()
 
 
 def parse_document(doc_id: str, data: bytes, max_bytes: int, *, content_type: str | None = None, metadata: dict[str, Any] | None = None) -> Document | Failure:

@@ -41,6 +41,9 @@ def default_retriever(config: RuntimeConfig, tool: Any) -> RetrieverLike:
         user=env.get("AGENTFLEET_MILVUS_USER", ""),
         password=env.get("AGENTFLEET_MILVUS_PASSWORD", ""),
         api_key=env.get("AGENTFLEET_EMBEDDING_API_KEY"),
+        # The tool's timeoutSeconds is the limit the user set for a search; Milvus' client must not
+        # give up before it (a loaded Milvus Lite at 16k rows took over 10 s under a shared CPU).
+        timeout=float(tool.timeout_seconds),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from typing import Any, Protocol
 
 from agentfleet_runtime.prompt import tool_schema
@@ -56,6 +57,25 @@ def format_passages(passages: list[dict[str, Any]]) -> str:
         src = p.get("source") or p.get("id")
         out.append(f"[{i}] ({src}, score {float(p.get('score', 0)):.3f})\n{p.get('text', '')}")
     return "\n\n".join(out)
+
+
+# The head line format_passages writes above each passage; parse_passages reads it back.
+_PASSAGE_HEAD = re.compile(r"^\[(\d+)\] \((.*), score (-?[\d.]+)\)$", re.M)
+
+
+def parse_passages(output: str) -> list[dict[str, Any]]:
+    """The passages of one observation that ``format_passages`` wrote: rank, source, score, text.
+
+    The task API reads them back to show which passages a task retrieved (what its citations may
+    name), and so does anything that acts on a search's result."""
+    heads = list(_PASSAGE_HEAD.finditer(output))
+    out = []
+    for i, m in enumerate(heads):
+        end = heads[i + 1].start() if i + 1 < len(heads) else len(output)
+        body = output[m.end() : end].strip()
+        if body:
+            out.append({"rank": int(m.group(1)), "source": m.group(2), "score": float(m.group(3)), "text": body})
+    return out
 
 
 class RetrievalTool:

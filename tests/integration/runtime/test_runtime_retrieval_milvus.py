@@ -69,7 +69,8 @@ def test_default_retriever_is_built_from_the_vectorindex_spec(redis_server, flee
         "embedding": {"provider": "OpenAI", "endpoint": "http://emb:8000/v1", "model": "e5"},
     }
     config = make_config(redis_server.url, fleet, retrieval={"vectorIndex": spec, "uri": "http://127.0.0.1:19531"})
-    r = default_retriever(config, type("T", (), {"name": "kb"})())
+    r = default_retriever(config, type("T", (), {"name": "kb", "timeout_seconds": 45})())
     assert isinstance(r, Retriever) and r.uri == "http://127.0.0.1:19531" and r.collection == "docs"
+    assert r.timeout == 45.0  # the tool's timeoutSeconds bounds the Milvus calls too
     with pytest.raises(ValueError, match="retrieval.vectorIndex"):
-        default_retriever(make_config(redis_server.url, fleet), type("T", (), {"name": "kb"})())
+        default_retriever(make_config(redis_server.url, fleet), type("T", (), {"name": "kb", "timeout_seconds": 30})())

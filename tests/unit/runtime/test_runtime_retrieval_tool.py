@@ -110,3 +110,35 @@ def test_a_query_whose_cache_read_outlasts_another_search_does_not_search_again(
 
     outs = asyncio.run(two())
     assert len(r.queries) == 1 and outs[0] == outs[1]
+
+
+def test_passages_read_back_as_the_tool_wrote_them():
+    from agentfleet_runtime.tools.retrieval import format_passages, parse_passages
+
+    out = format_passages([
+        {"id": "a", "source": "sql-vacuum.html", "score": 0.502, "text": "VACUUM FULL takes an ACCESS EXCLUSIVE lock.\n\nSecond paragraph."},
+        {"id": "b", "source": "explicit-locking.html", "score": 0.3, "text": "| Lock | Conflicts |\n|---|---|"},
+    ])  # fmt: skip
+    assert parse_passages(out) == [
+        {"rank": 1, "source": "sql-vacuum.html", "score": 0.502, "text": "VACUUM FULL takes an ACCESS EXCLUSIVE lock.\n\nSecond paragraph."},
+        {"rank": 2, "source": "explicit-locking.html", "score": 0.3, "text": "| Lock | Conflicts |\n|---|---|"},
+    ]
+    assert parse_passages("No passages found.") == [] and parse_passages("search_docs failed: timeout") == []
+
+
+def test_the_retriever_waits_on_milvus_as_long_as_the_tool_may_take(monkeypatch):
+    """A Retrieval tool's timeoutSeconds bounds the Milvus search too (not a fixed 10 s below it)."""
+    from agentfleet_runtime.config import RuntimeConfig
+    from agentfleet_runtime.tools import registry
+
+    seen = {}
+
+    def for_index(spec, **kw):
+        seen.update(kw)
+        return object()
+
+    monkeypatch.setattr("agentfleet_runtime.retrieval.Retriever.for_index", staticmethod(for_index))
+    vi = {"milvus": {"uri": "http://m:19530"}, "collection": "docs", "dimension": 384}
+    cfg = RuntimeConfig.model_validate({"tools": [{"name": "kb", "type": "Retrieval", "timeoutSeconds": 45}], "retrieval": {"vectorIndex": vi}})
+    registry.default_retriever(cfg, cfg.tools[0])
+    assert seen["timeout"] == 45.0

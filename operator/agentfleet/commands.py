@@ -1,0 +1,30 @@
+"""The ``agentfleet`` and ``kubectl-agentfleet`` commands: ``eval``, ``plan``, ``capacity``.
+
+``kubectl agentfleet ...`` finds ``kubectl-agentfleet`` on PATH (kubectl's plugin mechanism).
+``plan`` and ``capacity`` live in agentfleet.cli (pure: they read only the file given); ``eval``
+talks to a fleet's task API and, with --fleet, to the cluster, so it is imported only when used.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "agentfleet") -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "eval":
+        from agentfleet.evaluation.cli import main as eval_main
+
+        return eval_main(args[1:], prog=f"{prog} eval")
+    from agentfleet.cli import main as cli_main
+
+    return cli_main(args)
+
+
+def kubectl_plugin() -> None:
+    sys.exit(main(prog="kubectl agentfleet"))
+
+
+def agentfleet() -> None:
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""``agentfleet eval`` (also ``kubectl agentfleet eval``): score a fleet's agents on a task set.
+
+    agentfleet eval e2e/eval/postgres-manual-tasks.yaml --part heldout \\
+        --api http://127.0.0.1:8080 --token-file tokens [--fleet support -n agents]
+    agentfleet eval TASKS --runtime-config runtime.yaml --compare retrieval.topK=3,8
+    agentfleet eval TASKS --api a=http://10.0.0.1:8080 --api b=http://10.0.0.2:8080 --token-file tokens
+
+Every task goes through the task API with a bearer token, as users' tasks do. The run prints a
+table per task and a summary (one column per configuration, with deltas against the first),
+writes ``report.json`` and ``report.png`` to --out, and, with --fleet, records the summary in that
+AgentFleet's status.evaluation. Exit status: 0 when the run completed (whatever the scores), 2
+for bad input, 1 when the task API could not be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import secrets
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agentfleet.evaluation import report
+from agentfleet.evaluation.runner import Progress, Target, TaskAPIError, judge, run_all
+from agentfleet.evaluation.scoring import Outcome, score, summarize
+from agentfleet.evaluation.taskset import EvalTask, TaskSetError, load_taskset
+from agentfleet.evaluation.variants import VariantError, apply_variant, local_runtime, parse_compare
+
+
+def interleave_kinds(tasks: Sequence[EvalTask]) -> list[EvalTask]:
+    """Tasks round-robin by kind (first of each kind, then the second of each...), stable within a kind."""
+    by_kind: dict[str, list[EvalTask]] = {}
+    for t in tasks:
+        by_kind.setdefault(t.kind, []).append(t)
+    out: list[EvalTask] = []
+    for i in range(max((len(v) for v in by_kind.values()), default=0)):
+        out += [v[i] for v in by_kind.values() if i < len(v)]
+    return out
+
+
+def build_parser(prog: str = "agentfleet eval") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("taskset", help="task set file (YAML or JSONL)")
+    p.add_argument("--part", default="heldout", help="dev, heldout (default) or all")
+    p.add_argument("--only", action="append", default=[], help="run only these task ids (repeatable)")
+    p.add_argument("--limit", type=int, default=0, help="run only N tasks of the part, taken round-robin by kind")
+    t = p.add_argument_group("target: a running fleet's task API, or local variants of its runtime")
+    t.add_argument("--api", action="append", default=[], help="task API URL, or NAME=URL; repeat to compare fleets (env AGENTFLEET_API_URL)")
+    t.add_argument("--token-file", default=os.environ.get("AGENTFLEET_API_TOKEN_FILE"), help="file whose first line is a bearer token for the API(s)")
+    t.add_argument("--runtime-config", help="the fleet's runtime configuration (its ConfigMap's runtime.yaml); needed by --compare")
+    t.add_argument("--compare", help="KEY=V1,V2: run every value as a local variant of --runtime-config (e.g. retrieval.topK=3,8)")
+    t.add_argument("--workers", type=int, default=1, help="worker processes per local variant")
+    r = p.add_argument_group("run")
+    r.add_argument("--concurrency", type=int, default=2, help="tasks in flight at once")
+    r.add_argument("--task-timeout", type=float, default=900.0, help="seconds before the harness cancels a task and scores it failed")
+    r.add_argument("--k", type=int, default=5, help="k of recall@k")
+    r.add_argument(
+        "--time-budget", type=float, default=0.0, help="seconds per configuration after which no new task is started (0: none); tasks run round-robin by kind"
+    )
+    r.add_argument("--out", default="eval-report", help="directory for report.json and report.png")
+    j = p.add_argument_group("judge model (optional; adds a score beside the others)")
+    j.add_argument("--judge-url", help="OpenAI-compatible base URL (…/v1)")
+    j.add_argument("--judge-model", default="judge")
+    j.add_argument("--judge-key-env", default="AGENTFLEET_JUDGE_API_KEY", help="environment variable holding the judge's API key")
+    k = p.add_argument_group("record the summary in an AgentFleet's status")
+    k.add_argument("--fleet", help="AgentFleet name: its status.evaluation gets the (first configuration's) summary")
+    k.add_argument("--namespace", "-n", default="default")
+    k.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
+    return p
+
+
+def _targets(args: argparse.Namespace, token: str) -> list[Target]:
+    apis = args.api or ([os.environ["AGENTFLEET_API_URL"]] if os.environ.get("AGENTFLEET_API_URL") else [])
+    out = []
+    for a in apis:
+        name, sep, url = a.partition("=")
+        if not sep:
+            name, url = a, a
+        if not url.startswith(("http://", "https://")):
+            raise TaskSetError(f"--api {a!r}: give the task API's URL, e.g. http://127.0.0.1:8080 (or NAME=URL)")
+        out.append(Target(name, url, token))
+    return out
+
+
+def _run(label: str, target: Target, tasks: Sequence[EvalTask], args: argparse.Namespace, run_id: str) -> list[Any]:
+    progress = Progress(len(tasks), label)
+    key = os.environ.get(args.judge_key_env, "")
+
+    def done(task: EvalTask, o: Outcome) -> bool:
+        s = score(task, o, args.k)
+        progress.tick(s.success)
+        return s.success
+
+    start_by = time.monotonic() + args.time_budget if args.time_budget else None
+    got = run_all(target, tasks, run_id=run_id, concurrency=args.concurrency, timeout=args.task_timeout, on_done=done, start_by=start_by)
+    ran = [(t, o) for t, o in zip(tasks, got, strict=True) if o is not None]
+    if len(ran) < len(tasks):
+        print(f"{label}: {len(tasks) - len(ran)} of {len(tasks)} tasks not started within --time-budget {args.time_budget:.0f}s", file=sys.stderr)
+    if args.judge_url:
+        ran = [(t, replace(o, judged=judge(args.judge_url, args.judge_model, key, t, o.answer))) for t, o in ran]
+    return [score(t, o, args.k) for t, o in ran]
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> int:
+    args = build_parser(prog).parse_args(argv)
+    out = sys.stdout
+    try:
+        taskset = load_taskset(args.taskset).part(args.part)
+        tasks = [t for t in taskset.tasks if not args.only or t.id in args.only]
+        if args.time_budget or args.limit:
+            tasks = interleave_kinds(tasks)  # a cut run still covers every kind
+        if args.limit:
+            tasks = tasks[: args.limit]
+        if not tasks:
+            raise TaskSetError(f"{taskset.name}: no tasks selected (check --part, --only, --limit)")
+        token = ""
+        if args.token_file:
+            lines = [ln.strip() for ln in Path(args.token_file).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+            token = lines[0] if lines else ""
+        targets = _targets(args, token)
+        variants = parse_compare(args.compare) if args.compare else []
+        if variants and not args.runtime_config:
+            raise TaskSetError(
+                "--compare needs --runtime-config: the fleet's runtime.yaml (kubectl get configmap FLEET-runtime -o jsonpath='{.data.runtime\\.yaml}')"
+            )
+        if variants and targets:
+            raise TaskSetError("give --api (running fleets) or --compare (local variants of --runtime-config), not both")
+        if not variants and not targets:
+            raise TaskSetError("no target: give --api URL (the fleet's task API) or --runtime-config with --compare")
+        if targets and not token:
+            raise TaskSetError("--token-file is required: the task API wants a bearer token")
+        doc = yaml.safe_load(Path(args.runtime_config).read_text()) if args.runtime_config else None
+    except (TaskSetError, VariantError, OSError) as e:
+        print(f"agentfleet eval: {e}", file=sys.stderr)
+        return 2
+    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + secrets.token_hex(2)
+    out.write(f"task set {taskset.name}: {len(tasks)} tasks ({', '.join(sorted({t.kind for t in tasks}))}); run {run_id}\n")
+    runs: list[tuple[str, list[Any], dict[str, Any]]] = []
+    t0 = time.monotonic()
+    try:
+        if variants:
+            assert doc is not None
+            base = str(doc.get("fleet") or "fleet")
+            for i, v in enumerate(variants):
+                with ExitStack() as stack:
+                    try:
+                        cfg = apply_variant(doc, v, f"{base}-eval{i}-{run_id[-4:]}")
+                        target = stack.enter_context(local_runtime(cfg, v.label, args.workers))
+                    except (VariantError, ValueError) as e:
+                        print(f"agentfleet eval: {e}", file=sys.stderr)
+                        return 2
+                    scores = _run(v.label, target, tasks, args, run_id + f"-{i}")
+                runs.append((v.label, scores, summarize(scores, args.k)))
+        else:
+            for target in targets:
+                scores = _run(target.name, target, tasks, args, run_id)
+                runs.append((target.name, scores, summarize(scores, args.k)))
+    except TaskAPIError as e:
+        print(f"agentfleet eval: {e}", file=sys.stderr)
+        return 1
+    for label, scores, _ in runs:
+        out.write(f"\n== {label}\n")
+        report.task_table(scores, out)
+    ran = ", ".join(f"{lbl} {len(scores)}" for lbl, scores, _ in runs)
+    out.write(f"\n== summary ({taskset.name}, {len(tasks)} tasks; run: {ran}; {time.monotonic() - t0:.0f}s)\n")
+    report.summary_table([lbl for lbl, _, _ in runs], [s for _, _, s in runs], out)
+    outdir = Path(args.out)
+    doc_out = {
+        "taskSet": taskset.name,
+        "runId": run_id,
+        "k": args.k,
+        "runs": [{"label": lbl, "summary": s, "tasks": [report.task_record(x) for x in scores]} for lbl, scores, s in runs],
+    }
+    report.write_json(outdir / "report.json", doc_out)
+    why_no_png = report.write_png(outdir / "report.png", runs)
+    out.write(f"\nreport: {outdir / 'report.json'}" + (f"; {why_no_png}" if why_no_png else f", {outdir / 'report.png'}") + "\n")
+    if args.fleet:
+        from agentfleet.evaluation.record import evaluation_summary, record
+
+        label, _, summary = runs[0]
+        ev = evaluation_summary(summary, taskset.name, configuration=label if variants else None)
+        try:
+            record(args.fleet, args.namespace, ev, args.kubeconfig)
+            out.write(f"recorded in AgentFleet {args.namespace}/{args.fleet} status.evaluation (field manager agentfleet-eval)\n")
+        except Exception as e:  # noqa: BLE001 - the run's results stand; say why the record failed
+            print(f"agentfleet eval: could not record the summary in AgentFleet {args.namespace}/{args.fleet}: {e}", file=sys.stderr)
+            return 1
+    return 0

@@ -1,0 +1,156 @@
+"""What a run prints and writes: a table per task, a summary (side by side with deltas when
+configurations are compared), the JSON report, and a PNG."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from agentfleet.evaluation.scoring import COMPARED, TaskScore, deltas
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def _num(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _mark(x: bool | None) -> str:
+    return "-" if x is None else ("yes" if x else "NO")
+
+
+def _delta(key: str, v: float | None) -> str:
+    if v is None:
+        return "-"
+    if key in ("success", "grounded", "recall", "judged"):
+        return f"{100 * v:+.0f}pp"
+    if key == "costPerTask":
+        return f"{v:+.2e}"
+    return f"{v:+.{0 if key == 'tokensPerTask' else 2}f}"
+
+
+def task_table(scores: Sequence[TaskScore], out: TextIO) -> None:
+    header = f"{'task':<16} {'kind':<13} {'ok':<4} {'grnd':<4} {'recall':>6} {'steps':>5} {'calls':>5} {'subs':>4} {'secs':>6} {'end':<12} why"
+    out.write(header + "\n" + "-" * len(header) + "\n")
+    for s in scores:
+        o = s.outcome
+        out.write(
+            f"{s.task.id[:16]:<16} {s.task.kind[:13]:<13} {_mark(s.success):<4} {_mark(s.grounded):<4} {_pct(s.recall):>6} {o.steps:>5} "
+            f"{o.model_calls:>5} {o.sub_agents:>4} {o.latency_seconds:>6.1f} {(o.reason or o.status)[:12]:<12} {s.why[:90]}\n"
+        )
+
+
+ROWS = [
+    ("tasks", "tasks", lambda v: str(v)),
+    ("task success", "success", _pct),
+    ("grounded (answerable)", "grounded", _pct),
+    ("recall@k of supporting docs", "recall", _pct),
+    ("judged correct", "judged", _pct),
+    ("steps per task (root)", "stepsPerTask", _num),
+    ("model calls per task (tree)", "modelCallsPerTask", _num),
+    ("tool calls per task", "toolCallsPerTask", _num),
+    ("sub-agents per task", "subAgentsPerTask", _num),
+    ("tokens per task", "tokensPerTask", lambda v: _num(v, 0)),
+    ("cost per task", "costPerTask", lambda v: "-" if v is None else str(v)),
+    ("latency p50 s", "latencyP50Seconds", _num),
+    ("latency p95 s", "latencyP95Seconds", _num),
+]
+
+
+def summary_table(labels: Sequence[str], summaries: Sequence[dict[str, Any]], out: TextIO) -> None:
+    """One column per configuration; with two or more, each later one gets a delta column against the first."""
+    width = max(14, *(len(lbl) for lbl in labels))
+    head = f"{'':<28}" + "".join(f" {lbl:>{width}}" for lbl in labels)
+    if len(labels) > 1:
+        head += "".join(f" {'delta ' + str(i + 2):>12}" for i in range(len(labels) - 1))
+    out.write(head + "\n")
+    ds = [deltas(summaries[0], s) for s in summaries[1:]]
+    for title, key, fmt in ROWS:
+        k = summaries[0].get("recallK")
+        name = title.replace("@k", f"@{k}") if k else title
+        line = f"{name:<28}" + "".join(f" {fmt(s.get(key)):>{width}}" for s in summaries)
+        if key in COMPARED:
+            for d in ds:
+                line += f" {_delta(key, d.get(key)):>12}"
+        out.write(line + "\n")
+    for s, lbl in zip(summaries, labels, strict=True):
+        tools = ", ".join(f"{k} {v}" for k, v in s["toolCalls"].items()) or "none"
+        ends = ", ".join(f"{k} {v}" for k, v in s["endReasons"].items())
+        kinds = "; ".join(f"{k} {_pct(v['success'])}/{_pct(v['grounded'])}" for k, v in s["byKind"].items())
+        out.write(f"[{lbl}] tool calls: {tools}; searched {s['tasksThatSearched']}/{s['tasks']}, cited {s['answersWithCitation']}/{s['tasks']}; end: {ends}\n")
+        out.write(f"[{lbl}] by kind (success/grounded): {kinds}\n")
+
+
+def task_record(s: TaskScore) -> dict[str, Any]:
+    o = s.outcome
+    return {
+        "id": s.task.id,
+        "kind": s.task.kind,
+        "question": s.task.question,
+        "success": s.success,
+        "grounded": s.grounded,
+        "recall": s.recall,
+        "why": s.why,
+        "taskId": o.task_id,
+        "status": o.status,
+        "endReason": o.reason,
+        "answer": o.answer,
+        "citations": list(o.citations),
+        "retrievedSources": sorted({p.get("source", "") for p in o.retrieved}),
+        "steps": o.steps,
+        "modelCalls": o.model_calls,
+        "toolCalls": o.tool_calls,
+        "subAgents": o.sub_agents,
+        "tokens": o.tokens,
+        "cost": str(o.cost),
+        "latencySeconds": o.latency_seconds,
+        "judged": o.judged,
+    }
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def write_png(path: Path, runs: Sequence[tuple[str, Sequence[TaskScore], dict[str, Any]]]) -> str | None:
+    """Success and groundedness per kind, latency and cost distributions; None, or why no PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "no PNG: matplotlib is not installed (pip install 'agentfleet[eval]')"
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
+    kinds = sorted({k for _, _, s in runs for k in s["byKind"]})
+    n = len(runs)
+    bar = 0.8 / max(1, n)
+    for ax, key, title in ((axes[0][0], "success", "task success by kind"), (axes[0][1], "grounded", "grounded answers by kind (answerable)")):
+        for i, (label, _, s) in enumerate(runs):
+            vals = [100 * (s["byKind"].get(k, {}).get(key) or 0) for k in kinds]
+            ax.bar([x + i * bar for x in range(len(kinds))], vals, bar, label=label)
+        ax.set_xticks([x + bar * (n - 1) / 2 for x in range(len(kinds))], kinds, rotation=20)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("% of tasks")
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    lat = [[s.outcome.latency_seconds for s in scores] for _, scores, _ in runs]
+    axes[1][0].boxplot(lat, tick_labels=[lbl for lbl, _, _ in runs], showmeans=True)
+    axes[1][0].set_ylabel("seconds, submit to finish")
+    axes[1][0].set_title("task latency")
+    cost = [[float(s.outcome.cost) for s in scores] for _, scores, _ in runs]
+    axes[1][1].boxplot(cost, tick_labels=[lbl for lbl, _, _ in runs], showmeans=True)
+    axes[1][1].set_ylabel("cost per task (fleet pricing)")
+    axes[1][1].set_title("cost per task (task and sub-agents)")
+    for ax in axes[1]:
+        ax.tick_params(axis="x", labelrotation=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return None

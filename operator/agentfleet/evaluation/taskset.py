@@ -1,0 +1,174 @@
+"""Task sets: questions with the facts a correct answer states and the documents that support them. Pure.
+
+A task set is YAML (a mapping with ``tasks:``, or a list) or JSONL (one task per line)::
+
+    name: postgres-manual
+    tasks:
+    - id: wal-01
+      part: dev                      # dev (tune on it) or heldout (report it)
+      kind: default                  # free text; reports group by it
+      question: What is the default value of checkpoint_timeout?
+      facts:                         # every fact must be stated; each fact is one of:
+      - 5min                         #   a string (normalised match),
+      - [five minutes, 5 min, 300s]  #   a list of alternatives (any one),
+      - {number: 0.9}                #   a number, matched numerically (0.9 = .90)
+      - {any: [replica, {number: 1}]}  # alternatives of either form
+      supporting: [runtime-config-wal.html]   # documents holding the facts (recall@k)
+    - id: none-01
+      kind: unanswerable
+      question: What is the default value of the setting max_cluster_ram?
+      expect: decline                # the right answer says the documents do not answer it
+
+Errors name the task and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+PARTS = ("dev", "heldout")
+
+
+class TaskSetError(ValueError):
+    """A task set that cannot be used; the message names the task and the field to fix."""
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One fact an answer must state: any of ``texts`` (normalised) or any of ``numbers``."""
+
+    texts: tuple[str, ...] = ()
+    numbers: tuple[float, ...] = ()
+
+    def describe(self) -> str:
+        forms = [*self.texts, *(format(n, "g") for n in self.numbers)]
+        return " | ".join(forms)
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    id: str
+    question: str
+    kind: str
+    part: str
+    facts: tuple[Fact, ...] = ()
+    supporting: tuple[str, ...] = ()
+    expect: Literal["answer", "decline"] = "answer"
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class TaskSet:
+    name: str
+    tasks: tuple[EvalTask, ...] = field(default_factory=tuple)
+
+    def part(self, part: str | None) -> TaskSet:
+        if part in (None, "all"):
+            return self
+        if part not in PARTS:
+            raise TaskSetError(f"--part {part!r}: use one of {', '.join(PARTS)} or all")
+        return TaskSet(f"{self.name}#{part}", tuple(t for t in self.tasks if t.part == part))
+
+
+def _fact(raw: Any, where: str) -> Fact:
+    texts: list[str] = []
+    numbers: list[float] = []
+
+    def one(x: Any) -> None:
+        if isinstance(x, bool):
+            raise TaskSetError(f"{where}: a fact is a string, a list of alternatives, {{number: N}} or {{any: [...]}}; got {x!r}")
+        if isinstance(x, str) and x.strip():
+            texts.append(x)
+        elif isinstance(x, (int, float)):
+            numbers.append(float(x))
+        elif isinstance(x, dict) and set(x) == {"number"} and isinstance(x["number"], (int, float)) and not isinstance(x["number"], bool):
+            numbers.append(float(x["number"]))
+        else:
+            raise TaskSetError(f"{where}: a fact is a string, a list of alternatives, {{number: N}} or {{any: [...]}}; got {x!r}")
+
+    if isinstance(raw, dict) and set(raw) == {"any"}:
+        raw = raw["any"]
+    if isinstance(raw, list):
+        if not raw:
+            raise TaskSetError(f"{where}: an empty list of alternatives matches nothing")
+        for x in raw:
+            one(x)
+    else:
+        one(raw)
+    return Fact(tuple(texts), tuple(numbers))
+
+
+def parse_task(raw: Any, index: int) -> EvalTask:
+    where = f"tasks[{index}]"
+    if not isinstance(raw, dict):
+        raise TaskSetError(f"{where}: a task is a mapping with question, kind, facts, supporting")
+    tid = raw.get("id") or f"task-{index}"
+    where = f"task {tid}"
+    unknown = sorted(set(raw) - {"id", "question", "kind", "part", "facts", "supporting", "expect", "notes"})
+    if unknown:
+        raise TaskSetError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    question = raw.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise TaskSetError(f"{where}: question is required (a non-empty string)")
+    kind = str(raw.get("kind") or "general")
+    part = str(raw.get("part") or "dev")
+    if part not in PARTS:
+        raise TaskSetError(f"{where}: part must be one of {', '.join(PARTS)}; got {part!r}")
+    expect = raw.get("expect") or ("decline" if kind == "unanswerable" else "answer")
+    if expect not in ("answer", "decline"):
+        raise TaskSetError(f"{where}: expect must be answer or decline; got {expect!r}")
+    facts_raw = raw.get("facts") or []
+    if not isinstance(facts_raw, list):
+        raise TaskSetError(f"{where}: facts must be a list")
+    facts = tuple(_fact(f, f"{where} facts[{i}]") for i, f in enumerate(facts_raw))
+    if expect == "answer" and not facts:
+        raise TaskSetError(f"{where}: an answerable task needs at least one fact (or expect: decline)")
+    if expect == "decline" and facts:
+        raise TaskSetError(f"{where}: a task that expects a decline has no facts; remove them or set expect: answer")
+    supporting = raw.get("supporting") or []
+    if not isinstance(supporting, list) or not all(isinstance(s, str) and s for s in supporting):
+        raise TaskSetError(f"{where}: supporting must be a list of document names")
+    if expect == "answer" and not supporting:
+        raise TaskSetError(f"{where}: supporting is required for an answerable task (the documents that hold its facts)")
+    return EvalTask(str(tid), question.strip(), kind, part, facts, tuple(supporting), expect, str(raw.get("notes") or ""))
+
+
+def parse_taskset(raw: Any, name: str) -> TaskSet:
+    if isinstance(raw, dict):
+        name = str(raw.get("name") or name)
+        raw = raw.get("tasks")
+    if not isinstance(raw, list) or not raw:
+        raise TaskSetError(f"{name}: no tasks (give a list, or a mapping with a tasks: list)")
+    tasks = tuple(parse_task(t, i) for i, t in enumerate(raw))
+    seen: set[str] = set()
+    for t in tasks:
+        if t.id in seen:
+            raise TaskSetError(f"task {t.id}: id used twice")
+        seen.add(t.id)
+    return TaskSet(name, tasks)
+
+
+def load_taskset(path: str | Path) -> TaskSet:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise TaskSetError(f"cannot read task set {p}: {e.strerror or e}") from e
+    if p.suffix == ".jsonl":
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as e:
+                    raise TaskSetError(f"{p.name} line {n}: not JSON ({e})") from e
+        return parse_taskset(rows, p.stem)
+    try:
+        return parse_taskset(yaml.safe_load(text), p.stem)
+    except yaml.YAMLError as e:
+        raise TaskSetError(f"{p.name}: not YAML ({e})") from e

@@ -1,0 +1,36 @@
+"""The evaluation fleet's objects: the example's VectorIndex and AgentFleet pointed at the manual."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from agentfleet_contract.agentfleet import AgentFleet
+from agentfleet_contract.vectorindex import VectorIndex
+
+from agentfleet.render import vectorindex as render
+from e2e.eval.corpus import MANUAL, with_manual_prompt, with_manual_source
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "agentfleet.yaml"
+
+
+def _example(kind: str) -> dict:
+    return next(d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d and d["kind"] == kind)
+
+
+def test_manual_vectorindex_keeps_name_and_endpoint_and_reads_the_manual_volume() -> None:
+    vi = _example("VectorIndex")
+    got = VectorIndex.model_validate(with_manual_source(vi))
+    assert got.metadata["name"] == vi["metadata"]["name"] and got.spec.milvus.uri == vi["spec"]["milvus"]["uri"]
+    assert got.spec.source.persistent_volume_claim.path == str(MANUAL) and got.spec.source.revision == "postgresql-doc-15"
+    assert got.spec.source.config_map is None and vi["spec"]["source"]["configMap"]  # the input is not changed
+    # the operator renders it as a Job reading the mounted volume, which the local run swaps for MANUAL
+    args = render.ingestion_args(got.spec, "postgresql-doc-15")
+    assert args[args.index("--source-dir") + 1] == render.SOURCE_MOUNT
+
+
+def test_manual_prompt_asks_to_cite_and_to_decline() -> None:
+    got = AgentFleet.model_validate(with_manual_prompt(_example("AgentFleet")))
+    prompt = got.spec.system_prompt.inline
+    assert "PostgreSQL 15" in prompt and "cite" in prompt and "manual does not say" in prompt
+    assert got.spec.tools == AgentFleet.model_validate(_example("AgentFleet")).spec.tools
