@@ -12,6 +12,10 @@ from typing import Any
 READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
+# The autoscaler's types (its own field manager writes them while autoscaling is on).
+SCALING_ACTIVE = "ScalingActive"
+SCALING_LIMITED = "ScalingLimited"
+METRICS_AVAILABLE = "MetricsAvailable"
 
 
 def now() -> str:

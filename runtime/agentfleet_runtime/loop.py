@@ -90,6 +90,7 @@ class TaskRun:
                 self._saving, self._saving_plan = None, None
 
     async def _execute(self) -> tuple[Status, str]:
+        """Long on purpose: one step read top to bottom (model call, repair turns, checkpoint, tools), as it runs."""
         task_id_var.set(self.rec.id)
         step_ref = StepRef()
         step_var.set(step_ref)

@@ -18,10 +18,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from agentfleet_contract.conditions import METRICS_AVAILABLE, SCALING_ACTIVE, SCALING_LIMITED
+
 # Condition types the autoscaler owns on a ModelReplicaSet / AgentFleet.
-SCALING_ACTIVE = "ScalingActive"
-SCALING_LIMITED = "ScalingLimited"
-METRICS_AVAILABLE = "MetricsAvailable"
 # With autoscaling on, these types belong to the autoscaler's field manager alone: the
 # ModelReplicaSet controller applies its own (Ready, Progressing, Degraded) and leaves these be.
 AUTOSCALER_CONDITIONS = frozenset({SCALING_ACTIVE, SCALING_LIMITED, METRICS_AVAILABLE})

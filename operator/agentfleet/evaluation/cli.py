@@ -110,6 +110,7 @@ def _run(label: str, target: Target, tasks: Sequence[EvalTask], args: argparse.N
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> int:
+    """Long on purpose: the command's flags and their order of use, read top to bottom."""
     args = build_parser(prog).parse_args(argv)
     out = sys.stdout
     try:

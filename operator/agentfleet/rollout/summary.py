@@ -8,9 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentfleet_contract.conditions import DEGRADED, PROGRESSING, READY, set_condition
-
-SCALING_LIMITED = "ScalingLimited"
+from agentfleet_contract.conditions import DEGRADED, PROGRESSING, READY, SCALING_LIMITED, set_condition
 
 Verdict = tuple[bool, str, str]  # (status, reason, message) of one condition
 

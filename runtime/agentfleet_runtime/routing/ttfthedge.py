@@ -53,7 +53,9 @@ class _Attempt:
 async def hedged_stream(
     client: Any, pool: ReplicaPool, order: list[Endpoint], req: ModelRequest, body: dict[str, Any], timeout: float
 ) -> tuple[ModelReply, str]:
-    """``client``: the RoutingModelClient (its ``_call``, ``metrics`` and ``aborts``)."""
+    """``client``: the RoutingModelClient (its ``_call``, ``metrics`` and ``aborts``).
+
+    Long on purpose: the race of the first attempt and its hedge, start to finish, in one place."""
     loop = asyncio.get_running_loop()
     sink = delta_sink.get()
     started = loop.time()
