@@ -28,10 +28,9 @@ from typing import Any
 import pytest
 import redis
 import yaml
-from e2e.keda_harness import free_port
 
 from e2e import fixtures_operator as fx
-from e2e.demo.installers import MilvusLiteServer, ensure_ingest_packages, ensure_redis_server
+from e2e.demo.installers import MilvusLiteServer, ensure_ingest_packages, ensure_redis_server, free_port
 from e2e.image_harness import Container, wait_http
 from e2e.test_agentfleet import apply_stuck_model, helpers
 from e2e.test_chart import by_kind, helm, template  # noqa: F401 - helm is a fixture

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from e2e import fixtures_operator as fx
+from e2e.demo.installers import MilvusLiteServer, ensure_ingest_packages
 from e2e.fixtures_operator import eventually
-from tests.integration.ingest.conftest import MilvusLiteServer, ensure_packages
 
 pytestmark = pytest.mark.e2e
 
@@ -48,7 +48,7 @@ MILVUS_CRD = {
 
 @pytest.fixture(scope="module")
 def milvus(tmp_path_factory) -> Iterator[MilvusLiteServer]:
-    ensure_packages()
+    ensure_ingest_packages()
     server = MilvusLiteServer(tmp_path_factory.mktemp("vi-milvus") / "data")
     server.wait_ready()
     yield server
