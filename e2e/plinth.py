@@ -65,7 +65,9 @@ def make_collection(uri: str, name: str, docs=DOCS, dimension: int = DIM) -> Non
     from agentfleet_milvus import METADATA, SOURCE, TEXT, VECTOR
     from pymilvus import DataType, MilvusClient
 
-    client = MilvusClient(uri=uri, timeout=10)
+    # dedicated: a channel of its own; pymilvus otherwise shares one per URI, and a shared channel
+    # left idle (a long test before) is closed by Milvus Lite for pinging and never recovers.
+    client = MilvusClient(uri=uri, timeout=10, dedicated=True)
     schema = client.create_schema(auto_id=False)
     schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
     schema.add_field(TEXT, DataType.VARCHAR, max_length=65535)

@@ -99,7 +99,7 @@ def seed_collection(uri: str, collection: str, dim: int) -> None:
     """One row, as an ingestion would write it: kwok never runs the ingestion Job's containers."""
     from pymilvus import MilvusClient
 
-    client = MilvusClient(uri=uri)
+    client = MilvusClient(uri=uri, dedicated=True)
     client.upsert(collection, [{"id": "seed-0", "text": "Reset a password from the account page.", "source": "seed.md", "metadata": {}, "vector": [0.1] * dim}])
     client.close()
 

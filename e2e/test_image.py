@@ -217,7 +217,7 @@ def test_ingestion_runs_from_the_image_on_a_small_corpus(deployed) -> None:
             c.stop()
     from pymilvus import MilvusClient
 
-    client = MilvusClient(uri=deployed["milvus"])
+    client = MilvusClient(uri=deployed["milvus"], dedicated=True)
     try:
         rows = client.query("image_docs", filter="", output_fields=["count(*)"], consistency_level="Strong")
     finally:

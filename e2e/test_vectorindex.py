@@ -87,7 +87,7 @@ def test_collection_and_ingestion_job(cluster, operator, namespace, milvus) -> N
 
     from pymilvus import MilvusClient
 
-    client = MilvusClient(uri=milvus.uri)
+    client = MilvusClient(uri=milvus.uri, dedicated=True)
     assert "docs" in client.list_collections()
 
     # A changed source is a new revision: a new Job, and the superseded one goes.
@@ -124,7 +124,7 @@ def test_unreachable_milvus_is_degraded(cluster, operator, namespace) -> None:
 def test_immutable_conflict_with_existing_collection(cluster, operator, namespace, milvus) -> None:
     from pymilvus import MilvusClient
 
-    MilvusClient(uri=milvus.uri).create_collection("narrow", dimension=128)
+    MilvusClient(uri=milvus.uri, dedicated=True).create_collection("narrow", dimension=128)
     cluster.apply(vi("narrow", milvus.uri), namespace)
     st = eventually(cluster, operator, lambda: (s := status(cluster, namespace, "narrow")) and cond(s, "Ready").get("reason") == "ImmutableFieldConflict" and s, timeout=60, desc="conflict")
     assert "spec.dimension" in cond(st, "Ready")["message"] and "128" in cond(st, "Ready")["message"]
@@ -155,4 +155,4 @@ def test_delete_policy_drops_the_collection(cluster, operator, namespace, milvus
     eventually(cluster, operator, lambda: status(cluster, namespace, "scratch").get("loadState") == "Loaded", timeout=60, desc="collection loaded")
     assert cluster.json("get", "-n", namespace, "vi", "scratch")["metadata"].get("finalizers") == ["agentfleet.io/finalizer"]
     cluster.run("delete", "-n", namespace, "vi", "scratch", "--timeout=60s")
-    assert "scratch" not in MilvusClient(uri=milvus.uri).list_collections()
+    assert "scratch" not in MilvusClient(uri=milvus.uri, dedicated=True).list_collections()

@@ -80,7 +80,7 @@ def run_once(uri: str, collection: str, workers: int, log: Path) -> dict[str, fl
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)  # the workers' own CPU seconds
     from pymilvus import MilvusClient
 
-    client = MilvusClient(uri=uri, timeout=60)
+    client = MilvusClient(uri=uri, timeout=60, dedicated=True)
     client.flush(collection)
     rows = int(client.get_collection_stats(collection).get("row_count", 0))
     texts: list[str] = []
