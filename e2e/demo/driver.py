@@ -233,6 +233,21 @@ class Demo:
         say(f"  {name:<10} pid {meta['pid']:<7} {'reused' if reused else 'started'}  {ports_s}  log {self.procs.log_path(name)}")
         return meta
 
+    def local_model_servers(self, names: list[str], settings: dict[str, Any], command, health: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+        """One local model server per placed replica (command(port) -> argv); replica name -> its /v1 URL."""
+        urls = {}
+        for i, name in enumerate(names):
+            meta = self.start(
+                f"model-{i}",
+                settings,
+                lambda p: command(p["port"]),
+                ["port"],
+                lambda m: http_ok(f"http://127.0.0.1:{m['ports']['port']}{health}"),
+                timeout=240,
+            )
+            urls[name] = f"http://127.0.0.1:{meta['ports']['port']}/v1"
+        return urls
+
     # -- infrastructure --
     def crds(self) -> None:
         self.kc.run("apply", "--server-side", "--field-manager=agentfleet", "--force-conflicts", "-f", str(ROOT / "crds"))
@@ -463,60 +478,27 @@ class Demo:
             gguf = llama_server.ensure_model()
             # The replicas share this machine's cores: split them rather than oversubscribe.
             threads = max(1, (os.cpu_count() or 1) // len(names))
-            metas = []
-            for i in range(len(names)):
-                metas.append(
-                    self.start(
-                        f"model-{i}",
-                        {"binary": binary, "gguf": str(gguf), "served": served, "threads": threads},
-                        lambda p: llama_server.command(binary, gguf, p["port"], alias=served, threads=threads),
-                        ["port"],
-                        lambda m: http_ok(f"http://127.0.0.1:{m['ports']['port']}/health"),
-                        timeout=240,
-                    )
-                )
+            urls = self.local_model_servers(
+                names,
+                {"binary": binary, "gguf": str(gguf), "served": served, "threads": threads},
+                lambda port: llama_server.command(binary, gguf, port, alias=served, threads=threads),
+                "/health",
+            )
             return (
-                {name: f"http://127.0.0.1:{metas[i]['ports']['port']}/v1" for i, name in enumerate(names)},
+                urls,
                 f"{gguf.name} on llama.cpp's llama-server, CPU, {threads} thread(s) per placed replica, served as {served!r}: "
                 "every decision (search, delegate, answer) is the model's, as JSON decisions (spec.decisions.mode JSONSchema)",
             )
         if mode == "smollm2":
             ensure_llama_server()
             gguf = str(smollm_gguf())
-            ports = [f"r{i}" for i in range(len(names))]
 
-            def build_llama(p: dict[str, int]) -> list[str]:
+            def build_llama(port: int) -> list[str]:
                 # One llama.cpp server per placed replica, so sticky routing has replicas to pick.
-                return [
-                    PY,
-                    "-m",
-                    "llama_cpp.server",
-                    "--model",
-                    gguf,
-                    "--model_alias",
-                    served,
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(p["r0"]),
-                    "--n_ctx",
-                    "8192",
-                ]
+                return [PY, "-m", "llama_cpp.server", "--model", gguf, "--model_alias", served, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192"]
 
-            metas = []
-            for i in range(len(names)):
-                metas.append(
-                    self.start(
-                        f"model-{i}",
-                        {"gguf": gguf, "served": served},
-                        lambda p: build_llama({"r0": p["port"]}),
-                        ["port"],
-                        lambda m: http_ok(f"http://127.0.0.1:{m['ports']['port']}/v1/models"),
-                        timeout=240,
-                    )
-                )
             return (
-                {name: f"http://127.0.0.1:{metas[i]['ports']['port']}/v1" for i, name in enumerate(names)},
+                self.local_model_servers(names, {"gguf": gguf, "served": served}, build_llama, "/v1/models"),
                 f"SmolLM2-135M-Instruct (Q4_1 GGUF) on llama.cpp, CPU, one server per placed replica, served as {served!r}: a real model, "
                 "its own decisions (a 135M model rarely writes a valid tool call)",
             )
