@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -20,6 +21,7 @@ from agentfleet_contract.common import (
 from agentfleet_contract.rules import Rule, matches
 
 TOOL_NAME = r"^[a-zA-Z][a-zA-Z0-9_-]*$"
+DEFAULT_TOOL_TIMEOUT_SECONDS = 30
 
 
 def _decimal(attr: str, path: str, example: str) -> Rule:
@@ -124,9 +126,24 @@ class Tool(Model):
     type: Literal["Retrieval", "HTTP", "Spawn"] = Field(description="Retrieval searches the VectorIndex, HTTP calls an endpoint, Spawn starts sub-agents.")
     description: str = Field(default="", max_length=4096, description="What the tool does, shown to the model.")
     parameters: dict[str, Any] | None = Field(default=None, description="JSON Schema of the tool's arguments, shown to the model.")
-    timeout_seconds: int = Field(default=30, ge=1, le=3600, description="Per-call timeout; a timeout becomes an observation, not a task failure.")
+    timeout_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=86400,
+        description=(
+            "Per-call timeout; a timeout becomes an observation, not a task failure. "
+            "Default 30 s, except a Spawn tool, which waits for its sub-agents as long as the task's own time budget allows."
+        ),
+    )
     http: HTTPTool | None = Field(default=None, description="Settings of an HTTP tool.")
     retrieval: Retrieval | None = Field(default=None, description="Settings of a Retrieval tool; defaults apply when unset.")
+
+    def call_timeout(self) -> float:
+        """Seconds one call may take. A sub-agent runs a whole agent loop (tens of model calls), so a
+        Spawn tool's default is unbounded here and the task's deadline bounds it."""
+        if self.timeout_seconds is not None:
+            return float(self.timeout_seconds)
+        return math.inf if self.type == "Spawn" else float(DEFAULT_TOOL_TIMEOUT_SECONDS)
 
 
 class ToolPolicy(Model):

@@ -3,6 +3,8 @@
     agentfleet eval e2e/eval/postgres-manual-tasks.yaml --part heldout \\
         --api http://127.0.0.1:8080 --token-file tokens [--fleet support -n agents]
     agentfleet eval TASKS --runtime-config runtime.yaml --compare retrieval.topK=3,8
+    agentfleet eval TASKS --runtime-config runtime.yaml --compare decisions.repairAttempts=0 \
+        --compare decisions.mode=ToolCalls       # an ablation: as configured, then each change alone
     agentfleet eval TASKS --api a=http://10.0.0.1:8080 --api b=http://10.0.0.2:8080 --token-file tokens
 
 Every task goes through the task API with a bearer token, as users' tasks do. The run prints a
@@ -32,7 +34,7 @@ from agentfleet.evaluation import report
 from agentfleet.evaluation.runner import Progress, Target, TaskAPIError, judge, run_all
 from agentfleet.evaluation.scoring import Outcome, score, summarize
 from agentfleet.evaluation.taskset import EvalTask, TaskSetError, load_taskset
-from agentfleet.evaluation.variants import VariantError, apply_variant, local_runtime, parse_compare
+from agentfleet.evaluation.variants import VariantError, apply_variant, local_runtime, plan_variants
 
 
 def interleave_kinds(tasks: Sequence[EvalTask]) -> list[EvalTask]:
@@ -56,7 +58,13 @@ def build_parser(prog: str = "agentfleet eval") -> argparse.ArgumentParser:
     t.add_argument("--api", action="append", default=[], help="task API URL, or NAME=URL; repeat to compare fleets (env AGENTFLEET_API_URL)")
     t.add_argument("--token-file", default=os.environ.get("AGENTFLEET_API_TOKEN_FILE"), help="file whose first line is a bearer token for the API(s)")
     t.add_argument("--runtime-config", help="the fleet's runtime configuration (its ConfigMap's runtime.yaml); needed by --compare")
-    t.add_argument("--compare", help="KEY=V1,V2: run every value as a local variant of --runtime-config (e.g. retrieval.topK=3,8)")
+    t.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        help="KEY=V1,V2: run every value as a local variant of --runtime-config (e.g. retrieval.topK=3,8); repeated, or with one value, "
+        "an ablation: the configuration as given first, then each change alone",
+    )
     t.add_argument("--workers", type=int, default=1, help="worker processes per local variant")
     r = p.add_argument_group("run")
     r.add_argument("--concurrency", type=int, default=2, help="tasks in flight at once")
@@ -127,7 +135,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
             lines = [ln.strip() for ln in Path(args.token_file).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
             token = lines[0] if lines else ""
         targets = _targets(args, token)
-        variants = parse_compare(args.compare) if args.compare else []
+        variants = plan_variants(args.compare)
         if variants and not args.runtime_config:
             raise TaskSetError(
                 "--compare needs --runtime-config: the fleet's runtime.yaml (kubectl get configmap FLEET-runtime -o jsonpath='{.data.runtime\\.yaml}')"

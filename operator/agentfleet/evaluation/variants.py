@@ -8,7 +8,12 @@ checkpoints, retrieval cache) are its own and one variant's cache never answers 
 
 KEY is a dotted path into the runtime configuration (``budgets.maxSteps``, ``model.name``), or
 ``retrieval.<field>`` for the Retrieval tools' settings (``retrieval.topK``,
-``retrieval.cacheTtlSeconds``). Values are YAML scalars.
+``retrieval.cacheTtlSeconds``). Values are YAML scalars, or, when the list starts with ``[``, one
+YAML flow sequence of values of any shape (``decisions.toolPolicies=[[]]``).
+
+An ablation is ``--compare`` repeated, or given one value: the configuration as given runs first
+(labelled ``as configured``) and each KEY=VALUE is one change from it, so every column's delta is
+what that one setting is worth.
 """
 
 from __future__ import annotations
@@ -40,28 +45,59 @@ class VariantError(ValueError):
     """A --compare setting that cannot be applied; the message says what to write."""
 
 
+AS_CONFIGURED = "as configured"
+
+
 @dataclass(frozen=True)
 class Variant:
     label: str  # e.g. retrieval.topK=3
-    key: str
+    key: str  # "" for the configuration as given
     value: Any
 
 
+def _values(spec: str, values: str) -> list[tuple[str, Any]]:
+    """(label text, value) pairs of the part after '='."""
+    if values.strip().startswith("["):
+        try:
+            seq = yaml.safe_load(values)
+        except yaml.YAMLError as e:
+            raise VariantError(f"--compare {spec!r}: the values are not one YAML flow sequence ({e.__class__.__name__})") from e
+        if not isinstance(seq, list):
+            raise VariantError(f"--compare {spec!r}: write the values as one YAML flow sequence, e.g. decisions.toolPolicies=[[]]")
+        return [(yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip(), v) for v in seq]
+    return [(v.strip(), yaml.safe_load(v)) for v in values.split(",") if v.strip()]
+
+
 def parse_compare(spec: str) -> list[Variant]:
+    """The variants of one --compare KEY=V1[,V2...] (one value: a change from the configuration as given)."""
     if "=" not in spec:
         raise VariantError(f"--compare {spec!r}: write KEY=V1,V2 (for example retrieval.topK=3,8)")
     key, _, values = spec.partition("=")
     key = key.strip()
-    vals = [v.strip() for v in values.split(",") if v.strip()]
-    if not key or len(vals) < 2:
-        raise VariantError(f"--compare {spec!r}: give a key and at least two values, e.g. retrieval.cacheTtlSeconds=0,300")
-    return [Variant(f"{key}={v}", key, yaml.safe_load(v)) for v in vals]
+    if not key:
+        raise VariantError(f"--compare {spec!r}: give a key, e.g. retrieval.cacheTtlSeconds=0,300")
+    vals = _values(spec, values)
+    if not vals:
+        raise VariantError(f"--compare {spec!r}: give at least one value, e.g. retrieval.cacheTtlSeconds=0,300")
+    return [Variant(f"{key}={text}", key, v) for text, v in vals]
+
+
+def plan_variants(specs: list[str]) -> list[Variant]:
+    """Every --compare's variants in order; an ablation (one value, or several --compare) runs the
+    configuration as given first, so each delta is against it."""
+    parsed = [parse_compare(s) for s in specs]
+    variants = [v for vs in parsed for v in vs]
+    if len(parsed) > 1 or (parsed and len(parsed[0]) == 1):
+        variants.insert(0, Variant(AS_CONFIGURED, "", None))
+    return variants
 
 
 def apply_variant(doc: dict[str, Any], variant: Variant, fleet: str) -> dict[str, Any]:
     """The runtime configuration with the variant's setting and its own fleet name. Pure."""
     out = copy.deepcopy(doc)
     out["fleet"] = fleet
+    if not variant.key:
+        return out
     head, _, rest = variant.key.partition(".")
     if head == "retrieval" and rest and rest not in ("uri", "vectorIndex"):
         tools = [t for t in out.get("tools") or [] if t.get("type") == "Retrieval"]

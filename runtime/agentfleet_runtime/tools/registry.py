@@ -43,7 +43,7 @@ def default_retriever(config: RuntimeConfig, tool: Any) -> RetrieverLike:
         api_key=env.get("AGENTFLEET_EMBEDDING_API_KEY"),
         # The tool's timeoutSeconds is the limit the user set for a search; Milvus' client must not
         # give up before it (a loaded Milvus Lite at 16k rows took over 10 s under a shared CPU).
-        timeout=float(tool.timeout_seconds),
+        timeout=tool.call_timeout(),
     )
 
 
@@ -66,7 +66,7 @@ def build_tools(
                     method=spec.http.method,
                     description=spec.description,
                     parameters=spec.parameters,
-                    timeout=float(spec.timeout_seconds),
+                    timeout=spec.call_timeout(),
                     side_effects=spec.http.side_effects,
                     headers=load_headers(config.tool_headers_dir, spec.name) if spec.http.headers_secret_ref else {},
                 )
@@ -84,11 +84,11 @@ def build_tools(
                     top_k=settings.top_k if settings else 5,
                     filter=settings.filter if settings else None,
                     cache_ttl=settings.cache_ttl_seconds if settings else 300,
-                    timeout=float(spec.timeout_seconds),
+                    timeout=spec.call_timeout(),
                     parameters=spec.parameters,
                     on_cache=on_cache,
                 )
             )
         elif spec.type == "Spawn":
-            tools.append(SpawnTool(spec.name, store, fan_in, description=spec.description, timeout=float(spec.timeout_seconds)))
+            tools.append(SpawnTool(spec.name, store, fan_in, description=spec.description, timeout=spec.call_timeout()))
     return tools

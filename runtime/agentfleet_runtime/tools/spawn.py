@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -116,7 +117,8 @@ class SpawnTool:
         done = sum(1 for r in results if not r["partial"])
         head = f"{done} of {len(results)} sub-agents finished"
         if late:
-            head += f"; {len(late)} did not finish within {self.timeout:.0f}s and were cancelled (partial results)"
+            within = f"within {self.timeout:.0f}s" if math.isfinite(self.timeout) else "before the task's deadline"
+            head += f"; {len(late)} did not finish {within} and were cancelled (partial results)"
         if refused:
             head += f"; {len(refused)} goal(s) refused: at most {limits.max_fan_out} sub-agents per step"
         return head + "\n" + json.dumps(results, ensure_ascii=False)

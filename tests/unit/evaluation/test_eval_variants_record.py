@@ -9,7 +9,7 @@ from agentfleet_contract.agentfleet import AgentFleetStatus
 
 from agentfleet.evaluation.record import FIELD_MANAGER, evaluation_summary, status_patch
 from agentfleet.evaluation.runner import outcome_of, parse_verdict
-from agentfleet.evaluation.variants import Variant, VariantError, apply_variant, parse_compare
+from agentfleet.evaluation.variants import Variant, VariantError, apply_variant, parse_compare, plan_variants
 
 DOC = {
     "fleet": "support",
@@ -32,7 +32,21 @@ def test_compare_values_become_variants_of_the_runtime_config() -> None:
     assert apply_variant(DOC, Variant("budgets.maxSteps=4", "budgets.maxSteps", 4), "x")["budgets"] == {"maxSteps": 4}
 
 
-@pytest.mark.parametrize(("spec", "message"), [("retrieval.topK", "write KEY=V1,V2"), ("retrieval.topK=3", "at least two values"), ("=1,2", "give a key")])
+def test_an_ablation_runs_the_configuration_as_given_first_then_each_change_alone() -> None:
+    plan = plan_variants(["decisions.repairAttempts=0", "decisions.toolPolicies=[[]]", "decisions.mode=ToolCalls"])
+    assert [v.label for v in plan] == ["as configured", "decisions.repairAttempts=0", "decisions.toolPolicies=[]", "decisions.mode=ToolCalls"]
+    doc = {**DOC, "decisions": {"mode": "JSONSchema", "repairAttempts": 1, "toolPolicies": [{"tool": "search_docs", "firstStep": True}]}}
+    assert apply_variant(doc, plan[0], "x") == {**doc, "fleet": "x"}
+    assert apply_variant(doc, plan[2], "x")["decisions"] == {"mode": "JSONSchema", "repairAttempts": 1, "toolPolicies": []}
+    assert [v.label for v in plan_variants(["retrieval.topK=3,8"])] == ["retrieval.topK=3", "retrieval.topK=8"]  # a sweep has no extra run
+    assert [v.label for v in plan_variants(["budgets.maxSteps=4"])] == ["as configured", "budgets.maxSteps=4"]
+    assert [v.value for v in parse_compare("decisions.toolPolicies=[[], [{tool: a, firstStep: true}]]")] == [[], [{"tool": "a", "firstStep": True}]]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("retrieval.topK", "write KEY=V1,V2"), ("retrieval.topK=", "at least one value"), ("=1,2", "give a key"), ("a=[1, 2", "not one YAML flow sequence")],
+)
 def test_bad_compare_specs_say_what_to_write(spec: str, message: str) -> None:
     with pytest.raises(VariantError, match=message):
         parse_compare(spec)

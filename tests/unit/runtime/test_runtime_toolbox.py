@@ -132,3 +132,16 @@ def test_output_is_truncated():
 def test_observation_json_round_trip():
     o = Observation("c", "n", False, "out", 1.5)
     assert Observation.from_json(o.to_json()) == o
+
+
+def test_a_spawn_tool_waits_for_its_sub_agents_as_long_as_the_task_may_run():
+    # A sub-agent runs a whole agent loop: on a CPU model one step alone took over 30 s, and the old
+    # 30 s default cancelled every sub-agent before its first answer.
+    import math
+
+    from agentfleet_contract.agentfleet import Tool
+
+    assert Tool(name="delegate", type="Spawn").call_timeout() == math.inf
+    assert Tool(name="delegate", type="Spawn", timeoutSeconds=120).call_timeout() == 120.0
+    assert Tool(name="search", type="Retrieval").call_timeout() == 30.0
+    assert "timeoutSeconds" not in Tool(name="delegate", type="Spawn").wire()  # unset stays unset on the wire
