@@ -44,8 +44,13 @@ def ensure_model(name: str = DEFAULT_MODEL) -> Path:
         raise RuntimeError(str(e)) from e
 
 
-def command(binary: str, gguf: Path, port: int, *, alias: str, slots: int = 2, threads: int | None = None) -> list[str]:
-    """llama-server on 127.0.0.1: ``slots`` sequences decoded together, CONTEXT_PER_SLOT tokens each."""
+def command(binary: str, gguf: Path, port: int, *, alias: str, slots: int = 4, threads: int | None = None) -> list[str]:
+    """llama-server on 127.0.0.1: ``slots`` sequences decoded together, CONTEXT_PER_SLOT tokens each.
+
+    Slots are where llama-server keeps each conversation's KV cache between calls; on CPU, prompt
+    processing (40-100 tokens/s here) is most of an agent step, so a task whose history is still in
+    a slot re-reads only its new tokens. More slots than tasks in flight (a task and its sub-agents)
+    keep them there; with 2 slots, a fan-out of 3 evicted the parent's history on every step."""
     threads = threads or max(1, os.cpu_count() or 1)
     return [
         binary,

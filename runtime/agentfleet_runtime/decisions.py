@@ -79,8 +79,35 @@ class Decision:
     problem: str | None = None
 
 
-def offer(settings: DecisionSettings, tool_names: Sequence[str], steps: Sequence[Step], unavailable: Iterable[str] = ()) -> Offer:
-    """``unavailable``: tools this task cannot use at all (Spawn tools at the depth limit), never offered."""
+REPEATED_READ = "the last step repeated a search already made with the same arguments, so its result is above: answer from it"
+
+
+def _call_key(call: ToolCall) -> tuple[str, str]:
+    return call.name, json.dumps(call.arguments, sort_keys=True, default=str)
+
+
+def repeated_read(steps: Sequence[Step], read_only: Iterable[str]) -> bool:
+    """Whether the last step only repeated, with the same arguments, calls of read-only tools made
+    in earlier steps: their results are already in the history, so the call added nothing."""
+    if len(steps) < 2 or not steps[-1].tool_calls:
+        return False
+    readers = set(read_only)
+    last = steps[-1].tool_calls
+    if any(c.name not in readers for c in last):
+        return False
+    seen = {_call_key(c) for s in steps[:-1] for c in s.tool_calls}
+    return all(_call_key(c) in seen for c in last)
+
+
+def offer(
+    settings: DecisionSettings, tool_names: Sequence[str], steps: Sequence[Step], unavailable: Iterable[str] = (), read_only: Iterable[str] = ()
+) -> Offer:
+    """``unavailable``: tools this task cannot use at all (Spawn tools at the depth limit), never
+    offered. ``read_only``: tools whose identical calls return what they returned before (searches);
+    after a step that only repeated such calls the model may only answer. Small models otherwise
+    repeat one search until the step budget ends the task (seen: 24 identical searches)."""
+    if read_only and repeated_read(steps, read_only):
+        return Offer((), True, REPEATED_READ)
     if not settings.rules and not unavailable:
         return Offer(tuple(tool_names))  # the common case, every step of every task: no counting
     used = Counter(c.name for s in steps for c in s.tool_calls)

@@ -125,7 +125,8 @@ class TaskRun:
                 log.info("budget reached", extra={"reason": stop.value})
                 return await self._finish(Status.DONE, stop.value, best_answer(self.steps))
             messages = prompt.messages(self.steps)
-            choice = offer(decide, self.tools.names, self.steps, self.tools.spawners if rec.depth >= rec.limits.max_depth else ())
+            unavailable = self.tools.spawners if rec.depth >= rec.limits.max_depth else ()
+            choice = offer(decide, self.tools.names, self.steps, unavailable, self.tools.read_only)
             extras = request_extras(decide, schemas, choice, send_tools=native)
             usage, model_s, repair = Usage(), 0.0, []
             for attempt in range(decide.repair_attempts + 1):

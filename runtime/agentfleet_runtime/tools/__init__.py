@@ -44,6 +44,7 @@ class ToolBox:
         # Looked up on every call: kept as sets rather than getattr on each tool each time.
         self._side_effects = {t.name for t in tools if getattr(t, "side_effects", False)}
         self._spawners = {t.name for t in tools if getattr(t, "spawns", False)}
+        self._read_only = {t.name for t in tools if getattr(t, "read_only", False)}
         self.results = results
         self.breakers = {name: CircuitBreaker(failure_threshold, cooldown, clock) for name in self.tools}
         self.max_chars = max_observation_chars
@@ -61,6 +62,11 @@ class ToolBox:
     def spawners(self) -> frozenset[str]:
         """Tools that start sub-agents (a task at the depth limit cannot use them)."""
         return frozenset(self._spawners)
+
+    @property
+    def read_only(self) -> frozenset[str]:
+        """Tools whose identical calls return what they returned before (searches)."""
+        return frozenset(self._read_only)
 
     def acts(self, calls: Sequence[ToolCall]) -> bool:
         """Whether a call changes something outside the task (a side effect, a sub-agent): such

@@ -19,7 +19,7 @@ PARAMETERS = {
     "type": "object",
     "properties": {
         "query": {"type": "string", "description": "What to search for, in natural language."},
-        "top_k": {"type": "integer", "description": "How many passages to return.", "minimum": 1, "maximum": 50},
+        "top_k": {"type": "integer", "description": "More passages than the default, when the first ones were not enough.", "minimum": 1, "maximum": 50},
     },
     "required": ["query"],
 }
@@ -80,6 +80,7 @@ def parse_passages(output: str) -> list[dict[str, Any]]:
 
 class RetrievalTool:
     side_effects = False
+    read_only = True  # the same query returns the same passages (and the cache answers it)
 
     def __init__(
         self,
@@ -124,6 +125,9 @@ class RetrievalTool:
         top_k = arguments.get("top_k", self.top_k)
         if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= 50:
             top_k = self.top_k
+        # The fleet's topK is the least a search returns: a model may ask for more, never for fewer
+        # (a 0.5B model asked for 1 passage and then missed the one that held the answer).
+        top_k = max(top_k, self.top_k)
         key = self.cache_key(cache_digest(query, top_k, self.filter))
         # Single flight: identical queries already in progress in this worker wait for that one
         # lookup instead of all missing the cache at once. The entry is made before the cache is

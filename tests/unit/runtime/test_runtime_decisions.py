@@ -11,6 +11,7 @@ from typing import Any
 
 from agentfleet_runtime.budget import Prices, TreeUsage
 from agentfleet_runtime.decisions import (
+    REPEATED_READ,
     DecisionSettings,
     Offer,
     ToolRule,
@@ -45,6 +46,19 @@ def test_first_step_policy_offers_only_the_first_tool_and_no_answer():
 
 def test_tools_a_task_cannot_use_are_never_offered():
     assert offer(DecisionSettings(), ["search", "delegate"], [step(0, "search")], {"delegate"}).tools == ("search",)
+
+
+def test_a_step_that_only_repeats_a_search_leaves_the_model_only_the_answer():
+    def calls(n: int, *queries: str, name: str = "search") -> Step:
+        return Step(n, "", [ToolCall(f"c{i}", name, {"query": q}) for i, q in enumerate(queries)], Usage(), observations=[])
+
+    s, names, ro = DecisionSettings(), ["search", "delegate"], {"search"}
+    assert offer(s, names, [calls(0, "a"), calls(1, "a")], (), ro) == Offer((), True, REPEATED_READ)
+    assert offer(s, names, [calls(0, "a", "b"), calls(1, "b")], (), ro).tools == ()  # any earlier step counts
+    assert offer(s, names, [calls(0, "a"), calls(1, "A lock")], (), ro).tools == ("search", "delegate")  # a new query
+    assert offer(s, names, [calls(0, "a"), calls(1, "a", "c")], (), ro).tools == ("search", "delegate")  # something new
+    assert offer(s, names, [calls(0, "a"), calls(1, "a")], (), ()).tools == ("search", "delegate")  # not a read-only tool
+    assert offer(s, names, [calls(0, "a", name="delegate"), calls(1, "a", name="delegate")], (), ro).tools == ("search", "delegate")
 
 
 def test_calls_per_task_take_a_tool_off_the_offer():
@@ -167,6 +181,7 @@ class ScriptedModel:
 class Tools:
     names = ["search", "delegate"]
     spawners = frozenset({"delegate"})
+    read_only = frozenset({"search"})
 
     def __init__(self) -> None:
         self.calls: list[ToolCall] = []
@@ -244,6 +259,14 @@ def test_repairs_are_bounded_then_the_reply_is_taken_as_it_is():
     outcome, finished, tools, _ = run_task(model, settings)
     assert outcome == (Status.DONE, "final_answer") and finished["answer"] == "still no json"
     assert len(model.requests) == 2 and tools.calls == []
+
+
+def test_a_model_that_repeats_one_search_is_made_to_answer_instead_of_looping_to_the_step_budget():
+    model = ScriptedModel([SEARCH, SEARCH, ANSWER])
+    outcome, finished, tools, _ = run_task(model, LoopSettings("s", decisions=FIRST_SEARCH), Limits(max_steps=24))
+    assert finished["reason"] == "final_answer" and "ACCESS EXCLUSIVE" in finished["answer"] and len(tools.calls) == 2
+    third = model.requests[2].response_format["json_schema"]["schema"]
+    assert third["properties"]["action"]["enum"] == ["answer"]  # the grammar leaves only the answer
 
 
 def test_step_budget_ends_with_the_reason_and_the_best_answer_so_far():

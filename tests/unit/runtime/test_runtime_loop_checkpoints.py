@@ -75,6 +75,9 @@ class Model:
 
 
 class Tools:
+    spawners: frozenset[str] = frozenset()
+    read_only: frozenset[str] = frozenset()
+
     def __init__(self, log: list[str], acts: bool) -> None:
         self.log, self._acts = log, acts
         self.names = ["echo"]

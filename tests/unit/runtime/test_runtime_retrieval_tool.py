@@ -42,6 +42,14 @@ def test_repeated_queries_come_from_the_cache():
     assert len(r.queries) == 2  # a different top_k is a different question
 
 
+def test_the_fleets_top_k_is_the_least_a_search_returns():
+    r = FakeRetriever()
+    tool = RetrievalTool("kb", r, cache=FakeCache(), top_k=5)
+    for asked in (1, 5, 8):
+        asyncio.run(tool.run({"query": f"q{asked}", "top_k": asked}, CTX))
+    assert [k for _, k, _ in r.queries] == [5, 5, 8]  # a model asking for 1 passage gets the fleet's 5
+
+
 def test_ttl_zero_disables_the_cache():
     r, cache = FakeRetriever(), FakeCache()
     tool = RetrievalTool("kb", r, cache=cache, cache_ttl=0)
