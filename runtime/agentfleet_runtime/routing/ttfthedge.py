@@ -12,6 +12,8 @@ so the hedge fires earlier and on fewer false alarms than a hedge on the whole c
    does not abort (abortwatch.py) the loser would run to the end anyway, so both race to the end
    and the first complete answer wins.
 4. Only the winner's text reaches ``delta_sink`` (buffered until it wins).
+5. The hedge budget is charged the loser's cost (hedging.py): its prompt where the engine was
+   seen to abort it at the winner's first token, a whole call where it runs on (or may).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 from typing import Any
 
 from agentfleet_runtime.model import ModelError, ModelRequest
+from agentfleet_runtime.routing.hedging import loser_cost
 from agentfleet_runtime.routing.pool import ReplicaPool
 from agentfleet_runtime.routing.settings import Endpoint
 from agentfleet_runtime.routing.streaming import StreamObserver, delta_sink
@@ -89,12 +92,16 @@ async def hedged_stream(
         a.buffer = None
 
     first = launch(order[0], timeout)
+    advance: float | None = None
+    aborted: list[_Attempt] = []  # losers cancelled at the winner's first token on an engine seen to abort
+    cost: float | None = None
     try:
         delay = _ttft_delay(client, pool, req.kind) if len(order) > 1 else None
         if delay is not None and delay < timeout:
             await asyncio.wait({first.first, first.task}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
             if not first.first.done() and not first.task.done():
-                if pool.budget.try_spend():
+                advance = pool.budget.try_spend()
+                if advance is not None:
                     launch(order[1], max(0.001, timeout - (loop.time() - started)))
                 else:
                     client.metrics.hedges.labels(pool.tier.name, "denied").inc()
@@ -109,6 +116,7 @@ async def hedged_stream(
                     crown(a)
                     # The engine aborts the loser: stop it now. One that does not: let it race on.
                     losers = [b for b in live if b is not a and client.aborts(pool, b.endpoint)]
+                    aborted += [b for b in losers if client.seen_aborting(pool, b.endpoint)]
                     for b in losers:
                         b.task.cancel()
                         live.remove(b)
@@ -125,9 +133,15 @@ async def hedged_stream(
                     if not winner or winner[0] is not a:
                         winner[:] = []
                         crown(a)
+                    reply = a.task.result()
                     if hedged:
                         client.metrics.hedges.labels(pool.tier.name, "lost" if a is first else "won").inc()
-                    return a.task.result(), a.endpoint.name
+                        loser = next(b for b in attempts if b is not a)
+                        t = loser.task
+                        if not (t.done() and not t.cancelled() and t.exception() is not None):  # a failed loser keeps the advance
+                            u = reply.usage
+                            cost = loser_cost(u.prompt_tokens, u.completion_tokens, aborted=loser in aborted, share=0.0)
+                    return reply, a.endpoint.name
                 errors.append(exc if isinstance(exc, ModelError) else ModelError(str(exc)))
                 if winner and winner[0] is a:
                     winner[:] = []
@@ -135,6 +149,8 @@ async def hedged_stream(
             client.metrics.hedges.labels(pool.tier.name, "failed").inc()
         raise AttemptFailed(errors[0], [a.endpoint.name for a in attempts])
     finally:
+        if advance is not None:
+            pool.budget.settle(advance, advance if cost is None else cost)
         left_over = [a for a in attempts if not a.task.done()]
         for a in left_over:
             a.task.cancel()
