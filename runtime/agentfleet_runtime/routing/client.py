@@ -40,7 +40,7 @@ from agentfleet_runtime.routing.spillwait import RoomWaiter
 from agentfleet_runtime.routing.streaming import StreamObserver
 from agentfleet_runtime.routing.transport import AttemptTimeout, HttpTransport, Transport
 from agentfleet_runtime.routing.ttfthedge import AttemptFailed as _Failed
-from agentfleet_runtime.routing.ttfthedge import hedged_stream
+from agentfleet_runtime.routing.ttfthedge import hedged_stream, retry_after
 from agentfleet_runtime.types import ModelReply
 
 
@@ -281,8 +281,12 @@ class RoutingModelClient:
         try:
             delay = self._hedge_delay(pool, req.kind) if len(order) > 1 else None
             if delay is not None and delay < timeout:
-                done, pending = await asyncio.wait(pending, timeout=delay)
-                if not done:
+                # A denied hedge is asked for again while the call runs (ttfthedge.retry_after).
+                wait = delay
+                while loop.time() - started + wait < timeout:
+                    done, pending = await asyncio.wait(pending, timeout=wait)
+                    if done:
+                        break
                     advance = pool.budget.try_spend()
                     if advance is not None:
                         left = timeout - (loop.time() - started)
@@ -290,8 +294,10 @@ class RoutingModelClient:
                         names[second] = order[1].name
                         starts[second] = loop.time()
                         pending.add(second)
-                    else:
+                        break
+                    if wait == delay:
                         self.metrics.hedges.labels(pool.tier.name, "denied").inc()
+                    wait = retry_after(delay)
                 pending = set(names)
             hedged = len(names) > 1
             errors: list[ModelError] = []

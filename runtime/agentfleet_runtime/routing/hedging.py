@@ -68,12 +68,15 @@ class HedgeBudget:
 
 
 def loser_cost(prompt_tokens: int, completion_tokens: int, *, aborted: bool, share: float = 1.0) -> float:
-    """Tokens a hedge's loser cost its engine, from the winner's usage (the same request).
+    """Tokens a hedge's loser goes on costing its engine after the race, from the winner's usage
+    (the same request): the work the calls bucket does not already bound.
 
     An engine not known to abort (abortwatch.py: unknown counts as not aborting here, so the bound
-    holds while the watch learns) runs the loser to its end: a whole call. An engine that aborts
-    stops it when it is cancelled: its prompt (prefilled, at most) and ``share`` of the completion
-    (what it can have written by then; 0 for a first-token race, whose loser had written nothing)."""
+    holds while the watch learns) runs the loser to its end: a whole call, prompt and completion.
+    An engine that aborts stops it when it is cancelled: up to then it did at most a call's work
+    (the one call the calls bucket charged), and it wrote ``share`` of the completion (0 for a
+    first-token race, whose loser had written nothing; the loser's time over the winner's for a
+    whole-call race)."""
     if not aborted:
         return float(prompt_tokens + completion_tokens)
-    return float(prompt_tokens) + max(0.0, min(1.0, share)) * completion_tokens
+    return max(0.0, min(1.0, share)) * completion_tokens

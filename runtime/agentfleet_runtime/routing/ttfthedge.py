@@ -6,7 +6,11 @@ so the hedge fires earlier and on fewer false alarms than a hedge on the whole c
 
 1. Start the call on the task's replica; wait for its first token up to the kind's TTFT
    percentile (hedgeAfterPercentile of the first tokens seen, per kind).
-2. No first token by then: start the same call on the next replica, budget permitting.
+2. No first token by then: start the same call on the next replica, budget permitting. A hedge the
+   budget denies is asked for again while the first token is still missing (``retry_after``): a
+   queue that stalls holds its calls far past the percentile, and the budget refills meanwhile
+   (the steady tail's hedges drain it; a stall's calls must not be left waiting because they
+   asked once, at the worst moment).
 3. The attempt that produces a first token first wins; the other is cancelled at that moment
    (the engine aborts it, so the loser costs only its queue time and prefill). On an engine that
    does not abort (abortwatch.py) the loser would run to the end anyway, so both race to the end
@@ -98,13 +102,18 @@ async def hedged_stream(
     try:
         delay = _ttft_delay(client, pool, req.kind) if len(order) > 1 else None
         if delay is not None and delay < timeout:
-            await asyncio.wait({first.first, first.task}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-            if not first.first.done() and not first.task.done():
+            wait = delay
+            while loop.time() - started + wait < timeout:
+                await asyncio.wait({first.first, first.task}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                if first.first.done() or first.task.done():
+                    break
                 advance = pool.budget.try_spend()
                 if advance is not None:
                     launch(order[1], max(0.001, timeout - (loop.time() - started)))
-                else:
+                    break
+                if wait == delay:  # counted once per call
                     client.metrics.hedges.labels(pool.tier.name, "denied").inc()
+                wait = retry_after(delay)
         hedged = len(attempts) > 1
         errors: list[ModelError] = []
         live = list(attempts)
@@ -156,6 +165,12 @@ async def hedged_stream(
             a.task.cancel()
         if left_over:
             await asyncio.gather(*(a.task for a in left_over), return_exceptions=True)
+
+
+def retry_after(delay: float) -> float:
+    """How soon a call whose hedge was denied asks the budget again: half the hedge delay, at
+    least 50 ms (a refill takes calls answered meanwhile; asking more often finds nothing new)."""
+    return max(0.05, delay / 2)
 
 
 def _ttft_delay(client: Any, pool: ReplicaPool, kind: str) -> float | None:

@@ -108,8 +108,9 @@ def test_hedge_budget_charges_losers_what_they_cost_not_a_call_each() -> None:
             if advance is not None:
                 b.settle(advance, loser_cost(1000, 1000, aborted=False))
     assert b.hedges >= 70 and b.charged <= 0.05 * b.call_tokens + 2000  # a budget in calls: ~500 hedges, 34% of the tokens
-    # A loser the engine aborted at the winner's first token cost its prompt only.
-    assert loser_cost(1000, 300, aborted=True, share=0.0) == 1000 and loser_cost(1000, 300, aborted=True, share=0.5) == 1150
+    # A loser the engine aborted at the winner's first token wrote nothing (its prefill is the
+    # call the calls bucket charged); one aborted halfway through a whole-call race, half of it.
+    assert loser_cost(1000, 300, aborted=True, share=0.0) == 0 and loser_cost(1000, 300, aborted=True, share=0.5) == 150
     assert loser_cost(1000, 300, aborted=False, share=0.0) == 1300
 
 
