@@ -39,9 +39,13 @@ production), but do fit when each replica keeps only its own 16 tasks (16 x 26K 
    LeastLoaded, plus the hit rate each keeps.
 4. Over real HTTP (start_fleet, 4 replicas, real time): PrefixAffinity vs RoundRobin hit rate and
    latency on a smaller workload.
+5. Where the hits go, against the ceiling (2, 4, 8 and 16 replicas; streamed calls): hit rate,
+   share of the ceiling, p99 TTFT from the client, tokens lost by cause, load-bound violations;
+   at the --churn-replicas sizes also a run where one replica fails mid-run (leaves the set, its
+   engine stops with its calls in flight and its cache) and one where a replica joins mid-run.
 
     .venv/bin/python e2e/bench/routing_bench.py [--sections 1,2,3,4] [--replicas 4,8] [--tasks-per-replica 16] [--tasks 64] [--steps 16]
-        [--hedge-seconds 900] [--episode-seconds 10,40] [--short-tasks]
+        [--hedge-seconds 900] [--episode-seconds 10,40] [--short-tasks] [--sections 5 --ceiling-replicas 2,4,8,16 --churn-replicas 8 --churn-at 20]
 """
 
 from __future__ import annotations
@@ -106,6 +110,7 @@ class StreamingSimTransport(SimTransport):
         super().__init__(replicas)
         self.log: list[tuple[str, int, str, int, int, float]] = []  # goal, step, replica, prompt, cached, ttft
         self.inflight: dict[str, int] | None = None  # the router's in-flight counts, to check the load bound
+        self.live: Callable[[], list[str]] = lambda: list(self.replicas)  # the replicas the router sees
         self.eps = 0.25
         self.placements = self.over_cap = 0
 
@@ -115,9 +120,10 @@ class StreamingSimTransport(SimTransport):
         if self.inflight is not None:
             # This call is already counted; the bound allowed it iff its replica is within
             # ceil((1 + eps) x total / n) now (hashing.load_cap at placement).
-            total = sum(self.inflight.get(n, 0) for n in self.replicas)
+            live = self.live()
+            total = sum(self.inflight.get(n, 0) for n in live)
             self.placements += 1
-            self.over_cap += self.inflight.get(endpoint.name, 0) > max(1, math.ceil((1 + self.eps) * total / len(self.replicas) - 1e-9))
+            self.over_cap += self.inflight.get(endpoint.name, 0) > max(1, math.ceil((1 + self.eps) * total / len(live) - 1e-9))
         try:
             chunks = await self.replicas[endpoint.name].completion({**body, "stream": True, "stream_options": {"include_usage": True}})
         except ApiError as e:
@@ -129,6 +135,8 @@ class StreamingSimTransport(SimTransport):
                 if first:
                     ttft[0] = loop.time()  # absolute: the bench subtracts the call's start at the client
                 observer.fold(acc, first, text)
+        except ApiError as e:  # the replica stopped mid-stream
+            raise ModelError(f"{endpoint.name} failed mid-stream: {e.message}", status=e.status, retryable=True) from e
         finally:
             await chunks.aclose()  # type: ignore[union-attr]
         out = acc.body()
@@ -514,13 +522,38 @@ class Where:
     samples: int  # calls placed
 
 
-def where_hits_go(label: str, tasks: list[TaskSpec], settings: RoutingSettings, replicas: int, ceilings: dict[tuple[str, int], tuple[int, int]]) -> Where:
+def where_hits_go(
+    label: str,
+    tasks: list[TaskSpec],
+    settings: RoutingSettings,
+    replicas: int,
+    ceilings: dict[tuple[str, int], tuple[int, int]],
+    churn: tuple[str, float] | None = None,
+) -> Where:
+    """``churn``: ("fail", t) stops one replica at t s (its EndpointSlice entry goes first, then
+    the engine with its calls in flight and its cache); ("add", t) starts with one replica fewer in
+    the set and adds it at t s."""
+
     async def main() -> Where:
         sims = await start_replicas(replicas, fleet_config(replicas, engine=ENGINE))
         by_name = {r.name: r for r in sims}
         transport = StreamingSimTransport(by_name)
+        endpoints = [Endpoint(n, f"sim://{n}/v1") for n in by_name]
+        source = StaticSource(endpoints[:-1] if churn and churn[0] == "add" else endpoints)
+        transport.live = lambda: [e.name for e in source.endpoints()]
+
+        async def change(kind: str, at: float) -> None:
+            await asyncio.sleep(at)
+            if kind == "add":
+                source.set(endpoints)
+            else:
+                victim = sims[len(sims) // 2]
+                source.set([e for e in endpoints if e.name != victim.name])
+                await victim.stop()
+
+        changer = asyncio.ensure_future(change(*churn)) if churn else None
         client = RoutingModelClient(
-            (Tier("llama", "llama-70b", settings), StaticSource([Endpoint(n, f"sim://{n}/v1") for n in by_name])),
+            (Tier("llama", "llama-70b", settings), source),
             transport=transport,
             metrics=RoutingMetrics(CollectorRegistry()),
             timeout=600.0,
@@ -540,6 +573,8 @@ def where_hits_go(label: str, tasks: list[TaskSpec], settings: RoutingSettings, 
 
         client.complete = timed  # type: ignore[method-assign]
         await drive(client, tasks, Result(label))
+        if changer is not None:
+            await changer
         await client.close()
         for r in sims:
             await r.stop()
@@ -589,6 +624,13 @@ def ceiling_section(args: argparse.Namespace) -> None:
             ]
         )
         rows = [rr] + [where_hits_go(label, tasks, st, replicas, ceilings) for label, st in routers]
+        if replicas in [int(x) for x in args.churn_replicas.split(",") if x]:
+            at = args.churn_at
+            pa = RoutingSettings(policy="PrefixAffinity")
+            rows += [
+                where_hits_go(f"PA 125%, 1 of {replicas} fails at {at:g} s", tasks, pa, replicas, ceilings, churn=("fail", at)),
+                where_hits_go(f"PA 125%, 1 added at {at:g} s", tasks, pa, replicas, ceilings, churn=("add", at)),
+            ]
         for w in rows:
             print(
                 f"   {replicas:>8} {w.label:<28} {w.hit_rate:8.1%} {w.hit_rate / ceiling:10.1%} {w.ttft_p99:8.2f}s {w.moves:6d} "
@@ -626,6 +668,8 @@ def main() -> None:
     ap.add_argument("--ceiling-seed", type=int, default=1, help="section 5's task seed (the waits were tuned on seed 9)")
     ap.add_argument("--bounds", default="", help="section 5: extra PrefixAffinity rows with these loadBoundPercent values")
     ap.add_argument("--spill-waits", default="1", help="section 5: extra PA 125%% rows with these waits for room (s), for tuning")
+    ap.add_argument("--churn-replicas", default="8", help="section 5: fleet sizes that also get a run where one replica fails and one where one is added")
+    ap.add_argument("--churn-at", type=float, default=20.0, help="section 5: when the replica fails or is added (s; tasks arrive over the first 30 s)")
     args = ap.parse_args()
     sections = {int(x) for x in args.sections.split(",")}
     if 1 in sections:

@@ -610,6 +610,8 @@ class Demo:
         routing = doc.get("modelRouting") or {
             "primary": {"modelReplicaSet": mrs["metadata"]["name"], "model": served, "routing": mrs["spec"].get("routing") or {}}
         }
+        if af["spec"].get("streamModelCalls"):
+            routing["stream"] = True
         if "rateLimit" not in routing and af["spec"].get("rateLimit"):
             routing["rateLimit"] = af["spec"]["rateLimit"]
         if self.pods:

@@ -281,6 +281,10 @@ class AgentFleetSpec(Model):
     )
     system_prompt: SystemPrompt | None = Field(default=None, description="System prompt of every task; unset uses the runtime's built-in prompt.")
     decisions: Decisions = default_obj("How the model's decisions are asked for, checked and repaired.", Decisions)
+    stream_model_calls: bool = Field(
+        default=False,
+        description="Stream model calls: hedge on time to first token, and send the answer's text to the task's event stream (delta events) as it is written.",
+    )
     redis: Redis = Field(description="Redis holding the task queue, checkpoints and caches.")
 
     @field_validator("tools")

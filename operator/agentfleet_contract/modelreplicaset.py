@@ -303,7 +303,12 @@ class Autoscaling(Model):
 class Hedging(Model):
     enabled: bool = Field(default=False, description="Send a duplicate to the next replica when a call outlasts the observed percentile.")
     after_percentile: int = Field(default=95, ge=50, le=99, description="Latency percentile of the call's kind after which it is hedged.")
-    max_extra_percent: int = Field(default=5, ge=1, le=50, description="Cap on hedged calls, in percent of all calls.")
+    max_extra_percent: int = Field(
+        default=5,
+        ge=1,
+        le=50,
+        description="Cap on hedged calls, in percent of all calls, and on the tokens their losers cost, in percent of all calls' tokens.",
+    )
 
 
 class Routing(Model):

@@ -117,7 +117,9 @@ class ModelRoutingConfig(Model):
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     namespace: str | None = Field(default=None, description="Namespace of the replica Services; default the pod's own.")
     stream: bool = Field(
-        default=False, description="Stream model calls: hedge on time to first token, and send the answer's text to the task's event stream as it is written."
+        default=False,
+        description="Stream model calls: hedge on time to first token, and send the answer's text to the task's event stream as it is written "
+        "(AgentFleet.spec.streamModelCalls).",
     )
 
 
@@ -160,6 +162,8 @@ def model_routing(spec: AgentFleetSpec, namespace: str, primary: ModelTarget, ro
     if routine is not None:
         out["routine"] = {"modelReplicaSet": routine.name, "model": routine.served_name, "routing": routine.routing}
         out["routineSteps"] = list(spec.routine_steps)
+    if spec.stream_model_calls:
+        out["stream"] = True
     return out
 
 
@@ -181,8 +185,9 @@ def runtime_config(
     ModelReplicaSets, ``redis_url`` the managed or external Redis, ``vector_index`` the referenced
     VectorIndex's spec (wire form) and ``milvus_uri`` its endpoint, ``system_prompt`` a prompt held
     in a ConfigMap. With ``pod`` the document is for the fleet's pods: it listens on all addresses,
-    routes through the EndpointSlices and names the mounted files; without it, it is for a process
-    that calls ``model_url`` (default: ``primary``'s Service URL).
+    routes through the EndpointSlices (streamed calls when spec.streamModelCalls) and names the
+    mounted files; without it, it is for a process that calls ``model_url`` (default: ``primary``'s
+    Service URL) with the plain, non-streaming client.
     """
     af = af if isinstance(af, AgentFleet) else AgentFleet.model_validate(af)
     s = af.spec

@@ -8,9 +8,9 @@ counter (``vllm:request_success_total`` with reason ``abort``, under either labe
 Aborts that rise by at least half the cancels made before the last ``settle_s`` mean the engine
 aborts; none at all after ``min_cancels`` cancels mean it does not. Until known, it is assumed to
 abort (vLLM). Losers on an engine that does not abort are not cancelled early (they keep racing
-to the end: their answer is as good as any and already paid for), and every hedge is charged as
-a whole call (the budget in hedging.py counts whole calls, which bounds the extra load to
-maxExtraPercent either way).
+to the end: their answer is as good as any and already paid for). The hedge budget (hedging.py)
+charges a loser less than a whole call's tokens only on a replica seen to abort (``known``), so
+the extra load stays within maxExtraPercent while the watch is still learning.
 """
 
 from __future__ import annotations

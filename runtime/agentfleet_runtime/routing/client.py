@@ -11,8 +11,10 @@ One call, in order:
    replica that served it (where its prefix now is) while that replica is under the load cap.
    With hedging on and the kind's percentile known, a call still running at that percentile gets
    a duplicate on the next replica, budget permitting; the first answer wins, the other is
-   cancelled (which aborts it on the server). A failed attempt moves to the next replica in order
-   after a full-jitter backoff; errors feed each replica's ejection machine.
+   cancelled (which aborts it on the server, where the engine aborts: the budget in hedging.py
+   charges each loser what it cost, a whole call where the engine runs it on). A failed attempt
+   moves to the next replica in order after a full-jitter backoff; errors feed each replica's
+   ejection machine.
 4. Settle the rate-limit reservation with the usage the server reported.
 """
 
@@ -28,6 +30,7 @@ from agentfleet_runtime.model import ModelError, ModelRequest, parse_chat_comple
 from agentfleet_runtime.modelwire import ContextGuard, PortableTools
 from agentfleet_runtime.routing.abortwatch import AbortWatch
 from agentfleet_runtime.routing.backoff import full_jitter
+from agentfleet_runtime.routing.hedging import loser_cost
 from agentfleet_runtime.routing.metrics import RoutingMetrics, default_metrics
 from agentfleet_runtime.routing.pool import ReplicaPool
 from agentfleet_runtime.routing.ratelimit import RedisRateLimiter, Reservation, estimate_tokens
@@ -37,7 +40,7 @@ from agentfleet_runtime.routing.spillwait import RoomWaiter
 from agentfleet_runtime.routing.streaming import StreamObserver
 from agentfleet_runtime.routing.transport import AttemptTimeout, HttpTransport, Transport
 from agentfleet_runtime.routing.ttfthedge import AttemptFailed as _Failed
-from agentfleet_runtime.routing.ttfthedge import hedged_stream
+from agentfleet_runtime.routing.ttfthedge import hedged_stream, retry_after
 from agentfleet_runtime.types import ModelReply
 
 
@@ -171,6 +174,11 @@ class RoutingModelClient:
         """Whether the replica's engine aborts a request whose client went away (abortwatch.py)."""
         return self.abort_watch(pool).aborts(endpoint.base_url)
 
+    def seen_aborting(self, pool: ReplicaPool, endpoint: Endpoint) -> bool:
+        """The replica's engine was seen to abort cancelled requests (not merely assumed to):
+        only then is a cancelled loser charged less than a whole call."""
+        return self.abort_watch(pool).known(endpoint.base_url) is True
+
     async def _room_at_home(self, pool: ReplicaPool, key: str, task: str, timeout: float) -> None:
         """Wait (up to ``timeout``) for the task's replica to drop under the load bound rather
         than let the bound move the task (spillwait.py)."""
@@ -222,7 +230,6 @@ class RoutingModelClient:
     async def _attempts(self, pool: ReplicaPool, req: ModelRequest, body: dict[str, Any], deadline: float) -> ModelReply:
         loop = asyncio.get_running_loop()
         key = self._key(pool, req)
-        pool.budget.on_call()
         tried: list[str] = []
         last: ModelError | None = None
         for attempt in range(self.max_retries + 1):
@@ -251,6 +258,7 @@ class RoutingModelClient:
                     if not f.error.retryable:
                         raise f.error from None
                 else:
+                    pool.budget.on_call(reply.usage.total)
                     prev = pool.last.swap(req.task_id or key, served)
                     self.metrics.affinity.labels(pool.tier.name, "first" if prev is None else "hit" if prev == served else "miss").inc()
                     return reply
@@ -266,19 +274,30 @@ class RoutingModelClient:
         started = loop.time()
         first = asyncio.create_task(self._call(pool, order[0], req.kind, body, timeout))
         names = {first: order[0].name}
+        starts = {first: started}
         pending: set[asyncio.Task[ModelReply]] = {first}
+        advance: float | None = None
+        cost: float | None = None  # the loser's, once known; else the advance stands
         try:
             delay = self._hedge_delay(pool, req.kind) if len(order) > 1 else None
             if delay is not None and delay < timeout:
-                done, pending = await asyncio.wait(pending, timeout=delay)
-                if not done:
-                    if pool.budget.try_spend():
+                # A denied hedge is asked for again while the call runs (ttfthedge.retry_after).
+                wait = delay
+                while loop.time() - started + wait < timeout:
+                    done, pending = await asyncio.wait(pending, timeout=wait)
+                    if done:
+                        break
+                    advance = pool.budget.try_spend()
+                    if advance is not None:
                         left = timeout - (loop.time() - started)
                         second = asyncio.create_task(self._call(pool, order[1], req.kind, body, max(0.001, left)))
                         names[second] = order[1].name
+                        starts[second] = loop.time()
                         pending.add(second)
-                    else:
+                        break
+                    if wait == delay:
                         self.metrics.hedges.labels(pool.tier.name, "denied").inc()
+                    wait = retry_after(delay)
                 pending = set(names)
             hedged = len(names) > 1
             errors: list[ModelError] = []
@@ -287,14 +306,23 @@ class RoutingModelClient:
                 for t in done:
                     exc = t.exception()
                     if exc is None:
+                        reply = t.result()
                         if hedged:
                             self.metrics.hedges.labels(pool.tier.name, "lost" if t is first else "won").inc()
-                        return t.result(), names[t]
+                            loser = next(o for o in names if o is not t)
+                            if not loser.done():  # cancelled below: what can it have cost?
+                                now = loop.time()
+                                ep = order[0] if loser is first else order[1]
+                                share = (now - starts[loser]) / max(1e-9, now - starts[t])
+                                cost = loser_cost(reply.usage.prompt_tokens, reply.usage.completion_tokens, aborted=self.seen_aborting(pool, ep), share=share)
+                        return reply, names[t]
                     errors.append(exc if isinstance(exc, ModelError) else ModelError(str(exc)))
             if hedged:
                 self.metrics.hedges.labels(pool.tier.name, "failed").inc()
             raise _Failed(errors[0], list(names.values()))
         finally:
+            if advance is not None:
+                pool.budget.settle(advance, advance if cost is None else cost)
             # The loser (or every call, when the caller was cancelled): cancelling the HTTP request
             # closes its connection, which aborts the sequence on the replica and frees its KV.
             left_over = [t for t in names if not t.done()]

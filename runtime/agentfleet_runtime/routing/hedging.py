@@ -1,35 +1,82 @@
-"""The hedge budget: a token bucket in units of calls (pure).
+"""The hedge budget: two token buckets, one in calls and one in model tokens, the second charged
+with what losers cost (pure).
 
-Every logical call earns ``ratio`` (maxExtraPercent / 100) of a token, up to ``burst``; a hedge
-spends one whole token. So hedges never exceed ratio x calls + the initial tokens, however slow the
-fleet gets; without this cap, hedging during an overload doubles the load exactly when the fleet
-can least afford it. It starts empty so the bound holds from the first call.
+Every answered logical call earns ``ratio`` (maxExtraPercent / 100) of a call and of its tokens
+(prompt plus completion), up to ``burst_calls`` calls' worth of each. A hedge may start when the
+balances cover one call and a mean call's tokens; it spends the call and is advanced the tokens,
+and once the race is over the loser's real cost replaces the advance (``settle``): the token
+balance may go below zero, and no hedge starts until calls have earned the debt back. So hedges
+never exceed ratio x calls plus the burst, and the tokens spent on losers never exceed ratio x the
+tokens of all calls, plus the burst, plus one loser: however slow the fleet gets (without a cap,
+hedging during an overload doubles the load exactly when the fleet can least afford it), and
+whatever the losers cost.
+
+A budget in calls would bound hedges, not load: the calls a hedge fires on are the slow ones,
+and on an engine that does not abort a loser (abortwatch.py) the loser's tokens keep counting
+until its end, so when slow calls are the long ones (the whole-call hedge fires on long answers)
+5% of calls is several times 5% of the tokens. The caller decides what a loser cost
+(``loser_cost``); the budget only keeps the account. It starts empty so the bound holds from the
+first call.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+MEAN_WEIGHT = 0.05  # EWMA weight of one call in the mean call's tokens
+
 
 @dataclass
 class HedgeBudget:
     ratio: float
-    burst: float = 10.0
-    tokens: float = 0.0
+    burst_calls: float = 10.0
+    credit: float = 0.0  # the balance in calls
+    tokens: float = 0.0  # the balance in tokens; below zero while a loser's cost is being earned back
     calls: int = 0
     hedges: int = 0
+    call_tokens: float = 0.0  # tokens of all answered calls
+    charged: float = 0.0  # tokens charged for losers
+    mean: float | None = None  # tokens of a mean call (EWMA)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ratio <= 1.0:
             raise ValueError("ratio must be within [0, 1]")
 
-    def on_call(self) -> None:
+    def on_call(self, tokens: float) -> None:
+        """An answered logical call of ``tokens`` (prompt plus completion)."""
+        tokens = max(0.0, float(tokens))
         self.calls += 1
-        self.tokens = min(self.burst, self.tokens + self.ratio)
+        self.call_tokens += tokens
+        self.mean = tokens if self.mean is None else self.mean + MEAN_WEIGHT * (tokens - self.mean)
+        self.credit = min(self.burst_calls, self.credit + self.ratio)
+        self.tokens = min(self.burst_calls * self.mean, self.tokens + self.ratio * tokens)
 
-    def try_spend(self) -> bool:
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            self.hedges += 1
-            return True
-        return False
+    def try_spend(self) -> float | None:
+        """The advance for one hedge (a mean call's tokens), or None when a balance is short."""
+        if self.mean is None or self.mean <= 0 or self.tokens < self.mean or self.credit < 1.0:
+            return None
+        self.credit -= 1.0
+        self.tokens -= self.mean
+        self.hedges += 1
+        return self.mean
+
+    def settle(self, advance: float, cost: float) -> None:
+        """The race of a hedge that was advanced ``advance`` is over: its loser cost ``cost``."""
+        cost = max(0.0, float(cost))
+        self.tokens += advance - cost
+        self.charged += cost
+
+
+def loser_cost(prompt_tokens: int, completion_tokens: int, *, aborted: bool, share: float = 1.0) -> float:
+    """Tokens a hedge's loser goes on costing its engine after the race, from the winner's usage
+    (the same request): the work the calls bucket does not already bound.
+
+    An engine not known to abort (abortwatch.py: unknown counts as not aborting here, so the bound
+    holds while the watch learns) runs the loser to its end: a whole call, prompt and completion.
+    An engine that aborts stops it when it is cancelled: up to then it did at most a call's work
+    (the one call the calls bucket charged), and it wrote ``share`` of the completion (0 for a
+    first-token race, whose loser had written nothing; the loser's time over the winner's for a
+    whole-call race)."""
+    if not aborted:
+        return float(prompt_tokens + completion_tokens)
+    return max(0.0, min(1.0, share)) * completion_tokens

@@ -6,12 +6,18 @@ so the hedge fires earlier and on fewer false alarms than a hedge on the whole c
 
 1. Start the call on the task's replica; wait for its first token up to the kind's TTFT
    percentile (hedgeAfterPercentile of the first tokens seen, per kind).
-2. No first token by then: start the same call on the next replica, budget permitting.
+2. No first token by then: start the same call on the next replica, budget permitting. A hedge the
+   budget denies is asked for again while the first token is still missing (``retry_after``): a
+   queue that stalls holds its calls far past the percentile, and the budget refills meanwhile
+   (the steady tail's hedges drain it; a stall's calls must not be left waiting because they
+   asked once, at the worst moment).
 3. The attempt that produces a first token first wins; the other is cancelled at that moment
    (the engine aborts it, so the loser costs only its queue time and prefill). On an engine that
    does not abort (abortwatch.py) the loser would run to the end anyway, so both race to the end
    and the first complete answer wins.
 4. Only the winner's text reaches ``delta_sink`` (buffered until it wins).
+5. The hedge budget is charged the loser's cost (hedging.py): its prompt where the engine was
+   seen to abort it at the winner's first token, a whole call where it runs on (or may).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import asyncio
 from typing import Any
 
 from agentfleet_runtime.model import ModelError, ModelRequest
+from agentfleet_runtime.routing.hedging import loser_cost
 from agentfleet_runtime.routing.pool import ReplicaPool
 from agentfleet_runtime.routing.settings import Endpoint
 from agentfleet_runtime.routing.streaming import StreamObserver, delta_sink
@@ -89,15 +96,24 @@ async def hedged_stream(
         a.buffer = None
 
     first = launch(order[0], timeout)
+    advance: float | None = None
+    aborted: list[_Attempt] = []  # losers cancelled at the winner's first token on an engine seen to abort
+    cost: float | None = None
     try:
         delay = _ttft_delay(client, pool, req.kind) if len(order) > 1 else None
         if delay is not None and delay < timeout:
-            await asyncio.wait({first.first, first.task}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-            if not first.first.done() and not first.task.done():
-                if pool.budget.try_spend():
+            wait = delay
+            while loop.time() - started + wait < timeout:
+                await asyncio.wait({first.first, first.task}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                if first.first.done() or first.task.done():
+                    break
+                advance = pool.budget.try_spend()
+                if advance is not None:
                     launch(order[1], max(0.001, timeout - (loop.time() - started)))
-                else:
+                    break
+                if wait == delay:  # counted once per call
                     client.metrics.hedges.labels(pool.tier.name, "denied").inc()
+                wait = retry_after(delay)
         hedged = len(attempts) > 1
         errors: list[ModelError] = []
         live = list(attempts)
@@ -109,6 +125,7 @@ async def hedged_stream(
                     crown(a)
                     # The engine aborts the loser: stop it now. One that does not: let it race on.
                     losers = [b for b in live if b is not a and client.aborts(pool, b.endpoint)]
+                    aborted += [b for b in losers if client.seen_aborting(pool, b.endpoint)]
                     for b in losers:
                         b.task.cancel()
                         live.remove(b)
@@ -125,9 +142,15 @@ async def hedged_stream(
                     if not winner or winner[0] is not a:
                         winner[:] = []
                         crown(a)
+                    reply = a.task.result()
                     if hedged:
                         client.metrics.hedges.labels(pool.tier.name, "lost" if a is first else "won").inc()
-                    return a.task.result(), a.endpoint.name
+                        loser = next(b for b in attempts if b is not a)
+                        t = loser.task
+                        if not (t.done() and not t.cancelled() and t.exception() is not None):  # a failed loser keeps the advance
+                            u = reply.usage
+                            cost = loser_cost(u.prompt_tokens, u.completion_tokens, aborted=loser in aborted, share=0.0)
+                    return reply, a.endpoint.name
                 errors.append(exc if isinstance(exc, ModelError) else ModelError(str(exc)))
                 if winner and winner[0] is a:
                     winner[:] = []
@@ -135,11 +158,19 @@ async def hedged_stream(
             client.metrics.hedges.labels(pool.tier.name, "failed").inc()
         raise AttemptFailed(errors[0], [a.endpoint.name for a in attempts])
     finally:
+        if advance is not None:
+            pool.budget.settle(advance, advance if cost is None else cost)
         left_over = [a for a in attempts if not a.task.done()]
         for a in left_over:
             a.task.cancel()
         if left_over:
             await asyncio.gather(*(a.task for a in left_over), return_exceptions=True)
+
+
+def retry_after(delay: float) -> float:
+    """How soon a call whose hedge was denied asks the budget again: half the hedge delay, at
+    least 50 ms (a refill takes calls answered meanwhile; asking more often finds nothing new)."""
+    return max(0.05, delay / 2)
 
 
 def _ttft_delay(client: Any, pool: ReplicaPool, kind: str) -> float | None:

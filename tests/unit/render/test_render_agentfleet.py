@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 from agentfleet_contract.agentfleet import AgentFleet
-from agentfleet_contract.runtime_config import ModelTarget, RuntimeConfig, runtime_config
+from agentfleet_contract.runtime_config import ModelRoutingConfig, ModelTarget, RuntimeConfig, runtime_config
 
 from agentfleet.render import agentfleet as r
 from agentfleet.render import budgets
@@ -83,6 +83,21 @@ def test_config_map_holds_a_loadable_runtime_document_wired_to_the_references() 
     assert cfg.api.tokens_file == r.TOKENS_FILE and cfg.tool_headers_dir == r.TOOL_HEADERS_DIR
     assert cfg.worker.concurrency == 32 and cfg.worker.shutdown_grace_seconds == r.SHUTDOWN_GRACE_SECONDS
     assert "redisPassword" not in doc and "pw" not in cm["data"]["runtime.yaml"]  # secrets stay in Secrets
+
+
+def test_stream_model_calls_reaches_the_routing_client_config_and_only_when_asked() -> None:
+    def routing_of(af: AgentFleet) -> ModelRoutingConfig:
+        cm = by_kind(r.render_runtime(af, doc_for(af), replicas=3))[("ConfigMap", "support-runtime")]
+        cfg = RuntimeConfig.model_validate(yaml.safe_load(cm["data"]["runtime.yaml"]))
+        return ModelRoutingConfig.model_validate(cfg.model_routing)  # what build_routing_client reads
+
+    assert AgentFleet.model_validate({"metadata": META, "spec": SPEC}).spec.stream_model_calls is False
+    assert routing_of(fleet()).stream is False
+    assert "stream" not in doc_for(fleet())["modelRouting"]  # the default adds nothing to existing ConfigMaps
+    assert routing_of(fleet(streamModelCalls=True)).stream is True
+    # A process outside a pod has no routing client (plain, non-streaming calls): nothing to carry.
+    outside = runtime_config(fleet(streamModelCalls=True), primary=PRIMARY, redis_url="redis://redis.data:6379/0")
+    assert "modelRouting" not in outside
 
 
 def test_pods_are_hardened_and_run_the_runtime_entrypoints() -> None:

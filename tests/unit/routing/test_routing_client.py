@@ -15,6 +15,7 @@ from agentfleet_runtime.routing.client import RoutingModelClient
 from agentfleet_runtime.routing.metrics import RoutingMetrics
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier
 from agentfleet_runtime.routing.sources import StaticSource
+from agentfleet_sim import run_virtual
 
 
 def reply(name: str) -> dict[str, Any]:
@@ -48,6 +49,15 @@ class FakeTransport:
 
     async def close(self) -> None:
         return None
+
+
+class StreamingFake(FakeTransport):
+    """FakeTransport whose calls can be streamed: the first token comes with the answer."""
+
+    async def stream(self, endpoint: Endpoint, body: dict[str, Any], timeout: float, observer: Any) -> dict[str, Any]:
+        out = await self.send(endpoint, body, timeout)
+        observer.on_first()
+        return out
 
 
 def make(n: int = 4, transport: FakeTransport | None = None, **routing: Any) -> tuple[RoutingModelClient, FakeTransport, RoutingMetrics, StaticSource]:
@@ -222,6 +232,40 @@ def test_hedges_stay_within_the_budget() -> None:
         assert value(m, "agentfleet_routing_hedges_total", model="big", result="denied") >= 1  # the p95 then adapts to the new regime
 
     run(body())
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole-call", "first-token"])
+def test_a_denied_hedge_is_asked_for_again_while_the_call_still_waits(stream: bool) -> None:
+    """A stalled replica holds its calls far past the hedge delay; the budget was empty when the
+    delay passed (the steady tail's hedges drain it) but refills while the call waits: the call
+    gets its hedge then, instead of waiting out the stall (here: the 1 s attempt timeout)."""
+
+    async def body() -> None:
+        t = StreamingFake({f"r{i}": 0.01 for i in range(4)})
+        client, t, m, _ = make(transport=t, hedging=True, hedge_max_extra_percent=50)
+        client.stream = stream
+        for i in range(200):  # learn the p95 (~10 ms)
+            await client.complete(req(f"warm-{i}"))
+        budget = client.primary.budget
+        budget.credit = budget.tokens = 0.0  # drained
+        won, denied = (value(m, "agentfleet_routing_hedges_total", model="big", result=r) for r in ("won", "denied"))
+        home = client.primary.order("slow", 0)[0].name
+        t.mode[home] = "hang"
+        t.latency = {n: 0.005 for n in t.latency}  # the others now answer inside the delay
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        slow = asyncio.ensure_future(client.complete(req("slow")))
+        await asyncio.sleep(0.05)
+        assert value(m, "agentfleet_routing_hedges_total", model="big", result="denied") == denied + 1
+        others = [f"other-{i}" for i in range(400) if client.primary.order(f"other-{i}", 0)[0].name != home][:10]
+        for task in others:  # answered calls refill the budget
+            await client.complete(req(task))
+        out = await slow
+        assert out.content != home and loop.time() - began < 0.5
+        assert value(m, "agentfleet_routing_hedges_total", model="big", result="won") >= won + 1
+        assert value(m, "agentfleet_routing_hedges_total", model="big", result="denied") == denied + 1  # counted once per call
+
+    run_virtual(body())  # the virtual clock: the learned delay and the waits are exact, however busy the machine
 
 
 def test_routine_steps_go_to_the_routine_tier() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from agentfleet_runtime.routing.backoff import full_jitter
 from agentfleet_runtime.routing.ejection import Health, OutlierDetector
-from agentfleet_runtime.routing.hedging import HedgeBudget
+from agentfleet_runtime.routing.hedging import HedgeBudget, loser_cost
 from agentfleet_runtime.routing.quantile import P2Quantile, WindowedQuantile
 
 
@@ -74,22 +74,44 @@ def test_late_errors_of_calls_sent_before_ejection_do_not_extend_it() -> None:
 
 
 def test_hedge_budget_caps_hedges_to_the_ratio_of_calls() -> None:
-    b = HedgeBudget(0.05, burst=10)
+    b = HedgeBudget(0.05, burst_calls=10)
     granted = 0
     for _ in range(10_000):
-        b.on_call()
-        granted += b.try_spend()  # a pathological fleet: every call wants a hedge
+        b.on_call(100)
+        advance = b.try_spend()  # a pathological fleet: every call wants a hedge
+        if advance is not None:
+            granted += 1
+            b.settle(advance, 100)  # its loser cost a whole call
     assert granted <= 0.05 * 10_000 and granted >= 0.05 * 10_000 - 1
-    assert not HedgeBudget(0.05).try_spend()  # starts empty
+    assert HedgeBudget(0.05).try_spend() is None  # starts empty
     with pytest.raises(ValueError):
         HedgeBudget(1.5)
 
 
 def test_hedge_budget_banks_at_most_burst() -> None:
-    b = HedgeBudget(0.5, burst=3)
+    b = HedgeBudget(0.5, burst_calls=3)
     for _ in range(100):
-        b.on_call()
-    assert sum(b.try_spend() for _ in range(10)) == 3
+        b.on_call(100)
+    assert sum(b.try_spend() is not None for _ in range(10)) == 3
+
+
+def test_hedge_budget_charges_losers_what_they_cost_not_a_call_each() -> None:
+    """The hedged calls are the long ones (20x a short one's tokens), and their losers run to
+    the end: the tokens spent on losers stay within the ratio of all calls' tokens, where a
+    budget of 5% of calls would let them reach about half of them."""
+    b = HedgeBudget(0.05, burst_calls=10)
+    for i in range(10_000):
+        long = i % 10 == 0
+        b.on_call(2000 if long else 100)
+        if long:
+            advance = b.try_spend()
+            if advance is not None:
+                b.settle(advance, loser_cost(1000, 1000, aborted=False))
+    assert b.hedges >= 70 and b.charged <= 0.05 * b.call_tokens + 2000  # a budget in calls: ~500 hedges, 34% of the tokens
+    # A loser the engine aborted at the winner's first token wrote nothing (its prefill is the
+    # call the calls bucket charged); one aborted halfway through a whole-call race, half of it.
+    assert loser_cost(1000, 300, aborted=True, share=0.0) == 0 and loser_cost(1000, 300, aborted=True, share=0.5) == 150
+    assert loser_cost(1000, 300, aborted=False, share=0.0) == 1300
 
 
 @pytest.mark.parametrize("p", [0.5, 0.95, 0.99])
