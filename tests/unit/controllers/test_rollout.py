@@ -565,6 +565,7 @@ def test_parse_in_flight_reads_past_other_metrics_and_bad_lines() -> None:
         ({"unplaced": ConditionCause("InsufficientGPUs", "m"), "unplaced_count": 1}, {"Progressing": ("False", "InsufficientGPUs")}),
         ({"draining": 1}, {"Progressing": ("True", "ScalingDown")}),
         ({"current": 1, "ready": 1}, {"Progressing": ("True", "ScalingUp")}),
+        ({"ready": 1, "starting": 1}, {"Progressing": ("True", "ReplicasStarting")}),
         ({}, {"Degraded": ("False", "AsExpected"), "ScalingLimited": ("False", "DesiredReplicasPlaced")}),
         ({"failures": [ConditionCause("NodeLost", "x")]}, {"Degraded": ("True", "NodeLost")}),
         ({"limited": ConditionCause("TooManyReplicas", "x")}, {"ScalingLimited": ("True", "TooManyReplicas")}),
