@@ -144,3 +144,13 @@ def test_preferred_follows_the_task_skips_ejected_replicas_and_the_cap_is_strict
     assert q.preferred("task-1", 0.0) == (home, False)
     q.inflight = dict.fromkeys(names, 1)  # ceil(1.25 x 5 / 4) = 2: room
     assert q.preferred("task-1", 0.0) == (home, True)
+
+
+def test_forget_gone_drops_only_idle_replicas_that_left() -> None:
+    pool = _pool("PrefixAffinity", n=2)
+    for name in ("r0", "r1", "gone-idle", "gone-busy"):
+        pool.detector(name)
+    pool.inflight.update({"r0": 0, "r1": 2, "gone-idle": 0, "gone-busy": 1})
+    pool.forget_gone()
+    assert set(pool.detectors) == {"r0", "r1", "gone-busy"}  # a call still in flight keeps its state
+    assert set(pool.inflight) == {"r0", "r1", "gone-busy"}
