@@ -151,3 +151,18 @@ def test_a_failed_probe_reports_the_ejection() -> None:
     d.on_send(10)
     assert d.state is Health.PROBING
     assert d.on_failure(10) and d.state is Health.EJECTED
+
+
+def test_hedge_budget_counts_each_hedge_it_grants() -> None:
+    b = HedgeBudget(1.0, burst=5)
+    for _ in range(3):
+        b.on_call()
+    assert [b.try_spend() for _ in range(4)] == [True, True, True, False]
+    assert (b.calls, b.hedges) == (3, 3)
+
+
+def test_windowed_quantile_answers_from_exactly_min_samples() -> None:
+    w = WindowedQuantile(0.5, window=1000, min_samples=50)
+    for _ in range(50):
+        w.add(2.0)
+    assert w.value() == 2.0

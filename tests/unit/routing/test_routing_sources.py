@@ -7,7 +7,7 @@ from agentfleet_contract.modelreplicaset import Routing
 
 from agentfleet_runtime.routing.factory import ModelRoutingConfig
 from agentfleet_runtime.routing.hashing import rendezvous_order
-from agentfleet_runtime.routing.pool import ReplicaPool
+from agentfleet_runtime.routing.pool import LastReplica, ReplicaPool
 from agentfleet_runtime.routing.settings import Endpoint, RateLimitSettings, RoutingSettings, Tier, routine_kinds
 from agentfleet_runtime.routing.sources import StaticSource, endpoints_from_slices
 
@@ -154,3 +154,17 @@ def test_forget_gone_drops_only_idle_replicas_that_left() -> None:
     pool.forget_gone()
     assert set(pool.detectors) == {"r0", "r1", "gone-busy"}  # a call still in flight keeps its state
     assert set(pool.inflight) == {"r0", "r1", "gone-busy"}
+
+
+def test_last_replica_is_a_bounded_lru() -> None:
+    last = LastReplica(size=2)
+    assert last.swap("t1", "r0") is None and last.swap("t2", "r1") is None
+    assert (last.get("t1"), last.get("t2")) == ("r0", "r1")  # full, nothing dropped yet
+    assert last.swap("t1", "r2") == "r0"  # t1 is now the most recent
+    last.swap("t3", "r3")  # over the bound: the least recent, t2, goes
+    assert (last.get("t1"), last.get("t2"), last.get("t3")) == ("r2", None, "r3")
+
+
+def test_pool_quantiles_track_the_hedge_percentile() -> None:
+    pool = ReplicaPool(Tier("m", "m", RoutingSettings(hedge_after_percentile=95)), StaticSource(["http://a:1/v1"]))
+    assert pool.quantile("plan").p == 0.95 and pool.quantile("plan") is pool.quantile("plan")
