@@ -75,13 +75,19 @@ def stage(work: Path, files: list[str], tests: list[str], tests_from: str | None
         subprocess.run(f"git -C {ROOT} archive {tests_from} tests | tar -x -C {work}", shell=True, check=True)
     else:
         shutil.copytree(ROOT / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    # Some unit tests import helpers from e2e/ (the placement tests read e2e/topology.yaml through
+    # e2e.nodes); e2e/ is a namespace package found from the project root, so it is staged beside
+    # tests/ and the root goes on pytest's path, as the project's own pyproject does.
+    shutil.copytree(ROOT / "e2e", work / "e2e", ignore=shutil.ignore_patterns("__pycache__"))
     # Only the unit tests that are run; the guard in tests/conftest.py is inert without its env.
     quoted = lambda xs: ", ".join(f'"{x}"' for x in xs)  # noqa: E731
     (work / "pyproject.toml").write_text(
         "[tool.pytest.ini_options]\n"
         'addopts = "-p no:cacheprovider"\n'
+        'pythonpath = ["."]\n'
         "[tool.mutmut]\n"
         'source_paths = ["src"]\n'
+        'also_copy = ["e2e"]\n'
         f"only_mutate = [{quoted('src/' + f for f in files)}]\n"
         f"pytest_add_cli_args_test_selection = [{quoted(tests)}]\n"
         "use_git_change_detection = false\n"

@@ -9,6 +9,7 @@ import pytest
 from agentfleet_contract.modelreplicaset import Autoscaling
 
 from agentfleet.autoscale.common import METRICS_AVAILABLE, SCALING_ACTIVE, SCALING_LIMITED, stabilize
+from agentfleet.autoscale.floors import MINIMUM, REACTIVE, SCHEDULED, Floor
 from agentfleet.autoscale.goodput import TPOT_METRIC, Goodput, goodput, objectives_from_slo
 from agentfleet.autoscale.policy import (
     Capacity,
@@ -431,3 +432,54 @@ def test_agents_waiting_on_tools_are_not_idle_while_tasks_complete() -> None:
         state, current = out.state, out.decision.desired
         assert "no traffic" not in out.decision.reason
     assert current == 4, out.decision.reason
+
+
+# --- without fresh samples: each branch (mutants the mutation report found unpinned) ----------
+
+
+def test_stale_samples_hold_but_a_floor_still_lifts_the_count() -> None:
+    # Stale numbers never act, but a schedule or the learned profile needs none: up to the floor.
+    c = cfg()
+    state = PolicyState.initial(c)
+    floor = Floor(5, SCHEDULED, "schedule asks for 5")
+    out = decide(c, state, fleet(3), Observation(at=0.0, samples=samples(3, 0.0, 0.0, age=600.0)), floors=(floor,))
+    d = out.decision
+    assert (d.current, d.desired, d.recommendation, d.term) == (3, 5, None, SCHEDULED)
+    assert "schedule asks for 5" in d.reason
+    assert (cond(d, SCALING_ACTIVE).status, cond(d, SCALING_ACTIVE).reason) == (False, "MetricsUnavailable")
+    assert out.state is state
+
+
+def test_only_loading_replicas_hold_and_wait() -> None:
+    c = cfg()
+    state = PolicyState.initial(c)
+    out = decide(c, state, fleet(0, (Starting("s0", 10.0), Starting("s1", 10.0))), Observation(at=0.0))
+    d = out.decision
+    assert (d.current, d.desired, d.recommendation) == (2, 2, None)
+    assert (cond(d, METRICS_AVAILABLE).status, cond(d, METRICS_AVAILABLE).reason) == (False, "NoReadyReplicas")
+    assert (cond(d, SCALING_ACTIVE).status, cond(d, SCALING_ACTIVE).reason) == (True, "WaitingForReplicas")
+    assert out.state is state
+
+
+def test_nothing_to_measure_goes_to_min_replicas_a_step_at_a_time() -> None:
+    # No replica ready or loading: minReplicas is all it can justify, within the step limits.
+    c = cfg(min_replicas=0)
+    state = PolicyState.initial(c)
+    out = decide(c, state, FleetView(current=3, ready=(), starting=()), Observation(at=0.0))
+    d = out.decision
+    assert (d.current, d.desired, d.recommendation, d.term) == (3, 2, 0, REACTIVE)  # max_down_step 1
+    assert (cond(d, METRICS_AVAILABLE).status, cond(d, METRICS_AVAILABLE).reason) == (False, "NoReadyReplicas")
+    assert (cond(d, SCALING_ACTIVE).status, cond(d, SCALING_ACTIVE).reason) == (True, "ValidMetrics")
+    assert cond(d, SCALING_LIMITED).reason == "ScaleDownLimit"
+    assert d.reason.startswith("3 -> 2 (reactive): no replicas to measure")
+    assert out.state is state
+    at_min = decide(c, state, FleetView(current=1, ready=(), starting=()), Observation(at=0.0)).decision
+    assert (at_min.desired, at_min.recommendation, at_min.term) == (0, 0, MINIMUM)
+
+
+def test_nothing_to_measure_rises_to_a_floor() -> None:
+    c = cfg(min_replicas=0)
+    floor = Floor(3, SCHEDULED, "schedule asks for 3")
+    d = decide(c, PolicyState.initial(c), FleetView(current=0, ready=(), starting=()), Observation(at=0.0), floors=(floor,)).decision
+    assert (d.desired, d.recommendation, d.term) == (3, 3, SCHEDULED)
+    assert "no replicas to measure; schedule asks for 3" in d.reason

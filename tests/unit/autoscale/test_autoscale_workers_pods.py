@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from agentfleet_contract.agentfleet import Workers
 
-from agentfleet.autoscale.common import METRICS_AVAILABLE
+from agentfleet.autoscale.common import METRICS_AVAILABLE, SCALING_ACTIVE
 from agentfleet.autoscale.pods import fleet_from_pods
 from agentfleet.autoscale.workers import WorkerPolicyConfig, WorkerSignals, WorkerState, decide_workers
 from agentfleet.promql import schema_problem
@@ -38,6 +38,28 @@ def test_workers_scale_down_after_window_to_min_and_hold_blind() -> None:
     d, _ = decide_workers(c, state, current, WorkerSignals(at=300.0, queued=None, in_flight=None, error="ConnectionError"))
     assert d.desired == 1 and not d.changed
     assert next(x for x in d.conditions if x.type == METRICS_AVAILABLE).reason == "PrometheusUnavailable"
+
+
+def test_workers_hold_when_either_figure_is_missing() -> None:
+    # A queue depth without the in-flight sum (or the reverse) is no basis for a count: hold.
+    c = WorkerPolicyConfig()
+    for queued, in_flight in ((5.0, None), (None, 5.0)):
+        d, state = decide_workers(c, WorkerState(), 3, WorkerSignals(at=0.0, queued=queued, in_flight=in_flight))
+        assert (d.desired, d.recommendation, d.warning) == (3, None, "MetricsUnavailable")
+        by_type = {x.type: (x.status, x.reason) for x in d.conditions}
+        assert by_type == {METRICS_AVAILABLE: (False, "MetricsStale"), SCALING_ACTIVE: (False, "MetricsUnavailable")}
+        assert state == WorkerState()
+
+
+def test_workers_lag_adds_one_only_past_the_slo_with_a_task_queued() -> None:
+    c = WorkerPolicyConfig(target_tasks_per_worker=48, lag_slo_seconds=30.0)
+
+    def desired(queued: float, age: float) -> int:
+        return decide_workers(c, WorkerState(), 3, WorkerSignals(at=0.0, queued=queued, in_flight=100.0, oldest_age_seconds=age))[0].desired
+
+    assert desired(1.0, 31.0) == 4  # one task waiting too long is enough
+    assert desired(1.0, 30.0) == 3  # exactly the SLO is within it
+    assert desired(0.0, 90.0) == 3  # nothing queued: the age is a stale reading
 
 
 def pod(name: str, *, ready: bool, created: str, ready_at: str | None = None, **labels: str) -> dict[str, Any]:

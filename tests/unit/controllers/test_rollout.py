@@ -425,3 +425,152 @@ def test_other_writers_conditions_are_kept() -> None:
     theirs = {"type": "AbleToScale", "status": "True", "reason": "X", "message": "", "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"}
     c = compose_conditions([theirs], summary(), 1)
     assert get_condition(c, "AbleToScale") == theirs
+
+
+# --- behaviour the mutation report (e2e/bench/mutation_report.py) found unpinned -------------
+# Each test below fails on a surviving mutant of agentfleet.rollout (docs/mutation-testing.md).
+
+
+def test_new_replica_names_start_at_ordinal_zero() -> None:
+    assert new_replica_names("m", "abcdef0123", [], 2) == ["m-abcde-0", "m-abcde-1"]
+
+
+def test_desired_at_a_bound_is_not_limited() -> None:
+    # Exactly minReplicas or maxReplicas is what was asked for: no TooFew/TooManyReplicas.
+    s = spec(replicas=2, autoscaling={"enabled": True, "minReplicas": 1, "maxReplicas": 4})
+    assert (desired_replicas(s, 1).count, desired_replicas(s, 1).limited_reason) == (1, None)
+    assert (desired_replicas(s, 4).count, desired_replicas(s, 4).limited_reason) == (4, None)
+
+
+def test_removal_order_breaks_a_creation_tie_by_the_highest_ordinal() -> None:
+    same_age = [rs("m-abcde-1", created=5, ordinal=1), rs("m-abcde-2", created=5, ordinal=2)]
+    assert [r.name for r in removal_order(same_age)] == ["m-abcde-2", "m-abcde-1"]
+
+
+def test_deadlines_are_inclusive() -> None:
+    # A drain that has run exactly drainTimeoutSeconds ends; a backoff that is exactly over restarts.
+    late = rs("late", "Draining", draining_since=NOW - 60, in_flight=4)
+    due = rs("due", "Failed", ready=False, failed_at=NOW - 30, restarts=1)
+    d = plan_step([late, due, rs("keep")], 2, NOW, T)
+    assert [r for r, _ in d.delete] == ["late"]
+    assert d.restart == ["due"]
+
+
+def test_unknown_timestamps_count_from_now() -> None:
+    # A draining replica without draining-since and a failed one without failedAt: their clocks
+    # start now (a drain poll, a full backoff), never an error.
+    d = plan_step([rs("d", "Draining", in_flight=2), rs("f", "Failed", ready=False, restarts=1), rs("a")], 2, NOW, T)
+    assert (d.delete, d.restart) == ([], [])
+    assert d.requeue_after == pytest.approx(2.0)  # DRAIN_POLL_SECONDS, sooner than the 30 s backoff
+    d = plan_step([rs("f", "Failed", ready=False, restarts=1), rs("a")], 2, NOW, T)
+    assert d.requeue_after == pytest.approx(30)
+
+
+def test_requeue_is_the_soonest_of_all_waits() -> None:
+    # "blind" times out in 0.5 s, "busy" is polled in 2 s: whatever their order, 0.5 s wins.
+    blind = rs("blind", "Draining", draining_since=NOW - 59.5)
+    busy = rs("busy", "Draining", draining_since=NOW - 10, in_flight=4)
+    assert plan_step([blind, busy, rs("keep")], 1, NOW, T).requeue_after == pytest.approx(0.5)
+
+
+def test_a_failed_replica_restarts_wherever_it_is_listed() -> None:
+    d = plan_step([rs("a"), rs("b", "Failed", ready=False, failed_at=NOW - 31, restarts=1)], 2, NOW, T)
+    assert d.restart == ["b"]
+
+
+def test_scale_up_never_takes_back_an_outdated_draining_replica() -> None:
+    # The drain left over from a finished rollout runs the old spec: scaling up creates a new one.
+    old = rs("old", "Draining", current=False, draining_since=NOW - 5, in_flight=3)
+    d = plan_step([rs("a"), old], 2, NOW, T)
+    assert (d.undrain, d.create) == ([], 1)
+
+
+def test_rolling_update_waits_for_draining_and_terminating_replicas_together() -> None:
+    states = [
+        rs("o1", current=False),
+        rs("o2", "Draining", current=False, draining_since=NOW, in_flight=2),
+        rs("o3", "Terminating", current=False, ready=False),
+        rs("n1"),
+    ]
+    d = plan_step(states, 3, NOW, T)
+    assert (d.create, d.drain) == (0, [])
+
+
+def test_rolling_update_creates_nothing_once_the_current_spec_has_desired() -> None:
+    # The outdated replica left is not ready (deleted at once); two current ones are the desired two.
+    d = plan_step([rs("o1", "Loading", current=False), rs("n1"), rs("n2")], 2, NOW, T)
+    assert [r for r, _ in d.delete] == ["o1"]
+    assert d.create == 0
+
+
+def test_a_replica_whose_record_was_lost_but_whose_pods_run_is_ok() -> None:
+    # status.placements lost to a crash: the pods still say what the replica is.
+    assert replica_health(view("r", [pod("r", "r")]), NOW, startup_timeout=600).kind == "ok"
+
+
+def test_a_planned_replica_without_pods_yet_is_being_created() -> None:
+    rec = {"name": "r", "nodes": ["n1"], "gpus": 8, "phase": "Pending"}
+    assert replica_health(ReplicaView("r", (), rec), NOW, startup_timeout=600).kind == "creating"
+
+
+def test_health_timeouts_are_inclusive() -> None:
+    rec = {"name": "r", "nodes": ["n1", "n2"], "gpus": 16, "phase": "Loading"}
+    v = view("r", [pod("r-0", "r", role="leader", gang=2, ready=False), pod("r-1", "r", role="worker", node="n2", gang=2)], rec)
+    assert replica_health(v, v.pods[0].created + 600, startup_timeout=600).reason == "StartupTimeout"
+    p = pod("s", "s", phase="Pending", ready=False, unschedulable="0/1 nodes are available", since="2026-01-01T00:00:00Z")
+    u = view("s", [p], {"name": "s", "nodes": ["n1"], "gpus": 8, "phase": "Pending"}, pinned="n1")
+    assert replica_health(u, u.pods[0].unschedulable_since + UNSCHEDULABLE_GRACE_SECONDS, startup_timeout=600).reason == "Unschedulable"
+
+
+def test_a_complete_bound_replica_that_is_not_ready_is_loading() -> None:
+    v = view("s", [pod("s", "s", ready=False)], {"name": "s", "nodes": ["n1"], "gpus": 8, "phase": "Pending"})
+    assert replica_phase(v) == "Loading"
+
+
+def test_observe_pod_worker_index_gang_size_and_scheduling() -> None:
+    # A worker's index is the last dash-separated part of its name (replica names hold dashes).
+    w = observe_pod(pod("llama-01234-0-2", "llama-01234-0", role="worker", gang=3))
+    assert w is not None and w.index == 2
+    odd = observe_pod(pod("llama-01234-0-x", "llama-01234-0", role="worker", gang="three"))
+    assert odd is not None and (odd.index, odd.gang_size) == (1, 1)
+    # Only PodScheduled=False with reason Unschedulable is the scheduler refusing the pod.
+    assert observe_pod(pod("r", "r")).unschedulable is None
+    gated = pod("g", "g", phase="Pending", ready=False, unschedulable="waiting for a gate", since="2026-01-01T00:00:00Z")
+    for c in gated["status"]["conditions"]:
+        if c["type"] == "PodScheduled":
+            c["reason"] = "SchedulingGated"
+    assert observe_pod(gated).unschedulable is None
+
+
+def test_parse_in_flight_reads_past_other_metrics_and_bad_lines() -> None:
+    # vLLM's /metrics lists many series before and between the two gauges.
+    text = 'vllm:kv_cache_usage_perc{engine="0"} 0.5\nvllm:num_requests_running{engine="0"} oops\nvllm:num_requests_running{engine="1"} 2.0\nvllm:num_requests_waiting{engine="0"} 1\n'
+    assert parse_in_flight(text) == 3
+
+
+@pytest.mark.parametrize(
+    "kw, want",
+    [
+        # condition type -> (status, reason); messages aside, these are what kubectl wait, Argo CD and alerts read.
+        ({"invalid": "bad"}, {"Ready": ("False", "InvalidSpec"), "Progressing": ("False", "InvalidSpec")}),
+        (
+            {"capacity_error": "too big", "desired": 1, "ready": 1},
+            {"Ready": ("True", "ModelDoesNotFit"), "Progressing": ("False", "ModelDoesNotFit"), "ScalingLimited": ("True", "ModelDoesNotFit")},
+        ),
+        ({"capacity_error": "too big", "desired": 0, "ready": 0}, {"Ready": ("False", "ModelDoesNotFit")}),
+        ({"desired": 0, "ready": 0, "replicas": 0, "current": 0}, {"Ready": ("True", "ScaledToZero")}),
+        ({"desired": 1, "ready": 0, "replicas": 1, "current": 1, "starting": 1}, {"Ready": ("False", "ReplicasNotReady")}),
+        ({}, {"Ready": ("True", "AllReplicasReady"), "Progressing": ("False", "ReplicasUpToDate")}),
+        ({"outdated": 1, "current": 1}, {"Progressing": ("True", "RollingUpdate")}),
+        ({"unplaced": ConditionCause("InsufficientGPUs", "m"), "unplaced_count": 1}, {"Progressing": ("False", "InsufficientGPUs")}),
+        ({"draining": 1}, {"Progressing": ("True", "ScalingDown")}),
+        ({"current": 1, "ready": 1}, {"Progressing": ("True", "ScalingUp")}),
+        ({"ready": 1, "starting": 1}, {"Progressing": ("True", "ReplicasStarting")}),
+        ({}, {"Degraded": ("False", "AsExpected"), "ScalingLimited": ("False", "DesiredReplicasPlaced")}),
+        ({"failures": [ConditionCause("NodeLost", "x")]}, {"Degraded": ("True", "NodeLost")}),
+        ({"limited": ConditionCause("TooManyReplicas", "x")}, {"ScalingLimited": ("True", "TooManyReplicas")}),
+    ],
+)
+def test_condition_status_and_reason_of_each_case(kw: dict, want: dict) -> None:
+    c = compose_conditions([], summary(**kw), 1)
+    assert {t: (get_condition(c, t)["status"], get_condition(c, t)["reason"]) for t in want} == want

@@ -147,3 +147,44 @@ def test_windowed_quantile_follows_drift_and_waits_for_samples() -> None:
         w.add(10.0 + (i % 10) * 0.1)  # latency regime change
     value = w.value()
     assert value is not None and value > 9.0
+
+
+# --- found unpinned by the mutation report (docs/mutation-testing.md) ------------------------
+
+
+def test_full_jitter_defaults_bounds_and_its_own_random_source() -> None:
+    rng = random.Random(5)
+    assert all(full_jitter(0, rng=rng) <= 0.05 for _ in range(200))  # default base 0.05
+    draws = [full_jitter(100, rng=rng) for _ in range(400)]
+    assert max(draws) <= 2.0 and max(draws) > 1.6  # default cap 2 s, and the window is used
+    assert full_jitter(3, base=0.0, rng=rng) == 0.0  # no backoff is allowed
+    assert full_jitter(3, 0.05, 0.5, rng) <= 0.5 and full_jitter(3, 0.05, 0.0, rng) == 0.0  # a small or zero cap too
+    with pytest.raises(ValueError):
+        full_jitter(1, base=-0.1)
+    with pytest.raises(ValueError):
+        full_jitter(1, cap=-1.0)
+    # Draws come from the given source: a seeded run repeats exactly.
+    assert [full_jitter(4, rng=random.Random(9)) for _ in range(3)] == [full_jitter(4, rng=random.Random(9)) for _ in range(3)]
+
+
+def test_a_failed_probe_reports_the_ejection() -> None:
+    d = OutlierDetector(consecutive_errors=1, ejection_seconds=10)
+    assert d.on_failure(0)
+    d.on_send(10)
+    assert d.state is Health.PROBING
+    assert d.on_failure(10) and d.state is Health.EJECTED
+
+
+def test_hedge_budget_counts_each_hedge_it_grants() -> None:
+    b = HedgeBudget(1.0, burst=5)
+    for _ in range(3):
+        b.on_call()
+    assert [b.try_spend() for _ in range(4)] == [True, True, True, False]
+    assert (b.calls, b.hedges) == (3, 3)
+
+
+def test_windowed_quantile_answers_from_exactly_min_samples() -> None:
+    w = WindowedQuantile(0.5, window=1000, min_samples=50)
+    for _ in range(50):
+        w.add(2.0)
+    assert w.value() == 2.0
