@@ -46,6 +46,9 @@ PY = sys.executable
 # seconds per step; the simulator is for scale).
 DEFAULT_MODEL = "sim"
 TASKS_BY_MODEL = {"qwen": 8, "smollm2": 20, "sim": 20, "vllm": 20}
+# Real deciding models on 2 CPU cores are slow: the 0.5B finished 5 of 8 demo tasks in 600 s here
+# (the first at 313 s), so their tasks get longer before the demo calls them failed.
+TASK_TIMEOUT_BY_MODEL = {"qwen": 1800.0}
 GROUP = "agentfleet.io"
 # Start order; down stops in reverse.
 # The manual is ~13k chunks: minutes of encoding on 2 cores, more when they are shared.
@@ -959,10 +962,17 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("AGENTFLEET_DEMO_CORPUS", "demo"),
         help="documents of the VectorIndex: the 4 sample pages, or the PostgreSQL 15 manual (agentfleet eval's corpus)",
     )
-    p.add_argument("--task-timeout", type=float, default=float(os.environ.get("AGENTFLEET_DEMO_TASK_TIMEOUT", "600")))
+    p.add_argument(
+        "--task-timeout",
+        type=float,
+        default=float(os.environ["AGENTFLEET_DEMO_TASK_TIMEOUT"]) if os.environ.get("AGENTFLEET_DEMO_TASK_TIMEOUT") else None,
+        help="seconds to wait for the tasks (default 600; 1800 with --model qwen)",
+    )
     args = p.parse_args(argv)
     if args.tasks is None:
         args.tasks = TASKS_BY_MODEL.get(args.model, 20)
+    if args.task_timeout is None:
+        args.task_timeout = TASK_TIMEOUT_BY_MODEL.get(args.model, 600.0)
     if args.command == "up":
         args.namespace = args.namespace or "agentfleet-demo"
         try:

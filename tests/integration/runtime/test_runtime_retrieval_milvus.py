@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from agentfleet_contract.agentfleet import Tool
 from runtime_helpers import arun, environment, running_worker
 
 from agentfleet_runtime.retrieval import Retriever
@@ -69,8 +70,8 @@ def test_default_retriever_is_built_from_the_vectorindex_spec(redis_server, flee
         "embedding": {"provider": "OpenAI", "endpoint": "http://emb:8000/v1", "model": "e5"},
     }
     config = make_config(redis_server.url, fleet, retrieval={"vectorIndex": spec, "uri": "http://127.0.0.1:19531"})
-    r = default_retriever(config, type("T", (), {"name": "kb", "timeout_seconds": 45})())
+    r = default_retriever(config, Tool(name="kb", type="Retrieval", timeoutSeconds=45))
     assert isinstance(r, Retriever) and r.uri == "http://127.0.0.1:19531" and r.collection == "docs"
     assert r.timeout == 45.0  # the tool's timeoutSeconds bounds the Milvus calls too
     with pytest.raises(ValueError, match="retrieval.vectorIndex"):
-        default_retriever(make_config(redis_server.url, fleet), type("T", (), {"name": "kb", "timeout_seconds": 30})())
+        default_retriever(make_config(redis_server.url, fleet), Tool(name="kb", type="Retrieval"))
