@@ -463,7 +463,13 @@ class Demo:
 
             pol = self.start(
                 "policy",
-                {"sim": sim, "pid": meta["pid"], "tools": [retrieval_tool, spawn_tool], "pods": {k: list(v) for k, v in pods.items()} if pods else None, "code": _code_stamp(Path(__file__).parent)},
+                {
+                    "sim": sim,
+                    "pid": meta["pid"],
+                    "tools": [retrieval_tool, spawn_tool],
+                    "pods": {k: list(v) for k, v in pods.items()} if pods else None,
+                    "code": _code_stamp(Path(__file__).parent),
+                },
                 build,
                 ports,
                 lambda m: all(port_open(port, host) for host, port in (listen(m["ports"], i) for i in range(len(names)))),
@@ -860,7 +866,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     say(f"== {args.tasks} agent tasks through the task API {api}/v1/tasks")
     replica_metrics = [u[: -len("/v1")] + "/metrics" for u in endpoints.values()]
     aliases = {pod: name for name, (pod, _, _) in (demo.pods or {}).items()}
-    say(f"  routing: {'EndpointSlice discovery of Service ' + mrs_doc['metadata']['name'] + '-replicas as ServiceAccount ' + af['metadata']['name'] if demo.pods else 'static endpoints'}")
+    say(
+        f"  routing: {'EndpointSlice discovery of Service ' + mrs_doc['metadata']['name'] + '-replicas as ServiceAccount ' + af['metadata']['name'] if demo.pods else 'static endpoints'}"
+    )
     before = _figures(scrape(metrics_urls) + scrape(replica_metrics), retrieval_tool, endpoints, aliases)
     run_id = time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
     tasks = run_tasks(api, token, args.tasks, run_id, args.task_timeout)

@@ -21,6 +21,7 @@ validators refuse ``additionalProperties`` given as an object.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -206,8 +207,9 @@ def request_extras(settings: DecisionSettings, schemas: Sequence[Mapping[str, An
     return {"tools": tools, "tool_choice": "auto" if choice.may_answer else "required"}
 
 
-def read_decision(text: str) -> Decision:
-    """A JSONSchema reply: a tool action becomes one call, an answer the final content."""
+def read_decision(text: str, numbered: Mapping[int, str] | None = None) -> Decision:
+    """A JSONSchema reply: a tool action becomes one call, an answer the final content.
+    ``numbered``: rank -> source of the latest search's passages (see ``resolve_sources``)."""
     try:
         obj = json.loads(text)
     except ValueError:
@@ -223,13 +225,28 @@ def read_decision(text: str) -> Decision:
         answer = obj.get("answer")
         if not isinstance(answer, str) or not answer.strip():
             return Decision(text.strip(), problem='an "answer" action needs a non-empty "answer" string')
-        return Decision(with_sources(answer.strip(), obj.get("sources")))
+        return Decision(with_sources(answer.strip(), resolve_sources(obj.get("sources"), numbered or {})))
     args = obj.get("arguments")
     if args is None:  # flat form: the arguments beside the action
         args = {k: v for k, v in obj.items() if k != "action"}
     if not isinstance(args, dict):
         return Decision("", [ToolCall(f"{JSON_CALL_PREFIX}0", action, {})], problem=f'"arguments" of {action} must be a JSON object')
     return Decision("", [ToolCall(f"{JSON_CALL_PREFIX}0", action, args)])
+
+
+_PASSAGE_NUMBER = re.compile(r"^\[?\s*(?:passage\s*)?(\d{1,3})\s*\]?$", re.I)
+
+
+def resolve_sources(sources: Any, numbered: Mapping[int, str]) -> Any:
+    """Sources written as the passage numbers a search result shows ("[1]", "2") become those
+    passages' sources: the 1.5B model cited "[1]" in 9 of 10 answers, which names no document."""
+    if not isinstance(sources, list) or not numbered:
+        return sources
+    out = []
+    for s in sources:
+        m = _PASSAGE_NUMBER.match(s.strip()) if isinstance(s, str) else None
+        out.append(numbered.get(int(m.group(1)), s) if m else s)
+    return out
 
 
 def with_sources(answer: str, sources: Any) -> str:

@@ -34,6 +34,7 @@ from agentfleet_runtime.prompt import PromptCache, best_answer, head_messages
 from agentfleet_runtime.store import Acquired, TaskStore
 from agentfleet_runtime.textcalls import parse_text_reply
 from agentfleet_runtime.tools import ToolBox
+from agentfleet_runtime.tools.retrieval import parse_passages
 from agentfleet_runtime.types import ModelReply, Status, Step, StopReason, TaskRecord, ToolCall, Usage
 
 log = logging.getLogger("agentfleet_runtime.loop")
@@ -188,7 +189,7 @@ class TaskRun:
         """The reply as (content, tool calls, why it cannot be used or None). A JSON decision's
         raw text stays the step's content: the history shows the model its own decision."""
         if json_mode and not reply.tool_calls:
-            d = read_decision(reply.content)
+            d = read_decision(reply.content, self._numbered_sources())
             if d.problem is not None:
                 return d.content, [], d.problem
             content = reply.content.strip() if d.calls else d.content
@@ -199,6 +200,17 @@ class TaskRun:
             if not calls:
                 content = parsed_content
         return content, calls, problem(calls, content, choice, schemas)
+
+    def _numbered_sources(self) -> dict[int, str]:
+        """Rank -> source of the latest search's passages: what "[1]" in an answer's sources means."""
+        read_only = self.tools.read_only
+        for step in reversed(self.steps):
+            for obs in reversed(step.observations or []):
+                if obs.ok and obs.name in read_only:
+                    found = parse_passages(obs.output)
+                    if found:
+                        return {p["rank"]: p["source"] for p in found}
+        return {}
 
     async def _run_tools(self, step: Step, *, behind: bool = False, planning: asyncio.Future | None = None) -> float:
         """Run a step's tool calls and store their observations; with ``behind``, the store

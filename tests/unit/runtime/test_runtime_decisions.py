@@ -21,6 +21,7 @@ from agentfleet_runtime.decisions import (
     problem,
     read_decision,
     request_extras,
+    resolve_sources,
     validate,
 )
 from agentfleet_runtime.loop import LoopSettings, TaskRun
@@ -267,6 +268,15 @@ def test_a_model_that_repeats_one_search_is_made_to_answer_instead_of_looping_to
     assert finished["reason"] == "final_answer" and "ACCESS EXCLUSIVE" in finished["answer"] and len(tools.calls) == 2
     third = model.requests[2].response_format["json_schema"]["schema"]
     assert third["properties"]["action"]["enum"] == ["answer"]  # the grammar leaves only the answer
+
+
+def test_an_answer_citing_passage_numbers_names_the_passages_sources():
+    cited = '{"action": "answer", "answer": "ACCESS EXCLUSIVE", "sources": ["[1]"]}'
+    model = ScriptedModel([SEARCH, cited])
+    outcome, finished, tools, _ = run_task(model, LoopSettings("s", decisions=FIRST_SEARCH))
+    assert finished["answer"] == "ACCESS EXCLUSIVE\n\nSources: explicit-locking.html"
+    assert read_decision(cited).content == "ACCESS EXCLUSIVE\n\nSources: [1]"  # no search: nothing to resolve
+    assert resolve_sources(["2", "[1]", "a.html", "[9]", 3], {1: "x.html", 2: "y.html"}) == ["y.html", "x.html", "a.html", "[9]", 3]
 
 
 def test_step_budget_ends_with_the_reason_and_the_best_answer_so_far():
