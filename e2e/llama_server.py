@@ -50,7 +50,7 @@ def command(binary: str, gguf: Path, port: int, *, alias: str, slots: int = 4, t
     Slots are where llama-server keeps each conversation's KV cache between calls; on CPU, prompt
     processing (40-100 tokens/s here) is most of an agent step, so a task whose history is still in
     a slot re-reads only its new tokens. More slots than tasks in flight (a task and its sub-agents)
-    keep them there; with 2 slots, a fan-out of 3 evicted the parent's history on every step."""
+    keep them there (4 conversations of 3 turns on the 0.5B: 49 s with 4 slots, 59 s with 1)."""
     threads = threads or max(1, os.cpu_count() or 1)
     return [
         binary,
