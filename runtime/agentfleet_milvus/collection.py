@@ -33,6 +33,7 @@ from agentfleet_milvus.schema import (
     immutable_conflicts,
     index_up_to_date,
     number,
+    recorded_index,
 )
 
 # --- The manager --------------------------------------------------------------------------------
@@ -73,7 +74,12 @@ class CollectionManager:
         with translated():
             return bool(self.client.has_collection(self.spec.name, timeout=self.timeout))
 
-    def describe(self) -> CollectionState:
+    def describe(self, *, rows: bool = True, index: bool = True) -> CollectionState:
+        """What the server says of the collection. ``rows`` / ``index`` False leave out the two
+        observations that cost a pass over every row on some servers (Milvus Lite answers
+        DescribeIndex, which list_indexes also sends, and GetCollectionStatistics by counting the
+        live rows, and a count(*) query scans them): row_count stays None, and the index fields
+        are our record of the index we built (``index_described`` False). The rest is metadata."""
         name, t = self.spec.name, self.timeout
         with translated():
             if not self.client.has_collection(name, timeout=t):
@@ -96,7 +102,9 @@ class CollectionManager:
                 progress = 0
             index_type = metric = None
             index_params: dict[str, Any] = {}
-            if INDEX_NAME in (self.client.list_indexes(name, timeout=t) or []):
+            if not index:
+                index_type, metric, index_params = recorded_index(props.get(PROP_INDEX))
+            elif INDEX_NAME in (self.client.list_indexes(name, timeout=t) or []):
                 idx = self.client.describe_index(name, INDEX_NAME, timeout=t) or {}
                 index_type, metric = idx.get("index_type"), idx.get("metric_type")
                 skip = {"index_type", "metric_type", "field_name", "index_name", "total_rows", "indexed_rows", "pending_index_rows", "state", "params"}
@@ -108,14 +116,14 @@ class CollectionManager:
                 if isinstance(nested, Mapping):
                     index_params.update(nested)
             replicas, reported = self._replicas(props, load_state)
-            rows = self._row_count(load_state)
+            row_count = self.count_rows(load_state) if rows else None
             partitions: tuple[str, ...] = ()
             if pk is None:
                 partitions = tuple(sorted(self.client.list_partitions(name, timeout=t)))
         requested = props.get(PROP_SHARDS)
         return CollectionState(
             exists=True,
-            row_count=rows,
+            row_count=row_count,
             load_state=load_state,
             load_progress=None if progress is None else int(progress),
             shards=number(desc.get("num_shards")),
@@ -129,6 +137,7 @@ class CollectionManager:
             dimension=dim,
             partition_key=pk,
             partitions=partitions,
+            index_described=index,
         )
 
     def _replicas(self, props: Mapping[str, str], load_state: LoadStateName | None) -> tuple[int | None, bool]:
@@ -152,7 +161,9 @@ class CollectionManager:
         finally:
             rpc_log.setLevel(level)
 
-    def _row_count(self, load_state: LoadStateName | None) -> int:
+    def count_rows(self, load_state: LoadStateName | None) -> int:
+        """Live rows. Costs a pass over every row on Milvus Lite (and a query on any Milvus):
+        a controller asks when something changed, not on every pass."""
         if load_state == "Loaded":
             # count(*) sees upserts and deletes exactly; the stats count rows not yet compacted away.
             res = self.client.query(self.spec.name, filter="", output_fields=["count(*)"], consistency_level="Strong", timeout=self.timeout)
@@ -204,9 +215,14 @@ class CollectionManager:
 
     def ensure_index(self, state: CollectionState) -> bool:
         """Build the index, or drop and rebuild it when type/params/metric changed. Rows are kept."""
-        if index_up_to_date(self.spec, state):
-            return False
         name, t = self.spec.name, self.timeout
+        if index_up_to_date(self.spec, state):
+            if state.index_record is None and state.index_described:
+                # Built before the record existed (or by hand, as the spec asks): record it, so
+                # later passes can trust the record instead of describing the index.
+                with translated():
+                    self.client.alter_collection_properties(name, properties={PROP_INDEX: self.spec.index_record()}, timeout=t)
+            return False
         with translated():
             if state.index_type is not None:
                 # Milvus refuses to drop the index of a loaded collection.
@@ -217,14 +233,16 @@ class CollectionManager:
             self.client.alter_collection_properties(name, properties={PROP_INDEX: self.spec.index_record()}, timeout=t)
         return True
 
-    def ensure_loaded(self, *, wait: bool = False) -> bool:
+    def ensure_loaded(self, *, wait: bool = False, state: CollectionState | None = None) -> bool:
         """Load with the spec's replica number; reload (release + load) when the number differs.
 
         With ``wait`` False the load is started and the call returns; describe() then reports
         Loading and its progress, so a controller never blocks on a large collection.
+        ``state``: a current description (its load state and replicas), saving another.
         """
         name, t, n = self.spec.name, self.timeout, self.spec.replicas
-        state = self.describe()
+        if state is None:
+            state = self.describe(rows=False, index=False)
         if state.load_state == "Loading":
             return False
         if state.load_state == "Loaded" and state.replicas == n:
@@ -236,19 +254,24 @@ class CollectionManager:
             self.client.alter_collection_properties(name, properties={PROP_REPLICAS: str(n)}, timeout=t)
         return True
 
-    def ensure(self, *, wait_loaded: bool = False) -> Reconciled:
+    def ensure(self, *, wait_loaded: bool = False, detail: bool = True) -> Reconciled:
         """Create or update the collection to match the spec, then describe it.
 
         Raises ImmutableFieldConflict before changing anything when the existing collection
         has another dimension, shard count or partition key.
+
+        ``detail`` False: no request that costs a pass over every row (see describe): the index
+        is taken to be what our record says we built when that is what the spec asks (it is
+        described when not), and the state's row_count is None. Describes once more only when
+        something changed.
         """
         notes: list[str] = []
-        state = self.describe()
+        state = self.describe(rows=detail, index=detail)
         created = False
         if not state.exists:
             self.create()
             created = True
-            state = self.describe()
+            state = self.describe(rows=detail)
         else:
             conflicts = immutable_conflicts(self.spec, state)
             if conflicts:
@@ -256,9 +279,12 @@ class CollectionManager:
         if state.shards is not None and state.shards != self.spec.shards:
             notes.append(f"Milvus reports {state.shards} shard(s) for {self.spec.shards} requested (Milvus Lite keeps one shard)")
         partitions = self.ensure_partitions()
+        if not state.index_described and not index_up_to_date(self.spec, state):
+            state = self.describe(rows=False)  # the record is not what the spec asks: look at the index itself
         rebuilt = self.ensure_index(state)
-        reloaded = self.ensure_loaded(wait=wait_loaded)
-        final = self.describe()
+        # A rebuild releases the collection: describe its load state again.
+        reloaded = self.ensure_loaded(wait=wait_loaded, state=None if rebuilt else state)
+        final = self.describe(rows=detail, index=detail) if created or partitions or rebuilt or reloaded else state
         if not final.replicas_reported and final.load_state == "Loaded":
             notes.append("this Milvus does not describe replicas; inMemoryReplicas shows the replica number requested at load")
         return Reconciled(final, created, rebuilt and not created, reloaded and not created, partitions, tuple(notes))

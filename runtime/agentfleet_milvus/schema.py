@@ -83,6 +83,9 @@ class CollectionState:
     dimension: int | None = None
     partition_key: str | None = None
     partitions: tuple[str, ...] = ()
+    # False: the index fields are our record of the index we built (PROP_INDEX), not the server's
+    # description of it (describe(index=False)).
+    index_described: bool = True
 
     def status(self) -> dict[str, Any]:
         """The VectorIndex status fields this state fills (camelCase, unknowns left out)."""
@@ -115,6 +118,18 @@ def number(v: Any) -> Any:
         return int(v)
     except (TypeError, ValueError):
         return v
+
+
+def recorded_index(record: str | None) -> tuple[str | None, str | None, dict[str, Any]]:
+    """(type, metric, params) of an index record (CollectionSpec.index_record); Nones when there is none."""
+    try:
+        r = json.loads(record) if record else None
+    except ValueError:
+        r = None
+    if not isinstance(r, Mapping):
+        return None, None, {}
+    params = r.get("params")
+    return r.get("type"), r.get("metric"), dict(params) if isinstance(params, Mapping) else {}
 
 
 def index_up_to_date(spec: CollectionSpec, state: CollectionState) -> bool:

@@ -9,7 +9,15 @@ Milvus before it lets go.
 
 A pass: validate -> Milvus endpoint (managed or external) -> collection (agentfleet_milvus) ->
 ingestion Job and its progress (agentfleet.render.vectorindex, agentfleet_contract.ingest_progress)
--> summary conditions -> status.
+-> row count -> summary conditions -> status.
+
+What a pass costs stays bounded however large the collection and however long a Job runs: the
+observations that cost a pass over every row on some servers (counting rows, describing the
+index: Milvus Lite counts every live row to answer either) are made when something they depend on
+changed, and at least every DETAIL_MAX_AGE_SECONDS, not on every pass; and while something is
+under way, the next pass comes BUSY_RESYNC_SECONDS later, twice as late after each pass that saw
+nothing change, at most BUSY_RESYNC_MAX_SECONDS (a Job that never finishes, e.g. pods that cannot
+be scheduled, must not keep Milvus busy).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import base64
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +38,7 @@ from agentfleet_contract.vectorindex import VectorIndex
 from agentfleet_milvus import (
     CollectionManager,
     CollectionSpec,
+    CollectionState,
     ImmutableFieldConflict,
     MilvusError,
     MilvusTarget,
@@ -42,7 +52,7 @@ from agentfleet.kube import FIELD_MANAGER, Kube
 from agentfleet.reconcile.controller import Controller, Key
 from agentfleet.reconcile.errors import describe_validation_error
 from agentfleet.reconcile.events import EventRecorder, post_with_kube
-from agentfleet.reconcile.status import StatusWriter
+from agentfleet.reconcile.status import StatusWriter, normalize
 from agentfleet.render import vectorindex as render
 
 log = logging.getLogger("agentfleet.vectorindex")
@@ -52,8 +62,14 @@ KIND = "VectorIndex"
 MILVUS_READY = "MilvusReady"
 INGESTED = "Ingested"
 BACKOFF_MIN, BACKOFF_MAX = 2.0, 120.0
-# Passes while something is under way (ingestion, loading, Milvus starting) come this often.
+# Passes while something is under way (ingestion, loading, Milvus starting) come this often after
+# a change, twice as late after each pass that saw nothing change, at most BUSY_RESYNC_MAX_SECONDS.
 BUSY_RESYNC_SECONDS = 10.0
+BUSY_RESYNC_MAX_SECONDS = 120.0
+# Row count and index description (a pass over every row on Milvus Lite) are redone when what they
+# depend on changed, or when the last one is this old (a collection written outside agentfleet
+# shows its new rowCount within this time; an index dropped by hand is rebuilt within it).
+DETAIL_MAX_AGE_SECONDS = 300.0
 
 
 class MilvusNotReady(Exception):
@@ -64,11 +80,43 @@ class MilvusNotReady(Exception):
         self.retry_after = retry_after
 
 
+@dataclass(frozen=True)
+class RowCount:
+    rows: int
+    seen: Any  # what the count depends on, as observed when counting (rows_due)
+    at: float  # time.monotonic() of the count
+
+
+def rows_due(last: RowCount | None, seen: Any, now: float, max_age: float = DETAIL_MAX_AGE_SECONDS) -> bool:
+    """Whether to count the collection's rows again: never counted, what the count depends on
+    (spec generation, load state, the ingestion's progress) changed, or the count is max_age old."""
+    return last is None or last.seen != seen or now - last.at >= max_age
+
+
+def index_check_due(last: float | None, now: float, max_age: float = DETAIL_MAX_AGE_SECONDS) -> bool:
+    """Whether to describe the index itself instead of trusting our record of it (first pass of
+    this process, or max_age since the last time). A spec that asks for another index than the
+    record is described anyway (CollectionManager.ensure)."""
+    return last is None or now - last >= max_age
+
+
+def next_busy_delay(previous: float | None, changed: bool, base: float = BUSY_RESYNC_SECONDS, cap: float = BUSY_RESYNC_MAX_SECONDS) -> float:
+    """Seconds until the next pass while something is under way: ``base`` after a pass that saw
+    something change (or the first busy pass), else twice the previous wait, at most ``cap``."""
+    if changed or previous is None:
+        return base
+    return min(cap, previous * 2)
+
+
 @dataclass
 class VectorIndexState:
     """What the controller remembers of one VectorIndex between passes (safe to lose)."""
 
     pruned: set[str] = field(default_factory=set)  # row tags whose earlier ingestions' rows were deleted
+    rows: RowCount | None = None  # the last row count
+    index_checked_at: float | None = None  # time.monotonic() when the index was last described
+    busy_delay: float | None = None  # the wait the last busy pass asked for; None when not busy
+    busy_seen: str | None = None  # what that pass observed (its status, normalised)
 
 
 def _b64(data: Mapping[str, str] | None, key: str) -> str:
@@ -90,6 +138,8 @@ class VectorIndexPass:
         self.conditions: list[dict[str, Any]] = list(old.get("conditions") or [])
         self.status: dict[str, Any] = {}
         self.busy = False
+        self.ingestion_seen: Any = None  # the ingestion's progress as this pass saw it
+        self.pruned_now = False
 
     # --- helpers ---
 
@@ -124,12 +174,15 @@ class VectorIndexPass:
         try:
             uri = self.milvus_endpoint(vi)
             if uri is None:
-                return BUSY_RESYNC_SECONDS
+                return self.busy_wait()
             self.status["endpoint"] = uri
-            state = self.collection(vi, self.target(vi, uri))
+            manager = CollectionManager.connect(self.target(vi, uri), CollectionSpec.from_vectorindex(vi.spec))
+            state = self.collection(vi, manager)
             if state is None:
+                self.busy_wait(busy=False)
                 return None
             self.ingestion(vi, uri)
+            self.row_count(manager, state)
         except MilvusUnavailable as e:
             self.status["phase"] = "Degraded"
             self.condition(DEGRADED, True, "MilvusUnavailable", str(e))
@@ -146,7 +199,19 @@ class VectorIndexPass:
             raise MilvusNotReady(str(e)) from e
         self.summarise(vi)
         self.write_status()
-        return BUSY_RESYNC_SECONDS if self.busy else None
+        return self.busy_wait(busy=self.busy)
+
+    def busy_wait(self, busy: bool = True) -> float | None:
+        """The wait before the next pass: None when nothing is under way (events and the resync
+        bring the next one), else next_busy_delay, judged by whether this pass's status differs
+        from the last busy pass's."""
+        if not busy:
+            self.state.busy_delay = self.state.busy_seen = None
+            return None
+        seen = json.dumps(normalize({**self.status, "conditions": self.conditions}), sort_keys=True, default=str)
+        self.state.busy_delay = next_busy_delay(self.state.busy_delay, seen != self.state.busy_seen)
+        self.state.busy_seen = seen
+        return self.state.busy_delay
 
     def milvus_endpoint(self, vi: VectorIndex) -> str | None:
         if vi.spec.milvus.managed is None:
@@ -186,10 +251,11 @@ class VectorIndexPass:
             user, password = _b64(secret.get("data"), creds.username_key), _b64(secret.get("data"), creds.password_key)
         return MilvusTarget(uri=uri, database=vi.spec.milvus.database, user=user, password=password)
 
-    def collection(self, vi: VectorIndex, target: MilvusTarget) -> Any:
-        manager = CollectionManager.connect(target, CollectionSpec.from_vectorindex(vi.spec))
+    def collection(self, vi: VectorIndex, manager: CollectionManager) -> CollectionState | None:
+        now = time.monotonic()
+        detail = index_check_due(self.state.index_checked_at, now)
         try:
-            done = manager.ensure(wait_loaded=False)
+            done = manager.ensure(wait_loaded=False, detail=detail)
         except ImmutableFieldConflict as e:
             # Nothing was changed in Milvus: the spec asks for what the collection cannot become.
             self.status["phase"] = "Failed"
@@ -206,6 +272,8 @@ class VectorIndexPass:
             self.event("Normal", "Reloaded", f"loaded with {vi.spec.in_memory_replicas} in-memory replica(s)")
         for note in done.notes:
             self.event("Normal", "MilvusNote", note)
+        if detail:
+            self.state.index_checked_at = now
         self.status.update(done.state.status())
         self.condition(DEGRADED, False, "AsExpected")
         if done.state.load_state != "Loaded":
@@ -248,6 +316,7 @@ class VectorIndexPass:
         summary = progress.merge(records, vi.spec.ingestion.parallelism, tag)
         jstatus = live.get("status") or {}
         jconds = {c.get("type"): c for c in jstatus.get("conditions") or [] if c.get("status") == "True"}
+        self.ingestion_seen = (job_name, sorted(t for t in jconds if t in ("Complete", "Failed")), summary.reported, summary.documents_done, summary.chunks)
         ingestion: dict[str, Any] = {
             "revision": revision,
             "jobName": job_name,
@@ -295,7 +364,21 @@ class VectorIndexPass:
         manager = CollectionManager.connect(self.target(vi, uri), CollectionSpec.from_vectorindex(vi.spec))
         manager.prune_revisions(keep=tag)
         self.state.pruned.add(tag)
+        self.pruned_now = True
         self.event("Normal", "StaleChunksPruned", f"deleted the rows of earlier ingestions (any metadata.revision other than {tag})")
+
+    def row_count(self, manager: CollectionManager, state: CollectionState) -> None:
+        """status.rowCount: counted again only when rows_due says so (a pass over every row on
+        Milvus Lite); a count this pass's collection step made is used unless rows were pruned since."""
+        now = time.monotonic()
+        seen = (self.generation, state.load_state, self.ingestion_seen)
+        last = self.state.rows
+        if state.row_count is not None and not self.pruned_now:
+            last = RowCount(state.row_count, seen, now)
+        elif last is None or self.pruned_now or rows_due(last, seen, now):
+            last = RowCount(manager.count_rows(state.load_state), seen, now)
+        self.state.rows = last
+        self.status["rowCount"] = last.rows
 
     def summarise(self, vi: VectorIndex) -> None:
         by_type = {c["type"]: c for c in self.conditions}

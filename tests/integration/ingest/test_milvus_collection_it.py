@@ -131,6 +131,25 @@ def test_index_change_rebuilds_without_losing_rows(target: MilvusTarget) -> None
     assert len(hit[0]) == 1
 
 
+def test_an_ensure_without_detail_scans_no_rows_trusts_the_index_record_and_still_rebuilds(target: MilvusTarget) -> None:
+    """What a controller's pass calls (issue 22): no row count, no index description (each a pass
+    over every row on Milvus Lite) while the index record says the spec's index was built."""
+    m = _manager(target)
+    m.ensure(wait_loaded=True)
+    MilvusSink(m.client, m.spec.name).upsert(_rows(20))
+    cheap = m.ensure(detail=False)
+    assert not (cheap.created or cheap.index_rebuilt or cheap.reloaded)
+    s = cheap.state
+    assert s.row_count is None and not s.index_described and (s.index_type, s.metric, s.load_state) == ("HNSW", "COSINE", "Loaded")
+    assert m.count_rows(s.load_state) == 20
+    # Another index than the record: described, then rebuilt over the same rows.
+    ivf = CollectionManager(m.client, CollectionSpec(**{**m.spec.__dict__, "index_type": "IVF_FLAT", "index_params": {"nlist": 16}}))
+    r = ivf.ensure(wait_loaded=True, detail=False)
+    assert r.index_rebuilt and r.state.index_type == "IVF_FLAT"
+    full = ivf.describe()
+    assert full.index_described and full.index_type == "IVF_FLAT" and full.row_count == 20
+
+
 def test_replica_change_releases_and_reloads(target: MilvusTarget) -> None:
     m = _manager(target, replicas=1)
     m.ensure(wait_loaded=True)
