@@ -10,6 +10,9 @@
 the Job the operator rendered), the agent workers and the task API (python -m agentfleet_runtime)
 configured from the AgentFleet's runtime ConfigMap. kwok only simulates pods, so those processes
 run on this machine, bound to 127.0.0.1, with the in-cluster addresses rewritten to local ones.
+For the ingestion Job's pods the demo also does the kubelet's part (e2e/demo/kubelet.py): it
+reports how each local run ended in the pod's status, and the cluster's job controller finishes
+the Job from there.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from e2e.demo import report
+from e2e.demo import kubelet, report
 from e2e.demo.installers import ensure_llama_server, ensure_redis_server, smollm_gguf
 from e2e.demo.procs import Procs, port_open
 from e2e.eval.corpus import MANUAL, ensure_manual, with_manual_prompt, with_manual_source
@@ -546,7 +549,8 @@ class Demo:
         )
 
     def ingest(self, vi_name: str, milvus_uri: str) -> None:
-        """Runs the ingestion Job the operator rendered, as a local process per Job index."""
+        """Runs the ingestion Job the operator rendered, as a local process per Job pod, and reports
+        each pod's outcome as its kubelet would, so the Job and the VectorIndex finish as in a cluster."""
         from agentfleet_contract.vectorindex import VectorIndex
 
         from agentfleet.render import vectorindex as render
@@ -556,6 +560,7 @@ class Demo:
             name = (((vi or {}).get("status") or {}).get("ingestion") or {}).get("jobName")
             return self.kc.get("-n", self.ns, "get", "job", name) if name else None
 
+        live: dict[str, Any] | None
         try:
             live = wait(job, 60, f"the ingestion Job of VectorIndex {vi_name}")
             container = live["spec"]["template"]["spec"]["containers"][0]
@@ -563,6 +568,7 @@ class Demo:
             completions = int(live["spec"].get("completions") or 1)
             source = f"Job {live['metadata']['name']} rendered by the operator"
         except RuntimeError:
+            live, container = None, {}
             vi = VectorIndex.model_validate(self.kc.json("-n", self.ns, "get", f"vectorindexes.{GROUP}", vi_name))
             rev = render.source_revision(vi.spec)
             args = render.ingestion_args(vi.spec, render.row_tag(rev, render.ingestion_key(vi.spec, rev, milvus_uri)))
@@ -571,25 +577,105 @@ class Demo:
         if "--source-dir" in args:
             args[args.index("--source-dir") + 1] = str(ensure_manual() if self.args.corpus == "postgres" else CORPUS)
         # Chunk ids are stable, so a second run only rewrites the same rows: skip it when this
-        # Milvus already holds this revision.
+        # Milvus already holds this revision (the outcomes are kept to report to a Job not yet told).
         marker = self.dir / "ingested"
         stamp = json.dumps({"args": args, "milvus": (self.procs.get("milvus") or {}).get("pid")})
-        if marker.exists() and marker.read_text() == stamp:
+        outcomes: dict[int, kubelet.Outcome] = {}
+        try:
+            kept = json.loads(marker.read_text())
+            if isinstance(kept, dict) and kept.get("stamp") == stamp:
+                outcomes = {int(i): kubelet.Outcome(**o) for i, o in kept["outcomes"].items()}
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        if outcomes and (live is None or kubelet.finished(live)):
             say(f"  {source}: this revision is already in the collection, skipped")
             return
+        policy = container.get("terminationMessagePolicy")
+
+        def run(i: int) -> kubelet.Outcome:
+            if i in outcomes:
+                say(f"  worker {i}/{completions}: already ran ({'succeeded' if outcomes[i].succeeded else f'exit {outcomes[i].exit_code}'}), reported again")
+                return outcomes[i]
+            outcome = self.run_ingest_worker(i, args, milvus_uri, policy)
+            outcomes[i] = outcome
+            return outcome
+
         say(f"  {source}: python -m agentfleet_runtime.ingest {' '.join(args)}")
-        for i in range(completions):
-            env = {**self.env, "MILVUS_URI": milvus_uri, "JOB_COMPLETION_INDEX": str(i)}
-            t0 = time.monotonic()
-            proc = subprocess.run(
-                [PY, "-m", "agentfleet_runtime.ingest", *args], env=env, capture_output=True, text=True, timeout=INGEST_TIMEOUT[self.args.corpus]
+        if live is None:
+            for i in range(completions):
+                if not run(i).succeeded:
+                    raise RuntimeError(f"ingestion worker {i} failed ({outcomes[i].exit_code}): {outcomes[i].message[-3000:]}")
+        else:
+            done = self.run_job_pods(live, container["name"], run)
+            why = next((c.get("message") or c.get("reason") for c in done["status"].get("conditions") or [] if c.get("type") == kubelet.finished(done)), "")
+            st = done.get("status") or {}
+            say(
+                f"  Job {done['metadata']['name']}: {kubelet.finished(done)} ({why}); succeeded {st.get('succeeded', 0)}, failed {st.get('failed', 0)} (the job controller's count)"
             )
-            with open(self.procs.log_path("ingest"), "a") as log:
-                log.write(proc.stdout + proc.stderr)
-            if proc.returncode != 0:
-                raise RuntimeError(f"ingestion worker {i} failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
-            say(f"  worker {i}/{completions}: {_ingest_summary(proc.stdout + proc.stderr)} in {time.monotonic() - t0:.1f}s")
-        marker.write_text(stamp)
+            if kubelet.finished(done) != "Complete":
+                raise RuntimeError(f"ingestion Job {done['metadata']['name']} failed: {why}")
+            self.wait_ingested(vi_name, done["metadata"]["name"])
+        if all(o.succeeded for o in outcomes.values()):
+            marker.write_text(json.dumps({"stamp": stamp, "outcomes": {i: o.__dict__ for i, o in outcomes.items()}}))
+
+    def run_ingest_worker(self, i: int, args: list[str], milvus_uri: str, policy: str | None) -> kubelet.Outcome:
+        """One ingestion worker (Job completion index ``i``) as a local process."""
+        term = self.dir / f"ingest-{i}.termination-log"
+        term.unlink(missing_ok=True)
+        env = {**self.env, "MILVUS_URI": milvus_uri, "JOB_COMPLETION_INDEX": str(i), "INGEST_TERMINATION_LOG": str(term)}
+        started, t0 = _now(), time.monotonic()
+        proc = subprocess.run([PY, "-m", "agentfleet_runtime.ingest", *args], env=env, capture_output=True, text=True, timeout=INGEST_TIMEOUT[self.args.corpus])
+        output = proc.stdout + proc.stderr
+        with open(self.procs.log_path("ingest"), "a") as log:
+            log.write(output)
+        written = term.read_text(errors="replace") if term.exists() else ""
+        say(f"  worker {i}: exit {proc.returncode}, {_ingest_summary(output)} in {time.monotonic() - t0:.1f}s")
+        return kubelet.Outcome(proc.returncode, kubelet.termination_message(written, output, proc.returncode, policy), started, _now())
+
+    def run_job_pods(self, job: dict[str, Any], container: str, run, settle: float = 120) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        """Runs each pod of ``job`` the demo has not run yet (``run(completion index)``) and
+        reports its outcome in the pod's status; returns the Job once the job controller has
+        finished it. A failed pod is replaced by the job controller (backoffLimit) and the
+        replacement is run in turn; the podFailurePolicy's exit code fails the Job at once."""
+        name = job["metadata"]["name"]
+        handled: set[str] = set()
+        deadline = time.monotonic() + settle
+        while True:
+            pods = self.kc.json("-n", self.ns, "get", "pods", "-l", f"job-name={name}")["items"]
+            for pod in sorted((p for p in pods if kubelet.to_run(p, handled)), key=kubelet.completion_index):
+                handled.add(pod["metadata"]["uid"])
+                outcome = run(kubelet.completion_index(pod))
+                pod_name = pod["metadata"]["name"]
+                now = self.kc.get("-n", self.ns, "get", "pod", pod_name)  # kwok may have finished it meanwhile
+                if now is None or now["metadata"]["uid"] != pod["metadata"]["uid"]:
+                    continue
+                patch = kubelet.terminated_status(now, container, outcome)
+                if patch is None:
+                    raise RuntimeError(
+                        f"ingestion worker {kubelet.completion_index(pod)} failed ({outcome.exit_code}) but kwok already made pod {pod_name} Succeeded: "
+                        f"{outcome.message[-3000:]}"
+                    )
+                self.kc.run("patch", "-n", self.ns, "pod", pod_name, "--subresource=status", "--type=strategic", "-p", json.dumps(patch))
+                say(f"  pod {pod_name}: {patch['status'].get('phase', now['status'].get('phase'))}, reported as its kubelet would")
+                deadline = time.monotonic() + settle
+            live = self.kc.json("-n", self.ns, "get", "job", name)
+            if kubelet.finished(live):
+                return live
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Job {name} did not finish within {settle:.0f}s of its last pod's report (status {json.dumps(live.get('status'))})")
+            time.sleep(1)
+
+    def wait_ingested(self, vi_name: str, job_name: str) -> None:
+        """Until the operator has seen the Job finish and read the workers' records."""
+
+        def ingested() -> dict[str, Any] | None:
+            st = (self.kc.get("-n", self.ns, "get", f"vectorindexes.{GROUP}", vi_name) or {}).get("status") or {}
+            cond = next((c for c in st.get("conditions") or [] if c.get("type") == "Ingested"), {})
+            done = (st.get("ingestion") or {}).get("jobName") == job_name and cond.get("reason") in ("IngestionSucceeded", "IngestionFailed")
+            return cond if done and (st.get("ingestion") or {}).get("documentsDone") else None
+
+        cond = wait(ingested, 60, f"VectorIndex {vi_name} to report the Job's outcome (operator log {self.procs.log_path('operator')})", interval=1)
+        say(f"  VectorIndex {vi_name}: Ingested {cond['status']} ({cond['reason']}): {cond.get('message', '')}")
 
     def runtime_config(
         self, af: dict[str, Any], mrs: dict[str, Any], vi: dict[str, Any], redis_url: str, milvus_uri: str, endpoints: dict[str, str]
@@ -707,6 +793,10 @@ def _sim_urls(log: Path) -> list[str]:
     except OSError:
         return []
     return [line.split("OpenAI base_url ")[1].split(",")[0] for line in text.splitlines() if "OpenAI base_url " in line]
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _ingest_summary(text: str) -> str:
