@@ -207,9 +207,11 @@ def request_extras(settings: DecisionSettings, schemas: Sequence[Mapping[str, An
     return {"tools": tools, "tool_choice": "auto" if choice.may_answer else "required"}
 
 
-def read_decision(text: str, numbered: Mapping[int, str] | None = None) -> Decision:
+def read_decision(text: str, numbered: Mapping[int, str] | None = None, seen: Sequence[str] = ()) -> Decision:
     """A JSONSchema reply: a tool action becomes one call, an answer the final content.
-    ``numbered``: rank -> source of the latest search's passages (see ``resolve_sources``)."""
+    ``numbered``: rank -> source of the latest search's passages (see ``resolve_sources``);
+    ``seen``: the outputs of this task's tool calls, which every cited source must name (see
+    ``unseen_sources``; nothing is checked before the task has seen anything)."""
     try:
         obj = json.loads(text)
     except ValueError:
@@ -225,7 +227,14 @@ def read_decision(text: str, numbered: Mapping[int, str] | None = None) -> Decis
         answer = obj.get("answer")
         if not isinstance(answer, str) or not answer.strip():
             return Decision(text.strip(), problem='an "answer" action needs a non-empty "answer" string')
-        return Decision(with_sources(answer.strip(), resolve_sources(obj.get("sources"), numbered or {})))
+        sources = resolve_sources(obj.get("sources"), numbered or {})
+        content = with_sources(answer.strip(), sources)
+        unseen = unseen_sources(sources, seen, numbered or {})
+        if unseen:
+            known = ", ".join(sorted(set((numbered or {}).values()))[:8])
+            hint = f" (the latest search's passages are from: {known})" if known else ""
+            return Decision(content, problem=f"sources must name passages this task retrieved; {', '.join(unseen[:3])} is not one{hint}")
+        return Decision(content)
     args = obj.get("arguments")
     if args is None:  # flat form: the arguments beside the action
         args = {k: v for k, v in obj.items() if k != "action"}
@@ -235,18 +244,48 @@ def read_decision(text: str, numbered: Mapping[int, str] | None = None) -> Decis
 
 
 _PASSAGE_NUMBER = re.compile(r"^\[?\s*(?:passage\s*)?(\d{1,3})\s*\]?$", re.I)
+# A passage's head line copied whole, as the search result shows it: "[1] (a.html, score 0.676)";
+# or its source and score in brackets: "[a.html, score 0.506]".
+_PASSAGE_HEAD_COPY = re.compile(r"^\[\s*(\d{1,3})\s*\]\s*\((.*?)(?:,\s*score\s*-?[\d.]+)?\)$", re.I)
+_SOURCE_WITH_SCORE = re.compile(r"^[\[(]\s*(.*?),\s*score\s*-?[\d.]+\s*[\])]$", re.I)
 
 
 def resolve_sources(sources: Any, numbered: Mapping[int, str]) -> Any:
     """Sources written as the passage numbers a search result shows ("[1]", "2") become those
-    passages' sources: the 1.5B model cited "[1]" in 9 of 10 answers, which names no document."""
-    if not isinstance(sources, list) or not numbered:
+    passages' sources (small models cite "[1]", which names no document), and a passage's head
+    line copied whole ("[1] (a.html, score 0.676)") becomes the source it names."""
+    if not isinstance(sources, list):
         return sources
     out = []
     for s in sources:
-        m = _PASSAGE_NUMBER.match(s.strip()) if isinstance(s, str) else None
-        out.append(numbered.get(int(m.group(1)), s) if m else s)
+        if not isinstance(s, str):
+            out.append(s)
+            continue
+        text = s.strip()
+        if m := _PASSAGE_HEAD_COPY.match(text):
+            out.append(m.group(2).strip() or numbered.get(int(m.group(1)), s))
+        elif m := _SOURCE_WITH_SCORE.match(text):
+            out.append(m.group(1).strip())
+        elif m := _PASSAGE_NUMBER.match(text):
+            out.append(numbered.get(int(m.group(1)), s))
+        else:
+            out.append(s)
     return out
+
+
+def unseen_sources(sources: Any, seen: Sequence[str], numbered: Mapping[int, str]) -> list[str]:
+    """The cited sources that no tool output of the task names: a passage number past the last
+    passage shown ("[9]" after 8 passages), or a document never retrieved. Empty when the task has seen nothing yet (nothing to check against)."""
+    if not isinstance(sources, list) or not seen:
+        return []
+    out = []
+    for s in sources:
+        if not isinstance(s, str) or not s.strip():
+            continue
+        name = s.strip()
+        if _PASSAGE_NUMBER.match(name) or not any(name in text for text in seen):
+            out.append(name)
+    return list(dict.fromkeys(out))
 
 
 def with_sources(answer: str, sources: Any) -> str:

@@ -189,7 +189,7 @@ class TaskRun:
         """The reply as (content, tool calls, why it cannot be used or None). A JSON decision's
         raw text stays the step's content: the history shows the model its own decision."""
         if json_mode and not reply.tool_calls:
-            d = read_decision(reply.content, self._numbered_sources())
+            d = read_decision(reply.content, self._numbered_sources(), self._seen_outputs())
             if d.problem is not None:
                 return d.content, [], d.problem
             content = reply.content.strip() if d.calls else d.content
@@ -211,6 +211,11 @@ class TaskRun:
                     if found:
                         return {p["rank"]: p["source"] for p in found}
         return {}
+
+    def _seen_outputs(self) -> list[str]:
+        """What this task's tool calls returned (passages, sub-agents' answers): what its
+        answer's sources may name."""
+        return [obs.output for step in self.steps for obs in (step.observations or []) if obs.ok and obs.output]
 
     async def _run_tools(self, step: Step, *, behind: bool = False, planning: asyncio.Future | None = None) -> float:
         """Run a step's tool calls and store their observations; with ``behind``, the store

@@ -22,6 +22,7 @@ from agentfleet_runtime.decisions import (
     read_decision,
     request_extras,
     resolve_sources,
+    unseen_sources,
     validate,
 )
 from agentfleet_runtime.loop import LoopSettings, TaskRun
@@ -277,6 +278,36 @@ def test_an_answer_citing_passage_numbers_names_the_passages_sources():
     assert finished["answer"] == "ACCESS EXCLUSIVE\n\nSources: explicit-locking.html"
     assert read_decision(cited).content == "ACCESS EXCLUSIVE\n\nSources: [1]"  # no search: nothing to resolve
     assert resolve_sources(["2", "[1]", "a.html", "[9]", 3], {1: "x.html", 2: "y.html"}) == ["y.html", "x.html", "a.html", "[9]", 3]
+
+
+def test_a_copied_passage_head_names_its_source():
+    numbered = {1: "x.html", 2: "y.html"}
+    # The head line as the search showed it, or its source and score in brackets: the source.
+    got = resolve_sources(["[2] (y.html, score 0.673)", "[transaction-iso.html, score 0.506]", "(z.html, score 0.1)"], numbered)
+    assert got == ["y.html", "transaction-iso.html", "z.html"]
+    assert resolve_sources(["[3] (q.html)", "a.html [1]"], numbered) == ["q.html", "a.html [1]"]
+
+
+def test_sources_no_tool_output_names_are_unseen():
+    seen = ["[1] (x.html, score 0.9)\nfoo", "sub-agent: bar\n\nSources: w.html"]
+    assert unseen_sources(["x.html", "w.html"], seen, {1: "x.html"}) == []
+    # A passage number left unresolved (past the last passage shown) and a document never retrieved.
+    assert unseen_sources(["x.html", "[9]", "never.html", "[9]"], seen, {1: "x.html"}) == ["[9]", "never.html"]
+    assert unseen_sources(["anything.html"], [], {}) == []  # nothing seen yet: nothing to check
+
+
+def test_an_answer_citing_a_passage_it_never_saw_gets_a_repair_turn():
+    bad = '{"action": "answer", "answer": "ACCESS EXCLUSIVE", "sources": ["explicit-locking.html", "[9]"]}'
+    model = ScriptedModel([SEARCH, bad, ANSWER])
+    outcome, finished, tools, _ = run_task(model, LoopSettings("s", decisions=FIRST_SEARCH))
+    assert finished["answer"] == "ACCESS EXCLUSIVE\n\nSources: explicit-locking.html" and len(model.requests) == 3
+    repair = model.requests[2].messages[-1]["content"]
+    assert "[9] is not one" in repair and "explicit-locking.html" in repair
+    # No repair left: the answer stands as the model wrote it (the scorer judges its citations).
+    model = ScriptedModel([SEARCH, bad])
+    no_repair = DecisionSettings(mode="JSONSchema", repair_attempts=0, rules=FIRST_SEARCH.rules)
+    outcome, finished, tools, _ = run_task(model, LoopSettings("s", decisions=no_repair))
+    assert finished["reason"] == "final_answer" and finished["answer"].endswith("Sources: explicit-locking.html, [9]")
 
 
 def test_step_budget_ends_with_the_reason_and_the_best_answer_so_far():
