@@ -45,18 +45,19 @@ sys.path.insert(0, str(ROOT / "operator"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from prometheus_client import CollectorRegistry  # noqa: E402
-from routing_bench import ENGINE, Result, StreamingSimTransport, TaskSpec, drive, make_tasks, pct  # noqa: E402
+from routing_bench import ENGINE, Result, TaskSpec, drive, make_tasks, pct  # noqa: E402
 
 from agentfleet_runtime.routing.client import RoutingModelClient  # noqa: E402
 from agentfleet_runtime.routing.metrics import RoutingMetrics  # noqa: E402
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier  # noqa: E402
 from agentfleet_runtime.routing.sources import StaticSource  # noqa: E402
 from agentfleet_sim import Replica, fleet_config, run_virtual, start_replicas  # noqa: E402
+from agentfleet_sim.transport import SimTransport  # noqa: E402
 
 ORACLE_LOOKAHEAD_S = 10.0  # above the p99 call latency of these workloads (~6-7 s)
 
 
-class OracleTransport(StreamingSimTransport):
+class OracleTransport(SimTransport):
     """Duplicates exactly the calls that will be slow, at once, to the next replica by name."""
 
     def __init__(self, replicas: dict[str, Replica]) -> None:
@@ -116,7 +117,7 @@ def run(label: str, tasks: list[TaskSpec], settings: RoutingSettings, *, mode: s
         faults = {"slow_fraction": 0.01, "slow_factor": 10.0} if workload == "slow" else {}
         sims = await start_replicas(replicas, fleet_config(replicas, engine=ENGINE, faults=faults, quirks={"abort_on_disconnect": abort}))
         by_name = {r.name: r for r in sims}
-        transport = OracleTransport(by_name) if mode == "oracle" else StreamingSimTransport(by_name)
+        transport = OracleTransport(by_name) if mode == "oracle" else SimTransport(by_name)
         metrics = RoutingMetrics(CollectorRegistry())
         client = RoutingModelClient(
             (Tier("llama", "llama-70b", settings), StaticSource([Endpoint(n, f"sim://{n}/v1") for n in by_name])),

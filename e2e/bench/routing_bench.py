@@ -68,14 +68,15 @@ sys.path.insert(0, str(ROOT / "operator"))
 
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from agentfleet_runtime.model import ModelError, ModelRequest  # noqa: E402
+from agentfleet_runtime.model import ModelRequest  # noqa: E402
 from agentfleet_runtime.routing.client import RoutingModelClient  # noqa: E402
 from agentfleet_runtime.routing.metrics import RoutingMetrics  # noqa: E402
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier  # noqa: E402
 from agentfleet_runtime.routing.sources import StaticSource  # noqa: E402
-from agentfleet_runtime.routing.streaming import StreamAccumulator, StreamObserver  # noqa: E402
-from agentfleet_sim import ApiError, ChatTokenizer, Replica, fleet_config, run_virtual, start_fleet, start_replicas  # noqa: E402
+from agentfleet_runtime.routing.streaming import StreamObserver  # noqa: E402
+from agentfleet_sim import ChatTokenizer, Replica, fleet_config, run_virtual, start_fleet, start_replicas  # noqa: E402
 from agentfleet_sim.kv_cache import block_hashes  # noqa: E402
+from agentfleet_sim.transport import SimTransport  # noqa: E402
 
 WORDS = "alpha beta gamma delta data node pod call tool plan step load cache key value row col sum avg max min".split()
 # The simulator's 70B TP-4 replica (450K tokens of KV cache): each replica can keep about a
@@ -84,39 +85,18 @@ WORDS = "alpha beta gamma delta data node pod call tool plan step load cache key
 ENGINE = {"max_model_len": 40_960}
 
 
-class SimTransport:
-    """The simulator's replicas in-process: same request/response bodies as HTTP, no sockets."""
+class BoundCheckTransport(SimTransport):
+    """The simulator's transport recording every stream (time to first token, cached tokens), and
+    checking each placement against the load bound."""
 
     def __init__(self, replicas: dict[str, Replica]) -> None:
-        self.replicas = replicas
-
-    async def send(self, endpoint: Endpoint, body: dict[str, Any], timeout: float) -> dict[str, Any]:
-        try:
-            out = await self.replicas[endpoint.name].completion(body)
-        except ApiError as e:
-            raise ModelError(f"{endpoint.name} answered {e.status}: {e.message}", status=e.status, retryable=e.status >= 500 or e.status == 429) from e
-        assert isinstance(out, dict)
-        return out
-
-    async def close(self) -> None:
-        return None
-
-
-class StreamingSimTransport(SimTransport):
-    """SimTransport plus streamed calls (each call's time to first token recorded) and the
-    engines' abort counters."""
-
-    def __init__(self, replicas: dict[str, Replica]) -> None:
-        super().__init__(replicas)
-        self.log: list[tuple[str, int, str, int, int, float]] = []  # goal, step, replica, prompt, cached, ttft
+        super().__init__(replicas, record=True)
         self.inflight: dict[str, int] | None = None  # the router's in-flight counts, to check the load bound
         self.live: Callable[[], list[str]] = lambda: list(self.replicas)  # the replicas the router sees
         self.eps = 0.25
         self.placements = self.over_cap = 0
 
     async def stream(self, endpoint: Endpoint, body: dict[str, Any], timeout: float, observer: StreamObserver) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        ttft = [float("nan")]
         if self.inflight is not None:
             # This call is already counted; the bound allowed it iff its replica is within
             # ceil((1 + eps) x total / n) now (hashing.load_cap at placement).
@@ -124,39 +104,25 @@ class StreamingSimTransport(SimTransport):
             total = sum(self.inflight.get(n, 0) for n in live)
             self.placements += 1
             self.over_cap += self.inflight.get(endpoint.name, 0) > max(1, math.ceil((1 + self.eps) * total / len(live) - 1e-9))
-        try:
-            chunks = await self.replicas[endpoint.name].completion({**body, "stream": True, "stream_options": {"include_usage": True}})
-        except ApiError as e:
-            raise ModelError(f"{endpoint.name} answered {e.status}: {e.message}", status=e.status, retryable=e.status >= 500 or e.status == 429) from e
-        acc = StreamAccumulator()
-        try:
-            async for chunk in chunks:  # type: ignore[union-attr]
-                first, text = acc.feed_chunk(chunk)
-                if first:
-                    ttft[0] = loop.time()  # absolute: the bench subtracts the call's start at the client
-                observer.fold(acc, first, text)
-        except ApiError as e:  # the replica stopped mid-stream
-            raise ModelError(f"{endpoint.name} failed mid-stream: {e.message}", status=e.status, retryable=True) from e
-        finally:
-            await chunks.aclose()  # type: ignore[union-attr]
-        out = acc.body()
-        usage = out.get("usage") or {}
-        msgs = body["messages"]
-        self.log.append(
-            (
-                msgs[1]["content"],
-                sum(1 for m in msgs if m["role"] == "assistant"),
-                endpoint.name,
-                int(usage.get("prompt_tokens", 0)),
-                int((usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)),
-                ttft[0],
-            )
-        )
-        return out
+        return await super().stream(endpoint, body, timeout, observer)
 
-    async def abort_count(self, base_url: str) -> float | None:
-        name = base_url.removeprefix("sim://").split("/")[0]
-        return float(self.replicas[name].engine.stats.request_success["abort"])
+    def rows(self) -> list[tuple[str, int, str, int, int, float]]:
+        """(goal, step, replica, prompt tokens, cached tokens, first token time) of each stream."""
+        out = []
+        for s in self.log:
+            msgs = s.body["messages"]
+            details = s.usage.get("prompt_tokens_details") or {}
+            out.append(
+                (
+                    msgs[1]["content"],
+                    sum(1 for m in msgs if m["role"] == "assistant"),
+                    s.replica,
+                    int(s.usage.get("prompt_tokens", 0)),
+                    int(details.get("cached_tokens", 0)),
+                    s.first_token_at,
+                )
+            )
+        return out
 
 
 def text(rng: random.Random, words: int) -> str:
@@ -537,7 +503,7 @@ def where_hits_go(
     async def main() -> Where:
         sims = await start_replicas(replicas, fleet_config(replicas, engine=ENGINE))
         by_name = {r.name: r for r in sims}
-        transport = StreamingSimTransport(by_name)
+        transport = BoundCheckTransport(by_name)
         endpoints = [Endpoint(n, f"sim://{n}/v1") for n in by_name]
         source = StaticSource(endpoints[:-1] if churn and churn[0] == "add" else endpoints)
         transport.live = lambda: [e.name for e in source.endpoints()]
@@ -583,7 +549,8 @@ def where_hits_go(
         last: dict[str, str] = {}
         moved = evicted = first = 0.0
         moves = 0
-        for goal, step, replica, _prompt, cached, _ttft in transport.log:
+        rows = transport.rows()
+        for goal, step, replica, _prompt, cached, _ttft in rows:
             ceiling, _ = ceilings[(goal, step)]
             lost = max(0, ceiling - cached)
             prev = last.get(goal)
@@ -595,7 +562,7 @@ def where_hits_go(
             else:
                 evicted += lost
             last[goal] = replica
-        ttfts = [t - starts[(g, s)] for g, s, *_, t in transport.log if t == t]
+        ttfts = [t - starts[(g, s)] for g, s, *_, t in rows if t == t]
         return Where(label, h / q, pct(ttfts, 0.99), moves, moved / q, evicted / q, first / q, transport.over_cap, transport.placements)
 
     started = time.monotonic()

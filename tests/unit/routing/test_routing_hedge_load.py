@@ -11,50 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agentfleet_runtime.model import ModelError, ModelRequest
+from agentfleet_runtime.model import ModelRequest
 from agentfleet_runtime.routing.client import RoutingModelClient
 from agentfleet_runtime.routing.metrics import RoutingMetrics
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier
 from agentfleet_runtime.routing.sources import StaticSource
-from agentfleet_runtime.routing.streaming import StreamAccumulator, StreamObserver
-from agentfleet_sim import ApiError, Replica, fleet_config, run_virtual, start_replicas
-
-
-class SimTransport:
-    """The replicas in-process (same bodies as HTTP), streamed or not, with their abort counters."""
-
-    def __init__(self, replicas: dict[str, Replica]) -> None:
-        self.replicas = replicas
-
-    async def send(self, endpoint: Endpoint, body: dict[str, Any], timeout: float) -> dict[str, Any]:
-        try:
-            out = await self.replicas[endpoint.name].completion(body)
-        except ApiError as e:
-            raise ModelError(e.message, status=e.status, retryable=e.status >= 500) from e
-        assert isinstance(out, dict)
-        return out
-
-    async def stream(self, endpoint: Endpoint, body: dict[str, Any], timeout: float, observer: StreamObserver) -> dict[str, Any]:
-        chunks = await self.replicas[endpoint.name].completion({**body, "stream": True, "stream_options": {"include_usage": True}})
-        acc = StreamAccumulator()
-        try:
-            async for chunk in chunks:  # type: ignore[union-attr]
-                first, text = acc.feed_chunk(chunk)
-                observer.fold(acc, first, text)
-        finally:
-            await chunks.aclose()  # type: ignore[union-attr]
-        return acc.body()
-
-    async def abort_count(self, base_url: str) -> float | None:
-        return float(self.replicas[base_url.removeprefix("sim://").split("/")[0]].engine.stats.request_success["abort"])
-
-    async def close(self) -> None:
-        return None
+from agentfleet_sim import fleet_config, run_virtual, start_replicas
+from agentfleet_sim.transport import SimTransport
 
 
 def extra_load(*, stream: bool, abort: bool, tasks: int = 48, steps: int = 12) -> tuple[float, float, int]:
