@@ -107,7 +107,7 @@ from agentfleet.autoscale.forecast import ForecastConfig, Profile, plan, within_
 from agentfleet.autoscale.goodput import E2E_METRIC, TPOT_METRIC, TTFT_METRIC  # noqa: E402
 from agentfleet.autoscale.policy import LoadTime  # noqa: E402
 from agentfleet.autoscale.terms import DOWN_HEADROOM  # noqa: E402
-from agentfleet_sim import ApiError, EngineConfig, Replica, ReplicaConfig, run_virtual  # noqa: E402
+from agentfleet_sim import ApiError, EngineConfig, HashedPrompt, Replica, ReplicaConfig, run_virtual  # noqa: E402
 
 GPUS_PER_REPLICA = 4
 TASK_SLO_S = 60.0
@@ -125,6 +125,8 @@ SYSTEM_PROMPT = list(range(1, 4097))  # shared system prompt + tool schemas (pre
 # 20-30K-token agent prompt, which is where the simulator spends its time; at most 127 tokens of
 # KV per sequence are wasted to rounding (<1 % of an agent context).
 BENCH_ENGINE = dict(output_tokens_median=40.0, output_tokens_sigma=0.6, max_model_len=65536, block_size=128)
+# Prompts grow call by call: hashed as they grow, not re-hashed whole on every call.
+SYSTEM_PROMPT_HASHED = HashedPrompt(SYSTEM_PROMPT, BENCH_ENGINE["block_size"])
 
 
 # -- workload -----------------------------------------------------------------------------------
@@ -391,7 +393,7 @@ class Agents:
         self.tokens = itertools.count(start + n)
         return list(range(start, start + n))
 
-    async def call(self, holder: list[Slot | None], prompt: list[int], max_tokens: int = 256) -> list[int]:
+    async def call(self, holder: list[Slot | None], prompt: HashedPrompt, max_tokens: int = 256) -> list[int]:
         loop = asyncio.get_running_loop()
         while True:
             slot = holder[0]
@@ -425,18 +427,17 @@ class Agents:
         start = loop.time()
         self.fleet.tasks_in_flight += 1
         steps = rng.randint(10, 30)
-        prompt = SYSTEM_PROMPT + self.fresh(rng.randint(100, 400))
+        prompt = SYSTEM_PROMPT_HASHED.extend(self.fresh(rng.randint(100, 400)))
         holder: list[Slot | None] = [None]
         try:
             for step in range(steps):
-                prompt = prompt + await self.call(holder, prompt)
+                prompt = prompt.extend(await self.call(holder, prompt))
                 if step < steps - 1 and rng.random() < 0.3:
-                    subs = [self.call(holder, prompt + self.fresh(rng.randint(80, 200)), 256) for _ in range(3)]
+                    subs = [self.call(holder, prompt.extend(self.fresh(rng.randint(80, 200))), 256) for _ in range(3)]
                     outs = await asyncio.gather(*subs)
-                    for out in outs:
-                        prompt = prompt + out
+                    prompt = prompt.extend([t for out in outs for t in out])
                 await asyncio.sleep(min(5.0, rng.lognormvariate(math.log(0.4), 0.8)))
-                prompt = prompt + self.fresh(self.tool_tokens())
+                prompt = prompt.extend(self.fresh(self.tool_tokens()))
         finally:
             if holder[0] is not None:
                 holder[0].tasks -= 1
@@ -454,7 +455,7 @@ def _hist_buckets(h: Any) -> list[tuple[float, float]]:
 
 
 def _snapshot(s: Slot) -> tuple[dict[str, list[tuple[float, float]]], float]:
-    st = s.replica.engine.stats
+    st = s.replica.stats()
     buckets = {TTFT_METRIC: _hist_buckets(st.h_ttft), TPOT_METRIC: _hist_buckets(st.h_tpot), E2E_METRIC: _hist_buckets(st.h_e2e)}
     done = float(sum(v for k, v in st.request_success.items() if k != "abort"))
     return buckets, done
@@ -473,7 +474,7 @@ class HpaUtil:
         current = len(active)
         utils = []
         for s in active:
-            busy = s.replica.engine.stats.busy_time_s
+            busy = s.replica.stats().busy_time_s
             if s.ready(now):
                 utils.append(min(1.0, (busy - s.busy_mark) / PERIOD_S))
             s.busy_mark = busy
@@ -624,7 +625,7 @@ class AgentfleetPolicy:
         per_pod: dict[str, list[list[tuple[float, float]]]] = {m: [] for m in (TTFT_METRIC, TPOT_METRIC, E2E_METRIC)}
         completed = 0.0
         for s in ready:
-            st = s.replica.engine.stats
+            st = s.replica.stats()
             samples.append(ReplicaSample(s.replica.name, st.num_waiting, st.num_running, st.kv_usage))
             buckets, done = _snapshot(s)
             s.hist_marks.append((now, buckets, done))

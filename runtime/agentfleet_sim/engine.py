@@ -21,6 +21,17 @@ Step time = decode_base_s + prefill tokens / prefill_tokens_per_s + decode_per_s
 Deviations from vLLM, on purpose: only prompt blocks are hashed into the prefix cache (generated
 tokens are not); prefix-cache queries and hits count once per request, when it is first
 scheduled; freed blocks that hold no cached prefix are reused before cached ones.
+
+Fused decode iterations (``step(now, max_iterations=N)``): once an iteration is pure decode (every
+running request gets one decode token, nothing is admitted, preempted or finishes, no request
+streams), the next ones are the same iteration again with one more context token per sequence,
+until one would finish a request or need a new KV block. ``step`` then returns them as one
+result (``iterations`` > 1, ``end`` the last one's end), so a driver takes one timer instead of
+one per token. Their end times are the same float sums the single steps would give, and each
+iteration's counters and histograms are committed when it starts, as a single step's are,
+lazily: ``sync(now)`` commits the iterations started by ``now`` (do it before reading ``stats``
+mid-run), and ``add_request``/``abort``/``cut`` end the run at the iteration in flight, so a
+request added meanwhile joins the next iteration exactly as it would have.
 """
 
 from __future__ import annotations
@@ -33,7 +44,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .config import EngineConfig
-from .kv_cache import BlockPool, block_hashes
+from .kv_cache import BlockPool, HashedPrompt, block_hashes
 from .stats import EngineStats
 
 
@@ -91,14 +102,27 @@ class StepResult:
     start: float
     end: float
     num_seqs: int
-    num_tokens: int
+    num_tokens: int  # per iteration
     num_preempted: int
     # Tokens of streaming requests, and the last token of every request that finished.
     events: list[TokenEvent]
+    # > 1: this many iterations back to back, the later ones fused pure decode of the same
+    # num_seqs (step's max_iterations); ``end`` is the last one's end.
+    iterations: int = 1
 
     @property
     def duration(self) -> float:
         return self.end - self.start
+
+
+@dataclass(slots=True)
+class _DecodeRun:
+    """Fused pure-decode iterations after a step: planned ends, committed lazily by start."""
+
+    result: StepResult  # the step that planned the run: end and iterations follow a cut
+    batch: list[SimRequest]
+    ends: list[float]  # ends[0]: the planning step's end (= the first fused iteration's start)
+    committed: int = 0  # fused iterations committed so far (iteration i runs ends[i] -> ends[i + 1])
 
 
 class Engine:
@@ -111,6 +135,7 @@ class Engine:
         self._running: list[SimRequest] = []
         self._requests: dict[str, SimRequest] = {}
         self._preempted_in_grow = 0
+        self._run: _DecodeRun | None = None
         # quirks.ttft_from_scheduling: start the TTFT clock when the request is first scheduled.
         self.ttft_from_scheduling = False
 
@@ -118,7 +143,7 @@ class Engine:
     def add_request(
         self,
         request_id: str,
-        prompt: list[int],
+        prompt: list[int] | HashedPrompt,
         *,
         now: float,
         max_tokens: int | None = None,
@@ -126,6 +151,7 @@ class Engine:
         ignore_eos: bool = False,
     ) -> SimRequest:
         cfg = self.config
+        self.cut(now)  # it joins the first iteration that starts after now
         if request_id in self._requests:
             raise ValueError(f"duplicate request id {request_id}")
         if not prompt:
@@ -139,7 +165,13 @@ class Engine:
                 f"{len(prompt) + max_tokens} tokens ({len(prompt)} in the messages, {max_tokens} in the completion). "
                 "Please reduce the length of the messages or completion."
             )
-        hashes = block_hashes(prompt, cfg.block_size) if cfg.enable_prefix_caching else []
+        hashes: list[int] = []
+        if isinstance(prompt, HashedPrompt):  # its hashes were made as the prompt grew
+            if cfg.enable_prefix_caching:
+                hashes = prompt.hashes if prompt.block_size == cfg.block_size else block_hashes(prompt.tokens, cfg.block_size)
+            prompt = prompt.tokens
+        elif cfg.enable_prefix_caching:
+            hashes = block_hashes(prompt, cfg.block_size)
         # The chained hash already covers the full blocks; add the partial tail.
         covered = len(hashes) * cfg.block_size
         content_seed = hash((cfg.seed, hashes[-1] if hashes else 0, tuple(prompt[covered:])))
@@ -168,6 +200,7 @@ class Engine:
 
     def abort(self, request_id: str, now: float) -> bool:
         """Drop a request (client went away, hedge lost). Counted as finished_reason=abort."""
+        self.cut(now)
         req = self._requests.pop(request_id, None)
         if req is None:
             return False
@@ -202,8 +235,13 @@ class Engine:
     # -- the step ------------------------------------------------------------------------------
     # The loops below are the simulator's hot path (one pass per sequence per step, millions of
     # times in a simulated hour), hence the local variables and inlined checks.
-    def step(self, now: float) -> StepResult | None:
-        """Run one iteration starting at ``now``; None when there is nothing to do."""
+    def step(self, now: float, max_iterations: int = 1) -> StepResult | None:
+        """Run one iteration starting at ``now`` (the previous result's end or later); None when
+        there is nothing to do. ``max_iterations`` > 1 lets it fuse the pure-decode iterations
+        that follow (module doc)."""
+        if self._run is not None:
+            self.sync(now)
+            self._run = None
         if not (self._running or self._waiting):
             return None
         cfg = self.config
@@ -214,6 +252,7 @@ class Engine:
         total = context = decode_seqs = 0
         running = self._running
 
+        admitted_any = False
         i = 0
         while i < len(running) and budget > 0:
             req = running[i]
@@ -246,6 +285,7 @@ class Engine:
                 if admitted is None:
                     break
                 waiting.popleft()
+                admitted_any = True
                 running.append(req)
                 self._cache_blocks(req, admitted)
                 scheduled.append((req, admitted))
@@ -254,8 +294,94 @@ class Engine:
                 context += req.num_computed + admitted
 
         prefill = total - decode_seqs
-        duration = cfg.decode_base_s + prefill / cfg.prefill_tokens_per_s + cfg.decode_per_seq_s * len(scheduled) + cfg.kv_read_s_per_token * context
-        return self._execute(now, now + duration, scheduled, total, preempted)
+        result = self._execute(now, now + self._seconds(prefill, len(scheduled), context), scheduled, total, preempted)
+        if max_iterations > 1 and not (preempted or admitted_any or result.events) and decode_seqs == total == len(scheduled) == len(self._running):
+            self._plan_run(result, context, max_iterations - 1)
+        return result
+
+    def _seconds(self, prefill: int, seqs: int, context: int) -> float:
+        """One iteration's duration (module doc); the one formula for single and fused steps."""
+        cfg = self.config
+        return cfg.decode_base_s + prefill / cfg.prefill_tokens_per_s + cfg.decode_per_seq_s * seqs + cfg.kv_read_s_per_token * context
+
+    # -- fused decode iterations ----------------------------------------------------------------
+    def _plan_run(self, result: StepResult, context: int, limit: int) -> None:
+        """After a pure-decode step: the iterations that repeat it (same batch, one more context
+        token per sequence) until one would finish a request or need a KV block; none if a
+        request streams (its callers want every token as it comes)."""
+        batch = self._running
+        bs = self.config.block_size
+        n = limit
+        for req in batch:
+            if req.stream:
+                return
+            # Iteration m (1-based) emits token num_output + m: it finishes the request at
+            # target_tokens, and attends num_tokens + m - 1 tokens, which must fit its blocks.
+            n = min(n, req.target_tokens - req.num_output - 1, len(req.blocks) * bs - req.num_tokens + 1)
+        if n <= 0:
+            return
+        seqs = len(batch)
+        # The same float sums single steps make: each starts at the previous end.
+        t = result.end
+        ends = [t]
+        context += seqs  # the planning step emitted one token per sequence
+        for _ in range(n):
+            t = t + self._seconds(0, seqs, context)
+            ends.append(t)
+            context += seqs
+        self._run = _DecodeRun(result, list(batch), ends)
+        result.end = t
+        result.iterations = 1 + n
+
+    def sync(self, now: float) -> None:
+        """Commit the fused iterations that started by ``now`` (their counters, histograms and
+        request progress), as single steps would have at their starts."""
+        run = self._run
+        if run is None:
+            return
+        ends = run.ends
+        done = run.committed
+        last = len(ends) - 1
+        upto = done
+        while upto < last and ends[upto] <= now:
+            upto += 1
+        if upto == done:
+            return
+        stats = self.stats
+        seqs = len(run.batch)
+        itl, it_tokens = stats.h_itl, stats.h_iteration_tokens
+        itl_bounds, itl_counts = itl.bounds, itl.counts
+        for k in range(done, upto):
+            start, end = ends[k], ends[k + 1]
+            gap = end - start  # every sequence's previous token came at the previous end
+            stats.busy_time_s += gap
+            it_tokens.observe(seqs)
+            itl_counts[bisect_left(itl_bounds, gap)] += seqs
+            for _ in range(seqs):
+                itl.sum += gap
+        n = upto - done
+        itl.count += n * seqs
+        stats.steps += n
+        stats.generation_tokens += n * seqs
+        last_token = ends[upto]
+        for req in run.batch:
+            req.num_computed += n
+            req.num_output += n
+            req.num_tokens += n
+            req.last_token = last_token
+        run.committed = upto
+
+    def cut(self, now: float) -> float | None:
+        """End the fused run at the iteration in flight at ``now`` (committing those started);
+        returns its new end, when the engine is next free to step, or None without a run."""
+        run = self._run
+        if run is None:
+            return None
+        self.sync(now)
+        self._run = None
+        run.result.end = run.ends[run.committed]
+        run.result.iterations = 1 + run.committed
+        return run.result.end
 
     def _grow_or_preempt(self, req: SimRequest, upto: int) -> bool:
         """Give ``req`` blocks for ``upto`` tokens, preempting the newest running requests while

@@ -32,6 +32,36 @@ def block_hashes(token_ids: Sequence[int], block_size: int, parent: int = ROOT_H
     return out
 
 
+class HashedPrompt:
+    """Prompt tokens with their full blocks' chained hashes, extended without rehashing.
+
+    An agent's next call is its last prompt plus a few hundred tokens; hashing the whole 20-30K
+    token history again on every call is most of a call's cost in a long simulation.
+    ``extend`` hashes only the blocks past the last full one (the same chain ``block_hashes``
+    gives for the whole list). Pass it wherever a prompt is taken (``Engine.add_request``,
+    ``Replica.generate``); treat ``tokens`` as read-only."""
+
+    __slots__ = ("tokens", "block_size", "hashes")
+
+    def __init__(self, tokens: Sequence[int], block_size: int, hashes: list[int] | None = None) -> None:
+        self.tokens = list(tokens)
+        self.block_size = block_size
+        self.hashes = block_hashes(self.tokens, block_size) if hashes is None else hashes
+
+    def extend(self, more: Sequence[int]) -> HashedPrompt:
+        """This prompt followed by ``more`` (a new object; this one is unchanged)."""
+        tokens = self.tokens + list(more)
+        bs = self.block_size
+        full = len(self.hashes) * bs
+        tail = block_hashes(tokens[full:], bs, self.hashes[-1] if self.hashes else ROOT_HASH)
+        out = HashedPrompt.__new__(HashedPrompt)
+        out.tokens, out.block_size, out.hashes = tokens, bs, self.hashes + tail
+        return out
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
 class BlockPool:
     def __init__(self, num_blocks: int, enable_caching: bool = True) -> None:
         if num_blocks <= 0:
