@@ -61,7 +61,7 @@ class RequestTooLong(ValueError):
 @dataclass(eq=False, slots=True)
 class SimRequest:
     request_id: str
-    prompt: list[int]
+    prompt_tokens: int
     max_tokens: int
     target_tokens: int  # how many tokens the "model" will emit (<= max_tokens)
     arrival: float
@@ -81,10 +81,6 @@ class SimRequest:
     cached_tokens: int = 0
     preemptions: int = 0
     finish_reason: str | None = None
-
-    @property
-    def prompt_tokens(self) -> int:
-        return len(self.prompt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,16 +161,17 @@ class Engine:
                 f"{len(prompt) + max_tokens} tokens ({len(prompt)} in the messages, {max_tokens} in the completion). "
                 "Please reduce the length of the messages or completion."
             )
-        hashes: list[int] = []
-        if isinstance(prompt, HashedPrompt):  # its hashes were made as the prompt grew
-            if cfg.enable_prefix_caching:
-                hashes = prompt.hashes if prompt.block_size == cfg.block_size else block_hashes(prompt.tokens, cfg.block_size)
-            prompt = prompt.tokens
-        elif cfg.enable_prefix_caching:
+        # Full blocks' chained hashes (also without prefix caching: they seed the answer).
+        if isinstance(prompt, HashedPrompt):  # hashed as it grew
+            if prompt.block_size != cfg.block_size:
+                raise ValueError(f"the prompt was hashed in blocks of {prompt.block_size} tokens, the engine's are {cfg.block_size}")
+            hashes, tail = prompt.hashes, prompt.tail
+        else:
             hashes = block_hashes(prompt, cfg.block_size)
-        # The chained hash already covers the full blocks; add the partial tail.
+            tail = prompt[len(hashes) * cfg.block_size :]
         covered = len(hashes) * cfg.block_size
-        content_seed = hash((cfg.seed, hashes[-1] if hashes else 0, tuple(prompt[covered:])))
+        # Same prompt, same answer: the chained hash covers the full blocks; add the partial tail.
+        content_seed = hash((cfg.seed, hashes[-1] if hashes else 0, tuple(tail)))
         if ignore_eos or cfg.output_length_mode == "max_tokens":
             target = max_tokens
         else:
@@ -183,7 +180,7 @@ class Engine:
             target = max(1, min(max_tokens, round(natural)))
         req = SimRequest(
             request_id=request_id,
-            prompt=prompt,
+            prompt_tokens=len(prompt),
             max_tokens=max_tokens,
             target_tokens=target,
             arrival=now,
@@ -469,7 +466,7 @@ class Engine:
             last = req.last_token
             if last is None:
                 req.first_token = end
-                stats.prompt_tokens += len(req.prompt)
+                stats.prompt_tokens += req.prompt_tokens
                 stats.h_ttft.observe(end - (req.first_scheduled if self.ttft_from_scheduling and req.first_scheduled is not None else req.arrival))
             else:
                 gap = end - last

@@ -27,7 +27,18 @@ ENGINE = EngineConfig(served_name="m", max_model_len=4096, kv_cache_tokens=4096,
 def stats_view(replica: Replica) -> tuple[Any, ...]:
     s = replica.stats()
     hists = tuple((h.counts[:], h.sum, h.count) for h in (s.h_ttft, s.h_itl, s.h_tpot, s.h_e2e, s.h_queue, s.h_decode, s.h_iteration_tokens))
-    return (s.busy_time_s, s.steps, s.generation_tokens, s.prompt_tokens, s.num_preemptions, dict(s.request_success), s.num_running, s.num_waiting, s.kv_usage, hists)
+    return (
+        s.busy_time_s,
+        s.steps,
+        s.generation_tokens,
+        s.prompt_tokens,
+        s.num_preemptions,
+        dict(s.request_success),
+        s.num_running,
+        s.num_waiting,
+        s.kv_usage,
+        hists,
+    )
 
 
 def simulate(max_iterations: int, hashed: bool) -> dict[str, Any]:
@@ -45,20 +56,32 @@ def simulate(max_iterations: int, hashed: bool) -> dict[str, Any]:
         def more(n: int) -> list[int]:
             return [next(fresh) for _ in range(n)]
 
-        async def call(replica: Replica, prompt: HashedPrompt, max_tokens: int, timeout: float | None = None) -> list[int]:
-            arg: Any = prompt if hashed else list(prompt.tokens)
+        class Prompt:
+            """The agent's prompt both ways: a token list, and hashed as it grows."""
+
+            def __init__(self, tokens: list[int], hp: HashedPrompt) -> None:
+                self.tokens, self.hp = tokens, hp
+
+            def extend(self, more: list[int]) -> Prompt:
+                return Prompt(self.tokens + more, self.hp.extend(more))
+
+        async def call(replica: Replica, prompt: Prompt, max_tokens: int, timeout: float | None = None) -> list[int]:
+            arg: Any = prompt.hp if hashed else prompt.tokens
             try:
                 c = await asyncio.wait_for(replica.generate(arg, max_tokens), timeout)
             except TimeoutError:
                 calls.append(("timeout", loop.time()))
                 return []
-            calls.append((c.request_id, c.arrival, c.first_token, c.finished, c.completion_tokens, c.cached_tokens, c.preemptions, c.finish_reason))
+            calls.append(
+                (c.request_id, c.arrival, c.first_token, c.finished, c.completion_tokens, c.cached_tokens, c.preemptions, c.finish_reason, c.content_seed)
+            )
             return more(c.completion_tokens)
 
         async def agent(i: int) -> None:
             await asyncio.sleep(rng.uniform(0, 20))
             replica = replicas[i % 2]
-            prompt = HashedPrompt(list(range(1, 300)), ENGINE.block_size).extend(more(rng.randint(20, 200)))
+            system = list(range(1, 300))
+            prompt = Prompt(system, HashedPrompt(system, ENGINE.block_size)).extend(more(rng.randint(20, 200)))
             for step in range(rng.randint(3, 6)):
                 timeout = 0.3 if step == 2 and i % 5 == 0 else None  # some calls give up: aborts mid-decode
                 prompt = prompt.extend(await call(replica, prompt, rng.randint(5, 120), timeout))
@@ -143,12 +166,21 @@ def test_a_request_added_mid_run_joins_the_next_iteration() -> None:
 def test_hashed_prompt_extends_the_same_chain() -> None:
     base = list(range(1, 40))
     p = HashedPrompt(base, 16)
-    grown = p.extend([7] * 5).extend(range(100, 130))
-    assert grown.tokens == base + [7] * 5 + list(range(100, 130))
-    assert grown.hashes == block_hashes(grown.tokens, 16)
-    assert p.tokens == base and p.hashes == block_hashes(base, 16)  # the original is unchanged
-    # An engine with another block size rehashes; the request is the same as for a list.
-    eng, ref = Engine(dataclasses.replace(ENGINE, block_size=32)), Engine(dataclasses.replace(ENGINE, block_size=32))
+    added = [7] * 5 + list(range(100, 130))
+    grown = p.extend(added[:5]).extend(added[5:])
+    tokens = base + added
+    assert (len(grown), grown.hashes, grown.tail) == (len(tokens), block_hashes(tokens, 16), tokens[64:])
+    assert (len(p), p.hashes, p.tail) == (39, block_hashes(base, 16), base[32:])  # the original is unchanged
+    # The engine takes it as it takes the token list: same blocks, same answer.
+    eng, ref = Engine(ENGINE), Engine(ENGINE)
     a = eng.add_request("x", grown, now=0.0, max_tokens=5)
-    b = ref.add_request("x", list(grown.tokens), now=0.0, max_tokens=5)
-    assert (a.hashes, a.content_seed, a.target_tokens) == (b.hashes, b.content_seed, b.target_tokens)
+    b = ref.add_request("x", tokens, now=0.0, max_tokens=5)
+    assert (a.hashes, a.hash_tokens, a.prompt_tokens, a.content_seed, a.target_tokens) == (
+        b.hashes,
+        b.hash_tokens,
+        b.prompt_tokens,
+        b.content_seed,
+        b.target_tokens,
+    )
+    with pytest.raises(ValueError, match="blocks of 16"):
+        Engine(dataclasses.replace(ENGINE, block_size=32)).add_request("y", grown, now=0.0, max_tokens=5)
