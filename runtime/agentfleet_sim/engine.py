@@ -25,12 +25,14 @@ scheduled; freed blocks that hold no cached prefix are reused before cached ones
 Fused decode iterations (``step(now, max_iterations=N)``): once an iteration is pure decode (every
 running request gets one decode token, nothing is admitted, preempted or finishes, no request
 streams), the next ones are the same iteration again with one more context token per sequence,
-until one would finish a request or need a new KV block. ``step`` then returns them as one
-result (``iterations`` > 1, ``end`` the last one's end), so a driver takes one timer instead of
-one per token. Their end times are the same float sums the single steps would give, and each
-iteration's counters and histograms are committed when it starts, as a single step's are,
-lazily: ``sync(now)`` commits the iterations started by ``now`` (do it before reading ``stats``
-mid-run), and ``add_request``/``abort``/``cut`` end the run at the iteration in flight, so a
+up to the first that finishes a request (included: the run ends there) or would need a new KV
+block (not included). ``step`` returns them as one result (``iterations`` > 1, ``end`` the last
+one's end, ``events`` the last one's finishes), so a driver takes one timer instead of one per
+token. Their end times are the same float sums the single steps would give, and each
+iteration's effects (counters, histograms, finishes and the blocks they free) are committed when
+it starts, as a single step's are, lazily: ``sync(now)`` commits the iterations started by
+``now`` (do it before reading the engine mid-run, and before delivering a run's events), and
+``add_request``/``abort``/``cut`` end the run at the iteration in flight, so a
 request added meanwhile joins the next iteration exactly as it would have.
 """
 
@@ -118,6 +120,7 @@ class _DecodeRun:
     result: StepResult  # the step that planned the run: end and iterations follow a cut
     batch: list[SimRequest]
     ends: list[float]  # ends[0]: the planning step's end (= the first fused iteration's start)
+    finishes: bool  # the last iteration finishes a request
     committed: int = 0  # fused iterations committed so far (iteration i runs ends[i] -> ends[i + 1])
 
 
@@ -297,42 +300,47 @@ class Engine:
         return result
 
     def _seconds(self, prefill: int, seqs: int, context: int) -> float:
-        """One iteration's duration (module doc); the one formula for single and fused steps."""
+        """One iteration's duration (module doc); fused runs sum the same terms (_plan_run)."""
         cfg = self.config
         return cfg.decode_base_s + prefill / cfg.prefill_tokens_per_s + cfg.decode_per_seq_s * seqs + cfg.kv_read_s_per_token * context
 
     # -- fused decode iterations ----------------------------------------------------------------
     def _plan_run(self, result: StepResult, context: int, limit: int) -> None:
         """After a pure-decode step: the iterations that repeat it (same batch, one more context
-        token per sequence) until one would finish a request or need a KV block; none if a
-        request streams (its callers want every token as it comes)."""
+        token per sequence) up to the first that finishes a request (included) or would need a
+        KV block (not); none if a request streams (its callers want every token as it comes)."""
         batch = self._running
         bs = self.config.block_size
         n = limit
         for req in batch:
             if req.stream:
                 return
-            # Iteration m (1-based) emits token num_output + m: it finishes the request at
+            # Iteration m (1-based) emits token num_output + m, which finishes the request at
             # target_tokens, and attends num_tokens + m - 1 tokens, which must fit its blocks.
-            n = min(n, req.target_tokens - req.num_output - 1, len(req.blocks) * bs - req.num_tokens + 1)
+            n = min(n, req.target_tokens - req.num_output, len(req.blocks) * bs - req.num_tokens + 1)
         if n <= 0:
             return
         seqs = len(batch)
-        # The same float sums single steps make: each starts at the previous end.
-        t = result.end
+        cfg = self.config
+        # _seconds(0, seqs, context), its terms summed in the same order: the same floats.
+        fixed = cfg.decode_base_s + 0 / cfg.prefill_tokens_per_s + cfg.decode_per_seq_s * seqs
+        kv = cfg.kv_read_s_per_token
+        t = result.end  # each iteration starts at the previous end, as single steps do
         ends = [t]
         context += seqs  # the planning step emitted one token per sequence
         for _ in range(n):
-            t = t + self._seconds(0, seqs, context)
+            t = t + (fixed + kv * context)
             ends.append(t)
             context += seqs
-        self._run = _DecodeRun(result, list(batch), ends)
+        finishes = any(req.target_tokens - req.num_output == n for req in batch)
+        self._run = _DecodeRun(result, list(batch), ends, finishes)
         result.end = t
         result.iterations = 1 + n
 
     def sync(self, now: float) -> None:
         """Commit the fused iterations that started by ``now`` (their counters, histograms and
-        request progress), as single steps would have at their starts."""
+        request progress; the finishing one's events go to the step's result), as single steps
+        would have at their starts."""
         run = self._run
         if run is None:
             return
@@ -344,28 +352,35 @@ class Engine:
             upto += 1
         if upto == done:
             return
-        stats = self.stats
-        seqs = len(run.batch)
-        itl, it_tokens = stats.h_itl, stats.h_iteration_tokens
-        itl_bounds, itl_counts = itl.bounds, itl.counts
-        for k in range(done, upto):
-            start, end = ends[k], ends[k + 1]
-            gap = end - start  # every sequence's previous token came at the previous end
-            stats.busy_time_s += gap
-            it_tokens.observe(seqs)
-            itl_counts[bisect_left(itl_bounds, gap)] += seqs
-            for _ in range(seqs):
-                itl.sum += gap
-        n = upto - done
-        itl.count += n * seqs
-        stats.steps += n
-        stats.generation_tokens += n * seqs
-        last_token = ends[upto]
-        for req in run.batch:
-            req.num_computed += n
-            req.num_output += n
-            req.num_tokens += n
-            req.last_token = last_token
+        # Iterations before a finishing one only add counts; that one runs the step's own code.
+        bulk = last - 1 if run.finishes and upto == last else upto
+        n = bulk - done
+        if n > 0:
+            stats = self.stats
+            seqs = len(run.batch)
+            itl, it_tokens = stats.h_itl, stats.h_iteration_tokens
+            itl_bounds, itl_counts = itl.bounds, itl.counts
+            for k in range(done, bulk):
+                start, end = ends[k], ends[k + 1]
+                gap = end - start  # every sequence's previous token came at the previous end
+                stats.busy_time_s += gap
+                it_tokens.observe(seqs)
+                itl_counts[bisect_left(itl_bounds, gap)] += seqs
+                for _ in range(seqs):
+                    itl.sum += gap
+            itl.count += n * seqs
+            stats.steps += n
+            stats.generation_tokens += n * seqs
+            last_token = ends[bulk]
+            for req in run.batch:
+                req.num_computed += n
+                req.num_output += n
+                req.num_tokens += n
+                req.last_token = last_token
+        if bulk < upto:
+            batch = run.batch
+            step = self._execute(ends[bulk], ends[upto], [(req, 1) for req in batch], len(batch), 0)
+            run.result.events.extend(step.events)
         run.committed = upto
 
     def cut(self, now: float) -> float | None:

@@ -184,6 +184,8 @@ class EngineRunner:
     def _end_of_step(self) -> None:
         result, self._pending = self._pending, None
         if result is not None:
+            if result.iterations > 1 and self._loop is not None:
+                self.engine.sync(self._loop.time())  # a fused run's last iteration may finish requests
             self._deliver(result)
         self._kick()
 

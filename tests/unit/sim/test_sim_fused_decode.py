@@ -120,31 +120,32 @@ def test_fused_iterations_and_hashed_prompts_give_identical_results() -> None:
         assert fused["end"] == single["end"]
 
 
-def test_fused_step_covers_the_decode_stretch_until_a_finish() -> None:
+def test_fused_step_covers_the_decode_stretch_up_to_a_finish() -> None:
     eng = Engine(dataclasses.replace(ENGINE, output_length_mode="max_tokens", kv_read_s_per_token=1e-5))
     clock = ManualClock()
     eng.add_request("a", list(range(100)), now=0.0, max_tokens=10)
-    eng.add_request("b", list(range(200, 300)), now=0.0, max_tokens=6)
+    b = eng.add_request("b", list(range(200, 300)), now=0.0, max_tokens=6)
     prefill = eng.step(0.0, max_iterations=100)
     assert prefill is not None and prefill.iterations == 1  # a prefill step does not repeat
     clock.set(prefill.end)
     fused = eng.step(clock.now(), max_iterations=100)
-    # Tokens 2-5 of b (the 6th finishes it: that iteration is a step of its own).
-    assert fused is not None and fused.iterations == 4
+    # Tokens 2-6 of b: the 6th finishes it and ends the run.
+    assert fused is not None and fused.iterations == 5
     # The single steps' floats: each iteration starts at the previous end, context grows by 2.
     t = prefill.end
-    for k in range(4):
+    for k in range(5):
         t = t + (ENGINE.decode_base_s + 0 / ENGINE.prefill_tokens_per_s + ENGINE.decode_per_seq_s * 2 + 1e-5 * (202 + 2 * k))
     assert fused.end == t
-    # Nothing of the later iterations is visible before they start.
-    assert eng.stats.steps == 2
-    eng.sync(fused.end - 1e-9)
-    assert eng.stats.steps == 5 and eng.stats.generation_tokens == 10
+    # Nothing of the later iterations shows before they start; the finish shows at its start.
+    assert eng.stats.steps == 2 and not fused.events
+    one_before_last = fused.end - 0.005
+    eng.sync(one_before_last)
+    assert eng.stats.steps == 6 and eng.stats.generation_tokens == 12 and b.finished_at == fused.end
+    assert [(e.request.request_id, e.finish_reason) for e in fused.events] == [("b", "length")]
+    assert (eng.num_running, eng.stats.request_success["length"]) == (1, 1)
     clock.set(fused.end)
-    rest = []
     while (r := eng.step(clock.now(), max_iterations=100)) is not None:
         clock.set(r.end)
-        rest.append(r)
     assert eng.stats.request_success["length"] == 2 and eng.stats.generation_tokens == 16
 
 
