@@ -344,21 +344,26 @@ class Fleet:
                 s.removed = now
                 self.gpu_seconds_closed += (now - s.created) * GPUS_PER_REPLICA
                 await s.replica.stop()
+        # Removed replicas are closed (their GPU-seconds counted): drop them from every scan.
+        self.slots = [s for s in self.slots if s.removed is None]
 
     def gpu_seconds(self, now: float) -> float:
         return self.gpu_seconds_closed + sum((now - s.created) * GPUS_PER_REPLICA for s in self.live())
 
-    def overloaded(self, slot: Slot, now: float) -> bool:
+    def ready(self, now: float) -> list[Slot]:
+        return [s for s in self.slots if s.removed is None and s.ready(now)]
+
+    @staticmethod
+    def overloaded(slot: Slot, ready: list[Slot]) -> bool:
         """Routing's load bound (spec.routing.loadBoundPercent 125): a task leaves its replica
         when that holds more than 125 % of the mean pinned tasks and a lighter one exists."""
-        ready = [s for s in self.slots if s.removed is None and s.ready(now)]
         if len(ready) < 2:
             return False
         mean = sum(s.tasks for s in ready) / len(ready)
         return slot.tasks > 1.25 * mean + 1 and min(s.tasks for s in ready) < slot.tasks - 1
 
-    def pick(self, now: float) -> Slot | None:
-        ready = [s for s in self.slots if s.removed is None and s.ready(now)]
+    @staticmethod
+    def pick(ready: list[Slot]) -> Slot | None:
         if not ready:
             return None
         return min(ready, key=lambda s: (s.tasks, s.replica.inflight))
@@ -387,24 +392,25 @@ class Agents:
             return bisect.bisect_left(_ZIPF_CDF, self.rng.random()) + 1
         return self.rng.randint(200, 800)
 
-    def fresh(self, n: int) -> list[int]:
+    def fresh(self, n: int) -> range:
         start = next(self.tokens)
         # Skip ahead so the next call gets a disjoint range: unique content, no false prefix hits.
         self.tokens = itertools.count(start + n)
-        return list(range(start, start + n))
+        return range(start, start + n)
 
-    async def call(self, holder: list[Slot | None], prompt: HashedPrompt, max_tokens: int = 256) -> list[int]:
+    async def call(self, holder: list[Slot | None], prompt: HashedPrompt, max_tokens: int = 256) -> range:
         loop = asyncio.get_running_loop()
         while True:
             slot = holder[0]
             now = loop.time()
-            if slot is not None and slot.ready(now) and self.fleet.overloaded(slot, now):
+            ready = self.fleet.ready(now)
+            if slot is not None and slot.ready(now) and self.fleet.overloaded(slot, ready):
                 slot.tasks -= 1  # bounded-load prefix affinity: spill to a lighter replica (re-prefill once)
                 slot = None
             if slot is None or not slot.ready(now):
                 if slot is not None:
                     slot.tasks -= 1
-                slot = self.fleet.pick(now)
+                slot = self.fleet.pick(ready)
                 holder[0] = slot
                 if slot is None:
                     await asyncio.sleep(1.0)  # nothing ready (the fleet is loading): wait like a client retry
@@ -435,7 +441,7 @@ class Agents:
                 if step < steps - 1 and rng.random() < 0.3:
                     subs = [self.call(holder, prompt.extend(self.fresh(rng.randint(80, 200))), 256) for _ in range(3)]
                     outs = await asyncio.gather(*subs)
-                    prompt = prompt.extend([t for out in outs for t in out])
+                    prompt = prompt.extend(list(itertools.chain.from_iterable(outs)))
                 await asyncio.sleep(min(5.0, rng.lognormvariate(math.log(0.4), 0.8)))
                 prompt = prompt.extend(self.fresh(self.tool_tokens()))
         finally:

@@ -358,17 +358,30 @@ class Engine:
         if n > 0:
             stats = self.stats
             seqs = len(run.batch)
-            itl, it_tokens = stats.h_itl, stats.h_iteration_tokens
-            itl_bounds, itl_counts = itl.bounds, itl.counts
-            for k in range(done, bulk):
-                start, end = ends[k], ends[k + 1]
+            # Each iteration's observations, summed in the order single steps add them.
+            itl = stats.h_itl
+            bounds, counts = itl.bounds, itl.counts
+            busy, itl_sum = stats.busy_time_s, itl.sum
+            lo = hi = 0.0
+            idx = -1
+            start = ends[done]
+            for end in ends[done + 1 : bulk + 1]:
                 gap = end - start  # every sequence's previous token came at the previous end
-                stats.busy_time_s += gap
-                it_tokens.observe(seqs)
-                itl_counts[bisect_left(itl_bounds, gap)] += seqs
+                start = end
+                busy += gap
+                if idx < 0 or not lo < gap <= hi:  # the gaps drift slowly: bisect on a bucket change
+                    idx = bisect_left(bounds, gap)
+                    lo = bounds[idx - 1] if idx else -math.inf
+                    hi = bounds[idx] if idx < len(bounds) else math.inf
+                counts[idx] += seqs
                 for _ in range(seqs):
-                    itl.sum += gap
+                    itl_sum += gap
+            stats.busy_time_s, itl.sum = busy, itl_sum
             itl.count += n * seqs
+            it = stats.h_iteration_tokens  # n observations of seqs tokens (integers: exact sums)
+            it.counts[bisect_left(it.bounds, seqs)] += n
+            it.sum += seqs * n
+            it.count += n
             stats.steps += n
             stats.generation_tokens += n * seqs
             last_token = ends[bulk]
