@@ -135,6 +135,7 @@ class Engine:
         self._requests: dict[str, SimRequest] = {}
         self._preempted_in_grow = 0
         self._run: _DecodeRun | None = None
+        self._rng = random.Random()
         # quirks.ttft_from_scheduling: start the TTFT clock when the request is first scheduled.
         self.ttft_from_scheduling = False
 
@@ -178,7 +179,8 @@ class Engine:
         if ignore_eos or cfg.output_length_mode == "max_tokens":
             target = max_tokens
         else:
-            rng = random.Random(content_seed)
+            rng = self._rng
+            rng.seed(content_seed)  # as random.Random(content_seed), without a new generator
             natural = rng.lognormvariate(math.log(cfg.output_tokens_median), cfg.output_tokens_sigma)
             target = max(1, min(max_tokens, round(natural)))
         req = SimRequest(
