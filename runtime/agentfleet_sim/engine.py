@@ -22,9 +22,9 @@ Deviations from vLLM, on purpose: only prompt blocks are hashed into the prefix 
 tokens are not); prefix-cache queries and hits count once per request, when it is first
 scheduled; freed blocks that hold no cached prefix are reused before cached ones.
 
-Fused decode iterations (``step(now, max_iterations=N)``): once an iteration is pure decode (every
-running request gets one decode token, nothing is admitted, preempted or finishes, no request
-streams), the next ones are the same iteration again with one more context token per sequence,
+Fused decode iterations (``step(now, max_iterations=N)``): when a step leaves every running
+request decoding (none streams, the step finished none, the queue's head does not fit), the
+next iterations are one pure-decode iteration repeated with one more context token per sequence,
 up to the first that finishes a request (included: the run ends there) or would need a new KV
 block (not included). ``step`` returns them as one result (``iterations`` > 1, ``end`` the last
 one's end, ``events`` the last one's finishes), so a driver takes one timer instead of one per
@@ -254,7 +254,6 @@ class Engine:
         total = context = decode_seqs = 0
         running = self._running
 
-        admitted_any = False
         i = 0
         while i < len(running) and budget > 0:
             req = running[i]
@@ -287,7 +286,6 @@ class Engine:
                 if admitted is None:
                     break
                 waiting.popleft()
-                admitted_any = True
                 running.append(req)
                 self._cache_blocks(req, admitted)
                 scheduled.append((req, admitted))
@@ -297,8 +295,8 @@ class Engine:
 
         prefill = total - decode_seqs
         result = self._execute(now, now + self._seconds(prefill, len(scheduled), context), scheduled, total, preempted)
-        if max_iterations > 1 and not (preempted or admitted_any or result.events) and decode_seqs == total == len(scheduled) == len(self._running):
-            self._plan_run(result, context, max_iterations - 1)
+        if max_iterations > 1 and not result.events:  # its events are due at its own end
+            self._plan_run(result, max_iterations - 1)
         return result
 
     def _seconds(self, prefill: int, seqs: int, context: int) -> float:
@@ -307,29 +305,37 @@ class Engine:
         return cfg.decode_base_s + prefill / cfg.prefill_tokens_per_s + cfg.decode_per_seq_s * seqs + cfg.kv_read_s_per_token * context
 
     # -- fused decode iterations ----------------------------------------------------------------
-    def _plan_run(self, result: StepResult, context: int, limit: int) -> None:
-        """After a pure-decode step: the iterations that repeat it (same batch, one more context
-        token per sequence) up to the first that finishes a request (included) or would need a
-        KV block (not); none if a request streams (its callers want every token as it comes)."""
+    def _plan_run(self, result: StepResult, limit: int) -> None:
+        """After a step: if every running request is now decoding, none streams (its callers want
+        every token as it comes) and the queue's head cannot be admitted, the next iterations
+        repeat one pure-decode iteration (same batch, one more context token per sequence) up to
+        the first that finishes a request (included) or would need a KV block (not)."""
         batch = self._running
-        bs = self.config.block_size
+        cfg = self.config
+        bs = cfg.block_size
+        budget = cfg.max_num_batched_tokens - len(batch)
+        if not batch or budget < 0:
+            return
         n = limit
+        context = 0
         for req in batch:
-            if req.stream:
-                return
+            if req.stream or req.num_tokens - req.num_computed != 1 or not req.num_output:
+                return  # a stream, or a prompt still being prefilled
             # Iteration m (1-based) emits token num_output + m, which finishes the request at
             # target_tokens, and attends num_tokens + m - 1 tokens, which must fit its blocks.
             n = min(n, req.target_tokens - req.num_output, len(req.blocks) * bs - req.num_tokens + 1)
+            context += req.num_tokens
         if n <= 0:
             return
+        waiting = self._waiting
+        if waiting and budget > 0 and len(batch) < cfg.max_num_seqs and self._admission(waiting[0], budget) is not None:
+            return  # the next iteration admits it: no repeat
         seqs = len(batch)
-        cfg = self.config
         # _seconds(0, seqs, context), its terms summed in the same order: the same floats.
         fixed = cfg.decode_base_s + 0 / cfg.prefill_tokens_per_s + cfg.decode_per_seq_s * seqs
         kv = cfg.kv_read_s_per_token
         t = result.end  # each iteration starts at the previous end, as single steps do
         ends = [t]
-        context += seqs  # the planning step emitted one token per sequence
         for _ in range(n):
             t = t + (fixed + kv * context)
             ends.append(t)
@@ -450,9 +456,9 @@ class Engine:
         self._waiting.appendleft(req)
         self.stats.num_preemptions += 1
 
-    def _admit(self, req: SimRequest, budget: int, now: float) -> int | None:
-        """Reserve blocks for a waiting request's cached prefix plus its first chunk; returns the
-        number of tokens to compute this step, or None if the blocks are not there."""
+    def _admission(self, req: SimRequest, budget: int) -> tuple[list[int], int, int] | None:
+        """Whether a waiting request fits now, without taking anything: its cache-hit blocks,
+        the tokens to compute this step and the fresh blocks they need; None if they do not fit."""
         bs = self.config.block_size
         hits = self.pool.lookup(req.hashes, (req.num_tokens - 1) // bs)
         hit_tokens = len(hits) * bs
@@ -460,6 +466,16 @@ class Engine:
         need = -(-(hit_tokens + n) // bs) - len(hits)
         if need + self.pool.num_evictable(hits) > self.pool.num_free:
             return None
+        return hits, n, need
+
+    def _admit(self, req: SimRequest, budget: int, now: float) -> int | None:
+        """Reserve blocks for a waiting request's cached prefix plus its first chunk; returns the
+        number of tokens to compute this step, or None if the blocks are not there."""
+        plan = self._admission(req, budget)
+        if plan is None:
+            return None
+        hits, n, need = plan
+        hit_tokens = len(hits) * self.config.block_size
         self.pool.touch(hits)
         fresh = self.pool.allocate(need)
         assert fresh is not None  # checked above

@@ -12,10 +12,8 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
-from collections.abc import Iterator, Sequence
-from itertools import compress, repeat
-from operator import add, is_, not_, sub
+from collections import OrderedDict
+from collections.abc import Sequence
 
 ROOT_HASH = 0x5EED
 
@@ -32,10 +30,6 @@ def block_hashes(token_ids: Sequence[int], block_size: int, parent: int = ROOT_H
         parent = hash((parent, block))
         append(parent)
     return out
-
-
-def _consume(it: Iterator[object]) -> None:
-    deque(it, maxlen=0)
 
 
 class HashedPrompt:
@@ -113,11 +107,11 @@ class BlockPool:
     # -- mutations -------------------------------------------------------------------------
     def touch(self, blocks: Sequence[int]) -> None:
         """Take a reference on cache-hit blocks, pulling unreferenced ones out of the free queue."""
-        # A 30K-token agent prompt hits ~250 blocks on every call: map/compress walk them in C.
-        ref = self._ref
-        refs = list(map(ref.__getitem__, blocks))
-        _consume(map(self._free.__delitem__, compress(blocks, map(not_, refs))))
-        _consume(map(ref.__setitem__, blocks, map(add, refs, repeat(1))))
+        ref, free = self._ref, self._free
+        for b in blocks:
+            if not ref[b]:
+                del free[b]
+            ref[b] += 1
 
     def allocate(self, n: int) -> list[int] | None:
         """n fresh blocks, evicting the least recently freed cached blocks; None if too few."""
@@ -137,17 +131,14 @@ class BlockPool:
         return out
 
     def release(self, blocks: Sequence[int]) -> None:
-        """Drop one reference per block, tail first (so a prefix's end is evicted before its start);
-        freed blocks that cache nothing go to the front of the free queue (reused first)."""
+        """Drop one reference per block, tail first (so a prefix's end is evicted before its start)."""
         ref, free, hashes = self._ref, self._free, self._hash
-        order = list(reversed(blocks))
-        refs = list(map(sub, map(ref.__getitem__, order), repeat(1)))
-        _consume(map(ref.__setitem__, order, refs))
-        freed = list(compress(order, map(not_, refs)))
-        if freed:
-            free.update(zip(freed, repeat(None)))
-            for b in compress(freed, map(is_, map(hashes.__getitem__, freed), repeat(None))):
-                free.move_to_end(b, last=False)
+        for b in reversed(blocks):
+            ref[b] -= 1
+            if not ref[b]:
+                free[b] = None
+                if hashes[b] is None:
+                    free.move_to_end(b, last=False)  # nothing cached here: reuse it first
 
     def cache(self, block: int, block_hash: int) -> None:
         """Register a block whose tokens are now computed, unless that prefix is cached already."""

@@ -122,44 +122,53 @@ def test_fused_iterations_and_hashed_prompts_give_identical_results() -> None:
 
 def test_fused_step_covers_the_decode_stretch_up_to_a_finish() -> None:
     eng = Engine(dataclasses.replace(ENGINE, output_length_mode="max_tokens", kv_read_s_per_token=1e-5))
-    clock = ManualClock()
     eng.add_request("a", list(range(100)), now=0.0, max_tokens=10)
     b = eng.add_request("b", list(range(200, 300)), now=0.0, max_tokens=6)
-    prefill = eng.step(0.0, max_iterations=100)
-    assert prefill is not None and prefill.iterations == 1  # a prefill step does not repeat
-    clock.set(prefill.end)
-    fused = eng.step(clock.now(), max_iterations=100)
-    # Tokens 2-6 of b: the 6th finishes it and ends the run.
-    assert fused is not None and fused.iterations == 5
+    run = eng.step(0.0, max_iterations=100)
+    # The prefill carries the decode that follows it: tokens 2-6 of b, the 6th finishes b.
+    assert run is not None and run.iterations == 6
     # The single steps' floats: each iteration starts at the previous end, context grows by 2.
-    t = prefill.end
+    t = 0.0 + eng._seconds(200, 2, 200)
     for k in range(5):
         t = t + (ENGINE.decode_base_s + 0 / ENGINE.prefill_tokens_per_s + ENGINE.decode_per_seq_s * 2 + 1e-5 * (202 + 2 * k))
-    assert fused.end == t
+    assert run.end == t
     # Nothing of the later iterations shows before they start; the finish shows at its start.
-    assert eng.stats.steps == 2 and not fused.events
-    one_before_last = fused.end - 0.005
-    eng.sync(one_before_last)
-    assert eng.stats.steps == 6 and eng.stats.generation_tokens == 12 and b.finished_at == fused.end
-    assert [(e.request.request_id, e.finish_reason) for e in fused.events] == [("b", "length")]
+    assert eng.stats.steps == 1 and not run.events
+    eng.sync(run.end - 0.005)
+    assert eng.stats.steps == 6 and eng.stats.generation_tokens == 12 and b.finished_at == run.end
+    assert [(e.request.request_id, e.finish_reason) for e in run.events] == [("b", "length")]
     assert (eng.num_running, eng.stats.request_success["length"]) == (1, 1)
-    clock.set(fused.end)
+    clock = ManualClock(run.end)
     while (r := eng.step(clock.now(), max_iterations=100)) is not None:
         clock.set(r.end)
     assert eng.stats.request_success["length"] == 2 and eng.stats.generation_tokens == 16
 
 
+def test_no_fusion_mid_prefill_or_for_streams() -> None:
+    chunked = Engine(dataclasses.replace(ENGINE, max_num_batched_tokens=64, output_length_mode="max_tokens"))
+    chunked.add_request("a", list(range(100)), now=0.0, max_tokens=20)
+    first = chunked.step(0.0, max_iterations=100)
+    assert first is not None and first.iterations == 1  # 36 prompt tokens are still to prefill
+    streamed = Engine(dataclasses.replace(ENGINE, output_length_mode="max_tokens"))
+    streamed.add_request("s", list(range(100)), now=0.0, max_tokens=20, stream=True)
+    steps = []
+    t = 0.0
+    while (r := streamed.step(t, max_iterations=100)) is not None:
+        steps.append(r.iterations)
+        t = r.end
+    assert steps == [1] * 20  # every token is an event of its own
+
+
 def test_a_request_added_mid_run_joins_the_next_iteration() -> None:
     eng = Engine(dataclasses.replace(ENGINE, output_length_mode="max_tokens"))
     eng.add_request("a", list(range(100)), now=0.0, max_tokens=12)
-    first = eng.step(0.0, max_iterations=100)
-    assert first is not None
-    run = eng.step(first.end, max_iterations=100)
-    assert run is not None and run.iterations > 2
+    run = eng.step(0.0, max_iterations=100)
+    assert run is not None and run.iterations == 12
+    prefill_end = 0.0 + eng._seconds(100, 1, 100)
     one = eng.config.decode_base_s + eng.config.decode_per_seq_s
-    now = first.end + 1.5 * one  # inside the second fused iteration
+    now = prefill_end + 1.5 * one  # inside the second decode iteration
     eng.add_request("b", list(range(500, 520)), now=now, max_tokens=3)
-    assert run.iterations == 2 and run.end == pytest.approx(first.end + 2 * one, abs=1e-4)
+    assert run.iterations == 3 and run.end == pytest.approx(prefill_end + 2 * one, abs=1e-4)
     nxt = eng.step(run.end, max_iterations=100)
     assert nxt is not None and nxt.num_seqs == 2  # b's prefill rides with a's decode
 
