@@ -683,6 +683,7 @@ class RunResult:
     timeline: list[tuple[float, float, int, int, float | None]]  # t, offered tasks/s, replicas, ready, call goodput
     reasons: list[str]
     wall_s: float
+    cpu_s: float  # this process's CPU time for the run (the grid's cost; wall depends on load)
     task_records: list[tuple[float, float]] = field(default_factory=list)  # (start, latency) per task
     memory: Memory | None = None  # agentfleet's, for the next day
     seed: int = 0
@@ -710,6 +711,7 @@ def run_policy(
     """``policy_kind`` agentfleet: ``param`` < 0 runs the reactive policy alone (no profile);
     otherwise ``param`` is the burst coverage (0-1) and ``memory`` the days before."""
     wall = time.monotonic()
+    cpu = time.process_time()
     workload = make_workload(workload_kind, minutes, mean_rate, seed, burst_s)
     engine = EngineConfig(**BENCH_ENGINE)
     results = Results()
@@ -786,6 +788,7 @@ def run_policy(
         timeline=timeline,
         reasons=getattr(policy, "reasons", []),
         wall_s=time.monotonic() - wall,
+        cpu_s=time.process_time() - cpu,
         task_records=sorted(results.task_latencies),
         memory=policy.memory(memory.day + 1 if memory else 1) if isinstance(policy, AgentfleetPolicy) else None,
         seed=seed,
@@ -1116,11 +1119,15 @@ def main() -> int:
             r = results[keys[f]] = f.result()
             # Each run as it ends: a run cut short still leaves its figures.
             print(
-                f"  run {r.name} seed {r.seed}: task goodput {r.task_goodput:.3f} @ {r.gpu_hours:.2f} GPU-h, split {split([r])}, {r.wall_s:.0f} s", flush=True
+                f"  run {r.name} seed {r.seed}: task goodput {r.task_goodput:.3f} @ {r.gpu_hours:.2f} GPU-h, split {split([r])}, {r.wall_s:.0f} s ({r.cpu_s:.1f} CPU-s)",
+                flush=True,
             )
     names = [(n, k) for n, k, _ in af_jobs + other]
     configs = [Config(n, k, [results[(n, k, s)] for s in seeds]) for n, k in names]
-    print(f"\n{len(results) + len(hist)} runs in {time.monotonic() - wall:.0f} s wall\n")
+    cpu_total = sum(r.cpu_s for r in results.values())
+    print(
+        f"\n{len(results) + len(hist)} runs in {time.monotonic() - wall:.0f} s wall; the scored runs took {cpu_total / 60:.1f} CPU-min (history days not counted)\n"
+    )
     print(table(configs))
     print(
         f"\nmissed = tasks over the {TASK_SLO_S:g} s SLO / tasks started, summed over seeds, by start: a burst's first {ONSET_S:g} s (the longest model load), the rest of a burst, outside bursts"
