@@ -107,7 +107,7 @@ from agentfleet.autoscale.forecast import ForecastConfig, Profile, plan, within_
 from agentfleet.autoscale.goodput import E2E_METRIC, TPOT_METRIC, TTFT_METRIC  # noqa: E402
 from agentfleet.autoscale.policy import LoadTime  # noqa: E402
 from agentfleet.autoscale.terms import DOWN_HEADROOM  # noqa: E402
-from agentfleet_sim import ApiError, EngineConfig, Replica, ReplicaConfig, run_virtual  # noqa: E402
+from agentfleet_sim import ApiError, EngineConfig, HashedPrompt, Replica, ReplicaConfig, run_virtual  # noqa: E402
 
 GPUS_PER_REPLICA = 4
 TASK_SLO_S = 60.0
@@ -125,6 +125,8 @@ SYSTEM_PROMPT = list(range(1, 4097))  # shared system prompt + tool schemas (pre
 # 20-30K-token agent prompt, which is where the simulator spends its time; at most 127 tokens of
 # KV per sequence are wasted to rounding (<1 % of an agent context).
 BENCH_ENGINE = dict(output_tokens_median=40.0, output_tokens_sigma=0.6, max_model_len=65536, block_size=128)
+# Prompts grow call by call: hashed as they grow, not re-hashed whole on every call.
+SYSTEM_PROMPT_HASHED = HashedPrompt(SYSTEM_PROMPT, BENCH_ENGINE["block_size"])
 
 
 # -- workload -----------------------------------------------------------------------------------
@@ -342,21 +344,26 @@ class Fleet:
                 s.removed = now
                 self.gpu_seconds_closed += (now - s.created) * GPUS_PER_REPLICA
                 await s.replica.stop()
+        # Removed replicas are closed (their GPU-seconds counted): drop them from every scan.
+        self.slots = [s for s in self.slots if s.removed is None]
 
     def gpu_seconds(self, now: float) -> float:
         return self.gpu_seconds_closed + sum((now - s.created) * GPUS_PER_REPLICA for s in self.live())
 
-    def overloaded(self, slot: Slot, now: float) -> bool:
+    def ready(self, now: float) -> list[Slot]:
+        return [s for s in self.slots if s.removed is None and s.ready(now)]
+
+    @staticmethod
+    def overloaded(slot: Slot, ready: list[Slot]) -> bool:
         """Routing's load bound (spec.routing.loadBoundPercent 125): a task leaves its replica
         when that holds more than 125 % of the mean pinned tasks and a lighter one exists."""
-        ready = [s for s in self.slots if s.removed is None and s.ready(now)]
         if len(ready) < 2:
             return False
         mean = sum(s.tasks for s in ready) / len(ready)
         return slot.tasks > 1.25 * mean + 1 and min(s.tasks for s in ready) < slot.tasks - 1
 
-    def pick(self, now: float) -> Slot | None:
-        ready = [s for s in self.slots if s.removed is None and s.ready(now)]
+    @staticmethod
+    def pick(ready: list[Slot]) -> Slot | None:
         if not ready:
             return None
         return min(ready, key=lambda s: (s.tasks, s.replica.inflight))
@@ -385,24 +392,25 @@ class Agents:
             return bisect.bisect_left(_ZIPF_CDF, self.rng.random()) + 1
         return self.rng.randint(200, 800)
 
-    def fresh(self, n: int) -> list[int]:
+    def fresh(self, n: int) -> range:
         start = next(self.tokens)
         # Skip ahead so the next call gets a disjoint range: unique content, no false prefix hits.
         self.tokens = itertools.count(start + n)
-        return list(range(start, start + n))
+        return range(start, start + n)
 
-    async def call(self, holder: list[Slot | None], prompt: list[int], max_tokens: int = 256) -> list[int]:
+    async def call(self, holder: list[Slot | None], prompt: HashedPrompt, max_tokens: int = 256) -> range:
         loop = asyncio.get_running_loop()
         while True:
             slot = holder[0]
             now = loop.time()
-            if slot is not None and slot.ready(now) and self.fleet.overloaded(slot, now):
+            ready = self.fleet.ready(now)
+            if slot is not None and slot.ready(now) and self.fleet.overloaded(slot, ready):
                 slot.tasks -= 1  # bounded-load prefix affinity: spill to a lighter replica (re-prefill once)
                 slot = None
             if slot is None or not slot.ready(now):
                 if slot is not None:
                     slot.tasks -= 1
-                slot = self.fleet.pick(now)
+                slot = self.fleet.pick(ready)
                 holder[0] = slot
                 if slot is None:
                     await asyncio.sleep(1.0)  # nothing ready (the fleet is loading): wait like a client retry
@@ -425,18 +433,17 @@ class Agents:
         start = loop.time()
         self.fleet.tasks_in_flight += 1
         steps = rng.randint(10, 30)
-        prompt = SYSTEM_PROMPT + self.fresh(rng.randint(100, 400))
+        prompt = SYSTEM_PROMPT_HASHED.extend(self.fresh(rng.randint(100, 400)))
         holder: list[Slot | None] = [None]
         try:
             for step in range(steps):
-                prompt = prompt + await self.call(holder, prompt)
+                prompt = prompt.extend(await self.call(holder, prompt))
                 if step < steps - 1 and rng.random() < 0.3:
-                    subs = [self.call(holder, prompt + self.fresh(rng.randint(80, 200)), 256) for _ in range(3)]
+                    subs = [self.call(holder, prompt.extend(self.fresh(rng.randint(80, 200))), 256) for _ in range(3)]
                     outs = await asyncio.gather(*subs)
-                    for out in outs:
-                        prompt = prompt + out
+                    prompt = prompt.extend(list(itertools.chain.from_iterable(outs)))
                 await asyncio.sleep(min(5.0, rng.lognormvariate(math.log(0.4), 0.8)))
-                prompt = prompt + self.fresh(self.tool_tokens())
+                prompt = prompt.extend(self.fresh(self.tool_tokens()))
         finally:
             if holder[0] is not None:
                 holder[0].tasks -= 1
@@ -454,7 +461,7 @@ def _hist_buckets(h: Any) -> list[tuple[float, float]]:
 
 
 def _snapshot(s: Slot) -> tuple[dict[str, list[tuple[float, float]]], float]:
-    st = s.replica.engine.stats
+    st = s.replica.stats()
     buckets = {TTFT_METRIC: _hist_buckets(st.h_ttft), TPOT_METRIC: _hist_buckets(st.h_tpot), E2E_METRIC: _hist_buckets(st.h_e2e)}
     done = float(sum(v for k, v in st.request_success.items() if k != "abort"))
     return buckets, done
@@ -473,7 +480,7 @@ class HpaUtil:
         current = len(active)
         utils = []
         for s in active:
-            busy = s.replica.engine.stats.busy_time_s
+            busy = s.replica.stats().busy_time_s
             if s.ready(now):
                 utils.append(min(1.0, (busy - s.busy_mark) / PERIOD_S))
             s.busy_mark = busy
@@ -624,7 +631,7 @@ class AgentfleetPolicy:
         per_pod: dict[str, list[list[tuple[float, float]]]] = {m: [] for m in (TTFT_METRIC, TPOT_METRIC, E2E_METRIC)}
         completed = 0.0
         for s in ready:
-            st = s.replica.engine.stats
+            st = s.replica.stats()
             samples.append(ReplicaSample(s.replica.name, st.num_waiting, st.num_running, st.kv_usage))
             buckets, done = _snapshot(s)
             s.hist_marks.append((now, buckets, done))
@@ -676,6 +683,7 @@ class RunResult:
     timeline: list[tuple[float, float, int, int, float | None]]  # t, offered tasks/s, replicas, ready, call goodput
     reasons: list[str]
     wall_s: float
+    cpu_s: float  # this process's CPU time for the run (the grid's cost; wall depends on load)
     task_records: list[tuple[float, float]] = field(default_factory=list)  # (start, latency) per task
     memory: Memory | None = None  # agentfleet's, for the next day
     seed: int = 0
@@ -703,6 +711,7 @@ def run_policy(
     """``policy_kind`` agentfleet: ``param`` < 0 runs the reactive policy alone (no profile);
     otherwise ``param`` is the burst coverage (0-1) and ``memory`` the days before."""
     wall = time.monotonic()
+    cpu = time.process_time()
     workload = make_workload(workload_kind, minutes, mean_rate, seed, burst_s)
     engine = EngineConfig(**BENCH_ENGINE)
     results = Results()
@@ -779,6 +788,7 @@ def run_policy(
         timeline=timeline,
         reasons=getattr(policy, "reasons", []),
         wall_s=time.monotonic() - wall,
+        cpu_s=time.process_time() - cpu,
         task_records=sorted(results.task_latencies),
         memory=policy.memory(memory.day + 1 if memory else 1) if isinstance(policy, AgentfleetPolicy) else None,
         seed=seed,
@@ -1109,11 +1119,15 @@ def main() -> int:
             r = results[keys[f]] = f.result()
             # Each run as it ends: a run cut short still leaves its figures.
             print(
-                f"  run {r.name} seed {r.seed}: task goodput {r.task_goodput:.3f} @ {r.gpu_hours:.2f} GPU-h, split {split([r])}, {r.wall_s:.0f} s", flush=True
+                f"  run {r.name} seed {r.seed}: task goodput {r.task_goodput:.3f} @ {r.gpu_hours:.2f} GPU-h, split {split([r])}, {r.wall_s:.0f} s ({r.cpu_s:.1f} CPU-s)",
+                flush=True,
             )
     names = [(n, k) for n, k, _ in af_jobs + other]
     configs = [Config(n, k, [results[(n, k, s)] for s in seeds]) for n, k in names]
-    print(f"\n{len(results) + len(hist)} runs in {time.monotonic() - wall:.0f} s wall\n")
+    cpu_total = sum(r.cpu_s for r in results.values())
+    print(
+        f"\n{len(results) + len(hist)} runs in {time.monotonic() - wall:.0f} s wall; the scored runs took {cpu_total / 60:.1f} CPU-min (history days not counted)\n"
+    )
     print(table(configs))
     print(
         f"\nmissed = tasks over the {TASK_SLO_S:g} s SLO / tasks started, summed over seeds, by start: a burst's first {ONSET_S:g} s (the longest model load), the rest of a burst, outside bursts"

@@ -154,7 +154,7 @@ def run(label: str, tasks: list[TaskSpec], settings: RoutingSettings, *, mode: s
         out.noticed = [client.aborts(client.primary, Endpoint(n, f"sim://{n}/v1")) for n in sorted(by_name)] if mode == "ttft" else []
         out.calls = len(out.call_seconds)
         out.sent = sum(r.calls for r in sims)
-        out.work = sum(r.engine.stats.generation_tokens + r.engine.stats.prefix_queries - r.engine.stats.prefix_hits for r in sims)
+        out.work = sum(r.stats().generation_tokens + r.stats().prefix_queries - r.stats().prefix_hits for r in sims)
         await client.close()
         for r in sims:
             await r.stop()

@@ -230,8 +230,8 @@ async def sample_imbalance(client: RoutingModelClient, names: list[str], res: Re
 
 
 def finish(res: Result, replicas: list[Replica], metrics: RoutingMetrics) -> Result:
-    q = sum(r.engine.stats.prefix_queries for r in replicas)
-    h = sum(r.engine.stats.prefix_hits for r in replicas)
+    q = sum(r.stats().prefix_queries for r in replicas)
+    h = sum(r.stats().prefix_hits for r in replicas)
     res.hit_rate = h / q if q else 0.0
     res.calls = len(res.call_latencies)
     reg = metrics.registry
@@ -544,8 +544,8 @@ def where_hits_go(
         await client.close()
         for r in sims:
             await r.stop()
-        q = sum(r.engine.stats.prefix_queries for r in sims)
-        h = sum(r.engine.stats.prefix_hits for r in sims)
+        q = sum(r.stats().prefix_queries for r in sims)
+        h = sum(r.stats().prefix_hits for r in sims)
         last: dict[str, str] = {}
         moved = evicted = first = 0.0
         moves = 0

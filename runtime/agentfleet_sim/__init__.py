@@ -21,6 +21,7 @@ from .config import EngineConfig, FaultConfig, FleetConfig, ReplicaConfig, fleet
 from .engine import Engine, RequestTooLong, SimRequest, StepResult, TokenEvent
 from .exposition import make_registry, render_metrics
 from .fleet import Fleet, FleetThread, ReplicaHandle, fleet_config, serve_fleet, start_fleet, start_replicas
+from .kv_cache import HashedPrompt
 from .metrics_spec import Flavor, exposed_names, metric_specs
 from .openai_api import ApiError
 from .quirks import INDEPENDENT_ENGINE, Quirks
@@ -43,6 +44,7 @@ __all__ = [
     "Fleet",
     "FleetConfig",
     "FleetThread",
+    "HashedPrompt",
     "Histogram",
     "INDEPENDENT_ENGINE",
     "LoopClock",

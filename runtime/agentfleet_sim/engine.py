@@ -21,6 +21,19 @@ Step time = decode_base_s + prefill tokens / prefill_tokens_per_s + decode_per_s
 Deviations from vLLM, on purpose: only prompt blocks are hashed into the prefix cache (generated
 tokens are not); prefix-cache queries and hits count once per request, when it is first
 scheduled; freed blocks that hold no cached prefix are reused before cached ones.
+
+Fused decode iterations (``step(now, max_iterations=N)``): when a step leaves every running
+request decoding (none streams, the step finished none, the queue's head does not fit), the
+next iterations are one pure-decode iteration repeated with one more context token per sequence,
+up to the first that finishes a request (included: the run ends there) or would need a new KV
+block (not included). ``step`` returns them as one result (``iterations`` > 1, ``end`` the last
+one's end, ``events`` the last one's finishes), so a driver takes one timer instead of one per
+token. Their end times are the same float sums the single steps would give, and each
+iteration's effects (counters, histograms, finishes and the blocks they free) are committed when
+it starts, as a single step's are, lazily: ``sync(now)`` commits the iterations started by
+``now`` (do it before reading the engine mid-run, and before delivering a run's events), and
+``add_request``/``abort``/``cut`` end the run at the iteration in flight, so a
+request added meanwhile joins the next iteration exactly as it would have.
 """
 
 from __future__ import annotations
@@ -33,7 +46,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .config import EngineConfig
-from .kv_cache import BlockPool, block_hashes
+from .kv_cache import BlockPool, HashedPrompt, block_hashes
 from .stats import EngineStats
 
 
@@ -50,7 +63,7 @@ class RequestTooLong(ValueError):
 @dataclass(eq=False, slots=True)
 class SimRequest:
     request_id: str
-    prompt: list[int]
+    prompt_tokens: int
     max_tokens: int
     target_tokens: int  # how many tokens the "model" will emit (<= max_tokens)
     arrival: float
@@ -71,10 +84,6 @@ class SimRequest:
     preemptions: int = 0
     finish_reason: str | None = None
 
-    @property
-    def prompt_tokens(self) -> int:
-        return len(self.prompt)
-
 
 @dataclass(frozen=True, slots=True)
 class TokenEvent:
@@ -91,14 +100,28 @@ class StepResult:
     start: float
     end: float
     num_seqs: int
-    num_tokens: int
+    num_tokens: int  # per iteration
     num_preempted: int
     # Tokens of streaming requests, and the last token of every request that finished.
     events: list[TokenEvent]
+    # > 1: this many iterations back to back, the later ones fused pure decode of the same
+    # num_seqs (step's max_iterations); ``end`` is the last one's end.
+    iterations: int = 1
 
     @property
     def duration(self) -> float:
         return self.end - self.start
+
+
+@dataclass(slots=True)
+class _DecodeRun:
+    """Fused pure-decode iterations after a step: planned ends, committed lazily by start."""
+
+    result: StepResult  # the step that planned the run: end and iterations follow a cut
+    batch: list[SimRequest]
+    ends: list[float]  # ends[0]: the planning step's end (= the first fused iteration's start)
+    finishes: bool  # the last iteration finishes a request
+    committed: int = 0  # fused iterations committed so far (iteration i runs ends[i] -> ends[i + 1])
 
 
 class Engine:
@@ -111,6 +134,8 @@ class Engine:
         self._running: list[SimRequest] = []
         self._requests: dict[str, SimRequest] = {}
         self._preempted_in_grow = 0
+        self._run: _DecodeRun | None = None
+        self._rng = random.Random()
         # quirks.ttft_from_scheduling: start the TTFT clock when the request is first scheduled.
         self.ttft_from_scheduling = False
 
@@ -118,7 +143,7 @@ class Engine:
     def add_request(
         self,
         request_id: str,
-        prompt: list[int],
+        prompt: list[int] | HashedPrompt,
         *,
         now: float,
         max_tokens: int | None = None,
@@ -126,6 +151,7 @@ class Engine:
         ignore_eos: bool = False,
     ) -> SimRequest:
         cfg = self.config
+        self.cut(now)  # it joins the first iteration that starts after now
         if request_id in self._requests:
             raise ValueError(f"duplicate request id {request_id}")
         if not prompt:
@@ -139,19 +165,27 @@ class Engine:
                 f"{len(prompt) + max_tokens} tokens ({len(prompt)} in the messages, {max_tokens} in the completion). "
                 "Please reduce the length of the messages or completion."
             )
-        hashes = block_hashes(prompt, cfg.block_size) if cfg.enable_prefix_caching else []
-        # The chained hash already covers the full blocks; add the partial tail.
+        # Full blocks' chained hashes (also without prefix caching: they seed the answer).
+        if isinstance(prompt, HashedPrompt):  # hashed as it grew
+            if prompt.block_size != cfg.block_size:
+                raise ValueError(f"the prompt was hashed in blocks of {prompt.block_size} tokens, the engine's are {cfg.block_size}")
+            hashes, tail = prompt.hashes, prompt.tail
+        else:
+            hashes = block_hashes(prompt, cfg.block_size)
+            tail = prompt[len(hashes) * cfg.block_size :]
         covered = len(hashes) * cfg.block_size
-        content_seed = hash((cfg.seed, hashes[-1] if hashes else 0, tuple(prompt[covered:])))
+        # Same prompt, same answer: the chained hash covers the full blocks; add the partial tail.
+        content_seed = hash((cfg.seed, hashes[-1] if hashes else 0, tuple(tail)))
         if ignore_eos or cfg.output_length_mode == "max_tokens":
             target = max_tokens
         else:
-            rng = random.Random(content_seed)
+            rng = self._rng
+            rng.seed(content_seed)  # as random.Random(content_seed), without a new generator
             natural = rng.lognormvariate(math.log(cfg.output_tokens_median), cfg.output_tokens_sigma)
             target = max(1, min(max_tokens, round(natural)))
         req = SimRequest(
             request_id=request_id,
-            prompt=prompt,
+            prompt_tokens=len(prompt),
             max_tokens=max_tokens,
             target_tokens=target,
             arrival=now,
@@ -168,6 +202,7 @@ class Engine:
 
     def abort(self, request_id: str, now: float) -> bool:
         """Drop a request (client went away, hedge lost). Counted as finished_reason=abort."""
+        self.cut(now)
         req = self._requests.pop(request_id, None)
         if req is None:
             return False
@@ -202,8 +237,13 @@ class Engine:
     # -- the step ------------------------------------------------------------------------------
     # The loops below are the simulator's hot path (one pass per sequence per step, millions of
     # times in a simulated hour), hence the local variables and inlined checks.
-    def step(self, now: float) -> StepResult | None:
-        """Run one iteration starting at ``now``; None when there is nothing to do."""
+    def step(self, now: float, max_iterations: int = 1) -> StepResult | None:
+        """Run one iteration starting at ``now`` (the previous result's end or later); None when
+        there is nothing to do. ``max_iterations`` > 1 lets it fuse the pure-decode iterations
+        that follow (module doc)."""
+        if self._run is not None:
+            self.sync(now)
+            self._run = None
         if not (self._running or self._waiting):
             return None
         cfg = self.config
@@ -254,8 +294,127 @@ class Engine:
                 context += req.num_computed + admitted
 
         prefill = total - decode_seqs
-        duration = cfg.decode_base_s + prefill / cfg.prefill_tokens_per_s + cfg.decode_per_seq_s * len(scheduled) + cfg.kv_read_s_per_token * context
-        return self._execute(now, now + duration, scheduled, total, preempted)
+        result = self._execute(now, now + self._seconds(prefill, len(scheduled), context), scheduled, total, preempted)
+        if max_iterations > 1 and not result.events:  # its events are due at its own end
+            self._plan_run(result, max_iterations - 1)
+        return result
+
+    def _seconds(self, prefill: int, seqs: int, context: int) -> float:
+        """One iteration's duration (module doc); fused runs sum the same terms (_plan_run)."""
+        cfg = self.config
+        return cfg.decode_base_s + prefill / cfg.prefill_tokens_per_s + cfg.decode_per_seq_s * seqs + cfg.kv_read_s_per_token * context
+
+    # -- fused decode iterations ----------------------------------------------------------------
+    def _plan_run(self, result: StepResult, limit: int) -> None:
+        """After a step: if every running request is now decoding, none streams (its callers want
+        every token as it comes) and the queue's head cannot be admitted, the next iterations
+        repeat one pure-decode iteration (same batch, one more context token per sequence) up to
+        the first that finishes a request (included) or would need a KV block (not)."""
+        batch = self._running
+        cfg = self.config
+        bs = cfg.block_size
+        budget = cfg.max_num_batched_tokens - len(batch)
+        if not batch or budget < 0:
+            return
+        n = limit
+        context = 0
+        for req in batch:
+            if req.stream or req.num_tokens - req.num_computed != 1 or not req.num_output:
+                return  # a stream, or a prompt still being prefilled
+            # Iteration m (1-based) emits token num_output + m, which finishes the request at
+            # target_tokens, and attends num_tokens + m - 1 tokens, which must fit its blocks.
+            n = min(n, req.target_tokens - req.num_output, len(req.blocks) * bs - req.num_tokens + 1)
+            context += req.num_tokens
+        if n <= 0:
+            return
+        waiting = self._waiting
+        if waiting and budget > 0 and len(batch) < cfg.max_num_seqs and self._admission(waiting[0], budget) is not None:
+            return  # the next iteration admits it: no repeat
+        seqs = len(batch)
+        # _seconds(0, seqs, context), its terms summed in the same order: the same floats.
+        fixed = cfg.decode_base_s + 0 / cfg.prefill_tokens_per_s + cfg.decode_per_seq_s * seqs
+        kv = cfg.kv_read_s_per_token
+        t = result.end  # each iteration starts at the previous end, as single steps do
+        ends = [t]
+        for _ in range(n):
+            t = t + (fixed + kv * context)
+            ends.append(t)
+            context += seqs
+        finishes = any(req.target_tokens - req.num_output == n for req in batch)
+        self._run = _DecodeRun(result, list(batch), ends, finishes)
+        result.end = t
+        result.iterations = 1 + n
+
+    def sync(self, now: float) -> None:
+        """Commit the fused iterations that started by ``now`` (their counters, histograms and
+        request progress; the finishing one's events go to the step's result), as single steps
+        would have at their starts."""
+        run = self._run
+        if run is None:
+            return
+        ends = run.ends
+        done = run.committed
+        last = len(ends) - 1
+        upto = done
+        while upto < last and ends[upto] <= now:
+            upto += 1
+        if upto == done:
+            return
+        # Iterations before a finishing one only add counts; that one runs the step's own code.
+        bulk = last - 1 if run.finishes and upto == last else upto
+        n = bulk - done
+        if n > 0:
+            stats = self.stats
+            seqs = len(run.batch)
+            # Each iteration's observations, summed in the order single steps add them.
+            itl = stats.h_itl
+            bounds, counts = itl.bounds, itl.counts
+            busy, itl_sum = stats.busy_time_s, itl.sum
+            lo = hi = 0.0
+            idx = -1
+            start = ends[done]
+            for end in ends[done + 1 : bulk + 1]:
+                gap = end - start  # every sequence's previous token came at the previous end
+                start = end
+                busy += gap
+                if idx < 0 or not lo < gap <= hi:  # the gaps drift slowly: bisect on a bucket change
+                    idx = bisect_left(bounds, gap)
+                    lo = bounds[idx - 1] if idx else -math.inf
+                    hi = bounds[idx] if idx < len(bounds) else math.inf
+                counts[idx] += seqs
+                for _ in range(seqs):
+                    itl_sum += gap
+            stats.busy_time_s, itl.sum = busy, itl_sum
+            itl.count += n * seqs
+            it = stats.h_iteration_tokens  # n observations of seqs tokens (integers: exact sums)
+            it.counts[bisect_left(it.bounds, seqs)] += n
+            it.sum += seqs * n
+            it.count += n
+            stats.steps += n
+            stats.generation_tokens += n * seqs
+            last_token = ends[bulk]
+            for req in run.batch:
+                req.num_computed += n
+                req.num_output += n
+                req.num_tokens += n
+                req.last_token = last_token
+        if bulk < upto:
+            batch = run.batch
+            step = self._execute(ends[bulk], ends[upto], [(req, 1) for req in batch], len(batch), 0)
+            run.result.events.extend(step.events)
+        run.committed = upto
+
+    def cut(self, now: float) -> float | None:
+        """End the fused run at the iteration in flight at ``now`` (committing those started);
+        returns its new end, when the engine is next free to step, or None without a run."""
+        run = self._run
+        if run is None:
+            return None
+        self.sync(now)
+        self._run = None
+        run.result.end = run.ends[run.committed]
+        run.result.iterations = 1 + run.committed
+        return run.result.end
 
     def _grow_or_preempt(self, req: SimRequest, upto: int) -> bool:
         """Give ``req`` blocks for ``upto`` tokens, preempting the newest running requests while
@@ -297,9 +456,9 @@ class Engine:
         self._waiting.appendleft(req)
         self.stats.num_preemptions += 1
 
-    def _admit(self, req: SimRequest, budget: int, now: float) -> int | None:
-        """Reserve blocks for a waiting request's cached prefix plus its first chunk; returns the
-        number of tokens to compute this step, or None if the blocks are not there."""
+    def _admission(self, req: SimRequest, budget: int) -> tuple[list[int], int, int] | None:
+        """Whether a waiting request fits now, without taking anything: its cache-hit blocks,
+        the tokens to compute this step and the fresh blocks they need; None if they do not fit."""
         bs = self.config.block_size
         hits = self.pool.lookup(req.hashes, (req.num_tokens - 1) // bs)
         hit_tokens = len(hits) * bs
@@ -307,6 +466,16 @@ class Engine:
         need = -(-(hit_tokens + n) // bs) - len(hits)
         if need + self.pool.num_evictable(hits) > self.pool.num_free:
             return None
+        return hits, n, need
+
+    def _admit(self, req: SimRequest, budget: int, now: float) -> int | None:
+        """Reserve blocks for a waiting request's cached prefix plus its first chunk; returns the
+        number of tokens to compute this step, or None if the blocks are not there."""
+        plan = self._admission(req, budget)
+        if plan is None:
+            return None
+        hits, n, need = plan
+        hit_tokens = len(hits) * self.config.block_size
         self.pool.touch(hits)
         fresh = self.pool.allocate(need)
         assert fresh is not None  # checked above
@@ -343,7 +512,7 @@ class Engine:
             last = req.last_token
             if last is None:
                 req.first_token = end
-                stats.prompt_tokens += len(req.prompt)
+                stats.prompt_tokens += req.prompt_tokens
                 stats.h_ttft.observe(end - (req.first_scheduled if self.ttft_from_scheduling and req.first_scheduled is not None else req.arrival))
             else:
                 gap = end - last

@@ -32,6 +32,39 @@ def block_hashes(token_ids: Sequence[int], block_size: int, parent: int = ROOT_H
     return out
 
 
+class HashedPrompt:
+    """A prompt as the engine needs it: its length, its full blocks' chained hashes and the
+    tokens of its last, partial block. ``extend`` hashes only what it adds.
+
+    An agent's next call is its last prompt plus a few hundred tokens. As a token list, each
+    call copies and re-hashes the whole 20-30K-token history: most of a call's cost in a long
+    simulation. The chain ``extend`` builds is the one ``block_hashes`` gives for the whole
+    token list, so the engine treats both alike (``Engine.add_request``, ``Replica.generate``)."""
+
+    __slots__ = ("length", "block_size", "hashes", "tail")
+
+    def __init__(self, tokens: Sequence[int], block_size: int) -> None:
+        self.block_size = block_size
+        self.hashes = block_hashes(tokens, block_size)
+        self.tail = list(tokens[len(self.hashes) * block_size :])
+        self.length = len(tokens)
+
+    def extend(self, more: Sequence[int]) -> HashedPrompt:
+        """This prompt followed by ``more`` (a new object; this one is unchanged)."""
+        bs = self.block_size
+        tail = self.tail + list(more)
+        new = block_hashes(tail, bs, self.hashes[-1] if self.hashes else ROOT_HASH)
+        out = HashedPrompt.__new__(HashedPrompt)
+        out.block_size = bs
+        out.hashes = self.hashes + new
+        out.tail = tail[len(new) * bs :]
+        out.length = self.length + len(tail) - len(self.tail)
+        return out
+
+    def __len__(self) -> int:
+        return self.length
+
+
 class BlockPool:
     def __init__(self, num_blocks: int, enable_caching: bool = True) -> None:
         if num_blocks <= 0:

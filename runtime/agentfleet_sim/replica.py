@@ -17,6 +17,7 @@ from .config import FaultConfig, ReplicaConfig
 from .engine import Engine, RequestTooLong
 from .episodes import SlowEpisodes
 from .exposition import render_metrics
+from .kv_cache import HashedPrompt
 from .openai_api import (
     ApiError,
     GenerationRequest,
@@ -30,6 +31,7 @@ from .openai_api import (
 )
 from .quirks import non_portable_schema_path
 from .runner import Completion, EngineRunner, ReplicaStopped, RequestHandle
+from .stats import EngineStats
 from .tokenizer import ChatTokenizer
 from .toolcalls import decide_tool_call
 
@@ -125,7 +127,14 @@ class Replica:
     def drain(self) -> None:
         self.configure(draining=True)
 
+    def stats(self) -> EngineStats:
+        """The engine's counters and histograms as of now (fused decode iterations that have
+        started are committed first: engine.py)."""
+        self.runner.sync()
+        return self.engine.stats
+
     def state(self) -> dict[str, Any]:
+        self.runner.sync()
         return {
             "name": self.name,
             "loaded": self.loaded,
@@ -143,6 +152,7 @@ class Replica:
         return models_response(cfg.served_name, cfg.model, cfg.max_model_len)
 
     def metrics_text(self) -> bytes:
+        self.runner.sync()
         return render_metrics(self.engine, self.config.metrics_flavor, self.quirks)
 
     # -- completions -----------------------------------------------------------------------
@@ -171,14 +181,15 @@ class Replica:
             return self._stream(handle, req, slow_factor, tool_call)
         return full_response(kind, request_id, self.config.engine.served_name, await self._wait(handle, slow_factor), tool_call)
 
-    async def generate(self, prompt: list[int], max_tokens: int | None = None, *, ignore_eos: bool = False) -> Completion:
+    async def generate(self, prompt: list[int] | HashedPrompt, max_tokens: int | None = None, *, ignore_eos: bool = False) -> Completion:
         """Token-level call for simulations that build prompts themselves (no JSON, no
-        tokenizer); startup, draining and faults apply exactly as for HTTP calls."""
+        tokenizer); startup, draining and faults apply exactly as for HTTP calls. A prompt that
+        grows call by call is cheaper as a HashedPrompt (kv_cache.py)."""
         self._admit()
         slow_factor = await self._faults_before_call()
         request_id = f"{self.name}-{next(self._ids)}"
         try:
-            handle = self.runner.submit(request_id, list(prompt), max_tokens=max_tokens, ignore_eos=ignore_eos)
+            handle = self.runner.submit(request_id, prompt if isinstance(prompt, HashedPrompt) else list(prompt), max_tokens=max_tokens, ignore_eos=ignore_eos)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from exc
         self.calls += 1

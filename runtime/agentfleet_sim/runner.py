@@ -2,7 +2,10 @@
 
 Take a step at ``loop.time()``, wait until the step's end, hand its tokens to the callers,
 repeat; stop scheduling when idle so an idle replica costs nothing (important when a benchmark
-simulates dozens of replicas for hours).
+simulates dozens of replicas for hours). Steps fuse the pure-decode iterations that follow
+(engine.py): one timer per stretch of decode instead of one per token. A request submitted or
+aborted meanwhile ends the stretch at the iteration in flight (the timer moves there), and
+``sync`` commits the iterations started so far before anyone reads the engine's stats.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 from dataclasses import dataclass
 
 from .engine import Engine, SimRequest, StepResult, TokenEvent
+from .kv_cache import HashedPrompt
 from .tokenizer import output_text
 
 
@@ -78,6 +82,9 @@ class EngineRunner:
     step's end that delivers its tokens and takes the next step. No task, no per-step future:
     a step costs one timer, which matters when a benchmark runs millions of them."""
 
+    # Fused iterations per step at most (engine.step's max_iterations); bounds one run's plan.
+    MAX_ITERATIONS = 4096
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._handles: dict[str, RequestHandle] = {}
@@ -93,7 +100,23 @@ class EngineRunner:
         self._running = True
         self._kick()
 
+    def sync(self) -> None:
+        """Commit the engine's fused iterations started by now: call before reading its stats."""
+        if self._loop is not None:
+            self.engine.sync(self._loop.time())
+
+    def _cut(self) -> None:
+        """End the engine's fused run at the iteration in flight and move the step timer there
+        (before the engine's state changes: a request arriving now joins the next iteration)."""
+        if self._loop is None:
+            return
+        end = self.engine.cut(self._loop.time())
+        if end is not None and self._pending is not None and isinstance(self._timer, asyncio.TimerHandle) and self._timer.when() != end:
+            self._timer.cancel()
+            self._timer = self._loop.call_at(end, self._end_of_step)
+
     async def stop(self) -> None:
+        self._cut()
         self._running = False
         if self._timer is not None:
             self._timer.cancel()
@@ -114,13 +137,14 @@ class EngineRunner:
     def submit(
         self,
         request_id: str,
-        prompt: list[int],
+        prompt: list[int] | HashedPrompt,
         *,
         max_tokens: int | None,
         stream: bool = False,
         ignore_eos: bool = False,
     ) -> RequestHandle:
         loop = asyncio.get_running_loop()
+        self._cut()
         req = self.engine.add_request(request_id, prompt, now=loop.time(), max_tokens=max_tokens, stream=stream, ignore_eos=ignore_eos)
         handle = RequestHandle(req, loop)
         self._handles[request_id] = handle
@@ -132,9 +156,11 @@ class EngineRunner:
     def stall(self, seconds: float) -> None:
         """No step starts for ``seconds`` (the one running finishes); requests queue meanwhile."""
         assert self._loop is not None
+        self._cut()  # the iteration in flight finishes, no later one starts
         self.paused_until = max(self.paused_until, self._loop.time() + seconds)
 
     def abort(self, request_id: str) -> None:
+        self._cut()
         handle = self._handles.pop(request_id, None)
         self.engine.abort(request_id, asyncio.get_running_loop().time())
         if handle is not None and not handle.done.done():
@@ -148,7 +174,7 @@ class EngineRunner:
         if self._loop.time() < self.paused_until:
             self._timer = self._loop.call_at(self.paused_until, self._kick)
             return
-        result = self.engine.step(self._loop.time())
+        result = self.engine.step(self._loop.time(), self.MAX_ITERATIONS)
         if result is None:
             return
         self._pending = result
@@ -158,6 +184,8 @@ class EngineRunner:
     def _end_of_step(self) -> None:
         result, self._pending = self._pending, None
         if result is not None:
+            if result.iterations > 1 and self._loop is not None:
+                self.engine.sync(self._loop.time())  # a fused run's last iteration may finish requests
             self._deliver(result)
         self._kick()
 

@@ -91,7 +91,7 @@ class SimTransport:
 
     async def abort_count(self, base_url: str) -> float | None:
         """The engine's ``abort`` count, as ``HttpTransport`` reads it from /metrics."""
-        return float(self.replicas[replica_name(base_url)].engine.stats.request_success["abort"])
+        return float(self.replicas[replica_name(base_url)].stats().request_success["abort"])
 
     async def close(self) -> None:
         return None

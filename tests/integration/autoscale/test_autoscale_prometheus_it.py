@@ -220,7 +220,7 @@ def test_goodput_from_prometheus_matches_the_replicas_own_histograms(prometheus_
     async def shares() -> tuple[float, float]:
         good = total = 0.0
         for h in fleet.replicas:
-            hist = h.replica.engine.stats.h_tpot
+            hist = h.replica.stats().h_tpot
             good += sum(hist.counts[: hist.bounds.index(0.05) + 1])
             total += hist.count
         return good, total

@@ -54,7 +54,7 @@ def extra_load(*, stream: bool, abort: bool, tasks: int = 48, steps: int = 12) -
 
         await asyncio.gather(*(task(i) for i in range(tasks)))
         await asyncio.sleep(120.0)  # losers the engines run on finish
-        computed = sum(r.engine.stats.prompt_tokens + r.engine.stats.generation_tokens for r in sims)
+        computed = sum(r.stats().prompt_tokens + r.stats().generation_tokens for r in sims)
         sent = sum(r.calls for r in sims)
         orphans = sum(r.orphans for r in sims)
         await client.close()

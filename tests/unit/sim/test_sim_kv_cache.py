@@ -72,3 +72,51 @@ def test_tokenizer_is_stable_and_roughly_four_chars_per_token() -> None:
     msgs = [{"role": "system", "content": "a b c"}, {"role": "user", "content": [{"type": "text", "text": "hi"}]}]
     assert tok.chat_prompt(msgs) == ChatTokenizer().chat_prompt(msgs)
     assert tok.chat_prompt(msgs, add_generation_prompt=False) == tok.chat_prompt(msgs)[:-2]
+
+
+def test_bulk_touch_and_release_keep_the_per_block_order() -> None:
+    """touch/release walk a request's blocks in C; the free queue must come out as the
+    block-by-block rule makes it (release tail first, freed blocks that cache nothing to the
+    front; touch pulls free hits out), which decides every later eviction."""
+    import random
+    from collections import OrderedDict
+
+    def ref_release(ref: list[int], free: OrderedDict[int, None], hashes: list[int | None], blocks: list[int]) -> None:
+        for b in reversed(blocks):
+            ref[b] -= 1
+            if not ref[b]:
+                free[b] = None
+                if hashes[b] is None:
+                    free.move_to_end(b, last=False)
+
+    def ref_touch(ref: list[int], free: OrderedDict[int, None], blocks: list[int]) -> None:
+        for b in blocks:
+            if not ref[b]:
+                del free[b]
+            ref[b] += 1
+
+    rng = random.Random(3)
+    pool = BlockPool(64)
+    held: list[list[int]] = []
+    for _ in range(2000):
+        ref, free, hashes = list(pool._ref), OrderedDict(pool._free), list(pool._hash)
+        op = rng.random()
+        if op < 0.35 and pool.num_free >= 6:
+            blocks = pool.allocate(rng.randint(1, 6))
+            assert blocks is not None
+            for b in blocks:
+                if rng.random() < 0.6:
+                    pool.cache(b, rng.getrandbits(40))
+            held.append(blocks)
+            continue
+        if op < 0.7 and held:
+            blocks = held.pop(rng.randrange(len(held)))
+            pool.release(blocks)
+            ref_release(ref, free, hashes, blocks)
+        else:
+            cached = [b for b in range(64) if pool._hash[b] is not None]
+            hits = rng.sample(cached, min(len(cached), rng.randint(1, 8)))
+            pool.touch(hits)
+            ref_touch(ref, free, hits)
+            held.append(hits)
+        assert pool._ref == ref and list(pool._free) == list(free)

@@ -121,8 +121,8 @@ def test_no_abort_on_disconnect_runs_the_loser_to_the_end() -> None:
         call.cancel()  # the client goes away (a hedge loser)
         await asyncio.gather(call, return_exceptions=True)
         await asyncio.sleep(5.0)
-        reasons = dict(replica.engine.stats.request_success)
-        generated = replica.engine.stats.generation_tokens
+        reasons = dict(replica.stats().request_success)
+        generated = replica.stats().generation_tokens
         await replica.stop()
         return replica.orphans, reasons, generated
 

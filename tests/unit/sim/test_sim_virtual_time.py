@@ -50,7 +50,7 @@ def test_simulated_hour_of_traffic_runs_fast_and_is_deterministic() -> None:
             return total
 
         tokens = sum(await asyncio.gather(*(user(i) for i in range(40))))
-        return tokens, replica.engine.stats.prefix_hits, loop.time()
+        return tokens, replica.stats().prefix_hits, loop.time()
 
     wall = time.monotonic()
     first = run_virtual(main())
@@ -173,7 +173,7 @@ def test_streaming_chunks_match_the_full_response_and_abort_on_close() -> None:
             break
         await stream.aclose()  # type: ignore[union-attr]
         await asyncio.sleep(0)
-        assert replica.engine.stats.request_success["abort"] == 1
+        assert replica.stats().request_success["abort"] == 1
         assert not replica.engine.has_work()
         await replica.stop()
 

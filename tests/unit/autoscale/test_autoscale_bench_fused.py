@@ -1,0 +1,46 @@
+"""The autoscale benchmark's figures do not depend on how the simulator steps its engines.
+
+e2e/bench/autoscale_bench.py runs its grid with fused decode iterations (one event per stretch
+of decode, agentfleet_sim/engine.py) and prompts hashed as they grow; the same short workload
+stepped one iteration at a time must give the same task latencies, GPU-hours, timeline and
+scaling decisions, bit for bit, for a policy that reads utilization (HPA: busy time mid-run) and
+one that reads the histograms and gauges (agentfleet).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentfleet_sim.runner import EngineRunner
+
+BENCH = Path(__file__).resolve().parents[3] / "e2e" / "bench" / "autoscale_bench.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> Any:
+    spec = importlib.util.spec_from_file_location("autoscale_bench_under_test", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def figures(bench: Any, kind: str, param: float) -> tuple[Any, ...]:
+    # 10 simulated minutes, two 30 s bursts: ~70 tasks, ~2,500 model calls.
+    r = bench.run_policy(name=kind, policy_kind=kind, param=param, minutes=10.0, mean_rate=0.12, seed=4, initial=2, burst_s=30.0)
+    return (r.task_goodput, r.gpu_hours, r.call_goodput, r.task_records, r.timeline, r.reasons, r.scale_events, r.tasks)
+
+
+@pytest.mark.parametrize(("kind", "param"), [("hpa", 0.6), ("agentfleet", 0.5)])
+def test_fused_and_single_iterations_give_the_same_figures(bench: Any, kind: str, param: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    fused = figures(bench, kind, param)
+    monkeypatch.setattr(EngineRunner, "MAX_ITERATIONS", 1)
+    single = figures(bench, kind, param)
+    assert fused[7] > 40 and fused[6] > 0  # tasks ran and the policy scaled
+    assert fused == single
