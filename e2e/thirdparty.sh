@@ -84,7 +84,14 @@ cmd_keda() {
   (
     cd "$KEDA_GOMOD_DIR" || exit 1
     export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly"
-    go mod download >&2 || exit 1
+    # Some 600 modules: one TLS handshake that times out fails the whole download, and a rerun
+    # fetches only what is missing.
+    for try in 1 2 3 4; do
+      go mod download >&2 && break
+      [[ $try -lt 4 ]] || exit 1
+      echo "go mod download failed (try $try of 4); again in $((try * 15))s" >&2
+      sleep $((try * 15))
+    done
     ld="-s -w -X github.com/kedacore/keda/v2/version.Version=$KEDA_VERSION"
     go build -trimpath -ldflags "$ld" -o "$tmp/keda-operator" github.com/kedacore/keda/v2/cmd/operator >&2 || exit 1
     go build -trimpath -ldflags "$ld" -o "$tmp/keda-adapter" github.com/kedacore/keda/v2/cmd/adapter >&2 || exit 1
