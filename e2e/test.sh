@@ -29,6 +29,10 @@ bash e2e/llama-server.sh build >/dev/null
 "$PY" -m agentfleet_runtime.modelfiles fetch "${AGENTFLEET_IT_QWEN:-qwen2.5-coder-1.5b}" >/dev/null
 echo "== third-party CRDs (fetched once, cached)"
 bash e2e/thirdparty.sh crds >/dev/null
+# e2e/test_keda.py runs KEDA's operator and metrics API server; building them is CPU-bound like
+# the control plane's, so it runs here, after that build, rather than inside a test's timeout.
+echo "== KEDA operator and metrics API server (built once, cached)"
+bash e2e/thirdparty.sh keda >/dev/null
 if ! wait "$image_pid"; then
   cat "$image_log" >&2
   echo "e2e/image.sh build failed" >&2
