@@ -4,7 +4,7 @@
 # controller, which makes simulated GPU nodes Ready and runs the pods bound to
 # them (Running/Ready with a pod IP) without any container runtime.
 #
-# Usage: e2e/cluster.sh build|up|down|status|env|nodes|logs
+# Usage: e2e/cluster.sh build|go|up|down|status|env|nodes|logs   (go: only install Go)
 #
 # Why processes are started directly instead of `kwokctl --runtime binary`:
 # kwokctl wants to download binaries unless every path is overridden, binds
@@ -652,6 +652,7 @@ EOF
 
 case "${1:-}" in
   build) cmd_build ;;
+  go) ensure_go ;;
   up) with_lock cmd_up ;;
   down) with_lock cmd_down ;;
   status) cmd_status ;;

@@ -20,6 +20,11 @@ echo "== container image (debootstrap base and buildah build, cached; rebuilt wh
 image_log="$(mktemp)"
 bash e2e/image.sh build >"$image_log" 2>&1 &
 image_pid=$!
+echo "== Go (installed once); KEDA's modules download beside the control plane's build"
+bash e2e/cluster.sh go
+keda_fetch_log="$(mktemp)"
+bash e2e/thirdparty.sh keda-fetch >"$keda_fetch_log" 2>&1 &
+keda_fetch_pid=$!
 echo "== control plane binaries (built once, cached)"
 bash e2e/cluster.sh build
 echo "== helm (built once, cached)"
@@ -29,6 +34,15 @@ bash e2e/llama-server.sh build >/dev/null
 "$PY" -m agentfleet_runtime.modelfiles fetch "${AGENTFLEET_IT_QWEN:-qwen2.5-coder-1.5b}" >/dev/null
 echo "== third-party CRDs (fetched once, cached)"
 bash e2e/thirdparty.sh crds >/dev/null
+# e2e/test_keda.py runs KEDA's operator and metrics API server; building them is CPU-bound like
+# the control plane's, so it runs here, after that build, rather than inside a test's timeout.
+echo "== KEDA operator and metrics API server (built once, cached)"
+if ! wait "$keda_fetch_pid"; then
+  cat "$keda_fetch_log" >&2
+  echo "e2e/thirdparty.sh keda-fetch failed" >&2
+  exit 1
+fi
+bash e2e/thirdparty.sh keda >/dev/null
 if ! wait "$image_pid"; then
   cat "$image_log" >&2
   echo "e2e/image.sh build failed" >&2

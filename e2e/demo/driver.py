@@ -227,6 +227,10 @@ class Demo:
             info = cluster_info()
             self.kc = Kubectl(args.kubectl or info["kubectl"], info["kubeconfig"])
             state = Path(args.state_dir or info["state_dir"])
+        if not Path(self.kc.kubeconfig).is_file():
+            # Checked before anything is written: a demo folder left in the cluster's state
+            # directory would make `e2e/cluster.sh up` refuse that directory afterwards.
+            raise SystemExit(f"no cluster: {self.kc.kubeconfig} does not exist; start one with `bash e2e/up.sh` or `bash e2e/cluster.sh up`")
         self.dir = state / "demo" / self.ns
         self.procs = Procs(self.dir)
         self.pods: dict[str, tuple[str, str, int]] | None = None  # replica -> (pod, local pod IP, port) with EndpointSlice discovery

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import argparse
+
+import pytest
 from agentfleet_contract.agentfleet import AgentFleet
 
 from e2e.demo import report
-from e2e.demo.driver import small_model_settings
+from e2e.demo.driver import Demo, small_model_settings
 
 PASSAGES = "[1] (docs/routing.md, score 0.612)\nSticky routing keeps a task on its replica.\n\n[2] (docs/budgets.md, score 0.401)\nBudgets end tasks."
 
@@ -79,3 +82,12 @@ def test_small_model_settings_are_valid_agentfleet_settings():
     }
     assert "delegate" in af["spec"]["systemPrompt"]["inline"] and notes
     AgentFleet.model_validate(af)  # the API accepts what the demo applies
+
+
+def test_the_demo_without_a_cluster_says_so_and_writes_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A demo folder left behind in the cluster's state directory made `cluster.sh up` refuse it.
+    state = tmp_path / "agentfleet-cluster"
+    args = argparse.Namespace(namespace="agentfleet-demo", kubeconfig=str(state / "kubeconfig"), kubectl="kubectl", state_dir=None)
+    with pytest.raises(SystemExit, match="no cluster: .*kubeconfig does not exist"):
+        Demo(args)
+    assert not state.exists()
