@@ -7,6 +7,8 @@ labels in-cluster pod scraping gives them (``namespace``, ``pod``, plus the Mode
 label), so the autoscaler's PromQL (``namespace="...",model_name="..."`` by ``pod``) reads them as
 it would in a cluster. A replica leaves when its pod is deleted.
 
+``PodBackedFleets`` pairs each ``PodBackedSim`` with a Prometheus that discovers its replicas.
+
 ``ClosedLoopLoad`` is the client side: N agents, each sending its next request when the last one
 returned, routed like the ModelReplicaSet's router would (least outstanding requests among the
 serving pods; a draining pod, ``agentfleet.io/serving=false``, gets no new requests).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import threading
 import time
 import urllib.request
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from agentfleet_sim import FleetThread, start_fleet
+from tests.integration.sim.conftest import PrometheusServer
 
 MRS_LABEL = "agentfleet.io/modelreplicaset"
 ROLE_LABEL = "agentfleet.io/role"
@@ -97,6 +101,29 @@ class PodBackedSim:
         self._stop.set()
         self._thread.join(10)
         self.fleet.stop()
+
+
+class PodBackedFleets:
+    """``sim, prom = fleets.start(name)``: simulated replicas for ModelReplicaSet ``name``'s pods and
+    a Prometheus scraping them every second; ``stop()`` ends everything started, newest first."""
+
+    def __init__(self, core: Any, namespace: str, engine: dict[str, Any]) -> None:
+        self.core, self.namespace, self.engine = core, namespace, engine
+        self.dir = Path(tempfile.mkdtemp(prefix="agentfleet-pod-backed-"))
+        self.started: list[Any] = []
+
+    def start(self, name: str) -> tuple[PodBackedSim, PrometheusServer]:
+        sd = self.dir / f"{name}.json"
+        sim = PodBackedSim(self.core, self.namespace, name, self.engine, sd)
+        self.started.append(sim)
+        prom = PrometheusServer([], scrape_interval="1s", file_sd=sd)
+        self.started.append(prom)
+        prom.wait_ready()
+        return sim, prom
+
+    def stop(self) -> None:
+        for thing in reversed(self.started):
+            thing.stop()
 
 
 class ClosedLoopLoad:

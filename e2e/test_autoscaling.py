@@ -10,10 +10,8 @@ agents. The operator runs as a subprocess; only the spec's autoscaling settings 
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +19,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client import CoreV1Api
 
 from e2e import fixtures_operator as fx
-from e2e.autoscale_harness import ClosedLoopLoad, PodBackedSim
+from e2e.autoscale_harness import ClosedLoopLoad, PodBackedFleets
 from e2e.fixtures_operator import eventually
 from tests.builders import MRS
 from tests.integration.sim.conftest import PrometheusServer
@@ -108,22 +106,9 @@ class Recorder:
 def backed(cluster: Any, namespace: str) -> Iterator[Any]:
     """Factory: ``sim, prom = backed("name")`` - simulated replicas for the MRS's pods and a
     Prometheus discovering them; both stopped at teardown."""
-    core = CoreV1Api(k8s_config.new_client_from_config(config_file=cluster.kubeconfig))
-    tmp = Path(tempfile.mkdtemp(prefix="agentfleet-autoscale-"))
-    started: list[Any] = []
-
-    def start(name: str) -> tuple[PodBackedSim, PrometheusServer]:
-        sd = tmp / f"{name}.json"
-        sim = PodBackedSim(core, namespace, name, ENGINE, sd)
-        started.append(sim)
-        prom = PrometheusServer([], scrape_interval="1s", file_sd=sd)
-        started.append(prom)
-        prom.wait_ready()
-        return sim, prom
-
-    yield start
-    for thing in reversed(started):
-        thing.stop()
+    fleets = PodBackedFleets(CoreV1Api(k8s_config.new_client_from_config(config_file=cluster.kubeconfig)), namespace, ENGINE)
+    yield fleets.start
+    fleets.stop()
 
 
 def waiting_in_prometheus(prom: PrometheusServer, ns: str, name: str) -> float:

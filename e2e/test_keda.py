@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import math
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,12 +36,11 @@ from kubernetes import config as k8s_config
 from kubernetes.client import CoreV1Api
 
 from e2e import fixtures_operator as fx
-from e2e.autoscale_harness import ClosedLoopLoad, PodBackedSim
+from e2e.autoscale_harness import ClosedLoopLoad, PodBackedFleets
 from e2e.fixtures_operator import eventually
 from e2e.keda_harness import Keda
 from e2e.neighbours import install_thirdparty_crds, keda_bin_dir
 from e2e.test_agentfleet import helpers, redis_server, rewrite  # noqa: F401 - redis_server is a fixture
-from tests.integration.sim.conftest import PrometheusServer
 
 crds, operator, gpu_pool = fx.crds, fx.operator, fx.gpu_pool
 
@@ -159,21 +157,9 @@ def keda(cluster, namespace) -> Iterator[Keda]:
 
 @pytest.fixture
 def backed(cluster, namespace) -> Iterator[Any]:
-    core = CoreV1Api(k8s_config.new_client_from_config(config_file=cluster.kubeconfig))
-    started: list[Any] = []
-
-    def start(name: str) -> tuple[PodBackedSim, PrometheusServer]:
-        sd = Path(tempfile.mkdtemp(prefix="agentfleet-keda-sd-")) / f"{name}.json"
-        sim = PodBackedSim(core, namespace, name, ENGINE, sd)
-        started.append(sim)
-        prom = PrometheusServer([], scrape_interval="1s", file_sd=sd)
-        started.append(prom)
-        prom.wait_ready()
-        return sim, prom
-
-    yield start
-    for thing in reversed(started):
-        thing.stop()
+    fleets = PodBackedFleets(CoreV1Api(k8s_config.new_client_from_config(config_file=cluster.kubeconfig)), namespace, ENGINE)
+    yield fleets.start
+    fleets.stop()
 
 
 def test_prometheus_scaled_object_scales_a_modelreplicaset_up_and_back(operator, gpu_pool, namespace, cluster, keda, backed) -> None:
