@@ -326,6 +326,7 @@ def test_a_cancelled_attempt_is_counted_and_reported_to_the_abort_watch_under_it
 
 def test_tenant_is_read_from_the_request_when_it_has_one() -> None:
     assert _tenant_of(req()) == ""
+    assert _tenant_of(SimpleNamespace()) == ""  # type: ignore[arg-type]  # a request type without the field
     assert _tenant_of(SimpleNamespace(tenant="acme")) == "acme"  # type: ignore[arg-type]
     assert _tenant_of(SimpleNamespace(tenant=None)) == ""  # type: ignore[arg-type]
     assert _tenant_of(SimpleNamespace(tenant=7)) == "7"  # type: ignore[arg-type]
