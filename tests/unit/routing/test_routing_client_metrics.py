@@ -330,3 +330,24 @@ def test_tenant_is_read_from_the_request_when_it_has_one() -> None:
     assert _tenant_of(SimpleNamespace(tenant="acme")) == "acme"  # type: ignore[arg-type]
     assert _tenant_of(SimpleNamespace(tenant=None)) == ""  # type: ignore[arg-type]
     assert _tenant_of(SimpleNamespace(tenant=7)) == "7"  # type: ignore[arg-type]
+
+
+def test_a_call_stops_retrying_when_its_time_budget_runs_out() -> None:
+    """request.timeout bounds the whole call: a 500 after 0.3 s, a second attempt cut by the budget
+    at 0.5 s (a timeout), and no third attempt though max_retries would allow three more."""
+
+    async def body() -> None:
+        engine = Engine(latency=0.3)
+        engine.mode = {"r0": "fail", "r1": "fail"}
+        client, m = client_for(engine, n=2)
+        client.max_retries = 3
+        loop = asyncio.get_running_loop()
+        request = ModelRequest(messages=[{"role": "user", "content": "hi"}], task_id="t", root_id="t", kind="step", timeout=0.5)  # type: ignore[arg-type]
+        with pytest.raises(ModelError, match="did not answer within"):
+            await client.complete(request)
+        assert loop.time() - T0 == pytest.approx(0.5, abs=0.01)
+        assert len(engine.timeouts) == 2
+        outcomes = {s.labels["outcome"]: s.value for s in m.calls.collect()[0].samples if s.name.endswith("_total")}
+        assert outcomes == {"error": 1, "timeout": 1}
+
+    run_virtual(body(), start=T0)
