@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import random
+from typing import Any
 
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agentfleet_runtime.model import ModelError, ModelRequest
+from agentfleet_runtime.routing.client import RoutingModelClient
+from agentfleet_runtime.routing.metrics import RoutingMetrics
 from agentfleet_runtime.routing.pool import ReplicaPool
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier
 from agentfleet_runtime.routing.sources import StaticSource
@@ -55,3 +63,92 @@ def test_one_freed_call_wakes_one_waiter_so_the_cap_holds() -> None:
     first, results = run_virtual(run())
     assert first.count(True) == 1
     assert sorted(results) == [False, False, True]  # the other two timed out: they would spill
+
+
+class TimedEngine:
+    """Answers after ``latency[replica]`` (virtual) seconds; records (replica, task, send time)."""
+
+    def __init__(self, latency: dict[str, float], failing: frozenset[str] = frozenset()) -> None:
+        self.latency = latency
+        self.failing = failing
+        self.sent: list[tuple[str, str, float]] = []
+
+    async def send(self, endpoint: Endpoint, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        self.sent.append((endpoint.name, body["messages"][0]["content"], round(loop.time(), 6)))
+        await asyncio.sleep(self.latency[endpoint.name])
+        if endpoint.name in self.failing:
+            raise ModelError(f"{endpoint.name} answered 500", status=500)
+        return {"choices": [{"message": {"content": endpoint.name}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    "spill_wait, home_latency, third_goes",
+    [(0.0, 0.2, ("r1", 0.05)), (1.0, 0.2, ("r0", 0.2)), (1.0, 5.0, ("r1", 1.05))],
+    ids=["no-wait-spills-at-once", "waits-for-a-call-to-end-then-goes-home", "spills-when-the-wait-runs-out"],
+)
+def test_the_client_waits_for_room_at_home_before_the_bound_moves_a_call(spill_wait: float, home_latency: float, third_goes: tuple[str, float]) -> None:
+    """Two replicas at 125 %: with two calls in flight on a task's home, ceil(1.25 x 3 / 2) = 2
+    leaves no room there, so a third call spills to the other replica, unless spillWaitSeconds
+    lets it wait for one of the two to end (then it goes home the moment one does)."""
+
+    async def body() -> list[tuple[str, str, float]]:
+        engine = TimedEngine({"r0": home_latency, "r1": 0.2})
+        src = StaticSource([Endpoint("r0", "http://r0/v1"), Endpoint("r1", "http://r1/v1")])
+        settings = RoutingSettings(spill_wait_s=spill_wait)
+        client = RoutingModelClient(
+            (Tier("m", "m", settings), src), transport=engine, metrics=RoutingMetrics(CollectorRegistry()), timeout=10.0, max_retries=0, rng=random.Random(0)
+        )
+        tasks = [t for t in (f"t{i}" for i in range(200)) if client.primary.order(t, 0)[0].name == "r0"][:3]
+
+        def call(task: str) -> Any:
+            request = ModelRequest(messages=[{"role": "user", "content": task}], task_id=task, root_id=task, kind="step")  # type: ignore[arg-type]
+            return asyncio.ensure_future(client.complete(request))
+
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        first = [call(tasks[0]), call(tasks[1])]
+        await asyncio.sleep(0.05)
+        third = call(tasks[2])
+        await asyncio.gather(*first, third)
+        return [(r, task, round(at - t0, 6)) for r, task, at in engine.sent]
+
+    sent = run_virtual(body(), start=1000.0)
+    assert [(r, at) for r, _, at in sent[:2]] == [("r0", 0.0), ("r0", 0.0)]
+    assert (sent[2][0], sent[2][2]) == third_goes
+
+
+def test_the_wait_for_room_leaves_an_ejected_replica_out() -> None:
+    """As above with a third replica, ejected: the bound and the wait count the two live ones."""
+
+    async def body() -> list[tuple[str, str, float]]:
+        engine = TimedEngine({"r0": 0.2, "r1": 0.2, "r2": 0.01}, failing=frozenset({"r2"}))
+        src = StaticSource([Endpoint(f"r{i}", f"http://r{i}/v1") for i in range(3)])
+        settings = RoutingSettings(spill_wait_s=1.0, ejection_consecutive_errors=1, ejection_seconds=60.0)
+        client = RoutingModelClient(
+            (Tier("m", "m", settings), src), transport=engine, metrics=RoutingMetrics(CollectorRegistry()), timeout=10.0, max_retries=0, rng=random.Random(0)
+        )
+        loop = asyncio.get_running_loop()
+
+        def call(task: str) -> Any:
+            request = ModelRequest(messages=[{"role": "user", "content": task}], task_id=task, root_id=task, kind="step")  # type: ignore[arg-type]
+            return asyncio.ensure_future(client.complete(request))
+
+        doomed = next(t for t in (f"x{i}" for i in range(200)) if client.primary.order(t, 0)[0].name == "r2")
+        with pytest.raises(ModelError):
+            await call(doomed)
+        assert client.primary.ejected("r2")
+        tasks = [t for t in (f"t{i}" for i in range(400)) if client.primary.order(t, loop.time())[0].name == "r0"][:3]
+        engine.sent.clear()
+        t0 = loop.time()
+        first = [call(tasks[0]), call(tasks[1])]
+        await asyncio.sleep(0.05)
+        third = call(tasks[2])
+        await asyncio.gather(*first, third)
+        return [(r, task, round(at - t0, 6)) for r, task, at in engine.sent]
+
+    sent = run_virtual(body(), start=1000.0)
+    assert [(r, at) for r, _, at in sent] == [("r0", 0.0), ("r0", 0.0), ("r0", 0.2)]
