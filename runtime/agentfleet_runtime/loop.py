@@ -30,6 +30,7 @@ from agentfleet_runtime.decisions import DecisionSettings, Offer, offer, problem
 from agentfleet_runtime.errors import Cancelled, Released
 from agentfleet_runtime.logs import StepRef, step_var, task_id_var
 from agentfleet_runtime.model import ModelClient, ModelRequest
+from agentfleet_runtime.modelwire import ContextOverflow
 from agentfleet_runtime.prompt import PromptCache, best_answer, head_messages
 from agentfleet_runtime.store import Acquired, TaskStore
 from agentfleet_runtime.textcalls import parse_text_reply
@@ -152,6 +153,11 @@ class TaskRun:
                     if time.time() >= rec.deadline - 0.01:
                         return await self._finish(Status.DONE, StopReason.TIMEOUT.value, best_answer(self.steps))
                     raise
+                except ContextOverflow as e:
+                    # The history no longer fits the served context; every retry would send the
+                    # same prompt, so the task ends with its best answer, as at a budget.
+                    log.warning("context exhausted", extra={"error": str(e)[:300]})
+                    return await self._finish(Status.DONE, StopReason.MAX_CONTEXT.value, best_answer(self.steps))
                 model_s += time.monotonic() - t0
                 usage += reply.usage
                 content, calls, why = self._interpret(reply, json_mode, choice, schemas)

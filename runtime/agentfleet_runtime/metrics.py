@@ -108,7 +108,7 @@ TASK_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 CALL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160)
 
 TASKS = Counter(
-    "agentfleet_tasks_total", "Tasks that ended, by outcome (final_answer, max_steps, max_tokens, timeout, max_cost, cancelled, failed).", ["outcome"]
+    "agentfleet_tasks_total", "Tasks that ended, by outcome (final_answer, max_steps, max_tokens, timeout, max_cost, max_context, cancelled, failed).", ["outcome"]
 )
 TASK_SECONDS = Histogram("agentfleet_task_duration_seconds", "Wall time from submission to end of tasks that ended here.", buckets=TASK_BUCKETS)
 TASK_STEPS = Histogram("agentfleet_task_steps", "Model calls (steps) per ended task.", buckets=(1, 2, 3, 5, 8, 12, 20, 30, 50, 100, 200))

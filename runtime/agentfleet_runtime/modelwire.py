@@ -30,6 +30,8 @@ MIN_OUTPUT_TOKENS = 16
 CHARS_PER_TOKEN = 3.0
 
 _CONTEXT_ERROR = re.compile(r"maximum context length is (\d+) tokens.*?\((\d+) in the messages", re.S)
+# llama.cpp's llama-server words it the other way round.
+_LLAMACPP_CONTEXT_ERROR = re.compile(r"request \((\d+) tokens\) exceeds the available context size \((\d+) tokens\)")
 _SETTINGS = "raise the served context (ModelReplicaSet spec.engine.maxModelLen, vLLM --max-model-len) or lower model.maxOutputTokens / the task's history"
 
 
@@ -107,9 +109,13 @@ def capped_max_tokens(configured: int, context: int | None, prompt_tokens: int) 
 
 
 def context_error(text: str) -> tuple[int, int] | None:
-    """(served context, prompt tokens) from vLLM's 400 for a too-long request, else None."""
+    """(served context, prompt tokens) from vLLM's or llama-server's 400 for a too-long request,
+    else None."""
     m = _CONTEXT_ERROR.search(text)
-    return (int(m.group(1)), int(m.group(2))) if m else None
+    if m:
+        return int(m.group(1)), int(m.group(2))
+    m = _LLAMACPP_CONTEXT_ERROR.search(text)
+    return (int(m.group(2)), int(m.group(1))) if m else None
 
 
 def served_context(models_body: Any, model: str) -> int | None:

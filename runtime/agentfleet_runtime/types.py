@@ -32,6 +32,8 @@ class StopReason(StrEnum):
     MAX_TOKENS = "max_tokens"
     TIMEOUT = "timeout"
     MAX_COST = "max_cost"
+    # The history outgrew the served context: no call can fit, so the task ends as a budget does.
+    MAX_CONTEXT = "max_context"
     CANCELLED = "cancelled"
     FAILED = "failed"
 

@@ -44,6 +44,11 @@ def test_context_error_reads_the_engines_own_400() -> None:
         eng.add_request("a", list(range(1, 301)), now=0.0, max_tokens=1024)
     assert context_error(str(err.value)) == (1024, 300)
     assert context_error("model server answered 400: messages must be a non-empty list") is None
+    # llama-server's wording (its prompt alone past the context): no room, so refit raises.
+    llama = '{"error":{"code":400,"message":"request (8488 tokens) exceeds the available context size (8192 tokens), try increasing it","type":"exceed_context_size_error"}}'
+    assert context_error(llama) == (8192, 8488)
+    with pytest.raises(ContextOverflow):
+        ContextGuard("m", lambda key: None).refit("r0", {"model": "m", "max_tokens": 512}, llama)
 
 
 def test_guard_caps_from_v1_models_and_refits_exactly_after_a_short_estimate() -> None:

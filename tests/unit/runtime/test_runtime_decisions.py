@@ -26,6 +26,7 @@ from agentfleet_runtime.decisions import (
     validate,
 )
 from agentfleet_runtime.loop import LoopSettings, TaskRun
+from agentfleet_runtime.modelwire import ContextOverflow
 from agentfleet_runtime.prompt import tool_schema
 from agentfleet_runtime.store import Acquired
 from agentfleet_runtime.tools.retrieval import PARAMETERS as SEARCH_PARAMS
@@ -170,13 +171,15 @@ class Store:
 class ScriptedModel:
     """Replies from a list, in order; records every request."""
 
-    def __init__(self, replies: list[str | ModelReply]) -> None:
+    def __init__(self, replies: list[str | ModelReply | Exception]) -> None:
         self.replies = list(replies)
         self.requests: list[Any] = []
 
     async def complete(self, request):
         self.requests.append(request)
         r = self.replies.pop(0)
+        if isinstance(r, Exception):
+            raise r
         return r if isinstance(r, ModelReply) else ModelReply(content=r, usage=Usage(100, 10))
 
 
@@ -317,6 +320,17 @@ def test_step_budget_ends_with_the_reason_and_the_best_answer_so_far():
     # Not the JSON of the last search call: the last passage it found.
     assert finished["answer"].startswith("(no final answer; last search result) [1] (explicit-locking.html")
     assert "ACCESS EXCLUSIVE lock (1)" in finished["answer"]
+
+
+def test_a_history_past_the_served_context_ends_with_the_reason_and_the_best_answer_so_far():
+    # Seen with the 0.5B on llama-server (8,192 tokens): at step 7 the prompt held 8,488, and the
+    # worker retried the same prompt until the task was dead-lettered with no answer.
+    overflow = ContextOverflow("the prompt (~8488 tokens) leaves 0 of the served context's 8192 tokens for the answer")
+    model = ScriptedModel([SEARCH, SEARCH.replace("lock", "locks"), overflow])
+    outcome, finished, tools, _ = run_task(model, LoopSettings("s", decisions=FIRST_SEARCH))
+    assert outcome == (Status.DONE, "max_context")
+    assert finished["answer"].startswith("(no final answer; last search result) [1] (explicit-locking.html")
+    assert len(model.requests) == 3  # the call that cannot fit is not sent again
 
 
 def test_a_sub_agent_at_the_depth_limit_is_not_offered_the_spawn_tool():
