@@ -32,6 +32,18 @@ MRS_LABEL = "agentfleet.io/modelreplicaset"
 ROLE_LABEL = "agentfleet.io/role"
 SERVING_LABEL = "agentfleet.io/serving"
 
+# A replica serves 2 sequences at a time, 20 tokens at 20 ms: ~0.4 s per request, so a handful of
+# agents per replica builds a real waiting queue (the autoscaling and KEDA tests scale on it).
+QUEUEING_ENGINE: dict[str, Any] = {
+    "max_num_seqs": 2,
+    "decode_base_s": 0.02,
+    "decode_per_seq_s": 0.0,
+    "prefill_tokens_per_s": 200_000.0,
+    "max_model_len": 8192,
+    "kv_cache_tokens": 200_000,
+    "output_length_mode": "max_tokens",
+}
+
 
 class PodBackedSim:
     def __init__(self, core: Any, namespace: str, mrs: str, engine: dict[str, Any], sd_file: Path, poll_s: float = 0.3) -> None:

@@ -19,7 +19,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client import CoreV1Api
 
 from e2e import fixtures_operator as fx
-from e2e.autoscale_harness import ClosedLoopLoad, PodBackedFleets
+from e2e.autoscale_harness import QUEUEING_ENGINE, ClosedLoopLoad, PodBackedFleets
 from e2e.fixtures_operator import eventually
 from tests.builders import MRS
 from tests.integration.sim.conftest import PrometheusServer
@@ -30,17 +30,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 PERIOD = 5
 DOWN_WINDOW = 20
-# A replica serves 2 sequences at a time, 20 tokens at 20 ms: ~0.4 s per request, so a handful of
-# agents per replica builds a real waiting queue.
-ENGINE = {
-    "max_num_seqs": 2,
-    "decode_base_s": 0.02,
-    "decode_per_seq_s": 0.0,
-    "prefill_tokens_per_s": 200_000.0,
-    "max_model_len": 8192,
-    "kv_cache_tokens": 200_000,
-    "output_length_mode": "max_tokens",
-}
+ENGINE = QUEUEING_ENGINE
 
 
 def autoscaled_mrs(name: str, pool: Any, prom_url: str, *, replicas: int = 1, **autoscaling: Any) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client import CoreV1Api
 
 from e2e import fixtures_operator as fx
-from e2e.autoscale_harness import ClosedLoopLoad, PodBackedFleets
+from e2e.autoscale_harness import QUEUEING_ENGINE, ClosedLoopLoad, PodBackedFleets
 from e2e.fixtures_operator import eventually
 from e2e.keda_harness import Keda
 from e2e.neighbours import install_thirdparty_crds, keda_bin_dir
@@ -56,16 +56,7 @@ FLEET_SO = EXAMPLES / "keda" / "agentfleet-redis-streams.yaml"
 POLL = 5
 DOWN_WINDOW = 20
 PERIOD = 15
-# One replica runs 2 sequences at a time, ~0.4 s each: the clients beyond 2 wait.
-ENGINE = {
-    "max_num_seqs": 2,
-    "decode_base_s": 0.02,
-    "decode_per_seq_s": 0.0,
-    "prefill_tokens_per_s": 200_000.0,
-    "max_model_len": 8192,
-    "kv_cache_tokens": 200_000,
-    "output_length_mode": "max_tokens",
-}
+ENGINE = QUEUEING_ENGINE
 
 
 def docs(path: Path) -> list[dict[str, Any]]:
