@@ -24,6 +24,12 @@ def pool(**kw: object) -> ReplicaPool:
     return ReplicaPool(Tier("m", "m", RoutingSettings(**kw)), src)  # type: ignore[arg-type]
 
 
+
+def _call(client: RoutingModelClient, task: str) -> Any:
+    """One step's model call for ``task`` (its own root), started now."""
+    request = ModelRequest(messages=[{"role": "user", "content": task}], task_id=task, root_id=task, kind="step")  # type: ignore[arg-type]
+    return asyncio.ensure_future(client.complete(request))
+
 def test_preferred_is_the_tasks_replica_and_says_whether_the_bound_would_move_it() -> None:
     p = pool()
     home, room = p.preferred("task-1", 0.0)
@@ -104,15 +110,11 @@ def test_the_client_waits_for_room_at_home_before_the_bound_moves_a_call(spill_w
         )
         tasks = [t for t in (f"t{i}" for i in range(200)) if client.primary.order(t, 0)[0].name == "r0"][:3]
 
-        def call(task: str) -> Any:
-            request = ModelRequest(messages=[{"role": "user", "content": task}], task_id=task, root_id=task, kind="step")  # type: ignore[arg-type]
-            return asyncio.ensure_future(client.complete(request))
-
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        first = [call(tasks[0]), call(tasks[1])]
+        first = [_call(client, tasks[0]), _call(client, tasks[1])]
         await asyncio.sleep(0.05)
-        third = call(tasks[2])
+        third = _call(client, tasks[2])
         await asyncio.gather(*first, third)
         return [(r, task, round(at - t0, 6)) for r, task, at in engine.sent]
 
@@ -133,20 +135,16 @@ def test_the_wait_for_room_leaves_an_ejected_replica_out() -> None:
         )
         loop = asyncio.get_running_loop()
 
-        def call(task: str) -> Any:
-            request = ModelRequest(messages=[{"role": "user", "content": task}], task_id=task, root_id=task, kind="step")  # type: ignore[arg-type]
-            return asyncio.ensure_future(client.complete(request))
-
         doomed = next(t for t in (f"x{i}" for i in range(200)) if client.primary.order(t, 0)[0].name == "r2")
         with pytest.raises(ModelError):
-            await call(doomed)
+            await _call(client, doomed)
         assert client.primary.ejected("r2")
         tasks = [t for t in (f"t{i}" for i in range(400)) if client.primary.order(t, loop.time())[0].name == "r0"][:3]
         engine.sent.clear()
         t0 = loop.time()
-        first = [call(tasks[0]), call(tasks[1])]
+        first = [_call(client, tasks[0]), _call(client, tasks[1])]
         await asyncio.sleep(0.05)
-        third = call(tasks[2])
+        third = _call(client, tasks[2])
         await asyncio.gather(*first, third)
         return [(r, task, round(at - t0, 6)) for r, task, at in engine.sent]
 
