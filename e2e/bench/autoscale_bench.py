@@ -54,7 +54,7 @@ and a PNG of the frontier with agentfleet's point (``--out``). Runs go to ``--jo
     .venv/bin/python e2e/bench/autoscale_bench.py --workload default --tune --seeds 201-205 --coverage 0,0.25,0.5,0.75
 
 Seeds: agentfleet's reactive settings (AF_TUNING) were tuned on seeds 1-3 and the burst coverage
-on 201-205 (TUNING_SEEDS); the history days use 101-103. A scored run refuses all of them, so
+on 201-205 (TUNING_SEEDS); the history days use 101-107 (a week). A scored run refuses all of them, so
 every figure it prints comes from workloads that tuning and learning never saw.
 
 agentfleet's reactive settings can be varied for tuning runs (the baselines never change):
@@ -654,12 +654,13 @@ class AgentfleetPolicy:
         at = now + self.offset
         obs = Observation(at=at, samples=tuple(samples), goodput=gp, completion_rate=completed or None, tasks=float(fleet.tasks_in_flight))
         floors: tuple[Any, ...] = ()
+        hold = None
         if self.forecast is not None:
             tight = self.state.tight_tasks_per_replica
             ok = within_slo(obs.tasks, len(ready), gp.fraction if gp else None, bool(gp and gp.significant), self.config.target_fraction)
             planned = plan(self.forecast, self.profile, (), at, obs.tasks, tight * DOWN_HEADROOM if tight else None, self.state.load_time.seconds, PERIOD_S, ok)
-            self.profile, floors = planned.profile, planned.floors
-        out = decide(self.config, self.state, fleet_view, obs, Capacity(placeable_extra=MAX_REPLICAS - len(active)), floors)
+            self.profile, floors, hold = planned.profile, planned.floors, planned.hold
+        out = decide(self.config, self.state, fleet_view, obs, Capacity(placeable_extra=MAX_REPLICAS - len(active)), floors, hold)
         self.state = out.state
         self.terms.append((now, out.decision.term))
         if out.decision.changed:
@@ -1040,12 +1041,12 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=0.12, help="mean task arrivals per second")
     ap.add_argument("--seeds", default="11-20", help="scored seeds (never the tuning or history seeds), e.g. 11-20")
     ap.add_argument("--tune", action="store_true", help="a tuning run: only the tuning seeds (1-3, 201-205) are allowed, and none of them is ever scored")
-    ap.add_argument("--history-seeds", default="101-103", help="days agentfleet learns its profile on before each scored day (never scored)")
+    ap.add_argument("--history-seeds", default="101-107", help="days agentfleet learns its profile on before each scored day (never scored)")
     ap.add_argument("--coverage", default="0.5", help="agentfleet burstCoveragePercent / 100; a list runs one configuration each (tuning)")
     ap.add_argument("--reactive", action="store_true", help="also run agentfleet without the learned profile (the reactive terms alone)")
     ap.add_argument("--hpa-targets", default="0.5,0.6,0.7,0.8,0.9", help="utilization targets swept for HPA")
     ap.add_argument("--keda-thresholds", default="1,2,4,8,16", help="waiting requests per replica swept for KEDA")
-    ap.add_argument("--fixed", default="2-10", help="fixed fleet sizes (all warm, never scaled); empty for none")
+    ap.add_argument("--fixed", default="2-16", help="fixed fleet sizes (all warm, never scaled); empty for none")
     ap.add_argument("--initial", type=int, default=2, help="warm replicas at t=0 (at least --min-replicas)")
     ap.add_argument("--min-replicas", type=int, default=MIN_REPLICAS, help="minReplicas of every autoscaler (agentfleet, HPA, KEDA alike)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="processes (seeds and configurations run in parallel)")

@@ -279,10 +279,11 @@ class Autoscaling(Model):
     burst_coverage_percent: int = Field(
         default=0,
         ge=0,
-        le=100,
+        le=200,
         description=(
-            "Share of a typical burst's first minutes to serve from replicas held ready in advance, at the times of day bursts were seen;"
-            " each step costs the standby GPU-hours shown in status.forecast.standbyGPUHoursPerDay (0 holds none)."
+            "Share of a typical burst's first minutes to serve from replicas held ready in advance, at the times of day bursts were seen"
+            " (100 serves a typical one in full, up to 200 for larger ones); each step costs the standby GPU-hours shown in"
+            " status.forecast.standbyGPUHoursPerDay (0 holds none)."
         ),
     )
     predictive: bool = Field(
@@ -394,7 +395,7 @@ class ForecastStatus(Model):
     days_observed: float | None = Field(default=None, ge=0, description="Days of demand history in the profile.")
     tasks_per_replica: float | None = Field(default=None, ge=0, description="Agent tasks one replica carries within the SLO, as learned.")
     onsets_seen: int | None = Field(default=None, ge=0, description="Burst onsets remembered (the last 14 days).")
-    typical_onset_tasks: float | None = Field(default=None, ge=0, description="Agent tasks a typical burst adds in its first load time (median of those seen).")
+    typical_onset_tasks: float | None = Field(default=None, ge=0, description="Agent tasks a typical burst adds in its first load time (the size half of all burst demand came in).")
     predicted_replicas: int | None = Field(default=None, ge=0, description="Replicas the learned daily curve needs over the next model load time.")
     standing_replicas: int | None = Field(default=None, ge=0, description="Replicas held now for burst onsets (only at the times of day bursts were seen).")
     scheduled_replicas: int | None = Field(default=None, ge=0, description="Replicas a schedule window holds now.")

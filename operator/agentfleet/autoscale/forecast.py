@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from agentfleet.autoscale.floors import PREDICTIVE, SCHEDULED, STANDING, Floor
+from agentfleet.autoscale.floors import PREDICTIVE, SCHEDULED, STANDING, Floor, Hold
 from agentfleet.autoscale.schedule import CronError, Scheduled, Window, scheduled
 
 PROFILE_VERSION = 1
@@ -75,6 +75,7 @@ class ForecastConfig:
 class Onset:
     at: float  # when the burst began (seconds since the epoch)
     size: float  # peak demand above the trailing level over its first load time
+    seconds: float | None = None  # how long demand stayed up (None: not ended when last seen)
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class Profile:
             "okLevel": self.ok_level,
             "curve": list(self.curve),
             "week": list(self.week),
-            "onsets": [[round(o.at, 1), round(o.size, 3)] for o in self.onsets],
+            "onsets": [[round(o.at, 1), round(o.size, 3)] + ([] if o.seconds is None else [round(o.seconds, 1)]) for o in self.onsets],
             "startedAt": self.started_at,
             "level": self.level,
             "seenAt": self.seen_at,
@@ -132,7 +133,7 @@ class Profile:
             ok_level=_opt(data.get("okLevel")),
             curve=curve,
             week=week if len(week) == 7 * config.bins else (),
-            onsets=tuple(Onset(float(a), float(s)) for a, s in data.get("onsets") or ()),
+            onsets=tuple(Onset(float(o[0]), float(o[1]), float(o[2]) if len(o) > 2 else None) for o in data.get("onsets") or ()),
             started_at=_opt(data.get("startedAt")),
             level=_opt(data.get("level")),
             seen_at=_opt(data.get("seenAt")),
@@ -197,6 +198,8 @@ def learn(
             onsets.append(Onset(burst_at, peak))
             recorded = True
         if ended:
+            # How long it lasted, backlog included: what replicas ordered at its onset would serve.
+            onsets = [replace(o, seconds=at - burst_at) if o.at == burst_at else o for o in onsets]
             burst_at, peak, recorded = None, 0.0, False
         elif at - burst_at > config.max_burst_seconds:
             burst_at, peak, recorded, level = None, 0.0, False, demand
@@ -245,6 +248,10 @@ class Forecast:
     onsets_per_period: float | None = None
     in_season: bool = False
     standby_gpu_hours_per_period: float | None = None
+    # In a burst that bursts seen at this time of day outlived by less than a load time: replicas
+    # ordered now would load after it (hold_until: when it outlives them, hold_burst_s: their median).
+    hold_until: float | None = None
+    hold_burst_s: float | None = None
     notes: tuple[str, ...] = field(default=())
 
 
@@ -261,17 +268,54 @@ def _tod_distance(a: float, b: float, period: float) -> float:
     return min(d, period - d)
 
 
-def _in_season(config: ForecastConfig, onsets: Sequence[Onset], start: float, lead: float) -> bool:
-    """An onset was seen, on some remembered day, within season_seconds of [start, start + lead]
-    in time of day."""
+def _near(config: ForecastConfig, onsets: Sequence[Onset], start: float, lead: float) -> list[Onset]:
+    """The onsets seen, on some remembered day, within season_seconds of [start, start + lead] in
+    time of day."""
     period = config.period_seconds
-    for o in onsets:
-        tod = o.at % period
-        s = start % period
-        # Distance from tod to the interval [s, s + lead] on the circle.
-        if (tod - s) % period <= lead or min(_tod_distance(tod, s, period), _tod_distance(tod, s + lead, period)) <= config.season_seconds:
-            return True
-    return False
+    s = start % period
+    # Distance from an onset's time of day to the interval [s, s + lead] on the circle.
+    return [
+        o
+        for o in onsets
+        if (o.at % period - s) % period <= lead
+        or min(_tod_distance(o.at % period, s, period), _tod_distance(o.at % period, s + lead, period)) <= config.season_seconds
+    ]
+
+
+def typical_size(onsets: Sequence[Onset]) -> float | None:
+    """The onset size half of all onset demand came in (the size-weighted median). A plain median
+    is set by the many small rises a diurnal morning also shows, and standing capacity sized on it
+    holds a fraction of what a real burst brings; weighting by size keeps those small rises from
+    outvoting the bursts that carry the demand, without ignoring a season of only small rises."""
+    sizes = sorted((o.size for o in onsets if o.size > 0), reverse=True)
+    total = sum(sizes)
+    acc = 0.0
+    for size in sizes:
+        acc += size
+        if acc >= total / 2:
+            return size
+    return None
+
+
+# Bursts seen (with a known end) before the learned length is trusted to hold back an order.
+HOLD_MIN_BURSTS = 2
+
+
+def _short_burst(p: Profile, near: Sequence[Onset], at: float, lead: float) -> tuple[float | None, float | None]:
+    """While a burst is on (p.burst_at): when the bursts seen near this time of day typically end
+    before replicas ordered now could serve (their median length, backlog included, ends within
+    ``lead``, a load time and a period), until when to hold the reactive order back. A burst that
+    outlives that median is not a typical one, and the hold ends."""
+    if p.burst_at is None:
+        return None, None
+    lengths = sorted(o.seconds for o in near if o.seconds is not None)
+    if len(lengths) < HOLD_MIN_BURSTS:
+        return None, None
+    typical = lengths[len(lengths) // 2]
+    until = p.burst_at + typical
+    if at <= until < at + lead:
+        return until, typical
+    return None, None
 
 
 def forecast(config: ForecastConfig, p: Profile, at: float, lead: float) -> Forecast:
@@ -285,22 +329,29 @@ def forecast(config: ForecastConfig, p: Profile, at: float, lead: float) -> Fore
     values = [v for i in range(first, last + 1) if (v := _curve_at(config, p, i, weekly)) is not None]
     base = max(values) if values else None
     predictive = math.ceil(base / cap) if base is not None and config.predictive else None
-    sizes = sorted(o.size for o in p.onsets)
-    typical = sizes[len(sizes) // 2] if sizes else None
+    typical = typical_size(p.onsets)
     periods = p.periods_seen(at, config)
-    per_period = len(sizes) / max(1.0, periods) if sizes else 0.0
-    season = bool(sizes) and _in_season(config, p.onsets, at, lead)
+    per_period = len(p.onsets) / max(1.0, periods) if p.onsets else 0.0
+    # What is held in a time of day is sized on the onsets seen near it: a season of small
+    # morning rises holds little, the afternoon's big bursts hold much.
+    near = typical_size(_near(config, p.onsets, at, lead))
+    season = near is not None
     standing = None
     price = None
     if typical is not None and config.coverage > 0:
-        extra = math.ceil(config.coverage * typical / cap)
-        if season:
-            standing = math.ceil(((base or 0.0) + config.coverage * typical) / cap)
-        # The standby's price: its extra replicas over the part of a day in burst season.
+        if near is not None:
+            standing = math.ceil(((base or 0.0) + config.coverage * near) / cap)
+        # The standby's price: in each bin of a day, the extra replicas its season holds.
         step = config.bin_seconds
-        in_bins = sum(1 for b in range(config.bins) if _in_season(config, p.onsets, b * step, lead))
-        price = extra * config.gpus_per_replica * in_bins * step / 3600.0
+        extra = 0
+        for b in range(config.bins):
+            size = typical_size(_near(config, p.onsets, b * step, lead))
+            extra += math.ceil(config.coverage * size / cap) if size is not None else 0
+        price = extra * config.gpus_per_replica * step / 3600.0
+    hold_until, hold_burst_s = _short_burst(p, _near(config, p.onsets, at, lead), at, lead)
     return Forecast(
+        hold_until=hold_until,
+        hold_burst_s=hold_burst_s,
         predictive=predictive,
         standing=standing,
         base_demand=base,
@@ -320,6 +371,7 @@ class Planned:
     forecast: Forecast
     scheduled: Scheduled | None = None
     schedule_error: str | None = None
+    hold: Hold | None = None
 
 
 def plan(
@@ -357,4 +409,7 @@ def plan(
         error = str(e)
     if sched is not None:
         out.append(Floor(sched.replicas, SCHEDULED, f"schedule {sched.name!r} from {sched.started:%Y-%m-%d %H:%M %Z} (ordered {lead:.0f}s ahead)"))
-    return Planned(profile, tuple(out), f, sched, error)
+    hold = None
+    if f.hold_until is not None and f.hold_burst_s is not None:
+        hold = Hold(f.hold_until, f"bursts at this time of day end {f.hold_burst_s:.0f}s after they begin, before a replica ordered now loads ({load_s:.0f}s)")
+    return Planned(profile, tuple(out), f, sched, error, hold)

@@ -28,7 +28,7 @@ from agentfleet.autoscale.common import (
     prune,
     stabilize,
 )
-from agentfleet.autoscale.floors import MINIMUM, REACTIVE, Floor, merge_floors
+from agentfleet.autoscale.floors import MINIMUM, REACTIVE, Floor, Hold, merge_floors
 from agentfleet.autoscale.reading import STUCK_FACTOR, Reading, read_fleet, reading_notes
 from agentfleet.autoscale.signals import Capacity, FleetView, Observation, ReplicaSample, Starting
 from agentfleet.autoscale.state import LoadTime, PolicyConfig, PolicyState
@@ -98,11 +98,18 @@ class TaskLayer:
 
 
 def decide(
-    config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: Observation, capacity: Capacity | None = None, floors: Sequence[Floor] = ()
+    config: PolicyConfig,
+    state: PolicyState,
+    fleet: FleetView,
+    obs: Observation,
+    capacity: Capacity | None = None,
+    floors: Sequence[Floor] = (),
+    hold: Hold | None = None,
 ) -> Outcome:
-    """One evaluation: read -> pressure terms -> recommend -> merge the floors -> stabilize ->
-    clamp -> remember. ``floors``: replica counts from the learned profile and the schedule
-    (autoscale/floors.py), merged with the reactive recommendation by max."""
+    """One evaluation: read -> pressure terms -> recommend -> hold -> merge the floors ->
+    stabilize -> clamp -> remember. ``floors``: replica counts from the learned profile and the
+    schedule (autoscale/floors.py), merged with the reactive recommendation by max; ``hold``: the
+    profile expects the burst now on to end before new replicas load, so the reactive rise waits."""
     if obs.error is not None:
         return _hold(config, state, fleet, f"metrics unavailable ({obs.error})", obs.error_reason, "MetricsUnavailable", floors)
     r = read_fleet(config, state, fleet, obs)
@@ -119,6 +126,7 @@ def decide(
     tl = _task_layer(config, state, r, ev)
 
     raw = _recommend(config, r, ev, ok_running, obs.completion_rate)
+    raw = _held(r, ev, raw, obs.at, hold)
     # Merged by max: the learned (predictive, standing) and scheduled floors.
     raw, term, won = merge_floors(raw, floors)
     if won is not None:
@@ -135,6 +143,16 @@ def decide(
     if target == config.min_replicas and raw < config.min_replicas:
         term = MINIMUM
     return _outcome(obs, r, ev, raw, target, limited, late_order, new_state, term)
+
+
+def _held(r: Reading, ev: Evaluation, raw: int, at: float, hold: Hold | None) -> int:
+    """A rise the reactive terms ask for in a burst the profile expects to be over before the
+    replicas load is not ordered; the floors still apply. Past ``hold.until`` the burst has
+    outlived the ones seen, and the rise goes ahead."""
+    if hold is None or raw <= r.current or at > hold.until:
+        return raw
+    ev.clauses.append(f"not ordering {raw - r.current} more for {hold.until - at:.0f}s: {hold.why}")
+    return r.current
 
 
 def _hold(config: PolicyConfig, state: PolicyState, fleet: FleetView, why: str, reason: str, status_reason: str, floors: Sequence[Floor] = ()) -> Outcome:

@@ -302,12 +302,12 @@ class AutoscalerController(Controller[AutoscaleState]):
             obs = replace(obs, tasks=self.task_layer(namespace, name, url))
         # The learned (predictive, standing) and scheduled floors (controllers/demand.py).
         planned, policy = demand.evaluate(state.demand, self.reads, parsed, namespace, name, policy, obs, len(pf.ready), config.period_seconds)
-        out: Outcome = decide(config, policy, fleet, obs, floors=planned.floors)
+        out: Outcome = decide(config, policy, fleet, obs, floors=planned.floors, hold=planned.hold)
         if out.decision.desired > fleet.current:
             # Only ask the planner when growing; a failure to read the cluster must not block scaling.
             try:
                 capacity = self.reads.capacity(namespace, name, parsed, out.decision.desired - len(pf.ready) - len(pf.starting))
-                out = decide(config, policy, fleet, obs, capacity, floors=planned.floors)
+                out = decide(config, policy, fleet, obs, capacity, floors=planned.floors, hold=planned.hold)
             except Exception as exc:  # noqa: BLE001 - the API server hiccup is logged, the decision stands
                 log.warning(f"capacity check failed, scaling without it: {exc}")
         state.policy = out.state

@@ -196,9 +196,9 @@ def test_the_task_layer_of_the_agentfleets_using_the_model_reaches_the_policy(mo
     seen: list[Observation] = []
     real = autoscaler.decide
 
-    def spy(config: Any, state: Any, fleet: Any, o: Observation, capacity: Any = None, floors: Any = ()) -> Any:
+    def spy(config: Any, state: Any, fleet: Any, o: Observation, capacity: Any = None, floors: Any = (), hold: Any = None) -> Any:
         seen.append(o)
-        return real(config, state, fleet, o, capacity, floors)
+        return real(config, state, fleet, o, capacity, floors, hold)
 
     monkeypatch.setattr(autoscaler, "decide", spy)
     ctl.evaluate_modelreplicaset(mrs_obj({}, generation=1), AutoscaleState(), time.time())

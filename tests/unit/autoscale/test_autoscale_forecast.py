@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -185,3 +186,61 @@ def test_capacity_is_at_least_what_a_replica_was_seen_to_carry_within_the_slo() 
     # It fades slowly, and a higher failure-derived figure wins when there is one.
     p = learn(CFG, p, 15.0, 12.0, 8.0, 200.0)
     assert p.capacity == 8.0 and p.ok_level == pytest.approx(6.0 * 0.9995)
+
+
+def small_mornings_big_afternoons(t: float) -> float:
+    # Every day: three rises of +10 tasks for 150 s in the morning (10, 14, 18 min), and one burst
+    # of +60 tasks for 150 s in the afternoon (40 min), on top of 4.
+    for start, height in ((600.0, 10.0), (840.0, 10.0), (1080.0, 10.0), (2400.0, 60.0)):
+        if start <= t < start + 150.0:
+            return 4.0 + height
+    return 4.0
+
+
+def test_standing_is_sized_on_the_onsets_seen_at_that_time_of_day() -> None:
+    # Pins: the small morning rises (6 of the 8 onsets seen) neither set the afternoon's standing
+    # capacity (a plain median of all onsets would: 10 tasks) nor inherit the afternoon's size.
+    p = day_of(small_mornings_big_afternoons, days=2)
+    assert len(p.onsets) == 8
+    half = replace(CFG, coverage=0.5)
+    afternoon = forecast(half, p, 2 * DAY + 2280.0, 215.0)
+    assert afternoon.standing == math.ceil((4 + 0.5 * 60) / 4)  # 9, where the median of all gives 3
+    morning = forecast(half, p, 2 * DAY + 780.0, 215.0)
+    assert morning.standing == math.ceil((4 + 0.5 * 10) / 4)  # 3, not the afternoon's 9
+    # The status figure: the onset size half of all onset demand came in (60 x 2 of 180 total).
+    assert afternoon.typical_onset == pytest.approx(60.0)
+
+
+def test_a_burst_records_how_long_it_lasted_and_keeps_it_through_the_configmap() -> None:
+    p = day_of(with_burst)
+    assert p.onsets[0].seconds == pytest.approx(150.0, abs=15.0)
+    q = Profile.from_json(json.loads(json.dumps(p.to_json())), CFG)
+    assert q.onsets == p.onsets
+    # A profile written before lengths were kept reads as lengths unknown.
+    old = {**p.to_json(), "onsets": [[o.at, o.size] for o in p.onsets]}
+    assert Profile.from_json(old, CFG).onsets[0].seconds is None
+
+
+def test_no_replicas_are_ordered_for_a_burst_that_ends_before_they_load() -> None:
+    # Pins the hold: bursts at this time of day have lasted 150 s and a replica loads in 200 s, so
+    # the queue the burst builds orders nothing until the burst outlives the ones seen (150 s);
+    # after that it is no typical burst and the rise goes ahead.
+    p = day_of(with_burst, days=2)
+    c = PolicyConfig(min_replicas=1, max_replicas=20, up_window_seconds=0.0, max_up_step=8)
+    onset = 2 * DAY + 1200.0
+    busy = (ReplicaSample("r0", 80.0, 2.0, 0.1),)
+    fleet = FleetView(current=1, ready=("r0",))
+    p = learn(CFG, p, onset - 15.0, 4.0, 4.0, 200.0)
+    planned = plan(CFG, p, (), onset, 44.0, 4.0, 200.0, 15.0)
+    assert planned.hold is not None and planned.hold.until == pytest.approx(onset + p.onsets[0].seconds)  # type: ignore[operator]
+    out = decide(c, PolicyState.initial(c), fleet, Observation(at=onset, samples=busy, tasks=44.0), hold=planned.hold)
+    assert out.decision.desired == 1
+    assert "not ordering 9 more for 150s: bursts at this time of day end 150s after they begin" in out.decision.reason
+    # Past the length of the bursts seen, the same queue orders.
+    late = planned.hold.until + 15.0  # type: ignore[union-attr]
+    out = decide(c, PolicyState.initial(c), fleet, Observation(at=late, samples=busy, tasks=44.0), hold=planned.hold)
+    assert out.decision.desired == 9
+    # Bursts that outlast the load time hold nothing back.
+    long_p = day_of(lambda t: 44.0 if 1200 <= t < 1600 else 4.0, days=2)
+    long_p = learn(CFG, long_p, onset - 15.0, 4.0, 4.0, 200.0)
+    assert plan(CFG, long_p, (), onset, 44.0, 4.0, 200.0, 15.0).hold is None
