@@ -33,6 +33,17 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def printed_row(out: str, name: str) -> dict[str, str]:
+    """The columns of ``name``'s line in kubectl's table, cut at the header's column starts (a
+    blank cell stays blank instead of shifting the next one left)."""
+    lines = out.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith(name + " "))
+    header = next(lines[j] for j in range(i, -1, -1) if lines[j].startswith("NAME "))
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    row = lines[i]
+    return {header[a:b].strip(): row[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)}
+
+
 def _driver(cluster, state: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "e2e.demo", *args, "--kubeconfig", cluster.kubeconfig, "--kubectl", cluster.kubectl, "--state-dir", str(state)]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -49,7 +60,7 @@ def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp
         assert up.returncode == 0, f"demo failed ({up.returncode}):\n{out[-6000:]}\n{up.stderr[-4000:]}"
 
         # Every process the fleet needs ran, each once.
-        assert {"redis", "milvus", "operator", "model", "policy", "api", "worker-0", "worker-1"} <= set(pids), pids
+        assert {"redis", "milvus", "prometheus", "operator", "model", "policy", "api", "worker-0", "worker-1"} <= set(pids), pids
 
         # The workers found the replicas through the replicas Service's EndpointSlices, as the
         # worker ServiceAccount (not from static endpoints).
@@ -79,6 +90,14 @@ def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp
         for p in placements:
             assert re.search(rf"^\s+{re.escape(p['name'])}\s+nodes {re.escape(','.join(p['nodes']))}\s+gpus {p['gpus']}", out, re.M), out[-3000:]
         assert "kubectl get agentfleets,modelreplicasets,vectorindexes" in out
+        # The figures the operator reads after the tasks fill their printer columns: the
+        # autoscaler's from the demo's Prometheus, the AgentFleet controller's from Redis.
+        mrs_row = printed_row(out, "modelreplicaset.agentfleet.io/llama-8b")
+        assert mrs_row["QUEUE"] and mrs_row["GOODPUT"], mrs_row
+        assert float(mrs_row["GOODPUT"]) > 0, mrs_row
+        af_row = printed_row(out, "agentfleet.agentfleet.io/support")
+        assert int(af_row["TASKS/H"]) >= TASKS and float(af_row["P95(S)"]) > 0, af_row
+        assert "still blank" not in out, out[-4000:]
         assert re.search(r"^vectorindex\.agentfleet\.io/docs\s+True", out, re.M), out[-3000:]
 
         # The example was applied with local endpoints only.
