@@ -144,7 +144,12 @@ def plot(timeline: Timeline, path: Path, title: str) -> Path:
     ax2.set_ylabel("replicas")
     ax2.yaxis.get_major_locator().set_params(integer=True)
     ax2.legend(loc="upper left")
-    ax3.plot(t, [x.goodput for x in s], color="tab:purple", label="goodput (share of requests within the SLO)")
+    ax3.plot(
+        t,
+        [x.goodput for x in s],
+        color="tab:purple",
+        label=f"goodput (share of requests within the SLO, over the autoscaler's {AUTOSCALING['windowSeconds']}s window)",
+    )
     ax3.set_ylim(0, 1.05)
     ax3.set_ylabel("goodput")
     ax3.set_xlabel("seconds from the start of the scenario")

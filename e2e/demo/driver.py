@@ -1178,8 +1178,10 @@ def run_burst(demo: Demo, api: str, token: str, mrs: str, fleet: str) -> bool:
     path = burst.plot(timeline, demo.dir / "burst.png", f"--scenario burst, ModelReplicaSet {mrs} in {demo.ns}")
     ups = sum(1 for d in timeline.decisions if d.before is not None and d.after > d.before)
     peak = max((x.desired or 0 for x in timeline.samples), default=0)
-    say(f"== kubectl get modelreplicasets,agentfleets -n {demo.ns}")
-    say(demo.kc.run("get", "modelreplicasets,agentfleets", "-n", demo.ns).stdout.rstrip())
+    # -o wide for the ModelReplicaSet: TERM (status.lastScaleTerm) is a wide column.
+    say(f"== kubectl get modelreplicasets -o wide; kubectl get agentfleets -n {demo.ns}")
+    say(demo.kc.run("get", "modelreplicasets", "-o", "wide", "-n", demo.ns).stdout.rstrip())
+    say(demo.kc.run("get", "agentfleets", "-n", demo.ns).stdout.rstrip())
     say(f"== {len(timeline.decisions)} decisions ({ups} up), peak {peak} replicas, {time.monotonic() - t0:.0f}s; plot of demand, replicas and goodput: {path}")
     return len(results) == len(ids) and summary["failed"] == 0
 
