@@ -112,3 +112,36 @@ def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp
     assert not left, f"processes still running after `down`: {left}"
     assert not list((state / "demo" / namespace).glob("*.json"))
     assert not (state / "demo" / namespace / "local-routes").exists(), "down left the pod IPs routed to this machine"
+
+
+@pytest.mark.timeout(480)
+def test_demo_burst_scenario_scales_up_explains_each_decision_and_plots_it(cluster, namespace, tmp_path):
+    state = tmp_path / "state"
+    pids: dict[str, int] = {}
+    try:
+        # A shorter burst than the default: 20 s quiet, 50 s at 3 tasks/s, 40 s quiet.
+        up = _driver(cluster, state, "up", "--namespace", namespace, "--scenario", "burst", "--burst-phases", "20:0.5,50:3,40:0.5", timeout=420)
+        out = up.stdout
+        for meta in (state / "demo" / namespace).glob("*.json"):
+            pids[meta.stem] = json.loads(meta.read_text())["pid"]
+        assert up.returncode == 0, f"demo failed ({up.returncode}):\n{out[-6000:]}\n{up.stderr[-4000:]}"
+        assert "through the task API; the autoscaler's decisions as they happen" in out
+        # Each decision as it happened: from, to, the term that asked for it and why.
+        decisions = re.findall(r"^  \+\s*\d+s  replicas (\d+) -> (\d+)  term (\w+): (.+)$", out, re.M)
+        assert any(int(after) > int(before) for before, after, _, _ in decisions), out[-6000:]
+        assert all(term in ("reactive", "predictive", "standing", "scheduled") and why for _, _, term, why in decisions), decisions
+        # The replicas the autoscaler added were served (the policy process backed their pods)
+        # and every task of the burst finished.
+        assert re.search(r"^  tasks: (\d+) done, 0 failed, 0 unfinished of \1 submitted", out, re.M), out[-4000:]
+        backed = set(re.findall(r"\(pod (\S+)\)", (state / "demo" / namespace / "policy.log").read_text()))
+        assert len(backed) > 2, f"no pod beyond the 2 placed first was backed by a simulated replica: {backed}"
+        events = int(re.search(r"Events of ModelReplicaSet llama-8b .*: (\d+) ScaledUp/ScaledDown", out).group(1))
+        assert events >= len(decisions) > 0
+        png = Path(re.search(r"plot of demand, replicas and goodput: (\S+)$", out, re.M).group(1))
+        assert png == state / "demo" / namespace / "burst.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "no sample tasks" not in out and "== report" not in out  # the burst starts from a quiet fleet
+    finally:
+        down = _driver(cluster, state, "down", "--namespace", namespace, timeout=120)
+    assert down.returncode == 0, down.stderr
+    left = {name: pid for name, pid in pids.items() if _alive(pid)}
+    assert not left, f"processes still running after `down`: {left}"

@@ -17,6 +17,7 @@ ready as soon as kwok marks its pod Ready (about a second) where a real model lo
 
 from __future__ import annotations
 
+import argparse
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,24 @@ SIM_TIMING = {"max-num-seqs": "4", "decode-base-s": "0.03"}
 AUTOSCALING = {"evaluationPeriodSeconds": 5, "windowSeconds": 30, "scaleUpStabilizationSeconds": 0, "scaleDownStabilizationSeconds": 30}
 POLL_SECONDS = 2.0
 PRINT_SECONDS = 10.0  # the replica count line; decisions print when they appear
+
+
+def parse_phases(text: str) -> list[tuple[float, float]]:
+    """``--burst-phases 40:0.5,80:3,90:0.5`` -> [(40.0, 0.5), (80.0, 3.0), (90.0, 0.5)]."""
+    phases = []
+    for part in text.split(","):
+        try:
+            seconds, rate = (float(x) for x in part.split(":"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: each phase is SECONDS:TASKS_PER_SECOND, e.g. 40:0.5,80:3,90:0.5") from None
+        if seconds <= 0 or rate <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: seconds and tasks per second must be positive")
+        phases.append((seconds, rate))
+    return phases
+
+
+def describe(phases: list[tuple[float, float]]) -> str:
+    return ", ".join(f"{r:g} tasks/s for {d:.0f}s" for d, r in phases)
 
 
 def duration(phases: list[tuple[float, float]] = PHASES) -> float:

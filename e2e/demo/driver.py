@@ -1,6 +1,7 @@
 """The main job: a working fleet on the local control plane, end to end.
 
     python -m e2e.demo up   [--tasks N] [--model qwen|sim|smollm2|vllm] [--namespace agentfleet-demo]
+                            [--scenario burst [--burst-phases 40:0.5,80:3,90:0.5]]
     python -m e2e.demo down [--namespace NS]      # stops the local processes (not the cluster)
     python -m e2e.demo status
 
@@ -8,8 +9,10 @@
 ``e2e/cluster.sh info`` for it). What runs here is the code the pods would run: the operator
 (python -m agentfleet.manager), the ingestion (python -m agentfleet_runtime.ingest with the args of
 the Job the operator rendered), the agent workers and the task API (python -m agentfleet_runtime)
-configured from the AgentFleet's runtime ConfigMap. kwok only simulates pods, so those processes
-run on this machine, bound to 127.0.0.1, with the in-cluster addresses rewritten to local ones.
+configured from the AgentFleet's runtime ConfigMap, and a Prometheus scraping the replicas and the
+workers (e2e/demo/prom.py) for the operator's autoscaler. kwok only simulates pods, so those
+processes run on this machine, bound to 127.0.0.1 or to the pods' IPs made local, with the
+in-cluster addresses rewritten to local ones.
 For the ingestion Job's pods the demo also does the kubelet's part (e2e/demo/kubelet.py): it
 reports how each local run ended in the pod's status, and the cluster's job controller finishes
 the Job from there.
@@ -1130,8 +1133,8 @@ def run_burst(demo: Demo, api: str, token: str, mrs: str, fleet: str) -> bool:
             "--scenario burst needs the pods' IPs local to this machine (root or passwordless sudo for `ip route`): the replicas the "
             "autoscaler adds are found by the workers through EndpointSlices, at their pod IPs"
         )
-    phases = ", ".join(f"{r:g} tasks/s for {d:.0f}s" for d, r in burst.PHASES)
-    say(f"== --scenario burst: {phases}, through the task API; the autoscaler's decisions as they happen")
+    phases = demo.args.burst_phases
+    say(f"== --scenario burst: {burst.describe(phases)}, through the task API; the autoscaler's decisions as they happen")
     say(
         f"  shortened for the demo: simulated replicas of {burst.SIM_TIMING['max-num-seqs']} sequences at {burst.SIM_TIMING['decode-base-s']}s a "
         f"decode step; autoscaling every {burst.AUTOSCALING['evaluationPeriodSeconds']}s, scale-down after "
@@ -1155,7 +1158,7 @@ def run_burst(demo: Demo, api: str, token: str, mrs: str, fleet: str) -> bool:
         return (demo.kc.get("-n", demo.ns, "get", f"modelreplicasets.{GROUP}", mrs) or {}).get("status") or {}
 
     t0 = time.monotonic()
-    timeline = burst.run(submit, status, say)
+    timeline = burst.run(submit, status, say, phases)
     results: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + 120
     while len(results) < len(ids) and time.monotonic() < deadline:
@@ -1268,6 +1271,13 @@ def main(argv: list[str] | None = None) -> int:
         choices=["burst"],
         default=os.environ.get("AGENTFLEET_DEMO_SCENARIO") or None,
         help="burst: after the sample tasks, a burst of tasks through the fleet, the autoscaler's decisions as they happen, and a PNG (--model sim)",
+    )
+    p.add_argument(
+        "--burst-phases",
+        type=burst.parse_phases,
+        default=burst.PHASES,
+        metavar="SECONDS:RATE,...",
+        help="the burst's phases, tasks per second for so many seconds (default " + ",".join(f"{d:g}:{r:g}" for d, r in burst.PHASES) + ")",
     )
     args = p.parse_args(argv)
     if args.scenario == "burst" and args.model != "sim":

@@ -3,6 +3,9 @@ read from status, the scenario's autoscaling settings and the PNG."""
 
 from __future__ import annotations
 
+import argparse
+
+import pytest
 import yaml
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 
@@ -60,3 +63,11 @@ def test_plot_writes_a_png(tmp_path):
     tl.observe(4.0, 3.0, {"desiredReplicas": 3, "readyReplicas": 3, "lastScaleTime": "t1", "observed": {"queueDepth": 2, "goodput": 0.9}})
     path = burst.plot(tl, tmp_path / "burst.png", "test")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_burst_phases_option():
+    assert burst.parse_phases("40:0.5,80:3") == [(40.0, 0.5), (80.0, 3.0)]
+    assert burst.describe([(40.0, 0.5), (80.0, 3.0)]) == "0.5 tasks/s for 40s, 3 tasks/s for 80s"
+    for bad in ("40", "40:x", "40:0", "-1:2"):
+        with pytest.raises(argparse.ArgumentTypeError, match="SECONDS:TASKS_PER_SECOND|positive"):
+            burst.parse_phases(bad)
