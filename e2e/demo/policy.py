@@ -17,8 +17,9 @@ routing still picks a replica and the replica's prefix cache sees that task's hi
 With --pods NS/MRS instead of --route, it stands in for the ModelReplicaSet's pods as they come and
 go (the autoscaler's): every 2 s it lists the pods, backs each Running one with a free simulated
 replica of the --upstream pool, listening on the pod's IP and "http" port (made a local address),
-and lets go of a pod's replica once the pod is deleted. It lists the backed pods for the demo's
-Prometheus (--sd-file, e2e/demo/prom.py) under their pod names.
+and lets go of a pod's replica once the pod is being deleted (the ModelReplicaSet drains a
+replica before it deletes the pod). It lists the backed pods for the demo's Prometheus
+(--sd-file, e2e/demo/prom.py) under their pod names.
 
     python -m e2e.demo.policy --retrieval-tool search_docs --pods NS/MRS --kubectl K --kubeconfig C \\
         --upstream http://127.0.0.1:SIMPORT/v1 [--upstream ...] --sd-file F --routes-file R
