@@ -17,7 +17,6 @@ serving pods; a draining pod, ``agentfleet.io/serving=false``, gets no new reque
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import threading
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agentfleet_sim import FleetThread, start_fleet
+from e2e.demo.prom import replica_targets, write_sd
 from tests.integration.sim.conftest import PrometheusServer
 
 MRS_LABEL = "agentfleet.io/modelreplicaset"
@@ -88,13 +88,9 @@ class PodBackedSim:
             self._write_sd()
 
     def _write_sd(self) -> None:
-        groups = [
-            {"targets": [url.removeprefix("http://")], "labels": {"namespace": self.namespace, "pod": pod, "modelreplicaset": self.mrs}}
-            for pod, (_, url) in sorted(self.backing.items())
-        ]
-        tmp = self.sd_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(groups))
-        os.replace(tmp, self.sd_file)  # atomic: Prometheus never reads half a file
+        # The labels in-cluster pod scraping gives (the demo lists its replicas the same way).
+        targets = {pod: url.removeprefix("http://") for pod, (_, url) in self.backing.items()}
+        write_sd(self.sd_file, replica_targets(self.namespace, self.mrs, targets))
 
     def endpoints(self) -> dict[str, str]:
         """Serving pods -> their replica's URL."""

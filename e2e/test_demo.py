@@ -33,6 +33,17 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def printed_row(out: str, name: str) -> dict[str, str]:
+    """The columns of ``name``'s line in kubectl's table, cut at the header's column starts (a
+    blank cell stays blank instead of shifting the next one left)."""
+    lines = out.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith(name + " "))
+    header = next(lines[j] for j in range(i, -1, -1) if lines[j].startswith("NAME "))
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    row = lines[i]
+    return {header[a:b].strip(): row[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)}
+
+
 def _driver(cluster, state: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "e2e.demo", *args, "--kubeconfig", cluster.kubeconfig, "--kubectl", cluster.kubectl, "--state-dir", str(state)]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -49,7 +60,7 @@ def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp
         assert up.returncode == 0, f"demo failed ({up.returncode}):\n{out[-6000:]}\n{up.stderr[-4000:]}"
 
         # Every process the fleet needs ran, each once.
-        assert {"redis", "milvus", "operator", "model", "policy", "api", "worker-0", "worker-1"} <= set(pids), pids
+        assert {"redis", "milvus", "prometheus", "operator", "model", "policy", "api", "worker-0", "worker-1"} <= set(pids), pids
 
         # The workers found the replicas through the replicas Service's EndpointSlices, as the
         # worker ServiceAccount (not from static endpoints).
@@ -79,6 +90,14 @@ def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp
         for p in placements:
             assert re.search(rf"^\s+{re.escape(p['name'])}\s+nodes {re.escape(','.join(p['nodes']))}\s+gpus {p['gpus']}", out, re.M), out[-3000:]
         assert "kubectl get agentfleets,modelreplicasets,vectorindexes" in out
+        # The figures the operator reads after the tasks fill their printer columns: the
+        # autoscaler's from the demo's Prometheus, the AgentFleet controller's from Redis.
+        mrs_row = printed_row(out, "modelreplicaset.agentfleet.io/llama-8b")
+        assert mrs_row["QUEUE"] and mrs_row["GOODPUT"], mrs_row
+        assert float(mrs_row["GOODPUT"]) > 0, mrs_row
+        af_row = printed_row(out, "agentfleet.agentfleet.io/support")
+        assert int(af_row["TASKS/H"]) >= TASKS and float(af_row["P95(S)"]) > 0, af_row
+        assert "still blank" not in out, out[-4000:]
         assert re.search(r"^vectorindex\.agentfleet\.io/docs\s+True", out, re.M), out[-3000:]
 
         # The example was applied with local endpoints only.
@@ -93,3 +112,36 @@ def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp
     assert not left, f"processes still running after `down`: {left}"
     assert not list((state / "demo" / namespace).glob("*.json"))
     assert not (state / "demo" / namespace / "local-routes").exists(), "down left the pod IPs routed to this machine"
+
+
+@pytest.mark.timeout(480)
+def test_demo_burst_scenario_scales_up_explains_each_decision_and_plots_it(cluster, namespace, tmp_path):
+    state = tmp_path / "state"
+    pids: dict[str, int] = {}
+    try:
+        # A shorter burst than the default: 20 s quiet, 50 s at 3 tasks/s, 40 s quiet.
+        up = _driver(cluster, state, "up", "--namespace", namespace, "--scenario", "burst", "--burst-phases", "20:0.5,50:3,40:0.5", timeout=420)
+        out = up.stdout
+        for meta in (state / "demo" / namespace).glob("*.json"):
+            pids[meta.stem] = json.loads(meta.read_text())["pid"]
+        assert up.returncode == 0, f"demo failed ({up.returncode}):\n{out[-6000:]}\n{up.stderr[-4000:]}"
+        assert "through the task API; the autoscaler's decisions as they happen" in out
+        # Each decision as it happened: from, to, the term that asked for it and why.
+        decisions = re.findall(r"^  \+\s*\d+s  replicas (\d+) -> (\d+)  term (\w+): (.+)$", out, re.M)
+        assert any(int(after) > int(before) for before, after, _, _ in decisions), out[-6000:]
+        assert all(term in ("reactive", "predictive", "standing", "scheduled") and why for _, _, term, why in decisions), decisions
+        # The replicas the autoscaler added were served (the policy process backed their pods)
+        # and every task of the burst finished.
+        assert re.search(r"^  tasks: (\d+) done, 0 failed, 0 unfinished of \1 submitted", out, re.M), out[-4000:]
+        backed = set(re.findall(r"\(pod (\S+)\)", (state / "demo" / namespace / "policy.log").read_text()))
+        assert len(backed) > 2, f"no pod beyond the 2 placed first was backed by a simulated replica: {backed}"
+        events = int(re.search(r"Events of ModelReplicaSet llama-8b .*: (\d+) ScaledUp/ScaledDown", out).group(1))
+        assert events >= len(decisions) > 0
+        png = Path(re.search(r"plot of demand, replicas and goodput: (\S+)$", out, re.M).group(1))
+        assert png == state / "demo" / namespace / "burst.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "no sample tasks" not in out and "== report" not in out  # the burst starts from a quiet fleet
+    finally:
+        down = _driver(cluster, state, "down", "--namespace", namespace, timeout=120)
+    assert down.returncode == 0, down.stderr
+    left = {name: pid for name, pid in pids.items() if _alive(pid)}
+    assert not left, f"processes still running after `down`: {left}"

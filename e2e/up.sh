@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The main job: one command, a working fleet on this machine.
 #
-#   bash e2e/up.sh [--tasks N] [--model qwen|sim|smollm2|vllm] [--namespace NS]
+#   bash e2e/up.sh [--tasks N] [--model qwen|sim|smollm2|vllm] [--namespace NS] [--scenario burst]
 #   bash e2e/up.sh down          # stops the demo's processes and the cluster
 #
 # Builds (once) and starts the local control plane with simulated GPU nodes, then hands over to
 # the Python driver (e2e/demo/driver.py): CRDs, operator, Redis, Milvus Lite, model replicas where
-# the operator placed them, examples/agentfleet.yaml with local endpoints, ingestion, agent tasks
-# through the task API, and a report. Everything stays running; `bash e2e/up.sh down` stops it.
-# Options may also come from the environment: AGENTFLEET_DEMO_TASKS, AGENTFLEET_DEMO_MODEL,
-# AGENTFLEET_NAMESPACE.
+# the operator placed them, Prometheus scraping them, examples/agentfleet.yaml with local endpoints,
+# ingestion, agent tasks through the task API, and a report (--scenario burst: a burst of tasks, the
+# autoscaler's decisions as they happen, and a PNG). Everything stays running; `bash e2e/up.sh down`
+# stops it. Options may also come from the environment: AGENTFLEET_DEMO_TASKS, AGENTFLEET_DEMO_MODEL,
+# AGENTFLEET_NAMESPACE, AGENTFLEET_DEMO_SCENARIO.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

@@ -1,6 +1,7 @@
 """The main job: a working fleet on the local control plane, end to end.
 
     python -m e2e.demo up   [--tasks N] [--model qwen|sim|smollm2|vllm] [--namespace agentfleet-demo]
+                            [--scenario burst [--burst-phases 40:0.5,80:3,90:0.5]]
     python -m e2e.demo down [--namespace NS]      # stops the local processes (not the cluster)
     python -m e2e.demo status
 
@@ -8,8 +9,10 @@
 ``e2e/cluster.sh info`` for it). What runs here is the code the pods would run: the operator
 (python -m agentfleet.manager), the ingestion (python -m agentfleet_runtime.ingest with the args of
 the Job the operator rendered), the agent workers and the task API (python -m agentfleet_runtime)
-configured from the AgentFleet's runtime ConfigMap. kwok only simulates pods, so those processes
-run on this machine, bound to 127.0.0.1, with the in-cluster addresses rewritten to local ones.
+configured from the AgentFleet's runtime ConfigMap, and a Prometheus scraping the replicas and the
+workers (e2e/demo/prom.py) for the operator's autoscaler. kwok only simulates pods, so those
+processes run on this machine, bound to 127.0.0.1 or to the pods' IPs made local, with the
+in-cluster addresses rewritten to local ones.
 For the ingestion Job's pods the demo also does the kubelet's part (e2e/demo/kubelet.py): it
 reports how each local run ended in the pod's status, and the cluster's job controller finishes
 the Job from there.
@@ -34,9 +37,9 @@ from typing import Any
 
 import yaml
 
-from e2e.demo import kubelet, report
-from e2e.demo.installers import ensure_llama_server, ensure_redis_server, smollm_gguf
-from e2e.demo.procs import Procs, port_open
+from e2e.demo import burst, kubelet, prom, report
+from e2e.demo.installers import ensure_llama_server, ensure_prometheus, ensure_redis_server, smollm_gguf
+from e2e.demo.procs import Procs, port_open, route_local
 from e2e.eval.corpus import MANUAL, ensure_manual, with_manual_prompt, with_manual_source
 
 E2E_EVAL = Path(__file__).resolve().parents[1] / "eval"
@@ -56,7 +59,7 @@ GROUP = "agentfleet.io"
 # Start order; down stops in reverse.
 # The manual is ~13k chunks: minutes of encoding on 2 cores, more when they are shared.
 INGEST_TIMEOUT = {"demo": 600, "postgres": 5400}
-ORDER = ["redis", "milvus", "operator", "model", "policy", "api", "worker"]
+ORDER = ["redis", "milvus", "prometheus", "operator", "model", "policy", "api", "worker"]
 
 GOALS = [
     "How does routing keep an agent task on the replica that holds its KV cache?",
@@ -157,7 +160,9 @@ def gpu_inventory(kc: Kubectl) -> dict[str, int]:
     return out
 
 
-def localize(docs: list[dict[str, Any]], *, milvus_uri: str, redis_url: str, inventory: dict[str, int]) -> tuple[list[dict[str, Any]], list[str]]:
+def localize(
+    docs: list[dict[str, Any]], *, milvus_uri: str, redis_url: str, prometheus_url: str, inventory: dict[str, int]
+) -> tuple[list[dict[str, Any]], list[str]]:
     """The example's objects with their endpoints pointed at the local processes; a GPU product no
     simulated node has is swapped for one that fits. Returns the objects and what was changed."""
     notes = []
@@ -171,6 +176,9 @@ def localize(docs: list[dict[str, Any]], *, milvus_uri: str, redis_url: str, inv
         if kind == "AgentFleet" and "redis" in spec:
             notes.append(f"AgentFleet/{name} spec.redis.url {spec['redis'].get('url')} -> {redis_url}")
             spec["redis"] = {"url": redis_url}
+        if kind == "ModelReplicaSet" and "prometheusURL" in (spec.get("autoscaling") or {}):
+            notes.append(f"ModelReplicaSet/{name} spec.autoscaling.prometheusURL {spec['autoscaling']['prometheusURL']} -> {prometheus_url}")
+            spec["autoscaling"]["prometheusURL"] = prometheus_url
         if kind == "ModelReplicaSet":
             engine = spec.get("engine") or {}
             need = int(engine.get("tensorParallelSize", 1))
@@ -233,6 +241,9 @@ class Demo:
             raise SystemExit(f"no cluster: {self.kc.kubeconfig} does not exist; start one with `bash e2e/up.sh` or `bash e2e/cluster.sh up`")
         self.dir = state / "demo" / self.ns
         self.procs = Procs(self.dir)
+        self.prom_dir = self.dir / "prometheus"
+        # Simulator flags a scenario changes (burst.SIM_TIMING).
+        self.sim_timing: dict[str, str] = dict(burst.SIM_TIMING) if args.scenario == "burst" else {}
         self.pods: dict[str, tuple[str, str, int]] | None = None  # replica -> (pod, local pod IP, port) with EndpointSlice discovery
         self.env = {**os.environ, "KUBECONFIG": self.kc.kubeconfig, "PYTHONUNBUFFERED": "1"}
         self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "operator"), str(ROOT / "runtime"), str(ROOT), os.environ.get("PYTHONPATH")]))
@@ -305,24 +316,110 @@ class Demo:
         meta = self.start("milvus", {"data": str(data)}, build, ["port"], lambda m: _milvus_ready(m["ports"]["port"]), timeout=90)
         return f"http://127.0.0.1:{meta['ports']['port']}"
 
-    def operator(self) -> None:
+    def prometheus(self) -> str:
+        """A private Prometheus (Debian's package) scraping the replicas and the workers listed in
+        its file_sd files (e2e/demo/prom.py), as the chart's PodMonitors have a cluster's scrape them."""
+        binary = ensure_prometheus()
+        pdir = self.prom_dir
+        pdir.mkdir(parents=True, exist_ok=True)
+        for sd in (prom.REPLICAS_SD, prom.WORKERS_SD):
+            if not (pdir / sd).exists():
+                prom.write_sd(pdir / sd, [])
+        config = pdir / "prometheus.yml"
+        text = json.dumps(prom.scrape_config(pdir), indent=1)  # JSON is YAML
+        config.write_text(text)
+
         def build(p: dict[str, int]) -> list[str]:
-            return [PY, "-m", "agentfleet.manager", "-n", self.ns, "--liveness", f"http://127.0.0.1:{p['health']}/healthz", "--resync-seconds", "10"]
+            return [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={pdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{p['port']}",
+                "--storage.tsdb.retention.time=1d",
+            ]
+
+        meta = self.start(
+            "prometheus", {"binary": binary, "config": text}, build, ["port"], lambda m: http_ok(f"http://127.0.0.1:{m['ports']['port']}/-/ready")
+        )
+        return f"http://127.0.0.1:{meta['ports']['port']}"
+
+    def scrape_replicas(self, mrs: str, endpoints: dict[str, str]) -> None:
+        """Lists each placed replica's /metrics for Prometheus under its pod's name: the pod's
+        address when the pod IPs are local, else the local server's."""
+        pods = self.kc.json("-n", self.ns, "get", "pods", "-l", f"agentfleet.io/modelreplicaset={mrs}")["items"]
+        pod_of = {p["metadata"]["labels"].get("agentfleet.io/replica"): p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")}
+        targets = {}
+        for replica, url in endpoints.items():
+            if replica in pod_of:
+                targets[pod_of[replica]] = url.split("//", 1)[1].split("/", 1)[0]
+        prom.write_sd(self.prom_dir / prom.REPLICAS_SD, prom.replica_targets(self.ns, mrs, targets))
+
+    def scrape_workers(self, fleet: str, metrics_urls: list[str]) -> None:
+        workers = {f"{fleet}-worker-{i}": url.split("//", 1)[1].split("/", 1)[0] for i, url in enumerate(metrics_urls)}
+        prom.write_sd(self.prom_dir / prom.WORKERS_SD, prom.worker_targets(self.ns, fleet, workers))
+
+    def columns_filled(self, mrs: str, fleet: str, since: float, timeout: float = 60) -> list[str]:
+        """Waits until the printer columns the tasks should fill are filled: the autoscaler's
+        observation from Prometheus made after ``since`` (ModelReplicaSet QUEUE, GOODPUT) and the
+        AgentFleet controller's task figures from Redis (TASKS/H, P95). Returns what is still
+        blank after ``timeout``, each with the reason the operator gave."""
+
+        def blank() -> list[str]:
+            m = (self.kc.get("-n", self.ns, "get", f"modelreplicasets.{GROUP}", mrs) or {}).get("status") or {}
+            a = (self.kc.get("-n", self.ns, "get", f"agentfleets.{GROUP}", fleet) or {}).get("status") or {}
+            obs = m.get("observed") or {}
+            fresh = obs.get("observedAt", "") >= time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
+            out = []
+            for field in ("queueDepth", "goodput"):
+                if obs.get(field) is None or not fresh:
+                    metrics = next((c for c in m.get("conditions") or [] if c.get("type") == "MetricsAvailable"), {})
+                    out.append(
+                        f"ModelReplicaSet {mrs} status.observed.{field} ({metrics.get('reason', 'no MetricsAvailable condition')}: {metrics.get('message', '')})"
+                    )
+            for field in ("tasksPerHour", "taskP95Seconds"):
+                if not a.get(field):
+                    out.append(f"AgentFleet {fleet} status.{field}")
+            return out
+
+        deadline = time.monotonic() + timeout
+        while (missing := blank()) and time.monotonic() < deadline:
+            time.sleep(1)
+        return missing
+
+    def operator(self, prometheus_url: str) -> None:
+        def build(p: dict[str, int]) -> list[str]:
+            # The default Prometheus: the AgentFleet workers' autoscaling reads it (a
+            # ModelReplicaSet names its own in spec.autoscaling.prometheusURL).
+            return [
+                "env",
+                f"AGENTFLEET_PROMETHEUS_URL={prometheus_url}",
+                PY,
+                "-m",
+                "agentfleet.manager",
+                "-n",
+                self.ns,
+                "--liveness",
+                f"http://127.0.0.1:{p['health']}/healthz",
+                "--resync-seconds",
+                "10",
+            ]
 
         self.start(
             "operator",
-            {"kubeconfig": self.kc.kubeconfig, "ns": self.ns, "code": _code_stamp(ROOT / "operator")},
+            {"kubeconfig": self.kc.kubeconfig, "ns": self.ns, "code": _code_stamp(ROOT / "operator"), "prometheus": prometheus_url},
             build,
             ["health"],
             lambda m: http_ok(f"http://127.0.0.1:{m['ports']['health']}/healthz"),
         )
 
     # -- the application --
-    def apply_example(self, milvus_uri: str, redis_url: str) -> dict[str, dict[str, Any]]:
+    def apply_example(self, milvus_uri: str, redis_url: str, prometheus_url: str) -> dict[str, dict[str, Any]]:
         docs = [d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d]
-        objs, notes = localize(docs, milvus_uri=milvus_uri, redis_url=redis_url, inventory=gpu_inventory(self.kc))
+        objs, notes = localize(docs, milvus_uri=milvus_uri, redis_url=redis_url, prometheus_url=prometheus_url, inventory=gpu_inventory(self.kc))
         if self.args.model == "qwen":
             notes += small_model_settings(objs)
+        if self.args.scenario == "burst":
+            notes += burst.with_burst_autoscaling(objs)
         if self.args.corpus == "postgres":
             objs = [with_manual_source(o) if o["kind"] == "VectorIndex" else with_manual_prompt(o) if o["kind"] == "AgentFleet" else o for o in objs]
             notes.append(
@@ -377,15 +474,11 @@ class Demo:
             if port is None:
                 return None
             out[name] = (pod["metadata"]["name"], pod["status"]["podIP"], int(port))
-        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-        routes = self.dir / "local-routes"
         for _, ip, _ in out.values():
-            proc = subprocess.run([*sudo, "ip", "route", "replace", "local", f"{ip}/32", "dev", "lo"], capture_output=True, text=True, timeout=10, check=False)
-            if proc.returncode != 0:
-                say(f"  cannot make pod IP {ip} local ({proc.stderr.strip() or proc.returncode}): static endpoints instead of EndpointSlice discovery")
+            error = route_local(ip, self.dir / "local-routes")
+            if error:
+                say(f"  cannot make pod IP {ip} local ({error}): static endpoints instead of EndpointSlice discovery")
                 return None
-            with open(routes, "a") as f:
-                f.write(ip + "\n")
         return out
 
     def worker_kubeconfig(self, fleet: str) -> Path:
@@ -423,12 +516,17 @@ class Demo:
                 self.procs.stop(name)
         if mode == "sim":
             engine = spec.get("engine") or {}
-            # One process serves every placed replica on its own port. Timing of an 8B model on one
-            # H100: weights 16 GB / 3.35 TB/s ~ 5 ms per decode step plus overheads (8 ms), prefill
-            # ~40K tokens/s; the simulator's defaults model a 70B TP-4 replica.
+            auto = spec.get("autoscaling") or {}
+            # A pool of simulated replicas, one for each replica the autoscaler may ask for: a pod it
+            # adds gets one of them (e2e/demo/policy.py --pods), as a pod would start a server.
+            pool = max(len(names), int(auto.get("maxReplicas", 0)) if auto.get("enabled") else 0)
+            # One process serves the pool, each replica on its own port. Timing of an 8B model on
+            # one H100: weights 16 GB / 3.35 TB/s ~ 5 ms per decode step plus overheads (8 ms),
+            # prefill ~40K tokens/s; the simulator's defaults model a 70B TP-4 replica.
+            timing = {"max-num-seqs": str(engine.get("maxNumSeqs", 256)), "decode-base-s": "0.008", **self.sim_timing}
             cmd_tail = [
                 "--replicas",
-                str(len(names)),
+                str(pool),
                 "--base-port",
                 "0",
                 "--model",
@@ -437,51 +535,65 @@ class Demo:
                 served,
                 "--max-model-len",
                 str(engine.get("maxModelLen", 32768)),
-                "--max-num-seqs",
-                str(engine.get("maxNumSeqs", 256)),
                 "--prefill-tps",
                 "40000",
-                "--decode-base-s",
-                "0.008",
                 "--output-tokens-median",
                 "60",
             ]
+            for flag, value in timing.items():
+                cmd_tail += [f"--{flag}", value]
             meta = self.start(
                 "model",
                 {"cmd": cmd_tail},
                 lambda p: [PY, "-m", "agentfleet_sim", *cmd_tail],
                 [],
-                lambda m: len(_sim_urls(self.procs.log_path("model"))) == len(names),
+                lambda m: len(_sim_urls(self.procs.log_path("model"))) == pool,
             )
             sim = _sim_urls(self.procs.log_path("model"))
             self.pods = self.pod_addresses(mrs_obj["metadata"]["name"], names)
             pods = self.pods
-            ports = [] if pods else [f"r{i}" for i in range(len(names))]
+            policy = [PY, "-m", "e2e.demo.policy", "--retrieval-tool", retrieval_tool] + (["--spawn-tool", spawn_tool] if spawn_tool else [])
+            code = _code_stamp(Path(__file__).parent)
+            if pods:
+                # The policy process stands in for the pods, those of now and those the autoscaler adds.
+                mrs_name = mrs_obj["metadata"]["name"]
+                cmd = [
+                    *policy,
+                    "--pods",
+                    f"{self.ns}/{mrs_name}",
+                    "--kubectl",
+                    self.kc.kubectl,
+                    "--kubeconfig",
+                    self.kc.kubeconfig,
+                    "--sd-file",
+                    str(self.prom_dir / prom.REPLICAS_SD),
+                    "--routes-file",
+                    str(self.dir / "local-routes"),
+                ]
+                for url in sim:
+                    cmd += ["--upstream", url]
+                self.start(
+                    "policy",
+                    {"cmd": cmd, "pid": meta["pid"], "code": code},
+                    lambda p: cmd,
+                    [],
+                    lambda m: all(port_open(port, ip) for _, ip, port in pods.values()),
+                )
+                urls = {name: f"http://{ip}:{port}/v1" for name, (_, ip, port) in pods.items()}
+            else:
+                ports = [f"r{i}" for i in range(len(names))]
 
-            def listen(p: dict[str, int], i: int) -> tuple[str, int]:
-                return (pods[names[i]][1], pods[names[i]][2]) if pods else ("127.0.0.1", p[f"r{i}"])
+                def build(p: dict[str, int]) -> list[str]:
+                    return [*policy, *(a for i in range(len(names)) for a in ("--route", f"127.0.0.1:{p[f'r{i}']}={sim[i]}"))]
 
-            def build(p: dict[str, int]) -> list[str]:
-                cmd = [PY, "-m", "e2e.demo.policy", "--retrieval-tool", retrieval_tool] + (["--spawn-tool", spawn_tool] if spawn_tool else [])
-                for i, url in enumerate(sim):
-                    host, port = listen(p, i)
-                    cmd += ["--route", f"{host}:{port}={url}"]
-                return cmd
-
-            pol = self.start(
-                "policy",
-                {
-                    "sim": sim,
-                    "pid": meta["pid"],
-                    "tools": [retrieval_tool, spawn_tool],
-                    "pods": {k: list(v) for k, v in pods.items()} if pods else None,
-                    "code": _code_stamp(Path(__file__).parent),
-                },
-                build,
-                ports,
-                lambda m: all(port_open(port, host) for host, port in (listen(m["ports"], i) for i in range(len(names)))),
-            )
-            urls = {name: "http://{}:{}/v1".format(*listen(pol["ports"], i)) for i, name in enumerate(names)}
+                pol = self.start(
+                    "policy",
+                    {"sim": sim, "pid": meta["pid"], "tools": [retrieval_tool, spawn_tool], "pods": None, "code": code},
+                    build,
+                    ports,
+                    lambda m: all(port_open(m["ports"][f"r{i}"]) for i in range(len(names))),
+                )
+                urls = {name: f"http://127.0.0.1:{pol['ports'][f'r{i}']}/v1" for i, name in enumerate(names)}
             note = (
                 "agentfleet_sim: each placed replica is a simulated vLLM (timing, tokens, prefix cache); the simulator writes no "
                 "tool calls, so e2e/demo/policy.py scripts the agent's decisions (search, delegate, answer from the passages)"
@@ -917,9 +1029,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     say("== local services (127.0.0.1)")
     redis_url = demo.redis()
     milvus_uri = demo.milvus()
-    demo.operator()
+    prometheus_url = demo.prometheus()
+    demo.operator(prometheus_url)
     say(f"== {EXAMPLE.relative_to(ROOT)} with local endpoints")
-    objs = demo.apply_example(milvus_uri, redis_url)
+    objs = demo.apply_example(milvus_uri, redis_url, prometheus_url)
     af, mrs_doc, vi_doc = objs["AgentFleet"], objs["ModelReplicaSet"], objs["VectorIndex"]
     tools = af["spec"].get("tools") or []
     retrieval_tool = next((t["name"] for t in tools if t.get("type") == "Retrieval"), None)
@@ -933,6 +1046,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     endpoints, model_note = demo.model_servers(mrs, placements, retrieval_tool, spawn_tool)
     for name, url in endpoints.items():
         say(f"  {name} -> {url}")
+    if not demo.pods:  # with the pod IPs local, the policy process lists the pods it backs
+        demo.scrape_replicas(mrs_doc["metadata"]["name"], endpoints)
     say(f"== ingestion into VectorIndex {vi_doc['metadata']['name']} (collection {vi_doc['spec']['collection']})")
     demo.ingest(vi_doc["metadata"]["name"], milvus_uri)
     vi = demo.kc.json("-n", demo.ns, "get", f"vectorindexes.{GROUP}", vi_doc["metadata"]["name"])
@@ -941,6 +1056,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     say(f"  runtime config: {source}")
     workers = int((af["spec"].get("workers") or {}).get("replicas", 1))
     api, metrics_urls = demo.runtime(doc, workers)
+    demo.scrape_workers(af["metadata"]["name"], metrics_urls)
+    say(f"  Prometheus {prometheus_url} scrapes the replicas and the workers every {prom.SCRAPE_INTERVAL} (config {demo.prom_dir / 'prometheus.yml'})")
     token = (demo.dir / "api-tokens").read_text().split()[0]
     rows = wait(
         lambda: ((demo.kc.get("-n", demo.ns, "get", f"vectorindexes.{GROUP}", vi_doc["metadata"]["name"]) or {}).get("status") or {}).get("rowCount"),
@@ -949,7 +1066,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         interval=1,
     )
     say(f"  VectorIndex {vi_doc['metadata']['name']}: {rows} rows (status.rowCount, read by the operator from Milvus)")
-    if args.tasks == 0:
+    if args.tasks == 0 and args.scenario is None:
         say(f"== the fleet is up; no sample tasks (--tasks 0). Evaluate it through its task API {api}:")
         say(
             f"  agentfleet eval {(E2E_EVAL / 'postgres-manual-tasks.yaml').relative_to(ROOT)} --part heldout --api {api} "
@@ -957,40 +1074,119 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         say(f"  (local variants: --runtime-config {demo.dir / 'runtime.yaml'} --compare retrieval.topK=3,8 instead of --api/--token-file)")
         return 0
-    say(f"== {args.tasks} agent tasks through the task API {api}/v1/tasks")
-    replica_metrics = [u[: -len("/v1")] + "/metrics" for u in endpoints.values()]
-    aliases = {pod: name for name, (pod, _, _) in (demo.pods or {}).items()}
-    say(
-        f"  routing: {'EndpointSlice discovery of Service ' + mrs_doc['metadata']['name'] + '-replicas as ServiceAccount ' + af['metadata']['name'] if demo.pods else 'static endpoints'}"
-    )
-    before = _figures(scrape(metrics_urls) + scrape(replica_metrics), retrieval_tool, endpoints, aliases)
-    run_id = time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
-    tasks = run_tasks(api, token, args.tasks, run_id, args.task_timeout)
-    after = _figures(scrape(metrics_urls) + scrape(replica_metrics), retrieval_tool, endpoints, aliases)
-    say()
-    say(f"== kubectl get agentfleets,modelreplicasets,vectorindexes -n {demo.ns}")
-    say(demo.kc.run("get", "agentfleets,modelreplicasets,vectorindexes", "-n", demo.ns).stdout.rstrip())
-    say()
-    summary = report.summarize(tasks)
-    agents = report.agent_figures([task_tree(api, token, t["id"]) for t in tasks], retrieval_tool, spawn_tool)
-    mrs_final = demo.kc.json("-n", demo.ns, "get", f"modelreplicasets.{GROUP}", mrs_doc["metadata"]["name"])
-    say(
-        report.render(
-            summary,
-            model_calls=sum(delta(after["calls"], before["calls"]).values()),
-            model_errors=sum(delta(after["errors"], before["errors"]).values()),
-            calls_by_replica=delta(after["by_replica"], before["by_replica"]),
-            affinity=delta(after["affinity"], before["affinity"]),
-            retrieval=delta(after["retrieval"], before["retrieval"]),
-            prefix_cache=(delta(after["cache_hits"], before["cache_hits"]).get("", 0.0), delta(after["cache_queries"], before["cache_queries"]).get("", 0.0)),
-            placements=(mrs_final.get("status") or {}).get("placements") or placements,
-            model_note=model_note,
+    tasks_ok = True
+    if args.tasks:
+        say(f"== {args.tasks} agent tasks through the task API {api}/v1/tasks")
+        replica_metrics = [u[: -len("/v1")] + "/metrics" for u in endpoints.values()]
+        aliases = {pod: name for name, (pod, _, _) in (demo.pods or {}).items()}
+        say(
+            f"  routing: {'EndpointSlice discovery of Service ' + mrs_doc['metadata']['name'] + '-replicas as ServiceAccount ' + af['metadata']['name'] if demo.pods else 'static endpoints'}"
         )
-    )
-    say(report.render_agents(agents))
-    say(f"sample answer: {next((t['answer'] for t in tasks if t.get('answer')), '-')[:300]}")
+        before = _figures(scrape(metrics_urls) + scrape(replica_metrics), retrieval_tool, endpoints, aliases)
+        run_id = time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
+        tasks = run_tasks(api, token, args.tasks, run_id, args.task_timeout)
+        after = _figures(scrape(metrics_urls) + scrape(replica_metrics), retrieval_tool, endpoints, aliases)
+        say()
+        # QUEUE and GOODPUT are the autoscaler's next evaluation (every 15 s) of what Prometheus
+        # scraped; TASKS/H and P95 the AgentFleet controller's next pass over the fleet's Redis.
+        t_wait = time.monotonic()
+        missing = demo.columns_filled(mrs_doc["metadata"]["name"], af["metadata"]["name"], since=time.time() - 1)
+        say(f"== the operator's figures of the tasks (QUEUE, GOODPUT from Prometheus; TASKS/H, P95 from Redis): waited {time.monotonic() - t_wait:.0f}s")
+        for m in missing:
+            say(f"  still blank: {m}")
+        say(f"== kubectl get agentfleets,modelreplicasets,vectorindexes -n {demo.ns}")
+        say(demo.kc.run("get", "agentfleets,modelreplicasets,vectorindexes", "-n", demo.ns).stdout.rstrip())
+        say()
+        summary = report.summarize(tasks)
+        agents = report.agent_figures([task_tree(api, token, t["id"]) for t in tasks], retrieval_tool, spawn_tool)
+        mrs_final = demo.kc.json("-n", demo.ns, "get", f"modelreplicasets.{GROUP}", mrs_doc["metadata"]["name"])
+        say(
+            report.render(
+                summary,
+                model_calls=sum(delta(after["calls"], before["calls"]).values()),
+                model_errors=sum(delta(after["errors"], before["errors"]).values()),
+                calls_by_replica=delta(after["by_replica"], before["by_replica"]),
+                affinity=delta(after["affinity"], before["affinity"]),
+                retrieval=delta(after["retrieval"], before["retrieval"]),
+                prefix_cache=(
+                    delta(after["cache_hits"], before["cache_hits"]).get("", 0.0),
+                    delta(after["cache_queries"], before["cache_queries"]).get("", 0.0),
+                ),
+                placements=(mrs_final.get("status") or {}).get("placements") or placements,
+                model_note=model_note,
+            )
+        )
+        say(report.render_agents(agents))
+        say(f"sample answer: {next((t['answer'] for t in tasks if t.get('answer')), '-')[:300]}")
+        tasks_ok = summary["done"] == summary["total"]
+    burst_ok = True
+    if args.scenario == "burst":
+        burst_ok = run_burst(demo, api, token, mrs_doc["metadata"]["name"], af["metadata"]["name"])
     say(f"done in {time.monotonic() - t_start:.0f}s; the fleet keeps running. Stop it: bash e2e/up.sh down")
-    return 0 if summary["done"] == summary["total"] else 1
+    return 0 if tasks_ok and burst_ok else 1
+
+
+def run_burst(demo: Demo, api: str, token: str, mrs: str, fleet: str) -> bool:
+    """--scenario burst (e2e/demo/burst.py); True when every task of the burst finished."""
+    if not demo.pods:
+        raise RuntimeError(
+            "--scenario burst needs the pods' IPs local to this machine (root or passwordless sudo for `ip route`): the replicas the "
+            "autoscaler adds are found by the workers through EndpointSlices, at their pod IPs"
+        )
+    phases = demo.args.burst_phases
+    say(f"== --scenario burst: {burst.describe(phases)}, through the task API; the autoscaler's decisions as they happen")
+    say(
+        f"  shortened for the demo: simulated replicas of {burst.SIM_TIMING['max-num-seqs']} sequences at {burst.SIM_TIMING['decode-base-s']}s a "
+        f"decode step; autoscaling every {burst.AUTOSCALING['evaluationPeriodSeconds']}s, scale-down after "
+        f"{burst.AUTOSCALING['scaleDownStabilizationSeconds']}s; a new replica is ready when kwok marks its pod Ready (~1s; a real model loads for minutes)"
+    )
+    run_id = time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
+    ids: list[str] = []
+
+    def submit(i: int) -> None:
+        status, body = http_json(
+            f"{api}/v1/tasks",
+            {"goal": GOALS[i % len(GOALS)], "tenant": f"tenant-{i % 6}", "metadata": {"demo": run_id, "scenario": "burst"}},
+            token,
+            headers={"Idempotency-Key": f"burst-{run_id}-{i}"},
+        )
+        if status not in (200, 201):
+            raise RuntimeError(f"POST /v1/tasks answered {status}: {body}")
+        ids.append(body["id"])
+
+    def status() -> dict[str, Any]:
+        return (demo.kc.get("-n", demo.ns, "get", f"modelreplicasets.{GROUP}", mrs) or {}).get("status") or {}
+
+    t0 = time.monotonic()
+    timeline = burst.run(submit, status, say, phases)
+    results: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + 120
+    while len(results) < len(ids) and time.monotonic() < deadline:
+        for tid in ids:
+            if tid not in results:
+                code, body = http_json(f"{api}/v1/tasks/{tid}?steps=0", token=token)
+                if code == 200 and body.get("status") in ("done", "dead", "cancelled"):
+                    results[tid] = body
+        time.sleep(1)
+    summary = report.summarize(list(results.values()))
+    say(
+        f"  tasks: {summary['done']} done, {summary['failed']} failed, {len(ids) - len(results)} unfinished of {len(ids)} submitted; "
+        f"task time p50 {report._secs(summary['p50'])} p95 {report._secs(summary['p95'])}"
+    )
+    events = demo.kc.json("-n", demo.ns, "get", "events", "--field-selector", f"involvedObject.kind=ModelReplicaSet,involvedObject.name={mrs}")["items"]
+    scaled = [e for e in events if e.get("reason") in ("ScaledUp", "ScaledDown")]
+    say(f"  Events of ModelReplicaSet {mrs} (kubectl get events --field-selector involvedObject.name={mrs}): {len(scaled)} ScaledUp/ScaledDown")
+    for e in sorted(scaled, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or ""):
+        say(f"    {e.get('lastTimestamp') or e.get('eventTime')}  {e['reason']:<10} {e.get('message', '')[:200]}")
+    path = burst.plot(timeline, demo.dir / "burst.png", f"--scenario burst, ModelReplicaSet {mrs} in {demo.ns}")
+    ups = sum(1 for d in timeline.decisions if d.before is not None and d.after > d.before)
+    peak = max((x.desired or 0 for x in timeline.samples), default=0)
+    # -o wide for the ModelReplicaSet: TERM (status.lastScaleTerm) is a wide column.
+    say(f"== kubectl get modelreplicasets -o wide; kubectl get agentfleets -n {demo.ns}")
+    say(demo.kc.run("get", "modelreplicasets", "-o", "wide", "-n", demo.ns).stdout.rstrip())
+    say(demo.kc.run("get", "agentfleets", "-n", demo.ns).stdout.rstrip())
+    say(f"== {len(timeline.decisions)} decisions ({ups} up), peak {peak} replicas, {time.monotonic() - t0:.0f}s; plot of demand, replicas and goodput: {path}")
+    return len(results) == len(ids) and summary["failed"] == 0
 
 
 def _figures(pages: list[str], retrieval_tool: str, endpoints: dict[str, str], aliases: dict[str, str]) -> dict[str, dict[str, float]]:
@@ -1070,9 +1266,25 @@ def main(argv: list[str] | None = None) -> int:
         default=float(os.environ["AGENTFLEET_DEMO_TASK_TIMEOUT"]) if os.environ.get("AGENTFLEET_DEMO_TASK_TIMEOUT") else None,
         help="seconds to wait for the tasks (default 600; 1800 with --model qwen)",
     )
+    p.add_argument(
+        "--scenario",
+        choices=["burst"],
+        default=os.environ.get("AGENTFLEET_DEMO_SCENARIO") or None,
+        help="burst: after the sample tasks, a burst of tasks through the fleet, the autoscaler's decisions as they happen, and a PNG (--model sim)",
+    )
+    p.add_argument(
+        "--burst-phases",
+        type=burst.parse_phases,
+        default=burst.PHASES,
+        metavar="SECONDS:RATE,...",
+        help="the burst's phases, tasks per second for so many seconds (default " + ",".join(f"{d:g}:{r:g}" for d, r in burst.PHASES) + ")",
+    )
     args = p.parse_args(argv)
+    if args.scenario == "burst" and args.model != "sim":
+        p.error("--scenario burst runs on the simulated replicas (--model sim): a real model on this machine's CPU serves a task in minutes")
     if args.tasks is None:
-        args.tasks = TASKS_BY_MODEL.get(args.model, 20)
+        # The burst starts from a quiet fleet: sample tasks sent all at once would be a burst of their own.
+        args.tasks = 0 if args.scenario == "burst" else TASKS_BY_MODEL.get(args.model, 20)
     if args.task_timeout is None:
         args.task_timeout = TASK_TIMEOUT_BY_MODEL.get(args.model, 600.0)
     if args.command == "up":

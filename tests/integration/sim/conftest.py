@@ -1,20 +1,17 @@
 """Fixtures for the simulator's integration tests: a simulated fleet and a real Prometheus.
 
-Self-contained on purpose (stdlib + pytest + agentfleet_sim only) so the Prometheus fixture can
-move to a shared conftest for the autoscaler's tests unchanged:
+The Prometheus fixture is shared with the autoscaler's tests (tests/integration/autoscale/conftest.py):
 
     prometheus_server(targets)  -> PrometheusServer   (function-scoped factory fixture)
 
-It installs Debian's ``prometheus`` package with apt-get when the binary is missing (with
-policy-rc.d denying service starts, so the package's own daemon never runs), then starts a
-private server on a free 127.0.0.1 port with a temporary config that scrapes the targets every
-second, and stops it at teardown.
+It installs Debian's ``prometheus`` package when the binary is missing (``ensure_prometheus``,
+the one installer the demo uses too), then starts a private server on a free 127.0.0.1 port with
+a temporary config that scrapes the targets every second, and stops it at teardown.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -29,6 +26,7 @@ from typing import Any
 import pytest
 
 from agentfleet_sim import FleetThread, start_fleet
+from e2e.demo.installers import ensure_prometheus
 
 # Fast enough that a test's calls take tens of milliseconds, slow enough that requests overlap.
 FAST_ENGINE = {
@@ -66,42 +64,6 @@ def sim_fleet() -> Iterator[FleetThread]:
 # -- Prometheus -----------------------------------------------------------------------------
 
 
-def _apt_install(package: str) -> None:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    policy = Path("/usr/sbin/policy-rc.d")
-    created_policy = False
-    if not policy.exists():
-        policy.write_text("#!/bin/sh\n# no service starts during test installs\nexit 101\n")
-        policy.chmod(0o755)
-        created_policy = True
-    try:
-        cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", package]
-        for attempt in range(6):
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-            if proc.returncode == 0:
-                return
-            if "Unable to locate package" in proc.stderr or "has no installation candidate" in proc.stderr:
-                subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600, check=False)
-            elif "Could not get lock" not in proc.stderr:
-                subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600, check=False)
-            time.sleep(min(2**attempt, 20))
-        raise RuntimeError(f"apt-get install {package} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    finally:
-        if created_policy:
-            policy.unlink()
-
-
-def prometheus_binary() -> str:
-    found = shutil.which("prometheus") or ("/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None)
-    if found:
-        return found
-    _apt_install("prometheus")
-    found = shutil.which("prometheus") or "/usr/bin/prometheus"
-    if not Path(found).exists():
-        raise RuntimeError("prometheus is not on PATH after apt-get install")
-    return found
-
-
 class PrometheusServer:
     """A private Prometheus on 127.0.0.1 scraping ``targets`` (host:port) every second."""
 
@@ -126,7 +88,7 @@ class PrometheusServer:
         self._log = open(self._dir / "prometheus.log", "wb")  # closed in stop()
         self._proc = subprocess.Popen(
             [
-                prometheus_binary(),
+                ensure_prometheus(),
                 f"--config.file={self._dir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self._dir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",

@@ -1,0 +1,47 @@
+"""The demo's Prometheus: what it scrapes, with the labels the operator's queries select on.
+
+In a cluster, Prometheus discovers pods and labels each series with the pod's ``namespace`` and
+``pod`` (the chart's PodMonitors); the operator's autoscaler then reads a ModelReplicaSet's vLLM
+series by ``namespace="NS",model_name="MODEL"`` per ``pod`` (AGENTFLEET_PROMETHEUS_MATCHERS,
+AGENTFLEET_PROMETHEUS_REPLICA_LABEL) and an AgentFleet's workers by
+``namespace="NS",agentfleet="FLEET"`` (AGENTFLEET_WORKER_MATCHERS). kwok runs no pods, so the
+demo's local processes stand in for them and are listed in two file_sd files carrying exactly
+those labels; Prometheus re-reads the files when they change, so replicas that come and go (the
+autoscaler's) need no restart of Prometheus.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+REPLICAS_SD = "replicas.json"
+WORKERS_SD = "workers.json"
+# Often enough that a 15 s autoscaler evaluation sees fresh gauges; 1 s would cost CPU the demo needs.
+SCRAPE_INTERVAL = "2s"
+
+
+def scrape_config(directory: Path, interval: str = SCRAPE_INTERVAL) -> dict[str, Any]:
+    """prometheus.yml (as a dict) scraping the replicas and the workers listed in ``directory``."""
+    jobs = []
+    for job, sd in (("replicas", REPLICAS_SD), ("workers", WORKERS_SD)):
+        jobs.append({"job_name": job, "scrape_interval": interval, "file_sd_configs": [{"files": [str(directory / sd)], "refresh_interval": "1s"}]})
+    return {"global": {"scrape_interval": interval, "evaluation_interval": interval}, "scrape_configs": jobs}
+
+
+def replica_targets(namespace: str, mrs: str, pods: dict[str, str]) -> list[dict[str, Any]]:
+    """file_sd groups for a ModelReplicaSet's replicas: pod name -> host:port of its /metrics."""
+    return [{"targets": [address], "labels": {"namespace": namespace, "pod": pod, "modelreplicaset": mrs}} for pod, address in sorted(pods.items())]
+
+
+def worker_targets(namespace: str, fleet: str, workers: dict[str, str]) -> list[dict[str, Any]]:
+    """file_sd groups for an AgentFleet's workers: worker name -> host:port of its /metrics."""
+    return [{"targets": [address], "labels": {"namespace": namespace, "pod": name, "agentfleet": fleet}} for name, address in sorted(workers.items())]
+
+
+def write_sd(path: Path, groups: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(groups, indent=1))
+    os.replace(tmp, path)  # atomic: Prometheus never reads half a file
