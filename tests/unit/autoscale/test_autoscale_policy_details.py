@@ -1,0 +1,107 @@
+"""The ModelReplicaSet policy's details that the decision-level tests left open: which wants the
+loading credit caps, the credit note, blind holds with a floor, the words of every hold, and
+when goodput counts as pressure.
+
+Each test pins behaviour that a mutmut survivor showed no other autoscale test looked at
+(docs/mutation-testing.md, fourth round)."""
+
+from __future__ import annotations
+
+import math
+
+from agentfleet.autoscale.common import METRICS_AVAILABLE, SCALING_ACTIVE, SCALING_LIMITED
+from agentfleet.autoscale.floors import MINIMUM, SCHEDULED, Floor
+from agentfleet.autoscale.goodput import TPOT_METRIC, Goodput, goodput, objectives_from_slo
+from agentfleet.autoscale.policy import FleetView, Observation, PolicyConfig, PolicyState, ReplicaSample, Starting, decide
+
+
+def cfg(**kw: object) -> PolicyConfig:
+    base: dict = dict(min_replicas=1, max_replicas=20, up_window_seconds=0.0, down_window_seconds=60.0, max_up_step=4, max_down_step=1)
+    base.update(kw)
+    return PolicyConfig(**base)
+
+
+def samples(n: int, waiting: float, running: float = 10.0, kv: float | None = 0.3, age: float = 1.0) -> tuple[ReplicaSample, ...]:
+    return tuple(ReplicaSample(f"r{i}", waiting, running, kv, age) for i in range(n))
+
+
+def gp(good: int, n: int) -> Goodput:
+    return goodput(objectives_from_slo(0, 50, 0), {TPOT_METRIC: [(0.05, float(good)), (math.inf, float(n))]})
+
+
+def conds(d) -> dict[str, tuple[bool, str, str]]:  # type: ignore[no-untyped-def]
+    return {c.type: (c.status, c.reason, c.message) for c in d.conditions}
+
+
+def test_kv_pressure_is_not_capped_by_the_loading_credit() -> None:
+    # Pins the KV term's credited=False: resident histories need the room now, so a replica
+    # loading does not stand in for it (ceil(0.99 x 2 / 0.5) = 4, not the credit base 3).
+    c = cfg(kv_threshold=0.5)
+    fleet = FleetView(current=3, ready=("r0", "r1"), starting=(Starting("s0", 10.0),))
+    d = decide(c, PolicyState.initial(c), fleet, Observation(at=0.0, samples=samples(2, 0.0, kv=0.99))).decision
+    assert d.recommendation == 4 and d.desired == 4, d.reason
+
+
+def test_the_credit_note_is_given_once_and_names_both_kinds() -> None:
+    # Pins Evaluation.want's single credit note (queue and goodput both credited) and its
+    # two parts, loading and just ready, joined by a comma.
+    c = cfg()
+    fleet = FleetView(current=4, ready=("r0", "r1", "r2"), starting=(Starting("s0", 10.0),), ready_ages={"r2": 10.0})
+    d = decide(c, PolicyState.initial(c), fleet, Observation(at=0.0, samples=samples(3, 20.0), goodput=gp(100, 200))).decision
+    assert d.reason.count("credited") == 2, d.reason
+    assert "1 loading credited (load time 300s), 1 just ready credited" in d.reason
+
+
+def test_a_blind_hold_rises_to_a_floor_with_a_warning_and_holds_at_an_equal_one() -> None:
+    # Pins _hold: MetricsAvailable is False, a floor above the count raises it and still warns,
+    # a floor equal to the count is a plain hold.
+    c = cfg()
+    state = PolicyState.initial(c)
+    down = Observation(at=0.0, error="ConnectionError")
+    d = decide(c, state, FleetView(current=3, ready=("r0", "r1", "r2")), down, floors=(Floor(5, SCHEDULED, "schedule asks for 5"),)).decision
+    assert (d.desired, d.term, d.warning) == (5, SCHEDULED, "PrometheusUnavailable")
+    assert conds(d)[METRICS_AVAILABLE][0] is False
+    d = decide(c, state, FleetView(current=3, ready=("r0", "r1", "r2")), down, floors=(Floor(3, SCHEDULED, "schedule asks for 3"),)).decision
+    assert (d.desired, d.warning) == (3, "PrometheusUnavailable")
+    assert d.reason == "holding 3: metrics unavailable (ConnectionError)"
+    stale = Observation(at=0.0, samples=samples(3, 0.0, age=600.0))
+    d = decide(c, state, FleetView(current=3, ready=("r0", "r1", "r2")), stale, floors=(Floor(5, SCHEDULED, "schedule asks for 5"),)).decision
+    assert (d.desired, d.warning) == (5, "MetricsStale")
+
+
+def test_each_hold_without_fresh_samples_says_why_word_for_word() -> None:
+    # Pins the reasons and condition messages of _without_fresh_samples' three branches.
+    c = cfg(min_replicas=0)
+    state = PolicyState.initial(c)
+    d = decide(c, state, FleetView(current=3, ready=("r0", "r1", "r2")), Observation(at=0.0, samples=samples(3, 0.0, age=600.0))).decision
+    assert d.reason == "holding 3: none of 3 ready replicas reported fresh metrics"
+    loading = FleetView(current=2, ready=(), starting=(Starting("s0", 10.0), Starting("s1", 10.0)))
+    d = decide(c, state, loading, Observation(at=0.0)).decision
+    why = "2 replicas loading the model (learned load time 300s), none ready to measure"
+    assert d.reason == f"holding 2: {why}"
+    assert conds(d) == {METRICS_AVAILABLE: (False, "NoReadyReplicas", why), SCALING_ACTIVE: (True, "WaitingForReplicas", why)}
+    d = decide(c, state, FleetView(current=3, ready=()), Observation(at=0.0)).decision
+    assert d.reason == "3 -> 2 (reactive): no replicas to measure"
+    got = conds(d)
+    assert got[METRICS_AVAILABLE] == (False, "NoReadyReplicas", "no replicas to measure")
+    assert got[SCALING_ACTIVE] == (True, "ValidMetrics", "no replicas to measure")
+    assert got[SCALING_LIMITED][1] == "ScaleDownLimit"
+    d = decide(c, state, FleetView(current=1, ready=()), Observation(at=0.0)).decision
+    assert (d.reason, d.term) == ("1 -> 0 (minReplicas): no replicas to measure", MINIMUM)
+
+
+def test_goodput_is_pressure_only_when_significant_and_below_target() -> None:
+    # Pins _goodput_pressure's gate: fewer than 20 requests are no evidence, exactly the target
+    # is met; just under it, the figure is shown to the digit that makes it fall short.
+    c = cfg()
+    state = PolicyState.initial(c)
+
+    def decided(g: Goodput):  # type: ignore[no-untyped-def]
+        return decide(c, state, FleetView(current=3, ready=("r0", "r1", "r2")), Observation(at=0.0, samples=samples(3, 0.0), goodput=g)).decision
+
+    # No pressure: the headroom count. Ten requests teach nothing (30 running fit 2 replicas);
+    # 200 within the SLO teach that 10 running per replica is fine (30 / (10 x 0.8) -> 3 kept).
+    assert decided(gp(5, 10)).recommendation == 2
+    assert decided(gp(190, 200)).recommendation == 3
+    d = decided(gp(949, 1000))
+    assert d.recommendation == 4 and "goodput 0.949 < 0.95" in d.reason
