@@ -209,3 +209,9 @@ def test_a_recorded_placement_needs_nodes_and_gpus() -> None:
     assert assignment_from_status("ns", "m", {"name": "m-r1", "nodes": ["n1"], "gpus": 0}) is None
     one = assignment_from_status("ns", "m", {"name": "m-r1", "nodes": ["n1"], "gpus": 1})
     assert one == Assignment("ns/m-r1", "ns/m", ("n1",), 1)
+
+
+def test_a_toleration_without_a_value_tolerates_a_taint_without_one() -> None:
+    # Pins Toleration.tolerates' Equal match of an absent value against a taint's empty value.
+    assert Toleration("maint").tolerates(Taint("maint", "", "NoSchedule"))
+    assert not Toleration("maint").tolerates(Taint("maint", "soon", "NoSchedule"))

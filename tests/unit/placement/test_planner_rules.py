@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentfleet.placement import Assignment, Demand, Node, Plan, ReplicaRequest, Taint, plan
+from agentfleet.placement import Assignment, Demand, Node, Plan, ReplicaRequest, Taint, TopologyKeys, plan, pod_shape
 
 GPU_TAINT = Taint("nvidia.com/gpu", "present", "NoSchedule")
 
@@ -19,13 +19,15 @@ def node(
     used: int = 0,
     *,
     block: str | None = None,
-    zone: str = "zone-a",
+    zone: str | None = "zone-a",
     nvlink: str | None = None,
     product: str = "H100",
     memory: str | None = "81559",
     **kw,
 ) -> Node:
-    labels = {"kubernetes.io/hostname": name, "nvidia.com/gpu.product": product, "topology.kubernetes.io/zone": zone}
+    labels = {"kubernetes.io/hostname": name, "nvidia.com/gpu.product": product}
+    if zone is not None:
+        labels["topology.kubernetes.io/zone"] = zone
     if memory is not None:
         labels["nvidia.com/gpu.memory"] = memory
     if block:
@@ -228,3 +230,37 @@ def test_reasons_say_exactly_what_is_missing() -> None:
     for mode in ("Preferred", "Required"):
         (u,) = plan(split, reqs(demand(16, 16, mode=mode), "g")).unplaced
         assert u.reason == "InsufficientGPUs", mode
+
+
+def test_pod_shapes_on_one_gpu_nodes_and_for_a_tensor_parallel_size_no_node_divides() -> None:
+    # Pins pod_shape's edges: a 1-GPU node hosts a 1-GPU replica; TP 3 on 2-GPU nodes is three
+    # pods of one GPU (the largest divisor of 3 that fits), never a pod larger than a node.
+    assert pod_shape(demand(1), 1) == (1, 1, False)
+    assert pod_shape(demand(3, 3), 2) == (3, 1, True)
+
+
+def test_unlabelled_nodes_are_blocks_of_their_own_and_zoneless_nodes_plan_beside_zoned_ones() -> None:
+    # Pins read_topology: a node without a block label is a block of its own for tie-breaking
+    # (u1's 8 free GPUs against block L's 12, not all unlabelled nodes' 16 together), and a node
+    # without a zone label is in zone "" (shown as "(no zone)"), planned beside labelled zones.
+    nodes = [node("u1"), node("u2"), node("l1", block="L"), node("l2", used=4, block="L")]
+    assert placed(plan(nodes, reqs(demand(8), "r"))) == {"r": ("u1",)}
+    mixed = [node("za", gpus=16, zone="zone-a"), node("nz", used=8, zone=None)]
+    p = plan(mixed, reqs(demand(8, across="Zone", mode="Required"), "r1", "r2"))
+    assert placed(p) == {"r1": ("za",)}
+    (u,) = p.unplaced
+    assert "leaves no allowed domain with room: (no zone) holds 0, zone-a holds 1 (" in u.message
+
+
+def test_a_plan_with_nothing_to_place_keeps_the_existing_placements() -> None:
+    # Pins plan() without requests (no topology keys to read): existing placements are kept.
+    kept = Assignment("ns/r1", "ns/m", ("a",), 4)
+    p = plan([node("a")], [], existing=[kept])
+    assert (p.kept, p.placed, p.unplaced, p.displaced) == ((kept,), (), (), ())
+
+
+def test_one_plan_uses_one_set_of_topology_keys() -> None:
+    # Pins the error for demands with different topology keys in one plan() call.
+    other = Demand(owner="ns/x", gpus=1, spread_across="None", keys=TopologyKeys(block="example.com/rack"))
+    with pytest.raises(ValueError, match="one plan\\(\\) call must use one set of topology keys"):
+        plan([node("a")], reqs(demand(1), "r1") + [ReplicaRequest("ns/x-0", other)])
