@@ -8,6 +8,7 @@ Each test pins behaviour that a mutmut survivor showed no other autoscale test l
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from agentfleet.autoscale.common import METRICS_AVAILABLE, SCALING_ACTIVE, SCALING_LIMITED
 from agentfleet.autoscale.floors import MINIMUM, SCHEDULED, Floor
@@ -52,20 +53,22 @@ def test_the_credit_note_is_given_once_and_names_both_kinds() -> None:
     assert "1 loading credited (load time 300s), 1 just ready credited" in d.reason
 
 
-def test_a_blind_hold_rises_to_a_floor_with_a_warning_and_holds_at_an_equal_one() -> None:
-    # Pins _hold: MetricsAvailable is False, a floor above the count raises it and still warns,
-    # a floor equal to the count is a plain hold.
+def test_a_blind_hold_rises_to_a_floor_with_a_warning_and_holds_at_max_replicas() -> None:
+    # Pins _hold: MetricsAvailable is False, a floor above the count raises it and still warns;
+    # at maxReplicas a floor above it changes nothing and is a plain hold, not "3 -> 3".
     c = cfg()
     state = PolicyState.initial(c)
     down = Observation(at=0.0, error="ConnectionError")
-    d = decide(c, state, FleetView(current=3, ready=("r0", "r1", "r2")), down, floors=(Floor(5, SCHEDULED, "schedule asks for 5"),)).decision
+    ready = FleetView(current=3, ready=("r0", "r1", "r2"))
+    d = decide(c, state, ready, down, floors=(Floor(5, SCHEDULED, "schedule asks for 5"),)).decision
     assert (d.desired, d.term, d.warning) == (5, SCHEDULED, "PrometheusUnavailable")
     assert conds(d)[METRICS_AVAILABLE][0] is False
-    d = decide(c, state, FleetView(current=3, ready=("r0", "r1", "r2")), down, floors=(Floor(3, SCHEDULED, "schedule asks for 3"),)).decision
+    at_max = cfg(max_replicas=3)
+    d = decide(at_max, PolicyState.initial(at_max), ready, down, floors=(Floor(5, SCHEDULED, "schedule asks for 5"),)).decision
     assert (d.desired, d.warning) == (3, "PrometheusUnavailable")
     assert d.reason == "holding 3: metrics unavailable (ConnectionError)"
     stale = Observation(at=0.0, samples=samples(3, 0.0, age=600.0))
-    d = decide(c, state, FleetView(current=3, ready=("r0", "r1", "r2")), stale, floors=(Floor(5, SCHEDULED, "schedule asks for 5"),)).decision
+    d = decide(c, state, ready, stale, floors=(Floor(5, SCHEDULED, "schedule asks for 5"),)).decision
     assert (d.desired, d.warning) == (5, "MetricsStale")
 
 
@@ -105,3 +108,20 @@ def test_goodput_is_pressure_only_when_significant_and_below_target() -> None:
     assert decided(gp(190, 200)).recommendation == 3
     d = decided(gp(949, 1000))
     assert d.recommendation == 4 and "goodput 0.949 < 0.95" in d.reason
+
+
+def test_a_rise_in_agent_tasks_lifts_the_credit_only_past_one_replicas_worth_of_tasks() -> None:
+    # Pins the per-replica task figure _goodput_pressure gives credit.lift: DOWN_HEADROOM x the
+    # fewest tasks per replica seen to fail the SLO (10 -> 8). Tasks up from 4 to 10 (a rise
+    # of 6) keep the order's credit; up to 14 (a rise of 10) lift it and order for the tasks:
+    # ceil(3 x 14 / 4) = 11.
+    c = cfg()
+    state = replace(PolicyState.initial(c), tight_tasks_per_replica=10.0, ordered_for=3, ordered_tasks=4.0, ordered_at=-10.0, ordered_goodput=0.9)
+    fleet = FleetView(current=3, ready=("r0", "r1"), starting=(Starting("s0", 10.0),))
+
+    def recommended(tasks: float) -> int | None:
+        obs = Observation(at=0.0, samples=samples(2, 0.0), goodput=gp(180, 200), tasks=tasks)
+        return decide(c, state, fleet, obs).decision.recommendation
+
+    assert recommended(10.0) == 3
+    assert recommended(14.0) == 11
