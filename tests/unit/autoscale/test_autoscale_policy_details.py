@@ -125,3 +125,46 @@ def test_a_rise_in_agent_tasks_lifts_the_credit_only_past_one_replicas_worth_of_
 
     assert recommended(10.0) == 3
     assert recommended(14.0) == 11
+
+
+def test_concurrency_is_learned_from_zero_and_is_pressure_only_past_its_headroom_when_asked() -> None:
+    # Pins _concurrency_pressure: the first level learned is the measured one (0.5, not a floor
+    # of 1); with concurrency_term off a learned level never orders; with it on, running
+    # requests count only strictly past level / DOWN_HEADROOM (not level x DOWN_HEADROOM).
+    c = cfg()
+    light = decide(
+        c, PolicyState.initial(c), FleetView(current=2, ready=("r0", "r1")), Observation(at=0.0, samples=samples(2, 0.0, running=0.5), goodput=gp(200, 200))
+    )
+    assert light.state.ok_running_per_replica == 0.5
+    learned = replace(PolicyState.initial(c), ok_running_per_replica=5.0)
+    queue = Observation(at=0.0, samples=samples(2, 10.0, running=20.0))
+    assert decide(c, learned, FleetView(current=2, ready=("r0", "r1")), queue).decision.recommendation == 3  # ceil(20 / 8), no concurrency want
+    on = cfg(concurrency_term=True)
+    level = replace(PolicyState.initial(on), ok_running_per_replica=10.0)
+    at_edge = 10.0 * 0.995 / 0.8
+    for running, want in ((10.0, 2), (at_edge, 2)):
+        d = decide(on, level, FleetView(current=2, ready=("r0", "r1")), Observation(at=0.0, samples=samples(2, 0.0, running=running))).decision
+        assert d.recommendation <= want, (running, d.reason)
+        assert "seen within SLO" not in d.reason
+
+
+def test_the_task_layer_forgets_a_burst_after_a_window_and_learns_from_one_task() -> None:
+    # Pins _task_layer: the end of a cancelled burst is remembered for one window (strictly),
+    # a burst-sized order (loading as many as serving) is cancelled once the tasks fit half the
+    # fleet, without claiming pressure is over when there was none; under pressure with
+    # nothing loading, one task per two replicas is learned as the level that fails (0 tasks
+    # teach nothing).
+    c = cfg()
+    ready = FleetView(current=2, ready=("r0", "r1"))
+    idle = samples(2, 0.0, running=2.0)
+    for ended, now, kept in ((50.0, 80.0, 50.0), (0.0, 60.0, None), (0.0, 100.0, None)):
+        st = replace(PolicyState.initial(c), burst_ended_at=ended)
+        assert decide(c, st, ready, Observation(at=now, samples=idle)).state.burst_ended_at == kept, (ended, now)
+    burst = replace(PolicyState.initial(c), burst_floor=2, tight_tasks_per_replica=10.0)
+    loading = FleetView(current=4, ready=("r0", "r1"), starting=(Starting("s0", 10.0), Starting("s1", 10.0)))
+    out = decide(c, burst, loading, Observation(at=500.0, samples=idle, tasks=4.0))
+    assert out.state.burst_ended_at == 500.0
+    assert "the burst is over" not in out.decision.reason
+    pressed = Observation(at=0.0, samples=samples(2, 20.0), tasks=1.0)
+    assert decide(c, PolicyState.initial(c), ready, pressed).state.tight_tasks_per_replica == 0.5
+    assert decide(c, PolicyState.initial(c), ready, replace(pressed, tasks=0.0)).state.tight_tasks_per_replica is None
