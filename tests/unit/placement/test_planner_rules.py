@@ -148,6 +148,11 @@ def test_ties_go_to_the_first_node_by_name_whatever_the_inventory_order() -> Non
     assert placed(plan(nodes, reqs(demand(8), "r"))) == {"r": ("n-a",)}
     assert placed(plan(nodes, reqs(demand(8, across="Node"), "r"))) == {"r": ("n-a",)}
     assert placed(plan(nodes, reqs(demand(16, 8), "g"))) == {"g": ("n-a", "n-b")}
+    # With node spread and a replica of the owner elsewhere, the search takes every candidate
+    # of the bucket in name order too.
+    elsewhere = [*nodes, node("x", used=8, block="X", held={"ns/r0": 8})]
+    p = plan(elsewhere, reqs(demand(8, across="Node"), "r"), existing=[Assignment("ns/r0", "ns/m", ("x",), 8)])
+    assert placed(p) == {"r": ("n-a",)}
 
 
 def test_node_spread_takes_the_tightest_node_not_yet_holding_a_replica() -> None:
@@ -264,3 +269,19 @@ def test_one_plan_uses_one_set_of_topology_keys() -> None:
     other = Demand(owner="ns/x", gpus=1, spread_across="None", keys=TopologyKeys(block="example.com/rack"))
     with pytest.raises(ValueError, match="one plan\\(\\) call must use one set of topology keys"):
         plan([node("a")], reqs(demand(1), "r1") + [ReplicaRequest("ns/x-0", other)])
+
+
+def test_a_gang_without_node_spread_stacks_on_the_tightest_nodes_and_with_it_takes_an_empty_one_first() -> None:
+    # Pins the node order inside a block for gangs: without node spread the nodes the first
+    # gang left 4 GPUs on (tightest); with Preferred node spread the node holding none first.
+    nodes = [node(f"b{i}", block="B") for i in range(4)]
+    assert placed(plan(nodes, reqs(demand(12, 4), "g1", "g2")))["g2"] == ("b0", "b1", "b2")
+    assert placed(plan(nodes, reqs(demand(12, 4, across="Node"), "g1", "g2")))["g2"] == ("b3", "b0", "b1")
+
+
+def test_required_zone_spread_for_gangs_does_not_also_spread_across_nodes() -> None:
+    # Pins that only Node spread limits a gang's nodes: with Required zone spread, a third gang
+    # goes back to the fuller block B, onto the nodes the first gang half fills.
+    nodes = [node(f"a{i}", block="A", zone="zone-a") for i in range(4)] + [node(f"b{i}", block="B", zone="zone-b") for i in range(3)]
+    p = plan(nodes, reqs(demand(12, 4, across="Zone", mode="Required"), "g1", "g2", "g3"))
+    assert placed(p) == {"g1": ("b0", "b1", "b2"), "g2": ("a0", "a1", "a2"), "g3": ("b0", "b1", "b2")}
