@@ -168,3 +168,38 @@ def test_the_task_layer_forgets_a_burst_after_a_window_and_learns_from_one_task(
     pressed = Observation(at=0.0, samples=samples(2, 20.0), tasks=1.0)
     assert decide(c, PolicyState.initial(c), ready, pressed).state.tight_tasks_per_replica == 0.5
     assert decide(c, PolicyState.initial(c), ready, replace(pressed, tasks=0.0)).state.tight_tasks_per_replica is None
+
+
+def test_the_task_term_orders_strictly_past_the_failing_level_and_is_not_credited() -> None:
+    # Pins the task term (task_term on): it wants replicas only when the tasks exceed the credit
+    # base x the learned failing level (10 / 0.995 per replica after the slow upward forgetting),
+    # strictly; and its want is not capped by the loading credit (40 tasks with 2 serving and
+    # 1 loading want ceil(40 / (10.05 x 0.8)) = 5, not the credit base 3).
+    c = cfg(task_term=True)
+    st = replace(PolicyState.initial(c), tight_tasks_per_replica=10.0)
+    two = FleetView(current=2, ready=("r0", "r1"))
+    quiet = samples(2, 0.0, running=1.0)
+
+    def rec(fleet: FleetView, tasks: float) -> int | None:
+        return decide(c, st, fleet, Observation(at=0.0, samples=quiet, tasks=tasks)).decision.recommendation
+
+    assert rec(two, 10.0) == 1
+    assert rec(two, 2 * (10.0 / 0.995)) == 1
+    assert rec(two, 30.0) == 4
+    assert rec(FleetView(current=3, ready=("r0", "r1"), starting=(Starting("s0", 10.0),)), 40.0) == 5
+
+
+def test_a_goodput_collapse_says_so_and_no_samples_at_rest_teach_no_level() -> None:
+    # Pins the collapse clause (goodput 0.30 under half of the 0.90 the order in flight was sized
+    # on), the "no traffic" clause, and that an idle fleet learns no concurrency level (0 running
+    # is no evidence of what the SLO holds at).
+    c = cfg()
+    st = replace(PolicyState.initial(c), ordered_for=3, ordered_goodput=0.9, ordered_at=-10.0)
+    fleet = FleetView(current=3, ready=("r0", "r1"), starting=(Starting("s0", 10.0),))
+    d = decide(c, st, fleet, Observation(at=0.0, samples=samples(2, 0.0), goodput=gp(60, 200))).decision
+    assert "goodput 0.30 < 0.5 x 0.90 the last order was sized on: credit lifted" in d.reason
+    idle = decide(
+        c, PolicyState.initial(c), FleetView(current=2, ready=("r0", "r1")), Observation(at=0.0, samples=samples(2, 0.0, running=0.0), goodput=gp(200, 200))
+    )
+    assert "no traffic" in idle.decision.reason
+    assert idle.state.ok_running_per_replica is None
