@@ -203,3 +203,36 @@ def test_a_goodput_collapse_says_so_and_no_samples_at_rest_teach_no_level() -> N
     )
     assert "no traffic" in idle.decision.reason
     assert idle.state.ok_running_per_replica is None
+
+
+def test_cancelling_a_late_order_keeps_the_burst_floor_a_floors_count_and_small_orders() -> None:
+    # Pins _cancel_late_order: the replicas kept are at least the count before the burst (5
+    # here, more than the 4 serving) and the recommendation (a schedule asking for 10 keeps
+    # all 10, with no warning); an order smaller than the fleet (2 loading beside 4 serving)
+    # is never cancelled.
+    c = cfg(initial_load_seconds=200.0, window_seconds=60.0)
+    tight = PolicyState(load_time=PolicyState.initial(c).load_time, tight_tasks_per_replica=4.0, ordered_for=10, ordered_goodput=0.3, ordered_tasks=40.0)
+    six = tuple(Starting(f"s{i}", 120.0) for i in range(6))
+    ready = tuple(f"r{i}" for i in range(4))
+    obs = Observation(at=0.0, samples=samples(4, 0.0, running=2.0, kv=0.1), goodput=gp(40, 200), completion_rate=2.0, tasks=3.0)
+    d = decide(c, replace(tight, burst_floor=5), FleetView(current=10, ready=ready, starting=six), obs).decision
+    assert (d.desired, d.warning) == (5, "BurstShorterThanModelLoad"), d.reason
+    floor = (Floor(10, SCHEDULED, "schedule asks for 10"),)
+    d = decide(c, replace(tight, burst_floor=2), FleetView(current=10, ready=ready, starting=six), obs, floors=floor).decision
+    assert (d.desired, d.warning) == (10, None), d.reason
+    small = FleetView(current=6, ready=ready, starting=six[:2])
+    d = decide(c, replace(tight, burst_floor=2), small, replace(obs, goodput=None)).decision
+    assert (d.desired, d.warning) == (6, None), d.reason
+
+
+def test_a_scale_down_names_each_figure_it_fits() -> None:
+    # Pins the clause of a scale-down: waiting, running, KV cache and goodput, comma-separated
+    # (ten requests: a goodput shown, too few to learn a concurrency level from).
+    c = cfg()
+    d = decide(
+        c,
+        PolicyState.initial(c),
+        FleetView(current=3, ready=("r0", "r1", "r2")),
+        Observation(at=0.0, samples=samples(3, 0.0, running=1.0), goodput=gp(10, 10)),
+    ).decision
+    assert "0 waiting, 3 running, KV cache 0.30, goodput 1.00 fit 2" in d.reason, d.reason
