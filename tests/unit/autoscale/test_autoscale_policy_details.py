@@ -13,7 +13,7 @@ from dataclasses import replace
 from agentfleet.autoscale.common import METRICS_AVAILABLE, SCALING_ACTIVE, SCALING_LIMITED
 from agentfleet.autoscale.floors import MINIMUM, SCHEDULED, Floor
 from agentfleet.autoscale.goodput import TPOT_METRIC, Goodput, goodput, objectives_from_slo
-from agentfleet.autoscale.policy import FleetView, Observation, PolicyConfig, PolicyState, ReplicaSample, Starting, decide
+from agentfleet.autoscale.policy import Capacity, FleetView, Observation, PolicyConfig, PolicyState, ReplicaSample, Starting, decide
 
 
 def cfg(**kw: object) -> PolicyConfig:
@@ -236,3 +236,29 @@ def test_a_scale_down_names_each_figure_it_fits() -> None:
         Observation(at=0.0, samples=samples(3, 0.0, running=1.0), goodput=gp(10, 10)),
     ).decision
     assert "0 waiting, 3 running, KV cache 0.30, goodput 1.00 fit 2" in d.reason, d.reason
+
+
+def test_the_state_remembers_an_order_only_when_one_is_placed() -> None:
+    # Pins _remember: a hold records no burst floor and no order (nothing loading: every order
+    # field None); a scale-up records the goodput it was sized on only when that goodput was
+    # significant; while an order's replicas load, its time is kept.
+    c = cfg()
+    ready = FleetView(current=2, ready=("r0", "r1"))
+    held = decide(c, PolicyState.initial(c), ready, Observation(at=0.0, samples=samples(2, 8.0))).state
+    assert (held.burst_floor, held.ordered_for, held.ordered_goodput, held.ordered_tasks, held.ordered_at) == (None, None, None, None, None)
+    up = Observation(at=0.0, samples=samples(2, 40.0))
+    assert decide(c, PolicyState.initial(c), ready, replace(up, goodput=gp(5, 10))).state.ordered_goodput is None
+    assert decide(c, PolicyState.initial(c), ready, replace(up, goodput=gp(100, 200))).state.ordered_goodput == 0.5
+    loading = FleetView(current=3, ready=("r0", "r1"), starting=(Starting("s0", 10.0),))
+    st = replace(PolicyState.initial(c), ordered_for=3, ordered_at=-10.0)
+    assert decide(c, st, loading, Observation(at=0.0, samples=samples(2, 8.0))).state.ordered_at == -10.0
+
+
+def test_the_capacity_clamp_counts_the_replicas_starting_as_existing() -> None:
+    # Pins _clamp_to_capacity's count of what exists: 2 ready + 1 starting, 1 more placeable:
+    # 4 fit, so a KV want of 4 is not cut.
+    c = cfg(kv_threshold=0.5)
+    fleet = FleetView(current=3, ready=("r0", "r1"), starting=(Starting("s0", 10.0),))
+    d = decide(c, PolicyState.initial(c), fleet, Observation(at=0.0, samples=samples(2, 0.0, kv=0.99)), Capacity(placeable_extra=1, message="m")).decision
+    assert d.desired == 4, d.reason
+    assert conds(d)[SCALING_LIMITED][1] != "InsufficientCapacity"
