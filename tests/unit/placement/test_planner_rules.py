@@ -285,3 +285,18 @@ def test_required_zone_spread_for_gangs_does_not_also_spread_across_nodes() -> N
     nodes = [node(f"a{i}", block="A", zone="zone-a") for i in range(4)] + [node(f"b{i}", block="B", zone="zone-b") for i in range(3)]
     p = plan(nodes, reqs(demand(12, 4, across="Zone", mode="Required"), "g1", "g2", "g3"))
     assert placed(p) == {"g1": ("b0", "b1", "b2"), "g2": ("a0", "a1", "a2"), "g3": ("b0", "b1", "b2")}
+
+
+def test_a_gang_goes_to_the_block_it_fits_best_before_the_fuller_block() -> None:
+    # Pins the remainder in a gang's score, ahead of the block's free GPUs: block A fits three
+    # pods of 4 exactly on nodes with 4 free (28 free in all), block B would leave 12 of its 24.
+    nodes = [node(f"a{i}", used=4 if i < 3 else 0, block="A") for i in range(5)] + [node(f"b{i}", block="B") for i in range(3)]
+    assert placed(plan(nodes, reqs(demand(12, 4), "g"))) == {"g": ("a0", "a1", "a2")}
+
+
+def test_node_spread_counts_every_replica_on_a_node() -> None:
+    # Pins Spread.record's count per node (+1 per replica, not "holds one"): with two 16-GPU
+    # nodes, the fourth replica goes to the node holding one, not to the tighter node holding two.
+    nodes = [node("a", gpus=16), node("b", gpus=16)]
+    p = plan(nodes, reqs(demand(4, across="Node"), "r1", "r2", "r3", "r4"))
+    assert placed(p) == {"r1": ("a",), "r2": ("b",), "r3": ("a",), "r4": ("b",)}
