@@ -262,3 +262,48 @@ def test_the_capacity_clamp_counts_the_replicas_starting_as_existing() -> None:
     d = decide(c, PolicyState.initial(c), fleet, Observation(at=0.0, samples=samples(2, 0.0, kv=0.99)), Capacity(placeable_extra=1, message="m")).decision
     assert d.desired == 4, d.reason
     assert conds(d)[SCALING_LIMITED][1] != "InsufficientCapacity"
+
+
+def test_reading_edges_a_sample_at_the_stale_limit_a_replica_at_twice_the_load_time_and_one_a_window_ready() -> None:
+    # Pins read_fleet's inclusive and strict edges: a sample exactly stale_after old is fresh;
+    # a replica loading exactly 2 x the learned load time is still credited; one ready exactly
+    # a window ago is measured, not "just ready"; samples count when no ready list is known.
+    c = cfg(stale_after_seconds=60.0, window_seconds=60.0)
+    st = PolicyState.initial(c)
+    ready = FleetView(current=2, ready=("r0", "r1"))
+    d = decide(c, st, ready, Observation(at=0.0, samples=samples(2, 0.0, age=60.0))).decision
+    assert not d.reason.startswith("holding 2: none of"), d.reason
+    slow = FleetView(current=3, ready=("r0", "r1"), starting=(Starting("s0", 600.0),))
+    d = decide(c, st, slow, Observation(at=0.0, samples=samples(2, 20.0))).decision
+    assert "get no credit" not in d.reason and "1 loading credited" in d.reason, d.reason
+    settled = FleetView(current=2, ready=("r0", "r1"), ready_ages={"r1": 60.0})
+    d = decide(c, st, settled, Observation(at=0.0, samples=samples(2, 20.0), goodput=gp(100, 200))).decision
+    assert "just ready credited" not in d.reason, d.reason
+    unknown = FleetView(current=2, ready=())
+    d = decide(c, st, unknown, Observation(at=0.0, samples=samples(2, 20.0))).decision
+    assert d.desired == 5 and "40 waiting > 2 x 8 target" in d.reason, d.reason
+
+
+def test_a_decision_reports_its_figures_conditions_and_words() -> None:
+    # Pins _outcome and _explain: the observed running and KV figures, the MetricsRead and
+    # ValidMetrics conditions, the schema mismatch condition, "holding N (term): within
+    # targets", the note naming silent replicas (three, then "..."), and the 1024-character cap.
+    c = cfg()
+    st = PolicyState.initial(c)
+    three = FleetView(current=3, ready=("r0", "r1", "r2"))
+    out = decide(c, st, three, Observation(at=0.0, samples=samples(3, 8.0, running=3.0, kv=0.3)))
+    assert (out.observed.running, out.observed.kv_cache_usage) == (9, 0.3)
+    got = conds(out.decision)
+    assert got[METRICS_AVAILABLE] == (True, "MetricsRead", "3 of 3 replicas reporting")
+    assert got[SCALING_ACTIVE][:2] == (True, "ValidMetrics")
+    assert out.decision.reason == "holding 3 (reactive): within targets"
+    bad = decide(c, st, three, Observation(at=0.0, samples=samples(3, 4.0), schema_problem="MetricsSchemaMismatch: x")).decision
+    assert conds(bad)[METRICS_AVAILABLE] == (False, "MetricsSchemaMismatch", "MetricsSchemaMismatch: x")
+    five = FleetView(current=5, ready=tuple(f"r{i}" for i in range(5)))
+    d = decide(c, st, five, Observation(at=0.0, samples=samples(1, 4.0))).decision
+    assert "4 of 5 replicas not reporting (r1, r2, r3...): others' means used" in d.reason, d.reason
+    four = FleetView(current=4, ready=tuple(f"r{i}" for i in range(4)))
+    d = decide(c, st, four, Observation(at=0.0, samples=samples(1, 4.0))).decision
+    assert "3 of 4 replicas not reporting (r1, r2, r3): others' means used" in d.reason, d.reason
+    long = decide(c, st, three, Observation(at=0.0, samples=samples(3, 4.0)), floors=(Floor(5, SCHEDULED, "x" * 2000),)).decision
+    assert len(long.reason) == 1024
