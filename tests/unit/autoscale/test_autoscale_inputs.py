@@ -15,7 +15,7 @@ import pytest
 from agentfleet_contract.agentfleet import Workers
 from agentfleet_contract.modelreplicaset import Autoscaling, GoodputSLO
 
-from agentfleet.autoscale.common import METRICS_AVAILABLE, SCALING_ACTIVE, SCALING_LIMITED, ConditionUpdate
+from agentfleet.autoscale.common import METRICS_AVAILABLE, SCALING_ACTIVE, SCALING_LIMITED, ConditionUpdate, prune, stabilize
 from agentfleet.autoscale.goodput import TPOT_METRIC, merge_buckets, objectives_from_slo, share_within
 from agentfleet.autoscale.pods import fleet_from_pods
 from agentfleet.autoscale.state import MAX_SEEN, LoadTime, PolicyConfig
@@ -172,3 +172,24 @@ def test_merge_buckets_skips_a_nan_bucket_not_the_rest_of_the_pod() -> None:
     (obj,) = objectives_from_slo(0, 30, 0)
     assert share_within(obj, [(0.025, 1.0), (0.05, 2.0), (math.inf, 3.0)]).note == "tpot SLO 30ms is not a bucket edge: counted as 25ms"
     assert obj.metric == TPOT_METRIC
+
+
+@pytest.mark.parametrize(
+    ("history", "now", "current", "up", "down", "expected", "why"),
+    [
+        ([(30.0, 1), (60.0, 4)], 60.0, 2, 30.0, 300.0, 4, "a recommendation exactly up_window old is out of the up window"),
+        ([(60.0, 5), (61.0, 2), (120.0, 2)], 120.0, 5, 0.0, 60.0, 2, "one exactly down_window old is out of the down window"),
+        ([(50.0, 5), (61.0, 4), (120.0, 2)], 120.0, 5, 0.0, 60.0, 4, "the down window's maximum, not the last recommendation"),
+        ([(1.0, 2), (60.0, 2)], 60.0, 3, 0.0, 60.0, 3, "a history one second short of the down window holds (no slack by default)"),
+        ([(10.0, 1)], 10.0, 3, 0.0, 1.0, 3, "a down window of one second still needs covering"),
+        ([], 0.0, 3, 30.0, 300.0, 3, "no history: hold"),
+    ],
+)
+def test_stabilize_window_edges(history: list, now: float, current: int, up: float, down: float, expected: int, why: str) -> None:
+    # Pins common.stabilize's strict window edges, the down window's maximum, the coverage rule
+    # with its default slack of 0, and an empty history; and prune's strict edge.
+    assert stabilize(history, now, current, up, down) == expected, why
+
+
+def test_prune_drops_a_recommendation_exactly_keep_seconds_old() -> None:
+    assert prune([(0.0, 1), (1.0, 2)], 60.0, 60.0) == ((1.0, 2),)

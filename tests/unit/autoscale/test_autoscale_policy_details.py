@@ -63,6 +63,7 @@ def test_a_blind_hold_rises_to_a_floor_with_a_warning_and_holds_at_max_replicas(
     d = decide(c, state, ready, down, floors=(Floor(5, SCHEDULED, "schedule asks for 5"),)).decision
     assert (d.desired, d.term, d.warning) == (5, SCHEDULED, "PrometheusUnavailable")
     assert conds(d)[METRICS_AVAILABLE][0] is False
+    assert conds(d)[SCALING_ACTIVE][:2] == (False, "MetricsUnavailable")
     at_max = cfg(max_replicas=3)
     d = decide(at_max, PolicyState.initial(at_max), ready, down, floors=(Floor(5, SCHEDULED, "schedule asks for 5"),)).decision
     assert (d.desired, d.warning) == (3, "PrometheusUnavailable")
