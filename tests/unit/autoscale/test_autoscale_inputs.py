@@ -15,8 +15,8 @@ import pytest
 from agentfleet_contract.agentfleet import Workers
 from agentfleet_contract.modelreplicaset import Autoscaling, GoodputSLO
 
-from agentfleet.autoscale.common import METRICS_AVAILABLE, SCALING_ACTIVE, SCALING_LIMITED, ConditionUpdate, prune, stabilize
-from agentfleet.autoscale.goodput import TPOT_METRIC, merge_buckets, objectives_from_slo, share_within
+from agentfleet.autoscale.common import METRICS_AVAILABLE, SCALING_ACTIVE, SCALING_LIMITED, Bounds, ConditionUpdate, bound, prune, stabilize
+from agentfleet.autoscale.goodput import TPOT_METRIC, goodput, merge_buckets, objectives_from_slo, share_within
 from agentfleet.autoscale.pods import fleet_from_pods
 from agentfleet.autoscale.state import MAX_SEEN, LoadTime, PolicyConfig
 from agentfleet.autoscale.terms import capacity_clamp, collapse_term, goodput_collapsed, loading_credit
@@ -193,3 +193,36 @@ def test_stabilize_window_edges(history: list, now: float, current: int, up: flo
 
 def test_prune_drops_a_recommendation_exactly_keep_seconds_old() -> None:
     assert prune([(0.0, 1), (1.0, 2)], 60.0, 60.0) == ((1.0, 2),)
+
+
+@pytest.mark.parametrize(
+    ("target", "current", "bounds", "expected"),
+    [
+        (6, 2, (1, 10, 4, 1), (6, False, "DesiredWithinRange", "the desired count 6 is within the limits")),
+        (1, 2, (0, 10, 4, 1), (1, False, "DesiredWithinRange", "the desired count 1 is within the limits")),
+        (10, 9, (1, 10, 4, 1), (10, False, "DesiredWithinRange", "the desired count 10 is within the limits")),
+        (0, 3, (0, 10, 4, 1), (2, True, "ScaleDownLimit", "wanted 0, at most 1 fewer per decision")),
+        (20, 9, (1, 10, 4, 1), (10, True, "TooManyReplicas", "wanted 20, capped at maxReplicas 10")),
+        (0, 3, (2, 10, 4, 5), (2, True, "TooFewReplicas", "wanted 0, kept at minReplicas 2")),
+        (5, 0, (5, 10, 4, 1), (5, True, "ScaleUpLimit", "wanted 5, at most 4 more per decision")),
+    ],
+)
+def test_bound_edges_and_conditions(target: int, current: int, bounds: tuple, expected: tuple) -> None:
+    # Pins common.bound: a count exactly at a step or at maxReplicas is within range, each limit's
+    # condition word for word, and minReplicas lifting a step-limited count keeps ScaleUpLimit.
+    out, limited = bound(target, current, Bounds(*bounds))
+    assert (out, limited.status, limited.reason, limited.message) == expected
+    assert limited.type == SCALING_LIMITED
+
+
+def test_goodput_reads_past_a_missing_metric_and_totals_without_an_inf_bucket() -> None:
+    # Pins goodput(): an objective whose histogram is missing is skipped, not the end; no shares
+    # is 0 requests; share_within's total is the last bucket when there is no +Inf one (and 0
+    # for no buckets).
+    objs = objectives_from_slo(2000, 50, 0)
+    g = goodput(objs, {TPOT_METRIC: [(0.05, 180.0), (math.inf, 200.0)]})
+    assert g.fraction == 0.9 and g.requests == 200.0
+    assert goodput(objs, {}).requests == 0.0
+    (obj,) = objectives_from_slo(0, 50, 0)
+    assert share_within(obj, [(0.025, 1.0), (0.05, 2.0), (0.1, 3.0)]).total == 3.0
+    assert share_within(obj, []).total == 0.0

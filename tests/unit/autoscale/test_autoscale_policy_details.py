@@ -308,3 +308,24 @@ def test_a_decision_reports_its_figures_conditions_and_words() -> None:
     assert "3 of 4 replicas not reporting (r1, r2, r3): others' means used" in d.reason, d.reason
     long = decide(c, st, three, Observation(at=0.0, samples=samples(3, 4.0)), floors=(Floor(5, SCHEDULED, "x" * 2000),)).decision
     assert len(long.reason) == 1024
+
+
+def test_a_limit_is_named_once_in_the_reason_and_min_replicas_is_the_term_only_below_it() -> None:
+    # Pins decide()'s note of the limit (a step limit's message in the reason; a capacity cut
+    # named once, by its "capacity:" note; nothing when within range) and the minReplicas term
+    # (only when the recommendation is under minReplicas and the count lands on it).
+    c = cfg(max_up_step=2)
+    d = decide(c, PolicyState.initial(c), FleetView(current=2, ready=("r0", "r1")), Observation(at=0.0, samples=samples(2, 50.0))).decision
+    assert "wanted 13, at most 2 more per decision" in d.reason, d.reason
+    c = cfg()
+    cap = Capacity(placeable_extra=1, message="no node has 4 free GPUs")
+    d = decide(c, PolicyState.initial(c), FleetView(current=3, ready=("r0", "r1", "r2")), Observation(at=0.0, samples=samples(3, 30.0)), cap).decision
+    assert d.reason.count("more can be placed") == 1, d.reason
+    held = decide(c, PolicyState.initial(c), FleetView(current=3, ready=("r0", "r1", "r2")), Observation(at=0.0, samples=samples(3, 0.0, running=1.0))).decision
+    assert (held.desired, held.recommendation) == (3, 2) and "within the limits" not in held.reason, held.reason
+    at_min = cfg(min_replicas=2)
+    two = FleetView(current=2, ready=("r0", "r1"))
+    below = decide(at_min, PolicyState.initial(at_min), two, Observation(at=0.0, samples=samples(2, 0.0, running=1.0))).decision
+    assert (below.recommendation, below.desired, below.term) == (1, 2, MINIMUM), below.reason
+    level = decide(at_min, PolicyState.initial(at_min), two, Observation(at=0.0, samples=samples(2, 8.0, running=1.0))).decision
+    assert (level.recommendation, level.desired, level.term) == (2, 2, "reactive"), level.reason
