@@ -16,7 +16,7 @@ from agentfleet_contract.agentfleet import Workers
 from agentfleet_contract.modelreplicaset import Autoscaling, GoodputSLO
 
 from agentfleet.autoscale.common import METRICS_AVAILABLE, SCALING_ACTIVE, SCALING_LIMITED, Bounds, ConditionUpdate, bound, prune, stabilize
-from agentfleet.autoscale.goodput import TPOT_METRIC, goodput, merge_buckets, objectives_from_slo, share_within
+from agentfleet.autoscale.goodput import E2E_METRIC, TPOT_METRIC, TTFT_METRIC, Objective, Share, goodput, merge_buckets, objectives_from_slo, share_within
 from agentfleet.autoscale.pods import fleet_from_pods
 from agentfleet.autoscale.state import MAX_SEEN, LoadTime, PolicyConfig
 from agentfleet.autoscale.terms import capacity_clamp, collapse_term, goodput_collapsed, loading_credit
@@ -226,3 +226,23 @@ def test_goodput_reads_past_a_missing_metric_and_totals_without_an_inf_bucket() 
     (obj,) = objectives_from_slo(0, 50, 0)
     assert share_within(obj, [(0.025, 1.0), (0.05, 2.0), (0.1, 3.0)]).total == 3.0
     assert share_within(obj, []).total == 0.0
+
+
+def test_objectives_and_shares_word_for_word() -> None:
+    # Pins objectives_from_slo (each enabled from 1 ms, its name, metric and seconds; 0 disables)
+    # and share_within's results: an SLO exactly at an edge counts that bucket with no note, one
+    # under the first edge is refused with a note naming that edge (or "none").
+    assert objectives_from_slo(1, 1, 1) == (
+        Objective("ttft", TTFT_METRIC, 0.001),
+        Objective("tpot", TPOT_METRIC, 0.001),
+        Objective("e2e", E2E_METRIC, 0.001),
+    )
+    assert objectives_from_slo(0, 0, 2500) == (Objective("e2e", E2E_METRIC, 2.5),)
+    assert objectives_from_slo(0, 0, 0) == ()
+    (tpot,) = objectives_from_slo(0, 50, 0)
+    buckets = [(0.025, 100.0), (0.05, 180.0), (math.inf, 200.0)]
+    assert share_within(tpot, buckets) == Share(tpot, 180.0, 200.0, 0.05, None)
+    (fast,) = objectives_from_slo(0, 10, 0)
+    note = f"tpot SLO 10ms is below the first bucket edge (25ms) of {TPOT_METRIC}: objective ignored"
+    assert share_within(fast, buckets) == Share(fast, 0.0, 200.0, None, note)
+    assert share_within(fast, [(math.inf, 5.0)]).note == f"tpot SLO 10ms is below the first bucket edge (none) of {TPOT_METRIC}: objective ignored"
