@@ -113,8 +113,9 @@ class _Planner:
                         by[nvl_of[i]].append(i)
                 groups = [v for v in by.values() if len(v) >= pods]
             for grp in groups:
-                npen = sum(owner_n[i] for i in grp) if by_node else 0
                 grp = sorted(grp, key=lambda i: (owner_n[i] if by_node else 0, free[i], nseq[i]))[:pods]
+                # Charged for the owner's replicas on the nodes taken, not on every node with room.
+                npen = sum(owner_n[i] for i in grp) if by_node else 0
                 rem = sum(free[i] - per for i in grp)
                 score = (pen, npen if by_node else 0, rem, block_free[b], lg.bseq[b])
                 if best is None or score < best[0]:

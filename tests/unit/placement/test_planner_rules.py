@@ -300,3 +300,13 @@ def test_node_spread_counts_every_replica_on_a_node() -> None:
     nodes = [node("a", gpus=16), node("b", gpus=16)]
     p = plan(nodes, reqs(demand(4, across="Node"), "r1", "r2", "r3", "r4"))
     assert placed(p) == {"r1": ("a",), "r2": ("b",), "r3": ("a",), "r4": ("b",)}
+
+
+def test_gang_node_spread_counts_only_the_nodes_the_gang_would_use() -> None:
+    # Pins the block penalty of node spread: a block is charged for the owner's replicas on the
+    # nodes the gang would take, not on every node with room. Block B (b3 empty, b0-b2 holding g2)
+    # stacks two pods where block C (c0-c2 holding g1) stacks three; charging every capable node
+    # tied them at 3 and the remainder sent g3 onto g1's nodes.
+    pref = plan(_two_blocks(), reqs(demand(12, 4, across="Node"), "g1", "g2", "g3"))
+    g3 = placed(pref)["g3"]
+    assert "b3" in g3 and not set(g3) & {"c0", "c1", "c2"}, g3
