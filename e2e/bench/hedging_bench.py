@@ -338,7 +338,7 @@ def summarize(workload: str, seeds: list[int], variants: list[str], jobs: list[J
     )
     print(f"\n== {title}: {len(seeds)} seeds, {none0['calls'] // 16} tasks x 16 calls per run{extra} ==")
     print(
-        f"  {'policy':<20} {'p95 gain':>9} {'oracle':>8} {'share (pooled)':>15} {'share median [min..max]':>25} {'extra calls mean [max]':>23} {'extra tokens mean [max]':>24} {'denied':>7}"
+        f"  {'policy':<20} {'p95 gain':>9} {'oracle':>8} {'share pooled [90%]':>22} {'share median [min..max]':>25} {'extra calls mean [max]':>23} {'extra tokens mean [max]':>24} {'denied':>7}"
     )
     oracle_gains = {s: by[(s, "none")]["p95"] - by[(s, "oracle")]["p95"] for s in seeds}
     for v in variants:
@@ -350,20 +350,45 @@ def summarize(workload: str, seeds: list[int], variants: list[str], jobs: list[J
         calls = [r["sent"] / r["calls"] - 1 for r in rows]
         load = [r["tokens"] / r["tokens_used"] - 1 for r in rows]
         pooled = sum(gains) / sum(oracle_gains.values()) if sum(oracle_gains.values()) > 0 else float("nan")
+        lo, hi = pooled_interval(gains, [oracle_gains[s] for s in seeds])
         ok = [x for x in shares if x == x]
         med = f"{statistics.median(ok):.0%} [{min(ok):.0%}..{max(ok):.0%}]" if ok else "-"
         denied = statistics.fmean(r["hedges"]["denied"] for r in rows)
         print(
-            f"  {v:<20} {statistics.fmean(gains):8.2f}s {statistics.fmean(oracle_gains.values()):7.2f}s {pooled:14.0%} {med:>25}"
+            f"  {v:<20} {statistics.fmean(gains):8.2f}s {statistics.fmean(oracle_gains.values()):7.2f}s {pooled:7.0%} [{lo:4.0%}..{hi:4.0%}] {med:>25}"
             f" {statistics.fmean(calls):10.2%} [{max(calls):6.2%}] {statistics.fmean(load):11.2%} [{max(load):6.2%}] {denied:7.0f}"
         )
     base = [by[(s, "none")]["p95"] for s in seeds]
     print(f"  no-hedge task p95 per seed: {', '.join(f'{x:.1f}' for x in base)} s")
     print(f"  oracle gain per seed: {', '.join(f'{oracle_gains[s]:.1f}' for s in seeds)} s")
+    for v in variants:  # each policy against itself without 40f0c2e (or its re-ask), seed by seed
+        for without in ("-noreask", "-pre40f0c2e"):
+            name, _, at = v.partition("@")
+            other = name + without + ("@" + at if at else "")
+            if "-" not in name and other in variants:
+                d = [by[(s, other)]["p95"] - by[(s, v)]["p95"] for s in seeds]
+                dc = [(by[(s, v)]["sent"] - by[(s, other)]["sent"]) / by[(s, v)]["calls"] for s in seeds]
+                print(
+                    f"  {v} vs {other}: p95 {statistics.fmean(d):+.2f} s better on average (per seed {', '.join(f'{x:+.1f}' for x in d)});"
+                    f" better on {sum(x > 0 for x in d)} of {len(d)} seeds; extra calls {statistics.fmean(dc):+.2%}"
+                )
     for v in variants:
         if v.startswith("ttft"):
             noticed = by[(seeds[0], v)]["noticed_no_abort"]
             print(f"  {v}: the client sees engines that do not abort: {noticed}")
+
+
+def pooled_interval(gains: list[float], oracle: list[float], samples: int = 2000) -> tuple[float, float]:
+    """5th and 95th percentile of the pooled share (sum of gains / sum of oracle gains) when the
+    seeds are resampled: how far the pooled figure can be trusted with this many seeds."""
+    rng = random.Random(5)
+    out = []
+    for _ in range(samples):
+        pick = [rng.randrange(len(gains)) for _ in gains]
+        den = sum(oracle[i] for i in pick)
+        out.append(sum(gains[i] for i in pick) / den if den > 0 else float("nan"))
+    out = sorted(x for x in out if x == x)
+    return (pct(out, 0.05), pct(out, 0.95)) if out else (float("nan"), float("nan"))
 
 
 def tune(workload: str, args: argparse.Namespace) -> dict[str, int]:
@@ -411,6 +436,7 @@ def main() -> None:
     ap.add_argument("--tune-seeds", default="1001")
     ap.add_argument("--percentiles", default="90,95,98,99")
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (processes)")
+    ap.add_argument("--report", action="store_true", help="run nothing: summarize the seeds whose runs are all in --out")
     ap.add_argument("--out", default="hedging_bench.runs", help="a folder: each run's figures (JSON); runs found here are not run again")
     args = ap.parse_args()
     seeds = parse_seeds(args.seeds)
@@ -423,10 +449,16 @@ def main() -> None:
     for w in args.workloads.split(","):
         percentiles = tune(w, args) if args.tune else {"call": args.call_percentile, "ttft": args.ttft_percentile}
         plan.append((w, percentiles, jobs_for(w, seeds, variants, percentiles, args)))
-    results = run_all([j for *_, jobs in plan for j in jobs], Path(args.out), args.jobs)  # all workloads' seeds in one pool
+    out = Path(args.out)
+    if args.report:  # no runs: the seeds whose every run is there already
+        results = {j.key(): json.loads(result_path(out, j).read_text()) for *_, jobs in plan for j in jobs if result_path(out, j).exists()}
+    else:
+        results = run_all([j for *_, jobs in plan for j in jobs], out, args.jobs)  # all workloads' seeds in one pool
     for w, percentiles, jobs in plan:
-        print(f"\n  percentiles: call p{percentiles['call']}, ttft p{percentiles['ttft']}")
-        summarize(w, seeds, variants, jobs, results)
+        have = [s for s in seeds if all(j.key() in results for j in jobs if j.seed == s)]
+        print(f"\n  percentiles: call p{percentiles['call']}, ttft p{percentiles['ttft']}; seeds {have}")
+        if have:
+            summarize(w, have, variants, [j for j in jobs if j.seed in have], results)
     print(f"\n({time.monotonic() - began:.0f} s wall)")
 
 
