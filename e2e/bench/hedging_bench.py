@@ -360,6 +360,13 @@ def summarize(workload: str, seeds: list[int], variants: list[str], jobs: list[J
         )
     base = [by[(s, "none")]["p95"] for s in seeds]
     print(f"  no-hedge task p95 per seed: {', '.join(f'{x:.1f}' for x in base)} s")
+    print(f"  {'policy':<20} {'task p95 mean [min..max]':>26} {'call p99 mean [min..max]':>26}")
+    for v in variants:
+        p95s = [by[(s, v)]["p95"] for s in seeds]
+        p99s = [by[(s, v)]["p99_call"] for s in seeds]
+        print(
+            f"  {v:<20} {statistics.fmean(p95s):7.1f} s [{min(p95s):5.1f}..{max(p95s):5.1f}] {statistics.fmean(p99s):7.2f} s [{min(p99s):5.2f}..{max(p99s):5.2f}]"
+        )
     print(f"  oracle gain per seed: {', '.join(f'{oracle_gains[s]:.1f}' for s in seeds)} s")
     for v in variants:  # each policy against itself without 40f0c2e (or its re-ask), seed by seed
         for without in ("-noreask", "-pre40f0c2e"):

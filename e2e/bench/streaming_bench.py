@@ -93,26 +93,42 @@ async def first_answer_byte(redis_url: str, sim: FleetThread, stream: bool, task
     return out
 
 
+def spread(values: list[float]) -> str:
+    """median [min..max] of per-round figures."""
+    return f"{statistics.median(values):5.2f} [{min(values):.2f}..{max(values):.2f}]"
+
+
 def section_ttfb(args: argparse.Namespace) -> None:
     print("1. Time to the answer's first byte at the task API's event stream (real Worker + TaskAPI + Redis, sim replicas over HTTP)")
     sim = start_fleet(2, engine=ENGINE, quirks={"tool_call_rate": 1.0, "tool_call_steps": 1})
     try:
         with redis_server() as url:
-            rows: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+            rounds: dict[bool, list[list[tuple[float, float]]]] = {False: [], True: []}
+            cpu: dict[bool, float] = {False: 0.0, True: 0.0}  # this process's CPU (worker, API, client and sim replicas)
             for rnd in range(args.rounds):
                 for stream in (False, True):
-                    rows[stream] += asyncio.run(first_answer_byte(url, sim, stream, args.tasks, f"b{rnd}{int(stream)}"))
+                    began = time.process_time()
+                    rounds[stream].append(asyncio.run(first_answer_byte(url, sim, stream, args.tasks, f"b{rnd}{int(stream)}")))
+                    cpu[stream] += time.process_time() - began
     finally:
         sim.stop()
     for stream in (False, True):
-        first = [a for a, _ in rows[stream]]
-        done = [b for _, b in rows[stream]]
+        rows = [r for one in rounds[stream] for r in one]
+        first = [a for a, _ in rows]
+        done = [b for _, b in rows]
         print(
             f"  {'streamed' if stream else 'not streamed':<13} answer's first byte p50 {statistics.median(first):5.2f} s  p95 {pct(first, 95):5.2f} s"
             f"  (min {min(first):.2f}, max {max(first):.2f})   task finished p50 {statistics.median(done):5.2f} s  [{len(first)} tasks]"
+            f"  {cpu[stream] / len(first):.2f} s CPU a task"
         )
-    ratio = statistics.median(a for a, _ in rows[False]) / statistics.median(a for a, _ in rows[True])
-    print(f"  streamed: the answer starts {ratio:.1f}x sooner (median)")
+    print(f"  per round ({args.rounds} rounds of {args.tasks} tasks per mode, the modes alternating): median [min..max] over rounds")
+    for stream in (False, True):
+        p50 = [statistics.median(a for a, _ in one) for one in rounds[stream]]
+        p95 = [pct([a for a, _ in one], 95) for one in rounds[stream]]
+        print(f"  {'streamed' if stream else 'not streamed':<13} first byte p50 {spread(p50)} s   p95 {spread(p95)} s")
+    ratios = [statistics.median(a for a, _ in n) / statistics.median(a for a, _ in s) for n, s in zip(rounds[False], rounds[True], strict=True)]
+    ratio = statistics.median(a for one in rounds[False] for a, _ in one) / statistics.median(a for one in rounds[True] for a, _ in one)
+    print(f"  streamed: the answer starts {ratio:.1f}x sooner (median over all tasks); per round {', '.join(f'{x:.2f}' for x in ratios)}x")
 
 
 def admin(sim: FleetThread, name: str, changes: dict[str, Any]) -> None:
@@ -157,26 +173,37 @@ async def trigger(sim: FleetThread, stream: bool, stalls: int) -> tuple[float | 
 def section_trigger(args: argparse.Namespace) -> None:
     print("\n2. Hedge trigger: the learned hedge delay, and calls whose replica's queue stalls 5 s (2 replicas, afterPercentile 95)")
     sim = start_fleet(2, engine={**ENGINE, "output_tokens_median": 60.0})
+    found: dict[bool, list[tuple[float | None, list[float]]]] = {False: [], True: []}
     try:
-        for stream in (False, True):
-            threshold, times = asyncio.run(trigger(sim, stream, args.stalls))
-            label = "first token" if stream else "whole call"
-            th = f"{threshold:.3f} s" if threshold is not None else "none yet"
-            print(
-                f"  hedge on {label:<12} delay {th:>9}   stalled calls answered in p50 {statistics.median(times):5.2f} s (max {max(times):.2f} s, {len(times)} calls)"
-            )
+        for _ in range(args.rounds):  # a fresh client per round, the modes alternating on one fleet
+            for stream in (False, True):
+                found[stream].append(asyncio.run(trigger(sim, stream, args.stalls)))
     finally:
         sim.stop()
+    for stream in (False, True):
+        label = "first token" if stream else "whole call"
+        delays = [th for th, _ in found[stream] if th is not None]
+        times = [t for _, ts in found[stream] for t in ts]
+        per_round = [statistics.median(ts) for _, ts in found[stream]]
+        th = f"{spread(delays)} s" if delays else "none yet"
+        print(
+            f"  hedge on {label:<12} delay {th}   stalled calls answered in p50 {statistics.median(times):5.2f} s (max {max(times):.2f} s, {len(times)} calls;"
+            f" per-round p50 {spread(per_round)} s)"
+        )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=6, help="tasks per configuration and round")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of both modes (each section); the spread is over rounds")
     ap.add_argument("--stalls", type=int, default=4)
+    ap.add_argument("--sections", default="1,2", help="which sections to run: 1 (answer's first byte), 2 (hedge trigger)")
     args = ap.parse_args()
-    section_ttfb(args)
-    section_trigger(args)
+    sections = args.sections.split(",")
+    if "1" in sections:
+        section_ttfb(args)
+    if "2" in sections:
+        section_trigger(args)
 
 
 if __name__ == "__main__":
