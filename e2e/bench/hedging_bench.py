@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import json
 import math
@@ -70,8 +71,10 @@ from routing_bench import ENGINE, Result, TaskSpec, drive, make_tasks, pct  # no
 
 from agentfleet_runtime.model import ModelError, ModelRequest  # noqa: E402
 from agentfleet_runtime.routing import client as client_module  # noqa: E402
+from agentfleet_runtime.routing import pool as pool_module  # noqa: E402
 from agentfleet_runtime.routing import ttfthedge  # noqa: E402
 from agentfleet_runtime.routing.client import RoutingModelClient  # noqa: E402
+from agentfleet_runtime.routing.hedging import HedgeBudget  # noqa: E402
 from agentfleet_runtime.routing.metrics import RoutingMetrics  # noqa: E402
 from agentfleet_runtime.routing.pool import ReplicaPool  # noqa: E402
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier  # noqa: E402
@@ -174,6 +177,28 @@ def hedging_as_of(*, reask: bool, loser_cost_after_race: bool) -> Iterator[None]
         client_module.retry_after, ttfthedge.retry_after, client_module.loser_cost, ttfthedge.loser_cost = saved
 
 
+@contextmanager
+def hedge_burst(calls: float | None) -> Iterator[None]:
+    """The hedge budget's burst (calls it may bank) for one run, where a variant names it."""
+    if calls is None:
+        yield
+        return
+    saved = pool_module.HedgeBudget
+    pool_module.HedgeBudget = functools.partial(HedgeBudget, burst_calls=calls)  # type: ignore[assignment,misc]
+    try:
+        yield
+    finally:
+        pool_module.HedgeBudget = saved  # type: ignore[misc]
+
+
+def burst_of(variant: str) -> float | None:
+    """A variant's burst ("ttft-burst40@99": 40.0), or None when it names none."""
+    for part in variant.split("@")[0].split("-")[1:]:
+        if part.startswith("burst"):
+            return float(part[len("burst") :])
+    return None
+
+
 @dataclass(frozen=True)
 class Job:
     workload: str
@@ -263,7 +288,10 @@ def run_job(job: Job) -> dict[str, Any]:
 
     started = time.monotonic()
     cpu = time.process_time()
-    with hedging_as_of(reask="noreask" not in job.variant and "pre40f0c2e" not in job.variant, loser_cost_after_race="pre40f0c2e" not in job.variant):
+    with (
+        hedging_as_of(reask="noreask" not in job.variant and "pre40f0c2e" not in job.variant, loser_cost_after_race="pre40f0c2e" not in job.variant),
+        hedge_burst(burst_of(job.variant)),
+    ):
         out = run_virtual(main())
     out["wall_s"] = time.monotonic() - started
     out["cpu_s"] = time.process_time() - cpu
