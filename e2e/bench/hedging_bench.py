@@ -39,6 +39,59 @@ of one seed share a process (and its generated tasks), ``--jobs`` seeds at a tim
 
     .venv/bin/python e2e/bench/hedging_bench.py [--seeds 1-10] [--seconds 600] [--workloads slow,stall] [--jobs 2]
         [--variants none,oracle,call,ttft,...] [--tune --tune-seeds 1001 --percentiles 90,95,98,99]
+
+Figures (2026-11-23). 300 s runs (600 s did not fit the CPU this shared machine had: 10-15 s of CPU a
+run at 3-10% of a core), 4 replicas, 156 tasks x 16 calls a run, stalls every 120 s (2 a run, 22% of
+the tasks caught). The percentiles were tuned on seed 1001 only (never scored), p95 against p99,
+as ``--tune`` does: call p99 on both workloads, ttft p95 on "slow" and p99 on "stall". Scored seeds
+1-10 (the -noabort runs: 1-8 and 10). Share: pooled, with the 90% seed-bootstrap interval.
+
+    A=".venv/bin/python e2e/bench/hedging_bench.py --seconds 300 --tune --tune-seeds 1001 --percentiles 95,99 --seeds 1-10 --workloads slow,stall"
+    $A --variants none,oracle,call,ttft,call-noabort,ttft-noabort --jobs 2   # then the same with --report
+
+    workload  policy         task p95  gain     share [90%]       extra calls  extra tokens  extra work
+    slow      none           82.1 s
+              oracle         68.7 s    13.37 s  100%              0.95%        0.96%         4.4%
+              call p99       72.2 s     9.93 s   74% [66..82]     2.79%        2.22%         6.6%
+              ttft p95       70.3 s    11.83 s   88% [82..96]     4.77%        2.84%         9.8%
+              call-noabort   73.6 s     8.85 s   65% [53..76]     2.44%        2.57%         6.3%
+              ttft-noabort   71.5 s    10.91 s   80% [71..90]     3.79%        4.33% (max 4.90)  8.5%
+    stall     none           82.3 s
+              oracle         71.8 s    10.53 s  100%              2.12%        0.50%         4.7%
+              call p99       76.0 s     6.37 s   61% [48..71]     2.81%        1.56%         7.5%
+              ttft p99       79.9 s     2.45 s   23% [ 5..44]     2.96%        1.26%         6.1%
+              call-noabort   76.9 s     5.36 s   53% [39..66]     2.68%        2.65%         7.0%
+              ttft-noabort   82.1 s     0.11 s    1% [-26..21]    2.15%        2.21%         5.6%
+
+Means over the seeds (the -noabort rows compare with the oracle of their 9 seeds: 13.60 s and
+10.20 s). Extra work is what the engines computed (uncached prefill plus decode, their own
+counters) over the same seed's no-hedge run, minus 1; extra tokens is the budget's measure.
+Call p99 latency: slow none 9.86 s, oracle 5.67, call 7.47, ttft 5.79; stall 6.70, 6.34, 8.55, 6.31.
+
+- The oracle's gain is measurable now on both workloads (slow 11.2-17.1 s on every seed; stall
+  3.8-15.2 s).
+- Slow, 90% of the oracle: not reached. ttft 88% [82..96]: the interval holds 90%, the point does not;
+  telling 88% from 90% takes an interval of +-2 points, about (7/2)^2 x 10 = 120 seeds. call 74%
+  [66..82]: below. A whole-call hedge cannot fire before its delay (p99 of the call, 4.6-7.9 s
+  across seeds) while the oracle's duplicate starts at once; firing sooner spends the budget on
+  long normal calls (p95: 4.45% extra calls, 83 denied, a smaller gain on the tuning seed).
+  The TTFT delay is 1.4-2.7 s because the first token here includes the prefill of prompts that
+  grow by a 1,000-word tool output a step, and queueing, so most TTFT hedges fire on normal calls and lose (ttft p95: 4.77% extra
+  calls, 117 asks denied a run).
+- Stall, 90%: not reached (call 61%, ttft 23%; both intervals exclude 90%). ttft is behind call:
+  its hedges fire on calls whose first token is late from prefill, and every hedge that wins moves
+  its task to a replica without the task's prefix (even the oracle's +2% calls cost +4.7% work).
+  A budget that banks 40 calls instead of 10 (``-burst40``, seeds 1, 2, 10) did not help ttft
+  (-33% [-96..42] against 26%) and moved call from 52% to 79% [56..109] on those 3 seeds: not
+  enough to change the default.
+- Engines that do not abort: noticed on every replica in every -noabort run; extra calls at most
+  4.29% and extra tokens at most 4.90% (budget charges whole calls), within 5%. But extra engine
+  work is 5.6-8.5% (6.1-9.8% on engines that abort; the oracle's 4.4-4.7%): the budget counts a hedge's prompt
+  tokens, not the cold prefill a duplicate on another replica does. ttft on the stall workload
+  with a non-aborting engine gains nothing (1%; worse than no hedging on 4 of 9 seeds).
+- One slow-workload run (seed 10, ttft) judged one aborting replica as not aborting: in the
+  simulator a slow call is slow in delivery after its engine finished, so the cancel finds
+  nothing to abort and the watch sees no abort rise.
 """
 
 from __future__ import annotations
