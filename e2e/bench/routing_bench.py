@@ -168,6 +168,7 @@ class Result:
     call_latencies: list[float] = field(default_factory=list)
     task_seconds: list[float] = field(default_factory=list)
     by_task: dict[str, float] = field(default_factory=dict)  # task id -> seconds, for paired comparisons
+    tokens_used: int = 0  # prompt + completion tokens of the answered calls (what the hedge budget counts)
     hit_rate: float = 0.0
     calls: int = 0
     sent: int = 0  # attempts actually sent (hedges included)
@@ -204,8 +205,9 @@ async def drive(client: RoutingModelClient, tasks: list[TaskSpec], res: Result, 
         msgs = first_messages(spec)
         for step in range(spec.steps):
             started = loop.time()
-            await client.complete(ModelRequest(messages=list(msgs), task_id=spec.task_id, root_id=spec.root_id, step=step, kind="step"))
+            reply = await client.complete(ModelRequest(messages=list(msgs), task_id=spec.task_id, root_id=spec.root_id, step=step, kind="step"))
             res.call_latencies.append(loop.time() - started)
+            res.tokens_used += reply.usage.total
             msgs += after_step(spec, step)
             await asyncio.sleep(spec.tool_seconds[step])
         res.task_seconds.append(loop.time() - began)
