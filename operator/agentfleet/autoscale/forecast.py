@@ -334,7 +334,8 @@ def forecast(config: ForecastConfig, p: Profile, at: float, lead: float) -> Fore
     per_period = len(p.onsets) / max(1.0, periods) if p.onsets else 0.0
     # What is held in a time of day is sized on the onsets seen near it: a season of small
     # morning rises holds little, the afternoon's big bursts hold much.
-    near = typical_size(_near(config, p.onsets, at, lead))
+    seen_near = _near(config, p.onsets, at, lead)
+    near = typical_size(seen_near)
     season = near is not None
     standing = None
     price = None
@@ -348,7 +349,7 @@ def forecast(config: ForecastConfig, p: Profile, at: float, lead: float) -> Fore
             size = typical_size(_near(config, p.onsets, b * step, lead))
             extra += math.ceil(config.coverage * size / cap) if size is not None else 0
         price = extra * config.gpus_per_replica * step / 3600.0
-    hold_until, hold_burst_s = _short_burst(p, _near(config, p.onsets, at, lead), at, lead)
+    hold_until, hold_burst_s = _short_burst(p, seen_near, at, lead)
     return Forecast(
         hold_until=hold_until,
         hold_burst_s=hold_burst_s,

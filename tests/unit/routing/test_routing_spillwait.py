@@ -30,6 +30,13 @@ def _call(client: RoutingModelClient, task: str) -> Any:
     request = ModelRequest(messages=[{"role": "user", "content": task}], task_id=task, root_id=task, kind="step")  # type: ignore[arg-type]
     return asyncio.ensure_future(client.complete(request))
 
+
+async def _two_then_a_third(client: RoutingModelClient, tasks: list[str]) -> None:
+    """Two calls at once, then a third 50 ms later (while the first two still run), all awaited."""
+    first = [_call(client, tasks[0]), _call(client, tasks[1])]
+    await asyncio.sleep(0.05)
+    await asyncio.gather(*first, _call(client, tasks[2]))
+
 def test_preferred_is_the_tasks_replica_and_says_whether_the_bound_would_move_it() -> None:
     p = pool()
     home, room = p.preferred("task-1", 0.0)
@@ -112,10 +119,7 @@ def test_the_client_waits_for_room_at_home_before_the_bound_moves_a_call(spill_w
 
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        first = [_call(client, tasks[0]), _call(client, tasks[1])]
-        await asyncio.sleep(0.05)
-        third = _call(client, tasks[2])
-        await asyncio.gather(*first, third)
+        await _two_then_a_third(client, tasks)
         return [(r, task, round(at - t0, 6)) for r, task, at in engine.sent]
 
     sent = run_virtual(body(), start=1000.0)
@@ -142,10 +146,7 @@ def test_the_wait_for_room_leaves_an_ejected_replica_out() -> None:
         tasks = [t for t in (f"t{i}" for i in range(400)) if client.primary.order(t, loop.time())[0].name == "r0"][:3]
         engine.sent.clear()
         t0 = loop.time()
-        first = [_call(client, tasks[0]), _call(client, tasks[1])]
-        await asyncio.sleep(0.05)
-        third = _call(client, tasks[2])
-        await asyncio.gather(*first, third)
+        await _two_then_a_third(client, tasks)
         return [(r, task, round(at - t0, 6)) for r, task, at in engine.sent]
 
     sent = run_virtual(body(), start=1000.0)
