@@ -38,7 +38,9 @@ tokens by the end), tool waits between calls (log-normal, median 0.4 s, capped 5
 steps fan out to 3 sub-agents (one call each on the parent's history, in parallel, routed to the
 parent's replica). Tasks stick to one replica (prefix affinity) and move only when it drains.
 Task SLO: 60 s; call SLO (the one agentfleet's policy is given): TTFT <= 2.5 s and time per
-output token <= 25 ms.
+output token <= 25 ms. Tasks are paired across configurations: each draws from its own
+generator (seed, arrival index), so every configuration of a seed runs the same tasks, and a
+difference between two of them on a seed is the policies', not which task drew what.
 
 Printed per workload: every configuration's mean task goodput and GPU-hours with the spread over
 seeds (sd, min-max), task p95, peak replicas, and the tasks over the SLO by when they started
@@ -379,26 +381,42 @@ class Results:
     retries: int = 0
 
 
+class Draws:
+    """One task's own random draws and token ids. Every configuration on a seed then runs the
+    same tasks (steps, sub-agents, tool output, think times, and content, which sets the
+    simulator's output lengths), so configurations are compared on paired tasks: with one
+    generator shared by all tasks, its draws went to whichever task asked first, and that order
+    moves with the fleet, so two fleet sizes on one seed ran different tasks."""
+
+    SPAN = 10_000_000  # token ids reserved per task (a 30-step task with sub-agents uses < 100k)
+
+    def __init__(self, seed: int, index: int) -> None:
+        self.rng = random.Random(seed * 1_000_003 + index)
+        self.next = 100_000 + index * self.SPAN
+
+    def fresh(self, n: int) -> range:
+        start = self.next
+        self.next += n  # disjoint ranges: unique content, no false prefix hits
+        return range(start, start + n)
+
+
 class Agents:
     def __init__(self, fleet: Fleet, results: Results, seed: int, zipf_tools: bool = False) -> None:
         self.fleet = fleet
         self.results = results
-        self.rng = random.Random(seed)
-        self.tokens = itertools.count(100_000)
+        self.seed = seed
+        self.started = itertools.count()
         self.zipf_tools = zipf_tools
 
-    def tool_tokens(self) -> int:
+    def tool_tokens(self, rng: random.Random) -> int:
         if self.zipf_tools:  # the trace workload: Zipf(1.1) over 1-2048 tokens (BurstGPT's length model)
-            return bisect.bisect_left(_ZIPF_CDF, self.rng.random()) + 1
-        return self.rng.randint(200, 800)
+            return bisect.bisect_left(_ZIPF_CDF, rng.random()) + 1
+        return rng.randint(200, 800)
 
-    def fresh(self, n: int) -> range:
-        start = next(self.tokens)
-        # Skip ahead so the next call gets a disjoint range: unique content, no false prefix hits.
-        self.tokens = itertools.count(start + n)
-        return range(start, start + n)
-
-    async def call(self, holder: list[Slot | None], prompt: HashedPrompt, max_tokens: int = 256) -> range:
+    async def call(self, holder: list[Slot | None], prompt: HashedPrompt, draws: Draws, max_tokens: int = 256) -> range:
+        # The reply's token ids are reserved before the call: sub-agents finish in an order that
+        # depends on the fleet, and their content must not.
+        reply = draws.fresh(max_tokens)
         loop = asyncio.get_running_loop()
         while True:
             slot = holder[0]
@@ -425,25 +443,26 @@ class Agents:
                 continue
             tpot = (c.latency - c.ttft) / (c.completion_tokens - 1) if c.completion_tokens > 1 else 0.0
             self.results.calls.append((c.finished, c.ttft, tpot, int(c.ttft <= TTFT_SLO_S and tpot <= TPOT_SLO_S)))
-            return self.fresh(c.completion_tokens)
+            return reply[: c.completion_tokens]
 
     async def task(self) -> None:
         loop = asyncio.get_running_loop()
-        rng = self.rng
+        draws = Draws(self.seed, next(self.started))
+        rng = draws.rng
         start = loop.time()
         self.fleet.tasks_in_flight += 1
         steps = rng.randint(10, 30)
-        prompt = SYSTEM_PROMPT_HASHED.extend(self.fresh(rng.randint(100, 400)))
+        prompt = SYSTEM_PROMPT_HASHED.extend(draws.fresh(rng.randint(100, 400)))
         holder: list[Slot | None] = [None]
         try:
             for step in range(steps):
-                prompt = prompt.extend(await self.call(holder, prompt))
+                prompt = prompt.extend(await self.call(holder, prompt, draws))
                 if step < steps - 1 and rng.random() < 0.3:
-                    subs = [self.call(holder, prompt.extend(self.fresh(rng.randint(80, 200))), 256) for _ in range(3)]
+                    subs = [self.call(holder, prompt.extend(draws.fresh(rng.randint(80, 200))), draws, 256) for _ in range(3)]
                     outs = await asyncio.gather(*subs)
                     prompt = prompt.extend(list(itertools.chain.from_iterable(outs)))
                 await asyncio.sleep(min(5.0, rng.lognormvariate(math.log(0.4), 0.8)))
-                prompt = prompt.extend(self.fresh(self.tool_tokens()))
+                prompt = prompt.extend(draws.fresh(self.tool_tokens(rng)))
         finally:
             if holder[0] is not None:
                 holder[0].tasks -= 1
@@ -690,6 +709,7 @@ class RunResult:
     seed: int = 0
     bursts: list[tuple[float, float]] = field(default_factory=list)  # (start s, duration s) for the onset split
     terms: dict[str, int] = field(default_factory=dict)  # evaluations per term that set agentfleet's recommendation
+    calls: int = 0  # model calls the tasks made (the same on every configuration of a seed: paired tasks)
 
 
 def make_workload(kind: str, minutes: float, mean_rate: float, seed: int, burst_s: float) -> Workload:
@@ -795,6 +815,7 @@ def run_policy(
         seed=seed,
         bursts=burst_spans(workload),
         terms={t: sum(1 for _, x in getattr(policy, "terms", []) if x == t) for t in {x for _, x in getattr(policy, "terms", [])}},
+        calls=len(results.calls),
     )
 
 

@@ -22,6 +22,11 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def timestamp(ts: float) -> str:
+    """Seconds since the epoch as the API writes a time (RFC 3339, UTC, whole seconds)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def set_condition(
     conditions: list[dict[str, Any]],
     type_: str,

@@ -282,7 +282,7 @@ class Autoscaling(Model):
         le=200,
         description=(
             "Share of a typical burst's first minutes to serve from replicas held ready in advance, at the times of day bursts were seen"
-            " (100 serves a typical one in full, up to 200 for larger ones); each step costs the standby GPU-hours shown in"
+            " until that day's bursts there have come and gone (100 serves a typical one in full, up to 200 for larger ones); each step costs the standby GPU-hours shown in"
             " status.forecast.standbyGPUHoursPerDay (0 holds none)."
         ),
     )
@@ -399,6 +399,10 @@ class ForecastStatus(Model):
     predicted_replicas: int | None = Field(default=None, ge=0, description="Replicas the learned daily curve needs over the next model load time.")
     standing_replicas: int | None = Field(default=None, ge=0, description="Replicas held now for burst onsets (only at the times of day bursts were seen).")
     scheduled_replicas: int | None = Field(default=None, ge=0, description="Replicas a schedule window holds now.")
+    standby_released_at: datetime | None = Field(
+        default=None,
+        description="When the standby of the burst season now on was released: today's bursts in it had come and ended, as many as any remembered day brought.",
+    )
     standby_gpu_hours_per_day: float | None = Field(
         default=None,
         ge=0,

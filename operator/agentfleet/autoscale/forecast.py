@@ -252,6 +252,9 @@ class Forecast:
     # ordered now would load after it (hold_until: when it outlives them, hold_burst_s: their median).
     hold_until: float | None = None
     hold_burst_s: float | None = None
+    # The standby was released for the rest of this burst season: today's bursts in it have come
+    # and ended (when the last ended), as many as any remembered day brought in it.
+    released_at: float | None = None
     notes: tuple[str, ...] = field(default=())
 
 
@@ -299,6 +302,74 @@ def typical_size(onsets: Sequence[Onset]) -> float | None:
 
 # Bursts seen (with a known end) before the learned length is trusted to hold back an order.
 HOLD_MIN_BURSTS = 2
+# Remembered days with a burst in a season before "as many as a day brings" releases its standby.
+RELEASE_MIN_DAYS = 2
+# Seasons are drawn, and today's bursts counted, from onsets at least this share of the typical
+# one: a diurnal morning also shows small rises, and counted they would chain every time of day
+# into one season and "use up" a season before its burst came.
+MAJOR_SHARE = 0.5
+
+
+def _season(config: ForecastConfig, onsets: Sequence[Onset], at: float, lead: float) -> tuple[list[Onset], float] | None:
+    """The burst season ``at`` falls in, and when its occurrence today began.
+
+    Each onset seen makes the standing term hold over [its time of day - lead - season, + season];
+    a season is a run of those intervals that touch (the spread of times a daily burst starts
+    at, learned from the onsets rather than fixed around each one). Today's occurrence of it
+    begins where its first interval does. None when ``at`` is in no season or the season covers
+    the whole period (it has no start)."""
+    period = config.period_seconds
+    span = lead + 2 * config.season_seconds  # onsets closer than this in time of day share a season
+    tods = sorted(o.at % period for o in onsets)
+    if not tods:
+        return None
+    runs: list[list[float]] = [[tods[0]]]
+    for t in tods[1:]:
+        if t - runs[-1][-1] <= span:
+            runs[-1].append(t)
+        else:
+            runs.append([t])
+    if tods[0] + period - tods[-1] <= span:
+        if len(runs) == 1:
+            return None  # every time of day is in season: there is no "rest of the season"
+        runs[0] = [t - period for t in runs.pop()] + runs[0]  # the season across the period's end
+    s = at % period
+    for run in runs:
+        start = run[0] - lead - config.season_seconds
+        into = (s - start) % period
+        if into <= run[-1] - run[0] + span:
+            began = at - into
+            first, last = run[0] % period, run[-1] % period
+            inside = [o for o in onsets if (o.at % period - first) % period <= (last - first) % period]
+            return inside, began
+    return None
+
+
+def _released(config: ForecastConfig, p: Profile, at: float, lead: float) -> tuple[float | None, int]:
+    """When today's bursts in the season ``at`` falls in have all come and gone, as many as the
+    most any remembered day brought in it (a daily batch that starts at some time between 09:00
+    and 09:15 comes once): the standby for the rest of the season buys nothing, and is released.
+    Returns when the last of today's ended (None: hold on) and that most a day."""
+    typical = typical_size(p.onsets)
+    major = [o for o in p.onsets if typical is not None and o.size >= MAJOR_SHARE * typical]
+    found = _season(config, major, at, lead)
+    if found is None or p.burst_at is not None:
+        return None, 0
+    inside, began = found
+    per_day: dict[int, int] = {}
+    today: list[Onset] = []
+    for o in inside:
+        k = math.floor((o.at - began) / config.period_seconds)
+        if k >= 0:
+            today.append(o)
+        else:
+            per_day[k] = per_day.get(k, 0) + 1
+    if len(per_day) < RELEASE_MIN_DAYS:
+        return None, 0
+    most = max(per_day.values())
+    if len(today) < most or any(o.seconds is None for o in today):
+        return None, most
+    return max(o.at + (o.seconds or 0.0) for o in today), most
 
 
 def _short_burst(p: Profile, near: Sequence[Onset], at: float, lead: float) -> tuple[float | None, float | None]:
@@ -339,9 +410,15 @@ def forecast(config: ForecastConfig, p: Profile, at: float, lead: float) -> Fore
     season = near is not None
     standing = None
     price = None
+    released_at = None
+    notes: tuple[str, ...] = ()
     if typical is not None and config.coverage > 0:
         if near is not None:
-            standing = math.ceil(((base or 0.0) + config.coverage * near) / cap)
+            released_at, most = _released(config, p, at, lead)
+            if released_at is None:
+                standing = math.ceil(((base or 0.0) + config.coverage * near) / cap)
+            else:
+                notes = (f"standby released for the rest of this burst season: it brought at most {most} a day, and today's ended {at - released_at:.0f}s ago",)
         # The standby's price: in each bin of a day, the extra replicas its season holds.
         step = config.bin_seconds
         extra = 0
@@ -360,6 +437,8 @@ def forecast(config: ForecastConfig, p: Profile, at: float, lead: float) -> Fore
         onsets_per_period=per_period,
         in_season=season,
         standby_gpu_hours_per_period=price,
+        released_at=released_at,
+        notes=notes,
     )
 
 

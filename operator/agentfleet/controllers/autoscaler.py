@@ -40,7 +40,6 @@ import os
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from agentfleet_contract import conditions as cond
@@ -140,10 +139,6 @@ class ClusterReads:
         probes = [ReplicaRequest(replica_key(namespace, f"{name}-autoscale-probe-{i}"), d) for i in range(extra)]
         result = plan(inventory, probes, existing)
         return Capacity(placeable_extra=len(result.placed), message=result.unplaced[0].message if result.unplaced else "")
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def merged_conditions(old: list[dict[str, Any]], decision: Decision, generation: int) -> list[dict[str, Any]]:
@@ -330,10 +325,10 @@ class AutoscalerController(Controller[AutoscaleState]):
                 "running": o.running,
                 "goodput": o.goodput,
                 "kvCacheUsage": o.kv_cache_usage,
-                "observedAt": _iso(obs.at),
+                "observedAt": cond.timestamp(obs.at),
             }
         if d.changed:
-            written["lastScaleTime"] = _iso(now)
+            written["lastScaleTime"] = cond.timestamp(now)
             written["lastScaleReason"] = d.reason
             written["lastScaleTerm"] = d.term
         if out.state.load_time.samples:

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from agentfleet_contract import conditions as cond
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 
 from agentfleet.autoscale.forecast import ForecastConfig, Planned, Profile, plan, within_slo
@@ -156,6 +157,7 @@ def status(name: str, planned: Planned, config: ForecastConfig, at: float) -> di
         "predictedReplicas": f.predictive,
         "standingReplicas": f.standing,
         "scheduledReplicas": planned.scheduled.replicas if planned.scheduled else None,
+        "standbyReleasedAt": None if f.released_at is None else cond.timestamp(f.released_at),
         "standbyGPUHoursPerDay": None if f.standby_gpu_hours_per_period is None else round(f.standby_gpu_hours_per_period * 86400.0 / config.period_seconds, 1),
     }
     return {k: v for k, v in out.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}

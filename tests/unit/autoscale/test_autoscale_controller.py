@@ -295,6 +295,26 @@ def test_the_learned_profile_outlives_the_operator_process() -> None:
     assert json.loads(reads.configmaps[("team-a", "llama-demand-profile")]["profile.json"])["capacity"] == 4.0
 
 
+def test_status_says_when_the_standby_of_the_burst_season_was_released() -> None:
+    import json
+
+    from agentfleet.autoscale.forecast import ForecastConfig, Onset, Profile
+
+    # Pins status.forecast.standbyReleasedAt: a burst came once a day near this time on the two
+    # days before, today's came 5 min ago and ended 200 s ago, so nothing stands for the season.
+    now = float(int(time.time()))  # whole seconds: the ConfigMap keeps onset times to 0.1 s
+    day = 86400.0
+    onsets = (Onset(now - 2 * day + 600, 40.0, 150.0), Onset(now - day - 600, 40.0, 150.0), Onset(now - 300.0, 40.0, 100.0))
+    stored = Profile(capacity=4.0, curve=(4.0,) * ForecastConfig().bins, onsets=onsets, started_at=now - 3 * day)
+    reads = FakeReads()
+    reads.configmaps[("team-a", "llama-demand-profile")] = {"profile.json": json.dumps(stored.to_json())}
+    covered = {**SPEC, "autoscaling": {**SPEC["autoscaling"], "predictive": True, "burstCoveragePercent": 50}}
+    st, _ = _evaluate(covered, _quiet(), {"desiredReplicas": 3}, AutoscaleState(), reads)
+    assert st["forecast"]["standbyReleasedAt"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 200.0))
+    assert "standingReplicas" not in st["forecast"]
+    ModelReplicaSetStatus.model_validate(st)
+
+
 def test_a_schedule_in_an_unknown_time_zone_is_one_warning_and_ignored() -> None:
     spec = {
         **SPEC,

@@ -244,3 +244,46 @@ def test_no_replicas_are_ordered_for_a_burst_that_ends_before_they_load() -> Non
     long_p = day_of(lambda t: 44.0 if 1200 <= t < 1600 else 4.0, days=2)
     long_p = learn(CFG, long_p, onset - 15.0, 4.0, 4.0, 200.0)
     assert plan(CFG, long_p, (), onset, 44.0, 4.0, 200.0, 15.0).hold is None
+
+
+def bursts_at(*starts: float):  # type: ignore[no-untyped-def]
+    # +40 tasks for 150 s at each start, on top of 4.
+    return lambda t: 44.0 if any(s <= t < s + 150.0 for s in starts) else 4.0
+
+
+def test_the_standby_is_released_once_the_days_burst_in_its_season_has_come_and_gone() -> None:
+    # Pins the release: bursts came once a day somewhere in 20-25 min (one season: their times of
+    # day are closer than a load time and two seasons). Today's came early, at 16:30, and ended;
+    # nothing more came on any day in that season, so holding through 25 min buys nothing.
+    p = day_of(bursts_at(1200.0), days=1)
+    p = day_of(bursts_at(1500.0), days=1, start=DAY, profile=p)
+    half = replace(CFG, coverage=0.5)
+    today = 2 * DAY
+    t = 0.0
+    while t <= 1200.0:
+        p = learn(CFG, p, today + t, bursts_at(990.0)(t), 4.0, 200.0)
+        t += 15.0
+    assert [round(o.at % DAY) for o in p.onsets] == [1200, 1500, 990]
+    # Between the two days' onsets, after today's burst ended: released, with the reason.
+    f = forecast(half, p, today + 1200.0, 215.0)
+    assert f.in_season and f.standing is None
+    assert f.released_at == pytest.approx(today + 990.0 + p.onsets[-1].seconds)  # type: ignore[operator]
+    assert "standby released for the rest of this burst season: it brought at most 1 a day" in f.notes[0]
+    # The same day's profile before today's burst came: held (4 + 50 % of 40 -> 6).
+    before = replace(p, onsets=p.onsets[:2])
+    assert forecast(half, before, today + 1200.0, 215.0).standing == 6
+
+
+def test_a_season_that_brought_two_bursts_a_day_keeps_its_standby_after_the_first() -> None:
+    # Pins the count: a day that brought two bursts in the season means one today is not the end.
+    p = day_of(bursts_at(990.0, 1500.0), days=2)
+    today = 2 * DAY
+    t = 0.0
+    while t <= 1200.0:
+        p = learn(CFG, p, today + t, bursts_at(990.0)(t), 4.0, 200.0)
+        t += 15.0
+    f = forecast(replace(CFG, coverage=0.5), p, today + 1200.0, 215.0)
+    assert f.standing == 6 and f.released_at is None
+    # While a burst is on, the standby stands whatever the count: it is what serves that burst.
+    on = replace(p, burst_at=today + 1190.0)
+    assert forecast(replace(CFG, coverage=0.5), on, today + 1200.0, 215.0).standing == 6
