@@ -120,6 +120,8 @@ TTFT_SLO_S = 2.5  # a bucket edge of vllm:time_to_first_token_seconds
 TPOT_SLO_S = 0.025
 PERIOD_S = 15.0
 LOAD_RANGE_S = (150.0, 240.0)  # model load per replica, drawn uniformly
+# Where in the run (shares of it) the two bursts of the bursts workloads start, uniformly.
+BURST_WINDOWS = ((0.2, 0.35), (0.55, 0.75))
 MAX_REPLICAS = 16
 MIN_REPLICAS = 1
 SYSTEM_PROMPT = list(range(1, 4097))  # shared system prompt + tool schemas (prefix-cached)
@@ -166,7 +168,7 @@ class Workload:
         # they are short next to the model load time (150-240 s): no reactive policy can serve
         # their peak with new replicas, so they measure held headroom and not over-ordering GPUs
         # that arrive after the burst. Bursts longer than the load time measure scaling.
-        bursts = ((rng.uniform(0.2, 0.35), burst_s), (rng.uniform(0.55, 0.75), burst_s))
+        bursts = tuple((rng.uniform(lo, hi), burst_s) for lo, hi in BURST_WINDOWS)
         w = cls(minutes, mean_rate, seed, bursts)
 
         def ratio(height: float) -> float:
@@ -577,6 +579,32 @@ class Fixed:
         return self.replicas
 
 
+class Oracle:
+    """Not a baseline but a ceiling for capacity held before bursts: ``high`` replicas over each
+    span, ``low`` elsewhere, ordered a longest load time plus a period ahead of it. The spans are
+    what the oracle knows (oracle_spans): the windows the bursts start in, the most a policy could
+    learn from history, or each burst's start itself, which no policy can know."""
+
+    def __init__(self, spans: list[tuple[float, float]], high: int, low: int) -> None:
+        self.spans, self.high, self.low = spans, high, low
+
+    def __call__(self, fleet: Fleet, now: float) -> int:
+        return self.high if any(a <= now < b for a, b in self.spans) else self.low
+
+
+def oracle_spans(workload: Workload, mode: str) -> list[tuple[float, float]]:
+    """``window``: from a load time before each window opens until its burst ends (it sees the
+    burst begin and end, as the standby release does); ``onset``: from a load time before each
+    burst. Both hold a task SLO past the burst's end, for the tasks it started."""
+    day = workload.minutes * 60.0
+    lead = LOAD_RANGE_S[1] + PERIOD_S
+    spans = []
+    for (lo, _), (start, dur) in zip(BURST_WINDOWS, workload.bursts, strict=True):
+        opens = lo * day if mode == "window" else start * day
+        spans.append((opens - lead, start * day + dur + TASK_SLO_S))
+    return spans
+
+
 def forecast_config(minutes: float, coverage: float) -> ForecastConfig:
     """The product's defaults with the day compressed to the run: one run is one day, so the
     period and the burst season (an hour of a day) shrink with it; the trailing level that tells
@@ -677,7 +705,7 @@ class AgentfleetPolicy:
         if self.forecast is not None:
             tight = self.state.tight_tasks_per_replica
             ok = within_slo(obs.tasks, len(ready), gp.fraction if gp else None, bool(gp and gp.significant), self.config.target_fraction)
-            planned = plan(self.forecast, self.profile, (), at, obs.tasks, tight * DOWN_HEADROOM if tight else None, self.state.load_time.seconds, PERIOD_S, ok)
+            planned = plan(self.forecast, self.profile, (), at, obs.tasks, tight * DOWN_HEADROOM if tight else None, self.state.load_time.seconds, PERIOD_S, ok, self.config.window_seconds)
             self.profile, floors, hold = planned.profile, planned.floors, planned.hold
         out = decide(self.config, self.state, fleet_view, obs, Capacity(placeable_extra=MAX_REPLICAS - len(active)), floors, hold)
         self.state = out.state
@@ -744,6 +772,10 @@ def run_policy(
     elif policy_kind == "fixed":
         policy = Fixed(param)
         initial = int(param)
+    elif policy_kind in ("oracle-window", "oracle-onset"):
+        high, low = divmod(int(param), 100)
+        policy = Oracle(oracle_spans(workload, policy_kind.removeprefix("oracle-")), high, low)
+        initial = low
     else:
         fc = forecast_config(minutes, param) if param >= 0 else None
         policy = AgentfleetPolicy(min_replicas=min_replicas, forecast=fc, memory=memory)
@@ -954,7 +986,7 @@ def goals(af: Config, baselines: list[Config]) -> list[str]:
         f"{af.name}: {af.goodput:.3f} @ {af.gpu_hours:.2f} GPU-h (mean of {len(af.rows)} seeds)",
         f"  goal 1: best baseline by goodput {best.name} {best.goodput:.3f} @ {best.gpu_hours:.2f} GPU-h; needs >= {best.goodput:.3f} at <= {need_h:.2f} GPU-h: "
         f"goodput {(af.goodput - best.goodput) * 100:+.1f} points, GPU-hours {(1 - af.gpu_hours / best.gpu_hours) * 100:+.1f} % saved -> {'MET' if met1 else 'MISSED'}",
-        f"  goal 2: baseline frontier at {af.gpu_hours:.2f} GPU-h = {ref:.3f} ({', '.join(f'{h:.1f}->{g:.3f}' for h, g in front)}); agentfleet {margin:+.1f} points "
+        f"  goal 2: baseline frontier at {af.gpu_hours:.2f} GPU-h = {ref:.3f} ({', '.join(f'{h:.1f}->{g:.3f}' for h, g in front)}); {af.name} {margin:+.1f} points "
         f"-> {'above (>= +5)' if margin >= 5 else 'not below' if margin >= 0 else 'BELOW'}"
         + (f" [outside the baselines' sweep (most {front[-1][0]:.1f} GPU-h): extend --fixed]" if af.gpu_hours > front[-1][0] else ""),
     ]
@@ -1074,6 +1106,11 @@ def main() -> int:
     ap.add_argument("--out", help="frontier PNG (default e2e/bench/autoscale_frontier_<workload>.png)")
     ap.add_argument("--reasons", action="store_true", help="print agentfleet's scale decisions on the first scored seed")
     ap.add_argument("--only-agentfleet", action="store_true", help="skip the baselines (for tuning runs)")
+    ap.add_argument(
+        "--oracle",
+        default="",
+        help="ceilings, not baselines (bursts workloads): HIGH/LOW replica pairs held over the burst windows (oracle-window) and from each burst's start (oracle-onset)",
+    )
     ap.add_argument("--save", help="write every run's summary (JSON) here")
     args = ap.parse_args()
 
@@ -1115,6 +1152,13 @@ def main() -> int:
             other.append((f"keda-queue@{t:g}", "keda", dict(base, name=f"keda-queue@{t:g}", policy_kind="keda", param=t)))
         for n in parse_ints(args.fixed):
             other.append((f"fixed@{n}", "fixed", dict(base, name=f"fixed@{n}", policy_kind="fixed", param=float(n))))
+    for pair in (x for x in args.oracle.split(",") if x):
+        high, _, low = pair.partition("/")
+        if kind != "bursts":
+            ap.error("--oracle needs a bursts workload (default or long)")
+        for mode in ("window", "onset"):
+            name = f"oracle-{mode}@{high}/{low}"
+            other.append((name, "oracle", dict(base, name=name, policy_kind=f"oracle-{mode}", param=float(int(high) * 100 + int(low)))))
     wall = time.monotonic()
     # agentfleet's history days run one after the other, then its scored days, in their own
     # process(es); the baselines fill the rest, seed by seed, so a partial run has whole seeds.
@@ -1124,7 +1168,7 @@ def main() -> int:
         for s in seeds:
             for name, k, job in other:
                 futures[(name, k, s)] = ex_base.submit(_run, dict(job, seed=s))
-        memory = ex_af.submit(history, af_jobs[0][2], hist).result() if hist else None
+        memory = ex_af.submit(history, af_jobs[0][2], hist).result() if hist and af_jobs else None
         if memory is not None:
             p = Profile.from_json(memory.profile or {}, forecast_config(minutes, coverages[0]))
             onsets = ", ".join(f"{(o.at % (minutes * 60)) / 60:.1f} min: {o.size:.0f}" for o in p.onsets)
@@ -1156,6 +1200,11 @@ def main() -> int:
     )
     baselines = [c for c in configs if c.kind in ("hpa", "keda", "fixed")]
     afs = [c for c in configs if c.kind in ("agentfleet", "reactive")]
+    oracles = [c for c in configs if c.kind == "oracle"]
+    if baselines and oracles:
+        print("\nceilings (not baselines: each knows the burst windows, or each burst's start, which no history can teach):")
+        for o in oracles:
+            print("\n".join(goals(o, baselines)))
     if baselines:
         print()
         for af in afs:

@@ -339,8 +339,8 @@ def _season(config: ForecastConfig, onsets: Sequence[Onset], at: float, lead: fl
         into = (s - start) % period
         if into <= run[-1] - run[0] + span:
             began = at - into
-            first, last = run[0] % period, run[-1] % period
-            inside = [o for o in onsets if (o.at % period - first) % period <= (last - first) % period]
+            # Today's burst may start earlier or later than any seen: the whole span counts.
+            inside = [o for o in onsets if (o.at % period - start) % period <= run[-1] - run[0] + span]
             return inside, began
     return None
 
@@ -351,9 +351,13 @@ def _released(config: ForecastConfig, p: Profile, at: float, lead: float) -> tup
     and 09:15 comes once): the standby for the rest of the season buys nothing, and is released.
     Returns when the last of today's ended (None: hold on) and that most a day."""
     typical = typical_size(p.onsets)
-    major = [o for o in p.onsets if typical is not None and o.size >= MAJOR_SHARE * typical]
+    if typical is None:
+        return None, 0
+    major = [o for o in p.onsets if o.size >= MAJOR_SHARE * typical]
     found = _season(config, major, at, lead)
-    if found is None or p.burst_at is not None:
+    # A burst on now that has grown to a major one's size is more than any day brought: the
+    # standby stands for it. A small rise (a diurnal step) does not bring it back.
+    if found is None or (p.burst_at is not None and p.burst_peak >= MAJOR_SHARE * typical):
         return None, 0
     inside, began = found
     per_day: dict[int, int] = {}
@@ -372,11 +376,12 @@ def _released(config: ForecastConfig, p: Profile, at: float, lead: float) -> tup
     return max(o.at + (o.seconds or 0.0) for o in today), most
 
 
-def _short_burst(p: Profile, near: Sequence[Onset], at: float, lead: float) -> tuple[float | None, float | None]:
+def _short_burst(p: Profile, near: Sequence[Onset], at: float, lead: float, lag: float = 0.0) -> tuple[float | None, float | None]:
     """While a burst is on (p.burst_at): when the bursts seen near this time of day typically end
     before replicas ordered now could serve (their median length, backlog included, ends within
-    ``lead``, a load time and a period), until when to hold the reactive order back. A burst that
-    outlives that median is not a typical one, and the hold ends."""
+    ``lead``, a load time and a period), until when to hold the reactive order back: that end,
+    plus ``lag``, the window the reactive terms read over, which still shows the burst that long
+    after it ended. A burst that outlives that is not a typical one, and the hold ends."""
     if p.burst_at is None:
         return None, None
     lengths = sorted(o.seconds for o in near if o.seconds is not None)
@@ -384,12 +389,12 @@ def _short_burst(p: Profile, near: Sequence[Onset], at: float, lead: float) -> t
         return None, None
     typical = lengths[len(lengths) // 2]
     until = p.burst_at + typical
-    if at <= until < at + lead:
-        return until, typical
+    if at <= until + lag and until < at + lead:
+        return until + lag, typical
     return None, None
 
 
-def forecast(config: ForecastConfig, p: Profile, at: float, lead: float) -> Forecast:
+def forecast(config: ForecastConfig, p: Profile, at: float, lead: float, lag: float = 0.0) -> Forecast:
     """What the profile asks for now, to be ready ``lead`` seconds (a load time) ahead."""
     cap = p.capacity
     if cap is None or cap <= 0 or not p.curve:
@@ -426,7 +431,9 @@ def forecast(config: ForecastConfig, p: Profile, at: float, lead: float) -> Fore
             size = typical_size(_near(config, p.onsets, b * step, lead))
             extra += math.ceil(config.coverage * size / cap) if size is not None else 0
         price = extra * config.gpus_per_replica * step / 3600.0
-    hold_until, hold_burst_s = _short_burst(p, seen_near, at, lead)
+    # The bursts seen at the time of day this one began (it may be minutes in by now).
+    began_near = _near(config, p.onsets, p.burst_at, 0.0) if p.burst_at is not None else []
+    hold_until, hold_burst_s = _short_burst(p, began_near, at, lead, lag)
     return Forecast(
         hold_until=hold_until,
         hold_burst_s=hold_burst_s,
@@ -464,12 +471,14 @@ def plan(
     load_s: float,
     period_s: float,
     within_slo: float | None = None,
+    lag_s: float = 0.0,
 ) -> Planned:
     """Learn from this evaluation's demand, then the floors for the policy: ordered a load time
-    (plus one evaluation period) ahead, so they are serving when the rise or the event begins."""
+    (plus one evaluation period) ahead, so they are serving when the rise or the event begins.
+    ``lag_s``: the window the reactive terms read over (how long a burst still shows in them)."""
     profile = learn(config, profile, at, demand, capacity, load_s, within_slo)
     lead = load_s + period_s
-    f = forecast(config, profile, at, lead)
+    f = forecast(config, profile, at, lead, lag_s)
     out: list[Floor] = []
     cap = profile.capacity
     if f.predictive is not None and f.base_demand is not None and cap:
@@ -491,5 +500,9 @@ def plan(
         out.append(Floor(sched.replicas, SCHEDULED, f"schedule {sched.name!r} from {sched.started:%Y-%m-%d %H:%M %Z} (ordered {lead:.0f}s ahead)"))
     hold = None
     if f.hold_until is not None and f.hold_burst_s is not None:
-        hold = Hold(f.hold_until, f"bursts at this time of day end {f.hold_burst_s:.0f}s after they begin, before a replica ordered now loads ({load_s:.0f}s)")
+        hold = Hold(
+            f.hold_until,
+            f"bursts at this time of day end {f.hold_burst_s:.0f}s after they begin, before a replica ordered now loads ({load_s:.0f}s)"
+            + (f", and show in the last {lag_s:.0f}s of readings after" if lag_s else ""),
+        )
     return Planned(profile, tuple(out), f, sched, error, hold)

@@ -296,7 +296,7 @@ class AutoscalerController(Controller[AutoscaleState]):
         if obs.error is None:
             obs = replace(obs, tasks=self.task_layer(namespace, name, url))
         # The learned (predictive, standing) and scheduled floors (controllers/demand.py).
-        planned, policy = demand.evaluate(state.demand, self.reads, parsed, namespace, name, policy, obs, len(pf.ready), config.period_seconds)
+        planned, policy = demand.evaluate(state.demand, self.reads, parsed, namespace, name, policy, obs, len(pf.ready), config.period_seconds, config.window_seconds)
         out: Outcome = decide(config, policy, fleet, obs, floors=planned.floors, hold=planned.hold)
         if out.decision.desired > fleet.current:
             # Only ask the planner when growing; a failure to read the cluster must not block scaling.

@@ -107,6 +107,7 @@ def evaluate(
     obs: Observation,
     ready: int,
     period_s: float,
+    window_s: float = 0.0,
 ) -> tuple[Planned, PolicyState]:
     """Learn from this evaluation and compute the floors; the failure level the reactive task
     term uses comes back from the profile after a restart."""
@@ -117,7 +118,7 @@ def evaluate(
     tight = state.tight_tasks_per_replica
     g = obs.goodput
     ok = within_slo(obs.tasks, ready, g.fraction if g else None, bool(g and g.significant), spec.autoscaling.goodput.target_fraction)
-    planned = plan(config, profile, windows(spec), obs.at, obs.tasks, tight * DOWN_HEADROOM if tight else None, state.load_time.seconds, period_s, ok)
+    planned = plan(config, profile, windows(spec), obs.at, obs.tasks, tight * DOWN_HEADROOM if tight else None, state.load_time.seconds, period_s, ok, window_s)
     memory.profile = planned.profile
     return planned, state
 

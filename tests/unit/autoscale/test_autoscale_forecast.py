@@ -272,6 +272,10 @@ def test_the_standby_is_released_once_the_days_burst_in_its_season_has_come_and_
     # The same day's profile before today's burst came: held (4 + 50 % of 40 -> 6).
     before = replace(p, onsets=p.onsets[:2])
     assert forecast(half, before, today + 1200.0, 215.0).standing == 6
+    # A small rise after the release (a diurnal step, 6 tasks) does not bring the standby back; a
+    # second burst that grows to half a typical one's size (20 of 40 tasks) does: no day brought that.
+    assert forecast(half, replace(p, burst_at=today + 1185.0, burst_peak=6.0), today + 1200.0, 215.0).standing is None
+    assert forecast(half, replace(p, burst_at=today + 1185.0, burst_peak=20.0), today + 1200.0, 215.0).standing == 6
 
 
 def test_a_season_that_brought_two_bursts_a_day_keeps_its_standby_after_the_first() -> None:
@@ -284,6 +288,19 @@ def test_a_season_that_brought_two_bursts_a_day_keeps_its_standby_after_the_firs
         t += 15.0
     f = forecast(replace(CFG, coverage=0.5), p, today + 1200.0, 215.0)
     assert f.standing == 6 and f.released_at is None
-    # While a burst is on, the standby stands whatever the count: it is what serves that burst.
-    on = replace(p, burst_at=today + 1190.0)
-    assert forecast(replace(CFG, coverage=0.5), on, today + 1200.0, 215.0).standing == 6
+
+
+def test_the_hold_lasts_as_long_as_the_readings_still_show_the_burst() -> None:
+    # Pins the hold's lag: the reactive terms read over a 60 s window, so for 60 s after a typical
+    # burst's end their goodput still shows it; a rise ordered then loads to an empty queue too.
+    p = day_of(with_burst, days=2)
+    onset = 2 * DAY + 1200.0
+    p = learn(CFG, p, onset - 15.0, 4.0, 4.0, 200.0)
+    p = learn(CFG, p, onset, 44.0, 4.0, 200.0)
+    typical = p.onsets[0].seconds
+    assert typical is not None
+    for at, held in ((onset + typical + 45.0, True), (onset + typical + 75.0, False)):
+        f = forecast(CFG, p, at, 215.0, lag=60.0)
+        assert (f.hold_until is not None) is held
+    assert forecast(CFG, p, onset + typical + 45.0, 215.0).hold_until is None  # no lag: over at the typical end
+    assert plan(CFG, p, (), onset + 15.0, 44.0, 4.0, 200.0, 15.0, None, 60.0).hold.until == pytest.approx(onset + typical + 60.0)  # type: ignore[union-attr]
