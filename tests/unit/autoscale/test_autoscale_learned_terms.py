@@ -376,7 +376,7 @@ def test_plan_names_each_floor_with_its_figures_and_only_the_floors_there_are() 
     assert plan(replace(CFG, predictive=False), with_onset, (), 0.0, None, 4.0, 200.0, 15.0).floors == ()  # nor standing: coverage 0
     blank = Profile(capacity=4.0, curve=(None,) * 95 + (8.0,), onsets=(Onset(100.0, 16.0),))
     assert plan(replace(CFG, coverage=0.5), blank, (), 0.0, None, 4.0, 200.0, 15.0).floors == (
-        floors.Floor(2, floors.STANDING, "burst season: 50% of a typical onset (16 agent tasks) held over 0 expected, 4.0 per replica"),
+        floors.Floor(2, floors.STANDING, "burst season: 50% of a typical onset at this time of day (16 agent tasks) held over 0 expected, 4.0 per replica"),
     )
     batch = Window("batch", "0 9 * * *", 600, 7)
     sched = plan(replace(CFG, predictive=False), Profile(), (batch,), MON_9 - 100.0, None, None, 200.0, 15.0)
