@@ -1,15 +1,17 @@
 """Edges of routing's pure parts that mutation testing (issue 21, fifth round) found unpinned:
 the SSE line cutter, the stream accumulator's errors and tool-call hand-out, the stream body,
 the observer, the spill wait's own timeout, replica naming and the ejection test of an unknown
-replica."""
+replica, and the rendezvous score itself."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import pytest
 
 from agentfleet_runtime.model import ModelError
+from agentfleet_runtime.routing.hashing import score
 from agentfleet_runtime.routing.pool import ReplicaPool
 from agentfleet_runtime.routing.settings import RoutingSettings, Tier
 from agentfleet_runtime.routing.sources import StaticSource
@@ -125,3 +127,9 @@ def test_an_unknown_replica_is_not_ejected() -> None:
 def test_an_attempt_failure_reads_as_its_error() -> None:
     # Pins AttemptFailed's message: the model error's own.
     assert str(AttemptFailed(ModelError("engine said no"), ["r0"])) == "engine said no"
+
+
+def test_the_score_is_blake2b_of_key_nul_replica_read_as_a_big_endian_64_bit_integer() -> None:
+    # Pins the hash every worker pod must agree on, across versions too (a rolling update of the
+    # workers must not move every task's home): the NUL separator, 8 bytes, big-endian.
+    assert score("task-1", "r0") == int.from_bytes(hashlib.blake2b(b"task-1\x00r0", digest_size=8).digest(), "big") == 0x23FD4927375B2FA5
