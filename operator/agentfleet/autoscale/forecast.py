@@ -245,6 +245,7 @@ class Forecast:
     standing: int | None = None
     base_demand: float | None = None  # the curve's demand over the next load time
     typical_onset: float | None = None  # median onset size (demand)
+    season_onset: float | None = None  # the same over the onsets seen near this time of day (what standing holds a share of)
     onsets_per_period: float | None = None
     in_season: bool = False
     standby_gpu_hours_per_period: float | None = None
@@ -441,6 +442,7 @@ def forecast(config: ForecastConfig, p: Profile, at: float, lead: float, lag: fl
         standing=standing,
         base_demand=base,
         typical_onset=typical,
+        season_onset=near,
         onsets_per_period=per_period,
         in_season=season,
         standby_gpu_hours_per_period=price,
@@ -483,12 +485,12 @@ def plan(
     cap = profile.capacity
     if f.predictive is not None and f.base_demand is not None and cap:
         out.append(Floor(f.predictive, PREDICTIVE, f"learned curve: {f.base_demand:.0f} agent tasks within the next {lead:.0f}s, {cap:.1f} per replica"))
-    if f.standing is not None and f.typical_onset is not None and cap:
+    if f.standing is not None and f.season_onset is not None and cap:
         out.append(
             Floor(
                 f.standing,
                 STANDING,
-                f"burst season: {config.coverage:.0%} of a typical onset ({f.typical_onset:.0f} agent tasks) held over {f.base_demand or 0:.0f} expected, {cap:.1f} per replica",
+                f"burst season: {config.coverage:.0%} of a typical onset at this time of day ({f.season_onset:.0f} agent tasks) held over {f.base_demand or 0:.0f} expected, {cap:.1f} per replica",
             )
         )
     sched, error = None, None

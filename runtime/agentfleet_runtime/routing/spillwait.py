@@ -38,11 +38,13 @@ class RoomWaiter:
         """Until ``room()`` holds (checked when woken) or ``timeout``; True if there is room."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        queue = self._waiting.setdefault(replica, deque())
         while not room():
             left = deadline - loop.time()
             if left <= 0:
                 return False
+            # Looked up on every pass: a wake that found no room (a new call took the slot first)
+            # removes the emptied queue, and a waiter left on a removed queue is never woken again.
+            queue = self._waiting.setdefault(replica, deque())
             fut: asyncio.Future[None] = loop.create_future()
             queue.append(fut)
             try:
@@ -50,6 +52,6 @@ class RoomWaiter:
             except TimeoutError:
                 return room()
             finally:
-                if not queue:
+                if not queue and self._waiting.get(replica) is queue:
                     self._waiting.pop(replica, None)
         return True

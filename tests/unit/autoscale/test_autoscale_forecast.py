@@ -211,6 +211,17 @@ def test_standing_is_sized_on_the_onsets_seen_at_that_time_of_day() -> None:
     assert afternoon.typical_onset == pytest.approx(60.0)
 
 
+def test_the_standing_floor_names_the_onset_size_it_was_sized_on() -> None:
+    # Pins the reason's words: the morning holds 3 replicas for its 10-task rises, and says so; it
+    # used to name the size over all onsets (60 tasks, the afternoon's), which would hold 9.
+    p = day_of(small_mornings_big_afternoons, days=2)
+    planned = plan(replace(CFG, coverage=0.5), p, (), 2 * DAY + 780.0, 4.0, 4.0, 200.0, 15.0)
+    standing = [f for f in planned.floors if f.term == floors.STANDING]
+    assert standing == [
+        floors.Floor(3, floors.STANDING, "burst season: 50% of a typical onset at this time of day (10 agent tasks) held over 4 expected, 4.0 per replica")
+    ]
+
+
 def test_a_burst_records_how_long_it_lasted_and_keeps_it_through_the_configmap() -> None:
     p = day_of(with_burst)
     assert p.onsets[0].seconds == pytest.approx(150.0, abs=15.0)

@@ -151,3 +151,22 @@ def test_the_wait_for_room_leaves_an_ejected_replica_out() -> None:
 
     sent = run_virtual(body(), start=1000.0)
     assert [(r, at) for r, _, at in sent] == [("r0", 0.0), ("r0", 0.0), ("r0", 0.2)]
+
+
+def test_a_waiter_woken_without_room_is_woken_again_by_the_next_freed_call() -> None:
+    # Pins: a wake that finds no room (a new call took the slot first) leaves the waiter where the
+    # next freed() finds it; it used to re-wait on a queue already removed and sat out its timeout.
+    async def run() -> tuple[bool, bool]:
+        waiter = RoomWaiter()
+        slots = {"free": 0}
+        call = asyncio.ensure_future(waiter.wait("r0", lambda: slots["free"] > 0, 10.0))
+        await asyncio.sleep(1.0)
+        waiter.freed("r0")  # a call ended, but another took its slot before the waiter looked
+        await asyncio.sleep(1.0)
+        slots["free"] += 1
+        waiter.freed("r0")  # now there is room
+        await asyncio.sleep(0.1)
+        return call.done(), await call
+
+    done, ok = run_virtual(run())
+    assert done and ok  # at 2.1 s, not at the 10 s timeout
