@@ -3,24 +3,9 @@ claim to know and no more: the burst windows, or each burst's start."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[3] / "e2e" / "bench" / "autoscale_bench.py"
-
-
-@pytest.fixture(scope="module")
-def bench() -> Any:
-    spec = importlib.util.spec_from_file_location("autoscale_bench_oracle_under_test", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_window_oracle_holds_from_a_load_time_before_each_window_and_the_onset_oracle_before_each_burst(bench: Any) -> None:
