@@ -1,5 +1,5 @@
-"""Edges of routing's parts that mutation testing without the client tests (issue 21, sixth
-round: ``mutation_report.py --modules routing-parts``) found unpinned: the P-squared estimator's
+"""Edges of routing's parts that mutation testing without the client tests (issue 21, fifth
+round continued: ``mutation_report.py --modules routing-parts``) found unpinned: the P-squared estimator's
 marker updates worked by hand, the hedge budget's accounts, the pool's stay-after-move, least-loaded
 and round-robin orders, the load cap and bounded pick, bare-URL endpoints, the stream
 accumulator's model, first token and tool-call index, and the spill wait's queue cleanup."""

@@ -1,6 +1,6 @@
 """The first-token hedge race (ttfthedge.hedged_stream) against a scripted client, on virtual time:
 when the hedge fires and how often a denied one asks again, who wins, which attempt is cancelled,
-what the budget is charged and which outcome is counted. Issue 21's sixth round: the client tests
+what the budget is charged and which outcome is counted. Issue 21, the fifth round continued: the client tests
 reach this code, but mutation testing runs routing's parts without them (they are slow), so the
 race is pinned here on its own. Every figure is worked by hand from the script."""
 
