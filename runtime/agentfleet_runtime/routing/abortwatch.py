@@ -33,6 +33,7 @@ def abort_count(metrics_text: bytes) -> float | None:
 class _Replica:
     cancels: list[float] = field(default_factory=list)  # times of cancels not yet counted
     aborts: float | None = None  # the counter at the first read (the baseline)
+    since: float | None = None  # time of the baseline read: cancels before it are not judged
     read_at: float | None = None  # time of the last read
     judged: int = 0  # cancels made since the baseline and settled before the last read
     verdict: bool | None = None
@@ -68,13 +69,15 @@ class AbortWatch:
         try:
             if r.read_at is None:
                 ok, r.aborts = await self._safe_read(key)
-                r.read_at = loop.time()
+                r.read_at = r.since = loop.time()
                 if not ok:
                     return  # no /metrics to read: keep assuming vLLM's behaviour
                 await asyncio.sleep(self.settle_s)
             else:
                 await asyncio.sleep(max(self.settle_s, r.read_at + self.every_s - loop.time()))
-            start = r.read_at
+            # Every cancel since the baseline counts once settled, those kept from the last check
+            # too (made in its last settle_s): the counter's rise since the baseline includes them.
+            start = r.since
             ok, count = await self._safe_read(key)
             now = loop.time()
             if not ok:
