@@ -558,6 +558,7 @@ AF_TUNING = {
     "concurrency_term": os.environ.get("AF_CONCURRENCY", "0") == "1",
     "down_window": float(os.environ.get("AF_DOWN_WINDOW", "300")),
     "max_up_step": int(os.environ.get("AF_MAX_UP", "8")),
+    "max_down_step": int(os.environ.get("AF_MAX_DOWN", "1")),
     "window": float(os.environ.get("AF_WINDOW", "60")),
     # Seeds 1/2/3 (task goodput @ GPU-hours), without the task layer: 0.651 @ 17.65, 0.627 @ 20.22,
     # 0.687 @ 20.40; releasing a burst's replicas once the tasks fit half the fleet (the default):
@@ -650,7 +651,7 @@ class AgentfleetPolicy:
             down_window_seconds=AF_TUNING["down_window"],
             # As HPA's default allows (max(4 pods, 100 %) per 15 s): a burst is met in one order.
             max_up_step=AF_TUNING["max_up_step"],
-            max_down_step=1,
+            max_down_step=AF_TUNING["max_down_step"],
             initial_load_seconds=initial_load_s,
         )
         self.state = PolicyState.initial(self.config)

@@ -269,7 +269,7 @@ class Autoscaling(Model):
     scale_up_stabilization_seconds: int = Field(default=30, ge=0, le=3600, description="A scale-up must be wanted this long before it happens.")
     scale_down_stabilization_seconds: int = Field(default=300, ge=0, le=86400, description="A scale-down must be wanted this long before it happens.")
     max_scale_up_step: int = Field(default=4, ge=1, le=1000, description="Most replicas added in one decision.")
-    max_scale_down_step: int = Field(default=1, ge=1, le=1000, description="Most replicas removed in one decision.")
+    max_scale_down_step: int = Field(default=1, ge=1, le=1000, description="Most replicas removed in one decision; a burst's replicas, released once its agent tasks fit half the fleet, go in one decision.")
     prometheus_url: str | None = Field(
         default=None,
         max_length=2048,

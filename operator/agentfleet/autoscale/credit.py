@@ -11,8 +11,11 @@ misses two cases the benchmark showed:
   KV cache), so only the task layer shows the load the order was not sized for.
 
 So the credit is also lifted when the agent tasks queued and in flight doubled (``TASK_RISE``)
-and by at least one replica's worth since the order, or when goodput was zero over a whole
-window that began after the order (the order's replicas had their chance to show it was enough).
+and by at least one replica's worth since the order, and outgrew what the whole fleet, loading
+replicas included, carries at that many tasks per replica (below that the order was big enough,
+however the tasks rose: a rise from 1 task to 3 once ordered 9 replicas for 3 tasks); or when
+goodput was zero over a whole window that began after the order (the order's replicas had their
+chance to show it was enough).
 """
 
 from __future__ import annotations
@@ -29,9 +32,12 @@ class OrderInFlight:
     tasks: float | None  # agent tasks it was sized on
 
 
-def lift(order: OrderInFlight, now: float, window_seconds: float, tasks: float | None, per_replica: float | None, goodput: float | None) -> str | None:
+def lift(
+    order: OrderInFlight, now: float, window_seconds: float, tasks: float | None, per_replica: float | None, goodput: float | None, fleet: int | None = None
+) -> str | None:
     """Why the credit is lifted (a clause for the decision's reason), or None to keep it."""
-    if order.tasks is not None and tasks is not None and tasks >= TASK_RISE * order.tasks and tasks - order.tasks >= (per_replica or 1.0):
+    room = fleet * per_replica if fleet and per_replica else 0.0
+    if order.tasks is not None and tasks is not None and tasks >= TASK_RISE * order.tasks and tasks - order.tasks >= (per_replica or 1.0) and tasks > room:
         return f"{tasks:.0f} agent tasks, up from {order.tasks:.0f} when the replicas loading were ordered: credit lifted"
     if order.at is not None and goodput is not None and goodput <= ZERO_GOODPUT and now - order.at >= window_seconds:
         return f"goodput {goodput:.2f} for the whole {window_seconds:.0f}s window since the last order: credit lifted"

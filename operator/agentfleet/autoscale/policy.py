@@ -75,6 +75,7 @@ class Evaluation:
     clauses: list[str] = field(default_factory=list)
     wants: list[int] = field(default_factory=list)
     pressure: bool = False
+    released: bool = False  # a burst's replicas are released (_stabilized)
 
     def want(self, r: Reading, raw: int, clause: str, *, credited: bool = True) -> int:
         """Add a pressure term's want (after the loading credit, if it applies); returns it."""
@@ -135,6 +136,8 @@ def decide(
         ev.notes.append(f"{r.stuck} replicas loading longer than {STUCK_FACTOR:g} x {r.load_s:.0f}s get no credit")
     recs, target = _stabilized(config, state, r, ev, raw, tl)
     target, bounds, late_order = _cancel_late_order(config.bounds, r, ev, raw, target, tl)
+    if ev.released:
+        bounds = replace(bounds, max_down_step=max(bounds.max_down_step, r.current - target))
     target, limited = bound(target, r.current, bounds)
     target, limited = _clamp_to_capacity(r, fleet, ev, capacity, target, limited)
     if limited.status and limited.reason not in ("InsufficientCapacity",) and target != raw:
@@ -253,6 +256,7 @@ def _goodput_pressure(config: PolicyConfig, state: PolicyState, r: Reading, ev: 
             r.tasks,
             tight * DOWN_HEADROOM if tight else None,
             gp.fraction,
+            r.current,
         )
         if r.in_flight
         else None
@@ -343,7 +347,7 @@ def _recommend(config: PolicyConfig, r: Reading, ev: Evaluation, ok_running: flo
 def _stabilized(config: PolicyConfig, state: PolicyState, r: Reading, ev: Evaluation, raw: int, tl: TaskLayer) -> tuple[tuple[Recommendation, ...], int]:
     """Stabilization windows (common.stabilize); once the task layer says the burst's tasks fit
     half the fleet, the replicas that burst ordered go after one window, never below the count
-    before it."""
+    before it, and in one decision (``ev.released``: maxScaleDownStep does not apply to them)."""
     now, current, tasks, tight = r.now, r.current, r.tasks, tl.tight
     recs = prune(state.recommendations, now, max(config.up_window_seconds, config.down_window_seconds)) + ((now, raw),)
     target = stabilize(recs, now, current, config.up_window_seconds, config.down_window_seconds, slack=config.period_seconds)
@@ -352,6 +356,7 @@ def _stabilized(config: PolicyConfig, state: PolicyState, r: Reading, ev: Evalua
         quick = max(tl.floor, stabilize(recs, now, current, config.up_window_seconds, short, slack=config.period_seconds))
         if quick < target:
             target = quick
+            ev.released = True
             ev.notes.append(
                 f"{tasks:.0f} agent tasks fit {tasks_in_flight_term(tasks, tight)}: releasing the burst's replicas after {config.window_seconds:.0f}s"
             )

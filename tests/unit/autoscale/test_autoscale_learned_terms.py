@@ -39,6 +39,10 @@ def test_the_credit_is_lifted_at_exactly_twice_the_tasks_one_replica_more_and_a_
     order = OrderInFlight(at=None, tasks=4.0)
     assert lift(order, 0.0, 60.0, 8.0, 4.0, None) == "8 agent tasks, up from 4 when the replicas loading were ordered: credit lifted"
     assert lift(order, 0.0, 60.0, 7.9, 4.0, None) is None  # under twice
+    # Tasks that still fit the fleet ordered (room 2 x 4.0 = 8) keep the credit: the order was
+    # big enough for them, however much they rose; more tasks than the room lift it.
+    assert lift(order, 0.0, 60.0, 8.0, 4.0, None, fleet=2) is None
+    assert lift(order, 0.0, 60.0, 8.5, 4.0, None, fleet=2) is not None
     # Without a per-replica figure one task is a replica's worth: 1 -> 2 lifts.
     assert lift(OrderInFlight(at=None, tasks=1.0), 0.0, 60.0, 2.0, None, None) is not None
     late = OrderInFlight(at=1000.0, tasks=None)

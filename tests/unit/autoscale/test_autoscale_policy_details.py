@@ -113,9 +113,10 @@ def test_goodput_is_pressure_only_when_significant_and_below_target() -> None:
 
 def test_a_rise_in_agent_tasks_lifts_the_credit_only_past_one_replicas_worth_of_tasks() -> None:
     # Pins the per-replica task figure _goodput_pressure gives credit.lift: DOWN_HEADROOM x the
-    # fewest tasks per replica seen to fail the SLO (10 -> 8). Tasks up from 4 to 10 (a rise
-    # of 6) keep the order's credit; up to 14 (a rise of 10) lift it and order for the tasks:
-    # ceil(3 x 14 / 4) = 11.
+    # fewest tasks per replica seen to fail the SLO (10 -> 8), and the fleet it passes (3, the
+    # loading replica included), whose room is 3 x 8 = 24 tasks. Tasks up from 4 to 10 (a rise
+    # of 6) keep the order's credit; 14 and 24 (rises of 10 and 20) still fit the fleet ordered
+    # and keep it too; 25 lift it and order for the tasks: ceil(3 x 25 / 4) = 19.
     c = cfg()
     state = replace(PolicyState.initial(c), tight_tasks_per_replica=10.0, ordered_for=3, ordered_tasks=4.0, ordered_at=-10.0, ordered_goodput=0.9)
     fleet = FleetView(current=3, ready=("r0", "r1"), starting=(Starting("s0", 10.0),))
@@ -125,7 +126,9 @@ def test_a_rise_in_agent_tasks_lifts_the_credit_only_past_one_replicas_worth_of_
         return decide(c, state, fleet, obs).decision.recommendation
 
     assert recommended(10.0) == 3
-    assert recommended(14.0) == 11
+    assert recommended(14.0) == 3
+    assert recommended(24.0) == 3
+    assert recommended(25.0) == 19
 
 
 def test_concurrency_is_learned_from_zero_and_is_pressure_only_past_its_headroom_when_asked() -> None:

@@ -62,11 +62,26 @@ def test_a_bursts_replicas_are_released_after_one_window_once_the_tasks_fit_half
         recommendations=tuple((t, 5) for t in (0.0, 15.0, 30.0, 45.0)),
     )
     out = decide(c, state, settled(12), Observation(at=60.0, samples=samples(12, 0.0, 0.3), goodput=gp(1.0), tasks=4.0))
-    assert out.decision.desired == 8  # max(burst floor 3, the window's 5) and at most 4 fewer per decision
+    # max(burst floor 3, the window's 5), in one decision: the burst's replicas are not held by
+    # maxScaleDownStep (4 here, so 8 without the release), a step per period would keep them
+    # for minutes after the tasks that needed them are gone.
+    assert out.decision.desired == 5
     assert "releasing the burst's replicas after 60s" in out.decision.reason
     # Never below the count before the burst, however few the tasks.
     state = replace(state, recommendations=tuple((t, 1) for t in (0.0, 15.0, 30.0, 45.0)))
     assert decide(c, state, settled(4), Observation(at=60.0, samples=samples(4, 0.0, 0.3), goodput=gp(1.0), tasks=1.0)).decision.desired == 3
+
+
+def test_an_ordinary_scale_down_keeps_the_step_limit() -> None:
+    # The release's one-decision drop is for a burst's replicas only: the same fleet without a
+    # burst floor, past the down window, goes down by maxScaleDownStep (12 -> 8, wanted 5).
+    c = cfg(down_window_seconds=60.0, window_seconds=60.0, max_down_step=4)
+    state = replace(
+        PolicyState.initial(c), tight_tasks_per_replica=1.0, ok_running_per_replica=2.0, recommendations=tuple((t, 5) for t in (0.0, 15.0, 30.0, 45.0))
+    )
+    out = decide(c, state, settled(12), Observation(at=75.0, samples=samples(12, 0.0, 0.3), goodput=gp(1.0), tasks=4.0))
+    assert out.decision.desired == 8
+    assert "releasing the burst's replicas" not in out.decision.reason
 
 
 def test_no_release_before_the_down_window_without_the_task_layer_or_a_burst() -> None:
