@@ -517,3 +517,22 @@ def test_the_residency_note_word_for_word() -> None:
     f = size_fleet(p, _replica(100_000))
     assert (f.replicas_for_calls, f.replicas_for_warm_tasks, f.replicas) == (1, 10, 10)
     assert f.notes == ("residency, not in-flight calls, sets the replica count: tasks waiting on tools keep their KV warm",)
+
+
+def test_a_smaller_tp_that_fits_is_named_rather_than_no_tp_fitting() -> None:
+    # Pins _suggestion when only a smaller TP fits (mutation testing found it saying none does).
+    # 1 GiB of weights on 6 GiB GPUs at 0.75, 4.5 GiB usable each: TP 2 has 9 - 2 x 5 (reserve) - 1
+    # = -2 GiB for KV; TP 1 has 4.5 - 3 - 1 = 0.5 GiB = 4,096 blocks of 16 x 8 KiB = 65,536 tokens,
+    # room for a 4,096-token sequence; TP 4 and up lose more to the reserve (18 - 20 - 1 < 0).
+    a = assess(
+        spec(
+            model={"name": "my-org/small", "geometry": SMALL_GEOMETRY},
+            engine={"maxModelLen": 4096, "gpuMemoryUtilization": 0.75, "tensorParallelSize": 2},
+            gpu={"memory": "6Gi"},
+        )
+    )
+    assert a.errors == (
+        "small does not fit at tensorParallelSize 2 x pipelineParallelSize 1: its weights take 1.0 GiB "
+        "(0.54B parameters x 16 bit) but 2 x 6.0 GiB GPU x 0.75 utilization = 9.0 GiB usable, minus 10.0 GiB "
+        "working reserve leaves -1.0 GiB; the smallest tensorParallelSize that fits is 1 (0.5 GiB KV, 65,536 tokens)",
+    )
