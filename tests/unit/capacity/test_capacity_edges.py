@@ -200,7 +200,7 @@ def test_low_kv_headroom_warns_with_the_share_and_a_tp_only_when_a_larger_one_he
 def test_a_max_model_len_past_the_models_context_is_refused_unless_the_spec_extends_it() -> None:
     # Pins the context check: SmolLM2-360M's context is 8,192 tokens; 8,192 itself is accepted, 32,768
     # refused with the fix; --rope-scaling or --hf-overrides in extraArgs, or
-    # VLLM_ALLOW_LONG_MAX_MODEL_LEN set to anything but "" or "0", turn the refusal into a warning.
+    # VLLM_ALLOW_LONG_MAX_MODEL_LEN set to "1", turn the refusal into a warning.
     def smol(max_len: int, **engine) -> Assessment:
         return assess(spec(model={"name": "HuggingFaceTB/SmolLM2-360M-Instruct"}, engine={"maxModelLen": max_len, **engine}, gpu={"product": "NVIDIA-L4"}))
 
@@ -536,3 +536,17 @@ def test_a_smaller_tp_that_fits_is_named_rather_than_no_tp_fitting() -> None:
         "(0.54B parameters x 16 bit) but 2 x 6.0 GiB GPU x 0.75 utilization = 9.0 GiB usable, minus 10.0 GiB "
         "working reserve leaves -1.0 GiB; the smallest tensorParallelSize that fits is 1 (0.5 GiB KV, 65,536 tokens)",
     )
+
+
+def test_vllm_allow_long_max_model_len_counts_only_where_vllm_reads_it_as_on() -> None:
+    # Pins the env check to vLLM's own reading (vllm/envs.py: the value, stripped and lower-cased,
+    # in ("1", "true")). "false" or "yes" leave vLLM refusing the 32,768-token context of a model
+    # of 8,192, so admission must refuse it too; the old check accepted any value but "" and "0".
+    def smol(value: str) -> Assessment:
+        env = [{"name": "VLLM_ALLOW_LONG_MAX_MODEL_LEN", "value": value}]
+        return assess(spec(model={"name": "HuggingFaceTB/SmolLM2-360M-Instruct"}, engine={"maxModelLen": 32768, "env": env}, gpu={"product": "NVIDIA-L4"}))
+
+    for on in ("1", "true", " TRUE ", "True"):
+        assert smol(on).ok and "relying on the rope-scaling override" in smol(on).warnings[0], on
+    for off in ("false", "yes", "0", "", "2"):
+        assert not smol(off).ok and "vLLM refuses it" in smol(off).errors[0], off
