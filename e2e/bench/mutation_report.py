@@ -69,7 +69,7 @@ ROUTING_PART_TESTS = ["tests/unit/routing"] + [
 # the whole pure parts; the keys with a dash are parts of them, for a run that fits in the time.
 MODULES: dict[str, tuple[list[str], list[str]]] = {
     "placement": (["agentfleet/placement/*.py"], ["tests/unit/placement"]),
-    "capacity": (["agentfleet/capacity/*.py"], ["tests/unit/capacity/test_capacity_model.py"]),
+    "capacity": (["agentfleet/capacity/*.py"], ["tests/unit/capacity"]),
     "autoscale": ([f"agentfleet/autoscale/{m}.py" for m in AUTOSCALE_CORE + AUTOSCALE_LEARNED], AUTOSCALE_TESTS),
     "autoscale-core": ([f"agentfleet/autoscale/{m}.py" for m in AUTOSCALE_CORE], AUTOSCALE_TESTS),
     "autoscale-learned": ([f"agentfleet/autoscale/{m}.py" for m in AUTOSCALE_LEARNED], AUTOSCALE_TESTS),
@@ -106,6 +106,8 @@ def stage(work: Path, files: list[str], tests: list[str], tests_from: str | None
     # e2e.nodes); e2e/ is a namespace package found from the project root, so it is staged beside
     # tests/ and the root goes on pytest's path, as the project's own pyproject does.
     shutil.copytree(ROOT / "e2e", work / "e2e", ignore=shutil.ignore_patterns("__pycache__"))
+    # The CLI tests of capacity read the example manifests (examples/*.yaml) from the project root.
+    shutil.copytree(ROOT / "examples", work / "examples")
     # Only the unit tests that are run; the guard in tests/conftest.py is inert without its env.
     quoted = lambda xs: ", ".join(f'"{x}"' for x in xs)  # noqa: E731
     (work / "pyproject.toml").write_text(
@@ -114,7 +116,7 @@ def stage(work: Path, files: list[str], tests: list[str], tests_from: str | None
         'pythonpath = ["."]\n'
         "[tool.mutmut]\n"
         'source_paths = ["src"]\n'
-        'also_copy = ["e2e"]\n'
+        'also_copy = ["e2e", "examples"]\n'
         f"only_mutate = [{quoted('src/' + f for f in files)}]\n"
         f"pytest_add_cli_args_test_selection = [{quoted(tests)}]\n"
         "use_git_change_detection = false\n"

@@ -145,9 +145,10 @@ def assess(spec: ModelReplicaSetSpec, node_gpu_memory_mib: int | None = None) ->
     elif spec.engine.max_model_len and shape.max_context and spec.engine.max_model_len > shape.max_context:
         msg = f"spec.engine.maxModelLen {spec.engine.max_model_len:,} exceeds the {shape.max_context:,}-token context of {shape.family}"
         # vLLM refuses a longer context unless told the model was extended (rope scaling overrides) or
-        # explicitly allowed to go beyond it.
+        # explicitly allowed to go beyond it: it reads VLLM_ALLOW_LONG_MAX_MODEL_LEN as on only for "1" or
+        # "true" (any case, spaces stripped), so "false" or "yes" leave it off.
         extended = any(a.startswith(("--hf-overrides", "--rope-scaling")) for a in spec.engine.extra_args) or any(
-            v.name == "VLLM_ALLOW_LONG_MAX_MODEL_LEN" and v.value not in ("", "0") for v in spec.engine.env
+            v.name == "VLLM_ALLOW_LONG_MAX_MODEL_LEN" and v.value.strip().lower() in ("1", "true") for v in spec.engine.env
         )
         if extended:
             warnings.append(msg + ": relying on the rope-scaling override or VLLM_ALLOW_LONG_MAX_MODEL_LEN in the spec")

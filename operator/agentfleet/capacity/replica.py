@@ -182,7 +182,9 @@ def fit_problems(shape: ModelShape, cfg: ServingConfig, cap: ReplicaCapacity | N
 
 def _suggestion(shape: ModelShape, cfg: ServingConfig, lead: str = ";") -> str:
     tp = smallest_fitting_tp(shape, cfg)
-    if tp is None or tp <= cfg.tensor_parallel:
+    # The smallest size that fits may be below the current one: once a replica spans GPUs every GPU
+    # also reserves RESERVE_PER_GPU_SHARDED, so on small GPUs (or at a low utilization) TP 1 leaves more room.
+    if tp is None:
         more = "raise pipelineParallelSize, use a quantised checkpoint, an fp8 KV cache or GPUs with more memory"
         return f"{lead} no tensorParallelSize up to {TP_CANDIDATES[-1]} fits: {more}"
     at = replica_capacity(shape, replace(cfg, tensor_parallel=tp))
