@@ -67,11 +67,13 @@ ROUTING_PART_TESTS = ["tests/unit/routing"] + [
 
 # The unit tests that run the agent loop (a TaskRun against a fake store, model and tools), and
 # the budget arithmetic it calls. The first two were the whole selection up to the sixth round;
-# test_runtime_decisions.py drives the loop through JSON decisions, repairs and tool policies.
+# test_runtime_decisions.py drives the loop through JSON decisions, repairs and tool policies;
+# test_runtime_loop_steps.py pins one step's requests, checkpoints, metrics, logs and endings.
 LOOP_TESTS = [
     "tests/unit/runtime/test_runtime_loop_checkpoints.py",
     "tests/unit/runtime/test_runtime_budget.py",
     "tests/unit/runtime/test_runtime_decisions.py",
+    "tests/unit/runtime/test_runtime_loop_steps.py",
 ]
 
 # module key -> (files under src/, unit tests that exercise them). "autoscale" and "routing" are
