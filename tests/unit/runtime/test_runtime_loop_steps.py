@@ -679,3 +679,21 @@ def test_a_failed_tool_calls_output_is_not_a_source_an_answer_may_cite(clock: Cl
     _, outcome = run(model, store, tools, settings=JSON_MODE)
     assert outcome == (Status.DONE, "final_answer") and store.finished["answer"] == "ACCESS EXCLUSIVE\n\nSources: a.html"
     assert "x.html is not one" in model.requests[3].messages[-1]["content"]
+
+
+def test_a_json_schema_agent_without_tools_asks_for_and_stores_a_plain_answer(clock: Clock) -> None:
+    # decisions.mode JSONSchema on an agent with no tools: there is no action to decide, so the
+    # loop reads each reply as plain text, and the request must not constrain the reply to the
+    # decision's JSON either (the stored answer would be that JSON). The fake engine decodes as
+    # a grammar does: the decision object when a response_format is sent, plain text otherwise.
+    class Engine(Model):
+        async def complete(self, request):
+            self.requests.append(request)
+            if request.response_format is not None:
+                return ModelReply('{"action": "answer", "answer": "4", "sources": []}', usage=Usage(10, 5))
+            return ModelReply("4", usage=Usage(10, 5))
+
+    store, model = Store(clock), Engine(clock, [])
+    _, outcome = run(model, store, Tools(clock, schemas=()), settings=JSON_MODE)
+    assert outcome == (Status.DONE, "final_answer")
+    assert model.requests[0].response_format is None and store.finished["answer"] == "4"
