@@ -65,6 +65,17 @@ ROUTING_PART_TESTS = ["tests/unit/routing"] + [
     for t in ("test_routing_client", "test_routing_client_fit", "test_routing_client_metrics", "test_routing_hedge_load")
 ]
 
+# The unit tests that run the agent loop (a TaskRun against a fake store, model and tools), and
+# the budget arithmetic it calls. The first two were the whole selection up to the sixth round;
+# test_runtime_decisions.py drives the loop through JSON decisions, repairs and tool policies;
+# test_runtime_loop_steps.py pins one step's requests, checkpoints, metrics, logs and endings.
+LOOP_TESTS = [
+    "tests/unit/runtime/test_runtime_loop_checkpoints.py",
+    "tests/unit/runtime/test_runtime_budget.py",
+    "tests/unit/runtime/test_runtime_decisions.py",
+    "tests/unit/runtime/test_runtime_loop_steps.py",
+]
+
 # module key -> (files under src/, unit tests that exercise them). "autoscale" and "routing" are
 # the whole pure parts; the keys with a dash are parts of them, for a run that fits in the time.
 MODULES: dict[str, tuple[list[str], list[str]]] = {
@@ -78,7 +89,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "routing-client": ([f"agentfleet_runtime/routing/{m}.py" for m in ROUTING_CLIENT], ["tests/unit/routing"]),
     "routing-rest": ([f"agentfleet_runtime/routing/{m}.py" for m in ROUTING_REST], ["tests/unit/routing"]),
     "routing-parts": ([f"agentfleet_runtime/routing/{m}.py" for m in ROUTING_PARTS], ROUTING_PART_TESTS),
-    "loop": (["agentfleet_runtime/loop.py"], ["tests/unit/runtime/test_runtime_loop_checkpoints.py", "tests/unit/runtime/test_runtime_budget.py"]),
+    "loop": (["agentfleet_runtime/loop.py"], LOOP_TESTS),
 }
 
 STATUS = re.compile(r"^\s*(?P<name>[\w.]+__mutmut_\d+): (?P<status>[\w ]+?)\s*$")

@@ -195,9 +195,10 @@ def _placeholder(schema: Mapping[str, Any]) -> str:
 
 
 def request_extras(settings: DecisionSettings, schemas: Sequence[Mapping[str, Any]], choice: Offer, *, send_tools: bool) -> dict[str, Any]:
-    """tools / tool_choice / response_format of one step's request."""
+    """tools / tool_choice / response_format of one step's request. JSON decisions need a tool
+    to decide on: an agent without tools answers in plain text (the loop reads it so) in either mode."""
     by_name = {s["function"]["name"]: s for s in schemas}
-    if settings.mode == "JSONSchema":
+    if settings.mode == "JSONSchema" and schemas:
         return {"response_format": response_format(decision_schema(by_name, choice))}
     if not send_tools or not schemas:
         return {}
