@@ -17,7 +17,6 @@ from agentfleet.capacity import (
     GiB,
     KiB,
     MiB,
-    ReplicaCapacity,
     ServingConfig,
     WorkloadProfile,
     assess,
@@ -42,6 +41,7 @@ from agentfleet.capacity import (
     smallest_fitting_tp,
 )
 from agentfleet.catalog import ModelShape, lookup
+from tests.unit.capacity.test_capacity_model import _replica
 
 
 def spec(**kw) -> ModelReplicaSetSpec:
@@ -462,24 +462,6 @@ def test_gib_and_the_small_memory_terms() -> None:
 
 
 # --- fleet sizing -----------------------------------------------------------------------------
-
-
-def _replica(kv_tokens: int) -> ReplicaCapacity:
-    return ReplicaCapacity(
-        gpus=1,
-        gpu_memory_bytes=0,
-        usable_bytes=0,
-        weight_bits=16,
-        weights_bytes=0,
-        reserve_bytes=0,
-        kv_free_bytes=0,
-        kv_bytes_per_token=0,
-        kv_bytes_per_token_stored=0,
-        kv_tokens=kv_tokens,
-        context=None,
-        concurrent_sequences=None,
-        kv_limited_sequences=None,
-    )
 
 
 def test_fleet_notes_word_for_word_and_a_prefix_longer_than_the_call() -> None:
