@@ -171,8 +171,8 @@ class OracleClient(RoutingModelClient):
         self.tasks_hit: set[str] = set()
         self.sims: dict[str, Replica] = {}
 
-    def duplicate_at(self, name: str, now: float) -> float | None:
-        if self.sims[name].next_call_slow():  # a slow draw, or a stall under way
+    def duplicate_at(self, name: str, body: dict[str, Any], now: float) -> float | None:
+        if self.sims[name].next_call_slow(body):  # a slow draw, or a stall under way
             return now
         ahead = [st.start for st in self.stalls if st.replica == name and now < st.end]
         return max(now, min(ahead)) if ahead else None  # still running when the next stall begins
@@ -180,7 +180,7 @@ class OracleClient(RoutingModelClient):
     async def _hedged(self, pool: ReplicaPool, order: list[Endpoint], req: ModelRequest, body: dict[str, Any], timeout: float) -> tuple[ModelReply, str]:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        at = self.duplicate_at(order[0].name, started) if len(order) > 1 else None
+        at = self.duplicate_at(order[0].name, body, started) if len(order) > 1 else None
         if at is None:
             return await super()._hedged(pool, order, req, body, timeout)  # settings: hedging off
 
@@ -279,7 +279,8 @@ def run_job(job: Job) -> dict[str, Any]:
     tasks = workload_tasks(job.seed, job.seconds, job.replicas)
 
     async def main() -> dict[str, Any]:
-        faults: dict[str, Any] = {"seed": 1000 * job.seed}
+        # Keyed draws: a call's first attempt is slow or not whatever the policy (faultdraws.py).
+        faults: dict[str, Any] = {"seed": 1000 * job.seed, "draws": "call"}
         if job.workload == "slow" and mode != "nofault":
             faults |= {"slow_fraction": 0.01, "slow_factor": 10.0}
         sims = await start_replicas(job.replicas, fleet_config(job.replicas, engine=ENGINE, faults=faults, quirks={"abort_on_disconnect": abort}))
