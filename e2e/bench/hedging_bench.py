@@ -40,58 +40,78 @@ of one seed share a process (and its generated tasks), ``--jobs`` seeds at a tim
     .venv/bin/python e2e/bench/hedging_bench.py [--seeds 1-10] [--seconds 600] [--workloads slow,stall] [--jobs 2]
         [--variants none,oracle,call,ttft,...] [--tune --tune-seeds 1001 --percentiles 90,95,98,99]
 
-Figures (2026-11-23). 300 s runs (600 s did not fit the CPU this shared machine had: 10-15 s of CPU a
-run at 3-10% of a core), 4 replicas, 156 tasks x 16 calls a run, stalls every 120 s (2 a run, 22% of
-the tasks caught). The percentiles were tuned on seed 1001 only (never scored), p95 against p99,
-as ``--tune`` does: call p99 on both workloads, ttft p95 on "slow" and p99 on "stall". Scored seeds
-1-10 (the -noabort runs: 1-8 and 10). Share: pooled, with the 90% seed-bootstrap interval.
+Same faults in every run of a seed: the simulator draws each call's faults from a generator keyed
+by the fleet's fault seed, the call's prompt and its attempt number (``FaultConfig.draws = "call"``,
+agentfleet_sim/faultdraws.py), not from one generator per replica in the order calls reach it. The
+routing client sends no task id or step, but the prompt names the task and grows each step, and the
+tasks' histories here do not depend on the replies (nor would they across replicas: the simulator
+answers a prompt alike everywhere), so a logical call is the same prompt in every run. Its first
+attempt is slow or not whichever policy sent it wherever; a hedge's duplicate (attempt 2) draws
+afresh; the oracle's peek (``next_call_slow(body)``) reads the same draw. Checked on seed 1 (60 s
+runs, all six policies): the same 496 logical calls and the same 5 slow first attempts in every run;
+with the old per-replica draws 8-10 of them differed from the no-hedge run's in every policy
+(tests/unit/sim/test_sim_fault_draws.py pins it). ``--draws replica`` runs the old draws.
+
+Figures (2026-11-23, keyed draws). 300 s runs (600 s did not fit the CPU this shared machine had:
+10-15 s of CPU a run), 4 replicas, 156 tasks x 16 calls a run, stalls every 120 s (2 a run, 22% of
+the tasks caught). The percentiles were tuned on seed 1001 only (never scored), p95 against p99, as
+``--tune`` does: call p99 on both workloads, ttft p95 on "slow" and p99 on "stall" (the same choices
+as with the old draws). Scored seeds 1-10, every row. Share: pooled, with the 90% seed-bootstrap
+interval; in brackets after it, the same row with the old per-replica draws (the previous figures;
+their -noabort rows on seeds 1-8 and 10).
 
     A=".venv/bin/python e2e/bench/hedging_bench.py --seconds 300 --tune --tune-seeds 1001 --percentiles 95,99 --seeds 1-10 --workloads slow,stall"
     $A --variants none,oracle,call,ttft,call-noabort,ttft-noabort --jobs 2   # then the same with --report
 
-    workload  policy         task p95  gain     share [90%]       extra calls  extra tokens  extra work
-    slow      none           82.1 s
-              oracle         68.7 s    13.37 s  100%              0.95%        0.96%         4.4%
-              call p99       72.2 s     9.93 s   74% [66..82]     2.79%        2.22%         6.6%
-              ttft p95       70.3 s    11.83 s   88% [82..96]     4.77%        2.84%         9.8%
-              call-noabort   73.6 s     8.85 s   65% [53..76]     2.44%        2.57%         6.3%
-              ttft-noabort   71.5 s    10.91 s   80% [71..90]     3.79%        4.33% (max 4.90)  8.5%
-    stall     none           82.3 s
-              oracle         71.8 s    10.53 s  100%              2.12%        0.50%         4.7%
-              call p99       76.0 s     6.37 s   61% [48..71]     2.81%        1.56%         7.5%
-              ttft p99       79.9 s     2.45 s   23% [ 5..44]     2.96%        1.26%         6.1%
-              call-noabort   76.9 s     5.36 s   53% [39..66]     2.68%        2.65%         7.0%
-              ttft-noabort   82.1 s     0.11 s    1% [-26..21]    2.15%        2.21%         5.6%
+    workload  policy         task p95  gain     share [90%]        old draws         extra calls  extra tokens      extra work
+    slow      none           84.8 s                                (82.1 s)
+              oracle         68.8 s    16.03 s  100%               (13.37 s)         1.02%        1.00%             4.5%
+              call p99       72.6 s    12.23 s   76% [65..86]      (74% [66..82])    2.84%        2.04%             6.5%
+              ttft p95       70.2 s    14.63 s   91% [84..97]      (88% [82..96])    4.70%        2.68%             10.7%
+              call-noabort   73.1 s    11.77 s   73% [69..79]      (65% [53..76])    2.63%        2.80%             6.9%
+              ttft-noabort   71.5 s    13.35 s   83% [75..91]      (80% [71..90])    3.79%        4.41% (max 4.78)  9.3%
+    stall     none           82.3 s                                (the same)
+              oracle         71.8 s    10.53 s  100%                                 2.12%        0.50%             4.7%
+              call p99       76.0 s     6.37 s   61% [48..71]      (the same)        2.81%        1.56%             7.5%
+              ttft p99       79.9 s     2.45 s   23% [ 5..44]      (the same)        2.96%        1.26%             6.1%
+              call-noabort   76.9 s     5.45 s   52% [40..63]      (53% [39..66])    2.66%        2.64%             6.6%
+              ttft-noabort   81.7 s     0.64 s    6% [-26..33]     (1% [-26..21])    2.46%        2.49%             5.6%
 
-Means over the seeds (the -noabort rows compare with the oracle of their 9 seeds: 13.60 s and
-10.20 s). Extra work is what the engines computed (uncached prefill plus decode, their own
-counters) over the same seed's no-hedge run, minus 1; extra tokens is the budget's measure.
-Call p99 latency: slow none 9.86 s, oracle 5.67, call 7.47, ttft 5.79; stall 6.70, 6.34, 8.55, 6.31.
+Means over the seeds. Extra work is what the engines computed (uncached prefill plus decode, their
+own counters) over the same seed's no-hedge run, minus 1; extra tokens is the budget's measure.
+Call p99 latency: slow none 12.65 s, oracle 5.76, call 7.45, ttft 5.80; stall 6.70, 6.34, 8.55, 6.31.
+130 runs (scored and tuning): 1,470 s of CPU, 12 s a run.
 
-- The oracle's gain is measurable now on both workloads (slow 11.2-17.1 s on every seed; stall
-  3.8-15.2 s).
-- Slow, 90% of the oracle: not reached. ttft 88% [82..96]: the interval holds 90%, the point does not;
-  telling 88% from 90% takes an interval of +-2 points, about (7/2)^2 x 10 = 120 seeds. call 74%
-  [66..82]: below. A whole-call hedge cannot fire before its delay (p99 of the call, 4.6-7.9 s
-  across seeds) while the oracle's duplicate starts at once; firing sooner spends the budget on
-  long normal calls (p95: 4.45% extra calls, 83 denied, a smaller gain on the tuning seed).
-  The TTFT delay is 1.4-2.7 s because the first token here includes the prefill of prompts that
-  grow by a 1,000-word tool output a step, and queueing, so most TTFT hedges fire on normal calls and lose (ttft p95: 4.77% extra
-  calls, 117 asks denied a run).
+- The stall workload draws no error or slow calls, so its runs are the old runs exactly (its rows
+  with every seed match the previous figures; the -noabort rows now include seed 9): the keyed
+  draws change nothing else, and the default draws stay the old ones.
+- Slow, 90% of the oracle: ttft 91% [84..97] (per seed 67-107%), call 76% [65..86] (per seed
+  0-104%; seed 1's oracle gains only 6.1 s and call nothing). Pairing did not narrow the intervals
+  much: widths 21, 13, 10 and 16 points against 16, 14, 23 and 19 with the old draws. What is left
+  is between seeds: where a seed's 25 slow calls fall among its tasks (two in one task make the
+  p95), and the p95 of 156 tasks (their 8th longest) moves with a few tasks. So telling ttft's 91%
+  from 90% still takes some 100 seeds; a paired per-task measure (the policy against no hedging,
+  task by task) would need far fewer.
+- The whole-call hedge cannot fire before its delay (p99 of the call, 4.3-7.2 s across seeds)
+  while the oracle's duplicate starts at once; firing sooner spends the budget on long normal
+  calls (p95: 4.41% extra calls and a smaller gain on the tuning seed). The TTFT delay is
+  1.6-2.4 s because the first token here includes the prefill of prompts that grow by a
+  1,000-word tool output a step, and queueing, so most TTFT hedges fire on normal calls and lose
+  (ttft p95: 4.70% extra calls, 107 asks denied a run).
 - Stall, 90%: not reached (call 61%, ttft 23%; both intervals exclude 90%). ttft is behind call:
   its hedges fire on calls whose first token is late from prefill, and every hedge that wins moves
   its task to a replica without the task's prefix (even the oracle's +2% calls cost +4.7% work).
-  A budget that banks 40 calls instead of 10 (``-burst40``, seeds 1, 2, 10) did not help ttft
-  (-33% [-96..42] against 26%) and moved call from 52% to 79% [56..109] on those 3 seeds: not
+  A budget that banks 40 calls instead of 10 (``-burst40``, seeds 1, 2, 10, old draws) did not help
+  ttft (-33% [-96..42] against 26%) and moved call from 52% to 79% [56..109] on those 3 seeds: not
   enough to change the default.
 - Engines that do not abort: noticed on every replica in every -noabort run; extra calls at most
-  4.29% and extra tokens at most 4.90% (budget charges whole calls), within 5%. But extra engine
-  work is 5.6-8.5% (6.1-9.8% on engines that abort; the oracle's 4.4-4.7%): the budget counts a hedge's prompt
-  tokens, not the cold prefill a duplicate on another replica does. ttft on the stall workload
-  with a non-aborting engine gains nothing (1%; worse than no hedging on 4 of 9 seeds).
-- One slow-workload run (seed 10, ttft) judged one aborting replica as not aborting: in the
-  simulator a slow call is slow in delivery after its engine finished, so the cancel finds
-  nothing to abort and the watch sees no abort rise.
+  4.33% and extra tokens at most 4.78% (budget charges whole calls), within 5%. But extra engine
+  work is 5.6-9.3% (6.1-10.7% on engines that abort; the oracle's 4.5-4.7%): the budget counts a
+  hedge's prompt tokens, not the cold prefill a duplicate on another replica does. ttft on the
+  stall workload with a non-aborting engine gains nothing (6% [-26..33]).
+- In the simulator a slow call is slow in delivery after its engine finished, so a cancel can find
+  nothing to abort and the abort watch then sees no abort rise (with the old draws one slow-workload
+  run, seed 10 ttft, judged an aborting replica as not aborting; none did here).
 """
 
 from __future__ import annotations
@@ -171,8 +191,8 @@ class OracleClient(RoutingModelClient):
         self.tasks_hit: set[str] = set()
         self.sims: dict[str, Replica] = {}
 
-    def duplicate_at(self, name: str, now: float) -> float | None:
-        if self.sims[name].next_call_slow():  # a slow draw, or a stall under way
+    def duplicate_at(self, name: str, body: dict[str, Any], now: float) -> float | None:
+        if self.sims[name].next_call_slow(body):  # a slow draw, or a stall under way
             return now
         ahead = [st.start for st in self.stalls if st.replica == name and now < st.end]
         return max(now, min(ahead)) if ahead else None  # still running when the next stall begins
@@ -180,7 +200,7 @@ class OracleClient(RoutingModelClient):
     async def _hedged(self, pool: ReplicaPool, order: list[Endpoint], req: ModelRequest, body: dict[str, Any], timeout: float) -> tuple[ModelReply, str]:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        at = self.duplicate_at(order[0].name, started) if len(order) > 1 else None
+        at = self.duplicate_at(order[0].name, body, started) if len(order) > 1 else None
         if at is None:
             return await super()._hedged(pool, order, req, body, timeout)  # settings: hedging off
 
@@ -261,6 +281,7 @@ class Job:
     replicas: int
     seconds: float
     stall_every: float
+    draws: str = "call"  # the simulator's fault draws: "call" (keyed, paired) or "replica" (the old ones)
 
     def key(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -279,7 +300,8 @@ def run_job(job: Job) -> dict[str, Any]:
     tasks = workload_tasks(job.seed, job.seconds, job.replicas)
 
     async def main() -> dict[str, Any]:
-        faults: dict[str, Any] = {"seed": 1000 * job.seed}
+        # Keyed draws: a call's first attempt is slow or not whatever the policy (faultdraws.py).
+        faults: dict[str, Any] = {"seed": 1000 * job.seed, "draws": job.draws}
         if job.workload == "slow" and mode != "nofault":
             faults |= {"slow_fraction": 0.01, "slow_factor": 10.0}
         sims = await start_replicas(job.replicas, fleet_config(job.replicas, engine=ENGINE, faults=faults, quirks={"abort_on_disconnect": abort}))
@@ -405,7 +427,7 @@ def jobs_for(workload: str, seeds: list[int], variants: list[str], percentiles: 
         name, _, at = v.partition("@")
         return int(at) if at else percentiles.get(name.split("-")[0], 95)
 
-    return [Job(workload, seed, v, percentile(v), args.replicas, args.seconds, every) for seed in seeds for v in variants]
+    return [Job(workload, seed, v, percentile(v), args.replicas, args.seconds, every, args.draws) for seed in seeds for v in variants]
 
 
 def summarize(workload: str, seeds: list[int], variants: list[str], jobs: list[Job], results: dict[str, dict[str, Any]]) -> None:
@@ -486,8 +508,9 @@ def tune(workload: str, args: argparse.Namespace) -> dict[str, int]:
     percentiles = [int(p) for p in args.percentiles.split(",")]
     chosen: dict[str, int] = {}
     for mode in ("call", "ttft"):
-        jobs = [Job(workload, s, "none", 95, args.replicas, args.seconds, args.stall_every if workload == "stall" else 0.0) for s in seeds]
-        jobs += [Job(workload, s, mode, p, args.replicas, args.seconds, args.stall_every if workload == "stall" else 0.0) for s in seeds for p in percentiles]
+        every = args.stall_every if workload == "stall" else 0.0
+        jobs = [Job(workload, s, "none", 95, args.replicas, args.seconds, every, args.draws) for s in seeds]
+        jobs += [Job(workload, s, mode, p, args.replicas, args.seconds, every, args.draws) for s in seeds for p in percentiles]
         res = run_all(jobs, Path(args.out), args.jobs)
         best: tuple[float, int] | None = None
         for p in percentiles:
@@ -523,6 +546,7 @@ def main() -> None:
     ap.add_argument("--tune", action="store_true", help="choose each hedge's percentile on --tune-seeds first")
     ap.add_argument("--tune-seeds", default="1001")
     ap.add_argument("--percentiles", default="90,95,98,99")
+    ap.add_argument("--draws", default="call", choices=("call", "replica"), help="fault draws keyed by the call (paired runs) or per replica in call order")
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (processes)")
     ap.add_argument("--report", action="store_true", help="run nothing: summarize the seeds whose runs are all in --out")
     ap.add_argument("--out", default="hedging_bench.runs", help="a folder: each run's figures (JSON); runs found here are not run again")

@@ -77,6 +77,9 @@ class EngineConfig:
             raise ValueError("output_length_mode must be 'natural' or 'max_tokens'")
 
 
+DRAWS = ("replica", "call")
+
+
 @dataclass
 class FaultConfig:
     """Per-replica fault injection; every field can be changed at run time (POST /admin/config)."""
@@ -96,6 +99,11 @@ class FaultConfig:
     # (a hung GPU, a long GC pause); calls answer late, nothing fails.
     stall_seconds: float = 0.0
     seed: int = 0
+    # Where a call's error and slow draws come from: "replica", one generator per replica drawn in
+    # the order calls reach it; "call", a generator per attempt keyed by the fleet's seed, the
+    # prompt and the attempt number (faultdraws.py), so that policies that route or time calls
+    # differently meet the same faults on the same calls.
+    draws: str = "replica"
 
     def update(self, changes: dict[str, Any]) -> FaultConfig:
         known = {f.name for f in dataclasses.fields(self)}
@@ -117,6 +125,8 @@ class FaultConfig:
             raise ValueError("slow_factor must be >= 1, added_latency_s and stall_seconds >= 0")
         if merged.slow_episode_seconds <= 0.0:
             raise ValueError("slow_episode_seconds must be positive")
+        if merged.draws not in DRAWS:
+            raise ValueError(f"draws must be one of {', '.join(DRAWS)}")
         return merged
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .config import EngineConfig, FaultConfig, FleetConfig, ReplicaConfig
+from .faultdraws import CallDraws
 from .metrics_spec import Flavor
 from .quirks import Quirks
 from .replica import Replica
@@ -60,6 +61,7 @@ class Fleet:
         self.config = config
         self.handles: list[ReplicaHandle] = []
         self._next_index = 0
+        self.call_draws = CallDraws(config.replica.faults.seed)  # shared: faults.draws "call"
 
     async def start(self) -> None:
         try:
@@ -76,7 +78,7 @@ class Fleet:
         if faults:
             config = dataclasses.replace(config, faults=config.faults.update(faults))
         port = self.config.base_port + index if self.config.base_port else 0
-        server = ReplicaServer(Replica(config, name=f"replica-{index}"), self.config.host, port)
+        server = ReplicaServer(Replica(config, name=f"replica-{index}", call_draws=self.call_draws), self.config.host, port)
         await server.start()
         handle = ReplicaHandle(index, server)
         self.handles.append(handle)
@@ -222,7 +224,8 @@ def start_fleet(replicas: int = 3, *, config: FleetConfig | None = None, **kwarg
 async def start_replicas(n: int, config: ReplicaConfig | FleetConfig | None = None) -> list[Replica]:
     """In-process replicas without HTTP (for ``clock.run_virtual`` simulations)."""
     fleet_cfg = config if isinstance(config, FleetConfig) else FleetConfig(replicas=n, replica=config or ReplicaConfig())
-    replicas = [Replica(fleet_cfg.replica_config(i), name=f"replica-{i}") for i in range(n)]
+    draws = CallDraws(fleet_cfg.replica.faults.seed)  # one book for the fleet (faults.draws "call")
+    replicas = [Replica(fleet_cfg.replica_config(i), name=f"replica-{i}", call_draws=draws) for i in range(n)]
     for replica in replicas:
         await replica.start()
     return replicas

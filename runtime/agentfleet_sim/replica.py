@@ -17,6 +17,7 @@ from .config import FaultConfig, ReplicaConfig
 from .engine import Engine, RequestTooLong
 from .episodes import SlowEpisodes
 from .exposition import render_metrics
+from .faultdraws import CallDraws, prompt_key
 from .kv_cache import HashedPrompt
 from .openai_api import (
     ApiError,
@@ -39,7 +40,7 @@ Chunk = dict[str, Any]
 
 
 class Replica:
-    def __init__(self, config: ReplicaConfig | None = None, name: str = "replica-0") -> None:
+    def __init__(self, config: ReplicaConfig | None = None, name: str = "replica-0", call_draws: CallDraws | None = None) -> None:
         self.config = config or ReplicaConfig()
         self.name = name
         self.engine = Engine(self.config.engine)
@@ -49,6 +50,8 @@ class Replica:
         self.faults: FaultConfig = self.config.faults
         self.tokenizer = ChatTokenizer()
         self._fault_rng = random.Random(self.faults.seed)
+        # Keyed draws (faults.draws "call"): the fleet's shared book, else one of its own.
+        self._call_draws = call_draws or CallDraws(f"{self.faults.seed}/{name}")
         self._episodes: SlowEpisodes | None = None
         self._ids = itertools.count()
         self._ready_at: float | None = None
@@ -97,6 +100,7 @@ class Replica:
             self.runner.stall(self.faults.stall_seconds)
         if "seed" in changes:
             self._fault_rng = random.Random(self.faults.seed)
+            self._call_draws = CallDraws(f"{self.faults.seed}/{self.name}")  # leaves the fleet's book
         if self._ready_at is not None and changes.keys() & {"seed", "slow_episode_fraction", "slow_episode_seconds"}:
             self._new_episodes(asyncio.get_running_loop().time())
         return self.faults
@@ -114,12 +118,23 @@ class Replica:
         """(start, end) of the slow episodes begun so far (for reports)."""
         return self._episodes.episodes(asyncio.get_running_loop().time()) if self._episodes is not None else []
 
-    def next_call_slow(self) -> bool:
+    def next_call_slow(self, body: Any = None, kind: Kind = "chat") -> bool:
         """Whether a call admitted now will be slow (a slow draw, a slow episode, a stall),
         peeking at the fault draws without using them up: for the same-run oracle of hedging
-        benchmarks, which hedges exactly the calls that will be slow."""
-        peek = random.Random()
-        peek.setstate(self._fault_rng.getstate())
+        benchmarks, which hedges exactly the calls that will be slow. With keyed draws
+        (faults.draws "call") it needs the call: its request ``body`` (a body this replica would
+        refuse counts as not slow)."""
+        if self.faults.draws == "call":
+            if body is None:
+                raise ValueError("keyed fault draws: next_call_slow needs the call's body")
+            try:
+                prompt = parse_request(body, kind, self.config.engine.served_name, self.tokenizer).prompt
+            except ApiError:
+                return False
+            peek = self._call_draws.peek(prompt_key(prompt))
+        else:
+            peek = random.Random()
+            peek.setstate(self._fault_rng.getstate())
         peek.random()  # the error draw comes first
         slow = peek.random() < self.faults.slow_fraction or self.in_slow_episode()
         return (slow and self.faults.slow_factor > 1.0) or self.runner.paused_until > asyncio.get_running_loop().time()
@@ -165,7 +180,7 @@ class Replica:
                 where = non_portable_schema_path((tool.get("function") or {}).get("parameters") if isinstance(tool, dict) else None)
                 if where:
                     raise ApiError(400, f"tools[{i}].function.{where}: a schema object is not supported here (only true/false)", param="tools")
-        slow_factor = await self._faults_before_call()
+        slow_factor = await self._faults_before_call(req.prompt)
         request_id = f"{self.name}-{next(self._ids)}"
         try:
             handle = self.runner.submit(request_id, req.prompt, max_tokens=req.max_tokens, stream=req.stream, ignore_eos=req.ignore_eos)
@@ -186,7 +201,7 @@ class Replica:
         tokenizer); startup, draining and faults apply exactly as for HTTP calls. A prompt that
         grows call by call is cheaper as a HashedPrompt (kv_cache.py)."""
         self._admit()
-        slow_factor = await self._faults_before_call()
+        slow_factor = await self._faults_before_call(prompt)
         request_id = f"{self.name}-{next(self._ids)}"
         try:
             handle = self.runner.submit(request_id, prompt if isinstance(prompt, HashedPrompt) else list(prompt), max_tokens=max_tokens, ignore_eos=ignore_eos)
@@ -195,12 +210,13 @@ class Replica:
         self.calls += 1
         return await self._wait(handle, slow_factor)
 
-    async def _faults_before_call(self) -> float:
+    async def _faults_before_call(self, prompt: list[int] | HashedPrompt) -> float:
         """Apply hang / error / added latency; returns the slow-down factor for this call."""
         faults = self.faults
+        rng = self._call_draws.take(prompt_key(prompt)) if faults.draws == "call" else self._fault_rng
         # Draw both decisions every call so one setting does not shift the other's sequence.
-        fail = self._fault_rng.random() < faults.error_rate
-        slow = self._fault_rng.random() < faults.slow_fraction or self.in_slow_episode()
+        fail = rng.random() < faults.error_rate
+        slow = rng.random() < faults.slow_fraction or self.in_slow_episode()
         if faults.hang:
             await self._hang()
         if fail:
