@@ -239,15 +239,15 @@ def loser_cost_before_40f0c2e(prompt_tokens: int, completion_tokens: int, *, abo
 def hedging_as_of(*, reask: bool, loser_cost_after_race: bool) -> Iterator[None]:
     """Turn off either half of 40f0c2e for one run: no re-ask (a denied hedge is never asked for
     again: the wait after a denial outlasts any call), and the loser charged its prompt again."""
-    saved = (client_module.retry_after, ttfthedge.retry_after, client_module.loser_cost, ttfthedge.loser_cost)
+    saved = (ttfthedge.retry_after, client_module.loser_cost, ttfthedge.loser_cost)
     if not reask:
-        client_module.retry_after = ttfthedge.retry_after = lambda delay: math.inf  # type: ignore[assignment]
+        ttfthedge.retry_after = lambda delay: math.inf  # type: ignore[assignment]
     if not loser_cost_after_race:
         client_module.loser_cost = ttfthedge.loser_cost = loser_cost_before_40f0c2e  # type: ignore[assignment]
     try:
         yield
     finally:
-        client_module.retry_after, ttfthedge.retry_after, client_module.loser_cost, ttfthedge.loser_cost = saved
+        ttfthedge.retry_after, client_module.loser_cost, ttfthedge.loser_cost = saved
 
 
 @contextmanager
@@ -353,6 +353,9 @@ def run_job(job: Job) -> dict[str, Any]:
             "oracle_duplicates": client.duplicates if isinstance(client, OracleClient) else None,
             "oracle_tasks_hit": len(client.tasks_hit) if isinstance(client, OracleClient) else None,
             "stalls": len(stalls),
+            # The router's own stall judgments (stallwatch.py) and the threshold it ended with.
+            "stalls_judged": client.primary.stalls.stalls,
+            "stall_threshold": client.primary.stalls.threshold(),
             "noticed_no_abort": [not client.aborts(client.primary, Endpoint(n, f"sim://{n}/v1")) for n in sorted(by_name)] if mode == "ttft" else None,
             "by_task": driven.by_task,
         }

@@ -23,6 +23,8 @@ so the hedge fires earlier and on fewer false alarms than a hedge on the whole c
 from __future__ import annotations
 
 import asyncio
+import math
+from collections.abc import Callable
 from typing import Any
 
 from agentfleet_runtime.model import ModelError, ModelRequest
@@ -47,13 +49,14 @@ def ttft_kind(kind: str) -> str:
 
 
 class _Attempt:
-    __slots__ = ("buffer", "endpoint", "first", "started", "task")
+    __slots__ = ("buffer", "endpoint", "first", "started", "task", "written")
 
     def __init__(self, endpoint: Endpoint, loop: asyncio.AbstractEventLoop) -> None:
         self.endpoint = endpoint
         self.first: asyncio.Future[float] = loop.create_future()
         self.buffer: list[str] | None = []  # text before this attempt won; None once it has
         self.started = loop.time()
+        self.written = 0  # characters of its text so far
         self.task: asyncio.Task[ModelReply]
 
 
@@ -79,7 +82,7 @@ async def hedged_stream(
 
         def on_text(text: str) -> None:
             if a.buffer is None:
-                sink(text)  # type: ignore[misc]
+                hand(a, text)
             else:
                 a.buffer.append(text)
 
@@ -88,32 +91,51 @@ async def hedged_stream(
         attempts.append(a)
         return a
 
+    handed = [""]  # the text handed to the sink so far
+    quiet = False  # a later winner's text differs from what was handed: the task's answer says the rest
+
+    def hand(a: _Attempt, piece: str) -> None:
+        """The winner's next piece. A winner after another attempt wrote (a failed one, a stalled
+        one) repeats that text (the same prompt, at temperature 0 alike): only what is new goes."""
+        nonlocal quiet
+        at = a.written
+        a.written += len(piece)
+        if quiet or sink is None:
+            return
+        overlap = handed[0][at : at + len(piece)]
+        if not piece.startswith(overlap):
+            quiet = True
+            return
+        if len(piece) > len(overlap):
+            sink(piece[len(overlap) :])
+            handed[0] += piece[len(overlap) :]
+
     def crown(a: _Attempt) -> None:
         winner.append(a)
-        if sink is not None and a.buffer is not None:
-            for text in a.buffer:
-                sink(text)
+        for piece in a.buffer or ():
+            hand(a, piece)
         a.buffer = None
 
     first = launch(order[0], timeout)
     advance: float | None = None
     aborted: list[_Attempt] = []  # losers cancelled at the winner's first token on an engine seen to abort
     cost: float | None = None
+    midstream = False  # the hedge started after the first attempt's first token (its replica stalled)
+
+    def denied() -> None:  # counted once per call
+        client.metrics.hedges.labels(pool.tier.name, "denied").inc()
+
     try:
         delay = _ttft_delay(client, pool, req.kind) if len(order) > 1 else None
-        if delay is not None and delay < timeout:
-            wait = delay
-            while loop.time() - started + wait < timeout:
-                await asyncio.wait({first.first, first.task}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-                if first.first.done() or first.task.done():
-                    break
-                advance = pool.budget.try_spend()
-                if advance is not None:
-                    launch(order[1], max(0.001, timeout - (loop.time() - started)))
-                    break
-                if wait == delay:  # counted once per call
-                    client.metrics.hedges.labels(pool.tier.name, "denied").inc()
-                wait = retry_after(delay)
+        if delay is not None:
+            advance = await hedge_due(pool, order[0].name, {first.first, first.task}, started, delay, timeout, denied)
+            if advance is None and first.first.done() and not first.task.done():
+                # Past its first token the call can still stall with its replica: hedge then.
+                crown(first)  # alone so far: its text goes out as it comes
+                advance = await hedge_due(pool, order[0].name, {first.task}, started, math.inf, timeout, denied, retry_base=delay)
+                midstream = advance is not None
+            if advance is not None:
+                launch(order[1], max(0.001, timeout - (loop.time() - started)))
         hedged = len(attempts) > 1
         errors: list[ModelError] = []
         live = list(attempts)
@@ -149,7 +171,10 @@ async def hedged_stream(
                         t = loser.task
                         if not (t.done() and not t.cancelled() and t.exception() is not None):  # a failed loser keeps the advance
                             u = reply.usage
-                            cost = loser_cost(u.prompt_tokens, u.completion_tokens, aborted=loser in aborted, share=0.0)
+                            if midstream:  # cancelled below, at this answer: it may have written it all
+                                cost = loser_cost(u.prompt_tokens, u.completion_tokens, aborted=client.seen_aborting(pool, loser.endpoint))
+                            else:
+                                cost = loser_cost(u.prompt_tokens, u.completion_tokens, aborted=loser in aborted, share=0.0)
                     return reply, a.endpoint.name
                 errors.append(exc if isinstance(exc, ModelError) else ModelError(str(exc)))
                 if winner and winner[0] is a:
@@ -165,6 +190,55 @@ async def hedged_stream(
             a.task.cancel()
         if left_over:
             await asyncio.gather(*(a.task for a in left_over), return_exceptions=True)
+
+
+async def hedge_due(
+    pool: ReplicaPool,
+    replica: str,
+    watch: set[asyncio.Future[Any]],
+    started: float,
+    delay: float,
+    timeout: float,
+    on_denied: Callable[[], None],
+    retry_base: float | None = None,
+) -> float | None:
+    """Wait on ``watch`` (a first token, an answer) for a hedge to come due and be granted: the
+    budget's advance, or None once something in ``watch`` is done or no hedge can start before
+    ``timeout`` (from ``started``). Due ``delay`` after the start, or at once when ``replica`` is
+    judged stalled (stallwatch.py: a call there waits for nothing the percentile foretold). A
+    denied hedge is asked for again ``retry_after(retry_base or delay)`` later; ``on_denied`` hears
+    the first denial."""
+    loop = asyncio.get_running_loop()
+    due = started + delay
+    denied = False
+    await asyncio.sleep(0)  # the attempt just launched counts itself in flight (its _call's first step)
+    while True:
+        now = loop.time()
+        at = due
+        stall_at = None if denied else pool.stall_deadline(replica)
+        if stall_at is not None:
+            at = min(at, max(now, stall_at))
+        if at - started >= timeout:
+            return None
+        done, _ = await asyncio.wait(watch, timeout=max(0.0, at - now), return_when=asyncio.FIRST_COMPLETED)
+        if done:
+            return None
+        now = loop.time()
+        stalled = pool.stalled(replica, now)
+        if now < due and not stalled:
+            continue  # woke to look for a stall and found progress
+        # A call on a stalled replica is known to be stuck; one past the percentile may only be
+        # slow: the guess leaves a reserve of the budget for the stuck ones.
+        advance = pool.budget.try_spend(0.0 if stalled else STALL_RESERVE)
+        if advance is not None:
+            return advance
+        if not denied:
+            on_denied()
+        denied = True
+        due = now + retry_after(delay if retry_base is None else retry_base)
+
+
+STALL_RESERVE = 0.0  # calls' worth of the hedge budget a percentile hedge leaves for stalled replicas' calls
 
 
 def retry_after(delay: float) -> float:
