@@ -51,11 +51,9 @@ class HedgeBudget:
         self.credit = min(self.burst_calls, self.credit + self.ratio)
         self.tokens = min(self.burst_calls * self.mean, self.tokens + self.ratio * tokens)
 
-    def try_spend(self, reserve: float = 0.0) -> float | None:
-        """The advance for one hedge (a mean call's tokens), or None when a balance is short.
-        ``reserve``: calls' worth of both balances this hedge must leave unspent (a guess keeps
-        them for a call known to be stuck)."""
-        if self.mean is None or self.mean <= 0 or self.tokens < self.mean * (1.0 + reserve) or self.credit < 1.0 + reserve:
+    def try_spend(self) -> float | None:
+        """The advance for one hedge (a mean call's tokens), or None when a balance is short."""
+        if self.mean is None or self.mean <= 0 or self.tokens < self.mean or self.credit < 1.0:
             return None
         self.credit -= 1.0
         self.tokens -= self.mean

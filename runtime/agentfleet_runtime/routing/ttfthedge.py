@@ -224,21 +224,15 @@ async def hedge_due(
         if done:
             return None
         now = loop.time()
-        stalled = pool.stalled(replica, now)
-        if now < due and not stalled:
-            continue  # woke to look for a stall and found progress
-        # A call on a stalled replica is known to be stuck; one past the percentile may only be
-        # slow: the guess leaves a reserve of the budget for the stuck ones.
-        advance = pool.budget.try_spend(0.0 if stalled else STALL_RESERVE)
+        if now < due and not pool.stalled(replica, now):
+            continue  # woke to look for a stall and found a token
+        advance = pool.budget.try_spend()
         if advance is not None:
             return advance
         if not denied:
             on_denied()
         denied = True
         due = now + retry_after(delay if retry_base is None else retry_base)
-
-
-STALL_RESERVE = 0.0  # calls' worth of the hedge budget a percentile hedge leaves for stalled replicas' calls
 
 
 def retry_after(delay: float) -> float:

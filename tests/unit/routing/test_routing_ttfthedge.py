@@ -108,9 +108,9 @@ class Budget(HedgeBudget):
 
     asked: list[float]
 
-    def try_spend(self, reserve: float = 0.0) -> float | None:
+    def try_spend(self) -> float | None:
         self.asked.append(round(asyncio.get_running_loop().time(), 6))
-        return super().try_spend(reserve)
+        return super().try_spend()
 
 
 def pool_for(*, hedging: bool = True, p95: float | None = 1.0, credit: float = 2.0) -> ReplicaPool:
