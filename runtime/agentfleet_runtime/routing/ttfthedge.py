@@ -1,11 +1,12 @@
-"""One streamed attempt with at most one hedge, decided on time to first token.
+"""One streamed attempt with its hedges, decided on time to first token and on stalls.
 
 A stalled queue or a slow replica shows in the first token long before the whole answer is late,
 and the first token's latency varies far less than the answer's (which grows with its length),
 so the hedge fires earlier and on fewer false alarms than a hedge on the whole call:
 
 1. Start the call on the task's replica; wait for its first token up to the kind's TTFT
-   percentile (hedgeAfterPercentile of the first tokens seen, per kind).
+   percentile (hedgeAfterPercentile of the first tokens seen, per kind), or until the replica is
+   judged stalled (stallwatch.py), whichever comes first.
 2. No first token by then: start the same call on the next replica, budget permitting. A hedge the
    budget denies is asked for again while the first token is still missing (``retry_after``): a
    queue that stalls holds its calls far past the percentile, and the budget refills meanwhile
@@ -15,9 +16,14 @@ so the hedge fires earlier and on fewer false alarms than a hedge on the whole c
    (the engine aborts it, so the loser costs only its queue time and prefill). On an engine that
    does not abort (abortwatch.py) the loser would run to the end anyway, so both race to the end
    and the first complete answer wins.
-4. Only the winner's text reaches ``delta_sink`` (buffered until it wins).
-5. The hedge budget is charged the loser's cost (hedging.py): its prompt where the engine was
-   seen to abort it at the winner's first token, a whole call where it runs on (or may).
+4. Past its first token, alone again, the call can still stall with its replica (the first-token
+   hedge is behind it): when the replica is judged stalled it is hedged once more, to the first
+   other replica not judged stalled, and the first whole answer wins.
+5. Only the winner's text reaches ``delta_sink`` (buffered until it wins); a later winner sends
+   only what the earlier one had not (the same prompt writes the same text).
+6. The hedge budget is charged each loser's cost (hedging.py): nothing more where the engine was
+   seen to abort it at the winner's first token, its completion where it was cancelled at the
+   winner's answer, a whole call where it runs on (or may).
 """
 
 from __future__ import annotations
@@ -65,7 +71,7 @@ async def hedged_stream(
 ) -> tuple[ModelReply, str]:
     """``client``: the RoutingModelClient (its ``_call``, ``metrics`` and ``aborts``).
 
-    Long on purpose: the race of the first attempt and its hedge, start to finish, in one place."""
+    Long on purpose: the race of the first attempt and its hedges, start to finish, in one place."""
     loop = asyncio.get_running_loop()
     sink = delta_sink.get()
     started = loop.time()
@@ -117,10 +123,11 @@ async def hedged_stream(
         a.buffer = None
 
     first = launch(order[0], timeout)
-    advance: float | None = None
+    advance: float | None = None  # the budget's advance for the hedge whose race is still on
     aborted: list[_Attempt] = []  # losers cancelled at the winner's first token on an engine seen to abort
     cost: float | None = None
-    midstream = False  # the hedge started after the first attempt's first token (its replica stalled)
+    midstream = False  # a hedge started after the call's first token (its replica stalled)
+    race: list[_Attempt] = []  # the two attempts of the hedge whose advance is unsettled
 
     def denied() -> None:  # counted once per call
         client.metrics.hedges.labels(pool.tier.name, "denied").inc()
@@ -129,14 +136,8 @@ async def hedged_stream(
         delay = _ttft_delay(client, pool, req.kind) if len(order) > 1 else None
         if delay is not None:
             advance = await hedge_due(pool, order[0].name, {first.first, first.task}, started, delay, timeout, denied)
-            if advance is None and first.first.done() and not first.task.done():
-                # Past its first token the call can still stall with its replica: hedge then.
-                crown(first)  # alone so far: its text goes out as it comes
-                advance = await hedge_due(pool, order[0].name, {first.task}, started, math.inf, timeout, denied, retry_base=delay)
-                midstream = advance is not None
             if advance is not None:
-                launch(order[1], max(0.001, timeout - (loop.time() - started)))
-        hedged = len(attempts) > 1
+                race = [first, launch(order[1], max(0.001, timeout - (loop.time() - started)))]
         errors: list[ModelError] = []
         live = list(attempts)
         while live:
@@ -153,6 +154,23 @@ async def hedged_stream(
                         live.remove(b)
                     if losers:
                         await asyncio.gather(*(b.task for b in losers), return_exceptions=True)
+                    if losers and advance is not None and all(b in aborted for b in losers):
+                        # Aborted at the winner's first token, the loser costs nothing more (loser_cost,
+                        # share 0): the race is settled, and the call may hedge again if it stalls.
+                        pool.budget.settle(advance, 0.0)
+                        advance = None
+            if winner and live == winner and advance is None and delay is not None and not midstream:
+                # Past its first token the call can still stall with its replica: hedge then, to
+                # the first other replica not judged stalled; the first whole answer wins.
+                a = winner[0]
+                advance = await hedge_due(pool, a.endpoint.name, {a.task}, started, math.inf, timeout, denied, retry_base=delay)
+                if advance is not None:
+                    midstream = True
+                    now = loop.time()
+                    others = [e for e in order if e.name != a.endpoint.name]
+                    to = next((e for e in others if not pool.stalled(e.name, now)), others[0])
+                    race = [a, launch(to, max(0.001, timeout - (now - started)))]
+                    live.append(race[1])
             waits: set[asyncio.Future[Any]] = {a.task for a in live}
             if not winner:
                 waits |= {a.first for a in live}
@@ -165,9 +183,10 @@ async def hedged_stream(
                         winner[:] = []
                         crown(a)
                     reply = a.task.result()
-                    if hedged:
+                    if len(attempts) > 1:
                         client.metrics.hedges.labels(pool.tier.name, "lost" if a is first else "won").inc()
-                        loser = next(b for b in attempts if b is not a)
+                    if advance is not None:  # the race still on: what does its loser cost?
+                        loser = race[0] if a is race[1] else race[1]
                         t = loser.task
                         if not (t.done() and not t.cancelled() and t.exception() is not None):  # a failed loser keeps the advance
                             u = reply.usage
@@ -179,7 +198,7 @@ async def hedged_stream(
                 errors.append(exc if isinstance(exc, ModelError) else ModelError(str(exc)))
                 if winner and winner[0] is a:
                     winner[:] = []
-        if hedged:
+        if len(attempts) > 1:
             client.metrics.hedges.labels(pool.tier.name, "failed").inc()
         raise AttemptFailed(errors[0], [a.endpoint.name for a in attempts])
     finally:

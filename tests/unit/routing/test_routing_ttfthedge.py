@@ -421,3 +421,20 @@ def test_a_call_waiting_for_its_first_token_on_a_stalled_replica_is_hedged_at_th
     assert (out[1], at) == ("r2", round(hedge_at + 0.6, 6))
     assert client.started == [("r1", 0.0, 30.0), ("r2", hedge_at, 30.0 - hedge_at)]
     assert client.cancelled == [("r1", round(hedge_at + 0.2, 6))]  # at r2's first token
+
+
+def test_a_call_whose_first_token_hedge_lost_can_hedge_again_when_its_replica_stalls() -> None:
+    # The 1 s first-token hedge goes to r2; r1's first token (1.5 s) wins that race and r2, on an
+    # engine seen to abort, is cancelled and costs nothing. r1 then writes nothing: judged stalled
+    # at 1.9 s, the call hedges again (r2, the other replica), and r2's whole answer (4.4 s) wins.
+    pool = pool_for()
+    stall_watch_learned(pool)
+    client = TrackingClient({"r1": Script(ttft=1.5, end=30.0, gap=20.0), "r2": Script(ttft=2.0, end=2.5)})
+    out, at, sunk = race(client, pool)
+    assert (out[0].content, out[1], at) == ("ab", "r2", 4.4)
+    assert client.started == [("r1", 0.0, 30.0), ("r2", 1.0, 29.0), ("r2", 1.9, 28.1)]
+    assert client.cancelled == [("r2", 1.5), ("r1", 4.4)]
+    assert (sunk, client.sunk_at) == (["a", "b"], [1.5, 4.4])
+    assert client.metrics.hedges.seen == [("t", "won")]
+    b = pool.budget
+    assert (b.hedges, b.credit, b.tokens, b.charged) == (2, 0.0, 480.0, 20.0)  # the first loser settled at 0, the second charged its completion
