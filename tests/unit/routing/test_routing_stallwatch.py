@@ -12,9 +12,9 @@ from agentfleet_runtime.routing.stallwatch import StallWatch
 
 
 def learned(gap: float = 0.1, n: int = 1000, **kw: float) -> StallWatch:
-    """A watch that has seen ``n`` gaps of ``gap`` s between a decoding replica's tokens (its
-    percentile is then ``gap``); that call has ended."""
-    w = StallWatch(**kw)
+    """A watch (a stall at 4 gaps) that has seen ``n`` gaps of ``gap`` s between a decoding
+    replica's tokens (its percentile is then ``gap``); that call has ended."""
+    w = StallWatch(**{"factor": 4.0, **kw})
     w.progress("warm", 0.0)
     w.first_token("warm")
     for i in range(1, n + 1):

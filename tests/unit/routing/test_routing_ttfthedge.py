@@ -17,6 +17,7 @@ from agentfleet_runtime.routing.hedging import HedgeBudget
 from agentfleet_runtime.routing.pool import ReplicaPool
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier
 from agentfleet_runtime.routing.sources import StaticSource
+from agentfleet_runtime.routing.stallwatch import StallWatch
 from agentfleet_runtime.routing.streaming import StreamObserver, delta_sink
 from agentfleet_runtime.routing.ttfthedge import AttemptFailed, hedged_stream, retry_after, ttft_kind
 from agentfleet_runtime.types import ModelReply, Usage
@@ -372,8 +373,9 @@ class TrackingClient(FakeClient):
 
 
 def stall_watch_learned(pool: ReplicaPool) -> None:
-    """1,000 gaps of 0.1 s between a decoding replica's tokens (another one's): a stall is 0.4 s
-    without a token."""
+    """1,000 gaps of 0.1 s between a decoding replica's tokens (another one's): at 4 gaps, a stall
+    is 0.4 s without a token."""
+    pool.stalls = StallWatch(factor=4.0)
     pool.stalls.progress("r9", -1000.0)
     pool.stalls.first_token("r9")
     for i in range(1, 1001):
