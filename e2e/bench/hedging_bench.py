@@ -16,7 +16,8 @@ the runs of one seed:
   stall's start. The duplicate goes where a hedge would (the router's second choice), the first
   answer wins, the loser is aborted and the task follows the winner, as for a real hedge
   (``OracleClient``); only the timing is perfect, and it has no budget. No hedge can gain more per
-  extra call.
+  extra call. oracle-lagD: the same, told of each stall D s after it began (a slow draw still at
+  once): the ceiling of a detector that needs D s to tell a stall.
 - -noreask / -pre40f0c2e: the same policy without the re-ask of a denied hedge (commit 40f0c2e's
   first half), or with neither half of that commit (no re-ask, and an aborted loser charged its
   prompt as well), patched in this process for the run.
@@ -184,18 +185,20 @@ class OracleClient(RoutingModelClient):
     becomes slow; every other call runs alone. The first answer wins, the loser is aborted, and the
     task follows the winner, all as for a real hedge; only the timing is perfect (and unbudgeted)."""
 
-    def __init__(self, *args: Any, stalls: list[Stall], **kw: Any) -> None:
+    def __init__(self, *args: Any, stalls: list[Stall], lag: float = 0.0, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.stalls = stalls
+        self.lag = lag  # oracle-lagD: a stall is known D s after it begins (a detector's floor)
         self.duplicates = 0
         self.tasks_hit: set[str] = set()
         self.sims: dict[str, Replica] = {}
 
     def duplicate_at(self, name: str, body: dict[str, Any], now: float) -> float | None:
+        under_way = [st.start for st in self.stalls if st.replica == name and st.start <= now < st.end]
         if self.sims[name].next_call_slow(body):  # a slow draw, or a stall under way
-            return now
+            return max(now, under_way[0] + self.lag) if under_way else now
         ahead = [st.start for st in self.stalls if st.replica == name and now < st.end]
-        return max(now, min(ahead)) if ahead else None  # still running when the next stall begins
+        return max(now, min(ahead) + self.lag) if ahead else None  # still running when the next stall begins
 
     async def _hedged(self, pool: ReplicaPool, order: list[Endpoint], req: ModelRequest, body: dict[str, Any], timeout: float) -> tuple[ModelReply, str]:
         loop = asyncio.get_running_loop()
@@ -264,6 +267,14 @@ def hedge_burst(calls: float | None) -> Iterator[None]:
         pool_module.HedgeBudget = saved  # type: ignore[misc]
 
 
+def lag_of(variant: str) -> float:
+    """An oracle variant's lag ("oracle-lag3.06": 3.06 s), 0 when it names none."""
+    for part in variant.split("@")[0].split("-")[1:]:
+        if part.startswith("lag"):
+            return float(part[len("lag") :])
+    return 0.0
+
+
 def burst_of(variant: str) -> float | None:
     """A variant's burst ("ttft-burst40@99": 40.0), or None when it names none."""
     for part in variant.split("@")[0].split("-")[1:]:
@@ -319,7 +330,7 @@ def run_job(job: Job) -> dict[str, Any]:
             max_output_tokens=64,
             rng=random.Random(1),
             stream=mode == "ttft",
-            **({"stalls": stalls} if mode == "oracle" else {}),
+            **({"stalls": stalls, "lag": lag_of(job.variant)} if mode == "oracle" else {}),
         )
         if isinstance(client, OracleClient):
             client.sims = by_name

@@ -32,7 +32,7 @@ from agentfleet_runtime.routing.quantile import WindowedQuantile
 GAP_PERCENTILE = 0.999  # of the gaps between a replica's tokens while a call decodes there
 GAP_WINDOW = 20_000  # gaps per estimator window: a streamed call alone makes dozens
 GAP_MIN_SAMPLES = 1_000  # before this the tail is unknown, and no replica is judged
-FACTOR = 2.0  # a stall is this many times the gap percentile without a token
+FACTOR = 4.0  # a stall is this many times the gap percentile without a token
 FLOOR_S = 0.25  # and at least this long (a noisy start must not judge a replica stalled)
 HOLD = 4.0  # thresholds a judged replica keeps its judgment without a token before calls try it again
 MAX_HOLD_FACTOR = 8  # the hold doubles per judgment without a token between, up to this many times
