@@ -267,6 +267,21 @@ def hedge_burst(calls: float | None) -> Iterator[None]:
         pool_module.HedgeBudget = saved  # type: ignore[misc]
 
 
+@contextmanager
+def stall_hedges_only(on: bool) -> Iterator[None]:
+    """ttft-stallonly: no hedge on the first-token percentile, only on stalls the watch judges (a
+    diagnosis of what the percentile's hedges cost on the stall workload, not a policy)."""
+    if not on:
+        yield
+        return
+    saved = ttfthedge._ttft_delay
+    ttfthedge._ttft_delay = lambda client, pool, kind: None if saved(client, pool, kind) is None else math.inf  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        ttfthedge._ttft_delay = saved  # type: ignore[assignment]
+
+
 def lag_of(variant: str) -> float:
     """An oracle variant's lag ("oracle-lag3.06": 3.06 s), 0 when it names none."""
     for part in variant.split("@")[0].split("-")[1:]:
@@ -380,6 +395,7 @@ def run_job(job: Job) -> dict[str, Any]:
     with (
         hedging_as_of(reask="noreask" not in job.variant and "pre40f0c2e" not in job.variant, loser_cost_after_race="pre40f0c2e" not in job.variant),
         hedge_burst(burst_of(job.variant)),
+        stall_hedges_only("-stallonly" in job.variant),
     ):
         out = run_virtual(main())
     out["wall_s"] = time.monotonic() - started
