@@ -16,7 +16,8 @@ the runs of one seed:
   stall's start. The duplicate goes where a hedge would (the router's second choice), the first
   answer wins, the loser is aborted and the task follows the winner, as for a real hedge
   (``OracleClient``); only the timing is perfect, and it has no budget. No hedge can gain more per
-  extra call.
+  extra call. oracle-lagD: the same, told of each stall D s after it began (a slow draw still at
+  once): the ceiling of a detector that needs D s to tell a stall.
 - -noreask / -pre40f0c2e: the same policy without the re-ask of a denied hedge (commit 40f0c2e's
   first half), or with neither half of that commit (no re-ask, and an aborted loser charged its
   prompt as well), patched in this process for the run.
@@ -52,66 +53,71 @@ runs, all six policies): the same 496 logical calls and the same 5 slow first at
 with the old per-replica draws 8-10 of them differed from the no-hedge run's in every policy
 (tests/unit/sim/test_sim_fault_draws.py pins it). ``--draws replica`` runs the old draws.
 
-Figures (2026-11-23, keyed draws). 300 s runs (600 s did not fit the CPU this shared machine had:
-10-15 s of CPU a run), 4 replicas, 156 tasks x 16 calls a run, stalls every 120 s (2 a run, 22% of
-the tasks caught). The percentiles were tuned on seed 1001 only (never scored), p95 against p99, as
-``--tune`` does: call p99 on both workloads, ttft p95 on "slow" and p99 on "stall" (the same choices
-as with the old draws). Scored seeds 1-10, every row. Share: pooled, with the 90% seed-bootstrap
-interval; in brackets after it, the same row with the old per-replica draws (the previous figures;
-their -noabort rows on seeds 1-8 and 10).
+Figures (2026-11-23, keyed draws, with the stall watch: routing/stallwatch.py). 300 s runs (600 s
+did not fit the CPU this shared machine had: 10-20 s of CPU a run), 4 replicas, 156 tasks x 16
+calls a run, stalls every 120 s (2 a run, 22% of the tasks caught). The percentiles were tuned on
+seeds 1001-1003 (never scored), p95 against p99, as ``--tune`` does: p99 for both hedges on both
+workloads. Scored seeds 1-10 (the call rows are the earlier runs: the watch sees no tokens in
+unstreamed calls, and seed 1001's call runs came out identical). Share: pooled, with the 90% seed-
+bootstrap interval; in brackets after it, the same row before the stall watch.
 
-    A=".venv/bin/python e2e/bench/hedging_bench.py --seconds 300 --tune --tune-seeds 1001 --percentiles 95,99 --seeds 1-10 --workloads slow,stall"
+    A=".venv/bin/python e2e/bench/hedging_bench.py --seconds 300 --tune --tune-seeds 1001-1003 --percentiles 95,99 --seeds 1-10 --workloads slow,stall"
     $A --variants none,oracle,call,ttft,call-noabort,ttft-noabort --jobs 2   # then the same with --report
 
-    workload  policy         task p95  gain     share [90%]        old draws         extra calls  extra tokens      extra work
-    slow      none           84.8 s                                (82.1 s)
-              oracle         68.8 s    16.03 s  100%               (13.37 s)         1.02%        1.00%             4.5%
-              call p99       72.6 s    12.23 s   76% [65..86]      (74% [66..82])    2.84%        2.04%             6.5%
-              ttft p95       70.2 s    14.63 s   91% [84..97]      (88% [82..96])    4.70%        2.68%             10.7%
-              call-noabort   73.1 s    11.77 s   73% [69..79]      (65% [53..76])    2.63%        2.80%             6.9%
-              ttft-noabort   71.5 s    13.35 s   83% [75..91]      (80% [71..90])    3.79%        4.41% (max 4.78)  9.3%
-    stall     none           82.3 s                                (the same)
-              oracle         71.8 s    10.53 s  100%                                 2.12%        0.50%             4.7%
-              call p99       76.0 s     6.37 s   61% [48..71]      (the same)        2.81%        1.56%             7.5%
-              ttft p99       79.9 s     2.45 s   23% [ 5..44]      (the same)        2.96%        1.26%             6.1%
-              call-noabort   76.9 s     5.45 s   52% [40..63]      (53% [39..66])    2.66%        2.64%             6.6%
-              ttft-noabort   81.7 s     0.64 s    6% [-26..33]     (1% [-26..21])    2.46%        2.49%             5.6%
+    workload  policy         task p95  gain     share [90%]        before the watch    extra calls  extra tokens  extra work
+    slow      none           84.8 s
+              oracle         68.8 s    16.03 s  100%                                   1.02%        1.00%         4.5%
+              call p99       72.6 s    12.23 s   76% [65..86]      (the same)          2.84%        2.04%         6.5%
+              ttft p99       70.6 s    14.24 s   89% [80..97]      (ttft p95 91%)      3.00%        1.74%         8.8%
+              call-noabort   73.1 s    11.77 s   73% [69..79]      (the same)          2.63%        2.80%         6.9%
+              ttft-noabort   70.8 s    14.07 s   88% [80..95]      (p95 83%)           2.20%        2.57%         6.8%
+    stall     none           82.3 s
+              oracle         71.8 s    10.53 s  100%                                   2.12%        0.50%         4.7%
+              call p99       76.0 s     6.37 s   61% [48..71]      (the same)          2.81%        1.56%         7.5%
+              ttft p99       76.3 s     6.06 s   58% [45..69]      (23% [5..44])       3.39%        1.58%         9.4%
+              call-noabort   76.9 s     5.45 s   52% [40..63]      (the same)          2.66%        2.64%         6.6%
+              ttft-noabort   74.9 s     7.40 s   70% [60..81]      (6% [-26..33])      2.48%        2.60%         7.8%
 
 Means over the seeds. Extra work is what the engines computed (uncached prefill plus decode, their
 own counters) over the same seed's no-hedge run, minus 1; extra tokens is the budget's measure.
-Call p99 latency: slow none 12.65 s, oracle 5.76, call 7.45, ttft 5.80; stall 6.70, 6.34, 8.55, 6.31.
-130 runs (scored and tuning): 1,470 s of CPU, 12 s a run.
+The watch judged 5.0 replicas stalled a run (ttft) and 4.3 (ttft-noabort) on the stall workload
+(2 stalls; the rest are the suspect's re-judgments), 0.9 and 1.0 on the slow one.
 
-- The stall workload draws no error or slow calls, so its runs are the old runs exactly (its rows
-  with every seed match the previous figures; the -noabort rows now include seed 9): the keyed
-  draws change nothing else, and the default draws stay the old ones.
-- Slow, 90% of the oracle: ttft 91% [84..97] (per seed 67-107%), call 76% [65..86] (per seed
-  0-104%; seed 1's oracle gains only 6.1 s and call nothing). Pairing did not narrow the intervals
-  much: widths 21, 13, 10 and 16 points against 16, 14, 23 and 19 with the old draws. What is left
-  is between seeds: where a seed's 25 slow calls fall among its tasks (two in one task make the
-  p95), and the p95 of 156 tasks (their 8th longest) moves with a few tasks. So telling ttft's 91%
-  from 90% still takes some 100 seeds; a paired per-task measure (the policy against no hedging,
-  task by task) would need far fewer.
+- Stall, 90%: not reached; the watch took ttft from 23% to 58% and ttft-noabort from 6% to 70%.
+  Not for want of a faster stall detector: the oracle told of each stall 3.06 s late (the watch's
+  threshold here: 4 x the p99.9 of the gaps between a decoding replica's tokens, 0.77 s, which is
+  also the longest healthy gap this simulator makes) gets 96% [88..107] of the oracle's gain, and
+  0.77 s late 94% [84..105] (``oracle-lag3.06``, ``oracle-lag0.77``). Part of the cost is the
+  percentile hedges: with them off and stalls hedged alone (``ttft-stallonly``, a diagnosis, not a
+  policy) the share is 66% [48..84] (median 77%) for 0.87% extra calls. On this workload a first
+  token past its p99 is late from the prefill of a long prompt or a queue, so most percentile
+  hedges lose (40-70 a run), and every one that wins moves its task to a replica without its
+  prefix; the slow workload needs them (its 10x-slow calls show only in their first token), so a
+  first-token delay that expects the prefill a prompt needs (its uncached tokens) is the next
+  step. The rest is what happens after the judgment: the oracle duplicates only the stalled calls,
+  while the watch moves every task of the stalled replica to a replica without its prefix for the
+  hold, and judges again (5 judgments a run for 2 stalls) when the hold ends inside the stall.
+- Chosen on the tuning seeds, then not kept: a threshold at 2x (1.53 s), better on seeds 1001-1003
+  (69% against 60% at 4x), judged 14-23 times a run there and 17.6 on the scored seeds: on a
+  suspect replica (judged before, no token since) a call waiting for its first token is timed
+  against the threshold, and first tokens take longer than 1.53 s. Scored: stall ttft 56% [40..68],
+  ttft-noabort 48% [32..62]; slow ttft (p95 chosen) 87% [78..94]. Back at 4x, so the 4x rows above
+  were picked after seeing seeds 1-10; seeds 11-20, never seen, score it blind
+  (``--seeds 11-20 --variants none,oracle,ttft,ttft-noabort``, p99): slow ttft 92% [85..99] for
+  3.00% extra calls, ttft-noabort 88% [84..92] for 2.46%; stall ttft 62% [48..73] for 3.12%,
+  ttft-noabort 76% [61..92] for 2.54%.
+- Slow, 90% of the oracle: ttft 89% [80..97] at p99 (per seed 61-112%), 3.00% extra calls (at p95,
+  before the watch, 91% [84..97] for 4.70%). The interval is between seeds: where a seed's 25 slow
+  calls fall among its tasks decides the p95 of 156 tasks.
 - The whole-call hedge cannot fire before its delay (p99 of the call, 4.3-7.2 s across seeds)
   while the oracle's duplicate starts at once; firing sooner spends the budget on long normal
-  calls (p95: 4.41% extra calls and a smaller gain on the tuning seed). The TTFT delay is
-  1.6-2.4 s because the first token here includes the prefill of prompts that grow by a
-  1,000-word tool output a step, and queueing, so most TTFT hedges fire on normal calls and lose
-  (ttft p95: 4.70% extra calls, 107 asks denied a run).
-- Stall, 90%: not reached (call 61%, ttft 23%; both intervals exclude 90%). ttft is behind call:
-  its hedges fire on calls whose first token is late from prefill, and every hedge that wins moves
-  its task to a replica without the task's prefix (even the oracle's +2% calls cost +4.7% work).
-  A budget that banks 40 calls instead of 10 (``-burst40``, seeds 1, 2, 10, old draws) did not help
-  ttft (-33% [-96..42] against 26%) and moved call from 52% to 79% [56..109] on those 3 seeds: not
-  enough to change the default.
+  calls. Unstreamed calls show no tokens, so the watch cannot help them (call rows unchanged).
 - Engines that do not abort: noticed on every replica in every -noabort run; extra calls at most
-  4.33% and extra tokens at most 4.78% (budget charges whole calls), within 5%. But extra engine
-  work is 5.6-9.3% (6.1-10.7% on engines that abort; the oracle's 4.5-4.7%): the budget counts a
-  hedge's prompt tokens, not the cold prefill a duplicate on another replica does. ttft on the
-  stall workload with a non-aborting engine gains nothing (6% [-26..33]).
+  3.33% and extra tokens at most 3.65% on any seed (the budget charges whole calls), within 5%.
+  Extra engine work is 6.5-9.4% across the rows (the oracle's 4.5-4.7%): the budget counts a
+  hedge's prompt tokens, not the cold prefill a duplicate on another replica does.
 - In the simulator a slow call is slow in delivery after its engine finished, so a cancel can find
-  nothing to abort and the abort watch then sees no abort rise (with the old draws one slow-workload
-  run, seed 10 ttft, judged an aborting replica as not aborting; none did here).
+  nothing to abort and the abort watch then sees no abort rise.
 """
 
 from __future__ import annotations
@@ -184,18 +190,20 @@ class OracleClient(RoutingModelClient):
     becomes slow; every other call runs alone. The first answer wins, the loser is aborted, and the
     task follows the winner, all as for a real hedge; only the timing is perfect (and unbudgeted)."""
 
-    def __init__(self, *args: Any, stalls: list[Stall], **kw: Any) -> None:
+    def __init__(self, *args: Any, stalls: list[Stall], lag: float = 0.0, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.stalls = stalls
+        self.lag = lag  # oracle-lagD: a stall is known D s after it begins (a detector's floor)
         self.duplicates = 0
         self.tasks_hit: set[str] = set()
         self.sims: dict[str, Replica] = {}
 
     def duplicate_at(self, name: str, body: dict[str, Any], now: float) -> float | None:
+        under_way = [st.start for st in self.stalls if st.replica == name and st.start <= now < st.end]
         if self.sims[name].next_call_slow(body):  # a slow draw, or a stall under way
-            return now
+            return max(now, under_way[0] + self.lag) if under_way else now
         ahead = [st.start for st in self.stalls if st.replica == name and now < st.end]
-        return max(now, min(ahead)) if ahead else None  # still running when the next stall begins
+        return max(now, min(ahead) + self.lag) if ahead else None  # still running when the next stall begins
 
     async def _hedged(self, pool: ReplicaPool, order: list[Endpoint], req: ModelRequest, body: dict[str, Any], timeout: float) -> tuple[ModelReply, str]:
         loop = asyncio.get_running_loop()
@@ -239,15 +247,15 @@ def loser_cost_before_40f0c2e(prompt_tokens: int, completion_tokens: int, *, abo
 def hedging_as_of(*, reask: bool, loser_cost_after_race: bool) -> Iterator[None]:
     """Turn off either half of 40f0c2e for one run: no re-ask (a denied hedge is never asked for
     again: the wait after a denial outlasts any call), and the loser charged its prompt again."""
-    saved = (client_module.retry_after, ttfthedge.retry_after, client_module.loser_cost, ttfthedge.loser_cost)
+    saved = (ttfthedge.retry_after, client_module.loser_cost, ttfthedge.loser_cost)
     if not reask:
-        client_module.retry_after = ttfthedge.retry_after = lambda delay: math.inf  # type: ignore[assignment]
+        ttfthedge.retry_after = lambda delay: math.inf  # type: ignore[assignment]
     if not loser_cost_after_race:
         client_module.loser_cost = ttfthedge.loser_cost = loser_cost_before_40f0c2e  # type: ignore[assignment]
     try:
         yield
     finally:
-        client_module.retry_after, ttfthedge.retry_after, client_module.loser_cost, ttfthedge.loser_cost = saved
+        ttfthedge.retry_after, client_module.loser_cost, ttfthedge.loser_cost = saved
 
 
 @contextmanager
@@ -262,6 +270,29 @@ def hedge_burst(calls: float | None) -> Iterator[None]:
         yield
     finally:
         pool_module.HedgeBudget = saved  # type: ignore[misc]
+
+
+@contextmanager
+def stall_hedges_only(on: bool) -> Iterator[None]:
+    """ttft-stallonly: no hedge on the first-token percentile, only on stalls the watch judges (a
+    diagnosis of what the percentile's hedges cost on the stall workload, not a policy)."""
+    if not on:
+        yield
+        return
+    saved = ttfthedge._ttft_delay
+    ttfthedge._ttft_delay = lambda client, pool, kind: None if saved(client, pool, kind) is None else math.inf  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        ttfthedge._ttft_delay = saved  # type: ignore[assignment]
+
+
+def lag_of(variant: str) -> float:
+    """An oracle variant's lag ("oracle-lag3.06": 3.06 s), 0 when it names none."""
+    for part in variant.split("@")[0].split("-")[1:]:
+        if part.startswith("lag"):
+            return float(part[len("lag") :])
+    return 0.0
 
 
 def burst_of(variant: str) -> float | None:
@@ -319,7 +350,7 @@ def run_job(job: Job) -> dict[str, Any]:
             max_output_tokens=64,
             rng=random.Random(1),
             stream=mode == "ttft",
-            **({"stalls": stalls} if mode == "oracle" else {}),
+            **({"stalls": stalls, "lag": lag_of(job.variant)} if mode == "oracle" else {}),
         )
         if isinstance(client, OracleClient):
             client.sims = by_name
@@ -353,6 +384,9 @@ def run_job(job: Job) -> dict[str, Any]:
             "oracle_duplicates": client.duplicates if isinstance(client, OracleClient) else None,
             "oracle_tasks_hit": len(client.tasks_hit) if isinstance(client, OracleClient) else None,
             "stalls": len(stalls),
+            # The router's own stall judgments (stallwatch.py) and the threshold it ended with.
+            "stalls_judged": client.primary.stalls.stalls,
+            "stall_threshold": client.primary.stalls.threshold(),
             "noticed_no_abort": [not client.aborts(client.primary, Endpoint(n, f"sim://{n}/v1")) for n in sorted(by_name)] if mode == "ttft" else None,
             "by_task": driven.by_task,
         }
@@ -366,6 +400,7 @@ def run_job(job: Job) -> dict[str, Any]:
     with (
         hedging_as_of(reask="noreask" not in job.variant and "pre40f0c2e" not in job.variant, loser_cost_after_race="pre40f0c2e" not in job.variant),
         hedge_burst(burst_of(job.variant)),
+        stall_hedges_only("-stallonly" in job.variant),
     ):
         out = run_virtual(main())
     out["wall_s"] = time.monotonic() - started

@@ -21,6 +21,7 @@ One call, in order:
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import uuid
 from collections.abc import Callable
@@ -40,7 +41,7 @@ from agentfleet_runtime.routing.spillwait import RoomWaiter
 from agentfleet_runtime.routing.streaming import StreamObserver
 from agentfleet_runtime.routing.transport import AttemptTimeout, HttpTransport, Transport
 from agentfleet_runtime.routing.ttfthedge import AttemptFailed as _Failed
-from agentfleet_runtime.routing.ttfthedge import hedged_stream, retry_after
+from agentfleet_runtime.routing.ttfthedge import hedge_due, hedged_stream
 from agentfleet_runtime.types import ModelReply
 
 
@@ -94,9 +95,13 @@ class RoutingModelClient:
         self._rooms = RoomWaiter()
         for tier_label, pool in (("primary", self.primary), ("routine", self.routine)):
             if pool is not None:
+                pool.stalls.on_judged = functools.partial(self._count_stall, pool.tier.name)
                 st = pool.settings
                 kinds = ",".join(sorted(routine_kinds)) if tier_label == "routine" else "other"
                 self.metrics.policy.labels(tier_label, pool.tier.name, st.policy, str(st.load_bound_percent), str(st.hedging).lower(), kinds).set(1)
+
+    def _count_stall(self, model: str, replica: str) -> None:
+        self.metrics.stalls.labels(model, replica).inc()
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -280,25 +285,17 @@ class RoutingModelClient:
         cost: float | None = None  # the loser's, once known; else the advance stands
         try:
             delay = self._hedge_delay(pool, req.kind) if len(order) > 1 else None
-            if delay is not None and delay < timeout:
-                # A denied hedge is asked for again while the call runs (ttfthedge.retry_after).
-                wait = delay
-                while loop.time() - started + wait < timeout:
-                    done, pending = await asyncio.wait(pending, timeout=wait)
-                    if done:
-                        break
-                    advance = pool.budget.try_spend()
-                    if advance is not None:
-                        left = timeout - (loop.time() - started)
-                        second = asyncio.create_task(self._call(pool, order[1], req.kind, body, max(0.001, left)))
-                        names[second] = order[1].name
-                        starts[second] = loop.time()
-                        pending.add(second)
-                        break
-                    if wait == delay:
-                        self.metrics.hedges.labels(pool.tier.name, "denied").inc()
-                    wait = retry_after(delay)
-                pending = set(names)
+            if delay is not None:
+                # Due at the delay, or when the replica stalls; a denied hedge is asked for again.
+                advance = await hedge_due(
+                    pool, order[0].name, set(pending), started, delay, timeout, lambda: self.metrics.hedges.labels(pool.tier.name, "denied").inc()
+                )
+                if advance is not None:
+                    left = timeout - (loop.time() - started)
+                    second = asyncio.create_task(self._call(pool, order[1], req.kind, body, max(0.001, left)))
+                    names[second] = order[1].name
+                    starts[second] = loop.time()
+                    pending.add(second)
             hedged = len(names) > 1
             errors: list[ModelError] = []
             while pending:
@@ -346,7 +343,19 @@ class RoutingModelClient:
         model, name = pool.tier.name, endpoint.name
         detector = pool.detector(name)
         detector.on_send(loop.time())
+        pool.stalls.sent(name, loop.time(), pool.inflight.get(name, 0))
         pool.inflight[name] = pool.inflight.get(name, 0) + 1
+        decoding = False
+        if observer is not None:  # its tokens tell the stall watch that the replica steps
+            on_first = observer.on_first
+
+            def first() -> None:
+                nonlocal decoding
+                decoding = True
+                pool.stalls.first_token(name)
+                on_first()
+
+            observer = StreamObserver(first, observer.on_text, lambda: pool.stalls.progress(name, loop.time()))
         self.metrics.inflight.labels(model, name).set(pool.inflight[name])
         started = loop.time()
         outcome = "error"
@@ -376,6 +385,8 @@ class RoutingModelClient:
                     self.metrics.ejected.labels(model, name).set(1)
             raise
         finally:
+            if decoding:
+                pool.stalls.finished(name)
             pool.inflight[name] -= 1
             self._rooms.freed(name)
             self.metrics.inflight.labels(model, name).set(pool.inflight[name])

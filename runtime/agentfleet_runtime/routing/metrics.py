@@ -54,6 +54,13 @@ class RoutingMetrics:
             ["model", "result"],
             registry=r,
         )
+        self.stalls = Counter(
+            "agentfleet_routing_stalls_total",
+            "Replicas judged stalled (hedging on): calls in flight and no token or answer for the stall threshold; "
+            "calls then go elsewhere and those waiting there are hedged.",
+            ["model", "replica"],
+            registry=r,
+        )
         self.ejections = Counter("agentfleet_routing_ejections_total", "Replicas ejected after consecutive errors.", ["model", "replica"], registry=r)
         self.ejected = Gauge(
             "agentfleet_routing_replica_ejected", "1 while a replica is ejected from routing (this pod's view).", ["model", "replica"], registry=r

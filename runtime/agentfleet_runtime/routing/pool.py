@@ -17,6 +17,7 @@ from agentfleet_runtime.routing.hedging import HedgeBudget
 from agentfleet_runtime.routing.quantile import WindowedQuantile
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier
 from agentfleet_runtime.routing.sources import ReplicaSource
+from agentfleet_runtime.routing.stallwatch import StallWatch
 
 
 class LastReplica:
@@ -48,6 +49,7 @@ class ReplicaPool:
         self.detectors: dict[str, OutlierDetector] = {}
         self.quantiles: dict[str, WindowedQuantile] = {}
         self.budget = HedgeBudget(self.settings.hedge_max_extra_percent / 100.0)
+        self.stalls = StallWatch()
         # Task id -> replica that served its last call: where its history's KV cache is. Local
         # to this pod, which is enough: a task's calls all leave from the pod that runs it; a pod
         # that has not seen the task (a restarted one) falls back to the rendezvous home.
@@ -65,11 +67,12 @@ class ReplicaPool:
 
         Ejected replicas are left out unless every replica is ejected (then all are tried: a fleet
         that looks all-broken from here is more likely a local problem than a dead fleet, like
-        Envoy's panic mode). Replicas already tried by this call go last, not away, so a call on
-        a one-replica fleet can still retry."""
+        Envoy's panic mode); with hedging on, so are stalled ones (stallwatch.py). Replicas
+        already tried by this call go last, not away, so a call on a one-replica fleet can still
+        retry."""
         endpoints = self.source.endpoints()
         by_name = {e.name: e for e in endpoints}
-        live = [n for n in by_name if self.detector(n).admits(now)] or list(by_name)
+        live = [n for n in by_name if self.detector(n).admits(now) and not self.stalled(n, now)] or list(by_name)
         fresh = [n for n in live if n not in exclude] or live
         policy = self.settings.policy
         if policy == "PrefixAffinity":
@@ -92,7 +95,7 @@ class ReplicaPool:
         """PrefixAffinity's choice for the task before the load bound (where its cache is), and
         whether that replica is under the bound now (spillwait.py)."""
         by_name = [e.name for e in self.source.endpoints()]
-        live = [n for n in by_name if self.detector(n).admits(now)] or by_name
+        live = [n for n in by_name if self.detector(n).admits(now) and not self.stalled(n, now)] or by_name
         if self.settings.policy != "PrefixAffinity" or not live:
             return None, True
         stay = self.last.get(task or key) if self.settings.stay_after_move else None
@@ -100,10 +103,19 @@ class ReplicaPool:
         total = sum(self.inflight.get(n, 0) for n in live)
         return name, self.inflight.get(name, 0) < load_cap(total, len(live), max(0.0, self.settings.eps))
 
+    def stalled(self, name: str, now: float) -> bool:
+        """A call decodes on the replica and no token has come for the stall threshold
+        (stallwatch.py); judged only with hedging on, whose signal it is."""
+        return self.settings.hedging and self.stalls.stalled(name, now, self.inflight.get(name, 0))
+
+    def stall_deadline(self, name: str) -> float | None:
+        """When a call waiting on ``name`` should look again for a stall (None: nothing to watch)."""
+        return self.stalls.deadline(name, self.inflight.get(name, 0)) if self.settings.hedging else None
+
     def forget_gone(self) -> None:
         """Drop state of replicas that left the set (bounded memory under churn)."""
         names = {e.name for e in self.source.endpoints()}
-        for table in (self.detectors, self.inflight):
+        for table in (self.detectors, self.inflight, self.stalls.marks, self.stalls.judged, self.stalls.decoding, self.stalls.suspects):
             for name in [n for n in table if n not in names and not self.inflight.get(n)]:
                 table.pop(name, None)
 

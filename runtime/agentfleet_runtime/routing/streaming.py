@@ -66,6 +66,7 @@ class StreamAccumulator:
         self.usage: dict[str, Any] | None = None
         self.model = ""
         self.first_token = False
+        self.pieces = 0  # chunks that carried content or a tool call's piece
         self.done = False
         self._handed: set[int] = set()
 
@@ -107,6 +108,7 @@ class StreamAccumulator:
                 produced = True
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
+        self.pieces += produced
         first = produced and not self.first_token
         self.first_token = self.first_token or produced
         return first, text
@@ -145,15 +147,22 @@ def stream_body(body: dict[str, Any]) -> dict[str, Any]:
 
 
 class StreamObserver:
-    """What one streamed attempt reports while it runs: its first token and its text deltas."""
+    """What one streamed attempt reports while it runs: its first token, its text deltas, and
+    each chunk (progress: how the router tells a stalled replica, stallwatch.py)."""
 
-    __slots__ = ("on_first", "on_text")
+    __slots__ = ("_pieces", "on_first", "on_progress", "on_text")
 
-    def __init__(self, on_first: Callable[[], None], on_text: Callable[[str], None] | None = None) -> None:
+    def __init__(self, on_first: Callable[[], None], on_text: Callable[[str], None] | None = None, on_progress: Callable[[], None] | None = None) -> None:
         self.on_first = on_first
         self.on_text = on_text
+        self.on_progress = on_progress
+        self._pieces = 0
 
     def fold(self, acc: StreamAccumulator, first: bool, text: str) -> None:
+        # Only a token is progress: a role or usage chunk can come from a replica that steps no more.
+        if self.on_progress is not None and acc.pieces > self._pieces:
+            self._pieces = acc.pieces
+            self.on_progress()
         if first:
             self.on_first()
         if text and self.on_text is not None:

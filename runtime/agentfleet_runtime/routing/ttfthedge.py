@@ -1,11 +1,12 @@
-"""One streamed attempt with at most one hedge, decided on time to first token.
+"""One streamed attempt with its hedges, decided on time to first token and on stalls.
 
 A stalled queue or a slow replica shows in the first token long before the whole answer is late,
 and the first token's latency varies far less than the answer's (which grows with its length),
 so the hedge fires earlier and on fewer false alarms than a hedge on the whole call:
 
 1. Start the call on the task's replica; wait for its first token up to the kind's TTFT
-   percentile (hedgeAfterPercentile of the first tokens seen, per kind).
+   percentile (hedgeAfterPercentile of the first tokens seen, per kind), or until the replica is
+   judged stalled (stallwatch.py), whichever comes first.
 2. No first token by then: start the same call on the next replica, budget permitting. A hedge the
    budget denies is asked for again while the first token is still missing (``retry_after``): a
    queue that stalls holds its calls far past the percentile, and the budget refills meanwhile
@@ -15,14 +16,21 @@ so the hedge fires earlier and on fewer false alarms than a hedge on the whole c
    (the engine aborts it, so the loser costs only its queue time and prefill). On an engine that
    does not abort (abortwatch.py) the loser would run to the end anyway, so both race to the end
    and the first complete answer wins.
-4. Only the winner's text reaches ``delta_sink`` (buffered until it wins).
-5. The hedge budget is charged the loser's cost (hedging.py): its prompt where the engine was
-   seen to abort it at the winner's first token, a whole call where it runs on (or may).
+4. Past its first token, alone again, the call can still stall with its replica (the first-token
+   hedge is behind it): when the replica is judged stalled it is hedged once more, to the first
+   other replica not judged stalled, and the first whole answer wins.
+5. Only the winner's text reaches ``delta_sink`` (buffered until it wins); a later winner sends
+   only what the earlier one had not (the same prompt writes the same text).
+6. The hedge budget is charged each loser's cost (hedging.py): nothing more where the engine was
+   seen to abort it at the winner's first token, its completion where it was cancelled at the
+   winner's answer, a whole call where it runs on (or may).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+from collections.abc import Callable
 from typing import Any
 
 from agentfleet_runtime.model import ModelError, ModelRequest
@@ -47,13 +55,14 @@ def ttft_kind(kind: str) -> str:
 
 
 class _Attempt:
-    __slots__ = ("buffer", "endpoint", "first", "started", "task")
+    __slots__ = ("buffer", "endpoint", "first", "started", "task", "written")
 
     def __init__(self, endpoint: Endpoint, loop: asyncio.AbstractEventLoop) -> None:
         self.endpoint = endpoint
         self.first: asyncio.Future[float] = loop.create_future()
         self.buffer: list[str] | None = []  # text before this attempt won; None once it has
         self.started = loop.time()
+        self.written = 0  # characters of its text so far
         self.task: asyncio.Task[ModelReply]
 
 
@@ -62,7 +71,7 @@ async def hedged_stream(
 ) -> tuple[ModelReply, str]:
     """``client``: the RoutingModelClient (its ``_call``, ``metrics`` and ``aborts``).
 
-    Long on purpose: the race of the first attempt and its hedge, start to finish, in one place."""
+    Long on purpose: the race of the first attempt and its hedges, start to finish, in one place."""
     loop = asyncio.get_running_loop()
     sink = delta_sink.get()
     started = loop.time()
@@ -79,7 +88,7 @@ async def hedged_stream(
 
         def on_text(text: str) -> None:
             if a.buffer is None:
-                sink(text)  # type: ignore[misc]
+                hand(a, text)
             else:
                 a.buffer.append(text)
 
@@ -88,33 +97,47 @@ async def hedged_stream(
         attempts.append(a)
         return a
 
+    handed = [""]  # the text handed to the sink so far
+    quiet = False  # a later winner's text differs from what was handed: the task's answer says the rest
+
+    def hand(a: _Attempt, piece: str) -> None:
+        """The winner's next piece. A winner after another attempt wrote (a failed one, a stalled
+        one) repeats that text (the same prompt, at temperature 0 alike): only what is new goes."""
+        nonlocal quiet
+        at = a.written
+        a.written += len(piece)
+        if quiet or sink is None:
+            return
+        overlap = handed[0][at : at + len(piece)]
+        if not piece.startswith(overlap):
+            quiet = True
+            return
+        if len(piece) > len(overlap):
+            sink(piece[len(overlap) :])
+            handed[0] += piece[len(overlap) :]
+
     def crown(a: _Attempt) -> None:
         winner.append(a)
-        if sink is not None and a.buffer is not None:
-            for text in a.buffer:
-                sink(text)
+        for piece in a.buffer or ():
+            hand(a, piece)
         a.buffer = None
 
     first = launch(order[0], timeout)
-    advance: float | None = None
+    advance: float | None = None  # the budget's advance for the hedge whose race is still on
     aborted: list[_Attempt] = []  # losers cancelled at the winner's first token on an engine seen to abort
     cost: float | None = None
+    midstream = False  # a hedge started after the call's first token (its replica stalled)
+    race: list[_Attempt] = []  # the two attempts of the hedge whose advance is unsettled
+
+    def denied() -> None:  # counted once per call
+        client.metrics.hedges.labels(pool.tier.name, "denied").inc()
+
     try:
         delay = _ttft_delay(client, pool, req.kind) if len(order) > 1 else None
-        if delay is not None and delay < timeout:
-            wait = delay
-            while loop.time() - started + wait < timeout:
-                await asyncio.wait({first.first, first.task}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-                if first.first.done() or first.task.done():
-                    break
-                advance = pool.budget.try_spend()
-                if advance is not None:
-                    launch(order[1], max(0.001, timeout - (loop.time() - started)))
-                    break
-                if wait == delay:  # counted once per call
-                    client.metrics.hedges.labels(pool.tier.name, "denied").inc()
-                wait = retry_after(delay)
-        hedged = len(attempts) > 1
+        if delay is not None:
+            advance = await hedge_due(pool, order[0].name, {first.first, first.task}, started, delay, timeout, denied)
+            if advance is not None:
+                race = [first, launch(order[1], max(0.001, timeout - (loop.time() - started)))]
         errors: list[ModelError] = []
         live = list(attempts)
         while live:
@@ -131,6 +154,23 @@ async def hedged_stream(
                         live.remove(b)
                     if losers:
                         await asyncio.gather(*(b.task for b in losers), return_exceptions=True)
+                    if losers and advance is not None and all(b in aborted for b in losers):
+                        # Aborted at the winner's first token, the loser costs nothing more (loser_cost,
+                        # share 0): the race is settled, and the call may hedge again if it stalls.
+                        pool.budget.settle(advance, 0.0)
+                        advance = None
+            if winner and live == winner and advance is None and delay is not None and not midstream:
+                # Past its first token the call can still stall with its replica: hedge then, to
+                # the first other replica not judged stalled; the first whole answer wins.
+                a = winner[0]
+                advance = await hedge_due(pool, a.endpoint.name, {a.task}, started, math.inf, timeout, denied, retry_base=delay)
+                if advance is not None:
+                    midstream = True
+                    now = loop.time()
+                    others = [e for e in order if e.name != a.endpoint.name]
+                    to = next((e for e in others if not pool.stalled(e.name, now)), others[0])
+                    race = [a, launch(to, max(0.001, timeout - (now - started)))]
+                    live.append(race[1])
             waits: set[asyncio.Future[Any]] = {a.task for a in live}
             if not winner:
                 waits |= {a.first for a in live}
@@ -143,18 +183,22 @@ async def hedged_stream(
                         winner[:] = []
                         crown(a)
                     reply = a.task.result()
-                    if hedged:
+                    if len(attempts) > 1:
                         client.metrics.hedges.labels(pool.tier.name, "lost" if a is first else "won").inc()
-                        loser = next(b for b in attempts if b is not a)
+                    if advance is not None:  # the race still on: what does its loser cost?
+                        loser = race[0] if a is race[1] else race[1]
                         t = loser.task
                         if not (t.done() and not t.cancelled() and t.exception() is not None):  # a failed loser keeps the advance
                             u = reply.usage
-                            cost = loser_cost(u.prompt_tokens, u.completion_tokens, aborted=loser in aborted, share=0.0)
+                            if midstream:  # cancelled below, at this answer: it may have written it all
+                                cost = loser_cost(u.prompt_tokens, u.completion_tokens, aborted=client.seen_aborting(pool, loser.endpoint))
+                            else:
+                                cost = loser_cost(u.prompt_tokens, u.completion_tokens, aborted=loser in aborted, share=0.0)
                     return reply, a.endpoint.name
                 errors.append(exc if isinstance(exc, ModelError) else ModelError(str(exc)))
                 if winner and winner[0] is a:
                     winner[:] = []
-        if hedged:
+        if len(attempts) > 1:
             client.metrics.hedges.labels(pool.tier.name, "failed").inc()
         raise AttemptFailed(errors[0], [a.endpoint.name for a in attempts])
     finally:
@@ -165,6 +209,49 @@ async def hedged_stream(
             a.task.cancel()
         if left_over:
             await asyncio.gather(*(a.task for a in left_over), return_exceptions=True)
+
+
+async def hedge_due(
+    pool: ReplicaPool,
+    replica: str,
+    watch: set[asyncio.Future[Any]],
+    started: float,
+    delay: float,
+    timeout: float,
+    on_denied: Callable[[], None],
+    retry_base: float | None = None,
+) -> float | None:
+    """Wait on ``watch`` (a first token, an answer) for a hedge to come due and be granted: the
+    budget's advance, or None once something in ``watch`` is done or no hedge can start before
+    ``timeout`` (from ``started``). Due ``delay`` after the start, or at once when ``replica`` is
+    judged stalled (stallwatch.py: a call there waits for nothing the percentile foretold). A
+    denied hedge is asked for again ``retry_after(retry_base or delay)`` later; ``on_denied`` hears
+    the first denial."""
+    loop = asyncio.get_running_loop()
+    due = started + delay
+    denied = False
+    await asyncio.sleep(0)  # the attempt just launched counts itself in flight (its _call's first step)
+    while True:
+        now = loop.time()
+        at = due
+        stall_at = None if denied else pool.stall_deadline(replica)
+        if stall_at is not None:
+            at = min(at, max(now, stall_at))
+        if at - started >= timeout:
+            return None
+        done, _ = await asyncio.wait(watch, timeout=max(0.0, at - now), return_when=asyncio.FIRST_COMPLETED)
+        if done:
+            return None
+        now = loop.time()
+        if now < due and not pool.stalled(replica, now):
+            continue  # woke to look for a stall and found a token
+        advance = pool.budget.try_spend()
+        if advance is not None:
+            return advance
+        if not denied:
+            on_denied()
+        denied = True
+        due = now + retry_after(delay if retry_base is None else retry_base)
 
 
 def retry_after(delay: float) -> float:

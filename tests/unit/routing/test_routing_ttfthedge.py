@@ -17,6 +17,7 @@ from agentfleet_runtime.routing.hedging import HedgeBudget
 from agentfleet_runtime.routing.pool import ReplicaPool
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier
 from agentfleet_runtime.routing.sources import StaticSource
+from agentfleet_runtime.routing.stallwatch import StallWatch
 from agentfleet_runtime.routing.streaming import StreamObserver, delta_sink
 from agentfleet_runtime.routing.ttfthedge import AttemptFailed, hedged_stream, retry_after, ttft_kind
 from agentfleet_runtime.types import ModelReply, Usage
@@ -261,7 +262,9 @@ def test_on_an_engine_that_does_not_abort_the_loser_races_on_and_the_first_whole
     out, at, sunk = race(client, pool)
     assert (out[0].content, out[1], at) == ("ab", "r2", 3.0)
     assert client.cancelled == [("r1", 3.0)]  # only once the race is over
-    assert sunk == ["x", "a", "b"]  # r1 led on the first token, then r2's buffered text on its win
+    # r1 led on the first token; r2's text on its win does not continue r1's, so the sink goes
+    # quiet (the task's answer has the rest) rather than hand the client "xab".
+    assert sunk == ["x"]
     assert client.metrics.hedges.seen == [("t", "won")]
     b = pool.budget
     assert (b.tokens, b.charged) == (470.0, 30.0)
@@ -322,5 +325,118 @@ def test_a_winner_that_fails_after_its_first_token_hands_the_race_to_the_other()
     out, at, sunk = race(client, pool)
     assert (out[0].content, out[1], at) == ("x", "r1", 4.0)
     assert client.metrics.hedges.seen == [("t", "lost")]
-    assert (sunk, client.sunk_at) == (["a", "b", "x"], [1.2, 1.2, 2.0])  # r1's text at its first token, not at its end
+    assert (sunk, client.sunk_at) == (["a", "b"], [1.2, 1.2])  # r2's text at its first token; r1's "x" does not continue it
     assert (pool.budget.tokens, pool.budget.charged) == (400.0, 100.0)
+
+
+def test_a_later_winner_that_repeats_the_text_handed_so_far_hands_only_what_is_new() -> None:
+    # Pins hand()'s overlap: r2 led with "a" and failed; r1 (the same answer, later) hands only "b", "c".
+    pool = pool_for()
+    client = FakeClient(
+        {"r1": Script(ttft=2.0, end=4.0, text=("a", "b", "c"), gap=0.5), "r2": Script(ttft=0.2, end=0.5, text=("a",), error="r2 broke")}, aborts=False
+    )
+    out, at, sunk = race(client, pool)
+    assert (out[0].content, out[1], at) == ("abc", "r1", 4.0)
+    assert (sunk, client.sunk_at) == (["a", "b", "c"], [1.2, 2.5, 3.0])  # r1: "a" at 2.0 (handed already), "b" at 2.5, "c" at 3.0
+
+
+class Progressing:
+    """An observer that first tells the pool's stall watch of the chunk, as the client's _call does."""
+
+    def __init__(self, inner: StreamObserver, pool: ReplicaPool, name: str) -> None:
+        self.inner, self.pool, self.name = inner, pool, name
+        self.decoding = False
+
+    def fold(self, acc: Any, first: bool, text: str) -> None:
+        self.pool.stalls.progress(self.name, asyncio.get_running_loop().time())
+        if first:
+            self.decoding = True
+            self.pool.stalls.first_token(self.name)
+        self.inner.fold(acc, first, text)
+
+
+class TrackingClient(FakeClient):
+    """The scripted client with the real _call's bookkeeping for the stall watch: the send and the
+    count in flight, a token per chunk, the first token, and the end of a decoding call."""
+
+    async def _call(self, pool: ReplicaPool, endpoint: Endpoint, kind: str, body: dict, left: float, observer: StreamObserver) -> ModelReply:
+        name = endpoint.name
+        tracked = Progressing(observer, pool, name)
+        pool.stalls.sent(name, asyncio.get_running_loop().time(), pool.inflight.get(name, 0))
+        pool.inflight[name] = pool.inflight.get(name, 0) + 1
+        try:
+            return await super()._call(pool, endpoint, kind, body, left, tracked)  # type: ignore[arg-type]
+        finally:
+            pool.inflight[name] -= 1
+            if tracked.decoding:
+                pool.stalls.finished(name)
+
+
+def stall_watch_learned(pool: ReplicaPool) -> None:
+    """1,000 gaps of 0.1 s between a decoding replica's tokens (another one's): at 4 gaps, a stall
+    is 0.4 s without a token."""
+    pool.stalls = StallWatch(factor=4.0)
+    pool.stalls.progress("r9", -1000.0)
+    pool.stalls.first_token("r9")
+    for i in range(1, 1001):
+        pool.stalls.progress("r9", -1000.0 + i * 0.1)
+
+
+@pytest.mark.parametrize("learned", [True, False])
+def test_a_replica_that_stalls_after_the_first_token_gets_the_call_hedged_and_the_first_whole_answer_wins(learned: bool) -> None:
+    # r1 writes "a" at 0.3 s and then nothing until 20.3 s. Learned, the watch judges r1 stalled at
+    # 0.7 s (0.4 s after its last token), past the first-token hedge: r2 starts then, answers at
+    # 1.3 s and wins; the sink gets only r2's "b" (its "a" repeats r1's). The loser, cancelled at
+    # the answer on an engine seen to abort, is charged its completion (20 tokens).
+    pool = pool_for()
+    if learned:
+        stall_watch_learned(pool)
+    client = TrackingClient({"r1": Script(ttft=0.3, end=21.0, gap=20.0), "r2": Script(ttft=0.2, end=0.6)})
+    out, at, sunk = race(client, pool)
+    if not learned:  # nothing to judge the stall by: the call waits for r1
+        assert (out[1], at, client.started) == ("r1", 21.0, [("r1", 0.0, 30.0)])
+        return
+    assert (out[0].content, out[1], at) == ("ab", "r2", 1.3)
+    assert client.started == [("r1", 0.0, 30.0), ("r2", 0.7, 29.3)]
+    assert client.cancelled == [("r1", 1.3)]
+    assert (sunk, client.sunk_at) == (["a", "b"], [0.3, 1.3])  # r1's "a" as it came, not held for the race
+    assert client.metrics.hedges.seen == [("t", "won")]
+    assert (pool.budget.tokens, pool.budget.charged, pool.stalls.stalls) == (480.0, 20.0, 1)
+    assert pool.stalls.decoding == {"r9": 1, "r1": 0, "r2": 0}
+
+
+@pytest.mark.parametrize(("learned", "other_decoding", "hedge_at"), [(True, True, 0.4), (True, False, 5.0), (False, True, 5.0)])
+def test_a_call_waiting_for_its_first_token_on_a_stalled_replica_is_hedged_at_the_judgment_not_the_percentile(
+    learned: bool, other_decoding: bool, hedge_at: float
+) -> None:
+    # The first-token percentile is 5 s; r1 never writes. Another task's call decodes on r1 (its
+    # last token at 0 s): learned, the watch judges r1 stalled at 0.4 s and r2 starts then. With
+    # nothing decoding on r1 (its calls may be in long prefills) the percentile decides.
+    pool = pool_for(p95=5.0)
+    if learned:
+        stall_watch_learned(pool)
+    if other_decoding:
+        pool.stalls.progress("r1", 0.0)
+        pool.stalls.first_token("r1")
+    client = TrackingClient({"r1": Script(ttft=None, end=30.0), "r2": Script(ttft=0.2, end=0.6)})
+    out, at, _ = race(client, pool)
+    assert (out[1], at) == ("r2", round(hedge_at + 0.6, 6))
+    assert client.started == [("r1", 0.0, 30.0), ("r2", hedge_at, 30.0 - hedge_at)]
+    assert client.cancelled == [("r1", round(hedge_at + 0.2, 6))]  # at r2's first token
+
+
+def test_a_call_whose_first_token_hedge_lost_can_hedge_again_when_its_replica_stalls() -> None:
+    # The 1 s first-token hedge goes to r2; r1's first token (1.5 s) wins that race and r2, on an
+    # engine seen to abort, is cancelled and costs nothing. r1 then writes nothing: judged stalled
+    # at 1.9 s, the call hedges again (r2, the other replica), and r2's whole answer (4.4 s) wins.
+    pool = pool_for()
+    stall_watch_learned(pool)
+    client = TrackingClient({"r1": Script(ttft=1.5, end=30.0, gap=20.0), "r2": Script(ttft=2.0, end=2.5)})
+    out, at, sunk = race(client, pool)
+    assert (out[0].content, out[1], at) == ("ab", "r2", 4.4)
+    assert client.started == [("r1", 0.0, 30.0), ("r2", 1.0, 29.0), ("r2", 1.9, 28.1)]
+    assert client.cancelled == [("r2", 1.5), ("r1", 4.4)]
+    assert (sunk, client.sunk_at) == (["a", "b"], [1.5, 4.4])
+    assert client.metrics.hedges.seen == [("t", "won")]
+    b = pool.budget
+    assert (b.hedges, b.credit, b.tokens, b.charged) == (2, 0.0, 480.0, 20.0)  # the first loser settled at 0, the second charged its completion

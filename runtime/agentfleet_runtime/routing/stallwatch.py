@@ -1,0 +1,114 @@
+"""Replica stalls, judged from the tokens its streamed calls write (pure: the caller passes the clock).
+
+A replica whose engine stops stepping (a stalled scheduler, a hung collective, a long pause) keeps
+its connections open and answers nothing: no error reaches the ejection machine (ejection.py),
+every call sent there waits out its own hedge delay, and a streamed call that already had its
+first token is past the first-token hedge altogether. Yet while a replica has a call decoding,
+every engine step writes it a token, so its tokens come close together; only a prefill, a step
+that admits new requests, ever holds them up. The watch learns the gaps between one replica's
+tokens while it has a call decoding (one quantile per pool: the replicas of a ModelReplicaSet run
+the same engine) and judges a replica stalled when a call is decoding there and no token has come
+for ``factor`` times that quantile, at least ``floor_s``.
+
+Only decoding calls count: a replica whose calls all wait for their first token may be working
+through long prefills, and the gaps before a first token are what the first-token hedge already
+times (ttfthedge.py). Unstreamed calls show no tokens, so the watch sees nothing of them.
+
+A stalled replica is judged so until a token comes from it again, or for ``hold`` times the
+threshold after the judgment: then calls may go there once more, because without calls a
+recovered replica would never show its tokens. Until a token comes it stays suspect: a call
+waiting there for its first token is then judged like a decoding one, and another judgment
+without a token between doubles the hold (up to ``max_hold_factor`` times), as the ejection
+machine doubles its ejections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agentfleet_runtime.routing.quantile import WindowedQuantile
+
+GAP_PERCENTILE = 0.999  # of the gaps between a replica's tokens while a call decodes there
+GAP_WINDOW = 20_000  # gaps per estimator window: a streamed call alone makes dozens
+GAP_MIN_SAMPLES = 1_000  # before this the tail is unknown, and no replica is judged
+FACTOR = 4.0  # a stall is this many times the gap percentile without a token
+FLOOR_S = 0.25  # and at least this long (a noisy start must not judge a replica stalled)
+HOLD = 4.0  # thresholds a judged replica keeps its judgment without a token before calls try it again
+MAX_HOLD_FACTOR = 8  # the hold doubles per judgment without a token between, up to this many times
+
+
+@dataclass
+class StallWatch:
+    factor: float = FACTOR
+    floor_s: float = FLOOR_S
+    hold: float = HOLD
+    max_hold_factor: int = MAX_HOLD_FACTOR
+    gaps: WindowedQuantile = field(default_factory=lambda: WindowedQuantile(GAP_PERCENTILE, GAP_WINDOW, GAP_MIN_SAMPLES))
+    marks: dict[str, float] = field(default_factory=dict)  # replica -> its last token
+    decoding: dict[str, int] = field(default_factory=dict)  # replica -> calls past their first token
+    judged: dict[str, float] = field(default_factory=dict)  # replica -> when it was judged stalled
+    suspects: dict[str, int] = field(default_factory=dict)  # replica -> judgments since its last token
+    stalls: int = 0  # judgments made (for benchmarks)
+    on_judged: Callable[[str], None] | None = None  # hears each judgment (the client's metric)
+
+    def sent(self, name: str, now: float, inflight: int) -> None:
+        """A call went to ``name``, which had ``inflight`` calls: an idle replica's silence so far
+        says nothing (a suspect one is timed from here)."""
+        if inflight <= 0:
+            self.marks[name] = now
+
+    def first_token(self, name: str) -> None:
+        """A call on ``name`` began decoding (after its ``progress``)."""
+        self.decoding[name] = self.decoding.get(name, 0) + 1
+
+    def finished(self, name: str) -> None:
+        """A call on ``name`` that had begun decoding ended (answered, failed or cancelled)."""
+        self.decoding[name] = max(0, self.decoding.get(name, 0) - 1)
+
+    def progress(self, name: str, now: float) -> None:
+        """A token came from ``name``: the gap since the last one counts if a call was decoding."""
+        mark = self.marks.get(name)
+        if mark is not None and now >= mark and self.decoding.get(name, 0) > 0:
+            self.gaps.add(now - mark)
+        self.marks[name] = now
+        self.judged.pop(name, None)
+        self.suspects.pop(name, None)
+
+    def threshold(self) -> float | None:
+        """Seconds without progress that make a busy replica stalled, or None while unlearned."""
+        gap = self.gaps.value()
+        return None if gap is None else max(self.floor_s, self.factor * gap)
+
+    def deadline(self, name: str, inflight: int) -> float | None:
+        """When ``name`` will be judged stalled if no token comes (None: nothing decoding there, or
+        on a suspect replica nothing in flight; or unlearned)."""
+        limit = self.threshold()
+        mark = self.marks.get(name)
+        watched = self.decoding.get(name, 0) > 0 or (name in self.suspects and inflight > 0)
+        if limit is None or mark is None or not watched:
+            return None
+        return mark + limit
+
+    def stalled(self, name: str, now: float, inflight: int) -> bool:
+        limit = self.threshold()
+        if limit is None:
+            return False
+        since = self.judged.get(name)
+        if since is not None:
+            factor = min(2 ** (self.suspects.get(name, 1) - 1), self.max_hold_factor)
+            if now < since + self.hold * limit * factor:
+                return True
+            # The hold ran out: let calls try it again, and time them from now.
+            del self.judged[name]
+            self.marks[name] = now
+            return False
+        at = self.deadline(name, inflight)
+        if at is None or now < at:
+            return False
+        self.judged[name] = now
+        self.suspects[name] = self.suspects.get(name, 0) + 1
+        self.stalls += 1
+        if self.on_judged is not None:
+            self.on_judged(name)
+        return True
