@@ -302,7 +302,11 @@ class Autoscaling(Model):
 
 
 class Hedging(Model):
-    enabled: bool = Field(default=False, description="Send a duplicate to the next replica when a call outlasts the observed percentile.")
+    enabled: bool = Field(
+        default=False,
+        description="Send a duplicate to the next replica when a call outlasts the observed percentile; with streamed calls also when "
+        "its replica stops writing tokens (stalled), and route new calls around a stalled replica.",
+    )
     after_percentile: int = Field(default=95, ge=50, le=99, description="Latency percentile of the call's kind after which it is hedged.")
     max_extra_percent: int = Field(
         default=5,
