@@ -115,9 +115,10 @@ class ReplicaPool:
     def forget_gone(self) -> None:
         """Drop state of replicas that left the set (bounded memory under churn)."""
         names = {e.name for e in self.source.endpoints()}
-        for table in (self.detectors, self.inflight, self.stalls.marks, self.stalls.judged, self.stalls.decoding, self.stalls.suspects):
+        for table in (self.detectors, self.inflight, self.stalls.marks):
             for name in [n for n in table if n not in names and not self.inflight.get(n)]:
                 table.pop(name, None)
+                self.stalls.forget(name)
 
     def quantile(self, kind: str) -> WindowedQuantile:
         q = self.quantiles.get(kind)

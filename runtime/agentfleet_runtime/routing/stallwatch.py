@@ -75,6 +75,11 @@ class StallWatch:
         self.judged.pop(name, None)
         self.suspects.pop(name, None)
 
+    def forget(self, name: str) -> None:
+        """``name`` left the replica set: drop what the watch kept of it."""
+        for table in (self.marks, self.judged, self.decoding, self.suspects):
+            table.pop(name, None)
+
     def threshold(self) -> float | None:
         """Seconds without progress that make a busy replica stalled, or None while unlearned."""
         gap = self.gaps.value()

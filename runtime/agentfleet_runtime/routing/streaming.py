@@ -66,12 +66,13 @@ class StreamAccumulator:
         self.usage: dict[str, Any] | None = None
         self.model = ""
         self.first_token = False
-        self.pieces = 0  # chunks that carried content or a tool call's piece
+        self.produced = False  # the last chunk folded carried content or a tool call's piece
         self.done = False
         self._handed: set[int] = set()
 
     def feed(self, payload: bytes) -> tuple[bool, str]:
         """Fold one ``data:`` payload; returns (this chunk carried the first token, text delta)."""
+        self.produced = False
         if payload == b"[DONE]":
             self.done = True
             return False, ""
@@ -108,7 +109,7 @@ class StreamAccumulator:
                 produced = True
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
-        self.pieces += produced
+        self.produced = produced
         first = produced and not self.first_token
         self.first_token = self.first_token or produced
         return first, text
@@ -150,18 +151,16 @@ class StreamObserver:
     """What one streamed attempt reports while it runs: its first token, its text deltas, and
     each chunk (progress: how the router tells a stalled replica, stallwatch.py)."""
 
-    __slots__ = ("_pieces", "on_first", "on_progress", "on_text")
+    __slots__ = ("on_first", "on_progress", "on_text")
 
     def __init__(self, on_first: Callable[[], None], on_text: Callable[[str], None] | None = None, on_progress: Callable[[], None] | None = None) -> None:
         self.on_first = on_first
         self.on_text = on_text
         self.on_progress = on_progress
-        self._pieces = 0
 
     def fold(self, acc: StreamAccumulator, first: bool, text: str) -> None:
         # Only a token is progress: a role or usage chunk can come from a replica that steps no more.
-        if self.on_progress is not None and acc.pieces > self._pieces:
-            self._pieces = acc.pieces
+        if self.on_progress is not None and acc.produced:
             self.on_progress()
         if first:
             self.on_first()

@@ -97,24 +97,24 @@ async def hedged_stream(
         attempts.append(a)
         return a
 
-    handed = [""]  # the text handed to the sink so far
+    handed = ""  # the text handed to the sink so far
     quiet = False  # a later winner's text differs from what was handed: the task's answer says the rest
 
     def hand(a: _Attempt, piece: str) -> None:
         """The winner's next piece. A winner after another attempt wrote (a failed one, a stalled
         one) repeats that text (the same prompt, at temperature 0 alike): only what is new goes."""
-        nonlocal quiet
+        nonlocal handed, quiet
         at = a.written
         a.written += len(piece)
         if quiet or sink is None:
             return
-        overlap = handed[0][at : at + len(piece)]
+        overlap = handed[at : at + len(piece)]
         if not piece.startswith(overlap):
             quiet = True
             return
         if len(piece) > len(overlap):
             sink(piece[len(overlap) :])
-            handed[0] += piece[len(overlap) :]
+            handed += piece[len(overlap) :]
 
     def crown(a: _Attempt) -> None:
         winner.append(a)
