@@ -93,15 +93,42 @@ class RoutingModelClient:
         self._guards: dict[str, ContextGuard] = {}
         self._watches: dict[str, AbortWatch] = {}
         self._rooms = RoomWaiter()
+        self._probes: dict[tuple[str, str], asyncio.Task[None]] = {}  # (model, replica) -> its stall probe
         for tier_label, pool in (("primary", self.primary), ("routine", self.routine)):
             if pool is not None:
-                pool.stalls.on_judged = functools.partial(self._count_stall, pool.tier.name)
+                pool.stalls.on_judged = functools.partial(self._stalled, pool)
                 st = pool.settings
                 kinds = ",".join(sorted(routine_kinds)) if tier_label == "routine" else "other"
                 self.metrics.policy.labels(tier_label, pool.tier.name, st.policy, str(st.load_bound_percent), str(st.hedging).lower(), kinds).set(1)
 
-    def _count_stall(self, model: str, replica: str) -> None:
-        self.metrics.stalls.labels(model, replica).inc()
+    def _stalled(self, pool: ReplicaPool, replica: str) -> None:
+        """``replica`` was judged stalled (stallwatch.py): count it, and probe it until it steps."""
+        self.metrics.stalls.labels(pool.tier.name, replica).inc()
+        key = (pool.tier.name, replica)
+        if key not in self._probes:
+            self._probes[key] = asyncio.get_running_loop().create_task(self._probe(pool, replica))
+            self._probes[key].add_done_callback(lambda _: self._probes.pop(key, None))
+
+    async def _probe(self, pool: ReplicaPool, replica: str) -> None:
+        """Keep one one-token request on a replica judged stalled until a token comes from it (any
+        call's or this one's): the calls routed around it cannot tell when it steps again."""
+        loop = asyncio.get_running_loop()
+        body = {"model": pool.tier.model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1, "temperature": 0.0}
+        observer = StreamObserver(lambda: None, None, lambda: pool.stalls.progress(replica, loop.time()))
+        while replica in pool.stalls.judged:
+            endpoint = next((e for e in pool.source.endpoints() if e.name == replica), None)
+            if endpoint is None:  # gone from the replica set
+                pool.stalls.forget(replica)
+                return
+            wait = pool.stalls.probe_timeout(replica)
+            began = loop.time()
+            try:
+                await asyncio.wait_for(self.transport.stream(endpoint, body, wait, observer), wait)  # type: ignore[attr-defined]
+                pool.stalls.progress(replica, loop.time())  # answered: it steps
+            except (TimeoutError, ModelError):
+                pool.stalls.probe_missed(replica)
+                # A replica that fails fast is the ejection machine's; do not hammer it meanwhile.
+                await asyncio.sleep(max(0.0, wait - (loop.time() - began)))
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -116,6 +143,9 @@ class RoutingModelClient:
             await pool.source.start()
 
     async def close(self) -> None:
+        for probe in list(self._probes.values()):
+            probe.cancel()
+        await asyncio.gather(*self._probes.values(), return_exceptions=True)
         for watch in self._watches.values():
             await watch.close()
         for pool in self._pools():

@@ -106,11 +106,11 @@ class ReplicaPool:
     def stalled(self, name: str, now: float) -> bool:
         """A call decodes on the replica and no token has come for the stall threshold
         (stallwatch.py); judged only with hedging on, whose signal it is."""
-        return self.settings.hedging and self.stalls.stalled(name, now, self.inflight.get(name, 0))
+        return self.settings.hedging and self.stalls.stalled(name, now)
 
     def stall_deadline(self, name: str) -> float | None:
         """When a call waiting on ``name`` should look again for a stall (None: nothing to watch)."""
-        return self.stalls.deadline(name, self.inflight.get(name, 0)) if self.settings.hedging else None
+        return self.stalls.deadline(name) if self.settings.hedging else None
 
     def forget_gone(self) -> None:
         """Drop state of replicas that left the set (bounded memory under churn)."""

@@ -14,12 +14,14 @@ Only decoding calls count: a replica whose calls all wait for their first token 
 through long prefills, and the gaps before a first token are what the first-token hedge already
 times (ttfthedge.py). Unstreamed calls show no tokens, so the watch sees nothing of them.
 
-A stalled replica is judged so until a token comes from it again, or for ``hold`` times the
-threshold after the judgment: then calls may go there once more, because without calls a
-recovered replica would never show its tokens. Until a token comes it stays suspect: a call
-waiting there for its first token is then judged like a decoding one, and another judgment
-without a token between doubles the hold (up to ``max_hold_factor`` times), as the ejection
-machine doubles its ejections.
+A stalled replica stays judged until a token comes from it again: new calls go elsewhere, and
+the client keeps one probe in flight there (a one-token request, client.py) whose token says the
+engine steps again. An active check, because the calls moved away would never show it, and a
+timed hold lets calls back into a queue that may still be stalled: each one waits out a whole
+threshold before it is hedged and moves its task (a 20 s stall held 4 thresholds took 2 such
+calls per stall, and a second judgment). A probe with no token in ``probe_wait`` thresholds is
+replaced (the engine may have lost it), each time after a wait twice as long, up to
+``max_probe_factor`` times, as the ejection machine doubles its ejections.
 """
 
 from __future__ import annotations
@@ -34,27 +36,27 @@ GAP_WINDOW = 20_000  # gaps per estimator window: a streamed call alone makes do
 GAP_MIN_SAMPLES = 1_000  # before this the tail is unknown, and no replica is judged
 FACTOR = 4.0  # a stall is this many times the gap percentile without a token
 FLOOR_S = 0.25  # and at least this long (a noisy start must not judge a replica stalled)
-HOLD = 4.0  # thresholds a judged replica keeps its judgment without a token before calls try it again
-MAX_HOLD_FACTOR = 8  # the hold doubles per judgment without a token between, up to this many times
+PROBE_WAIT = 4.0  # thresholds a probe of a stalled replica waits for its token before another replaces it
+MAX_PROBE_FACTOR = 8  # the wait doubles per probe without a token, up to this many times
 
 
 @dataclass
 class StallWatch:
     factor: float = FACTOR
     floor_s: float = FLOOR_S
-    hold: float = HOLD
-    max_hold_factor: int = MAX_HOLD_FACTOR
+    probe_wait: float = PROBE_WAIT
+    max_probe_factor: int = MAX_PROBE_FACTOR
     gaps: WindowedQuantile = field(default_factory=lambda: WindowedQuantile(GAP_PERCENTILE, GAP_WINDOW, GAP_MIN_SAMPLES))
     marks: dict[str, float] = field(default_factory=dict)  # replica -> its last token
     decoding: dict[str, int] = field(default_factory=dict)  # replica -> calls past their first token
     judged: dict[str, float] = field(default_factory=dict)  # replica -> when it was judged stalled
-    suspects: dict[str, int] = field(default_factory=dict)  # replica -> judgments since its last token
+    misses: dict[str, int] = field(default_factory=dict)  # replica -> its probes with no token since the judgment
     stalls: int = 0  # judgments made (for benchmarks)
-    on_judged: Callable[[str], None] | None = None  # hears each judgment (the client's metric)
+    on_judged: Callable[[str], None] | None = None  # hears each judgment (the client's metric and probe)
 
     def sent(self, name: str, now: float, inflight: int) -> None:
         """A call went to ``name``, which had ``inflight`` calls: an idle replica's silence so far
-        says nothing (a suspect one is timed from here)."""
+        says nothing."""
         if inflight <= 0:
             self.marks[name] = now
 
@@ -67,17 +69,18 @@ class StallWatch:
         self.decoding[name] = max(0, self.decoding.get(name, 0) - 1)
 
     def progress(self, name: str, now: float) -> None:
-        """A token came from ``name``: the gap since the last one counts if a call was decoding."""
+        """A token came from ``name``: the gap since the last one counts if a call was decoding
+        (not a stall's own gap), and a judgment ends."""
         mark = self.marks.get(name)
-        if mark is not None and now >= mark and self.decoding.get(name, 0) > 0:
+        if mark is not None and now >= mark and self.decoding.get(name, 0) > 0 and name not in self.judged:
             self.gaps.add(now - mark)
         self.marks[name] = now
         self.judged.pop(name, None)
-        self.suspects.pop(name, None)
+        self.misses.pop(name, None)
 
     def forget(self, name: str) -> None:
         """``name`` left the replica set: drop what the watch kept of it."""
-        for table in (self.marks, self.judged, self.decoding, self.suspects):
+        for table in (self.marks, self.judged, self.decoding, self.misses):
             table.pop(name, None)
 
     def threshold(self) -> float | None:
@@ -85,35 +88,33 @@ class StallWatch:
         gap = self.gaps.value()
         return None if gap is None else max(self.floor_s, self.factor * gap)
 
-    def deadline(self, name: str, inflight: int) -> float | None:
-        """When ``name`` will be judged stalled if no token comes (None: nothing decoding there, or
-        on a suspect replica nothing in flight; or unlearned)."""
+    def deadline(self, name: str) -> float | None:
+        """When ``name`` will be judged stalled if no token comes (None: nothing decoding there,
+        or unlearned)."""
         limit = self.threshold()
         mark = self.marks.get(name)
-        watched = self.decoding.get(name, 0) > 0 or (name in self.suspects and inflight > 0)
-        if limit is None or mark is None or not watched:
+        if limit is None or mark is None or self.decoding.get(name, 0) <= 0:
             return None
         return mark + limit
 
-    def stalled(self, name: str, now: float, inflight: int) -> bool:
-        limit = self.threshold()
-        if limit is None:
-            return False
-        since = self.judged.get(name)
-        if since is not None:
-            factor = min(2 ** (self.suspects.get(name, 1) - 1), self.max_hold_factor)
-            if now < since + self.hold * limit * factor:
-                return True
-            # The hold ran out: let calls try it again, and time them from now.
-            del self.judged[name]
-            self.marks[name] = now
-            return False
-        at = self.deadline(name, inflight)
+    def stalled(self, name: str, now: float) -> bool:
+        if name in self.judged:
+            return True
+        at = self.deadline(name)
         if at is None or now < at:
             return False
         self.judged[name] = now
-        self.suspects[name] = self.suspects.get(name, 0) + 1
         self.stalls += 1
         if self.on_judged is not None:
             self.on_judged(name)
         return True
+
+    def probe_timeout(self, name: str) -> float:
+        """How long the next probe of a judged ``name`` waits for its token."""
+        limit = self.threshold() or self.floor_s
+        return self.probe_wait * limit * min(2 ** self.misses.get(name, 0), self.max_probe_factor)
+
+    def probe_missed(self, name: str) -> None:
+        """A probe of ``name`` ended without a token (timed out or failed)."""
+        if name in self.judged:
+            self.misses[name] = self.misses.get(name, 0) + 1

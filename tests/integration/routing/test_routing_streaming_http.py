@@ -118,3 +118,44 @@ def test_first_token_hedge_beats_a_stall_and_notices_an_engine_that_does_not_abo
         assert known == [True, True] and orphans == 0, (known, orphans)
     else:
         assert known == [False, False] and orphans >= 6, (known, orphans)
+
+
+def test_a_replica_stalled_mid_answer_is_left_out_until_its_probe_gets_a_token() -> None:
+    # A call decoding on its replica when the engine stalls for 2 s: the stall watch (learned from
+    # the warm-up's streamed tokens) judges the replica, the call is hedged to the other one, and
+    # the replica stays out of the order until the one-token probe the client keeps there gets its
+    # token, when the stall ends: not when a timed hold runs out inside it.
+    fleet = start_fleet(2, engine={**ENGINE, "output_tokens_median": 60.0})
+    try:
+
+        async def main() -> tuple[float, list[tuple[float, bool]], int, float | None]:
+            loop = asyncio.get_running_loop()
+            client = client_for(fleet, True, hedging=True)
+            pool = client.primary
+            try:
+                for start in range(0, 80, 8):  # 80 streamed calls, 8 at a time: ~4,000 gaps
+                    await asyncio.gather(*(client.complete(req(f"w{i}")) for i in range(start, start + 8)))
+                home = pool.order("stalled-task", loop.time(), task="stalled-task")[0].name
+                writing = asyncio.Event()
+                delta_sink.set(lambda _: writing.set())
+                call = asyncio.ensure_future(client.complete(req("stalled-task")))
+                await writing.wait()
+                admin(fleet, home, {"stall_seconds": 2.0})
+                t0 = time.monotonic()
+                await call
+                answered = time.monotonic() - t0
+                seen = []
+                while time.monotonic() - t0 < 3.5:
+                    seen.append((time.monotonic() - t0, pool.stalled(home, loop.time())))
+                    await asyncio.sleep(0.05)
+                return answered, seen, pool.stalls.stalls, pool.stalls.threshold()
+            finally:
+                await client.close()
+
+        answered, seen, judged, threshold = asyncio.run(main())
+    finally:
+        fleet.stop()
+    assert threshold is not None and judged == 1, (threshold, judged)
+    assert answered < 1.5, answered  # hedged mid-answer, long before the stall ended
+    assert all(out for t, out in seen if t < 1.9), seen  # left out for the whole stall
+    assert not any(out for t, out in seen if t > 2.5), seen  # back once its probe got a token

@@ -32,8 +32,8 @@ def decoding(w: StallWatch, name: str, at: float) -> None:
 def test_an_unlearned_watch_judges_nothing() -> None:
     w = learned(n=999)  # one short of the minimum sample
     decoding(w, "r1", 0.0)
-    assert w.threshold() is None and w.deadline("r1", 1) is None
-    assert not w.stalled("r1", 10_000.0, 1)
+    assert w.threshold() is None and w.deadline("r1") is None
+    assert not w.stalled("r1", 10_000.0)
 
 
 def test_gaps_count_only_while_a_call_decodes() -> None:
@@ -52,12 +52,12 @@ def test_a_replica_silent_past_factor_times_the_gap_percentile_while_a_call_deco
     w = learned(0.1)  # threshold 4 x 0.1 = 0.4 s
     assert w.threshold() == pytest.approx(0.4)
     decoding(w, "r1", 10.0)
-    assert w.deadline("r1", 1) == pytest.approx(10.4)
-    assert not w.stalled("r1", 10.39, 1)
-    assert w.stalled("r1", 10.41, 1) and w.stalls == 1
-    assert w.stalled("r1", 10.5, 1) and w.stalls == 1  # one judgment, not one per look
+    assert w.deadline("r1") == pytest.approx(10.4)
+    assert not w.stalled("r1", 10.39)
+    assert w.stalled("r1", 10.41) and w.stalls == 1
+    assert w.stalled("r1", 10.5) and w.stalls == 1  # one judgment, not one per look
     w.progress("r1", 10.6)  # a token: no longer stalled, and the clock restarts
-    assert not w.stalled("r1", 10.9, 1) and w.deadline("r1", 1) == pytest.approx(11.0)
+    assert not w.stalled("r1", 10.9) and w.deadline("r1") == pytest.approx(11.0)
 
 
 def test_a_replica_with_no_call_decoding_is_never_stalled() -> None:
@@ -65,7 +65,7 @@ def test_a_replica_with_no_call_decoding_is_never_stalled() -> None:
     decoding(w, "r1", 1.0)
     w.finished("r1")
     w.sent("r1", 2.0, 1)  # calls wait there for their first tokens (long prefills, perhaps)
-    assert w.deadline("r1", 2) is None and not w.stalled("r1", 100.0, 2)
+    assert w.deadline("r1") is None and not w.stalled("r1", 100.0)
 
 
 def test_a_call_to_an_idle_replica_restarts_its_clock() -> None:
@@ -77,24 +77,25 @@ def test_a_call_to_an_idle_replica_restarts_its_clock() -> None:
     assert w.marks["r1"] == 60.0
 
 
-def test_the_floor_the_hold_and_a_suspect_replica() -> None:
+def test_a_judged_replica_stays_judged_until_a_token_and_each_probe_without_one_waits_twice_as_long() -> None:
     w = learned(0.01)  # 4 x 0.01 = 0.04 s, under the 0.25 s floor
     assert w.threshold() == pytest.approx(0.25)
     decoding(w, "r1", 0.0)
-    assert w.stalled("r1", 0.3, 1)
-    w.finished("r1")  # its call was hedged and cancelled
-    # Judged at 0.3: it stays so for 4 thresholds (1.0 s) though nothing is there now...
-    assert w.stalled("r1", 1.29, 0)
-    # ...then calls may try it again, timed from that moment; it is suspect until a token comes.
-    assert not w.stalled("r1", 1.31, 0) and w.marks["r1"] == 1.31
-    w.sent("r1", 2.0, 0)  # a call waits there for its first token: timed from its send
-    assert w.deadline("r1", 1) == pytest.approx(2.25) and w.deadline("r1", 0) is None
-    assert w.stalled("r1", 2.3, 1) and w.stalls == 2
-    # A second judgment without a token between: the hold doubles (2.0 s).
-    assert w.stalled("r1", 4.29, 0) and not w.stalled("r1", 4.31, 0)
-    w.progress("r1", 5.0)  # a token: no longer suspect, so a waiting call is not timed
-    w.sent("r1", 6.0, 0)
-    assert w.deadline("r1", 1) is None and not w.stalled("r1", 60.0, 1)
+    assert w.stalled("r1", 0.3)
+    w.finished("r1")  # its call was hedged and cancelled: nothing decodes there now...
+    assert w.deadline("r1") is None and w.stalled("r1", 1_000.0)  # ...and it stays judged: no timed hold
+    waits = []
+    for _ in range(5):  # a probe waits 4 thresholds for its token, twice as long after each miss, up to 8x
+        waits.append(w.probe_timeout("r1"))
+        w.probe_missed("r1")
+    assert waits == pytest.approx([1.0, 2.0, 4.0, 8.0, 8.0])
+    gaps = w.gaps.count
+    w.first_token("r1")  # a call still there (an engine that does not abort) writes again after the stall
+    w.progress("r1", 1_000.5)  # a token: the judgment ends, the misses with it
+    assert not w.stalled("r1", 1_000.6) and w.probe_timeout("r1") == pytest.approx(1.0)
+    assert w.gaps.count == gaps  # the stall's own silence is no healthy gap
+    w.probe_missed("r1")  # a probe that ends after the judgment counts for nothing
+    assert w.misses == {}
 
 
 def test_each_judgment_is_heard_once() -> None:
@@ -103,7 +104,7 @@ def test_each_judgment_is_heard_once() -> None:
     w.on_judged = heard.append
     decoding(w, "r1", 0.0)
     for t in (0.5, 0.6, 0.7):
-        w.stalled("r1", t, 1)
+        w.stalled("r1", t)
     assert heard == ["r1"]
 
 
