@@ -53,73 +53,11 @@ runs, all six policies): the same 496 logical calls and the same 5 slow first at
 with the old per-replica draws 8-10 of them differed from the no-hedge run's in every policy
 (tests/unit/sim/test_sim_fault_draws.py pins it). ``--draws replica`` runs the old draws.
 
-Figures (2026-11-23, keyed draws, with the stall watch: routing/stallwatch.py). 300 s runs (600 s
-did not fit the CPU this shared machine had: 10-20 s of CPU a run), 4 replicas, 156 tasks x 16
-calls a run, stalls every 120 s (2 a run, 22% of the tasks caught). The percentiles were tuned on
-seeds 1001-1003 (never scored), p95 against p99, as ``--tune`` does: p99 for both hedges on both
-workloads. Scored seeds 1-10 (the call rows are the earlier runs: the watch sees no tokens in
-unstreamed calls, and seed 1001's call runs came out identical). Share: pooled, with the 90% seed-
-bootstrap interval; in brackets after it, the same row before the stall watch.
-
-    A=".venv/bin/python e2e/bench/hedging_bench.py --seconds 300 --tune --tune-seeds 1001-1003 --percentiles 95,99 --seeds 1-10 --workloads slow,stall"
-    $A --variants none,oracle,call,ttft,call-noabort,ttft-noabort --jobs 2   # then the same with --report
-
-    workload  policy         task p95  gain     share [90%]        before the watch    extra calls  extra tokens  extra work
-    slow      none           84.8 s
-              oracle         68.8 s    16.03 s  100%                                   1.02%        1.00%         4.5%
-              call p99       72.6 s    12.23 s   76% [65..86]      (the same)          2.84%        2.04%         6.5%
-              ttft p99       70.6 s    14.24 s   89% [80..97]      (ttft p95 91%)      3.00%        1.74%         8.8%
-              call-noabort   73.1 s    11.77 s   73% [69..79]      (the same)          2.63%        2.80%         6.9%
-              ttft-noabort   70.8 s    14.07 s   88% [80..95]      (p95 83%)           2.20%        2.57%         6.8%
-    stall     none           82.3 s
-              oracle         71.8 s    10.53 s  100%                                   2.12%        0.50%         4.7%
-              call p99       76.0 s     6.37 s   61% [48..71]      (the same)          2.81%        1.56%         7.5%
-              ttft p99       76.3 s     6.06 s   58% [45..69]      (23% [5..44])       3.39%        1.58%         9.4%
-              call-noabort   76.9 s     5.45 s   52% [40..63]      (the same)          2.66%        2.64%         6.6%
-              ttft-noabort   74.9 s     7.40 s   70% [60..81]      (6% [-26..33])      2.48%        2.60%         7.8%
-
-Means over the seeds. Extra work is what the engines computed (uncached prefill plus decode, their
-own counters) over the same seed's no-hedge run, minus 1; extra tokens is the budget's measure.
-The watch judged 5.0 replicas stalled a run (ttft) and 4.3 (ttft-noabort) on the stall workload
-(2 stalls; the rest are the suspect's re-judgments), 0.9 and 1.0 on the slow one.
-
-- Stall, 90%: not reached; the watch took ttft from 23% to 58% and ttft-noabort from 6% to 70%.
-  Not for want of a faster stall detector: the oracle told of each stall 3.06 s late (the watch's
-  threshold here: 4 x the p99.9 of the gaps between a decoding replica's tokens, 0.77 s, which is
-  also the longest healthy gap this simulator makes) gets 96% [88..107] of the oracle's gain, and
-  0.77 s late 94% [84..105] (``oracle-lag3.06``, ``oracle-lag0.77``). Part of the cost is the
-  percentile hedges: with them off and stalls hedged alone (``ttft-stallonly``, a diagnosis, not a
-  policy) the share is 66% [48..84] (median 77%) for 0.87% extra calls. On this workload a first
-  token past its p99 is late from the prefill of a long prompt or a queue, so most percentile
-  hedges lose (40-70 a run), and every one that wins moves its task to a replica without its
-  prefix; the slow workload needs them (its 10x-slow calls show only in their first token), so a
-  first-token delay that expects the prefill a prompt needs (its uncached tokens) is the next
-  step. The rest is what happens after the judgment: the oracle duplicates only the stalled calls,
-  while the watch moves every task of the stalled replica to a replica without its prefix for the
-  hold, and judges again (5 judgments a run for 2 stalls) when the hold ends inside the stall.
-- Chosen on the tuning seeds, then not kept: a threshold at 2x (1.53 s), better on seeds 1001-1003
-  (69% against 60% at 4x), judged 14-23 times a run there and 17.6 on the scored seeds: on a
-  suspect replica (judged before, no token since) a call waiting for its first token is timed
-  against the threshold, and first tokens take longer than 1.53 s. Scored: stall ttft 56% [40..68],
-  ttft-noabort 48% [32..62]; slow ttft (p95 chosen) 87% [78..94]. Back at 4x, so the 4x rows above
-  were picked after seeing seeds 1-10; seeds 11-20, never seen, score it blind
-  (``--seeds 11-20 --variants none,oracle,ttft,ttft-noabort``, p99): slow ttft 92% [85..99] for
-  3.00% extra calls, ttft-noabort 88% [84..92] for 2.46%; stall ttft 62% [48..73] for 3.12%,
-  ttft-noabort 76% [61..92] for 2.54%. With seeds 21-30 as well, 30 seeds pooled: slow ttft
-  92.6% [88..97] for 2.93% extra calls (at most 3.97% on a seed), ttft-noabort 90.1% [86..94];
-  stall ttft 59.6% [50..69], ttft-noabort 66.8% [59..75].
-- Slow, 90% of the oracle: ttft 89% [80..97] at p99 (per seed 61-112%), 3.00% extra calls (at p95,
-  before the watch, 91% [84..97] for 4.70%). The interval is between seeds: where a seed's 25 slow
-  calls fall among its tasks decides the p95 of 156 tasks.
-- The whole-call hedge cannot fire before its delay (p99 of the call, 4.3-7.2 s across seeds)
-  while the oracle's duplicate starts at once; firing sooner spends the budget on long normal
-  calls. Unstreamed calls show no tokens, so the watch cannot help them (call rows unchanged).
-- Engines that do not abort: noticed on every replica in every -noabort run; extra calls at most
-  3.33% and extra tokens at most 3.65% on any seed (the budget charges whole calls), within 5%.
-  Extra engine work is 6.5-9.4% across the rows (the oracle's 4.5-4.7%): the budget counts a
-  hedge's prompt tokens, not the cold prefill a duplicate on another replica does.
-- In the simulator a slow call is slow in delivery after its engine finished, so a cancel can find
-  nothing to abort and the abort watch then sees no abort rise.
+Figures: docs/hedging.md, each stop's with its command line. The latest (stop 31: a replica judged
+stalled stays out until a one-token probe gets its token, routing/stallwatch.py), 300 s runs, 4
+replicas, 156 tasks x 16 calls, p99 first-token hedge, 20 scored seeds pooled: slow 94% [89..99] of
+the oracle's gain for 3.07% extra calls (engines that do not abort: 89%); stall 79% [68..89] for
+3.39% (engines that do not abort: 63%, against 73% with the timed hold before it).
 """
 
 from __future__ import annotations
