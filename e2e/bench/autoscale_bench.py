@@ -23,7 +23,10 @@ runs the ``--history-seeds`` days one after the other (seeds never scored), carr
 (its ConfigMap) and the learned load time (status) from day to day; each scored day then starts
 from what those days taught. One run is one compressed day, so the profile's period is the run
 length (forecast_config). Tune ``--coverage`` on seeds you do not score (``--seeds 201-205``), then
-score with the chosen value.
+score with the chosen value. ``--af-min-replicas`` sweeps agentfleet's minReplicas the same way (one
+configuration per coverage and floor, ``agentfleet@C/minN``, each floor learning its own history
+days), and ``--baseline-min-replicas`` sweeps HPA's and KEDA's (``hpa-util@T/minN``): a knob swept
+for agentfleet is swept for the baselines too.
 
 Workloads (``--workload``; seeded):
   default  60 min, two 150 s bursts (30 s ramps included) on a compressed diurnal curve, scaled
@@ -1085,7 +1088,7 @@ def history(job: dict[str, Any], seeds: list[int]) -> Memory | None:
     return memory
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
         "--workload", choices=sorted(WORKLOADS), default="default", help="default: 150 s bursts in 60 min; long: 600 s in 240 min; trace: BurstGPT-shaped"
@@ -1103,6 +1106,16 @@ def main() -> int:
     ap.add_argument("--fixed", default="2-16", help="fixed fleet sizes (all warm, never scaled); empty for none")
     ap.add_argument("--initial", type=int, default=2, help="warm replicas at t=0 (at least --min-replicas)")
     ap.add_argument("--min-replicas", type=int, default=MIN_REPLICAS, help="minReplicas of every autoscaler (agentfleet, HPA, KEDA alike)")
+    ap.add_argument(
+        "--af-min-replicas",
+        default="",
+        help="agentfleet's minReplicas (spec.autoscaling.minReplicas) swept: one configuration per (coverage, value), named agentfleet@C/minN, each learning its own history (default: --min-replicas alone)",
+    )
+    ap.add_argument(
+        "--baseline-min-replicas",
+        default="",
+        help="HPA's and KEDA's minReplicas swept as agentfleet's is: one configuration per (target, value), named hpa-util@T/minN and keda-queue@N/minN (default: --min-replicas alone)",
+    )
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="processes (seeds and configurations run in parallel)")
     ap.add_argument("--out", help="frontier PNG (default e2e/bench/autoscale_frontier_<workload>.png)")
     ap.add_argument("--reasons", action="store_true", help="print agentfleet's scale decisions on the first scored seed")
@@ -1113,6 +1126,59 @@ def main() -> int:
         help="ceilings, not baselines (bursts workloads): HIGH/LOW replica pairs held over the burst windows (oracle-window) and from each burst's start (oracle-onset)",
     )
     ap.add_argument("--save", help="write every run's summary (JSON) here")
+    return ap
+
+
+Job = tuple[str, str, dict[str, Any]]  # a configuration: name, kind, run_policy's arguments but the seed
+
+
+def configurations(args: argparse.Namespace, base: dict[str, Any], kind: str) -> tuple[list[Job], list[Job]]:
+    """agentfleet's configurations (one per coverage and minReplicas) and the others (baselines,
+    reactive, ceilings), each as (name, kind, run_policy's arguments but the seed). A minReplicas
+    swept (``--af-min-replicas``, ``--baseline-min-replicas``) names it (``/minN``) and starts
+    the run with at least that many warm replicas, as ``--min-replicas`` does."""
+    coverages = [float(x) for x in args.coverage.split(",") if x]
+    af_mins = parse_ints(args.af_min_replicas) or [args.min_replicas]
+    base_mins = parse_ints(args.baseline_min_replicas) or [args.min_replicas]
+    for m in af_mins + base_mins:
+        if not 0 < m <= MAX_REPLICAS:
+            raise ValueError(f"minReplicas {m} outside 1-{MAX_REPLICAS}")
+
+    def at_min(job: dict[str, Any], m: int, swept: bool) -> dict[str, Any]:
+        name = f"{job['name']}/min{m}" if swept else job["name"]
+        return dict(job, name=name, min_replicas=m, initial=max(args.initial, m))
+
+    af_swept, base_swept = bool(args.af_min_replicas), bool(args.baseline_min_replicas)
+    af_jobs: list[Job] = []
+    for c in coverages:
+        for m in af_mins:
+            job = at_min(dict(base, name=f"agentfleet@{c:g}", policy_kind="agentfleet", param=c), m, af_swept)
+            af_jobs.append((job["name"], "agentfleet", job))
+    other: list[Job] = []
+    if args.reactive:
+        other.append(("reactive", "reactive", dict(base, name="reactive", policy_kind="agentfleet", param=-1.0)))
+    if not args.only_agentfleet:
+        for m in base_mins:
+            for t in (float(x) for x in args.hpa_targets.split(",") if x):
+                job = at_min(dict(base, name=f"hpa-util@{t:g}", policy_kind="hpa", param=t), m, base_swept)
+                other.append((job["name"], "hpa", job))
+            for t in (float(x) for x in args.keda_thresholds.split(",") if x):
+                job = at_min(dict(base, name=f"keda-queue@{t:g}", policy_kind="keda", param=t), m, base_swept)
+                other.append((job["name"], "keda", job))
+        for n in parse_ints(args.fixed):
+            other.append((f"fixed@{n}", "fixed", dict(base, name=f"fixed@{n}", policy_kind="fixed", param=float(n))))
+    for pair in (x for x in args.oracle.split(",") if x):
+        high, _, low = pair.partition("/")
+        if kind != "bursts":
+            raise ValueError("--oracle needs a bursts workload (default or long)")
+        for mode in ("window", "onset"):
+            name = f"oracle-{mode}@{high}/{low}"
+            other.append((name, "oracle", dict(base, name=name, policy_kind=f"oracle-{mode}", param=float(int(high) * 100 + int(low)))))
+    return af_jobs, other
+
+
+def main() -> int:
+    ap = parser()
     args = ap.parse_args()
 
     minutes, burst_s, kind = WORKLOADS[args.workload]
@@ -1142,24 +1208,10 @@ def main() -> int:
         f"model load 150-240 s; scored seeds {args.seeds}, history days {args.history_seeds}",
         flush=True,
     )
-    af_jobs = [(f"agentfleet@{c:g}", "agentfleet", dict(base, name=f"agentfleet@{c:g}", policy_kind="agentfleet", param=c)) for c in coverages]
-    other: list[tuple[str, str, dict[str, Any]]] = []
-    if args.reactive:
-        other.append(("reactive", "reactive", dict(base, name="reactive", policy_kind="agentfleet", param=-1.0)))
-    if not args.only_agentfleet:
-        for t in (float(x) for x in args.hpa_targets.split(",") if x):
-            other.append((f"hpa-util@{t:g}", "hpa", dict(base, name=f"hpa-util@{t:g}", policy_kind="hpa", param=t)))
-        for t in (float(x) for x in args.keda_thresholds.split(",") if x):
-            other.append((f"keda-queue@{t:g}", "keda", dict(base, name=f"keda-queue@{t:g}", policy_kind="keda", param=t)))
-        for n in parse_ints(args.fixed):
-            other.append((f"fixed@{n}", "fixed", dict(base, name=f"fixed@{n}", policy_kind="fixed", param=float(n))))
-    for pair in (x for x in args.oracle.split(",") if x):
-        high, _, low = pair.partition("/")
-        if kind != "bursts":
-            ap.error("--oracle needs a bursts workload (default or long)")
-        for mode in ("window", "onset"):
-            name = f"oracle-{mode}@{high}/{low}"
-            other.append((name, "oracle", dict(base, name=name, policy_kind=f"oracle-{mode}", param=float(int(high) * 100 + int(low)))))
+    try:
+        af_jobs, other = configurations(args, base, kind)
+    except ValueError as e:
+        ap.error(str(e))
     wall = time.monotonic()
     # agentfleet's history days run one after the other, then its scored days, in their own
     # process(es); the baselines fill the rest, seed by seed, so a partial run has whole seeds.
@@ -1169,16 +1221,26 @@ def main() -> int:
         for s in seeds:
             for name, k, job in other:
                 futures[(name, k, s)] = ex_base.submit(_run, dict(job, seed=s))
-        memory = ex_af.submit(history, af_jobs[0][2], hist).result() if hist and af_jobs else None
-        if memory is not None:
+        # One history per minReplicas (what an operator running with that floor learned), each on
+        # the first coverage's configuration, as with a single floor.
+        learning: dict[int, Any] = {}
+        for _, _, job in af_jobs:
+            if hist and job["min_replicas"] not in learning:
+                learning[job["min_replicas"]] = ex_af.submit(history, job, hist)
+        memories: dict[int, Memory | None] = {m: f.result() for m, f in learning.items()}
+        for m, memory in memories.items():
+            if memory is None:
+                continue
             p = Profile.from_json(memory.profile or {}, forecast_config(minutes, coverages[0]))
             onsets = ", ".join(f"{(o.at % (minutes * 60)) / 60:.1f} min: {o.size:.0f}" for o in p.onsets)
+            floor = f" (minReplicas {m})" if args.af_min_replicas else ""
             print(
-                f"learned over {len(hist)} history days: load time {memory.load_s or 0:.0f} s, {p.capacity or 0:.1f} agent tasks per replica, onsets (time of day: tasks) {onsets or 'none'}",
+                f"learned over {len(hist)} history days{floor}: load time {memory.load_s or 0:.0f} s, {p.capacity or 0:.1f} agent tasks per replica, onsets (time of day: tasks) {onsets or 'none'}",
                 flush=True,
             )
         for s in seeds:
             for name, k, job in af_jobs:
+                memory = memories.get(job["min_replicas"])
                 futures[(name, k, s)] = ex_af.submit(_run, dict(job, seed=s, memory=replace(memory, day=len(hist)) if memory else None))
         results: dict[tuple[str, str, int], RunResult] = {}
         keys = {f: key for key, f in futures.items()}
@@ -1193,7 +1255,7 @@ def main() -> int:
     configs = [Config(n, k, [results[(n, k, s)] for s in seeds]) for n, k in names]
     cpu_total = sum(r.cpu_s for r in results.values())
     print(
-        f"\n{len(results) + len(hist)} runs in {time.monotonic() - wall:.0f} s wall; the scored runs took {cpu_total / 60:.1f} CPU-min (history days not counted)\n"
+        f"\n{len(results) + len(hist) * len(memories)} runs in {time.monotonic() - wall:.0f} s wall; the scored runs took {cpu_total / 60:.1f} CPU-min (history days not counted)\n"
     )
     print(table(configs))
     print(
