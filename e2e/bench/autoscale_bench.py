@@ -24,8 +24,8 @@ runs the ``--history-seeds`` days one after the other (seeds never scored), carr
 from what those days taught. One run is one compressed day, so the profile's period is the run
 length (forecast_config). Tune ``--coverage`` on seeds you do not score (``--seeds 201-205``), then
 score with the chosen value. ``--af-min-replicas`` sweeps agentfleet's minReplicas the same way (one
-configuration per coverage and floor, ``agentfleet@C/minN``, each floor learning its own history
-days), and ``--baseline-min-replicas`` sweeps HPA's and KEDA's (``hpa-util@T/minN``): a knob swept
+configuration per coverage and floor, ``agentfleet@C/minN``); every agentfleet configuration learns
+its own history days (``learning_plan``), so its figures do not depend on its companions), and ``--baseline-min-replicas`` sweeps HPA's and KEDA's (``hpa-util@T/minN``): a knob swept
 for agentfleet is swept for the baselines too.
 
 Workloads (``--workload``; seeded):
@@ -1088,6 +1088,13 @@ def history(job: dict[str, Any], seeds: list[int]) -> Memory | None:
     return memory
 
 
+def learning_plan(af_jobs: list[Job]) -> dict[str, dict[str, Any]]:
+    """Each agentfleet configuration learns its history days on its own settings: a profile
+    learned under another coverage or floor is not what an operator running this one would have
+    (the runs of one configuration must not depend on which others share the command line)."""
+    return {name: job for name, _, job in af_jobs}
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
@@ -1186,7 +1193,6 @@ def main() -> int:
     burst_s = args.burst_seconds or burst_s
     seeds = parse_ints(args.seeds)
     hist = parse_ints(args.history_seeds)
-    coverages = [float(x) for x in args.coverage.split(",") if x]
     if args.tune and set(seeds) - set(TUNING_SEEDS):
         ap.error(f"tune on the tuning seeds {TUNING_SEEDS} only: a seed tuned on can no longer be scored")
     if not args.tune and set(seeds) & (set(TUNING_SEEDS) | set(hist)):
@@ -1221,26 +1227,23 @@ def main() -> int:
         for s in seeds:
             for name, k, job in other:
                 futures[(name, k, s)] = ex_base.submit(_run, dict(job, seed=s))
-        # One history per minReplicas (what an operator running with that floor learned), each on
-        # the first coverage's configuration, as with a single floor.
-        learning: dict[int, Any] = {}
-        for _, _, job in af_jobs:
-            if hist and job["min_replicas"] not in learning:
-                learning[job["min_replicas"]] = ex_af.submit(history, job, hist)
-        memories: dict[int, Memory | None] = {m: f.result() for m, f in learning.items()}
-        for m, memory in memories.items():
+        # One history per configuration: what an operator running with that coverage and floor
+        # would have learned (its standing and predictive terms shape the days it learns from).
+        learning = {name: ex_af.submit(history, job, hist) for name, job in learning_plan(af_jobs).items()} if hist else {}
+        memories: dict[str, Memory | None] = {name: f.result() for name, f in learning.items()}
+        for name, memory in memories.items():
             if memory is None:
                 continue
-            p = Profile.from_json(memory.profile or {}, forecast_config(minutes, coverages[0]))
+            job = next(j for n, _, j in af_jobs if n == name)
+            p = Profile.from_json(memory.profile or {}, forecast_config(minutes, job["param"]))
             onsets = ", ".join(f"{(o.at % (minutes * 60)) / 60:.1f} min: {o.size:.0f}" for o in p.onsets)
-            floor = f" (minReplicas {m})" if args.af_min_replicas else ""
             print(
-                f"learned over {len(hist)} history days{floor}: load time {memory.load_s or 0:.0f} s, {p.capacity or 0:.1f} agent tasks per replica, onsets (time of day: tasks) {onsets or 'none'}",
+                f"{name} learned over {len(hist)} history days: load time {memory.load_s or 0:.0f} s, {p.capacity or 0:.1f} agent tasks per replica, onsets (time of day: tasks) {onsets or 'none'}",
                 flush=True,
             )
         for s in seeds:
             for name, k, job in af_jobs:
-                memory = memories.get(job["min_replicas"])
+                memory = memories.get(name)
                 futures[(name, k, s)] = ex_af.submit(_run, dict(job, seed=s, memory=replace(memory, day=len(hist)) if memory else None))
         results: dict[tuple[str, str, int], RunResult] = {}
         keys = {f: key for key, f in futures.items()}

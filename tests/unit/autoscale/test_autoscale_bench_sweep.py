@@ -61,3 +61,18 @@ def test_min_replicas_swept_gives_one_configuration_per_value_named_and_started_
 def test_a_floor_above_the_cluster_is_refused(bench: Any) -> None:
     with pytest.raises(ValueError, match="outside 1-16"):
         _configurations(bench, "--af-min-replicas", "8,17")
+
+
+def test_every_agentfleet_configuration_learns_its_history_on_its_own_coverage_and_floor(bench: Any) -> None:
+    # A history learned on the first coverage of the list made a configuration's figures depend
+    # on its companions (agentfleet@2/min1 scored 0.8848 @ 38.77 after 1.5's history, 0.886 @
+    # 37.75 after its own); each configuration now learns on its own settings.
+    af, _ = _configurations(bench, "--coverage", "1.5,2", "--af-min-replicas", "1,10", "--only-agentfleet")
+    plan = bench.learning_plan(af)
+    assert sorted(plan) == ["agentfleet@1.5/min1", "agentfleet@1.5/min10", "agentfleet@2/min1", "agentfleet@2/min10"]
+    assert {name: (job["param"], job["min_replicas"]) for name, job in plan.items()} == {
+        "agentfleet@1.5/min1": (1.5, 1),
+        "agentfleet@1.5/min10": (1.5, 10),
+        "agentfleet@2/min1": (2.0, 1),
+        "agentfleet@2/min10": (2.0, 10),
+    }
