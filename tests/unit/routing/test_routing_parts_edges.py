@@ -69,13 +69,24 @@ def test_p2_below_five_values_and_at_five_answers_the_middle_marker_and_p_is_ope
             P2Quantile(p)
 
 
-def test_the_window_restarts_at_exactly_window_observations() -> None:
-    # Pins WindowedQuantile.add's swap at count == window: the 11th value is alone in the new estimator.
+def test_the_answer_rests_on_half_a_window_to_a_window_of_observations() -> None:
+    # Pins WindowedQuantile's two estimators: the second starts after window / 2 observations, the
+    # fuller restarts at window, and the answer comes from the fuller, so a restart never leaves
+    # it resting on a handful (the old wrapper answered from the new estimator's first value).
+    w = WindowedQuantile(0.5, window=10, min_samples=1)
+    counts = []
+    for i in range(30):
+        w.add(1.0 if i < 10 else 5.0)
+        counts.append(w.count)
+    assert counts == [1, 2, 3, 4, 5, 6, 7, 8, 9, 5, 6, 7, 8, 9, 5, 6, 7, 8, 9, 5, 6, 7, 8, 9, 5, 6, 7, 8, 9, 5]
     w = WindowedQuantile(0.5, window=10, min_samples=1)
     for _ in range(10):
         w.add(1.0)
-    w.add(5.0)
-    assert (w.count, w.value()) == (11, 5.0)
+    w.add(5.0)  # the 11th: the answer rests on the 6 values since the second estimator began
+    assert (w.count, w.value()) == (6, 1.0)
+    for _ in range(4):
+        w.add(5.0)  # the 15th: the fuller restarts, the other (5 values, all 5.0) answers
+    assert (w.count, w.value()) == (5, 5.0)
 
 
 def test_the_hedge_budget_takes_a_zero_ratio_and_keeps_exact_accounts() -> None:

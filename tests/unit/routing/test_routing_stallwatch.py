@@ -119,3 +119,19 @@ def test_with_hedging_the_pool_routes_around_a_stalled_replica_and_without_it_do
         order = [e.name for e in p.order("task-7", 0.5)]
         assert (home not in order and len(order) == 2) is hedging  # judged: left out, like an ejected one
         assert p.stall_deadline(home) == (pytest.approx(0.4) if hedging else None)
+
+
+def test_the_threshold_tightens_from_the_warm_factor_to_the_factor_once_a_window_of_gaps_is_seen() -> None:
+    # Early gaps come from light load and short prompts: their p99.9 (0.2 s here) is below the
+    # longest healthy step, so a stall is 4 gaps (the warm factor) until warm_gaps have been
+    # seen, then 2 (the factor).
+    w = learned(0.2, n=1000, factor=2.0, warm_factor=4.0, warm_gaps=1500)
+    assert w.threshold() == pytest.approx(0.8)
+    w.first_token("warm")
+    for i in range(1001, 1500):
+        w.progress("warm", i * 0.2)
+    assert w.learned == 1499 and w.threshold() == pytest.approx(0.8)
+    w.progress("warm", 300.0)
+    assert w.learned == 1500 and w.threshold() == pytest.approx(0.4)
+    decoding(w, "r1", 400.0)
+    assert not w.stalled("r1", 400.39) and w.stalled("r1", 400.41)
