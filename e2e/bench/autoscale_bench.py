@@ -24,9 +24,10 @@ runs the ``--history-seeds`` days one after the other (seeds never scored), carr
 from what those days taught. One run is one compressed day, so the profile's period is the run
 length (forecast_config). Tune ``--coverage`` on seeds you do not score (``--seeds 201-205``), then
 score with the chosen value. ``--af-min-replicas`` sweeps agentfleet's minReplicas the same way (one
-configuration per coverage and floor, ``agentfleet@C/minN``); every agentfleet configuration learns
-its own history days (``learning_plan``), so its figures do not depend on its companions), and ``--baseline-min-replicas`` sweeps HPA's and KEDA's (``hpa-util@T/minN``): a knob swept
-for agentfleet is swept for the baselines too.
+configuration per coverage and floor, ``agentfleet@C/minN``), and ``--baseline-min-replicas`` sweeps
+HPA's and KEDA's (``hpa-util@T/minN``): a knob swept for agentfleet is swept for the baselines too.
+Every agentfleet configuration learns its own history days (``learning_plan``), so its figures do
+not depend on which others share the command line.
 
 Workloads (``--workload``; seeded):
   default  60 min, two 150 s bursts (30 s ramps included) on a compressed diurnal curve, scaled

@@ -79,10 +79,10 @@ class P2Quantile:
 class WindowedQuantile:
     """Two estimators fed every observation, started half a window apart; the fuller one, once it
     has ``window`` observations, restarts. The answer comes from the fuller: after the first half
-    window it always rests on between ``window / 2`` and ``window`` observations. (Answering from
-    the newer estimator as soon as it had ``min_samples`` made every restart a cliff: a p99.9 of
-    1,000 token gaps is the top of a sample too small for it, and the stall watch's threshold fell
-    from 3.1 s to 0.8 s at each restart, judging healthy replicas stalled.)"""
+    window it always rests on between ``window / 2`` and ``window`` observations. Answering from
+    a fresh estimator as soon as it has ``min_samples`` would make every restart a cliff: a high
+    percentile of a small sample is its top, far under the tail (the stall watch's p99.9 of token
+    gaps, stallwatch.py)."""
 
     p: float
     window: int = 2000

@@ -9,12 +9,10 @@ that admits new requests, ever holds them up. The watch learns the gaps between 
 tokens while it has a call decoding (one quantile per pool: the replicas of a ModelReplicaSet run
 the same engine) and judges a replica stalled when a call is decoding there and no token has come
 for ``factor`` times that quantile, at least ``floor_s``. No healthy gap is longer than one step
-that runs a whole prefill chunk (traced on the hedging bench: none over 1.0 s where that step took
-0.77 s, and the p99.9 is that step), so 2x tells a stall in about 1.5 s there; but until a window
-of gaps is seen the percentile comes from light load and short prompts, under that step, and the
-watch waits ``warm_factor`` (4x) instead (2x from the start judged dozens of healthy replicas in
-a run's first 90 s). Every second of detection counts: told of each stall 1.5 s late, the
-bench's oracle keeps 95-101 % of its gain; 3 s late, 78-92 % (docs/hedging.md).
+that runs a whole prefill chunk, and the p99.9 is about that step, so 2x leaves room while telling
+a stall in two steps' time; but until a window of gaps is seen the percentile comes from light
+load and short prompts, under that step, so the watch waits ``warm_factor`` (4x) instead. Figures
+in docs/hedging.md.
 
 Only decoding calls count: a replica whose calls all wait for their first token may be working
 through long prefills, and the gaps before a first token are what the first-token hedge already
