@@ -1230,13 +1230,13 @@ def main() -> int:
                 futures[(name, k, s)] = ex_base.submit(_run, dict(job, seed=s))
         # One history per configuration: what an operator running with that coverage and floor
         # would have learned (its standing and predictive terms shape the days it learns from).
-        learning = {name: ex_af.submit(history, job, hist) for name, job in learning_plan(af_jobs).items()} if hist else {}
+        plan = learning_plan(af_jobs) if hist else {}
+        learning = {name: ex_af.submit(history, job, hist) for name, job in plan.items()}
         memories: dict[str, Memory | None] = {name: f.result() for name, f in learning.items()}
         for name, memory in memories.items():
             if memory is None:
                 continue
-            job = next(j for n, _, j in af_jobs if n == name)
-            p = Profile.from_json(memory.profile or {}, forecast_config(minutes, job["param"]))
+            p = Profile.from_json(memory.profile or {}, forecast_config(minutes, plan[name]["param"]))
             onsets = ", ".join(f"{(o.at % (minutes * 60)) / 60:.1f} min: {o.size:.0f}" for o in p.onsets)
             print(
                 f"{name} learned over {len(hist)} history days: load time {memory.load_s or 0:.0f} s, {p.capacity or 0:.1f} agent tasks per replica, onsets (time of day: tasks) {onsets or 'none'}",

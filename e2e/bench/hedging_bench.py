@@ -53,12 +53,7 @@ runs, all six policies): the same 496 logical calls and the same 5 slow first at
 with the old per-replica draws 8-10 of them differed from the no-hedge run's in every policy
 (tests/unit/sim/test_sim_fault_draws.py pins it). ``--draws replica`` runs the old draws.
 
-Figures: docs/hedging.md, each stop's with its command line. The latest (stop 32: the stall watch
-at 2x its gap percentile once warm, its estimator no longer restarting from 1,000 gaps), 300 s
-runs, 4 replicas, 156 tasks x 16 calls, p99 first-token hedge, 20 scored seeds pooled: slow 93%
-[88..98] of the oracle's gain for 2.83% extra calls (engines that do not abort: 90%); stall 78%
-[67..90] for 3.04% (engines that do not abort: 64%); an oracle told of each stall 1.5 s late (as
-late as the watch now is) gets 95-101%, 3 s late 78-92%.
+Figures: docs/hedging.md, each stop's with its command line and the baselines it was scored against.
 """
 
 from __future__ import annotations

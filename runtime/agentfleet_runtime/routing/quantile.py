@@ -3,8 +3,8 @@ two-window wrapper so the estimate follows drift.
 
 Why P-squared: five markers, O(1) memory and time per observation, no sample buffer; one estimator
 per call kind per pod is negligible. Plain P-squared never forgets, and call latency drifts (load,
-history length, a new model version), so ``WindowedQuantile`` keeps two estimators half a window apart and restarts
-the older one every ``window`` observations; it answers from the fuller of the two.
+history length, a new model version), so ``WindowedQuantile`` keeps two estimators half a window
+apart and restarts the older one every ``window`` observations; it answers from the fuller of the two.
 """
 
 from __future__ import annotations
@@ -95,13 +95,13 @@ class WindowedQuantile:
 
     def add(self, x: float) -> None:
         self._current.add(x)
-        if self._previous is not None:
-            self._previous.add(x)
-        elif self._current.count >= max(1, self.window // 2):
-            self._previous = P2Quantile(self.p)
+        if self._previous is None:
+            if self._current.count >= max(1, self.window // 2):
+                self._previous = P2Quantile(self.p)  # the second starts half a window behind
             return
+        self._previous.add(x)
         if self._current.count >= self.window:
-            self._current, self._previous = self._previous or P2Quantile(self.p), P2Quantile(self.p)
+            self._current, self._previous = self._previous, P2Quantile(self.p)
 
     @property
     def count(self) -> int:
