@@ -223,6 +223,28 @@ def small_model_settings(objs: list[dict[str, Any]]) -> list[str]:
 # --- the driver -------------------------------------------------------------------------------------
 
 
+def unfilled_columns(mrs: str, mrs_status: dict[str, Any], fleet: str, fleet_status: dict[str, Any], *, since: float, finished: int) -> list[str]:
+    """The printer columns a run of ``finished`` tasks should have filled and has not yet: the
+    autoscaler's QUEUE and GOODPUT observed after ``since``; the AgentFleet controller's TASKS/H
+    once a pass counted every finished task (a pass that read Redis while the last task was
+    finishing shows a count that is filled and still short) and its P95."""
+    obs = mrs_status.get("observed") or {}
+    fresh = obs.get("observedAt", "") >= time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
+    out = []
+    for field in ("queueDepth", "goodput"):
+        if obs.get(field) is None or not fresh:
+            metrics = next((c for c in mrs_status.get("conditions") or [] if c.get("type") == "MetricsAvailable"), {})
+            out.append(
+                f"ModelReplicaSet {mrs} status.observed.{field} ({metrics.get('reason', 'no MetricsAvailable condition')}: {metrics.get('message', '')})"
+            )
+    counted = fleet_status.get("tasksPerHour") or 0
+    if counted < finished:
+        out.append(f"AgentFleet {fleet} status.tasksPerHour ({counted} counted of {finished} finished)")
+    if not fleet_status.get("taskP95Seconds"):
+        out.append(f"AgentFleet {fleet} status.taskP95Seconds")
+    return out
+
+
 class Demo:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -358,28 +380,16 @@ class Demo:
         workers = {f"{fleet}-worker-{i}": url.split("//", 1)[1].split("/", 1)[0] for i, url in enumerate(metrics_urls)}
         prom.write_sd(self.prom_dir / prom.WORKERS_SD, prom.worker_targets(self.ns, fleet, workers))
 
-    def columns_filled(self, mrs: str, fleet: str, since: float, timeout: float = 60) -> list[str]:
+    def columns_filled(self, mrs: str, fleet: str, since: float, finished: int, timeout: float = 60) -> list[str]:
         """Waits until the printer columns the tasks should fill are filled: the autoscaler's
         observation from Prometheus made after ``since`` (ModelReplicaSet QUEUE, GOODPUT) and the
-        AgentFleet controller's task figures from Redis (TASKS/H, P95). Returns what is still
-        blank after ``timeout``, each with the reason the operator gave."""
+        AgentFleet controller's task figures from Redis (TASKS/H counting the ``finished`` tasks,
+        P95). Returns what is still blank after ``timeout``, each with the reason the operator gave."""
 
         def blank() -> list[str]:
             m = (self.kc.get("-n", self.ns, "get", f"modelreplicasets.{GROUP}", mrs) or {}).get("status") or {}
             a = (self.kc.get("-n", self.ns, "get", f"agentfleets.{GROUP}", fleet) or {}).get("status") or {}
-            obs = m.get("observed") or {}
-            fresh = obs.get("observedAt", "") >= time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
-            out = []
-            for field in ("queueDepth", "goodput"):
-                if obs.get(field) is None or not fresh:
-                    metrics = next((c for c in m.get("conditions") or [] if c.get("type") == "MetricsAvailable"), {})
-                    out.append(
-                        f"ModelReplicaSet {mrs} status.observed.{field} ({metrics.get('reason', 'no MetricsAvailable condition')}: {metrics.get('message', '')})"
-                    )
-            for field in ("tasksPerHour", "taskP95Seconds"):
-                if not a.get(field):
-                    out.append(f"AgentFleet {fleet} status.{field}")
-            return out
+            return unfilled_columns(mrs, m, fleet, a, since=since, finished=finished)
 
         deadline = time.monotonic() + timeout
         while (missing := blank()) and time.monotonic() < deadline:
@@ -1090,7 +1100,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         # QUEUE and GOODPUT are the autoscaler's next evaluation (every 15 s) of what Prometheus
         # scraped; TASKS/H and P95 the AgentFleet controller's next pass over the fleet's Redis.
         t_wait = time.monotonic()
-        missing = demo.columns_filled(mrs_doc["metadata"]["name"], af["metadata"]["name"], since=time.time() - 1)
+        missing = demo.columns_filled(mrs_doc["metadata"]["name"], af["metadata"]["name"], since=time.time() - 1, finished=len(tasks))
         say(f"== the operator's figures of the tasks (QUEUE, GOODPUT from Prometheus; TASKS/H, P95 from Redis): waited {time.monotonic() - t_wait:.0f}s")
         for m in missing:
             say(f"  still blank: {m}")
