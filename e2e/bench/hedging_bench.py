@@ -17,7 +17,12 @@ the runs of one seed:
   answer wins, the loser is aborted and the task follows the winner, as for a real hedge
   (``OracleClient``); only the timing is perfect, and it has no budget. No hedge can gain more per
   extra call. oracle-lagD: the same, told of each stall D s after it began (a slow draw still at
-  once): the ceiling of a detector that needs D s to tell a stall.
+  once): the ceiling of a detector that needs D s to tell a stall. oracle-budget (with or without
+  a lag): each duplicate waits for the policy's hedge budget (hedging.py), asking every 0.25 s,
+  and its loser is charged as the policy's would be: what the budget alone costs the oracle.
+- stream: no hedging, streamed calls (what streaming alone changes; nothing, on this clock);
+- -burstN / -minN: the policy with the hedge budget banking N calls instead of 10, or with its
+  first-token percentiles answering from N calls instead of 50;
 - -noreask / -pre40f0c2e: the same policy without the re-ask of a denied hedge (commit 40f0c2e's
   first half), or with neither half of that commit (no re-ask, and an aborted loser charged its
   prompt as well), patched in this process for the run.
@@ -89,7 +94,7 @@ from agentfleet_runtime.routing import client as client_module  # noqa: E402
 from agentfleet_runtime.routing import pool as pool_module  # noqa: E402
 from agentfleet_runtime.routing import ttfthedge  # noqa: E402
 from agentfleet_runtime.routing.client import RoutingModelClient  # noqa: E402
-from agentfleet_runtime.routing.hedging import HedgeBudget  # noqa: E402
+from agentfleet_runtime.routing.hedging import HedgeBudget, loser_cost  # noqa: E402
 from agentfleet_runtime.routing.metrics import RoutingMetrics  # noqa: E402
 from agentfleet_runtime.routing.pool import ReplicaPool  # noqa: E402
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier  # noqa: E402
@@ -126,9 +131,10 @@ class OracleClient(RoutingModelClient):
     becomes slow; every other call runs alone. The first answer wins, the loser is aborted, and the
     task follows the winner, all as for a real hedge; only the timing is perfect (and unbudgeted)."""
 
-    def __init__(self, *args: Any, stalls: list[Stall], lag: float = 0.0, **kw: Any) -> None:
+    def __init__(self, *args: Any, stalls: list[Stall], lag: float = 0.0, budgeted: bool = False, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.stalls = stalls
+        self.budgeted = budgeted  # oracle-budget: a duplicate waits for the policy's hedge budget
         self.lag = lag  # oracle-lagD: a stall is known D s after it begins (a detector's floor)
         self.duplicates = 0
         self.tasks_hit: set[str] = set()
@@ -148,8 +154,16 @@ class OracleClient(RoutingModelClient):
         if at is None:
             return await super()._hedged(pool, order, req, body, timeout)  # settings: hedging off
 
+        advance: list[float] = []  # oracle-budget: the budget's advance for the duplicate
+        sent: list[float] = []
+
         async def duplicate() -> ModelReply:
             await asyncio.sleep(at - loop.time())
+            if self.budgeted:
+                while (got := pool.budget.try_spend()) is None:
+                    await asyncio.sleep(0.25)
+                advance.append(got)
+            sent.append(loop.time())
             self.duplicates += 1
             self.tasks_hit.add(req.task_id or "")
             return await self._call(pool, order[1], req.kind, body, max(0.001, timeout - (loop.time() - started)))
@@ -162,6 +176,13 @@ class OracleClient(RoutingModelClient):
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for t in done:
                     if t.exception() is None:
+                        if advance:  # the loser's cost, as RoutingModelClient._hedged reckons it
+                            u, now = t.result().usage, loop.time()
+                            won = tasks[t] == order[1].name
+                            loser_began, winner_began = (started, sent[0]) if won else (sent[0], started)
+                            share = (now - loser_began) / max(1e-9, now - winner_began)
+                            aborts = self.seen_aborting(pool, order[0] if won else order[1])
+                            pool.budget.settle(advance.pop(), loser_cost(u.prompt_tokens, u.completion_tokens, aborted=aborts, share=share))
                         return t.result(), tasks[t]
                     errors.append(t.exception())  # type: ignore[arg-type]
             first = errors[0]
@@ -170,6 +191,8 @@ class OracleClient(RoutingModelClient):
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if advance:  # no answer: the advance stands
+                pool.budget.settle(advance[0], advance[0])
 
 
 def loser_cost_before_40f0c2e(prompt_tokens: int, completion_tokens: int, *, aborted: bool, share: float = 1.0) -> float:
@@ -209,6 +232,21 @@ def hedge_burst(calls: float | None) -> Iterator[None]:
 
 
 @contextmanager
+def hedge_min_samples(n: int | None) -> Iterator[None]:
+    """The first-token percentiles' ``min_samples`` (calls before the first hedge) for one run,
+    where a variant names it ("ttft-min200@99")."""
+    if n is None:
+        yield
+        return
+    saved = pool_module.WindowedQuantile
+    pool_module.WindowedQuantile = functools.partial(saved, min_samples=n)  # type: ignore[assignment,misc]
+    try:
+        yield
+    finally:
+        pool_module.WindowedQuantile = saved  # type: ignore[misc]
+
+
+@contextmanager
 def stall_hedges_only(on: bool) -> Iterator[None]:
     """ttft-stallonly: no hedge on the first-token percentile, only on stalls the watch judges (a
     diagnosis of what the percentile's hedges cost on the stall workload, not a policy)."""
@@ -236,6 +274,14 @@ def burst_of(variant: str) -> float | None:
     for part in variant.split("@")[0].split("-")[1:]:
         if part.startswith("burst"):
             return float(part[len("burst") :])
+    return None
+
+
+def min_samples_of(variant: str) -> int | None:
+    """A variant's min_samples ("ttft-min200@99": 200), or None when it names none."""
+    for part in variant.split("@")[0].split("-")[1:]:
+        if part.startswith("min") and part[len("min") :].isdigit():
+            return int(part[len("min") :])
     return None
 
 
@@ -285,8 +331,8 @@ def run_job(job: Job) -> dict[str, Any]:
             timeout=600.0,
             max_output_tokens=64,
             rng=random.Random(1),
-            stream=mode == "ttft",
-            **({"stalls": stalls, "lag": lag_of(job.variant)} if mode == "oracle" else {}),
+            stream=mode in ("ttft", "stream"),
+            **({"stalls": stalls, "lag": lag_of(job.variant), "budgeted": "-budget" in job.variant} if mode == "oracle" else {}),
         )
         if isinstance(client, OracleClient):
             client.sims = by_name
@@ -336,6 +382,7 @@ def run_job(job: Job) -> dict[str, Any]:
     with (
         hedging_as_of(reask="noreask" not in job.variant and "pre40f0c2e" not in job.variant, loser_cost_after_race="pre40f0c2e" not in job.variant),
         hedge_burst(burst_of(job.variant)),
+        hedge_min_samples(min_samples_of(job.variant)),
         stall_hedges_only("-stallonly" in job.variant),
     ):
         out = run_virtual(main())
