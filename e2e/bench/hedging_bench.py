@@ -94,7 +94,7 @@ from agentfleet_runtime.routing import client as client_module  # noqa: E402
 from agentfleet_runtime.routing import pool as pool_module  # noqa: E402
 from agentfleet_runtime.routing import ttfthedge  # noqa: E402
 from agentfleet_runtime.routing.client import RoutingModelClient  # noqa: E402
-from agentfleet_runtime.routing.hedging import HedgeBudget, loser_cost  # noqa: E402
+from agentfleet_runtime.routing.hedging import loser_cost  # noqa: E402
 from agentfleet_runtime.routing.metrics import RoutingMetrics  # noqa: E402
 from agentfleet_runtime.routing.pool import ReplicaPool  # noqa: E402
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier  # noqa: E402
@@ -218,32 +218,20 @@ def hedging_as_of(*, reask: bool, loser_cost_after_race: bool) -> Iterator[None]
 
 
 @contextmanager
-def hedge_burst(calls: float | None) -> Iterator[None]:
-    """The hedge budget's burst (calls it may bank) for one run, where a variant names it."""
-    if calls is None:
+def pool_built_with(attr: str, **given: Any) -> Iterator[None]:
+    """For one run, the pool builds ``pool_module.<attr>`` (HedgeBudget, WindowedQuantile) with the
+    arguments a variant names ("ttft-burst40@99": burst_calls 40); those it names None are left as
+    they are."""
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
         yield
         return
-    saved = pool_module.HedgeBudget
-    pool_module.HedgeBudget = functools.partial(HedgeBudget, burst_calls=calls)  # type: ignore[assignment,misc]
+    saved = getattr(pool_module, attr)
+    setattr(pool_module, attr, functools.partial(saved, **given))
     try:
         yield
     finally:
-        pool_module.HedgeBudget = saved  # type: ignore[misc]
-
-
-@contextmanager
-def hedge_min_samples(n: int | None) -> Iterator[None]:
-    """The first-token percentiles' ``min_samples`` (calls before the first hedge) for one run,
-    where a variant names it ("ttft-min200@99")."""
-    if n is None:
-        yield
-        return
-    saved = pool_module.WindowedQuantile
-    pool_module.WindowedQuantile = functools.partial(saved, min_samples=n)  # type: ignore[assignment,misc]
-    try:
-        yield
-    finally:
-        pool_module.WindowedQuantile = saved  # type: ignore[misc]
+        setattr(pool_module, attr, saved)
 
 
 @contextmanager
@@ -381,8 +369,8 @@ def run_job(job: Job) -> dict[str, Any]:
     cpu = time.process_time()
     with (
         hedging_as_of(reask="noreask" not in job.variant and "pre40f0c2e" not in job.variant, loser_cost_after_race="pre40f0c2e" not in job.variant),
-        hedge_burst(burst_of(job.variant)),
-        hedge_min_samples(min_samples_of(job.variant)),
+        pool_built_with("HedgeBudget", burst_calls=burst_of(job.variant)),
+        pool_built_with("WindowedQuantile", min_samples=min_samples_of(job.variant)),
         stall_hedges_only("-stallonly" in job.variant),
     ):
         out = run_virtual(main())
