@@ -249,27 +249,15 @@ def stall_hedges_only(on: bool) -> Iterator[None]:
         ttfthedge._ttft_delay = saved  # type: ignore[assignment]
 
 
-def lag_of(variant: str) -> float:
-    """An oracle variant's lag ("oracle-lag3.06": 3.06 s), 0 when it names none."""
+def named(variant: str, word: str) -> float | None:
+    """The number a variant names after ``word`` ("oracle-lag3.06", "ttft-burst40@99",
+    "ttft-min200@99"), or None when it names none."""
     for part in variant.split("@")[0].split("-")[1:]:
-        if part.startswith("lag"):
-            return float(part[len("lag") :])
-    return 0.0
-
-
-def burst_of(variant: str) -> float | None:
-    """A variant's burst ("ttft-burst40@99": 40.0), or None when it names none."""
-    for part in variant.split("@")[0].split("-")[1:]:
-        if part.startswith("burst"):
-            return float(part[len("burst") :])
-    return None
-
-
-def min_samples_of(variant: str) -> int | None:
-    """A variant's min_samples ("ttft-min200@99": 200), or None when it names none."""
-    for part in variant.split("@")[0].split("-")[1:]:
-        if part.startswith("min") and part[len("min") :].isdigit():
-            return int(part[len("min") :])
+        if part.startswith(word):
+            try:
+                return float(part[len(word) :])
+            except ValueError:
+                continue
     return None
 
 
@@ -320,7 +308,7 @@ def run_job(job: Job) -> dict[str, Any]:
             max_output_tokens=64,
             rng=random.Random(1),
             stream=mode in ("ttft", "stream"),
-            **({"stalls": stalls, "lag": lag_of(job.variant), "budgeted": "-budget" in job.variant} if mode == "oracle" else {}),
+            **({"stalls": stalls, "lag": named(job.variant, "lag") or 0.0, "budgeted": "-budget" in job.variant} if mode == "oracle" else {}),
         )
         if isinstance(client, OracleClient):
             client.sims = by_name
@@ -369,8 +357,8 @@ def run_job(job: Job) -> dict[str, Any]:
     cpu = time.process_time()
     with (
         hedging_as_of(reask="noreask" not in job.variant and "pre40f0c2e" not in job.variant, loser_cost_after_race="pre40f0c2e" not in job.variant),
-        pool_built_with("HedgeBudget", burst_calls=burst_of(job.variant)),
-        pool_built_with("WindowedQuantile", min_samples=min_samples_of(job.variant)),
+        pool_built_with("HedgeBudget", burst_calls=named(job.variant, "burst")),
+        pool_built_with("WindowedQuantile", min_samples=None if (n := named(job.variant, "min")) is None else int(n)),
         stall_hedges_only("-stallonly" in job.variant),
     ):
         out = run_virtual(main())
