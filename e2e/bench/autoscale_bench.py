@@ -637,6 +637,7 @@ class AgentfleetPolicy:
         min_replicas: int = MIN_REPLICAS,
         forecast: ForecastConfig | None = None,
         memory: Memory | None = None,
+        target_fraction: float | None = None,
     ) -> None:
         self.config = PolicyConfig(
             min_replicas=min_replicas,
@@ -645,7 +646,7 @@ class AgentfleetPolicy:
             kv_threshold=0.9,
             # AF_CONCURRENCY=1 (0.581 @ 18.9 GPU-h with 0.99), AF_DOWN_WINDOW=600 (0.610 @ 29.0:
             # holds GPUs ordered too late for a burst) and AF_WINDOW=30 (0.627 @ 18.8) were worse.
-            target_fraction=AF_TUNING["target_fraction"],
+            target_fraction=AF_TUNING["target_fraction"] if target_fraction is None else target_fraction,
             concurrency_term=AF_TUNING["concurrency_term"],
             task_term=AF_TUNING["task_term"],
             task_fast_down=AF_TUNING["task_fast_down"],
@@ -761,9 +762,11 @@ def run_policy(
     min_replicas: int = MIN_REPLICAS,
     workload_kind: str = "bursts",
     memory: Memory | None = None,
+    target_fraction: float | None = None,
 ) -> RunResult:
     """``policy_kind`` agentfleet: ``param`` < 0 runs the reactive policy alone (no profile);
-    otherwise ``param`` is the burst coverage (0-1) and ``memory`` the days before."""
+    otherwise ``param`` is the burst coverage (0-1) and ``memory`` the days before;
+    ``target_fraction``: its spec.autoscaling.goodput.targetFraction (default AF_TUNING's)."""
     wall = time.monotonic()
     cpu = time.process_time()
     workload = make_workload(workload_kind, minutes, mean_rate, seed, burst_s)
@@ -783,7 +786,7 @@ def run_policy(
         initial = low
     else:
         fc = forecast_config(minutes, param) if param >= 0 else None
-        policy = AgentfleetPolicy(min_replicas=min_replicas, forecast=fc, memory=memory)
+        policy = AgentfleetPolicy(min_replicas=min_replicas, forecast=fc, memory=memory, target_fraction=target_fraction)
     timeline: list[tuple[float, float, int, int, float | None]] = []
 
     async def main() -> Fleet:
@@ -1120,6 +1123,11 @@ def parser() -> argparse.ArgumentParser:
         help="agentfleet's minReplicas (spec.autoscaling.minReplicas) swept: one configuration per (coverage, value), named agentfleet@C/minN, each learning its own history (default: --min-replicas alone)",
     )
     ap.add_argument(
+        "--af-goodput-targets",
+        default="",
+        help="agentfleet's spec.autoscaling.goodput.targetFraction swept: one configuration per value as well, named agentfleet@C/tF (default: AF_TUNING's, unnamed)",
+    )
+    ap.add_argument(
         "--baseline-min-replicas",
         default="",
         help="HPA's and KEDA's minReplicas swept as agentfleet's is: one configuration per (target, value), named hpa-util@T/minN and keda-queue@N/minN (default: --min-replicas alone)",
@@ -1156,12 +1164,18 @@ def configurations(args: argparse.Namespace, base: dict[str, Any], kind: str) ->
         name = f"{job['name']}/min{m}" if swept else job["name"]
         return dict(job, name=name, min_replicas=m, initial=max(args.initial, m))
 
+    targets: list[float | None] = [float(x) for x in args.af_goodput_targets.split(",") if x] or [None]
+    if any(t is not None and not 0 < t <= 1 for t in targets):
+        raise ValueError(f"goodput targets {targets} outside (0, 1]")
     af_swept, base_swept = bool(args.af_min_replicas), bool(args.baseline_min_replicas)
     af_jobs: list[Job] = []
     for c in coverages:
         for m in af_mins:
-            job = at_min(dict(base, name=f"agentfleet@{c:g}", policy_kind="agentfleet", param=c), m, af_swept)
-            af_jobs.append((job["name"], "agentfleet", job))
+            for t in targets:
+                job = at_min(dict(base, name=f"agentfleet@{c:g}", policy_kind="agentfleet", param=c), m, af_swept)
+                if t is not None:
+                    job = dict(job, name=f"{job['name']}/t{t:g}", target_fraction=t)
+                af_jobs.append((job["name"], "agentfleet", job))
     other: list[Job] = []
     if args.reactive:
         other.append(("reactive", "reactive", dict(base, name="reactive", policy_kind="agentfleet", param=-1.0)))

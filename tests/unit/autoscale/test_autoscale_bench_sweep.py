@@ -76,3 +76,14 @@ def test_every_agentfleet_configuration_learns_its_history_on_its_own_coverage_a
         "agentfleet@2/min1": (2.0, 1),
         "agentfleet@2/min10": (2.0, 10),
     }
+
+
+def test_goodput_targets_swept_name_each_configuration_and_reach_its_policy_and_history(bench: Any) -> None:
+    af, _ = _configurations(bench, "--coverage", "0.25", "--af-goodput-targets", "0.95,0.985", "--only-agentfleet")
+    assert [(n, j["target_fraction"]) for n, _, j in af] == [("agentfleet@0.25/t0.95", 0.95), ("agentfleet@0.25/t0.985", 0.985)]
+    assert {name: job["target_fraction"] for name, job in bench.learning_plan(af).items()} == {"agentfleet@0.25/t0.95": 0.95, "agentfleet@0.25/t0.985": 0.985}
+    policy = bench.AgentfleetPolicy(target_fraction=0.95)
+    assert policy.config.target_fraction == 0.95
+    assert bench.AgentfleetPolicy().config.target_fraction == bench.AF_TUNING["target_fraction"]
+    with pytest.raises(ValueError, match="goodput targets"):
+        _configurations(bench, "--af-goodput-targets", "1.5")
