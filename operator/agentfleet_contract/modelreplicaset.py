@@ -211,7 +211,7 @@ class GoodputSLO(Model):
     e2e_latency_milliseconds: int = Field(
         default=0, ge=0, le=3_600_000, alias="e2eLatencyMilliseconds", description="End-to-end latency target per request; 0 disables it."
     )
-    target_fraction: float = Field(default=0.95, gt=0, le=1, description="Share of requests that must meet every target, in (0, 1]; below it the fleet grows.")
+    target_fraction: float = Field(default=0.95, gt=0, le=1, description="Share of requests that must meet every target, in (0, 1]; below it by more than chance over the window's requests, the fleet grows.")
 
 
 _CRON_RE = r"^[0-9*,/-]+( [0-9*,/-]+){4}$"

@@ -31,6 +31,10 @@ E2E_METRIC = "vllm:e2e_request_latency_seconds"
 
 # Below this many finished requests in the window a share is noise: no goodput correction.
 MIN_REQUESTS = 20
+# A window falls short of the target only when its misses would be this unlikely from a fleet
+# exactly at the target: 2 misses in 100 calls read 0.98 but are what a 0.985 fleet shows one
+# window in five, and scaling on them buys replicas for noise (docs/autoscaling.md).
+SHORTFALL_ALPHA = 0.05
 
 Buckets = Sequence[tuple[float, float]]  # (le, cumulative count), le may be +Inf
 
@@ -73,6 +77,38 @@ class Goodput:
     @property
     def significant(self) -> bool:
         return self.fraction is not None and self.requests >= MIN_REQUESTS
+
+    @property
+    def worst(self) -> Share | None:
+        """The objective's share the fraction was read from (the lowest)."""
+        return min((s for s in self.shares if s.fraction is not None), key=lambda s: s.fraction or 0.0, default=None)
+
+    def short_of(self, target: float) -> bool:
+        """Significant, under ``target``, and by more than chance: the worst objective's misses
+        are at least as many as a fleet meeting the target exactly shows with probability under
+        SHORTFALL_ALPHA (binomial over that objective's requests in the window)."""
+        worst = self.worst
+        if not self.significant or worst is None or self.fraction is None or self.fraction >= target:
+            return False
+        return binomial_tail(round(worst.total), round(worst.total - worst.good), 1.0 - target) < SHORTFALL_ALPHA
+
+
+def binomial_tail(n: int, k: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), summed in log space from k up (n may be thousands)."""
+    if k <= 0:
+        return 1.0
+    if k > n or p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    total = 0.0
+    for i in range(k, n + 1):
+        term = math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q)
+        total += term
+        if term < 1e-12 * total:
+            break  # past the mode the terms fall at least geometrically
+    return min(1.0, total)
 
 
 def objectives_from_slo(ttft_ms: int, tpot_ms: int, e2e_ms: int) -> tuple[Objective, ...]:

@@ -35,6 +35,7 @@ from agentfleet.autoscale.state import LoadTime, PolicyConfig, PolicyState
 from agentfleet.autoscale.terms import (
     COLLAPSE_RATIO,
     DOWN_HEADROOM,
+    FAILURE_LEVEL_DECAY,
     OK_RUNNING_DECAY,
     burst_over,
     capacity_clamp,
@@ -238,7 +239,7 @@ def _goodput_pressure(config: PolicyConfig, state: PolicyState, r: Reading, ev: 
     """Goodput under target; and when it has collapsed under the order in flight, that order's
     credit is lifted (docs/autoscaling.md: credit and collapse)."""
     gp = r.gp
-    if not r.good or gp is None or gp.fraction is None or gp.fraction >= config.target_fraction:
+    if gp is None or gp.fraction is None or not gp.short_of(config.target_fraction):
         return
     tf = config.target_fraction
     shown = f"{gp.fraction:.2f}" if float(f"{gp.fraction:.2f}") < tf else f"{gp.fraction:.4f}".rstrip("0")
@@ -292,7 +293,7 @@ def _task_layer(config: PolicyConfig, state: PolicyState, r: Reading, ev: Evalua
     tasks = r.tasks
     tight = state.tight_tasks_per_replica
     if tight is not None:
-        tight /= OK_RUNNING_DECAY  # forgotten slowly upward: the tasks may have become lighter
+        tight /= FAILURE_LEVEL_DECAY  # forgotten slowly upward: the tasks may have become lighter
     floor = state.burst_floor
     tasks_fit = bool(config.task_fast_down and floor is not None and tasks is not None and tight and burst_over(r.serving, tasks, tight))
     ended_at = state.burst_ended_at if state.burst_ended_at is not None and r.now - state.burst_ended_at < config.window_seconds else None

@@ -10,6 +10,10 @@ from collections.abc import Sequence
 
 DOWN_HEADROOM = 0.8  # scale down only to where KV usage / concurrency stay under 80 % of the limit
 OK_RUNNING_DECAY = 0.995  # per evaluation: the learned per-replica concurrency fades slowly
+# Per evaluation, the fewest agent tasks per replica seen to fail the SLO is forgotten upward by
+# 1 / this: doubling in about 6 h at 15 s periods. At 0.995 it doubled in 35 min, so the capacity
+# the standing term sizes on depended on how long ago the fleet last failed (docs/autoscaling.md).
+FAILURE_LEVEL_DECAY = 0.9995
 GOODPUT_FLOOR = 0.2  # goodput is floored here, so a total collapse does not ask for infinity
 # Goodput below this share of what the order in flight was sized for lifts its credit.
 COLLAPSE_RATIO = 0.5

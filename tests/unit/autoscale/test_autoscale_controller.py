@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from agentfleet_contract.modelreplicaset import ModelReplicaSetStatus
 
-from agentfleet.autoscale.goodput import Goodput
 from agentfleet.autoscale.policy import Capacity, Observation, ReplicaSample
 from agentfleet.autoscale.workers import WorkerSignals, fleets_using
 from agentfleet.controllers import autoscaler
 from agentfleet.controllers.autoscaler import AutoscalerController, AutoscaleState
 from agentfleet.reconcile.events import EventRecorder
+from tests.unit.autoscale.test_autoscale_policy import gp
 
 SPEC: dict[str, Any] = {
     "model": {"name": "meta-llama/Llama-3.1-70B-Instruct", "servedName": "llama-70b"},
@@ -90,7 +90,7 @@ def run(obs: Observation, status: dict[str, Any], state: AutoscaleState | None =
 
 def test_scale_up_writes_status_only_and_emits_an_event() -> None:
     samples = tuple(ReplicaSample(f"llama-{i}", 41 / 3, 10.0, 0.4) for i in range(3))
-    st, events, _ = run(Observation(at=time.time(), samples=samples, goodput=Goodput(0.81, 300, (), ())), {"desiredReplicas": 3})
+    st, events, _ = run(Observation(at=time.time(), samples=samples, goodput=gp(0.81, n=300)), {"desiredReplicas": 3})
     body = autoscaler.mrs_status_apply(mrs_obj({"desiredReplicas": 3}), st)
     assert set(body) == {"apiVersion", "kind", "metadata", "status"}  # never spec: GitOps owns it
     assert st["desiredReplicas"] == 6
@@ -259,7 +259,7 @@ def _evaluate(
 
 
 def _quiet() -> Observation:
-    return Observation(at=time.time(), samples=tuple(ReplicaSample(f"llama-{i}", 0.0, 2.0, 0.1) for i in range(3)), goodput=Goodput(0.99, 300, (), ()))
+    return Observation(at=time.time(), samples=tuple(ReplicaSample(f"llama-{i}", 0.0, 2.0, 0.1) for i in range(3)), goodput=gp(0.99, n=300))
 
 
 def test_a_schedule_window_scales_up_and_the_decision_names_the_term() -> None:

@@ -10,7 +10,9 @@ from agentfleet.autoscale.goodput import (
     E2E_METRIC,
     TPOT_METRIC,
     TTFT_METRIC,
+    Goodput,
     Objective,
+    binomial_tail,
     goodput,
     merge_buckets,
     objectives_from_slo,
@@ -95,3 +97,23 @@ def test_merge_sums_pods_by_edge_and_drops_nan() -> None:
     a = [(1.0, 3.0), (INF, 4.0)]
     b = [(1.0, 1.0), (INF, float("nan"))]
     assert merge_buckets([a, b]) == [(1.0, 4.0), (INF, 4.0)]
+
+
+def test_binomial_tail_matches_the_exact_sum() -> None:
+    for n, k, p in [(100, 2, 0.015), (100, 5, 0.015), (20, 2, 0.015), (200, 20, 0.05), (10, 3, 0.5)]:
+        exact = sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+        assert binomial_tail(n, k, p) == pytest.approx(exact, rel=1e-9)
+    assert binomial_tail(100, 0, 0.1) == 1.0 and binomial_tail(5, 6, 0.1) == 0.0 and binomial_tail(5, 1, 0.0) == 0.0
+    # Thousands of calls in a window: no overflow, and a 1-point shortfall is then evidence.
+    assert binomial_tail(20000, 500, 0.015) < 1e-6
+
+
+def test_short_of_needs_more_misses_than_chance_gives() -> None:
+    def window(good: int, n: int) -> Goodput:
+        return goodput((Objective("tpot", TPOT_METRIC, 0.05),), {TPOT_METRIC: [(0.05, float(good)), (math.inf, float(n))]})
+
+    assert not window(98, 100).short_of(0.985)  # 2 misses: 44 % likely at the target
+    assert window(95, 100).short_of(0.985)  # 5 misses: 1.8 %
+    assert window(9800, 10000).short_of(0.985)  # the same 0.98 over 10,000 calls is a real shortfall
+    assert not window(18, 19).short_of(0.985)  # under MIN_REQUESTS: never
+    assert not window(100, 100).short_of(1.0)

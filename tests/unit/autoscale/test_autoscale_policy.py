@@ -82,6 +82,18 @@ def test_goodput_below_target_corrects_upward_without_a_queue() -> None:
     assert "goodput 0.70 < 0.95" in d.reason
 
 
+def test_a_shortfall_within_chance_orders_nothing() -> None:
+    # 3 misses in 100 calls read 0.97 against a 0.985 target, but a fleet exactly at the target
+    # shows that many one window in five: no order, and no failure level learned from it.
+    c = cfg(target_fraction=0.985)
+    out = decide(c, PolicyState.initial(c), fleet(2), Observation(at=0.0, samples=samples(2, 0.0, 3.0), goodput=gp(0.97, n=100), tasks=2.0))
+    assert out.decision.desired == 2 and "goodput" not in out.decision.reason
+    assert out.state.tight_tasks_per_replica is None
+    # 6 misses in 100 are under 5 % likely at the target: the same fleet orders one more.
+    d = decide(c, PolicyState.initial(c), fleet(2), Observation(at=0.0, samples=samples(2, 0.0, 3.0), goodput=gp(0.94, n=100), tasks=2.0)).decision
+    assert d.desired == 3 and "goodput 0.94 < 0.985" in d.reason
+
+
 def test_kv_cache_above_threshold_scales_up() -> None:
     c = cfg()
     d = decide(c, PolicyState.initial(c), fleet(2), Observation(at=0.0, samples=samples(2, 0.0, 30.0, kv=0.99))).decision

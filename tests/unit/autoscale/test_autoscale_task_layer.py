@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from agentfleet.autoscale.policy import FleetView, Observation, PolicyConfig, PolicyState, decide
+from agentfleet.autoscale.terms import FAILURE_LEVEL_DECAY
 from agentfleet.autoscale.workers import WorkerSignals, fleets_using, task_demand
 from tests.unit.autoscale.test_autoscale_policy import cfg, gp, samples
 
@@ -28,7 +29,18 @@ def test_the_failure_level_is_learned_from_pressure_on_a_settled_fleet() -> None
     assert out2.state.tight_tasks_per_replica == pytest.approx(2.0)
     s = replace(out2.state, recommendations=())
     out3 = decide(c, s, settled(4), Observation(at=30.0, samples=samples(4, 0.0, 6.0), goodput=gp(0.80), tasks=16.0))
-    assert out3.state.tight_tasks_per_replica == pytest.approx(2.0 / 0.995)  # only the slow upward drift
+    assert out3.state.tight_tasks_per_replica == pytest.approx(2.0 / FAILURE_LEVEL_DECAY)  # only the slow upward drift
+
+
+def test_the_failure_level_drifts_up_by_hours_not_minutes() -> None:
+    # The standing term sizes replicas on this level (0.8 x it): a level that doubled in the
+    # 35 min between a morning's failure and an afternoon burst stood half the replicas for it.
+    c = cfg()
+    s = replace(PolicyState.initial(c), tight_tasks_per_replica=3.0)
+    quiet = Observation(at=0.0, samples=samples(4, 0.0, 1.0), goodput=gp(1.0), tasks=4.0)
+    for i in range(140):  # 35 min of 15 s evaluations within the SLO
+        s = replace(decide(c, s, settled(4), replace(quiet, at=15.0 * i)).state, recommendations=())
+    assert s.tight_tasks_per_replica is not None and 3.0 < s.tight_tasks_per_replica < 3.3
 
 
 def test_within_slo_teaches_nothing_and_without_tasks_nothing_changes() -> None:
