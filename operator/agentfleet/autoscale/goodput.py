@@ -32,8 +32,8 @@ E2E_METRIC = "vllm:e2e_request_latency_seconds"
 # Below this many finished requests in the window a share is noise: no goodput correction.
 MIN_REQUESTS = 20
 # A window falls short of the target only when its misses would be this unlikely from a fleet
-# exactly at the target: 2 misses in 100 calls read 0.98 but are what a 0.985 fleet shows one
-# window in five, and scaling on them buys replicas for noise (docs/autoscaling.md).
+# exactly at the target: 2 misses in 100 calls read 0.98, but a 0.985 fleet shows that many in
+# 44 % of its windows, and scaling on them buys replicas for noise (docs/autoscaling.md).
 SHORTFALL_ALPHA = 0.05
 
 Buckets = Sequence[tuple[float, float]]  # (le, cumulative count), le may be +Inf
