@@ -101,10 +101,10 @@ def binomial_tail(n: int, k: int, p: float) -> float:
         return 0.0
     if p >= 1.0:
         return 1.0
-    log_p, log_q = math.log(p), math.log1p(-p)
+    log_p, log_q, log_n = math.log(p), math.log1p(-p), math.lgamma(n + 1)
     total = 0.0
     for i in range(k, n + 1):
-        term = math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q)
+        term = math.exp(log_n - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q)
         total += term
         if term < 1e-12 * total:
             break  # past the mode the terms fall at least geometrically
