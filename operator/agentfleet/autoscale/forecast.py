@@ -253,6 +253,9 @@ class Forecast:
     # ordered now would load after it (hold_until: when it outlives them, hold_burst_s: their median).
     hold_until: float | None = None
     hold_burst_s: float | None = None
+    # Or: the burst just ended (demand back under the onset threshold) less than the readings'
+    # window ago, and their goodput still shows it (when it ended; hold_until: a window after).
+    hold_ended_at: float | None = None
     # The standby was released for the rest of this burst season: today's bursts in it have come
     # and ended (when the last ended), as many as any remembered day brought in it.
     released_at: float | None = None
@@ -395,6 +398,19 @@ def _short_burst(p: Profile, near: Sequence[Onset], at: float, lead: float, lag:
     return None, None
 
 
+def _just_ended(p: Profile, at: float, lag: float) -> float | None:
+    """When the last burst ended, if that was at most ``lag`` (the reactive terms' window) ago
+    and none is on now: their goodput still shows it, and a rise ordered on it loads to a fleet
+    whose demand is back to its level. The typical-burst hold (_short_burst) ends with the burst
+    as the profile sees it; without this, every short burst drew a rise at the evaluation its end
+    was seen (docs/autoscaling.md)."""
+    if p.burst_at is not None or lag <= 0:
+        return None
+    ends = [o.at + o.seconds for o in p.onsets if o.seconds is not None]
+    end = max(ends, default=None)
+    return end if end is not None and 0.0 <= at - end < lag else None
+
+
 def forecast(config: ForecastConfig, p: Profile, at: float, lead: float, lag: float = 0.0) -> Forecast:
     """What the profile asks for now, to be ready ``lead`` seconds (a load time) ahead."""
     cap = p.capacity
@@ -435,9 +451,13 @@ def forecast(config: ForecastConfig, p: Profile, at: float, lead: float, lag: fl
     # The bursts seen at the time of day this one began (it may be minutes in by now).
     began_near = _near(config, p.onsets, p.burst_at, 0.0) if p.burst_at is not None else []
     hold_until, hold_burst_s = _short_burst(p, began_near, at, lead, lag)
+    ended_at = _just_ended(p, at, lag) if hold_until is None else None
+    if ended_at is not None:
+        hold_until = ended_at + lag
     return Forecast(
         hold_until=hold_until,
         hold_burst_s=hold_burst_s,
+        hold_ended_at=ended_at,
         predictive=predictive,
         standing=standing,
         base_demand=base,
@@ -501,7 +521,12 @@ def plan(
     if sched is not None:
         out.append(Floor(sched.replicas, SCHEDULED, f"schedule {sched.name!r} from {sched.started:%Y-%m-%d %H:%M %Z} (ordered {lead:.0f}s ahead)"))
     hold = None
-    if f.hold_until is not None and f.hold_burst_s is not None:
+    if f.hold_until is not None and f.hold_ended_at is not None:
+        hold = Hold(
+            f.hold_until,
+            f"the burst ended {at - f.hold_ended_at:.0f}s ago (agent tasks back near their level), and the last {lag_s:.0f}s of readings still show it",
+        )
+    elif f.hold_until is not None and f.hold_burst_s is not None:
         hold = Hold(
             f.hold_until,
             f"bursts at this time of day end {f.hold_burst_s:.0f}s after they begin, before a replica ordered now loads ({load_s:.0f}s)"

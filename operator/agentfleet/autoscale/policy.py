@@ -307,7 +307,10 @@ def _task_layer(config: PolicyConfig, state: PolicyState, r: Reading, ev: Evalua
         ended_at = r.now
     if tasks is not None and tasks > 0:
         if ev.pressure and not r.in_flight:
-            tight = min(tight if tight is not None else math.inf, tasks / r.serving)
+            # The window's goodput was measured under the window's load: as a burst drains, it
+            # still shows the burst's misses while a few tasks remain, and the count now would
+            # teach a failure level of a fraction of a task per replica.
+            tight = min(tight if tight is not None else math.inf, r.peak_task_load or tasks / r.serving)
         elif tight and config.task_term and tasks > r.credit_base * tight:
             # Replicas loading are in credit_base already: this term is not credited again.
             ev.want(r, tasks_in_flight_term(tasks, tight), f"{tasks:.0f} agent tasks > {r.credit_base} x {tight:.1f} at which the SLO failed", credited=False)
@@ -422,6 +425,7 @@ def _remember(state: PolicyState, r: Reading, recs: tuple[Recommendation, ...], 
         state,
         recommendations=recs,
         waiting_history=r.history,
+        task_load_history=r.task_load,
         ok_running_per_replica=ok_running,
         tight_tasks_per_replica=tl.tight,
         burst_floor=floor,

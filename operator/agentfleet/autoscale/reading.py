@@ -38,6 +38,7 @@ class Reading:
     gp: Goodput | None = None
     tasks: float | None = None  # agent tasks queued and in flight (None: no task layer)
     history: tuple[tuple[float, float], ...] = ()  # requests in the system over the window
+    task_load: tuple[tuple[float, float], ...] = ()  # agent tasks per ready replica over the window
     growth: float | None = None  # their slope, per second
     per_replica_rate: float | None = None  # completions per replica per second
     ordered_for: int | None = None  # the order in flight (None once nothing loads)
@@ -55,6 +56,11 @@ class Reading:
     def measured(self) -> int:
         """The replicas the window measured: those that became ready within it are not yet in it."""
         return max(1, self.serving - len(self.settling))
+
+    @property
+    def peak_task_load(self) -> float | None:
+        """The most agent tasks per ready replica over the window (None: no task layer)."""
+        return max((v for _, v in self.task_load), default=None)
 
     @property
     def good(self) -> bool:
@@ -82,6 +88,9 @@ def read_fleet(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: 
     # Agents are closed loops (a task's next call waits for its last), so overload shows in the
     # requests in the system (waiting + running), not only in the queue.
     history = tuple((t, w) for t, w in state.waiting_history if t > now - config.window_seconds) + ((now, waiting + running),)
+    task_load = tuple((t, v) for t, v in state.task_load_history if t > now - config.window_seconds)
+    if obs.tasks is not None:
+        task_load += ((now, obs.tasks / serving),)
     in_flight = bool(pending or settling)
     return replace(
         r,
@@ -94,6 +103,7 @@ def read_fleet(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: 
         gp=obs.goodput,
         tasks=obs.tasks,
         history=history,
+        task_load=task_load,
         growth=slope(history),
         per_replica_rate=obs.completion_rate / serving if obs.completion_rate and serving else None,
         ordered_for=state.ordered_for if in_flight else None,

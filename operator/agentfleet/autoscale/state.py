@@ -91,6 +91,9 @@ class PolicyState:
     load_time: LoadTime
     recommendations: tuple[Recommendation, ...] = ()
     waiting_history: tuple[tuple[float, float], ...] = ()
+    # Agent tasks queued and in flight per ready replica over the window: the load the window's
+    # goodput was measured under (a miss is laid to its peak, not to the count at this instant).
+    task_load_history: tuple[tuple[float, float], ...] = ()
     ok_running_per_replica: float | None = None  # concurrency per replica at which the SLO held
     tight_tasks_per_replica: float | None = None  # fewest agent tasks per replica seen to fail the SLO
     burst_floor: int | None = None  # the replica count before the current scale-up began

@@ -301,6 +301,29 @@ def test_a_season_that_brought_two_bursts_a_day_keeps_its_standby_after_the_firs
     assert f.standing == 6 and f.released_at is None
 
 
+def test_a_burst_seen_to_end_holds_the_rise_while_the_readings_still_show_it() -> None:
+    # The typical-burst hold is the burst's, and ends with it as the profile sees it; the goodput
+    # window still shows the burst's misses for a window after, and a rise ordered then loads to
+    # demand back at its level. On the tuning seeds nearly every reactive rise outside a burst
+    # came at the very evaluation the profile saw a burst end.
+    p = day_of(with_burst, days=2)
+    today = 2 * DAY
+    t = 1185.0
+    while t <= 1500.0:  # today's burst at 20 min, and its end, as the evaluations see them
+        p = learn(CFG, p, today + t, with_burst(t), 4.0, 200.0)
+        t += 15.0
+    assert p.burst_at is None
+    end = max(o.at + (o.seconds or 0.0) for o in p.onsets)
+    assert end <= today + 1500.0
+    for at, held in ((end, True), (end + 45.0, True), (end + 60.0, False)):
+        assert (forecast(CFG, p, at, 215.0, lag=60.0).hold_until is not None) is held, at - end
+    f = forecast(CFG, p, end + 15.0, 215.0, lag=60.0)
+    assert f.hold_until == pytest.approx(end + 60.0) and f.hold_ended_at == end
+    assert forecast(CFG, p, end + 15.0, 215.0).hold_until is None  # no window, nothing to wait out
+    hold = plan(CFG, p, (), end + 15.0, 4.0, 4.0, 200.0, 15.0, None, 60.0).hold
+    assert hold is not None and "the burst ended" in hold.why and "last 60s of readings" in hold.why
+
+
 def test_the_hold_lasts_as_long_as_the_readings_still_show_the_burst() -> None:
     # Pins the hold's lag: the reactive terms read over a 60 s window, so for 60 s after a typical
     # burst's end their goodput still shows it; a rise ordered then loads to an empty queue too.
