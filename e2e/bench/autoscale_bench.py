@@ -551,8 +551,8 @@ def _hpa_behaviour(recs: list[tuple[float, int]], now: float, current: int, raw:
     return max(min_replicas, min(MAX_REPLICAS, desired))
 
 
-# What agentfleet was tuned on (AF_TUNING: seeds 1-3; burstCoveragePercent: 201-205, and 206-215
-# since stop 35: a 5-seed mean moved by about 1.5 points, as much as the coverages it had to tell
+# What agentfleet was tuned on (AF_TUNING: seeds 1-3; burstCoveragePercent, targetFraction and the
+# floor: 201-215, since a 5-seed mean moves by about 1.5 points, as much as the coverages to be told
 # apart): never scored.
 TUNING_SEEDS = (1, 2, 3, *range(201, 216))
 
