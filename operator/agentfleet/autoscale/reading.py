@@ -87,10 +87,8 @@ def read_fleet(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: 
     waiting, running = mean_wait * serving, mean_run * serving
     # Agents are closed loops (a task's next call waits for its last), so overload shows in the
     # requests in the system (waiting + running), not only in the queue.
-    history = tuple((t, w) for t, w in state.waiting_history if t > now - config.window_seconds) + ((now, waiting + running),)
-    task_load = tuple((t, v) for t, v in state.task_load_history if t > now - config.window_seconds)
-    if obs.tasks is not None:
-        task_load += ((now, obs.tasks / serving),)
+    history = _trail(state.waiting_history, now, config.window_seconds, waiting + running)
+    task_load = _trail(state.task_load_history, now, config.window_seconds, None if obs.tasks is None else obs.tasks / serving)
     in_flight = bool(pending or settling)
     return replace(
         r,
@@ -109,6 +107,12 @@ def read_fleet(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: 
         ordered_for=state.ordered_for if in_flight else None,
         ordered_goodput=state.ordered_goodput if in_flight else None,
     )
+
+
+def _trail(points: tuple[tuple[float, float], ...], now: float, window: float, value: float | None) -> tuple[tuple[float, float], ...]:
+    """The (time, value) points within the window, with ``value`` now appended (when known)."""
+    kept = tuple((t, v) for t, v in points if t > now - window)
+    return kept if value is None else (*kept, (now, value))
 
 
 def reading_notes(r: Reading, obs: Observation) -> list[str]:
