@@ -76,7 +76,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -249,6 +249,21 @@ def stall_hedges_only(on: bool) -> Iterator[None]:
         ttfthedge._ttft_delay = saved  # type: ignore[assignment]
 
 
+@contextmanager
+def no_overtake_hedge(on: bool) -> Iterator[None]:
+    """-noovertake: no hedge on being overtaken (overtake.py); with -order1 the first-token hedge as
+    it was before the overtake watch (a measurement of what the watch buys, not a policy)."""
+    if not on:
+        yield
+        return
+    saved = ttfthedge.OVERTAKE_GRACE_S
+    ttfthedge.OVERTAKE_GRACE_S = math.inf
+    try:
+        yield
+    finally:
+        ttfthedge.OVERTAKE_GRACE_S = saved
+
+
 def named(variant: str, word: str) -> float | None:
     """The number a variant names after ``word`` ("oracle-lag3.06", "ttft-burst40@99",
     "ttft-min200@99"), or None when it names none."""
@@ -285,7 +300,10 @@ def run_job(job: Job) -> dict[str, Any]:
     """One run of one policy on one seed's tasks and faults: its figures as a dict."""
     mode = job.variant.split("-")[0].split("@")[0]
     abort = "-noabort" not in job.variant
+    order = named(job.variant, "order")  # -orderF: a call not overtaken waits F percentiles
     settings = RoutingSettings(hedging=mode in ("call", "ttft"), hedge_after_percentile=job.percentile, hedge_max_extra_percent=5)
+    if order is not None:
+        settings = replace(settings, hedge_in_order_factor=order)
     tasks = workload_tasks(job.seed, job.seconds, job.replicas)
 
     async def main() -> dict[str, Any]:
@@ -360,6 +378,7 @@ def run_job(job: Job) -> dict[str, Any]:
         pool_built_with("HedgeBudget", burst_calls=named(job.variant, "burst")),
         pool_built_with("WindowedQuantile", min_samples=None if (n := named(job.variant, "min")) is None else int(n)),
         stall_hedges_only("-stallonly" in job.variant),
+        no_overtake_hedge("-noovertake" in job.variant),
     ):
         out = run_virtual(main())
     out["wall_s"] = time.monotonic() - started

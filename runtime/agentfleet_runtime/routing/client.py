@@ -376,13 +376,16 @@ class RoutingModelClient:
         pool.stalls.sent(name, loop.time(), pool.inflight.get(name, 0))
         pool.inflight[name] = pool.inflight.get(name, 0) + 1
         decoding = False
+        key = observer  # the caller's observer names the attempt to the overtake watch
         if observer is not None:  # its tokens tell the stall watch that the replica steps
             on_first = observer.on_first
+            pool.overtakes.sent(name, observer)
 
             def first() -> None:
                 nonlocal decoding
                 decoding = True
                 pool.stalls.first_token(name)
+                pool.overtakes.first_token(name, key, loop.time())
                 on_first()
 
             observer = StreamObserver(first, observer.on_text, lambda: pool.stalls.progress(name, loop.time()))
@@ -417,6 +420,8 @@ class RoutingModelClient:
         finally:
             if decoding:
                 pool.stalls.finished(name)
+            if key is not None:
+                pool.overtakes.finished(name, key)
             pool.inflight[name] -= 1
             self._rooms.freed(name)
             self.metrics.inflight.labels(model, name).set(pool.inflight[name])

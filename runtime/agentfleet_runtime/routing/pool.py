@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from agentfleet_runtime.routing.ejection import Health, OutlierDetector
 from agentfleet_runtime.routing.hashing import bounded_order, load_cap, rendezvous_order
 from agentfleet_runtime.routing.hedging import HedgeBudget
+from agentfleet_runtime.routing.overtake import OvertakeWatch
 from agentfleet_runtime.routing.quantile import WindowedQuantile
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier
 from agentfleet_runtime.routing.sources import ReplicaSource
@@ -50,6 +51,7 @@ class ReplicaPool:
         self.quantiles: dict[str, WindowedQuantile] = {}
         self.budget = HedgeBudget(self.settings.hedge_max_extra_percent / 100.0)
         self.stalls = StallWatch()
+        self.overtakes = OvertakeWatch()
         # Task id -> replica that served its last call: where its history's KV cache is. Local
         # to this pod, which is enough: a task's calls all leave from the pod that runs it; a pod
         # that has not seen the task (a restarted one) falls back to the rendezvous home.
@@ -119,6 +121,7 @@ class ReplicaPool:
             for name in [n for n in table if n not in names and not self.inflight.get(n)]:
                 table.pop(name, None)
                 self.stalls.forget(name)
+                self.overtakes.forget(name)
 
     def quantile(self, kind: str) -> WindowedQuantile:
         q = self.quantiles.get(kind)

@@ -40,6 +40,11 @@ class RoutingSettings:
     # PrefixAffinity: a call the load bound would move first waits this long for room at the
     # task's replica (spillwait.py); 0 spills at once. Not in the CRD, for the same reason.
     spill_wait_s: float = 0.0
+    # The first-token hedge of a call that no later call to its replica has overtaken (overtake.py)
+    # waits this many hedge percentiles: it is late with its replica's whole queue, and a duplicate
+    # elsewhere computes the task's history cold. Not in the CRD: measured (docs/hedging.md), and
+    # there is no reason to change it except to measure it.
+    hedge_in_order_factor: float = 4.0
 
     @property
     def eps(self) -> float:

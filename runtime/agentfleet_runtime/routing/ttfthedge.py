@@ -4,9 +4,12 @@ A stalled queue or a slow replica shows in the first token long before the whole
 and the first token's latency varies far less than the answer's (which grows with its length),
 so the hedge fires earlier and on fewer false alarms than a hedge on the whole call:
 
-1. Start the call on the task's replica; wait for its first token up to the kind's TTFT
-   percentile (hedgeAfterPercentile of the first tokens seen, per kind), or until the replica is
-   judged stalled (stallwatch.py), whichever comes first.
+1. Start the call on the task's replica; wait for its first token until a call sent to that
+   replica after it gets its own first (overtake.py: the call is slow for reasons of its own), or
+   the replica is judged stalled (stallwatch.py), or ``hedge_in_order_factor`` times the kind's
+   TTFT percentile (hedgeAfterPercentile of the first tokens seen, per kind) has passed, whichever
+   comes first. A call late with its replica's whole queue gains little from a duplicate that
+   computes the task's history cold elsewhere, hence the factor.
 2. No first token by then: start the same call on the next replica, budget permitting. A hedge the
    budget denies is asked for again while the first token is still missing (``retry_after``): a
    queue that stalls holds its calls far past the percentile, and the budget refills meanwhile
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from agentfleet_runtime.model import ModelError, ModelRequest
@@ -39,6 +42,9 @@ from agentfleet_runtime.routing.pool import ReplicaPool
 from agentfleet_runtime.routing.settings import Endpoint
 from agentfleet_runtime.routing.streaming import StreamObserver, delta_sink
 from agentfleet_runtime.types import ModelReply
+
+# Calls of one engine step get their first tokens within this of each other over separate streams.
+OVERTAKE_GRACE_S = 0.05
 
 
 class AttemptFailed(Exception):
@@ -55,7 +61,7 @@ def ttft_kind(kind: str) -> str:
 
 
 class _Attempt:
-    __slots__ = ("buffer", "endpoint", "first", "started", "task", "written")
+    __slots__ = ("buffer", "endpoint", "first", "observer", "started", "task", "written")
 
     def __init__(self, endpoint: Endpoint, loop: asyncio.AbstractEventLoop) -> None:
         self.endpoint = endpoint
@@ -92,7 +98,7 @@ async def hedged_stream(
             else:
                 a.buffer.append(text)
 
-        observer = StreamObserver(on_first, on_text if sink is not None else None)
+        a.observer = observer = StreamObserver(on_first, on_text if sink is not None else None)
         a.task = asyncio.create_task(client._call(pool, endpoint, req.kind, body, left, observer))
         attempts.append(a)
         return a
@@ -135,7 +141,17 @@ async def hedged_stream(
     try:
         delay = _ttft_delay(client, pool, req.kind) if len(order) > 1 else None
         if delay is not None:
-            advance = await hedge_due(pool, order[0].name, {first.first, first.task}, started, delay, timeout, denied)
+            advance = await hedge_due(
+                pool,
+                order[0].name,
+                {first.first, first.task},
+                started,
+                delay * pool.settings.hedge_in_order_factor,
+                timeout,
+                denied,
+                retry_base=delay,
+                attempt=first.observer,
+            )
             if advance is not None:
                 race = [first, launch(order[1], max(0.001, timeout - (loop.time() - started)))]
         errors: list[ModelError] = []
@@ -220,38 +236,61 @@ async def hedge_due(
     timeout: float,
     on_denied: Callable[[], None],
     retry_base: float | None = None,
+    attempt: Hashable | None = None,
 ) -> float | None:
     """Wait on ``watch`` (a first token, an answer) for a hedge to come due and be granted: the
     budget's advance, or None once something in ``watch`` is done or no hedge can start before
     ``timeout`` (from ``started``). Due ``delay`` after the start, or at once when ``replica`` is
-    judged stalled (stallwatch.py: a call there waits for nothing the percentile foretold). A
-    denied hedge is asked for again ``retry_after(retry_base or delay)`` later; ``on_denied`` hears
-    the first denial."""
+    judged stalled (stallwatch.py: a call there waits for nothing the percentile foretold), or
+    ``OVERTAKE_GRACE_S`` after a call sent to ``replica`` later than ``attempt`` got its first
+    token first (overtake.py: the call is slow for reasons of its own). A denied hedge is asked
+    for again ``retry_after(retry_base or delay)`` later; ``on_denied`` hears the first denial."""
     loop = asyncio.get_running_loop()
     due = started + delay
     denied = False
     await asyncio.sleep(0)  # the attempt just launched counts itself in flight (its _call's first step)
-    while True:
-        now = loop.time()
-        at = due
-        stall_at = None if denied else pool.stall_deadline(replica)
-        if stall_at is not None:
-            at = min(at, max(now, stall_at))
-        if at - started >= timeout:
+    overtaken = pool.overtakes.overtaken(replica, attempt) if attempt is not None else None
+
+    def overtaken_at() -> float | None:
+        if overtaken is None or not overtaken.done() or overtaken.cancelled():
             return None
-        done, _ = await asyncio.wait(watch, timeout=max(0.0, at - now), return_when=asyncio.FIRST_COMPLETED)
-        if done:
-            return None
-        now = loop.time()
-        if now < due and not pool.stalled(replica, now):
-            continue  # woke to look for a stall and found a token
-        advance = pool.budget.try_spend()
-        if advance is not None:
-            return advance
-        if not denied:
-            on_denied()
-        denied = True
-        due = now + retry_after(delay if retry_base is None else retry_base)
+        return overtaken.result() + OVERTAKE_GRACE_S
+
+    try:
+        while True:
+            now = loop.time()
+            at = due
+            if not denied:  # after a denial only the retry's time counts: both signals stay on
+                stall_at = pool.stall_deadline(replica)
+                if stall_at is not None:
+                    at = min(at, max(now, stall_at))
+                passed = overtaken_at()
+                if passed is not None:
+                    at = min(at, max(now, passed))
+            if at - started >= timeout:
+                return None
+            waits = set(watch)
+            if overtaken is not None and not overtaken.done() and not denied:
+                waits.add(overtaken)
+            done, _ = await asyncio.wait(waits, timeout=max(0.0, at - now), return_when=asyncio.FIRST_COMPLETED)
+            if done & watch:
+                return None
+            if done:
+                continue  # overtaken: due once the grace has passed
+            now = loop.time()
+            passed = overtaken_at()
+            if now < due and not pool.stalled(replica, now) and (denied or passed is None or now < passed):
+                continue  # woke to look for a stall and found a token
+            advance = pool.budget.try_spend()
+            if advance is not None:
+                return advance
+            if not denied:
+                on_denied()
+            denied = True
+            due = now + retry_after(delay if retry_base is None else retry_base)
+    finally:
+        if overtaken is not None and not overtaken.done():
+            overtaken.cancel()
 
 
 def retry_after(delay: float) -> float:

@@ -114,8 +114,12 @@ class Budget(HedgeBudget):
         return super().try_spend()
 
 
-def pool_for(*, hedging: bool = True, p95: float | None = 1.0, credit: float = 2.0) -> ReplicaPool:
-    pool = ReplicaPool(Tier("t", "m", RoutingSettings(hedging=hedging)), StaticSource([R1, R2]))
+def pool_for(*, hedging: bool = True, p95: float | None = 1.0, credit: float = 2.0, in_order: float = 1.0) -> ReplicaPool:
+    """A pool whose first-token percentile is ``p95``. A call no later one overtakes waits
+    ``in_order`` percentiles: 1 here, so the race's figures read in percentiles; the factor's own
+    test asks for the default."""
+    settings = RoutingSettings(hedging=hedging, hedge_in_order_factor=in_order)
+    pool = ReplicaPool(Tier("t", "m", settings), StaticSource([R1, R2]))
     if p95 is not None:
         for _ in range(50):  # min_samples: the percentile of 50 equal first tokens is that value
             pool.quantile("step:ttft").add(p95)
@@ -341,35 +345,106 @@ def test_a_later_winner_that_repeats_the_text_handed_so_far_hands_only_what_is_n
 
 
 class Progressing:
-    """An observer that first tells the pool's stall watch of the chunk, as the client's _call does."""
+    """An observer that first tells the pool's stall and overtake watches of the chunk, as the
+    client's _call does."""
 
     def __init__(self, inner: StreamObserver, pool: ReplicaPool, name: str) -> None:
         self.inner, self.pool, self.name = inner, pool, name
         self.decoding = False
 
     def fold(self, acc: Any, first: bool, text: str) -> None:
-        self.pool.stalls.progress(self.name, asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        self.pool.stalls.progress(self.name, now)
         if first:
             self.decoding = True
             self.pool.stalls.first_token(self.name)
+            self.pool.overtakes.first_token(self.name, self.inner, now)
         self.inner.fold(acc, first, text)
 
 
 class TrackingClient(FakeClient):
-    """The scripted client with the real _call's bookkeeping for the stall watch: the send and the
-    count in flight, a token per chunk, the first token, and the end of a decoding call."""
+    """The scripted client with the real _call's bookkeeping for the stall and overtake watches:
+    the send and the count in flight, a token per chunk, the first token, and the end of a call."""
 
     async def _call(self, pool: ReplicaPool, endpoint: Endpoint, kind: str, body: dict, left: float, observer: StreamObserver) -> ModelReply:
         name = endpoint.name
         tracked = Progressing(observer, pool, name)
         pool.stalls.sent(name, asyncio.get_running_loop().time(), pool.inflight.get(name, 0))
+        pool.overtakes.sent(name, observer)
         pool.inflight[name] = pool.inflight.get(name, 0) + 1
         try:
             return await super()._call(pool, endpoint, kind, body, left, tracked)  # type: ignore[arg-type]
         finally:
             pool.inflight[name] -= 1
+            pool.overtakes.finished(name, observer)
             if tracked.decoding:
                 pool.stalls.finished(name)
+
+
+def later_call(pool: ReplicaPool, name: str, sent: float, first: float) -> None:
+    """Another task's call sent to ``name`` at ``sent`` s that gets its first token at ``first`` s."""
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        key = object()
+        await asyncio.sleep(sent - loop.time())
+        pool.overtakes.sent(name, key)
+        await asyncio.sleep(first - loop.time())
+        pool.overtakes.first_token(name, key, loop.time())
+
+    asyncio.get_running_loop().create_task(run())
+
+
+def race_beside(client: FakeClient, pool: ReplicaPool, later: list[tuple[str, float, float]]) -> tuple[Any, float]:
+    """hedged_stream's result and end, with ``later`` calls (later_call's arguments) beside it."""
+
+    async def main() -> tuple[Any, float]:
+        for args in later:
+            later_call(pool, *args)
+        await asyncio.sleep(0)
+        out = await hedged_stream(client, pool, [R1, R2], ModelRequest(messages=[], kind="step"), BODY, 30.0)
+        return out, round(asyncio.get_running_loop().time(), 6)
+
+    return run_virtual(main())
+
+
+def test_a_call_a_later_one_overtakes_on_its_replica_is_hedged_at_the_overtake_not_the_percentile() -> None:
+    # The first-token percentile is 5 s; r1 never writes our call's first token. Another task's
+    # call, sent to r1 at 0.1 s, gets its first token at 0.3 s: ours is slow for reasons of its
+    # own, and r2 starts at 0.35 s (the overtake plus the grace), answering at 0.95 s.
+    pool = pool_for(p95=5.0)
+    client = TrackingClient({"r1": Script(ttft=None, end=30.0), "r2": Script(ttft=0.2, end=0.6)})
+    out, at = race_beside(client, pool, [("r1", 0.1, 0.3)])
+    assert (out[1], at) == ("r2", 0.95)
+    assert client.started == [("r1", 0.0, 30.0), ("r2", 0.35, 29.65)]
+    assert client.cancelled == [("r1", 0.55)]
+    assert pool.overtakes.overtakes == 1
+
+
+@pytest.mark.parametrize(("later", "overtaken"), [([("r1", 0.1, 0.3)], True), ([("r2", 0.1, 0.3)], False), ([("r1", 0.1, 0.7)], False), ([], False)])
+def test_only_a_later_call_on_the_same_replica_first_overtakes_and_not_after_the_calls_own_first_token(
+    later: list[tuple[str, float, float]], overtaken: bool
+) -> None:
+    # Our call's first token comes at 0.6 s, the percentile at 5 s, and the budget denies every
+    # hedge (so each ask shows). A later call on r1 first at 0.3 s overtakes it: the hedge is
+    # asked for at 0.35 s, and the next ask (0.35 + 2.5 s) never comes. One on r2, one on r1
+    # first only at 0.7 s, or none at all overtakes nothing, and no hedge is asked for.
+    pool = pool_for(p95=5.0, credit=0.0)
+    client = TrackingClient({"r1": Script(ttft=0.6, end=0.8)})
+    out, at = race_beside(client, pool, later)
+    assert (out[1], at) == ("r1", 0.8)
+    assert pool.budget.asked == ([0.35] if overtaken else [])  # type: ignore[attr-defined]
+
+
+def test_a_call_not_overtaken_waits_the_in_order_factor_of_percentiles() -> None:
+    # Nothing overtakes our call on r1 (a later call there is still waiting too): its replica's
+    # queue is long, and the hedge waits the default 4 x the 1 s percentile.
+    assert RoutingSettings().hedge_in_order_factor == 4.0
+    pool = pool_for(p95=1.0, in_order=RoutingSettings().hedge_in_order_factor)
+    client = TrackingClient({"r1": Script(ttft=None, end=30.0), "r2": Script(ttft=0.2, end=0.6)})
+    out, at = race_beside(client, pool, [("r1", 0.1, 20.0)])
+    assert client.started == [("r1", 0.0, 30.0), ("r2", 4.0, 26.0)]
+    assert (out[1], at) == ("r2", 4.6)
 
 
 def stall_watch_learned(pool: ReplicaPool) -> None:
