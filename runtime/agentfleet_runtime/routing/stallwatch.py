@@ -101,13 +101,23 @@ class StallWatch:
         return None if gap is None else max(self.floor_s, factor * gap)
 
     def deadline(self, name: str) -> float | None:
-        """When ``name`` will be judged stalled if no token comes (None: nothing decoding there,
-        or unlearned)."""
+        """When ``name`` will be judged stalled if no token comes, or was: a judged replica's calls
+        are due for their hedges whether or not a call still decodes there (the decoding ones may
+        have been hedged away, leaving calls that wait for a first token). None: nothing decoding
+        there, or unlearned."""
+        if name in self.judged:
+            return self.judged[name]
         limit = self.threshold()
         mark = self.marks.get(name)
         if limit is None or mark is None or self.decoding.get(name, 0) <= 0:
             return None
         return mark + limit
+
+    def wrote_since(self, name: str, at: float) -> bool:
+        """A token came from ``name`` after ``at``: its engine steps, so a call there still without
+        its first token waits in a queue that moves."""
+        mark = self.marks.get(name)
+        return mark is not None and mark > at
 
     def stalled(self, name: str, now: float) -> bool:
         if name in self.judged:

@@ -146,11 +146,11 @@ async def hedged_stream(
                 order[0].name,
                 {first.first, first.task},
                 started,
-                delay * pool.settings.hedge_in_order_factor,
+                delay,
                 timeout,
                 denied,
-                retry_base=delay,
                 attempt=first.observer,
+                in_order=pool.settings.hedge_in_order_factor,
             )
             if advance is not None:
                 race = [first, launch(order[1], max(0.001, timeout - (loop.time() - started)))]
@@ -237,17 +237,21 @@ async def hedge_due(
     on_denied: Callable[[], None],
     retry_base: float | None = None,
     attempt: Hashable | None = None,
+    in_order: float = 1.0,
 ) -> float | None:
     """Wait on ``watch`` (a first token, an answer) for a hedge to come due and be granted: the
     budget's advance, or None once something in ``watch`` is done or no hedge can start before
-    ``timeout`` (from ``started``). Due ``delay`` after the start, or at once when ``replica`` is
-    judged stalled (stallwatch.py: a call there waits for nothing the percentile foretold), or
-    ``OVERTAKE_GRACE_S`` after a call sent to ``replica`` later than ``attempt`` got its first
-    token first (overtake.py: the call is slow for reasons of its own). A denied hedge is asked
-    for again ``retry_after(retry_base or delay)`` later; ``on_denied`` hears the first denial."""
+    ``timeout`` (from ``started``). Due ``delay`` after the start, or ``in_order`` times that when
+    ``replica`` wrote tokens meanwhile (its queue moves; the call waits its turn in it); at once
+    when ``replica`` is judged stalled (stallwatch.py: a call there waits for nothing the
+    percentile foretold), or ``OVERTAKE_GRACE_S`` after a call sent to ``replica`` later than
+    ``attempt`` got its first token first (overtake.py: the call is slow for reasons of its
+    own). A denied hedge is asked for again ``retry_after(retry_base or delay)`` later;
+    ``on_denied`` hears the first denial."""
     loop = asyncio.get_running_loop()
     due = started + delay
     denied = False
+    queued = False  # the due was put off once for a queue that moves
     await asyncio.sleep(0)  # the attempt just launched counts itself in flight (its _call's first step)
     overtaken = pool.overtakes.overtaken(replica, attempt) if attempt is not None else None
 
@@ -279,8 +283,13 @@ async def hedge_due(
                 continue  # overtaken: due once the grace has passed
             now = loop.time()
             passed = overtaken_at()
-            if now < due and not pool.stalled(replica, now) and (denied or passed is None or now < passed):
-                continue  # woke to look for a stall and found a token
+            if not pool.stalled(replica, now) and (denied or passed is None or now < passed):
+                if now < due:
+                    continue  # woke to look for a stall and found a token
+                if not denied and not queued and in_order > 1.0 and pool.wrote_since(replica, started):
+                    queued = True
+                    due = started + delay * in_order
+                    continue
             advance = pool.budget.try_spend()
             if advance is not None:
                 return advance
