@@ -23,6 +23,10 @@ the runs of one seed:
 - stream: no hedging, streamed calls (what streaming alone changes; nothing, on this clock);
 - -burstN / -minN: the policy with the hedge budget banking N calls instead of 10, or with its
   first-token percentiles answering from N calls instead of 50;
+- -orderF / -noovertake: the policy with a call nothing overtakes waiting F first-token percentiles
+  instead of ``hedge_in_order_factor``'s, or with no hedge on being overtaken (overtake.py);
+  ``ttft-order1-noovertake`` is the first-token rule before the overtake watch but for one fix
+  (a replica judged stalled has its waiting calls due at once);
 - -noreask / -pre40f0c2e: the same policy without the re-ask of a denied hedge (commit 40f0c2e's
   first half), or with neither half of that commit (no re-ask, and an aborted loser charged its
   prompt as well), patched in this process for the run.
@@ -251,8 +255,8 @@ def stall_hedges_only(on: bool) -> Iterator[None]:
 
 @contextmanager
 def no_overtake_hedge(on: bool) -> Iterator[None]:
-    """-noovertake: no hedge on being overtaken (overtake.py); with -order1 the first-token hedge as
-    it was before the overtake watch (a measurement of what the watch buys, not a policy)."""
+    """-noovertake: no hedge on being overtaken (overtake.py); with -order1, what the overtake watch
+    buys (a measurement, not a policy)."""
     if not on:
         yield
         return

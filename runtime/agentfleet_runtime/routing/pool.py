@@ -114,10 +114,6 @@ class ReplicaPool:
         """When a call waiting on ``name`` should look again for a stall (None: nothing to watch)."""
         return self.stalls.deadline(name) if self.settings.hedging else None
 
-    def wrote_since(self, name: str, at: float) -> bool:
-        """A token came from ``name`` after ``at`` (stallwatch.py)."""
-        return self.stalls.wrote_since(name, at)
-
     def forget_gone(self) -> None:
         """Drop state of replicas that left the set (bounded memory under churn)."""
         names = {e.name for e in self.source.endpoints()}

@@ -113,12 +113,6 @@ class StallWatch:
             return None
         return mark + limit
 
-    def wrote_since(self, name: str, at: float) -> bool:
-        """A token came from ``name`` after ``at``: its engine steps, so a call there still without
-        its first token waits in a queue that moves."""
-        mark = self.marks.get(name)
-        return mark is not None and mark > at
-
     def stalled(self, name: str, now: float) -> bool:
         if name in self.judged:
             return True

@@ -241,17 +241,15 @@ async def hedge_due(
 ) -> float | None:
     """Wait on ``watch`` (a first token, an answer) for a hedge to come due and be granted: the
     budget's advance, or None once something in ``watch`` is done or no hedge can start before
-    ``timeout`` (from ``started``). Due ``delay`` after the start, or ``in_order`` times that when
-    ``replica`` wrote tokens meanwhile (its queue moves; the call waits its turn in it); at once
-    when ``replica`` is judged stalled (stallwatch.py: a call there waits for nothing the
-    percentile foretold), or ``OVERTAKE_GRACE_S`` after a call sent to ``replica`` later than
-    ``attempt`` got its first token first (overtake.py: the call is slow for reasons of its
-    own). A denied hedge is asked for again ``retry_after(retry_base or delay)`` later;
-    ``on_denied`` hears the first denial."""
+    ``timeout`` (from ``started``). Due ``in_order`` times ``delay`` after the start (the call waits
+    its turn in its replica's queue); at once when ``replica`` is judged stalled (stallwatch.py: a
+    call there waits for nothing the percentile foretold), or ``OVERTAKE_GRACE_S`` after a call
+    sent to ``replica`` later than ``attempt`` got its first token first (overtake.py: the call is
+    slow for reasons of its own). A denied hedge is asked for again ``retry_after(retry_base or
+    delay)`` later; ``on_denied`` hears the first denial."""
     loop = asyncio.get_running_loop()
-    due = started + delay
+    due = started + delay * in_order
     denied = False
-    queued = False  # the due was put off once for a queue that moves
     await asyncio.sleep(0)  # the attempt just launched counts itself in flight (its _call's first step)
     overtaken = pool.overtakes.overtaken(replica, attempt) if attempt is not None else None
 
@@ -272,7 +270,9 @@ async def hedge_due(
                 if passed is not None:
                     at = min(at, max(now, passed))
             if at - started >= timeout:
-                return None
+                if denied or overtaken is None or overtaken.done():
+                    return None  # nothing can come due before the timeout
+                at = started + timeout  # only an overtake can: watch for one until then
             waits = set(watch)
             if overtaken is not None and not overtaken.done() and not denied:
                 waits.add(overtaken)
@@ -282,14 +282,11 @@ async def hedge_due(
             if done:
                 continue  # overtaken: due once the grace has passed
             now = loop.time()
+            if now - started >= timeout:
+                return None
             passed = overtaken_at()
-            if not pool.stalled(replica, now) and (denied or passed is None or now < passed):
-                if now < due:
-                    continue  # woke to look for a stall and found a token
-                if not denied and not queued and in_order > 1.0 and pool.wrote_since(replica, started):
-                    queued = True
-                    due = started + delay * in_order
-                    continue
+            if now < due and not pool.stalled(replica, now) and (denied or passed is None or now < passed):
+                continue  # woke to look for a stall or an overtake and found neither
             advance = pool.budget.try_spend()
             if advance is not None:
                 return advance

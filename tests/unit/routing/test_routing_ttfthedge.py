@@ -395,21 +395,14 @@ def later_call(pool: ReplicaPool, name: str, sent: float, first: float) -> None:
     asyncio.get_running_loop().create_task(run())
 
 
-def race_beside(client: FakeClient, pool: ReplicaPool, later: list[tuple[str, float, float]], writes: tuple[float, ...] = ()) -> tuple[Any, float]:
-    """hedged_stream's result and end, with ``later`` calls (later_call's arguments) beside it and
-    r1 writing a token (another call's) at each of ``writes``."""
-
-    async def write(at: float) -> None:
-        await asyncio.sleep(at)
-        pool.stalls.progress("r1", at)
+def race_beside(client: FakeClient, pool: ReplicaPool, later: list[tuple[str, float, float]], timeout: float = 30.0) -> tuple[Any, float]:
+    """hedged_stream's result and end, with ``later`` calls (later_call's arguments) beside it."""
 
     async def main() -> tuple[Any, float]:
         for args in later:
             later_call(pool, *args)
-        for at in writes:
-            asyncio.get_running_loop().create_task(write(at))
         await asyncio.sleep(0)
-        out = await hedged_stream(client, pool, [R1, R2], ModelRequest(messages=[], kind="step"), BODY, 30.0)
+        out = await hedged_stream(client, pool, [R1, R2], ModelRequest(messages=[], kind="step"), BODY, timeout)
         return out, round(asyncio.get_running_loop().time(), 6)
 
     return run_virtual(main())
@@ -428,6 +421,16 @@ def test_a_call_a_later_one_overtakes_on_its_replica_is_hedged_at_the_overtake_n
     assert pool.overtakes.overtakes == 1
 
 
+def test_a_call_whose_in_order_due_lies_past_its_timeout_is_still_hedged_when_overtaken() -> None:
+    # 4 percentiles of 5 s (20 s) lie past the 10 s timeout, so no percentile hedge can start;
+    # an overtake at 0.3 s still can, and r2 starts at 0.35 s.
+    pool = pool_for(p95=5.0, in_order=4.0)
+    client = TrackingClient({"r1": Script(ttft=None, end=9.0), "r2": Script(ttft=0.2, end=0.6)})
+    out, at = race_beside(client, pool, [("r1", 0.1, 0.3)], timeout=10.0)
+    assert client.started == [("r1", 0.0, 10.0), ("r2", 0.35, 9.65)]
+    assert (out[1], at) == ("r2", 0.95)
+
+
 @pytest.mark.parametrize(("later", "overtaken"), [([("r1", 0.1, 0.3)], True), ([("r2", 0.1, 0.3)], False), ([("r1", 0.1, 0.7)], False), ([], False)])
 def test_only_a_later_call_on_the_same_replica_first_overtakes_and_not_after_the_calls_own_first_token(
     later: list[tuple[str, float, float]], overtaken: bool
@@ -443,18 +446,15 @@ def test_only_a_later_call_on_the_same_replica_first_overtakes_and_not_after_the
     assert pool.budget.asked == ([0.35] if overtaken else [])  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize(("writes", "hedge_at"), [((0.5,), 4.0), ((), 1.0)])
-def test_a_call_not_overtaken_waits_the_in_order_factor_of_percentiles_while_its_replica_writes(writes: tuple[float, ...], hedge_at: float) -> None:
-    # Nothing overtakes our call on r1 (a later call there is still waiting too). When r1 writes
-    # another call's token meanwhile (0.5 s), its queue moves and our call waits its turn: the
-    # hedge waits the default 4 x the 1 s percentile. A replica silent since the call was sent
-    # may have stopped with nothing decoding for the stall watch to judge: the percentile, as before.
+def test_a_call_not_overtaken_waits_the_in_order_factor_of_percentiles() -> None:
+    # Nothing overtakes our call on r1 (a later call there is still waiting too): it waits its
+    # turn in r1's queue, and the hedge waits the default 4 x the 1 s percentile.
     assert RoutingSettings().hedge_in_order_factor == 4.0
     pool = pool_for(p95=1.0, in_order=RoutingSettings().hedge_in_order_factor)
     client = TrackingClient({"r1": Script(ttft=None, end=30.0), "r2": Script(ttft=0.2, end=0.6)})
-    out, at = race_beside(client, pool, [("r1", 0.1, 20.0)], writes)
-    assert client.started == [("r1", 0.0, 30.0), ("r2", hedge_at, 30.0 - hedge_at)]
-    assert (out[1], at) == ("r2", round(hedge_at + 0.6, 6))
+    out, at = race_beside(client, pool, [("r1", 0.1, 20.0)])
+    assert client.started == [("r1", 0.0, 30.0), ("r2", 4.0, 26.0)]
+    assert (out[1], at) == ("r2", 4.6)
 
 
 def test_a_call_on_a_replica_judged_stalled_is_hedged_at_once_though_nothing_decodes_there_any_more() -> None:
@@ -464,7 +464,7 @@ def test_a_call_on_a_replica_judged_stalled_is_hedged_at_once_though_nothing_dec
     stall_watch_learned(pool)
     pool.stalls.judged["r1"] = 0.2
     client = TrackingClient({"r1": Script(ttft=None, end=30.0), "r2": Script(ttft=0.2, end=0.6)})
-    out, at = race_beside(client, pool, [], ())
+    out, at = race_beside(client, pool, [])
     assert client.started == [("r1", 0.0, 30.0), ("r2", 0.2, 29.8)]
     assert (out[1], at) == ("r2", 0.8)
 
