@@ -261,7 +261,9 @@ async def hedge_due(
     try:
         while True:
             now = loop.time()
-            at = due
+            # Look again at least once a percentile: another call's deadline may judge the replica
+            # stalled meanwhile (this one may have nothing decoding there to set one of its own).
+            at = min(due, now + delay)
             if not denied:  # after a denial only the retry's time counts: both signals stay on
                 stall_at = pool.stall_deadline(replica)
                 if stall_at is not None:

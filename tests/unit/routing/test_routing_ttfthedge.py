@@ -457,6 +457,28 @@ def test_a_call_not_overtaken_waits_the_in_order_factor_of_percentiles() -> None
     assert (out[1], at) == ("r2", 4.6)
 
 
+def test_a_call_looks_again_once_a_percentile_and_is_hedged_when_another_call_got_its_replica_judged() -> None:
+    # Nothing decodes on r1 when our call arrives, so it has no stall deadline of its own and
+    # waits for 4 percentiles of 1 s. At 1.5 s another call's deadline judges r1 stalled: our
+    # call sees it at its next look (2 s) and is hedged then, not at 4 s.
+    pool = pool_for(p95=1.0, in_order=4.0)
+    stall_watch_learned(pool)
+    client = TrackingClient({"r1": Script(ttft=None, end=30.0), "r2": Script(ttft=0.2, end=0.6)})
+
+    async def judge() -> None:
+        await asyncio.sleep(1.5)
+        pool.stalls.judged["r1"] = 1.5
+
+    async def main() -> tuple[Any, float]:
+        asyncio.get_running_loop().create_task(judge())
+        out = await hedged_stream(client, pool, [R1, R2], ModelRequest(messages=[], kind="step"), BODY, 30.0)
+        return out, round(asyncio.get_running_loop().time(), 6)
+
+    out, at = run_virtual(main())
+    assert client.started == [("r1", 0.0, 30.0), ("r2", 2.0, 28.0)]
+    assert (out[1], at) == ("r2", 2.6)
+
+
 def test_a_call_on_a_replica_judged_stalled_is_hedged_at_once_though_nothing_decodes_there_any_more() -> None:
     # r1 is judged stalled at 0.2 s and the call that decoded there is gone (hedged away): our
     # call, waiting there for its first token, is due at the judgment, not at its percentile (5 s).
