@@ -119,11 +119,24 @@ class StallWatch:
         at = self.deadline(name)
         if at is None or now < at:
             return False
+        self.judge(name, now)
+        return True
+
+    def wrote_since(self, name: str, at: float) -> bool:
+        """A token came from ``name`` after ``at`` (a call's send): its engine steps."""
+        mark = self.marks.get(name)
+        return mark is not None and mark > at
+
+    def judge(self, name: str, now: float) -> None:
+        """Judge ``name`` stalled now: from its tokens' gaps (``stalled``), or because a call there
+        waited a whole first-token percentile and not one token came from it meanwhile (nothing
+        decodes there for the gaps to tell, and its queue does not move: ttfthedge.hedge_due)."""
+        if name in self.judged:
+            return
         self.judged[name] = now
         self.stalls += 1
         if self.on_judged is not None:
             self.on_judged(name)
-        return True
 
     def probe_timeout(self, name: str) -> float:
         """How long the next probe of a judged ``name`` waits for its token."""

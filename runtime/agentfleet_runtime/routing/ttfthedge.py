@@ -243,7 +243,8 @@ async def hedge_due(
     budget's advance, or None once something in ``watch`` is done or no hedge can start before
     ``timeout`` (from ``started``). Due ``in_order`` times ``delay`` after the start (the call waits
     its turn in its replica's queue); at once when ``replica`` is judged stalled (stallwatch.py: a
-    call there waits for nothing the percentile foretold), or ``OVERTAKE_GRACE_S`` after a call
+    call there waits for nothing the percentile foretold; ``delay`` after the start with not one
+    token from ``replica`` since judges it), or ``OVERTAKE_GRACE_S`` after a call
     sent to ``replica`` later than ``attempt`` got its first token first (overtake.py: the call is
     slow for reasons of its own). A denied hedge is asked for again ``retry_after(retry_base or
     delay)`` later; ``on_denied`` hears the first denial."""
@@ -286,6 +287,10 @@ async def hedge_due(
             now = loop.time()
             if now - started >= timeout:
                 return None
+            if attempt is not None and not denied and now >= started + delay:
+                # A percentile gone and not one token from the replica since the send: nothing
+                # decodes there for the stall watch to judge, and its queue does not move.
+                pool.judge_silent(replica, started, now)
             passed = overtaken_at()
             if now < due and not pool.stalled(replica, now) and (denied or passed is None or now < passed):
                 continue  # woke to look for a stall or an overtake and found neither

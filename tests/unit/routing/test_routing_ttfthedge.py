@@ -80,10 +80,12 @@ class FakeClient:
         try:
             if s.ttft is not None:
                 await asyncio.sleep(s.ttft)
+                pool.stalls.progress(endpoint.name, loop.time())  # a token: the real _call tells the stall watch
                 observer.fold(None, True, s.text[0])  # type: ignore[arg-type]
                 for t in s.text[1:]:
                     if s.gap:
                         await asyncio.sleep(s.gap)
+                    pool.stalls.progress(endpoint.name, loop.time())
                     observer.fold(None, False, t)  # type: ignore[arg-type]
             await asyncio.sleep(t0 + s.end - loop.time())
         except asyncio.CancelledError:
@@ -395,12 +397,21 @@ def later_call(pool: ReplicaPool, name: str, sent: float, first: float) -> None:
     asyncio.get_running_loop().create_task(run())
 
 
-def race_beside(client: FakeClient, pool: ReplicaPool, later: list[tuple[str, float, float]], timeout: float = 30.0) -> tuple[Any, float]:
-    """hedged_stream's result and end, with ``later`` calls (later_call's arguments) beside it."""
+def race_beside(
+    client: FakeClient, pool: ReplicaPool, later: list[tuple[str, float, float]], timeout: float = 30.0, writes: tuple[float, ...] = ()
+) -> tuple[Any, float]:
+    """hedged_stream's result and end, with ``later`` calls (later_call's arguments) beside it and
+    r1 writing a token (another call's) at each of ``writes``."""
+
+    async def write(at: float) -> None:
+        await asyncio.sleep(at)
+        pool.stalls.progress("r1", at)
 
     async def main() -> tuple[Any, float]:
         for args in later:
             later_call(pool, *args)
+        for at in writes:
+            asyncio.get_running_loop().create_task(write(at))
         await asyncio.sleep(0)
         out = await hedged_stream(client, pool, [R1, R2], ModelRequest(messages=[], kind="step"), BODY, timeout)
         return out, round(asyncio.get_running_loop().time(), 6)
@@ -446,27 +457,35 @@ def test_only_a_later_call_on_the_same_replica_first_overtakes_and_not_after_the
     assert pool.budget.asked == ([0.35] if overtaken else [])  # type: ignore[attr-defined]
 
 
-def test_a_call_not_overtaken_waits_the_in_order_factor_of_percentiles() -> None:
-    # Nothing overtakes our call on r1 (a later call there is still waiting too): it waits its
-    # turn in r1's queue, and the hedge waits the default 4 x the 1 s percentile.
+@pytest.mark.parametrize(("writes", "hedge_at"), [((0.5,), 4.0), ((), 1.0)])
+def test_a_call_not_overtaken_waits_the_in_order_factor_while_its_replica_writes_and_a_silent_one_is_judged(writes: tuple[float, ...], hedge_at: float) -> None:
+    # Nothing overtakes our call on r1 (a later call there is still waiting too). When r1 writes
+    # another call's token meanwhile (0.5 s) its queue moves and our call waits its turn: the
+    # hedge waits the default 4 x the 1 s percentile. When not one token came from r1 in a whole
+    # percentile, nothing decodes there for the stall watch and its queue does not move: r1 is
+    # judged stalled at 1 s and the call hedged then.
     assert RoutingSettings().hedge_in_order_factor == 4.0
     pool = pool_for(p95=1.0, in_order=RoutingSettings().hedge_in_order_factor)
     client = TrackingClient({"r1": Script(ttft=None, end=30.0), "r2": Script(ttft=0.2, end=0.6)})
-    out, at = race_beside(client, pool, [("r1", 0.1, 20.0)])
-    assert client.started == [("r1", 0.0, 30.0), ("r2", 4.0, 26.0)]
-    assert (out[1], at) == ("r2", 4.6)
+    out, at = race_beside(client, pool, [("r1", 0.1, 20.0)], writes=writes)
+    assert client.started == [("r1", 0.0, 30.0), ("r2", hedge_at, 30.0 - hedge_at)]
+    assert (out[1], at) == ("r2", round(hedge_at + 0.6, 6))
+    assert pool.stalls.judged == ({} if writes else {"r1": 1.0})
 
 
 def test_a_call_looks_again_once_a_percentile_and_is_hedged_when_another_call_got_its_replica_judged() -> None:
-    # Nothing decodes on r1 when our call arrives, so it has no stall deadline of its own and
-    # waits for 4 percentiles of 1 s. At 1.5 s another call's deadline judges r1 stalled: our
-    # call sees it at its next look (2 s) and is hedged then, not at 4 s.
+    # Nothing decodes on r1 when our call arrives, so it has no stall deadline of its own; r1
+    # writes another call's token at 0.5 s, so the call waits for 4 percentiles of 1 s. At 1.5 s
+    # another call's deadline judges r1 stalled: our call sees it at its next look (2 s) and is
+    # hedged then, not at 4 s.
     pool = pool_for(p95=1.0, in_order=4.0)
     stall_watch_learned(pool)
     client = TrackingClient({"r1": Script(ttft=None, end=30.0), "r2": Script(ttft=0.2, end=0.6)})
 
     async def judge() -> None:
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(0.5)
+        pool.stalls.progress("r1", 0.5)
+        await asyncio.sleep(1.0)
         pool.stalls.judged["r1"] = 1.5
 
     async def main() -> tuple[Any, float]:
