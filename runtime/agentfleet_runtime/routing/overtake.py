@@ -31,6 +31,11 @@ class _Queue:
     overtaken: dict[Hashable, float] = field(default_factory=dict)  # key -> when a later attempt got its first token
     waiters: dict[Hashable, asyncio.Future[float]] = field(default_factory=dict)
 
+    def drop(self, key: Hashable) -> tuple[int | None, asyncio.Future[float] | None]:
+        """Forget attempt ``key``: its send number while it waited unpassed, and its waiter."""
+        self.overtaken.pop(key, None)
+        return self.waiting.pop(key, None), self.waiters.pop(key, None)
+
 
 @dataclass
 class OvertakeWatch:
@@ -49,9 +54,7 @@ class OvertakeWatch:
         q = self.queues.get(name)
         if q is None:
             return
-        q.overtaken.pop(key, None)
-        q.waiters.pop(key, None)
-        number = q.waiting.pop(key, None)
+        number, _ = q.drop(key)
         if number is None:
             return
         while q.waiting:
@@ -70,9 +73,7 @@ class OvertakeWatch:
         q = self.queues.get(name)
         if q is None:
             return
-        q.waiting.pop(key, None)
-        q.overtaken.pop(key, None)
-        waiter = q.waiters.pop(key, None)
+        _, waiter = q.drop(key)
         if waiter is not None and not waiter.done():
             waiter.cancel()
 
