@@ -243,11 +243,11 @@ async def hedge_due(
     budget's advance, or None once something in ``watch`` is done or no hedge can start before
     ``timeout`` (from ``started``). Due ``in_order`` times ``delay`` after the start (the call waits
     its turn in its replica's queue); at once when ``replica`` is judged stalled (stallwatch.py: a
-    call there waits for nothing the percentile foretold; ``delay`` after the start with not one
-    token from ``replica`` since judges it), or ``OVERTAKE_GRACE_S`` after a call
-    sent to ``replica`` later than ``attempt`` got its first token first (overtake.py: the call is
-    slow for reasons of its own). A denied hedge is asked for again ``retry_after(retry_base or
-    delay)`` later; ``on_denied`` hears the first denial."""
+    call there waits for nothing the percentile foretold; ``delay`` with not one token from
+    ``replica`` since the start judges it); or ``OVERTAKE_GRACE_S`` after a call sent to
+    ``replica`` later than ``attempt`` got its first token first (overtake.py: the call is slow for
+    reasons of its own). A denied hedge is asked for again ``retry_after(retry_base or delay)``
+    later; ``on_denied`` hears the first denial."""
     loop = asyncio.get_running_loop()
     due = started + delay * in_order
     denied = False
