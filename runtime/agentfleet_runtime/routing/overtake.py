@@ -40,7 +40,7 @@ class _Queue:
 @dataclass
 class OvertakeWatch:
     queues: dict[str, _Queue] = field(default_factory=dict)
-    overtakes: int = 0  # attempts overtaken (for benchmarks)
+    overtakes: int = 0  # attempts overtaken (for tests and traces)
 
     def sent(self, name: str, key: Hashable) -> None:
         """Attempt ``key`` left for ``name`` (streamed: its first token will be seen)."""

@@ -114,13 +114,11 @@ class ReplicaPool:
         """When a call waiting on ``name`` should look again for a stall (None: nothing to watch)."""
         return self.stalls.deadline(name) if self.settings.hedging else None
 
-    def judge_silent(self, name: str, since: float, now: float) -> bool:
+    def judge_silent(self, name: str, since: float, now: float) -> None:
         """Judge ``name`` stalled when not one token came from it since ``since`` (a call's send,
-        a first-token percentile ago); whether it is judged now. Only with hedging on."""
-        if not self.settings.hedging or self.stalls.wrote_since(name, since):
-            return False
-        self.stalls.judge(name, now)
-        return True
+        a first-token percentile ago). Only with hedging on."""
+        if self.settings.hedging and not self.stalls.wrote_since(name, since):
+            self.stalls.judge(name, now)
 
     def forget_gone(self) -> None:
         """Drop state of replicas that left the set (bounded memory under churn)."""
