@@ -21,8 +21,10 @@ the runs of one seed:
   a lag): each duplicate waits for the policy's hedge budget (hedging.py), asking every 0.25 s,
   and its loser is charged as the policy's would be: what the budget alone costs the oracle.
 - stream: no hedging, streamed calls (what streaming alone changes; nothing, on this clock);
-- -burstN / -minN: the policy with the hedge budget banking N calls instead of 10, or with its
-  first-token percentiles answering from N calls instead of 50;
+- -burstN / -bankS / -minN: the policy with the hedge budget banking at least N calls instead of
+  10, or at most what S seconds of answered calls earned instead of 60 (-bank0: the fixed 10 calls
+  it banked before stop 37), or with its first-token percentiles answering from N calls instead of 50;
+- -stallF: the policy with the stall watch judging at F times the gap percentile instead of 2;
 - -orderF / -noovertake: the policy with a call nothing overtakes waiting F first-token percentiles
   instead of ``hedge_in_order_factor``'s, or with no hedge on being overtaken (overtake.py);
   ``ttft-order1-noovertake`` is the first-token rule before the overtake watch but for one fix
@@ -379,8 +381,9 @@ def run_job(job: Job) -> dict[str, Any]:
     cpu = time.process_time()
     with (
         hedging_as_of(reask="noreask" not in job.variant and "pre40f0c2e" not in job.variant, loser_cost_after_race="pre40f0c2e" not in job.variant),
-        pool_built_with("HedgeBudget", burst_calls=named(job.variant, "burst")),
+        pool_built_with("HedgeBudget", burst_calls=named(job.variant, "burst"), bank_s=named(job.variant, "bank")),
         pool_built_with("WindowedQuantile", min_samples=None if (n := named(job.variant, "min")) is None else int(n)),
+        pool_built_with("StallWatch", factor=named(job.variant, "stall")),
         stall_hedges_only("-stallonly" in job.variant),
         no_overtake_hedge("-noovertake" in job.variant),
     ):

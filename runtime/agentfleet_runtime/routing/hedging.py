@@ -2,14 +2,17 @@
 with what losers cost (pure).
 
 Every answered logical call earns ``ratio`` (maxExtraPercent / 100) of a call and of its tokens
-(prompt plus completion), up to ``burst_calls`` calls' worth of each. A hedge may start when the
-balances cover one call and a mean call's tokens; it spends the call and is advanced the tokens,
-and once the race is over the loser's real cost replaces the advance (``settle``): the token
-balance may go below zero, and no hedge starts until calls have earned the debt back. So hedges
-never exceed ratio x calls plus the burst, and the tokens spent on losers never exceed ratio x the
-tokens of all calls, plus the burst, plus one loser: however slow the fleet gets (without a cap,
-hedging during an overload doubles the load exactly when the fleet can least afford it), and
-whatever the losers cost.
+(prompt plus completion). The balances hold at most what the calls answered in the last ``bank_s``
+seconds earned, and at least ``burst_calls`` calls' worth: a replica that stalls strands at once
+every call it holds, as many as the pod sends there in a few seconds, so the bank grows with the
+pod's traffic where a fixed count left a busy pod's stalled calls waiting for credit
+(docs/hedging.md, stop 37). A hedge may start when the balances cover one call and a mean call's
+tokens; it spends the call and is advanced the tokens, and once the race is over the loser's real
+cost replaces the advance (``settle``): the token balance may go below zero, and no hedge starts
+until calls have earned the debt back. So hedges never exceed ratio x calls, and the tokens spent
+on losers never exceed ratio x the tokens of all calls, plus one loser: however slow the fleet gets
+(without a cap, hedging during an overload doubles the load exactly when the fleet can least
+afford it), and whatever the losers cost.
 
 A budget in calls would bound hedges, not load: the calls a hedge fires on are the slow ones,
 and on an engine that does not abort a loser (abortwatch.py) the loser's tokens keep counting
@@ -21,15 +24,18 @@ first call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 MEAN_WEIGHT = 0.05  # EWMA weight of one call in the mean call's tokens
+BANK_S = 60.0  # the balances hold at most what this many seconds of answered calls earned
 
 
 @dataclass
 class HedgeBudget:
     ratio: float
-    burst_calls: float = 10.0
+    burst_calls: float = 10.0  # the least the balances may hold, in calls (a quiet pod's)
+    bank_s: float = BANK_S  # the most they may hold: what the calls answered in this many seconds earned
     credit: float = 0.0  # the balance in calls
     tokens: float = 0.0  # the balance in tokens; below zero while a loser's cost is being earned back
     calls: int = 0
@@ -37,19 +43,25 @@ class HedgeBudget:
     call_tokens: float = 0.0  # tokens of all answered calls
     charged: float = 0.0  # tokens charged for losers
     mean: float | None = None  # tokens of a mean call (EWMA)
+    recent: deque[tuple[float, float]] = field(default_factory=deque)  # (answered at, tokens) within bank_s
+    recent_tokens: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ratio <= 1.0:
             raise ValueError("ratio must be within [0, 1]")
 
-    def on_call(self, tokens: float) -> None:
-        """An answered logical call of ``tokens`` (prompt plus completion)."""
+    def on_call(self, tokens: float, now: float) -> None:
+        """An answered logical call of ``tokens`` (prompt plus completion), answered at ``now``."""
         tokens = max(0.0, float(tokens))
         self.calls += 1
         self.call_tokens += tokens
         self.mean = tokens if self.mean is None else self.mean + MEAN_WEIGHT * (tokens - self.mean)
-        self.credit = min(self.burst_calls, self.credit + self.ratio)
-        self.tokens = min(self.burst_calls * self.mean, self.tokens + self.ratio * tokens)
+        self.recent.append((now, tokens))
+        self.recent_tokens += tokens
+        while self.recent[0][0] < now - self.bank_s:
+            self.recent_tokens -= self.recent.popleft()[1]
+        self.credit = min(max(self.burst_calls, self.ratio * len(self.recent)), self.credit + self.ratio)
+        self.tokens = min(max(self.burst_calls * self.mean, self.ratio * self.recent_tokens), self.tokens + self.ratio * tokens)
 
     def try_spend(self) -> float | None:
         """The advance for one hedge (a mean call's tokens), or None when a balance is short."""

@@ -95,7 +95,7 @@ def test_the_hedge_budget_takes_a_zero_ratio_and_keeps_exact_accounts() -> None:
     with pytest.raises(ValueError, match=r"^ratio must be within \[0, 1\]$"):
         HedgeBudget(1.5)
     b = HedgeBudget(1.0)
-    b.on_call(0)
+    b.on_call(0, 0.0)
     assert (b.mean, b.call_tokens, b.calls) == (0.0, 0.0, 1)
     assert HedgeBudget(1.0, credit=1.0, tokens=0.0, mean=0.0).try_spend() is None  # a mean call of no tokens: no hedge
     b = HedgeBudget(1.0, credit=2.5, tokens=10.0, mean=1.0)

@@ -76,8 +76,8 @@ def test_late_errors_of_calls_sent_before_ejection_do_not_extend_it() -> None:
 def test_hedge_budget_caps_hedges_to_the_ratio_of_calls() -> None:
     b = HedgeBudget(0.05, burst_calls=10)
     granted = 0
-    for _ in range(10_000):
-        b.on_call(100)
+    for i in range(10_000):
+        b.on_call(100, i * 0.01)
         advance = b.try_spend()  # a pathological fleet: every call wants a hedge
         if advance is not None:
             granted += 1
@@ -88,11 +88,21 @@ def test_hedge_budget_caps_hedges_to_the_ratio_of_calls() -> None:
         HedgeBudget(1.5)
 
 
-def test_hedge_budget_banks_at_most_burst() -> None:
-    b = HedgeBudget(0.5, burst_calls=3)
-    for _ in range(100):
-        b.on_call(100)
+def test_hedge_budget_banks_at_least_the_burst_when_quiet() -> None:
+    b = HedgeBudget(0.5, burst_calls=3, bank_s=60)
+    for i in range(100):
+        b.on_call(100, i * 30.0)  # two calls a minute earn one hedge
     assert sum(b.try_spend() is not None for _ in range(10)) == 3
+
+
+def test_hedge_budget_banks_a_minute_of_a_busy_pods_earnings() -> None:
+    """A stalled replica strands every call the pod sent there: at 10 calls a second the budget
+    holds the 30 hedges a minute of them earned, not a fixed 10, and no more than that."""
+    b = HedgeBudget(0.05, burst_calls=10, bank_s=60)
+    for i in range(3000):
+        b.on_call(100, i * 0.1)
+    assert sum(b.try_spend() is not None for _ in range(100)) == 30
+    assert b.hedges <= 0.05 * b.calls
 
 
 def test_hedge_budget_charges_losers_what_they_cost_not_a_call_each() -> None:
@@ -102,7 +112,7 @@ def test_hedge_budget_charges_losers_what_they_cost_not_a_call_each() -> None:
     b = HedgeBudget(0.05, burst_calls=10)
     for i in range(10_000):
         long = i % 10 == 0
-        b.on_call(2000 if long else 100)
+        b.on_call(2000 if long else 100, i * 0.01)
         if long:
             advance = b.try_spend()
             if advance is not None:
@@ -177,8 +187,8 @@ def test_a_failed_probe_reports_the_ejection() -> None:
 
 def test_hedge_budget_counts_each_hedge_it_grants() -> None:
     b = HedgeBudget(1.0, burst_calls=5)
-    for _ in range(3):
-        b.on_call(100)
+    for i in range(3):
+        b.on_call(100, float(i))
     assert [b.try_spend() is not None for _ in range(4)] == [True, True, True, False]
     assert (b.calls, b.hedges) == (3, 3)
 
