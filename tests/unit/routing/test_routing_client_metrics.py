@@ -265,6 +265,14 @@ def test_hedge_results_and_what_each_loser_is_charged() -> None:
             await client.complete(req(homes["r0"][2]))
         assert hedges("failed") == 1 and hedges("won") == 2 and hedges("lost") == 1
         assert charged_by(charged) == pytest.approx(12)
+
+        # each answer tells the budget whether its engine was seen to abort (the token bank's cap)
+        told: list[bool] = []
+        on_call = pool.budget.on_call
+        pool.budget.on_call = lambda tokens, now, aborting=False: (told.append(aborting), on_call(tokens, now, aborting))[1]  # type: ignore[method-assign]
+        engine.mode, engine.per = {}, {}
+        served = [(await client.complete(req(homes[r][3]))).content for r in ("r1", "r0")]
+        assert sorted(served) == ["r0", "r1"] and told == [s == "r1" for s in served]
         await client.close()
 
     run_virtual(body(), start=T0)

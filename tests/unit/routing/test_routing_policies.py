@@ -95,14 +95,27 @@ def test_hedge_budget_banks_at_least_the_burst_when_quiet() -> None:
     assert sum(b.try_spend() is not None for _ in range(10)) == 3
 
 
-def test_hedge_budget_banks_a_minute_of_a_busy_pods_earnings() -> None:
-    """A stalled replica strands every call the pod sent there: at 10 calls a second the budget
-    holds the 30 hedges a minute of them earned, not a fixed 10, and no more than that."""
+def busy_budget(aborting: bool) -> HedgeBudget:
     b = HedgeBudget(0.05, burst_calls=10, bank_s=60)
     for i in range(3000):
-        b.on_call(100, i * 0.1)
+        b.on_call(100, i * 0.1, aborting=aborting)  # 10 calls a second for 5 minutes
+    return b
+
+
+def test_hedge_budget_banks_a_minute_of_a_busy_pods_earnings() -> None:
+    """A stalled replica strands every call the pod sent there: at 10 calls a second, on engines
+    seen to abort the losers, the budget holds the 30 hedges a minute of them earned, not a fixed
+    10, and no more than that."""
+    b = busy_budget(aborting=True)
     assert sum(b.try_spend() is not None for _ in range(100)) == 30
     assert b.hedges <= 0.05 * b.calls
+
+
+def test_hedge_budget_lets_out_at_most_burst_mean_calls_of_loser_work_where_losers_run_on() -> None:
+    """Where the engine runs a cancelled loser to its end, each hedge of a burst lands on the
+    fleet as a whole call: the token balance holds 10 mean calls however busy the pod."""
+    b = busy_budget(aborting=False)
+    assert sum(b.try_spend() is not None for _ in range(100)) == 10
 
 
 def test_hedge_budget_charges_losers_what_they_cost_not_a_call_each() -> None:
