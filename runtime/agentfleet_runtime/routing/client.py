@@ -294,7 +294,7 @@ class RoutingModelClient:
                         raise f.error from None
                 else:
                     by = next((e for e in order if e.name == served), None)
-                    pool.budget.on_call(reply.usage.total, loop.time(), aborting=by is not None and self.seen_aborting(pool, by))
+                    pool.budget.on_call(reply.usage.total, loop.time(), aborting=by is None or self.aborts(pool, by))
                     prev = pool.last.swap(req.task_id or key, served)
                     self.metrics.affinity.labels(pool.tier.name, "first" if prev is None else "hit" if prev == served else "miss").inc()
                     return reply

@@ -5,10 +5,10 @@ Every answered logical call earns ``ratio`` (maxExtraPercent / 100) of a call an
 (prompt plus completion). The balances hold at most what the calls answered in the last ``bank_s``
 seconds earned, and at least ``burst_calls`` calls' worth: a replica that stalls strands at once
 every call it holds, as many as the pod sends there in a few seconds, so the bank grows with the
-pod's traffic where a fixed count left a busy pod's stalled calls waiting for credit. The token
-balance grows so only while the engines are seen to abort cancelled requests: where they run
-losers to the end, every hedge of a storm of judgments lands on the fleet as a whole call, and a
-bank of a minute's tokens let such storms through (docs/hedging.md, stop 37). A hedge may start when the balances cover one call and a mean call's
+pod's traffic where a fixed count left a busy pod's stalled calls waiting for credit. Once the
+engines are seen to run cancelled requests to the end, the balances bank 10 calls again: there
+every hedge of a storm of false judgments lands on the fleet as a whole call, and a minute's bank
+let such storms through (docs/hedging.md, stop 37). A hedge may start when the balances cover one call and a mean call's
 tokens; it spends the call and is advanced the tokens, and once the race is over the loser's real
 cost replaces the advance (``settle``): the token balance may go below zero, and no hedge starts
 until calls have earned the debt back. So hedges never exceed ratio x calls, and the tokens spent
@@ -36,7 +36,7 @@ BANK_S = 60.0  # the balances hold at most what this many seconds of answered ca
 @dataclass
 class HedgeBudget:
     ratio: float
-    burst_calls: float = 10.0  # the least the balances may hold, in calls (a quiet pod's)
+    burst_calls: float = 10.0  # the least the balances may hold, in calls (a quiet pod's; the most where losers run on)
     bank_s: float = BANK_S  # the most they may hold: what the calls answered in this many seconds earned
     credit: float = 0.0  # the balance in calls
     tokens: float = 0.0  # the balance in tokens; below zero while a loser's cost is being earned back
@@ -52,9 +52,10 @@ class HedgeBudget:
         if not 0.0 <= self.ratio <= 1.0:
             raise ValueError("ratio must be within [0, 1]")
 
-    def on_call(self, tokens: float, now: float, aborting: bool = False) -> None:
+    def on_call(self, tokens: float, now: float, aborting: bool = True) -> None:
         """An answered logical call of ``tokens`` (prompt plus completion), answered at ``now`` by
-        a replica whose engine was seen to abort cancelled requests (``aborting``)."""
+        a replica whose engine aborts cancelled requests, as far as the client knows (``aborting``:
+        assumed until seen not to)."""
         tokens = max(0.0, float(tokens))
         self.calls += 1
         self.call_tokens += tokens
@@ -63,11 +64,11 @@ class HedgeBudget:
         self.recent_tokens += tokens
         while self.recent[0][0] < now - self.bank_s:
             self.recent_tokens -= self.recent.popleft()[1]
-        self.credit = min(max(self.burst_calls, self.ratio * len(self.recent)), self.credit + self.ratio)
-        cap = self.burst_calls * self.mean
-        if aborting:  # losers are cancelled as their races end: a stall's hedges cost little at once
-            cap = max(cap, self.ratio * self.recent_tokens)
-        self.tokens = min(cap, self.tokens + self.ratio * tokens)
+        calls, tokens_cap = self.burst_calls, self.burst_calls * self.mean
+        if aborting:  # a stall's hedges are cancelled as their races end: let them out together
+            calls, tokens_cap = max(calls, self.ratio * len(self.recent)), max(tokens_cap, self.ratio * self.recent_tokens)
+        self.credit = min(calls, self.credit + self.ratio)
+        self.tokens = min(tokens_cap, self.tokens + self.ratio * tokens)
 
     def try_spend(self) -> float | None:
         """The advance for one hedge (a mean call's tokens), or None when a balance is short."""
