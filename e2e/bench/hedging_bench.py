@@ -23,7 +23,8 @@ the runs of one seed:
 - stream: no hedging, streamed calls (what streaming alone changes; nothing, on this clock);
 - -burstN / -bankS / -minN: the policy with the hedge budget banking at least N calls instead of
   10, or at most what S seconds of answered calls earned instead of 60 (-bank0: the fixed 10 calls
-  it banked before stop 37), or with its first-token percentiles answering from N calls instead of 50;
+  it banked before stop 37), or with its first-token percentiles answering from N calls instead
+  of 50;
 - -stallF: the policy with the stall watch judging at F times the gap percentile instead of 2;
 - -orderF / -noovertake: the policy with a call nothing overtakes waiting F first-token percentiles
   instead of ``hedge_in_order_factor``'s, or with no hedge on being overtaken (overtake.py);

@@ -11,10 +11,10 @@ there every hedge of a storm of false judgments lands on the fleet as a whole ca
 bank let such storms through (docs/hedging.md, stop 37). A hedge may start when the balances cover
 one call and a mean call's tokens; it spends the call and is advanced the tokens, and once the race
 is over the loser's real cost replaces the advance (``settle``): the token balance may go below
-zero, and no hedge starts until calls have earned the debt back. So hedges never exceed ratio x calls, and the tokens spent
-on losers never exceed ratio x the tokens of all calls, plus one loser: however slow the fleet gets
-(without a cap, hedging during an overload doubles the load exactly when the fleet can least
-afford it), and whatever the losers cost.
+zero, and no hedge starts until calls have earned the debt back. So hedges never exceed ratio x
+calls, and the tokens spent on losers never exceed ratio x the tokens of all calls, plus one loser:
+however slow the fleet gets (without a cap, hedging during an overload doubles the load exactly
+when the fleet can least afford it), and whatever the losers cost.
 
 A budget in calls would bound hedges, not load: the calls a hedge fires on are the slow ones,
 and on an engine that does not abort a loser (abortwatch.py) the loser's tokens keep counting
