@@ -4,7 +4,7 @@ podman, the way a kubelet would run it, as far as one machine without a kubelet 
 - ``command``/``args`` as given (``command[0]`` is the entrypoint), ``env`` values, ``fieldRef``
   (namespace, name, completion index) and ``secretKeyRef`` (read from the cluster);
 - the container's ``securityContext``: ``runAsUser``/``runAsGroup`` (or the pod's) as
-  ``--user``, ``readOnlyRootFilesystem`` as ``--read-only`` *without* podman's default tmpfs on
+  ``--user`` with no passwd entry added for it (``--passwd=false``, as on containerd and CRI-O), ``readOnlyRootFilesystem`` as ``--read-only`` *without* podman's default tmpfs on
   /tmp, /var/tmp and /run (``--read-only-tmpfs=false``), so that only the pod's ``emptyDir`` mounts
   (tmpfs) are writable; ``capabilities.drop: [ALL]`` and ``allowPrivilegeEscalation: false``;
 - ``configMap``/``secret`` volumes as read-only bind mounts of files written from the cluster's
@@ -114,7 +114,9 @@ class Container:
 
     def flags(self) -> list[str]:
         sc = {**(self.pod.get("securityContext") or {}), **(self.spec.get("securityContext") or {})}
-        flags = ["--name", self.name, "--network", "host", "--pull", "never", *ULIMITS]
+        # --passwd=false: podman by default adds a passwd entry for the --user uid, which a kubelet's
+        # containerd or CRI-O never does; that hid an operator that crash-looped on every real node.
+        flags = ["--name", self.name, "--network", "host", "--pull", "never", "--passwd=false", *ULIMITS]
         flags += ["--user", f"{sc['runAsUser']}:{sc.get('runAsGroup', sc['runAsUser'])}"]
         if sc.get("readOnlyRootFilesystem"):
             flags += ["--read-only", "--read-only-tmpfs=false"]

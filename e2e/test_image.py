@@ -31,7 +31,7 @@ import yaml
 
 from e2e import fixtures_operator as fx
 from e2e.demo.installers import MilvusLiteServer, ensure_ingest_packages, ensure_redis_server, free_port
-from e2e.image_harness import Container, wait_http
+from e2e.image_harness import Container, podman, wait_http
 from e2e.test_agentfleet import apply_stuck_model, helpers
 from e2e.test_chart import by_kind, helm, template  # noqa: F401 - helm is a fixture
 
@@ -143,6 +143,17 @@ def test_operator_runs_from_the_image_as_the_chart_says(deployed) -> None:
     read_only_and_uid(op)
     st = deployed["status"]
     assert any(c["type"] == "Ready" and c["observedGeneration"] == 1 for c in st["conditions"]), st
+
+
+@pytest.mark.parametrize("user", [f"{UID}:{UID}", UID])
+def test_the_image_names_its_user_where_no_runtime_adds_a_passwd_entry(image, user) -> None:
+    """containerd and CRI-O add no passwd entry for the pod's uid (podman does unless told not to):
+    the image's own entry is what getpass.getuser() (kopf asked it at start-up) finds, and what gives
+    a container that states only runAsUser its group instead of gid 0."""
+    probe = "import getpass, os; print(getpass.getuser(), os.getuid(), os.getgid())"
+    proc = podman("run", "--rm", "--passwd=false", "--user", user, "--entrypoint", '["python"]', image, "-c", probe, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["agentfleet", UID, UID], proc.stdout
 
 
 def runtime_container(deployed: dict[str, Any], component: str, ports: dict[str, int]) -> Container:
