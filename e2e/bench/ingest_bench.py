@@ -2,7 +2,7 @@
 """Ingestion and retrieval benchmark (prints figures and ratios; not a test).
 
 Everything runs in this process against a Milvus Lite server it starts on 127.0.0.1, on a
-generated corpus with known answers (tests/integration/ingest/corpus.py), so every figure has a
+generated corpus with known answers (e2e/bench/ingest_corpus.py), so every figure has a
 baseline measured here, on the same corpus, minutes apart, under the same machine load.
 
 1. Encoder alone, tokens/s (chunks/s beside it): the baseline is MiniLM in fp32 (our ONNX graph)
