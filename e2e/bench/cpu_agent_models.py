@@ -45,7 +45,7 @@ from agentfleet_runtime.store import TaskStore  # noqa: E402
 from agentfleet_runtime.submission import Submission, new_task  # noqa: E402
 from agentfleet_runtime.worker import Worker  # noqa: E402
 from e2e import llama_server  # noqa: E402
-from e2e.plinth import DELEGATE, DEV_QUESTIONS, BagOfWords, fleet_config, make_collection  # noqa: E402
+from e2e.plinth import DELEGATE, DEV_QUESTIONS, encoder, fleet_config, make_collection  # noqa: E402
 
 
 def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
@@ -92,7 +92,7 @@ async def run_questions(redis_url: str, model_url: str, milvus_uri: str, collect
     )
     store = TaskStore(connect(redis_url), Keys(fleet))
     await store.ensure_group()
-    retriever = Retriever(milvus_uri, collection, BagOfWords())
+    retriever = Retriever(milvus_uri, collection, encoder())
     worker = Worker(config, retriever_factory=lambda c, t: retriever)
     await worker.start()
     out = []

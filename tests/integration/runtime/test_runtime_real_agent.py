@@ -27,7 +27,7 @@ from runtime_helpers import Proc, arun, free_port, running_worker, submit, wait_
 
 from agentfleet_runtime.config import RuntimeConfig
 from agentfleet_runtime.retrieval import Retriever
-from e2e.plinth import DELEGATE, SYSTEM, BagOfWords, fleet_config, make_collection
+from e2e.plinth import DELEGATE, SYSTEM, encoder, fleet_config, make_collection
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +80,7 @@ def config_for(redis_url, fleet, model_url, milvus_uri, collection, **kw):
 
 def run_tasks(config, milvus_uri, collection, goals, timeout=500):
     async def body():
-        retriever = Retriever(milvus_uri, collection, BagOfWords())
+        retriever = Retriever(milvus_uri, collection, encoder())
         from runtime_helpers import store_for
 
         store = store_for(config)
