@@ -16,10 +16,13 @@ minute more than the 0.5B (and 27 s more download), and it is the one seen to se
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -159,3 +162,48 @@ def test_a_step_budget_ends_the_task_with_its_reason_and_best_answer(decider, re
     assert "quarkle" in search.arguments["query"].lower()  # the model's own query
     # The best answer so far: the passage its search found, not a JSON decision.
     assert "900" in st["answer"] and "quarkle.html" in st["answer"] and '"action"' not in st["answer"], st["answer"]
+
+
+def test_the_model_calls_an_http_tool_and_answers_from_its_reply(decider, redis_server, fleet, milvus_lite, collection):
+    """The HTTP tool path on the real model: it picks the tool, writes its arguments, and answers
+    from the reply (an invented stock figure no model knows)."""
+    calls_seen: list[dict] = []
+
+    class Inventory(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the stdlib's name
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            calls_seen.append(body)
+            sku = str(body.get("sku", "")).upper()
+            reply = f"SKU {sku}: 412 units in stock at the Lisbon depot." if "ZX-9" in sku else f"SKU {sku}: unknown."
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(reply.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Inventory)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    doc = fleet_config(redis_server.url, fleet, decider, system="You answer questions about stock levels. Use the inventory tool, then answer in one short sentence.")
+    doc["tools"] = [
+        {
+            "name": "inventory",
+            "type": "HTTP",
+            "description": "Looks up how many units of a stock-keeping unit (SKU) are in stock.",
+            "http": {"url": f"http://127.0.0.1:{port}/inventory"},
+            "parameters": {"type": "object", "properties": {"sku": {"type": "string", "description": "the SKU, e.g. AB-1"}}, "required": ["sku"]},
+            "timeoutSeconds": 10,
+        }
+    ]
+    config = RuntimeConfig.model_validate(doc)
+    try:
+        [task] = run_tasks(config, milvus_lite, collection, ["How many units of SKU ZX-9 are in stock?"], timeout=900)
+    finally:
+        server.shutdown()
+    st, steps = task["status"], task["steps"]
+    print(f"\nanswer: {st['answer']!r} ({st['reason']}); tool calls {[(c.name, c.arguments) for s in steps for c in s.tool_calls]}")
+    assert st["status"] == "done" and st["reason"] == "final_answer", st
+    assert calls(steps, "inventory") and any("ZX-9" in str(b.get("sku", "")).upper() for b in calls_seen), calls_seen
+    assert re.search(r"(?<![\d.])412(?![\d.])", st["answer"]), st["answer"]
