@@ -59,9 +59,9 @@ class BagOfWords:
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
-def make_collection(uri: str, name: str, docs=DOCS, dimension: int = DIM) -> None:
+def make_collection(uri: str, name: str, docs=DOCS, dimension: int = DIM, embedder=None) -> None:
     """A FLAT/COSINE collection of ``docs`` ((source, text) or (source, text, metadata)) with the
-    runtime Retriever's field names."""
+    runtime Retriever's field names, embedded by ``embedder`` (default the bag of words)."""
     from agentfleet_milvus import METADATA, SOURCE, TEXT, VECTOR
     from pymilvus import DataType, MilvusClient
 
@@ -77,7 +77,7 @@ def make_collection(uri: str, name: str, docs=DOCS, dimension: int = DIM) -> Non
     index = client.prepare_index_params()
     index.add_index(field_name=VECTOR, index_type="FLAT", metric_type="COSINE")
     client.create_collection(name, schema=schema, index_params=index)
-    vectors = BagOfWords(dimension).embed([d[1] for d in docs])
+    vectors = (embedder or BagOfWords(dimension)).embed([d[1] for d in docs])
     rows = [{"id": d[0], TEXT: d[1], SOURCE: d[0], METADATA: d[2] if len(d) > 2 else {}, VECTOR: v.tolist()} for d, v in zip(docs, vectors, strict=True)]
     client.insert(name, rows)
     client.load_collection(name)

@@ -225,7 +225,10 @@ def read_decision(text: str, numbered: Mapping[int, str] | None = None, seen: Se
         # The content is what the task ends with when the repair fails too: the answer's text
         # (cut off, or without an action), never the decision's raw JSON.
         said = answer_text(text, obj)
-        return Decision(text.strip() if said is None else said, problem='the reply is not a JSON object with an "action" (it may have been cut off: keep it short)')
+        return Decision(
+            text.strip() if said is None else said,
+            problem='the reply is not a JSON object with an "action" (it may have been cut off: keep it short)',
+        )
     action = obj["action"]
     if action == ANSWER:
         answer = answer_text(text, obj)
