@@ -68,7 +68,11 @@ class Journal:
         path = outdir / FILE
         if not path.exists():
             return None
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+        text = path.read_text()
+        if text and not text.endswith("\n"):
+            with path.open("a") as f:
+                f.write("\n")  # the line a killed run was writing ends here: the next one starts afresh
+        lines = [ln for ln in text.splitlines() if ln.strip()]
         if not lines:
             return None
         head = json.loads(lines[0])

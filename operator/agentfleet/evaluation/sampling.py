@@ -11,22 +11,22 @@ from agentfleet.evaluation.taskset import EvalTask
 
 def allocate(sizes: dict[tuple[str, str], int], n: int) -> dict[tuple[str, str], int]:
     """How many tasks each stratum gives to a sample of ``n``: in proportion to its size (largest
-    remainders), every stratum at least one while ``n`` allows, never more than it holds."""
+    remainders; ties: the larger stratum, then its name), and, while ``n`` allows, every stratum
+    at least one, its seat taken from the stratum furthest over its quota."""
     total = sum(sizes.values())
     if n >= total:
         return dict(sizes)
     keys = sorted(sizes)
-    floor = 1 if n >= len(keys) else 0
     quota = {k: n * sizes[k] / total for k in keys}
-    got = {k: min(sizes[k], max(floor, int(quota[k]))) for k in keys}
-    # The seats left go to the largest remainders (ties: the larger stratum, then its name).
-    while sum(got.values()) < n:
-        open_ = [k for k in keys if got[k] < sizes[k]]
-        best = max(open_, key=lambda k: (quota[k] - got[k], sizes[k], k))
-        got[best] += 1
-    while sum(got.values()) > n:  # only when the floor of one each overshot: take from the largest
-        best = max((k for k in keys if got[k] > floor), key=lambda k: (got[k] - quota[k], k))
-        got[best] -= 1
+    got = {k: int(quota[k]) for k in keys}
+    for k in sorted(keys, key=lambda k: (int(quota[k]) - quota[k], -sizes[k], k))[: n - sum(got.values())]:
+        got[k] += 1
+    if n >= len(keys):
+        for k in keys:
+            if got[k] == 0 and sizes[k] > 0:
+                donor = max((d for d in keys if got[d] > 1), key=lambda d: (got[d] - quota[d], d))
+                got[donor] -= 1
+                got[k] = 1
     return got
 
 

@@ -53,7 +53,9 @@ def minilm_collection(milvus_lite) -> str:
     return name
 
 
-def test_baselines_beside_the_fleet_on_its_model_and_index(milvus_lite, minilm_collection, redis_server, fleet, tmp_path):
+def test_baselines_beside_the_fleet_on_its_model_and_index(
+    milvus_lite, minilm_collection, redis_server, fleet, tmp_path
+):
     spec = {"milvus": {"uri": milvus_lite}, "collection": minilm_collection, "dimension": 384}
     spec["embedding"] = {"provider": "Local"}  # MiniLM, as the collection was embedded
     tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"topK": 1, "cacheTtlSeconds": 0}}]

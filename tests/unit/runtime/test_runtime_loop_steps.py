@@ -709,16 +709,16 @@ CUT = '{"action": "answer", "answer": "The default is 5min (five minutes) and th
         # max_tokens cut both the reply and its repair: the answer's text so far is the answer.
         ([CUT, CUT + ' over'], "The default is 5min (five minutes) and the checkpoint is spread over"),
         # a cut inside an escape: the text up to it
-        (['{"action": "answer", "answer": "uses \\"fsync\\" and \\u00', '{"action": "answer", "answer": "uses \\"fsync\\" and \\u00'], 'uses "fsync" and'),
+        (['{"action": "answer", "answer": "uses \\"fsync\\" and \\u00'] * 2, 'uses "fsync" and'),
         # an empty answer, twice: no answer rather than the decision
         (['{"action": "answer", "answer": " ", "sources": []}'] * 2, ""),
         # the answer field without an action
         (['{"answer": "replica", "sources": ["a.html"]}'] * 2, "replica"),
         # the decision wrapped in the answer's own text
-        (['{"action": "answer", "answer": "{\\"action\\": \\"answer\\", \\"answer\\": \\"replica\\"}", "sources": []}'], "replica"),
+        (['{"action": "answer", "answer": "{\\"action\\": \\"answer\\", \\"answer\\": \\"replica\\"}"}'], "replica"),
     ],
 )
-def test_an_unusable_json_answer_is_stored_as_its_text_never_as_the_raw_decision(clock: Clock, replies: list[str], answer: str) -> None:
+def test_an_unusable_json_answer_is_stored_as_its_text(clock: Clock, replies: list[str], answer: str) -> None:
     # Seen in an eval run: an answer stored as '{"action": "answer", "answer": ...}'. A reply the
     # loop cannot read as a decision (cut off by max_tokens, an empty answer, no action) is
     # repaired once; when the repair fails too, the task ends with the answer's text.
