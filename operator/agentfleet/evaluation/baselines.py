@@ -63,9 +63,11 @@ def run_baseline(
     top_k: int | None = None,
     timeout: float = 900.0,
     on_done: Callable[[EvalTask, Outcome], Any] | None = None,
+    kubeconfig: str | None = None,
 ) -> list[Outcome]:
     """Every task answered by the baseline, outcomes in the order of ``tasks``. A task the
-    process never answered (it died, or ``timeout`` per task ran out) is an error outcome."""
+    process never answered (it died, or ``timeout`` per task ran out) is an error outcome.
+    ``kubeconfig``: for a ``modelRouting`` that finds the replicas through their EndpointSlices."""
     if not tasks:
         return []
     work = Path(tempfile.mkdtemp(prefix=f"agentfleet-eval-{label}-"))
@@ -80,7 +82,7 @@ def run_baseline(
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
-            env=os.environ.copy(),
+            env={**os.environ, **({"KUBECONFIG": kubeconfig} if kubeconfig else {})},
         )
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write("".join(json.dumps({"id": t.id, "question": t.question}) + "\n" for t in tasks))

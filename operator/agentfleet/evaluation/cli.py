@@ -164,6 +164,7 @@ def _through_api(target: Target, args: argparse.Namespace, run_id: str) -> Execu
 
 def _baseline(doc: dict[str, Any], label: str, args: argparse.Namespace) -> Execute:
     settings = {"concurrency": args.concurrency, "top_k": args.rag_top_k or None, "timeout": args.task_timeout}
+    settings["kubeconfig"] = args.kubeconfig  # a modelRouting may find the replicas in the cluster
     return lambda tasks, done: list(run_baseline(doc, label, tasks, on_done=done, **settings))
 
 
