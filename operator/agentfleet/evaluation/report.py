@@ -200,16 +200,18 @@ def write_png(path: Path, runs: Sequence[tuple[str, Sequence[TaskScore], dict[st
     n = len(runs)
     bar = 0.8 / max(1, n)
     for ax, key, title in ((axes[0][0], "success", "task success by kind"), (axes[0][1], "grounded", "grounded answers by kind (answerable)")):
-        first = [100 * (runs[0][2]["byKind"].get(k, {}).get(key) or 0) for k in kinds]
+        first = [runs[0][2]["byKind"].get(k, {}).get(key) for k in kinds]
         for i, (label, _, s) in enumerate(runs):
-            vals = [100 * (s["byKind"].get(k, {}).get(key) or 0) for k in kinds]
+            raw = [s["byKind"].get(k, {}).get(key) for k in kinds]
             xs = [x + i * bar for x in range(len(kinds))]
-            ax.bar(xs, vals, bar, label=label)
-            for x, v, v0 in zip(xs, vals, first, strict=True):
+            ax.bar(xs, [100 * (v or 0) for v in raw], bar, label=label)
+            for x, v, v0 in zip(xs, raw, first, strict=True):
                 # Each later pass's bar carries its delta against the first pass, in points.
-                ax.annotate(f"{v:.0f}" if i == 0 else f"{v - v0:+.0f}", (x, v), ha="center", va="bottom", fontsize=6)
+                if v is not None and (i == 0 or v0 is not None):
+                    text = f"{100 * v:.0f}" if i == 0 else f"{100 * (v - v0):+.0f}"
+                    ax.annotate(text, (x, 100 * v), ha="center", va="bottom", fontsize=6)
         ax.set_xticks([x + bar * (n - 1) / 2 for x in range(len(kinds))], kinds, rotation=20)
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, 108)  # room for the labels above a full bar
         ax.set_ylabel("% of tasks")
         ax.set_title(title)
         ax.legend(fontsize=8)
