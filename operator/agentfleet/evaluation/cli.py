@@ -37,6 +37,7 @@ import yaml
 
 from agentfleet.evaluation import report
 from agentfleet.evaluation.baselines import NO_RETRIEVAL, BaselineError, parse_baselines, run_baseline
+from agentfleet.evaluation.journal import FILE as JOURNAL
 from agentfleet.evaluation.journal import Journal
 from agentfleet.evaluation.runner import Progress, Target, TaskAPIError, judge, run_all
 from agentfleet.evaluation.sampling import stratified_sample
@@ -218,6 +219,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
         print(f"agentfleet eval: no baselines: {why}", file=sys.stderr)
         baselines = []
     if journal is None:
+        if (outdir / JOURNAL).exists():
+            print(f"agentfleet eval: a new run replaces {outdir / JOURNAL} (--resume continues it)", file=sys.stderr)
         fresh = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + secrets.token_hex(2)
         journal = Journal.start(outdir, fresh, taskset.name)
     run_id = journal.run_id
@@ -235,6 +238,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
             assert doc is not None
             base = str(doc.get("fleet") or "fleet")
             for i, v in enumerate(variants):
+                if all(journal.finished(v.label, t.id) for t in tasks):
+                    add(v.label, lambda todo, done: [])  # resumed, and finished before: no runtime to start
+                    continue
                 with ExitStack() as stack:
                     try:
                         cfg = apply_variant(doc, v, f"{base}-eval{i}-{run_id[-4:]}")

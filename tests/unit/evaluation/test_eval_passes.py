@@ -296,3 +296,40 @@ def test_the_summary_has_declines_and_wall_time_with_deltas() -> None:
     assert rows["tokens per task"][-3:] == ["4000", "600", "-3400"]
     assert rows["declined (unanswerable)"][-3:] == ["0%", "50%", "+50pp"]
     assert rows["wall time of the pass s"][-3:] == ["600", "60", "-540.00"]
+
+
+def test_a_resumed_run_whose_passes_all_finished_starts_no_runtime_and_reports_every_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "tasks.yaml").write_text(
+        "name: pg\ntasks:\n- {id: a, part: dev, kind: default, question: q, facts: [replica], supporting: [a.html]}\n"
+    )
+    (tmp_path / "runtime.yaml").write_text(json.dumps({"fleet": "f", "tools": [{"name": "kb", "type": "Retrieval"}]}))
+    out = tmp_path / "out"
+    j = Journal.start(out, "run-1", "pg#dev")
+    for label in ("retrieval.topK=3", "retrieval.topK=8", "closed-book", "one-shot-rag"):
+        j.add(label, "a", RIGHT if label != "closed-book" else WRONG, 2.0)
+    monkeypatch.setattr(cli, "local_runtime", lambda *a, **k: pytest.fail("started a runtime"))
+    monkeypatch.setattr(cli, "run_baseline", lambda *a, **k: pytest.fail("ran a baseline"))
+    argv = [str(tmp_path / "tasks.yaml"), "--part", "dev", "--runtime-config", str(tmp_path / "runtime.yaml")]
+    argv += ["--compare", "retrieval.topK=3,8", "--out", str(out), "--resume"]
+    assert cli.main(argv) == 0
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["runId"] == "run-1" and [r["label"] for r in doc["runs"]] == [
+        "retrieval.topK=3",
+        "retrieval.topK=8",
+        "closed-book",
+        "one-shot-rag",
+    ]
+    assert [r["summary"]["success"] for r in doc["runs"]] == [1.0, 1.0, 0.0, 1.0]
+    assert [r["summary"]["wallSeconds"] for r in doc["runs"]] == [2.0, 2.0, 2.0, 2.0]
+    assert "1 of 1 tasks finished before" in capsys.readouterr().err
+    # Without --resume, a new run (here against a task API that refuses): it says it replaces the journal.
+    (tmp_path / "tok").write_text("t\n")
+    argv = [str(tmp_path / "tasks.yaml"), "--part", "dev", "--out", str(out), "--task-timeout", "1"]
+    assert cli.main([*argv, "--api", "http://127.0.0.1:9", "--token-file", str(tmp_path / "tok")]) == 0
+    err = capsys.readouterr().err
+    assert f"a new run replaces {out / FILE} (--resume continues it)" in err and "no baselines: they need" in err
+    assert json.loads((out / FILE).read_text().splitlines()[0])["runId"] != "run-1"
+    assert cli.main([*argv, "--sample", "-1"]) == 2
+    assert "--sample and --limit take a positive number" in capsys.readouterr().err
