@@ -727,3 +727,14 @@ def test_an_unusable_json_answer_is_stored_as_its_text(clock: Clock, replies: li
     assert outcome == (Status.DONE, "final_answer")
     assert store.finished["answer"] == answer
     assert '"action"' not in store.finished["answer"]
+
+
+def test_a_json_decision_written_unasked_is_stored_as_its_answer(clock: Clock) -> None:
+    # ToolCalls mode: nothing asked for a JSON decision, yet the model wrote one as its text. The
+    # answer is its text and sources; a JSON answer that is not a decision stays as written.
+    decision = '{"action": "answer", "answer": "replica", "sources": ["a.html"]}'
+    plain = '{"wal_level": "replica"}'
+    for reply, answer in ((decision, "replica\n\nSources: a.html"), (plain, plain)):
+        store = Store(clock)
+        _, outcome = run(Model(clock, [reply]), store, Tools(clock))
+        assert outcome == (Status.DONE, "final_answer") and store.finished["answer"] == answer
