@@ -169,6 +169,21 @@ def _baseline(doc: dict[str, Any], label: str, args: argparse.Namespace) -> Exec
     return lambda tasks, done: list(run_baseline(doc, label, tasks, on_done=done, **settings))
 
 
+def _fleets_config(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The runtime configuration of --fleet (its ConfigMap), for the baselines when no
+    --runtime-config is given; None, saying why, when there is none to read."""
+    why = "they need the fleet's runtime configuration (--runtime-config, or --fleet to read its ConfigMap)"
+    if args.fleet:
+        from agentfleet.evaluation.record import fleet_runtime_config
+
+        try:
+            return fleet_runtime_config(args.fleet, args.namespace, args.kubeconfig)
+        except Exception as e:  # noqa: BLE001 - the fleet's own run stands; say why it has no baselines
+            why = f"could not read AgentFleet {args.namespace}/{args.fleet}'s runtime configuration: {e}"[:500]
+    print(f"agentfleet eval: no baselines: {why}", file=sys.stderr)
+    return None
+
+
 def _select(taskset_tasks: Sequence[EvalTask], args: argparse.Namespace) -> list[EvalTask]:
     tasks = [t for t in taskset_tasks if not args.only or t.id in args.only]
     if args.sample:
@@ -214,9 +229,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
     except (TaskSetError, VariantError, BaselineError, OSError, ValueError) as e:
         print(f"agentfleet eval: {e}", file=sys.stderr)
         return 2
-    if baselines and doc is None:
-        why = "they need the fleet's runtime configuration (--runtime-config) for its model and index"
-        print(f"agentfleet eval: no baselines: {why}", file=sys.stderr)
+    baseline_doc = doc if doc is not None else _fleets_config(args) if baselines else None
+    if baselines and baseline_doc is None:
         baselines = []
     if journal is None:
         if (outdir / JOURNAL).exists():
@@ -253,8 +267,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
             for target in targets:
                 add(target.name, _through_api(target, args, run_id))
         for label in baselines:
-            assert doc is not None
-            add(label, _baseline(doc, label, args))
+            assert baseline_doc is not None
+            add(label, _baseline(baseline_doc, label, args))
     except TaskAPIError as e:
         print(f"agentfleet eval: {e}", file=sys.stderr)
         return 1

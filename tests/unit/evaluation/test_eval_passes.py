@@ -333,3 +333,29 @@ def test_a_resumed_run_whose_passes_all_finished_starts_no_runtime_and_reports_e
     assert json.loads((out / FILE).read_text().splitlines()[0])["runId"] != "run-1"
     assert cli.main([*argv, "--sample", "-1"]) == 2
     assert "--sample and --limit take a positive number" in capsys.readouterr().err
+
+
+def test_without_a_runtime_config_the_baselines_read_the_fleets_configmap(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agentfleet.evaluation import record
+
+    doc = {"fleet": "support", "model": {"baseUrl": "http://m:8000/v1"}}
+    assert record.runtime_config_in("support", {"data": {"runtime.yaml": json.dumps(doc)}}) == doc
+    bad = [({"data": {}}, "ConfigMap support-runtime has no runtime.yaml")]
+    bad.append(({"data": {"runtime.yaml": "- a"}}, "not a YAML"))
+    for cm, why in bad:
+        with pytest.raises(ValueError, match=why):
+            record.runtime_config_in("support", cm)
+    asked: list[tuple] = []
+    monkeypatch.setattr(record, "fleet_runtime_config", lambda *a: asked.append(a) or doc)
+    a = args(fleet="support", namespace="agents", kubeconfig="kc")
+    assert cli._fleets_config(a) == doc and asked == [("support", "agents", "kc")]
+
+    def refused(*a):
+        raise RuntimeError("configmaps is forbidden")
+
+    monkeypatch.setattr(record, "fleet_runtime_config", refused)
+    assert cli._fleets_config(a) is None
+    assert "no baselines: could not read AgentFleet agents/support's runtime configuration" in capsys.readouterr().err
+    assert cli._fleets_config(args(fleet=None)) is None and "--fleet to read its ConfigMap" in capsys.readouterr().err
