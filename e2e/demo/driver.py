@@ -1080,7 +1080,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         say(f"== the fleet is up; no sample tasks (--tasks 0). Evaluate it through its task API {api}:")
         say(
             f"  agentfleet eval {(E2E_EVAL / 'postgres-manual-tasks.yaml').relative_to(ROOT)} --part heldout --api {api} "
-            f"--token-file {demo.dir / 'api-tokens'} --fleet {af['metadata']['name']} -n {demo.ns} --kubeconfig {demo.kc.kubeconfig}"
+            f"--token-file {demo.dir / 'api-tokens'} --fleet {af['metadata']['name']} -n {demo.ns} "
+            f"--kubeconfig {demo.kc.kubeconfig} --runtime-config {demo.dir / 'runtime.yaml'}"
+            "  # + closed-book and one-shot RAG on the same model and index"
         )
         say(f"  (local variants: --runtime-config {demo.dir / 'runtime.yaml'} --compare retrieval.topK=3,8 instead of --api/--token-file)")
         return 0
