@@ -29,9 +29,11 @@ import pytest
 import redis
 import yaml
 
-from e2e import fixtures_operator as fx
-from e2e.demo.installers import MilvusLiteServer, ensure_ingest_packages, ensure_redis_server, free_port
-from e2e.image_harness import Container, wait_http
+from e2e.harness import operator as fx
+from e2e.harness.image import Container, wait_http
+from e2e.harness.installers import ensure_ingest_packages, ensure_redis_server
+from e2e.harness.milvus import MilvusLiteServer
+from e2e.harness.ports import free_port
 from e2e.test_agentfleet import apply_stuck_model, helpers
 from e2e.test_chart import by_kind, helm, template  # noqa: F401 - helm is a fixture
 

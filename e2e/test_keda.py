@@ -35,11 +35,11 @@ import yaml
 from kubernetes import config as k8s_config
 from kubernetes.client import CoreV1Api
 
-from e2e import fixtures_operator as fx
-from e2e.autoscale_harness import QUEUEING_ENGINE, ClosedLoopLoad, PodBackedFleets
-from e2e.fixtures_operator import eventually
-from e2e.keda_harness import Keda
-from e2e.neighbours import install_thirdparty_crds, keda_bin_dir
+from e2e.harness import operator as fx
+from e2e.harness.autoscale import QUEUEING_ENGINE, ClosedLoopLoad, PodBackedFleets
+from e2e.harness.keda import Keda
+from e2e.harness.neighbours import install_thirdparty_crds, keda_bin_dir
+from e2e.harness.operator import eventually
 from e2e.test_agentfleet import helpers, redis_server, rewrite  # noqa: F401 - redis_server is a fixture
 
 crds, operator, gpu_pool = fx.crds, fx.operator, fx.gpu_pool

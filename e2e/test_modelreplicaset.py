@@ -34,8 +34,8 @@ from agentfleet.rollout import parse_in_flight
 from agentfleet_sim.config import EngineConfig, ReplicaConfig
 from agentfleet_sim.replica import Replica
 from agentfleet_sim.server import ReplicaServer
-from e2e import fixtures_operator as fx
-from e2e.fixtures_operator import H100, L4, eventually
+from e2e.harness import operator as fx
+from e2e.harness.operator import H100, L4, eventually
 from tests.builders import MRS
 
 # The operator and node-pool fixtures (module-level names are how pytest finds them).

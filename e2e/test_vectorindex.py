@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from e2e import fixtures_operator as fx
-from e2e.demo.installers import MilvusLiteServer, ensure_ingest_packages
-from e2e.fixtures_operator import eventually
+from e2e.harness import operator as fx
+from e2e.harness.installers import ensure_ingest_packages
+from e2e.harness.milvus import MilvusLiteServer
+from e2e.harness.operator import eventually
 
 pytestmark = pytest.mark.e2e
 

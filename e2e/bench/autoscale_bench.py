@@ -92,11 +92,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "operator"))
-sys.path.insert(0, str(ROOT / "runtime"))
-
-from agentfleet.autoscale import (  # noqa: E402
+from agentfleet.autoscale import (
     Capacity,
     FleetView,
     Observation,
@@ -109,11 +105,13 @@ from agentfleet.autoscale import (  # noqa: E402
     merge_buckets,
     objectives_from_slo,
 )
-from agentfleet.autoscale.forecast import ForecastConfig, Profile, plan, within_slo  # noqa: E402
-from agentfleet.autoscale.goodput import E2E_METRIC, TPOT_METRIC, TTFT_METRIC  # noqa: E402
-from agentfleet.autoscale.policy import LoadTime  # noqa: E402
-from agentfleet.autoscale.terms import DOWN_HEADROOM  # noqa: E402
-from agentfleet_sim import ApiError, EngineConfig, HashedPrompt, Replica, ReplicaConfig, run_virtual  # noqa: E402
+from agentfleet.autoscale.forecast import ForecastConfig, Profile, plan, within_slo
+from agentfleet.autoscale.goodput import E2E_METRIC, TPOT_METRIC, TTFT_METRIC
+from agentfleet.autoscale.policy import LoadTime
+from agentfleet.autoscale.terms import DOWN_HEADROOM
+from agentfleet_sim import ApiError, EngineConfig, HashedPrompt, Replica, ReplicaConfig, run_virtual
+
+ROOT = Path(__file__).resolve().parents[2]
 
 GPUS_PER_REPLICA = 4
 TASK_SLO_S = 60.0

@@ -29,23 +29,21 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from runtime_benchlib import free_port, pct, redis_server
+from agentfleet_contract.fleet_keys import Keys
+from agentfleet_contract.runtime_config import RuntimeConfig
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from agentfleet_contract.fleet_keys import Keys  # noqa: E402
-from agentfleet_contract.runtime_config import RuntimeConfig  # noqa: E402
-
-from agentfleet_runtime import metrics  # noqa: E402
-from agentfleet_runtime.config import limits_of  # noqa: E402
-from agentfleet_runtime.redis_client import connect  # noqa: E402
-from agentfleet_runtime.retrieval import Retriever  # noqa: E402
-from agentfleet_runtime.store import TaskStore  # noqa: E402
-from agentfleet_runtime.submission import Submission, new_task  # noqa: E402
-from agentfleet_runtime.worker import Worker  # noqa: E402
-from e2e import llama_server  # noqa: E402
-from e2e.plinth import DELEGATE, DEV_QUESTIONS, BagOfWords, fleet_config, make_collection  # noqa: E402
+from agentfleet_runtime import metrics
+from agentfleet_runtime.config import limits_of
+from agentfleet_runtime.redis_client import connect
+from agentfleet_runtime.retrieval import Retriever
+from agentfleet_runtime.store import TaskStore
+from agentfleet_runtime.submission import Submission, new_task
+from agentfleet_runtime.worker import Worker
+from e2e.harness import llama_server
+from e2e.harness.ports import free_port
+from e2e.harness.redis import redis_server
+from e2e.harness.stats import percentile as pct
+from e2e.plinth import DELEGATE, DEV_QUESTIONS, BagOfWords, fleet_config, make_collection
 
 
 def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:

@@ -88,28 +88,24 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "runtime"))
-sys.path.insert(0, str(ROOT / "operator"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from prometheus_client import CollectorRegistry
 
-from prometheus_client import CollectorRegistry  # noqa: E402
-from routing_bench import ENGINE, Result, TaskSpec, drive, make_tasks, pct  # noqa: E402
-
-from agentfleet_runtime.model import ModelError, ModelRequest  # noqa: E402
-from agentfleet_runtime.routing import client as client_module  # noqa: E402
-from agentfleet_runtime.routing import pool as pool_module  # noqa: E402
-from agentfleet_runtime.routing import ttfthedge  # noqa: E402
-from agentfleet_runtime.routing.client import RoutingModelClient  # noqa: E402
-from agentfleet_runtime.routing.hedging import loser_cost  # noqa: E402
-from agentfleet_runtime.routing.metrics import RoutingMetrics  # noqa: E402
-from agentfleet_runtime.routing.pool import ReplicaPool  # noqa: E402
-from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier  # noqa: E402
-from agentfleet_runtime.routing.sources import StaticSource  # noqa: E402
-from agentfleet_runtime.routing.ttfthedge import AttemptFailed  # noqa: E402
-from agentfleet_runtime.types import ModelReply  # noqa: E402
-from agentfleet_sim import Replica, fleet_config, run_virtual, start_replicas  # noqa: E402
-from agentfleet_sim.transport import SimTransport  # noqa: E402
+from agentfleet_runtime.model import ModelError, ModelRequest
+from agentfleet_runtime.routing import client as client_module
+from agentfleet_runtime.routing import pool as pool_module
+from agentfleet_runtime.routing import ttfthedge
+from agentfleet_runtime.routing.client import RoutingModelClient
+from agentfleet_runtime.routing.hedging import loser_cost
+from agentfleet_runtime.routing.metrics import RoutingMetrics
+from agentfleet_runtime.routing.pool import ReplicaPool
+from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier
+from agentfleet_runtime.routing.sources import StaticSource
+from agentfleet_runtime.routing.ttfthedge import AttemptFailed
+from agentfleet_runtime.types import ModelReply
+from agentfleet_sim import Replica, fleet_config, run_virtual, start_replicas
+from agentfleet_sim.transport import SimTransport
+from e2e.bench.routing_bench import ENGINE, Result, TaskSpec, drive, make_tasks
+from e2e.harness.stats import percentile as pct
 
 STALL_SECONDS = 20.0
 TASKS_PER_REPLICA_SECOND = 0.13  # below saturation: the tail comes from the faults
@@ -353,8 +349,8 @@ def run_job(job: Job) -> dict[str, Any]:
             r: reg.get_sample_value("agentfleet_routing_hedges_total", {"model": "llama", "result": r}) or 0.0 for r in ("won", "lost", "failed", "denied")
         }
         out = {
-            "p95": pct(driven.task_seconds, 0.95),
-            "p99_call": pct(driven.call_latencies, 0.99),
+            "p95": pct(driven.task_seconds, 95),
+            "p99_call": pct(driven.call_latencies, 99),
             "calls": len(driven.call_latencies),
             "sent": sum(r.calls for r in sims),
             "work": sum(r.stats().generation_tokens + r.stats().prefix_queries - r.stats().prefix_hits for r in sims),
@@ -519,7 +515,7 @@ def pooled_interval(gains: list[float], oracle: list[float], samples: int = 2000
         den = sum(oracle[i] for i in pick)
         out.append(sum(gains[i] for i in pick) / den if den > 0 else float("nan"))
     out = sorted(x for x in out if x == x)
-    return (pct(out, 0.05), pct(out, 0.95)) if out else (float("nan"), float("nan"))
+    return (pct(out, 5), pct(out, 95)) if out else (float("nan"), float("nan"))
 
 
 def tune(workload: str, args: argparse.Namespace) -> dict[str, int]:

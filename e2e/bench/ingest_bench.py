@@ -35,28 +35,24 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from agentfleet_milvus import CollectionManager, CollectionSpec, MilvusSink, MilvusTarget
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "runtime"))
-
-from agentfleet_milvus import CollectionManager, CollectionSpec, MilvusSink, MilvusTarget  # noqa: E402
-
-from agentfleet_runtime.ingest.chunking import chunk_document  # noqa: E402
-from agentfleet_runtime.ingest.documents import list_directory  # noqa: E402
-from agentfleet_runtime.ingest.embedding import available_cpus  # noqa: E402
-from agentfleet_runtime.ingest.minilm import MiniLMEmbedder  # noqa: E402
-from agentfleet_runtime.ingest.pipeline import IngestOptions, Ingestor  # noqa: E402
-from agentfleet_runtime.retrieval import Retriever  # noqa: E402
-from e2e.bench import ingest_corpus as gen  # noqa: E402
-from e2e.demo.installers import MilvusLiteServer, ensure_ingest_packages  # noqa: E402
+from agentfleet_runtime.ingest.chunking import chunk_document
+from agentfleet_runtime.ingest.documents import list_directory
+from agentfleet_runtime.ingest.embedding import available_cpus
+from agentfleet_runtime.ingest.minilm import MiniLMEmbedder
+from agentfleet_runtime.ingest.pipeline import IngestOptions, Ingestor
+from agentfleet_runtime.retrieval import Retriever
+from e2e.bench import ingest_corpus as gen
+from e2e.harness.installers import ensure_ingest_packages
+from e2e.harness.milvus import MilvusLiteServer
+from e2e.harness.stats import interpolated_percentile
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -302,8 +298,8 @@ def main() -> None:
         qvecs = int8.embed(qtexts)
         params = {"metric_type": "COSINE", "params": {"ef": 64}}
 
-        def pct(xs: list[float], p: float) -> float:
-            return float(np.percentile(np.array(xs) * 1000, p))
+        def pct(xs: list[float], p: float) -> float:  # in milliseconds
+            return interpolated_percentile([x * 1000 for x in xs], p)
 
         def timed(fn, items) -> list[float]:  # type: ignore[no-untyped-def]
             out = []

@@ -30,16 +30,12 @@ import itertools
 import os
 import random
 import statistics
-import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "operator"))
-
-from agentfleet.placement import (  # noqa: E402
+from agentfleet.placement import (
     Demand,
     Node,
     ReplicaRequest,

@@ -41,7 +41,6 @@ import uuid
 
 from agentfleet_contract.fleet_keys import Keys
 from agentfleet_contract.runtime_config import RuntimeConfig
-from runtime_benchlib import ROOT, free_port, load_line, peak_rss_mib, redis_server, rss_mib
 
 from agentfleet_runtime import eventloop
 from agentfleet_runtime.config import limits_of
@@ -51,6 +50,9 @@ from agentfleet_runtime.store import TaskStore
 from agentfleet_runtime.submission import Submission, new_task
 from agentfleet_runtime.testing.scripted_model import ScriptedClient, ScriptedModel, jittered
 from agentfleet_runtime.worker import Worker
+from e2e.bench.runtime_benchlib import ROOT, load_line, peak_rss_mib, rss_mib
+from e2e.harness.ports import free_port
+from e2e.harness.redis import redis_server
 
 
 class Echo:

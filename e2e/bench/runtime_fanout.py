@@ -22,7 +22,6 @@ import uuid
 
 from agentfleet_contract.fleet_keys import Keys
 from agentfleet_contract.runtime_config import RuntimeConfig
-from runtime_benchlib import load_line, redis_server
 
 from agentfleet_runtime.config import limits_of
 from agentfleet_runtime.model import ModelRequest, OpenAIChatClient
@@ -31,6 +30,8 @@ from agentfleet_runtime.store import TaskStore
 from agentfleet_runtime.submission import Submission, new_task
 from agentfleet_runtime.testing.scripted_model import ScriptedModelServer
 from agentfleet_runtime.worker import Worker
+from e2e.bench.runtime_benchlib import load_line
+from e2e.harness.redis import redis_server
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -64,7 +64,6 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from runtime_benchlib import free_port, pct, redis_server
 
 from agentfleet_runtime.api import TaskAPI
 from agentfleet_runtime.config import RuntimeConfig
@@ -75,6 +74,9 @@ from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier
 from agentfleet_runtime.routing.sources import StaticSource
 from agentfleet_runtime.worker import Worker
 from agentfleet_sim import FleetThread, start_fleet
+from e2e.harness.ports import free_port
+from e2e.harness.redis import redis_server
+from e2e.harness.stats import percentile as pct
 
 ENGINE = {"max_model_len": 16384, "kv_cache_tokens": 200_000, "output_tokens_median": 150.0, "output_tokens_sigma": 0.3}
 

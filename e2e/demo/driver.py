@@ -38,9 +38,10 @@ from typing import Any
 import yaml
 
 from e2e.demo import burst, kubelet, prom, report
-from e2e.demo.installers import ensure_llama_server, ensure_prometheus, ensure_redis_server, smollm_gguf
-from e2e.demo.procs import Procs, port_open, route_local
 from e2e.eval.corpus import MANUAL, ensure_manual, with_manual_prompt, with_manual_source
+from e2e.harness.installers import ensure_llama_server, ensure_prometheus, ensure_redis_server, smollm_gguf
+from e2e.harness.ports import port_open
+from e2e.harness.procs import Procs, route_local
 
 E2E_EVAL = Path(__file__).resolve().parents[1] / "eval"
 
@@ -610,7 +611,7 @@ class Demo:
             )
             return urls, note
         if mode == "qwen":
-            from e2e import llama_server
+            from e2e.harness import llama_server
 
             binary = llama_server.ensure_binary()
             gguf = llama_server.ensure_model()

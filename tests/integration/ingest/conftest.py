@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from e2e.demo.installers import MilvusLiteServer, ensure_ingest_packages
+from e2e.harness.installers import ensure_ingest_packages
+from e2e.harness.milvus import MilvusLiteServer
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,10 @@ import urllib.request
 import pytest
 import yaml
 from agentfleet_contract.runtime_config import RuntimeConfig
-from runtime_helpers import Proc, arun, free_port, start_effects, start_scripted_model, start_worker, store_for, submit, wait_ended
+from runtime_helpers import arun, start_effects, start_scripted_model, start_worker, store_for, submit, wait_ended
+
+from e2e.harness.ports import free_port
+from e2e.harness.procs import Proc
 
 pytestmark = pytest.mark.integration
 

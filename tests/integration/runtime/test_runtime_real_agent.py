@@ -22,10 +22,12 @@ import urllib.request
 from typing import Any
 
 import pytest
-from runtime_helpers import Proc, arun, free_port, running_worker, submit, wait_ended
+from runtime_helpers import arun, running_worker, submit, wait_ended
 
 from agentfleet_runtime.config import RuntimeConfig
 from agentfleet_runtime.retrieval import Retriever
+from e2e.harness.ports import free_port
+from e2e.harness.procs import Proc
 from e2e.plinth import DELEGATE, SYSTEM, BagOfWords, fleet_config, make_collection
 
 pytestmark = pytest.mark.integration
@@ -49,7 +51,7 @@ def decider(tmp_path_factory) -> Any:
 
         yield start_scripted_model(procs, tmp)
     else:
-        from e2e import llama_server
+        from e2e.harness import llama_server
 
         binary = llama_server.ensure_binary()
         gguf = llama_server.ensure_model(os.environ.get("AGENTFLEET_IT_QWEN", "qwen2.5-coder-1.5b"))

@@ -14,10 +14,12 @@ import pytest
 import yaml
 from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
-from runtime_helpers import Proc, arun, free_port, start_worker, store_for, wait_ended
+from runtime_helpers import arun, start_worker, store_for, wait_ended
 
 from agentfleet_runtime.api import TaskAPI
-from e2e.demo.installers import ensure_llama_server, smollm_gguf
+from e2e.harness.installers import ensure_llama_server, smollm_gguf
+from e2e.harness.ports import free_port
+from e2e.harness.procs import Proc
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,6 @@ import base64
 import json
 import os
 import random
-import socket
 import subprocess
 import tempfile
 import time
@@ -39,15 +38,11 @@ from typing import Any
 
 import pytest
 
+from e2e.harness.ports import free_port
+
 APISERVICE = "v1beta1.external.metrics.k8s.io"
 SERVICE = "keda-metrics-apiserver"
 E2E_LABEL = {"agentfleet.io/e2e": "keda"}
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def _openssl(*args: str) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml  # PyYAML; e2e/cluster.sh installs it when missing
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_TOPOLOGY = HERE / "topology.yaml"
+DEFAULT_TOPOLOGY = HERE.parent / "topology.yaml"
 
 # The kwok controller started by e2e/cluster.sh manages nodes with this annotation.
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
