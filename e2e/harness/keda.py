@@ -32,13 +32,12 @@ import random
 import subprocess
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from e2e.harness.ports import free_port
+from e2e.harness.ports import free_port, http_ok
 
 APISERVICE = "v1beta1.external.metrics.k8s.io"
 SERVICE = "keda-metrics-apiserver"
@@ -191,7 +190,7 @@ class Keda:
                 self.dir / "keda-adapter.log",
             )
         )
-        self._wait(lambda: self._http_ok(f"http://127.0.0.1:{probe_port}/readyz"), timeout, "keda-operator /readyz")
+        self._wait(lambda: http_ok(f"http://127.0.0.1:{probe_port}/readyz"), timeout, "keda-operator /readyz")
         self._register(adapter_port)
         self._wait(self.available, timeout, f"APIService {APISERVICE} Available")
         return self
@@ -274,14 +273,6 @@ class Keda:
         return list(json.loads(self.cluster.run("get", "--raw", path).stdout).get("items", []))
 
     # --- helpers ---
-
-    @staticmethod
-    def _http_ok(url: str) -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (127.0.0.1 only)
-                return resp.status == 200
-        except OSError:
-            return False
 
     def _wait(self, predicate: Any, timeout: float, desc: str) -> None:
         deadline = time.monotonic() + timeout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import urllib.request
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -27,5 +28,14 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str, timeout: float = 2) -> bool:
+    """Whether ``url`` (a health or readiness endpoint on this machine) answers 200 now."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - 127.0.0.1 only
+            return resp.status == 200
     except OSError:
         return False
