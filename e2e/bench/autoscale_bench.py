@@ -56,8 +56,8 @@ outside bursts. Then the goals for each agentfleet configuration:
           agentfleet's GPU-hours), and by how many points above it;
 and a PNG of the frontier with agentfleet's point (``--out``). Runs go to ``--jobs`` processes.
 
-    .venv/bin/python e2e/bench/autoscale_bench.py --workload default --seeds 11-20 --coverage 0.5 [--jobs 2]
-    .venv/bin/python e2e/bench/autoscale_bench.py --workload default --tune --seeds 201-205 --coverage 0,0.25,0.5,0.75
+    .venv/bin/python -m e2e.bench.autoscale_bench --workload default --seeds 11-20 --coverage 0.5 [--jobs 2]
+    .venv/bin/python -m e2e.bench.autoscale_bench --workload default --tune --seeds 201-205 --coverage 0,0.25,0.5,0.75
 
 Seeds: agentfleet's reactive settings (AF_TUNING) were tuned on seeds 1-3 and the burst coverage
 on 201-215 (TUNING_SEEDS); the history days use 101-107 (a week). A scored run refuses all of them, so

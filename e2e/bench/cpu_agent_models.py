@@ -10,7 +10,7 @@ Printed per model x mode x run: model-call seconds per step (p50/p95, repair cal
 task seconds, steps per task, tasks that searched, answers stating the expected facts, answers
 citing the supporting page, sub-agents spawned, repair turns, end reasons.
 
-    python e2e/bench/cpu_agent_models.py [--models qwen2.5-coder-0.5b,qwen2.5-coder-1.5b]
+    python -m e2e.bench.cpu_agent_models [--models qwen2.5-coder-0.5b,qwen2.5-coder-1.5b]
         [--modes JSONSchema,ToolCalls] [--runs 2] [--json out.json]
 """
 

@@ -50,7 +50,7 @@ tokens, minus 1: the measure the hedge budget bounds (test_routing_hedge_load.py
 ends, and runs found there are not run again, so a long sweep can be stopped and resumed; the runs
 of one seed share a process (and its generated tasks), ``--jobs`` seeds at a time.
 
-    .venv/bin/python e2e/bench/hedging_bench.py [--seeds 1-10] [--seconds 600] [--workloads slow,stall] [--jobs 2]
+    .venv/bin/python -m e2e.bench.hedging_bench [--seeds 1-10] [--seconds 600] [--workloads slow,stall] [--jobs 2]
         [--variants none,oracle,call,ttft,...] [--tune --tune-seeds 1001 --percentiles 90,95,98,99]
 
 Same faults in every run of a seed: the simulator draws each call's faults from a generator keyed

@@ -24,7 +24,7 @@ baseline measured here, on the same corpus, minutes apart, under the same machin
    duplicates in Python on every search, so its latency grows with the row count; a real Milvus
    runs the index in C++ and its latency is close to the index-alone figure.
 
-    .venv/bin/python e2e/bench/ingest_bench.py [--documents 120] [--vectors 100000] [--queries 200]
+    .venv/bin/python -m e2e.bench.ingest_bench [--documents 120] [--vectors 100000] [--queries 200]
 """
 
 from __future__ import annotations

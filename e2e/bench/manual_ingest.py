@@ -11,7 +11,7 @@ stays comparable when other work shares the cores; wall time does not); ``--repe
 N times into fresh collections and gives the spread. The first run on a machine also builds the
 int8 encoder once (cached under ~/.cache/agentfleet).
 
-    .venv/bin/python e2e/bench/manual_ingest.py [--repeat 2] [--workers 1] [--keep-uri http://127.0.0.1:PORT]
+    .venv/bin/python -m e2e.bench.manual_ingest [--repeat 2] [--workers 1] [--keep-uri http://127.0.0.1:PORT]
 
 Needs ``apt-get install postgresql-doc-15`` (done here when missing).
 """

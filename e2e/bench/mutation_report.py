@@ -20,7 +20,7 @@ needs a plain ``src/`` layout; the repository keeps its two packages under ``ope
 scratch directory and runs mutmut there. mutmut itself (pinned below) is installed into the
 running interpreter when missing.
 
-    .venv/bin/python e2e/bench/mutation_report.py [--modules placement,capacity] [--only FILE,...] [--tests-from REV] [--keep DIR]
+    .venv/bin/python -m e2e.bench.mutation_report [--modules placement,capacity] [--only FILE,...] [--tests-from REV] [--keep DIR]
 
 ``--tests-from REV`` takes tests/ from a git revision instead of the working tree (the code is
 always the working tree's): the killed share before and after a change to the tests.

@@ -20,7 +20,7 @@
    Goal: the planner never leaves a placeable group unplaced ("stranded" below: an unplaced group
    that would fit in what is left free).
 
-    .venv/bin/python e2e/bench/placement_bench.py [--quick] [--seed 1]
+    .venv/bin/python -m e2e.bench.placement_bench [--quick] [--seed 1]
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ cores.
 The operator runs as a real subprocess (python -m agentfleet.manager), as in the e2e tests; the
 cluster is the one e2e/cluster.sh manages under the AGENTFLEET_* environment (started if down).
 
-    .venv/bin/python e2e/bench/reconcile_bench.py [--count 100] [--rate 4] [--nodes 48] [--workers 16]
+    .venv/bin/python -m e2e.bench.reconcile_bench [--count 100] [--rate 4] [--nodes 48] [--workers 16]
                                                   [--modes kubectl,paced,burst]
 """
 

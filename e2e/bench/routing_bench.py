@@ -44,7 +44,7 @@ production), but do fit when each replica keeps only its own 16 tasks (16 x 26K 
    at the --churn-replicas sizes also a run where one replica fails mid-run (leaves the set, its
    engine stops with its calls in flight and its cache) and one where a replica joins mid-run.
 
-    .venv/bin/python e2e/bench/routing_bench.py [--sections 1,2,3,4] [--replicas 4,8] [--tasks-per-replica 16] [--tasks 64] [--steps 16]
+    .venv/bin/python -m e2e.bench.routing_bench [--sections 1,2,3,4] [--replicas 4,8] [--tasks-per-replica 16] [--tasks 64] [--steps 16]
         [--hedge-seconds 900] [--episode-seconds 10,40] [--short-tasks] [--sections 5 --ceiling-replicas 2,4,8,16 --churn-replicas 8 --churn-at 20]
 """
 

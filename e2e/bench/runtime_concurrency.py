@@ -22,7 +22,7 @@ process; with the stub, the stub's own planning and reply building is shown apar
 model runs elsewhere), redis-server, and the scripted model server. On a machine with few cores
 the three share them, so calls/s here is bounded by their sum, not by the worker alone.
 
-    python e2e/bench/runtime_concurrency.py [--tasks 3000] [--long-tasks 2000] [--steps 3,15]
+    python -m e2e.bench.runtime_concurrency [--tasks 3000] [--long-tasks 2000] [--steps 3,15]
                                             [--concurrency 1000] [--latency 0.2] [--jitter 0] [--only stub|http]
                                             [--gc tuned|default]
 """

@@ -8,7 +8,7 @@ and the parent's whole duration. Goal (issue 5): the fan-out under 1.1 s.
 Baseline from the same run: the 4 one-second model calls made directly with asyncio.gather
 through the same HTTP client (no queue, no Redis): the floor any fan-out can reach.
 
-    python e2e/bench/runtime_fanout.py [--runs 5] [--branches 4] [--latency 1.0]
+    python -m e2e.bench.runtime_fanout [--runs 5] [--branches 4] [--latency 1.0]
 """
 
 from __future__ import annotations

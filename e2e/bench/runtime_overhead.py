@@ -8,7 +8,7 @@ checks, prompt building. Goal (issue 5): p50 < 2 ms, p99 < 10 ms.
 Baselines from the same run: the same loop with no Redis at all (prompt + model stub + tool in
 memory), and one Redis round trip (PING) through the same client.
 
-    python e2e/bench/runtime_overhead.py [--tasks 60] [--steps 20] [--gc tuned|default]
+    python -m e2e.bench.runtime_overhead [--tasks 60] [--steps 20] [--gc tuned|default]
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ pods that counts only if both land in one topology block):
 
 Fragmentation is made of real pods: one "filler" pod per partly used node, bound directly.
 
-    .venv/bin/python e2e/bench/scheduler_compare.py [--small 8] [--large 1] [--seed 1]
+    .venv/bin/python -m e2e.bench.scheduler_compare [--small 8] [--large 1] [--seed 1]
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@
    a call whose replica's queue stalls for 5 s, with and without streaming, on the same fleet; a
    fresh client per round, the modes alternating.
 
-    .venv/bin/python e2e/bench/streaming_bench.py [--tasks 6] [--rounds 3] [--stalls 4] [--sections 1,2]
+    .venv/bin/python -m e2e.bench.streaming_bench [--tasks 6] [--rounds 3] [--stalls 4] [--sections 1,2]
 
 Figures (2026-11-23, this 2-core machine at load 10-14 from other sessions' benchmarks, the bench
 in a nice-19 autogroup; real time, so CPU starvation shows in them; ``--tasks 6 --rounds 4``,
