@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from e2e.harness.procs import log_tail
+
 CLUSTER_SH = Path(__file__).resolve().parents[1] / "cluster.sh"
 LOG_TAIL_LINES = 120
 
@@ -117,10 +119,7 @@ def script(*args: str, env: dict[str, str], timeout: float, log_path: Path | Non
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError as e:
-        return f"(no log: {e})"
+    return log_tail(path, lines)
 
 
 def info(env: dict[str, str]) -> dict[str, Any]:

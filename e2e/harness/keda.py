@@ -38,6 +38,7 @@ from typing import Any
 import pytest
 
 from e2e.harness.ports import free_port, http_ok
+from e2e.harness.procs import log_tail, terminate
 
 APISERVICE = "v1beta1.external.metrics.k8s.io"
 SERVICE = "keda-metrics-apiserver"
@@ -110,20 +111,10 @@ class KedaProcess:
         return self.proc.poll() is None
 
     def tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError as e:
-            return f"(no {self.name} log: {e})"
-        return f"--- {self.name} log {self.log_path} (last {lines} lines)\n" + "\n".join(text[-lines:])
+        return log_tail(self.log_path, lines, f"{self.name} log")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc, 15)
 
 
 class Keda:

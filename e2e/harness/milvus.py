@@ -9,6 +9,7 @@ from pathlib import Path
 
 from e2e.harness.installers import InstallError
 from e2e.harness.ports import free_port
+from e2e.harness.procs import terminate
 
 MILVUS_START_SECONDS = 60
 
@@ -48,11 +49,5 @@ class MilvusLiteServer:
         raise InstallError(f"milvus-lite server did not come up on {self.uri}: {last}\n{self.log_path.read_text(errors='replace')[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        terminate(self.proc, 15)
         self._log.close()

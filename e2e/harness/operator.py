@@ -28,6 +28,7 @@ import pytest
 
 from e2e.harness import nodes as node_topology
 from e2e.harness.ports import free_port
+from e2e.harness.procs import log_tail, terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 POOL_LABEL = "agentfleet.io/e2e-pool"
@@ -90,24 +91,15 @@ class OperatorProcess:
             self.proc.wait(10)
 
     def stop(self, timeout: float = 15) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc:
+            terminate(self.proc, timeout)
 
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def tail(self, lines: int = 60) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError as e:
-            return f"(no operator log: {e})"
-        return f"--- operator log {self.log_path} (last {lines} lines)\n" + "\n".join(text[-lines:])
+        return log_tail(self.log_path, lines, "operator log")
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,29 @@ def alive(pid: int) -> bool:
         return False
 
 
+def terminate(proc: subprocess.Popen, timeout: float = 10, *, kill: bool = False) -> None:
+    """Ends a child: SIGTERM (SIGKILL with ``kill``), then SIGKILL if it is still running after
+    ``timeout`` seconds; reaped either way."""
+    if proc.poll() is not None:
+        return
+    (proc.kill if kill else proc.terminate)()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def log_tail(path: Path, lines: int = 40, title: str | None = None) -> str:
+    """The last ``lines`` lines of a log, headed by ``title`` when given, for a failure message."""
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError as e:
+        return f"(no {title or 'log'}: {e})"
+    head = f"--- {title} {path} (last {lines} lines)\n" if title else ""
+    return head + "\n".join(text[-lines:])
+
+
 class Proc:
     """A subprocess started by a test or bench; always ended (kill) at teardown."""
 
@@ -52,9 +75,7 @@ class Proc:
         return self.proc.poll() is None
 
     def end(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        terminate(self.proc, kill=True)
 
 
 class Procs:
@@ -154,10 +175,7 @@ class Procs:
         return True
 
     def tail(self, name: str, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path(name).read_text(errors="replace").splitlines()[-lines:])
-        except OSError as e:
-            return f"(no log: {e})"
+        return log_tail(self.log_path(name), lines)
 
 
 def route_local(ip: str, routes: Path) -> str | None:

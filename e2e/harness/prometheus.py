@@ -16,6 +16,7 @@ from typing import Any
 
 from e2e.harness.installers import ensure_prometheus
 from e2e.harness.ports import free_port
+from e2e.harness.procs import terminate
 
 
 class PrometheusServer:
@@ -90,12 +91,6 @@ class PrometheusServer:
         return (self._dir / "prometheus.log").read_bytes()[-n:].decode(errors="replace")
 
     def stop(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
+        terminate(self._proc)
         self._log.close()
         shutil.rmtree(self._dir, ignore_errors=True)

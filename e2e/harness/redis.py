@@ -12,6 +12,7 @@ from pathlib import Path
 
 from e2e.harness.installers import ensure_redis_server
 from e2e.harness.ports import free_port
+from e2e.harness.procs import terminate
 
 
 class RedisServer:
@@ -56,13 +57,7 @@ class RedisServer:
     def stop(self, kill: bool = False) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            (self.proc.kill if kill else self.proc.terminate)()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc, kill=kill)
         self.proc = None
 
     def restart(self, kill: bool = False) -> None:
