@@ -30,11 +30,12 @@ import redis
 import yaml
 
 from e2e.harness import operator as fx
-from e2e.harness.image import Container, wait_http
+from e2e.harness.image import Container
 from e2e.harness.installers import ensure_ingest_packages, ensure_redis_server
 from e2e.harness.milvus import MilvusLiteServer
-from e2e.harness.ports import free_port
-from e2e.test_agentfleet import apply_stuck_model, helpers
+from e2e.harness.ports import free_port, wait_http
+from e2e.harness.redis import RedisServer
+from e2e.test_agentfleet import apply_stuck_model
 from e2e.test_chart import by_kind, helm, template  # noqa: F401 - helm is a fixture
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -64,7 +65,7 @@ def image() -> str:
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory) -> Iterator[dict[str, str]]:
     ensure_ingest_packages()
-    r = helpers.RedisServer(ensure_redis_server(), tmp_path_factory.mktemp("img-redis"))
+    r = RedisServer(ensure_redis_server(), tmp_path_factory.mktemp("img-redis"))
     r.start()
     m = MilvusLiteServer(tmp_path_factory.mktemp("img-milvus") / "data")
     m.wait_ready()

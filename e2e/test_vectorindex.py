@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 
 from e2e.harness import operator as fx
-from e2e.harness.installers import ensure_ingest_packages
-from e2e.harness.milvus import MilvusLiteServer
+from e2e.harness.milvus import MilvusLiteServer, milvus_lite
 from e2e.harness.operator import eventually
 
 pytestmark = pytest.mark.e2e
@@ -49,11 +48,8 @@ MILVUS_CRD = {
 
 @pytest.fixture(scope="module")
 def milvus(tmp_path_factory) -> Iterator[MilvusLiteServer]:
-    ensure_ingest_packages()
-    server = MilvusLiteServer(tmp_path_factory.mktemp("vi-milvus") / "data")
-    server.wait_ready()
-    yield server
-    server.stop()
+    with milvus_lite(tmp_path_factory.mktemp("vi-milvus") / "data") as server:
+        yield server
 
 
 def vi(name: str, uri: str | None, **spec: Any) -> dict[str, Any]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from e2e.harness.installers import InstallError
+from e2e.harness.installers import INGEST_PACKAGES, InstallError, ensure_ingest_packages
 from e2e.harness.ports import free_port
 from e2e.harness.procs import terminate
 
@@ -51,3 +53,16 @@ class MilvusLiteServer:
     def stop(self) -> None:
         terminate(self.proc, 15)
         self._log.close()
+
+
+@contextmanager
+def milvus_lite(data_dir: Path, packages: tuple[str, ...] = tuple(INGEST_PACKAGES), start_seconds: float = MILVUS_START_SECONDS) -> Iterator[MilvusLiteServer]:
+    """A ready Milvus Lite server in ``data_dir`` (``packages`` installed first when missing),
+    stopped when the block ends."""
+    ensure_ingest_packages(packages)
+    server = MilvusLiteServer(data_dir, start_seconds)
+    server.wait_ready()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+import time
 import urllib.request
+from typing import Protocol
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -39,3 +41,29 @@ def http_ok(url: str, timeout: float = 2) -> bool:
             return resp.status == 200
     except OSError:
         return False
+
+
+class Watched(Protocol):
+    """A server's process as ``wait_http`` watches it (``procs.Proc``, ``image.Container``)."""
+
+    def running(self) -> bool: ...
+
+    def logs(self) -> str: ...
+
+
+def wait_http(url: str, timeout: float, server: Watched | None = None, status: int = 200, interval: float = 0.5) -> bytes:
+    """Polls ``url`` until it answers ``status`` and returns the body; fails (AssertionError, with
+    the server's log) after ``timeout`` seconds, or at once when the server's process has ended."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 - 127.0.0.1 only
+                if resp.status == status:
+                    return resp.read()
+        except OSError as e:
+            last = e
+        if server is not None and not server.running():
+            raise AssertionError(f"the server of {url} exited:\n{server.logs()[-4000:]}")
+        time.sleep(interval)
+    raise AssertionError(f"{url} did not answer {status} within {timeout}s ({last})" + (f"\n{server.logs()[-4000:]}" if server else ""))

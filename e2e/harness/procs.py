@@ -74,8 +74,13 @@ class Proc:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def end(self) -> None:
-        terminate(self.proc, kill=True)
+    running = alive  # as ports.wait_http watches a server
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
+
+    def end(self, kill: bool = True) -> None:
+        terminate(self.proc, 30, kill=kill)
 
 
 class Procs:

@@ -11,16 +11,13 @@ from collections.abc import Iterator
 import pytest
 
 from e2e.harness.installers import ensure_ingest_packages
-from e2e.harness.milvus import MilvusLiteServer
+from e2e.harness.milvus import MilvusLiteServer, milvus_lite
 
 
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusLiteServer]:
-    ensure_ingest_packages()
-    server = MilvusLiteServer(tmp_path_factory.mktemp("milvus-lite") / "data")
-    server.wait_ready()
-    yield server
-    server.stop()
+    with milvus_lite(tmp_path_factory.mktemp("milvus-lite") / "data") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from e2e.harness.installers import ensure_ingest_packages, ensure_redis_server
-from e2e.harness.milvus import MilvusLiteServer
+from e2e.harness import milvus
+from e2e.harness.installers import ensure_redis_server
 from e2e.harness.procs import Proc
 from e2e.harness.redis import RedisServer
 
@@ -54,8 +54,5 @@ def procs() -> Iterator[list[Proc]]:
 @pytest.fixture(scope="session")
 def milvus_lite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Milvus Lite gRPC server (``python -m milvus_lite server``); installs milvus-lite if missing."""
-    ensure_ingest_packages(("milvus_lite",))
-    server = MilvusLiteServer(tmp_path_factory.mktemp("milvus") / "data", start_seconds=90)
-    server.wait_ready()
-    yield server.uri
-    server.stop()
+    with milvus.milvus_lite(tmp_path_factory.mktemp("milvus") / "data", ("milvus_lite",), start_seconds=90) as server:
+        yield server.uri
