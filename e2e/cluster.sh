@@ -408,7 +408,7 @@ EOF
   gen_cert kwok "/O=system:masters/CN=kwok-controller" client
   # Separate front-proxy CA for the aggregation layer (requestheader auth), as
   # kubeadm does; without it the controller-manager and scheduler log errors.
-  # Aggregated API servers (KEDA's metrics API in e2e/keda_harness.py) are
+  # Aggregated API servers (KEDA's metrics API in e2e/harness/keda.py) are
   # reached at their Service's endpoint (--enable-aggregator-routing): there is
   # no kube-proxy to carry a ClusterIP.
   sed 's/agentfleet-e2e-ca/agentfleet-e2e-front-proxy-ca/' "$PKI/ca.cnf" > "$PKI/front-proxy-ca.cnf"

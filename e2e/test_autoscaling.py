@@ -1,6 +1,6 @@
 """The autoscaler on the real control plane, reading a real Prometheus that scrapes simulated vLLM.
 
-A ModelReplicaSet with autoscaling on gets its pods on kwok GPU nodes; e2e/autoscale_harness.py
+A ModelReplicaSet with autoscaling on gets its pods on kwok GPU nodes; e2e/harness/autoscale.py
 serves one simulated vLLM replica per running pod and lists them in a file_sd file labelled as
 Kubernetes pod discovery would (namespace, pod), which a private Prometheus (Debian package,
 installed by tests/integration/sim's helper) scrapes every second. Closed-loop clients are the

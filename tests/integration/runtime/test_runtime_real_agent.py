@@ -7,7 +7,7 @@ one must have come through the search. Each test also checks something only a de
 run with AGENTFLEET_IT_DECIDER=scripted and the repository's scripted model takes the model's
 place: every test here then fails (shown in the closing note of issue 22).
 
-The model and the server are built/fetched once into ~/.cache/agentfleet (e2e/llama_server.py);
+The model and the server are built/fetched once into ~/.cache/agentfleet (e2e/harness/llama_server.py);
 AGENTFLEET_IT_QWEN picks the model. Default the 1.5B: these three tests make about a dozen model
 calls (3.5-7.3 s each for the 1.5B on 2 cores, issue 22), so the larger model costs CI about a
 minute more than the 0.5B (and 27 s more download), and it is the one seen to search and cite.

