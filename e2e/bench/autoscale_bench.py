@@ -90,7 +90,14 @@ from e2e.bench.autoscale.plots import plot_frontier, plot_timeline
 from e2e.bench.autoscale.policies import TUNING_SEEDS, Memory, forecast_config
 from e2e.bench.autoscale.report import ONSET_S, WORKLOADS, Config, goals, split, table
 from e2e.bench.autoscale.run import RunResult, _run, run_policy
-from e2e.bench.autoscale.workload import MAX_REPLICAS, MIN_REPLICAS, TASK_SLO_S, TRACE_GAMMA_SHAPE, TRACE_ZIPF, make_workload
+from e2e.bench.autoscale.workload import (
+    MAX_REPLICAS,
+    MIN_REPLICAS,
+    TASK_SLO_S,
+    TRACE_GAMMA_SHAPE,
+    TRACE_ZIPF,
+    make_workload,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -288,7 +288,9 @@ def end_to_end(s: Setup) -> None:
 
 
 
-def load_search_collection(s: Setup, real_texts: list[str], vectors: int, seed: int) -> tuple[CollectionManager, list[str], np.ndarray]:
+def load_search_collection(
+    s: Setup, real_texts: list[str], vectors: int, seed: int
+) -> tuple[CollectionManager, list[str], np.ndarray]:
     """Section 3's collection: the real chunks and distractors up to ``vectors`` rows; the manager,
     the row ids and the row vectors."""
     print(f"\n== 3. search at {vectors} vectors (HNSW M=16 efConstruction=128, ef=64, COSINE, top 5) ==")
@@ -324,7 +326,9 @@ def load_search_collection(s: Setup, real_texts: list[str], vectors: int, seed: 
     return m, ids, matrix
 
 
-def search_latencies(s: Setup, m: CollectionManager, matrix: np.ndarray, queries: int) -> tuple[np.ndarray, Any]:
+def search_latencies(
+    s: Setup, m: CollectionManager, matrix: np.ndarray, queries: int
+) -> tuple[np.ndarray, Any]:
     """Section 3's latencies: the query embedding, Milvus Lite, the Retriever and the HNSW index
     alone; returns the queries' vectors and the HNSW index."""
     name = m.spec.name
@@ -380,7 +384,9 @@ def search_latencies(s: Setup, m: CollectionManager, matrix: np.ndarray, queries
     return qvecs, hnsw
 
 
-def search_quality(s: Setup, m: CollectionManager, ids: list[str], matrix: np.ndarray, qvecs: np.ndarray, hnsw: Any) -> None:
+def search_quality(
+    s: Setup, m: CollectionManager, ids: list[str], matrix: np.ndarray, qvecs: np.ndarray, hnsw: Any
+) -> None:
     """Section 3's quality: recall@5 of the known answers and the overlap with exact search."""
     name = m.spec.name
     params = SEARCH_PARAMS

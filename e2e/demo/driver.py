@@ -270,7 +270,9 @@ class Demo:
         say(f"  {name:<10} pid {meta['pid']:<7} {'reused' if reused else 'started'}  {ports_s}  log {self.procs.log_path(name)}")
         return meta
 
-    def local_model_servers(self, names: list[str], settings: dict[str, Any], command, health: str, timeout: float = 240) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    def local_model_servers(  # type: ignore[no-untyped-def]
+        self, names: list[str], settings: dict[str, Any], command, health: str, timeout: float = 240
+    ) -> dict[str, str]:
         """One local model server per placed replica (command(port) -> argv); replica name -> its /v1 URL."""
         urls = {}
         for i, name in enumerate(names):

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from e2e.demo.driver import Demo
 
 PY = sys.executable
-Servers = tuple[dict[str, str], str]
+Servers = tuple[dict[str, str], str]  # replica name -> OpenAI base URL, and a note on what answers
+Tools = tuple[str, str | None]  # the retrieval tool and the spawn tool (None: none)
 
 
 def sim_urls(log: Path) -> list[str]:
@@ -35,7 +36,7 @@ def code_stamp(path: Path) -> str:
     return str(max((p.stat().st_mtime_ns for p in path.rglob("*.py")), default=0))
 
 
-def sim(demo: Demo, mrs_obj: dict[str, Any], names: list[str], served: str, tools: tuple[str, str | None]) -> Servers:
+def sim(demo: Demo, mrs_obj: dict[str, Any], names: list[str], served: str, tools: Tools) -> Servers:
     """agentfleet_sim's replicas behind e2e/demo/policy.py, which scripts the agent's decisions."""
     spec = mrs_obj["spec"]
     retrieval_tool, spawn_tool = tools
@@ -125,7 +126,7 @@ def sim(demo: Demo, mrs_obj: dict[str, Any], names: list[str], served: str, tool
     return urls, note
 
 
-def qwen(demo: Demo, mrs_obj: dict[str, Any], names: list[str], served: str, tools: tuple[str, str | None]) -> Servers:
+def qwen(demo: Demo, mrs_obj: dict[str, Any], names: list[str], served: str, tools: Tools) -> Servers:
     """llama.cpp's llama-server with a Qwen2.5-Coder GGUF per placed replica: the model decides."""
     from e2e.harness import llama_server
 
@@ -146,7 +147,7 @@ def qwen(demo: Demo, mrs_obj: dict[str, Any], names: list[str], served: str, too
     )
 
 
-def smollm2(demo: Demo, mrs_obj: dict[str, Any], names: list[str], served: str, tools: tuple[str, str | None]) -> Servers:
+def smollm2(demo: Demo, mrs_obj: dict[str, Any], names: list[str], served: str, tools: Tools) -> Servers:
     """llama-cpp-python's server with SmolLM2-135M per placed replica."""
     ensure_llama_server()
     gguf = str(smollm_gguf())
@@ -162,7 +163,7 @@ def smollm2(demo: Demo, mrs_obj: dict[str, Any], names: list[str], served: str, 
     )
 
 
-def vllm(demo: Demo, mrs_obj: dict[str, Any], names: list[str], served: str, tools: tuple[str, str | None]) -> Servers:
+def vllm(demo: Demo, mrs_obj: dict[str, Any], names: list[str], served: str, tools: Tools) -> Servers:
     """vLLM on this machine's GPU, one server per placed replica (check_model_mode vouched for the
     GPU, the package and the weights)."""
     weights = os.environ["AGENTFLEET_DEMO_VLLM_MODEL"]
@@ -175,7 +176,9 @@ def vllm(demo: Demo, mrs_obj: dict[str, Any], names: list[str], served: str, too
         ]
 
     return (
-        demo.local_model_servers(names, {"weights": weights, "served": served, "util": util}, command, "/health", timeout=540),
+        demo.local_model_servers(
+            names, {"weights": weights, "served": served, "util": util}, command, "/health", timeout=540
+        ),
         f"vLLM on this machine's GPU serving {weights} as {served!r}, one server per placed replica",
     )
 

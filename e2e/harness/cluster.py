@@ -166,8 +166,11 @@ def bench_namespace(cluster: Cluster, prefix: str) -> Iterator[tuple[str, Any]]:
 
     ns = f"{prefix}-{uuid.uuid4().hex[:6]}"
     cluster.run("create", "namespace", ns)
-    has_sa = lambda: cluster.run("-n", ns, "get", "serviceaccount", "default", check=False).returncode == 0  # noqa: E731
-    cluster.wait_for(has_sa, timeout=30, desc="default ServiceAccount")
+    cluster.wait_for(
+        lambda: cluster.run("-n", ns, "get", "serviceaccount", "default", check=False).returncode == 0,
+        timeout=30,
+        desc="default ServiceAccount",
+    )
     pool = GpuPool(cluster, ns)
     try:
         yield ns, pool

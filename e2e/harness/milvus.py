@@ -56,7 +56,9 @@ class MilvusLiteServer:
 
 
 @contextmanager
-def milvus_lite(data_dir: Path, packages: tuple[str, ...] = tuple(INGEST_PACKAGES), start_seconds: float = MILVUS_START_SECONDS) -> Iterator[MilvusLiteServer]:
+def milvus_lite(
+    data_dir: Path, packages: tuple[str, ...] = tuple(INGEST_PACKAGES), start_seconds: float = MILVUS_START_SECONDS
+) -> Iterator[MilvusLiteServer]:
     """A ready Milvus Lite server in ``data_dir`` (``packages`` installed first when missing),
     stopped when the block ends."""
     ensure_ingest_packages(packages)

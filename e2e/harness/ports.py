@@ -51,7 +51,9 @@ class Watched(Protocol):
     def logs(self) -> str: ...
 
 
-def wait_http(url: str, timeout: float, server: Watched | None = None, status: int = 200, interval: float = 0.5) -> bytes:
+def wait_http(
+    url: str, timeout: float, server: Watched | None = None, status: int = 200, interval: float = 0.5
+) -> bytes:
     """Polls ``url`` until it answers ``status`` and returns the body; fails (AssertionError, with
     the server's log) after ``timeout`` seconds, or at once when the server's process has ended."""
     deadline = time.monotonic() + timeout
@@ -66,4 +68,5 @@ def wait_http(url: str, timeout: float, server: Watched | None = None, status: i
         if server is not None and not server.running():
             raise AssertionError(f"the server of {url} exited:\n{server.logs()[-4000:]}")
         time.sleep(interval)
-    raise AssertionError(f"{url} did not answer {status} within {timeout}s ({last})" + (f"\n{server.logs()[-4000:]}" if server else ""))
+    log = f"\n{server.logs()[-4000:]}" if server else ""
+    raise AssertionError(f"{url} did not answer {status} within {timeout}s ({last}){log}")

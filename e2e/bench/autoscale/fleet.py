@@ -1,4 +1,5 @@
-"""The autoscale benchmark's fleet simulator: replicas that load, serve and drain on the simulated clock, the router in front of them, and the agents whose tasks call them."""
+"""The autoscale benchmark's fleet simulator: replicas that load, serve and drain on the simulated
+clock, the router in front of them, and the agents whose tasks call them."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ import random
 from dataclasses import dataclass, field
 
 from agentfleet_sim import ApiError, EngineConfig, HashedPrompt, Replica, ReplicaConfig
-from e2e.bench.autoscale.workload import _ZIPF_CDF, GPUS_PER_REPLICA, LOAD_RANGE_S, SYSTEM_PROMPT_HASHED, TPOT_SLO_S, TTFT_SLO_S
+from e2e.bench.autoscale.workload import (
+    _ZIPF_CDF,
+    GPUS_PER_REPLICA,
+    LOAD_RANGE_S,
+    SYSTEM_PROMPT_HASHED,
+    TPOT_SLO_S,
+    TTFT_SLO_S,
+)
 
 
 @dataclass(eq=False)

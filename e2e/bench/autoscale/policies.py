@@ -1,4 +1,5 @@
-"""The autoscale benchmark's policies: agentfleet's own and the baselines it is scored against (a fixed fleet, HPA on utilization, KEDA on queue depth, the oracles)."""
+"""The autoscale benchmark's policies: agentfleet's own and the baselines it is scored against (a
+fixed fleet, HPA on utilization, KEDA on queue depth, the oracles)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,16 @@ from typing import Any
 
 from agentfleet_sim import EngineConfig, run_virtual
 from e2e.bench.autoscale.fleet import Agents, Fleet, Results
-from e2e.bench.autoscale.policies import AgentfleetPolicy, Fixed, HpaUtil, KedaQueue, Memory, Oracle, forecast_config, oracle_spans
+from e2e.bench.autoscale.policies import (
+    AgentfleetPolicy,
+    Fixed,
+    HpaUtil,
+    KedaQueue,
+    Memory,
+    Oracle,
+    forecast_config,
+    oracle_spans,
+)
 from e2e.bench.autoscale.workload import BENCH_ENGINE, MIN_REPLICAS, PERIOD_S, TASK_SLO_S, burst_spans, make_workload
 
 

@@ -1,4 +1,5 @@
-"""The autoscale benchmark's workload: the SLOs and shapes of the fleet, and the day of agent tasks (two bursts, a long day, or a trace-like Gamma process)."""
+"""The autoscale benchmark's workload: the SLOs and shapes of the fleet, and the day of agent tasks
+(two bursts, a long day, or a trace-like Gamma process)."""
 
 from __future__ import annotations
 

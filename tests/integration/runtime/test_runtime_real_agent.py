@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-import urllib.request
 from typing import Any
 
 import pytest
@@ -26,7 +25,7 @@ from runtime_helpers import arun, running_worker, submit, wait_ended
 
 from agentfleet_runtime.config import RuntimeConfig
 from agentfleet_runtime.retrieval import Retriever
-from e2e.harness.ports import free_port
+from e2e.harness.ports import free_port, wait_http
 from e2e.harness.procs import Proc
 from e2e.plinth import DELEGATE, SYSTEM, BagOfWords, fleet_config, make_collection
 
@@ -59,17 +58,7 @@ def decider(tmp_path_factory) -> Any:
         log = tmp / "llama-server.log"
         proc = Proc(llama_server.command(binary, gguf, port, alias="qwen"), log=log)
         procs.append(proc)
-        deadline = time.monotonic() + 240
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if not proc.alive() or time.monotonic() > deadline:
-                pytest.fail(f"llama-server did not come up:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+        wait_http(f"http://127.0.0.1:{port}/health", 240, proc)
         yield f"http://127.0.0.1:{port}/v1"
     for p in procs:
         p.end()
