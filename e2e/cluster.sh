@@ -408,7 +408,7 @@ EOF
   gen_cert kwok "/O=system:masters/CN=kwok-controller" client
   # Separate front-proxy CA for the aggregation layer (requestheader auth), as
   # kubeadm does; without it the controller-manager and scheduler log errors.
-  # Aggregated API servers (KEDA's metrics API in e2e/keda_harness.py) are
+  # Aggregated API servers (KEDA's metrics API in e2e/harness/keda.py) are
   # reached at their Service's endpoint (--enable-aggregator-routing): there is
   # no kube-proxy to carry a ClusterIP.
   sed 's/agentfleet-e2e-ca/agentfleet-e2e-front-proxy-ca/' "$PKI/ca.cnf" > "$PKI/front-proxy-ca.cnf"
@@ -464,9 +464,9 @@ all_nodes_ready() {
 
 apply_nodes() {
   [[ "$TOPOLOGY" -ef "$STATE_DIR/topology.yaml" ]] || cp "$TOPOLOGY" "$STATE_DIR/topology.yaml"
-  "$PYTHON" "$E2E_DIR/nodes.py" "$TOPOLOGY" --names > "$STATE_DIR/node-names" \
-    || fail_up "e2e/nodes.py could not read topology $TOPOLOGY"
-  "$PYTHON" "$E2E_DIR/nodes.py" "$TOPOLOGY" > "$STATE_DIR/nodes.json" || fail_up "e2e/nodes.py failed"
+  "$PYTHON" "$E2E_DIR/harness/nodes.py" "$TOPOLOGY" --names > "$STATE_DIR/node-names" \
+    || fail_up "e2e/harness/nodes.py could not read topology $TOPOLOGY"
+  "$PYTHON" "$E2E_DIR/harness/nodes.py" "$TOPOLOGY" > "$STATE_DIR/nodes.json" || fail_up "e2e/harness/nodes.py failed"
   kubectl_ apply -f "$STATE_DIR/nodes.json" >&2 || fail_up "kubectl apply of the topology's nodes failed"
 }
 
@@ -478,7 +478,7 @@ cmd_up() {
   cmd_build
   ensure_runtime_tools
   [[ -f "$TOPOLOGY" ]] || die "topology file $TOPOLOGY not found"
-  "$PYTHON" "$E2E_DIR/nodes.py" "$TOPOLOGY" --names >/dev/null || die "invalid topology $TOPOLOGY"
+  "$PYTHON" "$E2E_DIR/harness/nodes.py" "$TOPOLOGY" --names >/dev/null || die "invalid topology $TOPOLOGY"
 
   # Leftovers of a previous (failed or killed) run: stop and wipe them.
   if [[ -e "$STATE_DIR" ]]; then
@@ -546,7 +546,7 @@ cmd_up() {
     --tls-cert-file="$PKI/components.crt" --tls-private-key-file="$PKI/components.key" \
     --leader-elect=false --kube-api-qps=100 --kube-api-burst=200 --profiling=false --v="$LOG_LEVEL"
   # kwok: manages only Nodes annotated kwok.x-k8s.io/node=fake (what
-  # e2e/nodes.py generates); pods bound to them get Running/Ready and an IP
+  # e2e/harness/nodes.py generates); pods bound to them get Running/Ready and an IP
   # from --cidr (never routed anywhere: there is no kubelet or network).
   start_component kwok \
     --kubeconfig="$STATE_DIR/kwok-home/kubeconfig" --config="$BIN_DIR/$KWOK_STAGES" \

@@ -1,7 +1,7 @@
 """The ModelReplicaSet controller on the real control plane, with kwok GPU nodes.
 
 The operator runs as a real subprocess (python -m agentfleet.manager) with the cluster's
-kubeconfig. Every test brings its own node pool (e2e/fixtures_operator.py), so placements are
+kubeconfig. Every test brings its own node pool (e2e/harness/operator.py), so placements are
 exact and a node may be deleted. kwok makes bound pods Running and Ready; no vLLM runs, so /metrics is
 unreachable and drains end at spec.lifecycle.drainTimeoutSeconds - except in the drain test that
 serves vLLM replica simulators on the pods' own IPs (PodIPSims).
@@ -34,8 +34,8 @@ from agentfleet.rollout import parse_in_flight
 from agentfleet_sim.config import EngineConfig, ReplicaConfig
 from agentfleet_sim.replica import Replica
 from agentfleet_sim.server import ReplicaServer
-from e2e import fixtures_operator as fx
-from e2e.fixtures_operator import H100, L4, eventually
+from e2e.harness import operator as fx
+from e2e.harness.operator import H100, L4, eventually
 from tests.builders import MRS
 
 # The operator and node-pool fixtures (module-level names are how pytest finds them).

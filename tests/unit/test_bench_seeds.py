@@ -45,7 +45,7 @@ def test_every_benchmark_that_tunes_guards_its_seeds() -> None:
 
 def test_the_hedging_bench_refuses_a_retired_seed_before_running() -> None:
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "hedging_bench.py"), "--seeds", "21-40", "--out", "/nonexistent"],
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "e2e.bench.hedging_bench", "--seeds", "21-40", "--out", "/nonexistent"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
     )  # fmt: skip
     assert proc.returncode == 2 and "21-40 are retired" in proc.stderr, proc.stderr[-2000:]

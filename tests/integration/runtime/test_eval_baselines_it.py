@@ -14,12 +14,13 @@ import time
 import pytest
 import yaml
 from aiohttp import web
-from runtime_helpers import arun, environment, free_port, running_worker
+from runtime_helpers import arun, environment, running_worker
 
 from agentfleet.evaluation.cli import main as eval_main
 from agentfleet_runtime.api import TaskAPI
 from e2e import plinth
-from e2e.demo.installers import ensure_ingest_packages
+from e2e.harness.installers import ensure_ingest_packages
+from e2e.harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from runtime_helpers import arun, environment, free_port, running_worker
+from runtime_helpers import arun, environment, running_worker
 from test_runtime_retrieval_milvus import DOCS
 
 from agentfleet.evaluation.cli import main as eval_main
 from agentfleet_runtime.api import TaskAPI
 from agentfleet_runtime.retrieval import Retriever
 from e2e import plinth
+from e2e.harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 

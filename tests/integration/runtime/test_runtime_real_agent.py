@@ -7,7 +7,7 @@ one must have come through the search. Each test also checks something only a de
 run with AGENTFLEET_IT_DECIDER=scripted and the repository's scripted model takes the model's
 place: every test here then fails (shown in the closing note of issue 22).
 
-The model and the server are built/fetched once into ~/.cache/agentfleet (e2e/llama_server.py);
+The model and the server are built/fetched once into ~/.cache/agentfleet (e2e/harness/llama_server.py);
 AGENTFLEET_IT_QWEN picks the model. Default the 1.5B: these three tests make about a dozen model
 calls (3.5-7.3 s each for the 1.5B on 2 cores, issue 22), so the larger model costs CI about a
 minute more than the 0.5B (and 27 s more download), and it is the one seen to search and cite.
@@ -21,15 +21,16 @@ import os
 import re
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from runtime_helpers import Proc, arun, free_port, running_worker, submit, wait_ended
+from runtime_helpers import arun, running_worker, submit, wait_ended
 
 from agentfleet_runtime.config import RuntimeConfig
 from agentfleet_runtime.retrieval import Retriever
+from e2e.harness.ports import free_port, wait_http
+from e2e.harness.procs import Proc
 from e2e.plinth import DELEGATE, SYSTEM, encoder, fleet_config, make_collection
 
 pytestmark = pytest.mark.integration
@@ -53,7 +54,7 @@ def decider(tmp_path_factory) -> Any:
 
         yield start_scripted_model(procs, tmp)
     else:
-        from e2e import llama_server
+        from e2e.harness import llama_server
 
         binary = llama_server.ensure_binary()
         gguf = llama_server.ensure_model(os.environ.get("AGENTFLEET_IT_QWEN", "qwen2.5-coder-1.5b"))
@@ -61,17 +62,7 @@ def decider(tmp_path_factory) -> Any:
         log = tmp / "llama-server.log"
         proc = Proc(llama_server.command(binary, gguf, port, alias="qwen"), log=log)
         procs.append(proc)
-        deadline = time.monotonic() + 240
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if not proc.alive() or time.monotonic() > deadline:
-                pytest.fail(f"llama-server did not come up:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+        wait_http(f"http://127.0.0.1:{port}/health", 240, proc)
         yield f"http://127.0.0.1:{port}/v1"
     for p in procs:
         p.end()

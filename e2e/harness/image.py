@@ -21,8 +21,6 @@ import base64
 import json
 import subprocess
 import tempfile
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -184,19 +182,3 @@ class Container:
 
     def stop(self) -> None:
         podman("rm", "-f", "-t", "10", self.name, check=False, timeout=60)
-
-
-def wait_http(url: str, timeout: float, container: Container | None = None, status: int = 200) -> bytes:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 - 127.0.0.1 only
-                if resp.status == status:
-                    return resp.read()
-        except OSError as e:
-            last = e
-        if container is not None and not container.running():
-            raise AssertionError(f"{container.name} exited:\n{container.logs()[-4000:]}")
-        time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer {status} within {timeout}s ({last})" + (f"\n{container.logs()[-4000:]}" if container else ""))
