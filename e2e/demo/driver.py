@@ -40,9 +40,7 @@ import yaml
 from e2e.demo import burst, kubelet, prom, report
 from e2e.demo.installers import ensure_llama_server, ensure_prometheus, ensure_redis_server, smollm_gguf
 from e2e.demo.procs import Procs, port_open, route_local
-from e2e.eval.corpus import MANUAL, ensure_manual, with_manual_prompt, with_manual_source
-
-E2E_EVAL = Path(__file__).resolve().parents[1] / "eval"
+from e2e.eval.corpus import CORPORA
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "agentfleet.yaml"
@@ -58,7 +56,7 @@ TASK_TIMEOUT_BY_MODEL = {"qwen": 1800.0}
 GROUP = "agentfleet.io"
 # Start order; down stops in reverse.
 # The manual is ~13k chunks: minutes of encoding on 2 cores, more when they are shared.
-INGEST_TIMEOUT = {"demo": 600, "postgres": 5400}
+INGEST_TIMEOUT = {"demo": 600, "postgres": 5400, "python": 5400}
 ORDER = ["redis", "milvus", "prometheus", "operator", "model", "policy", "api", "worker"]
 
 GOALS = [
@@ -430,10 +428,11 @@ class Demo:
             notes += small_model_settings(objs)
         if self.args.scenario == "burst":
             notes += burst.with_burst_autoscaling(objs)
-        if self.args.corpus == "postgres":
-            objs = [with_manual_source(o) if o["kind"] == "VectorIndex" else with_manual_prompt(o) if o["kind"] == "AgentFleet" else o for o in objs]
+        corpus = CORPORA.get(self.args.corpus)
+        if corpus:
+            objs = [corpus.with_source(o) if o["kind"] == "VectorIndex" else corpus.with_prompt(o) if o["kind"] == "AgentFleet" else o for o in objs]
             notes.append(
-                f"VectorIndex source and AgentFleet system prompt -> the PostgreSQL 15 manual's ({MANUAL}, {E2E_EVAL.relative_to(ROOT)}/postgres-manual.yaml)"
+                f"VectorIndex source and AgentFleet system prompt -> {corpus.title}'s ({corpus.directory}, {corpus.objects.relative_to(ROOT)})"
             )
         for n in notes:
             say(f"  {n}")
@@ -701,7 +700,8 @@ class Demo:
             completions = vi.spec.ingestion.parallelism
             source = "args from agentfleet.render.vectorindex (the operator rendered no Job in time)"
         if "--source-dir" in args:
-            args[args.index("--source-dir") + 1] = str(ensure_manual() if self.args.corpus == "postgres" else CORPUS)
+            corpus = CORPORA.get(self.args.corpus)
+            args[args.index("--source-dir") + 1] = str(corpus.ensure() if corpus else CORPUS)
         # Chunk ids are stable, so a second run only rewrites the same rows: skip it when this
         # Milvus already holds this revision (the outcomes are kept to report to a Job not yet told).
         marker = self.dir / "ingested"
@@ -1079,7 +1079,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.tasks == 0 and args.scenario is None:
         say(f"== the fleet is up; no sample tasks (--tasks 0). Evaluate it through its task API {api}:")
         say(
-            f"  agentfleet eval {(E2E_EVAL / 'postgres-manual-tasks.yaml').relative_to(ROOT)} --part heldout --api {api} "
+            f"  agentfleet eval {(CORPORA.get(args.corpus) or CORPORA['postgres']).tasks.relative_to(ROOT)} --part heldout --api {api} "
             f"--token-file {demo.dir / 'api-tokens'} --fleet {af['metadata']['name']} -n {demo.ns} --kubeconfig {demo.kc.kubeconfig}"
         )
         say(f"  (local variants: --runtime-config {demo.dir / 'runtime.yaml'} --compare retrieval.topK=3,8 instead of --api/--token-file)")
@@ -1266,9 +1266,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--corpus",
-        choices=["demo", "postgres"],
+        choices=["demo", *CORPORA],
         default=os.environ.get("AGENTFLEET_DEMO_CORPUS", "demo"),
-        help="documents of the VectorIndex: the 4 sample pages, or the PostgreSQL 15 manual (agentfleet eval's corpus)",
+        help="documents of the VectorIndex: the 4 sample pages, the PostgreSQL 15 manual or the Python 3.11 library reference (agentfleet eval's corpora)",
     )
     p.add_argument(
         "--task-timeout",
