@@ -14,6 +14,7 @@ A task set is YAML (a mapping with ``tasks:``, or a list) or JSONL (one task per
       - {number: 0.9}                #   a number, matched numerically (0.9 = .90)
       - {any: [replica, {number: 1}]}  # alternatives of either form
       supporting: [runtime-config-wal.html]   # documents holding the facts (recall@k)
+      wrong: [10min]                 # competing values a correct answer does not state (same forms)
     - id: none-01
       kind: unanswerable
       question: What is the default value of the setting max_cluster_ram?
@@ -60,6 +61,7 @@ class EvalTask:
     supporting: tuple[str, ...] = ()
     expect: Literal["answer", "decline"] = "answer"
     notes: str = ""
+    wrong: tuple[Fact, ...] = ()  # distractors: competing values a correct answer does not state
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def parse_task(raw: Any, index: int) -> EvalTask:
         raise TaskSetError(f"{where}: a task is a mapping with question, kind, facts, supporting")
     tid = raw.get("id") or f"task-{index}"
     where = f"task {tid}"
-    unknown = sorted(set(raw) - {"id", "question", "kind", "part", "facts", "supporting", "expect", "notes"})
+    unknown = sorted(set(raw) - {"id", "question", "kind", "part", "facts", "supporting", "expect", "notes", "wrong"})
     if unknown:
         raise TaskSetError(f"{where}: unknown field(s) {', '.join(unknown)}")
     question = raw.get("question")
@@ -135,7 +137,11 @@ def parse_task(raw: Any, index: int) -> EvalTask:
         raise TaskSetError(f"{where}: supporting must be a list of document names")
     if expect == "answer" and not supporting:
         raise TaskSetError(f"{where}: supporting is required for an answerable task (the documents that hold its facts)")
-    return EvalTask(str(tid), question.strip(), kind, part, facts, tuple(supporting), expect, str(raw.get("notes") or ""))
+    wrong_raw = raw.get("wrong") or []
+    if not isinstance(wrong_raw, list):
+        raise TaskSetError(f"{where}: wrong must be a list of facts")
+    wrong = tuple(_fact(f, f"{where} wrong[{i}]") for i, f in enumerate(wrong_raw))
+    return EvalTask(str(tid), question.strip(), kind, part, facts, tuple(supporting), expect, str(raw.get("notes") or ""), wrong)
 
 
 def parse_taskset(raw: Any, name: str) -> TaskSet:
