@@ -20,8 +20,9 @@ from agentfleet.evaluation.taskset import PARTS, load_taskset
 from e2e.eval.corpus import CORPORA, Corpus
 
 # How far (characters of page text) a fact may be from a term of its question and still count as
-# stated about it: a settings entry or a function's paragraph, not the next section.
-NEAR = 400
+# stated about it: a settings entry (PostgreSQL's run to 1,000 characters) or a function's paragraph,
+# not the next section or the next page.
+NEAR = 1200
 # Question words that name no thing in the documents: every page has them.
 GENERIC = set(
     """what which when where does with without from into that this than then there their them they have
