@@ -430,9 +430,11 @@ class Demo:
             notes += burst.with_burst_autoscaling(objs)
         corpus = CORPORA.get(self.args.corpus)
         if corpus:
-            objs = [corpus.with_source(o) if o["kind"] == "VectorIndex" else corpus.with_prompt(o) if o["kind"] == "AgentFleet" else o for o in objs]
+            swap = {"VectorIndex": corpus.with_source, "AgentFleet": corpus.with_prompt}
+            objs = [swap[o["kind"]](o) if o["kind"] in swap else o for o in objs]
             notes.append(
-                f"VectorIndex source and AgentFleet system prompt -> {corpus.title}'s ({corpus.directory}, {corpus.objects.relative_to(ROOT)})"
+                f"VectorIndex source and AgentFleet system prompt -> {corpus.title}'s "
+                f"({corpus.directory}, {corpus.objects.relative_to(ROOT)})"
             )
         for n in notes:
             say(f"  {n}")
@@ -1079,7 +1081,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.tasks == 0 and args.scenario is None:
         say(f"== the fleet is up; no sample tasks (--tasks 0). Evaluate it through its task API {api}:")
         say(
-            f"  agentfleet eval {(CORPORA.get(args.corpus) or CORPORA['postgres']).tasks.relative_to(ROOT)} --part heldout --api {api} "
+            f"  agentfleet eval {CORPORA.get(args.corpus, CORPORA['postgres']).tasks.relative_to(ROOT)} "
+            f"--part heldout --api {api} "
             f"--token-file {demo.dir / 'api-tokens'} --fleet {af['metadata']['name']} -n {demo.ns} --kubeconfig {demo.kc.kubeconfig}"
         )
         say(f"  (local variants: --runtime-config {demo.dir / 'runtime.yaml'} --compare retrieval.topK=3,8 instead of --api/--token-file)")
@@ -1268,7 +1271,8 @@ def main(argv: list[str] | None = None) -> int:
         "--corpus",
         choices=["demo", *CORPORA],
         default=os.environ.get("AGENTFLEET_DEMO_CORPUS", "demo"),
-        help="documents of the VectorIndex: the 4 sample pages, the PostgreSQL 15 manual or the Python 3.11 library reference (agentfleet eval's corpora)",
+        help="documents of the VectorIndex: the 4 sample pages, or one of agentfleet eval's corpora "
+        "(the PostgreSQL 15 manual, the Python 3.11 library reference)",
     )
     p.add_argument(
         "--task-timeout",

@@ -141,7 +141,8 @@ def parse_task(raw: Any, index: int) -> EvalTask:
     if not isinstance(wrong_raw, list):
         raise TaskSetError(f"{where}: wrong must be a list of facts")
     wrong = tuple(_fact(f, f"{where} wrong[{i}]") for i, f in enumerate(wrong_raw))
-    return EvalTask(str(tid), question.strip(), kind, part, facts, tuple(supporting), expect, str(raw.get("notes") or ""), wrong)
+    notes = str(raw.get("notes") or "")
+    return EvalTask(str(tid), question.strip(), kind, part, facts, tuple(supporting), expect, notes, wrong)
 
 
 def parse_taskset(raw: Any, name: str) -> TaskSet:
