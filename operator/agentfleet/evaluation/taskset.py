@@ -13,6 +13,7 @@ A task set is YAML (a mapping with ``tasks:``, or a list) or JSONL (one task per
       - [five minutes, 5 min, 300s]  #   a list of alternatives (any one),
       - {number: 0.9}                #   a number, matched numerically (0.9 = .90)
       - {any: [replica, {number: 1}]}  # alternatives of either form
+      - {any: [8 bytes], about: bigint}  # about: the thing this fact answers for, in a comparison
       supporting: [runtime-config-wal.html]   # documents holding the facts (recall@k)
       wrong: [10min]                 # competing values a correct answer does not state (same forms)
     - id: none-01
@@ -45,6 +46,7 @@ class Fact:
 
     texts: tuple[str, ...] = ()
     numbers: tuple[float, ...] = ()
+    about: str = ""  # the thing the fact answers for, where a question asks about several
 
     def describe(self) -> str:
         forms = [*self.texts, *(format(n, "g") for n in self.numbers)]
@@ -80,6 +82,12 @@ class TaskSet:
 def _fact(raw: Any, where: str) -> Fact:
     texts: list[str] = []
     numbers: list[float] = []
+    about = ""
+    if isinstance(raw, dict) and "about" in raw and set(raw) - {"about"} in ({"any"}, {"number"}):
+        about = raw["about"]
+        if not isinstance(about, str) or not about.strip():
+            raise TaskSetError(f"{where}: about names what the fact answers for (a non-empty string); got {about!r}")
+        raw = {k: v for k, v in raw.items() if k != "about"}
 
     def one(x: Any) -> None:
         if isinstance(x, bool):
@@ -102,7 +110,7 @@ def _fact(raw: Any, where: str) -> Fact:
             one(x)
     else:
         one(raw)
-    return Fact(tuple(texts), tuple(numbers))
+    return Fact(tuple(texts), tuple(numbers), about.strip())
 
 
 def parse_task(raw: Any, index: int) -> EvalTask:

@@ -41,7 +41,7 @@ def _norm(text: str) -> str:
 
 def _alternatives(fact: Any) -> list[str | float]:
     """A fact's forms: strings (normalised) and numbers, whatever shape the task file gives it in."""
-    if isinstance(fact, dict) and set(fact) == {"any"}:
+    if isinstance(fact, dict) and "any" in fact:  # {any: [...]}, with an optional about: NAME
         return _alternatives(fact["any"])
     if isinstance(fact, dict):
         return [float(fact["number"])]
