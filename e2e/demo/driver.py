@@ -39,12 +39,10 @@ import yaml
 
 from e2e.demo import burst, kubelet, models, prom, report
 from e2e.demo.models import code_stamp
-from e2e.eval.corpus import MANUAL, ensure_manual, with_manual_prompt, with_manual_source
+from e2e.eval.corpus import CORPORA
 from e2e.harness.installers import ensure_prometheus, ensure_redis_server
 from e2e.harness.ports import http_ok, port_open
 from e2e.harness.procs import Procs, route_local
-
-E2E_EVAL = Path(__file__).resolve().parents[1] / "eval"
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "agentfleet.yaml"
@@ -60,7 +58,7 @@ TASK_TIMEOUT_BY_MODEL = {"qwen": 1800.0}
 GROUP = "agentfleet.io"
 # Start order; down stops in reverse.
 # The manual is ~13k chunks: minutes of encoding on 2 cores, more when they are shared.
-INGEST_TIMEOUT = {"demo": 600, "postgres": 5400}
+INGEST_TIMEOUT = {"demo": 600, "postgres": 5400, "python": 5400}
 ORDER = ["redis", "milvus", "prometheus", "operator", "model", "policy", "api", "worker"]
 
 GOALS = [
@@ -426,10 +424,13 @@ class Demo:
             notes += small_model_settings(objs)
         if self.args.scenario == "burst":
             notes += burst.with_burst_autoscaling(objs)
-        if self.args.corpus == "postgres":
-            objs = [with_manual_source(o) if o["kind"] == "VectorIndex" else with_manual_prompt(o) if o["kind"] == "AgentFleet" else o for o in objs]
+        corpus = CORPORA.get(self.args.corpus)
+        if corpus:
+            swap = {"VectorIndex": corpus.with_source, "AgentFleet": corpus.with_prompt}
+            objs = [swap[o["kind"]](o) if o["kind"] in swap else o for o in objs]
             notes.append(
-                f"VectorIndex source and AgentFleet system prompt -> the PostgreSQL 15 manual's ({MANUAL}, {E2E_EVAL.relative_to(ROOT)}/postgres-manual.yaml)"
+                f"VectorIndex source and AgentFleet system prompt -> {corpus.title}'s "
+                f"({corpus.directory}, {corpus.objects.relative_to(ROOT)})"
             )
         for n in notes:
             say(f"  {n}")
@@ -549,7 +550,8 @@ class Demo:
             completions = vi.spec.ingestion.parallelism
             source = "args from agentfleet.render.vectorindex (the operator rendered no Job in time)"
         if "--source-dir" in args:
-            args[args.index("--source-dir") + 1] = str(ensure_manual() if self.args.corpus == "postgres" else CORPUS)
+            corpus = CORPORA.get(self.args.corpus)
+            args[args.index("--source-dir") + 1] = str(corpus.ensure() if corpus else CORPUS)
         # Chunk ids are stable, so a second run only rewrites the same rows: skip it when this
         # Milvus already holds this revision (the outcomes are kept to report to a Job not yet told).
         marker = self.dir / "ingested"
@@ -914,7 +916,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.tasks == 0 and args.scenario is None:
         say(f"== the fleet is up; no sample tasks (--tasks 0). Evaluate it through its task API {api}:")
         say(
-            f"  agentfleet eval {(E2E_EVAL / 'postgres-manual-tasks.yaml').relative_to(ROOT)} --part heldout --api {api} "
+            f"  agentfleet eval {CORPORA.get(args.corpus, CORPORA['postgres']).tasks.relative_to(ROOT)} "
+            f"--part heldout --api {api} "
             f"--token-file {demo.dir / 'api-tokens'} --fleet {af['metadata']['name']} -n {demo.ns} "
             f"--kubeconfig {demo.kc.kubeconfig} --runtime-config {demo.dir / 'runtime.yaml'}"
             "  # + closed-book and one-shot RAG on the same model and index"
@@ -1103,9 +1106,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--corpus",
-        choices=["demo", "postgres"],
+        choices=["demo", *CORPORA],
         default=os.environ.get("AGENTFLEET_DEMO_CORPUS", "demo"),
-        help="documents of the VectorIndex: the 4 sample pages, or the PostgreSQL 15 manual (agentfleet eval's corpus)",
+        help="documents of the VectorIndex: the 4 sample pages, or one of agentfleet eval's corpora "
+        "(the PostgreSQL 15 manual, the Python 3.11 library reference)",
     )
     p.add_argument(
         "--task-timeout",
