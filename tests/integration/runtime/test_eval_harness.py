@@ -34,14 +34,15 @@ RULES = [
 TASKS = [
     {
         "id": "right",
+        "part": "dev",
         "kind": "command",
         "question": "Q-right: what does AOF do?",
         "facts": [["appends every write", "appends each write"]],
         "supporting": ["aof.md"],
     },
-    {"id": "wrong", "kind": "command", "question": "Q-wrong: what does AOF do?", "facts": ["appends every write"], "supporting": ["aof.md"]},
-    {"id": "unretrieved", "kind": "default", "question": "Q-unretrieved: what does AOF do?", "facts": ["appends every write"], "supporting": ["aof.md"]},
-    {"id": "lacking", "kind": "default", "question": "Q-lacking: what do consumer groups keep?", "facts": ["pending entries"], "supporting": ["streams.md"]},
+    {"id": "wrong", "part": "dev", "kind": "command", "question": "Q-wrong: what does AOF do?", "facts": ["appends every write"], "supporting": ["aof.md"]},
+    {"id": "unretrieved", "part": "dev", "kind": "default", "question": "Q-unretrieved: what does AOF do?", "facts": ["appends every write"], "supporting": ["aof.md"]},
+    {"id": "lacking", "part": "dev", "kind": "default", "question": "Q-lacking: what do consumer groups keep?", "facts": ["pending entries"], "supporting": ["streams.md"]},
     {"id": "none", "kind": "unanswerable", "question": "Q-none: what does Kaffee cost?", "part": "dev"},
 ]
 
