@@ -35,7 +35,8 @@ class FactLike(Protocol):
 
 
 _TRANSLATE = str.maketrans(
-    {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-", "\u2212": "-", "\u00a0": " "}
+    {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-", "\u2212": "-"}
+    | {"\u00a0": " "}
 )
 # Markdown emphasis; an underscore only at a word's edge, so snake_case names survive.
 _MARKUP = re.compile(r"[`*]+|(?<![a-z0-9])_+|_+(?![a-z0-9])", re.IGNORECASE)
@@ -63,6 +64,12 @@ def lower(text: str) -> str:
 def loose(low: str) -> str:
     """A hyphen reads as a space ("blank-padded" = "blank padded"); same length as ``low``."""
     return low.replace("-", " ")
+
+
+def words(*phrases: str) -> re.Pattern[str]:
+    """Any of ``phrases`` as whole words of loose text, longest first, any spaces between words."""
+    alts = sorted({" ".join(loose(lower(p)).split()) for p in phrases}, key=len, reverse=True)
+    return re.compile(r"(?<![a-z0-9_])(?:" + "|".join(re.escape(a).replace(r"\ ", r"\s+") for a in alts) + r")(?![a-z0-9_])")
 
 
 # --- quantities ------------------------------------------------------------------------------------
@@ -145,7 +152,7 @@ VOCABULARIES: dict[str, tuple[str, ...]] = {
     "password encryption": ("md5", "scram sha 256"),
 }  # fmt: skip
 _ENTRY_VOCAB = {e: v for v, es in VOCABULARIES.items() for e in es}
-_VOCAB = re.compile(r"(?<![a-z0-9_])(?:" + "|".join(sorted(map(re.escape, _ENTRY_VOCAB), key=len, reverse=True)) + r")(?![a-z0-9_])")
+_VOCAB = words(*_ENTRY_VOCAB)
 # "share" and "exclusive" are English words too: a lock mode only in capitals or before "lock"/"mode".
 _COMMON_WORDS = {"share", "exclusive"}
 
@@ -163,8 +170,9 @@ def vocabulary_mentions(raw: str) -> list[Mention]:
     low = loose(lower(raw))
     out = []
     for m in _VOCAB.finditer(low):
-        e = m.group(0)
-        if e in _COMMON_WORDS and not (raw[m.start() : m.end()].isupper() or re.match(r" (?:lock|mode)\b", low[m.end() :])):
+        e = " ".join(m.group(0).split())
+        capitals = raw[m.start() : m.end()].isupper()
+        if e in _COMMON_WORDS and not (capitals or re.match(r" (?:lock|mode)\b", low[m.end() :])):
             continue
         out.append(Mention(e, _ENTRY_VOCAB[e], m.start(), m.end()))
     return out
@@ -260,8 +268,7 @@ class Reading:
         if form.quantity is not None:
             spans = [(q.start, q.end) for q in self.quantities if q.same(form.quantity)]
         elif form.phrase:
-            pattern = r"(?<![a-z0-9_])" + re.escape(form.phrase).replace(r"\ ", r"\s+") + r"(?![a-z0-9_])"
-            spans = [(m.start(), m.end()) for m in re.finditer(pattern, self.loose)]
+            spans = [(m.start(), m.end()) for m in words(form.phrase).finditer(self.loose)]
         else:
             spans = []
         return [Claim(s, e, negated(self.low, s)) for s, e in spans]
@@ -278,9 +285,8 @@ class Reading:
         text = self.loose[sentence[0] : sentence[1]]
         if "respectively" in text:
             return ""
-        names = sorted({" ".join(loose(s).split()) for s in subjects}, key=len, reverse=True)
-        pattern = r"(?<![a-z0-9_])(?:" + "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in names) + r")(?![a-z0-9_])"
-        spans = [(sentence[0] + m.start(), sentence[0] + m.end(), " ".join(m.group(0).split())) for m in re.finditer(pattern, text)]
+        at = sentence[0]
+        spans = [(at + m.start(), at + m.end(), " ".join(m.group(0).split())) for m in words(*subjects).finditer(text)]
         # "faster than DELETE", "unlike VACUUM FULL": the thing compared with is not what the value is said of
         spans = [(s, e, n) for s, e, n in spans if not _COMPARED_WITH.search(self.loose[max(0, s - 12) : s])]
         before = [n for s, e, n in spans if e <= claim.start]
@@ -299,12 +305,9 @@ class Reading:
 
     def near(self, claim: Claim, names: Iterable[str], window: int) -> bool:
         """Whether one of ``names`` is mentioned within ``window`` characters of the claim."""
+        names = [n for n in names if n.strip()]
         lo, hi = max(0, claim.start - window), claim.end + window
-        for n in names:
-            pattern = r"(?<![a-z0-9_])" + re.escape(" ".join(loose(lower(n)).split())).replace(r"\ ", r"\s+") + r"(?![a-z0-9_])"
-            if re.search(pattern, self.loose[lo:hi]):
-                return True
-        return False
+        return bool(names) and words(*names).search(self.loose[lo:hi]) is not None
 
 
 def fact_stated(fact: FactLike, text: str) -> bool:

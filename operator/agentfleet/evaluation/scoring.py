@@ -37,10 +37,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from agentfleet.evaluation.claims import Form, Reading, fact_stated, forms, identifiers_in, is_version, negated, normalise, numbers_in
+from agentfleet.evaluation.claims import Form, Reading, fact_stated, forms, identifiers_in, is_version, negated, normalise
+from agentfleet.evaluation.claims import numbers_in as numbers_in  # where callers found it before claims.py
 from agentfleet.evaluation.taskset import EvalTask, Fact
-
-__all__ = ["fact_stated", "normalise", "numbers_in"]  # re-exported: the names callers used before claims.py
 
 # More values than this of kinds the question does not ask for make an answer a list of guesses.
 MAX_OTHER_VALUES = 3
@@ -58,7 +57,9 @@ _DECLINE = re.compile(
     r"|i (?:do not|don't) know|unknown to the (?:manual|documentation)|there is no)\b"
 )
 # A value asserted in words: "the default ... is noeviction", "defaults to on".
-_ASSERTED = re.compile(r"\b(?:default(?: [\w-]+){0,4} (?:is|was|would be)|defaults? to|is set to)\s+['\"]?([\w-]+(?:\.\d+)?)")
+_ASSERTED = re.compile(
+    r"\b(?:default(?: [\w-]+){0,4} (?:is|was|would be)|defaults? to|is set to)\s+['\"]?([\w-]+(?:\.\d+)?)"
+)
 _NOT_A_VALUE = frozenset("no not none unknown undocumented unspecified a an the any".split())
 _YES_NO_QUESTION = re.compile(r"^(?:is|are|does|do|did|can|could|should|will|would|has|have|was|were|may|must)\b")
 _YES = re.compile(r"(?:^|[.!?;:]\s)yes\b", re.MULTILINE)
@@ -198,7 +199,9 @@ def _competing(task: EvalTask, a: Reading, q: Reading, fact_forms: list[Form]) -
     for x in a.quantities:
         if (x.spelled and not x.dim) or is_version(a.low, x) or negated(a.low, x.start):
             continue
-        if any(g.quantity is not None and x.same(g.quantity) for g in fact_forms) or any(x.same(y) for y in q.quantities):
+        if any(g.quantity is not None and x.same(g.quantity) for g in fact_forms):
+            continue
+        if any(x.same(y) for y in q.quantities):
             continue
         if x.dim in dims:
             asked.append(a.low[x.start : x.end])

@@ -109,7 +109,9 @@ def _fact(raw: Any, where: str) -> Fact:
     if isinstance(raw, dict) and "about" in raw and set(raw) - {"about"} in ({"any"}, {"number"}):
         about = raw["about"]
         if not isinstance(about, str) or not about.strip():
-            raise TaskSetError(f"{where}: about names the thing the fact answers for (a non-empty string); got {about!r}")
+            raise TaskSetError(
+                f"{where}: about names the thing the fact answers for (a non-empty string); got {about!r}"
+            )
         raw = {k: v for k, v in raw.items() if k != "about"}
 
     def one(x: Any) -> None:
@@ -176,10 +178,13 @@ def parse_task(raw: Any, index: int) -> EvalTask:
         raise TaskSetError(f"{where}: supporting must be a list of document names")
     if expect == "answer" and not supporting:
         raise TaskSetError(f"{where}: supporting is required for an answerable task (the documents that hold its facts)")
-    task = EvalTask(str(tid), question.strip(), kind, part, facts, tuple(supporting), expect, str(raw.get("notes") or ""), wrong)
+    notes = str(raw.get("notes") or "")
+    task = EvalTask(str(tid), question.strip(), kind, part, facts, tuple(supporting), expect, notes, wrong)
     for i, f in enumerate(facts):
         if fact_stated(f, task.question):
-            raise TaskSetError(f"{where} facts[{i}]: the question itself states {f.describe()!r}; ask without giving the answer away")
+            raise TaskSetError(
+                f"{where} facts[{i}]: the question itself states {f.describe()!r}; ask without giving the answer away"
+            )
     return task
 
 
@@ -191,10 +196,14 @@ def check_parts(tasks: tuple[EvalTask, ...]) -> None:
         for d in dev:
             pages = sorted(set(t.supporting) & set(d.supporting))
             if pages:
-                raise TaskSetError(f"task {t.id}: part heldout shares supporting page {pages[0]} with dev task {d.id}; move one of them")
+                raise TaskSetError(
+                    f"task {t.id}: part heldout shares supporting page {pages[0]} with dev task {d.id}; move one of them"
+                )
             for f in t.facts:
                 if any(fact_keys(f) & fact_keys(g) for g in d.facts):
-                    raise TaskSetError(f"task {t.id}: part heldout shares the fact {f.describe()!r} with dev task {d.id}; move one of them")
+                    raise TaskSetError(
+                        f"task {t.id}: part heldout shares the fact {f.describe()!r} with dev task {d.id}; move one of them"
+                    )
 
 
 def parse_taskset(raw: Any, name: str) -> TaskSet:
