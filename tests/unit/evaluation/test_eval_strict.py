@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agentfleet.evaluation.claims import VOCABULARIES, Reading, as_form, fact_keys, quantities_in
-from agentfleet.evaluation.scoring import Outcome, asserted_values, declined, judge_answer, score, subjects, supports
+from agentfleet.evaluation.scoring import Outcome, Verdict, asserted_values, declined, judge_answer, score, subjects, supports
 from agentfleet.evaluation.taskset import Fact, load_taskset, parse_task
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -140,7 +140,7 @@ def test_a_decline_asserts_no_value(answer: str, declines: bool) -> None:
 
 def test_a_hedged_invented_value_says_what_it_asserts() -> None:
     v = judge_answer(BY_ID["none-max-cluster-ram"], "There is no fixed default: max_cluster_ram is 4GB")
-    assert v == (False, "declines but asserts '4gb'") or (v.ok is False and "4gb" in v.why)
+    assert v == Verdict(False, "declines but asserts '4gb'")
     assert asserted_values("The default Redis maxmemory policy is noeviction.") == ["noeviction"]
     assert asserted_values("PostgreSQL 15 has no such setting.", "") == []
     assert asserted_values("It takes 5min.", "Does it take 5min?") == []
@@ -243,3 +243,101 @@ def test_grounding_needs_the_fact_with_its_unit_near_the_thing_asked() -> None:
     assert score(vac, ok).grounded is True
     bad = Outcome(**{**ok.__dict__, "retrieved": ({"source": "x.html", "rank": 1, "text": "ACCESS EXCLUSIVE for ALTER TABLE only"},)})
     assert score(vac, bad).why == "correct but ungrounded: no cited passage states 'SHARE UPDATE EXCLUSIVE' of vacuum"
+
+
+def test_cleaning_keeps_lines_and_drops_citations_and_markers() -> None:
+    from agentfleet.evaluation.claims import clean, lower, negated
+
+    assert clean(None) == "" and clean("a [source: x.html#2] b") == "a b" and clean("1. first\n- second\n\n * third") == "first\nsecond\nthird"
+    assert clean("  a   b \n\n c ") == "a b\nc" and clean("`x_y` **bold** _it_") == "x_y bold it"
+    assert lower("İx ABC") == "İx abc"
+    assert negated("not executed", 4) and not negated("not a b c executed", 13)
+    assert negated("no executed", 3)
+
+
+def test_quantities_compare_by_dimension_with_zero_special() -> None:
+    from agentfleet.evaluation.claims import Quantity
+
+    assert Quantity(0.0, "time").same(Quantity(0.0, "memory")) and not Quantity(0.0, "time").same(Quantity(5.0, "time"))
+    assert not Quantity(5.0, "time").same(Quantity(0.0, "time")) and Quantity(1e-13, "").same(Quantity(2e-13, ""))
+    assert not Quantity(4.0, "").same(Quantity(4.0, "memory")) and Quantity(1e9, "").same(Quantity(1e9 + 1e-3, ""))
+
+
+def test_vocabulary_mentions_skip_english_and_keep_going() -> None:
+    ms = Reading("we share it; EXCLUSIVE, then a share lock").mentions
+    assert [(m.entry, m.vocab, m.start, m.end) for m in ms] == [("exclusive", "lock mode", 13, 22), ("share", "lock mode", 31, 36)]
+
+
+def test_what_a_value_is_said_of() -> None:
+    r = Reading("4.0 is random_page_cost's; seq_page_cost is 1.0. Next: 2 for neither.")
+    names = ("seq_page_cost", "random_page_cost")
+    four, one, two = (r.claims(Fact(numbers=(n,)))[0] for n in (4.0, 1.0, 2.0))
+    assert r.said_of(four, names) == "random_page_cost" and r.said_of(one, names) == "seq_page_cost"
+    assert r.said_of(two, names) == "" and r.said_of(four, ()) == ""
+    r2 = Reading("1.0 applies to seq_page_cost, random_page_cost has 4.0")
+    assert r2.said_of(r2.claims(Fact(numbers=(1.0,)))[0], names) == "seq_page_cost"
+    r3 = Reading("TRUNCATE is faster than DELETE")
+    assert r3.said_of(r3.claims(Fact(texts=("faster",)))[0], ("truncate", "delete")) == "truncate"
+    r4 = Reading("first sentence. 4.0 seq_page_cost")
+    assert r4.said_of(r4.claims(Fact(numbers=(4.0,)))[0], names) == "seq_page_cost"
+    from agentfleet.evaluation.claims import Form
+
+    assert r.occurrences(Form()) == [] and not r.near(four, ["", " "], 10) and r.near(four, ["Random_Page_Cost"], 25) and not r.near(four, ["random_page_cost"], 5)
+
+
+def test_an_enumeration_counts_its_short_items() -> None:
+    r = Reading("It is one of: a, b, c, d, e. Then x.")
+    a, x = r.claims(Fact(texts=("a",)))[0], r.claims(Fact(texts=("x",)))[0]
+    assert r.listed(a) == 6 and r.listed(x) == 1  # "it is one of" is a short item too
+    long = Reading("jsonb stores a decomposed binary format, while json keeps an exact copy of the text, whitespace, order, keys")
+    assert long.listed(long.claims(Fact(texts=("exact copy",)))[0]) == 0
+    five = parse_task({"id": "l", "part": "dev", "question": "q?", "facts": ["a", "b"], "supporting": ["p"]}, 0)
+    assert judge_answer(five, "a, b, c, d, e").why == "states 'a' only in a list of 5 candidates; states 'b' only in a list of 5 candidates"
+    assert judge_answer(five, "a, b, c, d").ok
+
+
+def test_decline_verdicts_say_why() -> None:
+    none = BY_ID["none-max-cluster-ram"]
+    assert judge_answer(none, "The manual does not mention it.") == Verdict(True, "ok")
+    assert judge_answer(none, "It is 2GB.") == Verdict(False, "answered a question the documents do not answer")
+    v = judge_answer(none, "The manual does not say; maybe 1GB, 2GB, 3GB or 4GB.")
+    assert v == Verdict(False, "declines but asserts '1gb', '2gb', '3gb'")
+    assert declined("The manual does not say whether it is 5min.", "Is the default 5min?")
+    assert not declined("The manual does not say whether it is 5min.")
+
+
+def test_verdicts_name_every_reason() -> None:
+    t = parse_task(
+        {"id": "w", "part": "dev", "question": "Is DELETE slow, compared with TRUNCATE?", "supporting": ["p"],
+         "facts": [{"any": ["quick"], "about": "TRUNCATE"}, {"any": ["not slow"], "about": "DELETE"}]},
+        0,
+    )  # fmt: skip
+    assert judge_answer(t, "DELETE is quick.").why == "states 'quick' of delete, not of truncate; missing 'not slow'"
+    assert judge_answer(t, "Yes. TRUNCATE is quick, DELETE is not slow.").why == "answers yes where the fact is a negation"
+    assert judge_answer(t, "Yes. No. TRUNCATE is quick, DELETE is not slow.").why == "answers both yes and no"
+    assert judge_answer(t, "No. TRUNCATE is quick, DELETE is not slow, pg_a pg_b pg_c").ok
+    assert judge_answer(t, "TRUNCATE is quick, DELETE is not slow, pg_a pg_b pg_c pg_d").why.startswith("states 4 values the question")
+    assert judge_answer(t, "TRUNCATE is quick. DELETE is not slow. See 1 and 2, SHARE lock, EXCLUSIVE.").why.startswith("states 4 values")
+    assert judge_answer(t, "TRUNCATE is quick. DELETE is not slow. See 1 and 2, SHARE lock.").ok
+    port = BY_ID["default-port"]
+    assert judge_answer(port, "5432, not 5433").ok and judge_answer(port, "5432 or 5433 or 5434").why == "also states '5433', '5434'"
+    wal = BY_ID["default-wal-level"]
+    assert judge_answer(wal, "replica, not logical").ok and judge_answer(wal, "replica; minimal or logical").why == (
+        "also states 'minimal', 'logical'"
+    )
+    assert judge_answer(BY_ID["cmd-truncate-mvcc"], "Yes: it is not MVCC-safe").why == "answers yes where the fact is a negation"
+    assert judge_answer(BY_ID["default-checkpoint-timeout"], "It is 5min, not 10min.").ok
+
+
+def test_grounding_reads_the_subject_and_the_passage_text() -> None:
+    t = BY_ID["cmp-seq-vs-random-page-cost"]
+    text = "seq_page_cost (floating point): default 1.0. random_page_cost (floating point): default 4.0."
+    o = Outcome(status="done", answer="seq_page_cost 1.0, random_page_cost 4.0", citations=("q.html", "r.html"),
+                retrieved=({"source": "q.html", "rank": 1, "text": text}, {"source": "r.html", "rank": 2}))  # fmt: skip
+    assert score(t, o).grounded is True
+    assert score(t, Outcome(**{**o.__dict__, "citations": ("r.html",)})).why == "correct but ungrounded: no cited passage states '1' of seq_page_cost"
+    none = BY_ID["none-mongodb"]
+    assert score(none, Outcome(status="done", answer="No such command is documented.")).grounded is None
+    from agentfleet.evaluation.scoring import groundedness
+
+    assert groundedness(none, o) == (None, "not scored: the question expects a decline") and groundedness(t, o) == (True, "ok")
