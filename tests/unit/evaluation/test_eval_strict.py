@@ -83,6 +83,7 @@ def test_a_scattershot_answer_scores_zero_on_every_task(task) -> None:
         ("default-autovacuum-max-workers", "Up to 3 autovacuum workers; older releases used 5."),
         ("default-max-wal-size", "max_wal_size defaults to 1 GB (1024 MB), min 2 GB."),
         ("default-port", "The server listens on 5432, or 5433 on Debian."),
+        ("cmd-cluster-one-time", "CLUSTER is a one-time operation, but the table stays clustered afterwards."),
     ],
 )
 def test_wrong_answers_are_wrong(task_id: str, answer: str) -> None:
@@ -114,6 +115,7 @@ def test_wrong_answers_are_wrong(task_id: str, answer: str) -> None:
         ("cmd-notify-payload", "It must be shorter than 8000 bytes."),
         ("cmd-identifier-length", "63 characters (NAMEDATALEN-1 bytes)"),
         ("hop-port-env", "Port 5432; set PGPORT to use another one [source: libpq-envars.html]."),
+        ("cmd-cluster-one-time", "No: CLUSTER is a one-time operation; later changes are not clustered and it never stays ordered."),
     ],
 )
 def test_right_answers_in_other_words_and_units_are_right(task_id: str, answer: str) -> None:
