@@ -1,33 +1,53 @@
 """Scoring an agent's answers against a task set. Pure: no I/O, no model.
 
-- success: an answer states every expected fact (normalised text, or numbers compared as numbers);
-  for a question the documents do not answer, the answer declines.
+- success: the answer states every expected fact as its answer to what was asked (claims.py
+  reads quantities with their units, vocabulary values, negations and what each value is said
+  of), and
+  - negates none of them ("the statement is not executed");
+  - states no competing value of a kind it asks for: another quantity of the same dimension,
+    another value of the same vocabulary (lock modes, isolation levels, ...), not both "yes" and
+    "no", and not "yes" where the fact is a negation;
+  - says no fact of another thing the question asks about (values swapped between subjects);
+  - states none of the task's ``wrong`` facts;
+  - is no list: at most MAX_OTHER_VALUES values of kinds the question does not ask for, and each
+    fact stated at least once outside an enumeration of LIST_ITEMS or more short items.
+  For a question the documents do not answer, the answer declines and asserts no value.
+  Values in the question itself (and version numbers) are never competing values.
 - grounded (answerable questions only): the answer cites, every citation names a document whose
   passages the task (or one of its sub-agents) actually retrieved, and every fact the answer states
-  is in one of the cited, retrieved passages. No citation, a citation of something never
-  retrieved, or a cited passage without the fact: ungrounded, with the reason.
+  is stated in the same sense by one of the cited, retrieved passages: the quantity with its unit,
+  not negated, within NEAR characters of the thing asked (the fact's subject, else a setting the
+  question names). No citation, a citation of something never retrieved, or a cited passage
+  without the fact: ungrounded, with the reason.
 - recall@k (answerable questions only): the share of the supporting documents among the first k
   passages of any search the task tree made.
 A citation names a document (``sql-vacuum.html``; ``sql-vacuum.html#3`` names the same document):
 the retrieval tool shows the model each passage's document, so that is what it can cite.
+An optional judge model's verdict (``Outcome.judged``) is reported beside these scores, never
+instead of them.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from agentfleet.evaluation.claims import Form, Reading, fact_stated, forms, identifiers_in, is_version, negated, normalise
+from agentfleet.evaluation.claims import numbers_in as numbers_in  # where callers found it before claims.py
 from agentfleet.evaluation.taskset import EvalTask, Fact
 
-_TRANSLATE = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-", "\u2212": "-", "\u00a0": " "})
-_MARKUP = re.compile(r"[`*_]+")
-_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|(?<![\w.])\.\d+")
+# More values than this of kinds the question does not ask for make an answer a list of guesses.
+MAX_OTHER_VALUES = 3
+# A fact stated only as one short item of an enumeration this long is a guess among candidates.
+LIST_ITEMS = 5
+# How close (characters) a cited passage must state a fact to the thing asked: one settings entry
+# of the PostgreSQL manual runs to 1,100 characters from its name to its default (effective_cache_size).
+NEAR = 1200
 # How agents say that the documents do not answer a question.
 _DECLINE = re.compile(
     r"(?i)\b(?:not (?:mentioned|documented|covered|specified|stated|described|found|included|available|present|provided|in the (?:manual|documentation|documents|passages))"
@@ -36,42 +56,33 @@ _DECLINE = re.compile(
     r"|(?:cannot|can't|could not|couldn't|unable to) (?:find|answer|determine|locate)"
     r"|i (?:do not|don't) know|unknown to the (?:manual|documentation)|there is no)\b"
 )
+# A value asserted in words: "the default ... is noeviction", "defaults to on".
+_ASSERTED = re.compile(
+    r"\b(?:default(?: [\w-]+){0,4} (?:is|was|would be)|defaults? to|is set to)\s+['\"]?([\w-]+(?:\.\d+)?)"
+)
+_NOT_A_VALUE = frozenset("no not none unknown undocumented unspecified a an the any".split())
+_YES_NO_QUESTION = re.compile(r"^(?:is|are|does|do|did|can|could|should|will|would|has|have|was|were|may|must)\b")
+_YES = re.compile(r"(?:^|[.!?;:]\s)yes\b", re.MULTILINE)
+_NO = re.compile(r"(?:^|[.!?;:]\s)no\b(?=\s*[,.;:!]|\s*$)", re.MULTILINE)
 
 
-def normalise(text: str) -> str:
-    """Lower case, one kind of quote and dash, no markdown emphasis, single spaces."""
-    t = unicodedata.normalize("NFKC", text or "").translate(_TRANSLATE)
-    t = _MARKUP.sub("", t)
-    return " ".join(t.lower().split())
+def declined(answer: str, question: str = "") -> bool:
+    """The answer says the documents do not answer, and asserts no value of its own."""
+    return bool(_DECLINE.search(normalise(answer))) and not asserted_values(answer, question)
 
 
-def numbers_in(text: str) -> list[float]:
-    out = []
-    for m in _NUMBER.finditer(unicodedata.normalize("NFKC", text or "")):
-        out.append(float(m.group(0).replace(",", "")))
+def asserted_values(answer: str, question: str = "") -> list[str]:
+    """Values an answer asserts that its question does not contain: quantities (not versions, not a
+    spelled number without a unit), vocabulary values, and "the default is X"."""
+    a, q = Reading(answer), Reading(question)
+    out = [
+        a.low[x.start : x.end]
+        for x in a.quantities
+        if not (x.spelled and not x.dim) and not is_version(a.low, x) and not any(x.same(y) for y in q.quantities)
+    ]
+    out += [m.entry for m in a.mentions if m.entry not in {n.entry for n in q.mentions}]
+    out += [m.group(1) for m in _ASSERTED.finditer(a.low) if m.group(1) not in _NOT_A_VALUE]
     return out
-
-
-def _contains(haystack: str, needle: str) -> bool:
-    """``needle`` in ``haystack`` (both normalised) not inside a longer word: "on" is not in "one"."""
-    n = normalise(needle)
-    if not n:
-        return False
-    return re.search(r"(?<![a-z0-9])" + re.escape(n) + r"(?![a-z0-9])", haystack) is not None
-
-
-def fact_stated(fact: Fact, text: str) -> bool:
-    norm = normalise(text)
-    if any(_contains(norm, t) for t in fact.texts):
-        return True
-    if fact.numbers:
-        found = numbers_in(text)
-        return any(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a in fact.numbers for b in found)
-    return False
-
-
-def declined(answer: str) -> bool:
-    return bool(_DECLINE.search(normalise(answer)))
 
 
 def same_document(cited: str, source: str) -> bool:
@@ -120,6 +131,117 @@ def recall_at(task: EvalTask, retrieved: Iterable[dict[str, Any]], k: int) -> fl
     return hit / len(task.supporting)
 
 
+_CAPS = re.compile(r"\b[A-Z][A-Z_]{2,}(?: [A-Z][A-Z_]{2,})*\b")
+
+
+def subjects(task: EvalTask) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the subject each fact is said of, "" for none; every subject the question names).
+
+    With ``about`` on a fact, the subjects are the abouts, the question's snake_case names and its
+    words in capitals (DELETE, TRUNCATE); without, a question naming as many snake_case names as it
+    has facts (two or more) binds them in order ("compare seq_page_cost and random_page_cost")."""
+    names = identifiers_in(normalise(task.question))
+    if any(f.about for f in task.facts):
+        caps = [w for m in _CAPS.finditer(task.question) for w in (m.group(0), *m.group(0).split())]
+        everything = dict.fromkeys(x.lower() for x in [*(f.about for f in task.facts if f.about), *names, *caps])
+        return tuple(f.about.lower() for f in task.facts), tuple(everything)
+    if len(task.facts) >= 2 and len(names) == len(task.facts):
+        return tuple(names), tuple(names)
+    return tuple("" for _ in task.facts), ()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    why: str  # "ok", or every reason the answer is wrong
+
+
+def judge_answer(task: EvalTask, answer: str) -> Verdict:
+    """Whether ``answer`` answers ``task`` (see the module docstring); pure."""
+    if task.expect == "decline":
+        if declined(answer, task.question):
+            return Verdict(True, "ok")
+        values = asserted_values(answer, task.question)
+        if values and _DECLINE.search(normalise(answer)):
+            return Verdict(False, f"declines but asserts {', '.join(map(repr, values[:3]))}")
+        return Verdict(False, "answered a question the documents do not answer")
+    a, q = Reading(answer), Reading(task.question)
+    own, named = subjects(task)
+    why: list[str] = []
+    fact_forms = [g for f in task.facts for g in forms(f)]
+    for f, subject in zip(task.facts, own, strict=True):
+        claims = [c for c in a.claims(f) if not c.negated]
+        if not claims:
+            negated = any(c.negated for c in a.claims(f))
+            why.append(("negates " if negated else "missing ") + repr(f.describe()))
+            continue
+        if all(a.listed(c) >= LIST_ITEMS for c in claims):
+            why.append(f"states {f.describe()!r} only in a list of {max(a.listed(c) for c in claims)} candidates")
+            continue
+        said = [a.said_of(c, named) for c in claims]
+        if subject and subject not in said and "" not in said:
+            why.append(f"states {f.describe()!r} of {next(x for x in said if x)}, not of {subject}")
+        elif subject and any(x and x != subject for x in said):
+            why.append(f"states {f.describe()!r} of {next(x for x in said if x and x != subject)} too")
+    for w in task.wrong:
+        if fact_stated(w, answer):
+            why.append(f"states the wrong {w.describe()!r}")
+    why += _competing(task, a, q, fact_forms)
+    return Verdict(not why, "; ".join(why) or "ok")
+
+
+def _competing(task: EvalTask, a: Reading, q: Reading, fact_forms: list[Form]) -> list[str]:
+    """Values the answer states beside the expected ones: of an asked kind, or too many of others."""
+    dims = {g.quantity.dim for g in fact_forms if g.quantity is not None}
+    vocabs = {g.vocab for g in fact_forms if g.vocab}
+    phrases = {g.phrase for g in fact_forms if g.phrase}
+    asked, other = [], set()
+    for x in a.quantities:
+        if (x.spelled and not x.dim) or is_version(a.low, x) or negated(a.low, x.start):
+            continue
+        if any(g.quantity is not None and x.same(g.quantity) for g in fact_forms):
+            continue
+        if any(x.same(y) for y in q.quantities):
+            continue
+        if x.dim in dims:
+            asked.append(a.low[x.start : x.end])
+        else:
+            other.add(x.key())
+    question_entries = {m.entry for m in q.mentions}
+    for m in a.mentions:
+        if m.entry in phrases or m.entry in question_entries or negated(a.low, m.start):
+            continue
+        if m.vocab in vocabs:
+            asked.append(m.entry)
+        else:
+            other.add("v:" + m.entry)
+    names = set(identifiers_in(q.low)) | phrases
+    other |= {"i:" + n for n in identifiers_in(a.low) if n not in names}
+    why = [f"also states {', '.join(map(repr, dict.fromkeys(asked)))}"] if asked else []
+    if _YES_NO_QUESTION.match(q.low):
+        yes, no = _YES.search(a.low), _NO.search(a.low)
+        if yes and no:
+            why.append("answers both yes and no")
+        elif yes and any(_negative(f) for f in task.facts):
+            why.append("answers yes where the fact is a negation")
+    if len(other) > MAX_OTHER_VALUES:
+        why.append(f"states {len(other)} values the question does not ask for: a list, not an answer")
+    return why
+
+
+def _negative(f: Fact) -> bool:
+    """A fact every alternative of which is a negation ("cannot", "not MVCC-safe")."""
+    alts = forms(f)
+    return bool(alts) and all(g.phrase and re.search(r"\b(?:not|cannot|can't|never|no)\b", g.phrase) for g in alts)
+
+
+def supports(task: EvalTask, fact: Fact, subject: str, passage: str) -> bool:
+    """A passage states the fact in the same sense: not negated, and near the thing asked."""
+    r = Reading(passage)
+    names = [subject] if subject else identifiers_in(normalise(task.question))
+    return any(not c.negated and (not names or r.near(c, names, NEAR)) for c in r.claims(fact))
+
+
 def groundedness(task: EvalTask, o: Outcome) -> tuple[bool | None, str]:
     if task.expect == "decline":
         return None, "not scored: the question expects a decline"
@@ -131,29 +253,29 @@ def groundedness(task: EvalTask, o: Outcome) -> tuple[bool | None, str]:
         if not passages:
             return False, f"cites {c}, which the task never retrieved"
         cited += passages
-    stated = [f for f in task.facts if fact_stated(f, o.answer)]
+    own, _ = subjects(task)
+    stated = [(f, s) for f, s in zip(task.facts, own, strict=True) if fact_stated(f, o.answer)]
     if not stated:
-        return False, "states none of the expected facts: no claim to check against the cited passages"
-    for f in stated:
-        if not any(fact_stated(f, str(p.get("text", ""))) for p in cited):
-            return False, f"no cited passage contains {f.describe()!r}"
+        return False, NOTHING_TO_GROUND
+    for f, subject in stated:
+        if not any(supports(task, f, subject, str(p.get("text", ""))) for p in cited):
+            return False, f"no cited passage states {f.describe()!r}" + (f" of {subject}" if subject else "")
     return True, "ok"
+
+
+NOTHING_TO_GROUND = "states none of the expected facts: no claim to check against the cited passages"
 
 
 def score(task: EvalTask, o: Outcome, k: int = 5) -> TaskScore:
     if o.status != "done":
         ok, why = False, f"task {o.status or 'unknown'}: {o.reason or o.error or 'no answer'}"
-    elif task.expect == "decline":
-        ok = declined(o.answer)
-        why = "ok" if ok else "answered a question the documents do not answer"
     else:
-        missing = [f.describe() for f in task.facts if not fact_stated(f, o.answer)]
-        ok = not missing
-        why = "ok" if ok else "missing " + "; ".join(repr(m) for m in missing)
+        v = judge_answer(task, o.answer)
+        ok, why = v.ok, v.why
     grounded, gwhy = groundedness(task, o)
     if ok and grounded is False:
         why = f"correct but ungrounded: {gwhy}"
-    elif not ok and grounded is False and gwhy != "states none of the expected facts: no claim to check against the cited passages":
+    elif not ok and grounded is False and gwhy != NOTHING_TO_GROUND:
         why = f"{why}; {gwhy}"
     return TaskScore(task, o, ok, grounded, recall_at(task, o.retrieved, k), why)
 

@@ -13,15 +13,33 @@ A task set is YAML (a mapping with ``tasks:``, or a list) or JSONL (one task per
       - [five minutes, 5 min, 300s]  #   a list of alternatives (any one),
       - {number: 0.9}                #   a number, matched numerically (0.9 = .90)
       - {any: [replica, {number: 1}]}  # alternatives of either form
-      - {any: [8 bytes], about: bigint}  # about: the thing this fact answers for, in a comparison
       supporting: [runtime-config-wal.html]   # documents holding the facts (recall@k)
-      wrong: [10min]                 # competing values a correct answer does not state (same forms)
+    - id: cmp-01
+      part: dev
+      kind: comparison
+      question: Compare plain VACUUM and VACUUM FULL. Which lock does each take?
+      facts:
+      - {any: [SHARE UPDATE EXCLUSIVE], about: VACUUM}   # about: the thing this fact is the answer for
+      - {any: [ACCESS EXCLUSIVE], about: VACUUM FULL}
+      wrong: [[VACUUM FULL can run alongside]]          # distractors: stating one fails the answer
+      supporting: [sql-vacuum.html]
     - id: none-01
+      part: heldout
       kind: unanswerable
       question: What is the default value of the setting max_cluster_ram?
       expect: decline                # the right answer says the documents do not answer it
 
-Errors name the task and the field.
+How facts are read (scoring.py does the matching): a string that is a number with a unit ("5min",
+"128 MB", "five minutes", "1 gigabyte") is a quantity, compared as a quantity (5min = 300 s;
+1GB = 1024MB, as PostgreSQL counts); ``{number: N}`` is a bare number, which never matches a
+number with a unit; any other string is a phrase, matched as whole words. ``about`` names what
+the fact answers when a question asks about several things (without it, a question that names as
+many snake_case settings as it has facts binds them in order): an answer that states the fact
+for another of those things is wrong. ``wrong`` lists facts a correct answer must not state.
+
+Every task names its ``part``. A task set is refused when its parts share a supporting page or a
+fact (held-out questions must be about pages and values never tuned on), or when a question
+contains one of its own facts. Errors name the task and the field.
 """
 
 from __future__ import annotations
@@ -33,6 +51,8 @@ from typing import Any, Literal
 
 import yaml
 
+from agentfleet.evaluation.claims import fact_keys, fact_stated
+
 PARTS = ("dev", "heldout")
 
 
@@ -42,7 +62,7 @@ class TaskSetError(ValueError):
 
 @dataclass(frozen=True)
 class Fact:
-    """One fact an answer must state: any of ``texts`` (normalised) or any of ``numbers``."""
+    """One fact an answer must state: any of ``texts`` or any of ``numbers`` (bare numbers), said of ``about``."""
 
     texts: tuple[str, ...] = ()
     numbers: tuple[float, ...] = ()
@@ -63,7 +83,7 @@ class EvalTask:
     supporting: tuple[str, ...] = ()
     expect: Literal["answer", "decline"] = "answer"
     notes: str = ""
-    wrong: tuple[Fact, ...] = ()  # distractors: competing values a correct answer does not state
+    wrong: tuple[Fact, ...] = ()  # distractors: an answer stating one of them is wrong
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,9 @@ class TaskSet:
         return TaskSet(f"{self.name}#{part}", tuple(t for t in self.tasks if t.part == part))
 
 
+FACT_FORMS = "a fact is a string, a list of alternatives, {number: N} or {any: [...]} (either with an optional about: NAME)"
+
+
 def _fact(raw: Any, where: str) -> Fact:
     texts: list[str] = []
     numbers: list[float] = []
@@ -86,12 +109,14 @@ def _fact(raw: Any, where: str) -> Fact:
     if isinstance(raw, dict) and "about" in raw and set(raw) - {"about"} in ({"any"}, {"number"}):
         about = raw["about"]
         if not isinstance(about, str) or not about.strip():
-            raise TaskSetError(f"{where}: about names what the fact answers for (a non-empty string); got {about!r}")
+            raise TaskSetError(
+                f"{where}: about names the thing the fact answers for (a non-empty string); got {about!r}"
+            )
         raw = {k: v for k, v in raw.items() if k != "about"}
 
     def one(x: Any) -> None:
         if isinstance(x, bool):
-            raise TaskSetError(f"{where}: a fact is a string, a list of alternatives, {{number: N}} or {{any: [...]}}; got {x!r}")
+            raise TaskSetError(f"{where}: {FACT_FORMS}; got {x!r}")
         if isinstance(x, str) and x.strip():
             texts.append(x)
         elif isinstance(x, (int, float)):
@@ -99,7 +124,7 @@ def _fact(raw: Any, where: str) -> Fact:
         elif isinstance(x, dict) and set(x) == {"number"} and isinstance(x["number"], (int, float)) and not isinstance(x["number"], bool):
             numbers.append(float(x["number"]))
         else:
-            raise TaskSetError(f"{where}: a fact is a string, a list of alternatives, {{number: N}} or {{any: [...]}}; got {x!r}")
+            raise TaskSetError(f"{where}: {FACT_FORMS}; got {x!r}")
 
     if isinstance(raw, dict) and set(raw) == {"any"}:
         raw = raw["any"]
@@ -111,6 +136,14 @@ def _fact(raw: Any, where: str) -> Fact:
     else:
         one(raw)
     return Fact(tuple(texts), tuple(numbers), about.strip())
+
+
+def _facts(raw: Any, where: str, name: str) -> tuple[Fact, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise TaskSetError(f"{where}: {name} must be a list")
+    return tuple(_fact(f, f"{where} {name}[{i}]") for i, f in enumerate(raw))
 
 
 def parse_task(raw: Any, index: int) -> EvalTask:
@@ -126,16 +159,16 @@ def parse_task(raw: Any, index: int) -> EvalTask:
     if not isinstance(question, str) or not question.strip():
         raise TaskSetError(f"{where}: question is required (a non-empty string)")
     kind = str(raw.get("kind") or "general")
-    part = str(raw.get("part") or "dev")
+    part = raw.get("part")
+    if part is None:
+        raise TaskSetError(f"{where}: part is required: dev (tune on it) or heldout (report it)")
     if part not in PARTS:
         raise TaskSetError(f"{where}: part must be one of {', '.join(PARTS)}; got {part!r}")
     expect = raw.get("expect") or ("decline" if kind == "unanswerable" else "answer")
     if expect not in ("answer", "decline"):
         raise TaskSetError(f"{where}: expect must be answer or decline; got {expect!r}")
-    facts_raw = raw.get("facts") or []
-    if not isinstance(facts_raw, list):
-        raise TaskSetError(f"{where}: facts must be a list")
-    facts = tuple(_fact(f, f"{where} facts[{i}]") for i, f in enumerate(facts_raw))
+    facts = _facts(raw.get("facts"), where, "facts")
+    wrong = _facts(raw.get("wrong"), where, "wrong")
     if expect == "answer" and not facts:
         raise TaskSetError(f"{where}: an answerable task needs at least one fact (or expect: decline)")
     if expect == "decline" and facts:
@@ -145,12 +178,32 @@ def parse_task(raw: Any, index: int) -> EvalTask:
         raise TaskSetError(f"{where}: supporting must be a list of document names")
     if expect == "answer" and not supporting:
         raise TaskSetError(f"{where}: supporting is required for an answerable task (the documents that hold its facts)")
-    wrong_raw = raw.get("wrong") or []
-    if not isinstance(wrong_raw, list):
-        raise TaskSetError(f"{where}: wrong must be a list of facts")
-    wrong = tuple(_fact(f, f"{where} wrong[{i}]") for i, f in enumerate(wrong_raw))
     notes = str(raw.get("notes") or "")
-    return EvalTask(str(tid), question.strip(), kind, part, facts, tuple(supporting), expect, notes, wrong)
+    task = EvalTask(str(tid), question.strip(), kind, part, facts, tuple(supporting), expect, notes, wrong)
+    for i, f in enumerate(facts):
+        if fact_stated(f, task.question):
+            raise TaskSetError(
+                f"{where} facts[{i}]: the question itself states {f.describe()!r}; ask without giving the answer away"
+            )
+    return task
+
+
+def check_parts(tasks: tuple[EvalTask, ...]) -> None:
+    """Held-out tasks share no supporting page and no fact with dev tasks: what is tuned on dev must
+    not have seen the held-out answers."""
+    dev = [t for t in tasks if t.part == "dev"]
+    for t in (t for t in tasks if t.part == "heldout"):
+        for d in dev:
+            pages = sorted(set(t.supporting) & set(d.supporting))
+            if pages:
+                raise TaskSetError(
+                    f"task {t.id}: part heldout shares supporting page {pages[0]} with dev task {d.id}; move one of them"
+                )
+            for f in t.facts:
+                if any(fact_keys(f) & fact_keys(g) for g in d.facts):
+                    raise TaskSetError(
+                        f"task {t.id}: part heldout shares the fact {f.describe()!r} with dev task {d.id}; move one of them"
+                    )
 
 
 def parse_taskset(raw: Any, name: str) -> TaskSet:
@@ -165,6 +218,7 @@ def parse_taskset(raw: Any, name: str) -> TaskSet:
         if t.id in seen:
             raise TaskSetError(f"task {t.id}: id used twice")
         seen.add(t.id)
+    check_parts(tasks)
     return TaskSet(name, tasks)
 
 

@@ -35,14 +35,15 @@ RULES = [
 TASKS = [
     {
         "id": "right",
+        "part": "dev",
         "kind": "command",
         "question": "Q-right: what does AOF do?",
         "facts": [["appends every write", "appends each write"]],
         "supporting": ["aof.md"],
     },
-    {"id": "wrong", "kind": "command", "question": "Q-wrong: what does AOF do?", "facts": ["appends every write"], "supporting": ["aof.md"]},
-    {"id": "unretrieved", "kind": "default", "question": "Q-unretrieved: what does AOF do?", "facts": ["appends every write"], "supporting": ["aof.md"]},
-    {"id": "lacking", "kind": "default", "question": "Q-lacking: what do consumer groups keep?", "facts": ["pending entries"], "supporting": ["streams.md"]},
+    {"id": "wrong", "part": "dev", "kind": "command", "question": "Q-wrong: what does AOF do?", "facts": ["appends every write"], "supporting": ["aof.md"]},
+    {"id": "unretrieved", "part": "dev", "kind": "default", "question": "Q-unretrieved: what does AOF do?", "facts": ["appends every write"], "supporting": ["aof.md"]},
+    {"id": "lacking", "part": "dev", "kind": "default", "question": "Q-lacking: what do consumer groups keep?", "facts": ["pending entries"], "supporting": ["streams.md"]},
     {"id": "none", "kind": "unanswerable", "question": "Q-none: what does Kaffee cost?", "part": "dev"},
 ]
 
@@ -93,7 +94,7 @@ def test_eval_scores_planted_failures_through_the_task_api(milvus_lite, redis_se
     assert got["unretrieved"]["success"] is True and got["unretrieved"]["grounded"] is False
     assert got["unretrieved"]["why"] == "correct but ungrounded: cites aof.md, which the task never retrieved"
     assert got["unretrieved"]["recall"] == 0.0
-    assert got["lacking"]["success"] is True and got["lacking"]["grounded"] is False and "no cited passage contains" in got["lacking"]["why"]
+    assert got["lacking"]["success"] is True and got["lacking"]["grounded"] is False and "no cited passage states" in got["lacking"]["why"]
     assert got["none"]["success"] is True and got["none"]["grounded"] is None
     s = report["runs"][0]["summary"]
     assert s["tasks"] == 5 and s["success"] == 0.8 and s["grounded"] == 0.25 and s["endReasons"] == {"final_answer": 5}

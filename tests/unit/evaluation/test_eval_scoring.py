@@ -13,6 +13,7 @@ from agentfleet.evaluation.taskset import Fact, parse_task
 CHECKPOINT = parse_task(
     {
         "id": "wal-1",
+        "part": "dev",
         "kind": "default",
         "question": "What is the default of checkpoint_timeout?",
         "facts": [["5min", "five minutes", "5 min"]],
@@ -21,9 +22,9 @@ CHECKPOINT = parse_task(
     0,
 )
 TARGET = parse_task(
-    {"id": "wal-2", "question": "Default checkpoint_completion_target?", "facts": [{"number": 0.9}], "supporting": ["runtime-config-wal.html"]}, 1
+    {"id": "wal-2", "part": "dev", "question": "Default checkpoint_completion_target?", "facts": [{"number": 0.9}], "supporting": ["runtime-config-wal.html"]}, 1
 )
-NONE = parse_task({"id": "none-1", "kind": "unanswerable", "question": "Default of max_cluster_ram?"}, 2)
+NONE = parse_task({"id": "none-1", "part": "dev", "kind": "unanswerable", "question": "Default of max_cluster_ram?"}, 2)
 WAL = {"source": "runtime-config-wal.html", "rank": 1, "text": "checkpoint_timeout (integer)\nThe default is five minutes (5min)."}
 LOCKS = {"source": "explicit-locking.html", "rank": 2, "text": "ACCESS EXCLUSIVE conflicts with every mode."}
 
@@ -52,7 +53,7 @@ def test_citation_of_a_passage_never_retrieved_is_ungrounded() -> None:
 
 def test_citation_whose_passage_lacks_the_fact_is_ungrounded() -> None:
     s = score(CHECKPOINT, outcome("The default is 5min [source: explicit-locking.html]", ["explicit-locking.html"]))
-    assert s.success is True and s.grounded is False and "no cited passage contains" in s.why
+    assert s.success is True and s.grounded is False and "no cited passage states" in s.why
 
 
 def test_answer_without_citation_is_ungrounded() -> None:
@@ -85,7 +86,7 @@ def test_numbers_match_as_numbers_and_words_as_whole_words() -> None:
     assert fact_stated(Fact(texts=("ACCESS EXCLUSIVE",)), "an **access   exclusive** lock") is True
     assert fact_stated(Fact(texts=("5min",)), "(5min).") is True
     assert numbers_in("version 9.6, -3 and .5") == [9.6, -3.0, 0.5]
-    s = score(TARGET, outcome("It is 0.9 [source: runtime-config-wal.html]", ["runtime-config-wal.html"], retrieved=({**WAL, "text": "The default is 0.9."},)))
+    s = score(TARGET, outcome("It is 0.9 [source: runtime-config-wal.html]", ["runtime-config-wal.html"], retrieved=({**WAL, "text": "checkpoint_completion_target: the default is 0.9."},)))
     assert s.success and s.grounded
 
 
@@ -103,7 +104,7 @@ def test_declines(answer: str, declines: bool) -> None:
 
 
 def test_recall_counts_only_the_first_k_passages_of_each_search() -> None:
-    two = parse_task({"id": "m", "question": "q", "facts": ["x"], "supporting": ["a.html", "b.html"]}, 0)
+    two = parse_task({"id": "m", "part": "dev", "question": "q", "facts": ["x"], "supporting": ["a.html", "b.html"]}, 0)
     got = ({"source": "a.html", "rank": 1, "text": ""}, {"source": "b.html", "rank": 6, "text": ""})
     assert score(two, outcome("x", retrieved=got), k=5).recall == 0.5
     assert score(two, outcome("x", retrieved=got), k=8).recall == 1.0

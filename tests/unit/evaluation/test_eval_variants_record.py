@@ -107,7 +107,7 @@ def test_a_spent_time_budget_starts_no_more_tasks() -> None:
     from agentfleet.evaluation.runner import Target, run_all
     from agentfleet.evaluation.taskset import parse_task
 
-    task = parse_task({"id": "a", "question": "q", "facts": ["x"], "supporting": ["p"]}, 0)
+    task = parse_task({"id": "a", "part": "dev", "question": "q", "facts": ["x"], "supporting": ["p"]}, 0)
     # The URL would refuse connections: nothing is submitted once the budget is spent.
     got = run_all(Target("t", "http://127.0.0.1:9", "tok"), [task, task], run_id="r", concurrency=1, timeout=1, start_by=time.monotonic() - 1)
     assert got == [None, None]
@@ -118,7 +118,7 @@ def test_cut_runs_take_tasks_round_robin_by_kind() -> None:
     from agentfleet.evaluation.taskset import parse_task
 
     ts = [
-        parse_task({"id": i, "kind": k, "question": "q", "facts": ["x"], "supporting": ["p"]}, 0)
+        parse_task({"id": i, "part": "dev", "kind": k, "question": "q", "facts": ["x"], "supporting": ["p"]}, 0)
         for i, k in [("a1", "a"), ("a2", "a"), ("a3", "a"), ("b1", "b"), ("c1", "c"), ("c2", "c")]
     ]
     assert [t.id for t in interleave_kinds(ts)] == ["a1", "b1", "c1", "a2", "c2", "a3"]
