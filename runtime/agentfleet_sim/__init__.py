@@ -24,7 +24,7 @@ from .fleet import Fleet, FleetThread, ReplicaHandle, fleet_config, serve_fleet,
 from .kv_cache import HashedPrompt
 from .metrics_spec import Flavor, exposed_names, metric_specs
 from .openai_api import ApiError
-from .quirks import INDEPENDENT_ENGINE, Quirks
+from .quirks import INDEPENDENT_ENGINE, LLM_D_SIM, PROFILES, Quirks
 from .replica import Replica
 from .runner import Completion, EngineRunner
 from .server import ReplicaServer
@@ -47,6 +47,8 @@ __all__ = [
     "HashedPrompt",
     "Histogram",
     "INDEPENDENT_ENGINE",
+    "LLM_D_SIM",
+    "PROFILES",
     "LoopClock",
     "ManualClock",
     "Quirks",

@@ -19,6 +19,16 @@ the model client and the autoscaler are tested against it:
   tool call (seeded by the prompt, arguments valid against the tool's schema) rather than text,
   for the first ``tool_call_steps`` calls of a conversation (counted by its ``tool`` messages);
   after that it answers in text, so an agent loop ends with a final answer.
+- ``tool_calls_finish_reason``: a request answered with a tool call is counted in
+  ``request_success`` under ``tool_calls`` (vLLM's engine counts it as ``stop``; its OpenAI
+  layer alone says ``tool_calls``).
+- ``queue_time_waiters_only``: ``request_queue_time_seconds`` observes only the requests that
+  waited for a slot (passed over by at least one engine step), not every request: its count falls
+  below the TTFT histogram's (vLLM observes every finished request).
+- ``tokenize_endpoint = False``: no ``POST /tokenize`` (vLLM serves one: the prompt's exact token
+  count under the chat template).
+- ``metrics_error_after_disconnect``: the first ``GET /metrics`` after a client went away answers
+  HTTP 500 (a bug of the engine measured for issue 46); the next read works.
 
 Removed metric names exported beside the current ones are ``metrics_flavor: both``
 (``metrics_spec.Flavor.BOTH``); the small default context is ``engine.max_model_len``.
@@ -41,6 +51,10 @@ class Quirks:
     strict_tool_schemas: bool = False
     tool_call_rate: float = 0.0
     tool_call_steps: int = 3
+    tool_calls_finish_reason: bool = False
+    queue_time_waiters_only: bool = False
+    tokenize_endpoint: bool = True
+    metrics_error_after_disconnect: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.tool_call_rate <= 1.0:
@@ -69,6 +83,18 @@ INDEPENDENT_ENGINE = Quirks(
     engine_label=False,
     strict_tool_schemas=True,
 )
+
+# llm-d's inference simulator (llm-d-inference-sim, commit eec055a), measured for issue 46, showed
+# the behaviours above again (strict schemas not re-checked) plus tool calls counted apart, queue time for waiters only, no /tokenize, and
+# a failed /metrics read after each client disconnect.
+LLM_D_SIM = dataclasses.replace(
+    INDEPENDENT_ENGINE,
+    tool_calls_finish_reason=True,
+    queue_time_waiters_only=True,
+    tokenize_endpoint=False,
+    metrics_error_after_disconnect=True,
+)
+PROFILES = {"vllm": Quirks(), "independent": INDEPENDENT_ENGINE, "llm-d-sim": LLM_D_SIM}
 
 
 def non_portable_schema_path(schema: Any, path: str = "parameters") -> str | None:

@@ -46,6 +46,9 @@ class Replica:
         self.engine = Engine(self.config.engine)
         self.quirks = self.config.quirks
         self.engine.ttft_from_scheduling = self.quirks.ttft_from_scheduling
+        self.engine.tool_calls_reason = self.quirks.tool_calls_finish_reason
+        self.engine.queue_time_waiters_only = self.quirks.queue_time_waiters_only
+        self._metrics_fail_next = False  # quirks.metrics_error_after_disconnect: armed by a disconnect
         self.runner = EngineRunner(self.engine)
         self.faults: FaultConfig = self.config.faults
         self.tokenizer = ChatTokenizer()
@@ -167,8 +170,23 @@ class Replica:
         return models_response(cfg.served_name, cfg.model, cfg.max_model_len)
 
     def metrics_text(self) -> bytes:
+        if self._metrics_fail_next:
+            self._metrics_fail_next = False
+            raise ApiError(500, "metrics unavailable after a client disconnect (quirks.metrics_error_after_disconnect)", "InternalServerError")
         self.runner.sync()
         return render_metrics(self.engine, self.config.metrics_flavor, self.quirks)
+
+    def tokenize(self, body: Any) -> dict[str, Any]:
+        """vLLM's ``POST /tokenize``: the prompt's token count under the chat template (``messages``)
+        or of a plain ``prompt``; a 404 where the engine has none (quirks.tokenize_endpoint off)."""
+        if not self.quirks.tokenize_endpoint:
+            raise ApiError(404, "Not Found", "NotFoundError")
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        kind: Kind = "chat" if "messages" in body else "completion"
+        cfg = self.config.engine
+        parsed = parse_request({**body, "model": cfg.served_name}, kind, cfg.served_name, self.tokenizer)
+        return {"count": len(parsed.prompt), "max_model_len": cfg.max_model_len, "tokens": parsed.prompt}
 
     # -- completions -----------------------------------------------------------------------
     async def completion(self, body: Any, kind: Kind = "chat") -> Chunk | AsyncIterator[Chunk]:
@@ -192,6 +210,7 @@ class Replica:
             q = self.quirks
             tool_call = decide_tool_call(body, handle.request.content_seed, q.tool_call_rate, q.tool_call_steps)
             self.tool_calls += tool_call is not None
+            handle.request.tool_call = tool_call is not None
         if req.stream:
             return self._stream(handle, req, slow_factor, tool_call)
         return full_response(kind, request_id, self.config.engine.served_name, await self._wait(handle, slow_factor), tool_call)
@@ -258,6 +277,7 @@ class Replica:
     def _client_gone(self, handle: RequestHandle) -> None:
         """vLLM aborts a request whose client went away (frees its slot, counts ``abort``); an
         engine without that (quirks.abort_on_disconnect off) lets it run to the end."""
+        self._metrics_fail_next = self.quirks.metrics_error_after_disconnect
         if self.quirks.abort_on_disconnect:
             self.runner.abort(handle.request.request_id)
         else:
