@@ -51,7 +51,7 @@ class Replica:
         self._metrics_fail_next = False  # quirks.metrics_error_after_disconnect: armed by a disconnect
         self.runner = EngineRunner(self.engine)
         self.faults: FaultConfig = self.config.faults
-        self.tokenizer = ChatTokenizer()
+        self.tokenizer = ChatTokenizer(piece_chars=self.quirks.tokenizer_piece_chars)
         self._fault_rng = random.Random(self.faults.seed)
         # Keyed draws (faults.draws "call"): the fleet's shared book, else one of its own.
         self._call_draws = call_draws or CallDraws(f"{self.faults.seed}/{name}")
@@ -64,6 +64,7 @@ class Replica:
         self.slow_calls = 0  # calls made slow_factor times slower (slow_fraction or an episode)
         self.orphans = 0  # calls whose client went away but that ran on (quirks.abort_on_disconnect off)
         self.tool_calls = 0  # answers written as tool calls (quirks.tool_call_rate)
+        self.tokenized = 0  # POST /tokenize answered
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -186,6 +187,7 @@ class Replica:
         kind: Kind = "chat" if "messages" in body else "completion"
         cfg = self.config.engine
         parsed = parse_request({**body, "model": cfg.served_name}, kind, cfg.served_name, self.tokenizer)
+        self.tokenized += 1
         return {"count": len(parsed.prompt), "max_model_len": cfg.max_model_len, "tokens": parsed.prompt}
 
     # -- completions -----------------------------------------------------------------------
