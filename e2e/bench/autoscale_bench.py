@@ -57,6 +57,15 @@ outside bursts. Then the goals for each agentfleet configuration:
 and a PNG of the frontier with agentfleet's point (``--out``). Runs go to ``--jobs`` processes.
 
     .venv/bin/python e2e/bench/autoscale_bench.py --workload default --seeds 11-20 --coverage 0.5 [--jobs 2]
+
+Engines (``--engines vllm,llm-d-sim``; agentfleet_sim.quirks.BEHAVIOURS): every configuration
+runs on replicas that behave as each engine, named ``name[engine]`` beyond the first, and a table
+compares each one's replica decisions with the first engine's on the same seed (the timing is the
+same on every engine: only what its metrics say differs). Steps but the
+last of a task answer with a tool call (a sub-agent's call and the last step in text), which
+llm-d's simulator counts under ``tool_calls``. ``--pre-fix-reading`` adds agentfleet read as the
+code before issue 46 did (completions ``stop|length`` only, the queue witness over the queue
+histogram's own count) on the engines but the first, as the contrast.
     .venv/bin/python e2e/bench/autoscale_bench.py --workload default --tune --seeds 201-205 --coverage 0,0.25,0.5,0.75
 
 Seeds: agentfleet's reactive settings (AF_TUNING) were tuned on seeds 1-3 and the burst coverage
@@ -113,7 +122,9 @@ from agentfleet.autoscale.forecast import ForecastConfig, Profile, plan, within_
 from agentfleet.autoscale.goodput import E2E_METRIC, TPOT_METRIC, TTFT_METRIC  # noqa: E402
 from agentfleet.autoscale.policy import LoadTime  # noqa: E402
 from agentfleet.autoscale.terms import DOWN_HEADROOM  # noqa: E402
-from agentfleet_sim import ApiError, EngineConfig, HashedPrompt, Replica, ReplicaConfig, run_virtual  # noqa: E402
+from agentfleet.autoscale.witness import QUEUE_METRIC, goodput_with_witnesses, queue_witness  # noqa: E402
+from agentfleet.promql import UNSERVED_REASONS  # noqa: E402
+from agentfleet_sim import BEHAVIOURS, ApiError, EngineConfig, HashedPrompt, Quirks, Replica, ReplicaConfig, run_virtual  # noqa: E402
 
 GPUS_PER_REPLICA = 4
 TASK_SLO_S = 60.0
@@ -301,10 +312,11 @@ class Slot:
 
 
 class Fleet:
-    def __init__(self, seed: int, engine: EngineConfig) -> None:
+    def __init__(self, seed: int, engine: EngineConfig, quirks: Quirks | None = None) -> None:
         self.slots: list[Slot] = []
         self.rng = random.Random(seed * 7919 + 1)
         self.engine = engine
+        self.quirks = quirks or Quirks()  # how the replicas' engine differs from vLLM (--engines)
         self.ids = itertools.count()
         self.gpu_seconds_closed = 0.0
         self.scale_events = 0
@@ -323,7 +335,7 @@ class Fleet:
     async def add(self, now: float, warm: bool = False) -> None:
         # 70B BF16 weights (~140 GB) from a node-local cache, then CUDA-graph capture: 2.5-4 min.
         load = 0.0 if warm else self.rng.uniform(*LOAD_RANGE_S)
-        cfg = ReplicaConfig(engine=self.engine, startup_seconds=load)
+        cfg = ReplicaConfig(engine=self.engine, startup_seconds=load, quirks=self.quirks)
         replica = Replica(cfg, name=f"replica-{next(self.ids)}")
         await replica.start()
         self.slots.append(Slot(replica, now, load))
@@ -419,7 +431,7 @@ class Agents:
             return bisect.bisect_left(_ZIPF_CDF, rng.random()) + 1
         return rng.randint(200, 800)
 
-    async def call(self, holder: list[Slot | None], prompt: HashedPrompt, draws: Draws, max_tokens: int = 256) -> range:
+    async def call(self, holder: list[Slot | None], prompt: HashedPrompt, draws: Draws, max_tokens: int = 256, tool_call: bool = False) -> range:
         # The reply's token ids are reserved before the call: sub-agents finish in an order that
         # depends on the fleet, and their content must not.
         reply = draws.fresh(max_tokens)
@@ -442,7 +454,7 @@ class Agents:
                     continue
                 slot.tasks += 1
             try:
-                c = await slot.replica.generate(prompt, max_tokens)
+                c = await slot.replica.generate(prompt, max_tokens, tool_call=tool_call)
             except ApiError:
                 self.results.retries += 1
                 await asyncio.sleep(0.2)
@@ -462,7 +474,7 @@ class Agents:
         holder: list[Slot | None] = [None]
         try:
             for step in range(steps):
-                prompt = prompt.extend(await self.call(holder, prompt, draws))
+                prompt = prompt.extend(await self.call(holder, prompt, draws, tool_call=step < steps - 1))
                 if step < steps - 1 and rng.random() < 0.3:
                     subs = [self.call(holder, prompt.extend(draws.fresh(rng.randint(80, 200))), draws, 256) for _ in range(3)]
                     outs = await asyncio.gather(*subs)
@@ -485,11 +497,28 @@ def _hist_buckets(h: Any) -> list[tuple[float, float]]:
     return [(le, float(c)) for le, c in h.cumulative()]
 
 
-def _snapshot(s: Slot) -> tuple[dict[str, list[tuple[float, float]]], float]:
+READ_METRICS = (TTFT_METRIC, TPOT_METRIC, E2E_METRIC, QUEUE_METRIC)
+
+
+def _snapshot(s: Slot, pre_fix: bool = False) -> tuple[dict[str, list[tuple[float, float]]], float]:
+    """Histogram buckets and finished requests, as PromReader reads them (promql.py); ``pre_fix``:
+    only ``stop`` and ``length`` count as finished, as the query before issue 46 did."""
     st = s.replica.stats()
-    buckets = {TTFT_METRIC: _hist_buckets(st.h_ttft), TPOT_METRIC: _hist_buckets(st.h_tpot), E2E_METRIC: _hist_buckets(st.h_e2e)}
-    done = float(sum(v for k, v in st.request_success.items() if k != "abort"))
+    hists = (st.h_ttft, st.h_tpot, st.h_e2e, st.h_queue)
+    buckets = {m: _hist_buckets(h) for m, h in zip(READ_METRICS, hists, strict=True)}
+    served = ("stop", "length") if pre_fix else [k for k in st.request_success if k not in UNSERVED_REASONS]
+    done = float(sum(st.request_success.get(k, 0) for k in served))
     return buckets, done
+
+
+def _pre_fix_goodput(objectives: Any, buckets: dict[str, list[tuple[float, float]]]) -> Any:
+    """goodput_with_witnesses as it was before issue 46: the witness over the queue count alone."""
+    base = goodput(objectives, buckets)
+    ttft = next((o for o in objectives if o.name == "ttft"), None)
+    share = queue_witness(ttft, buckets[QUEUE_METRIC]) if ttft is not None and buckets.get(QUEUE_METRIC) else None
+    if share is None or share.fraction is None or base.fraction is None or share.fraction >= base.fraction:
+        return base
+    return replace(base, fraction=share.fraction)
 
 
 class HpaUtil:
@@ -640,7 +669,9 @@ class AgentfleetPolicy:
         forecast: ForecastConfig | None = None,
         memory: Memory | None = None,
         target_fraction: float | None = None,
+        pre_fix: bool = False,
     ) -> None:
+        self.pre_fix = pre_fix  # read as the code before issue 46 did (_snapshot, _pre_fix_goodput)
         self.config = PolicyConfig(
             min_replicas=min_replicas,
             max_replicas=MAX_REPLICAS,
@@ -683,12 +714,12 @@ class AgentfleetPolicy:
         ready = [s for s in active if s.ready(now)]
         self.state = replace(self.state, load_time=self.state.load_time.observe({s.replica.name: s.load_s for s in ready}))
         samples = []
-        per_pod: dict[str, list[list[tuple[float, float]]]] = {m: [] for m in (TTFT_METRIC, TPOT_METRIC, E2E_METRIC)}
+        per_pod: dict[str, list[list[tuple[float, float]]]] = {m: [] for m in READ_METRICS}
         completed = 0.0
         for s in ready:
             st = s.replica.stats()
             samples.append(ReplicaSample(s.replica.name, st.num_waiting, st.num_running, st.kv_usage))
-            buckets, done = _snapshot(s)
+            buckets, done = _snapshot(s, self.pre_fix)
             s.hist_marks.append((now, buckets, done))
             # increase(...[window]) per pod: now minus the oldest mark inside the window.
             while len(s.hist_marks) > 1 and s.hist_marks[0][0] < now - self.config.window_seconds:
@@ -698,7 +729,8 @@ class AgentfleetPolicy:
                 for m, b in buckets.items():
                     per_pod[m].append([(le, c - oc) for (le, c), (_, oc) in zip(b, old[m], strict=True)])
                 completed += (done - done0) / (now - t0)
-        gp = goodput(self.objectives, {m: merge_buckets(v) for m, v in per_pod.items() if v})
+        merged = {m: merge_buckets(v) for m, v in per_pod.items() if v}
+        gp = _pre_fix_goodput(self.objectives, merged) if self.pre_fix else goodput_with_witnesses(self.objectives, merged)
         fleet_view = FleetView(
             current=len(active),
             ready=tuple(s.replica.name for s in ready),
@@ -765,10 +797,14 @@ def run_policy(
     workload_kind: str = "bursts",
     memory: Memory | None = None,
     target_fraction: float | None = None,
+    engine_kind: str = "vllm",
+    pre_fix: bool = False,
 ) -> RunResult:
     """``policy_kind`` agentfleet: ``param`` < 0 runs the reactive policy alone (no profile);
     otherwise ``param`` is the burst coverage (0-1) and ``memory`` the days before;
-    ``target_fraction``: its spec.autoscaling.goodput.targetFraction (default AF_TUNING's)."""
+    ``target_fraction``: its spec.autoscaling.goodput.targetFraction (default AF_TUNING's).
+    ``engine_kind``: what the replicas behave as (agentfleet_sim BEHAVIOURS); ``pre_fix``:
+    agentfleet reads them as before issue 46."""
     wall = time.monotonic()
     cpu = time.process_time()
     workload = make_workload(workload_kind, minutes, mean_rate, seed, burst_s)
@@ -788,12 +824,12 @@ def run_policy(
         initial = low
     else:
         fc = forecast_config(minutes, param) if param >= 0 else None
-        policy = AgentfleetPolicy(min_replicas=min_replicas, forecast=fc, memory=memory, target_fraction=target_fraction)
+        policy = AgentfleetPolicy(min_replicas=min_replicas, forecast=fc, memory=memory, target_fraction=target_fraction, pre_fix=pre_fix)
     timeline: list[tuple[float, float, int, int, float | None]] = []
 
     async def main() -> Fleet:
         loop = asyncio.get_running_loop()
-        fleet = Fleet(seed, engine)
+        fleet = Fleet(seed, engine, BEHAVIOURS[engine_kind])
         for _ in range(initial):
             await fleet.add(0.0, warm=True)  # the run starts with loaded replicas
         agents = Agents(fleet, results, seed, zipf_tools=workload.kind == "trace")
@@ -1144,7 +1180,57 @@ def parser() -> argparse.ArgumentParser:
         help="ceilings, not baselines (bursts workloads): HIGH/LOW replica pairs held over the burst windows (oracle-window) and from each burst's start (oracle-onset)",
     )
     ap.add_argument("--save", help="write every run's summary (JSON) here")
+    ap.add_argument(
+        "--engines",
+        default="vllm",
+        help=f"engines the replicas behave as ({', '.join(BEHAVIOURS)}): every configuration on each, compared with the first's decisions",
+    )
+    ap.add_argument("--pre-fix-reading", action="store_true", help="also agentfleet read as before issue 46, on the engines but the first (the contrast)")
     return ap
+
+
+def on_engines(jobs: list[Job], engines: list[str], pre_fix: bool) -> list[Job]:
+    """Each job on each engine (``name[engine]`` beyond the first), plus, with ``pre_fix``, each
+    agentfleet job read as before issue 46 on the others (``name[engine,pre-fix]``)."""
+    out: list[Job] = []
+    for i, kind_of_engine in enumerate(engines):
+        for name, kind, job in jobs:
+            tag = f"{name}[{kind_of_engine}]" if i else name
+            out.append((tag, kind, dict(job, name=tag, engine_kind=kind_of_engine)))
+            if i and pre_fix and job.get("policy_kind") == "agentfleet":
+                old = f"{name}[{kind_of_engine},pre-fix]"
+                out.append((old, kind, dict(job, name=old, engine_kind=kind_of_engine, pre_fix=True)))
+    return out
+
+
+def engines_table(configs: list[Config], engines: list[str]) -> str:
+    """Each configuration on the other engines against itself on the first, seed by seed (paired):
+    evaluations that set the same replica count, the largest gap, scale events, peak, GPU-hours and
+    task goodput (mean differences, and their range over the seeds)."""
+    by_name = {c.name: c for c in configs}
+    lines = [
+        f"replica decisions on each engine against {engines[0]}'s, paired by seed:",
+        f"{'configuration':<40} {'same count':>10} {'max gap':>7} {'scale events':>14} {'peak':>10} {'GPU-h diff':>18} {'goodput diff':>20}",
+    ]
+    for c in configs:
+        ref_name = c.name.split("[")[0]
+        ref = by_name.get(ref_name)
+        if ref is None or ref is c:
+            continue
+        same, gap, events, peaks, dh, dg = [], 0, [], [], [], []
+        for a, b in zip(ref.rows, c.rows, strict=True):
+            counts = [(x[2], y[2]) for x, y in zip(a.timeline, b.timeline, strict=False)]
+            same.append(sum(1 for x, y in counts if x == y) / max(1, len(counts)))
+            gap = max([gap, *(abs(x - y) for x, y in counts)])
+            events.append(f"{a.scale_events}/{b.scale_events}")
+            peaks.append(f"{a.peak_replicas}/{b.peak_replicas}")
+            dh.append(b.gpu_hours - a.gpu_hours)
+            dg.append(b.task_goodput - a.task_goodput)
+        lines.append(
+            f"{c.name:<40} {statistics.fmean(same):>10.1%} {gap:>7} {' '.join(events)[:14]:>14} {' '.join(peaks)[:10]:>10} "
+            f"{statistics.fmean(dh):>+6.2f} [{min(dh):+.2f},{max(dh):+.2f}] {statistics.fmean(dg):>+7.3f} [{min(dg):+.3f},{max(dg):+.3f}]"
+        )
+    return "\n".join(lines)
 
 
 Job = tuple[str, str, dict[str, Any]]  # a configuration: name, kind, run_policy's arguments but the seed
@@ -1235,6 +1321,10 @@ def main() -> int:
         af_jobs, other = configurations(args, base, kind)
     except ValueError as e:
         ap.error(str(e))
+    engines = [e for e in args.engines.split(",") if e]
+    if not engines or set(engines) - set(BEHAVIOURS):
+        ap.error(f"--engines takes some of {', '.join(BEHAVIOURS)}")
+    af_jobs, other = on_engines(af_jobs, engines, args.pre_fix_reading), on_engines(other, engines, args.pre_fix_reading)
     wall = time.monotonic()
     # agentfleet's history days run one after the other, then its scored days, in their own
     # process(es); the baselines fill the rest, seed by seed, so a partial run has whole seeds.
@@ -1278,6 +1368,8 @@ def main() -> int:
         f"\n{len(results) + len(hist) * len(memories)} runs in {time.monotonic() - wall:.0f} s wall; the scored runs took {cpu_total / 60:.1f} CPU-min (history days not counted)\n"
     )
     print(table(configs))
+    if len(engines) > 1:
+        print("\n" + engines_table(configs, engines))
     print(
         f"\nmissed = tasks over the {TASK_SLO_S:g} s SLO / tasks started, summed over seeds, by start: a burst's first {ONSET_S:g} s (the longest model load), the rest of a burst, outside bursts"
     )

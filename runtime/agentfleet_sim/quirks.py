@@ -102,7 +102,7 @@ LLM_D_SIM = dataclasses.replace(
     tokenizer_piece_chars=8,
     metrics_error_after_disconnect=True,
 )
-PROFILES = {"vllm": Quirks(), "independent": INDEPENDENT_ENGINE, "llm-d-sim": LLM_D_SIM}
+BEHAVIOURS = {"vllm": Quirks(), "independent": INDEPENDENT_ENGINE, "llm-d-sim": LLM_D_SIM}
 
 
 def non_portable_schema_path(schema: Any, path: str = "parameters") -> str | None:

@@ -217,10 +217,13 @@ class Replica:
             return self._stream(handle, req, slow_factor, tool_call)
         return full_response(kind, request_id, self.config.engine.served_name, await self._wait(handle, slow_factor), tool_call)
 
-    async def generate(self, prompt: list[int] | HashedPrompt, max_tokens: int | None = None, *, ignore_eos: bool = False) -> Completion:
+    async def generate(
+        self, prompt: list[int] | HashedPrompt, max_tokens: int | None = None, *, ignore_eos: bool = False, tool_call: bool = False
+    ) -> Completion:
         """Token-level call for simulations that build prompts themselves (no JSON, no
         tokenizer); startup, draining and faults apply exactly as for HTTP calls. A prompt that
-        grows call by call is cheaper as a HashedPrompt (kv_cache.py)."""
+        grows call by call is cheaper as a HashedPrompt (kv_cache.py). ``tool_call``: the answer
+        stands for a tool call (counted apart under quirks.tool_calls_finish_reason)."""
         self._admit()
         slow_factor = await self._faults_before_call(prompt)
         request_id = f"{self.name}-{next(self._ids)}"
@@ -228,6 +231,7 @@ class Replica:
             handle = self.runner.submit(request_id, prompt if isinstance(prompt, HashedPrompt) else list(prompt), max_tokens=max_tokens, ignore_eos=ignore_eos)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from exc
+        handle.request.tool_call = tool_call
         self.calls += 1
         return await self._wait(handle, slow_factor)
 
