@@ -799,16 +799,18 @@ def run_policy(
     target_fraction: float | None = None,
     engine_kind: str = "vllm",
     pre_fix: bool = False,
+    max_num_seqs: int | None = None,
 ) -> RunResult:
     """``policy_kind`` agentfleet: ``param`` < 0 runs the reactive policy alone (no profile);
     otherwise ``param`` is the burst coverage (0-1) and ``memory`` the days before;
     ``target_fraction``: its spec.autoscaling.goodput.targetFraction (default AF_TUNING's).
     ``engine_kind``: what the replicas behave as (agentfleet_sim BEHAVIOURS); ``pre_fix``:
-    agentfleet reads them as before issue 46."""
+    agentfleet reads them as before issue 46; ``max_num_seqs``: the replicas' slots (default vLLM's
+    1,024: requests hardly ever wait for one)."""
     wall = time.monotonic()
     cpu = time.process_time()
     workload = make_workload(workload_kind, minutes, mean_rate, seed, burst_s)
-    engine = EngineConfig(**BENCH_ENGINE)
+    engine = EngineConfig(**BENCH_ENGINE, **({"max_num_seqs": max_num_seqs} if max_num_seqs else {}))
     results = Results()
     policy: Any
     if policy_kind == "hpa":
@@ -1186,6 +1188,7 @@ def parser() -> argparse.ArgumentParser:
         help=f"engines the replicas behave as ({', '.join(BEHAVIOURS)}): every configuration on each, compared with the first's decisions",
     )
     ap.add_argument("--pre-fix-reading", action="store_true", help="also agentfleet read as before issue 46, on the engines but the first (the contrast)")
+    ap.add_argument("--max-num-seqs", type=int, help="the replicas' sequence slots (vLLM's 1,024 by default): fewer make bursts queue for a slot")
     return ap
 
 
@@ -1205,29 +1208,31 @@ def on_engines(jobs: list[Job], engines: list[str], pre_fix: bool) -> list[Job]:
 
 def engines_table(configs: list[Config], engines: list[str]) -> str:
     """Each configuration on the other engines against itself on the first, seed by seed (paired):
-    evaluations that set the same replica count, the largest gap, scale events, peak, GPU-hours and
-    task goodput (mean differences, and their range over the seeds)."""
+    the share of evaluations that set the same replica count, the largest gap, the seeds whose
+    whole timeline matched, scale events and peaks (means), and the GPU-hours and task goodput
+    differences (mean and range over the seeds)."""
     by_name = {c.name: c for c in configs}
     lines = [
-        f"replica decisions on each engine against {engines[0]}'s, paired by seed:",
-        f"{'configuration':<40} {'same count':>10} {'max gap':>7} {'scale events':>14} {'peak':>10} {'GPU-h diff':>18} {'goodput diff':>20}",
+        f"replica decisions on each engine against {engines[0]}'s, paired by seed ({len(configs[0].rows)} seeds):",
+        f"{'configuration':<40} {'same count':>10} {'max gap':>7} {'same seeds':>10} {'scale events':>13} {'peak':>11} "
+        f"{'GPU-h diff':>20} {'goodput diff':>24}",
     ]
     for c in configs:
-        ref_name = c.name.split("[")[0]
-        ref = by_name.get(ref_name)
+        ref = by_name.get(c.name.split("[")[0])
         if ref is None or ref is c:
             continue
-        same, gap, events, peaks, dh, dg = [], 0, [], [], [], []
+        same, gaps, whole, dh, dg = [], [0], 0, [], []
         for a, b in zip(ref.rows, c.rows, strict=True):
             counts = [(x[2], y[2]) for x, y in zip(a.timeline, b.timeline, strict=False)]
             same.append(sum(1 for x, y in counts if x == y) / max(1, len(counts)))
-            gap = max([gap, *(abs(x - y) for x, y in counts)])
-            events.append(f"{a.scale_events}/{b.scale_events}")
-            peaks.append(f"{a.peak_replicas}/{b.peak_replicas}")
+            gaps.extend(abs(x - y) for x, y in counts)
+            whole += all(x == y for x, y in counts) and len(a.timeline) == len(b.timeline)
             dh.append(b.gpu_hours - a.gpu_hours)
             dg.append(b.task_goodput - a.task_goodput)
+        ev = f"{statistics.fmean(r.scale_events for r in ref.rows):.1f}/{statistics.fmean(r.scale_events for r in c.rows):.1f}"
+        peak = f"{statistics.fmean(r.peak_replicas for r in ref.rows):.1f}/{statistics.fmean(r.peak_replicas for r in c.rows):.1f}"
         lines.append(
-            f"{c.name:<40} {statistics.fmean(same):>10.1%} {gap:>7} {' '.join(events)[:14]:>14} {' '.join(peaks)[:10]:>10} "
+            f"{c.name:<40} {statistics.fmean(same):>10.1%} {max(gaps):>7} {whole:>10} {ev:>13} {peak:>11} "
             f"{statistics.fmean(dh):>+6.2f} [{min(dh):+.2f},{max(dh):+.2f}] {statistics.fmean(dg):>+7.3f} [{min(dg):+.3f},{max(dg):+.3f}]"
         )
     return "\n".join(lines)
@@ -1307,6 +1312,8 @@ def main() -> int:
     base = dict(
         minutes=minutes, mean_rate=args.rate, initial=max(args.initial, args.min_replicas), burst_s=burst_s, min_replicas=args.min_replicas, workload_kind=kind
     )
+    if args.max_num_seqs:
+        base["max_num_seqs"] = args.max_num_seqs
     shape = (
         f"bursts of {burst_s:g} s (seed {seeds[0]}: at {[round(f * minutes) for f, _ in wl.bursts]} min)"
         if kind == "bursts"
