@@ -124,7 +124,16 @@ from agentfleet.autoscale.policy import LoadTime  # noqa: E402
 from agentfleet.autoscale.terms import DOWN_HEADROOM  # noqa: E402
 from agentfleet.autoscale.witness import QUEUE_METRIC, goodput_with_witnesses, queue_witness  # noqa: E402
 from agentfleet.promql import UNSERVED_REASONS  # noqa: E402
-from agentfleet_sim import BEHAVIOURS, ApiError, EngineConfig, HashedPrompt, Quirks, Replica, ReplicaConfig, run_virtual  # noqa: E402
+from agentfleet_sim import (  # noqa: E402
+    BEHAVIOURS,
+    ApiError,
+    EngineConfig,
+    HashedPrompt,
+    Quirks,
+    Replica,
+    ReplicaConfig,
+    run_virtual,
+)
 
 GPUS_PER_REPLICA = 4
 TASK_SLO_S = 60.0
@@ -431,7 +440,14 @@ class Agents:
             return bisect.bisect_left(_ZIPF_CDF, rng.random()) + 1
         return rng.randint(200, 800)
 
-    async def call(self, holder: list[Slot | None], prompt: HashedPrompt, draws: Draws, max_tokens: int = 256, tool_call: bool = False) -> range:
+    async def call(
+        self,
+        holder: list[Slot | None],
+        prompt: HashedPrompt,
+        draws: Draws,
+        max_tokens: int = 256,
+        tool_call: bool = False,
+    ) -> range:
         # The reply's token ids are reserved before the call: sub-agents finish in an order that
         # depends on the fleet, and their content must not.
         reply = draws.fresh(max_tokens)
@@ -730,7 +746,8 @@ class AgentfleetPolicy:
                     per_pod[m].append([(le, c - oc) for (le, c), (_, oc) in zip(b, old[m], strict=True)])
                 completed += (done - done0) / (now - t0)
         merged = {m: merge_buckets(v) for m, v in per_pod.items() if v}
-        gp = _pre_fix_goodput(self.objectives, merged) if self.pre_fix else goodput_with_witnesses(self.objectives, merged)
+        read = _pre_fix_goodput if self.pre_fix else goodput_with_witnesses
+        gp = read(self.objectives, merged)
         fleet_view = FleetView(
             current=len(active),
             ready=tuple(s.replica.name for s in ready),
@@ -826,7 +843,9 @@ def run_policy(
         initial = low
     else:
         fc = forecast_config(minutes, param) if param >= 0 else None
-        policy = AgentfleetPolicy(min_replicas=min_replicas, forecast=fc, memory=memory, target_fraction=target_fraction, pre_fix=pre_fix)
+        policy = AgentfleetPolicy(
+            min_replicas=min_replicas, forecast=fc, memory=memory, target_fraction=target_fraction, pre_fix=pre_fix
+        )
     timeline: list[tuple[float, float, int, int, float | None]] = []
 
     async def main() -> Fleet:
@@ -1185,10 +1204,17 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--engines",
         default="vllm",
-        help=f"engines the replicas behave as ({', '.join(BEHAVIOURS)}): every configuration on each, compared with the first's decisions",
+        help=f"engines the replicas behave as ({', '.join(BEHAVIOURS)}): every configuration on each, "
+        "compared with the first's decisions",
     )
-    ap.add_argument("--pre-fix-reading", action="store_true", help="also agentfleet read as before issue 46, on the engines but the first (the contrast)")
-    ap.add_argument("--max-num-seqs", type=int, help="the replicas' sequence slots (vLLM's 1,024 by default): fewer make bursts queue for a slot")
+    ap.add_argument(
+        "--pre-fix-reading",
+        action="store_true",
+        help="also agentfleet read as before issue 46, on the engines but the first (the contrast)",
+    )
+    ap.add_argument(
+        "--max-num-seqs", type=int, help="the replicas' sequence slots (vLLM's 1,024 by default): fewer queue bursts"
+    )
     return ap
 
 
@@ -1229,11 +1255,12 @@ def engines_table(configs: list[Config], engines: list[str]) -> str:
             whole += all(x == y for x, y in counts) and len(a.timeline) == len(b.timeline)
             dh.append(b.gpu_hours - a.gpu_hours)
             dg.append(b.task_goodput - a.task_goodput)
-        ev = f"{statistics.fmean(r.scale_events for r in ref.rows):.1f}/{statistics.fmean(r.scale_events for r in c.rows):.1f}"
-        peak = f"{statistics.fmean(r.peak_replicas for r in ref.rows):.1f}/{statistics.fmean(r.peak_replicas for r in c.rows):.1f}"
+        ev = "/".join(f"{statistics.fmean(r.scale_events for r in x.rows):.1f}" for x in (ref, c))
+        peak = "/".join(f"{statistics.fmean(r.peak_replicas for r in x.rows):.1f}" for x in (ref, c))
         lines.append(
             f"{c.name:<40} {statistics.fmean(same):>10.1%} {max(gaps):>7} {whole:>10} {ev:>13} {peak:>11} "
-            f"{statistics.fmean(dh):>+6.2f} [{min(dh):+.2f},{max(dh):+.2f}] {statistics.fmean(dg):>+7.3f} [{min(dg):+.3f},{max(dg):+.3f}]"
+            f"{statistics.fmean(dh):>+6.2f} [{min(dh):+.2f},{max(dh):+.2f}] "
+            f"{statistics.fmean(dg):>+7.3f} [{min(dg):+.3f},{max(dg):+.3f}]"
         )
     return "\n".join(lines)
 
@@ -1331,7 +1358,8 @@ def main() -> int:
     engines = [e for e in args.engines.split(",") if e]
     if not engines or set(engines) - set(BEHAVIOURS):
         ap.error(f"--engines takes some of {', '.join(BEHAVIOURS)}")
-    af_jobs, other = on_engines(af_jobs, engines, args.pre_fix_reading), on_engines(other, engines, args.pre_fix_reading)
+    af_jobs = on_engines(af_jobs, engines, args.pre_fix_reading)
+    other = on_engines(other, engines, args.pre_fix_reading)
     wall = time.monotonic()
     # agentfleet's history days run one after the other, then its scored days, in their own
     # process(es); the baselines fill the rest, seed by seed, so a partial run has whole seeds.

@@ -134,8 +134,8 @@ class OpenAIChatClient:
 
     async def _tokenize(self, _key: str, body: dict[str, Any]) -> Any:
         """The engine's ``POST /tokenize`` for the body's prompt (modelwire.ContextGuard)."""
-        url, request = tokenize_url(self.url), tokenize_request(body)
-        async with self._http().post(url, json=request, headers=self._headers, timeout=aiohttp.ClientTimeout(total=5.0)) as resp:
+        url, request, timeout = tokenize_url(self.url), tokenize_request(body), aiohttp.ClientTimeout(total=5.0)
+        async with self._http().post(url, json=request, headers=self._headers, timeout=timeout) as resp:
             resp.raise_for_status()
             return await resp.json(content_type=None)
 

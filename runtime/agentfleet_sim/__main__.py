@@ -41,7 +41,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--base-port", type=int, help="replica i listens on base-port + i (0: free ports)")
     p.add_argument("--startup-seconds", type=float, help="/health fails this long after start")
     p.add_argument("--metrics-flavor", choices=[f.value for f in Flavor], help="legacy: pre-0.9 vLLM metric names")
-    p.add_argument("--behave-as", choices=sorted(BEHAVIOURS), help="the switches of quirks.py that make the replicas behave as this engine")
+    p.add_argument("--behave-as", choices=sorted(BEHAVIOURS), help="quirks.py's switches for this engine")
     for flag, kind in _ENGINE_FLAGS.items():
         p.add_argument("--" + flag.replace("_", "-"), type=kind)
     p.add_argument("--error-rate", type=float)

@@ -92,8 +92,9 @@ INDEPENDENT_ENGINE = Quirks(
 )
 
 # llm-d's inference simulator (llm-d-inference-sim, commit eec055a), measured for issue 46, showed
-# the behaviours above again (strict schemas not re-checked) plus tool calls counted apart, queue time for waiters only, no /tokenize, and
-# a failed /metrics read after each client disconnect.
+# the behaviours above again (strict schemas not re-checked) plus tool calls counted apart, queue
+# time for waiters only, no /tokenize, the model's own tokenizer, and a failed /metrics read after
+# each client disconnect.
 LLM_D_SIM = dataclasses.replace(
     INDEPENDENT_ENGINE,
     tool_calls_finish_reason=True,

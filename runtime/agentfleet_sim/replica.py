@@ -173,7 +173,8 @@ class Replica:
     def metrics_text(self) -> bytes:
         if self._metrics_fail_next:
             self._metrics_fail_next = False
-            raise ApiError(500, "metrics unavailable after a client disconnect (quirks.metrics_error_after_disconnect)", "InternalServerError")
+            why = "metrics unavailable after a client disconnect (quirks.metrics_error_after_disconnect)"
+            raise ApiError(500, why, "InternalServerError")
         self.runner.sync()
         return render_metrics(self.engine, self.config.metrics_flavor, self.quirks)
 
@@ -218,7 +219,12 @@ class Replica:
         return full_response(kind, request_id, self.config.engine.served_name, await self._wait(handle, slow_factor), tool_call)
 
     async def generate(
-        self, prompt: list[int] | HashedPrompt, max_tokens: int | None = None, *, ignore_eos: bool = False, tool_call: bool = False
+        self,
+        prompt: list[int] | HashedPrompt,
+        max_tokens: int | None = None,
+        *,
+        ignore_eos: bool = False,
+        tool_call: bool = False,
     ) -> Completion:
         """Token-level call for simulations that build prompts themselves (no JSON, no
         tokenizer); startup, draining and faults apply exactly as for HTTP calls. A prompt that

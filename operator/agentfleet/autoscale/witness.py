@@ -72,7 +72,9 @@ def goodput_with_witnesses(objectives: Sequence[Objective], buckets_by_metric: M
     base = goodput(objectives, buckets_by_metric)
     ttft = next((o for o in objectives if o.name == "ttft"), None)
     queue = buckets_by_metric.get(QUEUE_METRIC)
-    share = queue_witness(ttft, queue, _count(buckets_by_metric.get(ttft.metric))) if ttft is not None and queue else None
+    share = None
+    if ttft is not None and queue:
+        share = queue_witness(ttft, queue, _count(buckets_by_metric.get(ttft.metric)))
     if share is None or share.fraction is None:
         return base
     fractions = [f for f in (base.fraction, share.fraction) if f is not None]

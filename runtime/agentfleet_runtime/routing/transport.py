@@ -112,7 +112,8 @@ class HttpTransport:
         """``POST /tokenize`` beside ``/v1``: the engine's count of the chat body's prompt."""
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else None
         request = tokenize_request(body)
-        async with self._http().post(tokenize_url(base_url), json=request, headers=headers, timeout=aiohttp.ClientTimeout(total=5.0)) as resp:
+        timeout = aiohttp.ClientTimeout(total=5.0)
+        async with self._http().post(tokenize_url(base_url), json=request, headers=headers, timeout=timeout) as resp:
             resp.raise_for_status()
             return await resp.json(content_type=None)
 

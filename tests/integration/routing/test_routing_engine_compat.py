@@ -95,13 +95,16 @@ PROSE = "The replicas serve every agent while the autoscaler watches their queue
 def real_tokens(request: pytest.FixtureRequest) -> Iterator[FleetThread]:
     """The model's own tokenizer (quirks.tokenizer_piece_chars 8), with vLLM's /tokenize or, as
     llm-d's simulator, without one."""
-    fleet = start_fleet(1, model="small", engine=ENGINE, quirks={"tokenizer_piece_chars": 8, "tokenize_endpoint": request.param})
+    quirks = {"tokenizer_piece_chars": 8, "tokenize_endpoint": request.param}
+    fleet = start_fleet(1, model="small", engine=ENGINE, quirks=quirks)
     yield fleet
     fleet.stop()
 
 
 @pytest.mark.parametrize("make", [routing_client, chat_client], ids=["routing", "plain"])
-def test_a_prompt_that_fits_by_the_engines_count_is_served_whatever_the_estimate(real_tokens: FleetThread, make: Any) -> None:
+def test_a_prompt_that_fits_by_the_engines_count_is_served_whatever_the_estimate(
+    real_tokens: FleetThread, make: Any
+) -> None:
     # Issue 46: prompts of 777-937 real tokens in a 1,024-token context were refused on estimates
     # of 1,028-1,241 tokens before the engine was asked.
     messages = [{"role": "system", "content": "You are an agent."}, {"role": "user", "content": PROSE * 50}]

@@ -127,7 +127,9 @@ def test_queue_witness_stays_an_upper_bound_when_only_waiters_observe_queue_time
 
 def test_completion_rate_counts_every_served_reason_under_either_label_spelling() -> None:
     q = completion_rate_query('{job="sim"}', 30)
+    served = '{label}=~".+",{label}!~"abort|error|repetition"'
+    fin, finish = served.format(label="finished_reason"), served.format(label="finish_reason")
     assert q == (
-        'sum(rate(vllm:request_success_total{job="sim",finished_reason=~".+",finished_reason!~"abort|error|repetition"}[30s])'
-        ' or rate(vllm:request_success_total{job="sim",finish_reason=~".+",finish_reason!~"abort|error|repetition"}[30s]))'
+        f'sum(rate(vllm:request_success_total{{job="sim",{fin}}}[30s])'
+        f' or rate(vllm:request_success_total{{job="sim",{finish}}}[30s]))'
     )

@@ -85,21 +85,25 @@ def test_a_cancel_left_to_judge_is_read_again_every_s_after_the_last_read() -> N
 
 
 def test_a_failed_read_is_retried_settle_s_later_without_waiting_for_a_cancel() -> None:
-    # Pins the retry on the watch's own schedule: the read at 2 s fails, the next comes settle_s later (4 s), judged against the first baseline.
+    # Pins the retry on the watch's own schedule: the read at 2 s fails, the next comes settle_s
+    # later (4 s), judged against the first baseline.
     w, reads = watch_run([0.0], [5.0, OSError("500"), 6.0])
     assert reads == [("r", 0.0), ("r", 2.0), ("r", 4.0)]
     assert w.known("r") is True
 
 
 def test_a_failed_baseline_is_read_again_and_a_rise_counts_from_it_alone() -> None:
-    # Pins the baseline retry: the baseline fails at 0 s and is read at 2 s (5); the cancel at 0 s precedes it and is not judged; the one at 3 s is, at 14 s, flat: the engine runs losers on (a missing baseline read as 0 made 5 a rise).
+    # Pins the baseline retry: the baseline fails at 0 s and is read at 2 s (5); the cancel at 0 s
+    # precedes it and is not judged; the one at 3 s is, at 14 s, flat: the engine runs losers on (a
+    # missing baseline read as 0 made 5 a rise).
     w, reads = watch_run([0.0, 3.0], [OSError("500"), 5.0], min_cancels=1)
     assert reads == [("r", 0.0), ("r", 2.0), ("r", 4.0), ("r", 14.0)]
     assert w.known("r") is False
 
 
 def test_reads_that_keep_failing_back_off_to_every_s_and_stop_after_max_failures() -> None:
-    # Pins the back-off (settle_s doubling up to every_s: 2, 4, 8, 10 s) and the stop after max_failures (5) failed reads in a row.
+    # Pins the back-off (settle_s doubling up to every_s: 2, 4, 8, 10 s) and the stop after
+    # max_failures (5) failed reads in a row.
     w, reads = watch_run([0.0], [OSError("down")])
     assert reads == [("r", 0.0), ("r", 2.0), ("r", 6.0), ("r", 14.0), ("r", 24.0)]
     assert w.known("r") is None and w.aborts("r") is True
