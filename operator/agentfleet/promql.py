@@ -9,8 +9,9 @@ Everything is an instant query over the replicas' vLLM series, selected by label
 - latency histograms: ``sum by (le) (increase(<family>_bucket{...}[window]))`` per objective,
   i.e. per-pod increases summed by bucket edge (goodput.py does the arithmetic), plus the queue
   time histogram as the TTFT objective's witness (witness.py);
-- throughput: ``sum(rate(vllm:request_success_total{finished_reason=~"stop|length"}[window]))``,
-  or the same with ``finish_reason`` (``completion_rate_query``);
+- throughput: ``sum(rate(vllm:request_success_total{finished_reason!~"abort|error|repetition"}[window]))``,
+  or the same with ``finish_reason`` (``completion_rate_query``): every reason that served a client
+  (``stop``, ``length``, and ``tool_calls`` where an engine counts tool calls apart);
 - schema: ``count by (__name__) ({__name__=~"vllm:.+", ...})``. An engine that exposes a name
   vLLM removed (``vllm:gpu_cache_usage_perc``, ``vllm:gpu_prefix_cache_*``,
   ``vllm:time_per_output_token_seconds``) without its replacement, or lacks the current gauges, is reported as
@@ -49,6 +50,10 @@ LEGACY_NAMES = {
     "vllm:time_per_output_token_seconds_bucket": "vllm:request_time_per_output_token_seconds_bucket",
 }
 REQUIRED = (WAITING, RUNNING)
+# Finish reasons of requests that served no client (vLLM's FinishReason); every other reason an
+# engine counts (stop, length, tool_calls, ...) is a served answer (completion_rate_query).
+UNSERVED_REASONS = ("abort", "error", "repetition")
+UNSERVED_PATTERN = "|".join(UNSERVED_REASONS)
 
 # AgentFleet runtime metrics (runtime/agentfleet_runtime/metrics.py).
 TASK_QUEUE = "agentfleet_queue_depth"
@@ -162,14 +167,17 @@ class PromReader:
 
 
 def completion_rate_query(selector: str, window_s: int) -> str:
-    """Requests/s that finished with an answer: ``stop`` or ``length``. Not ``!="abort"``: vLLM
-    also counts ``error`` and ``repetition``, which served nobody. Both spellings of the reason
-    label (``finished_reason`` in vLLM, ``finish_reason`` elsewhere); an engine that creates the
-    series only for reasons seen has none before its first answer (an empty result, not zero)."""
+    """Requests/s that finished with an answer. The reasons are matched by exclusion
+    (``UNSERVED_REASONS``: ``abort``, ``error``, ``repetition`` served nobody) because engines name
+    served answers differently: vLLM counts ``stop`` and ``length``, llm-d's simulator also
+    ``tool_calls`` (a third of an agent's calls, or more), and another engine may add its own; a
+    list of served reasons would read such traffic as idle. Both spellings of the reason label
+    (``finished_reason`` in vLLM, ``finish_reason`` elsewhere); an engine that creates the series
+    only for reasons seen has none before its first answer (an empty result, not zero)."""
     inner = selector[1:-1]
     parts = []
     for label in ("finished_reason", "finish_reason"):
-        sel = "{" + ",".join(p for p in (inner, f'{label}=~"stop|length"') if p) + "}"
+        sel = "{" + ",".join(p for p in (inner, f'{label}=~".+"', f'{label}!~"{UNSERVED_PATTERN}"') if p) + "}"
         parts.append(f"rate({REQUEST_SUCCESS}{sel}[{window_s}s])")
     return f"sum({' or '.join(parts)})"
 

@@ -20,7 +20,7 @@ import aiohttp
 from agentfleet_runtime import fastjson, timeouts
 from agentfleet_runtime.errors import ModelError  # noqa: F401 - part of this module's interface
 from agentfleet_runtime.http1 import ConnectionFailed, Http1Client
-from agentfleet_runtime.modelwire import ContextGuard, PortableTools
+from agentfleet_runtime.modelwire import ContextGuard, PortableTools, tokenize_request, tokenize_url
 from agentfleet_runtime.textcalls import coerce_arguments
 from agentfleet_runtime.types import ModelReply, ToolCall, Usage
 
@@ -124,11 +124,18 @@ class OpenAIChatClient:
         # aiohttp's CPU per call (http1.py); https and anything else: aiohttp.
         self._h1 = Http1Client(self.url, self._headers) if self.url.startswith("http://") else None
         self._portable = PortableTools()
-        self._context = ContextGuard(model, self._models)
+        self._context = ContextGuard(model, self._models, tokenize=self._tokenize)
 
     async def _models(self, _key: str) -> Any:
         url = self.url.removesuffix("/chat/completions") + "/models"
         async with self._http().get(url, headers=self._headers, timeout=aiohttp.ClientTimeout(total=5.0)) as resp:
+            resp.raise_for_status()
+            return await resp.json(content_type=None)
+
+    async def _tokenize(self, _key: str, body: dict[str, Any]) -> Any:
+        """The engine's ``POST /tokenize`` for the body's prompt (modelwire.ContextGuard)."""
+        url, request, timeout = tokenize_url(self.url), tokenize_request(body), aiohttp.ClientTimeout(total=5.0)
+        async with self._http().post(url, json=request, headers=self._headers, timeout=timeout) as resp:
             resp.raise_for_status()
             return await resp.json(content_type=None)
 

@@ -11,6 +11,11 @@
   refuses (the estimate was short), its 400 names the exact prompt size and the call is retried
   once with the exact room; when no room is left, the call fails with a message that names the
   settings to change.
+- Only the engine's own count refuses a call. The estimate (characters / 3) errs high on purpose,
+  by about a third on English text, so a prompt filling 75-100 % of the context looks like one
+  that leaves no room. Where the estimate leaves too little, the guard asks the engine's
+  ``POST /tokenize`` (vLLM's; the exact count under the chat template) and caps to that; an engine
+  without one gets the call uncapped, and its 400 (``refit``) names the count.
 """
 
 from __future__ import annotations
@@ -108,6 +113,26 @@ def capped_max_tokens(configured: int, context: int | None, prompt_tokens: int) 
     return min(configured, room)
 
 
+def tokenize_url(url: str) -> str:
+    """vLLM's ``/tokenize`` beside ``/v1`` on the server root, from a base or a chat URL."""
+    return url.rstrip("/").removesuffix("/chat/completions").removesuffix("/v1") + "/tokenize"
+
+
+def tokenize_request(body: dict[str, Any]) -> dict[str, Any]:
+    """The chat body's prompt part as vLLM's ``TokenizeChatRequest`` (tools count too)."""
+    out = {"model": body.get("model"), "messages": body.get("messages") or [], "add_generation_prompt": True}
+    if body.get("tools"):
+        out["tools"] = body["tools"]
+    return out
+
+
+def token_count(answer: Any) -> int | None:
+    """``count`` of a ``/tokenize`` answer (vLLM's shape), else None: llama-server's ``/tokenize``
+    takes raw text without the chat template, so its answer is no count of the prompt."""
+    value = answer.get("count") if isinstance(answer, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 def context_error(text: str) -> tuple[int, int] | None:
     """(served context, prompt tokens) from vLLM's or llama-server's 400 for a too-long request,
     else None."""
@@ -133,14 +158,26 @@ class ContextGuard:
 
     ``fetch_models(key)`` returns a ``/v1/models`` body (or raises); its answer is kept per key
     (replica), and a failed look-up is tried again after ``retry_seconds`` (no cap meanwhile:
-    an engine without ``/v1/models`` gets today's behaviour plus the exact retry on a 400)."""
+    an engine without ``/v1/models`` gets today's behaviour plus the exact retry on a 400).
+    ``tokenize(key, body)`` returns the engine's ``/tokenize`` answer for a chat body (or raises);
+    it is asked only when the estimate leaves too little room, and a replica without one is not
+    asked again for ``retry_seconds``."""
 
-    def __init__(self, model: str, fetch_models: Callable[[str], Awaitable[Any]], retry_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        model: str,
+        fetch_models: Callable[[str], Awaitable[Any]],
+        retry_seconds: float = 60.0,
+        tokenize: Callable[[str, dict[str, Any]], Awaitable[Any]] | None = None,
+    ) -> None:
         self.model = model
         self._fetch = fetch_models
+        self._tokenize = tokenize
         self._known: dict[str, tuple[int | None, float]] = {}
+        self._no_tokenize: dict[str, float] = {}  # key -> when its /tokenize last failed
         self.retry_seconds = retry_seconds
         self.capped = 0  # calls whose max_tokens was lowered (for tests and metrics)
+        self.counted = 0  # calls whose prompt the engine counted (its /tokenize)
 
     async def context(self, key: str) -> int | None:
         now = time.monotonic()
@@ -154,13 +191,37 @@ class ContextGuard:
         self._known[key] = (value, now)
         return value
 
+    async def count(self, key: str, body: dict[str, Any]) -> int | None:
+        """The engine's own count of the body's prompt (its ``/tokenize``), or None."""
+        now = time.monotonic()
+        failed = self._no_tokenize.get(key)
+        if self._tokenize is None or (failed is not None and now - failed < self.retry_seconds):
+            return None
+        try:
+            value = token_count(await self._tokenize(key, body))
+        except Exception:  # noqa: BLE001 - no /tokenize (404) or unreachable: the engine's 400 will count
+            value = None
+        if value is None:
+            self._no_tokenize[key] = now
+        return value
+
     async def fit(self, key: str, body: dict[str, Any]) -> dict[str, Any]:
-        """``body``, or a copy with ``max_tokens`` capped to the room the context leaves."""
+        """``body``, or a copy with ``max_tokens`` capped to the room the context leaves. Raises
+        ``ContextOverflow`` only on the engine's own count: where the estimate leaves too little
+        room, the engine's ``/tokenize`` decides, else the call goes uncapped and its 400 decides."""
         context = await self.context(key)
         configured = int(body.get("max_tokens") or 0)
         if context is None or not configured:
             return body
-        capped = capped_max_tokens(configured, context, prompt_estimate(body))
+        estimate = prompt_estimate(body)
+        if context - estimate >= min(configured, MIN_OUTPUT_TOKENS):
+            capped = min(configured, context - estimate)
+        else:
+            exact = await self.count(key, body)
+            if exact is None:
+                return body  # refit() reads the engine's count from its 400
+            self.counted += 1
+            capped = capped_max_tokens(configured, context, exact)
         if capped == configured:
             return body
         self.capped += 1

@@ -24,7 +24,7 @@ from .fleet import Fleet, FleetThread, ReplicaHandle, fleet_config, serve_fleet,
 from .kv_cache import HashedPrompt
 from .metrics_spec import Flavor, exposed_names, metric_specs
 from .openai_api import ApiError
-from .quirks import INDEPENDENT_ENGINE, Quirks
+from .quirks import BEHAVIOURS, INDEPENDENT_ENGINE, LLM_D_SIM, Quirks
 from .replica import Replica
 from .runner import Completion, EngineRunner
 from .server import ReplicaServer
@@ -33,6 +33,7 @@ from .tokenizer import ChatTokenizer, tokenize_text
 
 __all__ = [
     "ApiError",
+    "BEHAVIOURS",
     "ChatTokenizer",
     "Completion",
     "Engine",
@@ -47,6 +48,7 @@ __all__ = [
     "HashedPrompt",
     "Histogram",
     "INDEPENDENT_ENGINE",
+    "LLM_D_SIM",
     "LoopClock",
     "ManualClock",
     "Quirks",

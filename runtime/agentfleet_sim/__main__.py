@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from .config import FleetConfig, fleet_config_from_dict, load_fleet_config
 from .fleet import serve_fleet
 from .metrics_spec import Flavor
+from .quirks import BEHAVIOURS
 
 _ENGINE_FLAGS = {
     "model": str,
@@ -40,6 +41,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--base-port", type=int, help="replica i listens on base-port + i (0: free ports)")
     p.add_argument("--startup-seconds", type=float, help="/health fails this long after start")
     p.add_argument("--metrics-flavor", choices=[f.value for f in Flavor], help="legacy: pre-0.9 vLLM metric names")
+    p.add_argument("--behave-as", choices=sorted(BEHAVIOURS), help="quirks.py's switches for this engine")
     for flag, kind in _ENGINE_FLAGS.items():
         p.add_argument("--" + flag.replace("_", "-"), type=kind)
     p.add_argument("--error-rate", type=float)
@@ -71,6 +73,8 @@ def build_config(args: argparse.Namespace) -> FleetConfig:
         replica = dataclasses.replace(replica, startup_seconds=args.startup_seconds)
     if args.metrics_flavor is not None:
         replica = dataclasses.replace(replica, metrics_flavor=Flavor(args.metrics_flavor))
+    if args.behave_as is not None:
+        replica = dataclasses.replace(replica, quirks=BEHAVIOURS[args.behave_as])
     return dataclasses.replace(cfg, replica=replica, **top)  # type: ignore[arg-type]
 
 

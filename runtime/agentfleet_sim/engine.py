@@ -83,6 +83,8 @@ class SimRequest:
     cached_tokens: int = 0
     preemptions: int = 0
     finish_reason: str | None = None
+    tool_call: bool = False  # answered with a tool call (the replica decides; quirks.tool_calls_finish_reason)
+    waited: bool = False  # passed over by at least one step before its first scheduling
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +140,11 @@ class Engine:
         self._rng = random.Random()
         # quirks.ttft_from_scheduling: start the TTFT clock when the request is first scheduled.
         self.ttft_from_scheduling = False
+        # quirks.tool_calls_finish_reason: count a tool-call answer under "tool_calls", not "stop".
+        self.tool_calls_reason = False
+        # quirks.queue_time_waiters_only: observe queue time only for requests that waited.
+        self.queue_time_waiters_only = False
+        self._step_start = self._prev_step_start = -math.inf
 
     # -- intake --------------------------------------------------------------------------------
     def add_request(
@@ -246,6 +253,7 @@ class Engine:
             self._run = None
         if not (self._running or self._waiting):
             return None
+        self._prev_step_start, self._step_start = self._step_start, now
         cfg = self.config
         bs = cfg.block_size
         budget = cfg.max_num_batched_tokens
@@ -484,6 +492,8 @@ class Engine:
         req.phase = Phase.RUNNING
         if req.first_scheduled is None:
             req.first_scheduled = now
+            # Present when the previous step started, yet not admitted by it: it waited for a slot.
+            req.waited = req.arrival < self._prev_step_start
             req.cached_tokens = hit_tokens
             self.stats.prefix_queries += req.num_tokens
             self.stats.prefix_hits += hit_tokens
@@ -542,9 +552,11 @@ class Engine:
         self._requests.pop(req.request_id, None)
         s = self.stats
         assert req.first_scheduled is not None and req.first_token is not None
-        s.request_success[reason] += 1
+        counted = "tool_calls" if self.tool_calls_reason and req.tool_call and reason == "stop" else reason
+        s.request_success[counted] = s.request_success.get(counted, 0) + 1
         s.h_e2e.observe(end - req.arrival)
-        s.h_queue.observe(req.first_scheduled - req.arrival)
+        if req.waited or not self.queue_time_waiters_only:
+            s.h_queue.observe(req.first_scheduled - req.arrival)
         s.h_inference.observe(end - req.first_scheduled)
         s.h_prefill.observe(req.first_token - req.first_scheduled)
         decode = end - req.first_token

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .runner import Completion
-from .tokenizer import ChatTokenizer, output_text, tokenize_text
+from .tokenizer import ChatTokenizer, output_text
 
 Kind = Literal["chat", "completion"]
 
@@ -69,7 +69,7 @@ def parse_request(body: Any, kind: Kind, served_name: str, tokenizer: ChatTokeni
         if isinstance(raw, list) and len(raw) == 1 and isinstance(raw[0], str | list):
             raw = raw[0]  # a batch of one
         if isinstance(raw, str) and raw:
-            prompt = tokenize_text(raw)
+            prompt = tokenizer.text_tokens(raw)
         elif isinstance(raw, list) and raw and all(isinstance(t, int) and not isinstance(t, bool) for t in raw):
             prompt = list(raw)
         else:

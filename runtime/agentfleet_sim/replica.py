@@ -46,9 +46,12 @@ class Replica:
         self.engine = Engine(self.config.engine)
         self.quirks = self.config.quirks
         self.engine.ttft_from_scheduling = self.quirks.ttft_from_scheduling
+        self.engine.tool_calls_reason = self.quirks.tool_calls_finish_reason
+        self.engine.queue_time_waiters_only = self.quirks.queue_time_waiters_only
+        self._metrics_fail_next = False  # quirks.metrics_error_after_disconnect: armed by a disconnect
         self.runner = EngineRunner(self.engine)
         self.faults: FaultConfig = self.config.faults
-        self.tokenizer = ChatTokenizer()
+        self.tokenizer = ChatTokenizer(piece_chars=self.quirks.tokenizer_piece_chars)
         self._fault_rng = random.Random(self.faults.seed)
         # Keyed draws (faults.draws "call"): the fleet's shared book, else one of its own.
         self._call_draws = call_draws or CallDraws(f"{self.faults.seed}/{name}")
@@ -61,6 +64,7 @@ class Replica:
         self.slow_calls = 0  # calls made slow_factor times slower (slow_fraction or an episode)
         self.orphans = 0  # calls whose client went away but that ran on (quirks.abort_on_disconnect off)
         self.tool_calls = 0  # answers written as tool calls (quirks.tool_call_rate)
+        self.tokenized = 0  # POST /tokenize answered
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -167,8 +171,25 @@ class Replica:
         return models_response(cfg.served_name, cfg.model, cfg.max_model_len)
 
     def metrics_text(self) -> bytes:
+        if self._metrics_fail_next:
+            self._metrics_fail_next = False
+            why = "metrics unavailable after a client disconnect (quirks.metrics_error_after_disconnect)"
+            raise ApiError(500, why, "InternalServerError")
         self.runner.sync()
         return render_metrics(self.engine, self.config.metrics_flavor, self.quirks)
+
+    def tokenize(self, body: Any) -> dict[str, Any]:
+        """vLLM's ``POST /tokenize``: the prompt's token count under the chat template (``messages``)
+        or of a plain ``prompt``; a 404 where the engine has none (quirks.tokenize_endpoint off)."""
+        if not self.quirks.tokenize_endpoint:
+            raise ApiError(404, "Not Found", "NotFoundError")
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        kind: Kind = "chat" if "messages" in body else "completion"
+        cfg = self.config.engine
+        parsed = parse_request({**body, "model": cfg.served_name}, kind, cfg.served_name, self.tokenizer)
+        self.tokenized += 1
+        return {"count": len(parsed.prompt), "max_model_len": cfg.max_model_len, "tokens": parsed.prompt}
 
     # -- completions -----------------------------------------------------------------------
     async def completion(self, body: Any, kind: Kind = "chat") -> Chunk | AsyncIterator[Chunk]:
@@ -192,14 +213,23 @@ class Replica:
             q = self.quirks
             tool_call = decide_tool_call(body, handle.request.content_seed, q.tool_call_rate, q.tool_call_steps)
             self.tool_calls += tool_call is not None
+            handle.request.tool_call = tool_call is not None
         if req.stream:
             return self._stream(handle, req, slow_factor, tool_call)
         return full_response(kind, request_id, self.config.engine.served_name, await self._wait(handle, slow_factor), tool_call)
 
-    async def generate(self, prompt: list[int] | HashedPrompt, max_tokens: int | None = None, *, ignore_eos: bool = False) -> Completion:
+    async def generate(
+        self,
+        prompt: list[int] | HashedPrompt,
+        max_tokens: int | None = None,
+        *,
+        ignore_eos: bool = False,
+        tool_call: bool = False,
+    ) -> Completion:
         """Token-level call for simulations that build prompts themselves (no JSON, no
         tokenizer); startup, draining and faults apply exactly as for HTTP calls. A prompt that
-        grows call by call is cheaper as a HashedPrompt (kv_cache.py)."""
+        grows call by call is cheaper as a HashedPrompt (kv_cache.py). ``tool_call``: the answer
+        stands for a tool call (counted apart under quirks.tool_calls_finish_reason)."""
         self._admit()
         slow_factor = await self._faults_before_call(prompt)
         request_id = f"{self.name}-{next(self._ids)}"
@@ -207,6 +237,7 @@ class Replica:
             handle = self.runner.submit(request_id, prompt if isinstance(prompt, HashedPrompt) else list(prompt), max_tokens=max_tokens, ignore_eos=ignore_eos)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from exc
+        handle.request.tool_call = tool_call
         self.calls += 1
         return await self._wait(handle, slow_factor)
 
@@ -258,6 +289,7 @@ class Replica:
     def _client_gone(self, handle: RequestHandle) -> None:
         """vLLM aborts a request whose client went away (frees its slot, counts ``abort``); an
         engine without that (quirks.abort_on_disconnect off) lets it run to the end."""
+        self._metrics_fail_next = self.quirks.metrics_error_after_disconnect
         if self.quirks.abort_on_disconnect:
             self.runner.abort(handle.request.request_id)
         else:

@@ -1,7 +1,7 @@
 """aiohttp wrapper: one HTTP app per replica, bound to 127.0.0.1.
 
 Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health,
-GET /metrics, GET /version, and the simulator's own GET|POST /admin/config, POST /admin/drain,
+GET /metrics, POST /tokenize, GET /version, and the simulator's own GET|POST /admin/config, POST /admin/drain,
 GET /admin/state. Handlers are cancelled when the client disconnects, which aborts the engine
 request, as vLLM does (hedged requests rely on that to free the loser's slot).
 """
@@ -73,7 +73,18 @@ async def _models(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[REPLICA_KEY].metrics_text(), headers={"Content-Type": CONTENT_TYPE})
+    try:
+        text = request.app[REPLICA_KEY].metrics_text()
+    except ApiError as exc:
+        return _error(exc)
+    return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def _tokenize(request: web.Request) -> web.Response:
+    try:
+        return web.json_response(request.app[REPLICA_KEY].tokenize(await _json_body(request)))
+    except ApiError as exc:
+        return _error(exc)
 
 
 async def _version(request: web.Request) -> web.Response:
@@ -116,6 +127,7 @@ def make_app(replica: Replica) -> web.Application:
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_post("/tokenize", _tokenize)
     app.router.add_get("/version", _version)
     app.router.add_get("/admin/config", _get_config)
     app.router.add_post("/admin/config", _post_config)

@@ -9,6 +9,13 @@ whose queue time alone exceeds the TTFT SLO surely missed it. The witness share 
 upper bound of the true TTFT attainment; goodput takes the minimum over shares, so it can only
 lower goodput, and only by requests that surely missed.
 
+The share's denominator is the larger of the queue histogram's count and the TTFT histogram's:
+vLLM observes queue time for every finished request, but some engines (llm-d's simulator) observe
+it only for requests that waited for a slot, so their queue count can be half the requests. The
+requests it leaves out did not wait, so none of them surely missed: dividing the sure misses by
+every request that got a first token keeps the share an upper bound on both kinds of engine,
+where dividing by the waiters alone would fall below the true attainment.
+
 Rounding: the witness rounds the SLO UP to the next bucket edge (the opposite of an objective's
 share, goodput.py): a request is counted as a miss only when its queue time exceeds an edge at or
 above the SLO, i.e. only when it surely waited longer than the SLO. An SLO beyond the last finite
@@ -30,25 +37,33 @@ def witness_metrics(objectives: tuple[Objective, ...] | list[Objective]) -> tupl
     return (QUEUE_METRIC,) if any(o.name == "ttft" for o in objectives) else ()
 
 
-def queue_witness(ttft: Objective, buckets: Buckets) -> Share | None:
-    """Share of requests whose queue time was at most the TTFT SLO (rounded up to an edge)."""
+def _count(buckets: Buckets | None) -> float:
+    """A histogram's observation count (its +Inf bucket, else its last)."""
+    ordered = sorted(buckets or ())
+    return next((c for le, c in ordered if math.isinf(le)), ordered[-1][1]) if ordered else 0.0
+
+
+def queue_witness(ttft: Objective, buckets: Buckets, requests: float = 0.0) -> Share | None:
+    """Share of requests whose queue time was at most the TTFT SLO (rounded up to an edge), over the
+    larger of the queue histogram's count and ``requests`` (the TTFT histogram's count)."""
     ordered = sorted(buckets)
     if not ordered:
         return None
-    total = next((c for le, c in ordered if math.isinf(le)), ordered[-1][1])
+    observed = _count(ordered)
     above = [(le, c) for le, c in ordered if not math.isinf(le) and le >= ttft.seconds * (1 - 1e-9)]
-    if not above or total <= 0:
+    if not above or observed <= 0:
         return None
-    edge, good = above[0]
+    edge, within = above[0]
     objective = Objective("ttft-queue", QUEUE_METRIC, ttft.seconds)
-    missed = total - good
+    missed = observed - within
+    total = max(observed, requests)
     note = None
     if missed > 0:
         note = (
             f"ttft: {missed / total:.0%} of requests queued longer than {edge:g}s, above the TTFT SLO, "
             f"whatever the engine's TTFT histogram says (its clock may start at scheduling): counted as misses"
         )
-    return Share(objective, good, total, edge, note)
+    return Share(objective, total - missed, total, edge, note)
 
 
 def goodput_with_witnesses(objectives: Sequence[Objective], buckets_by_metric: Mapping[str, Buckets]) -> Goodput:
@@ -57,7 +72,9 @@ def goodput_with_witnesses(objectives: Sequence[Objective], buckets_by_metric: M
     base = goodput(objectives, buckets_by_metric)
     ttft = next((o for o in objectives if o.name == "ttft"), None)
     queue = buckets_by_metric.get(QUEUE_METRIC)
-    share = queue_witness(ttft, queue) if ttft is not None and queue else None
+    share = None
+    if ttft is not None and queue:
+        share = queue_witness(ttft, queue, _count(buckets_by_metric.get(ttft.metric)))
     if share is None or share.fraction is None:
         return base
     fractions = [f for f in (base.fraction, share.fraction) if f is not None]

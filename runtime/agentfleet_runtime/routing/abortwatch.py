@@ -11,6 +11,13 @@ abort (vLLM). Losers on an engine that does not abort are not cancelled early (t
 to the end: their answer is as good as any and already paid for). The hedge budget (hedging.py)
 charges a loser less than a whole call's tokens only on a replica seen to abort (``known``), so
 the extra load stays within maxExtraPercent while the watch is still learning.
+
+A failed read (no answer, a 5xx) is retried on the watch's own schedule, not at the next cancel:
+``settle_s`` after it, doubling up to ``every_s``, and no more after ``max_failures`` in a row
+until another cancel. llm-d's simulator answers the first /metrics read after a client
+disconnect with HTTP 500; a watch that read again only when it cancelled again always read right
+after a disconnect and never judged one. A baseline that fails is read again the same way (a
+rise measured from a missing baseline would mean nothing).
 """
 
 from __future__ import annotations
@@ -32,20 +39,30 @@ def abort_count(metrics_text: bytes) -> float | None:
 @dataclass
 class _Replica:
     cancels: list[float] = field(default_factory=list)  # times of cancels not yet counted
-    aborts: float | None = None  # the counter at the first read (the baseline)
-    since: float | None = None  # time of the baseline read: cancels before it are not judged
-    read_at: float | None = None  # time of the last read
+    aborts: float | None = None  # the counter at the baseline read
+    since: float | None = None  # time of the baseline read (None: none yet); earlier cancels are not judged
+    read_at: float | None = None  # time of the last read, failed or not
+    failures: int = 0  # failed reads in a row
     judged: int = 0  # cancels made since the baseline and settled before the last read
     verdict: bool | None = None
     pending: bool = False
 
 
 class AbortWatch:
-    def __init__(self, read_aborts: Callable[[str], Awaitable[float | None]], *, every_s: float = 10.0, settle_s: float = 2.0, min_cancels: int = 3) -> None:
+    def __init__(
+        self,
+        read_aborts: Callable[[str], Awaitable[float | None]],
+        *,
+        every_s: float = 10.0,
+        settle_s: float = 2.0,
+        min_cancels: int = 3,
+        max_failures: int = 5,
+    ) -> None:
         self._read = read_aborts
         self.every_s = every_s
         self.settle_s = settle_s
         self.min_cancels = min_cancels
+        self.max_failures = max_failures
         self._replicas: dict[str, _Replica] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -64,39 +81,55 @@ class AbortWatch:
         if not r.pending and r.verdict is None:
             self._schedule(key, r)
 
+    def _interval(self, r: _Replica) -> float:
+        """From the last read to the next: every_s, or sooner while reads fail (module doc)."""
+        if not r.failures:
+            return self.every_s
+        return min(self.every_s, self.settle_s * 2 ** (r.failures - 1))
+
     async def _check(self, key: str, r: _Replica) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            if r.read_at is None:
-                ok, r.aborts = await self._safe_read(key)
-                r.read_at = r.since = loop.time()
-                if not ok:
-                    return  # no /metrics to read: keep assuming vLLM's behaviour
-                await asyncio.sleep(self.settle_s)
-            else:
-                await asyncio.sleep(max(self.settle_s, r.read_at + self.every_s - loop.time()))
-            # Every cancel since the baseline counts once settled, those kept from the last check
-            # too (made in its last settle_s): the counter's rise since the baseline includes them.
-            start = r.since
-            ok, count = await self._safe_read(key)
-            now = loop.time()
-            if not ok:
-                r.read_at = now  # try again no sooner than every_s
-                return
-            settled = [t for t in r.cancels if start is not None and start <= t <= now - self.settle_s]
-            r.judged += len(settled)
-            r.cancels = [t for t in r.cancels if t > now - self.settle_s]
-            r.read_at = now
-            # No abort series at all is a count of zero (some engines create it lazily).
-            rose = (count or 0.0) - (r.aborts or 0.0)
-            if r.judged and rose >= max(1.0, 0.5 * r.judged):
-                r.verdict = True
-            elif r.judged >= self.min_cancels and rose <= 0:
-                r.verdict = False
+            await self._read_and_judge(key, r)
         finally:
             r.pending = False
-        if r.cancels and r.verdict is None:
+        if r.cancels and r.verdict is None and r.failures < self.max_failures:
             self._schedule(key, r)
+
+    async def _read_and_judge(self, key: str, r: _Replica) -> None:
+        loop = asyncio.get_running_loop()
+        if r.read_at is not None:
+            # Cancels made just before a judging read are left for the next (settle_s).
+            floor = self.settle_s if r.since is not None else 0.0
+            await asyncio.sleep(max(floor, r.read_at + self._interval(r) - loop.time()))
+        if r.since is None:
+            ok, count = await self._safe_read(key)
+            r.read_at = loop.time()
+            if not self._counted(r, ok):
+                return  # retried on the schedule (_check)
+            r.aborts, r.since = count, r.read_at
+            await asyncio.sleep(self.settle_s)
+        # Every cancel since the baseline counts once settled, those kept from the last check
+        # too (made in its last settle_s): the counter's rise since the baseline includes them.
+        start = r.since
+        ok, count = await self._safe_read(key)
+        now = r.read_at = loop.time()
+        if not self._counted(r, ok):
+            return
+        settled = [t for t in r.cancels if start <= t <= now - self.settle_s]
+        r.judged += len(settled)
+        r.cancels = [t for t in r.cancels if t > now - self.settle_s]
+        # No abort series at all is a count of zero (some engines create it lazily).
+        rose = (count or 0.0) - (r.aborts or 0.0)
+        if r.judged and rose >= max(1.0, 0.5 * r.judged):
+            r.verdict = True
+        elif r.judged >= self.min_cancels and rose <= 0:
+            r.verdict = False
+
+    @staticmethod
+    def _counted(r: _Replica, ok: bool) -> bool:
+        """Keep the run of failed reads; True when the read worked."""
+        r.failures = 0 if ok else r.failures + 1
+        return ok
 
     def _schedule(self, key: str, r: _Replica) -> None:
         r.pending = True

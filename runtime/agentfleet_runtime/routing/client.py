@@ -231,7 +231,8 @@ class RoutingModelClient:
             async def fetch(base_url: str) -> Any:
                 return await models(base_url) if models is not None else None
 
-            guard = self._guards[pool.tier.name] = ContextGuard(pool.tier.model, fetch)
+            tokenize = getattr(self.transport, "tokenize", None)
+            guard = self._guards[pool.tier.name] = ContextGuard(pool.tier.model, fetch, tokenize=tokenize)
         return guard
 
     async def _send_fitted(

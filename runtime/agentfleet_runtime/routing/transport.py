@@ -3,8 +3,9 @@ benchmarks plug in an in-process transport (the simulator's ``Replica.completion
 contract: return the response body, or raise ``ModelError`` with the status and whether a retry on
 another replica may help. Cancelling ``send`` must abort the request (the hedge loser); an engine
 that does not abort it is noticed by the client (abortwatch.py). Optional: ``stream`` (the same
-call streamed, reporting its first token and text deltas to a ``StreamObserver``) and ``models``
-(``GET /v1/models``, for the served context)."""
+call streamed, reporting its first token and text deltas to a ``StreamObserver``), ``models``
+(``GET /v1/models``, for the served context) and ``tokenize`` (the engine's ``POST /tokenize``, its
+own count of a prompt that nearly fills that context)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from agentfleet_runtime.model import ModelError
+from agentfleet_runtime.modelwire import tokenize_request, tokenize_url
 from agentfleet_runtime.routing.abortwatch import abort_count
 from agentfleet_runtime.routing.settings import Endpoint
 from agentfleet_runtime.routing.streaming import SseLines, StreamAccumulator, StreamError, StreamObserver, stream_body
@@ -103,6 +105,15 @@ class HttpTransport:
     async def models(self, base_url: str) -> dict[str, Any]:
         """``GET {base_url}/models``: the served models and their context (``max_model_len``)."""
         async with self._http().get(base_url.rstrip("/") + "/models", timeout=aiohttp.ClientTimeout(total=5.0)) as resp:
+            resp.raise_for_status()
+            return await resp.json(content_type=None)
+
+    async def tokenize(self, base_url: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /tokenize`` beside ``/v1``: the engine's count of the chat body's prompt."""
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else None
+        request = tokenize_request(body)
+        timeout = aiohttp.ClientTimeout(total=5.0)
+        async with self._http().post(tokenize_url(base_url), json=request, headers=headers, timeout=timeout) as resp:
             resp.raise_for_status()
             return await resp.json(content_type=None)
 

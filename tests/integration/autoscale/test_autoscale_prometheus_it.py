@@ -50,13 +50,15 @@ def config(**kw: Any) -> PolicyConfig:
 
 
 @contextmanager
-def load(fleet: FleetThread, clients: int) -> Iterator[None]:
-    """``clients`` closed-loop HTTP clients spread over the replicas until the block ends."""
+def load(fleet: FleetThread, clients: int, **extra: Any) -> Iterator[None]:
+    """``clients`` closed-loop HTTP clients spread over the replicas until the block ends; ``extra``
+    goes into every request body (``tools=...``)."""
     stop = threading.Event()
     urls = [h.url + "/v1/chat/completions" for h in fleet.replicas]
 
     def client(i: int) -> None:
-        body = json.dumps({"model": "llama-8b", "messages": [{"role": "user", "content": f"task {i} " * 40}], "max_tokens": 30}).encode()
+        messages = [{"role": "user", "content": f"task {i} " * 40}]
+        body = json.dumps({"model": "llama-8b", "messages": messages, "max_tokens": 30, **extra}).encode()
         while not stop.is_set():
             req = urllib.request.Request(urls[i % len(urls)], data=body, headers={"Content-Type": "application/json"})
             try:
@@ -229,3 +231,42 @@ def test_goodput_from_prometheus_matches_the_replicas_own_histograms(prometheus_
     # increase() extrapolates to the window's edges, so allow a little; the share must agree.
     assert promql_share.fraction == pytest.approx(good / total, abs=0.03)
     assert promql_share.requests == pytest.approx(total, rel=0.2)
+
+
+LOOKUP = {
+    "type": "function",
+    "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"key": {"type": "string"}}}},
+}
+
+
+def test_completion_rate_counts_tool_call_answers_of_an_engine_that_counts_them_apart(
+    prometheus_server: Any,
+) -> None:
+    # Issue 46: llm-d's simulator counts a tool-call answer under finish_reason="tool_calls"; a
+    # query for stop|length read about half of an agent's completions (32 of 65 were tool calls).
+    quirks = {
+        "tool_call_rate": 1.0,
+        "tool_calls_finish_reason": True,
+        "finish_reason_label": "finish_reason",
+        "lazy_series": True,
+    }
+    peer = start_fleet(1, engine=ENGINE, quirks=quirks)
+    try:
+        prom = start_prom(prometheus_server, peer)
+        with load(peer, clients=4, tools=[LOOKUP]):
+            time.sleep(6)
+        time.sleep(2.5)  # two more scrapes after the last request
+        reader = PromReader(prom.url)
+        rate = reader.observe(Target('job="sim"', replica_label="instance"), OBJECTIVES, 60).completion_rate
+        # No abort, error or repetition here: every reason is a served answer.
+        every = prom.query('sum(rate(vllm:request_success_total{job="sim"}[60s]))')
+        counts = peer.call(lambda: _reasons(peer))
+    finally:
+        peer.stop()
+    # Every answer that stopped on its own was a tool call.
+    assert counts.get("tool_calls", 0) > 0.3 * sum(counts.values()), counts
+    assert rate is not None and rate == pytest.approx(float(every[0]["value"][1]), rel=0.02), (rate, every)
+
+
+async def _reasons(fleet: FleetThread) -> dict[str, int]:
+    return {k: v for k, v in fleet.replicas[0].replica.stats().request_success.items() if v}

@@ -1,6 +1,7 @@
 """Both model clients against simulator replicas that behave like the independent vLLM-compatible
-engine measured for issue 18, over real HTTP: a 1,024-token default context and a strict
-tool-schema validator. Today's clients get non-retryable 400s from both."""
+engines measured for issues 18 and 46, over real HTTP: a 1,024-token default context, a strict
+tool-schema validator, a real tokenizer's count (fewer tokens than the client's estimate), with
+and without vLLM's ``/tokenize``."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agentfleet_runtime.model import ModelError, ModelRequest, OpenAIChatClient
+from agentfleet_runtime.modelwire import MIN_OUTPUT_TOKENS, prompt_estimate
 from agentfleet_runtime.routing.client import RoutingModelClient
 from agentfleet_runtime.routing.metrics import RoutingMetrics
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier
 from agentfleet_runtime.routing.sources import StaticSource
-from agentfleet_sim import FleetThread, start_fleet
+from agentfleet_sim import ChatTokenizer, FleetThread, start_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -83,3 +85,43 @@ def test_a_prompt_that_leaves_no_room_fails_naming_the_setting(strict_small: Fle
         asyncio.run(main())
     assert not err.value.retryable
     assert "maxModelLen" in str(err.value) and "--max-model-len" in str(err.value), str(err.value)
+
+
+# English prose, as an agent's history is: a real tokenizer counts ~4.4 characters a token here.
+PROSE = "The replicas serve every agent while the autoscaler watches their queues and latency. "
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["tokenize", "no-tokenize"])
+def real_tokens(request: pytest.FixtureRequest) -> Iterator[FleetThread]:
+    """The model's own tokenizer (quirks.tokenizer_piece_chars 8), with vLLM's /tokenize or, as
+    llm-d's simulator, without one."""
+    quirks = {"tokenizer_piece_chars": 8, "tokenize_endpoint": request.param}
+    fleet = start_fleet(1, model="small", engine=ENGINE, quirks=quirks)
+    yield fleet
+    fleet.stop()
+
+
+@pytest.mark.parametrize("make", [routing_client, chat_client], ids=["routing", "plain"])
+def test_a_prompt_that_fits_by_the_engines_count_is_served_whatever_the_estimate(
+    real_tokens: FleetThread, make: Any
+) -> None:
+    # Issue 46: prompts of 777-937 real tokens in a 1,024-token context were refused on estimates
+    # of 1,028-1,241 tokens before the engine was asked.
+    messages = [{"role": "system", "content": "You are an agent."}, {"role": "user", "content": PROSE * 50}]
+    req = ModelRequest(messages=messages, task_id="fits", root_id="fits")
+    exact = len(ChatTokenizer(piece_chars=8).chat_prompt(messages))
+    assert 0.75 * 1024 < exact < 1024 - 64  # fills the context, and leaves room by the engine's count
+    assert prompt_estimate({"messages": messages}) > 1024 - MIN_OUTPUT_TOKENS  # the estimate leaves none
+
+    async def main() -> Any:
+        client = make(real_tokens)
+        try:
+            return await client.complete(req)
+        finally:
+            await client.close()
+
+    replica = real_tokens.replicas[0].replica
+    asked = replica.tokenized
+    reply = asyncio.run(main())
+    assert reply.usage.prompt_tokens == exact and 0 < reply.usage.completion_tokens <= 1024 - exact
+    assert replica.tokenized - asked == int(replica.quirks.tokenize_endpoint)  # the engine counted, where it can

@@ -84,9 +84,17 @@ def warm(client: RoutingModelClient, n: int = 80) -> Any:
     return go()
 
 
-@pytest.mark.parametrize("aborting", [True, False], ids=["aborts", "runs-on"])
-def test_first_token_hedge_beats_a_stall_and_notices_an_engine_that_does_not_abort(aborting: bool) -> None:
-    fleet = start_fleet(2, engine=ENGINE, quirks={"abort_on_disconnect": aborting})
+@pytest.mark.parametrize(
+    ("aborting", "metrics_500"),
+    [(True, False), (False, False), (False, True)],
+    ids=["aborts", "runs-on", "runs-on-metrics-500"],
+)
+def test_first_token_hedge_beats_a_stall_and_notices_an_engine_that_does_not_abort(
+    aborting: bool, metrics_500: bool
+) -> None:
+    # runs-on-metrics-500: llm-d's simulator also fails the first /metrics read after a disconnect (issue 46).
+    quirks = {"abort_on_disconnect": aborting, "metrics_error_after_disconnect": metrics_500}
+    fleet = start_fleet(2, engine=ENGINE, quirks=quirks)
     try:
 
         async def main() -> tuple[list[float], list[bool | None]]:

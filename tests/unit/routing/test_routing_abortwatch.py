@@ -84,11 +84,61 @@ def test_a_cancel_left_to_judge_is_read_again_every_s_after_the_last_read() -> N
     assert w.known("r") is None
 
 
-def test_after_a_failed_read_the_next_cancel_reads_every_s_after_it_against_the_same_baseline() -> None:
-    # Pins the failed read: read_at moves to it (2 s) and the cancel stays; the next cancel (5 s) reads at 2 + 10 s and judges both against the first baseline (a rise of 1 >= max(1, 2 / 2)).
-    w, reads = watch_run([0.0, 5.0], [5.0, OSError("down"), 6.0])
-    assert reads == [("r", 0.0), ("r", 2.0), ("r", 12.0)]
+def test_a_failed_read_is_retried_settle_s_later_without_waiting_for_a_cancel() -> None:
+    # Pins the retry on the watch's own schedule: the read at 2 s fails, the next comes settle_s
+    # later (4 s), judged against the first baseline.
+    w, reads = watch_run([0.0], [5.0, OSError("500"), 6.0])
+    assert reads == [("r", 0.0), ("r", 2.0), ("r", 4.0)]
     assert w.known("r") is True
+
+
+def test_a_failed_baseline_is_read_again_and_a_rise_counts_from_it_alone() -> None:
+    # Pins the baseline retry: the baseline fails at 0 s and is read at 2 s (5); the cancel at 0 s
+    # precedes it and is not judged; the one at 3 s is, at 14 s, flat: the engine runs losers on (a
+    # missing baseline read as 0 made 5 a rise).
+    w, reads = watch_run([0.0, 3.0], [OSError("500"), 5.0], min_cancels=1)
+    assert reads == [("r", 0.0), ("r", 2.0), ("r", 4.0), ("r", 14.0)]
+    assert w.known("r") is False
+
+
+def test_reads_that_keep_failing_back_off_to_every_s_and_stop_after_max_failures() -> None:
+    # Pins the back-off (settle_s doubling up to every_s: 2, 4, 8, 10 s) and the stop after
+    # max_failures (5) failed reads in a row.
+    w, reads = watch_run([0.0], [OSError("down")])
+    assert reads == [("r", 0.0), ("r", 2.0), ("r", 6.0), ("r", 14.0), ("r", 24.0)]
+    assert w.known("r") is None and w.aborts("r") is True
+
+
+def test_an_engine_that_fails_the_first_read_after_each_disconnect_is_still_judged() -> None:
+    # Issue 46: llm-d's simulator answers the first /metrics read after a client disconnect with
+    # HTTP 500, and runs cancelled requests on. Reading again only at the next cancel always read
+    # right after a disconnect: 8 cancels in 30 s, never judged. Cancels every 3.7 s from 0.5 s.
+    reads: list[float] = []
+
+    async def main() -> AbortWatch:
+        loop = asyncio.get_running_loop()
+        failing = False
+
+        async def read(key: str) -> float | None:
+            nonlocal failing
+            reads.append(round(loop.time(), 6))
+            if failing:
+                failing = False
+                raise OSError("500 Internal Server Error")
+            return 5.0  # the abort counter never rises
+
+        w = AbortWatch(read)
+        for i in range(8):
+            await asyncio.sleep(0.5 + 3.7 * i - loop.time())
+            failing = True  # the disconnect
+            w.cancelled("r", loop.time())
+        await asyncio.sleep(40.0 - loop.time())
+        await w.close()
+        return w
+
+    w = run_virtual(main())
+    assert w.known("r") is False, reads
+    assert reads == [0.5, 2.5, 4.5, 6.5, 16.5, 18.5], reads
 
 
 def test_close_waits_for_a_check_it_cancels() -> None:

@@ -68,3 +68,30 @@ def test_guard_caps_from_v1_models_and_refits_exactly_after_a_short_estimate() -
     again = guard.refit("r0", fitted, text)
     assert again is not None and again["max_tokens"] == 534
     assert served_context({"data": [{"id": "other", "max_model_len": 9}]}, "m") is None
+
+
+def test_guard_refuses_only_on_the_engines_count_never_on_its_estimate() -> None:
+    # Issue 46: an estimate (characters / 3) above the context refused prompts the engine accepts.
+    async def fetch(key: str) -> Any:
+        return {"data": [{"id": "m", "max_model_len": 1024}]}
+
+    answers: dict[str, Any] = {"vllm": {"count": 900}, "full": {"count": 1020}, "llama": {"tokens": [1, 2, 3]}}
+    asked: list[str] = []
+
+    async def tokenize(key: str, body: dict[str, Any]) -> Any:
+        asked.append(key)
+        if key == "peer":
+            raise LookupError("404: no /tokenize")
+        return answers[key]
+
+    guard = ContextGuard("m", fetch, tokenize=tokenize)
+    body = {"model": "m", "messages": [{"role": "user", "content": "x" * 3300}], "max_tokens": 512}  # ~1,109 estimated
+    assert asyncio.run(guard.fit("vllm", body))["max_tokens"] == 124  # the engine's count caps exactly
+    with pytest.raises(ContextOverflow, match="maxModelLen"):
+        asyncio.run(guard.fit("full", body))  # the engine's count leaves 4 tokens: refused
+    assert asyncio.run(guard.fit("peer", body)) is body  # no /tokenize: sent as is, its 400 counts (refit)
+    assert asyncio.run(guard.fit("llama", body)) is body  # llama-server's /tokenize counts raw text, no count
+    asyncio.run(guard.fit("peer", body))
+    assert asked == ["vllm", "full", "peer", "llama"] and guard.counted == 2  # a replica without one is not asked again
+    small = {**body, "messages": [{"role": "user", "content": "x" * 300}]}
+    assert asyncio.run(guard.fit("vllm", small)) is small and len(asked) == 4  # room by the estimate: not asked
