@@ -47,6 +47,11 @@ def default_retriever(config: RuntimeConfig, tool: Any) -> RetrieverLike:
     )
 
 
+def search_first_tool(config: RuntimeConfig) -> str | None:
+    """The Retrieval tool whose searchFirst is on (the first, when several are), else None."""
+    return next((t.name for t in config.tools if t.type == "Retrieval" and t.retrieval is not None and t.retrieval.search_first), None)
+
+
 def build_tools(
     config: RuntimeConfig,
     store: TaskStore,
