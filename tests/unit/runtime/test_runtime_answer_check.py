@@ -27,6 +27,8 @@ def test_quantities_carry_units_and_compare_in_base_units():
     assert five.same(three_hundred) and quantities("five minutes")[0].same(five)
     assert quantities("128MB")[0].same(quantities("128 megabytes")[0])
     assert not quantities("4GB")[0].same(quantities("4 s")[0])
+    assert not quantities("1 s")[0].same(quantities("1 byte")[0])  # equal in base units, but another dimension
+    assert quantities("4GB")[0].same(quantities("4")[0])  # a bare number: the unit may stand in another column
     assert [q.text for q in quantities("1,000 rows, 0.9, 10%, 1 GB")] == ["1,000", "0.9", "10%", "1 GB"]
 
 
