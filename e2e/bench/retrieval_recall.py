@@ -34,13 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "operator"), str(ROOT / "runtime")]
 
 from agentfleet_contract.vectorindex import VectorIndex  # noqa: E402
-from agentfleet_milvus.collection import CollectionManager  # noqa: E402
-from agentfleet_milvus.connection import MilvusTarget  # noqa: E402
-from agentfleet_milvus.schema import CollectionSpec  # noqa: E402
 
 from agentfleet.evaluation.taskset import load_taskset  # noqa: E402
-from agentfleet.render import vectorindex as render  # noqa: E402
-from e2e.bench.manual_ingest import bench_vectorindex  # noqa: E402
+from e2e.bench.manual_ingest import bench_vectorindex, prepare  # noqa: E402
 from e2e.eval.corpus import MANUAL, TASKS, ensure_manual  # noqa: E402
 
 
@@ -52,11 +48,7 @@ def variant(collection: str, titles: bool) -> VectorIndex:
 
 
 def ingest(uri: str, vi: VectorIndex, manual: Path, log: Path) -> float:
-    CollectionManager.connect(MilvusTarget(uri=uri), CollectionSpec.from_vectorindex(vi.spec)).ensure(wait_loaded=True)
-    revision = render.source_revision(vi.spec)
-    args = render.ingestion_args(vi.spec, render.row_tag(revision, render.ingestion_key(vi.spec, revision, uri)))
-    args[args.index("--source-dir") + 1] = str(manual)
-    env = {**os.environ, "MILVUS_URI": uri, "PYTHONPATH": os.pathsep.join([str(ROOT / "runtime"), str(ROOT / "operator")])}
+    args, env = prepare(uri, vi, manual)
     t0 = time.monotonic()
     with open(log, "a") as err:
         done = subprocess.run(
