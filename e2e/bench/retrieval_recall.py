@@ -117,16 +117,23 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="retrieval-recall-"))
     server = MilvusLiteServer(tmp / "data")
     server.wait_ready()
-    print(f"pages: {manual}; {len(tasks)} answerable questions; Milvus {server.uri}; log {tmp / 'ingest.log'}", flush=True)
+    print(
+        f"pages: {manual}; {len(tasks)} answerable questions; Milvus {server.uri}; log {tmp / 'ingest.log'}", flush=True
+    )
     rows: dict[str, dict[str, float]] = {}
     try:
         for titles in (False, True):
             vi = variant(f"recall_titles_{int(titles)}", titles)
             wall = ingest(server.uri, vi, manual, tmp / "ingest.log")
-            print(f"ingested with sectionTitles {titles} in {wall:.0f} s (load average {os.getloadavg()[0]:.1f})", flush=True)
+            print(
+                f"ingested with sectionTitles {titles} in {wall:.0f} s (load average {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
             label = "titles" if titles else "no titles"
             for hybrid in (False, True):
-                rows[f"{'hybrid' if hybrid else 'dense'}, {label}"] = asyncio.run(measure(server.uri, vi, tasks, args.k, hybrid))
+                rows[f"{'hybrid' if hybrid else 'dense'}, {label}"] = asyncio.run(
+                    measure(server.uri, vi, tasks, args.k, hybrid)
+                )
     finally:
         server.stop()
         shutil.rmtree(tmp / "data", ignore_errors=True)

@@ -106,7 +106,8 @@ class Retrieval(Model):
     cache_ttl_seconds: int = Field(default=300, ge=0, le=86400, description="How long identical queries are answered from the Redis cache; 0 disables it.")
     search_first: bool = Field(
         default=False,
-        description="Search with the task's goal before the first model call, so the model starts from those passages (one-shot RAG's context).",
+        description="Search with the task's goal before the first model call, so the model starts from those "
+        "passages (one-shot RAG's context).",
     )
 
 
@@ -169,7 +170,8 @@ class AnswerCheck(Model):
     )
     on_unsupported: Literal["Decline", "Answer"] = Field(
         default="Decline",
-        description="What an answer that still states unsupported values becomes: a decline, or the answer as the model gave it.",
+        description="What an answer that still states unsupported values becomes: a decline, or the answer as "
+        "the model gave it.",
     )
 
 
@@ -196,8 +198,8 @@ class Decisions(Model):
     )
     answer_check: AnswerCheck | None = Field(
         default=None,
-        description="Check each final answer: every number (with its unit) and quoted value it states must be in a passage the task "
-        "retrieved, else the model searches again or declines; unset gives answers unchecked.",
+        description="Check each final answer: every number (with its unit) and quoted value it states must be in a "
+        "passage the task retrieved, else the model searches again or declines; unset gives answers unchecked.",
     )
 
 

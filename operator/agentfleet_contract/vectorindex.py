@@ -143,20 +143,23 @@ class Chunking(Model):
     overlap_tokens: int = Field(default=16, ge=0, le=4096, description="Tokens repeated between neighbouring chunks.")
     section_titles: bool = Field(
         default=False,
-        description="Begin each chunk with its document's title and nearest heading, as embedded and as the model reads it.",
+        description="Begin each chunk with its document's title and nearest heading, as embedded and as the "
+        "model reads it.",
     )
 
 
 class FullText(Model):
     analyzer: Literal["standard", "english"] = Field(
         default="standard",
-        description="Milvus analyzer that cuts chunk text and queries into BM25 terms; english (Milvus 2.5+, not Milvus Lite) also stems.",
+        description="Milvus analyzer that cuts chunk text and queries into BM25 terms; english (Milvus 2.5+, "
+        "not Milvus Lite) also stems.",
     )
     rrf_k: int = Field(
         default=60,
         ge=1,
         le=16384,
-        description="Reciprocal rank fusion constant: a passage scores 1/(rrfK + rank) in each search; smaller favours top ranks.",
+        description="Reciprocal rank fusion constant: a passage scores 1/(rrfK + rank) in each search; "
+        "smaller favours top ranks.",
     )
     candidates: int = Field(
         default=20,
@@ -209,9 +212,10 @@ class VectorIndexSpec(Model):
         immutable("shards", "spec.shards", "Milvus fixes shards when it creates the collection; create a new VectorIndex"),
         immutable("partition_key", "spec.partitionKey", "it is part of the collection schema; create a new VectorIndex", optional=True),
         Rule(
-            cel="has(self.fullText) == has(oldSelf.fullText) && (!has(self.fullText) || self.fullText.analyzer == oldSelf.fullText.analyzer)",
-            message="spec.fullText and spec.fullText.analyzer are immutable: the BM25 field is part of the collection schema; "
-            "create a new VectorIndex and re-ingest",
+            cel="has(self.fullText) == has(oldSelf.fullText) "
+            "&& (!has(self.fullText) || self.fullText.analyzer == oldSelf.fullText.analyzer)",
+            message="spec.fullText and spec.fullText.analyzer are immutable: the BM25 field is part of the "
+            "collection schema; create a new VectorIndex and re-ingest",
             field_path=".fullText",
         ),
     )
@@ -246,8 +250,8 @@ class VectorIndexSpec(Model):
     in_memory_replicas: int = Field(default=1, ge=1, le=64, description="Copies of the collection loaded in query-node memory; a change reloads.")
     full_text: FullText | None = Field(
         default=None,
-        description="Hybrid retrieval: Milvus' BM25 full-text index beside the vectors, both searched and fused by rank; "
-        "unset searches vectors only.",
+        description="Hybrid retrieval: Milvus' BM25 full-text index beside the vectors, both searched and fused "
+        "by rank; unset searches vectors only.",
     )
     source: Source | None = Field(default=None, description="Where documents come from; unset means the collection is filled elsewhere.")
     chunking: Chunking = default_obj("How documents are cut into chunks.", Chunking)

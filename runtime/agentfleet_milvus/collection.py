@@ -187,7 +187,9 @@ class CollectionManager:
         if analyzer is None:
             schema.add_field(TEXT, DataType.VARCHAR, max_length=TEXT_MAX)
         else:
-            schema.add_field(TEXT, DataType.VARCHAR, max_length=TEXT_MAX, enable_analyzer=True, analyzer_params={"type": analyzer})
+            schema.add_field(
+                TEXT, DataType.VARCHAR, max_length=TEXT_MAX, enable_analyzer=True, analyzer_params={"type": analyzer}
+            )
         schema.add_field(SOURCE, DataType.VARCHAR, max_length=SOURCE_MAX)
         schema.add_field(METADATA, DataType.JSON)
         if self.spec.partition_key:
@@ -199,7 +201,13 @@ class CollectionManager:
             # Milvus computes the BM25 term vector from ``text`` on every insert and from the
             # query text on every search: no second engine, no sparse encoder of our own.
             schema.add_field(SPARSE, DataType.SPARSE_FLOAT_VECTOR)
-            schema.add_function(Function(name=BM25_FUNCTION, function_type=FunctionType.BM25, input_field_names=[TEXT], output_field_names=[SPARSE]))
+            bm25 = Function(
+                name=BM25_FUNCTION,
+                function_type=FunctionType.BM25,
+                input_field_names=[TEXT],
+                output_field_names=[SPARSE],
+            )
+            schema.add_function(bm25)
         return schema
 
     def create(self) -> None:
@@ -229,7 +237,9 @@ class CollectionManager:
             field_name=VECTOR, index_name=INDEX_NAME, index_type=self.spec.index_type, metric_type=self.spec.metric, params=dict(self.spec.index_params)
         )
         if sparse:
-            ip.add_index(field_name=SPARSE, index_name=SPARSE_INDEX_NAME, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+            ip.add_index(
+                field_name=SPARSE, index_name=SPARSE_INDEX_NAME, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25"
+            )
         return ip
 
     def _needs_sparse_index(self) -> bool:

@@ -120,7 +120,8 @@ def immutable_conflicts(spec: CollectionSpec, state: CollectionState) -> list[Co
     if state.partition_key != spec.partition_key:
         out.append(Conflict("spec.partitionKey.field", state.partition_key or "unset", spec.partition_key or "unset"))
     if state.full_text_analyzer != spec.full_text_analyzer:
-        out.append(Conflict("spec.fullText.analyzer", state.full_text_analyzer or "unset", spec.full_text_analyzer or "unset"))
+        existing, desired = state.full_text_analyzer or "unset", spec.full_text_analyzer or "unset"
+        out.append(Conflict("spec.fullText.analyzer", existing, desired))
     return out
 
 

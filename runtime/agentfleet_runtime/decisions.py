@@ -73,8 +73,10 @@ class DecisionSettings:
         check = d.get("answerCheck")
         answer_check = None
         if check is not None:
-            answer_check = AnswerCheckSettings(int(check.get("retries", 1)), check.get("onUnsupported", "Decline") == "Decline")
-        return cls(mode=d.get("mode", "ToolCalls"), repair_attempts=int(d.get("repairAttempts", 1)), rules=rules, answer_check=answer_check)
+            decline = check.get("onUnsupported", "Decline") == "Decline"
+            answer_check = AnswerCheckSettings(int(check.get("retries", 1)), decline)
+        mode, repairs = d.get("mode", "ToolCalls"), int(d.get("repairAttempts", 1))
+        return cls(mode=mode, repair_attempts=repairs, rules=rules, answer_check=answer_check)
 
 
 @dataclass(frozen=True, slots=True)

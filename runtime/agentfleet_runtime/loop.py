@@ -57,7 +57,7 @@ class LoopSettings:
     tool_calling: Literal["auto", "native", "text"] = "auto"
     session_history: int = 5
     decisions: DecisionSettings = field(default_factory=DecisionSettings)
-    search_first: str | None = None  # a Retrieval tool with searchFirst: called with the goal before the first model call
+    search_first: str | None = None  # a Retrieval tool with searchFirst: searched with the goal before the first call
 
 
 class TaskRun:
@@ -92,7 +92,7 @@ class TaskRun:
         self._saving: asyncio.Future[Any] | None = None  # the last step's observations, being stored
         self._saving_plan: int | None = None  # set: _saving is the raw reply of this step's plan, which carries them
         check = settings.decisions.answer_check
-        self._checks_left = check.retries if check is not None else 0  # this run's answers sent back by the answer check
+        self._checks_left = check.retries if check is not None else 0  # answers the check may still send back
 
     # -- the loop ----------------------------------------------------------------------------------
     async def execute(self) -> tuple[Status, str]:
@@ -195,7 +195,9 @@ class TaskRun:
             if cost:
                 metrics.spent(self.prices.currency, cost / 1e9)
             if not calls:
-                return await self._finish(Status.DONE, StopReason.FINAL_ANSWER.value, self._checked(content.strip()), final_step=step, cost=cost)
+                answer = self._checked(content.strip())
+                done = StopReason.FINAL_ANSWER.value
+                return await self._finish(Status.DONE, done, answer, final_step=step, cost=cost)
             await self._saved()  # the previous step's observations are stored before this step is
             planning = self.store.send_plan(rec, self.lease, step, cost)
             self.steps.append(step)

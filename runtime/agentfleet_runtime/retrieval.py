@@ -192,9 +192,8 @@ class Retriever:
         assert self.hybrid is not None
         limit = max(top_k, self.hybrid.candidates)
         expr = filter or None
-        dense = AnnSearchRequest(
-            data=[vector], anns_field=VECTOR, param={"metric_type": self.metric, "params": self.search_params}, limit=limit, expr=expr
-        )
+        param = {"metric_type": self.metric, "params": self.search_params}
+        dense = AnnSearchRequest(data=[vector], anns_field=VECTOR, param=param, limit=limit, expr=expr)
         # The query's text goes to Milvus as is: its BM25 function analyses it as it did the chunks.
         words = AnnSearchRequest(data=[query], anns_field=SPARSE, param={"metric_type": "BM25"}, limit=limit, expr=expr)
         results = await self._milvus().hybrid_search(

@@ -203,7 +203,8 @@ def chunk_spans(text: str, count: TokenCounter, max_tokens: int, overlap_tokens:
     for i, u in enumerate(units):
         if u.tokens > max_tokens:
             emit()
-            out.extend((t, n, u.start) for t, n in _split_long(text[u.start : u.end], max_tokens, overlap_tokens, count))
+            pieces = _split_long(text[u.start : u.end], max_tokens, overlap_tokens, count)
+            out.extend((t, n, u.start) for t, n in pieces)
             cur, cur_tokens = [], 0
             continue
         if cur:
@@ -269,7 +270,13 @@ def _fit_title(title: str, budget: int, count: TokenCounter) -> tuple[str, int]:
 
 
 def chunk_document(
-    source: str, text: str, count: TokenCounter, max_tokens: int, overlap_tokens: int = 0, *, section_titles: bool = False
+    source: str,
+    text: str,
+    count: TokenCounter,
+    max_tokens: int,
+    overlap_tokens: int = 0,
+    *,
+    section_titles: bool = False,
 ) -> list[Chunk]:
     if not section_titles:
         return [

@@ -184,8 +184,9 @@ class Ingestor:
                 if len(item.id) > SOURCE_MAX:
                     self._fail(Failure(item.id[:256], f"document id longer than {SOURCE_MAX} characters"))
                     continue
+                count = self.embedder.count_tokens
                 chunks = chunk_document(
-                    item.id, item.text, self.embedder.count_tokens, self.max_tokens, self.overlap_tokens, section_titles=o.section_titles
+                    item.id, item.text, count, self.max_tokens, self.overlap_tokens, section_titles=o.section_titles
                 )
                 if not chunks:
                     self._fail(Failure(item.id, "no text to index"))

@@ -49,7 +49,8 @@ def default_retriever(config: RuntimeConfig, tool: Any) -> RetrieverLike:
 
 def search_first_tool(config: RuntimeConfig) -> str | None:
     """The Retrieval tool whose searchFirst is on (the first, when several are), else None."""
-    return next((t.name for t in config.tools if t.type == "Retrieval" and t.retrieval is not None and t.retrieval.search_first), None)
+    on = (t.name for t in config.tools if t.type == "Retrieval" and getattr(t.retrieval, "search_first", False))
+    return next(on, None)
 
 
 def build_tools(

@@ -17,7 +17,11 @@ from agentfleet_runtime.retrieval import Hybrid, Retriever
 pytestmark = pytest.mark.integration
 DIM = 16
 DOCS = [
-    ("wal.html", "wal_level determines how much information is written to the WAL. The default value is replica.", "en"),
+    (
+        "wal.html",
+        "wal_level determines how much information is written to the WAL. The default value is replica.",
+        "en",
+    ),
     ("locks.html", "VACUUM FULL acquires an ACCESS EXCLUSIVE lock on the table it rewrites.", "en"),
     ("kaffee.html", "wal_level heißt auf Deutsch auch wal_level, Kaffee wird gebrüht.", "de"),
 ] + [(f"filler{i}.html", f"Filler page {i} about unrelated matters number {i}.", "en") for i in range(12)]
@@ -33,7 +37,12 @@ class Scrambled:
         return [len(t.split()) for t in texts]
 
     def embed(self, texts):
-        out = np.stack([np.random.default_rng(int(hashlib.md5(t.encode()).hexdigest()[:8], 16)).standard_normal(DIM) for t in texts])
+        out = np.stack(
+            [
+                np.random.default_rng(int(hashlib.md5(t.encode()).hexdigest()[:8], 16)).standard_normal(DIM)
+                for t in texts
+            ]
+        )
         return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -55,7 +64,12 @@ def _search(uri: str, name: str, query: str, hybrid: Hybrid | None, **kw) -> lis
 
 def test_a_full_text_collection_is_searched_by_words_and_vectors_fused(milvus_uri: str) -> None:
     target = MilvusTarget(uri=milvus_uri, database="it_hybrid")
-    spec = CollectionSpec(name="h_" + uuid.uuid4().hex[:10], dimension=DIM, index_params={"M": 8, "efConstruction": 32}, full_text_analyzer="standard")
+    spec = CollectionSpec(
+        name="h_" + uuid.uuid4().hex[:10],
+        dimension=DIM,
+        index_params={"M": 8, "efConstruction": 32},
+        full_text_analyzer="standard",
+    )
     manager = CollectionManager.connect(target, spec)
     first = manager.ensure(wait_loaded=True)
     assert first.created and first.state.full_text_analyzer == "standard" and first.state.load_state == "Loaded"
@@ -72,11 +86,20 @@ def test_a_full_text_collection_is_searched_by_words_and_vectors_fused(milvus_ur
             break
     assert found == ["locks.html"]
     # The tool's filter reaches both searches.
-    assert _search(milvus_uri, spec.name, "wal_level", Hybrid(candidates=20), top_k=2, filter='metadata["lang"] == "en"')[0] == "wal.html"
-    assert _search(milvus_uri, spec.name, "wal_level", Hybrid(candidates=20), top_k=1, filter='metadata["lang"] == "de"') == ["kaffee.html"]
+    assert (
+        _search(milvus_uri, spec.name, "wal_level", Hybrid(candidates=20), top_k=2, filter='metadata["lang"] == "en"')[
+            0
+        ]
+        == "wal.html"
+    )
+    assert _search(
+        milvus_uri, spec.name, "wal_level", Hybrid(candidates=20), top_k=1, filter='metadata["lang"] == "de"'
+    ) == ["kaffee.html"]
 
     # Changing the dense index rebuilds it alone: the sparse index stays and the collection loads again.
-    rebuilt = CollectionManager.connect(target, CollectionSpec(**{**spec.__dict__, "index_params": {"M": 16, "efConstruction": 64}}))
+    rebuilt = CollectionManager.connect(
+        target, CollectionSpec(**{**spec.__dict__, "index_params": {"M": 16, "efConstruction": 64}})
+    )
     r = rebuilt.ensure(wait_loaded=True)
     assert r.index_rebuilt and r.state.load_state == "Loaded"
     assert "sparse" in rebuilt.client.list_indexes(spec.name)
@@ -87,5 +110,10 @@ def test_full_text_cannot_be_added_to_an_existing_dense_collection(milvus_uri: s
     target = MilvusTarget(uri=milvus_uri, database="it_hybrid")
     dense = CollectionSpec(name="d_" + uuid.uuid4().hex[:10], dimension=DIM)
     CollectionManager.connect(target, dense).ensure(wait_loaded=True)
-    with pytest.raises(ImmutableFieldConflict, match=r"spec.fullText.analyzer is unset in the existing collection, the spec asks for standard"):
-        CollectionManager.connect(target, CollectionSpec(**{**dense.__dict__, "full_text_analyzer": "standard"})).ensure()
+    with pytest.raises(
+        ImmutableFieldConflict,
+        match=r"spec.fullText.analyzer is unset in the existing collection, the spec asks for standard",
+    ):
+        CollectionManager.connect(
+            target, CollectionSpec(**{**dense.__dict__, "full_text_analyzer": "standard"})
+        ).ensure()

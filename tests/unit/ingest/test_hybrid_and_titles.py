@@ -87,7 +87,9 @@ def test_a_title_over_its_quarter_of_the_budget_keeps_the_nearest_heading_then_c
 
 def test_section_titles_reach_the_ingestion_job_and_change_its_key_only_when_on():
     off, on = vectorindex(), vectorindex(chunking={"sectionTitles": True})
-    assert "--section-titles" not in ingestion_args(off.spec, "r") and "--section-titles" in ingestion_args(on.spec, "r")
+    assert "--section-titles" not in ingestion_args(off.spec, "r") and "--section-titles" in ingestion_args(
+        on.spec, "r"
+    )
     assert ingestion_key(on.spec, "r", "u") != ingestion_key(off.spec, "r", "u")
     # The key of an index that leaves the new field off is the key it had before the field existed.
     assert ingestion_key(off.spec, "r", "u") == "a6600d9777"  # computed on main 202828d
@@ -101,12 +103,18 @@ def test_full_text_is_part_of_the_collection_schema():
     (conflict,) = immutable_conflicts(spec, dense)
     assert conflict.field == "spec.fullText.analyzer" and (conflict.existing, conflict.desired) == ("unset", "standard")
     assert "re-ingest" in str(ImmutableFieldConflict("docs", [conflict]))
-    assert immutable_conflicts(spec, CollectionState(exists=True, dimension=384, shards=1, full_text_analyzer="standard")) == []
+    assert (
+        immutable_conflicts(spec, CollectionState(exists=True, dimension=384, shards=1, full_text_analyzer="standard"))
+        == []
+    )
 
 
 def test_the_analyzer_is_read_back_from_a_described_collection():
     def desc(params: object, functions: bool = True) -> dict:
-        fields = [{"name": "text", "params": {"max_length": 65535, "analyzer_params": params}}, {"name": "sparse", "params": {}}]
+        fields = [
+            {"name": "text", "params": {"max_length": 65535, "analyzer_params": params}},
+            {"name": "sparse", "params": {}},
+        ]
         fn = [{"name": "bm25", "type": "BM25", "input_field_names": ["text"], "output_field_names": ["sparse"]}]
         return {"fields": fields, "functions": fn if functions else []}
 

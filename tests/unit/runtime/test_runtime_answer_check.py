@@ -15,8 +15,9 @@ from agentfleet_runtime.types import ModelReply, Usage
 from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SEARCH, ScriptedModel, run_task
 
 PASSAGE = (
-    "[1] (runtime-config-wal.html, score 0.612)\ncheckpoint_timeout (integer) Maximum time between automatic WAL checkpoints. "
-    "The default is five minutes (5min). wal_level: the default value is replica. min_wal_size defaults to 80 MB."
+    "[1] (runtime-config-wal.html, score 0.612)\ncheckpoint_timeout (integer) "
+    "Maximum time between automatic WAL checkpoints. The default is five minutes (5min). "
+    "wal_level: the default value is replica. min_wal_size defaults to 80 MB."
 )
 QUESTION = "What is the default checkpoint_timeout in PostgreSQL 15?"
 
@@ -40,14 +41,27 @@ def test_numbers_inside_names_citations_and_sections_are_not_values():
 
 
 def test_correct_paraphrases_are_supported():
-    for answer in ("The default is 5min [1].", "It is 300 seconds.", "five minutes", "5 minutes", "It defaults to `replica`."):
+    for answer in (
+        "The default is 5min [1].",
+        "It is 300 seconds.",
+        "five minutes",
+        "5 minutes",
+        "It defaults to `replica`.",
+    ):
         assert unsupported(answer, [PASSAGE], QUESTION) == [], answer
     # Numbers of the question itself and of the sources line are not the answer's values.
-    assert unsupported("In PostgreSQL 15 it is 5 min.\n\nSources: runtime-config-wal.html, part2-15.html", [PASSAGE], QUESTION) == []
+    assert (
+        unsupported(
+            "In PostgreSQL 15 it is 5 min.\n\nSources: runtime-config-wal.html, part2-15.html", [PASSAGE], QUESTION
+        )
+        == []
+    )
 
 
 def test_invented_and_hedged_values_are_unsupported():
-    assert unsupported("There is no fixed default: max_cluster_ram is 4GB", [PASSAGE], "What is max_cluster_ram?") == ["4GB"]
+    assert unsupported("There is no fixed default: max_cluster_ram is 4GB", [PASSAGE], "What is max_cluster_ram?") == [
+        "4GB"
+    ]
     assert unsupported("It is 10 minutes, or 5min.", [PASSAGE], QUESTION) == ["10 minutes"]
     assert unsupported("It defaults to `minimal`.", [PASSAGE], QUESTION) == ["minimal"]
     assert unsupported("80 seconds", [PASSAGE], QUESTION) == ["80 seconds"]  # the passage's 80 is megabytes
@@ -56,11 +70,18 @@ def test_invented_and_hedged_values_are_unsupported():
 
 
 # -- in the loop -----------------------------------------------------------------------------------
-INVENTED = '{"action": "answer", "answer": "VACUUM FULL takes a lock for 30 seconds", "sources": ["explicit-locking.html"]}'
+INVENTED = (
+    '{"action": "answer", "answer": "VACUUM FULL takes a lock for 30 seconds", "sources": ["explicit-locking.html"]}'
+)
 
 
 def checked(retries: int = 1, decline: bool = True, repairs: int = 1) -> LoopSettings:
-    d = DecisionSettings(mode="JSONSchema", repair_attempts=repairs, rules=FIRST_SEARCH.rules, answer_check=AnswerCheckSettings(retries, decline))
+    d = DecisionSettings(
+        mode="JSONSchema",
+        repair_attempts=repairs,
+        rules=FIRST_SEARCH.rules,
+        answer_check=AnswerCheckSettings(retries, decline),
+    )
     return LoopSettings("s", decisions=d)
 
 
@@ -92,7 +113,11 @@ def test_without_the_check_answers_are_given_as_written():
 
 
 def test_the_answer_check_is_read_from_the_fleet_spec():
-    spec = {"modelRef": {"name": "m"}, "redis": {"url": "redis://r:6379"}, "decisions": {"answerCheck": {"onUnsupported": "Answer"}}}
+    spec = {
+        "modelRef": {"name": "m"},
+        "redis": {"url": "redis://r:6379"},
+        "decisions": {"answerCheck": {"onUnsupported": "Answer"}},
+    }
     wire = AgentFleetSpec.model_validate(spec).decisions.wire()
     assert DecisionSettings.from_spec(wire).answer_check == AnswerCheckSettings(retries=1, decline=False)
     assert DecisionSettings.from_spec({}).answer_check is None
@@ -106,7 +131,10 @@ def test_search_first_puts_the_goals_passages_in_the_first_prompt():
     assert finished["reason"] == "final_answer" and len(model.requests) == 1
     assert [c.arguments for c in tools.calls] == [{"query": "Which lock does VACUUM FULL take?"}]
     first = model.requests[0]
-    assert first.messages[2] == {"role": "assistant", "content": '{"action":"search","arguments":{"query":"Which lock does VACUUM FULL take?"}}'}
+    assert first.messages[2] == {
+        "role": "assistant",
+        "content": '{"action":"search","arguments":{"query":"Which lock does VACUUM FULL take?"}}',
+    }
     assert "ACCESS EXCLUSIVE lock (0)" in first.messages[3]["content"]
     # The first-step policy is met by that search: the model may answer at once.
     assert "answer" in str(first.response_format)
@@ -118,13 +146,21 @@ def test_search_first_in_native_and_text_modes():
     assert (call.name, call.arguments, content) == ("kb", {"query": "what is X?"}, "")
     call, content = search_first_call("kb", "q" * 5000, json_mode=False, text_tools=True)
     assert call.id.startswith("text-") and content.startswith("<tool_call>") and len(call.arguments["query"]) == 2000
-    settings = LoopSettings("s", tool_calling="native", decisions=DecisionSettings(rules=(ToolRule("search", first_step=True),)), search_first="search")
+    settings = LoopSettings(
+        "s",
+        tool_calling="native",
+        decisions=DecisionSettings(rules=(ToolRule("search", first_step=True),)),
+        search_first="search",
+    )
     model = ScriptedModel([ModelReply(content="ACCESS EXCLUSIVE", usage=Usage(1, 1))])
     outcome, finished, tools, _ = run_task(model, settings)
     assert finished["answer"] == "ACCESS EXCLUSIVE" and model.requests[0].messages[3]["role"] == "tool"
 
 
 def test_search_first_is_a_retrieval_tools_option():
-    tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"searchFirst": True}}, {"name": "kb2", "type": "Retrieval"}]
+    tools = [
+        {"name": "kb", "type": "Retrieval", "retrieval": {"searchFirst": True}},
+        {"name": "kb2", "type": "Retrieval"},
+    ]
     assert search_first_tool(RuntimeConfig.model_validate({"tools": tools})) == "kb"
     assert search_first_tool(RuntimeConfig.model_validate({"tools": tools[1:]})) is None
