@@ -49,13 +49,19 @@ def bench_vectorindex(collection: str, workers: int) -> VectorIndex:
     return VectorIndex.model_validate(doc)
 
 
-def run_once(uri: str, collection: str, workers: int, log: Path) -> dict[str, float]:
-    vi = bench_vectorindex(collection, workers)
+def prepare(uri: str, vi: VectorIndex, pages: Path = MANUAL) -> tuple[list[str], dict[str, str]]:
+    """The collection made as the controller makes it, then the Job's flags and environment, with
+    the volume's mount path swapped for ``pages``."""
     CollectionManager.connect(MilvusTarget(uri=uri), CollectionSpec.from_vectorindex(vi.spec)).ensure(wait_loaded=True)
     revision = render.source_revision(vi.spec)
     args = render.ingestion_args(vi.spec, render.row_tag(revision, render.ingestion_key(vi.spec, revision, uri)))
-    args[args.index("--source-dir") + 1] = str(MANUAL)
+    args[args.index("--source-dir") + 1] = str(pages)
     env = {**os.environ, "MILVUS_URI": uri, "PYTHONPATH": os.pathsep.join([str(ROOT / "runtime"), str(ROOT / "operator")])}
+    return args, env
+
+
+def run_once(uri: str, collection: str, workers: int, log: Path) -> dict[str, float]:
+    args, env = prepare(uri, bench_vectorindex(collection, workers))
     t0 = time.monotonic()
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     procs = [

@@ -104,6 +104,11 @@ class Retrieval(Model):
     top_k: int = Field(default=5, ge=1, le=100, description="Passages returned per query.")
     filter: str | None = Field(default=None, max_length=4096, description='Milvus boolean filter applied to every search, e.g. lang == "en".')
     cache_ttl_seconds: int = Field(default=300, ge=0, le=86400, description="How long identical queries are answered from the Redis cache; 0 disables it.")
+    search_first: bool = Field(
+        default=False,
+        description="Search with the task's goal before the first model call, so the model starts from those "
+        "passages (one-shot RAG's context).",
+    )
 
 
 class Tool(Model):
@@ -156,6 +161,20 @@ class ToolPolicy(Model):
     )
 
 
+class AnswerCheck(Model):
+    retries: int = Field(
+        default=1,
+        ge=0,
+        le=5,
+        description="Times one task's answer is sent back (to search again or decline) before onUnsupported applies.",
+    )
+    on_unsupported: Literal["Decline", "Answer"] = Field(
+        default="Decline",
+        description="What an answer that still states unsupported values becomes: a decline, or the answer as "
+        "the model gave it.",
+    )
+
+
 class Decisions(Model):
     mode: Literal["ToolCalls", "JSONSchema"] = Field(
         default="ToolCalls",
@@ -176,6 +195,11 @@ class Decisions(Model):
         max_length=64,
         description="Per-tool rules the runtime enforces on the model's decisions.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["tool"]},
+    )
+    answer_check: AnswerCheck | None = Field(
+        default=None,
+        description="Check each final answer: every number (with its unit) and quoted value it states must be in a "
+        "passage the task retrieved, else the model searches again or declines; unset gives answers unchecked.",
     )
 
 

@@ -141,6 +141,32 @@ class Chunking(Model):
         default=128, ge=16, le=8192, description="Token budget of one chunk; chunks break at sentence and paragraph boundaries. 128 suits all-MiniLM-L6-v2."
     )
     overlap_tokens: int = Field(default=16, ge=0, le=4096, description="Tokens repeated between neighbouring chunks.")
+    section_titles: bool = Field(
+        default=False,
+        description="Begin each chunk with its document's title and nearest heading, as embedded and as the "
+        "model reads it.",
+    )
+
+
+class FullText(Model):
+    analyzer: Literal["standard", "english"] = Field(
+        default="standard",
+        description="Milvus analyzer that cuts chunk text and queries into BM25 terms; english (Milvus 2.5+, "
+        "not Milvus Lite) also stems.",
+    )
+    rrf_k: int = Field(
+        default=60,
+        ge=1,
+        le=16384,
+        description="Reciprocal rank fusion constant: a passage scores 1/(rrfK + rank) in each search; "
+        "smaller favours top ranks.",
+    )
+    candidates: int = Field(
+        default=20,
+        ge=1,
+        le=1024,
+        description="Hits taken from each of the two searches before fusion; at least the tool's topK is taken.",
+    )
 
 
 class Embedding(Model):
@@ -185,6 +211,13 @@ class VectorIndexSpec(Model):
         immutable("dimension", "spec.dimension", "a collection's vector width cannot change; create a new VectorIndex and re-ingest"),
         immutable("shards", "spec.shards", "Milvus fixes shards when it creates the collection; create a new VectorIndex"),
         immutable("partition_key", "spec.partitionKey", "it is part of the collection schema; create a new VectorIndex", optional=True),
+        Rule(
+            cel="has(self.fullText) == has(oldSelf.fullText) "
+            "&& (!has(self.fullText) || self.fullText.analyzer == oldSelf.fullText.analyzer)",
+            message="spec.fullText and spec.fullText.analyzer are immutable: the BM25 field is part of the "
+            "collection schema; create a new VectorIndex and re-ingest",
+            field_path=".fullText",
+        ),
     )
 
     milvus: MilvusTarget = Field(description="Milvus that holds the collection.")
@@ -215,6 +248,11 @@ class VectorIndexSpec(Model):
         description="Partition by a metadata field instead of named partitions.",
     )
     in_memory_replicas: int = Field(default=1, ge=1, le=64, description="Copies of the collection loaded in query-node memory; a change reloads.")
+    full_text: FullText | None = Field(
+        default=None,
+        description="Hybrid retrieval: Milvus' BM25 full-text index beside the vectors, both searched and fused "
+        "by rank; unset searches vectors only.",
+    )
     source: Source | None = Field(default=None, description="Where documents come from; unset means the collection is filled elsewhere.")
     chunking: Chunking = default_obj("How documents are cut into chunks.", Chunking)
     embedding: Embedding = default_obj("How chunks and queries are embedded.", Embedding)

@@ -10,8 +10,10 @@ Collection schema (fixed, so retrieval and ingestion agree):
     metadata  JSON: document metadata, chunk index, ingestion revision
     <key>     VARCHAR(512), partition key, only when spec.partitionKey is set
     vector    FLOAT_VECTOR(dimension)
+    sparse    SPARSE_FLOAT_VECTOR, only with spec.fullText: filled by Milvus' BM25 function from
+              text (analyzed with spec.fullText.analyzer), indexed SPARSE_INVERTED_INDEX / BM25
 
-Immutable once created: dimension, shards and the partition key (Milvus cannot change them);
+Immutable once created: dimension, shards, the partition key and the full-text field (Milvus cannot change them);
 a mismatch raises ``ImmutableFieldConflict`` with a message for the VectorIndex's conditions, and
 nothing is changed. The index type, its parameters and the metric can change: the index is
 dropped and rebuilt over the same rows. The replica number can change: release, then load again.
@@ -32,6 +34,7 @@ from agentfleet_milvus.collection import CollectionManager, Reconciled
 from agentfleet_milvus.connection import MilvusTarget, with_retries
 from agentfleet_milvus.errors import Conflict, ImmutableFieldConflict, MilvusError, MilvusRequestError, MilvusUnavailable, translate, translated
 from agentfleet_milvus.schema import (
+    BM25_FUNCTION,
     DEFAULT_TIMEOUT,
     ID_MAX,
     INDEX_NAME,
@@ -44,18 +47,22 @@ from agentfleet_milvus.schema import (
     PROP_SHARDS,
     SOURCE,
     SOURCE_MAX,
+    SPARSE,
+    SPARSE_INDEX_NAME,
     TEXT,
     TEXT_MAX,
     VECTOR,
     CollectionSpec,
     CollectionState,
     LoadStateName,
+    full_text_analyzer,
     immutable_conflicts,
     index_up_to_date,
 )
 from agentfleet_milvus.sink import MilvusSink
 
 __all__ = [
+    "BM25_FUNCTION",
     "CollectionManager",
     "CollectionSpec",
     "CollectionState",
@@ -80,9 +87,12 @@ __all__ = [
     "Reconciled",
     "SOURCE",
     "SOURCE_MAX",
+    "SPARSE",
+    "SPARSE_INDEX_NAME",
     "TEXT",
     "TEXT_MAX",
     "VECTOR",
+    "full_text_analyzer",
     "immutable_conflicts",
     "index_up_to_date",
     "translate",

@@ -12,6 +12,7 @@ from typing import Any
 from agentfleet_milvus.connection import MilvusTarget, with_retries
 from agentfleet_milvus.errors import ImmutableFieldConflict, MilvusUnavailable, translate, translated
 from agentfleet_milvus.schema import (
+    BM25_FUNCTION,
     DEFAULT_TIMEOUT,
     ID_MAX,
     INDEX_NAME,
@@ -24,12 +25,15 @@ from agentfleet_milvus.schema import (
     PROP_SHARDS,
     SOURCE,
     SOURCE_MAX,
+    SPARSE,
+    SPARSE_INDEX_NAME,
     TEXT,
     TEXT_MAX,
     VECTOR,
     CollectionSpec,
     CollectionState,
     LoadStateName,
+    full_text_analyzer,
     immutable_conflicts,
     index_up_to_date,
     number,
@@ -92,6 +96,7 @@ class CollectionManager:
                     dim = number((f.get("params") or {}).get("dim"))
                 if f.get("is_partition_key"):
                     pk = f.get("name")
+            analyzer = full_text_analyzer(desc)
             load = self.client.get_load_state(name, timeout=t)
             state_name = getattr(load.get("state"), "name", str(load.get("state")))
             load_state = _LOAD_STATES.get(state_name)
@@ -137,6 +142,7 @@ class CollectionManager:
             dimension=dim,
             partition_key=pk,
             partitions=partitions,
+            full_text_analyzer=analyzer,
             index_described=index,
         )
 
@@ -177,12 +183,31 @@ class CollectionManager:
 
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False, description="agentfleet VectorIndex chunks")
         schema.add_field(PRIMARY, DataType.VARCHAR, is_primary=True, max_length=ID_MAX)
-        schema.add_field(TEXT, DataType.VARCHAR, max_length=TEXT_MAX)
+        analyzer = self.spec.full_text_analyzer
+        if analyzer is None:
+            schema.add_field(TEXT, DataType.VARCHAR, max_length=TEXT_MAX)
+        else:
+            schema.add_field(
+                TEXT, DataType.VARCHAR, max_length=TEXT_MAX, enable_analyzer=True, analyzer_params={"type": analyzer}
+            )
         schema.add_field(SOURCE, DataType.VARCHAR, max_length=SOURCE_MAX)
         schema.add_field(METADATA, DataType.JSON)
         if self.spec.partition_key:
             schema.add_field(self.spec.partition_key, DataType.VARCHAR, max_length=KEY_MAX, is_partition_key=True)
         schema.add_field(VECTOR, DataType.FLOAT_VECTOR, dim=self.spec.dimension)
+        if analyzer is not None:
+            from pymilvus import Function, FunctionType
+
+            # Milvus computes the BM25 term vector from ``text`` on every insert and from the
+            # query text on every search: no second engine, no sparse encoder of our own.
+            schema.add_field(SPARSE, DataType.SPARSE_FLOAT_VECTOR)
+            bm25 = Function(
+                name=BM25_FUNCTION,
+                function_type=FunctionType.BM25,
+                input_field_names=[TEXT],
+                output_field_names=[SPARSE],
+            )
+            schema.add_function(bm25)
         return schema
 
     def create(self) -> None:
@@ -206,12 +231,23 @@ class CollectionManager:
                 self.client.create_partition(self.spec.name, p, timeout=self.timeout)
         return new
 
-    def _index_params(self) -> Any:
+    def _index_params(self, *, sparse: bool = False) -> Any:
         ip = self.client.prepare_index_params()
         ip.add_index(
             field_name=VECTOR, index_name=INDEX_NAME, index_type=self.spec.index_type, metric_type=self.spec.metric, params=dict(self.spec.index_params)
         )
+        if sparse:
+            ip.add_index(
+                field_name=SPARSE, index_name=SPARSE_INDEX_NAME, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25"
+            )
         return ip
+
+    def _needs_sparse_index(self) -> bool:
+        # Asked only when the dense index is being built: a collection loads only once every
+        # vector field has an index, and a rebuild of the dense index keeps the sparse one.
+        if self.spec.full_text_analyzer is None:
+            return False
+        return SPARSE_INDEX_NAME not in (self.client.list_indexes(self.spec.name, timeout=self.timeout) or [])
 
     def ensure_index(self, state: CollectionState) -> bool:
         """Build the index, or drop and rebuild it when type/params/metric changed. Rows are kept."""
@@ -229,7 +265,7 @@ class CollectionManager:
                 if state.load_state in ("Loaded", "Loading"):
                     self.client.release_collection(name, timeout=t)
                 self.client.drop_index(name, INDEX_NAME, timeout=t)
-            self.client.create_index(name, self._index_params(), timeout=t)
+            self.client.create_index(name, self._index_params(sparse=self._needs_sparse_index()), timeout=t)
             self.client.alter_collection_properties(name, properties={PROP_INDEX: self.spec.index_record()}, timeout=t)
         return True
 

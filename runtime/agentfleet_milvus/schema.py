@@ -15,6 +15,11 @@ SOURCE = "source"
 METADATA = "metadata"
 VECTOR = "vector"
 INDEX_NAME = "vector"
+# Hybrid retrieval (spec.fullText): Milvus' BM25 function turns ``text`` into this sparse vector on
+# every insert, so ingestion writes the same rows with or without it.
+SPARSE = "sparse"
+SPARSE_INDEX_NAME = "sparse"
+BM25_FUNCTION = "bm25"
 ID_MAX = 64
 TEXT_MAX = 65535
 SOURCE_MAX = 4096
@@ -43,11 +48,13 @@ class CollectionSpec:
     partition_key: str | None = None
     num_partitions: int = 16
     replicas: int = 1
+    full_text_analyzer: str | None = None  # set: the collection has the BM25 sparse field (hybrid retrieval)
 
     @classmethod
     def from_vectorindex(cls, spec: Any) -> CollectionSpec:
         """From a VectorIndexSpec (the pydantic model, or anything with its attribute names)."""
         pk = getattr(spec, "partition_key", None)
+        full_text = getattr(spec, "full_text", None)
         index = spec.index
         return cls(
             name=spec.collection,
@@ -60,6 +67,7 @@ class CollectionSpec:
             partition_key=pk.field if pk is not None else None,
             num_partitions=int(pk.num_partitions) if pk is not None else 16,
             replicas=int(spec.in_memory_replicas),
+            full_text_analyzer=full_text.analyzer if full_text is not None else None,
         )
 
     def index_record(self) -> str:
@@ -83,6 +91,7 @@ class CollectionState:
     dimension: int | None = None
     partition_key: str | None = None
     partitions: tuple[str, ...] = ()
+    full_text_analyzer: str | None = None  # the analyzer of the BM25 function's input, None without one
     # False: the index fields are our record of the index we built (PROP_INDEX), not the server's
     # description of it (describe(index=False)).
     index_described: bool = True
@@ -110,7 +119,36 @@ def immutable_conflicts(spec: CollectionSpec, state: CollectionState) -> list[Co
         out.append(Conflict("spec.shards", shards, spec.shards))
     if state.partition_key != spec.partition_key:
         out.append(Conflict("spec.partitionKey.field", state.partition_key or "unset", spec.partition_key or "unset"))
+    if state.full_text_analyzer != spec.full_text_analyzer:
+        existing, desired = state.full_text_analyzer or "unset", spec.full_text_analyzer or "unset"
+        out.append(Conflict("spec.fullText.analyzer", existing, desired))
     return out
+
+
+def _kind(t: Any) -> str:
+    return str(getattr(t, "name", t))
+
+
+def full_text_analyzer(desc: Mapping[str, Any]) -> str | None:
+    """The analyzer type of a described collection's BM25 input field, None when it has no BM25
+    function. A server that does not echo the analyzer's parameters reports "standard", Milvus'
+    default."""
+    functions = [f for f in desc.get("functions") or () if _kind(f.get("type")).upper().endswith("BM25")]
+    if not functions:
+        return None
+    inputs = set(functions[0].get("input_field_names") or ())
+    for f in desc.get("fields", []):
+        if f.get("name") in inputs:
+            params = f.get("params") or {}
+            analyzer = params.get("analyzer_params")
+            if isinstance(analyzer, str):
+                try:
+                    analyzer = json.loads(analyzer)
+                except ValueError:
+                    analyzer = None
+            if isinstance(analyzer, Mapping) and analyzer.get("type"):
+                return str(analyzer["type"])
+    return "standard"
 
 
 def number(v: Any) -> Any:

@@ -51,17 +51,32 @@ class ToolRule:
 
 
 @dataclass(frozen=True, slots=True)
+class AnswerCheckSettings:
+    """spec.decisions.answerCheck (answercheck.py)."""
+
+    retries: int = 1  # answers of one task sent back to search again or decline
+    decline: bool = True  # onUnsupported Decline: an answer still unsupported becomes a decline
+
+
+@dataclass(frozen=True, slots=True)
 class DecisionSettings:
     mode: Mode = "ToolCalls"
     repair_attempts: int = 1
     rules: tuple[ToolRule, ...] = ()
+    answer_check: AnswerCheckSettings | None = None
 
     @classmethod
     def from_spec(cls, wire: Mapping[str, Any] | None) -> DecisionSettings:
         """From the AgentFleet's spec.decisions (camelCase, as the runtime config carries it)."""
         d = dict(wire or {})
         rules = tuple(ToolRule(p["tool"], bool(p.get("firstStep", False)), p.get("maxCallsPerTask")) for p in d.get("toolPolicies") or ())
-        return cls(mode=d.get("mode", "ToolCalls"), repair_attempts=int(d.get("repairAttempts", 1)), rules=rules)
+        check = d.get("answerCheck")
+        answer_check = None
+        if check is not None:
+            decline = check.get("onUnsupported", "Decline") == "Decline"
+            answer_check = AnswerCheckSettings(int(check.get("retries", 1)), decline)
+        mode, repairs = d.get("mode", "ToolCalls"), int(d.get("repairAttempts", 1))
+        return cls(mode=mode, repair_attempts=repairs, rules=rules, answer_check=answer_check)
 
 
 @dataclass(frozen=True, slots=True)

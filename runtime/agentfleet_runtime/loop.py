@@ -24,9 +24,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agentfleet_runtime import fastjson, metrics, timeouts
+from agentfleet_runtime import answercheck, fastjson, metrics, timeouts
 from agentfleet_runtime.budget import Prices, TreeUsage, exhausted
-from agentfleet_runtime.decisions import DecisionSettings, Offer, offer, problem, protocol_text, read_decision, repair_messages, request_extras
+from agentfleet_runtime.decisions import (
+    JSON_CALL_PREFIX,
+    DecisionSettings,
+    Offer,
+    offer,
+    problem,
+    protocol_text,
+    read_decision,
+    repair_messages,
+    request_extras,
+)
 from agentfleet_runtime.errors import Cancelled, Released
 from agentfleet_runtime.logs import StepRef, step_var, task_id_var
 from agentfleet_runtime.model import ModelClient, ModelRequest
@@ -47,6 +57,7 @@ class LoopSettings:
     tool_calling: Literal["auto", "native", "text"] = "auto"
     session_history: int = 5
     decisions: DecisionSettings = field(default_factory=DecisionSettings)
+    search_first: str | None = None  # a Retrieval tool with searchFirst: searched with the goal before the first call
 
 
 class TaskRun:
@@ -80,6 +91,8 @@ class TaskRun:
         self.outcome: tuple[Status, str] | None = None
         self._saving: asyncio.Future[Any] | None = None  # the last step's observations, being stored
         self._saving_plan: int | None = None  # set: _saving is the raw reply of this step's plan, which carries them
+        check = settings.decisions.answer_check
+        self._checks_left = check.retries if check is not None else 0  # answers the check may still send back
 
     # -- the loop ----------------------------------------------------------------------------------
     async def execute(self) -> tuple[Status, str]:
@@ -108,6 +121,8 @@ class TaskRun:
         tenant = str(rec.metadata.get("tenant", ""))
         system = self.settings.system_prompt + ("\n\n" + protocol_text(schemas) if json_mode else "")
         prompt = PromptCache(head_messages(system_prompt=system, goal=rec.goal, tool_schemas=schemas, text_tools=text_tools, session_context=session_ctx))
+        if not self.steps and self.settings.search_first is not None:
+            await self._search_first(self.settings.search_first, json_mode, text_tools)
         while True:
             if self.draining():
                 await self._saved()
@@ -130,8 +145,8 @@ class TaskRun:
             unavailable = self.tools.spawners if rec.depth >= rec.limits.max_depth else ()
             choice = offer(decide, self.tools.names, self.steps, unavailable, self.tools.read_only)
             extras = request_extras(decide, schemas, choice, send_tools=native)
-            usage, model_s, repair = Usage(), 0.0, []
-            for attempt in range(decide.repair_attempts + 1):
+            usage, model_s, repair, repairs = Usage(), 0.0, [], 0
+            while True:
                 left = rec.deadline - time.time()
                 request = ModelRequest(
                     messages=messages + repair if repair else messages,
@@ -161,7 +176,13 @@ class TaskRun:
                 model_s += time.monotonic() - t0
                 usage += reply.usage
                 content, calls, why = self._interpret(reply, json_mode, choice, schemas)
-                if why is None or attempt == decide.repair_attempts:
+                if why is None and not calls:
+                    why = self._answer_problem(content)  # its own budget (answerCheck.retries), not repairAttempts
+                elif why is not None:
+                    if repairs == decide.repair_attempts:
+                        break
+                    repairs += 1
+                if why is None:
                     break
                 # A repair turn: the unusable reply and the reason, shown once, never checkpointed.
                 metrics.DECISION_REPAIRS.inc()
@@ -174,7 +195,9 @@ class TaskRun:
             if cost:
                 metrics.spent(self.prices.currency, cost / 1e9)
             if not calls:
-                return await self._finish(Status.DONE, StopReason.FINAL_ANSWER.value, content.strip(), final_step=step, cost=cost)
+                answer = self._checked(content.strip())
+                done = StopReason.FINAL_ANSWER.value
+                return await self._finish(Status.DONE, done, answer, final_step=step, cost=cost)
             await self._saved()  # the previous step's observations are stored before this step is
             planning = self.store.send_plan(rec, self.lease, step, cost)
             self.steps.append(step)
@@ -212,6 +235,35 @@ class TaskRun:
             if not said.calls and said.content:
                 content = said.content
         return content, calls, problem(calls, content, choice, schemas)
+
+    async def _search_first(self, tool: str, json_mode: bool, text_tools: bool) -> None:
+        """Step 0 without a model call: the goal searched as the model would search it, so the
+        first prompt already holds what one-shot RAG would answer from (spec.tools[].retrieval.searchFirst)."""
+        call, content = search_first_call(tool, self.rec.goal, json_mode=json_mode, text_tools=text_tools)
+        step = Step(n=0, content=content, tool_calls=[call], usage=Usage())
+        planning = self.store.send_plan(self.rec, self.lease, step, 0)
+        self.steps.append(step)
+        await self._run_tools(step, behind=True, planning=planning)
+
+    def _answer_problem(self, answer: str) -> str | None:
+        """Why a final answer goes back to the model (spec.decisions.answerCheck): values no
+        retrieved passage holds, while this run has check retries left; spends one."""
+        if self._checks_left <= 0:
+            return None
+        values = answercheck.unsupported(answer, self._seen_outputs(), self.rec.goal)
+        if not values:
+            return None
+        self._checks_left -= 1
+        metrics.DECISION_REPAIRS.inc()
+        return answercheck.check_problem(values)
+
+    def _checked(self, answer: str) -> str:
+        """The answer the task ends with: a decline when it still states unsupported values and
+        answerCheck.onUnsupported is Decline."""
+        check = self.settings.decisions.answer_check
+        if check is None or not check.decline or not answer:
+            return answer
+        return answercheck.DECLINE if answercheck.unsupported(answer, self._seen_outputs(), self.rec.goal) else answer
 
     def _numbered_sources(self) -> dict[int, str]:
         """Rank -> source of the latest search's passages: what "[1]" in an answer's sources means."""
@@ -296,6 +348,21 @@ class TaskRun:
         for child in await self.store.children(self.rec.id):
             await self.store.cancel_tree(child)
         return await self._finish(Status.CANCELLED, StopReason.CANCELLED.value, best_answer(self.steps))
+
+
+SEARCH_FIRST_QUERY_CHARS = 2000  # a goal can be 100k characters; a query that long only blurs the embedding
+
+
+def search_first_call(tool: str, goal: str, *, json_mode: bool, text_tools: bool) -> tuple[ToolCall, str]:
+    """The call a searchFirst step makes and the text the history shows as the model's turn,
+    in the form the task's decisions take (JSON decision, <tool_call> text, or native call). Pure."""
+    args = {"query": " ".join(goal.split())[:SEARCH_FIRST_QUERY_CHARS]}
+    if json_mode:
+        return ToolCall(f"{JSON_CALL_PREFIX}0", tool, args), fastjson.dumps({"action": tool, "arguments": args})
+    if text_tools:
+        call = ToolCall("text-0", tool, args)
+        return call, _calls_text([call])
+    return ToolCall("search-first-0", tool, args), ""
 
 
 def _calls_text(calls: list[ToolCall]) -> str:

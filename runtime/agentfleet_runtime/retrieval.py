@@ -13,6 +13,13 @@ partition key lets Milvus search only that key's partitions.
 Scores: higher is more similar for every metric. COSINE and IP return Milvus' similarity as is;
 L2 returns the negated (squared) distance.
 
+Hybrid retrieval (the VectorIndex's spec.fullText): each query is searched twice in one Milvus
+request, by its embedding over ``vector`` and by its words over the BM25 ``sparse`` field Milvus
+fills from ``text``, and the two lists are fused by reciprocal rank (RRF: a passage scores
+1/(k + rank) in each list it is in). The score is then that fused value, not a similarity. Words
+a dense encoder blurs (setting names such as ``wal_level``, error codes, numbers) are what BM25
+matches exactly.
+
 Errors: ``MilvusUnavailable`` when Milvus cannot be reached (after one quick retry on a fresh
 channel; retry later), ``MilvusRequestError``
 when it refuses the search (bad filter, missing collection), ``EmbeddingError`` from the embedder.
@@ -25,13 +32,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentfleet_milvus import METADATA, SOURCE, TEXT, VECTOR, MilvusUnavailable, translate
+from agentfleet_milvus import METADATA, SOURCE, SPARSE, TEXT, VECTOR, MilvusUnavailable, translate
 
 from agentfleet_runtime.ingest.embedders import make_embedder
 from agentfleet_runtime.ingest.embedding import Embedder, EmbeddingSettings
 
 MAX_TOP_K = 16384  # Milvus' limit on topk
 RETRY_DELAY_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class Hybrid:
+    """spec.fullText as the retriever needs it."""
+
+    rrf_k: int = 60
+    candidates: int = 20
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,7 @@ class Retriever:
         metric: str = "COSINE",
         timeout: float = 10.0,
         client: Any | None = None,
+        hybrid: Hybrid | None = None,
     ) -> None:
         self.uri = uri
         self.collection = collection
@@ -84,6 +100,7 @@ class Retriever:
         self.metric = metric.upper()
         self.search_params = dict(search_params or {})
         self.timeout = timeout
+        self.hybrid = hybrid
         self._credentials = {"token": token, "user": user, "password": password, "db_name": "" if database == "default" else database}
         self._client = client
 
@@ -106,6 +123,7 @@ class Retriever:
         if not target:
             raise ValueError("a managed Milvus has no uri in the spec: pass the endpoint from VectorIndex status.endpoint")
         emb = embedder or make_embedder(EmbeddingSettings.from_spec(spec.embedding, dimension=spec.dimension, api_key=api_key))
+        full_text = getattr(spec, "full_text", None)
         return cls(
             target,
             spec.collection,
@@ -117,6 +135,7 @@ class Retriever:
             search_params=spec.index.search_params,
             metric=spec.metric,
             timeout=timeout,
+            hybrid=Hybrid(full_text.rrf_k, full_text.candidates) if full_text is not None else None,
         )
 
     def _milvus(self) -> Any:
@@ -142,6 +161,9 @@ class Retriever:
         vectors = await self._embed(list(queries))
         for attempt in (1, 2):
             try:
+                if self.hybrid is not None:
+                    fused = [self._hybrid(q, v, top_k, filter) for q, v in zip(queries, vectors, strict=True)]
+                    return [to_passages(hits, "IP") for hits in await asyncio.gather(*fused)]
                 results = await self._milvus().search(
                     self.collection,
                     data=vectors,
@@ -162,6 +184,27 @@ class Retriever:
                 await self._reset()
                 await asyncio.sleep(RETRY_DELAY_SECONDS)
         raise AssertionError("unreachable")
+
+    async def _hybrid(self, query: str, vector: list[float], top_k: int, filter: str | None) -> Any:
+        """One query's fused hits: dense and BM25 searched in one request, fused by Milvus' RRF."""
+        from pymilvus import AnnSearchRequest, RRFRanker
+
+        assert self.hybrid is not None
+        limit = max(top_k, self.hybrid.candidates)
+        expr = filter or None
+        param = {"metric_type": self.metric, "params": self.search_params}
+        dense = AnnSearchRequest(data=[vector], anns_field=VECTOR, param=param, limit=limit, expr=expr)
+        # The query's text goes to Milvus as is: its BM25 function analyses it as it did the chunks.
+        words = AnnSearchRequest(data=[query], anns_field=SPARSE, param={"metric_type": "BM25"}, limit=limit, expr=expr)
+        results = await self._milvus().hybrid_search(
+            self.collection,
+            [dense, words],
+            RRFRanker(self.hybrid.rrf_k),
+            limit=top_k,
+            output_fields=[TEXT, SOURCE, METADATA],
+            timeout=self.timeout,
+        )
+        return results[0]
 
     async def _reset(self) -> None:
         client, self._client = self._client, None

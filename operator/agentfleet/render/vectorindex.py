@@ -130,7 +130,10 @@ def ingestion_key(spec: VectorIndexSpec, revision: str, milvus_uri: str) -> str:
         {
             "revision": revision,
             "source": spec.source.model_dump(by_alias=True, exclude_none=True),
-            "chunking": spec.chunking.model_dump(by_alias=True),
+            # sectionTitles left out while off: a field added later must not re-ingest every index.
+            "chunking": spec.chunking.model_dump(
+                by_alias=True, exclude=None if spec.chunking.section_titles else {"section_titles"}
+            ),
             "embedding": spec.embedding.model_dump(by_alias=True, exclude={"batch_size", "api_key_secret_ref"}),
             # Worker count and limits change which worker writes what and which documents fail;
             # the image and backoffLimit do not, and an operator upgrade must not re-ingest everything.
@@ -205,6 +208,8 @@ def ingestion_args(spec: VectorIndexSpec, revision: str) -> list[str]:
     ]  # fmt: skip
     if e.endpoint:
         args += ["--embedding-endpoint", e.endpoint]
+    if c.section_titles:
+        args += ["--section-titles"]
     if spec.partition_key is not None:
         args += ["--partition-key", spec.partition_key.field]
     if spec.source.urls is not None:

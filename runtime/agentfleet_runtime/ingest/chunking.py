@@ -11,6 +11,13 @@ and a word over the budget at character boundaries, so no chunk exceeds the budg
 
 Chunk ids hash the source id, the chunk's index and its text: a re-run over the same document
 produces the same ids and Milvus upserts replace rows instead of duplicating them.
+
+Section titles (spec.chunking.sectionTitles): a chunk cut from the middle of a page often never
+names what it is about ("The default is five minutes" under "Checkpoints"). With titles on, each
+chunk begins with the path of ``#`` headings that enclose it (the page's own title first, e.g.
+``20.5. Write Ahead Log > 20.5.2. Checkpoints``), in the text that is embedded and that the model
+reads. The path takes at most a quarter of the token budget (outer headings dropped first, then
+words), and the body is packed into the rest, so a chunk still fits the encoder.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ _PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
 # A line that starts its own unit: list item, quote, table row, heading, numbered item.
 _LINE_START = re.compile(r"[ \t]*(?:[-*+>|]\s|#{1,6}\s|\d{1,3}[.)]\s)")
 _HEADING = re.compile(r"[ \t]*#{1,6}\s")
+_HEADING_LINE = re.compile(r"^[ \t]*(#{1,6})[ \t]+(.+?)[ \t]*$", re.M)
+TITLE_SEPARATOR = " > "
 # End of a sentence: terminal punctuation, optional closing quotes/brackets, then whitespace.
 _SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f][\"'\u201d\u2019)\]]*(?=\s)")
 _WORD = re.compile(r"\S+")
@@ -155,6 +164,11 @@ def _split_long(text: str, budget: int, overlap: int, count: TokenCounter) -> li
 
 def chunk_text(text: str, count: TokenCounter, max_tokens: int, overlap_tokens: int = 0) -> list[tuple[str, int]]:
     """(chunk text, token count) pairs covering ``text``; every count <= max_tokens."""
+    return [(t, n) for t, n, _ in chunk_spans(text, count, max_tokens, overlap_tokens)]
+
+
+def chunk_spans(text: str, count: TokenCounter, max_tokens: int, overlap_tokens: int = 0) -> list[tuple[str, int, int]]:
+    """(chunk text, token count, offset in ``text`` where the chunk starts), in order."""
     if max_tokens < 1:
         raise ValueError("max_tokens must be positive")
     overlap_tokens = max(0, min(overlap_tokens, max_tokens - 1))
@@ -166,7 +180,7 @@ def chunk_text(text: str, count: TokenCounter, max_tokens: int, overlap_tokens: 
     for u in units:
         para_tokens[u.paragraph] = para_tokens.get(u.paragraph, 0) + u.tokens
 
-    out: list[tuple[str, int]] = []
+    out: list[tuple[str, int, int]] = []
     cur: list[int] = []  # indices into units
     cur_tokens = 0
     fresh = False  # cur holds a unit not emitted yet
@@ -174,7 +188,7 @@ def chunk_text(text: str, count: TokenCounter, max_tokens: int, overlap_tokens: 
     def emit() -> None:
         nonlocal fresh
         if cur and fresh:
-            out.append((text[units[cur[0]].start : units[cur[-1]].end], cur_tokens))
+            out.append((text[units[cur[0]].start : units[cur[-1]].end], cur_tokens, units[cur[0]].start))
         fresh = False
 
     def tail() -> list[int]:
@@ -189,7 +203,8 @@ def chunk_text(text: str, count: TokenCounter, max_tokens: int, overlap_tokens: 
     for i, u in enumerate(units):
         if u.tokens > max_tokens:
             emit()
-            out.extend(_split_long(text[u.start : u.end], max_tokens, overlap_tokens, count))
+            pieces = _split_long(text[u.start : u.end], max_tokens, overlap_tokens, count)
+            out.extend((t, n, u.start) for t, n in pieces)
             cur, cur_tokens = [], 0
             continue
         if cur:
@@ -210,8 +225,73 @@ def chunk_text(text: str, count: TokenCounter, max_tokens: int, overlap_tokens: 
     return out
 
 
-def chunk_document(source: str, text: str, count: TokenCounter, max_tokens: int, overlap_tokens: int = 0) -> list[Chunk]:
-    return [
-        Chunk(id=chunk_id(source, i, t), source=source, index=i, text=t, tokens=n)
-        for i, (t, n) in enumerate(chunk_text(text, count, max_tokens, overlap_tokens))
-    ]
+def heading_paths(text: str) -> list[tuple[int, tuple[str, ...]]]:
+    """(offset, enclosing headings) at each ``#`` heading line: the path in force from that offset
+    on. A heading closes the headings of its own level and deeper."""
+    out: list[tuple[int, tuple[str, ...]]] = []
+    stack: list[tuple[int, str]] = []
+    for m in _HEADING_LINE.finditer(text):
+        level = len(m.group(1))
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        stack.append((level, m.group(2)))
+        out.append((m.start(), tuple(t for _, t in stack)))
+    return out
+
+
+def title_at(paths: Sequence[tuple[int, tuple[str, ...]]], offset: int, chunk: str) -> str:
+    """The heading path in force at ``offset``, less a last heading the chunk itself begins with."""
+    path: tuple[str, ...] = ()
+    for start, p in paths:
+        if start > offset:
+            break
+        path = p
+    head = _HEADING_LINE.match(chunk)
+    if path and head is not None and head.group(2) == path[-1]:
+        path = path[:-1]
+    return TITLE_SEPARATOR.join(path)
+
+
+def _fit_title(title: str, budget: int, count: TokenCounter) -> tuple[str, int]:
+    """The title within ``budget`` tokens, with its token count: outer headings are dropped first
+    (the nearest one says most about the chunk), then the nearest is cut at words."""
+    parts = title.split(TITLE_SEPARATOR) if title else []
+    while parts:
+        t = TITLE_SEPARATOR.join(parts)
+        n = count([t])[0]
+        if n <= budget:
+            return t, n
+        if len(parts) > 1:
+            parts = parts[1:]
+            continue
+        words = parts[0].split()
+        parts = [" ".join(words[:-1])] if len(words) > 1 else []
+    return "", 0
+
+
+def chunk_document(
+    source: str,
+    text: str,
+    count: TokenCounter,
+    max_tokens: int,
+    overlap_tokens: int = 0,
+    *,
+    section_titles: bool = False,
+) -> list[Chunk]:
+    if not section_titles:
+        return [
+            Chunk(id=chunk_id(source, i, t), source=source, index=i, text=t, tokens=n)
+            for i, (t, n) in enumerate(chunk_text(text, count, max_tokens, overlap_tokens))
+        ]
+    allowance = max(1, max_tokens // 4)
+    body = max(1, max_tokens - allowance)
+    paths = heading_paths(text)
+    chunks, fitted = [], {}
+    for i, (t, n, start) in enumerate(chunk_spans(text, count, body, min(overlap_tokens, body - 1))):
+        title = title_at(paths, start, t)
+        if title not in fitted:
+            fitted[title] = _fit_title(title, allowance, count)
+        prefix, pn = fitted[title]
+        full = f"{prefix}\n{t}" if prefix else t
+        chunks.append(Chunk(id=chunk_id(source, i, full), source=source, index=i, text=full, tokens=n + pn))
+    return chunks

@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     c = p.add_argument_group("chunking")
     c.add_argument("--max-tokens", type=int, default=_env_int("INGEST_MAX_TOKENS", 128))
     c.add_argument("--overlap-tokens", type=int, default=_env_int("INGEST_OVERLAP_TOKENS", 16))
+    c.add_argument(
+        "--section-titles",
+        action="store_true",
+        default=env("INGEST_SECTION_TITLES", "") in ("1", "true"),
+        help="begin each chunk with its heading path (spec.chunking.sectionTitles)",
+    )
     e = p.add_argument_group("embedding")
     e.add_argument("--embedding-provider", choices=["Local", "OpenAI"], default=env("EMBEDDING_PROVIDER", "Local"))
     e.add_argument("--embedding-model", default=env("EMBEDDING_MODEL", "all-MiniLM-L6-v2"))
@@ -141,6 +147,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         max_tokens=args.max_tokens,
         overlap_tokens=args.overlap_tokens,
+        section_titles=args.section_titles,
         insert_batch_size=args.insert_batch_size,
         max_document_bytes=args.max_document_bytes,
         partition_key=args.partition_key,

@@ -44,6 +44,7 @@ class IngestOptions:
     workers: int = 1
     max_tokens: int = 128  # spec.chunking's defaults
     overlap_tokens: int = 16
+    section_titles: bool = False  # spec.chunking.sectionTitles
     insert_batch_size: int = 512
     max_document_bytes: int = 10 * 1024 * 1024
     partition_key: str | None = None
@@ -183,7 +184,10 @@ class Ingestor:
                 if len(item.id) > SOURCE_MAX:
                     self._fail(Failure(item.id[:256], f"document id longer than {SOURCE_MAX} characters"))
                     continue
-                chunks = chunk_document(item.id, item.text, self.embedder.count_tokens, self.max_tokens, self.overlap_tokens)
+                count = self.embedder.count_tokens
+                chunks = chunk_document(
+                    item.id, item.text, count, self.max_tokens, self.overlap_tokens, section_titles=o.section_titles
+                )
                 if not chunks:
                     self._fail(Failure(item.id, "no text to index"))
                     continue

@@ -47,6 +47,12 @@ def default_retriever(config: RuntimeConfig, tool: Any) -> RetrieverLike:
     )
 
 
+def search_first_tool(config: RuntimeConfig) -> str | None:
+    """The Retrieval tool whose searchFirst is on (the first, when several are), else None."""
+    on = (t.name for t in config.tools if t.type == "Retrieval" and getattr(t.retrieval, "search_first", False))
+    return next(on, None)
+
+
 def build_tools(
     config: RuntimeConfig,
     store: TaskStore,

@@ -38,7 +38,7 @@ from agentfleet_runtime.model import ModelClient, OpenAIChatClient
 from agentfleet_runtime.redis_client import connect
 from agentfleet_runtime.store import TaskStore
 from agentfleet_runtime.tools import ToolBox
-from agentfleet_runtime.tools.registry import RetrieverFactory, build_tools
+from agentfleet_runtime.tools.registry import RetrieverFactory, build_tools, search_first_tool
 from agentfleet_runtime.worker.drain import cancel_held, drain_held, stop_loops
 from agentfleet_runtime.worker.handle import TaskHandler
 from agentfleet_runtime.worker.health import serve_health, stats_loop
@@ -101,7 +101,11 @@ class Worker:
             model=self.model,
             toolbox=self.toolbox,
             settings=LoopSettings(
-                config.system_prompt, config.model.tool_calling, config.session_history, DecisionSettings.from_spec(config.decisions.wire())
+                config.system_prompt,
+                config.model.tool_calling,
+                config.session_history,
+                DecisionSettings.from_spec(config.decisions.wire()),
+                search_first=search_first_tool(config),
             ),
             prices=prices_of(config),
             slots=self.slots,

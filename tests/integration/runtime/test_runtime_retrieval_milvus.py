@@ -75,3 +75,34 @@ def test_default_retriever_is_built_from_the_vectorindex_spec(redis_server, flee
     assert r.timeout == 45.0  # the tool's timeoutSeconds bounds the Milvus calls too
     with pytest.raises(ValueError, match="retrieval.vectorIndex"):
         default_retriever(make_config(redis_server.url, fleet), Tool(name="kb", type="Retrieval"))
+
+
+def test_search_first_and_the_answer_check_in_a_worker(milvus_lite, redis_server, fleet):
+    """spec.tools[].retrieval.searchFirst and spec.decisions.answerCheck from the runtime config to
+    a worker's loop: step 0 searched the goal with no model call; an answer whose value no passage
+    holds is declined, one the passages support is given."""
+    from agentfleet_runtime.answercheck import DECLINE
+
+    collection = "kb_sf_" + fleet
+    make_collection(milvus_lite, collection)
+    tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"topK": 2, "searchFirst": True, "cacheTtlSeconds": 0}}]
+    decisions = {"answerCheck": {"retries": 0}}
+
+    async def body():
+        retriever = Retriever(milvus_lite, collection, plinth.BagOfWords(DIM))
+        async with environment(redis_server.url, fleet, tools=tools, decisions=decisions) as env:
+            async with running_worker(env.config, retriever_factory=lambda c, t: retriever):
+                # Answers from script rules: a directive would put the answer's value in the goal.
+                env.model.model.rules = [{"match": "AOF", "answer": "every 9 minutes"}, {"match": "streams", "answer": "`pending`"}]
+                invented = await env.submit("How often does AOF persistence flush?")
+                supported = await env.submit("What do Redis streams keep?")
+                ended = await env.wait([invented, supported])
+                steps = await env.store.steps(invented)
+        return ended, steps, invented, supported
+
+    ended, steps, invented, supported = arun(body())
+    assert steps[0].tool_calls[0].name == "kb" and steps[0].usage.total == 0
+    assert steps[0].tool_calls[0].arguments == {"query": "How often does AOF persistence flush?"}
+    assert steps[0].observations[0].output.startswith("[1] (aof.md, score")
+    assert ended[invented]["reason"] == "final_answer" and ended[invented]["answer"] == DECLINE
+    assert ended[supported]["answer"] == "`pending`"

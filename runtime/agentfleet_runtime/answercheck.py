@@ -1,0 +1,131 @@
+"""The answer check (spec.decisions.answerCheck): is every value an answer states in a passage the
+task retrieved? Pure.
+
+Small models read the right page and still answer with a value it does not hold, or invent one
+for a question the documents do not answer ("max_cluster_ram is 4GB"). What such an answer states
+that can be checked without a model: its quantities and its quoted values. A quantity is a number
+with an optional unit ("5min", "300 seconds", "five minutes", "128MB"); it is supported when a
+passage states the same quantity (compared in base units: 5min = 300 s), or the same number where
+either side has no unit; a number with a unit of another dimension never supports it. A
+quoted value ("`replica`", "\"ACCESS EXCLUSIVE\"") is supported when a passage contains it.
+Numbers in the question itself, in citations ("[2]") and inside names (``postgresql-doc-15``,
+``sql-vacuum.html``, ``int8``) are not values the answer states. What is not checked: a value
+read from the right passage for the wrong thing; the check is against invention, not misreading.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+# Units by the words that name them: (dimension, factor to the base unit: seconds, bytes).
+_UNITS: dict[str, tuple[str, float]] = {}
+for _names, _dim, _factor in (
+    (("us", "microsecond", "microseconds"), "time", 1e-6),
+    (("ms", "millisecond", "milliseconds"), "time", 1e-3),
+    (("s", "sec", "secs", "second", "seconds"), "time", 1.0),
+    (("min", "mins", "minute", "minutes"), "time", 60.0),
+    (("h", "hr", "hour", "hours"), "time", 3600.0),
+    (("d", "day", "days"), "time", 86400.0),
+    (("b", "byte", "bytes"), "size", 1.0),
+    (("kb", "kib", "kilobyte", "kilobytes"), "size", 1024.0),
+    (("mb", "mib", "megabyte", "megabytes"), "size", 1024.0**2),
+    (("gb", "gib", "gigabyte", "gigabytes"), "size", 1024.0**3),
+    (("tb", "tib", "terabyte", "terabytes"), "size", 1024.0**4),
+    (("%", "percent"), "percent", 1.0),
+):
+    for _n in _names:
+        _UNITS[_n] = (_dim, _factor)
+
+_WORDS = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+    "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20, "thirty": 30, "sixty": 60, "hundred": 100,
+}  # fmt: skip
+_UNIT_RX = "|".join(sorted((re.escape(u) for u in _UNITS), key=len, reverse=True))
+# A number not glued to a name (no letter, digit, "_", "-" or "." word part before it), then an
+# optional unit that ends at a word boundary.
+_QUANTITY = re.compile(
+    rf"(?<![\w.\-/])(?P<num>\d+(?:[.,]\d+)*|(?:{'|'.join(_WORDS)}))(?:\s?(?P<unit>{_UNIT_RX})(?![\w]))?(?![\w\-]|\.\w)",
+    re.I,
+)
+_CITATION = re.compile(r"\[\d+\]")
+_SOURCES = re.compile(r"^\s*Sources?:.*$", re.M | re.I)
+_QUOTED = re.compile(r"`([^`\n]{1,80})`|\"([^\"\n]{1,80})\"|\u201c([^\u201d\n]{1,80})\u201d")
+
+
+@dataclass(frozen=True, slots=True)
+class Quantity:
+    text: str
+    number: float
+    dimension: str | None = None  # None: a bare number
+    base: float | None = None  # the value in the dimension's base unit
+
+    def same(self, other: Quantity) -> bool:
+        """Equal quantities of one dimension, or equal numbers when either is bare (a table cell, a
+        unit in another column); never across two dimensions (4GB is no 4 s)."""
+        if self.dimension is not None and other.dimension is not None:
+            return self.dimension == other.dimension and _close(self.base, other.base)
+        return _close(self.number, other.number)
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    return a is not None and b is not None and abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+
+
+def quantities(text: str) -> list[Quantity]:
+    """The quantities a text states, in order. A number word counts only with a unit ("five
+    minutes"): a bare "one" is rarely a value."""
+    out = []
+    for m in _QUANTITY.finditer(_CITATION.sub(" ", text)):
+        raw, unit = m.group("num"), m.group("unit")
+        word = raw.lower() in _WORDS
+        if word and unit is None:
+            continue
+        number = float(_WORDS[raw.lower()]) if word else _parse_number(raw)
+        if number is None:
+            continue
+        dim, factor = _UNITS[unit.lower()] if unit else (None, 1.0)
+        out.append(Quantity(m.group(0), number, dim, number * factor if dim else None))
+    return out
+
+
+def _parse_number(raw: str) -> float | None:
+    # "1,000" is a thousands separator, "0,5" a decimal comma; "8.2.1" (a section) is no number.
+    s = raw.replace(",", "") if re.fullmatch(r"\d{1,3}(,\d{3})+", raw) else raw.replace(",", ".")
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+
+def quoted(text: str) -> list[str]:
+    return [next(g for g in m.groups() if g is not None).strip() for m in _QUOTED.finditer(text)]
+
+
+def unsupported(answer: str, passages: Iterable[str], question: str = "") -> list[str]:
+    """What the answer states that no passage (and not the question) holds, in the answer's order."""
+    body = _SOURCES.sub("", answer)
+    texts = list(passages)
+    known = [q for t in [*texts, question] for q in quantities(t)]
+    haystack = "\n".join([*texts, question]).casefold()
+    out: list[str] = []
+    for q in quantities(body):
+        if not any(q.same(k) for k in known) and q.text not in out:
+            out.append(q.text)
+    for v in quoted(body):
+        if v and v.casefold() not in haystack and v not in out:
+            out.append(v)
+    return out
+
+
+def check_problem(values: list[str]) -> str:
+    """The repair turn's reason: what was not found, and the two ways on."""
+    shown = ", ".join(repr(v) for v in values[:5])
+    return (
+        f"your answer states {shown}, which no passage you retrieved contains. Search again with other words for the "
+        "passage that states the value, or answer that the documents do not say."
+    )
+
+
+DECLINE = "The documents I searched do not state this, so I cannot give a reliable answer."

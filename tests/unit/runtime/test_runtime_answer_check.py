@@ -1,0 +1,166 @@
+"""The answer check (spec.decisions.answerCheck, answercheck.py) and the search-first step
+(spec.tools[].retrieval.searchFirst), pure and in the loop. Model, store and tools are the fakes of
+test_runtime_decisions (the logic under test is ours); tests/integration drives a real worker."""
+
+from __future__ import annotations
+
+from agentfleet_contract.agentfleet import AgentFleetSpec
+from agentfleet_contract.runtime_config import RuntimeConfig
+
+from agentfleet_runtime.answercheck import DECLINE, quantities, quoted, unsupported
+from agentfleet_runtime.decisions import AnswerCheckSettings, DecisionSettings, ToolRule
+from agentfleet_runtime.loop import LoopSettings, search_first_call
+from agentfleet_runtime.tools.registry import search_first_tool
+from agentfleet_runtime.types import ModelReply, Usage
+from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SEARCH, ScriptedModel, run_task
+
+PASSAGE = (
+    "[1] (runtime-config-wal.html, score 0.612)\ncheckpoint_timeout (integer) "
+    "Maximum time between automatic WAL checkpoints. The default is five minutes (5min). "
+    "wal_level: the default value is replica. min_wal_size defaults to 80 MB."
+)
+QUESTION = "What is the default checkpoint_timeout in PostgreSQL 15?"
+
+
+# -- pure ------------------------------------------------------------------------------------------
+def test_quantities_carry_units_and_compare_in_base_units():
+    five, three_hundred = quantities("5min")[0], quantities("300 seconds")[0]
+    assert five.same(three_hundred) and quantities("five minutes")[0].same(five)
+    assert quantities("128MB")[0].same(quantities("128 megabytes")[0])
+    assert not quantities("4GB")[0].same(quantities("4 s")[0])
+    assert not quantities("1 s")[0].same(quantities("1 byte")[0])  # equal in base units, but another dimension
+    assert quantities("4GB")[0].same(quantities("4")[0])  # a bare number: the unit may stand in another column
+    assert [q.text for q in quantities("1,000 rows, 0.9, 10%, 1 GB")] == ["1,000", "0.9", "10%", "1 GB"]
+
+
+def test_numbers_inside_names_citations_and_sections_are_not_values():
+    text = "See [2] and sql-vacuum.html, postgresql-doc-15, int8, Section 20.5.1 and v15.2."
+    assert quantities(text) == []
+    assert quantities("only one of them") == []  # a number word counts only with a unit
+    assert quoted('The mode is `ACCESS EXCLUSIVE`, not "SHARE".') == ["ACCESS EXCLUSIVE", "SHARE"]
+
+
+def test_correct_paraphrases_are_supported():
+    for answer in (
+        "The default is 5min [1].",
+        "It is 300 seconds.",
+        "five minutes",
+        "5 minutes",
+        "It defaults to `replica`.",
+    ):
+        assert unsupported(answer, [PASSAGE], QUESTION) == [], answer
+    # Numbers of the question itself and of the sources line are not the answer's values.
+    assert (
+        unsupported(
+            "In PostgreSQL 15 it is 5 min.\n\nSources: runtime-config-wal.html, part2-15.html", [PASSAGE], QUESTION
+        )
+        == []
+    )
+
+
+def test_invented_and_hedged_values_are_unsupported():
+    assert unsupported("There is no fixed default: max_cluster_ram is 4GB", [PASSAGE], "What is max_cluster_ram?") == [
+        "4GB"
+    ]
+    assert unsupported("It is 10 minutes, or 5min.", [PASSAGE], QUESTION) == ["10 minutes"]
+    assert unsupported("It defaults to `minimal`.", [PASSAGE], QUESTION) == ["minimal"]
+    assert unsupported("80 seconds", [PASSAGE], QUESTION) == ["80 seconds"]  # the passage's 80 is megabytes
+    assert unsupported("80", [PASSAGE], QUESTION) == []  # a bare number: the check is against invention, not misreading
+    assert unsupported("The manual does not say.", [PASSAGE], QUESTION) == []
+
+
+# -- in the loop -----------------------------------------------------------------------------------
+INVENTED = (
+    '{"action": "answer", "answer": "VACUUM FULL takes a lock for 30 seconds", "sources": ["explicit-locking.html"]}'
+)
+
+
+def checked(retries: int = 1, decline: bool = True, repairs: int = 1) -> LoopSettings:
+    d = DecisionSettings(
+        mode="JSONSchema",
+        repair_attempts=repairs,
+        rules=FIRST_SEARCH.rules,
+        answer_check=AnswerCheckSettings(retries, decline),
+    )
+    return LoopSettings("s", decisions=d)
+
+
+def test_an_unsupported_answer_goes_back_and_the_model_searches_again():
+    model = ScriptedModel([SEARCH, INVENTED, SEARCH.replace("lock", "locks"), ANSWER])
+    outcome, finished, tools, _ = run_task(model, checked(repairs=0))
+    assert finished["reason"] == "final_answer" and finished["answer"].startswith("ACCESS EXCLUSIVE")
+    assert len(tools.calls) == 2  # the second search came after the check, with no repair attempts configured
+    back = model.requests[2].messages[-1]["content"]
+    assert "'30 seconds'" in back and "Search again" in back
+
+
+def test_an_answer_still_unsupported_after_the_retries_becomes_a_decline_or_stands():
+    model = ScriptedModel([SEARCH, INVENTED, INVENTED])
+    outcome, finished, tools, _ = run_task(model, checked(retries=1))
+    assert finished["reason"] == "final_answer" and finished["answer"] == DECLINE and len(model.requests) == 3
+    model = ScriptedModel([SEARCH, INVENTED, INVENTED])
+    outcome, finished, tools, _ = run_task(model, checked(retries=1, decline=False))
+    assert finished["answer"].startswith("VACUUM FULL takes a lock for 30 seconds")
+    model = ScriptedModel([SEARCH, INVENTED])
+    outcome, finished, tools, _ = run_task(model, checked(retries=0))  # no retries: declined at once
+    assert finished["answer"] == DECLINE and len(model.requests) == 2
+
+
+def test_without_the_check_answers_are_given_as_written():
+    model = ScriptedModel([SEARCH, INVENTED])
+    outcome, finished, tools, _ = run_task(model, LoopSettings("s", decisions=FIRST_SEARCH))
+    assert finished["answer"].startswith("VACUUM FULL takes a lock for 30 seconds") and len(model.requests) == 2
+
+
+def test_the_answer_check_is_read_from_the_fleet_spec():
+    spec = {
+        "modelRef": {"name": "m"},
+        "redis": {"url": "redis://r:6379"},
+        "decisions": {"answerCheck": {"onUnsupported": "Answer"}},
+    }
+    wire = AgentFleetSpec.model_validate(spec).decisions.wire()
+    assert DecisionSettings.from_spec(wire).answer_check == AnswerCheckSettings(retries=1, decline=False)
+    assert DecisionSettings.from_spec({}).answer_check is None
+
+
+# -- search first ----------------------------------------------------------------------------------
+def test_search_first_puts_the_goals_passages_in_the_first_prompt():
+    settings = LoopSettings("s", decisions=FIRST_SEARCH, search_first="search")
+    model = ScriptedModel([ANSWER])
+    outcome, finished, tools, task_run = run_task(model, settings)
+    assert finished["reason"] == "final_answer" and len(model.requests) == 1
+    assert [c.arguments for c in tools.calls] == [{"query": "Which lock does VACUUM FULL take?"}]
+    first = model.requests[0]
+    assert first.messages[2] == {
+        "role": "assistant",
+        "content": '{"action":"search","arguments":{"query":"Which lock does VACUUM FULL take?"}}',
+    }
+    assert "ACCESS EXCLUSIVE lock (0)" in first.messages[3]["content"]
+    # The first-step policy is met by that search: the model may answer at once.
+    assert "answer" in str(first.response_format)
+    assert task_run.steps[0].usage == Usage()  # no model call was made for it
+
+
+def test_search_first_in_native_and_text_modes():
+    call, content = search_first_call("kb", "  what   is\nX? ", json_mode=False, text_tools=False)
+    assert (call.name, call.arguments, content) == ("kb", {"query": "what is X?"}, "")
+    call, content = search_first_call("kb", "q" * 5000, json_mode=False, text_tools=True)
+    assert call.id.startswith("text-") and content.startswith("<tool_call>") and len(call.arguments["query"]) == 2000
+    settings = LoopSettings(
+        "s",
+        tool_calling="native",
+        decisions=DecisionSettings(rules=(ToolRule("search", first_step=True),)),
+        search_first="search",
+    )
+    model = ScriptedModel([ModelReply(content="ACCESS EXCLUSIVE", usage=Usage(1, 1))])
+    outcome, finished, tools, _ = run_task(model, settings)
+    assert finished["answer"] == "ACCESS EXCLUSIVE" and model.requests[0].messages[3]["role"] == "tool"
+
+
+def test_search_first_is_a_retrieval_tools_option():
+    tools = [
+        {"name": "kb", "type": "Retrieval", "retrieval": {"searchFirst": True}},
+        {"name": "kb2", "type": "Retrieval"},
+    ]
+    assert search_first_tool(RuntimeConfig.model_validate({"tools": tools})) == "kb"
+    assert search_first_tool(RuntimeConfig.model_validate({"tools": tools[1:]})) is None
