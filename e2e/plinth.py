@@ -69,31 +69,25 @@ def encoder():
     return MiniLMEmbedder()
 
 
-def make_collection(uri: str, name: str, docs=DOCS, embedder=None) -> None:
-    """A FLAT/COSINE collection of ``docs`` ((source, text) or (source, text, metadata)) with the
-    runtime Retriever's field names, embedded by ``embedder`` (default: the real MiniLM)."""
-    embedder = embedder or encoder()
-    dimension = embedder.dimension
-    from agentfleet_milvus import METADATA, SOURCE, TEXT, VECTOR
-    from pymilvus import DataType, MilvusClient
+def make_collection(uri: str, name: str, docs=DOCS, embedder=None, full_text: bool = True) -> None:
+    """A collection of ``docs`` ((source, text) or (source, text, metadata)) made the way the
+    operator makes a VectorIndex's (CollectionManager, then the ingestion sink's upserts), embedded
+    by ``embedder`` (default: the real MiniLM), with spec.fullText's BM25 field unless ``full_text``
+    is off. FLAT: exact search over a handful of documents."""
+    from agentfleet_milvus import METADATA, SOURCE, TEXT, VECTOR, CollectionManager, CollectionSpec, MilvusSink, MilvusTarget
 
-    # dedicated: a channel of its own; pymilvus otherwise shares one per URI, and a shared channel
-    # left idle (a long test before) is closed by Milvus Lite for pinging and never recovers.
-    client = MilvusClient(uri=uri, timeout=10, dedicated=True)
-    schema = client.create_schema(auto_id=False)
-    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
-    schema.add_field(TEXT, DataType.VARCHAR, max_length=65535)
-    schema.add_field(SOURCE, DataType.VARCHAR, max_length=4096)
-    schema.add_field(METADATA, DataType.JSON)
-    schema.add_field(VECTOR, DataType.FLOAT_VECTOR, dim=dimension)
-    index = client.prepare_index_params()
-    index.add_index(field_name=VECTOR, index_type="FLAT", metric_type="COSINE")
-    client.create_collection(name, schema=schema, index_params=index)
+    embedder = embedder or encoder()
+    target = MilvusTarget(uri=uri)
+    spec = CollectionSpec(name, embedder.dimension, index_type="FLAT", full_text_analyzer="standard" if full_text else None)
+    CollectionManager.connect(target, spec).ensure(wait_loaded=True)
     vectors = embedder.embed([d[1] for d in docs])
-    rows = [{"id": d[0], TEXT: d[1], SOURCE: d[0], METADATA: d[2] if len(d) > 2 else {}, VECTOR: v.tolist()} for d, v in zip(docs, vectors, strict=True)]
-    client.insert(name, rows)
-    client.load_collection(name)
-    client.close()
+    rows = [
+        {"id": d[0], TEXT: d[1], SOURCE: d[0], METADATA: d[2] if len(d) > 2 else {}, VECTOR: v.tolist()}
+        for d, v in zip(docs, vectors, strict=True)
+    ]
+    sink = MilvusSink.connect(target, name)
+    sink.upsert(rows)
+    sink.client.flush(name)
 
 
 def fleet_config(

@@ -32,7 +32,7 @@ from agentfleet_contract.runtime_config import RuntimeConfig
 from agentfleet_runtime import metrics
 from agentfleet_runtime.config import limits_of
 from agentfleet_runtime.redis_client import connect
-from agentfleet_runtime.retrieval import Retriever
+from agentfleet_runtime.retrieval import Hybrid, Retriever
 from agentfleet_runtime.store import TaskStore
 from agentfleet_runtime.submission import Submission, new_task
 from agentfleet_runtime.worker import Worker
@@ -52,7 +52,7 @@ async def run_questions(redis_url: str, model_url: str, milvus_uri: str, collect
     )
     store = TaskStore(connect(redis_url), Keys(fleet))
     await store.ensure_group()
-    retriever = Retriever(milvus_uri, collection, encoder())
+    retriever = Retriever(milvus_uri, collection, encoder(), hybrid=Hybrid())
     worker = Worker(config, retriever_factory=lambda c, t: retriever)
     await worker.start()
     out = []

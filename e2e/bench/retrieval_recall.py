@@ -11,7 +11,7 @@ search of an index without fullText, over the same vectors) and hybrid (BM25 and
 RRF). The first collection has ``spec.chunking.sectionTitles`` off, the second on. Every row is
 measured in the same invocation; the dense, titles-off row is the baseline of the deltas.
 
-    .venv/bin/python e2e/bench/retrieval_recall.py [--k 5] [--manual DIR] [--tasks FILE]
+    .venv/bin/python -m e2e.bench.retrieval_recall [--k 5] [--manual DIR] [--tasks FILE]
 
 Needs ``apt-get install postgresql-doc-15`` (done here when missing). Tune on part dev; the
 held-out part is printed beside it, never tuned on.
@@ -30,14 +30,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agentfleet_contract.vectorindex import VectorIndex
+
+from agentfleet.evaluation.taskset import load_taskset
+from e2e.bench.manual_ingest import bench_vectorindex, prepare
+from e2e.eval.corpus import MANUAL, TASKS, ensure_manual
+from e2e.harness.installers import ensure_ingest_packages
+from e2e.harness.milvus import MilvusLiteServer
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "operator"), str(ROOT / "runtime")]
-
-from agentfleet_contract.vectorindex import VectorIndex  # noqa: E402
-
-from agentfleet.evaluation.taskset import load_taskset  # noqa: E402
-from e2e.bench.manual_ingest import bench_vectorindex, prepare  # noqa: E402
-from e2e.eval.corpus import MANUAL, TASKS, ensure_manual  # noqa: E402
 
 
 def variant(collection: str, titles: bool) -> VectorIndex:
@@ -110,8 +111,6 @@ def main() -> int:
     ap.add_argument("--tasks", type=Path, default=TASKS)
     args = ap.parse_args()
     manual = args.manual or ensure_manual() or MANUAL
-    from e2e.demo.installers import MilvusLiteServer, ensure_ingest_packages
-
     ensure_ingest_packages()
     tasks = [t for t in load_taskset(args.tasks).tasks if t.supporting]
     tmp = Path(tempfile.mkdtemp(prefix="retrieval-recall-"))

@@ -28,7 +28,7 @@ import pytest
 from runtime_helpers import arun, running_worker, submit, wait_ended
 
 from agentfleet_runtime.config import RuntimeConfig
-from agentfleet_runtime.retrieval import Retriever
+from agentfleet_runtime.retrieval import Hybrid, Retriever
 from e2e.harness.ports import free_port, wait_http
 from e2e.harness.procs import Proc
 from e2e.plinth import DELEGATE, SYSTEM, encoder, fleet_config, make_collection
@@ -74,7 +74,7 @@ def config_for(redis_url, fleet, model_url, milvus_uri, collection, **kw):
 
 def run_tasks(config, milvus_uri, collection, goals, timeout=500):
     async def body():
-        retriever = Retriever(milvus_uri, collection, encoder())
+        retriever = Retriever(milvus_uri, collection, encoder(), hybrid=Hybrid())  # the fleet's hybrid search (spec.fullText)
         from runtime_helpers import store_for
 
         store = store_for(config)
