@@ -59,6 +59,15 @@ and a PNG of the frontier with agentfleet's point (``--out``). Runs go to ``--jo
     .venv/bin/python -m e2e.bench.autoscale_bench --workload default --seeds 11-20 --coverage 0.5 [--jobs 2]
     .venv/bin/python -m e2e.bench.autoscale_bench --workload default --tune --seeds 201-205 --coverage 0,0.25,0.5,0.75
 
+Engines (``--engines vllm,llm-d-sim``; agentfleet_sim.quirks.BEHAVIOURS): every configuration
+runs on replicas that behave as each engine, named ``name[engine]`` beyond the first, and a table
+compares each one's replica decisions with the first engine's on the same seed (the timing is the
+same on every engine: only what its metrics say differs). Steps but the
+last of a task answer with a tool call (a sub-agent's call and the last step in text), which
+llm-d's simulator counts under ``tool_calls``. ``--pre-fix-reading`` adds agentfleet read as the
+code before issue 46 did (completions ``stop|length`` only, the queue witness over the queue
+histogram's own count) on the engines but the first, as the contrast.
+
 Seeds: agentfleet's reactive settings (AF_TUNING) were tuned on seeds 1-3 and the burst coverage
 on 201-215 (TUNING_SEEDS); the history days use 101-107 (a week). A scored run refuses all of them, so
 every figure it prints comes from workloads that tuning and learning never saw.
@@ -86,9 +95,10 @@ from pathlib import Path
 from typing import Any
 
 from agentfleet.autoscale.forecast import Profile
+from agentfleet_sim import BEHAVIOURS
 from e2e.bench.autoscale.plots import plot_frontier, plot_timeline
 from e2e.bench.autoscale.policies import TUNING_SEEDS, Memory, forecast_config
-from e2e.bench.autoscale.report import ONSET_S, WORKLOADS, Config, goals, split, table
+from e2e.bench.autoscale.report import ONSET_S, WORKLOADS, Config, engines_table, goals, split, table
 from e2e.bench.autoscale.run import RunResult, _run, run_policy
 from e2e.bench.autoscale.workload import (
     MAX_REPLICAS,
@@ -170,10 +180,38 @@ def parser() -> argparse.ArgumentParser:
         help="ceilings, not baselines (bursts workloads): HIGH/LOW replica pairs held over the burst windows (oracle-window) and from each burst's start (oracle-onset)",
     )
     ap.add_argument("--save", help="write every run's summary (JSON) here")
+    ap.add_argument(
+        "--engines",
+        default="vllm",
+        help=f"engines the replicas behave as ({', '.join(BEHAVIOURS)}): every configuration on each, "
+        "compared with the first's decisions",
+    )
+    ap.add_argument(
+        "--pre-fix-reading",
+        action="store_true",
+        help="also agentfleet read as before issue 46, on the engines but the first (the contrast)",
+    )
+    ap.add_argument(
+        "--max-num-seqs", type=int, help="the replicas' sequence slots (vLLM's 1,024 by default): fewer queue bursts"
+    )
     return ap
 
 
 Job = tuple[str, str, dict[str, Any]]  # a configuration: name, kind, run_policy's arguments but the seed
+
+
+def on_engines(jobs: list[Job], engines: list[str], pre_fix: bool) -> list[Job]:
+    """Each job on each engine (``name[engine]`` beyond the first), plus, with ``pre_fix``, each
+    agentfleet job read as before issue 46 on the others (``name[engine,pre-fix]``)."""
+    out: list[Job] = []
+    for i, kind_of_engine in enumerate(engines):
+        for name, kind, job in jobs:
+            tag = f"{name}[{kind_of_engine}]" if i else name
+            out.append((tag, kind, dict(job, name=tag, engine_kind=kind_of_engine)))
+            if i and pre_fix and job.get("policy_kind") == "agentfleet":
+                old = f"{name}[{kind_of_engine},pre-fix]"
+                out.append((old, kind, dict(job, name=old, engine_kind=kind_of_engine, pre_fix=True)))
+    return out
 
 
 def configurations(args: argparse.Namespace, base: dict[str, Any], kind: str) -> tuple[list[Job], list[Job]]:
@@ -247,6 +285,8 @@ def main() -> int:
     base = dict(
         minutes=minutes, mean_rate=args.rate, initial=max(args.initial, args.min_replicas), burst_s=burst_s, min_replicas=args.min_replicas, workload_kind=kind
     )
+    if args.max_num_seqs:
+        base["max_num_seqs"] = args.max_num_seqs
     shape = (
         f"bursts of {burst_s:g} s (seed {seeds[0]}: at {[round(f * minutes) for f, _ in wl.bursts]} min)"
         if kind == "bursts"
@@ -261,6 +301,11 @@ def main() -> int:
         af_jobs, other = configurations(args, base, kind)
     except ValueError as e:
         ap.error(str(e))
+    engines = [e for e in args.engines.split(",") if e]
+    if not engines or set(engines) - set(BEHAVIOURS):
+        ap.error(f"--engines takes some of {', '.join(BEHAVIOURS)}")
+    af_jobs = on_engines(af_jobs, engines, args.pre_fix_reading)
+    other = on_engines(other, engines, args.pre_fix_reading)
     wall = time.monotonic()
     # agentfleet's history days run one after the other, then its scored days, in their own
     # process(es); the baselines fill the rest, seed by seed, so a partial run has whole seeds.
@@ -304,6 +349,8 @@ def main() -> int:
         f"\n{len(results) + len(hist) * len(memories)} runs in {time.monotonic() - wall:.0f} s wall; the scored runs took {cpu_total / 60:.1f} CPU-min (history days not counted)\n"
     )
     print(table(configs))
+    if len(engines) > 1:
+        print("\n" + engines_table(configs, engines))
     print(
         f"\nmissed = tasks over the {TASK_SLO_S:g} s SLO / tasks started, summed over seeds, by start: a burst's first {ONSET_S:g} s (the longest model load), the rest of a burst, outside bursts"
     )

@@ -10,7 +10,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from agentfleet_sim import ApiError, EngineConfig, HashedPrompt, Replica, ReplicaConfig
+from agentfleet_sim import ApiError, EngineConfig, HashedPrompt, Quirks, Replica, ReplicaConfig
 from e2e.bench.autoscale.workload import (
     _ZIPF_CDF,
     GPUS_PER_REPLICA,
@@ -37,10 +37,11 @@ class Slot:
 
 
 class Fleet:
-    def __init__(self, seed: int, engine: EngineConfig) -> None:
+    def __init__(self, seed: int, engine: EngineConfig, quirks: Quirks | None = None) -> None:
         self.slots: list[Slot] = []
         self.rng = random.Random(seed * 7919 + 1)
         self.engine = engine
+        self.quirks = quirks or Quirks()  # how the replicas' engine differs from vLLM (--engines)
         self.ids = itertools.count()
         self.gpu_seconds_closed = 0.0
         self.scale_events = 0
@@ -59,7 +60,7 @@ class Fleet:
     async def add(self, now: float, warm: bool = False) -> None:
         # 70B BF16 weights (~140 GB) from a node-local cache, then CUDA-graph capture: 2.5-4 min.
         load = 0.0 if warm else self.rng.uniform(*LOAD_RANGE_S)
-        cfg = ReplicaConfig(engine=self.engine, startup_seconds=load)
+        cfg = ReplicaConfig(engine=self.engine, startup_seconds=load, quirks=self.quirks)
         replica = Replica(cfg, name=f"replica-{next(self.ids)}")
         await replica.start()
         self.slots.append(Slot(replica, now, load))
@@ -152,7 +153,14 @@ class Agents:
             return bisect.bisect_left(_ZIPF_CDF, rng.random()) + 1
         return rng.randint(200, 800)
 
-    async def call(self, holder: list[Slot | None], prompt: HashedPrompt, draws: Draws, max_tokens: int = 256) -> range:
+    async def call(
+        self,
+        holder: list[Slot | None],
+        prompt: HashedPrompt,
+        draws: Draws,
+        max_tokens: int = 256,
+        tool_call: bool = False,
+    ) -> range:
         # The reply's token ids are reserved before the call: sub-agents finish in an order that
         # depends on the fleet, and their content must not.
         reply = draws.fresh(max_tokens)
@@ -175,7 +183,7 @@ class Agents:
                     continue
                 slot.tasks += 1
             try:
-                c = await slot.replica.generate(prompt, max_tokens)
+                c = await slot.replica.generate(prompt, max_tokens, tool_call=tool_call)
             except ApiError:
                 self.results.retries += 1
                 await asyncio.sleep(0.2)
@@ -195,7 +203,7 @@ class Agents:
         holder: list[Slot | None] = [None]
         try:
             for step in range(steps):
-                prompt = prompt.extend(await self.call(holder, prompt, draws))
+                prompt = prompt.extend(await self.call(holder, prompt, draws, tool_call=step < steps - 1))
                 if step < steps - 1 and rng.random() < 0.3:
                     subs = [self.call(holder, prompt.extend(draws.fresh(rng.randint(80, 200))), draws, 256) for _ in range(3)]
                     outs = await asyncio.gather(*subs)

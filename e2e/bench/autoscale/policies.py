@@ -26,6 +26,8 @@ from agentfleet.autoscale.forecast import ForecastConfig, Profile, plan, within_
 from agentfleet.autoscale.goodput import E2E_METRIC, TPOT_METRIC, TTFT_METRIC
 from agentfleet.autoscale.policy import LoadTime
 from agentfleet.autoscale.terms import DOWN_HEADROOM
+from agentfleet.autoscale.witness import QUEUE_METRIC, goodput_with_witnesses, queue_witness
+from agentfleet.promql import UNSERVED_REASONS
 from e2e.bench.autoscale.fleet import Fleet, Slot
 from e2e.bench.autoscale.workload import (
     BURST_WINDOWS,
@@ -47,11 +49,28 @@ def _hist_buckets(h: Any) -> list[tuple[float, float]]:
     return [(le, float(c)) for le, c in h.cumulative()]
 
 
-def _snapshot(s: Slot) -> tuple[dict[str, list[tuple[float, float]]], float]:
+READ_METRICS = (TTFT_METRIC, TPOT_METRIC, E2E_METRIC, QUEUE_METRIC)
+
+
+def _snapshot(s: Slot, pre_fix: bool = False) -> tuple[dict[str, list[tuple[float, float]]], float]:
+    """Histogram buckets and finished requests, as PromReader reads them (promql.py); ``pre_fix``:
+    only ``stop`` and ``length`` count as finished, as the query before issue 46 did."""
     st = s.replica.stats()
-    buckets = {TTFT_METRIC: _hist_buckets(st.h_ttft), TPOT_METRIC: _hist_buckets(st.h_tpot), E2E_METRIC: _hist_buckets(st.h_e2e)}
-    done = float(sum(v for k, v in st.request_success.items() if k != "abort"))
+    hists = (st.h_ttft, st.h_tpot, st.h_e2e, st.h_queue)
+    buckets = {m: _hist_buckets(h) for m, h in zip(READ_METRICS, hists, strict=True)}
+    served = ("stop", "length") if pre_fix else [k for k in st.request_success if k not in UNSERVED_REASONS]
+    done = float(sum(st.request_success.get(k, 0) for k in served))
     return buckets, done
+
+
+def _pre_fix_goodput(objectives: Any, buckets: dict[str, list[tuple[float, float]]]) -> Any:
+    """goodput_with_witnesses as it was before issue 46: the witness over the queue count alone."""
+    base = goodput(objectives, buckets)
+    ttft = next((o for o in objectives if o.name == "ttft"), None)
+    share = queue_witness(ttft, buckets[QUEUE_METRIC]) if ttft is not None and buckets.get(QUEUE_METRIC) else None
+    if share is None or share.fraction is None or base.fraction is None or share.fraction >= base.fraction:
+        return base
+    return replace(base, fraction=share.fraction)
 
 
 class HpaUtil:
@@ -203,7 +222,9 @@ class AgentfleetPolicy:
         forecast: ForecastConfig | None = None,
         memory: Memory | None = None,
         target_fraction: float | None = None,
+        pre_fix: bool = False,
     ) -> None:
+        self.pre_fix = pre_fix  # read as the code before issue 46 did (_snapshot, _pre_fix_goodput)
         self.config = PolicyConfig(
             min_replicas=min_replicas,
             max_replicas=MAX_REPLICAS,
@@ -246,12 +267,12 @@ class AgentfleetPolicy:
         ready = [s for s in active if s.ready(now)]
         self.state = replace(self.state, load_time=self.state.load_time.observe({s.replica.name: s.load_s for s in ready}))
         samples = []
-        per_pod: dict[str, list[list[tuple[float, float]]]] = {m: [] for m in (TTFT_METRIC, TPOT_METRIC, E2E_METRIC)}
+        per_pod: dict[str, list[list[tuple[float, float]]]] = {m: [] for m in READ_METRICS}
         completed = 0.0
         for s in ready:
             st = s.replica.stats()
             samples.append(ReplicaSample(s.replica.name, st.num_waiting, st.num_running, st.kv_usage))
-            buckets, done = _snapshot(s)
+            buckets, done = _snapshot(s, self.pre_fix)
             s.hist_marks.append((now, buckets, done))
             # increase(...[window]) per pod: now minus the oldest mark inside the window.
             while len(s.hist_marks) > 1 and s.hist_marks[0][0] < now - self.config.window_seconds:
@@ -261,7 +282,9 @@ class AgentfleetPolicy:
                 for m, b in buckets.items():
                     per_pod[m].append([(le, c - oc) for (le, c), (_, oc) in zip(b, old[m], strict=True)])
                 completed += (done - done0) / (now - t0)
-        gp = goodput(self.objectives, {m: merge_buckets(v) for m, v in per_pod.items() if v})
+        merged = {m: merge_buckets(v) for m, v in per_pod.items() if v}
+        read = _pre_fix_goodput if self.pre_fix else goodput_with_witnesses
+        gp = read(self.objectives, merged)
         fleet_view = FleetView(
             current=len(active),
             ready=tuple(s.replica.name for s in ready),

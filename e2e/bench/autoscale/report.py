@@ -82,6 +82,39 @@ def table(configs: list[Config]) -> str:
     return "\n".join(lines)
 
 
+def engines_table(configs: list[Config], engines: list[str]) -> str:
+    """Each configuration on the other engines against itself on the first, seed by seed (paired):
+    the share of evaluations that set the same replica count, the largest gap, the seeds whose
+    whole timeline matched, scale events and peaks (means), and the GPU-hours and task goodput
+    differences (mean and range over the seeds)."""
+    by_name = {c.name: c for c in configs}
+    lines = [
+        f"replica decisions on each engine against {engines[0]}'s, paired by seed ({len(configs[0].rows)} seeds):",
+        f"{'configuration':<40} {'same count':>10} {'max gap':>7} {'same seeds':>10} {'scale events':>13} {'peak':>11} "
+        f"{'GPU-h diff':>20} {'goodput diff':>24}",
+    ]
+    for c in configs:
+        ref = by_name.get(c.name.split("[")[0])
+        if ref is None or ref is c:
+            continue
+        same, gaps, whole, dh, dg = [], [0], 0, [], []
+        for a, b in zip(ref.rows, c.rows, strict=True):
+            counts = [(x[2], y[2]) for x, y in zip(a.timeline, b.timeline, strict=False)]
+            same.append(sum(1 for x, y in counts if x == y) / max(1, len(counts)))
+            gaps.extend(abs(x - y) for x, y in counts)
+            whole += all(x == y for x, y in counts) and len(a.timeline) == len(b.timeline)
+            dh.append(b.gpu_hours - a.gpu_hours)
+            dg.append(b.task_goodput - a.task_goodput)
+        ev = "/".join(f"{statistics.fmean(r.scale_events for r in x.rows):.1f}" for x in (ref, c))
+        peak = "/".join(f"{statistics.fmean(r.peak_replicas for r in x.rows):.1f}" for x in (ref, c))
+        lines.append(
+            f"{c.name:<40} {statistics.fmean(same):>10.1%} {max(gaps):>7} {whole:>10} {ev:>13} {peak:>11} "
+            f"{statistics.fmean(dh):>+6.2f} [{min(dh):+.2f},{max(dh):+.2f}] "
+            f"{statistics.fmean(dg):>+7.3f} [{min(dg):+.3f},{max(dg):+.3f}]"
+        )
+    return "\n".join(lines)
+
+
 def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """The baseline frontier: points (GPU-hours, goodput) that no other point beats on both."""
     front: list[tuple[float, float]] = []

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentfleet_sim import EngineConfig, run_virtual
+from agentfleet_sim import BEHAVIOURS, EngineConfig, run_virtual
 from e2e.bench.autoscale.fleet import Agents, Fleet, Results
 from e2e.bench.autoscale.policies import (
     AgentfleetPolicy,
@@ -57,14 +57,20 @@ def run_policy(
     workload_kind: str = "bursts",
     memory: Memory | None = None,
     target_fraction: float | None = None,
+    engine_kind: str = "vllm",
+    pre_fix: bool = False,
+    max_num_seqs: int | None = None,
 ) -> RunResult:
     """``policy_kind`` agentfleet: ``param`` < 0 runs the reactive policy alone (no profile);
     otherwise ``param`` is the burst coverage (0-1) and ``memory`` the days before;
-    ``target_fraction``: its spec.autoscaling.goodput.targetFraction (default AF_TUNING's)."""
+    ``target_fraction``: its spec.autoscaling.goodput.targetFraction (default AF_TUNING's).
+    ``engine_kind``: what the replicas behave as (agentfleet_sim BEHAVIOURS); ``pre_fix``:
+    agentfleet reads them as before issue 46; ``max_num_seqs``: the replicas' slots (default vLLM's
+    1,024: requests hardly ever wait for one)."""
     wall = time.monotonic()
     cpu = time.process_time()
     workload = make_workload(workload_kind, minutes, mean_rate, seed, burst_s)
-    engine = EngineConfig(**BENCH_ENGINE)
+    engine = EngineConfig(**BENCH_ENGINE, **({"max_num_seqs": max_num_seqs} if max_num_seqs else {}))
     results = Results()
     policy: Any
     if policy_kind == "hpa":
@@ -80,12 +86,14 @@ def run_policy(
         initial = low
     else:
         fc = forecast_config(minutes, param) if param >= 0 else None
-        policy = AgentfleetPolicy(min_replicas=min_replicas, forecast=fc, memory=memory, target_fraction=target_fraction)
+        policy = AgentfleetPolicy(
+            min_replicas=min_replicas, forecast=fc, memory=memory, target_fraction=target_fraction, pre_fix=pre_fix
+        )
     timeline: list[tuple[float, float, int, int, float | None]] = []
 
     async def main() -> Fleet:
         loop = asyncio.get_running_loop()
-        fleet = Fleet(seed, engine)
+        fleet = Fleet(seed, engine, BEHAVIOURS[engine_kind])
         for _ in range(initial):
             await fleet.add(0.0, warm=True)  # the run starts with loaded replicas
         agents = Agents(fleet, results, seed, zipf_tools=workload.kind == "trace")
