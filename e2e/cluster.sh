@@ -746,6 +746,9 @@ node_kill_pods() {
       exe="$(readlink "$f/exe" 2>/dev/null)" || continue
       [[ "$exe" == "$NODE_BIN_DIR/containerd-shim-runc-v2" ]] || continue
       tr '\0' ' ' < "$f/cmdline" 2>/dev/null | grep -qF -- "$NODE_DIR/containerd.sock" || continue
+      # The shims' sockets are outside the state dir (/run/containerd/s/), in the node's
+      # namespace (unix sockets are per network namespace): note them for node_cleanup.
+      awk '$NF ~ "^/run/containerd/" { print $NF }' "$f/net/unix" >> "$NODE_DIR/shim-sockets" 2>/dev/null || true
       kill -KILL "${f#/proc/}" 2>/dev/null || true
       found=1
     done
@@ -780,6 +783,13 @@ node_cleanup() {
     find /var/log/containers -maxdepth 1 -type l -lname "$NODE_DIR/*" -delete
     [[ -f "$NODE_DIR/had-var-log-containers" ]] || rmdir /var/log/containers 2>/dev/null || true
   fi
+  if [[ -f "$NODE_DIR/shim-sockets" ]]; then
+    sort -u "$NODE_DIR/shim-sockets" | while read -r m; do rm -f "$m"; done
+    rm -f "$NODE_DIR/shim-sockets"
+  fi
+  if [[ ! -f "$NODE_DIR/had-run-containerd" && -d /run/containerd ]]; then
+    find /run/containerd -depth -type d -empty -delete 2>/dev/null || true
+  fi
   if [[ -d /var/lib/cni ]]; then
     find /var/lib/cni -depth -name "*$NETNS*" -exec rm -rf {} + 2>/dev/null || true
     [[ -f "$NODE_DIR/had-var-lib-cni" ]] || find /var/lib/cni -depth -type d -empty -delete 2>/dev/null || true
@@ -802,6 +812,7 @@ node_up() {
   mkdir -p "$NODE_DIR"/{kubelet,containerd,cni/net.d,cni-ipam,pod-logs,volumes}
   [[ -d /var/log/containers ]] && touch "$NODE_DIR/had-var-log-containers"
   [[ -d /var/lib/cni ]] && touch "$NODE_DIR/had-var-lib-cni"
+  [[ -d /run/containerd ]] && touch "$NODE_DIR/had-run-containerd"
   for s in "${HOST_SYSCTLS[@]}"; do echo "$s=$(sysctl -n "$s")"; done > "$NODE_DIR/host-sysctls"
   [[ -e "$NETNS_PATH" ]] && { ip netns del "$NETNS" || fail_up "could not delete the stale netns $NETNS"; }
   ip netns add "$NETNS" || fail_up "ip netns add $NETNS failed"
