@@ -77,7 +77,7 @@ NODE_GW="10.200.0.1"       # the apiserver's advertised address and cluster DNS,
 NODE_IP="10.200.0.2"       # the kubelet's node IP
 NODE_POD_CIDR="10.201.0.0/16"
 CGROUP_ROOT="/$NETNS"
-REAL_NODE_LABEL="agentfleet.io/real-node"   # the node's label and taint      # the kubelet's cgroupRoot: every pod's cgroup is under it
+REAL_NODE_LABEL="agentfleet.io/real-node"  # the node's label and taint      # the kubelet's cgroupRoot: every pod's cgroup is under it
 # Host sysctls the kubelet sets (it insists on its values): restored by `down`.
 HOST_SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
 if [[ $REAL_NODE == 1 || -d $NODE_DIR ]]; then COMPONENTS+=("${NODE_COMPONENTS[@]}"); fi
@@ -253,7 +253,8 @@ cmd_build() {
 }
 
 node_stamp() {
-  { echo "containerd=$CONTAINERD_VERSION recipe=$NODE_RECIPE"; cat "$E2E_DIR/node/pause.c"; } | sha256sum | cut -d' ' -f1
+  { echo "containerd=$CONTAINERD_VERSION recipe=$NODE_RECIPE"; cat "$E2E_DIR/node/pause.c"; } \
+    | sha256sum | cut -d' ' -f1
 }
 
 node_is_built() {
@@ -526,7 +527,8 @@ EOF
   local svc_ip
   svc_ip="$("$PYTHON" -c 'import ipaddress,sys; print(next(ipaddress.ip_network(sys.argv[1], strict=False).hosts()))' "$SERVICE_CIDR")"
   gen_cert kube-apiserver "/CN=kube-apiserver" server \
-    "DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:$HOST,IP:$svc_ip,IP:$NODE_GW"
+    "DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:$HOST,IP:$svc_ip$(
+      [[ $REAL_NODE == 1 ]] && echo ",IP:$NODE_GW")"
   # Serving cert shared by kube-controller-manager and kube-scheduler.
   gen_cert components "/CN=agentfleet-components" server "DNS:localhost,IP:$HOST"
   gen_cert admin "/O=system:masters/CN=agentfleet-admin" client
@@ -1074,7 +1076,10 @@ case "${1:-}" in
   logs) shift; cmd_logs "$@" ;;
   import) shift; is_up || die "cluster is not up"; [[ $REAL_NODE == 1 ]] || die "no real node"; node_import "$@" ;;
   build-node) cmd_build_node ;;
-  restart-kubelet) is_up || die "cluster is not up"; [[ $REAL_NODE == 1 ]] || die "no real node"; with_lock cmd_restart_kubelet ;;
+  restart-kubelet)
+    is_up || die "cluster is not up"
+    [[ $REAL_NODE == 1 ]] || die "no real node"
+    with_lock cmd_restart_kubelet ;;
   -h|--help|help) usage ;;
   *) usage >&2; exit 2 ;;
 esac

@@ -188,9 +188,7 @@ async def serve(args: argparse.Namespace) -> None:
     names = Names(f"https://127.0.0.1:{args.apiserver_port}", ctx, args.domain)
     loop = asyncio.get_running_loop()
     await loop.create_datagram_endpoint(lambda: _DNS(names), sock=udp)
-    server = await asyncio.start_server(
-        lambda r, w: _forward(("127.0.0.1", args.apiserver_port), r, w), sock=tcp
-    )
+    server = await asyncio.start_server(lambda r, w: _forward(("127.0.0.1", args.apiserver_port), r, w), sock=tcp)
     async with server:
         await server.serve_forever()
 

@@ -30,7 +30,14 @@ from typing import Any
 
 import pytest
 
-from agentfleet.render.agentfleet import API_PORT, COMPONENT_LABEL, FLEET_LABEL, TOKEN_KEY, api_name, api_token_secret_name
+from agentfleet.render.agentfleet import (
+    API_PORT,
+    COMPONENT_LABEL,
+    FLEET_LABEL,
+    TOKEN_KEY,
+    api_name,
+    api_token_secret_name,
+)
 from e2e.nodenet import connect_in_netns
 from e2e.test_chart import CHART, helm, run_helm  # noqa: F401 - helm is a fixture
 
@@ -46,7 +53,10 @@ GPUS = 4  # patched into the real node's status: GPU-requesting pods then run th
 def _run(*cmd: str, timeout: float = 1800, env: dict[str, str] | None = None) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
-        pytest.fail(f"{' '.join(cmd[:4])} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}", pytrace=False)
+        pytest.fail(
+            f"{' '.join(cmd[:4])} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}",
+            pytrace=False,
+        )
     return proc.stdout
 
 
@@ -57,7 +67,19 @@ def build_image(containerfile: str, base: str, repo: str, *files: str) -> str:
         digest.update(f.encode() + (NODE_DIR / f).read_bytes())
     ref = f"{repo}:{digest.hexdigest()[:16]}"
     if subprocess.run(["podman", "image", "exists", ref]).returncode != 0:
-        _run("buildah", "build", "--isolation", "chroot", "--build-arg", f"BASE={base}", "-t", ref, "-f", str(NODE_DIR / containerfile), str(NODE_DIR))
+        _run(
+            "buildah",
+            "build",
+            "--isolation",
+            "chroot",
+            "--build-arg",
+            f"BASE={base}",
+            "-t",
+            ref,
+            "-f",
+            str(NODE_DIR / containerfile),
+            str(NODE_DIR),
+        )
     return ref
 
 
@@ -78,12 +100,20 @@ def new_namespace(cluster, prefix: str) -> str:
     cluster.run("create", "namespace", ns)
     cluster.run("label", "namespace", ns, "agentfleet.io/e2e=true")
     confine(cluster, ns)
-    cluster.wait_for(lambda: cluster.run("-n", ns, "get", "serviceaccount", "default", check=False).returncode == 0, timeout=30, desc=f"{ns}'s ServiceAccount")
+    cluster.wait_for(
+        lambda: cluster.run("-n", ns, "get", "serviceaccount", "default", check=False).returncode == 0,
+        timeout=30,
+        desc=f"{ns}'s ServiceAccount",
+    )
     return ns
 
 
 def pods(cluster, ns: str, selector: str) -> list[dict]:
-    return [p for p in cluster.json("-n", ns, "get", "pods", "-l", selector)["items"] if not p["metadata"].get("deletionTimestamp")]
+    return [
+        p
+        for p in cluster.json("-n", ns, "get", "pods", "-l", selector)["items"]
+        if not p["metadata"].get("deletionTimestamp")
+    ]
 
 
 def ready(p: dict) -> bool:
@@ -103,7 +133,9 @@ class ServiceClient:
     def __init__(self, netns: str, ip: str, port: int) -> None:
         self.netns, self.ip, self.port = netns, ip, port
 
-    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
         conn = http.client.HTTPConnection(self.ip, self.port, timeout=15)
         conn.sock = connect_in_netns(self.netns, self.ip, self.port)
         data = json.dumps(body).encode() if body is not None else None
@@ -128,7 +160,10 @@ def node(cluster) -> dict[str, Any]:
     if not info:
         pytest.fail("the cluster has no real node (AGENTFLEET_REAL_NODE=0?): this tier needs one", pytrace=False)
     cluster.wait_for(
-        lambda: any(c["type"] == "Ready" and c["status"] == "True" for c in cluster.json("get", "node", info["name"])["status"]["conditions"]),
+        lambda: any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in cluster.json("get", "node", info["name"])["status"]["conditions"]
+        ),
         timeout=120,
         desc="the real node Ready",
     )
@@ -189,7 +224,19 @@ def operator(cluster, node, images, helm) -> Iterator[dict[str, str]]:  # noqa: 
     # Earlier tests of the session may have applied the CRDs without helm: helm would refuse to adopt them.
     if cluster.run("get", "crd", "agentfleets.agentfleet.io", check=False).returncode == 0:
         sets.append("crds.install=false")
-    args = [helm, "install", release, str(CHART), "--namespace", ns, "--kubeconfig", cluster.info["kubeconfig"], "--wait", "--timeout", "300s"]
+    args = [
+        helm,
+        "install",
+        release,
+        str(CHART),
+        "--namespace",
+        ns,
+        "--kubeconfig",
+        cluster.info["kubeconfig"],
+        "--wait",
+        "--timeout",
+        "300s",
+    ]
     for s in sets:
         args += ["--set", s]
     t0 = time.monotonic()
@@ -199,13 +246,22 @@ def operator(cluster, node, images, helm) -> Iterator[dict[str, str]]:  # noqa: 
         pytest.fail(f"helm install failed:\n{proc.stdout}\n{proc.stderr}", pytrace=False)
     print(f"helm install --wait: {time.monotonic() - t0:.1f}s")
     yield {"ns": ns, "fleet_ns": fleet_ns, "release": release}
-    subprocess.run([helm, "uninstall", release, "--namespace", ns, "--kubeconfig", cluster.info["kubeconfig"], "--wait"], capture_output=True, timeout=300, env={**env, **helm_home()})
+    subprocess.run(
+        [helm, "uninstall", release, "--namespace", ns, "--kubeconfig", cluster.info["kubeconfig"], "--wait"],
+        capture_output=True,
+        timeout=300,
+        env={**env, **helm_home()},
+    )
     for n in (fleet_ns, ns):
         cluster.run("delete", "namespace", n, "--wait=false", "--ignore-not-found", check=False)
 
 
 def helm_home() -> dict[str, str]:
-    return {"HELM_CACHE_HOME": "/tmp/agentfleet-helm/cache", "HELM_CONFIG_HOME": "/tmp/agentfleet-helm/config", "HELM_DATA_HOME": "/tmp/agentfleet-helm/data"}
+    return {
+        "HELM_CACHE_HOME": "/tmp/agentfleet-helm/cache",
+        "HELM_CONFIG_HOME": "/tmp/agentfleet-helm/config",
+        "HELM_DATA_HOME": "/tmp/agentfleet-helm/data",
+    }
 
 
 def dump(cluster, ns: str) -> None:
@@ -217,8 +273,21 @@ def gpu_node(cluster, node: dict) -> None:
     from e2e import nodes as node_topology
 
     want = node_topology.build_nodes(
-        {"pools": [{"name": "real", "count": 1, "namePrefix": "real-", "zone": "zone-a", "region": "e2e", "cpu": "2", "memory": "8Gi", "pods": 110,
-                    "gpu": {"count": GPUS, "product": H100, "memoryMiB": 81559, "family": "sim"}}]}
+        {
+            "pools": [
+                {
+                    "name": "real",
+                    "count": 1,
+                    "namePrefix": "real-",
+                    "zone": "zone-a",
+                    "region": "e2e",
+                    "cpu": "2",
+                    "memory": "8Gi",
+                    "pods": 110,
+                    "gpu": {"count": GPUS, "product": H100, "memoryMiB": 81559, "family": "sim"},
+                }
+            ]
+        }
     )[0]
     labels = {k: v for k, v in want["metadata"]["labels"].items() if not k.startswith("kubernetes.io/hostname")}
     cluster.run("label", "node", node["name"], "--overwrite", *[f"{k}={v}" for k, v in labels.items()])
@@ -232,7 +301,10 @@ def fleet(cluster, node, images, operator) -> dict[str, Any]:
     ns = operator["fleet_ns"]
     gpu_node(cluster, node)
     local_volume(cluster, node, f"{ns}-redis")
-    real = {"nodeSelector": {REAL_NODE_LABEL: "true"}, "tolerations": [{"key": REAL_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}]}
+    real = {
+        "nodeSelector": {REAL_NODE_LABEL: "true"},
+        "tolerations": [{"key": REAL_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
+    }
     cluster.apply(
         {
             "apiVersion": "agentfleet.io/v1alpha1",
@@ -368,7 +440,19 @@ def kill_containers(cluster, node: dict, pod: dict) -> None:
     """SIGKILL to the pod's containers through containerd: a crash, not a graceful delete."""
     for cs in pod["status"]["containerStatuses"]:
         cid = cs["containerID"].removeprefix("containerd://")
-        _run(node["ctr"], "--address", node["containerd_socket"], "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", cid, timeout=60)
+        _run(
+            node["ctr"],
+            "--address",
+            node["containerd_socket"],
+            "-n",
+            "k8s.io",
+            "tasks",
+            "kill",
+            "-s",
+            "SIGKILL",
+            cid,
+            timeout=60,
+        )
 
 
 def exactly_once(v: dict) -> None:
@@ -388,12 +472,19 @@ def test_faults_on_real_pods_lose_nothing_and_do_nothing_twice(cluster, node, fl
     # 1. A worker killed mid-task: its tasks' leases lapse and the other worker (or it, restarted
     # by the kubelet) resumes them from their checkpoints.
     ids = [submit(api, token, f"Worker crash {i}: summarise the WAL.") for i in range(6)]
-    cluster.wait_for(lambda: any(task(api, token, t)["status"] == "running" for t in ids), timeout=120, desc="a task running")
+    cluster.wait_for(
+        lambda: any(task(api, token, t)["status"] == "running" for t in ids), timeout=120, desc="a task running"
+    )
     victim = pods(cluster, ns, workers)[0]
     restarts = victim["status"]["containerStatuses"][0]["restartCount"]
     kill_containers(cluster, node, victim)
     cluster.wait_for(
-        lambda: cluster.json("-n", ns, "get", "pod", victim["metadata"]["name"])["status"]["containerStatuses"][0]["restartCount"] > restarts,
+        lambda: (
+            cluster.json("-n", ns, "get", "pod", victim["metadata"]["name"])["status"]["containerStatuses"][0][
+                "restartCount"
+            ]
+            > restarts
+        ),
         timeout=120,
         desc="the kubelet restarting the killed worker",
     )
@@ -402,7 +493,11 @@ def test_faults_on_real_pods_lose_nothing_and_do_nothing_twice(cluster, node, fl
     (redis_pod,) = pods(cluster, ns, f"{FLEET_LABEL}={name},{COMPONENT_LABEL}=redis")
     cluster.run("-n", ns, "delete", "pod", redis_pod["metadata"]["name"], "--wait=false")
     cluster.wait_for(
-        lambda: [p for p in pods(cluster, ns, f"{COMPONENT_LABEL}=redis") if p["metadata"]["uid"] != redis_pod["metadata"]["uid"] and ready(p)],
+        lambda: [
+            p
+            for p in pods(cluster, ns, f"{COMPONENT_LABEL}=redis")
+            if p["metadata"]["uid"] != redis_pod["metadata"]["uid"] and ready(p)
+        ],
         timeout=180,
         desc="a new Redis pod Ready",
     )
