@@ -739,10 +739,11 @@ node_kill_pods() {
   for ((round = 0; round < 20; round++)); do
     found=0
     while read -r f; do
+      # (a cgroup may vanish between the find and the read: its container has just exited)
       while read -r pid; do
         kill -KILL "$pid" 2>/dev/null || true
         found=1
-      done < "$f"
+      done < <(cat "$f" 2>/dev/null)
     done < <(node_cgroup_dirs | while read -r d; do if [[ -d "$d" ]]; then find "$d" -name cgroup.procs; fi; done)
     # (one find, not a readlink per process: forks are slow on a busy machine)
     while read -r f; do
@@ -793,7 +794,11 @@ node_cleanup() {
     find /run/containerd -depth -type d -empty -delete 2>/dev/null || true
   fi
   if [[ -d /var/lib/cni ]]; then
+    # libcni's cache: "<network>-<sandbox id>-<interface>", for our bridge network and containerd's
+    # loopback one; the sandbox ids are this containerd's.
     find /var/lib/cni -depth -name "*$NETNS*" -exec rm -rf {} + 2>/dev/null || true
+    find "$NODE_DIR/containerd" -path '*/io.containerd.grpc.v1.cri/sandboxes/*' -prune -type d -printf '%f\n' 2>/dev/null \
+      | sort -u | while read -r m; do rm -f /var/lib/cni/results/*-"$m"-*; done
     [[ -f "$NODE_DIR/had-var-lib-cni" ]] || find /var/lib/cni -depth -type d -empty -delete 2>/dev/null || true
   fi
   if [[ -f "$NODE_DIR/host-sysctls" ]]; then
