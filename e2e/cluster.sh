@@ -65,7 +65,7 @@ PAUSE_IMAGE="localhost/agentfleet-pause:1"
 # The real node (AGENTFLEET_REAL_NODE=0: kwok nodes only). Everything of it
 # lives in a network namespace of its own, named after the state dir so that
 # clusters side by side do not meet: a veth pair with both ends inside carries
-# the node's address and the apiserver's advertised address (e2e/nodenet.py
+# the node's address and the apiserver's advertised address (e2e/harness/nodenet.py
 # forwards that one to 127.0.0.1 outside), the bridge CNI's pod subnet and
 # kube-proxy's rules exist only inside. Both addresses are never routed outside.
 REAL_NODE="${AGENTFLEET_REAL_NODE:-1}"
@@ -537,7 +537,7 @@ EOF
   gen_cert kwok "/O=system:masters/CN=kwok-controller" client
   # Separate front-proxy CA for the aggregation layer (requestheader auth), as
   # kubeadm does; without it the controller-manager and scheduler log errors.
-  # Aggregated API servers (KEDA's metrics API in e2e/keda_harness.py) are
+  # Aggregated API servers (KEDA's metrics API in e2e/harness/keda.py) are
   # reached at their Service's endpoint (--enable-aggregator-routing): there is
   # no kube-proxy to carry a ClusterIP.
   sed 's/agentfleet-e2e-ca/agentfleet-e2e-front-proxy-ca/' "$PKI/ca.cnf" > "$PKI/front-proxy-ca.cnf"
@@ -593,9 +593,9 @@ all_nodes_ready() {
 
 apply_nodes() {
   [[ "$TOPOLOGY" -ef "$STATE_DIR/topology.yaml" ]] || cp "$TOPOLOGY" "$STATE_DIR/topology.yaml"
-  "$PYTHON" "$E2E_DIR/nodes.py" "$TOPOLOGY" --names > "$STATE_DIR/node-names" \
-    || fail_up "e2e/nodes.py could not read topology $TOPOLOGY"
-  "$PYTHON" "$E2E_DIR/nodes.py" "$TOPOLOGY" > "$STATE_DIR/nodes.json" || fail_up "e2e/nodes.py failed"
+  "$PYTHON" "$E2E_DIR/harness/nodes.py" "$TOPOLOGY" --names > "$STATE_DIR/node-names" \
+    || fail_up "e2e/harness/nodes.py could not read topology $TOPOLOGY"
+  "$PYTHON" "$E2E_DIR/harness/nodes.py" "$TOPOLOGY" > "$STATE_DIR/nodes.json" || fail_up "e2e/harness/nodes.py failed"
   kubectl_ apply -f "$STATE_DIR/nodes.json" >&2 || fail_up "kubectl apply of the topology's nodes failed"
 }
 
@@ -608,7 +608,7 @@ cmd_up() {
   ensure_runtime_tools
   [[ $REAL_NODE == 1 ]] && cmd_build_node
   [[ -f "$TOPOLOGY" ]] || die "topology file $TOPOLOGY not found"
-  "$PYTHON" "$E2E_DIR/nodes.py" "$TOPOLOGY" --names >/dev/null || die "invalid topology $TOPOLOGY"
+  "$PYTHON" "$E2E_DIR/harness/nodes.py" "$TOPOLOGY" --names >/dev/null || die "invalid topology $TOPOLOGY"
 
   # Leftovers of a previous (failed or killed) run: stop and wipe them.
   if [[ -e "$STATE_DIR" ]]; then
@@ -634,7 +634,7 @@ cmd_up() {
   write_kubeconfig "$STATE_DIR/scheduler/kubeconfig" system:kube-scheduler kube-scheduler
   write_kubeconfig "$STATE_DIR/kwok-home/kubeconfig" kwok-controller kwok
 
-  # With a real node the apiserver advertises the address e2e/nodenet.py serves
+  # With a real node the apiserver advertises the address e2e/harness/nodenet.py serves
   # inside the node's namespace: the `kubernetes` Service's endpoint, which
   # kube-proxy carries for pods. Without one, nothing could reach an endpoint.
   local advertise="$HOST" reconciler=none
@@ -683,7 +683,7 @@ cmd_up() {
     --tls-cert-file="$PKI/components.crt" --tls-private-key-file="$PKI/components.key" \
     --leader-elect=false --kube-api-qps=100 --kube-api-burst=200 --profiling=false --v="$LOG_LEVEL"
   # kwok: manages only Nodes annotated kwok.x-k8s.io/node=fake (what
-  # e2e/nodes.py generates); pods bound to them get Running/Ready and an IP
+  # e2e/harness/nodes.py generates); pods bound to them get Running/Ready and an IP
   # from --cidr (never routed anywhere: there is no kubelet or network).
   start_component kwok \
     --kubeconfig="$STATE_DIR/kwok-home/kubeconfig" --config="$BIN_DIR/$KWOK_STAGES" \
@@ -924,7 +924,7 @@ iptables: {masqueradeAll: true}
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 EOT
 
-  start_component nodenet "$E2E_DIR/nodenet.py" --netns "$NETNS_PATH" --address "$NODE_GW" \
+  start_component nodenet "$E2E_DIR/harness/nodenet.py" --netns "$NETNS_PATH" --address "$NODE_GW" \
     --apiserver-port "$APISERVER_PORT" --ca "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key"
   wait_for 30 "the apiserver inside the node's namespace" healthz nodenet
   # containerd finds its runc shim on PATH; runc and the CNI plugins are Debian's.

@@ -1,10 +1,12 @@
 """A small knowledge base of invented facts ("the Plinth platform") for real-agent tests and the
 CPU model bench: no model knows these facts from training, so an answer that states one came
-through a search. The encoder is a deterministic bag-of-words stand-in (the Milvus Lite search is
-real; embeddings are not what these measure)."""
+through a search. Collections are embedded with the real MiniLM encoder the ingestion path runs
+(int8 ONNX, ``encoder()``), so the agents' searches meet the retrieval a fleet gives them; the
+bag-of-words stand-in remains for retrieval-plumbing tests that check filters, not relevance."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -59,9 +61,19 @@ class BagOfWords:
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
-def make_collection(uri: str, name: str, docs=DOCS, dimension: int = DIM) -> None:
+@functools.cache
+def encoder():
+    """The real MiniLM encoder of the ingestion path (int8 ONNX, built once into the cache)."""
+    from agentfleet_runtime.ingest.minilm import MiniLMEmbedder
+
+    return MiniLMEmbedder()
+
+
+def make_collection(uri: str, name: str, docs=DOCS, embedder=None) -> None:
     """A FLAT/COSINE collection of ``docs`` ((source, text) or (source, text, metadata)) with the
-    runtime Retriever's field names."""
+    runtime Retriever's field names, embedded by ``embedder`` (default: the real MiniLM)."""
+    embedder = embedder or encoder()
+    dimension = embedder.dimension
     from agentfleet_milvus import METADATA, SOURCE, TEXT, VECTOR
     from pymilvus import DataType, MilvusClient
 
@@ -77,7 +89,7 @@ def make_collection(uri: str, name: str, docs=DOCS, dimension: int = DIM) -> Non
     index = client.prepare_index_params()
     index.add_index(field_name=VECTOR, index_type="FLAT", metric_type="COSINE")
     client.create_collection(name, schema=schema, index_params=index)
-    vectors = BagOfWords(dimension).embed([d[1] for d in docs])
+    vectors = embedder.embed([d[1] for d in docs])
     rows = [{"id": d[0], TEXT: d[1], SOURCE: d[0], METADATA: d[2] if len(d) > 2 else {}, VECTOR: v.tolist()} for d, v in zip(docs, vectors, strict=True)]
     client.insert(name, rows)
     client.load_collection(name)

@@ -21,9 +21,11 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e import fixtures_operator as fx
-from e2e.demo.installers import MilvusLiteServer, ensure_ingest_packages, ensure_redis_server
-from e2e.fixtures_operator import eventually
+from e2e.harness import operator as fx
+from e2e.harness.installers import ensure_redis_server
+from e2e.harness.milvus import MilvusLiteServer, milvus_lite
+from e2e.harness.operator import eventually
+from e2e.harness.redis import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -46,16 +48,13 @@ helpers = _runtime_helpers()
 
 @pytest.fixture(scope="module")
 def milvus(tmp_path_factory) -> Iterator[MilvusLiteServer]:
-    ensure_ingest_packages()
-    server = MilvusLiteServer(tmp_path_factory.mktemp("af-milvus") / "data")
-    server.wait_ready()
-    yield server
-    server.stop()
+    with milvus_lite(tmp_path_factory.mktemp("af-milvus") / "data") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory) -> Iterator[Any]:
-    server = helpers.RedisServer(ensure_redis_server(), tmp_path_factory.mktemp("af-redis"))
+    server = RedisServer(ensure_redis_server(), tmp_path_factory.mktemp("af-redis"))
     server.start()
     yield server
     server.stop()

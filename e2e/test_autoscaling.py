@@ -1,6 +1,6 @@
 """The autoscaler on the real control plane, reading a real Prometheus that scrapes simulated vLLM.
 
-A ModelReplicaSet with autoscaling on gets its pods on kwok GPU nodes; e2e/autoscale_harness.py
+A ModelReplicaSet with autoscaling on gets its pods on kwok GPU nodes; e2e/harness/autoscale.py
 serves one simulated vLLM replica per running pod and lists them in a file_sd file labelled as
 Kubernetes pod discovery would (namespace, pod), which a private Prometheus (Debian package,
 installed by tests/integration/sim's helper) scrapes every second. Closed-loop clients are the
@@ -18,11 +18,11 @@ import pytest
 from kubernetes import config as k8s_config
 from kubernetes.client import CoreV1Api
 
-from e2e import fixtures_operator as fx
-from e2e.autoscale_harness import QUEUEING_ENGINE, ClosedLoopLoad, PodBackedFleets
-from e2e.fixtures_operator import eventually
+from e2e.harness import operator as fx
+from e2e.harness.autoscale import QUEUEING_ENGINE, ClosedLoopLoad, PodBackedFleets
+from e2e.harness.operator import eventually
+from e2e.harness.prometheus import PrometheusServer
 from tests.builders import MRS
-from tests.integration.sim.conftest import PrometheusServer
 
 crds, operator, gpu_pool = fx.crds, fx.operator, fx.gpu_pool
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from e2e.conftest import CLUSTER_SH, Cluster
+from e2e.harness.cluster import CLUSTER_SH, Cluster
+from e2e.harness.ports import free_ports
 
 pytestmark = pytest.mark.e2e
 
@@ -78,17 +78,6 @@ class SlowExec:
             self.reader.wait()
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _processes_naming(path: str) -> dict[int, str]:
     """Every live process whose command line mentions path (the state dir is
     in each component's flags), so an orphan is found without any pid file."""
@@ -115,7 +104,7 @@ def test_cluster_starts_and_stops_beside_a_cpu_hog(cluster: Cluster, tmp_path: P
     # second cluster of its own in its own state dir and on free ports.
     state = str(tmp_path / "busy-cluster")
     env = dict(os.environ, AGENTFLEET_CLUSTER_DIR=state, AGENTFLEET_PYTHON=sys.executable)
-    env.update({var: str(port) for var, port in zip(PORT_VARS, _free_ports(len(PORT_VARS)), strict=True)})
+    env.update({var: str(port) for var, port in zip(PORT_VARS, free_ports(len(PORT_VARS)), strict=True)})
     hogs = [
         subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(HOGS_PER_CPU * (os.cpu_count() or 1))
     ]

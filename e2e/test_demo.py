@@ -16,21 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from e2e.harness.procs import alive
+
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = 4
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def printed_row(out: str, name: str) -> dict[str, str]:
@@ -108,7 +99,7 @@ def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp
     finally:
         down = _driver(cluster, state, "down", "--namespace", namespace, timeout=120)
     assert down.returncode == 0, down.stderr
-    left = {name: pid for name, pid in pids.items() if _alive(pid)}
+    left = {name: pid for name, pid in pids.items() if alive(pid)}
     assert not left, f"processes still running after `down`: {left}"
     assert not list((state / "demo" / namespace).glob("*.json"))
     assert not (state / "demo" / namespace / "local-routes").exists(), "down left the pod IPs routed to this machine"
@@ -143,5 +134,5 @@ def test_demo_burst_scenario_scales_up_explains_each_decision_and_plots_it(clust
     finally:
         down = _driver(cluster, state, "down", "--namespace", namespace, timeout=120)
     assert down.returncode == 0, down.stderr
-    left = {name: pid for name, pid in pids.items() if _alive(pid)}
+    left = {name: pid for name, pid in pids.items() if alive(pid)}
     assert not left, f"processes still running after `down`: {left}"

@@ -2,7 +2,7 @@
 root with only the pod's emptyDir paths writable, exactly as the chart and the operator render them.
 
 ``e2e/image.sh`` builds the Dockerfile with buildah on a Debian base made by debootstrap (cached;
-the image is rebuilt when its inputs change). Then, with podman (e2e/image_harness.py):
+the image is rebuilt when its inputs change). Then, with podman (e2e/harness/image.py):
 
 - the operator, from the chart's Deployment, against the e2e control plane: it reconciles an
   AgentFleet (examples/agentfleet.yaml's ``support``, on a local Redis) and a VectorIndex (on a
@@ -29,10 +29,13 @@ import pytest
 import redis
 import yaml
 
-from e2e import fixtures_operator as fx
-from e2e.demo.installers import MilvusLiteServer, ensure_ingest_packages, ensure_redis_server, free_port
-from e2e.image_harness import Container, wait_http
-from e2e.test_agentfleet import apply_stuck_model, helpers
+from e2e.harness import operator as fx
+from e2e.harness.image import Container, podman
+from e2e.harness.installers import ensure_ingest_packages, ensure_redis_server
+from e2e.harness.milvus import MilvusLiteServer
+from e2e.harness.ports import free_port, wait_http
+from e2e.harness.redis import RedisServer
+from e2e.test_agentfleet import apply_stuck_model
 from e2e.test_chart import by_kind, helm, template  # noqa: F401 - helm is a fixture
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -62,7 +65,7 @@ def image() -> str:
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory) -> Iterator[dict[str, str]]:
     ensure_ingest_packages()
-    r = helpers.RedisServer(ensure_redis_server(), tmp_path_factory.mktemp("img-redis"))
+    r = RedisServer(ensure_redis_server(), tmp_path_factory.mktemp("img-redis"))
     r.start()
     m = MilvusLiteServer(tmp_path_factory.mktemp("img-milvus") / "data")
     m.wait_ready()
@@ -143,6 +146,17 @@ def test_operator_runs_from_the_image_as_the_chart_says(deployed) -> None:
     read_only_and_uid(op)
     st = deployed["status"]
     assert any(c["type"] == "Ready" and c["observedGeneration"] == 1 for c in st["conditions"]), st
+
+
+@pytest.mark.parametrize("user", [f"{UID}:{UID}", UID])
+def test_the_image_names_its_user_where_no_runtime_adds_a_passwd_entry(image, user) -> None:
+    """containerd and CRI-O add no passwd entry for the pod's uid (podman does unless told not to):
+    the image's own entry is what getpass.getuser() (kopf asked it at start-up) finds, and what gives
+    a container that states only runAsUser its group instead of gid 0."""
+    probe = "import getpass, os; print(getpass.getuser(), os.getuid(), os.getgid())"
+    proc = podman("run", "--rm", "--passwd=false", "--user", user, "--entrypoint", '["python"]', image, "-c", probe, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["agentfleet", UID, UID], proc.stdout
 
 
 def runtime_container(deployed: dict[str, Any], component: str, ports: dict[str, int]) -> Container:

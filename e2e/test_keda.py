@@ -1,14 +1,14 @@
 """KEDA drives our scale subresources, end to end, with the ScaledObjects of examples/keda/.
 
 KEDA's operator and metrics API server (built from KEDA's Go module, ``e2e/thirdparty.sh keda``)
-run as processes against the control plane; e2e/keda_harness.py registers the metrics API as the
+run as processes against the control plane; e2e/harness/keda.py registers the metrics API as the
 APIService ``v1beta1.external.metrics.k8s.io``. KEDA turns each ScaledObject into an HPA, and the
 HPA controller in kube-controller-manager reads the metric through the aggregated API and writes
 the count through the scale subresource: nobody in this test sets a replica count.
 
 - examples/keda/modelreplicaset-prometheus.yaml on examples/modelreplicaset-smollm2-cpu.yaml
   (autoscaling off): a Prometheus trigger on ``sum(vllm:num_requests_waiting{...})``. Simulated
-  vLLM replicas back the ModelReplicaSet's pods (e2e/autoscale_harness.py) and a private
+  vLLM replicas back the ModelReplicaSet's pods (e2e/harness/autoscale.py) and a private
   Prometheus scrapes them; closed-loop clients build a waiting queue, the set goes 1 -> N, and
   back to 1 when the clients stop.
 - examples/keda/agentfleet-redis-streams.yaml on the fleet of examples/agentfleet.yaml: KEDA's
@@ -35,11 +35,11 @@ import yaml
 from kubernetes import config as k8s_config
 from kubernetes.client import CoreV1Api
 
-from e2e import fixtures_operator as fx
-from e2e.autoscale_harness import QUEUEING_ENGINE, ClosedLoopLoad, PodBackedFleets
-from e2e.fixtures_operator import eventually
-from e2e.keda_harness import Keda
-from e2e.neighbours import install_thirdparty_crds, keda_bin_dir
+from e2e.harness import operator as fx
+from e2e.harness.autoscale import QUEUEING_ENGINE, ClosedLoopLoad, PodBackedFleets
+from e2e.harness.keda import Keda
+from e2e.harness.neighbours import install_thirdparty_crds, keda_bin_dir
+from e2e.harness.operator import eventually
 from e2e.test_agentfleet import helpers, redis_server, rewrite  # noqa: F401 - redis_server is a fixture
 
 crds, operator, gpu_pool = fx.crds, fx.operator, fx.gpu_pool

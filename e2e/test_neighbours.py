@@ -24,8 +24,8 @@ from agentfleet_contract.vectorindex import VectorIndex
 
 from agentfleet.render.vectorindex import render_milvus
 from e2e import milvus_operator_facts as milvus_facts
-from e2e.fixtures_operator import install_crds
-from e2e.neighbours import install_thirdparty_crds
+from e2e.harness.neighbours import install_thirdparty_crds
+from e2e.harness.operator import install_crds
 from e2e.test_chart import by_kind, helm, template  # noqa: F401 - helm is a fixture
 
 pytestmark = pytest.mark.e2e

@@ -38,7 +38,8 @@ from agentfleet.render.agentfleet import (
     api_name,
     api_token_secret_name,
 )
-from e2e.nodenet import connect_in_netns
+from e2e.harness import nodes as node_topology
+from e2e.harness.nodenet import connect_in_netns
 from e2e.test_chart import CHART, helm, run_helm  # noqa: F401 - helm is a fixture
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
@@ -270,8 +271,6 @@ def dump(cluster, ns: str) -> None:
 
 def gpu_node(cluster, node: dict) -> None:
     """The real node as a GPU node: the labels the placement reads and GPU capacity in its status."""
-    from e2e import nodes as node_topology
-
     want = node_topology.build_nodes(
         {
             "pools": [

@@ -27,8 +27,8 @@ from kubernetes.client.exceptions import ApiException
 from agentfleet.render.agentfleet import render_identity
 from agentfleet_runtime.routing.kube import SERVICE_LABEL, EndpointSliceSource, replicas_service
 from agentfleet_runtime.routing.sources import endpoints_from_slices
-from e2e import fixtures_operator as fx
-from e2e.fixtures_operator import eventually
+from e2e.harness import operator as fx
+from e2e.harness.operator import eventually
 from e2e.test_modelreplicaset import SERVING_LABEL, mrs_manifest, replica_pods, settled
 
 crds, operator, gpu_pool = fx.crds, fx.operator, fx.gpu_pool

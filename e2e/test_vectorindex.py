@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from e2e import fixtures_operator as fx
-from e2e.demo.installers import MilvusLiteServer, ensure_ingest_packages
-from e2e.fixtures_operator import eventually
+from e2e.harness import operator as fx
+from e2e.harness.milvus import MilvusLiteServer, milvus_lite
+from e2e.harness.operator import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -48,11 +48,8 @@ MILVUS_CRD = {
 
 @pytest.fixture(scope="module")
 def milvus(tmp_path_factory) -> Iterator[MilvusLiteServer]:
-    ensure_ingest_packages()
-    server = MilvusLiteServer(tmp_path_factory.mktemp("vi-milvus") / "data")
-    server.wait_ready()
-    yield server
-    server.stop()
+    with milvus_lite(tmp_path_factory.mktemp("vi-milvus") / "data") as server:
+        yield server
 
 
 def vi(name: str, uri: str | None, **spec: Any) -> dict[str, Any]:

@@ -7,7 +7,9 @@ Every report counts, whichever phase made it: a module skipped at collection
 (``pytest.importorskip``, ``pytest.skip(allow_module_level=True)``) is as silent as a skip in
 the test body. An xfail is a failure unless its reason names the issue that tracks it
 ("issue #21" or an .../issues/21 URL): a known bug is visible, an unexplained one is not
-allowed to hide. An xpass means the marker is stale, and fails too.
+allowed to hide. An xpass means the marker is stale, and fails too. A test of a required tier
+deselected by ``-k``, ``-m`` or ``--deselect`` fails the run as well: the full test command runs
+every test, and a narrowed run must not look like a complete one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import re
 import pytest
 
 TIER_ROOTS = {"unit": "tests/unit/", "integration": "tests/integration/", "e2e": "e2e/"}
-NAMES_AN_ISSUE = re.compile(r"(?i)\bissue\s*#?\d+|/issues/\d+|#\d+\b")
+# "issue 21", "issue #21" or an .../issues/21 URL; a bare "#1" ("step #1", "attempt #2") is no name.
+NAMES_AN_ISSUE = re.compile(r"(?i)\bissues?\s*#?\d+|/issues/\d+")
 
 
 def tier_of(nodeid: str) -> str | None:
@@ -48,7 +51,12 @@ def tier_problems(required: list[str], outcomes: dict[str, list[str]]) -> list[s
     for tier in required:
         if not outcomes.get("passed", []).count(tier) and not outcomes.get("failed", []).count(tier):
             problems.append(f"tier {tier!r} ran no test")
-        for outcome, what in (("skipped", "skipped"), ("xfailed", "xfailed without naming an issue"), ("xpassed", "xpassed")):
+        for outcome, what in (
+            ("skipped", "skipped"),
+            ("xfailed", "xfailed without naming an issue"),
+            ("xpassed", "xpassed"),
+            ("deselected", "deselected (-k, -m or --deselect)"),
+        ):
             n = outcomes.get(outcome, []).count(tier)
             if n:
                 problems.append(f"tier {tier!r} {what}: {n} test(s)")
@@ -76,6 +84,12 @@ class TierGuard:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self._record(report)
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            tier = tier_of(item.nodeid)
+            if tier is not None:
+                self.outcomes.setdefault("deselected", []).append(tier)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

@@ -10,7 +10,7 @@ Printed per model x mode x run: model-call seconds per step (p50/p95, repair cal
 task seconds, steps per task, tasks that searched, answers stating the expected facts, answers
 citing the supporting page, sub-agents spawned, repair turns, end reasons.
 
-    python e2e/bench/cpu_agent_models.py [--models qwen2.5-coder-0.5b,qwen2.5-coder-1.5b]
+    python -m e2e.bench.cpu_agent_models [--models qwen2.5-coder-0.5b,qwen2.5-coder-1.5b]
         [--modes JSONSchema,ToolCalls] [--runs 2] [--json out.json]
 """
 
@@ -21,68 +21,28 @@ import asyncio
 import json
 import logging
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
-from runtime_benchlib import free_port, pct, redis_server
+from agentfleet_contract.fleet_keys import Keys
+from agentfleet_contract.runtime_config import RuntimeConfig
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from agentfleet_contract.fleet_keys import Keys  # noqa: E402
-from agentfleet_contract.runtime_config import RuntimeConfig  # noqa: E402
-
-from agentfleet_runtime import metrics  # noqa: E402
-from agentfleet_runtime.config import limits_of  # noqa: E402
-from agentfleet_runtime.redis_client import connect  # noqa: E402
-from agentfleet_runtime.retrieval import Retriever  # noqa: E402
-from agentfleet_runtime.store import TaskStore  # noqa: E402
-from agentfleet_runtime.submission import Submission, new_task  # noqa: E402
-from agentfleet_runtime.worker import Worker  # noqa: E402
-from e2e import llama_server  # noqa: E402
-from e2e.plinth import DELEGATE, DEV_QUESTIONS, BagOfWords, fleet_config, make_collection  # noqa: E402
-
-
-def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - 127.0.0.1
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not come up:\n{log.read_text()[-2000:]}")
-        time.sleep(0.5)
-
-
-def start_milvus(tmp: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    log = tmp / "milvus.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(tmp / "milvus"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    from pymilvus import MilvusClient
-
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            c = MilvusClient(uri=f"http://127.0.0.1:{port}", timeout=5, dedicated=True)
-            c.get_server_version(timeout=5)
-            c.close()
-            return proc, f"http://127.0.0.1:{port}"
-        except Exception:  # noqa: BLE001 - still starting
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"milvus lite did not start:\n{log.read_text()[-2000:]}") from None
-            time.sleep(1)
+from agentfleet_runtime import metrics
+from agentfleet_runtime.config import limits_of
+from agentfleet_runtime.redis_client import connect
+from agentfleet_runtime.retrieval import Retriever
+from agentfleet_runtime.store import TaskStore
+from agentfleet_runtime.submission import Submission, new_task
+from agentfleet_runtime.worker import Worker
+from e2e.harness import llama_server
+from e2e.harness.milvus import milvus_lite
+from e2e.harness.ports import free_port, wait_http
+from e2e.harness.procs import Proc
+from e2e.harness.redis import redis_server
+from e2e.harness.stats import percentile as pct
+from e2e.plinth import DELEGATE, DEV_QUESTIONS, encoder, fleet_config, make_collection
 
 
 async def run_questions(redis_url: str, model_url: str, milvus_uri: str, collection: str, mode: str) -> list[dict]:
@@ -92,7 +52,7 @@ async def run_questions(redis_url: str, model_url: str, milvus_uri: str, collect
     )
     store = TaskStore(connect(redis_url), Keys(fleet))
     await store.ensure_group()
-    retriever = Retriever(milvus_uri, collection, BagOfWords())
+    retriever = Retriever(milvus_uri, collection, encoder())
     worker = Worker(config, retriever_factory=lambda c, t: retriever)
     await worker.start()
     out = []
@@ -172,20 +132,18 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmpd, redis_server() as redis_url:
         tmp = Path(tmpd)
-        milvus, milvus_uri = start_milvus(tmp)
-        try:
+        with milvus_lite(tmp / "milvus", ("milvus_lite",), start_seconds=120) as milvus:
+            milvus_uri = milvus.uri
             collection = "plinth_bench"
             make_collection(milvus_uri, collection)
             for model in args.models.split(","):
                 gguf = llama_server.ensure_model(model)
                 port = free_port()
                 log = tmp / f"{model}.log"
-                server = subprocess.Popen(
-                    llama_server.command(binary, gguf, port, alias="qwen", slots=args.slots), stdout=log.open("w"), stderr=subprocess.STDOUT
-                )
+                server = Proc(llama_server.command(binary, gguf, port, alias="qwen", slots=args.slots), log=log)
                 try:
                     t0 = time.monotonic()
-                    wait_http(f"http://127.0.0.1:{port}/health", server, log)
+                    wait_http(f"http://127.0.0.1:{port}/health", 300, server)
                     print(f"== {model}: llama-server up in {time.monotonic() - t0:.1f}s", flush=True)
                     for mode in args.modes.split(","):
                         for run in range(args.runs):
@@ -193,10 +151,7 @@ def main() -> None:
                             rows = asyncio.run(run_questions(redis_url, f"http://127.0.0.1:{port}/v1", milvus_uri, collection, mode))
                             results.append({"model": model, "mode": mode, "run": run + 1, "rows": rows, "summary": summary(rows)})
                 finally:
-                    server.terminate()
-                    server.wait(30)
-        finally:
-            milvus.terminate()
+                    server.end(kill=False)
     print("\nmodel                mode        run  step p50  step p95  task p50  task p95  steps/task  searched  correct  cited  sub-agents  repairs  ends")
     for r in results:
         s = r["summary"]

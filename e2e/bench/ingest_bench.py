@@ -2,7 +2,7 @@
 """Ingestion and retrieval benchmark (prints figures and ratios; not a test).
 
 Everything runs in this process against a Milvus Lite server it starts on 127.0.0.1, on a
-generated corpus with known answers (tests/integration/ingest/corpus.py), so every figure has a
+generated corpus with known answers (e2e/bench/ingest_corpus.py), so every figure has a
 baseline measured here, on the same corpus, minutes apart, under the same machine load.
 
 1. Encoder alone, tokens/s (chunks/s beside it): the baseline is MiniLM in fp32 (our ONNX graph)
@@ -24,7 +24,7 @@ baseline measured here, on the same corpus, minutes apart, under the same machin
    duplicates in Python on every search, so its latency grows with the row count; a real Milvus
    runs the index in C++ and its latency is close to the index-alone figure.
 
-    .venv/bin/python e2e/bench/ingest_bench.py [--documents 120] [--vectors 100000] [--queries 200]
+    .venv/bin/python -m e2e.bench.ingest_bench [--documents 120] [--vectors 100000] [--queries 200]
 """
 
 from __future__ import annotations
@@ -35,28 +35,25 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from agentfleet_milvus import CollectionManager, CollectionSpec, MilvusSink, MilvusTarget
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "runtime"))
-
-from agentfleet_milvus import CollectionManager, CollectionSpec, MilvusSink, MilvusTarget  # noqa: E402
-
-from agentfleet_runtime.ingest.chunking import chunk_document  # noqa: E402
-from agentfleet_runtime.ingest.documents import list_directory  # noqa: E402
-from agentfleet_runtime.ingest.embedding import available_cpus  # noqa: E402
-from agentfleet_runtime.ingest.minilm import MiniLMEmbedder  # noqa: E402
-from agentfleet_runtime.ingest.pipeline import IngestOptions, Ingestor  # noqa: E402
-from agentfleet_runtime.retrieval import Retriever  # noqa: E402
-from e2e.bench import ingest_corpus as gen  # noqa: E402
-from e2e.demo.installers import MilvusLiteServer, ensure_ingest_packages  # noqa: E402
+from agentfleet_runtime.ingest.chunking import chunk_document
+from agentfleet_runtime.ingest.documents import list_directory
+from agentfleet_runtime.ingest.embedding import available_cpus
+from agentfleet_runtime.ingest.minilm import MiniLMEmbedder
+from agentfleet_runtime.ingest.pipeline import IngestOptions, Ingestor
+from agentfleet_runtime.retrieval import Retriever
+from e2e.bench import ingest_corpus as gen
+from e2e.harness.installers import ensure_ingest_packages
+from e2e.harness.milvus import MilvusLiteServer
+from e2e.harness.stats import interpolated_percentile
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -164,201 +161,264 @@ async def recall_at_5(uri: str, collection: str, embedder: MiniLMEmbedder, queri
     return sum(q.source in {p.source for p in ps} for q, ps in zip(queries, results, strict=True)) / len(queries)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--documents", type=int, default=120, help="documents in the ingestion corpus (each ~450 tokens)")
     ap.add_argument("--vectors", type=int, default=100_000, help="collection size for the search benchmark")
     ap.add_argument("--queries", type=int, default=100, help="search latency samples")
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--skip-search", action="store_true", help="stop after the ingestion sections (the 100k search takes minutes)")
-    args = ap.parse_args()
-    ensure_ingest_packages()
-    cores = available_cpus()
-    print(f"machine: {cores} cores available, load average {loadavg()} at start")
+    return ap.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
-    os.environ.setdefault("AGENTFLEET_CACHE_DIR", str(tmp / "cache"))
+
+SEARCH_PARAMS = {"metric_type": "COSINE", "params": {"ef": 64}}  # section 3: HNSW ef 64, as the Retriever's
+
+
+@dataclass
+class Setup:
+    """What every section measures on: the corpus on disk, Milvus Lite, the three encoders."""
+
+    tmp: Path
+    corpus: gen.Corpus
+    root: Path
+    server: MilvusLiteServer
+    target: MilvusTarget
+    fp32: MiniLMEmbedder
+    int8: MiniLMEmbedder
+    int8_fused_ln: MiniLMEmbedder  # before: ORT's SkipLayerNorm fusion on
+    cores: int
+
+
+def setup(args: argparse.Namespace, tmp: Path, server: MilvusLiteServer) -> Setup:
+    """The corpus written under ``tmp`` and the encoders built; ``server`` is up."""
     corpus = gen.generate(args.documents, seed=args.seed, filler_paragraphs=12, queries_per_document=1.0)
-    root = gen.write(corpus, tmp / "corpus")
-    server = MilvusLiteServer(tmp / "milvus")
-    server.wait_ready()
-    target = MilvusTarget(uri=server.uri, database="bench", timeout=60)
-    try:
-        fp32 = MiniLMEmbedder(precision="fp32", batch_size=64)
-        int8 = MiniLMEmbedder(precision="int8", batch_size=64)
-        int8_fused_ln = MiniLMEmbedder(precision="int8", batch_size=64, disabled_optimizers=())  # before: ORT's SkipLayerNorm fusion on
+    return Setup(
+        tmp=tmp,
+        corpus=corpus,
+        root=gen.write(corpus, tmp / "corpus"),
+        server=server,
+        target=MilvusTarget(uri=server.uri, database="bench", timeout=60),
+        fp32=MiniLMEmbedder(precision="fp32", batch_size=64),
+        int8=MiniLMEmbedder(precision="int8", batch_size=64),
+        int8_fused_ln=MiniLMEmbedder(precision="int8", batch_size=64, disabled_optimizers=()),
+        cores=available_cpus(),
+    )
 
-        # 1. Encoder alone.
-        print("\n== 1. encoder alone (MiniLM, batch 64, length-sorted) ==")
-        texts = {n: chunk_texts(root, int8, n) for n in (256, 128)}
-        for n, ts in texts.items():
-            toks = int8.count_tokens(ts)
-            print(f"  {n}-token budget: {len(ts)} chunks, mean {statistics.mean(toks):.0f} tokens, max {max(toks)}")
-        mean_tokens = {n: statistics.mean(int8.count_tokens(ts)) + 2 for n, ts in texts.items()}  # + [CLS], [SEP]
-        tokens = {n: mean_tokens[n] * len(ts) for n, ts in texts.items()}  # what the encoder reads per pass
-        base = encoder_rate(fp32, texts[256])
-        rows = [
-            ("fp32, 256-token chunks (baseline)", 256, base),
-            ("int8, 256, SkipLayerNorm fused (old)", 256, encoder_rate(int8_fused_ln, texts[256])),
-            ("int8, 256-token chunks", 256, encoder_rate(int8, texts[256])),
-            ("int8, 128, SkipLayerNorm fused (old)", 128, encoder_rate(int8_fused_ln, texts[128])),
-            ("int8, 128-token chunks", 128, encoder_rate(int8, texts[128])),
-            ("fp32, 128-token chunks", 128, encoder_rate(fp32, texts[128])),
-        ]
-        tok_s = lambda n, r: tokens[n] / r.wall  # noqa: E731
-        tok_cpu = lambda n, r: tokens[n] / r.cpu * available_cpus()  # noqa: E731
-        print(f"  {'configuration':38} {'tokens/s':>9} {'x base':>7} {'CPU-norm tok/s':>15} {'x base':>7} {'chunks/s':>9} {'CPU-norm chunks/s':>18}")
-        for label, n, r in rows:
-            print(
-                f"  {label:38} {tok_s(n, r):9.0f} {tok_s(n, r) / tok_s(256, base):7.2f} {tok_cpu(n, r):15.0f} {tok_cpu(n, r) / tok_cpu(256, base):7.2f}"
-                f" {r.per_s:9.1f} {r.per_cpu_s:18.1f}"
-            )
-        macs = int8_gemm_ceiling(tmp)
-        cfg = json.loads((int8.model_dir / "config.json").read_text())
-        h, inter, layers = int(cfg["hidden_size"]), int(cfg["intermediate_size"]), int(cfg["num_hidden_layers"])
-        per_token = layers * (4 * h * h + 2 * h * inter)  # QKV, output, two FFN weight GEMMs (attention scores excluded)
-        bound = {n: macs * cores / per_token / mean_tokens[n] for n in texts}
+
+def encoder_alone(s: Setup) -> dict[int, list[str]]:
+    """Section 1: the encoder's rate per configuration against fp32 and the int8 GEMM ceiling;
+    returns the chunk texts per token budget."""
+    # 1. Encoder alone.
+    print("\n== 1. encoder alone (MiniLM, batch 64, length-sorted) ==")
+    texts = {n: chunk_texts(s.root, s.int8, n) for n in (256, 128)}
+    for n, ts in texts.items():
+        toks = s.int8.count_tokens(ts)
+        print(f"  {n}-token budget: {len(ts)} chunks, mean {statistics.mean(toks):.0f} tokens, max {max(toks)}")
+    mean_tokens = {n: statistics.mean(s.int8.count_tokens(ts)) + 2 for n, ts in texts.items()}  # + [CLS], [SEP]
+    tokens = {n: mean_tokens[n] * len(ts) for n, ts in texts.items()}  # what the encoder reads per pass
+    base = encoder_rate(s.fp32, texts[256])
+    rows = [
+        ("fp32, 256-token chunks (baseline)", 256, base),
+        ("int8, 256, SkipLayerNorm fused (old)", 256, encoder_rate(s.int8_fused_ln, texts[256])),
+        ("int8, 256-token chunks", 256, encoder_rate(s.int8, texts[256])),
+        ("int8, 128, SkipLayerNorm fused (old)", 128, encoder_rate(s.int8_fused_ln, texts[128])),
+        ("int8, 128-token chunks", 128, encoder_rate(s.int8, texts[128])),
+        ("fp32, 128-token chunks", 128, encoder_rate(s.fp32, texts[128])),
+    ]
+    tok_s = lambda n, r: tokens[n] / r.wall  # noqa: E731
+    tok_cpu = lambda n, r: tokens[n] / r.cpu * available_cpus()  # noqa: E731
+    print(f"  {'configuration':38} {'tokens/s':>9} {'x base':>7} {'CPU-norm tok/s':>15} {'x base':>7} {'chunks/s':>9} {'CPU-norm chunks/s':>18}")
+    for label, n, r in rows:
         print(
-            f"  ceiling: ONNX Runtime's int8 GEMM alone runs {macs / 1e9:.0f} GMAC per CPU-second here; MiniLM needs {per_token / 1e6:.1f}M MAC"
-            f" per token, so even with everything else free: {macs * cores / per_token:.0f} tokens/s (CPU-norm), i.e. {bound[256]:.0f} chunks/s"
-            f" at 256-token chunks, {bound[128]:.0f} at 128"
+            f"  {label:38} {tok_s(n, r):9.0f} {tok_s(n, r) / tok_s(256, base):7.2f} {tok_cpu(n, r):15.0f} {tok_cpu(n, r) / tok_cpu(256, base):7.2f}"
+            f" {r.per_s:9.1f} {r.per_cpu_s:18.1f}"
         )
+    macs = int8_gemm_ceiling(s.tmp)
+    cfg = json.loads((s.int8.model_dir / "config.json").read_text())
+    h, inter, layers = int(cfg["hidden_size"]), int(cfg["intermediate_size"]), int(cfg["num_hidden_layers"])
+    per_token = layers * (4 * h * h + 2 * h * inter)  # QKV, output, two FFN weight GEMMs (attention scores excluded)
+    bound = {n: macs * s.cores / per_token / mean_tokens[n] for n in texts}
+    print(
+        f"  ceiling: ONNX Runtime's int8 GEMM alone runs {macs / 1e9:.0f} GMAC per CPU-second here; MiniLM needs {per_token / 1e6:.1f}M MAC"
+        f" per token, so even with everything else free: {macs * s.cores / per_token:.0f} tokens/s (CPU-norm), i.e. {bound[256]:.0f} chunks/s"
+        f" at 256-token chunks, {bound[128]:.0f} at 128"
+    )
 
-        # 2. End to end.
-        print("\n== 2. ingestion end to end (read + chunk + embed + upsert into Milvus Lite) ==")
-        print(
-            f"  {'configuration':38} {'chunks':>6} {'tokens/s':>9} {'x base':>7} {'CPU-norm tok/s':>15} {'x base':>7} {'chunks/s':>9}"
-            f" {'outside encoder':>16} {'milvus CPU s':>13} {'recall@5':>9}"
-        )
-        e2e_base = None  # (tokens/s, CPU-normalised tokens/s) of the baseline
-        configs = (
-            ("fp32, 256/32 tokens (baseline)", fp32, 256, 32),
-            ("int8, 256/32, SkipLN fused (before)", int8_fused_ln, 256, 32),
-            ("int8, 128/16, SkipLN fused", int8_fused_ln, 128, 16),
-            ("int8, 128/16 tokens (now the default)", int8, 128, 16),
-        )
-        for label, emb, budget, overlap in configs:
-            name = f"e2e_{len(configs)}_{configs.index((label, emb, budget, overlap))}"
-            m = CollectionManager.connect(target, CollectionSpec(name=name, dimension=384, index_params={"M": 16, "efConstruction": 128}))
-            m.drop()
-            m.ensure(wait_loaded=True)
-            timed = TimedEmbedder(emb)
-            sink = MilvusSink(m.client, name)
-            ingestor = Ingestor(timed, sink, IngestOptions(revision="b1", max_tokens=budget, overlap_tokens=overlap, insert_batch_size=512))
-            srv0 = proc_cpu_seconds(server.proc.pid)
-            t, c = time.perf_counter(), time.process_time()
-            p = ingestor.run(list_directory(root))
-            wall, cpu = time.perf_counter() - t, time.process_time() - c
-            srv = proc_cpu_seconds(server.proc.pid) - srv0
-            rate = Rate(p.chunks, wall, cpu)
-            tokens = sum(emb.count_tokens(timed.texts)) + 2 * len(timed.texts)  # + [CLS], [SEP], as the encoder reads them
-            tps, tps_cpu = tokens / wall, tokens / cpu * available_cpus()
-            e2e_base = e2e_base or (tps, tps_cpu)
-            outside = (wall - timed.wall) / timed.wall
-            recall = asyncio.run(recall_at_5(server.uri, name, emb, corpus.queries))
-            print(
-                f"  {label:38} {p.chunks:6d} {tps:9.0f} {tps / e2e_base[0]:7.2f} {tps_cpu:15.0f}"
-                f" {tps_cpu / e2e_base[1]:7.2f} {rate.per_s:9.1f} {outside:16.1%} {srv:13.1f} {recall:9.3f}"
-            )
+    return texts
 
-        if args.skip_search:
-            print(f"\nload average at end {loadavg()}")
-            return
 
-        # 3. Search at ~100k vectors.
-        print(f"\n== 3. search at {args.vectors} vectors (HNSW M=16 efConstruction=128, ef=64, COSINE, top 5) ==")
-        real_texts = texts[256]
-        real_vecs = int8.embed(real_texts)
-        sources = []  # the document of each real chunk, in chunk order
-        for ref in list_directory(root):
-            sources += [ref.id] * len(chunk_document(ref.id, Path(ref.location).read_text(), int8.count_tokens, 256, 32))
-        n_fake = max(0, args.vectors - len(real_texts))
-        rng = np.random.default_rng(args.seed)
-        # Distractors: mixtures of 3 real chunks plus noise, so they sit near the data, never on it.
-        fake = real_vecs[rng.integers(0, len(real_vecs), size=(n_fake, 3))].sum(axis=1) + rng.normal(0, 0.05, size=(n_fake, 384)).astype(np.float32)
-        fake /= np.linalg.norm(fake, axis=1, keepdims=True)
-        matrix = np.vstack([real_vecs, fake])
-        ids = [f"real{i}" for i in range(len(real_texts))] + [f"fake{j}" for j in range(n_fake)]
-        texts_all = real_texts + [""] * n_fake
-        sources_all = sources + ["synthetic"] * n_fake
-
-        name = "search_100k"
-        m = CollectionManager.connect(target, CollectionSpec(name=name, dimension=384, index_params={"M": 16, "efConstruction": 128}))
+def end_to_end(s: Setup) -> None:
+    """Section 2: read + chunk + embed + upsert into Milvus Lite, per configuration."""
+    # 2. End to end.
+    print("\n== 2. ingestion end to end (read + chunk + embed + upsert into Milvus Lite) ==")
+    print(
+        f"  {'configuration':38} {'chunks':>6} {'tokens/s':>9} {'x base':>7} {'CPU-norm tok/s':>15} {'x base':>7} {'chunks/s':>9}"
+        f" {'outside encoder':>16} {'milvus CPU s':>13} {'recall@5':>9}"
+    )
+    e2e_base = None  # (tokens/s, CPU-normalised tokens/s) of the baseline
+    configs = (
+        ("fp32, 256/32 tokens (baseline)", s.fp32, 256, 32),
+        ("int8, 256/32, SkipLN fused (before)", s.int8_fused_ln, 256, 32),
+        ("int8, 128/16, SkipLN fused", s.int8_fused_ln, 128, 16),
+        ("int8, 128/16 tokens (now the default)", s.int8, 128, 16),
+    )
+    for label, emb, budget, overlap in configs:
+        name = f"e2e_{len(configs)}_{configs.index((label, emb, budget, overlap))}"
+        m = CollectionManager.connect(s.target, CollectionSpec(name=name, dimension=384, index_params={"M": 16, "efConstruction": 128}))
         m.drop()
         m.ensure(wait_loaded=True)
-        sink = MilvusSink(m.client, name, timeout=900)
-        t0 = time.perf_counter()
-        for start in range(0, len(ids), 20_000):
-            sink.upsert(
-                [
-                    {"id": ids[i], "text": texts_all[i], "source": sources_all[i], "metadata": {}, "vector": matrix[i]}
-                    for i in range(start, min(start + 20_000, len(ids)))
-                ]
-            )
-        m.client.flush(name)
-        print(f"  loaded {m.describe().row_count} rows in {time.perf_counter() - t0:.0f}s")
+        timed = TimedEmbedder(emb)
+        sink = MilvusSink(m.client, name)
+        ingestor = Ingestor(timed, sink, IngestOptions(revision="b1", max_tokens=budget, overlap_tokens=overlap, insert_batch_size=512))
+        srv0 = proc_cpu_seconds(s.server.proc.pid)
+        t, c = time.perf_counter(), time.process_time()
+        p = ingestor.run(list_directory(s.root))
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+        srv = proc_cpu_seconds(s.server.proc.pid) - srv0
+        rate = Rate(p.chunks, wall, cpu)
+        tokens = sum(emb.count_tokens(timed.texts)) + 2 * len(timed.texts)  # + [CLS], [SEP], as the encoder reads them
+        tps, tps_cpu = tokens / wall, tokens / cpu * available_cpus()
+        e2e_base = e2e_base or (tps, tps_cpu)
+        outside = (wall - timed.wall) / timed.wall
+        recall = asyncio.run(recall_at_5(s.server.uri, name, emb, s.corpus.queries))
+        print(
+            f"  {label:38} {p.chunks:6d} {tps:9.0f} {tps / e2e_base[0]:7.2f} {tps_cpu:15.0f}"
+            f" {tps_cpu / e2e_base[1]:7.2f} {rate.per_s:9.1f} {outside:16.1%} {srv:13.1f} {recall:9.3f}"
+        )
 
-        qtexts = [corpus.queries[i % len(corpus.queries)].text for i in range(args.queries)]
-        qvecs = int8.embed(qtexts)
-        params = {"metric_type": "COSINE", "params": {"ef": 64}}
 
-        def pct(xs: list[float], p: float) -> float:
-            return float(np.percentile(np.array(xs) * 1000, p))
 
-        def timed(fn, items) -> list[float]:  # type: ignore[no-untyped-def]
-            out = []
-            for it in items:
+def load_search_collection(
+    s: Setup, real_texts: list[str], vectors: int, seed: int
+) -> tuple[CollectionManager, list[str], np.ndarray]:
+    """Section 3's collection: the real chunks and distractors up to ``vectors`` rows; the manager,
+    the row ids and the row vectors."""
+    print(f"\n== 3. search at {vectors} vectors (HNSW M=16 efConstruction=128, ef=64, COSINE, top 5) ==")
+    real_vecs = s.int8.embed(real_texts)
+    sources = []  # the document of each real chunk, in chunk order
+    for ref in list_directory(s.root):
+        sources += [ref.id] * len(chunk_document(ref.id, Path(ref.location).read_text(), s.int8.count_tokens, 256, 32))
+    n_fake = max(0, vectors - len(real_texts))
+    rng = np.random.default_rng(seed)
+    # Distractors: mixtures of 3 real chunks plus noise, so they sit near the data, never on it.
+    fake = real_vecs[rng.integers(0, len(real_vecs), size=(n_fake, 3))].sum(axis=1) + rng.normal(0, 0.05, size=(n_fake, 384)).astype(np.float32)
+    fake /= np.linalg.norm(fake, axis=1, keepdims=True)
+    matrix = np.vstack([real_vecs, fake])
+    ids = [f"real{i}" for i in range(len(real_texts))] + [f"fake{j}" for j in range(n_fake)]
+    texts_all = real_texts + [""] * n_fake
+    sources_all = sources + ["synthetic"] * n_fake
+
+    name = "search_100k"
+    m = CollectionManager.connect(s.target, CollectionSpec(name=name, dimension=384, index_params={"M": 16, "efConstruction": 128}))
+    m.drop()
+    m.ensure(wait_loaded=True)
+    sink = MilvusSink(m.client, name, timeout=900)
+    t0 = time.perf_counter()
+    for start in range(0, len(ids), 20_000):
+        sink.upsert(
+            [
+                {"id": ids[i], "text": texts_all[i], "source": sources_all[i], "metadata": {}, "vector": matrix[i]}
+                for i in range(start, min(start + 20_000, len(ids)))
+            ]
+        )
+    m.client.flush(name)
+    print(f"  loaded {m.describe().row_count} rows in {time.perf_counter() - t0:.0f}s")
+    return m, ids, matrix
+
+
+def search_latencies(
+    s: Setup, m: CollectionManager, matrix: np.ndarray, queries: int
+) -> tuple[np.ndarray, Any]:
+    """Section 3's latencies: the query embedding, Milvus Lite, the Retriever and the HNSW index
+    alone; returns the queries' vectors and the HNSW index."""
+    name = m.spec.name
+    qtexts = [s.corpus.queries[i % len(s.corpus.queries)].text for i in range(queries)]
+    qvecs = s.int8.embed(qtexts)
+    params = SEARCH_PARAMS
+
+    def pct(xs: list[float], p: float) -> float:  # in milliseconds
+        return interpolated_percentile([x * 1000 for x in xs], p)
+
+    def timed(fn, items) -> list[float]:  # type: ignore[no-untyped-def]
+        out = []
+        for it in items:
+            t = time.perf_counter()
+            fn(it)
+            out.append(time.perf_counter() - t)
+        return out
+
+    first = timed(lambda v: m.client.search(name, data=[v.tolist()], limit=5, search_params=params), qvecs[:1])[0]
+    lite = timed(lambda v: m.client.search(name, data=[v.tolist()], limit=5, search_params=params, output_fields=["source"]), qvecs)
+    embed = timed(lambda q: s.int8.embed([q]), qtexts)
+
+    async def retriever_latencies() -> list[float]:
+        out = []
+        async with Retriever(s.server.uri, name, s.int8, database="bench", search_params={"ef": 64}) as r:
+            await r.search(qtexts[0])
+            for q in qtexts:
                 t = time.perf_counter()
-                fn(it)
+                await r.search(q, top_k=5)
                 out.append(time.perf_counter() - t)
-            return out
+        return out
 
-        first = timed(lambda v: m.client.search(name, data=[v.tolist()], limit=5, search_params=params), qvecs[:1])[0]
-        lite = timed(lambda v: m.client.search(name, data=[v.tolist()], limit=5, search_params=params, output_fields=["source"]), qvecs)
-        embed = timed(lambda q: int8.embed([q]), qtexts)
+    e2e = asyncio.run(retriever_latencies())
+    # The same HNSW (FAISS, which Milvus Lite uses per segment) without Lite's Python layers:
+    # what the index itself costs at this size.
+    import faiss
 
-        async def retriever_latencies() -> list[float]:
-            out = []
-            async with Retriever(server.uri, name, int8, database="bench", search_params={"ef": 64}) as r:
-                await r.search(qtexts[0])
-                for q in qtexts:
-                    t = time.perf_counter()
-                    await r.search(q, top_k=5)
-                    out.append(time.perf_counter() - t)
-            return out
+    faiss.omp_set_num_threads(1)
+    t0 = time.perf_counter()
+    hnsw = faiss.IndexHNSWFlat(384, 16, faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction = 128
+    hnsw.add(matrix)
+    build = time.perf_counter() - t0
+    hnsw.hnsw.efSearch = 64
+    index_lat = timed(lambda v: hnsw.search(v[None, :], 5), qvecs)
+    print(f"  {'path':44} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"  {'query embedding (int8 MiniLM, one query)':44} {pct(embed, 50):8.1f} {pct(embed, 99):8.1f}")
+    print(f"  {'Milvus Lite search (first query)':44} {first * 1000:8.1f}")
+    print(f"  {'Milvus Lite search':44} {pct(lite, 50):8.1f} {pct(lite, 99):8.1f}")
+    print(f"  {'Retriever.search (embedding + Milvus Lite)':44} {pct(e2e, 50):8.1f} {pct(e2e, 99):8.1f}")
+    print(f"  {'HNSW index alone (FAISS, 1 thread)':44} {pct(index_lat, 50):8.2f} {pct(index_lat, 99):8.2f}   (built in {build:.0f}s)")
+    print(f"  ({len(qtexts)} queries each)")
+    return qvecs, hnsw
 
-        e2e = asyncio.run(retriever_latencies())
-        # The same HNSW (FAISS, which Milvus Lite uses per segment) without Lite's Python layers:
-        # what the index itself costs at this size.
-        import faiss
 
-        faiss.omp_set_num_threads(1)
-        t0 = time.perf_counter()
-        hnsw = faiss.IndexHNSWFlat(384, 16, faiss.METRIC_INNER_PRODUCT)
-        hnsw.hnsw.efConstruction = 128
-        hnsw.add(matrix)
-        build = time.perf_counter() - t0
-        hnsw.hnsw.efSearch = 64
-        index_lat = timed(lambda v: hnsw.search(v[None, :], 5), qvecs)
-        print(f"  {'path':44} {'p50 ms':>8} {'p99 ms':>8}")
-        print(f"  {'query embedding (int8 MiniLM, one query)':44} {pct(embed, 50):8.1f} {pct(embed, 99):8.1f}")
-        print(f"  {'Milvus Lite search (first query)':44} {first * 1000:8.1f}")
-        print(f"  {'Milvus Lite search':44} {pct(lite, 50):8.1f} {pct(lite, 99):8.1f}")
-        print(f"  {'Retriever.search (embedding + Milvus Lite)':44} {pct(e2e, 50):8.1f} {pct(e2e, 99):8.1f}")
-        print(f"  {'HNSW index alone (FAISS, 1 thread)':44} {pct(index_lat, 50):8.2f} {pct(index_lat, 99):8.2f}   (built in {build:.0f}s)")
-        print(f"  ({len(qtexts)} queries each)")
+def search_quality(
+    s: Setup, m: CollectionManager, ids: list[str], matrix: np.ndarray, qvecs: np.ndarray, hnsw: Any
+) -> None:
+    """Section 3's quality: recall@5 of the known answers and the overlap with exact search."""
+    name = m.spec.name
+    params = SEARCH_PARAMS
+    recall = asyncio.run(recall_at_5(s.server.uri, name, s.int8, s.corpus.queries))
+    sample = qvecs[: min(50, len(qvecs))]
+    lite_hits = m.client.search(name, data=[v.tolist() for v in sample], limit=5, search_params=params)  # one call: Lite's cost is per call
+    _, index_hits = hnsw.search(sample, 5)
+    overlap, index_overlap = [], []
+    for v, hits, idx in zip(sample, lite_hits, index_hits, strict=True):
+        exact = {ids[i] for i in np.argsort(-(matrix @ v))[:5]}
+        overlap.append(len(exact & {h["id"] for h in hits}) / 5)
+        index_overlap.append(len(exact & {ids[i] for i in idx}) / 5)
+    print(f"  recall@5 of the known answers: {recall:.3f} over {len(s.corpus.queries)} queries")
+    print(f"  top-5 overlap with exact search: Milvus Lite {statistics.mean(overlap):.3f}, HNSW alone {statistics.mean(index_overlap):.3f}")
 
-        recall = asyncio.run(recall_at_5(server.uri, name, int8, corpus.queries))
-        sample = qvecs[: min(50, len(qvecs))]
-        lite_hits = m.client.search(name, data=[v.tolist() for v in sample], limit=5, search_params=params)  # one call: Lite's cost is per call
-        _, index_hits = hnsw.search(sample, 5)
-        overlap, index_overlap = [], []
-        for v, hits, idx in zip(sample, lite_hits, index_hits, strict=True):
-            exact = {ids[i] for i in np.argsort(-(matrix @ v))[:5]}
-            overlap.append(len(exact & {h["id"] for h in hits}) / 5)
-            index_overlap.append(len(exact & {ids[i] for i in idx}) / 5)
-        print(f"  recall@5 of the known answers: {recall:.3f} over {len(corpus.queries)} queries")
-        print(f"  top-5 overlap with exact search: Milvus Lite {statistics.mean(overlap):.3f}, HNSW alone {statistics.mean(index_overlap):.3f}")
+
+def main() -> None:
+    args = parse_args()
+    ensure_ingest_packages()
+    print(f"machine: {available_cpus()} cores available, load average {loadavg()} at start")
+    tmp = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
+    os.environ.setdefault("AGENTFLEET_CACHE_DIR", str(tmp / "cache"))
+    server = MilvusLiteServer(tmp / "milvus")
+    server.wait_ready()
+    try:
+        s = setup(args, tmp, server)
+        texts = encoder_alone(s)
+        end_to_end(s)
+        if not args.skip_search:
+            m, ids, matrix = load_search_collection(s, texts[256], args.vectors, args.seed)
+            qvecs, hnsw = search_latencies(s, m, matrix, args.queries)
+            search_quality(s, m, ids, matrix, qvecs, hnsw)
         print(f"\nload average at end {loadavg()}")
     finally:
         server.stop()

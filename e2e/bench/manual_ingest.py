@@ -11,7 +11,7 @@ stays comparable when other work shares the cores; wall time does not); ``--repe
 N times into fresh collections and gives the spread. The first run on a machine also builds the
 int8 encoder once (cached under ~/.cache/agentfleet).
 
-    .venv/bin/python e2e/bench/manual_ingest.py [--repeat 2] [--workers 1] [--keep-uri http://127.0.0.1:PORT]
+    .venv/bin/python -m e2e.bench.manual_ingest [--repeat 2] [--workers 1] [--keep-uri http://127.0.0.1:PORT]
 
 Needs ``apt-get install postgresql-doc-15`` (done here when missing).
 """
@@ -30,16 +30,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from agentfleet_contract.vectorindex import VectorIndex
+from agentfleet_milvus.collection import CollectionManager
+from agentfleet_milvus.connection import MilvusTarget
+from agentfleet_milvus.schema import CollectionSpec
+
+from agentfleet.render import vectorindex as render
+from e2e.eval.corpus import MANUAL, ensure_manual, manual_vectorindex
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "operator"), str(ROOT / "runtime")]
-
-from agentfleet_contract.vectorindex import VectorIndex  # noqa: E402
-from agentfleet_milvus.collection import CollectionManager  # noqa: E402
-from agentfleet_milvus.connection import MilvusTarget  # noqa: E402
-from agentfleet_milvus.schema import CollectionSpec  # noqa: E402
-
-from agentfleet.render import vectorindex as render  # noqa: E402
-from e2e.eval.corpus import MANUAL, ensure_manual, manual_vectorindex  # noqa: E402
 
 
 def bench_vectorindex(collection: str, workers: int) -> VectorIndex:
@@ -121,7 +120,8 @@ def main() -> int:
     ap.add_argument("--uri", help="an existing Milvus to fill (default: a Milvus Lite server started here)")
     args = ap.parse_args()
     ensure_manual()
-    from e2e.demo.installers import MilvusLiteServer, ensure_ingest_packages
+    from e2e.harness.installers import ensure_ingest_packages
+    from e2e.harness.milvus import MilvusLiteServer
 
     ensure_ingest_packages()
     tmp = Path(tempfile.mkdtemp(prefix="manual-ingest-"))

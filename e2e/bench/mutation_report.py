@@ -20,7 +20,7 @@ needs a plain ``src/`` layout; the repository keeps its two packages under ``ope
 scratch directory and runs mutmut there. mutmut itself (pinned below) is installed into the
 running interpreter when missing.
 
-    .venv/bin/python e2e/bench/mutation_report.py [--modules placement,capacity] [--only FILE,...] [--tests-from REV] [--keep DIR]
+    .venv/bin/python -m e2e.bench.mutation_report [--modules placement,capacity] [--only FILE,...] [--tests-from REV] [--keep DIR]
 
 ``--tests-from REV`` takes tests/ from a git revision instead of the working tree (the code is
 always the working tree's): the killed share before and after a change to the tests.
@@ -114,7 +114,7 @@ def stage(work: Path, files: list[str], tests: list[str], tests_from: str | None
     else:
         shutil.copytree(ROOT / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
     # Some unit tests import helpers from e2e/ (the placement tests read e2e/topology.yaml through
-    # e2e.nodes); e2e/ is a namespace package found from the project root, so it is staged beside
+    # e2e.harness.nodes); e2e/ is a namespace package found from the project root, so it is staged beside
     # tests/ and the root goes on pytest's path, as the project's own pyproject does.
     shutil.copytree(ROOT / "e2e", work / "e2e", ignore=shutil.ignore_patterns("__pycache__"))
     # The CLI tests of capacity read the example manifests (examples/*.yaml) from the project root.

@@ -20,7 +20,7 @@
    Goal: the planner never leaves a placeable group unplaced ("stranded" below: an unplaced group
    that would fit in what is left free).
 
-    .venv/bin/python e2e/bench/placement_bench.py [--quick] [--seed 1]
+    .venv/bin/python -m e2e.bench.placement_bench [--quick] [--seed 1]
 """
 
 from __future__ import annotations
@@ -30,16 +30,12 @@ import itertools
 import os
 import random
 import statistics
-import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "operator"))
-
-from agentfleet.placement import (  # noqa: E402
+from agentfleet.placement import (
     Demand,
     Node,
     ReplicaRequest,
@@ -208,7 +204,7 @@ def audit(c: Cluster, groups: list[Group], bound: dict[str, list[int]]) -> tuple
 
 # The default profile's view of a GPU node's cpu and memory (an 8-GPU H100 server) and of a pod
 # that requests none (the scheduler's non-zero scoring defaults, schedutil.DefaultMilliCPURequest
-# and DefaultMemoryRequest); 192 CPUs and 2000Gi as e2e/nodes.py gives the kwok nodes.
+# and DefaultMemoryRequest); 192 CPUs and 2000Gi as e2e/harness/nodes.py gives the kwok nodes.
 NODE_MILLICPU, NODE_MEMORY = 192_000, 2000 * 2**30
 POD_MILLICPU, POD_MEMORY = 100, 200 * 2**20
 MAX_SCORE = 100

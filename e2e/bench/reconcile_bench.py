@@ -25,7 +25,7 @@ cores.
 The operator runs as a real subprocess (python -m agentfleet.manager), as in the e2e tests; the
 cluster is the one e2e/cluster.sh manages under the AGENTFLEET_* environment (started if down).
 
-    .venv/bin/python e2e/bench/reconcile_bench.py [--count 100] [--rate 4] [--nodes 48] [--workers 16]
+    .venv/bin/python -m e2e.bench.reconcile_bench [--count 100] [--rate 4] [--nodes 48] [--workers 16]
                                                   [--modes kubectl,paced,burst]
 """
 
@@ -43,22 +43,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import _cluster  # noqa: I001 - sets sys.path for the imports below
 import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 
+from e2e.harness import operator as fx
+from e2e.harness.cluster import bench_namespace, cluster_up
+from e2e.harness.stats import interpolated_percentile as pct
+
 MRS_LABEL = "agentfleet.io/modelreplicaset"
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    if not xs:
-        return float("nan")
-    k = (len(xs) - 1) * p
-    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
 class Recorder:
@@ -134,7 +128,7 @@ def body(name: str, replicas: int, tp: int, pool) -> dict:
         "spec": {
             "model": {"name": "meta-llama/Llama-3.1-8B-Instruct", "servedName": name},
             "engine": {"tensorParallelSize": tp, "maxModelLen": 8192},
-            "gpu": {"product": _cluster.fx.H100},
+            "gpu": {"product": fx.H100},
             "placement": {**pool.selector, "spreadAcross": "Node"},
             "replicas": replicas,
         },
@@ -317,7 +311,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
 
-    with _cluster.cluster_up() as cluster:
+    with cluster_up() as cluster:
         # An earlier run's namespace still being deleted would load the API server under this one.
         cluster.wait_for(
             lambda: not [n for n in cluster.json("get", "namespaces")["items"] if n["metadata"]["name"].startswith("bench-rec-")],
@@ -329,7 +323,7 @@ def main() -> None:
 
 
 def run_all(cluster, args) -> None:
-    with _cluster.bench_namespace(cluster, "bench-rec") as (ns, pool):
+    with bench_namespace(cluster, "bench-rec") as (ns, pool):
         pool.add("gpu", count=args.nodes)
         specs = fleet(args.count, args.seed, args.nodes * 8)
         api = k8s_config.new_client_from_config(config_file=cluster.kubeconfig)
@@ -347,7 +341,7 @@ def run_all(cluster, args) -> None:
             floors[mode] = r = run_mode(mode, cluster, api, ns, pool, None, specs, args.rate, floor=floor_pods(cluster, ns, pool, specs), workers=args.workers)
             report(mode_label(mode, args.rate) + " floor", r, None)
             clear(cluster, ns)
-        with _cluster.operator(cluster, "--workers", str(args.workers), "--quiet", *(["--log-level", "DEBUG"] if os.environ.get("BENCH_DEBUG") else [])) as op:
+        with fx.running_operator(cluster, "--workers", str(args.workers), "--quiet", *(["--log-level", "DEBUG"] if os.environ.get("BENCH_DEBUG") else [])) as op:
             for mode in modes:
                 r = run_mode(mode, cluster, api, ns, pool, op, specs, args.rate)
                 report(mode_label(mode, args.rate) + " operator", r, floors[mode])
@@ -360,18 +354,18 @@ def mode_label(mode: str, rate: float) -> str:
 
 def report(label: str, r: dict, floor: dict | None) -> None:
     b, rd = r["bound"], r["ready"]
-    ready = f"{pct(rd, 0.5):6.2f}  {pct(rd, 0.99):6.2f}  {max(rd, default=float('nan')):6.2f}" if rd else f"{'-':>6}  {'-':>6}  {'-':>6}"
+    ready = f"{pct(rd, 50):6.2f}  {pct(rd, 99):6.2f}  {max(rd, default=float('nan')):6.2f}" if rd else f"{'-':>6}  {'-':>6}  {'-':>6}"
     cpu = f"{r['cpu']:6.1f}" if floor is not None else f"{'-':>6}"
     print(
-        f"   {label:<20} {pct(b, 0.5):6.2f}  {pct(b, 0.9):6.2f}  {pct(b, 0.99):6.2f}  {max(b, default=float('nan')):6.2f}"
+        f"   {label:<20} {pct(b, 50):6.2f}  {pct(b, 90):6.2f}  {pct(b, 99):6.2f}  {max(b, default=float('nan')):6.2f}"
         f"               {ready}          {r['elapsed']:6.1f}  {cpu}" + (f"   ({r['missing']} never bound)" if r["missing"] else ""),
         flush=True,
     )
     c, sc = r["created"], r["sched"]
     who = "operator" if floor is not None else "bench"
     print(
-        f"   {'':<20} of which apply -> last pod created ({who}): p50 {pct(c, 0.5):.2f}  p99 {pct(c, 0.99):.2f};"
-        f" pod created -> bound (kube-scheduler): p50 {pct(sc, 0.5):.2f}  p99 {pct(sc, 0.99):.2f}"
+        f"   {'':<20} of which apply -> last pod created ({who}): p50 {pct(c, 50):.2f}  p99 {pct(c, 99):.2f};"
+        f" pod created -> bound (kube-scheduler): p50 {pct(sc, 50):.2f}  p99 {pct(sc, 99):.2f}"
     )
     n = len(r["bound"]) or 1
     cp = r["control_plane"]
@@ -379,9 +373,9 @@ def report(label: str, r: dict, floor: dict | None) -> None:
     if floor is not None:
         fb = floor["bound"]
         print(
-            f"   {'':<20} operator / floor: p50 {pct(b, 0.5) / pct(fb, 0.5):.2f}x  p99 {pct(b, 0.99) / pct(fb, 0.99):.2f}x;"
-            f" goal p50 < 1 s, p99 < 3 s: {'met' if pct(b, 0.5) < 1 and pct(b, 0.99) < 3 and not r['missing'] else 'NOT met'}"
-            f" (floor: {'met' if pct(fb, 0.5) < 1 and pct(fb, 0.99) < 3 and not floor['missing'] else 'NOT met'})",
+            f"   {'':<20} operator / floor: p50 {pct(b, 50) / pct(fb, 50):.2f}x  p99 {pct(b, 99) / pct(fb, 99):.2f}x;"
+            f" goal p50 < 1 s, p99 < 3 s: {'met' if pct(b, 50) < 1 and pct(b, 99) < 3 and not r['missing'] else 'NOT met'}"
+            f" (floor: {'met' if pct(fb, 50) < 1 and pct(fb, 99) < 3 and not floor['missing'] else 'NOT met'})",
             flush=True,
         )
 

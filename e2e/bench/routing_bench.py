@@ -44,7 +44,7 @@ production), but do fit when each replica keeps only its own 16 tasks (16 x 26K 
    at the --churn-replicas sizes also a run where one replica fails mid-run (leaves the set, its
    engine stops with its calls in flight and its cache) and one where a replica joins mid-run.
 
-    .venv/bin/python e2e/bench/routing_bench.py [--sections 1,2,3,4] [--replicas 4,8] [--tasks-per-replica 16] [--tasks 64] [--steps 16]
+    .venv/bin/python -m e2e.bench.routing_bench [--sections 1,2,3,4] [--replicas 4,8] [--tasks-per-replica 16] [--tasks 64] [--steps 16]
         [--hedge-seconds 900] [--episode-seconds 10,40] [--short-tasks] [--sections 5 --ceiling-replicas 2,4,8,16 --churn-replicas 8 --churn-at 20]
 """
 
@@ -59,24 +59,20 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "runtime"))
-sys.path.insert(0, str(ROOT / "operator"))
+from prometheus_client import CollectorRegistry
 
-from prometheus_client import CollectorRegistry  # noqa: E402
-
-from agentfleet_runtime.model import ModelRequest  # noqa: E402
-from agentfleet_runtime.routing.client import RoutingModelClient  # noqa: E402
-from agentfleet_runtime.routing.metrics import RoutingMetrics  # noqa: E402
-from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier  # noqa: E402
-from agentfleet_runtime.routing.sources import StaticSource  # noqa: E402
-from agentfleet_runtime.routing.streaming import StreamObserver  # noqa: E402
-from agentfleet_sim import ChatTokenizer, Replica, fleet_config, run_virtual, start_fleet, start_replicas  # noqa: E402
-from agentfleet_sim.kv_cache import block_hashes  # noqa: E402
-from agentfleet_sim.transport import SimTransport  # noqa: E402
+from agentfleet_runtime.model import ModelRequest
+from agentfleet_runtime.routing.client import RoutingModelClient
+from agentfleet_runtime.routing.metrics import RoutingMetrics
+from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier
+from agentfleet_runtime.routing.sources import StaticSource
+from agentfleet_runtime.routing.streaming import StreamObserver
+from agentfleet_sim import ChatTokenizer, Replica, fleet_config, run_virtual, start_fleet, start_replicas
+from agentfleet_sim.kv_cache import block_hashes
+from agentfleet_sim.transport import SimTransport
+from e2e.harness.stats import percentile as pct
 
 WORDS = "alpha beta gamma delta data node pod call tool plan step load cache key value row col sum avg max min".split()
 # The simulator's 70B TP-4 replica (450K tokens of KV cache): each replica can keep about a
@@ -180,11 +176,6 @@ class Result:
     wall: float = 0.0
     slow_calls: int = 0  # calls the replicas made 10x slow
     episodes: int = 0  # slow episodes begun during the run, all replicas
-
-
-def pct(xs: list[float], p: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, max(0, math.ceil(p * len(s)) - 1))]
 
 
 def first_messages(spec: TaskSpec) -> list[dict[str, Any]]:
@@ -304,10 +295,10 @@ def http_run(label: str, tasks: list[TaskSpec], settings: RoutingSettings, max_t
 
 
 def line(r: Result, base: Result | None = None) -> str:
-    mean, p99 = statistics.fmean(r.call_latencies), pct(r.call_latencies, 0.99)
-    s = f"  {r.label:<26} hit rate {r.hit_rate:6.1%}  call mean {mean:6.2f} s  p99 {p99:6.2f} s  task p95 {pct(r.task_seconds, 0.95):7.1f} s  same-replica {r.affinity:6.1%}"
+    mean, p99 = statistics.fmean(r.call_latencies), pct(r.call_latencies, 99)
+    s = f"  {r.label:<26} hit rate {r.hit_rate:6.1%}  call mean {mean:6.2f} s  p99 {p99:6.2f} s  task p95 {pct(r.task_seconds, 95):7.1f} s  same-replica {r.affinity:6.1%}"
     if base is not None:
-        s += f"   [{r.hit_rate / base.hit_rate:4.1f}x hit rate, p99 {p99 / pct(base.call_latencies, 0.99):4.2f}x of {base.label}]"
+        s += f"   [{r.hit_rate / base.hit_rate:4.1f}x hit rate, p99 {p99 / pct(base.call_latencies, 99):4.2f}x of {base.label}]"
     return s
 
 
@@ -340,7 +331,7 @@ def hedging_section(args: argparse.Namespace) -> None:
         # No hedge can make the tail better than a fleet without slow calls at all.
         ref = virtual_run("no slow calls", hset, RoutingSettings())
         print(
-            f"    {'no slow calls (reference)':<36} task p95 {pct(ref.task_seconds, 0.95):6.1f} s  p99 {pct(ref.task_seconds, 0.99):6.1f} s  call p99 {pct(ref.call_latencies, 0.99):6.2f} s"
+            f"    {'no slow calls (reference)':<36} task p95 {pct(ref.task_seconds, 95):6.1f} s  p99 {pct(ref.task_seconds, 99):6.1f} s  call p99 {pct(ref.call_latencies, 99):6.2f} s"
         )
         for mlabel, faults in models:
             results = [virtual_run(f"{mlabel}: {clabel}", hset, st, faults=faults) for clabel, st in configs]
@@ -348,19 +339,19 @@ def hedging_section(args: argparse.Namespace) -> None:
             for r in results:
                 extra = (r.sent - r.calls) / r.calls
                 print(
-                    f"    {r.label:<36} task p95 {pct(r.task_seconds, 0.95):6.1f} s  p99 {pct(r.task_seconds, 0.99):6.1f} s  "
-                    f"call p99 {pct(r.call_latencies, 0.99):6.2f} s  slow calls {r.slow_calls / r.sent:5.2%}  "
+                    f"    {r.label:<36} task p95 {pct(r.task_seconds, 95):6.1f} s  p99 {pct(r.task_seconds, 99):6.1f} s  "
+                    f"call p99 {pct(r.call_latencies, 99):6.2f} s  slow calls {r.slow_calls / r.sent:5.2%}  "
                     f"extra calls {extra:5.1%} (hedges {r.hedges:.0f}, {r.denied:.0f} denied)  same-replica {r.affinity:5.1%}"
                     + (f"  ({r.episodes} episodes in {r.wall:.0f} s)" if r.episodes else "")
                 )
             print(
-                f"      at most {pct(off.task_seconds, 0.95) / pct(ref.task_seconds, 0.95):.2f}x better task p95 "
-                f"({pct(off.task_seconds, 0.99) / pct(ref.task_seconds, 0.99):.2f}x p99) for a hedge that removed every slow call for free"
+                f"      at most {pct(off.task_seconds, 95) / pct(ref.task_seconds, 95):.2f}x better task p95 "
+                f"({pct(off.task_seconds, 99) / pct(ref.task_seconds, 99):.2f}x p99) for a hedge that removed every slow call for free"
             )
             for r in results[1:]:
                 print(
-                    f"      -> {r.label}: task p95 {pct(off.task_seconds, 0.95) / pct(r.task_seconds, 0.95):.2f}x better, "
-                    f"task p99 {pct(off.task_seconds, 0.99) / pct(r.task_seconds, 0.99):.2f}x, call p99 {pct(off.call_latencies, 0.99) / pct(r.call_latencies, 0.99):.2f}x"
+                    f"      -> {r.label}: task p95 {pct(off.task_seconds, 95) / pct(r.task_seconds, 95):.2f}x better, "
+                    f"task p99 {pct(off.task_seconds, 99) / pct(r.task_seconds, 99):.2f}x, call p99 {pct(off.call_latencies, 99) / pct(r.call_latencies, 99):.2f}x"
                 )
 
 
@@ -374,7 +365,7 @@ def skew_section(args: argparse.Namespace) -> None:
     ]
     for r in results:
         print(
-            f"  {r.label:<26} in-flight max/mean: mean {r.imbalance_mean:4.2f}  worst {r.imbalance_max:4.2f}   hit rate {r.hit_rate:6.1%}  call p99 {pct(r.call_latencies, 0.99):6.2f} s"
+            f"  {r.label:<26} in-flight max/mean: mean {r.imbalance_mean:4.2f}  worst {r.imbalance_max:4.2f}   hit rate {r.hit_rate:6.1%}  call p99 {pct(r.call_latencies, 99):6.2f} s"
         )
 
 
@@ -565,7 +556,7 @@ def where_hits_go(
                 evicted += lost
             last[goal] = replica
         ttfts = [t - starts[(g, s)] for g, s, *_, t in rows if t == t]
-        return Where(label, h / q, pct(ttfts, 0.99), moves, moved / q, evicted / q, first / q, transport.over_cap, transport.placements)
+        return Where(label, h / q, pct(ttfts, 99), moves, moved / q, evicted / q, first / q, transport.over_cap, transport.placements)
 
     started = time.monotonic()
     res = run_virtual(main())

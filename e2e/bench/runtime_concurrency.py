@@ -22,7 +22,7 @@ process; with the stub, the stub's own planning and reply building is shown apar
 model runs elsewhere), redis-server, and the scripted model server. On a machine with few cores
 the three share them, so calls/s here is bounded by their sum, not by the worker alone.
 
-    python e2e/bench/runtime_concurrency.py [--tasks 3000] [--long-tasks 2000] [--steps 3,15]
+    python -m e2e.bench.runtime_concurrency [--tasks 3000] [--long-tasks 2000] [--steps 3,15]
                                             [--concurrency 1000] [--latency 0.2] [--jitter 0] [--only stub|http]
                                             [--gc tuned|default]
 """
@@ -41,7 +41,6 @@ import uuid
 
 from agentfleet_contract.fleet_keys import Keys
 from agentfleet_contract.runtime_config import RuntimeConfig
-from runtime_benchlib import ROOT, free_port, load_line, peak_rss_mib, redis_server, rss_mib
 
 from agentfleet_runtime import eventloop
 from agentfleet_runtime.config import limits_of
@@ -51,6 +50,9 @@ from agentfleet_runtime.store import TaskStore
 from agentfleet_runtime.submission import Submission, new_task
 from agentfleet_runtime.testing.scripted_model import ScriptedClient, ScriptedModel, jittered
 from agentfleet_runtime.worker import Worker
+from e2e.bench.runtime_benchlib import ROOT, load_line, peak_rss_mib, rss_mib
+from e2e.harness.ports import free_port
+from e2e.harness.redis import redis_server
 
 
 class Echo:

@@ -8,7 +8,7 @@ and the parent's whole duration. Goal (issue 5): the fan-out under 1.1 s.
 Baseline from the same run: the 4 one-second model calls made directly with asyncio.gather
 through the same HTTP client (no queue, no Redis): the floor any fan-out can reach.
 
-    python e2e/bench/runtime_fanout.py [--runs 5] [--branches 4] [--latency 1.0]
+    python -m e2e.bench.runtime_fanout [--runs 5] [--branches 4] [--latency 1.0]
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import uuid
 
 from agentfleet_contract.fleet_keys import Keys
 from agentfleet_contract.runtime_config import RuntimeConfig
-from runtime_benchlib import load_line, redis_server
 
 from agentfleet_runtime.config import limits_of
 from agentfleet_runtime.model import ModelRequest, OpenAIChatClient
@@ -31,6 +30,8 @@ from agentfleet_runtime.store import TaskStore
 from agentfleet_runtime.submission import Submission, new_task
 from agentfleet_runtime.testing.scripted_model import ScriptedModelServer
 from agentfleet_runtime.worker import Worker
+from e2e.bench.runtime_benchlib import load_line
+from e2e.harness.redis import redis_server
 
 
 async def main(args: argparse.Namespace) -> None:

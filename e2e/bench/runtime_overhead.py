@@ -8,7 +8,7 @@ checks, prompt building. Goal (issue 5): p50 < 2 ms, p99 < 10 ms.
 Baselines from the same run: the same loop with no Redis at all (prompt + model stub + tool in
 memory), and one Redis round trip (PING) through the same client.
 
-    python e2e/bench/runtime_overhead.py [--tasks 60] [--steps 20] [--gc tuned|default]
+    python -m e2e.bench.runtime_overhead [--tasks 60] [--steps 20] [--gc tuned|default]
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from collections import defaultdict
 
 from agentfleet_contract.fleet_keys import Keys
 from agentfleet_contract.runtime_config import RuntimeConfig
-from runtime_benchlib import load_line, pct, redis_server
 
 from agentfleet_runtime.config import limits_of
 from agentfleet_runtime.model import ModelRequest
@@ -34,6 +33,9 @@ from agentfleet_runtime.testing.scripted_model import ScriptedClient
 from agentfleet_runtime.tools import ToolBox
 from agentfleet_runtime.types import Step
 from agentfleet_runtime.worker import Worker
+from e2e.bench.runtime_benchlib import load_line
+from e2e.harness.redis import redis_server
+from e2e.harness.stats import percentile as pct
 
 
 class Echo:

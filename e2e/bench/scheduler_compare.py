@@ -24,29 +24,26 @@ pods that counts only if both land in one topology block):
 
 Fragmentation is made of real pods: one "filler" pod per partly used node, bound directly.
 
-    .venv/bin/python e2e/bench/scheduler_compare.py [--small 8] [--large 1] [--seed 1]
+    .venv/bin/python -m e2e.bench.scheduler_compare [--small 8] [--large 1] [--seed 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
 from collections import Counter, defaultdict
-from pathlib import Path
 
-import _cluster  # noqa: I001 - sets sys.path for the imports below
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import placement_bench as pb  # noqa: E402
-
-from agentfleet.placement import Demand, ReplicaRequest, Toleration, inventory_from_k8s, plan  # noqa: E402
+from agentfleet.placement import Demand, ReplicaRequest, Toleration, inventory_from_k8s, plan
+from e2e.bench import placement_bench as pb
+from e2e.harness import operator as fx
+from e2e.harness.cluster import bench_namespace, cluster_up
 
 GPU = "nvidia.com/gpu"
-POOL_LABEL = _cluster.fx.POOL_LABEL
+POOL_LABEL = fx.POOL_LABEL
 BLOCK_LABEL = "agentfleet.io/topology-block"
 
 
@@ -162,7 +159,7 @@ class Bench:
         reqs = [
             ReplicaRequest(
                 g.key,
-                Demand(owner="bench/x", gpus=g.gpus, tensor_parallel=g.tp, product=_cluster.fx.H100, node_selector=((POOL_LABEL, self.ns),), tolerations=tol, spread_across="None"),
+                Demand(owner="bench/x", gpus=g.gpus, tensor_parallel=g.tp, product=fx.H100, node_selector=((POOL_LABEL, self.ns),), tolerations=tol, spread_across="None"),
             )
             for g in groups
         ]
@@ -248,7 +245,7 @@ def main() -> None:
     ap.add_argument("--large-groups", type=int, default=60)
     args = ap.parse_args()
     rnd = random.Random(args.seed)
-    with _cluster.cluster_up() as cluster, _cluster.bench_namespace(cluster, "bench-sched") as (ns, pool):
+    with cluster_up() as cluster, bench_namespace(cluster, "bench-sched") as (ns, pool):
         bench = Bench(cluster, ns, pool)
         print(f"seed {args.seed}; kube-scheduler {cluster.k8s_version}, default profile, gang pods with required pod affinity on {BLOCK_LABEL}; kwok nodes x 8 GPUs")
         small = []

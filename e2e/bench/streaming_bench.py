@@ -15,7 +15,7 @@
    a call whose replica's queue stalls for 5 s, with and without streaming, on the same fleet; a
    fresh client per round, the modes alternating.
 
-    .venv/bin/python e2e/bench/streaming_bench.py [--tasks 6] [--rounds 3] [--stalls 4] [--sections 1,2]
+    .venv/bin/python -m e2e.bench.streaming_bench [--tasks 6] [--rounds 3] [--stalls 4] [--sections 1,2]
 
 Figures (2026-11-23, this 2-core machine at load 10-14 from other sessions' benchmarks, the bench
 in a nice-19 autogroup; real time, so CPU starvation shows in them; ``--tasks 6 --rounds 4``,
@@ -64,7 +64,6 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from runtime_benchlib import free_port, pct, redis_server
 
 from agentfleet_runtime.api import TaskAPI
 from agentfleet_runtime.config import RuntimeConfig
@@ -75,6 +74,9 @@ from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier
 from agentfleet_runtime.routing.sources import StaticSource
 from agentfleet_runtime.worker import Worker
 from agentfleet_sim import FleetThread, start_fleet
+from e2e.harness.ports import free_port
+from e2e.harness.redis import redis_server
+from e2e.harness.stats import percentile as pct
 
 ENGINE = {"max_model_len": 16384, "kv_cache_tokens": 200_000, "output_tokens_median": 150.0, "output_tokens_sigma": 0.3}
 

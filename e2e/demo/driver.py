@@ -37,12 +37,12 @@ from typing import Any
 
 import yaml
 
-from e2e.demo import burst, kubelet, prom, report
-from e2e.demo.installers import ensure_llama_server, ensure_prometheus, ensure_redis_server, smollm_gguf
-from e2e.demo.procs import Procs, port_open, route_local
-from e2e.eval.corpus import MANUAL, ensure_manual, with_manual_prompt, with_manual_source
-
-E2E_EVAL = Path(__file__).resolve().parents[1] / "eval"
+from e2e.demo import burst, kubelet, models, prom, report
+from e2e.demo.models import code_stamp
+from e2e.eval.corpus import CORPORA
+from e2e.harness.installers import ensure_prometheus, ensure_redis_server
+from e2e.harness.ports import http_ok, port_open
+from e2e.harness.procs import Procs, route_local
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "agentfleet.yaml"
@@ -58,7 +58,7 @@ TASK_TIMEOUT_BY_MODEL = {"qwen": 1800.0}
 GROUP = "agentfleet.io"
 # Start order; down stops in reverse.
 # The manual is ~13k chunks: minutes of encoding on 2 cores, more when they are shared.
-INGEST_TIMEOUT = {"demo": 600, "postgres": 5400}
+INGEST_TIMEOUT = {"demo": 600, "postgres": 5400, "python": 5400}
 ORDER = ["redis", "milvus", "prometheus", "operator", "model", "policy", "api", "worker"]
 
 GOALS = [
@@ -135,14 +135,6 @@ def http_json(url: str, body: Any = None, token: str | None = None, headers: dic
             return resp.status, json.loads(raw) if raw and resp.headers.get_content_type() == "application/json" else raw.decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode(errors="replace")
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - 127.0.0.1 only
-            return resp.status == 200
-    except OSError:
-        return False
 
 
 # --- the example, with local endpoints --------------------------------------------------------------
@@ -276,7 +268,9 @@ class Demo:
         say(f"  {name:<10} pid {meta['pid']:<7} {'reused' if reused else 'started'}  {ports_s}  log {self.procs.log_path(name)}")
         return meta
 
-    def local_model_servers(self, names: list[str], settings: dict[str, Any], command, health: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    def local_model_servers(  # type: ignore[no-untyped-def]
+        self, names: list[str], settings: dict[str, Any], command, health: str, timeout: float = 240
+    ) -> dict[str, str]:
         """One local model server per placed replica (command(port) -> argv); replica name -> its /v1 URL."""
         urls = {}
         for i, name in enumerate(names):
@@ -286,7 +280,7 @@ class Demo:
                 lambda p: command(p["port"]),
                 ["port"],
                 lambda m: http_ok(f"http://127.0.0.1:{m['ports']['port']}{health}"),
-                timeout=240,
+                timeout=timeout,
             )
             urls[name] = f"http://127.0.0.1:{meta['ports']['port']}/v1"
         return urls
@@ -416,7 +410,7 @@ class Demo:
 
         self.start(
             "operator",
-            {"kubeconfig": self.kc.kubeconfig, "ns": self.ns, "code": _code_stamp(ROOT / "operator"), "prometheus": prometheus_url},
+            {"kubeconfig": self.kc.kubeconfig, "ns": self.ns, "code": code_stamp(ROOT / "operator"), "prometheus": prometheus_url},
             build,
             ["health"],
             lambda m: http_ok(f"http://127.0.0.1:{m['ports']['health']}/healthz"),
@@ -430,10 +424,13 @@ class Demo:
             notes += small_model_settings(objs)
         if self.args.scenario == "burst":
             notes += burst.with_burst_autoscaling(objs)
-        if self.args.corpus == "postgres":
-            objs = [with_manual_source(o) if o["kind"] == "VectorIndex" else with_manual_prompt(o) if o["kind"] == "AgentFleet" else o for o in objs]
+        corpus = CORPORA.get(self.args.corpus)
+        if corpus:
+            swap = {"VectorIndex": corpus.with_source, "AgentFleet": corpus.with_prompt}
+            objs = [swap[o["kind"]](o) if o["kind"] in swap else o for o in objs]
             notes.append(
-                f"VectorIndex source and AgentFleet system prompt -> the PostgreSQL 15 manual's ({MANUAL}, {E2E_EVAL.relative_to(ROOT)}/postgres-manual.yaml)"
+                f"VectorIndex source and AgentFleet system prompt -> {corpus.title}'s "
+                f"({corpus.directory}, {corpus.objects.relative_to(ROOT)})"
             )
         for n in notes:
             say(f"  {n}")
@@ -524,155 +521,7 @@ class Demo:
         for name in self.procs.names():
             if (mode == "sim" and name.startswith("model-")) or (mode != "sim" and name in ("model", "policy")):
                 self.procs.stop(name)
-        if mode == "sim":
-            engine = spec.get("engine") or {}
-            auto = spec.get("autoscaling") or {}
-            # A pool of simulated replicas, one for each replica the autoscaler may ask for: a pod it
-            # adds gets one of them (e2e/demo/policy.py --pods), as a pod would start a server.
-            pool = max(len(names), int(auto.get("maxReplicas", 0)) if auto.get("enabled") else 0)
-            # One process serves the pool, each replica on its own port. Timing of an 8B model on
-            # one H100: weights 16 GB / 3.35 TB/s ~ 5 ms per decode step plus overheads (8 ms),
-            # prefill ~40K tokens/s; the simulator's defaults model a 70B TP-4 replica.
-            timing = {"max-num-seqs": str(engine.get("maxNumSeqs", 256)), "decode-base-s": "0.008", **self.sim_timing}
-            cmd_tail = [
-                "--replicas",
-                str(pool),
-                "--base-port",
-                "0",
-                "--model",
-                spec["model"]["name"],
-                "--served-name",
-                served,
-                "--max-model-len",
-                str(engine.get("maxModelLen", 32768)),
-                "--prefill-tps",
-                "40000",
-                "--output-tokens-median",
-                "60",
-            ]
-            for flag, value in timing.items():
-                cmd_tail += [f"--{flag}", value]
-            meta = self.start(
-                "model",
-                {"cmd": cmd_tail},
-                lambda p: [PY, "-m", "agentfleet_sim", *cmd_tail],
-                [],
-                lambda m: len(_sim_urls(self.procs.log_path("model"))) == pool,
-            )
-            sim = _sim_urls(self.procs.log_path("model"))
-            self.pods = self.pod_addresses(mrs_obj["metadata"]["name"], names)
-            pods = self.pods
-            policy = [PY, "-m", "e2e.demo.policy", "--retrieval-tool", retrieval_tool] + (["--spawn-tool", spawn_tool] if spawn_tool else [])
-            code = _code_stamp(Path(__file__).parent)
-            if pods:
-                # The policy process stands in for the pods, those of now and those the autoscaler adds.
-                mrs_name = mrs_obj["metadata"]["name"]
-                cmd = [
-                    *policy,
-                    "--pods",
-                    f"{self.ns}/{mrs_name}",
-                    "--kubectl",
-                    self.kc.kubectl,
-                    "--kubeconfig",
-                    self.kc.kubeconfig,
-                    "--sd-file",
-                    str(self.prom_dir / prom.REPLICAS_SD),
-                    "--routes-file",
-                    str(self.dir / "local-routes"),
-                ]
-                for url in sim:
-                    cmd += ["--upstream", url]
-                self.start(
-                    "policy",
-                    {"cmd": cmd, "pid": meta["pid"], "code": code},
-                    lambda p: cmd,
-                    [],
-                    lambda m: all(port_open(port, ip) for _, ip, port in pods.values()),
-                )
-                urls = {name: f"http://{ip}:{port}/v1" for name, (_, ip, port) in pods.items()}
-            else:
-                ports = [f"r{i}" for i in range(len(names))]
-
-                def build(p: dict[str, int]) -> list[str]:
-                    return [*policy, *(a for i in range(len(names)) for a in ("--route", f"127.0.0.1:{p[f'r{i}']}={sim[i]}"))]
-
-                pol = self.start(
-                    "policy",
-                    {"sim": sim, "pid": meta["pid"], "tools": [retrieval_tool, spawn_tool], "pods": None, "code": code},
-                    build,
-                    ports,
-                    lambda m: all(port_open(m["ports"][f"r{i}"]) for i in range(len(names))),
-                )
-                urls = {name: f"http://127.0.0.1:{pol['ports'][f'r{i}']}/v1" for i, name in enumerate(names)}
-            note = (
-                "agentfleet_sim: each placed replica is a simulated vLLM (timing, tokens, prefix cache); the simulator writes no "
-                "tool calls, so e2e/demo/policy.py scripts the agent's decisions (search, delegate, answer from the passages)"
-            )
-            return urls, note
-        if mode == "qwen":
-            from e2e import llama_server
-
-            binary = llama_server.ensure_binary()
-            gguf = llama_server.ensure_model()
-            # The replicas share this machine's cores: split them rather than oversubscribe.
-            threads = max(1, (os.cpu_count() or 1) // len(names))
-            urls = self.local_model_servers(
-                names,
-                {"binary": binary, "gguf": str(gguf), "served": served, "threads": threads},
-                lambda port: llama_server.command(binary, gguf, port, alias=served, threads=threads),
-                "/health",
-            )
-            return (
-                urls,
-                f"{gguf.name} on llama.cpp's llama-server, CPU, {threads} thread(s) per placed replica, served as {served!r}: "
-                "every decision (search, delegate, answer) is the model's, as JSON decisions (spec.decisions.mode JSONSchema)",
-            )
-        if mode == "smollm2":
-            ensure_llama_server()
-            gguf = str(smollm_gguf())
-
-            def build_llama(port: int) -> list[str]:
-                # One llama.cpp server per placed replica, so sticky routing has replicas to pick.
-                return [PY, "-m", "llama_cpp.server", "--model", gguf, "--model_alias", served, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192"]
-
-            return (
-                self.local_model_servers(names, {"gguf": gguf, "served": served}, build_llama, "/v1/models"),
-                f"SmolLM2-135M-Instruct (Q4_1 GGUF) on llama.cpp, CPU, one server per placed replica, served as {served!r}: a real model, "
-                "its own decisions (a 135M model rarely writes a valid tool call)",
-            )
-        # vllm (check_model_mode vouched for the GPU, the package and the weights)
-        weights = os.environ["AGENTFLEET_DEMO_VLLM_MODEL"]
-        util = max(0.1, round(0.85 / len(names), 2))
-        metas = []
-        for i in range(len(names)):
-            metas.append(
-                self.start(
-                    f"model-{i}",
-                    {"weights": weights, "served": served, "util": util},
-                    lambda p: [
-                        PY,
-                        "-m",
-                        "vllm.entrypoints.openai.api_server",
-                        "--model",
-                        weights,
-                        "--served-model-name",
-                        served,
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(p["port"]),
-                        "--gpu-memory-utilization",
-                        str(util),
-                    ],
-                    ["port"],
-                    lambda m: http_ok(f"http://127.0.0.1:{m['ports']['port']}/health"),
-                    timeout=540,
-                )
-            )
-        return (
-            {name: f"http://127.0.0.1:{metas[i]['ports']['port']}/v1" for i, name in enumerate(names)},
-            f"vLLM on this machine's GPU serving {weights} as {served!r}, one server per placed replica",
-        )
+        return models.LAUNCHERS[mode](self, mrs_obj, names, served, (retrieval_tool, spawn_tool))
 
     def ingest(self, vi_name: str, milvus_uri: str) -> None:
         """Runs the ingestion Job the operator rendered, as a local process per Job pod, and reports
@@ -701,7 +550,8 @@ class Demo:
             completions = vi.spec.ingestion.parallelism
             source = "args from agentfleet.render.vectorindex (the operator rendered no Job in time)"
         if "--source-dir" in args:
-            args[args.index("--source-dir") + 1] = str(ensure_manual() if self.args.corpus == "postgres" else CORPUS)
+            corpus = CORPORA.get(self.args.corpus)
+            args[args.index("--source-dir") + 1] = str(corpus.ensure() if corpus else CORPUS)
         # Chunk ids are stable, so a second run only rewrites the same rows: skip it when this
         # Milvus already holds this revision (the outcomes are kept to report to a Job not yet told).
         marker = self.dir / "ingested"
@@ -863,7 +713,7 @@ class Demo:
         path = self.dir / "runtime.yaml"
         text = yaml.safe_dump(doc, sort_keys=False)
         path.write_text(text)
-        digest = hashlib.sha256((text + _code_stamp(ROOT / "runtime")).encode()).hexdigest()[:16]
+        digest = hashlib.sha256((text + code_stamp(ROOT / "runtime")).encode()).hexdigest()[:16]
         api = self.start(
             "api",
             {"config": digest},
@@ -913,14 +763,6 @@ def _milvus_ready(port: int) -> bool:
         return False
 
 
-def _sim_urls(log: Path) -> list[str]:
-    try:
-        text = log.read_text(errors="replace").split("\n===== ")[-1]
-    except OSError:
-        return []
-    return [line.split("OpenAI base_url ")[1].split(",")[0] for line in text.splitlines() if "OpenAI base_url " in line]
-
-
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -930,11 +772,6 @@ def _ingest_summary(text: str) -> str:
         if "chunks" in line or "documents" in line:
             return line.split("agentfleet_runtime.ingest: ")[-1].strip()[:200]
     return text.strip().splitlines()[-1][:200] if text.strip() else "(no output)"
-
-
-def _code_stamp(path: Path) -> str:
-    """Newest mtime of the package's sources: a running process from older code is restarted."""
-    return str(max((p.stat().st_mtime_ns for p in path.rglob("*.py")), default=0))
 
 
 def check_model_mode(mode: str) -> None:
@@ -1079,8 +916,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.tasks == 0 and args.scenario is None:
         say(f"== the fleet is up; no sample tasks (--tasks 0). Evaluate it through its task API {api}:")
         say(
-            f"  agentfleet eval {(E2E_EVAL / 'postgres-manual-tasks.yaml').relative_to(ROOT)} --part heldout --api {api} "
-            f"--token-file {demo.dir / 'api-tokens'} --fleet {af['metadata']['name']} -n {demo.ns} --kubeconfig {demo.kc.kubeconfig}"
+            f"  agentfleet eval {CORPORA.get(args.corpus, CORPORA['postgres']).tasks.relative_to(ROOT)} "
+            f"--part heldout --api {api} "
+            f"--token-file {demo.dir / 'api-tokens'} --fleet {af['metadata']['name']} -n {demo.ns} "
+            f"--kubeconfig {demo.kc.kubeconfig} --runtime-config {demo.dir / 'runtime.yaml'}"
+            "  # + closed-book and one-shot RAG on the same model and index"
         )
         say(f"  (local variants: --runtime-config {demo.dir / 'runtime.yaml'} --compare retrieval.topK=3,8 instead of --api/--token-file)")
         return 0
@@ -1266,9 +1106,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--corpus",
-        choices=["demo", "postgres"],
+        choices=["demo", *CORPORA],
         default=os.environ.get("AGENTFLEET_DEMO_CORPUS", "demo"),
-        help="documents of the VectorIndex: the 4 sample pages, or the PostgreSQL 15 manual (agentfleet eval's corpus)",
+        help="documents of the VectorIndex: the 4 sample pages, or one of agentfleet eval's corpora "
+        "(the PostgreSQL 15 manual, the Python 3.11 library reference)",
     )
     p.add_argument(
         "--task-timeout",

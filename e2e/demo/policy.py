@@ -237,7 +237,7 @@ def assign(backed: dict[str, str], live: list[str], pool: list[str], released: l
 
 async def back_pods(args: argparse.Namespace) -> None:
     from e2e.demo import prom
-    from e2e.demo.procs import route_local
+    from e2e.harness.procs import route_local
 
     namespace, mrs = args.pods.split("/", 1)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600))

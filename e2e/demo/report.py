@@ -1,8 +1,7 @@
-"""Pure pieces of the demo's output: the progress bar, percentiles, metric sums, the report."""
+"""Pure pieces of the demo's output: the progress bar, metric sums, the report."""
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
@@ -10,14 +9,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-
-def percentile(values: Iterable[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100); None for no values."""
-    xs = sorted(values)
-    if not xs:
-        return None
-    rank = max(1, math.ceil(q / 100 * len(xs)))
-    return xs[rank - 1]
+from e2e.harness.stats import percentile
 
 
 def bar(done: int, total: int, failed: int = 0, width: int = 30, elapsed: float = 0.0) -> str:
@@ -56,8 +48,8 @@ def summarize(tasks: list[Mapping[str, Any]]) -> dict[str, Any]:
         "done": len(done),
         "failed": len(failed),
         "reasons": reasons,
-        "p50": percentile(durations, 50),
-        "p95": percentile(durations, 95),
+        "p50": percentile(durations, 50, empty=None),
+        "p95": percentile(durations, 95, empty=None),
         "steps": sum(int(t.get("stepCount") or 0) for t in tasks),
         "children": sum(len(t.get("children") or []) for t in tasks),
         "tokens": tokens,
@@ -166,8 +158,8 @@ def agent_figures(trees: list[Mapping[str, Any]], retrieval_tool: str, spawn_too
         "subagent_tasks": subagent_tasks,
         "searched": searched,
         "cited": cited,
-        "step_p50": percentile(model_seconds, 50),
-        "step_p95": percentile(model_seconds, 95),
+        "step_p50": percentile(model_seconds, 50, empty=None),
+        "step_p95": percentile(model_seconds, 95, empty=None),
         "model_steps": len(model_seconds),
     }
 

@@ -1,8 +1,14 @@
-"""The PostgreSQL 15 manual (Debian postgresql-doc-15) as the evaluation knowledge base.
+"""The evaluation knowledge bases: real documentation sets as Debian installs them.
 
-``postgres-manual.yaml`` holds its VectorIndex: a volume source (in a cluster, a PVC holding the
-manual's html/ directory) with a fixed revision. Outside a cluster the ingestion Job's workers run
-as local processes and read the installed package's directory in place of the volume's mount.
+- ``postgres``: the PostgreSQL 15 manual (``postgresql-doc-15``, 1,173 HTML pages);
+- ``python``: the Python 3.11 standard library reference (``python3.11-doc``, the 317 pages of its
+  ``library/`` directory; the rest of that package is tutorials, the C API and Sphinx's own files).
+
+Each has ``<name>.yaml`` beside this file with its VectorIndex (a volume source: in a cluster, a PVC
+holding the pages, with a fixed revision) and the AgentFleet system prompt for it, and
+``<name>-tasks.yaml`` with its questions. Outside a cluster the ingestion Job's workers run as
+local processes and read the installed package's directory in place of the volume's mount. Two
+corpora, so that what is tuned on one set of documents can be checked on another.
 """
 
 from __future__ import annotations
@@ -10,46 +16,84 @@ from __future__ import annotations
 import copy
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-MANUAL = Path("/usr/share/doc/postgresql-doc-15/html")
-OBJECTS = Path(__file__).resolve().parent / "postgres-manual.yaml"
-TASKS = Path(__file__).resolve().parent / "postgres-manual-tasks.yaml"
+HERE = Path(__file__).resolve().parent
 
 
-def ensure_manual() -> Path:
-    """The manual's html/ directory, installed with apt-get when missing (~25 s)."""
-    if MANUAL.is_dir():
-        return MANUAL
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if subprocess.run(["apt-get", "install", "-y", "-q", "postgresql-doc-15"], env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, check=True, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-q", "postgresql-doc-15"], env=env, check=True, capture_output=True)
-    if not MANUAL.is_dir():
-        raise RuntimeError(f"postgresql-doc-15 is installed but {MANUAL} is missing")
-    return MANUAL
+@dataclass(frozen=True)
+class Corpus:
+    """One documentation set: where Debian puts it and the files that describe it here."""
+
+    name: str  # the demo's --corpus choice
+    title: str
+    package: str  # the Debian package that installs the pages
+    directory: Path  # the pages, as the VectorIndex's volume path names them
+    objects: Path  # VectorIndex + AgentFleet (system prompt)
+    tasks: Path  # the task set for agentfleet eval
+
+    def ensure(self) -> Path:
+        """The pages' directory, installed with apt-get when missing (~25 s each)."""
+        if self.directory.is_dir():
+            return self.directory
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "-q", self.package]
+        if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], env=env, check=True, capture_output=True)
+            subprocess.run(install, env=env, check=True, capture_output=True)
+        if not self.directory.is_dir():
+            raise RuntimeError(f"{self.package} is installed but {self.directory} is missing")
+        return self.directory
+
+    def _object(self, kind: str) -> dict[str, Any]:
+        return next(d for d in yaml.safe_load_all(self.objects.read_text()) if d and d.get("kind") == kind)
+
+    def vectorindex(self) -> dict[str, Any]:
+        return self._object("VectorIndex")
+
+    def with_source(self, vi: dict[str, Any]) -> dict[str, Any]:
+        """A VectorIndex object whose source, chunking and index are this corpus's (its name, Milvus
+        endpoint and collection stay). Pure."""
+        spec = self.vectorindex()["spec"]
+        out = copy.deepcopy(vi)
+        for key in ("source", "chunking", "index", "metric", "dimension"):
+            out["spec"][key] = copy.deepcopy(spec[key])
+        return out
+
+    def with_prompt(self, af: dict[str, Any]) -> dict[str, Any]:
+        """An AgentFleet object with the system prompt of this corpus's AgentFleet. Pure."""
+        out = copy.deepcopy(af)
+        out["spec"]["systemPrompt"] = copy.deepcopy(self._object("AgentFleet")["spec"]["systemPrompt"])
+        return out
 
 
-def manual_vectorindex() -> dict[str, Any]:
-    return next(d for d in yaml.safe_load_all(OBJECTS.read_text()) if d and d.get("kind") == "VectorIndex")
+POSTGRES = Corpus(
+    "postgres",
+    "the PostgreSQL 15 manual",
+    "postgresql-doc-15",
+    Path("/usr/share/doc/postgresql-doc-15/html"),
+    HERE / "postgres-manual.yaml",
+    HERE / "postgres-manual-tasks.yaml",
+)
+PYTHON = Corpus(
+    "python",
+    "the Python 3.11 library reference",
+    "python3.11-doc",
+    Path("/usr/share/doc/python3.11/html/library"),
+    HERE / "python-library.yaml",
+    HERE / "python-library-tasks.yaml",
+)
+CORPORA = {c.name: c for c in (POSTGRES, PYTHON)}
 
-
-def with_manual_source(vi: dict[str, Any]) -> dict[str, Any]:
-    """A VectorIndex object whose source, chunking and index are the manual's (its name, Milvus
-    endpoint and collection stay). Pure."""
-    manual = manual_vectorindex()["spec"]
-    out = copy.deepcopy(vi)
-    for key in ("source", "chunking", "index", "metric", "dimension"):
-        out["spec"][key] = copy.deepcopy(manual[key])
-    return out
-
-
-def with_manual_prompt(af: dict[str, Any]) -> dict[str, Any]:
-    """An AgentFleet object with the system prompt of postgres-manual.yaml's AgentFleet. Pure."""
-    manual = next(d for d in yaml.safe_load_all(OBJECTS.read_text()) if d and d.get("kind") == "AgentFleet")
-    out = copy.deepcopy(af)
-    out["spec"]["systemPrompt"] = copy.deepcopy(manual["spec"]["systemPrompt"])
-    return out
+# The first corpus's names, as the demo driver and the ingestion benchmark use them.
+MANUAL = POSTGRES.directory
+OBJECTS = POSTGRES.objects
+TASKS = POSTGRES.tasks
+ensure_manual = POSTGRES.ensure
+manual_vectorindex = POSTGRES.vectorindex
+with_manual_source = POSTGRES.with_source
+with_manual_prompt = POSTGRES.with_prompt

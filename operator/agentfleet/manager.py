@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -95,6 +96,21 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.connect_timeout = 10
 
 
+def operator_identity(env: dict[str, str] | None = None) -> str:
+    """Who this operator process is, for kopf's bookkeeping (and, later, a leader-election Lease).
+
+    kopf's own default asks ``getpass.getuser()``, which raises KeyError in a container whose uid has
+    no passwd entry and no USER/LOGNAME: what containerd and CRI-O give a pod that states only
+    ``runAsUser``, so the operator crash-looped on real kubelets. The pod's name (the chart sets
+    POD_NAME from the downward API) names it uniquely instead; outside a pod, the host name and the
+    process id do, with no lookup of the login name at all."""
+    env = os.environ if env is None else env
+    pod = env.get("POD_NAME") or env.get("POD_ID")
+    if pod:
+        return pod
+    return f"{socket.gethostname()}/{os.getpid()}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m agentfleet.manager", description="Run the agentfleet operator.")
     ap.add_argument(
@@ -128,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # kopf logs every handled watch event ("Handler ... succeeded") at INFO; ours log what they do.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
+        identity=operator_identity(),
         standalone=True,
         clusterwide=not args.namespace,
         namespaces=args.namespace,

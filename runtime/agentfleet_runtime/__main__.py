@@ -1,4 +1,4 @@
-"""``python -m agentfleet_runtime worker|api|scripted-model``: the runtime's entry points."""
+"""``python -m agentfleet_runtime worker|api|oneshot|scripted-model``: the runtime's entry points."""
 
 from __future__ import annotations
 
@@ -58,6 +58,13 @@ async def run_scripted_model(args: argparse.Namespace) -> int:
     return 0
 
 
+async def run_oneshot(args: argparse.Namespace) -> int:
+    from agentfleet_runtime.oneshot import run
+
+    await run(load_config(args.config), args.mode, top_k=args.top_k, concurrency=args.concurrency)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m agentfleet_runtime", description="agentfleet agent runtime")
     p.add_argument("--log-level", default="INFO")
@@ -65,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, help_ in (("worker", "run agent tasks from the Redis stream"), ("api", "serve the task HTTP API")):
         sp = sub.add_parser(name, help=help_)
         sp.add_argument("--config", help="runtime YAML file (default: $AGENTFLEET_CONFIG; env vars override it)")
+    os_ = sub.add_parser("oneshot", help="one call per question (agentfleet eval's baselines)")
+    os_.add_argument("--config", help="runtime YAML file (the fleet's; default: $AGENTFLEET_CONFIG)")
+    os_.add_argument("--mode", choices=("closed-book", "rag"), required=True, help="model alone, or search then call")
+    os_.add_argument("--top-k", type=int, default=None, help="passages for rag (default: the Retrieval tool's topK)")
+    os_.add_argument("--concurrency", type=int, default=1, help="questions answered at once")
     sm = sub.add_parser("scripted-model", help="serve the scripted OpenAI-compatible test model")
     sm.add_argument("--script", help="YAML/JSON script file")
     sm.add_argument("--host", default="127.0.0.1")
@@ -75,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         return eventloop.run(run_worker(args.config))
     if args.command == "api":
         return eventloop.run(run_api(args.config))
+    if args.command == "oneshot":
+        return eventloop.run(run_oneshot(args))
     return eventloop.run(run_scripted_model(args))
 
 

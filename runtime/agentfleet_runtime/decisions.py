@@ -222,14 +222,20 @@ def read_decision(text: str, numbered: Mapping[int, str] | None = None, seen: Se
         except ValueError:
             obj = None
     if not isinstance(obj, dict) or not isinstance(obj.get("action"), str):
-        return Decision(text.strip(), problem='the reply is not a JSON object with an "action" (it may have been cut off: keep it short)')
+        # The content is what the task ends with when the repair fails too: the answer's text
+        # (cut off, or without an action), never the decision's raw JSON.
+        said = answer_text(text, obj)
+        return Decision(
+            text.strip() if said is None else said,
+            problem='the reply is not a JSON object with an "action" (it may have been cut off: keep it short)',
+        )
     action = obj["action"]
     if action == ANSWER:
-        answer = obj.get("answer")
-        if not isinstance(answer, str) or not answer.strip():
-            return Decision(text.strip(), problem='an "answer" action needs a non-empty "answer" string')
+        answer = answer_text(text, obj)
+        if not answer:
+            return Decision("", problem='an "answer" action needs a non-empty "answer" string')
         sources = resolve_sources(obj.get("sources"), numbered or {})
-        content = with_sources(answer.strip(), sources)
+        content = with_sources(answer, sources)
         unseen = unseen_sources(sources, seen, numbered or {})
         if unseen:
             known = ", ".join(sorted(set((numbered or {}).values()))[:8])
@@ -242,6 +248,60 @@ def read_decision(text: str, numbered: Mapping[int, str] | None = None, seen: Se
     if not isinstance(args, dict):
         return Decision("", [ToolCall(f"{JSON_CALL_PREFIX}0", action, {})], problem=f'"arguments" of {action} must be a JSON object')
     return Decision("", [ToolCall(f"{JSON_CALL_PREFIX}0", action, args)])
+
+
+_ANSWER_FIELD = re.compile(r'"answer"\s*:\s*"')
+
+
+def answer_text(text: str, obj: Any = None) -> str | None:
+    """The "answer" string of a decision-shaped reply (``obj``: the reply parsed, when it parsed),
+    stripped; the text up to the cut when max_tokens cut it off inside the string; the inner
+    answer when a model wrapped a whole decision in it. None when the reply has no answer field."""
+    if isinstance(obj, dict):
+        said = obj.get("answer")
+        if not isinstance(said, str):
+            return None
+    else:
+        m = _ANSWER_FIELD.search(text)
+        if m is None:
+            return None
+        rest = text[m.end() :]
+        said = None
+        # The string as far as it is valid JSON: closed at its quote, or cut (a partial escape
+        # such as "\u00" at the end is dropped).
+        for end in (_string_end(rest), *range(len(rest), max(-1, len(rest) - 7), -1)):
+            try:
+                said = json.loads('"' + rest[:end] + '"')
+                break
+            except ValueError:
+                continue
+        if said is None:
+            return None
+    said = said.strip()
+    if said.startswith("{") and _ANSWER_FIELD.search(said):
+        inner = answer_text(said, _json_object(said))
+        return said if inner is None else inner
+    return said
+
+
+def _string_end(s: str) -> int:
+    """Index of the first unescaped quote in ``s`` (the end of a JSON string's body), or len(s)."""
+    i = 0
+    while i < len(s):
+        if s[i] == "\\":
+            i += 2
+            continue
+        if s[i] == '"':
+            return i
+        i += 1
+    return len(s)
+
+
+def _json_object(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 _PASSAGE_NUMBER = re.compile(r"^\[?\s*(?:passage\s*)?(\d{1,3})\s*\]?$", re.I)

@@ -205,6 +205,12 @@ class TaskRun:
             parsed_content, calls = parse_text_reply(reply.content, self.tools.names)
             if not calls:
                 content = parsed_content
+        if not calls and content.lstrip().startswith("{"):
+            # A model that writes a JSON decision without being asked for one (its history or
+            # training shows it the form): its answer is the answer's text, not the JSON.
+            said = read_decision(content, self._numbered_sources())
+            if not said.calls and said.content:
+                content = said.content
         return content, calls, problem(calls, content, choice, schemas)
 
     def _numbered_sources(self) -> dict[int, str]:

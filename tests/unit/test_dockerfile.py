@@ -75,7 +75,7 @@ def test_multi_stage_and_the_final_stage_copies_only_the_virtualenv() -> None:
     names = [n for n, _ in STAGES]
     assert len(STAGES) >= 2 and names[0] == "build" and names[-1]
     copies = [rest for word, rest in FINAL if word == "COPY"]
-    assert copies == ["--from=build /opt/agentfleet /opt/agentfleet"]
+    assert copies == ["--from=build /opt/agentfleet /opt/agentfleet", "--from=build /etc/passwd /etc/group /etc/"]
     assert not any(word == "RUN" for word, _ in FINAL), "the final stage adds no layers of its own"
 
 
@@ -96,6 +96,16 @@ def test_runs_as_a_numeric_non_root_user() -> None:
     # Nothing after USER switches back.
     last_user = max(i for i, (word, _) in enumerate(FINAL) if word == "USER")
     assert all(word != "USER" for word, _ in FINAL[last_user + 1 :])
+
+
+def test_the_user_has_a_passwd_and_a_group_entry() -> None:
+    # containerd and CRI-O add no passwd entry for a uid the image lacks (podman does, by default):
+    # without one getpass.getuser() raises KeyError, which crash-looped the operator on real kubelets.
+    uid = next(rest for word, rest in reversed(FINAL) if word == "USER").partition(":")[0]
+    runs = " ".join(rest for word, rest in STAGES[0][1] if word == "RUN")
+    assert re.search(rf"\w+:x:{uid}:{uid}:[^:]*:/tmp:[^ ']+' >>/etc/passwd", runs), "no passwd entry for the USER's uid"
+    assert re.search(rf"\w+:x:{uid}:' >>/etc/group", runs), "no group entry for the USER's gid"
+    assert "--from=build /etc/passwd /etc/group /etc/" in [rest for word, rest in FINAL if word == "COPY"]
 
 
 def test_entrypoint_is_python_m_and_the_default_is_the_operator() -> None:

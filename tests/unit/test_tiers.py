@@ -34,7 +34,9 @@ PASSING = "def test_ok():\n    assert True\n"
 GUARD_CONFTEST = "from tests.conftest import *  # noqa: F401,F403\n"
 
 
-def _run_throwaway(tmp_path: Path, e2e_module: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def _run_throwaway(
+    tmp_path: Path, e2e_module: str, extra: dict[str, str] | None = None, args: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
     (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
     (tmp_path / "conftest.py").write_text(GUARD_CONFTEST)
     files = {"tests/unit/test_unit_ok.py": PASSING, "e2e/test_e2e_case.py": e2e_module, **(extra or {})}
@@ -42,7 +44,7 @@ def _run_throwaway(tmp_path: Path, e2e_module: str, extra: dict[str, str] | None
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
     env = dict(os.environ, AGENTFLEET_REQUIRE_TIERS="unit,e2e", PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "tests", "e2e"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "tests", "e2e", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_guard_passes_a_complete_run(tmp_path: Path) -> None:
@@ -76,6 +78,21 @@ def test_guard_accepts_an_xfail_that_names_its_issue(tmp_path: Path) -> None:
     module = "import pytest\n@pytest.mark.xfail(reason='known bug, issue #21')\ndef test_x():\n    assert False\n" + PASSING
     proc = _run_throwaway(tmp_path, module)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_guard_takes_no_bare_number_for_an_issue(tmp_path: Path) -> None:
+    module = "import pytest\n@pytest.mark.xfail(reason='fails on attempt #1')\ndef test_x():\n    assert False\n" + PASSING
+    proc = _run_throwaway(tmp_path, module)
+    assert proc.returncode == 1, proc.stdout
+    assert "tier 'e2e' xfailed without naming an issue: 1 test(s)" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("args", [("-k", "not test_x"), ("--deselect", "e2e/test_e2e_case.py::test_x"), ("-m", "not slow")])
+def test_guard_fails_a_run_that_deselects_a_test(tmp_path: Path, args: tuple[str, ...]) -> None:
+    module = "import pytest\n@pytest.mark.slow\ndef test_x():\n    pass\n" + PASSING
+    proc = _run_throwaway(tmp_path, module, args=args)
+    assert proc.returncode == 1, proc.stdout
+    assert "tier 'e2e' deselected (-k, -m or --deselect): 1 test(s)" in proc.stdout, proc.stdout
 
 
 def test_guard_reports_a_tier_with_no_test(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Recording a run's summary in the AgentFleet's status (``status.evaluation``).
+"""Recording a run's summary in the AgentFleet's status (``status.evaluation``), and reading the
+fleet's runtime configuration (its ConfigMap) for the baselines.
 
 Written by server-side apply of the status subresource under its own field manager,
 ``agentfleet-eval``: the AgentFleet controller and the autoscaler apply their own status fields
@@ -10,7 +11,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import yaml
 from agentfleet_contract.agentfleet import EvaluationSummary
+
+from agentfleet.render.agentfleet import CONFIG_KEY, config_map_name
 
 FIELD_MANAGER = "agentfleet-eval"
 
@@ -43,15 +47,39 @@ def status_patch(name: str, namespace: str, ev: EvaluationSummary) -> dict[str, 
     }
 
 
-def record(name: str, namespace: str, ev: EvaluationSummary, kubeconfig: str | None = None) -> dict[str, Any]:
-    """Apply the summary to the fleet's status; returns the object the API server answered."""
+def _api_client(kubeconfig: str | None) -> Any:
     from kubernetes import client as k8s
     from kubernetes import config as k8s_config
-
-    from agentfleet.kube import Kube
 
     try:
         k8s_config.load_kube_config(config_file=kubeconfig)
     except k8s_config.ConfigException:
         k8s_config.load_incluster_config()
-    return Kube(k8s.ApiClient()).apply_status(status_patch(name, namespace, ev), manager=FIELD_MANAGER)
+    return k8s.ApiClient()
+
+
+def record(name: str, namespace: str, ev: EvaluationSummary, kubeconfig: str | None = None) -> dict[str, Any]:
+    """Apply the summary to the fleet's status; returns the object the API server answered."""
+    from agentfleet.kube import Kube
+
+    return Kube(_api_client(kubeconfig)).apply_status(status_patch(name, namespace, ev), manager=FIELD_MANAGER)
+
+
+def runtime_config_in(fleet: str, configmap: dict[str, Any] | None) -> dict[str, Any]:
+    """The runtime configuration document a fleet's ConfigMap holds; ValueError naming what is
+    missing. Pure."""
+    text = ((configmap or {}).get("data") or {}).get(CONFIG_KEY)
+    if not text:
+        raise ValueError(f"ConfigMap {config_map_name(fleet)} has no {CONFIG_KEY} (the operator writes it)")
+    doc = yaml.safe_load(text)
+    if not isinstance(doc, dict):
+        raise ValueError(f"ConfigMap {config_map_name(fleet)}: {CONFIG_KEY} is not a YAML mapping")
+    return doc
+
+
+def fleet_runtime_config(fleet: str, namespace: str, kubeconfig: str | None = None) -> dict[str, Any]:
+    """The fleet's runtime configuration, read from its ConfigMap (what its workers run with)."""
+    from kubernetes import client as k8s
+
+    cm = k8s.CoreV1Api(_api_client(kubeconfig)).read_namespaced_config_map(config_map_name(fleet), namespace)
+    return runtime_config_in(fleet, k8s.ApiClient().sanitize_for_serialization(cm))

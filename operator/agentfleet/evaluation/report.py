@@ -8,7 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from agentfleet.evaluation.scoring import COMPARED, TaskScore, deltas
+from agentfleet.evaluation.scoring import COMPARED, TaskScore, declined, summarize
+
+# Figures that get a delta column when passes are compared: scoring's, and what a platform team
+# weighs beside them (tokens, declines, the pass's wall time).
+DELTAS = (*COMPARED, "tokensPerTask", "declinedUnanswerable", "declinedAnswerable", "wallSeconds")
+_RATES = ("success", "grounded", "recall", "judged", "declinedUnanswerable", "declinedAnswerable")
 
 
 def _pct(x: float | None) -> str:
@@ -26,7 +31,7 @@ def _mark(x: bool | None) -> str:
 def _delta(key: str, v: float | None) -> str:
     if v is None:
         return "-"
-    if key in ("success", "grounded", "recall", "judged"):
+    if key in _RATES:
         return f"{100 * v:+.0f}pp"
     if key == "costPerTask":
         return f"{v:+.2e}"
@@ -58,7 +63,71 @@ ROWS = [
     ("cost per task", "costPerTask", lambda v: "-" if v is None else str(v)),
     ("latency p50 s", "latencyP50Seconds", _num),
     ("latency p95 s", "latencyP95Seconds", _num),
+    ("declined (unanswerable)", "declinedUnanswerable", _pct),
+    ("declined (answerable)", "declinedAnswerable", _pct),
+    ("wall time of the pass s", "wallSeconds", lambda v: _num(v, 0)),
 ]
+
+
+def _minus(base: dict[str, Any], other: dict[str, Any]) -> dict[str, float | None]:
+    """other - base for each figure of DELTAS (None where either is missing)."""
+    out: dict[str, float | None] = {}
+    for key in DELTAS:
+        a, b = base.get(key), other.get(key)
+        out[key] = None if a is None or b is None else float(b) - float(a)
+    return out
+
+
+def declines(scores: Sequence[TaskScore]) -> dict[str, float | None]:
+    """The share of unanswerable questions declined (as scored), and of answerable ones declined
+    (a refusal where the documents do answer); None where a pass had none of that kind."""
+    unanswerable = [s.success for s in scores if s.task.expect == "decline"]
+    answered = [s for s in scores if s.task.expect != "decline" and s.outcome.status == "done"]
+    answerable = [declined(s.outcome.answer) for s in answered]
+    return {
+        "declinedUnanswerable": sum(unanswerable) / len(unanswerable) if unanswerable else None,
+        "declinedAnswerable": sum(answerable) / len(answerable) if answerable else None,
+    }
+
+
+def by_part_kind(scores: Sequence[TaskScore], k: int) -> dict[str, dict[str, Any]]:
+    """Every figure of the summary (and the declines) per "part/kind" group, in name order."""
+    groups: dict[str, list[TaskScore]] = {}
+    for s in scores:
+        groups.setdefault(f"{s.task.part}/{s.task.kind}", []).append(s)
+    return {g: {**summarize(ss, k), **declines(ss)} for g, ss in sorted(groups.items())}
+
+
+KIND_ROWS = [
+    ("success", "success", _pct),
+    ("grounded (answerable)", "grounded", _pct),
+    ("declined (unanswerable)", "declinedUnanswerable", _pct),
+    ("recall@k", "recall", _pct),
+    ("tokens per task", "tokensPerTask", lambda v: _num(v, 0)),
+    ("cost per task", "costPerTask", lambda v: "-" if v is None else str(v)),
+    ("latency p50 s", "latencyP50Seconds", _num),
+    ("latency p95 s", "latencyP95Seconds", _num),
+]
+
+
+def kind_table(runs: Sequence[tuple[str, Sequence[TaskScore]]], out: TextIO, k: int) -> None:
+    """Per part and kind, one column per pass and a delta column of each later pass against the
+    first: where the agents win or lose against the baselines, not only on average."""
+    labels = [lbl for lbl, _ in runs]
+    per_run = [by_part_kind(scores, k) for _, scores in runs]
+    width = max(14, *(len(lbl) for lbl in labels))
+    for group in sorted({g for groups in per_run for g in groups}):
+        figs = [groups.get(group, {}) for groups in per_run]
+        n = max(f.get("tasks", 0) for f in figs)
+        head = f"{group + f' ({n})':<28}" + "".join(f" {lbl:>{width}}" for lbl in labels)
+        out.write(head + "".join(f" {'delta ' + str(i + 2):>12}" for i in range(len(labels) - 1)) + "\n")
+        ds = [_minus(figs[0], f) for f in figs[1:]]
+        for title, key, fmt in KIND_ROWS:
+            if all(f.get(key) is None for f in figs):
+                continue
+            name = "  " + title.replace("@k", f"@{k}")
+            line = f"{name:<28}" + "".join(f" {fmt(f.get(key)):>{width}}" for f in figs)
+            out.write(line + "".join(f" {_delta(key, d.get(key)):>12}" for d in ds) + "\n")
 
 
 def summary_table(labels: Sequence[str], summaries: Sequence[dict[str, Any]], out: TextIO) -> None:
@@ -68,12 +137,12 @@ def summary_table(labels: Sequence[str], summaries: Sequence[dict[str, Any]], ou
     if len(labels) > 1:
         head += "".join(f" {'delta ' + str(i + 2):>12}" for i in range(len(labels) - 1))
     out.write(head + "\n")
-    ds = [deltas(summaries[0], s) for s in summaries[1:]]
+    ds = [_minus(summaries[0], s) for s in summaries[1:]]
     for title, key, fmt in ROWS:
         k = summaries[0].get("recallK")
         name = title.replace("@k", f"@{k}") if k else title
         line = f"{name:<28}" + "".join(f" {fmt(s.get(key)):>{width}}" for s in summaries)
-        if key in COMPARED:
+        if key in DELTAS:
             for d in ds:
                 line += f" {_delta(key, d.get(key)):>12}"
         out.write(line + "\n")
@@ -131,11 +200,18 @@ def write_png(path: Path, runs: Sequence[tuple[str, Sequence[TaskScore], dict[st
     n = len(runs)
     bar = 0.8 / max(1, n)
     for ax, key, title in ((axes[0][0], "success", "task success by kind"), (axes[0][1], "grounded", "grounded answers by kind (answerable)")):
+        first = [runs[0][2]["byKind"].get(k, {}).get(key) for k in kinds]
         for i, (label, _, s) in enumerate(runs):
-            vals = [100 * (s["byKind"].get(k, {}).get(key) or 0) for k in kinds]
-            ax.bar([x + i * bar for x in range(len(kinds))], vals, bar, label=label)
+            raw = [s["byKind"].get(k, {}).get(key) for k in kinds]
+            xs = [x + i * bar for x in range(len(kinds))]
+            ax.bar(xs, [100 * (v or 0) for v in raw], bar, label=label)
+            for x, v, v0 in zip(xs, raw, first, strict=True):
+                # Each later pass's bar carries its delta against the first pass, in points.
+                if v is not None and (i == 0 or v0 is not None):
+                    text = f"{100 * v:.0f}" if i == 0 else f"{100 * (v - v0):+.0f}"
+                    ax.annotate(text, (x, 100 * v), ha="center", va="bottom", fontsize=6)
         ax.set_xticks([x + bar * (n - 1) / 2 for x in range(len(kinds))], kinds, rotation=20)
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, 108)  # room for the labels above a full bar
         ax.set_ylabel("% of tasks")
         ax.set_title(title)
         ax.legend(fontsize=8)

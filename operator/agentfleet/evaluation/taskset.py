@@ -13,7 +13,9 @@ A task set is YAML (a mapping with ``tasks:``, or a list) or JSONL (one task per
       - [five minutes, 5 min, 300s]  #   a list of alternatives (any one),
       - {number: 0.9}                #   a number, matched numerically (0.9 = .90)
       - {any: [replica, {number: 1}]}  # alternatives of either form
+      - {any: [8 bytes], about: bigint}  # about: the thing this fact answers for, in a comparison
       supporting: [runtime-config-wal.html]   # documents holding the facts (recall@k)
+      wrong: [10min]                 # competing values a correct answer does not state (same forms)
     - id: none-01
       kind: unanswerable
       question: What is the default value of the setting max_cluster_ram?
@@ -44,6 +46,7 @@ class Fact:
 
     texts: tuple[str, ...] = ()
     numbers: tuple[float, ...] = ()
+    about: str = ""  # the thing the fact answers for, where a question asks about several
 
     def describe(self) -> str:
         forms = [*self.texts, *(format(n, "g") for n in self.numbers)]
@@ -60,6 +63,7 @@ class EvalTask:
     supporting: tuple[str, ...] = ()
     expect: Literal["answer", "decline"] = "answer"
     notes: str = ""
+    wrong: tuple[Fact, ...] = ()  # distractors: competing values a correct answer does not state
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,12 @@ class TaskSet:
 def _fact(raw: Any, where: str) -> Fact:
     texts: list[str] = []
     numbers: list[float] = []
+    about = ""
+    if isinstance(raw, dict) and "about" in raw and set(raw) - {"about"} in ({"any"}, {"number"}):
+        about = raw["about"]
+        if not isinstance(about, str) or not about.strip():
+            raise TaskSetError(f"{where}: about names what the fact answers for (a non-empty string); got {about!r}")
+        raw = {k: v for k, v in raw.items() if k != "about"}
 
     def one(x: Any) -> None:
         if isinstance(x, bool):
@@ -100,7 +110,7 @@ def _fact(raw: Any, where: str) -> Fact:
             one(x)
     else:
         one(raw)
-    return Fact(tuple(texts), tuple(numbers))
+    return Fact(tuple(texts), tuple(numbers), about.strip())
 
 
 def parse_task(raw: Any, index: int) -> EvalTask:
@@ -109,7 +119,7 @@ def parse_task(raw: Any, index: int) -> EvalTask:
         raise TaskSetError(f"{where}: a task is a mapping with question, kind, facts, supporting")
     tid = raw.get("id") or f"task-{index}"
     where = f"task {tid}"
-    unknown = sorted(set(raw) - {"id", "question", "kind", "part", "facts", "supporting", "expect", "notes"})
+    unknown = sorted(set(raw) - {"id", "question", "kind", "part", "facts", "supporting", "expect", "notes", "wrong"})
     if unknown:
         raise TaskSetError(f"{where}: unknown field(s) {', '.join(unknown)}")
     question = raw.get("question")
@@ -135,7 +145,12 @@ def parse_task(raw: Any, index: int) -> EvalTask:
         raise TaskSetError(f"{where}: supporting must be a list of document names")
     if expect == "answer" and not supporting:
         raise TaskSetError(f"{where}: supporting is required for an answerable task (the documents that hold its facts)")
-    return EvalTask(str(tid), question.strip(), kind, part, facts, tuple(supporting), expect, str(raw.get("notes") or ""))
+    wrong_raw = raw.get("wrong") or []
+    if not isinstance(wrong_raw, list):
+        raise TaskSetError(f"{where}: wrong must be a list of facts")
+    wrong = tuple(_fact(f, f"{where} wrong[{i}]") for i, f in enumerate(wrong_raw))
+    notes = str(raw.get("notes") or "")
+    return EvalTask(str(tid), question.strip(), kind, part, facts, tuple(supporting), expect, notes, wrong)
 
 
 def parse_taskset(raw: Any, name: str) -> TaskSet:

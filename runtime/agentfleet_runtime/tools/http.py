@@ -51,6 +51,11 @@ class HTTPTool:
         self.parameters = parameters or DEFAULT_PARAMETERS
         self.timeout = timeout
         self.side_effects = side_effects
+        # A call that changes nothing is a read: an identical repeat within a task only copies its
+        # result, already in the history, so after such a repeat the model may only answer (the
+        # repeat guard in decisions.offer). Qwen2.5-Coder-1.5B otherwise called one lookup with
+        # the same arguments until the step budget ended the task (6 of 6 steps, seen).
+        self.read_only = not side_effects
         self.headers = headers or {}
         self._session_factory = session_factory
         self._session: aiohttp.ClientSession | None = None

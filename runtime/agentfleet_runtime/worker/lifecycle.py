@@ -73,7 +73,7 @@ class Worker:
         self.name = name or consumer_name()
         self.r = redis or connect(config.redis_url, config.redis_password, config.redis_max_connections)
         self.store = TaskStore(self.r, self.keys, config.result_ttl_seconds)
-        self.model: ModelClient = model or _model_client(config, self.r)
+        self.model: ModelClient = model or model_client(config, self.r)
         if getattr(self.model, "stream", False):  # the answer's text to the task's event stream as it is written
             from agentfleet_runtime.answerstream import AnswerStreamer
 
@@ -203,7 +203,7 @@ class Worker:
         await self.fan_in.wait_for_tasks(task_ids, until)
 
 
-def _model_client(config: RuntimeConfig, redis: Any) -> ModelClient:
+def model_client(config: RuntimeConfig, redis: Any) -> ModelClient:
     """The sticky/failover routing client when the config has a modelRouting section, else one
     OpenAI-compatible endpoint."""
     m = config.model

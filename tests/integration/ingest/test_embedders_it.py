@@ -25,7 +25,7 @@ REFERENCE_SIMILARITY = np.array([[1.0, 0.6660, 0.1046], [0.6660, 1.0, 0.1411], [
 
 
 def test_fp32_graph_reproduces_sentence_transformers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from e2e.demo.installers import ensure_ingest_packages
+    from e2e.harness.installers import ensure_ingest_packages
 
     ensure_ingest_packages()
     monkeypatch.setenv("AGENTFLEET_CACHE_DIR", str(tmp_path))  # builds the graph from the weights, no cache

@@ -191,7 +191,7 @@ def test_drop_and_drop_missing(target: MilvusTarget) -> None:
 
 
 def test_unreachable_milvus_raises_the_retryable_error() -> None:
-    from e2e.demo.installers import free_port
+    from e2e.harness.ports import free_port
 
     dead = MilvusTarget(uri=f"http://127.0.0.1:{free_port()}", timeout=2)
     with pytest.raises(MilvusUnavailable) as err:
@@ -204,7 +204,7 @@ def test_server_going_away_mid_session_is_unavailable(target: MilvusTarget, milv
     import tempfile
     from pathlib import Path
 
-    from e2e.demo.installers import MilvusLiteServer
+    from e2e.harness.milvus import MilvusLiteServer
 
     own = MilvusLiteServer(Path(tempfile.mkdtemp()) / "data")
     own.wait_ready()

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from agentfleet_sim import FleetThread, start_fleet
-from e2e.demo.installers import ensure_redis_server
-from tests.integration.runtime.runtime_helpers import RedisServer
+from e2e.harness.installers import ensure_redis_server
+from e2e.harness.redis import RedisServer
 
 # Short, exact calls: 4 output tokens at 20 ms per decode step, so one call is ~0.1 s.
 FAST_ENGINE = {"output_length_mode": "max_tokens", "prefill_tokens_per_s": 200_000.0}

@@ -18,7 +18,7 @@ from agentfleet_runtime.routing.ratelimit import RateLimited, RedisRateLimiter, 
 from agentfleet_runtime.routing.settings import Endpoint, RateLimitSettings, Tier
 from agentfleet_runtime.routing.sources import StaticSource
 from agentfleet_sim import FleetThread
-from tests.integration.runtime.runtime_helpers import free_port
+from e2e.harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from runtime_helpers import Proc, RedisServer
 
-from e2e.demo.installers import ensure_redis_server
+from e2e.harness import milvus
+from e2e.harness.installers import ensure_redis_server
+from e2e.harness.procs import Proc
+from e2e.harness.redis import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -52,8 +54,5 @@ def procs() -> Iterator[list[Proc]]:
 @pytest.fixture(scope="session")
 def milvus_lite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Milvus Lite gRPC server (``python -m milvus_lite server``); installs milvus-lite if missing."""
-    from runtime_helpers import start_milvus_lite
-
-    proc, uri = start_milvus_lite(tmp_path_factory.mktemp("milvus"))
-    yield uri
-    proc.end()
+    with milvus.milvus_lite(tmp_path_factory.mktemp("milvus") / "data", ("milvus_lite",), start_seconds=90) as server:
+        yield server.uri

@@ -1,11 +1,9 @@
-"""Shared helpers of the runtime's integration tests (servers, processes, config, waiting)."""
+"""Shared helpers of the runtime's integration tests (config, tasks, waiting, subprocesses of the
+runtime); the servers and the process runner are e2e/harness's."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable
@@ -13,7 +11,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
 from agentfleet_contract.fleet_keys import Keys
 from agentfleet_contract.runtime_config import RuntimeConfig
 
@@ -22,8 +19,9 @@ from agentfleet_runtime.redis_client import connect
 from agentfleet_runtime.store import TaskStore
 from agentfleet_runtime.submission import Submission, new_task
 from agentfleet_runtime.types import Status
+from e2e.harness.ports import free_port
+from e2e.harness.procs import Proc
 
-ROOT = Path(__file__).resolve().parents[3]
 T = TypeVar("T")
 
 
@@ -34,99 +32,6 @@ def arun(coro: Awaitable[T], timeout: float = 120) -> T:
         return await asyncio.wait_for(coro, timeout)
 
     return asyncio.run(bounded())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RedisServer:
-    """One redis-server on 127.0.0.1 with AOF persistence in its own directory."""
-
-    def __init__(self, binary: str, directory: Path, port: int | None = None) -> None:
-        self.binary = binary
-        self.dir = directory
-        self.port = port or free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        args = [
-            self.binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.dir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--save",
-            "",
-            "--daemonize",
-            "no",
-            "--logfile",
-            str(self.dir / "redis.log"),
-            "--maxclients",
-            "10000",
-        ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}: {(self.dir / 'redis.log').read_text()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not answer PING within 15 s")
-
-    def stop(self, kill: bool = False) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            (self.proc.kill if kill else self.proc.terminate)()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-    def restart(self, kill: bool = False) -> None:
-        self.stop(kill=kill)
-        self.start()
-
-
-class Proc:
-    """A subprocess started by a test; always ended (kill) at teardown."""
-
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> None:
-        self.log = log
-        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-        # The project is installed editable in CI; the path makes a plain checkout work too.
-        path = os.pathsep.join([str(ROOT / "runtime"), str(ROOT / "operator"), os.environ.get("PYTHONPATH", "")])
-        self.proc = subprocess.Popen(args, env={**os.environ, "PYTHONPATH": path, **(env or {})}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def end(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 def make_config(redis_url: str, fleet: str, model_url: str = "http://127.0.0.1:9/v1", **over: Any) -> RuntimeConfig:
@@ -261,50 +166,6 @@ def start_worker(procs: list[Proc], config_path: Path, tmp: Path, name: str) -> 
     p = Proc([sys.executable, "-m", "agentfleet_runtime", "worker", "--config", str(config_path)], log=tmp / f"{name}.log")
     procs.append(p)
     return p
-
-
-def ensure_pip(module: str, requirement: str) -> None:
-    import importlib
-    import importlib.util
-
-    if importlib.util.find_spec(module) is not None:
-        return
-    last = ""
-    for _ in range(3):  # another pip run in the same venv may hold its lock for a moment
-        proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", requirement], capture_output=True, text=True, timeout=900)
-        if proc.returncode == 0:
-            break
-        last = proc.stdout[-2000:] + proc.stderr[-2000:]
-        time.sleep(5)
-    importlib.invalidate_caches()
-    if importlib.util.find_spec(module) is None:
-        pytest.fail(f"cannot install {requirement}:\n{last}")
-
-
-def start_milvus_lite(data: Path) -> tuple[Proc, str]:
-    ensure_pip("milvus_lite", "milvus-lite>=3.2")
-    from pymilvus import MilvusClient
-
-    port = free_port()
-    proc = Proc(
-        [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data / "data"), "--host", "127.0.0.1", "--port", str(port)], log=data / "milvus.log"
-    )
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            break
-        try:
-            probe = MilvusClient(uri=uri, timeout=5, dedicated=True)
-            probe.get_server_version(timeout=5)
-            probe.close()
-            return proc, uri
-        except Exception as e:  # not up yet
-            last = e
-            time.sleep(0.3)
-    proc.end()
-    pytest.fail(f"milvus-lite server did not come up on {uri}: {last}\n{(data / 'milvus.log').read_text(errors='replace')[-3000:]}")
 
 
 class Echo:

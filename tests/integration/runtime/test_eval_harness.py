@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from runtime_helpers import arun, environment, free_port, running_worker
-from test_runtime_retrieval_milvus import DIM, make_collection
+from runtime_helpers import arun, environment, running_worker
+from test_runtime_retrieval_milvus import DOCS
 
 from agentfleet.evaluation.cli import main as eval_main
 from agentfleet_runtime.api import TaskAPI
 from agentfleet_runtime.retrieval import Retriever
 from e2e import plinth
+from e2e.harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +49,8 @@ TASKS = [
 
 def test_eval_scores_planted_failures_through_the_task_api(milvus_lite, redis_server, fleet, tmp_path: Path):
     collection = "eval_" + fleet
-    make_collection(milvus_lite, collection)
+    # The real MiniLM encoder, as a fleet's retrieval runs it: the scored retrieval is real too.
+    plinth.make_collection(milvus_lite, collection, [(src, text, {"lang": lang}) for src, text, lang in DOCS])
     tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"topK": 1, "cacheTtlSeconds": 0}}]
     taskset = tmp_path / "tasks.jsonl"
     taskset.write_text("\n".join(json.dumps(t) for t in TASKS) + "\n")
@@ -57,7 +59,7 @@ def test_eval_scores_planted_failures_through_the_task_api(milvus_lite, redis_se
     async def body() -> int:
         async with environment(redis_server.url, fleet, tools=tools, api={"tokensFile": str(tmp_path / "tokens")}) as env:
             env.model.model.rules = RULES
-            retriever = Retriever(milvus_lite, collection, plinth.BagOfWords(DIM))
+            retriever = Retriever(milvus_lite, collection, plinth.encoder())
             runner = web.AppRunner(TaskAPI(env.config).app())
             await runner.setup()
             port = free_port()

@@ -12,11 +12,12 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from runtime_helpers import Echo, arun, free_port, make_config, running_worker
+from runtime_helpers import Echo, arun, make_config, running_worker
 
 from agentfleet_runtime.api import TaskAPI
 from agentfleet_runtime.config import RuntimeConfig
 from agentfleet_sim import FleetThread, start_fleet
+from e2e.harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 

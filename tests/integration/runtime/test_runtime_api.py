@@ -11,9 +11,10 @@ import aiohttp
 import pytest
 from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
-from runtime_helpers import Echo, arun, environment, free_port, running_worker
+from runtime_helpers import Echo, arun, environment, running_worker
 
 from agentfleet_runtime.api import TaskAPI
+from e2e.harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 TOKEN = "s3cret-token"

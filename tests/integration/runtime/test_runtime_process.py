@@ -11,7 +11,10 @@ import urllib.request
 import pytest
 import yaml
 from agentfleet_contract.runtime_config import RuntimeConfig
-from runtime_helpers import Proc, arun, free_port, start_effects, start_scripted_model, start_worker, store_for, submit, wait_ended
+from runtime_helpers import arun, start_effects, start_scripted_model, start_worker, store_for, submit, wait_ended
+
+from e2e.harness.ports import free_port, wait_http
+from e2e.harness.procs import Proc
 
 pytestmark = pytest.mark.integration
 
@@ -22,19 +25,6 @@ def get(url: str, timeout: float = 2) -> tuple[int, str]:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
-
-
-def wait_http(url: str, proc: Proc, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if get(url)[0] == 200:
-                return
-        except OSError:
-            pass
-        assert proc.alive(), proc.log.read_text()[-3000:]
-        time.sleep(0.1)
-    raise AssertionError(f"{url} not up: {proc.log.read_text()[-3000:]}")
 
 
 def test_sigterm_drains_and_metrics_are_exported(redis_server, fleet, tmp_path, procs):
@@ -54,7 +44,7 @@ def test_sigterm_drains_and_metrics_are_exported(redis_server, fleet, tmp_path, 
     path.write_text(yaml.safe_dump(doc))
     config = RuntimeConfig.model_validate(doc)
     w1 = start_worker(procs, path, tmp_path, "w1")
-    wait_http(f"http://127.0.0.1:{mport}/readyz", w1)
+    wait_http(f"http://127.0.0.1:{mport}/readyz", 30, w1, interval=0.1)
     assert get(f"http://127.0.0.1:{mport}/healthz")[0] == 200
 
     async def submit_all():
@@ -115,7 +105,7 @@ def test_api_process_serves_health_and_refuses_without_token(redis_server, fleet
     path.write_text(yaml.safe_dump({"fleet": fleet, "redisUrl": redis_server.url, "api": {"port": port, "tokensFile": str(tmp_path / "tokens")}}))
     api = Proc([sys.executable, "-m", "agentfleet_runtime", "api", "--config", str(path)], log=tmp_path / "api.log")
     procs.append(api)
-    wait_http(f"http://127.0.0.1:{port}/readyz", api)
+    wait_http(f"http://127.0.0.1:{port}/readyz", 30, api, interval=0.1)
     assert get(f"http://127.0.0.1:{port}/v1/deadletters")[0] == 401
     req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/deadletters", headers={"Authorization": "Bearer tok"})
     with urllib.request.urlopen(req, timeout=2) as r:

@@ -24,7 +24,7 @@ DOCS = [
 
 
 def make_collection(uri: str, name: str) -> None:
-    plinth.make_collection(uri, name, [(src, text, {"lang": lang}) for src, text, lang in DOCS], DIM)
+    plinth.make_collection(uri, name, [(src, text, {"lang": lang}) for src, text, lang in DOCS], plinth.BagOfWords(DIM))
 
 
 def test_retrieval_tool_on_milvus_lite_with_cache(milvus_lite, redis_server, fleet):

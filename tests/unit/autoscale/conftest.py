@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[3] / "e2e" / "bench" / "autoscale_bench.py"
-
 
 @pytest.fixture(scope="module")
 def bench() -> Any:
-    """e2e/bench/autoscale_bench.py, loaded as a module (it is a script, not a package)."""
-    spec = importlib.util.spec_from_file_location("autoscale_bench_under_test", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """The autoscale benchmark: its parts (e2e/bench/autoscale/) and its command line
+    (e2e/bench/autoscale_bench.py), as one namespace."""
+    from e2e.bench import autoscale_bench
+    from e2e.bench.autoscale import fleet, policies, report, run, workload
+
+    parts = (workload, fleet, policies, run, report, autoscale_bench)
+    return SimpleNamespace(**{k: v for m in parts for k, v in vars(m).items() if not k.startswith("__")})

@@ -14,6 +14,7 @@ from agentfleet.autoscale.workers import WorkerSignals, fleets_using
 from agentfleet.controllers import autoscaler
 from agentfleet.controllers.autoscaler import AutoscalerController, AutoscaleState
 from agentfleet.reconcile.events import EventRecorder
+from tests.builders import MRS
 from tests.unit.autoscale.test_autoscale_policy import gp
 
 SPEC: dict[str, Any] = {
@@ -336,7 +337,7 @@ def test_a_schedule_in_an_unknown_time_zone_is_one_warning_and_ignored() -> None
 def test_the_profile_configmap_is_owned_by_the_modelreplicaset() -> None:
     from agentfleet.controllers import demand
 
-    owner = {"apiVersion": "agentfleet.io/v1alpha1", "kind": "ModelReplicaSet", "metadata": {"name": "llama", "uid": "u1"}}
+    owner = MRS("llama").meta(uid="u1").obj()
     cm = demand.configmap(owner, "team-a", "llama-demand-profile", {"profile.json": "{}"})
     ref = cm["metadata"]["ownerReferences"][0]
     assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == ("ModelReplicaSet", "llama", "u1", True)

@@ -204,3 +204,39 @@ def test_watch_only_kinds_have_no_change_handlers() -> None:
     vi = kopf.Resource("agentfleet.io", "v1alpha1", "vectorindexes", kind="VectorIndex", namespaced=True)
     assert registry._changing.has_handlers(resource=vi)
     assert ("agentfleet.io/v1alpha1", "VectorIndex") not in WATCH_ONLY_KINDS
+
+
+def _started_identity(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> str:
+    """The identity kopf ends up with when the manager starts in a container whose uid has no
+    passwd entry (what containerd and CRI-O give a pod stating only runAsUser)."""
+    import getpass
+
+    from kopf._core.engines import peering
+
+    import agentfleet.manager as manager
+
+    def no_passwd_entry() -> str:
+        raise KeyError("getpwuid(): uid not found: 65532")
+
+    monkeypatch.setattr(getpass, "getuser", no_passwd_entry)
+    for var in ("POD_NAME", "POD_ID", "USER", "LOGNAME"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    seen: dict = {}
+    monkeypatch.setattr(manager.kopf, "run", lambda **kw: seen.update(kw))
+    assert manager.main([]) == 0
+    # kopf's own resolution (running.py): its default would ask getpass.getuser().
+    identity = seen.get("identity")
+    return identity if identity is not None else peering.detect_own_id(manual=False)
+
+
+def test_the_operator_starts_without_a_passwd_entry_named_by_its_pod(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _started_identity(monkeypatch, {"POD_NAME": "agentfleet-operator-7d9f-abcde"}) == "agentfleet-operator-7d9f-abcde"
+
+
+def test_the_operator_starts_without_a_passwd_entry_outside_a_pod(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import socket
+
+    assert _started_identity(monkeypatch, {}) == f"{socket.gethostname()}/{os.getpid()}"

@@ -1,15 +1,16 @@
-"""The evaluation fleet's objects: the example's VectorIndex and AgentFleet pointed at the manual."""
+"""The evaluation fleet's objects: the example's VectorIndex and AgentFleet pointed at each corpus."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from agentfleet_contract.agentfleet import AgentFleet
 from agentfleet_contract.vectorindex import VectorIndex
 
 from agentfleet.render import vectorindex as render
-from e2e.eval.corpus import MANUAL, with_manual_prompt, with_manual_source
+from e2e.eval.corpus import CORPORA, MANUAL, Corpus, with_manual_prompt, with_manual_source
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "agentfleet.yaml"
 
@@ -34,3 +35,23 @@ def test_manual_prompt_asks_to_cite_and_to_decline() -> None:
     prompt = got.spec.system_prompt.inline
     assert "PostgreSQL 15" in prompt and "cite" in prompt and "manual does not say" in prompt
     assert got.spec.tools == AgentFleet.model_validate(_example("AgentFleet")).spec.tools
+
+
+@pytest.mark.parametrize("corpus", CORPORA.values(), ids=list(CORPORA))
+def test_each_corpus_reads_its_debian_package_and_asks_to_cite_and_decline(corpus: Corpus) -> None:
+    vi = _example("VectorIndex")
+    got = VectorIndex.model_validate(corpus.with_source(vi))
+    assert got.metadata["name"] == vi["metadata"]["name"] and got.spec.collection == vi["spec"]["collection"]
+    assert got.spec.source.persistent_volume_claim.path == str(corpus.directory)
+    assert got.spec.source.revision == corpus.package
+    prompt = AgentFleet.model_validate(corpus.with_prompt(_example("AgentFleet"))).spec.system_prompt.inline
+    assert "cite" in prompt and "does not say" in prompt
+    assert corpus.tasks.is_file() and corpus.objects.parent == corpus.tasks.parent
+
+
+def test_the_python_corpus_is_html_pages_only() -> None:
+    """library/ holds the reference's pages and nothing else: no Sphinx sources (each page twice) or
+    scripts, which the package keeps in html/_sources and html/_static (python3.11-doc is installed
+    with apt-get when missing)."""
+    pages = list(CORPORA["python"].ensure().rglob("*"))
+    assert len(pages) > 300 and all(p.suffix == ".html" for p in pages if p.is_file())

@@ -18,7 +18,7 @@ from agentfleet.placement import (
     pod_gpus,
     requests_for,
 )
-from e2e.nodes import build_nodes, load_topology
+from e2e.harness.nodes import build_nodes, load_topology
 
 
 def k8s_node(name: str, gpus: int | str = 8, *, ready: str | None = "True", unschedulable: bool = False, taints=None, labels=None) -> dict:

@@ -26,6 +26,7 @@ from agentfleet.render import (
     spec_hash,
     vllm_args,
 )
+from tests.builders import Node
 
 ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = Path(__file__).parent / "golden"
@@ -172,7 +173,7 @@ def test_pods_request_their_share_and_are_pinned_to_the_plan() -> None:
     assert "agentfleet.io/serving" not in worker["metadata"]["labels"]
     assert "readinessProbe" not in worker["spec"]["containers"][0]
     # A pinned pod that is not bound yet still counts on its node for the next plan.
-    inv = inventory_from_k8s([{"metadata": {"name": "h100-b2-1"}, "status": {"allocatable": {"nvidia.com/gpu": "8"}}}], [worker])
+    inv = inventory_from_k8s([Node("h100-b2-1").obj()], [worker])
     assert inv[0].used == 8 and inv[0].held == {"serving/llama-405b-5c2b1-0": 8}
 
 

@@ -697,3 +697,44 @@ def test_a_json_schema_agent_without_tools_asks_for_and_stores_a_plain_answer(cl
     _, outcome = run(model, store, Tools(clock, schemas=()), settings=JSON_MODE)
     assert outcome == (Status.DONE, "final_answer")
     assert model.requests[0].response_format is None and store.finished["answer"] == "4"
+
+
+# -- a JSON decision never becomes the stored answer -----------------------------------------------
+CUT = '{"action": "answer", "answer": "The default is 5min (five minutes) and the checkpoint is spread'
+
+
+@pytest.mark.parametrize(
+    ("replies", "answer"),
+    [
+        # max_tokens cut both the reply and its repair: the answer's text so far is the answer.
+        ([CUT, CUT + ' over'], "The default is 5min (five minutes) and the checkpoint is spread over"),
+        # a cut inside an escape: the text up to it
+        (['{"action": "answer", "answer": "uses \\"fsync\\" and \\u00'] * 2, 'uses "fsync" and'),
+        # an empty answer, twice: no answer rather than the decision
+        (['{"action": "answer", "answer": " ", "sources": []}'] * 2, ""),
+        # the answer field without an action
+        (['{"answer": "replica", "sources": ["a.html"]}'] * 2, "replica"),
+        # the decision wrapped in the answer's own text
+        (['{"action": "answer", "answer": "{\\"action\\": \\"answer\\", \\"answer\\": \\"replica\\"}"}'], "replica"),
+    ],
+)
+def test_an_unusable_json_answer_is_stored_as_its_text(clock: Clock, replies: list[str], answer: str) -> None:
+    # Seen in an eval run: an answer stored as '{"action": "answer", "answer": ...}'. A reply the
+    # loop cannot read as a decision (cut off by max_tokens, an empty answer, no action) is
+    # repaired once; when the repair fails too, the task ends with the answer's text.
+    store, model = Store(clock), Model(clock, replies)
+    _, outcome = run(model, store, Tools(clock), settings=JSON_MODE)
+    assert outcome == (Status.DONE, "final_answer")
+    assert store.finished["answer"] == answer
+    assert '"action"' not in store.finished["answer"]
+
+
+def test_a_json_decision_written_unasked_is_stored_as_its_answer(clock: Clock) -> None:
+    # ToolCalls mode: nothing asked for a JSON decision, yet the model wrote one as its text. The
+    # answer is its text and sources; a JSON answer that is not a decision stays as written.
+    decision = '{"action": "answer", "answer": "replica", "sources": ["a.html"]}'
+    plain = '{"wal_level": "replica"}'
+    for reply, answer in ((decision, "replica\n\nSources: a.html"), (plain, plain)):
+        store = Store(clock)
+        _, outcome = run(Model(clock, [reply]), store, Tools(clock))
+        assert outcome == (Status.DONE, "final_answer") and store.finished["answer"] == answer

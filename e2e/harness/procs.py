@@ -1,6 +1,7 @@
-"""Local processes of the demo: started once, found again by their pid files, stopped by pid.
+"""Process runners: ``Proc``, one child of a test or bench that is always ended at teardown, and
+``Procs``, the demo's local processes: started once, found again by their pid files, stopped by pid.
 
-Each process has <dir>/<name>.json (pid, command, ports, the settings it was started with) and
+Each ``Procs`` process has <dir>/<name>.json (pid, command, ports, the settings it was started with) and
 <dir>/<name>.log. ``ensure`` reuses a live process started with the same settings and restarts
 one whose settings changed, so running the demo twice is cheap and never doubles a process.
 """
@@ -10,29 +11,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from e2e.harness.ports import free_port
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (an exited child not yet reaped does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -44,6 +35,52 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def terminate(proc: subprocess.Popen, timeout: float = 10, *, kill: bool = False) -> None:
+    """Ends a child: SIGTERM (SIGKILL with ``kill``), then SIGKILL if it is still running after
+    ``timeout`` seconds; reaped either way."""
+    if proc.poll() is not None:
+        return
+    (proc.kill if kill else proc.terminate)()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def log_tail(path: Path, lines: int = 40, title: str | None = None) -> str:
+    """The last ``lines`` lines of a log, headed by ``title`` when given, for a failure message."""
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError as e:
+        return f"(no {title or 'log'}: {e})"
+    head = f"--- {title} {path} (last {lines} lines)\n" if title else ""
+    return head + "\n".join(text[-lines:])
+
+
+class Proc:
+    """A subprocess started by a test or bench; always ended (kill) at teardown."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> None:
+        self.log = log
+        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+        # The project is installed editable in CI; the path makes a plain checkout work too.
+        path = os.pathsep.join([str(ROOT / "runtime"), str(ROOT / "operator"), os.environ.get("PYTHONPATH", "")])
+        env = {**os.environ, "PYTHONPATH": path, **(env or {})}
+        self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    running = alive  # as ports.wait_http watches a server
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
+
+    def end(self, kill: bool = True) -> None:
+        terminate(self.proc, 30, kill=kill)
 
 
 class Procs:
@@ -64,7 +101,7 @@ class Procs:
             meta = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
-        if _alive(int(meta["pid"])):
+        if alive(int(meta["pid"])):
             return meta
         path.unlink(missing_ok=True)
         return None
@@ -124,7 +161,7 @@ class Procs:
             return False
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not alive(pid):
                 break
             try:
                 os.waitpid(pid, os.WNOHANG)  # our own child: reap it
@@ -143,10 +180,7 @@ class Procs:
         return True
 
     def tail(self, name: str, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path(name).read_text(errors="replace").splitlines()[-lines:])
-        except OSError as e:
-            return f"(no log: {e})"
+        return log_tail(self.log_path(name), lines)
 
 
 def route_local(ip: str, routes: Path) -> str | None:

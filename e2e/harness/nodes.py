@@ -2,8 +2,8 @@
 """Generate simulated (kwok-managed) Kubernetes Node objects from a topology file.
 
 Usage:
-    python3 e2e/nodes.py [TOPOLOGY]            # prints a v1 List (JSON) of Nodes
-    python3 e2e/nodes.py [TOPOLOGY] --names    # prints one node name per line
+    python3 e2e/harness/nodes.py [TOPOLOGY]            # prints a v1 List (JSON) of Nodes
+    python3 e2e/harness/nodes.py [TOPOLOGY] --names    # prints one node name per line
 
 TOPOLOGY defaults to $AGENTFLEET_TOPOLOGY or e2e/topology.yaml; see that file
 for the format.  Importable: ``load_topology(path)`` and ``build_nodes(topo)``
@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml  # PyYAML; e2e/cluster.sh installs it when missing
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_TOPOLOGY = HERE / "topology.yaml"
+DEFAULT_TOPOLOGY = HERE.parent / "topology.yaml"
 
 # The kwok controller started by e2e/cluster.sh manages nodes with this annotation.
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")

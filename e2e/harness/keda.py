@@ -29,25 +29,20 @@ import base64
 import json
 import os
 import random
-import socket
 import subprocess
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from e2e.harness.ports import free_port, http_ok
+from e2e.harness.procs import log_tail, terminate
+
 APISERVICE = "v1beta1.external.metrics.k8s.io"
 SERVICE = "keda-metrics-apiserver"
 E2E_LABEL = {"agentfleet.io/e2e": "keda"}
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def _openssl(*args: str) -> None:
@@ -116,20 +111,10 @@ class KedaProcess:
         return self.proc.poll() is None
 
     def tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError as e:
-            return f"(no {self.name} log: {e})"
-        return f"--- {self.name} log {self.log_path} (last {lines} lines)\n" + "\n".join(text[-lines:])
+        return log_tail(self.log_path, lines, f"{self.name} log")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc, 15)
 
 
 class Keda:
@@ -196,7 +181,7 @@ class Keda:
                 self.dir / "keda-adapter.log",
             )
         )
-        self._wait(lambda: self._http_ok(f"http://127.0.0.1:{probe_port}/readyz"), timeout, "keda-operator /readyz")
+        self._wait(lambda: http_ok(f"http://127.0.0.1:{probe_port}/readyz"), timeout, "keda-operator /readyz")
         self._register(adapter_port)
         self._wait(self.available, timeout, f"APIService {APISERVICE} Available")
         return self
@@ -279,14 +264,6 @@ class Keda:
         return list(json.loads(self.cluster.run("get", "--raw", path).stdout).get("items", []))
 
     # --- helpers ---
-
-    @staticmethod
-    def _http_ok(url: str) -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (127.0.0.1 only)
-                return resp.status == 200
-        except OSError:
-            return False
 
     def _wait(self, predicate: Any, timeout: float, desc: str) -> None:
         deadline = time.monotonic() + timeout

@@ -14,22 +14,23 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from e2e import nodes as node_topology
+from e2e.harness import nodes as node_topology
+from e2e.harness.ports import free_port
+from e2e.harness.procs import log_tail, terminate
 
-E2E_DIR = Path(__file__).resolve().parent
-ROOT = E2E_DIR.parent
+ROOT = Path(__file__).resolve().parents[2]
 POOL_LABEL = "agentfleet.io/e2e-pool"
 H100 = "NVIDIA-H100-80GB-HBM3"
 L4 = "NVIDIA-L4"
@@ -45,12 +46,6 @@ def install_crds(cluster) -> None:
     cluster.wait_for(lambda: cluster.run("get", "mrs", "-A", check=False).returncode == 0, timeout=30, desc="discovery of ModelReplicaSet")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class OperatorProcess:
     """`python -m agentfleet.manager` with the cluster's kubeconfig; its log goes to a file."""
 
@@ -63,7 +58,7 @@ class OperatorProcess:
 
     def start(self, timeout: float = 60) -> None:
         assert self.proc is None or self.proc.poll() is not None, "operator already running"
-        port = _free_port()
+        port = free_port()
         env = self.cluster.env()
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "operator"), env.get("PYTHONPATH")]))
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -96,24 +91,15 @@ class OperatorProcess:
             self.proc.wait(10)
 
     def stop(self, timeout: float = 15) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc:
+            terminate(self.proc, timeout)
 
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def tail(self, lines: int = 60) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError as e:
-            return f"(no operator log: {e})"
-        return f"--- operator log {self.log_path} (last {lines} lines)\n" + "\n".join(text[-lines:])
+        return log_tail(self.log_path, lines, "operator log")
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +202,15 @@ def eventually(cluster, op: OperatorProcess | None, predicate: Callable[[], Any]
         return cluster.wait_for(predicate, timeout=timeout, interval=interval, desc=desc)
     except pytest.fail.Exception as e:
         raise pytest.fail.Exception(f"{e}\n{op.tail() if op else ''}", pytrace=False) from None
+
+
+@contextmanager
+def running_operator(cluster, *args: str, name: str = "bench-operator") -> Iterator[OperatorProcess]:
+    """For a bench: the CRDs installed and the operator running with ``args`` until the block ends."""
+    install_crds(cluster)
+    op = OperatorProcess(cluster, args=args, name=name)
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()

@@ -4,7 +4,7 @@ podman, the way a kubelet would run it, as far as one machine without a kubelet 
 - ``command``/``args`` as given (``command[0]`` is the entrypoint), ``env`` values, ``fieldRef``
   (namespace, name, completion index) and ``secretKeyRef`` (read from the cluster);
 - the container's ``securityContext``: ``runAsUser``/``runAsGroup`` (or the pod's) as
-  ``--user``, ``readOnlyRootFilesystem`` as ``--read-only`` *without* podman's default tmpfs on
+  ``--user`` with no passwd entry added for it (``--passwd=false``, as on containerd and CRI-O), ``readOnlyRootFilesystem`` as ``--read-only`` *without* podman's default tmpfs on
   /tmp, /var/tmp and /run (``--read-only-tmpfs=false``), so that only the pod's ``emptyDir`` mounts
   (tmpfs) are writable; ``capabilities.drop: [ALL]`` and ``allowPrivilegeEscalation: false``;
 - ``configMap``/``secret`` volumes as read-only bind mounts of files written from the cluster's
@@ -21,8 +21,6 @@ import base64
 import json
 import subprocess
 import tempfile
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -114,7 +112,9 @@ class Container:
 
     def flags(self) -> list[str]:
         sc = {**(self.pod.get("securityContext") or {}), **(self.spec.get("securityContext") or {})}
-        flags = ["--name", self.name, "--network", "host", "--pull", "never", *ULIMITS]
+        # --passwd=false: podman by default adds a passwd entry for the --user uid, which a kubelet's
+        # containerd or CRI-O never does; that hid an operator that crash-looped on every real node.
+        flags = ["--name", self.name, "--network", "host", "--pull", "never", "--passwd=false", *ULIMITS]
         flags += ["--user", f"{sc['runAsUser']}:{sc.get('runAsGroup', sc['runAsUser'])}"]
         if sc.get("readOnlyRootFilesystem"):
             flags += ["--read-only", "--read-only-tmpfs=false"]
@@ -182,19 +182,3 @@ class Container:
 
     def stop(self) -> None:
         podman("rm", "-f", "-t", "10", self.name, check=False, timeout=60)
-
-
-def wait_http(url: str, timeout: float, container: Container | None = None, status: int = 200) -> bytes:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 - 127.0.0.1 only
-                if resp.status == status:
-                    return resp.read()
-        except OSError as e:
-            last = e
-        if container is not None and not container.running():
-            raise AssertionError(f"{container.name} exited:\n{container.logs()[-4000:]}")
-        time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer {status} within {timeout}s ({last})" + (f"\n{container.logs()[-4000:]}" if container else ""))

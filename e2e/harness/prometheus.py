@@ -1,0 +1,116 @@
+"""A private Prometheus on 127.0.0.1: Debian's ``prometheus`` package (installed when missing),
+a temporary config that scrapes the given targets every second, stopped and removed by ``stop``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e.harness.installers import ensure_prometheus
+from e2e.harness.ports import free_port
+from e2e.harness.procs import terminate
+
+
+class PrometheusServer:
+    """A private Prometheus on 127.0.0.1 scraping ``targets`` (host:port) every second."""
+
+    def __init__(self, targets: list[str], scrape_interval: str = "1s", job: str = "sim", file_sd: Path | None = None) -> None:
+        """``file_sd``: also discover targets (with their labels) from this JSON file, re-read on
+        change - how a test stands in for Kubernetes service discovery of pods that come and go."""
+        self.targets = targets
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._dir = Path(tempfile.mkdtemp(prefix="agentfleet-prom-"))
+        scrape: dict[str, Any] = {"job_name": job, "scrape_interval": scrape_interval}
+        if targets or file_sd is None:
+            scrape["static_configs"] = [{"targets": targets}]
+        if file_sd is not None:
+            scrape["file_sd_configs"] = [{"files": [str(file_sd)], "refresh_interval": "1s"}]
+        config = {
+            "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+            "scrape_configs": [scrape],
+        }
+        # JSON is valid YAML: no YAML dependency needed here.
+        (self._dir / "prometheus.yml").write_text(json.dumps(config))
+        self._log = open(self._dir / "prometheus.log", "wb")  # closed in stop()
+        self._proc = subprocess.Popen(
+            [
+                ensure_prometheus(),
+                f"--config.file={self._dir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self._dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=1h",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"prometheus exited with {self._proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"prometheus not ready after {timeout}s:\n{self.log_tail()}")
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """Instant query; returns the result vector (``[{"metric": {...}, "value": [ts, "v"]}]``)."""
+        url = self.url + "/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            body = json.load(resp)
+        if body.get("status") != "success":
+            raise RuntimeError(f"query failed: {body}")
+        return list(body["data"]["result"])
+
+    def wait_for(self, promql: str, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 30.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        result: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            result = self.query(promql)
+            if predicate(result):
+                return result
+            time.sleep(0.5)
+        raise TimeoutError(f"{promql!r} never satisfied the check; last result {result}")
+
+    def log_tail(self, n: int = 4000) -> str:
+        self._log.flush()
+        return (self._dir / "prometheus.log").read_bytes()[-n:].decode(errors="replace")
+
+    def stop(self) -> None:
+        terminate(self._proc)
+        self._log.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+@pytest.fixture
+def prometheus_server() -> Iterator[Callable[[list[str]], PrometheusServer]]:
+    """Factory: ``prom = prometheus_server(["127.0.0.1:18000", ...])``; stopped at teardown."""
+    started: list[PrometheusServer] = []
+
+    def start(targets: list[str], scrape_interval: str = "1s") -> PrometheusServer:
+        server = PrometheusServer(targets, scrape_interval)
+        started.append(server)
+        server.wait_ready()
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
