@@ -27,6 +27,8 @@ bash e2e/thirdparty.sh keda-fetch >"$keda_fetch_log" 2>&1 &
 keda_fetch_pid=$!
 echo "== control plane binaries (built once, cached)"
 bash e2e/cluster.sh build
+echo "== the real node's containerd and pause image (built once, cached)"
+bash e2e/cluster.sh build-node
 echo "== helm (built once, cached)"
 bash e2e/helm.sh
 echo "== llama-server and the CPU agent model (built/fetched once, cached; the real-agent integration tests)"

@@ -1,0 +1,209 @@
+"""The real node's two network services, run by e2e/cluster.sh beside the kubelet.
+
+The control plane listens on 127.0.0.1 of the machine; the real node, its pods and its Services live in a
+private network namespace. One process bridges the two, with sockets made inside the namespace
+(``setns`` on the creating thread) and connections made outside it:
+
+- **the apiserver's advertised address**: TCP on the node gateway's address and the apiserver's port,
+  inside the namespace, forwarded to 127.0.0.1 outside. The apiserver advertises that address, so the
+  ``kubernetes`` Service's endpoint is reachable from the kubelet, kube-proxy and pods;
+- **cluster DNS**: UDP port 53 on the same address answers ``<service>.<namespace>.svc.<domain>`` with the
+  Service's ClusterIP (a headless Service: its ready endpoints) and ``<hostname>.<subdomain>.<namespace>.svc``
+  with the pod's IP, from the API (re-listed at most every 0.2 s on a miss). Names outside the cluster
+  domain get NXDOMAIN: the namespace has no way out. The kubelet's ``clusterDNS`` points pods here.
+
+Tests reach Services the same way: :func:`connect_in_netns` opens a TCP connection from inside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import socket
+import ssl
+import struct
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+_setns_lock = threading.Lock()
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+@contextlib.contextmanager
+def in_netns(path: str) -> Iterator[None]:
+    """Runs the block's socket creation in the network namespace at PATH (this thread only)."""
+    with _setns_lock, open("/proc/thread-self/ns/net") as home, open(path) as target:
+        _setns(target.fileno())
+        try:
+            yield
+        finally:
+            _setns(home.fileno())
+
+
+def connect_in_netns(path: str, host: str, port: int, timeout: float = 10.0) -> socket.socket:
+    """A TCP connection from inside the namespace at PATH (e.g. to a Service's ClusterIP)."""
+    with in_netns(path):
+        return socket.create_connection((host, port), timeout=timeout)
+
+
+# --------------------------------------------------------------------------
+# the apiserver forward
+# --------------------------------------------------------------------------
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            writer.close()
+
+
+async def _forward(target: tuple[str, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        up_reader, up_writer = await asyncio.open_connection(*target)
+    except OSError:
+        writer.close()
+        return
+    await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+
+# --------------------------------------------------------------------------
+# cluster DNS
+# --------------------------------------------------------------------------
+class Names:
+    """Cluster names to IPv4 addresses, listed from the API."""
+
+    def __init__(self, api: str, ctx: ssl.SSLContext, domain: str) -> None:
+        self.api, self.ctx, self.domain = api, ctx, domain.strip(".").lower()
+        self.records: dict[str, list[str]] = {}
+        self.listed_at = 0.0
+
+    def _get(self, path: str) -> list[dict]:
+        with urllib.request.urlopen(self.api + path, context=self.ctx, timeout=5) as resp:
+            return json.load(resp)["items"]
+
+    def refresh(self) -> None:
+        records: dict[str, list[str]] = {}
+        headless: dict[tuple[str, str], list[str]] = {}
+        for svc in self._get("/api/v1/services"):
+            meta, spec = svc["metadata"], svc.get("spec", {})
+            name = f"{meta['name']}.{meta['namespace']}.svc.{self.domain}"
+            if spec.get("clusterIP") and spec["clusterIP"] != "None":
+                records[name] = [spec["clusterIP"]]
+            else:
+                headless[(meta["namespace"], meta["name"])] = records.setdefault(name, [])
+        for pod in self._get("/api/v1/pods?fieldSelector=status.phase%3DRunning"):
+            meta, spec, status = pod["metadata"], pod.get("spec", {}), pod.get("status", {})
+            ip, sub = status.get("podIP"), spec.get("subdomain")
+            if not ip or not sub:
+                continue
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
+            records[f"{spec.get('hostname', meta['name'])}.{sub}.{meta['namespace']}.svc.{self.domain}"] = [ip]
+            if ready and (meta["namespace"], sub) in headless:
+                headless[(meta["namespace"], sub)].append(ip)
+        self.records, self.listed_at = records, time.monotonic()
+
+    def lookup(self, name: str) -> list[str] | None:
+        """Addresses for NAME, [] for a name that exists with none, None for NXDOMAIN."""
+        name = name.strip(".").lower()
+        if not (name == self.domain or name.endswith("." + self.domain)):
+            return None
+        if name not in self.records and time.monotonic() - self.listed_at > 0.2:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                self.refresh()
+        return self.records.get(name)
+
+
+def _qname(packet: bytes, pos: int) -> tuple[str, int]:
+    labels = []
+    while True:
+        n = packet[pos]
+        if n == 0:
+            return ".".join(labels), pos + 1
+        if n & 0xC0:
+            raise ValueError("compressed name in a question")
+        labels.append(packet[pos + 1 : pos + 1 + n].decode("ascii", "replace"))
+        pos += 1 + n
+
+
+def answer(packet: bytes, names: Names) -> bytes | None:
+    """The reply to one DNS query packet (A records only; other types get an empty answer)."""
+    if len(packet) < 12:
+        return None
+    qid, flags, qdcount = struct.unpack("!HHH", packet[:6])
+    if flags & 0x8000 or qdcount != 1:
+        return None
+    try:
+        name, end = _qname(packet, 12)
+        qtype, _ = struct.unpack("!HH", packet[end : end + 4])
+    except (ValueError, IndexError, struct.error):
+        return struct.pack("!HHHHHH", qid, 0x8001, 0, 0, 0, 0)  # FORMERR
+    question = packet[12 : end + 4]
+    addrs = names.lookup(name)
+    rcode = 3 if addrs is None else 0
+    rrs = b""
+    if addrs and qtype in (1, 255):
+        for a in addrs:
+            rrs += b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 5, 4) + socket.inet_aton(a)
+    count = len(addrs) if rrs else 0
+    return struct.pack("!HHHHHH", qid, 0x8180 | 0x0400 | rcode, 1, count, 0, 0) + question + rrs
+
+
+class _DNS(asyncio.DatagramProtocol):
+    def __init__(self, names: Names) -> None:
+        self.names = names
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        reply = answer(data, self.names)
+        if reply is not None:
+            self.transport.sendto(reply, addr)  # type: ignore[attr-defined]
+
+
+async def serve(args: argparse.Namespace) -> None:
+    with in_netns(args.netns):
+        tcp = socket.create_server((args.address, args.apiserver_port), reuse_port=False)
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind((args.address, 53))
+    ctx = ssl.create_default_context(cafile=args.ca)
+    ctx.load_cert_chain(args.cert, args.key)
+    names = Names(f"https://127.0.0.1:{args.apiserver_port}", ctx, args.domain)
+    loop = asyncio.get_running_loop()
+    await loop.create_datagram_endpoint(lambda: _DNS(names), sock=udp)
+    server = await asyncio.start_server(lambda r, w: _forward(("127.0.0.1", args.apiserver_port), r, w), sock=tcp)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--netns", required=True, help="path of the node's network namespace (/var/run/netns/NAME)")
+    p.add_argument("--address", required=True, help="the node gateway's address inside the namespace")
+    p.add_argument("--apiserver-port", type=int, required=True, help="the apiserver's port on 127.0.0.1")
+    p.add_argument("--domain", default="cluster.local", help="the cluster DNS domain")
+    p.add_argument("--ca", required=True, help="the cluster CA (to list Services and pods)")
+    p.add_argument("--cert", required=True, help="a client certificate allowed to list Services and pods")
+    p.add_argument("--key", required=True, help="its key")
+    asyncio.run(serve(p.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,511 @@
+"""The product on the real node: containers run by containerd under a kubelet, not kwok's Running.
+
+e2e/cluster.sh starts one real node beside the kwok GPU nodes (kubelet, kube-proxy and containerd in
+a private network namespace, tainted so that only pods which ask for it run there). A namespace asks
+for it with the PodNodeSelector and PodTolerationRestriction annotations (:func:`confine`), so the
+chart and every pod the operator renders run unchanged. Here:
+
+- the chart, installed with helm (the project image imported into the node's containerd), runs the
+  operator as a pod that reaches the API through the ``kubernetes`` Service and reconciles;
+- an AgentFleet's Redis (a StatefulSet on a local PersistentVolume), task API and workers, and a
+  ModelReplicaSet's replica (the project image whose ``vllm`` is the simulator: e2e/node/vllm-sim)
+  run as real pods with the kubelet's probes, securityContext and limits; tasks submitted through
+  the task API's Service complete, and ``kubectl get agentfleets`` fills its columns from the pods;
+- faults on those pods: a worker killed mid-task, the Redis pod deleted, the kubelet restarted.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentfleet.render.agentfleet import (
+    API_PORT,
+    COMPONENT_LABEL,
+    FLEET_LABEL,
+    TOKEN_KEY,
+    api_name,
+    api_token_secret_name,
+)
+from e2e.harness import nodes as node_topology
+from e2e.harness.nodenet import connect_in_netns
+from e2e.test_chart import CHART, helm, run_helm  # noqa: F401 - helm is a fixture
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE_DIR = ROOT / "e2e" / "node"
+REAL_NODE_LABEL = "agentfleet.io/real-node"  # e2e/cluster.sh: the real node's label and taint
+H100 = "NVIDIA-H100-80GB-HBM3"
+GPUS = 4  # patched into the real node's status: GPU-requesting pods then run there on CPU
+
+
+def _run(*cmd: str, timeout: float = 1800, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        pytest.fail(
+            f"{' '.join(cmd[:4])} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}",
+            pytrace=False,
+        )
+    return proc.stdout
+
+
+def build_image(containerfile: str, base: str, repo: str, *files: str) -> str:
+    """`buildah build` of e2e/node/CONTAINERFILE on BASE, tagged by a hash of its inputs (cached)."""
+    digest = hashlib.sha256(base.encode())
+    for f in (containerfile, *files):
+        digest.update(f.encode() + (NODE_DIR / f).read_bytes())
+    ref = f"{repo}:{digest.hexdigest()[:16]}"
+    if subprocess.run(["podman", "image", "exists", ref]).returncode != 0:
+        _run(
+            "buildah",
+            "build",
+            "--isolation",
+            "chroot",
+            "--build-arg",
+            f"BASE={base}",
+            "-t",
+            ref,
+            "-f",
+            str(NODE_DIR / containerfile),
+            str(NODE_DIR),
+        )
+    return ref
+
+
+def confine(cluster, ns: str) -> None:
+    """Every pod of NS runs on the real node: the namespace's node selector and default toleration."""
+    toleration = [{"key": REAL_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}]
+    cluster.run(
+        "annotate",
+        "namespace",
+        ns,
+        f"scheduler.alpha.kubernetes.io/node-selector={REAL_NODE_LABEL}=true",
+        f"scheduler.alpha.kubernetes.io/defaultTolerations={json.dumps(toleration)}",
+    )
+
+
+def new_namespace(cluster, prefix: str) -> str:
+    ns = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    cluster.run("create", "namespace", ns)
+    cluster.run("label", "namespace", ns, "agentfleet.io/e2e=true")
+    confine(cluster, ns)
+    cluster.wait_for(
+        lambda: cluster.run("-n", ns, "get", "serviceaccount", "default", check=False).returncode == 0,
+        timeout=30,
+        desc=f"{ns}'s ServiceAccount",
+    )
+    return ns
+
+
+def pods(cluster, ns: str, selector: str) -> list[dict]:
+    return [
+        p
+        for p in cluster.json("-n", ns, "get", "pods", "-l", selector)["items"]
+        if not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+def ready(p: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+
+
+def on_real_node(p: dict, node: str) -> None:
+    """The pod runs on the real node in containers containerd started (kwok's pods have no container ids)."""
+    assert p["spec"]["nodeName"] == node, (p["metadata"]["name"], p["spec"].get("nodeName"))
+    for cs in p["status"].get("containerStatuses", []):
+        assert cs.get("containerID", "").startswith("containerd://"), cs
+
+
+class ServiceClient:
+    """HTTP to a Service's ClusterIP from inside the node's network namespace (kube-proxy's rules)."""
+
+    def __init__(self, netns: str, ip: str, port: int) -> None:
+        self.netns, self.ip, self.port = netns, ip, port
+
+    def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        conn = http.client.HTTPConnection(self.ip, self.port, timeout=15)
+        conn.sock = connect_in_netns(self.netns, self.ip, self.port)
+        data = json.dumps(body).encode() if body is not None else None
+        conn.request(method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
+        resp = conn.getresponse()
+        raw = resp.read()
+        conn.close()
+        try:
+            return resp.status, json.loads(raw)
+        except ValueError:
+            return resp.status, raw.decode(errors="replace")
+
+
+# --------------------------------------------------------------------------------------------------
+# fixtures
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def node(cluster) -> dict[str, Any]:
+    info = cluster.info.get("real_node")
+    if not info:
+        pytest.fail("the cluster has no real node (AGENTFLEET_REAL_NODE=0?): this tier needs one", pytrace=False)
+    cluster.wait_for(
+        lambda: any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in cluster.json("get", "node", info["name"])["status"]["conditions"]
+        ),
+        timeout=120,
+        desc="the real node Ready",
+    )
+    return info
+
+
+@pytest.fixture(scope="module")
+def images(cluster, node) -> dict[str, str]:
+    """The project image (e2e/image.sh), the CPU engine and Redis images on it, imported into the node."""
+    timeout = float(os.environ.get("AGENTFLEET_IMAGE_BUILD_TIMEOUT_S", "3600"))
+    project = _run("bash", str(ROOT / "e2e" / "image.sh"), "build", timeout=timeout).strip().splitlines()[-1]
+    base = _run("bash", str(ROOT / "e2e" / "image.sh"), "base", timeout=timeout).strip().splitlines()[-1]
+    refs = {
+        "project": project,
+        "engine": build_image("engine.Containerfile", project, "localhost/agentfleet-engine-sim", "vllm-sim"),
+        "redis": build_image("redis.Containerfile", base, "localhost/agentfleet-redis"),
+    }
+    env = {**os.environ, **cluster.env()}
+    _run("bash", str(ROOT / "e2e" / "cluster.sh"), "import", *refs.values(), timeout=900, env=env)
+    return refs
+
+
+def local_volume(cluster, node: dict, name: str, size: str = "20Gi") -> None:
+    """A PersistentVolume in a directory of the node (no provisioner here), for one claim to bind."""
+    path = Path(node["volumes"]) / name
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o777)  # the claimant's uid (Redis: 999) writes there; hostPath gets no fsGroup
+    pv = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name, "labels": {"agentfleet.io/e2e": "true"}},
+        "spec": {
+            "capacity": {"storage": size},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Delete",
+            "storageClassName": "",
+            "hostPath": {"path": str(path), "type": "Directory"},
+        },
+    }
+    cluster.apply(pv)
+
+
+@pytest.fixture(scope="module")
+def operator(cluster, node, images, helm) -> Iterator[dict[str, str]]:  # noqa: F811 - helm is a fixture
+    """The chart installed unchanged by helm into a namespace on the real node, serving the fleet's."""
+    ns = new_namespace(cluster, "af-real-op")
+    fleet_ns = new_namespace(cluster, "af-real")
+    repo, tag = images["project"].rsplit(":", 1)
+    release = "af"
+    env = {**os.environ, **cluster.env()}
+    sets = [
+        f"image.repository={repo}",
+        f"image.tag={tag}",
+        "image.pullPolicy=Never",
+        f"operator.watchNamespaces={{{fleet_ns}}}",
+        "operator.resources.requests.cpu=100m",
+    ]
+    # Earlier tests of the session may have applied the CRDs without helm: helm would refuse to adopt them.
+    if cluster.run("get", "crd", "agentfleets.agentfleet.io", check=False).returncode == 0:
+        sets.append("crds.install=false")
+    args = [
+        helm,
+        "install",
+        release,
+        str(CHART),
+        "--namespace",
+        ns,
+        "--kubeconfig",
+        cluster.info["kubeconfig"],
+        "--wait",
+        "--timeout",
+        "300s",
+    ]
+    for s in sets:
+        args += ["--set", s]
+    t0 = time.monotonic()
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=400, env={**env, **helm_home()})
+    if proc.returncode != 0:
+        dump(cluster, ns)
+        pytest.fail(f"helm install failed:\n{proc.stdout}\n{proc.stderr}", pytrace=False)
+    print(f"helm install --wait: {time.monotonic() - t0:.1f}s")
+    yield {"ns": ns, "fleet_ns": fleet_ns, "release": release}
+    subprocess.run(
+        [helm, "uninstall", release, "--namespace", ns, "--kubeconfig", cluster.info["kubeconfig"], "--wait"],
+        capture_output=True,
+        timeout=300,
+        env={**env, **helm_home()},
+    )
+    for n in (fleet_ns, ns):
+        cluster.run("delete", "namespace", n, "--wait=false", "--ignore-not-found", check=False)
+
+
+def helm_home() -> dict[str, str]:
+    return {
+        "HELM_CACHE_HOME": "/tmp/agentfleet-helm/cache",
+        "HELM_CONFIG_HOME": "/tmp/agentfleet-helm/config",
+        "HELM_DATA_HOME": "/tmp/agentfleet-helm/data",
+    }
+
+
+def dump(cluster, ns: str) -> None:
+    print(cluster.run("-n", ns, "get", "pods,events", "-o", "wide", check=False).stdout[-6000:])
+
+
+def gpu_node(cluster, node: dict) -> None:
+    """The real node as a GPU node: the labels the placement reads and GPU capacity in its status."""
+    want = node_topology.build_nodes(
+        {
+            "pools": [
+                {
+                    "name": "real",
+                    "count": 1,
+                    "namePrefix": "real-",
+                    "zone": "zone-a",
+                    "region": "e2e",
+                    "cpu": "2",
+                    "memory": "8Gi",
+                    "pods": 110,
+                    "gpu": {"count": GPUS, "product": H100, "memoryMiB": 81559, "family": "sim"},
+                }
+            ]
+        }
+    )[0]
+    labels = {k: v for k, v in want["metadata"]["labels"].items() if not k.startswith("kubernetes.io/hostname")}
+    cluster.run("label", "node", node["name"], "--overwrite", *[f"{k}={v}" for k, v in labels.items()])
+    patch = {"status": {"capacity": {"nvidia.com/gpu": str(GPUS)}, "allocatable": {"nvidia.com/gpu": str(GPUS)}}}
+    cluster.run("patch", "node", node["name"], "--subresource=status", "--type=merge", "-p", json.dumps(patch))
+
+
+@pytest.fixture(scope="module")
+def fleet(cluster, node, images, operator) -> dict[str, Any]:
+    """A ModelReplicaSet (the simulator) and an AgentFleet with its own Redis, all on the real node."""
+    ns = operator["fleet_ns"]
+    gpu_node(cluster, node)
+    local_volume(cluster, node, f"{ns}-redis")
+    real = {
+        "nodeSelector": {REAL_NODE_LABEL: "true"},
+        "tolerations": [{"key": REAL_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
+    }
+    cluster.apply(
+        {
+            "apiVersion": "agentfleet.io/v1alpha1",
+            "kind": "ModelReplicaSet",
+            "metadata": {"name": "sim"},
+            "spec": {
+                "model": {"name": "meta-llama/Llama-3.1-8B-Instruct", "servedName": "sim"},
+                "engine": {
+                    "image": images["engine"],
+                    "cpu": "100m",
+                    "memory": "256Mi",
+                    "shmSize": "64Mi",
+                    "modelCache": {"sizeLimit": "1Gi"},
+                    # e2e/node/vllm-sim: every call takes 2 s more, so faults meet tasks mid-flight
+                    "env": [{"name": "AGENTFLEET_SIM_ADDED_LATENCY_S", "value": "2"}],
+                },
+                "gpu": {"product": H100},
+                "placement": real,
+                "replicas": 1,
+            },
+        },
+        ns,
+    )
+    cluster.apply(
+        {
+            "apiVersion": "agentfleet.io/v1alpha1",
+            "kind": "AgentFleet",
+            "metadata": {"name": "support"},
+            "spec": {
+                "modelRef": {"name": "sim"},
+                "image": images["project"],
+                "workers": {"replicas": 2, "concurrency": 8, "cpu": "100m", "memory": "256Mi"},
+                "budgets": {"maxSteps": 4, "timeoutSeconds": 300},
+                # a crashed worker's tasks are reclaimed after 5 s (default 60)
+                "retry": {"visibilityTimeoutSeconds": 5},
+                "redis": {"deploy": {"image": images["redis"], "memory": "128Mi", "storageSize": "1Gi"}},
+            },
+        },
+        ns,
+    )
+    return {"ns": ns, "name": "support"}
+
+
+def fleet_api(cluster, node: dict, fleet: dict) -> tuple[ServiceClient, str]:
+    """The task API's Service (its ClusterIP, through kube-proxy) and a bearer token the operator wrote."""
+    ns, name = fleet["ns"], fleet["name"]
+    ip = cluster.json("-n", ns, "get", "service", api_name(name))["spec"]["clusterIP"]
+    secret = cluster.json("-n", ns, "get", "secret", api_token_secret_name(name))
+    token = base64.b64decode(secret["data"][TOKEN_KEY]).decode().split()[0]
+    return ServiceClient(node["netns"], ip, API_PORT), token
+
+
+def submit(api: ServiceClient, token: str, goal: str) -> str:
+    status, body = api.request("POST", "/v1/tasks", {"goal": goal}, {"Authorization": f"Bearer {token}"})
+    assert status == 201, (status, body)
+    return body["id"]
+
+
+def task(api: ServiceClient, token: str, task_id: str) -> dict:
+    status, body = api.request("GET", f"/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {token}"})
+    assert status == 200, (status, body)
+    return body
+
+
+def wait_done(cluster, api: ServiceClient, token: str, ids: list[str], timeout: float = 240) -> list[dict]:
+    views: dict[str, dict] = {}
+
+    def done() -> bool:
+        for t in ids:
+            if t not in views or views[t]["status"] not in ("done", "failed", "cancelled"):
+                try:
+                    views[t] = task(api, token, t)
+                except OSError:
+                    return False
+        return all(v["status"] in ("done", "failed", "cancelled") for v in views.values())
+
+    cluster.wait_for(done, timeout=timeout, interval=1, desc=f"{len(ids)} task(s) finished")
+    return [views[t] for t in ids]
+
+
+def test_operator_from_the_chart_runs_on_the_real_node(cluster, node, operator) -> None:
+    """helm install --wait returned: the Deployment is Available with a pod containerd runs, whose
+    startupProbe the kubelet passed; it reaches the API through the `kubernetes` Service."""
+    (pod,) = pods(cluster, operator["ns"], "app.kubernetes.io/component=operator")
+    on_real_node(pod, node["name"])
+    assert ready(pod), pod["status"]
+    spec = pod["spec"]
+    assert not spec.get("hostNetwork"), "the operator needs no host network: the kubernetes Service works"
+    sc = spec["containers"][0]["securityContext"]
+    assert sc["readOnlyRootFilesystem"] and sc["allowPrivilegeEscalation"] is False, sc
+    # The Service's endpoint is the address the apiserver advertises inside the node's namespace.
+    eps = cluster.json("get", "endpointslices", "-n", "default", "-l", "kubernetes.io/service-name=kubernetes")["items"]
+    assert [a for e in eps for ep in e["endpoints"] for a in ep["addresses"]] == [node["gateway"]], eps
+
+
+def test_fleet_runs_on_real_pods_and_tasks_complete(cluster, node, fleet) -> None:
+    ns, name = fleet["ns"], fleet["name"]
+    t0 = time.monotonic()
+
+    def fleet_ready() -> dict | None:
+        af = cluster.json("-n", ns, "get", "agentfleet", name)
+        conds = {c["type"]: c["status"] for c in (af.get("status") or {}).get("conditions", [])}
+        return af if conds.get("Ready") == "True" else None
+
+    try:
+        cluster.wait_for(fleet_ready, timeout=600, interval=2, desc="the AgentFleet Ready on real pods")
+    finally:
+        dump(cluster, ns)
+    print(f"AgentFleet Ready {time.monotonic() - t0:.1f}s after it was applied")
+    for selector in (f"{FLEET_LABEL}={name}", "agentfleet.io/modelreplicaset=sim"):
+        found = pods(cluster, ns, selector)
+        assert found, selector
+        for p in found:
+            on_real_node(p, node["name"])
+    api, token = fleet_api(cluster, node, fleet)
+    ids = [submit(api, token, f"Question {i}: how do I reclaim disk space?") for i in range(4)]
+    views = wait_done(cluster, api, token, ids)
+    for v in views:
+        assert v["status"] == "done", json.dumps(v)[:2000]
+        assert v["answer"].strip(), v
+
+    # `kubectl get agentfleets`: every column filled, from the pods the kubelet runs (READY, WORKERS)
+    # and the tasks they ran (TASKS/H, P95, COST/TASK from the fleet's Redis).
+    def columns() -> list[str] | None:
+        table = cluster.run("-n", ns, "get", "agentfleets", name).stdout.splitlines()
+        header, row = table[0].split(), table[1].split()
+        return table if len(row) == len(header) and "<none>" not in row and row[1] == "True" and row[5] != "0" else None
+
+    print("\n".join(cluster.wait_for(columns, timeout=180, interval=2, desc="every column of kubectl get agentfleets")))
+
+
+def kill_containers(cluster, node: dict, pod: dict) -> None:
+    """SIGKILL to the pod's containers through containerd: a crash, not a graceful delete."""
+    for cs in pod["status"]["containerStatuses"]:
+        cid = cs["containerID"].removeprefix("containerd://")
+        _run(
+            node["ctr"],
+            "--address",
+            node["containerd_socket"],
+            "-n",
+            "k8s.io",
+            "tasks",
+            "kill",
+            "-s",
+            "SIGKILL",
+            cid,
+            timeout=60,
+        )
+
+
+def exactly_once(v: dict) -> None:
+    """Done, and no step twice: step numbers run 1..n once each and the usage is their sum."""
+    assert v["status"] == "done" and v["answer"].strip(), json.dumps(v)[:2000]
+    ns = [s["n"] for s in v["steps"]]
+    assert sorted(ns) == list(range(ns[0], ns[0] + len(ns))) and len(set(ns)) == len(ns) == v["stepCount"], ns
+    total = sum(s["usage"]["promptTokens"] + s["usage"]["completionTokens"] for s in v["steps"])
+    assert v["usage"]["totalTokens"] == total, (v["usage"], total)
+
+
+def test_faults_on_real_pods_lose_nothing_and_do_nothing_twice(cluster, node, fleet) -> None:
+    ns, name = fleet["ns"], fleet["name"]
+    api, token = fleet_api(cluster, node, fleet)
+    workers = f"{FLEET_LABEL}={name},{COMPONENT_LABEL}=worker"
+
+    # 1. A worker killed mid-task: its tasks' leases lapse and the other worker (or it, restarted
+    # by the kubelet) resumes them from their checkpoints.
+    ids = [submit(api, token, f"Worker crash {i}: summarise the WAL.") for i in range(6)]
+    cluster.wait_for(
+        lambda: any(task(api, token, t)["status"] == "running" for t in ids), timeout=120, desc="a task running"
+    )
+    victim = pods(cluster, ns, workers)[0]
+    restarts = victim["status"]["containerStatuses"][0]["restartCount"]
+    kill_containers(cluster, node, victim)
+    cluster.wait_for(
+        lambda: (
+            cluster.json("-n", ns, "get", "pod", victim["metadata"]["name"])["status"]["containerStatuses"][0][
+                "restartCount"
+            ]
+            > restarts
+        ),
+        timeout=120,
+        desc="the kubelet restarting the killed worker",
+    )
+    # 2. The Redis pod deleted: the StatefulSet's new pod reopens the append-only file on its volume.
+    ids += [submit(api, token, f"Redis restart {i}: what is VACUUM?") for i in range(3)]
+    (redis_pod,) = pods(cluster, ns, f"{FLEET_LABEL}={name},{COMPONENT_LABEL}=redis")
+    cluster.run("-n", ns, "delete", "pod", redis_pod["metadata"]["name"], "--wait=false")
+    cluster.wait_for(
+        lambda: [
+            p
+            for p in pods(cluster, ns, f"{COMPONENT_LABEL}=redis")
+            if p["metadata"]["uid"] != redis_pod["metadata"]["uid"] and ready(p)
+        ],
+        timeout=180,
+        desc="a new Redis pod Ready",
+    )
+    # 3. The kubelet restarted: the containers keep running and the node comes back Ready.
+    env = {**os.environ, **cluster.env()}
+    _run("bash", str(ROOT / "e2e" / "cluster.sh"), "restart-kubelet", timeout=300, env=env)
+    ids += [submit(api, token, f"Kubelet restart {i}: what is an index?") for i in range(3)]
+
+    views = wait_done(cluster, api, token, ids, timeout=600)
+    for v in views:
+        exactly_once(v)
+    print({v["id"]: v["attempts"] for v in views})
