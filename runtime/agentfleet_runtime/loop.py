@@ -99,13 +99,14 @@ class TaskRun:
         rec = self.rec
         if rec.cancel:
             return await self.finish_cancelled()
-        session_ctx = await self.store.session_context(rec.session, rec.id, self.settings.session_history) if rec.session and rec.depth == 0 else []
+        session_ctx: list[tuple[str, str]] = []
+        if rec.session and rec.depth == 0:
+            session_ctx = await self.store.session_context(rec.session, rec.id, self.settings.session_history, rec.tenant)
         schemas = self.tools.schemas()
         decide = self.settings.decisions
         json_mode = decide.mode == "JSONSchema" and bool(schemas)
         text_tools = self.settings.tool_calling == "text" and not json_mode
         native = self.settings.tool_calling != "text" and not json_mode
-        tenant = str(rec.metadata.get("tenant", ""))
         system = self.settings.system_prompt + ("\n\n" + protocol_text(schemas) if json_mode else "")
         prompt = PromptCache(head_messages(system_prompt=system, goal=rec.goal, tool_schemas=schemas, text_tools=text_tools, session_context=session_ctx))
         while True:
@@ -139,7 +140,7 @@ class TaskRun:
                     task_id=rec.id,
                     root_id=rec.root,
                     session=rec.session,
-                    tenant=tenant,
+                    tenant=rec.tenant,
                     step=len(self.steps),
                     timeout=left,
                     tool_choice=extras.get("tool_choice", "auto"),
@@ -172,7 +173,7 @@ class TaskRun:
             metrics.TOKENS_IN.inc(usage.prompt_tokens)
             metrics.TOKENS_OUT.inc(usage.completion_tokens)
             if cost:
-                metrics.spent(self.prices.currency, cost / 1e9)
+                metrics.spent(self.prices.currency, cost / 1e9, rec.tenant)
             if not calls:
                 return await self._finish(Status.DONE, StopReason.FINAL_ANSWER.value, content.strip(), final_step=step, cost=cost)
             await self._saved()  # the previous step's observations are stored before this step is
