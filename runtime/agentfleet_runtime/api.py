@@ -33,6 +33,8 @@ log = logging.getLogger("agentfleet_runtime.task_api")
 
 OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/v1/openapi.json"}
 SSE_KEEPALIVE_SECONDS = 15
+SSE_POLL_MS = 1000  # longest one XREAD of a stream blocks: how soon a closed client's slot frees
+TENANT = web.RequestKey("tenant", str)  # the caller's tenant, set by the auth middleware
 RETRY_AFTER_SECONDS = 5  # a tenant at its in-flight or stream cap: about when a task or stream may have ended
 
 
@@ -138,7 +140,7 @@ class TaskAPI:
             tenant = self.auth.tenant_of(request.headers.get("Authorization")) if self.auth is not None else DEFAULT_TENANT
             if tenant is None:
                 return web.json_response({"error": "missing or invalid bearer token"}, status=401, headers={"WWW-Authenticate": "Bearer"})
-            request["tenant"] = tenant
+            request[TENANT] = tenant
             length = request.content_length
             if length is not None and length > self.config.api.max_request_bytes:
                 return _error(413, f"request body of {length} bytes exceeds the limit of {self.config.api.max_request_bytes}")
@@ -153,13 +155,13 @@ class TaskAPI:
         """The task the path names, if it is the caller's tenant's: another tenant's task is as
         absent as one that never existed (404 either way, so ids cannot be probed)."""
         got = await self.store.get(request.match_info["id"])
-        if got is None or owner(got[0].tenant) != request["tenant"]:
+        if got is None or owner(got[0].tenant) != request[TENANT]:
             return None
         return got
 
     # -- routes ------------------------------------------------------------------------------------
     async def submit(self, request: web.Request) -> web.Response:
-        tenant = request["tenant"]
+        tenant = request[TENANT]
         body = parse_body(await request.read())
         sub = parse_submission(body, request.headers.get("Idempotency-Key"), self.config.api.max_goal_chars, self.limits)
         record = new_task(uuid.uuid4().hex, sub, time.time(), tenant)
@@ -232,12 +234,12 @@ class TaskAPI:
         # (a task whose record has expired has no known owner and is shown to no one).
         items = await self.store.dead_letters(1000)
         owners = await self.store.owners([i.get("task", "") for i in items])
-        mine = [i for i, owner in zip(items, owners, strict=True) if owner == request["tenant"]]
+        mine = [i for i, who in zip(items, owners, strict=True) if who == request[TENANT]]
         return web.json_response({"items": mine[:count]})
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: every progress event of the task, then the stream ends after 'finished'."""
-        tenant = request["tenant"]
+        tenant = request[TENANT]
         tid = request.match_info["id"]
         got = await self._owned(request)
         if got is None:
@@ -261,14 +263,20 @@ class TaskAPI:
         headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         resp = web.StreamResponse(headers=headers)
         await resp.prepare(request)
-        while not self.closing:
-            batch = await self.store.events(tid, after, block_ms=SSE_KEEPALIVE_SECONDS * 1000)
+        quiet_since = time.monotonic()
+        # Block a second at a time, not a whole keepalive period: a client that went away is seen
+        # within a second and its stream slot (and Redis connection) given back.
+        while not self.closing and request.transport is not None and not request.transport.is_closing():
+            batch = await self.store.events(tid, after, block_ms=SSE_POLL_MS)
             if not batch:
                 if ended:
                     break
-                await resp.write(b": keepalive\n\n")
-                ended = (got := await self.store.get(tid)) is None or got[0].status.terminal
+                if time.monotonic() - quiet_since >= SSE_KEEPALIVE_SECONDS:
+                    quiet_since = time.monotonic()
+                    await resp.write(b": keepalive\n\n")
+                    ended = (got := await self.store.get(tid)) is None or got[0].status.terminal
                 continue
+            quiet_since = time.monotonic()
             for eid, ev in batch:
                 after = eid
                 await resp.write(f"id: {eid}\nevent: {ev.get('type', 'message')}\ndata: {json.dumps(ev)}\n\n".encode())
