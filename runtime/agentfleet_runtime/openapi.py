@@ -123,7 +123,7 @@ OPENAPI: dict[str, Any] = {
                         "description": "Resume after this event id (as Last-Event-ID).",
                         "schema": {"type": "string", "pattern": r"^[0-9]{1,20}(-[0-9]{1,20})?$"},
                     },
-                    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}},
+                    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string", "pattern": r"^[0-9]{1,20}(-[0-9]{1,20})?$"}},
                 ],
                 "responses": {
                     "200": {"description": "Server-sent events until the task ends.", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
