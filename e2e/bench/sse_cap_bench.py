@@ -89,7 +89,7 @@ async def run(redis_url: str, work: Path, streams: int, probes: int, capped: boo
 
 def fmt(xs: list[float]) -> str:
     xs = sorted(xs)
-    return f"p50 {statistics.median(xs):.3f} s, max {xs[-1]:.3f} s"
+    return f"p50 {statistics.median(xs) * 1000:.1f} ms, max {xs[-1] * 1000:.1f} ms"
 
 
 def main() -> None:

@@ -284,7 +284,10 @@ class TaskAPI:
                     ended = True
             if ended and batch[-1][1].get("type") == "finished":
                 break
-        await resp.write_eof()
+        try:
+            await resp.write_eof()
+        except ConnectionResetError:  # the client left first: nothing is owed to it
+            pass
         return resp
 
     async def healthz(self, _: web.Request) -> web.Response:
