@@ -60,7 +60,10 @@ async def run(redis_url: str, work: Path, streams: int, probes: int, capped: boo
             tasks[t] = (await r.json())["id"]
         opened = await asyncio.gather(
             *[
-                http.get(f"/v1/tasks/{tasks[tenants[i // PER_TENANT]]}/events", headers={"Authorization": f"Bearer tok-{tenants[i // PER_TENANT]}"})
+                http.get(
+                    f"/v1/tasks/{tasks[tenants[i // PER_TENANT]]}/events",
+                    headers={"Authorization": f"Bearer tok-{tenants[i // PER_TENANT]}"},
+                )
                 for i in range(streams)
             ],
             return_exceptions=True,
@@ -70,7 +73,10 @@ async def run(redis_url: str, work: Path, streams: int, probes: int, capped: boo
         auth = {"Authorization": f"Bearer tok-{tenants[0]}"}
         ready, get, ready_codes, get_codes = [], [], Counter(), Counter()
         for _ in range(probes):
-            for path, into, seen in (("/readyz", ready, ready_codes), (f"/v1/tasks/{tasks[tenants[0]]}?steps=0", get, get_codes)):
+            for path, into, seen in (
+                ("/readyz", ready, ready_codes),
+                (f"/v1/tasks/{tasks[tenants[0]]}?steps=0", get, get_codes),
+            ):
                 t0 = time.monotonic()
                 try:
                     r = await asyncio.wait_for(http.get(path, headers=auth), 15)
@@ -84,7 +90,13 @@ async def run(redis_url: str, work: Path, streams: int, probes: int, capped: boo
                 r.close()
     api.closing = True
     await runner.cleanup()
-    return {"streams": dict(codes), "readyz": ready, "readyz codes": dict(ready_codes), "get": get, "get codes": dict(get_codes)}
+    return {
+        "streams": dict(codes),
+        "readyz": ready,
+        "readyz codes": dict(ready_codes),
+        "get": get,
+        "get codes": dict(get_codes),
+    }
 
 
 def fmt(xs: list[float]) -> str:
@@ -103,7 +115,10 @@ def main() -> None:
         try:
             for capped in (True, False):
                 out = asyncio.run(run(server.url, Path(tmp), args.streams, args.probes, capped))
-                print(f"{'capped (64 a pod, 8 a tenant)' if capped else 'uncapped (c4625b5)'}: {args.streams} streams asked")
+                print(
+                    f"{'capped (64 a pod, 8 a tenant)' if capped else 'uncapped (c4625b5)'}:"
+                    f" {args.streams} streams asked"
+                )
                 print(f"  stream answers   {out['streams']}")
                 print(f"  /readyz          {fmt(out['readyz'])}  codes {out['readyz codes']}")  # type: ignore[arg-type]
                 print(f"  GET /v1/tasks/id {fmt(out['get'])}  codes {out['get codes']}")  # type: ignore[arg-type]

@@ -228,14 +228,22 @@ class TenantLimits(Model):
     rules = (_decimal("max_spend_per_day", "spec.api.tenantLimits.maxSpendPerDay", "20"),)
 
     max_tasks_in_flight: int | None = Field(
-        default=None, ge=1, le=1_000_000, description="Root tasks one tenant may have queued or running at once; unset is unlimited."
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Root tasks one tenant may have queued or running at once; unset is unlimited.",
     )
     max_spend_per_day: str | None = Field(
         default=None,
         max_length=32,
-        description='Model spend one tenant may reach per UTC day in the pricing currency (sub-agents included), e.g. "20"; unset is unlimited.',
+        description=(
+            "Model spend one tenant may reach per UTC day in the pricing currency (sub-agents included),"
+            ' e.g. "20"; unset is unlimited.'
+        ),
     )
-    max_streams: int = Field(default=8, ge=1, le=10_000, description="Progress streams (SSE) one tenant may hold open on one task API pod.")
+    max_streams: int = Field(
+        default=8, ge=1, le=10_000, description="Progress streams (SSE) one tenant may hold open on one task API pod."
+    )
 
 
 class TaskAPI(Model):
@@ -249,7 +257,10 @@ class TaskAPI(Model):
     )
     max_request_bytes: int = Field(default=1_048_576, ge=1024, le=67_108_864, description="Largest accepted request body.")
     max_streams: int = Field(
-        default=64, ge=1, le=10_000, description="Progress streams (SSE) one task API pod holds open; kept below its 128 Redis connections."
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Progress streams (SSE) one task API pod holds open; kept below its 128 Redis connections.",
     )
     tenant_limits: TenantLimits = default_obj("Per-tenant limits, enforced when a task is submitted.", TenantLimits)
 

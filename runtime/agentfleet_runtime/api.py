@@ -25,7 +25,14 @@ from agentfleet_runtime.config import limits_of
 from agentfleet_runtime.openapi import OPENAPI
 from agentfleet_runtime.redis_client import connect
 from agentfleet_runtime.store import Admission, TaskStore
-from agentfleet_runtime.submission import SubmitError, new_task, parse_body, parse_submission, stream_position, task_view
+from agentfleet_runtime.submission import (
+    SubmitError,
+    new_task,
+    parse_body,
+    parse_submission,
+    stream_position,
+    task_view,
+)
 from agentfleet_runtime.tenants import DEFAULT_TENANT, TokenFile, owner
 from agentfleet_runtime.types import TaskRecord
 
@@ -137,7 +144,7 @@ class TaskAPI:
 
     async def _guarded(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path not in OPEN_PATHS:
-            tenant = self.auth.tenant_of(request.headers.get("Authorization")) if self.auth is not None else DEFAULT_TENANT
+            tenant = DEFAULT_TENANT if self.auth is None else self.auth.tenant_of(request.headers.get("Authorization"))
             if tenant is None:
                 return web.json_response({"error": "missing or invalid bearer token"}, status=401, headers={"WWW-Authenticate": "Bearer"})
             request[TENANT] = tenant
@@ -163,7 +170,8 @@ class TaskAPI:
     async def submit(self, request: web.Request) -> web.Response:
         tenant = request[TENANT]
         body = parse_body(await request.read())
-        sub = parse_submission(body, request.headers.get("Idempotency-Key"), self.config.api.max_goal_chars, self.limits)
+        key = request.headers.get("Idempotency-Key")
+        sub = parse_submission(body, key, self.config.api.max_goal_chars, self.limits)
         record = new_task(uuid.uuid4().hex, sub, time.time(), tenant)
         created, task_id = await self.store.submit(
             record, idempotency_key=sub.idempotency_key, request_hash=sub.request_hash, admission=self.admission
@@ -176,11 +184,10 @@ class TaskAPI:
                 return _error(409, "this Idempotency-Key was used for a different request")
             status = got[0].status.value if got else "unknown"
             return web.json_response({"id": task_id, "status": status, "created": False}, status=200)
-        metrics.TENANT_TASKS.labels(tenant, "admitted").inc()
+        metrics.TENANT_ADMISSIONS.labels(tenant, "admitted").inc()
         log.info("task submitted", extra={"task_id": task_id, "session": sub.session or None, "tenant": tenant})
-        return web.json_response(
-            {"id": task_id, "status": "queued", "created": True}, status=201, headers={"Location": f"/v1/tasks/{task_id}"}
-        )
+        body = {"id": task_id, "status": "queued", "created": True}
+        return web.json_response(body, status=201, headers={"Location": f"/v1/tasks/{task_id}"})
 
     def _refused(self, tenant: str, code: int, figure: str, now: float) -> web.Response:
         """429 for a tenant at a limit (SUBMIT's -1: tasks in flight, -2: spend today)."""
@@ -198,7 +205,7 @@ class TaskAPI:
                 f"your tenant spent {spent} {self.config.pricing.currency} today (UTC), its limit"
                 f" (spec.api.tenantLimits.maxSpendPerDay = {tl.max_spend_per_day}): retry after midnight UTC"
             )
-        metrics.TENANT_TASKS.labels(tenant, outcome).inc()
+        metrics.TENANT_ADMISSIONS.labels(tenant, outcome).inc()
         return web.json_response({"error": message, "limit": outcome}, status=429, headers={"Retry-After": str(wait)})
 
     async def get(self, request: web.Request) -> web.Response:
@@ -245,10 +252,13 @@ class TaskAPI:
         if got is None:
             return _error(404, f"no task {tid}")
         given = request.headers.get("Last-Event-ID")
-        after = stream_position(given, "Last-Event-ID") if given else stream_position(request.query.get("after", "0-0"), "after")
+        if given:
+            after = stream_position(given, "Last-Event-ID")
+        else:
+            after = stream_position(request.query.get("after", "0-0"), "after")
         refused = self.streams.take(tenant)
         if refused is not None:
-            metrics.TENANT_TASKS.labels(tenant, "stream_limit").inc()
+            metrics.TENANT_ADMISSIONS.labels(tenant, "stream_limit").inc()
             return web.json_response(
                 {"error": f"{refused}: close one, or poll GET /v1/tasks/{tid}", "limit": "stream_limit"},
                 status=429,

@@ -101,7 +101,8 @@ class TaskRun:
             return await self.finish_cancelled()
         session_ctx: list[tuple[str, str]] = []
         if rec.session and rec.depth == 0:
-            session_ctx = await self.store.session_context(rec.session, rec.id, self.settings.session_history, rec.tenant)
+            history = self.settings.session_history
+            session_ctx = await self.store.session_context(rec.session, rec.id, history, rec.tenant)
         schemas = self.tools.schemas()
         decide = self.settings.decisions
         json_mode = decide.mode == "JSONSchema" and bool(schemas)

@@ -140,10 +140,13 @@ STEP_OVERHEAD = _histogram_tally(STEP_OVERHEAD_SECONDS)
 API_REQUESTS = Counter("agentfleet_api_requests_total", "Task API requests by route and status code.", ["route", "code"])
 # Tenants are the names in the fleet's token Secret (an operator's list, not a caller's choice),
 # so these labels stay bounded.
-TENANT_COST = Counter("agentfleet_tenant_cost_total", "Cost of model calls by tenant, in the pricing currency.", ["tenant", "currency"])
-TENANT_TASKS = Counter(
-    "agentfleet_tenant_tasks_total",
-    "Task submissions by tenant and outcome (admitted, in_flight_limit, spend_limit, stream_limit).",
+TENANT_COST = Counter(
+    "agentfleet_tenant_cost_total", "Cost of model calls by tenant, in the pricing currency.", ["tenant", "currency"]
+)
+TENANT_ADMISSIONS = Counter(
+    "agentfleet_tenant_admissions_total",
+    "Task API admissions by tenant and outcome: submissions admitted or refused (in_flight_limit, spend_limit),"
+    " event streams refused (stream_limit).",
     ["tenant", "outcome"],
 )
 

@@ -13,9 +13,14 @@ from agentfleet_runtime.submission import MAX_KEY_CHARS, MAX_SESSION_CHARS
 
 
 def _error(description: str, retry_after: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    out: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
     if retry_after:
-        out["headers"] = {"Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}}
+        out["headers"] = {
+            "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}
+        }
     return out
 
 
@@ -23,7 +28,13 @@ def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-TASK_ID = {"name": "id", "in": "path", "required": True, "description": "Task id (from a submission).", "schema": {"type": "string"}}
+TASK_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "Task id (from a submission).",
+    "schema": {"type": "string"},
+}
 UNAUTHORIZED = _error("Missing or unknown bearer token.")
 NOT_FOUND = _error("No task of your tenant has this id.")
 BAD_REQUEST = _error("The request is malformed; the message names the field and the fix.")
@@ -41,7 +52,11 @@ OPENAPI: dict[str, Any] = {
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
-            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}, "limit": {"type": "string"}}},
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string"}, "limit": {"type": "string"}},
+            },
             "Budgets": {
                 "type": "object",
                 "additionalProperties": False,
@@ -61,7 +76,11 @@ OPENAPI: dict[str, Any] = {
                 "required": ["goal"],
                 "properties": {
                     "goal": {"type": "string", "minLength": 1, "pattern": r"\S"},
-                    "session": {"type": "string", "maxLength": MAX_SESSION_CHARS, "description": "Your tenant's session this task continues."},
+                    "session": {
+                        "type": "string",
+                        "maxLength": MAX_SESSION_CHARS,
+                        "description": "Your tenant's session this task continues.",
+                    },
                     "budgets": {"$ref": "#/components/schemas/Budgets"},
                     "idempotencyKey": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS},
                     "metadata": {"type": "object", "description": "Your own fields, returned with the task."},
@@ -72,7 +91,11 @@ OPENAPI: dict[str, Any] = {
                 "required": ["id", "status", "created"],
                 "properties": {"id": {"type": "string"}, "status": {"type": "string"}, "created": {"type": "boolean"}},
             },
-            "Task": {"type": "object", "required": ["id", "status"], "properties": {"id": {"type": "string"}, "status": {"type": "string"}}},
+            "Task": {
+                "type": "object",
+                "required": ["id", "status"],
+                "properties": {"id": {"type": "string"}, "status": {"type": "string"}},
+            },
         },
     },
     "security": [{"bearer": []}],
@@ -89,10 +112,15 @@ OPENAPI: dict[str, Any] = {
                         "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS},
                     }
                 ],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Submission"}}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Submission"}}},
+                },
                 "responses": {
                     "201": _json("Queued.", {"$ref": "#/components/schemas/Accepted"}),
-                    "200": _json("The task this Idempotency-Key submitted before.", {"$ref": "#/components/schemas/Accepted"}),
+                    "200": _json(
+                        "The task this Idempotency-Key submitted before.", {"$ref": "#/components/schemas/Accepted"}
+                    ),
                     "400": BAD_REQUEST,
                     "401": UNAUTHORIZED,
                     "409": _error("The Idempotency-Key was used for a different request."),
@@ -106,9 +134,19 @@ OPENAPI: dict[str, Any] = {
                 "operationId": "getTask",
                 "parameters": [
                     TASK_ID,
-                    {"name": "steps", "in": "query", "required": False, "description": "0 leaves the steps out.", "schema": {"type": "string"}},
+                    {
+                        "name": "steps",
+                        "in": "query",
+                        "required": False,
+                        "description": "0 leaves the steps out.",
+                        "schema": {"type": "string"},
+                    },
                 ],
-                "responses": {"200": _json("The task.", {"$ref": "#/components/schemas/Task"}), "401": UNAUTHORIZED, "404": NOT_FOUND},
+                "responses": {
+                    "200": _json("The task.", {"$ref": "#/components/schemas/Task"}),
+                    "401": UNAUTHORIZED,
+                    "404": NOT_FOUND,
+                },
             }
         },
         "/v1/tasks/{id}/events": {
@@ -123,10 +161,18 @@ OPENAPI: dict[str, Any] = {
                         "description": "Resume after this event id (as Last-Event-ID).",
                         "schema": {"type": "string", "pattern": r"^[0-9]{1,20}(-[0-9]{1,20})?$"},
                     },
-                    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string", "pattern": r"^[0-9]{1,20}(-[0-9]{1,20})?$"}},
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "pattern": r"^[0-9]{1,20}(-[0-9]{1,20})?$"},
+                    },
                 ],
                 "responses": {
-                    "200": {"description": "Server-sent events until the task ends.", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                    "200": {
+                        "description": "Server-sent events until the task ends.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
                     "400": BAD_REQUEST,
                     "401": UNAUTHORIZED,
                     "404": NOT_FOUND,
@@ -149,16 +195,32 @@ OPENAPI: dict[str, Any] = {
         "/v1/deadletters": {
             "get": {
                 "operationId": "deadLetters",
-                "parameters": [{"name": "count", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
-                "responses": {"200": _json("Your tenant's dead-lettered tasks, newest first.", {"type": "object"}), "400": BAD_REQUEST, "401": UNAUTHORIZED},
+                "parameters": [
+                    {
+                        "name": "count",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    }
+                ],
+                "responses": {
+                    "200": _json("Your tenant's dead-lettered tasks, newest first.", {"type": "object"}),
+                    "400": BAD_REQUEST,
+                    "401": UNAUTHORIZED,
+                },
             }
         },
-        "/healthz": {"get": {"operationId": "healthz", "security": [], "responses": {"200": _json("Alive.", {"type": "object"})}}},
+        "/healthz": {
+            "get": {"operationId": "healthz", "security": [], "responses": {"200": _json("Alive.", {"type": "object"})}}
+        },
         "/readyz": {
             "get": {
                 "operationId": "readyz",
                 "security": [],
-                "responses": {"200": _json("Redis answers.", {"type": "object"}), "503": _json("Redis does not answer.", {"type": "object"})},
+                "responses": {
+                    "200": _json("Redis answers.", {"type": "object"}),
+                    "503": _json("Redis does not answer.", {"type": "object"}),
+                },
             }
         },
     },

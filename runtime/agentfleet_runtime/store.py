@@ -168,7 +168,8 @@ class TaskStore:
         else:
             keys += ["", ""]
         ev = event("queued", task=record.id, parent=record.parent or None, depth=record.depth)
-        created, task_id = await self._submit(keys=keys, args=[record.id, self.ttl, ev, *limits, self.keys.prefix, *flat])
+        args = [record.id, self.ttl, ev, *limits, self.keys.prefix, *flat]
+        created, task_id = await self._submit(keys=keys, args=args)
         return int(created), task_id
 
     # -- leasing ---------------------------------------------------------------------------------

@@ -51,7 +51,8 @@ def _check_value(value: Any, path: list[str]) -> None:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise SubmitError(f"{_where(path)} holds a lone surrogate (an unpaired \\ud800-\\udfff escape): send valid Unicode") from None
+            problem = "holds a lone surrogate (an unpaired \\ud800-\\udfff escape): send valid Unicode"
+            raise SubmitError(f"{_where(path)} {problem}") from None
     elif isinstance(value, dict):
         for k, v in value.items():
             _check_value(k, [*path, "<key>"])
@@ -115,7 +116,8 @@ def parse_submission(body: Any, header_key: str | None, max_goal_chars: int, fle
     metadata = body.get("metadata") or {}
     if not isinstance(metadata, dict) or len(json.dumps(metadata)) > MAX_METADATA_CHARS:
         raise SubmitError(f"metadata must be an object of at most {MAX_METADATA_CHARS} characters as JSON")
-    canonical = json.dumps({"goal": goal, "session": session, "budgets": budgets or {}, "metadata": metadata}, sort_keys=True)
+    fields = {"goal": goal, "session": session, "budgets": budgets or {}, "metadata": metadata}
+    canonical = json.dumps(fields, sort_keys=True)
     return Submission(goal, session, limits, key, hashlib.sha256(canonical.encode()).hexdigest(), metadata)
 
 

@@ -63,7 +63,12 @@ def parse_tokens(text: str, source: str = "tokens") -> list[tuple[bytes, str]]:
             out.append((token_hash(fields[0]), DEFAULT_TENANT))
             continue
         tenant, digest = fields[0], fields[1].lower()
-        if len(fields) != 2 or not TENANT_NAME.match(tenant) or not digest.startswith(HASH_PREFIX) or not _HEX64.match(digest[7:]):
+        if (
+            len(fields) != 2
+            or not TENANT_NAME.match(tenant)
+            or not digest.startswith(HASH_PREFIX)
+            or not _HEX64.match(digest[7:])
+        ):
             log.error(
                 "token line skipped: write 'TENANT sha256:<64 hex digits>' (TENANT a lowercase name)",
                 extra={"source": source, "line": n},

@@ -66,7 +66,9 @@ class ApiThread:
 def test_no_request_gets_a_5xx(redis_server, fleet, tmp_path):
     tokens = tmp_path / "tokens"
     tokens.write_text(token_line("fuzz", TOKEN) + "\n")
-    config = make_config(redis_server.url, fleet, api={"tokensFile": str(tokens), "tenantLimits": {"maxTasksInFlight": 50}})
+    config = make_config(
+        redis_server.url, fleet, api={"tokensFile": str(tokens), "tenantLimits": {"maxTasksInFlight": 50}}
+    )
     auth = {"Authorization": f"Bearer {TOKEN}"}
     seen: Counter[str] = Counter()
     server_errors: list[str] = []
@@ -84,19 +86,26 @@ def test_no_request_gets_a_5xx(redis_server, fleet, tmp_path):
                     t0 = time.monotonic()
                     strategy = op.as_strategy(generation_mode=mode, path_parameters=path_parameters)
 
-                    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+                    @settings(
+                        max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None
+                    )
                     @given(case=strategy)
                     def fuzz(case: schemathesis.Case) -> None:
                         headers = {**(case.headers or {}), **auth}  # the document's bearer scheme makes up tokens
                         resp = case.call(base_url=base, session=http, headers=headers, timeout=30)
                         seen[f"{resp.status_code // 100}xx"] += 1
                         if resp.status_code >= 500:
-                            server_errors.append(f"{case.method} {case.formatted_path} -> {resp.status_code}: {resp.text[:200]}")
+                            server_errors.append(
+                                f"{case.method} {case.formatted_path} -> {resp.status_code}: {resp.text[:200]}"
+                            )
 
                     try:
                         fuzz()
                     except Unsatisfiable:  # nothing to make invalid (no parameters, no body): the valid run covers it
                         assert mode == schemathesis.GenerationMode.NEGATIVE
-                    print(f"{op.label} {mode.value} {'own task' if path_parameters else 'any id'}: {time.monotonic() - t0:.1f} s")
+                    print(
+                        f"{op.label} {mode.value} {'own task' if path_parameters else 'any id'}:"
+                        f" {time.monotonic() - t0:.1f} s"
+                    )
     print(f"\nfuzzed requests by status class: {dict(seen)}")
     assert sum(seen.values()) > 0 and not server_errors, server_errors[:10]

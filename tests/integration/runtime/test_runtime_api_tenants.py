@@ -25,7 +25,9 @@ TOKENS = {"acme": "tok-acme-1", "globex": "tok-globex-1"}
 
 
 @asynccontextmanager
-async def tenant_api(config: RuntimeConfig, tmp_path, api: dict[str, Any] | None = None, tokens: dict[str, str] | None = None):
+async def tenant_api(
+    config: RuntimeConfig, tmp_path, api: dict[str, Any] | None = None, tokens: dict[str, str] | None = None
+):
     """The API on a free port with a hashed token file; yields (base url, {tenant: session})."""
     tokens = tokens or TOKENS
     path = tmp_path / "tokens"
@@ -40,7 +42,9 @@ async def tenant_api(config: RuntimeConfig, tmp_path, api: dict[str, Any] | None
     base = f"http://127.0.0.1:{port}"
     async with AsyncExitStack() as stack:
         sessions = {
-            t: await stack.enter_async_context(aiohttp.ClientSession(base_url=base, headers={"Authorization": f"Bearer {tok}"}))
+            t: await stack.enter_async_context(
+                aiohttp.ClientSession(base_url=base, headers={"Authorization": f"Bearer {tok}"})
+            )
             for t, tok in tokens.items()
         }
         try:
@@ -56,17 +60,31 @@ def test_a_tenant_reads_cancels_and_replays_only_its_own_tasks(redis_server, fle
     async def body():
         async with environment(redis_server.url, fleet) as env, tenant_api(env.config, tmp_path) as (_, s):
             a, b = s["acme"], s["globex"]
-            r = await a.post("/v1/tasks", json={"goal": "acme's secret plan", "metadata": {"deal": "x"}}, headers={"Idempotency-Key": "k1"})
+            r = await a.post(
+                "/v1/tasks",
+                json={"goal": "acme's secret plan", "metadata": {"deal": "x"}},
+                headers={"Idempotency-Key": "k1"},
+            )
             tid = (await r.json())["id"]
             assert r.status == 201
             assert (await b.get(f"/v1/tasks/{tid}")).status == 404
             assert (await b.get(f"/v1/tasks/{tid}/events")).status == 404
             assert (await b.post(f"/v1/tasks/{tid}/cancel")).status == 404
-            again = await b.post("/v1/tasks", json={"goal": "acme's secret plan", "metadata": {"deal": "x"}}, headers={"Idempotency-Key": "k1"})
+            again = await b.post(
+                "/v1/tasks",
+                json={"goal": "acme's secret plan", "metadata": {"deal": "x"}},
+                headers={"Idempotency-Key": "k1"},
+            )
             assert again.status == 201 and (await again.json())["id"] != tid
             mine = await (await a.get(f"/v1/tasks/{tid}")).json()
             assert mine["status"] == "queued" and mine["goal"] == "acme's secret plan"
-            assert (await a.post("/v1/tasks", json={"goal": "acme's secret plan", "metadata": {"deal": "x"}}, headers={"Idempotency-Key": "k1"})).status == 200
+            assert (
+                await a.post(
+                    "/v1/tasks",
+                    json={"goal": "acme's secret plan", "metadata": {"deal": "x"}},
+                    headers={"Idempotency-Key": "k1"},
+                )
+            ).status == 200
             # The body cannot choose the tenant.
             r = await b.post("/v1/tasks", json={"goal": "g", "tenant": "acme"})
             assert r.status == 400 and "bearer token" in (await r.json())["error"]
@@ -76,7 +94,11 @@ def test_a_tenant_reads_cancels_and_replays_only_its_own_tasks(redis_server, fle
 
 def test_dead_letters_are_per_tenant(redis_server, fleet, tmp_path):
     async def body():
-        async with environment(redis_server.url, fleet) as env, tenant_api(env.config, tmp_path) as (_, s), running_worker(env.config):
+        async with (
+            environment(redis_server.url, fleet) as env,
+            tenant_api(env.config, tmp_path) as (_, s),
+            running_worker(env.config),
+        ):
             r = await s["acme"].post("/v1/tasks", json={"goal": "doomed #fail=1000"})
             tid = (await r.json())["id"]
             await env.wait(tid, 30)
@@ -97,7 +119,9 @@ def test_sessions_are_per_tenant(redis_server, fleet, tmp_path):
             running_worker(env.config),
         ):
             env.model.record = True
-            first = (await (await s["acme"].post("/v1/tasks", json={"goal": "first #answer=blue", "session": "s1"})).json())["id"]
+            first = (
+                await (await s["acme"].post("/v1/tasks", json={"goal": "first #answer=blue", "session": "s1"})).json()
+            )["id"]
             await env.wait(first)
             other = (await (await s["globex"].post("/v1/tasks", json={"goal": "spy", "session": "s1"})).json())["id"]
             await env.wait(other)
@@ -115,9 +139,20 @@ def test_tasks_in_flight_per_tenant_are_refused_with_429(redis_server, fleet, tm
         limits = {"tenantLimits": {"maxTasksInFlight": 2}}
         async with environment(redis_server.url, fleet) as env, tenant_api(env.config, tmp_path, limits) as (base, s):
             a, b = s["acme"], s["globex"]
-            ids = [(await (await a.post("/v1/tasks", json={"goal": f"g{i}"}, headers={"Idempotency-Key": f"k{i}"})).json())["id"] for i in range(2)]
+            ids = [
+                (
+                    await (
+                        await a.post("/v1/tasks", json={"goal": f"g{i}"}, headers={"Idempotency-Key": f"k{i}"})
+                    ).json()
+                )["id"]
+                for i in range(2)
+            ]
             r = await a.post("/v1/tasks", json={"goal": "one too many"})
-            assert r.status == 429 and r.headers["Retry-After"] == "5" and "maxTasksInFlight = 2" in (await r.json())["error"]
+            assert (
+                r.status == 429
+                and r.headers["Retry-After"] == "5"
+                and "maxTasksInFlight = 2" in (await r.json())["error"]
+            )
             # A retry of an admitted submission is not a new task; another tenant is not affected.
             assert (await a.post("/v1/tasks", json={"goal": "g0"}, headers={"Idempotency-Key": "k0"})).status == 200
             assert (await b.post("/v1/tasks", json={"goal": "globex"})).status == 201
@@ -125,7 +160,7 @@ def test_tasks_in_flight_per_tenant_are_refused_with_429(redis_server, fleet, tm
             assert (await a.post(f"/v1/tasks/{ids[0]}/cancel")).status == 202
             assert (await a.post("/v1/tasks", json={"goal": "now it fits"})).status == 201
             metrics = await (await a.get(base + "/metrics")).text()
-        assert 'agentfleet_tenant_tasks_total{outcome="in_flight_limit",tenant="acme"} 1.0' in metrics
+        assert 'agentfleet_tenant_admissions_total{outcome="in_flight_limit",tenant="acme"} 1.0' in metrics
 
     arun(body())
 
@@ -152,7 +187,11 @@ def test_spend_per_day_counts_sub_agents_and_refuses_with_429(redis_server, flee
             metrics = await (await a.get(base + "/metrics")).text()
         # What the tenant was charged is what the fleet recorded for the tree, sub-agents included.
         assert len(view["children"]) == 2 and spent == round(float(view["treeUsage"]["cost"]) * 1e9) > 0
-        assert r.status == 429 and "maxSpendPerDay = 0.01" in (await r.json())["error"] and "EUR" in (await r.json())["error"]
+        assert (
+            r.status == 429
+            and "maxSpendPerDay = 0.01" in (await r.json())["error"]
+            and "EUR" in (await r.json())["error"]
+        )
         assert abs(int(r.headers["Retry-After"]) - left) < 5 and other.status == 201
         assert 'agentfleet_tenant_cost_total{currency="EUR",tenant="acme"}' in metrics
 

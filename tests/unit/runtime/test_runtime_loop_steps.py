@@ -306,7 +306,9 @@ def test_each_request_carries_the_tasks_identity_its_step_the_offered_tools_and_
     store, tools = Store(clock), Tools(clock, seconds=3.0)
     model = Model(clock, [call("search", query="q"), "42"], seconds=[2.0])
     settings = LoopSettings("s", tool_calling="native")
-    _, outcome = run(model, store, tools, settings=settings, id="t1.0", parent="t1", depth=1, session="s1", tenant="acme")
+    _, outcome = run(
+        model, store, tools, settings=settings, id="t1.0", parent="t1", depth=1, session="s1", tenant="acme"
+    )
     assert outcome == (Status.DONE, "final_answer")
     first, second = model.requests
     for r, step, timeout in ((first, 0, 60.0), (second, 1, 55.0)):

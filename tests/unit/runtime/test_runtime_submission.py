@@ -6,7 +6,14 @@ from decimal import Decimal
 
 import pytest
 
-from agentfleet_runtime.submission import SubmitError, new_task, parse_body, parse_submission, stream_position, task_view
+from agentfleet_runtime.submission import (
+    SubmitError,
+    new_task,
+    parse_body,
+    parse_submission,
+    stream_position,
+    task_view,
+)
 from agentfleet_runtime.types import Limits, TaskRecord
 
 FLEET = Limits(max_steps=10, max_tokens=5000, timeout_seconds=60, max_cost=None)
@@ -45,7 +52,8 @@ def test_the_body_cannot_name_a_tenant():
     # Fails on c4625b5, which copied it into metadata and charged the rate limit to it.
     with pytest.raises(SubmitError, match="tenant of your bearer token"):
         parse_submission({"goal": "g", "tenant": "victim"}, None, 100, FLEET)
-    rec = new_task("t", parse_submission({"goal": "g", "metadata": {"tenant": "victim"}}, None, 100, FLEET), 1.0, "acme")
+    sub = parse_submission({"goal": "g", "metadata": {"tenant": "victim"}}, None, 100, FLEET)
+    rec = new_task("t", sub, 1.0, "acme")
     assert rec.tenant == "acme" and TaskRecord.from_hash(rec.to_hash()).tenant == "acme"
 
 

@@ -19,7 +19,9 @@ def test_hashed_lines_map_tokens_to_tenants_and_plain_lines_to_the_default(tmp_p
     assert "tok-a" not in f.read_text()
 
 
-@pytest.mark.parametrize("line", ["Acme sha256:" + "0" * 64, "acme sha256:abc", "acme md5:" + "0" * 64, "acme sha256:" + "0" * 64 + " x"])
+@pytest.mark.parametrize(
+    "line", ["Acme sha256:" + "0" * 64, "acme sha256:abc", "acme md5:" + "0" * 64, "acme sha256:" + "0" * 64 + " x"]
+)
 def test_bad_lines_are_skipped(line, caplog):
     assert parse_tokens(line) == []
     assert "token line skipped" in caplog.text and line not in caplog.text
