@@ -19,6 +19,7 @@ MAX_SESSION_CHARS = 256
 MAX_METADATA_CHARS = 16_384
 MAX_DEPTH = 32  # nesting of a request body; a task needs 3 (metadata objects a few more)
 STREAM_ID = re.compile(r"^[0-9]{1,20}(-[0-9]{1,20})?$")  # a Redis stream entry id: ms[-seq]
+MAX_U64 = 2**64 - 1  # each part of a stream id; Redis refuses a larger one mid-stream (found by the fuzz test)
 
 
 class SubmitError(ValueError):
@@ -80,7 +81,7 @@ def parse_body(raw: bytes) -> Any:
 
 def stream_position(value: str, field: str) -> str:
     """A client's resume point in an event stream (Last-Event-ID or ?after=): an entry id it was sent."""
-    if not STREAM_ID.match(value):
+    if not STREAM_ID.match(value) or any(int(part) > MAX_U64 for part in value.split("-")):
         raise SubmitError(f"{field} must be an event id the stream sent, such as 1700000000000-0 (got {value[:40]!r})")
     return value
 
