@@ -87,7 +87,9 @@ def test_stream_positions(value):
     assert stream_position(value, "after") == value
 
 
-@pytest.mark.parametrize("value", ["", "$", "abc", "1-2-3", "-1", "9" * 30, "1-x", "20000000000000000000", "1-18446744073709551616"])
+@pytest.mark.parametrize(
+    "value", ["", "$", "abc", "1-2-3", "-1", "9" * 30, "1-x", "20000000000000000000", "1-18446744073709551616"]
+)
 def test_bad_stream_positions_are_refused(value):
     with pytest.raises(SubmitError, match="after must be an event id"):
         stream_position(value, "after")
