@@ -19,7 +19,7 @@ MAX_SESSION_CHARS = 256
 MAX_METADATA_CHARS = 16_384
 MAX_DEPTH = 32  # nesting of a request body; a task needs 3 (metadata objects a few more)
 STREAM_ID = re.compile(r"^[0-9]{1,20}(-[0-9]{1,20})?$")  # a Redis stream entry id: ms[-seq]
-MAX_U64 = 2**64 - 1  # each part of a stream id; Redis refuses a larger one mid-stream (found by the fuzz test)
+MAX_U64 = 2**64 - 1  # each part of a stream id: Redis refuses more mid-stream (the fuzz test found it)
 
 
 class SubmitError(ValueError):
