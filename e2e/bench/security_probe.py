@@ -16,8 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[2])
-sys.path[:0] = [str(ROOT / "tests/integration/runtime"), str(ROOT / "runtime"), str(ROOT / "operator"), str(ROOT)]
+HERE = Path(__file__).resolve().parents[2]  # the test helpers (redis-server, config) come from here
+ROOT = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE  # the task API under test from there
+sys.path[:0] = [str(ROOT / "runtime"), str(ROOT / "operator"), str(HERE / "tests/integration/runtime"), str(HERE)]
 
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
