@@ -804,7 +804,8 @@ def run_tasks(api: str, token: str, n: int, run_id: str, timeout: float) -> list
         goal = GOALS[i % len(GOALS)]
         status, body = http_json(
             f"{api}/v1/tasks",
-            {"goal": goal, "tenant": f"tenant-{i % 3}", "metadata": {"demo": run_id}},
+            # The tenant is the token's (one here); the body may not name one (docs/security.md).
+            {"goal": goal, "metadata": {"demo": run_id, "client": f"client-{i % 3}"}},
             token,
             headers={"Idempotency-Key": f"demo-{run_id}-{i}"},
         )
@@ -996,7 +997,7 @@ def run_burst(demo: Demo, api: str, token: str, mrs: str, fleet: str) -> bool:
     def submit(i: int) -> None:
         status, body = http_json(
             f"{api}/v1/tasks",
-            {"goal": GOALS[i % len(GOALS)], "tenant": f"tenant-{i % 6}", "metadata": {"demo": run_id, "scenario": "burst"}},
+            {"goal": GOALS[i % len(GOALS)], "metadata": {"demo": run_id, "scenario": "burst", "client": f"client-{i % 6}"}},
             token,
             headers={"Idempotency-Key": f"burst-{run_id}-{i}"},
         )

@@ -246,12 +246,47 @@ class Retry(Model):
     visibility_timeout_seconds: int = Field(default=60, ge=5, le=3600, description="A task whose worker stops heartbeating is reclaimed after this long.")
 
 
+class TenantLimits(Model):
+    """What one tenant (the owner of a bearer token) may use; a task API refuses more with 429."""
+
+    rules = (_decimal("max_spend_per_day", "spec.api.tenantLimits.maxSpendPerDay", "20"),)
+
+    max_tasks_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Root tasks one tenant may have queued or running at once; unset is unlimited.",
+    )
+    max_spend_per_day: str | None = Field(
+        default=None,
+        max_length=32,
+        description=(
+            "Model spend one tenant may reach per UTC day in the pricing currency (sub-agents included),"
+            ' e.g. "20"; unset is unlimited.'
+        ),
+    )
+    max_streams: int = Field(
+        default=8, ge=1, le=10_000, description="Progress streams (SSE) one tenant may hold open on one task API pod."
+    )
+
+
 class TaskAPI(Model):
     replicas: int = Field(default=1, ge=0, le=100, description="Task API pods.")
     auth_secret_ref: SecretKeyRef | None = Field(
-        default=None, description="Secret key with the accepted bearer tokens, one per line; unset makes the operator generate one."
+        default=None,
+        description=(
+            "Secret key mapping bearer tokens to tenants, one 'TENANT sha256:HEX' line each (HEX: the token's sha256);"
+            " a line of one plain token is tenant 'default'. Unset makes the operator generate one token."
+        ),
     )
     max_request_bytes: int = Field(default=1_048_576, ge=1024, le=67_108_864, description="Largest accepted request body.")
+    max_streams: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Progress streams (SSE) one task API pod holds open; kept below its 128 Redis connections.",
+    )
+    tenant_limits: TenantLimits = default_obj("Per-tenant limits, enforced when a task is submitted.", TenantLimits)
 
 
 class AgentFleetSpec(Model):

@@ -11,6 +11,12 @@ CONSUMER_GROUP = "workers"  # the consumer group every worker of a fleet reads t
 _TASK_KEYS_CACHED = 8192  # tasks whose key names are kept (a worker's in flight, with room)
 
 
+def _scoped_digest(tenant: str, name: str) -> str:
+    # The tenant is part of what is hashed, so two tenants' equal names never meet in one key; the
+    # separator cannot occur in a tenant name (tenants.TENANT_NAME).
+    return hashlib.sha256(f"{tenant}\n{name}".encode() if tenant else name.encode()).hexdigest()[:40]
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     fleet: str
@@ -79,14 +85,22 @@ class Keys:
         """Recorded result of call ``call`` of step ``step``: a resumed step reuses it."""
         return f"{self.prefix}t:{task_id}:r:{step}:{call}"
 
-    def submission(self, idempotency_key: str) -> str:
+    def submission(self, idempotency_key: str, tenant: str = "") -> str:
+        """The task an Idempotency-Key named, per tenant: one tenant's key never finds another's task."""
         # Hashed: callers choose keys, and their length or characters must not shape ours.
-        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
-        return f"{self.prefix}submit:{digest}"
+        return f"{self.prefix}submit:{_scoped_digest(tenant, idempotency_key)}"
 
-    def session(self, session_id: str) -> str:
-        digest = hashlib.sha256(session_id.encode()).hexdigest()[:40]
-        return f"{self.prefix}session:{digest}"
+    def session(self, session_id: str, tenant: str = "") -> str:
+        """A session's task ids, per tenant: naming another tenant's session reaches none of its history."""
+        return f"{self.prefix}session:{_scoped_digest(tenant, session_id)}"
+
+    def tenant_live(self, tenant: str) -> str:
+        """Set of a tenant's root tasks that may still be queued or running (pruned at admission)."""
+        return f"{self.prefix}tenant:{_scoped_digest(tenant, '')}:live"
+
+    def tenant_spend(self, tenant: str, day: int) -> str:
+        """What a tenant's model calls cost on one UTC day (days since the epoch), in 1e-9 currency units."""
+        return f"{self.prefix}tenant:{_scoped_digest(tenant, '')}:spend:{day}"
 
     def retrieval_cache(self, tool: str, digest: str) -> str:
         return f"{self.prefix}rcache:{tool}:{digest}"

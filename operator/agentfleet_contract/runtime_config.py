@@ -15,7 +15,17 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from agentfleet_contract.agentfleet import AgentFleet, AgentFleetSpec, Budgets, Decisions, Pricing, RateLimit, Retry, Tool
+from agentfleet_contract.agentfleet import (
+    AgentFleet,
+    AgentFleetSpec,
+    Budgets,
+    Decisions,
+    Pricing,
+    RateLimit,
+    Retry,
+    TenantLimits,
+    Tool,
+)
 from agentfleet_contract.common import Model
 from agentfleet_contract.modelreplicaset import Routing
 
@@ -51,10 +61,19 @@ class WorkerSettings(Model):
 
 class ApiSettings(Model):
     port: int = Field(default=8080, ge=0, le=65535)
-    tokens_file: str | None = Field(default=None, description="File of accepted bearer tokens, one per line (the mounted Secret key).")
+    tokens_file: str | None = Field(
+        default=None,
+        description="File mapping bearer tokens to tenants (the mounted Secret key; format in tenants.py).",
+    )
     allow_anonymous: bool = Field(default=False, description="Serve without auth when no tokens file is set (development only).")
     max_request_bytes: int = Field(default=1_048_576, ge=1024, le=67_108_864)
     max_goal_chars: int = Field(default=100_000, ge=1)
+    max_streams: int = Field(
+        default=64, ge=1, le=10_000, description="Progress streams one API process holds open (below its Redis pool)."
+    )
+    tenant_limits: TenantLimits = Field(
+        default_factory=TenantLimits, description="Per-tenant limits, enforced at submission."
+    )
 
 
 class BreakerSettings(Model):
@@ -202,7 +221,11 @@ def runtime_config(
         "tools": [t.wire() for t in s.tools],
         "decisions": s.decisions.wire(),
         "worker": {"concurrency": s.workers.concurrency},
-        "api": {"maxRequestBytes": s.api.max_request_bytes},
+        "api": {
+            "maxRequestBytes": s.api.max_request_bytes,
+            "maxStreams": s.api.max_streams,
+            "tenantLimits": s.api.tenant_limits.wire(),
+        },
     }
     prompt = system_prompt if system_prompt is not None else (s.system_prompt.inline if s.system_prompt is not None else None)
     if prompt is not None:

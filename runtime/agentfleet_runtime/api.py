@@ -6,13 +6,12 @@ Handlers are thin: validation lives in ``submission.py`` and state changes in ``
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import os
 import time
 import uuid
-from pathlib import Path
+from decimal import Decimal
 from typing import Any
 
 from agentfleet_contract.fleet_keys import Keys
@@ -21,52 +20,70 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agentfleet_runtime import metrics
+from agentfleet_runtime.budget import NANOS
 from agentfleet_runtime.config import limits_of
+from agentfleet_runtime.openapi import OPENAPI
 from agentfleet_runtime.redis_client import connect
-from agentfleet_runtime.store import TaskStore
-from agentfleet_runtime.submission import SubmitError, new_task, parse_submission, task_view
+from agentfleet_runtime.store import Admission, TaskStore
+from agentfleet_runtime.submission import (
+    SubmitError,
+    new_task,
+    parse_body,
+    parse_submission,
+    stream_position,
+    task_view,
+)
+from agentfleet_runtime.tenants import DEFAULT_TENANT, TokenFile, owner
+from agentfleet_runtime.types import TaskRecord
 
 log = logging.getLogger("agentfleet_runtime.task_api")
 
-OPEN_PATHS = {"/healthz", "/readyz", "/metrics"}
+OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/v1/openapi.json"}
 SSE_KEEPALIVE_SECONDS = 15
+SSE_POLL_MS = 1000  # longest one XREAD of a stream blocks: how soon a closed client's slot frees
+TENANT = web.RequestKey("tenant", str)  # the caller's tenant, set by the auth middleware
+RETRY_AFTER_SECONDS = 5  # a tenant at its in-flight or stream cap: about when a task or stream may have ended
 
 
-class TokenFile:
-    """Bearer tokens, one per line, re-read when the file changes (a rotated Secret)."""
+class StreamSlots:
+    """Open progress streams, per pod and per tenant. Each stream holds a Redis connection in a
+    blocking XREAD for up to SSE_KEEPALIVE_SECONDS, so the pod's cap stays below its Redis pool:
+    ordinary requests and /readyz always find a free connection. A slot is taken before the
+    stream starts and given back when it ends, however it ends."""
 
-    def __init__(self, path: str | None, check_every: float = 5.0) -> None:
-        self.path = Path(path) if path else None
-        self.check_every = check_every
-        self._tokens: list[bytes] = []
-        self._mtime = -1.0
-        self._checked = 0.0
+    def __init__(self, per_pod: int, per_tenant: int) -> None:
+        self.per_pod = per_pod
+        self.per_tenant = per_tenant
+        self.open = 0
+        self.by_tenant: dict[str, int] = {}
 
-    def tokens(self) -> list[bytes]:
-        now = time.monotonic()
-        if self.path is not None and now - self._checked >= self.check_every:
-            self._checked = now
-            try:
-                mtime = self.path.stat().st_mtime
-            except OSError:
-                log.error("tokens file unreadable; refusing every request", extra={"path": str(self.path)})
-                self._tokens, self._mtime = [], -1.0
-                return self._tokens
-            if mtime != self._mtime:
-                lines = self.path.read_text().splitlines()
-                self._tokens = [ln.strip().encode() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-                self._mtime = mtime
-        return self._tokens
+    def take(self, tenant: str) -> str | None:
+        """None when a slot was taken; otherwise which cap refused it."""
+        if self.open >= self.per_pod:
+            return f"this API pod serves at most {self.per_pod} event streams at once"
+        if self.by_tenant.get(tenant, 0) >= self.per_tenant:
+            return f"your tenant may hold at most {self.per_tenant} event streams open at once on this API pod"
+        self.open += 1
+        self.by_tenant[tenant] = self.by_tenant.get(tenant, 0) + 1
+        return None
 
-    def accepts(self, header: str | None) -> bool:
-        if not header or not header.startswith("Bearer "):
-            return False
-        given = header[7:].strip().encode()
-        # Compare against every token, without stopping early, in constant time per token.
-        ok = False
-        for t in self.tokens():
-            ok |= hmac.compare_digest(given, t)
-        return ok
+    def give(self, tenant: str) -> None:
+        self.open -= 1
+        left = self.by_tenant[tenant] - 1
+        if left:
+            self.by_tenant[tenant] = left
+        else:
+            del self.by_tenant[tenant]
+
+
+def stream_cap(max_streams: int, redis_connections: int) -> int:
+    """Streams one pod holds at most: the setting, but always leaving a quarter of the Redis pool
+    (at least 2 connections) to everything else."""
+    return max(1, min(max_streams, redis_connections - max(2, redis_connections // 4)))
+
+
+def seconds_to_utc_midnight(now: float) -> int:
+    return max(1, int(86400 - now % 86400))
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -82,6 +99,10 @@ class TaskAPI:
         self.store = TaskStore(self.r, Keys(config.fleet), config.result_ttl_seconds)
         self.auth = TokenFile(config.api.tokens_file) if config.api.tokens_file else None
         self.limits = limits_of(config)
+        tl = config.api.tenant_limits
+        spend = None if tl.max_spend_per_day is None else int(Decimal(tl.max_spend_per_day) * NANOS)
+        self.admission = Admission(tl.max_tasks_in_flight, spend)
+        self.streams = StreamSlots(stream_cap(config.api.max_streams, config.redis_max_connections), tl.max_streams)
         self.retrieval_tools = frozenset(t.name for t in config.tools if t.type == "Retrieval")
         self.closing = False
 
@@ -95,6 +116,7 @@ class TaskAPI:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/v1/openapi.json", self.openapi)
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
         return app
@@ -122,8 +144,10 @@ class TaskAPI:
 
     async def _guarded(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path not in OPEN_PATHS:
-            if self.auth is not None and not self.auth.accepts(request.headers.get("Authorization")):
+            tenant = DEFAULT_TENANT if self.auth is None else self.auth.tenant_of(request.headers.get("Authorization"))
+            if tenant is None:
                 return web.json_response({"error": "missing or invalid bearer token"}, status=401, headers={"WWW-Authenticate": "Bearer"})
+            request[TENANT] = tenant
             length = request.content_length
             if length is not None and length > self.config.api.max_request_bytes:
                 return _error(413, f"request body of {length} bytes exceeds the limit of {self.config.api.max_request_bytes}")
@@ -131,76 +155,138 @@ class TaskAPI:
             return await handler(request)
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"request body exceeds the limit of {self.config.api.max_request_bytes} bytes")
+        except SubmitError as e:
+            return _error(400, str(e))
+
+    async def _owned(self, request: web.Request) -> tuple[TaskRecord, dict[str, str]] | None:
+        """The task the path names, if it is the caller's tenant's: another tenant's task is as
+        absent as one that never existed (404 either way, so ids cannot be probed)."""
+        got = await self.store.get(request.match_info["id"])
+        if got is None or owner(got[0].tenant) != request[TENANT]:
+            return None
+        return got
 
     # -- routes ------------------------------------------------------------------------------------
     async def submit(self, request: web.Request) -> web.Response:
-        try:
-            raw = await request.read()
-            body = json.loads(raw or b"null")
-        except web.HTTPRequestEntityTooLarge:
-            raise
-        except ValueError:
-            return _error(400, "body must be JSON")
-        try:
-            sub = parse_submission(body, request.headers.get("Idempotency-Key"), self.config.api.max_goal_chars, self.limits)
-        except SubmitError as e:
-            return _error(400, str(e))
-        record = new_task(uuid.uuid4().hex, sub, time.time())
-        created, task_id = await self.store.submit(record, idempotency_key=sub.idempotency_key, request_hash=sub.request_hash)
+        tenant = request[TENANT]
+        body = parse_body(await request.read())
+        key = request.headers.get("Idempotency-Key")
+        sub = parse_submission(body, key, self.config.api.max_goal_chars, self.limits)
+        record = new_task(uuid.uuid4().hex, sub, time.time(), tenant)
+        created, task_id = await self.store.submit(
+            record, idempotency_key=sub.idempotency_key, request_hash=sub.request_hash, admission=self.admission
+        )
+        if created < 0:
+            return self._refused(tenant, created, task_id, record.created_at)
         if not created:
             got = await self.store.get(task_id)
             if got is not None and sub.idempotency_key and got[1].get("request_hash") not in ("", sub.request_hash):
                 return _error(409, "this Idempotency-Key was used for a different request")
             status = got[0].status.value if got else "unknown"
             return web.json_response({"id": task_id, "status": status, "created": False}, status=200)
-        log.info("task submitted", extra={"task_id": task_id, "session": sub.session or None})
-        return web.json_response({"id": task_id, "status": "queued", "created": True}, status=201, headers={"Location": f"/v1/tasks/{task_id}"})
+        metrics.TENANT_ADMISSIONS.labels(tenant, "admitted").inc()
+        log.info("task submitted", extra={"task_id": task_id, "session": sub.session or None, "tenant": tenant})
+        body = {"id": task_id, "status": "queued", "created": True}
+        return web.json_response(body, status=201, headers={"Location": f"/v1/tasks/{task_id}"})
+
+    def _refused(self, tenant: str, code: int, figure: str, now: float) -> web.Response:
+        """429 for a tenant at a limit (SUBMIT's -1: tasks in flight, -2: spend today)."""
+        tl = self.config.api.tenant_limits
+        if code == -1:
+            outcome, wait = "in_flight_limit", RETRY_AFTER_SECONDS
+            message = (
+                f"your tenant has {figure} tasks queued or running, its limit (spec.api.tenantLimits.maxTasksInFlight"
+                f" = {tl.max_tasks_in_flight}): retry when one has ended"
+            )
+        else:
+            outcome, wait = "spend_limit", seconds_to_utc_midnight(now)
+            spent = format((Decimal(figure) / NANOS).normalize(), "f")
+            message = (
+                f"your tenant spent {spent} {self.config.pricing.currency} today (UTC), its limit"
+                f" (spec.api.tenantLimits.maxSpendPerDay = {tl.max_spend_per_day}): retry after midnight UTC"
+            )
+        metrics.TENANT_ADMISSIONS.labels(tenant, outcome).inc()
+        return web.json_response({"error": message, "limit": outcome}, status=429, headers={"Retry-After": str(wait)})
 
     async def get(self, request: web.Request) -> web.Response:
+        got = await self._owned(request)
         tid = request.match_info["id"]
-        got = await self.store.get(tid)
         if got is None:
             return _error(404, f"no task {tid}")
         want_steps = request.query.get("steps", "1") not in ("0", "false", "no")
         steps = await self.store.steps(tid) if want_steps else None
         count = len(steps) if steps is not None else int(await self.r.llen(self.store.keys.steps(tid)))
         children = await self.store.children(tid)
-        return web.json_response(task_view(got[0], got[1], steps, count, children, self.config.pricing.currency, self.retrieval_tools))
+        currency = self.config.pricing.currency
+        return web.json_response(task_view(got[0], got[1], steps, count, children, currency, self.retrieval_tools))
 
     async def cancel(self, request: web.Request) -> web.Response:
         tid = request.match_info["id"]
+        if await self._owned(request) is None:
+            return _error(404, f"no task {tid}")
         res = await self.store.cancel_tree(tid)
         if res == -1:
             return _error(404, f"no task {tid}")
         got = await self.store.get(tid)
         status = got[0].status.value if got else "unknown"
-        return web.json_response({"id": tid, "status": status, "cancelRequested": res == 1}, status=202 if res == 1 else 200)
+        body = {"id": tid, "status": status, "cancelRequested": res == 1}
+        return web.json_response(body, status=202 if res == 1 else 200)
 
     async def dead_letters(self, request: web.Request) -> web.Response:
         try:
             count = min(1000, max(1, int(request.query.get("count", "100"))))
         except ValueError:
-            return _error(400, "count must be an integer")
-        return web.json_response({"items": await self.store.dead_letters(count)})
+            return _error(400, "count must be an integer from 1 to 1000, e.g. ?count=100")
+        # The caller's tenant's only: among the newest 1000 entries, those whose task is theirs
+        # (a task whose record has expired has no known owner and is shown to no one).
+        items = await self.store.dead_letters(1000)
+        owners = await self.store.owners([i.get("task", "") for i in items])
+        mine = [i for i, who in zip(items, owners, strict=True) if who == request[TENANT]]
+        return web.json_response({"items": mine[:count]})
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: every progress event of the task, then the stream ends after 'finished'."""
+        tenant = request[TENANT]
         tid = request.match_info["id"]
-        got = await self.store.get(tid)
+        got = await self._owned(request)
         if got is None:
             return _error(404, f"no task {tid}")
-        after = request.headers.get("Last-Event-ID") or request.query.get("after") or "0-0"
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        given = request.headers.get("Last-Event-ID")
+        if given:
+            after = stream_position(given, "Last-Event-ID")
+        else:
+            after = stream_position(request.query.get("after", "0-0"), "after")
+        refused = self.streams.take(tenant)
+        if refused is not None:
+            metrics.TENANT_ADMISSIONS.labels(tenant, "stream_limit").inc()
+            return web.json_response(
+                {"error": f"{refused}: close one, or poll GET /v1/tasks/{tid}", "limit": "stream_limit"},
+                status=429,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        try:
+            return await self._stream(request, tid, got[0].status.terminal, after)
+        finally:
+            self.streams.give(tenant)
+
+    async def _stream(self, request: web.Request, tid: str, ended: bool, after: str) -> web.StreamResponse:
+        headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        resp = web.StreamResponse(headers=headers)
         await resp.prepare(request)
-        ended = got[0].status.terminal
-        while not self.closing:
-            batch = await self.store.events(tid, after, block_ms=SSE_KEEPALIVE_SECONDS * 1000)
+        quiet_since = time.monotonic()
+        # Block a second at a time, not a whole keepalive period: a client that went away is seen
+        # within a second and its stream slot (and Redis connection) given back.
+        while not self.closing and request.transport is not None and not request.transport.is_closing():
+            batch = await self.store.events(tid, after, block_ms=SSE_POLL_MS)
             if not batch:
                 if ended:
                     break
-                await resp.write(b": keepalive\n\n")
-                ended = (got := await self.store.get(tid)) is None or got[0].status.terminal
+                if time.monotonic() - quiet_since >= SSE_KEEPALIVE_SECONDS:
+                    quiet_since = time.monotonic()
+                    await resp.write(b": keepalive\n\n")
+                    ended = (got := await self.store.get(tid)) is None or got[0].status.terminal
                 continue
+            quiet_since = time.monotonic()
             for eid, ev in batch:
                 after = eid
                 await resp.write(f"id: {eid}\nevent: {ev.get('type', 'message')}\ndata: {json.dumps(ev)}\n\n".encode())
@@ -208,7 +294,10 @@ class TaskAPI:
                     ended = True
             if ended and batch[-1][1].get("type") == "finished":
                 break
-        await resp.write_eof()
+        try:
+            await resp.write_eof()
+        except ConnectionResetError:  # the client left first: nothing is owed to it
+            pass
         return resp
 
     async def healthz(self, _: web.Request) -> web.Response:
@@ -223,6 +312,9 @@ class TaskAPI:
 
     async def metrics(self, _: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def openapi(self, _: web.Request) -> web.Response:
+        return web.json_response(OPENAPI)
 
 
 async def serve(config: RuntimeConfig, stop: asyncio.Event) -> None:

@@ -5,6 +5,7 @@ Pure: callers pass the clock and the usage; nothing here touches Redis or the mo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -68,6 +69,8 @@ def effective_limits(fleet: Limits, overrides: dict[str, Any] | None) -> Limits:
             return current
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"budgets.{name} must be a number")
+        if not math.isfinite(value):  # NaN compares false with everything and would pass below
+            raise ValueError(f"budgets.{name} must be a finite number, not NaN or Infinity")
         if value < (0 if name in ("maxFanOut", "maxDepth") else 1):
             raise ValueError(f"budgets.{name} must be positive")
         return kind(min(value, current))

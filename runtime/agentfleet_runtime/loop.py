@@ -112,13 +112,15 @@ class TaskRun:
         rec = self.rec
         if rec.cancel:
             return await self.finish_cancelled()
-        session_ctx = await self.store.session_context(rec.session, rec.id, self.settings.session_history) if rec.session and rec.depth == 0 else []
+        session_ctx: list[tuple[str, str]] = []
+        if rec.session and rec.depth == 0:
+            history = self.settings.session_history
+            session_ctx = await self.store.session_context(rec.session, rec.id, history, rec.tenant)
         schemas = self.tools.schemas()
         decide = self.settings.decisions
         json_mode = decide.mode == "JSONSchema" and bool(schemas)
         text_tools = self.settings.tool_calling == "text" and not json_mode
         native = self.settings.tool_calling != "text" and not json_mode
-        tenant = str(rec.metadata.get("tenant", ""))
         system = self.settings.system_prompt + ("\n\n" + protocol_text(schemas) if json_mode else "")
         prompt = PromptCache(head_messages(system_prompt=system, goal=rec.goal, tool_schemas=schemas, text_tools=text_tools, session_context=session_ctx))
         if not self.steps and self.settings.search_first is not None:
@@ -154,7 +156,7 @@ class TaskRun:
                     task_id=rec.id,
                     root_id=rec.root,
                     session=rec.session,
-                    tenant=tenant,
+                    tenant=rec.tenant,
                     step=len(self.steps),
                     timeout=left,
                     tool_choice=extras.get("tool_choice", "auto"),
@@ -193,7 +195,7 @@ class TaskRun:
             metrics.TOKENS_IN.inc(usage.prompt_tokens)
             metrics.TOKENS_OUT.inc(usage.completion_tokens)
             if cost:
-                metrics.spent(self.prices.currency, cost / 1e9)
+                metrics.spent(self.prices.currency, cost / 1e9, rec.tenant)
             if not calls:
                 answer = self._checked(content.strip())
                 done = StopReason.FINAL_ANSWER.value

@@ -60,6 +60,15 @@ local function finish(k, id, a)
   for _, key in ipairs({k.hash, k.steps, k.events, k.children}) do redis.call('EXPIRE', key, ttl) end
 end
 
+-- Add a model call's cost to its tenant's spend of the day (admission reads it, SUBMIT). Two
+-- days of expiry: the key is read only on its own day; the second covers clock skew.
+local function charge_tenant(key, cost)
+  if key and key ~= '' and cost > 0 then
+    redis.call('INCRBY', key, cost)
+    redis.call('EXPIRE', key, 172800)
+  end
+end
+
 -- Append step n unless already there (a retried call). Returns false on a gap.
 local function append_step(hash, steps, root, n, step_json, pt, ct, cost)
   local len = redis.call('LLEN', steps)
@@ -79,16 +88,38 @@ end
 """
 PRELUDE = PRELUDE.replace("__WINDOW__", str(FINISHED_WINDOW_SECONDS)).replace("__CAP__", str(FINISHED_CAP))
 
-# KEYS: hash stream events submission session parent_children
-# ARGV: id submission_ttl event field value ...
-SUBMIT = r"""
+# KEYS: hash stream events submission session parent_children tenant_live tenant_spend
+# ARGV: id submission_ttl event max_in_flight max_spend_nanos key_prefix field value ...
+# Admission (a root task of a tenant, tenant_live given): the tenant's live set is pruned of tasks
+# that ended, then {-1, live} if it holds max_in_flight (0: no limit), {-2, spent} if the day's
+# spend reached max_spend_nanos (0: no limit). A repeated Idempotency-Key answers before either:
+# the task it names was admitted already.
+SUBMIT = (
+    PRELUDE
+    + r"""
 if KEYS[4] ~= '' then
   local existing = redis.call('GET', KEYS[4])
   if existing then return {0, existing} end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[1]} end
+if KEYS[7] ~= '' then
+  local cap = tonumber(ARGV[4])
+  if cap > 0 then
+    local live = 0
+    for _, id in ipairs(redis.call('SMEMBERS', KEYS[7])) do
+      local status = redis.call('HGET', ARGV[6] .. 't:' .. id, 'status')
+      if (not status) or is_terminal(status) then redis.call('SREM', KEYS[7], id) else live = live + 1 end
+    end
+    if live >= cap then return {-1, tostring(live)} end
+  end
+  local max_spend = tonumber(ARGV[5])
+  if max_spend > 0 then
+    local spent = tonumber(redis.call('GET', KEYS[8]) or '0')
+    if spent >= max_spend then return {-2, tostring(spent)} end
+  end
+end
 local fields = {}
-for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('XADD', KEYS[2], '*', 'task', ARGV[1])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'e', ARGV[3])
@@ -99,8 +130,13 @@ if KEYS[5] ~= '' then
   redis.call('EXPIRE', KEYS[5], tonumber(ARGV[2]))
 end
 if KEYS[6] ~= '' then redis.call('RPUSH', KEYS[6], ARGV[1]) end
+if KEYS[7] ~= '' and tonumber(ARGV[4]) > 0 then
+  redis.call('SADD', KEYS[7], ARGV[1])
+  redis.call('EXPIRE', KEYS[7], tonumber(ARGV[2]))
+end
 return {1, ARGV[1]}
 """
+)
 
 # KEYS: hash steps events children stream dead
 # ARGV: lease now reclaimed max_attempts msg_id group channel ttl worker started_event dead_event key_prefix
@@ -136,7 +172,7 @@ return {'ok', redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -
 """
 )
 
-# KEYS: hash steps events root
+# KEYS: hash steps events root [tenant_spend]
 # ARGV: lease n step_json prompt_tokens completion_tokens cost_nanos event [observations_event]
 # With the optional last event, step_json already holds the step's observations (its tools
 # answered before the plan left: TaskStore.fold_observations): plan and completion in one call.
@@ -161,6 +197,11 @@ if len == n then
   if KEYS[4] == KEYS[1] or redis.call('EXISTS', KEYS[4]) == 1 then
     redis.call('HINCRBY', KEYS[4], 'tree_tokens', pt + ct)
     redis.call('HINCRBY', KEYS[4], 'tree_cost_nanos', cost)
+  end
+  -- The tenant's spend of the day (KEYS[5], absent for a task of no tenant): charge_tenant, inline.
+  if KEYS[5] and cost > 0 then
+    redis.call('INCRBY', KEYS[5], cost)
+    redis.call('EXPIRE', KEYS[5], 172800)
   end
 elseif len ~= n + 1 then
   return {-2, len}
@@ -196,7 +237,7 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'e', ARGV[4])
 return {1, h[2] or '0'}
 """
 
-# KEYS: hash steps events children stream dead root
+# KEYS: hash steps events children stream dead root [tenant_spend]
 # ARGV: lease status reason answer error now msg_id group channel ttl event n step_json pt ct cost
 FINISH = (
     PRELUDE
@@ -206,9 +247,11 @@ if not cur then ack(KEYS[5], ARGV[8], ARGV[7]); return {0} end
 if is_terminal(cur) then ack(KEYS[5], ARGV[8], ARGV[7]); return {0} end
 if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return {-1} end
 if ARGV[13] ~= '' then
+  local before = redis.call('LLEN', KEYS[2])
   if not append_step(KEYS[1], KEYS[2], KEYS[7], tonumber(ARGV[12]), ARGV[13], tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16])) then
     return {-2}
   end
+  if redis.call('LLEN', KEYS[2]) > before then charge_tenant(KEYS[8], tonumber(ARGV[16])) end
 end
 local k = {hash=KEYS[1], steps=KEYS[2], events=KEYS[3], children=KEYS[4], stream=KEYS[5], dead=KEYS[6]}
 finish(k, redis.call('HGET', KEYS[1], 'id'), {status=ARGV[2], reason=ARGV[3], answer=ARGV[4], error=ARGV[5], now=ARGV[6],

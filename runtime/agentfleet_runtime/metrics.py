@@ -138,6 +138,17 @@ STEP_OVERHEAD_SECONDS = Histogram(
 )
 STEP_OVERHEAD = _histogram_tally(STEP_OVERHEAD_SECONDS)
 API_REQUESTS = Counter("agentfleet_api_requests_total", "Task API requests by route and status code.", ["route", "code"])
+# Tenants are the names in the fleet's token Secret (an operator's list, not a caller's choice),
+# so these labels stay bounded.
+TENANT_COST = Counter(
+    "agentfleet_tenant_cost_total", "Cost of model calls by tenant, in the pricing currency.", ["tenant", "currency"]
+)
+TENANT_ADMISSIONS = Counter(
+    "agentfleet_tenant_admissions_total",
+    "Task API admissions by tenant and outcome: submissions admitted or refused (in_flight_limit, spend_limit),"
+    " event streams refused (stream_limit).",
+    ["tenant", "outcome"],
+)
 
 
 class ModelObserver:
@@ -165,15 +176,19 @@ def _model_seconds(outcome: str) -> _HistogramTally:
 
 _tool_children: dict[tuple[str, str], tuple[_CounterTally, _HistogramTally]] = {}
 _tool_seconds: dict[str, _HistogramTally] = {}
-_cost_children: dict[str, _CounterTally] = {}
+_cost_children: dict[tuple[str, str], tuple[_CounterTally, _CounterTally | None]] = {}
 
 
-def spent(currency: str, amount: float) -> None:
-    """Add a model call's cost (per step: the labelled child is looked up once per currency)."""
-    child = _cost_children.get(currency)
-    if child is None:
-        child = _cost_children[currency] = _counter_tally(COST.labels(currency))
-    child.inc(amount)
+def spent(currency: str, amount: float, tenant: str = "") -> None:
+    """Add a model call's cost, to the fleet's and its tenant's counter (per step: the labelled
+    children are looked up once per currency and tenant)."""
+    pair = _cost_children.get((currency, tenant))
+    if pair is None:
+        by_tenant = _counter_tally(TENANT_COST.labels(tenant, currency)) if tenant else None
+        pair = _cost_children[(currency, tenant)] = (_counter_tally(COST.labels(currency)), by_tenant)
+    pair[0].inc(amount)
+    if pair[1] is not None:
+        pair[1].inc(amount)
 
 
 _breaker_children: dict[str, Any] = {}

@@ -21,7 +21,16 @@ from agentfleet_runtime import fastjson, lua
 from agentfleet_runtime.batch import ScriptBatcher
 from agentfleet_runtime.budget import TreeUsage
 from agentfleet_runtime.errors import CheckpointConflict, LeaseLost
+from agentfleet_runtime.tenants import owner
 from agentfleet_runtime.types import Limits, Observation, Status, Step, TaskRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A tenant's limits that SUBMIT enforces atomically (None: no limit)."""
+
+    max_in_flight: int | None = None
+    max_spend_nanos: int | None = None
 
 
 @dataclass(slots=True)
@@ -114,6 +123,17 @@ class TaskStore:
                 raise
 
     # -- submission ------------------------------------------------------------------------------
+    def spend_key(self, rec: TaskRecord, now: float | None = None) -> list[str]:
+        """The tenant's spend key of today as an optional script key ([] for a task of no tenant)."""
+        if not rec.tenant:
+            return []
+        return [self.keys.tenant_spend(rec.tenant, int((time.time() if now is None else now) // 86400))]
+
+    async def tenant_spent(self, tenant: str, now: float | None = None) -> int:
+        """What a tenant's model calls cost today (UTC), in 1e-9 currency units."""
+        day = int((time.time() if now is None else now) // 86400)
+        return int(await self.r.get(self.keys.tenant_spend(tenant, day)) or 0)
+
     async def submit(
         self,
         record: TaskRecord,
@@ -121,8 +141,11 @@ class TaskStore:
         idempotency_key: str | None = None,
         request_hash: str = "",
         parent_children_key: str = "",
-    ) -> tuple[bool, str]:
-        """Create and enqueue a task. Returns (created, task id); an existing key returns its task."""
+        admission: Admission | None = None,
+    ) -> tuple[int, str]:
+        """Create and enqueue a task. Returns (1, task id) when created, (0, id) for the task an
+        existing key or id names, and with ``admission`` (a tenant's root task) (-1, tasks in
+        flight) or (-2, spend today in 1e-9 units) when the tenant's limit refuses it."""
         fields = record.to_hash()
         fields["request_hash"] = request_hash
         if record.root == record.id:
@@ -134,13 +157,20 @@ class TaskStore:
             self.keys.task(record.id),
             self.keys.stream,
             self.keys.events(record.id),
-            self.keys.submission(idempotency_key) if idempotency_key else "",
-            self.keys.session(record.session) if record.session else "",
+            self.keys.submission(idempotency_key, record.tenant) if idempotency_key else "",
+            self.keys.session(record.session, record.tenant) if record.session else "",
             parent_children_key,
         ]
+        limits = [0, 0]
+        if admission is not None and record.tenant:
+            keys += [self.keys.tenant_live(record.tenant), *self.spend_key(record, record.created_at)]
+            limits = [admission.max_in_flight or 0, admission.max_spend_nanos or 0]
+        else:
+            keys += ["", ""]
         ev = event("queued", task=record.id, parent=record.parent or None, depth=record.depth)
-        created, task_id = await self._submit(keys=keys, args=[record.id, self.ttl, ev, *flat])
-        return bool(created), task_id
+        args = [record.id, self.ttl, ev, *limits, self.keys.prefix, *flat]
+        created, task_id = await self._submit(keys=keys, args=args)
+        return int(created), task_id
 
     # -- leasing ---------------------------------------------------------------------------------
     async def acquire(self, task_id: str, *, lease: str, msg_id: str, reclaimed: bool, max_attempts: int, worker: str) -> Acquired | str:
@@ -194,7 +224,7 @@ class TaskStore:
         task, steps, events, _ = self.keys.task_keys(rec.id)
         return self._call(
             self._plan,
-            [task, steps, events, task if rec.root == rec.id else self.keys.task(rec.root)],
+            [task, steps, events, task if rec.root == rec.id else self.keys.task(rec.root), *self.spend_key(rec)],
             [lease, step.n, fastjson.dumpb(step.to_json()), step.usage.prompt_tokens, step.usage.completion_tokens, cost_nanos, ev],
         )
 
@@ -258,7 +288,7 @@ class TaskStore:
         usage = final_step.usage if final_step else None
         res = await self._call(
             self._finish,
-            [*self._task_keys(rec.id), self.keys.task(rec.root)],
+            [*self._task_keys(rec.id), self.keys.task(rec.root), *self.spend_key(rec)],
             [
                 lease,
                 status.value,
@@ -392,18 +422,20 @@ class TaskStore:
             out.append(None if vals[0] is None else dict(zip(("status", "reason", "answer", "error"), vals, strict=True)))
         return out
 
-    async def session_context(self, session: str, before: str, limit: int) -> list[tuple[str, str]]:
-        """(goal, answer) of the session's earlier finished tasks, oldest first, up to ``limit``."""
+    async def session_context(self, session: str, before: str, limit: int, tenant: str = "") -> list[tuple[str, str]]:
+        """(goal, answer) of the tenant's session's earlier finished tasks, oldest first, up to ``limit``."""
         if not session or limit <= 0:
             return []
-        ids = await self.r.lrange(self.keys.session(session), -(limit + 20), -1)
+        ids = await self.r.lrange(self.keys.session(session, tenant), -(limit + 20), -1)
         ids = [i for i in ids if i != before][-(limit + 5) :]
         pipe = self.r.pipeline(transaction=False)
         for tid in ids:
-            pipe.hmget(self.keys.task(tid), "goal", "answer", "status", "created_at")
+            pipe.hmget(self.keys.task(tid), "goal", "answer", "status", "tenant")
         out = []
-        for goal, answer, status, _ in await pipe.execute():
-            if status == Status.DONE.value and answer:
+        for goal, answer, status, filed_by in await pipe.execute():
+            # The key is per tenant already; the owner check also keeps out a task filed under
+            # it by anything else (history goes into the system prompt: it must be the tenant's).
+            if status == Status.DONE.value and answer and (filed_by or "") == tenant:
                 out.append((goal, answer))
         return out[-limit:]
 
@@ -414,6 +446,13 @@ class TaskStore:
             for eid, fields in entries:
                 out.append((eid, json.loads(fields["e"])))
         return out
+
+    async def owners(self, task_ids: Sequence[str]) -> list[str | None]:
+        """The tenant of each task (a task of no tenant is the default tenant's; None: no such task)."""
+        pipe = self.r.pipeline(transaction=False)
+        for tid in task_ids:
+            pipe.hmget(self.keys.task(tid), "id", "tenant")
+        return [None if tid is None else owner(tenant or "") for tid, tenant in await pipe.execute()]
 
     async def dead_letters(self, count: int = 100) -> list[dict[str, str]]:
         entries = await self.r.xrevrange(self.keys.dead, count=count)

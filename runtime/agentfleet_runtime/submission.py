@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +17,9 @@ from agentfleet_runtime.types import Limits, Status, Step, TaskRecord
 MAX_KEY_CHARS = 256
 MAX_SESSION_CHARS = 256
 MAX_METADATA_CHARS = 16_384
+MAX_DEPTH = 32  # nesting of a request body; a task needs 3 (metadata objects a few more)
+STREAM_ID = re.compile(r"^[0-9]{1,20}(-[0-9]{1,20})?$")  # a Redis stream entry id: ms[-seq]
+MAX_U64 = 2**64 - 1  # each part of a stream id: Redis refuses more mid-stream (the fuzz test found it)
 
 
 class SubmitError(ValueError):
@@ -31,10 +36,62 @@ class Submission:
     metadata: dict[str, Any]
 
 
+def _where(path: list[str]) -> str:
+    return ".".join(path) or "the body"
+
+
+def _check_value(value: Any, path: list[str]) -> None:
+    """Refuse what JSON parses but nothing downstream can hold: non-finite numbers (NaN,
+    Infinity, 1e400 overflowing to inf), text that is not Unicode (a lone surrogate such as
+    "\\ud800", which no UTF-8 encoder writes) and nesting deeper than MAX_DEPTH."""
+    if len(path) > MAX_DEPTH:
+        raise SubmitError(f"{_where(path[:MAX_DEPTH])} nests deeper than {MAX_DEPTH} levels: flatten it")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SubmitError(f"{_where(path)} must be a finite number (not NaN or Infinity, at most about 1.8e308)")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            problem = "holds a lone surrogate (an unpaired \\ud800-\\udfff escape): send valid Unicode"
+            raise SubmitError(f"{_where(path)} {problem}") from None
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_value(k, [*path, "<key>"])
+            _check_value(v, [*path, k if isinstance(k, str) and k.isprintable() else "<key>"])
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_value(v, [*path, str(i)])
+
+
+def parse_body(raw: bytes) -> Any:
+    """A request body as JSON the API can store: SubmitError (400) names the field otherwise."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SubmitError("body must be UTF-8 encoded JSON") from None
+    try:
+        body = json.loads(text or "null")  # NaN and Infinity parse; _check_value names where
+    except RecursionError:
+        raise SubmitError(f"body nests deeper than {MAX_DEPTH} levels: flatten it") from None
+    except ValueError:
+        raise SubmitError('body must be JSON, e.g. {"goal": "..."}') from None
+    _check_value(body, [])
+    return body
+
+
+def stream_position(value: str, field: str) -> str:
+    """A client's resume point in an event stream (Last-Event-ID or ?after=): an entry id it was sent."""
+    if not STREAM_ID.match(value) or any(int(part) > MAX_U64 for part in value.split("-")):
+        raise SubmitError(f"{field} must be an event id the stream sent, such as 1700000000000-0 (got {value[:40]!r})")
+    return value
+
+
 def parse_submission(body: Any, header_key: str | None, max_goal_chars: int, fleet_limits: Limits) -> Submission:
     if not isinstance(body, dict):
         raise SubmitError('body must be a JSON object such as {"goal": "..."}')
-    unknown = sorted(set(body) - {"goal", "session", "tenant", "budgets", "idempotencyKey", "metadata"})
+    if "tenant" in body:
+        raise SubmitError("tenant is not a field of a task: it is the tenant of your bearer token; remove it")
+    unknown = sorted(set(body) - {"goal", "session", "budgets", "idempotencyKey", "metadata"})
     if unknown:
         raise SubmitError(f"unknown field(s): {', '.join(unknown)}")
     goal = body.get("goal")
@@ -48,6 +105,8 @@ def parse_submission(body: Any, header_key: str | None, max_goal_chars: int, fle
     key = header_key or body.get("idempotencyKey")
     if key is not None and (not isinstance(key, str) or not key or len(key) > MAX_KEY_CHARS):
         raise SubmitError(f"Idempotency-Key must be a non-empty string of at most {MAX_KEY_CHARS} characters")
+    if key is not None:
+        _check_value(key, ["Idempotency-Key"])  # a header's non-UTF-8 bytes arrive as lone surrogates
     budgets = body.get("budgets")
     if budgets is not None and not isinstance(budgets, dict):
         raise SubmitError('budgets must be an object, e.g. {"maxSteps": 10}')
@@ -58,16 +117,12 @@ def parse_submission(body: Any, header_key: str | None, max_goal_chars: int, fle
     metadata = body.get("metadata") or {}
     if not isinstance(metadata, dict) or len(json.dumps(metadata)) > MAX_METADATA_CHARS:
         raise SubmitError(f"metadata must be an object of at most {MAX_METADATA_CHARS} characters as JSON")
-    tenant = body.get("tenant")
-    if tenant is not None:
-        if not isinstance(tenant, str) or not tenant or len(tenant) > MAX_SESSION_CHARS:
-            raise SubmitError(f"tenant must be a non-empty string of at most {MAX_SESSION_CHARS} characters")
-        metadata = {**metadata, "tenant": tenant}
-    canonical = json.dumps({"goal": goal, "session": session, "budgets": budgets or {}, "metadata": metadata}, sort_keys=True)  # tenant is in metadata
+    fields = {"goal": goal, "session": session, "budgets": budgets or {}, "metadata": metadata}
+    canonical = json.dumps(fields, sort_keys=True)
     return Submission(goal, session, limits, key, hashlib.sha256(canonical.encode()).hexdigest(), metadata)
 
 
-def new_task(task_id: str, sub: Submission, now: float) -> TaskRecord:
+def new_task(task_id: str, sub: Submission, now: float, tenant: str = "") -> TaskRecord:
     return TaskRecord(
         id=task_id,
         goal=sub.goal,
@@ -77,6 +132,7 @@ def new_task(task_id: str, sub: Submission, now: float) -> TaskRecord:
         deadline=now + sub.limits.timeout_seconds,
         root=task_id,
         session=sub.session,
+        tenant=tenant,
         metadata=sub.metadata,
     )
 

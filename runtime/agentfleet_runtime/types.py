@@ -187,6 +187,7 @@ class TaskRecord:
     parent: str = ""
     depth: int = 0
     session: str = ""
+    tenant: str = ""  # from the caller's token (tenants.py), never from the body; sub-agents inherit it
     attempts: int = 0
     failures: int = 0
     reason: str = ""
@@ -224,6 +225,7 @@ class TaskRecord:
             "parent": self.parent,
             "depth": str(self.depth),
             "session": self.session,
+            "tenant": self.tenant,
             "attempts": str(self.attempts),
             "failures": str(self.failures),
             "reason": self.reason,
@@ -252,6 +254,7 @@ class TaskRecord:
             parent=h.get("parent", ""),
             depth=int(h.get("depth") or 0),
             session=h.get("session", ""),
+            tenant=h.get("tenant", ""),
             attempts=int(h.get("attempts") or 0),
             failures=int(h.get("failures") or 0),
             reason=h.get("reason", ""),

@@ -89,6 +89,7 @@ class SpawnTool:
                     root=parent.root,
                     parent=parent.id,
                     depth=parent.depth + 1,
+                    tenant=parent.tenant,  # its spend and rate limit are the tenant's
                 )
             )
         # Sequential on purpose: the children list keeps the order of the goals.

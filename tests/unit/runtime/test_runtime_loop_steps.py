@@ -98,8 +98,8 @@ class Store:
         self.log: list[Any] = []
         self.finished: dict[str, Any] = {}
 
-    async def session_context(self, session, before, limit):
-        self.log.append(("session_context", session, before, limit))
+    async def session_context(self, session, before, limit, tenant=""):
+        self.log.append(("session_context", session, before, limit, tenant))
         return self.session
 
     def send_plan(self, rec, lease, step, cost):
@@ -306,7 +306,9 @@ def test_each_request_carries_the_tasks_identity_its_step_the_offered_tools_and_
     store, tools = Store(clock), Tools(clock, seconds=3.0)
     model = Model(clock, [call("search", query="q"), "42"], seconds=[2.0])
     settings = LoopSettings("s", tool_calling="native")
-    _, outcome = run(model, store, tools, settings=settings, id="t1.0", parent="t1", depth=1, session="s1", metadata={"tenant": "acme"})
+    _, outcome = run(
+        model, store, tools, settings=settings, id="t1.0", parent="t1", depth=1, session="s1", tenant="acme"
+    )
     assert outcome == (Status.DONE, "final_answer")
     first, second = model.requests
     for r, step, timeout in ((first, 0, 60.0), (second, 1, 55.0)):
@@ -368,8 +370,9 @@ def test_a_root_task_in_a_session_is_shown_the_sessions_earlier_answers_and_a_su
     settings = LoopSettings("s", session_history=3)
     store = Store(clock, session=[("What is 2+2?", "4")])
     model = Model(clock, ["42"])
-    run(model, store, Tools(clock), settings=settings, session="s1")
-    assert [e for e in store.log if e[0] == "session_context"] == [("session_context", "s1", "t1", 3)]
+    run(model, store, Tools(clock), settings=settings, session="s1", tenant="acme")
+    # The session is the tenant's: its history is asked for under the task's tenant.
+    assert [e for e in store.log if e[0] == "session_context"] == [("session_context", "s1", "t1", 3, "acme")]
     assert model.requests[0].messages[0]["content"] == "s\n\nEarlier in this session:\n- Q: What is 2+2?\n  A: 4"
     for fields in ({"session": "s1", "depth": 1, "id": "t1.0", "parent": "t1"}, {}):
         store = Store(clock, session=[("What is 2+2?", "4")])

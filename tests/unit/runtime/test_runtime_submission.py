@@ -6,7 +6,14 @@ from decimal import Decimal
 
 import pytest
 
-from agentfleet_runtime.submission import SubmitError, new_task, parse_submission, task_view
+from agentfleet_runtime.submission import (
+    SubmitError,
+    new_task,
+    parse_body,
+    parse_submission,
+    stream_position,
+    task_view,
+)
 from agentfleet_runtime.types import Limits, TaskRecord
 
 FLEET = Limits(max_steps=10, max_tokens=5000, timeout_seconds=60, max_cost=None)
@@ -40,11 +47,52 @@ def test_invalid_submissions(body, msg):
         parse_submission(body, None, 100, FLEET)
 
 
-def test_tenant_goes_into_metadata():
-    sub = parse_submission({"goal": "g", "tenant": "acme", "metadata": {"x": 1}}, None, 100, FLEET)
-    assert sub.metadata == {"x": 1, "tenant": "acme"}
-    with pytest.raises(SubmitError, match="tenant"):
-        parse_submission({"goal": "g", "tenant": ""}, None, 100, FLEET)
+def test_the_body_cannot_name_a_tenant():
+    # The tenant is the token's (tenants.py); a body that names one is refused, not obeyed.
+    # Fails on c4625b5, which copied it into metadata and charged the rate limit to it.
+    with pytest.raises(SubmitError, match="tenant of your bearer token"):
+        parse_submission({"goal": "g", "tenant": "victim"}, None, 100, FLEET)
+    sub = parse_submission({"goal": "g", "metadata": {"tenant": "victim"}}, None, 100, FLEET)
+    rec = new_task("t", sub, 1.0, "acme")
+    assert rec.tenant == "acme" and TaskRecord.from_hash(rec.to_hash()).tenant == "acme"
+
+
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        (b'{"goal": "g", "budgets": {"timeoutSeconds": NaN}}', "budgets.timeoutSeconds"),
+        (b'{"goal": "g", "budgets": {"timeoutSeconds": Infinity}}', "budgets.timeoutSeconds"),
+        (b'{"goal": "g", "budgets": {"maxSteps": 1e400}}', "budgets.maxSteps"),
+        (b'{"goal": "\\ud800"}', "goal"),
+        (b'{"goal": "g", "metadata": {"a": ["x", "\\udfff"]}}', "metadata.a.1"),
+        (b'{"goal": "g", "metadata": ' + b'{"a": ' * 40 + b"1" + b"}" * 41, "metadata.a.a"),
+        (b"[" * 200_000 + b"]" * 200_000, "deeper than 32"),
+        (b'{"goal": "\xff"}', "UTF-8"),
+    ],
+)
+def test_bad_json_is_refused_naming_the_field(raw, field):
+    # Each of these parsed on c4625b5 and then failed inside the API (500) or the worker
+    # ("cannot convert float NaN to integer", a dead-lettered task).
+    with pytest.raises(SubmitError, match=field.replace(".", "\\.")):
+        parse_submission(parse_body(raw), None, 100, FLEET)
+
+
+def test_nan_budgets_are_refused_even_past_the_parser():
+    with pytest.raises(SubmitError, match="finite"):
+        parse_submission({"goal": "g", "budgets": {"timeoutSeconds": float("nan")}}, None, 100, FLEET)
+
+
+@pytest.mark.parametrize("value", ["0-0", "1700000000000-3", "1700000000000"])
+def test_stream_positions(value):
+    assert stream_position(value, "after") == value
+
+
+@pytest.mark.parametrize(
+    "value", ["", "$", "abc", "1-2-3", "-1", "9" * 30, "1-x", "20000000000000000000", "1-18446744073709551616"]
+)
+def test_bad_stream_positions_are_refused(value):
+    with pytest.raises(SubmitError, match="after must be an event id"):
+        stream_position(value, "after")
 
 
 def test_task_view():
