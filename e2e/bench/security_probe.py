@@ -3,7 +3,7 @@
 with a real redis-server on loopback; prints each probe and the status it got (not a test: the
 attack table in docs/security.md names the test that pins each row).
 
-    .venv/bin/python e2e/bench/security_probe.py [REPO_ROOT]
+    .venv/bin/python -m e2e.bench.security_probe [REPO_ROOT]
 
 Run it on an older checkout to see what that code answered: where the checkout has no tenants
 module, the two tokens are plain lines (the only form it knew).
@@ -16,16 +16,28 @@ import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parents[2]  # the test helpers (redis-server, config) come from here
-ROOT = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE  # the task API under test from there
-sys.path[:0] = [str(ROOT / "runtime"), str(ROOT / "operator"), str(HERE / "tests/integration/runtime"), str(HERE)]
+from e2e.harness.installers import ensure_redis_server
+from e2e.harness.ports import free_port
+from e2e.harness.redis import RedisServer
+
+# The task API under test comes from the checkout named on the command line (default this one):
+# its packages go first on the path, the one reason this bench edits it.
+ROOT = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "runtime"), str(ROOT / "operator")]
 
 import aiohttp  # noqa: E402
+from agentfleet_contract.runtime_config import RuntimeConfig  # noqa: E402
 from aiohttp import web  # noqa: E402
-from runtime_helpers import RedisServer, free_port, make_config  # noqa: E402
 
 from agentfleet_runtime.api import TaskAPI  # noqa: E402
-from e2e.demo.installers import ensure_redis_server  # noqa: E402
+
+
+def api_config(redis_url: str, fleet: str, tokens_file: Path) -> RuntimeConfig:
+    """A task API's runtime config: no model is called (tasks only queue here)."""
+    return RuntimeConfig.model_validate(
+        {"fleet": fleet, "redisUrl": redis_url, "model": {"baseUrl": "http://127.0.0.1:9/v1", "name": "none"},
+         "api": {"tokensFile": str(tokens_file)}}
+    )  # fmt: skip
 
 try:
     from agentfleet_runtime.tenants import token_line
@@ -77,7 +89,7 @@ async def probe(http: aiohttp.ClientSession) -> list[tuple[str, object]]:
 
 async def main(url: str, tmp: Path) -> None:
     (tmp / "tokens").write_text(TOKENS)
-    api = TaskAPI(make_config(url, "probe", api={"tokensFile": str(tmp / "tokens")}))
+    api = TaskAPI(api_config(url, "probe", tmp / "tokens"))
     runner = web.AppRunner(api.app(), shutdown_timeout=1)
     await runner.setup()
     port = free_port()

@@ -10,7 +10,7 @@ holds a blocking XREAD). While they are open, ``--probes`` calls each of /readyz
 GET /v1/tasks/{id}, one after another, are timed. The uncapped run lifts the pod's cap, as on
 c4625b5 where every stream took a pooled connection.
 
-    .venv/bin/python e2e/bench/sse_cap_bench.py [--streams 500] [--probes 20]
+    .venv/bin/python -m e2e.bench.sse_cap_bench [--streams 500] [--probes 20]
 """
 
 from __future__ import annotations
@@ -18,23 +18,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 import aiohttp
+from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "tests/integration/runtime"), str(ROOT / "runtime"), str(ROOT / "operator"), str(ROOT)]
+from agentfleet_runtime.api import TaskAPI
+from agentfleet_runtime.tenants import token_line
+from e2e.harness.installers import ensure_redis_server
+from e2e.harness.ports import free_port
+from e2e.harness.redis import RedisServer
 
-from runtime_helpers import RedisServer, free_port, make_config  # noqa: E402
 
-from agentfleet_runtime.api import TaskAPI  # noqa: E402
-from agentfleet_runtime.tenants import token_line  # noqa: E402
-from e2e.demo.installers import ensure_redis_server  # noqa: E402
+def api_config(redis_url: str, fleet: str, tokens_file: Path) -> RuntimeConfig:
+    """A task API's runtime config: no model is called (tasks only queue here)."""
+    return RuntimeConfig.model_validate(
+        {"fleet": fleet, "redisUrl": redis_url, "model": {"baseUrl": "http://127.0.0.1:9/v1", "name": "none"},
+         "api": {"tokensFile": str(tokens_file)}}
+    )  # fmt: skip
 
 PER_TENANT = 5
 
@@ -43,7 +48,7 @@ async def run(redis_url: str, work: Path, streams: int, probes: int, capped: boo
     tenants = [f"t{i}" for i in range((streams + PER_TENANT - 1) // PER_TENANT)]
     (work / "tokens").write_text("".join(token_line(t, f"tok-{t}") + "\n" for t in tenants))
     fleet = f"bench{int(time.time() * 1000) % 10**8}{int(capped)}"
-    api = TaskAPI(make_config(redis_url, fleet, api={"tokensFile": str(work / "tokens")}))
+    api = TaskAPI(api_config(redis_url, fleet, work / "tokens"))
     if not capped:
         api.streams.per_pod = api.streams.per_tenant = 10**9
     runner = web.AppRunner(api.app(), shutdown_timeout=1)
