@@ -71,6 +71,8 @@ NEEDS: tuple[Need, ...] = (
     Need("modelreplicaset", "", "pods", OWN, "replica pods: applied, relabelled (merge patch), deleted; GPU pods indexed cluster-wide"),
     Need("modelreplicaset", "", "services", ("create", "patch", "delete"), "serving, replicas and gang Services"),
     Need("modelreplicaset", "policy", "poddisruptionbudgets", ("create", "patch", "delete"), "one PDB per ModelReplicaSet"),
+    Need("modelreplicaset", "networking.k8s.io", "networkpolicies", ("create", "patch"), "who may reach the replicas (the fleets' workers, operator, Prometheus)"),
+    Need("modelreplicaset", "", "secrets", ("create",), "the replicas' generated API key Secret, created once", scope="secrets"),
     # Autoscaler: lists pods per set and cluster-wide with nodes (same verbs as above).
     Need("autoscaler", "", "configmaps", ("get", "create", "patch"), "the learned demand profile, <modelreplicaset>-demand-profile (controllers/demand.py)"),
     # VectorIndex controller.

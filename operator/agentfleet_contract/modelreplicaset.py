@@ -154,6 +154,22 @@ class Engine(Model):
     memory: str = Field(default="64Gi", max_length=32, pattern=QUANTITY, description="Memory request of each vLLM pod.")
     shm_size: str = Field(default="16Gi", max_length=32, pattern=QUANTITY, description="Size of the memory-backed /dev/shm volume (NCCL and workers need it).")
     model_cache: ModelCache = default_obj("Where downloaded weights are kept.", ModelCache)
+    api_key_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description=(
+            "Secret key holding the API key vLLM requires (VLLM_API_KEY) and the fleet's workers send; the Secret must carry the label "
+            "agentfleet.io/consent=true. Default: a Secret <name>-vllm-api-key the operator generates once."
+        ),
+    )
+    run_as_user: int = Field(
+        default=1000,
+        ge=1,
+        le=2147483647,
+        description=(
+            "Numeric non-root uid (and gid) of the vLLM container; it writes only to /tmp (HOME), the model cache and /dev/shm, "
+            "and the root filesystem is read-only."
+        ),
+    )
 
 
 class GPU(Model):

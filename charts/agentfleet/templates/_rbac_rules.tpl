@@ -79,6 +79,7 @@
 - apiGroups: [milvus.io]
   resources: [milvuses]
   verbs: [get, create, patch]
+# modelreplicaset: who may reach the replicas (the fleets' workers, operator, Prometheus)
 # agentfleet: who may reach the managed Redis
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
@@ -106,6 +107,7 @@
 {{- end }}
 
 {{- define "agentfleet.rbac.secretRules" -}}
+# modelreplicaset: the replicas' generated API key Secret, created once
 # vectorindex: spec.milvus credentials Secret named by the VectorIndex
 # agentfleet: creates the generated Redis password and API token Secrets once (never updates them); reads those and spec.redis.passwordSecretRef
 - apiGroups: ['']

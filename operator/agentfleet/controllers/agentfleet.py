@@ -174,7 +174,8 @@ class AgentFleetPass:
         primary, primary_spec = self.model(spec.model_ref.name, "spec.modelRef")
         routine = None
         if spec.routine_model_ref is not None:
-            routine, _ = self.model(spec.routine_model_ref.name, "spec.routineModelRef")
+            routine, routine_spec = self.model(spec.routine_model_ref.name, "spec.routineModelRef")
+            self.routine_key(spec, primary_spec, routine_spec)
         self.model_condition(spec)
         vector_index, milvus_uri, milvus_env = self.index(af)
         prompt = self.system_prompt(af)
@@ -186,7 +187,8 @@ class AgentFleetPass:
         self.secret_refs(af)
         redis_url, password = self.redis(af)
         if not self.problems and primary is not None and redis_url is not None:
-            self.runtime(af, primary, routine, redis_url, prompt, vector_index, milvus_uri, milvus_env)
+            key_ref = primary_spec.engine.api_key_secret_ref if primary_spec is not None else None
+            self.runtime(af, primary, routine, redis_url, prompt, vector_index, milvus_uri, milvus_env, key_ref)
         else:
             self.condition(RUNTIME_READY, False, "NotRendered", "the runtime is not (re)rendered until the problems in Ready are fixed")
         if redis_url is not None:
@@ -219,6 +221,21 @@ class AgentFleetPass:
             self.waiting.append(f"ModelReplicaSet {name} ({field}) is not Ready: {why}")
         target = ModelTarget(name=name, served_name=served, port=mspec.engine.port, routing=mspec.routing.wire(), max_model_len=mspec.engine.max_model_len)
         return target, mspec
+
+    def routine_key(self, spec: Any, primary: ModelReplicaSetSpec | None, routine: ModelReplicaSetSpec | None) -> None:
+        """The workers send one API key to both tiers: a routine ModelReplicaSet that requires
+        another key refuses every routine call (401)."""
+        if primary is None or routine is None or spec.routine_model_ref is None:
+            return
+        want = render.api_key_ref(spec.model_ref.name, primary.engine.api_key_secret_ref)
+        got = render.api_key_ref(spec.routine_model_ref.name, routine.engine.api_key_secret_ref)
+        if want != got:
+            self.event(
+                "Warning",
+                "RoutineModelKeyDiffers",
+                f"ModelReplicaSets {spec.model_ref.name} and {spec.routine_model_ref.name} require different API keys and the workers send "
+                f"one ({want['name']}/{want['key']}): set spec.engine.apiKeySecretRef of both to the same Secret key",
+            )
 
     def model_condition(self, spec: Any) -> None:
         missing = [p for p in self.problems if p.reason == "ModelNotFound"]
@@ -361,6 +378,7 @@ class AgentFleetPass:
         vector_index: dict[str, Any] | None,
         milvus_uri: str | None,
         milvus_env: list[dict[str, Any]],
+        model_key_secret_ref: Any | None = None,
     ) -> None:
         spec = af.spec
         if spec.api.auth_secret_ref is None:
@@ -376,7 +394,7 @@ class AgentFleetPass:
             pod=render.POD_LAYOUT,
         )
         replicas = render.desired_workers(spec, self.old)
-        for o in render.render_runtime(af, doc, replicas=replicas, milvus_env=milvus_env):
+        for o in render.render_runtime(af, doc, replicas=replicas, milvus_env=milvus_env, model_key_secret_ref=model_key_secret_ref):
             self.kube.apply(o)
         if not spec.workers.autoscaling:
             self.status["desiredWorkers"] = replicas

@@ -4,6 +4,29 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+# Labels of the operator's own pods (the chart's): NetworkPolicies let them in where the operator
+# reads a child (the managed Redis, the replicas' /metrics for drains).
+OPERATOR_POD_LABELS = {"app.kubernetes.io/name": "agentfleet", "app.kubernetes.io/component": "operator"}
+# On an AgentFleet's runtime pods: the ModelReplicaSets they call (primary and routine tier), so a
+# replica's NetworkPolicy admits exactly the workers of the fleets that refer to it.
+MODEL_CLIENT_LABEL = "agentfleet.io/model"
+ROUTINE_MODEL_CLIENT_LABEL = "agentfleet.io/routine-model"
+# Key of a generated vLLM API key Secret.
+API_KEY_KEY = "apiKey"
+
+
+def api_key_secret_name(mrs: str) -> str:
+    """The Secret the operator generates for a ModelReplicaSet without spec.engine.apiKeySecretRef."""
+    return f"{mrs}-vllm-api-key"
+
+
+def api_key_ref(mrs: str, explicit: Any | None) -> dict[str, str]:
+    """secretKeyRef of the API key a ModelReplicaSet's replicas require (explicit: its
+    spec.engine.apiKeySecretRef)."""
+    if explicit is not None:
+        return {"name": explicit.name, "key": explicit.key}
+    return {"name": api_key_secret_name(mrs), "key": API_KEY_KEY}
+
 
 class RenderError(ValueError):
     """An object cannot be rendered: missing metadata, a name too long for Kubernetes, a path

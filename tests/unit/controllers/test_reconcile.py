@@ -30,6 +30,8 @@ class FakeKube:
         self.pods: dict[str, dict] = {}
         self.nodes: dict[str, dict] = {}
         self.children: dict[tuple, dict] = {}
+        self.created: dict[tuple, dict] = {}  # by create (made once)
+        self.creates: list[tuple] = []
         self.rv = 1
         self.fail_after_pods: int | None = None
         self.lock = threading.Lock()
@@ -46,6 +48,13 @@ class FakeKube:
     def exists(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         assert kind == "Node"
         return name in self.nodes
+
+    def create(self, obj: dict) -> dict:
+        """Objects made once (the generated API key Secret)."""
+        key = (obj["kind"], obj["metadata"]["name"])
+        self.creates.append(key)
+        self.created.setdefault(key, copy.deepcopy(obj))
+        return obj
 
     def apply_status(self, obj: dict, *, manager: str) -> dict:
         """Server-side apply of a list-map keyed by type: the types this manager applied before
@@ -152,6 +161,8 @@ def test_create_then_ready(env) -> None:
     # later, so that in a storm of new objects all pods reach the API server first.
     assert reconcile(api, rec) == CHILDREN_AFTER_PODS_SECONDS
     assert len(api.pods) == 2 and not api.children and "status" not in api.mrs
+    # The replicas' API key Secret exists before the pods that read it.
+    assert api.creates == [("Secret", "m-vllm-api-key")]
     reconcile(api, rec)
     assert len(api.pods) == 2 and {("Service", "m"), ("Service", "m-replicas"), ("PodDisruptionBudget", "m")} <= set(api.children)
     st = api.mrs["status"]
@@ -167,6 +178,7 @@ def test_create_then_ready(env) -> None:
     rv = api.rv
     reconcile(api, rec)
     assert api.rv == rv and len(api.pods) == 2
+    assert api.creates == [("Secret", "m-vllm-api-key")]  # created once, never regenerated
 
 
 def test_a_crash_in_the_middle_of_a_scale_up_leaves_no_duplicates(env) -> None:
