@@ -17,7 +17,7 @@ from agentfleet_contract.common import (
     conditions_field,
     default_obj,
 )
-from agentfleet_contract.rules import Rule, each_matches, immutable, matches
+from agentfleet_contract.rules import Rule, each_matches, immutable, matches, no_credentials
 
 # Flags the operator renders from typed fields; setting them again in extraArgs would fight them.
 MANAGED_FLAGS = (
@@ -268,6 +268,11 @@ class Autoscaling(Model):
             "prometheus_url",
             "^https?://[^/]+",
             "spec.autoscaling.prometheusURL must be an http(s) URL such as http://prometheus.monitoring:9090",
+            alias="prometheusURL",
+        ),
+        no_credentials(
+            "prometheus_url",
+            "spec.autoscaling.prometheusURL must not carry credentials (user:password@): give the URL of a Prometheus the operator may read",
             alias="prometheusURL",
         ),
     )

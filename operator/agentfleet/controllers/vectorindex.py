@@ -54,6 +54,7 @@ from agentfleet.reconcile.errors import describe_validation_error
 from agentfleet.reconcile.events import EventRecorder, post_with_kube
 from agentfleet.reconcile.status import StatusWriter, normalize
 from agentfleet.render import vectorindex as render
+from agentfleet.render.common import secret_problem
 
 log = logging.getLogger("agentfleet.vectorindex")
 
@@ -246,8 +247,11 @@ class VectorIndexPass:
         creds = vi.spec.milvus.credentials
         if creds is not None:
             secret = self.kube.get("v1", "Secret", creds.secret_name, self.ns)
-            if secret is None:
-                raise MilvusUnavailable(f"Secret {creds.secret_name} named by spec.milvus.credentials does not exist")
+            for key in (creds.username_key, creds.password_key):
+                why = secret_problem(secret, "spec.milvus.credentials", creds.secret_name, key, self.ns)
+                if why is not None:
+                    raise MilvusUnavailable(why[1])
+            assert secret is not None
             user, password = _b64(secret.get("data"), creds.username_key), _b64(secret.get("data"), creds.password_key)
         return MilvusTarget(uri=uri, database=vi.spec.milvus.database, user=user, password=password)
 

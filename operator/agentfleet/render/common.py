@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from agentfleet_contract.common import CONSENT_LABEL, CONSENT_VALUE
+
 # Labels of the operator's own pods (the chart's): NetworkPolicies let them in where the operator
 # reads a child (the managed Redis, the replicas' /metrics for drains).
 OPERATOR_POD_LABELS = {"app.kubernetes.io/name": "agentfleet", "app.kubernetes.io/component": "operator"}
@@ -58,3 +60,20 @@ def child_meta(owner: Owner, name: str, labels: dict[str, str], annotations: dic
         meta["annotations"] = annotations
     meta["ownerReferences"] = [owner_reference(owner)]
     return meta
+
+
+def secret_problem(secret: dict[str, Any] | None, field: str, name: str, key: str, namespace: str) -> tuple[str, str] | None:
+    """Why a Secret named by a spec may not be used, as (reason, message naming the field and the
+    fix), or None when it may. It must exist, hold the key, and carry the consent label: whoever
+    may create an AgentFleet, ModelReplicaSet or VectorIndex must not thereby get the operator to
+    send or mount any Secret of the namespace."""
+    if secret is None or key not in (secret.get("data") or {}):
+        return "SecretNotFound", f"{field}: Secret {name} with key {key} does not exist in namespace {namespace}: create it or fix the reference"
+    labels = (secret.get("metadata") or {}).get("labels") or {}
+    if labels.get(CONSENT_LABEL) != CONSENT_VALUE:
+        return (
+            "SecretNotConsented",
+            f"{field}: Secret {name} lacks the label {CONSENT_LABEL}={CONSENT_VALUE}, so the operator does not use it: if this object may use it, "
+            f"run kubectl label secret -n {namespace} {name} {CONSENT_LABEL}={CONSENT_VALUE}",
+        )
+    return None
