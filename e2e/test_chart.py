@@ -142,7 +142,15 @@ def test_cluster_wide_is_an_opt_in(helm: str) -> None:
     ]
     (dep,) = by_kind(docs, "Deployment")
     assert not any(a.startswith("--namespace") for a in dep["spec"]["template"]["spec"]["containers"][0]["args"])
-    proc = run_helm(helm, "template", "af", str(CHART), "--set", "operator.clusterWide=true,operator.watchNamespaces={a}", check=False)
+    proc = run_helm(
+        helm,
+        "template",
+        "af",
+        str(CHART),
+        "--set",
+        "operator.clusterWide=true,operator.watchNamespaces={a}",
+        check=False,
+    )
     assert proc.returncode != 0 and "leave operator.watchNamespaces empty" in proc.stderr
 
 
@@ -163,9 +171,12 @@ def test_crds_can_be_left_out(helm: str) -> None:
 def test_cluster_role_is_permissions_py(helm: str) -> None:
     docs = template(helm)
     roles = {r["metadata"]["name"]: r for r in by_kind(docs, "ClusterRole")}
-    strip = [{k: v for k, v in r.items() if k != "why"} for r in permissions.rules("cluster") + permissions.rules("namespaces")]
+    cluster_rules = permissions.rules("cluster") + permissions.rules("namespaces")
+    strip = [{k: v for k, v in r.items() if k != "why"} for r in cluster_rules]
     assert roles["af-agentfleet"]["rules"] == strip
-    assert roles["af-agentfleet-namespaced"]["rules"] == [{k: v for k, v in r.items() if k != "why"} for r in permissions.rules("namespaced")]
+    assert roles["af-agentfleet-namespaced"]["rules"] == [
+        {k: v for k, v in r.items() if k != "why"} for r in permissions.rules("namespaced")
+    ]
     (lease,) = by_kind(docs, "Role")
     assert lease["rules"] == [{k: v for k, v in r.items() if k != "why"} for r in permissions.rules("leader")]
     assert roles["af-agentfleet-secrets"]["rules"] == [{k: v for k, v in r.items() if k != "why"} for r in permissions.rules("secrets")]
@@ -326,7 +337,16 @@ def test_secrets_are_readable_cluster_wide_only_in_the_opt_in_cluster_wide_mode(
     # its Secrets), still never list.
     suffix = uuid.uuid4().hex[:6]
     wide = f"chartcw-{suffix}"
-    rendered = run_helm(helm, "template", wide, str(CHART), "--namespace", installed["ns"], "--set", "crds.install=false,operator.clusterWide=true").stdout
+    rendered = run_helm(
+        helm,
+        "template",
+        wide,
+        str(CHART),
+        "--namespace",
+        installed["ns"],
+        "--set",
+        "crds.install=false,operator.clusterWide=true",
+    ).stdout
     cluster.run("apply", "--server-side", "--field-manager=helm-e2e", "-f", "-", input=rendered, timeout=120)
     try:
         sa_wide = f"system:serviceaccount:{installed['ns']}:{wide}-agentfleet"

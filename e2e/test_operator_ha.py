@@ -95,15 +95,32 @@ def pair(crds, namespace):
         op.stop()
 
 
-def test_only_the_leader_reconciles_and_a_killed_leader_is_replaced_mid_scale_up(pair, gpu_pool, namespace, cluster) -> None:
+def test_only_the_leader_reconciles_and_a_killed_leader_is_replaced_mid_scale_up(
+    pair, gpu_pool, namespace, cluster
+) -> None:
     a, b = pair
     ns = namespace
     gpu_pool.add("h100", count=2, gpus=8)
-    m = MRS("ha").model("meta-llama/Llama-3.1-8B-Instruct", served="ha").tp(1).pp(1).gpu(fx.H100).replicas(1).placement(**gpu_pool.selector)
-    cluster.apply(m.spec(lifecycle={"drainTimeoutSeconds": 3, "restartBackoffSeconds": 2, "maxRestartBackoffSeconds": 8}).obj(), ns)
+    m = (
+        MRS("ha")
+        .model("meta-llama/Llama-3.1-8B-Instruct", served="ha")
+        .tp(1)
+        .pp(1)
+        .gpu(fx.H100)
+        .replicas(1)
+        .placement(**gpu_pool.selector)
+    )
+    cluster.apply(
+        m.spec(lifecycle={"drainTimeoutSeconds": 3, "restartBackoffSeconds": 2, "maxRestartBackoffSeconds": 8}).obj(),
+        ns,
+    )
 
     def pods() -> list[dict]:
-        return [p for p in cluster.json("-n", ns, "get", "pods", "-l", f"{MRS_LABEL}=ha")["items"] if not p["metadata"].get("deletionTimestamp")]
+        return [
+            p
+            for p in cluster.json("-n", ns, "get", "pods", "-l", f"{MRS_LABEL}=ha")["items"]
+            if not p["metadata"].get("deletionTimestamp")
+        ]
 
     eventually(cluster, a, lambda: len(pods()) == 1, timeout=60, desc="1 replica pod")
     # Only the leader runs kopf: the follower never took the Lease and reports itself a follower.
@@ -115,13 +132,19 @@ def test_only_the_leader_reconciles_and_a_killed_leader_is_replaced_mid_scale_up
     target = 8
     with PodsEverSeen(cluster, ns, "ha") as seen:
         cluster.run("-n", ns, "patch", "mrs", "ha", "--type=merge", "-p", json.dumps({"spec": {"replicas": target}}))
-        eventually(cluster, a, lambda: 2 <= len(pods()) < target - 2, timeout=60, interval=0.1, desc="scale-up under way")
+        eventually(
+            cluster, a, lambda: 2 <= len(pods()) < target - 2, timeout=60, interval=0.1, desc="scale-up under way"
+        )
         at_kill = len(pods())
         a.kill()
         t_kill = time.monotonic()
-        cluster.wait_for(lambda: holder(cluster, ns) == identity(b), timeout=DURATION * 4, interval=0.1, desc="b takes the Lease")
+        cluster.wait_for(
+            lambda: holder(cluster, ns) == identity(b), timeout=DURATION * 4, interval=0.1, desc="b takes the Lease"
+        )
         takeover = time.monotonic() - t_kill
-        eventually(cluster, b, lambda: len(pods()) == target, timeout=120, desc=f"{target} replica pods after the takeover")
+        eventually(
+            cluster, b, lambda: len(pods()) == target, timeout=120, desc=f"{target} replica pods after the takeover"
+        )
         finished = time.monotonic() - t_kill
         time.sleep(3)  # a late duplicate would show up here
     final = pods()
@@ -141,7 +164,9 @@ def test_a_leader_stopped_cleanly_hands_over_at_once(pair, namespace, cluster) -
     a, b = pair
     t0 = time.monotonic()
     a.stop()
-    cluster.wait_for(lambda: holder(cluster, namespace) == identity(b), timeout=DURATION * 3, interval=0.1, desc="b takes the Lease")
+    cluster.wait_for(
+        lambda: holder(cluster, namespace) == identity(b), timeout=DURATION * 3, interval=0.1, desc="b takes the Lease"
+    )
     took = time.monotonic() - t0
     print(f"\nHA: clean stop to takeover {took:.1f} s (Lease duration {DURATION} s)")
     assert took < DURATION, "the stopping leader released the Lease"

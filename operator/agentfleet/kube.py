@@ -177,7 +177,9 @@ class Kube:
         except NotFoundError:
             pass
 
-    def merge_patch(self, api_version: str, kind: str, name: str, namespace: str, body: dict[str, Any], *, limited: bool = True) -> dict[str, Any]:
+    def merge_patch(
+        self, api_version: str, kind: str, name: str, namespace: str, body: dict[str, Any], *, limited: bool = True
+    ) -> dict[str, Any]:
         """A merge patch of the object; a metadata.resourceVersion in ``body`` makes it conditional
         (ConflictError when the object changed since). ``limited=False`` skips WRITES: a leader's
         Lease renewal must never queue behind an apply storm."""

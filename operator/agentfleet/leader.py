@@ -176,7 +176,9 @@ class Elector:
             self.leading = False
             return False
         if d.action != "renew":
-            log.info("leader election: %s now holds Lease %s/%s (%s)", self.identity, self.namespace, self.name, d.action)
+            log.info(
+                "leader election: %s now holds Lease %s/%s (%s)", self.identity, self.namespace, self.name, d.action
+            )
         self.seen = Seen(d.record, self.clock())
         self.leading = True
         return True
@@ -192,9 +194,13 @@ class Elector:
                 if self.try_once():
                     return True
             except Exception as e:  # noqa: BLE001 - an unreachable API server: keep trying
-                log.warning("leader election: cannot read or write Lease %s/%s: %s", self.namespace, self.name, type(e).__name__)
+                log.warning(
+                    "leader election: cannot read or write Lease %s/%s: %s", self.namespace, self.name, type(e).__name__
+                )
             if not announced and self.seen is not None:
-                log.info("leader election: following %s (Lease %s/%s)", self.seen.record.holder, self.namespace, self.name)
+                log.info(
+                    "leader election: following %s (Lease %s/%s)", self.seen.record.holder, self.namespace, self.name
+                )
                 announced = True
             stop.wait(self.timing.retry)
         return False

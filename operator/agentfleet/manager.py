@@ -158,7 +158,9 @@ def lead(args: argparse.Namespace) -> leader.Elector:
     # Its own connection pool: renewals never wait behind the reconciles' requests.
     kube = Kube(k8s.ApiClient(k8s.Configuration.get_default_copy()))
     timing = leader.Timing(args.lease_duration, args.lease_duration * 2 / 3, max(0.2, args.lease_duration * 2 / 15))
-    elector = leader.Elector(kube, namespace=args.lease_namespace, name=args.lease_name, identity=operator_identity(), timing=timing)
+    elector = leader.Elector(
+        kube, namespace=args.lease_namespace, name=args.lease_name, identity=operator_identity(), timing=timing
+    )
     health = _FollowerHealth(args.liveness)
     try:
         elector.acquire()
@@ -166,7 +168,9 @@ def lead(args: argparse.Namespace) -> leader.Elector:
         health.close()
 
     def lost(why: str) -> None:
-        logging.getLogger("agentfleet.leader").critical("leader election: %s; exiting so that only the leader writes", why)
+        logging.getLogger("agentfleet.leader").critical(
+            "leader election: %s; exiting so that only the leader writes", why
+        )
         logging.shutdown()
         os._exit(1)
 
@@ -196,15 +200,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--log-level", default=os.environ.get("AGENTFLEET_LOG_LEVEL"), help="level of agentfleet's own loggers (default INFO; WARNING with --quiet)"
     )
     ap.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    ap.add_argument("--leader-elect", action="store_true", help="run kopf only while holding a Lease (for more than one replica)")
+    ap.add_argument(
+        "--leader-elect", action="store_true", help="run kopf only while holding a Lease (for more than one replica)"
+    )
     ap.add_argument(
         "--lease-namespace",
         default=os.environ.get("POD_NAMESPACE") or "default",
         help="namespace of the Lease (default $POD_NAMESPACE, else default)",
     )
-    ap.add_argument("--lease-name", default="agentfleet-operator", help="name of the Lease (default agentfleet-operator)")
     ap.add_argument(
-        "--lease-duration", type=float, default=15.0, help="seconds a silent leader keeps the Lease (default 15; renewals every 2/15 of it)"
+        "--lease-name", default="agentfleet-operator", help="name of the Lease (default agentfleet-operator)"
+    )
+    ap.add_argument(
+        "--lease-duration",
+        type=float,
+        default=15.0,
+        help="seconds a silent leader keeps the Lease (default 15; renewals every 2/15 of it)",
     )
     args = ap.parse_args(argv)
 

@@ -47,7 +47,14 @@ class Need:
 
 NEEDS: tuple[Need, ...] = (
     # kopf itself (manager.py: standalone, so no peering objects) and leader election (leader.py).
-    Need("kopf", "apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"), "kopf scans CRDs to find the resources it serves", scope="cluster"),
+    Need(
+        "kopf",
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        ("list", "watch"),
+        "kopf scans CRDs to find the resources it serves",
+        scope="cluster",
+    ),
     Need("kopf", "", "events", ("create",), "kopf posts WARNING+ log lines as Events; Kube.event and kopf.event post the controllers' own"),
     Need("kopf", "", "namespaces", ("list", "watch"), "kopf follows namespaces when it serves a given set of them", scope="namespaces"),
     Need(
@@ -67,12 +74,32 @@ NEEDS: tuple[Need, ...] = (
     Need("controllers", "agentfleet.io", "vectorindexes/status", ("patch",), "status by merge patch"),
     Need("controllers", "agentfleet.io", "agentfleets/status", ("patch",), "status by merge patch / apply (controller and autoscaler)"),
     # ModelReplicaSet controller and planner.
-    Need("modelreplicaset", "", "nodes", READ, "the planner's GPU inventory (kopf.index mrs_nodes); node_exists()", scope="cluster"),
+    Need(
+        "modelreplicaset",
+        "",
+        "nodes",
+        READ,
+        "the planner's GPU inventory (kopf.index mrs_nodes); node_exists()",
+        scope="cluster",
+    ),
     Need("modelreplicaset", "", "pods", OWN, "replica pods: applied, relabelled (merge patch), deleted; GPU pods indexed cluster-wide"),
     Need("modelreplicaset", "", "services", ("create", "patch", "delete"), "serving, replicas and gang Services"),
     Need("modelreplicaset", "policy", "poddisruptionbudgets", ("create", "patch", "delete"), "one PDB per ModelReplicaSet"),
-    Need("modelreplicaset", "networking.k8s.io", "networkpolicies", ("create", "patch"), "who may reach the replicas (the fleets' workers, operator, Prometheus)"),
-    Need("modelreplicaset", "", "secrets", ("create",), "the replicas' generated API key Secret, created once", scope="secrets"),
+    Need(
+        "modelreplicaset",
+        "networking.k8s.io",
+        "networkpolicies",
+        ("create", "patch"),
+        "who may reach the replicas (the fleets' workers, operator, Prometheus)",
+    ),
+    Need(
+        "modelreplicaset",
+        "",
+        "secrets",
+        ("create",),
+        "the replicas' generated API key Secret, created once",
+        scope="secrets",
+    ),
     # Autoscaler: lists pods per set and cluster-wide with nodes (same verbs as above).
     Need("autoscaler", "", "configmaps", ("get", "create", "patch"), "the learned demand profile, <modelreplicaset>-demand-profile (controllers/demand.py)"),
     # VectorIndex controller.

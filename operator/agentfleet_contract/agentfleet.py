@@ -91,7 +91,8 @@ class HTTPTool(Model):
         matches("url", "^https?://[^/]+", "spec.tools[].http.url must be an http:// or https:// URL"),
         no_credentials(
             "url",
-            "spec.tools[].http.url must not carry credentials (user:password@): put an Authorization header in a Secret labelled "
+            "spec.tools[].http.url must not carry credentials (user:password@): "
+            "put an Authorization header in a Secret labelled "
             "agentfleet.io/consent=true and name it in headersSecretRef",
         ),
     )

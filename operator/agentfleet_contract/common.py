@@ -88,7 +88,10 @@ class SecretKeyRef(Model):
     name: str = Field(
         max_length=253,
         pattern=DNS_SUBDOMAIN,
-        description="Name of the Secret in the same namespace; the operator uses it only if it carries the label agentfleet.io/consent=true.",
+        description=(
+            "Name of the Secret in the same namespace; the operator uses it only if it carries the label "
+            "agentfleet.io/consent=true."
+        ),
     )
     key: str = Field(max_length=253, description="Key inside the Secret whose value is used.")
 

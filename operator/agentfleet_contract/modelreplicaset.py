@@ -157,7 +157,8 @@ class Engine(Model):
     api_key_secret_ref: SecretKeyRef | None = Field(
         default=None,
         description=(
-            "Secret key holding the API key vLLM requires (VLLM_API_KEY) and the fleet's workers send; the Secret must carry the label "
+            "Secret key holding the API key vLLM requires (VLLM_API_KEY) and the fleet's workers send; "
+            "the Secret must carry the label "
             "agentfleet.io/consent=true. Default: a Secret <name>-vllm-api-key the operator generates once."
         ),
     )
@@ -166,7 +167,8 @@ class Engine(Model):
         ge=1,
         le=2147483647,
         description=(
-            "Numeric non-root uid (and gid) of the vLLM container; it writes only to /tmp (HOME), the model cache and /dev/shm, "
+            "Numeric non-root uid (and gid) of the vLLM container; "
+            "it writes only to /tmp (HOME), the model cache and /dev/shm, "
             "and the root filesystem is read-only."
         ),
     )
@@ -272,7 +274,8 @@ class Autoscaling(Model):
         ),
         no_credentials(
             "prometheus_url",
-            "spec.autoscaling.prometheusURL must not carry credentials (user:password@): give the URL of a Prometheus the operator may read",
+            "spec.autoscaling.prometheusURL must not carry credentials (user:password@): "
+            "give the URL of a Prometheus the operator may read",
             alias="prometheusURL",
         ),
     )

@@ -91,7 +91,10 @@ def _ready(obj: Mapping[str, Any] | None) -> tuple[bool, str]:
 # answer or which step failed: anyone who may create an AgentFleet would otherwise learn from
 # status whether a port is open and what it says (the operator as a port scanner). The cause goes
 # to the operator's log, which only its administrators read.
-PROBE_FAILED = "no Redis answered the fleet's PING with its password (connection, protocol or authentication failed; the operator's log has the cause)"
+PROBE_FAILED = (
+    "no Redis answered the fleet's PING with its password "
+    "(connection, protocol or authentication failed; the operator's log has the cause)"
+)
 
 
 def probe_redis(url: str, password: str | None, fleet: str, timeout: float = REDIS_TIMEOUT_SECONDS) -> tuple[bool, str, Any]:
@@ -252,7 +255,8 @@ class AgentFleetPass:
             self.event(
                 "Warning",
                 "RoutineModelKeyDiffers",
-                f"ModelReplicaSets {spec.model_ref.name} and {spec.routine_model_ref.name} require different API keys and the workers send "
+                f"ModelReplicaSets {spec.model_ref.name} and {spec.routine_model_ref.name} require different API keys "
+                "and the workers send "
                 f"one ({want['name']}/{want['key']}): set spec.engine.apiKeySecretRef of both to the same Secret key",
             )
 
@@ -290,7 +294,8 @@ class AgentFleetPass:
             for k in (creds.get("usernameKey", "username"), creds.get("passwordKey", "password")):
                 self.consented_secret(f"VectorIndex {ref.name} spec.milvus.credentials", creds["secretName"], k)
         if (emb_ref := (vspec.get("embedding") or {}).get("apiKeySecretRef")) is not None:
-            self.consented_secret(f"VectorIndex {ref.name} spec.embedding.apiKeySecretRef", emb_ref["name"], emb_ref["key"])
+            field = f"VectorIndex {ref.name} spec.embedding.apiKeySecretRef"
+            self.consented_secret(field, emb_ref["name"], emb_ref["key"])
         if creds:
             env.append(
                 {"name": "AGENTFLEET_MILVUS_USER", "valueFrom": {"secretKeyRef": {"name": creds["secretName"], "key": creds.get("usernameKey", "username")}}}
@@ -414,7 +419,10 @@ class AgentFleetPass:
             pod=render.POD_LAYOUT,
         )
         replicas = render.desired_workers(spec, self.old)
-        for o in render.render_runtime(af, doc, replicas=replicas, milvus_env=milvus_env, model_key_secret_ref=model_key_secret_ref):
+        children = render.render_runtime(
+            af, doc, replicas=replicas, milvus_env=milvus_env, model_key_secret_ref=model_key_secret_ref
+        )
+        for o in children:
             self.kube.apply(o)
         if not spec.workers.autoscaling:
             self.status["desiredWorkers"] = replicas

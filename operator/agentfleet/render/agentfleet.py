@@ -222,6 +222,10 @@ def _tool_header_volume(spec: AgentFleetSpec) -> dict[str, Any] | None:
     return {"name": "tool-headers", "projected": {"sources": sources}} if sources else None
 
 
+def _model_key_env(ref: dict[str, str] | None) -> list[dict[str, Any]]:
+    return [{"name": "AGENTFLEET_MODEL_API_KEY", "valueFrom": {"secretKeyRef": ref}}] if ref else []
+
+
 def _pod_template(
     af: AgentFleet,
     component: str,
@@ -266,7 +270,7 @@ def _pod_template(
         "image": af.spec.image,
         "command": ["python", "-m", RUNTIME_MODULE],
         "args": args,
-        "env": _env(af, milvus_env) + ([{"name": "AGENTFLEET_MODEL_API_KEY", "valueFrom": {"secretKeyRef": model_key}}] if model_key else []),
+        "env": _env(af, milvus_env) + _model_key_env(model_key),
         "ports": ports,
         "resources": resources,
         "volumeMounts": mounts,
@@ -301,7 +305,12 @@ def render_config_map(af: AgentFleet, doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_worker(
-    af: AgentFleet, *, replicas: int, hash_: str, milvus_env: list[dict[str, Any]] | None = None, model_key: dict[str, str] | None = None
+    af: AgentFleet,
+    *,
+    replicas: int,
+    hash_: str,
+    milvus_env: list[dict[str, Any]] | None = None,
+    model_key: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     fleet, _ = _fleet(af)
     w = af.spec.workers

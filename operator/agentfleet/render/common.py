@@ -62,18 +62,25 @@ def child_meta(owner: Owner, name: str, labels: dict[str, str], annotations: dic
     return meta
 
 
-def secret_problem(secret: dict[str, Any] | None, field: str, name: str, key: str, namespace: str) -> tuple[str, str] | None:
+def secret_problem(
+    secret: dict[str, Any] | None, field: str, name: str, key: str, namespace: str
+) -> tuple[str, str] | None:
     """Why a Secret named by a spec may not be used, as (reason, message naming the field and the
     fix), or None when it may. It must exist, hold the key, and carry the consent label: whoever
     may create an AgentFleet, ModelReplicaSet or VectorIndex must not thereby get the operator to
     send or mount any Secret of the namespace."""
     if secret is None or key not in (secret.get("data") or {}):
-        return "SecretNotFound", f"{field}: Secret {name} with key {key} does not exist in namespace {namespace}: create it or fix the reference"
+        return (
+            "SecretNotFound",
+            f"{field}: Secret {name} with key {key} does not exist in namespace {namespace}: "
+            "create it or fix the reference",
+        )
     labels = (secret.get("metadata") or {}).get("labels") or {}
     if labels.get(CONSENT_LABEL) != CONSENT_VALUE:
         return (
             "SecretNotConsented",
-            f"{field}: Secret {name} lacks the label {CONSENT_LABEL}={CONSENT_VALUE}, so the operator does not use it: if this object may use it, "
+            f"{field}: Secret {name} lacks the label {CONSENT_LABEL}={CONSENT_VALUE}, so the operator does not use it: "
+            "if this object may use it, "
             f"run kubectl label secret -n {namespace} {name} {CONSENT_LABEL}={CONSENT_VALUE}",
         )
     return None

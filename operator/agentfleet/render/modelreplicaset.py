@@ -174,7 +174,10 @@ def _env(mrs: ModelReplicaSet, gang: bool) -> list[dict[str, Any]]:
         # vLLM refuses /v1 requests without this key (as `--api-key`, kept off the command line,
         # which any pod reader sees); the fleet's workers send it. Other routes (/health,
         # /metrics, /tokenize) stay open: the NetworkPolicy is what keeps other pods out.
-        {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": api_key_ref(mrs.metadata.get("name", ""), spec.engine.api_key_secret_ref)}},
+        {
+            "name": "VLLM_API_KEY",
+            "valueFrom": {"secretKeyRef": api_key_ref(mrs.metadata.get("name", ""), spec.engine.api_key_secret_ref)},
+        },
         # No usage reports from production pods; spec.engine.env may turn them back on.
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
     ]
@@ -486,7 +489,13 @@ def render_api_key_secret(mrs: ModelReplicaSet, value: str) -> dict[str, Any]:
     labelled with the operator's consent since the operator made it."""
     name = _name(mrs)
     labels = {**common_labels(name), CONSENT_LABEL: CONSENT_VALUE}
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(mrs, api_key_secret_name(name), labels), "type": "Opaque", "stringData": {API_KEY_KEY: value}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(mrs, api_key_secret_name(name), labels),
+        "type": "Opaque",
+        "stringData": {API_KEY_KEY: value},
+    }
 
 
 def render_network_policy(mrs: ModelReplicaSet) -> dict[str, Any]:

@@ -69,7 +69,21 @@ def redis_with_password(tmp_path) -> Iterator[int]:
         binary = ensure_redis_server()
     port = free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", "right", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--requirepass",
+            "right",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -95,7 +109,10 @@ class Kube:
         if kind == "Secret":
             import base64
 
-            return {"metadata": {"name": name, "labels": {"agentfleet.io/consent": "true"}}, "data": {"pw": base64.b64encode(b"wrong").decode()}}
+            return {
+                "metadata": {"name": name, "labels": {"agentfleet.io/consent": "true"}},
+                "data": {"pw": base64.b64encode(b"wrong").decode()},
+            }
         return None
 
     def apply(self, obj: dict[str, Any], *, force: bool = True) -> dict[str, Any]:
@@ -117,14 +134,21 @@ def redis_ready_message(url: str, *, password: bool = False) -> tuple[str, list[
     spec: dict[str, Any] = {"modelRef": {"name": "m"}, "redis": {"url": url}}
     if password:
         spec["redis"]["passwordSecretRef"] = {"name": "pw", "key": "pw"}
-    obj = {"apiVersion": "agentfleet.io/v1alpha1", "kind": "AgentFleet", "metadata": {"name": "f", "namespace": "ns", "uid": "u", "generation": 1}, "spec": spec}
+    obj = {
+        "apiVersion": "agentfleet.io/v1alpha1",
+        "kind": "AgentFleet",
+        "metadata": {"name": "f", "namespace": "ns", "uid": "u", "generation": 1},
+        "spec": spec,
+    }
     ctl.AgentFleetPass(kube, EventRecorder(kube), copy.deepcopy(obj)).run()  # type: ignore[arg-type]
     cond = next(c for c in kube.status["conditions"] if c["type"] == "RedisReady")
     assert cond["status"] == "False" and cond["reason"] == "RedisUnreachable"
     return cond["message"].replace(url, "URL"), kube.events
 
 
-def test_status_is_the_same_for_a_closed_port_a_foreign_service_and_a_wrong_password(banner_server: int, redis_with_password: int) -> None:
+def test_status_is_the_same_for_a_closed_port_a_foreign_service_and_a_wrong_password(
+    banner_server: int, redis_with_password: int
+) -> None:
     closed, _ = redis_ready_message(f"redis://127.0.0.1:{free_port()}/0")
     foreign, events = redis_ready_message(f"redis://127.0.0.1:{banner_server}/0")
     wrong, _ = redis_ready_message(f"redis://127.0.0.1:{redis_with_password}/0", password=True)

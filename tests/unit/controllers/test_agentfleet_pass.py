@@ -205,7 +205,11 @@ def test_autoscaled_workers_follow_status_and_the_controller_leaves_desired_work
         ({"vectorIndexRef": {"name": "docs"}}, "IndexNotFound", "spec.vectorIndexRef.name"),
         ({"systemPrompt": {"configMapRef": {"name": "prompts", "key": "support"}}}, "SystemPromptNotFound", "spec.systemPrompt.configMapRef"),
         ({"systemPrompt": {"inline": "y" * 40_000}, "budgets": {"maxTokens": 5000}}, "BudgetTooSmall", "spec.budgets.maxTokens 5000"),
-        ({"redis": {"url": "redis://r:6379/0", "passwordSecretRef": {"name": "nope", "key": "pw"}}}, "SecretNotFound", "spec.redis.passwordSecretRef"),
+        (
+            {"redis": {"url": "redis://r:6379/0", "passwordSecretRef": {"name": "nope", "key": "pw"}}},
+            "SecretNotFound",
+            "spec.redis.passwordSecretRef",
+        ),
         ({"api": {"authSecretRef": {"name": "tokens", "key": "t"}}}, "SecretNotFound", "spec.api.authSecretRef"),
         (
             {"tools": [{"name": "t", "type": "HTTP", "http": {"url": "http://x/y", "headersSecretRef": {"name": "h", "key": "k"}}}]},
@@ -225,14 +229,30 @@ def test_problems_the_schema_cannot_see_are_named_in_ready(spec: dict[str, Any],
 
 def secret(name: str, key: str, value: str = "v", *, consent: bool) -> dict[str, Any]:
     labels = {"agentfleet.io/consent": "true"} if consent else {"app": "billing"}
-    return {"kind": "Secret", "metadata": {"name": name, "labels": labels}, "data": {key: base64.b64encode(value.encode()).decode()}}
+    return {
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": labels},
+        "data": {key: base64.b64encode(value.encode()).decode()},
+    }
 
 
 UNCONSENTED = [
-    ({"redis": {"url": "redis://r:6379/0", "passwordSecretRef": {"name": "billing-db", "key": "pw"}}}, "spec.redis.passwordSecretRef", ("billing-db", "pw")),
+    (
+        {"redis": {"url": "redis://r:6379/0", "passwordSecretRef": {"name": "billing-db", "key": "pw"}}},
+        "spec.redis.passwordSecretRef",
+        ("billing-db", "pw"),
+    ),
     ({"api": {"authSecretRef": {"name": "billing-db", "key": "pw"}}}, "spec.api.authSecretRef", ("billing-db", "pw")),
     (
-        {"tools": [{"name": "t", "type": "HTTP", "http": {"url": "http://x/y", "headersSecretRef": {"name": "billing-db", "key": "pw"}}}]},
+        {
+            "tools": [
+                {
+                    "name": "t",
+                    "type": "HTTP",
+                    "http": {"url": "http://x/y", "headersSecretRef": {"name": "billing-db", "key": "pw"}},
+                }
+            ]
+        },
         "spec.tools[0].http.headersSecretRef (t)",
         ("billing-db", "pw"),
     ),
@@ -240,12 +260,17 @@ UNCONSENTED = [
 
 
 @pytest.mark.parametrize(("spec", "field", "ref"), UNCONSENTED, ids=["redis", "api", "tool-headers"])
-def test_a_secret_without_the_consent_label_is_neither_sent_nor_mounted(spec: dict[str, Any], field: str, ref: tuple[str, str]) -> None:
+def test_a_secret_without_the_consent_label_is_neither_sent_nor_mounted(
+    spec: dict[str, Any], field: str, ref: tuple[str, str]
+) -> None:
     kube = FakeKube({("ModelReplicaSet", "llama"): mrs(), ("Secret", ref[0]): secret(*ref, consent=False)})
     st, _ = run(kube, fleet(**spec))
     ready = conds(st)["Ready"]
     assert (ready["status"], ready["reason"]) == ("False", "SecretNotConsented")
-    assert field in ready["message"] and "kubectl label secret -n team-a billing-db agentfleet.io/consent=true" in ready["message"]
+    assert (
+        field in ready["message"]
+        and "kubectl label secret -n team-a billing-db agentfleet.io/consent=true" in ready["message"]
+    )
     assert ("Warning", "SecretNotConsented") in {(e[0], e[1]) for e in kube.events}
     assert not any(o["kind"] == "Deployment" for o in kube.applied)
     # With the label the same fleet renders (the Secret is mounted or sent).
@@ -264,9 +289,14 @@ def test_a_vector_index_secret_the_workers_get_needs_consent_too() -> None:
     }
     creds = secret("milvus-creds", "username", consent=False)
     creds["data"]["password"] = creds["data"]["username"]
-    kube = FakeKube({("ModelReplicaSet", "llama"): mrs(), ("VectorIndex", "docs"): vi, ("Secret", "milvus-creds"): creds})
+    kube = FakeKube(
+        {("ModelReplicaSet", "llama"): mrs(), ("VectorIndex", "docs"): vi, ("Secret", "milvus-creds"): creds}
+    )
     st, _ = run(kube, fleet(vectorIndexRef={"name": "docs"}))
-    assert conds(st)["Ready"]["reason"] == "SecretNotConsented" and "spec.milvus.credentials" in conds(st)["Ready"]["message"]
+    assert (
+        conds(st)["Ready"]["reason"] == "SecretNotConsented"
+        and "spec.milvus.credentials" in conds(st)["Ready"]["message"]
+    )
 
 
 def test_references_name_what_a_fleet_depends_on() -> None:
@@ -300,7 +330,8 @@ def test_a_redis_that_does_not_answer_cannot_hold_up_a_pass() -> None:
     start = time.monotonic()
     st, _ = run(kube, fleet(), probe=hangs)
     assert time.monotonic() - start < ctl.REDIS_TIMEOUT_SECONDS * 3 + 2
-    assert conds(st)["RedisReady"]["reason"] == "RedisUnreachable" and ctl.PROBE_FAILED in conds(st)["RedisReady"]["message"]
+    redis_ready = conds(st)["RedisReady"]
+    assert redis_ready["reason"] == "RedisUnreachable" and ctl.PROBE_FAILED in redis_ready["message"]
 
 
 def test_an_autoscaled_fleet_at_rest_is_not_rewritten() -> None:

@@ -80,7 +80,9 @@ class LeaseStore:
         self.writes.append(obj["spec"]["holderIdentity"])
         return self.obj
 
-    def merge_patch(self, api_version: str, kind: str, name: str, namespace: str, body: dict[str, Any], *, limited: bool = True) -> dict[str, Any]:
+    def merge_patch(
+        self, api_version: str, kind: str, name: str, namespace: str, body: dict[str, Any], *, limited: bool = True
+    ) -> dict[str, Any]:
         assert self.obj is not None and not limited
         if body["metadata"].get("resourceVersion") != self.obj["metadata"]["resourceVersion"]:
             raise ConflictError(_Exc())
@@ -107,7 +109,8 @@ class Clock:
 
 
 def electors(store: LeaseStore, clock: Clock, *names: str) -> list[leader.Elector]:
-    return [leader.Elector(store, namespace="ops", name="af", identity=n, timing=T, clock=clock) for n in names]  # type: ignore[arg-type]
+    kube: Any = store
+    return [leader.Elector(kube, namespace="ops", name="af", identity=n, timing=T, clock=clock) for n in names]
 
 
 def test_one_of_two_replicas_leads_and_the_other_takes_over_only_after_the_holder_goes_silent() -> None:
@@ -123,7 +126,11 @@ def test_one_of_two_replicas_leads_and_the_other_takes_over_only_after_the_holde
     assert b.try_once() is False
     clock.t += 0.2
     assert b.try_once() is True
-    assert store.obj is not None and store.obj["spec"]["holderIdentity"] == "b" and store.obj["spec"]["leaseTransitions"] == 1
+    assert (
+        store.obj is not None
+        and store.obj["spec"]["holderIdentity"] == "b"
+        and store.obj["spec"]["leaseTransitions"] == 1
+    )
     assert a.try_once() is False  # the old holder, back, follows
 
 
@@ -177,7 +184,8 @@ def test_a_leader_that_cannot_renew_gives_up_within_the_renew_deadline() -> None
     import time
 
     store = LeaseStore()
-    e = leader.Elector(store, namespace="ops", name="af", identity="a", timing=Timing(0.9, 0.5, 0.05))  # type: ignore[arg-type]
+    kube: Any = store
+    e = leader.Elector(kube, namespace="ops", name="af", identity="a", timing=Timing(0.9, 0.5, 0.05))
     assert e.try_once()
     lost = threading.Event()
     t0 = time.monotonic()

@@ -134,13 +134,17 @@ def test_workers_alone_carry_the_model_key_and_the_labels_the_replicas_admit() -
     worker, api = (objs[("Deployment", f"support-{c}")]["spec"]["template"] for c in ("worker", "api"))
     wenv = {e["name"]: e for e in worker["spec"]["containers"][0]["env"]}
     # The primary ModelReplicaSet's generated key (no spec.engine.apiKeySecretRef there).
-    assert wenv["AGENTFLEET_MODEL_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "llama-8b-vllm-api-key", "key": "apiKey"}}
+    assert wenv["AGENTFLEET_MODEL_API_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "llama-8b-vllm-api-key", "key": "apiKey"}
+    }
     assert "AGENTFLEET_MODEL_API_KEY" not in {e["name"] for e in api["spec"]["containers"][0]["env"]}
     assert worker["metadata"]["labels"]["agentfleet.io/model"] == "llama-8b"
     assert worker["metadata"]["labels"]["agentfleet.io/routine-model"] == "smol"
     assert "agentfleet.io/model" not in api["metadata"]["labels"]
     named = type(af.spec.redis.password_secret_ref).model_validate({"name": "vllm-key", "key": "k"})
-    worker = by_kind(r.render_runtime(af, doc_for(af), replicas=3, model_key_secret_ref=named))[("Deployment", "support-worker")]
+    worker = by_kind(r.render_runtime(af, doc_for(af), replicas=3, model_key_secret_ref=named))[
+        ("Deployment", "support-worker")
+    ]
     wenv = {e["name"]: e for e in worker["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert wenv["AGENTFLEET_MODEL_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "vllm-key", "key": "k"}}
 

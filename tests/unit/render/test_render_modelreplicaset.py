@@ -350,7 +350,9 @@ def test_serving_pods_run_restricted_without_an_api_token_and_require_an_api_key
 
 def test_a_named_api_key_secret_and_uid_are_used() -> None:
     mrs = single_node()
-    mrs.spec.engine.api_key_secret_ref = type(mrs.spec.model.hf_token_secret_ref).model_validate({"name": "vllm-key", "key": "k"})
+    mrs.spec.engine.api_key_secret_ref = type(mrs.spec.model.hf_token_secret_ref).model_validate(
+        {"name": "vllm-key", "key": "k"}
+    )
     mrs.spec.engine.run_as_user = 2000
     pod = by_kind(render_all(mrs, SINGLE_PLACEMENTS), "Pod")[0]
     env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
@@ -368,7 +370,12 @@ def test_only_the_fleets_workers_the_operator_and_prometheus_reach_the_replicas(
     assert http["from"] == [
         {"podSelector": {"matchLabels": {"agentfleet.io/model": "llama-405b"}}},
         {"podSelector": {"matchLabels": {"agentfleet.io/routine-model": "llama-405b"}}},
-        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "agentfleet", "app.kubernetes.io/component": "operator"}}},
+        {
+            "namespaceSelector": {},
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/name": "agentfleet", "app.kubernetes.io/component": "operator"}
+            },
+        },
         {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}},
     ]
     # A gang's members reach each other on every port (rendezvous, NCCL); nobody else does.

@@ -139,17 +139,24 @@ class ModelReplicaSetController(Controller[ModelReplicaSetState]):
             # Like an invalid spec: nothing created or changed until the Secret may be used.
             reason, msg = refused
             p.event("Warning", reason, msg)
-            conds = compose_conditions(p.status_in.get("conditions") or [], Summary(0, 0, 0, 0, 0, invalid=msg), p.generation)
+            conds = compose_conditions(
+                p.status_in.get("conditions") or [], Summary(0, 0, 0, 0, 0, invalid=msg), p.generation
+            )
             status.write(p, {**status.base(p.generation, p.name, None), "conditions": conds})
             return SECRET_RECHECK_SECONDS
         return p.run(mrs, spec)
 
     def unusable_secret(self, namespace: str, spec: ModelReplicaSetSpec) -> tuple[str, str] | None:
         """The first Secret the spec names that the replicas may not get (render.common.secret_problem)."""
-        refs = [("spec.model.hfTokenSecretRef", spec.model.hf_token_secret_ref), ("spec.engine.apiKeySecretRef", spec.engine.api_key_secret_ref)]
+        refs = [
+            ("spec.model.hfTokenSecretRef", spec.model.hf_token_secret_ref),
+            ("spec.engine.apiKeySecretRef", spec.engine.api_key_secret_ref),
+        ]
         for field, ref in refs:
             if ref is not None:
-                why = secret_problem(self.kube.get("v1", "Secret", ref.name, namespace), field, ref.name, ref.key, namespace)
+                why = secret_problem(
+                    self.kube.get("v1", "Secret", ref.name, namespace), field, ref.name, ref.key, namespace
+                )
                 if why is not None:
                     return why
         return None
