@@ -75,7 +75,8 @@ class PodsEverSeen:
 
 @pytest.fixture
 def pair(crds, namespace):
-    # Slow writes (2/s) so that the kill lands in the middle of the scale-up.
+    # Slow writes (1/s) so that the kill lands in the middle of the scale-up, even when kubectl's
+    # polls are slow on a busy machine.
     args = (
         "--leader-elect",
         f"--lease-namespace={namespace}",
@@ -83,7 +84,7 @@ def pair(crds, namespace):
         f"--lease-duration={DURATION}",
         f"--namespace={namespace}",
         "--resync-seconds=20",
-        "--api-qps=2",
+        "--api-qps=1",
         "--api-burst=1",
     )
     a, b = OperatorProcess(crds, args=args, name="ha-a"), OperatorProcess(crds, args=args, name="ha-b")
@@ -133,7 +134,7 @@ def test_only_the_leader_reconciles_and_a_killed_leader_is_replaced_mid_scale_up
     with PodsEverSeen(cluster, ns, "ha") as seen:
         cluster.run("-n", ns, "patch", "mrs", "ha", "--type=merge", "-p", json.dumps({"spec": {"replicas": target}}))
         eventually(
-            cluster, a, lambda: 2 <= len(pods()) < target - 2, timeout=60, interval=0.1, desc="scale-up under way"
+            cluster, a, lambda: 2 <= len(pods()) < target - 1, timeout=60, interval=0.1, desc="scale-up under way"
         )
         at_kill = len(pods())
         a.kill()
