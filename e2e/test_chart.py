@@ -96,9 +96,18 @@ def test_schema_rejects_bad_values(helm: str, bad: str) -> None:
 def test_default_render(helm: str) -> None:
     docs = template(helm)
     kinds = sorted(d["kind"] for d in docs)
+    # Least privilege by default: the release's namespace only (RoleBindings for the namespaced and
+    # Secret rules), a ClusterRole for nodes and CRDs, and a Role for the leader-election Lease.
     assert kinds == sorted(
-        ["CustomResourceDefinition"] * 3 + ["ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "Deployment"]
+        ["CustomResourceDefinition"] * 3
+        + ["ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "Deployment", "Role"]
+        + ["RoleBinding"] * 3
     )
+    assert sorted((rb["metadata"]["namespace"], rb["roleRef"]["name"]) for rb in by_kind(docs, "RoleBinding")) == [
+        ("agentfleet-system", "af-agentfleet-leader"),
+        ("agentfleet-system", "af-agentfleet-namespaced"),
+        ("agentfleet-system", "af-agentfleet-secrets"),
+    ]
     for crd in by_kind(docs, "CustomResourceDefinition"):
         ann = crd["metadata"]["annotations"]
         assert ann["argocd.argoproj.io/sync-wave"] == "-10"
@@ -106,7 +115,7 @@ def test_default_render(helm: str) -> None:
         assert ann["argocd.argoproj.io/sync-options"] == "Prune=false,Delete=false"
     (dep,) = by_kind(docs, "Deployment")
     spec = dep["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 2 and spec["strategy"]["type"] == "RollingUpdate"
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     (c,) = pod["containers"]
@@ -118,7 +127,39 @@ def test_default_render(helm: str) -> None:
     assert env["HOME"] == env["TMPDIR"] == "/tmp" and env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert env["AGENTFLEET_RUNTIME_IMAGE"] == c["image"] == "ghcr.io/agentfleet/agentfleet:0.1.0"
     assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
-    assert not any(a.startswith("--namespace") for a in c["args"])
+    assert [a for a in c["args"] if a.startswith("--namespace")] == ["--namespace=agentfleet-system"]
+    assert "--leader-elect" in c["args"] and "--lease-name=af-agentfleet" in c["args"]
+    assert {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in c["env"]
+
+
+def test_cluster_wide_is_an_opt_in(helm: str) -> None:
+    docs = template(helm, "operator.clusterWide=true")
+    assert [rb["roleRef"]["name"] for rb in by_kind(docs, "RoleBinding")] == ["af-agentfleet-leader"]
+    assert sorted(b["roleRef"]["name"] for b in by_kind(docs, "ClusterRoleBinding")) == [
+        "af-agentfleet",
+        "af-agentfleet-namespaced",
+        "af-agentfleet-secrets",
+    ]
+    (dep,) = by_kind(docs, "Deployment")
+    assert not any(a.startswith("--namespace") for a in dep["spec"]["template"]["spec"]["containers"][0]["args"])
+    proc = run_helm(
+        helm,
+        "template",
+        "af",
+        str(CHART),
+        "--set",
+        "operator.clusterWide=true,operator.watchNamespaces={a}",
+        check=False,
+    )
+    assert proc.returncode != 0 and "leave operator.watchNamespaces empty" in proc.stderr
+
+
+def test_without_leader_election_one_replica_and_recreate(helm: str) -> None:
+    docs = template(helm, "operator.leaderElection.enabled=false")
+    (dep,) = by_kind(docs, "Deployment")
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert "--leader-elect" not in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert by_kind(docs, "Role") == []
 
 
 def test_crds_can_be_left_out(helm: str) -> None:
@@ -130,8 +171,14 @@ def test_crds_can_be_left_out(helm: str) -> None:
 def test_cluster_role_is_permissions_py(helm: str) -> None:
     docs = template(helm)
     roles = {r["metadata"]["name"]: r for r in by_kind(docs, "ClusterRole")}
-    strip = [{k: v for k, v in r.items() if k != "why"} for r in permissions.rules("cluster")]
+    cluster_rules = permissions.rules("cluster") + permissions.rules("namespaces")
+    strip = [{k: v for k, v in r.items() if k != "why"} for r in cluster_rules]
     assert roles["af-agentfleet"]["rules"] == strip
+    assert roles["af-agentfleet-namespaced"]["rules"] == [
+        {k: v for k, v in r.items() if k != "why"} for r in permissions.rules("namespaced")
+    ]
+    (lease,) = by_kind(docs, "Role")
+    assert lease["rules"] == [{k: v for k, v in r.items() if k != "why"} for r in permissions.rules("leader")]
     assert roles["af-agentfleet-secrets"]["rules"] == [{k: v for k, v in r.items() if k != "why"} for r in permissions.rules("secrets")]
 
 
@@ -140,9 +187,10 @@ def test_watch_namespaces_limit_secrets_and_add_namespace_watch(helm: str) -> No
     (dep,) = by_kind(docs, "Deployment")
     args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args
-    rbs = by_kind(docs, "RoleBinding")
-    assert sorted(rb["metadata"]["namespace"] for rb in rbs) == ["team-a", "team-b"]
-    assert all(rb["roleRef"]["name"] == "af-agentfleet-secrets" for rb in rbs)
+    rbs = [rb for rb in by_kind(docs, "RoleBinding") if rb["roleRef"]["name"] != "af-agentfleet-leader"]
+    assert sorted((rb["metadata"]["namespace"], rb["roleRef"]["name"]) for rb in rbs) == [
+        (ns, f"af-agentfleet-{role}") for ns in ("team-a", "team-b") for role in ("namespaced", "secrets")
+    ]
     assert [crb["metadata"]["name"] for crb in by_kind(docs, "ClusterRoleBinding")] == ["af-agentfleet"]
     (role,) = [r for r in by_kind(docs, "ClusterRole") if r["metadata"]["name"] == "af-agentfleet"]
     assert {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]} in role["rules"]
@@ -211,7 +259,7 @@ def can_i(cluster, sa: str, verb: str, resource: str, *, namespace: str | None =
 def test_rendered_chart_is_accepted_and_the_operator_pod_is_admitted(cluster, installed) -> None:
     ns, release = installed["ns"], installed["release"]
     dep = cluster.json("get", "-n", ns, "deployment", f"{release}-agentfleet")
-    assert dep["spec"]["strategy"]["type"] == "Recreate"
+    assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
     for res in RESOURCES:
         crd = cluster.json("get", "crd", res.crd_name)
         assert crd["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "-10"
@@ -230,17 +278,21 @@ def test_rendered_chart_is_accepted_and_the_operator_pod_is_admitted(cluster, in
 
 
 def test_operator_service_account_can_do_what_permissions_lists(cluster, installed) -> None:
-    sa, other = installed["sa"], installed["other"]
-    missing = []
+    sa, ns, other = installed["sa"], installed["ns"], installed["other"]
+    missing, beyond = [], []
     for need in permissions.NEEDS:
-        if need.scope == "namespaces":
-            continue  # only rendered with watchNamespaces (test_watch_namespaces_...)
         resource, _, sub = need.resource.partition("/")
         qualified = f"{resource}.{need.group}" if need.group else resource
         for verb in need.verbs:
-            if not can_i(cluster, sa, verb, qualified, namespace=other if need.scope == "secrets" else None, subresource=sub or None):
+            # By default the chart serves only its own namespace: namespaced rules hold there, and
+            # nowhere else.
+            where = None if need.scope in ("cluster", "namespaces") else ns
+            if not can_i(cluster, sa, verb, qualified, namespace=where, subresource=sub or None):
                 missing.append((verb, qualified, sub))
+            if where is not None and can_i(cluster, sa, verb, qualified, namespace=other, subresource=sub or None):
+                beyond.append((verb, qualified, sub))
     assert missing == []
+    assert beyond == []
 
 
 @pytest.mark.parametrize(
@@ -274,14 +326,38 @@ def test_operator_service_account_cannot(cluster, installed, verb: str, resource
     assert not can_i(cluster, installed["sa"], verb, resource, namespace=installed["other"] if namespaced else None, subresource=sub)
 
 
-def test_secrets_are_readable_cluster_wide_only_in_all_namespaces_mode(cluster, helm, installed) -> None:
-    # All-namespaces mode (installed): get by name anywhere (a VectorIndex or AgentFleet in any
-    # namespace names its Secrets), never list.
+def test_secrets_are_readable_cluster_wide_only_in_the_opt_in_cluster_wide_mode(cluster, helm, installed) -> None:
+    # Default (installed): its own namespace only, by name, never list.
     sa = installed["sa"]
-    assert can_i(cluster, sa, "get", "secrets", namespace=installed["other"])
-    assert not can_i(cluster, sa, "list", "secrets", namespace=installed["other"])
-    # With watchNamespaces the Secret role is bound only there.
+    assert can_i(cluster, sa, "get", "secrets", namespace=installed["ns"])
+    assert not can_i(cluster, sa, "get", "secrets", namespace=installed["other"])
+    assert not can_i(cluster, sa, "list", "secrets", namespace=installed["ns"])
+    assert can_i(cluster, sa, "watch", "namespaces")  # kopf follows the namespaces it serves
+    # clusterWide=true: get by name anywhere (a VectorIndex or AgentFleet in any namespace names
+    # its Secrets), still never list.
     suffix = uuid.uuid4().hex[:6]
+    wide = f"chartcw-{suffix}"
+    rendered = run_helm(
+        helm,
+        "template",
+        wide,
+        str(CHART),
+        "--namespace",
+        installed["ns"],
+        "--set",
+        "crds.install=false,operator.clusterWide=true",
+    ).stdout
+    cluster.run("apply", "--server-side", "--field-manager=helm-e2e", "-f", "-", input=rendered, timeout=120)
+    try:
+        sa_wide = f"system:serviceaccount:{installed['ns']}:{wide}-agentfleet"
+        assert can_i(cluster, sa_wide, "get", "secrets", namespace=installed["other"])
+        assert can_i(cluster, sa_wide, "create", "pods", namespace=installed["other"])
+        assert not can_i(cluster, sa_wide, "list", "secrets", namespace=installed["other"])
+        assert not can_i(cluster, sa_wide, "watch", "namespaces")
+    finally:
+        for kind in ("clusterrolebinding", "clusterrole"):
+            cluster.run("delete", kind, "-l", f"app.kubernetes.io/instance={wide}", "--ignore-not-found", check=False)
+    # With watchNamespaces the Secret role is bound only there.
     release, served, unserved = f"chartns-{suffix}", installed["other"], installed["ns"]
     rendered = run_helm(
         helm, "template", release, str(CHART), "--namespace", installed["ns"], "--set", f"crds.install=false,operator.watchNamespaces={{{served}}}"
@@ -294,7 +370,6 @@ def test_secrets_are_readable_cluster_wide_only_in_all_namespaces_mode(cluster, 
         assert not can_i(cluster, sa2, "get", "secrets", namespace=unserved)
         assert not can_i(cluster, sa2, "get", "secrets", namespace="kube-system")
         assert can_i(cluster, sa2, "watch", "namespaces")
-        assert not can_i(cluster, sa, "watch", "namespaces")
     finally:
         for kind in ("clusterrolebinding", "clusterrole"):
             cluster.run("delete", kind, "-l", f"app.kubernetes.io/instance={release}", "--ignore-not-found", check=False)

@@ -30,6 +30,8 @@ ARGOCD_CM = ROOT / "examples" / "argocd" / "argocd-cm-health.yaml"
 # Template name in the chart -> permissions scope.
 RULE_TEMPLATES = {
     "agentfleet.rbac.rules": "cluster",
+    "agentfleet.rbac.namespacedRules": "namespaced",
+    "agentfleet.rbac.leaderRules": "leader",
     "agentfleet.rbac.secretRules": "secrets",
     "agentfleet.rbac.namespaceRules": "namespaces",
 }

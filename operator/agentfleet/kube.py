@@ -177,6 +177,25 @@ class Kube:
         except NotFoundError:
             pass
 
+    def merge_patch(
+        self, api_version: str, kind: str, name: str, namespace: str, body: dict[str, Any], *, limited: bool = True
+    ) -> dict[str, Any]:
+        """A merge patch of the object; a metadata.resourceVersion in ``body`` makes it conditional
+        (ConflictError when the object changed since). ``limited=False`` skips WRITES: a leader's
+        Lease renewal must never queue behind an apply storm."""
+        if limited:
+            WRITES.take()
+        resp = self.dynamic.patch(
+            self.resource(api_version, kind),
+            body=body,
+            name=name,
+            namespace=namespace,
+            content_type="application/merge-patch+json",
+            field_manager=FIELD_MANAGER,
+            serialize=False,
+        )
+        return self._json(resp)
+
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None, *, force: bool = False) -> bool:
         """Delete with background propagation; False when it was already gone. force: no grace period,
         only for pods whose node is gone (no kubelet will ever confirm their end)."""

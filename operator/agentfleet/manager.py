@@ -5,8 +5,10 @@
     kopf run -m agentfleet.manager --all-namespaces --standalone
 
 Credentials: in-cluster when run in a pod, else $KUBECONFIG (both kopf and the controllers' own
-client). Run one active operator: peering is off (`standalone`) because kopf's peering pauses
-lower-priority operators rather than electing a leader; deploy with the Recreate strategy.
+client). kopf's peering is off (`standalone`): it pauses lower-priority operators rather than
+electing a leader. With ``--leader-elect`` (the chart's default, two replicas) a replica starts kopf
+only once it holds a coordination.k8s.io Lease (agentfleet/leader.py) and exits when it loses it, so
+followers never reconcile or write; while following it answers the liveness URL itself.
 
 Settings that matter to users of the objects:
 - kopf's own bookkeeping, for any handler that needs it, goes into annotations and a finalizer
@@ -21,18 +23,22 @@ Settings that matter to users of the objects:
 from __future__ import annotations
 
 import argparse
+import http.server
 import logging
 import os
 import socket
 import sys
+import threading
+import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
 import kopf
 
 import agentfleet.handlers  # noqa: F401 - registers the controllers' handlers
-from agentfleet.controllers.settings import CONFIG
-from agentfleet.kube import WRITES
+from agentfleet import leader
+from agentfleet.controllers.settings import CONFIG, kube_client
+from agentfleet.kube import WRITES, Kube
 
 PREFIX = "agentfleet.io"
 
@@ -111,6 +117,67 @@ def operator_identity(env: dict[str, str] | None = None) -> str:
     return f"{socket.gethostname()}/{os.getpid()}"
 
 
+class _FollowerHealth:
+    """Answers the liveness URL while the replica follows (kopf, which serves it when leading, has
+    not started): a follower is alive, and the kubelet must not restart it for waiting."""
+
+    def __init__(self, url: str | None) -> None:
+        self.server: http.server.ThreadingHTTPServer | None = None
+        if not url:
+            return
+        u = urllib.parse.urlsplit(url)
+        path = u.path or "/"
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                ok = self.path.split("?")[0] == path
+                self.send_response(200 if ok else 404)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"leader": false}' if ok else b"{}")
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((u.hostname or "0.0.0.0", u.port or 80), Handler)
+        threading.Thread(target=self.server.serve_forever, name="af-follower-health", daemon=True).start()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def lead(args: argparse.Namespace) -> leader.Elector:
+    """Block until this replica holds the Lease; then keep renewing it, and exit the process at
+    once if it is lost (a replica that may no longer lead must stop writing, and kopf cannot be
+    stopped from another thread halfway through a reconcile)."""
+    kube_client()  # loads in-cluster credentials or KUBECONFIG into the default configuration
+    from kubernetes import client as k8s
+
+    # Its own connection pool: renewals never wait behind the reconciles' requests.
+    kube = Kube(k8s.ApiClient(k8s.Configuration.get_default_copy()))
+    timing = leader.Timing(args.lease_duration, args.lease_duration * 2 / 3, max(0.2, args.lease_duration * 2 / 15))
+    elector = leader.Elector(
+        kube, namespace=args.lease_namespace, name=args.lease_name, identity=operator_identity(), timing=timing
+    )
+    health = _FollowerHealth(args.liveness)
+    try:
+        elector.acquire()
+    finally:
+        health.close()
+
+    def lost(why: str) -> None:
+        logging.getLogger("agentfleet.leader").critical(
+            "leader election: %s; exiting so that only the leader writes", why
+        )
+        logging.shutdown()
+        os._exit(1)
+
+    elector.keep(lost)
+    return elector
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m agentfleet.manager", description="Run the agentfleet operator.")
     ap.add_argument(
@@ -133,6 +200,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--log-level", default=os.environ.get("AGENTFLEET_LOG_LEVEL"), help="level of agentfleet's own loggers (default INFO; WARNING with --quiet)"
     )
     ap.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    ap.add_argument(
+        "--leader-elect", action="store_true", help="run kopf only while holding a Lease (for more than one replica)"
+    )
+    ap.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE") or "default",
+        help="namespace of the Lease (default $POD_NAMESPACE, else default)",
+    )
+    ap.add_argument(
+        "--lease-name", default="agentfleet-operator", help="name of the Lease (default agentfleet-operator)"
+    )
+    ap.add_argument(
+        "--lease-duration",
+        type=float,
+        default=15.0,
+        help="seconds a silent leader keeps the Lease (default 15; renewals every 2/15 of it)",
+    )
     args = ap.parse_args(argv)
 
     CONFIG.workers = max(1, args.workers)
@@ -143,13 +227,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         # kopf logs every handled watch event ("Handler ... succeeded") at INFO; ours log what they do.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    kopf.run(
-        identity=operator_identity(),
-        standalone=True,
-        clusterwide=not args.namespace,
-        namespaces=args.namespace,
-        liveness_endpoint=args.liveness,
-    )
+    elector = lead(args) if args.leader_elect else None
+    try:
+        kopf.run(
+            identity=operator_identity(),
+            standalone=True,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            liveness_endpoint=args.liveness,
+        )
+    finally:
+        if elector is not None:
+            elector.release()
     return 0
 
 

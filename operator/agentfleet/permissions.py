@@ -10,14 +10,18 @@ a missing object creates it; kopf watches (`kopf.on.event`, `kopf.index`) are `l
 `deletecollection`, no wildcard.
 
 Scopes:
-- ``cluster``: bound cluster-wide. The planner reads nodes and every GPU pod cluster-wide, and
-  objects live in any namespace the operator serves.
-- ``secrets``: Secrets only. Bound cluster-wide when the operator serves all namespaces, else by a
-  RoleBinding in each served namespace. Never list/watch (the operator cannot enumerate Secrets,
-  only read the ones a spec names), never update/patch/delete (the Secrets it generates are
-  created once and go with their AgentFleet by ownerReference).
+- ``cluster``: cluster-scoped kinds, bound cluster-wide in every mode: CRDs (kopf scans them) and
+  nodes, read-only (the planner's GPU inventory).
+- ``namespaced``: everything the controllers watch, apply and delete in the namespaces they serve.
+  By default the chart binds it with a RoleBinding in each served namespace (its own namespace when
+  none is given); cluster-wide (a ClusterRoleBinding) only with the opt-in ``operator.clusterWide``.
+- ``secrets``: Secrets only, bound like ``namespaced``. Never list/watch (the operator cannot
+  enumerate Secrets, only read the ones a spec names, and uses one only if it carries the consent
+  label), never update/patch/delete (the Secrets it generates are created once and go with their
+  owner by ownerReference).
 - ``namespaces``: kopf lists and watches Namespaces only when it serves a given set of namespaces
   (kopf/_core/reactor/observation.py: namespace_observer); cluster-wide it does not.
+- ``leader``: the leader-election Lease, in the operator's own namespace only.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Scope = Literal["cluster", "secrets", "namespaces"]
+Scope = Literal["cluster", "namespaced", "secrets", "namespaces", "leader"]
 
 READ = ("get", "list", "watch")
 OWN = ("get", "list", "watch", "create", "patch", "delete")  # children the operator applies and removes
@@ -38,14 +42,29 @@ class Need:
     resource: str  # plural, or plural/subresource
     verbs: tuple[str, ...]
     why: str
-    scope: Scope = "cluster"
+    scope: Scope = "namespaced"
 
 
 NEEDS: tuple[Need, ...] = (
-    # kopf itself (manager.py: standalone, so no peering objects).
-    Need("kopf", "apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"), "kopf scans CRDs to find the resources it serves"),
+    # kopf itself (manager.py: standalone, so no peering objects) and leader election (leader.py).
+    Need(
+        "kopf",
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        ("list", "watch"),
+        "kopf scans CRDs to find the resources it serves",
+        scope="cluster",
+    ),
     Need("kopf", "", "events", ("create",), "kopf posts WARNING+ log lines as Events; Kube.event and kopf.event post the controllers' own"),
     Need("kopf", "", "namespaces", ("list", "watch"), "kopf follows namespaces when it serves a given set of them", scope="namespaces"),
+    Need(
+        "manager",
+        "coordination.k8s.io",
+        "leases",
+        ("get", "create", "patch"),
+        "leader election: the Lease is read, created once, renewed by conditional merge patch",
+        scope="leader",
+    ),
     # The three kinds: kopf watches them (on.event / index) and patches its finalizer and progress
     # annotations (VectorIndex delete handler); controllers get them and write status.
     Need("kopf", "agentfleet.io", "modelreplicasets", ("get", "list", "watch", "patch"), "watched and indexed; read by the MRS controller and the autoscaler"),
@@ -55,10 +74,32 @@ NEEDS: tuple[Need, ...] = (
     Need("controllers", "agentfleet.io", "vectorindexes/status", ("patch",), "status by merge patch"),
     Need("controllers", "agentfleet.io", "agentfleets/status", ("patch",), "status by merge patch / apply (controller and autoscaler)"),
     # ModelReplicaSet controller and planner.
-    Need("modelreplicaset", "", "nodes", READ, "the planner's GPU inventory (kopf.index mrs_nodes); node_exists()"),
+    Need(
+        "modelreplicaset",
+        "",
+        "nodes",
+        READ,
+        "the planner's GPU inventory (kopf.index mrs_nodes); node_exists()",
+        scope="cluster",
+    ),
     Need("modelreplicaset", "", "pods", OWN, "replica pods: applied, relabelled (merge patch), deleted; GPU pods indexed cluster-wide"),
     Need("modelreplicaset", "", "services", ("create", "patch", "delete"), "serving, replicas and gang Services"),
     Need("modelreplicaset", "policy", "poddisruptionbudgets", ("create", "patch", "delete"), "one PDB per ModelReplicaSet"),
+    Need(
+        "modelreplicaset",
+        "networking.k8s.io",
+        "networkpolicies",
+        ("create", "patch"),
+        "who may reach the replicas (the fleets' workers, operator, Prometheus)",
+    ),
+    Need(
+        "modelreplicaset",
+        "",
+        "secrets",
+        ("create",),
+        "the replicas' generated API key Secret, created once",
+        scope="secrets",
+    ),
     # Autoscaler: lists pods per set and cluster-wide with nodes (same verbs as above).
     Need("autoscaler", "", "configmaps", ("get", "create", "patch"), "the learned demand profile, <modelreplicaset>-demand-profile (controllers/demand.py)"),
     # VectorIndex controller.

@@ -18,7 +18,7 @@ from agentfleet_contract.common import (
     conditions_field,
     default_obj,
 )
-from agentfleet_contract.rules import Rule, matches
+from agentfleet_contract.rules import Rule, matches, no_credentials
 
 TOOL_NAME = r"^[a-zA-Z][a-zA-Z0-9_-]*$"
 DEFAULT_TOOL_TIMEOUT_SECONDS = 30
@@ -87,7 +87,15 @@ class RateLimit(Model):
 
 
 class HTTPTool(Model):
-    rules = (matches("url", "^https?://[^/]+", "spec.tools[].http.url must be an http:// or https:// URL"),)
+    rules = (
+        matches("url", "^https?://[^/]+", "spec.tools[].http.url must be an http:// or https:// URL"),
+        no_credentials(
+            "url",
+            "spec.tools[].http.url must not carry credentials (user:password@): "
+            "put an Authorization header in a Secret labelled "
+            "agentfleet.io/consent=true and name it in headersSecretRef",
+        ),
+    )
 
     url: str = Field(
         max_length=2048,
@@ -230,6 +238,11 @@ class Redis(Model):
             check=lambda r: (r.url is None) != (r.deploy is None),
         ),
         matches("url", "^rediss?://", "spec.redis.url must start with redis:// or rediss://"),
+        no_credentials(
+            "url",
+            "spec.redis.url must not carry credentials (user:password@): put the password in a Secret labelled "
+            "agentfleet.io/consent=true and name it in spec.redis.passwordSecretRef",
+        ),
     )
 
     url: str | None = Field(

@@ -18,6 +18,12 @@ API_VERSION = f"{GROUP}/{VERSION}"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 # A Kubernetes resource quantity such as 80Gi, 512Mi or 1.5.
+# A Secret the operator reads, sends or mounts for a spec must carry this label with value "true":
+# naming a Secret in a spec is not enough (who may create an AgentFleet need not be allowed to use
+# every Secret of the namespace). `kubectl label secret NAME agentfleet.io/consent=true`.
+CONSENT_LABEL = "agentfleet.io/consent"
+CONSENT_VALUE = "true"
+
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 # Money as a decimal string, never a float: "0.50".
 DECIMAL = r"^[0-9]+(\.[0-9]{1,9})?$"
@@ -79,7 +85,14 @@ class LocalObjectReference(Model):
 
 
 class SecretKeyRef(Model):
-    name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the Secret in the same namespace.")
+    name: str = Field(
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description=(
+            "Name of the Secret in the same namespace; the operator uses it only if it carries the label "
+            "agentfleet.io/consent=true."
+        ),
+    )
     key: str = Field(max_length=253, description="Key inside the Secret whose value is used.")
 
 

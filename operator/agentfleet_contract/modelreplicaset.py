@@ -17,7 +17,7 @@ from agentfleet_contract.common import (
     conditions_field,
     default_obj,
 )
-from agentfleet_contract.rules import Rule, each_matches, immutable, matches
+from agentfleet_contract.rules import Rule, each_matches, immutable, matches, no_credentials
 
 # Flags the operator renders from typed fields; setting them again in extraArgs would fight them.
 MANAGED_FLAGS = (
@@ -154,6 +154,24 @@ class Engine(Model):
     memory: str = Field(default="64Gi", max_length=32, pattern=QUANTITY, description="Memory request of each vLLM pod.")
     shm_size: str = Field(default="16Gi", max_length=32, pattern=QUANTITY, description="Size of the memory-backed /dev/shm volume (NCCL and workers need it).")
     model_cache: ModelCache = default_obj("Where downloaded weights are kept.", ModelCache)
+    api_key_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description=(
+            "Secret key holding the API key vLLM requires (VLLM_API_KEY) and the fleet's workers send; "
+            "the Secret must carry the label "
+            "agentfleet.io/consent=true. Default: a Secret <name>-vllm-api-key the operator generates once."
+        ),
+    )
+    run_as_user: int = Field(
+        default=1000,
+        ge=1,
+        le=2147483647,
+        description=(
+            "Numeric non-root uid (and gid) of the vLLM container; "
+            "it writes only to /tmp (HOME), the model cache and /dev/shm, "
+            "and the root filesystem is read-only."
+        ),
+    )
 
 
 class GPU(Model):
@@ -252,6 +270,12 @@ class Autoscaling(Model):
             "prometheus_url",
             "^https?://[^/]+",
             "spec.autoscaling.prometheusURL must be an http(s) URL such as http://prometheus.monitoring:9090",
+            alias="prometheusURL",
+        ),
+        no_credentials(
+            "prometheus_url",
+            "spec.autoscaling.prometheusURL must not carry credentials (user:password@): "
+            "give the URL of a Prometheus the operator may read",
             alias="prometheusURL",
         ),
     )

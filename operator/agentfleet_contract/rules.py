@@ -61,6 +61,23 @@ def matches(attr: str, pattern: str, message: str, *, alias: str | None = None) 
     )
 
 
+# scheme://user:password@host: credentials in a URL end up in status, Events, logs and the runtime
+# ConfigMap, which anyone who may read the object can read.
+USERINFO = r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@"
+
+
+def no_credentials(attr: str, message: str, *, alias: str | None = None) -> Rule:
+    """An optional URL field, when set, carries no user:password@ part."""
+    f = alias or to_camel(attr)
+    rx = re.compile(USERINFO)
+    return Rule(
+        cel=f"!has(self.{f}) || !self.{f}.matches({_cel_str(USERINFO)})",
+        message=message,
+        check=lambda o: getattr(o, attr) is None or rx.search(getattr(o, attr)) is None,
+        field_path=f".{f}",
+    )
+
+
 def each_matches(attr: str, pattern: str, message: str, *, negate: bool = False) -> Rule:
     """Every string of an optional list field matches (or, negated, none matches) a regex."""
     f = to_camel(attr)

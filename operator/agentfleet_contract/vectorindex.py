@@ -17,7 +17,7 @@ from agentfleet_contract.common import (
     conditions_field,
     default_obj,
 )
-from agentfleet_contract.rules import Rule, each_matches, immutable, matches
+from agentfleet_contract.rules import Rule, each_matches, immutable, matches, no_credentials
 
 MILVUS_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 MAX_SHARDS = 16
@@ -26,7 +26,13 @@ IVF_BUILD_PARAMS = ("nlist", "m", "nbits")
 
 
 class MilvusCredentials(Model):
-    secret_name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN, description="Secret in the same namespace holding the credentials.")
+    secret_name: str = Field(
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description=(
+            "Secret in the same namespace holding the credentials; it must carry the label agentfleet.io/consent=true."
+        ),
+    )
     username_key: str = Field(default="username", max_length=253, description="Key of the user name in the Secret.")
     password_key: str = Field(default="password", max_length=253, description="Key of the password in the Secret.")
 
@@ -47,7 +53,17 @@ class MilvusTarget(Model):
             message="spec.milvus needs exactly one of uri (an existing Milvus) or managed (deploy one through the Milvus Operator)",
             check=lambda m: (m.uri is None) != (m.managed is None),
         ),
-        matches("uri", "^(https?|tcp|grpc)://[^/]+", "spec.milvus.uri must look like http://host:19530 (scheme http, https, tcp or grpc)"),
+        matches(
+            "uri",
+            "^(https?|tcp|grpc)://[^/]+",
+            "spec.milvus.uri must look like http://host:19530 (scheme http, https, tcp or grpc)",
+        ),
+        no_credentials(
+            "uri",
+            "spec.milvus.uri must not carry credentials (user:password@): "
+            "put them in a Secret labelled agentfleet.io/consent=true "
+            "and name it in spec.milvus.credentials",
+        ),
     )
 
     uri: str | None = Field(
@@ -176,6 +192,11 @@ class Embedding(Model):
             message="spec.embedding.endpoint is required when spec.embedding.provider is OpenAI: give the /v1 base URL of the embedding server",
             check=lambda e: e.provider != "OpenAI" or e.endpoint is not None,
             field_path=".endpoint",
+        ),
+        no_credentials(
+            "endpoint",
+            "spec.embedding.endpoint must not carry credentials (user:password@): put the key in a Secret labelled "
+            "agentfleet.io/consent=true and name it in spec.embedding.apiKeySecretRef",
         ),
     )
 

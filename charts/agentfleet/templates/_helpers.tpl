@@ -44,3 +44,16 @@ app.kubernetes.io/component: operator
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 {{- end }}
+
+{{/* The namespaces the operator serves, as a JSON list: none (all) with operator.clusterWide, else
+watchNamespaces, else the release's own namespace. */}}
+{{- define "agentfleet.servedNamespaces" -}}
+{{- if .Values.operator.clusterWide -}}
+{{- if .Values.operator.watchNamespaces -}}
+{{- fail "operator.clusterWide serves every namespace: leave operator.watchNamespaces empty, or set clusterWide=false" -}}
+{{- end -}}
+[]
+{{- else -}}
+{{- default (list .Release.Namespace) .Values.operator.watchNamespaces | toJson -}}
+{{- end -}}
+{{- end }}

@@ -46,6 +46,7 @@ from agentfleet.reconcile.events import EventRecorder, post_with_kube
 from agentfleet.reconcile.status import StatusWriter, own_part
 from agentfleet.render import agentfleet as render
 from agentfleet.render.budgets import SpecProblem, budget_problems
+from agentfleet.render.common import secret_problem
 
 log = logging.getLogger("agentfleet.agentfleet")
 
@@ -86,8 +87,19 @@ def _ready(obj: Mapping[str, Any] | None) -> tuple[bool, str]:
     return c.get("status") == "True", f"{c.get('reason', '')}: {c.get('message', '')}".strip(": ")
 
 
+# What status and Events say when the Redis probe fails, whatever the cause. Never the remote end's
+# answer or which step failed: anyone who may create an AgentFleet would otherwise learn from
+# status whether a port is open and what it says (the operator as a port scanner). The cause goes
+# to the operator's log, which only its administrators read.
+PROBE_FAILED = (
+    "no Redis answered the fleet's PING with its password "
+    "(connection, protocol or authentication failed; the operator's log has the cause)"
+)
+
+
 def probe_redis(url: str, password: str | None, fleet: str, timeout: float = REDIS_TIMEOUT_SECONDS) -> tuple[bool, str, Any]:
-    """(reachable, error, FleetStats or None): PING with the password, then the fleet's figures."""
+    """(reachable, error, FleetStats or None): PING with the password, then the fleet's figures.
+    ``error`` is for the operator's log only (it may hold what the remote end answered)."""
     import redis
     from agentfleet_contract.fleet_stats import read_fleet_stats
 
@@ -143,6 +155,16 @@ class AgentFleetPass:
         s = self.get("v1", "Secret", name)
         return None if s is None else _b64(s.get("data"), key)
 
+    def consented_secret(self, field: str, name: str, key: str) -> str | None:
+        """The value of a Secret a spec names, if it may be used (render.common.secret_problem);
+        otherwise a problem naming the field and the fix, and None."""
+        s = self.get("v1", "Secret", name)
+        why = secret_problem(s, field, name, key, self.ns)
+        if why is not None:
+            self.problem(*why)
+            return None
+        return _b64((s or {}).get("data"), key)
+
     def ensure_generated_secret(self, af: AgentFleet, name: str, key: str, component: str) -> str | None:
         """A Secret created once with a random value and never regenerated; returns the value."""
         value = self.secret_value(name, key)
@@ -174,7 +196,8 @@ class AgentFleetPass:
         primary, primary_spec = self.model(spec.model_ref.name, "spec.modelRef")
         routine = None
         if spec.routine_model_ref is not None:
-            routine, _ = self.model(spec.routine_model_ref.name, "spec.routineModelRef")
+            routine, routine_spec = self.model(spec.routine_model_ref.name, "spec.routineModelRef")
+            self.routine_key(spec, primary_spec, routine_spec)
         self.model_condition(spec)
         vector_index, milvus_uri, milvus_env = self.index(af)
         prompt = self.system_prompt(af)
@@ -186,7 +209,8 @@ class AgentFleetPass:
         self.secret_refs(af)
         redis_url, password = self.redis(af)
         if not self.problems and primary is not None and redis_url is not None:
-            self.runtime(af, primary, routine, redis_url, prompt, vector_index, milvus_uri, milvus_env)
+            key_ref = primary_spec.engine.api_key_secret_ref if primary_spec is not None else None
+            self.runtime(af, primary, routine, redis_url, prompt, vector_index, milvus_uri, milvus_env, key_ref)
         else:
             self.condition(RUNTIME_READY, False, "NotRendered", "the runtime is not (re)rendered until the problems in Ready are fixed")
         if redis_url is not None:
@@ -220,6 +244,22 @@ class AgentFleetPass:
         target = ModelTarget(name=name, served_name=served, port=mspec.engine.port, routing=mspec.routing.wire(), max_model_len=mspec.engine.max_model_len)
         return target, mspec
 
+    def routine_key(self, spec: Any, primary: ModelReplicaSetSpec | None, routine: ModelReplicaSetSpec | None) -> None:
+        """The workers send one API key to both tiers: a routine ModelReplicaSet that requires
+        another key refuses every routine call (401)."""
+        if primary is None or routine is None or spec.routine_model_ref is None:
+            return
+        want = render.api_key_ref(spec.model_ref.name, primary.engine.api_key_secret_ref)
+        got = render.api_key_ref(spec.routine_model_ref.name, routine.engine.api_key_secret_ref)
+        if want != got:
+            self.event(
+                "Warning",
+                "RoutineModelKeyDiffers",
+                f"ModelReplicaSets {spec.model_ref.name} and {spec.routine_model_ref.name} require different API keys "
+                "and the workers send "
+                f"one ({want['name']}/{want['key']}): set spec.engine.apiKeySecretRef of both to the same Secret key",
+            )
+
     def model_condition(self, spec: Any) -> None:
         missing = [p for p in self.problems if p.reason == "ModelNotFound"]
         if missing:
@@ -249,6 +289,13 @@ class AgentFleetPass:
         uri = (vi.get("status") or {}).get("endpoint") or (vspec.get("milvus") or {}).get("uri")
         env: list[dict[str, Any]] = []
         creds = (vspec.get("milvus") or {}).get("credentials")
+        # The workers get these Secrets too: the same consent as the fleet's own.
+        if creds:
+            for k in (creds.get("usernameKey", "username"), creds.get("passwordKey", "password")):
+                self.consented_secret(f"VectorIndex {ref.name} spec.milvus.credentials", creds["secretName"], k)
+        if (emb_ref := (vspec.get("embedding") or {}).get("apiKeySecretRef")) is not None:
+            field = f"VectorIndex {ref.name} spec.embedding.apiKeySecretRef"
+            self.consented_secret(field, emb_ref["name"], emb_ref["key"])
         if creds:
             env.append(
                 {"name": "AGENTFLEET_MILVUS_USER", "valueFrom": {"secretKeyRef": {"name": creds["secretName"], "key": creds.get("usernameKey", "username")}}}
@@ -281,7 +328,8 @@ class AgentFleetPass:
         return text
 
     def secret_refs(self, af: AgentFleet) -> None:
-        """Secrets the pods mount: a missing one would leave them waiting in ContainerCreating."""
+        """Secrets the pods mount: a missing one would leave them waiting in ContainerCreating, and
+        one without the consent label is not used at all."""
         refs = []
         if af.spec.api.auth_secret_ref is not None:
             refs.append(("spec.api.authSecretRef", af.spec.api.auth_secret_ref))
@@ -289,10 +337,7 @@ class AgentFleetPass:
             if t.http is not None and t.http.headers_secret_ref is not None:
                 refs.append((f"spec.tools[{i}].http.headersSecretRef ({t.name})", t.http.headers_secret_ref))
         for field, ref in refs:
-            if self.secret_value(ref.name, ref.key) is None:
-                self.problem(
-                    "SecretNotFound", f"{field}: Secret {ref.name} with key {ref.key} does not exist in namespace {self.ns}: create it or fix the reference"
-                )
+            self.consented_secret(field, ref.name, ref.key)
 
     # --- Redis ---
 
@@ -314,13 +359,9 @@ class AgentFleetPass:
         password = None
         if r.password_secret_ref is not None:
             ref = r.password_secret_ref
-            password = self.secret_value(ref.name, ref.key)
+            password = self.consented_secret("spec.redis.passwordSecretRef", ref.name, ref.key)
             if password is None:
-                msg = (
-                    f"spec.redis.passwordSecretRef: Secret {ref.name} with key {ref.key} does not exist in namespace {self.ns}: create it or fix the reference"
-                )
-                self.condition(REDIS_READY, False, "RedisSecretNotFound", msg)
-                self.problem("RedisSecretNotFound", msg)
+                self.condition(REDIS_READY, False, self.problems[-1].reason, self.problems[-1].message)
                 return None, None
         return r.url, password
 
@@ -333,13 +374,14 @@ class AgentFleetPass:
         except concurrent.futures.TimeoutError:
             ok, error, stats = False, f"no answer within {REDIS_TIMEOUT_SECONDS * 3:g}s", None
         except Exception as e:  # noqa: BLE001 - statistics are best effort; a pass must finish
-            ok, error, stats = False, str(e), None
+            ok, error, stats = False, f"{type(e).__name__}: {e}", None
         if af.spec.redis.deploy is None:
             if ok:
                 self.condition(REDIS_READY, True, "RedisReady", f"{url} answers")
             else:
-                self.condition(REDIS_READY, False, "RedisUnreachable", f"cannot reach Redis at {url}: {error}")
-                self.event("Warning", "RedisUnreachable", f"cannot reach Redis at {url}: {error}")
+                log.info("%s/%s: Redis probe of %s failed: %.300s", self.ns, self.name, url, error)
+                self.condition(REDIS_READY, False, "RedisUnreachable", f"cannot reach Redis at {url}: {PROBE_FAILED}")
+                self.event("Warning", "RedisUnreachable", f"cannot reach Redis at {url}: {PROBE_FAILED}")
         if stats is not None:
             self.status["queueDepth"] = stats.queue_depth
             self.status["inFlightTasks"] = stats.in_flight
@@ -361,6 +403,7 @@ class AgentFleetPass:
         vector_index: dict[str, Any] | None,
         milvus_uri: str | None,
         milvus_env: list[dict[str, Any]],
+        model_key_secret_ref: Any | None = None,
     ) -> None:
         spec = af.spec
         if spec.api.auth_secret_ref is None:
@@ -376,7 +419,10 @@ class AgentFleetPass:
             pod=render.POD_LAYOUT,
         )
         replicas = render.desired_workers(spec, self.old)
-        for o in render.render_runtime(af, doc, replicas=replicas, milvus_env=milvus_env):
+        children = render.render_runtime(
+            af, doc, replicas=replicas, milvus_env=milvus_env, model_key_secret_ref=model_key_secret_ref
+        )
+        for o in children:
             self.kube.apply(o)
         if not spec.workers.autoscaling:
             self.status["desiredWorkers"] = replicas

@@ -54,6 +54,7 @@ from agentfleet.reconcile.errors import describe_validation_error
 from agentfleet.reconcile.events import EventRecorder, post_with_kube
 from agentfleet.reconcile.status import StatusWriter, normalize
 from agentfleet.render import vectorindex as render
+from agentfleet.render.common import secret_problem
 
 log = logging.getLogger("agentfleet.vectorindex")
 
@@ -70,6 +71,15 @@ BUSY_RESYNC_MAX_SECONDS = 120.0
 # depend on changed, or when the last one is this old (a collection written outside agentfleet
 # shows its new rowCount within this time; an index dropped by hand is rebuilt within it).
 DETAIL_MAX_AGE_SECONDS = 300.0
+
+
+# What status and Events say when Milvus cannot be reached, whatever the cause (the cause goes to
+# the operator's log).
+MILVUS_UNREACHABLE = "no Milvus answered (refused, timed out or not Milvus; the operator's log has the cause)"
+
+
+class SecretRefused(MilvusUnavailable):
+    """spec.milvus.credentials names a Secret the operator may not use (render.common.secret_problem)."""
 
 
 class MilvusNotReady(Exception):
@@ -184,10 +194,16 @@ class VectorIndexPass:
             self.ingestion(vi, uri)
             self.row_count(manager, state)
         except MilvusUnavailable as e:
+            # Our own words only (a refused Secret), never what the remote end answered: status
+            # must not tell a VectorIndex's author whether a port is open or what listens there.
+            said = str(e) if isinstance(e, SecretRefused) else MILVUS_UNREACHABLE
+            if not isinstance(e, SecretRefused):
+                log.info("%s/%s: Milvus at %s unavailable: %.300s", self.ns, self.name, self.status.get("endpoint"), e)
             self.status["phase"] = "Degraded"
-            self.condition(DEGRADED, True, "MilvusUnavailable", str(e))
-            self.condition(READY, False, "MilvusUnavailable", f"cannot reach Milvus at {self.status.get('endpoint')}: {e}")
-            self.event("Warning", "MilvusUnavailable", str(e))
+            self.condition(DEGRADED, True, "MilvusUnavailable", said)
+            endpoint = self.status.get("endpoint")
+            self.condition(READY, False, "MilvusUnavailable", f"cannot reach Milvus at {endpoint}: {said}")
+            self.event("Warning", "MilvusUnavailable", said)
             self.write_status()
             raise MilvusNotReady(str(e)) from e
         except MilvusError as e:
@@ -246,8 +262,11 @@ class VectorIndexPass:
         creds = vi.spec.milvus.credentials
         if creds is not None:
             secret = self.kube.get("v1", "Secret", creds.secret_name, self.ns)
-            if secret is None:
-                raise MilvusUnavailable(f"Secret {creds.secret_name} named by spec.milvus.credentials does not exist")
+            for key in (creds.username_key, creds.password_key):
+                why = secret_problem(secret, "spec.milvus.credentials", creds.secret_name, key, self.ns)
+                if why is not None:
+                    raise SecretRefused(why[1])
+            assert secret is not None
             user, password = _b64(secret.get("data"), creds.username_key), _b64(secret.get("data"), creds.password_key)
         return MilvusTarget(uri=uri, database=vi.spec.milvus.database, user=user, password=password)
 

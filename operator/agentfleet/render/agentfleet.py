@@ -29,7 +29,14 @@ import yaml
 from agentfleet_contract.agentfleet import AgentFleet, AgentFleetSpec
 from agentfleet_contract.runtime_config import PodLayout
 
-from agentfleet.render.common import RenderError, child_meta
+from agentfleet.render.common import (
+    MODEL_CLIENT_LABEL,
+    OPERATOR_POD_LABELS,
+    ROUTINE_MODEL_CLIENT_LABEL,
+    RenderError,
+    api_key_ref,
+    child_meta,
+)
 
 FLEET_LABEL = "agentfleet.io/agentfleet"
 COMPONENT_LABEL = "app.kubernetes.io/component"
@@ -58,7 +65,6 @@ API_RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"mem
 
 # Pods allowed to reach a managed Redis besides the fleet's own: the operator (the chart's pod
 # labels, any namespace) reads queue depth and task statistics from it; it still needs the password.
-OPERATOR_POD_LABELS = {"app.kubernetes.io/name": "agentfleet", "app.kubernetes.io/component": "operator"}
 
 
 # --- Names and labels -------------------------------------------------------------------------
@@ -216,9 +222,22 @@ def _tool_header_volume(spec: AgentFleetSpec) -> dict[str, Any] | None:
     return {"name": "tool-headers", "projected": {"sources": sources}} if sources else None
 
 
+def _model_key_env(ref: dict[str, str] | None) -> list[dict[str, Any]]:
+    return [{"name": "AGENTFLEET_MODEL_API_KEY", "valueFrom": {"secretKeyRef": ref}}] if ref else []
+
+
 def _pod_template(
-    af: AgentFleet, component: str, args: list[str], *, hash_: str, milvus_env: list[dict[str, Any]], port: int, resources: dict[str, Any]
+    af: AgentFleet,
+    component: str,
+    args: list[str],
+    *,
+    hash_: str,
+    milvus_env: list[dict[str, Any]],
+    port: int,
+    resources: dict[str, Any],
+    model_key: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """``model_key``: secretKeyRef of the API key the model replicas require (workers only)."""
     fleet, _ = _fleet(af)
     mounts = [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict[str, Any]] = [
@@ -251,7 +270,7 @@ def _pod_template(
         "image": af.spec.image,
         "command": ["python", "-m", RUNTIME_MODULE],
         "args": args,
-        "env": _env(af, milvus_env),
+        "env": _env(af, milvus_env) + _model_key_env(model_key),
         "ports": ports,
         "resources": resources,
         "volumeMounts": mounts,
@@ -271,7 +290,13 @@ def _pod_template(
     else:
         # The task API holds no tasks; it only needs no token of the API server.
         spec["automountServiceAccountToken"] = False
-    return {"metadata": {"labels": labels(fleet, component), "annotations": {CONFIG_HASH_ANNOTATION: hash_}}, "spec": spec}
+    pod_labels = labels(fleet, component)
+    if component == "worker":
+        # The ModelReplicaSets' NetworkPolicies admit the workers by these labels.
+        pod_labels[MODEL_CLIENT_LABEL] = af.spec.model_ref.name
+        if af.spec.routine_model_ref is not None:
+            pod_labels[ROUTINE_MODEL_CLIENT_LABEL] = af.spec.routine_model_ref.name
+    return {"metadata": {"labels": pod_labels, "annotations": {CONFIG_HASH_ANNOTATION: hash_}}, "spec": spec}
 
 
 def render_config_map(af: AgentFleet, doc: dict[str, Any]) -> dict[str, Any]:
@@ -279,7 +304,14 @@ def render_config_map(af: AgentFleet, doc: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(af, config_map_name(fleet), "config"), "data": {CONFIG_KEY: config_text(doc)}}
 
 
-def render_worker(af: AgentFleet, *, replicas: int, hash_: str, milvus_env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def render_worker(
+    af: AgentFleet,
+    *,
+    replicas: int,
+    hash_: str,
+    milvus_env: list[dict[str, Any]] | None = None,
+    model_key: dict[str, str] | None = None,
+) -> dict[str, Any]:
     fleet, _ = _fleet(af)
     w = af.spec.workers
     resources = {"requests": {"cpu": w.cpu, "memory": w.memory}, "limits": {"memory": w.memory}}
@@ -293,7 +325,14 @@ def render_worker(af: AgentFleet, *, replicas: int, hash_: str, milvus_env: list
             # New workers first: the old ones hand their tasks back as they drain.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
             "template": _pod_template(
-                af, "worker", ["worker", "--config", CONFIG_PATH], hash_=hash_, milvus_env=milvus_env or [], port=METRICS_PORT, resources=resources
+                af,
+                "worker",
+                ["worker", "--config", CONFIG_PATH],
+                hash_=hash_,
+                milvus_env=milvus_env or [],
+                port=METRICS_PORT,
+                resources=resources,
+                model_key=model_key,
             ),
         },
     }
@@ -440,11 +479,22 @@ def render_redis(af: AgentFleet) -> list[dict[str, Any]]:
     return [sts, service, policy]
 
 
-def render_runtime(af: AgentFleet, doc: dict[str, Any], *, replicas: int, milvus_env: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Every child of the runtime, in apply order (identity and config before the pods)."""
+def render_runtime(
+    af: AgentFleet,
+    doc: dict[str, Any],
+    *,
+    replicas: int,
+    milvus_env: list[dict[str, Any]] | None = None,
+    model_key_secret_ref: Any | None = None,
+) -> list[dict[str, Any]]:
+    """Every child of the runtime, in apply order (identity and config before the pods).
+    ``model_key_secret_ref``: the primary ModelReplicaSet's spec.engine.apiKeySecretRef (None: its
+    generated Secret); the workers send that key to the replicas."""
     cm = render_config_map(af, doc)
     h = config_hash(cm["data"][CONFIG_KEY])
-    return [*render_identity(af), cm, render_worker(af, replicas=replicas, hash_=h, milvus_env=milvus_env), *render_api(af, hash_=h), render_pdb(af)]
+    key = api_key_ref(af.spec.model_ref.name, model_key_secret_ref)
+    worker = render_worker(af, replicas=replicas, hash_=h, milvus_env=milvus_env, model_key=key)
+    return [*render_identity(af), cm, worker, *render_api(af, hash_=h), render_pdb(af)]
 
 
 # --- Readiness of what was applied -------------------------------------------------------------

@@ -4,6 +4,31 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from agentfleet_contract.common import CONSENT_LABEL, CONSENT_VALUE
+
+# Labels of the operator's own pods (the chart's): NetworkPolicies let them in where the operator
+# reads a child (the managed Redis, the replicas' /metrics for drains).
+OPERATOR_POD_LABELS = {"app.kubernetes.io/name": "agentfleet", "app.kubernetes.io/component": "operator"}
+# On an AgentFleet's runtime pods: the ModelReplicaSets they call (primary and routine tier), so a
+# replica's NetworkPolicy admits exactly the workers of the fleets that refer to it.
+MODEL_CLIENT_LABEL = "agentfleet.io/model"
+ROUTINE_MODEL_CLIENT_LABEL = "agentfleet.io/routine-model"
+# Key of a generated vLLM API key Secret.
+API_KEY_KEY = "apiKey"
+
+
+def api_key_secret_name(mrs: str) -> str:
+    """The Secret the operator generates for a ModelReplicaSet without spec.engine.apiKeySecretRef."""
+    return f"{mrs}-vllm-api-key"
+
+
+def api_key_ref(mrs: str, explicit: Any | None) -> dict[str, str]:
+    """secretKeyRef of the API key a ModelReplicaSet's replicas require (explicit: its
+    spec.engine.apiKeySecretRef)."""
+    if explicit is not None:
+        return {"name": explicit.name, "key": explicit.key}
+    return {"name": api_key_secret_name(mrs), "key": API_KEY_KEY}
+
 
 class RenderError(ValueError):
     """An object cannot be rendered: missing metadata, a name too long for Kubernetes, a path
@@ -35,3 +60,27 @@ def child_meta(owner: Owner, name: str, labels: dict[str, str], annotations: dic
         meta["annotations"] = annotations
     meta["ownerReferences"] = [owner_reference(owner)]
     return meta
+
+
+def secret_problem(
+    secret: dict[str, Any] | None, field: str, name: str, key: str, namespace: str
+) -> tuple[str, str] | None:
+    """Why a Secret named by a spec may not be used, as (reason, message naming the field and the
+    fix), or None when it may. It must exist, hold the key, and carry the consent label: whoever
+    may create an AgentFleet, ModelReplicaSet or VectorIndex must not thereby get the operator to
+    send or mount any Secret of the namespace."""
+    if secret is None or key not in (secret.get("data") or {}):
+        return (
+            "SecretNotFound",
+            f"{field}: Secret {name} with key {key} does not exist in namespace {namespace}: "
+            "create it or fix the reference",
+        )
+    labels = (secret.get("metadata") or {}).get("labels") or {}
+    if labels.get(CONSENT_LABEL) != CONSENT_VALUE:
+        return (
+            "SecretNotConsented",
+            f"{field}: Secret {name} lacks the label {CONSENT_LABEL}={CONSENT_VALUE}, so the operator does not use it: "
+            "if this object may use it, "
+            f"run kubectl label secret -n {namespace} {name} {CONSENT_LABEL}={CONSENT_VALUE}",
+        )
+    return None

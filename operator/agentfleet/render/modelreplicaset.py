@@ -31,11 +31,21 @@ import shlex
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
+from agentfleet_contract.common import CONSENT_LABEL, CONSENT_VALUE
 from agentfleet_contract.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec
 
 from agentfleet.capacity import format_quantity, parse_quantity
 from agentfleet.placement import GPU_PRODUCT_LABEL, MODELREPLICASET_LABEL, REPLICA_LABEL, Assignment, Toleration
-from agentfleet.render.common import RenderError, child_meta
+from agentfleet.render.common import (
+    API_KEY_KEY,
+    MODEL_CLIENT_LABEL,
+    OPERATOR_POD_LABELS,
+    ROUTINE_MODEL_CLIENT_LABEL,
+    RenderError,
+    api_key_ref,
+    api_key_secret_name,
+    child_meta,
+)
 from agentfleet.render.vllm import MASTER_PORT, MODEL_SOURCE_PATH, multi_node_backend, vllm_args
 
 ROLE_LABEL = "agentfleet.io/role"
@@ -53,6 +63,9 @@ HTTP_PORT_NAME = "http"
 RAY_PORT = 6379
 SHM_PATH = "/dev/shm"
 CACHE_PATH = "/models-cache"
+TMP_PATH = "/tmp"  # HOME, Ray's session files, Triton and torch scratch: the root filesystem is read-only
+# Prometheus as the Prometheus Operator labels its pods; the replicas' NetworkPolicy lets it scrape.
+PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus"}
 HEALTH_PATH = "/health"
 # A deleted pod's endpoints leave Services while preStop sleeps, before SIGTERM reaches vLLM:
 # kube-proxy and routers need a few seconds to observe the removal, or calls routed there are
@@ -154,6 +167,17 @@ def _env(mrs: ModelReplicaSet, gang: bool) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         # Hugging Face downloads land on the cache volume, shared by restarts (and pods, with a PVC).
         {"name": "HF_HOME", "value": f"{CACHE_PATH}/huggingface"},
+        # A non-root uid has no home in the image: everything vLLM writes under ~ goes to /tmp, and
+        # its compile cache beside the weights (kept across restarts).
+        {"name": "HOME", "value": TMP_PATH},
+        {"name": "VLLM_CACHE_ROOT", "value": f"{CACHE_PATH}/vllm"},
+        # vLLM refuses /v1 requests without this key (as `--api-key`, kept off the command line,
+        # which any pod reader sees); the fleet's workers send it. Other routes (/health,
+        # /metrics, /tokenize) stay open: the NetworkPolicy is what keeps other pods out.
+        {
+            "name": "VLLM_API_KEY",
+            "valueFrom": {"secretKeyRef": api_key_ref(mrs.metadata.get("name", ""), spec.engine.api_key_secret_ref)},
+        },
         # No usage reports from production pods; spec.engine.env may turn them back on.
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
     ]
@@ -174,7 +198,8 @@ def _volumes(spec: ModelReplicaSetSpec) -> tuple[list[dict[str, Any]], list[dict
         # runtime's 64 MiB default makes multi-GPU replicas crash or crawl.
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": e.shm_size}},
     ]
-    mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": SHM_PATH}]
+    volumes.append({"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}})
+    mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": SHM_PATH}, {"name": "tmp", "mountPath": TMP_PATH}]
     if e.model_cache.claim_name:
         volumes.append({"name": "model-cache", "persistentVolumeClaim": {"claimName": e.model_cache.claim_name}})
     else:
@@ -350,6 +375,14 @@ def render_pod(mrs: ModelReplicaSet, a: Assignment, index: int, *, draining: boo
     container["env"] = _env(mrs, gang)
     container["resources"] = _resources(spec, a.gpus_per_node)
     container["volumeMounts"] = mounts
+    # Pod Security "restricted": GPUs come through the device plugin, which needs no privilege.
+    container["securityContext"] = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
     if serves:
         container.update(_probes(spec))
         container["lifecycle"] = {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SLEEP_SECONDS)]}}}
@@ -361,6 +394,15 @@ def render_pod(mrs: ModelReplicaSet, a: Assignment, index: int, *, draining: boo
         # reads as its own settings.
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        # vLLM never calls the API server: no token to steal from a replica.
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": spec.engine.run_as_user,
+            "runAsGroup": spec.engine.run_as_user,
+            "fsGroup": spec.engine.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
     }
     if gang and index == 0:
         pod_spec["hostname"] = pname
@@ -442,6 +484,49 @@ def render_pdb(mrs: ModelReplicaSet) -> dict[str, Any]:
     }
 
 
+def render_api_key_secret(mrs: ModelReplicaSet, value: str) -> dict[str, Any]:
+    """The generated API key (no spec.engine.apiKeySecretRef): created once, never re-rendered;
+    labelled with the operator's consent since the operator made it."""
+    name = _name(mrs)
+    labels = {**common_labels(name), CONSENT_LABEL: CONSENT_VALUE}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(mrs, api_key_secret_name(name), labels),
+        "type": "Opaque",
+        "stringData": {API_KEY_KEY: value},
+    }
+
+
+def render_network_policy(mrs: ModelReplicaSet) -> dict[str, Any]:
+    """Who may reach the replicas: the workers of the AgentFleets that refer to this set (their pods
+    carry its name in MODEL_CLIENT_LABEL or ROUTINE_MODEL_CLIENT_LABEL), the operator (in-flight
+    counts from /metrics before a drain) and Prometheus (scrapes) on the HTTP port; a gang's own
+    pods on every port (rendezvous, NCCL). Nothing else: the budgets and rate limits the workers
+    enforce cannot be skipped by calling a replica directly."""
+    name = _name(mrs)
+    http = [{"protocol": "TCP", "port": mrs.spec.engine.port}]
+    clients = [
+        {"podSelector": {"matchLabels": {MODEL_CLIENT_LABEL: name}}},
+        {"podSelector": {"matchLabels": {ROUTINE_MODEL_CLIENT_LABEL: name}}},
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": dict(OPERATOR_POD_LABELS)}},
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": dict(PROMETHEUS_POD_LABELS)}},
+    ]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(mrs, name, common_labels(name)),
+        "spec": {
+            "podSelector": {"matchLabels": {MODELREPLICASET_LABEL: name}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"from": clients, "ports": http},
+                {"from": [{"podSelector": {"matchLabels": {MODELREPLICASET_LABEL: name}}}]},
+            ],
+        },
+    }
+
+
 def render_all(mrs: ModelReplicaSet, assignments: Iterable[Assignment], draining: Collection[str] = ()) -> list[dict[str, Any]]:
     """Every child object: Services, the PDB, then each placed replica's pods (by replica name).
 
@@ -450,6 +535,7 @@ def render_all(mrs: ModelReplicaSet, assignments: Iterable[Assignment], draining
     placed = sorted(assignments, key=lambda a: a.key)
     objs = render_services(mrs, gang=any(a.multi_node for a in placed))
     objs.append(render_pdb(mrs))
+    objs.append(render_network_policy(mrs))
     for a in placed:
         objs += render_replica(mrs, a, draining=a.key.split("/", 1)[-1] in draining)
     return objs

@@ -163,11 +163,10 @@ def test_unreachable_external_redis_names_the_url_and_leaves_stats_unset() -> No
     kube = FakeKube({("ModelReplicaSet", "llama"): mrs()})
     st, _ = run(kube, fleet(), probe=down)
     c = conds(st)
-    assert (
-        c["RedisReady"]["reason"] == "RedisUnreachable"
-        and "redis://r:6379/0" in c["RedisReady"]["message"]
-        and "Connection refused" in c["RedisReady"]["message"]
-    )
+    assert c["RedisReady"]["reason"] == "RedisUnreachable" and "redis://r:6379/0" in c["RedisReady"]["message"]
+    # What failed, or what the remote end said, is never echoed (status would answer "is this port
+    # open" for anyone who may create a fleet): one message for every failure.
+    assert "Connection refused" not in c["RedisReady"]["message"] and ctl.PROBE_FAILED in c["RedisReady"]["message"]
     assert c["Ready"]["status"] == "False"
     assert not {"queueDepth", "tasksPerHour", "taskP95Seconds", "costPerTask"} & set(st)
 
@@ -206,7 +205,11 @@ def test_autoscaled_workers_follow_status_and_the_controller_leaves_desired_work
         ({"vectorIndexRef": {"name": "docs"}}, "IndexNotFound", "spec.vectorIndexRef.name"),
         ({"systemPrompt": {"configMapRef": {"name": "prompts", "key": "support"}}}, "SystemPromptNotFound", "spec.systemPrompt.configMapRef"),
         ({"systemPrompt": {"inline": "y" * 40_000}, "budgets": {"maxTokens": 5000}}, "BudgetTooSmall", "spec.budgets.maxTokens 5000"),
-        ({"redis": {"url": "redis://r:6379/0", "passwordSecretRef": {"name": "nope", "key": "pw"}}}, "RedisSecretNotFound", "spec.redis.passwordSecretRef"),
+        (
+            {"redis": {"url": "redis://r:6379/0", "passwordSecretRef": {"name": "nope", "key": "pw"}}},
+            "SecretNotFound",
+            "spec.redis.passwordSecretRef",
+        ),
         ({"api": {"authSecretRef": {"name": "tokens", "key": "t"}}}, "SecretNotFound", "spec.api.authSecretRef"),
         (
             {"tools": [{"name": "t", "type": "HTTP", "http": {"url": "http://x/y", "headersSecretRef": {"name": "h", "key": "k"}}}]},
@@ -222,6 +225,78 @@ def test_problems_the_schema_cannot_see_are_named_in_ready(spec: dict[str, Any],
     assert (ready["status"], ready["reason"]) == ("False", reason) and needle in ready["message"]
     assert ("Warning", reason) in {(e[0], e[1]) for e in kube.events}
     assert not any(o["kind"] == "Deployment" for o in kube.applied)
+
+
+def secret(name: str, key: str, value: str = "v", *, consent: bool) -> dict[str, Any]:
+    labels = {"agentfleet.io/consent": "true"} if consent else {"app": "billing"}
+    return {
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": labels},
+        "data": {key: base64.b64encode(value.encode()).decode()},
+    }
+
+
+UNCONSENTED = [
+    (
+        {"redis": {"url": "redis://r:6379/0", "passwordSecretRef": {"name": "billing-db", "key": "pw"}}},
+        "spec.redis.passwordSecretRef",
+        ("billing-db", "pw"),
+    ),
+    ({"api": {"authSecretRef": {"name": "billing-db", "key": "pw"}}}, "spec.api.authSecretRef", ("billing-db", "pw")),
+    (
+        {
+            "tools": [
+                {
+                    "name": "t",
+                    "type": "HTTP",
+                    "http": {"url": "http://x/y", "headersSecretRef": {"name": "billing-db", "key": "pw"}},
+                }
+            ]
+        },
+        "spec.tools[0].http.headersSecretRef (t)",
+        ("billing-db", "pw"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("spec", "field", "ref"), UNCONSENTED, ids=["redis", "api", "tool-headers"])
+def test_a_secret_without_the_consent_label_is_neither_sent_nor_mounted(
+    spec: dict[str, Any], field: str, ref: tuple[str, str]
+) -> None:
+    kube = FakeKube({("ModelReplicaSet", "llama"): mrs(), ("Secret", ref[0]): secret(*ref, consent=False)})
+    st, _ = run(kube, fleet(**spec))
+    ready = conds(st)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "SecretNotConsented")
+    assert (
+        field in ready["message"]
+        and "kubectl label secret -n team-a billing-db agentfleet.io/consent=true" in ready["message"]
+    )
+    assert ("Warning", "SecretNotConsented") in {(e[0], e[1]) for e in kube.events}
+    assert not any(o["kind"] == "Deployment" for o in kube.applied)
+    # With the label the same fleet renders (the Secret is mounted or sent).
+    kube = FakeKube({("ModelReplicaSet", "llama"): mrs(), ("Secret", ref[0]): secret(*ref, consent=True)})
+    st, _ = run(kube, fleet(**spec))
+    assert "SecretNotConsented" not in {c["reason"] for c in conds(st).values()}
+    assert any(o["kind"] == "Deployment" for o in kube.applied)
+
+
+def test_a_vector_index_secret_the_workers_get_needs_consent_too() -> None:
+    vi = {
+        "kind": "VectorIndex",
+        "metadata": {"name": "docs"},
+        "spec": {"milvus": {"uri": "http://m:19530", "credentials": {"secretName": "milvus-creds"}}},
+        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": ""}]},
+    }
+    creds = secret("milvus-creds", "username", consent=False)
+    creds["data"]["password"] = creds["data"]["username"]
+    kube = FakeKube(
+        {("ModelReplicaSet", "llama"): mrs(), ("VectorIndex", "docs"): vi, ("Secret", "milvus-creds"): creds}
+    )
+    st, _ = run(kube, fleet(vectorIndexRef={"name": "docs"}))
+    assert (
+        conds(st)["Ready"]["reason"] == "SecretNotConsented"
+        and "spec.milvus.credentials" in conds(st)["Ready"]["message"]
+    )
 
 
 def test_references_name_what_a_fleet_depends_on() -> None:
@@ -255,7 +330,8 @@ def test_a_redis_that_does_not_answer_cannot_hold_up_a_pass() -> None:
     start = time.monotonic()
     st, _ = run(kube, fleet(), probe=hangs)
     assert time.monotonic() - start < ctl.REDIS_TIMEOUT_SECONDS * 3 + 2
-    assert conds(st)["RedisReady"]["reason"] == "RedisUnreachable" and "no answer within" in conds(st)["RedisReady"]["message"]
+    redis_ready = conds(st)["RedisReady"]
+    assert redis_ready["reason"] == "RedisUnreachable" and ctl.PROBE_FAILED in redis_ready["message"]
 
 
 def test_an_autoscaled_fleet_at_rest_is_not_rewritten() -> None:

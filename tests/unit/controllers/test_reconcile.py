@@ -30,12 +30,17 @@ class FakeKube:
         self.pods: dict[str, dict] = {}
         self.nodes: dict[str, dict] = {}
         self.children: dict[tuple, dict] = {}
+        self.created: dict[tuple, dict] = {}  # by create (made once)
+        self.secrets: dict[str, dict] = {}
+        self.creates: list[tuple] = []
         self.rv = 1
         self.fail_after_pods: int | None = None
         self.lock = threading.Lock()
 
     # what the controller calls (agentfleet.kube.Kube's methods)
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
+        if kind == "Secret":
+            return copy.deepcopy(self.secrets.get(name))
         assert kind == "ModelReplicaSet"
         return copy.deepcopy(self.mrs) if self.mrs and self.mrs["metadata"]["name"] == name else None
 
@@ -46,6 +51,13 @@ class FakeKube:
     def exists(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         assert kind == "Node"
         return name in self.nodes
+
+    def create(self, obj: dict) -> dict:
+        """Objects made once (the generated API key Secret)."""
+        key = (obj["kind"], obj["metadata"]["name"])
+        self.creates.append(key)
+        self.created.setdefault(key, copy.deepcopy(obj))
+        return obj
 
     def apply_status(self, obj: dict, *, manager: str) -> dict:
         """Server-side apply of a list-map keyed by type: the types this manager applied before
@@ -152,6 +164,8 @@ def test_create_then_ready(env) -> None:
     # later, so that in a storm of new objects all pods reach the API server first.
     assert reconcile(api, rec) == CHILDREN_AFTER_PODS_SECONDS
     assert len(api.pods) == 2 and not api.children and "status" not in api.mrs
+    # The replicas' API key Secret exists before the pods that read it.
+    assert api.creates == [("Secret", "m-vllm-api-key")]
     reconcile(api, rec)
     assert len(api.pods) == 2 and {("Service", "m"), ("Service", "m-replicas"), ("PodDisruptionBudget", "m")} <= set(api.children)
     st = api.mrs["status"]
@@ -167,6 +181,7 @@ def test_create_then_ready(env) -> None:
     rv = api.rv
     reconcile(api, rec)
     assert api.rv == rv and len(api.pods) == 2
+    assert api.creates == [("Secret", "m-vllm-api-key")]  # created once, never regenerated
 
 
 def test_a_crash_in_the_middle_of_a_scale_up_leaves_no_duplicates(env) -> None:
@@ -361,3 +376,21 @@ def test_a_first_pass_lists_the_pods_the_cache_shows(env) -> None:
     api.list = lambda *a: listed.append(a) or lst(*a)  # type: ignore[method-assign]
     fresh.reconcile((NS, "m"), replace(api.snapshot(), body=copy.deepcopy(api.mrs)))
     assert listed and set(api.pods) == made
+
+
+def test_a_named_secret_without_consent_creates_nothing_and_says_how_to_label_it(env) -> None:
+    api, rec, _ = env
+    api.nodes = {n: Node(n).block("b1").obj() for n in ("n1",)}
+    api.mrs = mrs().replicas(1).engine(apiKeySecretRef={"name": "billing", "key": "k"}).obj()
+    api.secrets["billing"] = {"metadata": {"name": "billing", "labels": {}}, "data": {"k": "eA=="}}
+    events: list[tuple[str, str, str]] = []
+    rec.events.event = lambda obj, t, reason, msg, **_: events.append((t, reason, msg))  # type: ignore[method-assign]
+    reconcile(api, rec)
+    assert api.pods == {} and api.creates == []
+    ready = cond(api, "Ready")
+    assert ready["status"] == "False" and "spec.engine.apiKeySecretRef" in ready["message"]
+    assert "kubectl label secret -n ns billing agentfleet.io/consent=true" in ready["message"]
+    assert ("Warning", "SecretNotConsented") in {(t, r) for t, r, _ in events}
+    api.secrets["billing"]["metadata"]["labels"]["agentfleet.io/consent"] = "true"
+    reconcile(api, rec)
+    assert len(api.pods) == 1 and api.creates == []  # a named key: nothing generated

@@ -12,7 +12,7 @@ import copy
 from typing import Any
 
 import pytest
-from agentfleet_milvus import MilvusTarget
+from agentfleet_milvus import MilvusTarget, MilvusUnavailable
 from agentfleet_milvus.schema import PROP_INDEX, PROP_REPLICAS, PROP_SHARDS, CollectionSpec
 
 from agentfleet.controllers import vectorindex as ctl
@@ -207,3 +207,31 @@ def test_a_collection_without_our_index_record_gets_one_and_later_passes_trust_i
     first = fake.scans()
     passes(kube, state, 3)
     assert fake.scans() == first and kube.status["indexType"] == "HNSW"
+
+
+def test_an_unreachable_milvus_is_reported_without_what_the_remote_end_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(self: Any, **_: Any) -> Any:
+        raise MilvusUnavailable("Milvus unavailable: UNAVAILABLE: internal-billing-db v9.1 banner")
+
+    monkeypatch.setattr(MilvusTarget, "connect", refuse)
+    kube, state = FakeKube(), ctl.VectorIndexState()
+    with pytest.raises(ctl.MilvusNotReady):
+        passes(kube, state, 1)
+    texts = [c["message"] for c in kube.status["conditions"]] + [e[2] for e in kube.events]
+    assert any(ctl.MILVUS_UNREACHABLE in t for t in texts)
+    assert not any("billing" in t for t in texts)
+
+
+def test_milvus_credentials_without_consent_are_not_sent_and_status_says_how_to_label_them(milvus: FakeMilvus) -> None:
+    kube, state = FakeKube(), ctl.VectorIndexState()
+    data = {"username": "dQ==", "password": "cA=="}
+    kube.objects[("Secret", "creds")] = {"metadata": {"name": "creds", "labels": {}}, "data": data}
+    obj = vi()
+    obj["spec"]["milvus"]["credentials"] = {"secretName": "creds"}
+    with pytest.raises(ctl.MilvusNotReady):
+        passes(kube, state, 1, obj)
+    ready = next(c for c in kube.status["conditions"] if c["type"] == "Ready")
+    assert "kubectl label secret -n" in ready["message"] and "agentfleet.io/consent=true" in ready["message"]
+    assert milvus.calls == []  # the credentials never reached Milvus

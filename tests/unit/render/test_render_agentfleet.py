@@ -128,6 +128,27 @@ def test_pods_are_hardened_and_run_the_runtime_entrypoints() -> None:
     assert headers["projected"]["sources"] == [{"secret": {"name": "ticket-auth", "items": [{"key": "headers.json", "path": "ticket"}]}}]
 
 
+def test_workers_alone_carry_the_model_key_and_the_labels_the_replicas_admit() -> None:
+    af = fleet()
+    objs = by_kind(r.render_runtime(af, doc_for(af), replicas=3))
+    worker, api = (objs[("Deployment", f"support-{c}")]["spec"]["template"] for c in ("worker", "api"))
+    wenv = {e["name"]: e for e in worker["spec"]["containers"][0]["env"]}
+    # The primary ModelReplicaSet's generated key (no spec.engine.apiKeySecretRef there).
+    assert wenv["AGENTFLEET_MODEL_API_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "llama-8b-vllm-api-key", "key": "apiKey"}
+    }
+    assert "AGENTFLEET_MODEL_API_KEY" not in {e["name"] for e in api["spec"]["containers"][0]["env"]}
+    assert worker["metadata"]["labels"]["agentfleet.io/model"] == "llama-8b"
+    assert worker["metadata"]["labels"]["agentfleet.io/routine-model"] == "smol"
+    assert "agentfleet.io/model" not in api["metadata"]["labels"]
+    named = type(af.spec.redis.password_secret_ref).model_validate({"name": "vllm-key", "key": "k"})
+    worker = by_kind(r.render_runtime(af, doc_for(af), replicas=3, model_key_secret_ref=named))[
+        ("Deployment", "support-worker")
+    ]
+    wenv = {e["name"]: e for e in worker["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert wenv["AGENTFLEET_MODEL_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "vllm-key", "key": "k"}}
+
+
 def test_a_config_change_rolls_the_pods_and_nothing_else_does() -> None:
     af = fleet()
     a = by_kind(r.render_runtime(af, doc_for(af), replicas=3))

@@ -139,6 +139,7 @@ def test_every_child_is_owned_and_labelled() -> None:
         ("Service", "llama-405b-replicas"),
         ("Service", "llama-405b-gang"),
         ("PodDisruptionBudget", "llama-405b"),
+        ("NetworkPolicy", "llama-405b"),
         ("Pod", "llama-405b-5c2b1-0-0"),
         ("Pod", "llama-405b-5c2b1-0-1"),
     ]
@@ -311,3 +312,81 @@ def test_names_that_kubernetes_would_refuse() -> None:
     del no_uid.metadata["uid"]
     with pytest.raises(RenderError, match="uid"):
         render_services(no_uid)
+
+
+# --- serving pods are closed (issue 39) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("mrs", [single_node(), gang(), gang(backend="Multiprocessing")], ids=["single", "ray", "mp"])
+def test_serving_pods_run_restricted_without_an_api_token_and_require_an_api_key(mrs: ModelReplicaSet) -> None:
+    placements = SINGLE_PLACEMENTS if mrs.metadata["name"] == "qwen-7b" else [GANG_PLACEMENT]
+    for pod in by_kind(render_all(mrs, placements), "Pod"):
+        spec = pod["spec"]
+        assert spec["automountServiceAccountToken"] is False
+        assert spec["securityContext"] == {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+        (c,) = spec["containers"]
+        assert c["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+        env = {e["name"]: e for e in c["env"]}
+        name = mrs.metadata["name"]
+        assert env["VLLM_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": f"{name}-vllm-api-key", "key": "apiKey"}}
+        # The key never appears on the command line (any reader of the pod sees that).
+        assert "--api-key" not in " ".join(c.get("command", []) + c.get("args", []))
+        # What vLLM writes goes to volumes: the root filesystem is read-only.
+        mounts = {m["mountPath"] for m in c["volumeMounts"]}
+        assert {"/tmp", "/dev/shm", "/models-cache"} <= mounts
+        assert env["HOME"]["value"] == "/tmp" and env["VLLM_CACHE_ROOT"]["value"].startswith("/models-cache/")
+
+
+def test_a_named_api_key_secret_and_uid_are_used() -> None:
+    mrs = single_node()
+    mrs.spec.engine.api_key_secret_ref = type(mrs.spec.model.hf_token_secret_ref).model_validate(
+        {"name": "vllm-key", "key": "k"}
+    )
+    mrs.spec.engine.run_as_user = 2000
+    pod = by_kind(render_all(mrs, SINGLE_PLACEMENTS), "Pod")[0]
+    env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+    assert env["VLLM_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "vllm-key", "key": "k"}}
+    assert pod["spec"]["securityContext"]["runAsUser"] == 2000
+
+
+def test_only_the_fleets_workers_the_operator_and_prometheus_reach_the_replicas() -> None:
+    (np,) = by_kind(render_all(gang(), [GANG_PLACEMENT]), "NetworkPolicy")
+    spec = np["spec"]
+    assert spec["podSelector"] == {"matchLabels": {"agentfleet.io/modelreplicaset": "llama-405b"}}
+    assert spec["policyTypes"] == ["Ingress"]
+    http, gang_rule = spec["ingress"]
+    assert http["ports"] == [{"protocol": "TCP", "port": 8000}]
+    assert http["from"] == [
+        {"podSelector": {"matchLabels": {"agentfleet.io/model": "llama-405b"}}},
+        {"podSelector": {"matchLabels": {"agentfleet.io/routine-model": "llama-405b"}}},
+        {
+            "namespaceSelector": {},
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/name": "agentfleet", "app.kubernetes.io/component": "operator"}
+            },
+        },
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}},
+    ]
+    # A gang's members reach each other on every port (rendezvous, NCCL); nobody else does.
+    assert gang_rule == {"from": [{"podSelector": {"matchLabels": {"agentfleet.io/modelreplicaset": "llama-405b"}}}]}
+
+
+def test_the_generated_api_key_secret_carries_the_consent_label() -> None:
+    from agentfleet.render.modelreplicaset import render_api_key_secret
+
+    s = render_api_key_secret(single_node(), "v")
+    assert s["metadata"]["name"] == "qwen-7b-vllm-api-key" and s["stringData"] == {"apiKey": "v"}
+    assert s["metadata"]["labels"]["agentfleet.io/consent"] == "true"
+    assert s["metadata"]["ownerReferences"][0]["kind"] == "ModelReplicaSet"

@@ -8,5 +8,5 @@
 - ledger.py      placements made by this process, so parallel plans never share GPUs
 - inflight.py    requests each replica holds, from its /metrics
 - status.py      the status this controller writes
-- children.py    Services and the PodDisruptionBudget
+- children.py    Services, the PodDisruptionBudget, the NetworkPolicy and the generated API key Secret
 """

@@ -1,17 +1,28 @@
-"""A ModelReplicaSet's children besides its pods: the Services and the PodDisruptionBudget, applied
-when their rendering changed (and now and then regardless, which restores one deleted by hand)."""
+"""A ModelReplicaSet's children besides its pods: the Services, the PodDisruptionBudget, the
+NetworkPolicy and the generated API key Secret, applied when their rendering changed (and now and
+then regardless, which restores one deleted by hand)."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import json
+import secrets
 from typing import TYPE_CHECKING, Any
 
 from agentfleet_contract.modelreplicaset import ModelReplicaSet
+from kubernetes.dynamic.exceptions import ConflictError
 
 from agentfleet.placement import Assignment
-from agentfleet.render.modelreplicaset import gang_service_name, object_key, render_pdb, render_pod, render_services
+from agentfleet.render.modelreplicaset import (
+    gang_service_name,
+    object_key,
+    render_api_key_secret,
+    render_network_policy,
+    render_pdb,
+    render_pod,
+    render_services,
+)
 from agentfleet.rollout import ReplicaView
 
 if TYPE_CHECKING:
@@ -31,10 +42,22 @@ def missing_pods(mrs: ModelReplicaSet, a: Assignment, view: ReplicaView | None) 
     return [render_pod(mrs, a, i) for i in range(len(a.nodes)) if i not in have]
 
 
+def ensure_api_key_secret(p: ModelReplicaSetPass, mrs: ModelReplicaSet) -> None:
+    """The replicas' generated API key, before their pods (which read it): created once with a
+    random value and never regenerated (the workers hold it); none when the spec names one."""
+    if mrs.spec.engine.api_key_secret_ref is not None or p.state.api_key_secret:
+        return
+    try:
+        p.kube.create(render_api_key_secret(mrs, secrets.token_urlsafe(32)))
+    except ConflictError:
+        pass  # made by an earlier pass (or an operator before a restart): keep it
+    p.state.api_key_secret = True
+
+
 def writes(p: ModelReplicaSetPass, mrs: ModelReplicaSet, *, multi_node: bool) -> list[Any]:
     """The writes due: Services and the PDB whose rendering changed, the gang Service gone single-node."""
     out: list[Any] = []
-    for obj in [*render_services(mrs, gang=multi_node), render_pdb(mrs)]:
+    for obj in [*render_services(mrs, gang=multi_node), render_pdb(mrs), render_network_policy(mrs)]:
         k, h = object_key(obj), obj_hash(obj)
         seen = p.state.applied.get(k)
         if not (seen and seen[0] == h and p.now - seen[1] < CHILDREN_REAPPLY_SECONDS):

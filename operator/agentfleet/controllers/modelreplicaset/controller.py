@@ -31,6 +31,7 @@ from agentfleet.kube import Kube
 from agentfleet.reconcile.controller import Controller
 from agentfleet.reconcile.errors import describe_validation_error
 from agentfleet.reconcile.events import EventRecorder, post_with_kopf
+from agentfleet.render.common import secret_problem
 from agentfleet.rollout import Summary, compose_conditions
 
 log = logging.getLogger("agentfleet.modelreplicaset")
@@ -38,6 +39,10 @@ log = logging.getLogger("agentfleet.modelreplicaset")
 KIND = "ModelReplicaSet"
 # Failed reconciles are retried from half a second up to a minute (workqueue's defaults).
 BACKOFF = (0.5, 60.0)
+
+
+# A refused Secret is checked again this often (labelling a Secret wakes nothing).
+SECRET_RECHECK_SECONDS = 30.0
 
 
 class ModelReplicaSetController(Controller[ModelReplicaSetState]):
@@ -129,7 +134,32 @@ class ModelReplicaSetController(Controller[ModelReplicaSetState]):
             conds = compose_conditions(p.status_in.get("conditions") or [], Summary(0, 0, 0, 0, 0, invalid=msg), p.generation)
             status.write(p, {**status.base(p.generation, p.name, None), "conditions": conds})
             return None
+        refused = self.unusable_secret(key[0], spec)
+        if refused is not None:
+            # Like an invalid spec: nothing created or changed until the Secret may be used.
+            reason, msg = refused
+            p.event("Warning", reason, msg)
+            conds = compose_conditions(
+                p.status_in.get("conditions") or [], Summary(0, 0, 0, 0, 0, invalid=msg), p.generation
+            )
+            status.write(p, {**status.base(p.generation, p.name, None), "conditions": conds})
+            return SECRET_RECHECK_SECONDS
         return p.run(mrs, spec)
+
+    def unusable_secret(self, namespace: str, spec: ModelReplicaSetSpec) -> tuple[str, str] | None:
+        """The first Secret the spec names that the replicas may not get (render.common.secret_problem)."""
+        refs = [
+            ("spec.model.hfTokenSecretRef", spec.model.hf_token_secret_ref),
+            ("spec.engine.apiKeySecretRef", spec.engine.api_key_secret_ref),
+        ]
+        for field, ref in refs:
+            if ref is not None:
+                why = secret_problem(
+                    self.kube.get("v1", "Secret", ref.name, namespace), field, ref.name, ref.key, namespace
+                )
+                if why is not None:
+                    return why
+        return None
 
     async def stop(self) -> None:
         await super().stop()

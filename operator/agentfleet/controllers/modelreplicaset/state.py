@@ -18,6 +18,7 @@ class ModelReplicaSetState:
     unplaced: bool = False  # waiting for room: node changes wake it
     nodes: frozenset[str] = frozenset()  # nodes its replicas are on: their changes wake it
     quiet: bool = False  # its namespace is terminating: Events would be refused
+    api_key_secret: bool = False  # the generated API key Secret is known to exist
 
     def remember_write(self, resource_version: str | None) -> None:
         if resource_version:
