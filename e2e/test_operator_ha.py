@@ -12,8 +12,8 @@ import urllib.request
 
 import pytest
 
-from e2e import fixtures_operator as fx
-from e2e.fixtures_operator import OperatorProcess, eventually
+from e2e.harness import operator as fx
+from e2e.harness.operator import OperatorProcess, eventually
 from tests.builders import MRS
 
 crds, gpu_pool = fx.crds, fx.gpu_pool

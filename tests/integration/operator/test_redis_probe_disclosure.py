@@ -64,7 +64,7 @@ def banner_server() -> Iterator[int]:
 def redis_with_password(tmp_path) -> Iterator[int]:
     binary = shutil.which("redis-server")
     if binary is None:
-        from e2e.demo.installers import ensure_redis_server
+        from e2e.harness.installers import ensure_redis_server
 
         binary = ensure_redis_server()
     port = free_port()
