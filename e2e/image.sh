@@ -112,8 +112,16 @@ cmd_build() {
   for f in /etc/pip.conf /etc/ssl/certs/ca-certificates.crt; do
     [[ -f "$f" ]] && mounts+=(--volume "$f:$f:ro")
   done
-  buildah build --isolation chroot --layers "${mounts[@]}" --build-arg "PYTHON_IMAGE=$BASE_REF" -t "$ref" \
-    -f "$ROOT/Dockerfile" "$ROOT" >&2 || die "buildah build failed"
+  # One retry: a RUN step once failed at once with runc's "Close_Fd sealing memfd copy: Device or
+  # resource busy" and the same build passed a minute later; the cached layers make a retry cheap.
+  local try
+  for try in 1 2; do
+    buildah build --isolation chroot --layers "${mounts[@]}" --build-arg "PYTHON_IMAGE=$BASE_REF" -t "$ref" \
+      -f "$ROOT/Dockerfile" "$ROOT" >&2 && break
+    [[ $try -eq 2 ]] && die "buildah build failed"
+    log "buildah build failed; retrying once in 10 s"
+    sleep 10
+  done
   log "built $ref in $((SECONDS - start))s"
   echo "$ref"
 }
