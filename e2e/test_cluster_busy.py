@@ -103,7 +103,10 @@ def test_cluster_starts_and_stops_beside_a_cpu_hog(cluster: Cluster, tmp_path: P
     # `cluster` is requested so the binaries are built; this test starts a
     # second cluster of its own in its own state dir and on free ports.
     state = str(tmp_path / "busy-cluster")
-    env = dict(os.environ, AGENTFLEET_CLUSTER_DIR=state, AGENTFLEET_PYTHON=sys.executable)
+    # No real node in this second cluster: the session's cluster runs one already, and what this
+    # test checks is the control plane's start and stop under load (e2e/test_realnode.py owns the
+    # node; a second kubelet beside the first exited while waiting to be Ready).
+    env = dict(os.environ, AGENTFLEET_CLUSTER_DIR=state, AGENTFLEET_PYTHON=sys.executable, AGENTFLEET_REAL_NODE="0")
     env.update({var: str(port) for var, port in zip(PORT_VARS, free_ports(len(PORT_VARS)), strict=True)})
     hogs = [
         subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(HOGS_PER_CPU * (os.cpu_count() or 1))

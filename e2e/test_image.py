@@ -30,7 +30,7 @@ import redis
 import yaml
 
 from e2e.harness import operator as fx
-from e2e.harness.image import Container, podman
+from e2e.harness.image import ULIMITS, Container, podman
 from e2e.harness.installers import ensure_ingest_packages, ensure_redis_server
 from e2e.harness.milvus import MilvusLiteServer
 from e2e.harness.ports import free_port, wait_http
@@ -154,7 +154,7 @@ def test_the_image_names_its_user_where_no_runtime_adds_a_passwd_entry(image, us
     the image's own entry is what getpass.getuser() (kopf asked it at start-up) finds, and what gives
     a container that states only runAsUser its group instead of gid 0."""
     probe = "import getpass, os; print(getpass.getuser(), os.getuid(), os.getgid())"
-    proc = podman("run", "--rm", "--passwd=false", "--user", user, "--entrypoint", '["python"]', image, "-c", probe, check=False)
+    proc = podman("run", "--rm", *ULIMITS, "--passwd=false", "--user", user, "--entrypoint", '["python"]', image, "-c", probe, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["agentfleet", UID, UID], proc.stdout
 

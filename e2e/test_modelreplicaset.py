@@ -36,6 +36,7 @@ from agentfleet_sim.replica import Replica
 from agentfleet_sim.server import ReplicaServer
 from e2e.harness import operator as fx
 from e2e.harness.operator import H100, L4, eventually
+from e2e.harness.ports import free_port
 from tests.builders import MRS
 
 # The operator and node-pool fixtures (module-level names are how pytest finds them).
@@ -344,7 +345,7 @@ def test_scale_down_drains_the_replica_with_least_in_flight_work(operator, gpu_p
     ends, well before drainTimeoutSeconds."""
     ns = namespace
     gpu_pool.add("h100", count=1)
-    port = fx._free_port()
+    port = free_port()
     manifest = mrs_manifest("mix", gpu_pool, replicas=3, lifecycle={"drainTimeoutSeconds": 90})
     manifest["spec"]["engine"]["port"] = port
     cluster.apply(manifest, ns)

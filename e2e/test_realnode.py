@@ -385,15 +385,22 @@ def wait_done(cluster, api: ServiceClient, token: str, ids: list[str], timeout: 
 
 
 def test_operator_from_the_chart_runs_on_the_real_node(cluster, node, operator) -> None:
-    """helm install --wait returned: the Deployment is Available with a pod containerd runs, whose
-    startupProbe the kubelet passed; it reaches the API through the `kubernetes` Service."""
-    (pod,) = pods(cluster, operator["ns"], "app.kubernetes.io/component=operator")
-    on_real_node(pod, node["name"])
-    assert ready(pod), pod["status"]
-    spec = pod["spec"]
-    assert not spec.get("hostNetwork"), "the operator needs no host network: the kubernetes Service works"
-    sc = spec["containers"][0]["securityContext"]
-    assert sc["readOnlyRootFilesystem"] and sc["allowPrivilegeEscalation"] is False, sc
+    """helm install --wait returned: the Deployment is Available with its pods (two: leader election
+    is the chart's default) run by containerd, whose startupProbes the kubelet passed; they reach the
+    API through the `kubernetes` Service, and one of them holds the leader Lease."""
+    ops = pods(cluster, operator["ns"], "app.kubernetes.io/component=operator")
+    assert len(ops) == 2, [p["metadata"]["name"] for p in ops]
+    for pod in ops:
+        on_real_node(pod, node["name"])
+        assert ready(pod), pod["status"]
+        spec = pod["spec"]
+        assert not spec.get("hostNetwork"), "the operator needs no host network: the kubernetes Service works"
+        sc = spec["containers"][0]["securityContext"]
+        assert sc["readOnlyRootFilesystem"] and sc["allowPrivilegeEscalation"] is False, sc
+    # The Lease went through the `kubernetes` Service too: its holder is one of the two pods.
+    leases = cluster.json("get", "leases", "-n", operator["ns"])["items"]
+    holders = {(lease.get("spec") or {}).get("holderIdentity") for lease in leases}
+    assert holders & {p["metadata"]["name"] for p in ops}, holders
     # The Service's endpoint is the address the apiserver advertises inside the node's namespace.
     eps = cluster.json("get", "endpointslices", "-n", "default", "-l", "kubernetes.io/service-name=kubernetes")["items"]
     assert [a for e in eps for ep in e["endpoints"] for a in ep["addresses"]] == [node["gateway"]], eps

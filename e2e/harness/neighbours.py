@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-THIRDPARTY_SH = Path(__file__).resolve().parent / "thirdparty.sh"
+THIRDPARTY_SH = Path(__file__).resolve().parents[1] / "thirdparty.sh"
 
 
 def thirdparty(what: str, timeout: float) -> Path:

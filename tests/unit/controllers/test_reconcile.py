@@ -323,6 +323,8 @@ def test_unplaceable_and_unfitting_specs_create_nothing(env) -> None:
     limited = cond(api, "ScalingLimited")
     assert limited["status"] == "True" and limited["reason"] in ("InsufficientGPUs", "NoTopologyBlock") and "needs" in limited["message"]
     assert cond(api, "Ready")["reason"] == limited["reason"]
+    # The fleets' workers read the replicas' API key even while no replica can be placed.
+    assert api.creates == [("Secret", "m-vllm-api-key")]
 
     api.nodes = {"n1": Node("n1").block("b1").obj()}
     api.mrs = mrs().replicas(1).tp(1).model("meta-llama/Llama-3.1-70B-Instruct").obj()

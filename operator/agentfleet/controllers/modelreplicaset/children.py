@@ -43,8 +43,9 @@ def missing_pods(mrs: ModelReplicaSet, a: Assignment, view: ReplicaView | None) 
 
 
 def ensure_api_key_secret(p: ModelReplicaSetPass, mrs: ModelReplicaSet) -> None:
-    """The replicas' generated API key, before their pods (which read it): created once with a
-    random value and never regenerated (the workers hold it); none when the spec names one."""
+    """The replicas' generated API key, before their pods and the fleets' workers (which read it):
+    created once with a random value and never regenerated (the workers hold it); none when the
+    spec names one."""
     if mrs.spec.engine.api_key_secret_ref is not None or p.state.api_key_secret:
         return
     try:

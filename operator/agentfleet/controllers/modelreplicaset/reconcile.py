@@ -327,8 +327,10 @@ class ModelReplicaSetPass:
         incomplete gang without a record is removed and planned again (judging.py)."""
         records = judged.records
         pods = [pod for rname, a in sorted(judged.to_create.items()) for pod in children.missing_pods(mrs, a, self.views.get(rname))]
-        if pods:
-            children.ensure_api_key_secret(self, mrs)
+        # The key exists from the first pass, not the first pod: the workers of every fleet that
+        # names this ModelReplicaSet read it too, and their pods cannot start without it, even
+        # while no replica can be placed. Once per object and operator start (state.api_key_secret).
+        children.ensure_api_key_secret(self, mrs)
         self.ctl.fan_out(self.kube.apply, pods)
         self.ctl.ledger.record(self.key, [a for rec in records.values() if (a := assignment_from_status(self.ns, self.name, rec)) is not None])
         self.state.nodes = frozenset(n for rec in records.values() for n in rec.get("nodes") or [])
