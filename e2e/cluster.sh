@@ -797,8 +797,11 @@ node_cleanup() {
     # libcni's cache: "<network>-<sandbox id>-<interface>", for our bridge network and containerd's
     # loopback one; the sandbox ids are this containerd's.
     find /var/lib/cni -depth -name "*$NETNS*" -exec rm -rf {} + 2>/dev/null || true
-    find "$NODE_DIR/containerd" -path '*/io.containerd.grpc.v1.cri/sandboxes/*' -prune -type d -printf '%f\n' 2>/dev/null \
-      | sort -u | while read -r m; do rm -f /var/lib/cni/results/*-"$m"-*; done
+    # (none without a real node, or before its containerd ran: find would fail the pipeline)
+    if [[ -d "$NODE_DIR/containerd" ]]; then
+      find "$NODE_DIR/containerd" -path '*/io.containerd.grpc.v1.cri/sandboxes/*' -prune -type d -printf '%f\n' \
+        | sort -u | while read -r m; do rm -f /var/lib/cni/results/*-"$m"-*; done
+    fi
     [[ -f "$NODE_DIR/had-var-lib-cni" ]] || find /var/lib/cni -depth -type d -empty -delete 2>/dev/null || true
   fi
   if [[ -f "$NODE_DIR/host-sysctls" ]]; then
