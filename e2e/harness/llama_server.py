@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# The demo's default: measured per-step latency and decisions in runtime/agentfleet_runtime/RUNTIME.md.
+# The demo's default: measured per-step latency and decisions in docs/runtime.md.
 DEFAULT_MODEL = os.environ.get("AGENTFLEET_QWEN_MODEL", "qwen2.5-coder-1.5b")
 CONTEXT_PER_SLOT = 8192
 

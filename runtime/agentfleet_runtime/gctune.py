@@ -20,7 +20,7 @@ it. The young count is net (every freed container lowers it), so it passes the t
 that many young objects are alive, and a collection's pause grows with the threshold. The
 threshold sits above the live state of 1,000 tasks of 15 steps, so collections stay rare and each
 pause stays near what the older generation's collections took with the defaults (the
-measurements behind the figure: RUNTIME.md, "Garbage collector").
+measurements behind the figure: docs/runtime.md, "Garbage collector").
 """
 
 from __future__ import annotations

@@ -1,0 +1,75 @@
+"""The design pages in docs/ read as design, not as lab notebooks.
+
+A user who opens "how does hedging work" should land on how it works, its knobs and today's
+figures with the command that reproduces them, not on a session's stop-by-stop log. Dated
+measurement logs belong in docs/results/; this test keeps them there and keeps every link
+between the pages (and from the README) pointing at a file that exists.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+DESIGN_PAGES = sorted(DOCS.glob("*.md"))
+
+# Narration of how a page came to be: "Stop 35's runs", "the fourth round", "this round". ("The
+# second pass" is left alone: a reconcile has passes.)
+NARRATION = re.compile(
+    r"\b[Ss]top \d+\b"
+    r"|\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth) round\b"
+    r"|\b[Tt]his (?:round|session|stop)\b"
+    r"|\b[Ll]ast (?:round|session|stop)\b"
+)
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+SECTIONS = ("## How it works", "## Knobs", "## Today's figures")
+
+
+def narration(text: str) -> list[str]:
+    return [m.group(0) for m in NARRATION.finditer(text)]
+
+
+def test_the_narration_pattern_catches_what_it_is_for():
+    assert narration("Stop 35's 600 s runs on seeds 1-20") == ["Stop 35"]
+    assert narration("as the fourth round found, and this round") == ["fourth round", "this round"]
+    assert narration("it stops 2 replicas; the first token; a round-robin floor; its second pass") == []
+
+
+def test_there_are_design_pages():
+    names = {p.name for p in DESIGN_PAGES}
+    assert {"autoscaling.md", "hedging.md", "routing.md", "evaluation.md", "security.md", "runtime.md"} <= names
+
+
+@pytest.mark.parametrize("page", DESIGN_PAGES, ids=lambda p: p.name)
+def test_design_pages_do_not_narrate_sessions(page: Path):
+    found = narration(page.read_text())
+    assert not found, f"{page.relative_to(ROOT)} narrates its history ({found[:5]}): move it to docs/results/ as a dated log"
+
+
+@pytest.mark.parametrize("page", ["autoscaling.md", "hedging.md", "routing.md"])
+def test_area_pages_say_how_knobs_and_figures(page: str):
+    text = (DOCS / page).read_text()
+    missing = [s for s in SECTIONS if s not in text]
+    assert not missing, f"docs/{page} lacks {missing}"
+    figures = text[text.index("## Today's figures") :]
+    assert "python -m e2e.bench." in figures, f"docs/{page}: today's figures name no command that reproduces them"
+
+
+@pytest.mark.parametrize("page", [*DESIGN_PAGES, *sorted((DOCS / "results").glob("*.md")), ROOT / "README.md"], ids=lambda p: p.name)
+def test_links_point_at_files_that_exist(page: Path):
+    broken = []
+    for target in LINK.findall(page.read_text()):
+        if "://" in target or target.startswith("mailto:"):
+            continue
+        if not (page.parent / target).exists():
+            broken.append(target)
+    assert not broken, f"{page.relative_to(ROOT)} links to missing files: {broken}"
+
+
+def test_results_are_dated():
+    undated = [p.name for p in (DOCS / "results").glob("*.md") if not re.match(r"\d{4}-\d{2}-\d{2}-", p.name)]
+    assert not undated, f"docs/results/ holds dated logs, named YYYY-MM-DD-topic.md: rename {undated}"
