@@ -32,6 +32,7 @@ so the hedge fires earlier and on fewer false alarms than a hedge on the whole c
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -75,152 +76,225 @@ class _Attempt:
 async def hedged_stream(
     client: Any, pool: ReplicaPool, order: list[Endpoint], req: ModelRequest, body: dict[str, Any], timeout: float
 ) -> tuple[ModelReply, str]:
-    """``client``: the RoutingModelClient (its ``_call``, ``metrics`` and ``aborts``).
+    """``client``: the RoutingModelClient (its ``_call``, ``metrics`` and ``aborts``)."""
+    return await HedgedStream(client, pool, order, req, body, timeout).run()
 
-    Long on purpose: the race of the first attempt and its hedges, start to finish, in one place."""
-    loop = asyncio.get_running_loop()
-    sink = delta_sink.get()
-    started = loop.time()
-    attempts: list[_Attempt] = []
-    winner: list[_Attempt] = []
 
-    def launch(endpoint: Endpoint, left: float) -> _Attempt:
-        a = _Attempt(endpoint, loop)
+class HedgedStream:
+    """One streamed call: its first attempt and the hedges raced against it, as named steps.
 
-        def on_first() -> None:
-            if not a.first.done():
-                a.first.set_result(loop.time())
-                pool.quantile(ttft_kind(req.kind)).add(loop.time() - a.started)
+    ``run``: launch the first attempt; hedge on its first token (``_hedge_on_first_token``); then,
+    until an attempt answers or all failed: crown the first attempt to write a first token and stop
+    the losers the engine aborts (``_crown_first_token``), hedge a crowned call whose replica stalls
+    (``_hedge_midstream``), wait for progress, and take an answer or a failure (``_collect``).
+    ``_settle`` charges the budget what the race cost and cancels what is left, however it ended."""
 
-        def on_text(text: str) -> None:
-            if a.buffer is None:
-                hand(a, text)
-            else:
-                a.buffer.append(text)
+    def __init__(
+        self, client: Any, pool: ReplicaPool, order: list[Endpoint], req: ModelRequest, body: dict[str, Any], timeout: float
+    ) -> None:
+        self.client = client
+        self.pool = pool
+        self.order = order
+        self.req = req
+        self.body = body
+        self.timeout = timeout
+        self.loop = asyncio.get_running_loop()
+        self.sink = delta_sink.get()
+        self.started = self.loop.time()
+        self.attempts: list[_Attempt] = []
+        self.live: list[_Attempt] = []  # attempts still running and still in the race
+        self.winner: _Attempt | None = None  # the attempt whose text the sink gets
+        self.handed = ""  # the text handed to the sink so far
+        self.quiet = False  # a later winner's text differs from what was handed: the task's answer says the rest
+        self.delay: float | None = None  # the first-token hedge delay; None: no hedging for this call
+        self.advance: float | None = None  # the budget's advance for the hedge whose race is still on
+        self.race: list[_Attempt] = []  # the two attempts of the hedge whose advance is unsettled
+        self.aborted: list[_Attempt] = []  # losers cancelled at the winner's first token on an engine seen to abort
+        self.cost: float | None = None  # what the race's loser cost, once an answer says
+        self.midstream = False  # a hedge started after the call's first token (its replica stalled)
+        self.errors: list[ModelError] = []
 
-        a.observer = observer = StreamObserver(on_first, on_text if sink is not None else None)
-        a.task = asyncio.create_task(client._call(pool, endpoint, req.kind, body, left, observer))
-        attempts.append(a)
+    async def run(self) -> tuple[ModelReply, str]:
+        first = self._launch(self.order[0], self.timeout)
+        try:
+            await self._hedge_on_first_token(first)
+            self.live = list(self.attempts)
+            while self.live:
+                if self.winner is None:
+                    await self._crown_first_token()
+                if self._may_hedge_midstream():
+                    await self._hedge_midstream()
+                await self._wait_for_progress()
+                answer = self._collect(first)
+                if answer is not None:
+                    return answer
+            if len(self.attempts) > 1:
+                self._count("failed")
+            raise AttemptFailed(self.errors[0], [a.endpoint.name for a in self.attempts])
+        finally:
+            await self._settle()
+
+    # -- attempts and the sink -------------------------------------------------------------------
+
+    def _launch(self, endpoint: Endpoint, left: float) -> _Attempt:
+        a = _Attempt(endpoint, self.loop)
+        on_text = functools.partial(self._text, a) if self.sink is not None else None
+        a.observer = StreamObserver(functools.partial(self._first_token, a), on_text)
+        a.task = asyncio.create_task(self.client._call(self.pool, endpoint, self.req.kind, self.body, left, a.observer))
+        self.attempts.append(a)
         return a
 
-    handed = ""  # the text handed to the sink so far
-    quiet = False  # a later winner's text differs from what was handed: the task's answer says the rest
+    def _left(self, now: float) -> float:
+        return max(0.001, self.timeout - (now - self.started))
 
-    def hand(a: _Attempt, piece: str) -> None:
+    def _first_token(self, a: _Attempt) -> None:
+        if not a.first.done():
+            a.first.set_result(self.loop.time())
+            self.pool.quantile(ttft_kind(self.req.kind)).add(self.loop.time() - a.started)
+
+    def _text(self, a: _Attempt, text: str) -> None:
+        if a.buffer is None:
+            self._hand(a, text)
+        else:
+            a.buffer.append(text)
+
+    def _hand(self, a: _Attempt, piece: str) -> None:
         """The winner's next piece. A winner after another attempt wrote (a failed one, a stalled
         one) repeats that text (the same prompt, at temperature 0 alike): only what is new goes."""
-        nonlocal handed, quiet
         at = a.written
         a.written += len(piece)
-        if quiet or sink is None:
+        if self.quiet or self.sink is None:
             return
-        overlap = handed[at : at + len(piece)]
+        overlap = self.handed[at : at + len(piece)]
         if not piece.startswith(overlap):
-            quiet = True
+            self.quiet = True
             return
         if len(piece) > len(overlap):
-            sink(piece[len(overlap) :])
-            handed += piece[len(overlap) :]
+            self.sink(piece[len(overlap) :])
+            self.handed += piece[len(overlap) :]
 
-    def crown(a: _Attempt) -> None:
-        winner.append(a)
+    def _crown(self, a: _Attempt) -> None:
+        self.winner = a
         for piece in a.buffer or ():
-            hand(a, piece)
+            self._hand(a, piece)
         a.buffer = None
 
-    first = launch(order[0], timeout)
-    advance: float | None = None  # the budget's advance for the hedge whose race is still on
-    aborted: list[_Attempt] = []  # losers cancelled at the winner's first token on an engine seen to abort
-    cost: float | None = None
-    midstream = False  # a hedge started after the call's first token (its replica stalled)
-    race: list[_Attempt] = []  # the two attempts of the hedge whose advance is unsettled
+    def _count(self, outcome: str) -> None:
+        self.client.metrics.hedges.labels(self.pool.tier.name, outcome).inc()
 
-    def denied() -> None:  # counted once per call
-        client.metrics.hedges.labels(pool.tier.name, "denied").inc()
+    def _denied(self) -> None:  # counted once per call
+        self._count("denied")
 
-    try:
-        delay = _ttft_delay(client, pool, req.kind) if len(order) > 1 else None
-        if delay is not None:
-            advance = await hedge_due(
-                pool,
-                order[0].name,
-                {first.first, first.task},
-                started,
-                delay,
-                timeout,
-                denied,
-                attempt=first.observer,
-                in_order=pool.settings.hedge_in_order_factor,
-            )
-            if advance is not None:
-                race = [first, launch(order[1], max(0.001, timeout - (loop.time() - started)))]
-        errors: list[ModelError] = []
-        live = list(attempts)
-        while live:
-            if not winner:
-                firsts = [a for a in live if a.first.done()]
-                if firsts:
-                    a = min(firsts, key=lambda x: x.first.result())
-                    crown(a)
-                    # The engine aborts the loser: stop it now. One that does not: let it race on.
-                    losers = [b for b in live if b is not a and client.aborts(pool, b.endpoint)]
-                    aborted += [b for b in losers if client.seen_aborting(pool, b.endpoint)]
-                    for b in losers:
-                        b.task.cancel()
-                        live.remove(b)
-                    if losers:
-                        await asyncio.gather(*(b.task for b in losers), return_exceptions=True)
-                    if losers and advance is not None and all(b in aborted for b in losers):
-                        # Aborted at the winner's first token, the loser costs nothing more (loser_cost,
-                        # share 0): the race is settled, and the call may hedge again if it stalls.
-                        pool.budget.settle(advance, 0.0)
-                        advance = None
-            if winner and live == winner and advance is None and delay is not None and not midstream:
-                # Past its first token the call can still stall with its replica: hedge then, to
-                # the first other replica not judged stalled; the first whole answer wins.
-                a = winner[0]
-                advance = await hedge_due(pool, a.endpoint.name, {a.task}, started, math.inf, timeout, denied, retry_base=delay)
-                if advance is not None:
-                    midstream = True
-                    now = loop.time()
-                    others = [e for e in order if e.name != a.endpoint.name]
-                    to = next((e for e in others if not pool.stalled(e.name, now)), others[0])
-                    race = [a, launch(to, max(0.001, timeout - (now - started)))]
-                    live.append(race[1])
-            waits: set[asyncio.Future[Any]] = {a.task for a in live}
-            if not winner:
-                waits |= {a.first for a in live}
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            for a in [a for a in live if a.task.done()]:
-                live.remove(a)
-                exc = a.task.exception()
-                if exc is None:
-                    if not winner or winner[0] is not a:
-                        winner[:] = []
-                        crown(a)
-                    reply = a.task.result()
-                    if len(attempts) > 1:
-                        client.metrics.hedges.labels(pool.tier.name, "lost" if a is first else "won").inc()
-                    if advance is not None:  # the race still on: what does its loser cost?
-                        loser = race[0] if a is race[1] else race[1]
-                        t = loser.task
-                        if not (t.done() and not t.cancelled() and t.exception() is not None):  # a failed loser keeps the advance
-                            u = reply.usage
-                            if midstream:  # cancelled below, at this answer: it may have written it all
-                                cost = loser_cost(u.prompt_tokens, u.completion_tokens, aborted=client.seen_aborting(pool, loser.endpoint))
-                            else:
-                                cost = loser_cost(u.prompt_tokens, u.completion_tokens, aborted=loser in aborted, share=0.0)
-                    return reply, a.endpoint.name
-                errors.append(exc if isinstance(exc, ModelError) else ModelError(str(exc)))
-                if winner and winner[0] is a:
-                    winner[:] = []
-        if len(attempts) > 1:
-            client.metrics.hedges.labels(pool.tier.name, "failed").inc()
-        raise AttemptFailed(errors[0], [a.endpoint.name for a in attempts])
-    finally:
-        if advance is not None:
-            pool.budget.settle(advance, advance if cost is None else cost)
-        left_over = [a for a in attempts if not a.task.done()]
+    # -- the steps ---------------------------------------------------------------------------------
+
+    async def _hedge_on_first_token(self, first: _Attempt) -> None:
+        """Wait for the first attempt's first token until a hedge comes due and is granted; then
+        race a duplicate on the next replica."""
+        self.delay = _ttft_delay(self.client, self.pool, self.req.kind) if len(self.order) > 1 else None
+        if self.delay is None:
+            return
+        self.advance = await hedge_due(
+            self.pool,
+            self.order[0].name,
+            {first.first, first.task},
+            self.started,
+            self.delay,
+            self.timeout,
+            self._denied,
+            attempt=first.observer,
+            in_order=self.pool.settings.hedge_in_order_factor,
+        )
+        if self.advance is not None:
+            self.race = [first, self._launch(self.order[1], self._left(self.loop.time()))]
+
+    async def _crown_first_token(self) -> None:
+        """The attempt that wrote a first token first wins. The engine aborts the loser: stop it now.
+        One that does not: let it race on to the end."""
+        firsts = [a for a in self.live if a.first.done()]
+        if not firsts:
+            return
+        a = min(firsts, key=lambda x: x.first.result())
+        self._crown(a)
+        losers = [b for b in self.live if b is not a and self.client.aborts(self.pool, b.endpoint)]
+        self.aborted += [b for b in losers if self.client.seen_aborting(self.pool, b.endpoint)]
+        for b in losers:
+            b.task.cancel()
+            self.live.remove(b)
+        if losers:
+            await asyncio.gather(*(b.task for b in losers), return_exceptions=True)
+        if losers and self.advance is not None and all(b in self.aborted for b in losers):
+            # Aborted at the winner's first token, the loser costs nothing more (loser_cost,
+            # share 0): the race is settled, and the call may hedge again if it stalls.
+            self.pool.budget.settle(self.advance, 0.0)
+            self.advance = None
+
+    def _may_hedge_midstream(self) -> bool:
+        return (
+            self.winner is not None
+            and self.live == [self.winner]
+            and self.advance is None
+            and self.delay is not None
+            and not self.midstream
+        )
+
+    async def _hedge_midstream(self) -> None:
+        """Past its first token the call can still stall with its replica: hedge then, to the first
+        other replica not judged stalled; the first whole answer wins."""
+        a = self.winner
+        assert a is not None
+        self.advance = await hedge_due(
+            self.pool, a.endpoint.name, {a.task}, self.started, math.inf, self.timeout, self._denied, retry_base=self.delay
+        )
+        if self.advance is None:
+            return
+        self.midstream = True
+        now = self.loop.time()
+        others = [e for e in self.order if e.name != a.endpoint.name]
+        to = next((e for e in others if not self.pool.stalled(e.name, now)), others[0])
+        self.race = [a, self._launch(to, self._left(now))]
+        self.live.append(self.race[1])
+
+    async def _wait_for_progress(self) -> None:
+        waits: set[asyncio.Future[Any]] = {a.task for a in self.live}
+        if self.winner is None:
+            waits |= {a.first for a in self.live}
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+
+    def _collect(self, first: _Attempt) -> tuple[ModelReply, str] | None:
+        """Take the finished attempts: the first answer wins the call; a failure leaves the rest racing."""
+        for a in [a for a in self.live if a.task.done()]:
+            self.live.remove(a)
+            exc = a.task.exception()
+            if exc is None:
+                if self.winner is not a:
+                    self._crown(a)
+                reply = a.task.result()
+                if len(self.attempts) > 1:
+                    self._count("lost" if a is first else "won")
+                if self.advance is not None:
+                    self.cost = self._loser_cost(a, reply)
+                return reply, a.endpoint.name
+            self.errors.append(exc if isinstance(exc, ModelError) else ModelError(str(exc)))
+            if self.winner is a:
+                self.winner = None
+        return None
+
+    def _loser_cost(self, a: _Attempt, reply: ModelReply) -> float | None:
+        """What the race's other attempt cost, now that ``a`` answered; None: a failed loser keeps
+        the advance."""
+        loser = self.race[0] if a is self.race[1] else self.race[1]
+        t = loser.task
+        if t.done() and not t.cancelled() and t.exception() is not None:
+            return None
+        u = reply.usage
+        if self.midstream:  # cancelled in _settle, at this answer: it may have written it all
+            return loser_cost(u.prompt_tokens, u.completion_tokens, aborted=self.client.seen_aborting(self.pool, loser.endpoint))
+        return loser_cost(u.prompt_tokens, u.completion_tokens, aborted=loser in self.aborted, share=0.0)
+
+    async def _settle(self) -> None:
+        if self.advance is not None:
+            self.pool.budget.settle(self.advance, self.advance if self.cost is None else self.cost)
+        left_over = [a for a in self.attempts if not a.task.done()]
         for a in left_over:
             a.task.cancel()
         if left_over:
