@@ -132,7 +132,7 @@ class ModelReplicaSetController(Controller[ModelReplicaSetState]):
             msg = describe_validation_error(e)
             p.event("Warning", "InvalidSpec", msg)
             conds = compose_conditions(p.status_in.get("conditions") or [], Summary(0, 0, 0, 0, 0, invalid=msg), p.generation)
-            status.write(p, {**status.base(p.generation, p.name, None), "conditions": conds})
+            status.write(p.status_target(), {**status.base(p.generation, p.name, None), "conditions": conds})
             return None
         refused = self.unusable_secret(key[0], spec)
         if refused is not None:
@@ -142,7 +142,7 @@ class ModelReplicaSetController(Controller[ModelReplicaSetState]):
             conds = compose_conditions(
                 p.status_in.get("conditions") or [], Summary(0, 0, 0, 0, 0, invalid=msg), p.generation
             )
-            status.write(p, {**status.base(p.generation, p.name, None), "conditions": conds})
+            status.write(p.status_target(), {**status.base(p.generation, p.name, None), "conditions": conds})
             return SECRET_RECHECK_SECONDS
         return p.run(mrs, spec)
 

@@ -1,23 +1,26 @@
-"""One reconcile of one ModelReplicaSet, level-based and idempotent, as named steps:
+"""One reconcile of one ModelReplicaSet, level-based and idempotent, as named steps that pass
+their results on explicitly:
 
-    observe   the object, its pods (fresh from the API) and the node inventory (cache snapshot);
-              capacity (capacity.assess)
-    judge     each replica's health, acting on failures at once (judging.py)
+    observe   the object, its pods (fresh from the API), the node inventory (cache snapshot) and
+              capacity (capacity.assess): a frozen ``Observed``
+    judge     each replica's health (judging.py, pure): a ``Judged``, whose deletions, Events and
+              failure times the pass carries out at once
     decide    one rollout step from the replicas' states (rollout)
     act       undrain, drain, delete, restart what the step names
     place     new replicas and failed ones whose place is gone (placement.plan via the ledger)
-    write     pods first, then status (status.py), Services and the PDB (children.py)
+    write     pods first, then status (status.compose reads an ``Outcome``), Services and the PDB
+              (children.py)
 
-Decisions live in agentfleet.rollout, placement, capacity and render (pure, unit-tested); this
-module does the I/O through agentfleet.kube.
+Decisions live in agentfleet.rollout, placement, capacity, render and judging (pure, unit-tested);
+this module does the I/O through agentfleet.kube.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from agentfleet_contract.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec
 
@@ -25,7 +28,7 @@ from agentfleet.autoscale.common import AUTOSCALER_CONDITIONS, SCALING_LIMITED
 from agentfleet.capacity import assess
 from agentfleet.controllers.modelreplicaset import children, status
 from agentfleet.controllers.modelreplicaset.caches import Key, Snapshot
-from agentfleet.controllers.modelreplicaset.judging import Judged, judge_replicas
+from agentfleet.controllers.modelreplicaset.judging import Judged, Observed, judge_replicas
 from agentfleet.controllers.modelreplicaset.state import ModelReplicaSetState
 from agentfleet.placement import (
     MODELREPLICASET_LABEL,
@@ -37,7 +40,6 @@ from agentfleet.placement import (
     inventory_from_k8s,
     pinned_node,
     placement_status,
-    replica_key,
     requests_for,
 )
 from agentfleet.render.modelreplicaset import SERVING_LABEL, spec_hash
@@ -47,20 +49,15 @@ from agentfleet.rollout import (
     DRAINING_SINCE_ANNOTATION,
     PENDING,
     READY_PHASE,
-    UNSCHEDULABLE_GRACE_SECONDS,
     ReplicaView,
     RolloutStep,
     Timing,
     desired_replicas,
     new_replica_names,
     observe_pod,
-    parse_replica_name,
     plan_step,
     rfc3339,
 )
-
-if TYPE_CHECKING:
-    from agentfleet.controllers.modelreplicaset.controller import ModelReplicaSetController
 
 # A pass that created pods leaves Services and the PDB to a pass this much later.
 CHILDREN_AFTER_PODS_SECONDS = 0.5
@@ -68,8 +65,20 @@ CHILDREN_AFTER_PODS_SECONDS = 0.5
 DRAIN_FIRST_POLL_SECONDS = 2.0
 
 
+class PassServices(Protocol):
+    """What a pass uses of its controller (ModelReplicaSetController provides it)."""
+
+    kube: Any
+    events: Any  # reconcile.EventRecorder
+    ledger: Any  # ledger.PlacementLedger: placements of every ModelReplicaSet, for the planner
+    in_flight: Any  # inflight.InFlightReader
+    clock: Callable[[], float]
+
+    def fan_out(self, fn: Any, items: list[Any]) -> None: ...
+
+
 class ModelReplicaSetPass:
-    def __init__(self, ctl: ModelReplicaSetController, key: Key, obj: dict[str, Any], snap: Snapshot, state: ModelReplicaSetState, *, first: bool) -> None:
+    def __init__(self, ctl: PassServices, key: Key, obj: dict[str, Any], snap: Snapshot, state: ModelReplicaSetState, *, first: bool) -> None:
         self.ctl = ctl
         self.kube = ctl.kube
         self.first = first
@@ -89,9 +98,6 @@ class ModelReplicaSetPass:
         autoscaling = bool(((obj.get("spec") or {}).get("autoscaling") or {}).get("enabled"))
         self.foreign_conditions = AUTOSCALER_CONDITIONS if autoscaling else AUTOSCALER_CONDITIONS - {SCALING_LIMITED}
         self.wake: list[float] = []
-        # Per replica: whether it runs the current spec; which replicas are on their way out.
-        self.current: dict[str, bool] = {}
-        self.terminating: set[str] = set()
 
     # --- helpers the steps share ---
 
@@ -99,11 +105,8 @@ class ModelReplicaSetPass:
         if not self.state.quiet:
             self.ctl.events.event(self.obj, type_, reason, message, once=once)
 
-    def is_current(self, v: ReplicaView) -> bool:
-        if v.spec_hash:
-            return v.spec_hash == self.shash
-        parsed = parse_replica_name(self.name, v.name)
-        return parsed is not None and self.shash.startswith(parsed[0])
+    def status_target(self) -> status.StatusTarget:
+        return status.StatusTarget(self.kube, self.ns, self.name, self.state, self.written, self.foreign_conditions)
 
     def delete_replica(self, v: ReplicaView, force_nodes: Iterable[str] = ()) -> None:
         force = set(force_nodes)
@@ -121,58 +124,30 @@ class ModelReplicaSetPass:
                 continue
             self.kube.merge_patch_metadata("v1", "Pod", p.name, self.ns, {SERVING_LABEL: "false" if draining else "true"}, {DRAINING_SINCE_ANNOTATION: since})
 
-    def record_from_pods(self, rname: str, v: ReplicaView) -> dict[str, Any]:
-        """A placement record rebuilt from the pods (their pinned nodes), when status lacks one."""
-        live = sorted(v.live or v.pods, key=lambda p: p.index)
-        names = [p.node for p in live if p.node]
-        node = self.node_by_name.get(names[0]) if names else None
-        labels = node.labels if node is not None else {}
-        a = Assignment(
-            key=replica_key(self.ns, rname),
-            owner=self.owner,
-            nodes=tuple(names),
-            gpus_per_node=live[0].gpus if live else 0,
-            block=labels.get(self.spec.placement.block_key),
-            zone=labels.get(self.spec.placement.zone_key),
-        )
-        return placement_status(a, phase=PENDING, restarts=v.restarts).wire()
-
-    def watch_timeouts(self, v: ReplicaView) -> None:
-        """Wake up when a loading gang would pass its startup timeout, or a refused pod its grace."""
-        live = v.live
-        if v.expected > 1 and live and not v.ready:
-            self.wake.append(max(0.5, max(p.created for p in live) + self.spec.lifecycle.startup_timeout_seconds - self.now + 0.5))
-        for p in live:
-            if p.unschedulable_since is not None:
-                self.wake.append(max(0.5, p.unschedulable_since + UNSCHEDULABLE_GRACE_SECONDS - self.now + 0.5))
-
     # --- the pass ---
 
     def run(self, mrs: ModelReplicaSet, spec: ModelReplicaSetSpec) -> float | None:
-        views = self.observe(mrs, spec)
-        judged = judge_replicas(self, views)
-        self.read_in_flight(judged, views)
-        step = self.decide(judged)
-        replan = self.act(step, judged, views)
-        unplaced, placed = self.place(step, judged, views, replan)
-        self.write(mrs, judged, step, unplaced, placed)
+        obs = self.observe(spec)
+        judged = self.judge(obs)
+        self.read_in_flight(obs, judged)
+        step = self.decide(obs, judged)
+        replan = self.act(obs, step, judged)
+        unplaced, placed, own = self.place(obs, step, judged, replan)
+        self.write(obs, mrs, judged, step, unplaced, [*own, *placed])
         wakes = [w for w in (step.requeue_after, *self.wake) if w is not None]
         return min(wakes) if wakes else None
 
-    def observe(self, mrs: ModelReplicaSet, spec: ModelReplicaSetSpec) -> dict[str, ReplicaView]:
+    def observe(self, spec: ModelReplicaSetSpec) -> Observed:
         """The spec's derived values, the inventory, capacity, and each replica's pods and record."""
         ns, name = self.ns, self.name
-        self.spec = spec
-        self.shash = spec_hash(spec)
-        self.timing = Timing.of(spec)
-        self.demand = demand_for(ns, name, spec)
-        self.nodes = inventory_from_k8s(self.snap.nodes, self.snap.pods, spec.gpu.resource_name, spec.placement.node_key)
-        self.node_by_name = {n.name: n for n in self.nodes}
-        self.assessment = assess(spec, eligible_gpu_memory_mib(self.nodes, self.demand))
-        self.capacity_error = "; ".join(self.assessment.errors) if self.assessment.errors else None
-        if self.capacity_error:
-            self.event("Warning", "ModelDoesNotFit", self.capacity_error)
-        self.desired = desired_replicas(spec, self.status_in.get("desiredReplicas") if spec.autoscaling.enabled else None)
+        demand = demand_for(ns, name, spec)
+        nodes = inventory_from_k8s(self.snap.nodes, self.snap.pods, spec.gpu.resource_name, spec.placement.node_key)
+        node_by_name = {n.name: n for n in nodes}
+        assessment = assess(spec, eligible_gpu_memory_mib(nodes, demand))
+        capacity_error = "; ".join(assessment.errors) if assessment.errors else None
+        if capacity_error:
+            self.event("Warning", "ModelDoesNotFit", capacity_error)
+        desired = desired_replicas(spec, self.status_in.get("desiredReplicas") if spec.autoscaling.enabled else None)
         # Pods fresh from the API (a cache could lag our own writes). On an object's first pass in
         # this process the pod cache is complete for it (it holds every pod made before this process
         # started, and this process has made none for it yet): when it shows none, there is nothing to list.
@@ -186,38 +161,65 @@ class ModelReplicaSetPass:
         views = {
             r: ReplicaView(r, tuple(sorted(by_replica.get(r, []), key=lambda p: p.index)), records_in.get(r)) for r in sorted(set(by_replica) | set(records_in))
         }
-        self.views = views
         referenced = {n for v in views.values() for n in (*v.nodes, *(p.node for p in v.pods if p.node))}
         # A node missing from the cache may only be new to it: ask the API before calling it gone.
-        self.gone = {n for n in referenced - set(self.node_by_name) if not self.kube.exists("v1", "Node", n)}
-        self.unusable = {n for n in referenced if n in self.node_by_name and ineligibility(self.node_by_name[n], self.demand) is not None}
-        return views
+        gone = frozenset(n for n in referenced - set(node_by_name) if not self.kube.exists("v1", "Node", n))
+        unusable = frozenset(n for n in referenced if n in node_by_name and ineligibility(node_by_name[n], demand) is not None)
+        return Observed(
+            ns=ns,
+            name=name,
+            now=self.now,
+            spec=spec,
+            shash=spec_hash(spec),
+            timing=Timing.of(spec),
+            demand=demand,
+            nodes=nodes,
+            node_by_name=node_by_name,
+            assessment=assessment,
+            capacity_error=capacity_error,
+            desired=desired,
+            views=views,
+            gone=gone,
+            unusable=unusable,
+        )
 
-    def read_in_flight(self, judged: Judged, views: dict[str, ReplicaView]) -> None:
+    def judge(self, obs: Observed) -> Judged:
+        """Judge every replica (pure) and carry out what cannot wait: deletions, Events, failure times."""
+        judged = judge_replicas(obs, self.state.failed_at)
+        for v, force in judged.deletes:
+            self.delete_replica(v, force_nodes=force)
+        for rname in judged.forget_failed:
+            self.state.failed_at.pop(rname, None)
+        self.state.failed_at.update(judged.failed_at)
+        for type_, reason, message in judged.events:
+            self.event(type_, reason, message, once=False)
+        self.wake += judged.wakes
+        return judged
+
+    def read_in_flight(self, obs: Observed, judged: Judged) -> None:
         """In-flight work of replicas draining, or of candidates when one must go."""
         active = [s for s in judged.states if s.phase in ACTIVE]
-        choosing = len(active) > self.desired.count or any(not s.current for s in active)
+        choosing = len(active) > obs.desired.count or any(not s.current for s in active)
         targets = {}
         for s in judged.states:
-            lead = views[s.name].leader
+            lead = obs.views[s.name].leader
             if s.ready and lead and lead.ip and (s.phase == DRAINING or (choosing and s.phase in ACTIVE)):
-                targets[s.name] = (lead.ip, self.spec.engine.port)
+                targets[s.name] = (lead.ip, obs.spec.engine.port)
         in_flight = self.ctl.in_flight.fetch(targets)
         judged.states = [replace(s, in_flight=in_flight.get(s.name)) for s in judged.states]
 
-    def decide(self, judged: Judged) -> RolloutStep:
-        step = plan_step(judged.states, self.desired.count, self.now, self.timing, surge_blocked=self.state.surge_blocked)
-        if self.capacity_error:
+    def decide(self, obs: Observed, judged: Judged) -> RolloutStep:
+        step = plan_step(judged.states, obs.desired.count, self.now, obs.timing, surge_blocked=self.state.surge_blocked)
+        if obs.capacity_error:
             # Nothing new starts from a spec whose model cannot fit; drains already under way finish.
             draining_now = {s.name for s in judged.states if s.phase == DRAINING}
             step = RolloutStep(delete=[(r, why) for r, why in step.delete if r in draining_now], requeue_after=step.requeue_after)
-        self.rolling = any(not s.current for s in judged.states if s.phase in ACTIVE)
         return step
 
-    def act(self, step: RolloutStep, judged: Judged, views: dict[str, ReplicaView]) -> dict[str, int]:
+    def act(self, obs: Observed, step: RolloutStep, judged: Judged) -> dict[str, int]:
         """Undrain, drain, delete and restart as the step says; returns the failed replicas to
         place afresh (their place is gone) with their restart counts."""
-        records, state_of = judged.records, {s.name: s for s in judged.states}
+        views, records, state_of = obs.views, judged.records, {s.name: s for s in judged.states}
         for rname in step.undrain:
             self.set_draining(views[rname], False)
             records[rname]["phase"] = READY_PHASE
@@ -227,37 +229,37 @@ class ModelReplicaSetPass:
             self.set_draining(views[rname], True)
             records[rname].update(phase=DRAINING, endpoint=None)
             held = "in-flight requests unknown (metrics unreachable)" if s.in_flight is None else f"{s.in_flight} requests in flight"
-            why = "rolling update" if not s.current else f"scale down to {self.desired.count} ({self.desired.source})"
+            why = "rolling update" if not s.current else f"scale down to {obs.desired.count} ({obs.desired.source})"
             self.event(
                 "Normal",
                 "Draining",
-                f"draining replica {rname} for {why}: out of every Service now, deleted when idle or after {int(self.timing.drain_timeout)}s; {held}",
+                f"draining replica {rname} for {why}: out of every Service now, deleted when idle or after {int(obs.timing.drain_timeout)}s; {held}",
                 once=False,
             )
             self.wake.append(DRAIN_FIRST_POLL_SECONDS)
         for rname, why in step.delete:
             v = views[rname]
             self.delete_replica(v)
-            self.terminating.add(rname)
+            judged.terminating.add(rname)
             if v.pods and rname in records:
                 records[rname].update(phase=DRAINING, endpoint=None)  # listed until its pods are gone
             else:
                 records.pop(rname, None)
             self.state.failed_at.pop(rname, None)
             self.event("Normal", "ReplicaDeleted", f"deleted replica {rname}: {why}", once=False)
-        return self.restart(step, judged, views)
+        return self.restart(obs, step, judged)
 
-    def restart(self, step: RolloutStep, judged: Judged, views: dict[str, ReplicaView]) -> dict[str, int]:
+    def restart(self, obs: Observed, step: RolloutStep, judged: Judged) -> dict[str, int]:
         """Restarts: at the recorded placement while it still stands, else placed afresh."""
         replan: dict[str, int] = {}
         for rname in step.restart:
-            v = views[rname]
+            v = obs.views[rname]
             if v.pods:
                 self.wake.append(1.0)  # its old pods still terminate: the pod names are not free yet
                 continue
             rec = judged.records[rname]
             a = assignment_from_status(self.ns, self.name, rec)
-            if a is not None and all(n in self.node_by_name and n not in self.unusable for n in a.nodes):
+            if a is not None and all(n in obs.node_by_name and n not in obs.unusable for n in a.nodes):
                 judged.to_create[rname] = a
                 judged.records[rname] = {**rec, "phase": PENDING}
                 self.event("Normal", "Restarting", f"restarting replica {rname} on {', '.join(a.nodes)} (restart {rec.get('restarts', 0)})", once=False)
@@ -266,18 +268,21 @@ class ModelReplicaSetPass:
             self.state.failed_at.pop(rname, None)
         return replan
 
-    def place(self, step: RolloutStep, judged: Judged, views: dict[str, ReplicaView], replan: dict[str, int]) -> tuple[list[Any], list[Assignment]]:
-        """New replicas, and failed ones whose place is gone, through the ledger's planner."""
+    def place(
+        self, obs: Observed, step: RolloutStep, judged: Judged, replan: dict[str, int]
+    ) -> tuple[list[Any], list[Assignment], list[Assignment]]:
+        """New replicas, and failed ones whose place is gone, through the ledger's planner:
+        (unplaced, placed now, placed before)."""
         records = judged.records
-        new_names = new_replica_names(self.name, self.shash, views.keys(), step.create) if step.create > 0 else []
+        new_names = new_replica_names(self.name, obs.shash, obs.views.keys(), step.create) if step.create > 0 else []
         for rname in new_names:
-            self.current[rname] = True
+            judged.current[rname] = True
         unplaced: list[Any] = []
         placed: list[Assignment] = []
-        self.own = [a for rec in records.values() if (a := assignment_from_status(self.ns, self.name, rec)) is not None]
+        own = [a for rec in records.values() if (a := assignment_from_status(self.ns, self.name, rec)) is not None]
         if new_names or replan:
-            requests = requests_for(self.ns, self.name, self.spec, [*new_names, *replan])
-            result = self.ctl.ledger.plan(self.key, self.snap, self.nodes, requests, self.own)
+            requests = requests_for(self.ns, self.name, obs.spec, [*new_names, *replan])
+            result = self.ctl.ledger.plan(self.key, self.snap, obs.nodes, requests, own)
             placed = [a for a in result.placed if a.owner == self.owner]
             unplaced = [u for u in result.unplaced if u.owner == self.owner]
             where: dict[str, str] = {}
@@ -295,12 +300,12 @@ class ModelReplicaSetPass:
                 # A failed replica that no longer fits anywhere gives its slot back; the count is
                 # made up by new replicas as soon as there is room.
                 records.pop(u.key.split("/", 1)[1], None)
-            self.report_placement(new_names, where, unplaced)
+            self.report_placement(obs, rolling(judged), new_names, where, unplaced)
         self.state.unplaced = bool(unplaced)
-        return unplaced, placed
+        return unplaced, placed, own
 
-    def report_placement(self, new_names: list[str], where: dict[str, str], unplaced: list[Any]) -> None:
-        if self.rolling and new_names:
+    def report_placement(self, obs: Observed, rolling: bool, new_names: list[str], where: dict[str, str], unplaced: list[Any]) -> None:
+        if rolling and new_names:
             self.state.surge_blocked = bool(unplaced)
         if unplaced:
             # The planner's exact words: what a replica needs and what the cluster has.
@@ -311,30 +316,50 @@ class ModelReplicaSetPass:
             # double the API writes of a scale-up).
             self.event(
                 "Normal",
-                "RollingUpdate" if self.rolling else "ScalingUp",
-                f"creating {len(created)} replica(s) for {self.desired.count} desired ({self.desired.source}): {'; '.join(created)}"
+                "RollingUpdate" if rolling else "ScalingUp",
+                f"creating {len(created)} replica(s) for {obs.desired.count} desired ({obs.desired.source}): {'; '.join(created)}"
                 + (f"; {len(unplaced)} cannot be placed" if unplaced else ""),
                 once=False,
             )
 
-    def write(self, mrs: ModelReplicaSet, judged: Judged, step: RolloutStep, unplaced: list[Any], placed: list[Assignment]) -> None:
+    def write(
+        self, obs: Observed, mrs: ModelReplicaSet, judged: Judged, step: RolloutStep, unplaced: list[Any], placements: list[Assignment]
+    ) -> None:
         """Pods first, all at once (they are what a scale-up waits for; a gang's members are created
         together); then status, Services and the PDB, side by side.
 
         Status is not written before the pods: the pods record their own placement (required node
         affinity), so an operator killed between the two rebuilds the records from the pods
-        (record_from_pods) and recomputes the same names for replicas it had not created yet. An
-        incomplete gang without a record is removed and planned again (judging.py)."""
+        (judging.record_from_pods) and recomputes the same names for replicas it had not created
+        yet. An incomplete gang without a record is removed and planned again (judging.py)."""
         records = judged.records
-        pods = [pod for rname, a in sorted(judged.to_create.items()) for pod in children.missing_pods(mrs, a, self.views.get(rname))]
+        pods = [pod for rname, a in sorted(judged.to_create.items()) for pod in children.missing_pods(mrs, a, obs.views.get(rname))]
         # The key exists from the first pass, not the first pod: the workers of every fleet that
         # names this ModelReplicaSet read it too, and their pods cannot start without it, even
         # while no replica can be placed. Once per object and operator start (state.api_key_secret).
-        children.ensure_api_key_secret(self, mrs)
+        children.ensure_api_key_secret(self.kube, self.state, mrs)
         self.ctl.fan_out(self.kube.apply, pods)
         self.ctl.ledger.record(self.key, [a for rec in records.values() if (a := assignment_from_status(self.ns, self.name, rec)) is not None])
         self.state.nodes = frozenset(n for rec in records.values() for n in rec.get("nodes") or [])
-        st = status.compose(self, records, unplaced=unplaced, failures=judged.failures, waiting=step.waiting)
+        st = status.compose(
+            status.Outcome(
+                name=self.name,
+                generation=self.generation,
+                now=self.now,
+                spec=obs.spec,
+                assessment=obs.assessment,
+                capacity_error=obs.capacity_error,
+                desired=obs.desired,
+                records=records,
+                terminating=frozenset(judged.terminating),
+                current=judged.current,
+                status_in=self.status_in,
+                conditions_before=self.written.get("conditions") or [],
+                unplaced=unplaced,
+                failures=judged.failures,
+                waiting=step.waiting,
+            )
+        )
         if pods and not self.state.applied:
             # A new ModelReplicaSet's status, Services and PDB wait for its next pass, which is not
             # urgent: in a storm of new objects every object's pods (what a model load waits for)
@@ -343,6 +368,17 @@ class ModelReplicaSetPass:
             # Service selects its pods whenever it is created. Only those writes move, by a pass.
             self.wake.append(CHILDREN_AFTER_PODS_SECONDS)
         else:
-            multi_node = any(a.multi_node for a in (*self.own, *placed))
-            writes = [functools.partial(status.write, self, st), *children.writes(self, mrs, multi_node=multi_node)]
+            multi_node = any(a.multi_node for a in placements)
+            pool_problem = children.inference_pool_problem(self.kube, mrs)
+            if pool_problem:
+                self.event("Warning", "InferencePoolUnavailable", pool_problem)
+            writes = [
+                functools.partial(status.write, self.status_target(), st),
+                *children.writes(self.kube, self.state, self.key, self.now, mrs, multi_node=multi_node, pool=pool_problem is None),
+            ]
             self.ctl.fan_out(lambda write: write(), writes)
+
+
+def rolling(judged: Judged) -> bool:
+    """A rolling update is under way: an active replica runs an outdated spec."""
+    return any(not s.current for s in judged.states if s.phase in ACTIVE)

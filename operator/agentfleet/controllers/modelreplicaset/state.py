@@ -19,6 +19,7 @@ class ModelReplicaSetState:
     nodes: frozenset[str] = frozenset()  # nodes its replicas are on: their changes wake it
     quiet: bool = False  # its namespace is terminating: Events would be refused
     api_key_secret: bool = False  # the generated API key Secret is known to exist
+    inference_pool_swept: bool = False  # an InferencePool no longer asked for was deleted since the operator started
 
     def remember_write(self, resource_version: str | None) -> None:
         if resource_version:

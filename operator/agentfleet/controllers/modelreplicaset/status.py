@@ -6,7 +6,9 @@ other's)."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from agentfleet_contract.common import API_VERSION
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
@@ -16,9 +18,6 @@ from agentfleet.reconcile.status import StatusWriter, changed_fields
 from agentfleet.render.modelreplicaset import selector_string
 from agentfleet.render.vllm import served_name
 from agentfleet.rollout import ACTIVE, DRAINING, READY_PHASE, ConditionCause, Summary, compose_conditions, rfc3339
-
-if TYPE_CHECKING:
-    from agentfleet.controllers.modelreplicaset.reconcile import ModelReplicaSetPass
 
 log = logging.getLogger("agentfleet.modelreplicaset")
 KIND = "ModelReplicaSet"
@@ -32,13 +31,34 @@ def base(generation: int, name: str, spec: ModelReplicaSetSpec | None) -> dict[s
     return st
 
 
-def compose(p: ModelReplicaSetPass, records: dict[str, dict[str, Any]], *, unplaced: list[Any], failures: list[ConditionCause], waiting: str) -> dict[str, Any]:
-    staying = {r: rec.get("phase") for r, rec in records.items() if r not in p.terminating}
+@dataclass(frozen=True)
+class Outcome:
+    """What a pass ends with, as its status reads it."""
+
+    name: str
+    generation: int
+    now: float
+    spec: ModelReplicaSetSpec
+    assessment: Any  # capacity.assess of the spec
+    capacity_error: str | None
+    desired: Any  # rollout.Desired
+    records: Mapping[str, Mapping[str, Any]]  # replica -> status.placements record
+    terminating: frozenset[str]  # replicas on their way out: not counted
+    current: Mapping[str, bool]  # replica -> runs the current spec (new ones do)
+    status_in: Mapping[str, Any]  # status as the pass read it
+    conditions_before: list[dict[str, Any]]  # the conditions last written
+    unplaced: list[Any]  # placement.Unplaced of this object
+    failures: list[ConditionCause]
+    waiting: str  # what the rollout waits for
+
+
+def compose(o: Outcome) -> dict[str, Any]:
+    staying = {r: rec.get("phase") for r, rec in o.records.items() if r not in o.terminating}
     active = [r for r, ph in staying.items() if ph in ACTIVE]
     draining = [r for r, ph in staying.items() if ph == DRAINING]
-    current = [r for r in active if p.current.get(r, True)]
+    current = [r for r in active if o.current.get(r, True)]
     ready = [r for r in active if staying[r] == READY_PHASE]
-    desired = p.desired
+    desired, unplaced = o.desired, o.unplaced
     summary = Summary(
         desired=desired.count,
         replicas=len(active) + len(draining),
@@ -47,56 +67,68 @@ def compose(p: ModelReplicaSetPass, records: dict[str, dict[str, Any]], *, unpla
         outdated=len(active) - len(current),
         draining=len(draining),
         starting=len(active) - len(ready),
-        capacity_error=p.capacity_error,
+        capacity_error=o.capacity_error,
         unplaced=ConditionCause(unplaced[0].reason, unplaced[0].message) if unplaced else None,
         unplaced_count=len(unplaced),
         limited=ConditionCause(desired.limited_reason, desired.limited_message) if desired.limited_reason else None,
-        failures=failures,
-        waiting=waiting,
+        failures=o.failures,
+        waiting=o.waiting,
     )
-    conds = compose_conditions(p.written.get("conditions") or [], summary, p.generation)
+    conds = compose_conditions(o.conditions_before, summary, o.generation)
     # Every figure, null when unknown: a merge patch then also removes figures that went away.
     cap = dict.fromkeys(("weightsBytes", "kvBytesPerToken", "kvTokensPerReplica", "concurrentSequences", "contextTokens", "gpuMemoryBytes"))
-    cap.update(p.assessment.status().wire())
+    cap.update(o.assessment.status().wire())
     st = {
-        **base(p.generation, p.name, p.spec),
+        **base(o.generation, o.name, o.spec),
         "replicas": summary.replicas,
         "readyReplicas": summary.ready,
-        "placements": [{k: v for k, v in records[r].items() if v is not None} for r in sorted(records)],
+        "placements": [{k: v for k, v in o.records[r].items() if v is not None} for r in sorted(o.records)],
         "capacity": cap,
         "conditions": conds,
     }
-    if not p.spec.autoscaling.enabled:
+    if not o.spec.autoscaling.enabled:
         # While autoscaling is off the target is spec.replicas; with it on, desiredReplicas and
         # the scale reason belong to the autoscaler and are left alone.
         st["desiredReplicas"] = desired.count
-        before = p.status_in.get("desiredReplicas")
+        before = o.status_in.get("desiredReplicas")
         if before != desired.count:
-            st["lastScaleTime"] = rfc3339(p.now)
+            st["lastScaleTime"] = rfc3339(o.now)
             st["lastScaleReason"] = f"{desired.source} {before} -> {desired.count}" if before is not None else f"{desired.source} {desired.count}"
     return st
 
 
-def write(p: ModelReplicaSetPass, status: dict[str, Any]) -> None:
+@dataclass
+class StatusTarget:
+    """Where a pass writes status, and what it has written so far (``written``, kept up to date)."""
+
+    kube: Any
+    ns: str
+    name: str
+    state: Any  # ModelReplicaSetState: our writes' resourceVersions
+    written: dict[str, Any]
+    foreign_conditions: frozenset[str]  # condition types another writer owns: never applied here
+
+
+def write(t: StatusTarget, status: dict[str, Any]) -> None:
     """The figures first, then the conditions that summarize them: a reader that sees the new
     Ready also sees what it is based on."""
     status = dict(status)
     conds = status.pop("conditions", None)
-    writer = StatusWriter(p.kube, API_VERSION, KIND, FIELD_MANAGER)
-    changed = changed_fields(p.written, status)
+    writer = StatusWriter(t.kube, API_VERSION, KIND, FIELD_MANAGER)
+    changed = changed_fields(t.written, status)
     if changed:
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s/%s status: %s", p.ns, p.name, ", ".join(sorted(changed)))
-        _own(p, writer.patch(p.ns, p.name, changed))
-        p.written.update(changed)
+            log.debug("%s/%s status: %s", t.ns, t.name, ", ".join(sorted(changed)))
+        _own(t, writer.patch(t.ns, t.name, changed))
+        t.written.update(changed)
     if conds is not None:
-        mine = [c for c in conds if c.get("type") not in p.foreign_conditions]
-        before = [c for c in p.written.get("conditions") or [] if c.get("type") not in p.foreign_conditions]
-        out = writer.apply(p.ns, p.name, {"conditions": mine}, before={"conditions": before})
+        mine = [c for c in conds if c.get("type") not in t.foreign_conditions]
+        before = [c for c in t.written.get("conditions") or [] if c.get("type") not in t.foreign_conditions]
+        out = writer.apply(t.ns, t.name, {"conditions": mine}, before={"conditions": before})
         if out is not None:
-            _own(p, out)
-            p.written["conditions"] = list((out.get("status") or {}).get("conditions") or mine)
+            _own(t, out)
+            t.written["conditions"] = list((out.get("status") or {}).get("conditions") or mine)
 
 
-def _own(p: ModelReplicaSetPass, out: dict[str, Any] | None) -> None:
-    p.state.remember_write(((out or {}).get("metadata") or {}).get("resourceVersion"))
+def _own(t: StatusTarget, out: dict[str, Any] | None) -> None:
+    t.state.remember_write(((out or {}).get("metadata") or {}).get("resourceVersion"))
