@@ -4,7 +4,8 @@
 # default ~/.cache/agentfleet). Nothing of theirs is copied into this repository.
 #
 #   crds   the CRDs of the Prometheus Operator (PodMonitor, ServiceMonitor, PrometheusRule),
-#          KEDA (ScaledObject and the kinds its operator watches) and Argo CD (Application), copied
+#          KEDA (ScaledObject and the kinds its operator watches), Argo CD (Application) and the
+#          Gateway API Inference Extension (InferencePool), copied
 #          from the module folders into $CACHE/thirdparty-crds-<stamp>/; prints that folder.
 #   keda   KEDA's operator and metrics API server (cmd/operator, cmd/adapter) built from the
 #          module pinned by e2e/keda/go.mod + go.sum into $CACHE/keda-<version>/bin; prints it.
@@ -19,6 +20,7 @@ KEDA_GOMOD_DIR="$E2E_DIR/keda"
 PROMETHEUS_OPERATOR_VERSION="v0.85.0"
 KEDA_VERSION="v2.21.0"
 ARGOCD_VERSION="v2.14.21"   # the newest v2 line; v3 needs a newer Go than the control plane's
+GIE_VERSION="v1.6.0"        # Gateway API Inference Extension: the newest the module proxy serves here
 BUILD_RECIPE="1"
 CACHE_ROOT="${AGENTFLEET_CACHE:-$HOME/.cache/agentfleet}"
 
@@ -27,6 +29,7 @@ CRD_SOURCES=(
   "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION example/prometheus-operator-crd monitoring.coreos.com_podmonitors.yaml monitoring.coreos.com_servicemonitors.yaml monitoring.coreos.com_prometheusrules.yaml"
   "github.com/kedacore/keda/v2@$KEDA_VERSION config/crd/bases keda.sh_scaledobjects.yaml keda.sh_scaledjobs.yaml keda.sh_triggerauthentications.yaml keda.sh_clustertriggerauthentications.yaml eventing.keda.sh_cloudeventsources.yaml eventing.keda.sh_clustercloudeventsources.yaml"
   "github.com/argoproj/argo-cd/v2@$ARGOCD_VERSION manifests/crds application-crd.yaml"
+  "sigs.k8s.io/gateway-api-inference-extension@$GIE_VERSION config/crd/bases inference.networking.k8s.io_inferencepools.yaml"
 )
 
 log() { printf '[thirdparty.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

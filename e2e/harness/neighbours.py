@@ -39,7 +39,7 @@ def install_thirdparty_crds(cluster) -> list[str]:
     for n in names:
         cluster.run("wait", "--for=condition=Established", f"crd/{n}", "--timeout=60s")
     cluster.wait_for(
-        lambda: cluster.run("get", "podmonitors,scaledobjects,applications.argoproj.io", "-A", check=False).returncode == 0,
+        lambda: cluster.run("get", "podmonitors,scaledobjects,applications.argoproj.io,inferencepools", "-A", check=False).returncode == 0,
         timeout=30,
         desc="discovery of the third-party kinds",
     )

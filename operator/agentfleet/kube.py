@@ -15,7 +15,7 @@ from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
 FIELD_MANAGER = "agentfleet-operator"
 EVENT_SOURCE = "agentfleet-operator"
@@ -58,6 +58,8 @@ class WriteLimiter:
 
 # One bucket per process, shared by every Kube; the manager sets it from --api-qps/--api-burst.
 WRITES = WriteLimiter()
+# How long a kind the API server did not serve is taken as absent before discovery is asked again.
+MISSING_KIND_SECONDS = 60.0
 
 
 class Kube:
@@ -74,6 +76,7 @@ class Kube:
         self.dynamic = DynamicClient(self.api)
         self._kinds: dict[tuple[str, str], Any] = {}
         self._kinds_lock = threading.Lock()
+        self._missing: dict[tuple[str, str], float] = {}  # kinds not served -> when discovery said so
 
     def resource(self, api_version: str, kind: str) -> Any:
         """The discovered API resource of a kind (cached: discovery is costly)."""
@@ -84,6 +87,23 @@ class Kube:
             with self._kinds_lock:
                 self._kinds[key] = res
         return res
+
+    def serves(self, api_version: str, kind: str) -> bool:
+        """Whether the API server serves a kind (another project's CRD may not be installed). A miss
+        is remembered for MISSING_KIND_SECONDS: each one re-runs discovery of every API group."""
+        key = (api_version, kind)
+        if key in self._kinds:
+            return True
+        missed = self._missing.get(key)
+        if missed is not None and time.monotonic() - missed < MISSING_KIND_SECONDS:
+            return False
+        try:
+            self.resource(api_version, kind)
+        except ResourceNotFoundError:
+            self._missing[key] = time.monotonic()
+            return False
+        self._missing.pop(key, None)
+        return True
 
     @staticmethod
     def _json(resp: Any) -> dict[str, Any]:

@@ -87,6 +87,13 @@ NEEDS: tuple[Need, ...] = (
     Need("modelreplicaset", "policy", "poddisruptionbudgets", ("create", "patch", "delete"), "one PDB per ModelReplicaSet"),
     Need(
         "modelreplicaset",
+        "inference.networking.k8s.io",
+        "inferencepools",
+        ("create", "patch", "delete"),
+        "the InferencePool spec.inferencePool publishes, deleted when it is unset",
+    ),
+    Need(
+        "modelreplicaset",
         "networking.k8s.io",
         "networkpolicies",
         ("create", "patch"),

@@ -369,6 +369,25 @@ class Lifecycle(Model):
     max_restart_backoff_seconds: int = Field(default=900, ge=1, le=86400, description="Upper bound of the group-restart delay.")
 
 
+class EndpointPicker(Model):
+    service_name: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$",
+        description="Service of the endpoint picker (the Gateway API Inference Extension's EPP, or llm-d's router) in this namespace.",
+    )
+    port: int = Field(default=9002, ge=1, le=65535, description="The picker Service's gRPC port (ext-proc).")
+    failure_mode: Literal["FailOpen", "FailClose"] = Field(
+        default="FailClose", description="What the gateway does when the picker does not answer: FailOpen picks any replica, FailClose refuses."
+    )
+
+
+class InferencePoolSpec(Model):
+    endpoint_picker: EndpointPicker | None = Field(
+        default=None, description="The endpoint picker the gateway asks which replica takes a request; unset leaves the pool's picker unset."
+    )
+
+
 class ModelReplicaSetSpec(Model):
     model: ModelSource = Field(description="The model to serve and how it is named.")
     engine: Engine = default_obj("vLLM engine settings for every replica.", Engine)
@@ -378,6 +397,13 @@ class ModelReplicaSetSpec(Model):
     autoscaling: Autoscaling = default_obj("Scaling on queue depth and goodput read from Prometheus.", Autoscaling)
     routing: Routing = default_obj("How agent calls are spread over replicas.", Routing)
     lifecycle: Lifecycle = default_obj("Draining, startup and restart timing.", Lifecycle)
+    inference_pool: InferencePoolSpec | None = Field(
+        default=None,
+        description=(
+            "Publish a Gateway API Inference Extension InferencePool (inference.networking.k8s.io/v1) named after this set, "
+            "selecting its serving replicas, so a cluster's gateway can front them; unset publishes none."
+        ),
+    )
 
 
 class ReplicaPlacement(Model):

@@ -43,6 +43,7 @@ KINDS = {
     "Role": ("rbac.authorization.k8s.io", "roles"),
     "RoleBinding": ("rbac.authorization.k8s.io", "rolebindings"),
     "Milvus": ("milvus.io", "milvuses"),
+    "InferencePool": ("inference.networking.k8s.io", "inferencepools"),
     **{r.kind: ("agentfleet.io", r.plural) for r in RESOURCES},
 }
 

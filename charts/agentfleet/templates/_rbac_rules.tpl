@@ -75,6 +75,10 @@
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
   verbs: [get, list, watch]
+# modelreplicaset: the InferencePool spec.inferencePool publishes, deleted when it is unset
+- apiGroups: [inference.networking.k8s.io]
+  resources: [inferencepools]
+  verbs: [create, patch, delete]
 # vectorindex: the managed Milvus (Milvus Operator's kind), applied and read
 - apiGroups: [milvus.io]
   resources: [milvuses]

@@ -468,6 +468,35 @@ def render_services(mrs: ModelReplicaSet, *, gang: bool = False) -> list[dict[st
     return out
 
 
+INFERENCE_POOL_API = "inference.networking.k8s.io/v1"
+
+
+def render_inference_pool(mrs: ModelReplicaSet) -> dict[str, Any] | None:
+    """The Gateway API Inference Extension InferencePool over the set's serving replicas, or None
+    when the spec asks for none. It selects pods as the Services do (a replica's server or leader
+    while not draining), so a gateway stops sending to a replica the moment its drain begins and
+    sees a new replica once its pod is Ready, with no write of ours in between."""
+    pool = mrs.spec.inference_pool
+    if pool is None:
+        return None
+    name = _name(mrs)
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": serving_selector(name)},
+        "targetPorts": [{"number": mrs.spec.engine.port}],
+        "appProtocol": "http",
+    }
+    if pool.endpoint_picker is not None:
+        epp = pool.endpoint_picker
+        spec["endpointPickerRef"] = {
+            "group": "",
+            "kind": "Service",
+            "name": epp.service_name,
+            "port": {"number": epp.port},
+            "failureMode": epp.failure_mode,
+        }
+    return {"apiVersion": INFERENCE_POOL_API, "kind": "InferencePool", "metadata": _meta(mrs, name, common_labels(name)), "spec": spec}
+
+
 def render_pdb(mrs: ModelReplicaSet) -> dict[str, Any]:
     name = _name(mrs)
     return {

@@ -36,6 +36,7 @@ class FakeKube:
         self.rv = 1
         self.fail_after_pods: int | None = None
         self.lock = threading.Lock()
+        self.served: set[tuple[str, str]] = set()  # other projects' kinds whose CRDs are installed
 
     # what the controller calls (agentfleet.kube.Kube's methods)
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
@@ -51,6 +52,9 @@ class FakeKube:
     def exists(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         assert kind == "Node"
         return name in self.nodes
+
+    def serves(self, api_version: str, kind: str) -> bool:
+        return (api_version, kind) in self.served
 
     def create(self, obj: dict) -> dict:
         """Objects made once (the generated API key Secret)."""
@@ -396,3 +400,57 @@ def test_a_named_secret_without_consent_creates_nothing_and_says_how_to_label_it
     api.secrets["billing"]["metadata"]["labels"]["agentfleet.io/consent"] = "true"
     reconcile(api, rec)
     assert len(api.pods) == 1 and api.creates == []  # a named key: nothing generated
+
+
+# --- the InferencePool (spec.inferencePool) -----------------------------------------------------
+
+POOL = ("inference.networking.k8s.io/v1", "InferencePool")
+
+
+def ready_set(api: FakeKube, rec: ModelReplicaSetController, m: MRS) -> None:
+    api.nodes = {"n1": Node("n1").block("b1").obj()}
+    api.mrs = m.obj()
+    reconcile(api, rec)
+    api.run_pods()
+    reconcile(api, rec)
+
+
+def test_an_inference_pool_selects_the_serving_replicas_and_names_the_picker(env) -> None:
+    api, rec, _ = env
+    api.served.add(POOL)
+    ready_set(api, rec, mrs().replicas(2).spec(inferencePool={"endpointPicker": {"serviceName": "epp", "port": 9002}}))
+    pool = api.children[("InferencePool", "m")]
+    assert pool["apiVersion"] == "inference.networking.k8s.io/v1"
+    # The Services' selector: a draining replica (serving=false) leaves the pool with its drain.
+    assert pool["spec"]["selector"] == {"matchLabels": api.children[("Service", "m-replicas")]["spec"]["selector"]}
+    assert pool["spec"]["selector"]["matchLabels"]["agentfleet.io/serving"] == "true"
+    assert pool["spec"]["targetPorts"] == [{"number": 8000}]
+    assert pool["spec"]["endpointPickerRef"] == {"group": "", "kind": "Service", "name": "epp", "port": {"number": 9002}, "failureMode": "FailClose"}
+    assert pool["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+
+
+def test_an_inference_pool_no_longer_asked_for_is_deleted(env) -> None:
+    api, rec, clock = env
+    api.served.add(POOL)
+    ready_set(api, rec, mrs().spec(inferencePool={}))
+    assert ("InferencePool", "m") in api.children and "endpointPickerRef" not in api.children[("InferencePool", "m")]["spec"]
+    del api.mrs["spec"]["inferencePool"]
+    api.mrs["metadata"]["generation"] = 2
+    reconcile(api, rec)
+    assert ("InferencePool", "m") not in api.children
+    # Also after an operator restart, which forgets what it applied.
+    api.children[("InferencePool", "m")] = {"kind": "InferencePool"}
+    fresh = ModelReplicaSetController(api, workers=2, clock=lambda: clock[0], metrics=lambda ip, port: None)  # type: ignore[arg-type]
+    reconcile(api, fresh)
+    assert ("InferencePool", "m") not in api.children
+
+
+def test_an_inference_pool_without_its_crd_is_a_warning_not_a_failed_pass(env) -> None:
+    api, rec, _ = env
+    events: list[tuple[str, str, str]] = []
+    rec.events.event = lambda obj, t, reason, msg, **_: events.append((t, reason, msg))  # type: ignore[method-assign]
+    ready_set(api, rec, mrs().spec(inferencePool={}))
+    assert api.mrs["status"]["readyReplicas"] == 1 and ("Service", "m") in api.children
+    assert ("InferencePool", "m") not in api.children
+    warning = next(msg for t, reason, msg in events if (t, reason) == ("Warning", "InferencePoolUnavailable"))
+    assert "spec.inferencePool" in warning and "gateway-api-inference-extension" in warning
