@@ -85,6 +85,7 @@ NEEDS: tuple[Need, ...] = (
     Need("modelreplicaset", "", "pods", OWN, "replica pods: applied, relabelled (merge patch), deleted; GPU pods indexed cluster-wide"),
     Need("modelreplicaset", "", "services", ("create", "patch", "delete"), "serving, replicas and gang Services"),
     Need("modelreplicaset", "policy", "poddisruptionbudgets", ("create", "patch", "delete"), "one PDB per ModelReplicaSet"),
+    Need("modelreplicaset", "batch", "jobs", ("get", "create", "patch"), "the Job that fills spec.engine.modelCache, applied and read"),
     Need(
         "modelreplicaset",
         "inference.networking.k8s.io",

@@ -90,6 +90,13 @@ class ModelCache(Model):
         default=None, max_length=253, description="PersistentVolumeClaim holding downloaded weights; unset uses an emptyDir per pod."
     )
     size_limit: str = Field(default="200Gi", max_length=32, pattern=QUANTITY, description="Size limit of the emptyDir model cache.")
+    fill: bool = Field(
+        default=True,
+        description=(
+            "With claimName and a Hugging Face model: a Job fills the claim once per model revision and new replicas start after it, "
+            "loading from the claim; false lets each replica download into it."
+        ),
+    )
 
 
 class Engine(Model):
@@ -465,6 +472,15 @@ class ForecastStatus(Model):
     )
 
 
+class ModelCacheStatus(Model):
+    model: str = Field(max_length=700, description="The model and revision the cache holds or is filled with (name@revision).")
+    phase: Literal["Filling", "Filled", "Failed"] = Field(description="Filling: the Job runs; Filled: replicas load from the claim; Failed: they download themselves.")
+    job: str | None = Field(default=None, max_length=253, description="The Job that fills the cache.")
+    filled_at: str | None = Field(default=None, max_length=64, description="When the Job finished filling (RFC 3339).")
+    fill_seconds: int | None = Field(default=None, ge=0, description="How long the fill took, from the Job's start to its completion.")
+    message: str | None = Field(default=None, max_length=1024, description="Why the fill failed, from the Job's conditions.")
+
+
 class ModelReplicaSetStatus(Model):
     observed_generation: int | None = Field(default=None, description="metadata.generation last acted upon.")
     replicas: int = Field(default=0, description="Replicas that exist, ready or not.")
@@ -493,6 +509,7 @@ class ModelReplicaSetStatus(Model):
         description="Which term asked for the last change: reactive (queue, goodput, tasks), predictive (learned curve), standing (burst coverage), scheduled, minReplicas.",
     )
     forecast: ForecastStatus | None = Field(default=None, description="What the autoscaler learned of this set's demand, and what it holds for it.")
+    model_cache: ModelCacheStatus | None = Field(default=None, description="Whether spec.engine.modelCache holds the model's weights yet.")
     conditions: list[Condition] = conditions_field()
 
 

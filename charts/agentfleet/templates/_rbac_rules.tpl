@@ -67,6 +67,7 @@
 - apiGroups: [apps]
   resources: [statefulsets]
   verbs: [get, list, watch, create, patch]
+# modelreplicaset: the Job that fills spec.engine.modelCache, applied and read
 # vectorindex: ingestion Jobs: watched (kopf.on.event), applied, old ones deleted
 - apiGroups: [batch]
   resources: [jobs]

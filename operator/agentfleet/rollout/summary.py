@@ -81,7 +81,9 @@ def _progressing(s: Summary) -> Verdict:
     if s.draining:
         return True, "ScalingDown", f"draining {s.draining} replica(s)"
     if s.current < s.desired:
-        return True, "ScalingUp", f"{s.current} of {s.desired} replicas exist"
+        # What new replicas wait for (the model cache being filled), when something holds them.
+        waiting = f"; {s.waiting}" if s.waiting else ""
+        return True, "ScalingUp", f"{s.current} of {s.desired} replicas exist{waiting}"
     if s.starting:
         return True, "ReplicasStarting", f"{s.starting} replica(s) loading"
     return False, "ReplicasUpToDate", f"{s.current} replica(s) run the current spec"

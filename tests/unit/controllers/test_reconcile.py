@@ -42,6 +42,8 @@ class FakeKube:
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
         if kind == "Secret":
             return copy.deepcopy(self.secrets.get(name))
+        if kind == "Job":
+            return copy.deepcopy(self.children.get(("Job", name)))
         assert kind == "ModelReplicaSet"
         return copy.deepcopy(self.mrs) if self.mrs and self.mrs["metadata"]["name"] == name else None
 
@@ -454,3 +456,96 @@ def test_an_inference_pool_without_its_crd_is_a_warning_not_a_failed_pass(env) -
     assert ("InferencePool", "m") not in api.children
     warning = next(msg for t, reason, msg in events if (t, reason) == ("Warning", "InferencePoolUnavailable"))
     assert "spec.inferencePool" in warning and "gateway-api-inference-extension" in warning
+
+
+# --- the model cache's fill (spec.engine.modelCache) --------------------------------------------
+
+
+def cache_events(rec: ModelReplicaSetController) -> list[tuple[str, str, str]]:
+    events: list[tuple[str, str, str]] = []
+    rec.events.event = lambda obj, t, reason, msg, **_: events.append((t, reason, msg))  # type: ignore[method-assign]
+    return events
+
+
+def fill_job(api: FakeKube) -> dict:
+    jobs = [obj for (kind, _), obj in api.children.items() if kind == "Job"]
+    assert len(jobs) == 1, jobs
+    return jobs[0]
+
+
+def finish_job(api: FakeKube, type_: str, **status: Any) -> None:
+    job = fill_job(api)
+    job["status"] = {"conditions": [{"type": type_, "status": "True", **status.pop("condition", {})}], **status}
+
+
+def cached(m: MRS, **cache: Any) -> MRS:
+    return m.spec(engine={"modelCache": {"claimName": "weights", **cache}})
+
+
+def test_new_replicas_wait_for_the_cache_fill_then_load_from_it(env) -> None:
+    api, rec, _ = env
+    events = cache_events(rec)
+    api.nodes = {"n1": Node("n1").block("b1").obj()}
+    api.mrs = cached(mrs().replicas(2)).obj()
+    wake = reconcile(api, rec)
+    job = fill_job(api)
+    assert not api.pods, "no replica starts before its weights are in the cache"
+    assert wake is not None and wake <= 10
+    env_of = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env_of["AGENTFLEET_MODEL"] == api.mrs["spec"]["model"]["name"]
+    reconcile(api, rec)  # the pass after the first writes status
+    st = api.mrs["status"]["modelCache"]
+    assert (st["phase"], st["job"]) == ("Filling", job["metadata"]["name"])
+    assert "model cache weights" in cond(api, "Progressing")["message"]
+    assert [r for _, r, _ in events].count("FillingModelCache") == 1
+    finish_job(api, "Complete", startTime="2027-01-15T08:00:00Z", completionTime="2027-01-15T08:03:20Z")
+    reconcile(api, rec)
+    assert len(api.pods) == 2
+    reconcile(api, rec)
+    st = api.mrs["status"]["modelCache"]
+    assert (st["phase"], st["fillSeconds"]) == ("Filled", 200)
+    assert ("Normal", "ModelCacheFilled") in {(t, r) for t, r, _ in events}
+    # Filled is remembered: the Job may be deleted (by hand, or a TTL) without a second fill.
+    del api.children[("Job", job["metadata"]["name"])]
+    reconcile(api, rec)
+    assert not [k for k in api.children if k[0] == "Job"]
+
+
+def test_a_failed_fill_lets_replicas_download_themselves_and_says_why(env) -> None:
+    api, rec, _ = env
+    events = cache_events(rec)
+    api.nodes = {"n1": Node("n1").block("b1").obj()}
+    api.mrs = cached(mrs()).obj()
+    reconcile(api, rec)
+    finish_job(api, "Failed", condition={"reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"})
+    reconcile(api, rec)
+    assert len(api.pods) == 1
+    kind, warning = next((t, m) for t, r, m in events if r == "ModelCacheFillFailed")
+    assert kind == "Warning"
+    assert "BackoffLimitExceeded" in warning and "download the weights themselves" in warning
+    reconcile(api, rec)
+    assert api.mrs["status"]["modelCache"]["phase"] == "Failed"
+
+
+def test_a_new_revision_is_filled_by_a_new_job_and_no_fill_applies_without_a_claim(env) -> None:
+    api, rec, _ = env
+    api.nodes = {"n1": Node("n1").block("b1").obj()}
+    api.mrs = cached(mrs()).obj()
+    reconcile(api, rec)
+    first = fill_job(api)["metadata"]["name"]
+    finish_job(api, "Complete")
+    reconcile(api, rec)
+    api.mrs["spec"]["model"]["revision"] = "v2"
+    api.mrs["metadata"]["generation"] = 2
+    reconcile(api, rec)
+    names = {k[1] for k in api.children if k[0] == "Job"}
+    assert len(names) == 2 and first in names
+    assert api.mrs["status"]["modelCache"]["model"].endswith("@v2")
+    # Without a claim (or for an object-store model) there is nothing to fill.
+    for engine in ({}, {"modelCache": {"claimName": "weights", "fill": False}}):
+        api.children.clear()
+        api.mrs["spec"]["engine"] = engine
+        api.mrs["metadata"]["generation"] += 1
+        reconcile(api, rec)
+        assert not [k for k in api.children if k[0] == "Job"]
+        assert api.mrs["status"].get("modelCache") is None

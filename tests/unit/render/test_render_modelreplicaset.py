@@ -26,6 +26,7 @@ from agentfleet.render import (
     spec_hash,
     vllm_args,
 )
+from agentfleet.render.modelreplicaset import cache_job_name, cache_model, render_cache_job
 from tests.builders import Node
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -390,3 +391,60 @@ def test_the_generated_api_key_secret_carries_the_consent_label() -> None:
     assert s["metadata"]["name"] == "qwen-7b-vllm-api-key" and s["stringData"] == {"apiKey": "v"}
     assert s["metadata"]["labels"]["agentfleet.io/consent"] == "true"
     assert s["metadata"]["ownerReferences"][0]["kind"] == "ModelReplicaSet"
+
+
+# --- the model cache's fill Job ----------------------------------------------------------------
+
+
+def with_cache(m: ModelReplicaSet, **cache: object) -> ModelReplicaSet:
+    doc = m.model_dump(by_alias=True, exclude_none=True, mode="json")
+    doc["spec"]["engine"]["modelCache"] = {"claimName": "weights", **cache}
+    return ModelReplicaSet.model_validate(doc)
+
+
+def test_the_fill_job_writes_where_the_replicas_read() -> None:
+    m = with_cache(single_node())
+    job = render_cache_job(m)
+    assert job is not None and job["kind"] == "Job" and len(job["metadata"]["name"]) <= 57
+    pod = job["spec"]["template"]["spec"]
+    fill = pod["containers"][0]
+    replica = render_pod(m, Assignment(key="serving/qwen-7b-x-0", owner="serving/qwen-7b", nodes=("n1",), gpus_per_node=2), 0)
+    server = replica["spec"]["containers"][0]
+    env = {e["name"]: e for e in fill["env"]}
+    # The replicas' own HF_HOME on the same claim: vLLM finds the snapshot and downloads nothing.
+    assert env["HF_HOME"] == next(e for e in server["env"] if e["name"] == "HF_HOME")
+    cache_mount = next(v for v in fill["volumeMounts"] if v["name"] == "model-cache")
+    assert cache_mount == next(v for v in server["volumeMounts"] if v["name"] == "model-cache")
+    assert {"name": "model-cache", "persistentVolumeClaim": {"claimName": "weights"}} in pod["volumes"]
+    assert (env["AGENTFLEET_MODEL"]["value"], env["AGENTFLEET_REVISION"]["value"]) == ("Qwen/Qwen2.5-7B-Instruct", "main")
+    assert env["HF_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "hf-token", "key": "token"}}
+    assert fill["image"] == server["image"] and fill["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsUser"] == replica["spec"]["securityContext"]["runAsUser"]
+    assert pod["automountServiceAccountToken"] is False and pod["restartPolicy"] == "Never"
+    assert "snapshot_download" in fill["command"][-1]
+    # Its pod is no replica: nothing that selects the set's pods (scale, PDB, listing) may count it.
+    assert "agentfleet.io/modelreplicaset" not in job["spec"]["template"]["metadata"]["labels"]
+    assert job["spec"]["template"]["metadata"]["labels"]["agentfleet.io/model-cache"] == "qwen-7b"
+
+
+def test_no_fill_without_a_claim_for_paths_and_object_stores_or_when_turned_off() -> None:
+    doc = single_node().model_dump(by_alias=True, exclude_none=True, mode="json")
+    doc["spec"]["engine"].pop("modelCache", None)
+    assert render_cache_job(ModelReplicaSet.model_validate(doc)) is None
+    assert render_cache_job(with_cache(single_node(), fill=False)) is None
+    for source in ("s3://bucket/llama", "/models/llama", "pvc://weights/llama"):
+        doc = with_cache(single_node()).model_dump(by_alias=True, exclude_none=True, mode="json")
+        doc["spec"]["model"]["name"] = source
+        assert render_cache_job(ModelReplicaSet.model_validate(doc)) is None, source
+
+
+def test_the_fill_switch_rolls_no_pod() -> None:
+    assert spec_hash(with_cache(single_node(), fill=False).spec) == spec_hash(with_cache(single_node()).spec)
+
+
+def test_one_fill_job_per_model_revision_and_set() -> None:
+    m = with_cache(single_node())
+    names = {cache_job_name(n, f"Qwen/Qwen2.5-7B-Instruct@{r}") for n in ("qwen-7b", "other") for r in ("main", "v2")}
+    assert len(names) == 4
+    assert render_cache_job(m)["metadata"]["name"] == cache_job_name("qwen-7b", cache_model(m.spec))
+    assert len(cache_job_name("x" * 54, "org/" + "m" * 500 + "@main")) <= 57

@@ -29,6 +29,7 @@ from agentfleet.capacity import assess
 from agentfleet.controllers.modelreplicaset import children, status
 from agentfleet.controllers.modelreplicaset.caches import Key, Snapshot
 from agentfleet.controllers.modelreplicaset.judging import Judged, Observed, judge_replicas
+from agentfleet.controllers.modelreplicaset.modelcache import FILL_POLL_SECONDS, CacheFill, decide_fill
 from agentfleet.controllers.modelreplicaset.state import ModelReplicaSetState
 from agentfleet.placement import (
     MODELREPLICASET_LABEL,
@@ -42,7 +43,7 @@ from agentfleet.placement import (
     placement_status,
     requests_for,
 )
-from agentfleet.render.modelreplicaset import SERVING_LABEL, spec_hash
+from agentfleet.render.modelreplicaset import SERVING_LABEL, cache_job_name, cache_model, render_cache_job, spec_hash
 from agentfleet.rollout import (
     ACTIVE,
     DRAINING,
@@ -128,12 +129,13 @@ class ModelReplicaSetPass:
 
     def run(self, mrs: ModelReplicaSet, spec: ModelReplicaSetSpec) -> float | None:
         obs = self.observe(spec)
+        fill = self.fill_cache(obs, mrs)
         judged = self.judge(obs)
         self.read_in_flight(obs, judged)
         step = self.decide(obs, judged)
         replan = self.act(obs, step, judged)
-        unplaced, placed, own = self.place(obs, step, judged, replan)
-        self.write(obs, mrs, judged, step, unplaced, [*own, *placed])
+        unplaced, placed, own = self.place(obs, step, judged, replan if fill.replicas_may_start else {}, fill)
+        self.write(obs, mrs, judged, step, unplaced, [*own, *placed], fill)
         wakes = [w for w in (step.requeue_after, *self.wake) if w is not None]
         return min(wakes) if wakes else None
 
@@ -182,6 +184,26 @@ class ModelReplicaSetPass:
             gone=gone,
             unusable=unusable,
         )
+
+    def fill_cache(self, obs: Observed, mrs: ModelReplicaSet) -> CacheFill:
+        """The model cache's fill (modelcache.py decides): its Job created once per model revision,
+        its end reported; while it runs, new replicas wait and the pass looks again soon."""
+        model = cache_model(obs.spec)
+        status_in = self.status_in.get("modelCache") or {}
+        decided = status_in.get("model") == model and status_in.get("phase") in ("Filled", "Failed")
+        job = None
+        if model is not None and not decided:
+            job = self.kube.get("batch/v1", "Job", cache_job_name(self.name, model), self.ns)
+        fill = decide_fill(self.name, obs.spec, status_in, job)
+        if fill.create_job:
+            rendered = render_cache_job(mrs)
+            assert rendered is not None  # decide_fill asks for a Job only where a fill applies
+            self.kube.apply(rendered)
+        if fill.event is not None:
+            self.event(*fill.event)
+        if not fill.replicas_may_start:
+            self.wake.append(FILL_POLL_SECONDS)
+        return fill
 
     def judge(self, obs: Observed) -> Judged:
         """Judge every replica (pure) and carry out what cannot wait: deletions, Events, failure times."""
@@ -269,12 +291,13 @@ class ModelReplicaSetPass:
         return replan
 
     def place(
-        self, obs: Observed, step: RolloutStep, judged: Judged, replan: dict[str, int]
+        self, obs: Observed, step: RolloutStep, judged: Judged, replan: dict[str, int], fill: CacheFill
     ) -> tuple[list[Any], list[Assignment], list[Assignment]]:
         """New replicas, and failed ones whose place is gone, through the ledger's planner:
-        (unplaced, placed now, placed before)."""
+        (unplaced, placed now, placed before). None while the model cache is being filled."""
         records = judged.records
-        new_names = new_replica_names(self.name, obs.shash, obs.views.keys(), step.create) if step.create > 0 else []
+        create = step.create if fill.replicas_may_start else 0
+        new_names = new_replica_names(self.name, obs.shash, obs.views.keys(), create) if create > 0 else []
         for rname in new_names:
             judged.current[rname] = True
         unplaced: list[Any] = []
@@ -323,7 +346,14 @@ class ModelReplicaSetPass:
             )
 
     def write(
-        self, obs: Observed, mrs: ModelReplicaSet, judged: Judged, step: RolloutStep, unplaced: list[Any], placements: list[Assignment]
+        self,
+        obs: Observed,
+        mrs: ModelReplicaSet,
+        judged: Judged,
+        step: RolloutStep,
+        unplaced: list[Any],
+        placements: list[Assignment],
+        fill: CacheFill,
     ) -> None:
         """Pods first, all at once (they are what a scale-up waits for; a gang's members are created
         together); then status, Services and the PDB, side by side.
@@ -357,7 +387,8 @@ class ModelReplicaSetPass:
                 conditions_before=self.written.get("conditions") or [],
                 unplaced=unplaced,
                 failures=judged.failures,
-                waiting=step.waiting,
+                waiting="; ".join(w for w in (fill.waiting, step.waiting) if w),
+                model_cache=fill.status,
             )
         )
         if pods and not self.state.applied:

@@ -50,6 +50,7 @@ class Outcome:
     unplaced: list[Any]  # placement.Unplaced of this object
     failures: list[ConditionCause]
     waiting: str  # what the rollout waits for
+    model_cache: Mapping[str, Any] | None = None  # status.modelCache (modelcache.py); None: no fill applies
 
 
 def compose(o: Outcome) -> dict[str, Any]:
@@ -84,6 +85,8 @@ def compose(o: Outcome) -> dict[str, Any]:
         "readyReplicas": summary.ready,
         "placements": [{k: v for k, v in o.records[r].items() if v is not None} for r in sorted(o.records)],
         "capacity": cap,
+        # Null removes a fill's record once the spec no longer asks for one (a merge patch).
+        "modelCache": dict(o.model_cache) if o.model_cache is not None else None,
         "conditions": conds,
     }
     if not o.spec.autoscaling.enabled:
