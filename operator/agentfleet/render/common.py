@@ -17,6 +17,18 @@ ROUTINE_MODEL_CLIENT_LABEL = "agentfleet.io/routine-model"
 API_KEY_KEY = "apiKey"
 
 
+def restricted_container() -> dict[str, Any]:
+    """A container's securityContext under Pod Security "restricted" with a read-only root: every
+    pod the operator renders runs so (what it writes goes to the emptyDirs its renderer mounts)."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def api_key_secret_name(mrs: str) -> str:
     """The Secret the operator generates for a ModelReplicaSet without spec.engine.apiKeySecretRef."""
     return f"{mrs}-vllm-api-key"

@@ -45,6 +45,7 @@ from agentfleet.render.common import (
     api_key_ref,
     api_key_secret_name,
     child_meta,
+    restricted_container,
 )
 from agentfleet.render.vllm import MASTER_PORT, MODEL_SOURCE_PATH, multi_node_backend, vllm_args
 
@@ -379,13 +380,7 @@ def render_pod(mrs: ModelReplicaSet, a: Assignment, index: int, *, draining: boo
     container["resources"] = _resources(spec, a.gpus_per_node)
     container["volumeMounts"] = mounts
     # Pod Security "restricted": GPUs come through the device plugin, which needs no privilege.
-    container["securityContext"] = {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    container["securityContext"] = restricted_container()
     if serves:
         container.update(_probes(spec))
         container["lifecycle"] = {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SLEEP_SECONDS)]}}}
@@ -492,13 +487,7 @@ def render_cache_job(mrs: ModelReplicaSet) -> dict[str, Any] | None:
         # A download: network and disk bound. The memory limit bounds what a misbehaving client holds.
         "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
         "volumeMounts": [{"name": "model-cache", "mountPath": CACHE_PATH}, {"name": "tmp", "mountPath": TMP_PATH}],
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_container(),
     }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",

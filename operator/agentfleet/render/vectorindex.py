@@ -35,7 +35,7 @@ from typing import Any
 from agentfleet_contract.vectorindex import VectorIndex, VectorIndexSpec
 
 from agentfleet.capacity import parse_quantity
-from agentfleet.render.common import RenderError, child_meta
+from agentfleet.render.common import RenderError, child_meta, restricted_container
 
 VECTORINDEX_LABEL = "agentfleet.io/vectorindex"
 INGESTION_KEY_LABEL = "agentfleet.io/ingestion-key"
@@ -296,13 +296,7 @@ def render_ingestion_job(
         # The worker writes its final progress record there; if it dies before writing, the
         # tail of its log (which holds the last progress line) is used instead.
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_container(),
     }
     if image_pull_policy:
         container["imagePullPolicy"] = image_pull_policy
