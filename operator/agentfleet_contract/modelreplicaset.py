@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -136,6 +136,12 @@ class Engine(Model):
         default=None, ge=128, le=10_000_000, description="Context length in tokens (vLLM --max-model-len); unset uses the model's maximum."
     )
     max_num_seqs: int = Field(default=256, ge=1, le=65536, description="Most sequences batched at once (vLLM --max-num-seqs).")
+    max_loras: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="With spec.adapters: LoRA adapters held in GPU memory at once per replica (vLLM --max-loras); others are swapped in.",
+    )
     gpu_memory_utilization: float = Field(
         default=0.9, gt=0, le=1, description="Fraction of each GPU's memory vLLM may use, in (0, 1] (vLLM --gpu-memory-utilization)."
     )
@@ -389,13 +395,52 @@ class EndpointPicker(Model):
     )
 
 
+LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's accepted --max-lora-rank values
+
+
+class Adapter(Model):
+    name: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Name clients (and AgentFleets' spec.modelAdapter) put in the OpenAI API's model field to use this adapter.",
+    )
+    source: str = Field(
+        min_length=1,
+        max_length=1024,
+        description=(
+            "Where the replica reads the adapter: a path inside the replica (the model cache claim is mounted at /models-cache) "
+            "or a Hugging Face repository id."
+        ),
+    )
+    max_rank: Literal[8, 16, 32, 64, 128, 256, 320, 512] = Field(
+        default=16, description="The adapter's LoRA rank, rounded up to one vLLM accepts; the largest sets --max-lora-rank."
+    )
+
+
 class InferencePoolSpec(Model):
     endpoint_picker: EndpointPicker | None = Field(
         default=None, description="The endpoint picker the gateway asks which replica takes a request; unset leaves the pool's picker unset."
     )
 
 
+def _served(spec: Any) -> str:
+    return spec.model.served_name or spec.model.name
+
+
 class ModelReplicaSetSpec(Model):
+    rules = (
+        Rule(
+            cel=(
+                "!has(self.adapters) || self.adapters.all(a, "
+                "a.name != (has(self.model.servedName) ? self.model.servedName : self.model.name))"
+            ),
+            message="spec.adapters[].name must differ from the model's served name: clients would not tell them apart; rename the adapter",
+            check=lambda s: all(a.name != _served(s) for a in s.adapters),
+            field_path=".adapters",
+        ),
+    )
+
     model: ModelSource = Field(description="The model to serve and how it is named.")
     engine: Engine = default_obj("vLLM engine settings for every replica.", Engine)
     gpu: GPU = default_obj("Which GPUs a replica runs on; each replica takes tensorParallelSize x pipelineParallelSize of them.", GPU)
@@ -404,6 +449,15 @@ class ModelReplicaSetSpec(Model):
     autoscaling: Autoscaling = default_obj("Scaling on queue depth and goodput read from Prometheus.", Autoscaling)
     routing: Routing = default_obj("How agent calls are spread over replicas.", Routing)
     lifecycle: Lifecycle = default_obj("Draining, startup and restart timing.", Lifecycle)
+    adapters: list[Adapter] = Field(
+        default_factory=list,
+        max_length=256,
+        description=(
+            "LoRA adapters served on top of the model: loaded into every ready replica at run time (vLLM's adapter API) "
+            "and unloaded when removed here, without restarting replicas."
+        ),
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
     inference_pool: InferencePoolSpec | None = Field(
         default=None,
         description=(
@@ -425,6 +479,9 @@ class ReplicaPlacement(Model):
     phase: Literal["Pending", "Loading", "Ready", "Draining", "Failed"] = Field(default="Pending", description="Lifecycle phase of the replica.")
     endpoint: str | None = Field(default=None, max_length=512, description="host:port of the replica's OpenAI server, for sticky routing.")
     restarts: int = Field(default=0, ge=0, description="Group restarts so far.")
+    adapters: list[Annotated[str, Field(max_length=128)]] = Field(
+        default_factory=list, max_length=256, description="spec.adapters loaded on this replica, as it last answered."
+    )
     failed_at: str | None = Field(
         default=None,
         max_length=64,

@@ -60,6 +60,10 @@ class EngineConfig:
     # "max_tokens": always generate max_tokens (like ignore_eos), for exact tests.
     output_length_mode: str = "natural"
     seed: int = 0
+    # LoRA (adapters.py): adapters in GPU memory at once (vLLM's --max-loras; 0: LoRA off), and
+    # the seconds moving one in takes (its weights from host memory: tens of MB per adapter).
+    max_loras: int = 0
+    lora_swap_s: float = 0.5
 
     @property
     def num_blocks(self) -> int:

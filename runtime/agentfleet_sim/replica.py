@@ -13,6 +13,7 @@ import random
 from collections.abc import AsyncIterator
 from typing import Any
 
+from .adapters import AdapterSlots
 from .config import FaultConfig, ReplicaConfig
 from .engine import Engine, RequestTooLong
 from .episodes import SlowEpisodes
@@ -65,6 +66,7 @@ class Replica:
         self.orphans = 0  # calls whose client went away but that ran on (quirks.abort_on_disconnect off)
         self.tool_calls = 0  # answers written as tool calls (quirks.tool_call_rate)
         self.tokenized = 0  # POST /tokenize answered
+        self.adapters = AdapterSlots(self.config.engine.max_loras, self.config.engine.lora_swap_s)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -168,7 +170,23 @@ class Replica:
     # -- read-only endpoints ---------------------------------------------------------------
     def models(self) -> dict[str, Any]:
         cfg = self.config.engine
-        return models_response(cfg.served_name, cfg.model, cfg.max_model_len)
+        out = models_response(cfg.served_name, cfg.model, cfg.max_model_len)
+        base = out["data"][0]
+        # vLLM lists each registered adapter beside the base model, the base as its parent.
+        out["data"] += [{**base, "id": name, "root": path, "parent": cfg.served_name} for name, path in self.adapters.registered.items()]
+        return out
+
+    def load_adapter(self, body: Any) -> str:
+        """``POST /v1/load_lora_adapter``."""
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        return self.adapters.load(str(body.get("lora_name") or ""), str(body.get("lora_path") or ""))
+
+    def unload_adapter(self, body: Any) -> str:
+        """``POST /v1/unload_lora_adapter``."""
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        return self.adapters.unload(str(body.get("lora_name") or ""))
 
     def metrics_text(self) -> bytes:
         if self._metrics_fail_next:
@@ -195,13 +213,20 @@ class Replica:
     async def completion(self, body: Any, kind: Kind = "chat") -> Chunk | AsyncIterator[Chunk]:
         """Serve one OpenAI call: a response dict, or an async iterator of stream chunks."""
         self._admit()
-        req = parse_request(body, kind, self.config.engine.served_name, self.tokenizer)
+        served = self.config.engine.served_name
+        named = body.get("model") if isinstance(body, dict) else None
+        adapter = named if isinstance(named, str) and named in self.adapters.registered else None
+        req = parse_request({**body, "model": served} if adapter else body, kind, served, self.tokenizer)
         if self.quirks.strict_tool_schemas and isinstance(body, dict):
             for i, tool in enumerate(body.get("tools") or ()):
                 where = non_portable_schema_path((tool.get("function") or {}).get("parameters") if isinstance(tool, dict) else None)
                 if where:
                     raise ApiError(400, f"tools[{i}].function.{where}: a schema object is not supported here (only true/false)", param="tools")
         slow_factor = await self._faults_before_call(req.prompt)
+        if adapter is not None:
+            swap = self.adapters.acquire(adapter)
+            if swap > 0:
+                await asyncio.sleep(swap)  # the adapter moves into a GPU slot before the call runs
         request_id = f"{self.name}-{next(self._ids)}"
         try:
             handle = self.runner.submit(request_id, req.prompt, max_tokens=req.max_tokens, stream=req.stream, ignore_eos=req.ignore_eos)
@@ -215,8 +240,8 @@ class Replica:
             self.tool_calls += tool_call is not None
             handle.request.tool_call = tool_call is not None
         if req.stream:
-            return self._stream(handle, req, slow_factor, tool_call)
-        return full_response(kind, request_id, self.config.engine.served_name, await self._wait(handle, slow_factor), tool_call)
+            return self._stream(handle, req, slow_factor, tool_call, model=adapter or served)
+        return full_response(kind, request_id, adapter or served, await self._wait(handle, slow_factor), tool_call)
 
     async def generate(
         self,
@@ -295,10 +320,11 @@ class Replica:
         else:
             self.orphans += 1
 
-    async def _stream(self, handle: RequestHandle, req: GenerationRequest, slow_factor: float, tool_call: Chunk | None = None) -> AsyncIterator[Chunk]:
+    async def _stream(
+        self, handle: RequestHandle, req: GenerationRequest, slow_factor: float, tool_call: Chunk | None = None, *, model: str
+    ) -> AsyncIterator[Chunk]:
         loop = asyncio.get_running_loop()
         rid = handle.request.request_id
-        model = self.config.engine.served_name
         assert handle.tokens is not None
         try:
             opening = first_chunk(req.kind, rid, model)

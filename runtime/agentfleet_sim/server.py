@@ -72,6 +72,19 @@ async def _models(request: web.Request) -> web.Response:
     return web.json_response(request.app[REPLICA_KEY].models())
 
 
+def _adapter_handler(action: str):  # type: ignore[no-untyped-def]
+    async def handler(request: web.Request) -> web.Response:
+        replica = request.app[REPLICA_KEY]
+        try:
+            body = await _json_body(request)
+            text = replica.load_adapter(body) if action == "load" else replica.unload_adapter(body)
+        except ApiError as exc:
+            return _error(exc)
+        return web.Response(text=text)
+
+    return handler
+
+
 async def _metrics(request: web.Request) -> web.Response:
     try:
         text = request.app[REPLICA_KEY].metrics_text()
@@ -125,6 +138,8 @@ def make_app(replica: Replica) -> web.Application:
     app.router.add_post("/v1/chat/completions", _completion_handler("chat"))
     app.router.add_post("/v1/completions", _completion_handler("completion"))
     app.router.add_get("/v1/models", _models)
+    app.router.add_post("/v1/load_lora_adapter", _adapter_handler("load"))
+    app.router.add_post("/v1/unload_lora_adapter", _adapter_handler("unload"))
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
     app.router.add_post("/tokenize", _tokenize)

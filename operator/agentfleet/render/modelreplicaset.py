@@ -47,7 +47,7 @@ from agentfleet.render.common import (
     child_meta,
     restricted_container,
 )
-from agentfleet.render.vllm import MASTER_PORT, MODEL_SOURCE_PATH, multi_node_backend, vllm_args
+from agentfleet.render.vllm import MASTER_PORT, MODEL_SOURCE_PATH, lora_rank, multi_node_backend, vllm_args
 
 ROLE_LABEL = "agentfleet.io/role"
 SERVING_LABEL = "agentfleet.io/serving"  # "false" takes a draining replica out of every Service
@@ -149,6 +149,11 @@ def spec_hash(spec: ModelReplicaSetSpec) -> str:
         },
         "startupTimeoutSeconds": spec.lifecycle.startup_timeout_seconds,
     }
+    if spec.adapters:
+        # Whether LoRA is on and the largest rank shape the pod; which adapters are loaded does not.
+        shaping["lora"] = {"maxRank": lora_rank(spec)}
+    else:
+        engine.pop("maxLoras", None)
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -185,6 +190,10 @@ def _env(mrs: ModelReplicaSet, gang: bool) -> list[dict[str, Any]]:
         # No usage reports from production pods; spec.engine.env may turn them back on.
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
     ]
+    if spec.adapters:
+        # vLLM's /v1/load_lora_adapter and /v1/unload_lora_adapter answer only with this set; the
+        # operator calls them with the API key, and the NetworkPolicy admits only it and the workers.
+        env.append({"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"})
     if spec.model.hf_token_secret_ref:
         ref = spec.model.hf_token_secret_ref
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})

@@ -79,6 +79,10 @@ def vllm_args(
     ]
     if spec.model.revision:
         args += ["--revision", spec.model.revision]
+    if spec.adapters:
+        # Adapters themselves are loaded at run time (the operator, through vLLM's adapter API):
+        # only the GPU slots and the largest rank shape the pod, so adding one restarts nothing.
+        args += ["--enable-lora", "--max-loras", str(e.max_loras), "--max-lora-rank", str(lora_rank(spec))]
     # Object stores are read through the Run:ai model streamer (vLLM's documented S3/GCS loader).
     if spec.model.name.startswith(("s3://", "gs://")) and _flag_value(e.extra_args, "--load-format") is None:
         args += ["--load-format", "runai_streamer"]
@@ -93,3 +97,8 @@ def vllm_args(
                 args.append("--headless")
     args += list(e.extra_args)
     return args
+
+
+def lora_rank(spec: ModelReplicaSetSpec) -> int:
+    """--max-lora-rank: the largest adapter's rank (each is one vLLM accepts); 0 without adapters."""
+    return max((a.max_rank for a in spec.adapters), default=0)

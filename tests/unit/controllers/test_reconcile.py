@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from agentfleet.controllers.modelreplicaset.adapters import AdapterError, adapter_actions
 from agentfleet.controllers.modelreplicaset.caches import Snapshot, trim_node, trim_pod
 from agentfleet.controllers.modelreplicaset.controller import ModelReplicaSetController
 from agentfleet.controllers.modelreplicaset.reconcile import CHILDREN_AFTER_PODS_SECONDS
@@ -549,3 +550,114 @@ def test_a_new_revision_is_filled_by_a_new_job_and_no_fill_applies_without_a_cla
         reconcile(api, rec)
         assert not [k for k in api.children if k[0] == "Job"]
         assert api.mrs["status"].get("modelCache") is None
+
+
+# --- LoRA adapters (spec.adapters) --------------------------------------------------------------
+
+
+class FakeAdapters:
+    """vLLM's adapter API on each replica endpoint (adapters.AdapterClient's methods)."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[str, dict[str, str]] = {}  # endpoint -> name -> source
+        self.down: set[str] = set()
+        self.calls: list[tuple[str, str, str]] = []
+
+    def client(self, endpoint: str, key: str | None) -> FakeAdapters._Client:
+        return FakeAdapters._Client(self, endpoint)
+
+    class _Client:
+        def __init__(self, api: FakeAdapters, endpoint: str) -> None:
+            self.api, self.endpoint = api, endpoint
+
+        def _check(self) -> None:
+            if self.endpoint in self.api.down:
+                raise AdapterError("GET /v1/models: connection refused")
+
+        def loaded(self) -> dict[str, str]:
+            self._check()
+            return dict(self.api.loaded.setdefault(self.endpoint, {}))
+
+        def load(self, name: str, source: str) -> None:
+            self._check()
+            self.api.calls.append((self.endpoint, "load", name))
+            self.api.loaded.setdefault(self.endpoint, {})[name] = source
+
+        def unload(self, name: str) -> None:
+            self._check()
+            self.api.calls.append((self.endpoint, "unload", name))
+            del self.api.loaded[self.endpoint][name]
+
+
+def lora_env(clock: list[float]) -> tuple[FakeKube, ModelReplicaSetController, FakeAdapters]:
+    api, fake = FakeKube(clock), FakeAdapters()
+    rec = ModelReplicaSetController(api, workers=2, clock=lambda: clock[0], metrics=lambda ip, port: None, adapter_client=fake.client)  # type: ignore[arg-type]
+    return api, rec, fake
+
+
+SQL = {"name": "sql", "source": "/models-cache/adapters/sql"}
+CHAT = {"name": "chat", "source": "org/chat-lora", "maxRank": 32}
+
+
+def test_adapter_actions_load_missing_unload_removed_and_reload_a_moved_source() -> None:
+    acts = adapter_actions({"a": "/a", "b": "/b2", "c": "/c"}, {"b": "/b1", "x": "/x", "c": "/c"})
+    assert acts.unload == ["x", "b"] and acts.load == [("a", "/a"), ("b", "/b2")]
+    assert adapter_actions({}, {}) == adapter_actions({"a": "/a"}, {"a": "/a"}) == type(acts)()
+
+
+def test_every_ready_replica_holds_the_specs_adapters_and_status_says_so() -> None:
+    clock = [1_800_000_000.0]
+    api, rec, fake = lora_env(clock)
+    ready_set(api, rec, mrs().replicas(2).spec(adapters=[SQL, CHAT]))
+    reconcile(api, rec)
+    endpoints = {p["endpoint"] for p in api.mrs["status"]["placements"]}
+    assert len(endpoints) == 2
+    assert all(fake.loaded[e] == {"sql": SQL["source"], "chat": CHAT["source"]} for e in endpoints)
+    assert all(p["adapters"] == ["chat", "sql"] for p in api.mrs["status"]["placements"])
+    # The pods were started for LoRA: slots and the largest rank, and the run-time API switched on.
+    pod = next(iter(api.pods.values()))["spec"]["containers"][0]
+    args = pod["args"] if "args" in pod else pod["command"]
+    assert "--enable-lora" in args and args[args.index("--max-lora-rank") + 1] == "32" and args[args.index("--max-loras") + 1] == "4"
+    assert {"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"} in pod["env"]
+    # A removed adapter is unloaded, an added one loaded, on the next pass, without a new pod.
+    pods_before = set(api.pods)
+    api.mrs["spec"]["adapters"] = [CHAT, {"name": "code", "source": "/models-cache/adapters/code", "maxRank": 32}]
+    api.mrs["metadata"]["generation"] = 2
+    reconcile(api, rec)
+    reconcile(api, rec)
+    assert set(api.pods) == pods_before
+    assert all(set(fake.loaded[e]) == {"chat", "code"} for e in endpoints)
+    assert all(p["adapters"] == ["chat", "code"] for p in api.mrs["status"]["placements"])
+    calls_before = len(fake.calls)
+    reconcile(api, rec)
+    assert len(fake.calls) == calls_before, "a replica that holds the list is asked nothing more"
+
+
+def test_a_replica_that_cannot_be_reached_is_a_warning_and_keeps_its_record() -> None:
+    clock = [1_800_000_000.0]
+    api, rec, fake = lora_env(clock)
+    events: list[tuple[str, str, str]] = []
+    rec.events.event = lambda obj, t, reason, msg, **_: events.append((t, reason, msg))  # type: ignore[method-assign]
+    ready_set(api, rec, mrs().replicas(2).spec(adapters=[SQL]))
+    endpoint = api.mrs["status"]["placements"][0]["endpoint"]
+    fake.down.add(endpoint)
+    reconcile(api, rec)
+    reconcile(api, rec)
+    byname = {p["endpoint"]: p for p in api.mrs["status"]["placements"]}
+    assert byname[endpoint]["adapters"] == [] and all(p["adapters"] == ["sql"] for e, p in byname.items() if e != endpoint)
+    warning = next(m for t, r, m in events if r == "AdapterSyncFailed")
+    assert "connection refused" in warning
+    fake.down.clear()
+    reconcile(api, rec)
+    reconcile(api, rec)
+    assert all(p["adapters"] == ["sql"] for p in api.mrs["status"]["placements"])
+
+
+def test_no_adapter_api_call_for_a_set_without_adapters(env) -> None:
+    api, _, clock = env
+    api2, rec, fake = lora_env(clock)
+    ready_set(api2, rec, mrs().replicas(2))
+    reconcile(api2, rec)
+    assert fake.calls == [] and fake.loaded == {}
+    pod = next(iter(api2.pods.values()))["spec"]["containers"][0]
+    assert "--enable-lora" not in (pod.get("args") or pod.get("command") or [])

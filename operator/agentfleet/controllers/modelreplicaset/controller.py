@@ -21,6 +21,7 @@ from kubernetes.dynamic.exceptions import ForbiddenError, NotFoundError
 from pydantic import ValidationError
 
 from agentfleet.controllers.modelreplicaset import status
+from agentfleet.controllers.modelreplicaset.adapters import AdapterClient
 from agentfleet.controllers.modelreplicaset.caches import Caches, Key, Snapshot
 from agentfleet.controllers.modelreplicaset.inflight import InFlightReader, read_in_flight
 from agentfleet.controllers.modelreplicaset.ledger import PlacementLedger
@@ -56,6 +57,7 @@ class ModelReplicaSetController(Controller[ModelReplicaSetState]):
         caches: Caches | None = None,
         clock: Callable[[], float] = time.time,
         metrics: Callable[[str, int], int | None] = read_in_flight,
+        adapter_client: Callable[[str, str | None], Any] = AdapterClient,
         workers: int = CONFIG.workers,
     ) -> None:
         super().__init__(kube, events or EventRecorder(post_with_kopf, clock=clock), workers=workers, resync=CONFIG.resync_seconds, backoff=BACKOFF)
@@ -63,6 +65,7 @@ class ModelReplicaSetController(Controller[ModelReplicaSetState]):
         self.caches = caches or Caches()
         self.ledger = PlacementLedger()
         self.in_flight = InFlightReader(metrics, clock=clock)
+        self.adapter_client = adapter_client  # (endpoint, API key) -> the replica's adapter API
         self._io_pool = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="af-io")
 
     def new_state(self) -> ModelReplicaSetState:

@@ -17,6 +17,7 @@ this module does the I/O through agentfleet.kube.
 
 from __future__ import annotations
 
+import base64
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -27,6 +28,7 @@ from agentfleet_contract.modelreplicaset import ModelReplicaSet, ModelReplicaSet
 from agentfleet.autoscale.common import AUTOSCALER_CONDITIONS, SCALING_LIMITED
 from agentfleet.capacity import assess
 from agentfleet.controllers.modelreplicaset import children, status
+from agentfleet.controllers.modelreplicaset.adapters import sync_replica
 from agentfleet.controllers.modelreplicaset.caches import Key, Snapshot
 from agentfleet.controllers.modelreplicaset.judging import Judged, Observed, judge_replicas
 from agentfleet.controllers.modelreplicaset.modelcache import FILL_POLL_SECONDS, CacheFill, decide_fill
@@ -43,6 +45,7 @@ from agentfleet.placement import (
     placement_status,
     requests_for,
 )
+from agentfleet.render.common import API_KEY_KEY, api_key_secret_name
 from agentfleet.render.modelreplicaset import SERVING_LABEL, cache_job_name, cache_model, render_cache_job, spec_hash
 from agentfleet.rollout import (
     ACTIVE,
@@ -74,6 +77,7 @@ class PassServices(Protocol):
     ledger: Any  # ledger.PlacementLedger: placements of every ModelReplicaSet, for the planner
     in_flight: Any  # inflight.InFlightReader
     clock: Callable[[], float]
+    adapter_client: Callable[[str, str | None], Any]  # (endpoint, API key) -> adapters.AdapterClient
 
     def fan_out(self, fn: Any, items: list[Any]) -> None: ...
 
@@ -132,6 +136,7 @@ class ModelReplicaSetPass:
         fill = self.fill_cache(obs, mrs)
         judged = self.judge(obs)
         self.read_in_flight(obs, judged)
+        self.sync_adapters(obs, mrs, judged)
         step = self.decide(obs, judged)
         replan = self.act(obs, step, judged)
         unplaced, placed, own = self.place(obs, step, judged, replan if fill.replicas_may_start else {}, fill)
@@ -217,6 +222,33 @@ class ModelReplicaSetPass:
             self.event(type_, reason, message, once=False)
         self.wake += judged.wakes
         return judged
+
+    def sync_adapters(self, obs: Observed, mrs: ModelReplicaSet, judged: Judged) -> None:
+        """Every ready replica holds spec.adapters (adapters.py); its record says what it holds."""
+        desired = {a.name: a.source for a in obs.spec.adapters}
+        ready = [(r, rec) for r, rec in sorted(judged.records.items()) if rec.get("phase") == READY_PHASE and rec.get("endpoint")]
+        if not desired and not any(rec.get("adapters") for _, rec in ready):
+            return  # no adapters asked for and none known loaded: no replica is asked anything
+        key = self.api_key(mrs)
+        results: dict[str, tuple[list[str], str | None]] = {}
+
+        def one(item: tuple[str, dict[str, Any]]) -> None:
+            r, rec = item
+            results[r] = sync_replica(self.ctl.adapter_client(rec["endpoint"], key), desired)
+
+        self.ctl.fan_out(one, ready)
+        for r, (held, error) in sorted(results.items()):
+            judged.records[r]["adapters"] = held
+            if error:
+                self.event("Warning", "AdapterSyncFailed", f"replica {r} holds {held or 'no adapters'} of spec.adapters: {error}")
+
+    def api_key(self, mrs: ModelReplicaSet) -> str | None:
+        """The key the replicas require (the operator's own generated one, or spec.engine.apiKeySecretRef)."""
+        ref = mrs.spec.engine.api_key_secret_ref
+        name, key = (ref.name, ref.key) if ref is not None else (api_key_secret_name(self.name), API_KEY_KEY)
+        secret = self.kube.get("v1", "Secret", name, self.ns) or {}
+        value = (secret.get("data") or {}).get(key)
+        return base64.b64decode(value).decode() if value else (secret.get("stringData") or {}).get(key)
 
     def read_in_flight(self, obs: Observed, judged: Judged) -> None:
         """In-flight work of replicas draining, or of candidates when one must go."""

@@ -1,0 +1,102 @@
+"""The adapters step of a ModelReplicaSet pass: every ready replica holds exactly spec.adapters.
+
+vLLM loads and unloads LoRA adapters at run time (``POST /v1/load_lora_adapter``, ``POST
+/v1/unload_lora_adapter``, with ``VLLM_ALLOW_RUNTIME_LORA_UPDATING`` set, which the operator renders
+whenever the spec has adapters) and lists the loaded ones in ``/v1/models`` with the base model as
+their ``parent`` and their path as ``root``. So a change of the list reaches every replica on the
+next pass without a restart, and a replica that restarted (empty) is filled again on the pass that
+finds it ready. Each replica answers for itself: one that cannot be reached or refuses an adapter
+keeps what it has, and a Warning says which and why. ``status.placements[].adapters`` is what each
+replica answered last.
+
+``adapter_actions`` (pure) decides; ``AdapterClient`` is the HTTP, with the replicas' API key.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# The adapter API answers at once (a load reads the adapter's weights: tens of MB); a replica that
+# does not must not hold up the pass for long.
+ADAPTER_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class AdapterActions:
+    load: list[tuple[str, str]] = field(default_factory=list)  # (name, source)
+    unload: list[str] = field(default_factory=list)
+
+
+def adapter_actions(desired: Mapping[str, str], loaded: Mapping[str, str]) -> AdapterActions:
+    """``desired``/``loaded``: adapter name -> source. A source changed under the same name is
+    unloaded and loaded again: vLLM has no reload."""
+    changed = sorted(n for n, src in loaded.items() if n in desired and desired[n] != src)
+    unload = sorted(n for n in loaded if n not in desired) + changed
+    load = [(n, src) for n, src in desired.items() if n not in loaded or n in changed]
+    return AdapterActions(load=load, unload=unload)
+
+
+class AdapterError(Exception):
+    """A replica refused or did not answer; the message says which call and what it answered."""
+
+
+class AdapterClient:
+    """vLLM's adapter API on one replica endpoint ``host:port``."""
+
+    def __init__(self, endpoint: str, api_key: str | None, timeout: float = ADAPTER_TIMEOUT_SECONDS) -> None:
+        self.base = f"http://{endpoint}"
+        self.headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> bytes:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=self.headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - pod IPs only
+                return resp.read(4 << 20)
+        except urllib.error.HTTPError as e:
+            raise AdapterError(f"{method} {path}: HTTP {e.code} {e.read(2048).decode('utf-8', 'replace')[:300]}") from e
+        except (OSError, ValueError) as e:
+            raise AdapterError(f"{method} {path}: {e}") from e
+
+    def loaded(self) -> dict[str, str]:
+        """Adapter name -> source, from /v1/models (entries with a parent are adapters)."""
+        try:
+            models = json.loads(self._call("GET", "/v1/models")).get("data") or []
+        except (ValueError, AttributeError) as e:
+            raise AdapterError(f"GET /v1/models: not the OpenAI model list ({e})") from e
+        return {str(m["id"]): str(m.get("root") or "") for m in models if isinstance(m, dict) and m.get("parent")}
+
+    def load(self, name: str, source: str) -> None:
+        self._call("POST", "/v1/load_lora_adapter", {"lora_name": name, "lora_path": source})
+
+    def unload(self, name: str) -> None:
+        self._call("POST", "/v1/unload_lora_adapter", {"lora_name": name})
+
+
+def sync_replica(client: AdapterClient, desired: Mapping[str, str]) -> tuple[list[str], str | None]:
+    """Bring one replica to ``desired``: (the adapters it holds after, the first failure or None)."""
+    try:
+        loaded = client.loaded()
+    except AdapterError as e:
+        return [], str(e)
+    actions = adapter_actions(desired, loaded)
+    held = dict(loaded)
+    for name in actions.unload:
+        try:
+            client.unload(name)
+            held.pop(name, None)
+        except AdapterError as e:
+            return sorted(held), str(e)
+    for name, source in actions.load:
+        try:
+            client.load(name, source)
+            held[name] = source
+        except AdapterError as e:
+            return sorted(held), str(e)
+    return sorted(held), None
