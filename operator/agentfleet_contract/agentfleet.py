@@ -331,6 +331,12 @@ class AgentFleetSpec(Model):
     )
 
     model_ref: LocalObjectReference = Field(description="ModelReplicaSet that serves the agents' model calls.")
+    model_adapter: str | None = Field(
+        default=None,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="A LoRA adapter of spec.modelRef (one of its spec.adapters) the agents call instead of the base model.",
+    )
     routine_model_ref: LocalObjectReference | None = Field(
         default=None, description="Cheaper ModelReplicaSet for routine steps (tool-argument formatting, sub-agent summaries)."
     )

@@ -125,6 +125,9 @@ class RuntimeConfig(Model):
 class TierConfig(Model):
     model_replica_set: str = Field(description="ModelReplicaSet name: its <name>-replicas Service is watched, and it names metrics and rate-limit buckets.")
     model: str = Field(default="default", description="Model name sent in each request.")
+    adapter: bool = Field(
+        default=False, description="The model is a LoRA adapter of the set: calls are routed where the adapter sits (adapter affinity)."
+    )
     endpoints: list[str] = Field(default_factory=list, description="Static replica base URLs (…/v1); when set, no Kubernetes watch.")
     routing: Routing = Field(default_factory=Routing, description="ModelReplicaSet.spec.routing, copied by the operator.")
 
@@ -150,10 +153,11 @@ class ModelTarget:
     """A referenced ModelReplicaSet as the runtime needs it."""
 
     name: str
-    served_name: str
+    served_name: str  # what requests name: the set's served model, or the fleet's spec.modelAdapter
     port: int = 8000
     routing: dict[str, Any] = field(default_factory=dict)  # its spec.routing, wire form
     max_model_len: int | None = None
+    adapter: bool = False  # served_name is a LoRA adapter of the set
 
     def base_url(self, namespace: str) -> str:
         # The ClusterIP Service over ready replicas; the routing client prefers EndpointSlices.
@@ -178,6 +182,8 @@ def model_routing(spec: AgentFleetSpec, namespace: str, primary: ModelTarget, ro
         "rateLimit": spec.rate_limit.wire(),
         "namespace": namespace,
     }
+    if primary.adapter:
+        out["primary"]["adapter"] = True
     if routine is not None:
         out["routine"] = {"modelReplicaSet": routine.name, "model": routine.served_name, "routing": routine.routing}
         out["routineSteps"] = list(spec.routine_steps)

@@ -194,6 +194,7 @@ class AgentFleetPass:
         self.status["taskApiEndpoint"] = render.task_api_endpoint(self.name, self.ns)
 
         primary, primary_spec = self.model(spec.model_ref.name, "spec.modelRef")
+        primary = self.adapter(primary, primary_spec, spec.model_adapter)
         routine = None
         if spec.routine_model_ref is not None:
             routine, routine_spec = self.model(spec.routine_model_ref.name, "spec.routineModelRef")
@@ -243,6 +244,20 @@ class AgentFleetPass:
             self.waiting.append(f"ModelReplicaSet {name} ({field}) is not Ready: {why}")
         target = ModelTarget(name=name, served_name=served, port=mspec.engine.port, routing=mspec.routing.wire(), max_model_len=mspec.engine.max_model_len)
         return target, mspec
+
+    def adapter(self, target: ModelTarget | None, mspec: ModelReplicaSetSpec | None, name: str | None) -> ModelTarget | None:
+        """spec.modelAdapter: the agents call that LoRA adapter of the set, which must list it."""
+        if target is None or mspec is None or name is None:
+            return target
+        if name not in {a.name for a in mspec.adapters}:
+            listed = ", ".join(a.name for a in mspec.adapters) or "none"
+            self.problem(
+                "AdapterNotFound",
+                f"spec.modelAdapter {name} is not among spec.adapters of ModelReplicaSet {target.name} ({listed}): "
+                "add it there or fix spec.modelAdapter",
+            )
+            return None
+        return dataclasses.replace(target, served_name=name, adapter=True)
 
     def routine_key(self, spec: Any, primary: ModelReplicaSetSpec | None, routine: ModelReplicaSetSpec | None) -> None:
         """The workers send one API key to both tiers: a routine ModelReplicaSet that requires

@@ -258,6 +258,12 @@ class RoutingModelClient:
             return await send(again)
 
     def _key(self, pool: ReplicaPool, req: ModelRequest) -> str:
+        if pool.tier.adapter:
+            # Adapter affinity: every task of a LoRA adapter ranks the replicas alike, so the
+            # adapter stays in the GPU slots of its first choices instead of being swapped in
+            # everywhere; the load bound spreads a hot adapter down that ranking, and a task that
+            # moved stays where its history is cached (pool.last).
+            return "adapter:" + pool.tier.model
         if pool.settings.sub_agent_affinity and req.root_id:
             return req.root_id
         # No task id (a one-off call): a random key spreads such calls instead of piling them up.

@@ -98,6 +98,9 @@ class Tier:
     name: str
     model: str
     routing: RoutingSettings = field(default_factory=RoutingSettings)
+    # The model is a LoRA adapter: a replica serves it fast only while it sits in one of its GPU
+    # slots, so every task of the adapter ranks the replicas alike (client._key).
+    adapter: bool = False
 
 
 def routine_kinds(routine_steps: list[str]) -> frozenset[str]:

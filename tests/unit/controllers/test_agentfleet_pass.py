@@ -11,6 +11,7 @@ import copy
 from typing import Any
 
 import pytest
+import yaml
 from agentfleet_contract.fleet_stats import FleetStats
 from kubernetes.dynamic.exceptions import ConflictError
 
@@ -211,6 +212,7 @@ def test_autoscaled_workers_follow_status_and_the_controller_leaves_desired_work
             "spec.redis.passwordSecretRef",
         ),
         ({"api": {"authSecretRef": {"name": "tokens", "key": "t"}}}, "SecretNotFound", "spec.api.authSecretRef"),
+        ({"modelAdapter": "sql"}, "AdapterNotFound", "spec.modelAdapter sql is not among spec.adapters of ModelReplicaSet llama (none)"),
         (
             {"tools": [{"name": "t", "type": "HTTP", "http": {"url": "http://x/y", "headersSecretRef": {"name": "h", "key": "k"}}}]},
             "SecretNotFound",
@@ -346,3 +348,14 @@ def test_an_autoscaled_fleet_at_rest_is_not_rewritten() -> None:
     writes = len(kube.status_writes)
     run(kube, obj)
     assert len(kube.status_writes) == writes
+
+
+def test_a_fleet_that_names_an_adapter_calls_it_with_adapter_affinity() -> None:
+    with_adapter = MRS("llama").model("meta-llama/Llama-3.1-8B-Instruct", served="llama").gpu("H100")
+    with_adapter = with_adapter.spec(adapters=[{"name": "sql", "source": "/models-cache/sql"}]).condition("Ready", True, "Ready", "2/2").obj()
+    kube = FakeKube({("ModelReplicaSet", "llama"): with_adapter})
+    run(kube, fleet(modelAdapter="sql"))
+    cm = next(o for o in kube.applied if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "support-runtime")
+    doc = yaml.safe_load(next(iter(cm["data"].values())))
+    assert doc["model"]["name"] == "sql"
+    assert (doc["modelRouting"]["primary"]["model"], doc["modelRouting"]["primary"]["adapter"]) == ("sql", True)
