@@ -364,6 +364,15 @@ class Routing(Model):
     hedging: Hedging = default_obj("Duplicate slow calls to cut the latency tail.", Hedging)
     ejection_consecutive_errors: int = Field(default=5, ge=1, le=1000, description="Consecutive errors after which a replica is ejected from routing.")
     ejection_seconds: int = Field(default=30, ge=1, le=3600, description="How long an ejected replica waits before it is probed back.")
+    adapter_calls_per_replica: int = Field(
+        default=8,
+        ge=1,
+        le=1024,
+        description=(
+            "For fleets that call a LoRA adapter (AgentFleet spec.modelAdapter): calls of it one replica takes from a worker "
+            "before the load bound spreads the adapter to its next replica."
+        ),
+    )
 
 
 class Lifecycle(Model):

@@ -128,6 +128,7 @@ class TierConfig(Model):
     adapter: bool = Field(
         default=False, description="The model is a LoRA adapter of the set: calls are routed where the adapter sits (adapter affinity)."
     )
+    adapters: list[str] = Field(default_factory=list, description="Every LoRA adapter of the set, for routing homes balanced over them.")
     endpoints: list[str] = Field(default_factory=list, description="Static replica base URLs (…/v1); when set, no Kubernetes watch.")
     routing: Routing = Field(default_factory=Routing, description="ModelReplicaSet.spec.routing, copied by the operator.")
 
@@ -158,6 +159,7 @@ class ModelTarget:
     routing: dict[str, Any] = field(default_factory=dict)  # its spec.routing, wire form
     max_model_len: int | None = None
     adapter: bool = False  # served_name is a LoRA adapter of the set
+    adapters: tuple[str, ...] = ()  # every adapter of the set
 
     def base_url(self, namespace: str) -> str:
         # The ClusterIP Service over ready replicas; the routing client prefers EndpointSlices.
@@ -183,7 +185,7 @@ def model_routing(spec: AgentFleetSpec, namespace: str, primary: ModelTarget, ro
         "namespace": namespace,
     }
     if primary.adapter:
-        out["primary"]["adapter"] = True
+        out["primary"].update(adapter=True, adapters=list(primary.adapters))
     if routine is not None:
         out["routine"] = {"modelReplicaSet": routine.name, "model": routine.served_name, "routing": routine.routing}
         out["routineSteps"] = list(spec.routine_steps)

@@ -257,7 +257,7 @@ class AgentFleetPass:
                 "add it there or fix spec.modelAdapter",
             )
             return None
-        return dataclasses.replace(target, served_name=name, adapter=True)
+        return dataclasses.replace(target, served_name=name, adapter=True, adapters=tuple(a.name for a in mspec.adapters))
 
     def routine_key(self, spec: Any, primary: ModelReplicaSetSpec | None, routine: ModelReplicaSetSpec | None) -> None:
         """The workers send one API key to both tiers: a routine ModelReplicaSet that requires

@@ -40,7 +40,7 @@ def _source(tier: TierConfig, namespace: str) -> ReplicaSource:
 
 
 def _tier(tier: TierConfig) -> Tier:
-    return Tier(tier.model_replica_set, tier.model, RoutingSettings.from_spec(tier.routing), adapter=tier.adapter)
+    return Tier(tier.model_replica_set, tier.model, RoutingSettings.from_spec(tier.routing), adapter=tier.adapter, adapters=tuple(tier.adapters))
 
 
 def build_routing_client(

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from agentfleet_runtime.routing.ejection import Health, OutlierDetector
-from agentfleet_runtime.routing.hashing import bounded_order, load_cap, rendezvous_order
+from agentfleet_runtime.routing.hashing import balanced_homes, bounded_order, load_cap, rendezvous_order
 from agentfleet_runtime.routing.hedging import HedgeBudget
 from agentfleet_runtime.routing.overtake import OvertakeWatch
 from agentfleet_runtime.routing.quantile import WindowedQuantile
@@ -81,7 +81,8 @@ class ReplicaPool:
             # Per task, not per key: sub-agents share their root's key (and home) but each has
             # its own history, cached where its own last call ran.
             stay = self.last.get(task or key) if self.settings.stay_after_move else None
-            names = bounded_order(key, fresh, self.inflight, max(0.0, self.settings.eps), stay=stay)
+            home = self.adapter_home(fresh)
+            names = bounded_order(key, fresh, self.inflight, max(0.0, self.settings.eps), stay=stay, floor=self.cap_floor, home=home)
         elif policy == "LeastLoaded":
             # Ties break by the task's rendezvous rank: deterministic per task, spread across tasks.
             rank = {n: i for i, n in enumerate(rendezvous_order(key, fresh))}
@@ -101,9 +102,24 @@ class ReplicaPool:
         if self.settings.policy != "PrefixAffinity" or not live:
             return None, True
         stay = self.last.get(task or key) if self.settings.stay_after_move else None
-        name = stay if stay in live else rendezvous_order(key, live)[0]
+        home = self.adapter_home(live)
+        name = stay if stay in live else home if home is not None else rendezvous_order(key, live)[0]
         total = sum(self.inflight.get(n, 0) for n in live)
-        return name, self.inflight.get(name, 0) < load_cap(total, len(live), max(0.0, self.settings.eps))
+        return name, self.inflight.get(name, 0) < load_cap(total, len(live), max(0.0, self.settings.eps), self.cap_floor)
+
+    def adapter_home(self, replicas: Sequence[str]) -> str | None:
+        """A LoRA adapter's home among ``replicas``: balanced over the set's adapters (hashing.balanced_homes)."""
+        if not self.tier.adapter:
+            return None
+        return balanced_homes((*self.tier.adapters, self.tier.model), sorted(replicas)).get(self.tier.model)
+
+    @property
+    def cap_floor(self) -> int:
+        """Calls a replica takes before the load bound applies: 1, except for a LoRA adapter's tier,
+        whose calls all share one key. There one pod's few calls would otherwise spread the adapter
+        over the fleet at a concurrency of 2 (the bound sees only this pod's share), swapping it
+        into every replica's GPU slots (adapter_bench.py)."""
+        return self.settings.adapter_calls_per_replica if self.tier.adapter else 1
 
     def stalled(self, name: str, now: float) -> bool:
         """A call decodes on the replica and no token has come for the stall threshold

@@ -45,6 +45,9 @@ class RoutingSettings:
     # elsewhere computes the task's history cold. Not in the CRD: measured (docs/hedging.md), and
     # there is no reason to change it except to measure it.
     hedge_in_order_factor: float = 4.0
+    # A LoRA adapter's tier: calls one replica takes from this pod before the load bound spreads
+    # the adapter down its ranking (pool.cap_floor).
+    adapter_calls_per_replica: int = 8
 
     @property
     def eps(self) -> float:
@@ -67,6 +70,7 @@ class RoutingSettings:
             hedge_max_extra_percent=int(hedging.get("maxExtraPercent", base.hedge_max_extra_percent)),
             ejection_consecutive_errors=int(d.get("ejectionConsecutiveErrors", base.ejection_consecutive_errors)),
             ejection_seconds=float(d.get("ejectionSeconds", base.ejection_seconds)),
+            adapter_calls_per_replica=int(d.get("adapterCallsPerReplica", base.adapter_calls_per_replica)),
         )
 
 
@@ -99,8 +103,10 @@ class Tier:
     model: str
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     # The model is a LoRA adapter: a replica serves it fast only while it sits in one of its GPU
-    # slots, so every task of the adapter ranks the replicas alike (client._key).
+    # slots, so every task of the adapter ranks the replicas alike (client._key), from a home
+    # balanced over all the set's adapters (pool.adapter_home).
     adapter: bool = False
+    adapters: tuple[str, ...] = ()  # every adapter of the set (its spec.adapters), for balanced homes
 
 
 def routine_kinds(routine_steps: list[str]) -> frozenset[str]:
