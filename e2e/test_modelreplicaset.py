@@ -289,9 +289,9 @@ class PodIPSims:
             pytest.skip(f"cannot make pod IP {ip} local ({' '.join(cmd)}: {getattr(exc, 'stderr', exc)}); needs root or passwordless sudo")
         self.routes.append(ip)
 
-    def serve(self, name: str, ip: str, port: int, served_name: str) -> None:
+    def serve(self, name: str, ip: str, port: int, served_name: str, **engine_fields: Any) -> None:
         self.route(ip)
-        engine = EngineConfig(model=served_name, served_name=served_name, decode_base_s=0.02, decode_per_seq_s=0.0)
+        engine = EngineConfig(model=served_name, served_name=served_name, decode_base_s=0.02, decode_per_seq_s=0.0, **engine_fields)
         server = ReplicaServer(Replica(ReplicaConfig(engine=engine), name=name), ip, port)
         asyncio.run_coroutine_threadsafe(server.start(), self.loop).result(10)
         self.servers[name] = server
