@@ -51,12 +51,13 @@ class SleepState:
 class Activity:
     """What one evaluation saw. ``work``: tasks queued or in flight at the fleets this object
     serves (or its own queue), plus requests waiting or running at its replicas; None when it
-    could not be read. ``ready``: replicas (workers) ready now. ``wake``: something else asks for
-    this object to wake (an AgentFleet using a sleeping ModelReplicaSet is waking or busy)."""
+    could not be read. ``ready``: replicas (workers) ready now.
+
+    A fleet's own state is no wake signal for its model, only its queue is: a fleet stuck waking
+    (no node for its workers) would otherwise wake the model again after every idle time."""
 
     work: float | None
     ready: int
-    wake: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,6 @@ def decide_sleep(config: SleepConfig, state: SleepState, activity: Activity, now
 
 
 def _wake_reason(activity: Activity) -> str | None:
-    if activity.wake:
-        return activity.wake
     if activity.work is not None and activity.work > 0:
         return f"{activity.work:.0f} tasks queued or in flight"
     return None

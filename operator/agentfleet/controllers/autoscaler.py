@@ -422,9 +422,9 @@ class AutoscalerController(Controller[AutoscaleState]):
     def model_activity(self, namespace: str, name: str, ready: tuple[str, ...], obs: Any) -> Activity:
         """The wake and idle signal of a ModelReplicaSet: the tasks queued or in flight at the
         AgentFleets that call it (their Redis streams, readable at zero) and the requests waiting or
-        running at its replicas; an AgentFleet using it that is waking wakes it too."""
+        running at its replicas. (A fleet that wakes has its evaluation asked for at once:
+        track_fleet_refs.)"""
         names = fleets_using(self.fleets_in(namespace), name)
-        waking = [n for n in names if (self.fleets.get((namespace, n)) or {}).get("sleep") == WAKING]
         parts = [self.reads.fleet_work(namespace, n) for n in names]
         if obs is None or not ready:
             parts.append(0.0)  # asleep, or nothing ready: no engine has work
@@ -432,8 +432,7 @@ class AutoscalerController(Controller[AutoscaleState]):
             parts.append(None)
         else:
             parts.append(sum(s.waiting + s.running for s in obs.samples))
-        wake = f"AgentFleet {waking[0]} is waking" if waking else None
-        return Activity(combined_work(parts), len(ready), wake)
+        return Activity(combined_work(parts), len(ready))
 
     def asleep_fields(
         self,

@@ -27,8 +27,8 @@ from tests.unit.autoscale.test_autoscale_controller import SPEC, FakeReader, Fak
 CFG = SleepConfig(enabled=True, idle_seconds=600)
 
 
-def step(state: SleepState, work: float | None, ready: int, now: float, wake: str | None = None) -> Any:
-    return decide_sleep(CFG, state, Activity(work, ready, wake), now)
+def step(state: SleepState, work: float | None, ready: int, now: float) -> Any:
+    return decide_sleep(CFG, state, Activity(work, ready), now)
 
 
 def test_sleeps_only_after_the_whole_idle_time() -> None:
@@ -76,11 +76,6 @@ def test_a_woken_fleet_waits_a_whole_idle_time_before_sleeping_again() -> None:
     assert d.state.phase == AWAKE and d.state.idle_since == 60.0
     assert step(d.state, 0, 1, 600.0).state.phase == AWAKE
     assert step(d.state, 0, 1, 660.0).state.phase == SLEEPING
-
-
-def test_a_waking_fleet_wakes_the_model_it_calls() -> None:
-    d = step(SleepState(SLEEPING, 0.0), 0, 0, 5.0, wake="AgentFleet support is waking")
-    assert d.state.phase == WAKING and d.event is not None and "support" in d.event[2]
 
 
 def test_disabled_is_always_awake_with_no_floor() -> None:
@@ -164,7 +159,7 @@ def test_a_sleeping_model_holds_zero_without_asking_prometheus_and_wakes_on_a_qu
 
 
 def test_a_waking_fleet_enqueues_and_wakes_its_sleeping_model() -> None:
-    reads = QueueReads({"support": None})  # its Redis unreadable: the fleet's own state decides
+    reads = QueueReads({"support": 1.0})
     c = with_fleet(controller(Reader(Observation(at=0.0)), reads=reads))
     state = c.state((MRS, "team-a", "llama"))
     state.sleep = SleepState(SLEEPING, 0.0)
@@ -173,7 +168,7 @@ def test_a_waking_fleet_enqueues_and_wakes_its_sleeping_model() -> None:
     with_fleet(c, "Waking")
     assert asked == [((MRS, "team-a", "llama"), 0.0)]  # at once, not at the next poll
     written, posts = c.evaluate_modelreplicaset(mrs({"desiredReplicas": 0}), state, 10.0)
-    assert written["desiredReplicas"] == 1 and any(p[1] == "Waking" and "support" in p[2] for p in posts)
+    assert written["desiredReplicas"] == 1 and any(p[1] == "Waking" for p in posts)
 
 
 def test_an_idle_model_at_one_replica_goes_to_zero_after_the_idle_time() -> None:
