@@ -41,6 +41,14 @@ from e2e.harness.operator import eventually
 from e2e.harness.prometheus import PrometheusServer
 from e2e.harness.sleepwake import LoadingKubelet, MappedSource, take_over_node
 from e2e.test_agentfleet import helpers, redis_server  # noqa: F401 - redis_server is a fixture
+from e2e.test_keda import (  # noqa: F401 - keda is a fixture
+    EXAMPLES,
+    assert_ran_as_written,
+    example_scaled_object,
+    keda,
+    scale_writers,
+    scaled_object_ready,
+)
 from tests.builders import MRS
 
 crds, operator, gpu_pool = fx.crds, fx.operator, fx.gpu_pool
@@ -49,6 +57,7 @@ CYCLES = int(os.environ.get("AGENTFLEET_ZERO_CYCLES", "2"))
 LOAD_S = float(os.environ.get("AGENTFLEET_ZERO_LOAD_S", "20"))
 IDLE_S = 4
 MODEL, FLEET = "chat", "agents"
+KEDA_SO = EXAMPLES / "keda" / "modelreplicaset-scale-to-zero.yaml"
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(int(180 + CYCLES * (LOAD_S + 60)))]
 
@@ -118,9 +127,10 @@ class Worker:
 
     async def cycle(self, on_submitted: Any) -> tuple[str, float]:
         """Submit one task and wait for it: (its status, seconds from submit to its end)."""
-        config = helpers.make_config(
-            self.redis_url, FLEET, retry={"maxAttempts": 1, "visibilityTimeoutSeconds": int(LOAD_S + 120)}
-        )
+        # No tools: the simulator's text is the answer, so a task is one model call and its end
+        # is its first answer.
+        retry = {"maxAttempts": 1, "visibilityTimeoutSeconds": int(LOAD_S + 120)}
+        config = helpers.make_config(self.redis_url, FLEET, retry=retry, tools=[])
         store = helpers.store_for(config)
         try:
             async with helpers.running_worker(config, model=self.client()):
@@ -210,3 +220,72 @@ def test_sleeps_when_idle_wakes_for_a_queued_task_and_serves_it_once_a_replica_l
     out = os.environ.get("AGENTFLEET_ZERO_REPORT")
     if out:
         Path(out).write_text(json.dumps(summary, indent=1))
+
+
+# --- KEDA's minReplicaCount: 0 path (examples/keda/modelreplicaset-scale-to-zero.yaml) --------------
+
+
+def test_keda_min_replica_count_zero_wakes_the_set_on_the_fleets_queue(
+    operator,
+    gpu_pool,
+    namespace,
+    cluster,
+    redis_server,  # noqa: F811
+    kubelet,
+    keda,  # noqa: F811
+) -> None:
+    """The built-in autoscaler off: KEDA's activation takes spec.replicas 0 -> 1 on the fleet's
+    stream lag and back to 0 after its cooldown; the task is served once the replica loaded."""
+    ns = namespace
+    k, _ = kubelet
+    m = MRS(MODEL).model("meta-llama/Llama-3.1-8B-Instruct", served=MODEL).gpu(fx.H100).replicas(0)
+    cluster.apply(m.placement(**gpu_pool.selector, spreadAcross="None").lifecycle(1, 2, 8).obj(), ns)
+    # The consumer group exists before KEDA reads its lag (the workers create it as they start).
+    config = helpers.make_config(redis_server.url, FLEET)
+
+    async def group() -> None:
+        store = helpers.store_for(config)
+        await store.ensure_group()
+        await store.r.aclose()
+
+    asyncio.run(group())
+    # Shorter timings than the example's; the cooldown still outlasts a load and a task.
+    local = {
+        "spec.scaleTargetRef.name": MODEL,
+        "spec.triggers.0.metadata.address": f"127.0.0.1:{redis_server.port}",
+        "spec.triggers.0.metadata.stream": f"af:{FLEET}:tasks",
+        "spec.pollingInterval": 1,
+        "spec.cooldownPeriod": int(LOAD_S + 30),
+    }
+    so = example_scaled_object(KEDA_SO, local)
+    cluster.apply(so, ns)
+    name = so["metadata"]["name"]
+    eventually(
+        cluster,
+        operator,
+        lambda: scaled_object_ready(cluster, ns, name),
+        timeout=90,
+        desc=f"{name} Ready\n{keda.tails()}",
+    )
+    assert_ran_as_written(cluster, ns, KEDA_SO, local)
+
+    def replicas() -> int:
+        return int(cluster.json("-n", ns, "get", "mrs", MODEL)["spec"]["replicas"])
+
+    assert replicas() == 0 and not k.backing
+    status, took = asyncio.run(Worker(cluster, ns, k, redis_server.url).cycle(lambda _: None))
+    assert status == "done"
+    (pod,) = k.started_at
+    load = k.ready_at[pod] - k.started_at[pod]
+    assert k.calls_while_loading() == 0, "a call reached a replica still loading"
+    writers = scale_writers(cluster.json("-n", ns, "get", "mrs", MODEL, "--show-managed-fields"))
+    assert writers and not any(w.startswith("agentfleet") for w in writers), writers
+    eventually(
+        cluster,
+        operator,
+        lambda: replicas() == 0 and not k.backing,
+        timeout=LOAD_S + 120,
+        desc=f"KEDA back to 0 after its cooldown\n{keda.tails()}",
+        interval=1,
+    )
+    print("SCALE_TO_ZERO_KEDA " + json.dumps({"wake_to_answer_s": took, "load_s": load, "overhead_s": took - load}))

@@ -55,8 +55,9 @@ class LoadingKubelet(PodBackedSim):
         self.coordination = coordination
         self.node = node
         self.ready: set[str] = set()
-        self.started_at: dict[str, float] = {}  # pod -> when its replica began loading (time.time())
-        self.ready_at: dict[str, float] = {}  # pod -> when it was reported Ready
+        self.uids: dict[str, str] = {}  # backed pod name -> its uid
+        self.started_at: dict[str, float] = {}  # pod uid -> when its replica began loading (time.time())
+        self.ready_at: dict[str, float] = {}  # pod uid -> when it was reported Ready
         self.ips: dict[str, str] = {}
         self.refused_total = 0  # calls refused while loading, summed over replicas that have gone
         self._lease_at = 0.0
@@ -100,23 +101,30 @@ class LoadingKubelet(PodBackedSim):
     def sync(self) -> None:
         self._renew_lease()
         live: dict[str, bool] = {}
+        uids: dict[str, str] = {}
+        gone: list[str] = []
         for pod in self._pods():
             labels = pod.metadata.labels or {}
-            if labels.get(ROLE_LABEL) == "worker" or pod.metadata.deletion_timestamp is not None:
+            if labels.get(ROLE_LABEL) == "worker" or pod.spec.node_name != self.node:
                 continue
-            if pod.spec.node_name != self.node:
+            if pod.metadata.deletion_timestamp is not None:
+                gone.append(pod.metadata.name)  # its replica stops below; the kubelet confirms the delete
                 continue
             live[pod.metadata.name] = labels.get(SERVING_LABEL) != "false"
+            uids[pod.metadata.name] = pod.metadata.uid
         changed = False
-        for name in sorted(set(self.backing) - set(live)):
+        # A replica pod deleted and created again keeps its name: the uid tells them apart.
+        for name in sorted(n for n in self.backing if uids.get(n) != self.uids.get(n)):
             index, _ = self.backing.pop(name)
             self.refused_total += int(self.fleet.state(index).get("calls_while_loading", 0))
             self.fleet.remove_replica(index)
             self.ready.discard(name)
+            self.uids.pop(name, None)
             changed = True
         for name in sorted(set(live) - set(self.backing)):
             handle = self.fleet.add_replica()  # starts loading now
-            self.started_at[name] = time.time()
+            self.uids[name] = uids[name]
+            self.started_at[uids[name]] = time.time()
             self.backing[name] = (handle.index, handle.url)
             self._status(name, ready=False)
             changed = True
@@ -124,11 +132,13 @@ class LoadingKubelet(PodBackedSim):
             if name not in self.ready and self._loaded(url):
                 self._status(name, ready=True)
                 self.ready.add(name)
-                self.ready_at[name] = time.time()
+                self.ready_at[self.uids[name]] = time.time()
         with self._lock:
             self.serving = {n for n, s in live.items() if s and n in self.ready}
         if changed:
             self._write_sd()
+        for name in gone:
+            self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
 
     def calls_while_loading(self) -> int:
         """Calls any replica refused because its model was still loading (should stay 0)."""
