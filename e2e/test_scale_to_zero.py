@@ -123,7 +123,8 @@ class Worker:
         api = k8s_config.new_client_from_config(config_file=self.cluster.kubeconfig)
         source = MappedSource(EndpointSliceSource.for_model_replica_set(self.ns, MODEL, api_client=api), self.kubelet)
         # A call's budget covers the cold start: it waits for the first replica (routing/client.py).
-        return RoutingModelClient((Tier(MODEL, MODEL, RoutingSettings()), source), timeout=LOAD_S + 60, max_retries=2)
+        tier = (Tier(MODEL, MODEL, RoutingSettings()), source)
+        return RoutingModelClient(tier, timeout=LOAD_S + 60, max_retries=2, max_output_tokens=16)
 
     async def cycle(self, on_submitted: Any) -> tuple[str, float]:
         """Submit one task and wait for it: (its status, seconds from submit to its end)."""
@@ -161,16 +162,13 @@ def test_sleeps_when_idle_wakes_for_a_queued_task_and_serves_it_once_a_replica_l
         return cluster.json("-n", ns, "get", "mrs", MODEL)
 
     def asleep() -> dict[str, Any] | None:
+        """Both asleep: the set at zero with no pod left, and the fleet's workers at zero."""
         o = mrs()
         st = o.get("status") or {}
-        pods = [
-            p for p in cluster.json("-n", ns, "get", "pods", "-l", f"agentfleet.io/modelreplicaset={MODEL}")["items"]
-        ]
-        return (
-            o
-            if (st.get("sleep") or {}).get("state") == "Sleeping" and st.get("desiredReplicas") == 0 and not pods
-            else None
-        )
+        pods = cluster.json("-n", ns, "get", "pods", "-l", f"agentfleet.io/modelreplicaset={MODEL}")["items"]
+        af = cluster.json("-n", ns, "get", "agentfleet", FLEET).get("status") or {}
+        both = (st.get("sleep") or {}).get("state") == (af.get("sleep") or {}).get("state") == "Sleeping"
+        return o if both and st.get("desiredReplicas") == 0 and af.get("desiredWorkers") == 0 and not pods else None
 
     rows = []
     for cycle in range(CYCLES):
@@ -254,6 +252,8 @@ def test_keda_min_replica_count_zero_wakes_the_set_on_the_fleets_queue(
         "spec.scaleTargetRef.name": MODEL,
         "spec.triggers.0.metadata.address": f"127.0.0.1:{redis_server.port}",
         "spec.triggers.0.metadata.stream": f"af:{FLEET}:tasks",
+        "spec.triggers.1.metadata.address": f"127.0.0.1:{redis_server.port}",
+        "spec.triggers.1.metadata.stream": f"af:{FLEET}:tasks",
         "spec.pollingInterval": 1,
         "spec.cooldownPeriod": int(LOAD_S + 30),
     }
