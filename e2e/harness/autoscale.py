@@ -46,13 +46,24 @@ QUEUEING_ENGINE: dict[str, Any] = {
 
 
 class PodBackedSim:
-    def __init__(self, core: Any, namespace: str, mrs: str, engine: dict[str, Any], sd_file: Path, poll_s: float = 0.3) -> None:
+    def __init__(
+        self,
+        core: Any,
+        namespace: str,
+        mrs: str,
+        engine: dict[str, Any],
+        sd_file: Path,
+        poll_s: float = 0.3,
+        startup_seconds: float = 0.0,
+    ) -> None:
         self.core = core
         self.namespace = namespace
         self.mrs = mrs
         self.sd_file = sd_file
         self.poll_s = poll_s
-        self.fleet: FleetThread = start_fleet(0, engine={"model": mrs, "served_name": mrs, **engine})
+        # startup_seconds: each replica's /health fails this long after it starts (a model loading).
+        engine = {"model": mrs, "served_name": mrs, **engine}
+        self.fleet: FleetThread = start_fleet(0, engine=engine, startup_seconds=startup_seconds)
         self.backing: dict[str, tuple[int, str]] = {}  # pod -> (replica index, url)
         self.serving: set[str] = set()
         self._lock = threading.Lock()

@@ -15,6 +15,7 @@ from agentfleet_contract.common import (
     LocalObjectReference,
     Model,
     SecretKeyRef,
+    SleepStatus,
     conditions_field,
     default_obj,
 )
@@ -43,6 +44,15 @@ class Workers(Model):
     autoscaling: bool = Field(default=False, description="Size the workers from task-queue lag and in-flight tasks within min and max.")
     min_replicas: int = Field(default=1, ge=0, le=10_000, description="Fewest worker pods the autoscaler keeps.")
     max_replicas: int = Field(default=10, ge=1, le=10_000, description="Most worker pods the autoscaler asks for.")
+    sleep_after_idle_seconds: int = Field(
+        default=900,
+        ge=0,
+        le=604_800,
+        description=(
+            "With autoscaling and minReplicas 0: seconds with no task queued or in flight"
+            " before the workers sleep at zero; a queued task wakes them."
+        ),
+    )
     target_tasks_per_worker: int = Field(default=48, ge=1, le=100_000, description="Queued plus in-flight tasks per worker the autoscaler aims for.")
     concurrency: int = Field(default=64, ge=1, le=10_000, description="Tasks one worker pod runs at once; tasks mostly wait on the model and tools.")
     cpu: str = Field(default="1", max_length=32, pattern=QUANTITY, description="CPU request of each worker pod.")
@@ -409,6 +419,9 @@ class AgentFleetStatus(Model):
     task_api_endpoint: str | None = Field(default=None, max_length=512, description="In-cluster URL of the task API.")
     evaluation: EvaluationSummary | None = Field(
         default=None, description="Summary of the last evaluation run (agentfleet eval); the operator never writes it."
+    )
+    sleep: SleepStatus | None = Field(
+        default=None, description="Scale to zero (workers.minReplicas 0): awake, sleeping at zero workers, or waking."
     )
     conditions: list[Condition] = conditions_field()
 

@@ -121,6 +121,28 @@ class Condition(Model):
     last_transition_time: datetime = Field(description="When status last changed; not moved when only reason or message change.")
 
 
+SleepState = Literal["Awake", "Sleeping", "Waking"]
+
+
+class SleepStatus(Model):
+    """Scale to zero, as the autoscaler reports it (one block for both kinds that can sleep)."""
+
+    state: SleepState = Field(
+        description=(
+            "Awake (serving or idle), Sleeping (at zero after the idle time) or Waking (work arrived, not ready yet)."
+        )
+    )
+    since: datetime = Field(description="When the object entered this state.")
+    idle_since: datetime | None = Field(
+        default=None, description="While awake: since when nothing was queued, in flight or running (unset when busy)."
+    )
+    last_wake_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds from the last wake signal (a task queued) to the first ready replica or worker.",
+    )
+
+
 CONDITIONS_LIST = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
 
 
@@ -138,6 +160,8 @@ __all__ = [
     "CONDITIONS_LIST",
     "Condition",
     "ConditionStatus",
+    "SleepState",
+    "SleepStatus",
     "ConfigMapKeyRef",
     "DECIMAL",
     "DNS_LABEL",

@@ -13,6 +13,7 @@ from agentfleet_contract.common import (
     Condition,
     Model,
     SecretKeyRef,
+    SleepStatus,
     Toleration,
     conditions_field,
     default_obj,
@@ -298,6 +299,15 @@ class Autoscaling(Model):
     )
     min_replicas: int = Field(default=1, ge=0, le=1000, description="Fewest replicas the autoscaler keeps, also at zero traffic.")
     max_replicas: int = Field(default=4, ge=1, le=1000, description="Most replicas the autoscaler asks for.")
+    sleep_after_idle_seconds: int = Field(
+        default=900,
+        ge=0,
+        le=604_800,
+        description=(
+            "With minReplicas 0: seconds without a request at the replicas or a task at the AgentFleets using this set"
+            " before it sleeps at zero replicas; a task queued at such a fleet wakes it."
+        ),
+    )
     target_queue_depth_per_replica: int = Field(default=8, ge=1, le=100_000, description="Waiting requests per replica the autoscaler aims for.")
     kv_cache_usage_threshold_percent: int = Field(default=90, ge=1, le=100, description="KV-cache usage above which a replica counts as full.")
     goodput: GoodputSLO = default_obj("Latency SLO whose attainment (goodput) corrects the replica count upward.", GoodputSLO)
@@ -576,6 +586,10 @@ class ModelReplicaSetStatus(Model):
     )
     forecast: ForecastStatus | None = Field(default=None, description="What the autoscaler learned of this set's demand, and what it holds for it.")
     model_cache: ModelCacheStatus | None = Field(default=None, description="Whether spec.engine.modelCache holds the model's weights yet.")
+    sleep: SleepStatus | None = Field(
+        default=None,
+        description="Scale to zero (autoscaling.minReplicas 0): awake, sleeping at zero replicas, or waking.",
+    )
     conditions: list[Condition] = conditions_field()
 
 

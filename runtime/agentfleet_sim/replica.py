@@ -67,6 +67,9 @@ class Replica:
         self.tool_calls = 0  # answers written as tool calls (quirks.tool_call_rate)
         self.tokenized = 0  # POST /tokenize answered
         self.adapters = AdapterSlots(self.config.engine.max_loras, self.config.engine.lora_swap_s)
+        # Calls that arrived while the model was still loading (refused with 503): a router that
+        # reads readiness right sends none; scale-to-zero's e2e test and bench count them.
+        self.calls_while_loading = 0
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -159,6 +162,7 @@ class Replica:
         return {
             "name": self.name,
             "loaded": self.loaded,
+            "calls_while_loading": self.calls_while_loading,
             "ready": self.ready,
             "draining": self.faults.draining,
             "inflight": self.inflight,
@@ -288,6 +292,7 @@ class Replica:
         if self._stopped or self._ready_at is None:
             raise ApiError(503, "replica is not running", "ServiceUnavailableError")
         if not self.loaded:
+            self.calls_while_loading += 1
             raise ApiError(503, "model is still loading", "ServiceUnavailableError")
         if self.faults.draining:
             raise ApiError(503, "replica is draining", "ServiceUnavailableError")

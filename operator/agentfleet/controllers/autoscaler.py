@@ -35,6 +35,7 @@ report (Events for a change of count or of the cause it cannot scale).
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import time
@@ -47,12 +48,31 @@ from agentfleet_contract.agentfleet import Workers
 from agentfleet_contract.common import API_VERSION
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 
-from agentfleet.autoscale.common import AUTOSCALER_CONDITIONS, METRICS_AVAILABLE, Decision
+from agentfleet.autoscale.common import (
+    AUTOSCALER_CONDITIONS,
+    METRICS_AVAILABLE,
+    SCALING_ACTIVE,
+    ConditionUpdate,
+    Decision,
+)
+from agentfleet.autoscale.floors import MINIMUM
 from agentfleet.autoscale.goodput import objectives_from_slo
 from agentfleet.autoscale.pods import fleet_from_pods
 from agentfleet.autoscale.policy import Capacity, FleetView, LoadTime, Outcome, PolicyConfig, PolicyState, decide
+from agentfleet.autoscale.sleep import (
+    SLEEPING,
+    WAKING,
+    Activity,
+    SleepConfig,
+    SleepDecision,
+    SleepState,
+    decide_sleep,
+    restore,
+    to_status,
+)
 from agentfleet.autoscale.workers import WorkerPolicyConfig, WorkerState, decide_workers, fleets_using, task_demand
 from agentfleet.controllers import demand
+from agentfleet.controllers.agentfleet import probe_redis
 from agentfleet.controllers.demand import DemandMemory
 from agentfleet.controllers.settings import CONFIG
 from agentfleet.kube import Kube
@@ -60,6 +80,8 @@ from agentfleet.placement import ReplicaRequest, assignment_from_status, demand_
 from agentfleet.promql import PromReader, Target
 from agentfleet.reconcile.controller import FORGET, Controller
 from agentfleet.reconcile.events import EventRecorder, post_with_kube
+from agentfleet.render.agentfleet import REDIS_PASSWORD_KEY, managed_redis_url, redis_secret_name
+from agentfleet.render.common import secret_problem
 
 log = logging.getLogger("agentfleet.autoscaler")
 
@@ -67,10 +89,23 @@ MRS, AF = "ModelReplicaSet", "AgentFleet"
 # Status is shared with the kinds' controllers: each writer server-side applies its own fields
 # under its own manager, so neither drops the other's (see mrs_status_apply, af_status_apply).
 AUTOSCALER_MANAGER = "agentfleet-autoscaler"
-AUTOSCALER_FIELDS = ("desiredReplicas", "observed", "lastScaleTime", "lastScaleReason", "lastScaleTerm", "learnedModelLoadSeconds", "forecast")
+AUTOSCALER_FIELDS = (
+    "desiredReplicas",
+    "observed",
+    "lastScaleTime",
+    "lastScaleReason",
+    "lastScaleTerm",
+    "learnedModelLoadSeconds",
+    "forecast",
+    "sleep",
+)
 WORKERS_PERIOD_SECONDS = 15.0
 # The field's minimum period; an evaluation asked for earlier (a resync, an edit) waits this long at most.
 MIN_PERIOD_SECONDS = 5.0
+# While asleep or waking, the wake signal (a task in a fleet's Redis stream) is polled this often:
+# it is most of the operator's share of a wake's latency (docs/scale-to-zero.md). One XINFO per
+# fleet per second.
+SLEEP_POLL_SECONDS = 1.0
 
 Key = tuple[str, str, str]  # (kind, namespace, name)
 
@@ -106,6 +141,7 @@ class AutoscaleState:
     policy: PolicyState | None = None  # a ModelReplicaSet's
     workers: WorkerState | None = None  # an AgentFleet's
     release: bool = False  # autoscaling was turned off: give back the status fields it owned
+    sleep: SleepState | None = None  # scale to zero (autoscale/sleep.py); restored from status.sleep
     demand: DemandMemory = field(default_factory=DemandMemory)  # the learned profile (controllers/demand.py)
 
 
@@ -124,6 +160,36 @@ class ClusterReads:
 
     def write_profile(self, owner: dict[str, Any], namespace: str, name: str, data: dict[str, str]) -> None:
         self.kube.apply(demand.configmap(owner, namespace, name, data))
+
+    def fleet_work(self, namespace: str, name: str) -> float | None:
+        """Tasks queued + in flight in AgentFleet ``name``'s Redis stream (the wake signal: it exists
+        with no worker and no replica running); None when the fleet or its Redis cannot be read."""
+        af = self.kube.get(API_VERSION, AF, name, namespace)
+        if af is None:
+            return None
+        redis = (af.get("spec") or {}).get("redis") or {}
+        ref = redis.get("passwordSecretRef") or {}
+        if redis.get("deploy") is not None:
+            url, secret, key = managed_redis_url(name, namespace), redis_secret_name(name), REDIS_PASSWORD_KEY
+        else:
+            url, secret, key = redis.get("url"), ref.get("name"), ref.get("key", "password")
+        password = None
+        if secret:
+            s = self.kube.get("v1", "Secret", secret, namespace)
+            # The AgentFleet controller reports a Secret it may not use; here it is simply not read.
+            field = "spec.redis.passwordSecretRef"
+            refused = not redis.get("deploy") and secret_problem(s, field, secret, key, namespace)
+            if s is None or refused:
+                return None
+            raw = (s.get("data") or {}).get(key)
+            password = base64.b64decode(raw).decode() if raw else None
+        if not url:
+            return None
+        ok, error, stats = probe_redis(url, password, name)
+        if not ok or stats is None:
+            log.info("%s/%s: reading the task queue failed: %.300s", namespace, name, error or "no figures")
+            return None
+        return float(stats.queue_depth + stats.in_flight)
 
     def capacity(self, namespace: str, name: str, spec: ModelReplicaSetSpec, extra: int) -> Capacity:
         """How many of ``extra`` new replicas the placement planner could place now."""
@@ -212,12 +278,33 @@ class AutoscalerController(Controller[AutoscaleState]):
             self.state(key).release = True
             self.enqueue(key)
 
-    def track_fleet_refs(self, namespace: str, name: str, spec: Mapping[str, Any] | None, meta: Mapping[str, Any], *, deleted: bool) -> None:
+    def track_fleet_refs(
+        self,
+        namespace: str,
+        name: str,
+        spec: Mapping[str, Any] | None,
+        meta: Mapping[str, Any],
+        *,
+        deleted: bool,
+        status: Mapping[str, Any] | None = None,
+    ) -> None:
         if deleted:
             self.fleets.pop((namespace, name), None)
             return
         refs = {k: dict(spec[k]) for k in ("modelRef", "routineModelRef") if (spec or {}).get(k)}
-        self.fleets[(namespace, name)] = {"metadata": {"name": name, "deletionTimestamp": meta.get("deletionTimestamp")}, "spec": refs}
+        phase = ((status or {}).get("sleep") or {}).get("state")
+        self.fleets[(namespace, name)] = {
+            "metadata": {"name": name, "deletionTimestamp": meta.get("deletionTimestamp")},
+            "spec": refs,
+            "sleep": phase,
+        }
+        if phase == WAKING:
+            # A fleet waking wakes the sleeping ModelReplicaSets it calls now, not a poll later.
+            for ref in refs.values():
+                key: Key = (MRS, namespace, str(ref.get("name")))
+                known = self.known_state(key)
+                if known is not None and known.sleep is not None and known.sleep.phase == SLEEPING:
+                    self.enqueue(key)
 
     def fleets_in(self, namespace: str) -> list[dict[str, Any]]:
         return [af for (ns, _), af in list(self.fleets.items()) if ns == namespace]
@@ -233,20 +320,25 @@ class AutoscalerController(Controller[AutoscaleState]):
         obj = self.kube.get(API_VERSION, kind, name, namespace)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             return None
-        period = self.period(kind, obj)
+        period = self.period(kind, obj, state.sleep)
         now = self.clock()
         if now - state.last_eval < period - 0.5:
-            return max(MIN_PERIOD_SECONDS, period - (now - state.last_eval))
+            return max(min(MIN_PERIOD_SECONDS, period), period - (now - state.last_eval))
         state.last_eval = now
-        written, posts = self.evaluate_modelreplicaset(obj, state, now) if kind == MRS else self.evaluate_workers(obj, state)
+        if kind == MRS:
+            written, posts = self.evaluate_modelreplicaset(obj, state, now)
+        else:
+            written, posts = self.evaluate_workers(obj, state, now)
         body = mrs_status_apply(obj, written) if kind == MRS else af_status_apply(obj, written)
         self.kube.apply_status(body, manager=AUTOSCALER_MANAGER)
         for type_, reason, message in posts:
             self.events.event(obj, type_, reason, message, once=False)
-        return period
+        return self.period(kind, obj, state.sleep)
 
     @staticmethod
-    def period(kind: str, obj: Mapping[str, Any]) -> float:
+    def period(kind: str, obj: Mapping[str, Any], sleep: SleepState | None = None) -> float:
+        if sleep is not None and sleep.phase in (SLEEPING, WAKING):
+            return SLEEP_POLL_SECONDS
         if kind == AF:
             return WORKERS_PERIOD_SECONDS
         return float(((obj.get("spec") or {}).get("autoscaling") or {}).get("evaluationPeriodSeconds") or 15)
@@ -289,10 +381,22 @@ class AutoscalerController(Controller[AutoscaleState]):
         if current is None:
             current = len(pf.ready) + len(pf.starting) or parsed.replicas
         fleet = FleetView(current=int(current), ready=pf.ready, starting=pf.starting, ready_ages=pf.ready_ages)
+        # Scale to zero (autoscale/sleep.py): asleep, the engines are not asked (there are none).
+        sleep_cfg = SleepConfig(a.min_replicas == 0, float(a.sleep_after_idle_seconds))
+        slept = state.sleep or restore(status.get("sleep"), now)
+        asleep = sleep_cfg.enabled and slept.phase == SLEEPING
         url = a.prometheus_url or cfg.prometheus_url
         target = Target(cfg.matchers.format(namespace=namespace, name=name, model=parsed.model.served_name or parsed.model.name), cfg.replica_label)
         objectives = objectives_from_slo(a.goodput.ttft_milliseconds, a.goodput.time_per_output_token_milliseconds, a.goodput.e2e_latency_milliseconds)
-        obs = self.reader(url).observe(target, objectives, a.window_seconds)
+        obs = None if asleep else self.reader(url).observe(target, objectives, a.window_seconds)
+        activity = self.model_activity(namespace, name, pf.ready, obs) if sleep_cfg.enabled else Activity(None, 0)
+        sd = decide_sleep(sleep_cfg, slept, activity, now)
+        state.sleep = sd.state
+        if sd.override is not None:
+            return self.asleep_fields(sd, state, policy, fleet.current, now, meta, status)
+        if obs is None:  # woke just now
+            obs = self.reader(url).observe(target, objectives, a.window_seconds)
+        config = replace(config, min_replicas=max(config.min_replicas, sd.floor))
         if obs.error is None:
             obs = replace(obs, tasks=self.task_layer(namespace, name, url))
         # The learned (predictive, standing) and scheduled floors (controllers/demand.py).
@@ -306,11 +410,50 @@ class AutoscalerController(Controller[AutoscaleState]):
             except Exception as exc:  # noqa: BLE001 - the API server hiccup is logged, the decision stands
                 log.warning(f"capacity check failed, scaling without it: {exc}")
         state.policy = out.state
+        out = replace(out, decision=at_least(out.decision, sd.floor, sd.why))
         written, posts = self.mrs_fields(out, obs, now, int(meta.get("generation") or 0), list(status.get("conditions") or []))
         written["forecast"] = demand.status(name, planned, demand.forecast_config(parsed), obs.at)
+        if sleep_cfg.enabled or status.get("sleep"):
+            written["sleep"] = to_status(sd.state)
         demand.save_if_changed(state.demand, self.reads, obj, namespace, name)
         warning = demand.schedule_warning(state.demand, planned)
-        return written, posts + ([warning] if warning else [])
+        return written, posts + ([warning] if warning else []) + ([sd.event] if sd.event else [])
+
+    def model_activity(self, namespace: str, name: str, ready: tuple[str, ...], obs: Any) -> Activity:
+        """The wake and idle signal of a ModelReplicaSet: the tasks queued or in flight at the
+        AgentFleets that call it (their Redis streams, readable at zero) and the requests waiting or
+        running at its replicas. (A fleet that wakes has its evaluation asked for at once:
+        track_fleet_refs.)"""
+        names = fleets_using(self.fleets_in(namespace), name)
+        parts = [self.reads.fleet_work(namespace, n) for n in names]
+        if obs is None or not ready:
+            parts.append(0.0)  # asleep, or nothing ready: no engine has work
+        elif obs.error is not None or not obs.samples:
+            parts.append(None)
+        else:
+            parts.append(sum(s.waiting + s.running for s in obs.samples))
+        return Activity(combined_work(parts), len(ready))
+
+    def asleep_fields(
+        self,
+        sd: SleepDecision,
+        state: AutoscaleState,
+        policy: PolicyState,
+        current: int,
+        now: float,
+        meta: Mapping[str, Any],
+        status: Mapping[str, Any],
+    ) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+        """Going to sleep or asleep: zero replicas, the policy not asked (nothing to measure)."""
+        state.policy = policy
+        conds = (ConditionUpdate(SCALING_ACTIVE, True, "Sleeping", sd.why),)
+        head = f"{current} -> 0" if current else "holding 0"
+        d = Decision(current, 0, None, f"{head} ({MINIMUM}): {sd.why}", conds, term=MINIMUM)
+        old_conditions = list(status.get("conditions") or [])
+        generation = int(meta.get("generation") or 0)
+        written, posts = self.mrs_fields(Outcome(d, policy), None, now, generation, old_conditions)
+        written["sleep"] = to_status(sd.state)
+        return written, posts + ([sd.event] if sd.event else [])
 
     @staticmethod
     def mrs_fields(
@@ -339,19 +482,57 @@ class AutoscalerController(Controller[AutoscaleState]):
         log.info(d.reason)
         return written, scale_events(d, old_conditions)
 
-    def evaluate_workers(self, obj: dict[str, Any], state: AutoscaleState) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    def evaluate_workers(
+        self, obj: dict[str, Any], state: AutoscaleState, now: float | None = None
+    ) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
         meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+        now = self.clock() if now is None else now
         workers = Workers.model_validate(dict(spec.get("workers") or {}))
         current = status.get("desiredWorkers")
         current = int(current) if current is not None else workers.replicas
-        sig = self.reader(self.settings.prometheus_url).worker_signals(self.settings.worker_matchers.format(namespace=meta["namespace"], name=meta["name"]))
-        d, state.workers = decide_workers(WorkerPolicyConfig.from_spec(workers), state.workers or WorkerState(), current, sig)
+        # Scale to zero: the fleet's own Redis stream is the signal (no worker reports at zero).
+        sleep_cfg = SleepConfig(workers.min_replicas == 0, float(workers.sleep_after_idle_seconds))
+        work = self.reads.fleet_work(meta["namespace"], meta["name"]) if sleep_cfg.enabled else None
+        ready = int(status.get("readyWorkers") or 0)
+        sd = decide_sleep(sleep_cfg, state.sleep or restore(status.get("sleep"), now), Activity(work, ready), now)
+        state.sleep = sd.state
+        if sd.override is not None:
+            head = f"{current} -> 0" if current else "holding 0"
+            asleep = (ConditionUpdate(SCALING_ACTIVE, True, "Sleeping", sd.why),)
+            d = Decision(current, 0, None, f"{head}: {sd.why}", asleep)
+        else:
+            sig = self.reader(self.settings.prometheus_url).worker_signals(
+                self.settings.worker_matchers.format(namespace=meta["namespace"], name=meta["name"])
+            )
+            wcfg = WorkerPolicyConfig.from_spec(workers)
+            wcfg = replace(wcfg, min_replicas=max(wcfg.min_replicas, sd.floor))
+            d, state.workers = decide_workers(wcfg, state.workers or WorkerState(), current, sig)
+            d = at_least(d, sd.floor, sd.why)
         old_conditions = list(status.get("conditions") or [])
         # Queue figures are the AgentFleet controller's (read from the fleet's Redis); this manager
-        # applies only desiredWorkers and its own condition types (see af_status_apply).
+        # applies only desiredWorkers, status.sleep and its own condition types (see af_status_apply).
         written = {"desiredWorkers": d.desired, "conditions": merged_conditions(old_conditions, d, int(meta.get("generation") or 0))}
+        if sleep_cfg.enabled or status.get("sleep"):
+            written["sleep"] = to_status(sd.state)
         log.info(d.reason)
-        return written, scale_events(d, old_conditions)
+        return written, scale_events(d, old_conditions) + ([sd.event] if sd.event else [])
+
+
+def combined_work(parts: list[float | None]) -> float | None:
+    """Work seen anywhere is work (a fleet with tasks wakes the model even when another fleet's
+    Redis cannot be read); no work is known only when every part was read."""
+    known = [p for p in parts if p is not None]
+    if any(p > 0 for p in known):
+        return sum(known)
+    return None if len(known) < len(parts) else 0.0
+
+
+def at_least(d: Decision, floor: int, why: str) -> Decision:
+    """A decision raised to the sleep machine's floor: a waking object gets its first replica even
+    while the policy, with nothing to measure yet, would hold at zero."""
+    if d.desired >= floor:
+        return d
+    return replace(d, desired=floor, reason=f"{d.current} -> {floor}: {why}")
 
 
 def mrs_status_apply(obj: dict[str, Any], written: dict[str, Any]) -> dict[str, Any]:
@@ -383,5 +564,8 @@ def af_status_apply(obj: dict[str, Any], written: dict[str, Any]) -> dict[str, A
     desired = written.get("desiredWorkers", current.get("desiredWorkers"))
     if desired is not None:
         status["desiredWorkers"] = desired
+    sleep = written.get("sleep", current.get("sleep"))
+    if sleep is not None:
+        status["sleep"] = sleep
     meta = obj["metadata"]
     return {"apiVersion": API_VERSION, "kind": AF, "metadata": {"name": meta["name"], "namespace": meta["namespace"]}, "status": status}

@@ -23,8 +23,12 @@ async def track_modelreplicaset(type: str | None, spec: Any, namespace: str, nam
 
 
 @kopf.on.event(GROUP, VERSION, "agentfleets")
-async def track_agentfleet(type: str | None, spec: Any, meta: Any, namespace: str, name: str, **_: Any) -> None:
+async def track_agentfleet(
+    type: str | None, spec: Any, meta: Any, status: Any, namespace: str, name: str, **_: Any
+) -> None:
     if RUNNING.controller is not None:
         wanted = bool(((spec or {}).get("workers") or {}).get("autoscaling"))
         RUNNING.controller.track(AF, namespace, name, wanted=wanted, deleted=type == "DELETED")
-        RUNNING.controller.track_fleet_refs(namespace, name, dict(spec or {}), dict(meta or {}), deleted=type == "DELETED")
+        RUNNING.controller.track_fleet_refs(
+            namespace, name, dict(spec or {}), dict(meta or {}), deleted=type == "DELETED", status=dict(status or {})
+        )

@@ -16,6 +16,11 @@ One call, in order:
    moves to the next replica in order after a full-jitter backoff; errors feed each replica's
    ejection machine.
 4. Settle the rate-limit reservation with the usage the server reported.
+
+Before all of it, a call that finds no serving replica at all waits for the first one, up to its
+deadline: the ModelReplicaSet is asleep at zero or its first replica is still loading (a loading
+replica is not in the EndpointSlices' ready set, so no call reaches it), and a task held across a
+cold start must be served, not failed after its retries (docs/scale-to-zero.md).
 """
 
 from __future__ import annotations
@@ -48,6 +53,11 @@ from agentfleet_runtime.types import ModelReply
 def _tenant_of(request: ModelRequest) -> str:
     # ModelRequest has no tenant field yet; a runtime that adds one is picked up here.
     return str(getattr(request, "tenant", "") or "")
+
+
+# How often a call waiting for the first replica looks again: a fraction of the 2 s of operator
+# overhead a wake from zero may add (docs/scale-to-zero.md); reading the source is a tuple copy.
+EMPTY_POLL_SECONDS = 0.1
 
 
 class RoutingModelClient:
@@ -165,6 +175,7 @@ class RoutingModelClient:
         self.metrics.tier_calls.labels("routine" if routine else "primary", tier.name, request.kind).inc()
         budget = request.timeout if request.timeout is not None else self.timeout * (self.max_retries + 1)
         deadline = loop.time() + budget
+        await self._first_replica(pool, deadline, budget)
         body = self._body(tier, request)
 
         reservation: Reservation | None = None
@@ -186,6 +197,15 @@ class RoutingModelClient:
         finally:
             if reservation is not None and self.limiter is not None:
                 await asyncio.shield(self.limiter.settle(reservation, used))
+
+    async def _first_replica(self, pool: ReplicaPool, deadline: float, budget: float) -> None:
+        """Wait while the replica set is empty (asleep, or waking: see the module docstring)."""
+        loop = asyncio.get_running_loop()
+        while not pool.source.endpoints():
+            left = deadline - loop.time()
+            if left <= 0:
+                raise ModelError(f"no serving replica of {pool.tier.name} within {budget:.0f}s", retryable=True)
+            await asyncio.sleep(min(EMPTY_POLL_SECONDS, left))
 
     def _body(self, tier: Tier, req: ModelRequest) -> dict[str, Any]:
         body: dict[str, Any] = {"model": tier.model, "messages": req.messages, "max_tokens": self.max_output_tokens, "temperature": self.temperature}

@@ -169,6 +169,27 @@ def test_no_replicas_is_a_clear_error() -> None:
     run(body())
 
 
+def test_a_call_waits_for_the_first_replica_of_an_empty_set() -> None:
+    """Scale to zero: the set is empty while the model sleeps or loads; the call is served by the
+    first replica to become ready, and nothing is sent before."""
+
+    async def body() -> None:
+        client, t, _, src = make()
+        src.set([])
+
+        async def wake() -> None:
+            await asyncio.sleep(0.5)
+            assert t.sent == []
+            src.set([Endpoint("r0", "http://x0/v1")])
+
+        waker = asyncio.ensure_future(wake())
+        out = await client.complete(req("a"))
+        await waker
+        assert out.content == "r0" and t.sent == ["r0"]
+
+    run(body())
+
+
 def test_hedge_after_the_percentile_wins_and_cancels_the_loser() -> None:
     async def body() -> None:
         t = FakeTransport({f"r{i}": 0.01 for i in range(4)})

@@ -77,6 +77,21 @@ def test_startup_delay_then_ready() -> None:
     run_virtual(main())
 
 
+def test_calls_while_loading_are_counted() -> None:
+    async def main() -> None:
+        replica = Replica(ReplicaConfig(engine=FAST, startup_seconds=60))
+        await replica.start()
+        for _ in range(2):
+            with pytest.raises(ApiError):
+                await replica.completion(chat("hi"))
+        await asyncio.sleep(60)
+        await replica.completion(chat("hi", max_tokens=5))
+        assert replica.calls_while_loading == 2 and replica.state()["calls_while_loading"] == 2
+        await replica.stop()
+
+    run_virtual(main())
+
+
 def test_error_rate_slow_calls_and_added_latency() -> None:
     async def main() -> None:
         replica = Replica(ReplicaConfig(engine=FAST, faults=FaultConfig(error_rate=1.0)))
