@@ -22,6 +22,8 @@ from agentfleet_contract.rules import Rule, matches, no_credentials
 
 TOOL_NAME = r"^[a-zA-Z][a-zA-Z0-9_-]*$"
 DEFAULT_TOOL_TIMEOUT_SECONDS = 30
+DEFAULT_TOOL_MAX_RESPONSE_BYTES = 1024 * 1024
+DEFAULT_TOOL_CONNECT_TIMEOUT_SECONDS = 5
 
 
 def _decimal(attr: str, path: str, example: str) -> Rule:
@@ -106,6 +108,20 @@ class HTTPTool(Model):
         default=None, description="Secret key holding extra headers as a JSON object, e.g. an Authorization header."
     )
     side_effects: bool = Field(default=False, description="The call changes something; it runs under an idempotency key so a resumed step never repeats it.")
+    follow_redirects: Literal["Never", "SameOrigin"] = Field(
+        default="Never",
+        description="Never: a redirect is the model's observation, not followed. SameOrigin: follow up to "
+        "5 to the same scheme, host and port, without the headersSecretRef headers.",
+    )
+    max_response_bytes: int = Field(
+        default=DEFAULT_TOOL_MAX_RESPONSE_BYTES,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Response bytes read at most; the rest is never read and the model sees a truncation note.",
+    )
+    connect_timeout_seconds: int = Field(
+        default=DEFAULT_TOOL_CONNECT_TIMEOUT_SECONDS, ge=1, le=300, description="Seconds to open the connection before the call fails."
+    )
 
 
 class Retrieval(Model):
