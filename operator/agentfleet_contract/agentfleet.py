@@ -49,6 +49,12 @@ class Workers(Model):
     concurrency: int = Field(default=64, ge=1, le=10_000, description="Tasks one worker pod runs at once; tasks mostly wait on the model and tools.")
     cpu: str = Field(default="1", max_length=32, pattern=QUANTITY, description="CPU request of each worker pod.")
     memory: str = Field(default="1Gi", max_length=32, pattern=QUANTITY, description="Memory request of each worker pod.")
+    allow_api_server: bool = Field(
+        default=True,
+        alias="allowAPIServer",
+        description="Worker pods may connect to the API server (sticky routing watches EndpointSlices there); false adds "
+        "the operator's apiServerCIDRs to the workers' egress NetworkPolicy. HTTP tools never reach it either way.",
+    )
 
 
 class Budgets(Model):

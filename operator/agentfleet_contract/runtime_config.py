@@ -29,6 +29,11 @@ from agentfleet_contract.agentfleet import (
 from agentfleet_contract.common import Model
 from agentfleet_contract.modelreplicaset import Routing
 
+# Comma-separated CIDRs the workers' HTTP tools never connect to, besides link-local metadata and the
+# API server's Service IP: the operator sets it on worker pods from the same list as their egress
+# NetworkPolicy, the runtime reads it (agentfleet_runtime.tools.http).
+EGRESS_DENY_ENV = "AGENTFLEET_EGRESS_DENY"
+
 DEFAULT_SYSTEM_PROMPT = (
     "You are a careful assistant that completes the user's goal. Use the tools when they help; when you know the answer, reply with the answer alone."
 )

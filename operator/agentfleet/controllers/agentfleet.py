@@ -420,7 +420,7 @@ class AgentFleetPass:
         )
         replicas = render.desired_workers(spec, self.old)
         children = render.render_runtime(
-            af, doc, replicas=replicas, milvus_env=milvus_env, model_key_secret_ref=model_key_secret_ref
+            af, doc, replicas=replicas, milvus_env=milvus_env, model_key_secret_ref=model_key_secret_ref, egress=CONFIG.egress()
         )
         for o in children:
             self.kube.apply(o)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from agentfleet_contract.runtime_config import EGRESS_DENY_ENV
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
@@ -31,9 +32,6 @@ READ_CHUNK = 64 * 1024
 # Cloud metadata services (AWS, GCP, Azure: 169.254.169.254; AWS IPv6: fd00:ec2::254) and the rest
 # of link-local: credentials of the node live there.
 METADATA_NETWORKS = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128")
-# Comma-separated CIDRs the tool refuses besides those (the operator sets the chart's
-# workerEgress.apiServerCIDRs here: the API server's real addresses behind its Service IP).
-EGRESS_DENY_ENV = "AGENTFLEET_EGRESS_DENY"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -53,6 +53,7 @@ def test_runtime_children_have_the_contract_names_and_our_labels_only() -> None:
         ("Role", "support-endpointslices"),
         ("RoleBinding", "support-endpointslices"),
         ("ConfigMap", "support-runtime"),
+        ("NetworkPolicy", "support-worker-egress"),
         ("Deployment", "support-worker"),
         ("Deployment", "support-api"),
         ("Service", "support-api"),
@@ -147,6 +148,31 @@ def test_workers_alone_carry_the_model_key_and_the_labels_the_replicas_admit() -
     ]
     wenv = {e["name"]: e for e in worker["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert wenv["AGENTFLEET_MODEL_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "vllm-key", "key": "k"}}
+
+
+def test_workers_egress_denies_metadata_and_the_api_server_unless_the_fleet_allows_it() -> None:
+    egress = r.Egress(api_server=("172.18.0.2", "2001:db8::1"))
+    policies = {}
+    for allow in (True, False):
+        af = fleet(workers={**SPEC["workers"], "allowAPIServer": allow})
+        objs = by_kind(r.render_runtime(af, doc_for(af), replicas=3, egress=egress))
+        policies[allow] = objs[("NetworkPolicy", "support-worker-egress")]["spec"]
+        worker = objs[("Deployment", "support-worker")]["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in worker["env"]}
+        # HTTP tools refuse the API server whatever the pod's policy lets the routing watch reach.
+        assert env["AGENTFLEET_EGRESS_DENY"] == "169.254.0.0/16,fd00:ec2::254/128,172.18.0.2,2001:db8::1"
+    for allow, spec in policies.items():
+        assert spec["podSelector"] == {"matchLabels": r.selector("support", "worker")} and spec["policyTypes"] == ["Egress"]
+        v4, v6 = (rule["ipBlock"] for rule in spec["egress"][0]["to"])
+        assert v4["cidr"] == "0.0.0.0/0" and v6["cidr"] == "::/0"
+        api4, api6 = ({"172.18.0.2/32"}, {"2001:db8::1/128"}) if not allow else (set(), set())
+        assert set(v4["except"]) == {"169.254.0.0/16", *api4}
+        assert set(v6["except"]) == {"fd00:ec2::254/128", *api6}
+        assert spec["egress"][1] == {"to": [{"namespaceSelector": {}}]}
+    af = fleet()
+    assert ("NetworkPolicy", "support-worker-egress") not in by_kind(r.render_runtime(af, doc_for(af), replicas=3, egress=None))
+    with pytest.raises(r.RenderError, match="workerEgress: 'nope'"):
+        r.Egress(denied=("nope",))
 
 
 def test_a_config_change_rolls_the_pods_and_nothing_else_does() -> None:
