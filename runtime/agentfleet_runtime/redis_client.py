@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 try:  # hiredis's C packer; redis-py's pure-Python one was a large share of a checkpoint's CPU
@@ -61,3 +62,18 @@ def connect(url: str, password: str | None = None, max_connections: int = 128) -
         **({"connection_class": _FastConnection} if url.startswith("redis://") else {}),
     )
     return aioredis.Redis(connection_pool=pool)
+
+
+# Redis refusing writes for a reason that passes: full at maxmemory (noeviction), or a replica
+# (a Sentinel failover is promoting another). Callers answer 503 with Retry-After, not 500.
+UNWRITABLE = (OutOfMemoryError, ReadOnlyError)
+
+
+async def full_reason(r: aioredis.Redis) -> str | None:
+    """Why Redis refuses writes for want of memory, or None. INFO memory's used_memory against
+    maxmemory under noeviction is the test Redis itself applies (less its replication buffers)."""
+    info = await r.info("memory")
+    limit, used = int(info.get("maxmemory") or 0), int(info.get("used_memory") or 0)
+    if limit and used >= limit and info.get("maxmemory_policy") == "noeviction":
+        return f"redis is full: {used} bytes used of maxmemory {limit} (noeviction); writes are refused until tasks expire or memory is raised"
+    return None

@@ -33,6 +33,7 @@ import yaml
 from agentfleet_contract.agentfleet import AgentFleet, AgentFleetSpec
 from agentfleet_contract.runtime_config import EGRESS_DENY_ENV, PodLayout
 
+from agentfleet.capacity import parse_quantity
 from agentfleet.render.common import (
     MODEL_CLIENT_LABEL,
     OPERATOR_POD_LABELS,
@@ -61,6 +62,10 @@ REDIS_PORT = 6379
 REDIS_PASSWORD_KEY = "password"
 RUN_AS = 65532  # the runtime image's numeric non-root user
 REDIS_UID = 999  # the redis image's own user
+# maxmemory as a share of the pod's memory limit: the rest is the AOF rewrite's copy-on-write,
+# client buffers and the allocator's overhead. At maxmemory Redis refuses writes (noeviction:
+# evicting would silently drop tasks); the task API answers 503 and reports it on /readyz.
+REDIS_MAXMEMORY_SHARE = 0.75
 # SIGTERM: running steps get this long to reach a checkpoint, then the worker hands its tasks back.
 SHUTDOWN_GRACE_SECONDS = 30
 # The kubelet's kill must come after the release: grace + time to release hundreds of tasks.
@@ -464,6 +469,11 @@ def render_secret(af: AgentFleet, name: str, key: str, value: str, component: st
 # --- Managed Redis -----------------------------------------------------------------------------
 
 
+def redis_maxmemory(memory: str) -> int:
+    """Bytes Redis may hold under a pod memory limit of ``memory`` (a Kubernetes quantity)."""
+    return int(parse_quantity(memory) * REDIS_MAXMEMORY_SHARE)
+
+
 def render_redis(af: AgentFleet) -> list[dict[str, Any]]:
     """StatefulSet (AOF on a PVC, password from the generated Secret), Service and NetworkPolicy."""
     fleet, _ = _fleet(af)
@@ -479,7 +489,11 @@ def render_redis(af: AgentFleet) -> list[dict[str, Any]]:
         "image": managed.image,
         "command": ["redis-server"],
         # $(REDIS_PASSWORD) is expanded by the kubelet from the env var, never stored in the spec.
-        "args": ["--appendonly", "yes", "--appendfsync", "everysec", "--dir", "/data", "--port", str(REDIS_PORT), "--requirepass", "$(REDIS_PASSWORD)"],
+        "args": [
+            *("--appendonly", "yes", "--appendfsync", "everysec", "--dir", "/data", "--port", str(REDIS_PORT)),
+            *("--maxmemory", str(redis_maxmemory(managed.memory)), "--maxmemory-policy", "noeviction"),
+            *("--requirepass", "$(REDIS_PASSWORD)"),
+        ],
         "env": [password_env],
         "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
         "resources": {"requests": {"cpu": "250m", "memory": managed.memory}, "limits": {"memory": managed.memory}},

@@ -193,6 +193,10 @@ def test_managed_redis_is_a_password_protected_aof_statefulset_reachable_only_fr
     sts, svc, policy = r.render_redis(af)
     c = sts["spec"]["template"]["spec"]["containers"][0]
     assert ["--appendonly", "yes"] == c["args"][:2] and "$(REDIS_PASSWORD)" in c["args"]
+    # Full means refusing writes (503 at the API), never evicting a task's keys.
+    flags = dict(zip(c["args"][::2], c["args"][1::2], strict=True))
+    assert flags["--maxmemory-policy"] == "noeviction" and int(flags["--maxmemory"]) == int(0.75 * 2**30)
+    assert c["resources"]["limits"]["memory"] == "1Gi"
     assert c["env"] == [{"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "support-redis", "key": "password"}}}]
     assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "4Gi"
     assert svc["metadata"]["name"] == "support-redis" and svc["spec"]["ports"][0]["port"] == 6379
