@@ -25,7 +25,7 @@ from agentfleet_runtime.budget import NANOS
 from agentfleet_runtime.config import limits_of
 from agentfleet_runtime.openapi import OPENAPI
 from agentfleet_runtime.redis_client import UNWRITABLE, connect, full_reason
-from agentfleet_runtime.store import Admission, TaskStore
+from agentfleet_runtime.store import Admission, NotReplicated, TaskStore
 from agentfleet_runtime.submission import (
     SubmitError,
     new_task,
@@ -184,9 +184,23 @@ class TaskAPI:
         key = request.headers.get("Idempotency-Key")
         sub = parse_submission(body, key, self.config.api.max_goal_chars, self.limits)
         record = new_task(uuid.uuid4().hex, sub, time.time(), tenant)
-        created, task_id = await self.store.submit(
-            record, idempotency_key=sub.idempotency_key, request_hash=sub.request_hash, admission=self.admission
-        )
+        try:
+            created, task_id = await self.store.submit(
+                record,
+                idempotency_key=sub.idempotency_key,
+                request_hash=sub.request_hash,
+                admission=self.admission,
+                replicas=self.config.redis_ack_replicas,
+                wait_ms=self.config.redis_ack_timeout_ms,
+            )
+        except NotReplicated as e:
+            # Stored on the primary only: a failover now could lose it, so it is not acknowledged.
+            # The same Idempotency-Key returns this task, whether it survived or not (then anew).
+            return web.json_response(
+                {"id": e.task_id, "error": f"{e}: not acknowledged; retry with the same Idempotency-Key"},
+                status=503,
+                headers={"Retry-After": "1"},
+            )
         if created < 0:
             return self._refused(tenant, created, task_id, record.created_at)
         if not created:

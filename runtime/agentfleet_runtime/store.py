@@ -67,6 +67,14 @@ def _observations_event(step: Step) -> bytes:
     return event("observations", step=step.n, results=[{"tool": o.name, "ok": o.ok, "output": o.output[:500]} for o in step.observations])
 
 
+class NotReplicated(Exception):
+    """A submission written to the primary but not yet to enough replicas to survive its loss."""
+
+    def __init__(self, task_id: str, acked: int, wanted: int) -> None:
+        super().__init__(f"task {task_id} reached {acked} of {wanted} replicas in time")
+        self.task_id = task_id
+
+
 class TaskStore:
     def __init__(self, r: aioredis.Redis, keys: Keys, ttl_seconds: int = 7 * 86400) -> None:
         self.r = r
@@ -142,10 +150,15 @@ class TaskStore:
         request_hash: str = "",
         parent_children_key: str = "",
         admission: Admission | None = None,
+        replicas: int = 0,
+        wait_ms: int = 1000,
     ) -> tuple[int, str]:
         """Create and enqueue a task. Returns (1, task id) when created, (0, id) for the task an
         existing key or id names, and with ``admission`` (a tenant's root task) (-1, tasks in
-        flight) or (-2, spend today in 1e-9 units) when the tenant's limit refuses it."""
+        flight) or (-2, spend today in 1e-9 units) when the tenant's limit refuses it.
+
+        ``replicas``: a created task must reach that many replicas within ``wait_ms`` (WAIT on the
+        connection that wrote it), else NotReplicated: the primary may die before it has them."""
         fields = record.to_hash()
         fields["request_hash"] = request_hash
         if record.root == record.id:
@@ -169,7 +182,16 @@ class TaskStore:
             keys += ["", ""]
         ev = event("queued", task=record.id, parent=record.parent or None, depth=record.depth)
         args = [record.id, self.ttl, ev, *limits, self.keys.prefix, *flat]
-        created, task_id = await self._submit(keys=keys, args=args)
+        if not replicas:
+            created, task_id = await self._submit(keys=keys, args=args)
+            return int(created), task_id
+        # One pipeline, so WAIT runs on the connection whose write it waits for.
+        pipe = self.r.pipeline(transaction=False)
+        await self._submit(keys=keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", replicas, wait_ms)
+        (created, task_id), acked = await pipe.execute()
+        if int(created) == 1 and int(acked) < replicas:
+            raise NotReplicated(task_id, int(acked), replicas)
         return int(created), task_id
 
     # -- leasing ---------------------------------------------------------------------------------

@@ -256,3 +256,22 @@ def test_readiness_of_applied_objects_and_cost_format() -> None:
     assert r.statefulset_ready({"spec": {"replicas": 1}, "status": {"readyReplicas": 1}})[0]
     assert not r.statefulset_ready({"spec": {"replicas": 1}, "status": {}})[0]
     assert r.format_cost(0.0123) == "0.0123" and r.format_cost(0) == "0" and r.format_cost(1.5) == "1.5" and r.format_cost(0.00000012) == "0"
+
+
+def test_a_sentinel_redis_is_one_url_and_acknowledges_submissions_once_replicated() -> None:
+    from agentfleet_contract.redis_sentinel import parse_sentinel_url, sentinel_url
+
+    url = sentinel_url(["s0.data:26379", "s1.data:26379"], "main")
+    target = parse_sentinel_url(url)
+    assert target is not None and target.addresses == (("s0.data", 26379), ("s1.data", 26379)) and target.master == "main"
+    assert parse_sentinel_url("redis://x:6379/0") is None
+    with pytest.raises(ValueError, match="host:port"):
+        parse_sentinel_url("redis+sentinel://nope/main/0")
+    af = fleet(redis={"sentinel": {"addresses": ["s0.data:26379"], "masterName": "main", "waitTimeoutMilliseconds": 250}})
+    doc = runtime_config(af, primary=PRIMARY, redis_url=url)
+    assert doc["redisAckReplicas"] == 1 and doc["redisAckTimeoutMs"] == 250
+    assert "redisAckReplicas" not in doc_for(fleet())
+    with pytest.raises(ValueError, match="exactly one of url"):
+        fleet(redis={"url": "redis://x:6379/0", "sentinel": {"addresses": ["s0:26379"], "masterName": "m"}})
+    with pytest.raises(ValueError, match="host:port"):
+        fleet(redis={"sentinel": {"addresses": ["s0"], "masterName": "m"}})
