@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from agentfleet_contract.fleet_keys import CONSUMER_GROUP, Keys
 from agentfleet_contract.fleet_stats import FleetStats, group_counts, summarize
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from agentfleet_runtime import fastjson, lua
 from agentfleet_runtime.batch import ScriptBatcher
@@ -186,10 +186,19 @@ class TaskStore:
             created, task_id = await self._submit(keys=keys, args=args)
             return int(created), task_id
         # One pipeline, so WAIT runs on the connection whose write it waits for.
-        pipe = self.r.pipeline(transaction=False)
-        await self._submit(keys=keys, args=args, client=pipe)
-        pipe.execute_command("WAIT", replicas, wait_ms)
-        (created, task_id), acked = await pipe.execute()
+        for attempt in (1, 2):
+            pipe = self.r.pipeline(transaction=False)
+            await self._submit(keys=keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", replicas, wait_ms)
+            try:
+                (created, task_id), acked = await pipe.execute()
+                break
+            except NoScriptError:
+                # A primary promoted by a failover starts with an empty script cache, and a
+                # pipeline's retry does not load it again (seen); the script did not run.
+                if attempt == 2:
+                    raise
+                await self.r.script_load(lua.SUBMIT)
         if int(created) == 1 and int(acked) < replicas:
             raise NotReplicated(task_id, int(acked), replicas)
         return int(created), task_id

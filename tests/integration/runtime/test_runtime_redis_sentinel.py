@@ -5,6 +5,7 @@ kill -9 of the primary, and the task API acknowledges a submission only once a r
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import aiohttp
@@ -86,3 +87,51 @@ def test_the_operator_probe_reaches_the_primary_through_the_sentinels(sentinels,
     assert ok, error
     ok, _, _ = probe_redis(sentinels.url.replace("/af/", "/nosuchmaster/"), None, fleet)
     assert not ok
+
+
+def test_durable_submissions_go_on_after_a_failover(tmp_path, fleet):
+    # Two replicas: after the primary's kill one is promoted and the other follows it, so WAIT 1
+    # can be met again. The promoted primary's script cache is empty: the first pipelined
+    # submission there failed with NoScriptError (a 500) before the store loaded it again.
+    group = SentinelGroup(tmp_path / "sentinel2", replicas=2)
+    group.start()
+
+    async def body() -> list[int]:
+        config = make_config(group.url, fleet, api={"allowAnonymous": True}, redisAckReplicas=1, redisAckTimeoutMs=500)
+        server = TaskAPI(config)
+        runner = web.AppRunner(server.app(), shutdown_timeout=1)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        codes: list[int] = []
+        after = asyncio.Event()
+
+        async def submitter(http: aiohttp.ClientSession, n: int) -> None:
+            # Submissions in flight across the kill: some are pipelined to the old primary and
+            # retried on the new one.
+            for i in range(400):
+                resp = await http.post("/v1/tasks", json={"goal": f"g{n}-{i}"}, headers={"Idempotency-Key": f"k{n}-{i}"})
+                codes.append(resp.status)
+                if after.is_set() and resp.status in (200, 201):
+                    return
+                if resp.status == 503:
+                    await asyncio.sleep(0.2)
+
+        try:
+            async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as http:
+                assert (await http.post("/v1/tasks", json={"goal": "before"})).status == 201
+                loops = [asyncio.create_task(submitter(http, n)) for n in range(8)]
+                await asyncio.sleep(0.5)
+                group.server_on(group.primary_port()).stop(kill=True)
+                after.set()
+                await asyncio.gather(*loops)
+        finally:
+            server.closing = True
+            await runner.cleanup()
+        return codes
+
+    try:
+        codes = arun(body(), 120)
+    finally:
+        group.stop()
+    assert set(codes) <= {200, 201, 503} and codes.count(201) > 8, sorted(set(codes))
