@@ -2,7 +2,8 @@
 """kill -9 of a fleet's Redis primary under Sentinel with tasks in flight (prints figures; not a
 test; tests/integration/runtime/test_runtime_redis_sentinel.py pins the parts).
 
-All real processes on 127.0.0.1: a redis-server primary, one replica, three redis-sentinel
+All real processes on 127.0.0.1: a redis-server primary, ``--replicas`` replicas (2: one is
+left to WAIT for after the failover), three redis-sentinel
 (down-after 1 s, quorum 2), two agent workers, the scripted model and an effects service whose
 calls carry idempotency keys. Two task APIs in this process share the Redis: one acknowledges a
 submission after WAIT 1 (durable, spec.redis.sentinel.durableSubmit), one at once (c4625b5's
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +110,7 @@ async def latency(http: aiohttp.ClientSession, apis: dict[str, str], samples: in
 
 async def main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="af-failover-"))
-    group = SentinelGroup(tmp / "redis")
+    group = SentinelGroup(tmp / "redis", replicas=args.replicas)
     procs: list[Proc] = []
     runners: list[web.AppRunner] = []
     try:
@@ -142,7 +144,7 @@ async def main(args: argparse.Namespace) -> None:
             await asyncio.sleep(1.5)  # tasks are running: steps recorded, effects called
 
             acked: dict[str, list[str]] = {name: [] for name in apis}
-            refused: dict[str, int] = {name: 0 for name in apis}
+            refused: dict[str, Counter[int]] = {name: Counter() for name in apis}
             stop = asyncio.Event()
 
             async def submitter(name: str, base: str) -> None:
@@ -153,7 +155,7 @@ async def main(args: argparse.Namespace) -> None:
                     if status == 201 and task_id:
                         acked[name].append(task_id)
                     else:
-                        refused[name] += 1
+                        refused[name][status] += 1
                         await asyncio.sleep(0.05)
 
             loops = [asyncio.create_task(submitter(name, base)) for name, base in apis.items()]
@@ -201,7 +203,8 @@ async def main(args: argparse.Namespace) -> None:
         print(f"failover: primary {old} killed (SIGKILL) with {args.tasks} tasks in flight")
         print(f"  Sentinels named a new primary after {switched:.2f} s; first write through the runtime's client after {first_write:.2f} s")
         for name in apis:
-            print(f"  {name:22s} acknowledged {len(acked[name]):5d}, refused/failed {refused[name]:4d}, acknowledged but lost {missing[name]}")
+            codes = dict(sorted(refused[name].items())) or "none"
+            print(f"  {name:22s} acknowledged {len(acked[name]):5d}, not acknowledged {codes}, acknowledged but lost {missing[name]}")
         print(f"  tasks ended done: {done} of {len(ids)}; steps recorded twice: {twice}")
         expected = args.tasks * 5  # 6 steps, the last one answers: 5 effect calls per task
         print(
@@ -219,6 +222,7 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=100)
+    ap.add_argument("--replicas", type=int, default=2)
     ap.add_argument("--latency-samples", type=int, default=300)
     ap.add_argument("--wait", type=float, default=240, help="seconds the tasks may take to end after the failover")
     asyncio.run(main(ap.parse_args()))

@@ -4,11 +4,13 @@ freed. On c4625b5 the submission was a 500 while /readyz said ready."""
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 from aiohttp import web
 from redis import Redis
-from runtime_helpers import arun, free_port, make_config
+from runtime_helpers import Echo, arun, environment, free_port, make_config, running_worker
 
 from agentfleet_runtime.api import REDIS_RETRY_AFTER_SECONDS, TaskAPI
 
@@ -52,3 +54,30 @@ def test_a_full_redis_is_a_503_with_retry_after_and_readyz_names_the_cause(own_r
             admin.close()
 
     arun(body(), 60)
+
+
+def test_a_task_running_when_redis_fills_is_handed_back_without_a_failure(own_redis, fleet):
+    # Redis fills while a task runs: its next checkpoint is refused (OOM). That is no fault of the
+    # task: on c4625b5 the worker left it for reclaim, which counted a failure ("worker lost"),
+    # and retry.maxAttempts such episodes dead-lettered it.
+    admin = Redis.from_url(own_redis.url)
+    admin.config_set("maxmemory-policy", "noeviction")
+
+    async def body() -> tuple[dict, int]:
+        async with environment(own_redis.url, fleet) as env, running_worker(env.config, extra_tools=[Echo()]):
+            tid = await env.submit("fills up #steps=6 #latency=0.4")
+            while len(await env.store.steps(tid)) < 1:
+                await asyncio.sleep(0.05)
+            admin.config_set("maxmemory", 1)
+            await asyncio.sleep(1.5)  # the next checkpoint is refused meanwhile
+            admin.config_set("maxmemory", 0)
+            st = await env.wait(tid, 60)
+            rec = (await env.store.get(tid))[0]
+            return st[tid], rec.failures
+
+    try:
+        state, failures = arun(body(), 90)
+    finally:
+        admin.close()
+    assert state["status"] == "done" and state["reason"] == "final_answer", state
+    assert failures == 0, "a full Redis was charged to the task as a failure"
