@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 import pytest
-from aiohttp import web
 from redis import Redis
-from runtime_helpers import Echo, arun, environment, free_port, make_config, running_worker
+from runtime_helpers import Echo, anonymous_api, arun, environment, make_config, running_worker
 
-from agentfleet_runtime.api import REDIS_RETRY_AFTER_SECONDS, TaskAPI
+from agentfleet_runtime.api import REDIS_RETRY_AFTER_SECONDS
 
 pytestmark = pytest.mark.integration
 
@@ -23,37 +21,30 @@ def test_a_full_redis_is_a_503_with_retry_after_and_readyz_names_the_cause(own_r
 
     async def body() -> None:
         config = make_config(own_redis.url, fleet, api={"allowAnonymous": True})
-        server = TaskAPI(config)
-        runner = web.AppRunner(server.app(), shutdown_timeout=1)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        try:
-            async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as http:
-                ok = await http.post("/v1/tasks", json={"goal": "before"})
-                assert ok.status == 201
-                task_id = (await ok.json())["id"]
-                admin.config_set("maxmemory", 1)  # below what Redis already uses: full
-                refused = await http.post("/v1/tasks", json={"goal": "while full"}, headers={"Idempotency-Key": "k1"})
-                assert refused.status == 503, await refused.text()
-                assert refused.headers["Retry-After"] == str(REDIS_RETRY_AFTER_SECONDS)
-                assert "full" in (await refused.json())["error"]
-                cancel = await http.post(f"/v1/tasks/{task_id}/cancel")
-                assert cancel.status == 503
-                ready = await http.get("/readyz")
-                assert ready.status == 503 and "maxmemory" in (await ready.json())["redis"]
-                # Reads still answer while full.
-                assert (await http.get(f"/v1/tasks/{task_id}")).status == 200
-                admin.config_set("maxmemory", 0)
-                assert (await http.get("/readyz")).status == 200
-                again = await http.post("/v1/tasks", json={"goal": "while full"}, headers={"Idempotency-Key": "k1"})
-                assert again.status == 201, "the refused submission must have stored nothing"
-        finally:
-            server.closing = True
-            await runner.cleanup()
-            admin.close()
+        async with anonymous_api(config) as http:
+            ok = await http.post("/v1/tasks", json={"goal": "before"})
+            assert ok.status == 201
+            task_id = (await ok.json())["id"]
+            admin.config_set("maxmemory", 1)  # below what Redis already uses: full
+            refused = await http.post("/v1/tasks", json={"goal": "while full"}, headers={"Idempotency-Key": "k1"})
+            assert refused.status == 503, await refused.text()
+            assert refused.headers["Retry-After"] == str(REDIS_RETRY_AFTER_SECONDS)
+            assert "full" in (await refused.json())["error"]
+            cancel = await http.post(f"/v1/tasks/{task_id}/cancel")
+            assert cancel.status == 503
+            ready = await http.get("/readyz")
+            assert ready.status == 503 and "maxmemory" in (await ready.json())["redis"]
+            # Reads still answer while full.
+            assert (await http.get(f"/v1/tasks/{task_id}")).status == 200
+            admin.config_set("maxmemory", 0)
+            assert (await http.get("/readyz")).status == 200
+            again = await http.post("/v1/tasks", json={"goal": "while full"}, headers={"Idempotency-Key": "k1"})
+            assert again.status == 201, "the refused submission must have stored nothing"
 
-    arun(body(), 60)
+    try:
+        arun(body(), 60)
+    finally:
+        admin.close()
 
 
 def test_a_task_running_when_redis_fills_is_handed_back_without_a_failure(own_redis, fleet):

@@ -10,10 +10,8 @@ import time
 
 import aiohttp
 import pytest
-from aiohttp import web
-from runtime_helpers import arun, free_port, make_config
+from runtime_helpers import anonymous_api, arun, make_config
 
-from agentfleet_runtime.api import TaskAPI
 from agentfleet_runtime.redis_client import connect
 from e2e.harness.redis import SentinelGroup
 
@@ -51,31 +49,22 @@ def test_the_client_finds_the_primary_through_sentinel_and_follows_a_failover(se
 
 def test_a_submission_is_acknowledged_only_once_a_replica_has_it(sentinels, fleet):
     async def body() -> None:
-        config = make_config(sentinels.url, fleet, api={"allowAnonymous": True}, redisAckReplicas=1, redisAckTimeoutMs=300)
-        server = TaskAPI(config)
-        runner = web.AppRunner(server.app(), shutdown_timeout=1)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        try:
-            async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as http:
-                ok = await http.post("/v1/tasks", json={"goal": "replicated"})
-                assert ok.status == 201, await ok.text()
-                sentinels.servers[1].stop(kill=True)  # the only replica
-                refused = await http.post("/v1/tasks", json={"goal": "primary only"}, headers={"Idempotency-Key": "k1"})
-                assert refused.status == 503, await refused.text()
-                got = await refused.json()
-                assert "replicas" in got["error"] and got["id"] and refused.headers["Retry-After"]
-                sentinels.servers[1].start()
-                for _ in range(100):
-                    if sentinels.replicas_in_sync():
-                        break
-                    time.sleep(0.1)
-                again = await http.post("/v1/tasks", json={"goal": "primary only"}, headers={"Idempotency-Key": "k1"})
-                assert again.status == 200 and (await again.json())["id"] == got["id"], "the retry must return the same task"
-        finally:
-            server.closing = True
-            await runner.cleanup()
+        config = make_config(sentinels.url, fleet, api={"allowAnonymous": True}, redisAckReplicas=1, redisAckTimeoutMs=2000)
+        async with anonymous_api(config) as http:
+            ok = await http.post("/v1/tasks", json={"goal": "replicated"})
+            assert ok.status == 201, await ok.text()
+            sentinels.servers[1].stop(kill=True)  # the only replica
+            refused = await http.post("/v1/tasks", json={"goal": "primary only"}, headers={"Idempotency-Key": "k1"})
+            assert refused.status == 503, await refused.text()
+            got = await refused.json()
+            assert "replicas" in got["error"] and got["id"] and refused.headers["Retry-After"]
+            sentinels.servers[1].start()
+            for _ in range(100):
+                if sentinels.replicas_in_sync():
+                    break
+                time.sleep(0.1)
+            again = await http.post("/v1/tasks", json={"goal": "primary only"}, headers={"Idempotency-Key": "k1"})
+            assert again.status == 200 and (await again.json())["id"] == got["id"], "the retry must return the same task"
 
     arun(body(), 90)
 
@@ -98,11 +87,6 @@ def test_durable_submissions_go_on_after_a_failover(tmp_path, fleet):
 
     async def body() -> list[int]:
         config = make_config(group.url, fleet, api={"allowAnonymous": True}, redisAckReplicas=1, redisAckTimeoutMs=500)
-        server = TaskAPI(config)
-        runner = web.AppRunner(server.app(), shutdown_timeout=1)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
         codes: list[int] = []
         after = asyncio.Event()
 
@@ -117,17 +101,13 @@ def test_durable_submissions_go_on_after_a_failover(tmp_path, fleet):
                 if resp.status == 503:
                     await asyncio.sleep(0.2)
 
-        try:
-            async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as http:
-                assert (await http.post("/v1/tasks", json={"goal": "before"})).status == 201
-                loops = [asyncio.create_task(submitter(http, n)) for n in range(8)]
-                await asyncio.sleep(0.5)
-                group.server_on(group.primary_port()).stop(kill=True)
-                after.set()
-                await asyncio.gather(*loops)
-        finally:
-            server.closing = True
-            await runner.cleanup()
+        async with anonymous_api(config) as http:
+            assert (await http.post("/v1/tasks", json={"goal": "before"})).status == 201
+            loops = [asyncio.create_task(submitter(http, n)) for n in range(8)]
+            await asyncio.sleep(0.5)
+            group.server_on(group.primary_port()).stop(kill=True)
+            after.set()
+            await asyncio.gather(*loops)
         return codes
 
     try:
