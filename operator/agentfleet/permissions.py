@@ -124,7 +124,7 @@ NEEDS: tuple[Need, ...] = (
     Need("agentfleet", "", "configmaps", ("get", "create", "patch"), "the runtime ConfigMap; reads spec.systemPrompt.configMapRef"),
     Need("agentfleet", "", "serviceaccounts", ("create", "patch"), "the workers' ServiceAccount"),
     Need("agentfleet", "policy", "poddisruptionbudgets", ("create", "patch"), "worker PDB"),
-    Need("agentfleet", "networking.k8s.io", "networkpolicies", ("create", "patch"), "who may reach the managed Redis"),
+    Need("agentfleet", "networking.k8s.io", "networkpolicies", ("create", "patch"), "who may reach the managed Redis; what the workers may reach"),
     Need("agentfleet", "rbac.authorization.k8s.io", "roles", ("create", "patch"), "the workers' Role (EndpointSlices, for sticky routing)"),
     Need("agentfleet", "rbac.authorization.k8s.io", "rolebindings", ("create", "patch"), "binds the workers' Role to their ServiceAccount"),
     Need(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -19,10 +19,12 @@ from agentfleet_contract.common import (
     conditions_field,
     default_obj,
 )
-from agentfleet_contract.rules import Rule, matches, no_credentials
+from agentfleet_contract.rules import Rule, each_matches, matches, no_credentials
 
 TOOL_NAME = r"^[a-zA-Z][a-zA-Z0-9_-]*$"
 DEFAULT_TOOL_TIMEOUT_SECONDS = 30
+DEFAULT_TOOL_MAX_RESPONSE_BYTES = 1024 * 1024
+DEFAULT_TOOL_CONNECT_TIMEOUT_SECONDS = 5
 
 
 def _decimal(attr: str, path: str, example: str) -> Rule:
@@ -57,6 +59,12 @@ class Workers(Model):
     concurrency: int = Field(default=64, ge=1, le=10_000, description="Tasks one worker pod runs at once; tasks mostly wait on the model and tools.")
     cpu: str = Field(default="1", max_length=32, pattern=QUANTITY, description="CPU request of each worker pod.")
     memory: str = Field(default="1Gi", max_length=32, pattern=QUANTITY, description="Memory request of each worker pod.")
+    allow_api_server: bool = Field(
+        default=True,
+        alias="allowAPIServer",
+        description="Worker pods may connect to the API server (sticky routing watches EndpointSlices there); false adds "
+        "the operator's apiServerCIDRs to the workers' egress NetworkPolicy. HTTP tools never reach it either way.",
+    )
 
 
 class Budgets(Model):
@@ -116,6 +124,20 @@ class HTTPTool(Model):
         default=None, description="Secret key holding extra headers as a JSON object, e.g. an Authorization header."
     )
     side_effects: bool = Field(default=False, description="The call changes something; it runs under an idempotency key so a resumed step never repeats it.")
+    follow_redirects: Literal["Never", "SameOrigin"] = Field(
+        default="Never",
+        description="Never: a redirect is the model's observation, not followed. SameOrigin: follow up to "
+        "5 to the same scheme, host and port, without the headersSecretRef headers.",
+    )
+    max_response_bytes: int = Field(
+        default=DEFAULT_TOOL_MAX_RESPONSE_BYTES,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Response bytes read at most; the rest is never read and the model sees a truncation note.",
+    )
+    connect_timeout_seconds: int = Field(
+        default=DEFAULT_TOOL_CONNECT_TIMEOUT_SECONDS, ge=1, le=300, description="Seconds to open the connection before the call fails."
+    )
 
 
 class Retrieval(Model):
@@ -240,13 +262,36 @@ class ManagedRedis(Model):
     memory: str = Field(default="1Gi", max_length=32, pattern=QUANTITY, description="Memory request and limit of the Redis pod.")
 
 
+class RedisSentinel(Model):
+    rules = (each_matches("addresses", r"^[A-Za-z0-9.-]+:[0-9]{1,5}$", "spec.redis.sentinel.addresses[] must be host:port, e.g. sentinel.data:26379"),)
+
+    addresses: list[Annotated[str, Field(max_length=261)]] = Field(
+        min_length=1,
+        max_length=9,
+        description="Sentinels as host:port, e.g. redis-sentinel.data:26379; the runtime asks them for the current primary.",
+    )
+    master_name: str = Field(
+        max_length=64, pattern=r"^[A-Za-z0-9._-]+$", description="Name the Sentinels monitor the primary under (sentinel monitor <name> ...)."
+    )
+    durable_submit: bool = Field(
+        default=True,
+        description="Acknowledge a submission only once a replica has it (WAIT 1); without a replica in time the "
+        "answer is 503 and a retry with the same Idempotency-Key returns the task.",
+    )
+    wait_timeout_milliseconds: int = Field(
+        default=1000, ge=10, le=60_000, description="How long a submission waits for a replica before answering 503."
+    )
+
+
 class Redis(Model):
     rules = (
         Rule(
-            cel="has(self.url) != has(self.deploy)",
-            message="spec.redis needs exactly one of url (an existing Redis) or deploy (the operator runs one)",
-            check=lambda r: (r.url is None) != (r.deploy is None),
+            cel="(has(self.url) ? 1 : 0) + (has(self.deploy) ? 1 : 0) + (has(self.sentinel) ? 1 : 0) == 1",
+            message="spec.redis needs exactly one of url (an existing Redis), deploy (the operator runs one) or sentinel "
+            "(a Sentinel-managed Redis)",
+            check=lambda r: [r.url is not None, r.deploy is not None, r.sentinel is not None].count(True) == 1,
         ),
+
         matches("url", "^rediss?://", "spec.redis.url must start with redis:// or rediss://"),
         no_credentials(
             "url",
@@ -262,6 +307,9 @@ class Redis(Model):
     )
     password_secret_ref: SecretKeyRef | None = Field(default=None, description="Secret key holding the password of the Redis at url.")
     deploy: ManagedRedis | None = Field(default=None, description="Run a Redis for this fleet (StatefulSet with AOF, generated password).")
+    sentinel: RedisSentinel | None = Field(
+        default=None, description="A Redis whose primary Sentinels elect (failover); passwordSecretRef is its data nodes' password."
+    )
 
 
 class Retry(Model):

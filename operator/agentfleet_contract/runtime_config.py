@@ -29,6 +29,11 @@ from agentfleet_contract.agentfleet import (
 from agentfleet_contract.common import Model
 from agentfleet_contract.modelreplicaset import Routing
 
+# Comma-separated CIDRs the workers' HTTP tools never connect to, besides link-local metadata and the
+# API server's Service IP: the operator sets it on worker pods from the same list as their egress
+# NetworkPolicy, the runtime reads it (agentfleet_runtime.tools.http).
+EGRESS_DENY_ENV = "AGENTFLEET_EGRESS_DENY"
+
 DEFAULT_SYSTEM_PROMPT = (
     "You are a careful assistant that completes the user's goal. Use the tools when they help; when you know the answer, reply with the answer alone."
 )
@@ -86,6 +91,10 @@ class RuntimeConfig(Model):
     redis_url: str = Field(default="redis://127.0.0.1:6379/0")
     redis_password: str | None = None
     redis_max_connections: int = Field(default=128, ge=4, le=10_000, description="Connections one process keeps to Redis; tasks share them.")
+    redis_ack_replicas: int = Field(
+        default=0, ge=0, le=8, description="Replicas a new task must reach (WAIT) before the API acknowledges it; 0: at once."
+    )
+    redis_ack_timeout_ms: int = Field(default=1000, ge=10, le=60_000, description="How long a submission waits for those replicas.")
     listen_host: str = Field(default="127.0.0.1", description="Address the API and metrics servers bind; 0.0.0.0 in a pod.")
     model: ModelEndpoint = Field(default_factory=ModelEndpoint)
     model_routing: dict[str, Any] | None = Field(
@@ -194,6 +203,14 @@ def model_routing(spec: AgentFleetSpec, namespace: str, primary: ModelTarget, ro
     return out
 
 
+def _durable_submit(s: Any) -> dict[str, Any]:
+    """With Sentinel, a submission is acknowledged once a replica has it (spec.redis.sentinel)."""
+    sentinel = s.redis.sentinel
+    if sentinel is None or not sentinel.durable_submit:
+        return {}
+    return {"redisAckReplicas": 1, "redisAckTimeoutMs": sentinel.wait_timeout_milliseconds}
+
+
 def runtime_config(
     af: AgentFleet | dict[str, Any],
     *,
@@ -229,6 +246,7 @@ def runtime_config(
         "tools": [t.wire() for t in s.tools],
         "decisions": s.decisions.wire(),
         "worker": {"concurrency": s.workers.concurrency},
+        **_durable_submit(s),
         "api": {
             "maxRequestBytes": s.api.max_request_bytes,
             "maxStreams": s.api.max_streams,

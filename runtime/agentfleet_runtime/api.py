@@ -18,13 +18,14 @@ from agentfleet_contract.fleet_keys import Keys
 from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import OutOfMemoryError
 
 from agentfleet_runtime import metrics
 from agentfleet_runtime.budget import NANOS
 from agentfleet_runtime.config import limits_of
 from agentfleet_runtime.openapi import OPENAPI
-from agentfleet_runtime.redis_client import connect
-from agentfleet_runtime.store import Admission, TaskStore
+from agentfleet_runtime.redis_client import UNWRITABLE, connect, full_reason
+from agentfleet_runtime.store import Admission, NotReplicated, TaskStore
 from agentfleet_runtime.submission import (
     SubmitError,
     new_task,
@@ -43,6 +44,7 @@ SSE_KEEPALIVE_SECONDS = 15
 SSE_POLL_MS = 1000  # longest one XREAD of a stream blocks: how soon a closed client's slot frees
 TENANT = web.RequestKey("tenant", str)  # the caller's tenant, set by the auth middleware
 RETRY_AFTER_SECONDS = 5  # a tenant at its in-flight or stream cap: about when a task or stream may have ended
+REDIS_RETRY_AFTER_SECONDS = 10  # Redis full or failing over: results expire, a failover takes seconds
 
 
 class StreamSlots:
@@ -157,6 +159,15 @@ class TaskAPI:
             return _error(413, f"request body exceeds the limit of {self.config.api.max_request_bytes} bytes")
         except SubmitError as e:
             return _error(400, str(e))
+        except UNWRITABLE as e:
+            # Nothing was written: the client may retry the same request (and Idempotency-Key).
+            log.warning("redis refused a write", extra={"error": str(e)})
+            why = "full (maxmemory)" if isinstance(e, OutOfMemoryError) else "read-only (failing over)"
+            return web.json_response(
+                {"error": f"the fleet's Redis is {why}: nothing was stored; retry later"},
+                status=503,
+                headers={"Retry-After": str(REDIS_RETRY_AFTER_SECONDS)},
+            )
 
     async def _owned(self, request: web.Request) -> tuple[TaskRecord, dict[str, str]] | None:
         """The task the path names, if it is the caller's tenant's: another tenant's task is as
@@ -173,9 +184,23 @@ class TaskAPI:
         key = request.headers.get("Idempotency-Key")
         sub = parse_submission(body, key, self.config.api.max_goal_chars, self.limits)
         record = new_task(uuid.uuid4().hex, sub, time.time(), tenant)
-        created, task_id = await self.store.submit(
-            record, idempotency_key=sub.idempotency_key, request_hash=sub.request_hash, admission=self.admission
-        )
+        try:
+            created, task_id = await self.store.submit(
+                record,
+                idempotency_key=sub.idempotency_key,
+                request_hash=sub.request_hash,
+                admission=self.admission,
+                replicas=self.config.redis_ack_replicas,
+                wait_ms=self.config.redis_ack_timeout_ms,
+            )
+        except NotReplicated as e:
+            # Stored on the primary only: a failover now could lose it, so it is not acknowledged.
+            # The same Idempotency-Key returns this task, whether it survived or not (then anew).
+            return web.json_response(
+                {"id": e.task_id, "error": f"{e}: not acknowledged; retry with the same Idempotency-Key"},
+                status=503,
+                headers={"Retry-After": "1"},
+            )
         if created < 0:
             return self._refused(tenant, created, task_id, record.created_at)
         if not created:
@@ -306,8 +331,12 @@ class TaskAPI:
     async def readyz(self, _: web.Request) -> web.Response:
         try:
             await asyncio.wait_for(self.r.ping(), 2.0)
+            full = await asyncio.wait_for(full_reason(self.r), 2.0)
         except Exception as e:
             return web.json_response({"ready": False, "redis": str(e)}, status=503)
+        if full is not None:
+            # Unready: a pod that can only refuse submissions should not be sent any.
+            return web.json_response({"ready": False, "redis": full}, status=503)
         return web.json_response({"ready": True})
 
     async def metrics(self, _: web.Request) -> web.Response:

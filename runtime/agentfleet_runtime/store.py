@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from agentfleet_contract.fleet_keys import CONSUMER_GROUP, Keys
 from agentfleet_contract.fleet_stats import FleetStats, group_counts, summarize
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from agentfleet_runtime import fastjson, lua
 from agentfleet_runtime.batch import ScriptBatcher
@@ -65,6 +65,14 @@ def _observations_json(step: Step) -> bytes:
 def _observations_event(step: Step) -> bytes:
     assert step.observations is not None
     return event("observations", step=step.n, results=[{"tool": o.name, "ok": o.ok, "output": o.output[:500]} for o in step.observations])
+
+
+class NotReplicated(Exception):
+    """A submission written to the primary but not yet to enough replicas to survive its loss."""
+
+    def __init__(self, task_id: str, acked: int, wanted: int) -> None:
+        super().__init__(f"task {task_id} reached {acked} of {wanted} replicas in time")
+        self.task_id = task_id
 
 
 class TaskStore:
@@ -142,10 +150,15 @@ class TaskStore:
         request_hash: str = "",
         parent_children_key: str = "",
         admission: Admission | None = None,
+        replicas: int = 0,
+        wait_ms: int = 1000,
     ) -> tuple[int, str]:
         """Create and enqueue a task. Returns (1, task id) when created, (0, id) for the task an
         existing key or id names, and with ``admission`` (a tenant's root task) (-1, tasks in
-        flight) or (-2, spend today in 1e-9 units) when the tenant's limit refuses it."""
+        flight) or (-2, spend today in 1e-9 units) when the tenant's limit refuses it.
+
+        ``replicas``: a created task must reach that many replicas within ``wait_ms`` (WAIT on the
+        connection that wrote it), else NotReplicated: the primary may die before it has them."""
         fields = record.to_hash()
         fields["request_hash"] = request_hash
         if record.root == record.id:
@@ -169,7 +182,25 @@ class TaskStore:
             keys += ["", ""]
         ev = event("queued", task=record.id, parent=record.parent or None, depth=record.depth)
         args = [record.id, self.ttl, ev, *limits, self.keys.prefix, *flat]
-        created, task_id = await self._submit(keys=keys, args=args)
+        if not replicas:
+            created, task_id = await self._submit(keys=keys, args=args)
+            return int(created), task_id
+        # One pipeline, so WAIT runs on the connection whose write it waits for.
+        for attempt in (1, 2):
+            pipe = self.r.pipeline(transaction=False)
+            await self._submit(keys=keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", replicas, wait_ms)
+            try:
+                (created, task_id), acked = await pipe.execute()
+                break
+            except NoScriptError:
+                # A primary promoted by a failover starts with an empty script cache, and a
+                # pipeline's retry does not load it again (seen); the script did not run.
+                if attempt == 2:
+                    raise
+                await self.r.script_load(lua.SUBMIT)
+        if int(created) == 1 and int(acked) < replicas:
+            raise NotReplicated(task_id, int(acked), replicas)
         return int(created), task_id
 
     # -- leasing ---------------------------------------------------------------------------------

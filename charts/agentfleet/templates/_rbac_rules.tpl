@@ -85,7 +85,7 @@
   resources: [milvuses]
   verbs: [get, create, patch]
 # modelreplicaset: who may reach the replicas (the fleets' workers, operator, Prometheus)
-# agentfleet: who may reach the managed Redis
+# agentfleet: who may reach the managed Redis; what the workers may reach
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [create, patch]

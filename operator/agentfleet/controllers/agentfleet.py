@@ -34,6 +34,7 @@ from agentfleet_contract.agentfleet import AgentFleet
 from agentfleet_contract.common import API_VERSION
 from agentfleet_contract.conditions import READY, get_condition, set_condition
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
+from agentfleet_contract.redis_sentinel import parse_sentinel_url, sentinel_url
 from agentfleet_contract.runtime_config import DEFAULT_SYSTEM_PROMPT, ModelTarget, runtime_config
 from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
 from pydantic import ValidationError
@@ -101,9 +102,16 @@ def probe_redis(url: str, password: str | None, fleet: str, timeout: float = RED
     """(reachable, error, FleetStats or None): PING with the password, then the fleet's figures.
     ``error`` is for the operator's log only (it may hold what the remote end answered)."""
     import redis
+    import redis.sentinel
     from agentfleet_contract.fleet_stats import read_fleet_stats
 
-    r = redis.Redis.from_url(url, password=password or None, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True)
+    target = parse_sentinel_url(url)
+    if target is not None:
+        sentinel = redis.sentinel.Sentinel(list(target.addresses), socket_timeout=timeout, socket_connect_timeout=timeout)
+        opts = {"password": password or None, "db": target.db, "decode_responses": True}
+        r = sentinel.master_for(target.master, socket_timeout=timeout, socket_connect_timeout=timeout, **opts)
+    else:
+        r = redis.Redis.from_url(url, password=password or None, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True)
     try:
         r.ping()
     except redis.RedisError as e:
@@ -370,7 +378,8 @@ class AgentFleetPass:
                 self.busy = True
                 self.condition(REDIS_READY, False, "RedisStarting", f"StatefulSet {render.redis_name(self.name)}: {why}")
             return render.managed_redis_url(self.name, self.ns), password
-        assert r.url is not None
+        url = r.url if r.sentinel is None else sentinel_url(r.sentinel.addresses, r.sentinel.master_name)
+        assert url is not None
         password = None
         if r.password_secret_ref is not None:
             ref = r.password_secret_ref
@@ -378,7 +387,7 @@ class AgentFleetPass:
             if password is None:
                 self.condition(REDIS_READY, False, self.problems[-1].reason, self.problems[-1].message)
                 return None, None
-        return r.url, password
+        return url, password
 
     def redis_probe(self, af: AgentFleet, url: str, password: str | None) -> None:
         # A hard bound on top of the socket timeouts: a name lookup (a managed Redis's Service seen
@@ -435,7 +444,7 @@ class AgentFleetPass:
         )
         replicas = render.desired_workers(spec, self.old)
         children = render.render_runtime(
-            af, doc, replicas=replicas, milvus_env=milvus_env, model_key_secret_ref=model_key_secret_ref
+            af, doc, replicas=replicas, milvus_env=milvus_env, model_key_secret_ref=model_key_secret_ref, egress=CONFIG.egress()
         )
         for o in children:
             self.kube.apply(o)

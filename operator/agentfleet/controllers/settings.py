@@ -13,6 +13,13 @@ from dataclasses import dataclass
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from agentfleet.render.agentfleet import DEFAULT_EGRESS_DENY, Egress
+
+
+def _env_list(name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    raw = os.environ.get(name)
+    return default if raw is None else tuple(e.strip() for e in raw.split(",") if e.strip())
+
 
 def _env_float(name: str, default: float) -> float:
     try:
@@ -34,6 +41,14 @@ class OperatorConfig:
     # runaway loops without slowing an apply storm; API Priority and Fairness guards the server.
     api_qps: float = _env_float("AGENTFLEET_API_QPS", 200.0)
     api_burst: int = int(_env_float("AGENTFLEET_API_BURST", 400))
+    # The workers' egress NetworkPolicy (the chart's workerEgress): on, the ranges it denies, and
+    # the API server's addresses (denied where a fleet sets spec.workers.allowAPIServer false).
+    worker_egress: bool = os.environ.get("AGENTFLEET_WORKER_EGRESS", "true").lower() != "false"
+    worker_egress_denied: tuple[str, ...] = _env_list("AGENTFLEET_WORKER_EGRESS_DENY", DEFAULT_EGRESS_DENY)
+    api_server_cidrs: tuple[str, ...] = _env_list("AGENTFLEET_API_SERVER_CIDRS")
+
+    def egress(self) -> Egress | None:
+        return Egress(self.worker_egress_denied, self.api_server_cidrs) if self.worker_egress else None
 
 
 CONFIG = OperatorConfig()

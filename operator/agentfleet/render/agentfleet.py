@@ -13,7 +13,9 @@ Names (a contract with the chart and the local demo):
   ModelReplicaSets' EndpointSlices to route sticky), PodDisruptionBudget ``<fleet>-worker``;
 - Secret ``<fleet>-api-token`` (generated bearer token, only without spec.api.authSecretRef);
 - managed Redis: Secret ``<fleet>-redis`` (key ``password``, generated once), StatefulSet and
-  Service ``<fleet>-redis``, NetworkPolicy ``<fleet>-redis``.
+  Service ``<fleet>-redis``, NetworkPolicy ``<fleet>-redis``;
+- NetworkPolicy ``<fleet>-worker-egress`` (the workers' egress: no metadata addresses, and no API
+  server where the fleet says so).
 
 Labels are our own: nothing is copied from the AgentFleet's metadata, so a GitOps tool's tracking
 labels (app.kubernetes.io/instance, argocd.argoproj.io/*) never mark a child as one of its own.
@@ -22,13 +24,16 @@ labels (app.kubernetes.io/instance, argocd.argoproj.io/*) never mark a child as 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import yaml
 from agentfleet_contract.agentfleet import AgentFleet, AgentFleetSpec
-from agentfleet_contract.runtime_config import PodLayout
+from agentfleet_contract.runtime_config import EGRESS_DENY_ENV, PodLayout
 
+from agentfleet.capacity import parse_quantity
 from agentfleet.render.common import (
     MODEL_CLIENT_LABEL,
     OPERATOR_POD_LABELS,
@@ -57,11 +62,19 @@ REDIS_PORT = 6379
 REDIS_PASSWORD_KEY = "password"
 RUN_AS = 65532  # the runtime image's numeric non-root user
 REDIS_UID = 999  # the redis image's own user
+# maxmemory as a share of the pod's memory limit: the rest is the AOF rewrite's copy-on-write,
+# client buffers and the allocator's overhead. At maxmemory Redis refuses writes (noeviction:
+# evicting would silently drop tasks); the task API answers 503 and reports it on /readyz.
+REDIS_MAXMEMORY_SHARE = 0.75
 # SIGTERM: running steps get this long to reach a checkpoint, then the worker hands its tasks back.
 SHUTDOWN_GRACE_SECONDS = 30
 # The kubelet's kill must come after the release: grace + time to release hundreds of tasks.
 WORKER_TERMINATION_GRACE_SECONDS = SHUTDOWN_GRACE_SECONDS + 30
 API_RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
+
+# Cloud metadata services (AWS, GCP, Azure: 169.254.169.254; AWS over IPv6: fd00:ec2::254): the
+# node's credentials live there. The chart's workerEgress.deniedCIDRs replaces this default.
+DEFAULT_EGRESS_DENY = ("169.254.0.0/16", "fd00:ec2::254/128")
 
 # Pods allowed to reach a managed Redis besides the fleet's own: the operator (the chart's pod
 # labels, any namespace) reads queue depth and task statistics from it; it still needs the password.
@@ -96,6 +109,10 @@ def api_token_secret_name(fleet: str) -> str:
 
 def service_account_name(fleet: str) -> str:
     return fleet
+
+
+def worker_egress_name(fleet: str) -> str:
+    return f"{fleet}-worker-egress"
 
 
 def role_name(fleet: str) -> str:
@@ -236,6 +253,7 @@ def _pod_template(
     port: int,
     resources: dict[str, Any],
     model_key: dict[str, str] | None = None,
+    extra_env: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """``model_key``: secretKeyRef of the API key the model replicas require (workers only)."""
     fleet, _ = _fleet(af)
@@ -270,7 +288,7 @@ def _pod_template(
         "image": af.spec.image,
         "command": ["python", "-m", RUNTIME_MODULE],
         "args": args,
-        "env": _env(af, milvus_env) + _model_key_env(model_key),
+        "env": _env(af, milvus_env) + _model_key_env(model_key) + list(extra_env or []),
         "ports": ports,
         "resources": resources,
         "volumeMounts": mounts,
@@ -311,9 +329,12 @@ def render_worker(
     hash_: str,
     milvus_env: list[dict[str, Any]] | None = None,
     model_key: dict[str, str] | None = None,
+    egress: Egress | None = None,
 ) -> dict[str, Any]:
     fleet, _ = _fleet(af)
     w = af.spec.workers
+    # The HTTP tools refuse the same addresses in-process (and the API server's always).
+    deny = [{"name": EGRESS_DENY_ENV, "value": ",".join((*egress.denied, *egress.api_server))}] if egress else []
     resources = {"requests": {"cpu": w.cpu, "memory": w.memory}, "limits": {"memory": w.memory}}
     return {
         "apiVersion": "apps/v1",
@@ -333,7 +354,56 @@ def render_worker(
                 port=METRICS_PORT,
                 resources=resources,
                 model_key=model_key,
+                extra_env=deny,
             ),
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Egress:
+    """Addresses the workers may not reach, from the operator's settings (the chart's workerEgress)."""
+
+    denied: tuple[str, ...] = DEFAULT_EGRESS_DENY
+    # The API server's own addresses (a NetworkPolicy sees them after the Service IP is translated).
+    api_server: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for entry in (*self.denied, *self.api_server):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as e:
+                raise RenderError(f"workerEgress: {entry!r} is not an IP address or CIDR") from e
+
+
+def _except(cidrs: list[str], version: int) -> list[str]:
+    nets = (ipaddress.ip_network(c, strict=False) for c in cidrs)
+    return sorted({str(n) for n in nets if n.version == version})
+
+
+def render_worker_egress(af: AgentFleet, egress: Egress) -> dict[str, Any]:
+    """The workers' egress NetworkPolicy: anywhere but the denied ranges, and the API server's
+    addresses too unless spec.workers.allowAPIServer. Tools and prompts come from fleet authors
+    and models, so what a worker can reach is what a prompt injection can reach."""
+    fleet, _ = _fleet(af)
+    denied = [*egress.denied, *(() if af.spec.workers.allow_api_server else egress.api_server)]
+    blocks = []
+    for cidr, version in (("0.0.0.0/0", 4), ("::/0", 6)):
+        block: dict[str, Any] = {"cidr": cidr}
+        if ex := _except(denied, version):
+            block["except"] = ex
+        blocks.append({"ipBlock": block})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(af, worker_egress_name(fleet), "worker"),
+        "spec": {
+            "podSelector": {"matchLabels": selector(fleet, "worker")},
+            "policyTypes": ["Egress"],
+            # Pods (DNS, Redis, replicas, Milvus) by selector as well: some CNIs (Cilium) match
+            # only addresses outside the cluster with ipBlock. Host-network pods, the API server
+            # among them, are not selected by it.
+            "egress": [{"to": blocks}, {"to": [{"namespaceSelector": {}}]}],
         },
     }
 
@@ -399,6 +469,11 @@ def render_secret(af: AgentFleet, name: str, key: str, value: str, component: st
 # --- Managed Redis -----------------------------------------------------------------------------
 
 
+def redis_maxmemory(memory: str) -> int:
+    """Bytes Redis may hold under a pod memory limit of ``memory`` (a Kubernetes quantity)."""
+    return int(parse_quantity(memory) * REDIS_MAXMEMORY_SHARE)
+
+
 def render_redis(af: AgentFleet) -> list[dict[str, Any]]:
     """StatefulSet (AOF on a PVC, password from the generated Secret), Service and NetworkPolicy."""
     fleet, _ = _fleet(af)
@@ -414,7 +489,11 @@ def render_redis(af: AgentFleet) -> list[dict[str, Any]]:
         "image": managed.image,
         "command": ["redis-server"],
         # $(REDIS_PASSWORD) is expanded by the kubelet from the env var, never stored in the spec.
-        "args": ["--appendonly", "yes", "--appendfsync", "everysec", "--dir", "/data", "--port", str(REDIS_PORT), "--requirepass", "$(REDIS_PASSWORD)"],
+        "args": [
+            *("--appendonly", "yes", "--appendfsync", "everysec", "--dir", "/data", "--port", str(REDIS_PORT)),
+            *("--maxmemory", str(redis_maxmemory(managed.memory)), "--maxmemory-policy", "noeviction"),
+            *("--requirepass", "$(REDIS_PASSWORD)"),
+        ],
         "env": [password_env],
         "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
         "resources": {"requests": {"cpu": "250m", "memory": managed.memory}, "limits": {"memory": managed.memory}},
@@ -486,15 +565,18 @@ def render_runtime(
     replicas: int,
     milvus_env: list[dict[str, Any]] | None = None,
     model_key_secret_ref: Any | None = None,
+    egress: Egress | None = Egress(),
 ) -> list[dict[str, Any]]:
-    """Every child of the runtime, in apply order (identity and config before the pods).
-    ``model_key_secret_ref``: the primary ModelReplicaSet's spec.engine.apiKeySecretRef (None: its
-    generated Secret); the workers send that key to the replicas."""
+    """Every child of the runtime, in apply order (identity, config and the egress policy before
+    the pods). ``model_key_secret_ref``: the primary ModelReplicaSet's spec.engine.apiKeySecretRef
+    (None: its generated Secret); the workers send that key to the replicas. ``egress`` None: no
+    egress policy (the chart's workerEgress.enabled false)."""
     cm = render_config_map(af, doc)
     h = config_hash(cm["data"][CONFIG_KEY])
     key = api_key_ref(af.spec.model_ref.name, model_key_secret_ref)
-    worker = render_worker(af, replicas=replicas, hash_=h, milvus_env=milvus_env, model_key=key)
-    return [*render_identity(af), cm, worker, *render_api(af, hash_=h), render_pdb(af)]
+    worker = render_worker(af, replicas=replicas, hash_=h, milvus_env=milvus_env, model_key=key, egress=egress)
+    policy = [render_worker_egress(af, egress)] if egress is not None else []
+    return [*render_identity(af), cm, *policy, worker, *render_api(af, hash_=h), render_pdb(af)]
 
 
 # --- Readiness of what was applied -------------------------------------------------------------

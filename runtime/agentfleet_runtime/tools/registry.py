@@ -75,6 +75,9 @@ def build_tools(
                     timeout=spec.call_timeout(),
                     side_effects=spec.http.side_effects,
                     headers=load_headers(config.tool_headers_dir, spec.name) if spec.http.headers_secret_ref else {},
+                    follow_redirects=spec.http.follow_redirects,
+                    max_response_bytes=spec.http.max_response_bytes,
+                    connect_timeout=float(spec.http.connect_timeout_seconds),
                 )
             )
         elif spec.type == "Retrieval":

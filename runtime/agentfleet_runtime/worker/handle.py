@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agentfleet_contract.runtime_config import RuntimeConfig
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 
 from agentfleet_runtime import metrics
 from agentfleet_runtime.budget import Prices
@@ -28,6 +28,7 @@ from agentfleet_runtime.errors import Cancelled, LeaseLost, Released
 from agentfleet_runtime.logs import task_id_var
 from agentfleet_runtime.loop import LoopSettings, TaskRun
 from agentfleet_runtime.model import ModelClient, ModelError
+from agentfleet_runtime.redis_client import full_reason
 from agentfleet_runtime.store import Acquired, TaskStore
 from agentfleet_runtime.tools import ToolBox
 from agentfleet_runtime.worker.held import Held, HeldTasks
@@ -165,11 +166,28 @@ class TaskHandler:
             metrics.RELEASED.inc()
             log.info("task released for another worker", extra={"steps": len(run.steps)})
 
+    async def _room_again(self) -> bool:
+        # Within half the visibility timeout, while the lease is surely still this worker's.
+        return await _wait_room(self.store.r, time.monotonic() + self.config.visibility_timeout / 2)
+
     async def _failed(self, run: TaskRun | None, lease: str, msg_id: str, e: Exception) -> None:
         error = f"{type(e).__name__}: {e}"
         if run is None:
             log.error("could not start task", extra={"error": error})
             return
+        if isinstance(e, OutOfMemoryError) and await self._room_again():
+            # Redis was full (maxmemory, noeviction), which is no fault of the task: hand it back
+            # from its last checkpoint, as a drain does, instead of leaving it to be reclaimed as
+            # a dead worker's (a counted failure; maxAttempts of those dead-letter it).
+            # Not held from here: the poll loop may deliver the requeued entry at once, and an
+            # entry it skips as held stays pending until reclaimed (seen: a failure counted).
+            self.held.pop(run.rec.id, None)
+            try:
+                await _shielded(self.store.release(run.rec, lease, msg_id))
+                log.warning("redis was full; task handed back without a failure", extra={"error": error})
+                return
+            except RedisError as re:
+                e = re  # still refused: as any other Redis error below
         if isinstance(e, RedisError):
             # Redis stayed unreachable past the client's retries: leave the entry pending; it is
             # reclaimed after the visibility timeout, by this worker or another.
@@ -190,6 +208,18 @@ class TaskHandler:
         if outcome == "dead":
             metrics.TASKS.labels("failed").inc()
             log.error("task dead-lettered", extra={"error": error, "failures": failures})
+
+
+async def _wait_room(r: Any, give_up: float) -> bool:
+    """Whether Redis has room for writes again before ``give_up`` (monotonic seconds)."""
+    while time.monotonic() < give_up:
+        try:
+            if await full_reason(r) is None:
+                return True
+        except RedisError:
+            pass
+        await asyncio.sleep(0.5)
+    return False
 
 
 async def _shielded(coro: Any) -> Any:

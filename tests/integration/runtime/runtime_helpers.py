@@ -183,3 +183,25 @@ class Echo:
 
     async def run(self, arguments: dict[str, Any], ctx: Any) -> str:
         return f"echo {arguments}"
+
+
+@asynccontextmanager
+async def anonymous_api(config: RuntimeConfig) -> AsyncIterator[Any]:
+    """The task API (config.api.allowAnonymous) on a free port in this event loop; yields a
+    client session whose base URL is the API."""
+    import aiohttp
+    from aiohttp import web
+
+    from agentfleet_runtime.api import TaskAPI
+
+    server = TaskAPI(config)
+    runner = web.AppRunner(server.app(), shutdown_timeout=1)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as http:
+            yield http
+    finally:
+        server.closing = True
+        await runner.cleanup()

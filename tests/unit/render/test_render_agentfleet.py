@@ -53,6 +53,7 @@ def test_runtime_children_have_the_contract_names_and_our_labels_only() -> None:
         ("Role", "support-endpointslices"),
         ("RoleBinding", "support-endpointslices"),
         ("ConfigMap", "support-runtime"),
+        ("NetworkPolicy", "support-worker-egress"),
         ("Deployment", "support-worker"),
         ("Deployment", "support-api"),
         ("Service", "support-api"),
@@ -149,6 +150,31 @@ def test_workers_alone_carry_the_model_key_and_the_labels_the_replicas_admit() -
     assert wenv["AGENTFLEET_MODEL_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "vllm-key", "key": "k"}}
 
 
+def test_workers_egress_denies_metadata_and_the_api_server_unless_the_fleet_allows_it() -> None:
+    egress = r.Egress(api_server=("172.18.0.2", "2001:db8::1"))
+    policies = {}
+    for allow in (True, False):
+        af = fleet(workers={**SPEC["workers"], "allowAPIServer": allow})
+        objs = by_kind(r.render_runtime(af, doc_for(af), replicas=3, egress=egress))
+        policies[allow] = objs[("NetworkPolicy", "support-worker-egress")]["spec"]
+        worker = objs[("Deployment", "support-worker")]["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in worker["env"]}
+        # HTTP tools refuse the API server whatever the pod's policy lets the routing watch reach.
+        assert env["AGENTFLEET_EGRESS_DENY"] == "169.254.0.0/16,fd00:ec2::254/128,172.18.0.2,2001:db8::1"
+    for allow, spec in policies.items():
+        assert spec["podSelector"] == {"matchLabels": r.selector("support", "worker")} and spec["policyTypes"] == ["Egress"]
+        v4, v6 = (rule["ipBlock"] for rule in spec["egress"][0]["to"])
+        assert v4["cidr"] == "0.0.0.0/0" and v6["cidr"] == "::/0"
+        api4, api6 = ({"172.18.0.2/32"}, {"2001:db8::1/128"}) if not allow else (set(), set())
+        assert set(v4["except"]) == {"169.254.0.0/16", *api4}
+        assert set(v6["except"]) == {"fd00:ec2::254/128", *api6}
+        assert spec["egress"][1] == {"to": [{"namespaceSelector": {}}]}
+    af = fleet()
+    assert ("NetworkPolicy", "support-worker-egress") not in by_kind(r.render_runtime(af, doc_for(af), replicas=3, egress=None))
+    with pytest.raises(r.RenderError, match="workerEgress: 'nope'"):
+        r.Egress(denied=("nope",))
+
+
 def test_a_config_change_rolls_the_pods_and_nothing_else_does() -> None:
     af = fleet()
     a = by_kind(r.render_runtime(af, doc_for(af), replicas=3))
@@ -167,6 +193,10 @@ def test_managed_redis_is_a_password_protected_aof_statefulset_reachable_only_fr
     sts, svc, policy = r.render_redis(af)
     c = sts["spec"]["template"]["spec"]["containers"][0]
     assert ["--appendonly", "yes"] == c["args"][:2] and "$(REDIS_PASSWORD)" in c["args"]
+    # Full means refusing writes (503 at the API), never evicting a task's keys.
+    flags = dict(zip(c["args"][::2], c["args"][1::2], strict=True))
+    assert flags["--maxmemory-policy"] == "noeviction" and int(flags["--maxmemory"]) == int(0.75 * 2**30)
+    assert c["resources"]["limits"]["memory"] == "1Gi"
     assert c["env"] == [{"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "support-redis", "key": "password"}}}]
     assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "4Gi"
     assert svc["metadata"]["name"] == "support-redis" and svc["spec"]["ports"][0]["port"] == 6379
@@ -226,3 +256,22 @@ def test_readiness_of_applied_objects_and_cost_format() -> None:
     assert r.statefulset_ready({"spec": {"replicas": 1}, "status": {"readyReplicas": 1}})[0]
     assert not r.statefulset_ready({"spec": {"replicas": 1}, "status": {}})[0]
     assert r.format_cost(0.0123) == "0.0123" and r.format_cost(0) == "0" and r.format_cost(1.5) == "1.5" and r.format_cost(0.00000012) == "0"
+
+
+def test_a_sentinel_redis_is_one_url_and_acknowledges_submissions_once_replicated() -> None:
+    from agentfleet_contract.redis_sentinel import parse_sentinel_url, sentinel_url
+
+    url = sentinel_url(["s0.data:26379", "s1.data:26379"], "main")
+    target = parse_sentinel_url(url)
+    assert target is not None and target.addresses == (("s0.data", 26379), ("s1.data", 26379)) and target.master == "main"
+    assert parse_sentinel_url("redis://x:6379/0") is None
+    with pytest.raises(ValueError, match="host:port"):
+        parse_sentinel_url("redis+sentinel://nope/main/0")
+    af = fleet(redis={"sentinel": {"addresses": ["s0.data:26379"], "masterName": "main", "waitTimeoutMilliseconds": 250}})
+    doc = runtime_config(af, primary=PRIMARY, redis_url=url)
+    assert doc["redisAckReplicas"] == 1 and doc["redisAckTimeoutMs"] == 250
+    assert "redisAckReplicas" not in doc_for(fleet())
+    with pytest.raises(ValueError, match="exactly one of url"):
+        fleet(redis={"url": "redis://x:6379/0", "sentinel": {"addresses": ["s0:26379"], "masterName": "m"}})
+    with pytest.raises(ValueError, match="host:port"):
+        fleet(redis={"sentinel": {"addresses": ["s0"], "masterName": "m"}})
