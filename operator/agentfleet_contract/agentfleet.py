@@ -120,7 +120,11 @@ class MCPServer(Model):
             "(a stdio server started in the worker's container): set one and remove the other",
             check=lambda m: (m.url is None) != (m.command is None),
         ),
-        matches("url", "^https?://[^/]+", "spec.tools[].mcp.url must be an http:// or https:// URL, e.g. http://tools.default.svc:8000/mcp"),
+        matches(
+            "url",
+            "^https?://[^/]+",
+            "spec.tools[].mcp.url must be an http:// or https:// URL, e.g. http://tools.default.svc:8000/mcp",
+        ),
         no_credentials(
             "url",
             "spec.tools[].mcp.url must not carry credentials (user:password@): put an Authorization header in a Secret "
@@ -128,31 +132,45 @@ class MCPServer(Model):
         ),
         Rule(
             cel="!has(self.headersSecretRef) || has(self.url)",
-            message="spec.tools[].mcp.headersSecretRef is only for url servers: remove it, or pass a stdio server its settings in env",
+            message="spec.tools[].mcp.headersSecretRef is only for url servers: "
+            "remove it, or pass a stdio server its settings in env",
             check=lambda m: m.headers_secret_ref is None or m.url is not None,
             field_path=".headersSecretRef",
         ),
     )
 
-    url: str | None = Field(default=None, max_length=2048, description="Streamable HTTP endpoint of the MCP server, e.g. http://tools.default.svc:8000/mcp.")
+    url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Streamable HTTP endpoint of the MCP server, e.g. http://tools.default.svc:8000/mcp.",
+    )
     headers_secret_ref: SecretKeyRef | None = Field(
-        default=None, description="Secret key holding extra HTTP headers as a JSON object (url servers), e.g. an Authorization header."
+        default=None,
+        description="Secret key holding extra HTTP headers as a JSON object (url servers), e.g. Authorization.",
     )
     command: list[str] | None = Field(
         default=None,
         min_length=1,
         max_length=64,
-        description="Executable and arguments of a stdio MCP server, run in each worker's container (it must be in the worker image).",
+        description=(
+            "Executable and arguments of a stdio MCP server, run in each worker's container "
+            "(it must be in the worker image)."
+        ),
     )
     env: dict[str, str] = Field(
         default_factory=dict,
         max_length=64,
-        description="Extra environment of a stdio server; it inherits only PATH, HOME and the like, never the worker's secrets.",
+        description=(
+            "Extra environment of a stdio server; it inherits only PATH, HOME and the like, never the worker's secrets."
+        ),
     )
     allow_tools: list[str] = Field(
         default_factory=list,
         max_length=256,
-        description="Names of the server's tools the agents may call (as the server lists them); empty allows every listed tool.",
+        description=(
+            "Names of the server's tools the agents may call (as the server lists them); "
+            "empty allows every listed tool."
+        ),
     )
     read_only_tools: list[str] = Field(
         default_factory=list,
@@ -162,7 +180,12 @@ class MCPServer(Model):
             "(its result is recorded and its call carries an idempotency key). The server's own hints are not trusted."
         ),
     )
-    max_tools: int = Field(default=32, ge=1, le=256, description="Most tools taken from the server's listing; each one costs prompt tokens on every model call.")
+    max_tools: int = Field(
+        default=32,
+        ge=1,
+        le=256,
+        description="Most tools taken from the server's listing; each one costs prompt tokens on every model call.",
+    )
 
 
 class Retrieval(Model):
@@ -230,10 +253,13 @@ class Tool(Model):
     )
     http: HTTPTool | None = Field(default=None, description="Settings of an HTTP tool.")
     retrieval: Retrieval | None = Field(default=None, description="Settings of a Retrieval tool; defaults apply when unset.")
-    mcp: MCPServer | None = Field(default=None, description="Settings of an MCP tool: the server and which of its tools the agents may call.")
+    mcp: MCPServer | None = Field(
+        default=None, description="Settings of an MCP tool: the server and which of its tools the agents may call."
+    )
 
     def headers_ref(self) -> SecretKeyRef | None:
-        """The Secret key of extra HTTP headers (an HTTP tool's or an MCP url server's), mounted as a file named like the tool."""
+        """The Secret key of extra HTTP headers (an HTTP tool's or an MCP url server's), mounted as a
+        file named like the tool."""
         settings = self.http or self.mcp
         return settings.headers_secret_ref if settings is not None else None
 
@@ -251,7 +277,11 @@ def names_tool(tool: Tool, name: str) -> bool:
 
 
 class ToolPolicy(Model):
-    tool: str = Field(max_length=64, pattern=TOOL_NAME, description="Name of a tool in spec.tools (or <name>_<tool> for a tool of an MCP server) this policy applies to.")
+    tool: str = Field(
+        max_length=64,
+        pattern=TOOL_NAME,
+        description="Name of a tool in spec.tools (or <name>_<tool> for an MCP server's tool) this policy applies to.",
+    )
     first_step: bool = Field(
         default=False, description="The first step of every task must call this tool (e.g. search before answering); the model is offered only such tools then."
     )
@@ -408,9 +438,11 @@ class AgentFleetSpec(Model):
             field_path=".vectorIndexRef",
         ),
         Rule(
-            cel="!has(self.decisions) || !has(self.decisions.toolPolicies) || self.decisions.toolPolicies.all(p, has(self.tools) && "
+            cel="!has(self.decisions) || !has(self.decisions.toolPolicies) || "
+            "self.decisions.toolPolicies.all(p, has(self.tools) && "
             "self.tools.exists(t, t.name == p.tool || (t.type == 'MCP' && p.tool.startsWith(t.name + '_'))))",
-            message="spec.decisions.toolPolicies[].tool must name a tool in spec.tools (or <name>_<tool> of an MCP tool): fix the name or add the tool",
+            message="spec.decisions.toolPolicies[].tool must name a tool in spec.tools "
+            "(or <name>_<tool> of an MCP tool): fix the name or add the tool",
             check=lambda s: all(any(names_tool(t, p.tool) for t in s.tools) for p in s.decisions.tool_policies),
             field_path=".decisions.toolPolicies",
         ),

@@ -335,7 +335,8 @@ class AgentFleetPass:
             refs.append(("spec.api.authSecretRef", af.spec.api.auth_secret_ref))
         for i, t in enumerate(af.spec.tools):
             if (ref := t.headers_ref()) is not None:
-                refs.append((f"spec.tools[{i}].{'http' if t.http is not None else 'mcp'}.headersSecretRef ({t.name})", ref))
+                kind = "http" if t.http is not None else "mcp"
+                refs.append((f"spec.tools[{i}].{kind}.headersSecretRef ({t.name})", ref))
         for field, ref in refs:
             self.consented_secret(field, ref.name, ref.key)
 

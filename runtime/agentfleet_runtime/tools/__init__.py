@@ -51,7 +51,7 @@ class ToolBox:
         self.on_breaker = on_breaker
         for source in self._sources:
             source.on_change = self._index
-            source.taken = lambda source=source: [n for n, t in self.tools.items() if getattr(t, "server", None) is not source]
+            source.taken = lambda source=source: self._names_besides(source)
         self._index()
 
     def _index(self) -> None:
@@ -66,6 +66,10 @@ class ToolBox:
         for name in self.tools:
             if name not in self.breakers:
                 self.breakers[name] = self._new_breaker()
+
+    def _names_besides(self, source: Any) -> list[str]:
+        """The names a source's tools must not take: every other tool's."""
+        return [n for n, t in self.tools.items() if getattr(t, "server", None) is not source]
 
     async def start(self) -> None:
         """Connect the sources of tools; each waits for its first listing only up to its connect timeout."""

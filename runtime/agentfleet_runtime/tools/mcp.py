@@ -193,7 +193,12 @@ class MCPServer:
                 params = StdioServerParameters(command=self.command[0], args=self.command[1:], env=self.env)
                 read, write = await stack.enter_async_context(stdio_client(params))
             session = await stack.enter_async_context(
-                ClientSession(read, write, message_handler=self._on_message, client_info=Implementation(name="agentfleet", version="0.1.0"))
+                ClientSession(
+                    read,
+                    write,
+                    message_handler=self._on_message,
+                    client_info=Implementation(name="agentfleet", version="0.1.0"),
+                )
             )
             async with asyncio.timeout(self.connect_timeout):
                 await session.initialize()
@@ -237,7 +242,12 @@ class MCPServer:
         self.listings += 1
         log.info(
             "MCP tools listed",
-            extra={"tool": self.name, "listed": len(listed), "offered": [t.name for t in self.tools], "skipped": self.skipped},
+            extra={
+                "tool": self.name,
+                "listed": len(listed),
+                "offered": [t.name for t in self.tools],
+                "skipped": self.skipped,
+            },
         )
         if self.on_change is not None:
             self.on_change()

@@ -91,7 +91,9 @@ def catalog(
             skipped.append(f"{remote}: its name {name} is taken")
             continue
         names.add(name)
-        entries.append(Entry(name, remote, clean_text(description, MAX_DESCRIPTION_CHARS), params, remote not in read_only))
+        entries.append(
+            Entry(name, remote, clean_text(description, MAX_DESCRIPTION_CHARS), params, remote not in read_only)
+        )
     return entries, skipped
 
 

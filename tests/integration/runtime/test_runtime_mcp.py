@@ -32,7 +32,9 @@ HERE = Path(__file__).parent
 
 def task(tid: str = "t1") -> TaskRecord:
     now = time.time()
-    return TaskRecord(id=tid, goal="g", status=Status.RUNNING, limits=Limits(), created_at=now, deadline=now + 300, root=tid)
+    return TaskRecord(
+        id=tid, goal="g", status=Status.RUNNING, limits=Limits(), created_at=now, deadline=now + 300, root=tid
+    )
 
 
 def call(name: str, **arguments: Any) -> ToolCall:
@@ -52,7 +54,11 @@ async def step(box: ToolBox, rec: TaskRecord, n: int, *calls: ToolCall) -> list[
 
 def test_time_server_over_stdio_lists_its_tools_and_answers():
     async def body():
-        server = MCPServer("clock", command=[sys.executable, "-m", "mcp_server_time", "--local-timezone", "UTC"], read_only=["get_current_time"])
+        server = MCPServer(
+            "clock",
+            command=[sys.executable, "-m", "mcp_server_time", "--local-timezone", "UTC"],
+            read_only=["get_current_time"],
+        )
         box, seen = await started(server)
         try:
             assert sorted(box.names) == ["clock_convert_time", "clock_get_current_time"]
@@ -67,7 +73,10 @@ def test_time_server_over_stdio_lists_its_tools_and_answers():
             # The tool said no (its caller's mistake): the server's breaker counts no failure.
             assert box.breakers["clock_get_current_time"]._failures == 0
             assert [o for _, o, _ in seen] == ["ok", "error"]
-            print(f"\ntime: {len(box.names)} tools discovered, {len(seen)} calls through ({[round(s * 1000, 1) for *_, s in seen]} ms)")
+            print(
+                f"\ntime: {len(box.names)} tools discovered, {len(seen)} calls through"
+                f" ({[round(s * 1000, 1) for *_, s in seen]} ms)"
+            )
         finally:
             await box.close()
 
@@ -75,7 +84,13 @@ def test_time_server_over_stdio_lists_its_tools_and_answers():
 
 
 def git(repo: Path, *args: str) -> str:
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com", "HOME": str(repo)}
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+        "HOME": str(repo),
+    }
     return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
 
 
@@ -89,19 +104,32 @@ def test_git_server_on_a_repository_the_test_creates_offers_only_the_allowed_too
 
     async def body():
         allow = ["git_status", "git_log", "git_show"]
-        server = MCPServer("repo", command=[sys.executable, "-m", "mcp_server_git", "--repository", str(repo)], allow=allow, read_only=allow)
+        server = MCPServer(
+            "repo",
+            command=[sys.executable, "-m", "mcp_server_git", "--repository", str(repo)],
+            allow=allow,
+            read_only=allow,
+        )
         box, seen = await started(server)
         try:
             assert sorted(box.names) == ["repo_git_log", "repo_git_show", "repo_git_status"], box.names
             assert any(s.startswith("git_commit: not in allowTools") for s in server.skipped), server.skipped
             log_obs, status_obs, commit_obs = await step(
-                box, task(), 0, call("repo_git_log", repo_path=str(repo)), call("repo_git_status", repo_path=str(repo)), call("repo_git_commit", repo_path=str(repo), message="x")
+                box,
+                task(),
+                0,
+                call("repo_git_log", repo_path=str(repo)),
+                call("repo_git_status", repo_path=str(repo)),
+                call("repo_git_commit", repo_path=str(repo), message="x"),
             )
             assert log_obs.ok and "Document the zorblat scheduler interval" in log_obs.output, log_obs
             assert status_obs.ok and "main" in status_obs.output, status_obs
             # Not allowed means not there: the model reads that it does not exist.
             assert not commit_obs.ok and "unknown tool 'repo_git_commit'" in commit_obs.output
-            print(f"\ngit: {len(server.skipped) + len(box.names)} tools listed, {len(box.names)} offered, {len(seen)} calls through")
+            print(
+                f"\ngit: {len(server.skipped) + len(box.names)} tools listed, {len(box.names)} offered,"
+                f" {len(seen)} calls through"
+            )
         finally:
             await box.close()
 
@@ -117,7 +145,10 @@ class Page(BaseHTTPRequestHandler):
             self.send_response(404)
             self.end_headers()
             return
-        body = b"<html><head><title>Plinth</title></head><body><main><h1>Frobnicate queue</h1><p>The frobnicate queue retries after 5 seconds.</p></main></body></html>"
+        body = (
+            b"<html><head><title>Plinth</title></head><body><main><h1>Frobnicate queue</h1>"
+            b"<p>The frobnicate queue retries after 5 seconds.</p></main></body></html>"
+        )
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
         self.send_header("Content-Length", str(len(body)))
@@ -139,7 +170,9 @@ def test_fetch_server_reads_a_local_page_and_a_side_effect_call_is_not_repeated_
     async def body():
         store = store_for(make_config(redis_server.url, fleet))
         # No readOnlyTools: fetch is taken as a side effect, so its result is recorded per call.
-        server = MCPServer("web", command=[sys.executable, "-m", "mcp_server_fetch", "--allow-private-ips", "--ignore-robots-txt"])
+        server = MCPServer(
+            "web", command=[sys.executable, "-m", "mcp_server_fetch", "--allow-private-ips", "--ignore-robots-txt"]
+        )
         box, seen = await started(server, results=store)
         rec = task(fleet)
         try:
@@ -151,7 +184,10 @@ def test_fetch_server_reads_a_local_page_and_a_side_effect_call_is_not_repeated_
             [again] = await step(box, rec, 0, call("web_fetch", url=url))
             assert again.output == first.output
             assert [p for p in Page.hits if p != "/robots.txt"] == pages == ["/frobnicate.html"]
-            print(f"\nfetch: {len(box.names)} tool discovered, {len(seen)} call through, {len(pages)} page fetch for 2 run_steps")
+            print(
+                f"\nfetch: {len(box.names)} tool discovered, {len(seen)} call through,"
+                f" {len(pages)} page fetch for 2 run_steps"
+            )
         finally:
             await box.close()
             await store.r.aclose()
@@ -221,7 +257,10 @@ def test_streamable_http_server_relists_on_list_changed_and_survives_a_restart(t
             await until(lambda: server._session is not None, 30)
             [back] = await step(box, rec, 7, call("calc_add", a=1, b=1))
             assert back.ok and back.output == "2" and server.connects > connects
-            print(f"\nhttp: {len(box.names)} tools after list_changed, {len(seen)} calls through, {server.listings} listings, {server.connects} sessions")
+            print(
+                f"\nhttp: {len(box.names)} tools after restart, {len(seen)} calls through,"
+                f" {server.listings} listings, {server.connects} sessions"
+            )
         finally:
             await box.close()
 
