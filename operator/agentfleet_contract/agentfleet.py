@@ -199,32 +199,28 @@ class Retrieval(Model):
     )
 
 
+def _settings_block(kind: str, attr: str, give: str) -> tuple[Rule, Rule]:
+    """A tool's settings block ``attr`` is required for tools of type ``kind``, and only for them."""
+    return (
+        Rule(
+            cel=f"self.type != '{kind}' || has(self.{attr})",
+            message=f"spec.tools[].{attr} is required when type is {kind}: give its {give}",
+            check=lambda t: t.type != kind or getattr(t, attr) is not None,
+            field_path=f".{attr}",
+        ),
+        Rule(
+            cel=f"self.type == '{kind}' || !has(self.{attr})",
+            message=f"spec.tools[].{attr} is only for tools of type {kind}: remove it or set type {kind}",
+            check=lambda t: t.type == kind or getattr(t, attr) is None,
+            field_path=f".{attr}",
+        ),
+    )
+
+
 class Tool(Model):
     rules = (
-        Rule(
-            cel="self.type != 'HTTP' || has(self.http)",
-            message="spec.tools[].http is required when type is HTTP: give its url",
-            check=lambda t: t.type != "HTTP" or t.http is not None,
-            field_path=".http",
-        ),
-        Rule(
-            cel="self.type == 'HTTP' || !has(self.http)",
-            message="spec.tools[].http is only for tools of type HTTP: remove it or set type HTTP",
-            check=lambda t: t.type == "HTTP" or t.http is None,
-            field_path=".http",
-        ),
-        Rule(
-            cel="self.type != 'MCP' || has(self.mcp)",
-            message="spec.tools[].mcp is required when type is MCP: give its url or command",
-            check=lambda t: t.type != "MCP" or t.mcp is not None,
-            field_path=".mcp",
-        ),
-        Rule(
-            cel="self.type == 'MCP' || !has(self.mcp)",
-            message="spec.tools[].mcp is only for tools of type MCP: remove it or set type MCP",
-            check=lambda t: t.type == "MCP" or t.mcp is None,
-            field_path=".mcp",
-        ),
+        *_settings_block("HTTP", "http", "url"),
+        *_settings_block("MCP", "mcp", "url or command"),
         Rule(
             cel="self.type != 'MCP' || !has(self.parameters)",
             message="spec.tools[].parameters is not used by MCP tools (the server lists each tool's schema): remove it",

@@ -5,7 +5,8 @@ FastMCP's successor) because the reference servers on PyPI (time, git, fetch) sp
 Its tools: ``add``; ``unlock``, which adds the tool ``secret_word`` and sends
 notifications/tools/list_changed; ``whoami``, which answers with the request's _meta (the
 idempotency key a side-effect call carries); ``nap``, which sleeps; ``huge``, which answers 200,000
-characters.
+characters. ``POST /add`` answers the same sum as plain HTTP, from the same process: the baseline
+of e2e/bench/mcp_overhead.py.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import sys
 
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
 
 server = MCPServer("agentfleet-test")
 
@@ -24,6 +27,12 @@ server = MCPServer("agentfleet-test")
 def add(a: int, b: int) -> str:
     """Adds two integers."""
     return str(a + b)
+
+
+@server.custom_route("/add", methods=["POST"])
+async def add_over_http(request: Request) -> PlainTextResponse:
+    body = await request.json()
+    return PlainTextResponse(str(int(body["a"]) + int(body["b"])))
 
 
 @server.tool()

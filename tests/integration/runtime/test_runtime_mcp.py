@@ -7,6 +7,7 @@ recorded results of side-effect tools and the observations the model reads are t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -41,11 +42,22 @@ def call(name: str, **arguments: Any) -> ToolCall:
     return ToolCall(f"c-{name}", name, arguments)
 
 
-async def started(*servers: MCPServer, **kw: Any) -> tuple[ToolBox, list[tuple[str, str, float]]]:
+async def started(*servers: MCPServer, listed: bool = True, **kw: Any) -> tuple[ToolBox, list[tuple[str, str, float]]]:
+    """A ToolBox over the servers, started as a worker starts it; with ``listed``, also waits for
+    each server's first listing (past the 10 s start wait: this shared machine runs at load 20)."""
     seen: list[tuple[str, str, float]] = []
     box = ToolBox(list(servers), on_call=lambda n, o, s: seen.append((n, o, s)), **kw)
     await box.start()
+    if listed:
+        await until(lambda: all(s.listings for s in servers), 60)
     return box, seen
+
+
+async def until(predicate: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
 
 
 async def step(box: ToolBox, rec: TaskRecord, n: int, *calls: ToolCall) -> list[Any]:
@@ -207,15 +219,6 @@ def start_http_server(port: int, tmp: Path) -> Proc:
     return proc
 
 
-async def until(predicate: Any, timeout: float) -> None:
-    import asyncio
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
 def test_streamable_http_server_relists_on_list_changed_and_survives_a_restart(tmp_path):
     port = free_port()
     proc = start_http_server(port, tmp_path)
@@ -274,7 +277,7 @@ def test_a_server_that_cannot_be_reached_delays_start_only_by_its_connect_timeou
     async def body():
         server = MCPServer("gone", url=f"http://127.0.0.1:{free_port()}/mcp", connect_timeout=1.0)
         t0 = time.monotonic()
-        box, _ = await started(server)
+        box, _ = await started(server, listed=False)
         waited = time.monotonic() - t0
         try:
             assert box.names == [] and waited < 3, waited
