@@ -140,6 +140,86 @@ class HTTPTool(Model):
     )
 
 
+# What one MCP server may put in front of the model: its listing is the server's word, not ours.
+MCP_TOOL_NAME = r"^[A-Za-z0-9_.\-/]{1,128}$"
+
+
+class MCPServer(Model):
+    rules = (
+        Rule(
+            cel="has(self.url) != has(self.command)",
+            message="spec.tools[].mcp needs exactly one of url (a streamable HTTP server) and command "
+            "(a stdio server started in the worker's container): set one and remove the other",
+            check=lambda m: (m.url is None) != (m.command is None),
+        ),
+        matches(
+            "url",
+            "^https?://[^/]+",
+            "spec.tools[].mcp.url must be an http:// or https:// URL, e.g. http://tools.default.svc:8000/mcp",
+        ),
+        no_credentials(
+            "url",
+            "spec.tools[].mcp.url must not carry credentials (user:password@): put an Authorization header in a Secret "
+            "labelled agentfleet.io/consent=true and name it in headersSecretRef",
+        ),
+        Rule(
+            cel="!has(self.headersSecretRef) || has(self.url)",
+            message="spec.tools[].mcp.headersSecretRef is only for url servers: "
+            "remove it, or pass a stdio server its settings in env",
+            check=lambda m: m.headers_secret_ref is None or m.url is not None,
+            field_path=".headersSecretRef",
+        ),
+    )
+
+    url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Streamable HTTP endpoint of the MCP server, e.g. http://tools.default.svc:8000/mcp.",
+    )
+    headers_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding extra HTTP headers as a JSON object (url servers), e.g. Authorization.",
+    )
+    command: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description=(
+            "Executable and arguments of a stdio MCP server, run in each worker's container "
+            "(it must be in the worker image)."
+        ),
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=64,
+        description=(
+            "Extra environment of a stdio server; it inherits only PATH, HOME and the like, never the worker's secrets."
+        ),
+    )
+    allow_tools: list[str] = Field(
+        default_factory=list,
+        max_length=256,
+        description=(
+            "Names of the server's tools the agents may call (as the server lists them); "
+            "empty allows every listed tool."
+        ),
+    )
+    read_only_tools: list[str] = Field(
+        default_factory=list,
+        max_length=256,
+        description=(
+            "Tools of the server that change nothing; every other tool is treated as a side effect "
+            "(its result is recorded and its call carries an idempotency key). The server's own hints are not trusted."
+        ),
+    )
+    max_tools: int = Field(
+        default=32,
+        ge=1,
+        le=256,
+        description="Most tools taken from the server's listing; each one costs prompt tokens on every model call.",
+    )
+
+
 class Retrieval(Model):
     top_k: int = Field(default=5, ge=1, le=100, description="Passages returned per query.")
     filter: str | None = Field(default=None, max_length=4096, description='Milvus boolean filter applied to every search, e.g. lang == "en".')
@@ -151,24 +231,43 @@ class Retrieval(Model):
     )
 
 
-class Tool(Model):
-    rules = (
+def _settings_block(kind: str, attr: str, give: str) -> tuple[Rule, Rule]:
+    """A tool's settings block ``attr`` is required for tools of type ``kind``, and only for them."""
+    return (
         Rule(
-            cel="self.type != 'HTTP' || has(self.http)",
-            message="spec.tools[].http is required when type is HTTP: give its url",
-            check=lambda t: t.type != "HTTP" or t.http is not None,
-            field_path=".http",
+            cel=f"self.type != '{kind}' || has(self.{attr})",
+            message=f"spec.tools[].{attr} is required when type is {kind}: give its {give}",
+            check=lambda t: t.type != kind or getattr(t, attr) is not None,
+            field_path=f".{attr}",
         ),
         Rule(
-            cel="self.type == 'HTTP' || !has(self.http)",
-            message="spec.tools[].http is only for tools of type HTTP: remove it or set type HTTP",
-            check=lambda t: t.type == "HTTP" or t.http is None,
-            field_path=".http",
+            cel=f"self.type == '{kind}' || !has(self.{attr})",
+            message=f"spec.tools[].{attr} is only for tools of type {kind}: remove it or set type {kind}",
+            check=lambda t: t.type == kind or getattr(t, attr) is None,
+            field_path=f".{attr}",
+        ),
+    )
+
+
+class Tool(Model):
+    rules = (
+        *_settings_block("HTTP", "http", "url"),
+        *_settings_block("MCP", "mcp", "url or command"),
+        Rule(
+            cel="self.type != 'MCP' || !has(self.parameters)",
+            message="spec.tools[].parameters is not used by MCP tools (the server lists each tool's schema): remove it",
+            check=lambda t: t.type != "MCP" or t.parameters is None,
+            field_path=".parameters",
         ),
     )
 
     name: str = Field(max_length=64, pattern=TOOL_NAME, description="Name the model calls the tool by.")
-    type: Literal["Retrieval", "HTTP", "Spawn"] = Field(description="Retrieval searches the VectorIndex, HTTP calls an endpoint, Spawn starts sub-agents.")
+    type: Literal["Retrieval", "HTTP", "Spawn", "MCP"] = Field(
+        description=(
+            "Retrieval searches the VectorIndex, HTTP calls an endpoint, Spawn starts sub-agents, "
+            "MCP offers an MCP server's tools (each named <name>_<server's tool name>)."
+        )
+    )
     description: str = Field(default="", max_length=4096, description="What the tool does, shown to the model.")
     parameters: dict[str, Any] | None = Field(default=None, description="JSON Schema of the tool's arguments, shown to the model.")
     timeout_seconds: int | None = Field(
@@ -182,6 +281,15 @@ class Tool(Model):
     )
     http: HTTPTool | None = Field(default=None, description="Settings of an HTTP tool.")
     retrieval: Retrieval | None = Field(default=None, description="Settings of a Retrieval tool; defaults apply when unset.")
+    mcp: MCPServer | None = Field(
+        default=None, description="Settings of an MCP tool: the server and which of its tools the agents may call."
+    )
+
+    def headers_ref(self) -> SecretKeyRef | None:
+        """The Secret key of extra HTTP headers (an HTTP tool's or an MCP url server's), mounted as a
+        file named like the tool."""
+        settings = self.http or self.mcp
+        return settings.headers_secret_ref if settings is not None else None
 
     def call_timeout(self) -> float:
         """Seconds one call may take. A sub-agent runs a whole agent loop (tens of model calls), so a
@@ -191,8 +299,17 @@ class Tool(Model):
         return math.inf if self.type == "Spawn" else float(DEFAULT_TOOL_TIMEOUT_SECONDS)
 
 
+def names_tool(tool: Tool, name: str) -> bool:
+    """Whether ``name``, as the model calls it, is ``tool`` or one of the tools an MCP server lists."""
+    return tool.name == name or (tool.type == "MCP" and name.startswith(tool.name + "_"))
+
+
 class ToolPolicy(Model):
-    tool: str = Field(max_length=64, pattern=TOOL_NAME, description="Name of a tool in spec.tools this policy applies to.")
+    tool: str = Field(
+        max_length=64,
+        pattern=TOOL_NAME,
+        description="Name of a tool in spec.tools (or <name>_<tool> for an MCP server's tool) this policy applies to.",
+    )
     first_step: bool = Field(
         default=False, description="The first step of every task must call this tool (e.g. search before answering); the model is offered only such tools then."
     )
@@ -375,9 +492,12 @@ class AgentFleetSpec(Model):
             field_path=".vectorIndexRef",
         ),
         Rule(
-            cel="!has(self.decisions) || !has(self.decisions.toolPolicies) || self.decisions.toolPolicies.all(p, has(self.tools) && self.tools.exists(t, t.name == p.tool))",
-            message="spec.decisions.toolPolicies[].tool must name a tool in spec.tools: fix the name or add the tool",
-            check=lambda s: all(any(t.name == p.tool for t in s.tools) for p in s.decisions.tool_policies),
+            cel="!has(self.decisions) || !has(self.decisions.toolPolicies) || "
+            "self.decisions.toolPolicies.all(p, has(self.tools) && "
+            "self.tools.exists(t, t.name == p.tool || (t.type == 'MCP' && p.tool.startsWith(t.name + '_'))))",
+            message="spec.decisions.toolPolicies[].tool must name a tool in spec.tools "
+            "(or <name>_<tool> of an MCP tool): fix the name or add the tool",
+            check=lambda s: all(any(names_tool(t, p.tool) for t in s.tools) for p in s.decisions.tool_policies),
             field_path=".decisions.toolPolicies",
         ),
         Rule(

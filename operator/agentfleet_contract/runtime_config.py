@@ -263,7 +263,7 @@ def runtime_config(
         doc["modelRouting"] = model_routing(s, namespace, primary, routine)
         doc["worker"].update({"metricsPort": pod.metrics_port, "shutdownGraceSeconds": pod.shutdown_grace_seconds})
         doc["api"].update({"port": pod.api_port, "tokensFile": pod.tokens_file})
-        if any(t.http is not None and t.http.headers_secret_ref is not None for t in s.tools):
+        if any(t.headers_ref() is not None for t in s.tools):
             doc["toolHeadersDir"] = pod.tool_headers_dir
     RuntimeConfig.model_validate(copy.deepcopy(doc))  # what we hand out must load
     return doc

@@ -357,8 +357,9 @@ class AgentFleetPass:
         if af.spec.api.auth_secret_ref is not None:
             refs.append(("spec.api.authSecretRef", af.spec.api.auth_secret_ref))
         for i, t in enumerate(af.spec.tools):
-            if t.http is not None and t.http.headers_secret_ref is not None:
-                refs.append((f"spec.tools[{i}].http.headersSecretRef ({t.name})", t.http.headers_secret_ref))
+            if (ref := t.headers_ref()) is not None:
+                kind = "http" if t.http is not None else "mcp"
+                refs.append((f"spec.tools[{i}].{kind}.headersSecretRef ({t.name})", ref))
         for field, ref in refs:
             self.consented_secret(field, ref.name, ref.key)
 

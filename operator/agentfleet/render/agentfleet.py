@@ -231,11 +231,8 @@ def _env(af: AgentFleet, milvus_env: list[dict[str, Any]]) -> list[dict[str, Any
 
 
 def _tool_header_volume(spec: AgentFleetSpec) -> dict[str, Any] | None:
-    sources = [
-        {"secret": {"name": t.http.headers_secret_ref.name, "items": [{"key": t.http.headers_secret_ref.key, "path": t.name}]}}
-        for t in spec.tools
-        if t.http is not None and t.http.headers_secret_ref is not None
-    ]
+    refs = [(t.name, ref) for t in spec.tools if (ref := t.headers_ref()) is not None]
+    sources = [{"secret": {"name": ref.name, "items": [{"key": ref.key, "path": name}]}} for name, ref in refs]
     return {"name": "tool-headers", "projected": {"sources": sources}} if sources else None
 
 

@@ -40,16 +40,41 @@ class ToolBox:
         on_breaker: Callable[[str, BreakerState], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # A source of tools (an MCP server) lists its tools itself, and lists them again when they change.
+        self._sources = [t for t in tools if getattr(t, "provides_tools", False)]
+        self._static = [t for t in tools if not getattr(t, "provides_tools", False)]
+        self.results = results
+        self.breakers: dict[str, CircuitBreaker] = {}
+        self._new_breaker = lambda: CircuitBreaker(failure_threshold, cooldown, clock)
+        self.max_chars = max_observation_chars
+        self.on_call = on_call
+        self.on_breaker = on_breaker
+        for source in self._sources:
+            source.on_change = self._index
+            source.taken = lambda source=source: self._names_besides(source)
+        self._index()
+
+    def _index(self) -> None:
+        """The name tables, built at construction and again whenever a source's tools change; a task
+        reads the schemas once when it starts, so a change reaches the tasks started after it."""
+        tools = [*self._static, *(t for source in self._sources for t in source.tools)]
         self.tools: dict[str, Any] = {t.name: t for t in tools}
         # Looked up on every call: kept as sets rather than getattr on each tool each time.
         self._side_effects = {t.name for t in tools if getattr(t, "side_effects", False)}
         self._spawners = {t.name for t in tools if getattr(t, "spawns", False)}
         self._read_only = {t.name for t in tools if getattr(t, "read_only", False)}
-        self.results = results
-        self.breakers = {name: CircuitBreaker(failure_threshold, cooldown, clock) for name in self.tools}
-        self.max_chars = max_observation_chars
-        self.on_call = on_call
-        self.on_breaker = on_breaker
+        for name in self.tools:
+            if name not in self.breakers:
+                self.breakers[name] = self._new_breaker()
+
+    def _names_besides(self, source: Any) -> list[str]:
+        """The names a source's tools must not take: every other tool's."""
+        return [n for n, t in self.tools.items() if getattr(t, "server", None) is not source]
+
+    async def start(self) -> None:
+        """Connect the sources of tools; each waits for its first listing only up to its connect timeout."""
+        if self._sources:
+            await asyncio.gather(*(source.start() for source in self._sources))
 
     def schemas(self) -> list[dict[str, Any]]:
         return [t.schema() for t in self.tools.values()]
@@ -161,7 +186,7 @@ class ToolBox:
             self.on_breaker(name, breaker.state)
 
     async def close(self) -> None:
-        for t in self.tools.values():
+        for t in [*self._static, *self._sources]:
             close = getattr(t, "close", None)
             if close is not None:
                 await close()

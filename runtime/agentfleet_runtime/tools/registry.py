@@ -100,4 +100,27 @@ def build_tools(
             )
         elif spec.type == "Spawn":
             tools.append(SpawnTool(spec.name, store, fan_in, description=spec.description, timeout=spec.call_timeout()))
+        elif spec.type == "MCP":
+            tools.append(mcp_server(config, spec))
     return tools
+
+
+def mcp_server(config: RuntimeConfig, spec: Any) -> Any:
+    """A source of the tools one MCP server lists. Imported here, not at the top: the SDK takes about
+    a second to import, which fleets without MCP tools need not pay."""
+    from agentfleet_runtime.tools.mcp import MCPServer
+
+    settings = spec.mcp
+    assert settings is not None
+    return MCPServer(
+        spec.name,
+        url=settings.url,
+        headers=load_headers(config.tool_headers_dir, spec.name) if settings.headers_secret_ref else {},
+        command=settings.command,
+        env=settings.env,
+        description=spec.description,
+        allow=settings.allow_tools,
+        read_only=settings.read_only_tools,
+        max_tools=settings.max_tools,
+        timeout=spec.call_timeout(),
+    )

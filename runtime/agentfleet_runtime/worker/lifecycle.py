@@ -132,6 +132,7 @@ class Worker:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
+        await self.toolbox.start()  # MCP servers: the first tasks see their tools (bounded wait)
         await self.store.ensure_group()
         await self.store.load_scripts()
         self._pubsub = self.r.pubsub()

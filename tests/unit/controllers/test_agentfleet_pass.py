@@ -238,6 +238,7 @@ def secret(name: str, key: str, value: str = "v", *, consent: bool) -> dict[str,
     }
 
 
+BILLING_DB = {"name": "billing-db", "key": "pw"}
 UNCONSENTED = [
     (
         {"redis": {"url": "redis://r:6379/0", "passwordSecretRef": {"name": "billing-db", "key": "pw"}}},
@@ -258,10 +259,17 @@ UNCONSENTED = [
         "spec.tools[0].http.headersSecretRef (t)",
         ("billing-db", "pw"),
     ),
+    (
+        {"tools": [{"name": "m", "type": "MCP", "mcp": {"url": "http://x/mcp", "headersSecretRef": BILLING_DB}}]},
+        "spec.tools[0].mcp.headersSecretRef (m)",
+        ("billing-db", "pw"),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("spec", "field", "ref"), UNCONSENTED, ids=["redis", "api", "tool-headers"])
+@pytest.mark.parametrize(
+    ("spec", "field", "ref"), UNCONSENTED, ids=["redis", "api", "tool-headers", "mcp-headers"]
+)
 def test_a_secret_without_the_consent_label_is_neither_sent_nor_mounted(
     spec: dict[str, Any], field: str, ref: tuple[str, str]
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from agentfleet_contract.runtime_config import ModelRoutingConfig, ModelTarget, 
 from agentfleet.render import agentfleet as r
 from agentfleet.render import budgets
 
+ROOT = Path(__file__).resolve().parents[3]
 META = {"name": "support", "namespace": "team-a", "uid": "u-1", "generation": 3, "labels": {"app.kubernetes.io/instance": "argo-app", "argocd.argoproj.io/instance": "x"}}
 SPEC: dict[str, Any] = {
     "modelRef": {"name": "llama-8b"},
@@ -275,3 +277,21 @@ def test_a_sentinel_redis_is_one_url_and_acknowledges_submissions_once_replicate
         fleet(redis={"url": "redis://x:6379/0", "sentinel": {"addresses": ["s0:26379"], "masterName": "m"}})
     with pytest.raises(ValueError, match="host:port"):
         fleet(redis={"sentinel": {"addresses": ["s0"], "masterName": "m"}})
+
+
+def test_the_mcp_example_renders_its_servers_into_the_config_and_mounts_only_their_headers() -> None:
+    docs = yaml.safe_load_all((ROOT / "examples" / "agentfleet-mcp.yaml").read_text())
+    ex = next(d for d in docs if d["kind"] == "AgentFleet")
+    af = AgentFleet.model_validate({**ex, "metadata": {**META, "name": "ops"}})
+    objs = by_kind(r.render_runtime(af, doc_for(af), replicas=2))
+    cfg = RuntimeConfig.model_validate(yaml.safe_load(objs[("ConfigMap", "ops-runtime")]["data"]["runtime.yaml"]))
+    clock, tickets = cfg.tools
+    assert clock.mcp.command == ["mcp-server-time", "--local-timezone", "UTC"] and clock.mcp.url is None
+    assert tickets.mcp.allow_tools == ["search_tickets", "create_ticket"]
+    assert tickets.mcp.read_only_tools == ["search_tickets"]
+    assert tickets.call_timeout() == 20 and cfg.tool_headers_dir == r.TOOL_HEADERS_DIR
+    assert "Bearer" not in objs[("ConfigMap", "ops-runtime")]["data"]["runtime.yaml"]
+    worker = objs[("Deployment", "ops-worker")]["spec"]["template"]["spec"]
+    headers = next(v for v in worker["volumes"] if v["name"] == "tool-headers")
+    ticket_headers = {"name": "tickets-mcp-auth", "items": [{"key": "headers.json", "path": "tickets"}]}
+    assert headers["projected"]["sources"] == [{"secret": ticket_headers}]

@@ -1,0 +1,275 @@
+"""MCP tools: an MCP server's tools, discovered by listing them, called through the ``mcp`` SDK.
+
+One ``MCPServer`` per spec tool of type MCP and per worker process holds one session to the
+server (streamable HTTP, or stdio to a command started in the worker's container). A background
+task owns the session (the SDK's transports are anyio context managers that must be left by the
+task that entered them): it connects, lists the tools, lists them again when the server sends
+notifications/tools/list_changed, pings while idle, and reconnects with backoff when the session
+fails. Calls from the agent loops share the session; nothing waits on the server except the call
+itself, bounded by the tool's timeout.
+
+The ToolBox treats a server as a source of tools (``provides_tools``): it asks for ``tools`` and
+is told through ``on_change`` when they change; tasks started after a change see the new list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from agentfleet_runtime.prompt import tool_schema
+from agentfleet_runtime.tools.base import ToolContext, ToolError
+from agentfleet_runtime.tools.mcp_catalog import Entry, catalog, clean_text, result_text
+
+log = logging.getLogger("agentfleet_runtime.tools.mcp")
+
+CONNECT_TIMEOUT_SECONDS = 10.0
+PING_INTERVAL_SECONDS = 15.0
+MAX_BACKOFF_SECONDS = 30.0
+MAX_LIST_PAGES = 16
+# Read off a server's result before it reaches the ToolBox, which cuts the observation to
+# maxObservationChars itself: no need to join a megabyte of text first.
+MAX_RESULT_CHARS = 65_536
+IDEMPOTENCY_META = "agentfleet.io/idempotency-key"
+TASK_META = "agentfleet.io/task"
+
+
+class MCPTool:
+    """One tool of an MCP server as the ToolBox sees it."""
+
+    def __init__(self, server: MCPServer, entry: Entry, timeout: float, context: str = "") -> None:
+        self.server = server
+        self.entry = entry
+        self.name = entry.name
+        # The spec author's description of the server, ahead of the server's own words.
+        self.description = f"{context} {entry.description}".strip()
+        self.parameters = entry.parameters
+        self.timeout = timeout
+        self.side_effects = entry.side_effects
+        self.read_only = not entry.side_effects  # the repeat guard, as for HTTP tools
+
+    def schema(self) -> dict[str, Any]:
+        return tool_schema(self.name, self.description, self.parameters)
+
+    async def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
+        meta = {TASK_META: ctx.task.id}
+        if self.side_effects:
+            meta[IDEMPOTENCY_META] = ctx.idempotency_key
+        return await self.server.call(self.entry.remote, arguments, meta, self.timeout)
+
+
+class MCPServer:
+    provides_tools = True  # the ToolBox asks for ``tools`` and listens to ``on_change``
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        url: str | None = None,
+        headers: dict[str, str] | None = None,
+        command: Sequence[str] | None = None,
+        env: dict[str, str] | None = None,
+        description: str = "",
+        allow: Sequence[str] = (),
+        read_only: Sequence[str] = (),
+        max_tools: int = 32,
+        timeout: float = 30.0,
+        connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+        ping_interval: float = PING_INTERVAL_SECONDS,
+    ) -> None:
+        if (url is None) == (not command):
+            raise ValueError(f"MCP tool {name}: give exactly one of url and command")
+        self.name = name
+        self.url = url
+        self.headers = headers or {}
+        self.command = list(command or [])
+        self.env = env or {}
+        self.description = description
+        self.allow = tuple(allow)
+        self.read_only = tuple(read_only)
+        self.max_tools = max_tools
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.ping_interval = ping_interval
+        self.tools: list[MCPTool] = []
+        self.skipped: list[str] = []
+        self.on_change: Callable[[], None] | None = None
+        self.taken: Callable[[], Sequence[str]] = tuple  # the fleet's other tool names (set by the ToolBox)
+        self.last_error = "not connected yet"
+        self.connects = 0
+        self.listings = 0
+        self._session: Any = None
+        self._connected = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._relist = False
+        self._dead = False
+        self._closing = False
+        self._runner: asyncio.Task[None] | None = None
+
+    # -- the ToolBox's side ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect in the background; wait for the first listing at most ``connect_timeout``, so a
+        worker's first tasks see the tools and a server that is down delays the worker only that long."""
+        if self._runner is None:
+            self._runner = asyncio.get_running_loop().create_task(self._run(), name=f"mcp-{self.name}")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), self.connect_timeout)
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._runner
+
+    async def call(self, remote: str, arguments: dict[str, Any], meta: dict[str, Any], timeout: float) -> str:
+        from mcp.shared.exceptions import MCPError
+        from mcp_types import CONNECTION_CLOSED, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND
+
+        session = self._session
+        if session is None:
+            raise ToolError(f"MCP server {self.name} is unreachable ({self.last_error}); the worker keeps reconnecting")
+        try:
+            result = await session.call_tool(remote, arguments, read_timeout_seconds=timeout, meta=meta)
+        except MCPError as e:
+            if e.code == CONNECTION_CLOSED:
+                self._fail("connection closed")
+                raise ToolError(f"MCP server {self.name} closed the connection during the call") from e
+            caller = e.code in (INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND)
+            raise ToolError(f"{self.name} refused the call: {clean_text(e.message, 2000)}", unhealthy=not caller) from e
+        except (asyncio.CancelledError, TimeoutError):
+            raise
+        except Exception as e:  # the transport failed: the session is suspect, start a new one
+            self._fail(f"{type(e).__name__}: {e}")
+            raise ToolError(f"MCP server {self.name} is unreachable: {type(e).__name__}: {e}") from e
+        text = result_text(result.content, result.structured_content, MAX_RESULT_CHARS)
+        if result.is_error:
+            # The tool ran and said no (bad arguments, a missing file): the model reads why; the server is fine.
+            raise ToolError(text or f"{remote} failed without saying why", unhealthy=False)
+        return text
+
+    # -- the session's owner ------------------------------------------------------------------------
+    async def _run(self) -> None:
+        delay = 0.5
+        while not self._closing:
+            try:
+                async with self._open() as session:
+                    self.connects += 1
+                    delay = 0.5
+                    await self._serve(session)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # an ExceptionGroup from the SDK's task groups too
+                self.last_error = _describe(e)
+                log.warning("MCP server session ended", extra={"tool": self.name, "error": self.last_error})
+            finally:
+                self._session = None
+                self._connected.clear()
+            if self._closing:
+                return
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(MAX_BACKOFF_SECONDS, delay * 2)
+
+    @contextlib.asynccontextmanager
+    async def _open(self) -> AsyncIterator[Any]:
+        from mcp.client.session import ClientSession
+        from mcp_types import Implementation
+
+        async with contextlib.AsyncExitStack() as stack:
+            if self.url is not None:
+                from mcp.client.streamable_http import streamable_http_client
+                from mcp.shared._httpx_utils import create_mcp_http_client
+
+                http = await stack.enter_async_context(create_mcp_http_client(headers=self.headers))
+                read, write = await stack.enter_async_context(streamable_http_client(self.url, http_client=http))
+            else:
+                from mcp.client.stdio import StdioServerParameters, stdio_client
+
+                params = StdioServerParameters(command=self.command[0], args=self.command[1:], env=self.env)
+                read, write = await stack.enter_async_context(stdio_client(params))
+            session = await stack.enter_async_context(
+                ClientSession(
+                    read,
+                    write,
+                    message_handler=self._on_message,
+                    client_info=Implementation(name="agentfleet", version="0.1.0"),
+                )
+            )
+            async with asyncio.timeout(self.connect_timeout):
+                await session.initialize()
+            yield session
+
+    async def _serve(self, session: Any) -> None:
+        self._dead = False
+        self._relist = True
+        while not self._closing:
+            if self._dead:
+                raise ConnectionError(self.last_error)
+            if self._relist:
+                self._relist = False
+                async with asyncio.timeout(self.connect_timeout):
+                    await self._list(session)
+                self._session = session
+                self._connected.set()
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(self.ping_interval):
+                    await self._wake.wait()
+            except TimeoutError:
+                async with asyncio.timeout(self.connect_timeout):
+                    await session.send_ping()
+
+    async def _list(self, session: Any) -> None:
+        from mcp_types import PaginatedRequestParams
+
+        listed: list[tuple[str, str | None, dict[str, Any] | None]] = []
+        cursor = None
+        for _ in range(MAX_LIST_PAGES):
+            page = await session.list_tools(params=PaginatedRequestParams(cursor=cursor) if cursor else None)
+            listed += [(t.name, t.description, t.input_schema) for t in page.tools]
+            cursor = page.next_cursor
+            if not cursor:
+                break
+        entries, self.skipped = catalog(
+            self.name, listed, allow=self.allow, read_only=self.read_only, max_tools=self.max_tools, taken=self.taken()
+        )
+        self.tools = [MCPTool(self, e, self.timeout, self.description) for e in entries]
+        self.listings += 1
+        log.info(
+            "MCP tools listed",
+            extra={
+                "tool": self.name,
+                "listed": len(listed),
+                "offered": [t.name for t in self.tools],
+                "skipped": self.skipped,
+            },
+        )
+        if self.on_change is not None:
+            self.on_change()
+
+    async def _on_message(self, message: Any) -> None:
+        from mcp_types import ToolListChangedNotification
+
+        if isinstance(message, ToolListChangedNotification):
+            self._relist = True
+            self._wake.set()
+        elif isinstance(message, Exception):
+            self._fail(_describe(message))
+
+    def _fail(self, why: str) -> None:
+        """A call saw the transport fail: the owner task drops the session and reconnects."""
+        self.last_error = why
+        self._dead = True
+        self._session = None
+        self._wake.set()
+
+
+def _describe(e: BaseException) -> str:
+    while isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
+        e = e.exceptions[0]
+    return f"{type(e).__name__}: {e}"[:500]
