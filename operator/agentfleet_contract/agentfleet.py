@@ -442,6 +442,9 @@ class AgentFleetStatus(Model):
     selector: str | None = Field(default=None, max_length=4096, description="Label selector of the worker pods, for the scale subresource.")
     queue_depth: int | None = Field(default=None, description="Tasks waiting in the stream.")
     in_flight_tasks: int | None = Field(default=None, description="Tasks being worked on.")
+    awaiting_approval: int | None = Field(
+        default=None, description="Tasks waiting for a person to approve a tool call (kubectl agentfleet approvals)."
+    )
     tasks_per_hour: int | None = Field(default=None, description="Tasks finished in the last hour.")
     task_p95_seconds: float | None = Field(default=None, description="95th percentile task duration over the last hour.")
     cost_per_task: str | None = Field(default=None, max_length=32, description="Mean cost of a finished task in the pricing currency.")

@@ -119,6 +119,7 @@ AGENT_FLEET = Resource(
         Column("Workers", "integer", ".status.readyWorkers", "Worker pods ready."),
         Column("Queue", "integer", ".status.queueDepth", "Tasks waiting."),
         Column("In-Flight", "integer", ".status.inFlightTasks", "Tasks running.", priority=1),
+        Column("Approvals", "integer", ".status.awaitingApproval", "Tasks waiting for a tool call's approval.", priority=1),
         Column("Tasks/h", "integer", ".status.tasksPerHour", "Tasks finished in the last hour."),
         Column("P95(s)", "number", ".status.taskP95Seconds", "95th percentile task duration."),
         Column("Cost/Task", "string", ".status.costPerTask", "Mean cost of a task."),

@@ -250,9 +250,11 @@ class TaskAPI:
         if got is None:
             return _error(404, f"no task {tid}")
         if got.decided or (got.record is not None and got.record.get("decision") == req.decision):
-            return web.json_response({"id": tid, "status": got.status, "approval": got.record, "repeated": not got.decided})
+            body = {"id": tid, "status": got.status, "approval": got.record, "repeated": not got.decided}
+            return web.json_response(body)
         done = f" (its decision was {got.record['decision']})" if got.record else ""
-        return _error(409, f"task {tid} is {got.status}, not waiting for this approval{done}: GET /v1/approvals lists what waits")
+        why = f"task {tid} is {got.status}, not waiting for this approval{done}: GET /v1/approvals lists what waits"
+        return _error(409, why)
 
     async def list_approvals(self, request: web.Request) -> web.Response:
         return web.json_response({"items": await self.approvals.waiting(owner, request[TENANT])})

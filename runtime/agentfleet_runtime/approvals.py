@@ -34,7 +34,9 @@ AWAITING = "awaiting_approval"  # the task's status while it waits (types.Status
 DECISIONS = {"approve": "approved", "deny": "denied"}  # request word -> recorded decision
 MAX_LISTED = 1000  # GET /v1/approvals reads at most this many waiting tasks of the fleet
 
-WAITING = Gauge("agentfleet_approvals_waiting", "Tasks of the fleet waiting for an approval (read by each worker's sweep).")
+WAITING = Gauge(
+    "agentfleet_approvals_waiting", "Tasks of the fleet waiting for an approval (read by each worker's sweep)."
+)
 REQUESTED = Counter("agentfleet_approvals_requested_total", "Steps that paused for an approval, by tool.", ["tool"])
 DECIDED = Counter("agentfleet_approvals_decided_total", "Approval decisions: approved, denied, timeout.", ["decision"])
 WAIT_SECONDS = Histogram(
@@ -119,7 +121,9 @@ class Gate:
     def timeout(self, calls: Sequence[ToolCall]) -> float:
         return min(self.rules[c.name].timeout_seconds for c in calls)
 
-    async def verdicts(self, task: TaskRecord, step: int, calls: Sequence[ToolCall], gated: list[int]) -> dict[int, Observation]:
+    async def verdicts(
+        self, task: TaskRecord, step: int, calls: Sequence[ToolCall], gated: list[int]
+    ) -> dict[int, Observation]:
         """The observations of the gated calls a person denied (or let time out); an empty dict
         when they were approved. Raises AwaitingApproval when the step has no decision yet."""
         raw = await self.r.hget(self.keys.task(task.id), decision_field(step))
@@ -138,7 +142,9 @@ def decision_field(step: int) -> str:
 def denial_text(tool: str, decided: Mapping[str, Any]) -> str:
     """What the model reads in place of a call that did not run."""
     if decided["decision"] == "timeout":
-        return f"{tool} was not run: nobody approved the call in time. Go on without it, or answer that it needs approval."
+        return (
+            f"{tool} was not run: nobody approved the call in time. Go on without it, or answer that it needs approval."
+        )
     reason = str(decided.get("reason") or "").strip()
     why = f" Reason: {reason[:1000]}" if reason else ""
     return f"{tool} was not run: a reviewer denied this call.{why} Go on without it or do something else."
@@ -241,9 +247,8 @@ return {1, record}
 
 
 def approvals_key(keys: Any) -> str:
-    """Sorted set of the fleet's waiting tasks, scored by when their approval times out
-    (lua.CANCEL derives the same name from the stream's)."""
-    return keys.prefix + "approvals"
+    """Sorted set of the fleet's waiting tasks, scored by when their approval times out."""
+    return keys.approvals
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,17 +279,22 @@ class Approvals:
         pending = waiting.pending(now)
         ev = fastjson.dumpb({"type": "approval_requested", "at": round(now, 3), **pending})
         res = await self._park(
-            keys=self._keys(rec.id), args=[lease, msg_id, group, fastjson.dumpb(pending), repr(pending["expiresAt"]), repr(now), ev]
+            keys=self._keys(rec.id),
+            args=[lease, msg_id, group, fastjson.dumpb(pending), repr(pending["expiresAt"]), repr(now), ev],
         )
         if res[0] == 1:
             for _, call in waiting.calls:
                 REQUESTED.labels(call.name).inc()
         return int(res[0])
 
-    async def decide(self, task_id: str, decision: str, reason: str = "", step: int | None = None, now: float | None = None) -> Outcome | None:
+    async def decide(
+        self, task_id: str, decision: str, reason: str = "", step: int | None = None, now: float | None = None
+    ) -> Outcome | None:
         """Record a decision (approved, denied, timeout); None when there is no such task."""
         now = time.time() if now is None else now
-        res = await self._decide(keys=self._keys(task_id), args=[decision, reason, repr(now), "" if step is None else str(step)])
+        res = await self._decide(
+            keys=self._keys(task_id), args=[decision, reason, repr(now), "" if step is None else str(step)]
+        )
         if res[0] == -1:
             return None
         if res[0] == 1:

@@ -93,12 +93,18 @@ OPENAPI: dict[str, Any] = {
                 "required": ["decision"],
                 "properties": {
                     "decision": {"type": "string", "enum": ["approve", "deny"]},
-                    "reason": {"type": "string", "maxLength": MAX_REASON_CHARS, "description": "Shown to the model on a denial."},
+                    "reason": {
+                        "type": "string",
+                        "maxLength": MAX_REASON_CHARS,
+                        "description": "Shown to the model on a denial.",
+                    },
                     "step": {
                         "type": "integer",
                         "minimum": 0,
                         "maximum": 999999,
-                        "description": "The waiting step (GET /v1/approvals): a retried request then never decides a later pause.",
+                        "description": (
+                            "The waiting step (GET /v1/approvals): a retried request then never decides a later pause."
+                        ),
                     },
                 },
             },
@@ -217,7 +223,9 @@ OPENAPI: dict[str, Any] = {
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApprovalDecision"}}},
                 },
                 "responses": {
-                    "200": _json("Decided (or the same decision repeated); an approved task runs again.", {"type": "object"}),
+                    "200": _json(
+                        "Decided (or the same decision repeated); an approved task runs again.", {"type": "object"}
+                    ),
                     "400": BAD_REQUEST,
                     "401": UNAUTHORIZED,
                     "404": NOT_FOUND,
@@ -229,7 +237,9 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "operationId": "listApprovals",
                 "responses": {
-                    "200": _json("Your tenant's tasks waiting for an approval, soonest timeout first.", {"type": "object"}),
+                    "200": _json(
+                        "Your tenant's tasks waiting for an approval, soonest timeout first.", {"type": "object"}
+                    ),
                     "401": UNAUTHORIZED,
                 },
             }

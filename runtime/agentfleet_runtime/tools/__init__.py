@@ -84,7 +84,8 @@ class ToolBox:
         gated = self.gate.gated(calls) if self._gated and any(c.name in self._gated for c in calls) else []
         denied = await self.gate.verdicts(task, step, calls, gated) if gated else {}  # raises AwaitingApproval
         keep = frozenset(gated)
-        if self.results is not None and (gated or (self._side_effects and any(c.name in self._side_effects for c in calls))):
+        effects = self._side_effects and any(c.name in self._side_effects for c in calls)
+        if self.results is not None and (gated or effects):
             recorded = await self.results.recorded_results(task.id, step, len(calls))
         for i, denial in denied.items():
             recorded[i] = denial

@@ -178,14 +178,16 @@ class TaskHandler:
         try:
             parked = await _shielded(self.approvals.park(run.rec, lease, msg_id, waiting, CONSUMER_GROUP))
         except RedisError as e:
-            log.error("could not park the task for approval; it is reclaimed after the visibility timeout", extra={"error": str(e)})
+            why = "could not park the task for approval; it is reclaimed after the visibility timeout"
+            log.error(why, extra={"error": str(e)})
             return
         if parked == -2:  # cancelled meanwhile: it ends here instead
             await self._cancel_run(run)
         elif parked == -1:
             log.warning("lease lost before the task could wait for approval", extra={"worker": self.name})
         else:
-            log.info("task waits for approval", extra={"step": waiting.step, "tools": [c.name for _, c in waiting.calls]})
+            tools = [c.name for _, c in waiting.calls]
+            log.info("task waits for approval", extra={"step": waiting.step, "tools": tools})
 
     async def _failed(self, run: TaskRun | None, lease: str, msg_id: str, e: Exception) -> None:
         error = f"{type(e).__name__}: {e}"

@@ -7,16 +7,28 @@ model reads, another tenant cannot decide, and the wait spends no time budget.""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 from typing import Any
 
 import pytest
+import redis
 import yaml
+from agentfleet_contract.fleet_stats import read_fleet_stats
 from agentfleet_contract.runtime_config import RuntimeConfig
-from runtime_helpers import arun, environment, running_worker, start_effects, start_scripted_model, start_worker, store_for
-from test_runtime_api_tenants import tenant_api
+from runtime_helpers import (
+    arun,
+    environment,
+    running_worker,
+    start_effects,
+    start_scripted_model,
+    start_worker,
+    store_for,
+)
+from test_runtime_api_tenants import TOKENS, tenant_api
 
+from agentfleet import approvals_cli
 from agentfleet_runtime.approvals import approvals_key
 
 pytestmark = pytest.mark.integration
@@ -83,8 +95,14 @@ def test_approve_runs_the_waiting_call_once_and_only_the_owner_decides(redis_ser
             assert not w.held and w.slots.free == env.config.worker.concurrency
             assert (await env.store.r.xpending(env.store.keys.stream, "workers"))["pending"] == 0
             assert f"{big}:0:0" not in env.effects.applied
+            sync = redis.Redis.from_url(redis_server.url, decode_responses=True)
+            stats = await asyncio.to_thread(read_fleet_stats, sync, fleet)  # the operator's status read
+            sync.close()
+            assert (stats.awaiting_approval, stats.in_flight) == (1, 0)
             listed = await (await acme.get("/v1/approvals")).json()
-            assert [(i["task"], i["calls"][0]["tool"], i["calls"][0]["arguments"]) for i in listed["items"]] == [(big, "pay", {"amount": 500})]
+            assert [(i["task"], i["calls"][0]["tool"], i["calls"][0]["arguments"]) for i in listed["items"]] == [
+                (big, "pay", {"amount": 500})
+            ]
             assert (await (await globex.get("/v1/approvals")).json())["items"] == []
             assert (await decide(globex, big, "approve"))[0] == 404  # another tenant's task is absent
             status, err = await decide(acme, big, "maybe")
@@ -111,13 +129,24 @@ def test_deny_and_timeout_are_observations_the_model_reads(redis_server, fleet, 
     async def body():
         async with (
             environment(redis_server.url, fleet, tools=[PAY], decisions=policy(timeout=1)) as env,
-            tenant_api(env.config, tmp_path) as (_, s),
+            tenant_api(env.config, tmp_path) as (base, s),
             running_worker(env.config),
         ):
             acme = s["acme"]
             denied = await submit(acme, goal("denied refund", 900))
             await wait_status(acme, denied, {"awaiting_approval"})
-            assert (await decide(acme, denied, "deny", reason="over the limit"))[0] == 200
+            # kubectl agentfleet approvals: list, then deny (sync urllib: off the API's event loop).
+            token = tmp_path / "acme.token"
+            token.write_text(TOKENS["acme"] + "\n")
+            cli = ["--api", base, "--token-file", str(token)]
+            listed, decided = io.StringIO(), io.StringIO()
+            assert await asyncio.to_thread(approvals_cli.main, cli, out=listed) == 0
+            header, row = listed.getvalue().splitlines()
+            assert header.split()[:4] == ["TASK", "TENANT", "STEP", "TOOL"]
+            assert row.split()[:5] == [denied, "acme", "0", "pay", '{"amount":900}']
+            deny = [*cli, "deny", denied, "--reason", "over the limit"]
+            assert await asyncio.to_thread(approvals_cli.main, deny, out=decided) == 0
+            assert decided.getvalue() == f"{denied} step 0: denied\n"
             out = await wait_status(acme, denied, {"done"})
             obs = out["steps"][0]["observations"][0]
             assert not obs["ok"] and "denied" in obs["output"] and "over the limit" in obs["output"]
