@@ -28,9 +28,9 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from agentfleet_runtime import fastjson, lua
-from agentfleet_runtime.types import Observation, TaskRecord, ToolCall
+from agentfleet_runtime.types import Observation, Status, TaskRecord, ToolCall
 
-AWAITING = "awaiting_approval"  # the task's status while it waits (types.Status.AWAITING_APPROVAL)
+AWAITING = Status.AWAITING_APPROVAL.value  # the task's status while it waits (PARK and DECIDE spell it too)
 DECISIONS = {"approve": "approved", "deny": "denied"}  # request word -> recorded decision
 MAX_LISTED = 1000  # GET /v1/approvals reads at most this many waiting tasks of the fleet
 
