@@ -17,6 +17,7 @@ import redis
 import yaml
 from agentfleet_contract.fleet_stats import read_fleet_stats
 from agentfleet_contract.runtime_config import RuntimeConfig
+from prometheus_client import REGISTRY
 from runtime_helpers import (
     arun,
     environment,
@@ -71,6 +72,10 @@ async def event_types(store: Any, tid: str) -> list[dict[str, Any]]:
     return [json.loads(f["e"]) for _, f in await store.r.xrange(store.keys.events(tid))]
 
 
+def counted(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 async def decide(session: Any, tid: str, decision: str, **extra: Any) -> tuple[int, dict[str, Any]]:
     r = await session.post(f"/v1/tasks/{tid}/approvals", json={"decision": decision, **extra})
     return r.status, await r.json()
@@ -107,6 +112,7 @@ def test_approve_runs_the_waiting_call_once_and_only_the_owner_decides(redis_ser
             assert (await decide(globex, big, "approve"))[0] == 404  # another tenant's task is absent
             status, err = await decide(acme, big, "maybe")
             assert status == 400 and "decision" in err["error"]
+            approved_before = counted("agentfleet_approvals_decided_total", decision="approved")
             posted = time.monotonic()
             status, ok = await decide(acme, big, "approve", reason="checked", step=0)
             assert status == 200 and ok["approval"]["decision"] == "approved"
@@ -118,6 +124,8 @@ def test_approve_runs_the_waiting_call_once_and_only_the_owner_decides(redis_ser
             done = await wait_status(acme, big, {"done"})
             assert done["reason"] == "final_answer" and done["approval"]["decision"] == "approved"
             assert env.effects.requests[f"{big}:0:0"] == 1  # the approved call ran exactly once
+            assert counted("agentfleet_approvals_decided_total", decision="approved") == approved_before + 1
+            assert counted("agentfleet_approvals_requested_total", tool="pay") >= 1
             assert await env.store.r.zcard(approvals_key(env.store.keys)) == 0
             assert (await decide(acme, big, "deny"))[0] == 409  # not waiting
             print(f"\napproval round trip (POST to the approved call at the tool): {round_trip * 1000:.1f} ms")
@@ -133,6 +141,7 @@ def test_deny_and_timeout_are_observations_the_model_reads(redis_server, fleet, 
             running_worker(env.config),
         ):
             acme = s["acme"]
+            before = {d: counted("agentfleet_approvals_decided_total", decision=d) for d in ("denied", "timeout")}
             denied = await submit(acme, goal("denied refund", 900))
             await wait_status(acme, denied, {"awaiting_approval"})
             # kubectl agentfleet approvals: list, then deny (sync urllib: off the API's event loop).
@@ -156,6 +165,8 @@ def test_deny_and_timeout_are_observations_the_model_reads(redis_server, fleet, 
             assert "nobody approved" in out["steps"][0]["observations"][0]["output"]
             assert out["approval"]["decision"] == "timeout"
             assert not any(k.startswith((denied, timed)) for k in env.effects.applied)  # neither ran
+            after = {d: counted("agentfleet_approvals_decided_total", decision=d) for d in ("denied", "timeout")}
+            assert after == {d: n + 1 for d, n in before.items()}
 
     arun(body())
 
