@@ -19,6 +19,7 @@ from agentfleet_contract.fleet_stats import read_fleet_stats
 from agentfleet_contract.runtime_config import RuntimeConfig
 from prometheus_client import REGISTRY
 from runtime_helpers import (
+    Echo,
     arun,
     environment,
     running_worker,
@@ -254,3 +255,26 @@ def test_worker_killed_while_a_task_waits_then_approved_finishes_once(redis_serv
     assert out["reason"] == "final_answer" and out["attempts"] == 2
     assert list(stats["applied"]) == [f"{out['id']}:0:0"] and not stats["duplicates"]
     print(f"\nstate after the worker's SIGKILL: {after_kill}")
+
+
+def test_an_approved_call_of_a_tool_without_side_effects_is_recorded_so_a_crash_never_repeats_it(
+    redis_server, fleet, tmp_path
+):
+    gated_echo = {"toolPolicies": [{"tool": "echo", "requireApproval": {}}]}
+
+    async def body():
+        async with (
+            environment(redis_server.url, fleet, tools=[PAY], decisions=gated_echo) as env,
+            tenant_api(env.config, tmp_path) as (_, s),
+            running_worker(env.config, extra_tools=[Echo()]),
+        ):
+            acme = s["acme"]
+            tid = await submit(acme, "look #steps=2 #tool=echo")
+            await wait_status(acme, tid, {"awaiting_approval"})
+            assert await env.store.recorded_results(tid, 0, 1) == [None]
+            assert (await decide(acme, tid, "approve"))[0] == 200
+            await wait_status(acme, tid, {"done"})
+            recorded = await env.store.recorded_results(tid, 0, 1)
+            assert recorded[0] is not None and recorded[0].ok and recorded[0].output.startswith("echo")
+
+    arun(body())
