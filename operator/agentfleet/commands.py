@@ -1,8 +1,9 @@
-"""The ``agentfleet`` and ``kubectl-agentfleet`` commands: ``eval``, ``plan``, ``capacity``.
+"""The ``agentfleet`` and ``kubectl-agentfleet`` commands: ``eval``, ``approvals``, ``plan``, ``capacity``.
 
 ``kubectl agentfleet ...`` finds ``kubectl-agentfleet`` on PATH (kubectl's plugin mechanism).
 ``plan`` and ``capacity`` live in agentfleet.cli (pure: they read only the file given); ``eval``
-talks to a fleet's task API and, with --fleet, to the cluster, so it is imported only when used.
+talks to a fleet's task API and, with --fleet, to the cluster, so it is imported only when used;
+``approvals`` (agentfleet.approvals_cli) lists and decides the tool calls waiting for a person.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet") -> int:
         from agentfleet.evaluation.cli import main as eval_main
 
         return eval_main(args[1:], prog=f"{prog} eval")
+    if args and args[0] == "approvals":
+        from agentfleet.approvals_cli import main as approvals_main
+
+        return approvals_main(args[1:], prog=f"{prog} approvals")
     from agentfleet.cli import main as cli_main
 
     return cli_main(args)

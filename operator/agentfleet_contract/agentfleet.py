@@ -304,6 +304,46 @@ def names_tool(tool: Tool, name: str) -> bool:
     return tool.name == name or (tool.type == "MCP" and name.startswith(tool.name + "_"))
 
 
+class ApprovalCondition(Model):
+    """One test on a proposed call's JSON arguments; no expressions are evaluated."""
+
+    rules = (
+        Rule(
+            cel="has(self.above) != has(self.equals)",
+            message="spec.decisions.toolPolicies[].requireApproval.when[] needs exactly one of above or equals",
+            check=lambda c: (c.above is None) != (c.equals is None),
+        ),
+    )
+
+    argument: str = Field(
+        max_length=256,
+        pattern=r"^(/([^~/]|~[01])*)+$",
+        description="JSON pointer into the call's arguments, e.g. /amount or /payment/currency.",
+    )
+    above: float | None = Field(
+        default=None, description="Needs approval when the argument is a number greater than this (or is not a number)."
+    )
+    equals: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Needs approval when the argument equals this string (a non-string compares as its JSON text).",
+    )
+
+
+class RequireApproval(Model):
+    when: list[ApprovalCondition] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Ask only when one of these conditions holds; empty asks for every call of the tool.",
+    )
+    timeout_seconds: int = Field(
+        default=3600,
+        ge=1,
+        le=7 * 86400,
+        description="A call nobody approved or denied within this long is denied; the model reads the denial.",
+    )
+
+
 class ToolPolicy(Model):
     tool: str = Field(
         max_length=64,
@@ -315,6 +355,11 @@ class ToolPolicy(Model):
     )
     max_calls_per_task: int | None = Field(
         default=None, ge=0, le=1000, description="Calls of this tool one task may make; once used up the tool is no longer offered to the model."
+    )
+    require_approval: RequireApproval | None = Field(
+        default=None,
+        description="A person approves or denies each call (POST /v1/tasks/{id}/approvals) before it runs; "
+        "the task waits durably, holding no worker.",
     )
 
 
@@ -581,6 +626,9 @@ class AgentFleetStatus(Model):
     selector: str | None = Field(default=None, max_length=4096, description="Label selector of the worker pods, for the scale subresource.")
     queue_depth: int | None = Field(default=None, description="Tasks waiting in the stream.")
     in_flight_tasks: int | None = Field(default=None, description="Tasks being worked on.")
+    awaiting_approval: int | None = Field(
+        default=None, description="Tasks waiting for a person to approve a tool call (kubectl agentfleet approvals)."
+    )
     tasks_per_hour: int | None = Field(default=None, description="Tasks finished in the last hour.")
     task_p95_seconds: float | None = Field(default=None, description="95th percentile task duration over the last hour.")
     cost_per_task: str | None = Field(default=None, max_length=32, description="Mean cost of a finished task in the pricing currency.")

@@ -62,6 +62,13 @@ class Keys:
         return self.prefix + "finished"
 
     @property
+    def approvals(self) -> str:
+        """Sorted set of tasks waiting for a person's approval, scored by when it times out (approvals.py).
+
+        lua.CANCEL derives this name from the stream's (prefix + "approvals"): keep the two in step."""
+        return self.prefix + "approvals"
+
+    @property
     def cancel_channel(self) -> str:
         return self.prefix + "cancel"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agentfleet_contract.fleet_keys import CONSUMER_GROUP, Keys
@@ -30,6 +30,7 @@ class FleetStats:
     p95_seconds: float | None  # None: nothing finished within the window
     mean_cost: float | None  # in the pricing currency; None as above
     capped: bool = False  # the record hit FINISHED_CAP: tasks_per_hour is a lower bound
+    awaiting_approval: int = 0  # tasks parked until a person decides a tool call (no worker holds them)
 
 
 def parse_member(member: str) -> tuple[float, int] | None:
@@ -90,7 +91,8 @@ def read_fleet_stats(r: Any, fleet: str, now: float | None = None) -> FleetStats
     pipe.exists(keys.stream)
     pipe.xlen(keys.stream)
     pipe.zrangebyscore(keys.finished, now - FINISHED_WINDOW_SECONDS, "+inf")
-    exists, length, members = pipe.execute()
+    pipe.zcard(keys.approvals)
+    exists, length, members, waiting = pipe.execute()
     groups = r.xinfo_groups(keys.stream) if exists else []
     depth, pending = group_counts(groups, int(length or 0))
-    return summarize(members, depth=depth, in_flight=pending)
+    return replace(summarize(members, depth=depth, in_flight=pending), awaiting_approval=int(waiting or 0))

@@ -123,6 +123,7 @@ AGENT_FLEET = Resource(
         Column("In-Flight", "integer", ".status.inFlightTasks", "Tasks running.", priority=1),
         Column("Sleep", "string", ".status.sleep.state", "Awake, Sleeping (at zero workers) or Waking."),
         Column("Since", "date", ".status.sleep.since", "When the fleet entered its sleep state.", priority=1),
+        Column("Approvals", "integer", ".status.awaitingApproval", "Tasks waiting for a tool call's approval.", priority=1),
         Column("Tasks/h", "integer", ".status.tasksPerHour", "Tasks finished in the last hour."),
         Column("P95(s)", "number", ".status.taskP95Seconds", "95th percentile task duration."),
         Column("Cost/Task", "string", ".status.costPerTask", "Mean cost of a task."),

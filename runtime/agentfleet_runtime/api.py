@@ -20,7 +20,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import OutOfMemoryError
 
-from agentfleet_runtime import metrics
+from agentfleet_runtime import approvals, metrics
 from agentfleet_runtime.budget import NANOS
 from agentfleet_runtime.config import limits_of
 from agentfleet_runtime.openapi import OPENAPI
@@ -106,6 +106,7 @@ class TaskAPI:
         self.admission = Admission(tl.max_tasks_in_flight, spend)
         self.streams = StreamSlots(stream_cap(config.api.max_streams, config.redis_max_connections), tl.max_streams)
         self.retrieval_tools = frozenset(t.name for t in config.tools if t.type == "Retrieval")
+        self.approvals = approvals.Approvals(self.r, self.store.keys)
         self.closing = False
 
     def app(self) -> web.Application:
@@ -115,6 +116,8 @@ class TaskAPI:
         app.router.add_get("/v1/tasks/{id}/events", self.events)
         app.router.add_post("/v1/tasks/{id}/cancel", self.cancel)
         app.router.add_get("/v1/deadletters", self.dead_letters)
+        app.router.add_post("/v1/tasks/{id}/approvals", self.decide_approval)
+        app.router.add_get("/v1/approvals", self.list_approvals)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)
@@ -243,7 +246,9 @@ class TaskAPI:
         count = len(steps) if steps is not None else int(await self.r.llen(self.store.keys.steps(tid)))
         children = await self.store.children(tid)
         currency = self.config.pricing.currency
-        return web.json_response(task_view(got[0], got[1], steps, count, children, currency, self.retrieval_tools))
+        view = task_view(got[0], got[1], steps, count, children, currency, self.retrieval_tools)
+        view["approval"] = approvals.approval_view(got[1])
+        return web.json_response(view)
 
     async def cancel(self, request: web.Request) -> web.Response:
         tid = request.match_info["id"]
@@ -256,6 +261,28 @@ class TaskAPI:
         status = got[0].status.value if got else "unknown"
         body = {"id": tid, "status": status, "cancelRequested": res == 1}
         return web.json_response(body, status=202 if res == 1 else 200)
+
+    async def decide_approval(self, request: web.Request) -> web.Response:
+        """Approve or deny the calls a task of the caller's tenant waits on: 200 decided (or the
+        same decision repeated), 409 when it waits on nothing this request can decide."""
+        tid = request.match_info["id"]
+        if await self._owned(request) is None:
+            return _error(404, f"no task {tid}")
+        req = approvals.parse_request(parse_body(await request.read()))
+        if isinstance(req, str):
+            return _error(400, req)
+        got = await self.approvals.decide(tid, req.decision, req.reason, req.step)
+        if got is None:
+            return _error(404, f"no task {tid}")
+        if got.decided or (got.record is not None and got.record.get("decision") == req.decision):
+            body = {"id": tid, "status": got.status, "approval": got.record, "repeated": not got.decided}
+            return web.json_response(body)
+        done = f" (its decision was {got.record['decision']})" if got.record else ""
+        why = f"task {tid} is {got.status}, not waiting for this approval{done}: GET /v1/approvals lists what waits"
+        return _error(409, why)
+
+    async def list_approvals(self, request: web.Request) -> web.Response:
+        return web.json_response({"items": await self.approvals.waiting(owner, request[TENANT])})
 
     async def dead_letters(self, request: web.Request) -> web.Response:
         try:

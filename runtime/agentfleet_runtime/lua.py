@@ -148,6 +148,8 @@ ACQUIRE = (
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then ack(KEYS[5], ARGV[6], ARGV[5]); return {'missing'} end
 if is_terminal(status) then ack(KEYS[5], ARGV[6], ARGV[5]); return {'terminal'} end
+-- Parked for an approval (approvals.py): the decision puts it back on the stream.
+if status == 'awaiting_approval' then ack(KEYS[5], ARGV[6], ARGV[5]); return {'awaiting_approval'} end
 local id = redis.call('HGET', KEYS[1], 'id')
 if ARGV[3] == '1' then
   local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
@@ -309,9 +311,11 @@ if is_terminal(st) then return 0 end
 redis.call('HSET', KEYS[1], 'cancel', '1')
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'e', ARGV[5])
 local id = redis.call('HGET', KEYS[1], 'id')
-if st == 'queued' then
+if st == 'queued' or st == 'awaiting_approval' then
   -- Nobody runs it: end it here. Its stream entry, if any, is acked by the worker that reaches it.
   redis.call('ZREM', KEYS[7], id)
+  -- A parked task leaves the approvals set (approvals.approvals_key: the stream's sibling).
+  redis.call('ZREM', string.sub(KEYS[5], 1, -6) .. 'approvals', id)
   local k = {hash=KEYS[1], steps=KEYS[2], events=KEYS[3], children=KEYS[4], stream=KEYS[5], dead=KEYS[6]}
   finish(k, id, {status='cancelled', reason='cancelled', answer='', error='', now=ARGV[1], msg_id='',
                  group=ARGV[7], channel=ARGV[3], ttl=ARGV[4], event=ARGV[6]})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentfleet_runtime.approvals import MAX_REASON_CHARS
 from agentfleet_runtime.submission import MAX_KEY_CHARS, MAX_SESSION_CHARS
 
 
@@ -85,6 +86,27 @@ OPENAPI: dict[str, Any] = {
                     "budgets": {"$ref": "#/components/schemas/Budgets"},
                     "idempotencyKey": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS},
                     "metadata": {"type": "object", "description": "Your own fields, returned with the task."},
+                },
+            },
+            "ApprovalDecision": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["decision"],
+                "properties": {
+                    "decision": {"type": "string", "enum": ["approve", "deny"]},
+                    "reason": {
+                        "type": "string",
+                        "maxLength": MAX_REASON_CHARS,
+                        "description": "Shown to the model on a denial.",
+                    },
+                    "step": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 999999,
+                        "description": (
+                            "The waiting step (GET /v1/approvals): a retried request then never decides a later pause."
+                        ),
+                    },
                 },
             },
             "Accepted": {
@@ -192,6 +214,36 @@ OPENAPI: dict[str, Any] = {
                     "401": UNAUTHORIZED,
                     "404": NOT_FOUND,
                     "503": REDIS_UNWRITABLE,
+                },
+            }
+        },
+        "/v1/tasks/{id}/approvals": {
+            "post": {
+                "operationId": "decideApproval",
+                "parameters": [TASK_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApprovalDecision"}}},
+                },
+                "responses": {
+                    "200": _json(
+                        "Decided (or the same decision repeated); an approved task runs again.", {"type": "object"}
+                    ),
+                    "400": BAD_REQUEST,
+                    "401": UNAUTHORIZED,
+                    "404": NOT_FOUND,
+                    "409": _error("The task is not waiting for this approval (not waiting, or another step)."),
+                },
+            }
+        },
+        "/v1/approvals": {
+            "get": {
+                "operationId": "listApprovals",
+                "responses": {
+                    "200": _json(
+                        "Your tenant's tasks waiting for an approval, soonest timeout first.", {"type": "object"}
+                    ),
+                    "401": UNAUTHORIZED,
                 },
             }
         },

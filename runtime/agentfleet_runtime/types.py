@@ -17,6 +17,7 @@ from agentfleet_runtime.fastjson import loads
 class Status(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"  # parked until a person decides its proposed calls (approvals.py)
     DONE = "done"  # ended with an answer: the final one, or the best so far when a budget stopped it
     CANCELLED = "cancelled"
     DEAD = "dead"  # failed max attempts times; its error is on the dead-letter stream

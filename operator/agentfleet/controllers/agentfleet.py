@@ -63,6 +63,7 @@ OWN_FIELDS = (
     "taskApiEndpoint",
     "queueDepth",
     "inFlightTasks",
+    "awaitingApproval",
     "tasksPerHour",
     "taskP95Seconds",
     "costPerTask",
@@ -410,6 +411,7 @@ class AgentFleetPass:
         if stats is not None:
             self.status["queueDepth"] = stats.queue_depth
             self.status["inFlightTasks"] = stats.in_flight
+            self.status["awaitingApproval"] = stats.awaiting_approval
             self.status["tasksPerHour"] = stats.tasks_per_hour
             if stats.p95_seconds is not None:
                 self.status["taskP95Seconds"] = stats.p95_seconds

@@ -39,10 +39,13 @@ class ToolBox:
         on_call: Callable[[str, str, float], None] | None = None,
         on_breaker: Callable[[str, BreakerState], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        gate: Any = None,  # approvals.Gate: calls a person approves first (toolPolicies[].requireApproval)
     ) -> None:
         # A source of tools (an MCP server) lists its tools itself, and lists them again when they change.
         self._sources = [t for t in tools if getattr(t, "provides_tools", False)]
         self._static = [t for t in tools if not getattr(t, "provides_tools", False)]
+        self.gate = gate
+        self._gated = gate.tools if gate is not None else frozenset()
         self.results = results
         self.breakers: dict[str, CircuitBreaker] = {}
         self._new_breaker = lambda: CircuitBreaker(failure_threshold, cooldown, clock)
@@ -97,17 +100,27 @@ class ToolBox:
         """Whether a call changes something outside the task (a side effect, a sub-agent): such
         a step's model reply must be stored before its tools run, so a resumed task replays that
         reply instead of asking the model for a different one."""
-        return any(c.name in self._side_effects or c.name in self._spawners for c in calls)
+        return any(c.name in self._side_effects or c.name in self._spawners or c.name in self._gated for c in calls)
 
     async def run_step(self, task: TaskRecord, step: int, calls: Sequence[ToolCall], deadline: float) -> list[Observation]:
         """Run one step's tool calls concurrently; every outcome, failures included, is an observation."""
         recorded: list[Observation | None] = [None] * len(calls)
-        if self.results is not None and self._side_effects and any(c.name in self._side_effects for c in calls):
+        # Calls a person approved: run once, their results recorded as a side effect's are.
+        gated = self.gate.gated(calls) if self._gated and any(c.name in self._gated for c in calls) else []
+        denied = await self.gate.verdicts(task, step, calls, gated) if gated else {}  # raises AwaitingApproval
+        keep = frozenset(gated)
+        effects = self._side_effects and any(c.name in self._side_effects for c in calls)
+        if self.results is not None and (gated or effects):
             recorded = await self.results.recorded_results(task.id, step, len(calls))
+        for i, denial in denied.items():
+            recorded[i] = denial
         quotas = self._spawn_quotas(task, calls) if self._spawners else {}
         if len(calls) == 1:
-            return [await self._run_one(task, step, 0, calls[0], deadline, recorded[0], quotas.get(0))]
-        runs = [asyncio.ensure_future(self._run_one(task, step, i, c, deadline, recorded[i], quotas.get(i))) for i, c in enumerate(calls)]
+            return [await self._run_one(task, step, 0, calls[0], deadline, recorded[0], quotas.get(0), 0 in keep)]
+        runs = [
+            asyncio.ensure_future(self._run_one(task, step, i, c, deadline, recorded[i], quotas.get(i), i in keep))
+            for i, c in enumerate(calls)
+        ]
         try:
             return list(await asyncio.gather(*runs))
         except BaseException:
@@ -127,7 +140,15 @@ class ToolBox:
         return quotas
 
     async def _run_one(
-        self, task: TaskRecord, step: int, index: int, call: ToolCall, deadline: float, recorded: Observation | None, quota: int | None
+        self,
+        task: TaskRecord,
+        step: int,
+        index: int,
+        call: ToolCall,
+        deadline: float,
+        recorded: Observation | None,
+        quota: int | None,
+        keep: bool = False,
     ) -> Observation:
         if recorded is not None:
             return recorded
@@ -173,7 +194,7 @@ class ToolBox:
             outcome = "error"
         self._called(call.name, outcome, obs.seconds)
         self._breaker(call.name, breaker)
-        if call.name in self._side_effects and self.results is not None:
+        if (keep or call.name in self._side_effects) and self.results is not None:
             await self.results.record_result(task.id, step, index, obs)
         return obs
 

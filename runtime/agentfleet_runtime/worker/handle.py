@@ -19,10 +19,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from agentfleet_contract.fleet_keys import CONSUMER_GROUP
 from agentfleet_contract.runtime_config import RuntimeConfig
 from redis.exceptions import OutOfMemoryError, RedisError
 
 from agentfleet_runtime import metrics
+from agentfleet_runtime.approvals import Approvals, AwaitingApproval
 from agentfleet_runtime.budget import Prices
 from agentfleet_runtime.errors import Cancelled, LeaseLost, Released
 from agentfleet_runtime.logs import task_id_var
@@ -52,6 +54,7 @@ class TaskHandler:
         held: HeldTasks,
         draining: Callable[[], bool],
         fetch_stopped: asyncio.Event,
+        approvals: Approvals | None = None,
     ) -> None:
         self.config = config
         self.name = name
@@ -65,6 +68,7 @@ class TaskHandler:
         self.draining = draining
         self.fetch_stopped = fetch_stopped  # set once the poll loop can no longer take a released task back
         self._lease_ids = itertools.count(1)
+        self.approvals = approvals
 
     def start(self, msg_id: str, task_id: str, *, reclaimed: bool) -> None:
         """Take a slot and start handling the task, unless it is empty or already held here."""
@@ -107,6 +111,8 @@ class TaskHandler:
             await self._after_cancel(held, run, lease, msg_id)
         except Released:
             await self._release(run, lease, msg_id)
+        except AwaitingApproval as waiting:
+            await self._park(run, lease, msg_id, waiting)
         except Cancelled:
             if run is not None:
                 await self._cancel_run(run)
@@ -169,6 +175,24 @@ class TaskHandler:
     async def _room_again(self) -> bool:
         # Within half the visibility timeout, while the lease is surely still this worker's.
         return await _wait_room(self.store.r, time.monotonic() + self.config.visibility_timeout / 2)
+
+    async def _park(self, run: TaskRun | None, lease: str, msg_id: str, waiting: AwaitingApproval) -> None:
+        """Hand the task to its approvers: no lease, no stream entry, no slot until they decide."""
+        if run is None or self.approvals is None:
+            return
+        try:
+            parked = await _shielded(self.approvals.park(run.rec, lease, msg_id, waiting, CONSUMER_GROUP))
+        except RedisError as e:
+            why = "could not park the task for approval; it is reclaimed after the visibility timeout"
+            log.error(why, extra={"error": str(e)})
+            return
+        if parked == -2:  # cancelled meanwhile: it ends here instead
+            await self._cancel_run(run)
+        elif parked == -1:
+            log.warning("lease lost before the task could wait for approval", extra={"worker": self.name})
+        else:
+            tools = [c.name for _, c in waiting.calls]
+            log.info("task waits for approval", extra={"step": waiting.step, "tools": tools})
 
     async def _failed(self, run: TaskRun | None, lease: str, msg_id: str, e: Exception) -> None:
         error = f"{type(e).__name__}: {e}"

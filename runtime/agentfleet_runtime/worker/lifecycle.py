@@ -31,6 +31,7 @@ from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
 
 from agentfleet_runtime import metrics
+from agentfleet_runtime.approvals import Approvals, Gate, sweep_loop
 from agentfleet_runtime.config import prices_of
 from agentfleet_runtime.decisions import DecisionSettings
 from agentfleet_runtime.loop import LoopSettings
@@ -84,8 +85,10 @@ class Worker:
         self.ready = False
         self.fan_in = FanInWaits(self.store, lambda: self.draining)
         tools = [*build_tools(config, self.store, self, retriever_factory=retriever_factory, on_cache=metrics.retrieval_cache), *extra_tools]
+        self.approvals = Approvals(self.r, self.keys)
         self.toolbox = ToolBox(
             tools,
+            gate=Gate.from_spec(config.decisions.wire(), self.r, self.keys),
             results=self.store,
             failure_threshold=config.breaker.failure_threshold,
             cooldown=config.breaker.cooldown_seconds,
@@ -112,6 +115,7 @@ class Worker:
             held=self.held,
             draining=lambda: self.draining,
             fetch_stopped=fetch_stopped,
+            approvals=self.approvals,
         )
         self.poller = Poller(
             config,
@@ -143,6 +147,7 @@ class Worker:
             "heartbeat_loop": lambda: heartbeat_loop(self.store, self.name, self.held, self.config.heartbeat_interval),
             "notify_loop": lambda: notify_loop(self._pubsub, self.keys, self.held, self.fan_in),
             "stats_loop": lambda: stats_loop(self.store),
+            "approval_sweep": lambda: sweep_loop(self.approvals, self.config.reclaim_interval, lambda: self.draining),
         }
         for name, fn in loops.items():
             self._background.append(asyncio.create_task(_supervised(fn, name, self._stopped), name=name))

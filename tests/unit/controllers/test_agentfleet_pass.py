@@ -81,7 +81,7 @@ def available(kube: FakeKube, *names: str) -> None:
 
 
 def up(*_: Any) -> tuple[bool, str, FleetStats]:
-    return True, "", FleetStats(queue_depth=4, in_flight=2, tasks_per_hour=120, p95_seconds=12.5, mean_cost=0.0123)
+    return True, "", FleetStats(queue_depth=4, in_flight=2, tasks_per_hour=120, p95_seconds=12.5, mean_cost=0.0123, awaiting_approval=3)
 
 
 def down(*_: Any) -> tuple[bool, str, None]:
@@ -129,6 +129,7 @@ def test_waiting_for_the_model_renders_the_runtime_and_reports_the_stats() -> No
     }
     assert ("Secret", "support-api-token") in kube.created
     assert (st["queueDepth"], st["inFlightTasks"], st["tasksPerHour"], st["taskP95Seconds"], st["costPerTask"]) == (4, 2, 120, 12.5, "0.0123")
+    assert st["awaitingApproval"] == 3  # the Approvals column
     assert st["desiredWorkers"] == 2 and st["observedGeneration"] == 1 and again is not None
 
 
