@@ -429,7 +429,7 @@ class Demo:
             swap = {"VectorIndex": corpus.with_source, "AgentFleet": corpus.with_fleet}
             objs = [swap[o["kind"]](o) if o["kind"] in swap else o for o in objs]
             notes.append(
-                f"VectorIndex source and AgentFleet system prompt -> {corpus.title}'s "
+                f"VectorIndex source and AgentFleet settings -> {corpus.title}'s "
                 f"({corpus.directory}, {corpus.objects.relative_to(ROOT)})"
             )
         for n in notes:
