@@ -33,7 +33,8 @@ def test_compare_values_become_variants_of_the_runtime_config() -> None:
     # the index's spec as the runtime reads it, not a tool setting
     doc = {**DOC, "retrieval": {"vectorIndex": {"collection": "docs"}}}
     hybrid = apply_variant(doc, parse_compare("retrieval.vectorIndex.fullText=[{}]")[0], "x")
-    assert hybrid["retrieval"]["vectorIndex"] == {"collection": "docs", "fullText": {}} and hybrid["tools"] == DOC["tools"]
+    assert hybrid["retrieval"]["vectorIndex"] == {"collection": "docs", "fullText": {}}
+    assert hybrid["tools"] == DOC["tools"]
 
 
 def test_an_ablation_runs_the_configuration_as_given_first_then_each_change_alone() -> None:
