@@ -426,10 +426,10 @@ class Demo:
             notes += burst.with_burst_autoscaling(objs)
         corpus = CORPORA.get(self.args.corpus)
         if corpus:
-            swap = {"VectorIndex": corpus.with_source, "AgentFleet": corpus.with_prompt}
+            swap = {"VectorIndex": corpus.with_source, "AgentFleet": corpus.with_fleet}
             objs = [swap[o["kind"]](o) if o["kind"] in swap else o for o in objs]
             notes.append(
-                f"VectorIndex source and AgentFleet system prompt -> {corpus.title}'s "
+                f"VectorIndex source and AgentFleet settings -> {corpus.title}'s "
                 f"({corpus.directory}, {corpus.objects.relative_to(ROOT)})"
             )
         for n in notes:

@@ -64,11 +64,31 @@ class Corpus:
             out["spec"][key] = copy.deepcopy(spec[key])
         return out
 
-    def with_prompt(self, af: dict[str, Any]) -> dict[str, Any]:
-        """An AgentFleet object with the system prompt of this corpus's AgentFleet. Pure."""
+    def with_fleet(self, af: dict[str, Any]) -> dict[str, Any]:
+        """An AgentFleet object with this corpus's AgentFleet settings laid over it: the system prompt
+        replaced, every other spec section merged key by key (budgets, decisions), and, when the corpus
+        lists tools, those tools, each laid over the object's tool of the same name (an entry may give
+        only a name and the settings it changes). Pure."""
+        theirs = self._object("AgentFleet")["spec"]
         out = copy.deepcopy(af)
-        out["spec"]["systemPrompt"] = copy.deepcopy(self._object("AgentFleet")["spec"]["systemPrompt"])
+        spec = out["spec"]
+        for key, value in theirs.items():
+            if key == "tools":
+                by_name = {t["name"]: t for t in spec.get("tools") or []}
+                spec["tools"] = [_merged(by_name.get(t["name"], {}), t) for t in value]
+            elif key == "systemPrompt" or not isinstance(value, dict):
+                spec[key] = copy.deepcopy(value)
+            else:
+                spec[key] = _merged(spec.get(key) or {}, value)
         return out
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` laid over ``base``, dicts merged key by key, anything else replaced. Pure."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
 
 
 POSTGRES = Corpus(
@@ -96,4 +116,4 @@ TASKS = POSTGRES.tasks
 ensure_manual = POSTGRES.ensure
 manual_vectorindex = POSTGRES.vectorindex
 with_manual_source = POSTGRES.with_source
-with_manual_prompt = POSTGRES.with_prompt
+with_manual_fleet = POSTGRES.with_fleet

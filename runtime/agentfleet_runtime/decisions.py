@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agentfleet_runtime.tools.fanout import goals_of
 from agentfleet_runtime.types import Step, ToolCall
 
 Mode = Literal["ToolCalls", "JSONSchema"]
@@ -439,6 +440,31 @@ def problem(calls: Iterable[ToolCall], content: str, choice: Offer, schemas: Seq
         errors = validate(c.arguments, _parameters(by_name[c.name]), f"{c.name}.arguments")
         if errors:
             return "; ".join(errors[:5])
+    return None
+
+
+def _same_question(a: str, b: str) -> bool:
+    """Equal up to case, spacing and closing punctuation ("What is X?" == "what is x")."""
+
+    def norm(t: str) -> str:
+        return " ".join(t.casefold().split()).rstrip("?.!: ")
+
+    return norm(a) == norm(b)
+
+
+def own_goal_delegation(calls: Iterable[ToolCall], spawners: Iterable[str], goal: str) -> str | None:
+    """Why a spawn call that hands the task's own question to a sub-agent cannot be used, or None.
+    Small models delegate the whole question (seen in issue 38 on defaults and on questions the
+    documents do not answer): the sub-agent runs the same search again one level down, and on a
+    question nobody can answer each level fans out until the budget ends the task."""
+    names = set(spawners)
+    for c in calls:
+        if c.name in names and any(_same_question(g, goal) for g in goals_of(c.arguments)):
+            return (
+                f"{c.name} was given the whole question, which a sub-agent would only search again: "
+                "delegate parts of it (one thing to compare, one hop), or search or answer yourself "
+                "(say that the documents do not say it when the passages do not)"
+            )
     return None
 
 

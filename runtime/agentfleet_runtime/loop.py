@@ -31,6 +31,7 @@ from agentfleet_runtime.decisions import (
     DecisionSettings,
     Offer,
     offer,
+    own_goal_delegation,
     problem,
     protocol_text,
     read_decision,
@@ -224,7 +225,7 @@ class TaskRun:
             if d.problem is not None:
                 return d.content, [], d.problem
             content = reply.content.strip() if d.calls else d.content
-            return content, d.calls, problem(d.calls, d.content, choice, schemas)
+            return content, d.calls, problem(d.calls, d.content, choice, schemas) or self._own_goal(d.calls)
         content, calls = reply.content, list(reply.tool_calls)
         if not calls and self.settings.tool_calling != "native":
             parsed_content, calls = parse_text_reply(reply.content, self.tools.names)
@@ -236,7 +237,10 @@ class TaskRun:
             said = read_decision(content, self._numbered_sources())
             if not said.calls and said.content:
                 content = said.content
-        return content, calls, problem(calls, content, choice, schemas)
+        return content, calls, problem(calls, content, choice, schemas) or self._own_goal(calls)
+
+    def _own_goal(self, calls: list[ToolCall]) -> str | None:
+        return own_goal_delegation(calls, self.tools.spawners, self.rec.goal) if calls else None
 
     async def _search_first(self, tool: str, json_mode: bool, text_tools: bool) -> None:
         """Step 0 without a model call: the goal searched as the model would search it, so the

@@ -8,7 +8,9 @@ checkpoints, retrieval cache) are its own and one variant's cache never answers 
 
 KEY is a dotted path into the runtime configuration (``budgets.maxSteps``, ``model.name``), or
 ``retrieval.<field>`` for the Retrieval tools' settings (``retrieval.topK``,
-``retrieval.cacheTtlSeconds``). Values are YAML scalars, or, when the list starts with ``[``, one
+``retrieval.cacheTtlSeconds``), ``retrieval.vectorIndex.<field>`` for the index's spec as the
+runtime reads it (``retrieval.vectorIndex.fullText=[{}]`` searches hybrid; the collection must
+have been created with spec.fullText). Values are YAML scalars, or, when the list starts with ``[``, one
 YAML flow sequence of values of any shape (``decisions.toolPolicies=[[]]``).
 
 An ablation is ``--compare`` repeated, or given one value: the configuration as given runs first
@@ -99,7 +101,7 @@ def apply_variant(doc: dict[str, Any], variant: Variant, fleet: str) -> dict[str
     if not variant.key:
         return out
     head, _, rest = variant.key.partition(".")
-    if head == "retrieval" and rest and rest not in ("uri", "vectorIndex"):
+    if head == "retrieval" and rest and rest.split(".")[0] not in ("uri", "vectorIndex"):
         tools = [t for t in out.get("tools") or [] if t.get("type") == "Retrieval"]
         if not tools:
             raise VariantError(f"--compare {variant.key}: the runtime configuration has no Retrieval tool")

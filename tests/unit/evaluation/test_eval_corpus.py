@@ -10,7 +10,7 @@ from agentfleet_contract.agentfleet import AgentFleet
 from agentfleet_contract.vectorindex import VectorIndex
 
 from agentfleet.render import vectorindex as render
-from e2e.eval.corpus import CORPORA, MANUAL, Corpus, with_manual_prompt, with_manual_source
+from e2e.eval.corpus import CORPORA, MANUAL, Corpus, with_manual_fleet, with_manual_source
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "agentfleet.yaml"
 
@@ -31,10 +31,34 @@ def test_manual_vectorindex_keeps_name_and_endpoint_and_reads_the_manual_volume(
 
 
 def test_manual_prompt_asks_to_cite_and_to_decline() -> None:
-    got = AgentFleet.model_validate(with_manual_prompt(_example("AgentFleet")))
+    got = AgentFleet.model_validate(with_manual_fleet(_example("AgentFleet")))
     prompt = got.spec.system_prompt.inline
     assert "PostgreSQL 15" in prompt and "cite" in prompt and "manual does not say" in prompt
-    assert got.spec.tools == AgentFleet.model_validate(_example("AgentFleet")).spec.tools
+    assert [t.name for t in got.spec.tools] == ["search_docs", "create_ticket"]  # no sub-agents at maxDepth 0
+    assert got.spec.tools[1] == AgentFleet.model_validate(_example("AgentFleet")).spec.tools[1]
+
+
+@pytest.mark.parametrize("corpus", CORPORA.values(), ids=list(CORPORA))
+def test_each_corpus_fleet_settings_reach_the_deployed_fleet(corpus: Corpus) -> None:
+    """What the corpus file's AgentFleet sets (the configuration measured in docs/results) is what the
+    demo deploys: every section laid over the example, tools merged by name, the rest of the example kept."""
+    example = _example("AgentFleet")
+    theirs = corpus._object("AgentFleet")["spec"]
+    got = corpus.with_fleet(example)
+    AgentFleet.model_validate(got)
+    for key, value in theirs.items():
+        if key == "tools":
+            assert [t["name"] for t in got["spec"]["tools"]] == [t["name"] for t in value]
+            for tool, merged in zip(value, got["spec"]["tools"], strict=True):
+                mine = next(t for t in example["spec"]["tools"] if t["name"] == tool["name"])
+                assert merged["type"] == mine["type"] and merged.get("description") == mine.get("description")
+                assert all(merged[k][f] == x for k, v in tool.items() if isinstance(v, dict) for f, x in v.items())
+        elif isinstance(value, dict) and key != "systemPrompt":
+            assert all(got["spec"][key][f] == x for f, x in value.items()), key
+        else:
+            assert got["spec"][key] == value, key
+    assert got["spec"]["workers"] == example["spec"]["workers"] and got["spec"]["pricing"] == example["spec"]["pricing"]
+    assert example == _example("AgentFleet")  # the input is not changed
 
 
 @pytest.mark.parametrize("corpus", CORPORA.values(), ids=list(CORPORA))
@@ -44,7 +68,7 @@ def test_each_corpus_reads_its_debian_package_and_asks_to_cite_and_decline(corpu
     assert got.metadata["name"] == vi["metadata"]["name"] and got.spec.collection == vi["spec"]["collection"]
     assert got.spec.source.persistent_volume_claim.path == str(corpus.directory)
     assert got.spec.source.revision == corpus.package
-    prompt = AgentFleet.model_validate(corpus.with_prompt(_example("AgentFleet"))).spec.system_prompt.inline
+    prompt = AgentFleet.model_validate(corpus.with_fleet(_example("AgentFleet"))).spec.system_prompt.inline
     assert "cite" in prompt and "does not say" in prompt
     assert corpus.tasks.is_file() and corpus.objects.parent == corpus.tasks.parent
 

@@ -30,6 +30,11 @@ def test_compare_values_become_variants_of_the_runtime_config() -> None:
     cache = apply_variant(DOC, parse_compare("retrieval.cacheTtlSeconds=0,300")[0], "x")
     assert cache["tools"][0]["retrieval"] == {"topK": 5, "cacheTtlSeconds": 0}
     assert apply_variant(DOC, Variant("budgets.maxSteps=4", "budgets.maxSteps", 4), "x")["budgets"] == {"maxSteps": 4}
+    # the index's spec as the runtime reads it, not a tool setting
+    doc = {**DOC, "retrieval": {"vectorIndex": {"collection": "docs"}}}
+    hybrid = apply_variant(doc, parse_compare("retrieval.vectorIndex.fullText=[{}]")[0], "x")
+    assert hybrid["retrieval"]["vectorIndex"] == {"collection": "docs", "fullText": {}}
+    assert hybrid["tools"] == DOC["tools"]
 
 
 def test_an_ablation_runs_the_configuration_as_given_first_then_each_change_alone() -> None:

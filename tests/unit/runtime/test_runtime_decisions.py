@@ -17,6 +17,7 @@ from agentfleet_runtime.decisions import (
     ToolRule,
     decision_schema,
     offer,
+    own_goal_delegation,
     portable,
     problem,
     read_decision,
@@ -345,6 +346,35 @@ def test_a_sub_agent_at_the_depth_limit_is_not_offered_the_spawn_tool():
     assert asyncio.run(run.execute()) == (Status.DONE, "final_answer")
     later = model.requests[1].response_format["json_schema"]["schema"]["anyOf"]
     assert [a["properties"]["action"]["enum"][0] for a in later] == ["search", "answer"]
+
+
+def test_delegating_the_tasks_own_question_gets_a_repair_turn_and_never_runs():
+    """Issue 38: the 1.5B handed the whole question to a sub-agent (defaults, unanswerable questions),
+    which searched it again one level down; on a question the manual does not answer each level fanned out."""
+    whole = '{"action": "delegate", "arguments": {"goals": ["which lock does VACUUM FULL take"]}}'
+    model = ScriptedModel([SEARCH, whole, ANSWER])
+    outcome, finished, tools, task_run = run_task(model, LoopSettings("s", decisions=FIRST_SEARCH))
+    assert outcome == (Status.DONE, "final_answer") and finished["answer"].startswith("ACCESS EXCLUSIVE")
+    assert [c.name for c in tools.calls] == ["search"]  # no sub-agent ran
+    assert "delegate was given the whole question" in model.requests[2].messages[-1]["content"]
+
+
+def test_own_goal_delegation_is_the_whole_question_only():
+    goal = "Which lock does VACUUM FULL take?"
+    spawn = ["delegate"]
+
+    def call(args: dict) -> list[ToolCall]:
+        return [ToolCall("c", "delegate", args)]
+
+    assert own_goal_delegation(call({"goals": ["  which LOCK does vacuum full take"]}), spawn, goal)
+    assert own_goal_delegation(call({"goal": goal}), spawn, goal)
+    part = "Which lock does VACUUM take?"
+    assert own_goal_delegation(call({"goals": [part, "Which lock does VACUUM FULL take?!"]}), spawn, goal)
+    # parts of the question, another tool, or no spawn tool at all are fine
+    both = [part, "Which lock does VACUUM FULL take, and why?"]
+    assert own_goal_delegation(call({"goals": both}), spawn, goal) is None
+    assert own_goal_delegation([ToolCall("c", "search", {"goals": [goal]})], spawn, goal) is None
+    assert own_goal_delegation(call({"goals": [goal]}), [], goal) is None
 
 
 def test_the_chat_body_carries_tool_choice_and_the_response_format():
