@@ -134,7 +134,9 @@ def qwen(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.mark.timeout(1500)
-def test_example_goes_ready_reports_tasks_and_deletes_its_children(cluster, operator, gpu_pool, namespace, milvus, redis_server, qwen) -> None:
+def test_example_goes_ready_reports_tasks_and_deletes_its_children(
+    cluster, operator, gpu_pool, namespace, milvus, redis_server, qwen
+) -> None:
     gpu_pool.add("h100", count=1, gpus=8)
     docs = [rewrite(d, gpu_pool, milvus.uri, redis_server.url) for d in example_docs()]
     af_doc = next(d for d in docs if d["kind"] == "AgentFleet")

@@ -35,13 +35,17 @@ def test_keda_hpa_agentfleet_and_the_bench_replay_scale_one_burst(operator, gpu_
     # Who wrote the count: the HPA controller and the replay through /scale, agentfleet in status.
     assert any(w.startswith("kube-controller-manager") for w in by["keda-hpa"].writers), by["keda-hpa"].writers
     assert REPLAY_MANAGER not in by["keda-hpa"].writers and "agentfleet-autoscaler" not in by["keda-hpa"].writers
-    assert REPLAY_MANAGER in by["bench-keda"].writers and not any(w.startswith("kube-controller-manager") for w in by["bench-keda"].writers)
+    assert REPLAY_MANAGER in by["bench-keda"].writers and not any(
+        w.startswith("kube-controller-manager") for w in by["bench-keda"].writers
+    )
     assert "agentfleet-autoscaler" in by["agentfleet"].writers, by["agentfleet"].writers
 
     for r in results:
         # The same load for the same time, answered; sampled throughout.
         assert r.seconds == burst.seconds and r.errors == 0, r
-        assert not r.starved, f"{r.arm}: {r.requests} requests in {r.seconds:.0f} s: the harness did not get the CPU to measure"
+        assert not r.starved, (
+            f"{r.arm}: {r.requests} requests in {r.seconds:.0f} s: the harness did not get the CPU to measure"
+        )
         assert len(r.timeline) >= 2 * (burst.seconds + burst.tail) * 0.5, f"{r.arm}: {len(r.timeline)} samples"
         assert all(n >= 1 for _, n, _ in r.timeline), f"{r.arm}: a sample failed to read the count"
         # Each controller saw the queue: up during the burst, a second replica serving, back to 1.

@@ -118,7 +118,9 @@ class KedaQueue:
         waiting = sum(s.replica.engine.num_waiting for s in active if s.ready(now))
         return self.desired(waiting, len(active), now)
 
-    def desired(self, waiting: float, current: int, now: float, down_window: float = 300.0, max_replicas: int = MAX_REPLICAS) -> int:
+    def desired(
+        self, waiting: float, current: int, now: float, down_window: float = 300.0, max_replicas: int = MAX_REPLICAS
+    ) -> int:
         """The count for ``waiting`` requests over ``current`` replicas; the real-controller
         comparison (autoscale/real.py) calls this with the same metric it gives KEDA."""
         raw = math.ceil(waiting / self.threshold)

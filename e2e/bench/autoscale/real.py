@@ -144,7 +144,10 @@ def scaled_object(name: str, ns: str, prom_url: str) -> dict[str, Any]:
                         "scaleUp": {
                             "stabilizationWindowSeconds": 0,
                             "selectPolicy": "Max",
-                            "policies": [{"type": "Pods", "value": UP_STEP, "periodSeconds": PERIOD}, {"type": "Percent", "value": 100, "periodSeconds": PERIOD}],
+                            "policies": [
+                                {"type": "Pods", "value": UP_STEP, "periodSeconds": PERIOD},
+                                {"type": "Percent", "value": 100, "periodSeconds": PERIOD},
+                            ],
                         },
                         "scaleDown": {
                             "stabilizationWindowSeconds": DOWN_WINDOW,
@@ -156,7 +159,12 @@ def scaled_object(name: str, ns: str, prom_url: str) -> dict[str, Any]:
             "triggers": [
                 {
                     "type": "prometheus",
-                    "metadata": {"serverAddress": prom_url, "query": waiting_query(ns, name), "threshold": str(TARGET), "activationThreshold": "1"},
+                    "metadata": {
+                        "serverAddress": prom_url,
+                        "query": waiting_query(ns, name),
+                        "threshold": str(TARGET),
+                        "activationThreshold": "1",
+                    },
                 }
             ],
         },
@@ -179,11 +187,17 @@ class Replay(threading.Thread):
             rows = self.prom.query(waiting_query(self.ns, self.name))
             waiting = float(rows[0]["value"][1]) if rows else 0.0
             # The API client, not kubectl: a kubectl process takes seconds to start on a busy machine.
-            current = int(self.api.get_namespaced_custom_object_scale(GROUP, VERSION, self.ns, PLURAL, self.name)["spec"]["replicas"])
+            current = int(
+                self.api.get_namespaced_custom_object_scale(GROUP, VERSION, self.ns, PLURAL, self.name)["spec"][
+                    "replicas"
+                ]
+            )
             want = self.policy.desired(waiting, current, time.monotonic(), DOWN_WINDOW, MAX_REPLICAS)
             if want != current:
                 body = {"spec": {"replicas": want}}
-                self.api.patch_namespaced_custom_object_scale(GROUP, VERSION, self.ns, PLURAL, self.name, body, field_manager=REPLAY_MANAGER)
+                self.api.patch_namespaced_custom_object_scale(
+                    GROUP, VERSION, self.ns, PLURAL, self.name, body, field_manager=REPLAY_MANAGER
+                )
                 self.writes.append((time.monotonic(), current, want))
 
     def stop(self) -> None:
@@ -261,11 +275,25 @@ def run_arm(cluster: Any, ns: str, selector: dict[str, Any], arm: str, burst: Bu
         wait(lambda: prom.query(waiting_query(ns, name)), 60, "the replica's metrics in Prometheus")
         gpus = gpus_per_pod(core, ns, name)
         if arm == "agentfleet":
-            wait(lambda: condition(cluster.json("-n", ns, "get", "mrs", name), "MetricsAvailable").get("status") == "True", 60, "MetricsAvailable=True")
+            wait(
+                lambda: (
+                    condition(cluster.json("-n", ns, "get", "mrs", name), "MetricsAvailable").get("status") == "True"
+                ),
+                60,
+                "MetricsAvailable=True",
+            )
         elif arm == "keda-hpa":
             cluster.apply(scaled_object(name, ns, prom.url), ns)
-            wait(lambda: condition(cluster.json("-n", ns, "get", "scaledobject", name), "Ready").get("status") == "True", 90, f"ScaledObject {name} Ready")
-            wait(lambda: cluster.run("-n", ns, "get", "hpa", f"keda-hpa-{name}", check=False).returncode == 0, 60, "KEDA's HPA")
+            wait(
+                lambda: condition(cluster.json("-n", ns, "get", "scaledobject", name), "Ready").get("status") == "True",
+                90,
+                f"ScaledObject {name} Ready",
+            )
+            wait(
+                lambda: cluster.run("-n", ns, "get", "hpa", f"keda-hpa-{name}", check=False).returncode == 0,
+                60,
+                "KEDA's HPA",
+            )
         else:
             replay = Replay(api, prom, ns, name)
             replay.start()
@@ -282,13 +310,24 @@ def run_arm(cluster: Any, ns: str, selector: dict[str, Any], arm: str, burst: Bu
     finally:
         if replay is not None:
             replay.stop()
-        cluster.run("-n", ns, "delete", "scaledobject", name, "--ignore-not-found", "--timeout=60s", check=False, timeout=90)
+        cluster.run(
+            "-n", ns, "delete", "scaledobject", name, "--ignore-not-found", "--timeout=60s", check=False, timeout=90
+        )
         cluster.run("-n", ns, "delete", "mrs", name, "--ignore-not-found", "--timeout=60s", check=False, timeout=90)
         fleets.stop()
     return summarize(arm, burst, load, sampler.samples, t0, stopped, gpus, wrote)
 
 
-def summarize(arm: str, burst: Burst, load: ClosedLoopLoad, samples: list[tuple[float, int, int, int]], t0: float, stopped: float, gpus: int, wrote: set[str]) -> ArmResult:
+def summarize(
+    arm: str,
+    burst: Burst,
+    load: ClosedLoopLoad,
+    samples: list[tuple[float, int, int, int]],
+    t0: float,
+    stopped: float,
+    gpus: int,
+    wrote: set[str],
+) -> ArmResult:
     lat = sorted(x for sent, x in load.latencies if t0 <= sent < t0 + burst.seconds)
     ok = [s for s in samples if s[1] >= 0]
     gpu_s = sum((b[0] - a[0]) * a[3] * gpus for a, b in zip(samples, samples[1:], strict=False))
@@ -309,7 +348,15 @@ def summarize(arm: str, burst: Burst, load: ClosedLoopLoad, samples: list[tuple[
     )
 
 
-def compare(cluster: Any, ns: str, selector: dict[str, Any], burst: Burst, arms: tuple[str, ...] = ARMS, repeats: int = 1, keda_bin: Path | None = None) -> list[ArmResult]:
+def compare(
+    cluster: Any,
+    ns: str,
+    selector: dict[str, Any],
+    burst: Burst,
+    arms: tuple[str, ...] = ARMS,
+    repeats: int = 1,
+    keda_bin: Path | None = None,
+) -> list[ArmResult]:
     """Each arm ``repeats`` times, interleaved (the machine's load drifts), in namespace ``ns``."""
     keda = Keda(cluster, ns, keda_bin).start() if "keda-hpa" in arms and keda_bin else None
     out = []
@@ -329,17 +376,21 @@ def fmt(x: float | None, spec: str = ".0f") -> str:
     return "-" if x is None else format(x, spec)
 
 
+def md_row(cells: list[Any]) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+COLUMNS = ["within SLO", "goodput (req/s)", "GPU-s", "count > 1 after (s)", "2nd replica serving after (s)", "peak"]
+COLUMNS.append("back to 1 after stop (s)")
+
+
 def row(r: ArmResult) -> str:
-    return (
-        f"| {r.arm} | {r.requests} | {r.attainment:.1%} | {r.goodput:.2f} | {r.p95_s:.2f} | {r.gpu_seconds:.0f} | {fmt(r.decided_s, '.1f')}"
-        f" | {fmt(r.serving_s, '.1f')} | {r.peak} | {fmt(r.back_s, '.1f')} |{' starved' if r.starved else ''}"
-    )
+    cells = [r.arm, r.requests, f"{r.attainment:.1%}", f"{r.goodput:.2f}", f"{r.p95_s:.2f}", f"{r.gpu_seconds:.0f}"]
+    cells += [fmt(r.decided_s, ".1f"), fmt(r.serving_s, ".1f"), r.peak, fmt(r.back_s, ".1f")]
+    return md_row(cells) + (" starved" if r.starved else "")
 
 
-HEADER = (
-    "| arm | requests | within SLO | goodput (req/s) | p95 (s) | GPU-s | count > 1 after (s) | 2nd replica serving after (s) | peak | back to 1 after stop (s) |\n"
-    "|---|---|---|---|---|---|---|---|---|---|"
-)
+HEADER = md_row(["arm", "requests", *COLUMNS[:2], "p95 (s)", *COLUMNS[2:]]) + "\n" + "|---" * 10 + "|"
 
 
 def spread(xs: list[float]) -> str:
@@ -348,17 +399,28 @@ def spread(xs: list[float]) -> str:
 
 def table(results: list[ArmResult]) -> str:
     """Per arm: mean [min..max] over the repeats, starved runs left out (and counted)."""
-    lines = [
-        "| arm | runs (starved) | within SLO | goodput (req/s) | GPU-s | count > 1 after (s) | 2nd replica serving after (s) | peak | back to 1 after stop (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines = [md_row(["arm", "runs (starved)", *COLUMNS]), "|---" * 9 + "|"]
     for arm in dict.fromkeys(r.arm for r in results):
         every = [r for r in results if r.arm == arm]
         rs = [r for r in every if not r.starved]
+
+        def of(get: Any, rs: list[ArmResult] = rs) -> str:
+            return spread([float(x) for r in rs if (x := get(r)) is not None])
+
         lines.append(
-            f"| {arm} | {len(rs)} ({len(every) - len(rs)}) | {spread([100 * r.attainment for r in rs])} % | {spread([r.goodput for r in rs])} | {spread([r.gpu_seconds for r in rs])}"
-            f" | {spread([r.decided_s for r in rs if r.decided_s is not None])} | {spread([r.serving_s for r in rs if r.serving_s is not None])}"
-            f" | {spread([float(r.peak) for r in rs])} | {spread([r.back_s for r in rs if r.back_s is not None])} |"
+            md_row(
+                [
+                    arm,
+                    f"{len(rs)} ({len(every) - len(rs)})",
+                    of(lambda r: 100 * r.attainment) + " %",
+                    of(lambda r: r.goodput),
+                    of(lambda r: r.gpu_seconds),
+                    of(lambda r: r.decided_s),
+                    of(lambda r: r.serving_s),
+                    of(lambda r: r.peak),
+                    of(lambda r: r.back_s),
+                ]
+            )
         )
     return "\n".join(lines)
 
@@ -375,14 +437,20 @@ def main() -> None:
     ap.add_argument("--arms", default=",".join(ARMS))
     args = ap.parse_args()
     burst = Burst(args.clients, args.seconds)
-    with cluster_up() as cluster, fx.running_operator(cluster, "--resync-seconds", "20", "--quiet", name="bench-real-hpa"):
+    with (
+        cluster_up() as cluster,
+        fx.running_operator(cluster, "--resync-seconds", "20", "--quiet", name="bench-real-hpa"),
+    ):
         install_thirdparty_crds(cluster)
         with bench_namespace(cluster, "bench-hpa") as (ns, pool):
             pool.add("h100", count=2, gpus=8)
             began = time.monotonic()
-            print(f"burst: {burst.clients} closed-loop clients for {burst.seconds:.0f} s, watched {burst.tail:.0f} s after; SLO {SLO_S} s a request")
+            print(f"burst: {burst.clients} closed-loop clients for {burst.seconds:.0f} s", end="")
+            print(f", watched {burst.tail:.0f} s after; SLO {SLO_S} s a request")
             print(HEADER)
-            results = compare(cluster, ns, pool.selector, burst, tuple(args.arms.split(",")), args.repeats, keda_bin_dir())
+            results = compare(
+                cluster, ns, pool.selector, burst, tuple(args.arms.split(",")), args.repeats, keda_bin_dir()
+            )
             print("\n" + table(results))
             print(f"\n({time.monotonic() - began:.0f} s wall)")
 
