@@ -5,7 +5,9 @@ this test starts on 127.0.0.1 (a redis-server for spec.redis.url, a Milvus Lite 
 VectorIndex) and the ModelReplicaSet confined to this test's kwok GPU pool. kwok marks pods
 Running and Ready, so Deployments become available; no container runs, so the test plays the
 agent worker itself (the runtime's own TaskStore and Worker, in this process, against the same
-Redis) to give the status real queue depth and task figures to report.
+Redis) to give the status real queue depth and task figures to report. The worker's model is the
+real Qwen GGUF on llama-server (e2e/harness/llama_server.py), as in the integration tier's real
+agents: the tasks end on the model's own answers.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +25,14 @@ from typing import Any
 import pytest
 import yaml
 
+from agentfleet_runtime.config import RuntimeConfig
+from e2e.harness import llama_server
 from e2e.harness import operator as fx
 from e2e.harness.installers import ensure_redis_server
 from e2e.harness.milvus import MilvusLiteServer, milvus_lite
 from e2e.harness.operator import eventually
 from e2e.harness.redis import RedisServer
+from e2e.plinth import fleet_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -103,7 +110,33 @@ def seed_collection(uri: str, collection: str, dim: int) -> None:
     client.close()
 
 
-def test_example_goes_ready_reports_tasks_and_deletes_its_children(cluster, operator, gpu_pool, namespace, milvus, redis_server) -> None:
+# Questions a small model answers from what it knows, and what its answer must say.
+QUESTIONS = {
+    "What is the capital of France?": r"\bParis\b",
+    "What is 17 plus 25? Answer with the number.": r"(?<![\d.])42(?![\d.])",
+    "Which planet is known as the Red Planet?": r"\bMars\b",
+}
+
+
+@pytest.fixture(scope="module")
+def qwen(tmp_path_factory) -> Iterator[str]:
+    """llama-server with the real Qwen model (e2e/harness/llama_server.py): its /v1 base URL. With
+    AGENTFLEET_E2E_DECIDER=scripted the scripted model takes its place, to show the test then fails."""
+    tmp = tmp_path_factory.mktemp("qwen")
+    if os.environ.get("AGENTFLEET_E2E_DECIDER") == "scripted":
+        procs: list[Any] = []
+        yield helpers.start_scripted_model(procs, tmp)
+        for p in procs:
+            p.end()
+        return
+    with llama_server.serving(tmp) as url:
+        yield url
+
+
+@pytest.mark.timeout(1500)
+def test_example_goes_ready_reports_tasks_and_deletes_its_children(
+    cluster, operator, gpu_pool, namespace, milvus, redis_server, qwen
+) -> None:
     gpu_pool.add("h100", count=1, gpus=8)
     docs = [rewrite(d, gpu_pool, milvus.uri, redis_server.url) for d in example_docs()]
     af_doc = next(d for d in docs if d["kind"] == "AgentFleet")
@@ -178,27 +211,31 @@ def test_example_goes_ready_reports_tasks_and_deletes_its_children(cluster, oper
     header, row = out[0].split(), out[1].split()
     assert header[:5] == ["NAME", "READY", "MODEL", "WORKERS", "QUEUE"] and row[:5] == [fleet, "True", "llama-8b", "2", "0"], out
 
-    # Tasks: three wait (queue depth), then a worker of the runtime finishes them.
-    async def submit_then_run() -> None:
-        from agentfleet_runtime.testing.scripted_model import ScriptedModelServer
-
-        model = ScriptedModelServer()
-        await model.start()
-        cfg = helpers.make_config(redis_server.url, fleet, model.url, pricing={"inputPerMillionTokens": "100", "outputPerMillionTokens": "300"})
+    # Tasks: three wait (queue depth), then a worker of the runtime finishes them, each step decided
+    # by the real Qwen model (llama-server): each task must end on the model's own answer.
+    async def submit_then_run() -> dict[str, dict[str, str]]:
+        doc = fleet_config(redis_server.url, fleet, qwen, system="Answer the user's question in a few words.")
+        doc.update(tools=[], pricing={"inputPerMillionTokens": "100", "outputPerMillionTokens": "300"})
+        cfg = RuntimeConfig.model_validate(doc)
         store = helpers.store_for(cfg)
-        ids = [await helpers.submit(store, cfg, f"question {i} #steps=2") for i in range(3)]
+        ids = [await helpers.submit(store, cfg, q) for q in QUESTIONS]
         await asyncio.to_thread(
             eventually, cluster, operator, lambda: af_status(cluster, namespace, fleet).get("queueDepth") == 3, timeout=60, desc="queueDepth 3 in status"
         )
         async with helpers.running_worker(cfg):
-            await helpers.wait_ended(store, ids, 30)
+            states = await helpers.wait_ended(store, ids, 900)
         await store.close()
-        await model.stop()
+        return {q: states[i] for q, i in zip(QUESTIONS, ids, strict=True)}
 
-    helpers.arun(submit_then_run(), timeout=150)
+    ended = helpers.arun(submit_then_run(), timeout=1000)
+    for q, st in ended.items():
+        print(f"{q!r} -> {st.get('answer')!r} ({st.get('reason')})")
+        assert st["status"] == "done" and st["reason"] == "final_answer", (q, st)
+        assert re.search(QUESTIONS[q], st["answer"], re.IGNORECASE), (q, st["answer"])
     st = eventually(cluster, operator, lambda: (s := af_status(cluster, namespace, fleet)).get("tasksPerHour") == 3 and s, timeout=60, desc="tasksPerHour 3")
     assert st["queueDepth"] == 0 and st["inFlightTasks"] == 0
-    assert 0 < st["taskP95Seconds"] < 30 and float(st["costPerTask"]) > 0
+    # Task times of a real model on a shared CPU (a 1.5B step took 55-68 s at load 16): under the budget's timeout.
+    assert 0 < st["taskP95Seconds"] < 900 and float(st["costPerTask"]) > 0
 
     # Deleting the fleet removes every child (ownerReferences), and only the fleet's.
     cluster.run("delete", "-n", namespace, "agentfleet", fleet, "--wait=true", timeout=60)

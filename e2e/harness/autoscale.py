@@ -153,6 +153,7 @@ class ClosedLoopLoad:
         self.outstanding: dict[str, int] = {}
         self.done = 0
         self.errors = 0
+        self.latencies: list[tuple[float, float]] = []  # (sent, seconds) of each answered request, monotonic clock
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(clients)]
@@ -179,11 +180,13 @@ class ClosedLoopLoad:
                 continue
             pod, url = picked
             req = urllib.request.Request(url + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})
+            sent = time.monotonic()
             try:
                 with urllib.request.urlopen(req, timeout=60) as resp:
                     resp.read()
                 with self._lock:
                     self.done += 1
+                    self.latencies.append((sent, time.monotonic() - sent))
             except OSError:
                 with self._lock:
                     self.errors += 1

@@ -116,20 +116,35 @@ class KedaQueue:
     def __call__(self, fleet: Fleet, now: float) -> int:
         active = fleet.active()
         waiting = sum(s.replica.engine.num_waiting for s in active if s.ready(now))
+        return self.desired(waiting, len(active), now)
+
+    def desired(
+        self, waiting: float, current: int, now: float, down_window: float = 300.0, max_replicas: int = MAX_REPLICAS
+    ) -> int:
+        """The count for ``waiting`` requests over ``current`` replicas; the real-controller
+        comparison (autoscale/real.py) calls this with the same metric it gives KEDA."""
         raw = math.ceil(waiting / self.threshold)
-        return _hpa_behaviour(self.recs, now, len(active), raw, self.min_replicas)
+        return _hpa_behaviour(self.recs, now, current, raw, self.min_replicas, down_window, max_replicas)
 
 
-def _hpa_behaviour(recs: list[tuple[float, int]], now: float, current: int, raw: int, min_replicas: int) -> int:
+def _hpa_behaviour(
+    recs: list[tuple[float, int]],
+    now: float,
+    current: int,
+    raw: int,
+    min_replicas: int,
+    down_window: float = 300.0,
+    max_replicas: int = MAX_REPLICAS,
+) -> int:
     """HPA defaults: up no window, max(4 pods, 100 %) per 15 s; down 300 s window, 100 % per 15 s."""
     recs.append((now, raw))
-    recs[:] = [(t, r) for t, r in recs if t > now - 300.0]
+    recs[:] = [(t, r) for t, r in recs if t > now - down_window]
     if raw > current:
         desired = min(raw, current + max(4, current))
     else:
         desired = max(r for _, r in recs)
         desired = min(desired, current)
-    return max(min_replicas, min(MAX_REPLICAS, desired))
+    return max(min_replicas, min(max_replicas, desired))
 
 
 # What agentfleet was tuned on (AF_TUNING: seeds 1-3; burstCoveragePercent, targetFraction and the

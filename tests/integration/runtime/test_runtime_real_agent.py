@@ -29,7 +29,6 @@ from runtime_helpers import arun, running_worker, submit, wait_ended
 
 from agentfleet_runtime.config import RuntimeConfig
 from agentfleet_runtime.retrieval import Hybrid, Retriever
-from e2e.harness.ports import free_port, wait_http
 from e2e.harness.procs import Proc
 from e2e.plinth import DELEGATE, SYSTEM, encoder, fleet_config, make_collection
 
@@ -47,25 +46,19 @@ def collection(milvus_lite) -> str:
 def decider(tmp_path_factory) -> Any:
     """The model's base URL: llama-server with the Qwen GGUF, or (AGENTFLEET_IT_DECIDER=scripted,
     to show these tests fail without a deciding model) the scripted model."""
-    procs: list[Proc] = []
     tmp = tmp_path_factory.mktemp("decider")
     if os.environ.get("AGENTFLEET_IT_DECIDER") == "scripted":
         from runtime_helpers import start_scripted_model
 
+        procs: list[Proc] = []
         yield start_scripted_model(procs, tmp)
+        for p in procs:
+            p.end()
     else:
         from e2e.harness import llama_server
 
-        binary = llama_server.ensure_binary()
-        gguf = llama_server.ensure_model(os.environ.get("AGENTFLEET_IT_QWEN", "qwen2.5-coder-1.5b"))
-        port = free_port()
-        log = tmp / "llama-server.log"
-        proc = Proc(llama_server.command(binary, gguf, port, alias="qwen"), log=log)
-        procs.append(proc)
-        wait_http(f"http://127.0.0.1:{port}/health", 240, proc)
-        yield f"http://127.0.0.1:{port}/v1"
-    for p in procs:
-        p.end()
+        with llama_server.serving(tmp, os.environ.get("AGENTFLEET_IT_QWEN", "qwen2.5-coder-1.5b")) as url:
+            yield url
 
 
 def config_for(redis_url, fleet, model_url, milvus_uri, collection, **kw):
