@@ -11,11 +11,15 @@ chart and every pod the operator renders run unchanged. Here:
   ModelReplicaSet's replica (the project image whose ``vllm`` is the simulator: e2e/node/vllm-sim)
   run as real pods with the kubelet's probes, securityContext and limits; tasks submitted through
   the task API's Service complete, and ``kubectl get agentfleets`` fills its columns from the pods;
+- a VectorIndex's ingestion Job runs as a pod and fills a collection in a Milvus Lite server that
+  itself runs as a pod behind a Service (as a user's in-cluster Milvus would), which the test then
+  searches through a local forward to the Service;
 - faults on those pods: a worker killed mid-task, the Redis pod deleted, the kubelet restarted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import http.client
@@ -39,7 +43,7 @@ from agentfleet.render.agentfleet import (
     api_token_secret_name,
 )
 from e2e.harness import nodes as node_topology
-from e2e.harness.nodenet import connect_in_netns
+from e2e.harness.nodenet import connect_in_netns, forward_into_netns
 from e2e.test_chart import CHART, helm, run_helm  # noqa: F401 - helm is a fixture
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
@@ -404,6 +408,127 @@ def test_operator_from_the_chart_runs_on_the_real_node(cluster, node, operator) 
     # The Service's endpoint is the address the apiserver advertises inside the node's namespace.
     eps = cluster.json("get", "endpointslices", "-n", "default", "-l", "kubernetes.io/service-name=kubernetes")["items"]
     assert [a for e in eps for ep in e["endpoints"] for a in ep["addresses"]] == [node["gateway"]], eps
+
+
+MILVUS_PORT = 19530
+# Two documents whose words share nothing, so a query in one's words finds it first.
+CORPUS = {
+    "wal.md": "# Write-ahead log\n\nThe write-ahead log records every change before the data files are "
+    "written. After a crash the server replays the WAL from the last checkpoint.\n" * 4,
+    "gardening.md": "# Tomatoes\n\nWater tomato plants deeply twice a week and stake them once they "
+    "flower. Pick the fruit when it turns fully red.\n" * 4,
+}
+
+
+def milvus_server(cluster, ns: str, image: str) -> str:
+    """A Milvus Lite gRPC server as a Deployment behind a Service, as a cluster's own Milvus would
+    be (the project image carries milvus-lite); returns the URI pods use, by the Service's name."""
+    labels = {"app.kubernetes.io/name": "milvus-lite"}
+    cluster.apply(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "milvus", "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "fsGroup": 65532},
+                        "containers": [
+                            {
+                                "name": "milvus",
+                                "image": image,
+                                "command": ["python", "-m", "milvus_lite", "server", "--data-dir", "/var/lib/milvus"],
+                                "args": ["--host", "0.0.0.0", "--port", str(MILVUS_PORT)],
+                                "ports": [{"name": "grpc", "containerPort": MILVUS_PORT}],
+                                "readinessProbe": {"tcpSocket": {"port": MILVUS_PORT}, "periodSeconds": 1},
+                                "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}},
+                                "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},
+                                "volumeMounts": [
+                                    {"name": "data", "mountPath": "/var/lib/milvus"},
+                                    {"name": "tmp", "mountPath": "/tmp"},
+                                ],
+                            }
+                        ],
+                        "volumes": [{"name": "data", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+                    },
+                },
+            },
+        },
+        ns,
+    )
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "milvus"},
+            "spec": {"selector": labels, "ports": [{"name": "grpc", "port": MILVUS_PORT, "targetPort": MILVUS_PORT}]},
+        },
+        ns,
+    )
+    return f"http://milvus.{ns}.svc.cluster.local:{MILVUS_PORT}"
+
+
+def test_vectorindex_ingestion_job_fills_a_collection_from_a_real_pod(cluster, node, images, operator) -> None:
+    """The operator (a pod) reaches Milvus (a pod) by its Service's name through the cluster DNS and
+    creates the collection; the ingestion Job's pod (MiniLM in the project image, read-only root,
+    the kubelet's limits) embeds the ConfigMap's documents into it; the VectorIndex reports Ready
+    with the counts; a search through the Service finds each document by its own words."""
+    ns = operator["fleet_ns"]
+    uri = milvus_server(cluster, ns, images["project"])
+    cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "corpus"}, "data": CORPUS}, ns)
+    spec = {
+        "collection": "kb",
+        "dimension": 384,
+        "milvus": {"uri": uri},
+        "source": {"configMap": {"name": "corpus"}},
+        "ingestion": {"parallelism": 1},
+    }
+    t0 = time.monotonic()
+    cluster.apply(
+        {"apiVersion": "agentfleet.io/v1alpha1", "kind": "VectorIndex", "metadata": {"name": "kb"}, "spec": spec}, ns
+    )
+
+    def indexed() -> dict | None:
+        st = cluster.json("-n", ns, "get", "vectorindex", "kb").get("status") or {}
+        conds = {c["type"]: c["status"] for c in st.get("conditions", [])}
+        return st if conds.get("Ready") == "True" and st.get("ingestion", {}).get("completedAt") else None
+
+    try:
+        st = cluster.wait_for(indexed, timeout=600, interval=2, desc="the VectorIndex Ready after ingestion")
+    finally:
+        dump(cluster, ns)
+    print(f"VectorIndex Ready {time.monotonic() - t0:.1f}s after it was applied")
+    ing = st["ingestion"]
+    assert ing["documentsTotal"] == ing["documentsDone"] == len(CORPUS) and ing["documentsFailed"] == 0, ing
+    assert ing["chunks"] >= len(CORPUS), ing
+    (worker,) = pods(cluster, ns, f"job-name={ing['jobName']}")
+    on_real_node(worker, node["name"])
+    assert worker["status"]["phase"] == "Succeeded", worker["status"]
+    (server,) = pods(cluster, ns, "app.kubernetes.io/name=milvus-lite")
+    on_real_node(server, node["name"])
+
+    from agentfleet_contract.vectorindex import VectorIndexSpec
+
+    from agentfleet_runtime.retrieval import Retriever
+
+    ip = cluster.json("-n", ns, "get", "service", "milvus")["spec"]["clusterIP"]
+    with forward_into_netns(node["netns"], ip, MILVUS_PORT) as port:
+
+        async def search() -> dict[str, list[str]]:
+            retriever = Retriever.for_index(VectorIndexSpec.model_validate(spec), uri=f"http://127.0.0.1:{port}")
+            async with retriever:
+                return {
+                    q: [p.source for p in await retriever.search(q, top_k=2)]
+                    for q in ("How does the server recover after a crash?", "When do I pick ripe tomatoes?")
+                }
+
+        found = asyncio.run(search())
+    print(found)
+    assert found["How does the server recover after a crash?"][0].endswith("wal.md"), found
+    assert found["When do I pick ripe tomatoes?"][0].endswith("gardening.md"), found
 
 
 def test_fleet_runs_on_real_pods_and_tasks_complete(cluster, node, fleet) -> None:

@@ -12,7 +12,8 @@ private network namespace. One process bridges the two, with sockets made inside
   with the pod's IP, from the API (re-listed at most every 0.2 s on a miss). Names outside the cluster
   domain get NXDOMAIN: the namespace has no way out. The kubelet's ``clusterDNS`` points pods here.
 
-Tests reach Services the same way: :func:`connect_in_netns` opens a TCP connection from inside.
+Tests reach Services the same way: :func:`connect_in_netns` opens a TCP connection from inside, and
+:func:`forward_into_netns` gives clients that open their own sockets (gRPC) a local port to use.
 """
 
 from __future__ import annotations
@@ -57,6 +58,47 @@ def connect_in_netns(path: str, host: str, port: int, timeout: float = 10.0) -> 
     """A TCP connection from inside the namespace at PATH (e.g. to a Service's ClusterIP)."""
     with in_netns(path):
         return socket.create_connection((host, port), timeout=timeout)
+
+
+@contextlib.contextmanager
+def forward_into_netns(path: str, host: str, port: int) -> Iterator[int]:
+    """A port on 127.0.0.1 of this machine whose connections go to HOST:PORT inside the namespace at
+    PATH (``kubectl port-forward`` for a Service's ClusterIP): for clients that open their own sockets,
+    such as gRPC's. Yields the local port; the listener closes when the block ends."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.5)  # the accept loop notices the end of the block
+    stop = threading.Event()
+
+    def pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            try:
+                upstream = connect_in_netns(path, host, port)
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        listener.close()
 
 
 # --------------------------------------------------------------------------
