@@ -177,9 +177,14 @@ def node(cluster) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def images(cluster, node) -> dict[str, str]:
-    """The project image (e2e/image.sh), the CPU engine and Redis images on it, imported into the node."""
+    """The project image (e2e/image.sh), the CPU engine and Redis images on it, imported into the node.
+
+    AGENTFLEET_REALNODE_IMAGE names another project image instead (e2e/node/mutant.sh builds one with
+    a changed source file, to show which test catches the change)."""
     timeout = float(os.environ.get("AGENTFLEET_IMAGE_BUILD_TIMEOUT_S", "3600"))
-    project = _run("bash", str(ROOT / "e2e" / "image.sh"), "build", timeout=timeout).strip().splitlines()[-1]
+    project = os.environ.get("AGENTFLEET_REALNODE_IMAGE") or (
+        _run("bash", str(ROOT / "e2e" / "image.sh"), "build", timeout=timeout).strip().splitlines()[-1]
+    )
     base = _run("bash", str(ROOT / "e2e" / "image.sh"), "base", timeout=timeout).strip().splitlines()[-1]
     refs = {
         "project": project,
@@ -192,10 +197,14 @@ def images(cluster, node) -> dict[str, str]:
 
 
 def local_volume(cluster, node: dict, name: str, size: str = "20Gi") -> None:
-    """A PersistentVolume in a directory of the node (no provisioner here), for one claim to bind."""
+    """A local PersistentVolume in a directory of the node (no provisioner here), for one claim to bind.
+
+    Root's and 0755, as a provisioner leaves a new volume: a pod that runs as another user (Redis:
+    999) writes there only through its fsGroup, which the kubelet applies to local volumes (not to
+    hostPath ones)."""
     path = Path(node["volumes"]) / name
     path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o777)  # the claimant's uid (Redis: 999) writes there; hostPath gets no fsGroup
+    path.chmod(0o755)
     pv = {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
@@ -205,7 +214,18 @@ def local_volume(cluster, node: dict, name: str, size: str = "20Gi") -> None:
             "accessModes": ["ReadWriteOnce"],
             "persistentVolumeReclaimPolicy": "Delete",
             "storageClassName": "",
-            "hostPath": {"path": str(path), "type": "Directory"},
+            "local": {"path": str(path)},
+            "nodeAffinity": {
+                "required": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {"key": "kubernetes.io/hostname", "operator": "In", "values": [node["name"]]}
+                            ]
+                        }
+                    ]
+                }
+            },
         },
     }
     cluster.apply(pv)
@@ -388,6 +408,17 @@ def wait_done(cluster, api: ServiceClient, token: str, ids: list[str], timeout: 
     return [views[t] for t in ids]
 
 
+def crashing(cluster, ns: str) -> None:
+    """Fails at once when a container of NS is crash-looping: waiting out a timeout would tell less."""
+    for p in pods(cluster, ns, "app.kubernetes.io/managed-by"):
+        for cs in p["status"].get("containerStatuses", []):
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") == "CrashLoopBackOff" and cs["restartCount"] >= 3:
+                last = (cs.get("lastState") or {}).get("terminated") or {}
+                who = f"{p['metadata']['name']}/{cs['name']}"
+                pytest.fail(f"{who} crash-loops: {json.dumps(last)[:1500]}", pytrace=False)
+
+
 def test_operator_from_the_chart_runs_on_the_real_node(cluster, node, operator) -> None:
     """helm install --wait returned: the Deployment is Available with its pods (two: leader election
     is the chart's default) run by containerd, whose startupProbes the kubelet passed; they reach the
@@ -444,7 +475,10 @@ def milvus_server(cluster, ns: str, image: str) -> str:
                                 "args": ["--host", "0.0.0.0", "--port", str(MILVUS_PORT)],
                                 "ports": [{"name": "grpc", "containerPort": MILVUS_PORT}],
                                 "readinessProbe": {"tcpSocket": {"port": MILVUS_PORT}, "periodSeconds": 1},
-                                "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}},
+                                "resources": {
+                                    "requests": {"cpu": "100m", "memory": "256Mi"},
+                                    "limits": {"memory": "2Gi"},
+                                },
                                 "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},
                                 "volumeMounts": [
                                     {"name": "data", "mountPath": "/var/lib/milvus"},
@@ -494,6 +528,7 @@ def test_vectorindex_ingestion_job_fills_a_collection_from_a_real_pod(cluster, n
     def indexed() -> dict | None:
         st = cluster.json("-n", ns, "get", "vectorindex", "kb").get("status") or {}
         conds = {c["type"]: c["status"] for c in st.get("conditions", [])}
+        assert st.get("phase") != "Failed", st  # a failed Job: no use waiting out the timeout
         return st if conds.get("Ready") == "True" and st.get("ingestion", {}).get("completedAt") else None
 
     try:
@@ -536,6 +571,7 @@ def test_fleet_runs_on_real_pods_and_tasks_complete(cluster, node, fleet) -> Non
     t0 = time.monotonic()
 
     def fleet_ready() -> dict | None:
+        crashing(cluster, ns)
         af = cluster.json("-n", ns, "get", "agentfleet", name)
         conds = {c["type"]: c["status"] for c in (af.get("status") or {}).get("conditions", [])}
         return af if conds.get("Ready") == "True" else None
