@@ -14,6 +14,7 @@ chart and every pod the operator renders run unchanged. Here:
 - a VectorIndex's ingestion Job runs as a pod and fills a collection in a Milvus Lite server that
   itself runs as a pod behind a Service (as a user's in-cluster Milvus would), which the test then
   searches through a local forward to the Service;
+- `kubectl logs` and `exec` into those pods, through the apiserver's egress proxy (nodenet.py);
 - faults on those pods: a worker killed mid-task, the Redis pod deleted, the kubelet restarted.
 """
 
@@ -601,6 +602,22 @@ def test_fleet_runs_on_real_pods_and_tasks_complete(cluster, node, fleet) -> Non
         return table if len(row) == len(header) and "<none>" not in row and row[1] == "True" and row[5] != "0" else None
 
     print("\n".join(cluster.wait_for(columns, timeout=180, interval=2, desc="every column of kubectl get agentfleets")))
+
+
+def test_kubectl_logs_and_exec_reach_the_real_node(cluster, node, operator, fleet) -> None:
+    """The apiserver reaches the real node's kubelet (through nodenet's egress proxy): `kubectl logs` of
+    an operator pod, and `kubectl exec` into a worker, whose identity is the rendered securityContext
+    as the kubelet applied it (fsGroup among its groups)."""
+    (op, *_) = pods(cluster, operator["ns"], "app.kubernetes.io/component=operator")
+    logs = cluster.run("-n", operator["ns"], "logs", op["metadata"]["name"], "--tail=200").stdout
+    assert logs.strip(), "kubectl logs returned nothing"
+    ns, name = fleet["ns"], fleet["name"]
+    (worker, *_) = pods(cluster, ns, f"{FLEET_LABEL}={name},{COMPONENT_LABEL}=worker")
+    out = cluster.run(
+        "-n", ns, "exec", worker["metadata"]["name"], "-c", "worker", "--",
+        "python", "-c", "import os; print(os.getuid(), os.getgid(), sorted(os.getgroups()))",
+    ).stdout  # fmt: skip
+    assert out.split(maxsplit=2) == ["65532", "65532", "[65532]"], out
 
 
 def kill_containers(cluster, node: dict, pod: dict) -> None:
