@@ -617,7 +617,7 @@ def test_kubectl_logs_and_exec_reach_the_real_node(cluster, node, operator, flee
         "-n", ns, "exec", worker["metadata"]["name"], "-c", "worker", "--",
         "python", "-c", "import os; print(os.getuid(), os.getgid(), sorted(os.getgroups()))",
     ).stdout  # fmt: skip
-    assert out.split(maxsplit=2) == ["65532", "65532", "[65532]"], out
+    assert out.split() == ["65532", "65532", "[65532]"], out
 
 
 def kill_containers(cluster, node: dict, pod: dict) -> None:
