@@ -76,6 +76,7 @@ NODE_DIR="$STATE_DIR/node"
 NODE_GW="10.200.0.1"       # the apiserver's advertised address and cluster DNS, inside
 NODE_IP="10.200.0.2"       # the kubelet's node IP
 NODE_POD_CIDR="10.201.0.0/16"
+EGRESS_SOCKET="$STATE_DIR/run/nodenet-egress.sock"  # the apiserver's way to the node (nodenet.py)
 CGROUP_ROOT="/$NETNS"
 REAL_NODE_LABEL="agentfleet.io/real-node"  # the node's label and taint      # the kubelet's cgroupRoot: every pod's cgroup is under it
 # Host sysctls the kubelet sets (it insists on its values): restored by `down`.
@@ -535,6 +536,8 @@ EOF
   gen_cert kube-controller-manager "/CN=system:kube-controller-manager" client
   gen_cert kube-scheduler "/CN=system:kube-scheduler" client
   gen_cert kwok "/O=system:masters/CN=kwok-controller" client
+  # The apiserver's client certificate at the real node's kubelet (logs, exec, port-forward).
+  gen_cert apiserver-kubelet-client "/CN=kube-apiserver-kubelet-client" client
   # Separate front-proxy CA for the aggregation layer (requestheader auth), as
   # kubeadm does; without it the controller-manager and scheduler log errors.
   # Aggregated API servers (KEDA's metrics API in e2e/harness/keda.py) are
@@ -637,8 +640,26 @@ cmd_up() {
   # With a real node the apiserver advertises the address e2e/harness/nodenet.py serves
   # inside the node's namespace: the `kubernetes` Service's endpoint, which
   # kube-proxy carries for pods. Without one, nothing could reach an endpoint.
-  local advertise="$HOST" reconciler=none
+  local advertise="$HOST" reconciler=none node_flags=()
   [[ $REAL_NODE == 1 ]] && advertise="$NODE_GW" reconciler=lease
+  # The apiserver reaches the real node's kubelet (kubectl logs, exec, port-forward) and its pods
+  # (the pods and services proxy) through e2e/harness/nodenet.py's CONNECT proxy: their
+  # addresses exist only inside the node's namespace. The proxy dials every other address outside.
+  if [[ $REAL_NODE == 1 ]]; then
+    cat > "$STATE_DIR/egress-selector.yaml" <<EOT
+apiVersion: apiserver.k8s.io/v1beta1
+kind: EgressSelectorConfiguration
+egressSelections:
+- name: cluster
+  connection:
+    proxyProtocol: HTTPConnect
+    transport: {uds: {udsName: $EGRESS_SOCKET}}
+EOT
+    node_flags=(--egress-selector-config-file="$STATE_DIR/egress-selector.yaml"
+      --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt"
+      --kubelet-client-key="$PKI/apiserver-kubelet-client.key"
+      --kubelet-preferred-address-types=InternalIP,Hostname)
+  fi
   start_component etcd \
     --name=agentfleet --data-dir="$STATE_DIR/etcd" \
     --listen-client-urls="http://$HOST:$ETCD_PORT" --advertise-client-urls="http://$HOST:$ETCD_PORT" \
@@ -663,7 +684,8 @@ cmd_up() {
     --proxy-client-cert-file="$PKI/front-proxy-client.crt" --proxy-client-key-file="$PKI/front-proxy-client.key" \
     --enable-aggregator-routing=true \
     --enable-admission-plugins=PodNodeSelector,PodTolerationRestriction \
-    --allow-privileged=true --profiling=false --cert-dir="$STATE_DIR/apiserver-certs" --v="$LOG_LEVEL"
+    --allow-privileged=true --profiling=false --cert-dir="$STATE_DIR/apiserver-certs" "${node_flags[@]}" \
+    --v="$LOG_LEVEL"
   wait_for "$UP_TIMEOUT" "kube-apiserver /readyz" healthz kube-apiserver
 
   start_component kube-controller-manager \
@@ -928,7 +950,8 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 EOT
 
   start_component nodenet "$E2E_DIR/harness/nodenet.py" --netns "$NETNS_PATH" --address "$NODE_GW" \
-    --apiserver-port "$APISERVER_PORT" --ca "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key"
+    --apiserver-port "$APISERVER_PORT" --ca "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
+    --egress-socket "$EGRESS_SOCKET" --inside "$NODE_GW/24,$NODE_POD_CIDR"
   wait_for 30 "the apiserver inside the node's namespace" healthz nodenet
   # containerd finds its runc shim on PATH; runc and the CNI plugins are Debian's.
   PATH="$NODE_BIN_DIR:$PATH" start_component containerd --config "$NODE_DIR/containerd.toml"

@@ -11,11 +11,16 @@ chart and every pod the operator renders run unchanged. Here:
   ModelReplicaSet's replica (the project image whose ``vllm`` is the simulator: e2e/node/vllm-sim)
   run as real pods with the kubelet's probes, securityContext and limits; tasks submitted through
   the task API's Service complete, and ``kubectl get agentfleets`` fills its columns from the pods;
+- a VectorIndex's ingestion Job runs as a pod and fills a collection in a Milvus Lite server that
+  itself runs as a pod behind a Service (as a user's in-cluster Milvus would), which the test then
+  searches through a local forward to the Service;
+- `kubectl logs` and `exec` into those pods, through the apiserver's egress proxy (nodenet.py);
 - faults on those pods: a worker killed mid-task, the Redis pod deleted, the kubelet restarted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import http.client
@@ -39,7 +44,7 @@ from agentfleet.render.agentfleet import (
     api_token_secret_name,
 )
 from e2e.harness import nodes as node_topology
-from e2e.harness.nodenet import connect_in_netns
+from e2e.harness.nodenet import connect_in_netns, forward_into_netns
 from e2e.test_chart import CHART, helm, run_helm  # noqa: F401 - helm is a fixture
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
@@ -173,9 +178,14 @@ def node(cluster) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def images(cluster, node) -> dict[str, str]:
-    """The project image (e2e/image.sh), the CPU engine and Redis images on it, imported into the node."""
+    """The project image (e2e/image.sh), the CPU engine and Redis images on it, imported into the node.
+
+    AGENTFLEET_REALNODE_IMAGE names another project image instead (e2e/node/mutant.sh builds one with
+    a changed source file, to show which test catches the change)."""
     timeout = float(os.environ.get("AGENTFLEET_IMAGE_BUILD_TIMEOUT_S", "3600"))
-    project = _run("bash", str(ROOT / "e2e" / "image.sh"), "build", timeout=timeout).strip().splitlines()[-1]
+    project = os.environ.get("AGENTFLEET_REALNODE_IMAGE") or (
+        _run("bash", str(ROOT / "e2e" / "image.sh"), "build", timeout=timeout).strip().splitlines()[-1]
+    )
     base = _run("bash", str(ROOT / "e2e" / "image.sh"), "base", timeout=timeout).strip().splitlines()[-1]
     refs = {
         "project": project,
@@ -188,10 +198,14 @@ def images(cluster, node) -> dict[str, str]:
 
 
 def local_volume(cluster, node: dict, name: str, size: str = "20Gi") -> None:
-    """A PersistentVolume in a directory of the node (no provisioner here), for one claim to bind."""
+    """A local PersistentVolume in a directory of the node (no provisioner here), for one claim to bind.
+
+    Root's and 0755, as a provisioner leaves a new volume: a pod that runs as another user (Redis:
+    999) writes there only through its fsGroup, which the kubelet applies to local volumes (not to
+    hostPath ones)."""
     path = Path(node["volumes"]) / name
     path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o777)  # the claimant's uid (Redis: 999) writes there; hostPath gets no fsGroup
+    path.chmod(0o755)
     pv = {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
@@ -201,7 +215,18 @@ def local_volume(cluster, node: dict, name: str, size: str = "20Gi") -> None:
             "accessModes": ["ReadWriteOnce"],
             "persistentVolumeReclaimPolicy": "Delete",
             "storageClassName": "",
-            "hostPath": {"path": str(path), "type": "Directory"},
+            "local": {"path": str(path)},
+            "nodeAffinity": {
+                "required": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {"key": "kubernetes.io/hostname", "operator": "In", "values": [node["name"]]}
+                            ]
+                        }
+                    ]
+                }
+            },
         },
     }
     cluster.apply(pv)
@@ -384,6 +409,17 @@ def wait_done(cluster, api: ServiceClient, token: str, ids: list[str], timeout: 
     return [views[t] for t in ids]
 
 
+def crashing(cluster, ns: str) -> None:
+    """Fails at once when a container of NS is crash-looping: waiting out a timeout would tell less."""
+    for p in pods(cluster, ns, "app.kubernetes.io/managed-by"):
+        for cs in p["status"].get("containerStatuses", []):
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") == "CrashLoopBackOff" and cs["restartCount"] >= 3:
+                last = (cs.get("lastState") or {}).get("terminated") or {}
+                who = f"{p['metadata']['name']}/{cs['name']}"
+                pytest.fail(f"{who} crash-loops: {json.dumps(last)[:1500]}", pytrace=False)
+
+
 def test_operator_from_the_chart_runs_on_the_real_node(cluster, node, operator) -> None:
     """helm install --wait returned: the Deployment is Available with its pods (two: leader election
     is the chart's default) run by containerd, whose startupProbes the kubelet passed; they reach the
@@ -406,11 +442,137 @@ def test_operator_from_the_chart_runs_on_the_real_node(cluster, node, operator) 
     assert [a for e in eps for ep in e["endpoints"] for a in ep["addresses"]] == [node["gateway"]], eps
 
 
+MILVUS_PORT = 19530
+# Two documents whose words share nothing, so a query in one's words finds it first.
+CORPUS = {
+    "wal.md": "# Write-ahead log\n\nThe write-ahead log records every change before the data files are "
+    "written. After a crash the server replays the WAL from the last checkpoint.\n" * 4,
+    "gardening.md": "# Tomatoes\n\nWater tomato plants deeply twice a week and stake them once they "
+    "flower. Pick the fruit when it turns fully red.\n" * 4,
+}
+
+
+def milvus_server(cluster, ns: str, image: str) -> str:
+    """A Milvus Lite gRPC server as a Deployment behind a Service, as a cluster's own Milvus would
+    be (the project image carries milvus-lite); returns the URI pods use, by the Service's name."""
+    labels = {"app.kubernetes.io/name": "milvus-lite"}
+    cluster.apply(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "milvus", "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "fsGroup": 65532},
+                        "containers": [
+                            {
+                                "name": "milvus",
+                                "image": image,
+                                "command": ["python", "-m", "milvus_lite", "server", "--data-dir", "/var/lib/milvus"],
+                                "args": ["--host", "0.0.0.0", "--port", str(MILVUS_PORT)],
+                                "ports": [{"name": "grpc", "containerPort": MILVUS_PORT}],
+                                "readinessProbe": {"tcpSocket": {"port": MILVUS_PORT}, "periodSeconds": 1},
+                                "resources": {
+                                    "requests": {"cpu": "100m", "memory": "256Mi"},
+                                    "limits": {"memory": "2Gi"},
+                                },
+                                "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},
+                                "volumeMounts": [
+                                    {"name": "data", "mountPath": "/var/lib/milvus"},
+                                    {"name": "tmp", "mountPath": "/tmp"},
+                                ],
+                            }
+                        ],
+                        "volumes": [{"name": "data", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+                    },
+                },
+            },
+        },
+        ns,
+    )
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "milvus"},
+            "spec": {"selector": labels, "ports": [{"name": "grpc", "port": MILVUS_PORT, "targetPort": MILVUS_PORT}]},
+        },
+        ns,
+    )
+    return f"http://milvus.{ns}.svc.cluster.local:{MILVUS_PORT}"
+
+
+def test_vectorindex_ingestion_job_fills_a_collection_from_a_real_pod(cluster, node, images, operator) -> None:
+    """The operator (a pod) reaches Milvus (a pod) by its Service's name through the cluster DNS and
+    creates the collection; the ingestion Job's pod (MiniLM in the project image, read-only root,
+    the kubelet's limits) embeds the ConfigMap's documents into it; the VectorIndex reports Ready
+    with the counts; a search through the Service finds each document by its own words."""
+    ns = operator["fleet_ns"]
+    uri = milvus_server(cluster, ns, images["project"])
+    cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "corpus"}, "data": CORPUS}, ns)
+    spec = {
+        "collection": "kb",
+        "dimension": 384,
+        "milvus": {"uri": uri},
+        "source": {"configMap": {"name": "corpus"}},
+        "ingestion": {"parallelism": 1},
+    }
+    t0 = time.monotonic()
+    cluster.apply(
+        {"apiVersion": "agentfleet.io/v1alpha1", "kind": "VectorIndex", "metadata": {"name": "kb"}, "spec": spec}, ns
+    )
+
+    def indexed() -> dict | None:
+        st = cluster.json("-n", ns, "get", "vectorindex", "kb").get("status") or {}
+        conds = {c["type"]: c["status"] for c in st.get("conditions", [])}
+        assert st.get("phase") != "Failed", st  # a failed Job: no use waiting out the timeout
+        return st if conds.get("Ready") == "True" and st.get("ingestion", {}).get("completedAt") else None
+
+    try:
+        st = cluster.wait_for(indexed, timeout=600, interval=2, desc="the VectorIndex Ready after ingestion")
+    finally:
+        dump(cluster, ns)
+    print(f"VectorIndex Ready {time.monotonic() - t0:.1f}s after it was applied")
+    ing = st["ingestion"]
+    assert ing["documentsTotal"] == ing["documentsDone"] == len(CORPUS) and ing["documentsFailed"] == 0, ing
+    assert ing["chunks"] >= len(CORPUS), ing
+    (worker,) = pods(cluster, ns, f"job-name={ing['jobName']}")
+    on_real_node(worker, node["name"])
+    assert worker["status"]["phase"] == "Succeeded", worker["status"]
+    (server,) = pods(cluster, ns, "app.kubernetes.io/name=milvus-lite")
+    on_real_node(server, node["name"])
+
+    from agentfleet_contract.vectorindex import VectorIndexSpec
+
+    from agentfleet_runtime.retrieval import Retriever
+
+    ip = cluster.json("-n", ns, "get", "service", "milvus")["spec"]["clusterIP"]
+    with forward_into_netns(node["netns"], ip, MILVUS_PORT) as port:
+
+        async def search() -> dict[str, list[str]]:
+            retriever = Retriever.for_index(VectorIndexSpec.model_validate(spec), uri=f"http://127.0.0.1:{port}")
+            async with retriever:
+                return {
+                    q: [p.source for p in await retriever.search(q, top_k=2)]
+                    for q in ("How does the server recover after a crash?", "When do I pick ripe tomatoes?")
+                }
+
+        found = asyncio.run(search())
+    print(found)
+    assert found["How does the server recover after a crash?"][0].endswith("wal.md"), found
+    assert found["When do I pick ripe tomatoes?"][0].endswith("gardening.md"), found
+
+
 def test_fleet_runs_on_real_pods_and_tasks_complete(cluster, node, fleet) -> None:
     ns, name = fleet["ns"], fleet["name"]
     t0 = time.monotonic()
 
     def fleet_ready() -> dict | None:
+        crashing(cluster, ns)
         af = cluster.json("-n", ns, "get", "agentfleet", name)
         conds = {c["type"]: c["status"] for c in (af.get("status") or {}).get("conditions", [])}
         return af if conds.get("Ready") == "True" else None
@@ -440,6 +602,22 @@ def test_fleet_runs_on_real_pods_and_tasks_complete(cluster, node, fleet) -> Non
         return table if len(row) == len(header) and "<none>" not in row and row[1] == "True" and row[5] != "0" else None
 
     print("\n".join(cluster.wait_for(columns, timeout=180, interval=2, desc="every column of kubectl get agentfleets")))
+
+
+def test_kubectl_logs_and_exec_reach_the_real_node(cluster, node, operator, fleet) -> None:
+    """The apiserver reaches the real node's kubelet (through nodenet's egress proxy): `kubectl logs` of
+    an operator pod, and `kubectl exec` into a worker, whose identity is the rendered securityContext
+    as the kubelet applied it (fsGroup among its groups)."""
+    (op, *_) = pods(cluster, operator["ns"], "app.kubernetes.io/component=operator")
+    logs = cluster.run("-n", operator["ns"], "logs", op["metadata"]["name"], "--tail=200").stdout
+    assert logs.strip(), "kubectl logs returned nothing"
+    ns, name = fleet["ns"], fleet["name"]
+    (worker, *_) = pods(cluster, ns, f"{FLEET_LABEL}={name},{COMPONENT_LABEL}=worker")
+    out = cluster.run(
+        "-n", ns, "exec", worker["metadata"]["name"], "-c", "worker", "--",
+        "python", "-c", "import os; print(os.getuid(), os.getgid(), sorted(os.getgroups()))",
+    ).stdout  # fmt: skip
+    assert out.split() == ["65532", "65532", "[65532]"], out
 
 
 def kill_containers(cluster, node: dict, pod: dict) -> None:

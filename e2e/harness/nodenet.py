@@ -12,7 +12,13 @@ private network namespace. One process bridges the two, with sockets made inside
   with the pod's IP, from the API (re-listed at most every 0.2 s on a miss). Names outside the cluster
   domain get NXDOMAIN: the namespace has no way out. The kubelet's ``clusterDNS`` points pods here.
 
-Tests reach Services the same way: :func:`connect_in_netns` opens a TCP connection from inside.
+- **the apiserver's way in** (``kubectl logs``, ``exec``, ``port-forward``, the pods and services proxy): an
+  HTTP CONNECT proxy on a Unix socket outside, which the apiserver's egress selector uses for its
+  ``cluster`` traffic; it dials the node's and its pods' addresses (``--inside``) from inside the
+  namespace, and every other address (kwok's, a webhook on 127.0.0.1) from outside, as before.
+
+Tests reach Services the same way: :func:`connect_in_netns` opens a TCP connection from inside, and
+:func:`forward_into_netns` gives clients that open their own sockets (gRPC) a local port to use.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import ipaddress
 import json
 import os
 import socket
@@ -59,6 +66,47 @@ def connect_in_netns(path: str, host: str, port: int, timeout: float = 10.0) -> 
         return socket.create_connection((host, port), timeout=timeout)
 
 
+@contextlib.contextmanager
+def forward_into_netns(path: str, host: str, port: int) -> Iterator[int]:
+    """A port on 127.0.0.1 of this machine whose connections go to HOST:PORT inside the namespace at
+    PATH (``kubectl port-forward`` for a Service's ClusterIP): for clients that open their own sockets,
+    such as gRPC's. Yields the local port; the listener closes when the block ends."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.5)  # the accept loop notices the end of the block
+    stop = threading.Event()
+
+    def pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            try:
+                upstream = connect_in_netns(path, host, port)
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        listener.close()
+
+
 # --------------------------------------------------------------------------
 # the apiserver forward
 # --------------------------------------------------------------------------
@@ -80,6 +128,47 @@ async def _forward(target: tuple[str, int], reader: asyncio.StreamReader, writer
     except OSError:
         writer.close()
         return
+    await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+
+# --------------------------------------------------------------------------
+# the apiserver's egress (HTTP CONNECT)
+# --------------------------------------------------------------------------
+CONNECT_HEAD_MAX = 8192
+
+
+Networks = list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def _connect(netns: str, inside: Networks, host: str, port: int) -> Stream:
+    """A connection to HOST:PORT, from inside the namespace when HOST is one of its addresses."""
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        addr = None
+    if addr is not None and any(addr in net for net in inside):
+        sock = await asyncio.get_running_loop().run_in_executor(None, connect_in_netns, netns, host, port)
+        sock.setblocking(False)
+        return await asyncio.open_connection(sock=sock)
+    return await asyncio.open_connection(host, port)
+
+
+async def _egress(netns: str, inside: Networks, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One CONNECT request from the apiserver: ``CONNECT host:port HTTP/1.1``, headers, then bytes."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+        method, target, _ = head[: head.index(b"\r\n")].decode("ascii").split(" ", 2)
+        host, _, port = target.rpartition(":")
+        if method != "CONNECT" or not host or len(head) > CONNECT_HEAD_MAX:
+            raise ValueError(target)
+        up_reader, up_writer = await _connect(netns, inside, host.strip("[]"), int(port))
+    except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        with contextlib.suppress(OSError):
+            writer.write(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
+            writer.close()
+        return
+    writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
     await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
 
 
@@ -189,6 +278,11 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     await loop.create_datagram_endpoint(lambda: _DNS(names), sock=udp)
     server = await asyncio.start_server(lambda r, w: _forward(("127.0.0.1", args.apiserver_port), r, w), sock=tcp)
+    if args.egress_socket:
+        inside = [ipaddress.ip_network(n, strict=False) for n in args.inside.split(",") if n]
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(args.egress_socket)
+        await asyncio.start_unix_server(lambda r, w: _egress(args.netns, inside, r, w), path=args.egress_socket)
     async with server:
         await server.serve_forever()
 
@@ -202,6 +296,8 @@ def main() -> None:
     p.add_argument("--ca", required=True, help="the cluster CA (to list Services and pods)")
     p.add_argument("--cert", required=True, help="a client certificate allowed to list Services and pods")
     p.add_argument("--key", required=True, help="its key")
+    p.add_argument("--egress-socket", help="Unix socket of the HTTP CONNECT proxy the apiserver's egress selector uses")
+    p.add_argument("--inside", default="", help="comma-separated CIDRs the proxy dials inside the namespace")
     asyncio.run(serve(p.parse_args()))
 
 

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agentfleet_runtime.modelwire import portable
 from agentfleet_runtime.tools.fanout import goals_of
 from agentfleet_runtime.types import Step, ToolCall
 
@@ -39,7 +40,6 @@ DECISION_PROTOCOL = """Decide one action at a time. Reply with one JSON object a
 - {{"action": "answer", "answer": "<the answer>", "sources": ["<source of each passage the answer uses>"]}}
 After each tool action you get its result and decide again."""
 
-_PORTABLE_KEYS = {"type", "properties", "required", "items", "enum", "description", "minimum", "maximum", "minItems", "maxItems", "anyOf", "title"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,23 +137,6 @@ def offer(
             return Offer(first, may_answer=False, why=f"the first step must call {' or '.join(first)}")
     why = f"{', '.join(sorted(spent))}: calls per task used up" if spent else ""
     return Offer(names, True, why)
-
-
-def portable(schema: Any) -> Any:
-    """A tool's parameter schema cut down to what every engine's schema-to-grammar accepts."""
-    if isinstance(schema, list):
-        return [portable(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out: dict[str, Any] = {}
-    for k, v in schema.items():
-        if k == "properties" and isinstance(v, dict):
-            out[k] = {name: portable(sub) for name, sub in v.items()}
-        elif k in _PORTABLE_KEYS:
-            out[k] = portable(v)
-    if out.get("type") == "object":
-        out["additionalProperties"] = False
-    return out
 
 
 def _parameters(tool_schema: Mapping[str, Any]) -> dict[str, Any]:

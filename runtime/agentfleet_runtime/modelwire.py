@@ -241,3 +241,24 @@ class ContextGuard:
             return None  # the request fitted by the engine's own count: some other 400
         self.capped += 1
         return {**body, "max_tokens": capped}
+
+
+# The keys of a JSON schema every engine's schema-to-grammar accepts (docs/engines.md).
+_PORTABLE_KEYS = {"type", "properties", "required", "items", "enum", "description", "minimum", "maximum", "minItems", "maxItems", "anyOf", "title"}
+
+
+def portable(schema: Any) -> Any:
+    """A tool's parameter schema cut down to what every engine's schema-to-grammar accepts."""
+    if isinstance(schema, list):
+        return [portable(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for k, v in schema.items():
+        if k == "properties" and isinstance(v, dict):
+            out[k] = {name: portable(sub) for name, sub in v.items()}
+        elif k in _PORTABLE_KEYS:
+            out[k] = portable(v)
+    if out.get("type") == "object":
+        out["additionalProperties"] = False
+    return out
