@@ -336,6 +336,8 @@ class AgentFleetPass:
         for i, t in enumerate(af.spec.tools):
             if t.http is not None and t.http.headers_secret_ref is not None:
                 refs.append((f"spec.tools[{i}].http.headersSecretRef ({t.name})", t.http.headers_secret_ref))
+        if af.spec.tracing is not None and af.spec.tracing.headers_secret_ref is not None:
+            refs.append(("spec.tracing.headersSecretRef", af.spec.tracing.headers_secret_ref))
         for field, ref in refs:
             self.consented_secret(field, ref.name, ref.key)
 

@@ -51,6 +51,7 @@ TOKENS_DIR = "/etc/agentfleet/api"
 TOKENS_FILE = f"{TOKENS_DIR}/tokens"
 TOKEN_KEY = "tokens"
 TOOL_HEADERS_DIR = "/etc/agentfleet/tool-headers"
+TRACING_HEADERS_DIR = "/etc/agentfleet/tracing"  # spec.tracing.headersSecretRef's key, as the file "headers"
 API_PORT = 8080
 METRICS_PORT = 9090
 REDIS_PORT = 6379
@@ -149,6 +150,7 @@ POD_LAYOUT = PodLayout(
     tokens_file=TOKENS_FILE,
     tool_headers_dir=TOOL_HEADERS_DIR,
     shutdown_grace_seconds=SHUTDOWN_GRACE_SECONDS,
+    tracing_headers_file=TRACING_HEADERS_DIR + "/headers",
 )
 
 
@@ -252,6 +254,10 @@ def _pod_template(
     if component == "worker" and (hv := _tool_header_volume(af.spec)) is not None:
         volumes.append(hv)
         mounts.append({"name": "tool-headers", "mountPath": TOOL_HEADERS_DIR, "readOnly": True})
+    tracing = af.spec.tracing
+    if component == "worker" and tracing is not None and (ref := tracing.headers_secret_ref) is not None:
+        volumes.append({"name": "tracing-headers", "secret": {"secretName": ref.name, "items": [{"key": ref.key, "path": "headers"}]}})
+        mounts.append({"name": "tracing-headers", "mountPath": TRACING_HEADERS_DIR, "readOnly": True})
     probe = {
         "httpGet": {"path": "/healthz", "port": "http" if component == "api" else "metrics"},
         "periodSeconds": 10,
