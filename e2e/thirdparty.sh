@@ -10,12 +10,18 @@
 #          module pinned by e2e/keda/go.mod + go.sum into $CACHE/keda-<version>/bin; prints it.
 #          Cold: 1.8 GB of modules, 3.3 GB of build cache, ~1,300 CPU-s (see e2e/README.md).
 #   keda-fetch  only download the modules keda builds from (nothing when keda is built already).
+#   jaeger the Jaeger v2 all-in-one (cmd/jaeger: OTLP receivers, in-memory storage, query API), the
+#          trace collector of the tracing tests, built from the module pinned by e2e/jaeger/go.mod +
+#          go.sum into $CACHE/jaeger-<version>/jaeger; prints that folder.
 #
-# Usage: CRD_DIR="$(bash e2e/thirdparty.sh crds)"; KEDA_BIN="$(bash e2e/thirdparty.sh keda)"
+# Usage: CRD_DIR="$(bash e2e/thirdparty.sh crds)"; KEDA_BIN="$(bash e2e/thirdparty.sh keda)";
+#        JAEGER_DIR="$(bash e2e/thirdparty.sh jaeger)"
 set -euo pipefail
 
 E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 KEDA_GOMOD_DIR="$E2E_DIR/keda"
+JAEGER_GOMOD_DIR="$E2E_DIR/jaeger"
+JAEGER_VERSION="v1.76.0"   # the Go module's tag of the Jaeger v2 release line (cmd/jaeger is v2)
 PROMETHEUS_OPERATOR_VERSION="v0.85.0"
 KEDA_VERSION="v2.21.0"
 ARGOCD_VERSION="v2.14.21"   # the newest v2 line; v3 needs a newer Go than the control plane's
@@ -75,7 +81,7 @@ keda_built() {
 }
 
 # Some 600 modules: one TLS handshake that times out fails the whole download, and a rerun
-# fetches only what is missing. Run in e2e/keda with GOFLAGS=-mod=readonly.
+# fetches only what is missing. Run in e2e/keda (or e2e/jaeger) with GOFLAGS=-mod=readonly.
 keda_download() {
   local try
   for try in 1 2 3 4; do
@@ -126,9 +132,41 @@ cmd_keda() {
   echo "$bin"
 }
 
+jaeger_stamp() {
+  { echo "jaeger=$JAEGER_VERSION recipe=$BUILD_RECIPE"; cat "$JAEGER_GOMOD_DIR/go.mod" "$JAEGER_GOMOD_DIR/go.sum"; } | sha256sum | cut -d' ' -f1
+}
+
+cmd_jaeger() {
+  local dir="$CACHE_ROOT/jaeger-$JAEGER_VERSION"
+  if [[ -x "$dir/jaeger" && "$(cat "$dir/.stamp" 2>/dev/null)" == "$(jaeger_stamp)" ]]; then
+    echo "$dir"
+    return 0
+  fi
+  ensure_go
+  grep -q "github.com/jaegertracing/jaeger $JAEGER_VERSION" "$JAEGER_GOMOD_DIR/go.mod" || die "e2e/jaeger/go.mod does not pin Jaeger $JAEGER_VERSION"
+  local tmp start=$SECONDS
+  mkdir -p "$CACHE_ROOT"
+  rm -rf "$CACHE_ROOT"/.jaeger-build.*
+  tmp="$(mktemp -d "$CACHE_ROOT/.jaeger-build.XXXXXX")"
+  log "building Jaeger $JAEGER_VERSION (cmd/jaeger) with $(go env GOVERSION)"
+  (
+    cd "$JAEGER_GOMOD_DIR" || exit 1
+    export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly"
+    keda_download || exit 1
+    go build -trimpath -ldflags "-s -w" -o "$tmp/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger >&2 || exit 1
+  ) || die "go build failed"
+  jaeger_stamp > "$tmp/.stamp"
+  rm -rf "$dir"
+  mv "$tmp" "$dir"
+  chmod 755 "$dir"
+  log "built Jaeger $JAEGER_VERSION into $dir in $((SECONDS - start))s"
+  echo "$dir"
+}
+
 case "${1:-}" in
   crds) cmd_crds ;;
   keda) cmd_keda ;;
   keda-fetch) cmd_keda_fetch ;;
-  *) echo "usage: $0 crds|keda|keda-fetch" >&2; exit 2 ;;
+  jaeger) cmd_jaeger ;;
+  *) echo "usage: $0 crds|keda|keda-fetch|jaeger" >&2; exit 2 ;;
 esac
