@@ -174,8 +174,6 @@ async def _task_span(tracer: Any, run: Any) -> Any:
         if run.outcome is not None:
             span.set_attribute("agentfleet.task.status", run.outcome[0].value)
             span.set_attribute("agentfleet.task.reason", run.outcome[1])
-        span.set_attribute("gen_ai.usage.input_tokens", rec.prompt_tokens)
-        span.set_attribute("gen_ai.usage.output_tokens", rec.completion_tokens)
 
 
 # -- chat --------------------------------------------------------------------------------------

@@ -240,7 +240,8 @@ class TaskRecord:
             "cost_nanos": str(self.cost_nanos),
             "cancel": "1" if self.cancel else "0",
             "metadata": json.dumps(self.metadata),
-            "trace": self.trace,
+            # Absent until known: the first traced attempt stores it with HSETNX.
+            **({"trace": self.trace} if self.trace else {}),
         }
 
     @classmethod
