@@ -5,7 +5,9 @@ from its Go module by e2e/thirdparty.sh jaeger) through its query API.
   process: one trace holds the task's and the sub-agent's invoke_agent, chat and execute_tool
   spans, the sub-agent under its spawn call, and every model request carried a traceparent;
 - a worker process killed with SIGKILL in the middle of a task: the task resumed by another
-  worker continues the same trace.
+  worker continues the same trace;
+- Qwen2.5-Coder on llama-server deciding a task that delegates to sub-agents: span counts by kind
+  match the steps and tool calls stored in Redis, and every chat span names its replica.
 """
 
 from __future__ import annotations
@@ -16,17 +18,21 @@ import signal
 from collections import Counter
 
 import pytest
+import test_runtime_real_agent as real_agent
 import yaml
-from agentfleet_contract.runtime_config import RuntimeConfig
+from agentfleet_contract.runtime_config import RuntimeConfig, TracingSettings
 from runtime_helpers import arun, environment, running_worker, start_effects, start_scripted_model, start_worker, store_for, submit, wait_ended
 
 from agentfleet_runtime.retrieval import Retriever
 from e2e import plinth
 from e2e.harness import jaeger as jaeger_harness
 from e2e.harness.jaeger import tags
+from e2e.plinth import DELEGATE
 
 pytestmark = pytest.mark.integration
 collector = jaeger_harness.collector  # the module's Jaeger (a fixture)
+qwen_decider = real_agent.decider  # the fixtures "decider" and "collection": Qwen on llama-server and its corpus
+plinth_collection = real_agent.collection
 DIM = 64
 
 
@@ -143,3 +149,24 @@ def test_a_task_resumed_after_kill9_continues_its_trace(collector, redis_server,
     after = [c for c in chats if parent_of(c) == agents[0]["spanID"]]
     assert len(before) >= 2 and len(after) >= 1, (len(before), len(after))
     print(f"\ncrash-resume trace {trace_id}: {json.dumps(dict(kinds(spans)))}; chat spans before the kill {len(before)}, after {len(after)}")
+
+
+def test_a_real_model_task_with_sub_agents_is_one_trace(collector, decider, redis_server, fleet, milvus_lite, collection):
+    """Qwen2.5-Coder on llama-server decides every step (test_runtime_real_agent's harness): the
+    trace has the task, its sub-agents, each model call with its replica, and each tool call."""
+    config = real_agent.config_for(redis_server.url, fleet, decider, milvus_lite, collection, system=DELEGATE)
+    config = config.model_copy(update={"tracing": TracingSettings(endpoint=collector.otlp_endpoint)})
+    [task] = real_agent.run_tasks(
+        config, milvus_lite, collection, ["Compare the zorblat scheduler interval with the frobnicate queue retry delay."], timeout=1500
+    )
+    children = task["children"]
+    want_agents, want_chats = 1 + len(children), len(task["steps"]) + sum(len(c["steps"]) for c in children)
+    spans = collector.wait_spans(fleet, lambda s: kinds(s)["invoke_agent"] >= want_agents and kinds(s)["chat"] >= want_chats)
+    by_kind = kinds(spans)
+    replicas = {tags(s).get("agentfleet.replica") for s in spans if tags(s).get("gen_ai.operation.name") == "chat"}
+    tools = Counter(tags(s)["gen_ai.tool.name"] for s in spans if tags(s).get("gen_ai.operation.name") == "execute_tool")
+    print(f"\nreal-model trace: {len(children)} sub-agents; spans by kind {dict(by_kind)}; tools {dict(tools)}; replicas {replicas}")
+    assert len({s["traceID"] for s in spans}) == 1
+    assert by_kind["invoke_agent"] == want_agents and by_kind["chat"] == want_chats
+    assert None not in replicas and all(r.startswith("127.0.0.1:") for r in replicas)
+    assert by_kind["execute_tool"] == sum(len(s.tool_calls) for t in [task, *children] for s in t["steps"])
