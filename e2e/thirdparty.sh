@@ -71,9 +71,13 @@ cmd_crds() {
   echo "$dir"
 }
 
-keda_stamp() {
-  { echo "keda=$KEDA_VERSION recipe=$BUILD_RECIPE"; cat "$KEDA_GOMOD_DIR/go.mod" "$KEDA_GOMOD_DIR/go.sum"; } | sha256sum | cut -d' ' -f1
+# What a wrapper module's build is made of: its pins and this script's recipe.
+gomod_stamp() {
+  local name=$1 version=$2 gomod=$3
+  { echo "$name=$version recipe=$BUILD_RECIPE"; cat "$gomod/go.mod" "$gomod/go.sum"; } | sha256sum | cut -d' ' -f1
 }
+
+keda_stamp() { gomod_stamp keda "$KEDA_VERSION" "$KEDA_GOMOD_DIR"; }
 
 keda_built() {
   local bin="$CACHE_ROOT/keda-$KEDA_VERSION/bin"
@@ -110,56 +114,47 @@ cmd_keda() {
   fi
   ensure_go
   grep -q "github.com/kedacore/keda/v2 $KEDA_VERSION" "$KEDA_GOMOD_DIR/go.mod" || die "e2e/keda/go.mod does not pin KEDA $KEDA_VERSION"
-  local tmp start=$SECONDS
-  mkdir -p "$CACHE_ROOT"
-  rm -rf "$CACHE_ROOT"/.keda-build.*
-  tmp="$(mktemp -d "$CACHE_ROOT/.keda-build.XXXXXX")"
-  log "building KEDA $KEDA_VERSION operator and metrics API server with $(go env GOVERSION) (cold: ~1,300 CPU-s)"
-  (
-    cd "$KEDA_GOMOD_DIR" || exit 1
-    export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly"
-    keda_download || exit 1
-    ld="-s -w -X github.com/kedacore/keda/v2/version.Version=$KEDA_VERSION"
-    go build -trimpath -ldflags "$ld" -o "$tmp/keda-operator" github.com/kedacore/keda/v2/cmd/operator >&2 || exit 1
-    go build -trimpath -ldflags "$ld" -o "$tmp/keda-adapter" github.com/kedacore/keda/v2/cmd/adapter >&2 || exit 1
-  ) || die "go build failed"
-  keda_stamp > "$tmp/.stamp"
-  mkdir -p "$(dirname "$bin")"
-  rm -rf "$bin"
-  mv "$tmp" "$bin"
-  chmod 755 "$bin"
-  log "built KEDA $KEDA_VERSION into $bin in $((SECONDS - start))s"
+  gomod_build keda "$KEDA_VERSION" "$KEDA_GOMOD_DIR" "$bin" "-s -w -X github.com/kedacore/keda/v2/version.Version=$KEDA_VERSION" \
+    keda-operator=github.com/kedacore/keda/v2/cmd/operator keda-adapter=github.com/kedacore/keda/v2/cmd/adapter
   echo "$bin"
 }
 
-jaeger_stamp() {
-  { echo "jaeger=$JAEGER_VERSION recipe=$BUILD_RECIPE"; cat "$JAEGER_GOMOD_DIR/go.mod" "$JAEGER_GOMOD_DIR/go.sum"; } | sha256sum | cut -d' ' -f1
+# Builds packages of a wrapper module (e2e/keda, e2e/jaeger) into DEST, whole or not at all:
+#   gomod_build NAME VERSION GOMOD_DIR DEST LDFLAGS BINARY=PACKAGE...
+# KEDA cold: ~1,300 CPU-s; Jaeger: see e2e/README.md.
+gomod_build() {
+  local name=$1 version=$2 gomod=$3 dest=$4 ld=$5
+  shift 5
+  local tmp start=$SECONDS
+  mkdir -p "$CACHE_ROOT"
+  rm -rf "$CACHE_ROOT/.$name-build."*
+  tmp="$(mktemp -d "$CACHE_ROOT/.$name-build.XXXXXX")"
+  log "building $name $version ($*) with $(go env GOVERSION)"
+  (
+    cd "$gomod" || exit 1
+    export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly"
+    keda_download || exit 1
+    for target in "$@"; do
+      go build -trimpath -ldflags "$ld" -o "$tmp/${target%%=*}" "${target#*=}" >&2 || exit 1
+    done
+  ) || die "go build failed"
+  gomod_stamp "$name" "$version" "$gomod" > "$tmp/.stamp"
+  mkdir -p "$(dirname "$dest")"
+  rm -rf "$dest"
+  mv "$tmp" "$dest"
+  chmod 755 "$dest"
+  log "built $name $version into $dest in $((SECONDS - start))s"
 }
 
 cmd_jaeger() {
   local dir="$CACHE_ROOT/jaeger-$JAEGER_VERSION"
-  if [[ -x "$dir/jaeger" && "$(cat "$dir/.stamp" 2>/dev/null)" == "$(jaeger_stamp)" ]]; then
+  if [[ -x "$dir/jaeger" && "$(cat "$dir/.stamp" 2>/dev/null)" == "$(gomod_stamp jaeger "$JAEGER_VERSION" "$JAEGER_GOMOD_DIR")" ]]; then
     echo "$dir"
     return 0
   fi
   ensure_go
   grep -q "github.com/jaegertracing/jaeger $JAEGER_VERSION" "$JAEGER_GOMOD_DIR/go.mod" || die "e2e/jaeger/go.mod does not pin Jaeger $JAEGER_VERSION"
-  local tmp start=$SECONDS
-  mkdir -p "$CACHE_ROOT"
-  rm -rf "$CACHE_ROOT"/.jaeger-build.*
-  tmp="$(mktemp -d "$CACHE_ROOT/.jaeger-build.XXXXXX")"
-  log "building Jaeger $JAEGER_VERSION (cmd/jaeger) with $(go env GOVERSION)"
-  (
-    cd "$JAEGER_GOMOD_DIR" || exit 1
-    export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly"
-    keda_download || exit 1
-    go build -trimpath -ldflags "-s -w" -o "$tmp/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger >&2 || exit 1
-  ) || die "go build failed"
-  jaeger_stamp > "$tmp/.stamp"
-  rm -rf "$dir"
-  mv "$tmp" "$dir"
-  chmod 755 "$dir"
-  log "built Jaeger $JAEGER_VERSION into $dir in $((SECONDS - start))s"
+  gomod_build jaeger "$JAEGER_VERSION" "$JAEGER_GOMOD_DIR" "$dir" "-s -w" jaeger=github.com/jaegertracing/jaeger/cmd/jaeger
   echo "$dir"
 }
 
