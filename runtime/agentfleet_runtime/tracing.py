@@ -41,7 +41,7 @@ log = logging.getLogger("agentfleet_runtime.tracing")
 
 _NULL = contextlib.nullcontext()  # reusable, and usable with both ``with`` and ``async with``
 # version-traceid-spanid-flags; the all-zero ids are invalid (W3C Trace Context, section 3.2)
-TRACEPARENT = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
+TRACEPARENT = re.compile(r"\A00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}\Z")
 
 _chat: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar("agentfleet_chat_span", default=None)
 _tracers: dict[tuple[Any, ...], Any] = {}  # (endpoint, headers, ratio, service) -> Tracer: one exporter each

@@ -24,7 +24,7 @@ def test_tracing_off_wraps_nothing_and_costs_a_shared_nullcontext() -> None:
         ("00-00000000000000000000000000000000-b7ad6b7169203331-01", False),  # invalid trace id
         ("00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01", False),  # invalid span id
         ("00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01", False),  # upper case is not W3C
-        ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\nx", False),
+        ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\n", False),  # "$" would let a newline through
         ("", False),
     ],
 )
