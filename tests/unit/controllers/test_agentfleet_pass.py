@@ -256,10 +256,15 @@ UNCONSENTED = [
         "spec.tools[0].http.headersSecretRef (t)",
         ("billing-db", "pw"),
     ),
+    (
+        {"tracing": {"endpoint": "http://jaeger:4318", "headersSecretRef": {"name": "billing-db", "key": "pw"}}},
+        "spec.tracing.headersSecretRef",
+        ("billing-db", "pw"),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("spec", "field", "ref"), UNCONSENTED, ids=["redis", "api", "tool-headers"])
+@pytest.mark.parametrize(("spec", "field", "ref"), UNCONSENTED, ids=["redis", "api", "tool-headers", "tracing-headers"])
 def test_a_secret_without_the_consent_label_is_neither_sent_nor_mounted(
     spec: dict[str, Any], field: str, ref: tuple[str, str]
 ) -> None:
