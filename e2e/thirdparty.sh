@@ -114,7 +114,8 @@ cmd_keda() {
   fi
   ensure_go
   grep -q "github.com/kedacore/keda/v2 $KEDA_VERSION" "$KEDA_GOMOD_DIR/go.mod" || die "e2e/keda/go.mod does not pin KEDA $KEDA_VERSION"
-  gomod_build keda "$KEDA_VERSION" "$KEDA_GOMOD_DIR" "$bin" "-s -w -X github.com/kedacore/keda/v2/version.Version=$KEDA_VERSION" \
+  gomod_build keda "$KEDA_VERSION" "$KEDA_GOMOD_DIR" "$bin" \
+    "-s -w -X github.com/kedacore/keda/v2/version.Version=$KEDA_VERSION" \
     keda-operator=github.com/kedacore/keda/v2/cmd/operator keda-adapter=github.com/kedacore/keda/v2/cmd/adapter
   echo "$bin"
 }
@@ -148,13 +149,17 @@ gomod_build() {
 
 cmd_jaeger() {
   local dir="$CACHE_ROOT/jaeger-$JAEGER_VERSION"
-  if [[ -x "$dir/jaeger" && "$(cat "$dir/.stamp" 2>/dev/null)" == "$(gomod_stamp jaeger "$JAEGER_VERSION" "$JAEGER_GOMOD_DIR")" ]]; then
+  local want
+  want="$(gomod_stamp jaeger "$JAEGER_VERSION" "$JAEGER_GOMOD_DIR")"
+  if [[ -x "$dir/jaeger" && "$(cat "$dir/.stamp" 2>/dev/null)" == "$want" ]]; then
     echo "$dir"
     return 0
   fi
   ensure_go
-  grep -q "github.com/jaegertracing/jaeger $JAEGER_VERSION" "$JAEGER_GOMOD_DIR/go.mod" || die "e2e/jaeger/go.mod does not pin Jaeger $JAEGER_VERSION"
-  gomod_build jaeger "$JAEGER_VERSION" "$JAEGER_GOMOD_DIR" "$dir" "-s -w" jaeger=github.com/jaegertracing/jaeger/cmd/jaeger
+  grep -q "github.com/jaegertracing/jaeger $JAEGER_VERSION" "$JAEGER_GOMOD_DIR/go.mod" ||
+    die "e2e/jaeger/go.mod does not pin Jaeger $JAEGER_VERSION"
+  gomod_build jaeger "$JAEGER_VERSION" "$JAEGER_GOMOD_DIR" "$dir" "-s -w" \
+    jaeger=github.com/jaegertracing/jaeger/cmd/jaeger
   echo "$dir"
 }
 

@@ -73,7 +73,12 @@ async def durable(
     redis_url: str, tasks: int, steps: int, concurrency: int, gc_tune: bool = True, tracing: str | None = None
 ) -> tuple[list[float], float, float]:
     fleet = "bench" + uuid.uuid4().hex[:6]
-    doc = {"fleet": fleet, "redisUrl": redis_url, "worker": {"concurrency": concurrency, "metricsPort": 0}, "budgets": {"maxSteps": steps + 5}}
+    doc = {
+        "fleet": fleet,
+        "redisUrl": redis_url,
+        "worker": {"concurrency": concurrency, "metricsPort": 0},
+        "budgets": {"maxSteps": steps + 5},
+    }
     if tracing:
         doc["tracing"] = {"endpoint": tracing}
     config = RuntimeConfig.model_validate(doc)
@@ -156,7 +161,8 @@ def tracing_lines(off: list[float], on: list[float], rounds: int) -> list[str]:
     return [
         line(f"durable, 1 at a time, tracing off ({rounds} runs)", off),
         line(f"durable, 1 at a time, tracing on ({rounds} runs)", on),
-        f"tracing cost per step at p50: {cost:.3f} ms (p90 {pct(on, 90) - pct(off, 90):.3f} ms); goal < 0.2 ms: {'MET' if cost < 0.2 else 'NOT MET'}",
+        f"tracing cost per step at p50: {cost:.3f} ms (p90 {pct(on, 90) - pct(off, 90):.3f} ms); "
+        f"goal < 0.2 ms: {'MET' if cost < 0.2 else 'NOT MET'}",
     ]
 
 
@@ -180,7 +186,7 @@ async def main(args: argparse.Namespace) -> None:
 
         with tempfile.TemporaryDirectory() as tmp, jaeger(Path(tmp)) as j, redis_server() as url:
             off, on = await tracing_cost(url, j.otlp_endpoint, args)
-        print(f"tracing overhead per step, zero-latency model (ms between model calls); GC {args.gc}; spans to Jaeger at {j.otlp_endpoint}")
+        print(f"tracing overhead per step, zero-latency model (ms between model calls); GC {args.gc}; spans to Jaeger")
         print("\n".join(tracing_lines(off, on, args.rounds)))
         print(load_line())
         return
@@ -209,6 +215,8 @@ if __name__ == "__main__":
     p.add_argument("--tasks", type=int, default=60)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--gc", choices=("tuned", "default"), default="tuned", help="the worker entry point's GC settings (gctune.py), or CPython's")
-    p.add_argument("--tracing", action="store_true", help="measure spec.tracing's cost per step instead (spans to a Jaeger all-in-one)")
+    p.add_argument(
+        "--tracing", action="store_true", help="measure spec.tracing's cost per step instead (spans to Jaeger)"
+    )
     p.add_argument("--rounds", type=int, default=3, help="with --tracing: off/on runs alternated")
     asyncio.run(main(p.parse_args()))

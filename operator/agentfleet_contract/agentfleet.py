@@ -110,23 +110,27 @@ class HTTPTool(Model):
 
 class Tracing(Model):
     rules = (
-        matches("endpoint", "^https?://[^/]+", "spec.tracing.endpoint must be the http:// or https:// URL of an OTLP/HTTP collector"),
+        matches("endpoint", "^https?://[^/]+", "spec.tracing.endpoint must be the http(s):// URL of a collector"),
         no_credentials(
             "endpoint",
-            "spec.tracing.endpoint must not carry credentials (user:password@): put the collector's headers in a Secret "
-            "labelled agentfleet.io/consent=true and name it in spec.tracing.headersSecretRef",
+            "spec.tracing.endpoint must not carry credentials (user:password@): put the collector's headers in a "
+            "Secret labelled agentfleet.io/consent=true and name it in spec.tracing.headersSecretRef",
         ),
     )
 
     endpoint: str = Field(
         max_length=2048,
-        description="OTLP/HTTP endpoint of the trace collector; spans go to <endpoint>/v1/traces, e.g. http://jaeger-collector:4318.",
+        description="OTLP/HTTP collector the spans go to (<endpoint>/v1/traces), e.g. http://jaeger:4318.",
     )
     sampling_percent: int = Field(
-        default=100, ge=0, le=100, description="Share of tasks traced, in percent; a task's sub-agents and resumed attempts follow its decision."
+        default=100,
+        ge=0,
+        le=100,
+        description="Share of tasks traced, in percent; a task's sub-agents and resumed attempts follow its decision.",
     )
     headers_secret_ref: SecretKeyRef | None = Field(
-        default=None, description="Secret key holding headers for the collector as a JSON object, e.g. an Authorization header."
+        default=None,
+        description="Secret key holding headers for the collector as a JSON object, e.g. an Authorization header.",
     )
 
 
@@ -382,7 +386,7 @@ class AgentFleetSpec(Model):
     redis: Redis = Field(description="Redis holding the task queue, checkpoints and caches.")
     tracing: Tracing | None = Field(
         default=None,
-        description="Export one OpenTelemetry trace per task (invoke_agent, chat and execute_tool spans) to an OTLP collector; unset: off.",
+        description="Send one OpenTelemetry trace per task (invoke_agent, chat, execute_tool) to a collector; unset: off.",
     )
 
     @field_validator("tools")

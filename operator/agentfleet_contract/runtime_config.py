@@ -77,9 +77,13 @@ class ApiSettings(Model):
 
 
 class TracingSettings(Model):
-    endpoint: str = Field(default="", description="OTLP/HTTP collector (spans go to <endpoint>/v1/traces); empty: tracing off.")
-    sampling_ratio: float = Field(default=1.0, ge=0, le=1, description="Share of new traces sampled; sub-agents and resumes follow their trace.")
-    headers_file: str | None = Field(default=None, description="File holding the collector's headers as a JSON object (the mounted Secret key).")
+    endpoint: str = Field(default="", description="OTLP/HTTP collector (spans go to <endpoint>/v1/traces); empty: off.")
+    sampling_ratio: float = Field(
+        default=1.0, ge=0, le=1, description="Share of new traces sampled; sub-agents and resumes follow their trace."
+    )
+    headers_file: str | None = Field(
+        default=None, description="File holding the collector's headers as a JSON object (the mounted Secret key)."
+    )
 
 
 class BreakerSettings(Model):
@@ -114,7 +118,9 @@ class RuntimeConfig(Model):
     session_history: int = Field(default=5, ge=0, le=100, description="Earlier finished tasks of the same session shown to the model.")
     result_ttl_seconds: int = Field(default=7 * 86400, ge=60, description="How long a finished task's record, steps and events are kept.")
     max_observation_chars: int = Field(default=16_000, ge=256, description="Tool output beyond this is cut before the model sees it.")
-    tracing: TracingSettings | None = Field(default=None, description="OpenTelemetry export (AgentFleet.spec.tracing); unset: off.")
+    tracing: TracingSettings | None = Field(
+        default=None, description="OpenTelemetry export (AgentFleet.spec.tracing); unset: off."
+    )
 
     @property
     def visibility_timeout(self) -> float:

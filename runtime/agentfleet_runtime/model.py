@@ -158,7 +158,8 @@ class OpenAIChatClient:
             with timeouts.timeout(timeout):
                 return await self._h1.post(payload, extra)
         headers = {**self._headers, **trace} if trace else self._headers
-        async with self._http().post(self.url, data=payload, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+        limit = aiohttp.ClientTimeout(total=timeout)
+        async with self._http().post(self.url, data=payload, headers=headers, timeout=limit) as resp:
             return resp.status, await resp.read()
 
     def _body(self, req: ModelRequest) -> dict[str, Any]:

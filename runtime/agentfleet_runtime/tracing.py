@@ -157,7 +157,11 @@ async def _task_span(tracer: Any, run: Any) -> Any:
         attrs["agentfleet.tenant"] = rec.tenant
     stored = rec.trace if TRACEPARENT.match(rec.trace or "") else ""
     with tracer.start_as_current_span(
-        f"invoke_agent {agent}", context=_parent(stored), kind=SpanKind.INTERNAL, attributes=attrs, record_exception=False
+        f"invoke_agent {agent}",
+        context=_parent(stored),
+        kind=SpanKind.INTERNAL,
+        attributes=attrs,
+        record_exception=False,
     ) as span:
         if not stored:
             # The first attempt of a task without a trace: later attempts continue this one.
@@ -208,8 +212,16 @@ class TracedModel:
             "agentfleet.step.kind": request.kind,
         }
         if self.server is not None:
-            attrs.update({"server.address": self.server[0], "server.port": self.server[1], "agentfleet.replica": f"{self.server[0]}:{self.server[1]}"})
-        with self.tracer.start_as_current_span(f"chat {self.model}", kind=SpanKind.CLIENT, attributes=attrs, record_exception=False) as span:
+            attrs.update(
+                {
+                    "server.address": self.server[0],
+                    "server.port": self.server[1],
+                    "agentfleet.replica": f"{self.server[0]}:{self.server[1]}",
+                }
+            )
+        with self.tracer.start_as_current_span(
+            f"chat {self.model}", kind=SpanKind.CLIENT, attributes=attrs, record_exception=False
+        ) as span:
             token = _chat.set((self.tracer, span))
             try:
                 reply = await self.inner.complete(request)
@@ -245,7 +257,9 @@ def _attempt_span(tracer: Any, chat: Any, replica: str, base_url: str) -> Iterat
 
     host, port = _server(base_url)
     attrs = {"agentfleet.replica": replica, "server.address": host, "server.port": port}
-    with tracer.start_as_current_span(f"attempt {replica}", kind=SpanKind.CLIENT, attributes=attrs, record_exception=False) as span:
+    with tracer.start_as_current_span(
+        f"attempt {replica}", kind=SpanKind.CLIENT, attributes=attrs, record_exception=False
+    ) as span:
         try:
             yield span
         except BaseException as e:
@@ -265,7 +279,11 @@ def _attempt_span(tracer: Any, chat: Any, replica: str, base_url: str) -> Iterat
 # -- execute_tool ------------------------------------------------------------------------------
 
 # gen_ai.tool.type's values: a search is a datastore, an HTTP endpoint an extension, sub-agents a function of ours
-_TOOL_TYPES = {"RetrievalTool": ("datastore", "retrieval"), "SpawnTool": ("function", "spawn"), "HTTPTool": ("extension", "http")}
+_TOOL_TYPES = {
+    "RetrievalTool": ("datastore", "retrieval"),
+    "SpawnTool": ("function", "spawn"),
+    "HTTPTool": ("extension", "http"),
+}
 
 
 class TracedTool:
@@ -291,7 +309,9 @@ class TracedTool:
             "gen_ai.tool.call.id": ctx.idempotency_key,
             "agentfleet.step": ctx.step,
         }
-        with self.tracer.start_as_current_span(f"execute_tool {self.inner.name}", kind=SpanKind.INTERNAL, attributes=attrs, record_exception=False) as span:
+        with self.tracer.start_as_current_span(
+            f"execute_tool {self.inner.name}", kind=SpanKind.INTERNAL, attributes=attrs, record_exception=False
+        ) as span:
             try:
                 return await self.inner.run(arguments, ctx, *rest)
             except Exception as e:

@@ -256,7 +256,8 @@ def _pod_template(
         mounts.append({"name": "tool-headers", "mountPath": TOOL_HEADERS_DIR, "readOnly": True})
     tracing = af.spec.tracing
     if component == "worker" and tracing is not None and (ref := tracing.headers_secret_ref) is not None:
-        volumes.append({"name": "tracing-headers", "secret": {"secretName": ref.name, "items": [{"key": ref.key, "path": "headers"}]}})
+        items = [{"key": ref.key, "path": "headers"}]
+        volumes.append({"name": "tracing-headers", "secret": {"secretName": ref.name, "items": items}})
         mounts.append({"name": "tracing-headers", "mountPath": TRACING_HEADERS_DIR, "readOnly": True})
     probe = {
         "httpGet": {"path": "/healthz", "port": "http" if component == "api" else "metrics"},

@@ -45,7 +45,8 @@ class HttpTransport:
         return self._session
 
     async def send(self, endpoint: Endpoint, body: dict[str, Any], timeout: float) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json", **tracing.headers()}  # traceparent: the engine's spans join the task's trace
+        # traceparent: an engine that exports spans adds them to the task's trace
+        headers = {"Content-Type": "application/json", **tracing.headers()}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         url = endpoint.base_url.rstrip("/") + "/chat/completions"

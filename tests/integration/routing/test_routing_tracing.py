@@ -27,7 +27,9 @@ def test_a_hedged_call_shows_both_attempts_and_which_won(fleet4: FleetThread, co
         client, _, _ = client_for(fleet4, hedging=True, hedge_max_extra_percent=50)
         for i in range(60):  # learn the p95 of step calls (~0.1 s) and earn hedge tokens; untraced
             await client.complete(req(f"warm-{i}"))
-        model = tracing.traced_model(client, tracing.configure(TracingSettings(endpoint=collector.otlp_endpoint), service), "llama-70b")
+        model = tracing.traced_model(
+            client, tracing.configure(TracingSettings(endpoint=collector.otlp_endpoint), service), "llama-70b"
+        )
         home = client.primary.order("slow", 0)[0].name
         handle = next(h for h in fleet4.replicas if h.name == home)
         fleet4.configure(handle.index, added_latency_s=3.0)
@@ -43,7 +45,9 @@ def test_a_hedged_call_shows_both_attempts_and_which_won(fleet4: FleetThread, co
     home = asyncio.run(body())
     spans = collector.wait_spans(service, lambda s: len(s) >= 3)
     chat = next(s for s in spans if tags(s).get("gen_ai.operation.name") == "chat")
-    attempts = {tags(s)["agentfleet.attempt.outcome"]: tags(s) for s in spans if s["operationName"].startswith("attempt ")}
+    attempts = {
+        tags(s)["agentfleet.attempt.outcome"]: tags(s) for s in spans if s["operationName"].startswith("attempt ")
+    }
     assert set(attempts) == {"won", "lost"}, [tags(s) for s in spans]
     assert attempts["lost"]["agentfleet.replica"] == home and attempts["won"]["agentfleet.replica"] != home
     assert tags(chat)["agentfleet.replica"] == attempts["won"]["agentfleet.replica"]

@@ -21,7 +21,17 @@ import pytest
 import test_runtime_real_agent as real_agent
 import yaml
 from agentfleet_contract.runtime_config import RuntimeConfig, TracingSettings
-from runtime_helpers import arun, environment, running_worker, start_effects, start_scripted_model, start_worker, store_for, submit, wait_ended
+from runtime_helpers import (
+    arun,
+    environment,
+    running_worker,
+    start_effects,
+    start_scripted_model,
+    start_worker,
+    store_for,
+    submit,
+    wait_ended,
+)
 
 from agentfleet_runtime.retrieval import Retriever
 from e2e import plinth
@@ -47,14 +57,24 @@ def parent_of(span: dict) -> str | None:
 
 def test_a_task_with_a_tool_retrieval_and_a_sub_agent_is_one_trace(collector, milvus_lite, redis_server, fleet):
     collection = "kb_" + fleet
-    plinth.make_collection(milvus_lite, collection, [("aof.md", "Redis AOF persistence appends every write to a log", {})], plinth.BagOfWords(DIM))
+    plinth.make_collection(
+        milvus_lite,
+        collection,
+        [("aof.md", "Redis AOF persistence appends every write to a log", {})],
+        plinth.BagOfWords(DIM),
+    )
     tools = [
         {"name": "spawn", "type": "Spawn", "timeoutSeconds": 30},
         {"name": "effect", "type": "HTTP", "http": {"url": "EFFECTS/effect"}, "timeoutSeconds": 5},
         {"name": "kb", "type": "Retrieval", "retrieval": {"topK": 1, "cacheTtlSeconds": 0}},
     ]
     parent_turns = [
-        {"tool_calls": [{"name": "kb", "arguments": {"query": "AOF persistence"}}, {"name": "effect", "arguments": {"x": 1}}]},
+        {
+            "tool_calls": [
+                {"name": "kb", "arguments": {"query": "AOF persistence"}},
+                {"name": "effect", "arguments": {"x": 1}},
+            ]
+        },
         {"tool_calls": [{"name": "spawn", "arguments": {"goals": ["traced child: check the log"]}}]},
         {"content": "parent finished"},
     ]
@@ -75,7 +95,9 @@ def test_a_task_with_a_tool_retrieval_and_a_sub_agent_is_one_trace(collector, mi
 
     tid, state, rec, traceparents = arun(body())
     assert state["answer"] == "parent finished"
-    spans = collector.wait_spans(fleet, lambda s: kinds(s)["invoke_agent"] >= 2 and kinds(s)["chat"] >= 4 and kinds(s)["execute_tool"] >= 3)
+    spans = collector.wait_spans(
+        fleet, lambda s: kinds(s)["invoke_agent"] >= 2 and kinds(s)["chat"] >= 4 and kinds(s)["execute_tool"] >= 3
+    )
     by_kind = kinds(spans)
     assert (by_kind["invoke_agent"], by_kind["chat"], by_kind["execute_tool"]) == (2, 4, 3), by_kind
     trace_ids = {s["traceID"] for s in spans}
@@ -87,11 +109,19 @@ def test_a_task_with_a_tool_retrieval_and_a_sub_agent_is_one_trace(collector, mi
     assert parent_of(root) is None and tags(root)["agentfleet.task.status"] == "done"
     spawn = ids[parent_of(child)]  # the sub-agent hangs under the call that started it
     assert tags(spawn)["gen_ai.tool.name"] == "spawn" and parent_of(spawn) == root["spanID"]
-    tools_seen = {tags(s)["gen_ai.tool.name"]: tags(s) for s in spans if tags(s).get("gen_ai.operation.name") == "execute_tool"}
-    assert tools_seen["kb"]["gen_ai.tool.type"] == "datastore" and tools_seen["effect"]["gen_ai.tool.type"] == "extension"
+    tools_seen = {
+        tags(s)["gen_ai.tool.name"]: tags(s) for s in spans if tags(s).get("gen_ai.operation.name") == "execute_tool"
+    }
+    assert (
+        tools_seen["kb"]["gen_ai.tool.type"] == "datastore" and tools_seen["effect"]["gen_ai.tool.type"] == "extension"
+    )
     for chat in (s for s in spans if tags(s).get("gen_ai.operation.name") == "chat"):
         t = tags(chat)
-        assert t["gen_ai.request.model"] == "scripted" and t["gen_ai.usage.input_tokens"] > 0 and t["gen_ai.usage.output_tokens"] > 0
+        assert (
+            t["gen_ai.request.model"] == "scripted"
+            and t["gen_ai.usage.input_tokens"] > 0
+            and t["gen_ai.usage.output_tokens"] > 0
+        )
         assert t["agentfleet.replica"].startswith("127.0.0.1:")
         assert parent_of(chat) in (root["spanID"], child["spanID"])
     # Every model request carried its chat span's context: an engine exporting spans joins the trace.
@@ -148,24 +178,40 @@ def test_a_task_resumed_after_kill9_continues_its_trace(collector, redis_server,
     before = [c for c in chats if parent_of(c) == first_agent]  # exported by the killed worker
     after = [c for c in chats if parent_of(c) == agents[0]["spanID"]]
     assert len(before) >= 2 and len(after) >= 1, (len(before), len(after))
-    print(f"\ncrash-resume trace {trace_id}: {json.dumps(dict(kinds(spans)))}; chat spans before the kill {len(before)}, after {len(after)}")
+    print(
+        f"\ncrash-resume trace {trace_id}: {json.dumps(dict(kinds(spans)))}; "
+        f"chat spans before the kill {len(before)}, after {len(after)}"
+    )
 
 
-def test_a_real_model_task_with_sub_agents_is_one_trace(collector, decider, redis_server, fleet, milvus_lite, collection):
+def test_a_real_model_task_with_sub_agents_is_one_trace(
+    collector, decider, redis_server, fleet, milvus_lite, collection
+):
     """Qwen2.5-Coder on llama-server decides every step (test_runtime_real_agent's harness): the
     trace has the task, its sub-agents, each model call with its replica, and each tool call."""
     config = real_agent.config_for(redis_server.url, fleet, decider, milvus_lite, collection, system=DELEGATE)
     config = config.model_copy(update={"tracing": TracingSettings(endpoint=collector.otlp_endpoint)})
     [task] = real_agent.run_tasks(
-        config, milvus_lite, collection, ["Compare the zorblat scheduler interval with the frobnicate queue retry delay."], timeout=1500
+        config,
+        milvus_lite,
+        collection,
+        ["Compare the zorblat scheduler interval with the frobnicate queue retry delay."],
+        timeout=1500,
     )
     children = task["children"]
     want_agents, want_chats = 1 + len(children), len(task["steps"]) + sum(len(c["steps"]) for c in children)
-    spans = collector.wait_spans(fleet, lambda s: kinds(s)["invoke_agent"] >= want_agents and kinds(s)["chat"] >= want_chats)
+    spans = collector.wait_spans(
+        fleet, lambda s: kinds(s)["invoke_agent"] >= want_agents and kinds(s)["chat"] >= want_chats
+    )
     by_kind = kinds(spans)
     replicas = {tags(s).get("agentfleet.replica") for s in spans if tags(s).get("gen_ai.operation.name") == "chat"}
-    tools = Counter(tags(s)["gen_ai.tool.name"] for s in spans if tags(s).get("gen_ai.operation.name") == "execute_tool")
-    print(f"\nreal-model trace: {len(children)} sub-agents; spans by kind {dict(by_kind)}; tools {dict(tools)}; replicas {replicas}")
+    tools = Counter(
+        tags(s)["gen_ai.tool.name"] for s in spans if tags(s).get("gen_ai.operation.name") == "execute_tool"
+    )
+    print(
+        f"\nreal-model trace: {len(children)} sub-agents; spans by kind {dict(by_kind)}; "
+        f"tools {dict(tools)}; replicas {replicas}"
+    )
     assert len({s["traceID"] for s in spans}) == 1
     assert by_kind["invoke_agent"] == want_agents and by_kind["chat"] == want_chats
     assert None not in replicas and all(r.startswith("127.0.0.1:") for r in replicas)

@@ -234,18 +234,20 @@ def test_tracing_renders_the_collector_and_mounts_its_headers_secret_in_workers_
     af = fleet(tracing={"endpoint": "http://jaeger.obs:4318", "samplingPercent": 25, "headersSecretRef": ref})
     objs = by_kind(r.render_runtime(af, doc_for(af), replicas=3))
     cfg = RuntimeConfig.model_validate(yaml.safe_load(objs[("ConfigMap", "support-runtime")]["data"]["runtime.yaml"]))
-    assert cfg.tracing is not None and cfg.tracing.endpoint == "http://jaeger.obs:4318" and cfg.tracing.sampling_ratio == 0.25
+    assert cfg.tracing is not None and cfg.tracing.endpoint == "http://jaeger.obs:4318"
+    assert cfg.tracing.sampling_ratio == 0.25
     assert cfg.tracing.headers_file == r.TRACING_HEADERS_DIR + "/headers"
     worker, api = objs[("Deployment", "support-worker")], objs[("Deployment", "support-api")]
     vols = {v["name"]: v for v in worker["spec"]["template"]["spec"]["volumes"]}
-    assert vols["tracing-headers"]["secret"] == {"secretName": "otlp-auth", "items": [{"key": "headers.json", "path": "headers"}]}
+    items = [{"key": "headers.json", "path": "headers"}]
+    assert vols["tracing-headers"]["secret"] == {"secretName": "otlp-auth", "items": items}
     assert "tracing-headers" not in {v["name"] for v in api["spec"]["template"]["spec"]["volumes"]}
 
 
 @pytest.mark.parametrize(
     ("endpoint", "says"),
-    [("jaeger:4318", "spec.tracing.endpoint must be the http:// or https:// URL"), ("http://u:p@jaeger:4318", "headersSecretRef")],
+    [("jaeger:4318", "spec.tracing.endpoint must be the http"), ("http://u:p@jaeger:4318", "headersSecretRef")],
 )
-def test_a_tracing_endpoint_that_is_no_url_or_carries_credentials_is_refused_naming_the_fix(endpoint: str, says: str) -> None:
+def test_a_tracing_endpoint_that_is_no_url_or_carries_credentials_is_refused(endpoint: str, says: str) -> None:
     with pytest.raises(ValueError, match=says):
         fleet(tracing={"endpoint": endpoint})

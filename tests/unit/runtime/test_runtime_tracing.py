@@ -37,7 +37,9 @@ def test_the_trace_travels_with_the_task_record() -> None:
     tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     rec = TaskRecord("t1", "g", Status.QUEUED, Limits(), 1.0, 2.0, "t1", trace=tp)
     assert TaskRecord.from_hash(rec.to_hash()).trace == tp
-    assert TaskRecord.from_hash({k: v for k, v in rec.to_hash().items() if k != "trace"}).trace == ""  # records written before tracing
+    assert (
+        TaskRecord.from_hash({k: v for k, v in rec.to_hash().items() if k != "trace"}).trace == ""
+    )  # records written before tracing
 
 
 def test_collector_headers_come_from_a_json_object_of_strings(tmp_path) -> None:
