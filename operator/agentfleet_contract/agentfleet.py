@@ -386,7 +386,7 @@ class AgentFleetSpec(Model):
     redis: Redis = Field(description="Redis holding the task queue, checkpoints and caches.")
     tracing: Tracing | None = Field(
         default=None,
-        description="Send one OpenTelemetry trace per task (invoke_agent, chat, execute_tool) to a collector; unset: off.",
+        description="Send one OpenTelemetry trace per task (invoke_agent, chat, execute_tool spans) to a collector.",
     )
 
     @field_validator("tools")
