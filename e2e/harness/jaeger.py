@@ -26,7 +26,7 @@ from e2e.harness.procs import Proc
 
 CONFIG = """\
 service:
-  extensions: [jaeger_storage, jaeger_query, healthcheckv2]
+  extensions: [jaeger_storage, jaeger_query]
   pipelines:
     traces:
       receivers: [otlp]
@@ -38,10 +38,6 @@ service:
     logs:
       level: warn
 extensions:
-  healthcheckv2:
-    use_v2: true
-    http:
-      endpoint: 127.0.0.1:{health}
   jaeger_query:
     storage:
       traces: memstore
@@ -119,12 +115,11 @@ def tags(span: dict[str, Any]) -> dict[str, Any]:
 def jaeger(directory: Path, start_seconds: float = 60) -> Iterator[Jaeger]:
     """A Jaeger all-in-one with in-memory storage on free ports; killed at exit."""
     directory.mkdir(parents=True, exist_ok=True)
-    otlp, query, query_grpc, health = free_ports(4)
+    otlp, query, query_grpc = free_ports(3)
     config = directory / "jaeger.yaml"
-    config.write_text(CONFIG.format(otlp=otlp, query=query, query_grpc=query_grpc, health=health))
+    config.write_text(CONFIG.format(otlp=otlp, query=query, query_grpc=query_grpc))
     proc = Proc([str(jaeger_binary()), "--config", str(config)], log=directory / "jaeger.log")
     try:
-        wait_http(f"http://127.0.0.1:{health}/status", start_seconds, server=proc)
         wait_http(f"http://127.0.0.1:{query}/api/services", start_seconds, server=proc)
         yield Jaeger(proc, otlp, query)
     finally:
