@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import tempfile
 import time
@@ -156,27 +157,32 @@ def line(name: str, values: list[float]) -> str:
     return f"{name:<44} n={len(values):>5}  p50={pct(values, 50):7.3f} ms  p90={pct(values, 90):7.3f} ms  p99={pct(values, 99):7.3f} ms"
 
 
-def tracing_lines(off: list[float], on: list[float], rounds: int) -> list[str]:
+def tracing_lines(off: list[float], on: list[float], cpu: dict[str, list[float]], rounds: int) -> list[str]:
     cost = pct(on, 50) - pct(off, 50)
+    cpu_off, cpu_on = (pct(cpu[k], 50) for k in ("off", "on"))
     return [
         line(f"durable, 1 at a time, tracing off ({rounds} runs)", off),
         line(f"durable, 1 at a time, tracing on ({rounds} runs)", on),
         f"tracing cost per step at p50: {cost:.3f} ms (p90 {pct(on, 90) - pct(off, 90):.3f} ms); "
         f"goal < 0.2 ms: {'MET' if cost < 0.2 else 'NOT MET'}",
+        f"worker CPU per step, median of {rounds} runs: off {cpu_off:.3f} ms, on {cpu_on:.3f} ms "
+        f"(+{cpu_on - cpu_off:.3f} ms; CPU time is what other load on the machine disturbs least)",
     ]
 
 
-async def tracing_cost(url: str, endpoint: str, args: argparse.Namespace) -> tuple[list[float], list[float]]:
+async def tracing_cost(url: str, endpoint: str, args: argparse.Namespace) -> tuple[list[float], list[float], dict]:
     """Tracing off and on, alternated (the machine's load drifts), one task at a time."""
-    off: list[float] = []
-    on: list[float] = []
+    gaps: dict[str, list[float]] = {"off": [], "on": []}
+    cpu: dict[str, list[float]] = {"off": [], "on": []}
     for _ in range(args.rounds):
-        off += (await durable(url, args.tasks, args.steps, 1, args.gc == "tuned"))[0]
-        on += (await durable(url, args.tasks, args.steps, 1, args.gc == "tuned", tracing=endpoint))[0]
+        for mode, where in (("off", None), ("on", endpoint)):
+            g, _, spent = await durable(url, args.tasks, args.steps, 1, args.gc == "tuned", tracing=where)
+            gaps[mode] += g
+            cpu[mode].append(spent / len(g) * 1000)
     from agentfleet_runtime import tracing
 
     tracing.flush()
-    return off, on
+    return gaps["off"], gaps["on"], cpu
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -184,10 +190,16 @@ async def main(args: argparse.Namespace) -> None:
     if args.tracing:
         from e2e.harness.jaeger import jaeger
 
-        with tempfile.TemporaryDirectory() as tmp, jaeger(Path(tmp)) as j, redis_server() as url:
-            off, on = await tracing_cost(url, j.otlp_endpoint, args)
-        print(f"tracing overhead per step, zero-latency model (ms between model calls); GC {args.gc}; spans to Jaeger")
-        print("\n".join(tracing_lines(off, on, args.rounds)))
+        with contextlib.ExitStack() as stack:
+            endpoint = args.tracing_endpoint
+            if not endpoint:
+                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                endpoint = stack.enter_context(jaeger(tmp)).otlp_endpoint
+            url = stack.enter_context(redis_server())
+            off, on, cpu = await tracing_cost(url, endpoint, args)
+        sink = args.tracing_endpoint or "a Jaeger all-in-one"
+        print(f"tracing overhead per step, zero-latency model (ms between model calls); GC {args.gc}; spans to {sink}")
+        print("\n".join(tracing_lines(off, on, cpu, args.rounds)))
         print(load_line())
         return
     with redis_server() as url:
@@ -219,4 +231,5 @@ if __name__ == "__main__":
         "--tracing", action="store_true", help="measure spec.tracing's cost per step instead (spans to Jaeger)"
     )
     p.add_argument("--rounds", type=int, default=3, help="with --tracing: off/on runs alternated")
+    p.add_argument("--tracing-endpoint", default="", help="with --tracing: a running OTLP/HTTP collector, not Jaeger")
     asyncio.run(main(p.parse_args()))
