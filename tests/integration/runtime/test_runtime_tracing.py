@@ -41,8 +41,8 @@ from e2e.plinth import DELEGATE
 
 pytestmark = pytest.mark.integration
 collector = jaeger_harness.collector  # the module's Jaeger (a fixture)
-qwen_decider = real_agent.decider  # the fixtures "decider" and "collection": Qwen on llama-server and its corpus
-plinth_collection = real_agent.collection
+decider = real_agent.decider  # fixtures: Qwen on llama-server, and the corpus it searches
+collection = real_agent.collection
 DIM = 64
 
 
@@ -56,10 +56,10 @@ def parent_of(span: dict) -> str | None:
 
 
 def test_a_task_with_a_tool_retrieval_and_a_sub_agent_is_one_trace(collector, milvus_lite, redis_server, fleet):
-    collection = "kb_" + fleet
+    kb = "kb_" + fleet
     plinth.make_collection(
         milvus_lite,
-        collection,
+        kb,
         [("aof.md", "Redis AOF persistence appends every write to a log", {})],
         plinth.BagOfWords(DIM),
     )
@@ -80,7 +80,7 @@ def test_a_task_with_a_tool_retrieval_and_a_sub_agent_is_one_trace(collector, mi
     ]
 
     async def body():
-        retriever = Retriever(milvus_lite, collection, plinth.BagOfWords(DIM))
+        retriever = Retriever(milvus_lite, kb, plinth.BagOfWords(DIM))
         tracing = {"endpoint": collector.otlp_endpoint}
         async with environment(redis_server.url, fleet, tools=tools, tracing=tracing) as env:
             env.model.model.rules = [
