@@ -198,10 +198,11 @@ def test_a_real_model_task_with_sub_agents_is_one_trace(
         ["Compare the zorblat scheduler interval with the frobnicate queue retry delay."],
         timeout=1500,
     )
+    assert task["status"]["status"] == "done", task["status"]  # a dead-lettered task says nothing of its trace
     children = task["children"]
     want_agents, want_chats = 1 + len(children), len(task["steps"]) + sum(len(c["steps"]) for c in children)
     spans = collector.wait_spans(
-        fleet, lambda s: kinds(s)["invoke_agent"] >= want_agents and kinds(s)["chat"] >= want_chats
+        fleet, lambda s: kinds(s)["invoke_agent"] >= want_agents and kinds(s)["chat"] >= want_chats, timeout=60
     )
     by_kind = kinds(spans)
     replicas = {tags(s).get("agentfleet.replica") for s in spans if tags(s).get("gen_ai.operation.name") == "chat"}
@@ -213,6 +214,8 @@ def test_a_real_model_task_with_sub_agents_is_one_trace(
         f"tools {dict(tools)}; replicas {replicas}"
     )
     assert len({s["traceID"] for s in spans}) == 1
-    assert by_kind["invoke_agent"] == want_agents and by_kind["chat"] == want_chats
+    agents = {tags(s)["agentfleet.task.id"] for s in spans if tags(s).get("gen_ai.operation.name") == "invoke_agent"}
+    answered = [s for s in spans if tags(s).get("gen_ai.operation.name") == "chat" and "error.type" not in tags(s)]
+    assert len(agents) == want_agents and len(answered) == want_chats  # failed calls are spans too, with error.type
     assert None not in replicas and all(r.startswith("127.0.0.1:") for r in replicas)
     assert by_kind["execute_tool"] == sum(len(s.tool_calls) for t in [task, *children] for s in t["steps"])
