@@ -45,6 +45,9 @@ if ! wait "$keda_fetch_pid"; then
   exit 1
 fi
 bash e2e/thirdparty.sh keda >/dev/null
+# The tracing integration tests send spans to Jaeger v2's all-in-one and read them back.
+echo "== Jaeger all-in-one, the trace collector (built once, cached)"
+bash e2e/thirdparty.sh jaeger >/dev/null
 if ! wait "$image_pid"; then
   cat "$image_log" >&2
   echo "e2e/image.sh build failed" >&2

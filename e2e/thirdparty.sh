@@ -11,12 +11,18 @@
 #          module pinned by e2e/keda/go.mod + go.sum into $CACHE/keda-<version>/bin; prints it.
 #          Cold: 1.8 GB of modules, 3.3 GB of build cache, ~1,300 CPU-s (see e2e/README.md).
 #   keda-fetch  only download the modules keda builds from (nothing when keda is built already).
+#   jaeger the Jaeger v2 all-in-one (cmd/jaeger: OTLP receivers, in-memory storage, query API), the
+#          trace collector of the tracing tests, built from the module pinned by e2e/jaeger/go.mod +
+#          go.sum into $CACHE/jaeger-<version>/jaeger; prints that folder.
 #
-# Usage: CRD_DIR="$(bash e2e/thirdparty.sh crds)"; KEDA_BIN="$(bash e2e/thirdparty.sh keda)"
+# Usage: CRD_DIR="$(bash e2e/thirdparty.sh crds)"; KEDA_BIN="$(bash e2e/thirdparty.sh keda)";
+#        JAEGER_DIR="$(bash e2e/thirdparty.sh jaeger)"
 set -euo pipefail
 
 E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 KEDA_GOMOD_DIR="$E2E_DIR/keda"
+JAEGER_GOMOD_DIR="$E2E_DIR/jaeger"
+JAEGER_VERSION="v1.76.0"   # the Go module's tag of the Jaeger v2 release line (cmd/jaeger is v2)
 PROMETHEUS_OPERATOR_VERSION="v0.85.0"
 KEDA_VERSION="v2.21.0"
 ARGOCD_VERSION="v2.14.21"   # the newest v2 line; v3 needs a newer Go than the control plane's
@@ -68,9 +74,13 @@ cmd_crds() {
   echo "$dir"
 }
 
-keda_stamp() {
-  { echo "keda=$KEDA_VERSION recipe=$BUILD_RECIPE"; cat "$KEDA_GOMOD_DIR/go.mod" "$KEDA_GOMOD_DIR/go.sum"; } | sha256sum | cut -d' ' -f1
+# What a wrapper module's build is made of: its pins and this script's recipe.
+gomod_stamp() {
+  local name=$1 version=$2 gomod=$3
+  { echo "$name=$version recipe=$BUILD_RECIPE"; cat "$gomod/go.mod" "$gomod/go.sum"; } | sha256sum | cut -d' ' -f1
 }
+
+keda_stamp() { gomod_stamp keda "$KEDA_VERSION" "$KEDA_GOMOD_DIR"; }
 
 keda_built() {
   local bin="$CACHE_ROOT/keda-$KEDA_VERSION/bin"
@@ -78,7 +88,7 @@ keda_built() {
 }
 
 # Some 600 modules: one TLS handshake that times out fails the whole download, and a rerun
-# fetches only what is missing. Run in e2e/keda with GOFLAGS=-mod=readonly.
+# fetches only what is missing. Run in e2e/keda (or e2e/jaeger) with GOFLAGS=-mod=readonly.
 keda_download() {
   local try
   for try in 1 2 3 4; do
@@ -107,31 +117,59 @@ cmd_keda() {
   fi
   ensure_go
   grep -q "github.com/kedacore/keda/v2 $KEDA_VERSION" "$KEDA_GOMOD_DIR/go.mod" || die "e2e/keda/go.mod does not pin KEDA $KEDA_VERSION"
+  gomod_build keda "$KEDA_VERSION" "$KEDA_GOMOD_DIR" "$bin" \
+    "-s -w -X github.com/kedacore/keda/v2/version.Version=$KEDA_VERSION" \
+    keda-operator=github.com/kedacore/keda/v2/cmd/operator keda-adapter=github.com/kedacore/keda/v2/cmd/adapter
+  echo "$bin"
+}
+
+# Builds packages of a wrapper module (e2e/keda, e2e/jaeger) into DEST, whole or not at all:
+#   gomod_build NAME VERSION GOMOD_DIR DEST LDFLAGS BINARY=PACKAGE...
+# KEDA cold: ~1,300 CPU-s; Jaeger: see e2e/README.md.
+gomod_build() {
+  local name=$1 version=$2 gomod=$3 dest=$4 ld=$5
+  shift 5
   local tmp start=$SECONDS
   mkdir -p "$CACHE_ROOT"
-  rm -rf "$CACHE_ROOT"/.keda-build.*
-  tmp="$(mktemp -d "$CACHE_ROOT/.keda-build.XXXXXX")"
-  log "building KEDA $KEDA_VERSION operator and metrics API server with $(go env GOVERSION) (cold: ~1,300 CPU-s)"
+  rm -rf "$CACHE_ROOT/.$name-build."*
+  tmp="$(mktemp -d "$CACHE_ROOT/.$name-build.XXXXXX")"
+  log "building $name $version ($*) with $(go env GOVERSION)"
   (
-    cd "$KEDA_GOMOD_DIR" || exit 1
+    cd "$gomod" || exit 1
     export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly"
     keda_download || exit 1
-    ld="-s -w -X github.com/kedacore/keda/v2/version.Version=$KEDA_VERSION"
-    go build -trimpath -ldflags "$ld" -o "$tmp/keda-operator" github.com/kedacore/keda/v2/cmd/operator >&2 || exit 1
-    go build -trimpath -ldflags "$ld" -o "$tmp/keda-adapter" github.com/kedacore/keda/v2/cmd/adapter >&2 || exit 1
+    for target in "$@"; do
+      go build -trimpath -ldflags "$ld" -o "$tmp/${target%%=*}" "${target#*=}" >&2 || exit 1
+    done
   ) || die "go build failed"
-  keda_stamp > "$tmp/.stamp"
-  mkdir -p "$(dirname "$bin")"
-  rm -rf "$bin"
-  mv "$tmp" "$bin"
-  chmod 755 "$bin"
-  log "built KEDA $KEDA_VERSION into $bin in $((SECONDS - start))s"
-  echo "$bin"
+  gomod_stamp "$name" "$version" "$gomod" > "$tmp/.stamp"
+  mkdir -p "$(dirname "$dest")"
+  rm -rf "$dest"
+  mv "$tmp" "$dest"
+  chmod 755 "$dest"
+  log "built $name $version into $dest in $((SECONDS - start))s"
+}
+
+cmd_jaeger() {
+  local dir="$CACHE_ROOT/jaeger-$JAEGER_VERSION"
+  local want
+  want="$(gomod_stamp jaeger "$JAEGER_VERSION" "$JAEGER_GOMOD_DIR")"
+  if [[ -x "$dir/jaeger" && "$(cat "$dir/.stamp" 2>/dev/null)" == "$want" ]]; then
+    echo "$dir"
+    return 0
+  fi
+  ensure_go
+  grep -q "github.com/jaegertracing/jaeger $JAEGER_VERSION" "$JAEGER_GOMOD_DIR/go.mod" ||
+    die "e2e/jaeger/go.mod does not pin Jaeger $JAEGER_VERSION"
+  gomod_build jaeger "$JAEGER_VERSION" "$JAEGER_GOMOD_DIR" "$dir" "-s -w" \
+    jaeger=github.com/jaegertracing/jaeger/cmd/jaeger
+  echo "$dir"
 }
 
 case "${1:-}" in
   crds) cmd_crds ;;
   keda) cmd_keda ;;
   keda-fetch) cmd_keda_fetch ;;
-  *) echo "usage: $0 crds|keda|keda-fetch" >&2; exit 2 ;;
+  jaeger) cmd_jaeger ;;
+  *) echo "usage: $0 crds|keda|keda-fetch|jaeger" >&2; exit 2 ;;
 esac

@@ -8,17 +8,25 @@ checks, prompt building. Goal (issue 5): p50 < 2 ms, p99 < 10 ms.
 Baselines from the same run: the same loop with no Redis at all (prompt + model stub + tool in
 memory), and one Redis round trip (PING) through the same client.
 
-    python -m e2e.bench.runtime_overhead [--tasks 60] [--steps 20] [--gc tuned|default]
+With ``--tracing`` the durable loop also runs with spec.tracing on, exporting to a Jaeger v2
+all-in-one (e2e/harness/jaeger.py), alternating with tracing-off runs in the same invocation:
+the difference is what the invoke_agent, chat and execute_tool spans cost per step (goal of
+issue 41: under 0.2 ms at p50).
+
+    python -m e2e.bench.runtime_overhead [--tasks 60] [--steps 20] [--gc tuned|default] [--tracing --rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import tempfile
 import time
 import uuid
 from collections import defaultdict
+from pathlib import Path
 
 from agentfleet_contract.fleet_keys import Keys
 from agentfleet_contract.runtime_config import RuntimeConfig
@@ -62,11 +70,19 @@ class TimedClient(ScriptedClient):
         return reply
 
 
-async def durable(redis_url: str, tasks: int, steps: int, concurrency: int, gc_tune: bool = True) -> tuple[list[float], float, float]:
+async def durable(
+    redis_url: str, tasks: int, steps: int, concurrency: int, gc_tune: bool = True, tracing: str | None = None
+) -> tuple[list[float], float, float]:
     fleet = "bench" + uuid.uuid4().hex[:6]
-    config = RuntimeConfig.model_validate(
-        {"fleet": fleet, "redisUrl": redis_url, "worker": {"concurrency": concurrency, "metricsPort": 0}, "budgets": {"maxSteps": steps + 5}}
-    )
+    doc = {
+        "fleet": fleet,
+        "redisUrl": redis_url,
+        "worker": {"concurrency": concurrency, "metricsPort": 0},
+        "budgets": {"maxSteps": steps + 5},
+    }
+    if tracing:
+        doc["tracing"] = {"endpoint": tracing}
+    config = RuntimeConfig.model_validate(doc)
     client = TimedClient()
     worker = Worker(config, model=client, extra_tools=[Echo()])
     store = TaskStore(connect(redis_url), Keys(fleet))
@@ -141,8 +157,51 @@ def line(name: str, values: list[float]) -> str:
     return f"{name:<44} n={len(values):>5}  p50={pct(values, 50):7.3f} ms  p90={pct(values, 90):7.3f} ms  p99={pct(values, 99):7.3f} ms"
 
 
+def tracing_lines(off: list[float], on: list[float], cpu: dict[str, list[float]], rounds: int) -> list[str]:
+    cost = pct(on, 50) - pct(off, 50)
+    cpu_off, cpu_on = (pct(cpu[k], 50) for k in ("off", "on"))
+    return [
+        line(f"durable, 1 at a time, tracing off ({rounds} runs)", off),
+        line(f"durable, 1 at a time, tracing on ({rounds} runs)", on),
+        f"tracing cost per step at p50: {cost:.3f} ms (p90 {pct(on, 90) - pct(off, 90):.3f} ms); "
+        f"goal < 0.2 ms: {'MET' if cost < 0.2 else 'NOT MET'}",
+        f"worker CPU per step, median of {rounds} runs: off {cpu_off:.3f} ms, on {cpu_on:.3f} ms "
+        f"(+{cpu_on - cpu_off:.3f} ms; CPU time is what other load on the machine disturbs least)",
+    ]
+
+
+async def tracing_cost(url: str, endpoint: str, args: argparse.Namespace) -> tuple[list[float], list[float], dict]:
+    """Tracing off and on, alternated (the machine's load drifts), one task at a time."""
+    gaps: dict[str, list[float]] = {"off": [], "on": []}
+    cpu: dict[str, list[float]] = {"off": [], "on": []}
+    for _ in range(args.rounds):
+        for mode, where in (("off", None), ("on", endpoint)):
+            g, _, spent = await durable(url, args.tasks, args.steps, 1, args.gc == "tuned", tracing=where)
+            gaps[mode] += g
+            cpu[mode].append(spent / len(g) * 1000)
+    from agentfleet_runtime import tracing
+
+    tracing.flush()
+    return gaps["off"], gaps["on"], cpu
+
+
 async def main(args: argparse.Namespace) -> None:
     logging.disable(logging.INFO)
+    if args.tracing:
+        from e2e.harness.jaeger import jaeger
+
+        with contextlib.ExitStack() as stack:
+            endpoint = args.tracing_endpoint
+            if not endpoint:
+                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                endpoint = stack.enter_context(jaeger(tmp)).otlp_endpoint
+            url = stack.enter_context(redis_server())
+            off, on, cpu = await tracing_cost(url, endpoint, args)
+        sink = args.tracing_endpoint or "a Jaeger all-in-one"
+        print(f"tracing overhead per step, zero-latency model (ms between model calls); GC {args.gc}; spans to {sink}")
+        print("\n".join(tracing_lines(off, on, cpu, args.rounds)))
+        print(load_line())
+        return
     with redis_server() as url:
         rtt = await redis_rtt(url)
         naive = await in_memory(args.tasks, args.steps)
@@ -168,4 +227,9 @@ if __name__ == "__main__":
     p.add_argument("--tasks", type=int, default=60)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--gc", choices=("tuned", "default"), default="tuned", help="the worker entry point's GC settings (gctune.py), or CPython's")
+    p.add_argument(
+        "--tracing", action="store_true", help="measure spec.tracing's cost per step instead (spans to Jaeger)"
+    )
+    p.add_argument("--rounds", type=int, default=3, help="with --tracing: off/on runs alternated")
+    p.add_argument("--tracing-endpoint", default="", help="with --tracing: a running OTLP/HTTP collector, not Jaeger")
     asyncio.run(main(p.parse_args()))

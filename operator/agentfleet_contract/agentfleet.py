@@ -220,6 +220,32 @@ class MCPServer(Model):
     )
 
 
+class Tracing(Model):
+    rules = (
+        matches("endpoint", "^https?://[^/]+", "spec.tracing.endpoint must be the http(s):// URL of a collector"),
+        no_credentials(
+            "endpoint",
+            "spec.tracing.endpoint must not carry credentials (user:password@): put the collector's headers in a "
+            "Secret labelled agentfleet.io/consent=true and name it in spec.tracing.headersSecretRef",
+        ),
+    )
+
+    endpoint: str = Field(
+        max_length=2048,
+        description="OTLP/HTTP collector the spans go to (<endpoint>/v1/traces), e.g. http://jaeger:4318.",
+    )
+    sampling_percent: int = Field(
+        default=100,
+        ge=0,
+        le=100,
+        description="Share of tasks traced, in percent; a task's sub-agents and resumed attempts follow its decision.",
+    )
+    headers_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding headers for the collector as a JSON object, e.g. an Authorization header.",
+    )
+
+
 class Retrieval(Model):
     top_k: int = Field(default=5, ge=1, le=100, description="Passages returned per query.")
     filter: str | None = Field(default=None, max_length=4096, description='Milvus boolean filter applied to every search, e.g. lang == "en".')
@@ -587,6 +613,10 @@ class AgentFleetSpec(Model):
         description="Stream model calls: hedge on time to first token, and send the answer's text to the task's event stream (delta events) as it is written.",
     )
     redis: Redis = Field(description="Redis holding the task queue, checkpoints and caches.")
+    tracing: Tracing | None = Field(
+        default=None,
+        description="Send one OpenTelemetry trace per task (invoke_agent, chat, execute_tool spans) to a collector.",
+    )
 
     @field_validator("tools")
     @classmethod

@@ -81,6 +81,16 @@ class ApiSettings(Model):
     )
 
 
+class TracingSettings(Model):
+    endpoint: str = Field(default="", description="OTLP/HTTP collector (spans go to <endpoint>/v1/traces); empty: off.")
+    sampling_ratio: float = Field(
+        default=1.0, ge=0, le=1, description="Share of new traces sampled; sub-agents and resumes follow their trace."
+    )
+    headers_file: str | None = Field(
+        default=None, description="File holding the collector's headers as a JSON object (the mounted Secret key)."
+    )
+
+
 class BreakerSettings(Model):
     failure_threshold: int = Field(default=5, ge=1, description="Consecutive failures that open a tool's breaker.")
     cooldown_seconds: float = Field(default=30.0, gt=0, description="How long an open breaker refuses calls before probing.")
@@ -117,6 +127,9 @@ class RuntimeConfig(Model):
     session_history: int = Field(default=5, ge=0, le=100, description="Earlier finished tasks of the same session shown to the model.")
     result_ttl_seconds: int = Field(default=7 * 86400, ge=60, description="How long a finished task's record, steps and events are kept.")
     max_observation_chars: int = Field(default=16_000, ge=256, description="Tool output beyond this is cut before the model sees it.")
+    tracing: TracingSettings | None = Field(
+        default=None, description="OpenTelemetry export (AgentFleet.spec.tracing); unset: off."
+    )
 
     @property
     def visibility_timeout(self) -> float:
@@ -184,6 +197,7 @@ class PodLayout:
     tokens_file: str
     tool_headers_dir: str
     shutdown_grace_seconds: float
+    tracing_headers_file: str = ""
 
 
 def model_routing(spec: AgentFleetSpec, namespace: str, primary: ModelTarget, routine: ModelTarget | None) -> dict[str, Any]:
@@ -258,6 +272,10 @@ def runtime_config(
         doc["systemPrompt"] = prompt
     if vector_index is not None:
         doc["retrieval"] = {"vectorIndex": vector_index, **({"uri": milvus_uri} if milvus_uri else {})}
+    if s.tracing is not None:
+        doc["tracing"] = {"endpoint": s.tracing.endpoint, "samplingRatio": s.tracing.sampling_percent / 100}
+        if pod is not None and s.tracing.headers_secret_ref is not None:
+            doc["tracing"]["headersFile"] = pod.tracing_headers_file
     if pod is not None:
         doc["listenHost"] = "0.0.0.0"
         doc["modelRouting"] = model_routing(s, namespace, primary, routine)

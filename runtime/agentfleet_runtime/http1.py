@@ -166,9 +166,10 @@ class Http1Client:
         self._idle: list[_Connection] = []
         self._closed = False
 
-    async def post(self, body: bytes) -> tuple[int, bytes]:
-        """POST ``body``; returns (status, response body). The caller bounds the time (a timeout)."""
-        request = b"%b%d\r\n\r\n%b" % (self._head, len(body), body)
+    async def post(self, body: bytes, extra: bytes = b"") -> tuple[int, bytes]:
+        """POST ``body`` (``extra``: more header lines, each ending in CRLF); returns (status, response
+        body). The caller bounds the time (a timeout)."""
+        request = b"%b%d\r\n%b\r\n%b" % (self._head, len(body), extra, body)
         while self._idle:
             conn = self._idle.pop()
             if conn.eof or conn.transport is None or conn.transport.is_closing():

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agentfleet_runtime import answercheck, fastjson, metrics, timeouts
+from agentfleet_runtime import answercheck, fastjson, metrics, timeouts, tracing
 from agentfleet_runtime.budget import Prices, TreeUsage, exhausted
 from agentfleet_runtime.decisions import (
     JSON_CALL_PREFIX,
@@ -59,6 +59,7 @@ class LoopSettings:
     session_history: int = 5
     decisions: DecisionSettings = field(default_factory=DecisionSettings)
     search_first: str | None = None  # a Retrieval tool with searchFirst: searched with the goal before the first call
+    tracer: Any = None  # an OpenTelemetry tracer (tracing.configure); None: tracing off
 
 
 class TaskRun:
@@ -98,7 +99,8 @@ class TaskRun:
     # -- the loop ----------------------------------------------------------------------------------
     async def execute(self) -> tuple[Status, str]:
         try:
-            return await self._execute()
+            async with tracing.task(self.settings.tracer, self):  # the attempt's invoke_agent span
+                return await self._execute()
         finally:
             if self._saving is not None:
                 # Leaving early (an error, a release, a kill): the observations are kept if they can be.

@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 
 import aiohttp
 
-from agentfleet_runtime import fastjson, timeouts
+from agentfleet_runtime import fastjson, timeouts, tracing
 from agentfleet_runtime.errors import ModelError  # noqa: F401 - part of this module's interface
 from agentfleet_runtime.http1 import ConnectionFailed, Http1Client
 from agentfleet_runtime.modelwire import ContextGuard, PortableTools, tokenize_request, tokenize_url
@@ -152,10 +152,14 @@ class OpenAIChatClient:
             await self._session.close()
 
     async def _post(self, payload: bytes, timeout: float) -> tuple[int, bytes]:
+        trace = tracing.headers()  # traceparent while a chat span is current: the engine joins the task's trace
         if self._h1 is not None:
+            extra = "".join(f"{k}: {v}\r\n" for k, v in trace.items()).encode("latin-1") if trace else b""
             with timeouts.timeout(timeout):
-                return await self._h1.post(payload)
-        async with self._http().post(self.url, data=payload, headers=self._headers, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                return await self._h1.post(payload, extra)
+        headers = {**self._headers, **trace} if trace else self._headers
+        limit = aiohttp.ClientTimeout(total=timeout)
+        async with self._http().post(self.url, data=payload, headers=headers, timeout=limit) as resp:
             return resp.status, await resp.read()
 
     def _body(self, req: ModelRequest) -> dict[str, Any]:

@@ -202,6 +202,7 @@ class TaskRecord:
     cost_nanos: int = 0  # cost in 1e-9 currency units: integers add exactly across workers
     cancel: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
+    trace: str = ""  # W3C traceparent the task's spans continue (tracing.py); "" until its first traced attempt
 
     @property
     def usage(self) -> Usage:
@@ -240,6 +241,8 @@ class TaskRecord:
             "cost_nanos": str(self.cost_nanos),
             "cancel": "1" if self.cancel else "0",
             "metadata": json.dumps(self.metadata),
+            # Absent until known: the first traced attempt stores it with HSETNX.
+            **({"trace": self.trace} if self.trace else {}),
         }
 
     @classmethod
@@ -269,4 +272,5 @@ class TaskRecord:
             cost_nanos=int(h.get("cost_nanos") or 0),
             cancel=h.get("cancel") == "1",
             metadata=loads(h.get("metadata") or "{}"),
+            trace=h.get("trace", ""),
         )

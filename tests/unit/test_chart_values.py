@@ -117,3 +117,10 @@ def test_dashboard_panels_have_unique_ids_and_use_the_datasource_variable() -> N
     for p in DASHBOARD["panels"]:
         if p["type"] != "row":
             assert p["datasource"]["uid"] == "${datasource}" and p["targets"], p["title"]
+
+
+def test_dashboard_links_to_the_selected_fleets_traces() -> None:
+    variables = {v["name"]: v for v in DASHBOARD["templating"]["list"]}
+    assert variables["traces"]["type"] == "textbox"  # the Jaeger UI's address, set per Grafana
+    urls = [link["url"] for link in DASHBOARD.get("links", [])]
+    assert "${traces}/search?service=${agentfleet}&limit=50" in urls  # the fleet's name is its traces' service.name

@@ -361,6 +361,8 @@ class AgentFleetPass:
             if (ref := t.headers_ref()) is not None:
                 kind = "http" if t.http is not None else "mcp"
                 refs.append((f"spec.tools[{i}].{kind}.headersSecretRef ({t.name})", ref))
+        if af.spec.tracing is not None and af.spec.tracing.headers_secret_ref is not None:
+            refs.append(("spec.tracing.headersSecretRef", af.spec.tracing.headers_secret_ref))
         for field, ref in refs:
             self.consented_secret(field, ref.name, ref.key)
 

@@ -56,6 +56,7 @@ TOKENS_DIR = "/etc/agentfleet/api"
 TOKENS_FILE = f"{TOKENS_DIR}/tokens"
 TOKEN_KEY = "tokens"
 TOOL_HEADERS_DIR = "/etc/agentfleet/tool-headers"
+TRACING_HEADERS_DIR = "/etc/agentfleet/tracing"  # spec.tracing.headersSecretRef's key, as the file "headers"
 API_PORT = 8080
 METRICS_PORT = 9090
 REDIS_PORT = 6379
@@ -166,6 +167,7 @@ POD_LAYOUT = PodLayout(
     tokens_file=TOKENS_FILE,
     tool_headers_dir=TOOL_HEADERS_DIR,
     shutdown_grace_seconds=SHUTDOWN_GRACE_SECONDS,
+    tracing_headers_file=TRACING_HEADERS_DIR + "/headers",
 )
 
 
@@ -267,6 +269,11 @@ def _pod_template(
     if component == "worker" and (hv := _tool_header_volume(af.spec)) is not None:
         volumes.append(hv)
         mounts.append({"name": "tool-headers", "mountPath": TOOL_HEADERS_DIR, "readOnly": True})
+    tracing = af.spec.tracing
+    if component == "worker" and tracing is not None and (ref := tracing.headers_secret_ref) is not None:
+        items = [{"key": ref.key, "path": "headers"}]
+        volumes.append({"name": "tracing-headers", "secret": {"secretName": ref.name, "items": items}})
+        mounts.append({"name": "tracing-headers", "mountPath": TRACING_HEADERS_DIR, "readOnly": True})
     probe = {
         "httpGet": {"path": "/healthz", "port": "http" if component == "api" else "metrics"},
         "periodSeconds": 10,

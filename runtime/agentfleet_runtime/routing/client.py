@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from agentfleet_runtime import tracing
 from agentfleet_runtime.model import ModelError, ModelRequest, parse_chat_completion, request_options
 from agentfleet_runtime.modelwire import ContextGuard, PortableTools
 from agentfleet_runtime.routing.abortwatch import AbortWatch
@@ -422,7 +423,8 @@ class RoutingModelClient:
         outcome = "error"
         try:
             try:
-                raw = await asyncio.wait_for(self._send_fitted(pool, endpoint, body, timeout, observer), timeout)
+                with tracing.attempt(name, endpoint.base_url):  # one span per request; a hedge's loser ends as lost
+                    raw = await asyncio.wait_for(self._send_fitted(pool, endpoint, body, timeout, observer), timeout)
             except TimeoutError as e:
                 raise AttemptTimeout(f"{name} did not answer within {timeout:.1f} s") from e
             reply = parse_chat_completion(raw)

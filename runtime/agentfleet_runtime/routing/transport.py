@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from agentfleet_runtime import tracing
 from agentfleet_runtime.model import ModelError
 from agentfleet_runtime.modelwire import tokenize_request, tokenize_url
 from agentfleet_runtime.routing.abortwatch import abort_count
@@ -44,7 +45,8 @@ class HttpTransport:
         return self._session
 
     async def send(self, endpoint: Endpoint, body: dict[str, Any], timeout: float) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json"}
+        # traceparent: an engine that exports spans adds them to the task's trace
+        headers = {"Content-Type": "application/json", **tracing.headers()}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         url = endpoint.base_url.rstrip("/") + "/chat/completions"
@@ -68,7 +70,7 @@ class HttpTransport:
 
     async def stream(self, endpoint: Endpoint, body: dict[str, Any], timeout: float, observer: StreamObserver) -> dict[str, Any]:
         """The same call streamed (SSE with usage); returns the body a non-streamed call would."""
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream", **tracing.headers()}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         url = endpoint.base_url.rstrip("/") + "/chat/completions"

@@ -221,6 +221,7 @@ class ScriptedModelServer(LocalServer):
         self.peak_in_flight = 0
         self.requests: list[dict[str, Any]] = []  # bodies, kept only when record=True
         self.record = False
+        self.traceparents: list[str] = []  # W3C traceparent headers of the requests that had one
 
     @classmethod
     def from_file(cls, path: str) -> ScriptedModelServer:
@@ -239,6 +240,8 @@ class ScriptedModelServer(LocalServer):
         # orjson both ways: each request carries the whole history, and the standard library's
         # json was most of this server's CPU per call (the HTTP benchmarks share its cores).
         body = await request.json(loads=fastjson.loads)
+        if tp := request.headers.get("traceparent"):
+            self.traceparents.append(tp)
         if self.record:
             self.requests.append(body)
         messages = body.get("messages") or []

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from agentfleet_runtime import tracing
 from agentfleet_runtime.budget import child_deadline
 from agentfleet_runtime.prompt import tool_schema
 from agentfleet_runtime.store import TaskStore
@@ -90,6 +91,7 @@ class SpawnTool:
                     parent=parent.id,
                     depth=parent.depth + 1,
                     tenant=parent.tenant,  # its spend and rate limit are the tenant's
+                    trace=tracing.traceparent(),  # its spans join the parent's trace under this call's span
                 )
             )
         # Sequential on purpose: the children list keeps the order of the goals.

@@ -30,7 +30,7 @@ from agentfleet_contract.fleet_keys import Keys
 from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
 
-from agentfleet_runtime import metrics
+from agentfleet_runtime import metrics, tracing
 from agentfleet_runtime.approvals import Approvals, Gate, sweep_loop
 from agentfleet_runtime.config import prices_of
 from agentfleet_runtime.decisions import DecisionSettings
@@ -79,6 +79,8 @@ class Worker:
             from agentfleet_runtime.answerstream import AnswerStreamer
 
             self.model = AnswerStreamer(self.model, self.store)
+        self.tracer = tracing.configure(config.tracing, config.fleet)  # None: off, and nothing below is wrapped
+        self.model = tracing.traced_model(self.model, self.tracer, served_model(config))
         self.held: HeldTasks = {}
         self.slots = Slots(config.worker.concurrency)
         self.draining = False
@@ -87,7 +89,7 @@ class Worker:
         tools = [*build_tools(config, self.store, self, retriever_factory=retriever_factory, on_cache=metrics.retrieval_cache), *extra_tools]
         self.approvals = Approvals(self.r, self.keys)
         self.toolbox = ToolBox(
-            tools,
+            tracing.traced_tools(tools, self.tracer),
             gate=Gate.from_spec(config.decisions.wire(), self.r, self.keys),
             results=self.store,
             failure_threshold=config.breaker.failure_threshold,
@@ -109,6 +111,7 @@ class Worker:
                 config.session_history,
                 DecisionSettings.from_spec(config.decisions.wire()),
                 search_first=search_first_tool(config),
+                tracer=self.tracer,
             ),
             prices=prices_of(config),
             slots=self.slots,
@@ -188,6 +191,8 @@ class Worker:
             await self._site.cleanup()
         await self.model.close()
         await self.toolbox.close()
+        if self.tracer is not None:  # spans of released tasks must reach the collector before the process ends
+            await asyncio.to_thread(tracing.flush)
         with contextlib.suppress(Exception):
             await self.store.close()
 
@@ -211,6 +216,13 @@ class Worker:
 
     async def wait_for_tasks(self, task_ids: Sequence[str], until: float) -> None:
         await self.fan_in.wait_for_tasks(task_ids, until)
+
+
+def served_model(config: RuntimeConfig) -> str:
+    """The model name the fleet's calls ask for (gen_ai.request.model)."""
+    if config.model_routing:
+        return str((config.model_routing.get("primary") or {}).get("model") or config.model.name)
+    return config.model.name
 
 
 def model_client(config: RuntimeConfig, redis: Any) -> ModelClient:

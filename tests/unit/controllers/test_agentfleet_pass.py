@@ -265,11 +265,16 @@ UNCONSENTED = [
         "spec.tools[0].mcp.headersSecretRef (m)",
         ("billing-db", "pw"),
     ),
+    (
+        {"tracing": {"endpoint": "http://jaeger:4318", "headersSecretRef": {"name": "billing-db", "key": "pw"}}},
+        "spec.tracing.headersSecretRef",
+        ("billing-db", "pw"),
+    ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("spec", "field", "ref"), UNCONSENTED, ids=["redis", "api", "tool-headers", "mcp-headers"]
+    ("spec", "field", "ref"), UNCONSENTED, ids=["redis", "api", "tool-headers", "mcp-headers", "tracing-headers"]
 )
 def test_a_secret_without_the_consent_label_is_neither_sent_nor_mounted(
     spec: dict[str, Any], field: str, ref: tuple[str, str]

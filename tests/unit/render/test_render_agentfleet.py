@@ -295,3 +295,28 @@ def test_the_mcp_example_renders_its_servers_into_the_config_and_mounts_only_the
     headers = next(v for v in worker["volumes"] if v["name"] == "tool-headers")
     ticket_headers = {"name": "tickets-mcp-auth", "items": [{"key": "headers.json", "path": "tickets"}]}
     assert headers["projected"]["sources"] == [{"secret": ticket_headers}]
+
+
+def test_tracing_renders_the_collector_and_mounts_its_headers_secret_in_workers_only() -> None:
+    assert "tracing" not in doc_for(fleet())  # off by default: nothing added to existing ConfigMaps
+    ref = {"name": "otlp-auth", "key": "headers.json"}
+    af = fleet(tracing={"endpoint": "http://jaeger.obs:4318", "samplingPercent": 25, "headersSecretRef": ref})
+    objs = by_kind(r.render_runtime(af, doc_for(af), replicas=3))
+    cfg = RuntimeConfig.model_validate(yaml.safe_load(objs[("ConfigMap", "support-runtime")]["data"]["runtime.yaml"]))
+    assert cfg.tracing is not None and cfg.tracing.endpoint == "http://jaeger.obs:4318"
+    assert cfg.tracing.sampling_ratio == 0.25
+    assert cfg.tracing.headers_file == r.TRACING_HEADERS_DIR + "/headers"
+    worker, api = objs[("Deployment", "support-worker")], objs[("Deployment", "support-api")]
+    vols = {v["name"]: v for v in worker["spec"]["template"]["spec"]["volumes"]}
+    items = [{"key": "headers.json", "path": "headers"}]
+    assert vols["tracing-headers"]["secret"] == {"secretName": "otlp-auth", "items": items}
+    assert "tracing-headers" not in {v["name"] for v in api["spec"]["template"]["spec"]["volumes"]}
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "says"),
+    [("jaeger:4318", "spec.tracing.endpoint must be the http"), ("http://u:p@jaeger:4318", "headersSecretRef")],
+)
+def test_a_tracing_endpoint_that_is_no_url_or_carries_credentials_is_refused(endpoint: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        fleet(tracing={"endpoint": endpoint})
