@@ -20,11 +20,14 @@ echo "== container image (debootstrap base and buildah build, cached; rebuilt wh
 image_log="$(mktemp)"
 bash e2e/image.sh build >"$image_log" 2>&1 &
 image_pid=$!
-echo "== Go (installed once); KEDA's modules download beside the control plane's build"
+echo "== Go (installed once); KEDA's and Jaeger's modules download beside the control plane's build"
 bash e2e/cluster.sh go
 keda_fetch_log="$(mktemp)"
 bash e2e/thirdparty.sh keda-fetch >"$keda_fetch_log" 2>&1 &
 keda_fetch_pid=$!
+jaeger_fetch_log="$(mktemp)"
+bash e2e/thirdparty.sh jaeger-fetch >"$jaeger_fetch_log" 2>&1 &
+jaeger_fetch_pid=$!
 echo "== control plane binaries (built once, cached)"
 bash e2e/cluster.sh build
 echo "== the real node's containerd and pause image (built once, cached)"
@@ -47,6 +50,11 @@ fi
 bash e2e/thirdparty.sh keda >/dev/null
 # The tracing integration tests send spans to Jaeger v2's all-in-one and read them back.
 echo "== Jaeger all-in-one, the trace collector (built once, cached)"
+if ! wait "$jaeger_fetch_pid"; then
+  cat "$jaeger_fetch_log" >&2
+  echo "e2e/thirdparty.sh jaeger-fetch failed" >&2
+  exit 1
+fi
 bash e2e/thirdparty.sh jaeger >/dev/null
 if ! wait "$image_pid"; then
   cat "$image_log" >&2
