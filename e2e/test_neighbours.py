@@ -12,6 +12,7 @@ to fail.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import subprocess
@@ -76,7 +77,12 @@ def readback(cluster, doc: dict[str, Any], namespace: str) -> dict[str, Any]:
 
 
 def body(doc: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata", "status")}
+    out = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata", "status")}
+    if doc.get("kind") == "Secret" and "stringData" in out:
+        # The API server stores a Secret's stringData as base64 data (and never returns stringData).
+        encoded = {k: base64.b64encode(str(v).encode()).decode() for k, v in out.pop("stringData").items()}
+        out["data"] = {**out.get("data", {}), **encoded}
+    return out
 
 
 def misspell(doc: dict[str, Any]) -> tuple[dict[str, Any], str]:

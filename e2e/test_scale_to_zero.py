@@ -175,7 +175,7 @@ def test_sleeps_when_idle_wakes_for_a_queued_task_and_serves_it_once_a_replica_l
         slept = eventually(
             cluster, operator, asleep, timeout=IDLE_S + 90, desc=f"cycle {cycle}: {MODEL} asleep at zero", interval=0.5
         )
-        assert "Sleep" in cluster.run("-n", ns, "get", "mrs", MODEL).stdout  # the printer column
+        assert "Sleep" in cluster.run("-n", ns, "get", "mrs", MODEL, "-o", "wide").stdout  # the printer column
         before = set(k.started_at)
         marks: dict[str, float] = {}
         status, took = asyncio.run(worker.cycle(lambda t0, marks=marks: marks.__setitem__("t0", t0)))
