@@ -9,6 +9,15 @@ cd "$ROOT"
 source e2e/python-env.sh
 agentfleet_python_env
 
+# A step started in the background: wait for it, and on failure show its log and stop.
+join() {
+  if ! wait "$1"; then
+    cat "$2" >&2
+    echo "$3 failed" >&2
+    exit 1
+  fi
+}
+
 echo "== lint and generated files"
 "$PY" -m ruff check .
 "$PY" -m agentfleet.crdgen --check
@@ -42,25 +51,13 @@ bash e2e/thirdparty.sh crds >/dev/null
 # e2e/test_keda.py runs KEDA's operator and metrics API server; building them is CPU-bound like
 # the control plane's, so it runs here, after that build, rather than inside a test's timeout.
 echo "== KEDA operator and metrics API server (built once, cached)"
-if ! wait "$keda_fetch_pid"; then
-  cat "$keda_fetch_log" >&2
-  echo "e2e/thirdparty.sh keda-fetch failed" >&2
-  exit 1
-fi
+join "$keda_fetch_pid" "$keda_fetch_log" "e2e/thirdparty.sh keda-fetch"
 bash e2e/thirdparty.sh keda >/dev/null
 # The tracing integration tests send spans to Jaeger v2's all-in-one and read them back.
 echo "== Jaeger all-in-one, the trace collector (built once, cached)"
-if ! wait "$jaeger_fetch_pid"; then
-  cat "$jaeger_fetch_log" >&2
-  echo "e2e/thirdparty.sh jaeger-fetch failed" >&2
-  exit 1
-fi
+join "$jaeger_fetch_pid" "$jaeger_fetch_log" "e2e/thirdparty.sh jaeger-fetch"
 bash e2e/thirdparty.sh jaeger >/dev/null
-if ! wait "$image_pid"; then
-  cat "$image_log" >&2
-  echo "e2e/image.sh build failed" >&2
-  exit 1
-fi
+join "$image_pid" "$image_log" "e2e/image.sh build"
 tail -n 3 "$image_log"
 
 tiers="unit,e2e"

@@ -101,13 +101,14 @@ keda_download() {
 
 # The download is network-bound and the build CPU-bound: e2e/test.sh fetches KEDA's modules
 # while the control plane compiles, which takes the download off a cold run's wall time.
-cmd_keda_fetch() {
-  keda_built && return 0
+gomod_fetch() {
+  local name=$1 version=$2 gomod=$3 start=$SECONDS
   ensure_go
-  local start=$SECONDS
-  (cd "$KEDA_GOMOD_DIR" && export GOFLAGS="${GOFLAGS:-} -mod=readonly" && keda_download) || die "go mod download failed for e2e/keda"
-  log "KEDA $KEDA_VERSION modules downloaded in $((SECONDS - start))s"
+  (cd "$gomod" && export GOFLAGS="${GOFLAGS:-} -mod=readonly" && keda_download) || die "go mod download failed for $gomod"
+  log "$name $version modules downloaded in $((SECONDS - start))s"
 }
+
+cmd_keda_fetch() { keda_built || gomod_fetch KEDA "$KEDA_VERSION" "$KEDA_GOMOD_DIR"; }
 
 cmd_keda() {
   local bin="$CACHE_ROOT/keda-$KEDA_VERSION/bin"
@@ -156,13 +157,7 @@ jaeger_built() {
 }
 
 # As keda-fetch: Jaeger's ~960 MB of modules download while the control plane compiles.
-cmd_jaeger_fetch() {
-  jaeger_built && return 0
-  ensure_go
-  local start=$SECONDS
-  (cd "$JAEGER_GOMOD_DIR" && export GOFLAGS="${GOFLAGS:-} -mod=readonly" && keda_download) || die "go mod download failed for e2e/jaeger"
-  log "Jaeger $JAEGER_VERSION modules downloaded in $((SECONDS - start))s"
-}
+cmd_jaeger_fetch() { jaeger_built || gomod_fetch Jaeger "$JAEGER_VERSION" "$JAEGER_GOMOD_DIR"; }
 
 cmd_jaeger() {
   local dir="$CACHE_ROOT/jaeger-$JAEGER_VERSION"

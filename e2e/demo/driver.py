@@ -43,6 +43,7 @@ from e2e.eval.corpus import CORPORA
 from e2e.harness.installers import ensure_prometheus, ensure_redis_server
 from e2e.harness.ports import http_ok, port_open
 from e2e.harness.procs import Procs, route_local
+from e2e.harness.redis import redis_ping
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "agentfleet.yaml"
@@ -317,7 +318,7 @@ class Demo:
                 "10000",
             ]
 
-        meta = self.start("redis", {"binary": binary}, build, ["port"], lambda m: _redis_ping(m["ports"]["port"]))
+        meta = self.start("redis", {"binary": binary}, build, ["port"], lambda m: redis_ping(m["ports"]["port"]))
         return f"redis://127.0.0.1:{meta['ports']['port']}/0"
 
     def milvus(self) -> str:
@@ -736,17 +737,6 @@ class Demo:
             if name.startswith("worker-") and int(name.split("-")[1]) >= workers:
                 self.procs.stop(name)
         return f"http://127.0.0.1:{api['ports']['port']}", metrics
-
-
-def _redis_ping(port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 def _milvus_ready(port: int) -> bool:

@@ -46,13 +46,8 @@ class RedisServer:
             if self.proc.poll() is not None:
                 log = (self.dir / "redis.log").read_text()[-2000:]
                 raise RuntimeError(f"redis-server exited with {self.proc.returncode}: {log}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
+            if redis_ping(self.port):
+                return
             time.sleep(0.05)
         raise RuntimeError("redis-server did not answer PING within 15 s")
 
@@ -79,7 +74,8 @@ def redis_server(fsync: str = "everysec") -> Iterator[str]:
             server.stop()
 
 
-def _ping(port: int) -> bool:
+def redis_ping(port: int) -> bool:
+    """A Redis (or Sentinel) on 127.0.0.1:port answers PING."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
             s.sendall(b"PING\r\n")
@@ -132,7 +128,7 @@ class SentinelGroup:
             self.sentinel_procs.append(subprocess.Popen([self.sentinel_binary, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if all(_ping(p) for p in self.sentinel_ports) and self.replicas_in_sync():
+            if all(redis_ping(p) for p in self.sentinel_ports) and self.replicas_in_sync():
                 return
             time.sleep(0.1)
         raise RuntimeError("the Sentinel group did not come up within 20 s (sentinels answering, replicas in sync)")
