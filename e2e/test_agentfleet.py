@@ -33,6 +33,7 @@ from e2e.harness.milvus import MilvusLiteServer, milvus_lite
 from e2e.harness.operator import eventually
 from e2e.harness.redis import RedisServer
 from e2e.plinth import fleet_config
+from tests.builders import MRS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -249,20 +250,7 @@ def warning_events(cluster, ns: str, name: str) -> list[dict[str, Any]]:
 
 def apply_stuck_model(cluster, namespace: str) -> None:
     """A ModelReplicaSet that exists but is never Ready: no node matches its selector."""
-    cluster.apply(
-        {
-            "apiVersion": "agentfleet.io/v1alpha1",
-            "kind": "ModelReplicaSet",
-            "metadata": {"name": "stuck"},
-            "spec": {
-                "model": {"name": "meta-llama/Llama-3.1-8B-Instruct"},
-                "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
-                "placement": {"nodeSelector": {"no-such": "node"}},
-                "replicas": 1,
-            },
-        },
-        namespace,
-    )
+    cluster.apply(MRS("stuck").placement(nodeSelector={"no-such": "node"}).obj(), namespace)
 
 
 def bad_fleet(name: str, redis_url: str, **spec: Any) -> dict[str, Any]:

@@ -51,7 +51,7 @@ def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp
         assert up.returncode == 0, f"demo failed ({up.returncode}):\n{out[-6000:]}\n{up.stderr[-4000:]}"
 
         # Every process the fleet needs ran, each once.
-        assert {"redis", "milvus", "prometheus", "operator", "model", "policy", "api", "worker-0", "worker-1"} <= set(pids), pids
+        assert {"redis", "milvus", "prometheus", "operator", "model", "scripted-agent", "api", "worker-0", "worker-1"} <= set(pids), pids
 
         # The workers found the replicas through the replicas Service's EndpointSlices, as the
         # worker ServiceAccount (not from static endpoints).
@@ -121,10 +121,10 @@ def test_demo_burst_scenario_scales_up_explains_each_decision_and_plots_it(clust
         decisions = re.findall(r"^  \+\s*\d+s  replicas (\d+) -> (\d+)  term (\w+): (.+)$", out, re.M)
         assert any(int(after) > int(before) for before, after, _, _ in decisions), out[-6000:]
         assert all(term in ("reactive", "predictive", "standing", "scheduled") and why for _, _, term, why in decisions), decisions
-        # The replicas the autoscaler added were served (the policy process backed their pods)
+        # The replicas the autoscaler added were served (the scripted agent backed their pods)
         # and every task of the burst finished.
         assert re.search(r"^  tasks: (\d+) done, 0 failed, 0 unfinished of \1 submitted", out, re.M), out[-4000:]
-        backed = set(re.findall(r"\(pod (\S+)\)", (state / "demo" / namespace / "policy.log").read_text()))
+        backed = set(re.findall(r"\(pod (\S+)\)", (state / "demo" / namespace / "scripted-agent.log").read_text()))
         assert len(backed) > 2, f"no pod beyond the 2 placed first was backed by a simulated replica: {backed}"
         events = int(re.search(r"Events of ModelReplicaSet llama-8b .*: (\d+) ScaledUp/ScaledDown", out).group(1))
         assert events >= len(decisions) > 0

@@ -26,7 +26,9 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -66,26 +68,25 @@ def _run(*cmd: str, timeout: float = 1800, env: dict[str, str] | None = None) ->
     return proc.stdout
 
 
-def build_image(containerfile: str, base: str, repo: str, *files: str) -> str:
-    """`buildah build` of e2e/node/CONTAINERFILE on BASE, tagged by a hash of its inputs (cached)."""
+def build_image(containerfile: str, base: str, repo: str, *files: str, packages: tuple[Path, ...] = ()) -> str:
+    """`buildah build` of e2e/node/CONTAINERFILE on BASE, tagged by a hash of its inputs (cached).
+
+    FILES come from e2e/node; PACKAGES (source folders) are copied into the build context under
+    their own names, so a Containerfile can COPY a package the project image leaves out."""
     digest = hashlib.sha256(base.encode())
     for f in (containerfile, *files):
         digest.update(f.encode() + (NODE_DIR / f).read_bytes())
+    for pkg in packages:
+        for src in sorted(pkg.rglob("*.py")):
+            digest.update(str(src.relative_to(pkg.parent)).encode() + src.read_bytes())
     ref = f"{repo}:{digest.hexdigest()[:16]}"
     if subprocess.run(["podman", "image", "exists", ref]).returncode != 0:
-        _run(
-            "buildah",
-            "build",
-            "--isolation",
-            "chroot",
-            "--build-arg",
-            f"BASE={base}",
-            "-t",
-            ref,
-            "-f",
-            str(NODE_DIR / containerfile),
-            str(NODE_DIR),
-        )
+        with tempfile.TemporaryDirectory() as context:
+            for f in (containerfile, *files):
+                shutil.copy2(NODE_DIR / f, Path(context) / f)
+            for pkg in packages:
+                shutil.copytree(pkg, Path(context) / pkg.name, ignore=shutil.ignore_patterns("__pycache__"))
+            _run("buildah", "build", "--isolation", "chroot", "--build-arg", f"BASE={base}", "-t", ref, "-f", str(Path(context) / containerfile), context)
     return ref
 
 
@@ -189,7 +190,9 @@ def images(cluster, node) -> dict[str, str]:
     base = _run("bash", str(ROOT / "e2e" / "image.sh"), "base", timeout=timeout).strip().splitlines()[-1]
     refs = {
         "project": project,
-        "engine": build_image("engine.Containerfile", project, "localhost/agentfleet-engine-sim", "vllm-sim"),
+        "engine": build_image(
+            "engine.Containerfile", project, "localhost/agentfleet-engine-sim", "vllm-sim", packages=(ROOT / "e2e" / "agentfleet_sim",)
+        ),
         "redis": build_image("redis.Containerfile", base, "localhost/agentfleet-redis"),
     }
     env = {**os.environ, **cluster.env()}
@@ -548,7 +551,7 @@ def test_vectorindex_ingestion_job_fills_a_collection_from_a_real_pod(cluster, n
 
     from agentfleet_contract.vectorindex import VectorIndexSpec
 
-    from agentfleet_runtime.retrieval import Retriever
+    from agentfleet_runtime.retriever import Retriever
 
     ip = cluster.json("-n", ns, "get", "service", "milvus")["spec"]["clusterIP"]
     with forward_into_netns(node["netns"], ip, MILVUS_PORT) as port:

@@ -112,6 +112,16 @@ class MRS(_Builder):
         self._spec.update(fields)
         return self
 
+    def whole_spec(self, spec: dict[str, Any]) -> Self:
+        """The whole spec, as a test's table gives it (none of the builder's defaults kept)."""
+        self._o["spec"] = copy.deepcopy(spec)
+        return self
+
+    def status(self, status: dict[str, Any]) -> Self:
+        """The whole status, as the operator (or a test standing in for it) wrote it."""
+        self._o["status"] = copy.deepcopy(status)
+        return self
+
     def condition(self, type_: str, status: bool, reason: str, message: str = "", since: str = "2026-01-01T00:00:00Z") -> Self:
         conds = self._o.setdefault("status", {}).setdefault("conditions", [])
         conds[:] = [c for c in conds if c["type"] != type_]

@@ -32,7 +32,7 @@ from agentfleet_contract.runtime_config import RuntimeConfig
 from agentfleet_runtime import metrics
 from agentfleet_runtime.config import limits_of
 from agentfleet_runtime.redis_client import connect
-from agentfleet_runtime.retrieval import Hybrid, Retriever
+from agentfleet_runtime.retriever import Hybrid, Retriever
 from agentfleet_runtime.store import TaskStore
 from agentfleet_runtime.submission import Submission, new_task
 from agentfleet_runtime.worker import Worker

@@ -37,6 +37,7 @@ from agentfleet_milvus.schema import CollectionSpec
 
 from agentfleet.render import vectorindex as render
 from e2e.eval.corpus import MANUAL, ensure_manual, manual_vectorindex
+from e2e.harness.procs import source_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +57,7 @@ def prepare(uri: str, vi: VectorIndex, pages: Path = MANUAL) -> tuple[list[str],
     revision = render.source_revision(vi.spec)
     args = render.ingestion_args(vi.spec, render.row_tag(revision, render.ingestion_key(vi.spec, revision, uri)))
     args[args.index("--source-dir") + 1] = str(pages)
-    env = {**os.environ, "MILVUS_URI": uri, "PYTHONPATH": os.pathsep.join([str(ROOT / "runtime"), str(ROOT / "operator")])}
+    env = {**os.environ, "MILVUS_URI": uri, "PYTHONPATH": source_path()}
     return args, env
 
 

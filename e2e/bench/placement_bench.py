@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from functools import cache
 
 from agentfleet.placement import (
-    Demand,
     Node,
+    ReplicaNeeds,
     ReplicaRequest,
     Taint,
     inventory_from_k8s,
@@ -82,7 +82,7 @@ def big_requests(rnd: random.Random, n: int = 1000, owners: int = 25) -> list[Re
     for o in range(owners):
         g, tp = rnd.choice(shapes)
         demands.append(
-            Demand(
+            ReplicaNeeds(
                 owner=f"ns/m{o}",
                 gpus=g,
                 tensor_parallel=tp,
@@ -131,9 +131,9 @@ def bench_speed(seed: int, runs: int) -> None:
         result = plan(nodes, reqs)
         t_plan.append(time.perf_counter() - t0)
         c_plan.append(time.process_time() - c0)
-    gangs = sum(1 for r in reqs if r.demand.gpus > 8)
+    gangs = sum(1 for r in reqs if r.needs.gpus > 8)
     print("== speed: 5,000 nodes x 8 GPUs (10% A100, a third partly used), 1,000 replicas of 25 ModelReplicaSets")
-    print(f"   replicas: {len(reqs)} ({gangs} two-node gangs), GPUs asked {sum(r.demand.gpus for r in reqs):,} of {sum(n.free for n in nodes):,} free")
+    print(f"   replicas: {len(reqs)} ({gangs} two-node gangs), GPUs asked {sum(r.needs.gpus for r in reqs):,} of {sum(n.free for n in nodes):,} free")
     print(
         f"   plan():              median {statistics.median(t_plan) * 1e3:7.1f} ms   min {min(t_plan) * 1e3:7.1f} ms   "
         f"CPU median {statistics.median(c_plan) * 1e3:5.1f} ms   (goal < 100 ms; {runs} runs; load average {os.getloadavg()[0]:.1f})"
@@ -271,7 +271,7 @@ def run_kube(c: Cluster, groups: list[Group], rnd: random.Random, scoring: str =
 
 def run_planner_bound(c: Cluster, groups: list[Group]) -> tuple[dict[str, list[int]], list[int]]:
     nodes = [mk_node(n, cap, cap - f, b, "z") for n, cap, f, b in zip(c.names, c.cap, c.free, c.block, strict=True)]
-    reqs = [ReplicaRequest(g.key, Demand(owner="ns/x", gpus=g.gpus, tensor_parallel=g.tp, spread_across="None")) for g in groups]
+    reqs = [ReplicaRequest(g.key, ReplicaNeeds(owner="ns/x", gpus=g.gpus, tensor_parallel=g.tp, spread_across="None")) for g in groups]
     p = plan(nodes, reqs)
     free = list(c.free)
     idx = {n: i for i, n in enumerate(c.names)}

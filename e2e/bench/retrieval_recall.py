@@ -72,7 +72,7 @@ def recall(sources: list[str], supporting: tuple[str, ...]) -> float:
 
 async def measure(uri: str, vi: VectorIndex, tasks: list[Any], k: int, hybrid: bool) -> dict[str, float]:
     from agentfleet_runtime.ingest.minilm import MiniLMEmbedder
-    from agentfleet_runtime.retrieval import Retriever
+    from agentfleet_runtime.retriever import Retriever
 
     r = Retriever.for_index(vi.spec, uri=uri, embedder=MiniLMEmbedder(precision="int8"), timeout=120)
     if not hybrid:

@@ -52,6 +52,7 @@ from agentfleet_runtime.testing.scripted_model import ScriptedClient, ScriptedMo
 from agentfleet_runtime.worker import Worker
 from e2e.bench.runtime_benchlib import ROOT, load_line, peak_rss_mib, rss_mib
 from e2e.harness.ports import free_port
+from e2e.harness.procs import source_path
 from e2e.harness.redis import redis_server
 
 
@@ -76,9 +77,9 @@ class MeteredModel:
         self.model = model
         self.seconds = 0.0
 
-    def plan(self, messages):
+    def reply(self, messages):
         t0 = time.perf_counter()
-        plan = self.model.plan(messages)
+        plan = self.model.reply(messages)
         self.seconds += time.perf_counter() - t0
         return plan
 
@@ -221,7 +222,7 @@ async def main(args: argparse.Namespace) -> None:
         server = subprocess.Popen(
             [sys.executable, "-m", "agentfleet_runtime", "scripted-model", "--port", str(port)],
             cwd=ROOT,
-            env={"PYTHONPATH": f"{ROOT / 'runtime'}:{ROOT / 'operator'}", **{k: v for k, v in os.environ.items() if k == "AGENTFLEET_EVENT_LOOP"}},
+            env={"PYTHONPATH": source_path(), **{k: v for k, v in os.environ.items() if k == "AGENTFLEET_EVENT_LOOP"}},
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

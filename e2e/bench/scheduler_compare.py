@@ -37,7 +37,7 @@ from collections import Counter, defaultdict
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from agentfleet.placement import Demand, ReplicaRequest, Toleration, inventory_from_k8s, plan
+from agentfleet.placement import ReplicaNeeds, ReplicaRequest, Toleration, inventory_from_k8s, plan
 from e2e.bench import placement_bench as pb
 from e2e.harness import operator as fx
 from e2e.harness.cluster import bench_namespace, cluster_up
@@ -159,7 +159,7 @@ class Bench:
         reqs = [
             ReplicaRequest(
                 g.key,
-                Demand(owner="bench/x", gpus=g.gpus, tensor_parallel=g.tp, product=fx.H100, node_selector=((POOL_LABEL, self.ns),), tolerations=tol, spread_across="None"),
+                ReplicaNeeds(owner="bench/x", gpus=g.gpus, tensor_parallel=g.tp, product=fx.H100, node_selector=((POOL_LABEL, self.ns),), tolerations=tol, spread_across="None"),
             )
             for g in groups
         ]

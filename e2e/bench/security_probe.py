@@ -23,7 +23,7 @@ from e2e.harness.redis import RedisServer
 # The task API under test comes from the checkout named on the command line (default this one):
 # its packages go first on the path, the one reason this bench edits it.
 ROOT = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "runtime"), str(ROOT / "operator")]
+sys.path[:0] = [str(ROOT / d) for d in ("runtime", "operator", "shared")]
 
 import aiohttp  # noqa: E402
 from agentfleet_contract.runtime_config import RuntimeConfig  # noqa: E402

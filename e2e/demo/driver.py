@@ -42,7 +42,7 @@ from e2e.demo.models import code_stamp
 from e2e.eval.corpus import CORPORA
 from e2e.harness.installers import ensure_prometheus, ensure_redis_server
 from e2e.harness.ports import http_ok, port_open
-from e2e.harness.procs import Procs, route_local
+from e2e.harness.procs import Procs, route_local, source_path
 from e2e.harness.redis import redis_ping
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ GROUP = "agentfleet.io"
 # Start order; down stops in reverse.
 # The manual is ~13k chunks: minutes of encoding on 2 cores, more when they are shared.
 INGEST_TIMEOUT = {"demo": 600, "postgres": 5400, "python": 5400}
-ORDER = ["redis", "milvus", "prometheus", "operator", "model", "policy", "api", "worker"]
+ORDER = ["redis", "milvus", "prometheus", "operator", "model", "scripted-agent", "api", "worker"]
 
 GOALS = [
     "How does routing keep an agent task on the replica that holds its KV cache?",
@@ -261,7 +261,7 @@ class Demo:
         self.sim_timing: dict[str, str] = dict(burst.SIM_TIMING) if args.scenario == "burst" else {}
         self.pods: dict[str, tuple[str, str, int]] | None = None  # replica -> (pod, local pod IP, port) with EndpointSlice discovery
         self.env = {**os.environ, "KUBECONFIG": self.kc.kubeconfig, "PYTHONUNBUFFERED": "1"}
-        self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "operator"), str(ROOT / "runtime"), str(ROOT), os.environ.get("PYTHONPATH")]))
+        self.env["PYTHONPATH"] = source_path(os.environ.get("PYTHONPATH"))
 
     def start(self, name: str, settings: dict[str, Any], build, ports: list[str], ready, timeout: float = 60) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         meta, reused = self.procs.ensure(name, settings, build, ports, ready, env=self.env, timeout=timeout)
@@ -411,7 +411,7 @@ class Demo:
 
         self.start(
             "operator",
-            {"kubeconfig": self.kc.kubeconfig, "ns": self.ns, "code": code_stamp(ROOT / "operator"), "prometheus": prometheus_url},
+            {"kubeconfig": self.kc.kubeconfig, "ns": self.ns, "code": code_stamp(ROOT / "operator", ROOT / "shared"), "prometheus": prometheus_url},
             build,
             ["health"],
             lambda m: http_ok(f"http://127.0.0.1:{m['ports']['health']}/healthz"),
@@ -520,7 +520,7 @@ class Demo:
         mode = self.args.model
         # A switch of --model replaces the other mode's servers.
         for name in self.procs.names():
-            if (mode == "sim" and name.startswith("model-")) or (mode != "sim" and name in ("model", "policy")):
+            if (mode == "sim" and name.startswith("model-")) or (mode != "sim" and name in ("model", "scripted-agent")):
                 self.procs.stop(name)
         return models.LAUNCHERS[mode](self, mrs_obj, names, served, (retrieval_tool, spawn_tool))
 
@@ -714,7 +714,7 @@ class Demo:
         path = self.dir / "runtime.yaml"
         text = yaml.safe_dump(doc, sort_keys=False)
         path.write_text(text)
-        digest = hashlib.sha256((text + code_stamp(ROOT / "runtime")).encode()).hexdigest()[:16]
+        digest = hashlib.sha256((text + code_stamp(ROOT / "runtime", ROOT / "shared")).encode()).hexdigest()[:16]
         api = self.start(
             "api",
             {"config": digest},
@@ -884,7 +884,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     endpoints, model_note = demo.model_servers(mrs, placements, retrieval_tool, spawn_tool)
     for name, url in endpoints.items():
         say(f"  {name} -> {url}")
-    if not demo.pods:  # with the pod IPs local, the policy process lists the pods it backs
+    if not demo.pods:  # with the pod IPs local, the scripted agent lists the pods it backs
         demo.scrape_replicas(mrs_doc["metadata"]["name"], endpoints)
     say(f"== ingestion into VectorIndex {vi_doc['metadata']['name']} (collection {vi_doc['spec']['collection']})")
     demo.ingest(vi_doc["metadata"]["name"], milvus_uri)

@@ -31,19 +31,19 @@ def sim_urls(log: Path) -> list[str]:
     return [line.split("OpenAI base_url ")[1].split(",")[0] for line in text.splitlines() if "OpenAI base_url " in line]
 
 
-def code_stamp(path: Path) -> str:
-    """Newest mtime of the package's sources: a running process from older code is restarted."""
-    return str(max((p.stat().st_mtime_ns for p in path.rglob("*.py")), default=0))
+def code_stamp(*paths: Path) -> str:
+    """Newest mtime of the packages' sources: a running process from older code is restarted."""
+    return str(max((p.stat().st_mtime_ns for path in paths for p in path.rglob("*.py")), default=0))
 
 
 def sim(demo: Demo, mrs_obj: dict[str, Any], names: list[str], served: str, tools: Tools) -> Servers:
-    """agentfleet_sim's replicas behind e2e/demo/policy.py, which scripts the agent's decisions."""
+    """agentfleet_sim's replicas behind e2e/demo/scripted_agent.py, which scripts the agent's decisions."""
     spec = mrs_obj["spec"]
     retrieval_tool, spawn_tool = tools
     engine = spec.get("engine") or {}
     auto = spec.get("autoscaling") or {}
     # A pool of simulated replicas, one for each replica the autoscaler may ask for: a pod it
-    # adds gets one of them (e2e/demo/policy.py --pods), as a pod would start a server.
+    # adds gets one of them (e2e/demo/scripted_agent.py --pods), as a pod would start a server.
     pool = max(len(names), int(auto.get("maxReplicas", 0)) if auto.get("enabled") else 0)
     # One process serves the pool, each replica on its own port. Timing of an 8B model on
     # one H100: weights 16 GB / 3.35 TB/s ~ 5 ms per decode step plus overheads (8 ms),
@@ -77,13 +77,13 @@ def sim(demo: Demo, mrs_obj: dict[str, Any], names: list[str], served: str, tool
     upstreams = sim_urls(demo.procs.log_path("model"))
     demo.pods = demo.pod_addresses(mrs_obj["metadata"]["name"], names)
     pods = demo.pods
-    policy = [PY, "-m", "e2e.demo.policy", "--retrieval-tool", retrieval_tool] + (["--spawn-tool", spawn_tool] if spawn_tool else [])
+    agent = [PY, "-m", "e2e.demo.scripted_agent", "--retrieval-tool", retrieval_tool] + (["--spawn-tool", spawn_tool] if spawn_tool else [])
     code = code_stamp(Path(__file__).parent)
     if pods:
-        # The policy process stands in for the pods, those of now and those the autoscaler adds.
+        # The scripted agent process stands in for the pods, those of now and those the autoscaler adds.
         mrs_name = mrs_obj["metadata"]["name"]
         cmd = [
-            *policy,
+            *agent,
             "--pods",
             f"{demo.ns}/{mrs_name}",
             "--kubectl",
@@ -98,7 +98,7 @@ def sim(demo: Demo, mrs_obj: dict[str, Any], names: list[str], served: str, tool
         for url in upstreams:
             cmd += ["--upstream", url]
         demo.start(
-            "policy",
+            "scripted-agent",
             {"cmd": cmd, "pid": meta["pid"], "code": code},
             lambda p: cmd,
             [],
@@ -109,10 +109,10 @@ def sim(demo: Demo, mrs_obj: dict[str, Any], names: list[str], served: str, tool
         ports = [f"r{i}" for i in range(len(names))]
 
         def build(p: dict[str, int]) -> list[str]:
-            return [*policy, *(a for i in range(len(names)) for a in ("--route", f"127.0.0.1:{p[f'r{i}']}={upstreams[i]}"))]
+            return [*agent, *(a for i in range(len(names)) for a in ("--route", f"127.0.0.1:{p[f'r{i}']}={upstreams[i]}"))]
 
         pol = demo.start(
-            "policy",
+            "scripted-agent",
             {"sim": upstreams, "pid": meta["pid"], "tools": [retrieval_tool, spawn_tool], "pods": None, "code": code},
             build,
             ports,
@@ -121,7 +121,7 @@ def sim(demo: Demo, mrs_obj: dict[str, Any], names: list[str], served: str, tool
         urls = {name: f"http://127.0.0.1:{pol['ports'][f'r{i}']}/v1" for i, name in enumerate(names)}
     note = (
         "agentfleet_sim: each placed replica is a simulated vLLM (timing, tokens, prefix cache); the simulator writes no "
-        "tool calls, so e2e/demo/policy.py scripts the agent's decisions (search, delegate, answer from the passages)"
+        "tool calls, so e2e/demo/scripted_agent.py scripts the agent's decisions (search, delegate, answer from the passages)"
     )
     return urls, note
 

@@ -28,7 +28,7 @@ import pytest
 
 from e2e.harness import nodes as node_topology
 from e2e.harness.ports import free_port
-from e2e.harness.procs import log_tail, terminate
+from e2e.harness.procs import log_tail, source_path, terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 POOL_LABEL = "agentfleet.io/e2e-pool"
@@ -60,7 +60,7 @@ class OperatorProcess:
         assert self.proc is None or self.proc.poll() is not None, "operator already running"
         port = free_port()
         env = self.cluster.env()
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "operator"), env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = source_path(env.get("PYTHONPATH"))
         env.setdefault("PYTHONUNBUFFERED", "1")
         cmd = [sys.executable, "-m", "agentfleet.manager", "--liveness", f"http://127.0.0.1:{port}/healthz", *self.args]
         log = open(self.log_path, "a")  # noqa: SIM115 - handed to the child

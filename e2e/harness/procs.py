@@ -20,6 +20,14 @@ from typing import Any
 from e2e.harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+# Where the checkout's packages live (pyproject's setuptools `where`): the project is installed
+# editable in CI, and this path makes a plain checkout work too.
+SOURCE_DIRS = ("operator", "runtime", "shared", "e2e")
+
+
+def source_path(extra: str | None = None) -> str:
+    """A PYTHONPATH that imports this checkout's packages first, then EXTRA (an existing PYTHONPATH)."""
+    return os.pathsep.join(filter(None, [*(str(ROOT / d) for d in SOURCE_DIRS), str(ROOT), extra]))
 
 
 def alive(pid: int) -> bool:
@@ -66,9 +74,7 @@ class Proc:
     def __init__(self, args: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> None:
         self.log = log
         out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-        # The project is installed editable in CI; the path makes a plain checkout work too.
-        path = os.pathsep.join([str(ROOT / "runtime"), str(ROOT / "operator"), os.environ.get("PYTHONPATH", "")])
-        env = {**os.environ, "PYTHONPATH": path, **(env or {})}
+        env = {**os.environ, "PYTHONPATH": source_path(os.environ.get("PYTHONPATH")), **(env or {})}
         self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
 
     def alive(self) -> bool:

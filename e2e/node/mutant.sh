@@ -5,7 +5,7 @@
 #
 # Usage: bash e2e/node/mutant.sh e2e/node/mutants/NAME.patch [IMAGE]   # prints the mutant's reference
 #
-# The patch is a `git diff` of files under operator/ or runtime/ (installed into the image's
+# The patch is a `git diff` of files under operator/, runtime/ or shared/ (installed into the image's
 # site-packages, so operator/agentfleet/x.py lands in .../site-packages/agentfleet/x.py).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -17,8 +17,8 @@ if podman image exists "$REF"; then echo "$REF"; exit 0; fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-mapfile -t files < <(grep -E '^\+\+\+ b/(operator|runtime)/' "$PATCH" | sed -E 's#^\+\+\+ b/##')
-[[ ${#files[@]} -gt 0 ]] || { echo "mutant.sh: $PATCH changes no file under operator/ or runtime/" >&2; exit 2; }
+mapfile -t files < <(grep -E '^\+\+\+ b/(operator|runtime|shared)/' "$PATCH" | sed -E 's#^\+\+\+ b/##')
+[[ ${#files[@]} -gt 0 ]] || { echo "mutant.sh: $PATCH changes no file under operator/, runtime/ or shared/" >&2; exit 2; }
 {
   echo "FROM $IMAGE"
   for f in "${files[@]}"; do

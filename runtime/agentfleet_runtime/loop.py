@@ -1,6 +1,6 @@
 """The agent loop of one task: prompt -> model -> tool calls -> observations, checkpointed per step.
 
-A step is checkpointed twice: once with the model's reply (``plan``) and once with its tools'
+A step is checkpointed twice: once with the model's reply (``save_reply``) and once with its tools'
 observations (``complete``). A worker that resumes a task after a crash therefore never asks the
 model again for a step it already has, and re-runs only the tools of an unfinished step (with
 recorded results and idempotency keys for tools with side effects).
@@ -92,7 +92,7 @@ class TaskRun:
         self.draining = draining
         self.outcome: tuple[Status, str] | None = None
         self._saving: asyncio.Future[Any] | None = None  # the last step's observations, being stored
-        self._saving_plan: int | None = None  # set: _saving is the raw reply of this step's plan, which carries them
+        self._saving_reply: int | None = None  # set: _saving is the raw reply of this step's saved reply, which carries them
         check = settings.decisions.answer_check
         self._checks_left = check.retries if check is not None else 0  # answers the check may still send back
 
@@ -105,7 +105,7 @@ class TaskRun:
             if self._saving is not None:
                 # Leaving early (an error, a release, a kill): the observations are kept if they can be.
                 await asyncio.gather(self._saving, return_exceptions=True)
-                self._saving, self._saving_plan = None, None
+                self._saving, self._saving_reply = None, None
 
     async def _execute(self) -> tuple[Status, str]:
         """Long on purpose: one step read top to bottom (model call, repair turns, checkpoint, tools), as it runs."""
@@ -204,19 +204,19 @@ class TaskRun:
                 done = StopReason.FINAL_ANSWER.value
                 return await self._finish(Status.DONE, done, answer, final_step=step, cost=cost)
             await self._saved()  # the previous step's observations are stored before this step is
-            planning = self.store.send_plan(rec, self.lease, step, cost)
+            saving_reply = self.store.send_reply(rec, self.lease, step, cost)
             self.steps.append(step)
             rec.prompt_tokens += usage.prompt_tokens
             rec.completion_tokens += usage.completion_tokens
             rec.cost_nanos += cost
             if self.tools.acts(calls):
-                if await self._store_plan(step, planning):
+                if await self._store_reply(step, saving_reply):
                     raise Cancelled(rec.id)
                 tool_s = await self._run_tools(step, behind=True)
             else:
                 # Until the store answers, the tree's usage is what it was plus this step's own.
                 self.tree = TreeUsage(self.tree.tokens + usage.total, self.tree.cost_nanos + cost)
-                tool_s = await self._run_tools(step, behind=True, planning=planning)
+                tool_s = await self._run_tools(step, behind=True, saving_reply=saving_reply)
             metrics.STEP_OVERHEAD.observe(max(0.0, time.monotonic() - step_started - model_s - tool_s))
 
     def _interpret(self, reply: ModelReply, json_mode: bool, choice: Offer, schemas: list[dict[str, Any]]) -> tuple[str, list[ToolCall], str | None]:
@@ -249,9 +249,9 @@ class TaskRun:
         first prompt already holds what one-shot RAG would answer from (spec.tools[].retrieval.searchFirst)."""
         call, content = search_first_call(tool, self.rec.goal, json_mode=json_mode, text_tools=text_tools)
         step = Step(n=0, content=content, tool_calls=[call], usage=Usage())
-        planning = self.store.send_plan(self.rec, self.lease, step, 0)
+        saving_reply = self.store.send_reply(self.rec, self.lease, step, 0)
         self.steps.append(step)
-        await self._run_tools(step, behind=True, planning=planning)
+        await self._run_tools(step, behind=True, saving_reply=saving_reply)
 
     def _answer_problem(self, answer: str) -> str | None:
         """Why a final answer goes back to the model (spec.decisions.answerCheck): values no
@@ -289,36 +289,36 @@ class TaskRun:
         answer's sources may name."""
         return [obs.output for step in self.steps for obs in (step.observations or []) if obs.ok and obs.output]
 
-    async def _run_tools(self, step: Step, *, behind: bool = False, planning: asyncio.Future | None = None) -> float:
+    async def _run_tools(self, step: Step, *, behind: bool = False, saving_reply: asyncio.Future | None = None) -> float:
         """Run a step's tool calls and store their observations; with ``behind``, the store
-        completes while the loop goes on (after ``planning``, the step's own plan, when that is
+        completes while the loop goes on (after ``saving_reply``, the step's own reply, when that is
         still being stored), and ``_saved`` waits for it."""
         t0 = time.monotonic()
         try:
             step.observations = await self.tools.run_step(self.rec, step.n, step.tool_calls, self.rec.deadline)
         except BaseException:
-            if planning is not None:
-                self._saving = asyncio.ensure_future(self._store_plan(step, planning))
+            if saving_reply is not None:
+                self._saving = asyncio.ensure_future(self._store_reply(step, saving_reply))
             raise
         tool_s = time.monotonic() - t0
-        if behind and planning is not None and self.store.fold_observations(planning, step):
-            # The plan carries the observations: its own reply is the checkpoint to wait for.
-            self._saving, self._saving_plan = planning, step.n
+        if behind and saving_reply is not None and self.store.fold_observations(saving_reply, step):
+            # The reply carries the observations: its own reply is the checkpoint to wait for.
+            self._saving, self._saving_reply = saving_reply, step.n
             return tool_s
-        save = self._store_observations(step, planning)
+        save = self._store_observations(step, saving_reply)
         if behind:
             self._saving = asyncio.ensure_future(save)
         elif await save:
             raise Cancelled(self.rec.id)
         return tool_s
 
-    async def _store_plan(self, step: Step, planning: asyncio.Future) -> bool:
-        self.tree, cancel = self.store.planned(self.rec, step.n, await planning)
+    async def _store_reply(self, step: Step, saving_reply: asyncio.Future) -> bool:
+        self.tree, cancel = self.store.reply_saved(self.rec, step.n, await saving_reply)
         return cancel
 
-    async def _store_observations(self, step: Step, planning: asyncio.Future | None) -> bool:
-        # After the plan: the observations are spliced into the stored step.
-        cancel = await self._store_plan(step, planning) if planning is not None else False
+    async def _store_observations(self, step: Step, saving_reply: asyncio.Future | None) -> bool:
+        # After the reply: the observations are spliced into the stored step.
+        cancel = await self._store_reply(step, saving_reply) if saving_reply is not None else False
         return await self.store.complete(self.rec, self.lease, step) or cancel
 
     async def _saved(self) -> None:
@@ -327,9 +327,9 @@ class TaskRun:
         saving, self._saving = self._saving, None
         if saving is None:
             return
-        n, self._saving_plan = self._saving_plan, None
+        n, self._saving_reply = self._saving_reply, None
         if n is not None:
-            self.tree, cancel = self.store.planned(self.rec, n, await saving)
+            self.tree, cancel = self.store.reply_saved(self.rec, n, await saving)
         else:
             cancel = await saving
         if cancel:

@@ -177,12 +177,12 @@ return {'ok', redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -
 # KEYS: hash steps events root [tenant_spend]
 # ARGV: lease n step_json prompt_tokens completion_tokens cost_nanos event [observations_event]
 # With the optional last event, step_json already holds the step's observations (its tools
-# answered before the plan left: TaskStore.fold_observations): plan and completion in one call.
+# answered before the reply left: TaskStore.fold_observations): reply and completion in one call.
 # On the hot path (every step of every task): no PRELUDE (its functions are closures built on
 # every run), and each read once (lease and cancel flag together, the steps' length once). The
 # tree usage is read back as strings (HMGET), not taken from HINCRBY's replies: those become Lua
 # numbers (doubles), which would print large counters inexactly.
-PLAN = r"""
+SAVE_REPLY = r"""
 local h = redis.call('HMGET', KEYS[1], 'lease', 'cancel')
 if h[1] ~= ARGV[1] then return {-1} end
 local n = tonumber(ARGV[2])
@@ -214,11 +214,11 @@ return {1, t[1] or '0', t[2] or '0', h[2] or '0'}
 
 # KEYS: hash steps events
 # ARGV: lease n data event mode
-# mode 'obs': data is the observations' JSON, spliced into the stored plan in place of its closing
+# mode 'obs': data is the observations' JSON, spliced into the stored reply in place of its closing
 # '"observations":null}' (Step.to_json puts that field last), so the step's model reply is not
 # encoded and sent a second time. Already spliced (a retried call): nothing to do. Neither: -3,
 # and the caller sends the whole step (mode 'full': data replaces the stored step). Hot path, as
-# PLAN: one read of the hash, and LINDEX both checks that step n exists and fetches it.
+# SAVE_REPLY: one read of the hash, and LINDEX both checks that step n exists and fetches it.
 COMPLETE = r"""
 local h = redis.call('HMGET', KEYS[1], 'lease', 'cancel')
 if h[1] ~= ARGV[1] then return {-1} end

@@ -82,7 +82,7 @@ class TaskStore:
         self.ttl = ttl_seconds
         self._submit = r.register_script(lua.SUBMIT)
         self._acquire = r.register_script(lua.ACQUIRE)
-        self._plan = r.register_script(lua.PLAN)
+        self._save_reply = r.register_script(lua.SAVE_REPLY)
         self._complete = r.register_script(lua.COMPLETE)
         self._finish = r.register_script(lua.FINISH)
         self._retry = r.register_script(lua.RETRY)
@@ -111,7 +111,7 @@ class TaskStore:
         for script in (
             self._submit,
             self._acquire,
-            self._plan,
+            self._save_reply,
             self._complete,
             self._finish,
             self._retry,
@@ -244,39 +244,39 @@ class TaskStore:
         return lost
 
     # -- checkpoints -------------------------------------------------------------------------------
-    async def plan(self, rec: TaskRecord, lease: str, step: Step, cost_nanos: int) -> tuple[TreeUsage, bool]:
+    async def save_reply(self, rec: TaskRecord, lease: str, step: Step, cost_nanos: int) -> tuple[TreeUsage, bool]:
         """Store a step's model reply (before its tools run). Returns tree usage and cancel flag."""
-        return self.planned(rec, step.n, await self.send_plan(rec, lease, step, cost_nanos))
+        return self.reply_saved(rec, step.n, await self.send_reply(rec, lease, step, cost_nanos))
 
-    def send_plan(self, rec: TaskRecord, lease: str, step: Step, cost_nanos: int) -> Any:
-        """``plan`` in two halves, for a caller that goes on while it is stored: this one queues
-        the write now and returns an awaitable of the raw reply, which ``planned`` reads."""
+    def send_reply(self, rec: TaskRecord, lease: str, step: Step, cost_nanos: int) -> Any:
+        """``save_reply`` in two halves, for a caller that goes on while it is stored: this one queues
+        the write now and returns an awaitable of the raw reply, which ``reply_saved`` reads."""
         ev = event("step", step=step.n, content=step.content[:2000], tool_calls=[c.name for c in step.tool_calls], tokens=step.usage.total)
         task, steps, events, _ = self.keys.task_keys(rec.id)
         return self._call(
-            self._plan,
+            self._save_reply,
             [task, steps, events, task if rec.root == rec.id else self.keys.task(rec.root), *self.spend_key(rec)],
             [lease, step.n, fastjson.dumpb(step.to_json()), step.usage.prompt_tokens, step.usage.completion_tokens, cost_nanos, ev],
         )
 
-    def fold_observations(self, planning: Any, step: Step) -> bool:
-        """Send a step's observations with its plan, if that plan (``send_plan``'s reply) has not
+    def fold_observations(self, saving_reply: Any, step: Step) -> bool:
+        """Send a step's observations with its reply, if that reply (``send_reply``'s reply) has not
         left yet: one script call instead of two, for tools that answer before the batch is sent
-        (fast tools, a busy batcher). Then the plan's reply is also the completion's. False when
-        the plan is already on its way; ``complete`` stores the observations."""
-        args = self.batcher.unsent_args(planning)
-        # Seven arguments: a plan as send_plan queued it (a folded one has the eighth, its event).
+        (fast tools, a busy batcher). Then the reply's reply is also the completion's. False when
+        the reply is already on its way; ``complete`` stores the observations."""
+        args = self.batcher.unsent_args(saving_reply)
+        # Seven arguments: a reply as send_reply queued it (a folded one has the eighth, its event).
         if args is None or len(args) != 7 or not args[2].endswith(_OPEN_OBSERVATIONS):
             return False
-        # The plan's encoded step ends with '"observations":null}' (Step.to_json puts it last):
+        # The reply's encoded step ends with '"observations":null}' (Step.to_json puts it last):
         # splice the observations in rather than encode the whole step a second time.
         args[2] = b"".join((args[2][: -len(_NULL_CLOSE)], _observations_json(step), b"}"))
         args.append(_observations_event(step))
         return True
 
     @staticmethod
-    def planned(rec: TaskRecord, n: int, res: Any) -> tuple[TreeUsage, bool]:
-        """Tree usage and cancel flag from a plan's reply; raises if the plan was refused."""
+    def reply_saved(rec: TaskRecord, n: int, res: Any) -> tuple[TreeUsage, bool]:
+        """Tree usage and cancel flag from a reply's reply; raises if the reply was refused."""
         if res[0] == -1:
             raise LeaseLost(rec.id)
         if res[0] == -2:
@@ -287,7 +287,7 @@ class TaskStore:
         """Store a step's observations. Returns the cancel flag.
 
         Only the observations go to Redis: the script splices them into the step stored by
-        ``plan`` (lua.COMPLETE). Should the stored step not be that plan, the whole step is sent."""
+        ``save_reply`` (lua.COMPLETE). Should the stored step not be that reply, the whole step is sent."""
         ev = _observations_event(step)
         keys = list(self.keys.task_keys(rec.id)[:3])
         res = await self._call(self._complete, keys, [lease, step.n, _observations_json(step), ev, "obs"])
@@ -296,7 +296,7 @@ class TaskStore:
         if res[0] == -1:
             raise LeaseLost(rec.id)
         if res[0] == -2:
-            raise CheckpointConflict(f"task {rec.id}: step {step.n} was never planned")
+            raise CheckpointConflict(f"task {rec.id}: step {step.n} was never saved")
         return res[1] == "1"
 
     async def finish(

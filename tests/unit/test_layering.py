@@ -17,7 +17,7 @@ def test_import_contracts_hold() -> None:
 
 
 def test_no_package_shadows_the_standard_library() -> None:
-    for top in ("operator", "runtime"):
+    for top in ("operator", "runtime", "shared"):
         assert not (ROOT / top / "__init__.py").exists(), f"{top}/ must not be a package: it shadows the stdlib"
     import operator as stdlib_operator
 
@@ -32,7 +32,7 @@ def test_test_module_names_are_unique() -> None:
 
 # --- one way to do each thing -----------------------------------------------------------------------
 
-PRODUCT = [ROOT / "operator", ROOT / "runtime"]
+PRODUCT = [ROOT / "operator", ROOT / "runtime", ROOT / "shared"]
 
 
 def _definitions() -> tuple[dict[str, list[str]], dict[str, list[str]]]:

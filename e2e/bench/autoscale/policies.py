@@ -22,7 +22,7 @@ from agentfleet.autoscale import (
     merge_buckets,
     objectives_from_slo,
 )
-from agentfleet.autoscale.forecast import ForecastConfig, Profile, plan, within_slo
+from agentfleet.autoscale.forecast import ForecastConfig, Profile, look_ahead, within_slo
 from agentfleet.autoscale.goodput import E2E_METRIC, TPOT_METRIC, TTFT_METRIC
 from agentfleet.autoscale.policy import LoadTime
 from agentfleet.autoscale.terms import DOWN_HEADROOM
@@ -314,7 +314,7 @@ class AgentfleetPolicy:
         if self.forecast is not None:
             tight = self.state.tight_tasks_per_replica
             ok = within_slo(obs.tasks, len(ready), gp.fraction if gp else None, bool(gp and gp.significant), self.config.target_fraction)
-            planned = plan(self.forecast, self.profile, (), at, obs.tasks, tight * DOWN_HEADROOM if tight else None, self.state.load_time.seconds, PERIOD_S, ok, self.config.window_seconds)
+            planned = look_ahead(self.forecast, self.profile, (), at, obs.tasks, tight * DOWN_HEADROOM if tight else None, self.state.load_time.seconds, PERIOD_S, ok, self.config.window_seconds)
             self.profile, floors, hold = planned.profile, planned.floors, planned.hold
         out = decide(self.config, self.state, fleet_view, obs, Capacity(placeable_extra=MAX_REPLICAS - len(active)), floors, hold)
         self.state = out.state

@@ -472,7 +472,7 @@ def forecast(config: ForecastConfig, p: Profile, at: float, lead: float, lag: fl
 
 
 @dataclass(frozen=True)
-class Planned:
+class Lookahead:
     """One evaluation's learned and scheduled floors, and the profile after learning."""
 
     profile: Profile
@@ -483,7 +483,7 @@ class Planned:
     hold: Hold | None = None
 
 
-def plan(
+def look_ahead(
     config: ForecastConfig,
     profile: Profile,
     windows: Sequence[Window],
@@ -494,7 +494,7 @@ def plan(
     period_s: float,
     within_slo: float | None = None,
     lag_s: float = 0.0,
-) -> Planned:
+) -> Lookahead:
     """Learn from this evaluation's demand, then the floors for the policy: ordered a load time
     (plus one evaluation period) ahead, so they are serving when the rise or the event begins.
     ``lag_s``: the window the reactive terms read over (how long a burst still shows in them)."""
@@ -532,4 +532,4 @@ def plan(
             f"bursts at this time of day end {f.hold_burst_s:.0f}s after they begin, before a replica ordered now loads ({load_s:.0f}s)"
             + (f", and show in the last {lag_s:.0f}s of readings after" if lag_s else ""),
         )
-    return Planned(profile, tuple(out), f, sched, error, hold)
+    return Lookahead(profile, tuple(out), f, sched, error, hold)

@@ -76,7 +76,7 @@ from agentfleet.controllers.agentfleet import probe_redis
 from agentfleet.controllers.demand import DemandMemory
 from agentfleet.controllers.settings import CONFIG
 from agentfleet.kube import Kube
-from agentfleet.placement import ReplicaRequest, assignment_from_status, demand_for, inventory_from_k8s, plan, replica_key
+from agentfleet.placement import ReplicaRequest, assignment_from_status, inventory_from_k8s, needs_for, plan, replica_key
 from agentfleet.promql import PromReader, Target
 from agentfleet.reconcile.controller import FORGET, Controller
 from agentfleet.reconcile.events import EventRecorder, post_with_kube
@@ -201,7 +201,7 @@ class ClusterReads:
                 a = assignment_from_status(m.get("namespace", "default"), m.get("name", ""), p)
                 if a is not None:
                     existing.append(a)
-        d = demand_for(namespace, name, spec)
+        d = needs_for(namespace, name, spec)
         probes = [ReplicaRequest(replica_key(namespace, f"{name}-autoscale-probe-{i}"), d) for i in range(extra)]
         result = plan(inventory, probes, existing)
         return Capacity(placeable_extra=len(result.placed), message=result.unplaced[0].message if result.unplaced else "")

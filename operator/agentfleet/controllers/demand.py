@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from agentfleet_contract import conditions as cond
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 
-from agentfleet.autoscale.forecast import ForecastConfig, Planned, Profile, plan, within_slo
+from agentfleet.autoscale.forecast import ForecastConfig, Lookahead, Profile, look_ahead, within_slo
 from agentfleet.autoscale.policy import Observation, PolicyState
 from agentfleet.autoscale.schedule import Window
 from agentfleet.autoscale.terms import DOWN_HEADROOM
@@ -108,7 +108,7 @@ def evaluate(
     ready: int,
     period_s: float,
     window_s: float = 0.0,
-) -> tuple[Planned, PolicyState]:
+) -> tuple[Lookahead, PolicyState]:
     """Learn from this evaluation and compute the floors; the failure level the reactive task
     term uses comes back from the profile after a restart."""
     config = forecast_config(spec)
@@ -118,7 +118,7 @@ def evaluate(
     tight = state.tight_tasks_per_replica
     g = obs.goodput
     ok = within_slo(obs.tasks, ready, g.fraction if g else None, bool(g and g.significant), spec.autoscaling.goodput.target_fraction)
-    planned = plan(config, profile, windows(spec), obs.at, obs.tasks, tight * DOWN_HEADROOM if tight else None, state.load_time.seconds, period_s, ok, window_s)
+    planned = look_ahead(config, profile, windows(spec), obs.at, obs.tasks, tight * DOWN_HEADROOM if tight else None, state.load_time.seconds, period_s, ok, window_s)
     memory.profile = planned.profile
     return planned, state
 
@@ -138,7 +138,7 @@ def save_if_changed(memory: DemandMemory, store: ProfileStore, owner: dict[str, 
         log.warning(f"{namespace}/{name}: writing the demand profile failed: {exc}")
 
 
-def schedule_warning(memory: DemandMemory, planned: Planned) -> tuple[str, str, str] | None:
+def schedule_warning(memory: DemandMemory, planned: Lookahead) -> tuple[str, str, str] | None:
     """A Warning Event when the schedule's error appears or changes: one per cause, not per period."""
     before, memory.schedule_error = memory.schedule_error, planned.schedule_error
     if planned.schedule_error is None or planned.schedule_error == before:
@@ -146,7 +146,7 @@ def schedule_warning(memory: DemandMemory, planned: Planned) -> tuple[str, str, 
     return ("Warning", "ScheduleInvalid", f"spec.autoscaling.schedules: {planned.schedule_error}; the schedule is ignored until fixed")
 
 
-def status(name: str, planned: Planned, config: ForecastConfig, at: float) -> dict[str, Any]:
+def status(name: str, planned: Lookahead, config: ForecastConfig, at: float) -> dict[str, Any]:
     """status.forecast: what was learned and what it holds now (camelCase, CRD schema)."""
     p, f = planned.profile, planned.forecast
     out: dict[str, Any] = {

@@ -8,7 +8,7 @@ kube-scheduler still binds (and still refuses if the cluster moved under the pla
 
 Rules, in order of precedence, and the module that applies each:
 - eligibility: product and memory labels, nodeSelector, taints, cordons, NotReady nodes;
-- demand.pod_shape: a replica that fits on one node is one pod on one node (its tensor-parallel
+- types.pod_shape: a replica that fits on one node is one pod on one node (its tensor-parallel
   group never leaves the node's NVLink domain); a larger one is a gang of equal pods, all inside
   one topology block (and one NVLink domain when a tensor-parallel group spans nodes), placed all
   or nothing (planner);
@@ -20,7 +20,6 @@ Rules, in order of precedence, and the module that applies each:
   status: to and from the ModelReplicaSet API.
 """
 
-from agentfleet.placement.demand import Assignment, Demand, Plan, ReplicaRequest, Unplaced, pod_shape
 from agentfleet.placement.eligibility import MEMORY_MATCH_TOLERANCE, eligible_gpu_memory_mib, ineligibility
 from agentfleet.placement.inventory import (
     GPU_MEMORY_LABEL,
@@ -36,7 +35,8 @@ from agentfleet.placement.inventory import (
     pod_gpus,
 )
 from agentfleet.placement.planner import plan
-from agentfleet.placement.status import assignment_from_status, demand_for, placement_status, replica_key, requests_for
+from agentfleet.placement.status import assignment_from_status, needs_for, placement_status, replica_key, requests_for
+from agentfleet.placement.types import Assignment, Plan, ReplicaNeeds, ReplicaRequest, Unplaced, pod_shape
 
 __all__ = [
     "GPU_MEMORY_LABEL",
@@ -45,7 +45,7 @@ __all__ = [
     "MODELREPLICASET_LABEL",
     "REPLICA_LABEL",
     "Assignment",
-    "Demand",
+    "ReplicaNeeds",
     "Node",
     "Plan",
     "ReplicaRequest",
@@ -54,7 +54,7 @@ __all__ = [
     "TopologyKeys",
     "Unplaced",
     "assignment_from_status",
-    "demand_for",
+    "needs_for",
     "eligible_gpu_memory_mib",
     "ineligibility",
     "inventory_from_k8s",

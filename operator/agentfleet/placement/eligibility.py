@@ -8,8 +8,8 @@ import bisect
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 
-from agentfleet.placement.demand import Demand
 from agentfleet.placement.inventory import GPU_MEMORY_LABEL, GPU_PRODUCT_LABEL, Ledger, Node, Toleration
+from agentfleet.placement.types import ReplicaNeeds
 
 # spec.gpu.memory is written the marketing way ("80Gi", "24Gi") while the label carries NVML's total,
 # a few percent lower (81559 MiB on an H100 80GB, 23034 MiB on an L4 24GB). A node qualifies when its
@@ -25,8 +25,8 @@ def _memory_mib(labels: Mapping[str, str]) -> int | None:
         return None
 
 
-def ineligibility(node: Node, d: Demand, tolerations: tuple[Toleration, ...] | None = None) -> str | None:
-    """Why this node can never host a pod of the demand, or None if it can (capacity aside)."""
+def ineligibility(node: Node, d: ReplicaNeeds, tolerations: tuple[Toleration, ...] | None = None) -> str | None:
+    """Why this node can never host a pod of the needs, or None if it can (capacity aside)."""
     if not node.ready:
         return "are not Ready"
     if node.unschedulable:
@@ -51,8 +51,8 @@ def ineligibility(node: Node, d: Demand, tolerations: tuple[Toleration, ...] | N
     return None
 
 
-def eligible_gpu_memory_mib(nodes: Iterable[Node], d: Demand) -> int | None:
-    """Smallest GPU memory label among nodes that could host the demand: the capacity model's input."""
+def eligible_gpu_memory_mib(nodes: Iterable[Node], d: ReplicaNeeds) -> int | None:
+    """Smallest GPU memory label among nodes that could host the needs: the capacity model's input."""
     mems = [m for n in nodes if ineligibility(n, d) is None and (m := _memory_mib(n.labels))]
     return min(mems) if mems else None
 
@@ -101,8 +101,8 @@ class ZoneIndex:
 class Pool:
     """The nodes eligible for one eligibility signature, indexed for best-fit queries."""
 
-    def __init__(self, demand: Demand) -> None:
-        self.demand = demand
+    def __init__(self, needs: ReplicaNeeds) -> None:
+        self.needs = needs
         self.nodes: list[int] = []
         self.excluded: Counter[str] = Counter()
         self.total = 0
@@ -135,7 +135,7 @@ class Pools:
             ]
         return self._sigs
 
-    def pool(self, d: Demand) -> Pool:
+    def pool(self, d: ReplicaNeeds) -> Pool:
         sig = d.eligibility
         p = self.by_sig.get(sig)
         if p is not None:

@@ -103,7 +103,7 @@ class Ledger:
         self.bseq: dict[str, int] = {}
 
     def read_topology(self, keys: TopologyKeys) -> None:
-        """Read topology labels with the keys of the first demand; one planning run serves one key set."""
+        """Read topology labels with the keys of the first replica's needs; one planning run serves one key set."""
         if self.keys == keys:
             return
         if self.keys is not None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from agentfleet.placement.demand import Assignment, Demand, Plan, ReplicaRequest, Unplaced, pod_shape
 from agentfleet.placement.eligibility import Pool, Pools, ZoneIndex
 from agentfleet.placement.inventory import Ledger, Node
 from agentfleet.placement.reasons import why_not
 from agentfleet.placement.spread import Spread
+from agentfleet.placement.types import Assignment, Plan, ReplicaNeeds, ReplicaRequest, Unplaced, pod_shape
 
 Shape = tuple[int, int, bool]  # (pods, GPUs per pod, tensor-parallel group spans nodes)
 
@@ -43,7 +43,7 @@ class _Planner:
                         return (f - g, bf, bs, nseq[i], i)
         return None
 
-    def place_single(self, d: Demand, p: Pool, g: int) -> int | None:
+    def place_single(self, d: ReplicaNeeds, p: Pool, g: int) -> int | None:
         if d.spread_across == "Node":
             return self._place_single_node_spread(d, p, g)
         owner_z = self.spread.zone_count[d.owner]
@@ -59,7 +59,7 @@ class _Planner:
                 best = (pen, *c)
         return best[-1] if best else None
 
-    def _place_single_node_spread(self, d: Demand, p: Pool, g: int) -> int | None:
+    def _place_single_node_spread(self, d: ReplicaNeeds, p: Pool, g: int) -> int | None:
         """Spread across nodes: try the nodes holding the fewest of the owner's replicas first
         (Required: only those at the minimum)."""
         owner_n = self.spread.node_count[d.owner]
@@ -77,14 +77,14 @@ class _Planner:
 
     # --- gangs ---
 
-    def place_gang(self, d: Demand, p: Pool, pods: int, per: int, nvlink: bool) -> list[int] | None:
+    def place_gang(self, d: ReplicaNeeds, p: Pool, pods: int, per: int, nvlink: bool) -> list[int] | None:
         zmin = self.spread.zone_min(d, p, per) if d.spread_across == "Zone" else 0
         # Wholly free nodes hold none of the owner's replicas, so node spread never excludes them here.
         if per == p.maxcap and not nvlink and not p.zone_split_blocks:
             return self._place_whole_node_gang(d, p, pods, per, zmin)
         return self._place_gang_in_blocks(d, p, pods, per, nvlink, zmin)
 
-    def _place_gang_in_blocks(self, d: Demand, p: Pool, pods: int, per: int, nvlink: bool, zmin: int) -> list[int] | None:
+    def _place_gang_in_blocks(self, d: ReplicaNeeds, p: Pool, pods: int, per: int, nvlink: bool, zmin: int) -> list[int] | None:
         """The general gang: in every labelled block (and NVLink domain, if needed) with room, the
         pods on the nodes that leave the least remainder; the best block wins."""
         lg = self.ledger
@@ -122,7 +122,7 @@ class _Planner:
                     best = (score, grp)
         return best[1] if best else None
 
-    def _place_whole_node_gang(self, d: Demand, p: Pool, pods: int, per: int, zmin: int) -> list[int] | None:
+    def _place_whole_node_gang(self, d: ReplicaNeeds, p: Pool, pods: int, per: int, zmin: int) -> list[int] | None:
         """The common gang: pods as large as the largest node, so only wholly free nodes qualify and
         none leaves a remainder. The best block is the first, in (free GPUs, name) order, that has
         enough of them: the zone indexes keep exactly that order."""
@@ -167,14 +167,14 @@ class _Planner:
         so pools are built before ordering."""
         shaped = []
         for r in todo:
-            p = self.pools.pool(r.demand)
-            shaped.append((r, p, pod_shape(r.demand, p.maxcap)))
-        shaped.sort(key=lambda t: (-t[0].demand.gpus, -(t[2][1] if t[2] else 0), t[0].key))
+            p = self.pools.pool(r.needs)
+            shaped.append((r, p, pod_shape(r.needs, p.maxcap)))
+        shaped.sort(key=lambda t: (-t[0].needs.gpus, -(t[2][1] if t[2] else 0), t[0].key))
         return shaped
 
     def place(self, r: ReplicaRequest, p: Pool, shape: Shape | None) -> Assignment | Unplaced:
         """Place one replica and take its GPUs, or say why it cannot be placed."""
-        d = r.demand
+        d = r.needs
         chosen: list[int] | None = None
         if shape is not None:
             pods, per, nvlink = shape
@@ -213,7 +213,7 @@ def plan(nodes: Sequence[Node], requests: Sequence[ReplicaRequest], existing: Se
     is planned afresh.
     """
     pl = _Planner(nodes)
-    keys = next((r.demand.keys for r in requests), None)
+    keys = next((r.needs.keys for r in requests), None)
     if keys is not None:
         pl.ledger.read_topology(keys)
     kept, displaced = pl.keep_existing(existing)

@@ -3,10 +3,10 @@ InsufficientGPUs, SpreadConstraint) and a message that names the numbers a user 
 
 from __future__ import annotations
 
-from agentfleet.placement.demand import Demand
 from agentfleet.placement.eligibility import Pool
 from agentfleet.placement.inventory import Ledger
 from agentfleet.placement.spread import Spread
+from agentfleet.placement.types import ReplicaNeeds
 
 
 def largest_free(lg: Ledger, p: Pool) -> tuple[int, str | None]:
@@ -17,8 +17,8 @@ def largest_free(lg: Ledger, p: Pool) -> tuple[int, str | None]:
     return best, where
 
 
-def why_not(lg: Ledger, spread: Spread, d: Demand, p: Pool, shape: tuple[int, int, bool] | None) -> tuple[str, str]:
-    """(reason, message) for a replica of demand d that no node set of pool p can take."""
+def why_not(lg: Ledger, spread: Spread, d: ReplicaNeeds, p: Pool, shape: tuple[int, int, bool] | None) -> tuple[str, str]:
+    """(reason, message) for a replica needing d that no node set of pool p can take."""
     keys = lg.keys or d.keys
     excluded = ", ".join(f"{n} {why}" for why, n in sorted(p.excluded.items(), key=lambda kv: (-kv[1], kv[0])))
     if not p.nodes:
@@ -56,7 +56,7 @@ def why_not(lg: Ledger, spread: Spread, d: Demand, p: Pool, shape: tuple[int, in
     return "InsufficientGPUs", msg + tail
 
 
-def spread_text(lg: Ledger, spread: Spread, d: Demand, p: Pool, per: int) -> str:
+def spread_text(lg: Ledger, spread: Spread, d: ReplicaNeeds, p: Pool, per: int) -> str:
     if d.spread_across == "Zone":
         counts = spread.zone_count[d.owner]
         zones = sorted({lg.zone_of[i] for i in p.nodes if lg.cap[i] >= per})

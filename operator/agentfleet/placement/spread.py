@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from agentfleet.placement.demand import Assignment, Demand
 from agentfleet.placement.eligibility import Pool
 from agentfleet.placement.inventory import Ledger
+from agentfleet.placement.types import Assignment, ReplicaNeeds
 
 
 class Spread:
@@ -36,11 +36,11 @@ class Spread:
             hit = p.capable[per_pod] = (nodes, {lg.zone_of[i] for i in nodes})
         return hit
 
-    def zone_min(self, d: Demand, p: Pool, per_pod: int) -> int:
+    def zone_min(self, d: ReplicaNeeds, p: Pool, per_pod: int) -> int:
         counts = self.zone_count[d.owner]
         return min((counts[z] for z in self.capable(p, per_pod)[1]), default=0)
 
-    def node_min(self, d: Demand, p: Pool, per_pod: int) -> int:
+    def node_min(self, d: ReplicaNeeds, p: Pool, per_pod: int) -> int:
         counts = self.node_count[d.owner]
         capable = self.capable(p, per_pod)[0]
         cap = self.ledger.cap

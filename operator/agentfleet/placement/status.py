@@ -1,4 +1,4 @@
-"""From and to the ModelReplicaSet API: a spec as the planner's demand, a placement as its
+"""From and to the ModelReplicaSet API: a spec as the planner's needs, a placement as its
 status.placements entry and back."""
 
 from __future__ import annotations
@@ -9,17 +9,17 @@ from typing import Any
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec, ReplicaPlacement
 
 from agentfleet.capacity import MiB, parse_quantity
-from agentfleet.placement.demand import Assignment, Demand, ReplicaRequest
 from agentfleet.placement.inventory import Toleration, TopologyKeys
+from agentfleet.placement.types import Assignment, ReplicaNeeds, ReplicaRequest
 
 
 def replica_key(namespace: str, replica: str) -> str:
     return f"{namespace}/{replica}"
 
 
-def demand_for(namespace: str, name: str, spec: ModelReplicaSetSpec) -> Demand:
+def needs_for(namespace: str, name: str, spec: ModelReplicaSetSpec) -> ReplicaNeeds:
     e, g, p = spec.engine, spec.gpu, spec.placement
-    return Demand(
+    return ReplicaNeeds(
         owner=f"{namespace}/{name}",
         gpus=e.tensor_parallel_size * e.pipeline_parallel_size,
         tensor_parallel=e.tensor_parallel_size,
@@ -35,7 +35,7 @@ def demand_for(namespace: str, name: str, spec: ModelReplicaSetSpec) -> Demand:
 
 
 def requests_for(namespace: str, name: str, spec: ModelReplicaSetSpec, replicas: Iterable[str]) -> list[ReplicaRequest]:
-    d = demand_for(namespace, name, spec)
+    d = needs_for(namespace, name, spec)
     return [ReplicaRequest(replica_key(namespace, r), d) for r in replicas]
 
 

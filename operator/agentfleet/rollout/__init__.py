@@ -8,6 +8,7 @@ order a reconcile uses them: names, observe (pods -> PodView/ReplicaView), healt
 creating, lost, failed; phase), plan (desired count and one RolloutStep), summary (conditions).
 """
 
+from agentfleet.rollout.actions import DRAIN_POLL_SECONDS, Desired, ReplicaState, RolloutStep, Timing, desired_replicas, removal_order, rollout_step
 from agentfleet.rollout.health import UNSCHEDULABLE_GRACE_SECONDS, Health, replica_health, replica_phase, restart_backoff
 from agentfleet.rollout.names import HASH_IN_NAME, new_replica_names, parse_replica_name, replica_name
 from agentfleet.rollout.observe import (
@@ -21,7 +22,6 @@ from agentfleet.rollout.observe import (
     rfc3339,
 )
 from agentfleet.rollout.phases import ACTIVE, DRAINING, FAILED, LOADING, PENDING, READY_PHASE, STARTED, TERMINATING
-from agentfleet.rollout.plan import DRAIN_POLL_SECONDS, Desired, ReplicaState, RolloutStep, Timing, desired_replicas, plan_step, removal_order
 from agentfleet.rollout.summary import SCALING_LIMITED, ConditionCause, Summary, compose_conditions, strip_transition_times
 
 __all__ = [
@@ -55,7 +55,7 @@ __all__ = [
     "parse_in_flight",
     "parse_replica_name",
     "parse_time",
-    "plan_step",
+    "rollout_step",
     "removal_order",
     "replica_health",
     "replica_name",

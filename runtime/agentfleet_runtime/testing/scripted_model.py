@@ -95,7 +95,7 @@ def _tokens(text: str) -> int:
 
 
 @dataclass
-class Plan:
+class Reply:
     """What one call should do: wait, fail, or answer with content and/or tool calls."""
 
     delay: float = 0.0
@@ -125,7 +125,7 @@ class ScriptedModel:
         s.update(directives(goal))
         return s
 
-    def plan(self, messages: list[dict[str, Any]]) -> Plan:
+    def reply(self, messages: list[dict[str, Any]]) -> Reply:
         goal, turn, last_obs = _goal_and_turn(messages)
         s = self.settings_for(goal)
         self.total_calls += 1
@@ -137,9 +137,9 @@ class ScriptedModel:
             delay = jittered(delay, float(s["jitter"]), goal, turn, nth)
         if self.failures_left > 0:
             self.failures_left -= 1
-            return Plan(delay=delay, status=self.fault_status)
+            return Reply(delay=delay, status=self.fault_status)
         if nth <= int(s.get("fail", 0)):
-            return Plan(delay=delay, status=500)
+            return Reply(delay=delay, status=500)
         if nth == 1 and float(s.get("hang", 0)) > 0:
             delay += float(s["hang"])
         text = str(s.get("text", "0")) in ("1", "true", "True")
@@ -147,7 +147,7 @@ class ScriptedModel:
         if isinstance(turns, list):  # explicit script: one entry per turn, the last one repeats
             entry = turns[min(turn, len(turns) - 1)]
             calls = [{"name": c["name"], "arguments": c.get("arguments", {})} for c in entry.get("tool_calls", [])]
-            return Plan(
+            return Reply(
                 delay=delay + float(entry.get("latency", 0)),
                 status=int(entry.get("status", 200)),
                 content=entry.get("content", ""),
@@ -157,18 +157,18 @@ class ScriptedModel:
         if turn == 0 and int(s.get("spawn", 0)) > 0:
             child = f" #latency={s['child_latency']}" if "child_latency" in s else ""
             goals = [f"branch {i} of {strip_directives(goal)}{child}" for i in range(int(s["spawn"]))]
-            return Plan(delay=delay, tool_calls=[{"name": s.get("spawn_tool", "spawn"), "arguments": {"goals": goals}}], text_calls=text)
+            return Reply(delay=delay, tool_calls=[{"name": s.get("spawn_tool", "spawn"), "arguments": {"goals": goals}}], text_calls=text)
         steps = int(s.get("steps", 1)) + (1 if int(s.get("spawn", 0)) > 0 else 0)
         if turn < steps - 1:
             args = json.loads(s["args"]) if "args" in s else {"n": turn}
             calls = [{"name": s.get("tool", "echo"), "arguments": args} for _ in range(int(s.get("calls", 1)))]
-            return Plan(delay=delay, tool_calls=calls, text_calls=text)
+            return Reply(delay=delay, tool_calls=calls, text_calls=text)
         answer = s.get("answer") or f"done: {strip_directives(goal)[:80]} after {turn + 1} steps"
         if last_obs and "answer" not in s:
             answer += f" | last observation: {last_obs[:120]}"
-        return Plan(delay=delay, content=str(answer))
+        return Reply(delay=delay, content=str(answer))
 
-    def body(self, plan: Plan, messages: list[dict[str, Any]], model: str = "scripted") -> dict[str, Any]:
+    def body(self, plan: Reply, messages: list[dict[str, Any]], model: str = "scripted") -> dict[str, Any]:
         msg: dict[str, Any] = {"role": "assistant", "content": plan.content or None}
         if plan.tool_calls and plan.text_calls:
             msg["content"] = "\n".join(f"<tool_call>{json.dumps(c)}</tool_call>" for c in plan.tool_calls)
@@ -196,7 +196,7 @@ class ScriptedClient:
         self.model = model or ScriptedModel()
 
     async def complete(self, request: ModelRequest) -> ModelReply:
-        plan = self.model.plan(request.messages)
+        plan = self.model.reply(request.messages)
         if plan.delay:
             await asyncio.sleep(plan.delay)
         if plan.status != 200:
@@ -245,7 +245,7 @@ class ScriptedModelServer(LocalServer):
         if self.record:
             self.requests.append(body)
         messages = body.get("messages") or []
-        plan = self.model.plan(messages)
+        plan = self.model.reply(messages)
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:

@@ -17,7 +17,7 @@ RetrieverFactory = Callable[[RuntimeConfig, Any], RetrieverLike]
 
 
 def default_retriever(config: RuntimeConfig, tool: Any) -> RetrieverLike:
-    """The VectorIndex retriever (``agentfleet_runtime.retrieval.Retriever``) from config.retrieval.
+    """The VectorIndex retriever (``agentfleet_runtime.retriever.Retriever``) from config.retrieval.
 
     config.retrieval holds ``vectorIndex`` (the VectorIndex's spec, as the operator copies it) and
     ``uri`` (the Milvus endpoint, needed for a managed Milvus: the VectorIndex status.endpoint).
@@ -30,7 +30,7 @@ def default_retriever(config: RuntimeConfig, tool: Any) -> RetrieverLike:
         raise ValueError(f"tool {tool.name!r} is a Retrieval tool but the runtime config has no retrieval.vectorIndex (the VectorIndex spec)")
     from agentfleet_contract.vectorindex import VectorIndexSpec
 
-    from agentfleet_runtime.retrieval import Retriever
+    from agentfleet_runtime.retriever import Retriever
 
     spec = VectorIndexSpec.model_validate(settings["vectorIndex"])
     env = os.environ

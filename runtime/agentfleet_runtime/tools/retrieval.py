@@ -1,6 +1,6 @@
 """Retrieval tool: search the VectorIndex through a Retriever, with a Redis cache for repeats.
 
-The Retriever (``agentfleet_runtime.retrieval.Retriever``) is another module's; this tool only
+The Retriever (``agentfleet_runtime.retriever.Retriever``) is another module's; this tool only
 relies on the ``RetrieverLike`` protocol below, so tests and other backends can stand in for it.
 """
 

@@ -17,7 +17,7 @@ from test_runtime_retrieval_milvus import DOCS
 
 from agentfleet.evaluation.cli import main as eval_main
 from agentfleet_runtime.api import TaskAPI
-from agentfleet_runtime.retrieval import Retriever
+from agentfleet_runtime.retriever import Retriever
 from e2e import plinth
 from e2e.harness.ports import free_port
 

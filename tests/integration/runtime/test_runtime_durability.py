@@ -30,14 +30,14 @@ def test_stale_lease_cannot_checkpoint_and_scripts_are_idempotent(redis_server, 
             a = await env.store.acquire(tid, lease="A", msg_id=msg_id, reclaimed=False, max_attempts=3, worker="wa")
             assert isinstance(a, Acquired) and a.record.attempts == 1
             step = Step(0, "", [ToolCall("c", "echo", {})], Usage(5, 1))
-            await env.store.plan(a.record, "A", step, 7)
-            await env.store.plan(a.record, "A", step, 7)  # a retried call: no second append, no double count
+            await env.store.save_reply(a.record, "A", step, 7)
+            await env.store.save_reply(a.record, "A", step, 7)  # a retried call: no second append, no double count
             rec, raw = await env.store.get(tid)
             assert len(await env.store.steps(tid)) == 1 and rec.prompt_tokens == 5 and raw["tree_cost_nanos"] == "7"
             b = await env.store.acquire(tid, lease="B", msg_id=msg_id, reclaimed=True, max_attempts=3, worker="wb")
             assert isinstance(b, Acquired) and b.record.failures == 1 and len(b.steps) == 1 and b.tree.cost_nanos == 7
             with pytest.raises(LeaseLost):
-                await env.store.plan(a.record, "A", Step(1, "", [ToolCall("c", "echo", {})], Usage()), 0)
+                await env.store.save_reply(a.record, "A", Step(1, "", [ToolCall("c", "echo", {})], Usage()), 0)
             step.observations = []
             with pytest.raises(LeaseLost):
                 await env.store.complete(a.record, "A", step)
@@ -61,7 +61,7 @@ def test_completion_checkpoint_sends_only_the_observations_and_stores_the_whole_
             tid, a = await leased(env, "delta")
             content = "thinking about " + "é" * 300 + ' "quotes" and }braces{'
             step = Step(0, content, [ToolCall("c1", "echo", {"q": "x" * 500}), ToolCall("c2", "echo", {})], Usage(5, 1), model_seconds=0.25)
-            await env.store.plan(a.record, "A", step, 0)
+            await env.store.save_reply(a.record, "A", step, 0)
             step.observations = [Observation("c1", "echo", True, "out é " * 50, 0.01), Observation("c2", "echo", False, 'failed: "x"', 0.0)]
             sent: list[list] = []
             real_call = env.store._call
@@ -93,10 +93,10 @@ def test_observations_ready_before_their_plan_left_are_stored_with_it_in_one_cal
             tid, a = await leased(env, "folded")
             content = 'plan with "quotes", é and }braces{'
             step = Step(0, content, [ToolCall("c1", "echo", {"q": 1}), ToolCall("c2", "echo", {})], Usage(5, 1), model_seconds=0.25)
-            planning = env.store.send_plan(a.record, "A", step, 7)
+            saving_reply = env.store.send_reply(a.record, "A", step, 7)
             step.observations = [Observation("c1", "echo", True, "out é", 0.01), Observation("c2", "echo", False, 'failed: "x"', 0.0)]
-            assert env.store.fold_observations(planning, step)  # still queued: it carries them
-            tree, cancel = env.store.planned(a.record, 0, await planning)
+            assert env.store.fold_observations(saving_reply, step)  # still queued: it carries them
+            tree, cancel = env.store.reply_saved(a.record, 0, await saving_reply)
             assert (tree.tokens, tree.cost_nanos, cancel) == (6, 7, False)
             assert (await env.store.steps(tid)) == [step]  # one stored step, observations included
             stored = await env.store.r.lindex(env.store.keys.steps(tid), 0)
@@ -108,11 +108,11 @@ def test_observations_ready_before_their_plan_left_are_stored_with_it_in_one_cal
 
             # The next plan, already taken by the batcher: nothing to fold into; complete stores them.
             step1 = Step(1, "", [ToolCall("c3", "echo", {})], Usage(2, 1))
-            planning = env.store.send_plan(a.record, "A", step1, 0)
+            saving_reply = env.store.send_reply(a.record, "A", step1, 0)
             await asyncio.sleep(0.05)
             step1.observations = [Observation("c3", "echo", True, "ok", 0.0)]
-            assert not env.store.fold_observations(planning, step1)
-            env.store.planned(a.record, 1, await planning)
+            assert not env.store.fold_observations(saving_reply, step1)
+            env.store.reply_saved(a.record, 1, await saving_reply)
             assert (await env.store.steps(tid))[1].observations is None
             await env.store.complete(a.record, "A", step1)
             assert (await env.store.steps(tid))[1] == step1

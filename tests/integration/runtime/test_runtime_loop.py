@@ -252,7 +252,7 @@ def test_session_shares_earlier_answers(redis_server, fleet):
 
 
 def test_retrieval_tool_caches_in_redis(redis_server, fleet):
-    from agentfleet_runtime.testing.retrieval import FakeRetriever
+    from agentfleet_runtime.testing.fake_retriever import FakeRetriever
 
     tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"topK": 2, "cacheTtlSeconds": 120}}]
 

@@ -28,7 +28,7 @@ import pytest
 from runtime_helpers import arun, running_worker, submit, wait_ended
 
 from agentfleet_runtime.config import RuntimeConfig
-from agentfleet_runtime.retrieval import Hybrid, Retriever
+from agentfleet_runtime.retriever import Hybrid, Retriever
 from e2e.harness.procs import Proc
 from e2e.plinth import DELEGATE, SYSTEM, encoder, fleet_config, make_collection
 

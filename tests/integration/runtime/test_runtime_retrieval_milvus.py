@@ -1,4 +1,4 @@
-"""The retrieval tool with the real Retriever (agentfleet_runtime.retrieval) on a real Milvus Lite
+"""The retrieval tool with the real Retriever (agentfleet_runtime.retriever) on a real Milvus Lite
 server, its Redis cache, inside a worker. The embedder is a tiny deterministic bag-of-words stand-in
 (64 dimensions), so the test needs no model files; the Milvus search and filters are real."""
 
@@ -10,7 +10,7 @@ import pytest
 from agentfleet_contract.agentfleet import Tool
 from runtime_helpers import arun, environment, running_worker
 
-from agentfleet_runtime.retrieval import Retriever
+from agentfleet_runtime.retriever import Retriever
 from e2e import plinth
 
 pytestmark = pytest.mark.integration

@@ -33,7 +33,7 @@ from runtime_helpers import (
     wait_ended,
 )
 
-from agentfleet_runtime.retrieval import Retriever
+from agentfleet_runtime.retriever import Retriever
 from e2e import plinth
 from e2e.harness import jaeger as jaeger_harness
 from e2e.harness.jaeger import tags

@@ -249,13 +249,7 @@ def test_a_cancelled_burst_order_is_a_warning_next_to_the_scale_down() -> None:
 def _evaluate(
     spec: dict[str, Any], obs: Observation, status: dict[str, Any], state: AutoscaleState, reads: FakeReads | None = None
 ) -> tuple[dict[str, Any], list]:
-    obj = {
-        "apiVersion": "agentfleet.io/v1alpha1",
-        "kind": "ModelReplicaSet",
-        "metadata": {"name": "llama", "namespace": "team-a", "uid": "u1", "generation": 2},
-        "spec": spec,
-        "status": status,
-    }
+    obj = MRS("llama").ns("team-a").meta(uid="u1", generation=2).whole_spec(spec).status(status).obj()
     return controller(FakeReader(obs), reads=reads).evaluate_modelreplicaset(obj, state, time.time())
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from agentfleet.autoscale import floors
-from agentfleet.autoscale.forecast import ForecastConfig, Onset, Profile, forecast, learn, plan
+from agentfleet.autoscale.forecast import ForecastConfig, Onset, Profile, forecast, learn, look_ahead
 from agentfleet.autoscale.policy import FleetView, Observation, PolicyConfig, PolicyState, ReplicaSample, Starting, decide
 from agentfleet.autoscale.schedule import CronError, Window, active, parse_cron, scheduled
 
@@ -91,7 +91,7 @@ def test_the_profile_survives_a_round_trip_through_its_configmap() -> None:
 def test_plan_merges_into_the_policy_by_max_and_names_the_term() -> None:
     p = day_of(with_burst, days=2)
     half = replace(CFG, coverage=0.5)
-    planned = plan(half, p, (), 2 * DAY + 1080.0, 4.0, 4.0, 200.0, 15.0)
+    planned = look_ahead(half, p, (), 2 * DAY + 1080.0, 4.0, 4.0, 200.0, 15.0)
     assert {f.term for f in planned.floors} == {floors.PREDICTIVE, floors.STANDING}
     c = PolicyConfig(min_replicas=1, max_replicas=20, up_window_seconds=0.0, max_up_step=8)
     obs = Observation(at=2 * DAY + 1080.0, samples=(ReplicaSample("r0", 0.0, 2.0, 0.1),), tasks=4.0)
@@ -140,8 +140,8 @@ def test_bad_cron_is_refused_with_the_field_named(text: str, fragment: str) -> N
         parse_cron(text)
 
 
-def test_an_unknown_time_zone_is_reported_not_raised_by_plan() -> None:
-    planned = plan(CFG, Profile(), (Window("x", "0 9 * * *", 60, 3, "Mars/Olympus"),), 0.0, None, None, 200.0, 15.0)
+def test_an_unknown_time_zone_is_reported_not_raised_by_look_ahead() -> None:
+    planned = look_ahead(CFG, Profile(), (Window("x", "0 9 * * *", 60, 3, "Mars/Olympus"),), 0.0, None, None, 200.0, 15.0)
     assert planned.floors == () and "Mars/Olympus" in str(planned.schedule_error)
 
 
@@ -215,7 +215,7 @@ def test_the_standing_floor_names_the_onset_size_it_was_sized_on() -> None:
     # Pins the reason's words: the morning holds 3 replicas for its 10-task rises, and says so; it
     # used to name the size over all onsets (60 tasks, the afternoon's), which would hold 9.
     p = day_of(small_mornings_big_afternoons, days=2)
-    planned = plan(replace(CFG, coverage=0.5), p, (), 2 * DAY + 780.0, 4.0, 4.0, 200.0, 15.0)
+    planned = look_ahead(replace(CFG, coverage=0.5), p, (), 2 * DAY + 780.0, 4.0, 4.0, 200.0, 15.0)
     standing = [f for f in planned.floors if f.term == floors.STANDING]
     assert standing == [
         floors.Floor(3, floors.STANDING, "burst season: 50% of a typical onset at this time of day (10 agent tasks) held over 4 expected, 4.0 per replica")
@@ -242,7 +242,7 @@ def test_no_replicas_are_ordered_for_a_burst_that_ends_before_they_load() -> Non
     busy = (ReplicaSample("r0", 80.0, 2.0, 0.1),)
     fleet = FleetView(current=1, ready=("r0",))
     p = learn(CFG, p, onset - 15.0, 4.0, 4.0, 200.0)
-    planned = plan(CFG, p, (), onset, 44.0, 4.0, 200.0, 15.0)
+    planned = look_ahead(CFG, p, (), onset, 44.0, 4.0, 200.0, 15.0)
     assert planned.hold is not None and planned.hold.until == pytest.approx(onset + p.onsets[0].seconds)  # type: ignore[operator]
     out = decide(c, PolicyState.initial(c), fleet, Observation(at=onset, samples=busy, tasks=44.0), hold=planned.hold)
     assert out.decision.desired == 1
@@ -254,7 +254,7 @@ def test_no_replicas_are_ordered_for_a_burst_that_ends_before_they_load() -> Non
     # Bursts that outlast the load time hold nothing back.
     long_p = day_of(lambda t: 44.0 if 1200 <= t < 1600 else 4.0, days=2)
     long_p = learn(CFG, long_p, onset - 15.0, 4.0, 4.0, 200.0)
-    assert plan(CFG, long_p, (), onset, 44.0, 4.0, 200.0, 15.0).hold is None
+    assert look_ahead(CFG, long_p, (), onset, 44.0, 4.0, 200.0, 15.0).hold is None
 
 
 def bursts_at(*starts: float):  # type: ignore[no-untyped-def]
@@ -320,7 +320,7 @@ def test_a_burst_seen_to_end_holds_the_rise_while_the_readings_still_show_it() -
     f = forecast(CFG, p, end + 15.0, 215.0, lag=60.0)
     assert f.hold_until == pytest.approx(end + 60.0) and f.hold_ended_at == end
     assert forecast(CFG, p, end + 15.0, 215.0).hold_until is None  # no window, nothing to wait out
-    hold = plan(CFG, p, (), end + 15.0, 4.0, 4.0, 200.0, 15.0, None, 60.0).hold
+    hold = look_ahead(CFG, p, (), end + 15.0, 4.0, 4.0, 200.0, 15.0, None, 60.0).hold
     assert hold is not None and "the burst ended" in hold.why and "last 60s of readings" in hold.why
 
 
@@ -337,4 +337,4 @@ def test_the_hold_lasts_as_long_as_the_readings_still_show_the_burst() -> None:
         f = forecast(CFG, p, at, 215.0, lag=60.0)
         assert (f.hold_until is not None) is held
     assert forecast(CFG, p, onset + typical + 45.0, 215.0).hold_until is None  # no lag: over at the typical end
-    assert plan(CFG, p, (), onset + 15.0, 44.0, 4.0, 200.0, 15.0, None, 60.0).hold.until == pytest.approx(onset + typical + 60.0)  # type: ignore[union-attr]
+    assert look_ahead(CFG, p, (), onset + 15.0, 44.0, 4.0, 200.0, 15.0, None, 60.0).hold.until == pytest.approx(onset + typical + 60.0)  # type: ignore[union-attr]

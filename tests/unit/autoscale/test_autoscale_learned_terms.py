@@ -13,7 +13,7 @@ import pytest
 
 from agentfleet.autoscale import floors
 from agentfleet.autoscale.credit import OrderInFlight, lift
-from agentfleet.autoscale.forecast import Forecast, ForecastConfig, Onset, Profile, forecast, learn, plan, typical_size, within_slo
+from agentfleet.autoscale.forecast import Forecast, ForecastConfig, Onset, Profile, forecast, learn, look_ahead, typical_size, within_slo
 from agentfleet.autoscale.goodput import TPOT_METRIC, TTFT_METRIC, Goodput, Objective, Share, goodput
 from agentfleet.autoscale.schedule import CronError, Window, active, parse_cron, scheduled
 from agentfleet.autoscale.witness import QUEUE_METRIC, goodput_with_witnesses, queue_witness, witness_metrics
@@ -362,26 +362,26 @@ def test_the_hold_uses_the_median_burst_length_and_its_bounds() -> None:
 
 
 def test_plan_learns_with_every_figure_it_is_given() -> None:
-    # Pins plan()'s call to learn(): the capacity, the load time and the within-SLO figure all reach it.
-    planned = plan(CFG, Profile(), (), 0.0, 12.0, 8.0, 200.0, 15.0, within_slo=6.0)
+    # Pins look_ahead()'s call to learn(): the capacity, the load time and the within-SLO figure all reach it.
+    planned = look_ahead(CFG, Profile(), (), 0.0, 12.0, 8.0, 200.0, 15.0, within_slo=6.0)
     assert planned.profile.capacity == 8.0 and planned.profile.ok_level == 6.0
     bursting = Profile(capacity=4.0, level=4.0, seen_at=0.0, started_at=0.0, burst_at=0.0, burst_peak=8.0)
-    assert plan(CFG, bursting, (), 15.0, 20.0, 4.0, 200.0, 15.0).profile.burst_peak == 16.0
+    assert look_ahead(CFG, bursting, (), 15.0, 20.0, 4.0, 200.0, 15.0).profile.burst_peak == 16.0
 
 
 def test_plan_names_each_floor_with_its_figures_and_only_the_floors_there_are() -> None:
-    # Pins the floors plan() builds: the predictive one with lead = load + period (215 s), none when
+    # Pins the floors look_ahead() builds: the predictive one with lead = load + period (215 s), none when
     # the forecast has no count, the standing one's words with no base, the schedule led by the lead.
     p = Profile(capacity=4.0, curve=FLAT)
-    assert plan(CFG, p, (), 0.0, None, 4.0, 200.0, 15.0).floors == (
+    assert look_ahead(CFG, p, (), 0.0, None, 4.0, 200.0, 15.0).floors == (
         floors.Floor(1, floors.PREDICTIVE, "learned curve: 4 agent tasks within the next 215s, 4.0 per replica"),
     )
     with_onset = replace(p, onsets=(Onset(100.0, 16.0),))
-    assert plan(replace(CFG, predictive=False), with_onset, (), 0.0, None, 4.0, 200.0, 15.0).floors == ()  # nor standing: coverage 0
+    assert look_ahead(replace(CFG, predictive=False), with_onset, (), 0.0, None, 4.0, 200.0, 15.0).floors == ()  # nor standing: coverage 0
     blank = Profile(capacity=4.0, curve=(None,) * 95 + (8.0,), onsets=(Onset(100.0, 16.0),))
-    assert plan(replace(CFG, coverage=0.5), blank, (), 0.0, None, 4.0, 200.0, 15.0).floors == (
+    assert look_ahead(replace(CFG, coverage=0.5), blank, (), 0.0, None, 4.0, 200.0, 15.0).floors == (
         floors.Floor(2, floors.STANDING, "burst season: 50% of a typical onset at this time of day (16 agent tasks) held over 0 expected, 4.0 per replica"),
     )
     batch = Window("batch", "0 9 * * *", 600, 7)
-    sched = plan(replace(CFG, predictive=False), Profile(), (batch,), MON_9 - 100.0, None, None, 200.0, 15.0)
+    sched = look_ahead(replace(CFG, predictive=False), Profile(), (batch,), MON_9 - 100.0, None, None, 200.0, 15.0)
     assert sched.floors == (floors.Floor(7, floors.SCHEDULED, "schedule 'batch' from 2026-11-23 09:00 UTC (ordered 215s ahead)"),)

@@ -20,12 +20,12 @@ from agentfleet.rollout import (
     observe_pod,
     parse_in_flight,
     parse_replica_name,
-    plan_step,
     removal_order,
     replica_health,
     replica_name,
     replica_phase,
     restart_backoff,
+    rollout_step,
 )
 from tests.builders import Pod
 
@@ -217,7 +217,7 @@ vllm:kv_cache_usage_perc{engine="0",model_name="llama"} 0.5
     assert parse_in_flight("vllm:num_requests_running NaN\n") is None
 
 
-# --- plan_step -------------------------------------------------------------------------------
+# --- rollout_step -------------------------------------------------------------------------------
 
 
 def rs(name: str, phase: str = "Ready", *, current: bool = True, **kw) -> ReplicaState:
@@ -226,13 +226,13 @@ def rs(name: str, phase: str = "Ready", *, current: bool = True, **kw) -> Replic
 
 
 def test_scale_up_creates_the_missing_replicas() -> None:
-    d = plan_step([rs("a"), rs("b", "Loading")], 4, NOW, T)
+    d = rollout_step([rs("a"), rs("b", "Loading")], 4, NOW, T)
     assert (d.create, d.drain, d.delete) == (2, [], [])
 
 
 def test_scale_up_takes_draining_replicas_back_first() -> None:
     states = [rs("a"), rs("b", "Draining", draining_since=NOW - 5, in_flight=3), rs("c", "Draining", draining_since=NOW - 1, in_flight=3)]
-    d = plan_step(states, 2, NOW, T)
+    d = rollout_step(states, 2, NOW, T)
     assert (d.undrain, d.create) == (["c"], 0)
 
 
@@ -251,7 +251,7 @@ def test_removal_order_not_ready_then_least_in_flight_then_newest() -> None:
 
 
 def test_scale_down_drains_ready_replicas_and_deletes_unready_ones() -> None:
-    d = plan_step([rs("a", created=1, in_flight=5), rs("b", created=2, in_flight=1), rs("c", "Loading", created=3)], 1, NOW, T)
+    d = rollout_step([rs("a", created=1, in_flight=5), rs("b", created=2, in_flight=1), rs("c", "Loading", created=3)], 1, NOW, T)
     assert d.drain == ["b"]
     assert [r for r, _ in d.delete] == ["c"]
     assert d.create == 0
@@ -266,7 +266,7 @@ def test_a_drain_ends_when_idle_unready_or_timed_out() -> None:
         rs("blind", "Draining", draining_since=NOW - 59.5),
         rs("keep"),
     ]
-    d = plan_step(states, 1, NOW, T)
+    d = rollout_step(states, 1, NOW, T)
     deleted = dict(d.delete)
     assert set(deleted) == {"idle", "gone-unready", "late"}
     assert "0 requests in flight" in deleted["idle"] and "drain timeout (60s) with 4" in deleted["late"]
@@ -276,7 +276,7 @@ def test_a_drain_ends_when_idle_unready_or_timed_out() -> None:
 def test_failed_replicas_restart_after_their_backoff() -> None:
     waiting = rs("a", "Failed", ready=False, failed_at=NOW - 50, restarts=2)  # backoff 60s
     due = rs("b", "Failed", ready=False, failed_at=NOW - 31, restarts=1)  # backoff 30s
-    d = plan_step([waiting, due], 2, NOW, T)
+    d = rollout_step([waiting, due], 2, NOW, T)
     assert d.restart == ["b"]
     assert d.requeue_after == pytest.approx(10)
     assert d.create == 0  # a failed replica keeps its slot
@@ -284,26 +284,26 @@ def test_failed_replicas_restart_after_their_backoff() -> None:
 
 def test_rolling_update_surges_one_waits_then_drains_one() -> None:
     old = [rs("o1", current=False, created=1), rs("o2", current=False, created=2)]
-    assert plan_step(old, 2, NOW, T).create == 1
+    assert rollout_step(old, 2, NOW, T).create == 1
     loading = [*old, rs("n1", "Loading")]
-    d = plan_step(loading, 2, NOW, T)
+    d = rollout_step(loading, 2, NOW, T)
     assert (d.create, d.drain, d.delete) == (0, [], []) and "n1" in d.waiting
     ready = [*old, rs("n1")]
-    d = plan_step(ready, 2, NOW, T)
+    d = rollout_step(ready, 2, NOW, T)
     assert d.drain == ["o2"] and d.create == 0
     draining = [old[0], rs("o2", "Draining", current=False, draining_since=NOW, in_flight=2), rs("n1")]
-    d = plan_step(draining, 2, NOW, T)
+    d = rollout_step(draining, 2, NOW, T)
     assert (d.create, d.drain) == (0, []) and "drain" in d.waiting
     gone = [old[0], rs("o2", "Terminating", current=False), rs("n1")]
-    assert plan_step(gone, 2, NOW, T).create == 0
-    assert plan_step([old[0], rs("n1")], 2, NOW, T).create == 1
+    assert rollout_step(gone, 2, NOW, T).create == 0
+    assert rollout_step([old[0], rs("n1")], 2, NOW, T).create == 1
 
 
 def test_rolling_update_waits_for_a_replica_whose_drain_ends_now() -> None:
     # Its pods are deleted in this step but stay until they are gone: a surge replica created in
     # the same step made desired + 2 replicas at once (seen in CI as 4 of 2 + 1).
     states = [rs("o1", current=False), rs("o2", "Draining", current=False, draining_since=NOW - 61), rs("n1")]
-    d = plan_step(states, 2, NOW, T)
+    d = rollout_step(states, 2, NOW, T)
     assert [r for r, _ in d.delete] == ["o2"]
     assert (d.create, d.drain) == (0, []) and "1 outdated replica(s) to drain and go" in d.waiting
 
@@ -323,7 +323,7 @@ def test_rolling_update_never_holds_more_than_one_surge_replica(desired: int, li
         for r in going:
             going[r] -= 1
         assert len(states) <= desired + 1, sorted(states)
-        d = plan_step(list(states.values()), desired, NOW, T)
+        d = rollout_step(list(states.values()), desired, NOW, T)
         if not (d.create or d.drain or d.delete or states.keys() - {r for r, s in states.items() if s.current and s.phase == "Ready"}):
             break
         for r, s in list(states.items()):
@@ -343,20 +343,20 @@ def test_rolling_update_never_holds_more_than_one_surge_replica(desired: int, li
 
 
 def test_rolling_update_removes_unready_outdated_replicas_at_once() -> None:
-    d = plan_step([rs("o1", "Loading", current=False), rs("o2", current=False)], 2, NOW, T)
+    d = rollout_step([rs("o1", "Loading", current=False), rs("o2", current=False)], 2, NOW, T)
     assert [r for r, _ in d.delete] == ["o1"]
     assert d.create == 1
 
 
 def test_rolling_update_drains_first_when_the_surge_cannot_be_placed() -> None:
     old = [rs("o1", current=False, in_flight=3), rs("o2", current=False, in_flight=0)]
-    assert plan_step(old, 2, NOW, T, surge_blocked=False).create == 1
-    d = plan_step(old, 2, NOW, T, surge_blocked=True)
+    assert rollout_step(old, 2, NOW, T, surge_blocked=False).create == 1
+    d = rollout_step(old, 2, NOW, T, surge_blocked=True)
     assert (d.create, d.drain) == (0, ["o2"])
 
 
 def test_scale_to_zero_during_a_rollout_removes_everything() -> None:
-    d = plan_step([rs("o1", current=False), rs("n1", "Loading")], 0, NOW, T)
+    d = rollout_step([rs("o1", current=False), rs("n1", "Loading")], 0, NOW, T)
     assert d.drain == ["o1"] and [r for r, _ in d.delete] == ["n1"]
 
 
@@ -365,7 +365,7 @@ def test_plan_step_is_idempotent_on_its_own_outcome() -> None:
     states = {f"r{i}": rs(f"r{i}", created=i) for i in range(4)}
     desired = 2
     for _ in range(10):
-        d = plan_step(list(states.values()), desired, NOW, T)
+        d = rollout_step(list(states.values()), desired, NOW, T)
         if not (d.create or d.drain or d.delete or d.undrain or d.restart):
             break
         for r in d.drain:
@@ -375,7 +375,7 @@ def test_plan_step_is_idempotent_on_its_own_outcome() -> None:
         for i in range(d.create):
             states[f"new{i}"] = rs(f"new{i}", "Pending")
     else:
-        pytest.fail("plan_step does not converge")
+        pytest.fail("rollout_step does not converge")
     assert sorted(states) == ["r0", "r1"]
 
 
@@ -451,7 +451,7 @@ def test_deadlines_are_inclusive() -> None:
     # A drain that has run exactly drainTimeoutSeconds ends; a backoff that is exactly over restarts.
     late = rs("late", "Draining", draining_since=NOW - 60, in_flight=4)
     due = rs("due", "Failed", ready=False, failed_at=NOW - 30, restarts=1)
-    d = plan_step([late, due, rs("keep")], 2, NOW, T)
+    d = rollout_step([late, due, rs("keep")], 2, NOW, T)
     assert [r for r, _ in d.delete] == ["late"]
     assert d.restart == ["due"]
 
@@ -459,10 +459,10 @@ def test_deadlines_are_inclusive() -> None:
 def test_unknown_timestamps_count_from_now() -> None:
     # A draining replica without draining-since and a failed one without failedAt: their clocks
     # start now (a drain poll, a full backoff), never an error.
-    d = plan_step([rs("d", "Draining", in_flight=2), rs("f", "Failed", ready=False, restarts=1), rs("a")], 2, NOW, T)
+    d = rollout_step([rs("d", "Draining", in_flight=2), rs("f", "Failed", ready=False, restarts=1), rs("a")], 2, NOW, T)
     assert (d.delete, d.restart) == ([], [])
     assert d.requeue_after == pytest.approx(2.0)  # DRAIN_POLL_SECONDS, sooner than the 30 s backoff
-    d = plan_step([rs("f", "Failed", ready=False, restarts=1), rs("a")], 2, NOW, T)
+    d = rollout_step([rs("f", "Failed", ready=False, restarts=1), rs("a")], 2, NOW, T)
     assert d.requeue_after == pytest.approx(30)
 
 
@@ -470,18 +470,18 @@ def test_requeue_is_the_soonest_of_all_waits() -> None:
     # "blind" times out in 0.5 s, "busy" is polled in 2 s: whatever their order, 0.5 s wins.
     blind = rs("blind", "Draining", draining_since=NOW - 59.5)
     busy = rs("busy", "Draining", draining_since=NOW - 10, in_flight=4)
-    assert plan_step([blind, busy, rs("keep")], 1, NOW, T).requeue_after == pytest.approx(0.5)
+    assert rollout_step([blind, busy, rs("keep")], 1, NOW, T).requeue_after == pytest.approx(0.5)
 
 
 def test_a_failed_replica_restarts_wherever_it_is_listed() -> None:
-    d = plan_step([rs("a"), rs("b", "Failed", ready=False, failed_at=NOW - 31, restarts=1)], 2, NOW, T)
+    d = rollout_step([rs("a"), rs("b", "Failed", ready=False, failed_at=NOW - 31, restarts=1)], 2, NOW, T)
     assert d.restart == ["b"]
 
 
 def test_scale_up_never_takes_back_an_outdated_draining_replica() -> None:
     # The drain left over from a finished rollout runs the old spec: scaling up creates a new one.
     old = rs("old", "Draining", current=False, draining_since=NOW - 5, in_flight=3)
-    d = plan_step([rs("a"), old], 2, NOW, T)
+    d = rollout_step([rs("a"), old], 2, NOW, T)
     assert (d.undrain, d.create) == ([], 1)
 
 
@@ -492,13 +492,13 @@ def test_rolling_update_waits_for_draining_and_terminating_replicas_together() -
         rs("o3", "Terminating", current=False, ready=False),
         rs("n1"),
     ]
-    d = plan_step(states, 3, NOW, T)
+    d = rollout_step(states, 3, NOW, T)
     assert (d.create, d.drain) == (0, [])
 
 
 def test_rolling_update_creates_nothing_once_the_current_spec_has_desired() -> None:
     # The outdated replica left is not ready (deleted at once); two current ones are the desired two.
-    d = plan_step([rs("o1", "Loading", current=False), rs("n1"), rs("n2")], 2, NOW, T)
+    d = rollout_step([rs("o1", "Loading", current=False), rs("n1"), rs("n2")], 2, NOW, T)
     assert [r for r, _ in d.delete] == ["o1"]
     assert d.create == 0
 

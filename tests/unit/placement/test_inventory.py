@@ -9,9 +9,9 @@ from agentfleet.placement import (
     Taint,
     Toleration,
     assignment_from_status,
-    demand_for,
     eligible_gpu_memory_mib,
     inventory_from_k8s,
+    needs_for,
     pinned_node,
     placement_status,
     plan,
@@ -143,7 +143,7 @@ def test_e2e_topology_plans_as_expected() -> None:
     small = ModelReplicaSetSpec.model_validate({"model": {"name": "HuggingFaceTB/SmolLM2-135M-Instruct"}, "gpu": {"product": "NVIDIA-L4"}})
     p = plan(nodes, requests_for("serving", "smol", small, [f"smol-{i}" for i in range(5)]))
     assert [a.nodes for a in p.placed] == [("l4-0",)] * 4 and len(p.unplaced) == 1
-    assert eligible_gpu_memory_mib(nodes, demand_for("serving", "smol", small)) == 23034
+    assert eligible_gpu_memory_mib(nodes, needs_for("serving", "smol", small)) == 23034
 
 
 def test_demand_from_spec() -> None:
@@ -161,7 +161,7 @@ def test_demand_from_spec() -> None:
             },
         }
     )
-    d = demand_for("ns", "m", spec)
+    d = needs_for("ns", "m", spec)
     assert (d.owner, d.gpus, d.tensor_parallel, d.pipeline_parallel) == ("ns/m", 8, 4, 2)
     assert d.min_memory_mib == 81920 and d.node_selector == (("pool", "serving"),)
     assert d.tolerations == (Toleration("dedicated", "Equal", "llm", "NoSchedule"),)

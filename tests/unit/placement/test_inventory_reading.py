@@ -9,16 +9,16 @@ from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 
 from agentfleet.placement import (
     Assignment,
-    Demand,
     Node,
+    ReplicaNeeds,
     ReplicaRequest,
     Taint,
     Toleration,
     TopologyKeys,
     assignment_from_status,
-    demand_for,
     eligible_gpu_memory_mib,
     inventory_from_k8s,
+    needs_for,
     pinned_node,
     plan,
     pod_gpus,
@@ -63,7 +63,7 @@ def test_a_taint_without_a_value_prints_as_key_and_effect() -> None:
 
 def test_no_eligible_node_means_no_gpu_memory_figure() -> None:
     # Pins eligible_gpu_memory_mib's empty case: None (the capacity model then has no input), not an error.
-    d = Demand(owner="ns/m", gpus=1, product="NVIDIA-L4")
+    d = ReplicaNeeds(owner="ns/m", gpus=1, product="NVIDIA-L4")
     other = Node("a100", 8, labels={"nvidia.com/gpu.product": "NVIDIA-A100", "nvidia.com/gpu.memory": "81920"})
     assert eligible_gpu_memory_mib([], d) is None
     assert eligible_gpu_memory_mib([other], d) is None
@@ -179,7 +179,7 @@ def test_gpus_held_by_existing_placements_count_against_their_block() -> None:
         lab = lambda b: {"agentfleet.io/topology-block": b, "topology.kubernetes.io/zone": "z"}  # noqa: E731
         return [Node("a1", 8, labels=lab("A")), Node("a2", 8, labels=lab("A")), Node("b1", 8, labels=lab("B")), Node("b2", 8, used=b2_used, labels=lab("B"))]
 
-    d = Demand(owner="ns/m", gpus=8, tensor_parallel=8, spread_across="None")
+    d = ReplicaNeeds(owner="ns/m", gpus=8, tensor_parallel=8, spread_across="None")
     # Block A: 16 - 4 held = 12 free; block B: 16 - 3 used = 13. A is the fuller block.
     p = plan(nodes(3), [ReplicaRequest("ns/new", d)], existing=[Assignment("ns/old", "ns/m", ("a2",), 4)])
     assert p.placed[0].nodes == ("a1",)
@@ -189,7 +189,7 @@ def test_gpus_held_by_existing_placements_count_against_their_block() -> None:
 
 
 def test_demand_reads_the_gpu_resource_and_every_topology_key() -> None:
-    # Pins demand_for's resource and topology keys, and requests_for's keys and owner.
+    # Pins needs_for's resource and topology keys, and requests_for's keys and owner.
     spec = ModelReplicaSetSpec.model_validate(
         {
             "model": {"name": "m"},
@@ -197,7 +197,7 @@ def test_demand_reads_the_gpu_resource_and_every_topology_key() -> None:
             "placement": {"nodeKey": "ex/node", "nvlinkDomainKey": "ex/nvl", "blockKey": "ex/rack", "zoneKey": "ex/zone"},
         }
     )
-    d = demand_for("ns", "m", spec)
+    d = needs_for("ns", "m", spec)
     assert d.resource == "amd.com/gpu"
     assert d.keys == TopologyKeys(node="ex/node", nvlink="ex/nvl", block="ex/rack", zone="ex/zone")
     assert requests_for("ns", "m", spec, ["m-0", "m-1"]) == [ReplicaRequest("ns/m-0", d), ReplicaRequest("ns/m-1", d)]

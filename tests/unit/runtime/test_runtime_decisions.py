@@ -148,14 +148,14 @@ class Store:
     def __init__(self) -> None:
         self.finished: dict[str, Any] = {}
 
-    def send_plan(self, rec, lease, step, cost):
+    def send_reply(self, rec, lease, step, cost):
         return asyncio.ensure_future(asyncio.sleep(0, False))
 
-    def fold_observations(self, planning, step):
+    def fold_observations(self, saving_reply, step):
         return False
 
     @staticmethod
-    def planned(rec, n, cancel):
+    def reply_saved(rec, n, cancel):
         return TreeUsage(), cancel
 
     async def complete(self, rec, lease, step):

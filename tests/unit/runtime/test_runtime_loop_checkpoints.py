@@ -1,6 +1,6 @@
 """The order of a step's checkpoints (loop.py). The observations are stored while the next model
-call runs, and the next step is planned only once they are stored. Tools without effects run while
-their step's plan is stored; tools with effects (side effects, sub-agents) only after it is. A
+call runs, and the next step is asked for only once they are stored. Tools without effects run while
+their step's reply is stored; tools with effects (side effects, sub-agents) only after it is. A
 failure or a cancel seen by a store stops the task before anything of the next step is stored."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from agentfleet_runtime.types import Limits, ModelReply, Observation, Status, St
 
 
 class Store:
-    """Logs every checkpoint. The one named in `hold` ("plan 0", "complete 0") takes 30 ms, then
+    """Logs every checkpoint. The one named in `hold` ("reply 0", "complete 0") takes 30 ms, then
     fails with `fail` if given; `cancel` is the cancel flag that checkpoint returns. With `fold`,
-    observations ready while their plan is being stored go with it (TaskStore.fold_observations)."""
+    observations ready while their reply is being stored go with it (TaskStore.fold_observations)."""
 
     def __init__(self, hold: str, fail: Exception | None = None, cancel: bool = False, fold: bool = False) -> None:
         self.log: list[str] = []
@@ -33,17 +33,17 @@ class Store:
         self.log.append(f"{what} stored")
         return self.cancel and what == self.hold
 
-    def send_plan(self, rec, lease, step, cost):
-        return asyncio.ensure_future(self._store(f"plan {step.n}"))
+    def send_reply(self, rec, lease, step, cost):
+        return asyncio.ensure_future(self._store(f"reply {step.n}"))
 
-    def fold_observations(self, planning, step):
-        if self.fold and not planning.done():
+    def fold_observations(self, saving_reply, step):
+        if self.fold and not saving_reply.done():
             self.log.append(f"fold {step.n}")
             return True
         return False
 
     @staticmethod
-    def planned(rec, n, cancel):
+    def reply_saved(rec, n, cancel):
         return TreeUsage(), cancel
 
     async def complete(self, rec, lease, step):
@@ -121,66 +121,66 @@ def before(log: list[str], *entries: str) -> bool:
     return all(log.index(a) < log.index(b) for a, b in zip(entries, entries[1:], strict=False))
 
 
-def test_observations_are_stored_during_the_next_call_and_before_the_next_plan() -> None:
+def test_observations_are_stored_during_the_next_call_and_before_the_next_reply() -> None:
     store = Store(hold="complete 0")
     _, outcome = run(store)
     assert outcome == (Status.DONE, "final_answer")
-    assert before(store.log, "complete 0 sent", "complete 0 stored", "plan 1 sent"), store.log
+    assert before(store.log, "complete 0 sent", "complete 0 stored", "reply 1 sent"), store.log
     assert before(store.log, "model 1", "complete 0 stored"), store.log
     assert before(store.log, "complete 1 stored", "finish done"), store.log
 
 
-def test_tools_without_effects_run_while_their_plan_is_stored() -> None:
-    store = Store(hold="plan 0")
+def test_tools_without_effects_run_while_their_reply_is_stored() -> None:
+    store = Store(hold="reply 0")
     _, outcome = run(store, acts=False)
     assert outcome == (Status.DONE, "final_answer")
-    # The tools and the next call go ahead; the observations are stored after the plan they complete.
-    assert before(store.log, "tools 0", "model 1", "plan 0 stored", "complete 0 sent", "complete 0 stored", "plan 1 sent"), store.log
+    # The tools and the next call go ahead; the observations are stored after the reply they complete.
+    assert before(store.log, "tools 0", "model 1", "reply 0 stored", "complete 0 sent", "complete 0 stored", "reply 1 sent"), store.log
 
 
-def test_observations_ready_before_their_plan_is_stored_go_with_it() -> None:
-    store = Store(hold="plan 0", fold=True)
+def test_observations_ready_before_their_reply_is_stored_go_with_it() -> None:
+    store = Store(hold="reply 0", fold=True)
     _, outcome = run(store, acts=False)
     assert outcome == (Status.DONE, "final_answer")
     assert not any(e.startswith("complete") for e in store.log), store.log  # one checkpoint per step
-    assert before(store.log, "tools 0", "fold 0", "model 1", "plan 0 stored", "plan 1 sent"), store.log
-    assert before(store.log, "plan 1 stored", "finish done"), store.log
+    assert before(store.log, "tools 0", "fold 0", "model 1", "reply 0 stored", "reply 1 sent"), store.log
+    assert before(store.log, "reply 1 stored", "finish done"), store.log
 
 
-def test_a_cancel_seen_storing_a_plan_with_its_observations_stops_before_the_next_plan() -> None:
-    store = Store(hold="plan 0", cancel=True, fold=True)
+def test_a_cancel_seen_storing_a_reply_with_its_observations_stops_before_the_next_reply() -> None:
+    store = Store(hold="reply 0", cancel=True, fold=True)
     _, outcome = run(store, acts=False)
     assert isinstance(outcome, Cancelled)
-    assert "fold 0" in store.log and "plan 1 sent" not in store.log, store.log
+    assert "fold 0" in store.log and "reply 1 sent" not in store.log, store.log
 
 
-def test_tools_with_effects_wait_for_their_plan() -> None:
-    store = Store(hold="plan 0")
+def test_tools_with_effects_wait_for_their_reply() -> None:
+    store = Store(hold="reply 0")
     _, outcome = run(store, acts=True)
     assert outcome == (Status.DONE, "final_answer")
-    assert before(store.log, "plan 0 stored", "tools 0", "complete 0 sent"), store.log
+    assert before(store.log, "reply 0 stored", "tools 0", "complete 0 sent"), store.log
 
 
-def test_a_lost_lease_seen_storing_observations_stops_before_the_next_plan() -> None:
+def test_a_lost_lease_seen_storing_observations_stops_before_the_next_reply() -> None:
     store = Store(hold="complete 0", fail=LeaseLost("t1"))
     task_run, outcome = run(store)
     assert isinstance(outcome, LeaseLost)
-    assert "plan 1 sent" not in store.log and not any(e.startswith("finish") for e in store.log), store.log
+    assert "reply 1 sent" not in store.log and not any(e.startswith("finish") for e in store.log), store.log
     assert task_run._saving is None
 
 
-def test_a_lost_lease_seen_storing_the_plan_stores_no_observations() -> None:
-    store = Store(hold="plan 0", fail=LeaseLost("t1"))
+def test_a_lost_lease_seen_storing_the_reply_stores_no_observations() -> None:
+    store = Store(hold="reply 0", fail=LeaseLost("t1"))
     _, outcome = run(store, acts=False)
     assert isinstance(outcome, LeaseLost)
-    assert "complete 0 sent" not in store.log and "plan 1 sent" not in store.log, store.log
+    assert "complete 0 sent" not in store.log and "reply 1 sent" not in store.log, store.log
 
 
-def test_a_cancel_seen_storing_observations_stops_before_the_next_plan() -> None:
+def test_a_cancel_seen_storing_observations_stops_before_the_next_reply() -> None:
     store = Store(hold="complete 0", cancel=True)
     _, outcome = run(store)
     assert isinstance(outcome, Cancelled)
-    assert "complete 0 stored" in store.log and "plan 1 sent" not in store.log, store.log
+    assert "complete 0 stored" in store.log and "reply 1 sent" not in store.log, store.log
 
 
 def test_a_task_ends_only_after_its_last_observations_are_stored() -> None:
@@ -191,9 +191,9 @@ def test_a_task_ends_only_after_its_last_observations_are_stored() -> None:
 
 
 def test_a_resumed_task_runs_the_incomplete_steps_tools_before_the_next_call() -> None:
-    # Pins the resume path: a task reclaimed after its plan for step 0 was stored but before its
+    # Pins the resume path: a task reclaimed after its reply for step 0 was stored but before its
     # observations were (the worker died in the tool call) runs step 0's tools again and stores
-    # their observations before it asks the model anything; it never plans past a step whose
+    # their observations before it asks the model anything; it never asks past a step whose
     # tools did not run.
     store = Store(hold="none")
     planned = Step(n=0, content="", tool_calls=[ToolCall("c0", "echo", {})], usage=Usage(10, 5))

@@ -2,7 +2,7 @@
 store, the tools, the logs and the metrics are handed, and how each ending is reached.
 
 The store, model and tools are fakes (the logic under test is the loop's). The store's plan
-replies are the raw lists the Redis script returns, read by the real ``TaskStore.planned``. The
+replies are the raw lists the Redis script returns, read by the real ``TaskStore.reply_saved``. The
 loop's clock (its ``time`` module) is a fake that stands still unless a fake says time passes:
 a model call, a tool run or a checkpoint takes exactly the seconds given, so the durations the
 loop reports are exact figures."""
@@ -62,17 +62,17 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 def plan_reply(tokens: int = 0, cost: int = 0, cancel: bool = False) -> list[Any]:
-    """What the plan script returns: ok, the tree's tokens and cost, the cancel flag."""
+    """What the reply script returns: ok, the tree's tokens and cost, the cancel flag."""
     return [1, str(tokens), str(cost), "1" if cancel else "0"]
 
 
 class Store:
-    """Records every call with what the loop passed. ``plans`` are the plan replies in step order
+    """Records every call with what the loop passed. ``plans`` are the save-reply script's replies in step order
     (the last one repeats); ``plan_delay``/``complete_delay`` hold a checkpoint that long on the
     event loop (real time, for ordering); ``plan_seconds``/``complete_seconds`` move the fake
     clock (time the loop spends outside the model and the tools)."""
 
-    planned = staticmethod(TaskStore.planned)
+    reply_saved = staticmethod(TaskStore.reply_saved)
 
     def __init__(
         self,
@@ -102,19 +102,19 @@ class Store:
         self.log.append(("session_context", session, before, limit, tenant))
         return self.session
 
-    def send_plan(self, rec, lease, step, cost):
+    def send_reply(self, rec, lease, step, cost):
         self.log.append(("plan", rec, lease, step, cost))
         self.clock.advance(self.plan_seconds)
         reply = self.plans[min(step.n, len(self.plans) - 1)]
-        return asyncio.ensure_future(self._plan(step.n, reply))
+        return asyncio.ensure_future(self._save_reply(step.n, reply))
 
-    async def _plan(self, n, reply):
+    async def _save_reply(self, n, reply):
         await asyncio.sleep(self.plan_delay)
         self.log.append(f"plan {n} stored")
         return reply
 
-    def fold_observations(self, planning, step):
-        if self.fold and not planning.done():
+    def fold_observations(self, saving_reply, step):
+        if self.fold and not saving_reply.done():
             self.log.append(f"fold {step.n}")
             return True
         return False
@@ -384,7 +384,7 @@ def test_a_root_task_in_a_session_is_shown_the_sessions_earlier_answers_and_a_su
 # -- what a step hands the store, the tools and the metrics -----------------------------------------
 def test_a_task_stores_each_step_with_its_cost_and_ends_with_its_final_step_and_figures(clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
     # Two tool steps and a final answer, each call Usage(10, 5) at EUR prices: 0.02 EUR a call.
-    # Calls take 2, 3 and 4 s, the tools 1 s a run, sending a plan 0.5 s of bookkeeping. A
+    # Calls take 2, 3 and 4 s, the tools 1 s a run, sending a reply 0.5 s of bookkeeping. A
     # resumed record already holds 100 + 50 tokens and 7 nanos: the loop adds each stored step
     # (2 x (10, 5) and 2 x 20,000,000 nanos); the final step (its text as read: "42") goes with
     # the finish.
@@ -446,7 +446,7 @@ def test_a_resumed_step_runs_its_tools_as_that_step_and_counts_its_checkpoint_as
 
 
 def test_tools_with_effects_store_their_observations_while_the_next_call_runs(clock: Clock) -> None:
-    # A step that writes waits for its plan before its tools run, but not for its observations:
+    # A step that writes waits for its reply before its tools run, but not for its observations:
     # the next model call starts while they are being stored (30 ms), as for other tools.
     store = Store(clock, complete_delay=0.03)
     model = Model(clock, [call("write", text="x"), "done"], log=store.log)
@@ -458,7 +458,7 @@ def test_tools_with_effects_store_their_observations_while_the_next_call_runs(cl
 
 def test_until_the_store_answers_the_budget_counts_the_tree_usage_plus_the_steps_own(clock: Clock) -> None:
     # A step whose tools act on nothing is checked against the budget before the store answers
-    # its plan (the store's answer here says 0): the tree's tokens and cost are what they were
+    # its reply (the store's answer here says 0): the tree's tokens and cost are what they were
     # plus the step's own. One step of Usage(10, 5) at EUR: 15 tokens, 0.02 EUR.
     for limits, reason in ((Limits(max_tokens=15), "max_tokens"), (Limits(max_cost=Decimal("0.02")), "max_cost")):
         store = Store(clock)
@@ -470,7 +470,7 @@ def test_until_the_store_answers_the_budget_counts_the_tree_usage_plus_the_steps
 def test_a_budget_ends_the_task_with_the_best_answer_no_final_step_and_no_cost(clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
     # max_steps 1: after one search step the budget stops the task before a second call; it
     # ends done with reason max_steps, the latest observation as its answer, no final step and
-    # no cost of its own. One step counted; 0.5 s from creation to the end (the plan's).
+    # no cost of its own. One step counted; 0.5 s from creation to the end (the reply's).
     caplog.set_level(logging.INFO, logger="agentfleet_runtime.loop")
     m = Samples("max_steps")
     store, tools = Store(clock, plan_seconds=0.5), Tools(clock, outputs=["VACUUM FULL takes an ACCESS EXCLUSIVE lock"])
@@ -589,14 +589,14 @@ def test_a_failed_call_raises_its_own_error_after_the_last_observations_are_kept
     store = Store(clock, complete_delay=0.03, complete_fail=LeaseLost("t1") if store_fails else None)
     boom = ModelError("the engine is down", retryable=True)
     task_run, outcome = run(Model(clock, [call("search", query="a"), boom]), store, Tools(clock))
-    assert outcome is boom and task_run._saving is None and task_run._saving_plan is None
+    assert outcome is boom and task_run._saving is None and task_run._saving_reply is None
     assert ("complete 0 stored" in store.events()) is not store_fails
     assert ("complete", task_run.rec, "L", 0) in store.log
 
 
 def test_tools_that_fail_while_their_plan_is_stored_leave_after_the_plan_is(clock: Clock) -> None:
     # Tools without effects run while their step's plan is stored (30 ms); when they raise, the
-    # task raises their error only after the plan's reply is in (no observations are stored).
+    # task raises their error only after the reply's reply is in (no observations are stored).
     store = Store(clock, plan_delay=0.03)
     tools = Tools(clock, fail=RuntimeError("the tool crashed"))
     _, outcome = run(Model(clock, [call("search", query="a")]), store, tools)
@@ -617,7 +617,7 @@ def test_a_refused_plan_raises_what_the_store_says_for_the_task_and_step(
     clock: Clock, tool: str, fold: bool, reply: list[Any], error: type, message: str
 ) -> None:
     # A plan the store refuses (a lost lease, a step that does not follow the stored ones) is
-    # raised with the task's id and the step's number, whether the loop waited for the plan
+    # raised with the task's id and the step's number, whether the loop waited for the reply
     # (tools with effects) or the observations went with it (folded).
     store = Store(clock, plans=[reply], fold=fold)
     _, outcome = run(Model(clock, [call(tool, query="a", text="x"), "42"]), store, Tools(clock))
@@ -626,8 +626,8 @@ def test_a_refused_plan_raises_what_the_store_says_for_the_task_and_step(
 
 @pytest.mark.parametrize("where", ["plan with effects", "folded plan", "resumed observations"])
 def test_a_cancel_seen_at_a_checkpoint_raises_cancelled_naming_the_task(clock: Clock, where: str) -> None:
-    # The cancel flag, returned by the plan of a step with effects (its tools never run, no
-    # second call), by a plan that carries the observations (seen once the second call is in,
+    # The cancel flag, returned by the reply of a step with effects (its tools never run, no
+    # second call), by a reply that carries the observations (seen once the second call is in,
     # before that step is planned), or by the observations of a resumed step (before any
     # call): Cancelled, naming t1, and no further step planned.
     done: list[Step] = []

@@ -53,27 +53,27 @@ def test_scripted_model_directives():
     sm = ScriptedModel()
     assert directives("do it #steps=3 #tool=t") == {"steps": "3", "tool": "t"}
     assert strip_directives("do  it #steps=3 now") == "do it now"
-    p0 = sm.plan(msgs("x #steps=3 #tool=t #calls=2"))
+    p0 = sm.reply(msgs("x #steps=3 #tool=t #calls=2"))
     assert [c["name"] for c in p0.tool_calls] == ["t", "t"] and p0.tool_calls[0]["arguments"] == {"n": 0}
-    p2 = sm.plan(msgs("x #steps=3 #tool=t #calls=2", 2))
+    p2 = sm.reply(msgs("x #steps=3 #tool=t #calls=2", 2))
     assert p2.tool_calls == [] and p2.content.startswith("done: x after 3 steps") and "obs1" in p2.content
 
 
 def test_scripted_model_faults_per_turn_and_spawn():
     sm = ScriptedModel()
     g = "y #fail=2"
-    assert [sm.plan(msgs(g)).status for _ in range(3)] == [500, 500, 200]
-    assert sm.plan(msgs("z #hang=3 #latency=0.1")).delay == pytest.approx(3.1)
-    assert sm.plan(msgs("z #hang=3 #latency=0.1")).delay == pytest.approx(0.1)
-    sp = sm.plan(msgs("fan #spawn=2 #child_latency=1"))
+    assert [sm.reply(msgs(g)).status for _ in range(3)] == [500, 500, 200]
+    assert sm.reply(msgs("z #hang=3 #latency=0.1")).delay == pytest.approx(3.1)
+    assert sm.reply(msgs("z #hang=3 #latency=0.1")).delay == pytest.approx(0.1)
+    sp = sm.reply(msgs("fan #spawn=2 #child_latency=1"))
     assert sp.tool_calls[0]["arguments"]["goals"] == ["branch 0 of fan #latency=1", "branch 1 of fan #latency=1"]
-    assert sm.plan(msgs("fan #spawn=2", 1)).content.startswith("done")
+    assert sm.reply(msgs("fan #spawn=2", 1)).content.startswith("done")
 
 
 def test_scripted_latency_jitter_is_a_fixed_draw_per_call():
     # Any worker, and the HTTP server, draw the same latency for the same call.
     g = "job 7 #latency=0.2 #jitter=0.25"
-    assert ScriptedModel().plan(msgs(g, 3)).delay == ScriptedModel().plan(msgs(g, 3)).delay == jittered(0.2, 0.25, g, 3)
+    assert ScriptedModel().reply(msgs(g, 3)).delay == ScriptedModel().reply(msgs(g, 3)).delay == jittered(0.2, 0.25, g, 3)
     draws = [jittered(0.2, 0.25, f"job {i}", t) for i in range(500) for t in range(10)]
     assert all(0.15 <= d <= 0.25 for d in draws)
     assert sum(draws) / len(draws) == pytest.approx(0.2, abs=0.002)
@@ -81,15 +81,15 @@ def test_scripted_latency_jitter_is_a_fixed_draw_per_call():
     sums = [sum(jittered(0.2, 0.25, f"job {i}", t) for t in range(15)) for i in range(500)]
     spread = (sum((x - 3.0) ** 2 for x in sums) / len(sums)) ** 0.5
     assert spread == pytest.approx(0.2 * 0.25 / 3**0.5 * 15**0.5, rel=0.15)
-    assert ScriptedModel().plan(msgs("job 7 #latency=0.2")).delay == 0.2  # no directive: every call alike
+    assert ScriptedModel().reply(msgs("job 7 #latency=0.2")).delay == 0.2  # no directive: every call alike
 
 
 def test_scripted_rules_and_text_calls():
     sm = ScriptedModel(rules=[{"match": "weather", "turns": [{"tool_calls": [{"name": "w", "arguments": {"city": "Oslo"}}]}, {"content": "Rain."}]}])
-    plan = sm.plan(msgs("weather in Oslo #text=1"))
+    plan = sm.reply(msgs("weather in Oslo #text=1"))
     body = sm.body(plan, msgs("weather in Oslo #text=1"))
     assert "<tool_call>" in body["choices"][0]["message"]["content"] and "tool_calls" not in body["choices"][0]["message"]
-    assert sm.plan(msgs("weather in Oslo", 1)).content == "Rain."
+    assert sm.reply(msgs("weather in Oslo", 1)).content == "Rain."
 
 
 def test_scripted_client_round_trip():

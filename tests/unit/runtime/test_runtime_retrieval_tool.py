@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from agentfleet_runtime.testing.retrieval import FakeRetriever
+from agentfleet_runtime.testing.fake_retriever import FakeRetriever
 from agentfleet_runtime.tools.base import ToolContext, ToolError
 from agentfleet_runtime.tools.retrieval import RetrievalTool, cache_digest
 from agentfleet_runtime.types import Limits, Status, TaskRecord
@@ -145,7 +145,7 @@ def test_the_retriever_waits_on_milvus_as_long_as_the_tool_may_take(monkeypatch)
         seen.update(kw)
         return object()
 
-    monkeypatch.setattr("agentfleet_runtime.retrieval.Retriever.for_index", staticmethod(for_index))
+    monkeypatch.setattr("agentfleet_runtime.retriever.Retriever.for_index", staticmethod(for_index))
     vi = {"milvus": {"uri": "http://m:19530"}, "collection": "docs", "dimension": 384}
     cfg = RuntimeConfig.model_validate({"tools": [{"name": "kb", "type": "Retrieval", "timeoutSeconds": 45}], "retrieval": {"vectorIndex": vi}})
     registry.default_retriever(cfg, cfg.tools[0])

@@ -45,7 +45,7 @@ class Observed:
     spec: ModelReplicaSetSpec
     shash: str  # the spec's hash: a replica running another is outdated
     timing: Timing
-    demand: Any  # placement.Demand of one replica
+    needs: Any  # placement.ReplicaNeeds of one replica
     nodes: list[Any]  # the node inventory
     node_by_name: Mapping[str, Any]
     assessment: Any  # capacity.assess of the spec on the eligible GPUs

@@ -37,10 +37,10 @@ from agentfleet.placement import (
     MODELREPLICASET_LABEL,
     Assignment,
     assignment_from_status,
-    demand_for,
     eligible_gpu_memory_mib,
     ineligibility,
     inventory_from_k8s,
+    needs_for,
     pinned_node,
     placement_status,
     requests_for,
@@ -59,8 +59,8 @@ from agentfleet.rollout import (
     desired_replicas,
     new_replica_names,
     observe_pod,
-    plan_step,
     rfc3339,
+    rollout_step,
 )
 
 # A pass that created pods leaves Services and the PDB to a pass this much later.
@@ -147,10 +147,10 @@ class ModelReplicaSetPass:
     def observe(self, spec: ModelReplicaSetSpec) -> Observed:
         """The spec's derived values, the inventory, capacity, and each replica's pods and record."""
         ns, name = self.ns, self.name
-        demand = demand_for(ns, name, spec)
+        needs = needs_for(ns, name, spec)
         nodes = inventory_from_k8s(self.snap.nodes, self.snap.pods, spec.gpu.resource_name, spec.placement.node_key)
         node_by_name = {n.name: n for n in nodes}
-        assessment = assess(spec, eligible_gpu_memory_mib(nodes, demand))
+        assessment = assess(spec, eligible_gpu_memory_mib(nodes, needs))
         capacity_error = "; ".join(assessment.errors) if assessment.errors else None
         if capacity_error:
             self.event("Warning", "ModelDoesNotFit", capacity_error)
@@ -171,7 +171,7 @@ class ModelReplicaSetPass:
         referenced = {n for v in views.values() for n in (*v.nodes, *(p.node for p in v.pods if p.node))}
         # A node missing from the cache may only be new to it: ask the API before calling it gone.
         gone = frozenset(n for n in referenced - set(node_by_name) if not self.kube.exists("v1", "Node", n))
-        unusable = frozenset(n for n in referenced if n in node_by_name and ineligibility(node_by_name[n], demand) is not None)
+        unusable = frozenset(n for n in referenced if n in node_by_name and ineligibility(node_by_name[n], needs) is not None)
         return Observed(
             ns=ns,
             name=name,
@@ -179,7 +179,7 @@ class ModelReplicaSetPass:
             spec=spec,
             shash=spec_hash(spec),
             timing=Timing.of(spec),
-            demand=demand,
+            needs=needs,
             nodes=nodes,
             node_by_name=node_by_name,
             assessment=assessment,
@@ -263,7 +263,7 @@ class ModelReplicaSetPass:
         judged.states = [replace(s, in_flight=in_flight.get(s.name)) for s in judged.states]
 
     def decide(self, obs: Observed, judged: Judged) -> RolloutStep:
-        step = plan_step(judged.states, obs.desired.count, self.now, obs.timing, surge_blocked=self.state.surge_blocked)
+        step = rollout_step(judged.states, obs.desired.count, self.now, obs.timing, surge_blocked=self.state.surge_blocked)
         if obs.capacity_error:
             # Nothing new starts from a spec whose model cannot fit; drains already under way finish.
             draining_now = {s.name for s in judged.states if s.phase == DRAINING}

@@ -70,7 +70,7 @@ class Timing:
 
 @dataclass
 class RolloutStep:
-    """What one reconcile does to the replicas (the output of plan_step)."""
+    """What one reconcile does to the replicas (the output of rollout_step)."""
 
     create: int = 0  # new replicas of the current spec to plan and start
     undrain: list[str] = field(default_factory=list)  # draining replicas taken back into service
@@ -105,7 +105,7 @@ def _remove(step: RolloutStep, r: ReplicaState, why: str) -> None:
         step.delete.append((r.name, why))
 
 
-def plan_step(states: Sequence[ReplicaState], desired: int, now: float, t: Timing, *, surge_blocked: bool = False) -> RolloutStep:
+def rollout_step(states: Sequence[ReplicaState], desired: int, now: float, t: Timing, *, surge_blocked: bool = False) -> RolloutStep:
     """One step towards `desired` replicas of the current spec. Idempotent: called again on the
     outcome of its own actions it asks for nothing more until something changes.
 

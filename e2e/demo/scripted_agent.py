@@ -1,4 +1,4 @@
-"""The demo's agent policy in front of simulated vLLM replicas.
+"""The demo's scripted agent in front of simulated vLLM replicas.
 
 agentfleet_sim models vLLM's timing, token counts and prefix cache, but its completions are
 synthetic text: it never writes a tool call, so an agent loop on it would end after one step
@@ -8,7 +8,7 @@ counted, prefix-cache hits included) and replaces only the reply's content with 
 decision: search the docs first, delegate sub-questions when the goal asks to compare, then answer
 from the passages that retrieval returned. The demo prints that this is what happened.
 
-    python -m e2e.demo.policy --retrieval-tool search_docs --spawn-tool delegate \\
+    python -m e2e.demo.scripted_agent --retrieval-tool search_docs --spawn-tool delegate \\
         --route 127.0.0.1:PORT=http://127.0.0.1:SIMPORT/v1 [--route ...]
 
 Each --route is one listening port forwarding to one simulated replica, so the workers' sticky
@@ -21,7 +21,7 @@ and lets go of a pod's replica once the pod is being deleted (the ModelReplicaSe
 replica before it deletes the pod). It lists the backed pods for the demo's Prometheus
 (--sd-file, e2e/demo/prom.py) under their pod names.
 
-    python -m e2e.demo.policy --retrieval-tool search_docs --pods NS/MRS --kubectl K --kubeconfig C \\
+    python -m e2e.demo.scripted_agent --retrieval-tool search_docs --pods NS/MRS --kubectl K --kubeconfig C \\
         --upstream http://127.0.0.1:SIMPORT/v1 [--upstream ...] --sd-file F --routes-file R
 """
 
@@ -183,7 +183,7 @@ async def serve(routes: list[tuple[str, int, str]], retrieval_tool: str, spawn_t
     runners = []
     for host, port, upstream in routes:
         runners.append(await listen(host, port, upstream, retrieval_tool, spawn_tool, session))
-        print(f"policy http://{host}:{port}/v1 -> {upstream}", flush=True)
+        print(f"scripted-agent http://{host}:{port}/v1 -> {upstream}", flush=True)
     stop = _stop_on_signals()
     await stop.wait()
     for r in runners:
@@ -271,7 +271,7 @@ async def back_pods(args: argparse.Namespace) -> None:
                     continue
                 backed[pod], addresses[pod] = upstream, (ip, port)
                 released = [u for u in released if u != upstream]
-                print(f"{time.strftime('%H:%M:%S')} policy http://{ip}:{port}/v1 -> {upstream} (pod {pod})", flush=True)
+                print(f"{time.strftime('%H:%M:%S')} scripted-agent http://{ip}:{port}/v1 -> {upstream} (pod {pod})", flush=True)
             if new or gone or not Path(args.sd_file).exists():
                 prom.write_sd(Path(args.sd_file), prom.replica_targets(namespace, mrs, {p: f"{ip}:{port}" for p, (ip, port) in addresses.items()}))
         else:
@@ -286,7 +286,7 @@ async def back_pods(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m e2e.demo.policy")
+    p = argparse.ArgumentParser(prog="python -m e2e.demo.scripted_agent")
     p.add_argument("--route", action="append", default=[], help="HOST:PORT=UPSTREAM_BASE_URL")
     p.add_argument("--retrieval-tool", required=True)
     p.add_argument("--spawn-tool")

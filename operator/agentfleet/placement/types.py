@@ -1,4 +1,4 @@
-"""What the planner is asked for and what it answers: a replica's demand on a node set, and per
+"""What the planner is asked for and what it answers: a replica's needs on a node set, and per
 replica an assignment (nodes and GPUs) or the exact reason it has none."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from agentfleet.placement.inventory import Toleration, TopologyKeys
 
 
 @dataclass(frozen=True)
-class Demand:
+class ReplicaNeeds:
     """What every replica of one ModelReplicaSet needs from a node set."""
 
     owner: str  # "namespace/name" of the ModelReplicaSet; spread counts per owner
@@ -41,7 +41,7 @@ class Demand:
         return f"{n} x {self.product}" if self.product else f"{n} GPU" + ("s" if n != 1 else "")
 
 
-def pod_shape(d: Demand, maxcap: int) -> tuple[int, int, bool] | None:
+def pod_shape(d: ReplicaNeeds, maxcap: int) -> tuple[int, int, bool] | None:
     """(pods, GPUs per pod, whether a tensor-parallel group spans nodes) for nodes of at most maxcap GPUs.
 
     A replica that fits on one node is one pod, so its tensor-parallel group never leaves the
@@ -62,7 +62,7 @@ def pod_shape(d: Demand, maxcap: int) -> tuple[int, int, bool] | None:
 @dataclass(frozen=True)
 class ReplicaRequest:
     key: str  # "namespace/replica", unique in the cluster
-    demand: Demand
+    needs: ReplicaNeeds
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Pure parts of the demo driver (e2e/demo): the scripted agent policy in front of the simulator,
+"""Pure parts of the demo driver (e2e/demo): the scripted agent in front of the simulator,
 the example's endpoint rewrite, and the report's figures."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-from e2e.demo import policy, report
+from e2e.demo import report, scripted_agent
 from e2e.demo.driver import localize
 
 OBS = "[1] (serving.md, score 0.502)\nRouting is sticky.\nSecond line.\n\n[2] (agents.md, score 0.3)\nBudgets cap steps."
@@ -18,33 +18,33 @@ def _call(name: str, args: dict) -> dict:
 
 def test_simple_goal_searches_then_answers_from_the_best_passage():
     msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "How does routing work?"}]
-    first = policy.decide(msgs, "search_docs", "delegate")
+    first = scripted_agent.decide(msgs, "search_docs", "delegate")
     assert first.tool_calls == [{"name": "search_docs", "arguments": {"query": "How does routing work?"}}]
     msgs += [_call("search_docs", {"query": "x"}), {"role": "tool", "content": OBS}]
-    final = policy.decide(msgs, "search_docs", "delegate")
+    final = scripted_agent.decide(msgs, "search_docs", "delegate")
     assert not final.tool_calls
     assert final.content == "Routing is sticky. Second line. [source: serving.md]"
 
 
 def test_compare_goal_delegates_two_sub_questions_and_reports_their_answers():
     msgs = [{"role": "user", "content": "Compare Retrieval tools and Spawn tools"}, _call("search_docs", {}), {"role": "tool", "content": OBS}]
-    step = policy.decide(msgs, "search_docs", "delegate")
+    step = scripted_agent.decide(msgs, "search_docs", "delegate")
     assert step.tool_calls == [{"name": "delegate", "arguments": {"goals": ["What is Retrieval tools?", "What is Spawn tools?"]}}]
     spawn_obs = '2 of 2 sub-agents finished\n[{"task": "t.1", "answer": "A searches."}, {"task": "t.2", "answer": "B fans out."}]'
     msgs += [_call("delegate", {}), {"role": "tool", "content": spawn_obs}]
-    final = policy.decide(msgs, "search_docs", "delegate")
+    final = scripted_agent.decide(msgs, "search_docs", "delegate")
     assert final.content.splitlines() == ["Routing is sticky. Second line. [source: serving.md]", "- sub-agent: A searches.", "- sub-agent: B fans out."]
     # Without a Spawn tool the same goal never delegates.
-    assert policy.decide(msgs[:3], "search_docs", None).content.startswith("Routing is sticky.")
+    assert scripted_agent.decide(msgs[:3], "search_docs", None).content.startswith("Routing is sticky.")
 
 
 def test_no_passages_is_said_plainly():
     msgs = [{"role": "user", "content": "q"}, _call("search_docs", {}), {"role": "tool", "content": "search_docs found nothing"}]
-    assert policy.decide(msgs, "search_docs", None).content == "I found nothing in the documentation about: q"
+    assert scripted_agent.decide(msgs, "search_docs", None).content == "I found nothing in the documentation about: q"
 
 
 def test_reply_body_carries_the_simulators_usage_and_native_tool_calls():
-    body = policy.reply_body(policy.Decision(tool_calls=[{"name": "t", "arguments": {"a": 1}}]), "m", {"prompt_tokens": 7})
+    body = scripted_agent.reply_body(scripted_agent.Decision(tool_calls=[{"name": "t", "arguments": {"a": 1}}]), "m", {"prompt_tokens": 7})
     choice = body["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     assert json.loads(choice["message"]["tool_calls"][0]["function"]["arguments"]) == {"a": 1}
@@ -124,15 +124,15 @@ def test_serving_pods_are_the_running_replica_servers():
         _pod("d", deletionTimestamp="2026-11-23T00:00:00Z"),
         _pod("e", labels={"agentfleet.io/role": "worker"}),
     ]
-    assert policy.serving_pods(pods) == {"a": ("10.0.0.1", 8000)}
+    assert scripted_agent.serving_pods(pods) == {"a": ("10.0.0.1", 8000)}
 
 
 def test_assign_backs_new_pods_with_unused_replicas_first_and_releases_gone_ones():
     pool = ["u0", "u1", "u2"]
-    new, gone = policy.assign({}, ["p0", "p1"], pool, [])
+    new, gone = scripted_agent.assign({}, ["p0", "p1"], pool, [])
     assert (new, gone) == ({"p0": "u0", "p1": "u1"}, [])
     # p0 went away and released u0; a new pod gets the never-used u2 before u0.
-    new, gone = policy.assign({"p0": "u0", "p1": "u1"}, ["p1", "p2"], pool, [])
+    new, gone = scripted_agent.assign({"p0": "u0", "p1": "u1"}, ["p1", "p2"], pool, [])
     assert (new, gone) == ({"p2": "u2"}, ["p0"])
-    new, _ = policy.assign({"p1": "u1", "p2": "u2"}, ["p1", "p2", "p3", "p4"], pool, ["u0"])
+    new, _ = scripted_agent.assign({"p1": "u1", "p2": "u2"}, ["p1", "p2", "p3", "p4"], pool, ["u0"])
     assert new == {"p3": "u0"}  # the pool is used up: p4 waits
