@@ -18,14 +18,9 @@ import pytest
 
 from agentfleet.controllers import agentfleet as ctl
 from agentfleet.reconcile.events import EventRecorder
+from e2e.harness.ports import free_port
 
 BANNER = b"-ERR internal-billing-db v9.1 ready; secret-hint=hunter2\r\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
