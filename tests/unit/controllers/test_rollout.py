@@ -360,7 +360,7 @@ def test_scale_to_zero_during_a_rollout_removes_everything() -> None:
     assert d.drain == ["o1"] and [r for r, _ in d.delete] == ["n1"]
 
 
-def test_plan_step_is_idempotent_on_its_own_outcome() -> None:
+def test_rollout_step_is_idempotent_on_its_own_outcome() -> None:
     # Apply each decision to the states as the controller would, until nothing more is asked.
     states = {f"r{i}": rs(f"r{i}", created=i) for i in range(4)}
     desired = 2
