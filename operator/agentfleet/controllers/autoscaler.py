@@ -432,8 +432,11 @@ class AutoscalerController(Controller[AutoscaleState]):
         state.sleep = sd.state
         if sd.override is not None:
             return self.asleep_fields(sd, state, policy, fleet.current, now, meta, status)
-        if obs is None:  # woke just now
-            obs = self.reader(url).observe(target, objectives, a.window_seconds)
+        if obs is None:
+            # Woke just now: the first replica is ordered at once. With no replica there is nothing to
+            # measure, and the policy's reads (Prometheus, the task layer, the planner's list of every
+            # node and pod) would only delay it; the policy decides from the next evaluation on (1 s).
+            return self.asleep_fields(sd, state, policy, fleet.current, now, meta, status, desired=sd.floor)
         config = replace(config, min_replicas=max(config.min_replicas, sd.floor))
         if obs.error is None:
             obs = replace(obs, tasks=self.task_layer(namespace, name, url))
@@ -481,12 +484,14 @@ class AutoscalerController(Controller[AutoscaleState]):
         now: float,
         meta: Mapping[str, Any],
         status: Mapping[str, Any],
+        desired: int = 0,
     ) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
-        """Going to sleep or asleep: zero replicas, the policy not asked (nothing to measure)."""
+        """Going to sleep, asleep, or waking just now (``desired``: the wake's first replica): the
+        policy not asked (nothing to measure)."""
         state.policy = policy
-        conds = (ConditionUpdate(SCALING_ACTIVE, True, "Sleeping", sd.why),)
-        head = f"{current} -> 0" if current else "holding 0"
-        d = Decision(current, 0, None, f"{head} ({MINIMUM}): {sd.why}", conds, term=MINIMUM)
+        conds = (ConditionUpdate(SCALING_ACTIVE, True, "Waking" if desired else "Sleeping", sd.why),)
+        head = f"{current} -> {desired}" if current != desired else f"holding {desired}"
+        d = Decision(current, desired, None, f"{head} ({MINIMUM}): {sd.why}", conds, term=MINIMUM)
         old_conditions = list(status.get("conditions") or [])
         generation = int(meta.get("generation") or 0)
         written, posts = self.mrs_fields(Outcome(d, policy), None, now, generation, old_conditions)
