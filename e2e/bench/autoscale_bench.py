@@ -101,6 +101,7 @@ from e2e.bench.autoscale.policies import TUNING_SEEDS, Memory, forecast_config
 from e2e.bench.autoscale.report import ONSET_S, WORKLOADS, Config, engines_table, goals, split, table
 from e2e.bench.autoscale.run import RunResult, _run, run_policy
 from e2e.bench.autoscale.workload import (
+    LOAD_RANGE_S,
     MAX_REPLICAS,
     MIN_REPLICAS,
     TASK_SLO_S,
@@ -110,6 +111,41 @@ from e2e.bench.autoscale.workload import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def parse_loads(text: str) -> list[tuple[float, float]]:
+    """``--load-seconds``: comma-separated model load times, each ``LO-HI`` (drawn uniformly per
+    replica) or one figure."""
+    out = []
+    for part in (p for p in text.split(",") if p):
+        lo, _, hi = part.partition("-")
+        out.append((float(lo), float(hi or lo)))
+    if not out or any(not 0 <= lo <= hi for lo, hi in out):
+        raise ValueError(f"--load-seconds {text!r}: LO-HI or one figure, comma-separated, 0 <= LO <= HI")
+    return out
+
+
+def load_label(load: tuple[float, float]) -> str:
+    return f"{load[0]:g}-{load[1]:g}s" if load[0] != load[1] else f"{load[0]:g}s"
+
+
+def on_loads(jobs: list[Job], loads: list[tuple[float, float]]) -> list[Job]:
+    """Each job at each model load time (``name[load L]`` beyond the first). A fixed fleet is all
+    warm and never loads a replica: it runs once and is a baseline at every load time."""
+    out: list[Job] = []
+    for i, load in enumerate(loads):
+        for name, kind, job in jobs:
+            if i and kind == "fixed":
+                continue
+            tag = f"{name}[load {load_label(load)}]" if i else name
+            out.append((tag, kind, dict(job, name=tag, load_range=load)))
+    return out
+
+
+def at_load(c: Config, loads: list[tuple[float, float]], load: tuple[float, float]) -> bool:
+    """Whether configuration ``c`` ran at ``load`` (fixed fleets count at every load time)."""
+    tagged = [x for x in loads[1:] if c.name.endswith(f"[load {load_label(x)}]")]
+    return c.kind == "fixed" or (tagged[0] if tagged else loads[0]) == load
 
 
 def parse_ints(text: str) -> list[int]:
@@ -193,6 +229,12 @@ def parser() -> argparse.ArgumentParser:
     )
     ap.add_argument(
         "--max-num-seqs", type=int, help="the replicas' sequence slots (vLLM's 1,024 by default): fewer queue bursts"
+    )
+    ap.add_argument(
+        "--load-seconds",
+        default=f"{LOAD_RANGE_S[0]:g}-{LOAD_RANGE_S[1]:g}",
+        help="a new replica's model load time, LO-HI drawn per replica or one figure; a comma-separated list runs "
+        "every configuration at each (name[load L] beyond the first), scored against the baselines at the same one",
     )
     return ap
 
@@ -287,6 +329,10 @@ def main() -> int:
     )
     if args.max_num_seqs:
         base["max_num_seqs"] = args.max_num_seqs
+    try:
+        loads = parse_loads(args.load_seconds)
+    except ValueError as e:
+        ap.error(str(e))
     shape = (
         f"bursts of {burst_s:g} s (seed {seeds[0]}: at {[round(f * minutes) for f, _ in wl.bursts]} min)"
         if kind == "bursts"
@@ -294,7 +340,8 @@ def main() -> int:
     )
     print(
         f"workload {args.workload}: {minutes:g} simulated min, mean {args.rate:g} tasks/s, peak {wl.peak_rate():.2f} tasks/s (x{wl.peak_rate() / args.rate:.2f}), {shape}; "
-        f"model load 150-240 s; scored seeds {args.seeds}, history days {args.history_seeds}",
+        f"model load {', '.join(load_label(x) for x in loads)}; "
+        f"scored seeds {args.seeds}, history days {args.history_seeds}",
         flush=True,
     )
     try:
@@ -304,8 +351,8 @@ def main() -> int:
     engines = [e for e in args.engines.split(",") if e]
     if not engines or set(engines) - set(BEHAVIOURS):
         ap.error(f"--engines takes some of {', '.join(BEHAVIOURS)}")
-    af_jobs = on_engines(af_jobs, engines, args.pre_fix_reading)
-    other = on_engines(other, engines, args.pre_fix_reading)
+    af_jobs = on_loads(on_engines(af_jobs, engines, args.pre_fix_reading), loads)
+    other = on_loads(on_engines(other, engines, args.pre_fix_reading), loads)
     wall = time.monotonic()
     # agentfleet's history days run one after the other, then its scored days, in their own
     # process(es); the baselines fill the rest, seed by seed, so a partial run has whole seeds.
@@ -364,7 +411,8 @@ def main() -> int:
     if baselines:
         print()
         for af in afs:
-            print("\n".join(goals(af, baselines)))
+            load = next(x for x in loads if at_load(af, loads, x))
+            print("\n".join(goals(af, [b for b in baselines if at_load(b, loads, load)])))
         for af in afs:
             terms = {}
             for r in af.rows:

@@ -37,8 +37,15 @@ class Slot:
 
 
 class Fleet:
-    def __init__(self, seed: int, engine: EngineConfig, quirks: Quirks | None = None) -> None:
+    def __init__(
+        self,
+        seed: int,
+        engine: EngineConfig,
+        quirks: Quirks | None = None,
+        load_range: tuple[float, float] = LOAD_RANGE_S,
+    ) -> None:
         self.slots: list[Slot] = []
+        self.load_range = load_range  # a new replica's model load, drawn uniformly (--load-seconds)
         self.rng = random.Random(seed * 7919 + 1)
         self.engine = engine
         self.quirks = quirks or Quirks()  # how the replicas' engine differs from vLLM (--engines)
@@ -58,8 +65,8 @@ class Fleet:
         return [s for s in self.slots if s.removed is None and not s.draining]
 
     async def add(self, now: float, warm: bool = False) -> None:
-        # 70B BF16 weights (~140 GB) from a node-local cache, then CUDA-graph capture: 2.5-4 min.
-        load = 0.0 if warm else self.rng.uniform(*LOAD_RANGE_S)
+        # By default 2.5-4 min (LOAD_RANGE_S); a filled model cache's load is --load-seconds.
+        load = 0.0 if warm else self.rng.uniform(*self.load_range)
         cfg = ReplicaConfig(engine=self.engine, startup_seconds=load, quirks=self.quirks)
         replica = Replica(cfg, name=f"replica-{next(self.ids)}")
         await replica.start()

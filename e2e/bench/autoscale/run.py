@@ -19,7 +19,15 @@ from e2e.bench.autoscale.policies import (
     forecast_config,
     oracle_spans,
 )
-from e2e.bench.autoscale.workload import BENCH_ENGINE, MIN_REPLICAS, PERIOD_S, TASK_SLO_S, burst_spans, make_workload
+from e2e.bench.autoscale.workload import (
+    BENCH_ENGINE,
+    LOAD_RANGE_S,
+    MIN_REPLICAS,
+    PERIOD_S,
+    TASK_SLO_S,
+    burst_spans,
+    make_workload,
+)
 
 
 @dataclass
@@ -60,6 +68,7 @@ def run_policy(
     engine_kind: str = "vllm",
     pre_fix: bool = False,
     max_num_seqs: int | None = None,
+    load_range: tuple[float, float] = LOAD_RANGE_S,
 ) -> RunResult:
     """``policy_kind`` agentfleet: ``param`` < 0 runs the reactive policy alone (no profile);
     otherwise ``param`` is the burst coverage (0-1) and ``memory`` the days before;
@@ -93,7 +102,7 @@ def run_policy(
 
     async def main() -> Fleet:
         loop = asyncio.get_running_loop()
-        fleet = Fleet(seed, engine, BEHAVIOURS[engine_kind])
+        fleet = Fleet(seed, engine, BEHAVIOURS[engine_kind], tuple(load_range))
         for _ in range(initial):
             await fleet.add(0.0, warm=True)  # the run starts with loaded replicas
         agents = Agents(fleet, results, seed, zipf_tools=workload.kind == "trace")

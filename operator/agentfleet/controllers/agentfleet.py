@@ -99,20 +99,31 @@ PROBE_FAILED = (
 )
 
 
+def redis_client(
+    url: str, password: str | None, timeout: float = REDIS_TIMEOUT_SECONDS, connect_timeout: float | None = None
+) -> Any:
+    """A synchronous redis-py client of a fleet's Redis (``redis://`` or ``redis+sentinel://``)."""
+    import redis
+    import redis.sentinel
+
+    connect = timeout if connect_timeout is None else connect_timeout
+    target = parse_sentinel_url(url)
+    if target is not None:
+        addresses = list(target.addresses)
+        sentinel = redis.sentinel.Sentinel(addresses, socket_timeout=connect, socket_connect_timeout=connect)
+        opts = {"password": password or None, "db": target.db, "decode_responses": True}
+        return sentinel.master_for(target.master, socket_timeout=timeout, socket_connect_timeout=connect, **opts)
+    opts = {"socket_timeout": timeout, "socket_connect_timeout": connect, "decode_responses": True}
+    return redis.Redis.from_url(url, password=password or None, **opts)
+
+
 def probe_redis(url: str, password: str | None, fleet: str, timeout: float = REDIS_TIMEOUT_SECONDS) -> tuple[bool, str, Any]:
     """(reachable, error, FleetStats or None): PING with the password, then the fleet's figures.
     ``error`` is for the operator's log only (it may hold what the remote end answered)."""
     import redis
-    import redis.sentinel
     from agentfleet_contract.fleet_stats import read_fleet_stats
 
-    target = parse_sentinel_url(url)
-    if target is not None:
-        sentinel = redis.sentinel.Sentinel(list(target.addresses), socket_timeout=timeout, socket_connect_timeout=timeout)
-        opts = {"password": password or None, "db": target.db, "decode_responses": True}
-        r = sentinel.master_for(target.master, socket_timeout=timeout, socket_connect_timeout=timeout, **opts)
-    else:
-        r = redis.Redis.from_url(url, password=password or None, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True)
+    r = redis_client(url, password, timeout)
     try:
         r.ping()
     except redis.RedisError as e:

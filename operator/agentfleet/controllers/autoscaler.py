@@ -72,9 +72,10 @@ from agentfleet.autoscale.sleep import (
 )
 from agentfleet.autoscale.workers import WorkerPolicyConfig, WorkerState, decide_workers, fleets_using, task_demand
 from agentfleet.controllers import demand
-from agentfleet.controllers.agentfleet import probe_redis
+from agentfleet.controllers.agentfleet import REDIS_TIMEOUT_SECONDS, probe_redis, redis_client
 from agentfleet.controllers.demand import DemandMemory
 from agentfleet.controllers.settings import CONFIG
+from agentfleet.controllers.wakewatch import WakeWatch
 from agentfleet.kube import Kube
 from agentfleet.placement import ReplicaRequest, assignment_from_status, inventory_from_k8s, needs_for, plan, replica_key
 from agentfleet.promql import PromReader, Target
@@ -142,6 +143,7 @@ class AutoscaleState:
     workers: WorkerState | None = None  # an AgentFleet's
     release: bool = False  # autoscaling was turned off: give back the status fields it owned
     sleep: SleepState | None = None  # scale to zero (autoscale/sleep.py); restored from status.sleep
+    woken: bool = False  # a task arrived on a sleeping object's stream (wakewatch.py): evaluate now
     demand: DemandMemory = field(default_factory=DemandMemory)  # the learned profile (controllers/demand.py)
 
 
@@ -161,9 +163,9 @@ class ClusterReads:
     def write_profile(self, owner: dict[str, Any], namespace: str, name: str, data: dict[str, str]) -> None:
         self.kube.apply(demand.configmap(owner, namespace, name, data))
 
-    def fleet_work(self, namespace: str, name: str) -> float | None:
-        """Tasks queued + in flight in AgentFleet ``name``'s Redis stream (the wake signal: it exists
-        with no worker and no replica running); None when the fleet or its Redis cannot be read."""
+    def fleet_redis(self, namespace: str, name: str) -> tuple[str, str | None] | None:
+        """AgentFleet ``name``'s Redis URL and password, read as the AgentFleet controller reads them;
+        None when the fleet is gone or they cannot be used."""
         af = self.kube.get(API_VERSION, AF, name, namespace)
         if af is None:
             return None
@@ -183,13 +185,27 @@ class ClusterReads:
                 return None
             raw = (s.get("data") or {}).get(key)
             password = base64.b64decode(raw).decode() if raw else None
-        if not url:
+        return (url, password) if url else None
+
+    def fleet_work(self, namespace: str, name: str) -> float | None:
+        """Tasks queued + in flight in AgentFleet ``name``'s Redis stream (the wake signal: it exists
+        with no worker and no replica running); None when the fleet or its Redis cannot be read."""
+        found = self.fleet_redis(namespace, name)
+        if found is None:
             return None
+        url, password = found
         ok, error, stats = probe_redis(url, password, name)
         if not ok or stats is None:
             log.info("%s/%s: reading the task queue failed: %.300s", namespace, name, error or "no figures")
             return None
         return float(stats.queue_depth + stats.in_flight)
+
+    def task_stream(self, namespace: str, name: str, socket_timeout: float) -> Any | None:
+        """A client of AgentFleet ``name``'s Redis for a blocking read of its task stream (wakewatch.py)."""
+        found = self.fleet_redis(namespace, name)
+        if found is None:
+            return None
+        return redis_client(*found, timeout=socket_timeout, connect_timeout=REDIS_TIMEOUT_SECONDS)
 
     def capacity(self, namespace: str, name: str, spec: ModelReplicaSetSpec, extra: int) -> Capacity:
         """How many of ``extra`` new replicas the placement planner could place now."""
@@ -251,6 +267,8 @@ class AutoscalerController(Controller[AutoscaleState]):
         # Every AgentFleet's model references, from the watch (track_agentfleet): the task layer of
         # an evaluation reads them here instead of listing the namespace's AgentFleets each time.
         self.fleets: dict[tuple[str, str], dict[str, Any]] = {}
+        # While an object sleeps, its fleets' task streams are watched, so a task wakes it at once.
+        self.wake_watch = WakeWatch(self.reads.task_stream, self.woken)
 
     def _reader(self, url: str) -> PromReader:
         if url not in self._readers:
@@ -265,6 +283,7 @@ class AutoscalerController(Controller[AutoscaleState]):
     def track(self, kind: str, namespace: str, name: str, *, wanted: bool, deleted: bool) -> None:
         key: Key = (kind, namespace, name)
         if deleted:
+            self.wake_watch.watch(key, namespace, ())
             self.forget(key)
         elif wanted:
             new = self.known_state(key) is None
@@ -315,16 +334,18 @@ class AutoscalerController(Controller[AutoscaleState]):
         kind, namespace, name = key  # type: ignore[misc]
         state = self.state(key)
         if state.release:
+            self.wake_watch.watch(key, namespace, ())
             self.apply_status(kind, namespace, name, {})
             return FORGET
         obj = self.kube.get(API_VERSION, kind, name, namespace)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
+            self.wake_watch.watch(key, namespace, ())
             return None
         period = self.period(kind, obj, state.sleep)
         now = self.clock()
-        if now - state.last_eval < period - 0.5:
+        if now - state.last_eval < period - 0.5 and not state.woken:
             return max(min(MIN_PERIOD_SECONDS, period), period - (now - state.last_eval))
-        state.last_eval = now
+        state.last_eval, state.woken = now, False
         if kind == MRS:
             written, posts = self.evaluate_modelreplicaset(obj, state, now)
         else:
@@ -333,7 +354,24 @@ class AutoscalerController(Controller[AutoscaleState]):
         self.kube.apply_status(body, manager=AUTOSCALER_MANAGER)
         for type_, reason, message in posts:
             self.events.event(obj, type_, reason, message, once=False)
+        self.watch_while_asleep(key, state.sleep)
         return self.period(kind, obj, state.sleep)
+
+    def watch_while_asleep(self, key: Key, sleep: SleepState | None) -> None:
+        """A sleeping object wakes on a task in its fleets' streams (wakewatch.py), a ModelReplicaSet
+        on those of the fleets that call it, an AgentFleet's workers on its own."""
+        kind, namespace, name = key
+        fleets: list[str] = []
+        if sleep is not None and sleep.phase == SLEEPING:
+            fleets = fleets_using(self.fleets_in(namespace), name) if kind == MRS else [name]
+        self.wake_watch.watch(key, namespace, fleets)
+
+    def woken(self, key: Hashable) -> None:
+        """From a watch's thread: a task arrived for a sleeping object; evaluate it now."""
+        state = self.known_state(key)
+        if state is not None:
+            state.woken = True
+            self.queue.add_threadsafe(key, urgent=True)
 
     @staticmethod
     def period(kind: str, obj: Mapping[str, Any], sleep: SleepState | None = None) -> float:
@@ -394,8 +432,11 @@ class AutoscalerController(Controller[AutoscaleState]):
         state.sleep = sd.state
         if sd.override is not None:
             return self.asleep_fields(sd, state, policy, fleet.current, now, meta, status)
-        if obs is None:  # woke just now
-            obs = self.reader(url).observe(target, objectives, a.window_seconds)
+        if obs is None:
+            # Woke just now: the first replica is ordered at once. With no replica there is nothing to
+            # measure, and the policy's reads (Prometheus, the task layer, the planner's list of every
+            # node and pod) would only delay it; the policy decides from the next evaluation on (1 s).
+            return self.asleep_fields(sd, state, policy, fleet.current, now, meta, status, desired=sd.floor)
         config = replace(config, min_replicas=max(config.min_replicas, sd.floor))
         if obs.error is None:
             obs = replace(obs, tasks=self.task_layer(namespace, name, url))
@@ -443,12 +484,14 @@ class AutoscalerController(Controller[AutoscaleState]):
         now: float,
         meta: Mapping[str, Any],
         status: Mapping[str, Any],
+        desired: int = 0,
     ) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
-        """Going to sleep or asleep: zero replicas, the policy not asked (nothing to measure)."""
+        """Going to sleep, asleep, or waking just now (``desired``: the wake's first replica): the
+        policy not asked (nothing to measure)."""
         state.policy = policy
-        conds = (ConditionUpdate(SCALING_ACTIVE, True, "Sleeping", sd.why),)
-        head = f"{current} -> 0" if current else "holding 0"
-        d = Decision(current, 0, None, f"{head} ({MINIMUM}): {sd.why}", conds, term=MINIMUM)
+        conds = (ConditionUpdate(SCALING_ACTIVE, True, "Waking" if desired else "Sleeping", sd.why),)
+        head = f"{current} -> {desired}" if current != desired else f"holding {desired}"
+        d = Decision(current, desired, None, f"{head} ({MINIMUM}): {sd.why}", conds, term=MINIMUM)
         old_conditions = list(status.get("conditions") or [])
         generation = int(meta.get("generation") or 0)
         written, posts = self.mrs_fields(Outcome(d, policy), None, now, generation, old_conditions)

@@ -18,6 +18,7 @@ deleting a ModelReplicaSet would block for as long as the operator is down.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 from collections.abc import Awaitable, Callable, Hashable
@@ -79,6 +80,12 @@ class WorkQueue:
         self._asked.setdefault(key, now)
         if self._wake is not None:
             self._wake.set()
+
+    def add_threadsafe(self, key: Hashable, delay: float = 0.0, *, urgent: bool = False) -> None:
+        """``add`` from another thread (a watch of something outside the cluster); dropped before the
+        queue has started (nothing is being reconciled yet)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(functools.partial(self.add, key, delay, urgent=urgent))
 
     def forget(self, key: Hashable) -> None:
         """Stop reconciling `key` (its object is gone); a run in progress finishes."""

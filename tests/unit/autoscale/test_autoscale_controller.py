@@ -58,6 +58,9 @@ class FakeReads:
     def write_profile(self, owner: dict[str, Any], namespace: str, name: str, data: dict[str, str]) -> None:
         self.configmaps[(namespace, name)] = data
 
+    def task_stream(self, namespace: str, name: str, socket_timeout: float) -> Any | None:
+        return None  # no fleet's Redis here: a sleeping object falls back to the poll
+
 
 class FakeKube:
     def __init__(self, obj: dict[str, Any]) -> None:

@@ -158,6 +158,20 @@ def test_a_sleeping_model_holds_zero_without_asking_prometheus_and_wakes_on_a_qu
     assert c.period(MRS, mrs(asleep), state.sleep) == 1.0  # polled every second until ready
 
 
+def test_the_wake_orders_its_first_replica_without_waiting_for_prometheus_or_the_planner() -> None:
+    reads = QueueReads({"support": 1.0})
+    reads.capacity = lambda *a: (_ for _ in ()).throw(AssertionError("the planner was asked"))  # type: ignore[method-assign]
+    reader = Reader(Observation(at=1000.0))
+    c = with_fleet(controller(reader, reads=reads))
+    state = AutoscaleState()
+    asleep = {"desiredReplicas": 0, "sleep": {"state": "Sleeping", "since": "2026-01-01T00:00:00Z"}}
+    written, posts = c.evaluate_modelreplicaset(mrs(asleep), state, 1000.0)
+    assert written["desiredReplicas"] == 1 and written["sleep"]["state"] == "Waking"
+    assert reader.calls == []  # nothing to measure yet: the policy decides from the next evaluation
+    assert [p[1] for p in posts] == ["ScaledUp", "Waking"]
+    ModelReplicaSetStatus.model_validate(written)
+
+
 def test_a_waking_fleet_enqueues_and_wakes_its_sleeping_model() -> None:
     reads = QueueReads({"support": 1.0})
     c = with_fleet(controller(Reader(Observation(at=0.0)), reads=reads))
