@@ -253,26 +253,28 @@ class TaskRun:
         With declineUnknownNames, the goal's names no passage mentions are searched alone (step 1, no
         model call either); returns the decline the task ends with when the documents still never
         mention one of them, else None."""
-        await self._search_step(tool, self.rec.goal, json_mode, text_tools)
-        if not self.settings.decline_unknown_names:
-            return None
+        searched = await self._search_step(tool, self.rec.goal, json_mode, text_tools)
+        if not self.settings.decline_unknown_names or not searched:
+            return None  # a failed search (Milvus down, the tool's breaker open) shows nothing about the documents
         unknown = answercheck.unknown_names(self.rec.goal, self._seen_outputs(), self.settings.system_prompt)
         if not unknown:
             return None
-        await self._search_step(tool, " ".join(unknown), json_mode, text_tools)
+        searched = await self._search_step(tool, " ".join(unknown), json_mode, text_tools)
         unknown = answercheck.unknown_names(self.rec.goal, self._seen_outputs(), self.settings.system_prompt)
-        if not unknown:
+        if not unknown or not searched:
             return None
         log.info("declined: the documents do not mention the question's names", extra={"names": unknown[:5]})
         return answercheck.decline_unknown(unknown)
 
-    async def _search_step(self, tool: str, query: str, json_mode: bool, text_tools: bool) -> None:
+    async def _search_step(self, tool: str, query: str, json_mode: bool, text_tools: bool) -> bool:
+        """One search as a step without a model call; whether it answered (any passages or none)."""
         n = len(self.steps)
         call, content = search_first_call(tool, query, json_mode=json_mode, text_tools=text_tools, n=n)
         step = Step(n=n, content=content, tool_calls=[call], usage=Usage())
         planning = self.store.send_plan(self.rec, self.lease, step, 0)
         self.steps.append(step)
         await self._run_tools(step, behind=True, planning=planning)
+        return all(obs.ok for obs in step.observations or [])
 
     def _answer_problem(self, answer: str) -> str | None:
         """Why a final answer goes back to the model (spec.decisions.answerCheck): values no

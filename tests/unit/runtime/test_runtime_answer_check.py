@@ -219,8 +219,8 @@ class Passages:
 
     names, spawners, read_only = ["search"], frozenset(), frozenset({"search"})
 
-    def __init__(self, by_query: dict[str, str]) -> None:
-        self.by_query, self.calls = by_query, []
+    def __init__(self, by_query: dict[str, str], ok: bool = True) -> None:
+        self.by_query, self.calls, self.ok = by_query, [], ok
 
     def schemas(self):
         return [s for s in SCHEMAS if s["function"]["name"] == "search"]
@@ -233,6 +233,9 @@ class Passages:
         out = []
         for c in calls:
             text = self.by_query.get(c.arguments["query"], self.by_query[""])
+            if not self.ok:
+                out.append(Observation(c.id, c.name, False, "search_docs is temporarily unavailable after repeated failures"))
+                continue
             out.append(Observation(c.id, c.name, True, f"[1] (runtime-config-wal.html, score 0.5)\n{text}"))
         return out
 
@@ -265,6 +268,13 @@ def test_a_name_found_by_its_own_search_goes_on_to_the_model():
     tools = Passages({"": "wal_compression_gpu_level (integer) default 3"})
     outcome, finished, _, _ = run_task(ScriptedModel([WAL_ANSWER]), names_checked(), goal=GPU_GOAL, tools=tools)
     assert len(tools.calls) == 1
+
+
+def test_a_failed_search_shows_nothing_about_the_documents_and_the_model_answers():
+    tools = Passages({"": ""}, ok=False)
+    model = ScriptedModel([WAL_ANSWER])
+    outcome, finished, _, _ = run_task(model, names_checked(), goal=GPU_GOAL, tools=tools)
+    assert len(model.requests) == 1 and len(tools.calls) == 1
 
 
 def test_without_the_setting_the_model_answers_the_unknown_name():
