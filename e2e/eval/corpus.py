@@ -62,6 +62,8 @@ class Corpus:
         out = copy.deepcopy(vi)
         for key in ("source", "chunking", "index", "metric", "dimension"):
             out["spec"][key] = copy.deepcopy(spec[key])
+        if "fullText" in spec:  # hybrid retrieval is part of the collection's schema: it comes with the corpus
+            out["spec"]["fullText"] = copy.deepcopy(spec["fullText"])
         return out
 
     def with_fleet(self, af: dict[str, Any]) -> dict[str, Any]:

@@ -129,3 +129,64 @@ def check_problem(values: list[str]) -> str:
 
 
 DECLINE = "The documents I searched do not state this, so I cannot give a reliable answer."
+
+
+# -- names the question uses (spec.tools[].retrieval.declineUnknownNames) ---------------------------
+# A question on a false premise names what the documents never mention ("autovacuum_gpu_workers",
+# "MongoDB", "REST"), and a small model answers it anyway with a value from a nearby passage. What
+# names a thing rather than asking about it: identifiers (an underscore, a dot, a call's "()", letters
+# glued to digits, inner capitals), acronyms and SQL keywords in capitals, and capitalised words that
+# do not start a sentence. Common words are left out: the documents may say them otherwise.
+_NAME = re.compile(
+    r"(?<![\w.])("
+    r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?:\(\))?"  # a dotted name: functools.lru_cache, http.server
+    r"|[A-Za-z_]\w*\(\)"  # a function: pg_autoshard_rebalance()
+    r"|[A-Za-z]*_\w*"  # an identifier: max_wal_size
+    r"|[A-Za-z]+\d\w*"  # letters and digits: S3, IMAP4
+    r"|[a-z]+[A-Z]\w*|[A-Z][a-z]+[A-Z]\w*"  # inner capitals: MongoDB, PrettyPrinter
+    r"|[A-Z]{2,}"  # an acronym or an SQL keyword: GPU, REST, VACUUM
+    r"|[A-Z][a-z]{2,}"  # a capitalised word: a proper noun unless it starts a sentence
+    r")(?!\w)"
+)
+_CAPITALISED = re.compile(r"[A-Z][a-z]{2,}")
+_ACRONYM = re.compile(r"[A-Z]{2,}")
+_SENTENCE_START = re.compile(r"(?:^|[.?!:]\s+|\n)[\s\"'`(*]*$")
+
+
+def question_names(question: str, subject: str = "") -> list[str]:
+    """The names a question uses, in order, without those of ``subject`` (the fleet's system prompt:
+    "PostgreSQL" is what every passage is about, not a premise to check)."""
+    known = {w.casefold() for w in re.findall(r"[\w.]+", subject)}
+    out: list[str] = []
+    for m in _NAME.finditer(question):
+        name = m.group(1)
+        if _CAPITALISED.fullmatch(name) and _SENTENCE_START.search(question[: m.start()]):
+            continue
+        if name.removesuffix("()").casefold() not in known and name not in out:
+            out.append(name)
+    return out
+
+
+def mentioned(name: str, texts: Iterable[str]) -> bool:
+    """Whether a text names it: acronyms with their case (REST is not "rest"), other names in any
+    case; a dotted name also when every part is in one text (``functools.lru_cache`` in the page
+    of ``functools`` that says ``@lru_cache``)."""
+    bare = name.removesuffix("()")
+    if _ACRONYM.fullmatch(bare):
+        rx = re.compile(rf"(?<![A-Za-z]){re.escape(bare)}(?![a-z])")
+        return any(rx.search(t) for t in texts)
+    low, parts = bare.casefold(), [p for p in bare.casefold().split(".") if p]
+    return any(low in t.casefold() or (len(parts) > 1 and all(p in t.casefold() for p in parts)) for t in texts)
+
+
+def unknown_names(question: str, passages: Iterable[str], subject: str = "") -> list[str]:
+    """The question's names that no passage mentions."""
+    texts = list(passages)
+    return [n for n in question_names(question, subject) if not mentioned(n, texts)]
+
+
+def decline_unknown(names: list[str]) -> str:
+    """The decline a task ends with when the documents never mention what its question names. It
+    states no value, only the question's own names."""
+    shown = ", ".join(names[:3])
+    return f"The documents I searched do not mention {shown}, so they do not answer this question."

@@ -59,6 +59,7 @@ class LoopSettings:
     session_history: int = 5
     decisions: DecisionSettings = field(default_factory=DecisionSettings)
     search_first: str | None = None  # a Retrieval tool with searchFirst: searched with the goal before the first call
+    decline_unknown_names: bool = False  # that tool's declineUnknownNames: the goal's names checked after its search
     tracer: Any = None  # an OpenTelemetry tracer (tracing.configure); None: tracing off
 
 
@@ -127,7 +128,9 @@ class TaskRun:
         system = self.settings.system_prompt + ("\n\n" + protocol_text(schemas) if json_mode else "")
         prompt = PromptCache(head_messages(system_prompt=system, goal=rec.goal, tool_schemas=schemas, text_tools=text_tools, session_context=session_ctx))
         if not self.steps and self.settings.search_first is not None:
-            await self._search_first(self.settings.search_first, json_mode, text_tools)
+            declined = await self._search_first(self.settings.search_first, json_mode, text_tools)
+            if declined is not None:
+                return await self._finish(Status.DONE, StopReason.FINAL_ANSWER.value, declined)
         while True:
             if self.draining():
                 await self._saved()
@@ -244,14 +247,34 @@ class TaskRun:
     def _own_goal(self, calls: list[ToolCall]) -> str | None:
         return own_goal_delegation(calls, self.tools.spawners, self.rec.goal) if calls else None
 
-    async def _search_first(self, tool: str, json_mode: bool, text_tools: bool) -> None:
+    async def _search_first(self, tool: str, json_mode: bool, text_tools: bool) -> str | None:
         """Step 0 without a model call: the goal searched as the model would search it, so the
-        first prompt already holds what one-shot RAG would answer from (spec.tools[].retrieval.searchFirst)."""
-        call, content = search_first_call(tool, self.rec.goal, json_mode=json_mode, text_tools=text_tools)
-        step = Step(n=0, content=content, tool_calls=[call], usage=Usage())
+        first prompt already holds what one-shot RAG would answer from (spec.tools[].retrieval.searchFirst).
+        With declineUnknownNames, the goal's names no passage mentions are searched alone (step 1, no
+        model call either); returns the decline the task ends with when the documents still never
+        mention one of them, else None."""
+        searched = await self._search_step(tool, self.rec.goal, json_mode, text_tools)
+        if not self.settings.decline_unknown_names or not searched:
+            return None  # a failed search (Milvus down, the tool's breaker open) shows nothing about the documents
+        unknown = answercheck.unknown_names(self.rec.goal, self._seen_outputs(), self.settings.system_prompt)
+        if not unknown:
+            return None
+        searched = await self._search_step(tool, " ".join(unknown), json_mode, text_tools)
+        unknown = answercheck.unknown_names(self.rec.goal, self._seen_outputs(), self.settings.system_prompt)
+        if not unknown or not searched:
+            return None
+        log.info("declined: the documents do not mention the question's names", extra={"names": unknown[:5]})
+        return answercheck.decline_unknown(unknown)
+
+    async def _search_step(self, tool: str, query: str, json_mode: bool, text_tools: bool) -> bool:
+        """One search as a step without a model call; whether it answered (any passages or none)."""
+        n = len(self.steps)
+        call, content = search_first_call(tool, query, json_mode=json_mode, text_tools=text_tools, n=n)
+        step = Step(n=n, content=content, tool_calls=[call], usage=Usage())
         saving_reply = self.store.send_reply(self.rec, self.lease, step, 0)
         self.steps.append(step)
         await self._run_tools(step, behind=True, saving_reply=saving_reply)
+        return all(obs.ok for obs in step.observations or [])
 
     def _answer_problem(self, answer: str) -> str | None:
         """Why a final answer goes back to the model (spec.decisions.answerCheck): values no
@@ -361,16 +384,16 @@ class TaskRun:
 SEARCH_FIRST_QUERY_CHARS = 2000  # a goal can be 100k characters; a query that long only blurs the embedding
 
 
-def search_first_call(tool: str, goal: str, *, json_mode: bool, text_tools: bool) -> tuple[ToolCall, str]:
-    """The call a searchFirst step makes and the text the history shows as the model's turn,
-    in the form the task's decisions take (JSON decision, <tool_call> text, or native call). Pure."""
+def search_first_call(tool: str, goal: str, *, json_mode: bool, text_tools: bool, n: int = 0) -> tuple[ToolCall, str]:
+    """The call a searchFirst step (step ``n``) makes and the text the history shows as the model's
+    turn, in the form the task's decisions take (JSON decision, <tool_call> text, or native call). Pure."""
     args = {"query": " ".join(goal.split())[:SEARCH_FIRST_QUERY_CHARS]}
     if json_mode:
-        return ToolCall(f"{JSON_CALL_PREFIX}0", tool, args), fastjson.dumps({"action": tool, "arguments": args})
+        return ToolCall(f"{JSON_CALL_PREFIX}{n}", tool, args), fastjson.dumps({"action": tool, "arguments": args})
     if text_tools:
-        call = ToolCall("text-0", tool, args)
+        call = ToolCall(f"text-{n}", tool, args)
         return call, _calls_text([call])
-    return ToolCall("search-first-0", tool, args), ""
+    return ToolCall(f"search-first-{n}", tool, args), ""
 
 
 def _calls_text(calls: list[ToolCall]) -> str:

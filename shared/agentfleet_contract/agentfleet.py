@@ -247,6 +247,17 @@ class Tracing(Model):
 
 
 class Retrieval(Model):
+    rules = (
+        Rule(
+            cel="!has(self.declineUnknownNames) || !self.declineUnknownNames || "
+            "(has(self.searchFirst) && self.searchFirst)",
+            message="spec.tools[].retrieval.declineUnknownNames needs searchFirst: true (the names are checked "
+            "against the first search's passages)",
+            check=lambda r: not r.decline_unknown_names or r.search_first,
+            field_path=".declineUnknownNames",
+        ),
+    )
+
     top_k: int = Field(default=5, ge=1, le=100, description="Passages returned per query.")
     filter: str | None = Field(default=None, max_length=4096, description='Milvus boolean filter applied to every search, e.g. lang == "en".')
     cache_ttl_seconds: int = Field(default=300, ge=0, le=86400, description="How long identical queries are answered from the Redis cache; 0 disables it.")
@@ -254,6 +265,12 @@ class Retrieval(Model):
         default=False,
         description="Search with the task's goal before the first model call, so the model starts from those "
         "passages (one-shot RAG's context).",
+    )
+    decline_unknown_names: bool = Field(
+        default=False,
+        description="After searchFirst, check the names the question uses (identifiers such as max_wal_size or "
+        "json.dumps(), acronyms, proper nouns; not those of the system prompt): one no passage holds is searched "
+        "alone, and if the documents still never mention it the task declines before any model call.",
     )
 
 

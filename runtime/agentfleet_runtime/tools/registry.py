@@ -53,6 +53,12 @@ def search_first_tool(config: RuntimeConfig) -> str | None:
     return next(on, None)
 
 
+def declines_unknown_names(config: RuntimeConfig) -> bool:
+    """Whether the searchFirst tool has declineUnknownNames on."""
+    name = search_first_tool(config)
+    return any(t.name == name and t.retrieval.decline_unknown_names for t in config.tools if name is not None)
+
+
 def build_tools(
     config: RuntimeConfig,
     store: TaskStore,

@@ -68,6 +68,8 @@ def test_each_corpus_reads_its_debian_package_and_asks_to_cite_and_decline(corpu
     assert got.metadata["name"] == vi["metadata"]["name"] and got.spec.collection == vi["spec"]["collection"]
     assert got.spec.source.persistent_volume_claim.path == str(corpus.directory)
     assert got.spec.source.revision == corpus.package
+    # Hybrid retrieval is part of the collection's schema: the demo must create it with the corpus's setting.
+    assert got.spec.full_text is not None and got.spec.full_text == VectorIndex.model_validate(corpus.vectorindex()).spec.full_text
     prompt = AgentFleet.model_validate(corpus.with_fleet(_example("AgentFleet"))).spec.system_prompt.inline
     assert "cite" in prompt and "does not say" in prompt
     assert corpus.tasks.is_file() and corpus.objects.parent == corpus.tasks.parent

@@ -4,15 +4,25 @@ test_runtime_decisions (the logic under test is ours); tests/integration drives 
 
 from __future__ import annotations
 
+import pytest
 from agentfleet_contract.agentfleet import AgentFleetSpec
 from agentfleet_contract.runtime_config import RuntimeConfig
 
-from agentfleet_runtime.answercheck import DECLINE, quantities, quoted, unsupported
+from agentfleet_runtime.answercheck import (
+    DECLINE,
+    decline_unknown,
+    mentioned,
+    quantities,
+    question_names,
+    quoted,
+    unknown_names,
+    unsupported,
+)
 from agentfleet_runtime.decisions import AnswerCheckSettings, DecisionSettings, ToolRule
 from agentfleet_runtime.loop import LoopSettings, search_first_call
-from agentfleet_runtime.tools.registry import search_first_tool
-from agentfleet_runtime.types import ModelReply, Usage
-from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SEARCH, ScriptedModel, run_task
+from agentfleet_runtime.tools.registry import declines_unknown_names, search_first_tool
+from agentfleet_runtime.types import ModelReply, Observation, Status, Usage
+from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SCHEMAS, SEARCH, ScriptedModel, run_task
 
 PASSAGE = (
     "[1] (runtime-config-wal.html, score 0.612)\ncheckpoint_timeout (integer) "
@@ -164,3 +174,121 @@ def test_search_first_is_a_retrieval_tools_option():
     ]
     assert search_first_tool(RuntimeConfig.model_validate({"tools": tools})) == "kb"
     assert search_first_tool(RuntimeConfig.model_validate({"tools": tools[1:]})) is None
+
+
+# -- the question's names (spec.tools[].retrieval.declineUnknownNames) -------------------------------
+PG = "You answer questions about PostgreSQL 15 from its manual."
+
+
+def test_question_names_are_identifiers_acronyms_and_proper_nouns_not_the_subject():
+    assert question_names("What is the default value of autovacuum_gpu_workers?", PG) == ["autovacuum_gpu_workers"]
+    assert question_names("What is the default port of PostgreSQL's built-in HTTP REST API server?", PG) == [
+        "HTTP",
+        "REST",
+        "API",
+    ]
+    assert question_names("Which SQL command converts a table into a MongoDB collection?", PG) == ["SQL", "MongoDB"]
+    assert question_names("How often does it back up to Amazon S3?", PG) == ["Amazon", "S3"]
+    assert question_names("Does @functools.lru_cache keep calls? What does pg_ls_dir() return?") == [
+        "functools.lru_cache",
+        "pg_ls_dir()",
+    ]
+    # Words that start a sentence, common words and the system prompt's own names are no names.
+    assert question_names("Compare char(n) and varchar(n). How does each store a short string?", PG) == []
+    assert question_names("How many nodes does PostgreSQL 15's built-in sharding need?", PG) == []
+
+
+def test_a_name_is_mentioned_with_its_case_for_acronyms_and_by_its_parts_for_dotted_names():
+    assert not mentioned("REST", ["the rest of the row"]) and mentioned("REST", ["a REST API"])
+    assert mentioned("MongoDB", ["mongodb"]) and mentioned("pg_ls_dir()", ["pg_ls_dir(dirname text)"])
+    assert mentioned("functools.lru_cache", ["functools: @lru_cache(maxsize=128)"])
+    assert not mentioned("tomllib.dumps()", ["tomllib.load(fp)"], )
+    passages = ["wal_compression (enum) ... autovacuum_max_workers (integer)"]
+    assert unknown_names("What is the default of wal_compression_gpu_level?", passages, PG) == ["wal_compression_gpu_level"]
+    assert unknown_names("What is the default wal_compression?", passages, PG) == []
+
+
+def test_the_decline_states_no_value_and_is_read_as_one():
+    text = decline_unknown(["S3", "Amazon"])
+    assert text == "The documents I searched do not mention S3, Amazon, so they do not answer this question."
+    assert unsupported(text, [], "How often does it back up to Amazon S3?") == []
+
+
+class Passages:
+    """The Tools fake, answering a search with the passage of its query, else the one of ``""``."""
+
+    names, spawners, read_only = ["search"], frozenset(), frozenset({"search"})
+
+    def __init__(self, by_query: dict[str, str], ok: bool = True) -> None:
+        self.by_query, self.calls, self.ok = by_query, [], ok
+
+    def schemas(self):
+        return [s for s in SCHEMAS if s["function"]["name"] == "search"]
+
+    def acts(self, calls):
+        return False
+
+    async def run_step(self, task, n, calls, deadline):
+        self.calls += calls
+        out = []
+        for c in calls:
+            text = self.by_query.get(c.arguments["query"], self.by_query[""])
+            if not self.ok:
+                out.append(Observation(c.id, c.name, False, "search_docs is temporarily unavailable after repeated failures"))
+                continue
+            out.append(Observation(c.id, c.name, True, f"[1] (runtime-config-wal.html, score 0.5)\n{text}"))
+        return out
+
+
+def names_checked(on: bool = True) -> LoopSettings:
+    return LoopSettings(PG, decisions=FIRST_SEARCH, search_first="search", decline_unknown_names=on)
+
+
+GPU_GOAL = "What is the default of wal_compression_gpu_level?"
+WAL_ANSWER = '{"action": "answer", "answer": "3", "sources": ["runtime-config-wal.html"]}'
+
+
+def test_a_name_the_documents_never_mention_ends_in_a_decline_without_a_model_call():
+    tools = Passages({"": "wal_compression (enum): the default is off."})
+    model = ScriptedModel([])  # any model call would fail the task
+    outcome, finished, _, task_run = run_task(model, names_checked(), goal=GPU_GOAL, tools=tools)
+    assert outcome == (Status.DONE, "final_answer") and model.requests == []
+    assert finished["answer"] == decline_unknown(["wal_compression_gpu_level"])
+    # The name was searched alone before the task declined, and both searches are the task's steps.
+    assert [c.arguments["query"] for c in tools.calls] == [GPU_GOAL, "wal_compression_gpu_level"]
+    assert [s.n for s in task_run.steps] == [0, 1] and task_run.steps[1].tool_calls[0].id == "json-1"
+
+
+def test_a_name_found_by_its_own_search_goes_on_to_the_model():
+    tools = Passages({"wal_compression_gpu_level": "wal_compression_gpu_level (integer) default 3", "": "other"})
+    model = ScriptedModel([WAL_ANSWER])
+    outcome, finished, _, _ = run_task(model, names_checked(), goal=GPU_GOAL, tools=tools)
+    assert finished["answer"].startswith("3") and len(model.requests) == 1 and len(tools.calls) == 2
+    # Names every passage holds: one search, as searchFirst alone.
+    tools = Passages({"": "wal_compression_gpu_level (integer) default 3"})
+    outcome, finished, _, _ = run_task(ScriptedModel([WAL_ANSWER]), names_checked(), goal=GPU_GOAL, tools=tools)
+    assert len(tools.calls) == 1
+
+
+def test_a_failed_search_shows_nothing_about_the_documents_and_the_model_answers():
+    tools = Passages({"": ""}, ok=False)
+    model = ScriptedModel([WAL_ANSWER])
+    outcome, finished, _, _ = run_task(model, names_checked(), goal=GPU_GOAL, tools=tools)
+    assert len(model.requests) == 1 and len(tools.calls) == 1
+
+
+def test_without_the_setting_the_model_answers_the_unknown_name():
+    tools = Passages({"": "wal_compression (enum): the default is off."})
+    model = ScriptedModel([WAL_ANSWER])
+    outcome, finished, _, _ = run_task(model, names_checked(on=False), goal=GPU_GOAL, tools=tools)
+    assert finished["answer"].startswith("3") and len(tools.calls) == 1
+
+
+def test_decline_unknown_names_is_a_retrieval_tools_option_that_needs_search_first():
+    tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"searchFirst": True, "declineUnknownNames": True}}]
+    assert declines_unknown_names(RuntimeConfig.model_validate({"tools": tools}))
+    assert not declines_unknown_names(RuntimeConfig.model_validate({"tools": [{"name": "kb", "type": "Retrieval"}]}))
+    spec = {"modelRef": {"name": "m"}, "redis": {"url": "redis://r:6379"}, "tools": tools}
+    spec["tools"][0]["retrieval"]["searchFirst"] = False
+    with pytest.raises(ValueError, match="declineUnknownNames needs searchFirst"):
+        AgentFleetSpec.model_validate(spec)

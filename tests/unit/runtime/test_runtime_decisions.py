@@ -203,12 +203,12 @@ class Tools:
         return [Observation(c.id, c.name, True, f"[1] (explicit-locking.html, score 0.9)\nVACUUM FULL takes an ACCESS EXCLUSIVE lock ({n})") for c in calls]
 
 
-def run_task(model, settings: LoopSettings, limits: Limits | None = None):
+def run_task(model, settings: LoopSettings, limits: Limits | None = None, *, goal: str = "Which lock does VACUUM FULL take?", tools=None):
     limits = limits or Limits()
     now = time.time()
-    rec = TaskRecord(id="t1", goal="Which lock does VACUUM FULL take?", status=Status.RUNNING, limits=limits, created_at=now, deadline=now + 60, root="t1")
+    rec = TaskRecord(id="t1", goal=goal, status=Status.RUNNING, limits=limits, created_at=now, deadline=now + 60, root="t1")
     acquired = Acquired(record=rec, steps=[], root_limits=limits, root_deadline=rec.deadline, tree=TreeUsage())
-    store, tools = Store(), Tools()
+    store, tools = Store(), tools or Tools()
     task_run = TaskRun(acquired, lease="L", msg_id="m", store=store, model=model, tools=tools, prices=Prices(), settings=settings)
     outcome = asyncio.run(asyncio.wait_for(task_run.execute(), 5))
     return outcome, store.finished, tools, task_run
