@@ -100,7 +100,11 @@ class RateLimit(Model):
     )
 
     tokens_per_minute: int | None = Field(default=None, ge=1, description="Tokens per minute the whole fleet may send to its model; unset is unlimited.")
-    per_tenant_tokens_per_minute: int | None = Field(default=None, ge=1, description="Tokens per minute one tenant may use; unset is unlimited.")
+    per_tenant_tokens_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="Tokens per minute one tenant may use per model; a submission that would not fit is refused (429). Unset is unlimited.",
+    )
     max_wait_seconds: int = Field(default=30, ge=0, le=3600, description="How long a call waits for tokens before it fails with a rate-limit error.")
 
 

@@ -16,7 +16,7 @@ from agentfleet_contract.runtime_config import ModelRoutingConfig, TierConfig
 
 from agentfleet_runtime.routing.client import RoutingModelClient
 from agentfleet_runtime.routing.metrics import RoutingMetrics
-from agentfleet_runtime.routing.ratelimit import RedisRateLimiter
+from agentfleet_runtime.routing.ratelimit import RedisRateLimiter, fleet_prefix
 from agentfleet_runtime.routing.settings import RateLimitSettings, RoutingSettings, Tier, routine_kinds
 from agentfleet_runtime.routing.sources import ReplicaSource, StaticSource
 
@@ -62,7 +62,9 @@ def build_routing_client(
     cfg = config if isinstance(config, ModelRoutingConfig) else ModelRoutingConfig.model_validate(config)
     namespace = cfg.namespace or pod_namespace()
     limits = RateLimitSettings.from_spec(cfg.rate_limit)
-    limiter = RedisRateLimiter(redis, limits, prefix=f"af:{fleet}") if limits.enabled and redis is not None else None
+    limiter = None
+    if limits.enabled and redis is not None:
+        limiter = RedisRateLimiter(redis, limits, prefix=fleet_prefix(fleet))
     if limits.enabled and redis is None:
         raise ValueError("rateLimit is set but no Redis client was given")
     return RoutingModelClient(
