@@ -43,6 +43,10 @@ class ModelEndpoint(Model):
     base_url: str = Field(default="http://127.0.0.1:8000/v1", description="OpenAI-compatible base URL (the part before /chat/completions).")
     name: str = Field(default="default", description="Model name sent in each request.")
     api_key: str | None = Field(default=None, description="Bearer token for the model server; prefer AGENTFLEET_MODEL_API_KEY.")
+    routine_api_key: str | None = Field(
+        default=None,
+        description="Bearer token for the routine tier's replicas (AGENTFLEET_ROUTINE_MODEL_API_KEY); unset: apiKey.",
+    )
     timeout_seconds: float = Field(default=120.0, gt=0, description="Per-call timeout.")
     max_retries: int = Field(default=2, ge=0, le=10, description="Retries of a call on 5xx, 429, timeouts and connection errors.")
     tool_calling: Literal["auto", "native", "text"] = Field(

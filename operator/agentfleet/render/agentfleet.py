@@ -238,8 +238,12 @@ def _tool_header_volume(spec: AgentFleetSpec) -> dict[str, Any] | None:
     return {"name": "tool-headers", "projected": {"sources": sources}} if sources else None
 
 
-def _model_key_env(ref: dict[str, str] | None) -> list[dict[str, Any]]:
-    return [{"name": "AGENTFLEET_MODEL_API_KEY", "valueFrom": {"secretKeyRef": ref}}] if ref else []
+def _model_key_env(ref: dict[str, str] | None, routine: dict[str, str] | None) -> list[dict[str, Any]]:
+    """Each tier's API key, from its own ModelReplicaSet's Secret: the runtime sends each its own."""
+    env = [{"name": "AGENTFLEET_MODEL_API_KEY", "valueFrom": {"secretKeyRef": ref}}] if ref else []
+    if routine:
+        env.append({"name": "AGENTFLEET_ROUTINE_MODEL_API_KEY", "valueFrom": {"secretKeyRef": routine}})
+    return env
 
 
 def _pod_template(
@@ -252,9 +256,11 @@ def _pod_template(
     port: int,
     resources: dict[str, Any],
     model_key: dict[str, str] | None = None,
+    routine_key: dict[str, str] | None = None,
     extra_env: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """``model_key``: secretKeyRef of the API key the model replicas require (workers only)."""
+    """``model_key`` / ``routine_key``: secretKeyRef of the API key the primary / routine model's
+    replicas require (workers only)."""
     fleet, _ = _fleet(af)
     mounts = [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict[str, Any]] = [
@@ -292,7 +298,7 @@ def _pod_template(
         "image": af.spec.image,
         "command": ["python", "-m", RUNTIME_MODULE],
         "args": args,
-        "env": _env(af, milvus_env) + _model_key_env(model_key) + list(extra_env or []),
+        "env": _env(af, milvus_env) + _model_key_env(model_key, routine_key) + list(extra_env or []),
         "ports": ports,
         "resources": resources,
         "volumeMounts": mounts,
@@ -333,6 +339,7 @@ def render_worker(
     hash_: str,
     milvus_env: list[dict[str, Any]] | None = None,
     model_key: dict[str, str] | None = None,
+    routine_key: dict[str, str] | None = None,
     egress: Egress | None = None,
 ) -> dict[str, Any]:
     fleet, _ = _fleet(af)
@@ -358,6 +365,7 @@ def render_worker(
                 port=METRICS_PORT,
                 resources=resources,
                 model_key=model_key,
+                routine_key=routine_key,
                 extra_env=deny,
             ),
         },
@@ -569,16 +577,22 @@ def render_runtime(
     replicas: int,
     milvus_env: list[dict[str, Any]] | None = None,
     model_key_secret_ref: Any | None = None,
+    routine_key_secret_ref: Any | None = None,
     egress: Egress | None = Egress(),
 ) -> list[dict[str, Any]]:
     """Every child of the runtime, in apply order (identity, config and the egress policy before
-    the pods). ``model_key_secret_ref``: the primary ModelReplicaSet's spec.engine.apiKeySecretRef
-    (None: its generated Secret); the workers send that key to the replicas. ``egress`` None: no
-    egress policy (the chart's workerEgress.enabled false)."""
+    the pods). ``model_key_secret_ref`` / ``routine_key_secret_ref``: the primary / routine
+    ModelReplicaSet's spec.engine.apiKeySecretRef (None: that set's generated Secret); the workers
+    send each tier's replicas their own key. ``egress`` None: no egress policy (the chart's
+    workerEgress.enabled false)."""
     cm = render_config_map(af, doc)
     h = config_hash(cm["data"][CONFIG_KEY])
     key = api_key_ref(af.spec.model_ref.name, model_key_secret_ref)
-    worker = render_worker(af, replicas=replicas, hash_=h, milvus_env=milvus_env, model_key=key, egress=egress)
+    routine = af.spec.routine_model_ref
+    routine_key = api_key_ref(routine.name, routine_key_secret_ref) if routine is not None else None
+    worker = render_worker(
+        af, replicas=replicas, hash_=h, milvus_env=milvus_env, model_key=key, routine_key=routine_key, egress=egress
+    )
     policy = [render_worker_egress(af, egress)] if egress is not None else []
     return [*render_identity(af), cm, *policy, worker, *render_api(af, hash_=h), render_pdb(af)]
 

@@ -296,6 +296,34 @@ def test_a_secret_without_the_consent_label_is_neither_sent_nor_mounted(
     assert any(o["kind"] == "Deployment" for o in kube.applied)
 
 
+def test_each_tiers_model_key_reaches_the_workers_and_a_named_one_needs_consent() -> None:
+    # The routine ModelReplicaSet requires its own key from a Secret it names: the workers get it
+    # beside the primary's (on be7b847 they got the primary's alone, and a Warning said so), and
+    # only if that Secret carries the consent label, as every Secret a fleet's pods get.
+    smol = (
+        MRS("smol")
+        .model("HuggingFaceTB/SmolLM2-135M-Instruct", served="smol")
+        .gpu("H100")
+        .engine(apiKeySecretRef=BILLING_DB)
+        .condition("Ready", True, "Ready", "1/1")
+        .obj()
+    )
+    objects = {("ModelReplicaSet", "llama"): mrs(), ("ModelReplicaSet", "smol"): smol}
+    kube = FakeKube({**objects, ("Secret", "billing-db"): secret("billing-db", "pw", consent=False)})
+    st, _ = run(kube, fleet(routineModelRef={"name": "smol"}))
+    ready = conds(st)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "SecretNotConsented")
+    assert "ModelReplicaSet smol (spec.routineModelRef) spec.engine.apiKeySecretRef" in ready["message"]
+    assert not any(o["kind"] == "Deployment" for o in kube.applied)
+    kube = FakeKube({**objects, ("Secret", "billing-db"): secret("billing-db", "pw", consent=True)})
+    st, _ = run(kube, fleet(routineModelRef={"name": "smol"}))
+    worker = kube.objects[("Deployment", "support-worker")]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("valueFrom") for e in worker["env"]}
+    assert env["AGENTFLEET_MODEL_API_KEY"] == {"secretKeyRef": {"name": "llama-vllm-api-key", "key": "apiKey"}}
+    assert env["AGENTFLEET_ROUTINE_MODEL_API_KEY"] == {"secretKeyRef": BILLING_DB}
+    assert not [e for e in kube.events if e[0] == "Warning"]
+
+
 def test_a_vector_index_secret_the_workers_get_needs_consent_too() -> None:
     vi = {
         "kind": "VectorIndex",

@@ -152,6 +152,28 @@ def test_workers_alone_carry_the_model_key_and_the_labels_the_replicas_admit() -
     assert wenv["AGENTFLEET_MODEL_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "vllm-key", "key": "k"}}
 
 
+def test_workers_get_each_tiers_own_model_key() -> None:
+    # The routine ModelReplicaSet's key, generated or named, beside the primary's: each tier's
+    # replicas require their own. A fleet without a routine tier gets no second key.
+    af = fleet()
+    wenv = {e["name"]: e for e in worker_env(r.render_runtime(af, doc_for(af), replicas=3))}
+    assert wenv["AGENTFLEET_ROUTINE_MODEL_API_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "smol-vllm-api-key", "key": "apiKey"}
+    }
+    named = type(af.spec.redis.password_secret_ref).model_validate({"name": "smol-key", "key": "k"})
+    objs = r.render_runtime(af, doc_for(af), replicas=3, routine_key_secret_ref=named)
+    wenv = {e["name"]: e for e in worker_env(objs)}
+    assert wenv["AGENTFLEET_ROUTINE_MODEL_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "smol-key", "key": "k"}}
+    assert wenv["AGENTFLEET_MODEL_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "llama-8b-vllm-api-key"
+    alone = fleet(routineModelRef=None, routineSteps=[])
+    objs = r.render_runtime(alone, doc_for(alone), replicas=3)
+    assert "AGENTFLEET_ROUTINE_MODEL_API_KEY" not in {e["name"] for e in worker_env(objs)}
+
+
+def worker_env(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return by_kind(objs)[("Deployment", "support-worker")]["spec"]["template"]["spec"]["containers"][0]["env"]
+
+
 def test_workers_egress_denies_metadata_and_the_api_server_unless_the_fleet_allows_it() -> None:
     egress = r.Egress(api_server=("172.18.0.2", "2001:db8::1"))
     policies = {}
