@@ -10,6 +10,8 @@ never enter the document: pods get them from env vars or mounted files.
 from __future__ import annotations
 
 import copy
+import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -66,6 +68,26 @@ class WorkerSettings(Model):
         default=None, gt=0, description="How often stalled tasks are looked for; default a quarter of the visibility timeout."
     )
     retry_backoff_seconds: float = Field(default=2.0, ge=0, description="First delay before a failed task is retried; doubles per failure, capped at 60 s.")
+
+
+# -- the task API's tokens file (api.tokensFile): written by the operator (a generated token's
+# hash) and by fleet owners, read by the task API (agentfleet_runtime.tenants) -----------------
+
+DEFAULT_TENANT = "default"  # the tenant of a plain-token line, and of every caller without auth
+TENANT_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")  # a DNS label with dots and underscores
+HASH_PREFIX = "sha256:"
+
+
+def token_hash(token: str | bytes) -> bytes:
+    """The digest a tokens-file line stores for ``token`` (raw 32 bytes)."""
+    return hashlib.sha256(token.encode() if isinstance(token, str) else token).digest()
+
+
+def token_line(tenant: str, token: str) -> str:
+    """One line of a tokens file: ``tenant sha256:<hex>``."""
+    if not TENANT_NAME.match(tenant):
+        raise ValueError(f"tenant {tenant!r} must be a lowercase name of at most 63 characters such as 'acme'")
+    return f"{tenant} {HASH_PREFIX}{token_hash(token).hex()}"
 
 
 class ApiSettings(Model):

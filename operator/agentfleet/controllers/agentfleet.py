@@ -35,7 +35,13 @@ from agentfleet_contract.common import API_VERSION
 from agentfleet_contract.conditions import READY, get_condition, set_condition
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 from agentfleet_contract.redis_sentinel import parse_sentinel_url, sentinel_url
-from agentfleet_contract.runtime_config import DEFAULT_SYSTEM_PROMPT, ModelTarget, runtime_config
+from agentfleet_contract.runtime_config import (
+    DEFAULT_SYSTEM_PROMPT,
+    DEFAULT_TENANT,
+    ModelTarget,
+    runtime_config,
+    token_line,
+)
 from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
 from pydantic import ValidationError
 
@@ -434,8 +440,11 @@ class AgentFleetPass:
         routine_key_secret_ref: Any | None = None,
     ) -> None:
         spec = af.spec
+        token_hashes = None
         if spec.api.auth_secret_ref is None:
-            self.ensure_generated_secret(af, render.api_token_secret_name(self.name), render.TOKEN_KEY, "api")
+            # The Secret keeps the token for its users; the task API gets only its hash.
+            token = self.ensure_generated_secret(af, render.api_token_secret_name(self.name), render.TOKEN_KEY, "api")
+            token_hashes = token_line(DEFAULT_TENANT, token) if token else None
         doc = runtime_config(
             af,
             primary=primary,
@@ -454,6 +463,7 @@ class AgentFleetPass:
             milvus_env=milvus_env,
             model_key_secret_ref=model_key_secret_ref,
             routine_key_secret_ref=routine_key_secret_ref,
+            token_hashes=token_hashes,
             egress=CONFIG.egress(),
         )
         for o in children:

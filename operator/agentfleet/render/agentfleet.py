@@ -55,6 +55,10 @@ CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_KEY}"
 TOKENS_DIR = "/etc/agentfleet/api"
 TOKENS_FILE = f"{TOKENS_DIR}/tokens"
 TOKEN_KEY = "tokens"
+# The runtime ConfigMap's key with the generated token's tokens-file line (its hash, tenant
+# default): the task API mounts that, never the token itself, which stays in the Secret its
+# users read. Outside the config document, so a rotated token reaches the pods without a restart.
+TOKEN_HASHES_KEY = "api-tokens"
 TOOL_HEADERS_DIR = "/etc/agentfleet/tool-headers"
 TRACING_HEADERS_DIR = "/etc/agentfleet/tracing"  # spec.tracing.headersSecretRef's key, as the file "headers"
 API_PORT = 8080
@@ -269,8 +273,12 @@ def _pod_template(
     ]
     if component == "api":
         ref = af.spec.api.auth_secret_ref
-        secret, key = (ref.name, ref.key) if ref is not None else (api_token_secret_name(fleet), TOKEN_KEY)
-        volumes.append({"name": "api-tokens", "secret": {"secretName": secret, "items": [{"key": key, "path": "tokens"}]}})
+        if ref is not None:
+            items = [{"key": ref.key, "path": "tokens"}]
+            volumes.append({"name": "api-tokens", "secret": {"secretName": ref.name, "items": items}})
+        else:  # the generated token's hash only (TOKEN_HASHES_KEY); its Secret is for its users
+            items = [{"key": TOKEN_HASHES_KEY, "path": "tokens"}]
+            volumes.append({"name": "api-tokens", "configMap": {"name": config_map_name(fleet), "items": items}})
         mounts.append({"name": "api-tokens", "mountPath": TOKENS_DIR, "readOnly": True})
     if component == "worker" and (hv := _tool_header_volume(af.spec)) is not None:
         volumes.append(hv)
@@ -327,9 +335,15 @@ def _pod_template(
     return {"metadata": {"labels": pod_labels, "annotations": {CONFIG_HASH_ANNOTATION: hash_}}, "spec": spec}
 
 
-def render_config_map(af: AgentFleet, doc: dict[str, Any]) -> dict[str, Any]:
+def render_config_map(af: AgentFleet, doc: dict[str, Any], token_hashes: str | None = None) -> dict[str, Any]:
+    """``token_hashes``: the generated token's tokens-file line (no spec.api.authSecretRef); None
+    or empty leaves the key empty, which refuses every token (fail closed until it is known)."""
     fleet, _ = _fleet(af)
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(af, config_map_name(fleet), "config"), "data": {CONFIG_KEY: config_text(doc)}}
+    data = {CONFIG_KEY: config_text(doc)}
+    if af.spec.api.auth_secret_ref is None:
+        data[TOKEN_HASHES_KEY] = f"{token_hashes}\n" if token_hashes else ""
+    meta = _meta(af, config_map_name(fleet), "config")
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
 
 
 def render_worker(
@@ -578,14 +592,16 @@ def render_runtime(
     milvus_env: list[dict[str, Any]] | None = None,
     model_key_secret_ref: Any | None = None,
     routine_key_secret_ref: Any | None = None,
+    token_hashes: str | None = None,
     egress: Egress | None = Egress(),
 ) -> list[dict[str, Any]]:
     """Every child of the runtime, in apply order (identity, config and the egress policy before
     the pods). ``model_key_secret_ref`` / ``routine_key_secret_ref``: the primary / routine
     ModelReplicaSet's spec.engine.apiKeySecretRef (None: that set's generated Secret); the workers
-    send each tier's replicas their own key. ``egress`` None: no egress policy (the chart's
-    workerEgress.enabled false)."""
-    cm = render_config_map(af, doc)
+    send each tier's replicas their own key. ``token_hashes``: the generated token's tokens-file
+    line (render_config_map). ``egress`` None: no egress policy (the chart's workerEgress.enabled
+    false)."""
+    cm = render_config_map(af, doc, token_hashes)
     h = config_hash(cm["data"][CONFIG_KEY])
     key = api_key_ref(af.spec.model_ref.name, model_key_secret_ref)
     routine = af.spec.routine_model_ref

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from agentfleet_contract.fleet_stats import FleetStats
+from agentfleet_contract.runtime_config import token_line
 from kubernetes.dynamic.exceptions import ConflictError
 
 from agentfleet.controllers import agentfleet as ctl
@@ -131,6 +132,31 @@ def test_waiting_for_the_model_renders_the_runtime_and_reports_the_stats() -> No
     assert (st["queueDepth"], st["inFlightTasks"], st["tasksPerHour"], st["taskP95Seconds"], st["costPerTask"]) == (4, 2, 120, 12.5, "0.0123")
     assert st["awaitingApproval"] == 3  # the Approvals column
     assert st["desiredWorkers"] == 2 and st["observedGeneration"] == 1 and again is not None
+
+
+def test_the_task_api_gets_the_generated_tokens_hash_and_never_the_token() -> None:
+    # The generated Secret keeps the token for the fleet's users; the task API's pods mount only
+    # its tokens-file line (tenant default, sha256) from the runtime ConfigMap. On be7b847 they
+    # mounted the Secret, so the API's own files held a working token.
+    kube = FakeKube({("ModelReplicaSet", "llama"): mrs()})
+    run(kube, fleet())
+    token = base64.b64decode(kube.objects[("Secret", "support-api-token")]["data"]["tokens"]).decode()
+    assert len(token) >= 43  # 256 bits, urlsafe base64
+    data = kube.objects[("ConfigMap", "support-runtime")]["data"]
+    assert data["api-tokens"] == token_line("default", token) + "\n"
+    assert all(token not in v for v in data.values())
+    api = kube.objects[("Deployment", "support-api")]["spec"]["template"]["spec"]
+    assert "support-api-token" not in yaml.safe_dump(api)
+    tokens = next(v for v in api["volumes"] if v["name"] == "api-tokens")
+    assert tokens["configMap"]["items"] == [{"key": "api-tokens", "path": "tokens"}]
+    # A rotated token (the Secret deleted and made anew) changes the line, not the pods.
+    template = copy.deepcopy(api)
+    del kube.objects[("Secret", "support-api-token")]
+    run(kube, fleet())
+    rotated = base64.b64decode(kube.objects[("Secret", "support-api-token")]["data"]["tokens"]).decode()
+    assert rotated != token
+    assert kube.objects[("ConfigMap", "support-runtime")]["data"]["api-tokens"] == token_line("default", rotated) + "\n"
+    assert kube.objects[("Deployment", "support-api")]["spec"]["template"]["spec"] == template
 
 
 def test_ready_when_everything_is_and_transition_times_move_only_on_flips() -> None:

@@ -126,7 +126,8 @@ def test_pods_are_hardened_and_run_the_runtime_entrypoints() -> None:
     assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= r.SHUTDOWN_GRACE_SECONDS + 10
     assert worker["spec"]["template"]["spec"]["serviceAccountName"] == "support"
     tokens = next(v for v in api["spec"]["template"]["spec"]["volumes"] if v["name"] == "api-tokens")
-    assert tokens["secret"]["secretName"] == "support-api-token"
+    # No spec.api.authSecretRef: the generated token's hash, from the runtime ConfigMap.
+    assert tokens["configMap"] == {"name": "support-runtime", "items": [{"key": "api-tokens", "path": "tokens"}]}
     headers = next(v for v in worker["spec"]["template"]["spec"]["volumes"] if v["name"] == "tool-headers")
     assert headers["projected"]["sources"] == [{"secret": {"name": "ticket-auth", "items": [{"key": "headers.json", "path": "ticket"}]}}]
 
