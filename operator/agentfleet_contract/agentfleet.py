@@ -62,8 +62,9 @@ class Workers(Model):
     allow_api_server: bool = Field(
         default=True,
         alias="allowAPIServer",
-        description="Worker pods may connect to the API server (sticky routing watches EndpointSlices there); false adds "
-        "the operator's apiServerCIDRs to the workers' egress NetworkPolicy. HTTP tools never reach it either way.",
+        description="Worker pods may connect to the API server (sticky routing watches EndpointSlices there). "
+        "False: they call each ModelReplicaSet through its Service (no sticky routing, failover or hedging), mount "
+        "no token, and the operator's apiServerCIDRs join their egress denials. HTTP tools never reach it either way.",
     )
 
 

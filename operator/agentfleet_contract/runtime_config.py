@@ -227,7 +227,10 @@ class PodLayout:
 
 
 def model_routing(spec: AgentFleetSpec, namespace: str, primary: ModelTarget, routine: ModelTarget | None) -> dict[str, Any]:
-    """The modelRouting section (ModelRoutingConfig): replicas found through their EndpointSlices."""
+    """The modelRouting section (ModelRoutingConfig): replicas found through their EndpointSlices,
+    or, for workers that may not reach the API server (spec.workers.allowAPIServer false), each
+    set's ClusterIP Service as the one endpoint: kube-proxy then spreads the calls over the ready,
+    non-draining replicas, without sticky routing, per-replica failover or hedging."""
     out: dict[str, Any] = {
         "primary": {"modelReplicaSet": primary.name, "model": primary.served_name, "routing": primary.routing},
         "rateLimit": spec.rate_limit.wire(),
@@ -238,6 +241,10 @@ def model_routing(spec: AgentFleetSpec, namespace: str, primary: ModelTarget, ro
     if routine is not None:
         out["routine"] = {"modelReplicaSet": routine.name, "model": routine.served_name, "routing": routine.routing}
         out["routineSteps"] = list(spec.routine_steps)
+    if not spec.workers.allow_api_server:
+        for tier, target in (("primary", primary), ("routine", routine)):
+            if target is not None:
+                out[tier]["endpoints"] = [target.base_url(namespace)]
     if spec.stream_model_calls:
         out["stream"] = True
     return out

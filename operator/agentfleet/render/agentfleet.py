@@ -323,6 +323,9 @@ def _pod_template(
     }
     if component == "worker":
         spec["terminationGracePeriodSeconds"] = WORKER_TERMINATION_GRACE_SECONDS
+        if not af.spec.workers.allow_api_server:
+            # Their routing calls each set's Service (runtime_config.model_routing): no token to hold.
+            spec["automountServiceAccountToken"] = False
     else:
         # The task API holds no tasks; it only needs no token of the API server.
         spec["automountServiceAccountToken"] = False

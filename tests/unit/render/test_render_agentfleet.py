@@ -200,6 +200,23 @@ def test_workers_egress_denies_metadata_and_the_api_server_unless_the_fleet_allo
         r.Egress(denied=("nope",))
 
 
+def test_workers_kept_off_the_api_server_route_through_the_services_and_hold_no_token() -> None:
+    # allowAPIServer false denies the API server's addresses to the workers, so their routing
+    # cannot watch EndpointSlices: on be7b847 they kept trying and found no replica at all. Now
+    # each tier's one endpoint is its set's ClusterIP Service and the pods mount no token.
+    routing, pods = {}, {}
+    for allow in (True, False):
+        af = fleet(workers={**SPEC["workers"], "allowAPIServer": allow})
+        doc = doc_for(af)
+        routing[allow] = ModelRoutingConfig.model_validate(doc["modelRouting"])
+        objs = by_kind(r.render_runtime(af, doc, replicas=3))
+        pods[allow] = objs[("Deployment", "support-worker")]["spec"]["template"]["spec"]
+    assert routing[True].primary.endpoints == [] and routing[True].routine.endpoints == []
+    assert routing[False].primary.endpoints == ["http://llama-8b.team-a.svc:8000/v1"]
+    assert routing[False].routine.endpoints == ["http://smol.team-a.svc:8001/v1"]
+    assert "automountServiceAccountToken" not in pods[True] and pods[False]["automountServiceAccountToken"] is False
+
+
 def test_a_config_change_rolls_the_pods_and_nothing_else_does() -> None:
     af = fleet()
     a = by_kind(r.render_runtime(af, doc_for(af), replicas=3))
