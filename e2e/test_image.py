@@ -15,6 +15,7 @@ the image is rebuilt when its inputs change). Then, with podman (e2e/harness/ima
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ from typing import Any
 import pytest
 import redis
 import yaml
+from agentfleet_contract.runtime_config import token_line
 
 from e2e.harness import operator as fx
 from e2e.harness.image import ULIMITS, Container, podman
@@ -185,11 +187,15 @@ def test_worker_and_task_api_run_from_the_image_against_redis(deployed) -> None:
         wait_http(f"http://127.0.0.1:{ports['metrics']}/readyz", 90, worker)
         read_only_and_uid(api)
         read_only_and_uid(worker)
-        tokens = (api.dir / "volumes" / "api-tokens" / "tokens").read_text().split()
+        # The generated token is in its Secret for its users; the API container holds its hash only.
+        ns, fleet = deployed["ns"], deployed["fleet"]
+        secret = deployed_cluster(deployed).json("-n", ns, "get", "secret", f"{fleet}-api-token")
+        token = base64.b64decode(secret["data"]["tokens"]).decode().strip()
+        assert (api.dir / "volumes" / "api-tokens" / "tokens").read_text() == token_line("default", token) + "\n"
         req = urllib.request.Request(
             f"http://127.0.0.1:{ports['api']}/v1/tasks",
             data=json.dumps({"goal": "How do I reclaim space?"}).encode(),
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {tokens[0]}"},
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
         )
         with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - 127.0.0.1 only
             assert resp.status == 201

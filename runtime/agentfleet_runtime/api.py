@@ -21,11 +21,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import OutOfMemoryError
 
 from agentfleet_runtime import approvals, metrics
+from agentfleet_runtime.admission import Admitter
 from agentfleet_runtime.budget import NANOS
 from agentfleet_runtime.config import limits_of
 from agentfleet_runtime.openapi import OPENAPI
 from agentfleet_runtime.redis_client import UNWRITABLE, connect, full_reason
-from agentfleet_runtime.store import Admission, NotReplicated, TaskStore
+from agentfleet_runtime.store import NotReplicated, TaskStore
 from agentfleet_runtime.submission import (
     SubmitError,
     new_task,
@@ -101,10 +102,9 @@ class TaskAPI:
         self.store = TaskStore(self.r, Keys(config.fleet), config.result_ttl_seconds)
         self.auth = TokenFile(config.api.tokens_file) if config.api.tokens_file else None
         self.limits = limits_of(config)
-        tl = config.api.tenant_limits
-        spend = None if tl.max_spend_per_day is None else int(Decimal(tl.max_spend_per_day) * NANOS)
-        self.admission = Admission(tl.max_tasks_in_flight, spend)
-        self.streams = StreamSlots(stream_cap(config.api.max_streams, config.redis_max_connections), tl.max_streams)
+        self.admission = Admitter(config)
+        per_tenant = config.api.tenant_limits.max_streams
+        self.streams = StreamSlots(stream_cap(config.api.max_streams, config.redis_max_connections), per_tenant)
         self.retrieval_tools = frozenset(t.name for t in config.tools if t.type == "Retrieval")
         self.approvals = approvals.Approvals(self.r, self.store.keys)
         self.closing = False
@@ -187,12 +187,13 @@ class TaskAPI:
         key = request.headers.get("Idempotency-Key")
         sub = parse_submission(body, key, self.config.api.max_goal_chars, self.limits)
         record = new_task(uuid.uuid4().hex, sub, time.time(), tenant)
+        admission = self.admission.of(tenant, sub.goal)
         try:
             created, task_id = await self.store.submit(
                 record,
                 idempotency_key=sub.idempotency_key,
                 request_hash=sub.request_hash,
-                admission=self.admission,
+                admission=admission,
                 replicas=self.config.redis_ack_replicas,
                 wait_ms=self.config.redis_ack_timeout_ms,
             )
@@ -205,7 +206,7 @@ class TaskAPI:
                 headers={"Retry-After": "1"},
             )
         if created < 0:
-            return self._refused(tenant, created, task_id, record.created_at)
+            return self._refused(tenant, created, task_id, record.created_at, admission.need_tokens)
         if not created:
             got = await self.store.get(task_id)
             if got is not None and sub.idempotency_key and got[1].get("request_hash") not in ("", sub.request_hash):
@@ -217,10 +218,19 @@ class TaskAPI:
         body = {"id": task_id, "status": "queued", "created": True}
         return web.json_response(body, status=201, headers={"Location": f"/v1/tasks/{task_id}"})
 
-    def _refused(self, tenant: str, code: int, figure: str, now: float) -> web.Response:
-        """429 for a tenant at a limit (SUBMIT's -1: tasks in flight, -2: spend today)."""
+    def _refused(self, tenant: str, code: int, figure: str, now: float, need: int) -> web.Response:
+        """429 for a tenant at a limit (SUBMIT's -1: tasks in flight, -2: spend today, -3: tokens
+        per minute)."""
         tl = self.config.api.tenant_limits
-        if code == -1:
+        if code == -3:
+            refusal = self.admission.token_refusal(figure)
+            outcome, wait = "rate_limit", refusal.retry_after
+            message = (
+                f"your tenant's calls to {refusal.model} used about {refusal.used} of its"
+                f" {self.admission.tokens_per_minute} tokens per minute (spec.rateLimit.perTenantTokensPerMinute)"
+                f" and this task's first call needs about {need}: retry in {wait} s"
+            )
+        elif code == -1:
             outcome, wait = "in_flight_limit", RETRY_AFTER_SECONDS
             message = (
                 f"your tenant has {figure} tasks queued or running, its limit (spec.api.tenantLimits.maxTasksInFlight"

@@ -23,6 +23,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "AGENTFLEET_MODEL_URL": "model.baseUrl",
     "AGENTFLEET_MODEL_NAME": "model.name",
     "AGENTFLEET_MODEL_API_KEY": "model.apiKey",
+    "AGENTFLEET_ROUTINE_MODEL_API_KEY": "model.routineApiKey",
     "AGENTFLEET_LISTEN_HOST": "listenHost",
     "AGENTFLEET_WORKER_CONCURRENCY": "worker.concurrency",
     "AGENTFLEET_METRICS_PORT": "worker.metricsPort",
@@ -30,6 +31,10 @@ ENV_OVERRIDES: dict[str, str] = {
     "AGENTFLEET_API_TOKENS_FILE": "api.tokensFile",
     "AGENTFLEET_TOOL_HEADERS_DIR": "toolHeadersDir",
 }
+
+
+# Secrets, URLs and names stay strings (a key of digits is not a number).
+STRINGS = ("redisPassword", "model.apiKey", "model.routineApiKey", "redisUrl", "model.baseUrl", "fleet", "model.name")
 
 
 def limits_of(config: RuntimeConfig) -> Limits:
@@ -72,6 +77,6 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
         if env.get(var):
             raw = env[var]
             # Secrets and URLs stay strings; numbers and booleans are parsed.
-            value = raw if dotted in ("redisPassword", "model.apiKey", "redisUrl", "model.baseUrl", "fleet", "model.name") else yaml.safe_load(raw)
+            value = raw if dotted in STRINGS else yaml.safe_load(raw)
             _set_path(doc, dotted, value)
     return RuntimeConfig.model_validate(doc)

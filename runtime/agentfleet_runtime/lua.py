@@ -88,20 +88,44 @@ end
 """
 PRELUDE = PRELUDE.replace("__WINDOW__", str(FINISHED_WINDOW_SECONDS)).replace("__CAP__", str(FINISHED_CAP))
 
-# KEYS: hash stream events submission session parent_children tenant_live tenant_spend
-# ARGV: id submission_ttl event max_in_flight max_spend_nanos key_prefix field value ...
+# GCRA, the token bucket of routing/ratelimit.py: a bucket is one number, its theoretical arrival
+# time (TAT, in ms on Redis' clock). A charge of `cost` tokens moves it to max(TAT, now) +
+# cost/rate and may start once that lies within one bucket (burst/rate) of now. gcra returns the
+# new TAT and the wait in ms (<= 0: none) without writing. One definition for the limiter's
+# RESERVE and SUBMIT's admission, so a submission is judged by the bucket the calls use.
+GCRA = r"""
+local function redis_now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+
+local function gcra(key, now, cost, rate, burst)
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  local new = tat + cost / rate
+  return new, new - burst / rate - now, (tat - now) * rate
+end
+"""
+
+# KEYS: hash stream events submission session parent_children tenant_live tenant_spend bucket...
+# ARGV: id submission_ttl event max_in_flight max_spend_nanos key_prefix need_tokens n_buckets
+#       (rate burst) x n_buckets field value ...
 # Admission (a root task of a tenant, tenant_live given): the tenant's live set is pruned of tasks
 # that ended, then {-1, live} if it holds max_in_flight (0: no limit), {-2, spent} if the day's
-# spend reached max_spend_nanos (0: no limit). A repeated Idempotency-Key answers before either:
-# the task it names was admitted already.
+# spend reached max_spend_nanos (0: no limit), {-3, "wait_ms used_tokens bucket"} if one of the
+# tenant's token buckets (KEYS[9..], GCRA) lacks room for need_tokens now. Nothing is charged to a
+# bucket here: the task's model calls charge it. A repeated Idempotency-Key answers before any of
+# these: the task it names was admitted already.
 SUBMIT = (
     PRELUDE
+    + GCRA
     + r"""
 if KEYS[4] ~= '' then
   local existing = redis.call('GET', KEYS[4])
   if existing then return {0, existing} end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[1]} end
+local n_buckets = tonumber(ARGV[8])
 if KEYS[7] ~= '' then
   local cap = tonumber(ARGV[4])
   if cap > 0 then
@@ -117,9 +141,19 @@ if KEYS[7] ~= '' then
     local spent = tonumber(redis.call('GET', KEYS[8]) or '0')
     if spent >= max_spend then return {-2, tostring(spent)} end
   end
+  local need = tonumber(ARGV[7])
+  if need > 0 and n_buckets > 0 then
+    local now = redis_now_ms()
+    for i = 1, n_buckets do
+      local _, wait, used = gcra(KEYS[8 + i], now, need, tonumber(ARGV[7 + 2 * i]), tonumber(ARGV[8 + 2 * i]))
+      if wait > 0 then
+        return {-3, string.format('%d %d %d', math.ceil(wait), math.floor(used + 0.5), i)}
+      end
+    end
+  end
 end
 local fields = {}
-for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 9 + 2 * n_buckets, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('XADD', KEYS[2], '*', 'task', ARGV[1])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'e', ARGV[3])

@@ -145,8 +145,8 @@ TENANT_COST = Counter(
 )
 TENANT_ADMISSIONS = Counter(
     "agentfleet_tenant_admissions_total",
-    "Task API admissions by tenant and outcome: submissions admitted or refused (in_flight_limit, spend_limit),"
-    " event streams refused (stream_limit).",
+    "Task API admissions by tenant and outcome: submissions admitted or refused (in_flight_limit, spend_limit,"
+    " rate_limit: tokens per minute), event streams refused (stream_limit).",
     ["tenant", "outcome"],
 )
 

@@ -148,7 +148,9 @@ OPENAPI: dict[str, Any] = {
                     "401": UNAUTHORIZED,
                     "409": _error("The Idempotency-Key was used for a different request."),
                     "413": _error("The body is larger than the fleet's spec.api.maxRequestBytes."),
-                    "429": _error("Your tenant is at its tasks-in-flight or daily spend limit.", retry_after=True),
+                    "429": _error(
+                        "Your tenant is at its tasks-in-flight, daily spend or tokens-per-minute limit.", retry_after=True
+                    ),
                     "503": REDIS_UNWRITABLE,
                 },
             }

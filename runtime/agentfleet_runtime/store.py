@@ -31,6 +31,10 @@ class Admission:
 
     max_in_flight: int | None = None
     max_spend_nanos: int | None = None
+    # The tenant's token buckets (routing/ratelimit.py: key, then its rate and burst arguments),
+    # and the tokens one of them must have room for now: the submission's first call (admission.py).
+    buckets: tuple[tuple[str, str, str], ...] = ()
+    need_tokens: int = 0
 
 
 @dataclass(slots=True)
@@ -155,7 +159,8 @@ class TaskStore:
     ) -> tuple[int, str]:
         """Create and enqueue a task. Returns (1, task id) when created, (0, id) for the task an
         existing key or id names, and with ``admission`` (a tenant's root task) (-1, tasks in
-        flight) or (-2, spend today in 1e-9 units) when the tenant's limit refuses it.
+        flight), (-2, spend today in 1e-9 units) or (-3, "wait_ms used_tokens bucket") when the
+        tenant's limit refuses it.
 
         ``replicas``: a created task must reach that many replicas within ``wait_ms`` (WAIT on the
         connection that wrote it), else NotReplicated: the primary may die before it has them."""
@@ -174,14 +179,19 @@ class TaskStore:
             self.keys.session(record.session, record.tenant) if record.session else "",
             parent_children_key,
         ]
-        limits = [0, 0]
+        limits: list[Any] = [0, 0]
+        tokens: list[Any] = [0, 0]
         if admission is not None and record.tenant:
             keys += [self.keys.tenant_live(record.tenant), *self.spend_key(record, record.created_at)]
             limits = [admission.max_in_flight or 0, admission.max_spend_nanos or 0]
+            if admission.need_tokens > 0 and admission.buckets:
+                keys += [key for key, _, _ in admission.buckets]
+                tokens = [admission.need_tokens, len(admission.buckets)]
+                tokens += [arg for _, rate, burst in admission.buckets for arg in (rate, burst)]
         else:
             keys += ["", ""]
         ev = event("queued", task=record.id, parent=record.parent or None, depth=record.depth)
-        args = [record.id, self.ttl, ev, *limits, self.keys.prefix, *flat]
+        args = [record.id, self.ttl, ev, *limits, self.keys.prefix, *tokens, *flat]
         if not replicas:
             created, task_id = await self._submit(keys=keys, args=args)
             return int(created), task_id

@@ -9,8 +9,9 @@ The Secret's key holds one entry per line::
 Only hashes are stored, so whoever reads the Secret (or a backup of it) holds no working token:
 ``agentfleet_runtime.tenants.token_line("acme", token)`` or
 ``printf %s "$TOKEN" | sha256sum`` makes a line. A line of one field is a plain token of the
-tenant ``default`` (the form of Secrets written before tenants, and of the operator's generated
-one): it keeps working, and its tenant is still never taken from the request.
+tenant ``default`` (the form of Secrets written before tenants): it keeps working, and its tenant
+is still never taken from the request. The operator's generated token is kept in its Secret for
+its users; the task API is given only its line (tenant ``default``), from the fleet's ConfigMap.
 
 The tenant of a request is what its token maps to, never what its body says: every task route
 answers only for that tenant's tasks, and idempotency keys, sessions and limits are per tenant.
@@ -18,36 +19,34 @@ answers only for that tenant's tasks, and idempotency keys, sessions and limits 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import re
 import time
 from pathlib import Path
 
+# The line format is the contract's: the operator writes its generated token's line with it.
+from agentfleet_contract.runtime_config import DEFAULT_TENANT, HASH_PREFIX, TENANT_NAME, token_hash, token_line
+
 log = logging.getLogger("agentfleet_runtime.tenants")
 
-DEFAULT_TENANT = "default"  # the tenant of a plain-token line, and of every caller without auth
-TENANT_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")  # a DNS label with dots and underscores
-HASH_PREFIX = "sha256:"
+__all__ = [
+    "DEFAULT_TENANT",
+    "HASH_PREFIX",
+    "TENANT_NAME",
+    "TokenFile",
+    "owner",
+    "parse_tokens",
+    "token_hash",
+    "token_line",
+]
+
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def owner(tenant_field: str) -> str:
     """The tenant a task belongs to, from its record's ``tenant`` (empty on tasks from before tenants)."""
     return tenant_field or DEFAULT_TENANT
-
-
-def token_hash(token: str | bytes) -> bytes:
-    """The digest a Secret line stores for ``token`` (raw 32 bytes)."""
-    return hashlib.sha256(token.encode() if isinstance(token, str) else token).digest()
-
-
-def token_line(tenant: str, token: str) -> str:
-    """One line of the token Secret: ``tenant sha256:<hex>``."""
-    if not TENANT_NAME.match(tenant):
-        raise ValueError(f"tenant {tenant!r} must be a lowercase name of at most 63 characters such as 'acme'")
-    return f"{tenant} {HASH_PREFIX}{token_hash(token).hex()}"
 
 
 def parse_tokens(text: str, source: str = "tokens") -> list[tuple[bytes, str]]:

@@ -62,8 +62,9 @@ class Workers(Model):
     allow_api_server: bool = Field(
         default=True,
         alias="allowAPIServer",
-        description="Worker pods may connect to the API server (sticky routing watches EndpointSlices there); false adds "
-        "the operator's apiServerCIDRs to the workers' egress NetworkPolicy. HTTP tools never reach it either way.",
+        description="Worker pods may connect to the API server (sticky routing watches EndpointSlices there). "
+        "False: they call each ModelReplicaSet through its Service (no sticky routing, failover or hedging), mount "
+        "no token, and the operator's apiServerCIDRs join their egress denials. HTTP tools never reach it either way.",
     )
 
 
@@ -100,7 +101,11 @@ class RateLimit(Model):
     )
 
     tokens_per_minute: int | None = Field(default=None, ge=1, description="Tokens per minute the whole fleet may send to its model; unset is unlimited.")
-    per_tenant_tokens_per_minute: int | None = Field(default=None, ge=1, description="Tokens per minute one tenant may use; unset is unlimited.")
+    per_tenant_tokens_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="Tokens per minute one tenant may use per model; a submission that would not fit is refused (429). Unset is unlimited.",
+    )
     max_wait_seconds: int = Field(default=30, ge=0, le=3600, description="How long a call waits for tokens before it fails with a rate-limit error.")
 
 

@@ -10,6 +10,8 @@ never enter the document: pods get them from env vars or mounted files.
 from __future__ import annotations
 
 import copy
+import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -43,6 +45,10 @@ class ModelEndpoint(Model):
     base_url: str = Field(default="http://127.0.0.1:8000/v1", description="OpenAI-compatible base URL (the part before /chat/completions).")
     name: str = Field(default="default", description="Model name sent in each request.")
     api_key: str | None = Field(default=None, description="Bearer token for the model server; prefer AGENTFLEET_MODEL_API_KEY.")
+    routine_api_key: str | None = Field(
+        default=None,
+        description="Bearer token for the routine tier's replicas (AGENTFLEET_ROUTINE_MODEL_API_KEY); unset: apiKey.",
+    )
     timeout_seconds: float = Field(default=120.0, gt=0, description="Per-call timeout.")
     max_retries: int = Field(default=2, ge=0, le=10, description="Retries of a call on 5xx, 429, timeouts and connection errors.")
     tool_calling: Literal["auto", "native", "text"] = Field(
@@ -62,6 +68,26 @@ class WorkerSettings(Model):
         default=None, gt=0, description="How often stalled tasks are looked for; default a quarter of the visibility timeout."
     )
     retry_backoff_seconds: float = Field(default=2.0, ge=0, description="First delay before a failed task is retried; doubles per failure, capped at 60 s.")
+
+
+# -- the task API's tokens file (api.tokensFile): written by the operator (a generated token's
+# hash) and by fleet owners, read by the task API (agentfleet_runtime.tenants) -----------------
+
+DEFAULT_TENANT = "default"  # the tenant of a plain-token line, and of every caller without auth
+TENANT_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")  # a DNS label with dots and underscores
+HASH_PREFIX = "sha256:"
+
+
+def token_hash(token: str | bytes) -> bytes:
+    """The digest a tokens-file line stores for ``token`` (raw 32 bytes)."""
+    return hashlib.sha256(token.encode() if isinstance(token, str) else token).digest()
+
+
+def token_line(tenant: str, token: str) -> str:
+    """One line of a tokens file: ``tenant sha256:<hex>``."""
+    if not TENANT_NAME.match(tenant):
+        raise ValueError(f"tenant {tenant!r} must be a lowercase name of at most 63 characters such as 'acme'")
+    return f"{tenant} {HASH_PREFIX}{token_hash(token).hex()}"
 
 
 class ApiSettings(Model):
@@ -201,7 +227,10 @@ class PodLayout:
 
 
 def model_routing(spec: AgentFleetSpec, namespace: str, primary: ModelTarget, routine: ModelTarget | None) -> dict[str, Any]:
-    """The modelRouting section (ModelRoutingConfig): replicas found through their EndpointSlices."""
+    """The modelRouting section (ModelRoutingConfig): replicas found through their EndpointSlices,
+    or, for workers that may not reach the API server (spec.workers.allowAPIServer false), each
+    set's ClusterIP Service as the one endpoint: kube-proxy then spreads the calls over the ready,
+    non-draining replicas, without sticky routing, per-replica failover or hedging."""
     out: dict[str, Any] = {
         "primary": {"modelReplicaSet": primary.name, "model": primary.served_name, "routing": primary.routing},
         "rateLimit": spec.rate_limit.wire(),
@@ -212,6 +241,10 @@ def model_routing(spec: AgentFleetSpec, namespace: str, primary: ModelTarget, ro
     if routine is not None:
         out["routine"] = {"modelReplicaSet": routine.name, "model": routine.served_name, "routing": routine.routing}
         out["routineSteps"] = list(spec.routine_steps)
+    if not spec.workers.allow_api_server:
+        for tier, target in (("primary", primary), ("routine", routine)):
+            if target is not None:
+                out[tier]["endpoints"] = [target.base_url(namespace)]
     if spec.stream_model_calls:
         out["stream"] = True
     return out

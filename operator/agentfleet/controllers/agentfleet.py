@@ -35,7 +35,13 @@ from agentfleet_contract.common import API_VERSION
 from agentfleet_contract.conditions import READY, get_condition, set_condition
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 from agentfleet_contract.redis_sentinel import parse_sentinel_url, sentinel_url
-from agentfleet_contract.runtime_config import DEFAULT_SYSTEM_PROMPT, ModelTarget, runtime_config
+from agentfleet_contract.runtime_config import (
+    DEFAULT_SYSTEM_PROMPT,
+    DEFAULT_TENANT,
+    ModelTarget,
+    runtime_config,
+    token_line,
+)
 from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
 from pydantic import ValidationError
 
@@ -215,10 +221,10 @@ class AgentFleetPass:
 
         primary, primary_spec = self.model(spec.model_ref.name, "spec.modelRef")
         primary = self.adapter(primary, primary_spec, spec.model_adapter)
-        routine = None
+        routine = routine_spec = None
         if spec.routine_model_ref is not None:
             routine, routine_spec = self.model(spec.routine_model_ref.name, "spec.routineModelRef")
-            self.routine_key(spec, primary_spec, routine_spec)
+        self.model_keys(spec, primary_spec, routine_spec)
         self.model_condition(spec)
         vector_index, milvus_uri, milvus_env = self.index(af)
         prompt = self.system_prompt(af)
@@ -230,8 +236,8 @@ class AgentFleetPass:
         self.secret_refs(af)
         redis_url, password = self.redis(af)
         if not self.problems and primary is not None and redis_url is not None:
-            key_ref = primary_spec.engine.api_key_secret_ref if primary_spec is not None else None
-            self.runtime(af, primary, routine, redis_url, prompt, vector_index, milvus_uri, milvus_env, key_ref)
+            keys = [s.engine.api_key_secret_ref if s is not None else None for s in (primary_spec, routine_spec)]
+            self.runtime(af, primary, routine, redis_url, prompt, vector_index, milvus_uri, milvus_env, *keys)
         else:
             self.condition(RUNTIME_READY, False, "NotRendered", "the runtime is not (re)rendered until the problems in Ready are fixed")
         if redis_url is not None:
@@ -279,21 +285,19 @@ class AgentFleetPass:
             return None
         return dataclasses.replace(target, served_name=name, adapter=True, adapters=tuple(a.name for a in mspec.adapters))
 
-    def routine_key(self, spec: Any, primary: ModelReplicaSetSpec | None, routine: ModelReplicaSetSpec | None) -> None:
-        """The workers send one API key to both tiers: a routine ModelReplicaSet that requires
-        another key refuses every routine call (401)."""
-        if primary is None or routine is None or spec.routine_model_ref is None:
-            return
-        want = render.api_key_ref(spec.model_ref.name, primary.engine.api_key_secret_ref)
-        got = render.api_key_ref(spec.routine_model_ref.name, routine.engine.api_key_secret_ref)
-        if want != got:
-            self.event(
-                "Warning",
-                "RoutineModelKeyDiffers",
-                f"ModelReplicaSets {spec.model_ref.name} and {spec.routine_model_ref.name} require different API keys "
-                "and the workers send "
-                f"one ({want['name']}/{want['key']}): set spec.engine.apiKeySecretRef of both to the same Secret key",
-            )
+    def model_keys(self, spec: Any, primary: ModelReplicaSetSpec | None, routine: ModelReplicaSetSpec | None) -> None:
+        """The workers get each tier's API key from its own ModelReplicaSet's Secret and send each
+        tier its own. A Secret a set names (spec.engine.apiKeySecretRef) needs the consent label
+        here too, as every Secret a fleet's pods get: naming a set must not mount any Secret of the
+        namespace into the workers (the operator's generated <set>-vllm-api-key carries it)."""
+        tiers = [("spec.modelRef", spec.model_ref.name, primary)]
+        if spec.routine_model_ref is not None:
+            tiers.append(("spec.routineModelRef", spec.routine_model_ref.name, routine))
+        for field, name, mspec in tiers:
+            ref = mspec.engine.api_key_secret_ref if mspec is not None else None
+            if ref is not None:
+                where = f"ModelReplicaSet {name} ({field}) spec.engine.apiKeySecretRef"
+                self.consented_secret(where, ref.name, ref.key)
 
     def model_condition(self, spec: Any) -> None:
         missing = [p for p in self.problems if p.reason == "ModelNotFound"]
@@ -444,10 +448,14 @@ class AgentFleetPass:
         milvus_uri: str | None,
         milvus_env: list[dict[str, Any]],
         model_key_secret_ref: Any | None = None,
+        routine_key_secret_ref: Any | None = None,
     ) -> None:
         spec = af.spec
+        token_hashes = None
         if spec.api.auth_secret_ref is None:
-            self.ensure_generated_secret(af, render.api_token_secret_name(self.name), render.TOKEN_KEY, "api")
+            # The Secret keeps the token for its users; the task API gets only its hash.
+            token = self.ensure_generated_secret(af, render.api_token_secret_name(self.name), render.TOKEN_KEY, "api")
+            token_hashes = token_line(DEFAULT_TENANT, token) if token else None
         doc = runtime_config(
             af,
             primary=primary,
@@ -460,7 +468,14 @@ class AgentFleetPass:
         )
         replicas = render.desired_workers(spec, self.old)
         children = render.render_runtime(
-            af, doc, replicas=replicas, milvus_env=milvus_env, model_key_secret_ref=model_key_secret_ref, egress=CONFIG.egress()
+            af,
+            doc,
+            replicas=replicas,
+            milvus_env=milvus_env,
+            model_key_secret_ref=model_key_secret_ref,
+            routine_key_secret_ref=routine_key_secret_ref,
+            token_hashes=token_hashes,
+            egress=CONFIG.egress(),
         )
         for o in children:
             self.kube.apply(o)

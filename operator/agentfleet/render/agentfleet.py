@@ -55,6 +55,10 @@ CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_KEY}"
 TOKENS_DIR = "/etc/agentfleet/api"
 TOKENS_FILE = f"{TOKENS_DIR}/tokens"
 TOKEN_KEY = "tokens"
+# The runtime ConfigMap's key with the generated token's tokens-file line (its hash, tenant
+# default): the task API mounts that, never the token itself, which stays in the Secret its
+# users read. Outside the config document, so a rotated token reaches the pods without a restart.
+TOKEN_HASHES_KEY = "api-tokens"
 TOOL_HEADERS_DIR = "/etc/agentfleet/tool-headers"
 TRACING_HEADERS_DIR = "/etc/agentfleet/tracing"  # spec.tracing.headersSecretRef's key, as the file "headers"
 API_PORT = 8080
@@ -238,8 +242,12 @@ def _tool_header_volume(spec: AgentFleetSpec) -> dict[str, Any] | None:
     return {"name": "tool-headers", "projected": {"sources": sources}} if sources else None
 
 
-def _model_key_env(ref: dict[str, str] | None) -> list[dict[str, Any]]:
-    return [{"name": "AGENTFLEET_MODEL_API_KEY", "valueFrom": {"secretKeyRef": ref}}] if ref else []
+def _model_key_env(ref: dict[str, str] | None, routine: dict[str, str] | None) -> list[dict[str, Any]]:
+    """Each tier's API key, from its own ModelReplicaSet's Secret: the runtime sends each its own."""
+    env = [{"name": "AGENTFLEET_MODEL_API_KEY", "valueFrom": {"secretKeyRef": ref}}] if ref else []
+    if routine:
+        env.append({"name": "AGENTFLEET_ROUTINE_MODEL_API_KEY", "valueFrom": {"secretKeyRef": routine}})
+    return env
 
 
 def _pod_template(
@@ -252,9 +260,11 @@ def _pod_template(
     port: int,
     resources: dict[str, Any],
     model_key: dict[str, str] | None = None,
+    routine_key: dict[str, str] | None = None,
     extra_env: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """``model_key``: secretKeyRef of the API key the model replicas require (workers only)."""
+    """``model_key`` / ``routine_key``: secretKeyRef of the API key the primary / routine model's
+    replicas require (workers only)."""
     fleet, _ = _fleet(af)
     mounts = [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict[str, Any]] = [
@@ -263,8 +273,12 @@ def _pod_template(
     ]
     if component == "api":
         ref = af.spec.api.auth_secret_ref
-        secret, key = (ref.name, ref.key) if ref is not None else (api_token_secret_name(fleet), TOKEN_KEY)
-        volumes.append({"name": "api-tokens", "secret": {"secretName": secret, "items": [{"key": key, "path": "tokens"}]}})
+        if ref is not None:
+            items = [{"key": ref.key, "path": "tokens"}]
+            volumes.append({"name": "api-tokens", "secret": {"secretName": ref.name, "items": items}})
+        else:  # the generated token's hash only (TOKEN_HASHES_KEY); its Secret is for its users
+            items = [{"key": TOKEN_HASHES_KEY, "path": "tokens"}]
+            volumes.append({"name": "api-tokens", "configMap": {"name": config_map_name(fleet), "items": items}})
         mounts.append({"name": "api-tokens", "mountPath": TOKENS_DIR, "readOnly": True})
     if component == "worker" and (hv := _tool_header_volume(af.spec)) is not None:
         volumes.append(hv)
@@ -292,7 +306,7 @@ def _pod_template(
         "image": af.spec.image,
         "command": ["python", "-m", RUNTIME_MODULE],
         "args": args,
-        "env": _env(af, milvus_env) + _model_key_env(model_key) + list(extra_env or []),
+        "env": _env(af, milvus_env) + _model_key_env(model_key, routine_key) + list(extra_env or []),
         "ports": ports,
         "resources": resources,
         "volumeMounts": mounts,
@@ -309,6 +323,9 @@ def _pod_template(
     }
     if component == "worker":
         spec["terminationGracePeriodSeconds"] = WORKER_TERMINATION_GRACE_SECONDS
+        if not af.spec.workers.allow_api_server:
+            # Their routing calls each set's Service (runtime_config.model_routing): no token to hold.
+            spec["automountServiceAccountToken"] = False
     else:
         # The task API holds no tasks; it only needs no token of the API server.
         spec["automountServiceAccountToken"] = False
@@ -321,9 +338,15 @@ def _pod_template(
     return {"metadata": {"labels": pod_labels, "annotations": {CONFIG_HASH_ANNOTATION: hash_}}, "spec": spec}
 
 
-def render_config_map(af: AgentFleet, doc: dict[str, Any]) -> dict[str, Any]:
+def render_config_map(af: AgentFleet, doc: dict[str, Any], token_hashes: str | None = None) -> dict[str, Any]:
+    """``token_hashes``: the generated token's tokens-file line (no spec.api.authSecretRef); None
+    or empty leaves the key empty, which refuses every token (fail closed until it is known)."""
     fleet, _ = _fleet(af)
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(af, config_map_name(fleet), "config"), "data": {CONFIG_KEY: config_text(doc)}}
+    data = {CONFIG_KEY: config_text(doc)}
+    if af.spec.api.auth_secret_ref is None:
+        data[TOKEN_HASHES_KEY] = f"{token_hashes}\n" if token_hashes else ""
+    meta = _meta(af, config_map_name(fleet), "config")
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
 
 
 def render_worker(
@@ -333,6 +356,7 @@ def render_worker(
     hash_: str,
     milvus_env: list[dict[str, Any]] | None = None,
     model_key: dict[str, str] | None = None,
+    routine_key: dict[str, str] | None = None,
     egress: Egress | None = None,
 ) -> dict[str, Any]:
     fleet, _ = _fleet(af)
@@ -358,6 +382,7 @@ def render_worker(
                 port=METRICS_PORT,
                 resources=resources,
                 model_key=model_key,
+                routine_key=routine_key,
                 extra_env=deny,
             ),
         },
@@ -569,16 +594,24 @@ def render_runtime(
     replicas: int,
     milvus_env: list[dict[str, Any]] | None = None,
     model_key_secret_ref: Any | None = None,
+    routine_key_secret_ref: Any | None = None,
+    token_hashes: str | None = None,
     egress: Egress | None = Egress(),
 ) -> list[dict[str, Any]]:
     """Every child of the runtime, in apply order (identity, config and the egress policy before
-    the pods). ``model_key_secret_ref``: the primary ModelReplicaSet's spec.engine.apiKeySecretRef
-    (None: its generated Secret); the workers send that key to the replicas. ``egress`` None: no
-    egress policy (the chart's workerEgress.enabled false)."""
-    cm = render_config_map(af, doc)
+    the pods). ``model_key_secret_ref`` / ``routine_key_secret_ref``: the primary / routine
+    ModelReplicaSet's spec.engine.apiKeySecretRef (None: that set's generated Secret); the workers
+    send each tier's replicas their own key. ``token_hashes``: the generated token's tokens-file
+    line (render_config_map). ``egress`` None: no egress policy (the chart's workerEgress.enabled
+    false)."""
+    cm = render_config_map(af, doc, token_hashes)
     h = config_hash(cm["data"][CONFIG_KEY])
     key = api_key_ref(af.spec.model_ref.name, model_key_secret_ref)
-    worker = render_worker(af, replicas=replicas, hash_=h, milvus_env=milvus_env, model_key=key, egress=egress)
+    routine = af.spec.routine_model_ref
+    routine_key = api_key_ref(routine.name, routine_key_secret_ref) if routine is not None else None
+    worker = render_worker(
+        af, replicas=replicas, hash_=h, milvus_env=milvus_env, model_key=key, routine_key=routine_key, egress=egress
+    )
     policy = [render_worker_egress(af, egress)] if egress is not None else []
     return [*render_identity(af), cm, *policy, worker, *render_api(af, hash_=h), render_pdb(af)]
 

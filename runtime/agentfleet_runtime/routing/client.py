@@ -69,6 +69,7 @@ class RoutingModelClient:
         routine: tuple[Tier, ReplicaSource] | None = None,
         routine_kinds: frozenset[str] = frozenset(),
         transport: Transport | None = None,
+        routine_transport: Transport | None = None,
         rate_limiter: RedisRateLimiter | None = None,
         metrics: RoutingMetrics | None = None,
         timeout: float = 120.0,
@@ -86,6 +87,9 @@ class RoutingModelClient:
         self.routine = ReplicaPool(*routine) if routine is not None else None
         self.routine_kinds = routine_kinds
         self.transport: Transport = transport or HttpTransport()
+        # The routine tier's own transport when its replicas require another API key than the
+        # primary's (each ModelReplicaSet has its own); None: the primary's.
+        self.routine_transport = routine_transport
         self.limiter = rate_limiter
         self.metrics = metrics or default_metrics()
         self.timeout = timeout
@@ -134,7 +138,8 @@ class RoutingModelClient:
             wait = pool.stalls.probe_timeout(replica)
             began = loop.time()
             try:
-                await asyncio.wait_for(self.transport.stream(endpoint, body, wait, observer), wait)  # type: ignore[attr-defined]
+                stream = self._transport(pool).stream(endpoint, body, wait, observer)  # type: ignore[attr-defined]
+                await asyncio.wait_for(stream, wait)
                 pool.stalls.progress(replica, loop.time())  # answered: it steps
             except (TimeoutError, ModelError):
                 pool.stalls.probe_missed(replica)
@@ -162,6 +167,13 @@ class RoutingModelClient:
         for pool in self._pools():
             await pool.source.close()
         await self.transport.close()
+        if self.routine_transport is not None:
+            await self.routine_transport.close()
+
+    def _transport(self, pool: ReplicaPool) -> Transport:
+        if pool is self.routine and self.routine_transport is not None:
+            return self.routine_transport
+        return self.transport
 
     def _pools(self) -> list[ReplicaPool]:
         return [self.primary, *([self.routine] if self.routine else [])]
@@ -216,7 +228,7 @@ class RoutingModelClient:
     def abort_watch(self, pool: ReplicaPool) -> AbortWatch:
         watch = self._watches.get(pool.tier.name)
         if watch is None:
-            read = getattr(self.transport, "abort_count", None)
+            read = getattr(self._transport(pool), "abort_count", None)
 
             async def read_aborts(base_url: str) -> float | None:
                 if read is None:
@@ -247,12 +259,12 @@ class RoutingModelClient:
     def _guard(self, pool: ReplicaPool) -> ContextGuard:
         guard = self._guards.get(pool.tier.name)
         if guard is None:
-            models = getattr(self.transport, "models", None)
+            models = getattr(self._transport(pool), "models", None)
 
             async def fetch(base_url: str) -> Any:
                 return await models(base_url) if models is not None else None
 
-            tokenize = getattr(self.transport, "tokenize", None)
+            tokenize = getattr(self._transport(pool), "tokenize", None)
             guard = self._guards[pool.tier.name] = ContextGuard(pool.tier.model, fetch, tokenize=tokenize)
         return guard
 
@@ -265,10 +277,12 @@ class RoutingModelClient:
         guard = self._guard(pool)
         fitted = await guard.fit(endpoint.base_url, body)
 
+        transport = self._transport(pool)
+
         def send(b: dict[str, Any]) -> Any:
             if observer is not None:
-                return self.transport.stream(endpoint, b, timeout, observer)  # type: ignore[attr-defined]
-            return self.transport.send(endpoint, b, timeout)
+                return transport.stream(endpoint, b, timeout, observer)  # type: ignore[attr-defined]
+            return transport.send(endpoint, b, timeout)
 
         try:
             return await send(fitted)

@@ -16,7 +16,7 @@ from agentfleet_contract.runtime_config import ModelRoutingConfig, TierConfig
 
 from agentfleet_runtime.routing.client import RoutingModelClient
 from agentfleet_runtime.routing.metrics import RoutingMetrics
-from agentfleet_runtime.routing.ratelimit import RedisRateLimiter
+from agentfleet_runtime.routing.ratelimit import RedisRateLimiter, fleet_prefix
 from agentfleet_runtime.routing.settings import RateLimitSettings, RoutingSettings, Tier, routine_kinds
 from agentfleet_runtime.routing.sources import ReplicaSource, StaticSource
 
@@ -49,6 +49,7 @@ def build_routing_client(
     redis: Any = None,
     fleet: str = "default",
     api_key: str | None = None,
+    routine_api_key: str | None = None,
     timeout: float = 120.0,
     max_retries: int = 2,
     max_output_tokens: int = 1024,
@@ -56,13 +57,17 @@ def build_routing_client(
     send_tools: bool = True,
     metrics: RoutingMetrics | None = None,
 ) -> RoutingModelClient:
-    """``redis`` is an asyncio Redis client (the worker's own); needed only with a rate limit."""
+    """``redis`` is an asyncio Redis client (the worker's own); needed only with a rate limit.
+    ``api_key`` goes to the primary tier's replicas, ``routine_api_key`` to the routine tier's
+    (each ModelReplicaSet requires its own; None: the primary's)."""
     from agentfleet_runtime.routing.transport import HttpTransport
 
     cfg = config if isinstance(config, ModelRoutingConfig) else ModelRoutingConfig.model_validate(config)
     namespace = cfg.namespace or pod_namespace()
     limits = RateLimitSettings.from_spec(cfg.rate_limit)
-    limiter = RedisRateLimiter(redis, limits, prefix=f"af:{fleet}") if limits.enabled and redis is not None else None
+    limiter = None
+    if limits.enabled and redis is not None:
+        limiter = RedisRateLimiter(redis, limits, prefix=fleet_prefix(fleet))
     if limits.enabled and redis is None:
         raise ValueError("rateLimit is set but no Redis client was given")
     return RoutingModelClient(
@@ -70,6 +75,7 @@ def build_routing_client(
         routine=(_tier(cfg.routine), _source(cfg.routine, namespace)) if cfg.routine else None,
         routine_kinds=routine_kinds(list(cfg.routine_steps)) if cfg.routine else frozenset(),
         transport=HttpTransport(api_key),
+        routine_transport=HttpTransport(routine_api_key) if cfg.routine and routine_api_key is not None else None,
         rate_limiter=limiter,
         metrics=metrics,
         timeout=timeout,

@@ -29,25 +29,23 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from agentfleet_runtime import lua
 from agentfleet_runtime.model import ModelError
 from agentfleet_runtime.routing.settings import RateLimitSettings
 
 log = logging.getLogger(__name__)
 
-RESERVE = r"""
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+RESERVE = (
+    lua.GCRA
+    + r"""
+local now = redis_now_ms()
 local cost = tonumber(ARGV[1])
 local max_wait = tonumber(ARGV[2])
 local worst, worst_i = 0, 0
 local new = {}
 for i, key in ipairs(KEYS) do
-  local rate = tonumber(ARGV[1 + 2 * i])
-  local burst = tonumber(ARGV[2 + 2 * i])
-  local tat = tonumber(redis.call('GET', key) or '0')
-  if tat < now then tat = now end
-  new[i] = tat + cost / rate
-  local wait = new[i] - burst / rate - now
+  local wait
+  new[i], wait = gcra(key, now, cost, tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i]))
   if wait > worst then worst, worst_i = wait, i end
 end
 if worst > max_wait then return {0, tostring(worst), worst_i} end
@@ -58,12 +56,14 @@ for i, key in ipairs(KEYS) do
 end
 return {1, tostring(worst), worst_i}
 """
+)
 
 # Move each bucket's TAT by delta tokens (negative gives tokens back); never below now, which
 # would bank tokens beyond a full bucket.
-SETTLE = r"""
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+SETTLE = (
+    lua.GCRA
+    + r"""
+local now = redis_now_ms()
 local delta = tonumber(ARGV[1])
 for i, key in ipairs(KEYS) do
   local rate = tonumber(ARGV[2 * i])
@@ -82,6 +82,25 @@ for i, key in ipairs(KEYS) do
 end
 return 1
 """
+)
+
+
+def fleet_prefix(fleet: str) -> str:
+    """The prefix of a fleet's bucket keys."""
+    return f"af:{fleet}"
+
+
+def bucket_key(prefix: str, model: str, tenant: str = "") -> str:
+    """A bucket's Redis key: the model's, or with ``tenant`` that tenant's for the model. The task
+    API's admission (api.py) reads the tenant's buckets by this same name."""
+    tag = "{" + f"{prefix}:rl:{model}" + "}"
+    return f"{tag}:t:{tenant}" if tenant else tag
+
+
+def rate_args(tokens_per_minute: int) -> list[str]:
+    """A bucket's (rate, burst) script arguments: tokens per millisecond, and one minute of tokens
+    (the bucket's size)."""
+    return [repr(tokens_per_minute / 60_000.0), str(tokens_per_minute)]
 
 
 class RateLimited(ModelError):
@@ -119,12 +138,12 @@ class RedisRateLimiter:
         self._settle = redis.register_script(SETTLE)
 
     def _buckets(self, model: str, tenant: str) -> list[tuple[str, str, int]]:
-        tag = "{" + f"{self.prefix}:rl:{model}" + "}"
         out: list[tuple[str, str, int]] = []
         if self.settings.tokens_per_minute:
-            out.append(("model", tag, self.settings.tokens_per_minute))
+            out.append(("model", bucket_key(self.prefix, model), self.settings.tokens_per_minute))
         if tenant and self.settings.per_tenant_tokens_per_minute:
-            out.append((f"tenant:{tenant}", f"{tag}:t:{tenant}", self.settings.per_tenant_tokens_per_minute))
+            tpm = self.settings.per_tenant_tokens_per_minute
+            out.append((f"tenant:{tenant}", bucket_key(self.prefix, model, tenant), tpm))
         return out
 
     async def reserve(self, model: str, tenant: str, tokens: int, max_wait: float | None = None) -> Reservation:
@@ -135,8 +154,7 @@ class RedisRateLimiter:
         limit = self.settings.max_wait_seconds if max_wait is None else min(max_wait, self.settings.max_wait_seconds)
         rates: list[str] = []
         for _, _, tpm in buckets:
-            # rate in tokens per millisecond; burst = one minute of tokens (the bucket's size)
-            rates += [repr(tpm / 60_000.0), str(tpm)]
+            rates += rate_args(tpm)
         keys = tuple(k for _, k, _ in buckets)
         try:
             ok, wait_ms, which = await self._reserve(keys=list(keys), args=[tokens, max(0.0, limit) * 1000.0, *rates])

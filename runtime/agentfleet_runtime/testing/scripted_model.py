@@ -214,9 +214,10 @@ class ScriptedModelServer(LocalServer):
 
     path = "/v1"
 
-    def __init__(self, model: ScriptedModel | None = None) -> None:
+    def __init__(self, model: ScriptedModel | None = None, api_key: str | None = None) -> None:
         super().__init__()
         self.model = model or ScriptedModel()
+        self.api_key = api_key  # like vLLM's --api-key: /v1 answers 401 without this bearer token
         self.in_flight = 0
         self.peak_in_flight = 0
         self.requests: list[dict[str, Any]] = []  # bodies, kept only when record=True
@@ -229,12 +230,19 @@ class ScriptedModelServer(LocalServer):
         return cls(ScriptedModel(rules=doc.get("rules", []), latency=float(doc.get("latency", 0))))
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._auth])
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/admin/stats", self._stats)
         app.router.add_post("/admin/faults", self._faults)
         return app
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        given = request.headers.get("Authorization")
+        if self.api_key and request.path.startswith("/v1") and given != f"Bearer {self.api_key}":
+            return web.json_response({"error": "Unauthorized"}, status=401)
+        return await handler(request)
 
     async def _chat(self, request: web.Request) -> web.Response:
         # orjson both ways: each request carries the whole history, and the standard library's

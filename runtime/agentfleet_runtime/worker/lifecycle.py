@@ -238,6 +238,7 @@ def model_client(config: RuntimeConfig, redis: Any) -> ModelClient:
             redis=redis,
             fleet=config.fleet,
             api_key=m.api_key,
+            routine_api_key=m.routine_api_key,
             timeout=m.timeout_seconds,
             max_retries=m.max_retries,
             max_output_tokens=m.max_output_tokens,

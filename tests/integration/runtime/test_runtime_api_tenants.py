@@ -266,3 +266,77 @@ def test_the_openapi_document_is_served_without_auth(redis_server, fleet, tmp_pa
 
     status, doc = arun(body())
     assert status == 200 and doc["openapi"].startswith("3.") and "/v1/tasks/{id}/events" in doc["paths"]
+
+
+def token_limited(config: RuntimeConfig, tokens_per_minute: int) -> RuntimeConfig:
+    """The config routed through the routing client (static replica: the scripted model) with a
+    per-tenant token bucket, and 8 output tokens a call so a call's estimate is mostly its prompt."""
+    doc = config.model_dump(by_alias=True, mode="json")
+    doc["model"]["maxOutputTokens"] = 8
+    doc["modelRouting"] = {
+        "primary": {"modelReplicaSet": "scripted-set", "model": "scripted", "endpoints": [config.model.base_url]},
+        "rateLimit": {"perTenantTokensPerMinute": tokens_per_minute},
+    }
+    return RuntimeConfig.model_validate(doc)
+
+
+def test_tokens_a_tenant_spent_in_the_last_minute_refuse_its_next_submission(redis_server, fleet, tmp_path):
+    # A worker runs one task of acme's whose one model call takes ~5,000 of its 6,000 tokens a
+    # minute (the bucket drips back 100 a second). The same goal again needs ~5,000 more: 429
+    # with Retry-After, counted as rate_limit. A small goal still fits; globex has its own bucket.
+    # On be7b847 tokens per minute were enforced per model call only: every submission was a 201.
+    goal = "summarise this report: " + "lorem ipsum " * 1650  # ~20,000 characters, ~5,000 tokens
+
+    async def body():
+        async with environment(redis_server.url, fleet) as env:
+            config = token_limited(env.config, 6000)
+            async with tenant_api(config, tmp_path) as (base, s), running_worker(config):
+                a, b = s["acme"], s["globex"]
+                first = await a.post("/v1/tasks", json={"goal": goal})
+                assert first.status == 201
+                tid = (await first.json())["id"]
+                assert (await env.wait(tid, 30))[tid]["reason"] == "final_answer"
+                again = await a.post("/v1/tasks", json={"goal": goal})
+                small = await a.post("/v1/tasks", json={"goal": "a short one"})
+                other = await b.post("/v1/tasks", json={"goal": goal})
+                metrics = await (await a.get(base + "/metrics")).text()
+                answer = await again.json()
+                return again.status, again.headers.get("Retry-After"), answer, small.status, other.status, metrics
+
+    status, retry_after, answer, small, other, metrics = arun(body())
+    assert status == 429 and answer["limit"] == "rate_limit", answer
+    assert "perTenantTokensPerMinute" in answer["error"] and "scripted-set" in answer["error"]
+    # The bucket needs ~(5,050 - (6,000 - ~5,060 + the drip since)) / 100 tokens a second: ~10-45 s.
+    assert 5 <= int(retry_after) <= 50, retry_after
+    assert small == 201 and other == 201
+    assert 'agentfleet_tenant_admissions_total{outcome="rate_limit",tenant="acme"} 1.0' in metrics
+
+
+def test_a_full_token_bucket_refuses_every_concurrent_submission_until_the_window_rolls(redis_server, fleet, tmp_path):
+    # acme's calls took its whole minute (charged through the workers' own limiter, as a call
+    # does). Ten submissions at once are all refused, atomically with the write of each, and
+    # globex's ten at once are all admitted; after Retry-After the bucket has room again.
+    async def body():
+        from agentfleet_runtime.worker.lifecycle import model_client
+
+        async with environment(redis_server.url, fleet) as env:
+            config = token_limited(env.config, 6000)
+            client = model_client(config, env.store.r)
+            try:
+                await client.limiter.reserve("scripted-set", "acme", 6000)
+            finally:
+                await client.close()
+            async with tenant_api(config, tmp_path) as (_, s):
+                a, b = s["acme"], s["globex"]
+                refused = await asyncio.gather(*(a.post("/v1/tasks", json={"goal": f"g{i}"}) for i in range(10)))
+                admitted = await asyncio.gather(*(b.post("/v1/tasks", json={"goal": f"g{i}"}) for i in range(10)))
+                assert [r.status for r in refused] == [429] * 10
+                assert [r.status for r in admitted] == [201] * 10
+                waits = {r.headers["Retry-After"] for r in refused}
+                # ~60 tokens (system prompt, goal, 8 output) at 100 a second: under one second.
+                assert waits == {"1"}, waits
+                await asyncio.sleep(1.0)
+                rolled = await a.post("/v1/tasks", json={"goal": "g10"})
+                assert rolled.status == 201, await rolled.text()
+
+    arun(body())

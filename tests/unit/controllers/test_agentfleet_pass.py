@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from agentfleet_contract.fleet_stats import FleetStats
+from agentfleet_contract.runtime_config import token_line
 from kubernetes.dynamic.exceptions import ConflictError
 
 from agentfleet.controllers import agentfleet as ctl
@@ -131,6 +132,31 @@ def test_waiting_for_the_model_renders_the_runtime_and_reports_the_stats() -> No
     assert (st["queueDepth"], st["inFlightTasks"], st["tasksPerHour"], st["taskP95Seconds"], st["costPerTask"]) == (4, 2, 120, 12.5, "0.0123")
     assert st["awaitingApproval"] == 3  # the Approvals column
     assert st["desiredWorkers"] == 2 and st["observedGeneration"] == 1 and again is not None
+
+
+def test_the_task_api_gets_the_generated_tokens_hash_and_never_the_token() -> None:
+    # The generated Secret keeps the token for the fleet's users; the task API's pods mount only
+    # its tokens-file line (tenant default, sha256) from the runtime ConfigMap. On be7b847 they
+    # mounted the Secret, so the API's own files held a working token.
+    kube = FakeKube({("ModelReplicaSet", "llama"): mrs()})
+    run(kube, fleet())
+    token = base64.b64decode(kube.objects[("Secret", "support-api-token")]["data"]["tokens"]).decode()
+    assert len(token) >= 43  # 256 bits, urlsafe base64
+    data = kube.objects[("ConfigMap", "support-runtime")]["data"]
+    assert data["api-tokens"] == token_line("default", token) + "\n"
+    assert all(token not in v for v in data.values())
+    api = kube.objects[("Deployment", "support-api")]["spec"]["template"]["spec"]
+    assert "support-api-token" not in yaml.safe_dump(api)
+    tokens = next(v for v in api["volumes"] if v["name"] == "api-tokens")
+    assert tokens["configMap"]["items"] == [{"key": "api-tokens", "path": "tokens"}]
+    # A rotated token (the Secret deleted and made anew) changes the line, not the pods.
+    template = copy.deepcopy(api)
+    del kube.objects[("Secret", "support-api-token")]
+    run(kube, fleet())
+    rotated = base64.b64decode(kube.objects[("Secret", "support-api-token")]["data"]["tokens"]).decode()
+    assert rotated != token
+    assert kube.objects[("ConfigMap", "support-runtime")]["data"]["api-tokens"] == token_line("default", rotated) + "\n"
+    assert kube.objects[("Deployment", "support-api")]["spec"]["template"]["spec"] == template
 
 
 def test_ready_when_everything_is_and_transition_times_move_only_on_flips() -> None:
@@ -294,6 +320,34 @@ def test_a_secret_without_the_consent_label_is_neither_sent_nor_mounted(
     st, _ = run(kube, fleet(**spec))
     assert "SecretNotConsented" not in {c["reason"] for c in conds(st).values()}
     assert any(o["kind"] == "Deployment" for o in kube.applied)
+
+
+def test_each_tiers_model_key_reaches_the_workers_and_a_named_one_needs_consent() -> None:
+    # The routine ModelReplicaSet requires its own key from a Secret it names: the workers get it
+    # beside the primary's (on be7b847 they got the primary's alone, and a Warning said so), and
+    # only if that Secret carries the consent label, as every Secret a fleet's pods get.
+    smol = (
+        MRS("smol")
+        .model("HuggingFaceTB/SmolLM2-135M-Instruct", served="smol")
+        .gpu("H100")
+        .engine(apiKeySecretRef=BILLING_DB)
+        .condition("Ready", True, "Ready", "1/1")
+        .obj()
+    )
+    objects = {("ModelReplicaSet", "llama"): mrs(), ("ModelReplicaSet", "smol"): smol}
+    kube = FakeKube({**objects, ("Secret", "billing-db"): secret("billing-db", "pw", consent=False)})
+    st, _ = run(kube, fleet(routineModelRef={"name": "smol"}))
+    ready = conds(st)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "SecretNotConsented")
+    assert "ModelReplicaSet smol (spec.routineModelRef) spec.engine.apiKeySecretRef" in ready["message"]
+    assert not any(o["kind"] == "Deployment" for o in kube.applied)
+    kube = FakeKube({**objects, ("Secret", "billing-db"): secret("billing-db", "pw", consent=True)})
+    st, _ = run(kube, fleet(routineModelRef={"name": "smol"}))
+    worker = kube.objects[("Deployment", "support-worker")]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("valueFrom") for e in worker["env"]}
+    assert env["AGENTFLEET_MODEL_API_KEY"] == {"secretKeyRef": {"name": "llama-vllm-api-key", "key": "apiKey"}}
+    assert env["AGENTFLEET_ROUTINE_MODEL_API_KEY"] == {"secretKeyRef": BILLING_DB}
+    assert not [e for e in kube.events if e[0] == "Warning"]
 
 
 def test_a_vector_index_secret_the_workers_get_needs_consent_too() -> None:

@@ -126,7 +126,8 @@ def test_pods_are_hardened_and_run_the_runtime_entrypoints() -> None:
     assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= r.SHUTDOWN_GRACE_SECONDS + 10
     assert worker["spec"]["template"]["spec"]["serviceAccountName"] == "support"
     tokens = next(v for v in api["spec"]["template"]["spec"]["volumes"] if v["name"] == "api-tokens")
-    assert tokens["secret"]["secretName"] == "support-api-token"
+    # No spec.api.authSecretRef: the generated token's hash, from the runtime ConfigMap.
+    assert tokens["configMap"] == {"name": "support-runtime", "items": [{"key": "api-tokens", "path": "tokens"}]}
     headers = next(v for v in worker["spec"]["template"]["spec"]["volumes"] if v["name"] == "tool-headers")
     assert headers["projected"]["sources"] == [{"secret": {"name": "ticket-auth", "items": [{"key": "headers.json", "path": "ticket"}]}}]
 
@@ -152,6 +153,28 @@ def test_workers_alone_carry_the_model_key_and_the_labels_the_replicas_admit() -
     assert wenv["AGENTFLEET_MODEL_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "vllm-key", "key": "k"}}
 
 
+def test_workers_get_each_tiers_own_model_key() -> None:
+    # The routine ModelReplicaSet's key, generated or named, beside the primary's: each tier's
+    # replicas require their own. A fleet without a routine tier gets no second key.
+    af = fleet()
+    wenv = {e["name"]: e for e in worker_env(r.render_runtime(af, doc_for(af), replicas=3))}
+    assert wenv["AGENTFLEET_ROUTINE_MODEL_API_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "smol-vllm-api-key", "key": "apiKey"}
+    }
+    named = type(af.spec.redis.password_secret_ref).model_validate({"name": "smol-key", "key": "k"})
+    objs = r.render_runtime(af, doc_for(af), replicas=3, routine_key_secret_ref=named)
+    wenv = {e["name"]: e for e in worker_env(objs)}
+    assert wenv["AGENTFLEET_ROUTINE_MODEL_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "smol-key", "key": "k"}}
+    assert wenv["AGENTFLEET_MODEL_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "llama-8b-vllm-api-key"
+    alone = fleet(routineModelRef=None, routineSteps=[])
+    objs = r.render_runtime(alone, doc_for(alone), replicas=3)
+    assert "AGENTFLEET_ROUTINE_MODEL_API_KEY" not in {e["name"] for e in worker_env(objs)}
+
+
+def worker_env(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return by_kind(objs)[("Deployment", "support-worker")]["spec"]["template"]["spec"]["containers"][0]["env"]
+
+
 def test_workers_egress_denies_metadata_and_the_api_server_unless_the_fleet_allows_it() -> None:
     egress = r.Egress(api_server=("172.18.0.2", "2001:db8::1"))
     policies = {}
@@ -175,6 +198,23 @@ def test_workers_egress_denies_metadata_and_the_api_server_unless_the_fleet_allo
     assert ("NetworkPolicy", "support-worker-egress") not in by_kind(r.render_runtime(af, doc_for(af), replicas=3, egress=None))
     with pytest.raises(r.RenderError, match="workerEgress: 'nope'"):
         r.Egress(denied=("nope",))
+
+
+def test_workers_kept_off_the_api_server_route_through_the_services_and_hold_no_token() -> None:
+    # allowAPIServer false denies the API server's addresses to the workers, so their routing
+    # cannot watch EndpointSlices: on be7b847 they kept trying and found no replica at all. Now
+    # each tier's one endpoint is its set's ClusterIP Service and the pods mount no token.
+    routing, pods = {}, {}
+    for allow in (True, False):
+        af = fleet(workers={**SPEC["workers"], "allowAPIServer": allow})
+        doc = doc_for(af)
+        routing[allow] = ModelRoutingConfig.model_validate(doc["modelRouting"])
+        objs = by_kind(r.render_runtime(af, doc, replicas=3))
+        pods[allow] = objs[("Deployment", "support-worker")]["spec"]["template"]["spec"]
+    assert routing[True].primary.endpoints == [] and routing[True].routine.endpoints == []
+    assert routing[False].primary.endpoints == ["http://llama-8b.team-a.svc:8000/v1"]
+    assert routing[False].routine.endpoints == ["http://smol.team-a.svc:8001/v1"]
+    assert "automountServiceAccountToken" not in pods[True] and pods[False]["automountServiceAccountToken"] is False
 
 
 def test_a_config_change_rolls_the_pods_and_nothing_else_does() -> None:
