@@ -7,13 +7,18 @@ from its Go module by e2e/thirdparty.sh jaeger) through its query API.
 - a worker process killed with SIGKILL in the middle of a task: the task resumed by another
   worker continues the same trace;
 - Qwen2.5-Coder on llama-server deciding a task that delegates to sub-agents: span counts by kind
-  match the steps and tool calls stored in Redis, and every chat span names its replica.
+  match the steps and tool calls stored in Redis, and every chat span names its replica;
+- Qwen2.5-Coder deciding a booking whose side-effect tool is held in flight while its worker
+  process is killed with SIGKILL: another worker resumes the task, and one trace holds the
+  killed worker's chat span and the resumed attempt's invoke_agent, tool and chat spans, with
+  the booking made once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import signal
 from collections import Counter
 
@@ -21,6 +26,7 @@ import pytest
 import test_runtime_real_agent as real_agent
 import yaml
 from agentfleet_contract.runtime_config import RuntimeConfig, TracingSettings
+from aiohttp import web
 from runtime_helpers import (
     arun,
     environment,
@@ -34,10 +40,11 @@ from runtime_helpers import (
 )
 
 from agentfleet_runtime.retriever import Retriever
+from agentfleet_runtime.testing.server import LocalServer
 from e2e import plinth
 from e2e.harness import jaeger as jaeger_harness
 from e2e.harness.jaeger import tags
-from e2e.plinth import DELEGATE
+from e2e.plinth import DELEGATE, fleet_config
 
 pytestmark = pytest.mark.integration
 collector = jaeger_harness.collector  # the module's Jaeger (a fixture)
@@ -219,3 +226,138 @@ def test_a_real_model_task_with_sub_agents_is_one_trace(
     assert len(agents) == want_agents and len(answered) == want_chats  # failed calls are spans too, with error.type
     assert None not in replicas and all(r.startswith("127.0.0.1:") for r in replicas)
     assert by_kind["execute_tool"] == sum(len(s.tool_calls) for t in [task, *children] for s in t["steps"])
+
+
+class Bookings(LocalServer):
+    """A booking API that applies each Idempotency-Key once (a repeat gets the first reply) and
+    holds the first booking's reply until ``release`` is set: the worker that sent it can be
+    killed after the effect and before the reply, the point where a careless resume books twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: Counter[str] = Counter()  # key -> requests received
+        self.replies: dict[str, str] = {}  # key -> the one booking made under it
+        self.arrived = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/book", self._book)
+        return app
+
+    async def _book(self, request: web.Request) -> web.Response:
+        body, key = await request.json(), request.headers.get("Idempotency-Key", "")
+        self.requests[key] += 1
+        if key not in self.replies:
+            ref = "BK-" + secrets.token_hex(3).upper()  # no model can guess it: the answer must come from here
+            self.replies[key] = f"Booked {body.get('guest')} for the night of {body.get('night')}: reference {ref}."
+            self.arrived.set()
+            await self.release.wait()
+        return web.Response(text=self.replies[key])
+
+
+def test_a_real_model_task_killed_mid_tool_call_is_one_trace_and_books_once(
+    collector, decider, redis_server, fleet, tmp_path, procs, monkeypatch
+):
+    """Qwen2.5-Coder books a room through a side-effect HTTP tool; the worker process is killed
+    with SIGKILL while the booking's reply is held, and a second worker resumes the task."""
+    bookings = Bookings()
+    doc = fleet_config(
+        redis_server.url,
+        fleet,
+        decider,
+        system="You book hotel rooms. Call book_room, then answer in one short sentence that gives the booking "
+        "reference.",
+        # The test is about the resume, not the choice: step 0 books, and nothing books twice.
+        policies=[{"tool": "book_room", "firstStep": True, "maxCallsPerTask": 1}],
+        budgets={"maxSteps": 4},
+    )
+    doc["tools"] = [
+        {
+            "name": "book_room",
+            "type": "HTTP",
+            "description": "Books a hotel room for one guest and one night; returns the booking reference.",
+            "http": {"url": "BOOKINGS/book", "sideEffects": True},
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "guest": {"type": "string", "description": "the guest's full name"},
+                    "night": {"type": "string", "description": "the night, as YYYY-MM-DD"},
+                },
+                "required": ["guest", "night"],
+            },
+            "timeoutSeconds": 600,
+        }
+    ]
+    # A killed attempt counts as a failed one; the reclaim comes 10 s after its last heartbeat.
+    doc["retry"] = {"maxAttempts": 3, "visibilityTimeoutSeconds": 10}
+    doc["worker"] = {**doc["worker"], "shutdownGraceSeconds": 2, "retryBackoffSeconds": 0.1}
+    doc["tracing"] = {"endpoint": collector.otlp_endpoint}
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")  # spans leave a worker 100 ms after they end
+
+    async def body():
+        await bookings.start()
+        doc["tools"][0]["http"]["url"] = bookings.url + "/book"
+        path = tmp_path / "runtime.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        config = RuntimeConfig.model_validate(doc)
+        store = store_for(config)
+        try:
+            first = start_worker(procs, path, tmp_path, "w1")
+            tid = await submit(store, config, "Book a room for Ada Lovelace for the night of 2026-12-03.")
+            try:
+                await asyncio.wait_for(bookings.arrived.wait(), 900)
+            except TimeoutError:
+                pytest.fail(f"no booking reached the tool server: {await store.steps(tid)}\n{first.logs()[-3000:]}")
+            # The killed worker's chat span for step 0 is in Jaeger before the kill (it ended
+            # before the tool was called); the execute_tool span still open dies with the worker.
+            await asyncio.to_thread(collector.wait_spans, fleet, lambda s: kinds(s)["chat"] >= 1)
+            first.proc.send_signal(signal.SIGKILL)  # no release, no flush
+            first.proc.wait()
+            bookings.release.set()  # the held reply goes nowhere: its connection died with the worker
+            start_worker(procs, path, tmp_path, "w2")
+            state = (await wait_ended(store, [tid], 900))[tid]
+            rec, _ = await store.get(tid)
+            return tid, state, rec, await store.steps(tid)
+        finally:
+            await store.r.aclose()
+            await bookings.stop()
+
+    tid, state, rec, steps = arun(body(), 2000)
+    calls = [(c.name, c.arguments) for s in steps for c in s.tool_calls]
+    print(f"\nanswer: {state['answer']!r} ({state['reason']}); tool calls {calls}; bookings {dict(bookings.requests)}")
+    assert state["status"] == "done" and rec.attempts == 2, (state, rec.attempts)
+    assert len(bookings.replies) == 1, bookings.replies  # one booking, made once ...
+    [(key, booking)] = bookings.replies.items()
+    assert bookings.requests[key] == 2, bookings.requests  # ... though the resumed step sent it again
+    assert booking.rsplit(" ", 1)[1].rstrip(".") in state["answer"], (booking, state["answer"])
+
+    _, trace_id, first_agent, _ = rec.trace.split("-")
+    spans = collector.wait_spans(fleet, lambda s: any(tags(x).get("agentfleet.task.attempt") == 2 for x in s))
+    by_kind = kinds(spans)
+    assert {s["traceID"] for s in spans} == {trace_id}, by_kind  # both workers' spans: one trace
+    [agent] = [s for s in spans if tags(s).get("gen_ai.operation.name") == "invoke_agent"]
+    # The first attempt's invoke_agent span died with its worker; the resumed one continues it.
+    assert parent_of(agent) == first_agent and tags(agent)["agentfleet.task.attempt"] == 2
+    assert tags(agent)["agentfleet.task.status"] == "done"
+    chats = [s for s in spans if tags(s).get("gen_ai.operation.name") == "chat"]
+    before = [c for c in chats if parent_of(c) == first_agent]  # exported by the killed worker
+    after = [c for c in chats if parent_of(c) == agent["spanID"]]
+    assert len(before) + len(after) == len(chats) and before and after, (len(before), len(after), len(chats))
+    # The resumed worker replayed step 0's stored reply: the model was never asked for it again.
+    assert {tags(c)["agentfleet.step"] for c in before} == {0}
+    assert 0 not in {tags(c)["agentfleet.step"] for c in after}
+    replica = decider.split("//")[1].split("/")[0]
+    assert {tags(c)["agentfleet.replica"] for c in chats} == {replica}
+    tools = [s for s in spans if tags(s).get("gen_ai.operation.name") == "execute_tool"]
+    # Step 0's booking ran again under the resumed attempt, under the same idempotency key.
+    step0 = [
+        (tags(t)["gen_ai.tool.name"], tags(t)["gen_ai.tool.call.id"], parent_of(t))
+        for t in tools
+        if tags(t)["agentfleet.step"] == 0
+    ]
+    assert step0 == [("book_room", key, agent["spanID"])], step0
+    print(
+        f"crash-resume trace {trace_id} of a real-model task: spans by kind {dict(by_kind)}; "
+        f"chat spans before the kill {len(before)}, after {len(after)}; replica {replica}"
+    )
