@@ -184,7 +184,10 @@ def judge(url: str, model: str, api_key: str, task: EvalTask, answer: str, timeo
 class Progress:
     """A one-line progress bar on a terminal (plain lines when not a terminal)."""
 
-    def __init__(self, total: int, label: str, out: TextIO = sys.stderr) -> None:
+    def __init__(self, total: int, label: str, out: TextIO | None = None) -> None:
+        # sys.stderr as it is now, not as it was at import: a default bound at import kept a stream
+        # that a test runner's capture had since closed (mutmut's clean run failed on it).
+        out = out or sys.stderr
         self.total, self.label, self.out = total, label, out
         self.done = self.ok = 0
         self.t0 = time.monotonic()
