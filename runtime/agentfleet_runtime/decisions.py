@@ -222,12 +222,13 @@ def read_decision(text: str, numbered: Mapping[int, str] | None = None, seen: Se
             obj = None
     if not isinstance(obj, dict) or not isinstance(obj.get("action"), str):
         # The content is what the task ends with when the repair fails too: the answer's text
-        # (cut off, or without an action), never the decision's raw JSON.
+        # (cut off, or without an action), never the decision's raw JSON. A reply that opens a
+        # decision object but holds no answer (a tool action cut off by max_tokens, as the 0.5B
+        # writes when it pastes a whole observation into its query) has said nothing.
         said = answer_text(text, obj)
-        return Decision(
-            text.strip() if said is None else said,
-            problem='the reply is not a JSON object with an "action" (it may have been cut off: keep it short)',
-        )
+        if said is None:
+            said = "" if text.lstrip().startswith("{") else text.strip()
+        return Decision(said, problem='the reply is not a JSON object with an "action" (it may have been cut off: keep it short)')
     action = obj["action"]
     if action == ANSWER:
         answer = answer_text(text, obj)

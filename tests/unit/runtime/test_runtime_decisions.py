@@ -267,6 +267,20 @@ def test_repairs_are_bounded_then_the_reply_is_taken_as_it_is():
     assert len(model.requests) == 2 and tools.calls == []
 
 
+def test_a_cut_off_tool_decision_is_never_the_tasks_answer():
+    # Qwen2.5-Coder-0.5B pasted a whole observation into its search query until max_tokens cut
+    # the JSON; the repair failed the same way and the raw decision became the stored answer.
+    cut = '{"action":"search","arguments":{"query":"Observation from search:\\n[1] (sql-explain.html, score 0.03)\\nKeep in'
+    model = ScriptedModel([SEARCH, cut, cut])
+    settings = LoopSettings("s", decisions=DecisionSettings(mode="JSONSchema", repair_attempts=1))
+    outcome, finished, tools, _ = run_task(model, settings)
+    assert outcome == (Status.DONE, "final_answer") and finished["answer"] == ""
+    assert read_decision(cut).problem is not None and read_decision(cut).content == ""
+    # Plain prose and a cut-off answer still end as what they say.
+    assert read_decision("It takes ACCESS EXCLUSIVE.").content == "It takes ACCESS EXCLUSIVE."
+    assert read_decision('{"action": "answer", "answer": "ACCESS EXCL').content == "ACCESS EXCL"
+
+
 def test_a_model_that_repeats_one_search_is_made_to_answer_instead_of_looping_to_the_step_budget():
     model = ScriptedModel([SEARCH, SEARCH, ANSWER])
     outcome, finished, tools, _ = run_task(model, LoopSettings("s", decisions=FIRST_SEARCH), Limits(max_steps=24))
