@@ -44,6 +44,7 @@ from agentfleet.render.agentfleet import (
     api_name,
     api_token_secret_name,
 )
+from agentfleet_runtime.types import Status
 from e2e.harness import nodes as node_topology
 from e2e.harness.nodenet import connect_in_netns, forward_into_netns
 from e2e.test_chart import CHART, helm, run_helm  # noqa: F401 - helm is a fixture
@@ -458,12 +459,12 @@ def wait_done(cluster, api: ServiceClient, token: str, ids: list[str], timeout: 
 
     def done() -> bool:
         for t in ids:
-            if t not in views or views[t]["status"] not in ("done", "failed", "cancelled"):
+            if t not in views or not Status(views[t]["status"]).terminal:
                 try:
                     views[t] = task(api, token, t)
                 except OSError:
                     return False
-        return all(v["status"] in ("done", "failed", "cancelled") for v in views.values())
+        return all(Status(v["status"]).terminal for v in views.values())
 
     cluster.wait_for(done, timeout=timeout, interval=1, desc=f"{len(ids)} task(s) finished")
     return [views[t] for t in ids]
