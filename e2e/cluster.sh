@@ -983,9 +983,14 @@ node_import_archive() { # DOCKER_ARCHIVE
 }
 
 node_import() { # IMAGE... from podman's storage
-  local ref tmp missing=()
+  local ref tmp have missing=()
+  # Listed once, not piped into `grep -q`: grep leaves at the first match, ctr's next write then
+  # fails (SIGPIPE), and under pipefail an image already there counted as missing (seen: a 1 GB
+  # image imported again, minutes under load).
+  have="$("$NODE_BIN_DIR/ctr" --address "$NODE_DIR/containerd.sock" -n k8s.io images ls -q)" \
+    || die "ctr images ls failed"
   for ref in "$@"; do
-    if "$NODE_BIN_DIR/ctr" --address "$NODE_DIR/containerd.sock" -n k8s.io images ls -q | grep -qxF "$ref"; then
+    if grep -qxF "$ref" <<<"$have"; then
       log "$ref is already on the real node"
     else
       missing+=("$ref")

@@ -32,6 +32,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from agentfleet.render.agentfleet import (
     api_name,
     api_token_secret_name,
 )
+from agentfleet_runtime.types import Status
 from e2e.harness import nodes as node_topology
 from e2e.harness.nodenet import connect_in_netns, forward_into_netns
 from e2e.test_chart import CHART, helm, run_helm  # noqa: F401 - helm is a fixture
@@ -154,6 +156,24 @@ class ServiceClient:
             return resp.status, json.loads(raw)
         except ValueError:
             return resp.status, raw.decode(errors="replace")
+
+    def events(self, path: str, headers: dict[str, str], quiet: float = 2.0) -> list[dict]:
+        """The server-sent events of PATH received until the stream ends or is QUIET seconds (the
+        stream of a running task stays open)."""
+        conn = http.client.HTTPConnection(self.ip, self.port)
+        conn.sock = connect_in_netns(self.netns, self.ip, self.port, timeout=quiet)
+        conn.request("GET", path, headers=headers)
+        resp = conn.getresponse()
+        assert resp.status == 200, (resp.status, resp.read()[:500])
+        got: list[dict] = []
+        try:
+            while line := resp.readline():
+                if line.startswith(b"data: "):
+                    got.append(json.loads(line[6:]))
+        except TimeoutError:
+            pass
+        conn.close()
+        return got
 
 
 # --------------------------------------------------------------------------------------------------
@@ -322,11 +342,35 @@ def gpu_node(cluster, node: dict) -> None:
     cluster.run("patch", "node", node["name"], "--subresource=status", "--type=merge", "-p", json.dumps(patch))
 
 
+LEDGER_PORT = 8080
+TOOL_STEPS = 3  # the simulator answers a task's first 3 calls with a tool call: 4 steps a task
+
+
+def ledger_server(cluster, ns: str, image: str) -> str:
+    """e2e/node/ledger.py (from a ConfigMap, in the project image) behind a Service ``ledger``: the
+    fleet's one tool, whose calls it counts by idempotency key; returns the URL the workers call."""
+    script = (NODE_DIR / "ledger.py").read_text()
+    cluster.apply(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ledger"}, "data": {"ledger.py": script}},
+        ns,
+    )
+    volumes = {"ledger": {"configMap": {"name": "ledger"}}}
+    # Each call takes a second: a kill meets tasks in their tools as well as in their model calls.
+    env = {"LEDGER_DELAY_S": "1", "LEDGER_PORT": str(LEDGER_PORT)}
+    served_pod(cluster, ns, "ledger", image, ["python", "/ledger/ledger.py"], LEDGER_PORT, volumes, env)
+    return f"http://ledger.{ns}.svc.cluster.local:{LEDGER_PORT}/effects"
+
+
 @pytest.fixture(scope="module")
 def fleet(cluster, node, images, operator) -> dict[str, Any]:
-    """A ModelReplicaSet (the simulator) and an AgentFleet with its own Redis, all on the real node."""
+    """A ModelReplicaSet (the simulator) and an AgentFleet with its own Redis, all on the real node.
+
+    Every task takes TOOL_STEPS + 1 steps: the simulator calls the fleet's one tool, an HTTP tool
+    with side effects served by the ledger (ledger_server), on each of a task's first TOOL_STEPS
+    calls, and answers in text after that."""
     ns = operator["fleet_ns"]
     gpu_node(cluster, node)
+    ledger = ledger_server(cluster, ns, images["project"])
     local_volume(cluster, node, f"{ns}-redis")
     real = {
         "nodeSelector": {REAL_NODE_LABEL: "true"},
@@ -345,8 +389,12 @@ def fleet(cluster, node, images, operator) -> dict[str, Any]:
                     "memory": "256Mi",
                     "shmSize": "64Mi",
                     "modelCache": {"sizeLimit": "1Gi"},
-                    # e2e/node/vllm-sim: every call takes 2 s more, so faults meet tasks mid-flight
-                    "env": [{"name": "AGENTFLEET_SIM_ADDED_LATENCY_S", "value": "2"}],
+                    # e2e/node/vllm-sim: every call takes 2 s more, so faults meet tasks mid-flight,
+                    # and a task's first calls answer with tool calls, so tasks take several steps
+                    "env": [
+                        {"name": "AGENTFLEET_SIM_ADDED_LATENCY_S", "value": "2"},
+                        {"name": "AGENTFLEET_SIM_TOOL_CALL_STEPS", "value": str(TOOL_STEPS)},
+                    ],
                 },
                 "gpu": {"product": H100},
                 "placement": real,
@@ -364,7 +412,20 @@ def fleet(cluster, node, images, operator) -> dict[str, Any]:
                 "modelRef": {"name": "sim"},
                 "image": images["project"],
                 "workers": {"replicas": 2, "concurrency": 8, "cpu": "100m", "memory": "256Mi"},
-                "budgets": {"maxSteps": 4, "timeoutSeconds": 300},
+                "budgets": {"maxSteps": TOOL_STEPS + 3, "timeoutSeconds": 300},
+                "tools": [
+                    {
+                        "name": "record",
+                        "type": "HTTP",
+                        "description": "Records a note in the ledger (a side effect: never twice).",
+                        "parameters": {
+                            "type": "object",
+                            "properties": {"note": {"type": "string", "maxLength": 200}},
+                            "required": ["note"],
+                        },
+                        "http": {"url": ledger, "sideEffects": True},
+                    }
+                ],
                 # a crashed worker's tasks are reclaimed after 5 s (default 60)
                 "retry": {"visibilityTimeoutSeconds": 5},
                 "redis": {"deploy": {"image": images["redis"], "memory": "128Mi", "storageSize": "1Gi"}},
@@ -401,12 +462,12 @@ def wait_done(cluster, api: ServiceClient, token: str, ids: list[str], timeout: 
 
     def done() -> bool:
         for t in ids:
-            if t not in views or views[t]["status"] not in ("done", "failed", "cancelled"):
+            if t not in views or not Status(views[t]["status"]).terminal:
                 try:
                     views[t] = task(api, token, t)
                 except OSError:
                     return False
-        return all(v["status"] in ("done", "failed", "cancelled") for v in views.values())
+        return all(Status(v["status"]).terminal for v in views.values())
 
     cluster.wait_for(done, timeout=timeout, interval=1, desc=f"{len(ids)} task(s) finished")
     return [views[t] for t in ids]
@@ -455,15 +516,20 @@ CORPUS = {
 }
 
 
-def milvus_server(cluster, ns: str, image: str) -> str:
-    """A Milvus Lite gRPC server as a Deployment behind a Service, as a cluster's own Milvus would
-    be (the project image carries milvus-lite); returns the URI pods use, by the Service's name."""
-    labels = {"app.kubernetes.io/name": "milvus-lite"}
+def served_pod(
+    cluster, ns: str, name: str, image: str, command: list[str], port: int, volumes: dict[str, dict],
+    env: dict[str, str],
+) -> None:
+    """A one-pod Deployment behind a Service NAME on PORT, as a cluster's own servers run: non-root,
+    read-only root, a readiness probe on the port; VOLUMES (name: source) are mounted at
+    /var/lib/NAME (``data``), /tmp (``tmp``) or /NAME (any other)."""
+    labels = {"app.kubernetes.io/name": name}
+    where = {"data": f"/var/lib/{name}", "tmp": "/tmp"}
     cluster.apply(
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": {"name": "milvus", "labels": labels},
+            "metadata": {"name": name, "labels": labels},
             "spec": {
                 "replicas": 1,
                 "selector": {"matchLabels": labels},
@@ -473,24 +539,21 @@ def milvus_server(cluster, ns: str, image: str) -> str:
                         "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "fsGroup": 65532},
                         "containers": [
                             {
-                                "name": "milvus",
+                                "name": name,
                                 "image": image,
-                                "command": ["python", "-m", "milvus_lite", "server", "--data-dir", "/var/lib/milvus"],
-                                "args": ["--host", "0.0.0.0", "--port", str(MILVUS_PORT)],
-                                "ports": [{"name": "grpc", "containerPort": MILVUS_PORT}],
-                                "readinessProbe": {"tcpSocket": {"port": MILVUS_PORT}, "periodSeconds": 1},
+                                "command": command,
+                                "env": [{"name": k, "value": v} for k, v in env.items()],
+                                "ports": [{"name": "serve", "containerPort": port}],
+                                "readinessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 1},
                                 "resources": {
                                     "requests": {"cpu": "100m", "memory": "256Mi"},
                                     "limits": {"memory": "2Gi"},
                                 },
                                 "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},
-                                "volumeMounts": [
-                                    {"name": "data", "mountPath": "/var/lib/milvus"},
-                                    {"name": "tmp", "mountPath": "/tmp"},
-                                ],
+                                "volumeMounts": [{"name": v, "mountPath": where.get(v, f"/{v}")} for v in volumes],
                             }
                         ],
-                        "volumes": [{"name": "data", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+                        "volumes": [{"name": v, **source} for v, source in volumes.items()],
                     },
                 },
             },
@@ -501,11 +564,20 @@ def milvus_server(cluster, ns: str, image: str) -> str:
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {"name": "milvus"},
-            "spec": {"selector": labels, "ports": [{"name": "grpc", "port": MILVUS_PORT, "targetPort": MILVUS_PORT}]},
+            "metadata": {"name": name},
+            "spec": {"selector": labels, "ports": [{"name": "serve", "port": port, "targetPort": port}]},
         },
         ns,
     )
+
+
+def milvus_server(cluster, ns: str, image: str) -> str:
+    """A Milvus Lite gRPC server as a Deployment behind a Service, as a cluster's own Milvus would
+    be (the project image carries milvus-lite); returns the URI pods use, by the Service's name."""
+    command = ["python", "-m", "milvus_lite", "server", "--data-dir", "/var/lib/milvus"]
+    command += ["--host", "0.0.0.0", "--port", str(MILVUS_PORT)]
+    volumes = {"data": {"emptyDir": {}}, "tmp": {"emptyDir": {}}}
+    served_pod(cluster, ns, "milvus", image, command, MILVUS_PORT, volumes, {})
     return f"http://milvus.{ns}.svc.cluster.local:{MILVUS_PORT}"
 
 
@@ -546,7 +618,7 @@ def test_vectorindex_ingestion_job_fills_a_collection_from_a_real_pod(cluster, n
     (worker,) = pods(cluster, ns, f"job-name={ing['jobName']}")
     on_real_node(worker, node["name"])
     assert worker["status"]["phase"] == "Succeeded", worker["status"]
-    (server,) = pods(cluster, ns, "app.kubernetes.io/name=milvus-lite")
+    (server,) = pods(cluster, ns, "app.kubernetes.io/name=milvus")
     on_real_node(server, node["name"])
 
     from agentfleet_contract.vectorindex import VectorIndexSpec
@@ -651,20 +723,79 @@ def exactly_once(v: dict) -> None:
     assert v["usage"]["totalTokens"] == total, (v["usage"], total)
 
 
+def complete(v: dict) -> list[dict]:
+    """The task's steps stored with their tools' observations (a resumed task never runs them again)."""
+    return [s for s in v.get("steps") or () if s["observations"] is not None or not s["toolCalls"]]
+
+
+def effects_once(v: dict, calls: dict[str, int], checkpointed: dict | None = None) -> None:
+    """Every tool call of the task's history reached the ledger, and nothing else of the task did
+    (no step that the history lost ran its tool); a call ran again only in a later attempt, and
+    never when its step was complete in CHECKPOINTED, the task as stored before a kill."""
+    tid = v["id"]
+    want = {f"{tid}:{s['n']}:{i}" for s in v["steps"] for i in range(len(s["toolCalls"]))}
+    mine = {k: c for k, c in calls.items() if k.startswith(f"{tid}:")}
+    assert set(mine) == want and len(want) == TOOL_STEPS, (sorted(mine), sorted(want))
+    assert all(c <= v["attempts"] for c in mine.values()), (mine, v["attempts"])
+    done_before = [f"{tid}:{s['n']}:{i}" for s in complete(checkpointed or {}) for i in range(len(s["toolCalls"]))]
+    assert all(mine[k] == 1 for k in done_before), f"a step complete before the kill ran its tool again: {mine}"
+
+
+def resumed_from(v: dict, checkpointed: dict) -> None:
+    """A task taken over after a kill went on from its checkpoint: a later attempt, done, and the
+    steps stored before the kill kept as they were (model replies not asked for again, the complete
+    steps' observations not replaced)."""
+    assert v["attempts"] >= 2, (v["id"], v["attempts"])
+    assert v["status"] == "done", f"the task taken over was not resumed: {json.dumps(v)[:2000]}"
+    kept = ("n", "content", "toolCalls", "usage", "modelSeconds")
+    for before, after in zip(checkpointed["steps"], v["steps"], strict=False):
+        assert {k: before[k] for k in kept} == {k: after[k] for k in kept}, (before, after)
+        if before["observations"] is not None:
+            assert before["observations"] == after["observations"], (before, after)
+    assert len(v["steps"]) == TOOL_STEPS + 1, [s["n"] for s in v["steps"]]
+
+
 def test_faults_on_real_pods_lose_nothing_and_do_nothing_twice(cluster, node, fleet) -> None:
     ns, name = fleet["ns"], fleet["name"]
     api, token = fleet_api(cluster, node, fleet)
+    auth = {"Authorization": f"Bearer {token}"}
     workers = f"{FLEET_LABEL}={name},{COMPONENT_LABEL}=worker"
+    ledger_ip = cluster.json("-n", ns, "get", "service", "ledger")["spec"]["clusterIP"]
+    ledger = ServiceClient(node["netns"], ledger_ip, LEDGER_PORT)
 
-    # 1. A worker killed mid-task: its tasks' leases lapse and the other worker (or it, restarted
-    # by the kubelet) resumes them from their checkpoints.
+    # 1. A worker killed mid-task, in a task with two complete steps stored: its tasks' leases lapse
+    # and the other worker (or it, restarted by the kubelet) resumes them from their checkpoints.
     ids = [submit(api, token, f"Worker crash {i}: summarise the WAL.") for i in range(6)]
-    cluster.wait_for(
-        lambda: any(task(api, token, t)["status"] == "running" for t in ids), timeout=120, desc="a task running"
-    )
-    victim = pods(cluster, ns, workers)[0]
+
+    def holder(t: str) -> str:
+        """The worker that took the task last (its `started` event): its pod's name, then its process
+        (lifecycle.consumer_name)."""
+        started = [e for e in api.events(f"/v1/tasks/{t}/events", auth, quiet=1) if e.get("type") == "started"]
+        return started[-1]["worker"]
+
+    def mid_task(v: dict) -> bool:
+        return v["status"] == "running" and 2 <= len(complete(v)) <= TOOL_STEPS
+
+    def aim() -> tuple[str, str, dict[str, dict]] | None:
+        """A running task with two complete steps, the worker holding it, and the views of every task
+        that worker holds, read just before the kill; None when the target finished meanwhile."""
+        views = {t: task(api, token, t) for t in ids}
+        target = next((t for t, v in views.items() if mid_task(v)), None)
+        if target is None:
+            return None
+        running = [t for t, v in views.items() if v["status"] == "running"]
+        with ThreadPoolExecutor(len(running)) as pool:  # each stream is read until a second of quiet
+            holders = dict(zip(running, pool.map(holder, running), strict=True))
+        checkpointed = {t: task(api, token, t) for t in running if holders[t] == holders[target]}
+        return (target, holders[target], checkpointed) if mid_task(checkpointed[target]) else None
+
+    target, worker, before = cluster.wait_for(aim, timeout=120, interval=0.5, desc="a running task, two steps stored")
+    (victim,) = [p for p in pods(cluster, ns, workers) if worker.startswith(p["metadata"]["name"] + "-")]
     restarts = victim["status"]["containerStatuses"][0]["restartCount"]
+    killed_at = time.time()
     kill_containers(cluster, node, victim)
+    stored = {t: len(v["steps"]) for t, v in before.items()}
+    print(f"killed {victim['metadata']['name']} holding {sorted(before)}; their steps stored: {stored}")
     cluster.wait_for(
         lambda: (
             cluster.json("-n", ns, "get", "pod", victim["metadata"]["name"])["status"]["containerStatuses"][0][
@@ -675,8 +806,21 @@ def test_faults_on_real_pods_lose_nothing_and_do_nothing_twice(cluster, node, fl
         timeout=120,
         desc="the kubelet restarting the killed worker",
     )
+    views = {v["id"]: v for v in wait_done(cluster, api, token, ids, timeout=300)}
+    status, calls = ledger.request("GET", "/calls")
+    assert status == 200, (status, calls)
+    # The target was killed mid-step; another task of the worker may have ended between the read and
+    # the kill (then it had nothing to resume).
+    resumed = [t for t in before if t == target or (views[t]["finishedAt"] or 0) > killed_at]
+    for t in resumed:
+        resumed_from(views[t], before[t])
+    for t, v in views.items():
+        exactly_once(v)
+        effects_once(v, calls, before.get(t))
+    print({v["id"]: v["attempts"] for v in views.values()})
+
     # 2. The Redis pod deleted: the StatefulSet's new pod reopens the append-only file on its volume.
-    ids += [submit(api, token, f"Redis restart {i}: what is VACUUM?") for i in range(3)]
+    ids = [submit(api, token, f"Redis restart {i}: what is VACUUM?") for i in range(3)]
     (redis_pod,) = pods(cluster, ns, f"{FLEET_LABEL}={name},{COMPONENT_LABEL}=redis")
     cluster.run("-n", ns, "delete", "pod", redis_pod["metadata"]["name"], "--wait=false")
     cluster.wait_for(
@@ -693,7 +837,10 @@ def test_faults_on_real_pods_lose_nothing_and_do_nothing_twice(cluster, node, fl
     _run("bash", str(ROOT / "e2e" / "cluster.sh"), "restart-kubelet", timeout=300, env=env)
     ids += [submit(api, token, f"Kubelet restart {i}: what is an index?") for i in range(3)]
 
-    views = wait_done(cluster, api, token, ids, timeout=600)
-    for v in views:
+    views = {v["id"]: v for v in wait_done(cluster, api, token, ids, timeout=600)}
+    status, calls = ledger.request("GET", "/calls")
+    assert status == 200, (status, calls)
+    for v in views.values():
         exactly_once(v)
-    print({v["id"]: v["attempts"] for v in views})
+        effects_once(v, calls)
+    print({v["id"]: v["attempts"] for v in views.values()})
