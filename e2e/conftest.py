@@ -28,7 +28,9 @@ from e2e.harness.cluster import Cluster, info, script, script_env, tail
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "e2e: end-to-end test against the local Kubernetes control plane started by e2e/cluster.sh")
+    config.addinivalue_line(
+        "markers", "e2e: end-to-end test against the local Kubernetes control plane started by e2e/cluster.sh"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -44,9 +46,14 @@ def cluster() -> Cluster:
         try:
             proc = script("up", env=env, timeout=timeout, log_path=log_path)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"e2e/cluster.sh up did not finish in {timeout:.0f}s; log {log_path}:\n" + tail(log_path), pytrace=False)
+            pytest.fail(
+                f"e2e/cluster.sh up did not finish in {timeout:.0f}s; log {log_path}:\n" + tail(log_path), pytrace=False
+            )
         if proc.returncode != 0:
-            pytest.fail(f"e2e/cluster.sh up failed with exit code {proc.returncode}; log {log_path}:\n" + tail(log_path), pytrace=False)
+            pytest.fail(
+                f"e2e/cluster.sh up failed with exit code {proc.returncode}; log {log_path}:\n" + tail(log_path),
+                pytrace=False,
+            )
         log_path.unlink(missing_ok=True)
 
     try:

@@ -89,7 +89,10 @@ def crd() -> dict[str, Any]:
                         "items": {
                             "type": "object",
                             "required": ["type", "status"],
-                            "properties": {k: {"type": "string"} for k in ("type", "status", "reason", "message", "lastTransitionTime")},
+                            "properties": {
+                                k: {"type": "string"}
+                                for k in ("type", "status", "reason", "message", "lastTransitionTime")
+                            },
                         },
                     },
                 },
@@ -102,8 +105,22 @@ def crd() -> dict[str, Any]:
         "metadata": {"name": f"milvuses.{GROUP}"},
         "spec": {
             "group": GROUP,
-            "names": {"kind": "Milvus", "listKind": "MilvusList", "plural": "milvuses", "singular": "milvus", "shortNames": ["mi"]},
+            "names": {
+                "kind": "Milvus",
+                "listKind": "MilvusList",
+                "plural": "milvuses",
+                "singular": "milvus",
+                "shortNames": ["mi"],
+            },
             "scope": "Namespaced",
-            "versions": [{"name": VERSION, "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}, "subresources": {"status": {}}}],
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": schema},
+                    "subresources": {"status": {}},
+                }
+            ],
         },
     }

@@ -22,7 +22,13 @@ A = {"name": "sql", "source": "/models-cache/adapters/sql"}
 B = {"name": "chat", "source": "/models-cache/adapters/chat", "maxRank": 32}
 
 
-def test_adapters_follow_the_spec_on_every_replica_without_a_restart(operator, gpu_pool, namespace, cluster, pod_sims) -> None:  # noqa: F811
+def test_adapters_follow_the_spec_on_every_replica_without_a_restart(
+    operator,
+    gpu_pool,
+    namespace,
+    cluster,
+    pod_sims,  # noqa: F811
+) -> None:
     ns = namespace
     gpu_pool.add("h100", count=2)
     cluster.apply(mrs_manifest("lora", gpu_pool, replicas=2, adapters=[A]), ns)
@@ -31,7 +37,9 @@ def test_adapters_follow_the_spec_on_every_replica_without_a_restart(operator, g
     args = pods[0]["spec"]["containers"][0]["args"]
     assert "--enable-lora" in args and args[args.index("--max-lora-rank") + 1] == "16"
     for p in pods:
-        pod_sims.serve(p["metadata"]["labels"]["agentfleet.io/replica"], p["status"]["podIP"], 8000, "lora", max_loras=2)
+        pod_sims.serve(
+            p["metadata"]["labels"]["agentfleet.io/replica"], p["status"]["podIP"], 8000, "lora", max_loras=2
+        )
     names = {p["metadata"]["name"] for p in pods}
 
     def holding(want: set[str]):
@@ -48,11 +56,29 @@ def test_adapters_follow_the_spec_on_every_replica_without_a_restart(operator, g
     eventually(cluster, operator, holding({"sql"}), timeout=30, desc="sql on both replicas")
 
     started = time.monotonic()
-    cluster.run("-n", ns, "patch", "mrs", "lora", "--type=merge", "-p", json.dumps({"spec": {"adapters": [A, {**B, "maxRank": 16}]}}))
+    cluster.run(
+        "-n",
+        ns,
+        "patch",
+        "mrs",
+        "lora",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"adapters": [A, {**B, "maxRank": 16}]}}),
+    )
     eventually(cluster, operator, holding({"sql", "chat"}), timeout=30, desc="chat added on both replicas")
     added = time.monotonic() - started
     started = time.monotonic()
-    cluster.run("-n", ns, "patch", "mrs", "lora", "--type=merge", "-p", json.dumps({"spec": {"adapters": [{**B, "maxRank": 16}]}}))
+    cluster.run(
+        "-n",
+        ns,
+        "patch",
+        "mrs",
+        "lora",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"adapters": [{**B, "maxRank": 16}]}}),
+    )
     eventually(cluster, operator, holding({"chat"}), timeout=30, desc="sql removed from both replicas")
     removed = time.monotonic() - started
     # Well within one resync (60 s): the change's own pass did it. And no pod was replaced.

@@ -95,7 +95,10 @@ def cond(st: dict[str, Any], type_: str) -> dict[str, Any]:
     return next((c for c in st.get("conditions") or [] if c["type"] == type_), {})
 
 
-CHILD_KINDS = "deployments,services,configmaps,secrets,serviceaccounts,roles,rolebindings,poddisruptionbudgets,statefulsets,networkpolicies"
+CHILD_KINDS = ",".join(
+    ["deployments", "services", "configmaps", "secrets", "serviceaccounts", "roles", "rolebindings"]
+    + ["poddisruptionbudgets", "statefulsets", "networkpolicies"]
+)
 
 
 def children(cluster, ns: str, fleet: str) -> list[dict[str, Any]]:
@@ -107,7 +110,18 @@ def seed_collection(uri: str, collection: str, dim: int) -> None:
     from pymilvus import MilvusClient
 
     client = MilvusClient(uri=uri, dedicated=True)
-    client.upsert(collection, [{"id": "seed-0", "text": "Reset a password from the account page.", "source": "seed.md", "metadata": {}, "vector": [0.1] * dim}])
+    client.upsert(
+        collection,
+        [
+            {
+                "id": "seed-0",
+                "text": "Reset a password from the account page.",
+                "source": "seed.md",
+                "metadata": {},
+                "vector": [0.1] * dim,
+            }
+        ],
+    )
     client.close()
 
 
@@ -142,7 +156,10 @@ def test_example_goes_ready_reports_tasks_and_deletes_its_children(
     docs = [rewrite(d, gpu_pool, milvus.uri, redis_server.url) for d in example_docs()]
     af_doc = next(d for d in docs if d["kind"] == "AgentFleet")
     # What a GitOps tool puts on the objects it syncs; children must not carry it.
-    af_doc["metadata"]["labels"] = {"app.kubernetes.io/instance": "support-app", "argocd.argoproj.io/instance": "support-app"}
+    af_doc["metadata"]["labels"] = {
+        "app.kubernetes.io/instance": "support-app",
+        "argocd.argoproj.io/instance": "support-app",
+    }
     fleet = af_doc["metadata"]["name"]
     vi_doc = next(d for d in docs if d["kind"] == "VectorIndex")
     for d in docs:
@@ -152,7 +169,10 @@ def test_example_goes_ready_reports_tasks_and_deletes_its_children(
     eventually(
         cluster,
         operator,
-        lambda: cluster.json("get", "-n", namespace, "vi", vi_doc["metadata"]["name"]).get("status", {}).get("loadState") == "Loaded",
+        lambda: (
+            cluster.json("get", "-n", namespace, "vi", vi_doc["metadata"]["name"]).get("status", {}).get("loadState")
+            == "Loaded"
+        ),
         timeout=90,
         desc="collection loaded",
     )
@@ -194,15 +214,23 @@ def test_example_goes_ready_reports_tasks_and_deletes_its_children(
     } <= kinds, kinds
     for i in items:
         labels = i["metadata"].get("labels") or {}
-        assert "app.kubernetes.io/instance" not in labels and not any(k.startswith("argocd.argoproj.io") for k in labels), i["metadata"]
+        assert "app.kubernetes.io/instance" not in labels and not any(
+            k.startswith("argocd.argoproj.io") for k in labels
+        ), i["metadata"]
         owner = i["metadata"]["ownerReferences"][0]
         assert (owner["kind"], owner["name"], owner["controller"]) == ("AgentFleet", fleet, True)
-    config = yaml.safe_load(cluster.json("get", "-n", namespace, "configmap", f"{fleet}-runtime")["data"]["runtime.yaml"])
+    config = yaml.safe_load(
+        cluster.json("get", "-n", namespace, "configmap", f"{fleet}-runtime")["data"]["runtime.yaml"]
+    )
     assert config["fleet"] == fleet and config["redisUrl"] == redis_server.url
     assert config["model"] == {"baseUrl": f"http://llama-8b.{namespace}.svc:8000/v1", "name": "llama-8b"}
     assert config["modelRouting"]["primary"]["modelReplicaSet"] == "llama-8b"
     assert config["retrieval"]["uri"] == milvus.uri and config["retrieval"]["vectorIndex"]["collection"] == "docs"
-    assert config["budgets"]["maxTokens"] == 150000 and [t["name"] for t in config["tools"]] == ["search_docs", "create_ticket", "delegate"]
+    assert config["budgets"]["maxTokens"] == 150000 and [t["name"] for t in config["tools"]] == [
+        "search_docs",
+        "create_ticket",
+        "delegate",
+    ]
     worker = cluster.json("get", "-n", namespace, "deployment", f"{fleet}-worker")
     pod = worker["spec"]["template"]
     assert pod["spec"]["containers"][0]["args"] == ["worker", "--config", "/etc/agentfleet/runtime.yaml"]
@@ -210,7 +238,13 @@ def test_example_goes_ready_reports_tasks_and_deletes_its_children(
 
     out = cluster.run("get", "-n", namespace, "agentfleets", fleet).stdout.splitlines()
     header, row = out[0].split(), out[1].split()
-    assert header[:5] == ["NAME", "READY", "MODEL", "WORKERS", "QUEUE"] and row[:5] == [fleet, "True", "llama-8b", "2", "0"], out
+    assert header[:5] == ["NAME", "READY", "MODEL", "WORKERS", "QUEUE"] and row[:5] == [
+        fleet,
+        "True",
+        "llama-8b",
+        "2",
+        "0",
+    ], out
 
     # Tasks: three wait (queue depth), then a worker of the runtime finishes them, each step decided
     # by the real Qwen model (llama-server): each task must end on the model's own answer.
@@ -221,7 +255,12 @@ def test_example_goes_ready_reports_tasks_and_deletes_its_children(
         store = helpers.store_for(cfg)
         ids = [await helpers.submit(store, cfg, q) for q in QUESTIONS]
         await asyncio.to_thread(
-            eventually, cluster, operator, lambda: af_status(cluster, namespace, fleet).get("queueDepth") == 3, timeout=60, desc="queueDepth 3 in status"
+            eventually,
+            cluster,
+            operator,
+            lambda: af_status(cluster, namespace, fleet).get("queueDepth") == 3,
+            timeout=60,
+            desc="queueDepth 3 in status",
         )
         async with helpers.running_worker(cfg):
             states = await helpers.wait_ended(store, ids, 900)
@@ -233,7 +272,13 @@ def test_example_goes_ready_reports_tasks_and_deletes_its_children(
         print(f"{q!r} -> {st.get('answer')!r} ({st.get('reason')})")
         assert st["status"] == "done" and st["reason"] == "final_answer", (q, st)
         assert re.search(QUESTIONS[q], st["answer"], re.IGNORECASE), (q, st["answer"])
-    st = eventually(cluster, operator, lambda: (s := af_status(cluster, namespace, fleet)).get("tasksPerHour") == 3 and s, timeout=60, desc="tasksPerHour 3")
+    st = eventually(
+        cluster,
+        operator,
+        lambda: (s := af_status(cluster, namespace, fleet)).get("tasksPerHour") == 3 and s,
+        timeout=60,
+        desc="tasksPerHour 3",
+    )
     assert st["queueDepth"] == 0 and st["inFlightTasks"] == 0
     # Task times of a real model on a shared CPU (a 1.5B step took 55-68 s at load 16): under the budget's timeout.
     assert 0 < st["taskP95Seconds"] < 900 and float(st["costPerTask"]) > 0
@@ -245,7 +290,11 @@ def test_example_goes_ready_reports_tasks_and_deletes_its_children(
 
 
 def warning_events(cluster, ns: str, name: str) -> list[dict[str, Any]]:
-    return [e for e in cluster.json("get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}")["items"] if e["type"] == "Warning"]
+    return [
+        e
+        for e in cluster.json("get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}")["items"]
+        if e["type"] == "Warning"
+    ]
 
 
 def apply_stuck_model(cluster, namespace: str) -> None:
@@ -265,18 +314,31 @@ def test_bad_fleets_say_what_is_wrong(cluster, operator, namespace, redis_server
     cluster.apply(bad_fleet("no-model", redis_server.url), namespace)
     long_prompt = "Follow the support playbook exactly. " * 300  # ~11k characters, ~2.8k tokens
     cluster.apply(
-        bad_fleet("tight", redis_server.url, modelRef={"name": "stuck"}, systemPrompt={"inline": long_prompt}, budgets={"maxTokens": 2000}), namespace
+        bad_fleet(
+            "tight",
+            redis_server.url,
+            modelRef={"name": "stuck"},
+            systemPrompt={"inline": long_prompt},
+            budgets={"maxTokens": 2000},
+        ),
+        namespace,
     )
     cluster.apply(bad_fleet("unreachable", "redis://127.0.0.1:1/0", modelRef={"name": "stuck"}), namespace)
 
     st = eventually(
         cluster,
         operator,
-        lambda: (s := af_status(cluster, namespace, "no-model")) and cond(s, "Ready").get("reason") == "ModelNotFound" and s,
+        lambda: (
+            (s := af_status(cluster, namespace, "no-model")) and cond(s, "Ready").get("reason") == "ModelNotFound" and s
+        ),
         timeout=60,
         desc="ModelNotFound",
     )
-    assert cond(st, "Ready")["status"] == "False" and "spec.modelRef.name" in cond(st, "Ready")["message"] and "nowhere" in cond(st, "Ready")["message"]
+    assert (
+        cond(st, "Ready")["status"] == "False"
+        and "spec.modelRef.name" in cond(st, "Ready")["message"]
+        and "nowhere" in cond(st, "Ready")["message"]
+    )
     assert cond(st, "ModelReady")["reason"] == "ModelNotFound"
     assert cond(st, "Ready")["observedGeneration"] == 1
     eventually(
@@ -291,7 +353,9 @@ def test_bad_fleets_say_what_is_wrong(cluster, operator, namespace, redis_server
     st = eventually(
         cluster,
         operator,
-        lambda: (s := af_status(cluster, namespace, "tight")) and cond(s, "Ready").get("reason") == "BudgetTooSmall" and s,
+        lambda: (
+            (s := af_status(cluster, namespace, "tight")) and cond(s, "Ready").get("reason") == "BudgetTooSmall" and s
+        ),
         timeout=60,
         desc="BudgetTooSmall",
     )
@@ -308,39 +372,67 @@ def test_bad_fleets_say_what_is_wrong(cluster, operator, namespace, redis_server
     st = eventually(
         cluster,
         operator,
-        lambda: (s := af_status(cluster, namespace, "unreachable")) and cond(s, "RedisReady").get("status") == "False" and s,
+        lambda: (
+            (s := af_status(cluster, namespace, "unreachable")) and cond(s, "RedisReady").get("status") == "False" and s
+        ),
         timeout=60,
         desc="RedisReady False",
     )
-    assert cond(st, "RedisReady")["reason"] == "RedisUnreachable" and "redis://127.0.0.1:1/0" in cond(st, "RedisReady")["message"]
+    assert (
+        cond(st, "RedisReady")["reason"] == "RedisUnreachable"
+        and "redis://127.0.0.1:1/0" in cond(st, "RedisReady")["message"]
+    )
     assert cond(st, "Ready")["status"] == "False"
     assert "queueDepth" not in st and "tasksPerHour" not in st  # unknown, not zero
 
     # Fixing the budget clears the problem (the model is still not ready: Ready says that now).
-    cluster.run("patch", "-n", namespace, "agentfleet", "tight", "--type=merge", "-p", json.dumps({"spec": {"budgets": {"maxTokens": 20000}}}))
+    cluster.run(
+        "patch",
+        "-n",
+        namespace,
+        "agentfleet",
+        "tight",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"budgets": {"maxTokens": 20000}}}),
+    )
     st = eventually(
         cluster,
         operator,
-        lambda: (s := af_status(cluster, namespace, "tight")) and cond(s, "Ready").get("reason") == "WaitingForModel" and s,
+        lambda: (
+            (s := af_status(cluster, namespace, "tight")) and cond(s, "Ready").get("reason") == "WaitingForModel" and s
+        ),
         timeout=60,
         desc="WaitingForModel",
     )
     assert cond(st, "Ready")["observedGeneration"] == 2 and st["observedGeneration"] == 2
 
 
-def test_autoscaler_and_controller_share_the_status_without_overwriting(cluster, operator, namespace, redis_server) -> None:
+def test_autoscaler_and_controller_share_the_status_without_overwriting(
+    cluster, operator, namespace, redis_server
+) -> None:
     """Both write an AgentFleet's status by server-side apply under their own managers: the
     autoscaler's desiredWorkers and scaling conditions, the controller's Ready and the rest."""
     apply_stuck_model(cluster, namespace)
     cluster.apply(
-        bad_fleet("scaled", redis_server.url, modelRef={"name": "stuck"}, workers={"autoscaling": True, "replicas": 2, "minReplicas": 1, "maxReplicas": 3}),
+        bad_fleet(
+            "scaled",
+            redis_server.url,
+            modelRef={"name": "stuck"},
+            workers={"autoscaling": True, "replicas": 2, "minReplicas": 1, "maxReplicas": 3},
+        ),
         namespace,
     )
 
     def both() -> dict[str, Any] | None:
         st = af_status(cluster, namespace, "scaled")
         types = {c["type"] for c in st.get("conditions") or []}
-        return st if {"Ready", "ModelReady", "RedisReady", "RuntimeReady", "MetricsAvailable"} <= types and st.get("desiredWorkers") is not None else None
+        return (
+            st
+            if {"Ready", "ModelReady", "RedisReady", "RuntimeReady", "MetricsAvailable"} <= types
+            and st.get("desiredWorkers") is not None
+            else None
+        )
 
     st = eventually(cluster, operator, both, timeout=90, desc="both writers' conditions present")
     # Several passes of each later, neither has dropped the other's part.
@@ -365,7 +457,11 @@ def test_managed_redis_is_rendered_with_a_password_made_once(cluster, operator, 
     st = eventually(
         cluster,
         operator,
-        lambda: (s := af_status(cluster, namespace, "own-redis")) and cond(s, "RuntimeReady").get("reason") in ("RuntimeProgressing", "RuntimeAvailable") and s,
+        lambda: (
+            (s := af_status(cluster, namespace, "own-redis"))
+            and cond(s, "RuntimeReady").get("reason") in ("RuntimeProgressing", "RuntimeAvailable")
+            and s
+        ),
         timeout=60,
         desc="runtime rendered",
     )
@@ -382,7 +478,16 @@ def test_managed_redis_is_rendered_with_a_password_made_once(cluster, operator, 
 
     password = cluster.json("get", "-n", namespace, "secret", "own-redis-redis")
     # A change of the fleet and several passes later the password is the one made first.
-    cluster.run("patch", "-n", namespace, "agentfleet", "own-redis", "--type=merge", "-p", json.dumps({"spec": {"workers": {"replicas": 1}}}))
+    cluster.run(
+        "patch",
+        "-n",
+        namespace,
+        "agentfleet",
+        "own-redis",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"workers": {"replicas": 1}}}),
+    )
     eventually(
         cluster,
         operator,
@@ -392,7 +497,10 @@ def test_managed_redis_is_rendered_with_a_password_made_once(cluster, operator, 
     )
     time.sleep(3)
     again = cluster.json("get", "-n", namespace, "secret", "own-redis-redis")
-    assert again["data"] == password["data"] and again["metadata"]["resourceVersion"] == password["metadata"]["resourceVersion"]
+    assert (
+        again["data"] == password["data"]
+        and again["metadata"]["resourceVersion"] == password["metadata"]["resourceVersion"]
+    )
     secrets = cluster.json("get", "-n", namespace, "secrets", "-l", f"{FLEET_LABEL}=own-redis")["items"]
     assert sorted(x["metadata"]["name"] for x in secrets) == ["own-redis-api-token", "own-redis-redis"]
 
@@ -400,7 +508,9 @@ def test_managed_redis_is_rendered_with_a_password_made_once(cluster, operator, 
     assert [p["metadata"]["name"] for p in pvcs()] == ["data-own-redis-redis-0"]
 
     cluster.run("delete", "-n", namespace, "agentfleet", "own-redis", "--wait=true", timeout=60)
-    eventually(cluster, operator, lambda: not children(cluster, namespace, "own-redis"), timeout=90, desc="every child gone")
+    eventually(
+        cluster, operator, lambda: not children(cluster, namespace, "own-redis"), timeout=90, desc="every child gone"
+    )
     # The append-only file's volume goes with the StatefulSet (persistentVolumeClaimRetentionPolicy).
     eventually(cluster, operator, lambda: not pvcs(), timeout=90, desc="Redis volume claim gone")
 
@@ -412,8 +522,22 @@ def test_eval_summary_is_kept_beside_the_controllers_status(cluster, operator, n
 
     apply_stuck_model(cluster, namespace)
     cluster.apply(bad_fleet("evaluated", redis_server.url, modelRef={"name": "stuck"}), namespace)
-    eventually(cluster, operator, lambda: cond(af_status(cluster, namespace, "evaluated"), "Ready"), timeout=60, desc="the controller's Ready")
-    summary = {"tasks": 21, "success": 0.5, "grounded": 0.25, "recall": 0.75, "recallK": 5, "latencyP95Seconds": 40.0, "costPerTask": "0.0004"}
+    eventually(
+        cluster,
+        operator,
+        lambda: cond(af_status(cluster, namespace, "evaluated"), "Ready"),
+        timeout=60,
+        desc="the controller's Ready",
+    )
+    summary = {
+        "tasks": 21,
+        "success": 0.5,
+        "grounded": 0.25,
+        "recall": 0.75,
+        "recallK": 5,
+        "latencyP95Seconds": 40.0,
+        "costPerTask": "0.0004",
+    }
     record("evaluated", namespace, evaluation_summary(summary, "postgres-manual#heldout"), cluster.kubeconfig)
     for _ in range(3):  # controller passes after the record
         cluster.run("annotate", "-n", namespace, "agentfleet", "evaluated", f"poke={time.monotonic()}", "--overwrite")
@@ -421,6 +545,10 @@ def test_eval_summary_is_kept_beside_the_controllers_status(cluster, operator, n
         st = af_status(cluster, namespace, "evaluated")
         assert st.get("evaluation", {}).get("taskSet") == "postgres-manual#heldout" and cond(st, "Ready"), st
     af = cluster.json("get", "-n", namespace, "agentfleet", "evaluated", "--show-managed-fields")
-    owners = {m["manager"]: json.dumps(m.get("fieldsV1")) for m in af["metadata"]["managedFields"] if m.get("subresource") == "status"}
+    owners = {
+        m["manager"]: json.dumps(m.get("fieldsV1"))
+        for m in af["metadata"]["managedFields"]
+        if m.get("subresource") == "status"
+    }
     assert '"f:evaluation"' in owners[FIELD_MANAGER] and '"f:evaluation"' not in owners.get("agentfleet-operator", "")
     assert af["status"]["evaluation"]["success"] == 0.5 and af["metadata"]["generation"] == 1

@@ -34,7 +34,13 @@ ENGINE = QUEUEING_ENGINE
 
 
 def autoscaled_mrs(name: str, pool: Any, prom_url: str, *, replicas: int = 1, **autoscaling: Any) -> dict[str, Any]:
-    m = MRS(name).model("meta-llama/Llama-3.1-8B-Instruct", served=name).gpu(fx.H100).replicas(replicas).placement(**pool.selector, spreadAcross="None")
+    m = (
+        MRS(name)
+        .model("meta-llama/Llama-3.1-8B-Instruct", served=name)
+        .gpu(fx.H100)
+        .replicas(replicas)
+        .placement(**pool.selector, spreadAcross="None")
+    )
     m.lifecycle(3, 2, 8).autoscaling(
         enabled=True,
         minReplicas=1,
@@ -57,7 +63,9 @@ def cond(obj: dict[str, Any], type_: str) -> dict[str, Any]:
 
 
 def events(cluster: Any, ns: str, name: str) -> list[dict[str, Any]]:
-    items = cluster.json("-n", ns, "get", "events", "--field-selector", f"involvedObject.kind=ModelReplicaSet,involvedObject.name={name}")["items"]
+    items = cluster.json(
+        "-n", ns, "get", "events", "--field-selector", f"involvedObject.kind=ModelReplicaSet,involvedObject.name={name}"
+    )["items"]
     return sorted(items, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
 
 
@@ -96,7 +104,9 @@ class Recorder:
 def backed(cluster: Any, namespace: str) -> Iterator[Any]:
     """Factory: ``sim, prom = backed("name")`` - simulated replicas for the MRS's pods and a
     Prometheus discovering them; both stopped at teardown."""
-    fleets = PodBackedFleets(CoreV1Api(k8s_config.new_client_from_config(config_file=cluster.kubeconfig)), namespace, ENGINE)
+    fleets = PodBackedFleets(
+        CoreV1Api(k8s_config.new_client_from_config(config_file=cluster.kubeconfig)), namespace, ENGINE
+    )
     yield fleets.start
     fleets.stop()
 
@@ -106,7 +116,9 @@ def waiting_in_prometheus(prom: PrometheusServer, ns: str, name: str) -> float:
     return float(rows[0]["value"][1]) if rows else 0.0
 
 
-def test_burst_scales_up_within_two_periods_holds_steady_and_scales_down_after_the_window(operator, gpu_pool, namespace, cluster, backed) -> None:
+def test_burst_scales_up_within_two_periods_holds_steady_and_scales_down_after_the_window(
+    operator, gpu_pool, namespace, cluster, backed
+) -> None:
     ns, name = namespace, "burst"
     gpu_pool.add("h100", count=2, gpus=8)
     sim, prom = backed(name)
@@ -114,8 +126,16 @@ def test_burst_scales_up_within_two_periods_holds_steady_and_scales_down_after_t
     rec = Recorder(cluster, ns, name)
 
     # Idle at one replica, metrics flowing: the autoscaler reads them and keeps minReplicas.
-    eventually(cluster, operator, lambda: len(sim.endpoints()) == 1, timeout=60, desc="one pod backed by a simulated replica")
-    eventually(cluster, operator, lambda: cond(rec.get(), "MetricsAvailable").get("status") == "True", timeout=60, desc="MetricsAvailable=True")
+    eventually(
+        cluster, operator, lambda: len(sim.endpoints()) == 1, timeout=60, desc="one pod backed by a simulated replica"
+    )
+    eventually(
+        cluster,
+        operator,
+        lambda: cond(rec.get(), "MetricsAvailable").get("status") == "True",
+        timeout=60,
+        desc="MetricsAvailable=True",
+    )
     assert rec.desired() == 1
 
     # Burst: 16 agents on one replica that runs 2 at a time -> ~14 waiting, 2 per replica wanted.
@@ -133,11 +153,18 @@ def test_burst_scales_up_within_two_periods_holds_steady_and_scales_down_after_t
 
         eventually(cluster, operator, scaled_up, timeout=4 * PERIOD, desc="desiredReplicas raised", interval=0.2)
         reacted = time.monotonic() - queue_rose
-        assert reacted <= 2 * PERIOD, f"scale-up came {reacted:.1f}s after the queue rose, more than two {PERIOD}s periods"
+        assert reacted <= 2 * PERIOD, (
+            f"scale-up came {reacted:.1f}s after the queue rose, more than two {PERIOD}s periods"
+        )
         obj = rec.get()
         st = obj["status"]
-        assert st["lastScaleReason"].startswith(f"1 -> {st['desiredReplicas']} (reactive):") and "waiting" in st["lastScaleReason"], st["lastScaleReason"]
-        assert any(e["reason"] == "ScaledUp" and e["message"] == st["lastScaleReason"] for e in events(cluster, ns, name))
+        assert (
+            st["lastScaleReason"].startswith(f"1 -> {st['desiredReplicas']} (reactive):")
+            and "waiting" in st["lastScaleReason"]
+        ), st["lastScaleReason"]
+        assert any(
+            e["reason"] == "ScaledUp" and e["message"] == st["lastScaleReason"] for e in events(cluster, ns, name)
+        )
 
         # The MRS controller follows: new pods, each soon backed by a replica the router uses.
         def grown() -> bool:
@@ -149,7 +176,9 @@ def test_burst_scales_up_within_two_periods_holds_steady_and_scales_down_after_t
         # Both status writers' conditions are there, each under its own field manager.
         assert cond(obj, "Ready") and cond(obj, "ScalingActive").get("status") == "True"
         full = cluster.json("-n", ns, "get", "mrs", name, "--show-managed-fields")
-        managers = {(m["manager"], m.get("operation"), m.get("subresource")) for m in full["metadata"].get("managedFields", [])}
+        managers = {
+            (m["manager"], m.get("operation"), m.get("subresource")) for m in full["metadata"].get("managedFields", [])
+        }
         assert ("agentfleet-autoscaler", "Apply", "status") in managers, managers
         assert st.get("learnedModelLoadSeconds") is not None and st["learnedModelLoadSeconds"] < 120
 
@@ -161,7 +190,9 @@ def test_burst_scales_up_within_two_periods_holds_steady_and_scales_down_after_t
         steady = rec.changes(steady_from)
         assert not steady, f"desiredReplicas changed under steady load: {steady}"
         during = [d for _, _, d in rec.changes(settle_from)]
-        assert all(a is not None and b is not None and a <= b for a, b in zip(during, during[1:], strict=False)), f"flapped: {rec.changes(settle_from)}"
+        assert all(a is not None and b is not None and a <= b for a, b in zip(during, during[1:], strict=False)), (
+            f"flapped: {rec.changes(settle_from)}"
+        )
         high = rec.desired()
         assert high is not None and high > 1
     finally:
@@ -172,12 +203,18 @@ def test_burst_scales_up_within_two_periods_holds_steady_and_scales_down_after_t
     def scaled_down() -> bool:
         return rec.desired() == 1
 
-    eventually(cluster, operator, scaled_down, timeout=DOWN_WINDOW + 6 * PERIOD, desc="scale down to minReplicas", interval=0.5)
+    eventually(
+        cluster, operator, scaled_down, timeout=DOWN_WINDOW + 6 * PERIOD, desc="scale down to minReplicas", interval=0.5
+    )
     first_down = next(t for t, a, b in rec.changes(stopped) if a is not None and b is not None and b < a)
     # The last evaluation that still saw the load may lie up to one period before it stopped.
-    assert first_down - stopped >= DOWN_WINDOW - PERIOD - 1, f"scaled down {first_down - stopped:.1f}s after the load stopped, inside the {DOWN_WINDOW}s window"
+    assert first_down - stopped >= DOWN_WINDOW - PERIOD - 1, (
+        f"scaled down {first_down - stopped:.1f}s after the load stopped, inside the {DOWN_WINDOW}s window"
+    )
     assert "no traffic" in rec.get()["status"]["lastScaleReason"]
-    eventually(cluster, operator, lambda: len(sim.endpoints()) == 1, timeout=60, desc="the extra replicas drained and gone")
+    eventually(
+        cluster, operator, lambda: len(sim.endpoints()) == 1, timeout=60, desc="the extra replicas drained and gone"
+    )
 
 
 def test_prometheus_down_holds_the_count_and_says_so(operator, gpu_pool, namespace, cluster, backed) -> None:
@@ -187,8 +224,16 @@ def test_prometheus_down_holds_the_count_and_says_so(operator, gpu_pool, namespa
     # minReplicas 0 and no traffic: metrics read as zeros would scale this set to nothing.
     cluster.apply(autoscaled_mrs(name, gpu_pool, prom.url, replicas=2, minReplicas=0), ns)
     rec = Recorder(cluster, ns, name)
-    eventually(cluster, operator, lambda: len(sim.endpoints()) == 2, timeout=60, desc="two pods backed by simulated replicas")
-    eventually(cluster, operator, lambda: cond(rec.get(), "MetricsAvailable").get("status") == "True", timeout=60, desc="MetricsAvailable=True")
+    eventually(
+        cluster, operator, lambda: len(sim.endpoints()) == 2, timeout=60, desc="two pods backed by simulated replicas"
+    )
+    eventually(
+        cluster,
+        operator,
+        lambda: cond(rec.get(), "MetricsAvailable").get("status") == "True",
+        timeout=60,
+        desc="MetricsAvailable=True",
+    )
     assert rec.desired() == 2
 
     prom.stop()
@@ -198,16 +243,22 @@ def test_prometheus_down_holds_the_count_and_says_so(operator, gpu_pool, namespa
         obj = rec.get()
         return obj if cond(obj, "MetricsAvailable").get("reason") == "PrometheusUnavailable" else None
 
-    obj = eventually(cluster, operator, reported, timeout=3 * PERIOD + 10, desc="MetricsAvailable=False/PrometheusUnavailable")
+    obj = eventually(
+        cluster, operator, reported, timeout=3 * PERIOD + 10, desc="MetricsAvailable=False/PrometheusUnavailable"
+    )
     assert cond(obj, "MetricsAvailable")["status"] == "False"
-    assert cond(obj, "ScalingActive")["status"] == "False" and cond(obj, "ScalingActive")["reason"] == "MetricsUnavailable"
+    assert (
+        cond(obj, "ScalingActive")["status"] == "False" and cond(obj, "ScalingActive")["reason"] == "MetricsUnavailable"
+    )
     assert "holding 2" in cond(obj, "ScalingActive")["message"]
     # Well past the scale-down window: still 2, and the MRS controller's own conditions intact.
     rec.watch(max(0.0, DOWN_WINDOW + 2 * PERIOD - (time.monotonic() - down_at)))
     assert {d for _, d in rec.samples if _ >= down_at} == {2}
     obj = rec.get()
     assert cond(obj, "Ready").get("status") == "True"
-    warnings = [e for e in events(cluster, ns, name) if e["type"] == "Warning" and e["reason"] == "PrometheusUnavailable"]
+    warnings = [
+        e for e in events(cluster, ns, name) if e["type"] == "Warning" and e["reason"] == "PrometheusUnavailable"
+    ]
     assert len(warnings) == 1 and warnings[0].get("count", 1) == 1, warnings  # once per cause, not per period
 
     # Autoscaling off (KEDA/HPA take over): the autoscaler's conditions go, spec.replicas rules.
@@ -218,9 +269,13 @@ def test_prometheus_down_holds_the_count_and_says_so(operator, gpu_pool, namespa
     def released() -> dict[str, Any] | None:
         o = last[0] = rec.get()
         gone = not cond(o, "ScalingActive") and not cond(o, "MetricsAvailable")
-        return o if gone and o["status"].get("desiredReplicas") == 2 and cond(o, "Ready").get("status") == "True" else None
+        return (
+            o if gone and o["status"].get("desiredReplicas") == 2 and cond(o, "Ready").get("status") == "True" else None
+        )
 
     try:
-        eventually(cluster, None, released, timeout=30, desc="the autoscaler's conditions released, desiredReplicas from spec")
+        eventually(
+            cluster, None, released, timeout=30, desc="the autoscaler's conditions released, desiredReplicas from spec"
+        )
     except pytest.fail.Exception as e:
         raise pytest.fail.Exception(f"{e}\nlast status: {last[0].get('status')}", pytrace=False) from None

@@ -28,7 +28,10 @@ CHART = ROOT / "charts" / "agentfleet"
 def helm() -> str:
     # Cached after the first build; a cold build compiles helm (minutes on 2 cores).
     proc = subprocess.run(
-        ["bash", str(ROOT / "e2e" / "helm.sh")], capture_output=True, text=True, timeout=float(os.environ.get("AGENTFLEET_HELM_BUILD_TIMEOUT_S", "2400"))
+        ["bash", str(ROOT / "e2e" / "helm.sh")],
+        capture_output=True,
+        text=True,
+        timeout=float(os.environ.get("AGENTFLEET_HELM_BUILD_TIMEOUT_S", "2400")),
     )
     if proc.returncode != 0:
         pytest.fail(f"e2e/helm.sh failed:\n{proc.stderr[-4000:]}", pytrace=False)
@@ -68,7 +71,12 @@ def test_helm_lint_passes_strict(helm: str) -> None:
     out = run_helm(helm, "lint", "--strict", str(CHART))
     assert "1 chart(s) linted, 0 chart(s) failed" in out.stdout
     out = run_helm(
-        helm, "lint", "--strict", str(CHART), "--set", "monitoring.podMonitors.enabled=true,monitoring.dashboard.enabled=true,operator.watchNamespaces={a,b}"
+        helm,
+        "lint",
+        "--strict",
+        str(CHART),
+        "--set",
+        "monitoring.podMonitors.enabled=true,monitoring.dashboard.enabled=true,operator.watchNamespaces={a,b}",
     )
     assert "0 chart(s) failed" in out.stdout
 
@@ -117,7 +125,9 @@ def test_default_render(helm: str) -> None:
     spec = dep["spec"]
     assert spec["replicas"] == 2 and spec["strategy"]["type"] == "RollingUpdate"
     pod = spec["template"]["spec"]
-    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["seccompProfile"] == {
+        "type": "RuntimeDefault"
+    }
     (c,) = pod["containers"]
     assert c["command"] == ["python", "-m", "agentfleet.manager"]
     sc = c["securityContext"]
@@ -179,7 +189,9 @@ def test_cluster_role_is_permissions_py(helm: str) -> None:
     ]
     (lease,) = by_kind(docs, "Role")
     assert lease["rules"] == [{k: v for k, v in r.items() if k != "why"} for r in permissions.rules("leader")]
-    assert roles["af-agentfleet-secrets"]["rules"] == [{k: v for k, v in r.items() if k != "why"} for r in permissions.rules("secrets")]
+    assert roles["af-agentfleet-secrets"]["rules"] == [
+        {k: v for k, v in r.items() if k != "why"} for r in permissions.rules("secrets")
+    ]
 
 
 def test_watch_namespaces_limit_secrets_and_add_namespace_watch(helm: str) -> None:
@@ -198,14 +210,21 @@ def test_watch_namespaces_limit_secrets_and_add_namespace_watch(helm: str) -> No
 
 def test_monitoring(helm: str) -> None:
     assert by_kind(template(helm), "PodMonitor") == [] and by_kind(template(helm), "ConfigMap") == []
-    docs = template(helm, "monitoring.podMonitors.enabled=true", "monitoring.dashboard.enabled=true", "monitoring.podMonitors.labels.release=kube-prometheus")
+    docs = template(
+        helm,
+        "monitoring.podMonitors.enabled=true",
+        "monitoring.dashboard.enabled=true",
+        "monitoring.podMonitors.labels.release=kube-prometheus",
+    )
     pms = {p["metadata"]["name"]: p for p in by_kind(docs, "PodMonitor")}
     assert set(pms) == {"af-agentfleet-vllm", "af-agentfleet-runtime"}
     assert all(p["metadata"]["labels"]["release"] == "kube-prometheus" for p in pms.values())
     assert [e["port"] for e in pms["af-agentfleet-runtime"]["spec"]["podMetricsEndpoints"]] == ["metrics", "http"]
     (cm,) = by_kind(docs, "ConfigMap")
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
-    assert json.loads(cm["data"]["agentfleet.json"]) == json.loads((CHART / "dashboards" / "agentfleet.json").read_text())
+    assert json.loads(cm["data"]["agentfleet.json"]) == json.loads(
+        (CHART / "dashboards" / "agentfleet.json").read_text()
+    )
 
 
 # --- on the real API server ----------------------------------------------------------------------
@@ -222,7 +241,16 @@ def installed(cluster, helm):
     other = f"e2e-chart-other-{suffix}"
     cluster.run("create", "namespace", other)
     rendered = run_helm(helm, "template", release, str(CHART), "--namespace", ns, "--set", "image.tag=e2e").stdout
-    cluster.run("apply", "--server-side", "--force-conflicts", "--field-manager=helm-e2e", "-f", "-", input=rendered, timeout=120)
+    cluster.run(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=helm-e2e",
+        "-f",
+        "-",
+        input=rendered,
+        timeout=120,
+    )
     sa = f"system:serviceaccount:{ns}:{release}-agentfleet"
     yield {"ns": ns, "release": release, "sa": sa, "other": other}
     for kind in ("clusterrolebinding", "clusterrole"):
@@ -231,7 +259,9 @@ def installed(cluster, helm):
         cluster.run("delete", "namespace", n, "--wait=false", "--ignore-not-found", check=False)
 
 
-def can_i(cluster, sa: str, verb: str, resource: str, *, namespace: str | None = None, subresource: str | None = None) -> bool:
+def can_i(
+    cluster, sa: str, verb: str, resource: str, *, namespace: str | None = None, subresource: str | None = None
+) -> bool:
     """`kubectl auth can-i --as=<sa>`; for a kind the server does not serve (milvus.io without the
     Milvus Operator) kubectl cannot resolve the group, so the same question goes to the API server
     as a SubjectAccessReview."""
@@ -246,11 +276,21 @@ def can_i(cluster, sa: str, verb: str, resource: str, *, namespace: str | None =
         return answer == "yes"
     name, _, group = resource.partition(".")
     ns_name = sa.split(":")[2]
-    attrs = {"verb": verb, "group": group, "resource": name, "namespace": namespace or "", "subresource": subresource or ""}
+    attrs = {
+        "verb": verb,
+        "group": group,
+        "resource": name,
+        "namespace": namespace or "",
+        "subresource": subresource or "",
+    }
     sar = {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SubjectAccessReview",
-        "spec": {"user": sa, "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns_name}", "system:authenticated"], "resourceAttributes": attrs},
+        "spec": {
+            "user": sa,
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns_name}", "system:authenticated"],
+            "resourceAttributes": attrs,
+        },
     }
     out = cluster.run("create", "-o", "json", "-f", "-", input=json.dumps(sar))
     return bool(json.loads(out.stdout)["status"].get("allowed"))
@@ -322,8 +362,12 @@ def test_operator_service_account_can_do_what_permissions_lists(cluster, install
         ("create", "serviceaccounts", True, "token"),
     ],
 )
-def test_operator_service_account_cannot(cluster, installed, verb: str, resource: str, namespaced: bool, sub: str | None) -> None:
-    assert not can_i(cluster, installed["sa"], verb, resource, namespace=installed["other"] if namespaced else None, subresource=sub)
+def test_operator_service_account_cannot(
+    cluster, installed, verb: str, resource: str, namespaced: bool, sub: str | None
+) -> None:
+    assert not can_i(
+        cluster, installed["sa"], verb, resource, namespace=installed["other"] if namespaced else None, subresource=sub
+    )
 
 
 def test_secrets_are_readable_cluster_wide_only_in_the_opt_in_cluster_wide_mode(cluster, helm, installed) -> None:
@@ -360,7 +404,14 @@ def test_secrets_are_readable_cluster_wide_only_in_the_opt_in_cluster_wide_mode(
     # With watchNamespaces the Secret role is bound only there.
     release, served, unserved = f"chartns-{suffix}", installed["other"], installed["ns"]
     rendered = run_helm(
-        helm, "template", release, str(CHART), "--namespace", installed["ns"], "--set", f"crds.install=false,operator.watchNamespaces={{{served}}}"
+        helm,
+        "template",
+        release,
+        str(CHART),
+        "--namespace",
+        installed["ns"],
+        "--set",
+        f"crds.install=false,operator.watchNamespaces={{{served}}}",
     ).stdout
     cluster.run("apply", "--server-side", "--field-manager=helm-e2e", "-f", "-", input=rendered, timeout=120)
     try:
@@ -372,4 +423,6 @@ def test_secrets_are_readable_cluster_wide_only_in_the_opt_in_cluster_wide_mode(
         assert can_i(cluster, sa2, "watch", "namespaces")
     finally:
         for kind in ("clusterrolebinding", "clusterrole"):
-            cluster.run("delete", kind, "-l", f"app.kubernetes.io/instance={release}", "--ignore-not-found", check=False)
+            cluster.run(
+                "delete", kind, "-l", f"app.kubernetes.io/instance={release}", "--ignore-not-found", check=False
+            )

@@ -15,7 +15,9 @@ GPU = "nvidia.com/gpu"
 NVLINK = "agentfleet.io/nvlink-domain"
 
 
-def _pod(name: str, *, gpus: int | None = None, tolerate_gpu: bool = False, node_affinity: dict[str, list[str]] | None = None) -> dict:
+def _pod(
+    name: str, *, gpus: int | None = None, tolerate_gpu: bool = False, node_affinity: dict[str, list[str]] | None = None
+) -> dict:
     p = Pod(name).image("registry.invalid/agentfleet/sim:latest").restart("Never")
     if gpus is not None:
         p.gpus(gpus)
@@ -118,8 +120,14 @@ def test_gpu_pod_scheduled_in_nvlink_domain(cluster, namespace, topology_nodes):
     assert pod["status"].get("podIP"), "kwok should assign a pod IP"
     scheduled = [c for c in pod["status"]["conditions"] if c["type"] == "PodScheduled"]
     assert scheduled and scheduled[0]["status"] == "True"
-    events = cluster.json("-n", namespace, "get", "events", "--field-selector", "involvedObject.name=trainer,reason=Scheduled")["items"]
-    assert any(e.get("reportingComponent") == "default-scheduler" or e.get("source", {}).get("component") == "default-scheduler" for e in events), events
+    events = cluster.json(
+        "-n", namespace, "get", "events", "--field-selector", "involvedObject.name=trainer,reason=Scheduled"
+    )["items"]
+    assert any(
+        e.get("reportingComponent") == "default-scheduler"
+        or e.get("source", {}).get("component") == "default-scheduler"
+        for e in events
+    ), events
 
 
 def test_gpu_capacity_is_accounted_per_node(cluster, namespace, topology_nodes):
@@ -153,7 +161,9 @@ def test_pod_requesting_too_many_gpus_stays_pending(cluster, namespace, topology
     cluster.apply(_pod("too-big", gpus=most + 1, tolerate_gpu=True), namespace)
 
     def failed_scheduling():
-        events = cluster.json("-n", namespace, "get", "events", "--field-selector", "involvedObject.name=too-big,reason=FailedScheduling")["items"]
+        events = cluster.json(
+            "-n", namespace, "get", "events", "--field-selector", "involvedObject.name=too-big,reason=FailedScheduling"
+        )["items"]
         return events or None
 
     events = cluster.wait_for(failed_scheduling, timeout=60, desc="FailedScheduling event")
@@ -180,7 +190,11 @@ def test_deployment_creates_running_pods_on_untainted_nodes(cluster, namespace, 
                     "metadata": {"labels": {"app": "web"}},
                     "spec": {
                         "containers": [
-                            {"name": "web", "image": "registry.invalid/agentfleet/web:latest", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}
+                            {
+                                "name": "web",
+                                "image": "registry.invalid/agentfleet/web:latest",
+                                "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+                            }
                         ]
                     },
                 },
@@ -237,6 +251,9 @@ def test_owner_reference_cascade_deletion(cluster, namespace):
     cluster.run("-n", namespace, "delete", "configmap", "parent", "--cascade=background")
 
     def child_gone():
-        return cluster.run("-n", namespace, "get", "configmap", "child", "--ignore-not-found", "-o", "name").stdout.strip() == ""
+        return (
+            cluster.run("-n", namespace, "get", "configmap", "child", "--ignore-not-found", "-o", "name").stdout.strip()
+            == ""
+        )
 
     cluster.wait_for(child_gone, timeout=60, desc="garbage collector to delete the child ConfigMap")

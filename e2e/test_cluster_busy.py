@@ -109,7 +109,8 @@ def test_cluster_starts_and_stops_beside_a_cpu_hog(cluster: Cluster, tmp_path: P
     env = dict(os.environ, AGENTFLEET_CLUSTER_DIR=state, AGENTFLEET_PYTHON=sys.executable, AGENTFLEET_REAL_NODE="0")
     env.update({var: str(port) for var, port in zip(PORT_VARS, free_ports(len(PORT_VARS)), strict=True)})
     hogs = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(HOGS_PER_CPU * (os.cpu_count() or 1))
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(HOGS_PER_CPU * (os.cpu_count() or 1))
     ]
     up = None
     slow = SlowExec(Path(state))

@@ -27,7 +27,11 @@ def crds(cluster):
     for res in RESOURCES:
         cluster.run("wait", "--for=condition=Established", f"crd/{res.crd_name}", "--timeout=60s")
     # Discovery lags Established by a moment; kubectl needs it to resolve short names.
-    cluster.wait_for(lambda: cluster.run("get", "mrs,vi,af", "-A", check=False).returncode == 0, timeout=30, desc="discovery of the new kinds")
+    cluster.wait_for(
+        lambda: cluster.run("get", "mrs,vi,af", "-A", check=False).returncode == 0,
+        timeout=30,
+        desc="discovery of the new kinds",
+    )
     return cluster
 
 
@@ -72,7 +76,16 @@ def _now() -> str:
 
 
 def _ready(generation: int, reason: str = "AllReplicasReady") -> list[dict]:
-    return [{"type": "Ready", "status": "True", "reason": reason, "message": "", "observedGeneration": generation, "lastTransitionTime": _now()}]
+    return [
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": reason,
+            "message": "",
+            "observedGeneration": generation,
+            "lastTransitionTime": _now(),
+        }
+    ]
 
 
 def test_get_columns_categories_and_status(crds, namespace) -> None:
@@ -90,7 +103,12 @@ def test_get_columns_categories_and_status(crds, namespace) -> None:
             "lastScaleReason": "2 -> 3: 41 waiting > 2 x 8 target",
             "conditions": _ready(gen),
         },
-        ("vectorindexes", "docs"): {"observedGeneration": 1, "phase": "Ready", "rowCount": 12840, "conditions": _ready(1, "Loaded")},
+        ("vectorindexes", "docs"): {
+            "observedGeneration": 1,
+            "phase": "Ready",
+            "rowCount": 12840,
+            "conditions": _ready(1, "Loaded"),
+        },
         ("agentfleets", "support"): {
             "observedGeneration": 1,
             "workers": 2,
@@ -105,21 +123,53 @@ def test_get_columns_categories_and_status(crds, namespace) -> None:
     }
     for (plural, name), status in statuses.items():
         before = crds.json("get", "-n", namespace, plural, name)["metadata"]["generation"]
-        crds.run("patch", "-n", namespace, plural, name, "--subresource=status", "--type=merge", "-p", json.dumps({"status": status}))
+        crds.run(
+            "patch",
+            "-n",
+            namespace,
+            plural,
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": status}),
+        )
         live = crds.json("get", "-n", namespace, plural, name)
         assert live["metadata"]["generation"] == before, "a status write must not bump the generation"
         assert contains(live["status"], status)
 
     mrs = crds.run("get", "-n", namespace, "modelreplicasets").stdout
     print(mrs)
-    assert re.split(r"\s{2,}", mrs.splitlines()[0].strip()) == ["NAME", "READY", "MODEL", "DESIRED", "CURRENT", "AVAILABLE", "QUEUE", "GOODPUT", "AGE"]
-    assert re.match(r"llama-8b\s+True\s+meta-llama/Llama-3.1-8B-Instruct\s+3\s+3\s+3\s+17\s+0.97\s+", mrs.splitlines()[1])
+    assert re.split(r"\s{2,}", mrs.splitlines()[0].strip()) == [
+        "NAME",
+        "READY",
+        "MODEL",
+        "DESIRED",
+        "CURRENT",
+        "AVAILABLE",
+        "QUEUE",
+        "GOODPUT",
+        "AGE",
+    ]
+    assert re.match(
+        r"llama-8b\s+True\s+meta-llama/Llama-3.1-8B-Instruct\s+3\s+3\s+3\s+17\s+0.97\s+", mrs.splitlines()[1]
+    )
     wide = crds.run("get", "-n", namespace, "mrs", "-o", "wide").stdout
     assert "GPUS/REPLICA" in wide and "2 -> 3: 41 waiting" in wide
 
     af = crds.run("get", "-n", namespace, "agentfleets").stdout
     print(af)
-    assert re.split(r"\s{2,}", af.splitlines()[0].strip()) == ["NAME", "READY", "MODEL", "WORKERS", "QUEUE", "TASKS/H", "P95(S)", "COST/TASK", "AGE"]
+    assert re.split(r"\s{2,}", af.splitlines()[0].strip()) == [
+        "NAME",
+        "READY",
+        "MODEL",
+        "WORKERS",
+        "QUEUE",
+        "TASKS/H",
+        "P95(S)",
+        "COST/TASK",
+        "AGE",
+    ]
     assert re.match(r"support\s+True\s+llama-8b\s+2\s+5\s+420\s+38.5\s+0.0123\s+", af.splitlines()[1])
 
     vi = crds.run("get", "-n", namespace, "vi").stdout
@@ -135,11 +185,24 @@ def test_get_columns_categories_and_status(crds, namespace) -> None:
 
 def test_scale_subresource(crds, namespace) -> None:
     crds.run("apply", "-n", namespace, "-f", str(ROOT / "examples" / "agentfleet.yaml"))
-    crds.run("patch", "-n", namespace, "mrs", "llama-8b", "--subresource=status", "--type=merge",
-             "-p", json.dumps({"status": {"replicas": 2, "selector": "agentfleet.io/modelreplicaset=llama-8b"}}))
+    crds.run(
+        "patch",
+        "-n",
+        namespace,
+        "mrs",
+        "llama-8b",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"replicas": 2, "selector": "agentfleet.io/modelreplicaset=llama-8b"}}),
+    )
     crds.run("scale", "-n", namespace, "mrs/llama-8b", "--replicas=5")
     assert crds.json("get", "-n", namespace, "mrs", "llama-8b")["spec"]["replicas"] == 5
-    scale = json.loads(crds.run("get", "--raw", f"/apis/agentfleet.io/v1alpha1/namespaces/{namespace}/modelreplicasets/llama-8b/scale").stdout)
+    scale = json.loads(
+        crds.run(
+            "get", "--raw", f"/apis/agentfleet.io/v1alpha1/namespaces/{namespace}/modelreplicasets/llama-8b/scale"
+        ).stdout
+    )
     assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 5
     assert scale["status"] == {"replicas": 2, "selector": "agentfleet.io/modelreplicaset=llama-8b"}
 
@@ -154,7 +217,9 @@ def test_invalid_objects_are_rejected(crds, shared_ns, case) -> None:
         proc = crds.run("create", "-n", shared_ns, "-f", "-", input=json.dumps(case.obj), check=False)
     else:
         crds.run("create", "-n", shared_ns, "-f", "-", input=json.dumps(case.obj))
-        proc = crds.run("patch", "-n", shared_ns, res.plural, case.id, "--type=merge", "-p", json.dumps(case.update), check=False)
+        proc = crds.run(
+            "patch", "-n", shared_ns, res.plural, case.id, "--type=merge", "-p", json.dumps(case.update), check=False
+        )
     assert proc.returncode != 0, f"{case.id} was accepted"
     assert case.expect in proc.stderr, proc.stderr
     # Nothing half-made is left behind by a refused create.
@@ -177,7 +242,9 @@ def test_explain_describes_every_field(crds) -> None:
     for name, field in BY_KIND["ModelReplicaSet"].spec.model_fields.items():
         alias = field.alias or name
         assert re.search(rf"^\s+{alias}\s", out, re.M), f"explain lacks {alias}"
-        assert field.description.split(";")[0][:40] in " ".join(out.split()), f"explain lacks the description of {alias}"
+        assert field.description.split(";")[0][:40] in " ".join(out.split()), (
+            f"explain lacks the description of {alias}"
+        )
     assert spec_schema
 
     deep = crds.run("explain", "mrs.spec.engine.tensorParallelSize").stdout
@@ -188,5 +255,9 @@ def test_explain_describes_every_field(crds) -> None:
     schemas = doc["components"]["schemas"]
     for res in RESOURCES:
         key = next(k for k in schemas if k.endswith(f"agentfleet.v1alpha1.{res.kind}"))
-        undocumented = [p for p, prop in _walk(schemas[key]) if not p.startswith(".metadata") and "$ref" not in prop and not prop.get("description")]
+        undocumented = [
+            p
+            for p, prop in _walk(schemas[key])
+            if not p.startswith(".metadata") and "$ref" not in prop and not prop.get("description")
+        ]
         assert undocumented == [], f"{res.kind}: {undocumented}"

@@ -36,22 +36,58 @@ def printed_row(out: str, name: str) -> dict[str, str]:
 
 
 def _driver(cluster, state: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "e2e.demo", *args, "--kubeconfig", cluster.kubeconfig, "--kubectl", cluster.kubectl, "--state-dir", str(state)]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "e2e.demo",
+        *args,
+        "--kubeconfig",
+        cluster.kubeconfig,
+        "--kubectl",
+        cluster.kubectl,
+        "--state-dir",
+        str(state),
+    ]
+    return subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
 
 
 def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp_path):
     state = tmp_path / "state"
     pids: dict[str, int] = {}
     try:
-        up = _driver(cluster, state, "up", "--model", "sim", "--namespace", namespace, "--tasks", str(TASKS), "--task-timeout", "120", timeout=240)
+        up = _driver(
+            cluster,
+            state,
+            "up",
+            "--model",
+            "sim",
+            "--namespace",
+            namespace,
+            "--tasks",
+            str(TASKS),
+            "--task-timeout",
+            "120",
+            timeout=240,
+        )
         out = up.stdout
         for meta in (state / "demo" / namespace).glob("*.json"):
             pids[meta.stem] = json.loads(meta.read_text())["pid"]
         assert up.returncode == 0, f"demo failed ({up.returncode}):\n{out[-6000:]}\n{up.stderr[-4000:]}"
 
         # Every process the fleet needs ran, each once.
-        assert {"redis", "milvus", "prometheus", "operator", "model", "scripted-agent", "api", "worker-0", "worker-1"} <= set(pids), pids
+        assert {
+            "redis",
+            "milvus",
+            "prometheus",
+            "operator",
+            "model",
+            "scripted-agent",
+            "api",
+            "worker-0",
+            "worker-1",
+        } <= set(pids), pids
 
         # The workers found the replicas through the replicas Service's EndpointSlices, as the
         # worker ServiceAccount (not from static endpoints).
@@ -79,7 +115,9 @@ def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp
         placements = mrs["status"]["placements"]
         assert len(placements) == 2
         for p in placements:
-            assert re.search(rf"^\s+{re.escape(p['name'])}\s+nodes {re.escape(','.join(p['nodes']))}\s+gpus {p['gpus']}", out, re.M), out[-3000:]
+            assert re.search(
+                rf"^\s+{re.escape(p['name'])}\s+nodes {re.escape(','.join(p['nodes']))}\s+gpus {p['gpus']}", out, re.M
+            ), out[-3000:]
         assert "kubectl get agentfleets,modelreplicasets,vectorindexes" in out
         # The figures the operator reads after the tasks fill their printer columns: the
         # autoscaler's from the demo's Prometheus, the AgentFleet controller's from Redis.
@@ -111,7 +149,18 @@ def test_demo_burst_scenario_scales_up_explains_each_decision_and_plots_it(clust
     pids: dict[str, int] = {}
     try:
         # A shorter burst than the default: 20 s quiet, 50 s at 3 tasks/s, 40 s quiet.
-        up = _driver(cluster, state, "up", "--namespace", namespace, "--scenario", "burst", "--burst-phases", "20:0.5,50:3,40:0.5", timeout=420)
+        up = _driver(
+            cluster,
+            state,
+            "up",
+            "--namespace",
+            namespace,
+            "--scenario",
+            "burst",
+            "--burst-phases",
+            "20:0.5,50:3,40:0.5",
+            timeout=420,
+        )
         out = up.stdout
         for meta in (state / "demo" / namespace).glob("*.json"):
             pids[meta.stem] = json.loads(meta.read_text())["pid"]
@@ -120,7 +169,9 @@ def test_demo_burst_scenario_scales_up_explains_each_decision_and_plots_it(clust
         # Each decision as it happened: from, to, the term that asked for it and why.
         decisions = re.findall(r"^  \+\s*\d+s  replicas (\d+) -> (\d+)  term (\w+): (.+)$", out, re.M)
         assert any(int(after) > int(before) for before, after, _, _ in decisions), out[-6000:]
-        assert all(term in ("reactive", "predictive", "standing", "scheduled") and why for _, _, term, why in decisions), decisions
+        assert all(
+            term in ("reactive", "predictive", "standing", "scheduled") and why for _, _, term, why in decisions
+        ), decisions
         # The replicas the autoscaler added were served (the scripted agent backed their pods)
         # and every task of the burst finished.
         assert re.search(r"^  tasks: (\d+) done, 0 failed, 0 unfinished of \1 submitted", out, re.M), out[-4000:]

@@ -82,7 +82,9 @@ def read_only_and_uid(c: Container) -> None:
     assert c.uids() == (UID, UID), c.uids()
     for path in ("/opt/agentfleet/x", "/var/tmp/x", "/run/x", "/x"):
         proc = c.exec("touch", path)
-        assert proc.returncode != 0 and ("Read-only file system" in proc.stderr or "Permission denied" in proc.stderr), (path, proc.stderr)
+        assert proc.returncode != 0 and (
+            "Read-only file system" in proc.stderr or "Permission denied" in proc.stderr
+        ), (path, proc.stderr)
     assert "Read-only file system" in c.exec("touch", "/opt/agentfleet/x").stderr
     assert c.exec("touch", "/tmp/written-by-the-test").returncode == 0
 
@@ -94,21 +96,35 @@ def deployed(cluster, helm, image, stores) -> Iterator[dict[str, Any]]:  # noqa:
     ns = f"e2e-image-{os.urandom(3).hex()}"
     cluster.run("create", "namespace", ns)
     health = free_port()
-    docs = template(helm, f"operator.healthPort={health}", "image.repository=localhost/agentfleet", f"image.tag={image.rsplit(':', 1)[1]}", namespace=ns)
+    docs = template(
+        helm,
+        f"operator.healthPort={health}",
+        "image.repository=localhost/agentfleet",
+        f"image.tag={image.rsplit(':', 1)[1]}",
+        namespace=ns,
+    )
     (dep,) = by_kind(docs, "Deployment")
     kubeconfig = Path(tempfile.mkdtemp(prefix="agentfleet-image-kc-")) / "kubeconfig"
     shutil.copy(cluster.kubeconfig, kubeconfig)
     kubeconfig.chmod(0o644)  # the container's user is not the file's owner
     op = Container(
         cluster, image, dep["spec"]["template"]["spec"], "operator", ns, name="operator",
-        extra_env={"KUBECONFIG": "/etc/agentfleet-e2e/kubeconfig"}, extra_mounts={str(kubeconfig): "/etc/agentfleet-e2e/kubeconfig"},
+        extra_env={"KUBECONFIG": (
+            "/etc/agentfleet-e2e/kubeconfig"
+        )}, extra_mounts={str(kubeconfig): (
+            "/etc/agentfleet-e2e/kubeconfig"
+        )},
     )  # fmt: skip
     assert op.spec["image"] == image, "the chart names the image that was built"
     op.start()
     try:
         wait_http(f"http://127.0.0.1:{health}/healthz", 120, op)
         apply_stuck_model(cluster, ns)
-        (af,) = [d for d in yaml.safe_load_all((ROOT / "examples" / "agentfleet.yaml").read_text()) if d and d["kind"] == "AgentFleet"]
+        (af,) = [
+            d
+            for d in yaml.safe_load_all((ROOT / "examples" / "agentfleet.yaml").read_text())
+            if d and d["kind"] == "AgentFleet"
+        ]
         # The fleet's pods run spec.image: the image just built.
         af["spec"].update(modelRef={"name": "stuck"}, redis={"url": stores["redis"]}, image=image)
         af["spec"].pop("vectorIndexRef", None)
@@ -119,7 +135,12 @@ def deployed(cluster, helm, image, stores) -> Iterator[dict[str, Any]]:  # noqa:
             "apiVersion": "agentfleet.io/v1alpha1",
             "kind": "VectorIndex",
             "metadata": {"name": "docs"},
-            "spec": {"milvus": {"uri": stores["milvus"]}, "collection": "image_docs", "dimension": 384, "source": {"configMap": {"name": "corpus"}}},
+            "spec": {
+                "milvus": {"uri": stores["milvus"]},
+                "collection": "image_docs",
+                "dimension": 384,
+                "source": {"configMap": {"name": "corpus"}},
+            },
         }
         cluster.apply(vi, ns)
         fleet = af["metadata"]["name"]
@@ -127,12 +148,19 @@ def deployed(cluster, helm, image, stores) -> Iterator[dict[str, Any]]:  # noqa:
         def reconciled() -> dict[str, Any] | None:
             st = cluster.json("-n", ns, "get", "agentfleet", fleet).get("status") or {}
             vst = cluster.json("-n", ns, "get", "vi", "docs").get("status") or {}
-            have = cluster.run("-n", ns, "get", f"deployment/{fleet}-worker", f"deployment/{fleet}-api", check=False).returncode == 0
+            have = (
+                cluster.run(
+                    "-n", ns, "get", f"deployment/{fleet}-worker", f"deployment/{fleet}-api", check=False
+                ).returncode
+                == 0
+            )
             ok = st.get("observedGeneration") == 1 and vst.get("ingestion", {}).get("jobName") and have
             return {"fleet": fleet, "job": vst["ingestion"]["jobName"], "status": st} if ok else None
 
         try:
-            out = cluster.wait_for(reconciled, timeout=120, desc="the operator from the image reconciling the fleet and the index")
+            out = cluster.wait_for(
+                reconciled, timeout=120, desc="the operator from the image reconciling the fleet and the index"
+            )
         except BaseException:
             print(op.logs()[-6000:])
             raise
@@ -156,7 +184,20 @@ def test_the_image_names_its_user_where_no_runtime_adds_a_passwd_entry(image, us
     the image's own entry is what getpass.getuser() (kopf asked it at start-up) finds, and what gives
     a container that states only runAsUser its group instead of gid 0."""
     probe = "import getpass, os; print(getpass.getuser(), os.getuid(), os.getgid())"
-    proc = podman("run", "--rm", *ULIMITS, "--passwd=false", "--user", user, "--entrypoint", '["python"]', image, "-c", probe, check=False)
+    proc = podman(
+        "run",
+        "--rm",
+        *ULIMITS,
+        "--passwd=false",
+        "--user",
+        user,
+        "--entrypoint",
+        '["python"]',
+        image,
+        "-c",
+        probe,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["agentfleet", UID, UID], proc.stdout
 
@@ -166,8 +207,20 @@ def runtime_container(deployed: dict[str, Any], component: str, ports: dict[str,
     dep = deployed_cluster(deployed).json("-n", ns, "get", "deployment", f"{fleet}-{component}")
     # Host network, shared machine: the rendered fixed ports (9090, 8080) may be taken, so they
     # move through the runtime's own environment overrides, and listen on loopback.
-    env = {"AGENTFLEET_METRICS_PORT": str(ports["metrics"]), "AGENTFLEET_API_PORT": str(ports["api"]), "AGENTFLEET_LISTEN_HOST": "127.0.0.1"}
-    c = Container(deployed_cluster(deployed), deployed["image"], dep["spec"]["template"]["spec"], component, ns, name=component, extra_env=env)
+    env = {
+        "AGENTFLEET_METRICS_PORT": str(ports["metrics"]),
+        "AGENTFLEET_API_PORT": str(ports["api"]),
+        "AGENTFLEET_LISTEN_HOST": "127.0.0.1",
+    }
+    c = Container(
+        deployed_cluster(deployed),
+        deployed["image"],
+        dep["spec"]["template"]["spec"],
+        component,
+        ns,
+        name=component,
+        extra_env=env,
+    )
     assert c.spec["image"] == deployed["image"], "the fleet's pods run its spec.image"
     return c
 
@@ -208,7 +261,12 @@ def test_worker_and_task_api_run_from_the_image_against_redis(deployed) -> None:
         def taken() -> bool:
             groups = r.xinfo_groups(stream)
             status = r.hget(f"af:{deployed['fleet']}:t:{task}", "status")
-            return bool(groups) and groups[0]["lag"] == 0 and groups[0]["consumers"] >= 1 and status not in (None, "queued")
+            return (
+                bool(groups)
+                and groups[0]["lag"] == 0
+                and groups[0]["consumers"] >= 1
+                and status not in (None, "queued")
+            )
 
         deployed_cluster(deployed).wait_for(taken, timeout=60, desc="the worker from the image taking the task")
         assert b"agentfleet_queue_depth" in wait_http(f"http://127.0.0.1:{ports['metrics']}/metrics", 10, worker)
@@ -226,7 +284,9 @@ def test_ingestion_runs_from_the_image_on_a_small_corpus(deployed) -> None:
     for index in range(job["spec"]["completions"]):
         # The Job controller adds JOB_COMPLETION_INDEX to each pod of an Indexed Job.
         env = {"JOB_COMPLETION_INDEX": str(index)}
-        c = Container(cluster, deployed["image"], pod, "ingest", ns, name=f"ingest-{index}", completion_index=index, extra_env=env)
+        c = Container(
+            cluster, deployed["image"], pod, "ingest", ns, name=f"ingest-{index}", completion_index=index, extra_env=env
+        )
         # The operator puts its own image (AGENTFLEET_RUNTIME_IMAGE, set by the chart) into the Job.
         assert c.spec["image"] == deployed["image"]
         try:

@@ -56,16 +56,31 @@ def members_are(cluster, ns: str, name: str, n: int):
     return check
 
 
-def test_the_pool_follows_the_serving_replicas_and_goes_with_the_spec(pool_crd, operator, gpu_pool, namespace, cluster) -> None:
+def test_the_pool_follows_the_serving_replicas_and_goes_with_the_spec(
+    pool_crd, operator, gpu_pool, namespace, cluster
+) -> None:
     ns = namespace
     gpu_pool.add("h100", count=3)
     manifest = mrs_manifest("qwen", gpu_pool, replicas=2, inferencePool={"endpointPicker": PICKER})
     cluster.apply(manifest, ns)
     eventually(cluster, operator, settled(cluster, ns, "qwen", 2), timeout=45, desc="2 replicas Ready")
-    pool = eventually(cluster, operator, lambda: get_pool(cluster, ns, "qwen"), timeout=30, desc="the InferencePool published")
+    pool = eventually(
+        cluster, operator, lambda: get_pool(cluster, ns, "qwen"), timeout=30, desc="the InferencePool published"
+    )
 
     # Accepted by the project's own schema as the operator rendered it (its CEL rules included).
-    assert contains(pool["spec"], {"targetPorts": [{"number": 8000}], "endpointPickerRef": {"name": "vllm-epp", "kind": "Service", "port": {"number": 9002}, "failureMode": "FailOpen"}})
+    assert contains(
+        pool["spec"],
+        {
+            "targetPorts": [{"number": 8000}],
+            "endpointPickerRef": {
+                "name": "vllm-epp",
+                "kind": "Service",
+                "port": {"number": 9002},
+                "failureMode": "FailOpen",
+            },
+        },
+    )
     assert pool["metadata"]["ownerReferences"][0]["kind"] == "ModelReplicaSet"
     mine = {k: v for k, v in pool.items() if k in ("apiVersion", "kind", "spec")}
     mine["metadata"] = {"name": "strict-copy"}
@@ -77,13 +92,32 @@ def test_the_pool_follows_the_serving_replicas_and_goes_with_the_spec(pool_crd, 
 
     cluster.run("-n", ns, "patch", "mrs", "qwen", "--type=merge", "-p", json.dumps({"spec": {"replicas": 3}}))
     eventually(cluster, operator, settled(cluster, ns, "qwen", 3), timeout=45, desc="scaled up to 3")
-    eventually(cluster, operator, members_are(cluster, ns, "qwen", 3), timeout=30, desc="the new replica joins the pool")
+    eventually(
+        cluster, operator, members_are(cluster, ns, "qwen", 3), timeout=30, desc="the new replica joins the pool"
+    )
 
     # A drain takes the replica out of the pool at once (serving=false), before its pods go.
     cluster.run("-n", ns, "scale", "mrs/qwen", "--replicas=1")
-    members = eventually(cluster, operator, members_are(cluster, ns, "qwen", 1), timeout=30, desc="drained replicas leave the pool")
+    members = eventually(
+        cluster, operator, members_are(cluster, ns, "qwen", 1), timeout=30, desc="drained replicas leave the pool"
+    )
     assert all(p["metadata"]["labels"]["agentfleet.io/serving"] == "true" for p in members)
     eventually(cluster, operator, settled(cluster, ns, "qwen", 1), timeout=60, desc="scaled down to 1")
 
-    cluster.run("-n", ns, "patch", "mrs", "qwen", "--type=json", "-p", json.dumps([{"op": "remove", "path": "/spec/inferencePool"}]))
-    eventually(cluster, operator, lambda: get_pool(cluster, ns, "qwen") is None, timeout=30, desc="the pool deleted with the spec field")
+    cluster.run(
+        "-n",
+        ns,
+        "patch",
+        "mrs",
+        "qwen",
+        "--type=json",
+        "-p",
+        json.dumps([{"op": "remove", "path": "/spec/inferencePool"}]),
+    )
+    eventually(
+        cluster,
+        operator,
+        lambda: get_pool(cluster, ns, "qwen") is None,
+        timeout=30,
+        desc="the pool deleted with the spec field",
+    )

@@ -104,7 +104,9 @@ def assert_ran_as_written(cluster, namespace: str, path: Path, local: dict[str, 
     (example,) = [d for d in docs(path) if d["kind"] == "ScaledObject"]
     live = cluster.json("-n", namespace, "get", "scaledobject", example["metadata"]["name"])
     changed = differences(example["spec"], live["spec"])
-    assert changed == {p.removeprefix("spec.") for p in local}, f"the ScaledObject that ran differs from {path.name} in {sorted(changed)}"
+    assert changed == {p.removeprefix("spec.") for p in local}, (
+        f"the ScaledObject that ran differs from {path.name} in {sorted(changed)}"
+    )
     return live
 
 
@@ -119,7 +121,11 @@ def quantity(q: str) -> float:
 def scaled_object_ready(cluster, namespace: str, name: str) -> dict[str, Any] | None:
     so = cluster.json("-n", namespace, "get", "scaledobject", name)
     conds = {c["type"]: c for c in (so.get("status") or {}).get("conditions") or []}
-    return so if conds.get("Ready", {}).get("status") == "True" and (so.get("status") or {}).get("externalMetricNames") else None
+    return (
+        so
+        if conds.get("Ready", {}).get("status") == "True" and (so.get("status") or {}).get("externalMetricNames")
+        else None
+    )
 
 
 def hpa_events(cluster, namespace: str, hpa: str) -> list[dict[str, Any]]:
@@ -148,12 +154,16 @@ def keda(cluster, namespace) -> Iterator[Keda]:
 
 @pytest.fixture
 def backed(cluster, namespace) -> Iterator[Any]:
-    fleets = PodBackedFleets(CoreV1Api(k8s_config.new_client_from_config(config_file=cluster.kubeconfig)), namespace, ENGINE)
+    fleets = PodBackedFleets(
+        CoreV1Api(k8s_config.new_client_from_config(config_file=cluster.kubeconfig)), namespace, ENGINE
+    )
     yield fleets.start
     fleets.stop()
 
 
-def test_prometheus_scaled_object_scales_a_modelreplicaset_up_and_back(operator, gpu_pool, namespace, cluster, keda, backed) -> None:
+def test_prometheus_scaled_object_scales_a_modelreplicaset_up_and_back(
+    operator, gpu_pool, namespace, cluster, keda, backed
+) -> None:
     ns = namespace
     (mrs,) = docs(EXAMPLES / "modelreplicaset-smollm2-cpu.yaml")
     name = mrs["metadata"]["name"]
@@ -165,7 +175,9 @@ def test_prometheus_scaled_object_scales_a_modelreplicaset_up_and_back(operator,
     gpu_pool.add("l4", count=1, gpus=8, product=fx.L4)
     sim, prom = backed(name)
     cluster.apply(mrs, ns)
-    eventually(cluster, operator, lambda: len(sim.endpoints()) == 1, timeout=90, desc="one pod backed by a simulated replica")
+    eventually(
+        cluster, operator, lambda: len(sim.endpoints()) == 1, timeout=90, desc="one pod backed by a simulated replica"
+    )
 
     (example,) = [d for d in docs(MRS_SO) if d["kind"] == "ScaledObject"]
     query = example["spec"]["triggers"][0]["metadata"]["query"]
@@ -184,13 +196,25 @@ def test_prometheus_scaled_object_scales_a_modelreplicaset_up_and_back(operator,
     so = example_scaled_object(MRS_SO, local)
     cluster.apply(so, ns)
     so_name = so["metadata"]["name"]
-    live = eventually(cluster, operator, lambda: scaled_object_ready(cluster, ns, so_name), timeout=90, desc=f"ScaledObject {so_name} Ready\n{keda.tails()}")
+    live = eventually(
+        cluster,
+        operator,
+        lambda: scaled_object_ready(cluster, ns, so_name),
+        timeout=90,
+        desc=f"ScaledObject {so_name} Ready\n{keda.tails()}",
+    )
     assert_ran_as_written(cluster, ns, MRS_SO, local)
     metric = live["status"]["externalMetricNames"][0]
     hpa = f"keda-hpa-{so_name}"
     h = cluster.json("-n", ns, "get", "hpa", hpa)
-    assert h["spec"]["scaleTargetRef"] == {"apiVersion": "agentfleet.io/v1alpha1", "kind": "ModelReplicaSet", "name": name}
-    assert h["spec"]["metrics"][0]["type"] == "External" and h["spec"]["metrics"][0]["external"]["target"]["averageValue"] == str(int(threshold))
+    assert h["spec"]["scaleTargetRef"] == {
+        "apiVersion": "agentfleet.io/v1alpha1",
+        "kind": "ModelReplicaSet",
+        "name": name,
+    }
+    assert h["spec"]["metrics"][0]["type"] == "External" and h["spec"]["metrics"][0]["external"]["target"][
+        "averageValue"
+    ] == str(int(threshold))
 
     # Idle: the metric reads 0 through the aggregated API, and the set stays at minReplicaCount.
     assert [quantity(i["value"]) for i in keda.external_metric(metric, so_name)] == [0.0]
@@ -199,13 +223,19 @@ def test_prometheus_scaled_object_scales_a_modelreplicaset_up_and_back(operator,
     clients = 24  # ~22 waiting on one replica: ceil(22 / 8) = 3 replicas wanted
     load = ClosedLoopLoad(sim, clients=clients)
     try:
-        prom.wait_for(query.replace('namespace="default"', f'namespace="{ns}"'), lambda r: bool(r) and float(r[0]["value"][1]) > threshold, timeout=60)
+        prom.wait_for(
+            query.replace('namespace="default"', f'namespace="{ns}"'),
+            lambda r: bool(r) and float(r[0]["value"][1]) > threshold,
+            timeout=60,
+        )
 
         def grown() -> int | None:
             n = cluster.json("-n", ns, "get", "mrs", name)["spec"]["replicas"]
             return n if n > 1 else None
 
-        high = eventually(cluster, operator, grown, timeout=120, desc=f"spec.replicas raised by the HPA\n{keda.tails()}", interval=1)
+        high = eventually(
+            cluster, operator, grown, timeout=120, desc=f"spec.replicas raised by the HPA\n{keda.tails()}", interval=1
+        )
         assert high <= math.ceil(clients / threshold), high
         seen = [quantity(i["value"]) for i in keda.external_metric(metric, so_name)]
         assert seen and seen[0] > 0, seen
@@ -213,9 +243,13 @@ def test_prometheus_scaled_object_scales_a_modelreplicaset_up_and_back(operator,
         eventually(cluster, operator, lambda: len(sim.endpoints()) >= high, timeout=90, desc=f"{high} replicas serving")
         obj = cluster.json("-n", ns, "get", "mrs", name, "--show-managed-fields")
         writers = scale_writers(obj)
-        assert any(w.startswith("kube-controller-manager") for w in writers), f"spec.replicas not written by the HPA controller through /scale: {writers}"
+        assert any(w.startswith("kube-controller-manager") for w in writers), (
+            f"spec.replicas not written by the HPA controller through /scale: {writers}"
+        )
         rescaled = [e for e in hpa_events(cluster, ns, hpa) if e["reason"] == "SuccessfulRescale"]
-        assert any(metric in e["message"] and "above target" in e["message"] for e in rescaled), [e["message"] for e in rescaled]
+        assert any(metric in e["message"] and "above target" in e["message"] for e in rescaled), [
+            e["message"] for e in rescaled
+        ]
     finally:
         load.stop()
 
@@ -227,7 +261,9 @@ def test_prometheus_scaled_object_scales_a_modelreplicaset_up_and_back(operator,
         timeout=DOWN_WINDOW + 8 * PERIOD,
         desc="spec.replicas back to 1",
     )
-    eventually(cluster, operator, lambda: len(sim.endpoints()) == 1, timeout=90, desc="the extra replicas drained and gone")
+    eventually(
+        cluster, operator, lambda: len(sim.endpoints()) == 1, timeout=90, desc="the extra replicas drained and gone"
+    )
     st = cluster.json("-n", ns, "get", "mrs", name)["status"]
     assert st["desiredReplicas"] == 1 and "ScalingActive" not in {c["type"] for c in st.get("conditions", [])}, st
     messages = [e["message"] for e in hpa_events(cluster, ns, hpa) if e["reason"] == "SuccessfulRescale"]
@@ -237,10 +273,19 @@ def test_prometheus_scaled_object_scales_a_modelreplicaset_up_and_back(operator,
 # --- an AgentFleet's workers on the fleet's queue depth (redis-streams) -----------------------------
 
 
-def test_redis_streams_scaled_object_scales_an_agentfleets_workers_on_queue_depth(operator, gpu_pool, namespace, cluster, keda, redis_server) -> None:  # noqa: F811
+def test_redis_streams_scaled_object_scales_an_agentfleets_workers_on_queue_depth(
+    operator,
+    gpu_pool,
+    namespace,
+    cluster,
+    keda,
+    redis_server,  # noqa: F811
+) -> None:
     ns = namespace
     gpu_pool.add("h100", count=1, gpus=8)
-    fleet_docs = [rewrite(d, gpu_pool, "http://127.0.0.1:9", redis_server.url) for d in docs(EXAMPLES / "agentfleet.yaml")]
+    fleet_docs = [
+        rewrite(d, gpu_pool, "http://127.0.0.1:9", redis_server.url) for d in docs(EXAMPLES / "agentfleet.yaml")
+    ]
     af = next(d for d in fleet_docs if d["kind"] == "AgentFleet")
     fleet = af["metadata"]["name"]
     assert not af["spec"]["workers"].get("autoscaling"), "the example leaves scaling its workers to KEDA"
@@ -286,7 +331,13 @@ def test_redis_streams_scaled_object_scales_an_agentfleets_workers_on_queue_dept
     )
 
     cluster.apply(so, ns)
-    live = eventually(cluster, operator, lambda: scaled_object_ready(cluster, ns, so_name), timeout=90, desc=f"ScaledObject {so_name} Ready\n{keda.tails()}")
+    live = eventually(
+        cluster,
+        operator,
+        lambda: scaled_object_ready(cluster, ns, so_name),
+        timeout=90,
+        desc=f"ScaledObject {so_name} Ready\n{keda.tails()}",
+    )
     assert_ran_as_written(cluster, ns, FLEET_SO, local)
     metric = live["status"]["externalMetricNames"][0]
     h = cluster.json("-n", ns, "get", "hpa", hpa)
@@ -295,10 +346,19 @@ def test_redis_streams_scaled_object_scales_an_agentfleets_workers_on_queue_dept
     assert [quantity(i["value"]) for i in keda.external_metric(metric, so_name)] == [float(tasks)]
 
     want = math.ceil(tasks / per_worker)
-    eventually(cluster, operator, lambda: workers() == (want, want), timeout=120, desc=f"{want} workers (spec and Deployment)\n{keda.tails()}", interval=1)
+    eventually(
+        cluster,
+        operator,
+        lambda: workers() == (want, want),
+        timeout=120,
+        desc=f"{want} workers (spec and Deployment)\n{keda.tails()}",
+        interval=1,
+    )
     obj = cluster.json("-n", ns, "get", "agentfleet", fleet, "--show-managed-fields")
     writers = scale_writers(obj)
-    assert any(w.startswith("kube-controller-manager") for w in writers), f"spec.workers.replicas not written by the HPA controller through /scale: {writers}"
+    assert any(w.startswith("kube-controller-manager") for w in writers), (
+        f"spec.workers.replicas not written by the HPA controller through /scale: {writers}"
+    )
 
     # A worker of the runtime takes and finishes every task: the lag falls to 0, and after the
     # scale-down window the HPA takes the fleet to minReplicaCount.
@@ -309,7 +369,14 @@ def test_redis_streams_scaled_object_scales_an_agentfleets_workers_on_queue_dept
     helpers.arun(work(), timeout=300)
     assert [quantity(i["value"]) for i in keda.external_metric(metric, so_name)] == [0.0]
     floor = int(example["spec"]["minReplicaCount"])
-    eventually(cluster, operator, lambda: workers() == (floor, floor), timeout=DOWN_WINDOW + 6 * PERIOD, desc=f"{floor} worker(s) again", interval=1)
+    eventually(
+        cluster,
+        operator,
+        lambda: workers() == (floor, floor),
+        timeout=DOWN_WINDOW + 6 * PERIOD,
+        desc=f"{floor} worker(s) again",
+        interval=1,
+    )
     messages = [e["message"] for e in hpa_events(cluster, ns, hpa) if e["reason"] == "SuccessfulRescale"]
     assert any(f"New size: {want}" in m and "above target" in m for m in messages), messages
     assert any(f"New size: {floor}" in m and "below target" in m for m in messages), messages

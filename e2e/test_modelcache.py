@@ -48,7 +48,11 @@ def test_replicas_wait_for_the_fill_job_then_start(operator, gpu_pool, namespace
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
         "metadata": {"name": "weights"},
-        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "", "resources": {"requests": {"storage": "50Gi"}}},
+        "spec": {
+            "accessModes": ["ReadWriteMany"],
+            "storageClassName": "",
+            "resources": {"requests": {"storage": "50Gi"}},
+        },
     }
     cluster.run("create", "-f", "-", input=json.dumps(volume))
     cluster.run("-n", ns, "create", "-f", "-", input=json.dumps(claim))
@@ -78,7 +82,9 @@ def run_fill(operator, gpu_pool, ns: str, cluster) -> None:
     progressing = next(c for c in get_mrs(cluster, ns, "qwen")["status"]["conditions"] if c["type"] == "Progressing")
     assert "model cache weights" in progressing["message"]
 
-    obj = eventually(cluster, operator, settled(cluster, ns, "qwen", 2), timeout=60, desc="2 replicas once the cache is filled")
+    obj = eventually(
+        cluster, operator, settled(cluster, ns, "qwen", 2), timeout=60, desc="2 replicas once the cache is filled"
+    )
     assert obj["status"]["modelCache"]["phase"] == "Filled"
     finished = cluster.json("-n", ns, "get", "job", job["metadata"]["name"])["status"]["completionTime"]
     created = sorted(p["metadata"]["creationTimestamp"] for p in replica_pods(cluster, ns, "qwen"))

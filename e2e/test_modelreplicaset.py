@@ -64,11 +64,32 @@ SERVING_LABEL = "agentfleet.io/serving"
 
 
 def mrs_manifest(
-    name: str, pool, *, tp: int = 1, pp: int = 1, replicas: int = 1, model: str = "meta-llama/Llama-3.1-8B-Instruct", product: str = H100, **spec: Any
+    name: str,
+    pool,
+    *,
+    tp: int = 1,
+    pp: int = 1,
+    replicas: int = 1,
+    model: str = "meta-llama/Llama-3.1-8B-Instruct",
+    product: str = H100,
+    **spec: Any,
 ) -> dict:
-    m = MRS(name).model(model, served=name).tp(tp).pp(pp).gpu(product).replicas(replicas).placement(**pool.selector, **spec.pop("placement", {}))
+    m = (
+        MRS(name)
+        .model(model, served=name)
+        .tp(tp)
+        .pp(pp)
+        .gpu(product)
+        .replicas(replicas)
+        .placement(**pool.selector, **spec.pop("placement", {}))
+    )
     # Short drains and backoffs keep the suite fast; the logic is the same at any length.
-    lifecycle = {"drainTimeoutSeconds": 3, "restartBackoffSeconds": 2, "maxRestartBackoffSeconds": 8, **spec.pop("lifecycle", {})}
+    lifecycle = {
+        "drainTimeoutSeconds": 3,
+        "restartBackoffSeconds": 2,
+        "maxRestartBackoffSeconds": 8,
+        **spec.pop("lifecycle", {}),
+    }
     return m.spec(lifecycle=lifecycle, **spec).obj()
 
 
@@ -86,11 +107,15 @@ def replica_pods(cluster, ns: str, name: str, *, include_deleting: bool = False)
 
 
 def pod_ready(p: dict) -> bool:
-    return p["status"].get("phase") == "Running" and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+    return p["status"].get("phase") == "Running" and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", [])
+    )
 
 
 def events(cluster, ns: str, name: str) -> list[dict]:
-    items = cluster.json("-n", ns, "get", "events", "--field-selector", f"involvedObject.kind=ModelReplicaSet,involvedObject.name={name}")["items"]
+    items = cluster.json(
+        "-n", ns, "get", "events", "--field-selector", f"involvedObject.kind=ModelReplicaSet,involvedObject.name={name}"
+    )["items"]
     return sorted(items, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
 
 
@@ -154,7 +179,13 @@ class DrainTimeline:
 
     def _watch(self) -> None:
         w = k8s_watch.Watch()
-        for ev in w.stream(self.core.list_namespaced_pod, self.ns, label_selector=f"{MRS_LABEL}={self.mrs}", timeout_seconds=60, _request_timeout=70):
+        for ev in w.stream(
+            self.core.list_namespaced_pod,
+            self.ns,
+            label_selector=f"{MRS_LABEL}={self.mrs}",
+            timeout_seconds=60,
+            _request_timeout=70,
+        ):
             pod = ev["object"]
             rec = self.seen.setdefault((pod.metadata.labels or {}).get(REPLICA_LABEL, pod.metadata.name), {})
             if (pod.metadata.labels or {}).get(SERVING_LABEL) == "false":
@@ -179,7 +210,9 @@ def test_apply_places_replicas_on_matching_nodes_and_reports_status(operator, gp
     spec = ModelReplicaSetSpec.model_validate(manifest["spec"])
     inventory = inventory_from_k8s(gpu_pool.nodes(), [])
     names = [f"llama-{spec_hash(spec)[:5]}-{i}" for i in range(3)]
-    expected = {a.key.split("/")[1]: list(a.nodes) for a in plan(inventory, requests_for(ns, "llama", spec, names)).placed}
+    expected = {
+        a.key.split("/")[1]: list(a.nodes) for a in plan(inventory, requests_for(ns, "llama", spec, names)).placed
+    }
     assert len(expected) == 3
 
     cluster.apply(manifest, ns)
@@ -192,8 +225,12 @@ def test_apply_places_replicas_on_matching_nodes_and_reports_status(operator, gp
         labels = node_labels[p["spec"]["nodeName"]]
         assert labels["nvidia.com/gpu.product"] == H100, "placed on a node of the wrong GPU product"
         assert p["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] == "4"
-        term = p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
-        assert term["matchFields"][0]["values"] == [p["spec"]["nodeName"]], "the plan reaches the scheduler as node affinity"
+        term = p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+            "nodeSelectorTerms"
+        ][0]
+        assert term["matchFields"][0]["values"] == [p["spec"]["nodeName"]], (
+            "the plan reaches the scheduler as node affinity"
+        )
     assert_status_matches_pods(obj, pods)
     zones = {pl["zone"] for pl in obj["status"]["placements"]}
     assert zones == {"zone-a", "zone-b"}, "replicas are spread over zones"
@@ -219,7 +256,12 @@ def test_apply_places_replicas_on_matching_nodes_and_reports_status(operator, gp
 
     # Children are owned (GC on delete) and the Services select serving replicas.
     uid = obj["metadata"]["uid"]
-    for kind, name in (("service", "llama"), ("service", "llama-replicas"), ("pdb", "llama"), *(("pod", p["metadata"]["name"]) for p in pods)):
+    for kind, name in (
+        ("service", "llama"),
+        ("service", "llama-replicas"),
+        ("pdb", "llama"),
+        *(("pod", p["metadata"]["name"]) for p in pods),
+    ):
         child = cluster.json("-n", ns, "get", kind, name)
         refs = child["metadata"]["ownerReferences"]
         assert refs[0]["uid"] == uid and refs[0]["controller"] is True, f"{kind}/{name}"
@@ -245,7 +287,11 @@ def test_scale_up_and_down_drains_before_deleting(operator, gpu_pool, namespace,
         out = cluster.run("-n", ns, "scale", "mrs/qwen", "--replicas=1")  # the scale subresource, as HPA/KEDA use it
         assert "scaled" in out.stdout
         obj = eventually(cluster, operator, settled(cluster, ns, "qwen", 1), timeout=40, desc="scaled down to 1")
-        cluster.wait_for(lambda: len(replica_pods(cluster, ns, "qwen", include_deleting=True)) == 1, timeout=20, desc="drained pods gone")
+        cluster.wait_for(
+            lambda: len(replica_pods(cluster, ns, "qwen", include_deleting=True)) == 1,
+            timeout=20,
+            desc="drained pods gone",
+        )
 
     survivor = replica_pods(cluster, ns, "qwen")[0]["metadata"]["labels"][REPLICA_LABEL]
     # No metrics (kwok): the newest replicas go first, the oldest stays.
@@ -255,7 +301,9 @@ def test_scale_up_and_down_drains_before_deleting(operator, gpu_pool, namespace,
         rec = seen.get(v, {})
         assert "draining" in rec and "deleted" in rec, f"{v}: {rec}"
         # Out of every Service first; deleted only after drainTimeoutSeconds (in-flight unknown).
-        assert rec["deleted"] - rec["draining"] >= 2.8, f"{v} deleted {rec['deleted'] - rec['draining']:.1f}s after it stopped serving"
+        assert rec["deleted"] - rec["draining"] >= 2.8, (
+            f"{v} deleted {rec['deleted'] - rec['draining']:.1f}s after it stopped serving"
+        )
     msgs = [(e["reason"], e["message"]) for e in events(cluster, ns, "qwen")]
     assert sum(1 for r, m in msgs if r == "Draining") >= 2
     assert any(r == "ReplicaDeleted" and "drain timeout (3s)" in m for r, m in msgs)
@@ -286,12 +334,17 @@ class PodIPSims:
         try:
             subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.CalledProcessError) as exc:
-            pytest.skip(f"cannot make pod IP {ip} local ({' '.join(cmd)}: {getattr(exc, 'stderr', exc)}); needs root or passwordless sudo")
+            pytest.skip(
+                f"cannot make pod IP {ip} local ({' '.join(cmd)}: {getattr(exc, 'stderr', exc)}); needs root or "
+                "passwordless sudo"
+            )
         self.routes.append(ip)
 
     def serve(self, name: str, ip: str, port: int, served_name: str, **engine_fields: Any) -> None:
         self.route(ip)
-        engine = EngineConfig(model=served_name, served_name=served_name, decode_base_s=0.02, decode_per_seq_s=0.0, **engine_fields)
+        engine = EngineConfig(
+            model=served_name, served_name=served_name, decode_base_s=0.02, decode_per_seq_s=0.0, **engine_fields
+        )
         server = ReplicaServer(Replica(ReplicaConfig(engine=engine), name=name), ip, port)
         asyncio.run_coroutine_threadsafe(server.start(), self.loop).result(10)
         self.servers[name] = server
@@ -317,7 +370,7 @@ class PodIPSims:
         return future
 
     def running(self, name: str) -> int:
-        return parse_in_flight(urllib.request.urlopen(f"{self.servers[name].url}/metrics", timeout=5).read().decode())  # noqa: S310
+        return parse_in_flight(urllib.request.urlopen((f"{self.servers[name].url}/metrics"), timeout=5).read().decode())  # noqa: S310
 
     def close(self) -> None:
         for future in self.calls:
@@ -329,7 +382,12 @@ class PodIPSims:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         for ip in self.routes:
-            subprocess.run([*self.sudo, "ip", "route", "del", "local", f"{ip}/32", "dev", "lo"], check=False, capture_output=True, timeout=10)
+            subprocess.run(
+                [*self.sudo, "ip", "route", "del", "local", f"{ip}/32", "dev", "lo"],
+                check=False,
+                capture_output=True,
+                timeout=10,
+            )
 
 
 @pytest.fixture
@@ -339,7 +397,9 @@ def pod_sims() -> Iterator[PodIPSims]:
     sims.close()
 
 
-def test_scale_down_drains_the_replica_with_least_in_flight_work(operator, gpu_pool, namespace, cluster, pod_sims) -> None:
+def test_scale_down_drains_the_replica_with_least_in_flight_work(
+    operator, gpu_pool, namespace, cluster, pod_sims
+) -> None:
     """vLLM answers on each replica pod's IP: scale-down picks the replica holding the fewest
     requests (not the newest), takes it out of service, and deletes it when its last request
     ends, well before drainTimeoutSeconds."""
@@ -351,7 +411,9 @@ def test_scale_down_drains_the_replica_with_least_in_flight_work(operator, gpu_p
     cluster.apply(manifest, ns)
     eventually(cluster, operator, settled(cluster, ns, "mix", 3), timeout=30, desc="3 replicas Ready")
 
-    pods = sorted(replica_pods(cluster, ns, "mix"), key=lambda p: p["metadata"]["creationTimestamp"] + p["metadata"]["name"])
+    pods = sorted(
+        replica_pods(cluster, ns, "mix"), key=lambda p: p["metadata"]["creationTimestamp"] + p["metadata"]["name"]
+    )
     replicas = [p["metadata"]["labels"][REPLICA_LABEL] for p in pods]
     for p, r in zip(pods, replicas, strict=True):
         assert p["status"].get("podIP"), p["metadata"]["name"]
@@ -360,14 +422,23 @@ def test_scale_down_drains_the_replica_with_least_in_flight_work(operator, gpu_p
     # Oldest and newest hold long requests (~60 s); the middle one a single short one (~5 s).
     held = [pod_sims.hold(oldest, 3000) for _ in range(3)] + [pod_sims.hold(newest, 3000) for _ in range(2)]
     short = pod_sims.hold(middle, 250)
-    cluster.wait_for(lambda: [pod_sims.running(r) for r in replicas] == [3, 1, 2], timeout=10, interval=0.1, desc="requests running 3/1/2")
+    cluster.wait_for(
+        lambda: [pod_sims.running(r) for r in replicas] == [3, 1, 2],
+        timeout=10,
+        interval=0.1,
+        desc="requests running 3/1/2",
+    )
 
     with DrainTimeline(cluster, ns, "mix") as seen:
         cluster.run("-n", ns, "scale", "mrs/mix", "--replicas=2")
         short_done = short.result(timeout=30)
         assert pod_sims.running(middle) == 0
         eventually(cluster, operator, settled(cluster, ns, "mix", 2), timeout=30, desc="scaled down to 2")
-        cluster.wait_for(lambda: len(replica_pods(cluster, ns, "mix", include_deleting=True)) == 2, timeout=20, desc="drained pod gone")
+        cluster.wait_for(
+            lambda: len(replica_pods(cluster, ns, "mix", include_deleting=True)) == 2,
+            timeout=20,
+            desc="drained pod gone",
+        )
 
     survivors = sorted(p["metadata"]["labels"][REPLICA_LABEL] for p in replica_pods(cluster, ns, "mix"))
     assert survivors == sorted([oldest, newest]), f"{middle} held the fewest requests; survivors {survivors}"
@@ -407,7 +478,13 @@ def test_multi_node_gang_in_one_block_restarts_as_a_group(operator, gpu_pool, na
         o = get_mrs(cluster, ns, "llama-405b")
         now = replica_pods(cluster, ns, "llama-405b")
         fresh = [p for p in now if p["metadata"]["uid"] not in old_uids]
-        return o if len(fresh) == 2 and not ({p["metadata"]["uid"] for p in now} & old_uids) and settled(cluster, ns, "llama-405b", 1)() else None
+        return (
+            o
+            if len(fresh) == 2
+            and not ({p["metadata"]["uid"] for p in now} & old_uids)
+            and settled(cluster, ns, "llama-405b", 1)()
+            else None
+        )
 
     obj = eventually(cluster, operator, restarted, timeout=45, desc="the gang restarted as a whole")
     assert obj["status"]["placements"][0]["restarts"] == 1
@@ -482,7 +559,11 @@ def test_model_that_does_not_fit_is_refused_with_the_numbers(operator, gpu_pool,
 
     obj = eventually(cluster, operator, refused, timeout=30, desc="Ready=False ModelDoesNotFit")
     c = cond(obj, "Ready")
-    assert c["status"] == "False" and "131.4 GiB" in c["message"] and "smallest tensorParallelSize that fits is 4" in c["message"]
+    assert (
+        c["status"] == "False"
+        and "131.4 GiB" in c["message"]
+        and "smallest tensorParallelSize that fits is 4" in c["message"]
+    )
     assert obj["status"]["capacity"]["weightsBytes"] > 130 * 2**30
     assert any(e["reason"] == "ModelDoesNotFit" and e["type"] == "Warning" for e in events(cluster, ns, "huge"))
     time.sleep(1)
@@ -509,7 +590,9 @@ def test_operator_killed_mid_scale_up_creates_no_duplicates(operator, gpu_pool, 
 
     def watch_and_kill() -> None:
         w = k8s_watch.Watch()
-        for ev in w.stream(core.list_namespaced_pod, ns, label_selector=f"{MRS_LABEL}=fleet", timeout_seconds=30, _request_timeout=40):
+        for ev in w.stream(
+            core.list_namespaced_pod, ns, label_selector=f"{MRS_LABEL}=fleet", timeout_seconds=30, _request_timeout=40
+        ):
             if ev["type"] == "ADDED" and ev["object"].metadata.name not in created:
                 created.append(ev["object"].metadata.name)
                 # The first pod is the one that exists; at the second new one the operator is
@@ -534,7 +617,9 @@ def test_operator_killed_mid_scale_up_creates_no_duplicates(operator, gpu_pool, 
     print(f"status at kill: {len(st.get('placements', []))} placements recorded")
 
     operator.start()
-    obj = eventually(cluster, operator, settled(cluster, ns, "fleet", 24), timeout=60, desc="24 replicas Ready after the restart")
+    obj = eventually(
+        cluster, operator, settled(cluster, ns, "fleet", 24), timeout=60, desc="24 replicas Ready after the restart"
+    )
     pods = replica_pods(cluster, ns, "fleet", include_deleting=True)
     replicas = [p["metadata"]["labels"][REPLICA_LABEL] for p in pods]
     assert len(pods) == 24 and len(set(replicas)) == 24, "duplicate replicas"
@@ -571,14 +656,22 @@ def test_rolling_update_surges_one_replica_at_a_time(operator, gpu_pool, namespa
                 present = {p["metadata"]["labels"][REPLICA_LABEL] for p in pods}
                 sampled.append(present)
                 peak[0] = max(peak[0], len(present))
-                now = " ".join(sorted(p["metadata"]["labels"][REPLICA_LABEL] + ("(deleting)" if p["metadata"].get("deletionTimestamp") else "") for p in pods))
+                now = " ".join(
+                    sorted(
+                        p["metadata"]["labels"][REPLICA_LABEL]
+                        + ("(deleting)" if p["metadata"].get("deletionTimestamp") else "")
+                        for p in pods
+                    )
+                )
                 if not seen or not seen[-1].endswith(now):
                     seen.append(f"{time.monotonic() - start:6.2f}s {now}")
             time.sleep(0.2)
 
     t = threading.Thread(target=sample, daemon=True)
     t.start()
-    cluster.run("-n", ns, "patch", "mrs", "phi", "--type=merge", "-p", json.dumps({"spec": {"engine": {"maxNumSeqs": 64}}}))
+    cluster.run(
+        "-n", ns, "patch", "mrs", "phi", "--type=merge", "-p", json.dumps({"spec": {"engine": {"maxNumSeqs": 64}}})
+    )
 
     def rolled():
         o = settled(cluster, ns, "phi", 2)()
@@ -592,8 +685,12 @@ def test_rolling_update_surges_one_replica_at_a_time(operator, gpu_pool, namespa
     t.join(5)
     # The peak means something only if the sampler watched the rollout: most reads succeeded, and
     # it saw an old replica beside a new one (the surge) at least once.
-    assert len(sampled) >= 5 and len(errors) <= len(sampled), f"{len(sampled)} samples, {len(errors)} errors: {errors[:3]}"
-    assert any(present & old and present - old for present in sampled), "the sampler never saw the rollout\n" + "\n".join(seen)
+    assert len(sampled) >= 5 and len(errors) <= len(sampled), (
+        f"{len(sampled)} samples, {len(errors)} errors: {errors[:3]}"
+    )
+    assert any(present & old and present - old for present in sampled), (
+        "the sampler never saw the rollout\n" + "\n".join(seen)
+    )
     assert peak[0] <= 3, f"{peak[0]} replicas at once: more than one surge replica\n" + "\n".join(seen)
     new_hash = spec_hash(ModelReplicaSetSpec.model_validate(obj["spec"]))
     assert all(p["metadata"]["labels"]["agentfleet.io/spec-hash"] == new_hash for p in replica_pods(cluster, ns, "phi"))
@@ -612,7 +709,9 @@ def test_delete_removes_everything_even_with_the_operator_down(operator, gpu_poo
         cluster.run("-n", ns, "delete", "mrs", "gone", "--timeout=20s")
 
         def children_gone() -> bool:
-            left = cluster.run("-n", ns, "get", "pods,services,pdb", "-l", f"{MRS_LABEL}=gone", "-o", "name").stdout.split()
+            left = cluster.run(
+                "-n", ns, "get", "pods,services,pdb", "-l", f"{MRS_LABEL}=gone", "-o", "name"
+            ).stdout.split()
             return not left
 
         cluster.wait_for(children_gone, timeout=40, desc="pods, Services and the PDB garbage-collected")

@@ -45,9 +45,22 @@ def neighbours(cluster):
     return cluster
 
 
-def strict_apply(cluster, docs: list[dict[str, Any]], namespace: str, check: bool = True) -> subprocess.CompletedProcess:
+def strict_apply(
+    cluster, docs: list[dict[str, Any]], namespace: str, check: bool = True
+) -> subprocess.CompletedProcess:
     body = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
-    return cluster.run("apply", "--server-side", "--validate=strict", "--field-manager=agentfleet-e2e", "-n", namespace, "-f", "-", input=body, check=check)
+    return cluster.run(
+        "apply",
+        "--server-side",
+        "--validate=strict",
+        "--field-manager=agentfleet-e2e",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=body,
+        check=check,
+    )
 
 
 def contains(live: Any, want: Any) -> bool:
@@ -55,7 +68,11 @@ def contains(live: Any, want: Any) -> bool:
     if isinstance(want, dict):
         return isinstance(live, dict) and all(k in live and contains(live[k], v) for k, v in want.items())
     if isinstance(want, list):
-        return isinstance(live, list) and len(live) == len(want) and all(contains(a, b) for a, b in zip(live, want, strict=True))
+        return (
+            isinstance(live, list)
+            and len(live) == len(want)
+            and all(contains(a, b) for a, b in zip(live, want, strict=True))
+        )
     return live == want or (isinstance(want, (int, float)) and str(live) == str(want))
 
 
@@ -110,7 +127,9 @@ def drop_finalizers(cluster, doc: dict[str, Any], namespace: str) -> None:
     """No Argo CD controller runs here to remove its resources-finalizer on deletion."""
     if doc.get("metadata", {}).get("finalizers"):
         name = f"{doc['kind'].lower()}.{doc['apiVersion'].split('/')[0]}/{doc['metadata']['name']}"
-        cluster.run("-n", namespace, "patch", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
+        cluster.run(
+            "-n", namespace, "patch", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False
+        )
 
 
 def example_docs(path: Path) -> list[dict[str, Any]]:
@@ -127,7 +146,9 @@ def monitoring_docs(helm_path: str) -> list[dict[str, Any]]:
 
 def test_chart_monitoring_objects_are_accepted(neighbours, helm, namespace) -> None:  # noqa: F811
     docs = [in_namespace(d, namespace) for d in monitoring_docs(helm)]
-    assert sorted(d["kind"] for d in docs) == ["PodMonitor", "PodMonitor"], "the chart ships two PodMonitors (vLLM, runtime)"
+    assert sorted(d["kind"] for d in docs) == ["PodMonitor", "PodMonitor"], (
+        "the chart ships two PodMonitors (vLLM, runtime)"
+    )
     strict_apply(neighbours, docs, namespace)
     for d in docs:
         live = readback(neighbours, d, namespace)
@@ -152,9 +173,18 @@ def test_example_is_accepted(neighbours, namespace, path: Path) -> None:
 
 def test_every_kind_of_example_is_covered() -> None:
     kinds = {d["kind"] for p in EXAMPLES for d in example_docs(p)}
-    assert {"Application", "ScaledObject", "HorizontalPodAutoscaler", "ModelReplicaSet", "VectorIndex", "AgentFleet"} <= kinds, kinds
+    assert {
+        "Application",
+        "ScaledObject",
+        "HorizontalPodAutoscaler",
+        "ModelReplicaSet",
+        "VectorIndex",
+        "AgentFleet",
+    } <= kinds, kinds
     # A KEDA ScaledObject for each kind with a scale subresource.
-    targets = {d["spec"]["scaleTargetRef"]["kind"] for p in EXAMPLES for d in example_docs(p) if d["kind"] == "ScaledObject"}
+    targets = {
+        d["spec"]["scaleTargetRef"]["kind"] for p in EXAMPLES for d in example_docs(p) if d["kind"] == "ScaledObject"
+    }
     assert targets == {"ModelReplicaSet", "AgentFleet"}, targets
 
 
@@ -196,7 +226,11 @@ def milvus_kind(neighbours):
     crd = milvus_facts.crd()
     neighbours.apply(crd)
     neighbours.run("wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}", "--timeout=60s")
-    neighbours.wait_for(lambda: neighbours.run("get", "milvuses.milvus.io", "-A", check=False).returncode == 0, timeout=30, desc="discovery of milvus.io")
+    neighbours.wait_for(
+        lambda: neighbours.run("get", "milvuses.milvus.io", "-A", check=False).returncode == 0,
+        timeout=30,
+        desc="discovery of milvus.io",
+    )
     yield neighbours
     neighbours.run("delete", "crd", crd["metadata"]["name"], "--ignore-not-found", "--timeout=60s", check=False)
 
@@ -205,7 +239,9 @@ def managed_vectorindexes(cluster, namespace: str) -> list[VectorIndex]:
     """The managed-Milvus example in both modes (one with an image), stored by the API server
     first: the render starts from what the controller would read, defaults and uid included (the
     uid also keeps the garbage collector from taking the Milvus objects it owns)."""
-    (doc,) = [d for d in example_docs(ROOT / "examples" / "vectorindex-managed-milvus.yaml") if d["kind"] == "VectorIndex"]
+    (doc,) = [
+        d for d in example_docs(ROOT / "examples" / "vectorindex-managed-milvus.yaml") if d["kind"] == "VectorIndex"
+    ]
     out = []
     for mode, image in (("Cluster", None), ("Standalone", "milvusdb/milvus:v2.6.4")):
         d = copy.deepcopy(doc)
@@ -231,7 +267,9 @@ def test_rendered_milvus_meets_the_milvus_operator_schema(milvus_kind, namespace
 
 def test_a_field_outside_the_milvus_operator_schema_is_refused(milvus_kind, namespace) -> None:
     m = render_milvus(managed_vectorindexes(milvus_kind, namespace)[0], expected_rows=5_000_000)
-    m["spec"]["components"]["queryNodes"] = m["spec"]["components"].pop("queryNode")  # not a component the Milvus Operator has
+    m["spec"]["components"]["queryNodes"] = m["spec"]["components"].pop(
+        "queryNode"
+    )  # not a component the Milvus Operator has
     proc = strict_apply(milvus_kind, [m], namespace, check=False)
     assert refused_for(proc, "spec.components.queryNodes"), proc.stderr
     m = render_milvus(managed_vectorindexes(milvus_kind, namespace)[0], expected_rows=5_000_000)

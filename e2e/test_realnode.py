@@ -88,7 +88,19 @@ def build_image(containerfile: str, base: str, repo: str, *files: str, packages:
                 shutil.copy2(NODE_DIR / f, Path(context) / f)
             for pkg in packages:
                 shutil.copytree(pkg, Path(context) / pkg.name, ignore=shutil.ignore_patterns("__pycache__"))
-            _run("buildah", "build", "--isolation", "chroot", "--build-arg", f"BASE={base}", "-t", ref, "-f", str(Path(context) / containerfile), context)
+            _run(
+                "buildah",
+                "build",
+                "--isolation",
+                "chroot",
+                "--build-arg",
+                f"BASE={base}",
+                "-t",
+                ref,
+                "-f",
+                str(Path(context) / containerfile),
+                context,
+            )
     return ref
 
 
@@ -204,14 +216,19 @@ def images(cluster, node) -> dict[str, str]:
     AGENTFLEET_REALNODE_IMAGE names another project image instead (e2e/node/mutant.sh builds one with
     a changed source file, to show which test catches the change)."""
     timeout = float(os.environ.get("AGENTFLEET_IMAGE_BUILD_TIMEOUT_S", "3600"))
-    project = os.environ.get("AGENTFLEET_REALNODE_IMAGE") or (
-        _run("bash", str(ROOT / "e2e" / "image.sh"), "build", timeout=timeout).strip().splitlines()[-1]
+    project = (
+        os.environ.get("AGENTFLEET_REALNODE_IMAGE")
+        or (_run("bash", str(ROOT / "e2e" / "image.sh"), "build", timeout=timeout).strip().splitlines()[-1])
     )
     base = _run("bash", str(ROOT / "e2e" / "image.sh"), "base", timeout=timeout).strip().splitlines()[-1]
     refs = {
         "project": project,
         "engine": build_image(
-            "engine.Containerfile", project, "localhost/agentfleet-engine-sim", "vllm-sim", packages=(ROOT / "e2e" / "agentfleet_sim",)
+            "engine.Containerfile",
+            project,
+            "localhost/agentfleet-engine-sim",
+            "vllm-sim",
+            packages=(ROOT / "e2e" / "agentfleet_sim",),
         ),
         "redis": build_image("redis.Containerfile", base, "localhost/agentfleet-redis"),
     }
@@ -517,7 +534,13 @@ CORPUS = {
 
 
 def served_pod(
-    cluster, ns: str, name: str, image: str, command: list[str], port: int, volumes: dict[str, dict],
+    cluster,
+    ns: str,
+    name: str,
+    image: str,
+    command: list[str],
+    port: int,
+    volumes: dict[str, dict],
     env: dict[str, str],
 ) -> None:
     """A one-pod Deployment behind a Service NAME on PORT, as a cluster's own servers run: non-root,

@@ -46,7 +46,12 @@ FLEET = "agents"
 
 def worker_api_client(cluster, ns: str) -> k8s.ApiClient:
     """An API client that is the AgentFleet's worker ServiceAccount, with the operator's RBAC."""
-    af = AgentFleet.model_validate({"metadata": {"name": FLEET, "namespace": ns, "uid": "none"}, "spec": {"modelRef": {"name": "chat"}, "redis": {"url": "redis://r:6379/0"}}})
+    af = AgentFleet.model_validate(
+        {
+            "metadata": {"name": FLEET, "namespace": ns, "uid": "none"},
+            "spec": {"modelRef": {"name": "chat"}, "redis": {"url": "redis://r:6379/0"}},
+        }
+    )
     for obj in render_identity(af):
         obj["metadata"].pop("ownerReferences")  # no AgentFleet object here: the GC would take them
         cluster.apply(obj, ns)
@@ -63,11 +68,15 @@ class Follow:
     """Polls the source and, through the admin client, the slices themselves; records when each
     first shows the wanted replica names."""
 
-    def __init__(self, source: EndpointSliceSource, admin: k8s.DiscoveryV1Api, ns: str, service: str, api: k8s.ApiClient) -> None:
+    def __init__(
+        self, source: EndpointSliceSource, admin: k8s.DiscoveryV1Api, ns: str, service: str, api: k8s.ApiClient
+    ) -> None:
         self.source, self.admin, self.ns, self.service, self.api = source, admin, ns, service, api
 
     def slices_view(self) -> set[str]:
-        items = self.admin.list_namespaced_endpoint_slice(self.ns, label_selector=f"{SERVICE_LABEL}={self.service}").items
+        items = self.admin.list_namespaced_endpoint_slice(
+            self.ns, label_selector=f"{SERVICE_LABEL}={self.service}"
+        ).items
         return {e.name for e in endpoints_from_slices(self.api.sanitize_for_serialization(s) for s in items)}
 
     def until(self, want: set[str], timeout: float = 60) -> float:
@@ -83,15 +92,23 @@ class Follow:
                 t_slices = now
             time.sleep(0.1)
         assert t_slices is not None, f"the EndpointSlices never showed {sorted(want)}: {sorted(self.slices_view())}"
-        assert t_source is not None, f"the source never showed {sorted(want)} (it shows {[e.name for e in self.source.endpoints()]})"
+        assert t_source is not None, (
+            f"the source never showed {sorted(want)} (it shows {[e.name for e in self.source.endpoints()]})"
+        )
         return max(0.0, t_source - t_slices)
 
 
 def serving(cluster, ns: str, name: str) -> dict[str, str]:
-    return {p["metadata"]["name"]: p["status"]["podIP"] for p in replica_pods(cluster, ns, name) if p["metadata"]["labels"].get(SERVING_LABEL) == "true"}
+    return {
+        p["metadata"]["name"]: p["status"]["podIP"]
+        for p in replica_pods(cluster, ns, name)
+        if p["metadata"]["labels"].get(SERVING_LABEL) == "true"
+    }
 
 
-def test_endpointslice_source_follows_scale_and_drain_with_the_workers_rbac(operator, gpu_pool, namespace, cluster) -> None:
+def test_endpointslice_source_follows_scale_and_drain_with_the_workers_rbac(
+    operator, gpu_pool, namespace, cluster
+) -> None:
     ns = namespace
     gpu_pool.add("h100", count=3)
     api = worker_api_client(cluster, ns)
@@ -105,7 +122,9 @@ def test_endpointslice_source_follows_scale_and_drain_with_the_workers_rbac(oper
     cluster.apply(mrs_manifest("chat", gpu_pool, tp=4, replicas=1, lifecycle={"drainTimeoutSeconds": 30}), ns)
     eventually(cluster, operator, settled(cluster, ns, "chat", 1), timeout=60, desc="1 replica Ready")
 
-    source = EndpointSliceSource.for_model_replica_set(ns, "chat", api_client=api, watch_timeout_seconds=WATCH_TIMEOUT_S)
+    source = EndpointSliceSource.for_model_replica_set(
+        ns, "chat", api_client=api, watch_timeout_seconds=WATCH_TIMEOUT_S
+    )
     admin = k8s.DiscoveryV1Api(k8s_config.new_client_from_config(config_file=cluster.kubeconfig))
     follow = Follow(source, admin, ns, replicas_service("chat"), api)
     asyncio.run(source.start())
@@ -127,6 +146,7 @@ def test_endpointslice_source_follows_scale_and_drain_with_the_workers_rbac(oper
         assert {e.name for e in source.endpoints()} == set(three)
 
         cluster.run("-n", ns, "scale", "mrs/chat", "--replicas=1")
+
         def draining() -> dict[str, str] | None:
             s = serving(cluster, ns, "chat")
             return s if len(s) == 1 else None
@@ -135,7 +155,10 @@ def test_endpointslice_source_follows_scale_and_drain_with_the_workers_rbac(oper
         lags["drain"] = follow.until(set(left))
         # Routing dropped them at the drain, not at the deletion: the drained pods still exist.
         gone = set(three) - set(left)
-        still = {p["metadata"]["name"]: p["metadata"]["labels"].get(SERVING_LABEL) for p in replica_pods(cluster, ns, "chat", include_deleting=True)}
+        still = {
+            p["metadata"]["name"]: p["metadata"]["labels"].get(SERVING_LABEL)
+            for p in replica_pods(cluster, ns, "chat", include_deleting=True)
+        }
         assert all(still.get(n) == "false" for n in gone), (gone, still)
     finally:
         asyncio.run(source.close())

@@ -67,10 +67,34 @@ def cond(st: dict[str, Any], type_: str) -> dict[str, Any]:
 
 
 def test_collection_and_ingestion_job(cluster, operator, namespace, milvus) -> None:
-    cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "corpus"}, "data": {"a.md": "Alpha. " * 40, "b.md": "Beta. " * 40}}, namespace)
-    cluster.apply(vi("docs", milvus.uri, shards=2, index={"type": "HNSW", "params": {"M": 16}}, source={"configMap": {"name": "corpus"}}, ingestion={"parallelism": 2}), namespace)
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "corpus"},
+            "data": {"a.md": "Alpha. " * 40, "b.md": "Beta. " * 40},
+        },
+        namespace,
+    )
+    cluster.apply(
+        vi(
+            "docs",
+            milvus.uri,
+            shards=2,
+            index={"type": "HNSW", "params": {"M": 16}},
+            source={"configMap": {"name": "corpus"}},
+            ingestion={"parallelism": 2},
+        ),
+        namespace,
+    )
 
-    st = eventually(cluster, operator, lambda: (s := status(cluster, namespace, "docs")).get("ingestion", {}).get("jobName") and s, timeout=60, desc="ingestion Job in status")
+    st = eventually(
+        cluster,
+        operator,
+        lambda: (s := status(cluster, namespace, "docs")).get("ingestion", {}).get("jobName") and s,
+        timeout=60,
+        desc="ingestion Job in status",
+    )
     assert st["loadState"] == "Loaded" and st["indexType"] == "HNSW" and st["endpoint"] == milvus.uri
     assert cond(st, "MilvusReady")["status"] == "True" and cond(st, "Degraded")["status"] == "False"
     # kwok runs no containers: the Job never finishes, so the index reports that it is ingesting.
@@ -78,7 +102,11 @@ def test_collection_and_ingestion_job(cluster, operator, namespace, milvus) -> N
     assert st["observedGeneration"] == 1
 
     job = cluster.json("get", "-n", namespace, "job", st["ingestion"]["jobName"])
-    assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["parallelism"] == 2 and job["spec"]["completions"] == 2
+    assert (
+        job["spec"]["completionMode"] == "Indexed"
+        and job["spec"]["parallelism"] == 2
+        and job["spec"]["completions"] == 2
+    )
     owner = job["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("VectorIndex", "docs", True)
 
@@ -89,12 +117,31 @@ def test_collection_and_ingestion_job(cluster, operator, namespace, milvus) -> N
 
     # A changed source is a new revision: a new Job, and the superseded one goes.
     first = st["ingestion"]
-    cluster.run("patch", "-n", namespace, "configmap", "corpus", "--type=merge", "-p", json.dumps({"data": {"c.md": "Gamma. " * 40}}))
+    cluster.run(
+        "patch",
+        "-n",
+        namespace,
+        "configmap",
+        "corpus",
+        "--type=merge",
+        "-p",
+        json.dumps({"data": {"c.md": "Gamma. " * 40}}),
+    )
     st2 = eventually(
-        cluster, operator, lambda: (s := status(cluster, namespace, "docs"))["ingestion"]["jobName"] != first["jobName"] and s, timeout=60, desc="a new Job"
+        cluster,
+        operator,
+        lambda: (s := status(cluster, namespace, "docs"))["ingestion"]["jobName"] != first["jobName"] and s,
+        timeout=60,
+        desc="a new Job",
     )
     assert st2["ingestion"]["revision"] != first["revision"]
-    eventually(cluster, operator, lambda: cluster.run("get", "-n", namespace, "job", first["jobName"], check=False).returncode != 0, timeout=60, desc="old Job deleted")
+    eventually(
+        cluster,
+        operator,
+        lambda: cluster.run("get", "-n", namespace, "job", first["jobName"], check=False).returncode != 0,
+        timeout=60,
+        desc="old Job deleted",
+    )
 
     # Retain (the default) needs no finalizer: deletion never waits for the operator.
     assert not cluster.json("get", "-n", namespace, "vi", "docs")["metadata"].get("finalizers")
@@ -102,7 +149,13 @@ def test_collection_and_ingestion_job(cluster, operator, namespace, milvus) -> N
 
 def test_unreachable_milvus_is_degraded(cluster, operator, namespace) -> None:
     cluster.apply(vi("lost", "http://127.0.0.1:1"), namespace)
-    st = eventually(cluster, operator, lambda: (s := status(cluster, namespace, "lost")) and cond(s, "Degraded").get("status") == "True" and s, timeout=90, desc="Degraded")
+    st = eventually(
+        cluster,
+        operator,
+        lambda: (s := status(cluster, namespace, "lost")) and cond(s, "Degraded").get("status") == "True" and s,
+        timeout=90,
+        desc="Degraded",
+    )
     assert cond(st, "Degraded")["reason"] == "MilvusUnavailable"
     assert cond(st, "Ready")["status"] == "False" and st["phase"] == "Degraded"
     # kopf posts Events asynchronously.
@@ -111,7 +164,9 @@ def test_unreachable_milvus_is_degraded(cluster, operator, namespace) -> None:
         operator,
         lambda: any(
             e["reason"] == "MilvusUnavailable" and e["type"] == "Warning"
-            for e in cluster.json("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=lost")["items"]
+            for e in cluster.json("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=lost")[
+                "items"
+            ]
         ),
         timeout=30,
         desc="a MilvusUnavailable Warning Event",
@@ -123,25 +178,69 @@ def test_immutable_conflict_with_existing_collection(cluster, operator, namespac
 
     MilvusClient(uri=milvus.uri, dedicated=True).create_collection("narrow", dimension=128)
     cluster.apply(vi("narrow", milvus.uri), namespace)
-    st = eventually(cluster, operator, lambda: (s := status(cluster, namespace, "narrow")) and cond(s, "Ready").get("reason") == "ImmutableFieldConflict" and s, timeout=60, desc="conflict")
+    st = eventually(
+        cluster,
+        operator,
+        lambda: (
+            (s := status(cluster, namespace, "narrow"))
+            and cond(s, "Ready").get("reason") == "ImmutableFieldConflict"
+            and s
+        ),
+        timeout=60,
+        desc="conflict",
+    )
     assert "spec.dimension" in cond(st, "Ready")["message"] and "128" in cond(st, "Ready")["message"]
 
 
 def test_managed_milvus_is_rendered_and_used_once_ready(cluster, operator, namespace, milvus) -> None:
     cluster.run("apply", "--server-side", "-f", "-", input=json.dumps(MILVUS_CRD))
     cluster.run("wait", "--for=condition=Established", "crd/milvuses.milvus.io", "--timeout=30s")
-    cluster.apply(vi("kb", None, milvus={"managed": {"mode": "Cluster", "queryNodeMemory": "16Gi"}}, inMemoryReplicas=2, deletionPolicy="Delete"), namespace)
+    cluster.apply(
+        vi(
+            "kb",
+            None,
+            milvus={"managed": {"mode": "Cluster", "queryNodeMemory": "16Gi"}},
+            inMemoryReplicas=2,
+            deletionPolicy="Delete",
+        ),
+        namespace,
+    )
 
-    m = eventually(cluster, operator, lambda: cluster.json("get", "-n", namespace, "milvuses.milvus.io", "kb-milvus"), timeout=60, desc="Milvus object")
+    m = eventually(
+        cluster,
+        operator,
+        lambda: cluster.json("get", "-n", namespace, "milvuses.milvus.io", "kb-milvus"),
+        timeout=60,
+        desc="Milvus object",
+    )
     assert m["spec"]["mode"] == "cluster" and m["spec"]["components"]["queryNode"]["replicas"] == 2
     assert m["metadata"]["ownerReferences"][0]["name"] == "kb"
     st = status(cluster, namespace, "kb")
     assert cond(st, "MilvusReady")["status"] == "False" and st["phase"] == "Creating"
 
     # What the Milvus Operator would report once its pods run: ready, and where to connect.
-    ready = {"conditions": [{"type": "MilvusReady", "status": "True", "reason": "MilvusClusterHealthy", "message": "ok"}], "endpoint": f"127.0.0.1:{milvus.port}"}
-    cluster.run("patch", "-n", namespace, "milvuses.milvus.io", "kb-milvus", "--subresource=status", "--type=merge", "-p", json.dumps({"status": ready}))
-    st = eventually(cluster, operator, lambda: (s := status(cluster, namespace, "kb")).get("loadState") == "Loaded" and s, timeout=60, desc="collection on the managed Milvus")
+    ready = {
+        "conditions": [{"type": "MilvusReady", "status": "True", "reason": "MilvusClusterHealthy", "message": "ok"}],
+        "endpoint": f"127.0.0.1:{milvus.port}",
+    }
+    cluster.run(
+        "patch",
+        "-n",
+        namespace,
+        "milvuses.milvus.io",
+        "kb-milvus",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": ready}),
+    )
+    st = eventually(
+        cluster,
+        operator,
+        lambda: (s := status(cluster, namespace, "kb")).get("loadState") == "Loaded" and s,
+        timeout=60,
+        desc="collection on the managed Milvus",
+    )
     assert cond(st, "MilvusReady")["status"] == "True" and st["endpoint"] == milvus.uri
 
 
@@ -149,7 +248,15 @@ def test_delete_policy_drops_the_collection(cluster, operator, namespace, milvus
     from pymilvus import MilvusClient
 
     cluster.apply(vi("scratch", milvus.uri, deletionPolicy="Delete"), namespace)
-    eventually(cluster, operator, lambda: status(cluster, namespace, "scratch").get("loadState") == "Loaded", timeout=60, desc="collection loaded")
-    assert cluster.json("get", "-n", namespace, "vi", "scratch")["metadata"].get("finalizers") == ["agentfleet.io/finalizer"]
+    eventually(
+        cluster,
+        operator,
+        lambda: status(cluster, namespace, "scratch").get("loadState") == "Loaded",
+        timeout=60,
+        desc="collection loaded",
+    )
+    assert cluster.json("get", "-n", namespace, "vi", "scratch")["metadata"].get("finalizers") == [
+        "agentfleet.io/finalizer"
+    ]
     cluster.run("delete", "-n", namespace, "vi", "scratch", "--timeout=60s")
     assert "scratch" not in MilvusClient(uri=milvus.uri, dedicated=True).list_collections()

@@ -100,7 +100,11 @@ class MRS(_Builder):
         return self
 
     def lifecycle(self, drain: float, backoff: float, max_backoff: float) -> Self:
-        self._spec["lifecycle"] = {"drainTimeoutSeconds": drain, "restartBackoffSeconds": backoff, "maxRestartBackoffSeconds": max_backoff}
+        self._spec["lifecycle"] = {
+            "drainTimeoutSeconds": drain,
+            "restartBackoffSeconds": backoff,
+            "maxRestartBackoffSeconds": max_backoff,
+        }
         return self
 
     def autoscaling(self, **fields: Any) -> Self:
@@ -122,10 +126,20 @@ class MRS(_Builder):
         self._o["status"] = copy.deepcopy(status)
         return self
 
-    def condition(self, type_: str, status: bool, reason: str, message: str = "", since: str = "2026-01-01T00:00:00Z") -> Self:
+    def condition(
+        self, type_: str, status: bool, reason: str, message: str = "", since: str = "2026-01-01T00:00:00Z"
+    ) -> Self:
         conds = self._o.setdefault("status", {}).setdefault("conditions", [])
         conds[:] = [c for c in conds if c["type"] != type_]
-        conds.append({"type": type_, "status": "True" if status else "False", "reason": reason, "message": message, "lastTransitionTime": since})
+        conds.append(
+            {
+                "type": type_,
+                "status": "True" if status else "False",
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": since,
+            }
+        )
         return self
 
 
@@ -172,7 +186,14 @@ class Pod(_Builder):
     """A pod: one container, no spec beyond it; add what a test reads."""
 
     def __init__(self, name: str, container: str = "main") -> None:
-        super().__init__({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": [{"name": container}]}})
+        super().__init__(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name},
+                "spec": {"containers": [{"name": container}]},
+            }
+        )
 
     @property
     def _container(self) -> dict[str, Any]:
@@ -197,7 +218,9 @@ class Pod(_Builder):
     def node_affinity(self, values: dict[str, list[str]]) -> Self:
         """Required node affinity: each label key's value among the listed ones."""
         term = {"matchExpressions": [{"key": k, "operator": "In", "values": v} for k, v in values.items()]}
-        self._o["spec"]["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
+        self._o["spec"]["affinity"] = {
+            "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}
+        }
         return self
 
     def restart(self, policy: str) -> Self:
@@ -221,9 +244,17 @@ class Pod(_Builder):
     def ready(self, ready: bool = True, since: str | None = None) -> Self:
         return self.condition("Ready", ready, since=since)
 
-    def condition(self, type_: str, status: bool, reason: str | None = None, message: str | None = None, since: str | None = None) -> Self:
+    def condition(
+        self, type_: str, status: bool, reason: str | None = None, message: str | None = None, since: str | None = None
+    ) -> Self:
         cond: dict[str, Any] = {"type": type_, "status": "True" if status else "False"}
-        cond.update({k: v for k, v in (("reason", reason), ("message", message), ("lastTransitionTime", since)) if v is not None})
+        cond.update(
+            {
+                k: v
+                for k, v in (("reason", reason), ("message", message), ("lastTransitionTime", since))
+                if v is not None
+            }
+        )
         st = self._o.setdefault("status", {})
         st["conditions"] = [c for c in st.get("conditions", []) if c["type"] != type_] + [cond]
         return self

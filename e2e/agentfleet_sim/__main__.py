@@ -67,7 +67,11 @@ def build_config(args: argparse.Namespace) -> FleetConfig:
         engine_changes["served_name"] = engine_changes["model"]
     engine = dataclasses.replace(cfg.replica.engine, **engine_changes)
     engine.validate()
-    fault_changes = {k: getattr(args, k) for k in ("error_rate", "slow_fraction", "slow_factor", "added_latency_s") if getattr(args, k) is not None}
+    fault_changes = {
+        k: getattr(args, k)
+        for k in ("error_rate", "slow_fraction", "slow_factor", "added_latency_s")
+        if getattr(args, k) is not None
+    }
     replica = dataclasses.replace(cfg.replica, engine=engine, faults=cfg.replica.faults.update(fault_changes))
     if args.startup_seconds is not None:
         replica = dataclasses.replace(replica, startup_seconds=args.startup_seconds)
@@ -81,9 +85,14 @@ def build_config(args: argparse.Namespace) -> FleetConfig:
 async def _serve(config: FleetConfig) -> None:
     fleet = await serve_fleet(config)
     engine = config.replica.engine
-    print(f"agentfleet-sim: {len(fleet.handles)} replica(s) of {engine.model} served as {engine.served_name!r}", flush=True)
+    print(
+        f"agentfleet-sim: {len(fleet.handles)} replica(s) of {engine.model} served as {engine.served_name!r}",
+        flush=True,
+    )
     for handle in fleet.handles:
-        print(f"{handle.name} {handle.url}  (OpenAI base_url {handle.base_url}, metrics {handle.url}/metrics)", flush=True)
+        print(
+            f"{handle.name} {handle.url}  (OpenAI base_url {handle.base_url}, metrics {handle.url}/metrics)", flush=True
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -74,7 +74,10 @@ class EngineConfig:
             raise ValueError("block_size, max_num_seqs and max_num_batched_tokens must be positive")
         if self.num_blocks * self.block_size < self.max_model_len:
             # vLLM refuses to start in this case too: one max-length request must fit.
-            raise ValueError(f"kv_cache_tokens ({self.kv_cache_tokens}) must hold at least max_model_len ({self.max_model_len}) tokens")
+            raise ValueError(
+                f"kv_cache_tokens ({self.kv_cache_tokens}) must hold at least max_model_len "
+                f"({self.max_model_len}) tokens"
+            )
         if self.prefill_tokens_per_s <= 0:
             raise ValueError("prefill_tokens_per_s must be positive")
         if self.output_length_mode not in ("natural", "max_tokens"):

@@ -175,7 +175,9 @@ class Engine:
         # Full blocks' chained hashes (also without prefix caching: they seed the answer).
         if isinstance(prompt, HashedPrompt):  # hashed as it grew
             if prompt.block_size != cfg.block_size:
-                raise ValueError(f"the prompt was hashed in blocks of {prompt.block_size} tokens, the engine's are {cfg.block_size}")
+                raise ValueError(
+                    f"the prompt was hashed in blocks of {prompt.block_size} tokens, the engine's are {cfg.block_size}"
+                )
             hashes, tail = prompt.hashes, prompt.tail
         else:
             hashes = block_hashes(prompt, cfg.block_size)
@@ -310,7 +312,12 @@ class Engine:
     def _seconds(self, prefill: int, seqs: int, context: int) -> float:
         """One iteration's duration (module doc); fused runs sum the same terms (_plan_run)."""
         cfg = self.config
-        return cfg.decode_base_s + prefill / cfg.prefill_tokens_per_s + cfg.decode_per_seq_s * seqs + cfg.kv_read_s_per_token * context
+        return (
+            cfg.decode_base_s
+            + prefill / cfg.prefill_tokens_per_s
+            + cfg.decode_per_seq_s * seqs
+            + cfg.kv_read_s_per_token * context
+        )
 
     # -- fused decode iterations ----------------------------------------------------------------
     def _plan_run(self, result: StepResult, limit: int) -> None:
@@ -499,7 +506,9 @@ class Engine:
             self.stats.prefix_hits += hit_tokens
         return n
 
-    def _execute(self, now: float, end: float, scheduled: list[tuple[SimRequest, int]], total: int, preempted: int) -> StepResult:
+    def _execute(
+        self, now: float, end: float, scheduled: list[tuple[SimRequest, int]], total: int, preempted: int
+    ) -> StepResult:
         stats = self.stats
         stats.steps += 1
         stats.busy_time_s += end - now
@@ -523,7 +532,14 @@ class Engine:
             if last is None:
                 req.first_token = end
                 stats.prompt_tokens += req.prompt_tokens
-                stats.h_ttft.observe(end - (req.first_scheduled if self.ttft_from_scheduling and req.first_scheduled is not None else req.arrival))
+                stats.h_ttft.observe(
+                    end
+                    - (
+                        req.first_scheduled
+                        if self.ttft_from_scheduling and req.first_scheduled is not None
+                        else req.arrival
+                    )
+                )
             else:
                 gap = end - last
                 itl_counts[bisect_left(itl_bounds, gap)] += 1

@@ -65,9 +65,18 @@ class EngineCollector:
         info = GaugeMetricFamily(
             "vllm:cache_config_info",
             "Information of the LLMEngine CacheConfig",
-            labels=["block_size", "cache_dtype", "enable_prefix_caching", "engine", "gpu_memory_utilization", "num_gpu_blocks"],
+            labels=[
+                "block_size",
+                "cache_dtype",
+                "enable_prefix_caching",
+                "engine",
+                "gpu_memory_utilization",
+                "num_gpu_blocks",
+            ],
         )
-        info.add_metric([str(cfg.block_size), "auto", str(cfg.enable_prefix_caching), "0", "0.9", str(cfg.num_blocks)], 1.0)
+        info.add_metric(
+            [str(cfg.block_size), "auto", str(cfg.enable_prefix_caching), "0", "0.9", str(cfg.num_blocks)], 1.0
+        )
         yield info
 
 

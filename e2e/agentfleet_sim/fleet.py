@@ -78,7 +78,9 @@ class Fleet:
         if faults:
             config = dataclasses.replace(config, faults=config.faults.update(faults))
         port = self.config.base_port + index if self.config.base_port else 0
-        server = ReplicaServer(Replica(config, name=f"replica-{index}", call_draws=self.call_draws), self.config.host, port)
+        server = ReplicaServer(
+            Replica(config, name=f"replica-{index}", call_draws=self.call_draws), self.config.host, port
+        )
         await server.start()
         handle = ReplicaHandle(index, server)
         self.handles.append(handle)
@@ -118,7 +120,9 @@ def fleet_config(
     faults_cfg = faults if isinstance(faults, FaultConfig) else FaultConfig().update(faults or {})
     quirks_cfg = quirks if isinstance(quirks, Quirks) else Quirks.from_dict(quirks)
     replica = ReplicaConfig(engine_cfg, faults_cfg, startup_seconds, Flavor(metrics_flavor), quirks_cfg)
-    return FleetConfig(replicas=replicas, base_port=base_port, replica=replica, replica_faults=dict(replica_faults or {}))
+    return FleetConfig(
+        replicas=replicas, base_port=base_port, replica=replica, replica_faults=dict(replica_faults or {})
+    )
 
 
 async def serve_fleet(config: FleetConfig | None = None, **kwargs: Any) -> Fleet:
@@ -223,7 +227,9 @@ def start_fleet(replicas: int = 3, *, config: FleetConfig | None = None, **kwarg
 
 async def start_replicas(n: int, config: ReplicaConfig | FleetConfig | None = None) -> list[Replica]:
     """In-process replicas without HTTP (for ``clock.run_virtual`` simulations)."""
-    fleet_cfg = config if isinstance(config, FleetConfig) else FleetConfig(replicas=n, replica=config or ReplicaConfig())
+    fleet_cfg = (
+        config if isinstance(config, FleetConfig) else FleetConfig(replicas=n, replica=config or ReplicaConfig())
+    )
     draws = CallDraws(fleet_cfg.replica.faults.seed)  # one book for the fleet (faults.draws "call")
     replicas = [Replica(fleet_cfg.replica_config(i), name=f"replica-{i}", call_draws=draws) for i in range(n)]
     for replica in replicas:

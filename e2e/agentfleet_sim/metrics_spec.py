@@ -67,7 +67,9 @@ class Flavor(StrEnum):
 
 
 Kind = Literal["gauge", "counter", "histogram"]
-BucketFamily = Literal["request_latency", "time_to_first_token", "inter_token_latency", "iteration_tokens", "request_tokens"]
+BucketFamily = Literal[
+    "request_latency", "time_to_first_token", "inter_token_latency", "iteration_tokens", "request_tokens"
+]
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,9 @@ def _hist(name: str, doc: str, source: str, family: BucketFamily) -> MetricSpec:
 _COMMON: tuple[MetricSpec, ...] = (
     MetricSpec("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.", "num_running"),
     MetricSpec("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", "num_waiting"),
-    MetricSpec("vllm:num_preemptions", "counter", "Cumulative number of preemption from the engine.", "num_preemptions"),
+    MetricSpec(
+        "vllm:num_preemptions", "counter", "Cumulative number of preemption from the engine.", "num_preemptions"
+    ),
     MetricSpec("vllm:prompt_tokens", "counter", "Number of prefill tokens processed.", "prompt_tokens"),
     MetricSpec("vllm:generation_tokens", "counter", "Number of generation tokens processed.", "generation_tokens"),
     MetricSpec(
@@ -100,22 +104,76 @@ _COMMON: tuple[MetricSpec, ...] = (
         extra_label="finished_reason",
     ),
     _hist("vllm:request_prompt_tokens", "Number of prefill tokens processed.", "h_prompt_tokens", "request_tokens"),
-    _hist("vllm:request_generation_tokens", "Number of generation tokens processed.", "h_generation_tokens", "request_tokens"),
-    _hist("vllm:request_params_max_tokens", "Histogram of the max_tokens request parameter.", "h_max_tokens", "request_tokens"),
-    _hist("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.", "h_iteration_tokens", "iteration_tokens"),
-    _hist("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", "h_ttft", "time_to_first_token"),
-    _hist("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", "h_e2e", "request_latency"),
-    _hist("vllm:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.", "h_queue", "request_latency"),
-    _hist("vllm:request_inference_time_seconds", "Histogram of time spent in RUNNING phase for request.", "h_inference", "request_latency"),
-    _hist("vllm:request_prefill_time_seconds", "Histogram of time spent in PREFILL phase for request.", "h_prefill", "request_latency"),
-    _hist("vllm:request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.", "h_decode", "request_latency"),
+    _hist(
+        "vllm:request_generation_tokens",
+        "Number of generation tokens processed.",
+        "h_generation_tokens",
+        "request_tokens",
+    ),
+    _hist(
+        "vllm:request_params_max_tokens",
+        "Histogram of the max_tokens request parameter.",
+        "h_max_tokens",
+        "request_tokens",
+    ),
+    _hist(
+        "vllm:iteration_tokens_total",
+        "Histogram of number of tokens per engine_step.",
+        "h_iteration_tokens",
+        "iteration_tokens",
+    ),
+    _hist(
+        "vllm:time_to_first_token_seconds",
+        "Histogram of time to first token in seconds.",
+        "h_ttft",
+        "time_to_first_token",
+    ),
+    _hist(
+        "vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", "h_e2e", "request_latency"
+    ),
+    _hist(
+        "vllm:request_queue_time_seconds",
+        "Histogram of time spent in WAITING phase for request.",
+        "h_queue",
+        "request_latency",
+    ),
+    _hist(
+        "vllm:request_inference_time_seconds",
+        "Histogram of time spent in RUNNING phase for request.",
+        "h_inference",
+        "request_latency",
+    ),
+    _hist(
+        "vllm:request_prefill_time_seconds",
+        "Histogram of time spent in PREFILL phase for request.",
+        "h_prefill",
+        "request_latency",
+    ),
+    _hist(
+        "vllm:request_decode_time_seconds",
+        "Histogram of time spent in DECODE phase for request.",
+        "h_decode",
+        "request_latency",
+    ),
 )
 
 _CURRENT_ONLY: tuple[MetricSpec, ...] = (
     MetricSpec("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", "kv_usage"),
-    MetricSpec("vllm:prefix_cache_queries", "counter", "Prefix cache queries, in terms of number of queried tokens.", "prefix_queries"),
-    MetricSpec("vllm:prefix_cache_hits", "counter", "Prefix cache hits, in terms of number of cached tokens.", "prefix_hits"),
-    _hist("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", "h_itl", "inter_token_latency"),
+    MetricSpec(
+        "vllm:prefix_cache_queries",
+        "counter",
+        "Prefix cache queries, in terms of number of queried tokens.",
+        "prefix_queries",
+    ),
+    MetricSpec(
+        "vllm:prefix_cache_hits", "counter", "Prefix cache hits, in terms of number of cached tokens.", "prefix_hits"
+    ),
+    _hist(
+        "vllm:inter_token_latency_seconds",
+        "Histogram of inter-token latency in seconds.",
+        "h_itl",
+        "inter_token_latency",
+    ),
     _hist(
         "vllm:request_time_per_output_token_seconds",
         "Histogram of time_per_output_token_seconds per request.",
@@ -126,9 +184,24 @@ _CURRENT_ONLY: tuple[MetricSpec, ...] = (
 
 _LEGACY_ONLY: tuple[MetricSpec, ...] = (
     MetricSpec("vllm:gpu_cache_usage_perc", "gauge", "GPU KV-cache usage. 1 means 100 percent usage.", "kv_usage"),
-    MetricSpec("vllm:gpu_prefix_cache_queries", "counter", "GPU prefix cache queries, in terms of number of queried tokens.", "prefix_queries"),
-    MetricSpec("vllm:gpu_prefix_cache_hits", "counter", "GPU prefix cache hits, in terms of number of cached tokens.", "prefix_hits"),
-    _hist("vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds.", "h_itl", "inter_token_latency"),
+    MetricSpec(
+        "vllm:gpu_prefix_cache_queries",
+        "counter",
+        "GPU prefix cache queries, in terms of number of queried tokens.",
+        "prefix_queries",
+    ),
+    MetricSpec(
+        "vllm:gpu_prefix_cache_hits",
+        "counter",
+        "GPU prefix cache hits, in terms of number of cached tokens.",
+        "prefix_hits",
+    ),
+    _hist(
+        "vllm:time_per_output_token_seconds",
+        "Histogram of time per output token in seconds.",
+        "h_itl",
+        "inter_token_latency",
+    ),
 )
 
 

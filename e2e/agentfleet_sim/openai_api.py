@@ -73,7 +73,11 @@ def parse_request(body: Any, kind: Kind, served_name: str, tokenizer: ChatTokeni
         elif isinstance(raw, list) and raw and all(isinstance(t, int) and not isinstance(t, bool) for t in raw):
             prompt = list(raw)
         else:
-            raise ApiError(400, "prompt must be a non-empty string or list of token ids (batches are not supported)", param="prompt")
+            raise ApiError(
+                400,
+                "prompt must be a non-empty string or list of token ids (batches are not supported)",
+                param="prompt",
+            )
         max_tokens = _int_or_none(body, "max_tokens")
         if max_tokens is None and "max_tokens" not in body:
             max_tokens = 16
@@ -115,19 +119,31 @@ def _reason(finish_reason: str | None, tool_call: dict[str, Any] | None) -> str 
     return "tool_calls" if tool_call is not None and finish_reason == "stop" else finish_reason
 
 
-def full_response(kind: Kind, request_id: str, model: str, done: Completion, tool_call: dict[str, Any] | None = None) -> dict[str, Any]:
+def full_response(
+    kind: Kind, request_id: str, model: str, done: Completion, tool_call: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """``tool_call``: answer with this call (no text), as vLLM's tool parser reports one."""
     out = _envelope(kind, response_id(kind, request_id), model, chunk=False)
     if kind == "chat":
         choice: dict[str, Any] = {
             "index": 0,
-            "message": {"role": "assistant", "content": None if tool_call else done.text, "tool_calls": [tool_call] if tool_call else []},
+            "message": {
+                "role": "assistant",
+                "content": None if tool_call else done.text,
+                "tool_calls": [tool_call] if tool_call else [],
+            },
             "logprobs": None,
             "finish_reason": _reason(done.finish_reason, tool_call),
             "stop_reason": None,
         }
     else:
-        choice = {"index": 0, "text": done.text, "logprobs": None, "finish_reason": done.finish_reason, "stop_reason": None}
+        choice = {
+            "index": 0,
+            "text": done.text,
+            "logprobs": None,
+            "finish_reason": done.finish_reason,
+            "stop_reason": None,
+        }
     out["choices"] = [choice]
     out["usage"] = usage(done.prompt_tokens, done.completion_tokens, done.cached_tokens)
     return out
@@ -138,7 +154,9 @@ def first_chunk(kind: Kind, request_id: str, model: str) -> dict[str, Any] | Non
     if kind != "chat":
         return None
     out = _envelope(kind, response_id(kind, request_id), model, chunk=True)
-    out["choices"] = [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]
+    out["choices"] = [
+        {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+    ]
     return out
 
 
@@ -171,7 +189,12 @@ def token_chunk(
     text = output_text(seed, index, 1)
     if kind == "chat":
         delta = _tool_call_delta(tool_call, index, total) if tool_call else {"content": text}
-        choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": _reason(finish_reason, tool_call)}
+        choice: dict[str, Any] = {
+            "index": 0,
+            "delta": delta,
+            "logprobs": None,
+            "finish_reason": _reason(finish_reason, tool_call),
+        }
     else:
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
     if finish_reason is not None:

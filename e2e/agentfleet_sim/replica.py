@@ -41,7 +41,9 @@ Chunk = dict[str, Any]
 
 
 class Replica:
-    def __init__(self, config: ReplicaConfig | None = None, name: str = "replica-0", call_draws: CallDraws | None = None) -> None:
+    def __init__(
+        self, config: ReplicaConfig | None = None, name: str = "replica-0", call_draws: CallDraws | None = None
+    ) -> None:
         self.config = config or ReplicaConfig()
         self.name = name
         self.engine = Engine(self.config.engine)
@@ -118,7 +120,9 @@ class Replica:
         f = self.faults
         # Its own generator (seeded from the fault seed): the schedule must not shift with the
         # number of calls, or two routing policies would meet different episodes.
-        self._episodes = SlowEpisodes(f.slow_episode_fraction, f.slow_episode_seconds, seed=f.seed * 7919 + 1, start=now)
+        self._episodes = SlowEpisodes(
+            f.slow_episode_fraction, f.slow_episode_seconds, seed=f.seed * 7919 + 1, start=now
+        )
 
     def in_slow_episode(self) -> bool:
         return self._episodes is not None and self._episodes.active(asyncio.get_running_loop().time())
@@ -177,7 +181,10 @@ class Replica:
         out = models_response(cfg.served_name, cfg.model, cfg.max_model_len)
         base = out["data"][0]
         # vLLM lists each registered adapter beside the base model, the base as its parent.
-        out["data"] += [{**base, "id": name, "root": path, "parent": cfg.served_name} for name, path in self.adapters.registered.items()]
+        out["data"] += [
+            {**base, "id": name, "root": path, "parent": cfg.served_name}
+            for name, path in self.adapters.registered.items()
+        ]
         return out
 
     def load_adapter(self, body: Any) -> str:
@@ -223,9 +230,15 @@ class Replica:
         req = parse_request({**body, "model": served} if adapter else body, kind, served, self.tokenizer)
         if self.quirks.strict_tool_schemas and isinstance(body, dict):
             for i, tool in enumerate(body.get("tools") or ()):
-                where = non_portable_schema_path((tool.get("function") or {}).get("parameters") if isinstance(tool, dict) else None)
+                where = non_portable_schema_path(
+                    (tool.get("function") or {}).get("parameters") if isinstance(tool, dict) else None
+                )
                 if where:
-                    raise ApiError(400, f"tools[{i}].function.{where}: a schema object is not supported here (only true/false)", param="tools")
+                    raise ApiError(
+                        400,
+                        f"tools[{i}].function.{where}: a schema object is not supported here (only true/false)",
+                        param="tools",
+                    )
         slow_factor = await self._faults_before_call(req.prompt)
         if adapter is not None:
             swap = self.adapters.acquire(adapter)
@@ -233,7 +246,9 @@ class Replica:
                 await asyncio.sleep(swap)  # the adapter moves into a GPU slot before the call runs
         request_id = f"{self.name}-{next(self._ids)}"
         try:
-            handle = self.runner.submit(request_id, req.prompt, max_tokens=req.max_tokens, stream=req.stream, ignore_eos=req.ignore_eos)
+            handle = self.runner.submit(
+                request_id, req.prompt, max_tokens=req.max_tokens, stream=req.stream, ignore_eos=req.ignore_eos
+            )
         except RequestTooLong as exc:
             raise ApiError(400, str(exc), param="messages" if kind == "chat" else "prompt") from exc
         self.calls += 1
@@ -263,7 +278,12 @@ class Replica:
         slow_factor = await self._faults_before_call(prompt)
         request_id = f"{self.name}-{next(self._ids)}"
         try:
-            handle = self.runner.submit(request_id, prompt if isinstance(prompt, HashedPrompt) else list(prompt), max_tokens=max_tokens, ignore_eos=ignore_eos)
+            handle = self.runner.submit(
+                request_id,
+                prompt if isinstance(prompt, HashedPrompt) else list(prompt),
+                max_tokens=max_tokens,
+                ignore_eos=ignore_eos,
+            )
         except ValueError as exc:
             raise ApiError(400, str(exc)) from exc
         handle.request.tool_call = tool_call
@@ -326,7 +346,13 @@ class Replica:
             self.orphans += 1
 
     async def _stream(
-        self, handle: RequestHandle, req: GenerationRequest, slow_factor: float, tool_call: Chunk | None = None, *, model: str
+        self,
+        handle: RequestHandle,
+        req: GenerationRequest,
+        slow_factor: float,
+        tool_call: Chunk | None = None,
+        *,
+        model: str,
     ) -> AsyncIterator[Chunk]:
         loop = asyncio.get_running_loop()
         rid = handle.request.request_id
@@ -343,7 +369,16 @@ class Replica:
                 if slow_factor > 1.0:
                     await asyncio.sleep((slow_factor - 1.0) * (loop.time() - last))
                 last = loop.time()
-                yield token_chunk(req.kind, rid, model, event.request.content_seed, event.index, event.finish_reason, tool_call, event.request.target_tokens)
+                yield token_chunk(
+                    req.kind,
+                    rid,
+                    model,
+                    event.request.content_seed,
+                    event.index,
+                    event.finish_reason,
+                    tool_call,
+                    event.request.target_tokens,
+                )
                 if event.finish_reason is not None:
                     break
             if req.include_usage:

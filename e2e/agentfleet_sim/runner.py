@@ -111,7 +111,12 @@ class EngineRunner:
         if self._loop is None:
             return
         end = self.engine.cut(self._loop.time())
-        if end is not None and self._pending is not None and isinstance(self._timer, asyncio.TimerHandle) and self._timer.when() != end:
+        if (
+            end is not None
+            and self._pending is not None
+            and isinstance(self._timer, asyncio.TimerHandle)
+            and self._timer.when() != end
+        ):
             self._timer.cancel()
             self._timer = self._loop.call_at(end, self._end_of_step)
 
@@ -145,7 +150,9 @@ class EngineRunner:
     ) -> RequestHandle:
         loop = asyncio.get_running_loop()
         self._cut()
-        req = self.engine.add_request(request_id, prompt, now=loop.time(), max_tokens=max_tokens, stream=stream, ignore_eos=ignore_eos)
+        req = self.engine.add_request(
+            request_id, prompt, now=loop.time(), max_tokens=max_tokens, stream=stream, ignore_eos=ignore_eos
+        )
         handle = RequestHandle(req, loop)
         self._handles[request_id] = handle
         if self._timer is None and self._running:

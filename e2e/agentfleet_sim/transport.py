@@ -63,11 +63,15 @@ class SimTransport:
         assert isinstance(out, dict)
         return out
 
-    async def stream(self, endpoint: Endpoint, body: dict[str, Any], timeout: float, observer: StreamObserver) -> dict[str, Any]:
+    async def stream(
+        self, endpoint: Endpoint, body: dict[str, Any], timeout: float, observer: StreamObserver
+    ) -> dict[str, Any]:
         """The same call streamed with usage; returns the body a non-streamed call would."""
         loop = asyncio.get_running_loop()
         try:
-            chunks = await self.replicas[endpoint.name].completion({**body, "stream": True, "stream_options": {"include_usage": True}})
+            chunks = await self.replicas[endpoint.name].completion(
+                {**body, "stream": True, "stream_options": {"include_usage": True}}
+            )
         except ApiError as e:
             raise self._error(endpoint, e) from e
         acc = StreamAccumulator()

@@ -122,7 +122,9 @@ async def drive(clients: dict[str, Any], tasks: list[TaskSpec], adapter_of: dict
         client = clients[adapter_of[spec.task_id]]
         for step in range(spec.steps):
             started = loop.time()
-            await client.complete(ModelRequest(messages=list(msgs), task_id=spec.task_id, root_id=spec.root_id, step=step, kind="step"))
+            await client.complete(
+                ModelRequest(messages=list(msgs), task_id=spec.task_id, root_id=spec.root_id, step=step, kind="step")
+            )
             out.latencies.append(loop.time() - started)
             msgs += after_step(spec, step)
             await asyncio.sleep(spec.tool_seconds[step])
@@ -140,13 +142,21 @@ async def watch_load(sims: dict[str, Replica], out: Outcome, stop: asyncio.Event
         await asyncio.sleep(0.25)
 
 
-def run(label: str, make_client: Callable[[str, dict[str, Replica]], Any], tasks: list[TaskSpec], adapter_of: dict[str, str], swap: float) -> Outcome:
+def run(
+    label: str,
+    make_client: Callable[[str, dict[str, Replica]], Any],
+    tasks: list[TaskSpec],
+    adapter_of: dict[str, str],
+    swap: float,
+) -> Outcome:
     async def main() -> Outcome:
         engine = {**ENGINE, "max_loras": MAX_LORAS, "lora_swap_s": swap}
         sims = {r.name: r for r in await start_replicas(REPLICAS, fleet_config(REPLICAS, engine=engine))}
         for r in sims.values():
             for a in ADAPTERS:
-                r.adapters.load(a, f"/models-cache/adapters/{a}")  # what the operator's pass does on every ready replica
+                r.adapters.load(
+                    a, f"/models-cache/adapters/{a}"
+                )  # what the operator's pass does on every ready replica
         clients = {a: make_client(a, sims) for a in ADAPTERS}
         out = Outcome(label)
         stop = asyncio.Event()
@@ -166,11 +176,16 @@ def run(label: str, make_client: Callable[[str, dict[str, Replica]], Any], tasks
     return out
 
 
-def routed(policy: str, adapter_tier: bool, max_tokens: int, floor: int = 8) -> Callable[[str, dict[str, Replica]], Any]:
+def routed(
+    policy: str, adapter_tier: bool, max_tokens: int, floor: int = 8
+) -> Callable[[str, dict[str, Replica]], Any]:
     def make(adapter: str, sims: dict[str, Replica]) -> RoutingModelClient:
         settings = RoutingSettings(policy=policy, adapter_calls_per_replica=floor)
         return RoutingModelClient(
-            (Tier(adapter, adapter, settings, adapter=adapter_tier, adapters=tuple(ADAPTERS)), StaticSource([Endpoint(n, f"sim://{n}/v1") for n in sims])),
+            (
+                Tier(adapter, adapter, settings, adapter=adapter_tier, adapters=tuple(ADAPTERS)),
+                StaticSource([Endpoint(n, f"sim://{n}/v1") for n in sims]),
+            ),
             transport=SimTransport(sims),
             metrics=RoutingMetrics(CollectorRegistry()),
             timeout=600.0,
@@ -187,9 +202,18 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=96)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--window", type=float, default=120.0, help="seconds over which tasks arrive")
-    ap.add_argument("--swap", type=float, default=0.2, help="seconds a call waits while its adapter moves into a GPU slot (an assumption)")
+    ap.add_argument(
+        "--swap",
+        type=float,
+        default=0.2,
+        help="seconds a call waits while its adapter moves into a GPU slot (an assumption)",
+    )
     ap.add_argument("--max-tokens", type=int, default=64)
-    ap.add_argument("--floors", default="8", help="adapterCallsPerReplica values of the adapter-affinity rows (the product default: 8)")
+    ap.add_argument(
+        "--floors",
+        default="8",
+        help="adapterCallsPerReplica values of the adapter-affinity rows (the product default: 8)",
+    )
     ap.add_argument("--tune", action="store_true", help="tuning seeds only (1001-1999): for choosing --floors")
     args = ap.parse_args()
     seeds = SEEDS.tuned(parse_seeds(args.seeds)) if args.tune else SEEDS.scored(parse_seeds(args.seeds))
@@ -203,7 +227,8 @@ def main() -> None:
     ]
     print(
         f"LoRA adapter affinity: {len(ADAPTERS)} adapters (Zipf s=1) on {REPLICAS} replicas x {MAX_LORAS} GPU slots, "
-        f"{args.tasks} tasks x {args.steps} calls over {args.window:.0f} s, swap {args.swap} s (assumed); seeds {args.seeds}"
+        f"{args.tasks} tasks x {args.steps} calls over {args.window:.0f} s, swap {args.swap} s (assumed); seeds "
+        f"{args.seeds}"
     )
     table: dict[str, list[Outcome]] = {label: [] for label, _ in routers}
     for seed in seeds:
@@ -215,7 +240,10 @@ def main() -> None:
     calls = args.tasks * args.steps
     ceiling = 1 - len(ADAPTERS) / calls
     print(f"  ceiling (one first load per adapter): {ceiling:.1%} of {calls} calls")
-    print(f"  {'router':<26} {'adapter hit rate':>16} {'of ceiling':>10} {'call p50 / p99 s':>18} {'task p95 s':>10} {'max / fair load':>16}   per seed")
+    print(
+        f"  {'router':<26} {'adapter hit rate':>16} {'of ceiling':>10} {'call p50 / p99 s':>18} "
+        f"{'task p95 s':>10} {'max / fair load':>16}   per seed"
+    )
     for label, outs in table.items():
         rate = statistics.fmean(o.hit_rate for o in outs)
         lat = [x for o in outs for x in o.latencies]
@@ -223,7 +251,8 @@ def main() -> None:
         over = max(o.max_over_share for o in outs)
         per_seed = ", ".join(f"{o.hit_rate:.1%}" for o in outs)
         print(
-            f"  {label:<26} {rate:>16.1%} {rate / ceiling:>10.1%} {pct(lat, 50):>8.2f} / {pct(lat, 99):<7.2f} {p95:>10.1f} {over:>16.2f}   {per_seed}"
+            f"  {label:<26} {rate:>16.1%} {rate / ceiling:>10.1%} {pct(lat, 50):>8.2f} / {pct(lat, 99):<7.2f} "
+            f"{p95:>10.1f} {over:>16.2f}   {per_seed}"
         )
 
 

@@ -176,44 +176,87 @@ def learning_plan(af_jobs: list[Job]) -> dict[str, dict[str, Any]]:
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
-        "--workload", choices=sorted(WORKLOADS), default="default", help="default: 150 s bursts in 60 min; long: 600 s in 240 min; trace: BurstGPT-shaped"
+        "--workload",
+        choices=sorted(WORKLOADS),
+        default="default",
+        help="default: 150 s bursts in 60 min; long: 600 s in 240 min; trace: BurstGPT-shaped",
     )
     ap.add_argument("--minutes", type=float, help="override the workload's simulated run length (one compressed day)")
     ap.add_argument("--burst-seconds", type=float, help="override the workload's burst length")
     ap.add_argument("--rate", type=float, default=0.12, help="mean task arrivals per second")
     ap.add_argument("--seeds", default="11-20", help="scored seeds (never the tuning or history seeds), e.g. 11-20")
-    ap.add_argument("--tune", action="store_true", help="a tuning run: only the tuning seeds (1-3, 201-215) are allowed, and none of them is ever scored")
-    ap.add_argument("--history-seeds", default="101-107", help="days agentfleet learns its profile on before each scored day (never scored)")
-    ap.add_argument("--coverage", default="0.5", help="agentfleet burstCoveragePercent / 100; a list runs one configuration each (tuning)")
-    ap.add_argument("--reactive", action="store_true", help="also run agentfleet without the learned profile (the reactive terms alone)")
+    ap.add_argument(
+        "--tune",
+        action="store_true",
+        help="a tuning run: only the tuning seeds (1-3, 201-215) are allowed, and none of them is ever scored",
+    )
+    ap.add_argument(
+        "--history-seeds",
+        default="101-107",
+        help="days agentfleet learns its profile on before each scored day (never scored)",
+    )
+    ap.add_argument(
+        "--coverage",
+        default="0.5",
+        help="agentfleet burstCoveragePercent / 100; a list runs one configuration each (tuning)",
+    )
+    ap.add_argument(
+        "--reactive",
+        action="store_true",
+        help="also run agentfleet without the learned profile (the reactive terms alone)",
+    )
     ap.add_argument("--hpa-targets", default="0.5,0.6,0.7,0.8,0.9", help="utilization targets swept for HPA")
     ap.add_argument("--keda-thresholds", default="1,2,4,8,16", help="waiting requests per replica swept for KEDA")
     ap.add_argument("--fixed", default="2-16", help="fixed fleet sizes (all warm, never scaled); empty for none")
     ap.add_argument("--initial", type=int, default=2, help="warm replicas at t=0 (at least --min-replicas)")
-    ap.add_argument("--min-replicas", type=int, default=MIN_REPLICAS, help="minReplicas of every autoscaler (agentfleet, HPA, KEDA alike)")
+    ap.add_argument(
+        "--min-replicas",
+        type=int,
+        default=MIN_REPLICAS,
+        help="minReplicas of every autoscaler (agentfleet, HPA, KEDA alike)",
+    )
     ap.add_argument(
         "--af-min-replicas",
         default="",
-        help="agentfleet's minReplicas (spec.autoscaling.minReplicas) swept: one configuration per (coverage, value), named agentfleet@C/minN, each learning its own history (default: --min-replicas alone)",
+        help=(
+            "agentfleet's minReplicas (spec.autoscaling.minReplicas) swept: one configuration per (coverage, value), "
+            "named agentfleet@C/minN, each learning its own history (default: --min-replicas alone)"
+        ),
     )
     ap.add_argument(
         "--af-goodput-targets",
         default="",
-        help="agentfleet's spec.autoscaling.goodput.targetFraction swept: one configuration per value as well, named agentfleet@C/tF (default: AF_TUNING's, unnamed)",
+        help=(
+            "agentfleet's spec.autoscaling.goodput.targetFraction swept: one configuration per value as well, named "
+            "agentfleet@C/tF (default: AF_TUNING's, unnamed)"
+        ),
     )
     ap.add_argument(
         "--baseline-min-replicas",
         default="",
-        help="HPA's and KEDA's minReplicas swept as agentfleet's is: one configuration per (target, value), named hpa-util@T/minN and keda-queue@N/minN (default: --min-replicas alone)",
+        help=(
+            "HPA's and KEDA's minReplicas swept as agentfleet's is: one configuration per (target, value), named "
+            "hpa-util@T/minN and keda-queue@N/minN (default: --min-replicas alone)"
+        ),
     )
-    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="processes (seeds and configurations run in parallel)")
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="processes (seeds and configurations run in parallel)",
+    )
     ap.add_argument("--out", help="frontier PNG (default e2e/bench/autoscale_frontier_<workload>.png)")
-    ap.add_argument("--reasons", action="store_true", help="print agentfleet's scale decisions on the first scored seed")
+    ap.add_argument(
+        "--reasons", action="store_true", help="print agentfleet's scale decisions on the first scored seed"
+    )
     ap.add_argument("--only-agentfleet", action="store_true", help="skip the baselines (for tuning runs)")
     ap.add_argument(
         "--oracle",
         default="",
-        help="ceilings, not baselines (bursts workloads): HIGH/LOW replica pairs held over the burst windows (oracle-window) and from each burst's start (oracle-onset)",
+        help=(
+            "ceilings, not baselines (bursts workloads): HIGH/LOW replica pairs held over the burst windows "
+            "(oracle-window) and from each burst's start (oracle-onset)"
+        ),
     )
     ap.add_argument("--save", help="write every run's summary (JSON) here")
     ap.add_argument(
@@ -303,7 +346,13 @@ def configurations(args: argparse.Namespace, base: dict[str, Any], kind: str) ->
             raise ValueError("--oracle needs a bursts workload (default or long)")
         for mode in ("window", "onset"):
             name = f"oracle-{mode}@{high}/{low}"
-            other.append((name, "oracle", dict(base, name=name, policy_kind=f"oracle-{mode}", param=float(int(high) * 100 + int(low)))))
+            other.append(
+                (
+                    name,
+                    "oracle",
+                    dict(base, name=name, policy_kind=f"oracle-{mode}", param=float(int(high) * 100 + int(low))),
+                )
+            )
     return af_jobs, other
 
 
@@ -319,13 +368,21 @@ def main() -> int:
     if args.tune and set(seeds) - set(TUNING_SEEDS):
         ap.error(f"tune on the tuning seeds {TUNING_SEEDS} only: a seed tuned on can no longer be scored")
     if not args.tune and set(seeds) & (set(TUNING_SEEDS) | set(hist)):
-        ap.error(f"seeds {sorted(set(seeds) & (set(TUNING_SEEDS) | set(hist)))} were tuned or learned on: score on others (tuning runs take --tune)")
+        ap.error(
+            f"seeds {sorted(set(seeds) & (set(TUNING_SEEDS) | set(hist)))} were tuned or learned on: score on "
+            "others (tuning runs take --tune)"
+        )
     try:
         wl = make_workload(kind, minutes, args.rate, seeds[0], burst_s)
     except ValueError as e:
         ap.error(str(e))
     base = dict(
-        minutes=minutes, mean_rate=args.rate, initial=max(args.initial, args.min_replicas), burst_s=burst_s, min_replicas=args.min_replicas, workload_kind=kind
+        minutes=minutes,
+        mean_rate=args.rate,
+        initial=max(args.initial, args.min_replicas),
+        burst_s=burst_s,
+        min_replicas=args.min_replicas,
+        workload_kind=kind,
     )
     if args.max_num_seqs:
         base["max_num_seqs"] = args.max_num_seqs
@@ -339,7 +396,8 @@ def main() -> int:
         else f"Gamma(shape {TRACE_GAMMA_SHAPE:g}) arrivals, Zipf({TRACE_ZIPF:g}) tool results"
     )
     print(
-        f"workload {args.workload}: {minutes:g} simulated min, mean {args.rate:g} tasks/s, peak {wl.peak_rate():.2f} tasks/s (x{wl.peak_rate() / args.rate:.2f}), {shape}; "
+        f"workload {args.workload}: {minutes:g} simulated min, mean {args.rate:g} tasks/s, peak {wl.peak_rate():.2f} "
+        f"tasks/s (x{wl.peak_rate() / args.rate:.2f}), {shape}; "
         f"model load {', '.join(load_label(x) for x in loads)}; "
         f"scored seeds {args.seeds}, history days {args.history_seeds}",
         flush=True,
@@ -358,7 +416,10 @@ def main() -> int:
     # process(es); the baselines fill the rest, seed by seed, so a partial run has whole seeds.
     af_workers = max(1, args.jobs // 2) if other else args.jobs
     futures: dict[tuple[str, str, int], Any] = {}
-    with ProcessPoolExecutor(max_workers=af_workers) as ex_af, ProcessPoolExecutor(max_workers=max(1, args.jobs - af_workers)) as ex_base:
+    with (
+        ProcessPoolExecutor(max_workers=af_workers) as ex_af,
+        ProcessPoolExecutor(max_workers=max(1, args.jobs - af_workers)) as ex_base,
+    ):
         for s in seeds:
             for name, k, job in other:
                 futures[(name, k, s)] = ex_base.submit(_run, dict(job, seed=s))
@@ -373,39 +434,52 @@ def main() -> int:
             p = Profile.from_json(memory.profile or {}, forecast_config(minutes, plan[name]["param"]))
             onsets = ", ".join(f"{(o.at % (minutes * 60)) / 60:.1f} min: {o.size:.0f}" for o in p.onsets)
             print(
-                f"{name} learned over {len(hist)} history days: load time {memory.load_s or 0:.0f} s, {p.capacity or 0:.1f} agent tasks per replica, onsets (time of day: tasks) {onsets or 'none'}",
+                (
+                    f"{name} learned over {len(hist)} history days: load time {memory.load_s or 0:.0f} s, "
+                    f"{p.capacity or 0:.1f} agent tasks per replica, onsets (time of day: tasks) {onsets or 'none'}"
+                ),
                 flush=True,
             )
         for s in seeds:
             for name, k, job in af_jobs:
                 memory = memories.get(name)
-                futures[(name, k, s)] = ex_af.submit(_run, dict(job, seed=s, memory=replace(memory, day=len(hist)) if memory else None))
+                futures[(name, k, s)] = ex_af.submit(
+                    _run, dict(job, seed=s, memory=replace(memory, day=len(hist)) if memory else None)
+                )
         results: dict[tuple[str, str, int], RunResult] = {}
         keys = {f: key for key, f in futures.items()}
         for f in as_completed(keys):
             r = results[keys[f]] = f.result()
             # Each run as it ends: a run cut short still leaves its figures.
             print(
-                f"  run {r.name} seed {r.seed}: task goodput {r.task_goodput:.3f} @ {r.gpu_hours:.2f} GPU-h, split {split([r])}, {r.wall_s:.0f} s ({r.cpu_s:.1f} CPU-s)",
+                (
+                    f"  run {r.name} seed {r.seed}: task goodput {r.task_goodput:.3f} @ {r.gpu_hours:.2f} GPU-h, "
+                    f"split {split([r])}, {r.wall_s:.0f} s ({r.cpu_s:.1f} CPU-s)"
+                ),
                 flush=True,
             )
     names = [(n, k) for n, k, _ in af_jobs + other]
     configs = [Config(n, k, [results[(n, k, s)] for s in seeds]) for n, k in names]
     cpu_total = sum(r.cpu_s for r in results.values())
     print(
-        f"\n{len(results) + len(hist) * len(memories)} runs in {time.monotonic() - wall:.0f} s wall; the scored runs took {cpu_total / 60:.1f} CPU-min (history days not counted)\n"
+        f"\n{len(results) + len(hist) * len(memories)} runs in {time.monotonic() - wall:.0f} s wall; the scored "
+        f"runs took {cpu_total / 60:.1f} CPU-min (history days not counted)\n"
     )
     print(table(configs))
     if len(engines) > 1:
         print("\n" + engines_table(configs, engines))
     print(
-        f"\nmissed = tasks over the {TASK_SLO_S:g} s SLO / tasks started, summed over seeds, by start: a burst's first {ONSET_S:g} s (the longest model load), the rest of a burst, outside bursts"
+        f"\nmissed = tasks over the {TASK_SLO_S:g} s SLO / tasks started, summed over seeds, by start: a burst's "
+        f"first {ONSET_S:g} s (the longest model load), the rest of a burst, outside bursts"
     )
     baselines = [c for c in configs if c.kind in ("hpa", "keda", "fixed")]
     afs = [c for c in configs if c.kind in ("agentfleet", "reactive")]
     oracles = [c for c in configs if c.kind == "oracle"]
     if baselines and oracles:
-        print("\nceilings (not baselines: each knows the burst windows, or each burst's start, which no history can teach):")
+        print(
+            "\nceilings (not baselines: each knows the burst windows, or each burst's start, which no history can "
+            "teach):"
+        )
         for o in oracles:
             print("\n".join(goals(o, baselines)))
     if baselines:
@@ -419,7 +493,10 @@ def main() -> int:
                 for t, n in r.terms.items():
                     terms[t] = terms.get(t, 0) + n
             total = sum(terms.values()) or 1
-            print(f"{af.name}: evaluations by the term that set the recommendation: " + ", ".join(f"{t} {n / total:.0%}" for t, n in sorted(terms.items())))
+            print(
+                f"{af.name}: evaluations by the term that set the recommendation: "
+                + ", ".join(f"{t} {n / total:.0%}" for t, n in sorted(terms.items()))
+            )
         out = Path(args.out or ROOT / "e2e" / "bench" / f"autoscale_frontier_{args.workload}.png")
         plot_frontier(args.workload, configs, out)
         # The first scored seed over time: agentfleet's configurations beside the best baseline.

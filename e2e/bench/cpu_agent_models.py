@@ -48,7 +48,14 @@ from e2e.plinth import DELEGATE, DEV_QUESTIONS, encoder, fleet_config, make_coll
 async def run_questions(redis_url: str, model_url: str, milvus_uri: str, collection: str, mode: str) -> list[dict]:
     fleet = "bench" + uuid.uuid4().hex[:6]
     config = RuntimeConfig.model_validate(
-        fleet_config(redis_url, fleet, model_url, system=DELEGATE, mode=mode, policies=[{"tool": "search", "firstStep": True}] if mode == "JSONSchema" else [])
+        fleet_config(
+            redis_url,
+            fleet,
+            model_url,
+            system=DELEGATE,
+            mode=mode,
+            policies=[{"tool": "search", "firstStep": True}] if mode == "JSONSchema" else [],
+        )
     )
     store = TaskStore(connect(redis_url), Keys(fleet))
     await store.ensure_group()
@@ -60,7 +67,9 @@ async def run_questions(redis_url: str, model_url: str, milvus_uri: str, collect
         for question, facts, sources in DEV_QUESTIONS:
             repairs0 = metrics.DECISION_REPAIRS._value.get()
             t0 = time.monotonic()
-            _, tid = await store.submit(new_task(uuid.uuid4().hex, Submission(question, "", limits_of(config), None, "", {}), time.time()))
+            _, tid = await store.submit(
+                new_task(uuid.uuid4().hex, Submission(question, "", limits_of(config), None, "", {}), time.time())
+            )
             while True:
                 st = (await store.statuses([tid]))[0]
                 if st and st["status"] in ("done", "dead", "cancelled"):
@@ -90,8 +99,10 @@ async def run_questions(redis_url: str, model_url: str, milvus_uri: str, collect
             )
             r = out[-1]
             print(
-                f"    {r['seconds']:6.1f}s {r['steps']} steps {'S' if r['searched'] else '-'}{'D' if r['spawned'] else '-'} "
-                f"{'correct' if r['correct'] else 'WRONG  '} {'cited' if r['cited'] else 'no-cite'} {r['reason']:<12} {answer[:90]!r}",
+                f"    {r['seconds']:6.1f}s {r['steps']} steps "
+                f"{'S' if r['searched'] else '-'}{'D' if r['spawned'] else '-'} "
+                f"{'correct' if r['correct'] else 'WRONG  '} {'cited' if r['cited'] else 'no-cite'} {r['reason']:<12} "
+                f"{answer[:90]!r}",
                 flush=True,
             )
     finally:
@@ -148,16 +159,25 @@ def main() -> None:
                     for mode in args.modes.split(","):
                         for run in range(args.runs):
                             print(f"  -- {mode}, run {run + 1}", flush=True)
-                            rows = asyncio.run(run_questions(redis_url, f"http://127.0.0.1:{port}/v1", milvus_uri, collection, mode))
-                            results.append({"model": model, "mode": mode, "run": run + 1, "rows": rows, "summary": summary(rows)})
+                            rows = asyncio.run(
+                                run_questions(redis_url, f"http://127.0.0.1:{port}/v1", milvus_uri, collection, mode)
+                            )
+                            results.append(
+                                {"model": model, "mode": mode, "run": run + 1, "rows": rows, "summary": summary(rows)}
+                            )
                 finally:
                     server.end(kill=False)
-    print("\nmodel                mode        run  step p50  step p95  task p50  task p95  steps/task  searched  correct  cited  sub-agents  repairs  ends")
+    print(
+        "\nmodel                mode        run  step p50  step p95  task p50  task p95  steps/task  searched  "
+        "correct  cited  sub-agents  repairs  ends"
+    )
     for r in results:
         s = r["summary"]
         print(
-            f"{r['model']:<20} {r['mode']:<11} {r['run']:>3}  {s['step_p50']:7.2f}s  {s['step_p95']:7.2f}s  {s['task_p50']:7.1f}s  {s['task_p95']:7.1f}s"
-            f"  {s['steps_per_task']:10.1f}  {s['searched']:8.0%}  {s['correct']:7.0%}  {s['cited']:5.0%}  {s['spawned']:10d}  {s['repairs']:7.0f}  {s['reasons']}"
+            f"{r['model']:<20} {r['mode']:<11} {r['run']:>3}  {s['step_p50']:7.2f}s  {s['step_p95']:7.2f}s  "
+            f"{s['task_p50']:7.1f}s  {s['task_p95']:7.1f}s"
+            f"  {s['steps_per_task']:10.1f}  {s['searched']:8.0%}  {s['correct']:7.0%}  {s['cited']:5.0%}  "
+            f"{s['spawned']:10d}  {s['repairs']:7.0f}  {s['reasons']}"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))

@@ -46,9 +46,9 @@ same seed. The goal: share >= 90% for under 5% extra calls (sent attempts over a
 1). Extra tokens = the tokens the engines counted (prompt + generated, of every
 attempt that got its first token: a loser that runs on counts in full) over the answered calls
 tokens, minus 1: the measure the hedge budget bounds (test_routing_hedge_load.py's too). A variant
-``name@P`` runs the policy at pP instead of --call-percentile / --ttft-percentile. Each run's figures go to a file of their own under ``--out`` as the run
-ends, and runs found there are not run again, so a long sweep can be stopped and resumed; the runs
-of one seed share a process (and its generated tasks), ``--jobs`` seeds at a time.
+``name@P`` runs the policy at pP instead of --call-percentile / --ttft-percentile. Each run's figures go to a file of
+their own under ``--out`` as the run ends, and runs found there are not run again, so a long sweep can be stopped and
+resumed; the runs of one seed share a process (and its generated tasks), ``--jobs`` seeds at a time.
 
     .venv/bin/python -m e2e.bench.hedging_bench [--seeds 1-10] [--seconds 600] [--workloads slow,stall] [--jobs 2]
         [--variants none,oracle,call,ttft,...] [--tune --tune-seeds 1001 --percentiles 90,95,98,99]
@@ -65,7 +65,8 @@ runs, all six policies): the same 496 logical calls and the same 5 slow first at
 with the old per-replica draws 8-10 of them differed from the no-hedge run's in every policy
 (tests/unit/sim/test_sim_fault_draws.py pins it). ``--draws replica`` runs the old draws.
 
-Figures: docs/hedging.md (today's, with their commands) and docs/results/2026-11-25-hedging-history.md (each stop's, with the baselines it was scored against).
+Figures: docs/hedging.md (today's, with their commands) and docs/results/2026-11-25-hedging-history.md (each stop's,
+with the baselines it was scored against).
 """
 
 from __future__ import annotations
@@ -110,7 +111,18 @@ from e2e.harness.stats import percentile as pct
 
 STALL_SECONDS = 20.0
 TASKS_PER_REPLICA_SECOND = 0.13  # below saturation: the tail comes from the faults
-VARIANTS = ("none", "oracle", "nofault", "call", "call-noreask", "call-pre40f0c2e", "ttft", "ttft-noreask", "ttft-pre40f0c2e", "ttft-noabort")
+VARIANTS = (
+    "none",
+    "oracle",
+    "nofault",
+    "call",
+    "call-noreask",
+    "call-pre40f0c2e",
+    "ttft",
+    "ttft-noreask",
+    "ttft-pre40f0c2e",
+    "ttft-noabort",
+)
 
 
 @dataclass(frozen=True)
@@ -151,7 +163,9 @@ class OracleClient(RoutingModelClient):
         ahead = [st.start for st in self.stalls if st.replica == name and now < st.end]
         return max(now, min(ahead) + self.lag) if ahead else None  # still running when the next stall begins
 
-    async def _hedged(self, pool: ReplicaPool, order: list[Endpoint], req: ModelRequest, body: dict[str, Any], timeout: float) -> tuple[ModelReply, str]:
+    async def _hedged(
+        self, pool: ReplicaPool, order: list[Endpoint], req: ModelRequest, body: dict[str, Any], timeout: float
+    ) -> tuple[ModelReply, str]:
         loop = asyncio.get_running_loop()
         started = loop.time()
         at = self.duplicate_at(order[0].name, body, started) if len(order) > 1 else None
@@ -172,7 +186,10 @@ class OracleClient(RoutingModelClient):
             self.tasks_hit.add(req.task_id or "")
             return await self._call(pool, order[1], req.kind, body, max(0.001, timeout - (loop.time() - started)))
 
-        tasks = {asyncio.ensure_future(self._call(pool, order[0], req.kind, body, timeout)): order[0].name, asyncio.ensure_future(duplicate()): order[1].name}
+        tasks = {
+            asyncio.ensure_future(self._call(pool, order[0], req.kind, body, timeout)): order[0].name,
+            asyncio.ensure_future(duplicate()): order[1].name,
+        }
         try:
             pending = set(tasks)
             errors: list[BaseException] = []
@@ -186,11 +203,16 @@ class OracleClient(RoutingModelClient):
                             loser_began, winner_began = (started, sent[0]) if won else (sent[0], started)
                             share = (now - loser_began) / max(1e-9, now - winner_began)
                             aborts = self.seen_aborting(pool, order[0] if won else order[1])
-                            pool.budget.settle(advance.pop(), loser_cost(u.prompt_tokens, u.completion_tokens, aborted=aborts, share=share))
+                            pool.budget.settle(
+                                advance.pop(),
+                                loser_cost(u.prompt_tokens, u.completion_tokens, aborted=aborts, share=share),
+                            )
                         return t.result(), tasks[t]
                     errors.append(t.exception())  # type: ignore[arg-type]
             first = errors[0]
-            raise AttemptFailed(first if isinstance(first, ModelError) else ModelError(str(first)), list(tasks.values()))
+            raise AttemptFailed(
+                first if isinstance(first, ModelError) else ModelError(str(first)), list(tasks.values())
+            )
         finally:
             for t in tasks:
                 t.cancel()
@@ -199,7 +221,9 @@ class OracleClient(RoutingModelClient):
                 pool.budget.settle(advance[0], advance[0])
 
 
-def loser_cost_before_40f0c2e(prompt_tokens: int, completion_tokens: int, *, aborted: bool, share: float = 1.0) -> float:
+def loser_cost_before_40f0c2e(
+    prompt_tokens: int, completion_tokens: int, *, aborted: bool, share: float = 1.0
+) -> float:
     """hedging.loser_cost as it was before 40f0c2e: an aborted loser was charged its prompt too."""
     if not aborted:
         return float(prompt_tokens + completion_tokens)
@@ -305,7 +329,9 @@ def run_job(job: Job) -> dict[str, Any]:
     mode = job.variant.split("-")[0].split("@")[0]
     abort = "-noabort" not in job.variant
     order = named(job.variant, "order")  # -orderF: a call not overtaken waits F percentiles
-    settings = RoutingSettings(hedging=mode in ("call", "ttft"), hedge_after_percentile=job.percentile, hedge_max_extra_percent=5)
+    settings = RoutingSettings(
+        hedging=mode in ("call", "ttft"), hedge_after_percentile=job.percentile, hedge_max_extra_percent=5
+    )
     if order is not None:
         settings = replace(settings, hedge_in_order_factor=order)
     tasks = workload_tasks(job.seed, job.seconds, job.replicas)
@@ -315,11 +341,18 @@ def run_job(job: Job) -> dict[str, Any]:
         faults: dict[str, Any] = {"seed": 1000 * job.seed, "draws": job.draws}
         if job.workload == "slow" and mode != "nofault":
             faults |= {"slow_fraction": 0.01, "slow_factor": 10.0}
-        sims = await start_replicas(job.replicas, fleet_config(job.replicas, engine=ENGINE, faults=faults, quirks={"abort_on_disconnect": abort}))
+        sims = await start_replicas(
+            job.replicas,
+            fleet_config(job.replicas, engine=ENGINE, faults=faults, quirks={"abort_on_disconnect": abort}),
+        )
         by_name = {r.name: r for r in sims}
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        plan = stall_schedule(sorted(by_name), job.seconds, job.stall_every) if job.workload == "stall" and mode != "nofault" else []
+        plan = (
+            stall_schedule(sorted(by_name), job.seconds, job.stall_every)
+            if job.workload == "stall" and mode != "nofault"
+            else []
+        )
         stalls = [Stall(name, t0 + at, t0 + at + STALL_SECONDS) for name, at in plan]
         metrics = RoutingMetrics(CollectorRegistry())
         client = (OracleClient if mode == "oracle" else RoutingModelClient)(
@@ -330,7 +363,11 @@ def run_job(job: Job) -> dict[str, Any]:
             max_output_tokens=64,
             rng=random.Random(1),
             stream=mode in ("ttft", "stream"),
-            **({"stalls": stalls, "lag": named(job.variant, "lag") or 0.0, "budgeted": "-budget" in job.variant} if mode == "oracle" else {}),
+            **(
+                {"stalls": stalls, "lag": named(job.variant, "lag") or 0.0, "budgeted": "-budget" in job.variant}
+                if mode == "oracle"
+                else {}
+            ),
         )
         if isinstance(client, OracleClient):
             client.sims = by_name
@@ -347,7 +384,8 @@ def run_job(job: Job) -> dict[str, Any]:
         reg = metrics.registry
         kind = "step:ttft" if mode == "ttft" else "step"
         hedges = {
-            r: reg.get_sample_value("agentfleet_routing_hedges_total", {"model": "llama", "result": r}) or 0.0 for r in ("won", "lost", "failed", "denied")
+            r: reg.get_sample_value("agentfleet_routing_hedges_total", {"model": "llama", "result": r}) or 0.0
+            for r in ("won", "lost", "failed", "denied")
         }
         out = {
             "p95": pct(driven.task_seconds, 95),
@@ -359,7 +397,9 @@ def run_job(job: Job) -> dict[str, Any]:
             # answered calls (the hedge budget's measure, and test_routing_hedge_load's).
             "tokens": sum(r.stats().prompt_tokens + r.stats().generation_tokens for r in sims),
             "tokens_used": driven.tokens_used,
-            "threshold": reg.get_sample_value("agentfleet_routing_hedge_threshold_seconds", {"model": "llama", "kind": kind}),
+            "threshold": reg.get_sample_value(
+                "agentfleet_routing_hedge_threshold_seconds", {"model": "llama", "kind": kind}
+            ),
             "hedges": hedges,
             "oracle_duplicates": client.duplicates if isinstance(client, OracleClient) else None,
             "oracle_tasks_hit": len(client.tasks_hit) if isinstance(client, OracleClient) else None,
@@ -367,7 +407,11 @@ def run_job(job: Job) -> dict[str, Any]:
             # The router's own stall judgments (stallwatch.py) and the threshold it ended with.
             "stalls_judged": client.primary.stalls.stalls,
             "stall_threshold": client.primary.stalls.threshold(),
-            "noticed_no_abort": [not client.aborts(client.primary, Endpoint(n, f"sim://{n}/v1")) for n in sorted(by_name)] if mode == "ttft" else None,
+            "noticed_no_abort": [
+                not client.aborts(client.primary, Endpoint(n, f"sim://{n}/v1")) for n in sorted(by_name)
+            ]
+            if mode == "ttft"
+            else None,
             "by_task": driven.by_task,
         }
         await client.close()
@@ -378,7 +422,10 @@ def run_job(job: Job) -> dict[str, Any]:
     started = time.monotonic()
     cpu = time.process_time()
     with (
-        hedging_as_of(reask="noreask" not in job.variant and "pre40f0c2e" not in job.variant, loser_cost_after_race="pre40f0c2e" not in job.variant),
+        hedging_as_of(
+            reask="noreask" not in job.variant and "pre40f0c2e" not in job.variant,
+            loser_cost_after_race="pre40f0c2e" not in job.variant,
+        ),
         pool_built_with("HedgeBudget", burst_calls=named(job.variant, "burst"), bank_s=named(job.variant, "bank")),
         pool_built_with("WindowedQuantile", min_samples=None if (n := named(job.variant, "min")) is None else int(n)),
         pool_built_with("StallWatch", factor=named(job.variant, "stall")),
@@ -409,7 +456,8 @@ def run_unit(jobs: list[Job], out_dir: Path) -> int:
         tmp.rename(path)
         ran += 1
         print(
-            f"    {job.workload} seed {job.seed} {job.variant}: p95 {rec['p95']:.1f} s, {rec['sent'] / rec['calls'] - 1:+.2%} calls"
+            f"    {job.workload} seed {job.seed} {job.variant}: p95 {rec['p95']:.1f} s, "
+            f"{rec['sent'] / rec['calls'] - 1:+.2%} calls"
             f" ({rec['cpu_s']:.0f} s cpu, {rec['wall_s']:.0f} s wall)",
             file=sys.stderr,
             flush=True,
@@ -425,7 +473,11 @@ def run_all(jobs: list[Job], out_dir: Path, workers: int) -> dict[str, dict[str,
         units.setdefault((j.workload, j.seed), []).append(j)
     todo = [u for u in units.values() if not all(result_path(out_dir, j).exists() for j in u)]
     left = sum(not result_path(out_dir, j).exists() for j in jobs)
-    print(f"  {len(jobs) - left} of {len(jobs)} runs already in {out_dir}; running {left} on {workers} process(es)", file=sys.stderr, flush=True)
+    print(
+        f"  {len(jobs) - left} of {len(jobs)} runs already in {out_dir}; running {left} on {workers} process(es)",
+        file=sys.stderr,
+        flush=True,
+    )
     began = time.monotonic()
     if workers <= 1:
         for u in todo:
@@ -438,28 +490,44 @@ def run_all(jobs: list[Job], out_dir: Path, workers: int) -> dict[str, dict[str,
     return {j.key(): json.loads(result_path(out_dir, j).read_text()) for j in jobs}
 
 
-def jobs_for(workload: str, seeds: list[int], variants: list[str], percentiles: dict[str, int], args: argparse.Namespace) -> list[Job]:
+def jobs_for(
+    workload: str, seeds: list[int], variants: list[str], percentiles: dict[str, int], args: argparse.Namespace
+) -> list[Job]:
     every = args.stall_every if workload == "stall" else 0.0
 
     def percentile(v: str) -> int:  # "ttft@99": this variant at p99
         name, _, at = v.partition("@")
         return int(at) if at else percentiles.get(name.split("-")[0], 95)
 
-    return [Job(workload, seed, v, percentile(v), args.replicas, args.seconds, every, args.draws) for seed in seeds for v in variants]
+    return [
+        Job(workload, seed, v, percentile(v), args.replicas, args.seconds, every, args.draws)
+        for seed in seeds
+        for v in variants
+    ]
 
 
-def summarize(workload: str, seeds: list[int], variants: list[str], jobs: list[Job], results: dict[str, dict[str, Any]]) -> None:
+def summarize(
+    workload: str, seeds: list[int], variants: list[str], jobs: list[Job], results: dict[str, dict[str, Any]]
+) -> None:
     by = {(j.seed, j.variant): results[j.key()] for j in jobs}
     title = {"slow": "1% of calls 10x slow", "stall": "one replica's queue stalls 20 s, replicas in turn"}[workload]
     none0 = by[(seeds[0], "none")]
+    oracle = [by[(s, "oracle")] for s in seeds]
     extra = (
-        f", {none0['stalls']} stalls per run, {statistics.fmean(by[(s, 'oracle')]['oracle_duplicates'] for s in seeds):.0f} calls and {statistics.fmean(by[(s, 'oracle')]['oracle_tasks_hit'] / (by[(s, 'oracle')]['calls'] / 16) for s in seeds):.0%} of tasks caught per run"
+        (
+            f", {none0['stalls']} stalls per run, "
+            f"{statistics.fmean(o['oracle_duplicates'] for o in oracle):.0f} calls and "
+            f"{statistics.fmean(o['oracle_tasks_hit'] / (o['calls'] / 16) for o in oracle):.0%} "
+            "of tasks caught per run"
+        )
         if workload == "stall"
         else ""
     )
     print(f"\n== {title}: {len(seeds)} seeds, {none0['calls'] // 16} tasks x 16 calls per run{extra} ==")
     print(
-        f"  {'policy':<20} {'p95 gain':>9} {'oracle':>8} {'share pooled [90%]':>22} {'share median [min..max]':>25} {'extra calls mean [max]':>23} {'extra tokens mean [max]':>24} {'denied':>7}"
+        f"  {'policy':<20} {'p95 gain':>9} {'oracle':>8} {'share pooled [90%]':>22} "
+        f"{'share median [min..max]':>25} {'extra calls mean [max]':>23} {'extra tokens mean [max]':>24} "
+        f"{'denied':>7}"
     )
     oracle_gains = {s: by[(s, "none")]["p95"] - by[(s, "oracle")]["p95"] for s in seeds}
     for v in variants:
@@ -467,7 +535,9 @@ def summarize(workload: str, seeds: list[int], variants: list[str], jobs: list[J
             continue
         rows = [by[(s, v)] for s in seeds]
         gains = [by[(s, "none")]["p95"] - r["p95"] for s, r in zip(seeds, rows, strict=True)]
-        shares = [g / oracle_gains[s] if oracle_gains[s] > 0 else float("nan") for s, g in zip(seeds, gains, strict=True)]
+        shares = [
+            g / oracle_gains[s] if oracle_gains[s] > 0 else float("nan") for s, g in zip(seeds, gains, strict=True)
+        ]
         calls = [r["sent"] / r["calls"] - 1 for r in rows]
         load = [r["tokens"] / r["tokens_used"] - 1 for r in rows]
         pooled = sum(gains) / sum(oracle_gains.values()) if sum(oracle_gains.values()) > 0 else float("nan")
@@ -476,8 +546,10 @@ def summarize(workload: str, seeds: list[int], variants: list[str], jobs: list[J
         med = f"{statistics.median(ok):.0%} [{min(ok):.0%}..{max(ok):.0%}]" if ok else "-"
         denied = statistics.fmean(r["hedges"]["denied"] for r in rows)
         print(
-            f"  {v:<20} {statistics.fmean(gains):8.2f}s {statistics.fmean(oracle_gains.values()):7.2f}s {pooled:7.0%} [{lo:4.0%}..{hi:4.0%}] {med:>25}"
-            f" {statistics.fmean(calls):10.2%} [{max(calls):6.2%}] {statistics.fmean(load):11.2%} [{max(load):6.2%}] {denied:7.0f}"
+            f"  {v:<20} {statistics.fmean(gains):8.2f}s {statistics.fmean(oracle_gains.values()):7.2f}s {pooled:7.0%} "
+            f"[{lo:4.0%}..{hi:4.0%}] {med:>25}"
+            f" {statistics.fmean(calls):10.2%} [{max(calls):6.2%}] {statistics.fmean(load):11.2%} [{max(load):6.2%}] "
+            f"{denied:7.0f}"
         )
     base = [by[(s, "none")]["p95"] for s in seeds]
     print(f"  no-hedge task p95 per seed: {', '.join(f'{x:.1f}' for x in base)} s")
@@ -486,7 +558,8 @@ def summarize(workload: str, seeds: list[int], variants: list[str], jobs: list[J
         p95s = [by[(s, v)]["p95"] for s in seeds]
         p99s = [by[(s, v)]["p99_call"] for s in seeds]
         print(
-            f"  {v:<20} {statistics.fmean(p95s):7.1f} s [{min(p95s):5.1f}..{max(p95s):5.1f}] {statistics.fmean(p99s):7.2f} s [{min(p99s):5.2f}..{max(p99s):5.2f}]"
+            f"  {v:<20} {statistics.fmean(p95s):7.1f} s [{min(p95s):5.1f}..{max(p95s):5.1f}] "
+            f"{statistics.fmean(p99s):7.2f} s [{min(p99s):5.2f}..{max(p99s):5.2f}]"
         )
     print(f"  oracle gain per seed: {', '.join(f'{oracle_gains[s]:.1f}' for s in seeds)} s")
     for v in variants:  # each policy against itself without 40f0c2e (or its re-ask), seed by seed
@@ -497,7 +570,8 @@ def summarize(workload: str, seeds: list[int], variants: list[str], jobs: list[J
                 d = [by[(s, other)]["p95"] - by[(s, v)]["p95"] for s in seeds]
                 dc = [(by[(s, v)]["sent"] - by[(s, other)]["sent"]) / by[(s, v)]["calls"] for s in seeds]
                 print(
-                    f"  {v} vs {other}: p95 {statistics.fmean(d):+.2f} s better on average (per seed {', '.join(f'{x:+.1f}' for x in d)});"
+                    f"  {v} vs {other}: p95 {statistics.fmean(d):+.2f} s better on average (per seed "
+                    f"{', '.join(f'{x:+.1f}' for x in d)});"
                     f" better on {sum(x > 0 for x in d)} of {len(d)} seeds; extra calls {statistics.fmean(dc):+.2%}"
                 )
     for v in variants:
@@ -528,15 +602,24 @@ def tune(workload: str, args: argparse.Namespace) -> dict[str, int]:
     for mode in ("call", "ttft"):
         every = args.stall_every if workload == "stall" else 0.0
         jobs = [Job(workload, s, "none", 95, args.replicas, args.seconds, every, args.draws) for s in seeds]
-        jobs += [Job(workload, s, mode, p, args.replicas, args.seconds, every, args.draws) for s in seeds for p in percentiles]
+        jobs += [
+            Job(workload, s, mode, p, args.replicas, args.seconds, every, args.draws)
+            for s in seeds
+            for p in percentiles
+        ]
         res = run_all(jobs, Path(args.out), args.jobs)
         best: tuple[float, int] | None = None
         for p in percentiles:
             gain = statistics.fmean(res[jobs[i].key()]["p95"] for i in range(len(seeds))) - statistics.fmean(
                 res[j.key()]["p95"] for j in jobs[len(seeds) :] if j.percentile == p
             )
-            extra = max(res[j.key()]["sent"] / res[j.key()]["calls"] - 1 for j in jobs[len(seeds) :] if j.percentile == p)
-            print(f"  tune {workload} {mode:<5} p{p}: gain {gain:6.2f} s  extra calls (max over seeds) {extra:5.2%}", flush=True)
+            extra = max(
+                res[j.key()]["sent"] / res[j.key()]["calls"] - 1 for j in jobs[len(seeds) :] if j.percentile == p
+            )
+            print(
+                f"  tune {workload} {mode:<5} p{p}: gain {gain:6.2f} s  extra calls (max over seeds) {extra:5.2%}",
+                flush=True,
+            )
             if extra < 0.05 and (best is None or gain > best[0]):
                 best = (gain, p)
         chosen[mode] = best[1] if best else max(percentiles)
@@ -555,16 +638,29 @@ def main() -> None:
     ap.add_argument("--seeds", default="41-50", help="scored seeds: 41-50 or 41,42,45 (never tuning or retired seeds)")
     ap.add_argument("--workloads", default="slow,stall")
     ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--stall-every", type=float, default=120.0, help="seconds between stalls (0: one stall at 40%% of the run)")
+    ap.add_argument(
+        "--stall-every", type=float, default=120.0, help="seconds between stalls (0: one stall at 40%% of the run)"
+    )
     ap.add_argument("--call-percentile", type=int, default=95)
     ap.add_argument("--ttft-percentile", type=int, default=95)
     ap.add_argument("--tune", action="store_true", help="choose each hedge's percentile on --tune-seeds first")
     ap.add_argument("--tune-seeds", default="1001")
     ap.add_argument("--percentiles", default="90,95,98,99")
-    ap.add_argument("--draws", default="call", choices=("call", "replica"), help="fault draws keyed by the call (paired runs) or per replica in call order")
+    ap.add_argument(
+        "--draws",
+        default="call",
+        choices=("call", "replica"),
+        help="fault draws keyed by the call (paired runs) or per replica in call order",
+    )
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (processes)")
-    ap.add_argument("--report", action="store_true", help="run nothing: summarize the seeds whose runs are all in --out")
-    ap.add_argument("--out", default="hedging_bench.runs", help="a folder: each run's figures (JSON); runs found here are not run again")
+    ap.add_argument(
+        "--report", action="store_true", help="run nothing: summarize the seeds whose runs are all in --out"
+    )
+    ap.add_argument(
+        "--out",
+        default="hedging_bench.runs",
+        help="a folder: each run's figures (JSON); runs found here are not run again",
+    )
     args = ap.parse_args()
     try:
         seeds = SEEDS.scored(parse_seeds(args.seeds))
@@ -583,7 +679,12 @@ def main() -> None:
         plan.append((w, percentiles, jobs_for(w, seeds, variants, percentiles, args)))
     out = Path(args.out)
     if args.report:  # no runs: the seeds whose every run is there already
-        results = {j.key(): json.loads(result_path(out, j).read_text()) for *_, jobs in plan for j in jobs if result_path(out, j).exists()}
+        results = {
+            j.key(): json.loads(result_path(out, j).read_text())
+            for *_, jobs in plan
+            for j in jobs
+            if result_path(out, j).exists()
+        }
     else:
         results = run_all([j for *_, jobs in plan for j in jobs], out, args.jobs)  # all workloads' seeds in one pool
     for w, percentiles, jobs in plan:

@@ -32,7 +32,12 @@ from agentfleet_runtime.types import Limits, Status, TaskRecord
 
 url, mode, cap = sys.argv[1], sys.argv[2], int(sys.argv[3])
 far = time.time() + 3600
-ctx = ToolContext(TaskRecord(id="b", goal="g", status=Status.RUNNING, limits=Limits(), created_at=0, deadline=far, root="b"), 0, 0, far)
+ctx = ToolContext(
+    TaskRecord(id="b", goal="g", status=Status.RUNNING, limits=Limits(), created_at=0, deadline=far, root="b"),
+    0,
+    0,
+    far,
+)
 
 async def whole() -> str:
     async with aiohttp.ClientSession() as s, s.get(url) as resp:

@@ -73,7 +73,9 @@ class TimedEmbedder:
         self.name, self.dimension, self.max_input_tokens = inner.name, inner.dimension, inner.max_input_tokens
         self.wall = 0.0
         self.calls = 0
-        self.texts: list[str] = []  # counted after the timed run, so rates at different chunk sizes compare as text per second
+        self.texts: list[
+            str
+        ] = []  # counted after the timed run, so rates at different chunk sizes compare as text per second
 
     def count_tokens(self, texts):  # type: ignore[no-untyped-def]
         return self.inner.count_tokens(texts)
@@ -151,11 +153,16 @@ def chunk_texts(root: Path, embedder: MiniLMEmbedder, max_tokens: int) -> list[s
     out = []
     for ref in list_directory(root):
         text = Path(ref.location).read_text()
-        out += [c.text for c in chunk_document(ref.id, text, embedder.count_tokens, max_tokens, 32 if max_tokens >= 256 else 16)]
+        out += [
+            c.text
+            for c in chunk_document(ref.id, text, embedder.count_tokens, max_tokens, 32 if max_tokens >= 256 else 16)
+        ]
     return out
 
 
-async def recall_at_5(uri: str, collection: str, embedder: MiniLMEmbedder, queries: list[gen.Query], ef: int = 64) -> float:
+async def recall_at_5(
+    uri: str, collection: str, embedder: MiniLMEmbedder, queries: list[gen.Query], ef: int = 64
+) -> float:
     async with Retriever(uri, collection, embedder, database="bench", search_params={"ef": ef}) as r:
         results = await r.search_many([q.text for q in queries], top_k=5)
     return sum(q.source in {p.source for p in ps} for q, ps in zip(queries, results, strict=True)) / len(queries)
@@ -167,7 +174,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--vectors", type=int, default=100_000, help="collection size for the search benchmark")
     ap.add_argument("--queries", type=int, default=100, help="search latency samples")
     ap.add_argument("--seed", type=int, default=3)
-    ap.add_argument("--skip-search", action="store_true", help="stop after the ingestion sections (the 100k search takes minutes)")
+    ap.add_argument(
+        "--skip-search", action="store_true", help="stop after the ingestion sections (the 100k search takes minutes)"
+    )
     return ap.parse_args()
 
 
@@ -227,10 +236,14 @@ def encoder_alone(s: Setup) -> dict[int, list[str]]:
     ]
     tok_s = lambda n, r: tokens[n] / r.wall  # noqa: E731
     tok_cpu = lambda n, r: tokens[n] / r.cpu * available_cpus()  # noqa: E731
-    print(f"  {'configuration':38} {'tokens/s':>9} {'x base':>7} {'CPU-norm tok/s':>15} {'x base':>7} {'chunks/s':>9} {'CPU-norm chunks/s':>18}")
+    print(
+        f"  {'configuration':38} {'tokens/s':>9} {'x base':>7} {'CPU-norm tok/s':>15} {'x base':>7} "
+        f"{'chunks/s':>9} {'CPU-norm chunks/s':>18}"
+    )
     for label, n, r in rows:
         print(
-            f"  {label:38} {tok_s(n, r):9.0f} {tok_s(n, r) / tok_s(256, base):7.2f} {tok_cpu(n, r):15.0f} {tok_cpu(n, r) / tok_cpu(256, base):7.2f}"
+            f"  {label:38} {tok_s(n, r):9.0f} {tok_s(n, r) / tok_s(256, base):7.2f} {tok_cpu(n, r):15.0f} "
+            f"{tok_cpu(n, r) / tok_cpu(256, base):7.2f}"
             f" {r.per_s:9.1f} {r.per_cpu_s:18.1f}"
         )
     macs = int8_gemm_ceiling(s.tmp)
@@ -239,8 +252,10 @@ def encoder_alone(s: Setup) -> dict[int, list[str]]:
     per_token = layers * (4 * h * h + 2 * h * inter)  # QKV, output, two FFN weight GEMMs (attention scores excluded)
     bound = {n: macs * s.cores / per_token / mean_tokens[n] for n in texts}
     print(
-        f"  ceiling: ONNX Runtime's int8 GEMM alone runs {macs / 1e9:.0f} GMAC per CPU-second here; MiniLM needs {per_token / 1e6:.1f}M MAC"
-        f" per token, so even with everything else free: {macs * s.cores / per_token:.0f} tokens/s (CPU-norm), i.e. {bound[256]:.0f} chunks/s"
+        f"  ceiling: ONNX Runtime's int8 GEMM alone runs {macs / 1e9:.0f} GMAC per CPU-second here; MiniLM needs "
+        f"{per_token / 1e6:.1f}M MAC"
+        f" per token, so even with everything else free: {macs * s.cores / per_token:.0f} tokens/s (CPU-norm), i.e. "
+        f"{bound[256]:.0f} chunks/s"
         f" at 256-token chunks, {bound[128]:.0f} at 128"
     )
 
@@ -252,7 +267,8 @@ def end_to_end(s: Setup) -> None:
     # 2. End to end.
     print("\n== 2. ingestion end to end (read + chunk + embed + upsert into Milvus Lite) ==")
     print(
-        f"  {'configuration':38} {'chunks':>6} {'tokens/s':>9} {'x base':>7} {'CPU-norm tok/s':>15} {'x base':>7} {'chunks/s':>9}"
+        f"  {'configuration':38} {'chunks':>6} {'tokens/s':>9} {'x base':>7} {'CPU-norm tok/s':>15} {'x base':>7} "
+        f"{'chunks/s':>9}"
         f" {'outside encoder':>16} {'milvus CPU s':>13} {'recall@5':>9}"
     )
     e2e_base = None  # (tokens/s, CPU-normalised tokens/s) of the baseline
@@ -264,12 +280,16 @@ def end_to_end(s: Setup) -> None:
     )
     for label, emb, budget, overlap in configs:
         name = f"e2e_{len(configs)}_{configs.index((label, emb, budget, overlap))}"
-        m = CollectionManager.connect(s.target, CollectionSpec(name=name, dimension=384, index_params={"M": 16, "efConstruction": 128}))
+        m = CollectionManager.connect(
+            s.target, CollectionSpec(name=name, dimension=384, index_params={"M": 16, "efConstruction": 128})
+        )
         m.drop()
         m.ensure(wait_loaded=True)
         timed = TimedEmbedder(emb)
         sink = MilvusSink(m.client, name)
-        ingestor = Ingestor(timed, sink, IngestOptions(revision="b1", max_tokens=budget, overlap_tokens=overlap, insert_batch_size=512))
+        ingestor = Ingestor(
+            timed, sink, IngestOptions(revision="b1", max_tokens=budget, overlap_tokens=overlap, insert_batch_size=512)
+        )
         srv0 = proc_cpu_seconds(s.server.proc.pid)
         t, c = time.perf_counter(), time.process_time()
         p = ingestor.run(list_directory(s.root))
@@ -287,7 +307,6 @@ def end_to_end(s: Setup) -> None:
         )
 
 
-
 def load_search_collection(
     s: Setup, real_texts: list[str], vectors: int, seed: int
 ) -> tuple[CollectionManager, list[str], np.ndarray]:
@@ -301,7 +320,9 @@ def load_search_collection(
     n_fake = max(0, vectors - len(real_texts))
     rng = np.random.default_rng(seed)
     # Distractors: mixtures of 3 real chunks plus noise, so they sit near the data, never on it.
-    fake = real_vecs[rng.integers(0, len(real_vecs), size=(n_fake, 3))].sum(axis=1) + rng.normal(0, 0.05, size=(n_fake, 384)).astype(np.float32)
+    fake = real_vecs[rng.integers(0, len(real_vecs), size=(n_fake, 3))].sum(axis=1) + rng.normal(
+        0, 0.05, size=(n_fake, 384)
+    ).astype(np.float32)
     fake /= np.linalg.norm(fake, axis=1, keepdims=True)
     matrix = np.vstack([real_vecs, fake])
     ids = [f"real{i}" for i in range(len(real_texts))] + [f"fake{j}" for j in range(n_fake)]
@@ -309,7 +330,9 @@ def load_search_collection(
     sources_all = sources + ["synthetic"] * n_fake
 
     name = "search_100k"
-    m = CollectionManager.connect(s.target, CollectionSpec(name=name, dimension=384, index_params={"M": 16, "efConstruction": 128}))
+    m = CollectionManager.connect(
+        s.target, CollectionSpec(name=name, dimension=384, index_params={"M": 16, "efConstruction": 128})
+    )
     m.drop()
     m.ensure(wait_loaded=True)
     sink = MilvusSink(m.client, name, timeout=900)
@@ -326,9 +349,7 @@ def load_search_collection(
     return m, ids, matrix
 
 
-def search_latencies(
-    s: Setup, m: CollectionManager, matrix: np.ndarray, queries: int
-) -> tuple[np.ndarray, Any]:
+def search_latencies(s: Setup, m: CollectionManager, matrix: np.ndarray, queries: int) -> tuple[np.ndarray, Any]:
     """Section 3's latencies: the query embedding, Milvus Lite, the Retriever and the HNSW index
     alone; returns the queries' vectors and the HNSW index."""
     name = m.spec.name
@@ -348,7 +369,10 @@ def search_latencies(
         return out
 
     first = timed(lambda v: m.client.search(name, data=[v.tolist()], limit=5, search_params=params), qvecs[:1])[0]
-    lite = timed(lambda v: m.client.search(name, data=[v.tolist()], limit=5, search_params=params, output_fields=["source"]), qvecs)
+    lite = timed(
+        lambda v: m.client.search(name, data=[v.tolist()], limit=5, search_params=params, output_fields=["source"]),
+        qvecs,
+    )
     embed = timed(lambda q: s.int8.embed([q]), qtexts)
 
     async def retriever_latencies() -> list[float]:
@@ -379,7 +403,10 @@ def search_latencies(
     print(f"  {'Milvus Lite search (first query)':44} {first * 1000:8.1f}")
     print(f"  {'Milvus Lite search':44} {pct(lite, 50):8.1f} {pct(lite, 99):8.1f}")
     print(f"  {'Retriever.search (embedding + Milvus Lite)':44} {pct(e2e, 50):8.1f} {pct(e2e, 99):8.1f}")
-    print(f"  {'HNSW index alone (FAISS, 1 thread)':44} {pct(index_lat, 50):8.2f} {pct(index_lat, 99):8.2f}   (built in {build:.0f}s)")
+    print(
+        f"  {'HNSW index alone (FAISS, 1 thread)':44} {pct(index_lat, 50):8.2f} {pct(index_lat, 99):8.2f}   "
+        f"(built in {build:.0f}s)"
+    )
     print(f"  ({len(qtexts)} queries each)")
     return qvecs, hnsw
 
@@ -392,7 +419,9 @@ def search_quality(
     params = SEARCH_PARAMS
     recall = asyncio.run(recall_at_5(s.server.uri, name, s.int8, s.corpus.queries))
     sample = qvecs[: min(50, len(qvecs))]
-    lite_hits = m.client.search(name, data=[v.tolist() for v in sample], limit=5, search_params=params)  # one call: Lite's cost is per call
+    lite_hits = m.client.search(
+        name, data=[v.tolist() for v in sample], limit=5, search_params=params
+    )  # one call: Lite's cost is per call
     _, index_hits = hnsw.search(sample, 5)
     overlap, index_overlap = [], []
     for v, hits, idx in zip(sample, lite_hits, index_hits, strict=True):
@@ -400,7 +429,10 @@ def search_quality(
         overlap.append(len(exact & {h["id"] for h in hits}) / 5)
         index_overlap.append(len(exact & {ids[i] for i in idx}) / 5)
     print(f"  recall@5 of the known answers: {recall:.3f} over {len(s.corpus.queries)} queries")
-    print(f"  top-5 overlap with exact search: Milvus Lite {statistics.mean(overlap):.3f}, HNSW alone {statistics.mean(index_overlap):.3f}")
+    print(
+        f"  top-5 overlap with exact search: Milvus Lite {statistics.mean(overlap):.3f}, HNSW alone "
+        f"{statistics.mean(index_overlap):.3f}"
+    )
 
 
 def main() -> None:

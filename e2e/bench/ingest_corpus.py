@@ -55,7 +55,9 @@ def _name(rng: random.Random, used: set[str]) -> str:
             return n
 
 
-def generate(n_documents: int, *, seed: int = 7, filler_paragraphs: int = 1, tenants: int = 4, queries_per_document: float = 0.1) -> Corpus:
+def generate(
+    n_documents: int, *, seed: int = 7, filler_paragraphs: int = 1, tenants: int = 4, queries_per_document: float = 0.1
+) -> Corpus:
     rng = random.Random(seed)
     used: set[str] = set()
     docs: dict[str, str] = {}
@@ -70,7 +72,10 @@ def generate(n_documents: int, *, seed: int = 7, filler_paragraphs: int = 1, ten
         doc_id = f"projects/{i // 500:02d}/{name.lower()}.md"
         paras = [
             f"# Project {name}",
-            f"{name} is maintained by {person}. The {name} project was launched in {year} in {city}. Its core is written in {lang}.",
+            (
+                f"{name} is maintained by {person}. The {name} project was launched in {year} in {city}. Its core is "
+                f"written in {lang}."
+            ),
         ]
         for _ in range(filler_paragraphs):
             paras.append(" ".join(rng.sample(TOPICS, 3)))

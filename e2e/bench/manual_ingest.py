@@ -138,16 +138,22 @@ def main() -> int:
         server.wait_ready()
     uri = args.uri or server.uri  # type: ignore[union-attr]
     files = sum(1 for p in MANUAL.rglob("*") if p.is_file())
-    print(f"manual: {MANUAL} ({files} files); Milvus {uri}; {args.workers} worker(s); log {tmp / 'ingest.log'}", flush=True)
+    print(
+        f"manual: {MANUAL} ({files} files); Milvus {uri}; {args.workers} worker(s); log {tmp / 'ingest.log'}",
+        flush=True,
+    )
     runs = []
     try:
         for i in range(args.repeat):
             r = run_once(uri, f"pgdocs_bench_{i}", args.workers, tmp / "ingest.log")
             runs.append(r)
             print(
-                f"run {i + 1}: {r['documents']} documents ({r['failed']} refused), {r['chunks']} chunks, {r['rows']} rows in Milvus, "
-                f"{r['tokens']} tokens, {r['wall_s']:.1f} s wall: {r['chunks_per_s']:.1f} chunks/s, {r['tokens_per_s']:.0f} tokens/s; "
-                f"workers' CPU {r['cpu_s']:.1f} s: {r['chunks_per_cpu_s']:.1f} chunks per CPU-second (load average {os.getloadavg()[0]:.1f})",
+                f"run {i + 1}: {r['documents']} documents ({r['failed']} refused), {r['chunks']} chunks, {r['rows']} "
+                "rows in Milvus, "
+                f"{r['tokens']} tokens, {r['wall_s']:.1f} s wall: {r['chunks_per_s']:.1f} chunks/s, "
+                f"{r['tokens_per_s']:.0f} tokens/s; "
+                f"workers' CPU {r['cpu_s']:.1f} s: {r['chunks_per_cpu_s']:.1f} chunks per CPU-second (load average "
+                f"{os.getloadavg()[0]:.1f})",
                 flush=True,
             )
     finally:
@@ -157,7 +163,10 @@ def main() -> int:
     if len(runs) > 1:
         for key in ("wall_s", "chunks_per_s", "tokens_per_s", "chunks_per_cpu_s"):
             vals = [r[key] for r in runs]
-            print(f"{key}: median {statistics.median(vals):.1f}, min {min(vals):.1f}, max {max(vals):.1f} over {len(vals)} runs")
+            print(
+                f"{key}: median {statistics.median(vals):.1f}, min {min(vals):.1f}, max {max(vals):.1f} over "
+                f"{len(vals)} runs"
+            )
     return 0
 
 

@@ -8,8 +8,8 @@ behaviour the unit tests pin; every survivor is a behaviour change no test notic
 
 The modules: placement, capacity, autoscale (policy, terms, signals, reading, state, goodput,
 common, workers, pods, and the learned terms: forecast, floors, schedule, credit, witness),
-rollout, evaluation (claims, scoring, taskset), routing (the pure parts: client, pool, hashing, ejection, hedging, quantile, backoff,
-sources, settings, abortwatch, spillwait, streaming, ttfthedge) and the agent loop; the keys
+rollout, evaluation (claims, scoring, taskset), routing (the pure parts: client, pool, hashing, ejection, hedging,
+quantile, backoff, sources, settings, abortwatch, spillwait, streaming, ttfthedge) and the agent loop; the keys
 autoscale-core, autoscale-learned, routing-client, routing-rest and routing-parts score a part of
 one (routing-parts without the client-level tests, a floor: see ROUTING_PART_TESTS).
 Only their unit tests run (the tiers above need real services).
@@ -20,7 +20,8 @@ needs a plain ``src/`` layout; the repository keeps its two packages under ``ope
 scratch directory and runs mutmut there. mutmut itself (pinned below) is installed into the
 running interpreter when missing.
 
-    .venv/bin/python -m e2e.bench.mutation_report [--modules placement,capacity] [--only FILE,...] [--tests-from REV] [--keep DIR]
+    .venv/bin/python -m e2e.bench.mutation_report [--modules placement,capacity] [--only FILE,...]
+        [--tests-from REV] [--keep DIR]
 
 ``--tests-from REV`` takes tests/ from a git revision instead of the working tree (the code is
 always the working tree's): the killed share before and after a change to the tests.
@@ -59,10 +60,17 @@ AUTOSCALE_TESTS = ["tests/unit/autoscale", "--ignore=tests/unit/autoscale/test_a
 # mutmut runs some 40 slow, partly timing-sensitive tests per mutant with them; without them a run
 # finishes. The killed share is then a floor: a mutant only a client test would kill counts as
 # survived (or as reaching no test).
-ROUTING_PARTS = [f for f in ROUTING_REST if f not in ("settings", "backoff")]  # those two are scored in full by routing-rest
+ROUTING_PARTS = [
+    f for f in ROUTING_REST if f not in ("settings", "backoff")
+]  # those two are scored in full by routing-rest
 ROUTING_PART_TESTS = ["tests/unit/routing"] + [
     f"--ignore=tests/unit/routing/{t}.py"
-    for t in ("test_routing_client", "test_routing_client_fit", "test_routing_client_metrics", "test_routing_hedge_load")
+    for t in (
+        "test_routing_client",
+        "test_routing_client_fit",
+        "test_routing_client_metrics",
+        "test_routing_hedge_load",
+    )
 ]
 
 # The unit tests that run the agent loop (a TaskRun against a fake store, model and tools), and
@@ -151,12 +159,20 @@ def run(key: str, tests_from: str | None, keep: Path | None, only: list[str] | N
     env = {k: v for k, v in os.environ.items() if k != "AGENTFLEET_REQUIRE_TIERS"}
     env["PYTHONPATH"] = ""  # the staged src/ (mutmut puts mutants/src first), never the checkout
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(os.cpu_count() or 1)], cwd=work, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mutmut", "run", "--max-children", str(os.cpu_count() or 1)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     wall = time.monotonic() - t0
     if proc.returncode != 0:
         print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
         raise SystemExit(f"mutmut run failed for {key} (exit {proc.returncode}); staged in {work}")
-    results = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work, env=env, capture_output=True, text=True)
+    results = subprocess.run(
+        [sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work, env=env, capture_output=True, text=True
+    )
     counts: Counter = Counter()
     survivors: list[str] = []
     for line in results.stdout.splitlines():
@@ -174,18 +190,37 @@ def run(key: str, tests_from: str | None, keep: Path | None, only: list[str] | N
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--modules", default=",".join(k for k in MODULES if "-" not in k), help=f"comma-separated subset of {', '.join(MODULES)}")
+    ap.add_argument(
+        "--modules",
+        default=",".join(k for k in MODULES if "-" not in k),
+        help=f"comma-separated subset of {', '.join(MODULES)}",
+    )
     ap.add_argument("--tests-from", default=None, help="git revision to take tests/ from (default: the working tree)")
-    ap.add_argument("--only", default=None, help="comma-separated file names (no .py) to keep of each key's files, e.g. ejection,pool")
-    ap.add_argument("--keep", type=Path, default=None, help="keep the staged projects (and survivor lists) under this directory")
+    ap.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated file names (no .py) to keep of each key's files, e.g. ejection,pool",
+    )
+    ap.add_argument(
+        "--keep", type=Path, default=None, help="keep the staged projects (and survivor lists) under this directory"
+    )
     args = ap.parse_args()
     ensure_mutmut()
     keys = [k for k in args.modules.split(",") if k]
     unknown = [k for k in keys if k not in MODULES]
     if unknown:
         ap.error(f"unknown modules {unknown}; choose from {list(MODULES)}")
-    print(f"mutmut over {', '.join(keys)}; tests from {args.tests_from or 'the working tree'}; load average {os.getloadavg()[0]:.1f}", flush=True)
-    print(f"  {'module':10} {'mutants':>8} {'killed':>7} {'survived':>9} {'no tests':>9} {'timeout':>8} {'other':>6} {'killed share':>13} {'wall s':>7}")
+    print(
+        (
+            f"mutmut over {', '.join(keys)}; tests from {args.tests_from or 'the working tree'}; load average "
+            f"{os.getloadavg()[0]:.1f}"
+        ),
+        flush=True,
+    )
+    print(
+        f"  {'module':10} {'mutants':>8} {'killed':>7} {'survived':>9} {'no tests':>9} {'timeout':>8} "
+        f"{'other':>6} {'killed share':>13} {'wall s':>7}"
+    )
     total: Counter = Counter()
     for key in keys:
         c = run(key, args.tests_from, args.keep, args.only.split(",") if args.only else None)
@@ -195,12 +230,21 @@ def main() -> int:
         other = n - killed - c["survived"] - c["no tests"] - c["timeout"]
         total.update(c)
         print(
-            f"  {key:10} {n:8d} {killed:7d} {c['survived']:9d} {c['no tests']:9d} {c['timeout']:8d} {other:6d} {killed / n if n else 0:13.1%} {wall:7d}",
+            (
+                f"  {key:10} {n:8d} {killed:7d} {c['survived']:9d} {c['no tests']:9d} {c['timeout']:8d} {other:6d} "
+                f"{killed / n if n else 0:13.1%} {wall:7d}"
+            ),
             flush=True,
         )
     n = sum(total.values())
-    print(f"  {'all':10} {n:8d} {total['killed']:7d} {total['survived']:9d} {total['no tests']:9d} {total['timeout']:8d} {'':6} {total['killed'] / n if n else 0:13.1%}")
-    print("  killed share = killed / all mutants (a timeout counts as not killed); survivors are listed per module in mutation-<module>-survivors.txt")
+    print(
+        f"  {'all':10} {n:8d} {total['killed']:7d} {total['survived']:9d} {total['no tests']:9d} "
+        f"{total['timeout']:8d} {'':6} {total['killed'] / n if n else 0:13.1%}"
+    )
+    print(
+        "  killed share = killed / all mutants (a timeout counts as not killed); survivors are listed per module "
+        "in mutation-<module>-survivors.txt"
+    )
     return 0
 
 

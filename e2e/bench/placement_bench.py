@@ -72,7 +72,9 @@ def big_cluster(rnd: random.Random, n_nodes: int = 5000, per_block: int = 16) ->
         used = rnd.choice([1, 2, 3, 4, 5, 6, 7]) if rnd.random() < 0.33 else 0
         product = A100 if i % 10 == 9 else H100
         # Blocks (racks) of 16 nodes, each rack in one of 3 zones.
-        nodes.append(mk_node(f"gpu-{i:05d}", 8, used, f"block-{i // per_block:04d}", f"zone-{(i // per_block) % 3}", product))
+        nodes.append(
+            mk_node(f"gpu-{i:05d}", 8, used, f"block-{i // per_block:04d}", f"zone-{(i // per_block) % 3}", product)
+        )
     return nodes
 
 
@@ -100,14 +102,20 @@ def k8s_lists(nodes: list[Node]) -> tuple[list[dict], list[dict]]:
             {
                 "metadata": {"name": n.name, "labels": dict(n.labels)},
                 "spec": {"taints": [{"key": t.key, "value": t.value, "effect": t.effect} for t in n.taints]},
-                "status": {"allocatable": {"nvidia.com/gpu": str(n.gpus)}, "conditions": [{"type": "Ready", "status": "True"}]},
+                "status": {
+                    "allocatable": {"nvidia.com/gpu": str(n.gpus)},
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                },
             }
         )
         if n.used:
             kpods.append(
                 {
                     "metadata": {"name": f"job-{n.name}", "namespace": "batch", "labels": {}},
-                    "spec": {"nodeName": n.name, "containers": [{"name": "c", "resources": {"requests": {"nvidia.com/gpu": str(n.used)}}}]},
+                    "spec": {
+                        "nodeName": n.name,
+                        "containers": [{"name": "c", "resources": {"requests": {"nvidia.com/gpu": str(n.used)}}}],
+                    },
                     "status": {"phase": "Running"},
                 }
             )
@@ -133,12 +141,19 @@ def bench_speed(seed: int, runs: int) -> None:
         c_plan.append(time.process_time() - c0)
     gangs = sum(1 for r in reqs if r.needs.gpus > 8)
     print("== speed: 5,000 nodes x 8 GPUs (10% A100, a third partly used), 1,000 replicas of 25 ModelReplicaSets")
-    print(f"   replicas: {len(reqs)} ({gangs} two-node gangs), GPUs asked {sum(r.needs.gpus for r in reqs):,} of {sum(n.free for n in nodes):,} free")
+    print(
+        f"   replicas: {len(reqs)} ({gangs} two-node gangs), GPUs asked {sum(r.needs.gpus for r in reqs):,} of "
+        f"{sum(n.free for n in nodes):,} free"
+    )
     print(
         f"   plan():              median {statistics.median(t_plan) * 1e3:7.1f} ms   min {min(t_plan) * 1e3:7.1f} ms   "
-        f"CPU median {statistics.median(c_plan) * 1e3:5.1f} ms   (goal < 100 ms; {runs} runs; load average {os.getloadavg()[0]:.1f})"
+        f"CPU median {statistics.median(c_plan) * 1e3:5.1f} ms   (goal < 100 ms; {runs} runs; load average "
+        f"{os.getloadavg()[0]:.1f})"
     )
-    print(f"   inventory_from_k8s:  median {statistics.median(t_inv) * 1e3:7.1f} ms   ({len(knodes)} nodes, {len(kpods)} pods)")
+    print(
+        f"   inventory_from_k8s:  median {statistics.median(t_inv) * 1e3:7.1f} ms   ({len(knodes)} nodes, "
+        f"{len(kpods)} pods)"
+    )
     assert result is not None
     reasons = Counter(u.reason for u in result.unplaced)
     print(f"   placed {len(result.placed)}, unplaced {len(result.unplaced)} {dict(reasons)}")
@@ -223,14 +238,18 @@ def default_score(pods_on_node: int) -> int:
     (weight 1 each) for a node already holding pods_on_node pods, with this pod added."""
     k = pods_on_node + 1
     cpu_req, mem_req = k * POD_MILLICPU, k * POD_MEMORY
-    least = ((NODE_MILLICPU - cpu_req) * MAX_SCORE // NODE_MILLICPU + (NODE_MEMORY - mem_req) * MAX_SCORE // NODE_MEMORY) // 2
+    least = (
+        (NODE_MILLICPU - cpu_req) * MAX_SCORE // NODE_MILLICPU + (NODE_MEMORY - mem_req) * MAX_SCORE // NODE_MEMORY
+    ) // 2
     fc, fm = cpu_req / NODE_MILLICPU, mem_req / NODE_MEMORY
     std = abs(fc - fm) / 2
     balanced = int((1 - std) * MAX_SCORE)
     return least + balanced
 
 
-def run_kube(c: Cluster, groups: list[Group], rnd: random.Random, scoring: str = "default") -> tuple[dict[str, list[int]], list[int]]:
+def run_kube(
+    c: Cluster, groups: list[Group], rnd: random.Random, scoring: str = "default"
+) -> tuple[dict[str, list[int]], list[int]]:
     """Pods in arrival order, each bound to the best-scored feasible node of the nodes scored
     (scoring "default" or "best", see the module doc). Returns each group's bound nodes (one
     per pod that bound) and the free GPUs left."""
@@ -271,7 +290,10 @@ def run_kube(c: Cluster, groups: list[Group], rnd: random.Random, scoring: str =
 
 def run_planner_bound(c: Cluster, groups: list[Group]) -> tuple[dict[str, list[int]], list[int]]:
     nodes = [mk_node(n, cap, cap - f, b, "z") for n, cap, f, b in zip(c.names, c.cap, c.free, c.block, strict=True)]
-    reqs = [ReplicaRequest(g.key, ReplicaNeeds(owner="ns/x", gpus=g.gpus, tensor_parallel=g.tp, spread_across="None")) for g in groups]
+    reqs = [
+        ReplicaRequest(g.key, ReplicaNeeds(owner="ns/x", gpus=g.gpus, tensor_parallel=g.tp, spread_across="None"))
+        for g in groups
+    ]
     p = plan(nodes, reqs)
     free = list(c.free)
     idx = {n: i for i, n in enumerate(c.names)}
@@ -410,20 +432,31 @@ def bench_quality(seed: int, small: int, large: int) -> None:
         rows["planner_all"].append(opt_n == len(groups) and len(res["planner"][0]) == len(groups))
     n = small
     instances_fit, all_fit = sum(rows["all_fit"]), sum(rows["planner_all"])
-    print(f"\n== quality, small fragmented clusters: {n} seeded instances (4-8 nodes x 8 GPUs, 60% partly used, blocks of 2-4; 6-10 groups of 1-16 GPUs)")
-    print("                      groups placed   GPUs placed   stranded   gangs split   GPUs held by dead gangs   at optimum (groups / GPUs)")
+    print(
+        f"\n== quality, small fragmented clusters: {n} seeded instances (4-8 nodes x 8 GPUs, 60% partly used, "
+        "blocks of 2-4; 6-10 groups of 1-16 GPUs)"
+    )
+    print(
+        "                      groups placed   GPUs placed   stranded   gangs split   GPUs held by dead gangs   "
+        "at optimum (groups / GPUs)"
+    )
     for label in labels:
         at_n = sum(a == b for a, b in zip(rows[label, "n"], rows["opt_n"], strict=True))
         at_g = sum(a == b for a, b in zip(rows[label, "g"], rows["opt_g"], strict=True))
         print(
-            f"   {label:18s} {sum(rows[label, 'n']):13d}   {sum(rows[label, 'g']):11d}   {sum(rows[label, 'stranded']):8d}   {sum(rows[label, 'split']):11d}   "
+            f"   {label:18s} {sum(rows[label, 'n']):13d}   {sum(rows[label, 'g']):11d}   "
+            f"{sum(rows[label, 'stranded']):8d}   {sum(rows[label, 'split']):11d}   "
             f"{sum(rows[label, 'held']):23d}   {at_n:4d} / {at_g:4d}"
         )
     print(
-        f"   optimum (exact)    {sum(rows['opt_n']):13d}   {sum(rows['opt_g']):11d}          -             -                         -"
+        f"   optimum (exact)    {sum(rows['opt_n']):13d}   {sum(rows['opt_g']):11d}          -             -          "
+        "               -"
         f"   (max groups, max GPUs: solved separately, {t_opt:.1f} s)"
     )
-    print(f"   Every group placed in {all_fit} of the {instances_fit} instances where all groups fit. Largest first trades group count")
+    print(
+        f"   Every group placed in {all_fit} of the {instances_fit} instances where all groups fit. Largest first "
+        "trades group count"
+    )
     print("   for GPUs: a count-optimal packing drops large groups to fit more small ones.")
 
     rows = defaultdict(list)
@@ -435,16 +468,19 @@ def bench_quality(seed: int, small: int, large: int) -> None:
         rows["ub_g"].append(min(sum(c.free), sum(g.gpus for g in groups)))
         _tally(rows, res, c, groups)
     print(
-        f"\n== quality, large fragmented clusters: {large} seeded instances (512 nodes x 8 GPUs, blocks of 4-16; 700 groups asking ~20% more GPUs than are free)"
+        f"\n== quality, large fragmented clusters: {large} seeded instances (512 nodes x 8 GPUs, blocks of 4-16; "
+        "700 groups asking ~20% more GPUs than are free)"
     )
     print("                      groups placed   GPUs placed   stranded   gangs split   GPUs held by dead gangs")
     for label in labels:
         print(
-            f"   {label:18s} {sum(rows[label, 'n']):13d}   {sum(rows[label, 'g']):11d}   {sum(rows[label, 'stranded']):8d}   {sum(rows[label, 'split']):11d}"
+            f"   {label:18s} {sum(rows[label, 'n']):13d}   {sum(rows[label, 'g']):11d}   "
+            f"{sum(rows[label, 'stranded']):8d}   {sum(rows[label, 'split']):11d}"
             f"   {sum(rows[label, 'held']):23d}"
         )
     print(
-        f"   upper bound        {sum(rows['ub_n']):13d}   {sum(rows['ub_g']):11d}          -             -                         -"
+        f"   upper bound        {sum(rows['ub_n']):13d}   {sum(rows['ub_g']):11d}          -             -            "
+        "             -"
         "   (groups: smallest first within the free GPUs; GPUs: min(free, asked))"
     )
 

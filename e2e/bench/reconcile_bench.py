@@ -67,7 +67,10 @@ class Recorder:
         self.bound: dict[str, tuple[str, float]] = {}  # pod -> (mrs, time)
         self.ready: dict[str, float] = {}  # mrs -> time Ready=True first seen
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._pods, daemon=True), threading.Thread(target=self._mrs, daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._pods, daemon=True),
+            threading.Thread(target=self._mrs, daemon=True),
+        ]
 
     def start(self) -> None:
         for t in self._threads:
@@ -79,7 +82,13 @@ class Recorder:
     def _pods(self) -> None:
         while not self._stop.is_set():
             w = k8s_watch.Watch()
-            for ev in w.stream(self.core.list_namespaced_pod, self.ns, label_selector=MRS_LABEL, timeout_seconds=30, _request_timeout=40):
+            for ev in w.stream(
+                self.core.list_namespaced_pod,
+                self.ns,
+                label_selector=MRS_LABEL,
+                timeout_seconds=30,
+                _request_timeout=40,
+            ):
                 if self._stop.is_set():
                     w.stop()
                     return
@@ -94,7 +103,13 @@ class Recorder:
         while not self._stop.is_set():
             w = k8s_watch.Watch()
             for ev in w.stream(
-                self.custom.list_namespaced_custom_object, "agentfleet.io", "v1alpha1", self.ns, "modelreplicasets", timeout_seconds=30, _request_timeout=40
+                self.custom.list_namespaced_custom_object,
+                "agentfleet.io",
+                "v1alpha1",
+                self.ns,
+                "modelreplicasets",
+                timeout_seconds=30,
+                _request_timeout=40,
             ):
                 if self._stop.is_set():
                     w.stop()
@@ -168,7 +183,11 @@ def floor_pods(cluster, ns: str, pool, specs) -> dict[str, Any]:
 
     models = {name: ModelReplicaSetSpec.model_validate(body(name, r, tp, pool)["spec"]) for name, r, tp in specs}
     nodes = inventory_from_k8s(cluster.json("get", "nodes")["items"], [], "nvidia.com/gpu")
-    requests = [req for name, r, _ in specs for req in requests_for(ns, name, models[name], new_replica_names(name, spec_hash(models[name]), (), r))]
+    requests = [
+        req
+        for name, r, _ in specs
+        for req in requests_for(ns, name, models[name], new_replica_names(name, spec_hash(models[name]), (), r))
+    ]
     result = plan(nodes, requests)
     assert not result.unplaced, f"the floor's plan left {len(result.unplaced)} replicas unplaced"
     by_owner: dict[str, list] = {}
@@ -183,8 +202,12 @@ def floor_pods(cluster, ns: str, pool, specs) -> dict[str, Any]:
     return {"pods_of": pods_of}
 
 
-# kubectl -v=6: I1122 02:48:34.741001   27955 round_trippers.go:632] "Response" verb="GET" url=".../modelreplicasets/NAME" ... milliseconds=2
-_KLOG = re.compile(r'^I(\d\d)(\d\d) (\d\d:\d\d:\d\d\.\d+)\s.*"Response" verb="GET" url="[^"]*/modelreplicasets/([^"?/]+)[^"]*".* milliseconds=(\d+)')
+# kubectl -v=6: I1122 02:48:34.741001   27955 round_trippers.go:632] "Response" verb="GET"
+# url=".../modelreplicasets/NAME" ... milliseconds=2
+_KLOG = re.compile(
+    r'^I(\d\d)(\d\d) (\d\d:\d\d:\d\d\.\d+)\s.*"Response" verb="GET" url="[^"]*/modelreplicasets/([^"?/]+)[^"]*".* '
+    r"milliseconds=(\d+)"
+)
 
 
 def kubectl_apply(cluster, ns: str, bodies: list[dict]) -> dict[str, float]:
@@ -211,7 +234,18 @@ def kubectl_apply(cluster, ns: str, bodies: list[dict]) -> dict[str, float]:
     return starts
 
 
-def run_mode(mode: str, cluster, api, ns: str, pool, op, specs, rate: float, floor: dict[str, Any] | None = None, workers: int = 16) -> dict:
+def run_mode(
+    mode: str,
+    cluster,
+    api,
+    ns: str,
+    pool,
+    op,
+    specs,
+    rate: float,
+    floor: dict[str, Any] | None = None,
+    workers: int = 16,
+) -> dict:
     custom = k8s.CustomObjectsApi(api)
     core = k8s.CoreV1Api(api)
     pod_pool = ThreadPoolExecutor(workers)
@@ -235,7 +269,9 @@ def run_mode(mode: str, cluster, api, ns: str, pool, op, specs, rate: float, flo
     def create(s) -> None:
         name, replicas, tp = s
         t0[name] = time.monotonic()
-        created = custom.create_namespaced_custom_object("agentfleet.io", "v1alpha1", ns, "modelreplicasets", body(name, replicas, tp, pool))
+        created = custom.create_namespaced_custom_object(
+            "agentfleet.io", "v1alpha1", ns, "modelreplicasets", body(name, replicas, tp, pool)
+        )
         if floor is not None:
             # On threads of their own, as an operator's would be: the objects arrive as fast as
             # they would with the operator running.
@@ -275,7 +311,11 @@ def run_mode(mode: str, cluster, api, ns: str, pool, op, specs, rate: float, flo
     bound_at: dict[str, float] = {}
     for mrs, t in rec.bound.values():
         bound_at[mrs] = max(bound_at.get(mrs, 0.0), t)
-    lat_bound = [bound_at[n] - t0[n] for n in want if n in bound_at and sum(1 for m, _ in rec.bound.values() if m == n) >= want[n]]
+    lat_bound = [
+        bound_at[n] - t0[n]
+        for n in want
+        if n in bound_at and sum(1 for m, _ in rec.bound.values() if m == n) >= want[n]
+    ]
     lat_ready = [rec.ready[n] - t0[n] for n in want if n in rec.ready]
     # Where the time goes: the operator (apply -> its last pod created) vs the scheduler (pod
     # created -> bound), per pod.
@@ -298,7 +338,9 @@ def run_mode(mode: str, cluster, api, ns: str, pool, op, specs, rate: float, flo
 
 def clear(cluster, ns: str) -> None:
     cluster.run("-n", ns, "delete", "mrs", "--all", "--wait=true", timeout=300)
-    cluster.wait_for(lambda: not cluster.json("-n", ns, "get", "pods")["items"], timeout=180, interval=1, desc="bench pods gone")
+    cluster.wait_for(
+        lambda: not cluster.json("-n", ns, "get", "pods")["items"], timeout=180, interval=1, desc="bench pods gone"
+    )
 
 
 def main() -> None:
@@ -306,7 +348,9 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=100)
     ap.add_argument("--rate", type=float, default=4.0, help="creates per second in the paced mode")
     ap.add_argument("--nodes", type=int, default=48, help="kwok nodes x 8 GPUs in the bench pool")
-    ap.add_argument("--workers", type=int, default=16, help="operator reconcile workers, and the floor's pod-creating threads")
+    ap.add_argument(
+        "--workers", type=int, default=16, help="operator reconcile workers, and the floor's pod-creating threads"
+    )
     ap.add_argument("--modes", default="kubectl,paced,burst")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
@@ -314,7 +358,13 @@ def main() -> None:
     with cluster_up() as cluster:
         # An earlier run's namespace still being deleted would load the API server under this one.
         cluster.wait_for(
-            lambda: not [n for n in cluster.json("get", "namespaces")["items"] if n["metadata"]["name"].startswith("bench-rec-")],
+            lambda: (
+                not [
+                    n
+                    for n in cluster.json("get", "namespaces")["items"]
+                    if n["metadata"]["name"].startswith("bench-rec-")
+                ]
+            ),
             timeout=300,
             interval=2,
             desc="earlier bench namespaces gone",
@@ -329,19 +379,46 @@ def run_all(cluster, args) -> None:
         api = k8s_config.new_client_from_config(config_file=cluster.kubeconfig)
         replicas = sum(r for _, r, _ in specs)
         gpus = sum(r * tp for _, r, tp in specs)
-        print(f"== reconcile latency: {args.count} ModelReplicaSets ({replicas} replicas, {gpus} GPUs) on {args.nodes} kwok nodes x 8 GPUs")
         print(
-            f"   operator: python -m agentfleet.manager --workers {args.workers}; {os.cpu_count()} CPUs shared with the control plane; load {os.getloadavg()[0]:.1f}"
+            f"== reconcile latency: {args.count} ModelReplicaSets ({replicas} replicas, {gpus} GPUs) on "
+            f"{args.nodes} kwok nodes x 8 GPUs"
         )
-        print("   mode                  apply -> all replica pods bound (s)         apply -> status Ready=True (s)    wall    operator CPU")
-        print("                         p50     p90     p99     max                  p50     p99     max              s       s")
+        print(
+            f"   operator: python -m agentfleet.manager --workers {args.workers}; {os.cpu_count()} CPUs shared "
+            f"with the control plane; load {os.getloadavg()[0]:.1f}"
+        )
+        print(
+            "   mode                  apply -> all replica pods bound (s)         apply -> status Ready=True (s)  "
+            "  wall    operator CPU"
+        )
+        print(
+            "                         p50     p90     p99     max                  p50     p99     max            "
+            "  s       s"
+        )
         modes = args.modes.split(",")
         floors = {}
         for mode in modes:  # the baseline first, with no operator running
-            floors[mode] = r = run_mode(mode, cluster, api, ns, pool, None, specs, args.rate, floor=floor_pods(cluster, ns, pool, specs), workers=args.workers)
+            floors[mode] = r = run_mode(
+                mode,
+                cluster,
+                api,
+                ns,
+                pool,
+                None,
+                specs,
+                args.rate,
+                floor=floor_pods(cluster, ns, pool, specs),
+                workers=args.workers,
+            )
             report(mode_label(mode, args.rate) + " floor", r, None)
             clear(cluster, ns)
-        with fx.running_operator(cluster, "--workers", str(args.workers), "--quiet", *(["--log-level", "DEBUG"] if os.environ.get("BENCH_DEBUG") else [])) as op:
+        with fx.running_operator(
+            cluster,
+            "--workers",
+            str(args.workers),
+            "--quiet",
+            *(["--log-level", "DEBUG"] if os.environ.get("BENCH_DEBUG") else []),
+        ) as op:
             for mode in modes:
                 r = run_mode(mode, cluster, api, ns, pool, op, specs, args.rate)
                 report(mode_label(mode, args.rate) + " operator", r, floors[mode])
@@ -354,11 +431,16 @@ def mode_label(mode: str, rate: float) -> str:
 
 def report(label: str, r: dict, floor: dict | None) -> None:
     b, rd = r["bound"], r["ready"]
-    ready = f"{pct(rd, 50):6.2f}  {pct(rd, 99):6.2f}  {max(rd, default=float('nan')):6.2f}" if rd else f"{'-':>6}  {'-':>6}  {'-':>6}"
+    ready = (
+        f"{pct(rd, 50):6.2f}  {pct(rd, 99):6.2f}  {max(rd, default=float('nan')):6.2f}"
+        if rd
+        else f"{'-':>6}  {'-':>6}  {'-':>6}"
+    )
     cpu = f"{r['cpu']:6.1f}" if floor is not None else f"{'-':>6}"
     print(
         f"   {label:<20} {pct(b, 50):6.2f}  {pct(b, 90):6.2f}  {pct(b, 99):6.2f}  {max(b, default=float('nan')):6.2f}"
-        f"               {ready}          {r['elapsed']:6.1f}  {cpu}" + (f"   ({r['missing']} never bound)" if r["missing"] else ""),
+        f"               {ready}          {r['elapsed']:6.1f}  {cpu}"
+        + (f"   ({r['missing']} never bound)" if r["missing"] else ""),
         flush=True,
     )
     c, sc = r["created"], r["sched"]
@@ -369,12 +451,16 @@ def report(label: str, r: dict, floor: dict | None) -> None:
     )
     n = len(r["bound"]) or 1
     cp = r["control_plane"]
-    print(f"   {'':<20} CPU ms per object: " + "  ".join(f"{k} {1e3 * v / n:.0f}" for k, v in sorted(cp.items(), key=lambda kv: -kv[1]) if v > 0.05))
+    print(
+        f"   {'':<20} CPU ms per object: "
+        + "  ".join(f"{k} {1e3 * v / n:.0f}" for k, v in sorted(cp.items(), key=lambda kv: -kv[1]) if v > 0.05)
+    )
     if floor is not None:
         fb = floor["bound"]
         print(
             f"   {'':<20} operator / floor: p50 {pct(b, 50) / pct(fb, 50):.2f}x  p99 {pct(b, 99) / pct(fb, 99):.2f}x;"
-            f" goal p50 < 1 s, p99 < 3 s: {'met' if pct(b, 50) < 1 and pct(b, 99) < 3 and not r['missing'] else 'NOT met'}"
+            " goal p50 < 1 s, p99 < 3 s: "
+            f"{'met' if pct(b, 50) < 1 and pct(b, 99) < 3 and not r['missing'] else 'NOT met'}"
             f" (floor: {'met' if pct(fb, 50) < 1 and pct(fb, 99) < 3 and not floor['missing'] else 'NOT met'})",
             flush=True,
         )

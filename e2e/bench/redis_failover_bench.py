@@ -68,7 +68,14 @@ def config_doc(url: str, fleet: str, model_url: str, effects_url: str, **over: A
         "model": {"baseUrl": model_url, "name": "scripted", "timeoutSeconds": 10, "maxRetries": 3},
         "worker": {"concurrency": 64, "metricsPort": 0, "shutdownGraceSeconds": 2, "retryBackoffSeconds": 0.2},
         "retry": {"maxAttempts": 10, "visibilityTimeoutSeconds": 5},
-        "tools": [{"name": "effect", "type": "HTTP", "http": {"url": effects_url + "/effect", "sideEffects": True}, "timeoutSeconds": 5}],
+        "tools": [
+            {
+                "name": "effect",
+                "type": "HTTP",
+                "http": {"url": effects_url + "/effect", "sideEffects": True},
+                "timeoutSeconds": 5,
+            }
+        ],
         "api": {"allowAnonymous": True},
         **over,
     }
@@ -85,7 +92,9 @@ async def serve_api(doc: dict[str, Any]) -> tuple[web.AppRunner, str]:
 async def post(http: aiohttp.ClientSession, base: str, goal: str) -> tuple[int, str | None, float]:
     start = time.perf_counter()
     try:
-        async with http.post(base + "/v1/tasks", json={"goal": goal}, headers={"Idempotency-Key": uuid.uuid4().hex}) as resp:
+        async with http.post(
+            base + "/v1/tasks", json={"goal": goal}, headers={"Idempotency-Key": uuid.uuid4().hex}
+        ) as resp:
             body = await resp.json()
             return resp.status, body.get("id"), time.perf_counter() - start
     except (aiohttp.ClientError, TimeoutError, ValueError):
@@ -105,7 +114,10 @@ async def latency(http: aiohttp.ClientSession, apis: dict[str, str], samples: in
                 took[name].append(t)
     print(f"submit latency, {samples} sequential submissions each, alternating:")
     for name, values in took.items():
-        print(f"  {name:22s} p50 {pct(values, 0.5):6.2f} ms  p99 {pct(values, 0.99):6.2f} ms  mean {statistics.mean(values) * 1000:6.2f} ms")
+        print(
+            f"  {name:22s} p50 {pct(values, 0.5):6.2f} ms  p99 {pct(values, 0.99):6.2f} ms  mean "
+            f"{statistics.mean(values) * 1000:6.2f} ms"
+        )
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -115,8 +127,14 @@ async def main(args: argparse.Namespace) -> None:
     runners: list[web.AppRunner] = []
     try:
         group.start()
-        model = Proc([sys.executable, "-m", "agentfleet_runtime", "scripted-model", "--port", str(free_port())], log=tmp / "model.log")
-        effects = Proc([sys.executable, "-m", "agentfleet_runtime.testing.effects", "--port", str(free_port())], log=tmp / "effects.log")
+        model = Proc(
+            [sys.executable, "-m", "agentfleet_runtime", "scripted-model", "--port", str(free_port())],
+            log=tmp / "model.log",
+        )
+        effects = Proc(
+            [sys.executable, "-m", "agentfleet_runtime.testing.effects", "--port", str(free_port())],
+            log=tmp / "effects.log",
+        )
         procs += [model, effects]
         model_url = wait_line(tmp / "model.log", "scripted model listening on ")
         effects_url = wait_line(tmp / "effects.log", "effects listening on ")
@@ -124,15 +142,26 @@ async def main(args: argparse.Namespace) -> None:
         doc = config_doc(group.url, fleet, model_url, effects_url)
         (tmp / "runtime.yaml").write_text(yaml.safe_dump(doc))
         for i in range(2):
-            procs.append(Proc([sys.executable, "-m", "agentfleet_runtime", "worker", "--config", str(tmp / "runtime.yaml")], log=tmp / f"w{i}.log"))
-        durable, plain = await serve_api({**doc, "redisAckReplicas": 1, "redisAckTimeoutMs": 1000}), await serve_api(doc)
+            procs.append(
+                Proc(
+                    [sys.executable, "-m", "agentfleet_runtime", "worker", "--config", str(tmp / "runtime.yaml")],
+                    log=tmp / f"w{i}.log",
+                )
+            )
+        durable, plain = (
+            await serve_api({**doc, "redisAckReplicas": 1, "redisAckTimeoutMs": 1000}),
+            await serve_api(doc),
+        )
         runners += [durable[0], plain[0]]
         apis = {"durable (WAIT 1)": durable[1], "at once (c4625b5)": plain[1]}
         timeout = aiohttp.ClientTimeout(total=120)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             # Latency on a fleet no worker serves: only the submissions themselves are measured.
             lat_doc = {**doc, "fleet": fleet + "-lat"}
-            lat = {name: (await serve_api({**lat_doc, **({"redisAckReplicas": 1} if "WAIT" in name else {})})) for name in apis}
+            lat = {
+                name: (await serve_api({**lat_doc, **({"redisAckReplicas": 1} if "WAIT" in name else {})}))
+                for name in apis
+            }
             runners += [r for r, _ in lat.values()]
             await latency(http, {name: base for name, (_, base) in lat.items()}, args.latency_samples)
 
@@ -201,14 +230,21 @@ async def main(args: argparse.Namespace) -> None:
             await probe.aclose()
 
         print(f"failover: primary {old} killed (SIGKILL) with {args.tasks} tasks in flight")
-        print(f"  Sentinels named a new primary after {switched:.2f} s; first write through the runtime's client after {first_write:.2f} s")
+        print(
+            f"  Sentinels named a new primary after {switched:.2f} s; first write through the runtime's client "
+            f"after {first_write:.2f} s"
+        )
         for name in apis:
             codes = dict(sorted(refused[name].items())) or "none"
-            print(f"  {name:22s} acknowledged {len(acked[name]):5d}, not acknowledged {codes}, acknowledged but lost {missing[name]}")
+            print(
+                f"  {name:22s} acknowledged {len(acked[name]):5d}, not acknowledged {codes}, acknowledged but "
+                f"lost {missing[name]}"
+            )
         print(f"  tasks ended done: {done} of {len(ids)}; steps recorded twice: {twice}")
         expected = args.tasks * 5  # 6 steps, the last one answers: 5 effect calls per task
         print(
-            f"  side effects applied {len(stats['applied'])} (expected {expected}, each once), requests re-sent under the "
+            f"  side effects applied {len(stats['applied'])} (expected {expected}, each once), requests re-sent under "
+            "the "
             f"same key {sum(n - 1 for n in stats['duplicates'].values())}, unkeyed {stats['unkeyed']}"
         )
     finally:

@@ -44,8 +44,9 @@ production), but do fit when each replica keeps only its own 16 tasks (16 x 26K 
    at the --churn-replicas sizes also a run where one replica fails mid-run (leaves the set, its
    engine stops with its calls in flight and its cache) and one where a replica joins mid-run.
 
-    .venv/bin/python -m e2e.bench.routing_bench [--sections 1,2,3,4] [--replicas 4,8] [--tasks-per-replica 16] [--tasks 64] [--steps 16]
-        [--hedge-seconds 900] [--episode-seconds 10,40] [--short-tasks] [--sections 5 --ceiling-replicas 2,4,8,16 --churn-replicas 8 --churn-at 20]
+    .venv/bin/python -m e2e.bench.routing_bench [--sections 1,2,3,4] [--replicas 4,8] [--tasks-per-replica 16]
+        [--tasks 64] [--steps 16] [--hedge-seconds 900] [--episode-seconds 10,40] [--short-tasks]
+        [--sections 5 --ceiling-replicas 2,4,8,16 --churn-replicas 8 --churn-at 20]
 """
 
 from __future__ import annotations
@@ -92,14 +93,18 @@ class BoundCheckTransport(SimTransport):
         self.eps = 0.25
         self.placements = self.over_cap = 0
 
-    async def stream(self, endpoint: Endpoint, body: dict[str, Any], timeout: float, observer: StreamObserver) -> dict[str, Any]:
+    async def stream(
+        self, endpoint: Endpoint, body: dict[str, Any], timeout: float, observer: StreamObserver
+    ) -> dict[str, Any]:
         if self.inflight is not None:
             # This call is already counted; the bound allowed it iff its replica is within
             # ceil((1 + eps) x total / n) now (hashing.load_cap at placement).
             live = self.live()
             total = sum(self.inflight.get(n, 0) for n in live)
             self.placements += 1
-            self.over_cap += self.inflight.get(endpoint.name, 0) > max(1, math.ceil((1 + self.eps) * total / len(live) - 1e-9))
+            self.over_cap += self.inflight.get(endpoint.name, 0) > max(
+                1, math.ceil((1 + self.eps) * total / len(live) - 1e-9)
+            )
         return await super().stream(endpoint, body, timeout, observer)
 
     def rows(self) -> list[tuple[str, int, str, int, int, float]]:
@@ -139,7 +144,14 @@ class TaskSpec:
     tool_outputs: list[str]
 
 
-def make_tasks(n: int, steps: int, seed: int, arrival_window: float, roots: Callable[[int], str] | None = None, out_words: int = 1000) -> list[TaskSpec]:
+def make_tasks(
+    n: int,
+    steps: int,
+    seed: int,
+    arrival_window: float,
+    roots: Callable[[int], str] | None = None,
+    out_words: int = 1000,
+) -> list[TaskSpec]:
     rng = random.Random(seed)
     out = []
     for i in range(n):
@@ -183,7 +195,10 @@ def first_messages(spec: TaskSpec) -> list[dict[str, Any]]:
 
 
 def after_step(spec: TaskSpec, step: int) -> list[dict[str, Any]]:
-    return [{"role": "assistant", "content": f"step {step}: calling search for {spec.task_id}"}, {"role": "tool", "content": spec.tool_outputs[step]}]
+    return [
+        {"role": "assistant", "content": f"step {step}: calling search for {spec.task_id}"},
+        {"role": "tool", "content": spec.tool_outputs[step]},
+    ]
 
 
 async def drive(client: RoutingModelClient, tasks: list[TaskSpec], res: Result, max_tokens_note: str = "") -> None:
@@ -196,7 +211,9 @@ async def drive(client: RoutingModelClient, tasks: list[TaskSpec], res: Result, 
         msgs = first_messages(spec)
         for step in range(spec.steps):
             started = loop.time()
-            reply = await client.complete(ModelRequest(messages=list(msgs), task_id=spec.task_id, root_id=spec.root_id, step=step, kind="step"))
+            reply = await client.complete(
+                ModelRequest(messages=list(msgs), task_id=spec.task_id, root_id=spec.root_id, step=step, kind="step")
+            )
             res.call_latencies.append(loop.time() - started)
             res.tokens_used += reply.usage.total
             msgs += after_step(spec, step)
@@ -208,7 +225,9 @@ async def drive(client: RoutingModelClient, tasks: list[TaskSpec], res: Result, 
     res.wall = loop.time() - t0
 
 
-async def sample_imbalance(client: RoutingModelClient, names: list[str], res: Result, stop: asyncio.Event, every: float = 0.25) -> None:
+async def sample_imbalance(
+    client: RoutingModelClient, names: list[str], res: Result, stop: asyncio.Event, every: float = 0.25
+) -> None:
     """max/mean of the calls in flight per replica, as the router counts them (one pod here)."""
     ratios = []
     while not stop.is_set():
@@ -228,7 +247,10 @@ def finish(res: Result, replicas: list[Replica], metrics: RoutingMetrics) -> Res
     res.hit_rate = h / q if q else 0.0
     res.calls = len(res.call_latencies)
     reg = metrics.registry
-    res.hedges = sum(reg.get_sample_value("agentfleet_routing_hedges_total", {"model": "llama", "result": r}) or 0.0 for r in ("won", "lost", "failed"))
+    res.hedges = sum(
+        reg.get_sample_value("agentfleet_routing_hedges_total", {"model": "llama", "result": r}) or 0.0
+        for r in ("won", "lost", "failed")
+    )
     res.denied = reg.get_sample_value("agentfleet_routing_hedges_total", {"model": "llama", "result": "denied"}) or 0.0
     res.sent = sum(r.calls for r in replicas)
     res.slow_calls = sum(r.slow_calls for r in replicas)
@@ -239,7 +261,13 @@ def finish(res: Result, replicas: list[Replica], metrics: RoutingMetrics) -> Res
 
 
 def virtual_run(
-    label: str, tasks: list[TaskSpec], settings: RoutingSettings, *, replicas: int = 4, faults: dict[str, Any] | None = None, max_tokens: int = 64
+    label: str,
+    tasks: list[TaskSpec],
+    settings: RoutingSettings,
+    *,
+    replicas: int = 4,
+    faults: dict[str, Any] | None = None,
+    max_tokens: int = 64,
 ) -> Result:
     async def main() -> Result:
         sims = await start_replicas(replicas, fleet_config(replicas, engine=ENGINE, faults=faults or {}))
@@ -266,7 +294,11 @@ def virtual_run(
 
     started = time.monotonic()
     res = run_virtual(main())
-    print(f"    ({label}: {time.monotonic() - started:.0f} s of CPU-bound wall time for {res.wall:.0f} s simulated)", file=sys.stderr, flush=True)
+    print(
+        f"    ({label}: {time.monotonic() - started:.0f} s of CPU-bound wall time for {res.wall:.0f} s simulated)",
+        file=sys.stderr,
+        flush=True,
+    )
     return res
 
 
@@ -277,7 +309,10 @@ def http_run(label: str, tasks: list[TaskSpec], settings: RoutingSettings, max_t
         async def main() -> Result:
             metrics = RoutingMetrics(CollectorRegistry())
             client = RoutingModelClient(
-                (Tier("llama", "llama-70b", settings), StaticSource([Endpoint(h.name, h.base_url) for h in fleet.replicas])),
+                (
+                    Tier("llama", "llama-70b", settings),
+                    StaticSource([Endpoint(h.name, h.base_url) for h in fleet.replicas]),
+                ),
                 metrics=metrics,
                 timeout=120.0,
                 max_output_tokens=max_tokens,
@@ -296,9 +331,15 @@ def http_run(label: str, tasks: list[TaskSpec], settings: RoutingSettings, max_t
 
 def line(r: Result, base: Result | None = None) -> str:
     mean, p99 = statistics.fmean(r.call_latencies), pct(r.call_latencies, 99)
-    s = f"  {r.label:<26} hit rate {r.hit_rate:6.1%}  call mean {mean:6.2f} s  p99 {p99:6.2f} s  task p95 {pct(r.task_seconds, 95):7.1f} s  same-replica {r.affinity:6.1%}"
+    s = (
+        f"  {r.label:<26} hit rate {r.hit_rate:6.1%}  call mean {mean:6.2f} s  p99 {p99:6.2f} s  task p95 "
+        f"{pct(r.task_seconds, 95):7.1f} s  same-replica {r.affinity:6.1%}"
+    )
     if base is not None:
-        s += f"   [{r.hit_rate / base.hit_rate:4.1f}x hit rate, p99 {p99 / pct(base.call_latencies, 99):4.2f}x of {base.label}]"
+        s += (
+            f"   [{r.hit_rate / base.hit_rate:4.1f}x hit rate, p99 {p99 / pct(base.call_latencies, 99):4.2f}x of "
+            f"{base.label}]"
+        )
     return s
 
 
@@ -306,14 +347,18 @@ def hedging_section(args: argparse.Namespace) -> None:
     print(
         "2. Hedging: 10x slow calls, PrefixAffinity, 4 replicas; the same tasks under two models of the slowness\n"
         "   independent: every call is 10x slow with chance 1% (slow_fraction)\n"
-        "   episodes D s: each replica spends 1% of its time in slow episodes (exponential, mean D s) in which every call it\n"
-        "   starts is 10x slow (a long prefill hogging the batch, throttling, a noisy neighbour): a task pinned there meets\n"
+        "   episodes D s: each replica spends 1% of its time in slow episodes (exponential, mean D s) in which every "
+        "call it\n"
+        "   starts is 10x slow (a long prefill hogging the batch, throttling, a noisy neighbour): a task pinned there "
+        "meets\n"
         "   them in a row\n"
         "   'no stay': the router before this change (a task whose hedge won elsewhere goes back to its home next call)"
     )
     models: list[tuple[str, dict[str, Any]]] = [("independent", {"slow_fraction": 0.01, "slow_factor": 10.0})]
     for d in (float(x) for x in args.episode_seconds.split(",") if x):
-        models.append((f"episodes {d:g} s", {"slow_episode_fraction": 0.01, "slow_episode_seconds": d, "slow_factor": 10.0}))
+        models.append(
+            (f"episodes {d:g} s", {"slow_episode_fraction": 0.01, "slow_episode_seconds": d, "slow_factor": 10.0})
+        )
     configs = [
         ("no hedging", RoutingSettings()),
         ("hedge p95, no stay", RoutingSettings(hedging=True, stay_after_move=False)),
@@ -331,7 +376,8 @@ def hedging_section(args: argparse.Namespace) -> None:
         # No hedge can make the tail better than a fleet without slow calls at all.
         ref = virtual_run("no slow calls", hset, RoutingSettings())
         print(
-            f"    {'no slow calls (reference)':<36} task p95 {pct(ref.task_seconds, 95):6.1f} s  p99 {pct(ref.task_seconds, 99):6.1f} s  call p99 {pct(ref.call_latencies, 99):6.2f} s"
+            f"    {'no slow calls (reference)':<36} task p95 {pct(ref.task_seconds, 95):6.1f} s  p99 "
+            f"{pct(ref.task_seconds, 99):6.1f} s  call p99 {pct(ref.call_latencies, 99):6.2f} s"
         )
         for mlabel, faults in models:
             results = [virtual_run(f"{mlabel}: {clabel}", hset, st, faults=faults) for clabel, st in configs]
@@ -339,25 +385,34 @@ def hedging_section(args: argparse.Namespace) -> None:
             for r in results:
                 extra = (r.sent - r.calls) / r.calls
                 print(
-                    f"    {r.label:<36} task p95 {pct(r.task_seconds, 95):6.1f} s  p99 {pct(r.task_seconds, 99):6.1f} s  "
+                    f"    {r.label:<36} task p95 {pct(r.task_seconds, 95):6.1f} s  p99 {pct(r.task_seconds, 99):6.1f} "
+                    "s  "
                     f"call p99 {pct(r.call_latencies, 99):6.2f} s  slow calls {r.slow_calls / r.sent:5.2%}  "
-                    f"extra calls {extra:5.1%} (hedges {r.hedges:.0f}, {r.denied:.0f} denied)  same-replica {r.affinity:5.1%}"
-                    + (f"  ({r.episodes} episodes in {r.wall:.0f} s)" if r.episodes else "")
+                    f"extra calls {extra:5.1%} (hedges {r.hedges:.0f}, {r.denied:.0f} denied)  same-replica "
+                    f"{r.affinity:5.1%}" + (f"  ({r.episodes} episodes in {r.wall:.0f} s)" if r.episodes else "")
                 )
             print(
                 f"      at most {pct(off.task_seconds, 95) / pct(ref.task_seconds, 95):.2f}x better task p95 "
-                f"({pct(off.task_seconds, 99) / pct(ref.task_seconds, 99):.2f}x p99) for a hedge that removed every slow call for free"
+                f"({pct(off.task_seconds, 99) / pct(ref.task_seconds, 99):.2f}x p99) for a hedge that removed every "
+                "slow call for free"
             )
             for r in results[1:]:
                 print(
                     f"      -> {r.label}: task p95 {pct(off.task_seconds, 95) / pct(r.task_seconds, 95):.2f}x better, "
-                    f"task p99 {pct(off.task_seconds, 99) / pct(r.task_seconds, 99):.2f}x, call p99 {pct(off.call_latencies, 99) / pct(r.call_latencies, 99):.2f}x"
+                    f"task p99 {pct(off.task_seconds, 99) / pct(r.task_seconds, 99):.2f}x, call p99 "
+                    f"{pct(off.call_latencies, 99) / pct(r.call_latencies, 99):.2f}x"
                 )
 
 
 def skew_section(args: argparse.Namespace) -> None:
     print("\n3. Bounded load, skewed mix: 8 of every 10 tasks are sub-agents of 3 hot roots (subAgentAffinity)")
-    hot = make_tasks(args.tasks, args.steps, seed=3, arrival_window=30.0, roots=lambda i: f"root-{i % 3}" if i % 10 < 8 else f"solo-{i}")
+    hot = make_tasks(
+        args.tasks,
+        args.steps,
+        seed=3,
+        arrival_window=30.0,
+        roots=lambda i: f"root-{i % 3}" if i % 10 < 8 else f"solo-{i}",
+    )
     results = [
         virtual_run("HRW unbounded (1000%)", hot, RoutingSettings(load_bound_percent=1000)),
         virtual_run("HRW bounded 125%", hot, RoutingSettings(load_bound_percent=125)),
@@ -365,7 +420,8 @@ def skew_section(args: argparse.Namespace) -> None:
     ]
     for r in results:
         print(
-            f"  {r.label:<26} in-flight max/mean: mean {r.imbalance_mean:4.2f}  worst {r.imbalance_max:4.2f}   hit rate {r.hit_rate:6.1%}  call p99 {pct(r.call_latencies, 99):6.2f} s"
+            f"  {r.label:<26} in-flight max/mean: mean {r.imbalance_mean:4.2f}  worst {r.imbalance_max:4.2f}   "
+            f"hit rate {r.hit_rate:6.1%}  call p99 {pct(r.call_latencies, 99):6.2f} s"
         )
 
 
@@ -429,16 +485,29 @@ def affinity_section(args: argparse.Namespace) -> None:
         tasks = make_tasks(n_tasks, args.steps, seed=1, arrival_window=30.0)
         ceiling, floor, unbounded = hit_bounds(tasks, replicas)
         print(
-            f"  bounds from the prompts: sticky ceiling {ceiling:.1%}; RoundRobin floor {floor:.1%} (unbounded cache {unbounded:.1%}) "
+            f"  bounds from the prompts: sticky ceiling {ceiling:.1%}; RoundRobin floor {floor:.1%} (unbounded cache "
+            f"{unbounded:.1%}) "
             f"-> no router gets more than {ceiling / floor:.2f}x RoundRobin here"
         )
         rr = virtual_run("RoundRobin", tasks, RoutingSettings(policy="RoundRobin"), replicas=replicas)
         ll = virtual_run("LeastLoaded", tasks, RoutingSettings(policy="LeastLoaded"), replicas=replicas)
-        pa = virtual_run("PrefixAffinity (bound 125%)", tasks, RoutingSettings(policy="PrefixAffinity"), replicas=replicas)
-        pa2 = virtual_run("PrefixAffinity (bound 200%)", tasks, RoutingSettings(policy="PrefixAffinity", load_bound_percent=200), replicas=replicas)
+        pa = virtual_run(
+            "PrefixAffinity (bound 125%)", tasks, RoutingSettings(policy="PrefixAffinity"), replicas=replicas
+        )
+        pa2 = virtual_run(
+            "PrefixAffinity (bound 200%)",
+            tasks,
+            RoutingSettings(policy="PrefixAffinity", load_bound_percent=200),
+            replicas=replicas,
+        )
         # The router before the bound moved tasks instead of calls: a call over the bound went to
         # the task's next replica and the next call went back home, missing on both.
-        old = virtual_run("PrefixAffinity 125%, no stay", tasks, RoutingSettings(policy="PrefixAffinity", stay_after_move=False), replicas=replicas)
+        old = virtual_run(
+            "PrefixAffinity 125%, no stay",
+            tasks,
+            RoutingSettings(policy="PrefixAffinity", stay_after_move=False),
+            replicas=replicas,
+        )
         print(line(rr))
         for r in (ll, pa, pa2, old):
             print(line(r, rr))
@@ -556,7 +625,17 @@ def where_hits_go(
                 evicted += lost
             last[goal] = replica
         ttfts = [t - starts[(g, s)] for g, s, *_, t in rows if t == t]
-        return Where(label, h / q, pct(ttfts, 99), moves, moved / q, evicted / q, first / q, transport.over_cap, transport.placements)
+        return Where(
+            label,
+            h / q,
+            pct(ttfts, 99),
+            moves,
+            moved / q,
+            evicted / q,
+            first / q,
+            transport.over_cap,
+            transport.placements,
+        )
 
     started = time.monotonic()
     res = run_virtual(main())
@@ -565,10 +644,17 @@ def where_hits_go(
 
 
 def ceiling_section(args: argparse.Namespace) -> None:
-    print("\n5. Where the hits go: hit rate against the ceiling (a router that always finds the task's previous prompt, unbounded")
-    print("   capacity), p99 TTFT (streamed calls), tokens the ceiling hits that a run missed by cause, load-bound violations")
     print(
-        f"   {'replicas':>8} {'policy':<28} {'hit rate':>8} {'of ceiling':>10} {'p99 TTFT':>9} {'moves':>6} {'lost: moved':>11} {'evicted':>8} {'first':>6} {'over cap':>9}"
+        "\n5. Where the hits go: hit rate against the ceiling (a router that always finds the task's previous "
+        "prompt, unbounded"
+    )
+    print(
+        "   capacity), p99 TTFT (streamed calls), tokens the ceiling hits that a run missed by cause, load-bound "
+        "violations"
+    )
+    print(
+        f"   {'replicas':>8} {'policy':<28} {'hit rate':>8} {'of ceiling':>10} {'p99 TTFT':>9} {'moves':>6} "
+        f"{'lost: moved':>11} {'evicted':>8} {'first':>6} {'over cap':>9}"
     )
     for replicas in [int(x) for x in args.ceiling_replicas.split(",")]:
         tasks = make_tasks(args.tasks_per_replica * replicas, args.steps, seed=args.ceiling_seed, arrival_window=30.0)
@@ -577,7 +663,10 @@ def ceiling_section(args: argparse.Namespace) -> None:
         rr = where_hits_go("RoundRobin", tasks, RoutingSettings(policy="RoundRobin"), replicas, ceilings)
         routers = (
             ROUTERS
-            + [(f"PrefixAffinity {b}%", RoutingSettings(policy="PrefixAffinity", load_bound_percent=b)) for b in (int(x) for x in args.bounds.split(",") if x)]
+            + [
+                (f"PrefixAffinity {b}%", RoutingSettings(policy="PrefixAffinity", load_bound_percent=b))
+                for b in (int(x) for x in args.bounds.split(",") if x)
+            ]
             + [
                 (f"PA 125% + wait {w:g} s for room", RoutingSettings(policy="PrefixAffinity", spill_wait_s=w))
                 for w in (float(x) for x in args.spill_waits.split(",") if x)
@@ -588,12 +677,15 @@ def ceiling_section(args: argparse.Namespace) -> None:
             at = args.churn_at
             pa = RoutingSettings(policy="PrefixAffinity")
             rows += [
-                where_hits_go(f"PA 125%, 1 of {replicas} fails at {at:g} s", tasks, pa, replicas, ceilings, churn=("fail", at)),
+                where_hits_go(
+                    f"PA 125%, 1 of {replicas} fails at {at:g} s", tasks, pa, replicas, ceilings, churn=("fail", at)
+                ),
                 where_hits_go(f"PA 125%, 1 added at {at:g} s", tasks, pa, replicas, ceilings, churn=("add", at)),
             ]
         for w in rows:
             print(
-                f"   {replicas:>8} {w.label:<28} {w.hit_rate:8.1%} {w.hit_rate / ceiling:10.1%} {w.ttft_p99:8.2f}s {w.moves:6d} "
+                f"   {replicas:>8} {w.label:<28} {w.hit_rate:8.1%} {w.hit_rate / ceiling:10.1%} {w.ttft_p99:8.2f}s "
+                f"{w.moves:6d} "
                 f"{w.lost_moved:11.1%} {w.lost_evicted:8.1%} {w.lost_first:6.1%} {w.over_cap:4d}/{w.samples:<4d}"
                 + (f"  p99 TTFT {w.ttft_p99 / rr.ttft_p99:.2f}x RR" if w is not rr else f"  (ceiling {ceiling:.1%})")
             )
@@ -621,15 +713,34 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--replicas", default="4,8", help="fleet sizes of section 1")
     ap.add_argument("--sections", default="1,2,3,4", help="comma-separated sections to run (4 is real HTTP)")
-    ap.add_argument("--hedge-seconds", type=float, default=900.0, help="section 2: arrival window (tasks arrive at ~0.5/s)")
-    ap.add_argument("--episode-seconds", default="10,40", help="section 2: mean slow-episode lengths to compare ('' for none)")
+    ap.add_argument(
+        "--hedge-seconds", type=float, default=900.0, help="section 2: arrival window (tasks arrive at ~0.5/s)"
+    )
+    ap.add_argument(
+        "--episode-seconds", default="10,40", help="section 2: mean slow-episode lengths to compare ('' for none)"
+    )
     ap.add_argument("--short-tasks", action="store_true", help="section 2: also 6-call tasks")
     ap.add_argument("--ceiling-replicas", default="2,4,8,16", help="fleet sizes of section 5")
-    ap.add_argument("--ceiling-seed", type=int, default=1, help="section 5's task seed (the waits were tuned on seed 9)")
-    ap.add_argument("--bounds", default="", help="section 5: extra PrefixAffinity rows with these loadBoundPercent values")
-    ap.add_argument("--spill-waits", default="1", help="section 5: extra PA 125%% rows with these waits for room (s), for tuning")
-    ap.add_argument("--churn-replicas", default="8", help="section 5: fleet sizes that also get a run where one replica fails and one where one is added")
-    ap.add_argument("--churn-at", type=float, default=20.0, help="section 5: when the replica fails or is added (s; tasks arrive over the first 30 s)")
+    ap.add_argument(
+        "--ceiling-seed", type=int, default=1, help="section 5's task seed (the waits were tuned on seed 9)"
+    )
+    ap.add_argument(
+        "--bounds", default="", help="section 5: extra PrefixAffinity rows with these loadBoundPercent values"
+    )
+    ap.add_argument(
+        "--spill-waits", default="1", help="section 5: extra PA 125%% rows with these waits for room (s), for tuning"
+    )
+    ap.add_argument(
+        "--churn-replicas",
+        default="8",
+        help="section 5: fleet sizes that also get a run where one replica fails and one where one is added",
+    )
+    ap.add_argument(
+        "--churn-at",
+        type=float,
+        default=20.0,
+        help="section 5: when the replica fails or is added (s; tasks arrive over the first 30 s)",
+    )
     args = ap.parse_args()
     sections = {int(x) for x in args.sections.split(",")}
     if 1 in sections:

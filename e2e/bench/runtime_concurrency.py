@@ -109,7 +109,12 @@ async def run_once(
     jitter: float = 0.0,
 ) -> dict[str, float]:
     fleet = "bench" + uuid.uuid4().hex[:6]
-    doc = {"fleet": fleet, "redisUrl": redis_url, "worker": {"concurrency": concurrency, "metricsPort": 0}, "model": {"timeoutSeconds": 60}}
+    doc = {
+        "fleet": fleet,
+        "redisUrl": redis_url,
+        "worker": {"concurrency": concurrency, "metricsPort": 0},
+        "model": {"timeoutSeconds": 60},
+    }
     if model_url:
         doc["model"]["baseUrl"] = model_url
     config = RuntimeConfig.model_validate(doc)
@@ -118,7 +123,9 @@ async def run_once(
     store = TaskStore(connect(redis_url), Keys(fleet))
     await store.ensure_group()
     pipe_ids = []
-    goals = [f"job {i} #steps={steps} #latency={latency}" + (f" #jitter={jitter}" if jitter else "") for i in range(tasks)]
+    goals = [
+        f"job {i} #steps={steps} #latency={latency}" + (f" #jitter={jitter}" if jitter else "") for i in range(tasks)
+    ]
     for goal in goals:
         sub = Submission(goal, "", limits_of(config), None, "", {})
         pipe_ids.append((await store.submit(new_task(uuid.uuid4().hex, sub, time.time())))[1])
@@ -189,25 +196,33 @@ def report(name: str, tasks: int, r: dict[str, float]) -> None:
     calls = tasks * r["steps"]
     ideal_calls = r["concurrency"] / r["latency"]
     print(
-        f"{name:<30} wall {r['wall']:6.2f} s (ideal {r['ideal']:.2f} s) -> {tasks / r['wall']:7.1f} tasks/s, {calls / r['wall']:6.0f} model calls/s, "
-        f"{r['ideal'] / r['wall'] * 100:5.1f}% of ideal; peak in flight {r['peak_in_flight']:.0f}; RSS {r['rss0']:.0f} -> {r['peak_rss']:.0f} MiB; "
+        f"{name:<30} wall {r['wall']:6.2f} s (ideal {r['ideal']:.2f} s) -> {tasks / r['wall']:7.1f} tasks/s, "
+        f"{calls / r['wall']:6.0f} model calls/s, "
+        f"{r['ideal'] / r['wall'] * 100:5.1f}% of ideal; peak in flight {r['peak_in_flight']:.0f}; RSS "
+        f"{r['rss0']:.0f} -> {r['peak_rss']:.0f} MiB; "
         f"load {r['load']:.1f}"
     )
     per_step = r["cpu"] / calls
     runtime_step = (r["cpu"] - r["stub_cpu"]) / calls
     stub = f" (of which the stub model's own work {r['stub_cpu'] / calls * 1000:.3f} ms)" if r["stub_cpu"] else ""
-    print(f"{'':<30} worker CPU {per_step * 1000:.3f} ms per step{stub}; this run got {r['cpu'] / r['wall'] * 100:.0f}% of a core")
     print(
-        f"{'':<30} runtime alone {runtime_step * 1000:.3f} ms per step: one free core would sustain {1 / runtime_step:.0f} model calls/s "
+        f"{'':<30} worker CPU {per_step * 1000:.3f} ms per step{stub}; this run got "
+        f"{r['cpu'] / r['wall'] * 100:.0f}% of a core"
+    )
+    print(
+        f"{'':<30} runtime alone {runtime_step * 1000:.3f} ms per step: one free core would sustain "
+        f"{1 / runtime_step:.0f} model calls/s "
         f"({min(1.0, (1 / runtime_step) / ideal_calls) * 100:.0f}% of ideal)"
     )
     line = f"{'':<30} redis-server CPU {r['redis_cpu'] / calls * 1000:.3f} ms per step"
     if r["server_cpu"] == r["server_cpu"]:  # not NaN: the HTTP model server ran
         total = (r["cpu"] + r["redis_cpu"] + r["server_cpu"]) / calls
         line += (
-            f"; scripted model server CPU {r['server_cpu'] / calls * 1000:.3f} ms per call ({r['server_cpu'] / r['wall'] * 100:.0f}% of a core; "
+            f"; scripted model server CPU {r['server_cpu'] / calls * 1000:.3f} ms per call "
+            f"({r['server_cpu'] / r['wall'] * 100:.0f}% of a core; "
             f"alone on a free core it would serve {calls / r['server_cpu']:.0f} calls/s)"
-            f"\n{'':<30} all three: {total * 1000:.3f} ms CPU per call -> {os.cpu_count()} cores fully used would give at most "
+            f"\n{'':<30} all three: {total * 1000:.3f} ms CPU per call -> {os.cpu_count()} cores fully used would "
+            "give at most "
             f"{os.cpu_count() / total:.0f} calls/s on this machine"
         )
     print(line)
@@ -232,7 +247,16 @@ async def main(args: argparse.Namespace) -> None:
             for steps in lengths:
                 tasks = args.tasks if steps <= 3 else args.long_tasks
                 if args.only in (None, "stub"):
-                    r = await run_once(url, None, tasks, args.concurrency, args.latency, steps, gc_tune=args.gc == "tuned", jitter=args.jitter)
+                    r = await run_once(
+                        url,
+                        None,
+                        tasks,
+                        args.concurrency,
+                        args.latency,
+                        steps,
+                        gc_tune=args.gc == "tuned",
+                        jitter=args.jitter,
+                    )
                     results.append((f"stub, {steps}-call tasks", tasks, r))
                 if args.only in (None, "http"):
                     r = await run_once(
@@ -252,9 +276,11 @@ async def main(args: argparse.Namespace) -> None:
             server.wait(10)
     print(
         f"{args.concurrency} tasks at once in one worker process, model latency {args.latency * 1000:.0f} ms"
-        f"{f' +/- {args.jitter * 100:.0f} % (uniform, per call)' if args.jitter else ' (every call alike)'}; tasks of {args.steps} model calls; "
+        f"{f' +/- {args.jitter * 100:.0f} % (uniform, per call)' if args.jitter else ' (every call alike)'}; tasks of "
+        f"{args.steps} model calls; "
         f"GC {'tuned as the worker entry point does (gctune.py)' if args.gc == 'tuned' else 'CPython defaults'}; "
-        f"event loop {eventloop.name()} (the worker entry point's, eventloop.py; the scripted model server runs on the same)"
+        f"event loop {eventloop.name()} (the worker entry point's, eventloop.py; the scripted model server runs on "
+        "the same)"
     )
     print(f"baseline (ideal): {args.concurrency / args.latency:.0f} model calls/s at any task length")
     for name, tasks, r in results:
@@ -271,8 +297,18 @@ if __name__ == "__main__":
     p.add_argument("--concurrency", type=int, default=1000)
     p.add_argument("--latency", type=float, default=0.2)
     p.add_argument(
-        "--jitter", type=float, default=0.0, help="spread each call's latency over latency x [1-J, 1+J] (0: every call alike, which keeps tasks in lockstep)"
+        "--jitter",
+        type=float,
+        default=0.0,
+        help=(
+            "spread each call's latency over latency x [1-J, 1+J] (0: every call alike, which keeps tasks in lockstep)"
+        ),
     )
     p.add_argument("--only", choices=("stub", "http"), default=None)
-    p.add_argument("--gc", choices=("tuned", "default"), default="tuned", help="the worker entry point's GC settings (gctune.py), or CPython's")
+    p.add_argument(
+        "--gc",
+        choices=("tuned", "default"),
+        default="tuned",
+        help="the worker entry point's GC settings (gctune.py), or CPython's",
+    )
     eventloop.run(main(p.parse_args()))  # the loop `python -m agentfleet_runtime worker` runs on

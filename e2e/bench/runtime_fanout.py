@@ -64,10 +64,16 @@ async def main(args: argparse.Namespace) -> None:
             parent_s.append(time.perf_counter() - t0)
             steps = await store.steps(tid)
             spawn_s.append(steps[0].observations[0].seconds)
-            assert steps[0].observations[0].output.startswith(f"{args.branches} of {args.branches} sub-agents finished"), steps[0].observations[0].output
+            assert (
+                steps[0].observations[0].output.startswith(f"{args.branches} of {args.branches} sub-agents finished")
+            ), steps[0].observations[0].output
 
             msgs = [
-                [{"role": "system", "content": "s"}, {"role": "user", "content": f"direct {run} {i} #latency={args.latency}"}] for i in range(args.branches)
+                [
+                    {"role": "system", "content": "s"},
+                    {"role": "user", "content": f"direct {run} {i} #latency={args.latency}"},
+                ]
+                for i in range(args.branches)
             ]
             t0 = time.perf_counter()
             await asyncio.gather(*(direct_client.complete(ModelRequest(messages=m)) for m in msgs))
@@ -78,10 +84,18 @@ async def main(args: argparse.Namespace) -> None:
     await server.stop()
     med = statistics.median
     print(f"fan-out of {args.branches} branches x {args.latency:.1f} s model call, {args.runs} runs (median, max)")
-    print(f"baseline: direct asyncio.gather of the {args.branches} calls   {med(direct_s):.3f} s, {max(direct_s):.3f} s")
-    print(f"spawn step: spawn -> children run -> fan-in      {med(spawn_s):.3f} s, {max(spawn_s):.3f} s  ({med(spawn_s) / med(direct_s):.3f}x baseline)")
+    print(
+        f"baseline: direct asyncio.gather of the {args.branches} calls   {med(direct_s):.3f} s, {max(direct_s):.3f} s"
+    )
+    print(
+        f"spawn step: spawn -> children run -> fan-in      {med(spawn_s):.3f} s, {max(spawn_s):.3f} s  "
+        f"({med(spawn_s) / med(direct_s):.3f}x baseline)"
+    )
     print(f"whole parent task (2 model calls + fan-out)       {med(parent_s):.3f} s, {max(parent_s):.3f} s")
-    print(f"goal: fan-out under 1.1 s (median): {'MET' if med(spawn_s) < 1.1 else 'NOT MET'}; worst run {max(spawn_s):.3f} s")
+    print(
+        f"goal: fan-out under 1.1 s (median): {'MET' if med(spawn_s) < 1.1 else 'NOT MET'}; worst run "
+        f"{max(spawn_s):.3f} s"
+    )
     print(load_line())
 
 

@@ -121,7 +121,15 @@ async def in_memory(tasks: int, steps: int) -> list[float]:
     gaps = []
     for i in range(tasks):
         goal = f"bench {i} #steps={steps}"
-        rec = TaskRecord(id=str(i), goal=goal, status=Status.RUNNING, limits=Limits(), created_at=0, deadline=time.time() + 600, root=str(i))
+        rec = TaskRecord(
+            id=str(i),
+            goal=goal,
+            status=Status.RUNNING,
+            limits=Limits(),
+            created_at=0,
+            deadline=time.time() + 600,
+            root=str(i),
+        )
         history: list[Step] = []
         last_end = None
         while True:
@@ -154,7 +162,10 @@ async def redis_rtt(redis_url: str, n: int = 2000) -> list[float]:
 
 
 def line(name: str, values: list[float]) -> str:
-    return f"{name:<44} n={len(values):>5}  p50={pct(values, 50):7.3f} ms  p90={pct(values, 90):7.3f} ms  p99={pct(values, 99):7.3f} ms"
+    return (
+        f"{name:<44} n={len(values):>5}  p50={pct(values, 50):7.3f} ms  p90={pct(values, 90):7.3f} ms  "
+        f"p99={pct(values, 99):7.3f} ms"
+    )
 
 
 def tracing_lines(off: list[float], on: list[float], cpu: dict[str, list[float]], rounds: int) -> list[str]:
@@ -213,9 +224,13 @@ async def main(args: argparse.Namespace) -> None:
     print(line("durable loop, 1 task at a time", seq))
     print(line(f"durable loop, {args.tasks} tasks at once", conc))
     print(f"steps/s: 1 at a time {len(seq) / wall1:.0f}, {args.tasks} at once {len(conc) / wall2:.0f}")
-    print(f"worker CPU per step (this process): 1 at a time {cpu1 / len(seq) * 1000:.2f} ms, {args.tasks} at once {cpu2 / len(conc) * 1000:.2f} ms")
     print(
-        f"ratios (durable, 1 at a time): p50 = {pct(seq, 50) / pct(naive, 50):.1f}x the in-memory loop, {pct(seq, 50) / pct(rtt, 50):.1f}x a Redis round trip"
+        f"worker CPU per step (this process): 1 at a time {cpu1 / len(seq) * 1000:.2f} ms, {args.tasks} at once "
+        f"{cpu2 / len(conc) * 1000:.2f} ms"
+    )
+    print(
+        f"ratios (durable, 1 at a time): p50 = {pct(seq, 50) / pct(naive, 50):.1f}x the in-memory loop, "
+        f"{pct(seq, 50) / pct(rtt, 50):.1f}x a Redis round trip"
     )
     ok = pct(seq, 50) < 2 and pct(seq, 99) < 10
     print(f"goal p50 < 2 ms and p99 < 10 ms (1 at a time): {'MET' if ok else 'NOT MET'}")
@@ -226,7 +241,12 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tasks", type=int, default=60)
     p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--gc", choices=("tuned", "default"), default="tuned", help="the worker entry point's GC settings (gctune.py), or CPython's")
+    p.add_argument(
+        "--gc",
+        choices=("tuned", "default"),
+        default="tuned",
+        help="the worker entry point's GC settings (gctune.py), or CPython's",
+    )
     p.add_argument(
         "--tracing", action="store_true", help="measure spec.tracing's cost per step instead (spans to Jaeger)"
     )

@@ -56,9 +56,25 @@ class Bench:
 
     # --- objects ---
 
-    def pod(self, name: str, gpus: int, inst: str, role: str, *, node: str | None = None, pinned: str | None = None, gang: str | None = None) -> dict:
+    def pod(
+        self,
+        name: str,
+        gpus: int,
+        inst: str,
+        role: str,
+        *,
+        node: str | None = None,
+        pinned: str | None = None,
+        gang: str | None = None,
+    ) -> dict:
         spec: dict = {
-            "containers": [{"name": "c", "image": "registry.invalid/agentfleet/sim:latest", "resources": {"requests": {GPU: str(gpus)}, "limits": {GPU: str(gpus)}}}],
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "registry.invalid/agentfleet/sim:latest",
+                    "resources": {"requests": {GPU: str(gpus)}, "limits": {GPU: str(gpus)}},
+                }
+            ],
             "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
             "nodeSelector": {POOL_LABEL: self.ns},
             "restartPolicy": "Never",
@@ -69,7 +85,11 @@ class Bench:
         if pinned:
             spec["affinity"] = {
                 "nodeAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [pinned]}]}]}
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [pinned]}]}
+                        ]
+                    }
                 }
             }
         labels = {"bench-instance": inst, "bench-role": role}
@@ -78,7 +98,10 @@ class Bench:
             spec["affinity"] = {
                 "podAffinity": {
                     "requiredDuringSchedulingIgnoredDuringExecution": [
-                        {"labelSelector": {"matchLabels": {"bench-instance": inst, "bench-gang": gang}}, "topologyKey": BLOCK_LABEL}
+                        {
+                            "labelSelector": {"matchLabels": {"bench-instance": inst, "bench-gang": gang}},
+                            "topologyKey": BLOCK_LABEL,
+                        }
                     ]
                 }
             }
@@ -98,9 +121,15 @@ class Bench:
         raise TimeoutError(f"pod {name} neither bound nor marked Unschedulable in {timeout}s")
 
     def delete_role(self, inst: str, role: str) -> None:
-        self.core.delete_collection_namespaced_pod(self.ns, label_selector=f"bench-instance={inst},bench-role={role}", grace_period_seconds=0)
+        self.core.delete_collection_namespaced_pod(
+            self.ns, label_selector=f"bench-instance={inst},bench-role={role}", grace_period_seconds=0
+        )
         self.cluster.wait_for(
-            lambda: not self.core.list_namespaced_pod(self.ns, label_selector=f"bench-instance={inst},bench-role={role}").items,
+            lambda: (
+                not self.core.list_namespaced_pod(
+                    self.ns, label_selector=f"bench-instance={inst},bench-role={role}"
+                ).items
+            ),
             timeout=60,
             interval=0.2,
             desc=f"{role} pods gone",
@@ -126,7 +155,12 @@ class Bench:
             if used:
                 self.core.create_namespaced_pod(self.ns, self.pod(f"{inst}-fill-{i}", used, inst, "filler", node=n))
         self.cluster.wait_for(
-            lambda: all(p.status.phase == "Running" for p in self.core.list_namespaced_pod(self.ns, label_selector=f"bench-instance={inst},bench-role=filler").items),
+            lambda: all(
+                p.status.phase == "Running"
+                for p in self.core.list_namespaced_pod(
+                    self.ns, label_selector=f"bench-instance={inst},bench-role=filler"
+                ).items
+            ),
             timeout=60,
             interval=0.2,
             desc="filler pods running",
@@ -159,7 +193,15 @@ class Bench:
         reqs = [
             ReplicaRequest(
                 g.key,
-                ReplicaNeeds(owner="bench/x", gpus=g.gpus, tensor_parallel=g.tp, product=fx.H100, node_selector=((POOL_LABEL, self.ns),), tolerations=tol, spread_across="None"),
+                ReplicaNeeds(
+                    owner="bench/x",
+                    gpus=g.gpus,
+                    tensor_parallel=g.tp,
+                    product=fx.H100,
+                    node_selector=((POOL_LABEL, self.ns),),
+                    tolerations=tol,
+                    spread_across="None",
+                ),
             )
             for g in groups
         ]
@@ -227,13 +269,25 @@ def report(title: str, rows: list[dict], exact: bool) -> None:
         at_opt["p_g"] += sum(g[k] for k in r["p_set"]) == r["opt_g"]
     n = len(rows)
     print(f"\n== {title}: {n} instance(s), {tot['groups']} groups")
-    print("                      groups placed   GPUs placed   stranded   gangs split   GPUs held by dead gangs" + ("   at optimum (groups / GPUs)" if exact else ""))
+    print(
+        "                      groups placed   GPUs placed   stranded   gangs split   GPUs held by dead gangs"
+        + ("   at optimum (groups / GPUs)" if exact else "")
+    )
     opt_cols = lambda a, b: f"   {a:4d} / {b:4d}" if exact else ""  # noqa: E731
-    print(f"   planner            {tot['p_n']:13d}   {tot['p_g']:11d}   {tot['p_str']:8d}   {tot['p_split']:11d}   {tot['p_wasted']:23d}{opt_cols(at_opt['p_n'], at_opt['p_g'])}")
-    print(f"   kube-scheduler     {tot['k_n']:13d}   {tot['k_g']:11d}   {tot['k_str']:8d}   {tot['split']:11d}   {tot['wasted']:23d}{opt_cols(at_opt['k_n'], at_opt['k_g'])}")
+    print(
+        f"   planner            {tot['p_n']:13d}   {tot['p_g']:11d}   {tot['p_str']:8d}   {tot['p_split']:11d}   "
+        f"{tot['p_wasted']:23d}{opt_cols(at_opt['p_n'], at_opt['p_g'])}"
+    )
+    print(
+        f"   kube-scheduler     {tot['k_n']:13d}   {tot['k_g']:11d}   {tot['k_str']:8d}   {tot['split']:11d}   "
+        f"{tot['wasted']:23d}{opt_cols(at_opt['k_n'], at_opt['k_g'])}"
+    )
     label = "optimum (exact)   " if exact else "upper bound       "
     print(f"   {label} {tot['opt_n']:13d}   {tot['opt_g']:11d}          -             -                         -")
-    print(f"   the planner's plan, pinned by node affinity: {tot['plan_bound']} of {tot['plan_pods']} pods bound by the kube-scheduler where planned")
+    print(
+        f"   the planner's plan, pinned by node affinity: {tot['plan_bound']} of {tot['plan_pods']} pods bound by "
+        "the kube-scheduler where planned"
+    )
 
 
 def main() -> None:
@@ -247,7 +301,10 @@ def main() -> None:
     rnd = random.Random(args.seed)
     with cluster_up() as cluster, bench_namespace(cluster, "bench-sched") as (ns, pool):
         bench = Bench(cluster, ns, pool)
-        print(f"seed {args.seed}; kube-scheduler {cluster.k8s_version}, default profile, gang pods with required pod affinity on {BLOCK_LABEL}; kwok nodes x 8 GPUs")
+        print(
+            f"seed {args.seed}; kube-scheduler {cluster.k8s_version}, default profile, gang pods with required "
+            f"pod affinity on {BLOCK_LABEL}; kwok nodes x 8 GPUs"
+        )
         small = []
         for k in range(args.small):
             c = pb.frag_cluster(rnd, n_nodes=rnd.choice([4, 6, 8]), per_block=rnd.choice([2, 4]))
@@ -260,7 +317,10 @@ def main() -> None:
             r["p_stranded"] = pb.stranded(c, groups, r["p_set"], r["p_free"])
             small.append(r)
             print(
-                f"   s{k}: {len(c.names)} nodes, {len(groups)} groups: planner {len(r['p_set'])}, kube-scheduler {len(r['k_set'])}, optimum {r['opt_n']} groups",
+                (
+                    f"   s{k}: {len(c.names)} nodes, {len(groups)} groups: planner {len(r['p_set'])}, kube-scheduler "
+                    f"{len(r['k_set'])}, optimum {r['opt_n']} groups"
+                ),
                 flush=True,
             )
         if small:
@@ -278,7 +338,11 @@ def main() -> None:
             large.append(r)
             print(f"   l{k}: planned in {r['plan_ms']:.1f} ms", flush=True)
         if large:
-            report(f"large fragmented cluster ({args.large_nodes} nodes, blocks of 4-8; {args.large_groups} groups)", large, exact=False)
+            report(
+                f"large fragmented cluster ({args.large_nodes} nodes, blocks of 4-8; {args.large_groups} groups)",
+                large,
+                exact=False,
+            )
         print("\n   stranded: unplaced groups that would still fit in what is left free (the planner's goal: 0).")
 
 

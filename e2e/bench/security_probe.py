@@ -39,6 +39,7 @@ def api_config(redis_url: str, fleet: str, tokens_file: Path) -> RuntimeConfig:
          "api": {"tokensFile": str(tokens_file)}}
     )  # fmt: skip
 
+
 try:
     from agentfleet_runtime.tenants import token_line
 

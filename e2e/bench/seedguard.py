@@ -48,11 +48,16 @@ class SeedBook:
         if bad := set(seeds) & self.tuning:
             raise SeedError(f"seeds {_spans(bad)} are tuning seeds: score on others (tuning runs take --tune)")
         if bad := set(seeds) & self.retired:
-            raise SeedError(f"seeds {_spans(bad)} are retired (a design decision looked at their scores): score on fresh seeds")
+            raise SeedError(
+                f"seeds {_spans(bad)} are retired (a design decision looked at their scores): score on fresh seeds"
+            )
         return seeds
 
     def tuned(self, seeds: Iterable[int]) -> list[int]:
         seeds = list(seeds)
         if bad := set(seeds) - self.tuning:
-            raise SeedError(f"seeds {_spans(bad)} are not tuning seeds ({_spans(self.tuning)}): a seed tuned on can no longer be scored")
+            raise SeedError(
+                f"seeds {_spans(bad)} are not tuning seeds ({_spans(self.tuning)}): a seed tuned on can no longer "
+                "be scored"
+            )
         return seeds

@@ -41,6 +41,7 @@ def api_config(redis_url: str, fleet: str, tokens_file: Path) -> RuntimeConfig:
          "api": {"tokensFile": str(tokens_file)}}
     )  # fmt: skip
 
+
 PER_TENANT = 5
 
 

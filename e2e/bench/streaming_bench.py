@@ -38,7 +38,8 @@ The answer starts 6.7x (B) and 8.3x (A) sooner streamed (median over all tasks; 
 67x), and the hedge fires 8x sooner on the first token. But the streamed path costs 9x the CPU a
 task (0.18 s against 0.02 s: a chunk a token through the simulator's server, the client's SSE
 parser, the delta events and their reader), and with this process starved of CPU the streamed
-tasks finished later (8.78 s against 3.67 s p50; one traced streamed task wrote 170 tokens in 10 s, 60 ms a token against the engine's 20 ms):
+tasks finished later (8.78 s against 3.67 s p50; one traced streamed task wrote 170 tokens in 10 s, 60 ms a token
+against the engine's 20 ms):
 on this machine the whole answer is CPU-bound when streamed. The first-byte gain holds in every
 round; the total time is a measure of the machine here, not of streaming (section 2's stalled
 calls likewise: the first-token hedge fires at 0.25 s but the answer then streams at the starved
@@ -82,12 +83,20 @@ ENGINE = {"max_model_len": 16384, "kv_cache_tokens": 200_000, "output_tokens_med
 
 
 def config(redis_url: str, fleet: str, sim: FleetThread, stream: bool) -> RuntimeConfig:
-    routing = {"primary": {"modelReplicaSet": "sim", "model": "llama-70b", "endpoints": [h.base_url for h in sim.replicas]}, "stream": stream}
+    routing = {
+        "primary": {"modelReplicaSet": "sim", "model": "llama-70b", "endpoints": [h.base_url for h in sim.replicas]},
+        "stream": stream,
+    }
     return RuntimeConfig.model_validate(
         {
             "fleet": fleet,
             "redisUrl": redis_url,
-            "model": {"baseUrl": sim.replicas[0].base_url, "name": "llama-70b", "timeoutSeconds": 60, "maxOutputTokens": 400},
+            "model": {
+                "baseUrl": sim.replicas[0].base_url,
+                "name": "llama-70b",
+                "timeoutSeconds": 60,
+                "maxOutputTokens": 400,
+            },
             "modelRouting": routing,
             "worker": {"concurrency": 8, "metricsPort": 0},
             "api": {"allowAnonymous": True},
@@ -97,7 +106,9 @@ def config(redis_url: str, fleet: str, sim: FleetThread, stream: bool) -> Runtim
     )
 
 
-async def first_answer_byte(redis_url: str, sim: FleetThread, stream: bool, tasks: int, fleet: str) -> list[tuple[float, float]]:
+async def first_answer_byte(
+    redis_url: str, sim: FleetThread, stream: bool, tasks: int, fleet: str
+) -> list[tuple[float, float]]:
     """(seconds to the answer's first byte, seconds to 'finished') per task."""
     cfg = config(redis_url, fleet, sim, stream)
     worker = Worker(cfg)
@@ -121,7 +132,9 @@ async def first_answer_byte(redis_url: str, sim: FleetThread, stream: bool, task
                             events.append((time.monotonic() - t0, json.loads(line[6:])))
                 done_at, done = next((t, e) for t, e in events if e["type"] == "finished")
                 assert done["reason"] == "final_answer", done
-                last_step = max((e["step"] for _, e in events if e["type"] in ("delta", "planned", "step")), default=None)
+                last_step = max(
+                    (e["step"] for _, e in events if e["type"] in ("delta", "planned", "step")), default=None
+                )
                 deltas = [t for t, e in events if e["type"] == "delta" and e.get("step") == last_step]
                 out.append((deltas[0] if deltas else done_at, done_at))
     finally:
@@ -137,16 +150,24 @@ def spread(values: list[float]) -> str:
 
 
 def section_ttfb(args: argparse.Namespace) -> None:
-    print("1. Time to the answer's first byte at the task API's event stream (real Worker + TaskAPI + Redis, sim replicas over HTTP)")
+    print(
+        "1. Time to the answer's first byte at the task API's event stream (real Worker + TaskAPI + Redis, sim "
+        "replicas over HTTP)"
+    )
     sim = start_fleet(2, engine=ENGINE, quirks={"tool_call_rate": 1.0, "tool_call_steps": 1})
     try:
         with redis_server() as url:
             rounds: dict[bool, list[list[tuple[float, float]]]] = {False: [], True: []}
-            cpu: dict[bool, float] = {False: 0.0, True: 0.0}  # this process's CPU (worker, API, client and sim replicas)
+            cpu: dict[bool, float] = {
+                False: 0.0,
+                True: 0.0,
+            }  # this process's CPU (worker, API, client and sim replicas)
             for rnd in range(args.rounds):
                 for stream in (False, True):
                     began = time.process_time()
-                    rounds[stream].append(asyncio.run(first_answer_byte(url, sim, stream, args.tasks, f"b{rnd}{int(stream)}")))
+                    rounds[stream].append(
+                        asyncio.run(first_answer_byte(url, sim, stream, args.tasks, f"b{rnd}{int(stream)}"))
+                    )
                     cpu[stream] += time.process_time() - began
     finally:
         sim.stop()
@@ -155,23 +176,38 @@ def section_ttfb(args: argparse.Namespace) -> None:
         first = [a for a, _ in rows]
         done = [b for _, b in rows]
         print(
-            f"  {'streamed' if stream else 'not streamed':<13} answer's first byte p50 {statistics.median(first):5.2f} s  p95 {pct(first, 95):5.2f} s"
-            f"  (min {min(first):.2f}, max {max(first):.2f})   task finished p50 {statistics.median(done):5.2f} s  [{len(first)} tasks]"
+            f"  {'streamed' if stream else 'not streamed':<13} answer's first byte p50 "
+            f"{statistics.median(first):5.2f} s  p95 {pct(first, 95):5.2f} s"
+            f"  (min {min(first):.2f}, max {max(first):.2f})   task finished p50 {statistics.median(done):5.2f} s  "
+            f"[{len(first)} tasks]"
             f"  {cpu[stream] / len(first):.2f} s CPU a task"
         )
-    print(f"  per round ({args.rounds} rounds of {args.tasks} tasks per mode, the modes alternating): median [min..max] over rounds")
+    print(
+        f"  per round ({args.rounds} rounds of {args.tasks} tasks per mode, the modes alternating): median "
+        "[min..max] over rounds"
+    )
     for stream in (False, True):
         p50 = [statistics.median(a for a, _ in one) for one in rounds[stream]]
         p95 = [pct([a for a, _ in one], 95) for one in rounds[stream]]
         print(f"  {'streamed' if stream else 'not streamed':<13} first byte p50 {spread(p50)} s   p95 {spread(p95)} s")
-    ratios = [statistics.median(a for a, _ in n) / statistics.median(a for a, _ in s) for n, s in zip(rounds[False], rounds[True], strict=True)]
-    ratio = statistics.median(a for one in rounds[False] for a, _ in one) / statistics.median(a for one in rounds[True] for a, _ in one)
-    print(f"  streamed: the answer starts {ratio:.1f}x sooner (median over all tasks); per round {', '.join(f'{x:.2f}' for x in ratios)}x")
+    ratios = [
+        statistics.median(a for a, _ in n) / statistics.median(a for a, _ in s)
+        for n, s in zip(rounds[False], rounds[True], strict=True)
+    ]
+    ratio = statistics.median(a for one in rounds[False] for a, _ in one) / statistics.median(
+        a for one in rounds[True] for a, _ in one
+    )
+    print(
+        f"  streamed: the answer starts {ratio:.1f}x sooner (median over all tasks); per round "
+        f"{', '.join(f'{x:.2f}' for x in ratios)}x"
+    )
 
 
 def admin(sim: FleetThread, name: str, changes: dict[str, Any]) -> None:
     handle = next(h for h in sim.replicas if h.name == name)
-    req = urllib.request.Request(handle.url + "/admin/config", data=json.dumps(changes).encode(), headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        handle.url + "/admin/config", data=json.dumps(changes).encode(), headers={"Content-Type": "application/json"}
+    )
     urllib.request.urlopen(req, timeout=5).read()
 
 
@@ -188,13 +224,19 @@ async def trigger(sim: FleetThread, stream: bool, stalls: int) -> tuple[float | 
     )
 
     def req(task: str) -> ModelRequest:
-        return ModelRequest(messages=[{"role": "system", "content": "You are an agent. " * 50}, {"role": "user", "content": task}], task_id=task, root_id=task)
+        return ModelRequest(
+            messages=[{"role": "system", "content": "You are an agent. " * 50}, {"role": "user", "content": task}],
+            task_id=task,
+            root_id=task,
+        )
 
     try:
         for i in range(80):
             await client.complete(req(f"warm-{i}"))
         kind = "step:ttft" if stream else "step"
-        threshold = metrics.registry.get_sample_value("agentfleet_routing_hedge_threshold_seconds", {"model": "m", "kind": kind})
+        threshold = metrics.registry.get_sample_value(
+            "agentfleet_routing_hedge_threshold_seconds", {"model": "m", "kind": kind}
+        )
         times = []
         for _ in range(stalls):
             home = client.primary.order("stalled", 0.0, task="stalled")[0].name
@@ -209,7 +251,10 @@ async def trigger(sim: FleetThread, stream: bool, stalls: int) -> tuple[float | 
 
 
 def section_trigger(args: argparse.Namespace) -> None:
-    print("\n2. Hedge trigger: the learned hedge delay, and calls whose replica's queue stalls 5 s (2 replicas, afterPercentile 95)")
+    print(
+        "\n2. Hedge trigger: the learned hedge delay, and calls whose replica's queue stalls 5 s (2 replicas, "
+        "afterPercentile 95)"
+    )
     sim = start_fleet(2, engine={**ENGINE, "output_tokens_median": 60.0})
     found: dict[bool, list[tuple[float | None, list[float]]]] = {False: [], True: []}
     try:
@@ -225,7 +270,8 @@ def section_trigger(args: argparse.Namespace) -> None:
         per_round = [statistics.median(ts) for _, ts in found[stream]]
         th = f"{spread(delays)} s" if delays else "none yet"
         print(
-            f"  hedge on {label:<12} delay {th}   stalled calls answered in p50 {statistics.median(times):5.2f} s (max {max(times):.2f} s, {len(times)} calls;"
+            f"  hedge on {label:<12} delay {th}   stalled calls answered in p50 {statistics.median(times):5.2f} s "
+            f"(max {max(times):.2f} s, {len(times)} calls;"
             f" per-round p50 {spread(per_round)} s)"
         )
 
@@ -233,9 +279,13 @@ def section_trigger(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=6, help="tasks per configuration and round")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds of both modes (each section); the spread is over rounds")
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="rounds of both modes (each section); the spread is over rounds"
+    )
     ap.add_argument("--stalls", type=int, default=4)
-    ap.add_argument("--sections", default="1,2", help="which sections to run: 1 (answer's first byte), 2 (hedge trigger)")
+    ap.add_argument(
+        "--sections", default="1,2", help="which sections to run: 1 (answer's first byte), 2 (hedge trigger)"
+    )
     args = ap.parse_args()
     sections = args.sections.split(",")
     if "1" in sections:

@@ -31,7 +31,12 @@ PHASES: list[tuple[float, float]] = [(40.0, 0.5), (80.0, 3.0), (90.0, 0.5)]
 # replica takes 256 at 8 ms, and a handful of tasks never queue on it).
 SIM_TIMING = {"max-num-seqs": "4", "decode-base-s": "0.03"}
 # spec.autoscaling for the scenario: decisions within seconds instead of minutes.
-AUTOSCALING = {"evaluationPeriodSeconds": 5, "windowSeconds": 30, "scaleUpStabilizationSeconds": 0, "scaleDownStabilizationSeconds": 30}
+AUTOSCALING = {
+    "evaluationPeriodSeconds": 5,
+    "windowSeconds": 30,
+    "scaleUpStabilizationSeconds": 0,
+    "scaleDownStabilizationSeconds": 30,
+}
 POLL_SECONDS = 2.0
 PRINT_SECONDS = 10.0  # the replica count line; decisions print when they appear
 
@@ -43,7 +48,9 @@ def parse_phases(text: str) -> list[tuple[float, float]]:
         try:
             seconds, rate = (float(x) for x in part.split(":"))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r}: each phase is SECONDS:TASKS_PER_SECOND, e.g. 40:0.5,80:3,90:0.5") from None
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: each phase is SECONDS:TASKS_PER_SECOND, e.g. 40:0.5,80:3,90:0.5"
+            ) from None
         if seconds <= 0 or rate <= 0:
             raise argparse.ArgumentTypeError(f"{text!r}: seconds and tasks per second must be positive")
         phases.append((seconds, rate))
@@ -87,7 +94,9 @@ def with_burst_autoscaling(objs: list[dict[str, Any]]) -> list[str]:
         if o["kind"] == "ModelReplicaSet" and auto.get("enabled"):
             auto.update(AUTOSCALING)
             notes.append(
-                f"ModelReplicaSet/{o['metadata']['name']} spec.autoscaling " + ", ".join(f"{k} {v}" for k, v in AUTOSCALING.items()) + " (--scenario burst)"
+                f"ModelReplicaSet/{o['metadata']['name']} spec.autoscaling "
+                + ", ".join(f"{k} {v}" for k, v in AUTOSCALING.items())
+                + " (--scenario burst)"
             )
     return notes
 
@@ -113,7 +122,11 @@ class Decision:
     def line(self) -> str:
         before = "?" if self.before is None else str(self.before)
         # The autoscaler's reason opens with "FROM -> TO (TERM): ": said once, in the columns.
-        why = self.reason.split("): ", 1)[1] if self.reason.startswith(f"{before} -> {self.after} (") and "): " in self.reason else self.reason
+        why = (
+            self.reason.split("): ", 1)[1]
+            if self.reason.startswith(f"{before} -> {self.after} (") and "): " in self.reason
+            else self.reason
+        )
         return f"  +{self.t:4.0f}s  replicas {before} -> {self.after}  term {self.term or '-'}: {why}"
 
 
@@ -128,7 +141,9 @@ class Timeline:
         obs = status.get("observed") or {}
         desired = status.get("desiredReplicas")
         before = self.samples[-1].desired if self.samples else None
-        self.samples.append(Sample(t, rate, desired, status.get("readyReplicas"), obs.get("queueDepth"), obs.get("goodput")))
+        self.samples.append(
+            Sample(t, rate, desired, status.get("readyReplicas"), obs.get("queueDepth"), obs.get("goodput"))
+        )
         scaled = status.get("lastScaleTime")
         first = self.last_scale is None and len(self.samples) == 1
         if scaled == self.last_scale or scaled is None:
@@ -136,7 +151,9 @@ class Timeline:
         self.last_scale = scaled
         if first:
             return None  # a decision from before the scenario
-        d = Decision(t, before, int(desired or 0), status.get("lastScaleTerm") or "", status.get("lastScaleReason") or "")
+        d = Decision(
+            t, before, int(desired or 0), status.get("lastScaleTerm") or "", status.get("lastScaleReason") or ""
+        )
         self.decisions.append(d)
         return d
 
@@ -167,7 +184,9 @@ def plot(timeline: Timeline, path: Path, title: str) -> Path:
         t,
         [x.goodput for x in s],
         color="tab:purple",
-        label=f"goodput (share of requests within the SLO, over the autoscaler's {AUTOSCALING['windowSeconds']}s window)",
+        label=(
+            f"goodput (share of requests within the SLO, over the autoscaler's {AUTOSCALING['windowSeconds']}s window)"
+        ),
     )
     ax3.set_ylim(0, 1.05)
     ax3.set_ylabel("goodput")
@@ -185,7 +204,10 @@ def plot(timeline: Timeline, path: Path, title: str) -> Path:
 
 
 def run(
-    submit: Callable[[int], None], read_status: Callable[[], dict[str, Any]], say: Callable[[str], None], phases: list[tuple[float, float]] = PHASES
+    submit: Callable[[int], None],
+    read_status: Callable[[], dict[str, Any]],
+    say: Callable[[str], None],
+    phases: list[tuple[float, float]] = PHASES,
 ) -> Timeline:
     """Submits the tasks on schedule (a thread) and reads the status every ``POLL_SECONDS``,
     printing each decision as it appears and the replica count every few reads."""
@@ -214,7 +236,8 @@ def run(
         s = timeline.samples[-1]
         if now - printed >= PRINT_SECONDS:
             say(
-                f"  +{now:4.0f}s  demand {s.rate:.1f} tasks/s  waiting {_fmt(s.waiting)}  goodput {_fmt(s.goodput)}  replicas desired {s.desired} ready {s.ready}"
+                f"  +{now:4.0f}s  demand {s.rate:.1f} tasks/s  waiting {_fmt(s.waiting)}  goodput "
+                f"{_fmt(s.goodput)}  replicas desired {s.desired} ready {s.ready}"
             )
             printed = now
         time.sleep(max(0.0, POLL_SECONDS - (time.monotonic() - t0 - now)))

@@ -91,7 +91,13 @@ class Kubectl:
         self.kubeconfig = kubeconfig
 
     def run(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([self.kubectl, "--kubeconfig", self.kubeconfig, *args], input=input, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [self.kubectl, "--kubeconfig", self.kubeconfig, *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if check and proc.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc
@@ -105,9 +111,13 @@ class Kubectl:
 
 
 def cluster_info() -> dict[str, Any]:
-    proc = subprocess.run(["bash", str(ROOT / "e2e" / "cluster.sh"), "info"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "e2e" / "cluster.sh"), "info"], capture_output=True, text=True, timeout=60
+    )
     if proc.returncode != 0:
-        raise SystemExit(f"no cluster: `bash e2e/cluster.sh info` failed ({proc.stderr.strip()}); start it with `bash e2e/up.sh`")
+        raise SystemExit(
+            f"no cluster: `bash e2e/cluster.sh info` failed ({proc.stderr.strip()}); start it with `bash e2e/up.sh`"
+        )
     return json.loads(proc.stdout)
 
 
@@ -122,7 +132,9 @@ def wait(predicate, timeout: float, desc: str, interval: float = 0.5):  # type: 
         time.sleep(interval)
 
 
-def http_json(url: str, body: Any = None, token: str | None = None, headers: dict[str, str] | None = None, timeout: float = 10) -> tuple[int, Any]:
+def http_json(
+    url: str, body: Any = None, token: str | None = None, headers: dict[str, str] | None = None, timeout: float = 10
+) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET")
     req.add_header("Content-Type", "application/json")
@@ -133,7 +145,9 @@ def http_json(url: str, body: Any = None, token: str | None = None, headers: dic
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - 127.0.0.1 only
             raw = resp.read()
-            return resp.status, json.loads(raw) if raw and resp.headers.get_content_type() == "application/json" else raw.decode()
+            return resp.status, json.loads(
+                raw
+            ) if raw and resp.headers.get_content_type() == "application/json" else raw.decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode(errors="replace")
 
@@ -170,7 +184,10 @@ def localize(
             notes.append(f"AgentFleet/{name} spec.redis.url {spec['redis'].get('url')} -> {redis_url}")
             spec["redis"] = {"url": redis_url}
         if kind == "ModelReplicaSet" and "prometheusURL" in (spec.get("autoscaling") or {}):
-            notes.append(f"ModelReplicaSet/{name} spec.autoscaling.prometheusURL {spec['autoscaling']['prometheusURL']} -> {prometheus_url}")
+            notes.append(
+                f"ModelReplicaSet/{name} spec.autoscaling.prometheusURL {spec['autoscaling']['prometheusURL']} -> "
+                f"{prometheus_url}"
+            )
             spec["autoscaling"]["prometheusURL"] = prometheus_url
         if kind == "ModelReplicaSet":
             engine = spec.get("engine") or {}
@@ -179,7 +196,10 @@ def localize(
             if product and inventory.get(product, 0) < need:
                 fit = max((p for p, n in inventory.items() if n >= need), key=lambda p: inventory[p], default=None)
                 if fit:
-                    notes.append(f"ModelReplicaSet/{name} spec.gpu.product {product} -> {fit} (no simulated node has {need} {product})")
+                    notes.append(
+                        f"ModelReplicaSet/{name} spec.gpu.product {product} -> {fit} (no simulated node has "
+                        f"{need} {product})"
+                    )
                     spec["gpu"]["product"] = fit
             else:
                 notes.append(f"ModelReplicaSet/{name} GPU placement kept: {product} x{need} fits the simulated nodes")
@@ -187,10 +207,13 @@ def localize(
     return out, notes
 
 
-QWEN_PROMPT = """You are a support agent for agentfleet, a Kubernetes operator for LLM agent fleets.
-Search the documentation before answering and answer only from the passages you found, citing their sources.
-When a question compares two things, delegate: give each thing to its own sub-agent as one goal, then answer from their answers.
-Keep answers to a few sentences."""
+QWEN_PROMPT = (
+    "You are a support agent for agentfleet, a Kubernetes operator for LLM agent fleets.\n"
+    "Search the documentation before answering and answer only from the passages you found, citing their sources.\n"
+    "When a question compares two things, delegate: give each thing to its own sub-agent as one goal, "
+    "then answer from their answers.\n"
+    "Keep answers to a few sentences."
+)
 
 
 def small_model_settings(objs: list[dict[str, Any]]) -> list[str]:
@@ -208,7 +231,8 @@ def small_model_settings(objs: list[dict[str, Any]]) -> list[str]:
         spec["decisions"] = {"mode": "JSONSchema", "repairAttempts": 1, "toolPolicies": policies}
         spec["systemPrompt"] = {"inline": QWEN_PROMPT}
         notes.append(
-            f"AgentFleet/{o['metadata']['name']} spec.decisions {json.dumps(spec['decisions'])}; spec.systemPrompt: search, cite, delegate comparisons"
+            f"AgentFleet/{o['metadata']['name']} spec.decisions {json.dumps(spec['decisions'])}; "
+            "spec.systemPrompt: search, cite, delegate comparisons"
         )
     return notes
 
@@ -216,7 +240,9 @@ def small_model_settings(objs: list[dict[str, Any]]) -> list[str]:
 # --- the driver -------------------------------------------------------------------------------------
 
 
-def unfilled_columns(mrs: str, mrs_status: dict[str, Any], fleet: str, fleet_status: dict[str, Any], *, since: float, finished: int) -> list[str]:
+def unfilled_columns(
+    mrs: str, mrs_status: dict[str, Any], fleet: str, fleet_status: dict[str, Any], *, since: float, finished: int
+) -> list[str]:
     """The printer columns a run of ``finished`` tasks should have filled and has not yet: the
     autoscaler's QUEUE and GOODPUT observed after ``since``; the AgentFleet controller's TASKS/H
     once a pass counted every finished task (a pass that read Redis while the last task was
@@ -228,7 +254,8 @@ def unfilled_columns(mrs: str, mrs_status: dict[str, Any], fleet: str, fleet_sta
         if obs.get(field) is None or not fresh:
             metrics = next((c for c in mrs_status.get("conditions") or [] if c.get("type") == "MetricsAvailable"), {})
             out.append(
-                f"ModelReplicaSet {mrs} status.observed.{field} ({metrics.get('reason', 'no MetricsAvailable condition')}: {metrics.get('message', '')})"
+                f"ModelReplicaSet {mrs} status.observed.{field} "
+                f"({metrics.get('reason', 'no MetricsAvailable condition')}: {metrics.get('message', '')})"
             )
     counted = fleet_status.get("tasksPerHour") or 0
     if counted < finished:
@@ -253,20 +280,30 @@ class Demo:
         if not Path(self.kc.kubeconfig).is_file():
             # Checked before anything is written: a demo folder left in the cluster's state
             # directory would make `e2e/cluster.sh up` refuse that directory afterwards.
-            raise SystemExit(f"no cluster: {self.kc.kubeconfig} does not exist; start one with `bash e2e/up.sh` or `bash e2e/cluster.sh up`")
+            raise SystemExit(
+                f"no cluster: {self.kc.kubeconfig} does not exist; start one with `bash e2e/up.sh` or `bash "
+                "e2e/cluster.sh up`"
+            )
         self.dir = state / "demo" / self.ns
         self.procs = Procs(self.dir)
         self.prom_dir = self.dir / "prometheus"
         # Simulator flags a scenario changes (burst.SIM_TIMING).
         self.sim_timing: dict[str, str] = dict(burst.SIM_TIMING) if args.scenario == "burst" else {}
-        self.pods: dict[str, tuple[str, str, int]] | None = None  # replica -> (pod, local pod IP, port) with EndpointSlice discovery
+        self.pods: dict[str, tuple[str, str, int]] | None = (
+            None  # replica -> (pod, local pod IP, port) with EndpointSlice discovery
+        )
         self.env = {**os.environ, "KUBECONFIG": self.kc.kubeconfig, "PYTHONUNBUFFERED": "1"}
         self.env["PYTHONPATH"] = source_path(os.environ.get("PYTHONPATH"))
 
-    def start(self, name: str, settings: dict[str, Any], build, ports: list[str], ready, timeout: float = 60) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    def start(
+        self, name: str, settings: dict[str, Any], build, ports: list[str], ready, timeout: float = 60
+    ) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         meta, reused = self.procs.ensure(name, settings, build, ports, ready, env=self.env, timeout=timeout)
         ports_s = ", ".join(f"{k} {v}" for k, v in meta["ports"].items())
-        say(f"  {name:<10} pid {meta['pid']:<7} {'reused' if reused else 'started'}  {ports_s}  log {self.procs.log_path(name)}")
+        say(
+            f"  {name:<10} pid {meta['pid']:<7} {'reused' if reused else 'started'}  {ports_s}  log "
+            f"{self.procs.log_path(name)}"
+        )
         return meta
 
     def local_model_servers(  # type: ignore[no-untyped-def]
@@ -288,7 +325,9 @@ class Demo:
 
     # -- infrastructure --
     def crds(self) -> None:
-        self.kc.run("apply", "--server-side", "--field-manager=agentfleet", "--force-conflicts", "-f", str(ROOT / "crds"))
+        self.kc.run(
+            "apply", "--server-side", "--field-manager=agentfleet", "--force-conflicts", "-f", str(ROOT / "crds")
+        )
         for crd in ("modelreplicasets", "vectorindexes", "agentfleets"):
             self.kc.run("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd}.{GROUP}")
         ns = self.kc.run("create", "namespace", self.ns, "--dry-run=client", "-o", "yaml").stdout
@@ -328,9 +367,22 @@ class Demo:
         data.mkdir(parents=True, exist_ok=True)
 
         def build(p: dict[str, int]) -> list[str]:
-            return [PY, "-m", "milvus_lite", "server", "--data-dir", str(data), "--host", "127.0.0.1", "--port", str(p["port"])]
+            return [
+                PY,
+                "-m",
+                "milvus_lite",
+                "server",
+                "--data-dir",
+                str(data),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(p["port"]),
+            ]
 
-        meta = self.start("milvus", {"data": str(data)}, build, ["port"], lambda m: _milvus_ready(m["ports"]["port"]), timeout=90)
+        meta = self.start(
+            "milvus", {"data": str(data)}, build, ["port"], lambda m: _milvus_ready(m["ports"]["port"]), timeout=90
+        )
         return f"http://127.0.0.1:{meta['ports']['port']}"
 
     def prometheus(self) -> str:
@@ -356,7 +408,11 @@ class Demo:
             ]
 
         meta = self.start(
-            "prometheus", {"binary": binary, "config": text}, build, ["port"], lambda m: http_ok(f"http://127.0.0.1:{m['ports']['port']}/-/ready")
+            "prometheus",
+            {"binary": binary, "config": text},
+            build,
+            ["port"],
+            lambda m: http_ok(f"http://127.0.0.1:{m['ports']['port']}/-/ready"),
         )
         return f"http://127.0.0.1:{meta['ports']['port']}"
 
@@ -364,7 +420,11 @@ class Demo:
         """Lists each placed replica's /metrics for Prometheus under its pod's name: the pod's
         address when the pod IPs are local, else the local server's."""
         pods = self.kc.json("-n", self.ns, "get", "pods", "-l", f"agentfleet.io/modelreplicaset={mrs}")["items"]
-        pod_of = {p["metadata"]["labels"].get("agentfleet.io/replica"): p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")}
+        pod_of = {
+            p["metadata"]["labels"].get("agentfleet.io/replica"): p["metadata"]["name"]
+            for p in pods
+            if not p["metadata"].get("deletionTimestamp")
+        }
         targets = {}
         for replica, url in endpoints.items():
             if replica in pod_of:
@@ -411,7 +471,12 @@ class Demo:
 
         self.start(
             "operator",
-            {"kubeconfig": self.kc.kubeconfig, "ns": self.ns, "code": code_stamp(ROOT / "operator", ROOT / "shared"), "prometheus": prometheus_url},
+            {
+                "kubeconfig": self.kc.kubeconfig,
+                "ns": self.ns,
+                "code": code_stamp(ROOT / "operator", ROOT / "shared"),
+                "prometheus": prometheus_url,
+            },
             build,
             ["health"],
             lambda m: http_ok(f"http://127.0.0.1:{m['ports']['health']}/healthz"),
@@ -420,7 +485,13 @@ class Demo:
     # -- the application --
     def apply_example(self, milvus_uri: str, redis_url: str, prometheus_url: str) -> dict[str, dict[str, Any]]:
         docs = [d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d]
-        objs, notes = localize(docs, milvus_uri=milvus_uri, redis_url=redis_url, prometheus_url=prometheus_url, inventory=gpu_inventory(self.kc))
+        objs, notes = localize(
+            docs,
+            milvus_uri=milvus_uri,
+            redis_url=redis_url,
+            prometheus_url=prometheus_url,
+            inventory=gpu_inventory(self.kc),
+        )
         if self.args.model == "qwen":
             notes += small_model_settings(objs)
         if self.args.scenario == "burst":
@@ -436,12 +507,38 @@ class Demo:
         for n in notes:
             say(f"  {n}")
         # The example's VectorIndex reads a ConfigMap of documents: it holds the sample corpus.
-        vi_sources = [o["spec"]["source"]["configMap"]["name"] for o in objs if o["kind"] == "VectorIndex" and (o["spec"].get("source") or {}).get("configMap")]
+        vi_sources = [
+            o["spec"]["source"]["configMap"]["name"]
+            for o in objs
+            if o["kind"] == "VectorIndex" and (o["spec"].get("source") or {}).get("configMap")
+        ]
         for cm in vi_sources:
-            text = self.kc.run("create", "configmap", cm, "-n", self.ns, f"--from-file={CORPUS}", "--dry-run=client", "-o", "yaml").stdout
-            self.kc.run("apply", "--server-side", "--field-manager=agentfleet-demo", "--force-conflicts", "-n", self.ns, "-f", "-", input=text)
+            text = self.kc.run(
+                "create", "configmap", cm, "-n", self.ns, f"--from-file={CORPUS}", "--dry-run=client", "-o", "yaml"
+            ).stdout
+            self.kc.run(
+                "apply",
+                "--server-side",
+                "--field-manager=agentfleet-demo",
+                "--force-conflicts",
+                "-n",
+                self.ns,
+                "-f",
+                "-",
+                input=text,
+            )
         body = json.dumps({"apiVersion": "v1", "kind": "List", "items": objs})
-        self.kc.run("apply", "--server-side", "--field-manager=agentfleet-demo", "--force-conflicts", "-n", self.ns, "-f", "-", input=body)
+        self.kc.run(
+            "apply",
+            "--server-side",
+            "--field-manager=agentfleet-demo",
+            "--force-conflicts",
+            "-n",
+            self.ns,
+            "-f",
+            "-",
+            input=body,
+        )
         say(
             f"  applied {EXAMPLE.relative_to(ROOT)}: "
             + ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objs)
@@ -459,7 +556,11 @@ class Demo:
                 return obj, placed
             return None
 
-        return wait(ready, 180, f"ModelReplicaSet {mrs} Ready with its placements (operator log {self.procs.log_path('operator')})")
+        return wait(
+            ready,
+            180,
+            f"ModelReplicaSet {mrs} Ready with its placements (operator log {self.procs.log_path('operator')})",
+        )
 
     def pod_addresses(self, mrs: str, names: list[str]) -> dict[str, tuple[str, str, int]] | None:
         """replica name -> (pod, pod IP, its "http" container port), each pod IP made a local
@@ -478,7 +579,15 @@ class Demo:
             if len(group) != 1 or not group[0]["status"].get("podIP"):
                 return None  # multi-node replicas (one server for several pods) keep static endpoints
             pod = group[0]
-            port = next((cp["containerPort"] for c in pod["spec"]["containers"] for cp in c.get("ports") or [] if cp.get("name") == "http"), None)
+            port = next(
+                (
+                    cp["containerPort"]
+                    for c in pod["spec"]["containers"]
+                    for cp in c.get("ports") or []
+                    if cp.get("name") == "http"
+                ),
+                None,
+            )
             if port is None:
                 return None
             out[name] = (pod["metadata"]["name"], pod["status"]["podIP"], int(port))
@@ -493,7 +602,11 @@ class Demo:
         """A kubeconfig that is the AgentFleet's worker ServiceAccount (a TokenRequest token; the
         RBAC is the Role the operator rendered for the fleet), not the admin: the local workers
         watch EndpointSlices with exactly what a worker pod may do."""
-        wait(lambda: self.kc.get("-n", self.ns, "get", "rolebinding", f"{fleet}-endpointslices"), 60, f"the workers' RoleBinding {fleet}-endpointslices")
+        wait(
+            lambda: self.kc.get("-n", self.ns, "get", "rolebinding", f"{fleet}-endpointslices"),
+            60,
+            f"the workers' RoleBinding {fleet}-endpointslices",
+        )
         token = self.kc.run("-n", self.ns, "create", "token", fleet, "--duration=24h").stdout.strip()
         admin = yaml.safe_load(Path(self.kc.kubeconfig).read_text())
         cluster = admin["clusters"][0]
@@ -571,7 +684,11 @@ class Demo:
 
         def run(i: int) -> kubelet.Outcome:
             if i in outcomes:
-                say(f"  worker {i}/{completions}: already ran ({'succeeded' if outcomes[i].succeeded else f'exit {outcomes[i].exit_code}'}), reported again")
+                say(
+                    f"  worker {i}/{completions}: already ran "
+                    f"({'succeeded' if outcomes[i].succeeded else f'exit {outcomes[i].exit_code}'}), reported "
+                    "again"
+                )
                 return outcomes[i]
             outcome = self.run_ingest_worker(i, args, milvus_uri, policy)
             outcomes[i] = outcome
@@ -581,13 +698,23 @@ class Demo:
         if live is None:
             for i in range(completions):
                 if not run(i).succeeded:
-                    raise RuntimeError(f"ingestion worker {i} failed ({outcomes[i].exit_code}): {outcomes[i].message[-3000:]}")
+                    raise RuntimeError(
+                        f"ingestion worker {i} failed ({outcomes[i].exit_code}): {outcomes[i].message[-3000:]}"
+                    )
         else:
             done = self.run_job_pods(live, container["name"], run)
-            why = next((c.get("message") or c.get("reason") for c in done["status"].get("conditions") or [] if c.get("type") == kubelet.finished(done)), "")
+            why = next(
+                (
+                    c.get("message") or c.get("reason")
+                    for c in done["status"].get("conditions") or []
+                    if c.get("type") == kubelet.finished(done)
+                ),
+                "",
+            )
             st = done.get("status") or {}
             say(
-                f"  Job {done['metadata']['name']}: {kubelet.finished(done)} ({why}); succeeded {st.get('succeeded', 0)}, failed {st.get('failed', 0)} (the job controller's count)"
+                f"  Job {done['metadata']['name']}: {kubelet.finished(done)} ({why}); succeeded "
+                f"{st.get('succeeded', 0)}, failed {st.get('failed', 0)} (the job controller's count)"
             )
             if kubelet.finished(done) != "Complete":
                 raise RuntimeError(f"ingestion Job {done['metadata']['name']} failed: {why}")
@@ -599,15 +726,28 @@ class Demo:
         """One ingestion worker (Job completion index ``i``) as a local process."""
         term = self.dir / f"ingest-{i}.termination-log"
         term.unlink(missing_ok=True)
-        env = {**self.env, "MILVUS_URI": milvus_uri, "JOB_COMPLETION_INDEX": str(i), "INGEST_TERMINATION_LOG": str(term)}
+        env = {
+            **self.env,
+            "MILVUS_URI": milvus_uri,
+            "JOB_COMPLETION_INDEX": str(i),
+            "INGEST_TERMINATION_LOG": str(term),
+        }
         started, t0 = _now(), time.monotonic()
-        proc = subprocess.run([PY, "-m", "agentfleet_runtime.ingest", *args], env=env, capture_output=True, text=True, timeout=INGEST_TIMEOUT[self.args.corpus])
+        proc = subprocess.run(
+            [PY, "-m", "agentfleet_runtime.ingest", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=INGEST_TIMEOUT[self.args.corpus],
+        )
         output = proc.stdout + proc.stderr
         with open(self.procs.log_path("ingest"), "a") as log:
             log.write(output)
         written = term.read_text(errors="replace") if term.exists() else ""
         say(f"  worker {i}: exit {proc.returncode}, {_ingest_summary(output)} in {time.monotonic() - t0:.1f}s")
-        return kubelet.Outcome(proc.returncode, kubelet.termination_message(written, output, proc.returncode, policy), started, _now())
+        return kubelet.Outcome(
+            proc.returncode, kubelet.termination_message(written, output, proc.returncode, policy), started, _now()
+        )
 
     def run_job_pods(self, job: dict[str, Any], container: str, run, settle: float = 120) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         """Runs each pod of ``job`` the demo has not run yet (``run(completion index)``) and
@@ -629,17 +769,34 @@ class Demo:
                 patch = kubelet.terminated_status(now, container, outcome)
                 if patch is None:
                     raise RuntimeError(
-                        f"ingestion worker {kubelet.completion_index(pod)} failed ({outcome.exit_code}) but kwok already made pod {pod_name} Succeeded: "
+                        f"ingestion worker {kubelet.completion_index(pod)} failed ({outcome.exit_code}) but kwok "
+                        f"already made pod {pod_name} Succeeded: "
                         f"{outcome.message[-3000:]}"
                     )
-                self.kc.run("patch", "-n", self.ns, "pod", pod_name, "--subresource=status", "--type=strategic", "-p", json.dumps(patch))
-                say(f"  pod {pod_name}: {patch['status'].get('phase', now['status'].get('phase'))}, reported as its kubelet would")
+                self.kc.run(
+                    "patch",
+                    "-n",
+                    self.ns,
+                    "pod",
+                    pod_name,
+                    "--subresource=status",
+                    "--type=strategic",
+                    "-p",
+                    json.dumps(patch),
+                )
+                say(
+                    f"  pod {pod_name}: {patch['status'].get('phase', now['status'].get('phase'))}, reported as "
+                    "its kubelet would"
+                )
                 deadline = time.monotonic() + settle
             live = self.kc.json("-n", self.ns, "get", "job", name)
             if kubelet.finished(live):
                 return live
             if time.monotonic() > deadline:
-                raise RuntimeError(f"Job {name} did not finish within {settle:.0f}s of its last pod's report (status {json.dumps(live.get('status'))})")
+                raise RuntimeError(
+                    f"Job {name} did not finish within {settle:.0f}s of its last pod's report (status "
+                    f"{json.dumps(live.get('status'))})"
+                )
             time.sleep(1)
 
     def wait_ingested(self, vi_name: str, job_name: str) -> None:
@@ -648,14 +805,28 @@ class Demo:
         def ingested() -> dict[str, Any] | None:
             st = (self.kc.get("-n", self.ns, "get", f"vectorindexes.{GROUP}", vi_name) or {}).get("status") or {}
             cond = next((c for c in st.get("conditions") or [] if c.get("type") == "Ingested"), {})
-            done = (st.get("ingestion") or {}).get("jobName") == job_name and cond.get("reason") in ("IngestionSucceeded", "IngestionFailed")
+            done = (st.get("ingestion") or {}).get("jobName") == job_name and cond.get("reason") in (
+                "IngestionSucceeded",
+                "IngestionFailed",
+            )
             return cond if done and (st.get("ingestion") or {}).get("documentsDone") else None
 
-        cond = wait(ingested, 60, f"VectorIndex {vi_name} to report the Job's outcome (operator log {self.procs.log_path('operator')})", interval=1)
+        cond = wait(
+            ingested,
+            60,
+            f"VectorIndex {vi_name} to report the Job's outcome (operator log {self.procs.log_path('operator')})",
+            interval=1,
+        )
         say(f"  VectorIndex {vi_name}: Ingested {cond['status']} ({cond['reason']}): {cond.get('message', '')}")
 
     def runtime_config(
-        self, af: dict[str, Any], mrs: dict[str, Any], vi: dict[str, Any], redis_url: str, milvus_uri: str, endpoints: dict[str, str]
+        self,
+        af: dict[str, Any],
+        mrs: dict[str, Any],
+        vi: dict[str, Any],
+        redis_url: str,
+        milvus_uri: str,
+        endpoints: dict[str, str],
     ) -> tuple[dict[str, Any], str]:
         from agentfleet_contract.runtime_config import ModelTarget, RuntimeConfig, runtime_config
 
@@ -680,7 +851,11 @@ class Demo:
         doc["model"]["baseUrl"] = urls[0]
         doc["model"]["name"] = served
         routing = doc.get("modelRouting") or {
-            "primary": {"modelReplicaSet": mrs["metadata"]["name"], "model": served, "routing": mrs["spec"].get("routing") or {}}
+            "primary": {
+                "modelReplicaSet": mrs["metadata"]["name"],
+                "model": served,
+                "routing": mrs["spec"].get("routing") or {},
+            }
         }
         if af["spec"].get("streamModelCalls"):
             routing["stream"] = True
@@ -718,7 +893,16 @@ class Demo:
         api = self.start(
             "api",
             {"config": digest},
-            lambda p: ["env", f"AGENTFLEET_API_PORT={p['port']}", PY, "-m", "agentfleet_runtime", "api", "--config", str(path)],
+            lambda p: [
+                "env",
+                f"AGENTFLEET_API_PORT={p['port']}",
+                PY,
+                "-m",
+                "agentfleet_runtime",
+                "api",
+                "--config",
+                str(path),
+            ],
             ["port"],
             lambda m: http_ok(f"http://127.0.0.1:{m['ports']['port']}/readyz"),
         )
@@ -728,7 +912,17 @@ class Demo:
             m = self.start(
                 f"worker-{i}",
                 {"config": digest, "discovery": bool(kube)},
-                lambda p: ["env", f"AGENTFLEET_METRICS_PORT={p['metrics']}", *kube, PY, "-m", "agentfleet_runtime", "worker", "--config", str(path)],
+                lambda p: [
+                    "env",
+                    f"AGENTFLEET_METRICS_PORT={p['metrics']}",
+                    *kube,
+                    PY,
+                    "-m",
+                    "agentfleet_runtime",
+                    "worker",
+                    "--config",
+                    str(path),
+                ],
                 ["metrics"],
                 lambda m: http_ok(f"http://127.0.0.1:{m['ports']['metrics']}/readyz"),
             )
@@ -777,7 +971,10 @@ def check_model_mode(mode: str) -> None:
         raise SystemExit("--model vllm needs the vllm package in this venv: .venv/bin/pip install vllm")
     weights = os.environ.get("AGENTFLEET_DEMO_VLLM_MODEL")
     if not weights or not Path(weights).exists():
-        raise SystemExit("--model vllm needs local weights (nothing is downloaded): set AGENTFLEET_DEMO_VLLM_MODEL to a model directory")
+        raise SystemExit(
+            "--model vllm needs local weights (nothing is downloaded): set AGENTFLEET_DEMO_VLLM_MODEL to a model "
+            "directory"
+        )
 
 
 def _has_gpu() -> bool:
@@ -895,10 +1092,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     workers = int((af["spec"].get("workers") or {}).get("replicas", 1))
     api, metrics_urls = demo.runtime(doc, workers)
     demo.scrape_workers(af["metadata"]["name"], metrics_urls)
-    say(f"  Prometheus {prometheus_url} scrapes the replicas and the workers every {prom.SCRAPE_INTERVAL} (config {demo.prom_dir / 'prometheus.yml'})")
+    say(
+        f"  Prometheus {prometheus_url} scrapes the replicas and the workers every {prom.SCRAPE_INTERVAL} (config "
+        f"{demo.prom_dir / 'prometheus.yml'})"
+    )
     token = (demo.dir / "api-tokens").read_text().split()[0]
     rows = wait(
-        lambda: ((demo.kc.get("-n", demo.ns, "get", f"vectorindexes.{GROUP}", vi_doc["metadata"]["name"]) or {}).get("status") or {}).get("rowCount"),
+        lambda: (
+            (demo.kc.get("-n", demo.ns, "get", f"vectorindexes.{GROUP}", vi_doc["metadata"]["name"]) or {}).get(
+                "status"
+            )
+            or {}
+        ).get("rowCount"),
         60,
         "the VectorIndex's rowCount",
         interval=1,
@@ -913,15 +1118,21 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"--kubeconfig {demo.kc.kubeconfig} --runtime-config {demo.dir / 'runtime.yaml'}"
             "  # + closed-book and one-shot RAG on the same model and index"
         )
-        say(f"  (local variants: --runtime-config {demo.dir / 'runtime.yaml'} --compare retrieval.topK=3,8 instead of --api/--token-file)")
+        say(
+            f"  (local variants: --runtime-config {demo.dir / 'runtime.yaml'} --compare retrieval.topK=3,8 "
+            "instead of --api/--token-file)"
+        )
         return 0
     tasks_ok = True
     if args.tasks:
         say(f"== {args.tasks} agent tasks through the task API {api}/v1/tasks")
         replica_metrics = [u[: -len("/v1")] + "/metrics" for u in endpoints.values()]
         aliases = {pod: name for name, (pod, _, _) in (demo.pods or {}).items()}
+        discovery = f"EndpointSlice discovery of Service {mrs_doc['metadata']['name']}-replicas"
         say(
-            f"  routing: {'EndpointSlice discovery of Service ' + mrs_doc['metadata']['name'] + '-replicas as ServiceAccount ' + af['metadata']['name'] if demo.pods else 'static endpoints'}"
+            f"  routing: {discovery} as ServiceAccount {af['metadata']['name']}"
+            if demo.pods
+            else "  routing: static endpoints"
         )
         before = _figures(scrape(metrics_urls) + scrape(replica_metrics), retrieval_tool, endpoints, aliases)
         run_id = time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
@@ -931,8 +1142,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         # QUEUE and GOODPUT are the autoscaler's next evaluation (every 15 s) of what Prometheus
         # scraped; TASKS/H and P95 the AgentFleet controller's next pass over the fleet's Redis.
         t_wait = time.monotonic()
-        missing = demo.columns_filled(mrs_doc["metadata"]["name"], af["metadata"]["name"], since=time.time() - 1, finished=len(tasks))
-        say(f"== the operator's figures of the tasks (QUEUE, GOODPUT from Prometheus; TASKS/H, P95 from Redis): waited {time.monotonic() - t_wait:.0f}s")
+        missing = demo.columns_filled(
+            mrs_doc["metadata"]["name"], af["metadata"]["name"], since=time.time() - 1, finished=len(tasks)
+        )
+        say(
+            "== the operator's figures of the tasks (QUEUE, GOODPUT from Prometheus; TASKS/H, P95 from Redis): "
+            f"waited {time.monotonic() - t_wait:.0f}s"
+        )
         for m in missing:
             say(f"  still blank: {m}")
         say(f"== kubectl get agentfleets,modelreplicasets,vectorindexes -n {demo.ns}")
@@ -971,15 +1187,21 @@ def run_burst(demo: Demo, api: str, token: str, mrs: str, fleet: str) -> bool:
     """--scenario burst (e2e/demo/burst.py); True when every task of the burst finished."""
     if not demo.pods:
         raise RuntimeError(
-            "--scenario burst needs the pods' IPs local to this machine (root or passwordless sudo for `ip route`): the replicas the "
+            "--scenario burst needs the pods' IPs local to this machine (root or passwordless sudo for `ip route`): "
+            "the replicas the "
             "autoscaler adds are found by the workers through EndpointSlices, at their pod IPs"
         )
     phases = demo.args.burst_phases
-    say(f"== --scenario burst: {burst.describe(phases)}, through the task API; the autoscaler's decisions as they happen")
     say(
-        f"  shortened for the demo: simulated replicas of {burst.SIM_TIMING['max-num-seqs']} sequences at {burst.SIM_TIMING['decode-base-s']}s a "
+        f"== --scenario burst: {burst.describe(phases)}, through the task API; the autoscaler's decisions as they "
+        "happen"
+    )
+    say(
+        f"  shortened for the demo: simulated replicas of {burst.SIM_TIMING['max-num-seqs']} sequences at "
+        f"{burst.SIM_TIMING['decode-base-s']}s a "
         f"decode step; autoscaling every {burst.AUTOSCALING['evaluationPeriodSeconds']}s, scale-down after "
-        f"{burst.AUTOSCALING['scaleDownStabilizationSeconds']}s; a new replica is ready when kwok marks its pod Ready (~1s; a real model loads for minutes)"
+        f"{burst.AUTOSCALING['scaleDownStabilizationSeconds']}s; a new replica is ready when kwok marks its pod Ready "
+        "(~1s; a real model loads for minutes)"
     )
     run_id = time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
     ids: list[str] = []
@@ -987,7 +1209,10 @@ def run_burst(demo: Demo, api: str, token: str, mrs: str, fleet: str) -> bool:
     def submit(i: int) -> None:
         status, body = http_json(
             f"{api}/v1/tasks",
-            {"goal": GOALS[i % len(GOALS)], "metadata": {"demo": run_id, "scenario": "burst", "client": f"client-{i % 6}"}},
+            {
+                "goal": GOALS[i % len(GOALS)],
+                "metadata": {"demo": run_id, "scenario": "burst", "client": f"client-{i % 6}"},
+            },
             token,
             headers={"Idempotency-Key": f"burst-{run_id}-{i}"},
         )
@@ -1011,12 +1236,23 @@ def run_burst(demo: Demo, api: str, token: str, mrs: str, fleet: str) -> bool:
         time.sleep(1)
     summary = report.summarize(list(results.values()))
     say(
-        f"  tasks: {summary['done']} done, {summary['failed']} failed, {len(ids) - len(results)} unfinished of {len(ids)} submitted; "
+        f"  tasks: {summary['done']} done, {summary['failed']} failed, {len(ids) - len(results)} unfinished of "
+        f"{len(ids)} submitted; "
         f"task time p50 {report._secs(summary['p50'])} p95 {report._secs(summary['p95'])}"
     )
-    events = demo.kc.json("-n", demo.ns, "get", "events", "--field-selector", f"involvedObject.kind=ModelReplicaSet,involvedObject.name={mrs}")["items"]
+    events = demo.kc.json(
+        "-n",
+        demo.ns,
+        "get",
+        "events",
+        "--field-selector",
+        f"involvedObject.kind=ModelReplicaSet,involvedObject.name={mrs}",
+    )["items"]
     scaled = [e for e in events if e.get("reason") in ("ScaledUp", "ScaledDown")]
-    say(f"  Events of ModelReplicaSet {mrs} (kubectl get events --field-selector involvedObject.name={mrs}): {len(scaled)} ScaledUp/ScaledDown")
+    say(
+        f"  Events of ModelReplicaSet {mrs} (kubectl get events --field-selector involvedObject.name={mrs}): "
+        f"{len(scaled)} ScaledUp/ScaledDown"
+    )
     for e in sorted(scaled, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or ""):
         say(f"    {e.get('lastTimestamp') or e.get('eventTime')}  {e['reason']:<10} {e.get('message', '')[:200]}")
     path = burst.plot(timeline, demo.dir / "burst.png", f"--scenario burst, ModelReplicaSet {mrs} in {demo.ns}")
@@ -1026,11 +1262,16 @@ def run_burst(demo: Demo, api: str, token: str, mrs: str, fleet: str) -> bool:
     say(f"== kubectl get modelreplicasets -o wide; kubectl get agentfleets -n {demo.ns}")
     say(demo.kc.run("get", "modelreplicasets", "-o", "wide", "-n", demo.ns).stdout.rstrip())
     say(demo.kc.run("get", "agentfleets", "-n", demo.ns).stdout.rstrip())
-    say(f"== {len(timeline.decisions)} decisions ({ups} up), peak {peak} replicas, {time.monotonic() - t0:.0f}s; plot of demand, replicas and goodput: {path}")
+    say(
+        f"== {len(timeline.decisions)} decisions ({ups} up), peak {peak} replicas, {time.monotonic() - t0:.0f}s; "
+        f"plot of demand, replicas and goodput: {path}"
+    )
     return len(results) == len(ids) and summary["failed"] == 0
 
 
-def _figures(pages: list[str], retrieval_tool: str, endpoints: dict[str, str], aliases: dict[str, str]) -> dict[str, dict[str, float]]:
+def _figures(
+    pages: list[str], retrieval_tool: str, endpoints: dict[str, str], aliases: dict[str, str]
+) -> dict[str, dict[str, float]]:
     # The routing metrics name a replica by its host:port (static endpoints) or its pod (discovery).
     by_url = {url.split("//")[1].split("/")[0]: name for name, url in endpoints.items()} | aliases
     replica = report.metric_sums(pages, "agentfleet_routing_replica_calls_total", by="replica", where={"outcome": "ok"})
@@ -1043,7 +1284,9 @@ def _figures(pages: list[str], retrieval_tool: str, endpoints: dict[str, str], a
         "errors": report.metric_sums(pages, "agentfleet_routing_replica_errors_total", by="reason"),
         "by_replica": by_replica,
         "affinity": report.metric_sums(pages, "agentfleet_routing_affinity_total", by="result"),
-        "retrieval": report.metric_sums(pages, "agentfleet_tool_calls_total", by="outcome", where={"tool": retrieval_tool}),
+        "retrieval": report.metric_sums(
+            pages, "agentfleet_tool_calls_total", by="outcome", where={"tool": retrieval_tool}
+        ),
         # vLLM's own counters on the replicas (the simulator exports them too; llama.cpp does not).
         "cache_hits": report.metric_sums(pages, "vllm:prefix_cache_hits_total"),
         "cache_queries": report.metric_sums(pages, "vllm:prefix_cache_queries_total"),
@@ -1051,7 +1294,11 @@ def _figures(pages: list[str], retrieval_tool: str, endpoints: dict[str, str], a
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    info_dir = Path(args.state_dir) if args.state_dir else (Path(args.kubeconfig).parent if args.kubeconfig else Path(cluster_info()["state_dir"]))
+    info_dir = (
+        Path(args.state_dir)
+        if args.state_dir
+        else (Path(args.kubeconfig).parent if args.kubeconfig else Path(cluster_info()["state_dir"]))
+    )
     root = info_dir / "demo"
     spaces = [root / args.namespace] if args.namespace else sorted(p for p in root.glob("*") if p.is_dir())
     for d in spaces:
@@ -1065,7 +1312,12 @@ def cmd_down(args: argparse.Namespace) -> int:
         if routes.exists():
             sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
             for ip in sorted(set(routes.read_text().split())):
-                subprocess.run([*sudo, "ip", "route", "del", "local", f"{ip}/32", "dev", "lo"], capture_output=True, timeout=10, check=False)
+                subprocess.run(
+                    [*sudo, "ip", "route", "del", "local", f"{ip}/32", "dev", "lo"],
+                    capture_output=True,
+                    timeout=10,
+                    check=False,
+                )
             routes.unlink()
     return 0
 
@@ -1082,18 +1334,27 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m e2e.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m e2e.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("command", nargs="?", default="up", choices=["up", "down", "status"])
     p.add_argument("--namespace", "-n", default=os.environ.get("AGENTFLEET_NAMESPACE"))
     p.add_argument("--kubeconfig", help="cluster to use (default: the one e2e/cluster.sh runs)")
     p.add_argument("--kubectl", help="kubectl binary (default: the one e2e/cluster.sh built)")
     p.add_argument("--state-dir", help="where pids and logs go (default: the cluster's state dir)")
-    p.add_argument("--tasks", type=int, default=int(os.environ["AGENTFLEET_DEMO_TASKS"]) if os.environ.get("AGENTFLEET_DEMO_TASKS") else None)
+    p.add_argument(
+        "--tasks",
+        type=int,
+        default=int(os.environ["AGENTFLEET_DEMO_TASKS"]) if os.environ.get("AGENTFLEET_DEMO_TASKS") else None,
+    )
     p.add_argument(
         "--model",
         choices=["qwen", "sim", "smollm2", "vllm"],
         default=os.environ.get("AGENTFLEET_DEMO_MODEL", DEFAULT_MODEL),
-        help="qwen: Qwen2.5-Coder on llama-server (CPU), every decision the model's; sim: simulated vLLM replicas with scripted decisions, for scale",
+        help=(
+            "qwen: Qwen2.5-Coder on llama-server (CPU), every decision the model's; sim: simulated vLLM replicas with "
+            "scripted decisions, for scale"
+        ),
     )
     p.add_argument(
         "--corpus",
@@ -1105,25 +1366,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--task-timeout",
         type=float,
-        default=float(os.environ["AGENTFLEET_DEMO_TASK_TIMEOUT"]) if os.environ.get("AGENTFLEET_DEMO_TASK_TIMEOUT") else None,
+        default=float(os.environ["AGENTFLEET_DEMO_TASK_TIMEOUT"])
+        if os.environ.get("AGENTFLEET_DEMO_TASK_TIMEOUT")
+        else None,
         help="seconds to wait for the tasks (default 600; 1800 with --model qwen)",
     )
     p.add_argument(
         "--scenario",
         choices=["burst"],
         default=os.environ.get("AGENTFLEET_DEMO_SCENARIO") or None,
-        help="burst: after the sample tasks, a burst of tasks through the fleet, the autoscaler's decisions as they happen, and a PNG (--model sim)",
+        help=(
+            "burst: after the sample tasks, a burst of tasks through the fleet, the autoscaler's decisions as they "
+            "happen, and a PNG (--model sim)"
+        ),
     )
     p.add_argument(
         "--burst-phases",
         type=burst.parse_phases,
         default=burst.PHASES,
         metavar="SECONDS:RATE,...",
-        help="the burst's phases, tasks per second for so many seconds (default " + ",".join(f"{d:g}:{r:g}" for d, r in burst.PHASES) + ")",
+        help="the burst's phases, tasks per second for so many seconds (default "
+        + ",".join(f"{d:g}:{r:g}" for d, r in burst.PHASES)
+        + ")",
     )
     args = p.parse_args(argv)
     if args.scenario == "burst" and args.model != "sim":
-        p.error("--scenario burst runs on the simulated replicas (--model sim): a real model on this machine's CPU serves a task in minutes")
+        p.error(
+            "--scenario burst runs on the simulated replicas (--model sim): a real model on this machine's CPU "
+            "serves a task in minutes"
+        )
     if args.tasks is None:
         # The burst starts from a quiet fleet: sample tasks sent all at once would be a burst of their own.
         args.tasks = 0 if args.scenario == "burst" else TASKS_BY_MODEL.get(args.model, 20)

@@ -72,7 +72,9 @@ def to_run(pod: dict[str, Any], handled: set[str]) -> bool:
     status = pod.get("status") or {}
     if status.get("phase") not in TERMINAL:
         return True
-    return not any(((cs.get("state") or {}).get("terminated") or {}).get("message") for cs in status.get("containerStatuses") or [])
+    return not any(
+        ((cs.get("state") or {}).get("terminated") or {}).get("message") for cs in status.get("containerStatuses") or []
+    )
 
 
 def terminated_status(pod: dict[str, Any], container: str, outcome: Outcome) -> dict[str, Any] | None:
@@ -106,7 +108,15 @@ def terminated_status(pod: dict[str, Any], container: str, outcome: Outcome) -> 
             "phase": "Succeeded" if outcome.succeeded else "Failed",
             "conditions": [{"type": "Ready", **not_ready}, {"type": "ContainersReady", **not_ready}],
             "containerStatuses": [
-                {"name": container, "image": image, "imageID": "", "ready": False, "started": False, "restartCount": 0, "state": {"terminated": terminated}}
+                {
+                    "name": container,
+                    "image": image,
+                    "imageID": "",
+                    "ready": False,
+                    "started": False,
+                    "restartCount": 0,
+                    "state": {"terminated": terminated},
+                }
             ],
         }
     }

@@ -77,7 +77,9 @@ def sim(demo: Demo, mrs_obj: dict[str, Any], names: list[str], served: str, tool
     upstreams = sim_urls(demo.procs.log_path("model"))
     demo.pods = demo.pod_addresses(mrs_obj["metadata"]["name"], names)
     pods = demo.pods
-    agent = [PY, "-m", "e2e.demo.scripted_agent", "--retrieval-tool", retrieval_tool] + (["--spawn-tool", spawn_tool] if spawn_tool else [])
+    agent = [PY, "-m", "e2e.demo.scripted_agent", "--retrieval-tool", retrieval_tool] + (
+        ["--spawn-tool", spawn_tool] if spawn_tool else []
+    )
     code = code_stamp(Path(__file__).parent)
     if pods:
         # The scripted agent process stands in for the pods, those of now and those the autoscaler adds.
@@ -109,7 +111,10 @@ def sim(demo: Demo, mrs_obj: dict[str, Any], names: list[str], served: str, tool
         ports = [f"r{i}" for i in range(len(names))]
 
         def build(p: dict[str, int]) -> list[str]:
-            return [*agent, *(a for i in range(len(names)) for a in ("--route", f"127.0.0.1:{p[f'r{i}']}={upstreams[i]}"))]
+            return [
+                *agent,
+                *(a for i in range(len(names)) for a in ("--route", f"127.0.0.1:{p[f'r{i}']}={upstreams[i]}")),
+            ]
 
         pol = demo.start(
             "scripted-agent",
@@ -120,8 +125,10 @@ def sim(demo: Demo, mrs_obj: dict[str, Any], names: list[str], served: str, tool
         )
         urls = {name: f"http://127.0.0.1:{pol['ports'][f'r{i}']}/v1" for i, name in enumerate(names)}
     note = (
-        "agentfleet_sim: each placed replica is a simulated vLLM (timing, tokens, prefix cache); the simulator writes no "
-        "tool calls, so e2e/demo/scripted_agent.py scripts the agent's decisions (search, delegate, answer from the passages)"
+        "agentfleet_sim: each placed replica is a simulated vLLM (timing, tokens, prefix cache); the simulator writes "
+        "no "
+        "tool calls, so e2e/demo/scripted_agent.py scripts the agent's decisions (search, delegate, answer from the "
+        "passages)"
     )
     return urls, note
 
@@ -154,11 +161,26 @@ def smollm2(demo: Demo, mrs_obj: dict[str, Any], names: list[str], served: str, 
 
     def build_llama(port: int) -> list[str]:
         # One llama.cpp server per placed replica, so sticky routing has replicas to pick.
-        return [PY, "-m", "llama_cpp.server", "--model", gguf, "--model_alias", served, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192"]
+        return [
+            PY,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            gguf,
+            "--model_alias",
+            served,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "8192",
+        ]
 
     return (
         demo.local_model_servers(names, {"gguf": gguf, "served": served}, build_llama, "/v1/models"),
-        f"SmolLM2-135M-Instruct (Q4_1 GGUF) on llama.cpp, CPU, one server per placed replica, served as {served!r}: a real model, "
+        f"SmolLM2-135M-Instruct (Q4_1 GGUF) on llama.cpp, CPU, one server per placed replica, served as {served!r}: a "
+        "real model, "
         "its own decisions (a 135M model rarely writes a valid tool call)",
     )
 

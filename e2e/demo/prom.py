@@ -27,18 +27,30 @@ def scrape_config(directory: Path, interval: str = SCRAPE_INTERVAL) -> dict[str,
     """prometheus.yml (as a dict) scraping the replicas and the workers listed in ``directory``."""
     jobs = []
     for job, sd in (("replicas", REPLICAS_SD), ("workers", WORKERS_SD)):
-        jobs.append({"job_name": job, "scrape_interval": interval, "file_sd_configs": [{"files": [str(directory / sd)], "refresh_interval": "1s"}]})
+        jobs.append(
+            {
+                "job_name": job,
+                "scrape_interval": interval,
+                "file_sd_configs": [{"files": [str(directory / sd)], "refresh_interval": "1s"}],
+            }
+        )
     return {"global": {"scrape_interval": interval, "evaluation_interval": interval}, "scrape_configs": jobs}
 
 
 def replica_targets(namespace: str, mrs: str, pods: dict[str, str]) -> list[dict[str, Any]]:
     """file_sd groups for a ModelReplicaSet's replicas: pod name -> host:port of its /metrics."""
-    return [{"targets": [address], "labels": {"namespace": namespace, "pod": pod, "modelreplicaset": mrs}} for pod, address in sorted(pods.items())]
+    return [
+        {"targets": [address], "labels": {"namespace": namespace, "pod": pod, "modelreplicaset": mrs}}
+        for pod, address in sorted(pods.items())
+    ]
 
 
 def worker_targets(namespace: str, fleet: str, workers: dict[str, str]) -> list[dict[str, Any]]:
     """file_sd groups for an AgentFleet's workers: worker name -> host:port of its /metrics."""
-    return [{"targets": [address], "labels": {"namespace": namespace, "pod": name, "agentfleet": fleet}} for name, address in sorted(workers.items())]
+    return [
+        {"targets": [address], "labels": {"namespace": namespace, "pod": name, "agentfleet": fleet}}
+        for name, address in sorted(workers.items())
+    ]
 
 
 def write_sd(path: Path, groups: list[dict[str, Any]]) -> None:

@@ -18,7 +18,9 @@ def bar(done: int, total: int, failed: int = 0, width: int = 30, elapsed: float 
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} tasks  {elapsed:5.1f}s{tail}"
 
 
-def metric_sums(texts: Iterable[str], name: str, by: str | None = None, where: Mapping[str, str] | None = None) -> dict[str, float]:
+def metric_sums(
+    texts: Iterable[str], name: str, by: str | None = None, where: Mapping[str, str] | None = None
+) -> dict[str, float]:
     """Sum of the samples named ``name`` (with the labels ``where``) over several /metrics pages,
     keyed by label ``by`` (or "" for all)."""
     out: dict[str, float] = {}
@@ -39,7 +41,10 @@ def summarize(tasks: list[Mapping[str, Any]]) -> dict[str, Any]:
     durations = [float(t["durationSeconds"]) for t in done if t.get("durationSeconds") is not None]
     # treeUsage counts sub-agents too: a task's cost is its whole tree's.
     costs = [Decimal(str((t.get("treeUsage") or {}).get("cost") or t.get("cost") or "0")) for t in done]
-    tokens = sum(int((t.get("treeUsage") or {}).get("totalTokens") or (t.get("usage") or {}).get("totalTokens") or 0) for t in tasks)
+    tokens = sum(
+        int((t.get("treeUsage") or {}).get("totalTokens") or (t.get("usage") or {}).get("totalTokens") or 0)
+        for t in tasks
+    )
     reasons: dict[str, int] = {}
     for t in done:
         reasons[str(t.get("reason"))] = reasons.get(str(t.get("reason")), 0) + 1
@@ -85,13 +90,20 @@ def render(
     hit, miss, first = (affinity.get(k, 0) for k in ("hit", "miss", "first"))
     aff = f", replica affinity {hit:.0f} hit / {miss:.0f} miss / {first:.0f} first" if affinity else ""
     err = f", {model_errors:.0f} failed attempts" if model_errors else ""
-    lines.append(f"model calls  {model_calls:.0f} ({s['steps']} steps of the root tasks, {s['children']} sub-agents{err}){aff}")
+    lines.append(
+        f"model calls  {model_calls:.0f} ({s['steps']} steps of the root tasks, {s['children']} sub-agents{err}){aff}"
+    )
     hits, queries = prefix_cache
-    cache = f"; prefix cache hit {hits / queries:.0%} of {queries:.0f} prompt tokens (vllm:prefix_cache_* on the replicas)" if queries else ""
+    cache = (
+        f"; prefix cache hit {hits / queries:.0%} of {queries:.0f} prompt tokens (vllm:prefix_cache_* on the replicas)"
+        if queries
+        else ""
+    )
     lines.append(f"tokens       {s['tokens']} (tasks and their sub-agents){cache}")
     cpt = s["cost_per_task"]
     lines.append(
-        f"cost/task    {'-' if cpt is None else format(cpt.quantize(Decimal('0.0000001')).normalize(), 'f')} {s['currency']} (the fleet's spec.pricing)"
+        f"cost/task    {'-' if cpt is None else format(cpt.quantize(Decimal('0.0000001')).normalize(), 'f')} "
+        f"{s['currency']} (the fleet's spec.pricing)"
     )
     ok = retrieval.get("ok", 0)
     other = sum(v for k, v in retrieval.items() if k != "ok")
@@ -100,7 +112,10 @@ def render(
     for p in placements:
         calls = calls_by_replica.get(p["name"])
         lines.append(
-            f"  {p['name']:<24} nodes {','.join(p.get('nodes') or [])}  gpus {p.get('gpus', 0)}  zone {p.get('zone') or '-'}"
+            (
+                f"  {p['name']:<24} nodes {','.join(p.get('nodes') or [])}  gpus {p.get('gpus', 0)}  zone "
+                f"{p.get('zone') or '-'}"
+            )
             + (f"  calls {calls:.0f}" if calls is not None else "")
         )
     lines.append(f"model        {model_note}")
@@ -177,7 +192,13 @@ def render_agents(f: Mapping[str, Any]) -> str:
             f"tool calls   {calls}",
             f"sub-agents   {f['spawned']} spawned by the root tasks ({f['subagent_tasks']} sub-agent tasks in all)",
             f"searched     {f['searched']} of {f['tasks']} tasks ({f['searched'] / n:.0%})",
-            f"cited        {f['cited']} of {f['tasks']} answers name a source their task retrieved ({f['cited'] / n:.0%})",
-            f"model step   p50 {_secs(f['step_p50'])}  p95 {_secs(f['step_p95'])}  over {f['model_steps']} steps (modelSeconds, repairs included)",
+            (
+                f"cited        {f['cited']} of {f['tasks']} answers name a source their task retrieved "
+                f"({f['cited'] / n:.0%})"
+            ),
+            (
+                f"model step   p50 {_secs(f['step_p50'])}  p95 {_secs(f['step_p95'])}  over {f['model_steps']} steps "
+                "(modelSeconds, repairs included)"
+            ),
         ]
     )

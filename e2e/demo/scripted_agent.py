@@ -117,7 +117,11 @@ def reply_body(decision: Decision, model: str, usage: dict[str, Any]) -> dict[st
     msg: dict[str, Any] = {"role": "assistant", "content": decision.content or None}
     if decision.tool_calls:
         msg["tool_calls"] = [
-            {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
+            {
+                "id": f"call_{uuid.uuid4().hex[:12]}",
+                "type": "function",
+                "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+            }
             for c in decision.tool_calls
         ]
     return {
@@ -131,7 +135,9 @@ def reply_body(decision: Decision, model: str, usage: dict[str, Any]) -> dict[st
 
 
 class Route:
-    def __init__(self, upstream: str, retrieval_tool: str, spawn_tool: str | None, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, upstream: str, retrieval_tool: str, spawn_tool: str | None, session: aiohttp.ClientSession
+    ) -> None:
         self.upstream = upstream.rstrip("/")
         self.retrieval_tool = retrieval_tool
         self.spawn_tool = spawn_tool
@@ -166,7 +172,9 @@ def _flat(m: dict[str, Any]) -> dict[str, Any]:
     return {"role": m.get("role", "user") if m.get("role") != "tool" else "user", "content": content or " "}
 
 
-async def listen(host: str, port: int, upstream: str, retrieval_tool: str, spawn_tool: str | None, session: aiohttp.ClientSession) -> web.AppRunner:
+async def listen(
+    host: str, port: int, upstream: str, retrieval_tool: str, spawn_tool: str | None, session: aiohttp.ClientSession
+) -> web.AppRunner:
     route = Route(upstream, retrieval_tool, spawn_tool, session)
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/v1/chat/completions", route.chat)
@@ -212,13 +220,23 @@ def serving_pods(pods: list[dict[str, Any]]) -> dict[str, tuple[str, int]]:
             continue
         if status.get("phase") != "Running" or not status.get("podIP"):
             continue
-        port = next((cp["containerPort"] for c in p["spec"]["containers"] for cp in c.get("ports") or [] if cp.get("name") == "http"), None)
+        port = next(
+            (
+                cp["containerPort"]
+                for c in p["spec"]["containers"]
+                for cp in c.get("ports") or []
+                if cp.get("name") == "http"
+            ),
+            None,
+        )
         if port is not None:
             out[meta["name"]] = (status["podIP"], int(port))
     return out
 
 
-def assign(backed: dict[str, str], live: list[str], pool: list[str], released: list[str]) -> tuple[dict[str, str], list[str]]:
+def assign(
+    backed: dict[str, str], live: list[str], pool: list[str], released: list[str]
+) -> tuple[dict[str, str], list[str]]:
     """(new pod -> upstream, pods to let go). A new pod gets an upstream no pod has had yet, else
     the one released longest ago (``released``, oldest first), so a simulated replica's in-flight
     work and prefix cache are not handed to the next pod at once. Pods beyond the pool wait."""
@@ -246,7 +264,19 @@ async def back_pods(args: argparse.Namespace) -> None:
     addresses: dict[str, tuple[str, int]] = {}
     released: list[str] = []
     stop = _stop_on_signals()
-    cmd = [args.kubectl, "--kubeconfig", args.kubeconfig, "-n", namespace, "get", "pods", "-l", f"agentfleet.io/modelreplicaset={mrs}", "-o", "json"]
+    cmd = [
+        args.kubectl,
+        "--kubeconfig",
+        args.kubeconfig,
+        "-n",
+        namespace,
+        "get",
+        "pods",
+        "-l",
+        f"agentfleet.io/modelreplicaset={mrs}",
+        "-o",
+        "json",
+    ]
     while not stop.is_set():
         proc = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, timeout=60)
         if proc.returncode == 0:
@@ -271,9 +301,15 @@ async def back_pods(args: argparse.Namespace) -> None:
                     continue
                 backed[pod], addresses[pod] = upstream, (ip, port)
                 released = [u for u in released if u != upstream]
-                print(f"{time.strftime('%H:%M:%S')} scripted-agent http://{ip}:{port}/v1 -> {upstream} (pod {pod})", flush=True)
+                print(
+                    f"{time.strftime('%H:%M:%S')} scripted-agent http://{ip}:{port}/v1 -> {upstream} (pod {pod})",
+                    flush=True,
+                )
             if new or gone or not Path(args.sd_file).exists():
-                prom.write_sd(Path(args.sd_file), prom.replica_targets(namespace, mrs, {p: f"{ip}:{port}" for p, (ip, port) in addresses.items()}))
+                prom.write_sd(
+                    Path(args.sd_file),
+                    prom.replica_targets(namespace, mrs, {p: f"{ip}:{port}" for p, (ip, port) in addresses.items()}),
+                )
         else:
             print(f"{time.strftime('%H:%M:%S')} listing pods failed: {proc.stderr.strip()}", flush=True)
         try:
@@ -291,7 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--retrieval-tool", required=True)
     p.add_argument("--spawn-tool")
     p.add_argument("--pods", help="NAMESPACE/MODELREPLICASET: back its pods as they come and go")
-    p.add_argument("--upstream", action="append", default=[], help="with --pods: a simulated replica's base URL (the pool)")
+    p.add_argument(
+        "--upstream", action="append", default=[], help="with --pods: a simulated replica's base URL (the pool)"
+    )
     p.add_argument("--kubectl", default="kubectl")
     p.add_argument("--kubeconfig")
     p.add_argument("--sd-file", help="with --pods: Prometheus file_sd list of the backed pods")

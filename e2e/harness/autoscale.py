@@ -171,7 +171,11 @@ class ClosedLoopLoad:
 
     def _client(self, i: int) -> None:
         body = json.dumps(
-            {"model": self.sim.mrs, "messages": [{"role": "user", "content": f"agent {i} step " * self.prompt_words}], "max_tokens": self.max_tokens}
+            {
+                "model": self.sim.mrs,
+                "messages": [{"role": "user", "content": f"agent {i} step " * self.prompt_words}],
+                "max_tokens": self.max_tokens,
+            }
         ).encode()
         while not self._stop.is_set():
             picked = self._pick()
@@ -179,7 +183,9 @@ class ClosedLoopLoad:
                 time.sleep(0.2)
                 continue
             pod, url = picked
-            req = urllib.request.Request(url + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(
+                url + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"}
+            )
             sent = time.monotonic()
             try:
                 with urllib.request.urlopen(req, timeout=60) as resp:

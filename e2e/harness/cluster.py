@@ -30,7 +30,10 @@ LOG_TAIL_LINES = 120
 
 class KubectlError(subprocess.CalledProcessError):
     def __str__(self) -> str:
-        return f"kubectl {shlex.join(self.cmd[3:])} failed with exit code {self.returncode}\nstdout: {self.stdout.strip()}\nstderr: {self.stderr.strip()}"
+        return (
+            f"kubectl {shlex.join(self.cmd[3:])} failed with exit code {self.returncode}\nstdout: "
+            f"{self.stdout.strip()}\nstderr: {self.stderr.strip()}"
+        )
 
 
 class Cluster:
@@ -59,7 +62,9 @@ class Cluster:
         env["PATH"] = self.bin_dir + os.pathsep + env.get("PATH", "")
         return env
 
-    def run(self, *args: Any, input: str | None = None, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: Any, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
         """Run kubectl against the cluster; returns text stdout/stderr.
 
         Raises KubectlError (a CalledProcessError that shows stderr) when
@@ -94,7 +99,9 @@ class Cluster:
             return resp.read().decode()
 
     @staticmethod
-    def wait_for(predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.5, desc: str = "condition") -> Any:
+    def wait_for(
+        predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.5, desc: str = "condition"
+    ) -> Any:
         """Poll predicate until it returns a truthy value (returned); fail the
         test with ``desc`` after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
@@ -107,15 +114,22 @@ class Cluster:
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
                 last_exc = e
             if time.monotonic() >= deadline:
-                pytest.fail(f"timed out after {timeout}s waiting for {desc}" + (f" (last error: {last_exc})" if last_exc else ""))
+                pytest.fail(
+                    f"timed out after {timeout}s waiting for {desc}"
+                    + (f" (last error: {last_exc})" if last_exc else "")
+                )
             time.sleep(interval)
 
 
-def script(*args: str, env: dict[str, str], timeout: float, log_path: Path | None = None) -> subprocess.CompletedProcess:
+def script(
+    *args: str, env: dict[str, str], timeout: float, log_path: Path | None = None
+) -> subprocess.CompletedProcess:
     if log_path is None:
         return subprocess.run([str(CLUSTER_SH), *args], capture_output=True, text=True, env=env, timeout=timeout)
     with open(log_path, "w") as log:
-        return subprocess.run([str(CLUSTER_SH), *args], stdout=log, stderr=subprocess.STDOUT, text=True, env=env, timeout=timeout)
+        return subprocess.run(
+            [str(CLUSTER_SH), *args], stdout=log, stderr=subprocess.STDOUT, text=True, env=env, timeout=timeout
+        )
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

@@ -4,7 +4,8 @@ podman, the way a kubelet would run it, as far as one machine without a kubelet 
 - ``command``/``args`` as given (``command[0]`` is the entrypoint), ``env`` values, ``fieldRef``
   (namespace, name, completion index) and ``secretKeyRef`` (read from the cluster);
 - the container's ``securityContext``: ``runAsUser``/``runAsGroup`` (or the pod's) as
-  ``--user`` with no passwd entry added for it (``--passwd=false``, as on containerd and CRI-O), ``readOnlyRootFilesystem`` as ``--read-only`` *without* podman's default tmpfs on
+  ``--user`` with no passwd entry added for it (``--passwd=false``, as on containerd and CRI-O),
+  ``readOnlyRootFilesystem`` as ``--read-only`` *without* podman's default tmpfs on
   /tmp, /var/tmp and /run (``--read-only-tmpfs=false``), so that only the pod's ``emptyDir`` mounts
   (tmpfs) are writable; ``capabilities.drop: [ALL]`` and ``allowPrivilegeEscalation: false``;
 - ``configMap``/``secret`` volumes as read-only bind mounts of files written from the cluster's
@@ -94,10 +95,14 @@ class Container:
         d = self.dir / "volumes" / volume["name"]
         d.mkdir(parents=True)
         if "configMap" in volume:
-            data = self.cluster.json("-n", self.namespace, "get", "configmap", volume["configMap"]["name"]).get("data", {})
+            data = self.cluster.json("-n", self.namespace, "get", "configmap", volume["configMap"]["name"]).get(
+                "data", {}
+            )
             items = volume["configMap"].get("items") or [{"key": k, "path": k} for k in data]
         elif "secret" in volume:
-            raw = self.cluster.json("-n", self.namespace, "get", "secret", volume["secret"]["secretName"]).get("data", {})
+            raw = self.cluster.json("-n", self.namespace, "get", "secret", volume["secret"]["secretName"]).get(
+                "data", {}
+            )
             data = {k: base64.b64decode(v).decode() for k, v in raw.items()}
             items = volume["secret"].get("items") or [{"key": k, "path": k} for k in data]
         else:

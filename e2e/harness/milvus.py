@@ -26,7 +26,18 @@ class MilvusLiteServer:
         self.log_path = data_dir.parent / "milvus-lite.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "milvus_lite",
+                "server",
+                "--data-dir",
+                str(data_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -48,7 +59,10 @@ class MilvusLiteServer:
                 last = e
                 time.sleep(0.3)
         self.stop()
-        raise InstallError(f"milvus-lite server did not come up on {self.uri}: {last}\n{self.log_path.read_text(errors='replace')[-3000:]}")
+        raise InstallError(
+            f"milvus-lite server did not come up on {self.uri}: "
+            f"{last}\n{self.log_path.read_text(errors='replace')[-3000:]}"
+        )
 
     def stop(self) -> None:
         terminate(self.proc, 15)

@@ -35,11 +35,18 @@ def install_thirdparty_crds(cluster) -> list[str]:
     names = [yaml.safe_load(f.read_text())["metadata"]["name"] for f in files]
     # Server-side: the Prometheus Operator's CRDs exceed the last-applied annotation's size limit.
     for f in files:
-        cluster.run("apply", "--server-side", "--force-conflicts", "--field-manager=agentfleet-e2e", "-f", str(f), timeout=120)
+        cluster.run(
+            "apply", "--server-side", "--force-conflicts", "--field-manager=agentfleet-e2e", "-f", str(f), timeout=120
+        )
     for n in names:
         cluster.run("wait", "--for=condition=Established", f"crd/{n}", "--timeout=60s")
     cluster.wait_for(
-        lambda: cluster.run("get", "podmonitors,scaledobjects,applications.argoproj.io,inferencepools", "-A", check=False).returncode == 0,
+        lambda: (
+            cluster.run(
+                "get", "podmonitors,scaledobjects,applications.argoproj.io,inferencepools", "-A", check=False
+            ).returncode
+            == 0
+        ),
         timeout=30,
         desc="discovery of the third-party kinds",
     )

@@ -43,7 +43,11 @@ def install_crds(cluster) -> None:
     cluster.run("apply", "--server-side", "--field-manager=agentfleet-e2e", "-f", str(ROOT / "crds"))
     for res in RESOURCES:
         cluster.run("wait", "--for=condition=Established", f"crd/{res.crd_name}", "--timeout=60s")
-    cluster.wait_for(lambda: cluster.run("get", "mrs", "-A", check=False).returncode == 0, timeout=30, desc="discovery of ModelReplicaSet")
+    cluster.wait_for(
+        lambda: cluster.run("get", "mrs", "-A", check=False).returncode == 0,
+        timeout=30,
+        desc="discovery of ModelReplicaSet",
+    )
 
 
 class OperatorProcess:
@@ -67,13 +71,17 @@ class OperatorProcess:
         log.write(f"\n===== start {self.starts + 1}: {' '.join(cmd)}\n")
         log.flush()
         # Own session: a Ctrl-C at the terminal reaches pytest, which stops us in order.
-        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
         log.close()
         self.starts += 1
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                pytest.fail(f"the operator exited with {self.proc.returncode} while starting:\n{self.tail()}", pytrace=False)
+                pytest.fail(
+                    f"the operator exited with {self.proc.returncode} while starting:\n{self.tail()}", pytrace=False
+                )
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
                     if resp.status == 200:
@@ -132,7 +140,17 @@ class GpuPool:
             "tolerations": [{"key": POOL_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
         }
 
-    def add(self, pool: str, *, count: int = 1, gpus: int = 8, product: str = H100, block: str | None = None, zone: str = "zone-a", nvlink: str | None = None) -> list[str]:
+    def add(
+        self,
+        pool: str,
+        *,
+        count: int = 1,
+        gpus: int = 8,
+        product: str = H100,
+        block: str | None = None,
+        zone: str = "zone-a",
+        nvlink: str | None = None,
+    ) -> list[str]:
         """`count` nodes named <namespace>-<pool>-<i>. nvlink defaults to one domain per node."""
         nodes = node_topology
         spec = {
@@ -186,7 +204,15 @@ class GpuPool:
             # The test's ModelReplicaSets go first: an operator still running would otherwise see
             # their nodes vanish and try to re-place every replica.
             self.cluster.run("-n", self.namespace, "delete", "modelreplicasets", "--all", "--wait=false", check=False)
-            self.cluster.run("delete", "nodes", "-l", f"{POOL_LABEL}={self.namespace}", "--wait=false", "--ignore-not-found", check=False)
+            self.cluster.run(
+                "delete",
+                "nodes",
+                "-l",
+                f"{POOL_LABEL}={self.namespace}",
+                "--wait=false",
+                "--ignore-not-found",
+                check=False,
+            )
 
 
 @pytest.fixture
@@ -196,7 +222,15 @@ def gpu_pool(cluster, namespace) -> Iterator[GpuPool]:
     pool.delete_all()
 
 
-def eventually(cluster, op: OperatorProcess | None, predicate: Callable[[], Any], *, timeout: float, desc: str, interval: float = 0.3) -> Any:
+def eventually(
+    cluster,
+    op: OperatorProcess | None,
+    predicate: Callable[[], Any],
+    *,
+    timeout: float,
+    desc: str,
+    interval: float = 0.3,
+) -> Any:
     """cluster.wait_for, with the operator's log attached when it times out."""
     try:
         return cluster.wait_for(predicate, timeout=timeout, interval=interval, desc=desc)

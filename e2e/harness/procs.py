@@ -139,15 +139,27 @@ class Procs:
         log.flush()
         # Own session: the process outlives this driver (up.sh leaves the fleet running) and a
         # Ctrl-C at the terminal does not reach it.
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        )
         log.close()
-        meta = {"name": name, "pid": proc.pid, "cmd": cmd, "ports": chosen, "settings": settings, "started": time.time()}
+        meta = {
+            "name": name,
+            "pid": proc.pid,
+            "cmd": cmd,
+            "ports": chosen,
+            "settings": settings,
+            "started": time.time(),
+        }
         self._meta_path(name).write_text(json.dumps(meta, indent=1))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 self._meta_path(name).unlink(missing_ok=True)
-                raise RuntimeError(f"{name} exited with {proc.returncode} while starting; log {self.log_path(name)}:\n{self.tail(name)}")
+                raise RuntimeError(
+                    f"{name} exited with {proc.returncode} while starting; log "
+                    f"{self.log_path(name)}:\n{self.tail(name)}"
+                )
             if ready(meta):
                 return meta, False
             time.sleep(0.2)
@@ -194,7 +206,13 @@ def route_local(ip: str, routes: Path) -> str | None:
     lo``) and records it in ``routes`` for ``down`` to remove; the error, or None. Needs root or
     passwordless sudo."""
     sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    proc = subprocess.run([*sudo, "ip", "route", "replace", "local", f"{ip}/32", "dev", "lo"], capture_output=True, text=True, timeout=10, check=False)
+    proc = subprocess.run(
+        [*sudo, "ip", "route", "replace", "local", f"{ip}/32", "dev", "lo"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
     if proc.returncode != 0:
         return proc.stderr.strip() or f"exit {proc.returncode}"
     with open(routes, "a") as f:

@@ -24,7 +24,9 @@ from e2e.harness.procs import terminate
 class PrometheusServer:
     """A private Prometheus on 127.0.0.1 scraping ``targets`` (host:port) every second."""
 
-    def __init__(self, targets: list[str], scrape_interval: str = "1s", job: str = "sim", file_sd: Path | None = None) -> None:
+    def __init__(
+        self, targets: list[str], scrape_interval: str = "1s", job: str = "sim", file_sd: Path | None = None
+    ) -> None:
         """``file_sd``: also discover targets (with their labels) from this JSON file, re-read on
         change - how a test stands in for Kubernetes service discovery of pods that come and go."""
         self.targets = targets
@@ -78,7 +80,9 @@ class PrometheusServer:
             raise RuntimeError(f"query failed: {body}")
         return list(body["data"]["result"])
 
-    def wait_for(self, promql: str, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 30.0) -> list[dict[str, Any]]:
+    def wait_for(
+        self, promql: str, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 30.0
+    ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         result: list[dict[str, Any]] = []
         while time.monotonic() < deadline:

@@ -19,7 +19,9 @@ class RedisServer:
     """One redis-server; ``fsync`` is the AOF's appendfsync: "always" for the durability tests,
     "everysec" (production's) for the benches."""
 
-    def __init__(self, binary: str, directory: Path, port: int | None = None, fsync: str = "always", extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, binary: str, directory: Path, port: int | None = None, fsync: str = "always", extra: tuple[str, ...] = ()
+    ) -> None:
         self.binary = binary
         self.dir = directory
         self.port = port or free_port()
@@ -89,7 +91,9 @@ class SentinelGroup:
     127.0.0.1, each a real process in ``directory``. Failure detection is quick on purpose
     (down-after ``down_after_ms``), as a loopback test can afford."""
 
-    def __init__(self, directory: Path, *, master: str = "af", replicas: int = 1, sentinels: int = 3, down_after_ms: int = 1000) -> None:
+    def __init__(
+        self, directory: Path, *, master: str = "af", replicas: int = 1, sentinels: int = 3, down_after_ms: int = 1000
+    ) -> None:
         self.dir = directory
         self.master = master
         binary = ensure_redis_server()
@@ -99,7 +103,12 @@ class SentinelGroup:
         quick = ("--repl-diskless-sync-delay", "0")
         primary = RedisServer(binary, directory / "r0", fsync="everysec", extra=quick)
         self.servers = [primary] + [
-            RedisServer(binary, directory / f"r{i}", fsync="everysec", extra=(*quick, "--replicaof", "127.0.0.1", str(primary.port)))
+            RedisServer(
+                binary,
+                directory / f"r{i}",
+                fsync="everysec",
+                extra=(*quick, "--replicaof", "127.0.0.1", str(primary.port)),
+            )
             for i in range(1, replicas + 1)
         ]
         self.sentinel_ports = [free_port() for _ in range(sentinels)]
@@ -125,7 +134,11 @@ class SentinelGroup:
                 f"sentinel down-after-milliseconds {self.master} {self.down_after_ms}\n"
                 f"sentinel failover-timeout {self.master} 10000\nsentinel parallel-syncs {self.master} 1\n"
             )
-            self.sentinel_procs.append(subprocess.Popen([self.sentinel_binary, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            self.sentinel_procs.append(
+                subprocess.Popen(
+                    [self.sentinel_binary, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+            )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if all(redis_ping(p) for p in self.sentinel_ports) and self.replicas_in_sync():
@@ -139,7 +152,11 @@ class SentinelGroup:
         r = redis.Redis(port=self.primary_port() or self.servers[0].port, socket_timeout=1)
         try:
             info = r.info("replication")
-            online = [k for k, v in info.items() if k.startswith("slave") and isinstance(v, dict) and v.get("state") == "online"]
+            online = [
+                k
+                for k, v in info.items()
+                if k.startswith("slave") and isinstance(v, dict) and v.get("state") == "online"
+            ]
             return len(online) >= len(self.servers) - 1
         except redis.RedisError:
             return False

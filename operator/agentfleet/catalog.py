@@ -35,11 +35,21 @@ class Family:
     shape: ModelShape
 
 
-def _f(key: str, pattern: str, parameters: int, layers: int, kv_heads: int, head_dim: int, heads: int, context: int) -> Family:
+def _f(
+    key: str, pattern: str, parameters: int, layers: int, kv_heads: int, head_dim: int, heads: int, context: int
+) -> Family:
     return Family(
         key=key,
         pattern=re.compile(pattern, re.IGNORECASE),
-        shape=ModelShape(parameters=parameters, layers=layers, kv_heads=kv_heads, head_dim=head_dim, attention_heads=heads, max_context=context, family=key),
+        shape=ModelShape(
+            parameters=parameters,
+            layers=layers,
+            kv_heads=kv_heads,
+            head_dim=head_dim,
+            attention_heads=heads,
+            max_context=context,
+            family=key,
+        ),
     )
 
 

@@ -61,7 +61,11 @@ def _table(title: str, rows: Sequence[Row], out: TextIO) -> None:
 
 
 def _plan_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("plan", help="size a fleet from an agent workload profile", description="Size a model fleet from an agent workload profile.")
+    p = sub.add_parser(
+        "plan",
+        help="size a fleet from an agent workload profile",
+        description="Size a model fleet from an agent workload profile.",
+    )
     w = p.add_argument_group("workload")
     w.add_argument("--users", type=float, required=True, help="active users")
     w.add_argument("--tasks-per-user", type=float, required=True, help="tasks per user per day")
@@ -74,8 +78,12 @@ def _plan_parser(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--price-out", type=float, default=0.0, help="price per million generated tokens")
     w.add_argument("--peak-factor", type=float, default=8.0, help="peak call rate over the daily mean (default 8)")
     w.add_argument("--step-latency", type=float, required=True, help="seconds per model call at the target load")
-    w.add_argument("--tool-latency", type=float, default=0.0, help="seconds of tool time between calls (tasks stay warm meanwhile)")
-    w.add_argument("--shared-prefix", type=int, default=0, help="prompt tokens every call shares (stored once with prefix caching)")
+    w.add_argument(
+        "--tool-latency", type=float, default=0.0, help="seconds of tool time between calls (tasks stay warm meanwhile)"
+    )
+    w.add_argument(
+        "--shared-prefix", type=int, default=0, help="prompt tokens every call shares (stored once with prefix caching)"
+    )
     m = p.add_argument_group("model and replica")
     m.add_argument("--model", help="model name; known families supply their geometry")
     m.add_argument("--parameters", help="parameter count (8B, 135M) when the model is not a known family")
@@ -98,14 +106,24 @@ def _plan_parser(sub: argparse._SubParsersAction) -> None:
 def _shape(args: argparse.Namespace) -> ModelShape | None:
     explicit = [args.parameters, args.layers, args.kv_heads, args.head_dim]
     if all(v is not None for v in explicit):
-        return explicit_shape(args.parameters, args.layers, args.kv_heads, args.head_dim, args.weight_bits, name=args.model, family=args.model or "model")
+        return explicit_shape(
+            args.parameters,
+            args.layers,
+            args.kv_heads,
+            args.head_dim,
+            args.weight_bits,
+            name=args.model,
+            family=args.model or "model",
+        )
     if any(v is not None for v in explicit):
         raise CapacityError("give all of --parameters, --layers, --kv-heads and --head-dim, or none")
     if not args.model:
         return None
     known = lookup(args.model)
     if known is None:
-        raise CapacityError(f"{args.model!r} is not a known family: give --parameters, --layers, --kv-heads and --head-dim")
+        raise CapacityError(
+            f"{args.model!r} is not a known family: give --parameters, --layers, --kv-heads and --head-dim"
+        )
     if args.weight_bits:
         known = ModelShape(**{**known.__dict__, "weight_bits": args.weight_bits})
     return ModelShape(**{**known.__dict__, "family": args.model.rsplit("/", 1)[-1]})
@@ -156,7 +174,10 @@ def plan_command(args: argparse.Namespace, out: TextIO) -> int:
         errors = fit_problems(shape, cfg, cap)
         context = args.tokens_in + args.tokens_out
         if cfg.max_model_len and cfg.max_model_len < context:
-            errors.append(f"--max-model-len {cfg.max_model_len:,} is shorter than one call's context ({context:,} tokens): vLLM would reject the calls")
+            errors.append(
+                f"--max-model-len {cfg.max_model_len:,} is shorter than one call's context ({context:,} tokens): "
+                "vLLM would reject the calls"
+            )
     fleet = size_fleet(profile, cap if not errors else None, args.max_num_seqs)
     if args.json:
         doc: dict[str, Any] = {"workload": asdict(profile), "fleet": asdict(fleet), "errors": errors}
@@ -169,7 +190,9 @@ def plan_command(args: argparse.Namespace, out: TextIO) -> int:
     return 1 if errors else 0
 
 
-def _print_plan(f: FleetPlan, cap: ReplicaCapacity | None, cfg: ServingConfig | None, errors: list[str], out: TextIO) -> None:
+def _print_plan(
+    f: FleetPlan, cap: ReplicaCapacity | None, cfg: ServingConfig | None, errors: list[str], out: TextIO
+) -> None:
     rows: list[Row] = [
         ("calls per task  c = s(1+fg)", _num(f.calls_per_task, 1)),
         ("tasks per day", _num(f.tasks_per_day)),
@@ -187,7 +210,10 @@ def _print_plan(f: FleetPlan, cap: ReplicaCapacity | None, cfg: ServingConfig | 
     _table("workload", rows, out)
     if cap is not None and cfg is not None:
         rrows: list[Row] = [
-            ("GPUs", f"{cap.gpus} (TP {cfg.tensor_parallel} x PP {cfg.pipeline_parallel}) x {gib(cap.gpu_memory_bytes)}"),
+            (
+                "GPUs",
+                f"{cap.gpus} (TP {cfg.tensor_parallel} x PP {cfg.pipeline_parallel}) x {gib(cap.gpu_memory_bytes)}",
+            ),
             ("usable (x utilization)", gib(cap.usable_bytes)),
             ("weights", f"{gib(cap.weights_bytes)} ({cap.weight_bits} bit)"),
             ("working reserve", gib(cap.reserve_bytes)),
@@ -227,12 +253,21 @@ def _capacity_parser(sub: argparse._SubParsersAction) -> None:
         description="Capacity figures and fit check of the ModelReplicaSets in a YAML file.",
     )
     p.add_argument("file", help="YAML file (one or more documents; other kinds are skipped)")
-    p.add_argument("--gpu-memory", help="memory per GPU as the nodes report it (e.g. 81559Mi); default: the spec's or the product's")
+    p.add_argument(
+        "--gpu-memory",
+        help="memory per GPU as the nodes report it (e.g. 81559Mi); default: the spec's or the product's",
+    )
     p.add_argument("--json", action="store_true")
 
 
 def _assessment_doc(name: str, a: Assessment) -> dict[str, Any]:
-    doc: dict[str, Any] = {"name": name, "shapeSource": a.shape_source, "memorySource": a.memory_source, "errors": list(a.errors), "warnings": list(a.warnings)}
+    doc: dict[str, Any] = {
+        "name": name,
+        "shapeSource": a.shape_source,
+        "memorySource": a.memory_source,
+        "errors": list(a.errors),
+        "warnings": list(a.warnings),
+    }
     doc["status"] = a.status().wire()
     if a.capacity is not None:
         doc["replica"] = asdict(a.capacity)
@@ -271,7 +306,15 @@ def capacity_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _print_assessment(name: str, mrs: ModelReplicaSet, a: Assessment, out: TextIO) -> None:
     e = mrs.spec.engine
     rows: list[Row] = [("model", f"{mrs.spec.model.name} ({a.shape_source or 'shape unknown'})")]
-    rows.append(("GPUs per replica", f"{e.tensor_parallel_size * e.pipeline_parallel_size} (TP {e.tensor_parallel_size} x PP {e.pipeline_parallel_size})"))
+    rows.append(
+        (
+            "GPUs per replica",
+            (
+                f"{e.tensor_parallel_size * e.pipeline_parallel_size} (TP {e.tensor_parallel_size} x PP "
+                f"{e.pipeline_parallel_size})"
+            ),
+        )
+    )
     c = a.capacity
     if c is not None:
         rows += [
@@ -299,7 +342,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     out = out or sys.stdout
     err = err or sys.stderr
     parser = argparse.ArgumentParser(
-        prog="agentfleet", description="agentfleet capacity planning (no cluster access); `agentfleet eval --help` for the evaluation harness."
+        prog="agentfleet",
+        description=(
+            "agentfleet capacity planning (no cluster access); `agentfleet eval --help` for the evaluation harness."
+        ),
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _plan_parser(sub)

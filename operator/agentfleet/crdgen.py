@@ -182,7 +182,17 @@ def render_chart(res: Resource) -> str:
         "    {{- end }}"
     )
     body = yaml.safe_dump({"spec": doc["spec"]}, sort_keys=False, width=120, allow_unicode=True)
-    return HEADER + "{{- if .Values.crds.install }}\n" + yaml.safe_dump(head, sort_keys=False) + meta + "\n" + keep + "\n" + body + "{{- end }}\n"
+    return (
+        HEADER
+        + "{{- if .Values.crds.install }}\n"
+        + yaml.safe_dump(head, sort_keys=False)
+        + meta
+        + "\n"
+        + keep
+        + "\n"
+        + body
+        + "{{- end }}\n"
+    )
 
 
 def file_name(res: Resource) -> str:

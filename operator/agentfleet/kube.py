@@ -120,17 +120,25 @@ class Kube:
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         try:
-            return self._json(self.dynamic.get(self.resource(api_version, kind), name=name, namespace=namespace, serialize=False))
+            return self._json(
+                self.dynamic.get(self.resource(api_version, kind), name=name, namespace=namespace, serialize=False)
+            )
         except NotFoundError:
             return None
 
-    def list(self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None) -> list[dict[str, Any]]:
-        resp = self.dynamic.get(self.resource(api_version, kind), namespace=namespace, label_selector=label_selector, serialize=False)
+    def list(
+        self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        resp = self.dynamic.get(
+            self.resource(api_version, kind), namespace=namespace, label_selector=label_selector, serialize=False
+        )
         return self._json(resp).get("items") or []
 
     def exists(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         try:
-            self._done(self.dynamic.get(self.resource(api_version, kind), name=name, namespace=namespace, serialize=False))
+            self._done(
+                self.dynamic.get(self.resource(api_version, kind), name=name, namespace=namespace, serialize=False)
+            )
             return True
         except NotFoundError:
             return False
@@ -140,7 +148,12 @@ class Kube:
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Create; raises ConflictError when it exists (for objects made once, such as a generated Secret)."""
         WRITES.take()
-        resp = self.dynamic.create(self.resource(obj["apiVersion"], obj["kind"]), body=obj, namespace=obj["metadata"].get("namespace"), serialize=False)
+        resp = self.dynamic.create(
+            self.resource(obj["apiVersion"], obj["kind"]),
+            body=obj,
+            namespace=obj["metadata"].get("namespace"),
+            serialize=False,
+        )
         return self._json(resp)
 
     def apply(self, obj: dict[str, Any], *, force: bool = True) -> dict[str, Any]:
@@ -161,11 +174,19 @@ class Kube:
         meta = obj["metadata"]
         WRITES.take()
         resp = self.dynamic.server_side_apply(
-            resource, body=obj, name=meta["name"], namespace=meta.get("namespace"), field_manager=manager, force_conflicts=force, serialize=False
+            resource,
+            body=obj,
+            name=meta["name"],
+            namespace=meta.get("namespace"),
+            field_manager=manager,
+            force_conflicts=force,
+            serialize=False,
         )
         return self._json(resp)
 
-    def merge_patch_status(self, api_version: str, kind: str, name: str, namespace: str, status: dict[str, Any]) -> dict[str, Any]:
+    def merge_patch_status(
+        self, api_version: str, kind: str, name: str, namespace: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
         """A merge patch of some status fields: the others (other writers' too) stay as they are."""
         WRITES.take()
         resp = self.dynamic.patch(
@@ -179,7 +200,13 @@ class Kube:
         return self._json(resp)
 
     def merge_patch_metadata(
-        self, api_version: str, kind: str, name: str, namespace: str, labels: dict[str, str | None], annotations: dict[str, str | None]
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str,
+        labels: dict[str, str | None],
+        annotations: dict[str, str | None],
     ) -> None:
         """Set (or, with None, remove) labels and annotations; a no-op when the object is gone."""
         WRITES.take()
@@ -216,7 +243,9 @@ class Kube:
         )
         return self._json(resp)
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None, *, force: bool = False) -> bool:
+    def delete(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None, *, force: bool = False
+    ) -> bool:
         """Delete with background propagation; False when it was already gone. force: no grace period,
         only for pods whose node is gone (no kubelet will ever confirm their end)."""
         body: dict[str, Any] = {"propagationPolicy": "Background"}
@@ -224,7 +253,11 @@ class Kube:
             body["gracePeriodSeconds"] = 0
         WRITES.take()
         try:
-            self._done(self.dynamic.delete(self.resource(api_version, kind), name=name, namespace=namespace, body=body, serialize=False))
+            self._done(
+                self.dynamic.delete(
+                    self.resource(api_version, kind), name=name, namespace=namespace, body=body, serialize=False
+                )
+            )
             return True
         except NotFoundError:
             return False

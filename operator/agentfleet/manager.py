@@ -81,7 +81,9 @@ class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         meta = body.get("metadata") or {}
         slim = {k: v for k, v in body.items() if k not in ("metadata", "status")}
         # ownerReferences stay for kopf's key marking; the essence keeps only labels and annotations.
-        slim["metadata"] = {k: meta[k] for k in ("name", "namespace", "labels", "annotations", "ownerReferences") if k in meta}
+        slim["metadata"] = {
+            k: meta[k] for k in ("name", "namespace", "labels", "annotations", "ownerReferences") if k in meta
+        }
         return super().build(body=kopf.Body(slim), extra_fields=fields)
 
 
@@ -186,18 +188,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         help=(
-            "serve only these namespaces (repeatable; globs allowed). Default: all. Nodes are read cluster-wide either way, pods only in these"
-            " namespaces: GPUs held by pods elsewhere are then invisible to the planner, so restrict namespaces only on dedicated GPU nodes."
+            "serve only these namespaces (repeatable; globs allowed). Default: all. Nodes are read cluster-wide "
+            "either way, pods only in these"
+            " namespaces: GPUs held by pods elsewhere are then invisible to the planner, so restrict namespaces only "
+            "on dedicated GPU nodes."
         ),
     )
     ap.add_argument("--liveness", metavar="URL", help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
-    ap.add_argument("--workers", type=int, default=CONFIG.workers, help=f"parallel reconciles (default {CONFIG.workers})")
-    ap.add_argument("--resync-seconds", type=float, default=CONFIG.resync_seconds, help="reconcile every object at least this often")
-    ap.add_argument("--api-qps", type=float, default=CONFIG.api_qps, help=f"writes per second to the API server, 0 for no limit (default {CONFIG.api_qps:g})")
-    ap.add_argument("--api-burst", type=int, default=CONFIG.api_burst, help=f"writes allowed in a burst above --api-qps (default {CONFIG.api_burst})")
+    ap.add_argument(
+        "--workers", type=int, default=CONFIG.workers, help=f"parallel reconciles (default {CONFIG.workers})"
+    )
+    ap.add_argument(
+        "--resync-seconds", type=float, default=CONFIG.resync_seconds, help="reconcile every object at least this often"
+    )
+    ap.add_argument(
+        "--api-qps",
+        type=float,
+        default=CONFIG.api_qps,
+        help=f"writes per second to the API server, 0 for no limit (default {CONFIG.api_qps:g})",
+    )
+    ap.add_argument(
+        "--api-burst",
+        type=int,
+        default=CONFIG.api_burst,
+        help=f"writes allowed in a burst above --api-qps (default {CONFIG.api_burst})",
+    )
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging (kopf's too)")
     ap.add_argument(
-        "--log-level", default=os.environ.get("AGENTFLEET_LOG_LEVEL"), help="level of agentfleet's own loggers (default INFO; WARNING with --quiet)"
+        "--log-level",
+        default=os.environ.get("AGENTFLEET_LOG_LEVEL"),
+        help="level of agentfleet's own loggers (default INFO; WARNING with --quiet)",
     )
     ap.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     ap.add_argument(

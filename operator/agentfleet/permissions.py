@@ -55,8 +55,21 @@ NEEDS: tuple[Need, ...] = (
         "kopf scans CRDs to find the resources it serves",
         scope="cluster",
     ),
-    Need("kopf", "", "events", ("create",), "kopf posts WARNING+ log lines as Events; Kube.event and kopf.event post the controllers' own"),
-    Need("kopf", "", "namespaces", ("list", "watch"), "kopf follows namespaces when it serves a given set of them", scope="namespaces"),
+    Need(
+        "kopf",
+        "",
+        "events",
+        ("create",),
+        "kopf posts WARNING+ log lines as Events; Kube.event and kopf.event post the controllers' own",
+    ),
+    Need(
+        "kopf",
+        "",
+        "namespaces",
+        ("list", "watch"),
+        "kopf follows namespaces when it serves a given set of them",
+        scope="namespaces",
+    ),
     Need(
         "manager",
         "coordination.k8s.io",
@@ -67,12 +80,42 @@ NEEDS: tuple[Need, ...] = (
     ),
     # The three kinds: kopf watches them (on.event / index) and patches its finalizer and progress
     # annotations (VectorIndex delete handler); controllers get them and write status.
-    Need("kopf", "agentfleet.io", "modelreplicasets", ("get", "list", "watch", "patch"), "watched and indexed; read by the MRS controller and the autoscaler"),
-    Need("kopf", "agentfleet.io", "vectorindexes", ("get", "list", "watch", "patch"), "watched; kopf's finalizer for the drop-collection delete handler"),
-    Need("kopf", "agentfleet.io", "agentfleets", ("get", "list", "watch", "patch"), "watched; read by the AgentFleet controller and the autoscaler"),
-    Need("controllers", "agentfleet.io", "modelreplicasets/status", ("patch",), "status by merge patch and server-side apply of conditions"),
+    Need(
+        "kopf",
+        "agentfleet.io",
+        "modelreplicasets",
+        ("get", "list", "watch", "patch"),
+        "watched and indexed; read by the MRS controller and the autoscaler",
+    ),
+    Need(
+        "kopf",
+        "agentfleet.io",
+        "vectorindexes",
+        ("get", "list", "watch", "patch"),
+        "watched; kopf's finalizer for the drop-collection delete handler",
+    ),
+    Need(
+        "kopf",
+        "agentfleet.io",
+        "agentfleets",
+        ("get", "list", "watch", "patch"),
+        "watched; read by the AgentFleet controller and the autoscaler",
+    ),
+    Need(
+        "controllers",
+        "agentfleet.io",
+        "modelreplicasets/status",
+        ("patch",),
+        "status by merge patch and server-side apply of conditions",
+    ),
     Need("controllers", "agentfleet.io", "vectorindexes/status", ("patch",), "status by merge patch"),
-    Need("controllers", "agentfleet.io", "agentfleets/status", ("patch",), "status by merge patch / apply (controller and autoscaler)"),
+    Need(
+        "controllers",
+        "agentfleet.io",
+        "agentfleets/status",
+        ("patch",),
+        "status by merge patch / apply (controller and autoscaler)",
+    ),
     # ModelReplicaSet controller and planner.
     Need(
         "modelreplicaset",
@@ -82,10 +125,28 @@ NEEDS: tuple[Need, ...] = (
         "the planner's GPU inventory (kopf.index mrs_nodes); node_exists()",
         scope="cluster",
     ),
-    Need("modelreplicaset", "", "pods", OWN, "replica pods: applied, relabelled (merge patch), deleted; GPU pods indexed cluster-wide"),
+    Need(
+        "modelreplicaset",
+        "",
+        "pods",
+        OWN,
+        "replica pods: applied, relabelled (merge patch), deleted; GPU pods indexed cluster-wide",
+    ),
     Need("modelreplicaset", "", "services", ("create", "patch", "delete"), "serving, replicas and gang Services"),
-    Need("modelreplicaset", "policy", "poddisruptionbudgets", ("create", "patch", "delete"), "one PDB per ModelReplicaSet"),
-    Need("modelreplicaset", "batch", "jobs", ("get", "create", "patch"), "the Job that fills spec.engine.modelCache, applied and read"),
+    Need(
+        "modelreplicaset",
+        "policy",
+        "poddisruptionbudgets",
+        ("create", "patch", "delete"),
+        "one PDB per ModelReplicaSet",
+    ),
+    Need(
+        "modelreplicaset",
+        "batch",
+        "jobs",
+        ("get", "create", "patch"),
+        "the Job that fills spec.engine.modelCache, applied and read",
+    ),
     Need(
         "modelreplicaset",
         "inference.networking.k8s.io",
@@ -109,37 +170,104 @@ NEEDS: tuple[Need, ...] = (
         scope="secrets",
     ),
     # Autoscaler: lists pods per set and cluster-wide with nodes (same verbs as above).
-    Need("autoscaler", "", "configmaps", ("get", "create", "patch"), "the learned demand profile, <modelreplicaset>-demand-profile (controllers/demand.py)"),
+    Need(
+        "autoscaler",
+        "",
+        "configmaps",
+        ("get", "create", "patch"),
+        "the learned demand profile, <modelreplicaset>-demand-profile (controllers/demand.py)",
+    ),
     # VectorIndex controller.
     Need("vectorindex", "batch", "jobs", OWN, "ingestion Jobs: watched (kopf.on.event), applied, old ones deleted"),
-    Need("vectorindex", "", "configmaps", ("get", "create", "patch"), "reads spec.source.configMap; applies the URL list ConfigMap"),
-    Need("vectorindex", "milvus.io", "milvuses", ("get", "create", "patch"), "the managed Milvus (Milvus Operator's kind), applied and read"),
-    Need("vectorindex", "", "secrets", ("get",), "spec.milvus credentials Secret named by the VectorIndex", scope="secrets"),
+    Need(
+        "vectorindex",
+        "",
+        "configmaps",
+        ("get", "create", "patch"),
+        "reads spec.source.configMap; applies the URL list ConfigMap",
+    ),
+    Need(
+        "vectorindex",
+        "milvus.io",
+        "milvuses",
+        ("get", "create", "patch"),
+        "the managed Milvus (Milvus Operator's kind), applied and read",
+    ),
+    Need(
+        "vectorindex",
+        "",
+        "secrets",
+        ("get",),
+        "spec.milvus credentials Secret named by the VectorIndex",
+        scope="secrets",
+    ),
     # AgentFleet controller (controllers/agentfleet.py, render/agentfleet.py): children applied with
     # an ownerReference (garbage-collected with the AgentFleet, never deleted by the operator);
     # the Deployments and the Redis StatefulSet are watched and read for readiness.
-    Need("agentfleet", "apps", "deployments", ("get", "list", "watch", "create", "patch"), "worker and task API Deployments (kopf.on.event)"),
-    Need("agentfleet", "apps", "statefulsets", ("get", "list", "watch", "create", "patch"), "the managed Redis (kopf.on.event)"),
+    Need(
+        "agentfleet",
+        "apps",
+        "deployments",
+        ("get", "list", "watch", "create", "patch"),
+        "worker and task API Deployments (kopf.on.event)",
+    ),
+    Need(
+        "agentfleet",
+        "apps",
+        "statefulsets",
+        ("get", "list", "watch", "create", "patch"),
+        "the managed Redis (kopf.on.event)",
+    ),
     Need("agentfleet", "", "services", ("create", "patch"), "task API and Redis Services"),
-    Need("agentfleet", "", "configmaps", ("get", "create", "patch"), "the runtime ConfigMap; reads spec.systemPrompt.configMapRef"),
+    Need(
+        "agentfleet",
+        "",
+        "configmaps",
+        ("get", "create", "patch"),
+        "the runtime ConfigMap; reads spec.systemPrompt.configMapRef",
+    ),
     Need("agentfleet", "", "serviceaccounts", ("create", "patch"), "the workers' ServiceAccount"),
     Need("agentfleet", "policy", "poddisruptionbudgets", ("create", "patch"), "worker PDB"),
-    Need("agentfleet", "networking.k8s.io", "networkpolicies", ("create", "patch"), "who may reach the managed Redis; what the workers may reach"),
-    Need("agentfleet", "rbac.authorization.k8s.io", "roles", ("create", "patch"), "the workers' Role (EndpointSlices, for sticky routing)"),
-    Need("agentfleet", "rbac.authorization.k8s.io", "rolebindings", ("create", "patch"), "binds the workers' Role to their ServiceAccount"),
+    Need(
+        "agentfleet",
+        "networking.k8s.io",
+        "networkpolicies",
+        ("create", "patch"),
+        "who may reach the managed Redis; what the workers may reach",
+    ),
+    Need(
+        "agentfleet",
+        "rbac.authorization.k8s.io",
+        "roles",
+        ("create", "patch"),
+        "the workers' Role (EndpointSlices, for sticky routing)",
+    ),
+    Need(
+        "agentfleet",
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        ("create", "patch"),
+        "binds the workers' Role to their ServiceAccount",
+    ),
     Need(
         "agentfleet",
         "discovery.k8s.io",
         "endpointslices",
         READ,
-        "granted to workers by the Role above: RBAC lets the operator grant only what it holds (so no escalate/bind verbs)",
+        (
+            "granted to workers by the Role above: RBAC lets the operator grant only what it holds (so no "
+            "escalate/bind verbs)"
+        ),
     ),
     Need(
         "agentfleet",
         "",
         "secrets",
         ("get", "create"),
-        "creates the generated Redis password and API token Secrets once (never updates them); reads those and spec.redis.passwordSecretRef",
+        (
+            "creates the generated Redis password and API token Secrets once (never updates them); reads those and "
+            "spec.redis.passwordSecretRef"
+        ),
         scope="secrets",
     ),
 )
@@ -172,4 +300,7 @@ def rules(scope: Scope) -> list[dict[str, object]]:
 
 
 def allowed(group: str, resource: str, verb: str, scope: Scope | None = None) -> bool:
-    return any(n.group == group and n.resource == resource and verb in n.verbs and (scope is None or n.scope == scope) for n in NEEDS)
+    return any(
+        n.group == group and n.resource == resource and verb in n.verbs and (scope is None or n.scope == scope)
+        for n in NEEDS
+    )

@@ -78,7 +78,9 @@ class PromReader:
     def __init__(self, url: str, timeout_s: float = 5.0, now: Any = time.time) -> None:
         # One quick retry at most: an evaluation must finish well inside its period, and a down
         # Prometheus is a state to report, not something to wait out here.
-        self.client = PrometheusConnect(url=url, disable_ssl=True, retry=Retry(total=1, backoff_factor=0.2), timeout=timeout_s)
+        self.client = PrometheusConnect(
+            url=url, disable_ssl=True, retry=Retry(total=1, backoff_factor=0.2), timeout=timeout_s
+        )
         self.url = url
         self._now = now
 

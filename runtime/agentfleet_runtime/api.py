@@ -96,7 +96,9 @@ def _error(status: int, message: str) -> web.Response:
 class TaskAPI:
     def __init__(self, config: RuntimeConfig, redis: Any = None) -> None:
         if not config.api.tokens_file and not config.api.allow_anonymous:
-            raise ValueError("the task API needs api.tokensFile (AGENTFLEET_API_TOKENS_FILE), or api.allowAnonymous for development")
+            raise ValueError(
+                "the task API needs api.tokensFile (AGENTFLEET_API_TOKENS_FILE), or api.allowAnonymous for development"
+            )
         self.config = config
         self.r = redis or connect(config.redis_url, config.redis_password, config.redis_max_connections)
         self.store = TaskStore(self.r, Keys(config.fleet), config.result_ttl_seconds)
@@ -151,11 +153,15 @@ class TaskAPI:
         if request.path not in OPEN_PATHS:
             tenant = DEFAULT_TENANT if self.auth is None else self.auth.tenant_of(request.headers.get("Authorization"))
             if tenant is None:
-                return web.json_response({"error": "missing or invalid bearer token"}, status=401, headers={"WWW-Authenticate": "Bearer"})
+                return web.json_response(
+                    {"error": "missing or invalid bearer token"}, status=401, headers={"WWW-Authenticate": "Bearer"}
+                )
             request[TENANT] = tenant
             length = request.content_length
             if length is not None and length > self.config.api.max_request_bytes:
-                return _error(413, f"request body of {length} bytes exceeds the limit of {self.config.api.max_request_bytes}")
+                return _error(
+                    413, f"request body of {length} bytes exceeds the limit of {self.config.api.max_request_bytes}"
+                )
         try:
             return await handler(request)
         except web.HTTPRequestEntityTooLarge:

@@ -179,7 +179,11 @@ async def _round_trip(conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
         async with asyncio.timeout(conn.socket_timeout or DEFAULT_TIMEOUT):
             await conn.send_packed_command(conn.pack_commands(commands))
             parser = getattr(conn, "_parser", None)
-            if _AsyncHiredisParser is not None and isinstance(parser, _AsyncHiredisParser) and getattr(parser, "_reader", None) is not None:
+            if (
+                _AsyncHiredisParser is not None
+                and isinstance(parser, _AsyncHiredisParser)
+                and getattr(parser, "_reader", None) is not None
+            ):
                 return await _read_replies_hiredis(conn, parser, len(commands))
             out: list[Any] = []
             for _ in commands:

@@ -29,14 +29,22 @@ class Prices:
 
     def __post_init__(self) -> None:
         per_in, per_out = Decimal(self.input_per_million) * 1000, Decimal(self.output_per_million) * 1000
-        if per_in.is_finite() and per_out.is_finite() and per_in == per_in.to_integral_value() and per_out == per_out.to_integral_value():
+        if (
+            per_in.is_finite()
+            and per_out.is_finite()
+            and per_in == per_in.to_integral_value()
+            and per_out == per_out.to_integral_value()
+        ):
             object.__setattr__(self, "_nanos_per_token", (int(per_in), int(per_out)))
 
     def cost_nanos(self, usage: Usage) -> int:
         """Cost in 1e-9 currency units, rounded up so that many tiny calls never round to free."""
         if self._nanos_per_token is not None:
             return usage.prompt_tokens * self._nanos_per_token[0] + usage.completion_tokens * self._nanos_per_token[1]
-        cost = (Decimal(usage.prompt_tokens) * self.input_per_million + Decimal(usage.completion_tokens) * self.output_per_million) / MILLION
+        cost = (
+            Decimal(usage.prompt_tokens) * self.input_per_million
+            + Decimal(usage.completion_tokens) * self.output_per_million
+        ) / MILLION
         nanos = cost * NANOS
         whole = int(nanos)
         return whole + (1 if nanos > whole else 0)

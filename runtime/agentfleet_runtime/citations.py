@@ -2,8 +2,8 @@
 
 An answer cites with ``[source: a.html]``, ``(source: a.html, b.html)``, ``Sources: a.html; b.html``,
 a bracketed document name (``[a.html]``, ``[a.html#3]``), or names a document file in its text
-(``see sql-vacuum.html``: a name with a document extension, html, md, txt, rst, pdf). The task API lists what it finds, so a
-client (``agentfleet eval``) can check each citation against the passages the task retrieved.
+(``see sql-vacuum.html``: a name with a document extension, html, md, txt, rst, pdf). The task API lists what it finds,
+so a client (``agentfleet eval``) can check each citation against the passages the task retrieved.
 """
 
 from __future__ import annotations

@@ -41,7 +41,6 @@ DECISION_PROTOCOL = """Decide one action at a time. Reply with one JSON object a
 After each tool action you get its result and decide again."""
 
 
-
 @dataclass(frozen=True, slots=True)
 class ToolRule:
     """One tool's policy (spec.decisions.toolPolicies[])."""
@@ -70,7 +69,10 @@ class DecisionSettings:
     def from_spec(cls, wire: Mapping[str, Any] | None) -> DecisionSettings:
         """From the AgentFleet's spec.decisions (camelCase, as the runtime config carries it)."""
         d = dict(wire or {})
-        rules = tuple(ToolRule(p["tool"], bool(p.get("firstStep", False)), p.get("maxCallsPerTask")) for p in d.get("toolPolicies") or ())
+        rules = tuple(
+            ToolRule(p["tool"], bool(p.get("firstStep", False)), p.get("maxCallsPerTask"))
+            for p in d.get("toolPolicies") or ()
+        )
         check = d.get("answerCheck")
         answer_check = None
         if check is not None:
@@ -96,7 +98,9 @@ class Decision:
     problem: str | None = None
 
 
-REPEATED_READ = "the last step repeated a search already made with the same arguments, so its result is above: answer from it"
+REPEATED_READ = (
+    "the last step repeated a search already made with the same arguments, so its result is above: answer from it"
+)
 
 
 def _call_key(call: ToolCall) -> tuple[str, str]:
@@ -117,7 +121,11 @@ def repeated_read(steps: Sequence[Step], read_only: Iterable[str]) -> bool:
 
 
 def offer(
-    settings: DecisionSettings, tool_names: Sequence[str], steps: Sequence[Step], unavailable: Iterable[str] = (), read_only: Iterable[str] = ()
+    settings: DecisionSettings,
+    tool_names: Sequence[str],
+    steps: Sequence[Step],
+    unavailable: Iterable[str] = (),
+    read_only: Iterable[str] = (),
 ) -> Offer:
     """``unavailable``: tools this task cannot use at all (Spawn tools at the depth limit), never
     offered. ``read_only``: tools whose identical calls return what they returned before (searches);
@@ -128,7 +136,9 @@ def offer(
     if not settings.rules and not unavailable:
         return Offer(tuple(tool_names))  # the common case, every step of every task: no counting
     used = Counter(c.name for s in steps for c in s.tool_calls)
-    spent = {r.tool for r in settings.rules if r.max_calls_per_task is not None and used[r.tool] >= r.max_calls_per_task}
+    spent = {
+        r.tool for r in settings.rules if r.max_calls_per_task is not None and used[r.tool] >= r.max_calls_per_task
+    }
     gone = set(unavailable)
     names = tuple(n for n in tool_names if n not in spent and n not in gone)
     if not steps:
@@ -150,7 +160,10 @@ def decision_schema(schemas: Mapping[str, Mapping[str, Any]], choice: Offer) -> 
         alternatives.append(
             {
                 "type": "object",
-                "properties": {"action": {"type": "string", "enum": [name]}, "arguments": portable(_parameters(schemas[name]))},
+                "properties": {
+                    "action": {"type": "string", "enum": [name]},
+                    "arguments": portable(_parameters(schemas[name])),
+                },
                 "required": ["action", "arguments"],
                 "additionalProperties": False,
             }
@@ -193,7 +206,9 @@ def _placeholder(schema: Mapping[str, Any]) -> str:
     return f'"<{schema["type"]}>"' if schema.get("type") == "string" else f"<{schema.get('type', 'value')}>"
 
 
-def request_extras(settings: DecisionSettings, schemas: Sequence[Mapping[str, Any]], choice: Offer, *, send_tools: bool) -> dict[str, Any]:
+def request_extras(
+    settings: DecisionSettings, schemas: Sequence[Mapping[str, Any]], choice: Offer, *, send_tools: bool
+) -> dict[str, Any]:
     """tools / tool_choice / response_format of one step's request. JSON decisions need a tool
     to decide on: an agent without tools answers in plain text (the loop reads it so) in either mode."""
     by_name = {s["function"]["name"]: s for s in schemas}
@@ -228,7 +243,9 @@ def read_decision(text: str, numbered: Mapping[int, str] | None = None, seen: Se
         said = answer_text(text, obj)
         if said is None:
             said = "" if text.lstrip().startswith("{") else text.strip()
-        return Decision(said, problem='the reply is not a JSON object with an "action" (it may have been cut off: keep it short)')
+        return Decision(
+            said, problem='the reply is not a JSON object with an "action" (it may have been cut off: keep it short)'
+        )
     action = obj["action"]
     if action == ANSWER:
         answer = answer_text(text, obj)
@@ -240,13 +257,18 @@ def read_decision(text: str, numbered: Mapping[int, str] | None = None, seen: Se
         if unseen:
             known = ", ".join(sorted(set((numbered or {}).values()))[:8])
             hint = f" (the latest search's passages are from: {known})" if known else ""
-            return Decision(content, problem=f"sources must name passages this task retrieved; {', '.join(unseen[:3])} is not one{hint}")
+            return Decision(
+                content,
+                problem=f"sources must name passages this task retrieved; {', '.join(unseen[:3])} is not one{hint}",
+            )
         return Decision(content)
     args = obj.get("arguments")
     if args is None:  # flat form: the arguments beside the action
         args = {k: v for k, v in obj.items() if k != "action"}
     if not isinstance(args, dict):
-        return Decision("", [ToolCall(f"{JSON_CALL_PREFIX}0", action, {})], problem=f'"arguments" of {action} must be a JSON object')
+        return Decision(
+            "", [ToolCall(f"{JSON_CALL_PREFIX}0", action, {})], problem=f'"arguments" of {action} must be a JSON object'
+        )
     return Decision("", [ToolCall(f"{JSON_CALL_PREFIX}0", action, args)])
 
 
@@ -336,7 +358,8 @@ def resolve_sources(sources: Any, numbered: Mapping[int, str]) -> Any:
 
 def unseen_sources(sources: Any, seen: Sequence[str], numbered: Mapping[int, str]) -> list[str]:
     """The cited sources that no tool output of the task names: a passage number past the last
-    passage shown ("[9]" after 8 passages), or a document never retrieved. Empty when the task has seen nothing yet (nothing to check against)."""
+    passage shown ("[9]" after 8 passages), or a document never retrieved. Empty when the task has seen nothing yet
+    (nothing to check against)."""
     if not isinstance(sources, list) or not seen:
         return []
     out = []
@@ -417,7 +440,10 @@ def problem(calls: Iterable[ToolCall], content: str, choice: Offer, schemas: Seq
     for c in calls:
         if c.name not in choice.tools:
             if c.name in by_name:
-                return f"{c.name} cannot be called now ({choice.why or 'not offered'}); you may call: {', '.join(choice.tools) or 'nothing'}"
+                return (
+                    f"{c.name} cannot be called now ({choice.why or 'not offered'}); you may call: "
+                    f"{', '.join(choice.tools) or 'nothing'}"
+                )
             return f"there is no tool {c.name!r}; the tools are: {', '.join(by_name or choice.tools) or 'none'}"
         if c.name not in by_name:
             continue
@@ -454,5 +480,12 @@ def own_goal_delegation(calls: Iterable[ToolCall], spawners: Iterable[str], goal
 
 def repair_messages(reply_text: str, why: str, settings: DecisionSettings) -> list[dict[str, Any]]:
     """The transient turn that shows the model its unusable reply and why (never checkpointed)."""
-    again = "Reply again with one corrected JSON object." if settings.mode == "JSONSchema" else "Reply again with a corrected tool call or your answer."
-    return [{"role": "assistant", "content": reply_text or "(empty reply)"}, {"role": "user", "content": f"That reply cannot be used: {why}. {again}"}]
+    again = (
+        "Reply again with one corrected JSON object."
+        if settings.mode == "JSONSchema"
+        else "Reply again with a corrected tool call or your answer."
+    )
+    return [
+        {"role": "assistant", "content": reply_text or "(empty reply)"},
+        {"role": "user", "content": f"That reply cannot be used: {why}. {again}"},
+    ]

@@ -93,7 +93,9 @@ class TaskRun:
         self.draining = draining
         self.outcome: tuple[Status, str] | None = None
         self._saving: asyncio.Future[Any] | None = None  # the last step's observations, being stored
-        self._saving_reply: int | None = None  # set: _saving is the raw reply of this step's saved reply, which carries them
+        self._saving_reply: int | None = (
+            None  # set: _saving is the raw reply of this step's saved reply, which carries them
+        )
         check = settings.decisions.answer_check
         self._checks_left = check.retries if check is not None else 0  # answers the check may still send back
 
@@ -126,7 +128,15 @@ class TaskRun:
         text_tools = self.settings.tool_calling == "text" and not json_mode
         native = self.settings.tool_calling != "text" and not json_mode
         system = self.settings.system_prompt + ("\n\n" + protocol_text(schemas) if json_mode else "")
-        prompt = PromptCache(head_messages(system_prompt=system, goal=rec.goal, tool_schemas=schemas, text_tools=text_tools, session_context=session_ctx))
+        prompt = PromptCache(
+            head_messages(
+                system_prompt=system,
+                goal=rec.goal,
+                tool_schemas=schemas,
+                text_tools=text_tools,
+                session_context=session_ctx,
+            )
+        )
         if not self.steps and self.settings.search_first is not None:
             declined = await self._search_first(self.settings.search_first, json_mode, text_tools)
             if declined is not None:
@@ -222,7 +232,9 @@ class TaskRun:
                 tool_s = await self._run_tools(step, behind=True, saving_reply=saving_reply)
             metrics.STEP_OVERHEAD.observe(max(0.0, time.monotonic() - step_started - model_s - tool_s))
 
-    def _interpret(self, reply: ModelReply, json_mode: bool, choice: Offer, schemas: list[dict[str, Any]]) -> tuple[str, list[ToolCall], str | None]:
+    def _interpret(
+        self, reply: ModelReply, json_mode: bool, choice: Offer, schemas: list[dict[str, Any]]
+    ) -> tuple[str, list[ToolCall], str | None]:
         """The reply as (content, tool calls, why it cannot be used or None). A JSON decision's
         raw text stays the step's content: the history shows the model its own decision."""
         if json_mode and not reply.tool_calls:
@@ -312,7 +324,9 @@ class TaskRun:
         answer's sources may name."""
         return [obs.output for step in self.steps for obs in (step.observations or []) if obs.ok and obs.output]
 
-    async def _run_tools(self, step: Step, *, behind: bool = False, saving_reply: asyncio.Future | None = None) -> float:
+    async def _run_tools(
+        self, step: Step, *, behind: bool = False, saving_reply: asyncio.Future | None = None
+    ) -> float:
         """Run a step's tool calls and store their observations; with ``behind``, the store
         completes while the loop goes on (after ``saving_reply``, the step's own reply, when that is
         still being stored), and ``_saved`` waits for it."""
@@ -359,11 +373,28 @@ class TaskRun:
             raise Cancelled(self.rec.id)
 
     # -- endings -----------------------------------------------------------------------------------
-    async def _finish(self, status: Status, reason: str, answer: str, *, final_step: Step | None = None, cost: int = 0, error: str = "") -> tuple[Status, str]:
+    async def _finish(
+        self,
+        status: Status,
+        reason: str,
+        answer: str,
+        *,
+        final_step: Step | None = None,
+        cost: int = 0,
+        error: str = "",
+    ) -> tuple[Status, str]:
         if status is not Status.CANCELLED:
             await self._saved()  # a task ends only after all its steps are stored
         finished = await self.store.finish(
-            self.rec, self.lease, self.msg_id, status=status, reason=reason, answer=answer, error=error, final_step=final_step, cost_nanos=cost
+            self.rec,
+            self.lease,
+            self.msg_id,
+            status=status,
+            reason=reason,
+            answer=answer,
+            error=error,
+            final_step=final_step,
+            cost_nanos=cost,
         )
         steps = len(self.steps) + (1 if final_step else 0)
         if finished:
@@ -397,4 +428,6 @@ def search_first_call(tool: str, goal: str, *, json_mode: bool, text_tools: bool
 
 
 def _calls_text(calls: list[ToolCall]) -> str:
-    return "\n".join(f"<tool_call>{fastjson.dumps({'name': c.name, 'arguments': c.arguments})}</tool_call>" for c in calls)
+    return "\n".join(
+        f"<tool_call>{fastjson.dumps({'name': c.name, 'arguments': c.arguments})}</tool_call>" for c in calls
+    )

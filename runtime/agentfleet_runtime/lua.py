@@ -34,7 +34,8 @@ local function record_finished(k, id, a)
   local created = tonumber(f[1] or '') or now
   local cost = tonumber(f[2] or '') or tonumber(f[3] or '') or 0
   local key = string.sub(k.stream, 1, -6) .. 'finished'
-  local member = id .. '|' .. string.format('%.3f', math.max(0, now - created)) .. '|' .. string.format('%d', cost) .. '|' .. a.status
+  local member = id .. '|' .. string.format('%.3f', math.max(0, now - created))
+    .. '|' .. string.format('%d', cost) .. '|' .. a.status
   redis.call('ZADD', key, now, member)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. string.format('%.3f', now - __WINDOW__))
   local n = redis.call('ZCARD', key)
@@ -284,14 +285,15 @@ if is_terminal(cur) then ack(KEYS[5], ARGV[8], ARGV[7]); return {0} end
 if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return {-1} end
 if ARGV[13] ~= '' then
   local before = redis.call('LLEN', KEYS[2])
-  if not append_step(KEYS[1], KEYS[2], KEYS[7], tonumber(ARGV[12]), ARGV[13], tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16])) then
+  if not append_step(KEYS[1], KEYS[2], KEYS[7], tonumber(ARGV[12]), ARGV[13],
+                     tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16])) then
     return {-2}
   end
   if redis.call('LLEN', KEYS[2]) > before then charge_tenant(KEYS[8], tonumber(ARGV[16])) end
 end
 local k = {hash=KEYS[1], steps=KEYS[2], events=KEYS[3], children=KEYS[4], stream=KEYS[5], dead=KEYS[6]}
-finish(k, redis.call('HGET', KEYS[1], 'id'), {status=ARGV[2], reason=ARGV[3], answer=ARGV[4], error=ARGV[5], now=ARGV[6],
-       msg_id=ARGV[7], group=ARGV[8], channel=ARGV[9], ttl=ARGV[10], event=ARGV[11]})
+finish(k, redis.call('HGET', KEYS[1], 'id'), {status=ARGV[2], reason=ARGV[3], answer=ARGV[4], error=ARGV[5],
+       now=ARGV[6], msg_id=ARGV[7], group=ARGV[8], channel=ARGV[9], ttl=ARGV[10], event=ARGV[11]})
 return {1}
 """
 )

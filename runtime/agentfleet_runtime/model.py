@@ -41,7 +41,9 @@ class ModelRequest:
     kind: StepKind = "step"
     timeout: float | None = None  # seconds left for this call (the loop passes the task's remaining time)
     tool_choice: str = "auto"  # "required" when the fleet's tool policy forbids answering at this step
-    response_format: dict[str, Any] | None = None  # a JSON-schema decision (decisions.py), for engines with grammar decoding
+    response_format: dict[str, Any] | None = (
+        None  # a JSON-schema decision (decisions.py), for engines with grammar decoding
+    )
 
 
 class ModelClient(Protocol):
@@ -63,7 +65,9 @@ def parse_chat_completion(body: dict[str, Any]) -> ModelReply:
         name = fn.get("name")
         if not name:
             continue
-        calls.append(ToolCall(id=tc.get("id") or f"call-{i}", name=name, arguments=coerce_arguments(fn.get("arguments"))))
+        calls.append(
+            ToolCall(id=tc.get("id") or f"call-{i}", name=name, arguments=coerce_arguments(fn.get("arguments")))
+        )
     u = body.get("usage") or {}
     return ModelReply(
         content=msg.get("content") or "",
@@ -74,7 +78,9 @@ def parse_chat_completion(body: dict[str, Any]) -> ModelReply:
     )
 
 
-def request_options(req: ModelRequest, send_tools: bool, portable: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+def request_options(
+    req: ModelRequest, send_tools: bool, portable: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
+) -> dict[str, Any]:
     """tools, tool_choice and response_format of a chat-completion body (every client's); ``portable``
     keeps the tool schemas to the subset strict validators accept (modelwire.PortableTools)."""
     out: dict[str, Any] = {}
@@ -175,7 +181,9 @@ class OpenAIChatClient:
     async def complete(self, request: ModelRequest) -> ModelReply:
         body = await self._context.fit(self.url, self._body(request))  # max_tokens within the served context
         payload = fastjson.dumpb(body)  # the whole history, every step: the fast encoder
-        deadline = time.monotonic() + (request.timeout if request.timeout is not None else self.timeout * (self.max_retries + 1))
+        deadline = time.monotonic() + (
+            request.timeout if request.timeout is not None else self.timeout * (self.max_retries + 1)
+        )
         last: ModelError | None = None
         for attempt in range(self.max_retries + 1):
             left = deadline - time.monotonic()
@@ -184,13 +192,19 @@ class OpenAIChatClient:
             started = time.monotonic()
             try:
                 status, raw = await self._post(payload, min(self.timeout, left))
-                if status == 400 and (refit := self._context.refit(self.url, body, raw[:2000].decode("utf-8", errors="replace"))) is not None:
+                if (
+                    status == 400
+                    and (refit := self._context.refit(self.url, body, raw[:2000].decode("utf-8", errors="replace")))
+                    is not None
+                ):
                     body, payload = refit, fastjson.dumpb(refit)  # the engine named the exact room left
                     status, raw = await self._post(payload, max(0.001, min(self.timeout, deadline - time.monotonic())))
                 if status >= 400:
                     retryable = status >= 500 or status in (408, 409, 429)
                     text = raw[:1200].decode("utf-8", errors="replace")
-                    raise ModelError(f"model server answered {status}: {text[:300]}", status=status, retryable=retryable)
+                    raise ModelError(
+                        f"model server answered {status}: {text[:300]}", status=status, retryable=retryable
+                    )
                 try:
                     reply = parse_chat_completion(fastjson.loads(raw))
                 except ValueError as e:

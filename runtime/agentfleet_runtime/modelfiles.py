@@ -124,12 +124,15 @@ def _slice(model: ChunkedModel, root: Path, k: int) -> Path:
     found = sorted(data.glob("part*.bin")) if data.is_dir() else []
     if len(found) != 1:
         raise ModelFilesError(
-            f"{model.name}: chunk package {model.package.format(k=k)}=={model.version} should hold exactly one data/partNN.bin, "
+            f"{model.name}: chunk package {model.package.format(k=k)}=={model.version} should hold exactly one "
+            "data/partNN.bin, "
             f"found {[p.name for p in found] or 'none'} in {data}; the download is broken: run fetch again"
         )
     m = _PART.search(found[0].name)
     if m is None or int(m.group(1)) != k:
-        raise ModelFilesError(f"{model.name}: chunk package {model.package.format(k=k)} holds {found[0].name}, expected part{k:02d}.bin")
+        raise ModelFilesError(
+            f"{model.name}: chunk package {model.package.format(k=k)} holds {found[0].name}, expected part{k:02d}.bin"
+        )
     return found[0]
 
 
@@ -143,7 +146,9 @@ def _stamp_matches(model: ChunkedModel, path: Path) -> bool:
         stamp = json.loads(_stamp(path).read_text())
     except (OSError, ValueError):
         return False
-    return stamp == {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": model.sha256} and st.st_size == model.size
+    return (
+        stamp == {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": model.sha256} and st.st_size == model.size
+    )
 
 
 def sha256_of(path: Path) -> str:
@@ -157,7 +162,8 @@ def sha256_of(path: Path) -> str:
 def _check(model: ChunkedModel, size: int, digest: str, what: str) -> None:
     if size != model.size:
         raise ModelFilesError(
-            f"{model.name}: {what} is {size:,} bytes, expected {model.size:,} ({'partial' if size < model.size else 'oversized'} download); "
+            f"{model.name}: {what} is {size:,} bytes, expected {model.size:,} "
+            f"({'partial' if size < model.size else 'oversized'} download); "
             f"delete it and run: python -m agentfleet_runtime.modelfiles fetch {model.name}"
         )
     if digest != model.sha256:
@@ -177,14 +183,24 @@ def path_of(name: str, directory: Path | None = None) -> Path:
     model = lookup(name)
     path = (directory or cache_dir()) / model.filename
     if not path.exists():
-        raise ModelFilesError(f"{model.name} is not fetched: run python -m agentfleet_runtime.modelfiles fetch {model.name}")
+        raise ModelFilesError(
+            f"{model.name} is not fetched: run python -m agentfleet_runtime.modelfiles fetch {model.name}"
+        )
     if not _stamp_matches(model, path):
-        raise ModelFilesError(f"{path} was not verified (or changed since): run python -m agentfleet_runtime.modelfiles fetch --verify {model.name}")
+        raise ModelFilesError(
+            f"{path} was not verified (or changed since): run python -m agentfleet_runtime.modelfiles fetch "
+            f"--verify {model.name}"
+        )
     return path
 
 
 def fetch(
-    name: str, directory: Path | None = None, *, installer: Installer = pip_install, verify: bool = False, log: Callable[[str], None] = lambda s: None
+    name: str,
+    directory: Path | None = None,
+    *,
+    installer: Installer = pip_install,
+    verify: bool = False,
+    log: Callable[[str], None] = lambda s: None,
 ) -> Path:
     """The model's file in the cache, downloading and assembling it when it is not there yet."""
     model = lookup(name)
@@ -230,7 +246,9 @@ def _assemble(model: ChunkedModel, path: Path, installer: Installer, log: Callab
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agentfleet_runtime.modelfiles", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m agentfleet_runtime.modelfiles", description=__doc__.split("\n\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     f = sub.add_parser("fetch", help="download, assemble and verify a model; prints its path")
     f.add_argument("name", choices=sorted(CATALOG))

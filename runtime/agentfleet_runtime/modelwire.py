@@ -37,7 +37,10 @@ CHARS_PER_TOKEN = 3.0
 _CONTEXT_ERROR = re.compile(r"maximum context length is (\d+) tokens.*?\((\d+) in the messages", re.S)
 # llama.cpp's llama-server words it the other way round.
 _LLAMACPP_CONTEXT_ERROR = re.compile(r"request \((\d+) tokens\) exceeds the available context size \((\d+) tokens\)")
-_SETTINGS = "raise the served context (ModelReplicaSet spec.engine.maxModelLen, vLLM --max-model-len) or lower model.maxOutputTokens / the task's history"
+_SETTINGS = (
+    "raise the served context (ModelReplicaSet spec.engine.maxModelLen, vLLM --max-model-len) or lower "
+    "model.maxOutputTokens / the task's history"
+)
 
 
 def _portable(schema: Any) -> Any:
@@ -107,7 +110,8 @@ def capped_max_tokens(configured: int, context: int | None, prompt_tokens: int) 
     room = context - prompt_tokens
     if room < min(configured, MIN_OUTPUT_TOKENS):
         raise ContextOverflow(
-            f"the prompt (~{prompt_tokens} tokens) leaves {max(0, room)} of the served context's {context} tokens for the answer, "
+            f"the prompt (~{prompt_tokens} tokens) leaves {max(0, room)} of the served context's {context} tokens for "
+            "the answer, "
             f"fewer than {min(configured, MIN_OUTPUT_TOKENS)}: {_SETTINGS}"
         )
     return min(configured, room)
@@ -244,7 +248,20 @@ class ContextGuard:
 
 
 # The keys of a JSON schema every engine's schema-to-grammar accepts (docs/engines.md).
-_PORTABLE_KEYS = {"type", "properties", "required", "items", "enum", "description", "minimum", "maximum", "minItems", "maxItems", "anyOf", "title"}
+_PORTABLE_KEYS = {
+    "type",
+    "properties",
+    "required",
+    "items",
+    "enum",
+    "description",
+    "minimum",
+    "maximum",
+    "minItems",
+    "maxItems",
+    "anyOf",
+    "title",
+}
 
 
 def portable(schema: Any) -> Any:

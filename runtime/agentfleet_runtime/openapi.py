@@ -39,7 +39,9 @@ TASK_ID = {
 UNAUTHORIZED = _error("Missing or unknown bearer token.")
 NOT_FOUND = _error("No task of your tenant has this id.")
 BAD_REQUEST = _error("The request is malformed; the message names the field and the fix.")
-REDIS_UNWRITABLE = _error("The fleet's Redis is full or failing over: nothing was stored; retry later.", retry_after=True)
+REDIS_UNWRITABLE = _error(
+    "The fleet's Redis is full or failing over: nothing was stored; retry later.", retry_after=True
+)
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
@@ -149,7 +151,8 @@ OPENAPI: dict[str, Any] = {
                     "409": _error("The Idempotency-Key was used for a different request."),
                     "413": _error("The body is larger than the fleet's spec.api.maxRequestBytes."),
                     "429": _error(
-                        "Your tenant is at its tasks-in-flight, daily spend or tokens-per-minute limit.", retry_after=True
+                        "Your tenant is at its tasks-in-flight, daily spend or tokens-per-minute limit.",
+                        retry_after=True,
                     ),
                     "503": REDIS_UNWRITABLE,
                 },

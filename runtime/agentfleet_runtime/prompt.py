@@ -60,7 +60,13 @@ def build_messages(
     text_tools: bool = False,
     session_context: Sequence[tuple[str, str]] = (),
 ) -> list[dict[str, Any]]:
-    messages = head_messages(system_prompt=system_prompt, goal=goal, tool_schemas=tool_schemas, text_tools=text_tools, session_context=session_context)
+    messages = head_messages(
+        system_prompt=system_prompt,
+        goal=goal,
+        tool_schemas=tool_schemas,
+        text_tools=text_tools,
+        session_context=session_context,
+    )
     for step in steps:
         messages += step_messages(step)
     return messages
@@ -99,7 +105,10 @@ def step_messages(step: Step) -> list[dict[str, Any]]:
         {
             "role": "assistant",
             "content": step.content or None,
-            "tool_calls": [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": fastjson.dumps(c.arguments)}} for c in step.tool_calls],
+            "tool_calls": [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": fastjson.dumps(c.arguments)}}
+                for c in step.tool_calls
+            ],
         }
     ]
     for o in obs:
@@ -132,7 +141,9 @@ class PromptCache:
 
 
 def _calls_as_text(step: Step) -> str:
-    return "\n".join(f"<tool_call>{json.dumps({'name': c.name, 'arguments': c.arguments})}</tool_call>" for c in step.tool_calls)
+    return "\n".join(
+        f"<tool_call>{json.dumps({'name': c.name, 'arguments': c.arguments})}</tool_call>" for c in step.tool_calls
+    )
 
 
 def best_answer(steps: Sequence[Step]) -> str:

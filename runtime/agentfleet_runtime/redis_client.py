@@ -69,7 +69,13 @@ def connect(url: str, password: str | None = None, max_connections: int = 128) -
     target = parse_sentinel_url(url)
     # A demoted primary answers writes with READONLY: with Sentinel, drop the connection and ask
     # again (retries disconnect first); without it, READONLY is an answer for the caller.
-    errors = (RedisConnectionError, RedisTimeoutError, ConnectionRefusedError, OSError, *((ReadOnlyError,) if target else ()))
+    errors = (
+        RedisConnectionError,
+        RedisTimeoutError,
+        ConnectionRefusedError,
+        OSError,
+        *((ReadOnlyError,) if target else ()),
+    )
     retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=25, supported_errors=errors)
     settings: dict[str, Any] = {
         "max_connections": max_connections,
@@ -84,7 +90,9 @@ def connect(url: str, password: str | None = None, max_connections: int = 128) -
     }
     if target is not None:
         sentinel = Sentinel(list(target.addresses), sentinel_kwargs={"socket_timeout": 2, "socket_connect_timeout": 2})
-        pool = BlockingConnectionPool(connection_class=_SentinelConnection, sentinel=sentinel, master=target.master, db=target.db, **settings)
+        pool = BlockingConnectionPool(
+            connection_class=_SentinelConnection, sentinel=sentinel, master=target.master, db=target.db, **settings
+        )
         return aioredis.Redis(connection_pool=pool)
     pool = aioredis.BlockingConnectionPool.from_url(
         url, **settings, **({"connection_class": _FastConnection} if url.startswith("redis://") else {})
@@ -103,5 +111,8 @@ async def full_reason(r: aioredis.Redis) -> str | None:
     info = await r.info("memory")
     limit, used = int(info.get("maxmemory") or 0), int(info.get("used_memory") or 0)
     if limit and used >= limit and info.get("maxmemory_policy") == "noeviction":
-        return f"redis is full: {used} bytes used of maxmemory {limit} (noeviction); writes are refused until tasks expire or memory is raised"
+        return (
+            f"redis is full: {used} bytes used of maxmemory {limit} (noeviction); writes are refused until tasks "
+            "expire or memory is raised"
+        )
     return None

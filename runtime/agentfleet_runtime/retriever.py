@@ -101,7 +101,12 @@ class Retriever:
         self.search_params = dict(search_params or {})
         self.timeout = timeout
         self.hybrid = hybrid
-        self._credentials = {"token": token, "user": user, "password": password, "db_name": "" if database == "default" else database}
+        self._credentials = {
+            "token": token,
+            "user": user,
+            "password": password,
+            "db_name": "" if database == "default" else database,
+        }
         self._client = client
 
     @classmethod
@@ -117,12 +122,17 @@ class Retriever:
         embedder: Embedder | None = None,
         timeout: float = 10.0,
     ) -> Retriever:
-        """From a VectorIndexSpec (pydantic model or same attributes); ``uri`` overrides spec.milvus.uri (managed Milvus).
+        """From a VectorIndexSpec (pydantic model or same attributes); ``uri`` overrides spec.milvus.uri (managed
+        Milvus).
         ``timeout`` bounds each Milvus call (the Retrieval tool passes its own timeoutSeconds)."""
         target = uri or spec.milvus.uri
         if not target:
-            raise ValueError("a managed Milvus has no uri in the spec: pass the endpoint from VectorIndex status.endpoint")
-        emb = embedder or make_embedder(EmbeddingSettings.from_spec(spec.embedding, dimension=spec.dimension, api_key=api_key))
+            raise ValueError(
+                "a managed Milvus has no uri in the spec: pass the endpoint from VectorIndex status.endpoint"
+            )
+        emb = embedder or make_embedder(
+            EmbeddingSettings.from_spec(spec.embedding, dimension=spec.dimension, api_key=api_key)
+        )
         full_text = getattr(spec, "full_text", None)
         return cls(
             target,
@@ -152,7 +162,9 @@ class Retriever:
         vectors = await asyncio.to_thread(self.embedder.embed, texts)
         return [v.tolist() for v in vectors]
 
-    async def search_many(self, queries: Sequence[str], top_k: int = 5, filter: str | None = None) -> list[list[Passage]]:
+    async def search_many(
+        self, queries: Sequence[str], top_k: int = 5, filter: str | None = None
+    ) -> list[list[Passage]]:
         """Several queries in one embedding batch and one Milvus call."""
         if not 1 <= top_k <= MAX_TOP_K:
             raise ValueError(f"top_k must be within 1..{MAX_TOP_K}")

@@ -68,7 +68,11 @@ def _observations_json(step: Step) -> bytes:
 
 def _observations_event(step: Step) -> bytes:
     assert step.observations is not None
-    return event("observations", step=step.n, results=[{"tool": o.name, "ok": o.ok, "output": o.output[:500]} for o in step.observations])
+    return event(
+        "observations",
+        step=step.n,
+        results=[{"tool": o.name, "ok": o.ok, "output": o.output[:500]} for o in step.observations],
+    )
 
 
 class NotReplicated(Exception):
@@ -214,7 +218,9 @@ class TaskStore:
         return int(created), task_id
 
     # -- leasing ---------------------------------------------------------------------------------
-    async def acquire(self, task_id: str, *, lease: str, msg_id: str, reclaimed: bool, max_attempts: int, worker: str) -> Acquired | str:
+    async def acquire(
+        self, task_id: str, *, lease: str, msg_id: str, reclaimed: bool, max_attempts: int, worker: str
+    ) -> Acquired | str:
         """Take the lease of a delivered task. Returns the task, or why not: missing/terminal/dead."""
         res = await self._call(
             self._acquire,
@@ -230,7 +236,12 @@ class TaskStore:
                 self.ttl,
                 worker,
                 event("started", worker=worker, reclaimed=reclaimed),
-                event("finished", status="dead", reason="failed", error="worker lost: no heartbeat within the visibility timeout"),
+                event(
+                    "finished",
+                    status="dead",
+                    reason="failed",
+                    error="worker lost: no heartbeat within the visibility timeout",
+                ),
                 self.keys.prefix,
             ],
         )
@@ -241,7 +252,11 @@ class TaskStore:
         steps = [Step.from_json(fastjson.loads(s)) for s in res[2]]
         limits_json, deadline, tree_tokens, tree_cost = res[3]
         # A root task is its own root: its limits are already parsed.
-        root_limits = Limits.from_json(fastjson.loads(limits_json)) if limits_json and limits_json != fields.get("limits") else record.limits
+        root_limits = (
+            Limits.from_json(fastjson.loads(limits_json))
+            if limits_json and limits_json != fields.get("limits")
+            else record.limits
+        )
         tree = TreeUsage(int(tree_tokens or 0), int(tree_cost or 0))
         return Acquired(record, steps, root_limits, float(deadline or record.deadline), tree)
 
@@ -261,12 +276,26 @@ class TaskStore:
     def send_reply(self, rec: TaskRecord, lease: str, step: Step, cost_nanos: int) -> Any:
         """``save_reply`` in two halves, for a caller that goes on while it is stored: this one queues
         the write now and returns an awaitable of the raw reply, which ``reply_saved`` reads."""
-        ev = event("step", step=step.n, content=step.content[:2000], tool_calls=[c.name for c in step.tool_calls], tokens=step.usage.total)
+        ev = event(
+            "step",
+            step=step.n,
+            content=step.content[:2000],
+            tool_calls=[c.name for c in step.tool_calls],
+            tokens=step.usage.total,
+        )
         task, steps, events, _ = self.keys.task_keys(rec.id)
         return self._call(
             self._save_reply,
             [task, steps, events, task if rec.root == rec.id else self.keys.task(rec.root), *self.spend_key(rec)],
-            [lease, step.n, fastjson.dumpb(step.to_json()), step.usage.prompt_tokens, step.usage.completion_tokens, cost_nanos, ev],
+            [
+                lease,
+                step.n,
+                fastjson.dumpb(step.to_json()),
+                step.usage.prompt_tokens,
+                step.usage.completion_tokens,
+                cost_nanos,
+                ev,
+            ],
         )
 
     def fold_observations(self, saving_reply: Any, step: Step) -> bool:
@@ -355,7 +384,9 @@ class TaskStore:
             raise CheckpointConflict(f"task {rec.id}: final step {n} does not follow the stored steps")
         return res[0] == 1
 
-    async def retry_later(self, rec: TaskRecord, lease: str, msg_id: str, error: str, delay: float, max_attempts: int) -> tuple[str, int]:
+    async def retry_later(
+        self, rec: TaskRecord, lease: str, msg_id: str, error: str, delay: float, max_attempts: int
+    ) -> tuple[str, int]:
         """Count a failed attempt; requeue after ``delay`` or dead-letter. Returns (outcome, failures)."""
         now = time.time()
         res = await self._call(
@@ -460,7 +491,9 @@ class TaskStore:
             pipe.hmget(self.keys.task(tid), "status", "reason", "answer", "error")
         out = []
         for vals in await pipe.execute():
-            out.append(None if vals[0] is None else dict(zip(("status", "reason", "answer", "error"), vals, strict=True)))
+            out.append(
+                None if vals[0] is None else dict(zip(("status", "reason", "answer", "error"), vals, strict=True))
+            )
         return out
 
     async def session_context(self, session: str, before: str, limit: int, tenant: str = "") -> list[tuple[str, str]]:
@@ -480,7 +513,9 @@ class TaskStore:
                 out.append((goal, answer))
         return out[-limit:]
 
-    async def events(self, task_id: str, after: str = "0-0", block_ms: int | None = None, count: int = 100) -> list[tuple[str, dict[str, Any]]]:
+    async def events(
+        self, task_id: str, after: str = "0-0", block_ms: int | None = None, count: int = 100
+    ) -> list[tuple[str, dict[str, Any]]]:
         res = await self.r.xread({self.keys.events(task_id): after}, count=count, block=block_ms)
         out = []
         for _stream, entries in res or []:

@@ -179,7 +179,11 @@ def task_view(
         "finishedAt": end,
         "durationSeconds": round(end - rec.created_at, 3) if end else None,
         "stepCount": step_count,
-        "usage": {"promptTokens": rec.prompt_tokens, "completionTokens": rec.completion_tokens, "totalTokens": rec.prompt_tokens + rec.completion_tokens},
+        "usage": {
+            "promptTokens": rec.prompt_tokens,
+            "completionTokens": rec.completion_tokens,
+            "totalTokens": rec.prompt_tokens + rec.completion_tokens,
+        },
         "cost": format(rec.cost.normalize(), "f") if rec.cost_nanos else "0",
         "currency": currency,
         "budgets": rec.limits.to_json(),

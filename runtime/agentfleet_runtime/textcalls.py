@@ -26,7 +26,11 @@ from agentfleet_runtime.types import ToolCall
 _TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL | re.IGNORECASE)
 _FINAL = re.compile(r"(?:^|\n)\s*(?:final answer|answer)\s*:\s*(.*)", re.DOTALL | re.IGNORECASE)
 _ACTION = re.compile(
-    r"(?:^|\n)\s*Action\s*:\s*`?([A-Za-z][\w-]*)`?\s*(?:\n\s*Action Input\s*:\s*(.*?))?(?=\n\s*(?:Observation|Thought)\s*:|\Z)", re.DOTALL | re.IGNORECASE
+    (
+        r"(?:^|\n)\s*Action\s*:\s*`?([A-Za-z][\w-]*)`?\s*(?:\n\s*Action "
+        r"Input\s*:\s*(.*?))?(?=\n\s*(?:Observation|Thought)\s*:|\Z)"
+    ),
+    re.DOTALL | re.IGNORECASE,
 )
 _NAME_KEYS = ("name", "tool", "function", "tool_name", "action")
 _ARG_KEYS = ("arguments", "args", "parameters", "input", "action_input", "tool_input")

@@ -128,7 +128,9 @@ class Timeout:
         self._bucket = wheel.add(self, self._when)  # type: ignore[union-attr]
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         bucket = self._bucket
         if bucket is not None:
             bucket.discard(self)

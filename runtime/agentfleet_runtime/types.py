@@ -89,11 +89,23 @@ class Observation:
 
     def to_json(self) -> dict[str, Any]:
         # Spelled out: dataclasses.asdict deep-copies field by field, a visible cost per step.
-        return {"call_id": self.call_id, "name": self.name, "ok": self.ok, "output": self.output, "seconds": self.seconds}
+        return {
+            "call_id": self.call_id,
+            "name": self.name,
+            "ok": self.ok,
+            "output": self.output,
+            "seconds": self.seconds,
+        }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Observation:
-        return cls(call_id=d["call_id"], name=d["name"], ok=bool(d["ok"]), output=d["output"], seconds=float(d.get("seconds", 0.0)))
+        return cls(
+            call_id=d["call_id"],
+            name=d["name"],
+            ok=bool(d["ok"]),
+            output=d["output"],
+            seconds=float(d.get("seconds", 0.0)),
+        )
 
 
 @dataclass(slots=True)

@@ -36,14 +36,24 @@ class Workers(Model):
     rules = (
         Rule(
             cel="self.minReplicas <= self.maxReplicas",
-            message="spec.workers.minReplicas must not exceed spec.workers.maxReplicas: raise maxReplicas or lower minReplicas",
+            message=(
+                "spec.workers.minReplicas must not exceed spec.workers.maxReplicas: raise maxReplicas or lower "
+                "minReplicas"
+            ),
             check=lambda w: w.min_replicas <= w.max_replicas,
             field_path=".minReplicas",
         ),
     )
 
-    replicas: int = Field(default=2, ge=0, le=10_000, description="Worker pods while autoscaling is off; kubectl scale, HPA and KEDA write it.")
-    autoscaling: bool = Field(default=False, description="Size the workers from task-queue lag and in-flight tasks within min and max.")
+    replicas: int = Field(
+        default=2,
+        ge=0,
+        le=10_000,
+        description="Worker pods while autoscaling is off; kubectl scale, HPA and KEDA write it.",
+    )
+    autoscaling: bool = Field(
+        default=False, description="Size the workers from task-queue lag and in-flight tasks within min and max."
+    )
     min_replicas: int = Field(default=1, ge=0, le=10_000, description="Fewest worker pods the autoscaler keeps.")
     max_replicas: int = Field(default=10, ge=1, le=10_000, description="Most worker pods the autoscaler asks for.")
     sleep_after_idle_seconds: int = Field(
@@ -55,10 +65,19 @@ class Workers(Model):
             " before the workers sleep at zero; a queued task wakes them."
         ),
     )
-    target_tasks_per_worker: int = Field(default=48, ge=1, le=100_000, description="Queued plus in-flight tasks per worker the autoscaler aims for.")
-    concurrency: int = Field(default=64, ge=1, le=10_000, description="Tasks one worker pod runs at once; tasks mostly wait on the model and tools.")
+    target_tasks_per_worker: int = Field(
+        default=48, ge=1, le=100_000, description="Queued plus in-flight tasks per worker the autoscaler aims for."
+    )
+    concurrency: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Tasks one worker pod runs at once; tasks mostly wait on the model and tools.",
+    )
     cpu: str = Field(default="1", max_length=32, pattern=QUANTITY, description="CPU request of each worker pod.")
-    memory: str = Field(default="1Gi", max_length=32, pattern=QUANTITY, description="Memory request of each worker pod.")
+    memory: str = Field(
+        default="1Gi", max_length=32, pattern=QUANTITY, description="Memory request of each worker pod."
+    )
     allow_api_server: bool = Field(
         default=True,
         alias="allowAPIServer",
@@ -71,12 +90,23 @@ class Workers(Model):
 class Budgets(Model):
     rules = (_decimal("max_cost", "spec.budgets.maxCost", "0.25"),)
 
-    max_steps: int = Field(default=30, ge=1, le=1000, description="Model calls one task may make before it ends with its best answer.")
+    max_steps: int = Field(
+        default=30, ge=1, le=1000, description="Model calls one task may make before it ends with its best answer."
+    )
     max_fan_out: int = Field(default=4, ge=0, le=64, description="Sub-agents one step may spawn.")
     max_depth: int = Field(default=2, ge=0, le=8, description="Nesting depth of sub-agents; 0 forbids them.")
-    max_tokens: int = Field(default=200_000, ge=1000, le=100_000_000, description="Prompt plus completion tokens one task may use, sub-agents included.")
-    timeout_seconds: int = Field(default=900, ge=1, le=86400, description="Wall-clock limit of one task, sub-agents included.")
-    max_cost: str | None = Field(default=None, max_length=32, description='Cost limit of one task in the pricing currency, e.g. "0.25".')
+    max_tokens: int = Field(
+        default=200_000,
+        ge=1000,
+        le=100_000_000,
+        description="Prompt plus completion tokens one task may use, sub-agents included.",
+    )
+    timeout_seconds: int = Field(
+        default=900, ge=1, le=86400, description="Wall-clock limit of one task, sub-agents included."
+    )
+    max_cost: str | None = Field(
+        default=None, max_length=32, description='Cost limit of one task in the pricing currency, e.g. "0.25".'
+    )
 
 
 class Pricing(Model):
@@ -85,28 +115,52 @@ class Pricing(Model):
         _decimal("output_per_million_tokens", "spec.pricing.outputPerMillionTokens", "1.50"),
     )
 
-    currency: str = Field(default="USD", max_length=3, pattern=r"^[A-Z]{3}$", description="ISO 4217 currency of the prices.")
+    currency: str = Field(
+        default="USD", max_length=3, pattern=r"^[A-Z]{3}$", description="ISO 4217 currency of the prices."
+    )
     input_per_million_tokens: str = Field(default="0", max_length=32, description="Price of one million prompt tokens.")
-    output_per_million_tokens: str = Field(default="0", max_length=32, description="Price of one million completion tokens.")
+    output_per_million_tokens: str = Field(
+        default="0", max_length=32, description="Price of one million completion tokens."
+    )
 
 
 class RateLimit(Model):
     rules = (
         Rule(
-            cel="!has(self.tokensPerMinute) || !has(self.perTenantTokensPerMinute) || self.perTenantTokensPerMinute <= self.tokensPerMinute",
-            message="spec.rateLimit.perTenantTokensPerMinute must not exceed spec.rateLimit.tokensPerMinute: lower the tenant limit",
-            check=lambda r: r.tokens_per_minute is None or r.per_tenant_tokens_per_minute is None or r.per_tenant_tokens_per_minute <= r.tokens_per_minute,
+            cel=(
+                "!has(self.tokensPerMinute) || !has(self.perTenantTokensPerMinute) || self.perTenantTokensPerMinute "
+                "<= self.tokensPerMinute"
+            ),
+            message=(
+                "spec.rateLimit.perTenantTokensPerMinute must not exceed spec.rateLimit.tokensPerMinute: lower the "
+                "tenant limit"
+            ),
+            check=lambda r: (
+                r.tokens_per_minute is None
+                or r.per_tenant_tokens_per_minute is None
+                or r.per_tenant_tokens_per_minute <= r.tokens_per_minute
+            ),
             field_path=".perTenantTokensPerMinute",
         ),
     )
 
-    tokens_per_minute: int | None = Field(default=None, ge=1, description="Tokens per minute the whole fleet may send to its model; unset is unlimited.")
+    tokens_per_minute: int | None = Field(
+        default=None, ge=1, description="Tokens per minute the whole fleet may send to its model; unset is unlimited."
+    )
     per_tenant_tokens_per_minute: int | None = Field(
         default=None,
         ge=1,
-        description="Tokens per minute one tenant may use per model; a submission that would not fit is refused (429). Unset is unlimited.",
+        description=(
+            "Tokens per minute one tenant may use per model; a submission that would not fit is refused (429). Unset "
+            "is unlimited."
+        ),
     )
-    max_wait_seconds: int = Field(default=30, ge=0, le=3600, description="How long a call waits for tokens before it fails with a rate-limit error.")
+    max_wait_seconds: int = Field(
+        default=30,
+        ge=0,
+        le=3600,
+        description="How long a call waits for tokens before it fails with a rate-limit error.",
+    )
 
 
 class HTTPTool(Model):
@@ -124,11 +178,16 @@ class HTTPTool(Model):
         max_length=2048,
         description="Endpoint the tool's JSON arguments are sent to.",
     )
-    method: Literal["GET", "POST", "PUT"] = Field(default="POST", description="HTTP method; GET sends the arguments as query parameters.")
+    method: Literal["GET", "POST", "PUT"] = Field(
+        default="POST", description="HTTP method; GET sends the arguments as query parameters."
+    )
     headers_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret key holding extra headers as a JSON object, e.g. an Authorization header."
     )
-    side_effects: bool = Field(default=False, description="The call changes something; it runs under an idempotency key so a resumed step never repeats it.")
+    side_effects: bool = Field(
+        default=False,
+        description="The call changes something; it runs under an idempotency key so a resumed step never repeats it.",
+    )
     follow_redirects: Literal["Never", "SameOrigin"] = Field(
         default="Never",
         description="Never: a redirect is the model's observation, not followed. SameOrigin: follow up to "
@@ -141,7 +200,10 @@ class HTTPTool(Model):
         description="Response bytes read at most; the rest is never read and the model sees a truncation note.",
     )
     connect_timeout_seconds: int = Field(
-        default=DEFAULT_TOOL_CONNECT_TIMEOUT_SECONDS, ge=1, le=300, description="Seconds to open the connection before the call fails."
+        default=DEFAULT_TOOL_CONNECT_TIMEOUT_SECONDS,
+        ge=1,
+        le=300,
+        description="Seconds to open the connection before the call fails.",
     )
 
 
@@ -264,8 +326,15 @@ class Retrieval(Model):
     )
 
     top_k: int = Field(default=5, ge=1, le=100, description="Passages returned per query.")
-    filter: str | None = Field(default=None, max_length=4096, description='Milvus boolean filter applied to every search, e.g. lang == "en".')
-    cache_ttl_seconds: int = Field(default=300, ge=0, le=86400, description="How long identical queries are answered from the Redis cache; 0 disables it.")
+    filter: str | None = Field(
+        default=None, max_length=4096, description='Milvus boolean filter applied to every search, e.g. lang == "en".'
+    )
+    cache_ttl_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=86400,
+        description="How long identical queries are answered from the Redis cache; 0 disables it.",
+    )
     search_first: bool = Field(
         default=False,
         description="Search with the task's goal before the first model call, so the model starts from those "
@@ -317,18 +386,23 @@ class Tool(Model):
         )
     )
     description: str = Field(default="", max_length=4096, description="What the tool does, shown to the model.")
-    parameters: dict[str, Any] | None = Field(default=None, description="JSON Schema of the tool's arguments, shown to the model.")
+    parameters: dict[str, Any] | None = Field(
+        default=None, description="JSON Schema of the tool's arguments, shown to the model."
+    )
     timeout_seconds: int | None = Field(
         default=None,
         ge=1,
         le=86400,
         description=(
             "Per-call timeout; a timeout becomes an observation, not a task failure. "
-            "Default 30 s, except a Spawn tool, which waits for its sub-agents as long as the task's own time budget allows."
+            "Default 30 s, except a Spawn tool, which waits for its sub-agents as long as the task's own time budget "
+            "allows."
         ),
     )
     http: HTTPTool | None = Field(default=None, description="Settings of an HTTP tool.")
-    retrieval: Retrieval | None = Field(default=None, description="Settings of a Retrieval tool; defaults apply when unset.")
+    retrieval: Retrieval | None = Field(
+        default=None, description="Settings of a Retrieval tool; defaults apply when unset."
+    )
     mcp: MCPServer | None = Field(
         default=None, description="Settings of an MCP tool: the server and which of its tools the agents may call."
     )
@@ -399,10 +473,17 @@ class ToolPolicy(Model):
         description="Name of a tool in spec.tools (or <name>_<tool> for an MCP server's tool) this policy applies to.",
     )
     first_step: bool = Field(
-        default=False, description="The first step of every task must call this tool (e.g. search before answering); the model is offered only such tools then."
+        default=False,
+        description=(
+            "The first step of every task must call this tool (e.g. search before answering); the model is offered "
+            "only such tools then."
+        ),
     )
     max_calls_per_task: int | None = Field(
-        default=None, ge=0, le=1000, description="Calls of this tool one task may make; once used up the tool is no longer offered to the model."
+        default=None,
+        ge=0,
+        le=1000,
+        description="Calls of this tool one task may make; once used up the tool is no longer offered to the model.",
     )
     require_approval: RequireApproval | None = Field(
         default=None,
@@ -429,16 +510,22 @@ class Decisions(Model):
     mode: Literal["ToolCalls", "JSONSchema"] = Field(
         default="ToolCalls",
         description=(
-            "How the model states each step's decision. ToolCalls: the engine's native tool calls, with <tool_call> text as fallback. "
-            "JSONSchema: one JSON decision per step, constrained by a response_format JSON schema of the allowed actions "
-            "(engines with grammar decoding, e.g. llama.cpp's llama-server or vLLM; for small models that do not call tools on their own)."
+            "How the model states each step's decision. ToolCalls: the engine's native tool calls, with <tool_call> "
+            "text as fallback. "
+            "JSONSchema: one JSON decision per step, constrained by a response_format JSON schema of the allowed "
+            "actions "
+            "(engines with grammar decoding, e.g. llama.cpp's llama-server or vLLM; for small models that do not call "
+            "tools on their own)."
         ),
     )
     repair_attempts: int = Field(
         default=1,
         ge=0,
         le=3,
-        description="Extra model calls per step when a reply fails validation (unknown tool, invalid arguments, a tool policy); the model is shown the error.",
+        description=(
+            "Extra model calls per step when a reply fails validation (unknown tool, invalid arguments, a tool "
+            "policy); the model is shown the error."
+        ),
     )
     tool_policies: list[ToolPolicy] = Field(
         default_factory=list,
@@ -468,20 +555,34 @@ class SystemPrompt(Model):
 
 class ManagedRedis(Model):
     image: str = Field(default="redis:7.4-alpine", max_length=512, description="Redis image of the StatefulSet.")
-    storage_size: str = Field(default="8Gi", max_length=32, pattern=QUANTITY, description="Volume size for the append-only file.")
-    memory: str = Field(default="1Gi", max_length=32, pattern=QUANTITY, description="Memory request and limit of the Redis pod.")
+    storage_size: str = Field(
+        default="8Gi", max_length=32, pattern=QUANTITY, description="Volume size for the append-only file."
+    )
+    memory: str = Field(
+        default="1Gi", max_length=32, pattern=QUANTITY, description="Memory request and limit of the Redis pod."
+    )
 
 
 class RedisSentinel(Model):
-    rules = (each_matches("addresses", r"^[A-Za-z0-9.-]+:[0-9]{1,5}$", "spec.redis.sentinel.addresses[] must be host:port, e.g. sentinel.data:26379"),)
+    rules = (
+        each_matches(
+            "addresses",
+            r"^[A-Za-z0-9.-]+:[0-9]{1,5}$",
+            "spec.redis.sentinel.addresses[] must be host:port, e.g. sentinel.data:26379",
+        ),
+    )
 
     addresses: list[Annotated[str, Field(max_length=261)]] = Field(
         min_length=1,
         max_length=9,
-        description="Sentinels as host:port, e.g. redis-sentinel.data:26379; the runtime asks them for the current primary.",
+        description=(
+            "Sentinels as host:port, e.g. redis-sentinel.data:26379; the runtime asks them for the current primary."
+        ),
     )
     master_name: str = Field(
-        max_length=64, pattern=r"^[A-Za-z0-9._-]+$", description="Name the Sentinels monitor the primary under (sentinel monitor <name> ...)."
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Name the Sentinels monitor the primary under (sentinel monitor <name> ...).",
     )
     durable_submit: bool = Field(
         default=True,
@@ -497,11 +598,11 @@ class Redis(Model):
     rules = (
         Rule(
             cel="(has(self.url) ? 1 : 0) + (has(self.deploy) ? 1 : 0) + (has(self.sentinel) ? 1 : 0) == 1",
-            message="spec.redis needs exactly one of url (an existing Redis), deploy (the operator runs one) or sentinel "
+            message="spec.redis needs exactly one of url (an existing Redis), deploy (the operator runs one) or "
+            "sentinel "
             "(a Sentinel-managed Redis)",
             check=lambda r: [r.url is not None, r.deploy is not None, r.sentinel is not None].count(True) == 1,
         ),
-
         matches("url", "^rediss?://", "spec.redis.url must start with redis:// or rediss://"),
         no_credentials(
             "url",
@@ -515,16 +616,25 @@ class Redis(Model):
         max_length=2048,
         description="Address of an existing Redis, e.g. redis://redis.data:6379/0.",
     )
-    password_secret_ref: SecretKeyRef | None = Field(default=None, description="Secret key holding the password of the Redis at url.")
-    deploy: ManagedRedis | None = Field(default=None, description="Run a Redis for this fleet (StatefulSet with AOF, generated password).")
+    password_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the password of the Redis at url."
+    )
+    deploy: ManagedRedis | None = Field(
+        default=None, description="Run a Redis for this fleet (StatefulSet with AOF, generated password)."
+    )
     sentinel: RedisSentinel | None = Field(
-        default=None, description="A Redis whose primary Sentinels elect (failover); passwordSecretRef is its data nodes' password."
+        default=None,
+        description="A Redis whose primary Sentinels elect (failover); passwordSecretRef is its data nodes' password.",
     )
 
 
 class Retry(Model):
-    max_attempts: int = Field(default=3, ge=1, le=100, description="Attempts of a task before it moves to the dead-letter stream.")
-    visibility_timeout_seconds: int = Field(default=60, ge=5, le=3600, description="A task whose worker stops heartbeating is reclaimed after this long.")
+    max_attempts: int = Field(
+        default=3, ge=1, le=100, description="Attempts of a task before it moves to the dead-letter stream."
+    )
+    visibility_timeout_seconds: int = Field(
+        default=60, ge=5, le=3600, description="A task whose worker stops heartbeating is reclaimed after this long."
+    )
 
 
 class TenantLimits(Model):
@@ -560,7 +670,9 @@ class TaskAPI(Model):
             " a line of one plain token is tenant 'default'. Unset makes the operator generate one token."
         ),
     )
-    max_request_bytes: int = Field(default=1_048_576, ge=1024, le=67_108_864, description="Largest accepted request body.")
+    max_request_bytes: int = Field(
+        default=1_048_576, ge=1024, le=67_108_864, description="Largest accepted request body."
+    )
     max_streams: int = Field(
         default=64,
         ge=1,
@@ -574,7 +686,9 @@ class AgentFleetSpec(Model):
     rules = (
         Rule(
             cel="!has(self.routineModelRef) || self.routineModelRef.name != self.modelRef.name",
-            message="spec.routineModelRef must name a different (cheaper) ModelReplicaSet than spec.modelRef, or be removed",
+            message=(
+                "spec.routineModelRef must name a different (cheaper) ModelReplicaSet than spec.modelRef, or be removed"
+            ),
             check=lambda s: s.routine_model_ref is None or s.routine_model_ref.name != s.model_ref.name,
             field_path=".routineModelRef",
         ),
@@ -606,19 +720,30 @@ class AgentFleetSpec(Model):
         default=None,
         max_length=128,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
-        description="A LoRA adapter of spec.modelRef (one of its spec.adapters) the agents call instead of the base model.",
+        description=(
+            "A LoRA adapter of spec.modelRef (one of its spec.adapters) the agents call instead of the base model."
+        ),
     )
     routine_model_ref: LocalObjectReference | None = Field(
-        default=None, description="Cheaper ModelReplicaSet for routine steps (tool-argument formatting, sub-agent summaries)."
+        default=None,
+        description="Cheaper ModelReplicaSet for routine steps (tool-argument formatting, sub-agent summaries).",
     )
     routine_steps: list[Literal["ToolArguments", "Summaries"]] = Field(
         default_factory=list, max_length=2, description="Kinds of steps sent to routineModelRef."
     )
-    vector_index_ref: LocalObjectReference | None = Field(default=None, description="VectorIndex the Retrieval tools search.")
-    image: str = Field(default="ghcr.io/agentfleet/agentfleet:0.1.0", max_length=512, description="Agent runtime image (worker and task API).")
+    vector_index_ref: LocalObjectReference | None = Field(
+        default=None, description="VectorIndex the Retrieval tools search."
+    )
+    image: str = Field(
+        default="ghcr.io/agentfleet/agentfleet:0.1.0",
+        max_length=512,
+        description="Agent runtime image (worker and task API).",
+    )
     workers: Workers = default_obj("Worker pods that run agent loops.", Workers)
     api: TaskAPI = default_obj("The HTTP task API.", TaskAPI)
-    budgets: Budgets = default_obj("Limits per task; hitting one ends the task with its best answer and the reason.", Budgets)
+    budgets: Budgets = default_obj(
+        "Limits per task; hitting one ends the task with its best answer and the reason.", Budgets
+    )
     pricing: Pricing = default_obj("Token prices for cost accounting.", Pricing)
     rate_limit: RateLimit = default_obj("Token rate limits shared by all worker pods.", RateLimit)
     retry: Retry = default_obj("Task retries and crash recovery.", Retry)
@@ -628,11 +753,16 @@ class AgentFleetSpec(Model):
         description="Tools the agents may call.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-    system_prompt: SystemPrompt | None = Field(default=None, description="System prompt of every task; unset uses the runtime's built-in prompt.")
+    system_prompt: SystemPrompt | None = Field(
+        default=None, description="System prompt of every task; unset uses the runtime's built-in prompt."
+    )
     decisions: Decisions = default_obj("How the model's decisions are asked for, checked and repaired.", Decisions)
     stream_model_calls: bool = Field(
         default=False,
-        description="Stream model calls: hedge on time to first token, and send the answer's text to the task's event stream (delta events) as it is written.",
+        description=(
+            "Stream model calls: hedge on time to first token, and send the answer's text to the task's event stream "
+            "(delta events) as it is written."
+        ),
     )
     redis: Redis = Field(description="Redis holding the task queue, checkpoints and caches.")
     tracing: Tracing | None = Field(
@@ -654,20 +784,39 @@ class AgentFleetSpec(Model):
 class EvaluationSummary(Model):
     """The last `agentfleet eval` run against this fleet, written by the harness under its own field manager."""
 
-    task_set: str = Field(max_length=512, description="Task set evaluated: file name and part (for example postgres-manual.yaml#heldout).")
+    task_set: str = Field(
+        max_length=512, description="Task set evaluated: file name and part (for example postgres-manual.yaml#heldout)."
+    )
     finished_at: str = Field(max_length=64, description="When the run ended (RFC 3339, UTC).")
     tasks: int = Field(ge=0, description="Tasks submitted through the task API.")
     success: float = Field(
-        ge=0, le=1, description="Share of tasks whose answer states every expected fact (or declines, for questions the documents do not answer)."
+        ge=0,
+        le=1,
+        description=(
+            "Share of tasks whose answer states every expected fact (or declines, for questions the documents do not "
+            "answer)."
+        ),
     )
     grounded: float | None = Field(
-        default=None, ge=0, le=1, description="Share of answerable tasks whose citations all name passages the task retrieved and contain the stated facts."
+        default=None,
+        ge=0,
+        le=1,
+        description=(
+            "Share of answerable tasks whose citations all name passages the task retrieved and contain the stated "
+            "facts."
+        ),
     )
-    recall: float | None = Field(default=None, ge=0, le=1, description="Mean recall@k of the supporting documents among the retrieved passages.")
+    recall: float | None = Field(
+        default=None, ge=0, le=1, description="Mean recall@k of the supporting documents among the retrieved passages."
+    )
     recall_k: int | None = Field(default=None, ge=1, description="The k of recall.")
     p95_seconds: float | None = Field(default=None, ge=0, description="95th percentile task latency, submit to finish.")
-    cost_per_task: str | None = Field(default=None, max_length=32, description="Mean cost of a task and its sub-agents in the pricing currency.")
-    configuration: str | None = Field(default=None, max_length=512, description="Settings the harness overrode for this run, if any.")
+    cost_per_task: str | None = Field(
+        default=None, max_length=32, description="Mean cost of a task and its sub-agents in the pricing currency."
+    )
+    configuration: str | None = Field(
+        default=None, max_length=512, description="Settings the harness overrode for this run, if any."
+    )
 
 
 class AgentFleetStatus(Model):
@@ -675,15 +824,21 @@ class AgentFleetStatus(Model):
     workers: int = Field(default=0, description="Worker pods that exist.")
     ready_workers: int = Field(default=0, description="Worker pods ready to take tasks.")
     desired_workers: int | None = Field(default=None, description="Worker pods the operator aims for.")
-    selector: str | None = Field(default=None, max_length=4096, description="Label selector of the worker pods, for the scale subresource.")
+    selector: str | None = Field(
+        default=None, max_length=4096, description="Label selector of the worker pods, for the scale subresource."
+    )
     queue_depth: int | None = Field(default=None, description="Tasks waiting in the stream.")
     in_flight_tasks: int | None = Field(default=None, description="Tasks being worked on.")
     awaiting_approval: int | None = Field(
         default=None, description="Tasks waiting for a person to approve a tool call (kubectl agentfleet approvals)."
     )
     tasks_per_hour: int | None = Field(default=None, description="Tasks finished in the last hour.")
-    task_p95_seconds: float | None = Field(default=None, description="95th percentile task duration over the last hour.")
-    cost_per_task: str | None = Field(default=None, max_length=32, description="Mean cost of a finished task in the pricing currency.")
+    task_p95_seconds: float | None = Field(
+        default=None, description="95th percentile task duration over the last hour."
+    )
+    cost_per_task: str | None = Field(
+        default=None, max_length=32, description="Mean cost of a finished task in the pricing currency."
+    )
     task_api_endpoint: str | None = Field(default=None, max_length=512, description="In-cluster URL of the task API.")
     evaluation: EvaluationSummary | None = Field(
         default=None, description="Summary of the last evaluation run (agentfleet eval); the operator never writes it."

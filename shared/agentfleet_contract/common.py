@@ -77,7 +77,9 @@ def default_obj(description: str, factory: type[Model], **kw: Any) -> Any:
     The schema default is the fully defaulted object, not {}: the API server checks a default
     against the object's CEL rules without first applying the nested defaults.
     """
-    return Field(default_factory=factory, description=description, json_schema_extra={"default": _pruned(factory().wire())}, **kw)
+    return Field(
+        default_factory=factory, description=description, json_schema_extra={"default": _pruned(factory().wire())}, **kw
+    )
 
 
 class LocalObjectReference(Model):
@@ -102,23 +104,43 @@ class ConfigMapKeyRef(Model):
 
 
 class Toleration(Model):
-    key: str | None = Field(default=None, max_length=316, description="Taint key the toleration matches; empty matches all keys.")
-    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists matches any value; Equal matches value.")
+    key: str | None = Field(
+        default=None, max_length=316, description="Taint key the toleration matches; empty matches all keys."
+    )
+    operator: Literal["Exists", "Equal"] = Field(
+        default="Equal", description="Exists matches any value; Equal matches value."
+    )
     value: str | None = Field(default=None, max_length=63, description="Taint value to match when operator is Equal.")
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(default=None, description="Taint effect to match; empty matches all effects.")
-    toleration_seconds: int | None = Field(default=None, ge=0, description="How long a NoExecute taint is tolerated before eviction; unset means forever.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to match; empty matches all effects."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, ge=0, description="How long a NoExecute taint is tolerated before eviction; unset means forever."
+    )
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
 class Condition(Model):
-    type: str = Field(max_length=316, pattern=r"^[A-Z][A-Za-z0-9]*$", description="Kind of condition, e.g. Ready, Progressing, Degraded.")
+    type: str = Field(
+        max_length=316,
+        pattern=r"^[A-Z][A-Za-z0-9]*$",
+        description="Kind of condition, e.g. Ready, Progressing, Degraded.",
+    )
     status: ConditionStatus = Field(description="True, False or Unknown.")
-    reason: str = Field(max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", description="CamelCase reason for the last transition.")
+    reason: str = Field(
+        max_length=1024,
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        description="CamelCase reason for the last transition.",
+    )
     message: str = Field(default="", max_length=32768, description="Human-readable details of the last transition.")
-    observed_generation: int = Field(default=0, ge=0, description="metadata.generation this condition was computed from.")
-    last_transition_time: datetime = Field(description="When status last changed; not moved when only reason or message change.")
+    observed_generation: int = Field(
+        default=0, ge=0, description="metadata.generation this condition was computed from."
+    )
+    last_transition_time: datetime = Field(
+        description="When status last changed; not moved when only reason or message change."
+    )
 
 
 SleepState = Literal["Awake", "Sleeping", "Waking"]

@@ -65,7 +65,11 @@ def to_line(p: WorkerProgress) -> str:
 
 
 def from_dict(d: Mapping[str, Any]) -> WorkerProgress:
-    failures = tuple(FailureRecord(str(f.get("document", "")), str(f.get("reason", ""))) for f in d.get("failures") or () if isinstance(f, Mapping))
+    failures = tuple(
+        FailureRecord(str(f.get("document", "")), str(f.get("reason", "")))
+        for f in d.get("failures") or ()
+        if isinstance(f, Mapping)
+    )
     state = d.get("state", "Running")
     return WorkerProgress(
         worker=int(d["worker"]),

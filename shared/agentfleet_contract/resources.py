@@ -63,7 +63,9 @@ MODEL_REPLICA_SET = Resource(
     kind="ModelReplicaSet",
     plural="modelreplicasets",
     short_names=("mrs",),
-    description="A fleet of vLLM replicas serving one model, placed topology-aware and scaled on queue depth and goodput.",
+    description=(
+        "A fleet of vLLM replicas serving one model, placed topology-aware and scaled on queue depth and goodput."
+    ),
     model=ModelReplicaSet,
     spec=ModelReplicaSetSpec,
     status=ModelReplicaSetStatus,
@@ -79,8 +81,16 @@ MODEL_REPLICA_SET = Resource(
         Column("KV", "number", ".status.observed.kvCacheUsage", "Mean KV-cache usage.", priority=1),
         Column("Sleep", "string", ".status.sleep.state", "Awake, Sleeping (at zero replicas) or Waking.", priority=1),
         Column("Since", "date", ".status.sleep.since", "When the set entered its sleep state.", priority=1),
-        Column("Term", "string", ".status.lastScaleTerm", "Which term asked for the last change (reactive, predictive, standing, scheduled).", priority=1),
-        Column("Standby", "integer", ".status.forecast.standingReplicas", "Replicas held now for burst onsets.", priority=1),
+        Column(
+            "Term",
+            "string",
+            ".status.lastScaleTerm",
+            "Which term asked for the last change (reactive, predictive, standing, scheduled).",
+            priority=1,
+        ),
+        Column(
+            "Standby", "integer", ".status.forecast.standingReplicas", "Replicas held now for burst onsets.", priority=1
+        ),
         Column("Last Scale", "string", ".status.lastScaleReason", "Why the replica count last changed.", priority=1),
         AGE,
     ),
@@ -91,7 +101,9 @@ VECTOR_INDEX = Resource(
     kind="VectorIndex",
     plural="vectorindexes",
     short_names=("vi",),
-    description="A Milvus collection with shards, partitions, index and in-memory replicas, and the ingestion that fills it.",
+    description=(
+        "A Milvus collection with shards, partitions, index and in-memory replicas, and the ingestion that fills it."
+    ),
     model=VectorIndex,
     spec=VectorIndexSpec,
     status=VectorIndexStatus,
@@ -123,7 +135,9 @@ AGENT_FLEET = Resource(
         Column("In-Flight", "integer", ".status.inFlightTasks", "Tasks running.", priority=1),
         Column("Sleep", "string", ".status.sleep.state", "Awake, Sleeping (at zero workers) or Waking.", priority=1),
         Column("Since", "date", ".status.sleep.since", "When the fleet entered its sleep state.", priority=1),
-        Column("Approvals", "integer", ".status.awaitingApproval", "Tasks waiting for a tool call's approval.", priority=1),
+        Column(
+            "Approvals", "integer", ".status.awaitingApproval", "Tasks waiting for a tool call's approval.", priority=1
+        ),
         Column("Tasks/h", "integer", ".status.tasksPerHour", "Tasks finished in the last hour."),
         Column("P95(s)", "number", ".status.taskP95Seconds", "95th percentile task duration."),
         Column("Cost/Task", "string", ".status.costPerTask", "Mean cost of a task."),

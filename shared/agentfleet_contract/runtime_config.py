@@ -37,23 +37,33 @@ from agentfleet_contract.modelreplicaset import Routing
 EGRESS_DENY_ENV = "AGENTFLEET_EGRESS_DENY"
 
 DEFAULT_SYSTEM_PROMPT = (
-    "You are a careful assistant that completes the user's goal. Use the tools when they help; when you know the answer, reply with the answer alone."
+    "You are a careful assistant that completes the user's goal. Use the tools when they help; when you know the "
+    "answer, reply with the answer alone."
 )
 
 
 class ModelEndpoint(Model):
-    base_url: str = Field(default="http://127.0.0.1:8000/v1", description="OpenAI-compatible base URL (the part before /chat/completions).")
+    base_url: str = Field(
+        default="http://127.0.0.1:8000/v1",
+        description="OpenAI-compatible base URL (the part before /chat/completions).",
+    )
     name: str = Field(default="default", description="Model name sent in each request.")
-    api_key: str | None = Field(default=None, description="Bearer token for the model server; prefer AGENTFLEET_MODEL_API_KEY.")
+    api_key: str | None = Field(
+        default=None, description="Bearer token for the model server; prefer AGENTFLEET_MODEL_API_KEY."
+    )
     routine_api_key: str | None = Field(
         default=None,
         description="Bearer token for the routine tier's replicas (AGENTFLEET_ROUTINE_MODEL_API_KEY); unset: apiKey.",
     )
     timeout_seconds: float = Field(default=120.0, gt=0, description="Per-call timeout.")
-    max_retries: int = Field(default=2, ge=0, le=10, description="Retries of a call on 5xx, 429, timeouts and connection errors.")
+    max_retries: int = Field(
+        default=2, ge=0, le=10, description="Retries of a call on 5xx, 429, timeouts and connection errors."
+    )
     tool_calling: Literal["auto", "native", "text"] = Field(
         default="auto",
-        description="native: tools field only; text: tools described in the prompt, calls parsed from text; auto: both.",
+        description=(
+            "native: tools field only; text: tools described in the prompt, calls parsed from text; auto: both."
+        ),
     )
     max_output_tokens: int = Field(default=1024, ge=1, description="max_tokens of each call.")
     temperature: float = Field(default=0.0, ge=0, le=2)
@@ -61,13 +71,25 @@ class ModelEndpoint(Model):
 
 class WorkerSettings(Model):
     concurrency: int = Field(default=64, ge=1, le=10_000, description="Tasks one worker process runs at once.")
-    heartbeat_seconds: float | None = Field(default=None, gt=0, description="Lease renewal period; default a third of the visibility timeout.")
-    shutdown_grace_seconds: float = Field(default=20.0, ge=0, description="On SIGTERM, how long running steps may finish before their tasks are released.")
-    metrics_port: int = Field(default=9090, ge=0, le=65535, description="Port of /metrics, /healthz and /readyz; 0 disables.")
-    reclaim_interval_seconds: float | None = Field(
-        default=None, gt=0, description="How often stalled tasks are looked for; default a quarter of the visibility timeout."
+    heartbeat_seconds: float | None = Field(
+        default=None, gt=0, description="Lease renewal period; default a third of the visibility timeout."
     )
-    retry_backoff_seconds: float = Field(default=2.0, ge=0, description="First delay before a failed task is retried; doubles per failure, capped at 60 s.")
+    shutdown_grace_seconds: float = Field(
+        default=20.0, ge=0, description="On SIGTERM, how long running steps may finish before their tasks are released."
+    )
+    metrics_port: int = Field(
+        default=9090, ge=0, le=65535, description="Port of /metrics, /healthz and /readyz; 0 disables."
+    )
+    reclaim_interval_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="How often stalled tasks are looked for; default a quarter of the visibility timeout.",
+    )
+    retry_backoff_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="First delay before a failed task is retried; doubles per failure, capped at 60 s.",
+    )
 
 
 # -- the task API's tokens file (api.tokensFile): written by the operator (a generated token's
@@ -96,7 +118,9 @@ class ApiSettings(Model):
         default=None,
         description="File mapping bearer tokens to tenants (the mounted Secret key; format in tenants.py).",
     )
-    allow_anonymous: bool = Field(default=False, description="Serve without auth when no tokens file is set (development only).")
+    allow_anonymous: bool = Field(
+        default=False, description="Serve without auth when no tokens file is set (development only)."
+    )
     max_request_bytes: int = Field(default=1_048_576, ge=1024, le=67_108_864)
     max_goal_chars: int = Field(default=100_000, ge=1)
     max_streams: int = Field(
@@ -119,28 +143,47 @@ class TracingSettings(Model):
 
 class BreakerSettings(Model):
     failure_threshold: int = Field(default=5, ge=1, description="Consecutive failures that open a tool's breaker.")
-    cooldown_seconds: float = Field(default=30.0, gt=0, description="How long an open breaker refuses calls before probing.")
+    cooldown_seconds: float = Field(
+        default=30.0, gt=0, description="How long an open breaker refuses calls before probing."
+    )
 
 
 class RuntimeConfig(Model):
-    fleet: str = Field(default="default", max_length=253, description="Name of the AgentFleet; prefixes every Redis key (af:<fleet>:...).")
+    fleet: str = Field(
+        default="default",
+        max_length=253,
+        description="Name of the AgentFleet; prefixes every Redis key (af:<fleet>:...).",
+    )
     redis_url: str = Field(default="redis://127.0.0.1:6379/0")
     redis_password: str | None = None
-    redis_max_connections: int = Field(default=128, ge=4, le=10_000, description="Connections one process keeps to Redis; tasks share them.")
-    redis_ack_replicas: int = Field(
-        default=0, ge=0, le=8, description="Replicas a new task must reach (WAIT) before the API acknowledges it; 0: at once."
+    redis_max_connections: int = Field(
+        default=128, ge=4, le=10_000, description="Connections one process keeps to Redis; tasks share them."
     )
-    redis_ack_timeout_ms: int = Field(default=1000, ge=10, le=60_000, description="How long a submission waits for those replicas.")
-    listen_host: str = Field(default="127.0.0.1", description="Address the API and metrics servers bind; 0.0.0.0 in a pod.")
+    redis_ack_replicas: int = Field(
+        default=0,
+        ge=0,
+        le=8,
+        description="Replicas a new task must reach (WAIT) before the API acknowledges it; 0: at once.",
+    )
+    redis_ack_timeout_ms: int = Field(
+        default=1000, ge=10, le=60_000, description="How long a submission waits for those replicas."
+    )
+    listen_host: str = Field(
+        default="127.0.0.1", description="Address the API and metrics servers bind; 0.0.0.0 in a pod."
+    )
     model: ModelEndpoint = Field(default_factory=ModelEndpoint)
     model_routing: dict[str, Any] | None = Field(
         default=None,
-        description="Routing client settings (ModelRoutingConfig); when set, model calls go through it instead of model.baseUrl.",
+        description=(
+            "Routing client settings (ModelRoutingConfig); when set, model calls go through it instead of "
+            "model.baseUrl."
+        ),
     )
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     tools: list[Tool] = Field(default_factory=list)
     tool_headers_dir: str | None = Field(
-        default=None, description="Directory with one file per HTTP tool (named like the tool) holding a JSON object of headers."
+        default=None,
+        description="Directory with one file per HTTP tool (named like the tool) holding a JSON object of headers.",
     )
     budgets: Budgets = Field(default_factory=Budgets)
     decisions: Decisions = Field(default_factory=Decisions)
@@ -149,10 +192,18 @@ class RuntimeConfig(Model):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
-    retrieval: dict[str, Any] = Field(default_factory=dict, description="Settings handed to the Retriever (VectorIndex address, collection, ...).")
-    session_history: int = Field(default=5, ge=0, le=100, description="Earlier finished tasks of the same session shown to the model.")
-    result_ttl_seconds: int = Field(default=7 * 86400, ge=60, description="How long a finished task's record, steps and events are kept.")
-    max_observation_chars: int = Field(default=16_000, ge=256, description="Tool output beyond this is cut before the model sees it.")
+    retrieval: dict[str, Any] = Field(
+        default_factory=dict, description="Settings handed to the Retriever (VectorIndex address, collection, ...)."
+    )
+    session_history: int = Field(
+        default=5, ge=0, le=100, description="Earlier finished tasks of the same session shown to the model."
+    )
+    result_ttl_seconds: int = Field(
+        default=7 * 86400, ge=60, description="How long a finished task's record, steps and events are kept."
+    )
+    max_observation_chars: int = Field(
+        default=16_000, ge=256, description="Tool output beyond this is cut before the model sees it."
+    )
     tracing: TracingSettings | None = Field(
         default=None, description="OpenTelemetry export (AgentFleet.spec.tracing); unset: off."
     )
@@ -171,25 +222,41 @@ class RuntimeConfig(Model):
 
 
 class TierConfig(Model):
-    model_replica_set: str = Field(description="ModelReplicaSet name: its <name>-replicas Service is watched, and it names metrics and rate-limit buckets.")
+    model_replica_set: str = Field(
+        description=(
+            "ModelReplicaSet name: its <name>-replicas Service is watched, and it names metrics and rate-limit buckets."
+        )
+    )
     model: str = Field(default="default", description="Model name sent in each request.")
     adapter: bool = Field(
-        default=False, description="The model is a LoRA adapter of the set: calls are routed where the adapter sits (adapter affinity)."
+        default=False,
+        description=(
+            "The model is a LoRA adapter of the set: calls are routed where the adapter sits (adapter affinity)."
+        ),
     )
-    adapters: list[str] = Field(default_factory=list, description="Every LoRA adapter of the set, for routing homes balanced over them.")
-    endpoints: list[str] = Field(default_factory=list, description="Static replica base URLs (…/v1); when set, no Kubernetes watch.")
-    routing: Routing = Field(default_factory=Routing, description="ModelReplicaSet.spec.routing, copied by the operator.")
+    adapters: list[str] = Field(
+        default_factory=list, description="Every LoRA adapter of the set, for routing homes balanced over them."
+    )
+    endpoints: list[str] = Field(
+        default_factory=list, description="Static replica base URLs (…/v1); when set, no Kubernetes watch."
+    )
+    routing: Routing = Field(
+        default_factory=Routing, description="ModelReplicaSet.spec.routing, copied by the operator."
+    )
 
 
 class ModelRoutingConfig(Model):
     primary: TierConfig
-    routine: TierConfig | None = Field(default=None, description="AgentFleet.spec.routineModelRef's set, for routineSteps.")
+    routine: TierConfig | None = Field(
+        default=None, description="AgentFleet.spec.routineModelRef's set, for routineSteps."
+    )
     routine_steps: list[Literal["ToolArguments", "Summaries"]] = Field(default_factory=list)
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     namespace: str | None = Field(default=None, description="Namespace of the replica Services; default the pod's own.")
     stream: bool = Field(
         default=False,
-        description="Stream model calls: hedge on time to first token, and send the answer's text to the task's event stream as it is written "
+        description="Stream model calls: hedge on time to first token, and send the answer's text to the task's event "
+        "stream as it is written "
         "(AgentFleet.spec.streamModelCalls).",
     )
 
@@ -226,7 +293,9 @@ class PodLayout:
     tracing_headers_file: str = ""
 
 
-def model_routing(spec: AgentFleetSpec, namespace: str, primary: ModelTarget, routine: ModelTarget | None) -> dict[str, Any]:
+def model_routing(
+    spec: AgentFleetSpec, namespace: str, primary: ModelTarget, routine: ModelTarget | None
+) -> dict[str, Any]:
     """The modelRouting section (ModelRoutingConfig): replicas found through their EndpointSlices,
     or, for workers that may not reach the API server (spec.workers.allowAPIServer false), each
     set's ClusterIP Service as the one endpoint: kube-proxy then spreads the calls over the ready,
@@ -300,7 +369,11 @@ def runtime_config(
             "tenantLimits": s.api.tenant_limits.wire(),
         },
     }
-    prompt = system_prompt if system_prompt is not None else (s.system_prompt.inline if s.system_prompt is not None else None)
+    prompt = (
+        system_prompt
+        if system_prompt is not None
+        else (s.system_prompt.inline if s.system_prompt is not None else None)
+    )
     if prompt is not None:
         doc["systemPrompt"] = prompt
     if vector_index is not None:

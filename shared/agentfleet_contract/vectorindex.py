@@ -38,19 +38,34 @@ class MilvusCredentials(Model):
 
 
 class ManagedMilvus(Model):
-    mode: Literal["Standalone", "Cluster"] = Field(default="Standalone", description="Milvus Operator deployment mode; Cluster runs separate query nodes.")
-    image: str | None = Field(default=None, max_length=512, description="Milvus image; unset uses the Milvus Operator's default.")
-    query_node_memory: str = Field(
-        default="8Gi", max_length=32, pattern=QUANTITY, description="Memory of one query node; sized so every in-memory replica fits."
+    mode: Literal["Standalone", "Cluster"] = Field(
+        default="Standalone", description="Milvus Operator deployment mode; Cluster runs separate query nodes."
     )
-    storage_size: str = Field(default="50Gi", max_length=32, pattern=QUANTITY, description="Persistent storage requested for the Milvus dependencies.")
+    image: str | None = Field(
+        default=None, max_length=512, description="Milvus image; unset uses the Milvus Operator's default."
+    )
+    query_node_memory: str = Field(
+        default="8Gi",
+        max_length=32,
+        pattern=QUANTITY,
+        description="Memory of one query node; sized so every in-memory replica fits.",
+    )
+    storage_size: str = Field(
+        default="50Gi",
+        max_length=32,
+        pattern=QUANTITY,
+        description="Persistent storage requested for the Milvus dependencies.",
+    )
 
 
 class MilvusTarget(Model):
     rules = (
         Rule(
             cel="has(self.uri) != has(self.managed)",
-            message="spec.milvus needs exactly one of uri (an existing Milvus) or managed (deploy one through the Milvus Operator)",
+            message=(
+                "spec.milvus needs exactly one of uri (an existing Milvus) or managed (deploy one through the Milvus "
+                "Operator)"
+            ),
             check=lambda m: (m.uri is None) != (m.managed is None),
         ),
         matches(
@@ -71,13 +86,21 @@ class MilvusTarget(Model):
         max_length=2048,
         description="Address of an existing Milvus, e.g. http://milvus.db:19530 or a Milvus Lite server.",
     )
-    credentials: MilvusCredentials | None = Field(default=None, description="User name and password from a Secret; unset connects without authentication.")
-    database: str = Field(default="default", max_length=255, pattern=MILVUS_NAME, description="Milvus database holding the collection.")
-    managed: ManagedMilvus | None = Field(default=None, description="Deploy a Milvus for this index through the Milvus Operator instead of using uri.")
+    credentials: MilvusCredentials | None = Field(
+        default=None, description="User name and password from a Secret; unset connects without authentication."
+    )
+    database: str = Field(
+        default="default", max_length=255, pattern=MILVUS_NAME, description="Milvus database holding the collection."
+    )
+    managed: ManagedMilvus | None = Field(
+        default=None, description="Deploy a Milvus for this index through the Milvus Operator instead of using uri."
+    )
 
 
 class PartitionKey(Model):
-    field: str = Field(max_length=255, pattern=MILVUS_NAME, description="Metadata field whose value picks the partition, e.g. tenant.")
+    field: str = Field(
+        max_length=255, pattern=MILVUS_NAME, description="Metadata field whose value picks the partition, e.g. tenant."
+    )
     num_partitions: int = Field(default=16, ge=1, le=1024, description="Partitions the key hashes into.")
 
 
@@ -101,10 +124,14 @@ class IndexSpec(Model):
         default="HNSW", description="Milvus index type; changing it rebuilds the index without dropping data."
     )
     params: dict[str, int] = Field(
-        default_factory=dict, max_length=16, description="Index build parameters, e.g. M and efConstruction for HNSW, nlist for IVF."
+        default_factory=dict,
+        max_length=16,
+        description="Index build parameters, e.g. M and efConstruction for HNSW, nlist for IVF.",
     )
     search_params: dict[str, int] = Field(
-        default_factory=dict, max_length=16, description="Search parameters used by retrieval, e.g. ef for HNSW or nprobe for IVF."
+        default_factory=dict,
+        max_length=16,
+        description="Search parameters used by retrieval, e.g. ef for HNSW or nprobe for IVF.",
     )
 
 
@@ -113,14 +140,19 @@ class ConfigMapSource(Model):
 
 
 class PVCSource(Model):
-    claim_name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN, description="PersistentVolumeClaim holding the documents.")
+    claim_name: str = Field(
+        max_length=253, pattern=DNS_SUBDOMAIN, description="PersistentVolumeClaim holding the documents."
+    )
     path: str = Field(default="/", max_length=1024, description="Directory inside the volume, read recursively.")
 
 
 class Source(Model):
     rules = (
         Rule(
-            cel="(has(self.configMap) ? 1 : 0) + (has(self.persistentVolumeClaim) ? 1 : 0) + (has(self.urls) ? 1 : 0) == 1",
+            cel=(
+                "(has(self.configMap) ? 1 : 0) + (has(self.persistentVolumeClaim) ? 1 : 0) + (has(self.urls) ? 1 : 0) "
+                "== 1"
+            ),
             message="spec.source needs exactly one of configMap, persistentVolumeClaim or urls",
             check=lambda s: sum(x is not None for x in (s.config_map, s.persistent_volume_claim, s.urls)) == 1,
         ),
@@ -136,7 +168,9 @@ class Source(Model):
         description="Documents fetched over HTTP(S); for more than 1,000 use a ConfigMap or a volume.",
     )
     revision: str | None = Field(
-        default=None, max_length=128, description="Version of the source; changing it starts a new ingestion Job (unset: derived from the source)."
+        default=None,
+        max_length=128,
+        description="Version of the source; changing it starts a new ingestion Job (unset: derived from the source).",
     )
 
 
@@ -154,7 +188,12 @@ class Chunking(Model):
     # well). Per token a shorter chunk costs only a little less (attention grows with length): its
     # higher chunks/s is mostly each chunk carrying half the text, so compare encoders in tokens/s.
     max_tokens: int = Field(
-        default=128, ge=16, le=8192, description="Token budget of one chunk; chunks break at sentence and paragraph boundaries. 128 suits all-MiniLM-L6-v2."
+        default=128,
+        ge=16,
+        le=8192,
+        description=(
+            "Token budget of one chunk; chunks break at sentence and paragraph boundaries. 128 suits all-MiniLM-L6-v2."
+        ),
     )
     overlap_tokens: int = Field(default=16, ge=0, le=4096, description="Tokens repeated between neighbouring chunks.")
     section_titles: bool = Field(
@@ -189,7 +228,10 @@ class Embedding(Model):
     rules = (
         Rule(
             cel="self.provider != 'OpenAI' || has(self.endpoint)",
-            message="spec.embedding.endpoint is required when spec.embedding.provider is OpenAI: give the /v1 base URL of the embedding server",
+            message=(
+                "spec.embedding.endpoint is required when spec.embedding.provider is OpenAI: give the /v1 base URL of "
+                "the embedding server"
+            ),
             check=lambda e: e.provider != "OpenAI" or e.endpoint is not None,
             field_path=".endpoint",
         ),
@@ -200,18 +242,36 @@ class Embedding(Model):
         ),
     )
 
-    provider: Literal["Local", "OpenAI"] = Field(default="Local", description="Local runs MiniLM in the ingestion pod; OpenAI calls a /v1/embeddings endpoint.")
-    model: str = Field(default="all-MiniLM-L6-v2", max_length=512, description="Embedding model name; must produce spec.dimension values.")
-    endpoint: str | None = Field(default=None, max_length=2048, description="Base URL of an OpenAI-compatible embeddings server (e.g. vLLM).")
-    api_key_secret_ref: SecretKeyRef | None = Field(default=None, description="Secret key holding the embeddings server's API key.")
+    provider: Literal["Local", "OpenAI"] = Field(
+        default="Local", description="Local runs MiniLM in the ingestion pod; OpenAI calls a /v1/embeddings endpoint."
+    )
+    model: str = Field(
+        default="all-MiniLM-L6-v2",
+        max_length=512,
+        description="Embedding model name; must produce spec.dimension values.",
+    )
+    endpoint: str | None = Field(
+        default=None, max_length=2048, description="Base URL of an OpenAI-compatible embeddings server (e.g. vLLM)."
+    )
+    api_key_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the embeddings server's API key."
+    )
     batch_size: int = Field(default=64, ge=1, le=4096, description="Chunks embedded per request.")
 
 
 class Ingestion(Model):
-    parallelism: int = Field(default=2, ge=1, le=256, description="Indexed Job workers; documents are split among them by hash.")
-    image: str | None = Field(default=None, max_length=512, description="Image running the ingestion command; unset uses the operator's runtime image.")
+    parallelism: int = Field(
+        default=2, ge=1, le=256, description="Indexed Job workers; documents are split among them by hash."
+    )
+    image: str | None = Field(
+        default=None,
+        max_length=512,
+        description="Image running the ingestion command; unset uses the operator's runtime image.",
+    )
     insert_batch_size: int = Field(default=512, ge=1, le=100_000, description="Rows per Milvus upsert.")
-    max_document_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=1 << 31, description="Documents larger than this are recorded as failed.")
+    max_document_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1, le=1 << 31, description="Documents larger than this are recorded as failed."
+    )
     backoff_limit: int = Field(default=3, ge=0, le=100, description="Retries of a failed worker before the Job fails.")
 
 
@@ -219,19 +279,36 @@ class VectorIndexSpec(Model):
     rules = (
         Rule(
             cel="!has(self.milvus.managed) || self.milvus.managed.mode == 'Cluster' || self.inMemoryReplicas == 1",
-            message="spec.inMemoryReplicas above 1 needs spec.milvus.managed.mode Cluster: a standalone Milvus has one query node",
+            message=(
+                "spec.inMemoryReplicas above 1 needs spec.milvus.managed.mode Cluster: a standalone Milvus has one "
+                "query node"
+            ),
             check=lambda s: s.milvus.managed is None or s.milvus.managed.mode == "Cluster" or s.in_memory_replicas == 1,
             field_path=".inMemoryReplicas",
         ),
         Rule(
             cel="!(has(self.partitions) && has(self.partitionKey))",
-            message="spec.partitions and spec.partitionKey exclude each other: name partitions yourself or let a key hash into them",
+            message=(
+                "spec.partitions and spec.partitionKey exclude each other: name partitions yourself or let a key hash "
+                "into them"
+            ),
             check=lambda s: not (s.partitions and s.partition_key is not None),
         ),
         immutable("collection", "spec.collection", "create a new VectorIndex for another collection"),
-        immutable("dimension", "spec.dimension", "a collection's vector width cannot change; create a new VectorIndex and re-ingest"),
-        immutable("shards", "spec.shards", "Milvus fixes shards when it creates the collection; create a new VectorIndex"),
-        immutable("partition_key", "spec.partitionKey", "it is part of the collection schema; create a new VectorIndex", optional=True),
+        immutable(
+            "dimension",
+            "spec.dimension",
+            "a collection's vector width cannot change; create a new VectorIndex and re-ingest",
+        ),
+        immutable(
+            "shards", "spec.shards", "Milvus fixes shards when it creates the collection; create a new VectorIndex"
+        ),
+        immutable(
+            "partition_key",
+            "spec.partitionKey",
+            "it is part of the collection schema; create a new VectorIndex",
+            optional=True,
+        ),
         Rule(
             cel="has(self.fullText) == has(oldSelf.fullText) "
             "&& (!has(self.fullText) || self.fullText.analyzer == oldSelf.fullText.analyzer)",
@@ -268,13 +345,17 @@ class VectorIndexSpec(Model):
         default=None,
         description="Partition by a metadata field instead of named partitions.",
     )
-    in_memory_replicas: int = Field(default=1, ge=1, le=64, description="Copies of the collection loaded in query-node memory; a change reloads.")
+    in_memory_replicas: int = Field(
+        default=1, ge=1, le=64, description="Copies of the collection loaded in query-node memory; a change reloads."
+    )
     full_text: FullText | None = Field(
         default=None,
         description="Hybrid retrieval: Milvus' BM25 full-text index beside the vectors, both searched and fused "
         "by rank; unset searches vectors only.",
     )
-    source: Source | None = Field(default=None, description="Where documents come from; unset means the collection is filled elsewhere.")
+    source: Source | None = Field(
+        default=None, description="Where documents come from; unset means the collection is filled elsewhere."
+    )
     chunking: Chunking = default_obj("How documents are cut into chunks.", Chunking)
     embedding: Embedding = default_obj("How chunks and queries are embedded.", Embedding)
     ingestion: Ingestion = default_obj("The ingestion Job.", Ingestion)
@@ -282,7 +363,10 @@ class VectorIndexSpec(Model):
         default="Retain", description="Retain keeps the collection when the VectorIndex is deleted; Delete drops it."
     )
     deletion_timeout_seconds: int = Field(
-        default=300, ge=0, le=86400, description="Longest deletion waits for an unreachable Milvus before the object is released."
+        default=300,
+        ge=0,
+        le=86400,
+        description="Longest deletion waits for an unreachable Milvus before the object is released.",
     )
 
 
@@ -300,7 +384,9 @@ class IngestionStatus(Model):
     chunks: int = Field(default=0, description="Chunks upserted.")
     started_at: datetime | None = Field(default=None, description="When ingestion began.")
     completed_at: datetime | None = Field(default=None, description="When ingestion finished.")
-    failures: list[IngestionFailure] = Field(default_factory=list, max_length=100, description="The first failed documents and why.")
+    failures: list[IngestionFailure] = Field(
+        default_factory=list, max_length=100, description="The first failed documents and why."
+    )
 
 
 class VectorIndexStatus(Model):
@@ -310,7 +396,9 @@ class VectorIndexStatus(Model):
     )
     endpoint: str | None = Field(default=None, description="Milvus address in use.")
     row_count: int | None = Field(default=None, description="Entities in the collection.")
-    load_state: Literal["NotLoad", "Loading", "Loaded"] | None = Field(default=None, description="Whether the collection is loaded in memory.")
+    load_state: Literal["NotLoad", "Loading", "Loaded"] | None = Field(
+        default=None, description="Whether the collection is loaded in memory."
+    )
     load_progress: int | None = Field(default=None, ge=0, le=100, description="Load progress in percent.")
     shards: int | None = Field(default=None, description="Shards the collection has.")
     in_memory_replicas: int | None = Field(default=None, description="In-memory replicas Milvus reports.")

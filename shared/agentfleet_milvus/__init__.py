@@ -32,7 +32,15 @@ from __future__ import annotations
 
 from agentfleet_milvus.collection import CollectionManager, Reconciled
 from agentfleet_milvus.connection import MilvusTarget, with_retries
-from agentfleet_milvus.errors import Conflict, ImmutableFieldConflict, MilvusError, MilvusRequestError, MilvusUnavailable, translate, translated
+from agentfleet_milvus.errors import (
+    Conflict,
+    ImmutableFieldConflict,
+    MilvusError,
+    MilvusRequestError,
+    MilvusUnavailable,
+    translate,
+    translated,
+)
 from agentfleet_milvus.schema import (
     BM25_FUNCTION,
     DEFAULT_TIMEOUT,

@@ -53,7 +53,12 @@ class Reconciled:
     notes: tuple[str, ...] = ()
 
 
-_LOAD_STATES: dict[str, LoadStateName | None] = {"NotExist": None, "NotLoad": "NotLoad", "Loading": "Loading", "Loaded": "Loaded"}
+_LOAD_STATES: dict[str, LoadStateName | None] = {
+    "NotExist": None,
+    "NotLoad": "NotLoad",
+    "Loading": "Loading",
+    "Loaded": "Loaded",
+}
 
 
 class CollectionManager:
@@ -70,7 +75,9 @@ class CollectionManager:
         """Connect (creating the database if missing). A refused dial is retried briefly: gRPC
         channels can be mid-reconnect (e.g. after a server GOAWAY); longer outages raise
         MilvusUnavailable for the caller's own backoff."""
-        return cls(with_retries(lambda: target.connect(create_database=True), attempts=attempts), spec, timeout=target.timeout)
+        return cls(
+            with_retries(lambda: target.connect(create_database=True), attempts=attempts), spec, timeout=target.timeout
+        )
 
     # -- observe --
 
@@ -112,7 +119,17 @@ class CollectionManager:
             elif INDEX_NAME in (self.client.list_indexes(name, timeout=t) or []):
                 idx = self.client.describe_index(name, INDEX_NAME, timeout=t) or {}
                 index_type, metric = idx.get("index_type"), idx.get("metric_type")
-                skip = {"index_type", "metric_type", "field_name", "index_name", "total_rows", "indexed_rows", "pending_index_rows", "state", "params"}
+                skip = {
+                    "index_type",
+                    "metric_type",
+                    "field_name",
+                    "index_name",
+                    "total_rows",
+                    "indexed_rows",
+                    "pending_index_rows",
+                    "state",
+                    "params",
+                }
                 index_params = {k: v for k, v in idx.items() if k not in skip}
                 nested = idx.get("params")
                 if isinstance(nested, str):
@@ -172,7 +189,9 @@ class CollectionManager:
         a controller asks when something changed, not on every pass."""
         if load_state == "Loaded":
             # count(*) sees upserts and deletes exactly; the stats count rows not yet compacted away.
-            res = self.client.query(self.spec.name, filter="", output_fields=["count(*)"], consistency_level="Strong", timeout=self.timeout)
+            res = self.client.query(
+                self.spec.name, filter="", output_fields=["count(*)"], consistency_level="Strong", timeout=self.timeout
+            )
             return int(res[0]["count(*)"])
         return int(self.client.get_collection_stats(self.spec.name, timeout=self.timeout).get("row_count", 0))
 
@@ -181,7 +200,9 @@ class CollectionManager:
     def _schema(self) -> Any:
         from pymilvus import DataType
 
-        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False, description="agentfleet VectorIndex chunks")
+        schema = self.client.create_schema(
+            auto_id=False, enable_dynamic_field=False, description="agentfleet VectorIndex chunks"
+        )
         schema.add_field(PRIMARY, DataType.VARCHAR, is_primary=True, max_length=ID_MAX)
         analyzer = self.spec.full_text_analyzer
         if analyzer is None:
@@ -217,7 +238,11 @@ class CollectionManager:
             kwargs["num_partitions"] = s.num_partitions
         with translated():
             self.client.create_collection(
-                s.name, schema=self._schema(), timeout=t, properties={PROP_SHARDS: str(s.shards), PROP_MANAGED: "agentfleet"}, **kwargs
+                s.name,
+                schema=self._schema(),
+                timeout=t,
+                properties={PROP_SHARDS: str(s.shards), PROP_MANAGED: "agentfleet"},
+                **kwargs,
             )
 
     def ensure_partitions(self) -> tuple[str, ...]:
@@ -234,7 +259,11 @@ class CollectionManager:
     def _index_params(self, *, sparse: bool = False) -> Any:
         ip = self.client.prepare_index_params()
         ip.add_index(
-            field_name=VECTOR, index_name=INDEX_NAME, index_type=self.spec.index_type, metric_type=self.spec.metric, params=dict(self.spec.index_params)
+            field_name=VECTOR,
+            index_name=INDEX_NAME,
+            index_type=self.spec.index_type,
+            metric_type=self.spec.metric,
+            params=dict(self.spec.index_params),
         )
         if sparse:
             ip.add_index(
@@ -257,7 +286,9 @@ class CollectionManager:
                 # Built before the record existed (or by hand, as the spec asks): record it, so
                 # later passes can trust the record instead of describing the index.
                 with translated():
-                    self.client.alter_collection_properties(name, properties={PROP_INDEX: self.spec.index_record()}, timeout=t)
+                    self.client.alter_collection_properties(
+                        name, properties={PROP_INDEX: self.spec.index_record()}, timeout=t
+                    )
             return False
         with translated():
             if state.index_type is not None:
@@ -313,7 +344,9 @@ class CollectionManager:
             if conflicts:
                 raise ImmutableFieldConflict(self.spec.name, conflicts)
         if state.shards is not None and state.shards != self.spec.shards:
-            notes.append(f"Milvus reports {state.shards} shard(s) for {self.spec.shards} requested (Milvus Lite keeps one shard)")
+            notes.append(
+                f"Milvus reports {state.shards} shard(s) for {self.spec.shards} requested (Milvus Lite keeps one shard)"
+            )
         partitions = self.ensure_partitions()
         if not state.index_described and not index_up_to_date(self.spec, state):
             state = self.describe(rows=False)  # the record is not what the spec asks: look at the index itself
@@ -322,7 +355,9 @@ class CollectionManager:
         reloaded = self.ensure_loaded(wait=wait_loaded, state=None if rebuilt else state)
         final = self.describe(rows=detail, index=detail) if created or partitions or rebuilt or reloaded else state
         if not final.replicas_reported and final.load_state == "Loaded":
-            notes.append("this Milvus does not describe replicas; inMemoryReplicas shows the replica number requested at load")
+            notes.append(
+                "this Milvus does not describe replicas; inMemoryReplicas shows the replica number requested at load"
+            )
         return Reconciled(final, created, rebuilt and not created, reloaded and not created, partitions, tuple(notes))
 
     def drop(self) -> bool:

@@ -35,7 +35,14 @@ class MilvusTarget:
             # dedicated: pymilvus otherwise shares one channel per address across clients, and a
             # shared channel that went idle is re-dialled with the timeout of whichever client
             # created it first, not ours.
-            client = MilvusClient(uri=self.uri, user=self.user, password=self.password, token=self.token, timeout=self.timeout, dedicated=True)
+            client = MilvusClient(
+                uri=self.uri,
+                user=self.user,
+                password=self.password,
+                token=self.token,
+                timeout=self.timeout,
+                dedicated=True,
+            )
             if self.database and self.database != "default":
                 if self.database not in client.list_databases(timeout=self.timeout):
                     if not create_database:
@@ -46,7 +53,12 @@ class MilvusTarget:
 
 
 def with_retries(
-    call: Callable[[], Any], *, attempts: int = 6, first_delay: float = 0.5, max_delay: float = 15.0, sleep: Callable[[float], None] = time.sleep
+    call: Callable[[], Any],
+    *,
+    attempts: int = 6,
+    first_delay: float = 0.5,
+    max_delay: float = 15.0,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Any:
     """Run ``call``; retry MilvusUnavailable with exponential backoff, re-raise anything else."""
     delay = first_delay

@@ -43,14 +43,27 @@ class ImmutableFieldConflict(MilvusError):
     def __init__(self, collection: str, conflicts: Sequence[Conflict]) -> None:
         self.collection = collection
         self.conflicts = tuple(conflicts)
-        parts = "; ".join(f"{c.field} is {c.existing} in the existing collection, the spec asks for {c.desired}" for c in self.conflicts)
+        parts = "; ".join(
+            f"{c.field} is {c.existing} in the existing collection, the spec asks for {c.desired}"
+            for c in self.conflicts
+        )
         super().__init__(
-            f"collection {collection!r} cannot be changed in place: {parts}. These are fixed when Milvus creates a collection: "
+            f"collection {collection!r} cannot be changed in place: {parts}. These are fixed when Milvus creates a "
+            "collection: "
             "restore the old values, or use a new collection name (a new VectorIndex) and re-ingest"
         )
 
 
-_UNAVAILABLE_HINTS = ("fail connecting", "unavailable", "deadline", "timeout", "timed out", "connection refused", "connect failed", "server is not ready")
+_UNAVAILABLE_HINTS = (
+    "fail connecting",
+    "unavailable",
+    "deadline",
+    "timeout",
+    "timed out",
+    "connection refused",
+    "connect failed",
+    "server is not ready",
+)
 
 
 def translate(e: BaseException) -> MilvusError:
@@ -63,7 +76,12 @@ def translate(e: BaseException) -> MilvusError:
         if isinstance(e, grpc.RpcError):
             code = e.code() if callable(getattr(e, "code", None)) else None
             details = e.details() if callable(getattr(e, "details", None)) else str(e)
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED, grpc.StatusCode.RESOURCE_EXHAUSTED):
+            if code in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.StatusCode.CANCELLED,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            ):
                 return MilvusUnavailable(f"Milvus unavailable: {code.name}: {details}")
             return MilvusRequestError(f"Milvus refused the call: {getattr(code, 'name', code)}: {details}")
     except ImportError:  # pragma: no cover - grpc comes with pymilvus

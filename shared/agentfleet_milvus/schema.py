@@ -71,7 +71,10 @@ class CollectionSpec:
         )
 
     def index_record(self) -> str:
-        return json.dumps({"type": self.index_type, "metric": self.metric, "params": dict(sorted(self.index_params.items()))}, sort_keys=True)
+        return json.dumps(
+            {"type": self.index_type, "metric": self.metric, "params": dict(sorted(self.index_params.items()))},
+            sort_keys=True,
+        )
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,15 @@ from agentfleet_milvus.schema import VECTOR, number
 class MilvusSink:
     """Upserts chunk rows in batches, retrying while Milvus is briefly unavailable."""
 
-    def __init__(self, client: Any, collection: str, *, timeout: float = 60.0, attempts: int = 6, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        client: Any,
+        collection: str,
+        *,
+        timeout: float = 60.0,
+        attempts: int = 6,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.client = client
         self.collection = collection
         self.timeout = timeout
@@ -28,7 +36,10 @@ class MilvusSink:
         sink = cls(with_retries(lambda: target.connect()), collection)
         with translated():
             if not sink.client.has_collection(collection, timeout=target.timeout):
-                raise MilvusRequestError(f"collection {collection!r} does not exist in database {target.database!r}: the operator creates it before ingestion")
+                raise MilvusRequestError(
+                    f"collection {collection!r} does not exist in database {target.database!r}: the operator "
+                    "creates it before ingestion"
+                )
         return sink
 
     def describe_dimension(self) -> int | None:
@@ -47,4 +58,8 @@ class MilvusSink:
 
     def upsert(self, rows: list[dict[str, Any]]) -> None:
         if rows:
-            with_retries(lambda: self.client.upsert(self.collection, rows, timeout=self.timeout), attempts=self.attempts, sleep=self._sleep)
+            with_retries(
+                lambda: self.client.upsert(self.collection, rows, timeout=self.timeout),
+                attempts=self.attempts,
+                sleep=self._sleep,
+            )

@@ -30,7 +30,11 @@ def contains(whole: Any, part: Any) -> bool:
     if isinstance(part, dict):
         return isinstance(whole, dict) and all(k in whole and contains(whole[k], v) for k, v in part.items())
     if isinstance(part, list):
-        return isinstance(whole, list) and len(whole) == len(part) and all(contains(w, p) for w, p in zip(whole, part, strict=True))
+        return (
+            isinstance(whole, list)
+            and len(whole) == len(part)
+            and all(contains(w, p) for w, p in zip(whole, part, strict=True))
+        )
     return whole == part
 
 

@@ -70,7 +70,9 @@ def test_defaults_match_the_documented_ones() -> None:
 
 
 def test_wire_form_is_camel_case_and_omits_unset() -> None:
-    mrs = ModelReplicaSet.model_validate({"spec": {"model": {"name": "org/m"}, "autoscaling": {"prometheusURL": "http://p:9090"}}})
+    mrs = ModelReplicaSet.model_validate(
+        {"spec": {"model": {"name": "org/m"}, "autoscaling": {"prometheusURL": "http://p:9090"}}}
+    )
     wire = mrs.wire()
     assert wire["spec"]["autoscaling"]["prometheusURL"] == "http://p:9090"
     assert "servedName" not in wire["spec"]["model"]

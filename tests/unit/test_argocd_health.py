@@ -67,7 +67,11 @@ def test_no_status_yet_is_progressing(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_ready_for_an_older_generation_is_progressing_not_healthy(kind: str) -> None:
-    status = {"observedGeneration": 2, "phase": "Ready", "conditions": conds(("Ready", True, "Ready", "all good"), generation=2)}
+    status = {
+        "observedGeneration": 2,
+        "phase": "Ready",
+        "conditions": conds(("Ready", True, "Ready", "all good"), generation=2),
+    }
     assert run_health(kind, obj(kind, 2, status))["status"] == "Healthy"
     h = run_health(kind, obj(kind, 3, status))
     assert h["status"] == "Progressing"
@@ -81,7 +85,9 @@ def test_ready_for_an_older_generation_is_progressing_not_healthy(kind: str) -> 
 def test_degraded_condition_wins_over_ready(kind: str) -> None:
     status = {
         "observedGeneration": 1,
-        "conditions": conds(("Ready", True, "Ready", "ok"), ("Degraded", True, "ReplicaCrashLooping", "replica r1 restarted 5 times")),
+        "conditions": conds(
+            ("Ready", True, "Ready", "ok"), ("Degraded", True, "ReplicaCrashLooping", "replica r1 restarted 5 times")
+        ),
     }
     h = run_health(kind, obj(kind, 1, status))
     assert h == {"status": "Degraded", "message": "ReplicaCrashLooping: replica r1 restarted 5 times"}
@@ -104,8 +110,30 @@ def mrs(summary: Summary, generation: int = 4) -> dict[str, Any]:
         (Summary(desired=2, replicas=2, ready=0, current=2, outdated=0, starting=2), "Progressing", "ReplicasNotReady"),
         # Serving at full strength while a rolling update runs: still Progressing, like a Deployment.
         (Summary(desired=2, replicas=3, ready=2, current=1, outdated=1), "Progressing", "RollingUpdate"),
-        (Summary(desired=2, replicas=0, ready=0, current=0, outdated=0, invalid="spec.engine.tensorParallelSize: must divide 8"), "Degraded", "InvalidSpec"),
-        (Summary(desired=2, replicas=0, ready=0, current=0, outdated=0, capacity_error="needs 810 GB of weights per replica"), "Degraded", "ModelDoesNotFit"),
+        (
+            Summary(
+                desired=2,
+                replicas=0,
+                ready=0,
+                current=0,
+                outdated=0,
+                invalid="spec.engine.tensorParallelSize: must divide 8",
+            ),
+            "Degraded",
+            "InvalidSpec",
+        ),
+        (
+            Summary(
+                desired=2,
+                replicas=0,
+                ready=0,
+                current=0,
+                outdated=0,
+                capacity_error="needs 810 GB of weights per replica",
+            ),
+            "Degraded",
+            "ModelDoesNotFit",
+        ),
         (
             Summary(
                 desired=2,
@@ -120,7 +148,14 @@ def mrs(summary: Summary, generation: int = 4) -> dict[str, Any]:
             "InsufficientGPUs",
         ),
         (
-            Summary(desired=2, replicas=2, ready=1, current=2, outdated=0, failures=[ConditionCause("ReplicaRestarting", "r2 lost node n3")]),
+            Summary(
+                desired=2,
+                replicas=2,
+                ready=1,
+                current=2,
+                outdated=0,
+                failures=[ConditionCause("ReplicaRestarting", "r2 lost node n3")],
+            ),
             "Degraded",
             "r2 lost node n3",
         ),
@@ -148,20 +183,41 @@ def test_modelreplicaset(summary: Summary, want: str, in_message: str) -> None:
             "Healthy",
             "120 rows",
         ),
-        ("Ingesting", conds(("Ready", False, "Ingesting", "3 of 10 documents"), ("Progressing", True, "Ingesting", "")), "Progressing", "3 of 10"),
+        (
+            "Ingesting",
+            conds(("Ready", False, "Ingesting", "3 of 10 documents"), ("Progressing", True, "Ingesting", "")),
+            "Progressing",
+            "3 of 10",
+        ),
         (
             "Creating",
-            conds(("Ready", False, "WaitingForMilvus", "Milvus docs is not ready"), ("Progressing", True, "CreatingMilvus", "")),
+            conds(
+                ("Ready", False, "WaitingForMilvus", "Milvus docs is not ready"),
+                ("Progressing", True, "CreatingMilvus", ""),
+            ),
             "Progressing",
             "WaitingForMilvus",
         ),
         ("Creating", conds(("Ready", False, "Loading", "collection docs is Loading")), "Progressing", "Loading"),
         ("Failed", conds(("Ready", False, "InvalidSpec", "spec.dimension must be > 0")), "Degraded", "InvalidSpec"),
-        ("Failed", conds(("Ready", False, "IngestionFailed", "Job docs-ingest-1: BackoffLimitExceeded")), "Degraded", "BackoffLimitExceeded"),
-        ("Pending", conds(("Ready", False, "MilvusOperatorMissing", "the milvus.io/v1beta1 Milvus kind is not installed")), "Degraded", "not installed"),
+        (
+            "Failed",
+            conds(("Ready", False, "IngestionFailed", "Job docs-ingest-1: BackoffLimitExceeded")),
+            "Degraded",
+            "BackoffLimitExceeded",
+        ),
+        (
+            "Pending",
+            conds(("Ready", False, "MilvusOperatorMissing", "the milvus.io/v1beta1 Milvus kind is not installed")),
+            "Degraded",
+            "not installed",
+        ),
         (
             "Degraded",
-            conds(("Ready", False, "MilvusUnavailable", "cannot reach"), ("Degraded", True, "MilvusUnavailable", "connection refused")),
+            conds(
+                ("Ready", False, "MilvusUnavailable", "cannot reach"),
+                ("Degraded", True, "MilvusUnavailable", "connection refused"),
+            ),
             "Degraded",
             "connection refused",
         ),
@@ -169,7 +225,9 @@ def test_modelreplicaset(summary: Summary, want: str, in_message: str) -> None:
     ],
 )
 def test_vectorindex(phase: str, conditions: list[dict[str, Any]], want: str, in_message: str) -> None:
-    h = run_health("VectorIndex", obj("VectorIndex", 1, {"observedGeneration": 1, "phase": phase, "conditions": conditions}))
+    h = run_health(
+        "VectorIndex", obj("VectorIndex", 1, {"observedGeneration": 1, "phase": phase, "conditions": conditions})
+    )
     assert h["status"] == want, h
     assert in_message in h["message"]
 
@@ -180,9 +238,16 @@ def test_vectorindex(phase: str, conditions: list[dict[str, Any]], want: str, in
 @pytest.mark.parametrize(
     ("conditions", "want", "in_message"),
     [
-        (conds(("Ready", True, "Ready", "2 worker(s) ready"), ("RuntimeReady", True, "RuntimeAvailable", "")), "Healthy", "2 worker(s)"),
         (
-            conds(("Ready", False, "WaitingForModel", "ModelReplicaSet llama-8b is not Ready"), ("ModelReady", False, "ModelNotReady", "")),
+            conds(("Ready", True, "Ready", "2 worker(s) ready"), ("RuntimeReady", True, "RuntimeAvailable", "")),
+            "Healthy",
+            "2 worker(s)",
+        ),
+        (
+            conds(
+                ("Ready", False, "WaitingForModel", "ModelReplicaSet llama-8b is not Ready"),
+                ("ModelReady", False, "ModelNotReady", ""),
+            ),
             "Progressing",
             "WaitingForModel",
         ),

@@ -72,7 +72,12 @@ def test_secrets_are_read_by_name_only_and_never_changed_or_removed() -> None:
     assert secret_needs and all(n.scope == "secrets" for n in secret_needs)
     assert {v for n in secret_needs for v in n.verbs} == {"get", "create"}
     assert permissions.rules("secrets") == [
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create"], "why": [f"{n.who}: {n.why}" for n in secret_needs]}
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "verbs": ["get", "create"],
+            "why": [f"{n.who}: {n.why}" for n in secret_needs],
+        }
     ]
     assert all(r["resources"] != ["secrets"] for r in permissions.rules("cluster"))
 
@@ -88,7 +93,12 @@ def test_namespaces_only_for_a_namespaced_operator() -> None:
 def kopf_handlers() -> list[tuple[str, str, str]]:
     reg = kopf.get_default_registry()
     out = []
-    for kind, sub in (("watching", reg._watching), ("indexing", reg._indexing), ("changing", reg._changing), ("spawning", reg._spawning)):
+    for kind, sub in (
+        ("watching", reg._watching),
+        ("indexing", reg._indexing),
+        ("changing", reg._changing),
+        ("spawning", reg._spawning),
+    ):
         for h in sub.get_all_handlers():
             s = h.selector
             out.append((kind, s.group or "", s.plural or s.any_name))
@@ -97,7 +107,9 @@ def kopf_handlers() -> list[tuple[str, str, str]]:
 
 def test_kopf_can_list_and_watch_everything_it_serves() -> None:
     handlers = kopf_handlers()
-    assert {("", "pods"), ("", "nodes"), ("batch", "jobs"), ("agentfleet.io", "modelreplicasets")} <= {(g, p) for _, g, p in handlers}
+    assert {("", "pods"), ("", "nodes"), ("batch", "jobs"), ("agentfleet.io", "modelreplicasets")} <= {
+        (g, p) for _, g, p in handlers
+    }
     for kind, group, plural in handlers:
         assert granted(group, plural, "list") and granted(group, plural, "watch"), (kind, group, plural)
         if kind in ("changing", "spawning"):
@@ -141,7 +153,9 @@ def controller_calls() -> set[tuple[str, str, str]]:
 
 def test_every_get_list_delete_and_create_in_the_controllers_is_granted() -> None:
     calls = controller_calls()
-    assert ("get", "", "secrets") in calls and ("delete", "batch", "jobs") in calls and ("create", "", "secrets") in calls
+    assert (
+        ("get", "", "secrets") in calls and ("delete", "batch", "jobs") in calls and ("create", "", "secrets") in calls
+    )
     missing = [c for c in sorted(calls) if not granted(c[1], c[2], c[0])]
     assert missing == []
 
@@ -157,7 +171,13 @@ def rendered_kinds() -> set[str]:
             if "kind" not in keys or "apiVersion" not in keys or "uid" in keys:
                 continue
             v: Any = keys["kind"]
-            kind = v.value if isinstance(v, ast.Constant) else getattr(mod, v.id, None) if isinstance(v, ast.Name) else None
+            kind = (
+                v.value
+                if isinstance(v, ast.Constant)
+                else getattr(mod, v.id, None)
+                if isinstance(v, ast.Name)
+                else None
+            )
             if kind:
                 out.add(kind)
     return out
@@ -184,7 +204,7 @@ def test_status_of_every_kind_is_writable(plural: str) -> None:
 def test_the_workers_role_grants_nothing_the_operator_lacks() -> None:
     # RBAC refuses to create a Role with permissions its creator does not hold (no escalate verb).
     src = Path(render_af.__file__).read_text()
-    roles = re.findall(r'"rules": \[(\{.*?\})\]', src)
+    roles = re.findall(r'"rules": \[\s*(\{.*?\})\s*,?\s*\]', src, re.S)
     assert roles, "no Role rules found in render/agentfleet.py"
     for text in roles:
         rule = ast.literal_eval(text)

@@ -27,7 +27,9 @@ def walk_values(values: Any, schema: dict[str, Any], path: str = "") -> list[str
     types = schema.get("type")
     types = [types] if isinstance(types, str) else (types or [])
     pytype = {"object": dict, "array": list, "string": str, "boolean": bool, "number": (int, float), "integer": int}
-    if types and not any(isinstance(values, pytype[t]) and not (t in ("number", "integer") and isinstance(values, bool)) for t in types):
+    if types and not any(
+        isinstance(values, pytype[t]) and not (t in ("number", "integer") and isinstance(values, bool)) for t in types
+    ):
         problems.append(f"{path or '.'}: {values!r} is not {types}")
     if isinstance(values, dict) and "properties" in schema:
         for k, v in values.items():
@@ -107,7 +109,12 @@ def test_dashboard_queries_only_existing_series() -> None:
     assert {n.removesuffix("_total") for n in runtime_series() if not n.endswith(("_sum", "_count", "_bucket"))} | {
         n.removesuffix("_bucket") for n in runtime_series() if n.endswith("_bucket")
     } <= runtime_families
-    for name in ("vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc", "vllm:time_to_first_token_seconds_bucket"):
+    for name in (
+        "vllm:num_requests_waiting",
+        "vllm:num_requests_running",
+        "vllm:kv_cache_usage_perc",
+        "vllm:time_to_first_token_seconds_bucket",
+    ):
         assert name in used
 
 

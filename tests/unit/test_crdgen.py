@@ -65,7 +65,10 @@ def test_chart_template_is_the_same_crd(res: Resource) -> None:
     rendered = "\n".join(line for line in text.splitlines() if "{{" not in line)
     doc = yaml.safe_load(rendered)
     want = crdgen.crd(res)
-    want["metadata"]["annotations"] = {"helm.sh/resource-policy": "keep", "argocd.argoproj.io/sync-options": "Prune=false,Delete=false"}
+    want["metadata"]["annotations"] = {
+        "helm.sh/resource-policy": "keep",
+        "argocd.argoproj.io/sync-options": "Prune=false,Delete=false",
+    }
     assert doc == want
 
 
@@ -73,7 +76,9 @@ def test_chart_template_is_the_same_crd(res: Resource) -> None:
 def test_every_field_has_a_description(res: Resource) -> None:
     schema = crdgen.openapi_schema(res)
     # metadata is ObjectMeta, documented by the API server itself.
-    missing = [p for p, node in walk(schema) if not node.get("description") and not p.endswith(("[]", "{}", ".metadata"))]
+    missing = [
+        p for p, node in walk(schema) if not node.get("description") and not p.endswith(("[]", "{}", ".metadata"))
+    ]
     assert missing == []
 
 

@@ -11,12 +11,22 @@ from agentfleet_contract.agentfleet import AgentFleet
 from e2e.demo import report
 from e2e.demo.driver import Demo, small_model_settings
 
-PASSAGES = "[1] (docs/routing.md, score 0.612)\nSticky routing keeps a task on its replica.\n\n[2] (docs/budgets.md, score 0.401)\nBudgets end tasks."
+PASSAGES = (
+    "[1] (docs/routing.md, score 0.612)\nSticky routing keeps a task on its replica.\n\n[2] (docs/budgets.md, score "
+    "0.401)\nBudgets end tasks."
+)
 
 
 def task(tid, answer, steps, children=(), parent=None):
     return {
-        "task": {"id": tid, "answer": answer, "stepCount": len(steps), "steps": steps, "children": [c["task"]["id"] for c in children], "parent": parent},
+        "task": {
+            "id": tid,
+            "answer": answer,
+            "stepCount": len(steps),
+            "steps": steps,
+            "children": [c["task"]["id"] for c in children],
+            "parent": parent,
+        },
         "children": list(children),
     }
 
@@ -40,7 +50,17 @@ def test_agent_figures_count_searches_citations_and_sub_agents():
     no_search = task("d", "From memory.", [answer_step(1.0)])
     child = task("e.0.0.0", "child answer", [search_step(), answer_step()], parent="e")
     delegating = task(
-        "e", "Both.", [{"toolCalls": [{"name": "delegate", "arguments": {"goals": ["x"]}}], "observations": [], "modelSeconds": 4.0}, answer_step()], [child]
+        "e",
+        "Both.",
+        [
+            {
+                "toolCalls": [{"name": "delegate", "arguments": {"goals": ["x"]}}],
+                "observations": [],
+                "modelSeconds": 4.0,
+            },
+            answer_step(),
+        ],
+        [child],
     )
     f = report.agent_figures([cited, by_file_name, unretrieved, no_search, delegating], "search_docs", "delegate")
     assert f["steps_per_task"] == [2, 2, 2, 1, 2]
@@ -87,7 +107,9 @@ def test_small_model_settings_are_valid_agentfleet_settings():
 def test_the_demo_without_a_cluster_says_so_and_writes_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
     # A demo folder left behind in the cluster's state directory made `cluster.sh up` refuse it.
     state = tmp_path / "agentfleet-cluster"
-    args = argparse.Namespace(namespace="agentfleet-demo", kubeconfig=str(state / "kubeconfig"), kubectl="kubectl", state_dir=None)
+    args = argparse.Namespace(
+        namespace="agentfleet-demo", kubeconfig=str(state / "kubeconfig"), kubectl="kubectl", state_dir=None
+    )
     with pytest.raises(SystemExit, match="no cluster: .*kubeconfig does not exist"):
         Demo(args)
     assert not state.exists()

@@ -26,7 +26,12 @@ def test_schedule_steps_up_and_back_down():
 def test_timeline_reports_each_new_decision_with_from_to_and_term():
     tl = burst.Timeline()
     # A scale from before the scenario is not one of its decisions.
-    old = {"desiredReplicas": 2, "readyReplicas": 2, "lastScaleTime": "2026-11-23T06:00:00Z", "lastScaleTerm": "reactive"}
+    old = {
+        "desiredReplicas": 2,
+        "readyReplicas": 2,
+        "lastScaleTime": "2026-11-23T06:00:00Z",
+        "lastScaleTerm": "reactive",
+    }
     assert tl.observe(0.0, 0.5, old) is None
     assert tl.observe(2.0, 0.5, {**old, "observed": {"queueDepth": 3, "goodput": 0.9}}) is None
     up = {
@@ -41,7 +46,12 @@ def test_timeline_reports_each_new_decision_with_from_to_and_term():
     assert (d.before, d.after, d.term) == (2, 4, "reactive")
     assert d.line() == "  +   4s  replicas 2 -> 4  term reactive: queue 40 > 8/replica"
     assert tl.observe(6.0, 2.0, up) is None  # the same decision read again
-    assert [(s.desired, s.waiting, s.goodput) for s in tl.samples] == [(2, None, None), (2, 3, 0.9), (4, 40, 0.4), (4, 40, 0.4)]
+    assert [(s.desired, s.waiting, s.goodput) for s in tl.samples] == [
+        (2, None, None),
+        (2, 3, 0.9),
+        (4, 40, 0.4),
+        (4, 40, 0.4),
+    ]
 
 
 def test_burst_autoscaling_is_a_valid_spec_of_the_example():
@@ -58,9 +68,26 @@ def test_plot_writes_a_png(tmp_path):
     tl = burst.Timeline()
     tl.observe(0.0, 0.5, {"desiredReplicas": 1, "readyReplicas": 1})
     tl.observe(
-        2.0, 3.0, {"desiredReplicas": 3, "readyReplicas": 1, "lastScaleTime": "t1", "lastScaleTerm": "reactive", "observed": {"queueDepth": 20, "goodput": 0.5}}
+        2.0,
+        3.0,
+        {
+            "desiredReplicas": 3,
+            "readyReplicas": 1,
+            "lastScaleTime": "t1",
+            "lastScaleTerm": "reactive",
+            "observed": {"queueDepth": 20, "goodput": 0.5},
+        },
     )
-    tl.observe(4.0, 3.0, {"desiredReplicas": 3, "readyReplicas": 3, "lastScaleTime": "t1", "observed": {"queueDepth": 2, "goodput": 0.9}})
+    tl.observe(
+        4.0,
+        3.0,
+        {
+            "desiredReplicas": 3,
+            "readyReplicas": 3,
+            "lastScaleTime": "t1",
+            "observed": {"queueDepth": 2, "goodput": 0.9},
+        },
+    )
     path = burst.plot(tl, tmp_path / "burst.png", "test")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -7,7 +7,13 @@ import time
 from e2e.demo.driver import unfilled_columns
 
 SINCE = time.time() - 5
-FRESH = {"observed": {"queueDepth": 0, "goodput": 0.93, "observedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(SINCE + 2))}}
+FRESH = {
+    "observed": {
+        "queueDepth": 0,
+        "goodput": 0.93,
+        "observedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(SINCE + 2)),
+    }
+}
 
 
 def test_a_pass_that_counted_every_finished_task_fills_the_columns():
@@ -23,7 +29,11 @@ def test_a_pass_that_read_redis_while_the_last_task_was_finishing_is_still_short
 
 def test_an_observation_from_before_the_tasks_does_not_fill_queue_and_goodput():
     stale = {
-        "observed": {"queueDepth": 0, "goodput": 0.9, "observedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(SINCE - 30))},
+        "observed": {
+            "queueDepth": 0,
+            "goodput": 0.9,
+            "observedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(SINCE - 30)),
+        },
         "conditions": [{"type": "MetricsAvailable", "reason": "Observed", "message": "ok"}],
     }
     missing = unfilled_columns("m", stale, "f", {}, since=SINCE, finished=2)

@@ -23,13 +23,21 @@ RECORD = '{"agentfleetIngest":{"worker":0,"workers":1,"state":"Succeeded","docum
 
 def pod(index: int, uid: str, phase: str = "Pending", message: str | None = None) -> dict[str, Any]:
     p: dict[str, Any] = {
-        "metadata": {"name": f"docs-ingest-{index}-{uid}", "uid": uid, "labels": {kubelet.COMPLETION_INDEX: str(index), "job-name": "docs-ingest"}},
+        "metadata": {
+            "name": f"docs-ingest-{index}-{uid}",
+            "uid": uid,
+            "labels": {kubelet.COMPLETION_INDEX: str(index), "job-name": "docs-ingest"},
+        },
         "spec": {"containers": [{"name": "ingest", "image": "agentfleet:1"}]},
         "status": {"phase": phase},
     }
     if phase in kubelet.TERMINAL:  # as kwok's pod-complete stage leaves it
-        terminated = {"exitCode": 0, "reason": "Completed", "startedAt": T0, "finishedAt": T0} | ({"message": message} if message else {})
-        p["status"]["containerStatuses"] = [{"name": "ingest", "image": "agentfleet:1", "state": {"terminated": terminated}}]
+        terminated = {"exitCode": 0, "reason": "Completed", "startedAt": T0, "finishedAt": T0} | (
+            {"message": message} if message else {}
+        )
+        p["status"]["containerStatuses"] = [
+            {"name": "ingest", "image": "agentfleet:1", "state": {"terminated": terminated}}
+        ]
     return p
 
 
@@ -58,7 +66,13 @@ def test_a_pending_pod_gets_the_status_a_kubelet_writes_when_its_container_ends(
     assert ok is not None
     st = ok["status"]
     assert st["phase"] == "Succeeded"
-    assert st["containerStatuses"][0]["state"]["terminated"] == {"exitCode": 0, "reason": "Completed", "startedAt": T0, "finishedAt": T1, "message": RECORD}
+    assert st["containerStatuses"][0]["state"]["terminated"] == {
+        "exitCode": 0,
+        "reason": "Completed",
+        "startedAt": T0,
+        "finishedAt": T1,
+        "message": RECORD,
+    }
     assert {c["type"]: c["status"] for c in st["conditions"]} == {"Ready": "False", "ContainersReady": "False"}
     bad = kubelet.terminated_status(pod(0, "a"), "ingest", kubelet.Outcome(3, "milvus: no collection", T0, T1))
     assert bad is not None and bad["status"]["phase"] == "Failed"
@@ -73,7 +87,15 @@ def test_a_pod_kwok_already_finished_only_gets_the_message() -> None:
                 {
                     "name": "ingest",
                     "image": "agentfleet:1",
-                    "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": T0, "finishedAt": T0, "message": RECORD}},
+                    "state": {
+                        "terminated": {
+                            "exitCode": 0,
+                            "reason": "Completed",
+                            "startedAt": T0,
+                            "finishedAt": T0,
+                            "message": RECORD,
+                        }
+                    },
                 }
             ]
         }
@@ -99,12 +121,20 @@ class Cluster:
             return
         phases = [(kubelet.completion_index(p), p["status"].get("phase"), p) for p in self.pods.values()]
         failed = [p for _, ph, p in phases if ph == "Failed"]
-        exit3 = any(cs["state"]["terminated"]["exitCode"] == 3 for p in failed for cs in p["status"]["containerStatuses"])
+        exit3 = any(
+            cs["state"]["terminated"]["exitCode"] == 3 for p in failed for cs in p["status"]["containerStatuses"]
+        )
         done = {i for i, ph, _ in phases if ph == "Succeeded"}
         if exit3 or len(failed) > self.backoff_limit:
             self.job["status"] = {
                 "failed": len(failed),
-                "conditions": [{"type": "Failed", "status": "True", "reason": "PodFailurePolicy" if exit3 else "BackoffLimitExceeded"}],
+                "conditions": [
+                    {
+                        "type": "Failed",
+                        "status": "True",
+                        "reason": "PodFailurePolicy" if exit3 else "BackoffLimitExceeded",
+                    }
+                ],
             }
         elif len(done) == self.completions:
             self.job["status"] = {"succeeded": len(done), "conditions": [{"type": "Complete", "status": "True"}]}
@@ -142,9 +172,13 @@ def no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_every_pod_is_run_once_and_reported_and_the_job_completes() -> None:
     cluster, ran = Cluster(2), []
-    job = demo(cluster).run_job_pods(cluster.job, "ingest", lambda i: ran.append(i) or kubelet.Outcome(0, RECORD, T0, T1))
+    job = demo(cluster).run_job_pods(
+        cluster.job, "ingest", lambda i: ran.append(i) or kubelet.Outcome(0, RECORD, T0, T1)
+    )
     assert kubelet.finished(job) == "Complete" and sorted(ran) == [0, 1]
-    assert all(p["status"]["containerStatuses"][0]["state"]["terminated"]["message"] == RECORD for p in cluster.pods.values())
+    assert all(
+        p["status"]["containerStatuses"][0]["state"]["terminated"]["message"] == RECORD for p in cluster.pods.values()
+    )
 
 
 def test_a_retryable_failure_is_run_again_in_the_replacement_pod() -> None:
@@ -160,5 +194,7 @@ def test_a_retryable_failure_is_run_again_in_the_replacement_pod() -> None:
 
 def test_a_permanent_failure_ends_the_job_failed() -> None:
     cluster = Cluster(2)
-    job = demo(cluster).run_job_pods(cluster.job, "ingest", lambda i: kubelet.Outcome(3 if i == 0 else 0, "no collection", T0, T1))
+    job = demo(cluster).run_job_pods(
+        cluster.job, "ingest", lambda i: kubelet.Outcome(3 if i == 0 else 0, "no collection", T0, T1)
+    )
     assert kubelet.finished(job) == "Failed" and job["status"]["conditions"][0]["reason"] == "PodFailurePolicy"

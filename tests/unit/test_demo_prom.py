@@ -18,12 +18,20 @@ def test_scrape_config_reads_both_file_sd_lists(tmp_path):
 def test_targets_carry_the_labels_of_the_operators_default_matchers():
     s = AutoscalerSettings()
     replicas = prom.replica_targets("demo", "llama-8b", {"llama-8b-abc-0": "10.244.0.2:8000"})
-    assert replicas == [{"targets": ["10.244.0.2:8000"], "labels": {"namespace": "demo", "pod": "llama-8b-abc-0", "modelreplicaset": "llama-8b"}}]
+    assert replicas == [
+        {
+            "targets": ["10.244.0.2:8000"],
+            "labels": {"namespace": "demo", "pod": "llama-8b-abc-0", "modelreplicaset": "llama-8b"},
+        }
+    ]
     # The vLLM series add model_name themselves; the target gives the namespace and the replica label.
     assert 'namespace="{namespace}"' in s.matchers and s.replica_label in replicas[0]["labels"]
     workers = prom.worker_targets("demo", "support", {"support-worker-0": "127.0.0.1:9100"})
     labels = workers[0]["labels"]
-    assert s.worker_matchers.format(namespace="demo", name="support") == f'namespace="{labels["namespace"]}",agentfleet="{labels["agentfleet"]}"'
+    assert (
+        s.worker_matchers.format(namespace="demo", name="support")
+        == f'namespace="{labels["namespace"]}",agentfleet="{labels["agentfleet"]}"'
+    )
 
 
 def test_write_sd_replaces_the_file_whole(tmp_path):

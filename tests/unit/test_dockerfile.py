@@ -81,7 +81,9 @@ def test_multi_stage_and_the_final_stage_copies_only_the_virtualenv() -> None:
 
 def test_build_stage_copies_every_product_package_root_and_no_test_tooling() -> None:
     roots = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["where"]
-    copied = {rest.split()[0].rstrip("/") for word, rest in STAGES[0][1] if word == "COPY" and not rest.startswith("--")}
+    copied = {
+        rest.split()[0].rstrip("/") for word, rest in STAGES[0][1] if word == "COPY" and not rest.startswith("--")
+    }
     # e2e/ holds the simulator, installed for development only: the image ships the product.
     assert set(roots) - {"e2e"} <= copied
     assert "e2e" not in copied
@@ -91,7 +93,9 @@ def test_runs_as_a_numeric_non_root_user() -> None:
     users = [rest for word, rest in FINAL if word == "USER"]
     assert users, "the final stage sets no USER"
     uid, _, gid = users[-1].partition(":")
-    assert uid.isdigit() and int(uid) > 0, "USER must be numeric (runAsNonRoot is checked without /etc/passwd) and not 0"
+    assert uid.isdigit() and int(uid) > 0, (
+        "USER must be numeric (runAsNonRoot is checked without /etc/passwd) and not 0"
+    )
     assert gid == "" or (gid.isdigit() and int(gid) > 0)
     # The same uid the renderers put into runAsUser and the chart's default.
     assert int(uid) == render_vi.RUN_AS
@@ -139,9 +143,18 @@ def modules_started() -> dict[str, str]:
     for mod in (render_af, render_mrs, render_vi):
         tree = ast.parse(Path(mod.__file__).read_text())
         for node in ast.walk(tree):
-            if isinstance(node, ast.List) and len(node.elts) == 3 and all(isinstance(e, ast.Constant | ast.Name) for e in node.elts):
+            if (
+                isinstance(node, ast.List)
+                and len(node.elts) == 3
+                and all(isinstance(e, ast.Constant | ast.Name) for e in node.elts)
+            ):
                 first, second, third = node.elts
-                if isinstance(first, ast.Constant) and first.value == "python" and isinstance(second, ast.Constant) and second.value == "-m":
+                if (
+                    isinstance(first, ast.Constant)
+                    and first.value == "python"
+                    and isinstance(second, ast.Constant)
+                    and second.value == "-m"
+                ):
                     name = third.value if isinstance(third, ast.Constant) else getattr(mod, third.id)
                     found[name] = mod.__name__
     return found

@@ -47,7 +47,9 @@ def test_there_are_design_pages():
 @pytest.mark.parametrize("page", DESIGN_PAGES, ids=lambda p: p.name)
 def test_design_pages_do_not_narrate_sessions(page: Path):
     found = narration(page.read_text())
-    assert not found, f"{page.relative_to(ROOT)} narrates its history ({found[:5]}): move it to docs/results/ as a dated log"
+    assert not found, (
+        f"{page.relative_to(ROOT)} narrates its history ({found[:5]}): move it to docs/results/ as a dated log"
+    )
 
 
 @pytest.mark.parametrize("page", ["autoscaling.md", "hedging.md", "routing.md"])
@@ -59,7 +61,9 @@ def test_area_pages_say_how_knobs_and_figures(page: str):
     assert "python -m e2e.bench." in figures, f"docs/{page}: today's figures name no command that reproduces them"
 
 
-@pytest.mark.parametrize("page", [*DESIGN_PAGES, *sorted((DOCS / "results").glob("*.md")), ROOT / "README.md"], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "page", [*DESIGN_PAGES, *sorted((DOCS / "results").glob("*.md")), ROOT / "README.md"], ids=lambda p: p.name
+)
 def test_links_point_at_files_that_exist(page: Path):
     broken = []
     for target in LINK.findall(page.read_text()):

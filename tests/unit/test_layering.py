@@ -55,7 +55,15 @@ def test_each_shared_mechanism_is_defined_once() -> None:
     """One condition helper, one owner reference, one validation-error formatter, one Event recorder,
     one status writer, one reconciler base, one API client: a second copy fails here."""
     funcs, classes = _definitions()
-    for name in ("set_condition", "owner_reference", "child_meta", "describe_validation_error", "runtime_config", "post_with_kube", "post_with_kopf"):
+    for name in (
+        "set_condition",
+        "owner_reference",
+        "child_meta",
+        "describe_validation_error",
+        "runtime_config",
+        "post_with_kube",
+        "post_with_kopf",
+    ):
         assert len(funcs.get(name, [])) == 1, (name, funcs.get(name))
     for name in ("EventRecorder", "StatusWriter", "Controller", "WorkQueue", "Kube", "RenderError", "RuntimeConfig"):
         assert len(classes.get(name, [])) == 1, (name, classes.get(name))
@@ -69,5 +77,9 @@ def test_only_the_client_and_the_framework_touch_the_api_machinery() -> None:
             src = path.read_text()
             if rel != "operator/agentfleet/kube.py":
                 assert "._resource(" not in src and "kube.dynamic" not in src, rel
-            if rel != "operator/agentfleet/reconcile/errors.py" and "agentfleet/" in rel and "agentfleet_runtime" not in rel:
+            if (
+                rel != "operator/agentfleet/reconcile/errors.py"
+                and "agentfleet/" in rel
+                and "agentfleet_runtime" not in rel
+            ):
                 assert ".errors()" not in src, rel

@@ -44,7 +44,14 @@ def _run_throwaway(
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
     env = dict(os.environ, AGENTFLEET_REQUIRE_TIERS="unit,e2e", PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "tests", "e2e", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "tests", "e2e", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_guard_passes_a_complete_run(tmp_path: Path) -> None:
@@ -58,10 +65,20 @@ def test_guard_passes_a_complete_run(tmp_path: Path) -> None:
     [
         # Skipped at collection: the module never yields a test item (the old guard counted only
         # the call and setup phases, so these passed unseen next to a passing e2e test elsewhere).
-        (PASSING.replace("def", "import pytest\npytest.skip('no cluster', allow_module_level=True)\ndef", 1), "skipped: 1"),
+        (
+            PASSING.replace("def", "import pytest\npytest.skip('no cluster', allow_module_level=True)\ndef", 1),
+            "skipped: 1",
+        ),
         ("import pytest\npytest.importorskip('agentfleet_no_such_module')\n" + PASSING, "skipped: 1"),
-        ("import pytest\n@pytest.fixture\ndef need():\n    pytest.skip('no cluster')\ndef test_x(need):\n    pass\n" + PASSING, "skipped: 1"),
-        ("import pytest\n@pytest.mark.xfail(reason='flaky')\ndef test_x():\n    assert False\n" + PASSING, "xfailed without naming an issue: 1"),
+        (
+            "import pytest\n@pytest.fixture\ndef need():\n    pytest.skip('no cluster')\ndef test_x(need):\n    pass\n"
+            + PASSING,
+            "skipped: 1",
+        ),
+        (
+            "import pytest\n@pytest.mark.xfail(reason='flaky')\ndef test_x():\n    assert False\n" + PASSING,
+            "xfailed without naming an issue: 1",
+        ),
         ("import pytest\ndef test_x():\n    pytest.xfail('later')\n" + PASSING, "xfailed without naming an issue: 1"),
         ("import pytest\n@pytest.mark.xfail(reason='flaky')\ndef test_x():\n    pass\n" + PASSING, "xpassed: 1"),
     ],
@@ -75,19 +92,25 @@ def test_guard_fails_a_run_that_hides_a_test(tmp_path: Path, e2e_module: str, pr
 
 
 def test_guard_accepts_an_xfail_that_names_its_issue(tmp_path: Path) -> None:
-    module = "import pytest\n@pytest.mark.xfail(reason='known bug, issue #21')\ndef test_x():\n    assert False\n" + PASSING
+    module = (
+        "import pytest\n@pytest.mark.xfail(reason='known bug, issue #21')\ndef test_x():\n    assert False\n" + PASSING
+    )
     proc = _run_throwaway(tmp_path, module)
     assert proc.returncode == 0, proc.stdout
 
 
 def test_guard_takes_no_bare_number_for_an_issue(tmp_path: Path) -> None:
-    module = "import pytest\n@pytest.mark.xfail(reason='fails on attempt #1')\ndef test_x():\n    assert False\n" + PASSING
+    module = (
+        "import pytest\n@pytest.mark.xfail(reason='fails on attempt #1')\ndef test_x():\n    assert False\n" + PASSING
+    )
     proc = _run_throwaway(tmp_path, module)
     assert proc.returncode == 1, proc.stdout
     assert "tier 'e2e' xfailed without naming an issue: 1 test(s)" in proc.stdout, proc.stdout
 
 
-@pytest.mark.parametrize("args", [("-k", "not test_x"), ("--deselect", "e2e/test_e2e_case.py::test_x"), ("-m", "not slow")])
+@pytest.mark.parametrize(
+    "args", [("-k", "not test_x"), ("--deselect", "e2e/test_e2e_case.py::test_x"), ("-m", "not slow")]
+)
 def test_guard_fails_a_run_that_deselects_a_test(tmp_path: Path, args: tuple[str, ...]) -> None:
     module = "import pytest\n@pytest.mark.slow\ndef test_x():\n    pass\n" + PASSING
     proc = _run_throwaway(tmp_path, module, args=args)

@@ -19,5 +19,7 @@ def test_default_image_is_the_verified_version_named_in_explain_and_readme() -> 
     readme = (ROOT / "README.md").read_text()
     assert re.search(rf"Verified engine versions: vLLM \*\*{re.escape(tag)}\*\*", readme)
     crd = yaml.safe_load((ROOT / "crds/agentfleet.io_modelreplicasets.yaml").read_text())
-    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["engine"]["properties"]["image"]
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["engine"][
+        "properties"
+    ]["image"]
     assert schema["default"] == field.default and f"Verified: vLLM {tag}" in schema["description"]

@@ -212,7 +212,10 @@ class Agents:
             for step in range(steps):
                 prompt = prompt.extend(await self.call(holder, prompt, draws, tool_call=step < steps - 1))
                 if step < steps - 1 and rng.random() < 0.3:
-                    subs = [self.call(holder, prompt.extend(draws.fresh(rng.randint(80, 200))), draws, 256) for _ in range(3)]
+                    subs = [
+                        self.call(holder, prompt.extend(draws.fresh(rng.randint(80, 200))), draws, 256)
+                        for _ in range(3)
+                    ]
                     outs = await asyncio.gather(*subs)
                     prompt = prompt.extend(list(itertools.chain.from_iterable(outs)))
                 await asyncio.sleep(min(5.0, rng.lognormvariate(math.log(0.4), 0.8)))

@@ -16,7 +16,13 @@ def plot_frontier(workload: str, configs: list[Config], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 6))
-    colors = {"hpa": "tab:blue", "keda": "tab:orange", "fixed": "tab:gray", "agentfleet": "tab:red", "reactive": "tab:purple"}
+    colors = {
+        "hpa": "tab:blue",
+        "keda": "tab:orange",
+        "fixed": "tab:gray",
+        "agentfleet": "tab:red",
+        "reactive": "tab:purple",
+    }
     base = [c for c in configs if c.kind in ("hpa", "keda", "fixed")]
     for kind in ("hpa", "keda", "fixed", "reactive", "agentfleet"):
         cs = [c for c in configs if c.kind == kind]
@@ -39,7 +45,11 @@ def plot_frontier(workload: str, configs: list[Config], path: Path) -> None:
         )
         for c in cs:
             ax.annotate(
-                c.name.split("@")[-1] if kind != "agentfleet" else c.name, (c.gpu_hours, c.goodput), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                c.name.split("@")[-1] if kind != "agentfleet" else c.name,
+                (c.gpu_hours, c.goodput),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
             )
     front = pareto([(c.gpu_hours, c.goodput) for c in base])
     ax.plot([h for h, _ in front], [g for _, g in front], "k--", lw=1, label="baseline frontier")

@@ -215,7 +215,13 @@ def forecast_config(minutes: float, coverage: float) -> ForecastConfig:
     an onset stays in real seconds (bursts are as long in both)."""
     period = minutes * 60.0
     d = ForecastConfig()
-    return replace(d, coverage=coverage, period_seconds=period, season_seconds=d.season_seconds * period / d.period_seconds, gpus_per_replica=GPUS_PER_REPLICA)
+    return replace(
+        d,
+        coverage=coverage,
+        period_seconds=period,
+        season_seconds=d.season_seconds * period / d.period_seconds,
+        gpus_per_replica=GPUS_PER_REPLICA,
+    )
 
 
 @dataclass(frozen=True)
@@ -275,12 +281,16 @@ class AgentfleetPolicy:
         self.terms: list[tuple[float, str]] = []
 
     def memory(self, day: int) -> Memory:
-        return Memory(self.profile.to_json(), self.state.load_time.seconds if self.state.load_time.samples else None, day)
+        return Memory(
+            self.profile.to_json(), self.state.load_time.seconds if self.state.load_time.samples else None, day
+        )
 
     def __call__(self, fleet: Fleet, now: float) -> int:
         active = fleet.active()
         ready = [s for s in active if s.ready(now)]
-        self.state = replace(self.state, load_time=self.state.load_time.observe({s.replica.name: s.load_s for s in ready}))
+        self.state = replace(
+            self.state, load_time=self.state.load_time.observe({s.replica.name: s.load_s for s in ready})
+        )
         samples = []
         per_pod: dict[str, list[list[tuple[float, float]]]] = {m: [] for m in READ_METRICS}
         completed = 0.0
@@ -308,15 +318,40 @@ class AgentfleetPolicy:
         )
         # The controller reads the same figure from the AgentFleets whose modelRef is this model.
         at = now + self.offset
-        obs = Observation(at=at, samples=tuple(samples), goodput=gp, completion_rate=completed or None, tasks=float(fleet.tasks_in_flight))
+        obs = Observation(
+            at=at,
+            samples=tuple(samples),
+            goodput=gp,
+            completion_rate=completed or None,
+            tasks=float(fleet.tasks_in_flight),
+        )
         floors: tuple[Any, ...] = ()
         hold = None
         if self.forecast is not None:
             tight = self.state.tight_tasks_per_replica
-            ok = within_slo(obs.tasks, len(ready), gp.fraction if gp else None, bool(gp and gp.significant), self.config.target_fraction)
-            planned = look_ahead(self.forecast, self.profile, (), at, obs.tasks, tight * DOWN_HEADROOM if tight else None, self.state.load_time.seconds, PERIOD_S, ok, self.config.window_seconds)
+            ok = within_slo(
+                obs.tasks,
+                len(ready),
+                gp.fraction if gp else None,
+                bool(gp and gp.significant),
+                self.config.target_fraction,
+            )
+            planned = look_ahead(
+                self.forecast,
+                self.profile,
+                (),
+                at,
+                obs.tasks,
+                tight * DOWN_HEADROOM if tight else None,
+                self.state.load_time.seconds,
+                PERIOD_S,
+                ok,
+                self.config.window_seconds,
+            )
             self.profile, floors, hold = planned.profile, planned.floors, planned.hold
-        out = decide(self.config, self.state, fleet_view, obs, Capacity(placeable_extra=MAX_REPLICAS - len(active)), floors, hold)
+        out = decide(
+            self.config, self.state, fleet_view, obs, Capacity(placeable_extra=MAX_REPLICAS - len(active)), floors, hold
+        )
         self.state = out.state
         self.terms.append((now, out.decision.term))
         if out.decision.changed:

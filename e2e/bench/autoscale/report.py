@@ -62,12 +62,17 @@ class Config:
     def spread(self, attr: str) -> str:
         v = [getattr(r, attr) for r in self.rows]
         sd = statistics.stdev(v) if len(v) > 1 else 0.0
-        return f"sd {sd:.3f} [{min(v):.3f}-{max(v):.3f}]" if attr == "task_goodput" else f"sd {sd:.2f} [{min(v):.1f}-{max(v):.1f}]"
+        return (
+            f"sd {sd:.3f} [{min(v):.3f}-{max(v):.3f}]"
+            if attr == "task_goodput"
+            else f"sd {sd:.2f} [{min(v):.1f}-{max(v):.1f}]"
+        )
 
 
 def table(configs: list[Config]) -> str:
     head = (
-        f"{'configuration':<20} {'n':>3} {'task goodput':>12} {'spread over seeds':>25} {'GPU-hours':>9} {'spread over seeds':>22} "
+        f"{'configuration':<20} {'n':>3} {'task goodput':>12} {'spread over seeds':>25} {'GPU-hours':>9} "
+        f"{'spread over seeds':>22} "
         f"{'p95 s':>6} {'peak':>4} " + " ".join(f"{'missed ' + p:>15}" for p in PHASES)
     )
     lines = [head, "-" * len(head)]
@@ -76,7 +81,10 @@ def table(configs: list[Config]) -> str:
         p95 = statistics.fmean(r.task_p95 for r in c.rows)
         peak = max(r.peak_replicas for r in c.rows)
         lines.append(
-            f"{c.name:<20} {len(c.rows):>3} {c.goodput:>12.3f} {c.spread('task_goodput'):>25} {c.gpu_hours:>9.2f} {c.spread('gpu_hours'):>22} {p95:>6.1f} {peak:>4d} "
+            (
+                f"{c.name:<20} {len(c.rows):>3} {c.goodput:>12.3f} {c.spread('task_goodput'):>25} {c.gpu_hours:>9.2f} "
+                f"{c.spread('gpu_hours'):>22} {p95:>6.1f} {peak:>4d} "
+            )
             + " ".join(f"{f'{m}/{n}':>15}" for m, n in sp.values())
         )
     return "\n".join(lines)
@@ -145,9 +153,16 @@ def goals(af: Config, baselines: list[Config]) -> list[str]:
     margin = (af.goodput - ref) * 100
     return [
         f"{af.name}: {af.goodput:.3f} @ {af.gpu_hours:.2f} GPU-h (mean of {len(af.rows)} seeds)",
-        f"  goal 1: best baseline by goodput {best.name} {best.goodput:.3f} @ {best.gpu_hours:.2f} GPU-h; needs >= {best.goodput:.3f} at <= {need_h:.2f} GPU-h: "
-        f"goodput {(af.goodput - best.goodput) * 100:+.1f} points, GPU-hours {(1 - af.gpu_hours / best.gpu_hours) * 100:+.1f} % saved -> {'MET' if met1 else 'MISSED'}",
-        f"  goal 2: baseline frontier at {af.gpu_hours:.2f} GPU-h = {ref:.3f} ({', '.join(f'{h:.1f}->{g:.3f}' for h, g in front)}); {af.name} {margin:+.1f} points "
+        f"  goal 1: best baseline by goodput {best.name} {best.goodput:.3f} @ {best.gpu_hours:.2f} GPU-h; needs >= "
+        f"{best.goodput:.3f} at <= {need_h:.2f} GPU-h: "
+        f"goodput {(af.goodput - best.goodput) * 100:+.1f} points, GPU-hours "
+        f"{(1 - af.gpu_hours / best.gpu_hours) * 100:+.1f} % saved -> {'MET' if met1 else 'MISSED'}",
+        f"  goal 2: baseline frontier at {af.gpu_hours:.2f} GPU-h = {ref:.3f} "
+        f"({', '.join(f'{h:.1f}->{g:.3f}' for h, g in front)}); {af.name} {margin:+.1f} points "
         f"-> {'above (>= +5)' if margin >= 5 else 'not below' if margin >= 0 else 'BELOW'}"
-        + (f" [outside the baselines' sweep (most {front[-1][0]:.1f} GPU-h): extend --fixed]" if af.gpu_hours > front[-1][0] else ""),
+        + (
+            f" [outside the baselines' sweep (most {front[-1][0]:.1f} GPU-h): extend --fixed]"
+            if af.gpu_hours > front[-1][0]
+            else ""
+        ),
     ]

@@ -128,7 +128,9 @@ def run_policy(
                 window_calls = results.calls[call_mark:]
                 call_mark = len(results.calls)
                 cg = sum(c[3] for c in window_calls) / len(window_calls) if window_calls else None
-                timeline.append((now, workload.rate(now), len(fleet.active()), sum(1 for s in fleet.active() if s.ready(now)), cg))
+                timeline.append(
+                    (now, workload.rate(now), len(fleet.active()), sum(1 for s in fleet.active() if s.ready(now)), cg)
+                )
                 next_t += PERIOD_S
 
         ctl = asyncio.ensure_future(controller())
@@ -165,7 +167,10 @@ def run_policy(
         memory=policy.memory(memory.day + 1 if memory else 1) if isinstance(policy, AgentfleetPolicy) else None,
         seed=seed,
         bursts=burst_spans(workload),
-        terms={t: sum(1 for _, x in getattr(policy, "terms", []) if x == t) for t in {x for _, x in getattr(policy, "terms", [])}},
+        terms={
+            t: sum(1 for _, x in getattr(policy, "terms", []) if x == t)
+            for t in {x for _, x in getattr(policy, "terms", [])}
+        },
         calls=len(results.calls),
     )
 

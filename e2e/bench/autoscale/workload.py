@@ -103,7 +103,8 @@ class Workload:
             hi *= 2
             if hi > 1e5:
                 raise ValueError(
-                    f"two {burst_s:g} s bursts in {minutes:g} min cannot make peak / mean = {w.peak_factor:g} (at most x{ratio(hi):.2f}); lengthen --minutes"
+                    f"two {burst_s:g} s bursts in {minutes:g} min cannot make peak / mean = {w.peak_factor:g} (at "
+                    f"most x{ratio(hi):.2f}); lengthen --minutes"
                 )
         lo = 0.0
         for _ in range(40):
@@ -201,7 +202,11 @@ _ZIPF_CDF = _zipf_table(TRACE_ZIPF, TRACE_TOOL_TOKENS_MAX)
 
 
 def make_workload(kind: str, minutes: float, mean_rate: float, seed: int, burst_s: float) -> Workload:
-    return Workload.trace(minutes, mean_rate, seed) if kind == "trace" else Workload.make(minutes, mean_rate, seed, burst_s)
+    return (
+        Workload.trace(minutes, mean_rate, seed)
+        if kind == "trace"
+        else Workload.make(minutes, mean_rate, seed, burst_s)
+    )
 
 
 def burst_spans(w: Workload) -> list[tuple[float, float]]:

@@ -7,7 +7,14 @@
 - ``common``: decisions, conditions, stabilization windows, step and min/max limits.
 """
 
-from agentfleet.autoscale.common import METRICS_AVAILABLE, SCALING_ACTIVE, SCALING_LIMITED, ConditionUpdate, Decision, stabilize
+from agentfleet.autoscale.common import (
+    METRICS_AVAILABLE,
+    SCALING_ACTIVE,
+    SCALING_LIMITED,
+    ConditionUpdate,
+    Decision,
+    stabilize,
+)
 from agentfleet.autoscale.goodput import Goodput, Objective, goodput, merge_buckets, objectives_from_slo, share_within
 from agentfleet.autoscale.policy import (
     Capacity,

@@ -59,7 +59,14 @@ def prune(history: Sequence[Recommendation], now: float, keep_seconds: float) ->
     return tuple((t, r) for t, r in history if t > now - keep_seconds)
 
 
-def stabilize(history: Sequence[Recommendation], now: float, current: int, up_window: float, down_window: float, slack: float = 0.0) -> int:
+def stabilize(
+    history: Sequence[Recommendation],
+    now: float,
+    current: int,
+    up_window: float,
+    down_window: float,
+    slack: float = 0.0,
+) -> int:
     """The replica count to move to, given the recommendation history (which includes ``now``).
 
     A scale-down also needs the history to cover the down window (within ``slack``, one
@@ -93,17 +100,27 @@ def bound(target: int, current: int, b: Bounds) -> tuple[int, ConditionUpdate]:
     out = target
     if out > current + b.max_up_step:
         out = current + b.max_up_step
-        limited = ConditionUpdate(SCALING_LIMITED, True, "ScaleUpLimit", f"wanted {target}, at most {b.max_up_step} more per decision")
+        limited = ConditionUpdate(
+            SCALING_LIMITED, True, "ScaleUpLimit", f"wanted {target}, at most {b.max_up_step} more per decision"
+        )
     elif out < current - b.max_down_step:
         out = current - b.max_down_step
-        limited = ConditionUpdate(SCALING_LIMITED, True, "ScaleDownLimit", f"wanted {target}, at most {b.max_down_step} fewer per decision")
+        limited = ConditionUpdate(
+            SCALING_LIMITED, True, "ScaleDownLimit", f"wanted {target}, at most {b.max_down_step} fewer per decision"
+        )
     if out > b.max_replicas:
         out = b.max_replicas
-        limited = ConditionUpdate(SCALING_LIMITED, True, "TooManyReplicas", f"wanted {target}, capped at maxReplicas {b.max_replicas}")
+        limited = ConditionUpdate(
+            SCALING_LIMITED, True, "TooManyReplicas", f"wanted {target}, capped at maxReplicas {b.max_replicas}"
+        )
     elif out < b.min_replicas:
         out = b.min_replicas
         if target < b.min_replicas:
-            limited = ConditionUpdate(SCALING_LIMITED, True, "TooFewReplicas", f"wanted {target}, kept at minReplicas {b.min_replicas}")
+            limited = ConditionUpdate(
+                SCALING_LIMITED, True, "TooFewReplicas", f"wanted {target}, kept at minReplicas {b.min_replicas}"
+            )
     if limited is None:
-        limited = ConditionUpdate(SCALING_LIMITED, False, "DesiredWithinRange", f"the desired count {out} is within the limits")
+        limited = ConditionUpdate(
+            SCALING_LIMITED, False, "DesiredWithinRange", f"the desired count {out} is within the limits"
+        )
     return out, limited

@@ -33,12 +33,26 @@ class OrderInFlight:
 
 
 def lift(
-    order: OrderInFlight, now: float, window_seconds: float, tasks: float | None, per_replica: float | None, goodput: float | None, fleet: int | None = None
+    order: OrderInFlight,
+    now: float,
+    window_seconds: float,
+    tasks: float | None,
+    per_replica: float | None,
+    goodput: float | None,
+    fleet: int | None = None,
 ) -> str | None:
     """Why the credit is lifted (a clause for the decision's reason), or None to keep it."""
     room = fleet * per_replica if fleet and per_replica else 0.0
-    if order.tasks is not None and tasks is not None and tasks >= TASK_RISE * order.tasks and tasks - order.tasks >= (per_replica or 1.0) and tasks > room:
-        return f"{tasks:.0f} agent tasks, up from {order.tasks:.0f} when the replicas loading were ordered: credit lifted"
+    if (
+        order.tasks is not None
+        and tasks is not None
+        and tasks >= TASK_RISE * order.tasks
+        and tasks - order.tasks >= (per_replica or 1.0)
+        and tasks > room
+    ):
+        return (
+            f"{tasks:.0f} agent tasks, up from {order.tasks:.0f} when the replicas loading were ordered: credit lifted"
+        )
     if order.at is not None and goodput is not None and goodput <= ZERO_GOODPUT and now - order.at >= window_seconds:
         return f"goodput {goodput:.2f} for the whole {window_seconds:.0f}s window since the last order: credit lifted"
     return None

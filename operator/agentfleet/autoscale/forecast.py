@@ -17,8 +17,8 @@ flight at the AgentFleets calling the model (``Observation.tasks``), and a repli
 ``capacity`` of them within the SLO: the larger of 0.8 x the fewest tasks per replica at which
 the SLO was seen to fail (the policy's figure, which a lagging goodput window can set low) and
 the most tasks per replica seen within the SLO (``ok_level``, fading slowly): a replica has
-carried that many, so sizing below it would only buy idle GPUs. Without a task layer nothing is learned: the engine's own
-queue is a symptom of the fleet size, not a measure of demand.
+carried that many, so sizing below it would only buy idle GPUs. Without a task layer nothing is learned: the engine's
+own queue is a symptom of the fleet size, not a measure of demand.
 
 What is learned (``Profile``, kept in a ConfigMap the autoscaler owns so an operator restart
 keeps it; see controllers/autoscaler.py):
@@ -107,7 +107,10 @@ class Profile:
             "okLevel": self.ok_level,
             "curve": list(self.curve),
             "week": list(self.week),
-            "onsets": [[round(o.at, 1), round(o.size, 3)] + ([] if o.seconds is None else [round(o.seconds, 1)]) for o in self.onsets],
+            "onsets": [
+                [round(o.at, 1), round(o.size, 3)] + ([] if o.seconds is None else [round(o.seconds, 1)])
+                for o in self.onsets
+            ],
             "startedAt": self.started_at,
             "level": self.level,
             "seenAt": self.seen_at,
@@ -133,7 +136,9 @@ class Profile:
             ok_level=_opt(data.get("okLevel")),
             curve=curve,
             week=week if len(week) == 7 * config.bins else (),
-            onsets=tuple(Onset(float(o[0]), float(o[1]), float(o[2]) if len(o) > 2 else None) for o in data.get("onsets") or ()),
+            onsets=tuple(
+                Onset(float(o[0]), float(o[1]), float(o[2]) if len(o) > 2 else None) for o in data.get("onsets") or ()
+            ),
             started_at=_opt(data.get("startedAt")),
             level=_opt(data.get("level")),
             seen_at=_opt(data.get("seenAt")),
@@ -156,7 +161,9 @@ def _ewma(old: float | None, new: float, alpha: float) -> float:
 OK_LEVEL_DECAY = 0.9995  # per evaluation: halves in about 6 h at 15 s periods
 
 
-def within_slo(tasks: float | None, ready: int, fraction: float | None, significant: bool, target: float) -> float | None:
+def within_slo(
+    tasks: float | None, ready: int, fraction: float | None, significant: bool, target: float
+) -> float | None:
     """Demand per ready replica, when the window's goodput met its target (else None)."""
     if tasks is None or ready <= 0 or fraction is None or not significant or fraction < target:
         return None
@@ -164,7 +171,13 @@ def within_slo(tasks: float | None, ready: int, fraction: float | None, signific
 
 
 def learn(
-    config: ForecastConfig, p: Profile, at: float, demand: float | None, capacity: float | None, load_s: float, within_slo: float | None = None
+    config: ForecastConfig,
+    p: Profile,
+    at: float,
+    demand: float | None,
+    capacity: float | None,
+    load_s: float,
+    within_slo: float | None = None,
 ) -> Profile:
     """Fold one observation of demand into the profile. ``capacity``: the policy's figure (0.8 x
     its failure level); ``within_slo``: demand per ready replica now, when goodput met its target."""
@@ -245,7 +258,9 @@ class Forecast:
     standing: int | None = None
     base_demand: float | None = None  # the curve's demand over the next load time
     typical_onset: float | None = None  # median onset size (demand)
-    season_onset: float | None = None  # the same over the onsets seen near this time of day (what standing holds a share of)
+    season_onset: float | None = (
+        None  # the same over the onsets seen near this time of day (what standing holds a share of)
+    )
     onsets_per_period: float | None = None
     in_season: bool = False
     standby_gpu_hours_per_period: float | None = None
@@ -285,7 +300,8 @@ def _near(config: ForecastConfig, onsets: Sequence[Onset], start: float, lead: f
         o
         for o in onsets
         if (o.at % period - s) % period <= lead
-        or min(_tod_distance(o.at % period, s, period), _tod_distance(o.at % period, s + lead, period)) <= config.season_seconds
+        or min(_tod_distance(o.at % period, s, period), _tod_distance(o.at % period, s + lead, period))
+        <= config.season_seconds
     ]
 
 
@@ -314,7 +330,9 @@ RELEASE_MIN_DAYS = 2
 MAJOR_SHARE = 0.5
 
 
-def _season(config: ForecastConfig, onsets: Sequence[Onset], at: float, lead: float) -> tuple[list[Onset], float] | None:
+def _season(
+    config: ForecastConfig, onsets: Sequence[Onset], at: float, lead: float
+) -> tuple[list[Onset], float] | None:
     """The burst season ``at`` falls in, and when its occurrence today began.
 
     Each onset seen makes the standing term hold over [its time of day - lead - season, + season];
@@ -380,7 +398,9 @@ def _released(config: ForecastConfig, p: Profile, at: float, lead: float) -> tup
     return max(o.at + (o.seconds or 0.0) for o in today), most
 
 
-def _short_burst(p: Profile, near: Sequence[Onset], at: float, lead: float, lag: float = 0.0) -> tuple[float | None, float | None]:
+def _short_burst(
+    p: Profile, near: Sequence[Onset], at: float, lead: float, lag: float = 0.0
+) -> tuple[float | None, float | None]:
     """While a burst is on (p.burst_at): when the bursts seen near this time of day typically end
     before replicas ordered now could serve (their median length, backlog included, ends within
     ``lead``, a load time and a period), until when to hold the reactive order back: that end,
@@ -440,7 +460,12 @@ def forecast(config: ForecastConfig, p: Profile, at: float, lead: float, lag: fl
             if released_at is None:
                 standing = math.ceil(((base or 0.0) + config.coverage * near) / cap)
             else:
-                notes = (f"standby released for the rest of this burst season: it brought at most {most} a day, and today's ended {at - released_at:.0f}s ago",)
+                notes = (
+                    (
+                        f"standby released for the rest of this burst season: it brought at most {most} a day, and "
+                        f"today's ended {at - released_at:.0f}s ago"
+                    ),
+                )
         # The standby's price: in each bin of a day, the extra replicas its season holds.
         step = config.bin_seconds
         extra = 0
@@ -504,13 +529,23 @@ def look_ahead(
     out: list[Floor] = []
     cap = profile.capacity
     if f.predictive is not None and f.base_demand is not None and cap:
-        out.append(Floor(f.predictive, PREDICTIVE, f"learned curve: {f.base_demand:.0f} agent tasks within the next {lead:.0f}s, {cap:.1f} per replica"))
+        out.append(
+            Floor(
+                f.predictive,
+                PREDICTIVE,
+                f"learned curve: {f.base_demand:.0f} agent tasks within the next {lead:.0f}s, {cap:.1f} per replica",
+            )
+        )
     if f.standing is not None and f.season_onset is not None and cap:
         out.append(
             Floor(
                 f.standing,
                 STANDING,
-                f"burst season: {config.coverage:.0%} of a typical onset at this time of day ({f.season_onset:.0f} agent tasks) held over {f.base_demand or 0:.0f} expected, {cap:.1f} per replica",
+                (
+                    f"burst season: {config.coverage:.0%} of a typical onset at this time of day "
+                    f"({f.season_onset:.0f} agent tasks) held over {f.base_demand or 0:.0f} expected, {cap:.1f} per "
+                    "replica"
+                ),
             )
         )
     sched, error = None, None
@@ -519,17 +554,29 @@ def look_ahead(
     except CronError as e:
         error = str(e)
     if sched is not None:
-        out.append(Floor(sched.replicas, SCHEDULED, f"schedule {sched.name!r} from {sched.started:%Y-%m-%d %H:%M %Z} (ordered {lead:.0f}s ahead)"))
+        out.append(
+            Floor(
+                sched.replicas,
+                SCHEDULED,
+                f"schedule {sched.name!r} from {sched.started:%Y-%m-%d %H:%M %Z} (ordered {lead:.0f}s ahead)",
+            )
+        )
     hold = None
     if f.hold_until is not None and f.hold_ended_at is not None:
         hold = Hold(
             f.hold_until,
-            f"the burst ended {at - f.hold_ended_at:.0f}s ago (agent tasks back near their level), and the last {lag_s:.0f}s of readings still show it",
+            (
+                f"the burst ended {at - f.hold_ended_at:.0f}s ago (agent tasks back near their level), and the last "
+                f"{lag_s:.0f}s of readings still show it"
+            ),
         )
     elif f.hold_until is not None and f.hold_burst_s is not None:
         hold = Hold(
             f.hold_until,
-            f"bursts at this time of day end {f.hold_burst_s:.0f}s after they begin, before a replica ordered now loads ({load_s:.0f}s)"
+            (
+                f"bursts at this time of day end {f.hold_burst_s:.0f}s after they begin, before a replica ordered now "
+                f"loads ({load_s:.0f}s)"
+            )
             + (f", and show in the last {lag_s:.0f}s of readings after" if lag_s else ""),
         )
     return Lookahead(profile, tuple(out), f, sched, error, hold)

@@ -148,7 +148,10 @@ def share_within(objective: Objective, buckets: Buckets) -> Share:
     below = [(le, c) for le, c in finite if le <= objective.seconds * (1 + 1e-9)]
     if not below:
         first = _fmt(finite[0][0]) if finite else "none"
-        note = f"{objective.name} SLO {_fmt(objective.seconds)} is below the first bucket edge ({first}) of {objective.metric}: objective ignored"
+        note = (
+            f"{objective.name} SLO {_fmt(objective.seconds)} is below the first bucket edge ({first}) of "
+            f"{objective.metric}: objective ignored"
+        )
         return Share(objective, 0.0, total, None, note)
     edge, good = below[-1]
     note = None

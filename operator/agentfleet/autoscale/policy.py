@@ -113,7 +113,9 @@ def decide(
     schedule (autoscale/floors.py), merged with the reactive recommendation by max; ``hold``: the
     profile expects the burst now on to end before new replicas load, so the reactive rise waits."""
     if obs.error is not None:
-        return _hold(config, state, fleet, f"metrics unavailable ({obs.error})", obs.error_reason, "MetricsUnavailable", floors)
+        return _hold(
+            config, state, fleet, f"metrics unavailable ({obs.error})", obs.error_reason, "MetricsUnavailable", floors
+        )
     r = read_fleet(config, state, fleet, obs)
     if not r.fresh:
         return _without_fresh_samples(config, state, fleet, r, floors)
@@ -159,7 +161,15 @@ def _held(r: Reading, ev: Evaluation, raw: int, at: float, hold: Hold | None) ->
     return r.current
 
 
-def _hold(config: PolicyConfig, state: PolicyState, fleet: FleetView, why: str, reason: str, status_reason: str, floors: Sequence[Floor] = ()) -> Outcome:
+def _hold(
+    config: PolicyConfig,
+    state: PolicyState,
+    fleet: FleetView,
+    why: str,
+    reason: str,
+    status_reason: str,
+    floors: Sequence[Floor] = (),
+) -> Outcome:
     conds = (
         ConditionUpdate(METRICS_AVAILABLE, False, reason, why),
         ConditionUpdate(SCALING_ACTIVE, False, status_reason, f"holding {fleet.current} replicas: {why}"),
@@ -170,18 +180,36 @@ def _hold(config: PolicyConfig, state: PolicyState, fleet: FleetView, why: str, 
     if won is not None:
         target, _ = bound(rec, fleet.current, config.bounds)
         if target > fleet.current:
-            d = Decision(fleet.current, target, None, f"{fleet.current} -> {target} ({term}): {won.why}; {why}", conds, warning=reason, term=term)
+            d = Decision(
+                fleet.current,
+                target,
+                None,
+                f"{fleet.current} -> {target} ({term}): {won.why}; {why}",
+                conds,
+                warning=reason,
+                term=term,
+            )
             return Outcome(d, state)
     d = Decision(fleet.current, fleet.current, None, f"holding {fleet.current}: {why}", conds, warning=reason)
     return Outcome(d, state)
 
 
-def _without_fresh_samples(config: PolicyConfig, state: PolicyState, fleet: FleetView, r: Reading, floors: Sequence[Floor] = ()) -> Outcome:
+def _without_fresh_samples(
+    config: PolicyConfig, state: PolicyState, fleet: FleetView, r: Reading, floors: Sequence[Floor] = ()
+) -> Outcome:
     """No ready replica reports fresh samples: hold (stale numbers never act later), wait for the
     loading ones, or, with nothing to measure at all, go to minReplicas (0 is allowed)."""
     current = r.current
     if r.ready:
-        return _hold(config, state, fleet, f"none of {len(r.ready)} ready replicas reported fresh metrics", "MetricsStale", "MetricsUnavailable", floors)
+        return _hold(
+            config,
+            state,
+            fleet,
+            f"none of {len(r.ready)} ready replicas reported fresh metrics",
+            "MetricsStale",
+            "MetricsUnavailable",
+            floors,
+        )
     if r.pending:
         why = f"{len(r.pending)} replicas loading the model (learned load time {r.load_s:.0f}s), none ready to measure"
         conds = (
@@ -193,7 +221,11 @@ def _without_fresh_samples(config: PolicyConfig, state: PolicyState, fleet: Flee
     rec, term, won = merge_floors(config.min_replicas, floors)
     target, limited = bound(rec, current, config.bounds)
     why = "no replicas to measure" + (f"; {won.why}" if won else "")
-    conds = (ConditionUpdate(METRICS_AVAILABLE, False, "NoReadyReplicas", why), ConditionUpdate(SCALING_ACTIVE, True, "ValidMetrics", why), limited)
+    conds = (
+        ConditionUpdate(METRICS_AVAILABLE, False, "NoReadyReplicas", why),
+        ConditionUpdate(SCALING_ACTIVE, True, "ValidMetrics", why),
+        limited,
+    )
     term = MINIMUM if won is None and target == config.min_replicas else term
     return Outcome(Decision(current, target, rec, _explain(current, target, [why], [], term), conds, term=term), state)
 
@@ -264,10 +296,20 @@ def _goodput_pressure(config: PolicyConfig, state: PolicyState, r: Reading, ev: 
     )
     if not collapsed and lifted is None:
         return
-    want_x = collapse_term(r.measured, r.serving, gp.fraction, tf, tasks=r.tasks, ordered_tasks=state.ordered_tasks, ordered_for=r.ordered_for)
+    want_x = collapse_term(
+        r.measured,
+        r.serving,
+        gp.fraction,
+        tf,
+        tasks=r.tasks,
+        ordered_tasks=state.ordered_tasks,
+        ordered_for=r.ordered_for,
+    )
     if want_x > want_g:
         if collapsed and og is not None:
-            ev.clauses.append(f"goodput {gp.fraction:.2f} < {COLLAPSE_RATIO:g} x {og:.2f} the last order was sized on: credit lifted")
+            ev.clauses.append(
+                f"goodput {gp.fraction:.2f} < {COLLAPSE_RATIO:g} x {og:.2f} the last order was sized on: credit lifted"
+            )
         else:
             ev.clauses.append(str(lifted))
         ev.wants.append(want_x)
@@ -282,7 +324,11 @@ def _concurrency_pressure(config: PolicyConfig, state: PolicyState, r: Reading, 
     if not ev.pressure and r.good and r.mean_run > 0:
         ok_running = max(ok_running or 0.0, r.mean_run)
     elif ok_running and config.concurrency_term and r.mean_run > ok_running / DOWN_HEADROOM:
-        ev.want(r, concurrency_term(r.running, ok_running), f"{r.running:.0f} running > {r.serving} x {ok_running:.1f} seen within SLO")
+        ev.want(
+            r,
+            concurrency_term(r.running, ok_running),
+            f"{r.running:.0f} running > {r.serving} x {ok_running:.1f} seen within SLO",
+        )
     return ok_running
 
 
@@ -295,14 +341,27 @@ def _task_layer(config: PolicyConfig, state: PolicyState, r: Reading, ev: Evalua
     if tight is not None:
         tight /= FAILURE_LEVEL_DECAY  # forgotten slowly upward: the tasks may have become lighter
     floor = state.burst_floor
-    tasks_fit = bool(config.task_fast_down and floor is not None and tasks is not None and tight and burst_over(r.serving, tasks, tight))
-    ended_at = state.burst_ended_at if state.burst_ended_at is not None and r.now - state.burst_ended_at < config.window_seconds else None
+    tasks_fit = bool(
+        config.task_fast_down
+        and floor is not None
+        and tasks is not None
+        and tight
+        and burst_over(r.serving, tasks, tight)
+    )
+    ended_at = (
+        state.burst_ended_at
+        if state.burst_ended_at is not None and r.now - state.burst_ended_at < config.window_seconds
+        else None
+    )
     # Only a burst-sized order is cancelled (at least as many loading as serving): a +1 for a
     # slight miss stays, or a lull between calls would flap it.
     cancel = tasks_fit and bool(r.pending) and r.current >= 2 * r.serving
     if tasks_fit and ev.pressure and (cancel or ended_at is not None):
         ev.pressure = False
-        ev.clauses.append(f"{tasks:.0f} agent tasks fit half the {r.serving} ready replicas: the burst is over, the window still shows it")
+        ev.clauses.append(
+            f"{tasks:.0f} agent tasks fit half the {r.serving} ready replicas: the burst is over, the window "
+            "still shows it"
+        )
     if cancel:
         ended_at = r.now
     if tasks is not None and tasks > 0:
@@ -313,14 +372,21 @@ def _task_layer(config: PolicyConfig, state: PolicyState, r: Reading, ev: Evalua
             tight = min(tight if tight is not None else math.inf, r.peak_task_load or tasks / r.serving)
         elif tight and config.task_term and tasks > r.credit_base * tight:
             # Replicas loading are in credit_base already: this term is not credited again.
-            ev.want(r, tasks_in_flight_term(tasks, tight), f"{tasks:.0f} agent tasks > {r.credit_base} x {tight:.1f} at which the SLO failed", credited=False)
+            ev.want(
+                r,
+                tasks_in_flight_term(tasks, tight),
+                f"{tasks:.0f} agent tasks > {r.credit_base} x {tight:.1f} at which the SLO failed",
+                credited=False,
+            )
     return TaskLayer(tight, floor, ended_at, cancel)
 
 
 # --- recommend, stabilize, clamp -------------------------------------------------------------
 
 
-def _recommend(config: PolicyConfig, r: Reading, ev: Evaluation, ok_running: float | None, completion_rate: float | None) -> int:
+def _recommend(
+    config: PolicyConfig, r: Reading, ev: Evaluation, ok_running: float | None, completion_rate: float | None
+) -> int:
     """The raw recommendation: under pressure the largest want (never shrinking: replicas already
     loading are the answer being awaited); idle, minReplicas; else the fewest with headroom."""
     if ev.pressure:
@@ -348,26 +414,42 @@ def _recommend(config: PolicyConfig, r: Reading, ev: Evaluation, ok_running: flo
     return raw
 
 
-def _stabilized(config: PolicyConfig, state: PolicyState, r: Reading, ev: Evaluation, raw: int, tl: TaskLayer) -> tuple[tuple[Recommendation, ...], int]:
+def _stabilized(
+    config: PolicyConfig, state: PolicyState, r: Reading, ev: Evaluation, raw: int, tl: TaskLayer
+) -> tuple[tuple[Recommendation, ...], int]:
     """Stabilization windows (common.stabilize); once the task layer says the burst's tasks fit
     half the fleet, the replicas that burst ordered go after one window, never below the count
     before it, and in one decision (``ev.released``: maxScaleDownStep does not apply to them)."""
     now, current, tasks, tight = r.now, r.current, r.tasks, tl.tight
     recs = prune(state.recommendations, now, max(config.up_window_seconds, config.down_window_seconds)) + ((now, raw),)
-    target = stabilize(recs, now, current, config.up_window_seconds, config.down_window_seconds, slack=config.period_seconds)
-    if config.task_fast_down and tl.floor is not None and tasks is not None and tight and not ev.pressure and burst_over(current, tasks, tight):
+    target = stabilize(
+        recs, now, current, config.up_window_seconds, config.down_window_seconds, slack=config.period_seconds
+    )
+    if (
+        config.task_fast_down
+        and tl.floor is not None
+        and tasks is not None
+        and tight
+        and not ev.pressure
+        and burst_over(current, tasks, tight)
+    ):
         short = max(config.window_seconds, config.period_seconds)
-        quick = max(tl.floor, stabilize(recs, now, current, config.up_window_seconds, short, slack=config.period_seconds))
+        quick = max(
+            tl.floor, stabilize(recs, now, current, config.up_window_seconds, short, slack=config.period_seconds)
+        )
         if quick < target:
             target = quick
             ev.released = True
             ev.notes.append(
-                f"{tasks:.0f} agent tasks fit {tasks_in_flight_term(tasks, tight)}: releasing the burst's replicas after {config.window_seconds:.0f}s"
+                f"{tasks:.0f} agent tasks fit {tasks_in_flight_term(tasks, tight)}: releasing the burst's "
+                f"replicas after {config.window_seconds:.0f}s"
             )
     return recs, target
 
 
-def _cancel_late_order(bounds: Bounds, r: Reading, ev: Evaluation, raw: int, target: int, tl: TaskLayer) -> tuple[int, Bounds, bool]:
+def _cancel_late_order(
+    bounds: Bounds, r: Reading, ev: Evaluation, raw: int, target: int, tl: TaskLayer
+) -> tuple[int, Bounds, bool]:
     """Cancel replicas still loading for a burst that is over (a Warning Event says why)."""
     if not tl.cancel or tl.floor is None:
         return target, bounds, False
@@ -378,8 +460,10 @@ def _cancel_late_order(bounds: Bounds, r: Reading, ev: Evaluation, raw: int, tar
     # What the user can do about it: no order can serve a burst shorter than the load.
     # The two counts bracket the minReplicas that would have served it.
     ev.notes.append(
-        f"the burst ended before the replicas ordered for it loaded (load time {r.load_s:.0f}s): it met the {tl.floor} replicas "
-        f"the fleet had when it began and ordered up to {r.current}; bursts this short are served only by replicas already running, "
+        f"the burst ended before the replicas ordered for it loaded (load time {r.load_s:.0f}s): it met the "
+        f"{tl.floor} replicas "
+        f"the fleet had when it began and ordered up to {r.current}; bursts this short are served only by replicas "
+        "already running, "
         f"and spec.autoscaling.minReplicas holds such capacity"
     )
     # Not-ready replicas hold no work (the ModelReplicaSet deletes them first, at once).
@@ -391,7 +475,9 @@ def _clamp_to_capacity(
 ) -> tuple[int, ConditionUpdate]:
     if capacity is None or capacity.placeable_extra is None:
         return target, limited
-    target, message = capacity_clamp(target, r.current, len(r.ready) + len(fleet.starting), capacity.placeable_extra, capacity.message)
+    target, message = capacity_clamp(
+        target, r.current, len(r.ready) + len(fleet.starting), capacity.placeable_extra, capacity.message
+    )
     if message is None:
         return target, limited
     ev.notes.append(f"capacity: {message}")
@@ -401,7 +487,15 @@ def _clamp_to_capacity(
 # --- remember and report ---------------------------------------------------------------------
 
 
-def _remember(state: PolicyState, r: Reading, recs: tuple[Recommendation, ...], raw: int, target: int, ok_running: float | None, tl: TaskLayer) -> PolicyState:
+def _remember(
+    state: PolicyState,
+    r: Reading,
+    recs: tuple[Recommendation, ...],
+    raw: int,
+    target: int,
+    ok_running: float | None,
+    tl: TaskLayer,
+) -> PolicyState:
     """The next state: recommendations, learned levels, and the order in flight (kept while its
     replicas load, so that a collapse since can be told from lag)."""
     floor = tl.floor
@@ -451,7 +545,9 @@ def _outcome(
     metrics_cond = (
         ConditionUpdate(METRICS_AVAILABLE, False, "MetricsSchemaMismatch", obs.schema_problem)
         if obs.schema_problem
-        else ConditionUpdate(METRICS_AVAILABLE, True, "MetricsRead", f"{len(r.fresh)} of {r.serving} replicas reporting")
+        else ConditionUpdate(
+            METRICS_AVAILABLE, True, "MetricsRead", f"{len(r.fresh)} of {r.serving} replicas reporting"
+        )
     )
     reason = _explain(r.current, target, ev.clauses, ev.notes, term)
     conds = (metrics_cond, ConditionUpdate(SCALING_ACTIVE, True, "ValidMetrics", reason), limited)

@@ -73,7 +73,9 @@ def read_fleet(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: 
     means standing in for silent replicas, and the requests in the system over the window."""
     now = obs.at
     ready = frozenset(fleet.ready)
-    fresh = tuple(s for s in obs.samples if s.age_seconds <= config.stale_after_seconds and (not ready or s.name in ready))
+    fresh = tuple(
+        s for s in obs.samples if s.age_seconds <= config.stale_after_seconds and (not ready or s.name in ready)
+    )
     load_s = state.load_time.seconds
     pending = tuple(s for s in fleet.starting if s.age_seconds <= STUCK_FACTOR * load_s)
     settling = tuple(n for n in fleet.ready if fleet.ready_ages.get(n, math.inf) < config.window_seconds)
@@ -88,7 +90,9 @@ def read_fleet(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: 
     # Agents are closed loops (a task's next call waits for its last), so overload shows in the
     # requests in the system (waiting + running), not only in the queue.
     history = _trail(state.waiting_history, now, config.window_seconds, waiting + running)
-    task_load = _trail(state.task_load_history, now, config.window_seconds, None if obs.tasks is None else obs.tasks / serving)
+    task_load = _trail(
+        state.task_load_history, now, config.window_seconds, None if obs.tasks is None else obs.tasks / serving
+    )
     in_flight = bool(pending or settling)
     return replace(
         r,
@@ -109,7 +113,9 @@ def read_fleet(config: PolicyConfig, state: PolicyState, fleet: FleetView, obs: 
     )
 
 
-def _trail(points: tuple[tuple[float, float], ...], now: float, window: float, value: float | None) -> tuple[tuple[float, float], ...]:
+def _trail(
+    points: tuple[tuple[float, float], ...], now: float, window: float, value: float | None
+) -> tuple[tuple[float, float], ...]:
     """The (time, value) points within the window, with ``value`` now appended (when known)."""
     kept = tuple((t, v) for t, v in points if t > now - window)
     return kept if value is None else (*kept, (now, value))

@@ -44,7 +44,9 @@ def goodput_collapsed(fraction: float, ordered_fraction: float, target_fraction:
     order was too small, not merely still loading (the window lags, but a fleet under pressure
     never shrinks, so a fall this deep is new load). Both sides are floored, so a collapse
     already sized at the floor does not re-fire on no new evidence."""
-    return fraction < target_fraction and max(fraction, GOODPUT_FLOOR) < COLLAPSE_RATIO * max(ordered_fraction, GOODPUT_FLOOR)
+    return fraction < target_fraction and max(fraction, GOODPUT_FLOOR) < COLLAPSE_RATIO * max(
+        ordered_fraction, GOODPUT_FLOOR
+    )
 
 
 def collapse_term(
@@ -152,11 +154,15 @@ def slope(points: Sequence[tuple[float, float]]) -> float | None:
     return sum((t - mt) * (v - mv) for t, v in points) / den
 
 
-def capacity_clamp(target: int, current: int, existing: int, placeable_extra: int, why: str = "") -> tuple[int, str | None]:
+def capacity_clamp(
+    target: int, current: int, existing: int, placeable_extra: int, why: str = ""
+) -> tuple[int, str | None]:
     """Never more replicas than the placement planner can place: the existing ones plus
     `placeable_extra`. What is already asked for (`current`) is kept; only growth beyond what fits
     is refused. Returns the target and, when it was cut, the ScalingLimited message."""
     cap = existing + placeable_extra
     if target <= cap or target <= current:
         return target, None
-    return min(target, max(cap, current)), f"wanted {target}, only {placeable_extra} more can be placed: {why}".rstrip(": ")
+    return min(target, max(cap, current)), f"wanted {target}, only {placeable_extra} more can be placed: {why}".rstrip(
+        ": "
+    )

@@ -78,5 +78,7 @@ def goodput_with_witnesses(objectives: Sequence[Objective], buckets_by_metric: M
     if share is None or share.fraction is None:
         return base
     fractions = [f for f in (base.fraction, share.fraction) if f is not None]
-    notes = base.notes + ((share.note,) if share.note and (base.fraction is None or share.fraction < base.fraction) else ())
+    notes = base.notes + (
+        (share.note,) if share.note and (base.fraction is None or share.fraction < base.fraction) else ()
+    )
     return Goodput(min(fractions), max(base.requests, share.total), (*base.shares, share), notes)

@@ -63,7 +63,9 @@ class WorkerState:
     recommendations: tuple[Recommendation, ...] = ()
 
 
-def decide_workers(config: WorkerPolicyConfig, state: WorkerState, current: int, sig: WorkerSignals) -> tuple[Decision, WorkerState]:
+def decide_workers(
+    config: WorkerPolicyConfig, state: WorkerState, current: int, sig: WorkerSignals
+) -> tuple[Decision, WorkerState]:
     if sig.error is not None or sig.queued is None or sig.in_flight is None:
         why = f"task-queue metrics unavailable ({sig.error or 'no samples'})"
         conds = (
@@ -84,9 +86,15 @@ def decide_workers(config: WorkerPolicyConfig, state: WorkerState, current: int,
         clauses.append(f"oldest task waited {sig.oldest_age_seconds:.0f}s > {config.lag_slo_seconds:.0f}s")
     if load == 0:
         clauses.append("no tasks")
-    recs = prune(state.recommendations, sig.at, max(config.up_window_seconds, config.down_window_seconds)) + ((sig.at, raw),)
-    desired = stabilize(recs, sig.at, current, config.up_window_seconds, config.down_window_seconds, slack=config.period_seconds)
-    desired, limited = bound(desired, current, Bounds(config.min_replicas, config.max_replicas, config.max_up_step, config.max_down_step))
+    recs = prune(state.recommendations, sig.at, max(config.up_window_seconds, config.down_window_seconds)) + (
+        (sig.at, raw),
+    )
+    desired = stabilize(
+        recs, sig.at, current, config.up_window_seconds, config.down_window_seconds, slack=config.period_seconds
+    )
+    desired, limited = bound(
+        desired, current, Bounds(config.min_replicas, config.max_replicas, config.max_up_step, config.max_down_step)
+    )
     head = f"{current} -> {desired}" if desired != current else f"holding {current}"
     reason = f"{head}: {'; '.join(clauses) or 'within target'}"
     conds = (

@@ -7,7 +7,14 @@ memory (bytes and tokens of one replica), replica (fit and tensor-parallel sugge
 admission (a ModelReplicaSet spec), fleet (sizing for a workload).
 """
 
-from agentfleet.capacity.admission import Assessment, assess, explicit_shape, gpu_memory_bytes_for, resolve_shape, serving_config
+from agentfleet.capacity.admission import (
+    Assessment,
+    assess,
+    explicit_shape,
+    gpu_memory_bytes_for,
+    resolve_shape,
+    serving_config,
+)
 from agentfleet.capacity.fleet import FleetPlan, WorkloadProfile, calls_per_task, size_fleet
 from agentfleet.capacity.memory import (
     KV_BLOCK_TOKENS,
@@ -35,7 +42,16 @@ from agentfleet.capacity.replica import (
     replica_capacity,
     smallest_fitting_tp,
 )
-from agentfleet.capacity.units import CapacityError, GiB, KiB, MiB, format_quantity, gib, parse_parameters, parse_quantity
+from agentfleet.capacity.units import (
+    CapacityError,
+    GiB,
+    KiB,
+    MiB,
+    format_quantity,
+    gib,
+    parse_parameters,
+    parse_quantity,
+)
 
 __all__ = [
     "Assessment",

@@ -8,7 +8,14 @@ from dataclasses import dataclass, replace
 from agentfleet_contract.modelreplicaset import CapacityStatus, ModelReplicaSetSpec
 
 from agentfleet.capacity.memory import weights_bytes
-from agentfleet.capacity.replica import KV_HEADROOM_FRACTION, ReplicaCapacity, ServingConfig, fit_problems, recommended_tp, replica_capacity
+from agentfleet.capacity.replica import (
+    KV_HEADROOM_FRACTION,
+    ReplicaCapacity,
+    ServingConfig,
+    fit_problems,
+    recommended_tp,
+    replica_capacity,
+)
 from agentfleet.capacity.units import MiB, gib, parse_parameters, parse_quantity
 from agentfleet.catalog import ModelShape, gpu_memory_mib, lookup
 
@@ -48,7 +55,16 @@ class Assessment:
         )
 
 
-def explicit_shape(parameters: str | int, layers: int, kv_heads: int, head_dim: int, weight_bits: int | None, *, name: str | None, family: str) -> ModelShape:
+def explicit_shape(
+    parameters: str | int,
+    layers: int,
+    kv_heads: int,
+    head_dim: int,
+    weight_bits: int | None,
+    *,
+    name: str | None,
+    family: str,
+) -> ModelShape:
     """A shape given explicitly; the catalog still knows the context and head count of a named family."""
     known = lookup(name) if name else None
     return ModelShape(
@@ -68,7 +84,15 @@ def resolve_shape(spec: ModelReplicaSetSpec) -> tuple[ModelShape | None, str]:
     known = lookup(spec.model.name)
     g = spec.model.geometry
     if g is not None:
-        shape = explicit_shape(g.parameters, g.layers, g.kv_heads, g.head_dim, g.weight_bits, name=spec.model.name, family=_short(spec.model.name))
+        shape = explicit_shape(
+            g.parameters,
+            g.layers,
+            g.kv_heads,
+            g.head_dim,
+            g.weight_bits,
+            name=spec.model.name,
+            family=_short(spec.model.name),
+        )
         return shape, "spec.model.geometry"
     if known is not None:
         return replace(known, family=_short(spec.model.name)), f"catalog:{known.family}"
@@ -126,7 +150,12 @@ def assess(spec: ModelReplicaSetSpec, node_gpu_memory_mib: int | None = None) ->
             None,
             "",
             None,
-            warnings=(f"model {spec.model.name!r} is not a known family: set spec.model.geometry to get capacity figures and fit checks",),
+            warnings=(
+                (
+                    f"model {spec.model.name!r} is not a known family: set spec.model.geometry to get capacity "
+                    "figures and fit checks"
+                ),
+            ),
         )
     memory, memory_source = gpu_memory_bytes_for(spec, node_gpu_memory_mib)
     if memory is None:
@@ -134,7 +163,12 @@ def assess(spec: ModelReplicaSetSpec, node_gpu_memory_mib: int | None = None) ->
             shape,
             source,
             None,
-            warnings=("GPU memory unknown: set spec.gpu.memory or spec.gpu.product, or label the nodes with nvidia.com/gpu.memory",),
+            warnings=(
+                (
+                    "GPU memory unknown: set spec.gpu.memory or spec.gpu.product, or label the nodes with "
+                    "nvidia.com/gpu.memory"
+                ),
+            ),
         )
     cfg = serving_config(spec, memory)
     cap = replica_capacity(shape, cfg)
@@ -143,19 +177,31 @@ def assess(spec: ModelReplicaSetSpec, node_gpu_memory_mib: int | None = None) ->
     if cap.context is None:
         warnings.append("context length unknown: set spec.engine.maxModelLen to get concurrent sequences per replica")
     elif spec.engine.max_model_len and shape.max_context and spec.engine.max_model_len > shape.max_context:
-        msg = f"spec.engine.maxModelLen {spec.engine.max_model_len:,} exceeds the {shape.max_context:,}-token context of {shape.family}"
+        msg = (
+            f"spec.engine.maxModelLen {spec.engine.max_model_len:,} exceeds the {shape.max_context:,}-token context "
+            f"of {shape.family}"
+        )
         # vLLM refuses a longer context unless told the model was extended (rope scaling overrides) or
         # explicitly allowed to go beyond it: it reads VLLM_ALLOW_LONG_MAX_MODEL_LEN as on only for "1" or
         # "true" (any case, spaces stripped), so "false" or "yes" leave it off.
         extended = any(a.startswith(("--hf-overrides", "--rope-scaling")) for a in spec.engine.extra_args) or any(
-            v.name == "VLLM_ALLOW_LONG_MAX_MODEL_LEN" and v.value.strip().lower() in ("1", "true") for v in spec.engine.env
+            v.name == "VLLM_ALLOW_LONG_MAX_MODEL_LEN" and v.value.strip().lower() in ("1", "true")
+            for v in spec.engine.env
         )
         if extended:
             warnings.append(msg + ": relying on the rope-scaling override or VLLM_ALLOW_LONG_MAX_MODEL_LEN in the spec")
         else:
-            errors.append(msg + ": vLLM refuses it; lower maxModelLen, or extend the context with --hf-overrides (rope scaling)")
+            errors.append(
+                msg + ": vLLM refuses it; lower maxModelLen, or extend the context with --hf-overrides (rope scaling)"
+            )
     if not errors and cap.kv_share < KV_HEADROOM_FRACTION:
         rec = recommended_tp(shape, cfg)
-        hint = f"; tensorParallelSize {rec} would leave {KV_HEADROOM_FRACTION:.0%}" if rec and rec > cfg.tensor_parallel else ""
-        warnings.append(f"only {cap.kv_share:.0%} of usable memory ({gib(cap.kv_free_bytes)}) is left for KV cache{hint}")
+        hint = (
+            f"; tensorParallelSize {rec} would leave {KV_HEADROOM_FRACTION:.0%}"
+            if rec and rec > cfg.tensor_parallel
+            else ""
+        )
+        warnings.append(
+            f"only {cap.kv_share:.0%} of usable memory ({gib(cap.kv_free_bytes)}) is left for KV cache{hint}"
+        )
     return Assessment(shape, source, cap, tuple(errors), tuple(warnings), cfg, memory_source)

@@ -57,7 +57,9 @@ def calls_per_task(steps: float, branch_fraction: float = 0.0, fan_out: float = 
     return steps * (1 + branch_fraction * fan_out)
 
 
-def size_fleet(profile: WorkloadProfile, replica: ReplicaCapacity | None = None, max_num_seqs: int | None = None) -> FleetPlan:
+def size_fleet(
+    profile: WorkloadProfile, replica: ReplicaCapacity | None = None, max_num_seqs: int | None = None
+) -> FleetPlan:
     """Calls, tokens, cost, peak concurrency and replicas for a workload on replicas of `replica`'s shape."""
     p = profile
     c = calls_per_task(p.steps_per_task, p.branch_fraction, p.fan_out)
@@ -78,11 +80,15 @@ def size_fleet(profile: WorkloadProfile, replica: ReplicaCapacity | None = None,
     seqs = r_calls = r_warm = replicas = gpus = None
     if replica is not None:
         if p.shared_prefix_tokens:
-            seqs = shared_prefix_sequences(replica.kv_tokens, context, min(p.shared_prefix_tokens, context), max_num_seqs)
+            seqs = shared_prefix_sequences(
+                replica.kv_tokens, context, min(p.shared_prefix_tokens, context), max_num_seqs
+            )
         else:
             seqs = concurrent_sequences(replica.kv_tokens, context, max_num_seqs)
         if seqs <= 0:
-            notes.append(f"one replica's KV cache ({replica.kv_tokens:,} tokens) cannot hold one {context:,}-token call")
+            notes.append(
+                f"one replica's KV cache ({replica.kv_tokens:,} tokens) cannot hold one {context:,}-token call"
+            )
         else:
             r_calls = max(1, math.ceil(in_flight / seqs))
             # Keeping a waiting task's history resident costs its whole prompt of KV.
@@ -90,7 +96,9 @@ def size_fleet(profile: WorkloadProfile, replica: ReplicaCapacity | None = None,
             replicas = max(r_calls, r_warm or 0)
             gpus = replicas * replica.gpus
             if r_warm and r_warm > r_calls:
-                notes.append("residency, not in-flight calls, sets the replica count: tasks waiting on tools keep their KV warm")
+                notes.append(
+                    "residency, not in-flight calls, sets the replica count: tasks waiting on tools keep their KV warm"
+                )
     return FleetPlan(
         calls_per_task=c,
         tasks_per_day=tasks,

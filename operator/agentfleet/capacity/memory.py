@@ -63,7 +63,9 @@ def blocks_for(tokens: int, block_tokens: int = KV_BLOCK_TOKENS) -> int:
     return -(-tokens // block_tokens)
 
 
-def concurrent_sequences(kv_token_capacity: int, context: int, max_num_seqs: int | None = None, block_tokens: int = KV_BLOCK_TOKENS) -> int:
+def concurrent_sequences(
+    kv_token_capacity: int, context: int, max_num_seqs: int | None = None, block_tokens: int = KV_BLOCK_TOKENS
+) -> int:
     """Sequences of `context` tokens a replica holds at once, capped by --max-num-seqs."""
     if context <= 0:
         raise CapacityError("context must be positive")
@@ -71,7 +73,13 @@ def concurrent_sequences(kv_token_capacity: int, context: int, max_num_seqs: int
     return min(n, max_num_seqs) if max_num_seqs is not None else n
 
 
-def shared_prefix_sequences(kv_token_capacity: int, context: int, prefix: int, max_num_seqs: int | None = None, block_tokens: int = KV_BLOCK_TOKENS) -> int:
+def shared_prefix_sequences(
+    kv_token_capacity: int,
+    context: int,
+    prefix: int,
+    max_num_seqs: int | None = None,
+    block_tokens: int = KV_BLOCK_TOKENS,
+) -> int:
     """Sequences held when all share a `prefix`-token prompt stored once (prefix caching).
 
     Only full blocks of the prefix are shared; each sequence keeps its own blocks for the rest.

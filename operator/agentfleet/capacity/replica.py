@@ -93,7 +93,9 @@ def replica_capacity(shape: ModelShape, cfg: ServingConfig) -> ReplicaCapacity:
     kv_free = usable - weights - reserve
     elem = kv_element_bytes(cfg.kv_cache_dtype, cfg.dtype)
     per_token = kv_bytes_per_token(shape.layers, shape.kv_heads, shape.head_dim, elem)
-    stored = kv_bytes_per_token(shape.layers, stored_kv_heads(shape.kv_heads, cfg.tensor_parallel), shape.head_dim, elem)
+    stored = kv_bytes_per_token(
+        shape.layers, stored_kv_heads(shape.kv_heads, cfg.tensor_parallel), shape.head_dim, elem
+    )
     tokens = kv_tokens(kv_free, stored)
     context = cfg.max_model_len or shape.max_context
     seqs = limited = None
@@ -153,14 +155,21 @@ def fit_problems(shape: ModelShape, cfg: ServingConfig, cap: ReplicaCapacity | N
     problems: list[str] = []
     name = shape.family or "the model"
     budget = (
-        f"{cap.gpus} x {gib(cfg.gpu_memory_bytes)} GPU x {cfg.gpu_memory_utilization:.2f} utilization = {gib(cap.usable_bytes)} usable, "
+        f"{cap.gpus} x {gib(cfg.gpu_memory_bytes)} GPU x {cfg.gpu_memory_utilization:.2f} utilization = "
+        f"{gib(cap.usable_bytes)} usable, "
         f"minus {gib(cap.reserve_bytes)} working reserve"
     )
     layout = f"tensorParallelSize {cfg.tensor_parallel} x pipelineParallelSize {cfg.pipeline_parallel}"
     if not (shape.kv_heads % cfg.tensor_parallel == 0 or cfg.tensor_parallel % shape.kv_heads == 0):
-        problems.append(f"tensorParallelSize {cfg.tensor_parallel} neither divides nor is a multiple of the {shape.kv_heads} KV heads of {name}")
+        problems.append(
+            f"tensorParallelSize {cfg.tensor_parallel} neither divides nor is a multiple of the {shape.kv_heads} "
+            f"KV heads of {name}"
+        )
     if shape.attention_heads and shape.attention_heads % cfg.tensor_parallel:
-        problems.append(f"tensorParallelSize {cfg.tensor_parallel} does not divide the {shape.attention_heads} attention heads of {name}")
+        problems.append(
+            f"tensorParallelSize {cfg.tensor_parallel} does not divide the {shape.attention_heads} attention "
+            f"heads of {name}"
+        )
     if problems:
         return problems
     if not cap.weights_fit:
@@ -172,7 +181,8 @@ def fit_problems(shape: ModelShape, cfg: ServingConfig, cap: ReplicaCapacity | N
         problems.append(msg + _suggestion(shape, cfg))
     elif not cap.holds_one_sequence:
         msg = (
-            f"{name} at {layout} loads ({gib(cap.weights_bytes)} of weights) but its {gib(cap.kv_free_bytes)} KV cache holds "
+            f"{name} at {layout} loads ({gib(cap.weights_bytes)} of weights) but its {gib(cap.kv_free_bytes)} KV "
+            "cache holds "
             f"{cap.kv_tokens:,} tokens, fewer than one sequence of maxModelLen {cap.context:,}: vLLM refuses to start; "
             f"lower spec.engine.maxModelLen to at most {cap.kv_tokens:,}"
         )
@@ -188,7 +198,10 @@ def _suggestion(shape: ModelShape, cfg: ServingConfig, lead: str = ";") -> str:
         more = "raise pipelineParallelSize, use a quantised checkpoint, an fp8 KV cache or GPUs with more memory"
         return f"{lead} no tensorParallelSize up to {TP_CANDIDATES[-1]} fits: {more}"
     at = replica_capacity(shape, replace(cfg, tensor_parallel=tp))
-    out = f"{lead} the smallest tensorParallelSize that fits is {tp} ({gib(at.kv_free_bytes)} KV, {at.kv_tokens:,} tokens)"
+    out = (
+        f"{lead} the smallest tensorParallelSize that fits is {tp} ({gib(at.kv_free_bytes)} KV, {at.kv_tokens:,} "
+        "tokens)"
+    )
     rec = recommended_tp(shape, cfg)
     if rec is not None and rec > tp:
         r = replica_capacity(shape, replace(cfg, tensor_parallel=rec))

@@ -123,7 +123,9 @@ def redis_client(
     return redis.Redis.from_url(url, password=password or None, **opts)
 
 
-def probe_redis(url: str, password: str | None, fleet: str, timeout: float = REDIS_TIMEOUT_SECONDS) -> tuple[bool, str, Any]:
+def probe_redis(
+    url: str, password: str | None, fleet: str, timeout: float = REDIS_TIMEOUT_SECONDS
+) -> tuple[bool, str, Any]:
     """(reachable, error, FleetStats or None): PING with the password, then the fleet's figures.
     ``error`` is for the operator's log only (it may hold what the remote end answered)."""
     import redis
@@ -155,7 +157,9 @@ class AgentFleetPass:
         meta = obj["metadata"]
         self.ns, self.name, self.generation = meta["namespace"], meta["name"], int(meta.get("generation") or 0)
         self.old = obj.get("status") or {}
-        self.conditions: list[dict[str, Any]] = [c for c in self.old.get("conditions") or [] if c.get("type") in OWN_CONDITIONS]
+        self.conditions: list[dict[str, Any]] = [
+            c for c in self.old.get("conditions") or [] if c.get("type") in OWN_CONDITIONS
+        ]
         self.status: dict[str, Any] = {}
         self.problems: list[SpecProblem] = []  # block rendering: the fleet cannot run as specified
         self.waiting: list[str] = []  # referenced models that exist but are not Ready
@@ -239,7 +243,12 @@ class AgentFleetPass:
             keys = [s.engine.api_key_secret_ref if s is not None else None for s in (primary_spec, routine_spec)]
             self.runtime(af, primary, routine, redis_url, prompt, vector_index, milvus_uri, milvus_env, *keys)
         else:
-            self.condition(RUNTIME_READY, False, "NotRendered", "the runtime is not (re)rendered until the problems in Ready are fixed")
+            self.condition(
+                RUNTIME_READY,
+                False,
+                "NotRendered",
+                "the runtime is not (re)rendered until the problems in Ready are fixed",
+            )
         if redis_url is not None:
             self.redis_probe(af, redis_url, password)
         self.summarise()
@@ -257,21 +266,41 @@ class AgentFleetPass:
     def model(self, name: str, field: str) -> tuple[ModelTarget | None, ModelReplicaSetSpec | None]:
         mrs = self.get(API_VERSION, "ModelReplicaSet", name)
         if mrs is None:
-            self.problem("ModelNotFound", f"ModelReplicaSet {name} named by {field}.name does not exist in namespace {self.ns}: create it or fix {field}.name")
+            self.problem(
+                "ModelNotFound",
+                (
+                    f"ModelReplicaSet {name} named by {field}.name does not exist in namespace {self.ns}: create it "
+                    f"or fix {field}.name"
+                ),
+            )
             return None, None
         try:
             mspec = ModelReplicaSetSpec.model_validate(mrs.get("spec") or {})
         except ValidationError as e:
-            self.problem("ModelNotFound", f"ModelReplicaSet {name} named by {field}.name has an invalid spec: {describe_validation_error(e, prefix='spec.')}")
+            self.problem(
+                "ModelNotFound",
+                (
+                    f"ModelReplicaSet {name} named by {field}.name has an invalid spec: "
+                    f"{describe_validation_error(e, prefix='spec.')}"
+                ),
+            )
             return None, None
         served = (mrs.get("status") or {}).get("servedModelName") or mspec.model.served_name or mspec.model.name
         ok, why = _ready(mrs)
         if not ok:
             self.waiting.append(f"ModelReplicaSet {name} ({field}) is not Ready: {why}")
-        target = ModelTarget(name=name, served_name=served, port=mspec.engine.port, routing=mspec.routing.wire(), max_model_len=mspec.engine.max_model_len)
+        target = ModelTarget(
+            name=name,
+            served_name=served,
+            port=mspec.engine.port,
+            routing=mspec.routing.wire(),
+            max_model_len=mspec.engine.max_model_len,
+        )
         return target, mspec
 
-    def adapter(self, target: ModelTarget | None, mspec: ModelReplicaSetSpec | None, name: str | None) -> ModelTarget | None:
+    def adapter(
+        self, target: ModelTarget | None, mspec: ModelReplicaSetSpec | None, name: str | None
+    ) -> ModelTarget | None:
         """spec.modelAdapter: the agents call that LoRA adapter of the set, which must list it."""
         if target is None or mspec is None or name is None:
             return target
@@ -283,7 +312,9 @@ class AgentFleetPass:
                 "add it there or fix spec.modelAdapter",
             )
             return None
-        return dataclasses.replace(target, served_name=name, adapter=True, adapters=tuple(a.name for a in mspec.adapters))
+        return dataclasses.replace(
+            target, served_name=name, adapter=True, adapters=tuple(a.name for a in mspec.adapters)
+        )
 
     def model_keys(self, spec: Any, primary: ModelReplicaSetSpec | None, routine: ModelReplicaSetSpec | None) -> None:
         """The workers get each tier's API key from its own ModelReplicaSet's Secret and send each
@@ -306,7 +337,9 @@ class AgentFleetPass:
         elif self.waiting:
             self.condition(MODEL_READY, False, "ModelNotReady", "; ".join(self.waiting))
         else:
-            names = ", ".join(n for n in (spec.model_ref.name, spec.routine_model_ref.name if spec.routine_model_ref else None) if n)
+            names = ", ".join(
+                n for n in (spec.model_ref.name, spec.routine_model_ref.name if spec.routine_model_ref else None) if n
+            )
             self.condition(MODEL_READY, True, "ModelReady", f"ModelReplicaSet {names} Ready")
 
     def index(self, af: AgentFleet) -> tuple[dict[str, Any] | None, str | None, list[dict[str, Any]]]:
@@ -315,7 +348,10 @@ class AgentFleetPass:
             return None, None, []
         vi = self.get(API_VERSION, "VectorIndex", ref.name)
         if vi is None:
-            msg = f"VectorIndex {ref.name} named by spec.vectorIndexRef.name does not exist in namespace {self.ns}: create it or fix spec.vectorIndexRef.name"
+            msg = (
+                f"VectorIndex {ref.name} named by spec.vectorIndexRef.name does not exist in namespace {self.ns}: "
+                "create it or fix spec.vectorIndexRef.name"
+            )
             self.problem("IndexNotFound", msg)
             self.condition(INDEX_READY, False, "IndexNotFound", msg)
             return None, None, []
@@ -337,17 +373,29 @@ class AgentFleetPass:
             self.consented_secret(field, emb_ref["name"], emb_ref["key"])
         if creds:
             env.append(
-                {"name": "AGENTFLEET_MILVUS_USER", "valueFrom": {"secretKeyRef": {"name": creds["secretName"], "key": creds.get("usernameKey", "username")}}}
+                {
+                    "name": "AGENTFLEET_MILVUS_USER",
+                    "valueFrom": {
+                        "secretKeyRef": {"name": creds["secretName"], "key": creds.get("usernameKey", "username")}
+                    },
+                }
             )
             env.append(
                 {
                     "name": "AGENTFLEET_MILVUS_PASSWORD",
-                    "valueFrom": {"secretKeyRef": {"name": creds["secretName"], "key": creds.get("passwordKey", "password")}},
+                    "valueFrom": {
+                        "secretKeyRef": {"name": creds["secretName"], "key": creds.get("passwordKey", "password")}
+                    },
                 }
             )
         key_ref = (vspec.get("embedding") or {}).get("apiKeySecretRef")
         if key_ref:
-            env.append({"name": "AGENTFLEET_EMBEDDING_API_KEY", "valueFrom": {"secretKeyRef": {"name": key_ref["name"], "key": key_ref["key"]}}})
+            env.append(
+                {
+                    "name": "AGENTFLEET_EMBEDDING_API_KEY",
+                    "valueFrom": {"secretKeyRef": {"name": key_ref["name"], "key": key_ref["key"]}},
+                }
+            )
         return vspec, uri, env
 
     def system_prompt(self, af: AgentFleet) -> str | None:
@@ -362,7 +410,10 @@ class AgentFleetPass:
         if text is None:
             self.problem(
                 "SystemPromptNotFound",
-                f"spec.systemPrompt.configMapRef: ConfigMap {sp.config_map_ref.name} has no key {sp.config_map_ref.key} in namespace {self.ns}: create it or fix the reference",
+                (
+                    f"spec.systemPrompt.configMapRef: ConfigMap {sp.config_map_ref.name} has no key "
+                    f"{sp.config_map_ref.key} in namespace {self.ns}: create it or fix the reference"
+                ),
             )
         return text
 
@@ -387,7 +438,9 @@ class AgentFleetPass:
         """(URL, password) of the fleet's Redis; applies the managed one."""
         r = af.spec.redis
         if r.deploy is not None:
-            password = self.ensure_generated_secret(af, render.redis_secret_name(self.name), render.REDIS_PASSWORD_KEY, "redis")
+            password = self.ensure_generated_secret(
+                af, render.redis_secret_name(self.name), render.REDIS_PASSWORD_KEY, "redis"
+            )
             for o in render.render_redis(af):
                 self.kube.apply(o)
             ok, why = render.statefulset_ready(self.get("apps/v1", "StatefulSet", render.redis_name(self.name)))
@@ -395,7 +448,9 @@ class AgentFleetPass:
                 self.condition(REDIS_READY, True, "RedisReady", f"StatefulSet {render.redis_name(self.name)} {why}")
             else:
                 self.busy = True
-                self.condition(REDIS_READY, False, "RedisStarting", f"StatefulSet {render.redis_name(self.name)}: {why}")
+                self.condition(
+                    REDIS_READY, False, "RedisStarting", f"StatefulSet {render.redis_name(self.name)}: {why}"
+                )
             return render.managed_redis_url(self.name, self.ns), password
         url = r.url if r.sentinel is None else sentinel_url(r.sentinel.addresses, r.sentinel.master_name)
         assert url is not None
@@ -500,7 +555,11 @@ class AgentFleetPass:
     def summarise(self) -> None:
         if self.problems:
             p = self.problems[0]
-            more = f" (and {len(self.problems) - 1} more: {', '.join(q.reason for q in self.problems[1:])})" if len(self.problems) > 1 else ""
+            more = (
+                f" (and {len(self.problems) - 1} more: {', '.join(q.reason for q in self.problems[1:])})"
+                if len(self.problems) > 1
+                else ""
+            )
             self.condition(READY, False, p.reason, p.message + more)
             return
         for type_, reason in (
@@ -514,7 +573,12 @@ class AgentFleetPass:
                 self.condition(READY, False, reason, c["message"])
                 return
         was = self.is_true(READY)
-        self.condition(READY, True, "Ready", f"{self.status.get('readyWorkers', 0)} worker(s) ready; tasks at {self.status.get('taskApiEndpoint')}")
+        self.condition(
+            READY,
+            True,
+            "Ready",
+            f"{self.status.get('readyWorkers', 0)} worker(s) ready; tasks at {self.status.get('taskApiEndpoint')}",
+        )
         if not was:
             self.event("Normal", "Ready", "the fleet takes and runs tasks")
 
@@ -524,7 +588,9 @@ class AgentFleetPass:
         own = (*OWN_FIELDS, "desiredWorkers") if "desiredWorkers" in self.status else OWN_FIELDS
         try:
             # Unchanged: no write, so no event that would bring this pass back.
-            StatusWriter(self.kube, API_VERSION, KIND, FIELD_MANAGER).apply(self.ns, self.name, self.status, before=own_part(self.old, own, OWN_CONDITIONS))
+            StatusWriter(self.kube, API_VERSION, KIND, FIELD_MANAGER).apply(
+                self.ns, self.name, self.status, before=own_part(self.old, own, OWN_CONDITIONS)
+            )
         except NotFoundError:
             pass  # deleted during the pass
 
@@ -535,14 +601,21 @@ class AgentFleetPass:
 def references(spec: Mapping[str, Any]) -> set[tuple[str, str]]:
     """(kind, name) of what an AgentFleet spec refers to."""
     out: set[tuple[str, str]] = set()
-    for field, kind in (("modelRef", "ModelReplicaSet"), ("routineModelRef", "ModelReplicaSet"), ("vectorIndexRef", "VectorIndex")):
+    for field, kind in (
+        ("modelRef", "ModelReplicaSet"),
+        ("routineModelRef", "ModelReplicaSet"),
+        ("vectorIndexRef", "VectorIndex"),
+    ):
         name = (spec.get(field) or {}).get("name")
         if name:
             out.add((kind, name))
     sp = (spec.get("systemPrompt") or {}).get("configMapRef") or {}
     if sp.get("name"):
         out.add(("ConfigMap", sp["name"]))
-    secret_refs = [(spec.get("redis") or {}).get("passwordSecretRef") or {}, (spec.get("api") or {}).get("authSecretRef") or {}]
+    secret_refs = [
+        (spec.get("redis") or {}).get("passwordSecretRef") or {},
+        (spec.get("api") or {}).get("authSecretRef") or {},
+    ]
     secret_refs += [((t.get("http") or {}).get("headersSecretRef") or {}) for t in spec.get("tools") or []]
     for ref in secret_refs:
         if ref.get("name"):
@@ -565,7 +638,13 @@ class AgentFleetController(Controller[AgentFleetState]):
     api_version, kind, name = API_VERSION, KIND, "agentfleet"
 
     def __init__(self, kube: Kube, events: EventRecorder | None = None, *, workers: int = 4) -> None:
-        super().__init__(kube, events or EventRecorder(post_with_kube(kube)), workers=workers, resync=CONFIG.resync_seconds, backoff=(BACKOFF_MIN, BACKOFF_MAX))
+        super().__init__(
+            kube,
+            events or EventRecorder(post_with_kube(kube)),
+            workers=workers,
+            resync=CONFIG.resync_seconds,
+            backoff=(BACKOFF_MIN, BACKOFF_MAX),
+        )
 
     def new_state(self) -> AgentFleetState:
         return AgentFleetState()

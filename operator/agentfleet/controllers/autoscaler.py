@@ -5,8 +5,8 @@ ModelReplicaSet controller acts on it when ``spec.autoscaling.enabled`` and drai
 down), ``status.observed``, ``status.lastScaleTime`` / ``lastScaleReason``,
 ``status.learnedModelLoadSeconds`` and the conditions ScalingActive, ScalingLimited and
 MetricsAvailable - by server-side apply under its own field manager (``agentfleet-autoscaler``),
-so the ModelReplicaSet controller's writes of its own conditions never drop these - and emits an Event for every change of the
-desired count and for every change of the reason it cannot scale (not every period).
+so the ModelReplicaSet controller's writes of its own conditions never drop these - and emits an Event for every change
+of the desired count and for every change of the reason it cannot scale (not every period).
 
 Period: each object's key sits in the autoscaler's work queue (agentfleet.reconcile) and is
 evaluated every ``evaluationPeriodSeconds`` (15 s for an AgentFleet's workers): the reconcile
@@ -77,7 +77,14 @@ from agentfleet.controllers.demand import DemandMemory
 from agentfleet.controllers.settings import CONFIG
 from agentfleet.controllers.wakewatch import WakeWatch
 from agentfleet.kube import Kube
-from agentfleet.placement import ReplicaRequest, assignment_from_status, inventory_from_k8s, needs_for, plan, replica_key
+from agentfleet.placement import (
+    ReplicaRequest,
+    assignment_from_status,
+    inventory_from_k8s,
+    needs_for,
+    plan,
+    replica_key,
+)
 from agentfleet.promql import PromReader, Target
 from agentfleet.reconcile.controller import FORGET, Controller
 from agentfleet.reconcile.events import EventRecorder, post_with_kube
@@ -209,7 +216,9 @@ class ClusterReads:
 
     def capacity(self, namespace: str, name: str, spec: ModelReplicaSetSpec, extra: int) -> Capacity:
         """How many of ``extra`` new replicas the placement planner could place now."""
-        inventory = inventory_from_k8s(self.kube.list("v1", "Node"), self.kube.list("v1", "Pod"), spec.gpu.resource_name, spec.placement.node_key)
+        inventory = inventory_from_k8s(
+            self.kube.list("v1", "Node"), self.kube.list("v1", "Pod"), spec.gpu.resource_name, spec.placement.node_key
+        )
         existing = []
         for mrs in self.kube.list(API_VERSION, MRS):
             m = mrs.get("metadata") or {}
@@ -220,7 +229,9 @@ class ClusterReads:
         d = needs_for(namespace, name, spec)
         probes = [ReplicaRequest(replica_key(namespace, f"{name}-autoscale-probe-{i}"), d) for i in range(extra)]
         result = plan(inventory, probes, existing)
-        return Capacity(placeable_extra=len(result.placed), message=result.unplaced[0].message if result.unplaced else "")
+        return Capacity(
+            placeable_extra=len(result.placed), message=result.unplaced[0].message if result.unplaced else ""
+        )
 
 
 def merged_conditions(old: list[dict[str, Any]], decision: Decision, generation: int) -> list[dict[str, Any]]:
@@ -258,7 +269,13 @@ class AutoscalerController(Controller[AutoscaleState]):
         clock: Callable[[], float] = time.time,
     ) -> None:
         # One evaluation at a time is plenty: each is a few Prometheus queries every 15 s.
-        super().__init__(kube, events or EventRecorder(post_with_kube(kube)), workers=2, resync=CONFIG.resync_seconds, backoff=(MIN_PERIOD_SECONDS, 60.0))
+        super().__init__(
+            kube,
+            events or EventRecorder(post_with_kube(kube)),
+            workers=2,
+            resync=CONFIG.resync_seconds,
+            backoff=(MIN_PERIOD_SECONDS, 60.0),
+        )
         self.settings = settings or AutoscalerSettings.from_env()
         self.reads = reads or ClusterReads(kube)
         self._readers: dict[str, PromReader] = {}
@@ -382,7 +399,12 @@ class AutoscalerController(Controller[AutoscaleState]):
         return float(((obj.get("spec") or {}).get("autoscaling") or {}).get("evaluationPeriodSeconds") or 15)
 
     def apply_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
-        body = {"apiVersion": API_VERSION, "kind": kind, "metadata": {"name": name, "namespace": namespace}, "status": status}
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": kind,
+            "metadata": {"name": name, "namespace": namespace},
+            "status": status,
+        }
         try:
             self.kube.apply_status(body, manager=AUTOSCALER_MANAGER)
         except Exception as exc:  # noqa: BLE001 - gone already, or the API hiccuped: nothing to hold on to
@@ -399,9 +421,13 @@ class AutoscalerController(Controller[AutoscaleState]):
             log.warning(f"listing AgentFleets failed, scaling without the task layer: {exc}")
             return None
         prom = self.reader(url)
-        return task_demand([prom.worker_signals(self.settings.worker_matchers.format(namespace=namespace, name=n)) for n in names])
+        return task_demand(
+            [prom.worker_signals(self.settings.worker_matchers.format(namespace=namespace, name=n)) for n in names]
+        )
 
-    def evaluate_modelreplicaset(self, obj: dict[str, Any], state: AutoscaleState, now: float) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    def evaluate_modelreplicaset(
+        self, obj: dict[str, Any], state: AutoscaleState, now: float
+    ) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
         """observe -> decide -> the status fields and Events it asks for."""
         meta, status = obj["metadata"], obj.get("status") or {}
         namespace, name = meta["namespace"], meta["name"]
@@ -424,8 +450,15 @@ class AutoscalerController(Controller[AutoscaleState]):
         slept = state.sleep or restore(status.get("sleep"), now)
         asleep = sleep_cfg.enabled and slept.phase == SLEEPING
         url = a.prometheus_url or cfg.prometheus_url
-        target = Target(cfg.matchers.format(namespace=namespace, name=name, model=parsed.model.served_name or parsed.model.name), cfg.replica_label)
-        objectives = objectives_from_slo(a.goodput.ttft_milliseconds, a.goodput.time_per_output_token_milliseconds, a.goodput.e2e_latency_milliseconds)
+        target = Target(
+            cfg.matchers.format(namespace=namespace, name=name, model=parsed.model.served_name or parsed.model.name),
+            cfg.replica_label,
+        )
+        objectives = objectives_from_slo(
+            a.goodput.ttft_milliseconds,
+            a.goodput.time_per_output_token_milliseconds,
+            a.goodput.e2e_latency_milliseconds,
+        )
         obs = None if asleep else self.reader(url).observe(target, objectives, a.window_seconds)
         activity = self.model_activity(namespace, name, pf.ready, obs) if sleep_cfg.enabled else Activity(None, 0)
         sd = decide_sleep(sleep_cfg, slept, activity, now)
@@ -441,18 +474,33 @@ class AutoscalerController(Controller[AutoscaleState]):
         if obs.error is None:
             obs = replace(obs, tasks=self.task_layer(namespace, name, url))
         # The learned (predictive, standing) and scheduled floors (controllers/demand.py).
-        planned, policy = demand.evaluate(state.demand, self.reads, parsed, namespace, name, policy, obs, len(pf.ready), config.period_seconds, config.window_seconds)
+        planned, policy = demand.evaluate(
+            state.demand,
+            self.reads,
+            parsed,
+            namespace,
+            name,
+            policy,
+            obs,
+            len(pf.ready),
+            config.period_seconds,
+            config.window_seconds,
+        )
         out: Outcome = decide(config, policy, fleet, obs, floors=planned.floors, hold=planned.hold)
         if out.decision.desired > fleet.current:
             # Only ask the planner when growing; a failure to read the cluster must not block scaling.
             try:
-                capacity = self.reads.capacity(namespace, name, parsed, out.decision.desired - len(pf.ready) - len(pf.starting))
+                capacity = self.reads.capacity(
+                    namespace, name, parsed, out.decision.desired - len(pf.ready) - len(pf.starting)
+                )
                 out = decide(config, policy, fleet, obs, capacity, floors=planned.floors, hold=planned.hold)
             except Exception as exc:  # noqa: BLE001 - the API server hiccup is logged, the decision stands
                 log.warning(f"capacity check failed, scaling without it: {exc}")
         state.policy = out.state
         out = replace(out, decision=at_least(out.decision, sd.floor, sd.why))
-        written, posts = self.mrs_fields(out, obs, now, int(meta.get("generation") or 0), list(status.get("conditions") or []))
+        written, posts = self.mrs_fields(
+            out, obs, now, int(meta.get("generation") or 0), list(status.get("conditions") or [])
+        )
         written["forecast"] = demand.status(name, planned, demand.forecast_config(parsed), obs.at)
         if sleep_cfg.enabled or status.get("sleep"):
             written["sleep"] = to_status(sd.state)
@@ -554,7 +602,10 @@ class AutoscalerController(Controller[AutoscaleState]):
         old_conditions = list(status.get("conditions") or [])
         # Queue figures are the AgentFleet controller's (read from the fleet's Redis); this manager
         # applies only desiredWorkers, status.sleep and its own condition types (see af_status_apply).
-        written = {"desiredWorkers": d.desired, "conditions": merged_conditions(old_conditions, d, int(meta.get("generation") or 0))}
+        written = {
+            "desiredWorkers": d.desired,
+            "conditions": merged_conditions(old_conditions, d, int(meta.get("generation") or 0)),
+        }
         if sleep_cfg.enabled or status.get("sleep"):
             written["sleep"] = to_status(sd.state)
         log.info(d.reason)
@@ -593,7 +644,12 @@ def mrs_status_apply(obj: dict[str, Any], written: dict[str, Any]) -> dict[str, 
     conds.update({c["type"]: c for c in written.get("conditions") or []})
     status["conditions"] = [conds[t] for t in sorted(conds)]
     meta = obj["metadata"]
-    return {"apiVersion": API_VERSION, "kind": MRS, "metadata": {"name": meta["name"], "namespace": meta["namespace"]}, "status": status}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": MRS,
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+        "status": status,
+    }
 
 
 def af_status_apply(obj: dict[str, Any], written: dict[str, Any]) -> dict[str, Any]:
@@ -611,4 +667,9 @@ def af_status_apply(obj: dict[str, Any], written: dict[str, Any]) -> dict[str, A
     if sleep is not None:
         status["sleep"] = sleep
     meta = obj["metadata"]
-    return {"apiVersion": API_VERSION, "kind": AF, "metadata": {"name": meta["name"], "namespace": meta["namespace"]}, "status": status}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": AF,
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+        "status": status,
+    }

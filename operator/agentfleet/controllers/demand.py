@@ -64,7 +64,12 @@ def configmap(owner: dict[str, Any], namespace: str, name: str, data: dict[str, 
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": namespace, "ownerReferences": [ref], "labels": {"app.kubernetes.io/managed-by": "agentfleet"}},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "ownerReferences": [ref],
+            "labels": {"app.kubernetes.io/managed-by": "agentfleet"},
+        },
         "data": data,
     }
 
@@ -79,7 +84,9 @@ def forecast_config(spec: ModelReplicaSetSpec) -> ForecastConfig:
 
 
 def windows(spec: ModelReplicaSetSpec) -> tuple[Window, ...]:
-    return tuple(Window(w.name, w.start, w.duration_seconds, w.replicas, w.time_zone) for w in spec.autoscaling.schedules)
+    return tuple(
+        Window(w.name, w.start, w.duration_seconds, w.replicas, w.time_zone) for w in spec.autoscaling.schedules
+    )
 
 
 def load(memory: DemandMemory, store: ProfileStore, namespace: str, name: str, config: ForecastConfig) -> Profile:
@@ -117,22 +124,44 @@ def evaluate(
         state = replace(state, tight_tasks_per_replica=profile.capacity / DOWN_HEADROOM)
     tight = state.tight_tasks_per_replica
     g = obs.goodput
-    ok = within_slo(obs.tasks, ready, g.fraction if g else None, bool(g and g.significant), spec.autoscaling.goodput.target_fraction)
-    planned = look_ahead(config, profile, windows(spec), obs.at, obs.tasks, tight * DOWN_HEADROOM if tight else None, state.load_time.seconds, period_s, ok, window_s)
+    ok = within_slo(
+        obs.tasks, ready, g.fraction if g else None, bool(g and g.significant), spec.autoscaling.goodput.target_fraction
+    )
+    planned = look_ahead(
+        config,
+        profile,
+        windows(spec),
+        obs.at,
+        obs.tasks,
+        tight * DOWN_HEADROOM if tight else None,
+        state.load_time.seconds,
+        period_s,
+        ok,
+        window_s,
+    )
     memory.profile = planned.profile
     return planned, state
 
 
-def save_if_changed(memory: DemandMemory, store: ProfileStore, owner: dict[str, Any], namespace: str, name: str) -> None:
+def save_if_changed(
+    memory: DemandMemory, store: ProfileStore, owner: dict[str, Any], namespace: str, name: str
+) -> None:
     """Write the profile when a bin closed or an onset was recorded since the last write."""
     profile = memory.profile
     if profile is None or profile.started_at is None and profile.capacity is None:
         return
-    mark = (profile.bin_index, len(profile.onsets), profile.onsets[-1].at if profile.onsets else None, profile.capacity is None)
+    mark = (
+        profile.bin_index,
+        len(profile.onsets),
+        profile.onsets[-1].at if profile.onsets else None,
+        profile.capacity is None,
+    )
     if memory.saved == mark:
         return
     try:
-        store.write_profile(owner, namespace, configmap_name(name), {KEY: json.dumps(profile.to_json(), separators=(",", ":"))})
+        store.write_profile(
+            owner, namespace, configmap_name(name), {KEY: json.dumps(profile.to_json(), separators=(",", ":"))}
+        )
         memory.saved = mark
     except Exception as exc:  # noqa: BLE001 - retried at the next evaluation
         log.warning(f"{namespace}/{name}: writing the demand profile failed: {exc}")
@@ -143,7 +172,11 @@ def schedule_warning(memory: DemandMemory, planned: Lookahead) -> tuple[str, str
     before, memory.schedule_error = memory.schedule_error, planned.schedule_error
     if planned.schedule_error is None or planned.schedule_error == before:
         return None
-    return ("Warning", "ScheduleInvalid", f"spec.autoscaling.schedules: {planned.schedule_error}; the schedule is ignored until fixed")
+    return (
+        "Warning",
+        "ScheduleInvalid",
+        f"spec.autoscaling.schedules: {planned.schedule_error}; the schedule is ignored until fixed",
+    )
 
 
 def status(name: str, planned: Lookahead, config: ForecastConfig, at: float) -> dict[str, Any]:
@@ -159,6 +192,8 @@ def status(name: str, planned: Lookahead, config: ForecastConfig, at: float) -> 
         "standingReplicas": f.standing,
         "scheduledReplicas": planned.scheduled.replicas if planned.scheduled else None,
         "standbyReleasedAt": None if f.released_at is None else cond.timestamp(f.released_at),
-        "standbyGPUHoursPerDay": None if f.standby_gpu_hours_per_period is None else round(f.standby_gpu_hours_per_period * 86400.0 / config.period_seconds, 1),
+        "standbyGPUHoursPerDay": None
+        if f.standby_gpu_hours_per_period is None
+        else round(f.standby_gpu_hours_per_period * 86400.0 / config.period_seconds, 1),
     }
     return {k: v for k, v in out.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}

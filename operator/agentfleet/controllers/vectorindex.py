@@ -110,7 +110,9 @@ def index_check_due(last: float | None, now: float, max_age: float = DETAIL_MAX_
     return last is None or now - last >= max_age
 
 
-def next_busy_delay(previous: float | None, changed: bool, base: float = BUSY_RESYNC_SECONDS, cap: float = BUSY_RESYNC_MAX_SECONDS) -> float:
+def next_busy_delay(
+    previous: float | None, changed: bool, base: float = BUSY_RESYNC_SECONDS, cap: float = BUSY_RESYNC_MAX_SECONDS
+) -> float:
     """Seconds until the next pass while something is under way: ``base`` after a pass that saw
     something change (or the first busy pass), else twice the previous wait, at most ``cap``."""
     if changed or previous is None:
@@ -137,7 +139,9 @@ def _b64(data: Mapping[str, str] | None, key: str) -> str:
 class VectorIndexPass:
     """One reconcile of one VectorIndex; collects status and Events, writes them once at the end."""
 
-    def __init__(self, kube: Kube, events: EventRecorder, obj: dict[str, Any], state: VectorIndexState | None = None) -> None:
+    def __init__(
+        self, kube: Kube, events: EventRecorder, obj: dict[str, Any], state: VectorIndexState | None = None
+    ) -> None:
         self.kube = kube
         self.events = events
         self.state = state or VectorIndexState()
@@ -237,7 +241,10 @@ class VectorIndexPass:
         try:
             self.kube.apply(wanted)
         except ResourceNotFoundError:
-            msg = "the milvus.io/v1beta1 Milvus kind is not installed: install the Milvus Operator, or set spec.milvus.uri"
+            msg = (
+                "the milvus.io/v1beta1 Milvus kind is not installed: install the Milvus Operator, or set "
+                "spec.milvus.uri"
+            )
             self.status["phase"] = "Pending"
             self.condition(MILVUS_READY, False, "MilvusOperatorMissing", msg)
             self.condition(READY, False, "MilvusOperatorMissing", msg)
@@ -284,7 +291,9 @@ class VectorIndexPass:
             self.write_status()
             return None
         if done.created:
-            self.event("Normal", "CollectionCreated", f"created collection {vi.spec.collection} with {vi.spec.shards} shard(s)")
+            self.event(
+                "Normal", "CollectionCreated", f"created collection {vi.spec.collection} with {vi.spec.shards} shard(s)"
+            )
         if done.index_rebuilt:
             self.event("Normal", "IndexRebuilt", f"rebuilt the {vi.spec.index.type} index over the existing rows")
         if done.reloaded:
@@ -315,7 +324,9 @@ class VectorIndexPass:
             self.condition(INGESTED, True, "NoSource", "the collection is filled outside agentfleet")
             return
         revision = render.source_revision(vi.spec, self.observed_source(vi))
-        objs = render.render_ingestion(vi, image=vi.spec.ingestion.image or CONFIG.runtime_image, milvus_uri=uri, revision=revision)
+        objs = render.render_ingestion(
+            vi, image=vi.spec.ingestion.image or CONFIG.runtime_image, milvus_uri=uri, revision=revision
+        )
         job = objs[-1]
         job_name = job["metadata"]["name"]
         live = self.kube.get("batch/v1", "Job", job_name, self.ns)
@@ -324,7 +335,11 @@ class VectorIndexPass:
             for o in objs:
                 self.kube.apply(o)
             live = self.kube.get("batch/v1", "Job", job_name, self.ns) or job
-            self.event("Normal", "IngestionStarted", f"Job {job_name} ingests source revision {revision} with {vi.spec.ingestion.parallelism} worker(s)")
+            self.event(
+                "Normal",
+                "IngestionStarted",
+                f"Job {job_name} ingests source revision {revision} with {vi.spec.ingestion.parallelism} worker(s)",
+            )
         selector = ",".join(f"{k}={v}" for k, v in render.ingestion_selector(self.name).items())
         for old in self.kube.list("batch/v1", "Job", self.ns, selector):
             if old["metadata"]["name"] != job_name:
@@ -335,18 +350,30 @@ class VectorIndexPass:
         summary = progress.merge(records, vi.spec.ingestion.parallelism, tag)
         jstatus = live.get("status") or {}
         jconds = {c.get("type"): c for c in jstatus.get("conditions") or [] if c.get("status") == "True"}
-        self.ingestion_seen = (job_name, sorted(t for t in jconds if t in ("Complete", "Failed")), summary.reported, summary.documents_done, summary.chunks)
+        self.ingestion_seen = (
+            job_name,
+            sorted(t for t in jconds if t in ("Complete", "Failed")),
+            summary.reported,
+            summary.documents_done,
+            summary.chunks,
+        )
         ingestion: dict[str, Any] = {
             "revision": revision,
             "jobName": job_name,
-            **{k: v for k, v in summary.status().items() if k in ("documentsTotal", "documentsDone", "documentsFailed", "chunks", "failures")},
+            **{
+                k: v
+                for k, v in summary.status().items()
+                if k in ("documentsTotal", "documentsDone", "documentsFailed", "chunks", "failures")
+            },
         }
         if jstatus.get("startTime"):
             ingestion["startedAt"] = jstatus["startTime"]
         if "Failed" in jconds:
             why = jconds["Failed"].get("message") or jconds["Failed"].get("reason") or "the Job failed"
             errors = "; ".join(summary.errors)
-            self.condition(INGESTED, False, "IngestionFailed", f"Job {job_name}: {why}" + (f" ({errors})" if errors else ""))
+            self.condition(
+                INGESTED, False, "IngestionFailed", f"Job {job_name}: {why}" + (f" ({errors})" if errors else "")
+            )
             self.event("Warning", "IngestionFailed", f"Job {job_name}: {why}")
         elif "Complete" in jconds:
             ingestion["completedAt"] = jstatus.get("completionTime")
@@ -355,7 +382,10 @@ class VectorIndexPass:
                 INGESTED,
                 True,
                 "IngestionSucceeded",
-                f"revision {revision}: {summary.documents_done} documents, {summary.chunks} chunks, {summary.documents_failed} failed",
+                (
+                    f"revision {revision}: {summary.documents_done} documents, {summary.chunks} chunks, "
+                    f"{summary.documents_failed} failed"
+                ),
             )
         else:
             self.busy = True
@@ -363,7 +393,10 @@ class VectorIndexPass:
                 INGESTED,
                 False,
                 "Ingesting",
-                f"Job {job_name}: {summary.reported}/{vi.spec.ingestion.parallelism} workers reported, {summary.chunks} chunks so far",
+                (
+                    f"Job {job_name}: {summary.reported}/{vi.spec.ingestion.parallelism} workers reported, "
+                    f"{summary.chunks} chunks so far"
+                ),
             )
         self.status["ingestion"] = ingestion
 
@@ -377,14 +410,21 @@ class VectorIndexPass:
             self.event(
                 "Warning",
                 "StaleChunksKept",
-                f"{failed} document(s) failed in this ingestion; rows of earlier ingestions are kept so those documents stay searchable",
+                (
+                    f"{failed} document(s) failed in this ingestion; rows of earlier ingestions are kept so those "
+                    "documents stay searchable"
+                ),
             )
             return
         manager = CollectionManager.connect(self.target(vi, uri), CollectionSpec.from_vectorindex(vi.spec))
         manager.prune_revisions(keep=tag)
         self.state.pruned.add(tag)
         self.pruned_now = True
-        self.event("Normal", "StaleChunksPruned", f"deleted the rows of earlier ingestions (any metadata.revision other than {tag})")
+        self.event(
+            "Normal",
+            "StaleChunksPruned",
+            f"deleted the rows of earlier ingestions (any metadata.revision other than {tag})",
+        )
 
     def row_count(self, manager: CollectionManager, state: CollectionState) -> None:
         """status.rowCount: counted again only when rows_due says so (a pass over every row on
@@ -408,15 +448,33 @@ class VectorIndexPass:
         has_rows = (self.status.get("rowCount") or 0) > 0
         ready = loaded and not failed and (ingested.get("status") == "True" or has_rows)
         if ready:
-            self.condition(READY, True, "Searchable", f"collection {vi.spec.collection} is loaded with {self.status.get('rowCount', 0)} rows")
+            self.condition(
+                READY,
+                True,
+                "Searchable",
+                f"collection {vi.spec.collection} is loaded with {self.status.get('rowCount', 0)} rows",
+            )
         elif failed:
             self.condition(READY, False, "IngestionFailed", ingested.get("message", ""))
         elif not loaded:
-            self.condition(READY, False, "Loading", f"collection {vi.spec.collection} is {self.status.get('loadState') or 'not loaded'}")
+            self.condition(
+                READY,
+                False,
+                "Loading",
+                f"collection {vi.spec.collection} is {self.status.get('loadState') or 'not loaded'}",
+            )
         else:
             self.condition(READY, False, ingested.get("reason", "Ingesting"), ingested.get("message", ""))
-        self.condition(PROGRESSING, self.busy, "Ingesting" if ingested.get("reason") == "Ingesting" else ("Loading" if not loaded else "Idle"))
-        self.status["phase"] = "Ready" if ready else ("Failed" if failed else ("Ingesting" if ingested.get("reason") == "Ingesting" else "Creating"))
+        self.condition(
+            PROGRESSING,
+            self.busy,
+            "Ingesting" if ingested.get("reason") == "Ingesting" else ("Loading" if not loaded else "Idle"),
+        )
+        self.status["phase"] = (
+            "Ready"
+            if ready
+            else ("Failed" if failed else ("Ingesting" if ingested.get("reason") == "Ingesting" else "Creating"))
+        )
 
 
 def _termination(pod: Mapping[str, Any]) -> str:
@@ -463,7 +521,9 @@ class VectorIndexController(Controller[VectorIndexState]):
             return  # the managed Milvus goes with the VectorIndex (ownerReference, deletionPolicy Delete on it)
         p = VectorIndexPass(self.kube, self.events, obj)
         try:
-            manager = CollectionManager.connect(p.target(vi, vi.spec.milvus.uri), CollectionSpec.from_vectorindex(vi.spec))
+            manager = CollectionManager.connect(
+                p.target(vi, vi.spec.milvus.uri), CollectionSpec.from_vectorindex(vi.spec)
+            )
             if manager.drop():
                 p.event("Normal", "CollectionDropped", f"dropped collection {vi.spec.collection}")
         except MilvusError as e:
@@ -473,5 +533,8 @@ class VectorIndexController(Controller[VectorIndexState]):
             p.event(
                 "Warning",
                 "CollectionNotDropped",
-                f"gave up dropping collection {vi.spec.collection} after {int(elapsed)}s (spec.deletionTimeoutSeconds): {e}; drop it by hand",
+                (
+                    f"gave up dropping collection {vi.spec.collection} after {int(elapsed)}s "
+                    f"(spec.deletionTimeoutSeconds): {e}; drop it by hand"
+                ),
             )

@@ -69,7 +69,9 @@ def loose(low: str) -> str:
 def words(*phrases: str) -> re.Pattern[str]:
     """Any of ``phrases`` as whole words of loose text, longest first, any spaces between words."""
     alts = sorted({" ".join(loose(lower(p)).split()) for p in phrases}, key=len, reverse=True)
-    return re.compile(r"(?<![a-z0-9_])(?:" + "|".join(re.escape(a).replace(r"\ ", r"\s+") for a in alts) + r")(?![a-z0-9_])")
+    return re.compile(
+        r"(?<![a-z0-9_])(?:" + "|".join(re.escape(a).replace(r"\ ", r"\s+") for a in alts) + r")(?![a-z0-9_])"
+    )
 
 
 # --- quantities ------------------------------------------------------------------------------------

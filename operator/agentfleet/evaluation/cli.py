@@ -71,14 +71,26 @@ def build_parser(prog: str = "agentfleet eval") -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of --sample (the same seed, set and N: the same tasks)")
     t = p.add_argument_group("target: a running fleet's task API, or local variants of its runtime")
-    t.add_argument("--api", action="append", default=[], help="task API URL, or NAME=URL; repeat to compare fleets (env AGENTFLEET_API_URL)")
-    t.add_argument("--token-file", default=os.environ.get("AGENTFLEET_API_TOKEN_FILE"), help="file whose first line is a bearer token for the API(s)")
-    t.add_argument("--runtime-config", help="the fleet's runtime configuration (its ConfigMap's runtime.yaml); needed by --compare")
+    t.add_argument(
+        "--api",
+        action="append",
+        default=[],
+        help="task API URL, or NAME=URL; repeat to compare fleets (env AGENTFLEET_API_URL)",
+    )
+    t.add_argument(
+        "--token-file",
+        default=os.environ.get("AGENTFLEET_API_TOKEN_FILE"),
+        help="file whose first line is a bearer token for the API(s)",
+    )
+    t.add_argument(
+        "--runtime-config", help="the fleet's runtime configuration (its ConfigMap's runtime.yaml); needed by --compare"
+    )
     t.add_argument(
         "--compare",
         action="append",
         default=[],
-        help="KEY=V1,V2: run every value as a local variant of --runtime-config (e.g. retrieval.topK=3,8); repeated, or with one value, "
+        help="KEY=V1,V2: run every value as a local variant of --runtime-config (e.g. retrieval.topK=3,8); repeated, "
+        "or with one value, "
         "an ablation: the configuration as given first, then each change alone",
     )
     t.add_argument("--workers", type=int, default=1, help="worker processes per local variant")
@@ -90,17 +102,27 @@ def build_parser(prog: str = "agentfleet eval") -> argparse.ArgumentParser:
     t.add_argument("--rag-top-k", type=int, default=0, help="passages of one-shot RAG (default: the tool's topK)")
     r = p.add_argument_group("run")
     r.add_argument("--concurrency", type=int, default=2, help="tasks in flight at once")
-    r.add_argument("--task-timeout", type=float, default=900.0, help="seconds before the harness cancels a task and scores it failed")
+    r.add_argument(
+        "--task-timeout",
+        type=float,
+        default=900.0,
+        help="seconds before the harness cancels a task and scores it failed",
+    )
     r.add_argument("--k", type=int, default=5, help="k of recall@k")
     r.add_argument(
-        "--time-budget", type=float, default=0.0, help="seconds per configuration after which no new task is started (0: none); tasks run round-robin by kind"
+        "--time-budget",
+        type=float,
+        default=0.0,
+        help="seconds per configuration after which no new task is started (0: none); tasks run round-robin by kind",
     )
     r.add_argument("--out", default="eval-report", help="directory for report.json, report.png, results.jsonl")
     r.add_argument("--resume", action="store_true", help="continue the run journaled in --out")
     j = p.add_argument_group("judge model (optional; adds a score beside the others)")
     j.add_argument("--judge-url", help="OpenAI-compatible base URL (…/v1)")
     j.add_argument("--judge-model", default="judge")
-    j.add_argument("--judge-key-env", default="AGENTFLEET_JUDGE_API_KEY", help="environment variable holding the judge's API key")
+    j.add_argument(
+        "--judge-key-env", default="AGENTFLEET_JUDGE_API_KEY", help="environment variable holding the judge's API key"
+    )
     k = p.add_argument_group("record the summary in an AgentFleet's status")
     k.add_argument("--fleet", help="AgentFleet name: its status.evaluation gets the (first configuration's) summary")
     k.add_argument("--namespace", "-n", default="default")
@@ -148,7 +170,13 @@ def _pass(
     ran = [(t, kept.get(t.id) or got.get(t.id)) for t in tasks]
     ran = [(t, o) for t, o in ran if o is not None]
     if len(ran) < len(tasks):
-        print(f"{label}: {len(tasks) - len(ran)} of {len(tasks)} tasks not started within --time-budget {args.time_budget:.0f}s", file=sys.stderr)
+        print(
+            (
+                f"{label}: {len(tasks) - len(ran)} of {len(tasks)} tasks not started within --time-budget "
+                f"{args.time_budget:.0f}s"
+            ),
+            file=sys.stderr,
+        )
     if args.judge_url:
         ran = [(t, replace(o, judged=judge(args.judge_url, args.judge_model, key, t, o.answer))) for t, o in ran]
     scores = [score(t, o, args.k) for t, o in ran]
@@ -209,16 +237,23 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
         baselines = parse_baselines(args.baselines)
         token = ""
         if args.token_file:
-            lines = [ln.strip() for ln in Path(args.token_file).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+            lines = [
+                ln.strip()
+                for ln in Path(args.token_file).read_text().splitlines()
+                if ln.strip() and not ln.startswith("#")
+            ]
             token = lines[0] if lines else ""
         targets = _targets(args, token)
         variants = plan_variants(args.compare)
         if variants and not args.runtime_config:
             raise TaskSetError(
-                "--compare needs --runtime-config: the fleet's runtime.yaml (kubectl get configmap FLEET-runtime -o jsonpath='{.data.runtime\\.yaml}')"
+                "--compare needs --runtime-config: the fleet's runtime.yaml (kubectl get configmap FLEET-runtime "
+                "-o jsonpath='{.data.runtime\\.yaml}')"
             )
         if variants and targets:
-            raise TaskSetError("give --api (running fleets) or --compare (local variants of --runtime-config), not both")
+            raise TaskSetError(
+                "give --api (running fleets) or --compare (local variants of --runtime-config), not both"
+            )
         if not variants and not targets:
             raise TaskSetError("no target: give --api URL (the fleet's task API) or --runtime-config with --compare")
         if targets and not token:
@@ -238,7 +273,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
         fresh = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + secrets.token_hex(2)
         journal = Journal.start(outdir, fresh, taskset.name)
     run_id = journal.run_id
-    out.write(f"task set {taskset.name}: {len(tasks)} tasks ({', '.join(sorted({t.kind for t in tasks}))}); run {run_id}\n")
+    out.write(
+        f"task set {taskset.name}: {len(tasks)} tasks ({', '.join(sorted({t.kind for t in tasks}))}); run {run_id}\n"
+    )
     runs: list[tuple[str, list[Any], dict[str, Any]]] = []
     t0 = time.monotonic()
 
@@ -296,7 +333,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
     }
     report.write_json(outdir / "report.json", doc_out)
     why_no_png = report.write_png(outdir / "report.png", runs)
-    out.write(f"\nreport: {outdir / 'report.json'}" + (f"; {why_no_png}" if why_no_png else f", {outdir / 'report.png'}") + "\n")
+    out.write(
+        f"\nreport: {outdir / 'report.json'}"
+        + (f"; {why_no_png}" if why_no_png else f", {outdir / 'report.png'}")
+        + "\n"
+    )
     if args.fleet:
         from agentfleet.evaluation.record import evaluation_summary, record
 
@@ -304,8 +345,14 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
         ev = evaluation_summary(summary, taskset.name, configuration=label if variants else None)
         try:
             record(args.fleet, args.namespace, ev, args.kubeconfig)
-            out.write(f"recorded in AgentFleet {args.namespace}/{args.fleet} status.evaluation (field manager agentfleet-eval)\n")
+            out.write(
+                f"recorded in AgentFleet {args.namespace}/{args.fleet} status.evaluation (field manager "
+                "agentfleet-eval)\n"
+            )
         except Exception as e:  # noqa: BLE001 - the run's results stand; say why the record failed
-            print(f"agentfleet eval: could not record the summary in AgentFleet {args.namespace}/{args.fleet}: {e}", file=sys.stderr)
+            print(
+                f"agentfleet eval: could not record the summary in AgentFleet {args.namespace}/{args.fleet}: {e}",
+                file=sys.stderr,
+            )
             return 1
     return 0

@@ -19,7 +19,9 @@ from agentfleet.render.agentfleet import CONFIG_KEY, config_map_name
 FIELD_MANAGER = "agentfleet-eval"
 
 
-def evaluation_summary(summary: dict[str, Any], task_set: str, configuration: str | None = None, now: dt.datetime | None = None) -> EvaluationSummary:
+def evaluation_summary(
+    summary: dict[str, Any], task_set: str, configuration: str | None = None, now: dt.datetime | None = None
+) -> EvaluationSummary:
     """The status block for a run's summary (scoring.summarize). Pure."""
     when = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
     p95 = summary.get("latencyP95Seconds")

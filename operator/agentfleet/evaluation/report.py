@@ -39,13 +39,18 @@ def _delta(key: str, v: float | None) -> str:
 
 
 def task_table(scores: Sequence[TaskScore], out: TextIO) -> None:
-    header = f"{'task':<16} {'kind':<13} {'ok':<4} {'grnd':<4} {'recall':>6} {'steps':>5} {'calls':>5} {'subs':>4} {'secs':>6} {'end':<12} why"
+    header = (
+        f"{'task':<16} {'kind':<13} {'ok':<4} {'grnd':<4} {'recall':>6} {'steps':>5} {'calls':>5} {'subs':>4} "
+        f"{'secs':>6} {'end':<12} why"
+    )
     out.write(header + "\n" + "-" * len(header) + "\n")
     for s in scores:
         o = s.outcome
         out.write(
-            f"{s.task.id[:16]:<16} {s.task.kind[:13]:<13} {_mark(s.success):<4} {_mark(s.grounded):<4} {_pct(s.recall):>6} {o.steps:>5} "
-            f"{o.model_calls:>5} {o.sub_agents:>4} {o.latency_seconds:>6.1f} {(o.reason or o.status)[:12]:<12} {s.why[:90]}\n"
+            f"{s.task.id[:16]:<16} {s.task.kind[:13]:<13} {_mark(s.success):<4} {_mark(s.grounded):<4} "
+            f"{_pct(s.recall):>6} {o.steps:>5} "
+            f"{o.model_calls:>5} {o.sub_agents:>4} {o.latency_seconds:>6.1f} {(o.reason or o.status)[:12]:<12} "
+            f"{s.why[:90]}\n"
         )
 
 
@@ -150,7 +155,10 @@ def summary_table(labels: Sequence[str], summaries: Sequence[dict[str, Any]], ou
         tools = ", ".join(f"{k} {v}" for k, v in s["toolCalls"].items()) or "none"
         ends = ", ".join(f"{k} {v}" for k, v in s["endReasons"].items())
         kinds = "; ".join(f"{k} {_pct(v['success'])}/{_pct(v['grounded'])}" for k, v in s["byKind"].items())
-        out.write(f"[{lbl}] tool calls: {tools}; searched {s['tasksThatSearched']}/{s['tasks']}, cited {s['answersWithCitation']}/{s['tasks']}; end: {ends}\n")
+        out.write(
+            f"[{lbl}] tool calls: {tools}; searched {s['tasksThatSearched']}/{s['tasks']}, cited "
+            f"{s['answersWithCitation']}/{s['tasks']}; end: {ends}\n"
+        )
         out.write(f"[{lbl}] by kind (success/grounded): {kinds}\n")
 
 
@@ -199,7 +207,10 @@ def write_png(path: Path, runs: Sequence[tuple[str, Sequence[TaskScore], dict[st
     kinds = sorted({k for _, _, s in runs for k in s["byKind"]})
     n = len(runs)
     bar = 0.8 / max(1, n)
-    for ax, key, title in ((axes[0][0], "success", "task success by kind"), (axes[0][1], "grounded", "grounded answers by kind (answerable)")):
+    for ax, key, title in (
+        (axes[0][0], "success", "task success by kind"),
+        (axes[0][1], "grounded", "grounded answers by kind (answerable)"),
+    ):
         first = [runs[0][2]["byKind"].get(k, {}).get(key) for k in kinds]
         for i, (label, _, s) in enumerate(runs):
             raw = [s["byKind"].get(k, {}).get(key) for k in kinds]

@@ -41,7 +41,14 @@ class Target:
     token: str
 
 
-def _request(target: Target, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None, timeout: float = 30.0) -> Any:
+def _request(
+    target: Target,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Any:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(target.url.rstrip("/") + path, data=data, method=method)
     req.add_header("Content-Type", "application/json")
@@ -125,7 +132,13 @@ def run_task(target: Target, task: EvalTask, run_id: str, timeout: float) -> Out
             except TaskAPIError:
                 pass
             # Its latency is at least the timeout: a 0 would flatter the percentiles.
-            return Outcome(task_id=tid, status="timeout", reason="harness_timeout", error=f"no end within {timeout:.0f}s", latency_seconds=timeout)
+            return Outcome(
+                task_id=tid,
+                status="timeout",
+                reason="harness_timeout",
+                error=f"no end within {timeout:.0f}s",
+                latency_seconds=timeout,
+            )
         time.sleep(POLL_SECONDS)
     return outcome_of(_tree(target, _request(target, "GET", f"/v1/tasks/{tid}")))
 
@@ -135,7 +148,8 @@ def run_task(target: Target, task: EvalTask, run_id: str, timeout: float) -> Out
 
 JUDGE_PROMPT = (
     "You grade answers against reference facts. Question: {question}\nReference facts: {facts}\nAnswer: {answer}\n"
-    'Reply with one JSON object: {{"correct": true}} if the answer states the reference facts (or, when there are none, '
+    'Reply with one JSON object: {{"correct": true}} if the answer states the reference facts (or, when there are '
+    "none, "
     'declines because the documentation does not answer the question), else {{"correct": false}}.'
 )
 
@@ -162,7 +176,9 @@ def judge(url: str, model: str, api_key: str, task: EvalTask, answer: str, timeo
     facts = "; ".join(f.describe() for f in task.facts) or "(none: the documentation does not answer this question)"
     body = {
         "model": model,
-        "messages": [{"role": "user", "content": JUDGE_PROMPT.format(question=task.question, facts=facts, answer=answer)}],
+        "messages": [
+            {"role": "user", "content": JUDGE_PROMPT.format(question=task.question, facts=facts, answer=answer)}
+        ],
         "temperature": 0,
         "max_tokens": 32,
     }
@@ -200,7 +216,10 @@ class Progress:
             self.ok += ok
             width = 30
             fill = width * self.done // max(1, self.total)
-            line = f"{self.label} [{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} tasks  {time.monotonic() - self.t0:6.1f}s  success {self.ok}/{self.done}"
+            line = (
+                f"{self.label} [{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} tasks  "
+                f"{time.monotonic() - self.t0:6.1f}s  success {self.ok}/{self.done}"
+            )
             self.out.write(("\r" + line) if self.tty else line + "\n")
             if self.tty and self.done == self.total:
                 self.out.write("\n")

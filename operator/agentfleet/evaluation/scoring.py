@@ -37,7 +37,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from agentfleet.evaluation.claims import Form, Reading, fact_stated, forms, identifiers_in, is_version, negated, normalise
+from agentfleet.evaluation.claims import (
+    Form,
+    Reading,
+    fact_stated,
+    forms,
+    identifiers_in,
+    is_version,
+    negated,
+    normalise,
+)
 from agentfleet.evaluation.claims import numbers_in as numbers_in  # where callers found it before claims.py
 from agentfleet.evaluation.taskset import EvalTask, Fact
 
@@ -50,7 +59,9 @@ LIST_ITEMS = 5
 NEAR = 1200
 # How agents say that the documents do not answer a question.
 _DECLINE = re.compile(
-    r"(?i)\b(?:not (?:mentioned|documented|covered|specified|stated|described|found|included|available|present|provided|in the (?:manual|documentation|documents|passages))"
+    r"(?i)\b(?:not "
+    r"(?:mentioned|documented|covered|specified|stated|described|found|included|available|present|provided|in the "
+    r"(?:manual|documentation|documents|passages))"
     r"|(?:does|do|did)(?: not|n't) (?:say|mention|specify|state|describe|document|cover|contain|provide|include|answer)"
     r"|no (?:information|mention|such|setting|parameter|documentation|details?|answer)"
     r"|(?:cannot|can't|could not|couldn't|unable to) (?:find|answer|determine|locate)"

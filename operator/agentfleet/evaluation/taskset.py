@@ -99,7 +99,9 @@ class TaskSet:
         return TaskSet(f"{self.name}#{part}", tuple(t for t in self.tasks if t.part == part))
 
 
-FACT_FORMS = "a fact is a string, a list of alternatives, {number: N} or {any: [...]} (either with an optional about: NAME)"
+FACT_FORMS = (
+    "a fact is a string, a list of alternatives, {number: N} or {any: [...]} (either with an optional about: NAME)"
+)
 
 
 def _fact(raw: Any, where: str) -> Fact:
@@ -121,7 +123,12 @@ def _fact(raw: Any, where: str) -> Fact:
             texts.append(x)
         elif isinstance(x, (int, float)):
             numbers.append(float(x))
-        elif isinstance(x, dict) and set(x) == {"number"} and isinstance(x["number"], (int, float)) and not isinstance(x["number"], bool):
+        elif (
+            isinstance(x, dict)
+            and set(x) == {"number"}
+            and isinstance(x["number"], (int, float))
+            and not isinstance(x["number"], bool)
+        ):
             numbers.append(float(x["number"]))
         else:
             raise TaskSetError(f"{where}: {FACT_FORMS}; got {x!r}")
@@ -177,7 +184,9 @@ def parse_task(raw: Any, index: int) -> EvalTask:
     if not isinstance(supporting, list) or not all(isinstance(s, str) and s for s in supporting):
         raise TaskSetError(f"{where}: supporting must be a list of document names")
     if expect == "answer" and not supporting:
-        raise TaskSetError(f"{where}: supporting is required for an answerable task (the documents that hold its facts)")
+        raise TaskSetError(
+            f"{where}: supporting is required for an answerable task (the documents that hold its facts)"
+        )
     notes = str(raw.get("notes") or "")
     task = EvalTask(str(tid), question.strip(), kind, part, facts, tuple(supporting), expect, notes, wrong)
     for i, f in enumerate(facts):
@@ -197,12 +206,14 @@ def check_parts(tasks: tuple[EvalTask, ...]) -> None:
             pages = sorted(set(t.supporting) & set(d.supporting))
             if pages:
                 raise TaskSetError(
-                    f"task {t.id}: part heldout shares supporting page {pages[0]} with dev task {d.id}; move one of them"
+                    f"task {t.id}: part heldout shares supporting page {pages[0]} with dev task {d.id}; move one "
+                    "of them"
                 )
             for f in t.facts:
                 if any(fact_keys(f) & fact_keys(g) for g in d.facts):
                     raise TaskSetError(
-                        f"task {t.id}: part heldout shares the fact {f.describe()!r} with dev task {d.id}; move one of them"
+                        f"task {t.id}: part heldout shares the fact {f.describe()!r} with dev task {d.id}; move "
+                        "one of them"
                     )
 
 

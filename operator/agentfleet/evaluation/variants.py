@@ -63,9 +63,13 @@ def _values(spec: str, values: str) -> list[tuple[str, Any]]:
         try:
             seq = yaml.safe_load(values)
         except yaml.YAMLError as e:
-            raise VariantError(f"--compare {spec!r}: the values are not one YAML flow sequence ({e.__class__.__name__})") from e
+            raise VariantError(
+                f"--compare {spec!r}: the values are not one YAML flow sequence ({e.__class__.__name__})"
+            ) from e
         if not isinstance(seq, list):
-            raise VariantError(f"--compare {spec!r}: write the values as one YAML flow sequence, e.g. decisions.toolPolicies=[[]]")
+            raise VariantError(
+                f"--compare {spec!r}: write the values as one YAML flow sequence, e.g. decisions.toolPolicies=[[]]"
+            )
         return [(yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip(), v) for v in seq]
     return [(v.strip(), yaml.safe_load(v)) for v in values.split(",") if v.strip()]
 
@@ -145,20 +149,35 @@ def local_runtime(doc: dict[str, Any], label: str, workers: int = 1) -> Iterator
     procs: list[subprocess.Popen] = []
     logs = []
     try:
-        specs = [("api", {"AGENTFLEET_API_PORT": str(api_port), "AGENTFLEET_METRICS_PORT": "0"}, f"http://127.0.0.1:{api_port}/readyz")]
+        specs = [
+            (
+                "api",
+                {"AGENTFLEET_API_PORT": str(api_port), "AGENTFLEET_METRICS_PORT": "0"},
+                f"http://127.0.0.1:{api_port}/readyz",
+            )
+        ]
         for i in range(workers):
             mp = _free_port()
             specs.append((f"worker-{i}", {"AGENTFLEET_METRICS_PORT": str(mp)}, f"http://127.0.0.1:{mp}/readyz"))
         for name, env, _ in specs:
             log = open(work / f"{name}.log", "wb")  # noqa: SIM115 - closed below
             logs.append(log)
-            cmd = [sys.executable, "-m", "agentfleet_runtime", name.split("-")[0], "--config", str(work / "runtime.yaml")]
+            cmd = [
+                sys.executable,
+                "-m",
+                "agentfleet_runtime",
+                name.split("-")[0],
+                "--config",
+                str(work / "runtime.yaml"),
+            ]
             procs.append(subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT))
         deadline = time.monotonic() + READY_SECONDS
         for (name, _, url), p in zip(specs, procs, strict=True):
             while not _ready(url):
                 if p.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"variant {label}: the {name} did not become ready; its log: {work / (name + '.log')}")
+                    raise RuntimeError(
+                        f"variant {label}: the {name} did not become ready; its log: {work / (name + '.log')}"
+                    )
                 time.sleep(0.3)
         yield Target(label, f"http://127.0.0.1:{api_port}", token)
     finally:

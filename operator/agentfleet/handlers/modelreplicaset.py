@@ -54,7 +54,9 @@ async def index_placements(body: kopf.Body, namespace: str, name: str, **_: Any)
 
 
 @kopf.on.event(GROUP, VERSION, "modelreplicasets")
-async def modelreplicaset_event(type: str | None, namespace: str, name: str, meta: kopf.Meta, body: kopf.Body, **_: Any) -> None:
+async def modelreplicaset_event(
+    type: str | None, namespace: str, name: str, meta: kopf.Meta, body: kopf.Body, **_: Any
+) -> None:
     ctl = RUNNING.controller
     if ctl is None:
         return
@@ -69,7 +71,9 @@ async def modelreplicaset_event(type: str | None, namespace: str, name: str, met
 
 
 @kopf.on.event("", "v1", "pods", labels={MODELREPLICASET_LABEL: kopf.PRESENT})
-async def replica_pod_event(type: str | None, namespace: str, name: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> None:
+async def replica_pod_event(
+    type: str | None, namespace: str, name: str, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> None:
     # A pod appearing is our own doing (and the initial listing is covered by each object's
     # resume); what it does next (bound, running, ready, failed, gone) is news. Changes the
     # controller does not read (kubelet and kwok heartbeats of container status) are not: under a

@@ -131,7 +131,15 @@ class Pools:
     def _base_sig(self) -> list[tuple]:
         if self._sigs is None:
             self._sigs = [
-                (n.ready, n.unschedulable, n.gpus > 0, n.labels.get(GPU_PRODUCT_LABEL), n.labels.get(GPU_MEMORY_LABEL), n.taints) for n in self.ledger.nodes
+                (
+                    n.ready,
+                    n.unschedulable,
+                    n.gpus > 0,
+                    n.labels.get(GPU_PRODUCT_LABEL),
+                    n.labels.get(GPU_MEMORY_LABEL),
+                    n.taints,
+                )
+                for n in self.ledger.nodes
             ]
         return self._sigs
 

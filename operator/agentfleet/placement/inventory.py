@@ -113,7 +113,9 @@ class Ledger:
         self.label_block = [n.labels.get(keys.block) for n in self.nodes]
         self.nvl_of = [n.labels.get(keys.nvlink) for n in self.nodes]
         # Unlabelled nodes are blocks of their own for tie-breaking; "\0" keeps them apart from labels.
-        self.block_of = [b if b is not None else "\0" + n.name for b, n in zip(self.label_block, self.nodes, strict=True)]
+        self.block_of = [
+            b if b is not None else "\0" + n.name for b, n in zip(self.label_block, self.nodes, strict=True)
+        ]
         for i, b in enumerate(self.block_of):
             self.block_free[b] = self.block_free.get(b, 0) + self.free[i]
         for rank, b in enumerate(sorted(self.block_free)):
@@ -159,9 +161,14 @@ def pod_gpus(pod: Mapping[str, Any], resource: str = "nvidia.com/gpu") -> int:
     """GPUs a pod holds as the scheduler counts them: containers plus restartable (sidecar) init
     containers, or the largest plain init container if that is more."""
     spec = pod.get("spec") or {}
-    sidecars = sum(_container_gpus(c, resource) for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always")
+    sidecars = sum(
+        _container_gpus(c, resource) for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"
+    )
     main = sum(_container_gpus(c, resource) for c in spec.get("containers") or []) + sidecars
-    init = max((_container_gpus(c, resource) for c in spec.get("initContainers") or [] if c.get("restartPolicy") != "Always"), default=0)
+    init = max(
+        (_container_gpus(c, resource) for c in spec.get("initContainers") or [] if c.get("restartPolicy") != "Always"),
+        default=0,
+    )
     return max(main, init)
 
 
@@ -171,9 +178,10 @@ def pinned_node(pod: Mapping[str, Any], node_key: str = "kubernetes.io/hostname"
     spec = pod.get("spec") or {}
     if spec.get("nodeName"):
         return spec["nodeName"]
-    terms = (((spec.get("affinity") or {}).get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get(
-        "nodeSelectorTerms"
-    ) or []
+    terms = (
+        ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution")
+        or {}
+    ).get("nodeSelectorTerms") or []
     if len(terms) != 1:
         return None
     t = terms[0]
@@ -220,7 +228,10 @@ def inventory_from_k8s(
         name = meta.get("name", "")
         spec = n.get("spec") or {}
         alloc = ((n.get("status") or {}).get("allocatable") or {}).get(resource, 0)
-        taints = tuple(Taint(t.get("key", ""), t.get("value") or "", t.get("effect", "NoSchedule")) for t in spec.get("taints") or [])
+        taints = tuple(
+            Taint(t.get("key", ""), t.get("value") or "", t.get("effect", "NoSchedule"))
+            for t in spec.get("taints") or []
+        )
         out.append(
             Node(
                 name=name,

@@ -64,7 +64,11 @@ class _Planner:
         (Required: only those at the minimum)."""
         owner_n = self.spread.node_count[d.owner]
         floor = self.spread.node_min(d, p, g)
-        limits = [floor] if d.spread_mode == "Required" else sorted({floor, *owner_n.values()} | {max(owner_n.values(), default=0) + 1})
+        limits = (
+            [floor]
+            if d.spread_mode == "Required"
+            else sorted({floor, *owner_n.values()} | {max(owner_n.values(), default=0) + 1})
+        )
         for lim in limits:
             best = None
             for zi in p.zones.values():
@@ -84,7 +88,9 @@ class _Planner:
             return self._place_whole_node_gang(d, p, pods, per, zmin)
         return self._place_gang_in_blocks(d, p, pods, per, nvlink, zmin)
 
-    def _place_gang_in_blocks(self, d: ReplicaNeeds, p: Pool, pods: int, per: int, nvlink: bool, zmin: int) -> list[int] | None:
+    def _place_gang_in_blocks(
+        self, d: ReplicaNeeds, p: Pool, pods: int, per: int, nvlink: bool, zmin: int
+    ) -> list[int] | None:
         """The general gang: in every labelled block (and NVLink domain, if needed) with room, the
         pods on the nodes that leave the least remainder; the best block wins."""
         lg = self.ledger

@@ -17,12 +17,17 @@ def largest_free(lg: Ledger, p: Pool) -> tuple[int, str | None]:
     return best, where
 
 
-def why_not(lg: Ledger, spread: Spread, d: ReplicaNeeds, p: Pool, shape: tuple[int, int, bool] | None) -> tuple[str, str]:
+def why_not(
+    lg: Ledger, spread: Spread, d: ReplicaNeeds, p: Pool, shape: tuple[int, int, bool] | None
+) -> tuple[str, str]:
     """(reason, message) for a replica needing d that no node set of pool p can take."""
     keys = lg.keys or d.keys
     excluded = ", ".join(f"{n} {why}" for why, n in sorted(p.excluded.items(), key=lambda kv: (-kv[1], kv[0])))
     if not p.nodes:
-        return "NoEligibleNodes", f"needs {d.what()} but no node qualifies: of {len(lg.nodes)} nodes, {excluded or 'none exist'}"
+        return (
+            "NoEligibleNodes",
+            f"needs {d.what()} but no node qualifies: of {len(lg.nodes)} nodes, {excluded or 'none exist'}",
+        )
     if shape is None:
         return "NoEligibleNodes", f"needs {d.what()} but no eligible node has any"
     pods, per, nvlink = shape
@@ -33,12 +38,18 @@ def why_not(lg: Ledger, spread: Spread, d: ReplicaNeeds, p: Pool, shape: tuple[i
     if pods == 1:
         head = f"needs {d.what()} in one nvlink domain (one node)"
         if d.spread_mode == "Required" and d.spread_across != "None" and big >= per:
-            spread_msg = f"spread Required across {d.spread_across} leaves no allowed domain with room: {spread_text(lg, spread, d, p, per)}"
+            spread_msg = (
+                f"spread Required across {d.spread_across} leaves no allowed domain with room: "
+                f"{spread_text(lg, spread, d, p, per)}"
+            )
             return "SpreadConstraint", f"{head}; {spread_msg}{tail}"
         room = f"the largest free block is {big} on node {where}" if where else "no eligible node has a free GPU"
         return "InsufficientGPUs", f"{head}; {room}{tail}"
     unit = f"one {keys.nvlink} domain of one {keys.block} block" if nvlink else f"one topology block ({keys.block})"
-    head = f"needs {pods} nodes x {d.what(per)} ({d.gpus} GPUs, TP {d.tensor_parallel} x PP {d.pipeline_parallel}) in {unit}"
+    head = (
+        f"needs {pods} nodes x {d.what(per)} ({d.gpus} GPUs, TP {d.tensor_parallel} x PP {d.pipeline_parallel}) in "
+        f"{unit}"
+    )
     if not p.block_nodes:
         return "NoTopologyBlock", f"{head}; no eligible node carries the {keys.block} label" + tail
     bb, bn = None, -1
@@ -51,7 +62,11 @@ def why_not(lg: Ledger, spread: Spread, d: ReplicaNeeds, p: Pool, shape: tuple[i
     if bn >= pods and d.spread_mode == "Required" and d.spread_across != "None":
         return (
             "SpreadConstraint",
-            f"{head}; spread Required across {d.spread_across} leaves no allowed domain with room: {spread_text(lg, spread, d, p, per)}" + tail,
+            (
+                f"{head}; spread Required across {d.spread_across} leaves no allowed domain with room: "
+                f"{spread_text(lg, spread, d, p, per)}"
+            )
+            + tail,
         )
     return "InsufficientGPUs", msg + tail
 

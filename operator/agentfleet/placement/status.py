@@ -57,4 +57,12 @@ def assignment_from_status(namespace: str, name: str, p: ReplicaPlacement | Mapp
 
 def placement_status(a: Assignment, **extra: Any) -> ReplicaPlacement:
     """The status.placements entry for a placement (phase, endpoint and restarts passed through)."""
-    return ReplicaPlacement(name=a.key.split("/", 1)[-1], nodes=list(a.nodes), gpus=a.gpus, gpus_per_node=a.gpus_per_node, block=a.block, zone=a.zone, **extra)
+    return ReplicaPlacement(
+        name=a.key.split("/", 1)[-1],
+        nodes=list(a.nodes),
+        gpus=a.gpus,
+        gpus_per_node=a.gpus_per_node,
+        block=a.block,
+        zone=a.zone,
+        **extra,
+    )

@@ -61,7 +61,9 @@ class Controller(Generic[S]):
         self.events = events
         self.workers = max(1, workers)
         self.queue = WorkQueue(self._work, workers=self.workers, resync=resync, backoff=backoff, quiet=quiet)
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=f"af-{self.name}")
+        self.pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.workers, thread_name_prefix=f"af-{self.name}"
+        )
         self._states: dict[Hashable, S] = {}
         self._states_lock = threading.Lock()  # worker threads add states while kopf's loop reads them
 

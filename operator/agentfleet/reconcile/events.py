@@ -31,7 +31,12 @@ class EventRecorder:
     the recorder owns when an Event is worth posting. Thread-safe: reconciles run in threads."""
 
     def __init__(
-        self, post: Post, *, clock: Callable[[], float] = time.time, repeat_seconds: float = REPEAT_SECONDS, action_seconds: float = ACTION_SECONDS
+        self,
+        post: Post,
+        *,
+        clock: Callable[[], float] = time.time,
+        repeat_seconds: float = REPEAT_SECONDS,
+        action_seconds: float = ACTION_SECONDS,
     ) -> None:
         self.post = post
         self.clock = clock
@@ -54,7 +59,9 @@ class EventRecorder:
             if len(seen) > REMEMBERED_PER_OBJECT:
                 for k, _ in sorted(seen.items(), key=lambda kv: kv[1])[: REMEMBERED_PER_OBJECT // 2]:
                     seen.pop(k, None)
-        log.log(logging.WARNING if type_ == "Warning" else logging.INFO, "%s/%s %s: %s", key[0], key[1], reason, message)
+        log.log(
+            logging.WARNING if type_ == "Warning" else logging.INFO, "%s/%s %s: %s", key[0], key[1], reason, message
+        )
         try:
             self.post(obj, type_, reason, message[:1024])
         except Exception as e:  # noqa: BLE001 - an Event that cannot be posted never fails a reconcile
@@ -72,7 +79,11 @@ def post_with_kopf(obj: Mapping[str, Any], type_: str, reason: str, message: str
     import kopf
 
     meta = obj["metadata"]
-    ref = {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid")}}
+    ref = {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid")},
+    }
     try:
         kopf.event(ref, type=type_, reason=reason, message=message)
     except LookupError:

@@ -51,12 +51,19 @@ class StatusWriter:
         self.kind = kind
         self.manager = manager
 
-    def apply(self, namespace: str, name: str, status: dict[str, Any], *, before: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    def apply(
+        self, namespace: str, name: str, status: dict[str, Any], *, before: Mapping[str, Any] | None = None
+    ) -> dict[str, Any] | None:
         """Server-side apply of ``status`` (all this manager owns; what it leaves out is released).
         Skipped, returning None, when ``before`` (this manager's part of the live status) equals it."""
         if before is not None and normalize(before) == normalize(status):
             return None
-        body = {"apiVersion": self.api_version, "kind": self.kind, "metadata": {"name": name, "namespace": namespace}, "status": status}
+        body = {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "metadata": {"name": name, "namespace": namespace},
+            "status": status,
+        }
         return self.kube.apply_status(body, manager=self.manager)
 
     def patch(self, namespace: str, name: str, changed: dict[str, Any]) -> dict[str, Any] | None:

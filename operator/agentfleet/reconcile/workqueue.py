@@ -164,7 +164,12 @@ class WorkQueue:
             delay = await self._work(key)
             self._failures.pop(key, None)
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("reconciled %s in %.0f ms, %.0f ms after it was asked for", key, (self._loop.time() - start) * 1e3, (start - asked) * 1e3)
+                log.debug(
+                    "reconciled %s in %.0f ms, %.0f ms after it was asked for",
+                    key,
+                    (self._loop.time() - start) * 1e3,
+                    (start - asked) * 1e3,
+                )
         except asyncio.CancelledError:
             raise
         except Exception as e:

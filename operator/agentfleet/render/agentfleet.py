@@ -209,7 +209,13 @@ def _container_security() -> dict[str, Any]:
 
 
 def _pod_security(uid: int = RUN_AS) -> dict[str, Any]:
-    return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid, "seccompProfile": {"type": "RuntimeDefault"}}
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def redis_password_ref(af: AgentFleet) -> dict[str, str] | None:
@@ -268,7 +274,10 @@ def _pod_template(
     fleet, _ = _fleet(af)
     mounts = [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict[str, Any]] = [
-        {"name": "config", "configMap": {"name": config_map_name(fleet), "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}]}},
+        {
+            "name": "config",
+            "configMap": {"name": config_map_name(fleet), "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}]},
+        },
         {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
     ]
     if component == "api":
@@ -446,14 +455,25 @@ def render_api(af: AgentFleet, *, hash_: str) -> list[dict[str, Any]]:
         "spec": {
             "replicas": af.spec.api.replicas,
             "selector": {"matchLabels": selector(fleet, "api")},
-            "template": _pod_template(af, "api", ["api", "--config", CONFIG_PATH], hash_=hash_, milvus_env=[], port=API_PORT, resources=dict(API_RESOURCES)),
+            "template": _pod_template(
+                af,
+                "api",
+                ["api", "--config", CONFIG_PATH],
+                hash_=hash_,
+                milvus_env=[],
+                port=API_PORT,
+                resources=dict(API_RESOURCES),
+            ),
         },
     }
     service = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _meta(af, api_name(fleet), "api"),
-        "spec": {"selector": selector(fleet, "api"), "ports": [{"name": "http", "port": API_PORT, "targetPort": "http", "protocol": "TCP"}]},
+        "spec": {
+            "selector": selector(fleet, "api"),
+            "ports": [{"name": "http", "port": API_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
     }
     return [deployment, service]
 
@@ -467,7 +487,9 @@ def render_identity(af: AgentFleet) -> list[dict[str, Any]]:
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
             "metadata": _meta(af, role_name(fleet), "runtime"),
-            "rules": [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}],
+            "rules": [
+                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}
+            ],
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -492,7 +514,13 @@ def render_pdb(af: AgentFleet) -> dict[str, Any]:
 
 def render_secret(af: AgentFleet, name: str, key: str, value: str, component: str) -> dict[str, Any]:
     """A generated Secret; the controller creates it once and never re-renders the value."""
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(af, name, component), "type": "Opaque", "stringData": {key: value}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(af, name, component),
+        "type": "Opaque",
+        "stringData": {key: value},
+    }
 
 
 # --- Managed Redis -----------------------------------------------------------------------------
@@ -511,7 +539,10 @@ def render_redis(af: AgentFleet) -> list[dict[str, Any]]:
         raise RenderError("spec.redis.deploy is unset: the fleet uses an existing Redis")
     name = redis_name(fleet)
     sel = selector(fleet, "redis")
-    password_env = {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": redis_secret_name(fleet), "key": REDIS_PASSWORD_KEY}}}
+    password_env = {
+        "name": "REDIS_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": redis_secret_name(fleet), "key": REDIS_PASSWORD_KEY}},
+    }
     ping = ["sh", "-c", 'redis-cli --no-auth-warning -a "$REDIS_PASSWORD" ping | grep -q PONG']
     container = {
         "name": "redis",
@@ -555,7 +586,10 @@ def render_redis(af: AgentFleet) -> list[dict[str, Any]]:
             "volumeClaimTemplates": [
                 {
                     "metadata": {"name": "data", "labels": labels(fleet, "redis")},
-                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": managed.storage_size}}},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": managed.storage_size}},
+                    },
                 }
             ],
         },
@@ -564,7 +598,10 @@ def render_redis(af: AgentFleet) -> list[dict[str, Any]]:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _meta(af, name, "redis"),
-        "spec": {"selector": sel, "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis", "protocol": "TCP"}]},
+        "spec": {
+            "selector": sel,
+            "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis", "protocol": "TCP"}],
+        },
     }
     policy = {
         "apiVersion": "networking.k8s.io/v1",

@@ -34,7 +34,14 @@ def estimate_tokens(text: str) -> int:
 def fixed_prompt_tokens(spec: AgentFleetSpec, system_prompt: str) -> int:
     """Tokens every model call of a task re-sends: the system prompt and the tool schemas."""
     schemas = [
-        {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters or {"type": "object", "properties": {}}}}
+        {
+            "type": "function",
+            "function": {
+                "name": t.name,
+                "description": t.description,
+                "parameters": t.parameters or {"type": "object", "properties": {}},
+            },
+        }
         for t in spec.tools
     ]
     tools = estimate_tokens(json.dumps(schemas)) + (TOOL_PROTOCOL_TOKENS if schemas else 0)
@@ -51,16 +58,20 @@ def budget_problems(spec: AgentFleetSpec, system_prompt: str, max_model_len: int
         out.append(
             SpecProblem(
                 "BudgetTooSmall",
-                f"spec.budgets.maxTokens {b.max_tokens} is less than one model call needs: ~{fixed} tokens of system prompt and tool schemas "
-                f"plus {DEFAULT_MAX_OUTPUT_TOKENS} for the reply; raise spec.budgets.maxTokens to at least {first_call} or shorten spec.systemPrompt / spec.tools",
+                f"spec.budgets.maxTokens {b.max_tokens} is less than one model call needs: ~{fixed} tokens of system "
+                "prompt and tool schemas "
+                f"plus {DEFAULT_MAX_OUTPUT_TOKENS} for the reply; raise spec.budgets.maxTokens to at least "
+                f"{first_call} or shorten spec.systemPrompt / spec.tools",
             )
         )
     if max_model_len is not None and fixed >= max_model_len:
         out.append(
             SpecProblem(
                 "PromptExceedsContext",
-                f"the system prompt and tool schemas (~{fixed} tokens) do not fit the model's context of {max_model_len} tokens "
-                "(its engine.maxModelLen): shorten spec.systemPrompt / spec.tools or raise the ModelReplicaSet's maxModelLen",
+                f"the system prompt and tool schemas (~{fixed} tokens) do not fit the model's context of "
+                f"{max_model_len} tokens "
+                "(its engine.maxModelLen): shorten spec.systemPrompt / spec.tools or raise the ModelReplicaSet's "
+                "maxModelLen",
             )
         )
     if b.max_cost is not None:
@@ -74,8 +85,10 @@ def budget_problems(spec: AgentFleetSpec, system_prompt: str, max_model_len: int
             out.append(
                 SpecProblem(
                     "BudgetTooSmall",
-                    f"spec.budgets.maxCost {b.max_cost} {spec.pricing.currency} is below the cost of one model call's prompt "
-                    f"(~{fixed} tokens at {spec.pricing.input_per_million_tokens} per million = {first_cost:.6f}): raise spec.budgets.maxCost",
+                    f"spec.budgets.maxCost {b.max_cost} {spec.pricing.currency} is below the cost of one model call's "
+                    "prompt "
+                    f"(~{fixed} tokens at {spec.pricing.input_per_million_tokens} per million = {first_cost:.6f}): "
+                    "raise spec.budgets.maxCost",
                 )
             )
     return out

@@ -58,10 +58,24 @@ def owner_reference(owner: Owner) -> dict[str, Any]:
     meta = owner.metadata or {}
     if not meta.get("name") or not meta.get("uid"):
         raise RenderError(f"the {owner.kind} needs metadata.name and metadata.uid to own children")
-    return {"apiVersion": owner.api_version, "kind": owner.kind, "name": meta["name"], "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": owner.api_version,
+        "kind": owner.kind,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
-def child_meta(owner: Owner, name: str, labels: dict[str, str], annotations: dict[str, str] | None = None, *, namespace: str | None = None) -> dict[str, Any]:
+def child_meta(
+    owner: Owner,
+    name: str,
+    labels: dict[str, str],
+    annotations: dict[str, str] | None = None,
+    *,
+    namespace: str | None = None,
+) -> dict[str, Any]:
     """metadata of a child: in the owner's namespace (or ``namespace``), owned by it."""
     meta: dict[str, Any] = {"name": name}
     ns = namespace or (owner.metadata or {}).get("namespace")

@@ -157,7 +157,9 @@ def spec_hash(spec: ModelReplicaSetSpec) -> str:
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def _meta(mrs: ModelReplicaSet, name: str, labels: dict[str, str], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+def _meta(
+    mrs: ModelReplicaSet, name: str, labels: dict[str, str], annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
     return child_meta(mrs, name, labels, annotations, namespace=mrs.metadata.get("namespace", "default"))
 
 
@@ -316,9 +318,16 @@ def _ray_leader_script(spec: ModelReplicaSetSpec, per_pod: int, args: list[str])
     return "\n".join(
         [
             "set -e",
-            f'ray start --head --port={RAY_PORT} --node-ip-address="$VLLM_HOST_IP" --num-gpus={per_pod} --include-dashboard=false --disable-usage-stats',
+            (
+                f'ray start --head --port={RAY_PORT} --node-ip-address="$VLLM_HOST_IP" --num-gpus={per_pod} '
+                "--include-dashboard=false --disable-usage-stats"
+            ),
             # The engine needs every GPU of the replica in the Ray cluster before it starts.
-            f"python3 -c {shlex.quote(_RAY_WAIT)} {spec.engine.tensor_parallel_size * spec.engine.pipeline_parallel_size} {spec.lifecycle.startup_timeout_seconds}",
+            (
+                f"python3 -c {shlex.quote(_RAY_WAIT)} "
+                f"{spec.engine.tensor_parallel_size * spec.engine.pipeline_parallel_size} "
+                f"{spec.lifecycle.startup_timeout_seconds}"
+            ),
             "exec vllm serve " + " ".join(shlex.quote(a) for a in args),
         ]
     )
@@ -330,7 +339,10 @@ def _ray_worker_script(leader: str, per_pod: int) -> str:
             "set -e",
             # The leader's name resolves once its pod has an IP; its Ray head listens shortly after.
             f"until python3 -c {shlex.quote(_TCP_WAIT)} {leader} {RAY_PORT} 2>/dev/null; do sleep 5; done",
-            f'exec ray start --address={leader}:{RAY_PORT} --node-ip-address="$VLLM_HOST_IP" --num-gpus={per_pod} --block --disable-usage-stats',
+            (
+                f'exec ray start --address={leader}:{RAY_PORT} --node-ip-address="$VLLM_HOST_IP" --num-gpus={per_pod} '
+                "--block --disable-usage-stats"
+            ),
         ]
     )
 
@@ -359,7 +371,11 @@ def render_pod(mrs: ModelReplicaSet, a: Assignment, index: int, *, draining: boo
         labels[GANG_SIZE_LABEL] = str(len(a.nodes))
     annotations = None
     if serves:
-        annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(spec.engine.port), "prometheus.io/path": "/metrics"}
+        annotations = {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(spec.engine.port),
+            "prometheus.io/path": "/metrics",
+        }
 
     volumes, mounts = _volumes(spec)
     container: dict[str, Any] = {"name": CONTAINER, "image": spec.engine.image, "imagePullPolicy": "IfNotPresent"}
@@ -437,7 +453,8 @@ CACHE_FILL_LABEL = "agentfleet.io/model-cache"  # on the fill Job and its pod: t
 FILL_SCRIPT = (
     "import os\n"
     "from huggingface_hub import snapshot_download\n"
-    "path = snapshot_download(repo_id=os.environ['AGENTFLEET_MODEL'], revision=os.environ.get('AGENTFLEET_REVISION') or None,\n"
+    "path = snapshot_download(repo_id=os.environ['AGENTFLEET_MODEL'], revision=os.environ.get('AGENTFLEET_REVISION') "
+    "or None,\n"
     "                         ignore_patterns=['original/*', '*.pth'])\n"
     "print('filled', path)\n"
 )
@@ -545,7 +562,9 @@ def render_services(mrs: ModelReplicaSet, *, gang: bool = False) -> list[dict[st
     name = _name(mrs)
     port = mrs.spec.engine.port
     labels = common_labels(name)
-    http = [{"name": HTTP_PORT_NAME, "port": port, "targetPort": HTTP_PORT_NAME, "protocol": "TCP", "appProtocol": "http"}]
+    http = [
+        {"name": HTTP_PORT_NAME, "port": port, "targetPort": HTTP_PORT_NAME, "protocol": "TCP", "appProtocol": "http"}
+    ]
     out = [
         {
             "apiVersion": "v1",
@@ -558,7 +577,12 @@ def render_services(mrs: ModelReplicaSet, *, gang: bool = False) -> list[dict[st
             "kind": "Service",
             "metadata": _meta(mrs, replicas_service_name(name), labels),
             # Only ready, non-draining replicas: routers read these EndpointSlices (one endpoint per replica).
-            "spec": {"clusterIP": "None", "selector": serving_selector(name), "publishNotReadyAddresses": False, "ports": http},
+            "spec": {
+                "clusterIP": "None",
+                "selector": serving_selector(name),
+                "publishNotReadyAddresses": False,
+                "ports": http,
+            },
         },
     ]
     if gang:
@@ -573,7 +597,9 @@ def render_services(mrs: ModelReplicaSet, *, gang: bool = False) -> list[dict[st
                     "clusterIP": "None",
                     "selector": {MODELREPLICASET_LABEL: name, ROLE_LABEL: ROLE_LEADER},
                     "publishNotReadyAddresses": True,
-                    "ports": [{"name": "rendezvous", "port": backend_port, "targetPort": backend_port, "protocol": "TCP"}],
+                    "ports": [
+                        {"name": "rendezvous", "port": backend_port, "targetPort": backend_port, "protocol": "TCP"}
+                    ],
                 },
             }
         )
@@ -606,7 +632,12 @@ def render_inference_pool(mrs: ModelReplicaSet) -> dict[str, Any] | None:
             "port": {"number": epp.port},
             "failureMode": epp.failure_mode,
         }
-    return {"apiVersion": INFERENCE_POOL_API, "kind": "InferencePool", "metadata": _meta(mrs, name, common_labels(name)), "spec": spec}
+    return {
+        "apiVersion": INFERENCE_POOL_API,
+        "kind": "InferencePool",
+        "metadata": _meta(mrs, name, common_labels(name)),
+        "spec": spec,
+    }
 
 
 def render_pdb(mrs: ModelReplicaSet) -> dict[str, Any]:
@@ -668,7 +699,9 @@ def render_network_policy(mrs: ModelReplicaSet) -> dict[str, Any]:
     }
 
 
-def render_all(mrs: ModelReplicaSet, assignments: Iterable[Assignment], draining: Collection[str] = ()) -> list[dict[str, Any]]:
+def render_all(
+    mrs: ModelReplicaSet, assignments: Iterable[Assignment], draining: Collection[str] = ()
+) -> list[dict[str, Any]]:
     """Every child object: Services, the PDB, then each placed replica's pods (by replica name).
 
     `draining` holds replica names (not keys) whose pods leave the Services.

@@ -67,7 +67,15 @@ MILVUS_PORT = 19530
 # loads near its memory watermark and needs room for growing segments and compaction.
 QUERY_NODE_FILL = 0.6
 # Bytes held in query-node memory per vector byte, by index type (graph links, centroids, codes).
-INDEX_MEMORY_FACTOR = {"HNSW": 1.3, "AUTOINDEX": 1.3, "FLAT": 1.0, "IVF_FLAT": 1.05, "IVF_SQ8": 0.3, "IVF_PQ": 0.1, "DISKANN": 0.25}
+INDEX_MEMORY_FACTOR = {
+    "HNSW": 1.3,
+    "AUTOINDEX": 1.3,
+    "FLAT": 1.0,
+    "IVF_FLAT": 1.05,
+    "IVF_SQ8": 0.3,
+    "IVF_PQ": 0.1,
+    "DISKANN": 0.25,
+}
 SCALAR_BYTES_PER_ROW = 1536  # chunk text (~256 tokens), source, metadata JSON, id
 
 
@@ -99,7 +107,9 @@ def common_labels(vi_name: str, component: str) -> dict[str, str]:
     }
 
 
-def _meta(vi: VectorIndex, name: str, labels: dict[str, str], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+def _meta(
+    vi: VectorIndex, name: str, labels: dict[str, str], annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
     return child_meta(vi, name, labels, annotations)
 
 
@@ -184,8 +194,18 @@ def _milvus_env(spec: VectorIndexSpec, milvus_uri: str) -> list[dict[str, Any]]:
     ]
     creds = spec.milvus.credentials
     if creds is not None:
-        env.append({"name": "MILVUS_USER", "valueFrom": {"secretKeyRef": {"name": creds.secret_name, "key": creds.username_key}}})
-        env.append({"name": "MILVUS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": creds.secret_name, "key": creds.password_key}}})
+        env.append(
+            {
+                "name": "MILVUS_USER",
+                "valueFrom": {"secretKeyRef": {"name": creds.secret_name, "key": creds.username_key}},
+            }
+        )
+        env.append(
+            {
+                "name": "MILVUS_PASSWORD",
+                "valueFrom": {"secretKeyRef": {"name": creds.secret_name, "key": creds.password_key}},
+            }
+        )
     return env
 
 
@@ -312,7 +332,10 @@ def render_ingestion_job(
             "backoffLimit": spec.ingestion.backoff_limit,
             "podFailurePolicy": {
                 "rules": [
-                    {"action": "FailJob", "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [EXIT_PERMANENT]}},
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [EXIT_PERMANENT]},
+                    },
                     {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
                 ]
             },
@@ -341,7 +364,9 @@ def render_ingestion_job(
     }
 
 
-def render_ingestion(vi: VectorIndex, *, image: str, milvus_uri: str, revision: str, resources: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def render_ingestion(
+    vi: VectorIndex, *, image: str, milvus_uri: str, revision: str, resources: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """The objects of one ingestion, in apply order: the URL ConfigMap (URL sources), then the Job."""
     job = render_ingestion_job(vi, image=image, milvus_uri=milvus_uri, revision=revision, resources=resources)
     cm = render_urls_config_map(vi, job["metadata"]["name"])

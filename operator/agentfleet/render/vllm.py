@@ -92,7 +92,16 @@ def vllm_args(
         if backend == "ray" and not explicit:
             args += ["--distributed-executor-backend", "ray"]
         if backend == "mp":
-            args += ["--nnodes", str(nnodes), "--node-rank", str(node_rank), "--master-addr", master_addr or "", "--master-port", str(MASTER_PORT)]
+            args += [
+                "--nnodes",
+                str(nnodes),
+                "--node-rank",
+                str(node_rank),
+                "--master-addr",
+                master_addr or "",
+                "--master-port",
+                str(MASTER_PORT),
+            ]
             if node_rank > 0:
                 args.append("--headless")
     args += list(e.extra_args)

@@ -8,8 +8,23 @@ order a reconcile uses them: names, observe (pods -> PodView/ReplicaView), healt
 creating, lost, failed; phase), plan (desired count and one RolloutStep), summary (conditions).
 """
 
-from agentfleet.rollout.actions import DRAIN_POLL_SECONDS, Desired, ReplicaState, RolloutStep, Timing, desired_replicas, removal_order, rollout_step
-from agentfleet.rollout.health import UNSCHEDULABLE_GRACE_SECONDS, Health, replica_health, replica_phase, restart_backoff
+from agentfleet.rollout.actions import (
+    DRAIN_POLL_SECONDS,
+    Desired,
+    ReplicaState,
+    RolloutStep,
+    Timing,
+    desired_replicas,
+    removal_order,
+    rollout_step,
+)
+from agentfleet.rollout.health import (
+    UNSCHEDULABLE_GRACE_SECONDS,
+    Health,
+    replica_health,
+    replica_phase,
+    restart_backoff,
+)
 from agentfleet.rollout.names import HASH_IN_NAME, new_replica_names, parse_replica_name, replica_name
 from agentfleet.rollout.observe import (
     DRAINING_SINCE_ANNOTATION,
@@ -22,7 +37,13 @@ from agentfleet.rollout.observe import (
     rfc3339,
 )
 from agentfleet.rollout.phases import ACTIVE, DRAINING, FAILED, LOADING, PENDING, READY_PHASE, STARTED, TERMINATING
-from agentfleet.rollout.summary import SCALING_LIMITED, ConditionCause, Summary, compose_conditions, strip_transition_times
+from agentfleet.rollout.summary import (
+    SCALING_LIMITED,
+    ConditionCause,
+    Summary,
+    compose_conditions,
+    strip_transition_times,
+)
 
 __all__ = [
     "ACTIVE",

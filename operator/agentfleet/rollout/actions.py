@@ -32,11 +32,19 @@ def desired_replicas(spec: ModelReplicaSetSpec, status_desired: int | None) -> D
     a = spec.autoscaling
     if not a.enabled:
         return Desired(spec.replicas, "spec.replicas")
-    want, source = (status_desired, "autoscaler") if status_desired is not None else (spec.replicas, "spec.replicas (no autoscaler decision yet)")
+    want, source = (
+        (status_desired, "autoscaler")
+        if status_desired is not None
+        else (spec.replicas, "spec.replicas (no autoscaler decision yet)")
+    )
     if want < a.min_replicas:
-        return Desired(a.min_replicas, source, "TooFewReplicas", f"{source} asks for {want}, below minReplicas {a.min_replicas}")
+        return Desired(
+            a.min_replicas, source, "TooFewReplicas", f"{source} asks for {want}, below minReplicas {a.min_replicas}"
+        )
     if want > a.max_replicas:
-        return Desired(a.max_replicas, source, "TooManyReplicas", f"{source} asks for {want}, above maxReplicas {a.max_replicas}")
+        return Desired(
+            a.max_replicas, source, "TooManyReplicas", f"{source} asks for {want}, above maxReplicas {a.max_replicas}"
+        )
     return Desired(want, source)
 
 
@@ -105,7 +113,9 @@ def _remove(step: RolloutStep, r: ReplicaState, why: str) -> None:
         step.delete.append((r.name, why))
 
 
-def rollout_step(states: Sequence[ReplicaState], desired: int, now: float, t: Timing, *, surge_blocked: bool = False) -> RolloutStep:
+def rollout_step(
+    states: Sequence[ReplicaState], desired: int, now: float, t: Timing, *, surge_blocked: bool = False
+) -> RolloutStep:
     """One step towards `desired` replicas of the current spec. Idempotent: called again on the
     outcome of its own actions it asks for nothing more until something changes.
 
@@ -159,18 +169,24 @@ def _restart_failed(step: RolloutStep, current: Sequence[ReplicaState], now: flo
     for r in current:
         if r.phase != FAILED:
             continue
-        due = (r.failed_at if r.failed_at is not None else now) + restart_backoff(r.restarts, t.restart_backoff, t.max_restart_backoff)
+        due = (r.failed_at if r.failed_at is not None else now) + restart_backoff(
+            r.restarts, t.restart_backoff, t.max_restart_backoff
+        )
         if now >= due:
             step.restart.append(r.name)
         else:
             step.wake(due - now)
 
 
-def _scale(step: RolloutStep, current: Sequence[ReplicaState], still_draining: Sequence[ReplicaState], desired: int) -> None:
+def _scale(
+    step: RolloutStep, current: Sequence[ReplicaState], still_draining: Sequence[ReplicaState], desired: int
+) -> None:
     """Every replica runs the current spec: scale up (draining ones back first) or down."""
     deficit = desired - len(current)
     if deficit > 0:
-        back = sorted((r for r in still_draining if r.current and r.ready), key=lambda r: -(r.draining_since or 0))[:deficit]
+        back = sorted((r for r in still_draining if r.current and r.ready), key=lambda r: -(r.draining_since or 0))[
+            :deficit
+        ]
         step.undrain = [r.name for r in back]
         step.create = deficit - len(back)
     elif deficit < 0:

@@ -66,16 +66,32 @@ def replica_health(
             what = ", ".join(f"#{i}" for i in missing)
             return Health("failed", "MemberLost", f"replica {r.name} lost pod {what} of {r.expected}")
         return Health("creating")
-    stuck = [p for p in live if p.unschedulable and p.unschedulable_since is not None and now - p.unschedulable_since >= UNSCHEDULABLE_GRACE_SECONDS]
+    stuck = [
+        p
+        for p in live
+        if p.unschedulable
+        and p.unschedulable_since is not None
+        and now - p.unschedulable_since >= UNSCHEDULABLE_GRACE_SECONDS
+    ]
     if stuck:
         p = stuck[0]
-        return Health("failed", "Unschedulable", f"the scheduler refuses pod {p.name} on node {p.node}: {p.unschedulable}", replan=True)
+        return Health(
+            "failed",
+            "Unschedulable",
+            f"the scheduler refuses pod {p.name} on node {p.node}: {p.unschedulable}",
+            replan=True,
+        )
     if r.expected > 1 and not r.ready and all(p.bound for p in live) and not r.draining:
         # Time from the newest member: the group started loading once its last pod existed.
         age = now - max(p.created for p in live)
         if age >= startup_timeout:
             return Health(
-                "failed", "StartupTimeout", f"replica {r.name} is not ready {int(age)}s after its pods started (startupTimeoutSeconds {int(startup_timeout)})"
+                "failed",
+                "StartupTimeout",
+                (
+                    f"replica {r.name} is not ready {int(age)}s after its pods started (startupTimeoutSeconds "
+                    f"{int(startup_timeout)})"
+                ),
             )
     return Health("ok")
 

@@ -13,7 +13,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agentfleet.placement import REPLICA_LABEL, pod_gpus
-from agentfleet.render.modelreplicaset import GANG_SIZE_LABEL, ROLE_LABEL, ROLE_SERVER, ROLE_WORKER, SERVING_LABEL, SPEC_HASH_LABEL
+from agentfleet.render.modelreplicaset import (
+    GANG_SIZE_LABEL,
+    ROLE_LABEL,
+    ROLE_SERVER,
+    ROLE_WORKER,
+    SERVING_LABEL,
+    SPEC_HASH_LABEL,
+)
 from agentfleet.rollout.phases import DRAINING
 
 # Annotation on a draining replica's pods: when the drain began (RFC 3339). On the pods, not in
@@ -36,7 +43,11 @@ def parse_time(value: Any) -> float | None:
 def rfc3339(ts: float, *, precise: bool = False) -> str:
     """UTC timestamp as Kubernetes writes it; `precise` keeps milliseconds (for short timeouts)."""
     t = datetime.fromtimestamp(ts, UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z" if precise else t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+        if precise
+        else t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
 
 
 @dataclass(frozen=True)
@@ -87,7 +98,11 @@ def observe_pod(pod: Mapping[str, Any], pinned: str | None = None, resource: str
     conds = {c.get("type"): c for c in status.get("conditions") or []}
     ready = (conds.get("Ready") or {}).get("status") == "True"
     sched = conds.get("PodScheduled") or {}
-    unsched = (sched.get("message") or "Unschedulable") if sched.get("status") == "False" and sched.get("reason") == "Unschedulable" else None
+    unsched = (
+        (sched.get("message") or "Unschedulable")
+        if sched.get("status") == "False" and sched.get("reason") == "Unschedulable"
+        else None
+    )
     serving_label = labels.get(SERVING_LABEL)
     annotations = meta.get("annotations") or {}
     try:
@@ -169,7 +184,9 @@ class ReplicaView:
         """The engine answers: its leader is Ready and every member runs."""
         lead = self.leader
         live = self.live
-        return lead is not None and lead.ready and len(live) >= self.expected and all(p.phase == "Running" for p in live)
+        return (
+            lead is not None and lead.ready and len(live) >= self.expected and all(p.phase == "Running" for p in live)
+        )
 
     @property
     def created(self) -> float:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-PENDING, LOADING, READY_PHASE, DRAINING, FAILED, TERMINATING = "Pending", "Loading", "Ready", "Draining", "Failed", "Terminating"
+PENDING, LOADING, READY_PHASE, DRAINING, FAILED, TERMINATING = (
+    "Pending",
+    "Loading",
+    "Ready",
+    "Draining",
+    "Failed",
+    "Terminating",
+)
 # Replicas that occupy a slot of the desired count.
 ACTIVE = frozenset({PENDING, LOADING, READY_PHASE, FAILED})
 # Record phases of a replica whose pods have all existed at once: a member missing now was lost,

@@ -41,7 +41,9 @@ class Summary:
     waiting: str = ""
 
 
-def compose_conditions(conditions: list[dict[str, Any]], s: Summary, generation: int, now: str | None = None) -> list[dict[str, Any]]:
+def compose_conditions(
+    conditions: list[dict[str, Any]], s: Summary, generation: int, now: str | None = None
+) -> list[dict[str, Any]]:
     """Ready / Progressing / Degraded / ScalingLimited from a Summary."""
     if s.invalid is not None:
         verdicts = {
@@ -55,7 +57,12 @@ def compose_conditions(conditions: list[dict[str, Any]], s: Summary, generation:
             SCALING_LIMITED: (True, "ModelDoesNotFit", s.capacity_error),
         }
     else:
-        verdicts = {READY: _ready(s), PROGRESSING: _progressing(s), DEGRADED: _degraded(s), SCALING_LIMITED: _scaling_limited(s)}
+        verdicts = {
+            READY: _ready(s),
+            PROGRESSING: _progressing(s),
+            DEGRADED: _degraded(s),
+            SCALING_LIMITED: _scaling_limited(s),
+        }
     c = list(conditions)
     for type_, (status, reason, message) in verdicts.items():
         c = set_condition(c, type_, status, reason, message, generation, now)
@@ -68,7 +75,11 @@ def _ready(s: Summary) -> Verdict:
     if s.ready >= s.desired:
         return True, "AllReplicasReady", f"{s.ready} of {s.desired} replicas ready"
     if s.unplaced is not None:
-        return False, s.unplaced.reason, f"{s.ready} of {s.desired} replicas ready; {s.unplaced_count} cannot be placed: {s.unplaced.message}"
+        return (
+            False,
+            s.unplaced.reason,
+            f"{s.ready} of {s.desired} replicas ready; {s.unplaced_count} cannot be placed: {s.unplaced.message}",
+        )
     return False, "ReplicasNotReady", f"{s.ready} of {s.desired} replicas ready"
 
 
@@ -99,7 +110,11 @@ def _degraded(s: Summary) -> Verdict:
 
 def _scaling_limited(s: Summary) -> Verdict:
     if s.unplaced is not None:
-        return True, s.unplaced.reason, f"{s.unplaced_count} of {s.desired} replicas cannot be placed: {s.unplaced.message}"
+        return (
+            True,
+            s.unplaced.reason,
+            f"{s.unplaced_count} of {s.desired} replicas cannot be placed: {s.unplaced.message}",
+        )
     if s.limited is not None:
         return True, s.limited.reason, s.limited.message
     return False, "DesiredReplicasPlaced", "every desired replica has a placement"
@@ -107,4 +122,7 @@ def _scaling_limited(s: Summary) -> Verdict:
 
 def strip_transition_times(conditions: Iterable[Mapping[str, Any]]) -> list[tuple]:
     """Conditions compared for change; lastTransitionTime moves only with status anyway."""
-    return sorted((c.get("type"), c.get("status"), c.get("reason"), c.get("message"), c.get("observedGeneration")) for c in conditions)
+    return sorted(
+        (c.get("type"), c.get("status"), c.get("reason"), c.get("message"), c.get("observedGeneration"))
+        for c in conditions
+    )

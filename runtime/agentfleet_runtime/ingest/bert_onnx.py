@@ -31,7 +31,10 @@ class BertShape:
     @classmethod
     def from_config(cls, config: Mapping[str, object]) -> BertShape:
         if config.get("model_type") != "bert" or config.get("hidden_act", "gelu") != "gelu":
-            raise ValueError(f"only BERT encoders with exact GELU are supported, got {config.get('model_type')}/{config.get('hidden_act')}")
+            raise ValueError(
+                "only BERT encoders with exact GELU are supported, got "
+                f"{config.get('model_type')}/{config.get('hidden_act')}"
+            )
         if config.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError("only absolute position embeddings are supported")
         return cls(
@@ -61,16 +64,26 @@ class _Graph:
         self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), n))
         return n
 
-    def op(self, op_type: str, inputs: list[str], hint: str | None = None, outputs: int = 1, **attrs: object) -> str | list[str]:
+    def op(
+        self, op_type: str, inputs: list[str], hint: str | None = None, outputs: int = 1, **attrs: object
+    ) -> str | list[str]:
         outs = [self.name(hint or op_type.lower()) for _ in range(outputs)]
         self.nodes.append(helper.make_node(op_type, inputs, outs, **attrs))
         return outs[0] if outputs == 1 else outs
 
 
-def _unfused_attention(g: _Graph, x: str, wqkv: np.ndarray, bqkv: np.ndarray, bias: str, i: int, heads: int, head_dim: int, hidden: int) -> str:
+def _unfused_attention(
+    g: _Graph, x: str, wqkv: np.ndarray, bqkv: np.ndarray, bias: str, i: int, heads: int, head_dim: int, hidden: int
+) -> str:
     """Self-attention from standard ONNX ops only (for runtimes without com.microsoft ops)."""
-    qkv = g.op("Add", [g.op("MatMul", [x, g.const(f"l{i}_wqkv", wqkv)], f"l{i}_qkv_mm"), g.const(f"l{i}_bqkv", bqkv)], f"l{i}_qkv")
-    qkv = g.op("Reshape", [qkv, g.const("qkv_shape", np.array([0, 0, 3, heads, head_dim], dtype=np.int64))], f"l{i}_qkv5")
+    qkv = g.op(
+        "Add",
+        [g.op("MatMul", [x, g.const(f"l{i}_wqkv", wqkv)], f"l{i}_qkv_mm"), g.const(f"l{i}_bqkv", bqkv)],
+        f"l{i}_qkv",
+    )
+    qkv = g.op(
+        "Reshape", [qkv, g.const("qkv_shape", np.array([0, 0, 3, heads, head_dim], dtype=np.int64))], f"l{i}_qkv5"
+    )
     qkv = g.op("Transpose", [qkv], f"l{i}_qkvT", perm=[2, 0, 3, 1, 4])  # [3, b, heads, seq, head_dim]
     q, k, v = g.op("Split", [qkv], f"l{i}_split", outputs=3, axis=0)
     q = g.op("Squeeze", [q, g.const("ax0", np.array([0], dtype=np.int64))], f"l{i}_q")
@@ -84,7 +97,9 @@ def _unfused_attention(g: _Graph, x: str, wqkv: np.ndarray, bqkv: np.ndarray, bi
     return g.op("Reshape", [ctx, g.const("ctx_shape", np.array([0, 0, hidden], dtype=np.int64))], f"l{i}_ctx3")
 
 
-def build_sentence_encoder(weights: Mapping[str, np.ndarray], shape: BertShape, prefix: str = "", *, fused_attention: bool = True) -> onnx.ModelProto:
+def build_sentence_encoder(
+    weights: Mapping[str, np.ndarray], shape: BertShape, prefix: str = "", *, fused_attention: bool = True
+) -> onnx.ModelProto:
     """ONNX model: input_ids, attention_mask (int64 [batch, seq]) -> embeddings (float32 [batch, hidden], unit norm).
 
     Long on purpose: the graph is built node by node in the order it runs, like the model's forward pass.
@@ -105,10 +120,21 @@ def build_sentence_encoder(weights: Mapping[str, np.ndarray], shape: BertShape, 
     ids, mask = "input_ids", "attention_mask"
     # Embeddings: word[ids] + (position + type0)[:seq], then LayerNorm.
     word = g.const("word_emb", w("embeddings.word_embeddings.weight"))
-    pos_type = g.const("pos_type_emb", w("embeddings.position_embeddings.weight") + w("embeddings.token_type_embeddings.weight")[0])
+    pos_type = g.const(
+        "pos_type_emb", w("embeddings.position_embeddings.weight") + w("embeddings.token_type_embeddings.weight")[0]
+    )
     ids_shape = g.op("Shape", [ids], "ids_shape")
     seq_len = g.op("Gather", [ids_shape, g.const("one", np.array([1], dtype=np.int64))], "seq_len")
-    pos = g.op("Slice", [pos_type, g.const("zero", np.array([0], dtype=np.int64)), seq_len, g.const("axis0", np.array([0], dtype=np.int64))], "pos")
+    pos = g.op(
+        "Slice",
+        [
+            pos_type,
+            g.const("zero", np.array([0], dtype=np.int64)),
+            seq_len,
+            g.const("axis0", np.array([0], dtype=np.int64)),
+        ],
+        "pos",
+    )
     x = g.op("Gather", [word, ids], "tok")
     x = g.op("Add", [x, pos], "emb")
     x = g.op(
@@ -140,7 +166,11 @@ def build_sentence_encoder(weights: Mapping[str, np.ndarray], shape: BertShape, 
             # ONNX Runtime's contrib Attention: QKV projection, masked softmax and context in one
             # kernel (and QAttention once quantized) instead of ~15 nodes and their transposes.
             ctx = g.op(
-                "Attention", [x, g.const(f"l{i}_wqkv", wqkv), g.const(f"l{i}_bqkv", bqkv), mask_i32], f"l{i}_attn", domain="com.microsoft", num_heads=heads
+                "Attention",
+                [x, g.const(f"l{i}_wqkv", wqkv), g.const(f"l{i}_bqkv", bqkv), mask_i32],
+                f"l{i}_attn",
+                domain="com.microsoft",
+                num_heads=heads,
             )
         else:
             ctx = _unfused_attention(g, x, wqkv, bqkv, bias, i, heads, head_dim, H)
@@ -180,7 +210,12 @@ def build_sentence_encoder(weights: Mapping[str, np.ndarray], shape: BertShape, 
 
     # Mean pooling over real tokens, then L2 normalisation (sentence-transformers' Pooling + Normalize).
     m3 = g.op("Unsqueeze", [mask_f, g.const("ax2", np.array([2], dtype=np.int64))], "mask3")
-    summed = g.op("ReduceSum", [g.op("Mul", [x, m3], "masked_x"), g.const("ax1", np.array([1], dtype=np.int64))], "sum", keepdims=0)
+    summed = g.op(
+        "ReduceSum",
+        [g.op("Mul", [x, m3], "masked_x"), g.const("ax1", np.array([1], dtype=np.int64))],
+        "sum",
+        keepdims=0,
+    )
     count = g.op("ReduceSum", [m3, g.const("ax1b", np.array([1], dtype=np.int64))], "count", keepdims=0)
     count = g.op("Max", [count, g.const("tiny", np.array(1e-9, dtype=np.float32))], "count_c")
     mean = g.op("Div", [summed, count], "mean")

@@ -175,7 +175,10 @@ def chunk_spans(text: str, count: TokenCounter, max_tokens: int, overlap_tokens:
     raw = split_units(text)
     if not raw:
         return []
-    units = [_Unit(u.start, u.end, u.paragraph, t) for u, t in zip(raw, count([text[u.start : u.end] for u in raw]), strict=True)]
+    units = [
+        _Unit(u.start, u.end, u.paragraph, t)
+        for u, t in zip(raw, count([text[u.start : u.end] for u in raw]), strict=True)
+    ]
     para_tokens: dict[int, int] = {}
     for u in units:
         para_tokens[u.paragraph] = para_tokens.get(u.paragraph, 0) + u.tokens
@@ -215,7 +218,12 @@ def chunk_spans(text: str, count: TokenCounter, max_tokens: int, overlap_tokens:
                 cur_tokens = sum(units[j].tokens for j in cur)
                 while cur and cur_tokens + u.tokens > max_tokens:
                     cur_tokens -= units[cur.pop(0)].tokens
-            elif new_paragraph and fresh and cur_tokens * 2 >= max_tokens and cur_tokens + para_tokens[u.paragraph] > max_tokens:
+            elif (
+                new_paragraph
+                and fresh
+                and cur_tokens * 2 >= max_tokens
+                and cur_tokens + para_tokens[u.paragraph] > max_tokens
+            ):
                 emit()
                 cur, cur_tokens = [], 0
         cur.append(i)

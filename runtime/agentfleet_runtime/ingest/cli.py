@@ -36,21 +36,37 @@ def _env_int(name: str, default: int) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
-    p = argparse.ArgumentParser(prog="python -m agentfleet_runtime.ingest", description="Ingest documents into a Milvus collection (one indexed-Job worker).")
+    p = argparse.ArgumentParser(
+        prog="python -m agentfleet_runtime.ingest",
+        description="Ingest documents into a Milvus collection (one indexed-Job worker).",
+    )
     src = p.add_argument_group("source (exactly one)")
-    src.add_argument("--source-dir", default=env("INGEST_SOURCE_DIR"), help="directory of documents: a mounted ConfigMap or PVC path")
+    src.add_argument(
+        "--source-dir", default=env("INGEST_SOURCE_DIR"), help="directory of documents: a mounted ConfigMap or PVC path"
+    )
     src.add_argument("--urls-file", default=env("INGEST_URLS_FILE"), help="file with one URL per line")
     src.add_argument("--url", action="append", default=[], help="a document URL (repeatable)")
     m = p.add_argument_group("milvus")
     m.add_argument("--milvus-uri", default=env("MILVUS_URI"), help="e.g. http://milvus:19530 (env MILVUS_URI)")
     m.add_argument("--database", default=env("MILVUS_DATABASE", "default"))
     m.add_argument("--collection", default=env("MILVUS_COLLECTION"))
-    m.add_argument("--partition-key", default=env("INGEST_PARTITION_KEY") or None, help="metadata field feeding the collection's partition key")
+    m.add_argument(
+        "--partition-key",
+        default=env("INGEST_PARTITION_KEY") or None,
+        help="metadata field feeding the collection's partition key",
+    )
     m.add_argument("--insert-batch-size", type=int, default=_env_int("INGEST_INSERT_BATCH_SIZE", 512))
     j = p.add_argument_group("job")
     j.add_argument("--revision", default=env("INGEST_REVISION", ""), help="source revision, stored on every chunk")
-    j.add_argument("--worker", type=int, default=_env_int("JOB_COMPLETION_INDEX", 0), help="this worker's index (env JOB_COMPLETION_INDEX)")
-    j.add_argument("--workers", type=int, default=_env_int("INGEST_WORKERS", 1), help="number of workers sharing the documents")
+    j.add_argument(
+        "--worker",
+        type=int,
+        default=_env_int("JOB_COMPLETION_INDEX", 0),
+        help="this worker's index (env JOB_COMPLETION_INDEX)",
+    )
+    j.add_argument(
+        "--workers", type=int, default=_env_int("INGEST_WORKERS", 1), help="number of workers sharing the documents"
+    )
     j.add_argument("--max-document-bytes", type=int, default=_env_int("INGEST_MAX_DOCUMENT_BYTES", 10 * 1024 * 1024))
     j.add_argument("--progress-interval", type=float, default=float(env("INGEST_PROGRESS_INTERVAL", "5")))
     j.add_argument("--termination-log", default=env("INGEST_TERMINATION_LOG", DEFAULT_TERMINATION_LOG))
@@ -68,7 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--embedding-model", default=env("EMBEDDING_MODEL", "all-MiniLM-L6-v2"))
     e.add_argument("--embedding-endpoint", default=env("EMBEDDING_ENDPOINT") or None)
     e.add_argument("--embedding-batch-size", type=int, default=_env_int("EMBEDDING_BATCH_SIZE", 64))
-    e.add_argument("--precision", choices=["int8", "fp32"], default=env("EMBEDDING_PRECISION", "int8"), help="Local MiniLM precision")
+    e.add_argument(
+        "--precision",
+        choices=["int8", "fp32"],
+        default=env("EMBEDDING_PRECISION", "int8"),
+        help="Local MiniLM precision",
+    )
     e.add_argument("--dimension", type=int, default=_env_int("EMBEDDING_DIMENSION", 0) or None)
     return p
 
@@ -164,19 +185,39 @@ def run(argv: Sequence[str] | None = None) -> int:
             if options.partition_key is None:
                 options = replace(options, partition_key=key)
             else:
-                return finish(EXIT_PERMANENT, f"--partition-key {options.partition_key} but the collection's partition key is {key or 'unset'}")
+                return finish(
+                    EXIT_PERMANENT,
+                    f"--partition-key {options.partition_key} but the collection's partition key is {key or 'unset'}",
+                )
         embedder = make_embedder(settings)
         ingestor = Ingestor(embedder, sink, options, report=_emit)
         result = ingestor.run(refs)
     except EmbeddingError as e:
-        return finish(EXIT_RETRY if e.retryable else EXIT_PERMANENT, f"embedding failed: {e}", ingestor.progress if ingestor else None)
+        return finish(
+            EXIT_RETRY if e.retryable else EXIT_PERMANENT,
+            f"embedding failed: {e}",
+            ingestor.progress if ingestor else None,
+        )
     except MilvusError as e:
-        return finish(EXIT_RETRY if e.retryable else EXIT_PERMANENT, f"milvus: {e}", ingestor.progress if ingestor else None)
+        return finish(
+            EXIT_RETRY if e.retryable else EXIT_PERMANENT, f"milvus: {e}", ingestor.progress if ingestor else None
+        )
     _write_termination(args.termination_log, result)
-    log.info("worker %d/%d done: %d documents, %d failed, %d chunks", args.worker, args.workers, result.documents_done, result.documents_failed, result.chunks)
+    log.info(
+        "worker %d/%d done: %d documents, %d failed, %d chunks",
+        args.worker,
+        args.workers,
+        result.documents_done,
+        result.documents_failed,
+        result.chunks,
+    )
     return EXIT_OK
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     sys.exit(run())

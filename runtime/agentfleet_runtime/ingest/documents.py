@@ -112,7 +112,24 @@ class _TextExtractor(HTMLParser):
       and script/style are dropped: they repeat on every page and answer nothing.
     """
 
-    BLOCK = {"p", "div", "ul", "ol", "dl", "dd", "table", "section", "article", "blockquote", "body", "figure", "caption", "thead", "tbody", "tfoot"}
+    BLOCK = {
+        "p",
+        "div",
+        "ul",
+        "ol",
+        "dl",
+        "dd",
+        "table",
+        "section",
+        "article",
+        "blockquote",
+        "body",
+        "figure",
+        "caption",
+        "thead",
+        "tbody",
+        "tfoot",
+    }
     HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
     SKIP = {"script", "style", "noscript", "template", "head", "nav"}
     SKIP_CLASSES = {"navheader", "navfooter", "toc"}
@@ -249,7 +266,9 @@ def html_to_text(html: str) -> str:
     return p.text()
 
 
-def parse_document(doc_id: str, data: bytes, max_bytes: int, *, content_type: str | None = None, metadata: dict[str, Any] | None = None) -> Document | Failure:
+def parse_document(
+    doc_id: str, data: bytes, max_bytes: int, *, content_type: str | None = None, metadata: dict[str, Any] | None = None
+) -> Document | Failure:
     """The document in ``data``, or why it is refused. Pure."""
     if len(data) > max_bytes:
         return Failure(doc_id, f"too large: more than {max_bytes} bytes")
@@ -348,20 +367,35 @@ def list_urls(urls: list[str]) -> list[DocumentRef]:
     return refs
 
 
-def fetch_url(ref: DocumentRef, max_bytes: int, *, timeout: float = HTTP_TIMEOUT_SECONDS, retries: int = HTTP_RETRIES, sleep=time.sleep) -> Document | Failure:
+def fetch_url(
+    ref: DocumentRef,
+    max_bytes: int,
+    *,
+    timeout: float = HTTP_TIMEOUT_SECONDS,
+    retries: int = HTTP_RETRIES,
+    sleep=time.sleep,
+) -> Document | Failure:
     """GET the URL; 4xx and oversize bodies are document failures, 5xx/network errors are retried first."""
     last = ""
     for attempt in range(retries + 1):
         if attempt:
             sleep(min(2.0**attempt, 10.0))
-        req = urllib.request.Request(ref.location, headers={"User-Agent": USER_AGENT, "Accept": "text/*, application/json;q=0.5"})
+        req = urllib.request.Request(
+            ref.location, headers={"User-Agent": USER_AGENT, "Accept": "text/*, application/json;q=0.5"}
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - scheme checked by the API (http/https)
                 length = resp.headers.get("Content-Length")
                 if length and length.isdigit() and int(length) > max_bytes:
                     return Failure(ref.id, f"too large: {length} bytes, the limit is {max_bytes}")
                 data = resp.read(max_bytes + 1)
-                return parse_document(ref.id, data, max_bytes, content_type=resp.headers.get("Content-Type"), metadata={"url": ref.location})
+                return parse_document(
+                    ref.id,
+                    data,
+                    max_bytes,
+                    content_type=resp.headers.get("Content-Type"),
+                    metadata={"url": ref.location},
+                )
         except urllib.error.HTTPError as e:
             last = f"HTTP {e.code} {e.reason}"
             if e.code < 500 and e.code != 429:

@@ -63,7 +63,14 @@ class EmbeddingSettings:
     dimension: int | None = None  # expected width; checked against the model when set
 
     @classmethod
-    def from_spec(cls, embedding: object, *, dimension: int | None = None, api_key: str | None = None, precision: Precision = "int8") -> EmbeddingSettings:
+    def from_spec(
+        cls,
+        embedding: object,
+        *,
+        dimension: int | None = None,
+        api_key: str | None = None,
+        precision: Precision = "int8",
+    ) -> EmbeddingSettings:
         """From a VectorIndex spec.embedding (pydantic model or anything with the same attributes)."""
         return cls(
             provider=getattr(embedding, "provider", "Local"),

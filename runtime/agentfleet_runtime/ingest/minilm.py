@@ -54,7 +54,10 @@ def package_model_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    for candidate in (os.environ.get("AGENTFLEET_CACHE_DIR"), os.environ.get("XDG_CACHE_HOME") and os.path.join(os.environ["XDG_CACHE_HOME"], "agentfleet")):
+    for candidate in (
+        os.environ.get("AGENTFLEET_CACHE_DIR"),
+        os.environ.get("XDG_CACHE_HOME") and os.path.join(os.environ["XDG_CACHE_HOME"], "agentfleet"),
+    ):
         if candidate:
             return Path(candidate)
     home = Path.home() / ".cache" / "agentfleet"
@@ -72,7 +75,9 @@ def _cache_key(model_dir: Path, precision: Precision) -> str:
 
     w = model_dir / "model.safetensors"
     st = w.stat()
-    h = hashlib.sha256(f"{w.resolve()}|{st.st_size}|{st.st_mtime_ns}|{precision}|{onnxruntime.__version__}|{BUILD_VERSION}".encode())
+    h = hashlib.sha256(
+        f"{w.resolve()}|{st.st_size}|{st.st_mtime_ns}|{precision}|{onnxruntime.__version__}|{BUILD_VERSION}".encode()
+    )
     return h.hexdigest()[:16]
 
 
@@ -102,7 +107,10 @@ def build_onnx(model_dir: Path, precision: Precision, out: Path) -> Path:
                 # LayerNorms stay fp32): the variant that kept cosine >= 0.98 to fp32 here;
                 # per-tensor int8 dropped to ~0.88.
                 root = logging.getLogger()
-                was, root.disabled = root.disabled, True  # the quantizer logs "consider pre-processing" on the root logger
+                was, root.disabled = (
+                    root.disabled,
+                    True,
+                )  # the quantizer logs "consider pre-processing" on the root logger
                 try:
                     quantize_dynamic(
                         fp32,
@@ -176,7 +184,9 @@ class MiniLMEmbedder:
         # ONNX Runtime's fused SkipLayerNormalization CPU kernel took 12% of the int8 encoder's time
         # here, the unfused Add + LayerNormalization it replaces 6%: ~11% more chunks/s without it
         # (e2e/bench/ingest_bench.py measures both; the fp32 graph gains nothing, loses nothing).
-        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled_optimizers))
+        self._session = ort.InferenceSession(
+            str(path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled_optimizers)
+        )
         self._lock = threading.Lock()  # one run at a time: intra-op threads already use every core
 
     @property

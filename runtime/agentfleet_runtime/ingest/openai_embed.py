@@ -117,6 +117,8 @@ class OpenAIEmbedder:
             return np.zeros((0, self._dimension or 0), dtype=np.float32)
         out = np.asarray(rows, dtype=np.float32)
         if self._dimension is not None and out.shape[1] != self._dimension:
-            raise EmbeddingError(f"{self.model} at {self.url} returned {out.shape[1]} values per vector, expected {self._dimension}")
+            raise EmbeddingError(
+                f"{self.model} at {self.url} returned {out.shape[1]} values per vector, expected {self._dimension}"
+            )
         self._dimension = out.shape[1]
         return normalize(out) if self._normalize else out

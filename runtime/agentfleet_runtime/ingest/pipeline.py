@@ -57,7 +57,9 @@ def _now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def chunk_rows(doc: Document, chunks: Sequence[Chunk], vectors: Any, revision: str, partition_key: str | None) -> list[dict[str, Any]]:
+def chunk_rows(
+    doc: Document, chunks: Sequence[Chunk], vectors: Any, revision: str, partition_key: str | None
+) -> list[dict[str, Any]]:
     """Milvus rows for a document's chunks. Pure."""
     rows = []
     for c, v in zip(chunks, vectors, strict=True):
@@ -109,7 +111,9 @@ class Ingestor:
         budget = min(options.max_tokens, embedder.max_input_tokens)
         self.max_tokens = budget
         self.overlap_tokens = min(options.overlap_tokens, budget // 2)
-        self.progress = WorkerProgress(worker=options.worker, workers=options.workers, revision=options.revision, started_at=_now())
+        self.progress = WorkerProgress(
+            worker=options.worker, workers=options.workers, revision=options.revision, started_at=_now()
+        )
         self._last_report = -1e18
         self._failures: list[FailureRecord] = []
 

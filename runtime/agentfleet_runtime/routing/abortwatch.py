@@ -27,7 +27,9 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-_ABORT_SAMPLE = re.compile(rb'^vllm:request_success_total\{[^}]*finish(?:ed)?_reason="abort"[^}]*\}\s+([0-9.eE+-]+)', re.M)
+_ABORT_SAMPLE = re.compile(
+    rb'^vllm:request_success_total\{[^}]*finish(?:ed)?_reason="abort"[^}]*\}\s+([0-9.eE+-]+)', re.M
+)
 
 
 def abort_count(metrics_text: bytes) -> float | None:

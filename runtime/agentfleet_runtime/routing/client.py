@@ -114,7 +114,9 @@ class RoutingModelClient:
                 pool.stalls.on_judged = functools.partial(self._stalled, pool)
                 st = pool.settings
                 kinds = ",".join(sorted(routine_kinds)) if tier_label == "routine" else "other"
-                self.metrics.policy.labels(tier_label, pool.tier.name, st.policy, str(st.load_bound_percent), str(st.hedging).lower(), kinds).set(1)
+                self.metrics.policy.labels(
+                    tier_label, pool.tier.name, st.policy, str(st.load_bound_percent), str(st.hedging).lower(), kinds
+                ).set(1)
 
     def _stalled(self, pool: ReplicaPool, replica: str) -> None:
         """``replica`` was judged stalled (stallwatch.py): count it, and probe it until it steps."""
@@ -128,7 +130,12 @@ class RoutingModelClient:
         """Keep one one-token request on a replica judged stalled until a token comes from it (any
         call's or this one's): the calls routed around it cannot tell when it steps again."""
         loop = asyncio.get_running_loop()
-        body = {"model": pool.tier.model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1, "temperature": 0.0}
+        body = {
+            "model": pool.tier.model,
+            "messages": [{"role": "user", "content": "ping"}],
+            "max_tokens": 1,
+            "temperature": 0.0,
+        }
         observer = StreamObserver(lambda: None, None, lambda: pool.stalls.progress(replica, loop.time()))
         while replica in pool.stalls.judged:
             endpoint = next((e for e in pool.source.endpoints() if e.name == replica), None)
@@ -195,7 +202,9 @@ class RoutingModelClient:
         if self.limiter is not None:
             tokens = estimate_tokens(request.messages, body.get("tools") or [], self.max_output_tokens)
             try:
-                reservation = await self.limiter.reserve(tier.name, self.tenant_of(request), tokens, max_wait=max(0.0, budget))
+                reservation = await self.limiter.reserve(
+                    tier.name, self.tenant_of(request), tokens, max_wait=max(0.0, budget)
+                )
             except ModelError as e:
                 self.metrics.ratelimit_rejected.labels(tier.name, getattr(e, "scope", "model")).inc()
                 raise
@@ -221,7 +230,12 @@ class RoutingModelClient:
             await asyncio.sleep(min(EMPTY_POLL_SECONDS, left))
 
     def _body(self, tier: Tier, req: ModelRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": tier.model, "messages": req.messages, "max_tokens": self.max_output_tokens, "temperature": self.temperature}
+        body: dict[str, Any] = {
+            "model": tier.model,
+            "messages": req.messages,
+            "max_tokens": self.max_output_tokens,
+            "temperature": self.temperature,
+        }
         body.update(request_options(req, self.send_tools, self._portable))
         return body
 
@@ -269,7 +283,12 @@ class RoutingModelClient:
         return guard
 
     async def _send_fitted(
-        self, pool: ReplicaPool, endpoint: Endpoint, body: dict[str, Any], timeout: float, observer: StreamObserver | None = None
+        self,
+        pool: ReplicaPool,
+        endpoint: Endpoint,
+        body: dict[str, Any],
+        timeout: float,
+        observer: StreamObserver | None = None,
     ) -> dict[str, Any]:
         """Send (streamed when an observer is given) with ``max_tokens`` inside the replica's
         served context (modelwire.py); a 400 for a too-long request is sent once more with the exact
@@ -304,7 +323,9 @@ class RoutingModelClient:
         # No task id (a one-off call): a random key spreads such calls instead of piling them up.
         return req.task_id or req.session or uuid.uuid4().hex
 
-    async def _attempts(self, pool: ReplicaPool, req: ModelRequest, body: dict[str, Any], deadline: float) -> ModelReply:
+    async def _attempts(
+        self, pool: ReplicaPool, req: ModelRequest, body: dict[str, Any], deadline: float
+    ) -> ModelReply:
         loop = asyncio.get_running_loop()
         key = self._key(pool, req)
         tried: list[str] = []
@@ -338,7 +359,9 @@ class RoutingModelClient:
                     by = next((e for e in order if e.name == served), None)
                     pool.budget.on_call(reply.usage.total, loop.time(), aborting=by is None or self.aborts(pool, by))
                     prev = pool.last.swap(req.task_id or key, served)
-                    self.metrics.affinity.labels(pool.tier.name, "first" if prev is None else "hit" if prev == served else "miss").inc()
+                    self.metrics.affinity.labels(
+                        pool.tier.name, "first" if prev is None else "hit" if prev == served else "miss"
+                    ).inc()
                     return reply
             if attempt < self.max_retries:
                 pause = full_jitter(attempt, self.backoff_base, self.backoff_cap, self.rng)
@@ -346,7 +369,9 @@ class RoutingModelClient:
         pool.forget_gone()
         raise last or ModelError(f"model call to {pool.tier.name} had no time left", retryable=True)
 
-    async def _hedged(self, pool: ReplicaPool, order: list[Endpoint], req: ModelRequest, body: dict[str, Any], timeout: float) -> tuple[ModelReply, str]:
+    async def _hedged(
+        self, pool: ReplicaPool, order: list[Endpoint], req: ModelRequest, body: dict[str, Any], timeout: float
+    ) -> tuple[ModelReply, str]:
         """One attempt, with at most one hedge; returns the reply and the replica that served it."""
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -361,7 +386,13 @@ class RoutingModelClient:
             if delay is not None:
                 # Due at the delay, or when the replica stalls; a denied hedge is asked for again.
                 advance = await hedge_due(
-                    pool, order[0].name, set(pending), started, delay, timeout, lambda: self.metrics.hedges.labels(pool.tier.name, "denied").inc()
+                    pool,
+                    order[0].name,
+                    set(pending),
+                    started,
+                    delay,
+                    timeout,
+                    lambda: self.metrics.hedges.labels(pool.tier.name, "denied").inc(),
                 )
                 if advance is not None:
                     left = timeout - (loop.time() - started)
@@ -384,7 +415,12 @@ class RoutingModelClient:
                                 now = loop.time()
                                 ep = order[0] if loser is first else order[1]
                                 share = (now - starts[loser]) / max(1e-9, now - starts[t])
-                                cost = loser_cost(reply.usage.prompt_tokens, reply.usage.completion_tokens, aborted=self.seen_aborting(pool, ep), share=share)
+                                cost = loser_cost(
+                                    reply.usage.prompt_tokens,
+                                    reply.usage.completion_tokens,
+                                    aborted=self.seen_aborting(pool, ep),
+                                    share=share,
+                                )
                         return reply, names[t]
                     errors.append(exc if isinstance(exc, ModelError) else ModelError(str(exc)))
             if hedged:
@@ -410,7 +446,13 @@ class RoutingModelClient:
         return value
 
     async def _call(
-        self, pool: ReplicaPool, endpoint: Endpoint, kind: str, body: dict[str, Any], timeout: float, observer: StreamObserver | None = None
+        self,
+        pool: ReplicaPool,
+        endpoint: Endpoint,
+        kind: str,
+        body: dict[str, Any],
+        timeout: float,
+        observer: StreamObserver | None = None,
     ) -> ModelReply:
         loop = asyncio.get_running_loop()
         model, name = pool.tier.name, endpoint.name

@@ -40,7 +40,13 @@ def _source(tier: TierConfig, namespace: str) -> ReplicaSource:
 
 
 def _tier(tier: TierConfig) -> Tier:
-    return Tier(tier.model_replica_set, tier.model, RoutingSettings.from_spec(tier.routing), adapter=tier.adapter, adapters=tuple(tier.adapters))
+    return Tier(
+        tier.model_replica_set,
+        tier.model,
+        RoutingSettings.from_spec(tier.routing),
+        adapter=tier.adapter,
+        adapters=tuple(tier.adapters),
+    )
 
 
 def build_routing_client(

@@ -66,7 +66,10 @@ class HedgeBudget:
             self.recent_tokens -= self.recent.popleft()[1]
         calls, tokens_cap = self.burst_calls, self.burst_calls * self.mean
         if aborting:  # a stall's hedges are cancelled as their races end: let them out together
-            calls, tokens_cap = max(calls, self.ratio * len(self.recent)), max(tokens_cap, self.ratio * self.recent_tokens)
+            calls, tokens_cap = (
+                max(calls, self.ratio * len(self.recent)),
+                max(tokens_cap, self.ratio * self.recent_tokens),
+            )
         self.credit = min(calls, self.credit + self.ratio)
         self.tokens = min(tokens_cap, self.tokens + self.ratio * tokens)
 

@@ -37,7 +37,12 @@ class RoutingMetrics:
             ["model", "replica", "reason"],
             registry=r,
         )
-        self.failovers = Counter("agentfleet_routing_failovers_total", "Attempts retried on the next replica in the task's order.", ["model"], registry=r)
+        self.failovers = Counter(
+            "agentfleet_routing_failovers_total",
+            "Attempts retried on the next replica in the task's order.",
+            ["model"],
+            registry=r,
+        )
         self.hedges = Counter(
             "agentfleet_routing_hedges_total",
             "Hedged calls by result: won (the duplicate answered first), lost (the original did), "
@@ -46,11 +51,17 @@ class RoutingMetrics:
             registry=r,
         )
         self.hedge_threshold = Gauge(
-            "agentfleet_routing_hedge_threshold_seconds", "Current hedge delay (observed percentile) per step kind.", ["model", "kind"], registry=r
+            "agentfleet_routing_hedge_threshold_seconds",
+            "Current hedge delay (observed percentile) per step kind.",
+            ["model", "kind"],
+            registry=r,
         )
         self.affinity = Counter(
             "agentfleet_routing_affinity_total",
-            "Calls by cache affinity: hit (same replica as the task's previous call), miss (another one), first (no previous call).",
+            (
+                "Calls by cache affinity: hit (same replica as the task's previous call), miss (another one), first "
+                "(no previous call)."
+            ),
             ["model", "result"],
             registry=r,
         )
@@ -61,12 +72,27 @@ class RoutingMetrics:
             ["model", "replica"],
             registry=r,
         )
-        self.ejections = Counter("agentfleet_routing_ejections_total", "Replicas ejected after consecutive errors.", ["model", "replica"], registry=r)
-        self.ejected = Gauge(
-            "agentfleet_routing_replica_ejected", "1 while a replica is ejected from routing (this pod's view).", ["model", "replica"], registry=r
+        self.ejections = Counter(
+            "agentfleet_routing_ejections_total",
+            "Replicas ejected after consecutive errors.",
+            ["model", "replica"],
+            registry=r,
         )
-        self.inflight = Gauge("agentfleet_routing_replica_inflight", "Calls this pod has in flight per replica.", ["model", "replica"], registry=r)
-        self.replicas = Gauge("agentfleet_routing_replicas", "Serving replicas known from the replica set.", ["model"], registry=r)
+        self.ejected = Gauge(
+            "agentfleet_routing_replica_ejected",
+            "1 while a replica is ejected from routing (this pod's view).",
+            ["model", "replica"],
+            registry=r,
+        )
+        self.inflight = Gauge(
+            "agentfleet_routing_replica_inflight",
+            "Calls this pod has in flight per replica.",
+            ["model", "replica"],
+            registry=r,
+        )
+        self.replicas = Gauge(
+            "agentfleet_routing_replicas", "Serving replicas known from the replica set.", ["model"], registry=r
+        )
         self.tier_calls = Counter(
             "agentfleet_routing_tier_calls_total",
             "Model calls by tier (primary, routine), model and step kind: the share the routine tier takes.",
@@ -80,11 +106,18 @@ class RoutingMetrics:
             registry=r,
         )
         self.ratelimit_wait = Histogram(
-            "agentfleet_routing_ratelimit_wait_seconds", "Time calls waited for rate-limit tokens.", ["model"], buckets=WAIT_BUCKETS, registry=r
+            "agentfleet_routing_ratelimit_wait_seconds",
+            "Time calls waited for rate-limit tokens.",
+            ["model"],
+            buckets=WAIT_BUCKETS,
+            registry=r,
         )
         self.ratelimit_rejected = Counter(
             "agentfleet_routing_ratelimit_rejected_total",
-            "Calls refused because the tokens would not be available before the wait deadline, by binding scope (model, tenant).",
+            (
+                "Calls refused because the tokens would not be available before the wait deadline, by binding scope "
+                "(model, tenant)."
+            ),
             ["model", "scope"],
             registry=r,
         )

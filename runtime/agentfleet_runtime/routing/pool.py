@@ -61,7 +61,9 @@ class ReplicaPool:
     def detector(self, name: str) -> OutlierDetector:
         d = self.detectors.get(name)
         if d is None:
-            d = self.detectors[name] = OutlierDetector(self.settings.ejection_consecutive_errors, self.settings.ejection_seconds)
+            d = self.detectors[name] = OutlierDetector(
+                self.settings.ejection_consecutive_errors, self.settings.ejection_seconds
+            )
         return d
 
     def order(self, key: str, now: float, exclude: Sequence[str] = (), task: str | None = None) -> list[Endpoint]:
@@ -82,7 +84,9 @@ class ReplicaPool:
             # its own history, cached where its own last call ran.
             stay = self.last.get(task or key) if self.settings.stay_after_move else None
             home = self.adapter_home(fresh)
-            names = bounded_order(key, fresh, self.inflight, max(0.0, self.settings.eps), stay=stay, floor=self.cap_floor, home=home)
+            names = bounded_order(
+                key, fresh, self.inflight, max(0.0, self.settings.eps), stay=stay, floor=self.cap_floor, home=home
+            )
         elif policy == "LeastLoaded":
             # Ties break by the task's rendezvous rank: deterministic per task, spread across tasks.
             rank = {n: i for i, n in enumerate(rendezvous_order(key, fresh))}
@@ -105,7 +109,9 @@ class ReplicaPool:
         home = self.adapter_home(live)
         name = stay if stay in live else home if home is not None else rendezvous_order(key, live)[0]
         total = sum(self.inflight.get(n, 0) for n in live)
-        return name, self.inflight.get(name, 0) < load_cap(total, len(live), max(0.0, self.settings.eps), self.cap_floor)
+        return name, self.inflight.get(name, 0) < load_cap(
+            total, len(live), max(0.0, self.settings.eps), self.cap_floor
+        )
 
     def adapter_home(self, replicas: Sequence[str]) -> str | None:
         """A LoRA adapter's home among ``replicas``: balanced over the set's adapters (hashing.balanced_homes)."""

@@ -63,7 +63,8 @@ class P2Quantile:
     def _parabolic(self, i: int, s: float) -> float:
         q, n = self._q, self._n
         return q[i] + s / (n[i + 1] - n[i - 1]) * (
-            (n[i] - n[i - 1] + s) * (q[i + 1] - q[i]) / (n[i + 1] - n[i]) + (n[i + 1] - n[i] - s) * (q[i] - q[i - 1]) / (n[i] - n[i - 1])
+            (n[i] - n[i - 1] + s) * (q[i + 1] - q[i]) / (n[i + 1] - n[i])
+            + (n[i + 1] - n[i] - s) * (q[i] - q[i - 1]) / (n[i] - n[i - 1])
         )
 
     def value(self) -> float | None:

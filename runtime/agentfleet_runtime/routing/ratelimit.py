@@ -167,7 +167,8 @@ class RedisRateLimiter:
         if int(ok) != 1:
             scope, _, tpm = buckets[int(which) - 1]
             raise RateLimited(
-                f"rate limit of {model} ({scope}, {tpm} tokens/min): {tokens} tokens would be available in {wait:.1f} s, "
+                f"rate limit of {model} ({scope}, {tpm} tokens/min): {tokens} tokens would be available in {wait:.1f} "
+                "s, "
                 f"beyond the wait limit of {limit:g} s (spec.rateLimit.maxWaitSeconds)",
                 scope=scope.split(":", 1)[0],
                 wait_seconds=wait,

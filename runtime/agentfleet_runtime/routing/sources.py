@@ -47,7 +47,9 @@ def _name_of(url: str) -> str:
     return url.split("://", 1)[-1].split("/", 1)[0]
 
 
-def endpoints_from_slices(slices: Iterable[dict[str, Any]], port_name: str = "http", path: str = "/v1") -> tuple[Endpoint, ...]:
+def endpoints_from_slices(
+    slices: Iterable[dict[str, Any]], port_name: str = "http", path: str = "/v1"
+) -> tuple[Endpoint, ...]:
     """Serving endpoints of a Service from its EndpointSlices (camelCase dicts as the API sends).
 
     Pure, so the selection rules are unit-tested without a cluster: an endpoint counts when its

@@ -55,7 +55,9 @@ class StallWatch:
     floor_s: float = FLOOR_S
     probe_wait: float = PROBE_WAIT
     max_probe_factor: int = MAX_PROBE_FACTOR
-    gaps: WindowedQuantile = field(default_factory=lambda: WindowedQuantile(GAP_PERCENTILE, GAP_WINDOW, GAP_MIN_SAMPLES))
+    gaps: WindowedQuantile = field(
+        default_factory=lambda: WindowedQuantile(GAP_PERCENTILE, GAP_WINDOW, GAP_MIN_SAMPLES)
+    )
     marks: dict[str, float] = field(default_factory=dict)  # replica -> its last token
     decoding: dict[str, int] = field(default_factory=dict)  # replica -> calls past their first token
     judged: dict[str, float] = field(default_factory=dict)  # replica -> when it was judged stalled

@@ -55,7 +55,11 @@ class _ToolCallParts:
     arguments: list[str] = field(default_factory=list)
 
     def as_openai(self) -> dict[str, Any]:
-        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": "".join(self.arguments)}}
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": "".join(self.arguments)},
+        }
 
 
 class StreamAccumulator:
@@ -153,7 +157,12 @@ class StreamObserver:
 
     __slots__ = ("on_first", "on_progress", "on_text")
 
-    def __init__(self, on_first: Callable[[], None], on_text: Callable[[str], None] | None = None, on_progress: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_first: Callable[[], None],
+        on_text: Callable[[str], None] | None = None,
+        on_progress: Callable[[], None] | None = None,
+    ) -> None:
         self.on_first = on_first
         self.on_text = on_text
         self.on_progress = on_progress

@@ -51,11 +51,15 @@ class HttpTransport:
             headers["Authorization"] = f"Bearer {self.api_key}"
         url = endpoint.base_url.rstrip("/") + "/chat/completions"
         try:
-            async with self._http().post(url, data=json.dumps(body), headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            async with self._http().post(
+                url, data=json.dumps(body), headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as resp:
                 text = await resp.text()
                 if resp.status >= 400:
                     retryable = resp.status >= 500 or resp.status in (408, 409, 429)
-                    raise ModelError(f"{endpoint.name} answered {resp.status}: {text[:300]}", status=resp.status, retryable=retryable)
+                    raise ModelError(
+                        f"{endpoint.name} answered {resp.status}: {text[:300]}", status=resp.status, retryable=retryable
+                    )
         except TimeoutError as e:
             raise AttemptTimeout(f"{endpoint.name} did not answer within {timeout:.1f} s") from e
         except aiohttp.ClientError as e:
@@ -68,7 +72,9 @@ class HttpTransport:
             raise ModelError(f"{endpoint.name} sent a non-object body", retryable=True)
         return parsed
 
-    async def stream(self, endpoint: Endpoint, body: dict[str, Any], timeout: float, observer: StreamObserver) -> dict[str, Any]:
+    async def stream(
+        self, endpoint: Endpoint, body: dict[str, Any], timeout: float, observer: StreamObserver
+    ) -> dict[str, Any]:
         """The same call streamed (SSE with usage); returns the body a non-streamed call would."""
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream", **tracing.headers()}
         if self.api_key:
@@ -76,11 +82,15 @@ class HttpTransport:
         url = endpoint.base_url.rstrip("/") + "/chat/completions"
         acc, lines = StreamAccumulator(), SseLines()
         try:
-            async with self._http().post(url, data=json.dumps(stream_body(body)), headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            async with self._http().post(
+                url, data=json.dumps(stream_body(body)), headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as resp:
                 if resp.status >= 400:
                     text = await resp.text()
                     retryable = resp.status >= 500 or resp.status in (408, 409, 429)
-                    raise ModelError(f"{endpoint.name} answered {resp.status}: {text[:300]}", status=resp.status, retryable=retryable)
+                    raise ModelError(
+                        f"{endpoint.name} answered {resp.status}: {text[:300]}", status=resp.status, retryable=retryable
+                    )
                 async for data in resp.content.iter_any():
                     for payload in lines.feed(data):
                         first, text = acc.feed(payload)

@@ -90,7 +90,13 @@ class HedgedStream:
     ``_settle`` charges the budget what the race cost and cancels what is left, however it ended."""
 
     def __init__(
-        self, client: Any, pool: ReplicaPool, order: list[Endpoint], req: ModelRequest, body: dict[str, Any], timeout: float
+        self,
+        client: Any,
+        pool: ReplicaPool,
+        order: list[Endpoint],
+        req: ModelRequest,
+        body: dict[str, Any],
+        timeout: float,
     ) -> None:
         self.client = client
         self.pool = pool
@@ -243,7 +249,14 @@ class HedgedStream:
         a = self.winner
         assert a is not None
         self.advance = await hedge_due(
-            self.pool, a.endpoint.name, {a.task}, self.started, math.inf, self.timeout, self._denied, retry_base=self.delay
+            self.pool,
+            a.endpoint.name,
+            {a.task},
+            self.started,
+            math.inf,
+            self.timeout,
+            self._denied,
+            retry_base=self.delay,
         )
         if self.advance is None:
             return
@@ -288,7 +301,9 @@ class HedgedStream:
             return None
         u = reply.usage
         if self.midstream:  # cancelled in _settle, at this answer: it may have written it all
-            return loser_cost(u.prompt_tokens, u.completion_tokens, aborted=self.client.seen_aborting(self.pool, loser.endpoint))
+            return loser_cost(
+                u.prompt_tokens, u.completion_tokens, aborted=self.client.seen_aborting(self.pool, loser.endpoint)
+            )
         return loser_cost(u.prompt_tokens, u.completion_tokens, aborted=loser in self.aborted, share=0.0)
 
     async def _settle(self) -> None:

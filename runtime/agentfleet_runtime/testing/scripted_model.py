@@ -157,7 +157,11 @@ class ScriptedModel:
         if turn == 0 and int(s.get("spawn", 0)) > 0:
             child = f" #latency={s['child_latency']}" if "child_latency" in s else ""
             goals = [f"branch {i} of {strip_directives(goal)}{child}" for i in range(int(s["spawn"]))]
-            return Reply(delay=delay, tool_calls=[{"name": s.get("spawn_tool", "spawn"), "arguments": {"goals": goals}}], text_calls=text)
+            return Reply(
+                delay=delay,
+                tool_calls=[{"name": s.get("spawn_tool", "spawn"), "arguments": {"goals": goals}}],
+                text_calls=text,
+            )
         steps = int(s.get("steps", 1)) + (1 if int(s.get("spawn", 0)) > 0 else 0)
         if turn < steps - 1:
             args = json.loads(s["args"]) if "args" in s else {"n": turn}
@@ -174,7 +178,11 @@ class ScriptedModel:
             msg["content"] = "\n".join(f"<tool_call>{json.dumps(c)}</tool_call>" for c in plan.tool_calls)
         elif plan.tool_calls:
             msg["tool_calls"] = [
-                {"id": f"call_{_new_id()}", "type": "function", "function": {"name": c["name"], "arguments": fastjson.dumps(c["arguments"])}}
+                {
+                    "id": f"call_{_new_id()}",
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": fastjson.dumps(c["arguments"])},
+                }
                 for c in plan.tool_calls
             ]
         prompt = sum([max(1, len(m.get("content") or "") // 4) for m in messages])  # _tokens, inlined
@@ -269,7 +277,9 @@ class ScriptedModelServer(LocalServer):
         return web.json_response({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
 
     async def _stats(self, _: web.Request) -> web.Response:
-        return web.json_response({"calls": self.model.total_calls, "in_flight": self.in_flight, "peak_in_flight": self.peak_in_flight})
+        return web.json_response(
+            {"calls": self.model.total_calls, "in_flight": self.in_flight, "peak_in_flight": self.peak_in_flight}
+        )
 
     async def _faults(self, request: web.Request) -> web.Response:
         body = await request.json()

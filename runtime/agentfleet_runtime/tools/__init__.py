@@ -102,7 +102,9 @@ class ToolBox:
         reply instead of asking the model for a different one."""
         return any(c.name in self._side_effects or c.name in self._spawners or c.name in self._gated for c in calls)
 
-    async def run_step(self, task: TaskRecord, step: int, calls: Sequence[ToolCall], deadline: float) -> list[Observation]:
+    async def run_step(
+        self, task: TaskRecord, step: int, calls: Sequence[ToolCall], deadline: float
+    ) -> list[Observation]:
         """Run one step's tool calls concurrently; every outcome, failures included, is an observation."""
         recorded: list[Observation | None] = [None] * len(calls)
         # Calls a person approved: run once, their results recorded as a side effect's are.
@@ -154,7 +156,12 @@ class ToolBox:
             return recorded
         tool = self.tools.get(call.name)
         if tool is None:
-            return Observation(call.id, call.name, False, f"unknown tool {call.name!r}; available tools: {', '.join(self.tools) or 'none'}")
+            return Observation(
+                call.id,
+                call.name,
+                False,
+                f"unknown tool {call.name!r}; available tools: {', '.join(self.tools) or 'none'}",
+            )
         breaker = self.breakers[call.name]
         if not breaker.allow():
             self._called(call.name, "breaker_open", 0.0)
@@ -162,7 +169,10 @@ class ToolBox:
                 call.id,
                 call.name,
                 False,
-                f"{call.name} is temporarily unavailable after repeated failures; retry in {breaker.retry_after():.0f}s or do without it",
+                (
+                    f"{call.name} is temporarily unavailable after repeated failures; retry in "
+                    f"{breaker.retry_after():.0f}s or do without it"
+                ),
             )
         self._breaker(call.name, breaker)
         ctx = ToolContext(task=task, step=step, call_index=index, deadline=deadline)
@@ -170,11 +180,15 @@ class ToolBox:
         limit = min(tool.timeout + (SPAWN_GRACE_SECONDS if spawn else 0.0), deadline - time.time())
         started = time.monotonic()
         if limit <= 0:
-            return Observation(call.id, call.name, False, f"{call.name} was not called: the task's time budget is spent")
+            return Observation(
+                call.id, call.name, False, f"{call.name} was not called: the task's time budget is spent"
+            )
         try:
             with timeouts.timeout(limit):
                 output = await (tool.run(call.arguments, ctx, quota) if spawn else tool.run(call.arguments, ctx))
-            obs = Observation(call.id, call.name, True, truncate(str(output), self.max_chars), time.monotonic() - started)
+            obs = Observation(
+                call.id, call.name, True, truncate(str(output), self.max_chars), time.monotonic() - started
+            )
             breaker.record(True)
             outcome = "ok"
         except ToolError as e:
@@ -183,14 +197,22 @@ class ToolBox:
             outcome = "error"
         except TimeoutError:
             breaker.record(False)
-            obs = Observation(call.id, call.name, False, f"{call.name} timed out after {limit:.1f}s", time.monotonic() - started)
+            obs = Observation(
+                call.id, call.name, False, f"{call.name} timed out after {limit:.1f}s", time.monotonic() - started
+            )
             outcome = "timeout"
         except (asyncio.CancelledError, Released, LeaseLost):
             breaker.release_probe()
             raise
         except Exception as e:  # a tool's bug must not become the task's failure
             breaker.record(False)
-            obs = Observation(call.id, call.name, False, f"{call.name} failed: {type(e).__name__}: {e}"[: self.max_chars], time.monotonic() - started)
+            obs = Observation(
+                call.id,
+                call.name,
+                False,
+                f"{call.name} failed: {type(e).__name__}: {e}"[: self.max_chars],
+                time.monotonic() - started,
+            )
             outcome = "error"
         self._called(call.name, outcome, obs.seconds)
         self._breaker(call.name, breaker)

@@ -71,7 +71,9 @@ class GuardedResolver(AbstractResolver):
         self._inner = DefaultResolver()
         self._denied = denied
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         addresses = await self._inner.resolve(host, port, family)
         allowed = [a for a in addresses if not is_denied(a["host"], self._denied)]
         if not allowed:
@@ -182,7 +184,10 @@ class HTTPTool:
                 unhealthy=False,
             )
         if target.origin() != url.origin():
-            raise ToolError(f"{self.name} redirected to another origin ({where}); only same-origin redirects are followed", unhealthy=False)
+            raise ToolError(
+                f"{self.name} redirected to another origin ({where}); only same-origin redirects are followed",
+                unhealthy=False,
+            )
         if hop >= MAX_REDIRECTS:
             raise ToolError(f"{self.name} redirected more than {MAX_REDIRECTS} times", unhealthy=False)
         return target
@@ -202,7 +207,9 @@ class HTTPTool:
         try:
             for hop in range(MAX_REDIRECTS + 1):
                 if is_denied(url.host or "", self.denied):
-                    raise ToolError(f"{self.name} may not reach {url.host} (a metadata or API server address)", unhealthy=False)
+                    raise ToolError(
+                        f"{self.name} may not reach {url.host} (a metadata or API server address)", unhealthy=False
+                    )
                 async with self._http().request(method, url, allow_redirects=False, timeout=timeout, **kwargs) as resp:
                     if resp.status in REDIRECTS and "Location" in resp.headers:
                         url = self._redirect_target(url, resp, hop)
@@ -222,7 +229,9 @@ class HTTPTool:
                     if resp.status >= 500:
                         raise ToolError(f"{self.name} failed with HTTP {resp.status}: {body[:500]}")
                     if resp.status >= 400:
-                        raise ToolError(f"{self.name} refused the call with HTTP {resp.status}: {body[:500]}", unhealthy=False)
+                        raise ToolError(
+                            f"{self.name} refused the call with HTTP {resp.status}: {body[:500]}", unhealthy=False
+                        )
                     if cut:
                         body += f"\n[truncated: the response was longer than {self.max_response_bytes} bytes]"
                     return body

@@ -27,7 +27,10 @@ def default_retriever(config: RuntimeConfig, tool: Any) -> RetrieverLike:
     """
     settings = dict(config.retrieval)
     if "vectorIndex" not in settings:
-        raise ValueError(f"tool {tool.name!r} is a Retrieval tool but the runtime config has no retrieval.vectorIndex (the VectorIndex spec)")
+        raise ValueError(
+            f"tool {tool.name!r} is a Retrieval tool but the runtime config has no retrieval.vectorIndex (the "
+            "VectorIndex spec)"
+        )
     from agentfleet_contract.vectorindex import VectorIndexSpec
 
     from agentfleet_runtime.retriever import Retriever

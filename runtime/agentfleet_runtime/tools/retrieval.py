@@ -19,7 +19,12 @@ PARAMETERS = {
     "type": "object",
     "properties": {
         "query": {"type": "string", "description": "What to search for, in natural language."},
-        "top_k": {"type": "integer", "description": "More passages than the default, when the first ones were not enough.", "minimum": 1, "maximum": 50},
+        "top_k": {
+            "type": "integer",
+            "description": "More passages than the default, when the first ones were not enough.",
+            "minimum": 1,
+            "maximum": 50,
+        },
     },
     "required": ["query"],
 }
@@ -167,7 +172,16 @@ class RetrievalTool:
             raise
         except Exception as e:  # the index being down is the tool's failure, not the task's
             raise ToolError(f"{self.name} search failed: {type(e).__name__}: {e}") from e
-        passages = [{"id": str(p.id), "text": p.text, "score": float(p.score), "source": p.source, "metadata": dict(p.metadata or {})} for p in found]
+        passages = [
+            {
+                "id": str(p.id),
+                "text": p.text,
+                "score": float(p.score),
+                "source": p.source,
+                "metadata": dict(p.metadata or {}),
+            }
+            for p in found
+        ]
         if self.cache is not None and self.cache_ttl > 0:
             if self.on_cache:
                 self.on_cache(False)

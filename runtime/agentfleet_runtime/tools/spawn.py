@@ -51,11 +51,15 @@ class SpawnTool:
     side_effects = False
     spawns = True  # the ToolBox splits a step's fan-out among such tools
 
-    def __init__(self, name: str, store: TaskStore, fan_in: FanIn, *, description: str = "", timeout: float = 300.0) -> None:
+    def __init__(
+        self, name: str, store: TaskStore, fan_in: FanIn, *, description: str = "", timeout: float = 300.0
+    ) -> None:
         self.name = name
         self.store = store
         self.fan_in = fan_in
-        self.description = description or "Starts sub-agents that work on sub-goals in parallel and returns their answers."
+        self.description = (
+            description or "Starts sub-agents that work on sub-goals in parallel and returns their answers."
+        )
         self.timeout = timeout  # the fan-in timeout
 
     def schema(self) -> dict[str, Any]:
@@ -65,7 +69,13 @@ class SpawnTool:
         parent = ctx.task
         limits = parent.limits
         if parent.depth >= limits.max_depth:
-            raise ToolError(f"sub-agents are not allowed here: this task is at depth {parent.depth} and maxDepth is {limits.max_depth}", unhealthy=False)
+            raise ToolError(
+                (
+                    f"sub-agents are not allowed here: this task is at depth {parent.depth} and maxDepth is "
+                    f"{limits.max_depth}"
+                ),
+                unhealthy=False,
+            )
         goals = goals_of(arguments)
         if not goals:
             raise ToolError(f'{self.name} needs "goals": a list of sub-goal strings', unhealthy=False)
@@ -73,7 +83,9 @@ class SpawnTool:
         refused = goals[allowed:]
         goals = goals[:allowed]
         if not goals:
-            raise ToolError(f"no sub-agents started: this step already used its fan-out of {limits.max_fan_out}", unhealthy=False)
+            raise ToolError(
+                f"no sub-agents started: this step already used its fan-out of {limits.max_fan_out}", unhealthy=False
+            )
 
         now = time.time()
         ids = [child_id(parent.id, ctx.step, ctx.call_index, i) for i in range(len(goals))]
@@ -110,7 +122,14 @@ class SpawnTool:
             status = (st or {}).get("status", "missing")
             if status in (Status.DONE, Status.CANCELLED, Status.DEAD):
                 results.append(
-                    {"task": cid, "goal": goal, "status": status, "reason": st.get("reason"), "answer": st.get("answer", ""), "partial": status != Status.DONE}
+                    {
+                        "task": cid,
+                        "goal": goal,
+                        "status": status,
+                        "reason": st.get("reason"),
+                        "answer": st.get("answer", ""),
+                        "partial": status != Status.DONE,
+                    }
                 )
             else:
                 late.append(cid)

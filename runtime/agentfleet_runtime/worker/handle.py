@@ -91,7 +91,9 @@ class TaskHandler:
             if not isinstance(got, Acquired):
                 if got == "dead":
                     metrics.TASKS.labels("failed").inc()
-                    log.warning("task dead-lettered: its workers kept dying", extra={"attempts": self.config.retry.max_attempts})
+                    log.warning(
+                        "task dead-lettered: its workers kept dying", extra={"attempts": self.config.retry.max_attempts}
+                    )
                 return
             run = TaskRun(
                 got,
@@ -105,7 +107,10 @@ class TaskHandler:
                 draining=self.draining,
             )
             held.run = run
-            log.info("task started", extra={"attempt": got.record.attempts, "resumed_steps": len(got.steps), "reclaimed": reclaimed})
+            log.info(
+                "task started",
+                extra={"attempt": got.record.attempts, "resumed_steps": len(got.steps), "reclaimed": reclaimed},
+            )
             await run.execute()
         except asyncio.CancelledError:
             await self._after_cancel(held, run, lease, msg_id)
@@ -133,7 +138,12 @@ class TaskHandler:
         while True:
             try:
                 return await self.store.acquire(
-                    task_id, lease=lease, msg_id=msg_id, reclaimed=reclaimed, max_attempts=self.config.retry.max_attempts, worker=self.name
+                    task_id,
+                    lease=lease,
+                    msg_id=msg_id,
+                    reclaimed=reclaimed,
+                    max_attempts=self.config.retry.max_attempts,
+                    worker=self.name,
                 )
             except RedisError:
                 if time.monotonic() + delay > give_up:
@@ -166,7 +176,9 @@ class TaskHandler:
         try:
             released = await _shielded(self.store.release(run.rec, lease, msg_id))
         except RedisError as e:
-            log.error("could not release the task; it is reclaimed after the visibility timeout", extra={"error": str(e)})
+            log.error(
+                "could not release the task; it is reclaimed after the visibility timeout", extra={"error": str(e)}
+            )
             return
         if released is not None:
             metrics.RELEASED.inc()
@@ -220,9 +232,16 @@ class TaskHandler:
         failures = run.rec.failures + 1
         delay = min(60.0, self.config.worker.retry_backoff_seconds * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
         level = logging.WARNING if isinstance(e, ModelError) else logging.ERROR
-        log.log(level, "task attempt failed", extra={"error": error, "failures": failures}, exc_info=not isinstance(e, ModelError))
+        log.log(
+            level,
+            "task attempt failed",
+            extra={"error": error, "failures": failures},
+            exc_info=not isinstance(e, ModelError),
+        )
         try:
-            outcome, _ = await _shielded(self.store.retry_later(run.rec, lease, msg_id, error, delay, self.config.retry.max_attempts))
+            outcome, _ = await _shielded(
+                self.store.retry_later(run.rec, lease, msg_id, error, delay, self.config.retry.max_attempts)
+            )
         except LeaseLost:
             return
         except RedisError as re:

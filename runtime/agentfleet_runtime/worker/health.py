@@ -14,7 +14,14 @@ from agentfleet_runtime.store import TaskStore
 
 
 async def serve_health(
-    redis: Any, host: str, port: int, *, ready: Callable[[], bool], draining: Callable[[], bool], held: Callable[[], int], free_slots: Callable[[], int]
+    redis: Any,
+    host: str,
+    port: int,
+    *,
+    ready: Callable[[], bool],
+    draining: Callable[[], bool],
+    held: Callable[[], int],
+    free_slots: Callable[[], int],
 ) -> web.AppRunner:
     """Serve the endpoint; the caller cleans the returned runner up. Ready means started, not
     draining, and Redis answering a PING within 2 s."""

@@ -86,7 +86,12 @@ class Worker:
         self.draining = False
         self.ready = False
         self.fan_in = FanInWaits(self.store, lambda: self.draining)
-        tools = [*build_tools(config, self.store, self, retriever_factory=retriever_factory, on_cache=metrics.retrieval_cache), *extra_tools]
+        tools = [
+            *build_tools(
+                config, self.store, self, retriever_factory=retriever_factory, on_cache=metrics.retrieval_cache
+            ),
+            *extra_tools,
+        ]
         self.approvals = Approvals(self.r, self.keys)
         self.toolbox = ToolBox(
             tracing.traced_tools(tools, self.tracer),
@@ -166,7 +171,10 @@ class Worker:
                 free_slots=lambda: self.free_slots,
             )
         self.ready = True
-        log.info("worker started", extra={"worker": self.name, "concurrency": self.config.worker.concurrency, "fleet": self.config.fleet})
+        log.info(
+            "worker started",
+            extra={"worker": self.name, "concurrency": self.config.worker.concurrency, "fleet": self.config.fleet},
+        )
 
     async def wait(self) -> None:
         await self._stopped.wait()
@@ -177,7 +185,9 @@ class Worker:
             self.draining = True
             self.ready = False
             log.info("draining: no new tasks; running steps get the grace period", extra={"held": len(self.held)})
-            self._drain_task = asyncio.get_running_loop().create_task(self._drain())  # held: a bare task may be collected
+            self._drain_task = asyncio.get_running_loop().create_task(
+                self._drain()
+            )  # held: a bare task may be collected
 
     async def _drain(self) -> None:
         await drain_held(self.held, self.slots, self.config.worker.shutdown_grace_seconds)
@@ -271,5 +281,8 @@ async def _supervised(fn: Callable[[], Awaitable[None]], name: str, stopped: asy
         except Exception as e:
             failures += 1
             delay = min(5.0, 0.1 * 2**failures) * random.uniform(0.5, 1.0)
-            log.warning("background loop failed; retrying", extra={"loop": name, "error": f"{type(e).__name__}: {e}", "delay": round(delay, 2)})
+            log.warning(
+                "background loop failed; retrying",
+                extra={"loop": name, "error": f"{type(e).__name__}: {e}", "delay": round(delay, 2)},
+            )
             await asyncio.sleep(delay)

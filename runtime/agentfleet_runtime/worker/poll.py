@@ -57,7 +57,9 @@ class Poller:
             if free == 0:
                 await self.slots.wait_given_back(1.0)
                 continue
-            res = await self.r.xreadgroup(CONSUMER_GROUP, self.name, {self.keys.stream: ">"}, count=min(free, 200), block=1000)
+            res = await self.r.xreadgroup(
+                CONSUMER_GROUP, self.name, {self.keys.stream: ">"}, count=min(free, 200), block=1000
+            )
             for _stream, entries in res or []:
                 for msg_id, fields in entries:
                     if self.draining():
@@ -79,7 +81,9 @@ class Poller:
                 free = self.slots.free
                 if free == 0 or self.draining():
                     break
-                nxt, entries, _deleted = await self.r.xautoclaim(self.keys.stream, CONSUMER_GROUP, self.name, min_idle, start_id=start, count=min(free, 100))
+                nxt, entries, _deleted = await self.r.xautoclaim(
+                    self.keys.stream, CONSUMER_GROUP, self.name, min_idle, start_id=start, count=min(free, 100)
+                )
                 for msg_id, fields in entries:
                     tid = (fields or {}).get("task", "")
                     if tid in self.held:

@@ -129,7 +129,9 @@ def start_prom(prometheus_server: Any, fleet: FleetThread) -> Any:
     return prom
 
 
-def test_burst_scales_up_within_two_periods_then_down_after_the_window(prometheus_server: Any, fleet: FleetThread) -> None:
+def test_burst_scales_up_within_two_periods_then_down_after_the_window(
+    prometheus_server: Any, fleet: FleetThread
+) -> None:
     prom = start_prom(prometheus_server, fleet)
     loop = Loop(PromReader(prom.url), fleet, config())
     idle = loop.run(3)
@@ -149,7 +151,12 @@ def test_burst_scales_up_within_two_periods_then_down_after_the_window(prometheu
     # Load stopped: the count holds during the down window, then steps down to the minimum.
     wait_until(
         lambda: (
-            float((prom.query('sum(vllm:num_requests_waiting{job="sim"}) + sum(vllm:num_requests_running{job="sim"})') or [{"value": [0, "1"]}])[0]["value"][1])
+            float(
+                (
+                    prom.query('sum(vllm:num_requests_waiting{job="sim"}) + sum(vllm:num_requests_running{job="sim"})')
+                    or [{"value": [0, "1"]}]
+                )[0]["value"][1]
+            )
             == 0
         )
     )
@@ -209,7 +216,9 @@ def test_legacy_metric_names_are_reported_as_schema_mismatch(prometheus_server: 
         legacy.stop()
 
 
-def test_goodput_from_prometheus_matches_the_replicas_own_histograms(prometheus_server: Any, fleet: FleetThread) -> None:
+def test_goodput_from_prometheus_matches_the_replicas_own_histograms(
+    prometheus_server: Any, fleet: FleetThread
+) -> None:
     prom = start_prom(prometheus_server, fleet)
     reader = PromReader(prom.url)
     with load(fleet, clients=8):

@@ -47,7 +47,9 @@ def test_int8_stays_close_to_fp32(embedder, tmp_path: Path, monkeypatch: pytest.
     from agentfleet_runtime.ingest.minilm import MiniLMEmbedder
 
     fp32 = MiniLMEmbedder(precision="fp32")
-    texts = REFERENCE + [f"Project {i} is maintained by someone in a city far away, and written in Go." for i in range(20)]
+    texts = REFERENCE + [
+        f"Project {i} is maintained by someone in a city far away, and written in Go." for i in range(20)
+    ]
     cos = (embedder.embed(texts) * fp32.embed(texts)).sum(axis=1)
     assert cos.min() > 0.97
     sim = embedder.embed(REFERENCE)
@@ -59,7 +61,9 @@ def test_int8_stays_close_to_fp32(embedder, tmp_path: Path, monkeypatch: pytest.
 
 
 @pytest.mark.parametrize("budget", [128, 254])  # the default chunk size, and the model's whole window
-def test_int8_stays_close_to_fp32_on_real_chunks(embedder, budget: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_int8_stays_close_to_fp32_on_real_chunks(
+    embedder, budget: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     """Chunks the ingestion pipeline really produces (generated corpus, sentence packing, full
     batches of mixed lengths): int8 must stay within quantization noise of fp32 at every length."""
     from agentfleet_runtime.ingest.chunking import chunk_document
@@ -71,7 +75,11 @@ def test_int8_stays_close_to_fp32_on_real_chunks(embedder, budget: int, tmp_path
     fp32 = MiniLMEmbedder(precision="fp32")
     docs = gen.generate(40, seed=5, filler_paragraphs=12).documents  # id -> text
     overlap = IngestOptions().overlap_tokens
-    texts = [c.text for doc_id, text in docs.items() for c in chunk_document(doc_id, text, embedder.count_tokens, budget, overlap)]
+    texts = [
+        c.text
+        for doc_id, text in docs.items()
+        for c in chunk_document(doc_id, text, embedder.count_tokens, budget, overlap)
+    ]
     lengths = embedder.count_tokens(texts)
     assert len(texts) >= 64 and max(lengths) > budget * 3 // 4  # full batches, near the budget
     cos = (embedder.embed(texts) * fp32.embed(texts)).sum(axis=1)
@@ -134,12 +142,18 @@ def test_openai_endpoint_embedder(embeddings_server, embedder) -> None:  # type:
     embeddings_server.handler.failures_left = 2  # two 503s: retried
     # One request for the three texts, so the server's int8 batch matches embedder.embed(REFERENCE)
     # exactly (dynamic quantization scales activations per batch).
-    e = make_embedder(EmbeddingSettings(provider="OpenAI", model="minilm", endpoint=base, api_key="sk-test", batch_size=3, dimension=384))
+    e = make_embedder(
+        EmbeddingSettings(
+            provider="OpenAI", model="minilm", endpoint=base, api_key="sk-test", batch_size=3, dimension=384
+        )
+    )
     e._sleep = lambda s: None  # type: ignore[attr-defined]
     v = e.embed(REFERENCE)
     np.testing.assert_allclose(v, embedder.embed(REFERENCE), atol=1e-5)  # order restored, normalised
     assert set(embeddings_server.handler.seen_auth) == {"Bearer sk-test"}
-    small = make_embedder(EmbeddingSettings(provider="OpenAI", model="minilm", endpoint=base, batch_size=2)).embed(REFERENCE)
+    small = make_embedder(EmbeddingSettings(provider="OpenAI", model="minilm", endpoint=base, batch_size=2)).embed(
+        REFERENCE
+    )
     assert ((small * v).sum(axis=1) > 0.98).all()  # batches of 2 and 1: same vectors up to int8 noise
     bad = make_embedder(EmbeddingSettings(provider="OpenAI", model="other", endpoint=base))
     with pytest.raises(EmbeddingError, match="HTTP 400") as err:
@@ -200,7 +214,13 @@ def test_url_documents(tmp_path: Path) -> None:
         assert get("/missing") == Failure(base + "/missing", "HTTP 404 Not Found")
         big = get("/big")
         assert isinstance(big, Failure) and big.reason.startswith("too large")
-        dead = fetch_url(DocumentRef("http://127.0.0.1:9/x", "http://127.0.0.1:9/x"), 1000, timeout=1, retries=1, sleep=lambda s: None)
+        dead = fetch_url(
+            DocumentRef("http://127.0.0.1:9/x", "http://127.0.0.1:9/x"),
+            1000,
+            timeout=1,
+            retries=1,
+            sleep=lambda s: None,
+        )
         assert isinstance(dead, Failure) and "after 2 attempts" in dead.reason
     finally:
         server.shutdown()

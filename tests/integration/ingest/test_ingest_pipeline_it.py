@@ -51,7 +51,13 @@ def run_worker(argv: list[str]) -> tuple[int, list[progress.WorkerProgress], pro
 def ingested(milvus_uri: str, source_dir, embedder):  # type: ignore[no-untyped-def]
     root, bad = source_dir
     name = "kb_" + uuid.uuid4().hex[:8]
-    spec = CollectionSpec(name=name, dimension=384, index_params={"M": 16, "efConstruction": 128}, partition_key="tenant", num_partitions=8)
+    spec = CollectionSpec(
+        name=name,
+        dimension=384,
+        index_params={"M": 16, "efConstruction": 128},
+        partition_key="tenant",
+        num_partitions=8,
+    )
     manager = CollectionManager.connect(MilvusTarget(uri=milvus_uri, database=DB), spec)
     manager.ensure(wait_loaded=True)
     # No chunking flags: recall@5 below is measured at the default chunk size (spec.chunking's).
@@ -106,7 +112,9 @@ def test_retrieval_recall_at_5(ingested, corpus: gen.Corpus, milvus_uri: str, em
     async def go() -> float:
         async with Retriever(milvus_uri, ingested["name"], embedder, database=DB, search_params={"ef": 64}) as r:
             results = await r.search_many([q.text for q in corpus.queries], top_k=5)
-        hits = sum(q.source in {p.source for p in passages} for q, passages in zip(corpus.queries, results, strict=True))
+        hits = sum(
+            q.source in {p.source for p in passages} for q, passages in zip(corpus.queries, results, strict=True)
+        )
         return hits / len(corpus.queries)
 
     recall = asyncio.run(go())
@@ -139,6 +147,8 @@ def test_retrieval_filters_and_passages(ingested, corpus: gen.Corpus, milvus_uri
 
 def test_missing_collection_is_a_permanent_failure(milvus_uri: str, source_dir) -> None:  # type: ignore[no-untyped-def]
     root, _ = source_dir
-    code, _, final = run_worker(["--source-dir", str(root), "--milvus-uri", milvus_uri, "--database", DB, "--collection", "does_not_exist"])
+    code, _, final = run_worker(
+        ["--source-dir", str(root), "--milvus-uri", milvus_uri, "--database", DB, "--collection", "does_not_exist"]
+    )
     assert code == cli.EXIT_PERMANENT
     assert final is not None and final.state == "Failed" and "does not exist" in (final.error or "")

@@ -59,7 +59,14 @@ def test_create_reports_schema_index_and_load(target: MilvusTarget) -> None:
     assert s.load_state == "Loaded" and s.load_progress == 100 and s.row_count == 0
     assert s.requested_shards == 2  # Milvus Lite itself keeps one shard, and says so
     assert s.shards == 1 and any("shard" in n for n in r.notes)
-    assert s.status() == {"rowCount": 0, "loadState": "Loaded", "loadProgress": 100, "shards": 1, "inMemoryReplicas": 1, "indexType": "HNSW"}
+    assert s.status() == {
+        "rowCount": 0,
+        "loadState": "Loaded",
+        "loadProgress": 100,
+        "shards": 1,
+        "inMemoryReplicas": 1,
+        "indexType": "HNSW",
+    }
     # A second ensure changes nothing.
     again = m.ensure(wait_loaded=True)
     assert not (again.created or again.index_rebuilt or again.reloaded)
@@ -92,9 +99,15 @@ def test_upserts_count_once_and_prune_old_revisions(target: MilvusTarget) -> Non
 
 @pytest.mark.parametrize(
     ("change", "field"),
-    [({"dimension": DIM * 2}, "spec.dimension"), ({"shards": 4}, "spec.shards"), ({"partition_key": "tenant"}, "spec.partitionKey.field")],
+    [
+        ({"dimension": DIM * 2}, "spec.dimension"),
+        ({"shards": 4}, "spec.shards"),
+        ({"partition_key": "tenant"}, "spec.partitionKey.field"),
+    ],
 )
-def test_immutable_field_changes_are_refused_and_nothing_changes(target: MilvusTarget, change: dict, field: str) -> None:
+def test_immutable_field_changes_are_refused_and_nothing_changes(
+    target: MilvusTarget, change: dict, field: str
+) -> None:
     m = _manager(target, shards=2)
     m.ensure(wait_loaded=True)
     MilvusSink(m.client, m.spec.name).upsert(_rows(20))
@@ -118,20 +131,30 @@ def test_index_change_rebuilds_without_losing_rows(target: MilvusTarget) -> None
     m.ensure(wait_loaded=True)
     rows = _rows(200)
     MilvusSink(m.client, m.spec.name).upsert(rows)
-    ivf = CollectionManager(m.client, CollectionSpec(**{**m.spec.__dict__, "index_type": "IVF_FLAT", "index_params": {"nlist": 16}}))
+    ivf = CollectionManager(
+        m.client, CollectionSpec(**{**m.spec.__dict__, "index_type": "IVF_FLAT", "index_params": {"nlist": 16}})
+    )
     r = ivf.ensure(wait_loaded=True)
     assert r.index_rebuilt and not r.created
     assert r.state.index_type == "IVF_FLAT" and r.state.load_state == "Loaded" and r.state.row_count == 200
     # Parameters alone (same type) also rebuild; the metric too.
-    r2 = CollectionManager(m.client, CollectionSpec(**{**ivf.spec.__dict__, "index_params": {"nlist": 32}})).ensure(wait_loaded=True)
+    r2 = CollectionManager(m.client, CollectionSpec(**{**ivf.spec.__dict__, "index_params": {"nlist": 32}})).ensure(
+        wait_loaded=True
+    )
     assert r2.index_rebuilt and r2.state.row_count == 200
-    r3 = CollectionManager(m.client, CollectionSpec(**{**ivf.spec.__dict__, "index_params": {"nlist": 32}, "metric": "IP"})).ensure(wait_loaded=True)
+    r3 = CollectionManager(
+        m.client, CollectionSpec(**{**ivf.spec.__dict__, "index_params": {"nlist": 32}, "metric": "IP"})
+    ).ensure(wait_loaded=True)
     assert r3.index_rebuilt and r3.state.metric == "IP" and r3.state.row_count == 200
-    hit = m.client.search(m.spec.name, data=[rows[5]["vector"]], limit=1, search_params={"metric_type": "IP", "params": {"nprobe": 32}})
+    hit = m.client.search(
+        m.spec.name, data=[rows[5]["vector"]], limit=1, search_params={"metric_type": "IP", "params": {"nprobe": 32}}
+    )
     assert len(hit[0]) == 1
 
 
-def test_an_ensure_without_detail_scans_no_rows_trusts_the_index_record_and_still_rebuilds(target: MilvusTarget) -> None:
+def test_an_ensure_without_detail_scans_no_rows_trusts_the_index_record_and_still_rebuilds(
+    target: MilvusTarget,
+) -> None:
     """What a controller's pass calls (issue 22): no row count, no index description (each a pass
     over every row on Milvus Lite) while the index record says the spec's index was built."""
     m = _manager(target)
@@ -140,10 +163,16 @@ def test_an_ensure_without_detail_scans_no_rows_trusts_the_index_record_and_stil
     cheap = m.ensure(detail=False)
     assert not (cheap.created or cheap.index_rebuilt or cheap.reloaded)
     s = cheap.state
-    assert s.row_count is None and not s.index_described and (s.index_type, s.metric, s.load_state) == ("HNSW", "COSINE", "Loaded")
+    assert (
+        s.row_count is None
+        and not s.index_described
+        and (s.index_type, s.metric, s.load_state) == ("HNSW", "COSINE", "Loaded")
+    )
     assert m.count_rows(s.load_state) == 20
     # Another index than the record: described, then rebuilt over the same rows.
-    ivf = CollectionManager(m.client, CollectionSpec(**{**m.spec.__dict__, "index_type": "IVF_FLAT", "index_params": {"nlist": 16}}))
+    ivf = CollectionManager(
+        m.client, CollectionSpec(**{**m.spec.__dict__, "index_type": "IVF_FLAT", "index_params": {"nlist": 16}})
+    )
     r = ivf.ensure(wait_loaded=True, detail=False)
     assert r.index_rebuilt and r.state.index_type == "IVF_FLAT"
     full = ivf.describe()

@@ -63,7 +63,7 @@ def test_a_task_added_to_a_watched_stream_wakes_the_sleeping_object_at_once(url:
     t0 = time.monotonic()
     r.xadd(STREAM, {"id": "new"})
     assert woken.event.wait(2.0), "the task did not wake the watch"
-    (key, at), = woken.at
+    ((key, at),) = woken.at
     assert key == KEY and at - t0 < 0.3, f"woken {at - t0:.3f}s after the task"  # the old poll: up to 1 s
     assert w.watched() == {}  # one wake, then the next evaluation decides whether to watch again
     w.stop()
@@ -115,7 +115,11 @@ class Cluster:
             "workers": {"autoscaling": True, "minReplicas": 0, "maxReplicas": 2, "sleepAfterIdleSeconds": 60},
         }
         status = {"desiredWorkers": 0, "sleep": {"state": "Sleeping", "since": "2026-01-01T00:00:00Z"}}
-        self.af = {"metadata": {"name": "agents", "namespace": "team-a", "generation": 1}, "spec": spec, "status": status}
+        self.af = {
+            "metadata": {"name": "agents", "namespace": "team-a", "generation": 1},
+            "spec": spec,
+            "status": status,
+        }
         self.applied: list[tuple[float, dict[str, Any]]] = []
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:

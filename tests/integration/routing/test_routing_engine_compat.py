@@ -23,7 +23,12 @@ from agentfleet_sim import ChatTokenizer, FleetThread, start_fleet
 
 pytestmark = pytest.mark.integration
 
-ENGINE = {"max_model_len": 1024, "kv_cache_tokens": 64_000, "prefill_tokens_per_s": 200_000.0, "output_tokens_median": 8.0}
+ENGINE = {
+    "max_model_len": 1024,
+    "kv_cache_tokens": 64_000,
+    "prefill_tokens_per_s": 200_000.0,
+    "output_tokens_median": 8.0,
+}
 # A tool whose schema a strict validator refuses: extra properties typed by a schema object.
 TOOLS = [
     {
@@ -31,7 +36,11 @@ TOOLS = [
         "function": {
             "name": "lookup",
             "description": "Looks a key up.",
-            "parameters": {"type": "object", "properties": {"key": {"type": "string"}}, "additionalProperties": {"type": "string"}},
+            "parameters": {
+                "type": "object",
+                "properties": {"key": {"type": "string"}},
+                "additionalProperties": {"type": "string"},
+            },
         },
     }
 ]
@@ -51,7 +60,12 @@ def request(words: int, task: str = "t1") -> ModelRequest:
 
 def routing_client(fleet: FleetThread) -> RoutingModelClient:
     src = StaticSource([Endpoint(h.name, h.base_url) for h in fleet.replicas])
-    return RoutingModelClient((Tier("small", "small", RoutingSettings()), src), metrics=RoutingMetrics(CollectorRegistry()), timeout=10.0, rng=random.Random(1))
+    return RoutingModelClient(
+        (Tier("small", "small", RoutingSettings()), src),
+        metrics=RoutingMetrics(CollectorRegistry()),
+        timeout=10.0,
+        rng=random.Random(1),
+    )
 
 
 def chat_client(fleet: FleetThread) -> OpenAIChatClient:
@@ -59,7 +73,9 @@ def chat_client(fleet: FleetThread) -> OpenAIChatClient:
 
 
 @pytest.mark.parametrize("make", [routing_client, chat_client], ids=["routing", "plain"])
-def test_default_max_tokens_fits_a_small_served_context_and_strict_schemas(strict_small: FleetThread, make: Any) -> None:
+def test_default_max_tokens_fits_a_small_served_context_and_strict_schemas(
+    strict_small: FleetThread, make: Any
+) -> None:
     async def main() -> list[Any]:
         client = make(strict_small)
         try:

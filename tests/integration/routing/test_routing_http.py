@@ -49,7 +49,10 @@ def client_for(
 
 
 def history(task: str, n: int) -> list[dict[str, Any]]:
-    msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"goal of {task}: " + "find the answer " * 20}]
+    msgs = [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": f"goal of {task}: " + "find the answer " * 20},
+    ]
     for i in range(n):
         msgs.append({"role": "assistant", "content": f"step {i} of {task}: calling search"})
         msgs.append({"role": "tool", "content": f"result {i} for {task}: " + "data " * 80})
@@ -65,7 +68,12 @@ def run(coro: Any, timeout: float = 60) -> Any:
 
 
 def served(metrics: RoutingMetrics, replica: str, outcome: str = "ok") -> float:
-    return metrics.registry.get_sample_value("agentfleet_routing_replica_calls_total", {"model": "llama", "replica": replica, "outcome": outcome}) or 0.0
+    return (
+        metrics.registry.get_sample_value(
+            "agentfleet_routing_replica_calls_total", {"model": "llama", "replica": replica, "outcome": outcome}
+        )
+        or 0.0
+    )
 
 
 def test_sticky_routing_keeps_each_task_on_one_replica_and_hits_the_cache(fleet4: FleetThread) -> None:
@@ -80,7 +88,9 @@ def test_sticky_routing_keeps_each_task_on_one_replica_and_hits_the_cache(fleet4
 
         await asyncio.gather(*(one(t) for t in tasks))
         await client.close()
-        hits = metrics.registry.get_sample_value("agentfleet_routing_affinity_total", {"model": "llama", "result": "hit"})
+        hits = metrics.registry.get_sample_value(
+            "agentfleet_routing_affinity_total", {"model": "llama", "result": "hit"}
+        )
         assert hits == 8 * 4  # every call after a task's first landed on the same replica
         assert sum(1 for h in fleet4.replicas if h.replica.calls) >= 2  # and tasks spread
 
@@ -102,7 +112,10 @@ def test_failover_on_500s_ejects_the_replica_and_probes_it_back(fleet4: FleetThr
                 out = await client.complete(req(task, step))
                 assert out.usage.prompt_tokens > 0
         assert served(metrics, home, "error") == 2  # two errors eject; later calls skip it
-        assert metrics.registry.get_sample_value("agentfleet_routing_ejections_total", {"model": "llama", "replica": home}) == 1
+        assert (
+            metrics.registry.get_sample_value("agentfleet_routing_ejections_total", {"model": "llama", "replica": home})
+            == 1
+        )
         await client.complete(req(tasks[2]))
         assert served(metrics, home, "error") == 2
         fleet4.configure(index, error_rate=0.0)
@@ -160,7 +173,10 @@ def test_hedging_sends_a_duplicate_and_the_server_drops_the_loser(fleet4: FleetT
         started = time.monotonic()
         await client.complete(req("slow"))
         assert time.monotonic() - started < 1.5
-        assert metrics.registry.get_sample_value("agentfleet_routing_hedges_total", {"model": "llama", "result": "won"}) >= 1
+        assert (
+            metrics.registry.get_sample_value("agentfleet_routing_hedges_total", {"model": "llama", "result": "won"})
+            >= 1
+        )
         assert served(metrics, home, "cancelled") >= 1
         await asyncio.sleep(3.5)
         assert handle.replica.calls == calls

@@ -22,11 +22,21 @@ def slice_(name: str, *pods: tuple[str, str, bool]) -> dict[str, Any]:
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
-        "metadata": {"name": name, "namespace": "ns", "resourceVersion": "1", "labels": {"kubernetes.io/service-name": "big-replicas"}},
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "resourceVersion": "1",
+            "labels": {"kubernetes.io/service-name": "big-replicas"},
+        },
         "addressType": "IPv4",
         "ports": [{"name": "http", "port": 8000, "protocol": "TCP"}],
         "endpoints": [
-            {"addresses": [ip], "conditions": {"ready": ready}, "targetRef": {"kind": "Pod", "name": pod, "namespace": "ns"}} for pod, ip, ready in pods
+            {
+                "addresses": [ip],
+                "conditions": {"ready": ready},
+                "targetRef": {"kind": "Pod", "name": pod, "namespace": "ns"},
+            }
+            for pod, ip, ready in pods
         ],
     }
 
@@ -43,7 +53,12 @@ class FakeApi:
         if request.query.get("watch") not in ("true", "True", "1"):
             self.lists += 1
             return web.json_response(
-                {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSliceList", "metadata": {"resourceVersion": "1"}, "items": list(self.slices.values())}
+                {
+                    "apiVersion": "discovery.k8s.io/v1",
+                    "kind": "EndpointSliceList",
+                    "metadata": {"resourceVersion": "1"},
+                    "items": list(self.slices.values()),
+                }
             )
         resp = web.StreamResponse()
         resp.content_type = "application/json"
@@ -90,7 +105,9 @@ def test_the_replica_set_follows_the_endpointslices_live() -> None:
             names = lambda: [e.name for e in source.endpoints()]  # noqa: E731
             assert names() == ["big-0"] and source.endpoints()[0].base_url == "http://10.0.0.1:8000/v1"
             assert api.selectors[0] == "kubernetes.io/service-name=big-replicas"
-            api.emit("MODIFIED", slice_("s1", ("big-0", "10.0.0.1", True), ("big-1", "10.0.0.2", True)))  # big-1 became ready
+            api.emit(
+                "MODIFIED", slice_("s1", ("big-0", "10.0.0.1", True), ("big-1", "10.0.0.2", True))
+            )  # big-1 became ready
             await until(lambda: names() == ["big-0", "big-1"])
             api.emit("ADDED", slice_("s2", ("big-2", "10.0.0.3", True)))  # scale-up into a second slice
             await until(lambda: names() == ["big-0", "big-1", "big-2"])

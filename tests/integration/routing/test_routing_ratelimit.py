@@ -59,7 +59,9 @@ def test_two_pods_share_one_bucket_in_fifo_order_and_fail_clearly_past_the_deadl
 
 def test_tenant_bucket_binds_before_the_model_bucket(redis_url: str) -> None:
     async def body() -> None:
-        (a, b), conns = pods(redis_url, RateLimitSettings(tokens_per_minute=60_000, per_tenant_tokens_per_minute=600, max_wait_seconds=2))
+        (a, b), conns = pods(
+            redis_url, RateLimitSettings(tokens_per_minute=60_000, per_tenant_tokens_per_minute=600, max_wait_seconds=2)
+        )
         await a.reserve("llama", "acme", 600)
         with pytest.raises(RateLimited) as err:
             await b.reserve("llama", "acme", 100)
@@ -92,7 +94,12 @@ def test_two_routing_clients_over_http_stay_within_the_shared_rate(fleet4: Fleet
         limiters, conns = pods(redis_url, RateLimitSettings(tokens_per_minute=tpm, max_wait_seconds=max_wait))
         metrics = RoutingMetrics(CollectorRegistry())
         src = StaticSource([Endpoint(h.name, h.base_url) for h in fleet4.replicas])
-        clients = [RoutingModelClient((Tier("llama", "llama-70b"), src), rate_limiter=lim, metrics=metrics, max_output_tokens=4) for lim in limiters]
+        clients = [
+            RoutingModelClient(
+                (Tier("llama", "llama-70b"), src), rate_limiter=lim, metrics=metrics, max_output_tokens=4
+            )
+            for lim in limiters
+        ]
         msgs = [{"role": "user", "content": "summarise the findings so far " * 30}]
         estimate = estimate_tokens(msgs, [], 4)
         started = time.monotonic()
@@ -114,7 +121,9 @@ def test_two_routing_clients_over_http_stay_within_the_shared_rate(fleet4: Fleet
         assert ok * estimate >= tpm  # and the whole bucket was usable
         waited = metrics.registry.get_sample_value("agentfleet_routing_ratelimit_wait_seconds_sum", {"model": "llama"})
         assert waited and waited > 0 and elapsed < 30
-        rejected = metrics.registry.get_sample_value("agentfleet_routing_ratelimit_rejected_total", {"model": "llama", "scope": "model"})
+        rejected = metrics.registry.get_sample_value(
+            "agentfleet_routing_ratelimit_rejected_total", {"model": "llama", "scope": "model"}
+        )
         assert rejected == outcomes.count("limited")
         for c in clients:
             await c.close()

@@ -24,8 +24,22 @@ from agentfleet_sim import FleetThread, start_fleet
 
 pytestmark = pytest.mark.integration
 
-ENGINE = {"prefill_tokens_per_s": 200_000.0, "decode_base_s": 0.004, "output_tokens_median": 20.0, "max_model_len": 8192, "kv_cache_tokens": 100_000}
-TOOLS = [{"type": "function", "function": {"name": "search", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}}]
+ENGINE = {
+    "prefill_tokens_per_s": 200_000.0,
+    "decode_base_s": 0.004,
+    "output_tokens_median": 20.0,
+    "max_model_len": 8192,
+    "kv_cache_tokens": 100_000,
+}
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "search",
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+        },
+    }
+]
 
 
 def client_for(fleet: FleetThread, stream: bool, hedging: bool = False) -> RoutingModelClient:
@@ -49,7 +63,10 @@ def req(task: str, tools: bool = False) -> ModelRequest:
 def admin(fleet: FleetThread, name: str, changes: dict[str, Any]) -> None:
     handle = next(h for h in fleet.replicas if h.name == name)
     data = json.dumps(changes).encode()
-    urllib.request.urlopen(urllib.request.Request(handle.url + "/admin/config", data=data, headers={"Content-Type": "application/json"}), timeout=5).read()
+    urllib.request.urlopen(
+        urllib.request.Request(handle.url + "/admin/config", data=data, headers={"Content-Type": "application/json"}),
+        timeout=5,
+    ).read()
 
 
 def test_streamed_calls_give_the_plain_answers_and_tool_calls() -> None:
@@ -71,7 +88,9 @@ def test_streamed_calls_give_the_plain_answers_and_tool_calls() -> None:
         a, b, pieces = asyncio.run(main())
     finally:
         fleet.stop()
-    assert [(r.content, r.tool_calls, r.usage, r.finish_reason) for r in a] == [(r.content, r.tool_calls, r.usage, r.finish_reason) for r in b]
+    assert [(r.content, r.tool_calls, r.usage, r.finish_reason) for r in a] == [
+        (r.content, r.tool_calls, r.usage, r.finish_reason) for r in b
+    ]
     assert any(r.tool_calls for r in b) and any(not r.tool_calls for r in b)
     assert "".join(pieces) == "".join(r.content for r in b)  # every text delta reached the sink once
 

@@ -56,7 +56,14 @@ def store_for(config: RuntimeConfig) -> TaskStore:
 
 
 async def submit(
-    store: TaskStore, config: RuntimeConfig, goal: str, *, key: str | None = None, session: str = "", task_id: str | None = None, **budgets: Any
+    store: TaskStore,
+    config: RuntimeConfig,
+    goal: str,
+    *,
+    key: str | None = None,
+    session: str = "",
+    task_id: str | None = None,
+    **budgets: Any,
 ) -> str:
     import uuid
 
@@ -78,7 +85,11 @@ async def wait_ended(store: TaskStore, ids: Iterable[str], timeout: float = 60) 
         if all(s is not None and Status(s["status"]).terminal for s in states):
             return dict(zip(ids, states, strict=True))  # type: ignore[arg-type]
         if time.monotonic() > deadline:
-            open_ = [(i, s and s["status"]) for i, s in zip(ids, states, strict=True) if not (s and Status(s["status"]).terminal)]
+            open_ = [
+                (i, s and s["status"])
+                for i, s in zip(ids, states, strict=True)
+                if not (s and Status(s["status"]).terminal)
+            ]
             raise AssertionError(f"{len(open_)} task(s) did not end within {timeout}s: {open_[:5]}")
         await asyncio.sleep(0.05)
 
@@ -122,7 +133,10 @@ async def environment(redis_url: str, fleet: str, **over: Any) -> AsyncIterator[
     config = make_config(redis_url, fleet, model.url, **over)
     if tools is not None:
         doc = config.model_dump(by_alias=True, mode="json")
-        doc["tools"] = [{**t, "http": {**t["http"], "url": t["http"]["url"].replace("EFFECTS", effects.url)}} if "http" in t else t for t in tools]
+        doc["tools"] = [
+            {**t, "http": {**t["http"], "url": t["http"]["url"].replace("EFFECTS", effects.url)}} if "http" in t else t
+            for t in tools
+        ]
         config = RuntimeConfig.model_validate(doc)
     store = store_for(config)
     await store.ensure_group()
@@ -143,7 +157,10 @@ def wait_for_line(log: Path, prefix: str, proc: Proc, timeout: float = 30) -> st
                 if line.startswith(prefix):
                     return line
         if not proc.alive():
-            raise RuntimeError(f"{proc.proc.args} exited with {proc.proc.returncode}:\n{log.read_text()[-3000:] if log.exists() else ''}")
+            raise RuntimeError(
+                f"{proc.proc.args} exited with "
+                f"{proc.proc.returncode}:\n{log.read_text()[-3000:] if log.exists() else ''}"
+            )
         time.sleep(0.05)
     raise RuntimeError(f"no line starting with {prefix!r} in {log} within {timeout}s")
 
@@ -163,7 +180,9 @@ def start_effects(procs: list[Proc], tmp: Path) -> str:
 
 
 def start_worker(procs: list[Proc], config_path: Path, tmp: Path, name: str) -> Proc:
-    p = Proc([sys.executable, "-m", "agentfleet_runtime", "worker", "--config", str(config_path)], log=tmp / f"{name}.log")
+    p = Proc(
+        [sys.executable, "-m", "agentfleet_runtime", "worker", "--config", str(config_path)], log=tmp / f"{name}.log"
+    )
     procs.append(p)
     return p
 

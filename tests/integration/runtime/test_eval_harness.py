@@ -26,10 +26,28 @@ pytestmark = pytest.mark.integration
 AOF = json.dumps({"query": "AOF persistence appends every write to a log file"})
 STREAMS = json.dumps({"query": "streams consumer groups pending entries"})
 RULES = [
-    {"match": "Q-right", "steps": 2, "tool": "kb", "args": AOF, "answer": "AOF appends every write to a log file [source: aof.md]"},
+    {
+        "match": "Q-right",
+        "steps": 2,
+        "tool": "kb",
+        "args": AOF,
+        "answer": "AOF appends every write to a log file [source: aof.md]",
+    },
     {"match": "Q-wrong", "steps": 2, "tool": "kb", "args": AOF, "answer": "AOF deletes old snapshots [source: aof.md]"},
-    {"match": "Q-unretrieved", "steps": 2, "tool": "kb", "args": STREAMS, "answer": "AOF appends every write [source: aof.md]"},
-    {"match": "Q-lacking", "steps": 2, "tool": "kb", "args": AOF, "answer": "Consumer groups keep pending entries [source: aof.md]"},
+    {
+        "match": "Q-unretrieved",
+        "steps": 2,
+        "tool": "kb",
+        "args": STREAMS,
+        "answer": "AOF appends every write [source: aof.md]",
+    },
+    {
+        "match": "Q-lacking",
+        "steps": 2,
+        "tool": "kb",
+        "args": AOF,
+        "answer": "Consumer groups keep pending entries [source: aof.md]",
+    },
     {"match": "Q-none", "steps": 1, "answer": "The documents do not mention the price of Kaffee."},
 ]
 TASKS = [
@@ -41,9 +59,30 @@ TASKS = [
         "facts": [["appends every write", "appends each write"]],
         "supporting": ["aof.md"],
     },
-    {"id": "wrong", "part": "dev", "kind": "command", "question": "Q-wrong: what does AOF do?", "facts": ["appends every write"], "supporting": ["aof.md"]},
-    {"id": "unretrieved", "part": "dev", "kind": "default", "question": "Q-unretrieved: what does AOF do?", "facts": ["appends every write"], "supporting": ["aof.md"]},
-    {"id": "lacking", "part": "dev", "kind": "default", "question": "Q-lacking: what do consumer groups keep?", "facts": ["pending entries"], "supporting": ["streams.md"]},
+    {
+        "id": "wrong",
+        "part": "dev",
+        "kind": "command",
+        "question": "Q-wrong: what does AOF do?",
+        "facts": ["appends every write"],
+        "supporting": ["aof.md"],
+    },
+    {
+        "id": "unretrieved",
+        "part": "dev",
+        "kind": "default",
+        "question": "Q-unretrieved: what does AOF do?",
+        "facts": ["appends every write"],
+        "supporting": ["aof.md"],
+    },
+    {
+        "id": "lacking",
+        "part": "dev",
+        "kind": "default",
+        "question": "Q-lacking: what do consumer groups keep?",
+        "facts": ["pending entries"],
+        "supporting": ["streams.md"],
+    },
     {"id": "none", "kind": "unanswerable", "question": "Q-none: what does Kaffee cost?", "part": "dev"},
 ]
 
@@ -58,7 +97,9 @@ def test_eval_scores_planted_failures_through_the_task_api(milvus_lite, redis_se
     (tmp_path / "tokens").write_text("secret-token\n")
 
     async def body() -> int:
-        async with environment(redis_server.url, fleet, tools=tools, api={"tokensFile": str(tmp_path / "tokens")}) as env:
+        async with environment(
+            redis_server.url, fleet, tools=tools, api={"tokensFile": str(tmp_path / "tokens")}
+        ) as env:
             env.model.model.rules = RULES
             retriever = Retriever(milvus_lite, collection, plinth.encoder())
             runner = web.AppRunner(TaskAPI(env.config).app())
@@ -94,7 +135,11 @@ def test_eval_scores_planted_failures_through_the_task_api(milvus_lite, redis_se
     assert got["unretrieved"]["success"] is True and got["unretrieved"]["grounded"] is False
     assert got["unretrieved"]["why"] == "correct but ungrounded: cites aof.md, which the task never retrieved"
     assert got["unretrieved"]["recall"] == 0.0
-    assert got["lacking"]["success"] is True and got["lacking"]["grounded"] is False and "no cited passage states" in got["lacking"]["why"]
+    assert (
+        got["lacking"]["success"] is True
+        and got["lacking"]["grounded"] is False
+        and "no cited passage states" in got["lacking"]["why"]
+    )
     assert got["none"]["success"] is True and got["none"]["grounded"] is None
     s = report["runs"][0]["summary"]
     assert s["tasks"] == 5 and s["success"] == 0.8 and s["grounded"] == 0.25 and s["endReasons"] == {"final_answer": 5}

@@ -57,8 +57,13 @@ async def events_of(http: aiohttp.ClientSession, tid: str, t0: float) -> list[tu
 
 
 def run_task(redis_url: str, fleet_name: str, sim: FleetThread, stream: bool) -> list[tuple[float, dict[str, Any]]]:
-    routing = {"primary": {"modelReplicaSet": "sim", "model": "scripted", "endpoints": [h.base_url for h in sim.replicas]}, "stream": stream}
-    config = make_config(redis_url, fleet_name, sim.replicas[0].base_url, modelRouting=routing, api={"allowAnonymous": True})
+    routing = {
+        "primary": {"modelReplicaSet": "sim", "model": "scripted", "endpoints": [h.base_url for h in sim.replicas]},
+        "stream": stream,
+    }
+    config = make_config(
+        redis_url, fleet_name, sim.replicas[0].base_url, modelRouting=routing, api={"allowAnonymous": True}
+    )
 
     async def body() -> list[tuple[float, dict[str, Any]]]:
         async with running_worker(config, extra_tools=[Echo()]), api_client(config) as http:

@@ -30,7 +30,9 @@ async def api_server(config: RuntimeConfig, tokens_file):
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+    async with aiohttp.ClientSession(
+        base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}"}
+    ) as http:
         try:
             yield http
         finally:
@@ -45,13 +47,19 @@ def test_auth_and_request_bounds(redis_server, fleet, tmp_path):
             async with aiohttp.ClientSession() as anon:
                 r = await anon.post(port_url + "/v1/tasks", json={"goal": "x"})
                 assert r.status == 401 and r.headers["WWW-Authenticate"] == "Bearer"
-                r = await anon.post(port_url + "/v1/tasks", json={"goal": "x"}, headers={"Authorization": "Bearer wrong"})
+                r = await anon.post(
+                    port_url + "/v1/tasks", json={"goal": "x"}, headers={"Authorization": "Bearer wrong"}
+                )
                 assert r.status == 401
-                r = await anon.post(port_url + "/v1/tasks", json={"goal": "x"}, headers={"Authorization": "Bearer other-token"})
+                r = await anon.post(
+                    port_url + "/v1/tasks", json={"goal": "x"}, headers={"Authorization": "Bearer other-token"}
+                )
                 assert r.status == 201
                 assert (await anon.get(port_url + "/healthz")).status == 200
                 assert (await anon.get(port_url + "/readyz")).status == 200
-            r = await http.post("/v1/tasks", data=json.dumps({"goal": "x" * 5000}), headers={"Content-Type": "application/json"})
+            r = await http.post(
+                "/v1/tasks", data=json.dumps({"goal": "x" * 5000}), headers={"Content-Type": "application/json"}
+            )
             assert r.status == 413 and "exceeds the limit of 4096" in (await r.json())["error"]
             r = await http.post("/v1/tasks", json={"goal": "y" * 1500})
             assert r.status == 400 and "limit is 1000" in (await r.json())["error"]
@@ -88,7 +96,9 @@ def test_get_stream_and_cancel(redis_server, fleet, tmp_path):
             api_server(env.config, tmp_path / "tokens") as http,
             running_worker(env.config, extra_tools=[Echo()]),
         ):
-            r = await http.post("/v1/tasks", json={"goal": "watch me #steps=3 #latency=0.1", "budgets": {"maxSteps": 10}})
+            r = await http.post(
+                "/v1/tasks", json={"goal": "watch me #steps=3 #latency=0.1", "budgets": {"maxSteps": 10}}
+            )
             tid = (await r.json())["id"]
             events = []
             async with http.get(f"/v1/tasks/{tid}/events") as resp:
@@ -105,7 +115,9 @@ def test_get_stream_and_cancel(redis_server, fleet, tmp_path):
             assert events[-1][1]["reason"] == "final_answer"
             view = await (await http.get(f"/v1/tasks/{tid}")).json()
             assert view["status"] == "done" and view["stepCount"] == 3 and len(view["steps"]) == 3
-            assert view["usage"]["totalTokens"] > 0 and view["budgets"]["maxSteps"] == 10 and view["durationSeconds"] > 0
+            assert (
+                view["usage"]["totalTokens"] > 0 and view["budgets"]["maxSteps"] == 10 and view["durationSeconds"] > 0
+            )
             slim = await (await http.get(f"/v1/tasks/{tid}?steps=0")).json()
             assert "steps" not in slim and slim["stepCount"] == 3
             # Resume a stream from an event id: only what came after it.
@@ -144,7 +156,11 @@ def test_get_stream_and_cancel(redis_server, fleet, tmp_path):
 
 def test_dead_letters_are_visible(redis_server, fleet, tmp_path):
     async def body():
-        async with environment(redis_server.url, fleet) as env, api_server(env.config, tmp_path / "tokens") as http, running_worker(env.config):
+        async with (
+            environment(redis_server.url, fleet) as env,
+            api_server(env.config, tmp_path / "tokens") as http,
+            running_worker(env.config),
+        ):
             r = await http.post("/v1/tasks", json={"goal": "doomed #fail=1000"})
             tid = (await r.json())["id"]
             await env.wait(tid, 30)

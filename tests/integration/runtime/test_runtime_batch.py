@@ -37,7 +37,9 @@ def test_concurrent_calls_share_round_trips_and_keep_their_own_replies(redis_ser
         try:
             keys = [f"{fleet}:k{i % 7}" for i in range(300)]
             args = ["fail" if i % 37 == 0 else str(i) for i in range(300)]
-            results = await asyncio.gather(*(batcher.call(script, [k], [a]) for k, a in zip(keys, args, strict=True)), return_exceptions=True)
+            results = await asyncio.gather(
+                *(batcher.call(script, [k], [a]) for k, a in zip(keys, args, strict=True)), return_exceptions=True
+            )
             for i, res in enumerate(results):
                 if i % 37 == 0:
                     assert isinstance(res, ResponseError) and "asked to fail" in str(res)
@@ -66,7 +68,9 @@ def test_script_cache_flush_and_killed_connection_are_ridden_out(redis_server, f
             # Never loaded: NOSCRIPT, loaded by the batcher, sent again.
             assert await batcher.call(script, [f"{fleet}:a"], ["1"]) == 1
             await admin.script_flush()
-            assert await asyncio.gather(*(batcher.call(script, [f"{fleet}:a"], [str(i)]) for i in range(2, 12))) == list(range(2, 12))
+            assert await asyncio.gather(
+                *(batcher.call(script, [f"{fleet}:a"], [str(i)]) for i in range(2, 12))
+            ) == list(range(2, 12))
             # Every connection of the worker's pool dropped between two batches: retried on a new one.
             for c in await admin.client_list():
                 if c["id"] != str(await admin.client_id()):

@@ -60,9 +60,18 @@ def test_completion_checkpoint_sends_only_the_observations_and_stores_the_whole_
         async with environment(redis_server.url, fleet) as env:
             tid, a = await leased(env, "delta")
             content = "thinking about " + "é" * 300 + ' "quotes" and }braces{'
-            step = Step(0, content, [ToolCall("c1", "echo", {"q": "x" * 500}), ToolCall("c2", "echo", {})], Usage(5, 1), model_seconds=0.25)
+            step = Step(
+                0,
+                content,
+                [ToolCall("c1", "echo", {"q": "x" * 500}), ToolCall("c2", "echo", {})],
+                Usage(5, 1),
+                model_seconds=0.25,
+            )
             await env.store.save_reply(a.record, "A", step, 0)
-            step.observations = [Observation("c1", "echo", True, "out é " * 50, 0.01), Observation("c2", "echo", False, 'failed: "x"', 0.0)]
+            step.observations = [
+                Observation("c1", "echo", True, "out é " * 50, 0.01),
+                Observation("c2", "echo", False, 'failed: "x"', 0.0),
+            ]
             sent: list[list] = []
             real_call = env.store._call
 
@@ -72,14 +81,19 @@ def test_completion_checkpoint_sends_only_the_observations_and_stores_the_whole_
 
             env.store._call = spying_call
             await env.store.complete(a.record, "A", step)
-            assert sent[-1][-1] == "obs" and content.encode() not in sent[-1][2], "the model reply must not be sent again"
+            assert sent[-1][-1] == "obs" and content.encode() not in sent[-1][2], (
+                "the model reply must not be sent again"
+            )
             stored = await env.store.r.lindex(env.store.keys.steps(tid), 0)
             assert json.loads(stored) == step.to_json()  # the spliced step is the whole step, valid JSON
             await env.store.complete(a.record, "A", step)  # a retried call: a no-op success
             assert await env.store.r.lindex(env.store.keys.steps(tid), 0) == stored
             # A stored step that is not this worker's plan (another shape): the whole step is sent.
             await env.store.r.lset(env.store.keys.steps(tid), 0, json.dumps(step.to_json(), indent=1))
-            step.observations = [Observation("c1", "echo", True, "again", 0.0), Observation("c2", "echo", True, "ok", 0.0)]
+            step.observations = [
+                Observation("c1", "echo", True, "again", 0.0),
+                Observation("c2", "echo", True, "ok", 0.0),
+            ]
             await env.store.complete(a.record, "A", step)
             assert [a[-1] for a in sent[-2:]] == ["obs", "full"]
             assert (await env.store.steps(tid))[0] == step
@@ -92,9 +106,18 @@ def test_observations_ready_before_their_plan_left_are_stored_with_it_in_one_cal
         async with environment(redis_server.url, fleet) as env:
             tid, a = await leased(env, "folded")
             content = 'plan with "quotes", é and }braces{'
-            step = Step(0, content, [ToolCall("c1", "echo", {"q": 1}), ToolCall("c2", "echo", {})], Usage(5, 1), model_seconds=0.25)
+            step = Step(
+                0,
+                content,
+                [ToolCall("c1", "echo", {"q": 1}), ToolCall("c2", "echo", {})],
+                Usage(5, 1),
+                model_seconds=0.25,
+            )
             saving_reply = env.store.send_reply(a.record, "A", step, 7)
-            step.observations = [Observation("c1", "echo", True, "out é", 0.01), Observation("c2", "echo", False, 'failed: "x"', 0.0)]
+            step.observations = [
+                Observation("c1", "echo", True, "out é", 0.01),
+                Observation("c2", "echo", False, 'failed: "x"', 0.0),
+            ]
             assert env.store.fold_observations(saving_reply, step)  # still queued: it carries them
             tree, cancel = env.store.reply_saved(a.record, 0, await saving_reply)
             assert (tree.tokens, tree.cost_nanos, cancel) == (6, 7, False)
@@ -192,7 +215,13 @@ def test_graceful_drain_releases_tasks_without_counting_a_failure(redis_server, 
             recs = [(await env.store.get(i))[0] for i in ids]
             events = await env.store.events(ids[0])
             step_counts = [len(await env.store.steps(i)) for i in ids]
-            all_events = [[(e["type"], e.get("error") or e.get("reclaimed") or e.get("step") or "") for _, e in await env.store.events(i)] for i in ids]
+            all_events = [
+                [
+                    (e["type"], e.get("error") or e.get("reclaimed") or e.get("step") or "")
+                    for _, e in await env.store.events(i)
+                ]
+                for i in ids
+            ]
         assert {s["reason"] for s in st.values()} == {"final_answer"}
         assert [(r.failures, r.attempts) for r in recs] == [(0, 2)] * 3, all_events
         assert "released" in [e["type"] for _, e in events]
@@ -205,7 +234,10 @@ def test_concurrency_limit_and_parents_lend_their_slot(redis_server, fleet):
     """With 1 slot, a parent waiting for children must not starve them (no deadlock)."""
 
     async def body():
-        async with environment(redis_server.url, fleet, worker={"concurrency": 1}) as env, running_worker(env.config) as w:
+        async with (
+            environment(redis_server.url, fleet, worker={"concurrency": 1}) as env,
+            running_worker(env.config) as w,
+        ):
             tid = await env.submit("nested #spawn=3")
             st = await env.wait(tid, 20)
             assert w.busy == 0

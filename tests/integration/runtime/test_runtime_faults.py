@@ -21,7 +21,14 @@ def worker_config(tmp_path, redis_url, fleet, model_url, effects_url, **over):
         "model": {"baseUrl": model_url, "name": "scripted", "timeoutSeconds": 10, "maxRetries": 3},
         "worker": {"concurrency": 40, "metricsPort": 0, "shutdownGraceSeconds": 2, "retryBackoffSeconds": 0.2},
         "retry": {"maxAttempts": 10, "visibilityTimeoutSeconds": 5},
-        "tools": [{"name": "effect", "type": "HTTP", "http": {"url": effects_url + "/effect", "sideEffects": True}, "timeoutSeconds": 5}],
+        "tools": [
+            {
+                "name": "effect",
+                "type": "HTTP",
+                "http": {"url": effects_url + "/effect", "sideEffects": True},
+                "timeoutSeconds": 5,
+            }
+        ],
         **over,
     }
     path = tmp_path / "runtime.yaml"
@@ -93,7 +100,10 @@ def test_kill9_workers_while_100_tasks_run(redis_server, fleet, tmp_path, procs)
     # Re-sent requests (same key) only come from steps whose worker died mid-call; the service's
     # dedup turned them into no-ops.
     assert all(k.split(":")[0] in resumed for k in stats["duplicates"])
-    print(f"\nkills={kills} resumed_tasks={len(resumed)} re-sent_effect_requests={len(stats['duplicates'])} applied={len(stats['applied'])}")
+    print(
+        f"\nkills={kills} resumed_tasks={len(resumed)} re-sent_effect_requests={len(stats['duplicates'])} "
+        f"applied={len(stats['applied'])}"
+    )
 
 
 AOF_STEPS = 12
@@ -110,7 +120,9 @@ def test_redis_restart_with_aof_loses_nothing(own_redis, fleet, tmp_path, procs)
     async def submit_all():
         store = store_for(config)
         # ~5 s per task, so both kills (at ~1.5 s and ~3.5 s) land mid-task even on an idle machine.
-        ids = [await submit(store, config, f"durable {i} #steps={AOF_STEPS} #tool=effect #latency=0.4") for i in range(30)]
+        ids = [
+            await submit(store, config, f"durable {i} #steps={AOF_STEPS} #tool=effect #latency=0.4") for i in range(30)
+        ]
         await store.r.aclose()
         return ids
 

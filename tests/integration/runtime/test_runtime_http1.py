@@ -36,7 +36,10 @@ def test_keep_alive_reuses_one_connection_and_sends_headers_and_body():
             return web.json_response({"echo": payload["n"], "text": "é" * 3})
 
         runner, port = await _app_server(handler)
-        client = Http1Client(f"http://127.0.0.1:{port}/v1/chat/completions", {"Content-Type": "application/json", "Authorization": "Bearer k"})
+        client = Http1Client(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            {"Content-Type": "application/json", "Authorization": "Bearer k"},
+        )
         try:
             for n in range(5):
                 status, raw = await client.post(json.dumps({"n": n}).encode())
@@ -64,7 +67,11 @@ async def _raw_server(respond) -> tuple[asyncio.AbstractServer, int, list[int]]:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
                 body = await reader.readexactly(length)
                 if not await respond(writer, body, len(connections)):
                     writer.close()
@@ -165,7 +172,10 @@ def test_model_client_uses_it_for_http_and_maps_failures_to_model_errors():
             if calls["n"] == 2:
                 await asyncio.sleep(2)  # past the client's timeout
             return web.json_response(
-                {"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}
+                {
+                    "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+                }
             )
 
         runner, port = await _app_server(handler)
@@ -197,7 +207,10 @@ def test_response_in_tiny_pieces_timeout_mid_response_and_stray_bytes():
                 await writer.drain()
                 await asyncio.sleep(5)
                 return False
-            raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(payload), payload)
+            raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+                len(payload),
+                payload,
+            )
             if req == b"stray":
                 raw += b"HTTP/1.1 200 OK\r\n"  # bytes after the response: the connection is unusable
             for i in range(len(raw)):  # one byte per write: the parser must wait for the rest

@@ -23,7 +23,12 @@ MB = 1024 * 1024
 
 def _ctx() -> ToolContext:
     far = time.time() + 3600
-    return ToolContext(TaskRecord(id="t1", goal="g", status=Status.RUNNING, limits=Limits(), created_at=0, deadline=far, root="t1"), 0, 0, far)
+    return ToolContext(
+        TaskRecord(id="t1", goal="g", status=Status.RUNNING, limits=Limits(), created_at=0, deadline=far, root="t1"),
+        0,
+        0,
+        far,
+    )
 
 
 async def _serve(routes: dict[str, object]) -> tuple[web.AppRunner, str]:
@@ -55,7 +60,12 @@ def _redirect(location: str, status: int = 302):
 def test_a_redirect_to_a_metadata_path_is_not_followed_by_default():
     async def body() -> None:
         hits: list[dict[str, str]] = []
-        runner, base = await _serve({"/tool": _redirect("/latest/meta-data/iam/security-credentials/"), "/latest/meta-data/{rest:.*}": _recorder(hits)})
+        runner, base = await _serve(
+            {
+                "/tool": _redirect("/latest/meta-data/iam/security-credentials/"),
+                "/latest/meta-data/{rest:.*}": _recorder(hits),
+            }
+        )
         tool = HTTPTool("lookup", base + "/tool", headers=dict(SECRET))
         try:
             with pytest.raises(ToolError, match="redirect") as e:
@@ -75,13 +85,19 @@ def test_same_origin_redirects_are_followed_without_the_secret_headers_and_other
         elsewhere: list[dict[str, str]] = []
         other, other_base = await _serve({"/steal": _recorder(elsewhere)})
         runner, base = await _serve(
-            {"/tool": _redirect("/moved", 307), "/moved": _recorder(moved, "moved here"), "/away": _redirect(other_base + "/steal")}
+            {
+                "/tool": _redirect("/moved", 307),
+                "/moved": _recorder(moved, "moved here"),
+                "/away": _redirect(other_base + "/steal"),
+            }
         )
         follow = HTTPTool("lookup", base + "/tool", headers=dict(SECRET), follow_redirects="SameOrigin")
         away = HTTPTool("lookup", base + "/away", headers=dict(SECRET), follow_redirects="SameOrigin")
         try:
             assert await follow.run({"q": "x"}, _ctx()) == "moved here"
-            assert len(moved) == 1 and "Authorization" not in moved[0], "the Secret's header went to the redirect's target"
+            assert len(moved) == 1 and "Authorization" not in moved[0], (
+                "the Secret's header went to the redirect's target"
+            )
             assert moved[0]["X-Agentfleet-Task"] == "t1"
             with pytest.raises(ToolError, match="another origin"):
                 await away.run({"q": "x"}, _ctx())
@@ -182,7 +198,12 @@ def test_metadata_and_denied_addresses_are_refused_by_literal_and_by_name():
 
 
 def test_denied_networks_name_metadata_the_api_server_and_the_configured_cidrs():
-    nets = {str(n) for n in denied_networks({"KUBERNETES_SERVICE_HOST": "10.96.0.1", "AGENTFLEET_EGRESS_DENY": "172.18.0.2/32, 10.0.0.0/24"})}
+    nets = {
+        str(n)
+        for n in denied_networks(
+            {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "AGENTFLEET_EGRESS_DENY": "172.18.0.2/32, 10.0.0.0/24"}
+        )
+    }
     assert {"169.254.0.0/16", "fd00:ec2::254/128", "10.96.0.1/32", "172.18.0.2/32", "10.0.0.0/24"} <= nets
     with pytest.raises(ValueError, match="AGENTFLEET_EGRESS_DENY"):
         denied_networks({"AGENTFLEET_EGRESS_DENY": "not-a-cidr"})

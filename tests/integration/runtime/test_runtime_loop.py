@@ -45,7 +45,10 @@ def test_max_steps_ends_with_best_answer_and_reason(redis_server, fleet):
 def test_token_and_cost_budgets(redis_server, fleet):
     async def body():
         pricing = {"inputPerMillionTokens": "1000000", "outputPerMillionTokens": "1000000", "currency": "EUR"}
-        async with environment(redis_server.url, fleet, pricing=pricing) as env, running_worker(env.config, extra_tools=[Echo()]):
+        async with (
+            environment(redis_server.url, fleet, pricing=pricing) as env,
+            running_worker(env.config, extra_tools=[Echo()]),
+        ):
             by_tokens = await env.submit("long #steps=50", maxTokens=150)
             by_cost = await env.submit("long #steps=50", maxCost="100")
             st = await env.wait([by_tokens, by_cost])
@@ -97,7 +100,10 @@ def test_spawn_fan_out_fan_in_and_tree_usage(redis_server, fleet):
 
 def test_fan_out_and_depth_limits(redis_server, fleet):
     async def body():
-        async with environment(redis_server.url, fleet, budgets={"maxFanOut": 2, "maxDepth": 1}) as env, running_worker(env.config):
+        async with (
+            environment(redis_server.url, fleet, budgets={"maxFanOut": 2, "maxDepth": 1}) as env,
+            running_worker(env.config),
+        ):
             env.model.model.rules = [{"match": "branch", "spawn": 1}]
             env.model.record = True
             tid = await env.submit("wide #spawn=5")
@@ -187,7 +193,10 @@ def test_model_500s_are_retried_then_the_task_is_retried_then_dead_lettered(redi
 
 def test_model_timeout_is_retried(redis_server, fleet):
     async def body():
-        async with environment(redis_server.url, fleet, model={"timeoutSeconds": 0.5}) as env, running_worker(env.config):
+        async with (
+            environment(redis_server.url, fleet, model={"timeoutSeconds": 0.5}) as env,
+            running_worker(env.config),
+        ):
             tid = await env.submit("sleepy #hang=5")
             t0 = time.monotonic()
             st = await env.wait(tid, 10)
@@ -204,7 +213,9 @@ def test_tool_hang_times_out_and_the_breaker_opens(redis_server, fleet):
     ]
 
     async def body():
-        async with environment(redis_server.url, fleet, tools=tools, breaker={"failureThreshold": 2, "cooldownSeconds": 60}) as env:
+        async with environment(
+            redis_server.url, fleet, tools=tools, breaker={"failureThreshold": 2, "cooldownSeconds": 60}
+        ) as env:
             env.effects.flaky_left = 1000
             async with running_worker(env.config):
                 t0 = time.monotonic()
@@ -280,7 +291,9 @@ def test_model_calls_can_go_through_the_routing_client(redis_server, fleet):
     async def body():
         async with environment(redis_server.url, fleet) as env:
             doc = env.config.model_dump(by_alias=True, mode="json")
-            doc["modelRouting"] = {"primary": {"modelReplicaSet": "scripted", "model": "scripted", "endpoints": [env.model.url]}}
+            doc["modelRouting"] = {
+                "primary": {"modelReplicaSet": "scripted", "model": "scripted", "endpoints": [env.model.url]}
+            }
             from agentfleet_contract.runtime_config import RuntimeConfig
 
             from agentfleet_runtime.routing.client import RoutingModelClient

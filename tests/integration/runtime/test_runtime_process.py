@@ -102,7 +102,15 @@ def test_api_process_serves_health_and_refuses_without_token(redis_server, fleet
     port = free_port()
     (tmp_path / "tokens").write_text("tok\n")
     path = tmp_path / "runtime.yaml"
-    path.write_text(yaml.safe_dump({"fleet": fleet, "redisUrl": redis_server.url, "api": {"port": port, "tokensFile": str(tmp_path / "tokens")}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "fleet": fleet,
+                "redisUrl": redis_server.url,
+                "api": {"port": port, "tokensFile": str(tmp_path / "tokens")},
+            }
+        )
+    )
     api = Proc([sys.executable, "-m", "agentfleet_runtime", "api", "--config", str(path)], log=tmp_path / "api.log")
     procs.append(api)
     wait_http(f"http://127.0.0.1:{port}/readyz", 30, api, interval=0.1)

@@ -67,7 +67,9 @@ def config_for(redis_url, fleet, model_url, milvus_uri, collection, **kw):
 
 def run_tasks(config, milvus_uri, collection, goals, timeout=500):
     async def body():
-        retriever = Retriever(milvus_uri, collection, encoder(), hybrid=Hybrid())  # the fleet's hybrid search (spec.fullText)
+        retriever = Retriever(
+            milvus_uri, collection, encoder(), hybrid=Hybrid()
+        )  # the fleet's hybrid search (spec.fullText)
         from runtime_helpers import store_for
 
         store = store_for(config)
@@ -79,7 +81,10 @@ def run_tasks(config, milvus_uri, collection, goals, timeout=500):
             for tid in ids:
                 out.append({"id": tid, "status": (await store.statuses([tid]))[0], "steps": await store.steps(tid)})
             for o in out:
-                o["children"] = [{"id": c, "steps": await store.steps(c), "status": (await store.statuses([c]))[0]} for c in await store.children(o["id"])]
+                o["children"] = [
+                    {"id": c, "steps": await store.steps(c), "status": (await store.statuses([c]))[0]}
+                    for c in await store.children(o["id"])
+                ]
             return out
         finally:
             await store.r.aclose()
@@ -97,12 +102,27 @@ def calls(steps, name):
     return [c for s in steps for c in s.tool_calls if c.name == name]
 
 
-def test_the_model_searches_the_index_and_answers_citing_the_passage(decider, redis_server, fleet, milvus_lite, collection):
+def test_the_model_searches_the_index_and_answers_citing_the_passage(
+    decider, redis_server, fleet, milvus_lite, collection
+):
     # Search and cite only: the 1.5B once delegated a question it had just found the answer to.
-    config = config_for(redis_server.url, fleet, decider, milvus_lite, collection, system=SYSTEM, policies=[{"tool": "delegate", "maxCallsPerTask": 0}])
-    [task] = run_tasks(config, milvus_lite, collection, ["How often does the zorblat scheduler wake up by default?"], timeout=1500)
+    config = config_for(
+        redis_server.url,
+        fleet,
+        decider,
+        milvus_lite,
+        collection,
+        system=SYSTEM,
+        policies=[{"tool": "delegate", "maxCallsPerTask": 0}],
+    )
+    [task] = run_tasks(
+        config, milvus_lite, collection, ["How often does the zorblat scheduler wake up by default?"], timeout=1500
+    )
     st, steps = task["status"], task["steps"]
-    print(f"\nanswer: {st['answer']!r} ({st['reason']}, {len(steps)} steps: {[(c.name, c.arguments) for s in steps for c in s.tool_calls]})")
+    print(
+        f"\nanswer: {st['answer']!r} ({st['reason']}, {len(steps)} steps: "
+        f"{[(c.name, c.arguments) for s in steps for c in s.tool_calls]})"
+    )
     print(f"model seconds per step: {[round(s.model_seconds, 2) for s in steps]}")
     searches = calls(steps, "search")
     assert st["status"] == "done" and st["reason"] == "final_answer", st
@@ -117,11 +137,20 @@ def test_the_model_searches_the_index_and_answers_citing_the_passage(decider, re
 def test_the_model_delegates_a_comparison_and_fans_in(decider, redis_server, fleet, milvus_lite, collection):
     # No policy forces the delegation: the system prompt asks for it, the model decides.
     config = config_for(redis_server.url, fleet, decider, milvus_lite, collection, system=DELEGATE)
-    [task] = run_tasks(config, milvus_lite, collection, ["Compare the zorblat scheduler interval with the frobnicate queue retry delay."], timeout=1500)
+    [task] = run_tasks(
+        config,
+        milvus_lite,
+        collection,
+        ["Compare the zorblat scheduler interval with the frobnicate queue retry delay."],
+        timeout=1500,
+    )
     st, steps, children = task["status"], task["steps"], task["children"]
     print(f"\nanswer: {st['answer']!r}; delegated: {[c.arguments for c in calls(steps, 'delegate')]}")
     for c in children:
-        print(f"  child {c['id']}: {c['status']['answer']!r} after {[(x.name, x.arguments) for s in c['steps'] for x in s.tool_calls]}")
+        print(
+            f"  child {c['id']}: {c['status']['answer']!r} after "
+            f"{[(x.name, x.arguments) for s in c['steps'] for x in s.tool_calls]}"
+        )
     assert st["status"] == "done", st
     delegated = calls(steps, "delegate")
     assert delegated and len(children) >= 2, "the model did not spawn sub-agents"
@@ -134,9 +163,18 @@ def test_the_model_delegates_a_comparison_and_fans_in(decider, redis_server, fle
     assert states_seconds(st["answer"], 37) and states_seconds(st["answer"], 5), st["answer"]
 
 
-def test_a_step_budget_ends_the_task_with_its_reason_and_best_answer(decider, redis_server, fleet, milvus_lite, collection):
+def test_a_step_budget_ends_the_task_with_its_reason_and_best_answer(
+    decider, redis_server, fleet, milvus_lite, collection
+):
     config = config_for(
-        redis_server.url, fleet, decider, milvus_lite, collection, system=SYSTEM, policies=[{"tool": "search", "firstStep": True}], budgets={"maxSteps": 1}
+        redis_server.url,
+        fleet,
+        decider,
+        milvus_lite,
+        collection,
+        system=SYSTEM,
+        policies=[{"tool": "search", "firstStep": True}],
+        budgets={"maxSteps": 1},
     )
     [task] = run_tasks(config, milvus_lite, collection, ["How many entries does the quarkle cache keep at most?"])
     st, steps = task["status"], task["steps"]
@@ -170,14 +208,23 @@ def test_the_model_calls_an_http_tool_and_answers_from_its_reply(decider, redis_
     server = ThreadingHTTPServer(("127.0.0.1", 0), Inventory)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
-    doc = fleet_config(redis_server.url, fleet, decider, system="You answer questions about stock levels. Use the inventory tool, then answer in one short sentence.")
+    doc = fleet_config(
+        redis_server.url,
+        fleet,
+        decider,
+        system="You answer questions about stock levels. Use the inventory tool, then answer in one short sentence.",
+    )
     doc["tools"] = [
         {
             "name": "inventory",
             "type": "HTTP",
             "description": "Looks up how many units of a stock-keeping unit (SKU) are in stock.",
             "http": {"url": f"http://127.0.0.1:{port}/inventory"},
-            "parameters": {"type": "object", "properties": {"sku": {"type": "string", "description": "the SKU, e.g. AB-1"}}, "required": ["sku"]},
+            "parameters": {
+                "type": "object",
+                "properties": {"sku": {"type": "string", "description": "the SKU, e.g. AB-1"}},
+                "required": ["sku"],
+            },
             "timeoutSeconds": 10,
         }
     ]
@@ -187,7 +234,10 @@ def test_the_model_calls_an_http_tool_and_answers_from_its_reply(decider, redis_
     finally:
         server.shutdown()
     st, steps = task["status"], task["steps"]
-    print(f"\nanswer: {st['answer']!r} ({st['reason']}); tool calls {[(c.name, c.arguments) for s in steps for c in s.tool_calls]}")
+    print(
+        f"\nanswer: {st['answer']!r} ({st['reason']}); tool calls "
+        f"{[(c.name, c.arguments) for s in steps for c in s.tool_calls]}"
+    )
     assert st["status"] == "done" and st["reason"] == "final_answer", st
     assert calls(steps, "inventory") and any("ZX-9" in str(b.get("sku", "")).upper() for b in calls_seen), calls_seen
     assert re.search(r"(?<![\d.])412(?![\d.])", st["answer"]), st["answer"]

@@ -49,7 +49,9 @@ def test_the_client_finds_the_primary_through_sentinel_and_follows_a_failover(se
 
 def test_a_submission_is_acknowledged_only_once_a_replica_has_it(sentinels, fleet):
     async def body() -> None:
-        config = make_config(sentinels.url, fleet, api={"allowAnonymous": True}, redisAckReplicas=1, redisAckTimeoutMs=2000)
+        config = make_config(
+            sentinels.url, fleet, api={"allowAnonymous": True}, redisAckReplicas=1, redisAckTimeoutMs=2000
+        )
         async with anonymous_api(config) as http:
             ok = await http.post("/v1/tasks", json={"goal": "replicated"})
             assert ok.status == 201, await ok.text()
@@ -64,7 +66,9 @@ def test_a_submission_is_acknowledged_only_once_a_replica_has_it(sentinels, flee
                     break
                 time.sleep(0.1)
             again = await http.post("/v1/tasks", json={"goal": "primary only"}, headers={"Idempotency-Key": "k1"})
-            assert again.status == 200 and (await again.json())["id"] == got["id"], "the retry must return the same task"
+            assert again.status == 200 and (await again.json())["id"] == got["id"], (
+                "the retry must return the same task"
+            )
 
     arun(body(), 90)
 
@@ -94,7 +98,9 @@ def test_durable_submissions_go_on_after_a_failover(tmp_path, fleet):
             # Submissions in flight across the kill: some are pipelined to the old primary and
             # retried on the new one.
             for i in range(400):
-                resp = await http.post("/v1/tasks", json={"goal": f"g{n}-{i}"}, headers={"Idempotency-Key": f"k{n}-{i}"})
+                resp = await http.post(
+                    "/v1/tasks", json={"goal": f"g{n}-{i}"}, headers={"Idempotency-Key": f"k{n}-{i}"}
+                )
                 codes.append(resp.status)
                 if after.is_set() and resp.status in (200, 201):
                     return

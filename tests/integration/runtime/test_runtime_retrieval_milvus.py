@@ -30,7 +30,13 @@ def make_collection(uri: str, name: str) -> None:
 def test_retrieval_tool_on_milvus_lite_with_cache(milvus_lite, redis_server, fleet):
     collection = "kb_" + fleet
     make_collection(milvus_lite, collection)
-    tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"topK": 2, "filter": 'metadata["lang"] == "en"', "cacheTtlSeconds": 60}}]
+    tools = [
+        {
+            "name": "kb",
+            "type": "Retrieval",
+            "retrieval": {"topK": 2, "filter": 'metadata["lang"] == "en"', "cacheTtlSeconds": 60},
+        }
+    ]
 
     class Counting(Retriever):
         searches = 0
@@ -41,7 +47,9 @@ def test_retrieval_tool_on_milvus_lite_with_cache(milvus_lite, redis_server, fle
 
     async def body():
         retriever = Counting(milvus_lite, collection, plinth.BagOfWords(DIM))
-        args = json.dumps({"query": "AOF persistence appends writes to a log file"}, separators=(",", ":")).replace(" ", "")
+        args = json.dumps({"query": "AOF persistence appends writes to a log file"}, separators=(",", ":")).replace(
+            " ", ""
+        )
         async with environment(redis_server.url, fleet, tools=tools) as env:
             async with running_worker(env.config, retriever_factory=lambda c, t: retriever):
                 first = await env.submit(f"look up #steps=2 #tool=kb #args={args}")
@@ -93,7 +101,10 @@ def test_search_first_and_the_answer_check_in_a_worker(milvus_lite, redis_server
         async with environment(redis_server.url, fleet, tools=tools, decisions=decisions) as env:
             async with running_worker(env.config, retriever_factory=lambda c, t: retriever):
                 # Answers from script rules: a directive would put the answer's value in the goal.
-                env.model.model.rules = [{"match": "AOF", "answer": "every 9 minutes"}, {"match": "streams", "answer": "`pending`"}]
+                env.model.model.rules = [
+                    {"match": "AOF", "answer": "every 9 minutes"},
+                    {"match": "streams", "answer": "`pending`"},
+                ]
                 invented = await env.submit("How often does AOF persistence flush?")
                 supported = await env.submit("What do Redis streams keep?")
                 ended = await env.wait([invented, supported])

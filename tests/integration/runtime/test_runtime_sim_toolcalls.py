@@ -14,7 +14,13 @@ from agentfleet_sim import INDEPENDENT_ENGINE, start_fleet
 
 pytestmark = pytest.mark.integration
 
-ENGINE = {"max_model_len": 4096, "kv_cache_tokens": 200_000, "prefill_tokens_per_s": 200_000.0, "decode_base_s": 0.002, "output_tokens_median": 12.0}
+ENGINE = {
+    "max_model_len": 4096,
+    "kv_cache_tokens": 200_000,
+    "prefill_tokens_per_s": 200_000.0,
+    "decode_base_s": 0.002,
+    "output_tokens_median": 12.0,
+}
 
 
 def test_worker_runs_tools_and_sub_agents_on_the_simulator(redis_server, fleet):
@@ -23,7 +29,9 @@ def test_worker_runs_tools_and_sub_agents_on_the_simulator(redis_server, fleet):
     try:
 
         async def body() -> tuple[dict, list]:
-            config = make_config(redis_server.url, fleet, sim.replicas[0].base_url, budgets={"maxDepth": 1, "maxFanOut": 3})
+            config = make_config(
+                redis_server.url, fleet, sim.replicas[0].base_url, budgets={"maxDepth": 1, "maxFanOut": 3}
+            )
             store = store_for(config)
             async with running_worker(config, extra_tools=[Echo()]):
                 ids = [await submit(store, config, f"task {i}: find the facts") for i in range(8)]
@@ -41,5 +49,7 @@ def test_worker_runs_tools_and_sub_agents_on_the_simulator(redis_server, fleet):
     names = [c.name for s in steps for c in s.tool_calls]
     assert "echo" in names and "spawn" in names, names
     spawned = [o for s in steps for c, o in zip(s.tool_calls, s.observations or (), strict=False) if c.name == "spawn"]
-    assert spawned and all("sub-agents finished" in o.output and '"status": "done"' in o.output for o in spawned), spawned
+    assert spawned and all("sub-agents finished" in o.output and '"status": "done"' in o.output for o in spawned), (
+        spawned
+    )
     assert tool_answers >= len(names)

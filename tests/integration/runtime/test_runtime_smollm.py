@@ -24,13 +24,29 @@ from e2e.harness.procs import Proc
 
 pytestmark = pytest.mark.integration
 
+
 @pytest.fixture(scope="module")
 def smollm_server(tmp_path_factory):
     ensure_llama_server()
     gguf = smollm_gguf()
     port = free_port()
     log = tmp_path_factory.mktemp("llama") / "llama.log"
-    proc = Proc([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"], log=log)
+    proc = Proc(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "4096",
+        ],
+        log=log,
+    )
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 180
     while True:
@@ -54,7 +70,13 @@ def test_smollm_answers_through_api_redis_and_a_worker_process(smollm_server, re
     doc = {
         "fleet": fleet,
         "redisUrl": redis_server.url,
-        "model": {"baseUrl": smollm_server, "name": "smollm2-135m", "timeoutSeconds": 120, "maxOutputTokens": 48, "toolCalling": "auto"},
+        "model": {
+            "baseUrl": smollm_server,
+            "name": "smollm2-135m",
+            "timeoutSeconds": 120,
+            "maxOutputTokens": 48,
+            "toolCalling": "auto",
+        },
         "systemPrompt": "You are a concise assistant. Answer in one short sentence.",
         "budgets": {"maxSteps": 3},
         "worker": {"concurrency": 4, "metricsPort": 0},
@@ -82,7 +104,9 @@ def test_smollm_answers_through_api_redis_and_a_worker_process(smollm_server, re
         port = free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         goals = ["What is the capital of France?", "Name one primary color."]
-        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers={"Authorization": "Bearer e2e-token"}) as http:
+        async with aiohttp.ClientSession(
+            f"http://127.0.0.1:{port}", headers={"Authorization": "Bearer e2e-token"}
+        ) as http:
             ids = [(await (await http.post("/v1/tasks", json={"goal": g})).json())["id"] for g in goals]
             store = store_for(config)
             await wait_ended(store, ids, 300)
@@ -98,9 +122,20 @@ def test_smollm_answers_through_api_redis_and_a_worker_process(smollm_server, re
         assert v["reason"] == "final_answer", json.dumps(v)[:2000]
         assert v["answer"].strip(), json.dumps(v)[:2000]
         assert v["usage"]["promptTokens"] > 0 and v["usage"]["completionTokens"] > 0
-        assert v["usage"]["totalTokens"] == sum(s["usage"]["promptTokens"] + s["usage"]["completionTokens"] for s in v["steps"])
+        assert v["usage"]["totalTokens"] == sum(
+            s["usage"]["promptTokens"] + s["usage"]["completionTokens"] for s in v["steps"]
+        )
     # What only a model that read the question gives: the capital, and a primary colour.
     france, colour = (v["answer"].lower() for v in views)
     assert "paris" in france, france
     assert re.search(r"\b(red|blue|yellow|green|cyan|magenta)\b", colour), colour
-    print("\n" + "\n".join(f"{v['goal']!r} -> {v['answer']!r} ({v['reason']}, {v['stepCount']} step(s), {v['usage']['totalTokens']} tokens)" for v in views))
+    print(
+        "\n"
+        + "\n".join(
+            (
+                f"{v['goal']!r} -> {v['answer']!r} ({v['reason']}, {v['stepCount']} step(s), "
+                f"{v['usage']['totalTokens']} tokens)"
+            )
+            for v in views
+        )
+    )

@@ -50,7 +50,15 @@ def scrape(handle: ReplicaHandle) -> dict[str, float]:
 def fresh_faults(sim_fleet: FleetThread) -> Iterator[FleetThread]:
     yield sim_fleet
     for handle in sim_fleet.replicas:
-        sim_fleet.configure(handle.index, error_rate=0.0, hang=False, slow_fraction=0.0, added_latency_s=0.0, draining=False, health_fail=False)
+        sim_fleet.configure(
+            handle.index,
+            error_rate=0.0,
+            hang=False,
+            slow_fraction=0.0,
+            added_latency_s=0.0,
+            draining=False,
+            health_fail=False,
+        )
 
 
 def test_fleet_serves_three_replicas_on_distinct_ports(sim_fleet: FleetThread) -> None:
@@ -73,7 +81,9 @@ def test_chat_completion_usage_and_wrong_model(sim_fleet: FleetThread) -> None:
     assert first.usage is not None and first.usage.prompt_tokens > 100 and 1 <= first.usage.completion_tokens <= 32
     again = c.chat.completions.create(model="llama-8b", messages=messages, max_tokens=32)
     assert again.choices[0].message.content == first.choices[0].message.content  # deterministic
-    elsewhere = client(sim_fleet.replicas[1]).chat.completions.create(model="llama-8b", messages=messages, max_tokens=32)
+    elsewhere = client(sim_fleet.replicas[1]).chat.completions.create(
+        model="llama-8b", messages=messages, max_tokens=32
+    )
     assert elsewhere.choices[0].message.content == first.choices[0].message.content  # same model, same answer
     assert again.usage is not None and again.usage.prompt_tokens_details is not None
     assert again.usage.prompt_tokens_details.cached_tokens > 100  # the repeat hit the prefix cache
@@ -85,14 +95,21 @@ def test_streaming_over_sse(sim_fleet: FleetThread) -> None:
     c = client(sim_fleet.replicas[1])
     messages = [{"role": "user", "content": "Stream twenty tokens please."}]
     stream = c.chat.completions.create(
-        model="llama-8b", messages=messages, max_tokens=20, stream=True, stream_options={"include_usage": True}, extra_body={"ignore_eos": True}
+        model="llama-8b",
+        messages=messages,
+        max_tokens=20,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"ignore_eos": True},
     )
     chunks = list(stream)
     text = "".join((ch.choices[0].delta.content or "") for ch in chunks if ch.choices)
     finish = [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason]
     assert finish == ["length"]
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 20
-    full = c.chat.completions.create(model="llama-8b", messages=messages, max_tokens=20, extra_body={"ignore_eos": True})
+    full = c.chat.completions.create(
+        model="llama-8b", messages=messages, max_tokens=20, extra_body={"ignore_eos": True}
+    )
     assert text == full.choices[0].message.content
 
 
@@ -101,14 +118,19 @@ def test_completions_endpoint(sim_fleet: FleetThread) -> None:
     done = c.completions.create(model="llama-8b", prompt="The operator reconciles", max_tokens=8)
     assert done.object == "text_completion" and done.choices[0].text
     assert done.usage is not None and done.usage.completion_tokens <= 8
-    tokens = c.completions.create(model="llama-8b", prompt=[11, 12, 13, 14], max_tokens=3, extra_body={"ignore_eos": True})
+    tokens = c.completions.create(
+        model="llama-8b", prompt=[11, 12, 13, 14], max_tokens=3, extra_body={"ignore_eos": True}
+    )
     assert tokens.usage is not None and tokens.usage.prompt_tokens == 4 and tokens.usage.completion_tokens == 3
 
 
 def test_metrics_counters_move_with_traffic(sim_fleet: FleetThread) -> None:
     handle = sim_fleet.replicas[2]
     status, body = http("GET", handle.url + "/metrics")
-    families = {f.name + ("_total" if f.type == "counter" else ""): f.type for f in text_string_to_metric_families(body.decode())}
+    families = {
+        f.name + ("_total" if f.type == "counter" else ""): f.type
+        for f in text_string_to_metric_families(body.decode())
+    }
     assert exposed_names() <= set(families)
     before = scrape(handle)
     c = client(handle)
@@ -123,7 +145,9 @@ def test_metrics_counters_move_with_traffic(sim_fleet: FleetThread) -> None:
     def delta(key: str) -> float:
         return after.get(key, 0.0) - before.get(key, 0.0)
 
-    finished = delta("vllm:request_success_total{finished_reason=stop}") + delta("vllm:request_success_total{finished_reason=length}")
+    finished = delta("vllm:request_success_total{finished_reason=stop}") + delta(
+        "vllm:request_success_total{finished_reason=length}"
+    )
     assert finished == 4
     assert delta("vllm:prompt_tokens_total") > 4 * 100
     assert delta("vllm:generation_tokens_total") >= 4
@@ -176,7 +200,10 @@ def test_drain_refuses_new_calls_and_finishes_running_ones(fresh_faults: FleetTh
 
     def long_call() -> None:
         r = client(handle).chat.completions.create(
-            model="llama-8b", messages=[{"role": "user", "content": "long"}], max_tokens=400, extra_body={"ignore_eos": True}
+            model="llama-8b",
+            messages=[{"role": "user", "content": "long"}],
+            max_tokens=400,
+            extra_body={"ignore_eos": True},
         )
         result["finish"] = r.choices[0].finish_reason
 
@@ -189,7 +216,9 @@ def test_drain_refuses_new_calls_and_finishes_running_ones(fresh_faults: FleetTh
     assert status == 200 and json.loads(body)["inflight"] == 1
     assert http("GET", handle.url + "/health")[0] == 503
     with pytest.raises(openai.APIStatusError) as err:
-        client(handle).chat.completions.create(model="llama-8b", messages=[{"role": "user", "content": "new"}], max_tokens=4)
+        client(handle).chat.completions.create(
+            model="llama-8b", messages=[{"role": "user", "content": "new"}], max_tokens=4
+        )
     assert err.value.status_code == 503
     worker.join(20)
     assert result == {"finish": "length"}
@@ -200,7 +229,11 @@ def test_client_disconnect_aborts_the_engine_request(sim_fleet: FleetThread) -> 
     handle = sim_fleet.replicas[1]
     before = scrape(handle).get("vllm:request_success_total{finished_reason=abort}", 0.0)
     stream = client(handle).chat.completions.create(
-        model="llama-8b", messages=[{"role": "user", "content": "abandon me"}], max_tokens=2000, stream=True, extra_body={"ignore_eos": True}
+        model="llama-8b",
+        messages=[{"role": "user", "content": "abandon me"}],
+        max_tokens=2000,
+        stream=True,
+        extra_body={"ignore_eos": True},
     )
     next(iter(stream))
     stream.close()
@@ -229,7 +262,19 @@ def test_startup_delay_and_legacy_metric_names(fast_engine: dict[str, Any]) -> N
 
 def test_cli_prints_endpoints_and_serves() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agentfleet_sim", "--replicas", "2", "--base-port", "0", "--model", "llama-8b", "--kv-tokens", "70000"],
+        [
+            sys.executable,
+            "-m",
+            "agentfleet_sim",
+            "--replicas",
+            "2",
+            "--base-port",
+            "0",
+            "--model",
+            "llama-8b",
+            "--kv-tokens",
+            "70000",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

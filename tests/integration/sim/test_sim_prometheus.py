@@ -22,13 +22,18 @@ def _traffic(fleet: FleetThread, stop: threading.Event) -> None:
     i = 0
     while not stop.is_set():
         c = clients[i % len(clients)]
-        messages = [{"role": "system", "content": "Shared agent instructions. " * 20}, {"role": "user", "content": f"task {i % 5} step"}]
+        messages = [
+            {"role": "system", "content": "Shared agent instructions. " * 20},
+            {"role": "user", "content": f"task {i % 5} step"},
+        ]
         c.chat.completions.create(model="llama-8b", messages=messages, max_tokens=8)  # type: ignore[arg-type]
         i += 1
         time.sleep(0.05)
 
 
-def test_prometheus_scrapes_replicas_and_histogram_queries_work(sim_fleet: FleetThread, prometheus_server: Callable[..., Any]) -> None:
+def test_prometheus_scrapes_replicas_and_histogram_queries_work(
+    sim_fleet: FleetThread, prometheus_server: Callable[..., Any]
+) -> None:
     targets = [f"127.0.0.1:{h.port}" for h in sim_fleet.replicas]
     prom = prometheus_server(targets)
     up = prom.wait_for('up{job="sim"}', lambda r: len(r) == 3 and all(x["value"][1] == "1" for x in r))
@@ -55,7 +60,9 @@ def test_prometheus_scrapes_replicas_and_histogram_queries_work(sim_fleet: Fleet
         hits = prom.query("sum(vllm:prefix_cache_hits_total)")
         assert hits and float(hits[0]["value"][1]) > 0
         labels = prom.query("vllm:kv_cache_usage_perc")
-        assert {x["metric"]["model_name"] for x in labels} == {"llama-8b"} and {x["metric"]["engine"] for x in labels} == {"0"}
+        assert {x["metric"]["model_name"] for x in labels} == {"llama-8b"} and {
+            x["metric"]["engine"] for x in labels
+        } == {"0"}
     finally:
         stop.set()
         worker.join(10)

@@ -12,7 +12,12 @@ import pytest
 def _configurations(bench: Any, *argv: str) -> tuple[list[Any], list[Any]]:
     args = bench.parser().parse_args(list(argv))
     base = dict(
-        minutes=60.0, mean_rate=0.12, initial=max(args.initial, args.min_replicas), burst_s=150.0, min_replicas=args.min_replicas, workload_kind="bursts"
+        minutes=60.0,
+        mean_rate=0.12,
+        initial=max(args.initial, args.min_replicas),
+        burst_s=150.0,
+        min_replicas=args.min_replicas,
+        workload_kind="bursts",
     )
     return bench.configurations(args, base, "bursts")
 
@@ -20,8 +25,20 @@ def _configurations(bench: Any, *argv: str) -> tuple[list[Any], list[Any]]:
 def test_without_the_sweep_flags_every_autoscaler_runs_at_min_replicas_under_its_old_name(bench: Any) -> None:
     af, other = _configurations(bench, "--coverage", "0.35,2", "--min-replicas", "3")
     assert [n for n, _, _ in af] == ["agentfleet@0.35", "agentfleet@2"]
-    assert [n for n, k, _ in other if k == "hpa"] == ["hpa-util@0.5", "hpa-util@0.6", "hpa-util@0.7", "hpa-util@0.8", "hpa-util@0.9"]
-    assert [n for n, k, _ in other if k == "keda"] == ["keda-queue@1", "keda-queue@2", "keda-queue@4", "keda-queue@8", "keda-queue@16"]
+    assert [n for n, k, _ in other if k == "hpa"] == [
+        "hpa-util@0.5",
+        "hpa-util@0.6",
+        "hpa-util@0.7",
+        "hpa-util@0.8",
+        "hpa-util@0.9",
+    ]
+    assert [n for n, k, _ in other if k == "keda"] == [
+        "keda-queue@1",
+        "keda-queue@2",
+        "keda-queue@4",
+        "keda-queue@8",
+        "keda-queue@16",
+    ]
     assert {(j["min_replicas"], j["initial"]) for _, k, j in af + other if k != "fixed"} == {(3, 3)}
     assert len([k for _, k, _ in other if k == "fixed"]) == 15
 
@@ -80,8 +97,14 @@ def test_every_agentfleet_configuration_learns_its_history_on_its_own_coverage_a
 
 def test_goodput_targets_swept_name_each_configuration_and_reach_its_policy_and_history(bench: Any) -> None:
     af, _ = _configurations(bench, "--coverage", "0.25", "--af-goodput-targets", "0.95,0.985", "--only-agentfleet")
-    assert [(n, j["target_fraction"]) for n, _, j in af] == [("agentfleet@0.25/t0.95", 0.95), ("agentfleet@0.25/t0.985", 0.985)]
-    assert {name: job["target_fraction"] for name, job in bench.learning_plan(af).items()} == {"agentfleet@0.25/t0.95": 0.95, "agentfleet@0.25/t0.985": 0.985}
+    assert [(n, j["target_fraction"]) for n, _, j in af] == [
+        ("agentfleet@0.25/t0.95", 0.95),
+        ("agentfleet@0.25/t0.985", 0.985),
+    ]
+    assert {name: job["target_fraction"] for name, job in bench.learning_plan(af).items()} == {
+        "agentfleet@0.25/t0.95": 0.95,
+        "agentfleet@0.25/t0.985": 0.985,
+    }
     policy = bench.AgentfleetPolicy(target_fraction=0.95)
     assert policy.config.target_fraction == 0.95
     assert bench.AgentfleetPolicy().config.target_fraction == bench.AF_TUNING["target_fraction"]

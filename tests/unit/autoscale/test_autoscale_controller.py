@@ -19,14 +19,27 @@ from tests.unit.autoscale.test_autoscale_policy import gp
 
 SPEC: dict[str, Any] = {
     "model": {"name": "meta-llama/Llama-3.1-70B-Instruct", "servedName": "llama-70b"},
-    "autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 8, "targetQueueDepthPerReplica": 8, "evaluationPeriodSeconds": 15},
+    "autoscaling": {
+        "enabled": True,
+        "minReplicas": 1,
+        "maxReplicas": 8,
+        "targetQueueDepthPerReplica": 8,
+        "evaluationPeriodSeconds": 15,
+    },
 }
 
 
 def ready_pod(name: str) -> dict[str, Any]:
     return {
-        "metadata": {"name": name, "creationTimestamp": "2026-01-01T00:00:00Z", "labels": {"agentfleet.io/serving": "true"}},
-        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:03:00Z"}]},
+        "metadata": {
+            "name": name,
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "labels": {"agentfleet.io/serving": "true"},
+        },
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:03:00Z"}],
+        },
     }
 
 
@@ -75,16 +88,28 @@ class FakeKube:
         return obj
 
 
-def controller(reader: Any, kube: Any = None, posted: list | None = None, reads: FakeReads | None = None) -> AutoscalerController:
-    post = (lambda obj, type_, reason, message: posted.append((type_, reason, message))) if posted is not None else (lambda *a: None)
+def controller(
+    reader: Any, kube: Any = None, posted: list | None = None, reads: FakeReads | None = None
+) -> AutoscalerController:
+    post = (
+        (lambda obj, type_, reason, message: posted.append((type_, reason, message)))
+        if posted is not None
+        else (lambda *a: None)
+    )
     return AutoscalerController(kube, EventRecorder(post), reads=reads or FakeReads(), readers=lambda url: reader)  # type: ignore[arg-type]
 
 
 def mrs_obj(status: dict[str, Any], generation: int = 2) -> dict[str, Any]:
-    return {"metadata": {"name": "llama", "namespace": "team-a", "generation": generation}, "spec": SPEC, "status": status}
+    return {
+        "metadata": {"name": "llama", "namespace": "team-a", "generation": generation},
+        "spec": SPEC,
+        "status": status,
+    }
 
 
-def run(obs: Observation, status: dict[str, Any], state: AutoscaleState | None = None) -> tuple[dict[str, Any], list, AutoscaleState]:
+def run(
+    obs: Observation, status: dict[str, Any], state: AutoscaleState | None = None
+) -> tuple[dict[str, Any], list, AutoscaleState]:
     reader = FakeReader(obs)
     state = state or AutoscaleState()
     written, posts = controller(reader).evaluate_modelreplicaset(mrs_obj(status), state, time.time())
@@ -163,12 +188,30 @@ def test_status_apply_carries_own_fields_and_only_own_conditions() -> None:
             "lastScaleReason": "2 -> 3: 20 waiting > 2 x 8 target",
             "observed": {"queueDepth": 4, "observedAt": "2026-01-01T00:00:00Z"},
             "conditions": [
-                {"type": "Ready", "status": "True", "reason": "AllReplicasReady", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"},
-                {"type": "ScalingLimited", "status": "False", "reason": "DesiredWithinRange", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "AllReplicasReady",
+                    "message": "",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                },
+                {
+                    "type": "ScalingLimited",
+                    "status": "False",
+                    "reason": "DesiredWithinRange",
+                    "message": "",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                },
             ],
         },
     }
-    held = {"type": "MetricsAvailable", "status": "False", "reason": "PrometheusUnavailable", "message": "x", "lastTransitionTime": "2026-01-01T00:01:00Z"}
+    held = {
+        "type": "MetricsAvailable",
+        "status": "False",
+        "reason": "PrometheusUnavailable",
+        "message": "x",
+        "lastTransitionTime": "2026-01-01T00:01:00Z",
+    }
     body = autoscaler.mrs_status_apply(obj, {"desiredReplicas": 3, "conditions": [held]})
     st = body["status"]
     assert body["kind"] == "ModelReplicaSet" and body["metadata"] == {"name": "llama", "namespace": "team-a"}
@@ -200,7 +243,9 @@ def test_the_task_layer_of_the_agentfleets_using_the_model_reaches_the_policy(mo
     seen: list[Observation] = []
     real = autoscaler.decide
 
-    def spy(config: Any, state: Any, fleet: Any, o: Observation, capacity: Any = None, floors: Any = (), hold: Any = None) -> Any:
+    def spy(
+        config: Any, state: Any, fleet: Any, o: Observation, capacity: Any = None, floors: Any = (), hold: Any = None
+    ) -> Any:
         seen.append(o)
         return real(config, state, fleet, o, capacity, floors, hold)
 
@@ -210,7 +255,9 @@ def test_the_task_layer_of_the_agentfleets_using_the_model_reaches_the_policy(mo
     assert seen and seen[0].tasks == 24.0
 
 
-def test_listing_agentfleets_failing_leaves_the_task_layer_out(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_listing_agentfleets_failing_leaves_the_task_layer_out(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def boom(ns: str) -> list[dict[str, Any]]:
         raise RuntimeError("API server unreachable")
 
@@ -241,27 +288,51 @@ def test_the_agentfleets_of_a_namespace_come_from_the_watch() -> None:
 def test_a_cancelled_burst_order_is_a_warning_next_to_the_scale_down() -> None:
     from agentfleet.autoscale.common import ConditionUpdate, Decision
 
-    reason = "10 -> 4: ...; cancelling 6 replicas still loading; the burst ended before the replicas ordered for it loaded"
+    reason = (
+        "10 -> 4: ...; cancelling 6 replicas still loading; the burst ended before the replicas ordered for it loaded"
+    )
     d = Decision(
-        10, 4, 4, reason, (ConditionUpdate("MetricsAvailable", True, "MetricsRead", "4 of 4 replicas reporting"),), warning="BurstShorterThanModelLoad"
+        10,
+        4,
+        4,
+        reason,
+        (ConditionUpdate("MetricsAvailable", True, "MetricsRead", "4 of 4 replicas reporting"),),
+        warning="BurstShorterThanModelLoad",
     )
     metrics_ok = [{"type": "MetricsAvailable", "status": "True", "reason": "MetricsRead"}]
-    assert autoscaler.scale_events(d, metrics_ok) == [("Normal", "ScaledDown", reason), ("Warning", "BurstShorterThanModelLoad", reason)]
+    assert autoscaler.scale_events(d, metrics_ok) == [
+        ("Normal", "ScaledDown", reason),
+        ("Warning", "BurstShorterThanModelLoad", reason),
+    ]
 
 
 def _evaluate(
-    spec: dict[str, Any], obs: Observation, status: dict[str, Any], state: AutoscaleState, reads: FakeReads | None = None
+    spec: dict[str, Any],
+    obs: Observation,
+    status: dict[str, Any],
+    state: AutoscaleState,
+    reads: FakeReads | None = None,
 ) -> tuple[dict[str, Any], list]:
     obj = MRS("llama").ns("team-a").meta(uid="u1", generation=2).whole_spec(spec).status(status).obj()
     return controller(FakeReader(obs), reads=reads).evaluate_modelreplicaset(obj, state, time.time())
 
 
 def _quiet() -> Observation:
-    return Observation(at=time.time(), samples=tuple(ReplicaSample(f"llama-{i}", 0.0, 2.0, 0.1) for i in range(3)), goodput=gp(0.99, n=300))
+    return Observation(
+        at=time.time(),
+        samples=tuple(ReplicaSample(f"llama-{i}", 0.0, 2.0, 0.1) for i in range(3)),
+        goodput=gp(0.99, n=300),
+    )
 
 
 def test_a_schedule_window_scales_up_and_the_decision_names_the_term() -> None:
-    spec = {**SPEC, "autoscaling": {**SPEC["autoscaling"], "schedules": [{"name": "batch", "start": "* * * * *", "durationSeconds": 3600, "replicas": 7}]}}
+    spec = {
+        **SPEC,
+        "autoscaling": {
+            **SPEC["autoscaling"],
+            "schedules": [{"name": "batch", "start": "* * * * *", "durationSeconds": 3600, "replicas": 7}],
+        },
+    }
     st, events = _evaluate(spec, _quiet(), {"desiredReplicas": 3}, AutoscaleState())
     assert st["desiredReplicas"] == 7 and st["lastScaleTerm"] == "scheduled"
     assert st["lastScaleReason"].startswith("3 -> 7 (scheduled): schedule 'batch' from")
@@ -287,7 +358,9 @@ def test_the_learned_profile_outlives_the_operator_process() -> None:
     assert st["forecast"]["predictedReplicas"] == 10 and st["forecast"]["tasksPerReplica"] == 4.0
     assert st["forecast"]["profileConfigMap"] == "llama-demand-profile" and st["forecast"]["daysObserved"] >= 3
     # The failure level the reactive task term uses came back with it (capacity / 0.8).
-    assert state.policy is not None and state.policy.tight_tasks_per_replica == pytest.approx(5.0, rel=0.01)  # forgotten slowly upward
+    assert state.policy is not None and state.policy.tight_tasks_per_replica == pytest.approx(
+        5.0, rel=0.01
+    )  # forgotten slowly upward
     ModelReplicaSetStatus.model_validate(st)
     # Kept in the ConfigMap (owned by the ModelReplicaSet).
     assert json.loads(reads.configmaps[("team-a", "llama-demand-profile")]["profile.json"])["capacity"] == 4.0
@@ -302,7 +375,11 @@ def test_status_says_when_the_standby_of_the_burst_season_was_released() -> None
     # days before, today's came 5 min ago and ended 200 s ago, so nothing stands for the season.
     now = float(int(time.time()))  # whole seconds: the ConfigMap keeps onset times to 0.1 s
     day = 86400.0
-    onsets = (Onset(now - 2 * day + 600, 40.0, 150.0), Onset(now - day - 600, 40.0, 150.0), Onset(now - 300.0, 40.0, 100.0))
+    onsets = (
+        Onset(now - 2 * day + 600, 40.0, 150.0),
+        Onset(now - day - 600, 40.0, 150.0),
+        Onset(now - 300.0, 40.0, 100.0),
+    )
     stored = Profile(capacity=4.0, curve=(4.0,) * ForecastConfig().bins, onsets=onsets, started_at=now - 3 * day)
     reads = FakeReads()
     reads.configmaps[("team-a", "llama-demand-profile")] = {"profile.json": json.dumps(stored.to_json())}
@@ -318,7 +395,9 @@ def test_a_schedule_in_an_unknown_time_zone_is_one_warning_and_ignored() -> None
         **SPEC,
         "autoscaling": {
             **SPEC["autoscaling"],
-            "schedules": [{"name": "b", "start": "0 9 * * *", "durationSeconds": 600, "replicas": 7, "timeZone": "Mars/Olympus"}],
+            "schedules": [
+                {"name": "b", "start": "0 9 * * *", "durationSeconds": 600, "replicas": 7, "timeZone": "Mars/Olympus"}
+            ],
         },
     }
     state = AutoscaleState()

@@ -5,10 +5,24 @@ from __future__ import annotations
 import math
 
 from agentfleet.autoscale.goodput import TPOT_METRIC, Goodput, goodput, objectives_from_slo
-from agentfleet.autoscale.policy import FleetView, Observation, PolicyConfig, PolicyState, ReplicaSample, Starting, decide
+from agentfleet.autoscale.policy import (
+    FleetView,
+    Observation,
+    PolicyConfig,
+    PolicyState,
+    ReplicaSample,
+    Starting,
+    decide,
+)
 
 C = PolicyConfig(
-    min_replicas=1, max_replicas=20, up_window_seconds=0.0, down_window_seconds=60.0, window_seconds=60.0, max_up_step=4, initial_load_seconds=200.0
+    min_replicas=1,
+    max_replicas=20,
+    up_window_seconds=0.0,
+    down_window_seconds=60.0,
+    window_seconds=60.0,
+    max_up_step=4,
+    initial_load_seconds=200.0,
 )
 
 
@@ -24,7 +38,12 @@ def samples() -> tuple[ReplicaSample, ...]:
 
 def ordered() -> PolicyState:
     """2 replicas at goodput 0.3 with 10 agent tasks: an order of 7, 6 at once (step 4)."""
-    out = decide(C, PolicyState.initial(C), FleetView(current=2, ready=("r0", "r1")), Observation(at=0.0, samples=samples(), goodput=gp(0.3), tasks=10.0))
+    out = decide(
+        C,
+        PolicyState.initial(C),
+        FleetView(current=2, ready=("r0", "r1")),
+        Observation(at=0.0, samples=samples(), goodput=gp(0.3), tasks=10.0),
+    )
     assert out.decision.desired == 6 and out.decision.recommendation == 7
     return out.state
 

@@ -39,7 +39,11 @@ def test_removed_name_beside_its_replacement_is_no_schema_mismatch() -> None:
     assert legacy_only is not None and "vllm:gpu_cache_usage_perc (now vllm:kv_cache_usage_perc)" in legacy_only
     one_missing = with_buckets(exposed_names(Flavor.BOTH)) - {"vllm:request_time_per_output_token_seconds_bucket"}
     problem = schema_problem(one_missing)
-    assert problem is not None and "vllm:time_per_output_token_seconds_bucket (now vllm:request_time_per_output_token_seconds_bucket)" in problem
+    assert (
+        problem is not None
+        and "vllm:time_per_output_token_seconds_bucket (now vllm:request_time_per_output_token_seconds_bucket)"
+        in problem
+    )
 
 
 def closed_loop(ttft_from_scheduling: bool, clients: int = 120, seconds: float = 60.0) -> Engine:

@@ -11,14 +11,29 @@ import pytest
 
 from agentfleet.autoscale import floors
 from agentfleet.autoscale.forecast import ForecastConfig, Onset, Profile, forecast, learn, look_ahead
-from agentfleet.autoscale.policy import FleetView, Observation, PolicyConfig, PolicyState, ReplicaSample, Starting, decide
+from agentfleet.autoscale.policy import (
+    FleetView,
+    Observation,
+    PolicyConfig,
+    PolicyState,
+    ReplicaSample,
+    Starting,
+    decide,
+)
 from agentfleet.autoscale.schedule import CronError, Window, active, parse_cron, scheduled
 
 DAY = 3600.0  # a compressed day: 96 bins of 37.5 s
 CFG = ForecastConfig(period_seconds=DAY, bins=96, season_seconds=150.0, level_seconds=300.0)
 
 
-def day_of(demand, days: int = 1, start: float = 0.0, profile: Profile | None = None, capacity: float = 4.0, load_s: float = 200.0) -> Profile:  # type: ignore[no-untyped-def]
+def day_of(
+    demand,
+    days: int = 1,
+    start: float = 0.0,
+    profile: Profile | None = None,
+    capacity: float = 4.0,
+    load_s: float = 200.0,
+) -> Profile:  # type: ignore[no-untyped-def]
     p = profile or Profile()
     for d in range(days):
         t = 0.0
@@ -133,7 +148,13 @@ def test_scheduled_capacity_from_a_cron_window_ordered_a_load_time_ahead() -> No
 
 @pytest.mark.parametrize(
     ("text", "fragment"),
-    [("0 9 * *", "five fields"), ("61 * * * *", "minute"), ("* 9-7 * * *", "hour"), ("*/0 * * * *", "step"), ("a * * * *", "minute")],
+    [
+        ("0 9 * *", "five fields"),
+        ("61 * * * *", "minute"),
+        ("* 9-7 * * *", "hour"),
+        ("*/0 * * * *", "step"),
+        ("a * * * *", "minute"),
+    ],
 )
 def test_bad_cron_is_refused_with_the_field_named(text: str, fragment: str) -> None:
     with pytest.raises(CronError, match=fragment):
@@ -141,7 +162,9 @@ def test_bad_cron_is_refused_with_the_field_named(text: str, fragment: str) -> N
 
 
 def test_an_unknown_time_zone_is_reported_not_raised_by_look_ahead() -> None:
-    planned = look_ahead(CFG, Profile(), (Window("x", "0 9 * * *", 60, 3, "Mars/Olympus"),), 0.0, None, None, 200.0, 15.0)
+    planned = look_ahead(
+        CFG, Profile(), (Window("x", "0 9 * * *", 60, 3, "Mars/Olympus"),), 0.0, None, None, 200.0, 15.0
+    )
     assert planned.floors == () and "Mars/Olympus" in str(planned.schedule_error)
 
 
@@ -218,7 +241,14 @@ def test_the_standing_floor_names_the_onset_size_it_was_sized_on() -> None:
     planned = look_ahead(replace(CFG, coverage=0.5), p, (), 2 * DAY + 780.0, 4.0, 4.0, 200.0, 15.0)
     standing = [f for f in planned.floors if f.term == floors.STANDING]
     assert standing == [
-        floors.Floor(3, floors.STANDING, "burst season: 50% of a typical onset at this time of day (10 agent tasks) held over 4 expected, 4.0 per replica")
+        floors.Floor(
+            3,
+            floors.STANDING,
+            (
+                "burst season: 50% of a typical onset at this time of day (10 agent tasks) held over 4 expected, 4.0 "
+                "per replica"
+            ),
+        )
     ]
 
 
@@ -337,4 +367,6 @@ def test_the_hold_lasts_as_long_as_the_readings_still_show_the_burst() -> None:
         f = forecast(CFG, p, at, 215.0, lag=60.0)
         assert (f.hold_until is not None) is held
     assert forecast(CFG, p, onset + typical + 45.0, 215.0).hold_until is None  # no lag: over at the typical end
-    assert look_ahead(CFG, p, (), onset + 15.0, 44.0, 4.0, 200.0, 15.0, None, 60.0).hold.until == pytest.approx(onset + typical + 60.0)  # type: ignore[union-attr]
+    assert look_ahead(CFG, p, (), onset + 15.0, 44.0, 4.0, 200.0, 15.0, None, 60.0).hold.until == pytest.approx(
+        onset + typical + 60.0
+    )  # type: ignore[union-attr]

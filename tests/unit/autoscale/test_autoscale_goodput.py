@@ -110,7 +110,9 @@ def test_binomial_tail_matches_the_exact_sum() -> None:
 
 def test_short_of_needs_more_misses_than_chance_gives() -> None:
     def window(good: int, n: int) -> Goodput:
-        return goodput((Objective("tpot", TPOT_METRIC, 0.05),), {TPOT_METRIC: [(0.05, float(good)), (math.inf, float(n))]})
+        return goodput(
+            (Objective("tpot", TPOT_METRIC, 0.05),), {TPOT_METRIC: [(0.05, float(good)), (math.inf, float(n))]}
+        )
 
     assert not window(98, 100).short_of(0.985)  # 2 misses: 44 % likely at the target
     assert window(95, 100).short_of(0.985)  # 5 misses: 1.8 %

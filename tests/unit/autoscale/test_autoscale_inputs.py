@@ -15,17 +15,51 @@ import pytest
 from agentfleet_contract.agentfleet import Workers
 from agentfleet_contract.modelreplicaset import Autoscaling, GoodputSLO
 
-from agentfleet.autoscale.common import METRICS_AVAILABLE, SCALING_ACTIVE, SCALING_LIMITED, Bounds, ConditionUpdate, bound, prune, stabilize
-from agentfleet.autoscale.goodput import E2E_METRIC, TPOT_METRIC, TTFT_METRIC, Objective, Share, goodput, merge_buckets, objectives_from_slo, share_within
+from agentfleet.autoscale.common import (
+    METRICS_AVAILABLE,
+    SCALING_ACTIVE,
+    SCALING_LIMITED,
+    Bounds,
+    ConditionUpdate,
+    bound,
+    prune,
+    stabilize,
+)
+from agentfleet.autoscale.goodput import (
+    E2E_METRIC,
+    TPOT_METRIC,
+    TTFT_METRIC,
+    Objective,
+    Share,
+    goodput,
+    merge_buckets,
+    objectives_from_slo,
+    share_within,
+)
 from agentfleet.autoscale.pods import fleet_from_pods
 from agentfleet.autoscale.state import MAX_SEEN, LoadTime, PolicyConfig
 from agentfleet.autoscale.terms import capacity_clamp, collapse_term, goodput_collapsed, loading_credit
-from agentfleet.autoscale.workers import WorkerPolicyConfig, WorkerSignals, WorkerState, decide_workers, fleets_using, task_demand
+from agentfleet.autoscale.workers import (
+    WorkerPolicyConfig,
+    WorkerSignals,
+    WorkerState,
+    decide_workers,
+    fleets_using,
+    task_demand,
+)
 
 NOW = datetime.fromisoformat("2026-01-01T00:10:00+00:00").timestamp()
 
 
-def _pod(name: str, *, ready: bool | None, created: str | None = "2026-01-01T00:00:00Z", since: str | None = None, phase: str = "Running", **meta: Any) -> dict:
+def _pod(
+    name: str,
+    *,
+    ready: bool | None,
+    created: str | None = "2026-01-01T00:00:00Z",
+    since: str | None = None,
+    phase: str = "Running",
+    **meta: Any,
+) -> dict:
     md: dict[str, Any] = {"name": name, "labels": meta.pop("labels", {}), **meta}
     if created is not None:
         md["creationTimestamp"] = created
@@ -91,7 +125,13 @@ def test_policy_config_reads_every_field_of_the_spec() -> None:
         goodput=GoodputSLO(target_fraction=0.9),
     )
     c = PolicyConfig.from_spec(a)
-    assert (c.min_replicas, c.max_replicas, c.target_queue_depth, c.kv_threshold, c.target_fraction) == (2, 9, 5, 0.75, 0.9)
+    assert (c.min_replicas, c.max_replicas, c.target_queue_depth, c.kv_threshold, c.target_fraction) == (
+        2,
+        9,
+        5,
+        0.75,
+        0.9,
+    )
     assert (c.window_seconds, c.period_seconds, c.up_window_seconds, c.down_window_seconds) == (45.0, 5.0, 10.0, 120.0)
     assert (c.max_up_step, c.max_down_step, c.stale_after_seconds, c.initial_load_seconds) == (3, 2, 30.0, 300.0)
     assert PolicyConfig.from_spec(a, initial_load_seconds=120.0).initial_load_seconds == 120.0
@@ -170,22 +210,59 @@ def test_merge_buckets_skips_a_nan_bucket_not_the_rest_of_the_pod() -> None:
     merged = merge_buckets([[(0.1, math.nan), (math.inf, 5.0)], [(0.1, 1.0), (math.inf, 2.0)]])
     assert merged == [(0.1, 1.0), (math.inf, 7.0)]
     (obj,) = objectives_from_slo(0, 30, 0)
-    assert share_within(obj, [(0.025, 1.0), (0.05, 2.0), (math.inf, 3.0)]).note == "tpot SLO 30ms is not a bucket edge: counted as 25ms"
+    assert (
+        share_within(obj, [(0.025, 1.0), (0.05, 2.0), (math.inf, 3.0)]).note
+        == "tpot SLO 30ms is not a bucket edge: counted as 25ms"
+    )
     assert obj.metric == TPOT_METRIC
 
 
 @pytest.mark.parametrize(
     ("history", "now", "current", "up", "down", "expected", "why"),
     [
-        ([(30.0, 1), (60.0, 4)], 60.0, 2, 30.0, 300.0, 4, "a recommendation exactly up_window old is out of the up window"),
-        ([(60.0, 5), (61.0, 2), (120.0, 2)], 120.0, 5, 0.0, 60.0, 2, "one exactly down_window old is out of the down window"),
-        ([(50.0, 5), (61.0, 4), (120.0, 2)], 120.0, 5, 0.0, 60.0, 4, "the down window's maximum, not the last recommendation"),
-        ([(1.0, 2), (60.0, 2)], 60.0, 3, 0.0, 60.0, 3, "a history one second short of the down window holds (no slack by default)"),
+        (
+            [(30.0, 1), (60.0, 4)],
+            60.0,
+            2,
+            30.0,
+            300.0,
+            4,
+            "a recommendation exactly up_window old is out of the up window",
+        ),
+        (
+            [(60.0, 5), (61.0, 2), (120.0, 2)],
+            120.0,
+            5,
+            0.0,
+            60.0,
+            2,
+            "one exactly down_window old is out of the down window",
+        ),
+        (
+            [(50.0, 5), (61.0, 4), (120.0, 2)],
+            120.0,
+            5,
+            0.0,
+            60.0,
+            4,
+            "the down window's maximum, not the last recommendation",
+        ),
+        (
+            [(1.0, 2), (60.0, 2)],
+            60.0,
+            3,
+            0.0,
+            60.0,
+            3,
+            "a history one second short of the down window holds (no slack by default)",
+        ),
         ([(10.0, 1)], 10.0, 3, 0.0, 1.0, 3, "a down window of one second still needs covering"),
         ([], 0.0, 3, 30.0, 300.0, 3, "no history: hold"),
     ],
 )
-def test_stabilize_window_edges(history: list, now: float, current: int, up: float, down: float, expected: int, why: str) -> None:
+def test_stabilize_window_edges(
+    history: list, now: float, current: int, up: float, down: float, expected: int, why: str
+) -> None:
     # Pins common.stabilize's strict window edges, the down window's maximum, the coverage rule
     # with its default slack of 0, and an empty history; and prune's strict edge.
     assert stabilize(history, now, current, up, down) == expected, why
@@ -245,4 +322,7 @@ def test_objectives_and_shares_word_for_word() -> None:
     (fast,) = objectives_from_slo(0, 10, 0)
     note = f"tpot SLO 10ms is below the first bucket edge (25ms) of {TPOT_METRIC}: objective ignored"
     assert share_within(fast, buckets) == Share(fast, 0.0, 200.0, None, note)
-    assert share_within(fast, [(math.inf, 5.0)]).note == f"tpot SLO 10ms is below the first bucket edge (none) of {TPOT_METRIC}: objective ignored"
+    assert (
+        share_within(fast, [(math.inf, 5.0)]).note
+        == f"tpot SLO 10ms is below the first bucket edge (none) of {TPOT_METRIC}: objective ignored"
+    )

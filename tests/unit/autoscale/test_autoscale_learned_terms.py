@@ -13,7 +13,17 @@ import pytest
 
 from agentfleet.autoscale import floors
 from agentfleet.autoscale.credit import OrderInFlight, lift
-from agentfleet.autoscale.forecast import Forecast, ForecastConfig, Onset, Profile, forecast, learn, look_ahead, typical_size, within_slo
+from agentfleet.autoscale.forecast import (
+    Forecast,
+    ForecastConfig,
+    Onset,
+    Profile,
+    forecast,
+    learn,
+    look_ahead,
+    typical_size,
+    within_slo,
+)
 from agentfleet.autoscale.goodput import TPOT_METRIC, TTFT_METRIC, Goodput, Objective, Share, goodput
 from agentfleet.autoscale.schedule import CronError, Window, active, parse_cron, scheduled
 from agentfleet.autoscale.witness import QUEUE_METRIC, goodput_with_witnesses, queue_witness, witness_metrics
@@ -37,7 +47,10 @@ def test_a_floor_that_only_ties_the_reactive_count_is_not_named() -> None:
 def test_the_credit_is_lifted_at_exactly_twice_the_tasks_one_replica_more_and_a_whole_window_of_zero() -> None:
     # Pins: the lift's bounds are inclusive (2x the tasks, one replica's worth, 0.01 goodput, the window).
     order = OrderInFlight(at=None, tasks=4.0)
-    assert lift(order, 0.0, 60.0, 8.0, 4.0, None) == "8 agent tasks, up from 4 when the replicas loading were ordered: credit lifted"
+    assert (
+        lift(order, 0.0, 60.0, 8.0, 4.0, None)
+        == "8 agent tasks, up from 4 when the replicas loading were ordered: credit lifted"
+    )
     assert lift(order, 0.0, 60.0, 7.9, 4.0, None) is None  # under twice
     # Tasks that still fit the fleet ordered (room 2 x 4.0 = 8) keep the credit: the order was
     # big enough for them, however much they rose; more tasks than the room lift it.
@@ -46,7 +59,10 @@ def test_the_credit_is_lifted_at_exactly_twice_the_tasks_one_replica_more_and_a_
     # Without a per-replica figure one task is a replica's worth: 1 -> 2 lifts.
     assert lift(OrderInFlight(at=None, tasks=1.0), 0.0, 60.0, 2.0, None, None) is not None
     late = OrderInFlight(at=1000.0, tasks=None)
-    assert lift(late, 1060.0, 60.0, None, None, 0.01) == "goodput 0.01 for the whole 60s window since the last order: credit lifted"
+    assert (
+        lift(late, 1060.0, 60.0, None, None, 0.01)
+        == "goodput 0.01 for the whole 60s window since the last order: credit lifted"
+    )
     assert lift(late, 1059.9, 60.0, None, None, 0.0) is None  # the window is not over yet
     assert lift(late, 1060.0, 60.0, None, None, 0.02) is None  # some requests met the SLO
 
@@ -129,7 +145,9 @@ def test_queue_witness_counts_requests_queued_past_the_slo_edge_as_misses() -> N
     share = queue_witness(TTFT_1S, [(0.5, 6.0), (1.0, 9.0), (2.0, 10.0)])
     assert share == Share(Objective("ttft-queue", QUEUE_METRIC, 1.0), 9.0, 10.0, 1.0, NOTE_10)
     # No miss: no note at all.
-    assert queue_witness(TTFT_1S, [(1.0, 5.0), (math.inf, 5.0)]) == Share(Objective("ttft-queue", QUEUE_METRIC, 1.0), 5.0, 5.0, 1.0, None)
+    assert queue_witness(TTFT_1S, [(1.0, 5.0), (math.inf, 5.0)]) == Share(
+        Objective("ttft-queue", QUEUE_METRIC, 1.0), 5.0, 5.0, 1.0, None
+    )
     # A single request is a share; none is none; an SLO past the last finite edge gives no witness.
     one = queue_witness(TTFT_1S, [(1.0, 1.0), (math.inf, 1.0)])
     assert one is not None and one.fraction == 1.0
@@ -232,7 +250,16 @@ def test_a_burst_records_its_peak_over_one_load_time_once_and_its_length_when_it
 
 def test_a_burst_that_outlasts_max_burst_seconds_becomes_the_level() -> None:
     # Pins: a rise held longer than max_burst_seconds (1800 s) is the new level, the burst state cleared.
-    p = Profile(capacity=4.0, level=4.0, seen_at=1785.0, started_at=0.0, burst_at=0.0, burst_peak=8.0, burst_recorded=True, onsets=(Onset(0.0, 8.0),))
+    p = Profile(
+        capacity=4.0,
+        level=4.0,
+        seen_at=1785.0,
+        started_at=0.0,
+        burst_at=0.0,
+        burst_peak=8.0,
+        burst_recorded=True,
+        onsets=(Onset(0.0, 8.0),),
+    )
     p = learn(CFG, p, 1800.0, 20.0, 4.0, 200.0)
     assert p.burst_at == 0.0  # exactly 1800 s: still a burst
     p = learn(CFG, p, 1815.0, 20.0, 4.0, 200.0)
@@ -289,7 +316,9 @@ def test_the_profile_round_trips_every_field_mid_burst_and_rounds_onsets() -> No
 
 def test_no_capacity_figure_no_forecast_and_one_under_a_task_still_sizes() -> None:
     # Pins forecast()'s guard: a capacity of 0 gives nothing; 0.5 task per replica sizes 1 task at 2.
-    assert forecast(CFG, Profile(capacity=0.0, curve=FLAT), 0.0, 215.0) == Forecast(notes=("no demand profile learned yet",))
+    assert forecast(CFG, Profile(capacity=0.0, curve=FLAT), 0.0, 215.0) == Forecast(
+        notes=("no demand profile learned yet",)
+    )
     assert forecast(CFG, Profile(capacity=0.5, curve=(1.0,) * 96), 0.0, 215.0).predictive == 2
 
 
@@ -314,7 +343,9 @@ def test_the_curve_is_read_over_the_bins_of_the_next_lead_only() -> None:
 
 def test_onsets_per_period_counts_at_least_one_period() -> None:
     # Pins the figure: 3 onsets over half a period count as 3 per period, over 2 periods as 1.5.
-    p = Profile(capacity=4.0, curve=FLAT, started_at=0.0, onsets=(Onset(100.0, 8.0), Onset(200.0, 8.0), Onset(300.0, 8.0)))
+    p = Profile(
+        capacity=4.0, curve=FLAT, started_at=0.0, onsets=(Onset(100.0, 8.0), Onset(200.0, 8.0), Onset(300.0, 8.0))
+    )
     assert forecast(CFG, p, 1800.0, 215.0).onsets_per_period == 3.0
     assert forecast(CFG, p, 2 * DAY, 215.0).onsets_per_period == 1.5
     assert forecast(CFG, replace(p, onsets=()), 1800.0, 215.0).onsets_per_period == 0.0
@@ -377,11 +408,22 @@ def test_plan_names_each_floor_with_its_figures_and_only_the_floors_there_are() 
         floors.Floor(1, floors.PREDICTIVE, "learned curve: 4 agent tasks within the next 215s, 4.0 per replica"),
     )
     with_onset = replace(p, onsets=(Onset(100.0, 16.0),))
-    assert look_ahead(replace(CFG, predictive=False), with_onset, (), 0.0, None, 4.0, 200.0, 15.0).floors == ()  # nor standing: coverage 0
+    assert (
+        look_ahead(replace(CFG, predictive=False), with_onset, (), 0.0, None, 4.0, 200.0, 15.0).floors == ()
+    )  # nor standing: coverage 0
     blank = Profile(capacity=4.0, curve=(None,) * 95 + (8.0,), onsets=(Onset(100.0, 16.0),))
     assert look_ahead(replace(CFG, coverage=0.5), blank, (), 0.0, None, 4.0, 200.0, 15.0).floors == (
-        floors.Floor(2, floors.STANDING, "burst season: 50% of a typical onset at this time of day (16 agent tasks) held over 0 expected, 4.0 per replica"),
+        floors.Floor(
+            2,
+            floors.STANDING,
+            (
+                "burst season: 50% of a typical onset at this time of day (16 agent tasks) held over 0 expected, 4.0 "
+                "per replica"
+            ),
+        ),
     )
     batch = Window("batch", "0 9 * * *", 600, 7)
     sched = look_ahead(replace(CFG, predictive=False), Profile(), (batch,), MON_9 - 100.0, None, None, 200.0, 15.0)
-    assert sched.floors == (floors.Floor(7, floors.SCHEDULED, "schedule 'batch' from 2026-11-23 09:00 UTC (ordered 215s ahead)"),)
+    assert sched.floors == (
+        floors.Floor(7, floors.SCHEDULED, "schedule 'batch' from 2026-11-23 09:00 UTC (ordered 215s ahead)"),
+    )

@@ -13,17 +13,30 @@ from dataclasses import replace
 from agentfleet.autoscale.common import METRICS_AVAILABLE, SCALING_ACTIVE, SCALING_LIMITED
 from agentfleet.autoscale.floors import MINIMUM, SCHEDULED, Floor
 from agentfleet.autoscale.goodput import TPOT_METRIC, Goodput, goodput, objectives_from_slo
-from agentfleet.autoscale.policy import Capacity, FleetView, Observation, PolicyConfig, PolicyState, ReplicaSample, Starting, decide
+from agentfleet.autoscale.policy import (
+    Capacity,
+    FleetView,
+    Observation,
+    PolicyConfig,
+    PolicyState,
+    ReplicaSample,
+    Starting,
+    decide,
+)
 from agentfleet.autoscale.terms import FAILURE_LEVEL_DECAY
 
 
 def cfg(**kw: object) -> PolicyConfig:
-    base: dict = dict(min_replicas=1, max_replicas=20, up_window_seconds=0.0, down_window_seconds=60.0, max_up_step=4, max_down_step=1)
+    base: dict = dict(
+        min_replicas=1, max_replicas=20, up_window_seconds=0.0, down_window_seconds=60.0, max_up_step=4, max_down_step=1
+    )
     base.update(kw)
     return PolicyConfig(**base)
 
 
-def samples(n: int, waiting: float, running: float = 10.0, kv: float | None = 0.3, age: float = 1.0) -> tuple[ReplicaSample, ...]:
+def samples(
+    n: int, waiting: float, running: float = 10.0, kv: float | None = 0.3, age: float = 1.0
+) -> tuple[ReplicaSample, ...]:
     return tuple(ReplicaSample(f"r{i}", waiting, running, kv, age) for i in range(n))
 
 
@@ -49,7 +62,9 @@ def test_the_credit_note_is_given_once_and_names_both_kinds() -> None:
     # two parts, loading and just ready, joined by a comma.
     c = cfg()
     fleet = FleetView(current=4, ready=("r0", "r1", "r2"), starting=(Starting("s0", 10.0),), ready_ages={"r2": 10.0})
-    d = decide(c, PolicyState.initial(c), fleet, Observation(at=0.0, samples=samples(3, 20.0), goodput=gp(100, 200))).decision
+    d = decide(
+        c, PolicyState.initial(c), fleet, Observation(at=0.0, samples=samples(3, 20.0), goodput=gp(100, 200))
+    ).decision
     assert d.reason.count("credited") == 2, d.reason
     assert "1 loading credited (load time 300s), 1 just ready credited" in d.reason
 
@@ -66,7 +81,9 @@ def test_a_blind_hold_rises_to_a_floor_with_a_warning_and_holds_at_max_replicas(
     assert conds(d)[METRICS_AVAILABLE][0] is False
     assert conds(d)[SCALING_ACTIVE][:2] == (False, "MetricsUnavailable")
     at_max = cfg(max_replicas=3)
-    d = decide(at_max, PolicyState.initial(at_max), ready, down, floors=(Floor(5, SCHEDULED, "schedule asks for 5"),)).decision
+    d = decide(
+        at_max, PolicyState.initial(at_max), ready, down, floors=(Floor(5, SCHEDULED, "schedule asks for 5"),)
+    ).decision
     assert (d.desired, d.warning) == (3, "PrometheusUnavailable")
     assert d.reason == "holding 3: metrics unavailable (ConnectionError)"
     stale = Observation(at=0.0, samples=samples(3, 0.0, age=600.0))
@@ -78,13 +95,21 @@ def test_each_hold_without_fresh_samples_says_why_word_for_word() -> None:
     # Pins the reasons and condition messages of _without_fresh_samples' three branches.
     c = cfg(min_replicas=0)
     state = PolicyState.initial(c)
-    d = decide(c, state, FleetView(current=3, ready=("r0", "r1", "r2")), Observation(at=0.0, samples=samples(3, 0.0, age=600.0))).decision
+    d = decide(
+        c,
+        state,
+        FleetView(current=3, ready=("r0", "r1", "r2")),
+        Observation(at=0.0, samples=samples(3, 0.0, age=600.0)),
+    ).decision
     assert d.reason == "holding 3: none of 3 ready replicas reported fresh metrics"
     loading = FleetView(current=2, ready=(), starting=(Starting("s0", 10.0), Starting("s1", 10.0)))
     d = decide(c, state, loading, Observation(at=0.0)).decision
     why = "2 replicas loading the model (learned load time 300s), none ready to measure"
     assert d.reason == f"holding 2: {why}"
-    assert conds(d) == {METRICS_AVAILABLE: (False, "NoReadyReplicas", why), SCALING_ACTIVE: (True, "WaitingForReplicas", why)}
+    assert conds(d) == {
+        METRICS_AVAILABLE: (False, "NoReadyReplicas", why),
+        SCALING_ACTIVE: (True, "WaitingForReplicas", why),
+    }
     d = decide(c, state, FleetView(current=3, ready=()), Observation(at=0.0)).decision
     assert d.reason == "3 -> 2 (reactive): no replicas to measure"
     got = conds(d)
@@ -103,7 +128,12 @@ def test_goodput_is_pressure_only_when_significant_and_below_target() -> None:
     state = PolicyState.initial(c)
 
     def decided(g: Goodput):  # type: ignore[no-untyped-def]
-        return decide(c, state, FleetView(current=3, ready=("r0", "r1", "r2")), Observation(at=0.0, samples=samples(3, 0.0), goodput=g)).decision
+        return decide(
+            c,
+            state,
+            FleetView(current=3, ready=("r0", "r1", "r2")),
+            Observation(at=0.0, samples=samples(3, 0.0), goodput=g),
+        ).decision
 
     # No pressure: the headroom count. Ten requests teach nothing (30 running fit 2 replicas);
     # 200 within the SLO teach that 10 running per replica is fine (30 / (10 x 0.8) -> 3 kept).
@@ -121,7 +151,14 @@ def test_a_rise_in_agent_tasks_lifts_the_credit_only_past_one_replicas_worth_of_
     # of 6) keep the order's credit; 14 and 24 (rises of 10 and 20) still fit the fleet ordered
     # and keep it too; 25 lift it and order for the tasks: ceil(3 x 25 / 4) = 19.
     c = cfg()
-    state = replace(PolicyState.initial(c), tight_tasks_per_replica=10.0, ordered_for=3, ordered_tasks=4.0, ordered_at=-10.0, ordered_goodput=0.9)
+    state = replace(
+        PolicyState.initial(c),
+        tight_tasks_per_replica=10.0,
+        ordered_for=3,
+        ordered_tasks=4.0,
+        ordered_at=-10.0,
+        ordered_goodput=0.9,
+    )
     fleet = FleetView(current=3, ready=("r0", "r1"), starting=(Starting("s0", 10.0),))
 
     def recommended(tasks: float) -> int | None:
@@ -140,17 +177,27 @@ def test_concurrency_is_learned_from_zero_and_is_pressure_only_past_its_headroom
     # requests count only strictly past level / DOWN_HEADROOM (not level x DOWN_HEADROOM).
     c = cfg()
     light = decide(
-        c, PolicyState.initial(c), FleetView(current=2, ready=("r0", "r1")), Observation(at=0.0, samples=samples(2, 0.0, running=0.5), goodput=gp(200, 200))
+        c,
+        PolicyState.initial(c),
+        FleetView(current=2, ready=("r0", "r1")),
+        Observation(at=0.0, samples=samples(2, 0.0, running=0.5), goodput=gp(200, 200)),
     )
     assert light.state.ok_running_per_replica == 0.5
     learned = replace(PolicyState.initial(c), ok_running_per_replica=5.0)
     queue = Observation(at=0.0, samples=samples(2, 10.0, running=20.0))
-    assert decide(c, learned, FleetView(current=2, ready=("r0", "r1")), queue).decision.recommendation == 3  # ceil(20 / 8), no concurrency want
+    assert (
+        decide(c, learned, FleetView(current=2, ready=("r0", "r1")), queue).decision.recommendation == 3
+    )  # ceil(20 / 8), no concurrency want
     on = cfg(concurrency_term=True)
     level = replace(PolicyState.initial(on), ok_running_per_replica=10.0)
     at_edge = 10.0 * 0.995 / 0.8
     for running, want in ((10.0, 2), (at_edge, 2)):
-        d = decide(on, level, FleetView(current=2, ready=("r0", "r1")), Observation(at=0.0, samples=samples(2, 0.0, running=running))).decision
+        d = decide(
+            on,
+            level,
+            FleetView(current=2, ready=("r0", "r1")),
+            Observation(at=0.0, samples=samples(2, 0.0, running=running)),
+        ).decision
         assert d.recommendation <= want, (running, d.reason)
         assert "seen within SLO" not in d.reason
 
@@ -206,7 +253,10 @@ def test_a_goodput_collapse_says_so_and_no_samples_at_rest_teach_no_level() -> N
     d = decide(c, st, fleet, Observation(at=0.0, samples=samples(2, 0.0), goodput=gp(60, 200))).decision
     assert "goodput 0.30 < 0.5 x 0.90 the last order was sized on: credit lifted" in d.reason
     idle = decide(
-        c, PolicyState.initial(c), FleetView(current=2, ready=("r0", "r1")), Observation(at=0.0, samples=samples(2, 0.0, running=0.0), goodput=gp(200, 200))
+        c,
+        PolicyState.initial(c),
+        FleetView(current=2, ready=("r0", "r1")),
+        Observation(at=0.0, samples=samples(2, 0.0, running=0.0), goodput=gp(200, 200)),
     )
     assert "no traffic" in idle.decision.reason
     assert idle.state.ok_running_per_replica is None
@@ -218,14 +268,24 @@ def test_cancelling_a_late_order_keeps_the_burst_floor_a_floors_count_and_small_
     # all 10, with no warning); an order smaller than the fleet (2 loading beside 4 serving)
     # is never cancelled.
     c = cfg(initial_load_seconds=200.0, window_seconds=60.0)
-    tight = PolicyState(load_time=PolicyState.initial(c).load_time, tight_tasks_per_replica=4.0, ordered_for=10, ordered_goodput=0.3, ordered_tasks=40.0)
+    tight = PolicyState(
+        load_time=PolicyState.initial(c).load_time,
+        tight_tasks_per_replica=4.0,
+        ordered_for=10,
+        ordered_goodput=0.3,
+        ordered_tasks=40.0,
+    )
     six = tuple(Starting(f"s{i}", 120.0) for i in range(6))
     ready = tuple(f"r{i}" for i in range(4))
-    obs = Observation(at=0.0, samples=samples(4, 0.0, running=2.0, kv=0.1), goodput=gp(40, 200), completion_rate=2.0, tasks=3.0)
+    obs = Observation(
+        at=0.0, samples=samples(4, 0.0, running=2.0, kv=0.1), goodput=gp(40, 200), completion_rate=2.0, tasks=3.0
+    )
     d = decide(c, replace(tight, burst_floor=5), FleetView(current=10, ready=ready, starting=six), obs).decision
     assert (d.desired, d.warning) == (5, "BurstShorterThanModelLoad"), d.reason
     floor = (Floor(10, SCHEDULED, "schedule asks for 10"),)
-    d = decide(c, replace(tight, burst_floor=2), FleetView(current=10, ready=ready, starting=six), obs, floors=floor).decision
+    d = decide(
+        c, replace(tight, burst_floor=2), FleetView(current=10, ready=ready, starting=six), obs, floors=floor
+    ).decision
     assert (d.desired, d.warning) == (10, None), d.reason
     small = FleetView(current=6, ready=ready, starting=six[:2])
     d = decide(c, replace(tight, burst_floor=2), small, replace(obs, goodput=None)).decision
@@ -252,7 +312,13 @@ def test_the_state_remembers_an_order_only_when_one_is_placed() -> None:
     c = cfg()
     ready = FleetView(current=2, ready=("r0", "r1"))
     held = decide(c, PolicyState.initial(c), ready, Observation(at=0.0, samples=samples(2, 8.0))).state
-    assert (held.burst_floor, held.ordered_for, held.ordered_goodput, held.ordered_tasks, held.ordered_at) == (None, None, None, None, None)
+    assert (held.burst_floor, held.ordered_for, held.ordered_goodput, held.ordered_tasks, held.ordered_at) == (
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
     up = Observation(at=0.0, samples=samples(2, 40.0))
     assert decide(c, PolicyState.initial(c), ready, replace(up, goodput=gp(5, 10))).state.ordered_goodput is None
     assert decide(c, PolicyState.initial(c), ready, replace(up, goodput=gp(100, 200))).state.ordered_goodput == 0.5
@@ -266,7 +332,13 @@ def test_the_capacity_clamp_counts_the_replicas_starting_as_existing() -> None:
     # 4 fit, so a KV want of 4 is not cut.
     c = cfg(kv_threshold=0.5)
     fleet = FleetView(current=3, ready=("r0", "r1"), starting=(Starting("s0", 10.0),))
-    d = decide(c, PolicyState.initial(c), fleet, Observation(at=0.0, samples=samples(2, 0.0, kv=0.99)), Capacity(placeable_extra=1, message="m")).decision
+    d = decide(
+        c,
+        PolicyState.initial(c),
+        fleet,
+        Observation(at=0.0, samples=samples(2, 0.0, kv=0.99)),
+        Capacity(placeable_extra=1, message="m"),
+    ).decision
     assert d.desired == 4, d.reason
     assert conds(d)[SCALING_LIMITED][1] != "InsufficientCapacity"
 
@@ -304,7 +376,9 @@ def test_a_decision_reports_its_figures_conditions_and_words() -> None:
     assert got[METRICS_AVAILABLE] == (True, "MetricsRead", "3 of 3 replicas reporting")
     assert got[SCALING_ACTIVE][:2] == (True, "ValidMetrics")
     assert out.decision.reason == "holding 3 (reactive): within targets"
-    bad = decide(c, st, three, Observation(at=0.0, samples=samples(3, 4.0), schema_problem="MetricsSchemaMismatch: x")).decision
+    bad = decide(
+        c, st, three, Observation(at=0.0, samples=samples(3, 4.0), schema_problem="MetricsSchemaMismatch: x")
+    ).decision
     assert conds(bad)[METRICS_AVAILABLE] == (False, "MetricsSchemaMismatch", "MetricsSchemaMismatch: x")
     five = FleetView(current=5, ready=tuple(f"r{i}" for i in range(5)))
     d = decide(c, st, five, Observation(at=0.0, samples=samples(1, 4.0))).decision
@@ -312,7 +386,9 @@ def test_a_decision_reports_its_figures_conditions_and_words() -> None:
     four = FleetView(current=4, ready=tuple(f"r{i}" for i in range(4)))
     d = decide(c, st, four, Observation(at=0.0, samples=samples(1, 4.0))).decision
     assert "3 of 4 replicas not reporting (r1, r2, r3): others' means used" in d.reason, d.reason
-    long = decide(c, st, three, Observation(at=0.0, samples=samples(3, 4.0)), floors=(Floor(5, SCHEDULED, "x" * 2000),)).decision
+    long = decide(
+        c, st, three, Observation(at=0.0, samples=samples(3, 4.0)), floors=(Floor(5, SCHEDULED, "x" * 2000),)
+    ).decision
     assert len(long.reason) == 1024
 
 
@@ -321,17 +397,37 @@ def test_a_limit_is_named_once_in_the_reason_and_min_replicas_is_the_term_only_b
     # named once, by its "capacity:" note; nothing when within range) and the minReplicas term
     # (only when the recommendation is under minReplicas and the count lands on it).
     c = cfg(max_up_step=2)
-    d = decide(c, PolicyState.initial(c), FleetView(current=2, ready=("r0", "r1")), Observation(at=0.0, samples=samples(2, 50.0))).decision
+    d = decide(
+        c,
+        PolicyState.initial(c),
+        FleetView(current=2, ready=("r0", "r1")),
+        Observation(at=0.0, samples=samples(2, 50.0)),
+    ).decision
     assert "wanted 13, at most 2 more per decision" in d.reason, d.reason
     c = cfg()
     cap = Capacity(placeable_extra=1, message="no node has 4 free GPUs")
-    d = decide(c, PolicyState.initial(c), FleetView(current=3, ready=("r0", "r1", "r2")), Observation(at=0.0, samples=samples(3, 30.0)), cap).decision
+    d = decide(
+        c,
+        PolicyState.initial(c),
+        FleetView(current=3, ready=("r0", "r1", "r2")),
+        Observation(at=0.0, samples=samples(3, 30.0)),
+        cap,
+    ).decision
     assert d.reason.count("more can be placed") == 1, d.reason
-    held = decide(c, PolicyState.initial(c), FleetView(current=3, ready=("r0", "r1", "r2")), Observation(at=0.0, samples=samples(3, 0.0, running=1.0))).decision
+    held = decide(
+        c,
+        PolicyState.initial(c),
+        FleetView(current=3, ready=("r0", "r1", "r2")),
+        Observation(at=0.0, samples=samples(3, 0.0, running=1.0)),
+    ).decision
     assert (held.desired, held.recommendation) == (3, 2) and "within the limits" not in held.reason, held.reason
     at_min = cfg(min_replicas=2)
     two = FleetView(current=2, ready=("r0", "r1"))
-    below = decide(at_min, PolicyState.initial(at_min), two, Observation(at=0.0, samples=samples(2, 0.0, running=1.0))).decision
+    below = decide(
+        at_min, PolicyState.initial(at_min), two, Observation(at=0.0, samples=samples(2, 0.0, running=1.0))
+    ).decision
     assert (below.recommendation, below.desired, below.term) == (1, 2, MINIMUM), below.reason
-    level = decide(at_min, PolicyState.initial(at_min), two, Observation(at=0.0, samples=samples(2, 8.0, running=1.0))).decision
+    level = decide(
+        at_min, PolicyState.initial(at_min), two, Observation(at=0.0, samples=samples(2, 8.0, running=1.0))
+    ).decision
     assert (level.recommendation, level.desired, level.term) == (2, 2, "reactive"), level.reason

@@ -21,7 +21,12 @@ def settled(n: int, current: int | None = None) -> FleetView:
 
 def test_the_failure_level_is_learned_from_pressure_on_a_settled_fleet() -> None:
     c = cfg()
-    out = decide(c, PolicyState.initial(c), settled(4), Observation(at=0.0, samples=samples(4, 0.0, 6.0), goodput=gp(0.80), tasks=12.0))
+    out = decide(
+        c,
+        PolicyState.initial(c),
+        settled(4),
+        Observation(at=0.0, samples=samples(4, 0.0, 6.0), goodput=gp(0.80), tasks=12.0),
+    )
     assert out.state.tight_tasks_per_replica == pytest.approx(3.0)  # 12 tasks on 4 replicas
     # A lower failing level replaces it; a higher one does not.
     # A window later (the one before no longer in the readings):
@@ -42,7 +47,12 @@ def test_a_draining_burst_does_not_teach_a_failure_level_of_its_last_tasks() -> 
     c = cfg(window_seconds=60.0)
     s = PolicyState.initial(c)
     for i, tasks in enumerate((27.0, 13.0, 7.0, 1.0)):  # 15 s apart
-        s = replace(decide(c, s, settled(7), Observation(at=15.0 * i, samples=samples(7, 0.0, 6.0), goodput=gp(0.76), tasks=tasks)).state, recommendations=())
+        s = replace(
+            decide(
+                c, s, settled(7), Observation(at=15.0 * i, samples=samples(7, 0.0, 6.0), goodput=gp(0.76), tasks=tasks)
+            ).state,
+            recommendations=(),
+        )
         assert s.tight_tasks_per_replica == pytest.approx(27.0 / 7)
     # Once the burst has left the window, a miss at the load now is the load's own.
     s = decide(c, s, settled(7), Observation(at=120.0, samples=samples(7, 0.0, 6.0), goodput=gp(0.76), tasks=7.0)).state
@@ -62,9 +72,16 @@ def test_the_failure_level_drifts_up_by_hours_not_minutes() -> None:
 
 def test_within_slo_teaches_nothing_and_without_tasks_nothing_changes() -> None:
     c = cfg()
-    out = decide(c, PolicyState.initial(c), settled(2), Observation(at=0.0, samples=samples(2, 0.0, 1.0), goodput=gp(1.0), tasks=1.0))
+    out = decide(
+        c,
+        PolicyState.initial(c),
+        settled(2),
+        Observation(at=0.0, samples=samples(2, 0.0, 1.0), goodput=gp(1.0), tasks=1.0),
+    )
     assert out.state.tight_tasks_per_replica is None  # light load: the SLO holds at any level
-    base = decide(c, PolicyState.initial(c), settled(4), Observation(at=0.0, samples=samples(4, 0.0, 6.0), goodput=gp(0.80)))
+    base = decide(
+        c, PolicyState.initial(c), settled(4), Observation(at=0.0, samples=samples(4, 0.0, 6.0), goodput=gp(0.80))
+    )
     assert base.state.tight_tasks_per_replica is None and base.decision.desired == 5
 
 
@@ -98,7 +115,12 @@ def test_a_bursts_replicas_are_released_after_one_window_once_the_tasks_fit_half
     assert "releasing the burst's replicas after 60s" in out.decision.reason
     # Never below the count before the burst, however few the tasks.
     state = replace(state, recommendations=tuple((t, 1) for t in (0.0, 15.0, 30.0, 45.0)))
-    assert decide(c, state, settled(4), Observation(at=60.0, samples=samples(4, 0.0, 0.3), goodput=gp(1.0), tasks=1.0)).decision.desired == 3
+    assert (
+        decide(
+            c, state, settled(4), Observation(at=60.0, samples=samples(4, 0.0, 0.3), goodput=gp(1.0), tasks=1.0)
+        ).decision.desired
+        == 3
+    )
 
 
 def test_an_ordinary_scale_down_keeps_the_step_limit() -> None:
@@ -106,7 +128,10 @@ def test_an_ordinary_scale_down_keeps_the_step_limit() -> None:
     # burst floor, past the down window, goes down by maxScaleDownStep (12 -> 8, wanted 5).
     c = cfg(down_window_seconds=60.0, window_seconds=60.0, max_down_step=4)
     state = replace(
-        PolicyState.initial(c), tight_tasks_per_replica=1.0, ok_running_per_replica=2.0, recommendations=tuple((t, 5) for t in (0.0, 15.0, 30.0, 45.0))
+        PolicyState.initial(c),
+        tight_tasks_per_replica=1.0,
+        ok_running_per_replica=2.0,
+        recommendations=tuple((t, 5) for t in (0.0, 15.0, 30.0, 45.0)),
     )
     out = decide(c, state, settled(12), Observation(at=75.0, samples=samples(12, 0.0, 0.3), goodput=gp(1.0), tasks=4.0))
     assert out.decision.desired == 8
@@ -116,7 +141,13 @@ def test_an_ordinary_scale_down_keeps_the_step_limit() -> None:
 def test_no_release_before_the_down_window_without_the_task_layer_or_a_burst() -> None:
     c = cfg(down_window_seconds=300.0, window_seconds=60.0, max_down_step=4)
     recs = tuple((t, 5) for t in (0.0, 15.0, 30.0, 45.0))
-    with_burst = replace(PolicyState.initial(c), tight_tasks_per_replica=1.0, ok_running_per_replica=2.0, burst_floor=3, recommendations=recs)
+    with_burst = replace(
+        PolicyState.initial(c),
+        tight_tasks_per_replica=1.0,
+        ok_running_per_replica=2.0,
+        burst_floor=3,
+        recommendations=recs,
+    )
     obs = Observation(at=60.0, samples=samples(12, 0.0, 0.3), goodput=gp(1.0), tasks=4.0)
     assert decide(c, with_burst, settled(12), replace(obs, tasks=None)).decision.desired == 12  # no task layer
     no_burst = replace(with_burst, burst_floor=None)
@@ -139,7 +170,12 @@ def test_the_burst_floor_is_the_count_before_the_first_scale_up_and_clears_on_re
         Observation(at=15.0, samples=samples(len(names), 40.0), goodput=gp(0.5)),
     )
     assert again.state.burst_floor == 3  # a second order in the same burst keeps the first floor
-    zero = decide(cfg(min_replicas=3, down_window_seconds=0.0, max_down_step=20), again.state, settled(8), Observation(at=30.0, samples=samples(8, 0.0, 0.0)))
+    zero = decide(
+        cfg(min_replicas=3, down_window_seconds=0.0, max_down_step=20),
+        again.state,
+        settled(8),
+        Observation(at=30.0, samples=samples(8, 0.0, 0.0)),
+    )
     assert zero.decision.desired == 3 and zero.state.burst_floor is None
 
 
@@ -148,7 +184,10 @@ def test_fleets_using_a_model_and_their_task_demand() -> None:
         {"metadata": {"name": "b"}, "spec": {"modelRef": {"name": "llama"}}},
         {"metadata": {"name": "a"}, "spec": {"modelRef": {"name": "small"}, "routineModelRef": {"name": "llama"}}},
         {"metadata": {"name": "c"}, "spec": {"modelRef": {"name": "other"}}},
-        {"metadata": {"name": "d", "deletionTimestamp": "2026-01-01T00:00:00Z"}, "spec": {"modelRef": {"name": "llama"}}},
+        {
+            "metadata": {"name": "d", "deletionTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"modelRef": {"name": "llama"}},
+        },
     ]
     assert fleets_using(afs, "llama") == ["a", "b"]
     assert task_demand([WorkerSignals(0.0, 3.0, 10.0), WorkerSignals(0.0, 0.0, 4.0)]) == 17.0

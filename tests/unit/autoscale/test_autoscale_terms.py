@@ -116,7 +116,10 @@ def test_headroom_keep_is_the_largest_of_queue_kv_and_concurrency_headroom() -> 
 
 def test_capacity_clamp_refuses_only_growth_beyond_what_fits() -> None:
     assert capacity_clamp(5, 3, 3, 4) == (5, None)  # fits
-    assert capacity_clamp(8, 3, 3, 2, "InsufficientGPUs") == (5, "wanted 8, only 2 more can be placed: InsufficientGPUs")
+    assert capacity_clamp(8, 3, 3, 2, "InsufficientGPUs") == (
+        5,
+        "wanted 8, only 2 more can be placed: InsufficientGPUs",
+    )
     assert capacity_clamp(8, 6, 3, 0) == (6, "wanted 8, only 0 more can be placed")  # what is asked for stays
     assert capacity_clamp(2, 3, 3, 0) == (2, None)  # shrinking is never limited
     assert capacity_clamp(5, 6, 3, 0) == (5, None)  # below what is already asked for: nothing refused

@@ -24,7 +24,9 @@ def test_workers_scale_on_queued_plus_in_flight() -> None:
 
 def test_workers_lag_adds_one_even_under_target() -> None:
     c = WorkerPolicyConfig(target_tasks_per_worker=48)
-    d, _ = decide_workers(c, WorkerState(), 3, WorkerSignals(at=0.0, queued=10.0, in_flight=100.0, oldest_age_seconds=90.0))
+    d, _ = decide_workers(
+        c, WorkerState(), 3, WorkerSignals(at=0.0, queued=10.0, in_flight=100.0, oldest_age_seconds=90.0)
+    )
     assert d.desired == 4 and "oldest task waited 90s > 30s" in d.reason
 
 
@@ -35,7 +37,9 @@ def test_workers_scale_down_after_window_to_min_and_hold_blind() -> None:
         d, state = decide_workers(c, state, current, WorkerSignals(at=float(t), queued=0.0, in_flight=0.0))
         current = d.desired
     assert current == 1
-    d, _ = decide_workers(c, state, current, WorkerSignals(at=300.0, queued=None, in_flight=None, error="ConnectionError"))
+    d, _ = decide_workers(
+        c, state, current, WorkerSignals(at=300.0, queued=None, in_flight=None, error="ConnectionError")
+    )
     assert d.desired == 1 and not d.changed
     assert next(x for x in d.conditions if x.type == METRICS_AVAILABLE).reason == "PrometheusUnavailable"
 
@@ -55,7 +59,9 @@ def test_workers_lag_adds_one_only_past_the_slo_with_a_task_queued() -> None:
     c = WorkerPolicyConfig(target_tasks_per_worker=48, lag_slo_seconds=30.0)
 
     def desired(queued: float, age: float) -> int:
-        return decide_workers(c, WorkerState(), 3, WorkerSignals(at=0.0, queued=queued, in_flight=100.0, oldest_age_seconds=age))[0].desired
+        return decide_workers(
+            c, WorkerState(), 3, WorkerSignals(at=0.0, queued=queued, in_flight=100.0, oldest_age_seconds=age)
+        )[0].desired
 
     assert desired(1.0, 31.0) == 4  # one task waiting too long is enough
     assert desired(1.0, 30.0) == 3  # exactly the SLO is within it
@@ -71,7 +77,13 @@ def test_fleet_from_pods_splits_ready_starting_and_learns_load_time() -> None:
 
     now = datetime.fromisoformat("2026-01-01T00:10:00+00:00").timestamp()
     pods = [
-        pod("m-0", ready=True, created="2026-01-01T00:00:00Z", ready_at="2026-01-01T00:03:00Z", **{"agentfleet.io/serving": "true"}),
+        pod(
+            "m-0",
+            ready=True,
+            created="2026-01-01T00:00:00Z",
+            ready_at="2026-01-01T00:03:00Z",
+            **{"agentfleet.io/serving": "true"},
+        ),
         pod("m-1", ready=False, created="2026-01-01T00:08:00Z"),
         pod("m-2", ready=True, created="2026-01-01T00:00:00Z", **{"agentfleet.io/serving": "false"}),  # draining
         pod("m-3-1", ready=True, created="2026-01-01T00:00:00Z", **{"agentfleet.io/role": "worker"}),
@@ -83,7 +95,9 @@ def test_fleet_from_pods_splits_ready_starting_and_learns_load_time() -> None:
 
 
 def test_schema_check_flags_legacy_vllm_names_and_accepts_current_ones() -> None:
-    assert schema_problem(exposed_names(Flavor.CURRENT) | {n + "_bucket" for n in exposed_names(Flavor.CURRENT)}) is None
+    assert (
+        schema_problem(exposed_names(Flavor.CURRENT) | {n + "_bucket" for n in exposed_names(Flavor.CURRENT)}) is None
+    )
     problem = schema_problem(exposed_names(Flavor.LEGACY))
     assert problem is not None and problem.startswith("MetricsSchemaMismatch")
     assert "vllm:gpu_cache_usage_perc (now vllm:kv_cache_usage_perc)" in problem

@@ -90,9 +90,16 @@ def test_a_refusal_names_the_recommended_tp_and_its_figures() -> None:
     # Pins the recommended-TP clause of the refusal. Llama 3.1 70B (131.4 GiB of weights) on one
     # H100 (81,559 MiB = 79.6 GiB x 0.90 = 71.7 GiB usable): TP 2 fits with 1.9 GiB of KV (6,384
     # tokens of 320 KiB), TP 4 leaves 135.3 GiB (443,392 tokens), 25 % of its usable memory.
-    a = assess(spec(model={"name": "meta-llama/Llama-3.1-70B-Instruct"}, engine={"maxModelLen": 4096}, gpu={"product": "NVIDIA-H100-80GB-HBM3"}))
+    a = assess(
+        spec(
+            model={"name": "meta-llama/Llama-3.1-70B-Instruct"},
+            engine={"maxModelLen": 4096},
+            gpu={"product": "NVIDIA-H100-80GB-HBM3"},
+        )
+    )
     assert a.errors == (
-        "Llama-3.1-70B-Instruct does not fit at tensorParallelSize 1 x pipelineParallelSize 1: its weights take 131.4 GiB "
+        "Llama-3.1-70B-Instruct does not fit at tensorParallelSize 1 x pipelineParallelSize 1: its weights take 131.4 "
+        "GiB "
         "(70.55B parameters x 16 bit) but 1 x 79.6 GiB GPU x 0.90 utilization = 71.7 GiB usable, minus 3.0 GiB working "
         "reserve leaves 68.7 GiB; the smallest tensorParallelSize that fits is 2 (1.9 GiB KV, 6,384 tokens); "
         "4 is recommended for KV headroom (135.3 GiB KV, 443,392 tokens)",
@@ -103,7 +110,13 @@ def test_a_refusal_names_the_recommended_tp_and_its_figures() -> None:
 def test_a_context_longer_than_the_kv_cache_is_refused_word_for_word() -> None:
     # Pins the second refusal: the weights load at TP 2 but 6,384 tokens of KV hold no 131,072-token
     # sequence; the fix names the largest maxModelLen that fits and, joined by "or", TP 4.
-    a = assess(spec(model={"name": "meta-llama/Llama-3.1-70B-Instruct"}, engine={"tensorParallelSize": 2}, gpu={"product": "NVIDIA-H100-80GB-HBM3"}))
+    a = assess(
+        spec(
+            model={"name": "meta-llama/Llama-3.1-70B-Instruct"},
+            engine={"tensorParallelSize": 2},
+            gpu={"product": "NVIDIA-H100-80GB-HBM3"},
+        )
+    )
     assert a.errors == (
         "Llama-3.1-70B-Instruct at tensorParallelSize 2 x pipelineParallelSize 1 loads (131.4 GiB of weights) but its "
         "1.9 GiB KV cache holds 6,384 tokens, fewer than one sequence of maxModelLen 131,072: vLLM refuses to start; "
@@ -142,7 +155,9 @@ def test_both_head_count_problems_are_reported_and_stop_the_fit_check() -> None:
     ]
     # A shape without a family is "the model"; TP 3 is a multiple of 1 KV head but divides no 4 heads.
     anon = ModelShape(parameters=10**9, layers=2, kv_heads=1, head_dim=64, attention_heads=4)
-    assert fit_problems(anon, replace(cfg, tensor_parallel=3)) == ["tensorParallelSize 3 does not divide the 4 attention heads of the model"]
+    assert fit_problems(anon, replace(cfg, tensor_parallel=3)) == [
+        "tensorParallelSize 3 does not divide the 4 attention heads of the model"
+    ]
     # KV heads a multiple of TP (8 of 2) and TP a multiple of KV heads (4 of 2) are both accepted.
     # The parameter count is printed in billions to two decimals: 1,234,995,001,000 is 1235.00B
     # (1,234.995001 rounds up).
@@ -161,10 +176,14 @@ def test_each_missing_figure_warns_with_the_field_that_would_give_it() -> None:
     # Pins the three warnings' words: an unknown family, unknown GPU memory, unknown context (a
     # geometry of a model the catalog does not know and no maxModelLen).
     unknown = assess(spec(model={"name": "my-org/custom"}))
-    assert unknown.warnings == ("model 'my-org/custom' is not a known family: set spec.model.geometry to get capacity figures and fit checks",)
+    assert unknown.warnings == (
+        "model 'my-org/custom' is not a known family: set spec.model.geometry to get capacity figures and fit checks",
+    )
     assert (unknown.shape, unknown.shape_source, unknown.capacity, unknown.errors) == (None, "", None, ())
     no_memory = assess(spec(model={"name": "Qwen/Qwen2.5-7B-Instruct-AWQ"}))
-    assert no_memory.warnings == ("GPU memory unknown: set spec.gpu.memory or spec.gpu.product, or label the nodes with nvidia.com/gpu.memory",)
+    assert no_memory.warnings == (
+        "GPU memory unknown: set spec.gpu.memory or spec.gpu.product, or label the nodes with nvidia.com/gpu.memory",
+    )
     assert no_memory.shape_source == "catalog:qwen2.5-7b" and no_memory.capacity is None and no_memory.ok
     # An AWQ checkpoint is 4 bit: 7,615,616,512 parameters x 4 / 8 = 3,807,808,256 B; no memory,
     # so no other figure.
@@ -172,7 +191,9 @@ def test_each_missing_figure_warns_with_the_field_that_would_give_it() -> None:
     # 1 GiB of weights on 6 GiB usable leaves 2 GiB = 262,144 tokens of 8 KiB; no context is known.
     no_context = assess(tiny(SMALL_GEOMETRY, maxModelLen=None))
     assert no_context.ok
-    assert no_context.warnings == ("context length unknown: set spec.engine.maxModelLen to get concurrent sequences per replica",)
+    assert no_context.warnings == (
+        "context length unknown: set spec.engine.maxModelLen to get concurrent sequences per replica",
+    )
     assert no_context.status().wire() == {
         "weightsBytes": GiB,
         "kvBytesPerToken": 8 * KiB,
@@ -189,10 +210,14 @@ def test_low_kv_headroom_warns_with_the_share_and_a_tp_only_when_a_larger_one_he
     assert a.ok and a.warnings == ("only 8% of usable memory (4.0 GiB) is left for KV cache",)
     b = assess(
         spec(
-            model={"name": "meta-llama/Llama-3.1-70B-Instruct"}, engine={"tensorParallelSize": 2, "maxModelLen": 4096}, gpu={"product": "NVIDIA-H100-80GB-HBM3"}
+            model={"name": "meta-llama/Llama-3.1-70B-Instruct"},
+            engine={"tensorParallelSize": 2, "maxModelLen": 4096},
+            gpu={"product": "NVIDIA-H100-80GB-HBM3"},
         )
     )
-    assert b.ok and b.warnings == ("only 1% of usable memory (1.9 GiB) is left for KV cache; tensorParallelSize 4 would leave 25%",)
+    assert b.ok and b.warnings == (
+        "only 1% of usable memory (1.9 GiB) is left for KV cache; tensorParallelSize 4 would leave 25%",
+    )
     # Small at TP 1: 2 GiB of 6 = 33 %, no warning.
     assert assess(tiny(SMALL_GEOMETRY)).warnings == ()
 
@@ -202,7 +227,13 @@ def test_a_max_model_len_past_the_models_context_is_refused_unless_the_spec_exte
     # refused with the fix; --rope-scaling or --hf-overrides in extraArgs, or
     # VLLM_ALLOW_LONG_MAX_MODEL_LEN set to "1", turn the refusal into a warning.
     def smol(max_len: int, **engine) -> Assessment:
-        return assess(spec(model={"name": "HuggingFaceTB/SmolLM2-360M-Instruct"}, engine={"maxModelLen": max_len, **engine}, gpu={"product": "NVIDIA-L4"}))
+        return assess(
+            spec(
+                model={"name": "HuggingFaceTB/SmolLM2-360M-Instruct"},
+                engine={"maxModelLen": max_len, **engine},
+                gpu={"product": "NVIDIA-L4"},
+            )
+        )
 
     assert smol(8192).ok and smol(8192).warnings == ()
     msg = "spec.engine.maxModelLen 32,768 exceeds the 8,192-token context of SmolLM2-360M-Instruct"
@@ -226,8 +257,19 @@ def test_an_explicit_shape_takes_the_catalogs_context_and_heads_for_a_known_name
     # Pins explicit_shape: the given geometry, and the attention heads and context of a named family
     # (Llama 3.1 8B: 32 heads, 131,072 tokens); no name or an unknown one gives neither.
     s = explicit_shape("8B", 32, 8, 128, 8, name="meta-llama/Llama-3.1-8B-Instruct", family="mine")
-    assert s == ModelShape(parameters=8_000_000_000, layers=32, kv_heads=8, head_dim=128, attention_heads=32, max_context=131072, weight_bits=8, family="mine")
-    assert explicit_shape(1000, 2, 1, 64, None, name=None, family="f") == ModelShape(parameters=1000, layers=2, kv_heads=1, head_dim=64, family="f")
+    assert s == ModelShape(
+        parameters=8_000_000_000,
+        layers=32,
+        kv_heads=8,
+        head_dim=128,
+        attention_heads=32,
+        max_context=131072,
+        weight_bits=8,
+        family="mine",
+    )
+    assert explicit_shape(1000, 2, 1, 64, None, name=None, family="f") == ModelShape(
+        parameters=1000, layers=2, kv_heads=1, head_dim=64, family="f"
+    )
     assert explicit_shape("1K", 2, 1, 64, 16, name="my-org/x", family="x").attention_heads is None
 
 
@@ -251,8 +293,15 @@ def test_a_geometry_keeps_its_weight_bits_and_takes_the_context_of_a_catalog_nam
     # Pins what resolve_shape hands explicit_shape: the geometry's weightBits (8: 2^31 parameters
     # x 8 / 8 = 2 GiB of weights, not the 4 GiB of 16 bit) and the model's name, through which a
     # known family gives the attention heads and context (Llama 3.1 8B: 32 heads, 131,072 tokens).
-    shape, _ = resolve_shape(spec(model={"name": "meta-llama/Llama-3.1-8B-Instruct", "geometry": {**TINY_GEOMETRY, "weightBits": 8}}))
-    assert (shape.weight_bits, shape.attention_heads, shape.max_context, shape.family) == (8, 32, 131072, "Llama-3.1-8B-Instruct")
+    shape, _ = resolve_shape(
+        spec(model={"name": "meta-llama/Llama-3.1-8B-Instruct", "geometry": {**TINY_GEOMETRY, "weightBits": 8}})
+    )
+    assert (shape.weight_bits, shape.attention_heads, shape.max_context, shape.family) == (
+        8,
+        32,
+        131072,
+        "Llama-3.1-8B-Instruct",
+    )
     a = assess(tiny({**TINY_GEOMETRY, "weightBits": 8}))
     assert a.status().weights_bytes == 2 * GiB
 
@@ -338,9 +387,17 @@ def test_replica_capacity_counts_pipeline_stages_caps_sequences_and_prefers_max_
     # 2 x 5 GiB reserve and 1 GiB of weights: 1 GiB = 131,072 tokens of 8 KiB. maxModelLen 2,048
     # (not the shape's 4,096) = 128 blocks: 8,192 blocks // 128 = 64 sequences, capped at 16.
     shape = _shape(max_context=4096)
-    cfg = ServingConfig(gpu_memory_bytes=8 * GiB, pipeline_parallel=2, gpu_memory_utilization=0.75, max_model_len=2048, max_num_seqs=16)
+    cfg = ServingConfig(
+        gpu_memory_bytes=8 * GiB, pipeline_parallel=2, gpu_memory_utilization=0.75, max_model_len=2048, max_num_seqs=16
+    )
     cap = replica_capacity(shape, cfg)
-    assert (cap.gpus, cap.usable_bytes, cap.reserve_bytes, cap.weights_bytes, cap.kv_free_bytes) == (2, 12 * GiB, 10 * GiB, GiB, GiB)
+    assert (cap.gpus, cap.usable_bytes, cap.reserve_bytes, cap.weights_bytes, cap.kv_free_bytes) == (
+        2,
+        12 * GiB,
+        10 * GiB,
+        GiB,
+        GiB,
+    )
     assert (cap.kv_tokens, cap.context, cap.kv_limited_sequences, cap.concurrent_sequences) == (131_072, 2048, 64, 16)
     assert cap.kv_share == pytest.approx(1 / 12)
     # Without maxModelLen the shape's 4,096 is the context: 8,192 // 256 = 32, capped at 16.
@@ -349,7 +406,11 @@ def test_replica_capacity_counts_pipeline_stages_caps_sequences_and_prefers_max_
     # Neither: no context, no sequence figures.
     # TP 8 on 4 KV heads stores 8: a token costs the replica 16 KiB, the model's figure stays 8 KiB.
     wide = replica_capacity(shape, replace(cfg, tensor_parallel=8, pipeline_parallel=1))
-    assert (wide.kv_bytes_per_token, wide.kv_bytes_per_token_stored, wide.gpu_memory_bytes) == (8 * KiB, 16 * KiB, 8 * GiB)
+    assert (wide.kv_bytes_per_token, wide.kv_bytes_per_token_stored, wide.gpu_memory_bytes) == (
+        8 * KiB,
+        16 * KiB,
+        8 * GiB,
+    )
     none = replica_capacity(_shape(), replace(cfg, max_model_len=None))
     assert (none.context, none.concurrent_sequences, none.kv_limited_sequences) == (None, None, None)
     assert none.holds_one_sequence and none.fits
@@ -433,7 +494,9 @@ def test_parameter_counts_in_every_form() -> None:
     assert parse_parameters(123) == 123
     assert parse_parameters(" 7B ") == 7_000_000_000
     assert parse_parameters("1.5K") == 1500 and parse_parameters("2T") == 2 * 10**12 and parse_parameters("42") == 42
-    with pytest.raises(CapacityError, match=r"^not a parameter count: '8 billion' \(write e\.g\. 8B, 70\.6B or 135M\)$"):
+    with pytest.raises(
+        CapacityError, match=r"^not a parameter count: '8 billion' \(write e\.g\. 8B, 70\.6B or 135M\)$"
+    ):
         parse_parameters("8 billion")
 
 
@@ -468,7 +531,14 @@ def test_fleet_notes_word_for_word_and_a_prefix_longer_than_the_call() -> None:
     # Pins size_fleet's notes, its cost per task with no tasks, and that a shared prefix longer
     # than one call's context counts as the whole context. A 5,010-token call on a replica of 1,000
     # tokens: none fits.
-    one = WorkloadProfile(users=1, tasks_per_user_per_day=1, steps_per_task=1, tokens_in_per_call=5000, tokens_out_per_call=10, step_latency_s=1)
+    one = WorkloadProfile(
+        users=1,
+        tasks_per_user_per_day=1,
+        steps_per_task=1,
+        tokens_in_per_call=5000,
+        tokens_out_per_call=10,
+        step_latency_s=1,
+    )
     f = size_fleet(one, _replica(1000))
     assert f.notes == ("one replica's KV cache (1,000 tokens) cannot hold one 5,010-token call",)
     assert (f.sequences_per_replica, f.replicas_for_calls, f.replicas, f.gpus) == (0, None, None, None)
@@ -483,7 +553,14 @@ def test_a_replica_that_holds_exactly_one_call_serves_and_the_plan_carries_its_f
     # Pins size_fleet's edge at one sequence and the plan's own figures. A 5,010-token call takes
     # 314 blocks = 5,024 tokens: a replica of exactly 5,024 holds one, and one task a day needs one
     # replica.
-    one = WorkloadProfile(users=1, tasks_per_user_per_day=1, steps_per_task=2, tokens_in_per_call=5000, tokens_out_per_call=10, step_latency_s=1)
+    one = WorkloadProfile(
+        users=1,
+        tasks_per_user_per_day=1,
+        steps_per_task=2,
+        tokens_in_per_call=5000,
+        tokens_out_per_call=10,
+        step_latency_s=1,
+    )
     f = size_fleet(one, _replica(5024))
     assert (f.sequences_per_replica, f.replicas_for_calls, f.replicas, f.gpus, f.notes) == (1, 1, 1, 1, ())
     assert (f.calls_per_task, f.context_tokens) == (2, 5010)
@@ -494,11 +571,19 @@ def test_the_residency_note_word_for_word() -> None:
     # 1,000 s of tools: 10,000 / 86,400 x 8 x 1,001 s = 926.9 tasks warm, x 1,000 tokens = 926,852
     # tokens on replicas of 100,000: 9.27, so 10 replicas, against 1 for the 0.93 calls in flight.
     p = WorkloadProfile(
-        users=10_000, tasks_per_user_per_day=1, steps_per_task=1, tokens_in_per_call=1000, tokens_out_per_call=0, step_latency_s=1, tool_latency_s=1000
+        users=10_000,
+        tasks_per_user_per_day=1,
+        steps_per_task=1,
+        tokens_in_per_call=1000,
+        tokens_out_per_call=0,
+        step_latency_s=1,
+        tool_latency_s=1000,
     )
     f = size_fleet(p, _replica(100_000))
     assert (f.replicas_for_calls, f.replicas_for_warm_tasks, f.replicas) == (1, 10, 10)
-    assert f.notes == ("residency, not in-flight calls, sets the replica count: tasks waiting on tools keep their KV warm",)
+    assert f.notes == (
+        "residency, not in-flight calls, sets the replica count: tasks waiting on tools keep their KV warm",
+    )
 
 
 def test_a_smaller_tp_that_fits_is_named_rather_than_no_tp_fitting() -> None:
@@ -526,7 +611,13 @@ def test_vllm_allow_long_max_model_len_counts_only_where_vllm_reads_it_as_on() -
     # of 8,192, so admission must refuse it too; the old check accepted any value but "" and "0".
     def smol(value: str) -> Assessment:
         env = [{"name": "VLLM_ALLOW_LONG_MAX_MODEL_LEN", "value": value}]
-        return assess(spec(model={"name": "HuggingFaceTB/SmolLM2-360M-Instruct"}, engine={"maxModelLen": 32768, "env": env}, gpu={"product": "NVIDIA-L4"}))
+        return assess(
+            spec(
+                model={"name": "HuggingFaceTB/SmolLM2-360M-Instruct"},
+                engine={"maxModelLen": 32768, "env": env},
+                gpu={"product": "NVIDIA-L4"},
+            )
+        )
 
     for on in ("1", "true", " TRUE ", "True"):
         assert smol(on).ok and "relying on the rope-scaling override" in smol(on).warnings[0], on

@@ -161,7 +161,13 @@ def test_refusal_states_the_numbers_and_the_smallest_tp() -> None:
 
 
 def test_context_longer_than_the_kv_cache_is_refused() -> None:
-    a = assess(spec(model={"name": "meta-llama/Llama-3.1-70B-Instruct"}, engine={"tensorParallelSize": 2}, gpu={"product": "NVIDIA-H100-80GB-HBM3"}))
+    a = assess(
+        spec(
+            model={"name": "meta-llama/Llama-3.1-70B-Instruct"},
+            engine={"tensorParallelSize": 2},
+            gpu={"product": "NVIDIA-H100-80GB-HBM3"},
+        )
+    )
     (msg,) = a.errors
     assert "fewer than one sequence of maxModelLen 131,072" in msg
     assert "lower spec.engine.maxModelLen" in msg and "smallest tensorParallelSize that fits is 4" in msg
@@ -169,9 +175,13 @@ def test_context_longer_than_the_kv_cache_is_refused() -> None:
 
 def test_tensor_parallel_must_divide_heads() -> None:
     # Qwen2.5-7B: 28 attention heads, 4 KV heads.
-    a = assess(spec(model={"name": "Qwen/Qwen2.5-7B-Instruct"}, engine={"tensorParallelSize": 8}, gpu={"memory": "80Gi"}))
+    a = assess(
+        spec(model={"name": "Qwen/Qwen2.5-7B-Instruct"}, engine={"tensorParallelSize": 8}, gpu={"memory": "80Gi"})
+    )
     assert any("does not divide the 28 attention heads" in e for e in a.errors)
-    a = assess(spec(model={"name": "Qwen/Qwen2.5-7B-Instruct"}, engine={"tensorParallelSize": 3}, gpu={"memory": "80Gi"}))
+    a = assess(
+        spec(model={"name": "Qwen/Qwen2.5-7B-Instruct"}, engine={"tensorParallelSize": 3}, gpu={"memory": "80Gi"})
+    )
     assert any("neither divides nor is a multiple of the 4 KV heads" in e for e in a.errors)
 
 
@@ -205,7 +215,10 @@ def test_status_figures_for_8b_fp8_on_h100() -> None:
 def test_geometry_in_the_spec_wins_and_unknown_models_warn() -> None:
     a = assess(
         spec(
-            model={"name": "my-org/custom", "geometry": {"parameters": "135M", "layers": 30, "kvHeads": 3, "headDim": 64}},
+            model={
+                "name": "my-org/custom",
+                "geometry": {"parameters": "135M", "layers": 30, "kvHeads": 3, "headDim": 64},
+            },
             engine={"maxModelLen": 8192},
             gpu={"memory": "24Gi"},
         )
@@ -225,11 +238,20 @@ def test_unknown_gpu_memory_still_reports_weights() -> None:
 
 
 def test_max_model_len_beyond_the_model_is_refused() -> None:
-    a = assess(spec(model={"name": "HuggingFaceTB/SmolLM2-360M-Instruct"}, engine={"maxModelLen": 32768}, gpu={"product": "NVIDIA-L4"}))
+    a = assess(
+        spec(
+            model={"name": "HuggingFaceTB/SmolLM2-360M-Instruct"},
+            engine={"maxModelLen": 32768},
+            gpu={"product": "NVIDIA-L4"},
+        )
+    )
     assert any("exceeds the 8,192-token context" in e for e in a.errors)
     yarn = spec(
         model={"name": "Qwen/Qwen2.5-7B-Instruct"},
-        engine={"maxModelLen": 131072, "extraArgs": ['--hf-overrides={"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}']},
+        engine={
+            "maxModelLen": 131072,
+            "extraArgs": ['--hf-overrides={"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}'],
+        },
         gpu={"product": "NVIDIA-H100-80GB-HBM3"},
     )
     a = assess(yarn)
@@ -339,12 +361,29 @@ def test_fleet_with_shared_prefix_needs_fewer_replicas() -> None:
 
 
 def test_fleet_without_a_replica_shape_reports_demand_only() -> None:
-    f = size_fleet(WorkloadProfile(users=10, tasks_per_user_per_day=1, steps_per_task=20, tokens_in_per_call=100, tokens_out_per_call=10, step_latency_s=1))
+    f = size_fleet(
+        WorkloadProfile(
+            users=10,
+            tasks_per_user_per_day=1,
+            steps_per_task=20,
+            tokens_in_per_call=100,
+            tokens_out_per_call=10,
+            step_latency_s=1,
+        )
+    )
     assert f.replicas is None and f.calls_per_day == 200
     # 1 - 0.99^20: 18% of tasks meet at least one p99 call.
     assert f.p_task_sees_p99_call == pytest.approx(0.182, abs=1e-3)
     tiny = size_fleet(
-        WorkloadProfile(users=1, tasks_per_user_per_day=1, steps_per_task=1, tokens_in_per_call=5000, tokens_out_per_call=10, step_latency_s=1), _replica(1000)
+        WorkloadProfile(
+            users=1,
+            tasks_per_user_per_day=1,
+            steps_per_task=1,
+            tokens_in_per_call=5000,
+            tokens_out_per_call=10,
+            step_latency_s=1,
+        ),
+        _replica(1000),
     )
     assert tiny.replicas is None and "cannot hold one" in tiny.notes[0]
 
@@ -383,7 +422,14 @@ def test_fleet_sizing_edges() -> None:
     # Pins size_fleet's smaller terms: the --max-num-seqs cap reaches the sizing on both paths,
     # a light load still needs one replica (not two), GPUs are replicas x GPUs per replica, cost
     # is per million tokens exactly, and the residency note appears only when residency wins.
-    light = WorkloadProfile(users=1, tasks_per_user_per_day=10, steps_per_task=10, tokens_in_per_call=1000, tokens_out_per_call=100, step_latency_s=1.0)
+    light = WorkloadProfile(
+        users=1,
+        tasks_per_user_per_day=10,
+        steps_per_task=10,
+        tokens_in_per_call=1000,
+        tokens_out_per_call=100,
+        step_latency_s=1.0,
+    )
     f = size_fleet(light, _replica(400_000, gpus=4), max_num_seqs=8)
     assert f.sequences_per_replica == 8
     assert (f.replicas_for_calls, f.replicas_for_warm_tasks, f.replicas, f.gpus) == (1, 1, 1, 4)
@@ -391,7 +437,15 @@ def test_fleet_sizing_edges() -> None:
     shared = size_fleet(replace(light, shared_prefix_tokens=800), _replica(400_000), max_num_seqs=8)
     assert shared.sequences_per_replica == 8
     # 100 calls x 1,000,000 tokens in at 1 per million, 100 x 0 out: exactly 100.
-    priced = size_fleet(replace(light, tokens_in_per_call=1_000_000, tokens_out_per_call=0, price_in_per_mtok=1.0, price_out_per_mtok=3.0))
+    priced = size_fleet(
+        replace(
+            light, tokens_in_per_call=1_000_000, tokens_out_per_call=0, price_in_per_mtok=1.0, price_out_per_mtok=3.0
+        )
+    )
     assert priced.cost_per_day == pytest.approx(100.0, rel=1e-12)
-    out = size_fleet(replace(light, tokens_in_per_call=0, tokens_out_per_call=1_000_000, price_in_per_mtok=3.0, price_out_per_mtok=1.0))
+    out = size_fleet(
+        replace(
+            light, tokens_in_per_call=0, tokens_out_per_call=1_000_000, price_in_per_mtok=3.0, price_out_per_mtok=1.0
+        )
+    )
     assert out.cost_per_day == pytest.approx(100.0, rel=1e-12)

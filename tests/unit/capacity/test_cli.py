@@ -41,7 +41,16 @@ def test_plan_table() -> None:
 
 
 def test_plan_json() -> None:
-    rc, out, _ = run(*WORKLOAD, "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu-memory", "80Gi", "--kv-cache-dtype", "fp8", "--json")
+    rc, out, _ = run(
+        *WORKLOAD,
+        "--model",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "--gpu-memory",
+        "80Gi",
+        "--kv-cache-dtype",
+        "fp8",
+        "--json",
+    )
     assert rc == 0
     doc = json.loads(out)
     assert doc["fleet"]["calls_per_day"] == pytest.approx(114_000)
@@ -60,13 +69,28 @@ def test_plan_refuses_a_model_that_does_not_fit() -> None:
 
 
 def test_plan_with_explicit_geometry_and_bad_inputs() -> None:
-    rc, out, _ = run(*WORKLOAD, "--parameters", "135M", "--layers", "30", "--kv-heads", "3", "--head-dim", "64", "--gpu-memory", "24Gi", "--json")
+    rc, out, _ = run(
+        *WORKLOAD,
+        "--parameters",
+        "135M",
+        "--layers",
+        "30",
+        "--kv-heads",
+        "3",
+        "--head-dim",
+        "64",
+        "--gpu-memory",
+        "24Gi",
+        "--json",
+    )
     assert rc == 0 and json.loads(out)["replica"]["weights_bytes"] == 270_000_000
     rc, _, err = run(*WORKLOAD, "--model", "my-org/custom", "--gpu-memory", "24Gi")
     assert rc == 2 and "not a known family" in err
     rc, _, err = run(*WORKLOAD, "--parameters", "8B", "--gpu-memory", "24Gi")
     assert rc == 2 and "give all of" in err
-    rc, out, _ = run(*WORKLOAD, "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu-memory", "80Gi", "--max-model-len", "8192")
+    rc, out, _ = run(
+        *WORKLOAD, "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu-memory", "80Gi", "--max-model-len", "8192"
+    )
     assert rc == 1 and "shorter than one call's context" in out
 
 
@@ -92,7 +116,8 @@ def test_capacity_refusal_and_invalid_files(tmp_path: Path) -> None:
     f.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
     assert run("capacity", str(f))[0] == 2
     f.write_text(
-        "apiVersion: agentfleet.io/v1alpha1\nkind: ModelReplicaSet\nmetadata: {name: bad}\nspec: {model: {name: x}, engine: {tensorParallelSize: 0}}\n"
+        "apiVersion: agentfleet.io/v1alpha1\nkind: ModelReplicaSet\nmetadata: {name: bad}\nspec: {model: {name: "
+        "x}, engine: {tensorParallelSize: 0}}\n"
     )
     rc, _, err = run("capacity", str(f))
     assert rc == 2 and "invalid ModelReplicaSet" in err

@@ -70,7 +70,13 @@ def fleet(**spec: Any) -> dict[str, Any]:
 
 def mrs(ready: bool = True) -> dict[str, Any]:
     reason, message = ("Ready", "2/2") if ready else ("Placing", "0/2 placed")
-    return MRS("llama").model("meta-llama/Llama-3.1-8B-Instruct", served="llama").gpu("H100").condition("Ready", ready, reason, message).obj()
+    return (
+        MRS("llama")
+        .model("meta-llama/Llama-3.1-8B-Instruct", served="llama")
+        .gpu("H100")
+        .condition("Ready", ready, reason, message)
+        .obj()
+    )
 
 
 def available(kube: FakeKube, *names: str) -> None:
@@ -78,11 +84,23 @@ def available(kube: FakeKube, *names: str) -> None:
         dep = kube.objects[("Deployment", n)]
         want = dep["spec"]["replicas"]
         dep["metadata"]["generation"] = 1
-        dep["status"] = {"observedGeneration": 1, "replicas": want, "updatedReplicas": want, "readyReplicas": want, "availableReplicas": want}
+        dep["status"] = {
+            "observedGeneration": 1,
+            "replicas": want,
+            "updatedReplicas": want,
+            "readyReplicas": want,
+            "availableReplicas": want,
+        }
 
 
 def up(*_: Any) -> tuple[bool, str, FleetStats]:
-    return True, "", FleetStats(queue_depth=4, in_flight=2, tasks_per_hour=120, p95_seconds=12.5, mean_cost=0.0123, awaiting_approval=3)
+    return (
+        True,
+        "",
+        FleetStats(
+            queue_depth=4, in_flight=2, tasks_per_hour=120, p95_seconds=12.5, mean_cost=0.0123, awaiting_approval=3
+        ),
+    )
 
 
 def down(*_: Any) -> tuple[bool, str, None]:
@@ -93,7 +111,9 @@ def recorder(kube: FakeKube) -> EventRecorder:
     return EventRecorder(post_with_kube(kube))
 
 
-def run(kube: FakeKube, obj: dict[str, Any], probe: Any = up, events: EventRecorder | None = None) -> tuple[dict[str, Any], float | None]:
+def run(
+    kube: FakeKube, obj: dict[str, Any], probe: Any = up, events: EventRecorder | None = None
+) -> tuple[dict[str, Any], float | None]:
     p = ctl.AgentFleetPass(kube, events or recorder(kube), copy.deepcopy(obj), probe=probe)
     again = p.run()
     return (kube.status_writes[-1][0]["status"] if kube.status_writes else {}), again
@@ -129,7 +149,13 @@ def test_waiting_for_the_model_renders_the_runtime_and_reports_the_stats() -> No
         (o["kind"], o["metadata"]["name"]) for o in kube.applied
     }
     assert ("Secret", "support-api-token") in kube.created
-    assert (st["queueDepth"], st["inFlightTasks"], st["tasksPerHour"], st["taskP95Seconds"], st["costPerTask"]) == (4, 2, 120, 12.5, "0.0123")
+    assert (st["queueDepth"], st["inFlightTasks"], st["tasksPerHour"], st["taskP95Seconds"], st["costPerTask"]) == (
+        4,
+        2,
+        120,
+        12.5,
+        "0.0123",
+    )
     assert st["awaitingApproval"] == 3  # the Approvals column
     assert st["desiredWorkers"] == 2 and st["observedGeneration"] == 1 and again is not None
 
@@ -163,7 +189,10 @@ def test_ready_when_everything_is_and_transition_times_move_only_on_flips() -> N
     kube = FakeKube({("ModelReplicaSet", "llama"): mrs()})
     obj = fleet()
     st, _ = run(kube, obj)
-    assert conds(st)["RuntimeReady"]["reason"] == "RuntimeProgressing" and conds(st)["Ready"]["reason"] == "WaitingForRuntime"
+    assert (
+        conds(st)["RuntimeReady"]["reason"] == "RuntimeProgressing"
+        and conds(st)["Ready"]["reason"] == "WaitingForRuntime"
+    )
     available(kube, "support-worker", "support-api")
     obj["status"] = st
     st2, again = run(kube, obj)
@@ -231,17 +260,37 @@ def test_autoscaled_workers_follow_status_and_the_controller_leaves_desired_work
     ("spec", "reason", "needle"),
     [
         ({"vectorIndexRef": {"name": "docs"}}, "IndexNotFound", "spec.vectorIndexRef.name"),
-        ({"systemPrompt": {"configMapRef": {"name": "prompts", "key": "support"}}}, "SystemPromptNotFound", "spec.systemPrompt.configMapRef"),
-        ({"systemPrompt": {"inline": "y" * 40_000}, "budgets": {"maxTokens": 5000}}, "BudgetTooSmall", "spec.budgets.maxTokens 5000"),
+        (
+            {"systemPrompt": {"configMapRef": {"name": "prompts", "key": "support"}}},
+            "SystemPromptNotFound",
+            "spec.systemPrompt.configMapRef",
+        ),
+        (
+            {"systemPrompt": {"inline": "y" * 40_000}, "budgets": {"maxTokens": 5000}},
+            "BudgetTooSmall",
+            "spec.budgets.maxTokens 5000",
+        ),
         (
             {"redis": {"url": "redis://r:6379/0", "passwordSecretRef": {"name": "nope", "key": "pw"}}},
             "SecretNotFound",
             "spec.redis.passwordSecretRef",
         ),
         ({"api": {"authSecretRef": {"name": "tokens", "key": "t"}}}, "SecretNotFound", "spec.api.authSecretRef"),
-        ({"modelAdapter": "sql"}, "AdapterNotFound", "spec.modelAdapter sql is not among spec.adapters of ModelReplicaSet llama (none)"),
         (
-            {"tools": [{"name": "t", "type": "HTTP", "http": {"url": "http://x/y", "headersSecretRef": {"name": "h", "key": "k"}}}]},
+            {"modelAdapter": "sql"},
+            "AdapterNotFound",
+            "spec.modelAdapter sql is not among spec.adapters of ModelReplicaSet llama (none)",
+        ),
+        (
+            {
+                "tools": [
+                    {
+                        "name": "t",
+                        "type": "HTTP",
+                        "http": {"url": "http://x/y", "headersSecretRef": {"name": "h", "key": "k"}},
+                    }
+                ]
+            },
             "SecretNotFound",
             "spec.tools[0].http.headersSecretRef (t)",
         ),
@@ -370,8 +419,17 @@ def test_a_vector_index_secret_the_workers_get_needs_consent_too() -> None:
 
 
 def test_references_name_what_a_fleet_depends_on() -> None:
-    spec = fleet(routineModelRef={"name": "smol"}, vectorIndexRef={"name": "docs"}, systemPrompt={"configMapRef": {"name": "p", "key": "k"}})["spec"]
-    assert ctl.references(spec) == {("ModelReplicaSet", "llama"), ("ModelReplicaSet", "smol"), ("VectorIndex", "docs"), ("ConfigMap", "p")}
+    spec = fleet(
+        routineModelRef={"name": "smol"},
+        vectorIndexRef={"name": "docs"},
+        systemPrompt={"configMapRef": {"name": "p", "key": "k"}},
+    )["spec"]
+    assert ctl.references(spec) == {
+        ("ModelReplicaSet", "llama"),
+        ("ModelReplicaSet", "smol"),
+        ("VectorIndex", "docs"),
+        ("ConfigMap", "p"),
+    }
     spec = fleet(api={"authSecretRef": {"name": "tok", "key": "t"}})["spec"]
     assert ("Secret", "tok") in ctl.references(spec)
 
@@ -379,11 +437,29 @@ def test_references_name_what_a_fleet_depends_on() -> None:
 def test_the_autoscaler_applies_only_its_own_part_of_an_agentfleet_status() -> None:
     from agentfleet.controllers.autoscaler import af_status_apply
 
-    mine = {"type": "Ready", "status": "True", "reason": "Ready", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}
-    held = {"type": "ScalingLimited", "status": "False", "reason": "WithinBounds", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    mine = {
+        "type": "Ready",
+        "status": "True",
+        "reason": "Ready",
+        "message": "",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+    held = {
+        "type": "ScalingLimited",
+        "status": "False",
+        "reason": "WithinBounds",
+        "message": "",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
     obj = fleet()
     obj["status"] = {"queueDepth": 4, "desiredWorkers": 2, "conditions": [mine, held]}
-    new = {"type": "MetricsAvailable", "status": "False", "reason": "PrometheusUnavailable", "message": "x", "lastTransitionTime": "2026-01-02T00:00:00Z"}
+    new = {
+        "type": "MetricsAvailable",
+        "status": "False",
+        "reason": "PrometheusUnavailable",
+        "message": "x",
+        "lastTransitionTime": "2026-01-02T00:00:00Z",
+    }
     body = af_status_apply(obj, {"desiredWorkers": 3, "conditions": [new]})
     assert body["kind"] == "AgentFleet" and body["metadata"] == {"name": "support", "namespace": NS}
     # Its field and condition types only (carried ones included): the controller's stay its own.
@@ -420,7 +496,11 @@ def test_an_autoscaled_fleet_at_rest_is_not_rewritten() -> None:
 
 def test_a_fleet_that_names_an_adapter_calls_it_with_adapter_affinity() -> None:
     with_adapter = MRS("llama").model("meta-llama/Llama-3.1-8B-Instruct", served="llama").gpu("H100")
-    with_adapter = with_adapter.spec(adapters=[{"name": "sql", "source": "/models-cache/sql"}]).condition("Ready", True, "Ready", "2/2").obj()
+    with_adapter = (
+        with_adapter.spec(adapters=[{"name": "sql", "source": "/models-cache/sql"}])
+        .condition("Ready", True, "Ready", "2/2")
+        .obj()
+    )
     kube = FakeKube({("ModelReplicaSet", "llama"): with_adapter})
     run(kube, fleet(modelAdapter="sql"))
     cm = next(o for o in kube.applied if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "support-runtime")

@@ -48,7 +48,9 @@ class FakeKube:
         assert kind == "ModelReplicaSet"
         return copy.deepcopy(self.mrs) if self.mrs and self.mrs["metadata"]["name"] == name else None
 
-    def list(self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None) -> list[dict]:
+    def list(
+        self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[dict]:
         assert kind == "Pod"
         return [copy.deepcopy(p) for p in self.pods.values()]
 
@@ -95,7 +97,9 @@ class FakeKube:
         self.mrs["metadata"]["resourceVersion"] = str(self.rv)
         return copy.deepcopy(self.mrs)
 
-    def merge_patch_metadata(self, api_version: str, kind: str, name: str, namespace: str, labels: dict, annotations: dict) -> None:
+    def merge_patch_metadata(
+        self, api_version: str, kind: str, name: str, namespace: str, labels: dict, annotations: dict
+    ) -> None:
         p = self.pods.get(name)
         if p is None:
             return
@@ -121,7 +125,9 @@ class FakeKube:
             pod["status"] = {"phase": "Pending"}
             self.pods.setdefault(pod["metadata"]["name"], pod)
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None, *, force: bool = False) -> bool:
+    def delete(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None, *, force: bool = False
+    ) -> bool:
         if kind == "Pod":
             return self.pods.pop(name, None) is not None  # kwok finalizes at once
         return self.children.pop((kind, name), None) is not None
@@ -129,9 +135,15 @@ class FakeKube:
     # what the scheduler and kwok would do
     def run_pods(self) -> None:
         for i, p in enumerate(self.pods.values()):
-            terms = p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+            terms = p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+                "nodeSelectorTerms"
+            ]
             p["spec"]["nodeName"] = terms[0]["matchFields"][0]["values"][0]
-            p["status"] = {"phase": "Running", "podIP": f"10.0.0.{i + 1}", "conditions": [{"type": "Ready", "status": "True"}]}
+            p["status"] = {
+                "phase": "Running",
+                "podIP": f"10.0.0.{i + 1}",
+                "conditions": [{"type": "Ready", "status": "True"}],
+            }
 
     def snapshot(self) -> Snapshot:
         pods = [t for p in self.pods.values() if (t := trim_pod(p))]
@@ -174,7 +186,9 @@ def test_create_then_ready(env) -> None:
     # The replicas' API key Secret exists before the pods that read it.
     assert api.creates == [("Secret", "m-vllm-api-key")]
     reconcile(api, rec)
-    assert len(api.pods) == 2 and {("Service", "m"), ("Service", "m-replicas"), ("PodDisruptionBudget", "m")} <= set(api.children)
+    assert len(api.pods) == 2 and {("Service", "m"), ("Service", "m-replicas"), ("PodDisruptionBudget", "m")} <= set(
+        api.children
+    )
     st = api.mrs["status"]
     assert [p["phase"] for p in st["placements"]] == ["Pending", "Pending"]
     assert cond(api, "Ready")["status"] == "False" and cond(api, "Progressing")["status"] == "True"
@@ -274,7 +288,9 @@ def test_a_gang_member_lost_restarts_the_group_after_the_backoff(env) -> None:
     clock[0] += 6
     reconcile(api, rec)
     assert len(api.pods) == 2 and sorted(
-        p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchFields"][0]["values"][0]
+        p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
+            "matchFields"
+        ][0]["values"][0]
         for p in api.pods.values()
     ) == sorted(nodes)
     api.run_pods()
@@ -328,7 +344,11 @@ def test_unplaceable_and_unfitting_specs_create_nothing(env) -> None:
     reconcile(api, rec)
     assert api.pods == {}
     limited = cond(api, "ScalingLimited")
-    assert limited["status"] == "True" and limited["reason"] in ("InsufficientGPUs", "NoTopologyBlock") and "needs" in limited["message"]
+    assert (
+        limited["status"] == "True"
+        and limited["reason"] in ("InsufficientGPUs", "NoTopologyBlock")
+        and "needs" in limited["message"]
+    )
     assert cond(api, "Ready")["reason"] == limited["reason"]
     # The fleets' workers read the replicas' API key even while no replica can be placed.
     assert api.creates == [("Secret", "m-vllm-api-key")]
@@ -337,7 +357,10 @@ def test_unplaceable_and_unfitting_specs_create_nothing(env) -> None:
     api.mrs = mrs().replicas(1).tp(1).model("meta-llama/Llama-3.1-70B-Instruct").obj()
     reconcile(api, rec)
     assert api.pods == {}
-    assert cond(api, "Ready")["reason"] == "ModelDoesNotFit" and "smallest tensorParallelSize that fits is 4" in cond(api, "Ready")["message"]
+    assert (
+        cond(api, "Ready")["reason"] == "ModelDoesNotFit"
+        and "smallest tensorParallelSize that fits is 4" in cond(api, "Ready")["message"]
+    )
 
 
 def test_autoscaler_owns_desired_replicas_when_enabled(env) -> None:
@@ -428,7 +451,13 @@ def test_an_inference_pool_selects_the_serving_replicas_and_names_the_picker(env
     assert pool["spec"]["selector"] == {"matchLabels": api.children[("Service", "m-replicas")]["spec"]["selector"]}
     assert pool["spec"]["selector"]["matchLabels"]["agentfleet.io/serving"] == "true"
     assert pool["spec"]["targetPorts"] == [{"number": 8000}]
-    assert pool["spec"]["endpointPickerRef"] == {"group": "", "kind": "Service", "name": "epp", "port": {"number": 9002}, "failureMode": "FailClose"}
+    assert pool["spec"]["endpointPickerRef"] == {
+        "group": "",
+        "kind": "Service",
+        "name": "epp",
+        "port": {"number": 9002},
+        "failureMode": "FailClose",
+    }
     assert pool["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
 
 
@@ -436,7 +465,9 @@ def test_an_inference_pool_no_longer_asked_for_is_deleted(env) -> None:
     api, rec, clock = env
     api.served.add(POOL)
     ready_set(api, rec, mrs().spec(inferencePool={}))
-    assert ("InferencePool", "m") in api.children and "endpointPickerRef" not in api.children[("InferencePool", "m")]["spec"]
+    assert ("InferencePool", "m") in api.children and "endpointPickerRef" not in api.children[("InferencePool", "m")][
+        "spec"
+    ]
     del api.mrs["spec"]["inferencePool"]
     api.mrs["metadata"]["generation"] = 2
     reconcile(api, rec)
@@ -518,7 +549,11 @@ def test_a_failed_fill_lets_replicas_download_themselves_and_says_why(env) -> No
     api.nodes = {"n1": Node("n1").block("b1").obj()}
     api.mrs = cached(mrs()).obj()
     reconcile(api, rec)
-    finish_job(api, "Failed", condition={"reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"})
+    finish_job(
+        api,
+        "Failed",
+        condition={"reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"},
+    )
     reconcile(api, rec)
     assert len(api.pods) == 1
     kind, warning = next((t, m) for t, r, m in events if r == "ModelCacheFillFailed")
@@ -591,7 +626,9 @@ class FakeAdapters:
 
 def lora_env(clock: list[float]) -> tuple[FakeKube, ModelReplicaSetController, FakeAdapters]:
     api, fake = FakeKube(clock), FakeAdapters()
-    rec = ModelReplicaSetController(api, workers=2, clock=lambda: clock[0], metrics=lambda ip, port: None, adapter_client=fake.client)  # type: ignore[arg-type]
+    rec = ModelReplicaSetController(
+        api, workers=2, clock=lambda: clock[0], metrics=lambda ip, port: None, adapter_client=fake.client
+    )  # type: ignore[arg-type]
     return api, rec, fake
 
 
@@ -617,7 +654,11 @@ def test_every_ready_replica_holds_the_specs_adapters_and_status_says_so() -> No
     # The pods were started for LoRA: slots and the largest rank, and the run-time API switched on.
     pod = next(iter(api.pods.values()))["spec"]["containers"][0]
     args = pod["args"] if "args" in pod else pod["command"]
-    assert "--enable-lora" in args and args[args.index("--max-lora-rank") + 1] == "32" and args[args.index("--max-loras") + 1] == "4"
+    assert (
+        "--enable-lora" in args
+        and args[args.index("--max-lora-rank") + 1] == "32"
+        and args[args.index("--max-loras") + 1] == "4"
+    )
     assert {"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"} in pod["env"]
     # A removed adapter is unloaded, an added one loaded, on the next pass, without a new pod.
     pods_before = set(api.pods)
@@ -644,7 +685,9 @@ def test_a_replica_that_cannot_be_reached_is_a_warning_and_keeps_its_record() ->
     reconcile(api, rec)
     reconcile(api, rec)
     byname = {p["endpoint"]: p for p in api.mrs["status"]["placements"]}
-    assert byname[endpoint]["adapters"] == [] and all(p["adapters"] == ["sql"] for e, p in byname.items() if e != endpoint)
+    assert byname[endpoint]["adapters"] == [] and all(
+        p["adapters"] == ["sql"] for e, p in byname.items() if e != endpoint
+    )
     warning = next(m for t, r, m in events if r == "AdapterSyncFailed")
     assert "connection refused" in warning
     fake.down.clear()

@@ -76,7 +76,16 @@ def test_desired_follows_the_autoscaler_clamped() -> None:
 # --- pods and replicas -----------------------------------------------------------------------
 
 
-def pod(name: str, replica: str, *, role: str = "server", node: str | None = "n1", phase: str = "Running", ready: bool = True, **kw) -> dict:
+def pod(
+    name: str,
+    replica: str,
+    *,
+    role: str = "server",
+    node: str | None = "n1",
+    phase: str = "Running",
+    ready: bool = True,
+    **kw,
+) -> dict:
     """A replica's pod as the ModelReplicaSet controller labels it; kw: the labels and states the
     rollout reads (spec_hash, serving, gang, created, deleting, annotations, unschedulable + since,
     gpus, ip, reason)."""
@@ -91,9 +100,13 @@ def pod(name: str, replica: str, *, role: str = "server", node: str | None = "n1
         p.deleting()
     for key, value in kw.pop("annotations", {}).items():
         p.annotation(key, value)
-    p.gpus(kw.pop("gpus", 8), limits=False).phase(phase, reason=kw.pop("reason", None), ip=kw.pop("ip", None)).ready(ready)
+    p.gpus(kw.pop("gpus", 8), limits=False).phase(phase, reason=kw.pop("reason", None), ip=kw.pop("ip", None)).ready(
+        ready
+    )
     if "unschedulable" in kw:
-        p.condition("PodScheduled", False, reason="Unschedulable", message=kw.pop("unschedulable"), since=kw.pop("since"))
+        p.condition(
+            "PodScheduled", False, reason="Unschedulable", message=kw.pop("unschedulable"), since=kw.pop("since")
+        )
     if node and phase != "Pending":
         p.on_node(node)
     return p.obj()
@@ -108,10 +121,15 @@ def view(name: str, pods: list[dict], record: dict | None = None, pinned: str | 
 def test_observe_pod() -> None:
     p = observe_pod(pod("r-1", "r", role="worker", gang=2, gpus=8))
     assert p is not None and (p.index, p.role, p.serving, p.gang_size, p.gpus) == (1, "worker", None, 2, 8)
-    s = observe_pod(pod("r", "r", serving="false", annotations={DRAINING_SINCE_ANNOTATION: "2026-01-01T00:00:10Z"}, ip="10.0.0.1"))
+    s = observe_pod(
+        pod("r", "r", serving="false", annotations={DRAINING_SINCE_ANNOTATION: "2026-01-01T00:00:10Z"}, ip="10.0.0.1")
+    )
     assert s is not None and (s.index, s.serving, s.ip) == (0, False, "10.0.0.1")
     assert s.draining_since == pytest.approx(s.created + 10)
-    u = observe_pod(pod("r", "r", phase="Pending", unschedulable="0/3 nodes are available", since="2026-01-01T00:00:05Z"), pinned="n2")
+    u = observe_pod(
+        pod("r", "r", phase="Pending", unschedulable="0/3 nodes are available", since="2026-01-01T00:00:05Z"),
+        pinned="n2",
+    )
     assert u is not None and (u.bound, u.node, u.unschedulable) == (False, "n2", "0/3 nodes are available")
     assert observe_pod({"metadata": {"name": "x", "labels": {}}}) is None
 
@@ -137,13 +155,24 @@ def test_a_started_gang_that_lost_a_member_fails_as_a_whole() -> None:
     assert (h.kind, h.reason, h.replan) == ("failed", "MemberLost", False)
     assert "#1 of 2" in h.message
     # A member being deleted counts as lost too.
-    v2 = view("r", [pod("r-0", "r", role="leader", gang=2), pod("r-1", "r", role="worker", node="n2", gang=2, deleting=True)], rec)
+    v2 = view(
+        "r",
+        [pod("r-0", "r", role="leader", gang=2), pod("r-1", "r", role="worker", node="n2", gang=2, deleting=True)],
+        rec,
+    )
     assert replica_health(v2, NOW, startup_timeout=600).reason == "MemberLost"
 
 
 def test_a_failed_member_fails_the_gang() -> None:
     rec = {"name": "r", "nodes": ["n1", "n2"], "gpus": 16, "phase": "Loading"}
-    v = view("r", [pod("r-0", "r", role="leader", gang=2, ready=False), pod("r-1", "r", role="worker", node="n2", gang=2, phase="Failed", reason="Error")], rec)
+    v = view(
+        "r",
+        [
+            pod("r-0", "r", role="leader", gang=2, ready=False),
+            pod("r-1", "r", role="worker", node="n2", gang=2, phase="Failed", reason="Error"),
+        ],
+        rec,
+    )
     h = replica_health(v, NOW, startup_timeout=600)
     assert (h.kind, h.reason) == ("failed", "MemberFailed")
     assert "r-1" in h.message and "Error" in h.message
@@ -171,12 +200,24 @@ def test_node_gone_or_unusable_means_lost_and_replaced() -> None:
     assert replica_health(view("r", pods, rec), NOW, startup_timeout=600, unusable_nodes={"n2"}).kind == "ok"
     assert replica_health(view("r", pods[:1], rec), NOW, startup_timeout=600, unusable_nodes={"n2"}).kind == "lost"
     # A recorded placement whose pods were never created, on a node that went away.
-    assert replica_health(ReplicaView("r", (), {**rec, "phase": "Pending"}), NOW, startup_timeout=600, gone_nodes={"n1"}).kind == "lost"
+    assert (
+        replica_health(
+            ReplicaView("r", (), {**rec, "phase": "Pending"}), NOW, startup_timeout=600, gone_nodes={"n1"}
+        ).kind
+        == "lost"
+    )
 
 
 def test_a_pod_the_scheduler_keeps_refusing_is_replanned() -> None:
     rec = {"name": "r", "nodes": ["n1"], "gpus": 8, "phase": "Pending"}
-    p = pod("r", "r", phase="Pending", ready=False, unschedulable="0/1 nodes are available: 1 Insufficient cpu.", since="2026-01-01T00:00:00Z")
+    p = pod(
+        "r",
+        "r",
+        phase="Pending",
+        ready=False,
+        unschedulable="0/1 nodes are available: 1 Insufficient cpu.",
+        since="2026-01-01T00:00:00Z",
+    )
     v = view("r", [p], rec, pinned="n1")
     since = v.pods[0].unschedulable_since
     assert replica_health(v, since + 5, startup_timeout=600).kind == "ok"
@@ -187,7 +228,9 @@ def test_a_pod_the_scheduler_keeps_refusing_is_replanned() -> None:
 
 def test_terminating_and_drained_replicas() -> None:
     rec = {"name": "r", "nodes": ["n1"], "gpus": 8, "phase": "Draining"}
-    assert replica_health(view("r", [pod("r", "r", deleting=True)], rec), NOW, startup_timeout=600).kind == "terminating"
+    assert (
+        replica_health(view("r", [pod("r", "r", deleting=True)], rec), NOW, startup_timeout=600).kind == "terminating"
+    )
     # Drained and its pods gone: done, not lost.
     assert replica_health(ReplicaView("r", (), rec), NOW, startup_timeout=600).kind == "terminating"
     v = view("r", [pod("r", "r", serving="false")], rec)
@@ -231,7 +274,11 @@ def test_scale_up_creates_the_missing_replicas() -> None:
 
 
 def test_scale_up_takes_draining_replicas_back_first() -> None:
-    states = [rs("a"), rs("b", "Draining", draining_since=NOW - 5, in_flight=3), rs("c", "Draining", draining_since=NOW - 1, in_flight=3)]
+    states = [
+        rs("a"),
+        rs("b", "Draining", draining_since=NOW - 5, in_flight=3),
+        rs("c", "Draining", draining_since=NOW - 1, in_flight=3),
+    ]
     d = rollout_step(states, 2, NOW, T)
     assert (d.undrain, d.create) == (["c"], 0)
 
@@ -251,7 +298,9 @@ def test_removal_order_not_ready_then_least_in_flight_then_newest() -> None:
 
 
 def test_scale_down_drains_ready_replicas_and_deletes_unready_ones() -> None:
-    d = rollout_step([rs("a", created=1, in_flight=5), rs("b", created=2, in_flight=1), rs("c", "Loading", created=3)], 1, NOW, T)
+    d = rollout_step(
+        [rs("a", created=1, in_flight=5), rs("b", created=2, in_flight=1), rs("c", "Loading", created=3)], 1, NOW, T
+    )
     assert d.drain == ["b"]
     assert [r for r, _ in d.delete] == ["c"]
     assert d.create == 0
@@ -324,7 +373,12 @@ def test_rolling_update_never_holds_more_than_one_surge_replica(desired: int, li
             going[r] -= 1
         assert len(states) <= desired + 1, sorted(states)
         d = rollout_step(list(states.values()), desired, NOW, T)
-        if not (d.create or d.drain or d.delete or states.keys() - {r for r, s in states.items() if s.current and s.phase == "Ready"}):
+        if not (
+            d.create
+            or d.drain
+            or d.delete
+            or states.keys() - {r for r, s in states.items() if s.current and s.phase == "Ready"}
+        ):
             break
         for r, s in list(states.items()):
             if s.phase == "Loading":
@@ -391,7 +445,11 @@ def summary(**kw) -> Summary:
 def test_ready_only_when_the_desired_replicas_serve() -> None:
     c = compose_conditions([], summary(ready=1, starting=1), 3, now="2026-01-01T00:00:00Z")
     ready = get_condition(c, "Ready")
-    assert ready is not None and (ready["status"], ready["reason"], ready["observedGeneration"]) == ("False", "ReplicasNotReady", 3)
+    assert ready is not None and (ready["status"], ready["reason"], ready["observedGeneration"]) == (
+        "False",
+        "ReplicasNotReady",
+        3,
+    )
     assert get_condition(c, "Progressing")["reason"] == "ReplicasStarting"
     c2 = compose_conditions(c, summary(), 3, now="2026-01-01T00:05:00Z")
     assert get_condition(c2, "Ready")["status"] == "True"
@@ -402,8 +460,15 @@ def test_ready_only_when_the_desired_replicas_serve() -> None:
 
 
 def test_unplaced_replicas_carry_the_planners_reason_and_message() -> None:
-    msg = "needs 8 x NVIDIA-H100-80GB-HBM3 in one nvlink domain (one node); the largest free block is 4 on node gpu-12 (2 eligible nodes, 4 free GPUs in all)"
-    c = compose_conditions([], summary(replicas=1, ready=1, current=1, unplaced=ConditionCause("InsufficientGPUs", msg), unplaced_count=1), 1)
+    msg = (
+        "needs 8 x NVIDIA-H100-80GB-HBM3 in one nvlink domain (one node); the largest free block is 4 on node gpu-12 "
+        "(2 eligible nodes, 4 free GPUs in all)"
+    )
+    c = compose_conditions(
+        [],
+        summary(replicas=1, ready=1, current=1, unplaced=ConditionCause("InsufficientGPUs", msg), unplaced_count=1),
+        1,
+    )
     for type_ in ("Ready", "ScalingLimited"):
         cond = get_condition(c, type_)
         assert cond["reason"] == "InsufficientGPUs" and msg in cond["message"]
@@ -414,7 +479,11 @@ def test_unplaced_replicas_carry_the_planners_reason_and_message() -> None:
 def test_capacity_refusal_and_failures() -> None:
     c = compose_conditions([], summary(ready=0, replicas=0, current=0, capacity_error="does not fit: 131.4 GiB"), 1)
     assert (get_condition(c, "Ready")["status"], get_condition(c, "Ready")["reason"]) == ("False", "ModelDoesNotFit")
-    c = compose_conditions([], summary(failures=[ConditionCause("MemberLost", "replica r lost pod #1 of 2"), ConditionCause("NodeLost", "x")]), 1)
+    c = compose_conditions(
+        [],
+        summary(failures=[ConditionCause("MemberLost", "replica r lost pod #1 of 2"), ConditionCause("NodeLost", "x")]),
+        1,
+    )
     deg = get_condition(c, "Degraded")
     assert deg["status"] == "True" and deg["reason"] == "MemberLost" and "(and 1 more)" in deg["message"]
     c = compose_conditions([], summary(outdated=1, current=1, waiting="waiting for new replica n1 to become Ready"), 1)
@@ -422,7 +491,14 @@ def test_capacity_refusal_and_failures() -> None:
 
 
 def test_other_writers_conditions_are_kept() -> None:
-    theirs = {"type": "AbleToScale", "status": "True", "reason": "X", "message": "", "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    theirs = {
+        "type": "AbleToScale",
+        "status": "True",
+        "reason": "X",
+        "message": "",
+        "observedGeneration": 1,
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
     c = compose_conditions([theirs], summary(), 1)
     assert get_condition(c, "AbleToScale") == theirs
 
@@ -515,11 +591,20 @@ def test_a_planned_replica_without_pods_yet_is_being_created() -> None:
 
 def test_health_timeouts_are_inclusive() -> None:
     rec = {"name": "r", "nodes": ["n1", "n2"], "gpus": 16, "phase": "Loading"}
-    v = view("r", [pod("r-0", "r", role="leader", gang=2, ready=False), pod("r-1", "r", role="worker", node="n2", gang=2)], rec)
+    v = view(
+        "r",
+        [pod("r-0", "r", role="leader", gang=2, ready=False), pod("r-1", "r", role="worker", node="n2", gang=2)],
+        rec,
+    )
     assert replica_health(v, v.pods[0].created + 600, startup_timeout=600).reason == "StartupTimeout"
-    p = pod("s", "s", phase="Pending", ready=False, unschedulable="0/1 nodes are available", since="2026-01-01T00:00:00Z")
+    p = pod(
+        "s", "s", phase="Pending", ready=False, unschedulable="0/1 nodes are available", since="2026-01-01T00:00:00Z"
+    )
     u = view("s", [p], {"name": "s", "nodes": ["n1"], "gpus": 8, "phase": "Pending"}, pinned="n1")
-    assert replica_health(u, u.pods[0].unschedulable_since + UNSCHEDULABLE_GRACE_SECONDS, startup_timeout=600).reason == "Unschedulable"
+    assert (
+        replica_health(u, u.pods[0].unschedulable_since + UNSCHEDULABLE_GRACE_SECONDS, startup_timeout=600).reason
+        == "Unschedulable"
+    )
 
 
 def test_a_complete_bound_replica_that_is_not_ready_is_loading() -> None:
@@ -535,7 +620,9 @@ def test_observe_pod_worker_index_gang_size_and_scheduling() -> None:
     assert odd is not None and (odd.index, odd.gang_size) == (1, 1)
     # Only PodScheduled=False with reason Unschedulable is the scheduler refusing the pod.
     assert observe_pod(pod("r", "r")).unschedulable is None
-    gated = pod("g", "g", phase="Pending", ready=False, unschedulable="waiting for a gate", since="2026-01-01T00:00:00Z")
+    gated = pod(
+        "g", "g", phase="Pending", ready=False, unschedulable="waiting for a gate", since="2026-01-01T00:00:00Z"
+    )
     for c in gated["status"]["conditions"]:
         if c["type"] == "PodScheduled":
             c["reason"] = "SchedulingGated"
@@ -544,7 +631,10 @@ def test_observe_pod_worker_index_gang_size_and_scheduling() -> None:
 
 def test_parse_in_flight_reads_past_other_metrics_and_bad_lines() -> None:
     # vLLM's /metrics lists many series before and between the two gauges.
-    text = 'vllm:kv_cache_usage_perc{engine="0"} 0.5\nvllm:num_requests_running{engine="0"} oops\nvllm:num_requests_running{engine="1"} 2.0\nvllm:num_requests_waiting{engine="0"} 1\n'
+    text = (
+        'vllm:kv_cache_usage_perc{engine="0"} 0.5\nvllm:num_requests_running{engine="0"} '
+        'oops\nvllm:num_requests_running{engine="1"} 2.0\nvllm:num_requests_waiting{engine="0"} 1\n'
+    )
     assert parse_in_flight(text) == 3
 
 
@@ -555,14 +645,24 @@ def test_parse_in_flight_reads_past_other_metrics_and_bad_lines() -> None:
         ({"invalid": "bad"}, {"Ready": ("False", "InvalidSpec"), "Progressing": ("False", "InvalidSpec")}),
         (
             {"capacity_error": "too big", "desired": 1, "ready": 1},
-            {"Ready": ("True", "ModelDoesNotFit"), "Progressing": ("False", "ModelDoesNotFit"), "ScalingLimited": ("True", "ModelDoesNotFit")},
+            {
+                "Ready": ("True", "ModelDoesNotFit"),
+                "Progressing": ("False", "ModelDoesNotFit"),
+                "ScalingLimited": ("True", "ModelDoesNotFit"),
+            },
         ),
         ({"capacity_error": "too big", "desired": 0, "ready": 0}, {"Ready": ("False", "ModelDoesNotFit")}),
         ({"desired": 0, "ready": 0, "replicas": 0, "current": 0}, {"Ready": ("True", "ScaledToZero")}),
-        ({"desired": 1, "ready": 0, "replicas": 1, "current": 1, "starting": 1}, {"Ready": ("False", "ReplicasNotReady")}),
+        (
+            {"desired": 1, "ready": 0, "replicas": 1, "current": 1, "starting": 1},
+            {"Ready": ("False", "ReplicasNotReady")},
+        ),
         ({}, {"Ready": ("True", "AllReplicasReady"), "Progressing": ("False", "ReplicasUpToDate")}),
         ({"outdated": 1, "current": 1}, {"Progressing": ("True", "RollingUpdate")}),
-        ({"unplaced": ConditionCause("InsufficientGPUs", "m"), "unplaced_count": 1}, {"Progressing": ("False", "InsufficientGPUs")}),
+        (
+            {"unplaced": ConditionCause("InsufficientGPUs", "m"), "unplaced_count": 1},
+            {"Progressing": ("False", "InsufficientGPUs")},
+        ),
         ({"draining": 1}, {"Progressing": ("True", "ScalingDown")}),
         ({"current": 1, "ready": 1}, {"Progressing": ("True", "ScalingUp")}),
         ({"ready": 1, "starting": 1}, {"Progressing": ("True", "ReplicasStarting")}),

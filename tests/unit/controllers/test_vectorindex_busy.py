@@ -128,13 +128,17 @@ class FakeKube:
         self.objects[(obj["kind"], obj["metadata"]["name"])] = copy.deepcopy(obj)
         return obj
 
-    def list(self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
         return [copy.deepcopy(o) for (k, _), o in self.objects.items() if k == kind and kind == "Job"]
 
     def delete(self, *_: Any, **__: Any) -> bool:
         return True
 
-    def merge_patch_status(self, api_version: str, kind: str, name: str, namespace: str, status: dict[str, Any]) -> dict[str, Any]:
+    def merge_patch_status(
+        self, api_version: str, kind: str, name: str, namespace: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
         self.status.update(copy.deepcopy(status))
         return {}
 
@@ -143,7 +147,12 @@ class FakeKube:
 
 
 def vi(generation: int = 1) -> dict[str, Any]:
-    spec = {"milvus": {"uri": "http://milvus:19530"}, "collection": "docs", "dimension": 384, "source": {"configMap": {"name": "corpus"}}}
+    spec = {
+        "milvus": {"uri": "http://milvus:19530"},
+        "collection": "docs",
+        "dimension": 384,
+        "source": {"configMap": {"name": "corpus"}},
+    }
     return {
         "apiVersion": "agentfleet.io/v1alpha1",
         "kind": "VectorIndex",
@@ -159,7 +168,9 @@ def milvus(monkeypatch: pytest.MonkeyPatch) -> FakeMilvus:
     return fake
 
 
-def passes(kube: FakeKube, state: ctl.VectorIndexState, n: int, obj: dict[str, Any] | None = None) -> list[float | None]:
+def passes(
+    kube: FakeKube, state: ctl.VectorIndexState, n: int, obj: dict[str, Any] | None = None
+) -> list[float | None]:
     events = EventRecorder(post_with_kube(kube))
     out = []
     for _ in range(n):
@@ -183,13 +194,19 @@ def test_a_job_that_never_finishes_is_watched_ever_less_often_and_without_scanni
     assert kube.status["rowCount"] == 16489
 
 
-def test_a_finished_job_has_the_rows_counted_again_and_ends_the_busy_passes(milvus: FakeMilvus, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_finished_job_has_the_rows_counted_again_and_ends_the_busy_passes(
+    milvus: FakeMilvus, monkeypatch: pytest.MonkeyPatch
+) -> None:
     kube, state = FakeKube(), ctl.VectorIndexState()
     passes(kube, state, 4)
     before = milvus.scans()
     # The Job finishes: the job controller's Complete condition and the workers' termination records.
     job = next(o for (k, _), o in kube.objects.items() if k == "Job")
-    job["status"] = {"conditions": [{"type": "Complete", "status": "True"}], "startTime": "2026-01-01T00:00:00Z", "completionTime": "2026-01-01T00:01:00Z"}
+    job["status"] = {
+        "conditions": [{"type": "Complete", "status": "True"}],
+        "startTime": "2026-01-01T00:00:00Z",
+        "completionTime": "2026-01-01T00:01:00Z",
+    }
     milvus.rows = 16500
     pruned: list[str] = []
     monkeypatch.setattr(ctl.CollectionManager, "prune_revisions", lambda self, keep: pruned.append(keep))
@@ -198,7 +215,9 @@ def test_a_finished_job_has_the_rows_counted_again_and_ends_the_busy_passes(milv
     assert kube.status["phase"] == "Ready" and state.busy_delay is None
 
 
-def test_a_collection_without_our_index_record_gets_one_and_later_passes_trust_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_collection_without_our_index_record_gets_one_and_later_passes_trust_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     fake = FakeMilvus(record=False)
     monkeypatch.setattr(MilvusTarget, "connect", lambda self, **_: fake)
     kube, state = FakeKube(), ctl.VectorIndexState()

@@ -35,8 +35,18 @@ class FakeManager:
 
 
 def vi(**spec: Any) -> dict[str, Any]:
-    base = {"milvus": {"uri": "http://milvus:19530"}, "collection": "docs", "dimension": 384, "source": {"configMap": {"name": "docs"}, "revision": "v1"}}
-    return {"apiVersion": "agentfleet.io/v1alpha1", "kind": "VectorIndex", "metadata": {"name": "docs", "namespace": "ns", "generation": 1}, "spec": {**base, **spec}}
+    base = {
+        "milvus": {"uri": "http://milvus:19530"},
+        "collection": "docs",
+        "dimension": 384,
+        "source": {"configMap": {"name": "docs"}, "revision": "v1"},
+    }
+    return {
+        "apiVersion": "agentfleet.io/v1alpha1",
+        "kind": "VectorIndex",
+        "metadata": {"name": "docs", "namespace": "ns", "generation": 1},
+        "spec": {**base, **spec},
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -60,13 +70,21 @@ def test_a_finished_ingestion_prunes_other_tags_once_per_tag() -> None:
     kube = FakeKube()
     events = EventRecorder(post_with_kube(kube))
     for _ in range(3):  # every later pass of the same finished ingestion
-        ctl.VectorIndexPass(kube, events, obj, state).prune_earlier_ingestions(VectorIndex.model_validate(obj), "http://milvus:19530", tag_of(obj), failed=0)
+        ctl.VectorIndexPass(kube, events, obj, state).prune_earlier_ingestions(
+            VectorIndex.model_validate(obj), "http://milvus:19530", tag_of(obj), failed=0
+        )
     assert FakeManager.pruned == [tag_of(obj)]
     assert [r for _, r, _ in kube.events] == ["StaleChunksPruned"]
 
 
 def test_failed_documents_keep_the_earlier_rows_and_say_so() -> None:
     obj, kube = vi(), FakeKube()
-    ctl.VectorIndexPass(kube, EventRecorder(post_with_kube(kube)), obj).prune_earlier_ingestions(VectorIndex.model_validate(obj), "http://milvus:19530", tag_of(obj), failed=2)
+    ctl.VectorIndexPass(kube, EventRecorder(post_with_kube(kube)), obj).prune_earlier_ingestions(
+        VectorIndex.model_validate(obj), "http://milvus:19530", tag_of(obj), failed=2
+    )
     assert FakeManager.pruned == []
-    assert kube.events and kube.events[0][:2] == ("Warning", "StaleChunksKept") and "2 document(s) failed" in kube.events[0][2]
+    assert (
+        kube.events
+        and kube.events[0][:2] == ("Warning", "StaleChunksKept")
+        and "2 document(s) failed" in kube.events[0][2]
+    )

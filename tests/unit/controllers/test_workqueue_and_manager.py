@@ -175,8 +175,20 @@ def test_lean_diffbase_builds_the_same_essence_as_kopf(extra) -> None:
                 "namespace": "ns",
                 "uid": "u",
                 "labels": {"a": "b"},
-                "annotations": {"k": "v", "agentfleet.io/last-handled-configuration": "{}", "kubectl.kubernetes.io/last-applied-configuration": "{}"},
-                "ownerReferences": [{"apiVersion": "agentfleet.io/v1alpha1", "kind": "ModelReplicaSet", "name": "m", "uid": "1", "controller": True}],
+                "annotations": {
+                    "k": "v",
+                    "agentfleet.io/last-handled-configuration": "{}",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                },
+                "ownerReferences": [
+                    {
+                        "apiVersion": "agentfleet.io/v1alpha1",
+                        "kind": "ModelReplicaSet",
+                        "name": "m",
+                        "uid": "1",
+                        "controller": True,
+                    }
+                ],
                 "managedFields": [{"manager": "x", "fieldsV1": {"f:spec": {}}}],
             },
             "spec": {"containers": [{"name": "c", "resources": {"requests": {"nvidia.com/gpu": "8"}}}]},
@@ -232,7 +244,10 @@ def _started_identity(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> s
 
 
 def test_the_operator_starts_without_a_passwd_entry_named_by_its_pod(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _started_identity(monkeypatch, {"POD_NAME": "agentfleet-operator-7d9f-abcde"}) == "agentfleet-operator-7d9f-abcde"
+    assert (
+        _started_identity(monkeypatch, {"POD_NAME": "agentfleet-operator-7d9f-abcde"})
+        == "agentfleet-operator-7d9f-abcde"
+    )
 
 
 def test_the_operator_starts_without_a_passwd_entry_outside_a_pod(monkeypatch: pytest.MonkeyPatch) -> None:

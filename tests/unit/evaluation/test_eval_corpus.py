@@ -23,7 +23,9 @@ def test_manual_vectorindex_keeps_name_and_endpoint_and_reads_the_manual_volume(
     vi = _example("VectorIndex")
     got = VectorIndex.model_validate(with_manual_source(vi))
     assert got.metadata["name"] == vi["metadata"]["name"] and got.spec.milvus.uri == vi["spec"]["milvus"]["uri"]
-    assert got.spec.source.persistent_volume_claim.path == str(MANUAL) and got.spec.source.revision == "postgresql-doc-15"
+    assert (
+        got.spec.source.persistent_volume_claim.path == str(MANUAL) and got.spec.source.revision == "postgresql-doc-15"
+    )
     assert got.spec.source.config_map is None and vi["spec"]["source"]["configMap"]  # the input is not changed
     # the operator renders it as a Job reading the mounted volume, which the local run swaps for MANUAL
     args = render.ingestion_args(got.spec, "postgresql-doc-15")
@@ -69,7 +71,10 @@ def test_each_corpus_reads_its_debian_package_and_asks_to_cite_and_decline(corpu
     assert got.spec.source.persistent_volume_claim.path == str(corpus.directory)
     assert got.spec.source.revision == corpus.package
     # Hybrid retrieval is part of the collection's schema: the demo must create it with the corpus's setting.
-    assert got.spec.full_text is not None and got.spec.full_text == VectorIndex.model_validate(corpus.vectorindex()).spec.full_text
+    assert (
+        got.spec.full_text is not None
+        and got.spec.full_text == VectorIndex.model_validate(corpus.vectorindex()).spec.full_text
+    )
     prompt = AgentFleet.model_validate(corpus.with_fleet(_example("AgentFleet"))).spec.system_prompt.inline
     assert "cite" in prompt and "does not say" in prompt
     assert corpus.tasks.is_file() and corpus.objects.parent == corpus.tasks.parent

@@ -7,7 +7,16 @@ from decimal import Decimal
 
 import pytest
 
-from agentfleet.evaluation.scoring import Outcome, declined, deltas, fact_stated, numbers_in, percentile, score, summarize
+from agentfleet.evaluation.scoring import (
+    Outcome,
+    declined,
+    deltas,
+    fact_stated,
+    numbers_in,
+    percentile,
+    score,
+    summarize,
+)
 from agentfleet.evaluation.taskset import Fact, parse_task
 
 CHECKPOINT = parse_task(
@@ -22,15 +31,33 @@ CHECKPOINT = parse_task(
     0,
 )
 TARGET = parse_task(
-    {"id": "wal-2", "part": "dev", "question": "Default checkpoint_completion_target?", "facts": [{"number": 0.9}], "supporting": ["runtime-config-wal.html"]}, 1
+    {
+        "id": "wal-2",
+        "part": "dev",
+        "question": "Default checkpoint_completion_target?",
+        "facts": [{"number": 0.9}],
+        "supporting": ["runtime-config-wal.html"],
+    },
+    1,
 )
 NONE = parse_task({"id": "none-1", "part": "dev", "kind": "unanswerable", "question": "Default of max_cluster_ram?"}, 2)
-WAL = {"source": "runtime-config-wal.html", "rank": 1, "text": "checkpoint_timeout (integer)\nThe default is five minutes (5min)."}
+WAL = {
+    "source": "runtime-config-wal.html",
+    "rank": 1,
+    "text": "checkpoint_timeout (integer)\nThe default is five minutes (5min).",
+}
 LOCKS = {"source": "explicit-locking.html", "rank": 2, "text": "ACCESS EXCLUSIVE conflicts with every mode."}
 
 
 def outcome(answer: str, citations=(), retrieved=(WAL, LOCKS), status="done") -> Outcome:
-    return Outcome(task_id="t", status=status, reason="final_answer", answer=answer, citations=tuple(citations), retrieved=tuple(retrieved))
+    return Outcome(
+        task_id="t",
+        status=status,
+        reason="final_answer",
+        answer=answer,
+        citations=tuple(citations),
+        retrieved=tuple(retrieved),
+    )
 
 
 def test_right_answer_citing_the_retrieved_passage_is_a_grounded_success() -> None:
@@ -39,13 +66,21 @@ def test_right_answer_citing_the_retrieved_passage_is_a_grounded_success() -> No
 
 
 def test_planted_wrong_answer_fails() -> None:
-    s = score(CHECKPOINT, outcome("checkpoint_timeout is 10 seconds [source: runtime-config-wal.html]", ["runtime-config-wal.html"]))
+    s = score(
+        CHECKPOINT,
+        outcome("checkpoint_timeout is 10 seconds [source: runtime-config-wal.html]", ["runtime-config-wal.html"]),
+    )
     assert s.success is False and "missing" in s.why
     assert s.grounded is False  # no expected fact stated: nothing the passage could support
 
 
 def test_citation_of_a_passage_never_retrieved_is_ungrounded() -> None:
-    s = score(CHECKPOINT, outcome("The default is 5min [source: runtime-config-wal.html]", ["runtime-config-wal.html"], retrieved=(LOCKS,)))
+    s = score(
+        CHECKPOINT,
+        outcome(
+            "The default is 5min [source: runtime-config-wal.html]", ["runtime-config-wal.html"], retrieved=(LOCKS,)
+        ),
+    )
     assert s.success is True and s.grounded is False
     assert s.why == "correct but ungrounded: cites runtime-config-wal.html, which the task never retrieved"
     assert s.recall == 0.0
@@ -68,7 +103,13 @@ def test_one_bad_citation_among_good_ones_is_ungrounded() -> None:
 
 def test_unanswerable_questions_want_a_decline() -> None:
     assert score(NONE, outcome("The documentation does not mention a max_cluster_ram setting.")).success is True
-    invented = score(NONE, outcome("The default of max_cluster_ram is 4GB [source: runtime-config-resource.html]", ["runtime-config-resource.html"]))
+    invented = score(
+        NONE,
+        outcome(
+            "The default of max_cluster_ram is 4GB [source: runtime-config-resource.html]",
+            ["runtime-config-resource.html"],
+        ),
+    )
     assert invented.success is False and invented.grounded is None and invented.recall is None
 
 
@@ -86,7 +127,14 @@ def test_numbers_match_as_numbers_and_words_as_whole_words() -> None:
     assert fact_stated(Fact(texts=("ACCESS EXCLUSIVE",)), "an **access   exclusive** lock") is True
     assert fact_stated(Fact(texts=("5min",)), "(5min).") is True
     assert numbers_in("version 9.6, -3 and .5") == [9.6, -3.0, 0.5]
-    s = score(TARGET, outcome("It is 0.9 [source: runtime-config-wal.html]", ["runtime-config-wal.html"], retrieved=({**WAL, "text": "checkpoint_completion_target: the default is 0.9."},)))
+    s = score(
+        TARGET,
+        outcome(
+            "It is 0.9 [source: runtime-config-wal.html]",
+            ["runtime-config-wal.html"],
+            retrieved=({**WAL, "text": "checkpoint_completion_target: the default is 0.9."},),
+        ),
+    )
     assert s.success and s.grounded
 
 
@@ -127,8 +175,29 @@ def test_summary_and_deltas() -> None:
             latency_seconds=4.0,
         ),
     )
-    bad = score(TARGET, Outcome(status="done", reason="max_steps", answer="no idea", steps=6, model_calls=6, cost=Decimal("0.003"), latency_seconds=10.0))
-    none = score(NONE, Outcome(status="done", reason="final_answer", answer="The manual does not say.", steps=1, model_calls=1, latency_seconds=1.0))
+    bad = score(
+        TARGET,
+        Outcome(
+            status="done",
+            reason="max_steps",
+            answer="no idea",
+            steps=6,
+            model_calls=6,
+            cost=Decimal("0.003"),
+            latency_seconds=10.0,
+        ),
+    )
+    none = score(
+        NONE,
+        Outcome(
+            status="done",
+            reason="final_answer",
+            answer="The manual does not say.",
+            steps=1,
+            model_calls=1,
+            latency_seconds=1.0,
+        ),
+    )
     s = summarize([good, bad, none])
     assert s["tasks"] == 3 and s["success"] == pytest.approx(2 / 3) and s["grounded"] == 0.5 and s["recall"] == 0.5
     assert s["latencyP50Seconds"] == 4.0 and s["latencyP95Seconds"] == 10.0 and s["costPerTask"] == "0.001333333"

@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from agentfleet.evaluation.claims import VOCABULARIES, Reading, as_form, fact_keys, quantities_in
-from agentfleet.evaluation.scoring import Outcome, Verdict, asserted_values, declined, judge_answer, score, subjects, supports
+from agentfleet.evaluation.scoring import (
+    Outcome,
+    Verdict,
+    asserted_values,
+    declined,
+    judge_answer,
+    score,
+    subjects,
+    supports,
+)
 from agentfleet.evaluation.taskset import Fact, load_taskset, parse_task
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -46,7 +55,9 @@ def scattershot(values) -> str:
     return "The manual does not say exactly. Yes. No. It is one of: " + ", ".join(values) + "."
 
 
-@pytest.mark.parametrize(("set_name", "task"), [(n, t) for n, s in SETS.items() for t in s.tasks], ids=lambda x: getattr(x, "id", x))
+@pytest.mark.parametrize(
+    ("set_name", "task"), [(n, t) for n, s in SETS.items() for t in s.tasks], ids=lambda x: getattr(x, "id", x)
+)
 def test_a_scattershot_answer_scores_zero_on_every_task(set_name, task) -> None:
     """Built three ways: every value of the kinds the task's facts are (every duration for a
     duration), every value of the task's question kind (every default), every value of the set."""
@@ -73,7 +84,10 @@ def test_a_scattershot_answer_scores_zero_on_every_task(set_name, task) -> None:
         ("cmp-seq-vs-random-page-cost", "The default random_page_cost is 1.0, while seq_page_cost is 4.0."),
         ("cmp-delete-vs-truncate", "DELETE is faster than TRUNCATE for emptying a large table."),
         ("cmp-delete-vs-truncate", "TRUNCATE is slower; DELETE is faster."),
-        ("cmd-create-index-concurrently-transaction", "Yes, it can. CREATE INDEX CONCURRENTLY cannot be run inside a transaction block."),
+        (
+            "cmd-create-index-concurrently-transaction",
+            "Yes, it can. CREATE INDEX CONCURRENTLY cannot be run inside a transaction block.",
+        ),
         ("default-random-page-cost", "The default random_page_cost is 4GB."),
         ("default-checkpoint-timeout", "checkpoint_timeout is 5min or 10min by default."),
         ("default-checkpoint-timeout", "checkpoint_timeout defaults to 5 seconds."),
@@ -111,14 +125,23 @@ def test_wrong_answers_are_wrong(task_id: str, answer: str) -> None:
         ("cmp-seq-vs-random-page-cost", "random_page_cost defaults to 4.0 and seq_page_cost to 1.0."),
         ("cmp-seq-vs-random-page-cost", "seq_page_cost and random_page_cost default to 1.0 and 4.0 respectively."),
         ("cmp-delete-vs-truncate", "TRUNCATE is faster than DELETE and reclaims disk space immediately."),
-        ("cmp-vacuum-vs-full", "Plain VACUUM takes SHARE UPDATE EXCLUSIVE, so reads and writes go on; VACUUM FULL takes ACCESS EXCLUSIVE."),
+        (
+            "cmp-vacuum-vs-full",
+            "Plain VACUUM takes SHARE UPDATE EXCLUSIVE, so reads and writes go on; VACUUM FULL takes ACCESS EXCLUSIVE.",
+        ),
         ("cmp-smallint-vs-bigint", "smallint uses 2 bytes, bigint 8 bytes."),
-        ("cmd-create-index-concurrently-transaction", "No, CREATE INDEX CONCURRENTLY cannot be executed inside a transaction block."),
+        (
+            "cmd-create-index-concurrently-transaction",
+            "No, CREATE INDEX CONCURRENTLY cannot be executed inside a transaction block.",
+        ),
         ("cmd-truncate-mvcc", "No. TRUNCATE is not MVCC-safe."),
         ("cmd-notify-payload", "It must be shorter than 8000 bytes."),
         ("cmd-identifier-length", "63 characters (NAMEDATALEN-1 bytes)"),
         ("hop-port-env", "Port 5432; set PGPORT to use another one [source: libpq-envars.html]."),
-        ("cmd-cluster-one-time", "No: CLUSTER is a one-time operation; later changes are not clustered and it never stays ordered."),
+        (
+            "cmd-cluster-one-time",
+            "No: CLUSTER is a one-time operation; later changes are not clustered and it never stays ordered.",
+        ),
     ],
 )
 def test_right_answers_in_other_words_and_units_are_right(task_id: str, answer: str) -> None:
@@ -169,7 +192,11 @@ def test_a_hedged_invented_value_says_what_it_asserts() -> None:
 def test_quantities_are_read_with_their_units(text: str, want) -> None:
     got = [(q.value, q.dim) for q in quantities_in(text.lower())]
     assert [d for _, d in got] == [d for _, d in want]
-    assert got == pytest.approx(want) if not want else all(v == pytest.approx(w) for (v, _), (w, _) in zip(got, want, strict=True))
+    assert (
+        got == pytest.approx(want)
+        if not want
+        else all(v == pytest.approx(w) for (v, _), (w, _) in zip(got, want, strict=True))
+    )
 
 
 def test_a_bare_number_never_matches_a_number_with_a_unit() -> None:
@@ -239,21 +266,36 @@ def test_grounding_needs_the_fact_with_its_unit_near_the_thing_asked() -> None:
     assert not supports(t, f, "", far)
     answer = "min_wal_size is 80MB [source: runtime-config-wal.html]"
     digits_only = {"source": "runtime-config-wal.html", "rank": 1, "text": "min_wal_size: keep 80 segments"}
-    s = score(t, Outcome(status="done", answer=answer, citations=("runtime-config-wal.html",), retrieved=(digits_only,)))
-    assert s.success and s.grounded is False and s.why == "correct but ungrounded: no cited passage states '80 MB | 80MB'"
+    s = score(
+        t, Outcome(status="done", answer=answer, citations=("runtime-config-wal.html",), retrieved=(digits_only,))
+    )
+    assert (
+        s.success and s.grounded is False and s.why == "correct but ungrounded: no cited passage states '80 MB | 80MB'"
+    )
     vac = BY_ID["cmp-vacuum-vs-full"]
     passage = "SHARE UPDATE EXCLUSIVE: acquired by VACUUM (without FULL). ACCESS EXCLUSIVE: acquired by VACUUM FULL."
-    ok = Outcome(status="done", answer="VACUUM: SHARE UPDATE EXCLUSIVE. VACUUM FULL: ACCESS EXCLUSIVE.", citations=("x.html",),
+    ok = Outcome(status="done", answer=(
+        "VACUUM: SHARE UPDATE EXCLUSIVE. VACUUM FULL: ACCESS EXCLUSIVE."
+    ), citations=("x.html",),
                  retrieved=({"source": "x.html", "rank": 1, "text": passage},))  # fmt: skip
     assert score(vac, ok).grounded is True
-    bad = Outcome(**{**ok.__dict__, "retrieved": ({"source": "x.html", "rank": 1, "text": "ACCESS EXCLUSIVE for ALTER TABLE only"},)})
+    bad = Outcome(
+        **{
+            **ok.__dict__,
+            "retrieved": ({"source": "x.html", "rank": 1, "text": "ACCESS EXCLUSIVE for ALTER TABLE only"},),
+        }
+    )
     assert score(vac, bad).why == "correct but ungrounded: no cited passage states 'SHARE UPDATE EXCLUSIVE' of vacuum"
 
 
 def test_cleaning_keeps_lines_and_drops_citations_and_markers() -> None:
     from agentfleet.evaluation.claims import clean, lower, negated
 
-    assert clean(None) == "" and clean("a [source: x.html#2] b") == "a b" and clean("1. first\n- second\n\n * third") == "first\nsecond\nthird"
+    assert (
+        clean(None) == ""
+        and clean("a [source: x.html#2] b") == "a b"
+        and clean("1. first\n- second\n\n * third") == "first\nsecond\nthird"
+    )
     assert clean("  a   b \n\n c ") == "a b\nc" and clean("`x_y` **bold** _it_") == "x_y bold it"
     assert lower("İx ABC") == "İx abc"
     assert negated("not executed", 4) and not negated("not a b c executed", 13)
@@ -270,7 +312,10 @@ def test_quantities_compare_by_dimension_with_zero_special() -> None:
 
 def test_vocabulary_mentions_skip_english_and_keep_going() -> None:
     ms = Reading("we share it; EXCLUSIVE, then a share lock").mentions
-    assert [(m.entry, m.vocab, m.start, m.end) for m in ms] == [("exclusive", "lock mode", 13, 22), ("share", "lock mode", 31, 36)]
+    assert [(m.entry, m.vocab, m.start, m.end) for m in ms] == [
+        ("exclusive", "lock mode", 13, 22),
+        ("share", "lock mode", 31, 36),
+    ]
 
 
 def test_what_a_value_is_said_of() -> None:
@@ -287,17 +332,27 @@ def test_what_a_value_is_said_of() -> None:
     assert r4.said_of(r4.claims(Fact(numbers=(4.0,)))[0], names) == "seq_page_cost"
     from agentfleet.evaluation.claims import Form
 
-    assert r.occurrences(Form()) == [] and not r.near(four, ["", " "], 10) and r.near(four, ["Random_Page_Cost"], 25) and not r.near(four, ["random_page_cost"], 5)
+    assert (
+        r.occurrences(Form()) == []
+        and not r.near(four, ["", " "], 10)
+        and r.near(four, ["Random_Page_Cost"], 25)
+        and not r.near(four, ["random_page_cost"], 5)
+    )
 
 
 def test_an_enumeration_counts_its_short_items() -> None:
     r = Reading("It is one of: a, b, c, d, e. Then x.")
     a, x = r.claims(Fact(texts=("a",)))[0], r.claims(Fact(texts=("x",)))[0]
     assert r.listed(a) == 6 and r.listed(x) == 1  # "it is one of" is a short item too
-    long = Reading("jsonb stores a decomposed binary format, while json keeps an exact copy of the text, whitespace, order, keys")
+    long = Reading(
+        "jsonb stores a decomposed binary format, while json keeps an exact copy of the text, whitespace, order, keys"
+    )
     assert long.listed(long.claims(Fact(texts=("exact copy",)))[0]) == 0
     five = parse_task({"id": "l", "part": "dev", "question": "q?", "facts": ["a", "b"], "supporting": ["p"]}, 0)
-    assert judge_answer(five, "a, b, c, d, e").why == "states 'a' only in a list of 5 candidates; states 'b' only in a list of 5 candidates"
+    assert (
+        judge_answer(five, "a, b, c, d, e").why
+        == "states 'a' only in a list of 5 candidates; states 'b' only in a list of 5 candidates"
+    )
     assert judge_answer(five, "a, b, c, d").ok
 
 
@@ -318,19 +373,30 @@ def test_verdicts_name_every_reason() -> None:
         0,
     )  # fmt: skip
     assert judge_answer(t, "DELETE is quick.").why == "states 'quick' of delete, not of truncate; missing 'not slow'"
-    assert judge_answer(t, "Yes. TRUNCATE is quick, DELETE is not slow.").why == "answers yes where the fact is a negation"
+    assert (
+        judge_answer(t, "Yes. TRUNCATE is quick, DELETE is not slow.").why == "answers yes where the fact is a negation"
+    )
     assert judge_answer(t, "Yes. No. TRUNCATE is quick, DELETE is not slow.").why == "answers both yes and no"
     assert judge_answer(t, "No. TRUNCATE is quick, DELETE is not slow, pg_a pg_b pg_c").ok
-    assert judge_answer(t, "TRUNCATE is quick, DELETE is not slow, pg_a pg_b pg_c pg_d").why.startswith("states 4 values the question")
-    assert judge_answer(t, "TRUNCATE is quick. DELETE is not slow. See 1 and 2, SHARE lock, EXCLUSIVE.").why.startswith("states 4 values")
+    assert judge_answer(t, "TRUNCATE is quick, DELETE is not slow, pg_a pg_b pg_c pg_d").why.startswith(
+        "states 4 values the question"
+    )
+    assert judge_answer(t, "TRUNCATE is quick. DELETE is not slow. See 1 and 2, SHARE lock, EXCLUSIVE.").why.startswith(
+        "states 4 values"
+    )
     assert judge_answer(t, "TRUNCATE is quick. DELETE is not slow. See 1 and 2, SHARE lock.").ok
     port = BY_ID["default-port"]
-    assert judge_answer(port, "5432, not 5433").ok and judge_answer(port, "5432 or 5433 or 5434").why.endswith("also states '5433', '5434'")
-    wal = BY_ID["default-wal-level"]
-    assert judge_answer(wal, "replica, not logical").ok and judge_answer(wal, "replica; minimal or logical").why.endswith(
-        "also states 'minimal', 'logical'"
+    assert judge_answer(port, "5432, not 5433").ok and judge_answer(port, "5432 or 5433 or 5434").why.endswith(
+        "also states '5433', '5434'"
     )
-    assert judge_answer(BY_ID["cmd-truncate-mvcc"], "Yes: it is not MVCC-safe").why == "answers yes where the fact is a negation"
+    wal = BY_ID["default-wal-level"]
+    assert judge_answer(wal, "replica, not logical").ok and judge_answer(
+        wal, "replica; minimal or logical"
+    ).why.endswith("also states 'minimal', 'logical'")
+    assert (
+        judge_answer(BY_ID["cmd-truncate-mvcc"], "Yes: it is not MVCC-safe").why
+        == "answers yes where the fact is a negation"
+    )
     assert judge_answer(BY_ID["default-checkpoint-timeout"], "It is 5min, not 10min.").ok
 
 
@@ -340,9 +406,15 @@ def test_grounding_reads_the_subject_and_the_passage_text() -> None:
     o = Outcome(status="done", answer="seq_page_cost 1.0, random_page_cost 4.0", citations=("q.html", "r.html"),
                 retrieved=({"source": "q.html", "rank": 1, "text": text}, {"source": "r.html", "rank": 2}))  # fmt: skip
     assert score(t, o).grounded is True
-    assert score(t, Outcome(**{**o.__dict__, "citations": ("r.html",)})).why == "correct but ungrounded: no cited passage states '1' of seq_page_cost"
+    assert (
+        score(t, Outcome(**{**o.__dict__, "citations": ("r.html",)})).why
+        == "correct but ungrounded: no cited passage states '1' of seq_page_cost"
+    )
     none = BY_ID["none-mongodb"]
     assert score(none, Outcome(status="done", answer="No such command is documented.")).grounded is None
     from agentfleet.evaluation.scoring import groundedness
 
-    assert groundedness(none, o) == (None, "not scored: the question expects a decline") and groundedness(t, o) == (True, "ok")
+    assert groundedness(none, o) == (None, "not scored: the question expects a decline") and groundedness(t, o) == (
+        True,
+        "ok",
+    )

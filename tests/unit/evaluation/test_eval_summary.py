@@ -24,15 +24,37 @@ PASSAGE = {"source": "runtime-config-resource.html", "rank": 1, "text": "work_me
 def test_summary_counts_every_figure() -> None:
     a = score(
         task("a", "default"),
-        Outcome(status="done", reason="final_answer", answer="4MB", citations=("runtime-config-resource.html",), retrieved=(PASSAGE,),
-                steps=2, model_calls=4, tool_calls={"search_docs": 2, "fetch": 1}, sub_agents=1, tokens=300,
-                cost=Decimal("0.002"), latency_seconds=3.0, judged=True),
-    )  # fmt: skip
+        Outcome(
+            status="done",
+            reason="final_answer",
+            answer="4MB",
+            citations=("runtime-config-resource.html",),
+            retrieved=(PASSAGE,),
+            steps=2,
+            model_calls=4,
+            tool_calls={"search_docs": 2, "fetch": 1},
+            sub_agents=1,
+            tokens=300,
+            cost=Decimal("0.002"),
+            latency_seconds=3.0,
+            judged=True,
+        ),
+    )
     b = score(
         task("b", "command"),
-        Outcome(status="done", reason="max_steps", answer="8MB", steps=4, model_calls=2, tool_calls={"search_docs": 1},
-                tokens=100, cost=Decimal("0.001"), latency_seconds=1.0, judged=False),
-    )  # fmt: skip
+        Outcome(
+            status="done",
+            reason="max_steps",
+            answer="8MB",
+            steps=4,
+            model_calls=2,
+            tool_calls={"search_docs": 1},
+            tokens=100,
+            cost=Decimal("0.001"),
+            latency_seconds=1.0,
+            judged=False,
+        ),
+    )
     c = score(task("c", "command"), Outcome(status="timeout", latency_seconds=9.0))
     s = summarize([a, b, c], k=7)
     assert s == {
@@ -73,7 +95,11 @@ def test_summary_cost_is_rounded_to_nanos() -> None:
 
 
 def test_percentile_takes_the_nearest_rank() -> None:
-    assert percentile([5.0], 0) == 5.0 and percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0 and percentile([1.0, 2.0, 3.0, 4.0], 51) == 3.0
+    assert (
+        percentile([5.0], 0) == 5.0
+        and percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
+        and percentile([1.0, 2.0, 3.0, 4.0], 51) == 3.0
+    )
     assert percentile([4.0, 1.0], 100) == 4.0
 
 
@@ -109,26 +135,40 @@ def test_recall_counts_supporting_pages_in_the_first_k() -> None:
 
 def test_a_task_that_did_not_finish_says_why() -> None:
     t = task()
-    assert score(t, Outcome(status="timeout", reason="no end within 900s")).why.startswith("task timeout: no end within 900s")
+    assert score(t, Outcome(status="timeout", reason="no end within 900s")).why.startswith(
+        "task timeout: no end within 900s"
+    )
     assert score(t, Outcome(status="failed", error="boom")).why.startswith("task failed: boom")
     assert score(t, Outcome()).why.startswith("task unknown: no answer")
     wrong = score(t, Outcome(status="done", answer="8MB", citations=("x.html",), retrieved=(PASSAGE,)))
     assert wrong.why == "missing '4MB'; also states '8mb'; cites x.html, which the task never retrieved"
-    assert score(t, Outcome(status="done", answer="8MB", citations=("runtime-config-resource.html",), retrieved=(PASSAGE,))).why == "missing '4MB'; also states '8mb'"
+    assert (
+        score(
+            t, Outcome(status="done", answer="8MB", citations=("runtime-config-resource.html",), retrieved=(PASSAGE,))
+        ).why
+        == "missing '4MB'; also states '8mb'"
+    )
     assert isinstance(wrong, TaskScore) and wrong.recall == 1.0
 
 
 def test_task_set_parts_names_and_files(tmp_path: Path) -> None:
-    ts = parse_taskset({"name": "pg", "tasks": [{"id": "a", "part": "heldout", "question": "q", "facts": [3], "supporting": ["p"]}]}, "file")
+    ts = parse_taskset(
+        {"name": "pg", "tasks": [{"id": "a", "part": "heldout", "question": "q", "facts": [3], "supporting": ["p"]}]},
+        "file",
+    )
     assert ts.name == "pg" and ts.part(None) is ts and ts.part("all") is ts
     assert ts.part("dev") == TaskSet("pg#dev", ()) and ts.part("heldout").name == "pg#heldout"
     with pytest.raises(TaskSetError, match=re.escape("--part 'ALL': use one of dev, heldout or all")):
         ts.part("ALL")
     assert parse_taskset({"tasks": ts_raw()}, "file").name == "file"
-    (tmp_path / "s.yml").write_text("tasks:\n- {id: a, part: dev, question: q, facts: [x], supporting: [p], notes: why}\n")
+    (tmp_path / "s.yml").write_text(
+        "tasks:\n- {id: a, part: dev, question: q, facts: [x], supporting: [p], notes: why}\n"
+    )
     loaded = load_taskset(tmp_path / "s.yml")
     assert loaded.name == "s" and loaded.tasks[0].notes == "why" and loaded.tasks[0].kind == "general"
-    (tmp_path / "s.jsonl").write_text('\n{"id": "a", "part": "dev", "question": "q", "facts": ["x"], "supporting": ["p"]}\n\n')
+    (tmp_path / "s.jsonl").write_text(
+        '\n{"id": "a", "part": "dev", "question": "q", "facts": ["x"], "supporting": ["p"]}\n\n'
+    )
     assert load_taskset(tmp_path / "s.jsonl").name == "s" and len(load_taskset(tmp_path / "s.jsonl").tasks) == 1
     (tmp_path / "bad.jsonl").write_text('{"id": "a"}\n{oops\n')
     with pytest.raises(TaskSetError, match=r"^bad\.jsonl line 2: not JSON \("):
@@ -152,14 +192,38 @@ def ts_raw() -> list[dict]:
     [
         ("just a string", "tasks[0]: a task is a mapping with question, kind, facts, supporting"),
         ({"id": "x", "part": "dev", "question": "q", "b": 1, "a": 2}, "task x: unknown field(s) a, b"),
-        ({"id": "x", "part": "dev", "question": "q", "expect": "maybe"}, "task x: expect must be answer or decline; got 'maybe'"),
-        ({"id": "x", "part": "dev", "question": "q", "facts": ["a"], "supporting": "p.html"}, "task x: supporting must be a list of document names"),
-        ({"id": "x", "part": "dev", "question": "q", "facts": ["a"], "supporting": [""]}, "task x: supporting must be a list"),
-        ({"id": "x", "part": "dev", "question": "q", "facts": ["a"], "supporting": [3]}, "task x: supporting must be a list"),
-        ({"id": "x", "part": "dev", "question": " ", "facts": ["a"], "supporting": ["p"]}, "task x: question is required"),
-        ({"id": "x", "part": "dev", "question": "q", "facts": [{"number": True}], "supporting": ["p"]}, "task x facts[0]: a fact is"),
-        ({"id": "x", "part": "dev", "question": "q", "facts": [{"any": [" "]}], "supporting": ["p"]}, "task x facts[0]: a fact is"),
-        ({"id": "x", "part": "dev", "question": "q", "facts": [{"number": 1, "x": 2}], "supporting": ["p"]}, "task x facts[0]: a fact is"),
+        (
+            {"id": "x", "part": "dev", "question": "q", "expect": "maybe"},
+            "task x: expect must be answer or decline; got 'maybe'",
+        ),
+        (
+            {"id": "x", "part": "dev", "question": "q", "facts": ["a"], "supporting": "p.html"},
+            "task x: supporting must be a list of document names",
+        ),
+        (
+            {"id": "x", "part": "dev", "question": "q", "facts": ["a"], "supporting": [""]},
+            "task x: supporting must be a list",
+        ),
+        (
+            {"id": "x", "part": "dev", "question": "q", "facts": ["a"], "supporting": [3]},
+            "task x: supporting must be a list",
+        ),
+        (
+            {"id": "x", "part": "dev", "question": " ", "facts": ["a"], "supporting": ["p"]},
+            "task x: question is required",
+        ),
+        (
+            {"id": "x", "part": "dev", "question": "q", "facts": [{"number": True}], "supporting": ["p"]},
+            "task x facts[0]: a fact is",
+        ),
+        (
+            {"id": "x", "part": "dev", "question": "q", "facts": [{"any": [" "]}], "supporting": ["p"]},
+            "task x facts[0]: a fact is",
+        ),
+        (
+            {"id": "x", "part": "dev", "question": "q", "facts": [{"number": 1, "x": 2}], "supporting": ["p"]},
+            "task x facts[0]: a fact is",
+        ),
     ],
 )
 def test_bad_tasks_name_the_field(raw, message: str) -> None:
@@ -169,10 +233,15 @@ def test_bad_tasks_name_the_field(raw, message: str) -> None:
 
 def test_fact_forms_and_descriptions() -> None:
     t = parse_task(
-        {"id": "x", "part": "dev", "question": "q", "supporting": ["p"],
-         "facts": [[3, "three"], {"number": 2.5, "about": "b"}, {"any": [1e20]}]},
+        {
+            "id": "x",
+            "part": "dev",
+            "question": "q",
+            "supporting": ["p"],
+            "facts": [[3, "three"], {"number": 2.5, "about": "b"}, {"any": [1e20]}],
+        },
         0,
-    )  # fmt: skip
+    )
     assert t.facts == (Fact(("three",), (3.0,)), Fact((), (2.5,), "b"), Fact((), (1e20,)))
     assert [f.describe() for f in t.facts] == ["three | 3", "2.5", "1e+20"]
     assert parse_task({"id": "x", "part": "dev", "question": "q", "facts": ["a"], "supporting": ["p"]}, 0).notes == ""

@@ -38,28 +38,80 @@ def test_yaml_and_jsonl_read_the_same(tmp_path: Path) -> None:
     ("task", "message"),
     [
         ({"id": "x", "part": "dev", "facts": ["a"], "supporting": ["p"]}, "task x: question is required"),
-        ({"id": "x", "part": "dev", "question": "q", "supporting": ["p"]}, "task x: an answerable task needs at least one fact"),
+        (
+            {"id": "x", "part": "dev", "question": "q", "supporting": ["p"]},
+            "task x: an answerable task needs at least one fact",
+        ),
         ({"id": "x", "part": "dev", "question": "q", "facts": ["a"]}, "task x: supporting is required"),
-        ({"id": "x", "part": "dev", "question": "q", "expect": "decline", "facts": ["a"]}, "task x: a task that expects a decline has no facts"),
-        ({"id": "x", "part": "dev", "question": "q", "facts": [True], "supporting": ["p"]}, "task x facts[0]: a fact is a string"),
-        ({"id": "x", "part": "dev", "question": "q", "facts": [[]], "supporting": ["p"]}, "task x facts[0]: an empty list"),
-        ({"id": "x", "question": "q", "part": "test", "facts": ["a"], "supporting": ["p"]}, "task x: part must be one of dev, heldout"),
+        (
+            {"id": "x", "part": "dev", "question": "q", "expect": "decline", "facts": ["a"]},
+            "task x: a task that expects a decline has no facts",
+        ),
+        (
+            {"id": "x", "part": "dev", "question": "q", "facts": [True], "supporting": ["p"]},
+            "task x facts[0]: a fact is a string",
+        ),
+        (
+            {"id": "x", "part": "dev", "question": "q", "facts": [[]], "supporting": ["p"]},
+            "task x facts[0]: an empty list",
+        ),
+        (
+            {"id": "x", "question": "q", "part": "test", "facts": ["a"], "supporting": ["p"]},
+            "task x: part must be one of dev, heldout",
+        ),
         ({"id": "x", "part": "dev", "question": "q", "answer": "a"}, "task x: unknown field(s) answer"),
-        ({"id": "x", "question": "q", "facts": ["a"], "supporting": ["p"]}, "task x: part is required: dev (tune on it) or heldout"),
+        (
+            {"id": "x", "question": "q", "facts": ["a"], "supporting": ["p"]},
+            "task x: part is required: dev (tune on it) or heldout",
+        ),
         ({"question": "q", "facts": ["a"], "supporting": ["p"]}, "task task-0: part is required"),
-        ({"id": "x", "part": "dev", "question": "Is it 5 min?", "facts": ["300s"], "supporting": ["p"]},
-         "task x facts[0]: the question itself states '300s'; ask without giving the answer away"),
-        ({"id": "x", "part": "dev", "question": "Does it block?", "facts": ["z", [{"number": 1}, "block"]], "supporting": ["p"]},
-         "task x facts[1]: the question itself states 'block | 1'"),
-        ({"id": "x", "part": "dev", "question": "q", "facts": [{"any": ["a"], "about": ""}], "supporting": ["p"]},
-         "task x facts[0]: about names the thing the fact answers for (a non-empty string); got ''"),
-        ({"id": "x", "part": "dev", "question": "q", "facts": [{"any": ["a"], "about": 3}], "supporting": ["p"]},
-         "task x facts[0]: about names the thing"),
-        ({"id": "x", "part": "dev", "question": "q", "facts": [{"any": ["a"], "about": "b", "x": 1}], "supporting": ["p"]},
-         "task x facts[0]: a fact is a string, a list of alternatives, {number: N} or {any: [...]} (either with an optional about: NAME); got {"),
-        ({"id": "x", "part": "dev", "question": "q", "facts": ["a"], "wrong": "b", "supporting": ["p"]}, "task x: wrong must be a list"),
-        ({"id": "x", "part": "dev", "question": "q", "facts": "a", "supporting": ["p"]}, "task x: facts must be a list"),
-        ({"id": "x", "part": "dev", "question": "q", "facts": ["a"], "wrong": [[]], "supporting": ["p"]}, "task x wrong[0]: an empty list"),
+        (
+            {"id": "x", "part": "dev", "question": "Is it 5 min?", "facts": ["300s"], "supporting": ["p"]},
+            "task x facts[0]: the question itself states '300s'; ask without giving the answer away",
+        ),
+        (
+            {
+                "id": "x",
+                "part": "dev",
+                "question": "Does it block?",
+                "facts": ["z", [{"number": 1}, "block"]],
+                "supporting": ["p"],
+            },
+            "task x facts[1]: the question itself states 'block | 1'",
+        ),
+        (
+            {"id": "x", "part": "dev", "question": "q", "facts": [{"any": ["a"], "about": ""}], "supporting": ["p"]},
+            "task x facts[0]: about names the thing the fact answers for (a non-empty string); got ''",
+        ),
+        (
+            {"id": "x", "part": "dev", "question": "q", "facts": [{"any": ["a"], "about": 3}], "supporting": ["p"]},
+            "task x facts[0]: about names the thing",
+        ),
+        (
+            {
+                "id": "x",
+                "part": "dev",
+                "question": "q",
+                "facts": [{"any": ["a"], "about": "b", "x": 1}],
+                "supporting": ["p"],
+            },
+            (
+                "task x facts[0]: a fact is a string, a list of alternatives, {number: N} or {any: [...]} (either "
+                "with an optional about: NAME); got {"
+            ),
+        ),
+        (
+            {"id": "x", "part": "dev", "question": "q", "facts": ["a"], "wrong": "b", "supporting": ["p"]},
+            "task x: wrong must be a list",
+        ),
+        (
+            {"id": "x", "part": "dev", "question": "q", "facts": "a", "supporting": ["p"]},
+            "task x: facts must be a list",
+        ),
+        (
+            {"id": "x", "part": "dev", "question": "q", "facts": ["a"], "wrong": [[]], "supporting": ["p"]},
+            "task x wrong[0]: an empty list",
+        ),
     ],
 )
 def test_bad_tasks_are_refused_by_name(task: dict, message: str) -> None:
@@ -74,12 +126,18 @@ def _task(tid: str, part: str, facts: list, pages: list[str]) -> dict:
 @pytest.mark.parametrize(
     ("tasks", "message"),
     [
-        ([_task("a", "dev", ["x"], ["p.html"]), _task("b", "heldout", ["y"], ["q.html", "p.html"])],
-         "task b: part heldout shares supporting page p.html with dev task a; move one of them"),
-        ([_task("a", "dev", ["x", "5min"], ["p.html"]), _task("b", "heldout", [["300 seconds", "z"]], ["q.html"])],
-         "task b: part heldout shares the fact '300 seconds | z' with dev task a; move one of them"),
-        ([_task("a", "dev", [["Blank-padded"]], ["p.html"]), _task("b", "heldout", ["blank padded"], ["q.html"])],
-         "task b: part heldout shares the fact 'blank padded' with dev task a"),
+        (
+            [_task("a", "dev", ["x"], ["p.html"]), _task("b", "heldout", ["y"], ["q.html", "p.html"])],
+            "task b: part heldout shares supporting page p.html with dev task a; move one of them",
+        ),
+        (
+            [_task("a", "dev", ["x", "5min"], ["p.html"]), _task("b", "heldout", [["300 seconds", "z"]], ["q.html"])],
+            "task b: part heldout shares the fact '300 seconds | z' with dev task a; move one of them",
+        ),
+        (
+            [_task("a", "dev", [["Blank-padded"]], ["p.html"]), _task("b", "heldout", ["blank padded"], ["q.html"])],
+            "task b: part heldout shares the fact 'blank padded' with dev task a",
+        ),
         ([_task("a", "dev", ["x"], ["p.html"]), _task("a", "heldout", ["y"], ["q.html"])], "task a: id used twice"),
     ],
 )
@@ -99,7 +157,9 @@ def test_disjoint_parts_and_shared_values_within_a_part_load() -> None:
         "t",
     )
     assert [t.id for t in ts.part("heldout").tasks] == ["c", "d"]
-    t = parse_taskset([{**_task("w", "dev", [{"any": ["x"], "about": " VACUUM "}], ["p"]), "wrong": ["y", {"number": 2}]}], "t").tasks[0]
+    t = parse_taskset(
+        [{**_task("w", "dev", [{"any": ["x"], "about": " VACUUM "}], ["p"]), "wrong": ["y", {"number": 2}]}], "t"
+    ).tasks[0]
     assert t.facts == (Fact(("x",), (), "VACUUM"),) and t.wrong == (Fact(("y",)), Fact(numbers=(2.0,)))
 
 

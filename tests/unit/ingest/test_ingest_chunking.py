@@ -23,7 +23,16 @@ def units(text: str) -> list[str]:
 
 def test_units_follow_sentences_paragraphs_lists_and_headings() -> None:
     text = "# Title\nIntro sentence one. Intro two!\n\n- item a\n- item b\n1. first\n\nLast para? Yes.  \n"
-    assert units(text) == ["# Title", "Intro sentence one.", "Intro two!", "- item a", "- item b", "1. first", "Last para?", "Yes."]
+    assert units(text) == [
+        "# Title",
+        "Intro sentence one.",
+        "Intro two!",
+        "- item a",
+        "- item b",
+        "1. first",
+        "Last para?",
+        "Yes.",
+    ]
     paragraphs = [u.paragraph for u in split_units(text)]
     assert paragraphs == [0, 0, 0, 1, 1, 1, 2, 2]
 

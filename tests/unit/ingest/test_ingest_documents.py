@@ -47,7 +47,10 @@ def test_good_text_in_its_encodings() -> None:
 
 
 def test_html_becomes_visible_text() -> None:
-    html = "<html><head><title>t</title><style>p{}</style></head><body><h1>Head</h1><p>One &amp; two.</p><script>x()</script><ul><li>a</li></ul></body></html>"
+    html = (
+        "<html><head><title>t</title><style>p{}</style></head><body><h1>Head</h1><p>One &amp; "
+        "two.</p><script>x()</script><ul><li>a</li></ul></body></html>"
+    )
     assert html_to_text(html) == "# Head\n\nOne & two.\n\n- a"
     doc = parse_document("page", html.encode(), 10_000, content_type="text/html; charset=utf-8")
     assert isinstance(doc, Document) and doc.text.startswith("# Head")
@@ -56,19 +59,27 @@ def test_html_becomes_visible_text() -> None:
 
 # The shapes below are DocBook's, as the PostgreSQL manual's HTML has them (postgresql-doc-15).
 DOCBOOK_NAV = (
-    '<div class="navheader"><table width="100%" summary="Navigation header"><tr><th colspan="5" align="center">20.5. Write Ahead Log</th></tr>'
+    '<div class="navheader"><table width="100%" summary="Navigation header"><tr><th colspan="5" align="center">20.5. '
+    "Write Ahead Log</th></tr>"
     '<tr><td><a accesskey="p" href="prev.html">Prev</a></td><td><a href="up.html">Up</a></td></tr></table><hr /></div>'
 )
 
 
 def test_docbook_headings_and_settings_survive_and_navigation_does_not() -> None:
     html = (
-        "<html><head><title>20.5. Write Ahead Log</title></head><body>" + DOCBOOK_NAV + '<div class="sect1"><div class="titlepage"><div><div>'
-        '<h2 class="title">20.5. Write Ahead Log</h2></div></div></div><div class="toc"><dl class="toc"><dt><span class="sect2">'
-        '<a href="#S">20.5.1. Settings</a></span></dt></dl></div><div class="sect2"><div class="titlepage"><div><div><h3 class="title">'
-        '20.5.2. Checkpoints</h3></div></div></div><div class="variablelist"><dl class="variablelist"><dt id="GUC-CHECKPOINT-TIMEOUT">'
-        '<span class="term"><code class="varname">checkpoint_timeout</code> (<code class="type">integer</code>)\n      <a class="indexterm"></a>\n'
-        '      </span></dt><dd><p>\n        Longest time between two checkpoints.\n        The default is five minutes (<code class="literal">5min</code>).\n'
+        "<html><head><title>20.5. Write Ahead Log</title></head><body>"
+        + DOCBOOK_NAV
+        + '<div class="sect1"><div class="titlepage"><div><div>'
+        '<h2 class="title">20.5. Write Ahead Log</h2></div></div></div><div class="toc"><dl class="toc"><dt><span '
+        'class="sect2">'
+        '<a href="#S">20.5.1. Settings</a></span></dt></dl></div><div class="sect2"><div '
+        'class="titlepage"><div><div><h3 class="title">'
+        '20.5.2. Checkpoints</h3></div></div></div><div class="variablelist"><dl class="variablelist"><dt '
+        'id="GUC-CHECKPOINT-TIMEOUT">'
+        '<span class="term"><code class="varname">checkpoint_timeout</code> (<code class="type">integer</code>)\n     '
+        ' <a class="indexterm"></a>\n'
+        "      </span></dt><dd><p>\n        Longest time between two checkpoints.\n        The default is five "
+        'minutes (<code class="literal">5min</code>).\n'
         '       </p></dd></dl></div></div></div><div class="navfooter"><a href="next.html">Next</a></div></body></html>'
     )
     text = html_to_text(html)
@@ -77,29 +88,38 @@ def test_docbook_headings_and_settings_survive_and_navigation_does_not() -> None
         # the setting's name on the line above its definition, one paragraph: one chunk holds both
         "checkpoint_timeout (integer)\nLongest time between two checkpoints. The default is five minutes (5min)."
     )
-    assert "Prev" not in text and "Next" not in text and "20.5.1. Settings" not in text  # navigation and the table of contents
+    assert (
+        "Prev" not in text and "Next" not in text and "20.5.1. Settings" not in text
+    )  # navigation and the table of contents
 
 
 def test_docbook_table_keeps_rows_and_header() -> None:
     html = (
         '<div class="table"><p class="title"><strong>Table 8.2. Numeric Types</strong></p><div class="table-contents">'
-        '<table class="table" border="1"><colgroup><col class="col1" /><col class="col2" /></colgroup><thead><tr><th>Name</th><th>Storage Size</th>'
-        '</tr></thead><tbody><tr><td><code class="type">smallint</code></td><td>2 bytes</td></tr><tr><td><code class="type">double precision</code>'
-        "</td><td>8 <em>bytes</em></td></tr><tr><td>a|b</td><td><p>one</p><p>two</p></td></tr></tbody></table></div></div><p>After.</p>"
+        '<table class="table" border="1"><colgroup><col class="col1" /><col class="col2" '
+        "/></colgroup><thead><tr><th>Name</th><th>Storage Size</th>"
+        '</tr></thead><tbody><tr><td><code class="type">smallint</code></td><td>2 bytes</td></tr><tr><td><code '
+        'class="type">double precision</code>'
+        "</td><td>8 "
+        "<em>bytes</em></td></tr><tr><td>a|b</td><td><p>one</p><p>two</p></td></tr></tbody></table></div></div><p>After.</p>"
     )
     assert html_to_text(html) == (
-        "Table 8.2. Numeric Types\n\n| Name | Storage Size |\n|---|---|\n| smallint | 2 bytes |\n| double precision | 8 bytes |\n| a\\|b | one two |\n\nAfter."
+        "Table 8.2. Numeric Types\n\n| Name | Storage Size |\n|---|---|\n| smallint | 2 bytes |\n| double "
+        "precision | 8 bytes |\n| a\\|b | one two |\n\nAfter."
     )
 
 
 def test_docbook_code_keeps_lines_and_indentation() -> None:
     html = (
-        '<div class="refsynopsisdiv"><h2>Synopsis</h2><pre class="synopsis">\nVACUUM [ FULL ] [ <em class="replaceable"><code>table_name</code></em> ]\n\n'
-        'where <em>option</em> can be one of:\n\n    FULL [ <em class="replaceable"><code>boolean</code></em> ]\n    PARALLEL <em>integer</em>\n</pre>'
+        '<div class="refsynopsisdiv"><h2>Synopsis</h2><pre class="synopsis">\nVACUUM [ FULL ] [ <em '
+        'class="replaceable"><code>table_name</code></em> ]\n\n'
+        'where <em>option</em> can be one of:\n\n    FULL [ <em class="replaceable"><code>boolean</code></em> ]\n    '
+        "PARALLEL <em>integer</em>\n</pre>"
         "<p>VACUUM   reclaims\n storage.</p></div>"
     )
     assert html_to_text(html) == (
-        "## Synopsis\n\n```\nVACUUM [ FULL ] [ table_name ]\n\nwhere option can be one of:\n\n    FULL [ boolean ]\n    PARALLEL integer\n```\n\n"
+        "## Synopsis\n\n```\nVACUUM [ FULL ] [ table_name ]\n\nwhere option can be one of:\n\n    FULL [ boolean ]\n  "
+        "  PARALLEL integer\n```\n\n"
         "VACUUM reclaims storage."
     )
 

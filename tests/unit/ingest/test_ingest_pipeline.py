@@ -31,7 +31,13 @@ class HashEmbedder:
 
     def embed(self, texts):  # type: ignore[no-untyped-def]
         self.calls.append(len(texts))
-        v = np.array([np.frombuffer(hashlib.sha256(t.encode()).digest()[:32], dtype=np.uint8)[:8] for t in texts], dtype=np.float32) + 1
+        v = (
+            np.array(
+                [np.frombuffer(hashlib.sha256(t.encode()).digest()[:32], dtype=np.uint8)[:8] for t in texts],
+                dtype=np.float32,
+            )
+            + 1
+        )
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
@@ -59,8 +65,20 @@ def _corpus(root: Path, n: int = 60) -> None:
 
 
 def _run(root: Path, sink: MemorySink, reports: list[WorkerProgress] | None = None, **kw) -> WorkerProgress:  # type: ignore[no-untyped-def]
-    opts = IngestOptions(**{"revision": "r1", "max_tokens": 30, "overlap_tokens": 8, "insert_batch_size": 16, "embed_window": 20, "read_ahead": 4, **kw})
-    return Ingestor(HashEmbedder(), sink, opts, report=(reports.append if reports is not None else lambda p: None)).run(list_directory(root))
+    opts = IngestOptions(
+        **{
+            "revision": "r1",
+            "max_tokens": 30,
+            "overlap_tokens": 8,
+            "insert_batch_size": 16,
+            "embed_window": 20,
+            "read_ahead": 4,
+            **kw,
+        }
+    )
+    return Ingestor(HashEmbedder(), sink, opts, report=(reports.append if reports is not None else lambda p: None)).run(
+        list_directory(root)
+    )
 
 
 def test_a_run_ingests_good_documents_and_records_bad_ones(tmp_path: Path) -> None:

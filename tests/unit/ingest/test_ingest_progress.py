@@ -44,19 +44,29 @@ def _p(**kw) -> WorkerProgress:  # type: ignore[no-untyped-def]
 
 
 def test_a_record_round_trips_through_a_log_line() -> None:
-    p = _p(documents_total=10, documents_done=7, documents_failed=1, chunks=30, failures=(FailureRecord("x.bin", "binary content"),))
+    p = _p(
+        documents_total=10,
+        documents_done=7,
+        documents_failed=1,
+        chunks=30,
+        failures=(FailureRecord("x.bin", "binary content"),),
+    )
     line = to_line(p)
     wire = json.loads(line)[MARKER]
     assert wire["documentsTotal"] == 10 and wire["failures"] == [{"document": "x.bin", "reason": "binary content"}]
     assert "error" not in wire and "failuresTruncated" not in wire
     assert parse_line(line) == p
-    log = "\n".join(["INFO starting", to_line(_p(chunks=1)), "Traceback (most recent call last):", line, "{not json", ""])
+    log = "\n".join(
+        ["INFO starting", to_line(_p(chunks=1)), "Traceback (most recent call last):", line, "{not json", ""]
+    )
     assert latest(log) == p
     assert parse_line('{"other": 1}') is None and latest("nothing here") is None
 
 
 def test_termination_message_fits_the_kubelet_limit() -> None:
-    failures = tuple(FailureRecord(f"some/long/path/document-{i:05d}.pdf", "binary content (PDF) " * 20) for i in range(100))
+    failures = tuple(
+        FailureRecord(f"some/long/path/document-{i:05d}.pdf", "binary content (PDF) " * 20) for i in range(100)
+    )
     p = _p(state="Failed", documents_failed=100, failures=failures, error="boom " * 500)
     msg = termination_message(p)
     assert len(msg.encode()) <= TERMINATION_LIMIT
@@ -67,10 +77,26 @@ def test_termination_message_fits_the_kubelet_limit() -> None:
 
 def test_merge_sums_workers_and_keeps_the_latest_record() -> None:
     r0a = _p(worker=0, chunks=5, updated_at="2026-01-01T00:00:01Z")
-    r0b = _p(worker=0, state="Succeeded", documents_total=4, documents_done=4, chunks=9, updated_at="2026-01-01T00:00:05Z")
-    r1 = _p(worker=1, documents_total=6, documents_done=2, documents_failed=1, chunks=3, failures=(FailureRecord("b", "empty document"),))
+    r0b = _p(
+        worker=0, state="Succeeded", documents_total=4, documents_done=4, chunks=9, updated_at="2026-01-01T00:00:05Z"
+    )
+    r1 = _p(
+        worker=1,
+        documents_total=6,
+        documents_done=2,
+        documents_failed=1,
+        chunks=3,
+        failures=(FailureRecord("b", "empty document"),),
+    )
     s = merge([r0b, r0a, r1], workers=2)
-    assert (s.state, s.reported, s.documents_total, s.documents_done, s.documents_failed, s.chunks) == ("Running", 2, 10, 6, 1, 12)
+    assert (s.state, s.reported, s.documents_total, s.documents_done, s.documents_failed, s.chunks) == (
+        "Running",
+        2,
+        10,
+        6,
+        1,
+        12,
+    )
     assert s.status() == {
         "documentsTotal": 10,
         "documentsDone": 6,

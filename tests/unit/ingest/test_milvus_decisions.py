@@ -38,7 +38,13 @@ def test_spec_from_a_vectorindex() -> None:
         }
     )
     s = CollectionSpec.from_vectorindex(v.spec)
-    assert (s.name, s.dimension, s.metric, s.index_type, dict(s.index_params)) == ("kb", 384, "COSINE", "IVF_FLAT", {"nlist": 64})
+    assert (s.name, s.dimension, s.metric, s.index_type, dict(s.index_params)) == (
+        "kb",
+        384,
+        "COSINE",
+        "IVF_FLAT",
+        {"nlist": 64},
+    )
     assert (s.shards, s.partition_key, s.num_partitions, s.replicas, s.partitions) == (4, "tenant", 32, 2, ())
 
 
@@ -53,12 +59,16 @@ def test_immutable_conflicts_name_each_field() -> None:
 
 
 def test_index_drift() -> None:
-    ok = CollectionState(exists=True, index_type="HNSW", metric="COSINE", index_params={"M": "16"}, index_record=SPEC.index_record())
+    ok = CollectionState(
+        exists=True, index_type="HNSW", metric="COSINE", index_params={"M": "16"}, index_record=SPEC.index_record()
+    )
     assert index_up_to_date(SPEC, ok)
     assert not index_up_to_date(SPEC, CollectionState(exists=True))  # no index yet
     assert not index_up_to_date(SPEC, CollectionState(exists=True, index_type="IVF_FLAT", metric="COSINE"))
     assert not index_up_to_date(SPEC, CollectionState(exists=True, index_type="HNSW", metric="L2"))
-    assert not index_up_to_date(SPEC, CollectionState(exists=True, index_type="HNSW", metric="COSINE", index_params={"M": "8"}))
+    assert not index_up_to_date(
+        SPEC, CollectionState(exists=True, index_type="HNSW", metric="COSINE", index_params={"M": "8"})
+    )
     # A server that echoes no parameters: our record decides.
     stale = CollectionState(exists=True, index_type="HNSW", metric="COSINE", index_record='{"old": 1}')
     assert not index_up_to_date(SPEC, stale)

@@ -33,7 +33,9 @@ URI = "http://milvus.db:19530"
 
 
 def vi(spec: dict[str, Any], name: str = "kb") -> VectorIndex:
-    return VectorIndex.model_validate({"metadata": {"name": name, "namespace": "team-a", "uid": "0f1e2d3c-0000-4000-8000-000000000001"}, "spec": spec})
+    return VectorIndex.model_validate(
+        {"metadata": {"name": name, "namespace": "team-a", "uid": "0f1e2d3c-0000-4000-8000-000000000001"}, "spec": spec}
+    )
 
 
 CASES: dict[str, dict[str, Any]] = {
@@ -45,7 +47,10 @@ CASES: dict[str, dict[str, Any]] = {
     "pvc": {
         "milvus": {"uri": URI},
         "collection": "wiki",
-        "source": {"persistentVolumeClaim": {"claimName": "wiki-export", "path": "/exports/2026/"}, "revision": "2026-11"},
+        "source": {
+            "persistentVolumeClaim": {"claimName": "wiki-export", "path": "/exports/2026/"},
+            "revision": "2026-11",
+        },
         "chunking": {"maxTokens": 128, "overlapTokens": 16},
         "ingestion": {"parallelism": 4, "image": "registry.local/ingest:7", "backoffLimit": 6},
     },
@@ -73,13 +78,18 @@ def test_managed_milvus_example_matches_golden() -> None:
     doc["metadata"].update(namespace="team-a", uid="0f1e2d3c-0000-4000-8000-000000000002")
     v = VectorIndex.model_validate(doc)
     endpoint = "http://kb-milvus-milvus.team-a:19530"
-    objects = [render_milvus(v, expected_rows=2_000_000), *render_ingestion(v, image=IMAGE, milvus_uri=endpoint, revision=source_revision(v.spec))]
+    objects = [
+        render_milvus(v, expected_rows=2_000_000),
+        *render_ingestion(v, image=IMAGE, milvus_uri=endpoint, revision=source_revision(v.spec)),
+    ]
     _check_golden("managed-cluster", objects)
 
 
 def _job(spec: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
     v = vi(spec or CASES["configmap"])
-    return render_ingestion_job(v, image=IMAGE, milvus_uri=URI, revision=kw.pop("revision", source_revision(v.spec)), **kw)
+    return render_ingestion_job(
+        v, image=IMAGE, milvus_uri=URI, revision=kw.pop("revision", source_revision(v.spec)), **kw
+    )
 
 
 def test_job_is_an_indexed_job_with_one_completion_per_worker() -> None:
@@ -93,7 +103,9 @@ def test_job_is_an_indexed_job_with_one_completion_per_worker() -> None:
     c = pod["containers"][0]
     assert c["image"] == "registry.local/ingest:7"  # spec.ingestion.image wins over the operator's
     assert c["command"] == ["python", "-m", "agentfleet_runtime.ingest"]
-    assert {"name": "source", "mountPath": "/mnt/source", "readOnly": True, "subPath": "exports/2026"} in c["volumeMounts"]
+    assert {"name": "source", "mountPath": "/mnt/source", "readOnly": True, "subPath": "exports/2026"} in c[
+        "volumeMounts"
+    ]
 
 
 def test_pod_is_locked_down() -> None:
@@ -107,14 +119,20 @@ def test_pod_is_locked_down() -> None:
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     sc = pod["containers"][0]["securityContext"]
-    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
+    assert (
+        sc["readOnlyRootFilesystem"] is True
+        and sc["allowPrivilegeEscalation"] is False
+        and sc["capabilities"] == {"drop": ["ALL"]}
+    )
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
     # The read-only root needs a writable /tmp for the model cache.
     assert {"name": "tmp", "mountPath": "/tmp"} in pod["containers"][0]["volumeMounts"]
 
 
 def test_children_are_owned_by_the_vectorindex() -> None:
-    for obj in render_ingestion(vi({**CASES["configmap"], "source": {"urls": ["https://x/a.md"]}}), image=IMAGE, milvus_uri=URI, revision="r"):
+    for obj in render_ingestion(
+        vi({**CASES["configmap"], "source": {"urls": ["https://x/a.md"]}}), image=IMAGE, milvus_uri=URI, revision="r"
+    ):
         (ref,) = obj["metadata"]["ownerReferences"]
         assert ref == {
             "apiVersion": "agentfleet.io/v1alpha1",
@@ -167,7 +185,12 @@ def test_rendered_args_are_what_the_worker_parses() -> None:
         env = {e["name"]: e.get("value") for e in c["env"]}
         assert args.workers == int(env["INGEST_WORKERS"]) == CASES[case].get("ingestion", {}).get("parallelism", 2)
         assert (args.max_tokens, args.dimension) == (CASES[case].get("chunking", {}).get("maxTokens", 128), 384)
-    urls = render_ingestion(vi({**CASES["configmap"], "source": {"urls": ["https://x/a", "https://x/b"]}}), image=IMAGE, milvus_uri=URI, revision="r")
+    urls = render_ingestion(
+        vi({**CASES["configmap"], "source": {"urls": ["https://x/a", "https://x/b"]}}),
+        image=IMAGE,
+        milvus_uri=URI,
+        revision="r",
+    )
     cm, job = urls
     args = build_parser().parse_args(job["spec"]["template"]["spec"]["containers"][0]["args"])
     assert args.urls_file == "/mnt/urls/urls.txt" and cm["data"]["urls.txt"] == "https://x/a\nhttps://x/b\n"
@@ -191,7 +214,14 @@ def test_missing_source_or_uid_is_a_render_error() -> None:
 
 
 def _managed(mode: str, replicas: int, **managed: Any) -> VectorIndex:
-    return vi({"milvus": {"managed": {"mode": mode, **managed}}, "collection": "c", "inMemoryReplicas": replicas, "deletionPolicy": "Retain"})
+    return vi(
+        {
+            "milvus": {"managed": {"mode": mode, **managed}},
+            "collection": "c",
+            "inMemoryReplicas": replicas,
+            "deletionPolicy": "Retain",
+        }
+    )
 
 
 def test_query_nodes_fit_every_replica() -> None:
@@ -222,9 +252,20 @@ def test_standalone_milvus_sets_only_our_fields() -> None:
 
 def test_milvus_readiness_and_endpoint() -> None:
     assert milvus_ready(None) == (False, "the Milvus object does not exist yet")
-    pending = {"status": {"conditions": [{"type": "MilvusReady", "status": "False", "reason": "DependencyNotReady", "message": "etcd"}]}}
+    pending = {
+        "status": {
+            "conditions": [
+                {"type": "MilvusReady", "status": "False", "reason": "DependencyNotReady", "message": "etcd"}
+            ]
+        }
+    }
     assert milvus_ready(pending) == (False, "DependencyNotReady: etcd") and milvus_uri(pending) is None
-    ready = {"status": {"endpoint": "kb-milvus-milvus.team-a:19530", "conditions": [{"type": "MilvusReady", "status": "True", "message": "ok"}]}}
+    ready = {
+        "status": {
+            "endpoint": "kb-milvus-milvus.team-a:19530",
+            "conditions": [{"type": "MilvusReady", "status": "True", "message": "ok"}],
+        }
+    }
     assert milvus_ready(ready) == (True, "ok")
     assert milvus_uri(ready) == "http://kb-milvus-milvus.team-a:19530"
     assert milvus_uri({"status": {**ready["status"], "endpoint": "svc.ns"}}) == "http://svc.ns:19530"
@@ -240,4 +281,8 @@ def test_chunking_defaults_agree_across_api_worker_and_pipeline(monkeypatch: pyt
     monkeypatch.delenv("INGEST_OVERLAP_TOKENS", raising=False)
     args = build_parser().parse_args([])
     api = Chunking()
-    assert (api.max_tokens, api.overlap_tokens) == (args.max_tokens, args.overlap_tokens) == (IngestOptions().max_tokens, IngestOptions().overlap_tokens)
+    assert (
+        (api.max_tokens, api.overlap_tokens)
+        == (args.max_tokens, args.overlap_tokens)
+        == (IngestOptions().max_tokens, IngestOptions().overlap_tokens)
+    )

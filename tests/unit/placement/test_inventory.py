@@ -21,7 +21,9 @@ from agentfleet.placement import (
 from e2e.harness.nodes import build_nodes, load_topology
 
 
-def k8s_node(name: str, gpus: int | str = 8, *, ready: str | None = "True", unschedulable: bool = False, taints=None, labels=None) -> dict:
+def k8s_node(
+    name: str, gpus: int | str = 8, *, ready: str | None = "True", unschedulable: bool = False, taints=None, labels=None
+) -> dict:
     n = {
         "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **(labels or {})}},
         "spec": {"taints": taints or [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]},
@@ -45,7 +47,11 @@ def k8s_pod(
     limit_only: bool = False,
     affinity_node: str | None = None,
 ) -> dict:
-    res = {"limits": {"nvidia.com/gpu": str(gpus)}} if limit_only else {"requests": {"nvidia.com/gpu": str(gpus)}, "limits": {"nvidia.com/gpu": str(gpus)}}
+    res = (
+        {"limits": {"nvidia.com/gpu": str(gpus)}}
+        if limit_only
+        else {"requests": {"nvidia.com/gpu": str(gpus)}, "limits": {"nvidia.com/gpu": str(gpus)}}
+    )
     spec: dict = {"containers": [{"name": "c", "resources": res}]}
     if node:
         spec["nodeName"] = node
@@ -53,11 +59,17 @@ def k8s_pod(
         spec["affinity"] = {
             "nodeAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": {
-                    "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [affinity_node]}]}]
+                    "nodeSelectorTerms": [
+                        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [affinity_node]}]}
+                    ]
                 }
             }
         }
-    return {"metadata": {"name": name, "namespace": ns, "labels": labels or {}}, "spec": spec, "status": {"phase": phase}}
+    return {
+        "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
+        "spec": spec,
+        "status": {"phase": phase},
+    }
 
 
 def test_gpu_requests_of_pods() -> None:
@@ -85,7 +97,13 @@ def test_pinned_nodes() -> None:
             "affinity": {
                 "nodeAffinity": {
                     "requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["n3"]}]}]
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {"key": "kubernetes.io/hostname", "operator": "In", "values": ["n3"]}
+                                ]
+                            }
+                        ]
                     }
                 }
             }
@@ -98,7 +116,9 @@ def test_pinned_nodes() -> None:
 def test_inventory_counts_used_and_held_gpus() -> None:
     nodes = [
         k8s_node("n1"),
-        k8s_node("n2", taints=[{"key": "nvidia.com/gpu", "effect": "NoSchedule"}, {"key": "maint", "effect": "NoExecute"}]),
+        k8s_node(
+            "n2", taints=[{"key": "nvidia.com/gpu", "effect": "NoSchedule"}, {"key": "maint", "effect": "NoExecute"}]
+        ),
         k8s_node("n3", ready="False"),
         k8s_node("n4", unschedulable=True),
         k8s_node("n5", gpus=0, ready=None),
@@ -139,8 +159,12 @@ def test_e2e_topology_plans_as_expected() -> None:
     # Zone spread: block-3 is the only block of sim-zone-b, so it is among the first two.
     assert {p.placed[0].zone, p.placed[1].zone} == {"sim-zone-a", "sim-zone-b"}
     (u,) = p.unplaced
-    assert u.message.startswith("needs 2 nodes x 8 x NVIDIA-H100-80GB-HBM3 (16 GPUs, TP 8 x PP 2) in one topology block")
-    small = ModelReplicaSetSpec.model_validate({"model": {"name": "HuggingFaceTB/SmolLM2-135M-Instruct"}, "gpu": {"product": "NVIDIA-L4"}})
+    assert u.message.startswith(
+        "needs 2 nodes x 8 x NVIDIA-H100-80GB-HBM3 (16 GPUs, TP 8 x PP 2) in one topology block"
+    )
+    small = ModelReplicaSetSpec.model_validate(
+        {"model": {"name": "HuggingFaceTB/SmolLM2-135M-Instruct"}, "gpu": {"product": "NVIDIA-L4"}}
+    )
     p = plan(nodes, requests_for("serving", "smol", small, [f"smol-{i}" for i in range(5)]))
     assert [a.nodes for a in p.placed] == [("l4-0",)] * 4 and len(p.unplaced) == 1
     assert eligible_gpu_memory_mib(nodes, needs_for("serving", "smol", small)) == 23034
@@ -171,6 +195,8 @@ def test_demand_from_spec() -> None:
 def test_status_round_trip() -> None:
     a = Assignment("ns/m-r1", "ns/m", ("n1", "n2"), 8, block="b1", zone="z1")
     st = placement_status(a, phase="Loading")
-    assert st == ReplicaPlacement(name="m-r1", nodes=["n1", "n2"], gpus=16, gpus_per_node=8, block="b1", zone="z1", phase="Loading")
+    assert st == ReplicaPlacement(
+        name="m-r1", nodes=["n1", "n2"], gpus=16, gpus_per_node=8, block="b1", zone="z1", phase="Loading"
+    )
     assert assignment_from_status("ns", "m", st.wire()) == a
     assert assignment_from_status("ns", "m", {"name": "m-r2"}) is None

@@ -26,7 +26,16 @@ from agentfleet.placement import (
 )
 
 
-def _gpu_pod(name: str, node: str | None, gpus: int, *, labels=None, ns: str | None = "serving", resource: str = "nvidia.com/gpu", spec=None) -> dict:
+def _gpu_pod(
+    name: str,
+    node: str | None,
+    gpus: int,
+    *,
+    labels=None,
+    ns: str | None = "serving",
+    resource: str = "nvidia.com/gpu",
+    spec=None,
+) -> dict:
     meta: dict = {"name": name, "labels": labels or {}}
     if ns is not None:
         meta["namespace"] = ns
@@ -37,7 +46,11 @@ def _gpu_pod(name: str, node: str | None, gpus: int, *, labels=None, ns: str | N
 
 
 def _k8s_node(name: str, allocatable: dict, *, conditions=None, taints=None) -> dict:
-    n: dict = {"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}, "spec": {}, "status": {"allocatable": allocatable}}
+    n: dict = {
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "spec": {},
+        "status": {"allocatable": allocatable},
+    }
     if conditions is not None:
         n["status"]["conditions"] = conditions
     if taints is not None:
@@ -48,9 +61,18 @@ def _k8s_node(name: str, allocatable: dict, *, conditions=None, taints=None) -> 
 def test_toleration_wire_is_the_kubernetes_form() -> None:
     # Pins Toleration.wire (rendered into every serving pod): no key for a match-all, no value
     # with Exists, and each field under its API name.
-    assert Toleration("nvidia.com/gpu", "Exists", effect="NoSchedule").wire() == {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    assert Toleration("nvidia.com/gpu", "Exists", effect="NoSchedule").wire() == {
+        "key": "nvidia.com/gpu",
+        "operator": "Exists",
+        "effect": "NoSchedule",
+    }
     assert Toleration(operator="Exists").wire() == {"operator": "Exists"}
-    assert Toleration("dedicated", "Equal", "llm", "NoExecute").wire() == {"key": "dedicated", "operator": "Equal", "value": "llm", "effect": "NoExecute"}
+    assert Toleration("dedicated", "Equal", "llm", "NoExecute").wire() == {
+        "key": "dedicated",
+        "operator": "Equal",
+        "value": "llm",
+        "effect": "NoExecute",
+    }
     assert Toleration("dedicated", "Exists", "llm").wire() == {"key": "dedicated", "operator": "Exists"}
     assert Toleration("dedicated", "Equal").wire() == {"key": "dedicated", "operator": "Equal"}
 
@@ -86,7 +108,14 @@ def test_sidecar_gpus_add_to_the_containers() -> None:
 
 def test_gpu_quantities_in_suffix_form_and_unreadable_ones() -> None:
     # Pins the quantity fallback: "1k" is 1000 GPUs, an unreadable quantity is none (not one).
-    assert pod_gpus(_gpu_pod("p", "n", 0, spec={"containers": [{"name": "c", "resources": {"requests": {"nvidia.com/gpu": "1k"}}}]})) == 1000
+    assert (
+        pod_gpus(
+            _gpu_pod(
+                "p", "n", 0, spec={"containers": [{"name": "c", "resources": {"requests": {"nvidia.com/gpu": "1k"}}}]}
+            )
+        )
+        == 1000
+    )
     bad = _k8s_node("bad", {"nvidia.com/gpu": "lots"})
     none = _k8s_node("cpu", {"cpu": "96"})
     inv = {n.name: n.gpus for n in inventory_from_k8s([bad, none], [])}
@@ -98,7 +127,13 @@ def test_only_a_single_in_on_the_node_key_pins_a_pod() -> None:
     # operator and one value, all three.
     def pod(expr: dict) -> dict:
         terms = [{"matchExpressions": [expr]}]
-        return {"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}}}
+        return {
+            "spec": {
+                "affinity": {
+                    "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}
+                }
+            }
+        }
 
     assert pinned_node(pod({"key": "kubernetes.io/hostname", "operator": "In", "values": ["n1"]})) == "n1"
     assert pinned_node(pod({"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["n1"]})) is None
@@ -108,8 +143,16 @@ def test_only_a_single_in_on_the_node_key_pins_a_pod() -> None:
 
 def test_readiness_is_read_from_the_ready_condition_among_others() -> None:
     # Pins _ready: the Ready condition is found among other conditions and "True" means ready.
-    ok = _k8s_node("ok", {"nvidia.com/gpu": "8"}, conditions=[{"type": "MemoryPressure", "status": "False"}, {"type": "Ready", "status": "True"}])
-    down = _k8s_node("down", {"nvidia.com/gpu": "8"}, conditions=[{"type": "DiskPressure", "status": "True"}, {"type": "Ready", "status": "False"}])
+    ok = _k8s_node(
+        "ok",
+        {"nvidia.com/gpu": "8"},
+        conditions=[{"type": "MemoryPressure", "status": "False"}, {"type": "Ready", "status": "True"}],
+    )
+    down = _k8s_node(
+        "down",
+        {"nvidia.com/gpu": "8"},
+        conditions=[{"type": "DiskPressure", "status": "True"}, {"type": "Ready", "status": "False"}],
+    )
     inv = {n.name: n.ready for n in inventory_from_k8s([ok, down], [])}
     assert inv == {"ok": True, "down": False}
 
@@ -126,7 +169,13 @@ def test_inventory_counts_every_pinned_gpu_pod_and_sums_a_replicas_pods() -> Non
             "affinity": {
                 "nodeAffinity": {
                     "requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["n2"]}]}]
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {"key": "kubernetes.io/hostname", "operator": "In", "values": ["n2"]}
+                                ]
+                            }
+                        ]
                     }
                 }
             },
@@ -156,7 +205,9 @@ def test_inventory_counts_every_pinned_gpu_pod_and_sums_a_replicas_pods() -> Non
             "affinity": {
                 "nodeAffinity": {
                     "requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [{"matchExpressions": [{"key": "ex/node", "operator": "In", "values": ["n2"]}]}]
+                        "nodeSelectorTerms": [
+                            {"matchExpressions": [{"key": "ex/node", "operator": "In", "values": ["n2"]}]}
+                        ]
                     }
                 }
             },
@@ -167,7 +218,9 @@ def test_inventory_counts_every_pinned_gpu_pod_and_sums_a_replicas_pods() -> Non
 
 def test_a_taints_value_is_read() -> None:
     # Pins the taint's value from the Node spec: without it, a toleration by value would not match.
-    n = _k8s_node("t", {"nvidia.com/gpu": "8"}, taints=[{"key": "dedicated", "value": "training", "effect": "NoSchedule"}])
+    n = _k8s_node(
+        "t", {"nvidia.com/gpu": "8"}, taints=[{"key": "dedicated", "value": "training", "effect": "NoSchedule"}]
+    )
     (node,) = inventory_from_k8s([n], [])
     assert node.taints == (Taint("dedicated", "training", "NoSchedule"),)
 
@@ -177,7 +230,12 @@ def test_gpus_held_by_existing_placements_count_against_their_block() -> None:
     # takes its GPUs from its block's free count, which orders ties (fewest free GPUs first).
     def nodes(b2_used: int) -> list[Node]:
         lab = lambda b: {"agentfleet.io/topology-block": b, "topology.kubernetes.io/zone": "z"}  # noqa: E731
-        return [Node("a1", 8, labels=lab("A")), Node("a2", 8, labels=lab("A")), Node("b1", 8, labels=lab("B")), Node("b2", 8, used=b2_used, labels=lab("B"))]
+        return [
+            Node("a1", 8, labels=lab("A")),
+            Node("a2", 8, labels=lab("A")),
+            Node("b1", 8, labels=lab("B")),
+            Node("b2", 8, used=b2_used, labels=lab("B")),
+        ]
 
     d = ReplicaNeeds(owner="ns/m", gpus=8, tensor_parallel=8, spread_across="None")
     # Block A: 16 - 4 held = 12 free; block B: 16 - 3 used = 13. A is the fuller block.
@@ -194,7 +252,12 @@ def test_demand_reads_the_gpu_resource_and_every_topology_key() -> None:
         {
             "model": {"name": "m"},
             "gpu": {"resourceName": "amd.com/gpu"},
-            "placement": {"nodeKey": "ex/node", "nvlinkDomainKey": "ex/nvl", "blockKey": "ex/rack", "zoneKey": "ex/zone"},
+            "placement": {
+                "nodeKey": "ex/node",
+                "nvlinkDomainKey": "ex/nvl",
+                "blockKey": "ex/rack",
+                "zoneKey": "ex/zone",
+            },
         }
     )
     d = needs_for("ns", "m", spec)

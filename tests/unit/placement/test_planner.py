@@ -36,7 +36,12 @@ def node(
     labels: dict[str, str] | None = None,
     **kw,
 ) -> Node:
-    lab = {"kubernetes.io/hostname": name, "nvidia.com/gpu.product": product, "nvidia.com/gpu.memory": str(memory), "topology.kubernetes.io/zone": zone}
+    lab = {
+        "kubernetes.io/hostname": name,
+        "nvidia.com/gpu.product": product,
+        "nvidia.com/gpu.memory": str(memory),
+        "topology.kubernetes.io/zone": zone,
+    }
     if block:
         lab["agentfleet.io/topology-block"] = block
     lab["agentfleet.io/nvlink-domain"] = nvlink or f"nvl-{name}"
@@ -138,7 +143,11 @@ def test_taints_cordons_and_readiness() -> None:
     assert where(p, "r1") == ("soft",)
     assert problem(p, "ns/r2").reason == "InsufficientGPUs"
     msg = problem(p, "ns/r2").message
-    assert "1 are cordoned" in msg and "1 are not Ready" in msg and "1 have the untolerated taint dedicated=training:NoSchedule" in msg
+    assert (
+        "1 are cordoned" in msg
+        and "1 are not Ready" in msg
+        and "1 have the untolerated taint dedicated=training:NoSchedule" in msg
+    )
     tolerating = needs(8, tolerations=(Toleration("dedicated", "Equal", "training", "NoSchedule"),))
     assert where(plan(nodes, reqs(tolerating, "r")), "r") == ("tainted",)
     anything = needs(8, tolerations=(Toleration(operator="Exists"),))
@@ -161,17 +170,23 @@ def test_no_fit_names_the_largest_free_block() -> None:
     p = plan(nodes, reqs(needs(8, product=H100), "big"))
     (u,) = p.unplaced
     assert u.reason == "InsufficientGPUs"
-    assert u.message.startswith("needs 8 x NVIDIA-H100-80GB-HBM3 in one nvlink domain (one node); the largest free block is 4 on node gpu-12")
+    assert u.message.startswith(
+        "needs 8 x NVIDIA-H100-80GB-HBM3 in one nvlink domain (one node); the largest free block is 4 on node gpu-12"
+    )
     assert "(3 eligible nodes, 6 free GPUs in all; excluded: 1 have no nvidia.com/gpu)" in u.message
 
 
 def test_no_eligible_node_lists_why() -> None:
-    nodes = [node("a", product=A100), node("b", product=A100), node("c", taints=(GPU_TAINT, Taint("x", "y", "NoExecute")))]
+    nodes = [
+        node("a", product=A100),
+        node("b", product=A100),
+        node("c", taints=(GPU_TAINT, Taint("x", "y", "NoExecute"))),
+    ]
     (u,) = plan(nodes, reqs(needs(1, product=H100), "r")).unplaced
     assert u.reason == "NoEligibleNodes"
-    assert (
-        u.message
-        == "needs 1 x NVIDIA-H100-80GB-HBM3 but no node qualifies: of 3 nodes, 2 are not NVIDIA-H100-80GB-HBM3, 1 have the untolerated taint x=y:NoExecute"
+    assert u.message == (
+        "needs 1 x NVIDIA-H100-80GB-HBM3 but no node qualifies: of 3 nodes, 2 are not NVIDIA-H100-80GB-HBM3, 1 "
+        "have the untolerated taint x=y:NoExecute"
     )
 
 
@@ -207,7 +222,10 @@ def test_gang_lands_in_one_block_all_or_nothing() -> None:
     # No second block has two whole nodes: nothing of g2 is placed, so its GPUs stay free.
     (u,) = p.unplaced
     assert u.key == "ns/g2" and u.reason == "InsufficientGPUs"
-    assert "needs 2 nodes x 8 x NVIDIA-H100-80GB-HBM3 (16 GPUs, TP 8 x PP 2) in one topology block (agentfleet.io/topology-block)" in u.message
+    assert (
+        "needs 2 nodes x 8 x NVIDIA-H100-80GB-HBM3 (16 GPUs, TP 8 x PP 2) in one topology block "
+        "(agentfleet.io/topology-block)"
+    ) in u.message
     assert "the best block is block-1 with 1 of 2 nodes having >= 8 free GPUs" in u.message
     # The free nodes of other blocks still serve single-node replicas.
     p2 = plan(nodes, reqs(gang, "g1", "g2") + reqs(needs(8), "s"))
@@ -217,7 +235,9 @@ def test_gang_lands_in_one_block_all_or_nothing() -> None:
 def test_gang_needs_block_labels() -> None:
     nodes = [node("a"), node("b")]
     (u,) = plan(nodes, reqs(needs(16, 8), "g")).unplaced
-    assert u.reason == "NoTopologyBlock" and "no eligible node carries the agentfleet.io/topology-block label" in u.message
+    assert (
+        u.reason == "NoTopologyBlock" and "no eligible node carries the agentfleet.io/topology-block label" in u.message
+    )
 
 
 def test_tensor_parallel_across_nodes_stays_in_one_nvlink_domain() -> None:
@@ -248,7 +268,11 @@ def test_gang_prefers_the_tightest_block() -> None:
 
 
 def _zones() -> list[Node]:
-    return [node("za", gpus=16, zone="zone-a"), node("zb", gpus=16, zone="zone-b"), node("zc", gpus=16, used=16, zone="zone-c")]
+    return [
+        node("za", gpus=16, zone="zone-a"),
+        node("zb", gpus=16, zone="zone-b"),
+        node("zc", gpus=16, used=16, zone="zone-c"),
+    ]
 
 
 def test_zone_spread_preferred_and_required() -> None:
@@ -262,7 +286,10 @@ def test_zone_spread_preferred_and_required() -> None:
     assert {a.zone for a in p.placed} == {"zone-a", "zone-b"}
     (u,) = p.unplaced
     assert u.reason == "SpreadConstraint"
-    assert "spread Required across Zone leaves no allowed domain with room: zone-a holds 1, zone-b holds 1, zone-c holds 0" in u.message
+    assert (
+        "spread Required across Zone leaves no allowed domain with room: zone-a holds 1, zone-b holds 1, zone-c holds 0"
+        in u.message
+    )
 
 
 def test_node_spread_beats_best_fit_when_asked() -> None:
@@ -337,11 +364,19 @@ def test_never_overcommits_and_never_leaves_a_placeable_group(seed: int) -> None
     rnd = random.Random(seed)
     nodes = [
         # Odd seeds: blocks inside one zone (racks); even seeds: blocks straddling zones.
-        node(f"n{i:02d}", used=rnd.choice([0, 0, 1, 2, 3, 4, 5, 6, 7, 8]), block=f"b{i // 4}", zone=f"z{(i // 4) % 3}" if seed % 2 else f"z{i % 3}")
+        node(
+            f"n{i:02d}",
+            used=rnd.choice([0, 0, 1, 2, 3, 4, 5, 6, 7, 8]),
+            block=f"b{i // 4}",
+            zone=f"z{(i // 4) % 3}" if seed % 2 else f"z{i % 3}",
+        )
         for i in range(16)
     ]
     sizes = [rnd.choice([1, 1, 2, 2, 4, 8, 16]) for _ in range(14)]
-    rs = [ReplicaRequest(f"ns/r{k}", needs(g, min(g, 8), spread_across=rnd.choice(["None", "Zone", "Node"]))) for k, g in enumerate(sizes)]
+    rs = [
+        ReplicaRequest(f"ns/r{k}", needs(g, min(g, 8), spread_across=rnd.choice(["None", "Zone", "Node"])))
+        for k, g in enumerate(sizes)
+    ]
     p = plan(nodes, rs)
     used = {n.name: n.used for n in nodes}
     for a in p.placed:
@@ -380,7 +415,12 @@ def test_gang_takes_the_tightest_nodes_of_its_block() -> None:
     # PP 3 on 4-GPU nodes is three pods of 2 GPUs; the block's nodes have 2, 2, 2 and 4 free.
     # The three 2-free nodes leave the 4-free node whole for the next 4-GPU replica; the freest
     # nodes first would split it and strand that replica.
-    nodes = [node("n0", gpus=4, used=2, block="B"), node("n1", gpus=4, block="B"), node("n2", gpus=4, used=2, block="B"), node("n3", gpus=4, used=2, block="B")]
+    nodes = [
+        node("n0", gpus=4, used=2, block="B"),
+        node("n1", gpus=4, block="B"),
+        node("n2", gpus=4, used=2, block="B"),
+        node("n3", gpus=4, used=2, block="B"),
+    ]
     assert pod_shape(needs(6, 2), 4) == (3, 2, False)
     p = plan(nodes, reqs(needs(6, 2), "gang"))
     assert sorted(where(p, "gang")) == ["n0", "n2", "n3"]

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import pytest
 
-from agentfleet.placement import Assignment, Node, Plan, ReplicaNeeds, ReplicaRequest, Taint, TopologyKeys, plan, pod_shape
+from agentfleet.placement import (
+    Assignment,
+    Node,
+    Plan,
+    ReplicaNeeds,
+    ReplicaRequest,
+    Taint,
+    TopologyKeys,
+    plan,
+    pod_shape,
+)
 
 GPU_TAINT = Taint("nvidia.com/gpu", "present", "NoSchedule")
 
@@ -37,7 +47,9 @@ def node(
 
 
 def needs(gpus: int, tp: int | None = None, *, across: str = "None", mode: str = "Preferred", **kw) -> ReplicaNeeds:
-    return ReplicaNeeds(owner="ns/m", gpus=gpus, tensor_parallel=tp or gpus, spread_across=across, spread_mode=mode, **kw)
+    return ReplicaNeeds(
+        owner="ns/m", gpus=gpus, tensor_parallel=tp or gpus, spread_across=across, spread_mode=mode, **kw
+    )
 
 
 def reqs(d: ReplicaNeeds, *names: str) -> list[ReplicaRequest]:
@@ -72,7 +84,9 @@ def test_gangs_spread_across_zones_preferred_and_required(tp: int, path: str) ->
     assert blocks(req) == {"g1": "A1", "g2": "B1", "g3": "A2"}, path
     (u,) = req.unplaced
     assert (u.key, u.owner, u.reason) == ("ns/g4", "ns/m", "SpreadConstraint"), path
-    assert "spread Required across Zone leaves no allowed domain with room: zone-a holds 2, zone-b holds 1 (" in u.message, path
+    assert (
+        "spread Required across Zone leaves no allowed domain with room: zone-a holds 2, zone-b holds 1 (" in u.message
+    ), path
 
 
 def _two_blocks() -> list[Node]:
@@ -91,7 +105,10 @@ def test_gang_node_spread_prefers_unused_nodes_and_required_refuses_to_stack() -
     assert placed(req) == {"g1": ("c0", "c1", "c2"), "g2": ("b0", "b1", "b2")}
     (u,) = req.unplaced
     assert u.reason == "SpreadConstraint"
-    assert "spread Required across Node leaves no allowed domain with room: 6 of 7 eligible nodes already hold a replica of ns/m" in u.message
+    assert (
+        "spread Required across Node leaves no allowed domain with room: 6 of 7 eligible nodes already hold a "
+        "replica of ns/m"
+    ) in u.message
 
 
 def test_single_replicas_zone_spread_counts_replicas_by_their_nodes_zone() -> None:
@@ -123,7 +140,11 @@ def test_gpus_of_bound_pods_are_not_held_twice_and_unbound_ones_are_held_exactly
     # again (the rest of the node stays free); one not yet bound holds exactly its GPUs; a
     # displaced placement does not stop the ones after it from being kept.
     nodes = [node("a", gpus=16, used=8, held={"ns/r1": 8}), node("b"), node("c")]
-    existing = [Assignment("ns/gone", "ns/m", ("gone",), 8), Assignment("ns/r1", "ns/m", ("a",), 8), Assignment("ns/r3", "ns/m", ("c",), 4)]
+    existing = [
+        Assignment("ns/gone", "ns/m", ("gone",), 8),
+        Assignment("ns/r1", "ns/m", ("a",), 8),
+        Assignment("ns/r3", "ns/m", ("c",), 4),
+    ]
     p = plan(nodes, reqs(needs(8), "r2") + reqs(needs(5), "r4"), existing=existing)
     assert p.displaced == ("ns/gone",) and [a.key for a in p.kept] == ["ns/r1", "ns/r3"]
     assert placed(p)["r2"] == ("a",)
@@ -174,8 +195,13 @@ def test_eligibility_is_decided_per_node_for_nodes_that_differ_only_in_gpus_prod
     no_gpus = node("x-none", gpus=0)
     assert placed(plan([no_gpus, node("y-one", gpus=1)], reqs(needs(1), "r"))) == {"r": ("y-one",)}
     assert placed(plan([no_gpus, node("y-eight")], reqs(needs(8), "r"))) == {"r": ("y-eight",)}
-    assert placed(plan([node("a", product="A100"), node("h", product="H100")], reqs(needs(1, product="H100"), "r"))) == {"r": ("h",)}
-    mixed = plan([node("a", product="A100"), node("h", product="H100")], reqs(needs(8, product="H100"), "r1") + reqs(needs(8, product="A100"), "r2"))
+    assert placed(
+        plan([node("a", product="A100"), node("h", product="H100")], reqs(needs(1, product="H100"), "r"))
+    ) == {"r": ("h",)}
+    mixed = plan(
+        [node("a", product="A100"), node("h", product="H100")],
+        reqs(needs(8, product="H100"), "r1") + reqs(needs(8, product="A100"), "r2"),
+    )
     assert placed(mixed) == {"r1": ("h",), "r2": ("a",)}
     small, big = node("s", memory="40960"), node("t", memory="81920")
     assert placed(plan([small, big], reqs(needs(1, min_memory_mib=81920), "r"))) == {"r": ("t",)}
@@ -188,7 +214,10 @@ def test_a_node_without_a_memory_label_is_excluded_only_when_memory_is_asked() -
     bare = node("bare", memory=None)
     assert placed(plan([bare], reqs(needs(1), "r"))) == {"r": ("bare",)}
     (u,) = plan([bare], reqs(needs(1, min_memory_mib=81920), "r")).unplaced
-    assert u.reason == "NoEligibleNodes" and "1 have no nvidia.com/gpu.memory label to check spec.gpu.memory against" in u.message
+    assert (
+        u.reason == "NoEligibleNodes"
+        and "1 have no nvidia.com/gpu.memory label to check spec.gpu.memory against" in u.message
+    )
 
 
 def test_the_gpu_taint_is_tolerated_only_with_no_schedule() -> None:
@@ -222,15 +251,27 @@ def test_reasons_say_exactly_what_is_missing() -> None:
     tainted = node("t1", taints=(GPU_TAINT, Taint("x", "y")))
     nodes = [tainted, node("d1", ready=False), node("d2", ready=False), node("c1", unschedulable=True)]
     (u,) = plan(nodes, reqs(needs(2), "r")).unplaced
-    assert u.message == "needs 2 GPUs but no node qualifies: of 4 nodes, 2 are not Ready, 1 are cordoned, 1 have the untolerated taint x=y:NoSchedule"
+    assert u.message == (
+        "needs 2 GPUs but no node qualifies: of 4 nodes, 2 are not Ready, 1 are cordoned, 1 have the untolerated "
+        "taint x=y:NoSchedule"
+    )
     (u,) = plan([node("b", used=5), node("a", used=7)], reqs(needs(4, across="None", mode="Required"), "r")).unplaced
     assert u.reason == "InsufficientGPUs"
-    assert u.message == "needs 4 GPUs in one nvlink domain (one node); the largest free block is 3 on node b (2 eligible nodes, 4 free GPUs in all)"
+    assert u.message == (
+        "needs 4 GPUs in one nvlink domain (one node); the largest free block is 3 on node b (2 eligible nodes, 4 "
+        "free GPUs in all)"
+    )
     (u,) = plan([node("full", used=8)], reqs(needs(1), "r")).unplaced
-    assert u.message == "needs 1 GPU in one nvlink domain (one node); no eligible node has a free GPU (1 eligible nodes, 0 free GPUs in all)"
+    assert u.message == (
+        "needs 1 GPU in one nvlink domain (one node); no eligible node has a free GPU (1 eligible nodes, 0 free "
+        "GPUs in all)"
+    )
     gang = [node("g0", block="G"), node("g1", used=4, block="G")]
     (u,) = plan(gang, reqs(needs(16, 8), "g")).unplaced
-    assert "the best block is G with 1 of 2 nodes having >= 8 free GPUs; the largest free block is 8 on node g0 (" in u.message
+    assert (
+        "the best block is G with 1 of 2 nodes having >= 8 free GPUs; the largest free block is 8 on node g0 ("
+        in u.message
+    )
     split = [node("n0", block="R", nvlink="nvl-a"), node("n1", block="R", nvlink="nvl-b")]
     for mode in ("Preferred", "Required"):
         (u,) = plan(split, reqs(needs(16, 16, mode=mode), "g")).unplaced
@@ -282,7 +323,9 @@ def test_a_gang_without_node_spread_stacks_on_the_tightest_nodes_and_with_it_tak
 def test_required_zone_spread_for_gangs_does_not_also_spread_across_nodes() -> None:
     # Pins that only Node spread limits a gang's nodes: with Required zone spread, a third gang
     # goes back to the fuller block B, onto the nodes the first gang half fills.
-    nodes = [node(f"a{i}", block="A", zone="zone-a") for i in range(4)] + [node(f"b{i}", block="B", zone="zone-b") for i in range(3)]
+    nodes = [node(f"a{i}", block="A", zone="zone-a") for i in range(4)] + [
+        node(f"b{i}", block="B", zone="zone-b") for i in range(3)
+    ]
     p = plan(nodes, reqs(needs(12, 4, across="Zone", mode="Required"), "g1", "g2", "g3"))
     assert placed(p) == {"g1": ("b0", "b1", "b2"), "g2": ("a0", "a1", "a2"), "g3": ("b0", "b1", "b2")}
 
@@ -290,7 +333,9 @@ def test_required_zone_spread_for_gangs_does_not_also_spread_across_nodes() -> N
 def test_a_gang_goes_to_the_block_it_fits_best_before_the_fuller_block() -> None:
     # Pins the remainder in a gang's score, ahead of the block's free GPUs: block A fits three
     # pods of 4 exactly on nodes with 4 free (28 free in all), block B would leave 12 of its 24.
-    nodes = [node(f"a{i}", used=4 if i < 3 else 0, block="A") for i in range(5)] + [node(f"b{i}", block="B") for i in range(3)]
+    nodes = [node(f"a{i}", used=4 if i < 3 else 0, block="A") for i in range(5)] + [
+        node(f"b{i}", block="B") for i in range(3)
+    ]
     assert placed(plan(nodes, reqs(needs(12, 4), "g"))) == {"g": ("a0", "a1", "a2")}
 
 

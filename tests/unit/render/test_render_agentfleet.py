@@ -15,7 +15,13 @@ from agentfleet.render import agentfleet as r
 from agentfleet.render import budgets
 
 ROOT = Path(__file__).resolve().parents[3]
-META = {"name": "support", "namespace": "team-a", "uid": "u-1", "generation": 3, "labels": {"app.kubernetes.io/instance": "argo-app", "argocd.argoproj.io/instance": "x"}}
+META = {
+    "name": "support",
+    "namespace": "team-a",
+    "uid": "u-1",
+    "generation": 3,
+    "labels": {"app.kubernetes.io/instance": "argo-app", "argocd.argoproj.io/instance": "x"},
+}
 SPEC: dict[str, Any] = {
     "modelRef": {"name": "llama-8b"},
     "routineModelRef": {"name": "smol"},
@@ -24,7 +30,11 @@ SPEC: dict[str, Any] = {
     "workers": {"replicas": 3, "concurrency": 32, "cpu": "2", "memory": "2Gi"},
     "tools": [
         {"name": "search", "type": "Retrieval"},
-        {"name": "ticket", "type": "HTTP", "http": {"url": "http://t.svc/x", "headersSecretRef": {"name": "ticket-auth", "key": "headers.json"}}},
+        {
+            "name": "ticket",
+            "type": "HTTP",
+            "http": {"url": "http://t.svc/x", "headersSecretRef": {"name": "ticket-auth", "key": "headers.json"}},
+        },
     ],
     "systemPrompt": {"inline": "Be brief."},
     "redis": {"url": "redis://redis.data:6379/0", "passwordSecretRef": {"name": "redis-auth", "key": "pw"}},
@@ -40,7 +50,14 @@ def fleet(**over: Any) -> AgentFleet:
 
 
 def doc_for(af: AgentFleet) -> dict[str, Any]:
-    return runtime_config(af, primary=PRIMARY, routine=ROUTINE, redis_url="redis://redis.data:6379/0", system_prompt="Be brief.", pod=r.POD_LAYOUT)
+    return runtime_config(
+        af,
+        primary=PRIMARY,
+        routine=ROUTINE,
+        redis_url="redis://redis.data:6379/0",
+        system_prompt="Be brief.",
+        pod=r.POD_LAYOUT,
+    )
 
 
 def by_kind(objs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -64,13 +81,24 @@ def test_runtime_children_have_the_contract_names_and_our_labels_only() -> None:
     for o in objs.values():
         labels = o["metadata"]["labels"]
         # A GitOps tool's tracking labels on the fleet never reach its children.
-        assert "app.kubernetes.io/instance" not in labels and not any(k.startswith("argocd.argoproj.io") for k in labels)
+        assert "app.kubernetes.io/instance" not in labels and not any(
+            k.startswith("argocd.argoproj.io") for k in labels
+        )
         assert labels[r.FLEET_LABEL] == "support" and o["metadata"]["namespace"] == "team-a"
         assert o["metadata"]["ownerReferences"] == [
-            {"apiVersion": "agentfleet.io/v1alpha1", "kind": "AgentFleet", "name": "support", "uid": "u-1", "controller": True, "blockOwnerDeletion": True}
+            {
+                "apiVersion": "agentfleet.io/v1alpha1",
+                "kind": "AgentFleet",
+                "name": "support",
+                "uid": "u-1",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
         ]
     role = objs[("Role", "support-endpointslices")]
-    assert role["rules"] == [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}]
+    assert role["rules"] == [
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}
+    ]
 
 
 def test_config_map_holds_a_loadable_runtime_document_wired_to_the_references() -> None:
@@ -80,7 +108,11 @@ def test_config_map_holds_a_loadable_runtime_document_wired_to_the_references() 
     cfg = RuntimeConfig.model_validate(doc)  # what the pods will load
     assert cfg.fleet == "support" and cfg.listen_host == "0.0.0.0"
     assert cfg.model.base_url == "http://llama-8b.team-a.svc:8000/v1" and cfg.model.name == "llama-8b"
-    assert doc["modelRouting"]["primary"] == {"modelReplicaSet": "llama-8b", "model": "llama-8b", "routing": {"policy": "PrefixAffinity"}}
+    assert doc["modelRouting"]["primary"] == {
+        "modelReplicaSet": "llama-8b",
+        "model": "llama-8b",
+        "routing": {"policy": "PrefixAffinity"},
+    }
     assert doc["modelRouting"]["routine"]["model"] == "smollm2" and doc["modelRouting"]["routineSteps"] == ["Summaries"]
     assert doc["modelRouting"]["namespace"] == "team-a"
     assert cfg.api.tokens_file == r.TOKENS_FILE and cfg.tool_headers_dir == r.TOOL_HEADERS_DIR
@@ -111,9 +143,17 @@ def test_pods_are_hardened_and_run_the_runtime_entrypoints() -> None:
     for dep, sub in ((worker, "worker"), (api, "api")):
         pod = dep["spec"]["template"]
         c = pod["spec"]["containers"][0]
-        assert c["command"] == ["python", "-m", "agentfleet_runtime"] and c["args"] == [sub, "--config", "/etc/agentfleet/runtime.yaml"]
+        assert c["command"] == ["python", "-m", "agentfleet_runtime"] and c["args"] == [
+            sub,
+            "--config",
+            "/etc/agentfleet/runtime.yaml",
+        ]
         sc = c["securityContext"]
-        assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"] and sc["capabilities"] == {"drop": ["ALL"]}
+        assert (
+            sc["readOnlyRootFilesystem"]
+            and not sc["allowPrivilegeEscalation"]
+            and sc["capabilities"] == {"drop": ["ALL"]}
+        )
         assert sc["seccompProfile"] == {"type": "RuntimeDefault"} and sc["runAsNonRoot"] and sc["runAsUser"] == 65532
         assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
         assert any(v["name"] == "tmp" and "emptyDir" in v for v in pod["spec"]["volumes"])
@@ -129,7 +169,9 @@ def test_pods_are_hardened_and_run_the_runtime_entrypoints() -> None:
     # No spec.api.authSecretRef: the generated token's hash, from the runtime ConfigMap.
     assert tokens["configMap"] == {"name": "support-runtime", "items": [{"key": "api-tokens", "path": "tokens"}]}
     headers = next(v for v in worker["spec"]["template"]["spec"]["volumes"] if v["name"] == "tool-headers")
-    assert headers["projected"]["sources"] == [{"secret": {"name": "ticket-auth", "items": [{"key": "headers.json", "path": "ticket"}]}}]
+    assert headers["projected"]["sources"] == [
+        {"secret": {"name": "ticket-auth", "items": [{"key": "headers.json", "path": "ticket"}]}}
+    ]
 
 
 def test_workers_alone_carry_the_model_key_and_the_labels_the_replicas_admit() -> None:
@@ -187,7 +229,9 @@ def test_workers_egress_denies_metadata_and_the_api_server_unless_the_fleet_allo
         # HTTP tools refuse the API server whatever the pod's policy lets the routing watch reach.
         assert env["AGENTFLEET_EGRESS_DENY"] == "169.254.0.0/16,fd00:ec2::254/128,172.18.0.2,2001:db8::1"
     for allow, spec in policies.items():
-        assert spec["podSelector"] == {"matchLabels": r.selector("support", "worker")} and spec["policyTypes"] == ["Egress"]
+        assert spec["podSelector"] == {"matchLabels": r.selector("support", "worker")} and spec["policyTypes"] == [
+            "Egress"
+        ]
         v4, v6 = (rule["ipBlock"] for rule in spec["egress"][0]["to"])
         assert v4["cidr"] == "0.0.0.0/0" and v6["cidr"] == "::/0"
         api4, api6 = ({"172.18.0.2/32"}, {"2001:db8::1/128"}) if not allow else (set(), set())
@@ -195,7 +239,9 @@ def test_workers_egress_denies_metadata_and_the_api_server_unless_the_fleet_allo
         assert set(v6["except"]) == {"fd00:ec2::254/128", *api6}
         assert spec["egress"][1] == {"to": [{"namespaceSelector": {}}]}
     af = fleet()
-    assert ("NetworkPolicy", "support-worker-egress") not in by_kind(r.render_runtime(af, doc_for(af), replicas=3, egress=None))
+    assert ("NetworkPolicy", "support-worker-egress") not in by_kind(
+        r.render_runtime(af, doc_for(af), replicas=3, egress=None)
+    )
     with pytest.raises(r.RenderError, match="workerEgress: 'nope'"):
         r.Egress(denied=("nope",))
 
@@ -225,7 +271,9 @@ def test_a_config_change_rolls_the_pods_and_nothing_else_does() -> None:
     c = by_kind(r.render_runtime(changed, doc_for(changed), replicas=3))
 
     def h(objs: dict[tuple[str, str], dict[str, Any]]) -> str:
-        return objs[("Deployment", "support-worker")]["spec"]["template"]["metadata"]["annotations"][r.CONFIG_HASH_ANNOTATION]
+        return objs[("Deployment", "support-worker")]["spec"]["template"]["metadata"]["annotations"][
+            r.CONFIG_HASH_ANNOTATION
+        ]
 
     assert h(a) == h(b) != h(c)
 
@@ -239,15 +287,25 @@ def test_managed_redis_is_a_password_protected_aof_statefulset_reachable_only_fr
     flags = dict(zip(c["args"][::2], c["args"][1::2], strict=True))
     assert flags["--maxmemory-policy"] == "noeviction" and int(flags["--maxmemory"]) == int(0.75 * 2**30)
     assert c["resources"]["limits"]["memory"] == "1Gi"
-    assert c["env"] == [{"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "support-redis", "key": "password"}}}]
+    assert c["env"] == [
+        {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "support-redis", "key": "password"}}}
+    ]
     assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "4Gi"
     assert svc["metadata"]["name"] == "support-redis" and svc["spec"]["ports"][0]["port"] == 6379
     peers = policy["spec"]["ingress"][0]["from"]
     assert {"podSelector": {"matchLabels": {r.FLEET_LABEL: "support"}}} in peers
     # and the operator's pods (it reads the figures for the status), nothing else
-    assert {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "agentfleet", "app.kubernetes.io/component": "operator"}}} in peers
+    assert {
+        "namespaceSelector": {},
+        "podSelector": {
+            "matchLabels": {"app.kubernetes.io/name": "agentfleet", "app.kubernetes.io/component": "operator"}
+        },
+    } in peers
     assert len(peers) == 2 and policy["spec"]["policyTypes"] == ["Ingress"]
-    assert policy["spec"]["podSelector"]["matchLabels"] == {r.FLEET_LABEL: "support", "app.kubernetes.io/component": "redis"}
+    assert policy["spec"]["podSelector"]["matchLabels"] == {
+        r.FLEET_LABEL: "support",
+        "app.kubernetes.io/component": "redis",
+    }
     assert r.redis_password_ref(af) == {"name": "support-redis", "key": "password"}
     assert r.managed_redis_url("support", "team-a") == "redis://support-redis.team-a.svc:6379/0"
     secret = r.render_secret(af, "support-redis", "password", "s3cret", "redis")
@@ -263,7 +321,11 @@ def test_managed_redis_is_a_password_protected_aof_statefulset_reachable_only_fr
         ({"autoscaling": True, "minReplicas": 2, "maxReplicas": 6}, {"desiredWorkers": 4}, 4),
         ({"autoscaling": True, "minReplicas": 2, "maxReplicas": 6}, {"desiredWorkers": 40}, 6),
         ({"autoscaling": True, "minReplicas": 2, "maxReplicas": 6}, {"desiredWorkers": 0}, 2),
-        ({"autoscaling": True, "replicas": 3, "minReplicas": 2, "maxReplicas": 6}, {}, 3),  # before the autoscaler's first word
+        (
+            {"autoscaling": True, "replicas": 3, "minReplicas": 2, "maxReplicas": 6},
+            {},
+            3,
+        ),  # before the autoscaler's first word
     ],
 )
 def test_worker_replicas(workers: dict[str, Any], status: dict[str, Any], want: int) -> None:
@@ -276,28 +338,53 @@ def test_budgets_no_task_can_meet_are_named_with_the_field_and_the_fix() -> None
     prompt = "x" * 20_000  # ~5000 tokens
     tight = fleet(budgets={"maxTokens": 4000})
     (p,) = budgets.budget_problems(tight.spec, prompt)
-    assert p.reason == "BudgetTooSmall" and "spec.budgets.maxTokens 4000" in p.message and "raise spec.budgets.maxTokens to at least" in p.message
+    assert (
+        p.reason == "BudgetTooSmall"
+        and "spec.budgets.maxTokens 4000" in p.message
+        and "raise spec.budgets.maxTokens to at least" in p.message
+    )
     (p,) = budgets.budget_problems(ok.spec, prompt, 4096)
     assert p.reason == "PromptExceedsContext" and "4096" in p.message
     costly = fleet(budgets={"maxCost": "0.0001"}, pricing={"inputPerMillionTokens": "10"})
     (p,) = budgets.budget_problems(costly.spec, prompt)
     assert p.reason == "BudgetTooSmall" and "spec.budgets.maxCost" in p.message
     # Tool schemas count: the same prompt with a large tool fails where it alone would not.
-    params = {"type": "object", "properties": {f"p{i}": {"type": "string", "description": "d" * 100} for i in range(150)}}
+    params = {
+        "type": "object",
+        "properties": {f"p{i}": {"type": "string", "description": "d" * 100} for i in range(150)},
+    }
     big_tool = {"name": "big", "type": "HTTP", "http": {"url": "http://x/y"}, "parameters": params}
     assert budgets.budget_problems(fleet(budgets={"maxTokens": 4000}).spec, "short") == []
-    assert budgets.budget_problems(fleet(budgets={"maxTokens": 4000}, tools=[big_tool]).spec, "short")[0].reason == "BudgetTooSmall"
+    assert (
+        budgets.budget_problems(fleet(budgets={"maxTokens": 4000}, tools=[big_tool]).spec, "short")[0].reason
+        == "BudgetTooSmall"
+    )
 
 
 def test_readiness_of_applied_objects_and_cost_format() -> None:
-    dep = {"metadata": {"generation": 2}, "spec": {"replicas": 2}, "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}}
+    dep = {
+        "metadata": {"generation": 2},
+        "spec": {"replicas": 2},
+        "status": {
+            "observedGeneration": 2,
+            "replicas": 2,
+            "updatedReplicas": 2,
+            "readyReplicas": 2,
+            "availableReplicas": 2,
+        },
+    }
     assert r.deployment_available(dep)[0]
     assert not r.deployment_available({**dep, "status": {**dep["status"], "observedGeneration": 1}})[0]
     assert not r.deployment_available({**dep, "status": {**dep["status"], "availableReplicas": 1}})[0]
     assert not r.deployment_available(None)[0]
     assert r.statefulset_ready({"spec": {"replicas": 1}, "status": {"readyReplicas": 1}})[0]
     assert not r.statefulset_ready({"spec": {"replicas": 1}, "status": {}})[0]
-    assert r.format_cost(0.0123) == "0.0123" and r.format_cost(0) == "0" and r.format_cost(1.5) == "1.5" and r.format_cost(0.00000012) == "0"
+    assert (
+        r.format_cost(0.0123) == "0.0123"
+        and r.format_cost(0) == "0"
+        and r.format_cost(1.5) == "1.5"
+        and r.format_cost(0.00000012) == "0"
+    )
 
 
 def test_a_sentinel_redis_is_one_url_and_acknowledges_submissions_once_replicated() -> None:
@@ -305,11 +392,15 @@ def test_a_sentinel_redis_is_one_url_and_acknowledges_submissions_once_replicate
 
     url = sentinel_url(["s0.data:26379", "s1.data:26379"], "main")
     target = parse_sentinel_url(url)
-    assert target is not None and target.addresses == (("s0.data", 26379), ("s1.data", 26379)) and target.master == "main"
+    assert (
+        target is not None and target.addresses == (("s0.data", 26379), ("s1.data", 26379)) and target.master == "main"
+    )
     assert parse_sentinel_url("redis://x:6379/0") is None
     with pytest.raises(ValueError, match="host:port"):
         parse_sentinel_url("redis+sentinel://nope/main/0")
-    af = fleet(redis={"sentinel": {"addresses": ["s0.data:26379"], "masterName": "main", "waitTimeoutMilliseconds": 250}})
+    af = fleet(
+        redis={"sentinel": {"addresses": ["s0.data:26379"], "masterName": "main", "waitTimeoutMilliseconds": 250}}
+    )
     doc = runtime_config(af, primary=PRIMARY, redis_url=url)
     assert doc["redisAckReplicas"] == 1 and doc["redisAckTimeoutMs"] == 250
     assert "redisAckReplicas" not in doc_for(fleet())

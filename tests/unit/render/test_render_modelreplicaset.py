@@ -62,7 +62,10 @@ def single_node() -> ModelReplicaSet:
                     "maxNumSeqs": 128,
                     "kvCacheDtype": "fp8",
                     "extraArgs": ["--enable-chunked-prefill", "--max-num-batched-tokens=8192"],
-                    "env": [{"name": "VLLM_NO_USAGE_STATS", "value": "0"}, {"name": "VLLM_LOGGING_LEVEL", "value": "INFO"}],
+                    "env": [
+                        {"name": "VLLM_NO_USAGE_STATS", "value": "0"},
+                        {"name": "VLLM_LOGGING_LEVEL", "value": "INFO"},
+                    ],
                     "shmSize": "8Gi",
                     "modelCache": {"claimName": "hf-cache"},
                 },
@@ -71,7 +74,15 @@ def single_node() -> ModelReplicaSet:
                     "spreadAcross": "Node",
                     "spreadMode": "Required",
                     "nodeSelector": {"agentfleet.io/node-pool": "h100-b1"},
-                    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "inference", "effect": "NoSchedule", "tolerationSeconds": 300}],
+                    "tolerations": [
+                        {
+                            "key": "dedicated",
+                            "operator": "Equal",
+                            "value": "inference",
+                            "effect": "NoSchedule",
+                            "tolerationSeconds": 300,
+                        }
+                    ],
                     "priorityClassName": "inference-high",
                 },
             },
@@ -94,14 +105,23 @@ SINGLE_PLACEMENTS = [
     Assignment("serving/qwen-7b-7d9f4-0", "serving/qwen-7b", ("h100-b1-0",), 2, block="block-1", zone="sim-zone-a"),
     Assignment("serving/qwen-7b-7d9f4-1", "serving/qwen-7b", ("h100-b1-1",), 2, block="block-1", zone="sim-zone-a"),
 ]
-GANG_PLACEMENT = Assignment("serving/llama-405b-5c2b1-0", "serving/llama-405b", ("h100-b2-0", "h100-b2-1"), 8, block="block-2", zone="sim-zone-a")
+GANG_PLACEMENT = Assignment(
+    "serving/llama-405b-5c2b1-0",
+    "serving/llama-405b",
+    ("h100-b2-0", "h100-b2-1"),
+    8,
+    block="block-2",
+    zone="sim-zone-a",
+)
 
 
 class _Dumper(yaml.SafeDumper):
     """Multi-line strings (launch scripts) as literal blocks, so golden diffs read like the scripts."""
 
 
-_Dumper.add_representer(str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None))
+_Dumper.add_representer(
+    str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None)
+)
 
 
 def check_golden(name: str, objs: list[dict]) -> None:
@@ -110,7 +130,9 @@ def check_golden(name: str, objs: list[dict]) -> None:
     if os.environ.get("UPDATE_GOLDEN") == "1":
         path.write_text(text)
     assert path.exists(), f"{path} missing: run with UPDATE_GOLDEN=1 to create it"
-    assert text == path.read_text(), f"{name} differs from the golden file; if intended, regenerate with UPDATE_GOLDEN=1"
+    assert text == path.read_text(), (
+        f"{name} differs from the golden file; if intended, regenerate with UPDATE_GOLDEN=1"
+    )
 
 
 def test_golden_single_node_replicas() -> None:
@@ -122,7 +144,11 @@ def test_golden_gang_ray() -> None:
 
 
 def test_golden_gang_multiprocessing_from_pvc() -> None:
-    m = gang(image="vllm/vllm-openai:v0.18.0", backend="Multiprocessing", model="pvc://models/meta-llama/Llama-3.1-405B-Instruct-FP8")
+    m = gang(
+        image="vllm/vllm-openai:v0.18.0",
+        backend="Multiprocessing",
+        model="pvc://models/meta-llama/Llama-3.1-405B-Instruct-FP8",
+    )
     check_golden("gang-mp.yaml", render_all(m, [GANG_PLACEMENT]))
 
 
@@ -205,10 +231,24 @@ def test_single_node_pod() -> None:
     vols = {v["name"]: v for v in spec["volumes"]}
     assert vols["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "8Gi"}
     assert vols["model-cache"]["persistentVolumeClaim"] == {"claimName": "hf-cache"}
-    assert serving["metadata"]["annotations"] == {"prometheus.io/scrape": "true", "prometheus.io/port": "8000", "prometheus.io/path": "/metrics"}
+    assert serving["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "8000",
+        "prometheus.io/path": "/metrics",
+    }
     (tsc,) = spec["topologySpreadConstraints"]
-    assert (tsc["topologyKey"], tsc["whenUnsatisfiable"], tsc["nodeAffinityPolicy"]) == ("kubernetes.io/hostname", "DoNotSchedule", "Honor")
-    assert {"key": "dedicated", "operator": "Equal", "value": "inference", "effect": "NoSchedule", "tolerationSeconds": 300} in spec["tolerations"]
+    assert (tsc["topologyKey"], tsc["whenUnsatisfiable"], tsc["nodeAffinityPolicy"]) == (
+        "kubernetes.io/hostname",
+        "DoNotSchedule",
+        "Honor",
+    )
+    assert {
+        "key": "dedicated",
+        "operator": "Equal",
+        "value": "inference",
+        "effect": "NoSchedule",
+        "tolerationSeconds": 300,
+    } in spec["tolerations"]
 
 
 def test_vllm_arguments_from_the_spec() -> None:
@@ -233,7 +273,9 @@ def test_vllm_arguments_from_the_spec() -> None:
     assert args[-2:] == ["--enable-chunked-prefill", "--max-num-batched-tokens=8192"]
     assert "--distributed-executor-backend" not in args
     s3 = gang(model="s3://models/llama-405b-fp8").spec
-    assert vllm_args(s3)[:1] == ["s3://models/llama-405b-fp8"] and "--load-format runai_streamer" in " ".join(vllm_args(s3))
+    assert vllm_args(s3)[:1] == ["s3://models/llama-405b-fp8"] and "--load-format runai_streamer" in " ".join(
+        vllm_args(s3)
+    )
 
 
 def test_ray_gang_launch() -> None:
@@ -243,11 +285,17 @@ def test_ray_gang_launch() -> None:
     last = shlex.split(lscript.splitlines()[-1])
     assert last[:3] == ["exec", "vllm", "serve"]
     assert last[last.index("--distributed-executor-backend") + 1] == "ray"
-    assert last[last.index("--tensor-parallel-size") + 1] == "8" and last[last.index("--pipeline-parallel-size") + 1] == "2"
+    assert (
+        last[last.index("--tensor-parallel-size") + 1] == "8"
+        and last[last.index("--pipeline-parallel-size") + 1] == "2"
+    )
     # The leader waits for all 16 GPUs, at most the startup timeout.
     assert " 16 3600" in lscript
     wscript = worker["spec"]["containers"][0]["command"][2]
-    assert "exec ray start --address=llama-405b-5c2b1-0-0.llama-405b-gang.serving.svc:6379" in wscript and "--block" in wscript
+    assert (
+        "exec ray start --address=llama-405b-5c2b1-0-0.llama-405b-gang.serving.svc:6379" in wscript
+        and "--block" in wscript
+    )
     assert leader["spec"]["hostname"] == "llama-405b-5c2b1-0-0" and leader["spec"]["subdomain"] == "llama-405b-gang"
     for pod in (leader, worker):
         env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
@@ -259,7 +307,13 @@ def test_multiprocessing_gang_launch() -> None:
     assert multi_node_backend(m.spec) == "mp"
     leader, worker = by_kind(render_all(m, [GANG_PLACEMENT]), "Pod")
     la, wa = leader["spec"]["containers"][0]["args"], worker["spec"]["containers"][0]["args"]
-    assert " ".join(la).count("--nnodes 2 --node-rank 0 --master-addr llama-405b-5c2b1-0-0.llama-405b-gang.serving.svc --master-port 29501") == 1
+    assert (
+        " ".join(la).count(
+            "--nnodes 2 --node-rank 0 --master-addr llama-405b-5c2b1-0-0.llama-405b-gang.serving.svc "
+            "--master-port 29501"
+        )
+        == 1
+    )
     assert "--headless" not in la and "--headless" in wa and "--node-rank 1" in " ".join(wa)
 
 
@@ -276,7 +330,9 @@ def test_services_select_ready_serving_pods() -> None:
     svc, headless = render_services(single_node())
     sel = {"agentfleet.io/modelreplicaset": "qwen-7b", "agentfleet.io/serving": "true"}
     assert svc["spec"]["type"] == "ClusterIP" and svc["spec"]["selector"] == sel
-    assert svc["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"}]
+    assert svc["spec"]["ports"] == [
+        {"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"}
+    ]
     assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["selector"] == sel
     assert headless["spec"]["publishNotReadyAddresses"] is False
     assert len(render_services(single_node(), gang=True)) == 3
@@ -408,7 +464,9 @@ def test_the_fill_job_writes_where_the_replicas_read() -> None:
     assert job is not None and job["kind"] == "Job" and len(job["metadata"]["name"]) <= 57
     pod = job["spec"]["template"]["spec"]
     fill = pod["containers"][0]
-    replica = render_pod(m, Assignment(key="serving/qwen-7b-x-0", owner="serving/qwen-7b", nodes=("n1",), gpus_per_node=2), 0)
+    replica = render_pod(
+        m, Assignment(key="serving/qwen-7b-x-0", owner="serving/qwen-7b", nodes=("n1",), gpus_per_node=2), 0
+    )
     server = replica["spec"]["containers"][0]
     env = {e["name"]: e for e in fill["env"]}
     # The replicas' own HF_HOME on the same claim: vLLM finds the snapshot and downloads nothing.
@@ -416,7 +474,10 @@ def test_the_fill_job_writes_where_the_replicas_read() -> None:
     cache_mount = next(v for v in fill["volumeMounts"] if v["name"] == "model-cache")
     assert cache_mount == next(v for v in server["volumeMounts"] if v["name"] == "model-cache")
     assert {"name": "model-cache", "persistentVolumeClaim": {"claimName": "weights"}} in pod["volumes"]
-    assert (env["AGENTFLEET_MODEL"]["value"], env["AGENTFLEET_REVISION"]["value"]) == ("Qwen/Qwen2.5-7B-Instruct", "main")
+    assert (env["AGENTFLEET_MODEL"]["value"], env["AGENTFLEET_REVISION"]["value"]) == (
+        "Qwen/Qwen2.5-7B-Instruct",
+        "main",
+    )
     assert env["HF_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "hf-token", "key": "token"}}
     assert fill["image"] == server["image"] and fill["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["securityContext"]["runAsUser"] == replica["spec"]["securityContext"]["runAsUser"]

@@ -11,7 +11,9 @@ from agentfleet_runtime.routing.abortwatch import AbortWatch
 from agentfleet_sim import run_virtual
 
 
-def watch_run(cancels: list[float], counts: list[float | None | Exception], *, until: float = 60.0, **kw: float) -> tuple[AbortWatch, list[tuple[str, float]]]:
+def watch_run(
+    cancels: list[float], counts: list[float | None | Exception], *, until: float = 60.0, **kw: float
+) -> tuple[AbortWatch, list[tuple[str, float]]]:
     """Cancels on replica "r" at the given times; the reader answers ``counts`` in turn (the last
     one from then on; an exception is raised). Returns the watch and its reads (key, time)."""
     reads: list[tuple[str, float]] = []
@@ -38,7 +40,8 @@ def watch_run(cancels: list[float], counts: list[float | None | Exception], *, u
 
 
 def test_a_cancel_made_in_the_settle_time_before_a_read_is_judged_at_the_next_one() -> None:
-    # Pins the judged cancels: the one at 1 s is not settled at the 2 s read, kept, and judged at 12 s (it was dropped before the fix).
+    # Pins the judged cancels: the one at 1 s is not settled at the 2 s read, kept, and judged at 12 s (it was dropped
+    # before the fix).
     w, reads = watch_run([0.0, 1.0], [5.0], min_cancels=2)
     assert reads == [("r", 0.0), ("r", 2.0), ("r", 12.0)]
     assert w.known("r") is False and w.aborts("r") is False
@@ -51,7 +54,8 @@ def test_an_unknown_replica_is_assumed_to_abort_and_has_no_verdict() -> None:
 
 
 def test_one_settled_cancel_and_a_rise_of_one_mean_the_engine_aborts() -> None:
-    # Pins the defaults' first check (baseline at the cancel, the next read settle_s = 2 s later, of the same key) and the rise >= max(1, half the judged) verdict.
+    # Pins the defaults' first check (baseline at the cancel, the next read settle_s = 2 s later, of the same key) and
+    # the rise >= max(1, half the judged) verdict.
     w, reads = watch_run([0.0], [5.0, 6.0])
     assert reads == [("r", 0.0), ("r", 2.0)]
     assert w.known("r") is True and w.aborts("r") is True
@@ -71,14 +75,16 @@ def test_three_cancels_without_a_rise_mean_the_engine_runs_losers_on() -> None:
 
 
 def test_a_rise_under_half_the_judged_cancels_decides_nothing_and_stops_the_checks() -> None:
-    # Pins the middle ground: 4 judged and a rise of 1 (< max(1, 2), > 0) is no verdict, and with no cancel left no check is scheduled.
+    # Pins the middle ground: 4 judged and a rise of 1 (< max(1, 2), > 0) is no verdict, and with no cancel left no
+    # check is scheduled.
     w, reads = watch_run([0.0, 0.0, 0.0, 0.0], [5.0, 6.0])
     assert reads == [("r", 0.0), ("r", 2.0)]
     assert w.known("r") is None and w.aborts("r") is True
 
 
 def test_a_cancel_left_to_judge_is_read_again_every_s_after_the_last_read() -> None:
-    # Pins the second check's time (the last read + every_s = 10 s) and the cancels kept: the one at 1 s only, judged at 12 s (2 of 3: no verdict yet).
+    # Pins the second check's time (the last read + every_s = 10 s) and the cancels kept: the one at 1 s only, judged at
+    # 12 s (2 of 3: no verdict yet).
     w, reads = watch_run([0.0, 1.0], [5.0])
     assert reads == [("r", 0.0), ("r", 2.0), ("r", 12.0)]
     assert w.known("r") is None
@@ -142,7 +148,8 @@ def test_an_engine_that_fails_the_first_read_after_each_disconnect_is_still_judg
 
 
 def test_close_waits_for_a_check_it_cancels() -> None:
-    # Pins close(): a check asleep at close is cancelled and awaited (it has left the task table when close returns) without raising.
+    # Pins close(): a check asleep at close is cancelled and awaited (it has left the task table when close returns)
+    # without raising.
     async def main() -> tuple[int, int]:
         async def read(key: str) -> float | None:
             return 5.0

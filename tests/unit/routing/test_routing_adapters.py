@@ -33,6 +33,7 @@ def replicas_of_tasks(adapter: bool, tasks: int, concurrent: bool = False, floor
 
     async def main() -> None:
         c = client_for(adapter, t, floor)
+
         async def task(i: int) -> None:
             await asyncio.sleep(0.01 * i)  # arrivals 10 ms apart, each call lasting 0.5 s
             await c.complete(req(f"task-{i}"))
@@ -68,4 +69,6 @@ def test_homes_are_balanced_over_the_sets_adapters() -> None:
     replicas = [f"r{i}" for i in range(4)]
     homes = balanced_homes([f"lora-{i}" for i in range(8)], replicas)
     assert sorted(Counter(homes.values()).values()) == [2, 2, 2, 2]
-    assert homes == balanced_homes(reversed([f"lora-{i}" for i in range(8)]), list(reversed(replicas)))  # the same on every pod
+    assert homes == balanced_homes(
+        reversed([f"lora-{i}" for i in range(8)]), list(reversed(replicas))
+    )  # the same on every pod

@@ -19,7 +19,11 @@ from agentfleet_sim import run_virtual
 
 
 def reply(name: str) -> dict[str, Any]:
-    return {"choices": [{"message": {"content": name}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 10, "completion_tokens": 2}, "model": "m"}
+    return {
+        "choices": [{"message": {"content": name}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 2},
+        "model": "m",
+    }
 
 
 class FakeTransport:
@@ -60,13 +64,21 @@ class StreamingFake(FakeTransport):
         return out
 
 
-def make(n: int = 4, transport: FakeTransport | None = None, **routing: Any) -> tuple[RoutingModelClient, FakeTransport, RoutingMetrics, StaticSource]:
+def make(
+    n: int = 4, transport: FakeTransport | None = None, **routing: Any
+) -> tuple[RoutingModelClient, FakeTransport, RoutingMetrics, StaticSource]:
     t = transport or FakeTransport()
     src = StaticSource([Endpoint(f"r{i}", f"http://x{i}/v1") for i in range(n)])
     metrics = RoutingMetrics(CollectorRegistry())
     settings = RoutingSettings(**{"ejection_consecutive_errors": 2, "ejection_seconds": 5, **routing})
     client = RoutingModelClient(
-        (Tier("big", "big", settings), src), transport=t, metrics=metrics, timeout=1.0, max_retries=3, backoff_base=0.001, rng=random.Random(0)
+        (Tier("big", "big", settings), src),
+        transport=t,
+        metrics=metrics,
+        timeout=1.0,
+        max_retries=3,
+        backoff_base=0.001,
+        rng=random.Random(0),
     )
     return client, t, metrics, src
 
@@ -205,7 +217,10 @@ def test_hedge_after_the_percentile_wins_and_cancels_the_loser() -> None:
         assert out.content != home
         assert t.cancelled == [home]
         assert value(m, "agentfleet_routing_hedges_total", model="big", result="won") == won + 1
-        assert value(m, "agentfleet_routing_replica_calls_total", model="big", replica=home, outcome="cancelled") == cancelled + 1
+        assert (
+            value(m, "agentfleet_routing_replica_calls_total", model="big", replica=home, outcome="cancelled")
+            == cancelled + 1
+        )
 
     run(body())
 
@@ -234,7 +249,9 @@ def test_a_task_whose_hedge_won_elsewhere_stays_there(stay: bool) -> None:
             assert t.sent == [first.content] and second.content == first.content
             assert value(m, "agentfleet_routing_hedges_total", model="big", result="won") == won
         else:
-            assert t.sent[0] == home and value(m, "agentfleet_routing_hedges_total", model="big", result="won") == won + 1
+            assert (
+                t.sent[0] == home and value(m, "agentfleet_routing_hedges_total", model="big", result="won") == won + 1
+            )
 
     run(body())
 
@@ -248,9 +265,13 @@ def test_hedges_stay_within_the_budget() -> None:
         t.latency = {f"r{i}": 0.02 for i in range(4)}  # everything is now 'slow'
         for i in range(100):
             await client.complete(req(f"slow-{i}"))
-        sent = sum(value(m, "agentfleet_routing_hedges_total", model="big", result=r) for r in ("won", "lost", "failed"))
+        sent = sum(
+            value(m, "agentfleet_routing_hedges_total", model="big", result=r) for r in ("won", "lost", "failed")
+        )
         assert 1 <= sent <= 0.05 * 200
-        assert value(m, "agentfleet_routing_hedges_total", model="big", result="denied") >= 1  # the p95 then adapts to the new regime
+        assert (
+            value(m, "agentfleet_routing_hedges_total", model="big", result="denied") >= 1
+        )  # the p95 then adapts to the new regime
 
     run(body())
 
@@ -284,7 +305,9 @@ def test_a_denied_hedge_is_asked_for_again_while_the_call_still_waits(stream: bo
         out = await slow
         assert out.content != home and loop.time() - began < 0.5
         assert value(m, "agentfleet_routing_hedges_total", model="big", result="won") >= won + 1
-        assert value(m, "agentfleet_routing_hedges_total", model="big", result="denied") == denied + 1  # counted once per call
+        assert (
+            value(m, "agentfleet_routing_hedges_total", model="big", result="denied") == denied + 1
+        )  # counted once per call
 
     run_virtual(body())  # the virtual clock: the learned delay and the waits are exact, however busy the machine
 
@@ -296,16 +319,26 @@ def test_routine_steps_go_to_the_routine_tier() -> None:
         big = StaticSource([Endpoint("big-0", "http://b/v1")])
         small = StaticSource([Endpoint("small-0", "http://s/v1")])
         client = RoutingModelClient(
-            (Tier("big", "big"), big), routine=(Tier("small", "small"), small), routine_kinds=frozenset({"summary"}), transport=t, metrics=metrics
+            (Tier("big", "big"), big),
+            routine=(Tier("small", "small"), small),
+            routine_kinds=frozenset({"summary"}),
+            transport=t,
+            metrics=metrics,
         )
         await client.complete(req("a"))
         await client.complete(req("a", kind="summary"))
         await client.complete(req("a", kind="tool_arguments"))
         assert t.sent == ["big-0", "small-0", "big-0"]
         assert value(metrics, "agentfleet_routing_tier_calls_total", tier="routine", model="small", kind="summary") == 1
-        assert value(metrics, "agentfleet_routing_tier_calls_total", tier="primary", model="big", kind="tool_arguments") == 1
+        assert (
+            value(metrics, "agentfleet_routing_tier_calls_total", tier="primary", model="big", kind="tool_arguments")
+            == 1
+        )
         info = {"policy": "PrefixAffinity", "load_bound_percent": "125", "hedging": "false"}
-        assert value(metrics, "agentfleet_routing_policy_info", tier="routine", model="small", kinds="summary", **info) == 1
+        assert (
+            value(metrics, "agentfleet_routing_policy_info", tier="routine", model="small", kinds="summary", **info)
+            == 1
+        )
 
     run(body())
 

@@ -41,11 +41,15 @@ class SmallContextEngine:
         if self.prompt_tokens + body["max_tokens"] > self.context:
             raise ModelError(
                 f"This model's maximum context length is {self.context} tokens. However, you requested "
-                f"{self.prompt_tokens + body['max_tokens']} tokens ({self.prompt_tokens} in the messages, {body['max_tokens']} in the completion).",
+                f"{self.prompt_tokens + body['max_tokens']} tokens ({self.prompt_tokens} in the messages, "
+                f"{body['max_tokens']} in the completion).",
                 status=400,
                 retryable=False,
             )
-        return {"choices": [{"message": {"content": endpoint.name}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 5, "completion_tokens": 1}}
+        return {
+            "choices": [{"message": {"content": endpoint.name}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 1},
+        }
 
     async def send(self, endpoint: Endpoint, body: dict[str, Any], timeout: float) -> dict[str, Any]:
         await asyncio.sleep(0.01)

@@ -29,7 +29,11 @@ T0 = 1000.0  # the virtual clock's start: far from 0, so loop.time() and a durat
 
 
 def answer(name: str) -> dict[str, Any]:
-    return {"choices": [{"message": {"content": name}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 10, "completion_tokens": 2}, "model": "m"}
+    return {
+        "choices": [{"message": {"content": name}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 2},
+        "model": "m",
+    }
 
 
 class Engine:
@@ -81,7 +85,13 @@ def client_for(engine: Engine, n: int = 1, **routing: Any) -> tuple[RoutingModel
     metrics = RoutingMetrics(CollectorRegistry())
     settings = RoutingSettings(**{"ejection_consecutive_errors": 100, "ejection_seconds": 5, **routing})
     client = RoutingModelClient(
-        (Tier("big", "big", settings), src), transport=engine, metrics=metrics, timeout=0.5, max_retries=0, backoff_base=0.001, rng=random.Random(0)
+        (Tier("big", "big", settings), src),
+        transport=engine,
+        metrics=metrics,
+        timeout=0.5,
+        max_retries=0,
+        backoff_base=0.001,
+        rng=random.Random(0),
     )
     return client, metrics
 
@@ -126,8 +136,16 @@ def test_each_attempt_outcome_and_error_reason_has_its_label() -> None:
         assert errors(m, "timeout") == 1
         # a 400 is the request's fault: no error series for the replica, none under another name
         assert sum(v for v in (errors(m, r) for r in ("500", "400", "connection", "timeout")) if v) == 3
-        assert sorted(s.labels["reason"] for s in m.errors.collect()[0].samples if s.name.endswith("_total")) == ["500", "connection", "timeout"]
-        assert sorted(s.labels["outcome"] for s in m.calls.collect()[0].samples if s.name.endswith("_total")) == ["error", "ok", "timeout"]
+        assert sorted(s.labels["reason"] for s in m.errors.collect()[0].samples if s.name.endswith("_total")) == [
+            "500",
+            "connection",
+            "timeout",
+        ]
+        assert sorted(s.labels["outcome"] for s in m.calls.collect()[0].samples if s.name.endswith("_total")) == [
+            "error",
+            "ok",
+            "timeout",
+        ]
         assert engine.timeouts[0] == 0.5  # the attempt's timeout reaches the transport
 
     run_virtual(body(), start=T0)
@@ -160,7 +178,9 @@ def test_ejected_gauge_is_one_while_ejected_and_zero_after_a_success() -> None:
         engine.mode["r0"] = "fail"
         with pytest.raises(ModelError):
             await client.complete(req())
-        assert sample(m, "agentfleet_routing_replica_ejected", model="big", replica="r0") is None  # one error: not ejected
+        assert (
+            sample(m, "agentfleet_routing_replica_ejected", model="big", replica="r0") is None
+        )  # one error: not ejected
         with pytest.raises(ModelError):
             await client.complete(req())
         assert sample(m, "agentfleet_routing_replica_ejected", model="big", replica="r0") == 1
@@ -215,7 +235,10 @@ def test_hedge_results_and_what_each_loser_is_charged() -> None:
         pool = client.primary
         r0, r1 = pool.source.endpoints()
         engine.aborting = {r1.base_url}
-        homes = {r.name: [t for t in (f"task-{i}" for i in range(400)) if pool.order(t, 0)[0].name == r.name] for r in (r0, r1)}
+        homes = {
+            r.name: [t for t in (f"task-{i}" for i in range(400)) if pool.order(t, 0)[0].name == r.name]
+            for r in (r0, r1)
+        }
         for i in range(50):  # min_samples: the delay is known from the 50th answer on, none is hedged
             await client.complete(req(f"warm-{i}"))
         delay = pool.quantile("step").value()
@@ -251,11 +274,16 @@ def test_hedge_results_and_what_each_loser_is_charged() -> None:
         engine.per = {}
         engine.mode = {"r0": "hang"}
         charged = pool.budget.charged
-        count = sample(m, "agentfleet_routing_replica_call_duration_seconds_count", model="big", replica="r1", kind="step")
+        count = sample(
+            m, "agentfleet_routing_replica_call_duration_seconds_count", model="big", replica="r1", kind="step"
+        )
         out = await client.complete(req(homes["r0"][1]))
         assert out.content == "r1" and hedges("won") == 2
         assert charged_by(charged) == pytest.approx(12)
-        assert sample(m, "agentfleet_routing_replica_call_duration_seconds_count", model="big", replica="r1", kind="step") == (count or 0) + 1
+        assert (
+            sample(m, "agentfleet_routing_replica_call_duration_seconds_count", model="big", replica="r1", kind="step")
+            == (count or 0) + 1
+        )
 
         # failed: both fail after the hedge went out; the advance (a mean call) stands
         engine.mode = {"r0": "fail", "r1": "fail"}
@@ -271,7 +299,10 @@ def test_hedge_results_and_what_each_loser_is_charged() -> None:
         client.aborts = lambda p, e: e.name == "r1"  # type: ignore[method-assign]
         told: list[bool] = []
         on_call = pool.budget.on_call
-        pool.budget.on_call = lambda tokens, now, aborting=False: (told.append(aborting), on_call(tokens, now, aborting))[1]  # type: ignore[method-assign]
+        pool.budget.on_call = lambda tokens, now, aborting=False: (
+            told.append(aborting),
+            on_call(tokens, now, aborting),
+        )[1]  # type: ignore[method-assign]
         engine.mode, engine.per = {}, {}
         served = [(await client.complete(req(homes[r][3]))).content for r in ("r1", "r0")]
         assert sorted(served) == ["r0", "r1"] and told == [s == "r1" for s in served]
@@ -352,7 +383,9 @@ def test_a_call_stops_retrying_when_its_time_budget_runs_out() -> None:
         client, m = client_for(engine, n=2)
         client.max_retries = 3
         loop = asyncio.get_running_loop()
-        request = ModelRequest(messages=[{"role": "user", "content": "hi"}], task_id="t", root_id="t", kind="step", timeout=0.5)  # type: ignore[arg-type]
+        request = ModelRequest(
+            messages=[{"role": "user", "content": "hi"}], task_id="t", root_id="t", kind="step", timeout=0.5
+        )  # type: ignore[arg-type]
         with pytest.raises(ModelError, match="did not answer within"):
             await client.complete(request)
         assert loop.time() - T0 == pytest.approx(0.5, abs=0.01)

@@ -32,7 +32,9 @@ def extra_load(*, stream: bool, abort: bool, tasks: int = 48, steps: int = 12) -
         # The first-token hedge fires early only on a call late for reasons of its own (overtake.py):
         # give it some, 5% of the calls 10x slow.
         faults = {"seed": 3, "slow_fraction": 0.05, "slow_factor": 10.0} if stream else {}
-        sims = await start_replicas(4, fleet_config(4, engine=engine, faults=faults, quirks={"abort_on_disconnect": abort}))
+        sims = await start_replicas(
+            4, fleet_config(4, engine=engine, faults=faults, quirks={"abort_on_disconnect": abort})
+        )
         by_name = {r.name: r for r in sims}
         settings = RoutingSettings(hedging=True, hedge_after_percentile=90, hedge_max_extra_percent=5)
         client = RoutingModelClient(
@@ -51,7 +53,9 @@ def extra_load(*, stream: bool, abort: bool, tasks: int = 48, steps: int = 12) -
             await asyncio.sleep(rng.uniform(0, 60))
             for step in range(steps):
                 msgs = [{"role": "user", "content": f"task {i} step {step}: say something"}]
-                reply = await client.complete(ModelRequest(messages=msgs, task_id=f"t{i}", root_id=f"t{i}", step=step, kind="step"))
+                reply = await client.complete(
+                    ModelRequest(messages=msgs, task_id=f"t{i}", root_id=f"t{i}", step=step, kind="step")
+                )
                 used[0] += reply.usage.total
                 await asyncio.sleep(rng.uniform(0.1, 1.0))
 
@@ -74,7 +78,9 @@ def test_hedges_stay_within_the_extra_load_whether_the_engine_aborts_losers_or_n
     # Before the budget counted tokens, the whole-call rows cost 15.1% (runs on) and 7.1% (aborts,
     # its losers caught late in long answers) extra tokens for 4.9% extra calls.
     load, calls, orphans = extra_load(stream=stream, abort=abort)
-    assert orphans >= 5 if not abort else orphans == 0  # hedging happened, and its losers ran on where the engine does not abort
+    assert (
+        orphans >= 5 if not abort else orphans == 0
+    )  # hedging happened, and its losers ran on where the engine does not abort
     # 5%, plus what one loser may overdraw at the end (the budget charges losers after the race).
     assert load <= 0.06, f"losers cost {load:.1%} extra tokens ({calls:.1%} extra calls)"
     assert calls <= 0.06, f"{calls:.1%} extra calls"

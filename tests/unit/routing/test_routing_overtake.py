@@ -92,7 +92,10 @@ class FirstTokenAfter:
         await asyncio.sleep(self.slow if "slow" in prompt and first_time else self.fast)
         observer.on_progress()
         observer.on_first()
-        return {"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 10, "completion_tokens": 1}}
+        return {
+            "choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 1},
+        }
 
     async def close(self) -> None:
         return None
@@ -121,7 +124,9 @@ def test_a_call_a_later_call_on_its_replica_overtakes_is_hedged_at_once_through_
     async def call(task: str, prompt: str, at: float) -> None:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(at)
-        await client.complete(ModelRequest(messages=[{"role": "user", "content": prompt}], task_id=task, root_id="root", kind="step"))
+        await client.complete(
+            ModelRequest(messages=[{"role": "user", "content": prompt}], task_id=task, root_id="root", kind="step")
+        )
         ended[task] = round(loop.time(), 6)
 
     async def main() -> None:

@@ -29,7 +29,8 @@ def p2(values: list[float], p: float = 0.5) -> P2Quantile:
 
 
 def test_p2_markers_move_up_by_the_parabola_as_values_arrive_above_and_below() -> None:
-    # Pins P2Quantile.add's marker positions and heights, step by step (Jain and Chlamtac's update, worked by hand for p = 0.5).
+    # Pins P2Quantile.add's marker positions and heights, step by step (Jain and Chlamtac's update, worked by hand for p
+    # = 0.5).
     q = p2([1, 2, 3, 4, 5])
     assert (q._q, q._n) == ([1, 2, 3, 4, 5], [0, 1, 2, 3, 4])
     q.add(6)  # above the top: the top height moves, only the top position
@@ -52,8 +53,10 @@ def test_p2_markers_move_up_by_the_parabola_as_values_arrive_above_and_below() -
 
 
 def test_p2_falls_back_to_the_linear_step_when_the_parabola_leaves_the_neighbours() -> None:
-    # Pins the linear fallback and the exact d = 1 and d = -1 thresholds: on the 9th value marker 2 goes up to 3 + (1 * 2 / 4 + 3 * 1 / 1) / 5 = 3.7,
-    # then marker 3's parabola, 4 - (2 * 1 / 1 + 2 * 0.3 / 3) / 4 = 3.45, is below it, so it moves linearly: 4 - (3.7 - 4) / (4 - 7) = 3.9.
+    # Pins the linear fallback and the exact d = 1 and d = -1 thresholds: on the 9th value marker 2 goes up to 3 + (1 *
+    # 2 / 4 + 3 * 1 / 1) / 5 = 3.7,
+    # then marker 3's parabola, 4 - (2 * 1 / 1 + 2 * 0.3 / 3) / 4 = 3.45, is below it, so it moves linearly: 4 - (3.7 -
+    # 4) / (4 - 7) = 3.9.
     q = p2([1, 2, 3, 4, 5, 0, 3.5, 3.5])
     assert (q._q, q._n) == ([0, 2, 3, 4, 5], [0, 2, 3, 6, 7])
     q.add(3.5)
@@ -61,7 +64,8 @@ def test_p2_falls_back_to_the_linear_step_when_the_parabola_leaves_the_neighbour
 
 
 def test_p2_below_five_values_and_at_five_answers_the_middle_marker_and_p_is_open() -> None:
-    # Pins value(): the sorted sample's p-th element below 5 values, the middle marker from 5 on; p = 0 or 1 refused with its message.
+    # Pins value(): the sorted sample's p-th element below 5 values, the middle marker from 5 on; p = 0 or 1 refused
+    # with its message.
     assert p2([3, 1, 2, 4], p=0.9).value() == 4
     assert p2([5, 1, 3, 2, 4], p=0.9).value() == 3
     for p in (0.0, 1.0):
@@ -90,7 +94,8 @@ def test_the_answer_rests_on_half_a_window_to_a_window_of_observations() -> None
 
 
 def test_the_hedge_budget_takes_a_zero_ratio_and_keeps_exact_accounts() -> None:
-    # Pins HedgeBudget: ratio 0 allowed (and the message for 1.5), a zero-token call, the mean's edge at 0 and 1, one call spent, settle adding to the balance and the charges.
+    # Pins HedgeBudget: ratio 0 allowed (and the message for 1.5), a zero-token call, the mean's edge at 0 and 1, one
+    # call spent, settle adding to the balance and the charges.
     assert HedgeBudget(0.0).ratio == 0.0
     with pytest.raises(ValueError, match=r"^ratio must be within \[0, 1\]$"):
         HedgeBudget(1.5)
@@ -129,11 +134,14 @@ NAMES = ["a", "b", "c"]
 
 
 def pool_of(**kw: object) -> ReplicaPool:
-    return ReplicaPool(Tier("t", "m", RoutingSettings(**kw)), StaticSource([Endpoint(n, f"http://{n}/v1") for n in NAMES]))  # type: ignore[arg-type]
+    return ReplicaPool(
+        Tier("t", "m", RoutingSettings(**kw)), StaticSource([Endpoint(n, f"http://{n}/v1") for n in NAMES])
+    )  # type: ignore[arg-type]
 
 
 def test_prefix_affinity_keeps_a_moved_task_where_it_last_ran() -> None:
-    # Pins order()'s stay: the task's last replica first (looked up by task, else by key), and only with stay_after_move.
+    # Pins order()'s stay: the task's last replica first (looked up by task, else by key), and only with
+    # stay_after_move.
     key = "k"
     home = rendezvous_order(key, NAMES)[0]
     other = next(n for n in NAMES if n != home)
@@ -149,7 +157,8 @@ def test_prefix_affinity_keeps_a_moved_task_where_it_last_ran() -> None:
 
 
 def test_least_loaded_counts_a_replica_without_calls_as_idle() -> None:
-    # Pins LeastLoaded's default of 0 in flight: a replica missing from the counts goes before one with a call, whatever its rank.
+    # Pins LeastLoaded's default of 0 in flight: a replica missing from the counts goes before one with a call, whatever
+    # its rank.
     pool = pool_of(policy="LeastLoaded")
     pool.inflight["a"] = 1
     for key in ("k0", "k1", "k2", "k3", "k4", "k5"):
@@ -164,7 +173,8 @@ def test_round_robin_over_no_replicas_is_empty() -> None:
 
 
 def test_one_replica_has_a_cap_and_a_bounded_pick_skips_a_full_replica_for_an_uncounted_one() -> None:
-    # Pins load_cap for one replica (ceil(1.25 x 1 / 1) = 2) and its message for none; bounded_pick reading a missing count as 0, and its fallback to the first.
+    # Pins load_cap for one replica (ceil(1.25 x 1 / 1) = 2) and its message for none; bounded_pick reading a missing
+    # count as 0, and its fallback to the first.
     assert load_cap(0, 1, 0.25) == 2
     with pytest.raises(ValueError, match="^no replicas$"):
         load_cap(0, 0, 0.25)
@@ -174,22 +184,28 @@ def test_one_replica_has_a_cap_and_a_bounded_pick_skips_a_full_replica_for_an_un
 
 def test_a_bare_url_is_its_own_base_url() -> None:
     # Pins StaticSource.set: a URL string becomes an endpoint named by host:port with the URL as its base.
-    assert StaticSource(["http://10.0.0.7:8000/v1"]).endpoints() == (Endpoint("10.0.0.7:8000", "http://10.0.0.7:8000/v1"),)
+    assert StaticSource(["http://10.0.0.7:8000/v1"]).endpoints() == (
+        Endpoint("10.0.0.7:8000", "http://10.0.0.7:8000/v1"),
+    )
 
 
 def test_the_accumulator_keeps_the_first_model_name_and_only_content_or_tool_calls_are_a_first_token() -> None:
-    # Pins feed_chunk: the model named once is kept, a role-only chunk is no first token, two choices' text is joined, a tool call without an index is index 0.
+    # Pins feed_chunk: the model named once is kept, a role-only chunk is no first token, two choices' text is joined, a
+    # tool call without an index is index 0.
     acc = StreamAccumulator()
     assert acc.feed_chunk({"model": "m1", "choices": [{"delta": {"role": "assistant"}}]}) == (False, "")
     assert acc.first_token is False
     assert acc.feed_chunk({"choices": [{"delta": {"content": "a"}}, {"delta": {"content": "b"}}]}) == (True, "ab")
     assert acc.model == "m1" and acc.body()["model"] == "m1"
-    acc.feed_chunk({"choices": [{"delta": {"tool_calls": [{"id": "c0", "function": {"name": "f", "arguments": "{}"}}]}}]})
+    acc.feed_chunk(
+        {"choices": [{"delta": {"tool_calls": [{"id": "c0", "function": {"name": "f", "arguments": "{}"}}]}}]}
+    )
     assert list(acc.calls) == [0] and acc.calls[0].name == "f"
 
 
 def test_a_spill_waiter_that_times_out_leaves_the_queue_to_the_waiter_behind_it_and_the_table_empties() -> None:
-    # Pins RoomWaiter.wait's cleanup: a timed-out waiter's queue still holds another waiter, so it stays (that one is woken at 2 s, not at its 10 s timeout); an emptied one is removed.
+    # Pins RoomWaiter.wait's cleanup: a timed-out waiter's queue still holds another waiter, so it stays (that one is
+    # woken at 2 s, not at its 10 s timeout); an emptied one is removed.
     async def main() -> tuple[list[tuple[str, bool, float]], dict]:
         loop = asyncio.get_running_loop()
         waiter, room, out = RoomWaiter(), [False], []

@@ -130,7 +130,9 @@ def test_hedge_budget_charges_losers_what_they_cost_not_a_call_each() -> None:
             advance = b.try_spend()
             if advance is not None:
                 b.settle(advance, loser_cost(1000, 1000, aborted=False))
-    assert b.hedges >= 70 and b.charged <= 0.05 * b.call_tokens + 2000  # a budget in calls: ~500 hedges, 34% of the tokens
+    assert (
+        b.hedges >= 70 and b.charged <= 0.05 * b.call_tokens + 2000
+    )  # a budget in calls: ~500 hedges, 34% of the tokens
     # A loser the engine aborted at the winner's first token wrote nothing (its prefill is the
     # call the calls bucket charged); one aborted halfway through a whole-call race, half of it.
     assert loser_cost(1000, 300, aborted=True, share=0.0) == 0 and loser_cost(1000, 300, aborted=True, share=0.5) == 150
@@ -187,7 +189,9 @@ def test_full_jitter_defaults_bounds_and_its_own_random_source() -> None:
     with pytest.raises(ValueError):
         full_jitter(1, cap=-1.0)
     # Draws come from the given source: a seeded run repeats exactly.
-    assert [full_jitter(4, rng=random.Random(9)) for _ in range(3)] == [full_jitter(4, rng=random.Random(9)) for _ in range(3)]
+    assert [full_jitter(4, rng=random.Random(9)) for _ in range(3)] == [
+        full_jitter(4, rng=random.Random(9)) for _ in range(3)
+    ]
 
 
 def test_a_failed_probe_reports_the_ejection() -> None:

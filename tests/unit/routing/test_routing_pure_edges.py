@@ -29,7 +29,15 @@ def test_sse_lines_drop_the_carriage_return_keep_a_partial_line_and_read_data_wi
 
 
 def tool_delta(index: int, name: str, args: str) -> dict:
-    return {"choices": [{"delta": {"tool_calls": [{"index": index, "id": f"c{index}", "function": {"name": name, "arguments": args}}]}}]}
+    return {
+        "choices": [
+            {
+                "delta": {
+                    "tool_calls": [{"index": index, "id": f"c{index}", "function": {"name": name, "arguments": args}}]
+                }
+            }
+        ]
+    }
 
 
 def test_an_empty_stream_amounts_to_an_empty_answer_and_non_chunks_carry_nothing() -> None:
@@ -132,4 +140,8 @@ def test_an_attempt_failure_reads_as_its_error() -> None:
 def test_the_score_is_blake2b_of_key_nul_replica_read_as_a_big_endian_64_bit_integer() -> None:
     # Pins the hash every worker pod must agree on, across versions too (a rolling update of the
     # workers must not move every task's home): the NUL separator, 8 bytes, big-endian.
-    assert score("task-1", "r0") == int.from_bytes(hashlib.blake2b(b"task-1\x00r0", digest_size=8).digest(), "big") == 0x23FD4927375B2FA5
+    assert (
+        score("task-1", "r0")
+        == int.from_bytes(hashlib.blake2b(b"task-1\x00r0", digest_size=8).digest(), "big")
+        == 0x23FD4927375B2FA5
+    )

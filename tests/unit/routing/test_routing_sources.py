@@ -28,8 +28,16 @@ def test_endpoints_from_slices_keep_only_ready_serving_endpoints() -> None:
                 _ep("10.0.0.4", "m-3", serving=False),
             ],
         },
-        {"addressType": "IPv6", "ports": [{"name": "http", "port": 8000}], "endpoints": [_ep("fd00::5", "m-4"), _ep("10.0.0.1", "m-0")]},
-        {"addressType": "IPv4", "ports": [{"name": "other", "port": 1}, {"name": "x", "port": 2}], "endpoints": [_ep("10.0.0.9", "m-9")]},
+        {
+            "addressType": "IPv6",
+            "ports": [{"name": "http", "port": 8000}],
+            "endpoints": [_ep("fd00::5", "m-4"), _ep("10.0.0.1", "m-0")],
+        },
+        {
+            "addressType": "IPv4",
+            "ports": [{"name": "other", "port": 1}, {"name": "x", "port": 2}],
+            "endpoints": [_ep("10.0.0.9", "m-9")],
+        },
     ]
     got = endpoints_from_slices(slices)
     assert [e.name for e in got] == ["m-0", "m-4"]
@@ -38,20 +46,32 @@ def test_endpoints_from_slices_keep_only_ready_serving_endpoints() -> None:
 
 def test_settings_come_from_the_crd_blocks() -> None:
     s = RoutingSettings.from_spec(
-        Routing.model_validate({"policy": "LeastLoaded", "loadBoundPercent": 150, "hedging": {"enabled": True, "maxExtraPercent": 3}})
+        Routing.model_validate(
+            {"policy": "LeastLoaded", "loadBoundPercent": 150, "hedging": {"enabled": True, "maxExtraPercent": 3}}
+        )
     )
-    assert (s.policy, s.eps, s.hedging, s.hedge_max_extra_percent, s.hedge_after_percentile) == ("LeastLoaded", 0.5, True, 3, 95)
+    assert (s.policy, s.eps, s.hedging, s.hedge_max_extra_percent, s.hedge_after_percentile) == (
+        "LeastLoaded",
+        0.5,
+        True,
+        3,
+        95,
+    )
     assert RoutingSettings.from_spec({"ejectionSeconds": 7}).ejection_seconds == 7
     r = RateLimitSettings.from_spec(RateLimit(tokens_per_minute=1000))
     assert r.enabled and r.tokens_per_minute == 1000 and r.max_wait_seconds == 30
     assert routine_kinds(["ToolArguments", "Summaries"]) == {"tool_arguments", "summary"}
-    cfg = ModelRoutingConfig.model_validate({"primary": {"modelReplicaSet": "big", "endpoints": ["http://127.0.0.1:1/v1"]}, "routineSteps": ["Summaries"]})
+    cfg = ModelRoutingConfig.model_validate(
+        {"primary": {"modelReplicaSet": "big", "endpoints": ["http://127.0.0.1:1/v1"]}, "routineSteps": ["Summaries"]}
+    )
     assert cfg.primary.routing.policy == "PrefixAffinity"
 
 
 def _pool(policy: str, n: int = 4) -> ReplicaPool:
     src = StaticSource([Endpoint(f"r{i}", f"http://127.0.0.1:{9000 + i}/v1") for i in range(n)])
-    return ReplicaPool(Tier("m", "m", RoutingSettings(policy=policy, ejection_consecutive_errors=1, ejection_seconds=10)), src)  # type: ignore[arg-type]
+    return ReplicaPool(
+        Tier("m", "m", RoutingSettings(policy=policy, ejection_consecutive_errors=1, ejection_seconds=10)), src
+    )  # type: ignore[arg-type]
 
 
 def test_pool_order_leaves_out_ejected_replicas_until_probe_time() -> None:
@@ -94,7 +114,14 @@ def test_every_routing_field_is_read_from_its_crd_name() -> None:
             "ejectionSeconds": 12.5,
         }
     )
-    got = (s.policy, s.load_bound_percent, s.sub_agent_affinity, s.hedging, s.hedge_after_percentile, s.hedge_max_extra_percent)
+    got = (
+        s.policy,
+        s.load_bound_percent,
+        s.sub_agent_affinity,
+        s.hedging,
+        s.hedge_after_percentile,
+        s.hedge_max_extra_percent,
+    )
     assert got == ("RoundRobin", 120, False, True, 90, 7)
     assert (s.ejection_consecutive_errors, s.ejection_seconds) == (3, 12.5)
     # Absent fields keep the defaults.
@@ -108,23 +135,39 @@ def test_every_routing_field_is_read_from_its_crd_name() -> None:
 def test_endpoints_from_slices_port_fallback_names_and_every_slice() -> None:
     slices = [
         # No port named http and more than one port: this slice serves nothing; later ones still count.
-        {"addressType": "IPv4", "ports": [{"name": "other", "port": 1}, {"name": "x", "port": 2}], "endpoints": [_ep("10.0.0.9", "m-9")]},
+        {
+            "addressType": "IPv4",
+            "ports": [{"name": "other", "port": 1}, {"name": "x", "port": 2}],
+            "endpoints": [_ep("10.0.0.9", "m-9")],
+        },
         # The only port, unnamed, is the serving port; an endpoint without a targetRef is named by its address.
-        {"addressType": "IPv4", "ports": [{"port": 8080}], "endpoints": [{"addresses": ["10.0.0.7"], "conditions": {"ready": True}}]},
+        {
+            "addressType": "IPv4",
+            "ports": [{"port": 8080}],
+            "endpoints": [{"addresses": ["10.0.0.7"], "conditions": {"ready": True}}],
+        },
         {
             "addressType": "IPv4",
             "ports": [{"name": "metrics", "port": 9000}, {"name": "http", "port": 8000}],
-            "endpoints": [{"addresses": [], "conditions": {}}, _ep("10.0.0.2", "m-1", ready=False), _ep("10.0.0.3", "m-2")],
+            "endpoints": [
+                {"addresses": [], "conditions": {}},
+                _ep("10.0.0.2", "m-1", ready=False),
+                _ep("10.0.0.3", "m-2"),
+            ],
         },
     ]
     got = endpoints_from_slices(slices)
-    assert [(e.name, e.base_url) for e in got] == [("10.0.0.7", "http://10.0.0.7:8080/v1"), ("m-2", "http://10.0.0.3:8000/v1")]
+    assert [(e.name, e.base_url) for e in got] == [
+        ("10.0.0.7", "http://10.0.0.7:8080/v1"),
+        ("m-2", "http://10.0.0.3:8000/v1"),
+    ]
 
 
 def test_preferred_follows_the_task_skips_ejected_replicas_and_the_cap_is_strict() -> None:
     names = [f"r{i}" for i in range(4)]
     p = ReplicaPool(
-        Tier("m", "m", RoutingSettings(ejection_consecutive_errors=1, ejection_seconds=10)), StaticSource([Endpoint(n, f"http://{n}/v1") for n in names])
+        Tier("m", "m", RoutingSettings(ejection_consecutive_errors=1, ejection_seconds=10)),
+        StaticSource([Endpoint(n, f"http://{n}/v1") for n in names]),
     )
     home = rendezvous_order("task-1", names)[0]
     moved = next(n for n in names if n not in (home, rendezvous_order("sub-key", names)[0]))

@@ -24,7 +24,6 @@ def pool(**kw: object) -> ReplicaPool:
     return ReplicaPool(Tier("m", "m", RoutingSettings(**kw)), src)  # type: ignore[arg-type]
 
 
-
 def _call(client: RoutingModelClient, task: str) -> Any:
     """One step's model call for ``task`` (its own root), started now."""
     request = ModelRequest(messages=[{"role": "user", "content": task}], task_id=task, root_id=task, kind="step")  # type: ignore[arg-type]
@@ -36,6 +35,7 @@ async def _two_then_a_third(client: RoutingModelClient, tasks: list[str]) -> Non
     first = [_call(client, tasks[0]), _call(client, tasks[1])]
     await asyncio.sleep(0.05)
     await asyncio.gather(*first, _call(client, tasks[2]))
+
 
 def test_preferred_is_the_tasks_replica_and_says_whether_the_bound_would_move_it() -> None:
     p = pool()
@@ -92,7 +92,10 @@ class TimedEngine:
         await asyncio.sleep(self.latency[endpoint.name])
         if endpoint.name in self.failing:
             raise ModelError(f"{endpoint.name} answered 500", status=500)
-        return {"choices": [{"message": {"content": endpoint.name}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+        return {
+            "choices": [{"message": {"content": endpoint.name}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+        }
 
     async def close(self) -> None:
         return None
@@ -103,7 +106,9 @@ class TimedEngine:
     [(0.0, 0.2, ("r1", 0.05)), (1.0, 0.2, ("r0", 0.2)), (1.0, 5.0, ("r1", 1.05))],
     ids=["no-wait-spills-at-once", "waits-for-a-call-to-end-then-goes-home", "spills-when-the-wait-runs-out"],
 )
-def test_the_client_waits_for_room_at_home_before_the_bound_moves_a_call(spill_wait: float, home_latency: float, third_goes: tuple[str, float]) -> None:
+def test_the_client_waits_for_room_at_home_before_the_bound_moves_a_call(
+    spill_wait: float, home_latency: float, third_goes: tuple[str, float]
+) -> None:
     """Two replicas at 125 %: with two calls in flight on a task's home, ceil(1.25 x 3 / 2) = 2
     leaves no room there, so a third call spills to the other replica, unless spillWaitSeconds
     lets it wait for one of the two to end (then it goes home the moment one does)."""
@@ -113,7 +118,12 @@ def test_the_client_waits_for_room_at_home_before_the_bound_moves_a_call(spill_w
         src = StaticSource([Endpoint("r0", "http://r0/v1"), Endpoint("r1", "http://r1/v1")])
         settings = RoutingSettings(spill_wait_s=spill_wait)
         client = RoutingModelClient(
-            (Tier("m", "m", settings), src), transport=engine, metrics=RoutingMetrics(CollectorRegistry()), timeout=10.0, max_retries=0, rng=random.Random(0)
+            (Tier("m", "m", settings), src),
+            transport=engine,
+            metrics=RoutingMetrics(CollectorRegistry()),
+            timeout=10.0,
+            max_retries=0,
+            rng=random.Random(0),
         )
         tasks = [t for t in (f"t{i}" for i in range(200)) if client.primary.order(t, 0)[0].name == "r0"][:3]
 
@@ -135,7 +145,12 @@ def test_the_wait_for_room_leaves_an_ejected_replica_out() -> None:
         src = StaticSource([Endpoint(f"r{i}", f"http://r{i}/v1") for i in range(3)])
         settings = RoutingSettings(spill_wait_s=1.0, ejection_consecutive_errors=1, ejection_seconds=60.0)
         client = RoutingModelClient(
-            (Tier("m", "m", settings), src), transport=engine, metrics=RoutingMetrics(CollectorRegistry()), timeout=10.0, max_retries=0, rng=random.Random(0)
+            (Tier("m", "m", settings), src),
+            transport=engine,
+            metrics=RoutingMetrics(CollectorRegistry()),
+            timeout=10.0,
+            max_retries=0,
+            rng=random.Random(0),
         )
         loop = asyncio.get_running_loop()
 

@@ -44,7 +44,11 @@ def test_a_stalled_replica_is_probed_until_it_writes_a_token_and_then_routed_to_
     eps = [Endpoint(n, f"http://{n}/v1") for n in ("r0", "r1")]
     metrics = RoutingMetrics(CollectorRegistry())
     client = RoutingModelClient(
-        (Tier("big", "big", RoutingSettings(hedging=True)), StaticSource(eps)), transport=transport, metrics=metrics, rng=random.Random(0), stream=True
+        (Tier("big", "big", RoutingSettings(hedging=True)), StaticSource(eps)),
+        transport=transport,
+        metrics=metrics,
+        rng=random.Random(0),
+        stream=True,
     )  # type: ignore[arg-type]
     pool = client.primary
     watch = StallWatch(factor=4.0, on_judged=pool.stalls.on_judged)
@@ -72,4 +76,6 @@ def test_a_stalled_replica_is_probed_until_it_writes_a_token_and_then_routed_to_
     assert transport.sent == [("r0", 0.5, 1, 1.6), ("r0", 2.1, 1, 3.2)]
     assert seen["after"] == (False, ["r0", "r1"])
     assert watch.misses == {} and watch.stalls == 1
-    assert metrics.registry.get_sample_value("agentfleet_routing_stalls_total", {"model": "big", "replica": "r0"}) == 1.0
+    assert (
+        metrics.registry.get_sample_value("agentfleet_routing_stalls_total", {"model": "big", "replica": "r0"}) == 1.0
+    )

@@ -11,8 +11,23 @@ from agentfleet_runtime.routing.abortwatch import AbortWatch, abort_count
 from agentfleet_runtime.routing.streaming import SseLines, StreamAccumulator
 from agentfleet_sim import EngineConfig, Quirks, Replica, ReplicaConfig, run_virtual
 
-ENGINE = EngineConfig(served_name="m", model="m", max_model_len=4096, kv_cache_tokens=64_000, prefill_tokens_per_s=100_000.0, output_tokens_median=10.0)
-TOOLS = [{"type": "function", "function": {"name": "search", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}}]
+ENGINE = EngineConfig(
+    served_name="m",
+    model="m",
+    max_model_len=4096,
+    kv_cache_tokens=64_000,
+    prefill_tokens_per_s=100_000.0,
+    output_tokens_median=10.0,
+)
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "search",
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+        },
+    }
+]
 
 
 def calls(rate: float) -> tuple[dict, list[dict]]:
@@ -67,7 +82,10 @@ def test_a_streamed_tool_call_is_handed_out_whole_and_once() -> None:
 
 
 def test_abort_count_reads_either_label_spelling() -> None:
-    text = b'vllm:request_success_total{engine="0",finished_reason="abort",model_name="m"} 3.0\nvllm:request_success_total{finish_reason="abort",model_name="x"} 2.0\n'
+    text = (
+        b'vllm:request_success_total{engine="0",finished_reason="abort",model_name="m"} '
+        b'3.0\nvllm:request_success_total{finish_reason="abort",model_name="x"} 2.0\n'
+    )
     assert abort_count(text) == 5.0
     assert abort_count(b'vllm:request_success_total{finished_reason="stop"} 9.0\n') is None
 

@@ -71,7 +71,9 @@ class FakeClient:
         self.cancelled: list[tuple[str, float]] = []
         self.sunk_at: list[float] = []
 
-    async def _call(self, pool: ReplicaPool, endpoint: Endpoint, kind: str, body: dict, left: float, observer: StreamObserver) -> ModelReply:
+    async def _call(
+        self, pool: ReplicaPool, endpoint: Endpoint, kind: str, body: dict, left: float, observer: StreamObserver
+    ) -> ModelReply:
         assert isinstance(pool, ReplicaPool) and (kind, body) == ("step", BODY)
         loop = asyncio.get_running_loop()
         s = self.scripts[endpoint.name]
@@ -116,7 +118,9 @@ class Budget(HedgeBudget):
         return super().try_spend()
 
 
-def pool_for(*, hedging: bool = True, p95: float | None = 1.0, credit: float = 2.0, in_order: float = 1.0) -> ReplicaPool:
+def pool_for(
+    *, hedging: bool = True, p95: float | None = 1.0, credit: float = 2.0, in_order: float = 1.0
+) -> ReplicaPool:
     """A pool whose first-token percentile is ``p95``. A call no later one overtakes waits
     ``in_order`` percentiles: 1 here, so the race's figures read in percentiles; the factor's own
     test asks for the default."""
@@ -132,7 +136,13 @@ def pool_for(*, hedging: bool = True, p95: float | None = 1.0, credit: float = 2
 
 
 def race(
-    client: FakeClient, pool: ReplicaPool, *, timeout: float = 30.0, order: tuple[Endpoint, ...] = (R1, R2), start: float = 0.0, sink: bool = True
+    client: FakeClient,
+    pool: ReplicaPool,
+    *,
+    timeout: float = 30.0,
+    order: tuple[Endpoint, ...] = (R1, R2),
+    start: float = 0.0,
+    sink: bool = True,
 ) -> tuple[Any, float, list[str]]:
     """hedged_stream's result (or its exception), the virtual time it ended and the text sunk
     (the times of the text in ``client.sunk_at``). The race starts at ``start`` and the loop runs
@@ -151,7 +161,9 @@ def race(
             delta_sink.set(to_sink)
         await asyncio.sleep(start)
         try:
-            out: Any = await hedged_stream(client, pool, list(order), ModelRequest(messages=[], kind="step"), BODY, timeout)
+            out: Any = await hedged_stream(
+                client, pool, list(order), ModelRequest(messages=[], kind="step"), BODY, timeout
+            )
         except AttemptFailed as e:
             out = e
         at = round(loop.time(), 6)
@@ -171,7 +183,8 @@ def test_the_ttft_kind_and_the_retry_interval() -> None:
 
 
 def test_without_hedging_or_a_second_replica_one_attempt_runs_and_its_first_token_is_measured() -> None:
-    # Pins _ttft_delay's hedging switch, the one-replica case (no threshold read, no budget asked) and the first token's latency from the attempt's start (3 s) fed to the ttft quantile.
+    # Pins _ttft_delay's hedging switch, the one-replica case (no threshold read, no budget asked) and the first token's
+    # latency from the attempt's start (3 s) fed to the ttft quantile.
     for pool, order in ((pool_for(hedging=False, p95=None), (R1, R2)), (pool_for(), (R1,))):
         client = FakeClient({"r1": Script(ttft=5.0, end=6.0)})
         out, at, sunk = race(client, pool, order=order, start=3.0)
@@ -194,7 +207,8 @@ def test_without_a_sink_text_after_the_first_token_goes_nowhere() -> None:
 
 
 def test_a_hedge_that_wins_the_first_token_cancels_an_aborting_loser_and_costs_no_tokens() -> None:
-    # Pins the hedge at the p95 delay (its timeout what is left), the cancel at the winner's first token, "won", and settle(advance, 0) for a loser seen aborting.
+    # Pins the hedge at the p95 delay (its timeout what is left), the cancel at the winner's first token, "won", and
+    # settle(advance, 0) for a loser seen aborting.
     pool = pool_for()
     client = FakeClient({"r1": Script(ttft=5.0, end=6.0, text=("x", "y")), "r2": Script(ttft=0.5, end=1.5)})
     out, at, sunk = race(client, pool, start=3.0)
@@ -209,7 +223,8 @@ def test_a_hedge_that_wins_the_first_token_cancels_an_aborting_loser_and_costs_n
 
 
 def test_a_hedge_started_near_the_timeout_gets_what_is_left_of_it() -> None:
-    # Pins the hedge's own timeout: what is left of the call's (1.5 - 1 = 0.5 s here; the 1 ms floor only guards against nothing left).
+    # Pins the hedge's own timeout: what is left of the call's (1.5 - 1 = 0.5 s here; the 1 ms floor only guards against
+    # nothing left).
     client = FakeClient({"r1": Script(ttft=None, end=5.0), "r2": Script(ttft=0.2, end=0.3)})
     out, at, _ = race(client, pool_for(), timeout=1.5)
     assert client.started == [("r1", 0.0, 1.5), ("r2", 1.0, 0.5)]
@@ -217,7 +232,8 @@ def test_a_hedge_started_near_the_timeout_gets_what_is_left_of_it() -> None:
 
 
 def test_two_first_tokens_at_the_same_instant_go_to_the_first_attempt() -> None:
-    # Pins the crowning by first-token time over every attempt that has one (a tie keeps the order): r1 at 1.5 s, r2 started at 1 s and first at 1.5 s.
+    # Pins the crowning by first-token time over every attempt that has one (a tie keeps the order): r1 at 1.5 s, r2
+    # started at 1 s and first at 1.5 s.
     client = FakeClient({"r1": Script(ttft=1.5, end=3.0), "r2": Script(ttft=0.5, end=3.0)})
     out, at, sunk = race(client, pool_for())
     assert (out[1], at, sunk) == ("r1", 3.0, ["a", "b"])
@@ -226,8 +242,11 @@ def test_two_first_tokens_at_the_same_instant_go_to_the_first_attempt() -> None:
 
 
 def test_text_streams_from_the_leader_as_it_is_written_and_a_loser_that_never_won_writes_none() -> None:
-    # Pins the buffering: r1 leads at 1.2 s and its text goes out as written (1.2, 1.7 s); r2's text, buffered, never goes out when r1 ends first.
-    client = FakeClient({"r1": Script(ttft=1.2, end=2.5, text=("x", "y"), gap=0.5), "r2": Script(ttft=0.9, end=3.0)}, aborts=False)
+    # Pins the buffering: r1 leads at 1.2 s and its text goes out as written (1.2, 1.7 s); r2's text, buffered, never
+    # goes out when r1 ends first.
+    client = FakeClient(
+        {"r1": Script(ttft=1.2, end=2.5, text=("x", "y"), gap=0.5), "r2": Script(ttft=0.9, end=3.0)}, aborts=False
+    )
     out, at, sunk = race(client, pool_for())
     assert (out[1], at) == ("r1", 2.5)
     assert (sunk, client.sunk_at) == (["x", "y"], [1.2, 1.7])
@@ -235,21 +254,27 @@ def test_text_streams_from_the_leader_as_it_is_written_and_a_loser_that_never_wo
 
 
 def test_the_first_error_is_kept_as_raised_and_any_other_exception_becomes_a_model_error() -> None:
-    # Pins errors[0]: a ModelError (a subclass here) is the very exception; a ValueError is wrapped as ModelError with its text.
+    # Pins errors[0]: a ModelError (a subclass here) is the very exception; a ValueError is wrapped as ModelError with
+    # its text.
     class Overloaded(ModelError):
         pass
 
     first = Overloaded("r1 overloaded")
-    client = FakeClient({"r1": Script(ttft=None, end=2.0, error=first), "r2": Script(ttft=None, end=2.0, error=ValueError("r2 broke"))})
+    client = FakeClient(
+        {"r1": Script(ttft=None, end=2.0, error=first), "r2": Script(ttft=None, end=2.0, error=ValueError("r2 broke"))}
+    )
     out, _, _ = race(client, pool_for())
     assert out.error is first
-    client = FakeClient({"r1": Script(ttft=None, end=2.0, error=ValueError("boom")), "r2": Script(ttft=None, end=2.0, error="r2 broke")})
+    client = FakeClient(
+        {"r1": Script(ttft=None, end=2.0, error=ValueError("boom")), "r2": Script(ttft=None, end=2.0, error="r2 broke")}
+    )
     out, _, _ = race(client, pool_for())
     assert type(out.error) is ModelError and str(out.error) == "boom"
 
 
-def test_the_first_attempt_that_answers_first_after_a_hedge_is_counted_lost_and_charged_a_whole_call_unless_seen_aborting() -> None:
-    # Pins "lost" for the first attempt winning, and the loser's cost: 10 + 20 tokens when the engine is only assumed to abort, 0 when seen.
+def test_an_attempt_answering_first_after_a_hedge_is_lost_and_charged_a_whole_call_unless_seen_aborting() -> None:
+    # Pins "lost" for the first attempt winning, and the loser's cost: 10 + 20 tokens when the engine is only assumed to
+    # abort, 0 when seen.
     for seen, tokens, charged in ((False, 470.0, 30.0), (True, 500.0, 0.0)):
         pool = pool_for()
         client = FakeClient({"r1": Script(ttft=1.2, end=2.0), "r2": Script(ttft=0.5, end=3.0)}, seen=seen)
@@ -262,9 +287,14 @@ def test_the_first_attempt_that_answers_first_after_a_hedge_is_counted_lost_and_
 
 
 def test_on_an_engine_that_does_not_abort_the_loser_races_on_and_the_first_whole_answer_wins() -> None:
-    # Pins no cancel when the engine runs losers on, the re-crowning of the attempt that ends first, and a whole call charged for the loser.
+    # Pins no cancel when the engine runs losers on, the re-crowning of the attempt that ends first, and a whole call
+    # charged for the loser.
     pool = pool_for()
-    client = FakeClient({"r1": Script(ttft=1.2, end=10.0, text=("x",)), "r2": Script(ttft=0.9, end=2.0, text=("a", "b"))}, aborts=False, seen=False)
+    client = FakeClient(
+        {"r1": Script(ttft=1.2, end=10.0, text=("x",)), "r2": Script(ttft=0.9, end=2.0, text=("a", "b"))},
+        aborts=False,
+        seen=False,
+    )
     out, at, sunk = race(client, pool)
     assert (out[0].content, out[1], at) == ("ab", "r2", 3.0)
     assert client.cancelled == [("r1", 3.0)]  # only once the race is over
@@ -288,7 +318,9 @@ def test_a_denied_hedge_is_counted_once_and_asked_for_again_every_half_delay_unt
 
 
 @pytest.mark.parametrize(("timeout", "asked"), [(1.0, []), (1.5, [1.0]), (1.6, [1.0, 1.5])])
-def test_the_hedge_is_asked_for_only_while_the_next_ask_falls_within_the_timeout(timeout: float, asked: list[float]) -> None:
+def test_the_hedge_is_asked_for_only_while_the_next_ask_falls_within_the_timeout(
+    timeout: float, asked: list[float]
+) -> None:
     # Pins delay < timeout and elapsed + wait < timeout: a delay of 1 s and denials every 0.5 s.
     pool = pool_for(credit=0.0)
     client = FakeClient({"r1": Script(ttft=None, end=5.0)})
@@ -307,7 +339,8 @@ def test_a_first_token_or_an_early_end_before_the_delay_means_no_hedge() -> None
 
 
 def test_a_loser_that_failed_keeps_the_advance_and_both_failing_raise_the_first_error() -> None:
-    # Pins the failed loser and the failure of both (the first error, both replicas named, "failed"): either way the hedge is charged its advance.
+    # Pins the failed loser and the failure of both (the first error, both replicas named, "failed"): either way the
+    # hedge is charged its advance.
     pool = pool_for()
     client = FakeClient({"r1": Script(ttft=None, end=1.2, error="r1 broke"), "r2": Script(ttft=0.5, end=1.0)})
     out, at, _ = race(client, pool)
@@ -316,7 +349,9 @@ def test_a_loser_that_failed_keeps_the_advance_and_both_failing_raise_the_first_
     assert (pool.budget.tokens, pool.budget.charged) == (400.0, 100.0)
 
     pool = pool_for()
-    client = FakeClient({"r1": Script(ttft=None, end=2.0, error="r1 broke"), "r2": Script(ttft=None, end=2.0, error="r2 broke")})
+    client = FakeClient(
+        {"r1": Script(ttft=None, end=2.0, error="r1 broke"), "r2": Script(ttft=None, end=2.0, error="r2 broke")}
+    )
     out, at, _ = race(client, pool)
     assert isinstance(out, AttemptFailed) and at == 3.0
     assert (str(out), str(out.error), out.replicas) == ("r1 broke", "r1 broke", ["r1", "r2"])
@@ -325,13 +360,19 @@ def test_a_loser_that_failed_keeps_the_advance_and_both_failing_raise_the_first_
 
 
 def test_a_winner_that_fails_after_its_first_token_hands_the_race_to_the_other() -> None:
-    # Pins the winner reset on failure: the hedge leads on the first token, fails, and the first attempt (aborts=False, so still running) answers.
+    # Pins the winner reset on failure: the hedge leads on the first token, fails, and the first attempt (aborts=False,
+    # so still running) answers.
     pool = pool_for()
-    client = FakeClient({"r1": Script(ttft=2.0, end=4.0, text=("x",)), "r2": Script(ttft=0.2, end=0.5, error="r2 broke")}, aborts=False)
+    client = FakeClient(
+        {"r1": Script(ttft=2.0, end=4.0, text=("x",)), "r2": Script(ttft=0.2, end=0.5, error="r2 broke")}, aborts=False
+    )
     out, at, sunk = race(client, pool)
     assert (out[0].content, out[1], at) == ("x", "r1", 4.0)
     assert client.metrics.hedges.seen == [("t", "lost")]
-    assert (sunk, client.sunk_at) == (["a", "b"], [1.2, 1.2])  # r2's text at its first token; r1's "x" does not continue it
+    assert (sunk, client.sunk_at) == (
+        ["a", "b"],
+        [1.2, 1.2],
+    )  # r2's text at its first token; r1's "x" does not continue it
     assert (pool.budget.tokens, pool.budget.charged) == (400.0, 100.0)
 
 
@@ -339,11 +380,18 @@ def test_a_later_winner_that_repeats_the_text_handed_so_far_hands_only_what_is_n
     # Pins hand()'s overlap: r2 led with "a" and failed; r1 (the same answer, later) hands only "b", "c".
     pool = pool_for()
     client = FakeClient(
-        {"r1": Script(ttft=2.0, end=4.0, text=("a", "b", "c"), gap=0.5), "r2": Script(ttft=0.2, end=0.5, text=("a",), error="r2 broke")}, aborts=False
+        {
+            "r1": Script(ttft=2.0, end=4.0, text=("a", "b", "c"), gap=0.5),
+            "r2": Script(ttft=0.2, end=0.5, text=("a",), error="r2 broke"),
+        },
+        aborts=False,
     )
     out, at, sunk = race(client, pool)
     assert (out[0].content, out[1], at) == ("abc", "r1", 4.0)
-    assert (sunk, client.sunk_at) == (["a", "b", "c"], [1.2, 2.5, 3.0])  # r1: "a" at 2.0 (handed already), "b" at 2.5, "c" at 3.0
+    assert (sunk, client.sunk_at) == (
+        ["a", "b", "c"],
+        [1.2, 2.5, 3.0],
+    )  # r1: "a" at 2.0 (handed already), "b" at 2.5, "c" at 3.0
 
 
 class Progressing:
@@ -368,7 +416,9 @@ class TrackingClient(FakeClient):
     """The scripted client with the real _call's bookkeeping for the stall and overtake watches:
     the send and the count in flight, a token per chunk, the first token, and the end of a call."""
 
-    async def _call(self, pool: ReplicaPool, endpoint: Endpoint, kind: str, body: dict, left: float, observer: StreamObserver) -> ModelReply:
+    async def _call(
+        self, pool: ReplicaPool, endpoint: Endpoint, kind: str, body: dict, left: float, observer: StreamObserver
+    ) -> ModelReply:
         name = endpoint.name
         tracked = Progressing(observer, pool, name)
         pool.stalls.sent(name, asyncio.get_running_loop().time(), pool.inflight.get(name, 0))
@@ -398,7 +448,11 @@ def later_call(pool: ReplicaPool, name: str, sent: float, first: float) -> None:
 
 
 def race_beside(
-    client: FakeClient, pool: ReplicaPool, later: list[tuple[str, float, float]], timeout: float = 30.0, writes: tuple[float, ...] = ()
+    client: FakeClient,
+    pool: ReplicaPool,
+    later: list[tuple[str, float, float]],
+    timeout: float = 30.0,
+    writes: tuple[float, ...] = (),
 ) -> tuple[Any, float]:
     """hedged_stream's result and end, with ``later`` calls (later_call's arguments) beside it and
     r1 writing a token (another call's) at each of ``writes``."""
@@ -442,7 +496,10 @@ def test_a_call_whose_in_order_due_lies_past_its_timeout_is_still_hedged_when_ov
     assert (out[1], at) == ("r2", 0.95)
 
 
-@pytest.mark.parametrize(("later", "overtaken"), [([("r1", 0.1, 0.3)], True), ([("r2", 0.1, 0.3)], False), ([("r1", 0.1, 0.7)], False), ([], False)])
+@pytest.mark.parametrize(
+    ("later", "overtaken"),
+    [([("r1", 0.1, 0.3)], True), ([("r2", 0.1, 0.3)], False), ([("r1", 0.1, 0.7)], False), ([], False)],
+)
 def test_only_a_later_call_on_the_same_replica_first_overtakes_and_not_after_the_calls_own_first_token(
     later: list[tuple[str, float, float]], overtaken: bool
 ) -> None:
@@ -458,7 +515,9 @@ def test_only_a_later_call_on_the_same_replica_first_overtakes_and_not_after_the
 
 
 @pytest.mark.parametrize(("writes", "hedge_at"), [((0.5,), 4.0), ((), 1.0)])
-def test_a_call_not_overtaken_waits_the_in_order_factor_while_its_replica_writes_and_a_silent_one_is_judged(writes: tuple[float, ...], hedge_at: float) -> None:
+def test_a_call_not_overtaken_waits_the_in_order_factor_while_its_replica_writes_and_a_silent_one_is_judged(
+    writes: tuple[float, ...], hedge_at: float
+) -> None:
     # Nothing overtakes our call on r1 (a later call there is still waiting too). When r1 writes
     # another call's token meanwhile (0.5 s) its queue moves and our call waits its turn: the
     # hedge waits the default 4 x the 1 s percentile. When not one token came from r1 in a whole
@@ -521,7 +580,9 @@ def stall_watch_learned(pool: ReplicaPool) -> None:
 
 
 @pytest.mark.parametrize("learned", [True, False])
-def test_a_replica_that_stalls_after_the_first_token_gets_the_call_hedged_and_the_first_whole_answer_wins(learned: bool) -> None:
+def test_a_replica_that_stalls_after_the_first_token_gets_the_call_hedged_and_the_first_whole_answer_wins(
+    learned: bool,
+) -> None:
     # r1 writes "a" at 0.3 s and then nothing until 20.3 s. Learned, the watch judges r1 stalled at
     # 0.7 s (0.4 s after its last token), past the first-token hedge: r2 starts then, answers at
     # 1.3 s and wins; the sink gets only r2's "b" (its "a" repeats r1's). The loser, cancelled at
@@ -543,7 +604,9 @@ def test_a_replica_that_stalls_after_the_first_token_gets_the_call_hedged_and_th
     assert pool.stalls.decoding == {"r9": 1, "r1": 0, "r2": 0}
 
 
-@pytest.mark.parametrize(("learned", "other_decoding", "hedge_at"), [(True, True, 0.4), (True, False, 5.0), (False, True, 5.0)])
+@pytest.mark.parametrize(
+    ("learned", "other_decoding", "hedge_at"), [(True, True, 0.4), (True, False, 5.0), (False, True, 5.0)]
+)
 def test_a_call_waiting_for_its_first_token_on_a_stalled_replica_is_hedged_at_the_judgment_not_the_percentile(
     learned: bool, other_decoding: bool, hedge_at: float
 ) -> None:
@@ -577,4 +640,9 @@ def test_a_call_whose_first_token_hedge_lost_can_hedge_again_when_its_replica_st
     assert (sunk, client.sunk_at) == (["a", "b"], [1.5, 4.4])
     assert client.metrics.hedges.seen == [("t", "won")]
     b = pool.budget
-    assert (b.hedges, b.credit, b.tokens, b.charged) == (2, 0.0, 480.0, 20.0)  # the first loser settled at 0, the second charged its completion
+    assert (b.hedges, b.credit, b.tokens, b.charged) == (
+        2,
+        0.0,
+        480.0,
+        20.0,
+    )  # the first loser settled at 0, the second charged its completion

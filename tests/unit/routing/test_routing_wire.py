@@ -8,13 +8,23 @@ from typing import Any
 
 import pytest
 
-from agentfleet_runtime.modelwire import ContextGuard, ContextOverflow, PortableTools, capped_max_tokens, context_error, served_context
+from agentfleet_runtime.modelwire import (
+    ContextGuard,
+    ContextOverflow,
+    PortableTools,
+    capped_max_tokens,
+    context_error,
+    served_context,
+)
 from agentfleet_sim import Engine, EngineConfig, RequestTooLong
 from agentfleet_sim.quirks import non_portable_schema_path
 
 NESTED = {
     "type": "object",
-    "properties": {"tags": {"type": "object", "additionalProperties": {"type": "string"}}, "free": {"type": "object", "additionalProperties": True}},
+    "properties": {
+        "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+        "free": {"type": "object", "additionalProperties": True},
+    },
     "additionalProperties": {"type": "integer"},
 }
 
@@ -24,7 +34,9 @@ def test_portable_tools_drop_schema_objects_keep_booleans_and_convert_once() -> 
     portable = PortableTools()
     out = portable(tools)
     assert non_portable_schema_path(out[0]["function"]["parameters"]) is None
-    assert non_portable_schema_path(tools[0]["function"]["parameters"]) == "parameters.additionalProperties"  # input untouched
+    assert (
+        non_portable_schema_path(tools[0]["function"]["parameters"]) == "parameters.additionalProperties"
+    )  # input untouched
     assert out[0]["function"]["parameters"]["properties"]["free"]["additionalProperties"] is True
     assert portable(tools) is out  # same list object: no second walk
 
@@ -45,7 +57,10 @@ def test_context_error_reads_the_engines_own_400() -> None:
     assert context_error(str(err.value)) == (1024, 300)
     assert context_error("model server answered 400: messages must be a non-empty list") is None
     # llama-server's wording (its prompt alone past the context): no room, so refit raises.
-    llama = '{"error":{"code":400,"message":"request (8488 tokens) exceeds the available context size (8192 tokens), try increasing it","type":"exceed_context_size_error"}}'
+    llama = (
+        '{"error":{"code":400,"message":"request (8488 tokens) exceeds the available context size (8192 tokens), try '
+        'increasing it","type":"exceed_context_size_error"}}'
+    )
     assert context_error(llama) == (8192, 8488)
     with pytest.raises(ContextOverflow):
         ContextGuard("m", lambda key: None).refit("r0", {"model": "m", "max_tokens": 512}, llama)
@@ -64,7 +79,10 @@ def test_guard_caps_from_v1_models_and_refits_exactly_after_a_short_estimate() -
     assert 800 < fitted["max_tokens"] < 1024 and body["max_tokens"] == 1024
     asyncio.run(guard.fit("r0", body))
     assert calls == ["r0"]  # the served context is asked once per replica
-    text = "This model's maximum context length is 1024 tokens. However, you requested 1514 tokens (490 in the messages, 1024 in the completion)."
+    text = (
+        "This model's maximum context length is 1024 tokens. However, you requested 1514 tokens (490 in the messages, "
+        "1024 in the completion)."
+    )
     again = guard.refit("r0", fitted, text)
     assert again is not None and again["max_tokens"] == 534
     assert served_context({"data": [{"id": "other", "max_model_len": 9}]}, "m") is None

@@ -202,9 +202,14 @@ def test_a_name_is_mentioned_with_its_case_for_acronyms_and_by_its_parts_for_dot
     assert not mentioned("REST", ["the rest of the row"]) and mentioned("REST", ["a REST API"])
     assert mentioned("MongoDB", ["mongodb"]) and mentioned("pg_ls_dir()", ["pg_ls_dir(dirname text)"])
     assert mentioned("functools.lru_cache", ["functools: @lru_cache(maxsize=128)"])
-    assert not mentioned("tomllib.dumps()", ["tomllib.load(fp)"], )
+    assert not mentioned(
+        "tomllib.dumps()",
+        ["tomllib.load(fp)"],
+    )
     passages = ["wal_compression (enum) ... autovacuum_max_workers (integer)"]
-    assert unknown_names("What is the default of wal_compression_gpu_level?", passages, PG) == ["wal_compression_gpu_level"]
+    assert unknown_names("What is the default of wal_compression_gpu_level?", passages, PG) == [
+        "wal_compression_gpu_level"
+    ]
     assert unknown_names("What is the default wal_compression?", passages, PG) == []
 
 
@@ -234,7 +239,9 @@ class Passages:
         for c in calls:
             text = self.by_query.get(c.arguments["query"], self.by_query[""])
             if not self.ok:
-                out.append(Observation(c.id, c.name, False, "search_docs is temporarily unavailable after repeated failures"))
+                out.append(
+                    Observation(c.id, c.name, False, "search_docs is temporarily unavailable after repeated failures")
+                )
                 continue
             out.append(Observation(c.id, c.name, True, f"[1] (runtime-config-wal.html, score 0.5)\n{text}"))
         return out

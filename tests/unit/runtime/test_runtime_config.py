@@ -30,7 +30,14 @@ worker: {concurrency: 100}
 def test_yaml_and_env(tmp_path):
     path = tmp_path / "runtime.yaml"
     path.write_text(YAML)
-    cfg = load_config(path, env={"AGENTFLEET_REDIS_PASSWORD": "123", "AGENTFLEET_WORKER_CONCURRENCY": "7", "AGENTFLEET_MODEL_API_KEY": "007"})
+    cfg = load_config(
+        path,
+        env={
+            "AGENTFLEET_REDIS_PASSWORD": "123",
+            "AGENTFLEET_WORKER_CONCURRENCY": "7",
+            "AGENTFLEET_MODEL_API_KEY": "007",
+        },
+    )
     assert cfg.fleet == "support" and cfg.redis_password == "123" and cfg.model.api_key == "007"
     assert cfg.worker.concurrency == 7
     lim = limits_of(cfg)
@@ -68,7 +75,13 @@ def test_runtime_config_for_a_process_round_trips():
     }
     vi = {"milvus": {"uri": "http://m:19530"}, "collection": "docs"}
     af = {"metadata": {"name": "f", "namespace": "ns"}, "spec": spec}
-    doc = runtime_config(af, primary=ModelTarget("smol", "smol"), redis_url="redis://r:6379/0", vector_index=vi, milvus_uri="http://m2:19530")
+    doc = runtime_config(
+        af,
+        primary=ModelTarget("smol", "smol"),
+        redis_url="redis://r:6379/0",
+        vector_index=vi,
+        milvus_uri="http://m2:19530",
+    )
     cfg = RuntimeConfig.model_validate(yaml.safe_load(yaml.safe_dump(doc)))
     assert cfg.budgets.max_steps == 9 and cfg.system_prompt == "Hi" and cfg.worker.concurrency == 10
     assert cfg.tools[0].http.url == "http://t/x"

@@ -34,17 +34,24 @@ from agentfleet_runtime.tools.retrieval import PARAMETERS as SEARCH_PARAMS
 from agentfleet_runtime.tools.spawn import PARAMETERS as SPAWN_PARAMS
 from agentfleet_runtime.types import Limits, ModelReply, Observation, Status, Step, TaskRecord, ToolCall, Usage
 
-SCHEMAS = [tool_schema("search", "Searches the manual.", SEARCH_PARAMS), tool_schema("delegate", "Starts sub-agents.", SPAWN_PARAMS)]
+SCHEMAS = [
+    tool_schema("search", "Searches the manual.", SEARCH_PARAMS),
+    tool_schema("delegate", "Starts sub-agents.", SPAWN_PARAMS),
+]
 FIRST_SEARCH = DecisionSettings(mode="JSONSchema", rules=(ToolRule("search", first_step=True),))
 
 
 def step(n: int, *names: str) -> Step:
-    return Step(n, "", [ToolCall(f"c{i}", name, {"query": "q"}) for i, name in enumerate(names)], Usage(), observations=[])
+    return Step(
+        n, "", [ToolCall(f"c{i}", name, {"query": "q"}) for i, name in enumerate(names)], Usage(), observations=[]
+    )
 
 
 # -- pure decisions ------------------------------------------------------------------------------
 def test_first_step_policy_offers_only_the_first_tool_and_no_answer():
-    assert offer(FIRST_SEARCH, ["search", "delegate"], []) == Offer(("search",), False, "the first step must call search")
+    assert offer(FIRST_SEARCH, ["search", "delegate"], []) == Offer(
+        ("search",), False, "the first step must call search"
+    )
     assert offer(FIRST_SEARCH, ["search", "delegate"], [step(0, "search")]) == Offer(("search", "delegate"), True, "")
 
 
@@ -54,15 +61,23 @@ def test_tools_a_task_cannot_use_are_never_offered():
 
 def test_a_step_that_only_repeats_a_search_leaves_the_model_only_the_answer():
     def calls(n: int, *queries: str, name: str = "search") -> Step:
-        return Step(n, "", [ToolCall(f"c{i}", name, {"query": q}) for i, q in enumerate(queries)], Usage(), observations=[])
+        return Step(
+            n, "", [ToolCall(f"c{i}", name, {"query": q}) for i, q in enumerate(queries)], Usage(), observations=[]
+        )
 
     s, names, ro = DecisionSettings(), ["search", "delegate"], {"search"}
     assert offer(s, names, [calls(0, "a"), calls(1, "a")], (), ro) == Offer((), True, REPEATED_READ)
     assert offer(s, names, [calls(0, "a", "b"), calls(1, "b")], (), ro).tools == ()  # any earlier step counts
     assert offer(s, names, [calls(0, "a"), calls(1, "A lock")], (), ro).tools == ("search", "delegate")  # a new query
     assert offer(s, names, [calls(0, "a"), calls(1, "a", "c")], (), ro).tools == ("search", "delegate")  # something new
-    assert offer(s, names, [calls(0, "a"), calls(1, "a")], (), ()).tools == ("search", "delegate")  # not a read-only tool
-    assert offer(s, names, [calls(0, "a", name="delegate"), calls(1, "a", name="delegate")], (), ro).tools == ("search", "delegate")
+    assert offer(s, names, [calls(0, "a"), calls(1, "a")], (), ()).tools == (
+        "search",
+        "delegate",
+    )  # not a read-only tool
+    assert offer(s, names, [calls(0, "a", name="delegate"), calls(1, "a", name="delegate")], (), ro).tools == (
+        "search",
+        "delegate",
+    )
 
 
 def test_calls_per_task_take_a_tool_off_the_offer():
@@ -105,7 +120,10 @@ def test_request_extras_by_mode():
     assert set(json_extras) == {"response_format"} and json_extras["response_format"]["type"] == "json_schema"
     native = request_extras(DecisionSettings(), SCHEMAS, o, send_tools=True)
     assert [t["function"]["name"] for t in native["tools"]] == ["search"] and native["tool_choice"] == "required"
-    assert request_extras(DecisionSettings(), SCHEMAS, Offer(("search", "delegate")), send_tools=True)["tool_choice"] == "auto"
+    assert (
+        request_extras(DecisionSettings(), SCHEMAS, Offer(("search", "delegate")), send_tools=True)["tool_choice"]
+        == "auto"
+    )
     assert request_extras(DecisionSettings(), SCHEMAS, o, send_tools=False) == {}
 
 
@@ -138,7 +156,13 @@ def test_problem_covers_unknown_tools_policy_and_arguments():
 
 
 def test_from_spec_reads_the_api_shape():
-    s = DecisionSettings.from_spec({"mode": "JSONSchema", "repairAttempts": 2, "toolPolicies": [{"tool": "search", "firstStep": True, "maxCallsPerTask": 3}]})
+    s = DecisionSettings.from_spec(
+        {
+            "mode": "JSONSchema",
+            "repairAttempts": 2,
+            "toolPolicies": [{"tool": "search", "firstStep": True, "maxCallsPerTask": 3}],
+        }
+    )
     assert s == DecisionSettings("JSONSchema", 2, (ToolRule("search", True, 3),))
     assert DecisionSettings.from_spec(None) == DecisionSettings()
 
@@ -200,16 +224,35 @@ class Tools:
 
     async def run_step(self, task, n, calls, deadline):
         self.calls += calls
-        return [Observation(c.id, c.name, True, f"[1] (explicit-locking.html, score 0.9)\nVACUUM FULL takes an ACCESS EXCLUSIVE lock ({n})") for c in calls]
+        return [
+            Observation(
+                c.id,
+                c.name,
+                True,
+                f"[1] (explicit-locking.html, score 0.9)\nVACUUM FULL takes an ACCESS EXCLUSIVE lock ({n})",
+            )
+            for c in calls
+        ]
 
 
-def run_task(model, settings: LoopSettings, limits: Limits | None = None, *, goal: str = "Which lock does VACUUM FULL take?", tools=None):
+def run_task(
+    model,
+    settings: LoopSettings,
+    limits: Limits | None = None,
+    *,
+    goal: str = "Which lock does VACUUM FULL take?",
+    tools=None,
+):
     limits = limits or Limits()
     now = time.time()
-    rec = TaskRecord(id="t1", goal=goal, status=Status.RUNNING, limits=limits, created_at=now, deadline=now + 60, root="t1")
+    rec = TaskRecord(
+        id="t1", goal=goal, status=Status.RUNNING, limits=limits, created_at=now, deadline=now + 60, root="t1"
+    )
     acquired = Acquired(record=rec, steps=[], root_limits=limits, root_deadline=rec.deadline, tree=TreeUsage())
     store, tools = Store(), tools or Tools()
-    task_run = TaskRun(acquired, lease="L", msg_id="m", store=store, model=model, tools=tools, prices=Prices(), settings=settings)
+    task_run = TaskRun(
+        acquired, lease="L", msg_id="m", store=store, model=model, tools=tools, prices=Prices(), settings=settings
+    )
     outcome = asyncio.run(asyncio.wait_for(task_run.execute(), 5))
     return outcome, store.finished, tools, task_run
 
@@ -220,13 +263,21 @@ ANSWER = '{"action": "answer", "answer": "ACCESS EXCLUSIVE", "sources": ["explic
 
 def test_json_mode_searches_then_answers_with_its_source():
     model = ScriptedModel([SEARCH, ANSWER])
-    outcome, finished, tools, task_run = run_task(model, LoopSettings("Answer from the manual.", decisions=FIRST_SEARCH))
+    outcome, finished, tools, task_run = run_task(
+        model, LoopSettings("Answer from the manual.", decisions=FIRST_SEARCH)
+    )
     assert outcome == (Status.DONE, "final_answer")
     assert finished["answer"] == "ACCESS EXCLUSIVE\n\nSources: explicit-locking.html"
     assert [c.name for c in tools.calls] == ["search"]
     first, second = model.requests
-    assert first.tools == [] and first.response_format["json_schema"]["schema"]["properties"]["action"]["enum"] == ["search"]
-    assert [a["properties"]["action"]["enum"][0] for a in second.response_format["json_schema"]["schema"]["anyOf"]] == ["search", "delegate", "answer"]
+    assert first.tools == [] and first.response_format["json_schema"]["schema"]["properties"]["action"]["enum"] == [
+        "search"
+    ]
+    assert [a["properties"]["action"]["enum"][0] for a in second.response_format["json_schema"]["schema"]["anyOf"]] == [
+        "search",
+        "delegate",
+        "answer",
+    ]
     assert '"action": "answer"' in first.messages[0]["content"]  # the protocol is in the system prompt
     # The history shows the decision as the model wrote it and the result as a user turn.
     assert second.messages[2] == {"role": "assistant", "content": SEARCH}
@@ -238,7 +289,9 @@ def test_a_reply_that_fails_validation_gets_a_repair_turn():
     model = ScriptedModel([bad, SEARCH, ANSWER])
     outcome, finished, tools, task_run = run_task(model, LoopSettings("s", decisions=FIRST_SEARCH))
     assert outcome == (Status.DONE, "final_answer")
-    assert [c.arguments for c in tools.calls] == [{"query": "VACUUM FULL lock"}]  # the repaired call ran, the bad one never did
+    assert [c.arguments for c in tools.calls] == [
+        {"query": "VACUUM FULL lock"}
+    ]  # the repaired call ran, the bad one never did
     repair = model.requests[1].messages
     assert repair[-2] == {"role": "assistant", "content": bad}
     assert "search.arguments.query is required" in repair[-1]["content"]
@@ -248,7 +301,9 @@ def test_a_reply_that_fails_validation_gets_a_repair_turn():
 
 
 def test_native_mode_policy_forces_the_first_tool_and_repairs_a_direct_answer():
-    settings = LoopSettings("s", tool_calling="native", decisions=DecisionSettings(rules=(ToolRule("search", first_step=True),)))
+    settings = LoopSettings(
+        "s", tool_calling="native", decisions=DecisionSettings(rules=(ToolRule("search", first_step=True),))
+    )
     call = ModelReply(content="", tool_calls=(ToolCall("c1", "search", {"query": "lock"}),), usage=Usage(1, 1))
     model = ScriptedModel(["It is SHARE lock.", call, "ACCESS EXCLUSIVE"])
     outcome, finished, tools, _ = run_task(model, settings)
@@ -270,7 +325,10 @@ def test_repairs_are_bounded_then_the_reply_is_taken_as_it_is():
 def test_a_cut_off_tool_decision_is_never_the_tasks_answer():
     # Qwen2.5-Coder-0.5B pasted a whole observation into its search query until max_tokens cut
     # the JSON; the repair failed the same way and the raw decision became the stored answer.
-    cut = '{"action":"search","arguments":{"query":"Observation from search:\\n[1] (sql-explain.html, score 0.03)\\nKeep in'
+    cut = (
+        '{"action":"search","arguments":{"query":"Observation from search:\\n[1] (sql-explain.html, score '
+        "0.03)\\nKeep in"
+    )
     model = ScriptedModel([SEARCH, cut, cut])
     settings = LoopSettings("s", decisions=DecisionSettings(mode="JSONSchema", repair_attempts=1))
     outcome, finished, tools, _ = run_task(model, settings)
@@ -295,13 +353,21 @@ def test_an_answer_citing_passage_numbers_names_the_passages_sources():
     outcome, finished, tools, _ = run_task(model, LoopSettings("s", decisions=FIRST_SEARCH))
     assert finished["answer"] == "ACCESS EXCLUSIVE\n\nSources: explicit-locking.html"
     assert read_decision(cited).content == "ACCESS EXCLUSIVE\n\nSources: [1]"  # no search: nothing to resolve
-    assert resolve_sources(["2", "[1]", "a.html", "[9]", 3], {1: "x.html", 2: "y.html"}) == ["y.html", "x.html", "a.html", "[9]", 3]
+    assert resolve_sources(["2", "[1]", "a.html", "[9]", 3], {1: "x.html", 2: "y.html"}) == [
+        "y.html",
+        "x.html",
+        "a.html",
+        "[9]",
+        3,
+    ]
 
 
 def test_a_copied_passage_head_names_its_source():
     numbered = {1: "x.html", 2: "y.html"}
     # The head line as the search showed it, or its source and score in brackets: the source.
-    got = resolve_sources(["[2] (y.html, score 0.673)", "[transaction-iso.html, score 0.506]", "(z.html, score 0.1)"], numbered)
+    got = resolve_sources(
+        ["[2] (y.html, score 0.673)", "[transaction-iso.html, score 0.506]", "(z.html, score 0.1)"], numbered
+    )
     assert got == ["y.html", "transaction-iso.html", "z.html"]
     assert resolve_sources(["[3] (q.html)", "a.html [1]"], numbered) == ["q.html", "a.html [1]"]
 
@@ -352,10 +418,27 @@ def test_a_sub_agent_at_the_depth_limit_is_not_offered_the_spawn_tool():
     model = ScriptedModel([SEARCH, ANSWER])
     now = time.time()
     limits = Limits(max_depth=1)
-    rec = TaskRecord(id="t1.0.0.0", goal="g", status=Status.RUNNING, limits=limits, created_at=now, deadline=now + 60, root="t1", parent="t1", depth=1)
+    rec = TaskRecord(
+        id="t1.0.0.0",
+        goal="g",
+        status=Status.RUNNING,
+        limits=limits,
+        created_at=now,
+        deadline=now + 60,
+        root="t1",
+        parent="t1",
+        depth=1,
+    )
     acquired = Acquired(record=rec, steps=[], root_limits=limits, root_deadline=rec.deadline, tree=TreeUsage())
     run = TaskRun(
-        acquired, lease="L", msg_id="m", store=Store(), model=model, tools=Tools(), prices=Prices(), settings=LoopSettings("s", decisions=FIRST_SEARCH)
+        acquired,
+        lease="L",
+        msg_id="m",
+        store=Store(),
+        model=model,
+        tools=Tools(),
+        prices=Prices(),
+        settings=LoopSettings("s", decisions=FIRST_SEARCH),
     )
     assert asyncio.run(run.execute()) == (Status.DONE, "final_answer")
     later = model.requests[1].response_format["json_schema"]["schema"]["anyOf"]
@@ -395,7 +478,9 @@ def test_the_chat_body_carries_tool_choice_and_the_response_format():
     from agentfleet_runtime.model import ModelRequest, OpenAIChatClient
 
     client = OpenAIChatClient("http://127.0.0.1:9/v1", "m")
-    rf = request_extras(FIRST_SEARCH, SCHEMAS, Offer(("search",), may_answer=False), send_tools=False)["response_format"]
+    rf = request_extras(FIRST_SEARCH, SCHEMAS, Offer(("search",), may_answer=False), send_tools=False)[
+        "response_format"
+    ]
     body = client._body(ModelRequest(messages=[], response_format=rf))
     assert body["response_format"] == rf and "tools" not in body
     body = client._body(ModelRequest(messages=[], tools=SCHEMAS[:1], tool_choice="required"))
@@ -406,7 +491,9 @@ def test_the_chat_body_carries_tool_choice_and_the_response_format():
 def test_tool_calls_mode_keeps_the_text_fallback_and_validates_it():
     # A model that writes its call as <tool_call> text (Qwen/Hermes templates) in ToolCalls mode:
     # the fallback reads it, the policy and the schema check it, a repair fixes a bad argument.
-    settings = LoopSettings("s", tool_calling="auto", decisions=DecisionSettings(rules=(ToolRule("search", first_step=True),)))
+    settings = LoopSettings(
+        "s", tool_calling="auto", decisions=DecisionSettings(rules=(ToolRule("search", first_step=True),))
+    )
     bad = '<tool_call>{"name": "search", "arguments": {"text": "lock"}}</tool_call>'
     good = '<tool_call>{"name": "search", "arguments": {"query": "VACUUM FULL lock"}}</tool_call>'
     model = ScriptedModel([bad, good, "Final Answer: ACCESS EXCLUSIVE"])

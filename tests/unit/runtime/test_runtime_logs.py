@@ -42,6 +42,8 @@ def test_step_reference_is_read_when_the_record_is_formatted():
         out = json.loads(fmt.format(logging.makeLogRecord({"msg": "x", "levelname": "INFO", "name": "t"})))
         assert out["step"] == 4
         ref.n = None  # before the first step: no step field
-        assert "step" not in json.loads(fmt.format(logging.makeLogRecord({"msg": "x", "levelname": "INFO", "name": "t"})))
+        assert "step" not in json.loads(
+            fmt.format(logging.makeLogRecord({"msg": "x", "levelname": "INFO", "name": "t"}))
+        )
     finally:
         step_var.reset(token)

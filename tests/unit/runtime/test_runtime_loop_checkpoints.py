@@ -95,8 +95,12 @@ class Tools:
 
 def run(store: Store, *, steps: int = 2, acts: bool = False, done: list[Step] | None = None) -> tuple[TaskRun, object]:
     now = time.time()
-    rec = TaskRecord(id="t1", goal="g", status=Status.RUNNING, limits=Limits(), created_at=now, deadline=now + 60, root="t1")
-    acquired = Acquired(record=rec, steps=list(done or []), root_limits=rec.limits, root_deadline=rec.deadline, tree=TreeUsage())
+    rec = TaskRecord(
+        id="t1", goal="g", status=Status.RUNNING, limits=Limits(), created_at=now, deadline=now + 60, root="t1"
+    )
+    acquired = Acquired(
+        record=rec, steps=list(done or []), root_limits=rec.limits, root_deadline=rec.deadline, tree=TreeUsage()
+    )
     task_run = TaskRun(
         acquired,
         lease="L",
@@ -135,7 +139,9 @@ def test_tools_without_effects_run_while_their_reply_is_stored() -> None:
     _, outcome = run(store, acts=False)
     assert outcome == (Status.DONE, "final_answer")
     # The tools and the next call go ahead; the observations are stored after the reply they complete.
-    assert before(store.log, "tools 0", "model 1", "reply 0 stored", "complete 0 sent", "complete 0 stored", "reply 1 sent"), store.log
+    assert before(
+        store.log, "tools 0", "model 1", "reply 0 stored", "complete 0 sent", "complete 0 stored", "reply 1 sent"
+    ), store.log
 
 
 def test_observations_ready_before_their_reply_is_stored_go_with_it() -> None:

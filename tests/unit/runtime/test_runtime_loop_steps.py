@@ -31,8 +31,14 @@ from agentfleet_runtime.types import Limits, ModelReply, Observation, Status, St
 
 START = 1000.0  # the fake clock's time when a task starts; every task here was created then
 DEADLINE = START + 60
-SEARCH = tool_schema("search", "Searches the manual.", {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]})
-WRITE = tool_schema("write", "Writes a file.", {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]})
+SEARCH = tool_schema(
+    "search",
+    "Searches the manual.",
+    {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]},
+)
+WRITE = tool_schema(
+    "write", "Writes a file.", {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
+)
 EUR = Prices(Decimal("1000"), Decimal("2000"), "EUR")  # per million tokens: 1e6 and 2e6 nanos a token
 STEP_COST = 10 * 1_000_000 + 5 * 2_000_000  # Usage(10, 5) at EUR: 20,000,000 nanos, 0.02 EUR
 
@@ -150,7 +156,9 @@ class Model:
     calling it, an exception is raised. Each call takes ``seconds[i]`` on the clock (the last
     figure repeats); every request is recorded, and "model N" goes to ``log`` when given."""
 
-    def __init__(self, clock: Clock, script: Sequence[Any], seconds: Sequence[float] = (0.0,), log: list[Any] | None = None) -> None:
+    def __init__(
+        self, clock: Clock, script: Sequence[Any], seconds: Sequence[float] = (0.0,), log: list[Any] | None = None
+    ) -> None:
         self.clock, self.script, self.seconds, self.log = clock, list(script), list(seconds), log
         self.requests: list[Any] = []
 
@@ -312,10 +320,19 @@ def test_each_request_carries_the_tasks_identity_its_step_the_offered_tools_and_
     assert outcome == (Status.DONE, "final_answer")
     first, second = model.requests
     for r, step, timeout in ((first, 0, 60.0), (second, 1, 55.0)):
-        assert (r.task_id, r.root_id, r.session, r.tenant, r.step, r.timeout) == ("t1.0", "t1", "s1", "acme", step, timeout)
+        assert (r.task_id, r.root_id, r.session, r.tenant, r.step, r.timeout) == (
+            "t1.0",
+            "t1",
+            "s1",
+            "acme",
+            step,
+            timeout,
+        )
         assert r.tools == [SEARCH, WRITE] and r.tool_choice == "auto" and r.response_format is None
     assert first.messages == [{"role": "system", "content": "s"}, {"role": "user", "content": "g"}]
-    assert second.messages[2]["tool_calls"][0]["function"]["name"] == "search" and second.messages[3]["content"] == "found"
+    assert (
+        second.messages[2]["tool_calls"][0]["function"]["name"] == "search" and second.messages[3]["content"] == "found"
+    )
 
 
 def test_a_request_without_tools_to_offer_carries_none_the_default_choice_and_no_tenant(clock: Clock) -> None:
@@ -341,7 +358,10 @@ def test_text_tool_calling_describes_the_tools_in_the_prompt_and_reads_calls_fro
     first = model.requests[0]
     assert first.tools == [] and first.response_format is None
     system = first.messages[0]["content"]
-    assert system.startswith("s\n\nYou can use these tools:\n- search(query: string): Searches the manual.\n- write(text: string): Writes a file.")
+    assert system.startswith(
+        "s\n\nYou can use these tools:\n- search(query: string): Searches the manual.\n- write(text: string): "
+        "Writes a file."
+    )
 
 
 def test_native_tool_calling_takes_call_shaped_text_as_the_answer(clock: Clock) -> None:
@@ -378,11 +398,15 @@ def test_a_root_task_in_a_session_is_shown_the_sessions_earlier_answers_and_a_su
         store = Store(clock, session=[("What is 2+2?", "4")])
         model = Model(clock, ["42"])
         run(model, store, Tools(clock), settings=settings, **fields)
-        assert not [e for e in store.log if e[0] == "session_context"] and model.requests[0].messages[0]["content"] == "s"
+        assert (
+            not [e for e in store.log if e[0] == "session_context"] and model.requests[0].messages[0]["content"] == "s"
+        )
 
 
 # -- what a step hands the store, the tools and the metrics -----------------------------------------
-def test_a_task_stores_each_step_with_its_cost_and_ends_with_its_final_step_and_figures(clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_task_stores_each_step_with_its_cost_and_ends_with_its_final_step_and_figures(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
     # Two tool steps and a final answer, each call Usage(10, 5) at EUR prices: 0.02 EUR a call.
     # Calls take 2, 3 and 4 s, the tools 1 s a run, sending a reply 0.5 s of bookkeeping. A
     # resumed record already holds 100 + 50 tokens and 7 nanos: the loop adds each stored step
@@ -397,13 +421,28 @@ def test_a_task_stores_each_step_with_its_cost_and_ends_with_its_final_step_and_
     rec = task_run.rec
     plans = [e for e in store.log if e[0] == "plan"]
     assert [(p[1], p[2], p[3].n, p[4]) for p in plans] == [(rec, "L", 0, STEP_COST), (rec, "L", 1, STEP_COST)]
-    assert [(p[3].content, p[3].usage, p[3].model_seconds) for p in plans] == [("", Usage(10, 5), 2.0), ("", Usage(10, 5), 3.0)]
+    assert [(p[3].content, p[3].usage, p[3].model_seconds) for p in plans] == [
+        ("", Usage(10, 5), 2.0),
+        ("", Usage(10, 5), 3.0),
+    ]
     assert [e for e in store.log if e[0] == "complete"] == [("complete", rec, "L", 0), ("complete", rec, "L", 1)]
     assert (rec.prompt_tokens, rec.completion_tokens, rec.cost_nanos) == (120, 60, 7 + 2 * STEP_COST)
     assert store.log[-1] == ("finish", rec, "L", "m")
     final = store.finished.pop("final_step")
-    assert (final.n, final.content, final.tool_calls, final.usage, final.model_seconds) == (2, "42", [], Usage(10, 5), 4.0)
-    assert store.finished == {"status": Status.DONE, "reason": "final_answer", "answer": "42", "error": "", "cost_nanos": STEP_COST}
+    assert (final.n, final.content, final.tool_calls, final.usage, final.model_seconds) == (
+        2,
+        "42",
+        [],
+        Usage(10, 5),
+        4.0,
+    )
+    assert store.finished == {
+        "status": Status.DONE,
+        "reason": "final_answer",
+        "answer": "42",
+        "error": "",
+        "cost_nanos": STEP_COST,
+    }
     # Metrics: 3 calls cost 0.06 EUR; 3 steps; 2 + 1 + 0.5 + 3 + 1 + 0.5 + 4 = 12 s from creation
     # to the end; each tool step spent its 0.5 s of bookkeeping outside the call and the tools.
     assert m.delta("agentfleet_cost_total", {"currency": "EUR"}) == pytest.approx(0.06, abs=1e-12)
@@ -421,13 +460,17 @@ def test_tools_run_with_the_task_its_deadline_and_the_steps_number_in_the_log_co
     # deadline; the records the tools log carry task t1 and that step's number.
     store, tools = Store(clock), Tools(clock)
     task_run, _ = run(Model(clock, [call("search", query="a"), call("search", query="b"), "42"]), store, tools)
-    assert [(r["task"], r["n"], r["calls"][0].arguments, r["deadline"], r["task_id_var"], r["step_var"]) for r in tools.runs] == [
+    assert [
+        (r["task"], r["n"], r["calls"][0].arguments, r["deadline"], r["task_id_var"], r["step_var"]) for r in tools.runs
+    ] == [
         (task_run.rec, 0, {"query": "a"}, DEADLINE, "t1", 0),
         (task_run.rec, 1, {"query": "b"}, DEADLINE, "t1", 1),
     ]
 
 
-def test_a_resumed_step_runs_its_tools_as_that_step_and_counts_its_checkpoint_as_overhead(clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_resumed_step_runs_its_tools_as_that_step_and_counts_its_checkpoint_as_overhead(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
     # A task resumed with step 0 planned but its tools not run: they run again as step 0 (the
     # log context says step 0, the log names the tools), the observations are stored (0.25 s on
     # the clock) before the next call, and that 0.25 s is the step's overhead: the 3 s of tools
@@ -462,12 +505,16 @@ def test_until_the_store_answers_the_budget_counts_the_tree_usage_plus_the_steps
     # plus the step's own. One step of Usage(10, 5) at EUR: 15 tokens, 0.02 EUR.
     for limits, reason in ((Limits(max_tokens=15), "max_tokens"), (Limits(max_cost=Decimal("0.02")), "max_cost")):
         store = Store(clock)
-        _, outcome = run(Model(clock, [call("search", query="a"), "42"]), store, Tools(clock), limits=limits, prices=EUR)
+        _, outcome = run(
+            Model(clock, [call("search", query="a"), "42"]), store, Tools(clock), limits=limits, prices=EUR
+        )
         assert outcome == (Status.DONE, reason), limits
 
 
 # -- endings -----------------------------------------------------------------------------------
-def test_a_budget_ends_the_task_with_the_best_answer_no_final_step_and_no_cost(clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_budget_ends_the_task_with_the_best_answer_no_final_step_and_no_cost(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
     # max_steps 1: after one search step the budget stops the task before a second call; it
     # ends done with reason max_steps, the latest observation as its answer, no final step and
     # no cost of its own. One step counted; 0.5 s from creation to the end (the reply's).
@@ -478,7 +525,14 @@ def test_a_budget_ends_the_task_with_the_best_answer_no_final_step_and_no_cost(c
     _, outcome = run(model, store, tools, limits=Limits(max_steps=1))
     assert outcome == (Status.DONE, "max_steps") and len(model.requests) == 1
     answer = "(no final answer; last search result) VACUUM FULL takes an ACCESS EXCLUSIVE lock"
-    assert store.finished == {"status": Status.DONE, "reason": "max_steps", "answer": answer, "error": "", "final_step": None, "cost_nanos": 0}
+    assert store.finished == {
+        "status": Status.DONE,
+        "reason": "max_steps",
+        "answer": answer,
+        "error": "",
+        "final_step": None,
+        "cost_nanos": 0,
+    }
     (reached,) = records(caplog, "budget reached")
     assert reached.reason == "max_steps"
     assert m.delta("agentfleet_tasks_total", {"outcome": "max_steps"}) == 1
@@ -487,7 +541,9 @@ def test_a_budget_ends_the_task_with_the_best_answer_no_final_step_and_no_cost(c
 
 
 @pytest.mark.parametrize(("late_by", "ends"), [(0.01, True), (0.02, False)])
-def test_a_call_that_times_out_ends_the_task_only_within_10_ms_of_its_deadline(clock: Clock, late_by: float, ends: bool) -> None:
+def test_a_call_that_times_out_ends_the_task_only_within_10_ms_of_its_deadline(
+    clock: Clock, late_by: float, ends: bool
+) -> None:
     # A model call that raises TimeoutError with the clock 10 ms or less before the deadline:
     # the task's time is up, it ends done with reason timeout and its best answer. 20 ms
     # before: the timeout was the call's own, and it is raised for the worker to retry.
@@ -502,12 +558,21 @@ def test_a_call_that_times_out_ends_the_task_only_within_10_ms_of_its_deadline(c
     _, outcome = run(LateModel(clock, []), store, Tools(clock), done=done)
     if ends:
         assert outcome == (Status.DONE, "timeout")
-        assert store.finished == {"status": Status.DONE, "reason": "timeout", "answer": "It is probably 42.", "error": "", "final_step": None, "cost_nanos": 0}
+        assert store.finished == {
+            "status": Status.DONE,
+            "reason": "timeout",
+            "answer": "It is probably 42.",
+            "error": "",
+            "final_step": None,
+            "cost_nanos": 0,
+        }
     else:
         assert isinstance(outcome, TimeoutError) and store.finished == {}
 
 
-def test_a_context_overflow_is_logged_with_the_first_300_characters_of_its_error(clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_context_overflow_is_logged_with_the_first_300_characters_of_its_error(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
     # The engine's 400-character refusal: the task ends with max_context and its warning keeps
     # the first 300 characters.
     caplog.set_level(logging.INFO, logger="agentfleet_runtime.loop")
@@ -519,7 +584,9 @@ def test_a_context_overflow_is_logged_with_the_first_300_characters_of_its_error
     assert warned.levelno == logging.WARNING and warned.error == "x" * 299 + "y"
 
 
-def test_native_calls_with_bad_arguments_and_no_text_are_shown_back_as_tool_calls(clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+def test_native_calls_with_bad_arguments_and_no_text_are_shown_back_as_tool_calls(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
     # A native reply with no text and two calls, the first failing its schema: the repair turn
     # shows the model its calls written as <tool_call> text, one a line, with the problem; the
     # step is the repaired call, its usage and model time both calls' ((10, 5) x 2; 2 + 3 s).
@@ -530,7 +597,10 @@ def test_native_calls_with_bad_arguments_and_no_text_are_shown_back_as_tool_call
     task_run, outcome = run(model, store, tools)
     assert outcome == (Status.DONE, "final_answer")
     shown, asked = model.requests[1].messages[-2:]
-    written = '<tool_call>{"name":"search","arguments":{"q":"x"}}</tool_call>\n<tool_call>{"name":"write","arguments":{"text":"y"}}</tool_call>'
+    written = (
+        '<tool_call>{"name":"search","arguments":{"q":"x"}}</tool_call>\n'
+        '<tool_call>{"name":"write","arguments":{"text":"y"}}</tool_call>'
+    )
     assert shown == {"role": "assistant", "content": written}
     assert asked["content"].startswith("That reply cannot be used: search.arguments.query is required")
     (repairing,) = records(caplog, "repairing a decision")
@@ -539,7 +609,9 @@ def test_native_calls_with_bad_arguments_and_no_text_are_shown_back_as_tool_call
     assert (step.tool_calls, step.usage, step.model_seconds) == ([call("search", query="x")], Usage(20, 10), 5.0)
 
 
-def test_a_repair_is_logged_with_the_first_300_characters_of_its_problem(clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_repair_is_logged_with_the_first_300_characters_of_its_problem(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
     # A call of a tool named by 300 x's: the problem reads "there is no tool 'xxx...'; the tools
     # are: search, write", and the log keeps its first 300 characters: the 18 of "there is no
     # tool '" and 282 x's.
@@ -582,7 +654,9 @@ def test_a_draining_worker_releases_the_task_after_storing_the_last_observations
 
 # -- leaving early -------------------------------------------------------------------------------
 @pytest.mark.parametrize("store_fails", [False, True])
-def test_a_failed_call_raises_its_own_error_after_the_last_observations_are_kept_if_they_can_be(clock: Clock, store_fails: bool) -> None:
+def test_a_failed_call_raises_its_own_error_after_the_last_observations_are_kept_if_they_can_be(
+    clock: Clock, store_fails: bool
+) -> None:
     # The call of step 1 fails while step 0's observations are being stored (30 ms): the task
     # raises the model's error, not the store's, and only once that store has ended (stored, or
     # failed with a lost lease); nothing is left pending.
@@ -666,7 +740,10 @@ def test_passage_numbers_name_the_latest_searchs_passages_not_another_tools_outp
     assert outcome == (Status.DONE, "final_answer")
     assert store.finished["answer"] == "ACCESS EXCLUSIVE\n\nSources: a.html"
     # The decisions are described after the agent's own prompt, a blank line between.
-    protocol = 'Decide one action at a time. Reply with one JSON object and nothing else:\n- {"action": "search", "arguments": {"query": "<string>"}}  (Searches the manual.)'
+    protocol = (
+        'Decide one action at a time. Reply with one JSON object and nothing else:\n- {"action": "search", '
+        '"arguments": {"query": "<string>"}}  (Searches the manual.)'
+    )
     assert model.requests[0].messages[0]["content"].startswith("s\n\n" + protocol)
 
 
@@ -680,7 +757,9 @@ def test_a_failed_tool_calls_output_is_not_a_source_an_answer_may_cite(clock: Cl
     s1, s2 = '{"action": "search", "arguments": {"query": "lock"}}', '{"action": "search", "arguments": {"query": "x"}}'
     model = Model(clock, [s1, s2, bad, good])
     _, outcome = run(model, store, tools, settings=JSON_MODE)
-    assert outcome == (Status.DONE, "final_answer") and store.finished["answer"] == "ACCESS EXCLUSIVE\n\nSources: a.html"
+    assert (
+        outcome == (Status.DONE, "final_answer") and store.finished["answer"] == "ACCESS EXCLUSIVE\n\nSources: a.html"
+    )
     assert "x.html is not one" in model.requests[3].messages[-1]["content"]
 
 
@@ -710,7 +789,7 @@ CUT = '{"action": "answer", "answer": "The default is 5min (five minutes) and th
     ("replies", "answer"),
     [
         # max_tokens cut both the reply and its repair: the answer's text so far is the answer.
-        ([CUT, CUT + ' over'], "The default is 5min (five minutes) and the checkpoint is spread over"),
+        ([CUT, CUT + " over"], "The default is 5min (five minutes) and the checkpoint is spread over"),
         # a cut inside an escape: the text up to it
         (['{"action": "answer", "answer": "uses \\"fsync\\" and \\u00'] * 2, 'uses "fsync" and'),
         # an empty answer, twice: no answer rather than the decision

@@ -47,7 +47,9 @@ def test_tallies_match_prometheus_client_exactly():
     tally.flush()
     counter_tally.flush()
     for le in ("0.01", "0.1", "1.0", "+Inf"):
-        assert reg.get_sample_value("h_tallied_bucket", {"le": le}) == reg.get_sample_value("h_direct_bucket", {"le": le}), le
+        assert reg.get_sample_value("h_tallied_bucket", {"le": le}) == reg.get_sample_value(
+            "h_direct_bucket", {"le": le}
+        ), le
     assert reg.get_sample_value("h_tallied_sum") == pytest.approx(reg.get_sample_value("h_direct_sum"))
     assert reg.get_sample_value("c_tallied_total") == pytest.approx(reg.get_sample_value("c_direct_total"))
     tally.flush()  # nothing pending: no change

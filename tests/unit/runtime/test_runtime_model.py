@@ -9,7 +9,13 @@ import random
 import pytest
 
 from agentfleet_runtime.model import ModelError, ModelRequest, backoff_delay, parse_chat_completion
-from agentfleet_runtime.testing.scripted_model import ScriptedClient, ScriptedModel, directives, jittered, strip_directives
+from agentfleet_runtime.testing.scripted_model import (
+    ScriptedClient,
+    ScriptedModel,
+    directives,
+    jittered,
+    strip_directives,
+)
 from agentfleet_runtime.tools.fanout import child_id, goals_of
 
 
@@ -18,7 +24,13 @@ def test_parse_native_tool_calls_and_usage():
         "model": "m",
         "choices": [
             {
-                "message": {"content": None, "tool_calls": [{"id": "c1", "function": {"name": "search", "arguments": '{"query": "x"}'}}, {"function": {}}]},
+                "message": {
+                    "content": None,
+                    "tool_calls": [
+                        {"id": "c1", "function": {"name": "search", "arguments": '{"query": "x"}'}},
+                        {"function": {}},
+                    ],
+                },
                 "finish_reason": "tool_calls",
             }
         ],
@@ -45,7 +57,10 @@ def test_full_jitter_backoff_is_bounded():
 def msgs(goal, assistant_turns=0):
     m = [{"role": "system", "content": "s"}, {"role": "user", "content": goal}]
     for i in range(assistant_turns):
-        m += [{"role": "assistant", "content": None, "tool_calls": []}, {"role": "tool", "tool_call_id": "x", "content": f"obs{i}"}]
+        m += [
+            {"role": "assistant", "content": None, "tool_calls": []},
+            {"role": "tool", "tool_call_id": "x", "content": f"obs{i}"},
+        ]
     return m
 
 
@@ -73,7 +88,9 @@ def test_scripted_model_faults_per_turn_and_spawn():
 def test_scripted_latency_jitter_is_a_fixed_draw_per_call():
     # Any worker, and the HTTP server, draw the same latency for the same call.
     g = "job 7 #latency=0.2 #jitter=0.25"
-    assert ScriptedModel().reply(msgs(g, 3)).delay == ScriptedModel().reply(msgs(g, 3)).delay == jittered(0.2, 0.25, g, 3)
+    assert (
+        ScriptedModel().reply(msgs(g, 3)).delay == ScriptedModel().reply(msgs(g, 3)).delay == jittered(0.2, 0.25, g, 3)
+    )
     draws = [jittered(0.2, 0.25, f"job {i}", t) for i in range(500) for t in range(10)]
     assert all(0.15 <= d <= 0.25 for d in draws)
     assert sum(draws) / len(draws) == pytest.approx(0.2, abs=0.002)
@@ -85,10 +102,19 @@ def test_scripted_latency_jitter_is_a_fixed_draw_per_call():
 
 
 def test_scripted_rules_and_text_calls():
-    sm = ScriptedModel(rules=[{"match": "weather", "turns": [{"tool_calls": [{"name": "w", "arguments": {"city": "Oslo"}}]}, {"content": "Rain."}]}])
+    sm = ScriptedModel(
+        rules=[
+            {
+                "match": "weather",
+                "turns": [{"tool_calls": [{"name": "w", "arguments": {"city": "Oslo"}}]}, {"content": "Rain."}],
+            }
+        ]
+    )
     plan = sm.reply(msgs("weather in Oslo #text=1"))
     body = sm.body(plan, msgs("weather in Oslo #text=1"))
-    assert "<tool_call>" in body["choices"][0]["message"]["content"] and "tool_calls" not in body["choices"][0]["message"]
+    assert (
+        "<tool_call>" in body["choices"][0]["message"]["content"] and "tool_calls" not in body["choices"][0]["message"]
+    )
     assert sm.reply(msgs("weather in Oslo", 1)).content == "Rain."
 
 

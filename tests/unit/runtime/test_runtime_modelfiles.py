@@ -64,7 +64,9 @@ def test_assembles_in_order_once_and_verifies(tmp_path, model):
 
 
 def test_partial_download_is_refused_and_leaves_nothing(tmp_path, model):
-    with pytest.raises(ModelFilesError, match=rf"is {len(SLICES[0]) + 26 + 4} bytes, expected {len(BLOB)} \(partial download\)"):
+    with pytest.raises(
+        ModelFilesError, match=rf"is {len(SLICES[0]) + 26 + 4} bytes, expected {len(BLOB)} \(partial download\)"
+    ):
         fetch(model.name, tmp_path, installer=installer([SLICES[0], b"second slice " * 2, b"tail"]))
     assert not (tmp_path / model.filename).exists()
     with pytest.raises(ModelFilesError, match="not fetched"):
@@ -85,7 +87,9 @@ def test_slices_out_of_order_fail(tmp_path, model):
 
 
 def test_missing_slice_names_the_package(tmp_path, model):
-    with pytest.raises(ModelFilesError, match=r"fake-model-part3==1.0 should hold exactly one data/partNN.bin, found none"):
+    with pytest.raises(
+        ModelFilesError, match=r"fake-model-part3==1.0 should hold exactly one data/partNN.bin, found none"
+    ):
         fetch(model.name, tmp_path, installer=installer(SLICES[:2]))
 
 

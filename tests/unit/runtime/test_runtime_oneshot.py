@@ -51,8 +51,7 @@ def test_closed_book_sends_the_question_alone_and_rag_the_numbered_passages_then
     rag = messages("rag", "Q?", PASSAGES)
     assert rag[0] == {"role": "system", "content": RAG_PROMPT} and "[source: NAME]" in RAG_PROMPT
     assert (
-        rag[1]["content"]
-        == "Passages:\n\n[1] (a.html, score 0.910)\nwal_level defaults to replica.\n\n"
+        rag[1]["content"] == "Passages:\n\n[1] (a.html, score 0.910)\nwal_level defaults to replica.\n\n"
         "[2] (b.html, score 0.500)\nx\n\nQuestion: Q?"
     )
 

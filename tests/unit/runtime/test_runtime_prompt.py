@@ -11,7 +11,13 @@ SCHEMAS = [tool_schema("search", "Searches.", {"type": "object", "properties": {
 
 
 def native_step() -> Step:
-    return Step(0, "", [ToolCall("c1", "search", {"query": "q"})], Usage(10, 2), observations=[Observation("c1", "search", True, "result text")])
+    return Step(
+        0,
+        "",
+        [ToolCall("c1", "search", {"query": "q"})],
+        Usage(10, 2),
+        observations=[Observation("c1", "search", True, "result text")],
+    )
 
 
 def test_native_history_uses_tool_messages():
@@ -54,7 +60,12 @@ def test_best_answer_prefers_latest_text_then_observation():
     assert best_answer([native_step()]).endswith("result text")
     s2 = Step(1, "I think it is 4", [ToolCall("c2", "search", {})], Usage())
     assert best_answer([native_step(), s2]) == "I think it is 4"
-    text_step = Step(2, 'Probably 5.\n<tool_call>{"name": "search", "arguments": {}}</tool_call>', [ToolCall("text-0", "search", {})], Usage())
+    text_step = Step(
+        2,
+        'Probably 5.\n<tool_call>{"name": "search", "arguments": {}}</tool_call>',
+        [ToolCall("text-0", "search", {})],
+        Usage(),
+    )
     assert best_answer([text_step]) == "Probably 5."
 
 
@@ -68,14 +79,38 @@ def test_step_json_round_trip():
 def test_prompt_cache_gives_what_build_messages_gives_step_by_step():
     schemas = [tool_schema("echo", "d", None)]
     for text in (False, True):
-        cache = PromptCache(head_messages(system_prompt="sys", goal="g", tool_schemas=schemas, text_tools=text, session_context=[("q", "a")]))
+        cache = PromptCache(
+            head_messages(
+                system_prompt="sys", goal="g", tool_schemas=schemas, text_tools=text, session_context=[("q", "a")]
+            )
+        )
         steps: list[Step] = []
         for n in range(4):
             got = cache.messages(steps)
-            assert got == build_messages(system_prompt="sys", goal="g", steps=steps, tool_schemas=schemas, text_tools=text, session_context=[("q", "a")])
+            assert got == build_messages(
+                system_prompt="sys",
+                goal="g",
+                steps=steps,
+                tool_schemas=schemas,
+                text_tools=text,
+                session_context=[("q", "a")],
+            )
             got.append({"role": "user", "content": "a caller's own change"})  # a copy: the cache is unaffected
             cid = f"text-{n}" if text else f"c{n}"
-            steps.append(Step(n, "", [ToolCall(cid, "echo", {"n": n})], Usage(1, 1), observations=[Observation(cid, "echo", True, f"out {n}")]))
+            steps.append(
+                Step(
+                    n,
+                    "",
+                    [ToolCall(cid, "echo", {"n": n})],
+                    Usage(1, 1),
+                    observations=[Observation(cid, "echo", True, f"out {n}")],
+                )
+            )
         assert cache.messages(steps[:1]) == build_messages(
-            system_prompt="sys", goal="g", steps=steps[:1], tool_schemas=schemas, text_tools=text, session_context=[("q", "a")]
+            system_prompt="sys",
+            goal="g",
+            steps=steps[:1],
+            tool_schemas=schemas,
+            text_tools=text,
+            session_context=[("q", "a")],
         )

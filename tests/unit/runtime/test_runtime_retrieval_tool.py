@@ -14,7 +14,12 @@ from agentfleet_runtime.types import Limits, Status, TaskRecord
 
 # Built at collection time, minutes before the tests run in a full suite: deadlines far away.
 CTX = ToolContext(
-    TaskRecord(id="t", goal="g", status=Status.RUNNING, limits=Limits(), created_at=0, deadline=time.time() + 86400, root="t"), 0, 0, time.time() + 86400
+    TaskRecord(
+        id="t", goal="g", status=Status.RUNNING, limits=Limits(), created_at=0, deadline=time.time() + 86400, root="t"
+    ),
+    0,
+    0,
+    time.time() + 86400,
 )
 
 
@@ -124,11 +129,18 @@ def test_passages_read_back_as_the_tool_wrote_them():
     from agentfleet_runtime.tools.retrieval import format_passages, parse_passages
 
     out = format_passages([
-        {"id": "a", "source": "sql-vacuum.html", "score": 0.502, "text": "VACUUM FULL takes an ACCESS EXCLUSIVE lock.\n\nSecond paragraph."},
+        {"id": "a", "source": "sql-vacuum.html", "score": 0.502, "text": (
+            "VACUUM FULL takes an ACCESS EXCLUSIVE lock.\n\nSecond paragraph."
+        )},
         {"id": "b", "source": "explicit-locking.html", "score": 0.3, "text": "| Lock | Conflicts |\n|---|---|"},
     ])  # fmt: skip
     assert parse_passages(out) == [
-        {"rank": 1, "source": "sql-vacuum.html", "score": 0.502, "text": "VACUUM FULL takes an ACCESS EXCLUSIVE lock.\n\nSecond paragraph."},
+        {
+            "rank": 1,
+            "source": "sql-vacuum.html",
+            "score": 0.502,
+            "text": "VACUUM FULL takes an ACCESS EXCLUSIVE lock.\n\nSecond paragraph.",
+        },
         {"rank": 2, "source": "explicit-locking.html", "score": 0.3, "text": "| Lock | Conflicts |\n|---|---|"},
     ]
     assert parse_passages("No passages found.") == [] and parse_passages("search_docs failed: timeout") == []
@@ -147,6 +159,8 @@ def test_the_retriever_waits_on_milvus_as_long_as_the_tool_may_take(monkeypatch)
 
     monkeypatch.setattr("agentfleet_runtime.retriever.Retriever.for_index", staticmethod(for_index))
     vi = {"milvus": {"uri": "http://m:19530"}, "collection": "docs", "dimension": 384}
-    cfg = RuntimeConfig.model_validate({"tools": [{"name": "kb", "type": "Retrieval", "timeoutSeconds": 45}], "retrieval": {"vectorIndex": vi}})
+    cfg = RuntimeConfig.model_validate(
+        {"tools": [{"name": "kb", "type": "Retrieval", "timeoutSeconds": 45}], "retrieval": {"vectorIndex": vi}}
+    )
     registry.default_retriever(cfg, cfg.tools[0])
     assert seen["timeout"] == 45.0

@@ -24,7 +24,10 @@ def test_members_parse_and_bad_ones_are_skipped() -> None:
 
 
 def test_summary_of_a_window() -> None:
-    members = [f"t{i}|{d:.3f}|{c}|done" for i, (d, c) in enumerate([(10, 1_000_000), (20, 3_000_000), (30, 2_000_000), (40, 2_000_000)])]
+    members = [
+        f"t{i}|{d:.3f}|{c}|done"
+        for i, (d, c) in enumerate([(10, 1_000_000), (20, 3_000_000), (30, 2_000_000), (40, 2_000_000)])
+    ]
     s = summarize([*members, "broken"], depth=5, in_flight=2)
     assert (s.queue_depth, s.in_flight, s.tasks_per_hour) == (5, 2, 4)
     assert s.p95_seconds == 40.0

@@ -115,18 +115,41 @@ def test_task_view_lists_retrieved_passages_and_citations():
 
     rec = new_task("t1", parse_submission({"goal": "VACUUM FULL lock?"}, None, 100, FLEET), 1000.0)
     rec.status, rec.answer = Status.DONE, "It takes an ACCESS EXCLUSIVE lock [source: sql-vacuum.html]."
-    found = format_passages([{"source": "sql-vacuum.html", "score": 0.8, "text": "VACUUM FULL requires an ACCESS EXCLUSIVE lock."}])
+    found = format_passages(
+        [{"source": "sql-vacuum.html", "score": 0.8, "text": "VACUUM FULL requires an ACCESS EXCLUSIVE lock."}]
+    )
     steps = [
-        Step(0, "", [ToolCall("c0", "search_docs", {"query": "vacuum full lock"}), ToolCall("c1", "create_ticket", {})], Usage(5, 1), observations=[
-            Observation("c0", "search_docs", True, found),
-            Observation("c1", "create_ticket", True, found),  # not a retrieval tool: not a passage the task retrieved
-        ]),
-        Step(1, "", [ToolCall("c2", "search_docs", {"query": "x"})], Usage(5, 1), observations=[Observation("c2", "search_docs", False, "search_docs search failed: timeout")]),
-    ]  # fmt: skip
+        Step(
+            0,
+            "",
+            [ToolCall("c0", "search_docs", {"query": "vacuum full lock"}), ToolCall("c1", "create_ticket", {})],
+            Usage(5, 1),
+            observations=[
+                Observation("c0", "search_docs", True, found),
+                Observation(
+                    "c1", "create_ticket", True, found
+                ),  # not a retrieval tool: not a passage the task retrieved
+            ],
+        ),
+        Step(
+            1,
+            "",
+            [ToolCall("c2", "search_docs", {"query": "x"})],
+            Usage(5, 1),
+            observations=[Observation("c2", "search_docs", False, ("search_docs search failed: timeout"))],
+        ),
+    ]
     view = task_view(rec, {}, steps, 2, [], "USD", frozenset({"search_docs"}))
     assert view["citations"] == ["sql-vacuum.html"]
     assert view["retrieved"] == [
-        {"step": 0, "call": 0, "rank": 1, "source": "sql-vacuum.html", "score": 0.8, "text": "VACUUM FULL requires an ACCESS EXCLUSIVE lock."}
+        {
+            "step": 0,
+            "call": 0,
+            "rank": 1,
+            "source": "sql-vacuum.html",
+            "score": 0.8,
+            "text": "VACUUM FULL requires an ACCESS EXCLUSIVE lock.",
+        }
     ]
     assert "retrieved" not in task_view(rec, {}, None, 2, [], "USD", frozenset({"search_docs"}))  # ?steps=0
 
@@ -139,7 +162,10 @@ def test_task_view_lists_retrieved_passages_and_citations():
         ("Sources: explicit-locking.html and sql-vacuum.html", ["explicit-locking.html", "sql-vacuum.html"]),
         ("See [sql-vacuum.html] and again [source: sql-vacuum.html]", ["sql-vacuum.html"]),
         ("The manual does not say. [1] is no citation, nor is (5min), [note] or postgresql.conf.", []),
-        ("It is ACCESS EXCLUSIVE (see sql-vacuum.html and docs/explicit-locking.html).", ["sql-vacuum.html", "docs/explicit-locking.html"]),
+        (
+            "It is ACCESS EXCLUSIVE (see sql-vacuum.html and docs/explicit-locking.html).",
+            ["sql-vacuum.html", "docs/explicit-locking.html"],
+        ),
         ("", []),
     ],
 )

@@ -12,13 +12,18 @@ def test_plain_text_is_the_answer():
 
 
 def test_tagged_call_hermes_style():
-    content, calls = parse_text_reply('Let me look.\n<tool_call>{"name": "search", "arguments": {"query": "capital"}}</tool_call>', TOOLS)
+    content, calls = parse_text_reply(
+        'Let me look.\n<tool_call>{"name": "search", "arguments": {"query": "capital"}}</tool_call>', TOOLS
+    )
     assert content == "Let me look."
     assert [(c.name, c.arguments) for c in calls] == [("search", {"query": "capital"})]
 
 
 def test_several_tagged_calls_and_unclosed_tag():
-    text = '<tool_call>{"name": "search", "arguments": {"query": "a"}}</tool_call>\n<tool_call>{"name": "search", "arguments": {"query": "b"}}'
+    text = (
+        '<tool_call>{"name": "search", "arguments": {"query": "a"}}</tool_call>\n<tool_call>{"name": "search", '
+        '"arguments": {"query": "b"}}'
+    )
     _, calls = parse_text_reply(text, TOOLS)
     assert [c.arguments["query"] for c in calls] == ["a", "b"]
     assert [c.id for c in calls] == ["text-0", "text-1"]
@@ -59,7 +64,9 @@ def test_openai_shape_written_as_text_with_string_arguments():
 
 
 def test_json_list_of_calls():
-    _, calls = parse_text_reply('[{"name": "search", "arguments": {"query": "a"}}, {"name": "spawn", "arguments": {"goals": ["x"]}}]', TOOLS)
+    _, calls = parse_text_reply(
+        '[{"name": "search", "arguments": {"query": "a"}}, {"name": "spawn", "arguments": {"goals": ["x"]}}]', TOOLS
+    )
     assert [c.name for c in calls] == ["search", "spawn"]
 
 
@@ -77,7 +84,10 @@ def test_coerce_arguments():
 
 def test_prose_with_colons_but_no_marker_is_the_answer():
     # The quick check (no tag, Action, answer or JSON): the text is the answer, stripped.
-    assert parse_text_reply("  done: 3 items after 2 steps | note: fine  ", TOOLS) == ("done: 3 items after 2 steps | note: fine", [])
+    assert parse_text_reply("  done: 3 items after 2 steps | note: fine  ", TOOLS) == (
+        "done: 3 items after 2 steps | note: fine",
+        [],
+    )
 
 
 def test_markers_are_found_in_any_case():

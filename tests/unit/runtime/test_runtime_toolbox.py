@@ -12,7 +12,9 @@ from agentfleet_runtime.types import Limits, Observation, Status, TaskRecord, To
 
 # The deadline is computed at import, i.e. when pytest collects, which in a full run is minutes
 # before these tests execute: keep it far away so the task's time budget never runs out here.
-TASK = TaskRecord(id="t1", goal="g", status=Status.RUNNING, limits=Limits(), created_at=0, deadline=time.time() + 86400, root="t1")
+TASK = TaskRecord(
+    id="t1", goal="g", status=Status.RUNNING, limits=Limits(), created_at=0, deadline=time.time() + 86400, root="t1"
+)
 
 
 class Fake:
@@ -52,7 +54,13 @@ def test_calls_run_concurrently_and_failures_become_observations():
     bad = Fake("bad", fail=ToolError("HTTP 503"))
     boom = Fake("boom", fail=RuntimeError("bug"))
     box = ToolBox([slow_a, slow_b, bad, boom])
-    calls = [ToolCall("1", "a", {}), ToolCall("2", "b", {}), ToolCall("3", "bad", {}), ToolCall("4", "boom", {}), ToolCall("5", "nope", {})]
+    calls = [
+        ToolCall("1", "a", {}),
+        ToolCall("2", "b", {}),
+        ToolCall("3", "bad", {}),
+        ToolCall("4", "boom", {}),
+        ToolCall("5", "nope", {}),
+    ]
 
     async def timed():
         t0 = time.monotonic()
@@ -84,7 +92,9 @@ def test_breaker_opens_and_stops_calls():
     clock = [0.0]
     bad = Fake("bad", fail=ToolError("down"))
     states = []
-    box = ToolBox([bad], failure_threshold=2, cooldown=30, clock=lambda: clock[0], on_breaker=lambda n, s: states.append(s))
+    box = ToolBox(
+        [bad], failure_threshold=2, cooldown=30, clock=lambda: clock[0], on_breaker=lambda n, s: states.append(s)
+    )
     for _ in range(3):
         run(box.run_step(TASK, 0, [ToolCall("1", "bad", {})], TASK.deadline))
     assert bad.calls == 2

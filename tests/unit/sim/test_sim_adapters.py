@@ -11,7 +11,9 @@ import pytest
 from agentfleet_sim import ApiError, EngineConfig, Replica, ReplicaConfig, run_virtual
 from agentfleet_sim.adapters import AdapterSlots
 
-FAST = EngineConfig(served_name="m", max_model_len=8192, kv_cache_tokens=65536, output_tokens_median=20, max_loras=2, lora_swap_s=0.5)
+FAST = EngineConfig(
+    served_name="m", max_model_len=8192, kv_cache_tokens=65536, output_tokens_median=20, max_loras=2, lora_swap_s=0.5
+)
 
 
 def chat(model: str) -> dict[str, object]:
@@ -61,7 +63,9 @@ def test_a_call_names_an_adapter_and_waits_for_its_slot_once() -> None:
         return times, out, [m["id"] for m in models["data"]] + [str(models["data"][1]["parent"])]
 
     times, out, models = run_virtual(main())
-    assert times[0] - times[1] == pytest.approx(0.5, abs=0.05), "the first call waits for the swap, the second finds it in its slot"
+    assert times[0] - times[1] == pytest.approx(0.5, abs=0.05), (
+        "the first call waits for the swap, the second finds it in its slot"
+    )
     assert out["model"] == "sql"
     assert models == ["m", "sql", "m"]
 
@@ -70,4 +74,3 @@ def test_lora_off_by_default() -> None:
     r = Replica(ReplicaConfig(engine=dataclasses.replace(FAST, max_loras=0)))
     with pytest.raises(ApiError):
         r.load_adapter({"lora_name": "a", "lora_path": "/p"})
-

@@ -28,7 +28,12 @@ replica_faults:
     assert cfg.replicas == 4 and cfg.base_port == 18000
     assert cfg.replica.metrics_flavor is Flavor.LEGACY and cfg.replica.startup_seconds == 5
     engine = cfg.replica.engine
-    assert (engine.served_name, engine.kv_cache_tokens, engine.max_num_seqs, engine.prefill_tokens_per_s) == ("llama-8b", 100000, 64, 20000)
+    assert (engine.served_name, engine.kv_cache_tokens, engine.max_num_seqs, engine.prefill_tokens_per_s) == (
+        "llama-8b",
+        100000,
+        64,
+        20000,
+    )
     r2, r1 = cfg.replica_config(2), cfg.replica_config(1)
     assert r2.faults.slow_fraction == 0.01 and r1.faults.slow_fraction == 0.0
     assert r2.faults.added_latency_s == 0.1
@@ -36,7 +41,22 @@ replica_faults:
 
 
 def test_cli_flags_alone() -> None:
-    cfg = build_config(parse_args(["--replicas", "2", "--base-port", "0", "--model", "llama-8b", "--kv-tokens", "70000", "--startup-seconds", "3"]))
+    cfg = build_config(
+        parse_args(
+            [
+                "--replicas",
+                "2",
+                "--base-port",
+                "0",
+                "--model",
+                "llama-8b",
+                "--kv-tokens",
+                "70000",
+                "--startup-seconds",
+                "3",
+            ]
+        )
+    )
     assert cfg.replicas == 2 and cfg.replica.engine.served_name == "llama-8b"
     assert cfg.replica.engine.kv_cache_tokens == 70000 and cfg.replica.startup_seconds == 3
 

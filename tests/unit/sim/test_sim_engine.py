@@ -139,7 +139,11 @@ def test_growing_agent_history_hits_the_prefix_cache() -> None:
     eng.add_request("call-1", first_prompt, now=0.0, max_tokens=5)
     run_until_idle(eng, clock)
     history += [
-        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "kubectl", "arguments": '{"get": "pods"}'}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"function": {"name": "kubectl", "arguments": '{"get": "pods"}'}}],
+        },
         {"role": "tool", "content": "pod-a CrashLoopBackOff\npod-b Running"},
     ]
     second_prompt = tok.chat_prompt(history)

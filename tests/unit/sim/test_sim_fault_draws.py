@@ -72,7 +72,9 @@ def test_prompt_keys_name_the_tokens_and_books_count_attempts() -> None:
 def test_a_calls_first_attempt_draws_the_same_on_any_replica_in_any_order() -> None:
     async def run(order: list[int], reverse: bool) -> dict[int, bool]:
         log: list[tuple[int, bool]] = []
-        sims = await start_replicas(3, fleet_config(3, engine=FAST, faults={"slow_fraction": 0.3, "seed": 11, "draws": "call"}))
+        sims = await start_replicas(
+            3, fleet_config(3, engine=FAST, faults={"slow_fraction": 0.3, "seed": 11, "draws": "call"})
+        )
         for r in sims:
             record_draws(r, log)
         for n, i in enumerate(order):  # call i to a replica that depends on the order
@@ -89,7 +91,9 @@ def test_a_calls_first_attempt_draws_the_same_on_any_replica_in_any_order() -> N
 
 def test_a_duplicate_draws_apart_from_its_original() -> None:
     async def main() -> tuple[int, int]:
-        sims = await start_replicas(2, fleet_config(2, engine=FAST, faults={"slow_fraction": 0.5, "seed": 3, "draws": "call"}))
+        sims = await start_replicas(
+            2, fleet_config(2, engine=FAST, faults={"slow_fraction": 0.5, "seed": 3, "draws": "call"})
+        )
         log: list[tuple[int, bool]] = []
         for r in sims:
             record_draws(r, log)
@@ -153,8 +157,13 @@ def hedging_run(draws: str, hedging: bool, tasks: int = 24, steps: int = 8) -> t
             await asyncio.sleep(start)
             msgs: list[dict[str, Any]] = [{"role": "user", "content": f"task {i}: find the answer " * 20}]
             for step in range(steps):
-                reply = await client.complete(ModelRequest(messages=list(msgs), task_id=f"t{i}", root_id=f"t{i}", step=step, kind="step"))
-                msgs += [{"role": "assistant", "content": reply.content}, {"role": "tool", "content": f"result {step} of task {i} " * 30}]
+                reply = await client.complete(
+                    ModelRequest(messages=list(msgs), task_id=f"t{i}", root_id=f"t{i}", step=step, kind="step")
+                )
+                msgs += [
+                    {"role": "assistant", "content": reply.content},
+                    {"role": "tool", "content": f"result {step} of task {i} " * 30},
+                ]
                 await asyncio.sleep(tools[step])
 
         await asyncio.gather(*(task(i) for i in range(tasks)))

@@ -21,12 +21,22 @@ from agentfleet_sim.kv_cache import block_hashes
 from agentfleet_sim.runner import EngineRunner
 
 # A small pool (preemption and head-of-line waits happen), short outputs, 16-token blocks.
-ENGINE = EngineConfig(served_name="m", max_model_len=4096, kv_cache_tokens=4096, output_tokens_median=30, output_tokens_sigma=0.8, block_size=16)
+ENGINE = EngineConfig(
+    served_name="m",
+    max_model_len=4096,
+    kv_cache_tokens=4096,
+    output_tokens_median=30,
+    output_tokens_sigma=0.8,
+    block_size=16,
+)
 
 
 def stats_view(replica: Replica) -> tuple[Any, ...]:
     s = replica.stats()
-    hists = tuple((h.counts[:], h.sum, h.count) for h in (s.h_ttft, s.h_itl, s.h_tpot, s.h_e2e, s.h_queue, s.h_decode, s.h_iteration_tokens))
+    hists = tuple(
+        (h.counts[:], h.sum, h.count)
+        for h in (s.h_ttft, s.h_itl, s.h_tpot, s.h_e2e, s.h_queue, s.h_decode, s.h_iteration_tokens)
+    )
     return (
         s.busy_time_s,
         s.steps,
@@ -73,7 +83,17 @@ def simulate(max_iterations: int, hashed: bool) -> dict[str, Any]:
                 calls.append(("timeout", loop.time()))
                 return []
             calls.append(
-                (c.request_id, c.arrival, c.first_token, c.finished, c.completion_tokens, c.cached_tokens, c.preemptions, c.finish_reason, c.content_seed)
+                (
+                    c.request_id,
+                    c.arrival,
+                    c.first_token,
+                    c.finished,
+                    c.completion_tokens,
+                    c.cached_tokens,
+                    c.preemptions,
+                    c.finish_reason,
+                    c.content_seed,
+                )
             )
             return more(c.completion_tokens)
 
@@ -86,7 +106,9 @@ def simulate(max_iterations: int, hashed: bool) -> dict[str, Any]:
                 timeout = 0.3 if step == 2 and i % 5 == 0 else None  # some calls give up: aborts mid-decode
                 prompt = prompt.extend(await call(replica, prompt, rng.randint(5, 120), timeout))
                 if rng.random() < 0.3:
-                    outs = await asyncio.gather(*(call(replica, prompt.extend(more(rng.randint(10, 60))), 64) for _ in range(3)))
+                    outs = await asyncio.gather(
+                        *(call(replica, prompt.extend(more(rng.randint(10, 60))), 64) for _ in range(3))
+                    )
                     prompt = prompt.extend([t for out in outs for t in out])
                 await asyncio.sleep(rng.uniform(0.05, 2.0))
                 prompt = prompt.extend(more(rng.randint(20, 150)))
@@ -130,7 +152,9 @@ def test_fused_step_covers_the_decode_stretch_up_to_a_finish() -> None:
     # The single steps' floats: each iteration starts at the previous end, context grows by 2.
     t = 0.0 + eng._seconds(200, 2, 200)
     for k in range(5):
-        t = t + (ENGINE.decode_base_s + 0 / ENGINE.prefill_tokens_per_s + ENGINE.decode_per_seq_s * 2 + 1e-5 * (202 + 2 * k))
+        t = t + (
+            ENGINE.decode_base_s + 0 / ENGINE.prefill_tokens_per_s + ENGINE.decode_per_seq_s * 2 + 1e-5 * (202 + 2 * k)
+        )
     assert run.end == t
     # Nothing of the later iterations shows before they start; the finish shows at its start.
     assert eng.stats.steps == 1 and not run.events

@@ -46,9 +46,54 @@ LEGACY_SWAP = {
     "vllm:inter_token_latency_seconds": ("vllm:time_per_output_token_seconds", "histogram"),
     "vllm:request_time_per_output_token_seconds": (None, None),
 }
-TTFT = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0]
+TTFT = [
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+    160.0,
+    640.0,
+    2560.0,
+]
 ITL = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0]
-LATENCY = [0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0]
+LATENCY = [
+    0.3,
+    0.5,
+    0.8,
+    1.0,
+    1.5,
+    2.0,
+    2.5,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    60.0,
+    120.0,
+    240.0,
+    480.0,
+    960.0,
+    1920.0,
+    7680.0,
+]
 ITERATION = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
 MAX_MODEL_LEN = 32768
 TOKENS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000]
@@ -70,7 +115,9 @@ BUCKETS = {
 
 
 def busy_engine() -> Engine:
-    cfg = EngineConfig(served_name="llama-8b", max_model_len=MAX_MODEL_LEN, kv_cache_tokens=64_000, output_tokens_median=20)
+    cfg = EngineConfig(
+        served_name="llama-8b", max_model_len=MAX_MODEL_LEN, kv_cache_tokens=64_000, output_tokens_median=20
+    )
     eng, clock = Engine(cfg), ManualClock()
     shared = list(range(500, 900))
     for i in range(6):
@@ -127,7 +174,9 @@ def test_values_reflect_the_engine() -> None:
     assert value("vllm:prefix_cache_queries") == 6 * 430
     assert value("vllm:prefix_cache_hits") == 5 * 400  # the shared 400-token prefix, 25 full blocks
     assert value("vllm:generation_tokens") == eng.stats.generation_tokens > 0
-    finished = value("vllm:request_success", finished_reason="stop") + value("vllm:request_success", finished_reason="length")
+    finished = value("vllm:request_success", finished_reason="stop") + value(
+        "vllm:request_success", finished_reason="length"
+    )
     assert finished == 6
     assert value("vllm:time_to_first_token_seconds") == 6  # _count
     assert value("vllm:inter_token_latency_seconds") == eng.stats.generation_tokens - 6
@@ -141,7 +190,9 @@ def test_legacy_flavor_speaks_the_old_names_only() -> None:
         if old is not None:
             expected[old] = kind
     assert {name: f.type for name, f in families.items()} == expected
-    assert not any(n in families for n in ("vllm:kv_cache_usage_perc", "vllm:prefix_cache_queries", "vllm:prefix_cache_hits"))
+    assert not any(
+        n in families for n in ("vllm:kv_cache_usage_perc", "vllm:prefix_cache_queries", "vllm:prefix_cache_hits")
+    )
 
 
 def test_exposed_names_as_prometheus_stores_them() -> None:
@@ -154,5 +205,7 @@ def test_exposed_names_as_prometheus_stores_them() -> None:
 def test_token_histogram_buckets_follow_max_model_len() -> None:
     eng = Engine(dataclasses.replace(EngineConfig(), max_model_len=1024, kv_cache_tokens=4096))
     families = parse(render_metrics(eng))
-    bounds = [float(s.labels["le"]) for s in families["vllm:request_prompt_tokens"].samples if s.name.endswith("_bucket")]
+    bounds = [
+        float(s.labels["le"]) for s in families["vllm:request_prompt_tokens"].samples if s.name.endswith("_bucket")
+    ]
     assert bounds == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, float("inf")]

@@ -11,7 +11,19 @@ import random
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentfleet_sim import ApiError, Engine, EngineConfig, Flavor, ManualClock, Quirks, Replica, ReplicaConfig, exposed_names, render_metrics, run_virtual
+from agentfleet_sim import (
+    ApiError,
+    Engine,
+    EngineConfig,
+    Flavor,
+    ManualClock,
+    Quirks,
+    Replica,
+    ReplicaConfig,
+    exposed_names,
+    render_metrics,
+    run_virtual,
+)
 from agentfleet_sim.toolcalls import arguments_for, decide_tool_call
 
 FAST = EngineConfig(
@@ -38,7 +50,10 @@ def validate(value: object, schema: dict) -> None:
         return
     kind = schema.get("type")
     if kind:
-        assert isinstance(value, _TYPES[kind]) and not (kind in ("integer", "number") and isinstance(value, bool)), (value, kind)
+        assert isinstance(value, _TYPES[kind]) and not (kind in ("integer", "number") and isinstance(value, bool)), (
+            value,
+            kind,
+        )
     if isinstance(value, dict):
         assert set(schema.get("required", ())) <= set(value), (value, schema)
         assert set(value) <= set(schema.get("properties", {})), value
@@ -90,7 +105,9 @@ def test_lazy_series_label_spelling_and_absent_engine_label() -> None:
     eng = Engine(FAST)
     before = families(render_metrics(eng, Flavor.CURRENT, quirks))
     # Only gauges before the first request; vLLM shows every family from the start.
-    assert {f.type for f in before.values() if f.name.startswith("vllm:") and f.name != "vllm:cache_config_info"} == {"gauge"}
+    assert {f.type for f in before.values() if f.name.startswith("vllm:") and f.name != "vllm:cache_config_info"} == {
+        "gauge"
+    }
     assert "vllm:request_success" in families(render_metrics(eng))
     clock = ManualClock()
     eng.add_request("a", [5] * 40, now=0.0, max_tokens=3)
@@ -98,7 +115,9 @@ def test_lazy_series_label_spelling_and_absent_engine_label() -> None:
         clock.set(result.end)
     after = families(render_metrics(eng, Flavor.CURRENT, quirks))
     success = after["vllm:request_success"]
-    assert [(s.labels, s.value) for s in success.samples if s.name.endswith("_total")] == [({"model_name": "m", "finish_reason": "length"}, 1.0)]
+    assert [(s.labels, s.value) for s in success.samples if s.name.endswith("_total")] == [
+        ({"model_name": "m", "finish_reason": "length"}, 1.0)
+    ]
     for fam in after.values():
         for s in fam.samples:
             assert "engine" not in s.labels or fam.name == "vllm:cache_config_info", (fam.name, s.labels)
@@ -106,7 +125,11 @@ def test_lazy_series_label_spelling_and_absent_engine_label() -> None:
 
 
 def body(tools: list[dict] | None = None, max_tokens: int = 5, messages: list[dict] | None = None) -> dict:
-    out: dict = {"model": "m", "messages": messages or [{"role": "user", "content": "hello there"}], "max_tokens": max_tokens}
+    out: dict = {
+        "model": "m",
+        "messages": messages or [{"role": "user", "content": "hello there"}],
+        "max_tokens": max_tokens,
+    }
     if tools is not None:
         out["tools"] = tools
     return out
@@ -134,7 +157,14 @@ def test_no_abort_on_disconnect_runs_the_loser_to_the_end() -> None:
 
 STRICT_TOOL = {
     "type": "function",
-    "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "additionalProperties": {"type": "string"}}},
+    "function": {
+        "name": "lookup",
+        "parameters": {
+            "type": "object",
+            "properties": {"q": {"type": "string"}},
+            "additionalProperties": {"type": "string"},
+        },
+    },
 }
 
 
@@ -165,7 +195,11 @@ SEARCH = {
         "top_k": {"type": "integer", "minimum": 1, "maximum": 50},
         "mode": {"enum": ["fast", "exact"]},
         "goals": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 4},
-        "nested": {"type": "object", "properties": {"flag": {"type": "boolean"}, "w": {"type": "number", "minimum": 0.5}}, "required": ["flag"]},
+        "nested": {
+            "type": "object",
+            "properties": {"flag": {"type": "boolean"}, "w": {"type": "number", "minimum": 0.5}},
+            "required": ["flag"],
+        },
     },
     "required": ["query", "goals"],
 }
@@ -189,7 +223,13 @@ def test_tool_calls_are_seeded_and_stop_after_the_configured_steps() -> None:
     assert calls == [decide_tool_call(b, seed, 0.5, 3) for seed in range(400)]  # same seed, same call
     for c in made:
         validate(json.loads(c["function"]["arguments"]), SEARCH)
-    done = body(tools, messages=[{"role": "user", "content": "x"}, *[{"role": "tool", "content": "r", "tool_call_id": str(i)} for i in range(3)]])
+    done = body(
+        tools,
+        messages=[
+            {"role": "user", "content": "x"},
+            *[{"role": "tool", "content": "r", "tool_call_id": str(i)} for i in range(3)],
+        ],
+    )
     assert all(decide_tool_call(done, seed, 1.0, 3) is None for seed in range(50))
 
 

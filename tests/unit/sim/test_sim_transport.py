@@ -38,12 +38,24 @@ class Refusing:
 
 @pytest.mark.parametrize(
     ("status", "retry_429", "retryable"),
-    [(429, True, True), (429, False, False), (500, True, True), (503, False, True), (408, True, True), (409, True, True), (400, True, False), (404, True, False)],
+    [
+        (429, True, True),
+        (429, False, False),
+        (500, True, True),
+        (503, False, True),
+        (408, True, True),
+        (409, True, True),
+        (400, True, False),
+        (404, True, False),
+    ],
 )
 def test_statuses_map_to_retryable_as_over_http(status: int, retry_429: bool, retryable: bool) -> None:
     async def main() -> None:
         transport = SimTransport({"r0": Refusing(status)}, retry_429=retry_429)  # type: ignore[dict-item]
-        for call in (transport.send(EP, chat("x"), 5.0), transport.stream(EP, chat("x"), 5.0, StreamObserver(lambda: None))):
+        for call in (
+            transport.send(EP, chat("x"), 5.0),
+            transport.stream(EP, chat("x"), 5.0, StreamObserver(lambda: None)),
+        ):
             with pytest.raises(ModelError) as info:
                 await call
             assert (info.value.status, info.value.retryable) == (status, retryable)
@@ -62,10 +74,19 @@ def test_a_stream_folds_into_the_plain_body_and_is_recorded() -> None:
         firsts: list[float] = []
         texts: list[str] = []
         began = loop.time()
-        streamed = await transport.stream(EP, chat("same", max_tokens=12, ignore_eos=True), 5.0, StreamObserver(lambda: firsts.append(loop.time()), texts.append))
-        assert streamed["choices"][0]["message"]["content"] == plain["choices"][0]["message"]["content"] == "".join(texts)
+        streamed = await transport.stream(
+            EP,
+            chat("same", max_tokens=12, ignore_eos=True),
+            5.0,
+            StreamObserver(lambda: firsts.append(loop.time()), texts.append),
+        )
+        assert (
+            streamed["choices"][0]["message"]["content"] == plain["choices"][0]["message"]["content"] == "".join(texts)
+        )
         assert streamed["usage"]["completion_tokens"] == 12
-        assert transport.log == [Streamed("r0", chat("same", max_tokens=12, ignore_eos=True), streamed["usage"], firsts[0])]
+        assert transport.log == [
+            Streamed("r0", chat("same", max_tokens=12, ignore_eos=True), streamed["usage"], firsts[0])
+        ]
         assert began < firsts[0] < loop.time()
         assert len(SimTransport({"r0": replica}).log) == 0  # recording is off unless asked for
         assert await transport.abort_count("sim://r0/v1") == 0.0
@@ -80,7 +101,9 @@ def test_a_replica_that_stops_mid_stream_is_a_retryable_failure() -> None:
         await replica.start()
         transport = SimTransport({"r0": replica}, record=True)
         started = asyncio.Event()
-        call = asyncio.ensure_future(transport.stream(EP, chat("long", max_tokens=400, ignore_eos=True), 60.0, StreamObserver(started.set)))
+        call = asyncio.ensure_future(
+            transport.stream(EP, chat("long", max_tokens=400, ignore_eos=True), 60.0, StreamObserver(started.set))
+        )
         await started.wait()
         await replica.stop()
         with pytest.raises(ModelError) as info:

@@ -175,7 +175,9 @@ def test_streaming_chunks_match_the_full_response_and_abort_on_close() -> None:
         replica = Replica(ReplicaConfig(engine=FAST))
         await replica.start()
         full = await replica.completion(chat("stream me", max_tokens=12, ignore_eos=True))
-        stream = await replica.completion(chat("stream me", max_tokens=12, ignore_eos=True, stream=True, stream_options={"include_usage": True}))
+        stream = await replica.completion(
+            chat("stream me", max_tokens=12, ignore_eos=True, stream=True, stream_options={"include_usage": True})
+        )
         chunks = [c async for c in stream]  # type: ignore[union-attr]
         assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
         text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])

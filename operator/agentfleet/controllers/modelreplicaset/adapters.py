@@ -50,7 +50,10 @@ class AdapterClient:
 
     def __init__(self, endpoint: str, api_key: str | None, timeout: float = ADAPTER_TIMEOUT_SECONDS) -> None:
         self.base = f"http://{endpoint}"
-        self.headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
+        self.headers = {
+            "Content-Type": "application/json",
+            **({"Authorization": f"Bearer {api_key}"} if api_key else {}),
+        }
         self.timeout = timeout
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> bytes:

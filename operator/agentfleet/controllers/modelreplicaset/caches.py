@@ -26,10 +26,15 @@ def trim_node(body: Mapping[str, Any]) -> dict[str, Any]:
     """What the planner reads of a Node. Heartbeat timestamps are left out so the cached value
     (and kopf's index) only changes when something the planner cares about changes."""
     meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
-    ready = [{"type": "Ready", "status": c.get("status")} for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+    ready = [
+        {"type": "Ready", "status": c.get("status")} for c in status.get("conditions") or [] if c.get("type") == "Ready"
+    ]
     return {
         "metadata": {"name": meta.get("name"), "labels": dict(meta.get("labels") or {})},
-        "spec": {"taints": [dict(t) for t in spec.get("taints") or []], "unschedulable": bool(spec.get("unschedulable"))},
+        "spec": {
+            "taints": [dict(t) for t in spec.get("taints") or []],
+            "unschedulable": bool(spec.get("unschedulable")),
+        },
         "status": {"allocatable": dict(status.get("allocatable") or {}), "conditions": ready},
     }
 
@@ -63,12 +68,19 @@ def trim_pod(body: Mapping[str, Any]) -> dict[str, Any] | None:
         "spec": {
             "nodeName": spec.get("nodeName"),
             "affinity": {
-                "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution")}
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": node_affinity.get(
+                        "requiredDuringSchedulingIgnoredDuringExecution"
+                    )
+                }
             }
             if node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
             else {},
             "containers": [{"resources": c.get("resources") or {}} for c in spec.get("containers") or []],
-            "initContainers": [{"resources": c.get("resources") or {}, "restartPolicy": c.get("restartPolicy")} for c in spec.get("initContainers") or []],
+            "initContainers": [
+                {"resources": c.get("resources") or {}, "restartPolicy": c.get("restartPolicy")}
+                for c in spec.get("initContainers") or []
+            ],
         },
         "status": {"phase": status.get("phase")},
     }
@@ -76,7 +88,10 @@ def trim_pod(body: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def placements_of(body: Mapping[str, Any]) -> dict[str, Any]:
     status = body.get("status") or {}
-    return {"uid": (body.get("metadata") or {}).get("uid"), "placements": [dict(p) for p in status.get("placements") or []]}
+    return {
+        "uid": (body.get("metadata") or {}).get("uid"),
+        "placements": [dict(p) for p in status.get("placements") or []],
+    }
 
 
 def node_signature(body: Mapping[str, Any]) -> str:
@@ -100,7 +115,10 @@ class Snapshot:
     body: dict[str, Any] | None = None  # the object as its last watch event showed it
 
     def has_pods(self, namespace: str, name: str) -> bool:
-        return any((p["metadata"].get("namespace"), p["metadata"]["labels"].get(MODELREPLICASET_LABEL)) == (namespace, name) for p in self.pods)
+        return any(
+            (p["metadata"].get("namespace"), p["metadata"]["labels"].get(MODELREPLICASET_LABEL)) == (namespace, name)
+            for p in self.pods
+        )
 
 
 @dataclass

@@ -61,15 +61,24 @@ def inference_pool_problem(kube: Any, mrs: ModelReplicaSet) -> str | None:
         return None
     if not kube.serves(INFERENCE_POOL_API, "InferencePool"):
         return (
-            f"spec.inferencePool asks for an InferencePool, but the cluster serves no {INFERENCE_POOL_API} InferencePool: "
-            "install the Gateway API Inference Extension's CRDs (config/crd/bases of sigs.k8s.io/gateway-api-inference-extension "
+            f"spec.inferencePool asks for an InferencePool, but the cluster serves no {INFERENCE_POOL_API} "
+            "InferencePool: "
+            "install the Gateway API Inference Extension's CRDs (config/crd/bases of "
+            "sigs.k8s.io/gateway-api-inference-extension "
             "v1.0 or later), or unset spec.inferencePool"
         )
     return None
 
 
 def writes(
-    kube: Any, state: ModelReplicaSetState, key: tuple[str, str], now: float, mrs: ModelReplicaSet, *, multi_node: bool, pool: bool = True
+    kube: Any,
+    state: ModelReplicaSetState,
+    key: tuple[str, str],
+    now: float,
+    mrs: ModelReplicaSet,
+    *,
+    multi_node: bool,
+    pool: bool = True,
 ) -> list[Any]:
     """The writes due: Services, the PDB, the NetworkPolicy and the InferencePool whose rendering
     changed; the gang Service gone single-node and an InferencePool no longer asked for, deleted.
@@ -97,6 +106,8 @@ def writes(
     return out
 
 
-def _apply(kube: Any, state: ModelReplicaSetState, now: float, obj: dict[str, Any], k: tuple[str, str, str], h: str) -> None:
+def _apply(
+    kube: Any, state: ModelReplicaSetState, now: float, obj: dict[str, Any], k: tuple[str, str, str], h: str
+) -> None:
     kube.apply(obj)
     state.applied[k] = (h, now)

@@ -60,7 +60,13 @@ class ModelReplicaSetController(Controller[ModelReplicaSetState]):
         adapter_client: Callable[[str, str | None], Any] = AdapterClient,
         workers: int = CONFIG.workers,
     ) -> None:
-        super().__init__(kube, events or EventRecorder(post_with_kopf, clock=clock), workers=workers, resync=CONFIG.resync_seconds, backoff=BACKOFF)
+        super().__init__(
+            kube,
+            events or EventRecorder(post_with_kopf, clock=clock),
+            workers=workers,
+            resync=CONFIG.resync_seconds,
+            backoff=BACKOFF,
+        )
         self.clock = clock
         self.caches = caches or Caches()
         self.ledger = PlacementLedger()
@@ -124,7 +130,9 @@ class ModelReplicaSetController(Controller[ModelReplicaSetState]):
             state.quiet = True
             return None
 
-    def run(self, key: Key, obj: dict[str, Any], snap: Snapshot, state: ModelReplicaSetState, *, first: bool) -> float | None:
+    def run(
+        self, key: Key, obj: dict[str, Any], snap: Snapshot, state: ModelReplicaSetState, *, first: bool
+    ) -> float | None:
         p = ModelReplicaSetPass(self, key, obj, snap, state, first=first)
         try:
             spec = ModelReplicaSetSpec.model_validate(obj.get("spec") or {})
@@ -134,7 +142,9 @@ class ModelReplicaSetController(Controller[ModelReplicaSetState]):
             # with a CRD older than the operator. Report it, change nothing.
             msg = describe_validation_error(e)
             p.event("Warning", "InvalidSpec", msg)
-            conds = compose_conditions(p.status_in.get("conditions") or [], Summary(0, 0, 0, 0, 0, invalid=msg), p.generation)
+            conds = compose_conditions(
+                p.status_in.get("conditions") or [], Summary(0, 0, 0, 0, 0, invalid=msg), p.generation
+            )
             status.write(p.status_target(), {**status.base(p.generation, p.name, None), "conditions": conds})
             return None
         refused = self.unusable_secret(key[0], spec)

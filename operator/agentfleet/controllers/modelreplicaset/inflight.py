@@ -29,7 +29,9 @@ def read_in_flight(ip: str, port: int, timeout: float = METRICS_TIMEOUT_SECONDS)
 
 
 class InFlightReader:
-    def __init__(self, read: Callable[[str, int], int | None] = read_in_flight, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, read: Callable[[str, int], int | None] = read_in_flight, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.read = read
         self.clock = clock
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="af-metrics")

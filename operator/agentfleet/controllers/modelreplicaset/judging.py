@@ -65,11 +65,15 @@ class Judged:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # replica -> status.placements record
     states: list[ReplicaState] = field(default_factory=list)
     failures: list[ConditionCause] = field(default_factory=list)
-    to_create: dict[str, Assignment] = field(default_factory=dict)  # replicas whose missing pods are applied in this pass
+    to_create: dict[str, Assignment] = field(
+        default_factory=dict
+    )  # replicas whose missing pods are applied in this pass
     current: dict[str, bool] = field(default_factory=dict)  # replica -> runs the current spec
     terminating: set[str] = field(default_factory=set)  # replicas on their way out
     # What the pass carries out for this judgment, in order:
-    deletes: list[tuple[ReplicaView, frozenset[str]]] = field(default_factory=list)  # (replica, nodes to force-delete on)
+    deletes: list[tuple[ReplicaView, frozenset[str]]] = field(
+        default_factory=list
+    )  # (replica, nodes to force-delete on)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message), each one its own Event
     wakes: list[float] = field(default_factory=list)  # seconds until a timeout or grace runs out
     failed_at: dict[str, float] = field(default_factory=dict)  # replica -> when it failed, to remember
@@ -123,7 +127,11 @@ def judge_replicas(obs: Observed, failed_at: Mapping[str, float]) -> Judged:
             _backing_off(obs, out, rname, v, rec, current, ordinal, failed_at)
             continue
         h = replica_health(
-            v, obs.now, startup_timeout=obs.spec.lifecycle.startup_timeout_seconds, gone_nodes=obs.gone, unusable_nodes=obs.unusable
+            v,
+            obs.now,
+            startup_timeout=obs.spec.lifecycle.startup_timeout_seconds,
+            gone_nodes=obs.gone,
+            unusable_nodes=obs.unusable,
         )
         if h.kind == "terminating":
             _terminating(obs, out, rname, v, rec, current, ordinal)
@@ -153,7 +161,14 @@ def _going(out: Judged, rname: str, v: ReplicaView, current: bool, ordinal: int)
 
 
 def _backing_off(
-    obs: Observed, out: Judged, rname: str, v: ReplicaView, rec: dict[str, Any], current: bool, ordinal: int, remembered: Mapping[str, float]
+    obs: Observed,
+    out: Judged,
+    rname: str,
+    v: ReplicaView,
+    rec: dict[str, Any],
+    current: bool,
+    ordinal: int,
+    remembered: Mapping[str, float],
 ) -> None:
     """A failed replica waiting out its backoff: its pods are gone or going."""
     t = obs.timing
@@ -166,11 +181,17 @@ def _backing_off(
     restarts = int(rec.get("restarts") or 0)
     at = failed_at + restart_backoff(restarts, t.restart_backoff, t.max_restart_backoff)
     out.records[rname] = rec
-    out.states.append(ReplicaState(rname, current, FAILED, ordinal=ordinal, created=v.created, failed_at=failed_at, restarts=restarts))
-    out.failures.append(ConditionCause("RestartBackoff", f"replica {rname} failed; restart {restarts} at {rfc3339(at)}"))
+    out.states.append(
+        ReplicaState(rname, current, FAILED, ordinal=ordinal, created=v.created, failed_at=failed_at, restarts=restarts)
+    )
+    out.failures.append(
+        ConditionCause("RestartBackoff", f"replica {rname} failed; restart {restarts} at {rfc3339(at)}")
+    )
 
 
-def _terminating(obs: Observed, out: Judged, rname: str, v: ReplicaView, rec: dict[str, Any] | None, current: bool, ordinal: int) -> None:
+def _terminating(
+    obs: Observed, out: Judged, rname: str, v: ReplicaView, rec: dict[str, Any] | None, current: bool, ordinal: int
+) -> None:
     if not v.pods:
         out.forget_failed.add(rname)
         return
@@ -179,7 +200,16 @@ def _terminating(obs: Observed, out: Judged, rname: str, v: ReplicaView, rec: di
     _going(out, rname, v, current, ordinal)
 
 
-def _failed(obs: Observed, out: Judged, rname: str, v: ReplicaView, rec: dict[str, Any] | None, current: bool, ordinal: int, h: Any) -> None:
+def _failed(
+    obs: Observed,
+    out: Judged,
+    rname: str,
+    v: ReplicaView,
+    rec: dict[str, Any] | None,
+    current: bool,
+    ordinal: int,
+    h: Any,
+) -> None:
     out.deletes.append((v, frozenset()))
     restarts = v.restarts + 1
     out.failed_at[rname] = obs.now
@@ -189,7 +219,10 @@ def _failed(obs: Observed, out: Judged, rname: str, v: ReplicaView, rec: dict[st
         (
             "Warning",
             "GangRestart" if gang else "ReplicaRestart",
-            f"{h.message}; deleting the {'group' if gang else 'replica'} and restarting it in {int(wait)}s (restart {restarts})",
+            (
+                f"{h.message}; deleting the {'group' if gang else 'replica'} and restarting it in {int(wait)}s "
+                f"(restart {restarts})"
+            ),
         )
     )
     out.records[rname] = {
@@ -202,11 +235,21 @@ def _failed(obs: Observed, out: Judged, rname: str, v: ReplicaView, rec: dict[st
     if h.replan:
         out.records[rname].update(nodes=[], gpus=0, gpusPerNode=None, block=None, zone=None)
     out.failures.append(ConditionCause(h.reason, f"{h.message}; restart {restarts} at {rfc3339(obs.now + wait)}"))
-    out.states.append(ReplicaState(rname, current, FAILED, ordinal=ordinal, created=v.created, failed_at=obs.now, restarts=restarts))
+    out.states.append(
+        ReplicaState(rname, current, FAILED, ordinal=ordinal, created=v.created, failed_at=obs.now, restarts=restarts)
+    )
 
 
 def _whole_or_creating(
-    obs: Observed, out: Judged, rname: str, v: ReplicaView, rec: dict[str, Any] | None, current: bool, ordinal: int, *, creating: bool
+    obs: Observed,
+    out: Judged,
+    rname: str,
+    v: ReplicaView,
+    rec: dict[str, Any] | None,
+    current: bool,
+    ordinal: int,
+    *,
+    creating: bool,
 ) -> None:
     if rec is None:
         rec = record_from_pods(obs, rname, v)
@@ -215,7 +258,11 @@ def _whole_or_creating(
         if a is not None:
             out.to_create[rname] = a
     lead = v.leader
-    out.records[rname] = {**rec, "phase": replica_phase(v), "endpoint": f"{lead.ip}:{obs.spec.engine.port}" if lead and lead.ip and v.ready else None}
+    out.records[rname] = {
+        **rec,
+        "phase": replica_phase(v),
+        "endpoint": f"{lead.ip}:{obs.spec.engine.port}" if lead and lead.ip and v.ready else None,
+    }
     out.states.append(
         ReplicaState(
             rname,

@@ -19,7 +19,9 @@ class PlacementLedger:
         self._lock = threading.Lock()
         self._placed: dict[Key, list[Assignment]] = {}
 
-    def plan(self, key: Key, snap: Snapshot, nodes: Sequence[Any], requests: Sequence[ReplicaRequest], own: list[Assignment]) -> Any:
+    def plan(
+        self, key: Key, snap: Snapshot, nodes: Sequence[Any], requests: Sequence[ReplicaRequest], own: list[Assignment]
+    ) -> Any:
         """Plan under the process-wide lock and remember ours at once."""
         with self._lock:
             existing = list(own)

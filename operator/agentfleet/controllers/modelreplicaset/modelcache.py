@@ -43,7 +43,9 @@ def _condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
     return None
 
 
-def decide_fill(name: str, spec: ModelReplicaSetSpec, status_in: Mapping[str, Any], job: Mapping[str, Any] | None) -> CacheFill:
+def decide_fill(
+    name: str, spec: ModelReplicaSetSpec, status_in: Mapping[str, Any], job: Mapping[str, Any] | None
+) -> CacheFill:
     """``status_in``: status.modelCache as last written; ``job``: the fill's Job, None when absent."""
     model = cache_model(spec)
     if model is None:
@@ -57,7 +59,13 @@ def decide_fill(name: str, spec: ModelReplicaSetSpec, status_in: Mapping[str, An
     if job is None:
         st = {"model": model, "phase": FILLING, "job": job_name}
         msg = f"filling the model cache {claim} with {model} (Job {job_name}); new replicas start once it is filled"
-        return CacheFill(status=st, create_job=True, replicas_may_start=False, event=("Normal", "FillingModelCache", msg), waiting=msg)
+        return CacheFill(
+            status=st,
+            create_job=True,
+            replicas_may_start=False,
+            event=("Normal", "FillingModelCache", msg),
+            waiting=msg,
+        )
     failed = _condition(job, "Failed")
     if failed is not None:
         why = f"{failed.get('reason') or 'Failed'}: {failed.get('message') or 'the fill Job failed'}"
@@ -69,8 +77,17 @@ def decide_fill(name: str, spec: ModelReplicaSetSpec, status_in: Mapping[str, An
         jst = job.get("status") or {}
         started, finished = parse_time(jst.get("startTime")), parse_time(jst.get("completionTime"))
         seconds = int(finished - started) if started is not None and finished is not None else None
-        st = {"model": model, "phase": FILLED, "job": job_name, "filledAt": jst.get("completionTime"), "fillSeconds": seconds}
+        st = {
+            "model": model,
+            "phase": FILLED,
+            "job": job_name,
+            "filledAt": jst.get("completionTime"),
+            "fillSeconds": seconds,
+        }
         took = f" in {seconds}s" if seconds is not None else ""
-        return CacheFill(status=st, event=("Normal", "ModelCacheFilled", f"model cache {claim} holds {model}{took}; replicas load from it"))
+        return CacheFill(
+            status=st,
+            event=("Normal", "ModelCacheFilled", f"model cache {claim} holds {model}{took}; replicas load from it"),
+        )
     msg = f"new replicas wait for the model cache {claim} to be filled with {model} (Job {job_name})"
     return CacheFill(status={"model": model, "phase": FILLING, "job": job_name}, replicas_may_start=False, waiting=msg)

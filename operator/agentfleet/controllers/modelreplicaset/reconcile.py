@@ -83,7 +83,16 @@ class PassServices(Protocol):
 
 
 class ModelReplicaSetPass:
-    def __init__(self, ctl: PassServices, key: Key, obj: dict[str, Any], snap: Snapshot, state: ModelReplicaSetState, *, first: bool) -> None:
+    def __init__(
+        self,
+        ctl: PassServices,
+        key: Key,
+        obj: dict[str, Any],
+        snap: Snapshot,
+        state: ModelReplicaSetState,
+        *,
+        first: bool,
+    ) -> None:
         self.ctl = ctl
         self.kube = ctl.kube
         self.first = first
@@ -127,7 +136,14 @@ class ModelReplicaSetPass:
         for p in v.live:
             if p.serving is None:
                 continue
-            self.kube.merge_patch_metadata("v1", "Pod", p.name, self.ns, {SERVING_LABEL: "false" if draining else "true"}, {DRAINING_SINCE_ANNOTATION: since})
+            self.kube.merge_patch_metadata(
+                "v1",
+                "Pod",
+                p.name,
+                self.ns,
+                {SERVING_LABEL: "false" if draining else "true"},
+                {DRAINING_SINCE_ANNOTATION: since},
+            )
 
     # --- the pass ---
 
@@ -158,7 +174,11 @@ class ModelReplicaSetPass:
         # Pods fresh from the API (a cache could lag our own writes). On an object's first pass in
         # this process the pod cache is complete for it (it holds every pod made before this process
         # started, and this process has made none for it yet): when it shows none, there is nothing to list.
-        listed = self.kube.list("v1", "Pod", ns, f"{MODELREPLICASET_LABEL}={name}") if not self.first or self.snap.has_pods(ns, name) else []
+        listed = (
+            self.kube.list("v1", "Pod", ns, f"{MODELREPLICASET_LABEL}={name}")
+            if not self.first or self.snap.has_pods(ns, name)
+            else []
+        )
         by_replica: dict[str, list] = {}
         for pod in listed:
             pv = observe_pod(pod, pinned_node(pod, spec.placement.node_key), spec.gpu.resource_name)
@@ -166,12 +186,15 @@ class ModelReplicaSetPass:
                 by_replica.setdefault(pv.replica, []).append(pv)
         records_in = {p["name"]: p for p in self.status_in.get("placements") or [] if p.get("name")}
         views = {
-            r: ReplicaView(r, tuple(sorted(by_replica.get(r, []), key=lambda p: p.index)), records_in.get(r)) for r in sorted(set(by_replica) | set(records_in))
+            r: ReplicaView(r, tuple(sorted(by_replica.get(r, []), key=lambda p: p.index)), records_in.get(r))
+            for r in sorted(set(by_replica) | set(records_in))
         }
         referenced = {n for v in views.values() for n in (*v.nodes, *(p.node for p in v.pods if p.node))}
         # A node missing from the cache may only be new to it: ask the API before calling it gone.
         gone = frozenset(n for n in referenced - set(node_by_name) if not self.kube.exists("v1", "Node", n))
-        unusable = frozenset(n for n in referenced if n in node_by_name and ineligibility(node_by_name[n], needs) is not None)
+        unusable = frozenset(
+            n for n in referenced if n in node_by_name and ineligibility(node_by_name[n], needs) is not None
+        )
         return Observed(
             ns=ns,
             name=name,
@@ -226,7 +249,11 @@ class ModelReplicaSetPass:
     def sync_adapters(self, obs: Observed, mrs: ModelReplicaSet, judged: Judged) -> None:
         """Every ready replica holds spec.adapters (adapters.py); its record says what it holds."""
         desired = {a.name: a.source for a in obs.spec.adapters}
-        ready = [(r, rec) for r, rec in sorted(judged.records.items()) if rec.get("phase") == READY_PHASE and rec.get("endpoint")]
+        ready = [
+            (r, rec)
+            for r, rec in sorted(judged.records.items())
+            if rec.get("phase") == READY_PHASE and rec.get("endpoint")
+        ]
         if not desired and not any(rec.get("adapters") for _, rec in ready):
             return  # no adapters asked for and none known loaded: no replica is asked anything
         key = self.api_key(mrs)
@@ -240,7 +267,11 @@ class ModelReplicaSetPass:
         for r, (held, error) in sorted(results.items()):
             judged.records[r]["adapters"] = held
             if error:
-                self.event("Warning", "AdapterSyncFailed", f"replica {r} holds {held or 'no adapters'} of spec.adapters: {error}")
+                self.event(
+                    "Warning",
+                    "AdapterSyncFailed",
+                    f"replica {r} holds {held or 'no adapters'} of spec.adapters: {error}",
+                )
 
     def api_key(self, mrs: ModelReplicaSet) -> str | None:
         """The key the replicas require (the operator's own generated one, or spec.engine.apiKeySecretRef)."""
@@ -263,11 +294,15 @@ class ModelReplicaSetPass:
         judged.states = [replace(s, in_flight=in_flight.get(s.name)) for s in judged.states]
 
     def decide(self, obs: Observed, judged: Judged) -> RolloutStep:
-        step = rollout_step(judged.states, obs.desired.count, self.now, obs.timing, surge_blocked=self.state.surge_blocked)
+        step = rollout_step(
+            judged.states, obs.desired.count, self.now, obs.timing, surge_blocked=self.state.surge_blocked
+        )
         if obs.capacity_error:
             # Nothing new starts from a spec whose model cannot fit; drains already under way finish.
             draining_now = {s.name for s in judged.states if s.phase == DRAINING}
-            step = RolloutStep(delete=[(r, why) for r, why in step.delete if r in draining_now], requeue_after=step.requeue_after)
+            step = RolloutStep(
+                delete=[(r, why) for r, why in step.delete if r in draining_now], requeue_after=step.requeue_after
+            )
         return step
 
     def act(self, obs: Observed, step: RolloutStep, judged: Judged) -> dict[str, int]:
@@ -277,17 +312,26 @@ class ModelReplicaSetPass:
         for rname in step.undrain:
             self.set_draining(views[rname], False)
             records[rname]["phase"] = READY_PHASE
-            self.event("Normal", "Undrained", f"replica {rname} serves again: scaled up while it was draining", once=False)
+            self.event(
+                "Normal", "Undrained", f"replica {rname} serves again: scaled up while it was draining", once=False
+            )
         for rname in step.drain:
             s = state_of[rname]
             self.set_draining(views[rname], True)
             records[rname].update(phase=DRAINING, endpoint=None)
-            held = "in-flight requests unknown (metrics unreachable)" if s.in_flight is None else f"{s.in_flight} requests in flight"
+            held = (
+                "in-flight requests unknown (metrics unreachable)"
+                if s.in_flight is None
+                else f"{s.in_flight} requests in flight"
+            )
             why = "rolling update" if not s.current else f"scale down to {obs.desired.count} ({obs.desired.source})"
             self.event(
                 "Normal",
                 "Draining",
-                f"draining replica {rname} for {why}: out of every Service now, deleted when idle or after {int(obs.timing.drain_timeout)}s; {held}",
+                (
+                    f"draining replica {rname} for {why}: out of every Service now, deleted when idle or after "
+                    f"{int(obs.timing.drain_timeout)}s; {held}"
+                ),
                 once=False,
             )
             self.wake.append(DRAIN_FIRST_POLL_SECONDS)
@@ -316,7 +360,12 @@ class ModelReplicaSetPass:
             if a is not None and all(n in obs.node_by_name and n not in obs.unusable for n in a.nodes):
                 judged.to_create[rname] = a
                 judged.records[rname] = {**rec, "phase": PENDING}
-                self.event("Normal", "Restarting", f"restarting replica {rname} on {', '.join(a.nodes)} (restart {rec.get('restarts', 0)})", once=False)
+                self.event(
+                    "Normal",
+                    "Restarting",
+                    f"restarting replica {rname} on {', '.join(a.nodes)} (restart {rec.get('restarts', 0)})",
+                    once=False,
+                )
             else:
                 replan[rname] = int(rec.get("restarts") or 0)
             self.state.failed_at.pop(rname, None)
@@ -346,11 +395,15 @@ class ModelReplicaSetPass:
                 records[rname] = placement_status(a, phase=PENDING, restarts=replan.get(rname, 0)).wire()
                 judged.to_create[rname] = a
                 where[rname] = (
-                    f"{rname} on {'+'.join(a.nodes)}" + (f" (block {a.block})" if a.multi_node and a.block else "") + (f" in {a.zone}" if a.zone else "")
+                    f"{rname} on {'+'.join(a.nodes)}"
+                    + (f" (block {a.block})" if a.multi_node and a.block else "")
+                    + (f" in {a.zone}" if a.zone else "")
                 )
             for rname in replan:
                 if rname in where:
-                    self.event("Normal", "Restarting", f"restarting replica {rname} elsewhere: {where[rname]}", once=False)
+                    self.event(
+                        "Normal", "Restarting", f"restarting replica {rname} elsewhere: {where[rname]}", once=False
+                    )
             for u in unplaced:
                 # A failed replica that no longer fits anywhere gives its slot back; the count is
                 # made up by new replicas as soon as there is room.
@@ -359,7 +412,9 @@ class ModelReplicaSetPass:
         self.state.unplaced = bool(unplaced)
         return unplaced, placed, own
 
-    def report_placement(self, obs: Observed, rolling: bool, new_names: list[str], where: dict[str, str], unplaced: list[Any]) -> None:
+    def report_placement(
+        self, obs: Observed, rolling: bool, new_names: list[str], where: dict[str, str], unplaced: list[Any]
+    ) -> None:
         if rolling and new_names:
             self.state.surge_blocked = bool(unplaced)
         if unplaced:
@@ -372,7 +427,10 @@ class ModelReplicaSetPass:
             self.event(
                 "Normal",
                 "RollingUpdate" if rolling else "ScalingUp",
-                f"creating {len(created)} replica(s) for {obs.desired.count} desired ({obs.desired.source}): {'; '.join(created)}"
+                (
+                    f"creating {len(created)} replica(s) for {obs.desired.count} desired ({obs.desired.source}): "
+                    f"{'; '.join(created)}"
+                )
                 + (f"; {len(unplaced)} cannot be placed" if unplaced else ""),
                 once=False,
             )
@@ -395,13 +453,20 @@ class ModelReplicaSetPass:
         (judging.record_from_pods) and recomputes the same names for replicas it had not created
         yet. An incomplete gang without a record is removed and planned again (judging.py)."""
         records = judged.records
-        pods = [pod for rname, a in sorted(judged.to_create.items()) for pod in children.missing_pods(mrs, a, obs.views.get(rname))]
+        pods = [
+            pod
+            for rname, a in sorted(judged.to_create.items())
+            for pod in children.missing_pods(mrs, a, obs.views.get(rname))
+        ]
         # The key exists from the first pass, not the first pod: the workers of every fleet that
         # names this ModelReplicaSet read it too, and their pods cannot start without it, even
         # while no replica can be placed. Once per object and operator start (state.api_key_secret).
         children.ensure_api_key_secret(self.kube, self.state, mrs)
         self.ctl.fan_out(self.kube.apply, pods)
-        self.ctl.ledger.record(self.key, [a for rec in records.values() if (a := assignment_from_status(self.ns, self.name, rec)) is not None])
+        self.ctl.ledger.record(
+            self.key,
+            [a for rec in records.values() if (a := assignment_from_status(self.ns, self.name, rec)) is not None],
+        )
         self.state.nodes = frozenset(n for rec in records.values() for n in rec.get("nodes") or [])
         st = status.compose(
             status.Outcome(
@@ -437,7 +502,9 @@ class ModelReplicaSetPass:
                 self.event("Warning", "InferencePoolUnavailable", pool_problem)
             writes = [
                 functools.partial(status.write, self.status_target(), st),
-                *children.writes(self.kube, self.state, self.key, self.now, mrs, multi_node=multi_node, pool=pool_problem is None),
+                *children.writes(
+                    self.kube, self.state, self.key, self.now, mrs, multi_node=multi_node, pool=pool_problem is None
+                ),
             ]
             self.ctl.fan_out(lambda write: write(), writes)
 

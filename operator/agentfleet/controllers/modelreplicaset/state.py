@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 @dataclass
 class ModelReplicaSetState:
     failed_at: dict[str, float] = field(default_factory=dict)  # replica -> when it failed (fallback for old records)
-    applied: dict[tuple[str, str, str], tuple[str, float]] = field(default_factory=dict)  # child -> (hash, when applied)
+    applied: dict[tuple[str, str, str], tuple[str, float]] = field(
+        default_factory=dict
+    )  # child -> (hash, when applied)
     surge_blocked: bool = False  # the last rolling-update surge could not be placed
     own_resource_versions: set[str] = field(default_factory=set)  # our status writes, echoed back by the watch
     unplaced: bool = False  # waiting for room: node changes wake it

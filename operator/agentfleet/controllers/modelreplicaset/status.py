@@ -77,7 +77,16 @@ def compose(o: Outcome) -> dict[str, Any]:
     )
     conds = compose_conditions(o.conditions_before, summary, o.generation)
     # Every figure, null when unknown: a merge patch then also removes figures that went away.
-    cap = dict.fromkeys(("weightsBytes", "kvBytesPerToken", "kvTokensPerReplica", "concurrentSequences", "contextTokens", "gpuMemoryBytes"))
+    cap = dict.fromkeys(
+        (
+            "weightsBytes",
+            "kvBytesPerToken",
+            "kvTokensPerReplica",
+            "concurrentSequences",
+            "contextTokens",
+            "gpuMemoryBytes",
+        )
+    )
     cap.update(o.assessment.status().wire())
     st = {
         **base(o.generation, o.name, o.spec),
@@ -96,7 +105,11 @@ def compose(o: Outcome) -> dict[str, Any]:
         before = o.status_in.get("desiredReplicas")
         if before != desired.count:
             st["lastScaleTime"] = rfc3339(o.now)
-            st["lastScaleReason"] = f"{desired.source} {before} -> {desired.count}" if before is not None else f"{desired.source} {desired.count}"
+            st["lastScaleReason"] = (
+                f"{desired.source} {before} -> {desired.count}"
+                if before is not None
+                else f"{desired.source} {desired.count}"
+            )
     return st
 
 
