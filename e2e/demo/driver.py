@@ -483,6 +483,20 @@ class Demo:
         )
 
     # -- the application --
+    def apply_text(self, text: str) -> None:
+        """Server-side apply of YAML or JSON into the demo namespace, under the demo's field manager."""
+        self.kc.run(
+            "apply",
+            "--server-side",
+            "--field-manager=agentfleet-demo",
+            "--force-conflicts",
+            "-n",
+            self.ns,
+            "-f",
+            "-",
+            input=text,
+        )
+
     def apply_example(self, milvus_uri: str, redis_url: str, prometheus_url: str) -> dict[str, dict[str, Any]]:
         docs = [d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d]
         objs, notes = localize(
@@ -516,29 +530,9 @@ class Demo:
             text = self.kc.run(
                 "create", "configmap", cm, "-n", self.ns, f"--from-file={CORPUS}", "--dry-run=client", "-o", "yaml"
             ).stdout
-            self.kc.run(
-                "apply",
-                "--server-side",
-                "--field-manager=agentfleet-demo",
-                "--force-conflicts",
-                "-n",
-                self.ns,
-                "-f",
-                "-",
-                input=text,
-            )
+            self.apply_text(text)
         body = json.dumps({"apiVersion": "v1", "kind": "List", "items": objs})
-        self.kc.run(
-            "apply",
-            "--server-side",
-            "--field-manager=agentfleet-demo",
-            "--force-conflicts",
-            "-n",
-            self.ns,
-            "-f",
-            "-",
-            input=body,
-        )
+        self.apply_text(body)
         say(
             f"  applied {EXAMPLE.relative_to(ROOT)}: "
             + ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objs)
