@@ -357,7 +357,9 @@ exec_done() { [[ "$(tr '\0' '\n' < "/proc/$1/cmdline" 2>/dev/null | head -1)" ==
 component_exe() {
   case $1 in
     containerd) echo "$NODE_BIN_DIR/containerd" ;;
-    nodenet) command -v "$PYTHON" ;;
+    # The interpreter itself, not a launcher such as a pyenv shim (a script that execs the real
+    # one): the exec that start_component waits for is the one that leaves our path in cmdline.
+    nodenet) "$PYTHON" -c 'import sys; print(sys.executable)' ;;
     *) echo "$BIN_DIR/$1" ;;
   esac
 }
