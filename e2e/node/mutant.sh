@@ -27,6 +27,7 @@ mapfile -t files < <(grep -E '^\+\+\+ b/(operator|runtime|shared)/' "$PATCH" | s
     echo "COPY src/$f $SITE/${f#*/}"
   done
 } >"$work/Containerfile"
-patch -s -p1 -d "$work/src" <"$PATCH"
+# patch says what failed on stdout: send that to stderr, so a caller never takes it for the reference.
+patch -s -p1 -d "$work/src" <"$PATCH" >&2
 buildah build --isolation chroot -t "$REF" -f "$work/Containerfile" "$work" >&2
 echo "$REF"
