@@ -24,7 +24,7 @@ from e2e.harness.procs import alive
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = 4
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1300)]
 
 
 def printed_row(out: str, name: str) -> dict[str, str]:
@@ -39,6 +39,8 @@ def printed_row(out: str, name: str) -> dict[str, str]:
 
 
 def _driver(cluster, state: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    """`python -m e2e.demo ARGS`; its output also goes to STATE/driver-<command>.log as it comes, so a
+    run that times out still shows how far it got."""
     cmd = [
         sys.executable,
         "-m",
@@ -51,9 +53,17 @@ def _driver(cluster, state: Path, *args: str, timeout: float) -> subprocess.Comp
         "--state-dir",
         str(state),
     ]
-    return subprocess.run(
-        cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-    )
+    state.mkdir(parents=True, exist_ok=True)
+    log = state / f"driver-{args[0]}.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as out:
+        try:
+            proc = subprocess.run(
+                cmd, cwd=ROOT, stdout=out, stderr=subprocess.PIPE, text=True, timeout=timeout, env=env
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"`e2e.demo {args[0]}` ran past {timeout:.0f}s; its output:\n{log.read_text()[-6000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, log.read_text(), proc.stderr)
 
 
 def on_real_node(cluster, ns: str, selector: str) -> list[dict]:
@@ -88,7 +98,7 @@ def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp
             str(TASKS),
             "--task-timeout",
             "120",
-            timeout=600,
+            timeout=900,
         )
         out = up.stdout
         for meta in (state / "demo" / namespace).glob("*.json"):
@@ -97,7 +107,9 @@ def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp
 
         # Every pod the fleet needs ran on the real node, in containers: the chart's operator, Milvus,
         # the AgentFleet's Redis, task API and two workers, the replicas and the ingestion Job.
-        assert set(pids) == {"prometheus"}, f"the fleet runs as pods; only Prometheus is a process: {pids}"
+        assert set(pids) == {"prometheus", "pod-discovery"}, (
+            f"the fleet runs as pods; only Prometheus runs here: {pids}"
+        )
         on_real_node(cluster, namespace, "app.kubernetes.io/component=operator")
         on_real_node(cluster, namespace, "app.kubernetes.io/name=milvus")
         for component, count in (("redis", 1), ("api", 1), ("worker", 2)):
