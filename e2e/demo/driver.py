@@ -6,7 +6,10 @@
     python -m e2e.demo status
 
 ``up`` needs a running cluster (e2e/up.sh starts it; without --kubeconfig the driver asks
-``e2e/cluster.sh info`` for it). What runs here is the code the pods would run: the operator
+``e2e/cluster.sh info`` for it). With --model sim and the demo corpus on a cluster with a real node
+(``--on node``, the default there) every pod runs a container on that node: e2e/demo/onnode.py.
+The rest of this module's docstring is ``--on processes``, the other models' and corpora's path.
+What runs here is the code the pods would run: the operator
 (python -m agentfleet.manager), the ingestion (python -m agentfleet_runtime.ingest with the args of
 the Job the operator rendered), the agent workers and the task API (python -m agentfleet_runtime)
 configured from the AgentFleet's runtime ConfigMap, and a Prometheus scraping the replicas and the
