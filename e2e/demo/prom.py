@@ -4,10 +4,11 @@ In a cluster, Prometheus discovers pods and labels each series with the pod's ``
 ``pod`` (the chart's PodMonitors); the operator's autoscaler then reads a ModelReplicaSet's vLLM
 series by ``namespace="NS",model_name="MODEL"`` per ``pod`` (AGENTFLEET_PROMETHEUS_MATCHERS,
 AGENTFLEET_PROMETHEUS_REPLICA_LABEL) and an AgentFleet's workers by
-``namespace="NS",agentfleet="FLEET"`` (AGENTFLEET_WORKER_MATCHERS). kwok runs no pods, so the
-demo's local processes stand in for them and are listed in two file_sd files carrying exactly
-those labels; Prometheus re-reads the files when they change, so replicas that come and go (the
-autoscaler's) need no restart of Prometheus.
+``namespace="NS",agentfleet="FLEET"`` (AGENTFLEET_WORKER_MATCHERS). The targets are listed in two
+file_sd files carrying exactly those labels (Debian's Prometheus has no Kubernetes discovery): on
+the real node, the namespace's pods (:func:`discover`, ``python -m e2e.demo.prom``); with
+``--on processes``, the local processes that stand in for them. Prometheus re-reads the files when
+they change, so replicas that come and go (the autoscaler's) need no restart of Prometheus.
 """
 
 from __future__ import annotations
