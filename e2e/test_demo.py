@@ -1,8 +1,10 @@
 """The main job (`bash e2e/up.sh`) end to end: the demo driver against the e2e cluster.
 
 Runs `python -m e2e.demo up` with the cluster's kubeconfig in a fresh namespace and a private
-state dir, so its operator, Redis, Milvus Lite, simulated replicas, workers and task API are its
-own; then `down`, and checks every one of those processes is gone.
+state dir. With `--model sim` the fleet runs on the cluster's real node: the chart's operator, a
+Milvus, the AgentFleet's Redis, task API and workers, the ingestion Job and the ModelReplicaSet's
+replicas are pods whose containers containerd runs, and a Prometheus runs in the node's network
+namespace; then `down`, and checks the namespace, its volume and the Prometheus are gone.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from agentfleet.render.agentfleet import COMPONENT_LABEL, FLEET_LABEL
 from e2e.harness.procs import alive
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = 4
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1300)]
 
 
 def printed_row(out: str, name: str) -> dict[str, str]:
@@ -36,6 +39,8 @@ def printed_row(out: str, name: str) -> dict[str, str]:
 
 
 def _driver(cluster, state: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    """`python -m e2e.demo ARGS`; its output also goes to STATE/driver-<command>.log as it comes, so a
+    run that times out still shows how far it got."""
     cmd = [
         sys.executable,
         "-m",
@@ -48,9 +53,33 @@ def _driver(cluster, state: Path, *args: str, timeout: float) -> subprocess.Comp
         "--state-dir",
         str(state),
     ]
-    return subprocess.run(
-        cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-    )
+    state.mkdir(parents=True, exist_ok=True)
+    log = state / f"driver-{args[0]}.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as out:
+        try:
+            proc = subprocess.run(
+                cmd, cwd=ROOT, stdout=out, stderr=subprocess.PIPE, text=True, timeout=timeout, env=env
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"`e2e.demo {args[0]}` ran past {timeout:.0f}s; its output:\n{log.read_text()[-6000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, log.read_text(), proc.stderr)
+
+
+def on_real_node(cluster, ns: str, selector: str) -> list[dict]:
+    """The pods of SELECTOR, each on the real node with its containers run by containerd (kwok's pods
+    have no container ids) and Ready, or Succeeded for a Job's."""
+    node = cluster.info["real_node"]["name"]
+    found = cluster.json("-n", ns, "get", "pods", "-l", selector)["items"]
+    assert found, f"no pod {selector} in {ns}"
+    for p in found:
+        name, st = p["metadata"]["name"], p["status"]
+        assert p["spec"]["nodeName"] == node, (name, p["spec"].get("nodeName"))
+        ids = [cs.get("containerID", "") for cs in st.get("containerStatuses", [])]
+        assert ids and all(i.startswith("containerd://") for i in ids), (name, ids)
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions", []))
+        assert ready or st.get("phase") == "Succeeded", (name, st.get("phase"), st.get("conditions"))
+    return found
 
 
 def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp_path):
@@ -69,25 +98,26 @@ def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp
             str(TASKS),
             "--task-timeout",
             "120",
-            timeout=240,
+            timeout=900,
         )
         out = up.stdout
         for meta in (state / "demo" / namespace).glob("*.json"):
             pids[meta.stem] = json.loads(meta.read_text())["pid"]
         assert up.returncode == 0, f"demo failed ({up.returncode}):\n{out[-6000:]}\n{up.stderr[-4000:]}"
 
-        # Every process the fleet needs ran, each once.
-        assert {
-            "redis",
-            "milvus",
-            "prometheus",
-            "operator",
-            "model",
-            "scripted-agent",
-            "api",
-            "worker-0",
-            "worker-1",
-        } <= set(pids), pids
+        # Every pod the fleet needs ran on the real node, in containers: the chart's operator, Milvus,
+        # the AgentFleet's Redis, task API and two workers, the replicas and the ingestion Job.
+        assert set(pids) == {"prometheus", "pod-discovery"}, (
+            f"the fleet runs as pods; only Prometheus runs here: {pids}"
+        )
+        on_real_node(cluster, namespace, "app.kubernetes.io/component=operator")
+        on_real_node(cluster, namespace, "app.kubernetes.io/name=milvus")
+        for component, count in (("redis", 1), ("api", 1), ("worker", 2)):
+            found = on_real_node(cluster, namespace, f"{FLEET_LABEL}=support,{COMPONENT_LABEL}={component}")
+            assert len(found) == count, (component, [p["metadata"]["name"] for p in found])
+        assert len(on_real_node(cluster, namespace, "agentfleet.io/modelreplicaset=llama-8b")) >= 1
+        vi = cluster.json("-n", namespace, "get", "vectorindexes.agentfleet.io", "docs")
+        on_real_node(cluster, namespace, f"job-name={vi['status']['ingestion']['jobName']}")
 
         # The workers found the replicas through the replicas Service's EndpointSlices, as the
         # worker ServiceAccount (not from static endpoints).
@@ -120,7 +150,7 @@ def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp
             ), out[-3000:]
         assert "kubectl get agentfleets,modelreplicasets,vectorindexes" in out
         # The figures the operator reads after the tasks fill their printer columns: the
-        # autoscaler's from the demo's Prometheus, the AgentFleet controller's from Redis.
+        # autoscaler's from the Prometheus scraping the pods, the AgentFleet controller's from Redis.
         mrs_row = printed_row(out, "modelreplicaset.agentfleet.io/llama-8b")
         assert mrs_row["QUEUE"] and mrs_row["GOODPUT"], mrs_row
         assert float(mrs_row["GOODPUT"]) > 0, mrs_row
@@ -129,21 +159,21 @@ def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp
         assert "still blank" not in out, out[-4000:]
         assert re.search(r"^vectorindex\.agentfleet\.io/docs\s+True", out, re.M), out[-3000:]
 
-        # The example was applied with local endpoints only.
-        vi = cluster.json("-n", namespace, "get", "vectorindexes.agentfleet.io", "docs")
-        assert vi["spec"]["milvus"]["uri"].startswith("http://127.0.0.1:")
+        # The example runs with in-cluster endpoints: Milvus by its Service's name, the fleet's own Redis.
+        assert vi["spec"]["milvus"]["uri"] == f"http://milvus.{namespace}.svc.cluster.local:19530"
         af = cluster.json("-n", namespace, "get", "agentfleets.agentfleet.io", "support")
-        assert af["spec"]["redis"]["url"].startswith("redis://127.0.0.1:")
+        assert "deploy" in af["spec"]["redis"], af["spec"]["redis"]
     finally:
-        down = _driver(cluster, state, "down", "--namespace", namespace, timeout=120)
+        down = _driver(cluster, state, "down", "--namespace", namespace, timeout=300)
     assert down.returncode == 0, down.stderr
     left = {name: pid for name, pid in pids.items() if alive(pid)}
     assert not left, f"processes still running after `down`: {left}"
     assert not list((state / "demo" / namespace).glob("*.json"))
-    assert not (state / "demo" / namespace / "local-routes").exists(), "down left the pod IPs routed to this machine"
+    assert cluster.run("get", "namespace", namespace, check=False).returncode != 0, "down left the namespace"
+    assert cluster.run("get", "pv", f"{namespace}-redis", check=False).returncode != 0, "down left the Redis volume"
 
 
-@pytest.mark.timeout(480)
+@pytest.mark.timeout(1200)
 def test_demo_burst_scenario_scales_up_explains_each_decision_and_plots_it(cluster, namespace, tmp_path):
     state = tmp_path / "state"
     pids: dict[str, int] = {}
@@ -159,7 +189,7 @@ def test_demo_burst_scenario_scales_up_explains_each_decision_and_plots_it(clust
             "burst",
             "--burst-phases",
             "20:0.5,50:3,40:0.5",
-            timeout=420,
+            timeout=1080,
         )
         out = up.stdout
         for meta in (state / "demo" / namespace).glob("*.json"):
@@ -172,18 +202,19 @@ def test_demo_burst_scenario_scales_up_explains_each_decision_and_plots_it(clust
         assert all(
             term in ("reactive", "predictive", "standing", "scheduled") and why for _, _, term, why in decisions
         ), decisions
-        # The replicas the autoscaler added were served (the scripted agent backed their pods)
-        # and every task of the burst finished.
+        # The replicas the autoscaler added answered calls (pods the workers found through the
+        # replicas Service's EndpointSlices) and every task of the burst finished.
         assert re.search(r"^  tasks: (\d+) done, 0 failed, 0 unfinished of \1 submitted", out, re.M), out[-4000:]
-        backed = set(re.findall(r"\(pod (\S+)\)", (state / "demo" / namespace / "scripted-agent.log").read_text()))
-        assert len(backed) > 2, f"no pod beyond the 2 placed first was backed by a simulated replica: {backed}"
+        answered = int(re.search(r"^  replica pods that answered calls: (\d+)", out, re.M).group(1))
+        assert answered > 2, f"no replica pod beyond the 2 placed first answered a call:\n{out[-4000:]}"
         events = int(re.search(r"Events of ModelReplicaSet llama-8b .*: (\d+) ScaledUp/ScaledDown", out).group(1))
         assert events >= len(decisions) > 0
         png = Path(re.search(r"plot of demand, replicas and goodput: (\S+)$", out, re.M).group(1))
         assert png == state / "demo" / namespace / "burst.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert "no sample tasks" not in out and "== report" not in out  # the burst starts from a quiet fleet
     finally:
-        down = _driver(cluster, state, "down", "--namespace", namespace, timeout=120)
+        down = _driver(cluster, state, "down", "--namespace", namespace, timeout=300)
     assert down.returncode == 0, down.stderr
     left = {name: pid for name, pid in pids.items() if alive(pid)}
     assert not left, f"processes still running after `down`: {left}"
+    assert cluster.run("get", "namespace", namespace, check=False).returncode != 0, "down left the namespace"

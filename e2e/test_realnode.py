@@ -22,13 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import http.client
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -47,73 +43,15 @@ from agentfleet.render.agentfleet import (
     api_token_secret_name,
 )
 from agentfleet_runtime.types import Status
-from e2e.harness import nodes as node_topology
+from e2e.harness import realnode
 from e2e.harness.nodenet import connect_in_netns, forward_into_netns
-from e2e.test_chart import CHART, helm, run_helm  # noqa: F401 - helm is a fixture
+from e2e.harness.realnode import H100, MILVUS_PORT, NODE_DIR, ON_REAL_NODE, confine, pods, ready, served_pod
+from e2e.test_chart import helm  # noqa: F401 - helm is a fixture
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[1]
-NODE_DIR = ROOT / "e2e" / "node"
-REAL_NODE_LABEL = "agentfleet.io/real-node"  # e2e/cluster.sh: the real node's label and taint
-H100 = "NVIDIA-H100-80GB-HBM3"
 GPUS = 4  # patched into the real node's status: GPU-requesting pods then run there on CPU
-
-
-def _run(*cmd: str, timeout: float = 1800, env: dict[str, str] | None = None) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    if proc.returncode != 0:
-        pytest.fail(
-            f"{' '.join(cmd[:4])} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}",
-            pytrace=False,
-        )
-    return proc.stdout
-
-
-def build_image(containerfile: str, base: str, repo: str, *files: str, packages: tuple[Path, ...] = ()) -> str:
-    """`buildah build` of e2e/node/CONTAINERFILE on BASE, tagged by a hash of its inputs (cached).
-
-    FILES come from e2e/node; PACKAGES (source folders) are copied into the build context under
-    their own names, so a Containerfile can COPY a package the project image leaves out."""
-    digest = hashlib.sha256(base.encode())
-    for f in (containerfile, *files):
-        digest.update(f.encode() + (NODE_DIR / f).read_bytes())
-    for pkg in packages:
-        for src in sorted(pkg.rglob("*.py")):
-            digest.update(str(src.relative_to(pkg.parent)).encode() + src.read_bytes())
-    ref = f"{repo}:{digest.hexdigest()[:16]}"
-    if subprocess.run(["podman", "image", "exists", ref]).returncode != 0:
-        with tempfile.TemporaryDirectory() as context:
-            for f in (containerfile, *files):
-                shutil.copy2(NODE_DIR / f, Path(context) / f)
-            for pkg in packages:
-                shutil.copytree(pkg, Path(context) / pkg.name, ignore=shutil.ignore_patterns("__pycache__"))
-            _run(
-                "buildah",
-                "build",
-                "--isolation",
-                "chroot",
-                "--build-arg",
-                f"BASE={base}",
-                "-t",
-                ref,
-                "-f",
-                str(Path(context) / containerfile),
-                context,
-            )
-    return ref
-
-
-def confine(cluster, ns: str) -> None:
-    """Every pod of NS runs on the real node: the namespace's node selector and default toleration."""
-    toleration = [{"key": REAL_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}]
-    cluster.run(
-        "annotate",
-        "namespace",
-        ns,
-        f"scheduler.alpha.kubernetes.io/node-selector={REAL_NODE_LABEL}=true",
-        f"scheduler.alpha.kubernetes.io/defaultTolerations={json.dumps(toleration)}",
-    )
 
 
 def new_namespace(cluster, prefix: str) -> str:
@@ -127,18 +65,6 @@ def new_namespace(cluster, prefix: str) -> str:
         desc=f"{ns}'s ServiceAccount",
     )
     return ns
-
-
-def pods(cluster, ns: str, selector: str) -> list[dict]:
-    return [
-        p
-        for p in cluster.json("-n", ns, "get", "pods", "-l", selector)["items"]
-        if not p["metadata"].get("deletionTimestamp")
-    ]
-
-
-def ready(p: dict) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
 
 
 def on_real_node(p: dict, node: str) -> None:
@@ -215,61 +141,7 @@ def images(cluster, node) -> dict[str, str]:
 
     AGENTFLEET_REALNODE_IMAGE names another project image instead (e2e/node/mutant.sh builds one with
     a changed source file, to show which test catches the change)."""
-    timeout = float(os.environ.get("AGENTFLEET_IMAGE_BUILD_TIMEOUT_S", "3600"))
-    project = (
-        os.environ.get("AGENTFLEET_REALNODE_IMAGE")
-        or (_run("bash", str(ROOT / "e2e" / "image.sh"), "build", timeout=timeout).strip().splitlines()[-1])
-    )
-    base = _run("bash", str(ROOT / "e2e" / "image.sh"), "base", timeout=timeout).strip().splitlines()[-1]
-    refs = {
-        "project": project,
-        "engine": build_image(
-            "engine.Containerfile",
-            project,
-            "localhost/agentfleet-engine-sim",
-            "vllm-sim",
-            packages=(ROOT / "e2e" / "agentfleet_sim",),
-        ),
-        "redis": build_image("redis.Containerfile", base, "localhost/agentfleet-redis"),
-    }
-    env = {**os.environ, **cluster.env()}
-    _run("bash", str(ROOT / "e2e" / "cluster.sh"), "import", *refs.values(), timeout=900, env=env)
-    return refs
-
-
-def local_volume(cluster, node: dict, name: str, size: str = "20Gi") -> None:
-    """A local PersistentVolume in a directory of the node (no provisioner here), for one claim to bind.
-
-    Root's and 0755, as a provisioner leaves a new volume: a pod that runs as another user (Redis:
-    999) writes there only through its fsGroup, which the kubelet applies to local volumes (not to
-    hostPath ones)."""
-    path = Path(node["volumes"]) / name
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o755)
-    pv = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": name, "labels": {"agentfleet.io/e2e": "true"}},
-        "spec": {
-            "capacity": {"storage": size},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Delete",
-            "storageClassName": "",
-            "local": {"path": str(path)},
-            "nodeAffinity": {
-                "required": {
-                    "nodeSelectorTerms": [
-                        {
-                            "matchExpressions": [
-                                {"key": "kubernetes.io/hostname", "operator": "In", "values": [node["name"]]}
-                            ]
-                        }
-                    ]
-                }
-            },
-        },
-    }
-    cluster.apply(pv)
+    return realnode.images(cluster, os.environ.get("AGENTFLEET_REALNODE_IMAGE"))
 
 
 @pytest.fixture(scope="module")
@@ -277,86 +149,22 @@ def operator(cluster, node, images, helm) -> Iterator[dict[str, str]]:  # noqa: 
     """The chart installed unchanged by helm into a namespace on the real node, serving the fleet's."""
     ns = new_namespace(cluster, "af-real-op")
     fleet_ns = new_namespace(cluster, "af-real")
-    repo, tag = images["project"].rsplit(":", 1)
     release = "af"
-    env = {**os.environ, **cluster.env()}
-    sets = [
-        f"image.repository={repo}",
-        f"image.tag={tag}",
-        "image.pullPolicy=Never",
-        f"operator.watchNamespaces={{{fleet_ns}}}",
-        "operator.resources.requests.cpu=100m",
-    ]
-    # Earlier tests of the session may have applied the CRDs without helm: helm would refuse to adopt them.
-    if cluster.run("get", "crd", "agentfleets.agentfleet.io", check=False).returncode == 0:
-        sets.append("crds.install=false")
-    args = [
-        helm,
-        "install",
-        release,
-        str(CHART),
-        "--namespace",
-        ns,
-        "--kubeconfig",
-        cluster.info["kubeconfig"],
-        "--wait",
-        "--timeout",
-        "300s",
-    ]
-    for s in sets:
-        args += ["--set", s]
+    sets = [f"operator.watchNamespaces={{{fleet_ns}}}", "operator.resources.requests.cpu=100m"]
     t0 = time.monotonic()
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=400, env={**env, **helm_home()})
-    if proc.returncode != 0:
-        dump(cluster, ns)
-        pytest.fail(f"helm install failed:\n{proc.stdout}\n{proc.stderr}", pytrace=False)
+    try:
+        realnode.helm_install(cluster, helm, release, ns, images["project"], sets)
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
     print(f"helm install --wait: {time.monotonic() - t0:.1f}s")
     yield {"ns": ns, "fleet_ns": fleet_ns, "release": release}
-    subprocess.run(
-        [helm, "uninstall", release, "--namespace", ns, "--kubeconfig", cluster.info["kubeconfig"], "--wait"],
-        capture_output=True,
-        timeout=300,
-        env={**env, **helm_home()},
-    )
+    realnode.helm_uninstall(cluster, helm, release, ns)
     for n in (fleet_ns, ns):
         cluster.run("delete", "namespace", n, "--wait=false", "--ignore-not-found", check=False)
 
 
-def helm_home() -> dict[str, str]:
-    return {
-        "HELM_CACHE_HOME": "/tmp/agentfleet-helm/cache",
-        "HELM_CONFIG_HOME": "/tmp/agentfleet-helm/config",
-        "HELM_DATA_HOME": "/tmp/agentfleet-helm/data",
-    }
-
-
 def dump(cluster, ns: str) -> None:
     print(cluster.run("-n", ns, "get", "pods,events", "-o", "wide", check=False).stdout[-6000:])
-
-
-def gpu_node(cluster, node: dict) -> None:
-    """The real node as a GPU node: the labels the placement reads and GPU capacity in its status."""
-    want = node_topology.build_nodes(
-        {
-            "pools": [
-                {
-                    "name": "real",
-                    "count": 1,
-                    "namePrefix": "real-",
-                    "zone": "zone-a",
-                    "region": "e2e",
-                    "cpu": "2",
-                    "memory": "8Gi",
-                    "pods": 110,
-                    "gpu": {"count": GPUS, "product": H100, "memoryMiB": 81559, "family": "sim"},
-                }
-            ]
-        }
-    )[0]
-    labels = {k: v for k, v in want["metadata"]["labels"].items() if not k.startswith("kubernetes.io/hostname")}
-    cluster.run("label", "node", node["name"], "--overwrite", *[f"{k}={v}" for k, v in labels.items()])
-    patch = {"status": {"capacity": {"nvidia.com/gpu": str(GPUS)}, "allocatable": {"nvidia.com/gpu": str(GPUS)}}}
-    cluster.run("patch", "node", node["name"], "--subresource=status", "--type=merge", "-p", json.dumps(patch))
 
 
 LEDGER_PORT = 8080
@@ -386,13 +194,9 @@ def fleet(cluster, node, images, operator) -> dict[str, Any]:
     with side effects served by the ledger (ledger_server), on each of a task's first TOOL_STEPS
     calls, and answers in text after that."""
     ns = operator["fleet_ns"]
-    gpu_node(cluster, node)
+    realnode.gpu_node(cluster, node, GPUS)
     ledger = ledger_server(cluster, ns, images["project"])
-    local_volume(cluster, node, f"{ns}-redis")
-    real = {
-        "nodeSelector": {REAL_NODE_LABEL: "true"},
-        "tolerations": [{"key": REAL_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
-    }
+    realnode.local_volume(cluster, node, f"{ns}-redis")
     cluster.apply(
         {
             "apiVersion": "agentfleet.io/v1alpha1",
@@ -414,7 +218,7 @@ def fleet(cluster, node, images, operator) -> dict[str, Any]:
                     ],
                 },
                 "gpu": {"product": H100},
-                "placement": real,
+                "placement": ON_REAL_NODE,
                 "replicas": 1,
             },
         },
@@ -490,17 +294,6 @@ def wait_done(cluster, api: ServiceClient, token: str, ids: list[str], timeout: 
     return [views[t] for t in ids]
 
 
-def crashing(cluster, ns: str) -> None:
-    """Fails at once when a container of NS is crash-looping: waiting out a timeout would tell less."""
-    for p in pods(cluster, ns, "app.kubernetes.io/managed-by"):
-        for cs in p["status"].get("containerStatuses", []):
-            waiting = (cs.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") == "CrashLoopBackOff" and cs["restartCount"] >= 3:
-                last = (cs.get("lastState") or {}).get("terminated") or {}
-                who = f"{p['metadata']['name']}/{cs['name']}"
-                pytest.fail(f"{who} crash-loops: {json.dumps(last)[:1500]}", pytrace=False)
-
-
 def test_operator_from_the_chart_runs_on_the_real_node(cluster, node, operator) -> None:
     """helm install --wait returned: the Deployment is Available with its pods (two: leader election
     is the chart's default) run by containerd, whose startupProbes the kubelet passed; they reach the
@@ -523,7 +316,6 @@ def test_operator_from_the_chart_runs_on_the_real_node(cluster, node, operator) 
     assert [a for e in eps for ep in e["endpoints"] for a in ep["addresses"]] == [node["gateway"]], eps
 
 
-MILVUS_PORT = 19530
 # Two documents whose words share nothing, so a query in one's words finds it first.
 CORPUS = {
     "wal.md": "# Write-ahead log\n\nThe write-ahead log records every change before the data files are "
@@ -533,84 +325,13 @@ CORPUS = {
 }
 
 
-def served_pod(
-    cluster,
-    ns: str,
-    name: str,
-    image: str,
-    command: list[str],
-    port: int,
-    volumes: dict[str, dict],
-    env: dict[str, str],
-) -> None:
-    """A one-pod Deployment behind a Service NAME on PORT, as a cluster's own servers run: non-root,
-    read-only root, a readiness probe on the port; VOLUMES (name: source) are mounted at
-    /var/lib/NAME (``data``), /tmp (``tmp``) or /NAME (any other)."""
-    labels = {"app.kubernetes.io/name": name}
-    where = {"data": f"/var/lib/{name}", "tmp": "/tmp"}
-    cluster.apply(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name, "labels": labels},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "fsGroup": 65532},
-                        "containers": [
-                            {
-                                "name": name,
-                                "image": image,
-                                "command": command,
-                                "env": [{"name": k, "value": v} for k, v in env.items()],
-                                "ports": [{"name": "serve", "containerPort": port}],
-                                "readinessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 1},
-                                "resources": {
-                                    "requests": {"cpu": "100m", "memory": "256Mi"},
-                                    "limits": {"memory": "2Gi"},
-                                },
-                                "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},
-                                "volumeMounts": [{"name": v, "mountPath": where.get(v, f"/{v}")} for v in volumes],
-                            }
-                        ],
-                        "volumes": [{"name": v, **source} for v, source in volumes.items()],
-                    },
-                },
-            },
-        },
-        ns,
-    )
-    cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": name},
-            "spec": {"selector": labels, "ports": [{"name": "serve", "port": port, "targetPort": port}]},
-        },
-        ns,
-    )
-
-
-def milvus_server(cluster, ns: str, image: str) -> str:
-    """A Milvus Lite gRPC server as a Deployment behind a Service, as a cluster's own Milvus would
-    be (the project image carries milvus-lite); returns the URI pods use, by the Service's name."""
-    command = ["python", "-m", "milvus_lite", "server", "--data-dir", "/var/lib/milvus"]
-    command += ["--host", "0.0.0.0", "--port", str(MILVUS_PORT)]
-    volumes = {"data": {"emptyDir": {}}, "tmp": {"emptyDir": {}}}
-    served_pod(cluster, ns, "milvus", image, command, MILVUS_PORT, volumes, {})
-    return f"http://milvus.{ns}.svc.cluster.local:{MILVUS_PORT}"
-
-
 def test_vectorindex_ingestion_job_fills_a_collection_from_a_real_pod(cluster, node, images, operator) -> None:
     """The operator (a pod) reaches Milvus (a pod) by its Service's name through the cluster DNS and
     creates the collection; the ingestion Job's pod (MiniLM in the project image, read-only root,
     the kubelet's limits) embeds the ConfigMap's documents into it; the VectorIndex reports Ready
     with the counts; a search through the Service finds each document by its own words."""
     ns = operator["fleet_ns"]
-    uri = milvus_server(cluster, ns, images["project"])
+    uri = realnode.milvus_server(cluster, ns, images["project"])
     cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "corpus"}, "data": CORPUS}, ns)
     spec = {
         "collection": "kb",
@@ -670,7 +391,8 @@ def test_fleet_runs_on_real_pods_and_tasks_complete(cluster, node, fleet) -> Non
     t0 = time.monotonic()
 
     def fleet_ready() -> dict | None:
-        crashing(cluster, ns)
+        if crash := realnode.crash_loops(cluster, ns):  # failing at once tells more than a timeout
+            pytest.fail(crash, pytrace=False)
         af = cluster.json("-n", ns, "get", "agentfleet", name)
         conds = {c["type"]: c["status"] for c in (af.get("status") or {}).get("conditions", [])}
         return af if conds.get("Ready") == "True" else None
@@ -722,7 +444,7 @@ def kill_containers(cluster, node: dict, pod: dict) -> None:
     """SIGKILL to the pod's containers through containerd: a crash, not a graceful delete."""
     for cs in pod["status"]["containerStatuses"]:
         cid = cs["containerID"].removeprefix("containerd://")
-        _run(
+        realnode.run(
             node["ctr"],
             "--address",
             node["containerd_socket"],
@@ -857,7 +579,7 @@ def test_faults_on_real_pods_lose_nothing_and_do_nothing_twice(cluster, node, fl
     )
     # 3. The kubelet restarted: the containers keep running and the node comes back Ready.
     env = {**os.environ, **cluster.env()}
-    _run("bash", str(ROOT / "e2e" / "cluster.sh"), "restart-kubelet", timeout=300, env=env)
+    realnode.run("bash", str(ROOT / "e2e" / "cluster.sh"), "restart-kubelet", timeout=300, env=env)
     ids += [submit(api, token, f"Kubelet restart {i}: what is an index?") for i in range(3)]
 
     views = {v["id"]: v for v in wait_done(cluster, api, token, ids, timeout=600)}

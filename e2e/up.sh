@@ -4,13 +4,19 @@
 #   bash e2e/up.sh [--tasks N] [--model qwen|sim|smollm2|vllm] [--namespace NS] [--scenario burst]
 #   bash e2e/up.sh down          # stops the demo's processes and the cluster
 #
-# Builds (once) and starts the local control plane with simulated GPU nodes, then hands over to
-# the Python driver (e2e/demo/driver.py): CRDs, operator, Redis, Milvus Lite, model replicas where
-# the operator placed them, Prometheus scraping them, examples/agentfleet.yaml with local endpoints,
-# ingestion, agent tasks through the task API, and a report (--scenario burst: a burst of tasks, the
-# autoscaler's decisions as they happen, and a PNG). Everything stays running; `bash e2e/up.sh down`
-# stops it. Options may also come from the environment: AGENTFLEET_DEMO_TASKS, AGENTFLEET_DEMO_MODEL,
-# AGENTFLEET_NAMESPACE, AGENTFLEET_DEMO_SCENARIO.
+# Builds (once) and starts the local control plane with its real node (a kubelet and containerd in a
+# private network namespace) beside simulated GPU nodes, then hands over to the Python driver
+# (e2e/demo/driver.py). With --model sim (the default) every pod runs on the real node
+# (e2e/demo/onnode.py): the images (e2e/image.sh, e2e/node/) imported into its containerd, the CRDs,
+# the operator from the chart (helm install), a Milvus pod, examples/agentfleet.yaml with in-cluster
+# endpoints (the AgentFleet's own Redis, task API and workers, the ingestion Job, the replicas as pods
+# of the CPU engine image), a Prometheus in the node's network namespace discovering the pods, agent
+# tasks through the task API's Service, and a report (--scenario burst: a burst of tasks, the
+# autoscaler's decisions as they happen, and a PNG). The other models (qwen, smollm2, vllm) and the
+# eval corpora still run as local processes beside kwok nodes (--on processes). Everything stays
+# running; `bash e2e/up.sh down` removes it. Options may also come from the environment:
+# AGENTFLEET_DEMO_TASKS, AGENTFLEET_DEMO_MODEL, AGENTFLEET_NAMESPACE, AGENTFLEET_DEMO_SCENARIO,
+# AGENTFLEET_DEMO_ON.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

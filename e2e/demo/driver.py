@@ -6,7 +6,10 @@
     python -m e2e.demo status
 
 ``up`` needs a running cluster (e2e/up.sh starts it; without --kubeconfig the driver asks
-``e2e/cluster.sh info`` for it). What runs here is the code the pods would run: the operator
+``e2e/cluster.sh info`` for it). With --model sim and the demo corpus on a cluster with a real node
+(``--on node``, the default there) every pod runs a container on that node: e2e/demo/onnode.py.
+The rest of this module's docstring is ``--on processes``, the other models' and corpora's path.
+What runs here is the code the pods would run: the operator
 (python -m agentfleet.manager), the ingestion (python -m agentfleet_runtime.ingest with the args of
 the Job the operator rendered), the agent workers and the task API (python -m agentfleet_runtime)
 configured from the AgentFleet's runtime ConfigMap, and a Prometheus scraping the replicas and the
@@ -32,12 +35,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
-from e2e.demo import burst, kubelet, models, prom, report
+from e2e.demo import burst, kubelet, models, onnode, prom, report
 from e2e.demo.models import code_stamp
 from e2e.eval.corpus import CORPORA
 from e2e.harness.installers import ensure_prometheus, ensure_redis_server
@@ -60,6 +64,8 @@ GROUP = "agentfleet.io"
 # Start order; down stops in reverse.
 # The manual is ~13k chunks: minutes of encoding on 2 cores, more when they are shared.
 INGEST_TIMEOUT = {"demo": 600, "postgres": 5400, "python": 5400}
+# The marker of a namespace whose fleet runs on the real node (e2e/demo/onnode.py): `down` deletes it there.
+ON_NODE = "on-node"
 ORDER = ["redis", "milvus", "prometheus", "operator", "model", "scripted-agent", "api", "worker"]
 
 GOALS = [
@@ -506,6 +512,11 @@ class Demo:
             prometheus_url=prometheus_url,
             inventory=gpu_inventory(self.kc),
         )
+        return self.apply_objects(objs, notes)
+
+    def apply_objects(self, objs: list[dict[str, Any]], notes: list[str]) -> dict[str, dict[str, Any]]:
+        """The example's objects with the mode's, the scenario's and the corpus's settings, applied with
+        the sample corpus's ConfigMap; NOTES (what was changed so far) are printed with the rest."""
         if self.args.model == "qwen":
             notes += small_model_settings(objs)
         if self.args.scenario == "burst":
@@ -1053,6 +1064,21 @@ def cmd_up(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
     check_model_mode(args.model)
     demo = Demo(args)
+    info = cluster_info() if args.on == "node" else {}
+    if args.on == "node":
+        if not info.get("real_node"):
+            raise SystemExit(
+                "--on node needs the cluster's real node (e2e/cluster.sh with AGENTFLEET_REAL_NODE=1, the default); "
+                "--on processes runs the fleet as local processes beside kwok nodes"
+            )
+        if args.model != "sim" or args.corpus != "demo":
+            raise SystemExit(
+                f"--on node runs --model sim with the demo corpus; --model {args.model} --corpus {args.corpus} "
+                "runs with --on processes (its model servers and corpora are not on the real node yet)"
+            )
+        say(f"== agentfleet demo in namespace {demo.ns} on the real node (model: {args.model}); logs in {demo.dir}")
+        (demo.dir / ON_NODE).write_text(args.namespace + "\n")
+        return onnode.up(demo, info, t_start)
     say(f"== agentfleet demo in namespace {demo.ns} (model: {args.model}); processes and logs in {demo.dir}")
     demo.crds()
     say("== local services (127.0.0.1)")
@@ -1103,6 +1129,44 @@ def cmd_up(args: argparse.Namespace) -> int:
         interval=1,
     )
     say(f"  VectorIndex {vi_doc['metadata']['name']}: {rows} rows (status.rowCount, read by the operator from Milvus)")
+    if demo.pods:
+        aliases = {pod: name for name, (pod, _, _) in demo.pods.items()}
+        routing = (
+            f"EndpointSlice discovery of Service {mrs_doc['metadata']['name']}-replicas as ServiceAccount "
+            f"{af['metadata']['name']}"
+        )
+    else:
+        aliases, routing = {}, "static endpoints"
+    fleet = Fleet(api, token, af, mrs_doc, placements, endpoints, metrics_urls, model_note, aliases, routing, scrape)
+    return finish(demo, fleet, t_start)
+
+
+class Fleet(NamedTuple):
+    """What the tasks and the report need, wherever the fleet runs: the task API (a URL here) and its
+    token, the example's objects as applied, the replicas placed, where each replica and each worker
+    answers, how the workers route, and how a /metrics page is read (``scrape``)."""
+
+    api: str
+    token: str
+    af: dict[str, Any]
+    mrs: dict[str, Any]
+    placements: list[dict[str, Any]]
+    endpoints: dict[str, str]  # replica name -> OpenAI base URL
+    metrics_urls: list[str]  # the workers' /metrics
+    model_note: str
+    aliases: dict[str, str]  # pod -> replica name, where the workers name replicas by pod
+    routing: str
+    scrape: Callable[[list[str]], list[str]]
+
+
+def finish(demo: Demo, fleet: Fleet, t_start: float) -> int:
+    """Once the fleet is up: the sample tasks through the task API and the report, or the burst."""
+    args = demo.args
+    api, token, af, mrs_doc, placements = fleet.api, fleet.token, fleet.af, fleet.mrs, fleet.placements
+    endpoints, metrics_urls, model_note, scrape = fleet.endpoints, fleet.metrics_urls, fleet.model_note, fleet.scrape
+    tools = af["spec"].get("tools") or []
+    retrieval_tool = next(t["name"] for t in tools if t.get("type") == "Retrieval")
+    spawn_tool = next((t["name"] for t in tools if t.get("type") == "Spawn"), None)
     if args.tasks == 0 and args.scenario is None:
         say(f"== the fleet is up; no sample tasks (--tasks 0). Evaluate it through its task API {api}:")
         say(
@@ -1121,13 +1185,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.tasks:
         say(f"== {args.tasks} agent tasks through the task API {api}/v1/tasks")
         replica_metrics = [u[: -len("/v1")] + "/metrics" for u in endpoints.values()]
-        aliases = {pod: name for name, (pod, _, _) in (demo.pods or {}).items()}
-        discovery = f"EndpointSlice discovery of Service {mrs_doc['metadata']['name']}-replicas"
-        say(
-            f"  routing: {discovery} as ServiceAccount {af['metadata']['name']}"
-            if demo.pods
-            else "  routing: static endpoints"
-        )
+        aliases = fleet.aliases
+        say(f"  routing: {fleet.routing}")
         before = _figures(scrape(metrics_urls) + scrape(replica_metrics), retrieval_tool, endpoints, aliases)
         run_id = time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
         tasks = run_tasks(api, token, args.tasks, run_id, args.task_timeout)
@@ -1172,14 +1231,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         tasks_ok = summary["done"] == summary["total"]
     burst_ok = True
     if args.scenario == "burst":
-        burst_ok = run_burst(demo, api, token, mrs_doc["metadata"]["name"], af["metadata"]["name"])
+        burst_ok = run_burst(demo, fleet)
     say(f"done in {time.monotonic() - t_start:.0f}s; the fleet keeps running. Stop it: bash e2e/up.sh down")
     return 0 if tasks_ok and burst_ok else 1
 
 
-def run_burst(demo: Demo, api: str, token: str, mrs: str, fleet: str) -> bool:
+def run_burst(demo: Demo, fleet: Fleet) -> bool:
     """--scenario burst (e2e/demo/burst.py); True when every task of the burst finished."""
-    if not demo.pods:
+    api, token, mrs = fleet.api, fleet.token, fleet.mrs["metadata"]["name"]
+    on_node = (demo.dir / ON_NODE).exists()
+    if not demo.pods and not on_node:
         raise RuntimeError(
             "--scenario burst needs the pods' IPs local to this machine (root or passwordless sudo for `ip route`): "
             "the replicas the "
@@ -1194,8 +1255,9 @@ def run_burst(demo: Demo, api: str, token: str, mrs: str, fleet: str) -> bool:
         f"  shortened for the demo: simulated replicas of {burst.SIM_TIMING['max-num-seqs']} sequences at "
         f"{burst.SIM_TIMING['decode-base-s']}s a "
         f"decode step; autoscaling every {burst.AUTOSCALING['evaluationPeriodSeconds']}s, scale-down after "
-        f"{burst.AUTOSCALING['scaleDownStabilizationSeconds']}s; a new replica is ready when kwok marks its pod Ready "
-        "(~1s; a real model loads for minutes)"
+        f"{burst.AUTOSCALING['scaleDownStabilizationSeconds']}s; a new replica is ready when "
+        + ("its pod is Ready (seconds" if on_node else "kwok marks its pod Ready (~1s")
+        + "; a real model loads for minutes)"
     )
     run_id = time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
     ids: list[str] = []
@@ -1249,6 +1311,14 @@ def run_burst(demo: Demo, api: str, token: str, mrs: str, fleet: str) -> bool:
     )
     for e in sorted(scaled, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or ""):
         say(f"    {e.get('lastTimestamp') or e.get('eventTime')}  {e['reason']:<10} {e.get('message', '')[:200]}")
+    # The workers name a replica by its pod (EndpointSlice discovery): the pods that answered calls.
+    answered = report.metric_sums(
+        fleet.scrape(fleet.metrics_urls),
+        "agentfleet_routing_replica_calls_total",
+        by="replica",
+        where={"outcome": "ok"},
+    )
+    say(f"  replica pods that answered calls: {len(answered)} ({', '.join(sorted(answered))})")
     path = burst.plot(timeline, demo.dir / "burst.png", f"--scenario burst, ModelReplicaSet {mrs} in {demo.ns}")
     ups = sum(1 for d in timeline.decisions if d.before is not None and d.after > d.before)
     peak = max((x.desired or 0 for x in timeline.samples), default=0)
@@ -1296,6 +1366,10 @@ def cmd_down(args: argparse.Namespace) -> int:
     root = info_dir / "demo"
     spaces = [root / args.namespace] if args.namespace else sorted(p for p in root.glob("*") if p.is_dir())
     for d in spaces:
+        if (d / ON_NODE).exists():
+            for what in onnode.down(info_dir, d.name, cluster_info()):
+                say(f"deleted {what}")
+            (d / ON_NODE).unlink()
         procs = Procs(d)
         names = procs.names()
         names.sort(key=lambda n: -ORDER.index(n.split("-")[0]) if n.split("-")[0] in ORDER else 0)
@@ -1333,6 +1407,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("command", nargs="?", default="up", choices=["up", "down", "status"])
     p.add_argument("--namespace", "-n", default=os.environ.get("AGENTFLEET_NAMESPACE"))
+    p.add_argument(
+        "--on",
+        choices=["node", "processes"],
+        default=os.environ.get("AGENTFLEET_DEMO_ON"),
+        help="node: every pod on the cluster's real node (default with --model sim when the cluster has one); "
+        "processes: the operator, servers and runtime as local processes beside kwok nodes (the other models)",
+    )
     p.add_argument("--kubeconfig", help="cluster to use (default: the one e2e/cluster.sh runs)")
     p.add_argument("--kubectl", help="kubectl binary (default: the one e2e/cluster.sh built)")
     p.add_argument("--state-dir", help="where pids and logs go (default: the cluster's state dir)")
@@ -1396,6 +1477,9 @@ def main(argv: list[str] | None = None) -> int:
         args.task_timeout = TASK_TIMEOUT_BY_MODEL.get(args.model, 600.0)
     if args.command == "up":
         args.namespace = args.namespace or "agentfleet-demo"
+        if args.on is None:
+            on_node = args.model == "sim" and args.corpus == "demo" and bool(cluster_info().get("real_node"))
+            args.on = "node" if on_node else "processes"
         try:
             return cmd_up(args)
         except RuntimeError as e:

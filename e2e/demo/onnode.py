@@ -1,0 +1,409 @@
+"""The main job on the e2e cluster's real node: every pod the example needs runs a container.
+
+``python -m e2e.demo up`` (and ``bash e2e/up.sh``) with ``--model sim`` when the cluster has a real
+node (e2e/cluster.sh, AGENTFLEET_REAL_NODE=1, the default). What runs, all in the demo's namespace,
+which is confined to the real node (e2e/harness/realnode.py):
+
+- the operator: the chart installed with ``helm install`` (the project image built by e2e/image.sh and
+  imported into the node's containerd), watching the namespace;
+- a Milvus Lite server as a Deployment behind a Service ``milvus``; the VectorIndex names it by its
+  cluster DNS name, and its ingestion Job runs as the operator renders it;
+- examples/agentfleet.yaml, localised: the AgentFleet's own Redis (``spec.redis.deploy``, a StatefulSet
+  on a local PersistentVolume), its task API and workers as the operator renders them, on the project
+  image; the ModelReplicaSet's replicas as pods of the CPU engine image (e2e/node/engine.Containerfile:
+  the simulator behind the demo's scripted agent policy, e2e/demo/scripted_agent.py), placed by the
+  operator on the real node, whose status is given GPUS GPUs;
+- a Prometheus inside the node's network namespace (Debian's, started with ``nsenter --net=``) that
+  scrapes the namespace's replica and worker pods (listed from the API every 2 s into its file_sd
+  files: Debian's build has no Kubernetes discovery) and serves the operator's autoscaler.
+
+Tasks go through the task API's Service (a local port forwarded into the namespace); the report's
+figures are read from the pods' own /metrics. ``down`` uninstalls the chart, deletes the namespace,
+its volume and stops the Prometheus.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agentfleet.render.agentfleet import (
+    API_PORT,
+    COMPONENT_LABEL,
+    FLEET_LABEL,
+    METRICS_PORT,
+    TOKEN_KEY,
+    api_name,
+    api_token_secret_name,
+)
+from e2e.demo import burst, prom
+from e2e.harness import realnode
+from e2e.harness.cluster import Cluster
+from e2e.harness.installers import ensure_prometheus
+from e2e.harness.nodenet import forward_into_netns
+
+GPUS = 8  # the real node's GPUs for the placement: the example's 2 replicas and the autoscaler's 6 at most
+
+
+def release(ns: str) -> str:
+    """The chart's release in NS: named after it, as the chart's ClusterRoles are named after the release."""
+    return f"agentfleet-{ns}"[:53].rstrip("-")
+
+
+SCRIPTED_NOTE = (
+    "agentfleet_sim in each replica's pod (the CPU engine image): a simulated vLLM (timing, tokens, prefix "
+    "cache); the simulator writes no tool calls, so e2e/demo/scripted_agent.py, in front of it in the same "
+    "pod, scripts the agent's decisions (search, delegate, answer from the passages)"
+)
+# The pods' requests on a small machine: the example's defaults are a production fleet's.
+# The node has 2 CPUs to schedule and the ingestion Job's pod asks for one (render/vectorindex.py):
+# with 50m for each replica, worker and operator pod everything fits beside it.
+ENGINE_RESOURCES = {"cpu": "50m", "memory": "512Mi", "shmSize": "64Mi", "modelCache": {"sizeLimit": "1Gi"}}
+WORKER_RESOURCES = {"cpu": "50m", "memory": "512Mi"}
+OPERATOR_CPU = "50m"
+
+
+def localize_for_node(
+    objs: list[dict[str, Any]], images: dict[str, str], *, milvus_uri: str, prometheus_url: str, sim_engine: str
+) -> list[str]:
+    """The example's objects (changed in place) as they run on the real node: the AgentFleet's own Redis
+    and the project image, the engine image with the scripted agent for the ModelReplicaSet, placed on
+    the real node, small requests, the in-cluster Milvus and Prometheus. Returns what was changed. Pure."""
+    notes = []
+    for o in objs:
+        kind, spec, name = o["kind"], o.setdefault("spec", {}), o["metadata"]["name"]
+        if kind == "VectorIndex":
+            spec["milvus"]["uri"] = milvus_uri
+            spec["ingestion"] = {**(spec.get("ingestion") or {}), "parallelism": 1}
+            notes.append(
+                f"VectorIndex/{name} spec.milvus.uri -> {milvus_uri} (a Milvus Lite pod); ingestion.parallelism 1"
+            )
+        if kind == "AgentFleet":
+            spec["image"] = images["project"]
+            spec["redis"] = {"deploy": {"image": images["redis"], "memory": "128Mi", "storageSize": "1Gi"}}
+            spec["workers"] = {**(spec.get("workers") or {}), **WORKER_RESOURCES}
+            notes.append(
+                f"AgentFleet/{name} spec.redis -> deploy (its own Redis StatefulSet, image {images['redis']}); "
+                f"spec.image {images['project']}; workers {WORKER_RESOURCES}"
+            )
+        if kind == "ModelReplicaSet":
+            tools = next((x["spec"].get("tools") or [] for x in objs if x["kind"] == "AgentFleet"), [])
+            retrieval = next(t["name"] for t in tools if t.get("type") == "Retrieval")
+            spawn = next((t["name"] for t in tools if t.get("type") == "Spawn"), None)
+            engine = spec.setdefault("engine", {})
+            engine.update({"image": images["engine"], **ENGINE_RESOURCES})
+            engine["env"] = [
+                {"name": "AGENTFLEET_SIM_SCRIPTED_AGENT", "value": ",".join(t for t in (retrieval, spawn) if t)},
+                {"name": "AGENTFLEET_SIM_ENGINE", "value": sim_engine},
+            ]
+            spec["placement"] = {**(spec.get("placement") or {}), **realnode.ON_REAL_NODE}
+            if "autoscaling" in spec:
+                spec["autoscaling"]["prometheusURL"] = prometheus_url
+            notes.append(
+                f"ModelReplicaSet/{name} spec.engine.image {images['engine']} (the simulator behind the scripted "
+                f"agent), {ENGINE_RESOURCES['cpu']} CPU, placement on the real node, autoscaling.prometheusURL "
+                f"{prometheus_url}"
+            )
+    return notes
+
+
+def sim_engine(mrs: dict[str, Any], scenario: str | None) -> str:
+    """The simulator's engine settings for the replicas (JSON for AGENTFLEET_SIM_ENGINE): an 8B model on
+    one H100, weights 16 GB / 3.35 TB/s ~ 5 ms per decode step plus overheads (8 ms), prefill ~40K
+    tokens/s (its defaults model a 70B TP-4 replica); the burst scenario's shorter queue."""
+    engine = {"decode_base_s": 0.008, "prefill_tokens_per_s": 40000.0, "output_tokens_median": 60.0}
+    if scenario == "burst":
+        engine["max_num_seqs"] = int(burst.SIM_TIMING["max-num-seqs"])
+        engine["decode_base_s"] = float(burst.SIM_TIMING["decode-base-s"])
+    elif (mrs.get("spec") or {}).get("engine", {}).get("maxNumSeqs"):
+        engine["max_num_seqs"] = int(mrs["spec"]["engine"]["maxNumSeqs"])
+    return json.dumps(engine)
+
+
+class Node:
+    """The demo's namespace on the real node: the pieces of a cluster that are not the product."""
+
+    def __init__(self, demo, info: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+        self.demo = demo
+        self.ns = demo.ns
+        self.cluster = Cluster(info)
+        self.node = info["real_node"]
+        self.netns = self.node["netns"]
+        self.gateway = self.node["gateway"]
+        self.info = info
+
+    def prometheus(self) -> str:
+        """Debian's Prometheus in the node's network namespace on the gateway's address, which pods
+        reach. Debian builds it without Kubernetes service discovery, so a process here lists the
+        namespace's pods every 2 s into its file_sd files (e2e/demo/prom.py discover), as a cluster's
+        Prometheus discovers them for the chart's PodMonitors."""
+        binary = ensure_prometheus()
+        pdir = self.demo.prom_dir
+        pdir.mkdir(parents=True, exist_ok=True)
+        discover = [
+            sys.executable, "-m", "e2e.demo.prom", "--namespace", self.ns, "--kubectl", self.demo.kc.kubectl,
+            "--kubeconfig", self.demo.kc.kubeconfig, "--dir", str(pdir),
+        ]  # fmt: skip
+        self.demo.start(
+            "pod-discovery",
+            {"cmd": discover},
+            lambda p: discover,
+            [],
+            lambda m: all((pdir / sd).exists() for sd in (prom.REPLICAS_SD, prom.WORKERS_SD)),
+        )
+        text = json.dumps(prom.scrape_config(pdir), indent=1)  # JSON is YAML
+        (pdir / "prometheus.yml").write_text(text)
+        listen = f"{self.gateway}:{realnode.PROMETHEUS_PORT}"
+
+        def ready(_: dict[str, Any]) -> bool:
+            try:
+                status, _, _ = realnode.http_in_netns(
+                    self.netns, self.gateway, realnode.PROMETHEUS_PORT, "GET", "/-/ready", timeout=2
+                )
+            except OSError:
+                return False
+            return status == 200
+
+        cmd = [
+            "nsenter", f"--net={self.netns}", binary, f"--config.file={pdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={pdir / 'data'}", f"--web.listen-address={listen}",
+            "--storage.tsdb.retention.time=1d",
+        ]  # fmt: skip
+        self.demo.start("prometheus", {"config": text, "netns": self.netns}, lambda p: cmd, [], ready)
+        return f"http://{listen}"
+
+    def operator(self, helm: str, image: str, prometheus_url: str) -> None:
+        """The chart, once per namespace (a second `up` keeps the release that runs)."""
+        env = {**self.cluster.env(), **realnode.helm_home()}
+        status = subprocess.run(
+            [helm, "status", release(self.ns), "-n", self.ns, "--kubeconfig", self.cluster.kubeconfig],
+            capture_output=True,
+            env=env,
+            timeout=60,
+        )
+        if status.returncode == 0:
+            say(f"  operator: helm release {release(self.ns)} in {self.ns} already installed")
+            return
+        t0 = time.monotonic()
+        sets = [
+            f"operator.watchNamespaces={{{self.ns}}}",
+            f"operator.prometheusURL={prometheus_url}",
+            f"operator.resources.requests.cpu={OPERATOR_CPU}",
+        ]
+        realnode.helm_install(self.cluster, helm, release(self.ns), self.ns, image, sets)
+        say(
+            f"  operator: helm install {release(self.ns)} charts/agentfleet --wait: "
+            f"{time.monotonic() - t0:.1f}s ({image})"
+        )
+
+    def wait_pods_ready(self, what: str, selector: str, timeout: float = 300) -> list[dict[str, Any]]:
+        def up() -> list[dict[str, Any]] | None:
+            if crash := realnode.crash_loops(self.cluster, self.ns):
+                raise RuntimeError(crash)
+            found = realnode.pods(self.cluster, self.ns, selector)
+            return found if found and all(realnode.ready(p) for p in found) else None
+
+        return wait_for(up, timeout, what)
+
+    def fleet_ready(self, fleet: str, timeout: float = 300) -> None:
+        def ready() -> bool:
+            if crash := realnode.crash_loops(self.cluster, self.ns):
+                raise RuntimeError(crash)
+            af = self.cluster.json("-n", self.ns, "get", "agentfleet", fleet)
+            conds = {c["type"]: c["status"] for c in (af.get("status") or {}).get("conditions", [])}
+            return conds.get("Ready") == "True"
+
+        wait_for(ready, timeout, f"AgentFleet {fleet} Ready on the real node's pods")
+
+    def indexed(self, vi: str, timeout: float = 600) -> dict[str, Any]:
+        def done() -> dict[str, Any] | None:
+            st = self.cluster.json("-n", self.ns, "get", "vectorindex", vi).get("status") or {}
+            if st.get("phase") == "Failed":
+                raise RuntimeError(f"VectorIndex {vi} failed: {json.dumps(st)[:2000]}")
+            conds = {c["type"]: c["status"] for c in st.get("conditions", [])}
+            return st if conds.get("Ready") == "True" and (st.get("ingestion") or {}).get("completedAt") else None
+
+        return wait_for(done, timeout, f"VectorIndex {vi} Ready after its ingestion Job")
+
+    def api(self, fleet: str) -> tuple[str, int, str]:
+        """The task API Service's ClusterIP and port, and a bearer token the operator wrote."""
+        ip = self.cluster.json("-n", self.ns, "get", "service", api_name(fleet))["spec"]["clusterIP"]
+        secret = self.cluster.json("-n", self.ns, "get", "secret", api_token_secret_name(fleet))
+        token = base64.b64decode(secret["data"][TOKEN_KEY]).decode().split()[0]
+        return ip, API_PORT, token
+
+    def replica_endpoints(self, mrs: str) -> tuple[dict[str, str], dict[str, str]]:
+        """replica name -> the OpenAI base URL of its pod, and pod -> replica name."""
+        urls, aliases = {}, {}
+        for p in realnode.pods(self.cluster, self.ns, f"agentfleet.io/modelreplicaset={mrs}"):
+            port = next(
+                cp["containerPort"]
+                for c in p["spec"]["containers"]
+                for cp in c.get("ports") or []
+                if cp["name"] == "http"
+            )
+            replica = p["metadata"]["labels"].get("agentfleet.io/replica", p["metadata"]["name"])
+            urls[replica] = f"http://{p['status']['podIP']}:{port}/v1"
+            aliases[p["metadata"]["name"]] = replica
+        return urls, aliases
+
+    def worker_metrics(self, fleet: str) -> list[str]:
+        selector = f"{FLEET_LABEL}={fleet},{COMPONENT_LABEL}=worker"
+        return [
+            f"http://{p['status']['podIP']}:{METRICS_PORT}/metrics"
+            for p in realnode.pods(self.cluster, self.ns, selector)
+        ]
+
+    def scrape(self, urls: list[str]) -> list[str]:
+        """The /metrics pages at pod addresses, read from inside the node's network namespace."""
+        pages = []
+        for u in urls:
+            hostport, _, path = u.split("//", 1)[1].partition("/")
+            host, port = hostport.rsplit(":", 1)
+            try:
+                status, body, _ = realnode.http_in_netns(self.netns, host, int(port), "GET", "/" + path, timeout=5)
+            except OSError:
+                continue
+            if status == 200:
+                pages.append(body.decode(errors="replace"))
+        return pages
+
+    def runtime_yaml(self, fleet: str) -> Path:
+        """The runtime config the operator rendered for the workers (its ConfigMap), kept for reference."""
+        cm = self.cluster.json("-n", self.ns, "get", "configmap", f"{fleet}-runtime")
+        path = self.demo.dir / "runtime.yaml"
+        path.write_text(cm["data"]["runtime.yaml"])
+        return path
+
+
+def wait_for(predicate, timeout: float, desc: str, interval: float = 1.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
+            last = e
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"timed out after {timeout:.0f}s waiting for {desc}" + (f" (last error: {last})" if last else "")
+            )
+        time.sleep(interval)
+
+
+def say(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def up(demo, info: dict[str, Any], t_start: float) -> int:  # type: ignore[no-untyped-def]
+    """The fleet on the real node, then the driver's tasks and report (driver.finish)."""
+    from e2e.demo import driver
+
+    node = Node(demo, info)
+    cluster, ns = node.cluster, demo.ns
+    say(f"== images (e2e/image.sh, e2e/node/*.Containerfile), imported into the real node {node.node['name']}")
+    t0 = time.monotonic()
+    images = realnode.images(cluster)
+    helm = realnode.ensure_helm()
+    say(f"  {', '.join(f'{k} {v}' for k, v in images.items())}: {time.monotonic() - t0:.1f}s")
+    demo.crds()
+    realnode.confine(cluster, ns)
+    realnode.gpu_node(cluster, node.node, GPUS)
+    say(
+        f"== namespace {ns} on the real node (its node selector and toleration); the node has {GPUS} GPUs for placement"
+    )
+    prometheus_url = node.prometheus()
+    say(f"  Prometheus {prometheus_url} in the node's network namespace, discovering {ns}'s pods")
+    node.operator(helm, images["project"], prometheus_url)
+    milvus_uri = realnode.milvus_server(cluster, ns, images["project"])
+    realnode.local_volume(cluster, node.node, f"{ns}-redis")
+    say(f"== {driver.EXAMPLE.relative_to(driver.ROOT)} on the real node")
+    docs = [d for d in yaml.safe_load_all(driver.EXAMPLE.read_text()) if d]
+    mrs_doc = next(d for d in docs if d["kind"] == "ModelReplicaSet")
+    notes = localize_for_node(
+        docs,
+        images,
+        milvus_uri=milvus_uri,
+        prometheus_url=prometheus_url,
+        sim_engine=sim_engine(mrs_doc, demo.args.scenario),
+    )
+    objs = demo.apply_objects(docs, notes)
+    af, mrs_doc, vi_doc = objs["AgentFleet"], objs["ModelReplicaSet"], objs["VectorIndex"]
+    fleet, mrs_name, vi_name = af["metadata"]["name"], mrs_doc["metadata"]["name"], vi_doc["metadata"]["name"]
+    say(f"== model replicas placed by the operator (ModelReplicaSet {mrs_name}), as pods of the engine image")
+    mrs, placements = demo.placements(mrs_name)
+    for p in placements:
+        say(f"  {p['name']}: nodes {','.join(p.get('nodes') or [])}, {p.get('gpus')} GPU(s), zone {p.get('zone')}")
+    endpoints, aliases = node.replica_endpoints(mrs_name)
+    for name, url in endpoints.items():
+        say(f"  {name} -> {url}")
+    say(f"== ingestion into VectorIndex {vi_name}: the operator's Job, as a pod")
+    st = node.indexed(vi_name)
+    ing = st.get("ingestion") or {}
+    say(
+        f"  Job {ing.get('jobName')}: {ing.get('documentsDone')}/{ing.get('documentsTotal')} documents, "
+        f"{ing.get('chunks')} chunks"
+    )
+    say(f"== agent runtime: AgentFleet {fleet}'s Redis, task API and workers as the operator rendered them")
+    node.fleet_ready(fleet)
+    for component in ("redis", "api", "worker"):
+        found = node.wait_pods_ready(
+            f"{fleet}'s {component} pods", f"{FLEET_LABEL}={fleet},{COMPONENT_LABEL}={component}"
+        )
+        say(f"  {component:<7} {', '.join(p['metadata']['name'] for p in found)} on {found[0]['spec']['nodeName']}")
+    say(
+        f"  runtime config: ConfigMap {fleet}-runtime, rendered by the AgentFleet controller "
+        f"({node.runtime_yaml(fleet)})"
+    )
+    rows = wait_for(
+        lambda: (cluster.json("-n", ns, "get", "vectorindex", vi_name).get("status") or {}).get("rowCount"),
+        60,
+        "the VectorIndex's rowCount",
+    )
+    say(f"  VectorIndex {vi_name}: {rows} rows (status.rowCount, read by the operator from Milvus)")
+    ip, port, token = node.api(fleet)
+    (demo.dir / "api-tokens").write_text(token + "\n")
+    with forward_into_netns(node.netns, ip, port) as local:
+        api = f"http://127.0.0.1:{local}"
+        say(f"== the task API: Service {api_name(fleet)} ({ip}:{port}), reached here at {api}")
+        routing = f"EndpointSlice discovery of Service {mrs_name}-replicas as ServiceAccount {fleet} (the worker pods)"
+        result = driver.finish(
+            demo,
+            driver.Fleet(
+                api, token, af, mrs, placements, endpoints, node.worker_metrics(fleet), SCRIPTED_NOTE, aliases, routing,
+                node.scrape,
+            ),
+            t_start,
+        )  # fmt: skip
+    say(f"  the task API from this machine: kubectl port-forward -n {ns} service/{api_name(fleet)} {API_PORT}")
+    return result
+
+
+def down(state_dir: Path, ns: str, info: dict[str, Any]) -> list[str]:
+    """What `up` made in NS on the real node, gone: the release, the namespace (its pods with it), the
+    Redis volume and its directory, and the Prometheus (the caller stops the processes)."""
+    cluster = Cluster(info)
+    done = []
+    if cluster.run("get", "namespace", ns, check=False).returncode == 0:
+        helm = realnode.ensure_helm()
+        realnode.helm_uninstall(cluster, helm, release(ns), ns)
+        cluster.run("delete", "namespace", ns, "--wait=false", check=False)
+        # The workers drain their tasks for up to their grace period: a demo's are not worth waiting for.
+        cluster.run("-n", ns, "delete", "pods", "--all", "--grace-period=0", "--force", check=False, timeout=120)
+        cluster.run("wait", "--for=delete", f"namespace/{ns}", "--timeout=180s", check=False, timeout=200)
+        done.append(f"namespace {ns} and helm release {release(ns)}")
+    name = f"{ns}-redis"
+    if "deleted" in cluster.run("delete", "pv", name, "--ignore-not-found", check=False).stdout:
+        done.append(f"PersistentVolume {name}")
+    shutil.rmtree(Path(info["real_node"]["volumes"]) / name, ignore_errors=True)
+    return done
