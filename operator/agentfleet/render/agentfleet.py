@@ -64,6 +64,7 @@ TRACING_HEADERS_DIR = "/etc/agentfleet/tracing"  # spec.tracing.headersSecretRef
 API_PORT = 8080
 METRICS_PORT = 9090
 REDIS_PORT = 6379
+STARTUP_PROBE_SECONDS = 300  # how long an api or worker container may take to start listening
 REDIS_PASSWORD_KEY = "password"
 RUN_AS = 65532  # the runtime image's numeric non-root user
 REDIS_UID = 999  # the redis image's own user
@@ -303,6 +304,10 @@ def _pod_template(
         "timeoutSeconds": 3,
         "failureThreshold": 6,
     }
+    # Liveness starts only once this passes: a pod starting on a busy node (imports under a CPU limit)
+    # was restarted by its liveness probe before it ever listened, and its tasks waited out the
+    # visibility timeout. Up to 5 minutes to start; a dead process still fails it.
+    startup = {**probe, "periodSeconds": 5, "failureThreshold": STARTUP_PROBE_SECONDS // 5}
     ready = {
         "httpGet": {"path": "/readyz", "port": "http" if component == "api" else "metrics"},
         "periodSeconds": 5,
@@ -319,6 +324,7 @@ def _pod_template(
         "ports": ports,
         "resources": resources,
         "volumeMounts": mounts,
+        "startupProbe": startup,
         "livenessProbe": probe,
         "readinessProbe": ready,
         "securityContext": _container_security(),

@@ -163,6 +163,14 @@ def test_pods_are_hardened_and_run_the_runtime_entrypoints() -> None:
     api_c = api["spec"]["template"]["spec"]["containers"][0]
     assert api_c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert api_c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    # A slow start (imports under a CPU limit on a busy node) is not a dead process: liveness waits for
+    # the startup probe, which allows STARTUP_PROBE_SECONDS, longer than liveness alone would.
+    for dep_ in (api, worker):
+        c = dep_["spec"]["template"]["spec"]["containers"][0]
+        start, live = c["startupProbe"], c["livenessProbe"]
+        assert start["httpGet"] == live["httpGet"]
+        assert start["periodSeconds"] * start["failureThreshold"] >= r.STARTUP_PROBE_SECONDS
+        assert r.STARTUP_PROBE_SECONDS > live["periodSeconds"] * live["failureThreshold"]
     assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= r.SHUTDOWN_GRACE_SECONDS + 10
     assert worker["spec"]["template"]["spec"]["serviceAccountName"] == "support"
     tokens = next(v for v in api["spec"]["template"]["spec"]["volumes"] if v["name"] == "api-tokens")
