@@ -190,3 +190,38 @@ def decline_unknown(names: list[str]) -> str:
     states no value, only the question's own names."""
     shown = ", ".join(names[:3])
     return f"The documents I searched do not mention {shown}, so they do not answer this question."
+
+
+# -- answer first (spec.tools[].retrieval.answerFirst) ----------------------------------------------
+# The one-shot turn after searchFirst: the words of one-shot RAG's prompt (oneshot.RAG_PROMPT), which
+# the 1.5B answered better from than from a loop that went on searching and lost the first passages.
+ANSWER_FIRST = (
+    "Answer the question now from the passages above, without searching. Cite the source of every passage you "
+    "use. If the passages do not answer the question, say that they do not say, and give no value."
+)
+ANSWER_FIRST_UNANSWERED = (
+    "the passages above do not answer the question. Search with other words (the name of the setting, command or "
+    "function, or a section title) for the passage that does, then answer from it"
+)
+# An answer saying the passages do not hold what was asked: the cascade's signal to go on with tools.
+_UNANSWERED = re.compile(
+    r"\b(?:do(?:es)?\s+not|do(?:es)?n['\u2019]t|never)\s+(?:explicitly\s+|directly\s+)?"
+    r"(?:say|state|mention|answer|specify|provide|contain|include|describe|cover|list|give|address)\b"
+    r"|\bnot\s+(?:explicitly\s+)?(?:mentioned|specified|stated|provided|given|documented|described|listed|found)\b"
+    r"|\bno\s+(?:information|mention|details?)\b|\b(?:cannot|can['\u2019]t|unable\s+to)\s+(?:answer|determine|find)\b",
+    re.I,
+)
+
+
+def says_unanswered(answer: str) -> bool:
+    """Whether an answer says its passages do not hold the answer (or is empty)."""
+    return not answer.strip() or bool(_UNANSWERED.search(_SOURCES.sub("", answer)))
+
+
+def first_answer_problem(answer: str, passages: Iterable[str], question: str = "") -> str | None:
+    """Why the answer-first reply does not end the task (the loop goes on with tools), else None:
+    it says the passages do not answer, or it states a value no passage holds."""
+    if says_unanswered(answer):
+        return ANSWER_FIRST_UNANSWERED
+    values = unsupported(answer, passages, question)
+    return check_problem(values) if values else None

@@ -60,6 +60,7 @@ class LoopSettings:
     decisions: DecisionSettings = field(default_factory=DecisionSettings)
     search_first: str | None = None  # a Retrieval tool with searchFirst: searched with the goal before the first call
     decline_unknown_names: bool = False  # that tool's declineUnknownNames: the goal's names checked after its search
+    answer_first: bool = False  # that tool's answerFirst: one call without tools answers from its passages, if it can
     tracer: Any = None  # an OpenTelemetry tracer (tracing.configure); None: tracing off
 
 
@@ -137,10 +138,20 @@ class TaskRun:
                 session_context=session_ctx,
             )
         )
+        # What the answer-first call (if any) leaves to the first step: its usage, its model time, and
+        # the turn that says why its answer did not end the task.
+        carried: tuple[Usage, float, list[dict[str, Any]]] = (Usage(), 0.0, [])
         if not self.steps and self.settings.search_first is not None:
             declined = await self._search_first(self.settings.search_first, json_mode, text_tools)
             if declined is not None:
                 return await self._finish(Status.DONE, StopReason.FINAL_ANSWER.value, declined)
+            if self.settings.answer_first:
+                first = await self._answer_first(prompt.messages(self.steps), schemas, json_mode, native)
+                if isinstance(first, Step):
+                    cost = self._account(first.usage)
+                    done = StopReason.FINAL_ANSWER.value
+                    return await self._finish(Status.DONE, done, first.content, final_step=first, cost=cost)
+                carried = first
         while True:
             if self.draining():
                 await self._saved()
@@ -163,7 +174,7 @@ class TaskRun:
             unavailable = self.tools.spawners if rec.depth >= rec.limits.max_depth else ()
             choice = offer(decide, self.tools.names, self.steps, unavailable, self.tools.read_only)
             extras = request_extras(decide, schemas, choice, send_tools=native)
-            usage, model_s, repair, repairs = Usage(), 0.0, [], 0
+            (usage, model_s, repair), carried, repairs = carried, (Usage(), 0.0, []), 0
             while True:
                 left = rec.deadline - time.time()
                 request = ModelRequest(
@@ -207,11 +218,7 @@ class TaskRun:
                 log.info("repairing a decision", extra={"problem": why[:300]})
                 repair = repair_messages(reply.content or _calls_text(calls), why, decide)
             step = Step(n=len(self.steps), content=content, tool_calls=calls, usage=usage, model_seconds=model_s)
-            cost = self.prices.cost_nanos(usage)
-            metrics.TOKENS_IN.inc(usage.prompt_tokens)
-            metrics.TOKENS_OUT.inc(usage.completion_tokens)
-            if cost:
-                metrics.spent(self.prices.currency, cost / 1e9, rec.tenant)
+            cost = self._account(usage)
             if not calls:
                 answer = self._checked(content.strip())
                 done = StopReason.FINAL_ANSWER.value
@@ -231,6 +238,55 @@ class TaskRun:
                 self.tree = TreeUsage(self.tree.tokens + usage.total, self.tree.cost_nanos + cost)
                 tool_s = await self._run_tools(step, behind=True, saving_reply=saving_reply)
             metrics.STEP_OVERHEAD.observe(max(0.0, time.monotonic() - step_started - model_s - tool_s))
+
+    def _account(self, usage: Usage) -> int:
+        """A step's cost, counted in the metrics."""
+        cost = self.prices.cost_nanos(usage)
+        metrics.TOKENS_IN.inc(usage.prompt_tokens)
+        metrics.TOKENS_OUT.inc(usage.completion_tokens)
+        if cost:
+            metrics.spent(self.prices.currency, cost / 1e9, self.rec.tenant)
+        return cost
+
+    async def _answer_first(
+        self, messages: list[dict[str, Any]], schemas: list[dict[str, Any]], json_mode: bool, native: bool
+    ) -> Step | tuple[Usage, float, list[dict[str, Any]]]:
+        """One call without tools after searchFirst, asked to answer from those passages as one-shot
+        RAG is (spec.tools[].retrieval.answerFirst). Returns the final step when its answer passes the
+        check (states only values the passages hold, does not say they lack the answer), else what the
+        first step of the loop carries on with: the call's usage and model time, and a turn that shows
+        the model its answer and why the task goes on."""
+        rec, choice = self.rec, Offer((), True)
+        extras = request_extras(self.settings.decisions, schemas, choice, send_tools=native)
+        left = rec.deadline - time.time()
+        request = ModelRequest(
+            messages=[*messages, {"role": "user", "content": answercheck.ANSWER_FIRST}],
+            task_id=rec.id,
+            root_id=rec.root,
+            session=rec.session,
+            tenant=rec.tenant,
+            step=len(self.steps),
+            timeout=left,
+            response_format=extras.get("response_format"),
+        )
+        t0 = time.monotonic()
+        try:
+            with timeouts.timeout(left):
+                reply = await self.model.complete(request)
+        except (TimeoutError, ContextOverflow) as e:  # the loop's own call meets the deadline or the context
+            log.info("answer-first call failed: the loop goes on", extra={"error": str(e)[:300]})
+            return Usage(), time.monotonic() - t0, []
+        model_s = time.monotonic() - t0
+        content, calls, why = self._interpret(reply, json_mode, choice, schemas)
+        if why is None and not calls:
+            why = answercheck.first_answer_problem(content, self._seen_outputs(), rec.goal)
+            if why is None:
+                metrics.ANSWER_FIRST.labels("answered").inc()
+                return Step(len(self.steps), content.strip(), [], reply.usage, model_seconds=model_s)
+        metrics.ANSWER_FIRST.labels("escalated").inc()
+        log.info("answer first: the loop goes on", extra={"problem": (why or "")[:300]})
+        turn = repair_messages(reply.content, why, self.settings.decisions) if why else []
+        return reply.usage, model_s, turn
 
     def _interpret(
         self, reply: ModelReply, json_mode: bool, choice: Offer, schemas: list[dict[str, Any]]

@@ -323,6 +323,13 @@ class Retrieval(Model):
             check=lambda r: not r.decline_unknown_names or r.search_first,
             field_path=".declineUnknownNames",
         ),
+        Rule(
+            cel="!has(self.answerFirst) || !self.answerFirst || (has(self.searchFirst) && self.searchFirst)",
+            message="spec.tools[].retrieval.answerFirst needs searchFirst: true (the first answer is asked from the "
+            "first search's passages)",
+            check=lambda r: not r.answer_first or r.search_first,
+            field_path=".answerFirst",
+        ),
     )
 
     top_k: int = Field(default=5, ge=1, le=100, description="Passages returned per query.")
@@ -345,6 +352,12 @@ class Retrieval(Model):
         description="After searchFirst, check the names the question uses (identifiers such as max_wal_size or "
         "json.dumps(), acronyms, proper nouns; not those of the system prompt): one no passage holds is searched "
         "alone, and if the documents still never mention it the task declines before any model call.",
+    )
+    answer_first: bool = Field(
+        default=False,
+        description="After searchFirst, ask the model once to answer from those passages alone, with no tools (as "
+        "one-shot RAG does); the task ends with that answer when every value it states is in a passage and it does "
+        "not say the passages lack the answer, else the loop goes on with tools (a cascade).",
     )
 
 

@@ -56,10 +56,19 @@ def search_first_tool(config: RuntimeConfig) -> str | None:
     return next(on, None)
 
 
+def _search_first_option(config: RuntimeConfig, option: str) -> bool:
+    name = search_first_tool(config)
+    return any(t.name == name and getattr(t.retrieval, option) for t in config.tools if name is not None)
+
+
 def declines_unknown_names(config: RuntimeConfig) -> bool:
     """Whether the searchFirst tool has declineUnknownNames on."""
-    name = search_first_tool(config)
-    return any(t.name == name and t.retrieval.decline_unknown_names for t in config.tools if name is not None)
+    return _search_first_option(config, "decline_unknown_names")
+
+
+def answers_first(config: RuntimeConfig) -> bool:
+    """Whether the searchFirst tool has answerFirst on."""
+    return _search_first_option(config, "answer_first")
 
 
 def build_tools(
