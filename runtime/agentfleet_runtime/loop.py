@@ -61,6 +61,7 @@ class LoopSettings:
     search_first: str | None = None  # a Retrieval tool with searchFirst: searched with the goal before the first call
     decline_unknown_names: bool = False  # that tool's declineUnknownNames: the goal's names checked after its search
     answer_first: bool = False  # that tool's answerFirst: one call without tools answers from its passages, if it can
+    search_first_top_k: int | None = None  # set: the searchFirst search asks for it (the tool's own is followUpTopK)
     tracer: Any = None  # an OpenTelemetry tracer (tracing.configure); None: tracing off
 
 
@@ -337,7 +338,8 @@ class TaskRun:
     async def _search_step(self, tool: str, query: str, json_mode: bool, text_tools: bool) -> bool:
         """One search as a step without a model call; whether it answered (any passages or none)."""
         n = len(self.steps)
-        call, content = search_first_call(tool, query, json_mode=json_mode, text_tools=text_tools, n=n)
+        top_k = self.settings.search_first_top_k
+        call, content = search_first_call(tool, query, json_mode=json_mode, text_tools=text_tools, n=n, top_k=top_k)
         step = Step(n=n, content=content, tool_calls=[call], usage=Usage())
         saving_reply = self.store.send_reply(self.rec, self.lease, step, 0)
         self.steps.append(step)
@@ -471,10 +473,15 @@ class TaskRun:
 SEARCH_FIRST_QUERY_CHARS = 2000  # a goal can be 100k characters; a query that long only blurs the embedding
 
 
-def search_first_call(tool: str, goal: str, *, json_mode: bool, text_tools: bool, n: int = 0) -> tuple[ToolCall, str]:
+def search_first_call(
+    tool: str, goal: str, *, json_mode: bool, text_tools: bool, n: int = 0, top_k: int | None = None
+) -> tuple[ToolCall, str]:
     """The call a searchFirst step (step ``n``) makes and the text the history shows as the model's
-    turn, in the form the task's decisions take (JSON decision, <tool_call> text, or native call). Pure."""
-    args = {"query": " ".join(goal.split())[:SEARCH_FIRST_QUERY_CHARS]}
+    turn, in the form the task's decisions take (JSON decision, <tool_call> text, or native call);
+    ``top_k`` when the tool's own (followUpTopK) is another. Pure."""
+    args: dict[str, Any] = {"query": " ".join(goal.split())[:SEARCH_FIRST_QUERY_CHARS]}
+    if top_k is not None:
+        args["top_k"] = top_k
     if json_mode:
         return ToolCall(f"{JSON_CALL_PREFIX}{n}", tool, args), fastjson.dumps({"action": tool, "arguments": args})
     if text_tools:

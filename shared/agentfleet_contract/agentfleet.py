@@ -313,22 +313,26 @@ class Tracing(Model):
     )
 
 
+def _needs_search_first(field: str, attr: str, why: str, *, flag: bool = True) -> Rule:
+    """Retrieval's option ``field`` works on the searchFirst search's passages: set (a ``flag``: on),
+    it needs searchFirst."""
+    unset = f"!has(self.{field})" + (f" || !self.{field}" if flag else "")
+    return Rule(
+        cel=f"{unset} || (has(self.searchFirst) && self.searchFirst)",
+        message=f"spec.tools[].retrieval.{field} needs searchFirst: true ({why})",
+        check=lambda r: not getattr(r, attr) or r.search_first,
+        field_path=f".{field}",
+    )
+
+
 class Retrieval(Model):
     rules = (
-        Rule(
-            cel="!has(self.declineUnknownNames) || !self.declineUnknownNames || "
-            "(has(self.searchFirst) && self.searchFirst)",
-            message="spec.tools[].retrieval.declineUnknownNames needs searchFirst: true (the names are checked "
-            "against the first search's passages)",
-            check=lambda r: not r.decline_unknown_names or r.search_first,
-            field_path=".declineUnknownNames",
+        _needs_search_first(
+            "declineUnknownNames", "decline_unknown_names", "the names are checked against the first search's passages"
         ),
-        Rule(
-            cel="!has(self.answerFirst) || !self.answerFirst || (has(self.searchFirst) && self.searchFirst)",
-            message="spec.tools[].retrieval.answerFirst needs searchFirst: true (the first answer is asked from the "
-            "first search's passages)",
-            check=lambda r: not r.answer_first or r.search_first,
-            field_path=".answerFirst",
+        _needs_search_first("answerFirst", "answer_first", "the first answer is asked from its passages"),
+        _needs_search_first(
+            "followUpTopK", "follow_up_top_k", "the first search returns topK, the model's own fewer", flag=False
         ),
     )
 
@@ -341,6 +345,13 @@ class Retrieval(Model):
         ge=0,
         le=86400,
         description="How long identical queries are answered from the Redis cache; 0 disables it.",
+    )
+    follow_up_top_k: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="Passages returned to the model's own searches after the searchFirst search (which returns "
+        "topK); fewer cut the tokens of every later call. Unset: topK.",
     )
     search_first: bool = Field(
         default=False,

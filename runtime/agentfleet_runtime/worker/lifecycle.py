@@ -45,6 +45,7 @@ from agentfleet_runtime.tools.registry import (
     build_tools,
     declines_unknown_names,
     search_first_tool,
+    search_first_top_k,
 )
 from agentfleet_runtime.worker.drain import cancel_held, drain_held, stop_loops
 from agentfleet_runtime.worker.handle import TaskHandler
@@ -124,6 +125,7 @@ class Worker:
                 search_first=search_first_tool(config),
                 decline_unknown_names=declines_unknown_names(config),
                 answer_first=answers_first(config),
+                search_first_top_k=search_first_top_k(config),
                 tracer=self.tracer,
             ),
             prices=prices_of(config),

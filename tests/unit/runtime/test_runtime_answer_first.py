@@ -12,7 +12,7 @@ from agentfleet_contract.runtime_config import RuntimeConfig
 
 from agentfleet_runtime.answercheck import ANSWER_FIRST, ANSWER_FIRST_UNANSWERED, says_unanswered
 from agentfleet_runtime.loop import LoopSettings
-from agentfleet_runtime.tools.registry import answers_first
+from agentfleet_runtime.tools.registry import answers_first, search_first_top_k
 from agentfleet_runtime.types import ModelReply, Usage
 from tests.unit.runtime.test_runtime_answer_check import INVENTED
 from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SEARCH, ScriptedModel, run_task
@@ -116,4 +116,26 @@ def test_answer_first_is_a_retrieval_tools_option_that_needs_search_first():
     spec = {"modelRef": {"name": "m"}, "redis": {"url": "redis://r:6379"}, "tools": tools}
     spec["tools"][0]["retrieval"]["searchFirst"] = False
     with pytest.raises(ValueError, match="answerFirst needs searchFirst"):
+        AgentFleetSpec.model_validate(spec)
+
+
+# -- followUpTopK: the first search returns topK, the model's own searches fewer ----------------------
+def test_the_first_search_asks_for_top_k_when_follow_up_searches_return_fewer():
+    model = ScriptedModel([SEARCH, ANSWER])
+    settings = LoopSettings("s", decisions=FIRST_SEARCH, search_first="search", search_first_top_k=5)
+    outcome, finished, tools, _ = run_task(model, settings)
+    assert tools.calls[0].arguments == {"query": "Which lock does VACUUM FULL take?", "top_k": 5}
+    assert tools.calls[1].arguments == {"query": "VACUUM FULL lock"}  # the model's own: the tool's followUpTopK
+    outcome, finished, tools, _ = run_task(ScriptedModel([ANSWER]), first(on=False))
+    assert tools.calls[0].arguments == {"query": "Which lock does VACUUM FULL take?"}
+
+
+def test_follow_up_top_k_is_read_from_the_search_first_tool():
+    tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"searchFirst": True, "topK": 5, "followUpTopK": 3}}]
+    assert search_first_top_k(RuntimeConfig.model_validate({"tools": tools})) == 5
+    del tools[0]["retrieval"]["followUpTopK"]
+    assert search_first_top_k(RuntimeConfig.model_validate({"tools": tools})) is None
+    spec = {"modelRef": {"name": "m"}, "redis": {"url": "redis://r:6379"}, "tools": tools}
+    spec["tools"][0]["retrieval"] = {"followUpTopK": 3}
+    with pytest.raises(ValueError, match="followUpTopK needs searchFirst"):
         AgentFleetSpec.model_validate(spec)
