@@ -196,8 +196,9 @@ def decline_unknown(names: list[str]) -> str:
 # The one-shot turn after searchFirst: the words of one-shot RAG's prompt (oneshot.RAG_PROMPT), which
 # the 1.5B answered better from than from a loop that went on searching and lost the first passages.
 ANSWER_FIRST = (
-    "Answer the question now from the passages above, without searching. Cite the source of every passage you "
-    "use. If the passages do not answer the question, say that they do not say, and give no value."
+    "Answer the question from the numbered passages below. Cite the source of every passage you use as "
+    "[source: NAME], with NAME as the passage's head line shows it. If the passages do not answer the question, "
+    "say that they do not say, and give no value."
 )
 ANSWER_FIRST_UNANSWERED = (
     "the passages above do not answer the question. Search with other words (the name of the setting, command or "

@@ -147,7 +147,7 @@ class TaskRun:
             if declined is not None:
                 return await self._finish(Status.DONE, StopReason.FINAL_ANSWER.value, declined)
             if self.settings.answer_first:
-                first = await self._answer_first(prompt.messages(self.steps), schemas, json_mode, native)
+                first = await self._answer_first()
                 if isinstance(first, Step):
                     cost = self._account(first.usage)
                     done = StopReason.FINAL_ANSWER.value
@@ -249,26 +249,28 @@ class TaskRun:
             metrics.spent(self.prices.currency, cost / 1e9, self.rec.tenant)
         return cost
 
-    async def _answer_first(
-        self, messages: list[dict[str, Any]], schemas: list[dict[str, Any]], json_mode: bool, native: bool
-    ) -> Step | tuple[Usage, float, list[dict[str, Any]]]:
-        """One call without tools after searchFirst, asked to answer from those passages as one-shot
-        RAG is (spec.tools[].retrieval.answerFirst). Returns the final step when its answer passes the
+    async def _answer_first(self) -> Step | tuple[Usage, float, list[dict[str, Any]]]:
+        """One call after searchFirst, asked to answer from those passages as one-shot RAG is
+        (spec.tools[].retrieval.answerFirst): the fleet's system prompt, the passages and the question,
+        in plain text, with no tools and no decision protocol (the 1.5B, asked for a JSON decision here,
+        copied whole passages into its answer). Returns the final step when its answer passes the
         check (states only values the passages hold, does not say they lack the answer), else what the
         first step of the loop carries on with: the call's usage and model time, and a turn that shows
         the model its answer and why the task goes on."""
         rec, choice = self.rec, Offer((), True)
-        extras = request_extras(self.settings.decisions, schemas, choice, send_tools=native)
+        passages = "\n\n".join(self._seen_outputs())
         left = rec.deadline - time.time()
         request = ModelRequest(
-            messages=[*messages, {"role": "user", "content": answercheck.ANSWER_FIRST}],
+            messages=[
+                {"role": "system", "content": self.settings.system_prompt},
+                {"role": "user", "content": f"{answercheck.ANSWER_FIRST}\n\n{passages}\n\nQuestion: {rec.goal}"},
+            ],
             task_id=rec.id,
             root_id=rec.root,
             session=rec.session,
             tenant=rec.tenant,
             step=len(self.steps),
             timeout=left,
-            response_format=extras.get("response_format"),
         )
         t0 = time.monotonic()
         try:
@@ -278,7 +280,7 @@ class TaskRun:
             log.info("answer-first call failed: the loop goes on", extra={"error": str(e)[:300]})
             return Usage(), time.monotonic() - t0, []
         model_s = time.monotonic() - t0
-        content, calls, why = self._interpret(reply, json_mode, choice, schemas)
+        content, calls, why = self._interpret(reply, False, choice, [])
         if why is None and not calls:
             why = answercheck.first_answer_problem(content, self._seen_outputs(), rec.goal)
             if why is None:

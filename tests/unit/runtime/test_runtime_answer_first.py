@@ -14,10 +14,12 @@ from agentfleet_runtime.answercheck import ANSWER_FIRST, ANSWER_FIRST_UNANSWERED
 from agentfleet_runtime.loop import LoopSettings
 from agentfleet_runtime.tools.registry import answers_first, search_first_top_k
 from agentfleet_runtime.types import ModelReply, Usage
-from tests.unit.runtime.test_runtime_answer_check import INVENTED
 from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SEARCH, ScriptedModel, run_task
 
-DECLINED = '{"action": "answer", "answer": "The passages do not say which lock it takes.", "sources": []}'
+# The answer-first call is plain text, as one-shot RAG's; the loop's own calls are JSON decisions.
+FIRST_ANSWER = "ACCESS EXCLUSIVE [source: explicit-locking.html]"
+INVENTED_FIRST = "VACUUM FULL takes a lock for 30 seconds [source: explicit-locking.html]"
+DECLINED = "The passages do not say which lock it takes."
 
 
 def first(on: bool = True, **kw) -> LoopSettings:
@@ -29,25 +31,29 @@ def actions(request) -> str:
 
 
 def test_a_supported_first_answer_ends_the_task_in_one_call_without_tools():
-    model = ScriptedModel([ANSWER])
+    model = ScriptedModel([FIRST_ANSWER])
     outcome, finished, tools, task_run = run_task(model, first())
-    assert finished["reason"] == "final_answer" and finished["answer"].startswith("ACCESS EXCLUSIVE")
+    assert finished["reason"] == "final_answer" and finished["answer"] == FIRST_ANSWER
     assert len(model.requests) == 1 and len(tools.calls) == 1  # the searchFirst search only
     request = model.requests[0]
-    assert request.messages[-1] == {"role": "user", "content": ANSWER_FIRST}
-    assert "answer" in actions(request) and '"search"' not in actions(request)  # no tool offered
+    # One-shot RAG's request: the fleet's prompt, then the passages and the question, no tools, no protocol.
+    assert request.messages[0] == {"role": "system", "content": "s"} and len(request.messages) == 2
+    asked = request.messages[1]["content"]
+    assert asked.startswith(ANSWER_FIRST) and "ACCESS EXCLUSIVE lock (0)" in asked
+    assert asked.endswith("Question: Which lock does VACUUM FULL take?")
+    assert request.tools == [] and request.response_format is None
     assert finished["final_step"].usage == Usage(100, 10)  # the call's tokens are the task's
 
 
 def test_an_unsupported_first_answer_goes_on_with_tools_and_counts_both_calls():
-    model = ScriptedModel([INVENTED, SEARCH, ANSWER])
+    model = ScriptedModel([INVENTED_FIRST, SEARCH, ANSWER])
     outcome, finished, tools, task_run = run_task(model, first())
     assert finished["answer"].startswith("ACCESS EXCLUSIVE") and len(tools.calls) == 2
     second = model.requests[1]
     assert '"search"' in actions(second)  # the loop offers its tools again
     assert "VACUUM FULL takes a lock for 30 seconds" in second.messages[-2]["content"]
     assert "'30 seconds'" in second.messages[-1]["content"]
-    assert ANSWER_FIRST not in str(second.messages)  # the one-shot turn is not part of the history
+    assert ANSWER_FIRST not in str(second.messages)  # the one-shot request is not part of the history
     assert task_run.steps[1].usage == Usage(200, 20)  # the answer-first call rides on the first loop step
 
 
@@ -59,7 +65,7 @@ def test_a_first_answer_saying_the_passages_do_not_answer_goes_on_with_tools():
 
 
 def test_a_first_answer_that_searches_anyway_goes_on_and_a_failed_call_too():
-    model = ScriptedModel([SEARCH, SEARCH, ANSWER])  # a reply that is no answer: the loop decides again
+    model = ScriptedModel(['<tool_call>{"name": "search", "arguments": {"query": "q"}}</tool_call>', SEARCH, ANSWER])
     outcome, finished, tools, _ = run_task(model, first())
     assert finished["answer"].startswith("ACCESS EXCLUSIVE") and len(model.requests) == 3
     model = ScriptedModel([TimeoutError(), ANSWER])
@@ -69,16 +75,16 @@ def test_a_first_answer_that_searches_anyway_goes_on_and_a_failed_call_too():
 
 def test_without_the_setting_the_first_call_offers_tools():
     model = ScriptedModel([ANSWER])
-    outcome, finished, tools, _ = run_task(model, first(on=False))
+    outcome, finished, tools, _ = run_task(model, first(on=False))  # the loop's first call, a JSON decision
     assert ANSWER_FIRST not in str(model.requests[0].messages) and '"search"' in actions(model.requests[0])
 
 
 def test_native_tool_calls_get_no_tools_on_the_first_answer():
     settings = first(tool_calling="native")
     settings.decisions = type(FIRST_SEARCH)(rules=FIRST_SEARCH.rules)
-    model = ScriptedModel([ModelReply(content="ACCESS EXCLUSIVE [source: explicit-locking.html]", usage=Usage(1, 1))])
+    model = ScriptedModel([ModelReply(content=FIRST_ANSWER, usage=Usage(1, 1))])
     outcome, finished, _, _ = run_task(model, settings)
-    assert finished["answer"].startswith("ACCESS EXCLUSIVE") and model.requests[0].tools == []
+    assert finished["answer"] == FIRST_ANSWER and model.requests[0].tools == []
 
 
 @pytest.mark.parametrize(
