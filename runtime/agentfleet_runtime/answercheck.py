@@ -226,3 +226,28 @@ def first_answer_problem(answer: str, passages: Iterable[str], question: str = "
         return ANSWER_FIRST_UNANSWERED
     values = unsupported(answer, passages, question)
     return check_problem(values) if values else None
+
+
+_WORD = re.compile(r"[a-z_][\w.]{3,}")
+
+
+def supporting_sources(answer: str, passages: Iterable[tuple[str, str]], question: str = "") -> list[str]:
+    """The sources (best first, at most 3) of the passages that state what the answer states: each
+    quantity and quoted value it gives that the question does not; for an answer without such values,
+    the passage sharing the most of its words. What an uncited answer-first answer cites: a small
+    model asked to cite often does not, and the check has just found where its values are."""
+    body, shown = _SOURCES.sub("", answer), list(passages)
+    asked = quantities(question)
+    values = [q for q in quantities(body) if not any(q.same(k) for k in asked)]
+    words = [v.casefold() for v in quoted(body) if v.casefold() not in question.casefold()]
+    out = [
+        source
+        for source, text in shown
+        if any(q.same(k) for q in values for k in quantities(text)) or any(w in text.casefold() for w in words)
+    ]
+    if not out and shown:
+        mine = set(_WORD.findall(body.casefold())) - set(_WORD.findall(question.casefold()))
+        overlap = [len(mine & set(_WORD.findall(text.casefold()))) for _, text in shown]
+        if max(overlap) > 0:
+            out = [shown[overlap.index(max(overlap))][0]]
+    return list(dict.fromkeys(out))[:3]

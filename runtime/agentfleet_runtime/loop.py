@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from agentfleet_runtime import answercheck, fastjson, metrics, timeouts, tracing
 from agentfleet_runtime.budget import Prices, TreeUsage, exhausted
+from agentfleet_runtime.citations import parse_citations
 from agentfleet_runtime.decisions import (
     JSON_CALL_PREFIX,
     DecisionSettings,
@@ -37,6 +38,7 @@ from agentfleet_runtime.decisions import (
     read_decision,
     repair_messages,
     request_extras,
+    with_sources,
 )
 from agentfleet_runtime.errors import Cancelled, Released
 from agentfleet_runtime.logs import StepRef, step_var, task_id_var
@@ -285,7 +287,11 @@ class TaskRun:
             why = answercheck.first_answer_problem(content, self._seen_outputs(), rec.goal)
             if why is None:
                 metrics.ANSWER_FIRST.labels("answered").inc()
-                return Step(len(self.steps), content.strip(), [], reply.usage, model_seconds=model_s)
+                answer = content.strip()
+                if not parse_citations(answer):
+                    shown = [(p["source"], p["text"]) for out in self._seen_outputs() for p in parse_passages(out)]
+                    answer = with_sources(answer, answercheck.supporting_sources(answer, shown, rec.goal))
+                return Step(len(self.steps), answer, [], reply.usage, model_seconds=model_s)
         metrics.ANSWER_FIRST.labels("escalated").inc()
         log.info("answer first: the loop goes on", extra={"problem": (why or "")[:300]})
         turn = repair_messages(reply.content, why, self.settings.decisions) if why else []

@@ -10,7 +10,7 @@ import pytest
 from agentfleet_contract.agentfleet import AgentFleetSpec
 from agentfleet_contract.runtime_config import RuntimeConfig
 
-from agentfleet_runtime.answercheck import ANSWER_FIRST, ANSWER_FIRST_UNANSWERED, says_unanswered
+from agentfleet_runtime.answercheck import ANSWER_FIRST, ANSWER_FIRST_UNANSWERED, says_unanswered, supporting_sources
 from agentfleet_runtime.loop import LoopSettings
 from agentfleet_runtime.tools.registry import answers_first, search_first_top_k
 from agentfleet_runtime.types import ModelReply, Usage
@@ -145,3 +145,26 @@ def test_follow_up_top_k_is_read_from_the_search_first_tool():
     spec["tools"][0]["retrieval"] = {"followUpTopK": 3}
     with pytest.raises(ValueError, match="followUpTopK needs searchFirst"):
         AgentFleetSpec.model_validate(spec)
+
+
+def test_an_uncited_first_answer_cites_the_passages_that_state_its_values():
+    model = ScriptedModel(["VACUUM FULL takes an ACCESS EXCLUSIVE lock."])
+    outcome, finished, _, _ = run_task(model, first())
+    assert finished["answer"] == "VACUUM FULL takes an ACCESS EXCLUSIVE lock.\n\nSources: explicit-locking.html"
+    model = ScriptedModel([FIRST_ANSWER])  # cited already: left as written
+    outcome, finished, _, _ = run_task(model, first())
+    assert finished["answer"] == FIRST_ANSWER
+
+
+def test_supporting_sources_are_the_passages_stating_the_values_else_the_closest_one():
+    shown = [
+        ("runtime-config-locks.html", "log_lock_waits ... the default is 10 seconds"),
+        ("runtime-config-wal.html", "checkpoint_timeout: the default is five minutes (5min)."),
+        ("sql-vacuum.html", "VACUUM FULL rewrites the whole table"),
+    ]
+    question = "What is the default checkpoint_timeout?"
+    assert supporting_sources("It is 300 seconds.", shown, question) == ["runtime-config-wal.html"]
+    assert supporting_sources("It rewrites the whole table.", shown, "What does VACUUM FULL do?") == [
+        "sql-vacuum.html"
+    ]
+    assert supporting_sources("Nobody knows.", shown, question) == []
