@@ -180,15 +180,10 @@ class TaskRun:
             (usage, model_s, repair), carried, repairs = carried, (Usage(), 0.0, []), 0
             while True:
                 left = rec.deadline - time.time()
-                request = ModelRequest(
-                    messages=messages + repair if repair else messages,
+                request = self._request(
+                    messages + repair if repair else messages,
+                    left,
                     tools=extras.get("tools", []),
-                    task_id=rec.id,
-                    root_id=rec.root,
-                    session=rec.session,
-                    tenant=rec.tenant,
-                    step=len(self.steps),
-                    timeout=left,
                     tool_choice=extras.get("tool_choice", "auto"),
                     response_format=extras.get("response_format"),
                 )
@@ -242,6 +237,20 @@ class TaskRun:
                 tool_s = await self._run_tools(step, behind=True, saving_reply=saving_reply)
             metrics.STEP_OVERHEAD.observe(max(0.0, time.monotonic() - step_started - model_s - tool_s))
 
+    def _request(self, messages: list[dict[str, Any]], timeout: float, **extras: Any) -> ModelRequest:
+        """A model request of this task's next step."""
+        rec = self.rec
+        return ModelRequest(
+            messages=messages,
+            task_id=rec.id,
+            root_id=rec.root,
+            session=rec.session,
+            tenant=rec.tenant,
+            step=len(self.steps),
+            timeout=timeout,
+            **extras,
+        )
+
     def _account(self, usage: Usage) -> int:
         """A step's cost, counted in the metrics."""
         cost = self.prices.cost_nanos(usage)
@@ -262,17 +271,9 @@ class TaskRun:
         rec, choice = self.rec, Offer((), True)
         passages = "\n\n".join(self._seen_outputs())
         left = rec.deadline - time.time()
-        request = ModelRequest(
-            messages=[
-                {"role": "system", "content": self.settings.system_prompt},
-                {"role": "user", "content": f"{answercheck.ANSWER_FIRST}\n\n{passages}\n\nQuestion: {rec.goal}"},
-            ],
-            task_id=rec.id,
-            root_id=rec.root,
-            session=rec.session,
-            tenant=rec.tenant,
-            step=len(self.steps),
-            timeout=left,
+        question = f"{answercheck.ANSWER_FIRST}\n\n{passages}\n\nQuestion: {rec.goal}"
+        request = self._request(
+            [{"role": "system", "content": self.settings.system_prompt}, {"role": "user", "content": question}], left
         )
         t0 = time.monotonic()
         try:
