@@ -164,7 +164,5 @@ def test_supporting_sources_are_the_passages_stating_the_values_else_the_closest
     ]
     question = "What is the default checkpoint_timeout?"
     assert supporting_sources("It is 300 seconds.", shown, question) == ["runtime-config-wal.html"]
-    assert supporting_sources("It rewrites the whole table.", shown, "What does VACUUM FULL do?") == [
-        "sql-vacuum.html"
-    ]
+    assert supporting_sources("It rewrites the whole table.", shown, "What does VACUUM FULL do?") == ["sql-vacuum.html"]
     assert supporting_sources("Nobody knows.", shown, question) == []
