@@ -190,3 +190,64 @@ def decline_unknown(names: list[str]) -> str:
     states no value, only the question's own names."""
     shown = ", ".join(names[:3])
     return f"The documents I searched do not mention {shown}, so they do not answer this question."
+
+
+# -- answer first (spec.tools[].retrieval.answerFirst) ----------------------------------------------
+# The one-shot turn after searchFirst: the words of one-shot RAG's prompt (oneshot.RAG_PROMPT), which
+# the 1.5B answered better from than from a loop that went on searching and lost the first passages.
+ANSWER_FIRST = (
+    "Answer the question from the numbered passages below. Cite the source of every passage you use as "
+    "[source: NAME], with NAME as the passage's head line shows it. If the passages do not answer the question, "
+    "say that they do not say, and give no value."
+)
+ANSWER_FIRST_UNANSWERED = (
+    "the passages above do not answer the question. Search with other words (the name of the setting, command or "
+    "function, or a section title) for the passage that does, then answer from it"
+)
+# An answer saying the passages do not hold what was asked: the cascade's signal to go on with tools.
+_UNANSWERED = re.compile(
+    r"\b(?:do(?:es)?\s+not|do(?:es)?n['\u2019]t|never)\s+(?:explicitly\s+|directly\s+)?"
+    r"(?:say|state|mention|answer|specify|provide|contain|include|describe|cover|list|give|address)\b"
+    r"|\bnot\s+(?:explicitly\s+)?(?:mentioned|specified|stated|provided|given|documented|described|listed|found)\b"
+    r"|\bno\s+(?:information|mention|details?)\b|\b(?:cannot|can['\u2019]t|unable\s+to)\s+(?:answer|determine|find)\b",
+    re.I,
+)
+
+
+def says_unanswered(answer: str) -> bool:
+    """Whether an answer says its passages do not hold the answer (or is empty)."""
+    return not answer.strip() or bool(_UNANSWERED.search(_SOURCES.sub("", answer)))
+
+
+def first_answer_problem(answer: str, passages: Iterable[str], question: str = "") -> str | None:
+    """Why the answer-first reply does not end the task (the loop goes on with tools), else None:
+    it says the passages do not answer, or it states a value no passage holds."""
+    if says_unanswered(answer):
+        return ANSWER_FIRST_UNANSWERED
+    values = unsupported(answer, passages, question)
+    return check_problem(values) if values else None
+
+
+_WORD = re.compile(r"[a-z_][\w.]{3,}")
+
+
+def supporting_sources(answer: str, passages: Iterable[tuple[str, str]], question: str = "") -> list[str]:
+    """The sources (best first, at most 3) of the passages that state what the answer states: each
+    quantity and quoted value it gives that the question does not; for an answer without such values,
+    the passage sharing the most of its words. What an uncited answer-first answer cites: a small
+    model asked to cite often does not, and the check has just found where its values are."""
+    body, shown = _SOURCES.sub("", answer), list(passages)
+    asked = quantities(question)
+    values = [q for q in quantities(body) if not any(q.same(k) for k in asked)]
+    words = [v.casefold() for v in quoted(body) if v.casefold() not in question.casefold()]
+    out = [
+        source
+        for source, text in shown
+        if any(q.same(k) for q in values for k in quantities(text)) or any(w in text.casefold() for w in words)
+    ]
+    if not out and shown:
+        mine = set(_WORD.findall(body.casefold())) - set(_WORD.findall(question.casefold()))
+        overlap = [len(mine & set(_WORD.findall(text.casefold()))) for _, text in shown]
+        if max(overlap) > 0:
+            out = [shown[overlap.index(max(overlap))][0]]
+    return list(dict.fromkeys(out))[:3]

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from agentfleet_runtime import answercheck, fastjson, metrics, timeouts, tracing
 from agentfleet_runtime.budget import Prices, TreeUsage, exhausted
+from agentfleet_runtime.citations import parse_citations
 from agentfleet_runtime.decisions import (
     JSON_CALL_PREFIX,
     DecisionSettings,
@@ -37,6 +38,7 @@ from agentfleet_runtime.decisions import (
     read_decision,
     repair_messages,
     request_extras,
+    with_sources,
 )
 from agentfleet_runtime.errors import Cancelled, Released
 from agentfleet_runtime.logs import StepRef, step_var, task_id_var
@@ -60,6 +62,8 @@ class LoopSettings:
     decisions: DecisionSettings = field(default_factory=DecisionSettings)
     search_first: str | None = None  # a Retrieval tool with searchFirst: searched with the goal before the first call
     decline_unknown_names: bool = False  # that tool's declineUnknownNames: the goal's names checked after its search
+    answer_first: bool = False  # that tool's answerFirst: one call without tools answers from its passages, if it can
+    search_first_top_k: int | None = None  # set: the searchFirst search asks for it (the tool's own is followUpTopK)
     tracer: Any = None  # an OpenTelemetry tracer (tracing.configure); None: tracing off
 
 
@@ -137,10 +141,20 @@ class TaskRun:
                 session_context=session_ctx,
             )
         )
+        # What the answer-first call (if any) leaves to the first step: its usage, its model time, and
+        # the turn that says why its answer did not end the task.
+        carried: tuple[Usage, float, list[dict[str, Any]]] = (Usage(), 0.0, [])
         if not self.steps and self.settings.search_first is not None:
             declined = await self._search_first(self.settings.search_first, json_mode, text_tools)
             if declined is not None:
                 return await self._finish(Status.DONE, StopReason.FINAL_ANSWER.value, declined)
+            if self.settings.answer_first:
+                first = await self._answer_first()
+                if isinstance(first, Step):
+                    cost = self._account(first.usage)
+                    done = StopReason.FINAL_ANSWER.value
+                    return await self._finish(Status.DONE, done, first.content, final_step=first, cost=cost)
+                carried = first
         while True:
             if self.draining():
                 await self._saved()
@@ -163,18 +177,13 @@ class TaskRun:
             unavailable = self.tools.spawners if rec.depth >= rec.limits.max_depth else ()
             choice = offer(decide, self.tools.names, self.steps, unavailable, self.tools.read_only)
             extras = request_extras(decide, schemas, choice, send_tools=native)
-            usage, model_s, repair, repairs = Usage(), 0.0, [], 0
+            (usage, model_s, repair), carried, repairs = carried, (Usage(), 0.0, []), 0
             while True:
                 left = rec.deadline - time.time()
-                request = ModelRequest(
-                    messages=messages + repair if repair else messages,
+                request = self._request(
+                    messages + repair if repair else messages,
+                    left,
                     tools=extras.get("tools", []),
-                    task_id=rec.id,
-                    root_id=rec.root,
-                    session=rec.session,
-                    tenant=rec.tenant,
-                    step=len(self.steps),
-                    timeout=left,
                     tool_choice=extras.get("tool_choice", "auto"),
                     response_format=extras.get("response_format"),
                 )
@@ -207,11 +216,7 @@ class TaskRun:
                 log.info("repairing a decision", extra={"problem": why[:300]})
                 repair = repair_messages(reply.content or _calls_text(calls), why, decide)
             step = Step(n=len(self.steps), content=content, tool_calls=calls, usage=usage, model_seconds=model_s)
-            cost = self.prices.cost_nanos(usage)
-            metrics.TOKENS_IN.inc(usage.prompt_tokens)
-            metrics.TOKENS_OUT.inc(usage.completion_tokens)
-            if cost:
-                metrics.spent(self.prices.currency, cost / 1e9, rec.tenant)
+            cost = self._account(usage)
             if not calls:
                 answer = self._checked(content.strip())
                 done = StopReason.FINAL_ANSWER.value
@@ -231,6 +236,67 @@ class TaskRun:
                 self.tree = TreeUsage(self.tree.tokens + usage.total, self.tree.cost_nanos + cost)
                 tool_s = await self._run_tools(step, behind=True, saving_reply=saving_reply)
             metrics.STEP_OVERHEAD.observe(max(0.0, time.monotonic() - step_started - model_s - tool_s))
+
+    def _request(self, messages: list[dict[str, Any]], timeout: float, **extras: Any) -> ModelRequest:
+        """A model request of this task's next step."""
+        rec = self.rec
+        return ModelRequest(
+            messages=messages,
+            task_id=rec.id,
+            root_id=rec.root,
+            session=rec.session,
+            tenant=rec.tenant,
+            step=len(self.steps),
+            timeout=timeout,
+            **extras,
+        )
+
+    def _account(self, usage: Usage) -> int:
+        """A step's cost, counted in the metrics."""
+        cost = self.prices.cost_nanos(usage)
+        metrics.TOKENS_IN.inc(usage.prompt_tokens)
+        metrics.TOKENS_OUT.inc(usage.completion_tokens)
+        if cost:
+            metrics.spent(self.prices.currency, cost / 1e9, self.rec.tenant)
+        return cost
+
+    async def _answer_first(self) -> Step | tuple[Usage, float, list[dict[str, Any]]]:
+        """One call after searchFirst, asked to answer from those passages as one-shot RAG is
+        (spec.tools[].retrieval.answerFirst): the fleet's system prompt, the passages and the question,
+        in plain text, with no tools and no decision protocol (the 1.5B, asked for a JSON decision here,
+        copied whole passages into its answer). Returns the final step when its answer passes the
+        check (states only values the passages hold, does not say they lack the answer), else what the
+        first step of the loop carries on with: the call's usage and model time, and a turn that shows
+        the model its answer and why the task goes on."""
+        rec, choice = self.rec, Offer((), True)
+        passages = "\n\n".join(self._seen_outputs())
+        left = rec.deadline - time.time()
+        question = f"{answercheck.ANSWER_FIRST}\n\n{passages}\n\nQuestion: {rec.goal}"
+        request = self._request(
+            [{"role": "system", "content": self.settings.system_prompt}, {"role": "user", "content": question}], left
+        )
+        t0 = time.monotonic()
+        try:
+            with timeouts.timeout(left):
+                reply = await self.model.complete(request)
+        except (TimeoutError, ContextOverflow) as e:  # the loop's own call meets the deadline or the context
+            log.info("answer-first call failed: the loop goes on", extra={"error": str(e)[:300]})
+            return Usage(), time.monotonic() - t0, []
+        model_s = time.monotonic() - t0
+        content, calls, why = self._interpret(reply, False, choice, [])
+        if why is None and not calls:
+            why = answercheck.first_answer_problem(content, self._seen_outputs(), rec.goal)
+            if why is None:
+                metrics.ANSWER_FIRST.labels("answered").inc()
+                answer = content.strip()
+                if not parse_citations(answer):
+                    shown = [(p["source"], p["text"]) for out in self._seen_outputs() for p in parse_passages(out)]
+                    answer = with_sources(answer, answercheck.supporting_sources(answer, shown, rec.goal))
+                return Step(len(self.steps), answer, [], reply.usage, model_seconds=model_s)
+        metrics.ANSWER_FIRST.labels("escalated").inc()
+        log.info("answer first: the loop goes on", extra={"problem": (why or "")[:300]})
+        turn = repair_messages(reply.content, why, self.settings.decisions) if why else []
+        return reply.usage, model_s, turn
 
     def _interpret(
         self, reply: ModelReply, json_mode: bool, choice: Offer, schemas: list[dict[str, Any]]
@@ -281,7 +347,8 @@ class TaskRun:
     async def _search_step(self, tool: str, query: str, json_mode: bool, text_tools: bool) -> bool:
         """One search as a step without a model call; whether it answered (any passages or none)."""
         n = len(self.steps)
-        call, content = search_first_call(tool, query, json_mode=json_mode, text_tools=text_tools, n=n)
+        top_k = self.settings.search_first_top_k
+        call, content = search_first_call(tool, query, json_mode=json_mode, text_tools=text_tools, n=n, top_k=top_k)
         step = Step(n=n, content=content, tool_calls=[call], usage=Usage())
         saving_reply = self.store.send_reply(self.rec, self.lease, step, 0)
         self.steps.append(step)
@@ -415,10 +482,15 @@ class TaskRun:
 SEARCH_FIRST_QUERY_CHARS = 2000  # a goal can be 100k characters; a query that long only blurs the embedding
 
 
-def search_first_call(tool: str, goal: str, *, json_mode: bool, text_tools: bool, n: int = 0) -> tuple[ToolCall, str]:
+def search_first_call(
+    tool: str, goal: str, *, json_mode: bool, text_tools: bool, n: int = 0, top_k: int | None = None
+) -> tuple[ToolCall, str]:
     """The call a searchFirst step (step ``n``) makes and the text the history shows as the model's
-    turn, in the form the task's decisions take (JSON decision, <tool_call> text, or native call). Pure."""
-    args = {"query": " ".join(goal.split())[:SEARCH_FIRST_QUERY_CHARS]}
+    turn, in the form the task's decisions take (JSON decision, <tool_call> text, or native call);
+    ``top_k`` when the tool's own (followUpTopK) is another. Pure."""
+    args: dict[str, Any] = {"query": " ".join(goal.split())[:SEARCH_FIRST_QUERY_CHARS]}
+    if top_k is not None:
+        args["top_k"] = top_k
     if json_mode:
         return ToolCall(f"{JSON_CALL_PREFIX}{n}", tool, args), fastjson.dumps({"action": tool, "arguments": args})
     if text_tools:

@@ -169,6 +169,12 @@ DECISION_REPAIRS = Counter(
     "agentfleet_decision_repairs_total",
     "Repair turns: model replies that failed validation (tool, arguments, policy) and were asked again.",
 )
+ANSWER_FIRST = Counter(
+    "agentfleet_answer_first_total",
+    "Answer-first calls (spec.tools[].retrieval.answerFirst) by outcome: answered (the task ended with it) or "
+    "escalated (the loop went on with tools).",
+    ["outcome"],
+)
 STEP_OVERHEAD_SECONDS = Histogram(
     "agentfleet_step_overhead_seconds",
     "Time of one step spent outside the model call and the tools (prompt, checkpoints, bookkeeping).",

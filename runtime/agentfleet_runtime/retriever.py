@@ -38,7 +38,9 @@ from agentfleet_runtime.ingest.embedders import make_embedder
 from agentfleet_runtime.ingest.embedding import Embedder, EmbeddingSettings
 
 MAX_TOP_K = 16384  # Milvus' limit on topk
-RETRY_DELAY_SECONDS = 0.2
+# Bounded backoff between a search's attempts when Milvus is unavailable or slow: a channel the server
+# closed reconnects at once; a Milvus Lite starved of CPU times out in bursts of seconds.
+RETRY_DELAYS_SECONDS = (0.2, 2.0)
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,9 @@ class Retriever:
             "db_name": "" if database == "default" else database,
         }
         self._client = client
+        # Clients replaced after a failure. Not closed until close(): other searches may still be in
+        # flight on them, and closing a channel cancels its calls (a CancelledError no caller expects).
+        self._retired: list[Any] = []
 
     @classmethod
     def for_index(
@@ -171,12 +176,13 @@ class Retriever:
         if not queries or any(not q.strip() for q in queries):
             raise ValueError("queries must be non-empty text")
         vectors = await self._embed(list(queries))
-        for attempt in (1, 2):
+        for attempt in range(len(RETRY_DELAYS_SECONDS) + 1):
+            client = self._milvus()
             try:
                 if self.hybrid is not None:
-                    fused = [self._hybrid(q, v, top_k, filter) for q, v in zip(queries, vectors, strict=True)]
+                    fused = [self._hybrid(client, q, v, top_k, filter) for q, v in zip(queries, vectors, strict=True)]
                     return [to_passages(hits, "IP") for hits in await asyncio.gather(*fused)]
-                results = await self._milvus().search(
+                results = await client.search(
                     self.collection,
                     data=vectors,
                     filter=filter or "",
@@ -189,15 +195,14 @@ class Retriever:
                 return [to_passages(hits, self.metric) for hits in results]
             except Exception as e:  # noqa: BLE001 - translated to our error types
                 err = translate(e)
-                if not isinstance(err, MilvusUnavailable) or attempt == 2:
+                if not isinstance(err, MilvusUnavailable) or attempt == len(RETRY_DELAYS_SECONDS):
                     raise err from e
-                # One quick retry on a fresh channel: a search is a read, and a channel the
-                # server closed (GOAWAY, restart) usually reconnects at once.
-                await self._reset()
-                await asyncio.sleep(RETRY_DELAY_SECONDS)
+                # A search is a read: retried on a fresh channel after a bounded backoff.
+                self._retire(client)
+                await asyncio.sleep(RETRY_DELAYS_SECONDS[attempt])
         raise AssertionError("unreachable")
 
-    async def _hybrid(self, query: str, vector: list[float], top_k: int, filter: str | None) -> Any:
+    async def _hybrid(self, client: Any, query: str, vector: list[float], top_k: int, filter: str | None) -> Any:
         """One query's fused hits: dense and BM25 searched in one request, fused by Milvus' RRF."""
         from pymilvus import AnnSearchRequest, RRFRanker
 
@@ -208,7 +213,7 @@ class Retriever:
         dense = AnnSearchRequest(data=[vector], anns_field=VECTOR, param=param, limit=limit, expr=expr)
         # The query's text goes to Milvus as is: its BM25 function analyses it as it did the chunks.
         words = AnnSearchRequest(data=[query], anns_field=SPARSE, param={"metric_type": "BM25"}, limit=limit, expr=expr)
-        results = await self._milvus().hybrid_search(
+        results = await client.hybrid_search(
             self.collection,
             [dense, words],
             RRFRanker(self.hybrid.rrf_k),
@@ -218,21 +223,24 @@ class Retriever:
         )
         return results[0]
 
-    async def _reset(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                await client.close()
-            except Exception:  # noqa: BLE001 - the channel is being replaced anyway
-                pass
+    def _retire(self, client: Any) -> None:
+        """The next search opens a fresh client, unless a concurrent search already replaced this one."""
+        if self._client is client:
+            self._client = None
+            self._retired.append(client)
 
     async def search(self, query: str, top_k: int = 5, filter: str | None = None) -> list[Passage]:
         return (await self.search_many([query], top_k, filter))[0]
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        clients, self._retired = [*self._retired, self._client], []
+        self._client = None
+        for client in clients:
+            if client is not None:
+                try:
+                    await client.close()
+                except Exception:  # noqa: BLE001 - a retired channel may be broken already
+                    pass
 
     async def __aenter__(self) -> Retriever:
         return self

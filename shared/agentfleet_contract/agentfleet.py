@@ -313,15 +313,26 @@ class Tracing(Model):
     )
 
 
+def _needs_search_first(field: str, attr: str, why: str, *, flag: bool = True) -> Rule:
+    """Retrieval's option ``field`` works on the searchFirst search's passages: set (a ``flag``: on),
+    it needs searchFirst."""
+    unset = f"!has(self.{field})" + (f" || !self.{field}" if flag else "")
+    return Rule(
+        cel=f"{unset} || (has(self.searchFirst) && self.searchFirst)",
+        message=f"spec.tools[].retrieval.{field} needs searchFirst: true ({why})",
+        check=lambda r: not getattr(r, attr) or r.search_first,
+        field_path=f".{field}",
+    )
+
+
 class Retrieval(Model):
     rules = (
-        Rule(
-            cel="!has(self.declineUnknownNames) || !self.declineUnknownNames || "
-            "(has(self.searchFirst) && self.searchFirst)",
-            message="spec.tools[].retrieval.declineUnknownNames needs searchFirst: true (the names are checked "
-            "against the first search's passages)",
-            check=lambda r: not r.decline_unknown_names or r.search_first,
-            field_path=".declineUnknownNames",
+        _needs_search_first(
+            "declineUnknownNames", "decline_unknown_names", "the names are checked against the first search's passages"
+        ),
+        _needs_search_first("answerFirst", "answer_first", "the first answer is asked from its passages"),
+        _needs_search_first(
+            "followUpTopK", "follow_up_top_k", "the first search returns topK, the model's own fewer", flag=False
         ),
     )
 
@@ -335,6 +346,13 @@ class Retrieval(Model):
         le=86400,
         description="How long identical queries are answered from the Redis cache; 0 disables it.",
     )
+    follow_up_top_k: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="Passages returned to the model's own searches after the searchFirst search (which returns "
+        "topK); fewer cut the tokens of every later call. Unset: topK.",
+    )
     search_first: bool = Field(
         default=False,
         description="Search with the task's goal before the first model call, so the model starts from those "
@@ -345,6 +363,12 @@ class Retrieval(Model):
         description="After searchFirst, check the names the question uses (identifiers such as max_wal_size or "
         "json.dumps(), acronyms, proper nouns; not those of the system prompt): one no passage holds is searched "
         "alone, and if the documents still never mention it the task declines before any model call.",
+    )
+    answer_first: bool = Field(
+        default=False,
+        description="After searchFirst, ask the model once to answer from those passages alone, with no tools (as "
+        "one-shot RAG does); the task ends with that answer when every value it states is in a passage and it does "
+        "not say the passages lack the answer, else the loop goes on with tools (a cascade).",
     )
 
 

@@ -56,10 +56,26 @@ def search_first_tool(config: RuntimeConfig) -> str | None:
     return next(on, None)
 
 
+def _search_first_option(config: RuntimeConfig, option: str) -> bool:
+    name = search_first_tool(config)
+    return any(t.name == name and getattr(t.retrieval, option) for t in config.tools if name is not None)
+
+
 def declines_unknown_names(config: RuntimeConfig) -> bool:
     """Whether the searchFirst tool has declineUnknownNames on."""
+    return _search_first_option(config, "decline_unknown_names")
+
+
+def search_first_top_k(config: RuntimeConfig) -> int | None:
+    """The searchFirst search's topK when the model's own searches return another number (followUpTopK)."""
     name = search_first_tool(config)
-    return any(t.name == name and t.retrieval.decline_unknown_names for t in config.tools if name is not None)
+    tool = next((t for t in config.tools if t.name == name and t.retrieval.follow_up_top_k), None)
+    return tool.retrieval.top_k if tool is not None else None
+
+
+def answers_first(config: RuntimeConfig) -> bool:
+    """Whether the searchFirst tool has answerFirst on."""
+    return _search_first_option(config, "answer_first")
 
 
 def build_tools(
@@ -99,7 +115,7 @@ def build_tools(
                     cache=store.r,
                     cache_key=lambda digest, name=spec.name: store.keys.retrieval_cache(name, digest),
                     description=spec.description,
-                    top_k=settings.top_k if settings else 5,
+                    top_k=(settings.follow_up_top_k or settings.top_k) if settings else 5,
                     filter=settings.filter if settings else None,
                     cache_ttl=settings.cache_ttl_seconds if settings else 300,
                     timeout=spec.call_timeout(),

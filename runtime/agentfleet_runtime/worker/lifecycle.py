@@ -39,7 +39,14 @@ from agentfleet_runtime.model import ModelClient, OpenAIChatClient
 from agentfleet_runtime.redis_client import connect
 from agentfleet_runtime.store import TaskStore
 from agentfleet_runtime.tools import ToolBox
-from agentfleet_runtime.tools.registry import RetrieverFactory, build_tools, declines_unknown_names, search_first_tool
+from agentfleet_runtime.tools.registry import (
+    RetrieverFactory,
+    answers_first,
+    build_tools,
+    declines_unknown_names,
+    search_first_tool,
+    search_first_top_k,
+)
 from agentfleet_runtime.worker.drain import cancel_held, drain_held, stop_loops
 from agentfleet_runtime.worker.handle import TaskHandler
 from agentfleet_runtime.worker.health import serve_health, stats_loop
@@ -117,6 +124,8 @@ class Worker:
                 DecisionSettings.from_spec(config.decisions.wire()),
                 search_first=search_first_tool(config),
                 decline_unknown_names=declines_unknown_names(config),
+                answer_first=answers_first(config),
+                search_first_top_k=search_first_top_k(config),
                 tracer=self.tracer,
             ),
             prices=prices_of(config),

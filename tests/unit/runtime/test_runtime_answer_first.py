@@ -1,0 +1,168 @@
+"""Answer first (spec.tools[].retrieval.answerFirst): after searchFirst, one call without tools
+answers from those passages; the loop goes on with tools only when that answer fails the check.
+Model, store and tools are the fakes of test_runtime_decisions (the logic under test is ours)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from agentfleet_contract.agentfleet import AgentFleetSpec
+from agentfleet_contract.runtime_config import RuntimeConfig
+
+from agentfleet_runtime.answercheck import ANSWER_FIRST, ANSWER_FIRST_UNANSWERED, says_unanswered, supporting_sources
+from agentfleet_runtime.loop import LoopSettings
+from agentfleet_runtime.tools.registry import answers_first, search_first_top_k
+from agentfleet_runtime.types import ModelReply, Usage
+from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SEARCH, ScriptedModel, run_task
+
+# The answer-first call is plain text, as one-shot RAG's; the loop's own calls are JSON decisions.
+FIRST_ANSWER = "ACCESS EXCLUSIVE [source: explicit-locking.html]"
+INVENTED_FIRST = "VACUUM FULL takes a lock for 30 seconds [source: explicit-locking.html]"
+DECLINED = "The passages do not say which lock it takes."
+
+
+def first(on: bool = True, **kw) -> LoopSettings:
+    return LoopSettings("s", decisions=FIRST_SEARCH, search_first="search", answer_first=on, **kw)
+
+
+def actions(request) -> str:
+    return json.dumps(request.response_format)
+
+
+def test_a_supported_first_answer_ends_the_task_in_one_call_without_tools():
+    model = ScriptedModel([FIRST_ANSWER])
+    outcome, finished, tools, task_run = run_task(model, first())
+    assert finished["reason"] == "final_answer" and finished["answer"] == FIRST_ANSWER
+    assert len(model.requests) == 1 and len(tools.calls) == 1  # the searchFirst search only
+    request = model.requests[0]
+    # One-shot RAG's request: the fleet's prompt, then the passages and the question, no tools, no protocol.
+    assert request.messages[0] == {"role": "system", "content": "s"} and len(request.messages) == 2
+    asked = request.messages[1]["content"]
+    assert asked.startswith(ANSWER_FIRST) and "ACCESS EXCLUSIVE lock (0)" in asked
+    assert asked.endswith("Question: Which lock does VACUUM FULL take?")
+    assert request.tools == [] and request.response_format is None
+    assert finished["final_step"].usage == Usage(100, 10)  # the call's tokens are the task's
+
+
+def test_an_unsupported_first_answer_goes_on_with_tools_and_counts_both_calls():
+    model = ScriptedModel([INVENTED_FIRST, SEARCH, ANSWER])
+    outcome, finished, tools, task_run = run_task(model, first())
+    assert finished["answer"].startswith("ACCESS EXCLUSIVE") and len(tools.calls) == 2
+    second = model.requests[1]
+    assert '"search"' in actions(second)  # the loop offers its tools again
+    assert "VACUUM FULL takes a lock for 30 seconds" in second.messages[-2]["content"]
+    assert "'30 seconds'" in second.messages[-1]["content"]
+    assert ANSWER_FIRST not in str(second.messages)  # the one-shot request is not part of the history
+    assert task_run.steps[1].usage == Usage(200, 20)  # the answer-first call rides on the first loop step
+
+
+def test_a_first_answer_saying_the_passages_do_not_answer_goes_on_with_tools():
+    model = ScriptedModel([DECLINED, SEARCH, ANSWER])
+    outcome, finished, tools, _ = run_task(model, first())
+    assert finished["answer"].startswith("ACCESS EXCLUSIVE") and len(tools.calls) == 2
+    assert ANSWER_FIRST_UNANSWERED in model.requests[1].messages[-1]["content"]
+
+
+def test_a_first_answer_that_searches_anyway_goes_on_and_a_failed_call_too():
+    model = ScriptedModel(['<tool_call>{"name": "search", "arguments": {"query": "q"}}</tool_call>', SEARCH, ANSWER])
+    outcome, finished, tools, _ = run_task(model, first())
+    assert finished["answer"].startswith("ACCESS EXCLUSIVE") and len(model.requests) == 3
+    model = ScriptedModel([TimeoutError(), ANSWER])
+    outcome, finished, tools, _ = run_task(model, first())
+    assert finished["answer"].startswith("ACCESS EXCLUSIVE") and len(model.requests) == 2
+
+
+def test_without_the_setting_the_first_call_offers_tools():
+    model = ScriptedModel([ANSWER])
+    outcome, finished, tools, _ = run_task(model, first(on=False))  # the loop's first call, a JSON decision
+    assert ANSWER_FIRST not in str(model.requests[0].messages) and '"search"' in actions(model.requests[0])
+
+
+def test_native_tool_calls_get_no_tools_on_the_first_answer():
+    settings = first(tool_calling="native")
+    settings.decisions = type(FIRST_SEARCH)(rules=FIRST_SEARCH.rules)
+    model = ScriptedModel([ModelReply(content=FIRST_ANSWER, usage=Usage(1, 1))])
+    outcome, finished, _, _ = run_task(model, settings)
+    assert finished["answer"] == FIRST_ANSWER and model.requests[0].tools == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The passages do not say what the default is.",
+        "The documentation doesn't mention a retries parameter for urlopen().",
+        "This is not specified in the provided passages.",
+        "I cannot determine this from the passages.",
+        "There is no information about deque.sort() in the passages.",
+        "",
+    ],
+)
+def test_answers_that_say_the_passages_lack_the_answer(text):
+    assert says_unanswered(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The default is 5min [source: runtime-config-wal.html].",
+        "VACUUM FULL takes an ACCESS EXCLUSIVE lock.",
+        "No, TRUNCATE does not scan the table.",
+        "Sources: the passages do not say anything else",  # a sources line is no statement
+    ],
+)
+def test_answers_that_answer(text):
+    assert not says_unanswered(text)
+
+
+def test_answer_first_is_a_retrieval_tools_option_that_needs_search_first():
+    tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"searchFirst": True, "answerFirst": True}}]
+    assert answers_first(RuntimeConfig.model_validate({"tools": tools}))
+    assert not answers_first(RuntimeConfig.model_validate({"tools": [{"name": "kb", "type": "Retrieval"}]}))
+    spec = {"modelRef": {"name": "m"}, "redis": {"url": "redis://r:6379"}, "tools": tools}
+    spec["tools"][0]["retrieval"]["searchFirst"] = False
+    with pytest.raises(ValueError, match="answerFirst needs searchFirst"):
+        AgentFleetSpec.model_validate(spec)
+
+
+# -- followUpTopK: the first search returns topK, the model's own searches fewer ----------------------
+def test_the_first_search_asks_for_top_k_when_follow_up_searches_return_fewer():
+    model = ScriptedModel([SEARCH, ANSWER])
+    settings = LoopSettings("s", decisions=FIRST_SEARCH, search_first="search", search_first_top_k=5)
+    outcome, finished, tools, _ = run_task(model, settings)
+    assert tools.calls[0].arguments == {"query": "Which lock does VACUUM FULL take?", "top_k": 5}
+    assert tools.calls[1].arguments == {"query": "VACUUM FULL lock"}  # the model's own: the tool's followUpTopK
+    outcome, finished, tools, _ = run_task(ScriptedModel([ANSWER]), first(on=False))
+    assert tools.calls[0].arguments == {"query": "Which lock does VACUUM FULL take?"}
+
+
+def test_follow_up_top_k_is_read_from_the_search_first_tool():
+    tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"searchFirst": True, "topK": 5, "followUpTopK": 3}}]
+    assert search_first_top_k(RuntimeConfig.model_validate({"tools": tools})) == 5
+    del tools[0]["retrieval"]["followUpTopK"]
+    assert search_first_top_k(RuntimeConfig.model_validate({"tools": tools})) is None
+    spec = {"modelRef": {"name": "m"}, "redis": {"url": "redis://r:6379"}, "tools": tools}
+    spec["tools"][0]["retrieval"] = {"followUpTopK": 3}
+    with pytest.raises(ValueError, match="followUpTopK needs searchFirst"):
+        AgentFleetSpec.model_validate(spec)
+
+
+def test_an_uncited_first_answer_cites_the_passages_that_state_its_values():
+    model = ScriptedModel(["VACUUM FULL takes an ACCESS EXCLUSIVE lock."])
+    outcome, finished, _, _ = run_task(model, first())
+    assert finished["answer"] == "VACUUM FULL takes an ACCESS EXCLUSIVE lock.\n\nSources: explicit-locking.html"
+    model = ScriptedModel([FIRST_ANSWER])  # cited already: left as written
+    outcome, finished, _, _ = run_task(model, first())
+    assert finished["answer"] == FIRST_ANSWER
+
+
+def test_supporting_sources_are_the_passages_stating_the_values_else_the_closest_one():
+    shown = [
+        ("runtime-config-locks.html", "log_lock_waits ... the default is 10 seconds"),
+        ("runtime-config-wal.html", "checkpoint_timeout: the default is five minutes (5min)."),
+        ("sql-vacuum.html", "VACUUM FULL rewrites the whole table"),
+    ]
+    question = "What is the default checkpoint_timeout?"
+    assert supporting_sources("It is 300 seconds.", shown, question) == ["runtime-config-wal.html"]
+    assert supporting_sources("It rewrites the whole table.", shown, "What does VACUUM FULL do?") == ["sql-vacuum.html"]
+    assert supporting_sources("Nobody knows.", shown, question) == []
