@@ -46,7 +46,7 @@ from agentfleet.render.agentfleet import (
 )
 from e2e.demo import burst, prom
 from e2e.harness import realnode
-from e2e.harness.cluster import Cluster
+from e2e.harness.cluster import Cluster, poll
 from e2e.harness.installers import ensure_prometheus
 from e2e.harness.nodenet import forward_into_netns
 
@@ -285,20 +285,7 @@ class Node:
 
 
 def wait_for(predicate, timeout: float, desc: str, interval: float = 1.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
-            last = e
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"timed out after {timeout:.0f}s waiting for {desc}" + (f" (last error: {last})" if last else "")
-            )
-        time.sleep(interval)
+    return poll(predicate, timeout, desc, interval)
 
 
 def say(msg: str = "") -> None:
