@@ -5,6 +5,8 @@ Model, store and tools are the fakes of test_runtime_decisions (the logic under 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from agentfleet_contract.agentfleet import AgentFleetSpec
@@ -12,7 +14,7 @@ from agentfleet_contract.runtime_config import RuntimeConfig
 
 from agentfleet_runtime.answercheck import ANSWER_FIRST, ANSWER_FIRST_UNANSWERED, says_unanswered, supporting_sources
 from agentfleet_runtime.loop import LoopSettings
-from agentfleet_runtime.tools.registry import answers_first, search_first_top_k
+from agentfleet_runtime.tools.registry import answers_first, build_tools, search_first_top_k
 from agentfleet_runtime.types import ModelReply, Usage
 from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SEARCH, ScriptedModel, run_task
 
@@ -166,3 +168,13 @@ def test_supporting_sources_are_the_passages_stating_the_values_else_the_closest
     assert supporting_sources("It is 300 seconds.", shown, question) == ["runtime-config-wal.html"]
     assert supporting_sources("It rewrites the whole table.", shown, "What does VACUUM FULL do?") == ["sql-vacuum.html"]
     assert supporting_sources("Nobody knows.", shown, question) == []
+
+
+def test_the_retrieval_tool_the_model_calls_returns_follow_up_top_k_passages():
+    def tool(retrieval: dict) -> Any:
+        config = RuntimeConfig.model_validate({"tools": [{"name": "kb", "type": "Retrieval", "retrieval": retrieval}]})
+        store = SimpleNamespace(r=None, keys=None)
+        return build_tools(config, store, None, retriever_factory=lambda config, spec: None)[0]  # type: ignore[arg-type]
+
+    assert tool({"searchFirst": True, "topK": 5, "followUpTopK": 3}).top_k == 3
+    assert tool({"searchFirst": True, "topK": 5}).top_k == 5
