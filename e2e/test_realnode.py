@@ -158,9 +158,12 @@ def operator(cluster, node, images, helm) -> Iterator[dict[str, str]]:  # noqa: 
         pytest.fail(str(e), pytrace=False)
     print(f"helm install --wait: {time.monotonic() - t0:.1f}s")
     yield {"ns": ns, "fleet_ns": fleet_ns, "release": release}
+    # The fleet's namespace goes first, while the operator still runs to clear its objects'
+    # finalizers: deleted after the uninstall, it stayed Terminating with them, and the next test
+    # module's operator (watching every namespace) inherited its ModelReplicaSet and VectorIndex.
+    cluster.run("delete", "namespace", fleet_ns, "--ignore-not-found", "--timeout=120s", check=False, timeout=150)
     realnode.helm_uninstall(cluster, helm, release, ns)
-    for n in (fleet_ns, ns):
-        cluster.run("delete", "namespace", n, "--wait=false", "--ignore-not-found", check=False)
+    cluster.run("delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False)
 
 
 def dump(cluster, ns: str) -> None:
