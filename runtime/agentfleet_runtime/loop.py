@@ -269,7 +269,8 @@ class TaskRun:
         first step of the loop carries on with: the call's usage and model time, and a turn that shows
         the model its answer and why the task goes on."""
         rec, choice = self.rec, Offer((), True)
-        passages = "\n\n".join(self._seen_outputs())
+        seen = self._seen_outputs()
+        passages = "\n\n".join(seen)
         left = rec.deadline - time.time()
         question = f"{answercheck.ANSWER_FIRST}\n\n{passages}\n\nQuestion: {rec.goal}"
         request = self._request(
@@ -285,12 +286,12 @@ class TaskRun:
         model_s = time.monotonic() - t0
         content, calls, why = self._interpret(reply, False, choice, [])
         if why is None and not calls:
-            why = answercheck.first_answer_problem(content, self._seen_outputs(), rec.goal)
+            why = answercheck.first_answer_problem(content, seen, rec.goal)
             if why is None:
                 metrics.ANSWER_FIRST.labels("answered").inc()
                 answer = content.strip()
                 if not parse_citations(answer):
-                    shown = [(p["source"], p["text"]) for out in self._seen_outputs() for p in parse_passages(out)]
+                    shown = [(p["source"], p["text"]) for out in seen for p in parse_passages(out)]
                     answer = with_sources(answer, answercheck.supporting_sources(answer, shown, rec.goal))
                 return Step(len(self.steps), answer, [], reply.usage, model_seconds=model_s)
         metrics.ANSWER_FIRST.labels("escalated").inc()
