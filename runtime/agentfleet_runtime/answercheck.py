@@ -193,7 +193,7 @@ def decline_unknown(names: list[str]) -> str:
 
 
 # -- answer first (spec.tools[].retrieval.answerFirst) ----------------------------------------------
-# The one-shot turn after searchFirst: the words of one-shot RAG's prompt (oneshot.RAG_PROMPT), which
+# The one-shot turn after searchFirst: the words of one-shot RAG's prompt (tools.retrieval.RAG_PROMPT), which
 # the 1.5B answered better from than from a loop that went on searching and lost the first passages.
 ANSWER_FIRST = (
     "Answer the question from the numbered passages below. Cite the source of every passage you use as "
@@ -251,3 +251,113 @@ def supporting_sources(answer: str, passages: Iterable[tuple[str, str]], questio
         if max(overlap) > 0:
             out = [shown[overlap.index(max(overlap))][0]]
     return list(dict.fromkeys(out))[:3]
+
+
+# -- quote, then answer (spec.tools[].retrieval.answerFirstPrompt: Quote) ---------------------------
+# A small model reads better when made to copy the sentence that states the answer before answering:
+# the copy can be checked mechanically (it is in a passage or it is not), and the answer's values must
+# then be in that sentence, not anywhere in the five passages, so a value read from the neighbouring
+# sentence or another passage fails.
+QUOTE_FIRST = (
+    "Answer the question from the numbered passages below. First copy, word for word, the one sentence of a "
+    'passage that states the answer, on its own line as: Quote: "SENTENCE" [source: NAME], with NAME as the '
+    "passage's head line shows it. Then give the answer on the next line as: Answer: ANSWER. If no passage states "
+    "the answer, write only: Answer: the documentation does not say."
+)
+_QUOTE_LINE = re.compile(r"^[\s*_#>-]*quote[*_]*\s*:[*_]*\s*(?P<quote>.+?)\s*$", re.I | re.M)
+_ANSWER_LINE = re.compile(r"^[\s*_#>-]*answer[*_]*\s*:[*_]*\s*(?P<answer>.*)", re.I | re.M | re.S)
+_SOURCE_TAG = re.compile(r"\[source:[^\]]*\]", re.I)
+_ELLIPSIS = re.compile(r"\s*(?:\.\.\.|\u2026)\s*")
+
+
+@dataclass(frozen=True, slots=True)
+class Quoted:
+    """A quote-first reply: the sentence the model copied ("" when it gave none) and its answer."""
+
+    quote: str
+    answer: str
+
+
+def read_quoted(reply: str) -> Quoted | None:
+    """The quote and the answer of a quote-first reply (its [source: ...] tags left out: the citation
+    is the quote's passage); None when it has no "Answer:" line (the reply is then read as a plain
+    answer)."""
+    a = _ANSWER_LINE.search(reply)
+    if a is None:
+        return None
+    q = _QUOTE_LINE.search(reply[: a.start()])
+    quote = _SOURCE_TAG.sub("", q.group("quote")).strip().strip("\"'`\u201c\u201d").strip() if q else ""
+    return Quoted(quote, _SOURCE_TAG.sub("", a.group("answer")).strip())
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def quote_source(quote: str, passages: Iterable[tuple[str, str]]) -> str | None:
+    """The source of the passage that holds the quote word for word (whitespace and case aside; an
+    elided quote, "A ... B", when one passage holds every part), else None."""
+    parts = [_flat(p).strip(" .") for p in _ELLIPSIS.split(quote)]
+    parts = [p for p in parts if p]
+    if not parts or sum(len(p) for p in parts) < 12:  # a word or two is no sentence
+        return None
+    for source, text in passages:
+        flat = _flat(text)
+        if all(p in flat for p in parts):
+            return source
+    return None
+
+
+def quote_problem(quoted: Quoted, passages: list[tuple[str, str]], question: str = "") -> str | None:
+    """Why a quote-first reply does not end the task, else None: its answer says the passages lack
+    the answer, its quote is in no passage, or its answer states a value the quote does not hold."""
+    if says_unanswered(quoted.answer):
+        return ANSWER_FIRST_UNANSWERED
+    if quote_source(quoted.quote, passages) is None:
+        return (
+            f"the sentence you quoted, {quoted.quote[:200]!r}, is in no passage above. Search for the passage that "
+            "states the answer, or answer that the documents do not say."
+        )
+    values = unsupported(quoted.answer, [quoted.quote], question)
+    return check_problem(values) if values else None
+
+
+# -- a value of another thing (spec.tools[].retrieval.declineOtherSubjects) -------------------------
+# A question on a false premise about a real name ("the default key of deque.sort()": deque has no
+# sort) gets a value from the passage about a neighbour (list.sort()'s key=None). The value is in a
+# passage, so the check against invention passes it; what gives it away is that no passage holding
+# it names what was asked.
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?:\(\))?|[A-Za-z_]\w*\(\)|[A-Za-z]*_\w*")
+_LITERAL = re.compile(r"(?<![\w.])(None|True|False)(?![\w(])")
+
+
+def other_subject(answer: str, passages: Iterable[tuple[str, str]], question: str, subject: str = "") -> list[str]:
+    """The question's identifiers (dotted names, calls, names with "_") when no passage that holds a
+    value the answer states (a quantity, a quoted value, None/True/False), nor another retrieved passage
+    of its page, nor the page's name, names any of them; else []. An answer without such values is not
+    judged."""
+    names = [n for n in question_names(question, subject) if _IDENTIFIER.fullmatch(n)]
+    if not names:
+        return []
+    body, asked = _SOURCES.sub("", _SOURCE_TAG.sub("", answer)), quantities(question)
+    values = [q for q in quantities(body) if not any(q.same(k) for k in asked)]
+    words = [v for v in [*quoted(body), *_LITERAL.findall(body)] if v.casefold() not in question.casefold()]
+    if not values and not words:
+        return []
+    shown = list(passages)
+    sources = {
+        source
+        for source, text in shown
+        if any(q.same(k) for q in values for k in quantities(text)) or any(w in text for w in words)
+    }
+    # A page's passages together: the chunk stating a default is often cut from the heading naming it.
+    holding = [f"{source}\n{text}" for source, text in shown if source in sources]
+    if not holding or any(mentioned(n, holding) for n in names):
+        return []
+    return names
+
+
+def decline_other(names: list[str]) -> str:
+    """The decline of an answer whose value belongs to another thing: no value, only the question's names."""
+    shown = ", ".join(names[:3])
+    return f"The documents I searched do not state this for {shown}, so they do not answer this question."

@@ -48,7 +48,7 @@ from agentfleet_runtime.prompt import PromptCache, best_answer, head_messages
 from agentfleet_runtime.store import Acquired, TaskStore
 from agentfleet_runtime.textcalls import parse_text_reply
 from agentfleet_runtime.tools import ToolBox
-from agentfleet_runtime.tools.retrieval import parse_passages
+from agentfleet_runtime.tools.retrieval import parse_passages, rag_messages
 from agentfleet_runtime.types import ModelReply, Status, Step, StopReason, TaskRecord, ToolCall, Usage
 
 log = logging.getLogger("agentfleet_runtime.loop")
@@ -63,6 +63,8 @@ class LoopSettings:
     search_first: str | None = None  # a Retrieval tool with searchFirst: searched with the goal before the first call
     decline_unknown_names: bool = False  # that tool's declineUnknownNames: the goal's names checked after its search
     answer_first: bool = False  # that tool's answerFirst: one call without tools answers from its passages, if it can
+    answer_first_prompt: Literal["Fleet", "OneShot", "Quote"] = "Fleet"  # how that call asks (answerFirstPrompt)
+    decline_other_subjects: bool = False  # declineOtherSubjects: a first answer whose values are another thing's
     search_first_top_k: int | None = None  # set: the searchFirst search asks for it (the tool's own is followUpTopK)
     tracer: Any = None  # an OpenTelemetry tracer (tracing.configure); None: tracing off
 
@@ -270,12 +272,9 @@ class TaskRun:
         the model its answer and why the task goes on."""
         rec, choice = self.rec, Offer((), True)
         seen = self._seen_outputs()
-        passages = "\n\n".join(seen)
+        shown = [(p["source"], p["text"]) for out in seen for p in parse_passages(out)]
         left = rec.deadline - time.time()
-        question = f"{answercheck.ANSWER_FIRST}\n\n{passages}\n\nQuestion: {rec.goal}"
-        request = self._request(
-            [{"role": "system", "content": self.settings.system_prompt}, {"role": "user", "content": question}], left
-        )
+        request = self._request(self._answer_first_messages(seen), left)
         t0 = time.monotonic()
         try:
             with timeouts.timeout(left):
@@ -286,18 +285,53 @@ class TaskRun:
         model_s = time.monotonic() - t0
         content, calls, why = self._interpret(reply, False, choice, [])
         if why is None and not calls:
-            why = answercheck.first_answer_problem(content, seen, rec.goal)
+            # The quote-first form is read from the reply as written (the text-call reading drops a "Quote:" line).
+            quoting = self.settings.answer_first_prompt == "Quote"
+            answer, why = self._first_answer(reply.content if quoting else content, seen, shown)
             if why is None:
+                other = []
+                if self.settings.decline_other_subjects:
+                    other = answercheck.other_subject(answer, shown, rec.goal, self.settings.system_prompt)
+                if other:
+                    metrics.ANSWER_FIRST.labels("declined").inc()
+                    log.info("declined: no passage holding the answer's values names the question's", extra={
+                        "names": other[:5], "answer": answer[:300]})  # fmt: skip
+                    return Step(len(self.steps), answercheck.decline_other(other), [], reply.usage, model_s)
                 metrics.ANSWER_FIRST.labels("answered").inc()
-                answer = content.strip()
-                if not parse_citations(answer):
-                    shown = [(p["source"], p["text"]) for out in seen for p in parse_passages(out)]
-                    answer = with_sources(answer, answercheck.supporting_sources(answer, shown, rec.goal))
                 return Step(len(self.steps), answer, [], reply.usage, model_seconds=model_s)
         metrics.ANSWER_FIRST.labels("escalated").inc()
         log.info("answer first: the loop goes on", extra={"problem": (why or "")[:300]})
         turn = repair_messages(reply.content, why, self.settings.decisions) if why else []
         return reply.usage, model_s, turn
+
+    def _answer_first_messages(self, seen: list[str]) -> list[dict[str, str]]:
+        """The answer-first request in the form spec.tools[].retrieval.answerFirstPrompt names: the
+        fleet's system prompt before one-shot RAG's instruction (Fleet), one-shot RAG's request itself
+        (OneShot), or that request with the quote-first instruction (Quote)."""
+        form, goal = self.settings.answer_first_prompt, self.rec.goal
+        if form == "Fleet":
+            passages_text = "\n\n".join(seen)
+            asked = f"{answercheck.ANSWER_FIRST}\n\n{passages_text}\n\nQuestion: {goal}"
+            return [{"role": "system", "content": self.settings.system_prompt}, {"role": "user", "content": asked}]
+        passages = [p for out in seen for p in parse_passages(out)]
+        if form == "Quote":
+            return rag_messages(goal, passages, answercheck.QUOTE_FIRST)
+        return rag_messages(goal, passages)
+
+    def _first_answer(self, content: str, seen: list[str], shown: list[tuple[str, str]]) -> tuple[str, str | None]:
+        """The answer-first reply's answer (cited) and why it does not end the task, or None. A
+        quote-first reply is judged by its quote; a reply without an "Answer:" line as a plain one."""
+        goal = self.rec.goal
+        quoted = answercheck.read_quoted(content) if self.settings.answer_first_prompt == "Quote" else None
+        if quoted is not None and quoted.quote:
+            why = answercheck.quote_problem(quoted, shown, goal)
+            source = answercheck.quote_source(quoted.quote, shown)
+            return (with_sources(quoted.answer, [source]) if source else quoted.answer), why
+        answer = (quoted.answer if quoted is not None else content).strip()
+        why = answercheck.first_answer_problem(answer, seen, goal)
+        if why is None and not parse_citations(answer):
+            answer = with_sources(answer, answercheck.supporting_sources(answer, shown, goal))
+        return answer, why
 
     def _interpret(
         self, reply: ModelReply, json_mode: bool, choice: Offer, schemas: list[dict[str, Any]]

@@ -171,8 +171,8 @@ DECISION_REPAIRS = Counter(
 )
 ANSWER_FIRST = Counter(
     "agentfleet_answer_first_total",
-    "Answer-first calls (spec.tools[].retrieval.answerFirst) by outcome: answered (the task ended with it) or "
-    "escalated (the loop went on with tools).",
+    "Answer-first calls (spec.tools[].retrieval.answerFirst) by outcome: answered (the task ended with it), "
+    "declined (declineOtherSubjects: its values were another thing's) or escalated (the loop went on with tools).",
     ["outcome"],
 )
 STEP_OVERHEAD_SECONDS = Histogram(

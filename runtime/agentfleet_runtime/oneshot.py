@@ -28,20 +28,14 @@ from agentfleet_contract.runtime_config import RuntimeConfig
 from agentfleet_runtime.budget import Prices
 from agentfleet_runtime.citations import parse_citations
 from agentfleet_runtime.model import ModelClient, ModelRequest
-from agentfleet_runtime.tools.retrieval import RetrieverLike, format_passages, parse_passages
+from agentfleet_runtime.tools.retrieval import RetrieverLike, format_passages, parse_passages, rag_messages
 from agentfleet_runtime.types import Usage
 
 Mode = Literal["closed-book", "rag"]
 MODES: tuple[Mode, ...] = ("closed-book", "rag")
 
-# Why these words: the RAG prompt asks for what the eval scores (the answer, its sources, a decline
-# when the passages do not say), and names the citation form the task API reads; the closed-book
-# prompt asks for a short answer and lets the model say it does not know.
-RAG_PROMPT = (
-    "Answer the question from the numbered passages below. Cite the source of every passage you use as "
-    "[source: NAME], with NAME as the passage's head line shows it. If the passages do not answer the question, "
-    "say that the documentation does not say, and give no value."
-)
+# Why these words: the closed-book prompt asks for a short answer and lets the model say it does not
+# know; the RAG prompt (tools.retrieval.RAG_PROMPT) is also the answer-first call's (answerFirstPrompt: OneShot).
 CLOSED_BOOK_PROMPT = "Answer the question briefly. If you do not know the answer, say that you do not know."
 
 
@@ -49,10 +43,7 @@ def messages(mode: Mode, question: str, passages: Sequence[dict[str, Any]] = ())
     """The one request's messages. Pure."""
     if mode == "closed-book":
         return [{"role": "system", "content": CLOSED_BOOK_PROMPT}, {"role": "user", "content": question}]
-    return [
-        {"role": "system", "content": RAG_PROMPT},
-        {"role": "user", "content": f"Passages:\n\n{format_passages(list(passages))}\n\nQuestion: {question}"},
-    ]
+    return rag_messages(question, passages)
 
 
 def view(

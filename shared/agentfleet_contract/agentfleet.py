@@ -331,6 +331,13 @@ class Retrieval(Model):
             "declineUnknownNames", "decline_unknown_names", "the names are checked against the first search's passages"
         ),
         _needs_search_first("answerFirst", "answer_first", "the first answer is asked from its passages"),
+        Rule(
+            cel="!has(self.declineOtherSubjects) || !self.declineOtherSubjects || "
+            "(has(self.answerFirst) && self.answerFirst)",
+            message="spec.tools[].retrieval.declineOtherSubjects needs answerFirst: true (it checks the first answer)",
+            check=lambda r: not r.decline_other_subjects or r.answer_first,
+            field_path=".declineOtherSubjects",
+        ),
         _needs_search_first(
             "followUpTopK", "follow_up_top_k", "the first search returns topK, the model's own fewer", flag=False
         ),
@@ -369,6 +376,18 @@ class Retrieval(Model):
         description="After searchFirst, ask the model once to answer from those passages alone, with no tools (as "
         "one-shot RAG does); the task ends with that answer when every value it states is in a passage and it does "
         "not say the passages lack the answer, else the loop goes on with tools (a cascade).",
+    )
+    answer_first_prompt: Literal["Fleet", "OneShot", "Quote"] = Field(
+        default="Fleet",
+        description="How answerFirst asks: Fleet (the fleet's system prompt, then one-shot RAG's instruction), "
+        "OneShot (exactly one-shot RAG's request, its instruction as the system message) or Quote (first the "
+        "passage's sentence that states the answer, word for word, then the answer; a quote no passage holds, or an "
+        "answer whose values the quote lacks, goes on to the loop, and the quote's passage is the citation).",
+    )
+    decline_other_subjects: bool = Field(
+        default=False,
+        description="With answerFirst: decline when no passage holding the first answer's values names what the "
+        "question names (a value of another thing, e.g. list.sort()'s key given for deque.sort()).",
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from agentfleet_contract.runtime_config import RuntimeConfig
 
@@ -76,6 +76,18 @@ def search_first_top_k(config: RuntimeConfig) -> int | None:
 def answers_first(config: RuntimeConfig) -> bool:
     """Whether the searchFirst tool has answerFirst on."""
     return _search_first_option(config, "answer_first")
+
+
+def answer_first_prompt(config: RuntimeConfig) -> Literal["Fleet", "OneShot", "Quote"]:
+    """How the searchFirst tool's answer-first call asks (its answerFirstPrompt; Fleet without one)."""
+    name = search_first_tool(config)
+    tool = next((t for t in config.tools if t.name == name and t.retrieval is not None), None)
+    return tool.retrieval.answer_first_prompt if tool is not None else "Fleet"
+
+
+def declines_other_subjects(config: RuntimeConfig) -> bool:
+    """Whether the searchFirst tool has declineOtherSubjects on."""
+    return _search_first_option(config, "decline_other_subjects")
 
 
 def build_tools(

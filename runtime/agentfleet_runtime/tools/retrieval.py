@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from agentfleet_runtime.prompt import tool_schema
@@ -62,6 +63,26 @@ def format_passages(passages: list[dict[str, Any]]) -> str:
         src = p.get("source") or p.get("id")
         out.append(f"[{i}] ({src}, score {float(p.get('score', 0)):.3f})\n{p.get('text', '')}")
     return "\n\n".join(out)
+
+
+# One-shot RAG's request (the eval's baseline, oneshot.py) and the answer-first call's in its form
+# (answerFirstPrompt: OneShot): the RAG prompt asks for what the eval scores (the answer, its sources,
+# a decline when the passages do not say), and names the citation form the task API reads.
+RAG_PROMPT = (
+    "Answer the question from the numbered passages below. Cite the source of every passage you use as "
+    "[source: NAME], with NAME as the passage's head line shows it. If the passages do not answer the question, "
+    "say that the documentation does not say, and give no value."
+)
+
+
+def rag_messages(
+    question: str, passages: Sequence[dict[str, Any]], instruction: str = RAG_PROMPT
+) -> list[dict[str, str]]:
+    """One-shot RAG's request: the instruction as the system message, the passages and the question. Pure."""
+    return [
+        {"role": "system", "content": instruction},
+        {"role": "user", "content": f"Passages:\n\n{format_passages(list(passages))}\n\nQuestion: {question}"},
+    ]
 
 
 # The head line format_passages writes above each passage; parse_passages reads it back.

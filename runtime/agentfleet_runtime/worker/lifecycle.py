@@ -41,8 +41,10 @@ from agentfleet_runtime.store import TaskStore
 from agentfleet_runtime.tools import ToolBox
 from agentfleet_runtime.tools.registry import (
     RetrieverFactory,
+    answer_first_prompt,
     answers_first,
     build_tools,
+    declines_other_subjects,
     declines_unknown_names,
     search_first_tool,
     search_first_top_k,
@@ -125,6 +127,8 @@ class Worker:
                 search_first=search_first_tool(config),
                 decline_unknown_names=declines_unknown_names(config),
                 answer_first=answers_first(config),
+                answer_first_prompt=answer_first_prompt(config),
+                decline_other_subjects=declines_other_subjects(config),
                 search_first_top_k=search_first_top_k(config),
                 tracer=self.tracer,
             ),

@@ -12,11 +12,30 @@ import pytest
 from agentfleet_contract.agentfleet import AgentFleetSpec
 from agentfleet_contract.runtime_config import RuntimeConfig
 
-from agentfleet_runtime.answercheck import ANSWER_FIRST, ANSWER_FIRST_UNANSWERED, says_unanswered, supporting_sources
+from agentfleet_runtime import oneshot
+from agentfleet_runtime.answercheck import (
+    ANSWER_FIRST,
+    ANSWER_FIRST_UNANSWERED,
+    QUOTE_FIRST,
+    Quoted,
+    decline_other,
+    other_subject,
+    quote_problem,
+    quote_source,
+    read_quoted,
+    says_unanswered,
+    supporting_sources,
+)
 from agentfleet_runtime.loop import LoopSettings
-from agentfleet_runtime.tools.registry import answers_first, build_tools, search_first_top_k
+from agentfleet_runtime.tools.registry import (
+    answer_first_prompt,
+    answers_first,
+    build_tools,
+    declines_other_subjects,
+    search_first_top_k,
+)
 from agentfleet_runtime.types import ModelReply, Usage
-from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SEARCH, ScriptedModel, run_task
+from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SEARCH, ScriptedModel, Tools, run_task
 
 # The answer-first call is plain text, as one-shot RAG's; the loop's own calls are JSON decisions.
 FIRST_ANSWER = "ACCESS EXCLUSIVE [source: explicit-locking.html]"
@@ -178,3 +197,122 @@ def test_the_retrieval_tool_the_model_calls_returns_follow_up_top_k_passages():
 
     assert tool({"searchFirst": True, "topK": 5, "followUpTopK": 3}).top_k == 3
     assert tool({"searchFirst": True, "topK": 5}).top_k == 5
+
+
+# -- answerFirstPrompt: how the answer-first call asks ----------------------------------------------
+def test_the_one_shot_form_sends_one_shot_rags_request_itself():
+    model = ScriptedModel([FIRST_ANSWER])
+    outcome, finished, _, _ = run_task(model, first(answer_first_prompt="OneShot"))
+    passages = [
+        {"source": "explicit-locking.html", "score": 0.9, "text": "VACUUM FULL takes an ACCESS EXCLUSIVE lock (0)"}
+    ]
+    assert model.requests[0].messages == oneshot.messages("rag", "Which lock does VACUUM FULL take?", passages)
+    assert finished["answer"] == FIRST_ANSWER
+
+
+QUOTED = 'Quote: "VACUUM FULL takes an ACCESS EXCLUSIVE lock" [source: explicit-locking.html]\nAnswer: ACCESS EXCLUSIVE'
+
+
+def test_a_quote_first_answer_ends_the_task_citing_the_quoted_passage():
+    model = ScriptedModel([QUOTED])
+    outcome, finished, _, _ = run_task(model, first(answer_first_prompt="Quote"))
+    assert model.requests[0].messages[0] == {"role": "system", "content": QUOTE_FIRST}
+    assert finished["answer"] == "ACCESS EXCLUSIVE\n\nSources: explicit-locking.html" and len(model.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        'Quote: "VACUUM FULL takes a SHARE lock on the table"\nAnswer: SHARE',  # a quote no passage holds
+        'Quote: "VACUUM FULL takes an ACCESS EXCLUSIVE lock"\nAnswer: it takes the lock for 30 seconds',  # not quoted
+        "Quote: none\nAnswer: the documentation does not say.",
+    ],
+)
+def test_a_quote_first_answer_that_fails_its_quote_goes_on_with_tools(reply):
+    model = ScriptedModel([reply, SEARCH, ANSWER])
+    outcome, finished, tools, _ = run_task(model, first(answer_first_prompt="Quote"))
+    assert len(model.requests) == 3 and len(tools.calls) == 2 and finished["answer"].startswith("ACCESS EXCLUSIVE")
+
+
+def test_reading_a_quote_first_reply():
+    assert read_quoted(
+        "**Quote:** \u201cThe default is 5min.\u201d [source: a.html]\n**Answer:** 5min [source: a.html]"
+    ) == (Quoted("The default is 5min.", "5min"))
+    assert read_quoted("The default is 5min.") is None  # no Answer line: read as a plain answer
+    shown = [("a.html", "checkpoint_timeout (integer)\nThe default is five\n minutes (5min).")]
+    assert quote_source("the default is five minutes (5min)", shown) == "a.html"
+    assert quote_source("The default is five ... (5min)", shown) == "a.html"
+    assert quote_source("5min", shown) is None  # a value alone is no sentence
+    assert quote_problem(Quoted("The default is five minutes (5min).", "300 seconds"), shown) is None
+    assert quote_problem(Quoted("The default is five minutes (5min).", "10 minutes"), shown) is not None
+
+
+# -- declineOtherSubjects: a value of another thing -------------------------------------------------
+# Passages and answers as the 1.5B's fleet recorded them (e2e/eval/python-library-tasks.yaml).
+SQLITE = [
+    ("sqlite3.html", "cached_statements (int) - The number of statements that sqlite3 should internally cache for "
+     "this connection, to avoid parsing overhead. By default, 128 statements."),
+    ("audit_events.html", "| sqlite3.connect | database | [1] |\n| sqlite3.connect/handle | connection_handle | [1] |"),
+    ("concurrent.futures.html", "Changed in version 3.8: Default value of max_workers is changed to "
+     "min(32, os.cpu_count() + 4). This default value preserves at least 5 workers for I/O bound tasks."),
+]  # fmt: skip
+DEQUE = [
+    ("functions.html", "The key argument specifies a one-argument ordering function like that used for list.sort()."),
+    ("stdtypes.html", "sort() accepts two arguments that can only be passed by keyword (keyword-only arguments):\n\n"
+     "key specifies a function of one argument that is used to extract a comparison key from each list element "
+     "(for example, key=str.lower). The default value (None) means that list items are sorted directly."),
+]  # fmt: skip
+DEADLOCK = [
+    ("runtime-config-locks.html", "## 20.12. Lock Management\n\ndeadlock_timeout (integer)\nThis is the amount of "
+     "time to wait on a lock before checking to see if there is a deadlock condition."),
+    ("runtime-config-locks.html", "If this value is specified without units, it is taken as milliseconds. The "
+     "default is one second (1s), which is probably about the smallest value you would want in practice."),
+]  # fmt: skip
+
+
+def test_a_value_no_passage_naming_the_questions_subject_holds_is_another_things():
+    q = "How many worker threads does sqlite3.connect() start for parallel queries by default?"
+    answer = (
+        "The default number of worker threads that sqlite3.connect() starts is 32.\n\nSources: concurrent.futures.html"
+    )
+    assert other_subject(answer, SQLITE, q) == ["sqlite3.connect()"]
+    q = "What is the default key of collections.deque.sort()?"
+    assert other_subject("The default key of collections.deque.sort() is None. [source: stdtypes.html]", DEQUE, q) == [
+        "collections.deque.sort()"
+    ]
+    # The chunk stating the default is cut from the heading naming the setting: the page names it.
+    q = "What is the default deadlock_timeout?"
+    assert other_subject("The default deadlock_timeout is one second (1s).", DEADLOCK, q) == []
+    assert other_subject("It has no such setting.", SQLITE, "What is sqlite3.connect()'s pool size?") == []  # no value
+    assert other_subject("It is 32.", SQLITE, "How many workers does it start?") == []  # the question names nothing
+
+
+def test_a_first_answer_with_another_things_value_is_declined():
+    model = ScriptedModel(["The default is 30 [source: explicit-locking.html]"])
+
+    class Sqlite(Tools):
+        async def run_step(self, task, n, calls, deadline):
+            out = await super().run_step(task, n, calls, deadline)
+            return [
+                type(o)(o.call_id, o.name, True, "[1] (x.html, score 0.9)\nThe default timeout is 30 s") for o in out
+            ]
+
+    settings = first(decline_other_subjects=True)
+    outcome, finished, _, _ = run_task(model, settings, goal="What is the default timeout of sqlite3.connect()?",
+                                       tools=Sqlite())  # fmt: skip
+    assert finished["answer"] == decline_other(["sqlite3.connect()"]) and len(model.requests) == 1
+    goal = "What is the default timeout of sqlite3.connect()?"
+    outcome, finished, _, _ = run_task(ScriptedModel(["The default is 30 [source: x.html]"]), first(), goal=goal,
+                                       tools=Sqlite())  # fmt: skip
+    assert finished["answer"] == "The default is 30 [source: x.html]"  # off: the answer stands
+
+
+def test_decline_other_subjects_needs_answer_first_and_the_prompt_form_is_read():
+    tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"searchFirst": True, "answerFirst": True,
+              "answerFirstPrompt": "Quote", "declineOtherSubjects": True}}]  # fmt: skip
+    config = RuntimeConfig.model_validate({"tools": tools})
+    assert answer_first_prompt(config) == "Quote" and declines_other_subjects(config)
+    spec = {"modelRef": {"name": "m"}, "redis": {"url": "redis://r:6379"}, "tools": tools}
+    spec["tools"][0]["retrieval"]["answerFirst"] = False
+    with pytest.raises(ValueError, match="declineOtherSubjects needs answerFirst"):
+        AgentFleetSpec.model_validate(spec)

@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import pytest
 
 from agentfleet_runtime.budget import Prices
-from agentfleet_runtime.oneshot import CLOSED_BOOK_PROMPT, RAG_PROMPT, OneShot, messages, serve_lines, view
+from agentfleet_runtime.oneshot import CLOSED_BOOK_PROMPT, OneShot, messages, serve_lines, view
+from agentfleet_runtime.tools.retrieval import RAG_PROMPT
 from agentfleet_runtime.types import ModelReply, Usage
 
 PASSAGES = [
