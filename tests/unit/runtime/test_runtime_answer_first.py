@@ -244,7 +244,9 @@ def test_reading_a_quote_first_reply():
     assert quote_source("The default is five ... (5min)", shown) == "a.html"
     assert quote_source("5min", shown) is None  # a value alone is no sentence
     assert quote_problem(Quoted("The default is five minutes (5min).", "300 seconds"), shown) is None
-    assert quote_problem(Quoted("The default is five minutes (5min).", "10 minutes"), shown) is not None
+    # A value from the neighbouring passage, not the quoted sentence, fails: the quote is what was read.
+    shown.append(("b.html", "checkpoint_warning (integer)\nThe default is 30 seconds (30s)."))
+    assert quote_problem(Quoted("The default is five minutes (5min).", "30 seconds"), shown) is not None
 
 
 # -- declineOtherSubjects: a value of another thing -------------------------------------------------
