@@ -264,10 +264,12 @@ QUOTE_FIRST = (
     "passage's head line shows it. Then give the answer on the next line as: Answer: ANSWER. If no passage states "
     "the answer, write only: Answer: the documentation does not say."
 )
-_QUOTE_LINE = re.compile(r"^[\s*_#>-]*quote[*_]*\s*:[*_]*\s*(?P<quote>.+?)\s*$", re.I | re.M)
-_ANSWER_LINE = re.compile(r"^[\s*_#>-]*answer[*_]*\s*:[*_]*\s*(?P<answer>.*)", re.I | re.M | re.S)
-_SOURCE_TAG = re.compile(r"\[source:[^\]]*\]", re.I)
+_QUOTE_HEAD = re.compile(r"^[\s*_#>-]*quote[*_]*\s*:[*_]*", re.I | re.M)
+_ANSWER_HEAD = re.compile(r"(?:^|(?<=[\s,;.\"'\]*_]))answer[*_]*\s*:[*_]*", re.I | re.M)
+_TAG = re.compile(r"\[[^\]\n]*\]")  # [source: x.html], or the [x.html] a small model writes instead
 _ELLIPSIS = re.compile(r"\s*(?:\.\.\.|\u2026)\s*")
+_TOKEN = re.compile(r"[\w%]+(?:[.,][\w%]+)*")
+QUOTE_OVERLAP = 0.75  # the share of the quote's word triples a passage must hold: a copy, give or take a word
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,47 +280,61 @@ class Quoted:
     answer: str
 
 
+def _clean(text: str) -> str:
+    return _TAG.sub("", text).strip(" \t\n*_,;\"'`\u201c\u201d")
+
+
 def read_quoted(reply: str) -> Quoted | None:
-    """The quote and the answer of a quote-first reply (its [source: ...] tags left out: the citation
-    is the quote's passage); None when it has no "Answer:" line (the reply is then read as a plain
-    answer)."""
-    a = _ANSWER_LINE.search(reply)
+    """The quote and the answer of a quote-first reply, their [source] tags left out (the citation is
+    the quote's passage). A reply with a quote and no "Answer:" answers with its quote; None when it
+    has neither (it is then read as a plain answer)."""
+    q = _QUOTE_HEAD.search(reply)
+    a = _ANSWER_HEAD.search(reply, q.end() if q else 0)
     if a is None:
-        return None
-    q = _QUOTE_LINE.search(reply[: a.start()])
-    quote = _SOURCE_TAG.sub("", q.group("quote")).strip().strip("\"'`\u201c\u201d").strip() if q else ""
-    return Quoted(quote, _SOURCE_TAG.sub("", a.group("answer")).strip())
+        return Quoted(_clean(reply[q.end() :]), _clean(reply[q.end() :])) if q else None
+    quote = _clean(reply[q.end() : a.start()]) if q else ""
+    return Quoted(quote, _TAG.sub("", reply[a.end() :]).strip())
 
 
-def _flat(text: str) -> str:
-    return " ".join(text.split()).casefold()
+def _triples(text: str) -> set[tuple[str, ...]]:
+    words = _TOKEN.findall(text.casefold())
+    return {tuple(words[i : i + 3]) for i in range(max(1, len(words) - 2))}
 
 
 def quote_source(quote: str, passages: Iterable[tuple[str, str]]) -> str | None:
-    """The source of the passage that holds the quote word for word (whitespace and case aside; an
-    elided quote, "A ... B", when one passage holds every part), else None."""
-    parts = [_flat(p).strip(" .") for p in _ELLIPSIS.split(quote)]
-    parts = [p for p in parts if p]
-    if not parts or sum(len(p) for p in parts) < 12:  # a word or two is no sentence
+    """The source of the passage that holds the quote: word for word give or take a word (at least
+    QUOTE_OVERLAP of its word triples, a page's passages read as one text; of an elided quote,
+    "A ... B", those of its parts), the
+    passage holding the most when several do; else None. A phrase under 4 words is no sentence."""
+    if len(_TOKEN.findall(quote)) < 4:
         return None
-    for source, text in passages:
-        flat = _flat(text)
-        if all(p in flat for p in parts):
-            return source
-    return None
+    parts = [p for p in _ELLIPSIS.split(quote) if len(_TOKEN.findall(p)) >= 3] or [quote]
+    mine = set().union(*(_triples(p) for p in parts))
+    pages: dict[str, str] = {}
+    for source, text in passages:  # a page's passages together: a sentence may run over a chunk's end
+        pages[source] = f"{pages[source]}\n{text}" if source in pages else text
+    best, share = None, QUOTE_OVERLAP
+    for source, text in pages.items():
+        held = len(mine & _triples(text)) / len(mine)
+        if held >= share and (best is None or held > share):
+            best, share = source, held
+    return best
 
 
 def quote_problem(quoted: Quoted, passages: list[tuple[str, str]], question: str = "") -> str | None:
     """Why a quote-first reply does not end the task, else None: its answer says the passages lack
-    the answer, its quote is in no passage, or its answer states a value the quote does not hold."""
+    the answer, its quote is in no passage, or its answer states a value the quote (and the quoted
+    passage) does not hold."""
     if says_unanswered(quoted.answer):
         return ANSWER_FIRST_UNANSWERED
-    if quote_source(quoted.quote, passages) is None:
+    source = quote_source(quoted.quote, passages)
+    if source is None:
         return (
             f"the sentence you quoted, {quoted.quote[:200]!r}, is in no passage above. Search for the passage that "
             "states the answer, or answer that the documents do not say."
         )
-    values = unsupported(quoted.answer, [quoted.quote], question)
+    held = [text for s, text in passages if s == source]
+    values = unsupported(quoted.answer, [quoted.quote], question) or unsupported(quoted.answer, held, question)
     return check_problem(values) if values else None
 
 
@@ -339,7 +355,7 @@ def other_subject(answer: str, passages: Iterable[tuple[str, str]], question: st
     names = [n for n in question_names(question, subject) if _IDENTIFIER.fullmatch(n)]
     if not names:
         return []
-    body, asked = _SOURCES.sub("", _SOURCE_TAG.sub("", answer)), quantities(question)
+    body, asked = _SOURCES.sub("", _TAG.sub("", answer)), quantities(question)
     values = [q for q in quantities(body) if not any(q.same(k) for k in asked)]
     words = [v for v in [*quoted(body), *_LITERAL.findall(body)] if v.casefold() not in question.casefold()]
     if not values and not words:

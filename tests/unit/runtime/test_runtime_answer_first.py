@@ -238,10 +238,18 @@ def test_reading_a_quote_first_reply():
     assert read_quoted(
         "**Quote:** \u201cThe default is 5min.\u201d [source: a.html]\n**Answer:** 5min [source: a.html]"
     ) == (Quoted("The default is 5min.", "5min"))
-    assert read_quoted("The default is 5min.") is None  # no Answer line: read as a plain answer
+    assert read_quoted("The default is 5min.") is None  # neither line: read as a plain answer
+    # The 1.5B's own forms: a bare [page] tag, the answer on the quote's line, a quote without an answer.
+    assert read_quoted('Quote: "The size is 8 kB" [page.html], Answer: 8 kB') == Quoted("The size is 8 kB", "8 kB")
+    assert read_quoted('Quote: "It defaults to replica." [wal.html]') == Quoted(*["It defaults to replica."] * 2)
     shown = [("a.html", "checkpoint_timeout (integer)\nThe default is five\n minutes (5min).")]
     assert quote_source("the default is five minutes (5min)", shown) == "a.html"
     assert quote_source("The default is five ... (5min)", shown) == "a.html"
+    # A sentence copied over a chunk's end: the page's passages are read as one text.
+    page = [DEADLOCK[1], ("other.html", "The default is 30 seconds (30s)."), DEADLOCK[0]]
+    copied = "deadlock_timeout (integer) This is the amount of time to wait on a lock. The default is one second (1s)"
+    assert quote_source(copied, page) == "runtime-config-locks.html"
+    assert quote_source("The default is ten minutes (10min).", shown) is None
     assert quote_source("5min", shown) is None  # a value alone is no sentence
     assert quote_problem(Quoted("The default is five minutes (5min).", "300 seconds"), shown) is None
     # A value from the neighbouring passage, not the quoted sentence, fails: the quote is what was read.
