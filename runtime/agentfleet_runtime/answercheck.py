@@ -293,7 +293,8 @@ def read_quoted(reply: str) -> Quoted | None:
     if a is None:
         return Quoted(_clean(reply[q.end() :]), _clean(reply[q.end() :])) if q else None
     quote = _clean(reply[q.end() : a.start()]) if q else ""
-    return Quoted(quote, _TAG.sub("", reply[a.end() :]).strip())
+    later = _QUOTE_HEAD.search(reply, a.end())  # a second quote after the answer is not part of it
+    return Quoted(quote, _TAG.sub("", reply[a.end() : later.start() if later else len(reply)]).strip())
 
 
 def _triples(text: str) -> set[tuple[str, ...]]:

@@ -241,6 +241,8 @@ def test_reading_a_quote_first_reply():
     assert read_quoted("The default is 5min.") is None  # neither line: read as a plain answer
     # The 1.5B's own forms: a bare [page] tag, the answer on the quote's line, a quote without an answer.
     assert read_quoted('Quote: "The size is 8 kB" [page.html], Answer: 8 kB') == Quoted("The size is 8 kB", "8 kB")
+    two = 'Quote: "The default is 10." [a.html]\nAnswer: 10\nQuote: "wal_level defaults to replica." [b.html]'
+    assert read_quoted(two) == Quoted("The default is 10.", "10")
     assert read_quoted('Quote: "It defaults to replica." [wal.html]') == Quoted(*["It defaults to replica."] * 2)
     shown = [("a.html", "checkpoint_timeout (integer)\nThe default is five\n minutes (5min).")]
     assert quote_source("the default is five minutes (5min)", shown) == "a.html"
