@@ -243,6 +243,17 @@ def small_model_settings(objs: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
+def with_corpus(objs: list[dict[str, Any]], name: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The example's objects with an evaluation corpus's VectorIndex source and AgentFleet settings
+    (e2e/eval/corpus.py), or unchanged for the demo corpus; and what was changed. Pure."""
+    corpus = CORPORA.get(name)
+    if not corpus:
+        return objs, []
+    swap = {"VectorIndex": corpus.with_source, "AgentFleet": corpus.with_fleet}
+    note = f"VectorIndex source and AgentFleet settings -> {corpus.title}'s ({corpus.objects.relative_to(ROOT)})"
+    return [swap[o["kind"]](o) if o["kind"] in swap else o for o in objs], [note]
+
+
 # --- the driver -------------------------------------------------------------------------------------
 
 
@@ -298,6 +309,8 @@ class Demo:
         self.pods: dict[str, tuple[str, str, int]] | None = (
             None  # replica -> (pod, local pod IP, port) with EndpointSlice discovery
         )
+        # On the real node: the VectorIndex sources as volumes of the node (onnode.Node.corpus_claims).
+        self.on_node_sources: Callable[[list[dict[str, Any]]], list[str]] | None = None
         self.env = {**os.environ, "KUBECONFIG": self.kc.kubeconfig, "PYTHONUNBUFFERED": "1"}
         self.env["PYTHONPATH"] = source_path(os.environ.get("PYTHONPATH"))
 
@@ -521,14 +534,10 @@ class Demo:
             notes += small_model_settings(objs)
         if self.args.scenario == "burst":
             notes += burst.with_burst_autoscaling(objs)
-        corpus = CORPORA.get(self.args.corpus)
-        if corpus:
-            swap = {"VectorIndex": corpus.with_source, "AgentFleet": corpus.with_fleet}
-            objs = [swap[o["kind"]](o) if o["kind"] in swap else o for o in objs]
-            notes.append(
-                f"VectorIndex source and AgentFleet settings -> {corpus.title}'s "
-                f"({corpus.directory}, {corpus.objects.relative_to(ROOT)})"
-            )
+        objs, corpus_notes = with_corpus(objs, self.args.corpus)
+        notes += corpus_notes
+        if self.on_node_sources:
+            notes += self.on_node_sources(objs)
         for n in notes:
             say(f"  {n}")
         # The example's VectorIndex reads a ConfigMap of documents: it holds the sample corpus.
@@ -1071,11 +1080,6 @@ def cmd_up(args: argparse.Namespace) -> int:
                 "--on node needs the cluster's real node (e2e/cluster.sh with AGENTFLEET_REAL_NODE=1, the default); "
                 "--on processes runs the fleet as local processes beside kwok nodes"
             )
-        if args.model != "sim" or args.corpus != "demo":
-            raise SystemExit(
-                f"--on node runs --model sim with the demo corpus; --model {args.model} --corpus {args.corpus} "
-                "runs with --on processes (its model servers and corpora are not on the real node yet)"
-            )
         say(f"== agentfleet demo in namespace {demo.ns} on the real node (model: {args.model}); logs in {demo.dir}")
         (demo.dir / ON_NODE).write_text(args.namespace + "\n")
         return onnode.up(demo, info, t_start)
@@ -1478,8 +1482,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         args.namespace = args.namespace or "agentfleet-demo"
         if args.on is None:
-            on_node = args.model == "sim" and args.corpus == "demo" and bool(cluster_info().get("real_node"))
-            args.on = "node" if on_node else "processes"
+            args.on = "node" if cluster_info().get("real_node") else "processes"
         try:
             return cmd_up(args)
         except RuntimeError as e:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -45,9 +46,11 @@ from agentfleet.render.agentfleet import (
     api_token_secret_name,
 )
 from e2e.demo import burst, prom
+from e2e.eval.corpus import CORPORA
 from e2e.harness import realnode
 from e2e.harness.cluster import Cluster, poll
-from e2e.harness.installers import ensure_prometheus
+from e2e.harness.installers import ensure_prometheus, smollm_gguf
+from e2e.harness.llama_server import CONTEXT_PER_SLOT
 from e2e.harness.nodenet import forward_into_netns
 
 GPUS = 8  # the real node's GPUs for the placement: the example's 2 replicas and the autoscaler's 6 at most
@@ -112,6 +115,38 @@ def localize_for_node(
                 f"agent), {ENGINE_RESOURCES['cpu']} CPU, placement on the real node, autoscaling.prometheusURL "
                 f"{prometheus_url}"
             )
+    return notes
+
+
+# A real model on CPU (--model qwen|smollm2): llama-server's slots and each slot's context, as the
+# process servers had them (e2e/harness/llama_server.py), and room for the weights, the slots' KV cache
+# (the 1.5B: 28 KiB a token, 0.9 GiB for 4 x 8192) and llama.cpp's buffers.
+LLAMA_SLOTS = 4
+LLAMA_ENGINE = {"cpu": "100m", "memory": "3Gi", "maxNumSeqs": LLAMA_SLOTS, "maxModelLen": CONTEXT_PER_SLOT}
+MODEL_CLAIM = "model-files"  # the claim of the node's directory holding the model's files
+
+
+def serve_model(
+    objs: list[dict[str, Any]], image: str, model_file: str, env: dict[str, str], engine: dict[str, Any]
+) -> list[str]:
+    """The ModelReplicaSet serving a real model on the node (changed in place): ``model.name`` the file
+    (or directory) MODEL_FILE on the claim MODEL_CLAIM (``pvc://``, which the operator mounts read-only),
+    the engine IMAGE with ENV and ENGINE's settings; replicas fixed at the example's count, since a
+    replica added on the node's 2 cores adds no capacity. Returns what was changed. Pure."""
+    notes = []
+    for o in objs:
+        if o["kind"] != "ModelReplicaSet":
+            continue
+        spec, name = o["spec"], o["metadata"]["name"]
+        spec["model"] = {**spec["model"], "name": f"pvc://{MODEL_CLAIM}/{model_file}"}
+        spec["engine"].update({"image": image, **engine})
+        spec["engine"]["env"] = [{"name": k, "value": v} for k, v in env.items()]
+        if (spec.get("autoscaling") or {}).get("enabled"):
+            spec["autoscaling"]["maxReplicas"] = spec["autoscaling"]["minReplicas"] = spec.get("replicas", 1)
+        notes.append(
+            f"ModelReplicaSet/{name} spec.model.name {spec['model']['name']} (a read-only volume of the node), "
+            f"spec.engine.image {image} {engine} env {env}; autoscaling held at {spec.get('replicas', 1)} replicas"
+        )
     return notes
 
 
@@ -204,6 +239,29 @@ class Node:
             f"{time.monotonic() - t0:.1f}s ({image})"
         )
 
+    def corpus_claims(self, objs: list[dict[str, Any]]) -> list[str]:
+        """Each VectorIndex that reads an evaluation corpus's volume (its ``persistentVolumeClaim``
+        source) gets that claim, bound to the corpus's directory on the node (installed by apt-get when
+        missing), read from its root: the ingestion Job's pod mounts it read-only. Returns notes."""
+        corpus = CORPORA.get(self.demo.args.corpus)
+        notes = []
+        for o in objs:
+            claim = (o["spec"].get("source") or {}).get("persistentVolumeClaim") if o["kind"] == "VectorIndex" else None
+            if not claim or not corpus:
+                continue
+            directory = corpus.ensure()
+            realnode.host_dir_claim(self.cluster, self.ns, claim["claimName"], directory)
+            claim["path"] = "/"
+            notes.append(
+                f"VectorIndex/{o['metadata']['name']} spec.source.persistentVolumeClaim {claim['claimName']}: "
+                f"a read-only PersistentVolume of {directory} on the node (path /)"
+            )
+        return notes
+
+    def model_claim(self, directory: Path) -> None:
+        """The claim MODEL_CLAIM: the node's DIRECTORY holding the model's files, read-only."""
+        realnode.host_dir_claim(self.cluster, self.ns, MODEL_CLAIM, directory)
+
     def wait_pods_ready(self, what: str, selector: str, timeout: float = 300) -> list[dict[str, Any]]:
         def up() -> list[dict[str, Any]] | None:
             if crash := realnode.crash_loops(self.cluster, self.ns):
@@ -292,6 +350,45 @@ def say(msg: str = "") -> None:
     print(msg, flush=True)
 
 
+MODEL_NOTES = {
+    "qwen": "{gguf} on llama.cpp's llama-server in each replica's pod (the llama engine image), CPU, {threads} "
+    "thread(s) each, served as {served!r}: every decision (search, delegate, answer) is the model's, as JSON "
+    "decisions (spec.decisions.mode JSONSchema)",
+    "smollm2": "{gguf} on llama.cpp's llama-server in each replica's pod (the llama engine image), CPU, {threads} "
+    "thread(s) each, served as {served!r}: a real model, its own decisions (a 135M model rarely writes a valid "
+    "tool call)",
+    "vllm": "vLLM in each replica's pod ({image}) on the node's GPU, serving {gguf} as {served!r} (untested here: "
+    "this machine has no GPU)",
+}
+
+
+def real_model(node: Node, docs: list[dict[str, Any]], project: str) -> tuple[list[str], str]:
+    """--model qwen|smollm2|vllm: the model's files as a read-only volume of the node and the
+    ModelReplicaSet serving them from the engine image that runs the rendered ``vllm serve`` command:
+    llama-server behind e2e/node/vllm_llama.py for the GGUFs, vLLM's own image (untested: no GPU here)
+    for --model vllm. Returns the notes and what answers (MODEL_NOTES)."""
+    from e2e.harness import llama_server
+
+    model = node.demo.args.model
+    mrs = next(d for d in docs if d["kind"] == "ModelReplicaSet")
+    served = mrs["spec"]["model"].get("servedName") or mrs["spec"]["model"]["name"].split("/")[-1]
+    replicas = int(mrs["spec"].get("replicas", 1))
+    if model == "vllm":
+        weights, image = Path(os.environ["AGENTFLEET_DEMO_VLLM_MODEL"]), os.environ["AGENTFLEET_DEMO_VLLM_IMAGE"]
+        node.model_claim(weights)
+        note = MODEL_NOTES[model].format(image=image, gguf=weights.name, served=served, threads=0)
+        return serve_model(docs, image, "", {}, {"cpu": "4", "memory": "32Gi"}), note
+    gguf = Path(llama_server.ensure_model()) if model == "qwen" else smollm_gguf()
+    t0 = time.monotonic()
+    image = realnode.llama_engine_image(node.cluster, project, llama_server.ensure_binary())
+    say(f"  llama engine image {image} (e2e/node/engine-llama.Containerfile): {time.monotonic() - t0:.1f}s")
+    node.model_claim(gguf.parent)
+    # The replicas share the node's cores: split them rather than oversubscribe.
+    threads = max(1, (os.cpu_count() or 1) // replicas)
+    note = MODEL_NOTES[model].format(image=image, gguf=gguf.name, served=served, threads=threads)
+    return serve_model(docs, image, gguf.name, {"AGENTFLEET_LLAMA_THREADS": str(threads)}, LLAMA_ENGINE), note
+
+
 def up(demo, info: dict[str, Any], t_start: float) -> int:  # type: ignore[no-untyped-def]
     """The fleet on the real node, then the driver's tasks and report (driver.finish)."""
     from e2e.demo import driver
@@ -324,6 +421,11 @@ def up(demo, info: dict[str, Any], t_start: float) -> int:  # type: ignore[no-un
         prometheus_url=prometheus_url,
         sim_engine=sim_engine(mrs_doc, demo.args.scenario),
     )
+    model_note = SCRIPTED_NOTE
+    if demo.args.model != "sim":
+        more, model_note = real_model(node, docs, images["project"])
+        notes += more
+    demo.on_node_sources = node.corpus_claims
     objs = demo.apply_objects(docs, notes)
     af, mrs_doc, vi_doc = objs["AgentFleet"], objs["ModelReplicaSet"], objs["VectorIndex"]
     fleet, mrs_name, vi_name = af["metadata"]["name"], mrs_doc["metadata"]["name"], vi_doc["metadata"]["name"]
@@ -335,7 +437,7 @@ def up(demo, info: dict[str, Any], t_start: float) -> int:  # type: ignore[no-un
     for name, url in endpoints.items():
         say(f"  {name} -> {url}")
     say(f"== ingestion into VectorIndex {vi_name}: the operator's Job, as a pod")
-    st = node.indexed(vi_name)
+    st = node.indexed(vi_name, driver.INGEST_TIMEOUT[demo.args.corpus])
     ing = st.get("ingestion") or {}
     say(
         f"  Job {ing.get('jobName')}: {ing.get('documentsDone')}/{ing.get('documentsTotal')} documents, "
@@ -367,7 +469,7 @@ def up(demo, info: dict[str, Any], t_start: float) -> int:  # type: ignore[no-un
         result = driver.finish(
             demo,
             driver.Fleet(
-                api, token, af, mrs, placements, endpoints, node.worker_metrics(fleet), SCRIPTED_NOTE, aliases, routing,
+                api, token, af, mrs, placements, endpoints, node.worker_metrics(fleet), model_note, aliases, routing,
                 node.scrape,
             ),
             t_start,
@@ -389,6 +491,14 @@ def down(state_dir: Path, ns: str, info: dict[str, Any]) -> list[str]:
         cluster.run("-n", ns, "delete", "pods", "--all", "--grace-period=0", "--force", check=False, timeout=120)
         cluster.run("wait", "--for=delete", f"namespace/{ns}", "--timeout=180s", check=False, timeout=200)
         done.append(f"namespace {ns} and helm release {release(ns)}")
+    # The read-only volumes of the node's directories (the model's files, a corpus): kept by their
+    # Retain policy, so deleted by name; the directories themselves are the machine's and stay.
+    pvs = cluster.run("get", "pv", "-o", "json", check=False).stdout
+    for pv in json.loads(pvs or '{"items": []}')["items"]:
+        ref = pv["spec"].get("claimRef") or {}
+        if ref.get("namespace") == ns and "hostPath" in pv["spec"]:
+            cluster.run("delete", "pv", pv["metadata"]["name"], "--ignore-not-found", check=False)
+            done.append(f"PersistentVolume {pv['metadata']['name']} ({pv['spec']['hostPath']['path']})")
     name = f"{ns}-redis"
     if "deleted" in cluster.run("delete", "pv", name, "--ignore-not-found", check=False).stdout:
         done.append(f"PersistentVolume {name}")
