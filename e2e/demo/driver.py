@@ -1172,16 +1172,18 @@ def finish(demo: Demo, fleet: Fleet, t_start: float) -> int:
     retrieval_tool = next(t["name"] for t in tools if t.get("type") == "Retrieval")
     spawn_tool = next((t["name"] for t in tools if t.get("type") == "Spawn"), None)
     if args.tasks == 0 and args.scenario is None:
+        # On the real node the runtime config for this machine is the one with its forwards (onnode.local_runtime).
+        runtime = demo.dir / ("runtime.local.yaml" if (demo.dir / "runtime.local.yaml").exists() else "runtime.yaml")
         say(f"== the fleet is up; no sample tasks (--tasks 0). Evaluate it through its task API {api}:")
         say(
             f"  agentfleet eval {CORPORA.get(args.corpus, CORPORA['postgres']).tasks.relative_to(ROOT)} "
             f"--part heldout --api {api} "
             f"--token-file {demo.dir / 'api-tokens'} --fleet {af['metadata']['name']} -n {demo.ns} "
-            f"--kubeconfig {demo.kc.kubeconfig} --runtime-config {demo.dir / 'runtime.yaml'}"
+            f"--kubeconfig {demo.kc.kubeconfig} --runtime-config {runtime}"
             "  # + closed-book and one-shot RAG on the same model and index"
         )
         say(
-            f"  (local variants: --runtime-config {demo.dir / 'runtime.yaml'} --compare retrieval.topK=3,8 "
+            f"  (local variants: --runtime-config {runtime} --compare retrieval.topK=3,8 "
             "instead of --api/--token-file)"
         )
         return 0

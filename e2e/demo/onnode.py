@@ -31,8 +31,9 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -41,9 +42,11 @@ from agentfleet.render.agentfleet import (
     COMPONENT_LABEL,
     FLEET_LABEL,
     METRICS_PORT,
+    REDIS_PASSWORD_KEY,
     TOKEN_KEY,
     api_name,
     api_token_secret_name,
+    redis_secret_name,
 )
 from e2e.demo import burst, prom
 from e2e.eval.corpus import CORPORA
@@ -51,7 +54,7 @@ from e2e.harness import realnode
 from e2e.harness.cluster import Cluster, poll
 from e2e.harness.installers import ensure_prometheus, smollm_gguf
 from e2e.harness.llama_server import CONTEXT_PER_SLOT
-from e2e.harness.nodenet import forward_into_netns
+from e2e.harness.ports import port_open
 
 GPUS = 8  # the real node's GPUs for the placement: the example's 2 replicas and the autoscaler's 6 at most
 
@@ -334,12 +337,88 @@ class Node:
                 pages.append(body.decode(errors="replace"))
         return pages
 
+    def forwards(self, api_ip: str, api_port: int, endpoints: dict[str, str], redis_url: str) -> tuple[str, Forwards]:
+        """Ports on 127.0.0.1 into the node's namespace, held by a process that outlives `up`
+        (e2e/demo/forward.py): the task API Service, Milvus and the fleet's Redis Services, and each
+        replica's pod. Returns the task API's local URL and the local addresses of the others."""
+        milvus = self.cluster.json("-n", self.ns, "get", "service", "milvus")["spec"]["clusterIP"]
+        targets = {"api": f"{api_ip}:{api_port}", "milvus": f"{milvus}:{realnode.MILVUS_PORT}"}
+        # The fleet's Redis by its Service's name (redis://NAME.NS.svc:PORT/DB), as the workers find it.
+        host, _, port = urllib.parse.urlsplit(redis_url).netloc.rpartition("@")[2].partition(":")
+        redis = self.cluster.json("-n", self.ns, "get", "service", host.split(".")[0])["spec"]["clusterIP"]
+        targets["redis"] = f"{redis}:{port or 6379}"
+        for i, url in enumerate(endpoints.values()):
+            targets[f"replica-{i}"] = url.split("//", 1)[1].split("/", 1)[0]
+
+        def command(ports: dict[str, int]) -> list[str]:
+            routes = [a for name, to in targets.items() for a in ("--route", f"{ports[name]}={to}")]
+            return [sys.executable, "-m", "e2e.demo.forward", "--netns", self.netns, *routes]
+
+        meta = self.demo.start(
+            "forward",
+            {"targets": targets, "netns": self.netns},
+            command,
+            list(targets),
+            lambda m: all(port_open(m["ports"][name]) for name in targets),
+        )
+        ports = meta["ports"]
+        local = Forwards(
+            milvus=f"http://127.0.0.1:{ports['milvus']}",
+            redis=f"redis://127.0.0.1:{ports['redis']}/{urllib.parse.urlsplit(redis_url).path.strip('/') or 0}",
+            replicas=[f"http://127.0.0.1:{ports[f'replica-{i}']}/v1" for i in range(len(endpoints))],
+        )
+        return f"http://127.0.0.1:{ports['api']}", local
+
+    def redis_password(self, fleet: str) -> str | None:
+        """The password of the fleet's own Redis (its Secret), None when the fleet names a Redis URL."""
+        secret = self.cluster.run("-n", self.ns, "get", "secret", redis_secret_name(fleet), "-o", "json", check=False)
+        if secret.returncode != 0:
+            return None
+        return base64.b64decode(json.loads(secret.stdout)["data"][REDIS_PASSWORD_KEY]).decode()
+
     def runtime_yaml(self, fleet: str) -> Path:
         """The runtime config the operator rendered for the workers (its ConfigMap), kept for reference."""
         cm = self.cluster.json("-n", self.ns, "get", "configmap", f"{fleet}-runtime")
         path = self.demo.dir / "runtime.yaml"
         path.write_text(cm["data"]["runtime.yaml"])
         return path
+
+
+class Forwards(NamedTuple):
+    """This machine's ways into the node's namespace (Node.forwards)."""
+
+    milvus: str
+    redis: str
+    replicas: list[str]  # each replica's OpenAI base URL
+
+
+# The model call settings the AgentFleet spec does not carry, for a fleet's runtime run on this
+# machine against a real model on CPU: a decision or a cited answer, and room for a slow step.
+LOCAL_MODEL_SETTINGS = {"qwen": {"maxOutputTokens": 320, "timeoutSeconds": 180}, "smollm2": {"maxOutputTokens": 256}}
+
+
+def local_runtime(
+    doc: dict[str, Any], local: Forwards, tokens: Path, model: str, redis_password: str | None
+) -> dict[str, Any]:
+    """The fleet's runtime config (its ConfigMap's runtime.yaml) as a task API and workers on this
+    machine run it: the replicas, Milvus and Redis at their forwarded ports, the replicas as static
+    endpoints (the pods' EndpointSlices name addresses this machine does not reach), listening on
+    127.0.0.1 with the demo's tokens, with the Redis password the pods get from the fleet's Secret. Pure."""
+    from agentfleet_contract.runtime_config import RuntimeConfig
+
+    out = json.loads(json.dumps(doc))
+    out["model"] = {**out.get("model", {}), "baseUrl": local.replicas[0], **LOCAL_MODEL_SETTINGS.get(model, {})}
+    out["modelRouting"]["primary"]["endpoints"] = local.replicas
+    out["redisUrl"] = local.redis
+    if redis_password:
+        out["redisPassword"] = redis_password
+    if out.get("retrieval"):
+        out["retrieval"]["uri"] = local.milvus
+        out["retrieval"].setdefault("vectorIndex", {}).setdefault("milvus", {})["uri"] = local.milvus
+    out["listenHost"] = "127.0.0.1"
+    out.setdefault("api", {})["tokensFile"] = str(tokens)
+    RuntimeConfig.model_validate(out)
+    return out
 
 
 def wait_for(predicate, timeout: float, desc: str, interval: float = 1.0):  # type: ignore[no-untyped-def]
@@ -462,19 +541,23 @@ def up(demo, info: dict[str, Any], t_start: float) -> int:  # type: ignore[no-un
     say(f"  VectorIndex {vi_name}: {rows} rows (status.rowCount, read by the operator from Milvus)")
     ip, port, token = node.api(fleet)
     (demo.dir / "api-tokens").write_text(token + "\n")
-    with forward_into_netns(node.netns, ip, port) as local:
-        api = f"http://127.0.0.1:{local}"
-        say(f"== the task API: Service {api_name(fleet)} ({ip}:{port}), reached here at {api}")
-        routing = f"EndpointSlice discovery of Service {mrs_name}-replicas as ServiceAccount {fleet} (the worker pods)"
-        result = driver.finish(
-            demo,
-            driver.Fleet(
-                api, token, af, mrs, placements, endpoints, node.worker_metrics(fleet), model_note, aliases, routing,
-                node.scrape,
-            ),
-            t_start,
-        )  # fmt: skip
-    say(f"  the task API from this machine: kubectl port-forward -n {ns} service/{api_name(fleet)} {API_PORT}")
+    runtime = yaml.safe_load(node.runtime_yaml(fleet).read_text())
+    api, local = node.forwards(ip, port, endpoints, runtime["redisUrl"])
+    say(f"== the task API: Service {api_name(fleet)} ({ip}:{port}), reached here at {api} (e2e/demo/forward.py)")
+    path = demo.dir / "runtime.local.yaml"
+    path.touch(mode=0o600)  # it holds the fleet's Redis password
+    local_doc = local_runtime(runtime, local, demo.dir / "api-tokens", demo.args.model, node.redis_password(fleet))
+    path.write_text(yaml.safe_dump(local_doc))
+    say(f"  the fleet's runtime config with this machine's forwards: {path} (agentfleet eval --runtime-config)")
+    routing = f"EndpointSlice discovery of Service {mrs_name}-replicas as ServiceAccount {fleet} (the worker pods)"
+    result = driver.finish(
+        demo,
+        driver.Fleet(
+            api, token, af, mrs, placements, endpoints, node.worker_metrics(fleet), model_note, aliases, routing,
+            node.scrape,
+        ),
+        t_start,
+    )  # fmt: skip
     return result
 
 

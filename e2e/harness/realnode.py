@@ -219,8 +219,11 @@ def local_volume(cluster, node: dict, name: str, size: str = "20Gi") -> None:
     999) writes there only through its fsGroup, which the kubelet applies to local volumes (not to
     hostPath ones)."""
     path = Path(node["volumes"]) / name
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o755)
+    if not path.exists():
+        # Only when new: the kubelet has since given a volume in use to its pod's fsGroup (g+w),
+        # and a second `up` resetting the mode left Redis unable to write its snapshots.
+        path.mkdir(parents=True)
+        path.chmod(0o755)
     on_node = {"key": "kubernetes.io/hostname", "operator": "In", "values": [node["name"]]}
     pv = {
         "apiVersion": "v1",
