@@ -147,8 +147,9 @@ def serve_model(
         if (spec.get("autoscaling") or {}).get("enabled"):
             spec["autoscaling"]["maxReplicas"] = spec["autoscaling"]["minReplicas"] = spec.get("replicas", 1)
         notes.append(
-            f"ModelReplicaSet/{name} spec.model.name {spec['model']['name']} (a read-only volume of the node), "
-            f"spec.engine.image {image} {engine} env {env}; autoscaling held at {spec.get('replicas', 1)} replicas"
+            f"ModelReplicaSet/{name}, instead of the simulator: spec.model.name {spec['model']['name']} "
+            f"(a read-only volume), spec.engine.image {image} {engine} env {env}; autoscaling held at "
+            f"{spec.get('replicas', 1)} replicas"
         )
     return notes
 
@@ -504,8 +505,7 @@ def up(demo, info: dict[str, Any], t_start: float) -> int:  # type: ignore[no-un
     if demo.args.model != "sim":
         more, model_note = real_model(node, docs, images["project"])
         notes += more
-    demo.on_node_sources = node.corpus_claims
-    objs = demo.apply_objects(docs, notes)
+    objs = demo.apply_objects(docs, notes, node.corpus_claims)
     af, mrs_doc, vi_doc = objs["AgentFleet"], objs["ModelReplicaSet"], objs["VectorIndex"]
     fleet, mrs_name, vi_name = af["metadata"]["name"], mrs_doc["metadata"]["name"], vi_doc["metadata"]["name"]
     say(f"== model replicas placed by the operator (ModelReplicaSet {mrs_name}), as pods of the engine image")
