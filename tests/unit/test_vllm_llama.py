@@ -4,9 +4,9 @@ ModelReplicaSet, as llama-server's flags."""
 from __future__ import annotations
 
 import yaml
+from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 
 from agentfleet.render.vllm import vllm_args
-from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 from e2e.demo.driver import EXAMPLE
 from e2e.demo.onnode import LLAMA_ENGINE, MODEL_CLAIM, serve_model
 from e2e.node.vllm_llama import BINARY, llama_args
