@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from agentfleet.render.agentfleet import COMPONENT_LABEL, FLEET_LABEL
+from e2e.harness import realnode
 from e2e.harness.procs import alive
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,8 +108,8 @@ def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp
 
         # Every pod the fleet needs ran on the real node, in containers: the chart's operator, Milvus,
         # the AgentFleet's Redis, task API and two workers, the replicas and the ingestion Job.
-        assert set(pids) == {"prometheus", "pod-discovery"}, (
-            f"the fleet runs as pods; only Prometheus runs here: {pids}"
+        assert set(pids) == {"prometheus", "pod-discovery", "forward"}, (
+            f"the fleet runs as pods; only Prometheus and the port forwards run here: {pids}"
         )
         on_real_node(cluster, namespace, "app.kubernetes.io/component=operator")
         on_real_node(cluster, namespace, "app.kubernetes.io/name=milvus")
@@ -171,6 +172,41 @@ def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp
     assert not list((state / "demo" / namespace).glob("*.json"))
     assert cluster.run("get", "namespace", namespace, check=False).returncode != 0, "down left the namespace"
     assert cluster.run("get", "pv", f"{namespace}-redis", check=False).returncode != 0, "down left the Redis volume"
+
+
+def test_demo_with_a_real_model_serves_it_from_llama_server_pods(cluster, namespace, tmp_path):
+    """--model smollm2: the replicas are pods of the llama engine image, whose `vllm` runs llama-server
+    on the GGUF mounted read-only from the node, and the task's model calls reach them: each pod's own
+    /metrics, read at its address inside the node's network namespace, counts the tokens."""
+    state = tmp_path / "state"
+    try:
+        up = _driver(
+            cluster, state, "up", "--model", "smollm2", "--namespace", namespace, "--tasks", "1",
+            "--task-timeout", "300", timeout=900,
+        )  # fmt: skip
+        out = up.stdout
+        assert up.returncode == 0, f"demo failed ({up.returncode}):\n{out[-6000:]}\n{up.stderr[-4000:]}"
+        assert re.search(r"^tasks\s+1 done, 0 failed of 1", out, re.M), out[-4000:]
+        replicas = on_real_node(cluster, namespace, "agentfleet.io/modelreplicaset=llama-8b")
+        predicted = 0.0
+        for p in replicas:
+            (c,) = p["spec"]["containers"]
+            assert c["image"].startswith("localhost/agentfleet-engine-llama:"), c["image"]
+            assert c["command"] == ["vllm", "serve"] and c["args"][0].endswith(".gguf"), (c["command"], c["args"])
+            mount = next(m for m in c["volumeMounts"] if m["name"] == "model-source")
+            assert mount.get("readOnly") is True, mount
+            status, body, _ = realnode.http_in_netns(
+                cluster.info["real_node"]["netns"], p["status"]["podIP"], 8000, "GET", "/metrics"
+            )
+            assert status == 200, (p["metadata"]["name"], status)
+            found = re.search(r"^llamacpp:tokens_predicted_total ([\d.e+]+)", body.decode(), re.M)
+            assert found, body.decode()[:2000]
+            predicted += float(found.group(1))
+        assert predicted > 0, "no replica pod's llama-server generated a token"
+    finally:
+        down = _driver(cluster, state, "down", "--namespace", namespace, timeout=300)
+    assert down.returncode == 0, down.stderr
+    assert cluster.run("get", "pv", f"{namespace}-model-files", check=False).returncode != 0, "down left the model PV"
 
 
 @pytest.mark.timeout(1200)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: one command, a working fleet on this machine.
 #
-#   bash e2e/up.sh [--tasks N] [--model qwen|sim|smollm2|vllm] [--namespace NS] [--scenario burst]
+#   bash e2e/up.sh [--tasks N] [--model qwen|sim|smollm2|vllm] [--corpus demo|postgres|python] [--namespace NS]
+#                  [--scenario burst]
 #   bash e2e/up.sh down          # stops the demo's processes and the cluster
 #
 # Builds (once) and starts the local control plane with its real node (a kubelet and containerd in a
@@ -12,11 +13,12 @@
 # endpoints (the AgentFleet's own Redis, task API and workers, the ingestion Job, the replicas as pods
 # of the CPU engine image), a Prometheus in the node's network namespace discovering the pods, agent
 # tasks through the task API's Service, and a report (--scenario burst: a burst of tasks, the
-# autoscaler's decisions as they happen, and a PNG). The other models (qwen, smollm2, vllm) and the
-# eval corpora still run as local processes beside kwok nodes (--on processes). Everything stays
+# autoscaler's decisions as they happen, and a PNG). --model qwen|smollm2 serve a GGUF from
+# llama-server pods (the llama engine image, e2e/node/engine-llama.Containerfile), --corpus
+# postgres|python give the ingestion Job the corpus as a read-only volume. Everything stays
 # running; `bash e2e/up.sh down` removes it. Options may also come from the environment:
-# AGENTFLEET_DEMO_TASKS, AGENTFLEET_DEMO_MODEL, AGENTFLEET_NAMESPACE, AGENTFLEET_DEMO_SCENARIO,
-# AGENTFLEET_DEMO_ON.
+# AGENTFLEET_DEMO_TASKS, AGENTFLEET_DEMO_MODEL, AGENTFLEET_DEMO_CORPUS, AGENTFLEET_NAMESPACE,
+# AGENTFLEET_DEMO_SCENARIO.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

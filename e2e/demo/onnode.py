@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -40,15 +42,19 @@ from agentfleet.render.agentfleet import (
     COMPONENT_LABEL,
     FLEET_LABEL,
     METRICS_PORT,
+    REDIS_PASSWORD_KEY,
     TOKEN_KEY,
     api_name,
     api_token_secret_name,
+    redis_secret_name,
 )
 from e2e.demo import burst, prom
+from e2e.eval.corpus import CORPORA
 from e2e.harness import realnode
 from e2e.harness.cluster import Cluster, poll
-from e2e.harness.installers import ensure_prometheus
-from e2e.harness.nodenet import forward_into_netns
+from e2e.harness.installers import ensure_prometheus, smollm_gguf
+from e2e.harness.llama_server import CONTEXT_PER_SLOT
+from e2e.harness.ports import port_open
 
 GPUS = 8  # the real node's GPUs for the placement: the example's 2 replicas and the autoscaler's 6 at most
 
@@ -112,6 +118,39 @@ def localize_for_node(
                 f"agent), {ENGINE_RESOURCES['cpu']} CPU, placement on the real node, autoscaling.prometheusURL "
                 f"{prometheus_url}"
             )
+    return notes
+
+
+# A real model on CPU (--model qwen|smollm2): llama-server's slots and each slot's context, as the
+# process servers had them (e2e/harness/llama_server.py), and room for the weights, the slots' KV cache
+# (the 1.5B: 28 KiB a token, 0.9 GiB for 4 x 8192) and llama.cpp's buffers.
+LLAMA_SLOTS = 4
+LLAMA_ENGINE = {"cpu": "100m", "memory": "3Gi", "maxNumSeqs": LLAMA_SLOTS, "maxModelLen": CONTEXT_PER_SLOT}
+MODEL_CLAIM = "model-files"  # the claim of the node's directory holding the model's files
+
+
+def serve_model(
+    objs: list[dict[str, Any]], image: str, model_file: str, env: dict[str, str], engine: dict[str, Any]
+) -> list[str]:
+    """The ModelReplicaSet serving a real model on the node (changed in place): ``model.name`` the file
+    (or directory) MODEL_FILE on the claim MODEL_CLAIM (``pvc://``, which the operator mounts read-only),
+    the engine IMAGE with ENV and ENGINE's settings; replicas fixed at the example's count, since a
+    replica added on the node's 2 cores adds no capacity. Returns what was changed. Pure."""
+    notes = []
+    for o in objs:
+        if o["kind"] != "ModelReplicaSet":
+            continue
+        spec, name = o["spec"], o["metadata"]["name"]
+        spec["model"] = {**spec["model"], "name": f"pvc://{MODEL_CLAIM}/{model_file}"}
+        spec["engine"].update({"image": image, **engine})
+        spec["engine"]["env"] = [{"name": k, "value": v} for k, v in env.items()]
+        if (spec.get("autoscaling") or {}).get("enabled"):
+            spec["autoscaling"]["maxReplicas"] = spec["autoscaling"]["minReplicas"] = spec.get("replicas", 1)
+        notes.append(
+            f"ModelReplicaSet/{name}, instead of the simulator: spec.model.name {spec['model']['name']} "
+            f"(a read-only volume), spec.engine.image {image} {engine} env {env}; autoscaling held at "
+            f"{spec.get('replicas', 1)} replicas"
+        )
     return notes
 
 
@@ -204,6 +243,29 @@ class Node:
             f"{time.monotonic() - t0:.1f}s ({image})"
         )
 
+    def corpus_claims(self, objs: list[dict[str, Any]]) -> list[str]:
+        """Each VectorIndex that reads an evaluation corpus's volume (its ``persistentVolumeClaim``
+        source) gets that claim, bound to the corpus's directory on the node (installed by apt-get when
+        missing), read from its root: the ingestion Job's pod mounts it read-only. Returns notes."""
+        corpus = CORPORA.get(self.demo.args.corpus)
+        notes = []
+        for o in objs:
+            claim = (o["spec"].get("source") or {}).get("persistentVolumeClaim") if o["kind"] == "VectorIndex" else None
+            if not claim or not corpus:
+                continue
+            directory = corpus.ensure()
+            realnode.host_dir_claim(self.cluster, self.ns, claim["claimName"], directory)
+            claim["path"] = "/"
+            notes.append(
+                f"VectorIndex/{o['metadata']['name']} spec.source.persistentVolumeClaim {claim['claimName']}: "
+                f"a read-only PersistentVolume of {directory} on the node (path /)"
+            )
+        return notes
+
+    def model_claim(self, directory: Path) -> None:
+        """The claim MODEL_CLAIM: the node's DIRECTORY holding the model's files, read-only."""
+        realnode.host_dir_claim(self.cluster, self.ns, MODEL_CLAIM, directory)
+
     def wait_pods_ready(self, what: str, selector: str, timeout: float = 300) -> list[dict[str, Any]]:
         def up() -> list[dict[str, Any]] | None:
             if crash := realnode.crash_loops(self.cluster, self.ns):
@@ -276,6 +338,45 @@ class Node:
                 pages.append(body.decode(errors="replace"))
         return pages
 
+    def forwards(self, api_ip: str, api_port: int, endpoints: dict[str, str], redis_url: str) -> tuple[str, Forwards]:
+        """Ports on 127.0.0.1 into the node's namespace, held by a process that outlives `up`
+        (e2e/demo/forward.py): the task API Service, Milvus and the fleet's Redis Services, and each
+        replica's pod. Returns the task API's local URL and the local addresses of the others."""
+        milvus = self.cluster.json("-n", self.ns, "get", "service", "milvus")["spec"]["clusterIP"]
+        targets = {"api": f"{api_ip}:{api_port}", "milvus": f"{milvus}:{realnode.MILVUS_PORT}"}
+        # The fleet's Redis by its Service's name (redis://NAME.NS.svc:PORT/DB), as the workers find it.
+        host, _, port = urllib.parse.urlsplit(redis_url).netloc.rpartition("@")[2].partition(":")
+        redis = self.cluster.json("-n", self.ns, "get", "service", host.split(".")[0])["spec"]["clusterIP"]
+        targets["redis"] = f"{redis}:{port or 6379}"
+        for i, url in enumerate(endpoints.values()):
+            targets[f"replica-{i}"] = url.split("//", 1)[1].split("/", 1)[0]
+
+        def command(ports: dict[str, int]) -> list[str]:
+            routes = [a for name, to in targets.items() for a in ("--route", f"{ports[name]}={to}")]
+            return [sys.executable, "-m", "e2e.demo.forward", "--netns", self.netns, *routes]
+
+        meta = self.demo.start(
+            "forward",
+            {"targets": targets, "netns": self.netns},
+            command,
+            list(targets),
+            lambda m: all(port_open(m["ports"][name]) for name in targets),
+        )
+        ports = meta["ports"]
+        local = Forwards(
+            milvus=f"http://127.0.0.1:{ports['milvus']}",
+            redis=f"redis://127.0.0.1:{ports['redis']}/{urllib.parse.urlsplit(redis_url).path.strip('/') or 0}",
+            replicas=[f"http://127.0.0.1:{ports[f'replica-{i}']}/v1" for i in range(len(endpoints))],
+        )
+        return f"http://127.0.0.1:{ports['api']}", local
+
+    def redis_password(self, fleet: str) -> str | None:
+        """The password of the fleet's own Redis (its Secret), None when the fleet names a Redis URL."""
+        secret = self.cluster.run("-n", self.ns, "get", "secret", redis_secret_name(fleet), "-o", "json", check=False)
+        if secret.returncode != 0:
+            return None
+        return base64.b64decode(json.loads(secret.stdout)["data"][REDIS_PASSWORD_KEY]).decode()
+
     def runtime_yaml(self, fleet: str) -> Path:
         """The runtime config the operator rendered for the workers (its ConfigMap), kept for reference."""
         cm = self.cluster.json("-n", self.ns, "get", "configmap", f"{fleet}-runtime")
@@ -284,12 +385,88 @@ class Node:
         return path
 
 
+class Forwards(NamedTuple):
+    """This machine's ways into the node's namespace (Node.forwards)."""
+
+    milvus: str
+    redis: str
+    replicas: list[str]  # each replica's OpenAI base URL
+
+
+# The model call settings the AgentFleet spec does not carry, for a fleet's runtime run on this
+# machine against a real model on CPU: a decision or a cited answer, and room for a slow step.
+LOCAL_MODEL_SETTINGS = {"qwen": {"maxOutputTokens": 320, "timeoutSeconds": 180}, "smollm2": {"maxOutputTokens": 256}}
+
+
+def local_runtime(
+    doc: dict[str, Any], local: Forwards, tokens: Path, model: str, redis_password: str | None
+) -> dict[str, Any]:
+    """The fleet's runtime config (its ConfigMap's runtime.yaml) as a task API and workers on this
+    machine run it: the replicas, Milvus and Redis at their forwarded ports, the replicas as static
+    endpoints (the pods' EndpointSlices name addresses this machine does not reach), listening on
+    127.0.0.1 with the demo's tokens, with the Redis password the pods get from the fleet's Secret. Pure."""
+    from agentfleet_contract.runtime_config import RuntimeConfig
+
+    out = json.loads(json.dumps(doc))
+    out["model"] = {**out.get("model", {}), "baseUrl": local.replicas[0], **LOCAL_MODEL_SETTINGS.get(model, {})}
+    out["modelRouting"]["primary"]["endpoints"] = local.replicas
+    out["redisUrl"] = local.redis
+    if redis_password:
+        out["redisPassword"] = redis_password
+    if out.get("retrieval"):
+        out["retrieval"]["uri"] = local.milvus
+        out["retrieval"].setdefault("vectorIndex", {}).setdefault("milvus", {})["uri"] = local.milvus
+    out["listenHost"] = "127.0.0.1"
+    out.setdefault("api", {})["tokensFile"] = str(tokens)
+    RuntimeConfig.model_validate(out)
+    return out
+
+
 def wait_for(predicate, timeout: float, desc: str, interval: float = 1.0):  # type: ignore[no-untyped-def]
     return poll(predicate, timeout, desc, interval)
 
 
 def say(msg: str = "") -> None:
     print(msg, flush=True)
+
+
+MODEL_NOTES = {
+    "qwen": "{gguf} on llama.cpp's llama-server in each replica's pod (the llama engine image), CPU, {threads} "
+    "thread(s) each, served as {served!r}: every decision (search, delegate, answer) is the model's, as JSON "
+    "decisions (spec.decisions.mode JSONSchema)",
+    "smollm2": "{gguf} on llama.cpp's llama-server in each replica's pod (the llama engine image), CPU, {threads} "
+    "thread(s) each, served as {served!r}: a real model, its own decisions (a 135M model rarely writes a valid "
+    "tool call)",
+    "vllm": "vLLM in each replica's pod ({image}) on the node's GPU, serving {gguf} as {served!r} (untested here: "
+    "this machine has no GPU)",
+}
+
+
+def real_model(node: Node, docs: list[dict[str, Any]], project: str) -> tuple[list[str], str]:
+    """--model qwen|smollm2|vllm: the model's files as a read-only volume of the node and the
+    ModelReplicaSet serving them from the engine image that runs the rendered ``vllm serve`` command:
+    llama-server behind e2e/node/vllm_llama.py for the GGUFs, vLLM's own image (untested: no GPU here)
+    for --model vllm. Returns the notes and what answers (MODEL_NOTES)."""
+    from e2e.harness import llama_server
+
+    model = node.demo.args.model
+    mrs = next(d for d in docs if d["kind"] == "ModelReplicaSet")
+    served = mrs["spec"]["model"].get("servedName") or mrs["spec"]["model"]["name"].split("/")[-1]
+    replicas = int(mrs["spec"].get("replicas", 1))
+    if model == "vllm":
+        weights, image = Path(os.environ["AGENTFLEET_DEMO_VLLM_MODEL"]), os.environ["AGENTFLEET_DEMO_VLLM_IMAGE"]
+        node.model_claim(weights)
+        note = MODEL_NOTES[model].format(image=image, gguf=weights.name, served=served, threads=0)
+        return serve_model(docs, image, "", {}, {"cpu": "4", "memory": "32Gi"}), note
+    gguf = Path(llama_server.ensure_model()) if model == "qwen" else smollm_gguf()
+    t0 = time.monotonic()
+    image = realnode.llama_engine_image(node.cluster, project, llama_server.ensure_binary())
+    say(f"  llama engine image {image} (e2e/node/engine-llama.Containerfile): {time.monotonic() - t0:.1f}s")
+    node.model_claim(gguf.parent)
+    # The replicas share the node's cores: split them rather than oversubscribe.
+    threads = max(1, (os.cpu_count() or 1) // replicas)
+    note = MODEL_NOTES[model].format(image=image, gguf=gguf.name, served=served, threads=threads)
+    return serve_model(docs, image, gguf.name, {"AGENTFLEET_LLAMA_THREADS": str(threads)}, LLAMA_ENGINE), note
 
 
 def up(demo, info: dict[str, Any], t_start: float) -> int:  # type: ignore[no-untyped-def]
@@ -324,7 +501,11 @@ def up(demo, info: dict[str, Any], t_start: float) -> int:  # type: ignore[no-un
         prometheus_url=prometheus_url,
         sim_engine=sim_engine(mrs_doc, demo.args.scenario),
     )
-    objs = demo.apply_objects(docs, notes)
+    model_note = SCRIPTED_NOTE
+    if demo.args.model != "sim":
+        more, model_note = real_model(node, docs, images["project"])
+        notes += more
+    objs = demo.apply_objects(docs, notes, node.corpus_claims)
     af, mrs_doc, vi_doc = objs["AgentFleet"], objs["ModelReplicaSet"], objs["VectorIndex"]
     fleet, mrs_name, vi_name = af["metadata"]["name"], mrs_doc["metadata"]["name"], vi_doc["metadata"]["name"]
     say(f"== model replicas placed by the operator (ModelReplicaSet {mrs_name}), as pods of the engine image")
@@ -335,7 +516,7 @@ def up(demo, info: dict[str, Any], t_start: float) -> int:  # type: ignore[no-un
     for name, url in endpoints.items():
         say(f"  {name} -> {url}")
     say(f"== ingestion into VectorIndex {vi_name}: the operator's Job, as a pod")
-    st = node.indexed(vi_name)
+    st = node.indexed(vi_name, driver.INGEST_TIMEOUT[demo.args.corpus])
     ing = st.get("ingestion") or {}
     say(
         f"  Job {ing.get('jobName')}: {ing.get('documentsDone')}/{ing.get('documentsTotal')} documents, "
@@ -360,19 +541,23 @@ def up(demo, info: dict[str, Any], t_start: float) -> int:  # type: ignore[no-un
     say(f"  VectorIndex {vi_name}: {rows} rows (status.rowCount, read by the operator from Milvus)")
     ip, port, token = node.api(fleet)
     (demo.dir / "api-tokens").write_text(token + "\n")
-    with forward_into_netns(node.netns, ip, port) as local:
-        api = f"http://127.0.0.1:{local}"
-        say(f"== the task API: Service {api_name(fleet)} ({ip}:{port}), reached here at {api}")
-        routing = f"EndpointSlice discovery of Service {mrs_name}-replicas as ServiceAccount {fleet} (the worker pods)"
-        result = driver.finish(
-            demo,
-            driver.Fleet(
-                api, token, af, mrs, placements, endpoints, node.worker_metrics(fleet), SCRIPTED_NOTE, aliases, routing,
-                node.scrape,
-            ),
-            t_start,
-        )  # fmt: skip
-    say(f"  the task API from this machine: kubectl port-forward -n {ns} service/{api_name(fleet)} {API_PORT}")
+    runtime = yaml.safe_load(node.runtime_yaml(fleet).read_text())
+    api, local = node.forwards(ip, port, endpoints, runtime["redisUrl"])
+    say(f"== the task API: Service {api_name(fleet)} ({ip}:{port}), reached here at {api} (e2e/demo/forward.py)")
+    path = demo.dir / "runtime.local.yaml"
+    path.touch(mode=0o600)  # it holds the fleet's Redis password
+    local_doc = local_runtime(runtime, local, demo.dir / "api-tokens", demo.args.model, node.redis_password(fleet))
+    path.write_text(yaml.safe_dump(local_doc))
+    say(f"  the fleet's runtime config with this machine's forwards: {path} (agentfleet eval --runtime-config)")
+    routing = f"EndpointSlice discovery of Service {mrs_name}-replicas as ServiceAccount {fleet} (the worker pods)"
+    result = driver.finish(
+        demo,
+        driver.Fleet(
+            api, token, af, mrs, placements, endpoints, node.worker_metrics(fleet), model_note, aliases, routing,
+            node.scrape,
+        ),
+        t_start,
+    )  # fmt: skip
     return result
 
 
@@ -389,6 +574,14 @@ def down(state_dir: Path, ns: str, info: dict[str, Any]) -> list[str]:
         cluster.run("-n", ns, "delete", "pods", "--all", "--grace-period=0", "--force", check=False, timeout=120)
         cluster.run("wait", "--for=delete", f"namespace/{ns}", "--timeout=180s", check=False, timeout=200)
         done.append(f"namespace {ns} and helm release {release(ns)}")
+    # The read-only volumes of the node's directories (the model's files, a corpus): kept by their
+    # Retain policy, so deleted by name; the directories themselves are the machine's and stay.
+    pvs = cluster.run("get", "pv", "-o", "json", check=False).stdout
+    for pv in json.loads(pvs or '{"items": []}')["items"]:
+        ref = pv["spec"].get("claimRef") or {}
+        if ref.get("namespace") == ns and "hostPath" in pv["spec"]:
+            cluster.run("delete", "pv", pv["metadata"]["name"], "--ignore-not-found", check=False)
+            done.append(f"PersistentVolume {pv['metadata']['name']} ({pv['spec']['hostPath']['path']})")
     name = f"{ns}-redis"
     if "deleted" in cluster.run("delete", "pv", name, "--ignore-not-found", check=False).stdout:
         done.append(f"PersistentVolume {name}")

@@ -6,8 +6,8 @@ series by ``namespace="NS",model_name="MODEL"`` per ``pod`` (AGENTFLEET_PROMETHE
 AGENTFLEET_PROMETHEUS_REPLICA_LABEL) and an AgentFleet's workers by
 ``namespace="NS",agentfleet="FLEET"`` (AGENTFLEET_WORKER_MATCHERS). The targets are listed in two
 file_sd files carrying exactly those labels (Debian's Prometheus has no Kubernetes discovery): on
-the real node, the namespace's pods (:func:`discover`, ``python -m e2e.demo.prom``); with
-``--on processes``, the local processes that stand in for them. Prometheus re-reads the files when
+the real node, the namespace's pods (:func:`discover`, ``python -m e2e.demo.prom``); in the
+autoscaling tier (e2e/harness/autoscale.py), its simulated replicas. Prometheus re-reads the files when
 they change, so replicas that come and go (the autoscaler's) need no restart of Prometheus.
 """
 

@@ -14,15 +14,8 @@ from the passages that retrieval returned. The demo prints that this is what hap
 Each --route is one listening port forwarding to one simulated replica, so the workers' sticky
 routing still picks a replica and the replica's prefix cache sees that task's history.
 
-With --pods NS/MRS instead of --route, it stands in for the ModelReplicaSet's pods as they come and
-go (the autoscaler's): every 2 s it lists the pods, backs each Running one with a free simulated
-replica of the --upstream pool, listening on the pod's IP and "http" port (made a local address),
-and lets go of a pod's replica once the pod is being deleted (the ModelReplicaSet drains a
-replica before it deletes the pod). It lists the backed pods for the demo's Prometheus
-(--sd-file, e2e/demo/prom.py) under their pod names.
-
-    python -m e2e.demo.scripted_agent --retrieval-tool search_docs --pods NS/MRS --kubectl K --kubeconfig C \\
-        --upstream http://127.0.0.1:SIMPORT/v1 [--upstream ...] --sd-file F --routes-file R
+In the CPU engine image (e2e/node/vllm-sim) it listens on the replica pod's port in front of the
+simulator in the same pod.
 """
 
 from __future__ import annotations
@@ -31,11 +24,9 @@ import argparse
 import asyncio
 import json
 import signal
-import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -207,142 +198,14 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-# --- standing in for a ModelReplicaSet's pods --------------------------------------------------------
-
-
-def serving_pods(pods: list[dict[str, Any]]) -> dict[str, tuple[str, int]]:
-    """Pod name -> (pod IP, "http" container port) of the pods a replica server runs in: Running,
-    not being deleted, not a multi-node replica's worker."""
-    out = {}
-    for p in pods:
-        meta, status = p["metadata"], p.get("status") or {}
-        if meta.get("deletionTimestamp") or (meta.get("labels") or {}).get("agentfleet.io/role") == "worker":
-            continue
-        if status.get("phase") != "Running" or not status.get("podIP"):
-            continue
-        port = next(
-            (
-                cp["containerPort"]
-                for c in p["spec"]["containers"]
-                for cp in c.get("ports") or []
-                if cp.get("name") == "http"
-            ),
-            None,
-        )
-        if port is not None:
-            out[meta["name"]] = (status["podIP"], int(port))
-    return out
-
-
-def assign(
-    backed: dict[str, str], live: list[str], pool: list[str], released: list[str]
-) -> tuple[dict[str, str], list[str]]:
-    """(new pod -> upstream, pods to let go). A new pod gets an upstream no pod has had yet, else
-    the one released longest ago (``released``, oldest first), so a simulated replica's in-flight
-    work and prefix cache are not handed to the next pod at once. Pods beyond the pool wait."""
-    gone = [p for p in backed if p not in live]
-    freed = [backed[p] for p in gone]  # released now: the last choice
-    taken = {u for p, u in backed.items() if p in live}
-    order = [u for u in pool if u not in released and u not in freed] + [u for u in released if u not in freed] + freed
-    free = [u for u in order if u not in taken]
-    new = {}
-    for pod in sorted(p for p in live if p not in backed):
-        if not free:
-            break
-        new[pod] = free.pop(0)
-    return new, gone
-
-
-async def back_pods(args: argparse.Namespace) -> None:
-    from e2e.demo import prom
-    from e2e.harness.procs import route_local
-
-    namespace, mrs = args.pods.split("/", 1)
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600))
-    backed: dict[str, str] = {}  # pod -> upstream
-    runners: dict[str, web.AppRunner] = {}
-    addresses: dict[str, tuple[str, int]] = {}
-    released: list[str] = []
-    stop = _stop_on_signals()
-    cmd = [
-        args.kubectl,
-        "--kubeconfig",
-        args.kubeconfig,
-        "-n",
-        namespace,
-        "get",
-        "pods",
-        "-l",
-        f"agentfleet.io/modelreplicaset={mrs}",
-        "-o",
-        "json",
-    ]
-    while not stop.is_set():
-        proc = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, timeout=60)
-        if proc.returncode == 0:
-            live = serving_pods(json.loads(proc.stdout)["items"])
-            new, gone = assign(backed, list(live), args.upstream, released)
-            for pod in gone:
-                upstream = backed.pop(pod)
-                released = [u for u in released if u != upstream] + [upstream]
-                await runners.pop(pod).cleanup()
-                addresses.pop(pod, None)
-                print(f"{time.strftime('%H:%M:%S')} pod {pod} gone: released {upstream}", flush=True)
-            for pod, upstream in new.items():
-                ip, port = live[pod]
-                error = route_local(ip, Path(args.routes_file))
-                if error:
-                    print(f"{time.strftime('%H:%M:%S')} pod {pod}: cannot make {ip} local: {error}", flush=True)
-                    continue
-                try:
-                    runners[pod] = await listen(ip, port, upstream, args.retrieval_tool, args.spawn_tool, session)
-                except OSError as e:
-                    print(f"{time.strftime('%H:%M:%S')} pod {pod}: cannot listen on {ip}:{port}: {e}", flush=True)
-                    continue
-                backed[pod], addresses[pod] = upstream, (ip, port)
-                released = [u for u in released if u != upstream]
-                print(
-                    f"{time.strftime('%H:%M:%S')} scripted-agent http://{ip}:{port}/v1 -> {upstream} (pod {pod})",
-                    flush=True,
-                )
-            if new or gone or not Path(args.sd_file).exists():
-                prom.write_sd(
-                    Path(args.sd_file),
-                    prom.replica_targets(namespace, mrs, {p: f"{ip}:{port}" for p, (ip, port) in addresses.items()}),
-                )
-        else:
-            print(f"{time.strftime('%H:%M:%S')} listing pods failed: {proc.stderr.strip()}", flush=True)
-        try:
-            await asyncio.wait_for(stop.wait(), 2.0)
-        except TimeoutError:
-            pass
-    for r in runners.values():
-        await r.cleanup()
-    await session.close()
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m e2e.demo.scripted_agent")
     p.add_argument("--route", action="append", default=[], help="HOST:PORT=UPSTREAM_BASE_URL")
     p.add_argument("--retrieval-tool", required=True)
     p.add_argument("--spawn-tool")
-    p.add_argument("--pods", help="NAMESPACE/MODELREPLICASET: back its pods as they come and go")
-    p.add_argument(
-        "--upstream", action="append", default=[], help="with --pods: a simulated replica's base URL (the pool)"
-    )
-    p.add_argument("--kubectl", default="kubectl")
-    p.add_argument("--kubeconfig")
-    p.add_argument("--sd-file", help="with --pods: Prometheus file_sd list of the backed pods")
-    p.add_argument("--routes-file", help="with --pods: where the pod IPs made local are recorded")
     args = p.parse_args(argv)
-    if args.pods:
-        missing = [f for f in ("upstream", "kubeconfig", "sd_file", "routes_file") if not getattr(args, f)]
-        if missing:
-            p.error("--pods needs " + ", ".join("--" + f.replace("_", "-") for f in missing))
-        asyncio.run(back_pods(args))
-        return 0
     if not args.route:
-        p.error("give --route (fixed replicas) or --pods (a ModelReplicaSet's pods)")
+        p.error("give --route HOST:PORT=UPSTREAM_BASE_URL (one per replica)")
     routes = []
     for r in args.route:
         listen, upstream = r.split("=", 1)

@@ -67,11 +67,11 @@ def connect_in_netns(path: str, host: str, port: int, timeout: float = 10.0) -> 
 
 
 @contextlib.contextmanager
-def forward_into_netns(path: str, host: str, port: int) -> Iterator[int]:
-    """A port on 127.0.0.1 of this machine whose connections go to HOST:PORT inside the namespace at
-    PATH (``kubectl port-forward`` for a Service's ClusterIP): for clients that open their own sockets,
-    such as gRPC's. Yields the local port; the listener closes when the block ends."""
-    listener = socket.create_server(("127.0.0.1", 0))
+def forward_into_netns(path: str, host: str, port: int, local: int = 0) -> Iterator[int]:
+    """A port on 127.0.0.1 of this machine (LOCAL, or a free one) whose connections go to HOST:PORT
+    inside the namespace at PATH (``kubectl port-forward`` for a Service's ClusterIP): for clients that
+    open their own sockets, such as gRPC's. Yields the local port; the listener closes when the block ends."""
+    listener = socket.create_server(("127.0.0.1", local))
     listener.settimeout(0.5)  # the accept loop notices the end of the block
     stop = threading.Event()
 

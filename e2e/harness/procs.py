@@ -199,22 +199,3 @@ class Procs:
 
     def tail(self, name: str, lines: int = 40) -> str:
         return log_tail(self.log_path(name), lines)
-
-
-def route_local(ip: str, routes: Path) -> str | None:
-    """Makes ``ip`` an address of this machine (Linux AnyIP: ``ip route replace local IP/32 dev
-    lo``) and records it in ``routes`` for ``down`` to remove; the error, or None. Needs root or
-    passwordless sudo."""
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    proc = subprocess.run(
-        [*sudo, "ip", "route", "replace", "local", f"{ip}/32", "dev", "lo"],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
-    if proc.returncode != 0:
-        return proc.stderr.strip() or f"exit {proc.returncode}"
-    with open(routes, "a") as f:
-        f.write(ip + "\n")
-    return None

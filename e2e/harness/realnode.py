@@ -61,7 +61,8 @@ def build_image(
     project image leaves out."""
     digest = hashlib.sha256(base.encode())
     for f in (containerfile, *files):
-        digest.update(f.encode() + (NODE_DIR / f).read_bytes())
+        # The mode too: an entrypoint's executable bit is part of what the image gets.
+        digest.update(f.encode() + (NODE_DIR / f).read_bytes() + oct((NODE_DIR / f).stat().st_mode).encode())
     for pkg in packages:
         for src in sorted(pkg.rglob("*.py")):
             digest.update(str(src.relative_to(pkg.parent)).encode() + src.read_bytes())
@@ -105,6 +106,68 @@ def images(cluster, project: str | None = None) -> dict[str, str]:
     }
     import_images(cluster, *refs.values())
     return refs
+
+
+def llama_engine_image(cluster, project: str, llama_server: str) -> str:
+    """The engine image for GGUF models (e2e/node/engine-llama.Containerfile): PROJECT whose ``vllm``
+    translates the rendered command for llama-server (e2e/node/vllm_llama.py), the LLAMA_SERVER binary
+    (e2e/llama-server.sh) and the one shared library of it the project image lacks, imported into
+    the real node's containerd."""
+    # Where the binary finds it here (ldd), so the image gets the library it was linked against.
+    libs = dict(
+        (line.split(" => ")[0].strip(), line.split(" => ")[1].split(" (")[0].strip())
+        for line in run("ldd", llama_server).splitlines()
+        if " => " in line
+    )
+    if "libgomp.so.1" not in libs or not Path(libs["libgomp.so.1"]).is_file():
+        raise RuntimeError(f"ldd {llama_server} finds no libgomp.so.1: {libs}")
+    libgomp = Path(libs["libgomp.so.1"]).resolve()
+    with tempfile.TemporaryDirectory() as d:
+        # The build context names files by their own names: the library under its soname.
+        lib = Path(d) / "libgomp.so.1"
+        shutil.copy2(libgomp, lib)
+        ref = build_image(
+            "engine-llama.Containerfile",
+            project,
+            "localhost/agentfleet-engine-llama",
+            "vllm_llama.py",
+            extra=(Path(llama_server), lib),
+        )
+    import_images(cluster, ref)
+    return ref
+
+
+def host_dir_claim(cluster, ns: str, claim: str, path: Path, size: str = "10Gi") -> None:
+    """A read-only PersistentVolume of a directory of the node (``hostPath``: the kubelet changes no
+    owner or mode of it, unlike a ``local`` volume with a pod's fsGroup) and the claim CLAIM in NS bound
+    to it: how a cluster hands pods data that is already on disk (a model's weights, documents)."""
+    name = f"{ns}-{claim}"[:253]
+    pv = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name, "labels": {"agentfleet.io/e2e": "true"}},
+        "spec": {
+            "capacity": {"storage": size},
+            "accessModes": ["ReadOnlyMany"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "hostPath": {"path": str(path), "type": "Directory"},
+            "claimRef": {"namespace": ns, "name": claim},
+        },
+    }
+    cluster.apply(pv)
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": claim},
+        "spec": {
+            "accessModes": ["ReadOnlyMany"],
+            "storageClassName": "",
+            "volumeName": name,
+            "resources": {"requests": {"storage": size}},
+        },
+    }
+    cluster.apply(pvc, ns)
 
 
 def import_images(cluster, *refs: str) -> None:
@@ -156,8 +219,11 @@ def local_volume(cluster, node: dict, name: str, size: str = "20Gi") -> None:
     999) writes there only through its fsGroup, which the kubelet applies to local volumes (not to
     hostPath ones)."""
     path = Path(node["volumes"]) / name
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o755)
+    if not path.exists():
+        # Only when new: the kubelet has since given a volume in use to its pod's fsGroup (g+w),
+        # and a second `up` resetting the mode left Redis unable to write its snapshots.
+        path.mkdir(parents=True)
+        path.chmod(0o755)
     on_node = {"key": "kubernetes.io/hostname", "operator": "In", "values": [node["name"]]}
     pv = {
         "apiVersion": "v1",

@@ -7,7 +7,6 @@ import json
 from decimal import Decimal
 
 from e2e.demo import report, scripted_agent
-from e2e.demo.driver import localize
 
 OBS = (
     "[1] (serving.md, score 0.502)\nRouting is sticky.\nSecond line.\n\n[2] (agents.md, score 0.3)\nBudgets cap steps."
@@ -76,46 +75,6 @@ def test_reply_body_carries_the_simulators_usage_and_native_tool_calls():
     assert body["usage"] == {"prompt_tokens": 7}
 
 
-def test_localize_rewrites_endpoints_and_only_an_unplaceable_gpu():
-    docs = [
-        {
-            "kind": "VectorIndex",
-            "metadata": {"name": "v"},
-            "spec": {"milvus": {"uri": "http://milvus:19530"}, "collection": "c"},
-        },
-        {
-            "kind": "AgentFleet",
-            "metadata": {"name": "a"},
-            "spec": {"redis": {"url": "redis://redis:6379/0"}, "workers": {"replicas": 2}},
-        },
-        {
-            "kind": "ModelReplicaSet",
-            "metadata": {"name": "m"},
-            "spec": {
-                "gpu": {"product": "H200"},
-                "engine": {"tensorParallelSize": 4},
-                "autoscaling": {"prometheusURL": "http://prometheus.monitoring:9090"},
-            },
-        },
-    ]
-    out, notes = localize(
-        docs,
-        milvus_uri="http://127.0.0.1:1",
-        redis_url="redis://127.0.0.1:2/0",
-        prometheus_url="http://127.0.0.1:3",
-        inventory={"L4": 4, "H100": 8, "A10G": 1},
-    )
-    assert out[0]["spec"] == {"milvus": {"uri": "http://127.0.0.1:1"}, "collection": "c"}
-    assert out[1]["spec"] == {"redis": {"url": "redis://127.0.0.1:2/0"}, "workers": {"replicas": 2}}
-    assert out[2]["spec"]["gpu"]["product"] == "H100"
-    # The autoscaler reads the demo's Prometheus, which scrapes the local replicas.
-    assert out[2]["spec"]["autoscaling"]["prometheusURL"] == "http://127.0.0.1:3"
-    assert docs[0]["spec"]["milvus"]["uri"] == "http://milvus:19530"  # the input is left alone
-    assert len(notes) == 4
-    kept, _ = localize(docs[2:], milvus_uri="", redis_url="", prometheus_url="", inventory={"H200": 8})
-    assert kept[0]["spec"]["gpu"]["product"] == "H200"
-
-
 def test_report_figures():
     tasks = [
         {
@@ -157,33 +116,3 @@ def test_report_figures():
         "error": 2.0,
     }
     assert report.bar(5, 20, elapsed=1.0).startswith("[#######.......................] 5/20 tasks")
-
-
-def _pod(name: str, phase: str = "Running", ip: str | None = "10.0.0.1", **meta) -> dict:
-    return {
-        "metadata": {"name": name, "labels": meta.pop("labels", {}), **meta},
-        "spec": {"containers": [{"ports": [{"name": "http", "containerPort": 8000}]}]},
-        "status": {"phase": phase, "podIP": ip},
-    }
-
-
-def test_serving_pods_are_the_running_replica_servers():
-    pods = [
-        _pod("a"),
-        _pod("b", phase="Pending"),
-        _pod("c", ip=None),
-        _pod("d", deletionTimestamp="2026-11-23T00:00:00Z"),
-        _pod("e", labels={"agentfleet.io/role": "worker"}),
-    ]
-    assert scripted_agent.serving_pods(pods) == {"a": ("10.0.0.1", 8000)}
-
-
-def test_assign_backs_new_pods_with_unused_replicas_first_and_releases_gone_ones():
-    pool = ["u0", "u1", "u2"]
-    new, gone = scripted_agent.assign({}, ["p0", "p1"], pool, [])
-    assert (new, gone) == ({"p0": "u0", "p1": "u1"}, [])
-    # p0 went away and released u0; a new pod gets the never-used u2 before u0.
-    new, gone = scripted_agent.assign({"p0": "u0", "p1": "u1"}, ["p1", "p2"], pool, [])
-    assert (new, gone) == ({"p2": "u2"}, ["p0"])
-    new, _ = scripted_agent.assign({"p1": "u1", "p2": "u2"}, ["p1", "p2", "p3", "p4"], pool, ["u0"])
-    assert new == {"p3": "u0"}  # the pool is used up: p4 waits
