@@ -130,14 +130,23 @@ MODEL_CLAIM = "model-files"  # the claim of the node's directory holding the mod
 
 
 def serve_model(
-    objs: list[dict[str, Any]], image: str, model_file: str, env: dict[str, str], engine: dict[str, Any]
+    objs: list[dict[str, Any]],
+    image: str,
+    model_file: str,
+    env: dict[str, str],
+    engine: dict[str, Any],
+    calls: dict[str, int] | None = None,
 ) -> list[str]:
     """The ModelReplicaSet serving a real model on the node (changed in place): ``model.name`` the file
     (or directory) MODEL_FILE on the claim MODEL_CLAIM (``pvc://``, which the operator mounts read-only),
     the engine IMAGE with ENV and ENGINE's settings; replicas fixed at the example's count, since a
-    replica added on the node's 2 cores adds no capacity. Returns what was changed. Pure."""
+    replica added on the node's 2 cores adds no capacity; the AgentFleet's spec.modelCalls CALLS. Returns
+    what was changed. Pure."""
     notes = []
     for o in objs:
+        if o["kind"] == "AgentFleet" and calls:
+            o["spec"]["modelCalls"] = calls
+            notes.append(f"AgentFleet/{o['metadata']['name']} spec.modelCalls {calls}")
         if o["kind"] != "ModelReplicaSet":
             continue
         spec, name = o["spec"], o["metadata"]["name"]
@@ -393,14 +402,12 @@ class Forwards(NamedTuple):
     replicas: list[str]  # each replica's OpenAI base URL
 
 
-# The model call settings the AgentFleet spec does not carry, for a fleet's runtime run on this
-# machine against a real model on CPU: a decision or a cited answer, and room for a slow step.
-LOCAL_MODEL_SETTINGS = {"qwen": {"maxOutputTokens": 320, "timeoutSeconds": 180}, "smollm2": {"maxOutputTokens": 256}}
+# The AgentFleet's spec.modelCalls for a real model on this machine's CPU: room for a decision or a
+# cited answer (the runtime's 1,024 default lets a 1.5B ramble for minutes), and for a slow step.
+MODEL_CALLS = {"qwen": {"maxOutputTokens": 320, "timeoutSeconds": 180}, "smollm2": {"maxOutputTokens": 256}}
 
 
-def local_runtime(
-    doc: dict[str, Any], local: Forwards, tokens: Path, model: str, redis_password: str | None
-) -> dict[str, Any]:
+def local_runtime(doc: dict[str, Any], local: Forwards, tokens: Path, redis_password: str | None) -> dict[str, Any]:
     """The fleet's runtime config (its ConfigMap's runtime.yaml) as a task API and workers on this
     machine run it: the replicas, Milvus and Redis at their forwarded ports, the replicas as static
     endpoints (the pods' EndpointSlices name addresses this machine does not reach), listening on
@@ -408,7 +415,7 @@ def local_runtime(
     from agentfleet_contract.runtime_config import RuntimeConfig
 
     out = json.loads(json.dumps(doc))
-    out["model"] = {**out.get("model", {}), "baseUrl": local.replicas[0], **LOCAL_MODEL_SETTINGS.get(model, {})}
+    out["model"] = {**out.get("model", {}), "baseUrl": local.replicas[0]}
     out["modelRouting"]["primary"]["endpoints"] = local.replicas
     out["redisUrl"] = local.redis
     if redis_password:
@@ -466,7 +473,8 @@ def real_model(node: Node, docs: list[dict[str, Any]], project: str) -> tuple[li
     # The replicas share the node's cores: split them rather than oversubscribe.
     threads = max(1, (os.cpu_count() or 1) // replicas)
     note = MODEL_NOTES[model].format(image=image, gguf=gguf.name, served=served, threads=threads)
-    return serve_model(docs, image, gguf.name, {"AGENTFLEET_LLAMA_THREADS": str(threads)}, LLAMA_ENGINE), note
+    env = {"AGENTFLEET_LLAMA_THREADS": str(threads)}
+    return serve_model(docs, image, gguf.name, env, LLAMA_ENGINE, MODEL_CALLS.get(model)), note
 
 
 def up(demo, info: dict[str, Any], t_start: float) -> int:  # type: ignore[no-untyped-def]
@@ -546,7 +554,7 @@ def up(demo, info: dict[str, Any], t_start: float) -> int:  # type: ignore[no-un
     say(f"== the task API: Service {api_name(fleet)} ({ip}:{port}), reached here at {api} (e2e/demo/forward.py)")
     path = demo.dir / "runtime.local.yaml"
     path.touch(mode=0o600)  # it holds the fleet's Redis password
-    local_doc = local_runtime(runtime, local, demo.dir / "api-tokens", demo.args.model, node.redis_password(fleet))
+    local_doc = local_runtime(runtime, local, demo.dir / "api-tokens", node.redis_password(fleet))
     path.write_text(yaml.safe_dump(local_doc))
     say(f"  the fleet's runtime config with this machine's forwards: {path} (agentfleet eval --runtime-config)")
     routing = f"EndpointSlice discovery of Service {mrs_name}-replicas as ServiceAccount {fleet} (the worker pods)"

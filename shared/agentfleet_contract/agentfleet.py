@@ -109,6 +109,21 @@ class Budgets(Model):
     )
 
 
+class ModelCalls(Model):
+    max_output_tokens: int = Field(
+        default=1024,
+        ge=16,
+        le=131072,
+        description="Completion tokens one model call may generate (its max_tokens); a small model's 300 is plenty.",
+    )
+    timeout_seconds: int = Field(
+        default=120,
+        ge=1,
+        le=3600,
+        description="Seconds one model call may take before it is retried; raise it for a model on CPU.",
+    )
+
+
 class Pricing(Model):
     rules = (
         _decimal("input_per_million_tokens", "spec.pricing.inputPerMillionTokens", "0.50"),
@@ -786,6 +801,9 @@ class AgentFleetSpec(Model):
     api: TaskAPI = default_obj("The HTTP task API.", TaskAPI)
     budgets: Budgets = default_obj(
         "Limits per task; hitting one ends the task with its best answer and the reason.", Budgets
+    )
+    model_calls: ModelCalls = default_obj(
+        "How each model call of a task is made: its output limit and timeout.", ModelCalls
     )
     pricing: Pricing = default_obj("Token prices for cost accounting.", Pricing)
     rate_limit: RateLimit = default_obj("Token rate limits shared by all worker pods.", RateLimit)

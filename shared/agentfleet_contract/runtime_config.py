@@ -355,7 +355,12 @@ def runtime_config(
     doc: dict[str, Any] = {
         "fleet": af.metadata["name"],
         "redisUrl": redis_url,
-        "model": {"baseUrl": model_url or primary.base_url(namespace), "name": primary.served_name},
+        "model": {
+            "baseUrl": model_url or primary.base_url(namespace),
+            "name": primary.served_name,
+            "maxOutputTokens": s.model_calls.max_output_tokens,
+            "timeoutSeconds": s.model_calls.timeout_seconds,
+        },
         "budgets": s.budgets.wire(),
         "pricing": s.pricing.wire(),
         "retry": s.retry.wire(),

@@ -8,15 +8,12 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from agentfleet_contract.agentfleet import AgentFleetSpec
-from agentfleet_contract.runtime_config import ModelEndpoint
 
 # Rough tokens per character of English text and JSON (tokenizers average ~4 characters per
 # token); the budget check only has to catch budgets that are off by far, not by a few percent.
 CHARS_PER_TOKEN = 4.0
 # Same protocol text the runtime adds when tools are described in the prompt (prompt.TEXT_PROTOCOL).
 TOOL_PROTOCOL_TOKENS = 80
-# What each model call may generate, unless the fleet's runtime config says otherwise.
-DEFAULT_MAX_OUTPUT_TOKENS: int = ModelEndpoint.model_fields["max_output_tokens"].default
 
 
 @dataclass(frozen=True)
@@ -52,16 +49,16 @@ def budget_problems(spec: AgentFleetSpec, system_prompt: str, max_model_len: int
     """Budgets no task can meet: the first model call alone would exceed them."""
     out: list[SpecProblem] = []
     fixed = fixed_prompt_tokens(spec, system_prompt)
-    first_call = fixed + DEFAULT_MAX_OUTPUT_TOKENS
+    reply = spec.model_calls.max_output_tokens
+    first_call = fixed + reply
     b = spec.budgets
     if b.max_tokens < first_call:
         out.append(
             SpecProblem(
                 "BudgetTooSmall",
                 f"spec.budgets.maxTokens {b.max_tokens} is less than one model call needs: ~{fixed} tokens of system "
-                "prompt and tool schemas "
-                f"plus {DEFAULT_MAX_OUTPUT_TOKENS} for the reply; raise spec.budgets.maxTokens to at least "
-                f"{first_call} or shorten spec.systemPrompt / spec.tools",
+                f"prompt and tool schemas plus {reply} for the reply (spec.modelCalls.maxOutputTokens); raise "
+                f"spec.budgets.maxTokens to at least {first_call} or shorten spec.systemPrompt / spec.tools",
             )
         )
     if max_model_len is not None and fixed >= max_model_len:

@@ -340,6 +340,24 @@ def test_worker_replicas(workers: dict[str, Any], status: dict[str, Any], want: 
     assert r.desired_workers(fleet(workers=workers).spec, status) == want
 
 
+def test_model_calls_reach_the_runtime_config_and_the_budget_check() -> None:
+    # A 1.5B on CPU asked for 1,024 tokens a call rambles for minutes: spec.modelCalls is how a fleet
+    # says otherwise, for its own pods and for every copy of its runtime config.
+    default = RuntimeConfig.model_validate(doc_for(fleet())).model
+    assert (default.max_output_tokens, default.timeout_seconds) == (1024, 120.0)
+    small = fleet(modelCalls={"maxOutputTokens": 320, "timeoutSeconds": 180})
+    model = RuntimeConfig.model_validate(doc_for(small)).model
+    assert (model.max_output_tokens, model.timeout_seconds) == (320, 180.0)
+    # The first call's reply counts with the spec's limit: 3,000 tokens fit 320, not 4,000.
+    assert (
+        budgets.budget_problems(fleet(budgets={"maxTokens": 3000}, modelCalls={"maxOutputTokens": 320}).spec, "x") == []
+    )
+    (p,) = budgets.budget_problems(fleet(budgets={"maxTokens": 3000}, modelCalls={"maxOutputTokens": 4000}).spec, "x")
+    assert p.reason == "BudgetTooSmall" and "spec.modelCalls.maxOutputTokens" in p.message
+    with pytest.raises(ValueError, match="maxOutputTokens|max_output_tokens"):
+        fleet(modelCalls={"maxOutputTokens": 0})
+
+
 def test_budgets_no_task_can_meet_are_named_with_the_field_and_the_fix() -> None:
     ok = fleet()
     assert budgets.budget_problems(ok.spec, "Be brief.", 32768) == []
