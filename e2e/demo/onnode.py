@@ -211,17 +211,29 @@ class Node:
         (pdir / "prometheus.yml").write_text(text)
         listen = f"{self.gateway}:{realnode.PROMETHEUS_PORT}"
 
+        config = str(pdir / "prometheus.yml")
+
         def ready(_: dict[str, Any]) -> bool:
+            # Ready means ours: a Prometheus an earlier demo's interrupted `down` left on this address
+            # answers /-/ready too, and would scrape another namespace's pods.
             try:
-                status, _, _ = realnode.http_in_netns(
-                    self.netns, self.gateway, realnode.PROMETHEUS_PORT, "GET", "/-/ready", timeout=2
+                status, body, _ = realnode.http_in_netns(
+                    self.netns, self.gateway, realnode.PROMETHEUS_PORT, "GET", "/api/v1/status/flags", timeout=2
                 )
             except OSError:
                 return False
-            return status == 200
+            if status != 200:
+                return False
+            theirs = json.loads(body).get("data", {}).get("config.file")
+            if theirs != config:
+                raise RuntimeError(
+                    f"another Prometheus ({theirs}) listens on {listen} in the node's network namespace: stop its "
+                    "demo with `python -m e2e.demo down --namespace NS` (NS as that path names it), then run up again"
+                )
+            return True
 
         cmd = [
-            "nsenter", f"--net={self.netns}", binary, f"--config.file={pdir / 'prometheus.yml'}",
+            "nsenter", f"--net={self.netns}", binary, f"--config.file={config}",
             f"--storage.tsdb.path={pdir / 'data'}", f"--web.listen-address={listen}",
             "--storage.tsdb.retention.time=1d",
         ]  # fmt: skip
