@@ -142,20 +142,8 @@ def host_dir_claim(cluster, ns: str, claim: str, path: Path, size: str = "10Gi")
     owner or mode of it, unlike a ``local`` volume with a pod's fsGroup) and the claim CLAIM in NS bound
     to it: how a cluster hands pods data that is already on disk (a model's weights, documents)."""
     name = f"{ns}-{claim}"[:253]
-    pv = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": name, "labels": {"agentfleet.io/e2e": "true"}},
-        "spec": {
-            "capacity": {"storage": size},
-            "accessModes": ["ReadOnlyMany"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": "",
-            "hostPath": {"path": str(path), "type": "Directory"},
-            "claimRef": {"namespace": ns, "name": claim},
-        },
-    }
-    cluster.apply(pv)
+    source = {"hostPath": {"path": str(path), "type": "Directory"}, "claimRef": {"namespace": ns, "name": claim}}
+    cluster.apply(persistent_volume(name, size, "ReadOnlyMany", "Retain", source))
     pvc = {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
@@ -225,20 +213,23 @@ def local_volume(cluster, node: dict, name: str, size: str = "20Gi") -> None:
         path.mkdir(parents=True)
         path.chmod(0o755)
     on_node = {"key": "kubernetes.io/hostname", "operator": "In", "values": [node["name"]]}
-    pv = {
+    source = {
+        "local": {"path": str(path)},
+        "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [on_node]}]}},
+    }
+    cluster.apply(persistent_volume(name, size, "ReadWriteOnce", "Delete", source))
+
+
+def persistent_volume(name: str, size: str, mode: str, reclaim: str, source: dict[str, Any]) -> dict[str, Any]:
+    """A PersistentVolume of the e2e tier (labelled for teardown) with no storage class: SOURCE is its
+    volume source and binding fields. Pure."""
+    spec = {"capacity": {"storage": size}, "accessModes": [mode], "persistentVolumeReclaimPolicy": reclaim}
+    return {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
         "metadata": {"name": name, "labels": {"agentfleet.io/e2e": "true"}},
-        "spec": {
-            "capacity": {"storage": size},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Delete",
-            "storageClassName": "",
-            "local": {"path": str(path)},
-            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [on_node]}]}},
-        },
+        "spec": {**spec, "storageClassName": "", **source},
     }
-    cluster.apply(pv)
 
 
 def helm_home() -> dict[str, str]:
