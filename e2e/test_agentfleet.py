@@ -223,7 +223,12 @@ def test_example_goes_ready_reports_tasks_and_deletes_its_children(
         cluster.json("get", "-n", namespace, "configmap", f"{fleet}-runtime")["data"]["runtime.yaml"]
     )
     assert config["fleet"] == fleet and config["redisUrl"] == redis_server.url
-    assert config["model"] == {"baseUrl": f"http://llama-8b.{namespace}.svc:8000/v1", "name": "llama-8b"}
+    assert config["model"] == {
+        "baseUrl": f"http://llama-8b.{namespace}.svc:8000/v1",
+        "name": "llama-8b",
+        "maxOutputTokens": 1024,  # spec.modelCalls' defaults: the example sets none
+        "timeoutSeconds": 120,
+    }
     assert config["modelRouting"]["primary"]["modelReplicaSet"] == "llama-8b"
     assert config["retrieval"]["uri"] == milvus.uri and config["retrieval"]["vectorIndex"]["collection"] == "docs"
     assert config["budgets"]["maxTokens"] == 150000 and [t["name"] for t in config["tools"]] == [
