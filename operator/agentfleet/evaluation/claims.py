@@ -40,8 +40,14 @@ _TRANSLATE = str.maketrans(
 )
 # Markdown emphasis; an underscore only at a word's edge, so snake_case names survive.
 _MARKUP = re.compile(r"[`*]+|(?<![a-z0-9])_+|_+(?![a-z0-9])", re.IGNORECASE)
-# Citations name documents ("[source: runtime-config-wal.html#3]"): their digits are no claim.
-_CITATION = re.compile(r"\[[^\]\n]*(?:source|\.html?|\.md|\.txt)[^\]\n]*\]|\S+\.html?(?:#\S*)?", re.IGNORECASE)
+# Citations name documents ("[source: runtime-config-wal.html#3]") or number the passages shown
+# ("[1]", "[2, 3]", "[1-2]": the runtime reads these as citations too): their digits are no claim. A
+# bracket glued to a name ("args[1]") is an index, not a citation.
+_CITATION = re.compile(
+    r"\[[^\]\n]*(?:source|\.html?|\.md|\.txt)[^\]\n]*\]|\S+\.html?(?:#\S*)?"
+    r"|(?<![\w.])\[\d{1,2}(?:\s*[,\u2013-]\s*\d{1,2})*\]",
+    re.IGNORECASE,
+)
 _LIST_MARKER = re.compile(r"(?m)^[ \t]*(?:\d{1,2}[.)]|[-*\u2022])[ \t]+")
 _SPACES = re.compile(r"[ \t\r\f\v]+")
 

@@ -418,3 +418,43 @@ def test_grounding_reads_the_subject_and_the_passage_text() -> None:
         True,
         "ok",
     )
+
+
+PY_BY_ID = {t.id: t for t in SETS["python-library"].tasks}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "poplib.POP3_SSL uses port 995 when no port is given, as the [1] passage states.",
+        "It uses port 995 [1].",
+        "The default port is 995 (see [1], [2]).",
+        "The default port is 995 [1-2].",
+    ],
+)
+def test_a_numbered_citation_is_no_competing_value(answer: str) -> None:
+    # Seen on held-out (py-default-pop3-ssl-port): the right port with "the [1] passage" was scored
+    # as also stating the number 1. The runtime reads "[1]" as a citation; so does the scorer.
+    assert judge_answer(PY_BY_ID["py-default-pop3-ssl-port"], answer).ok
+
+
+@pytest.mark.parametrize("answer", ["Port 995, or args[1] = 110.", "It uses [1] port 110 and 995."])
+def test_a_number_beside_a_citation_or_an_index_still_competes(answer: str) -> None:
+    assert not judge_answer(PY_BY_ID["py-default-pop3-ssl-port"], answer).ok
+
+
+def test_a_numbered_citation_does_not_state_its_number() -> None:
+    # The other side of the same rule: "[2]" is no way to state the value 2.
+    task = parse_task(
+        {
+            "id": "t",
+            "part": "dev",
+            "kind": "default",
+            "question": "How many?",
+            "facts": [{"number": 2}],
+            "supporting": ["a.html"],
+        },
+        0,
+    )
+    assert not judge_answer(task, "See [2].").ok
+    assert judge_answer(task, "There are 2 [1].").ok
