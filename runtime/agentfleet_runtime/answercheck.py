@@ -378,3 +378,40 @@ def decline_other(names: list[str]) -> str:
     """The decline of an answer whose value belongs to another thing: no value, only the question's names."""
     shown = ", ".join(names[:3])
     return f"The documents I searched do not state this for {shown}, so they do not answer this question."
+
+
+# -- names the answer states (spec.tools[].retrieval.checkAnswerNames) ------------------------------
+# Asked "which function of the yaml module parses YAML safely?" over documents with no yaml module,
+# the 1.5B answered "yaml.safe_load()": a name, not a quantity or a quoted value, so the value check
+# passed it. In API documentation a name is the value: a dotted name, a call or a name with "_" the
+# answer gives must be one the retrieved passages (or the question) mention. Code blocks are left
+# out (their names are an example's own variables), and so are file names.
+# A name, then a call's argument list if any ("yaml.safe_load(stream)" names yaml.safe_load()).
+_CODE_NAME = re.compile(
+    r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+|[A-Za-z_]\w*(?=\()|[A-Za-z]*_\w*)(\([^()\n]{0,60}\))?(?![\w(])"
+)
+_FENCE = re.compile(r"```.*?(?:```|\Z)", re.S)
+_FILE_NAME = re.compile(r"\.(?:html?|md|txt|rst|py)$", re.I)
+
+
+def answer_names(answer: str, question: str = "") -> list[str]:
+    """The code names an answer states, in order, without the question's own and without file names
+    and abbreviations ("e.g")."""
+    body = _FENCE.sub(" ", _SOURCES.sub("", _TAG.sub(" ", answer)))
+    asked = {n.casefold() for n, _ in _CODE_NAME.findall(question)}
+    out: list[str] = []
+    for bare, call in _CODE_NAME.findall(body):
+        name = bare + ("()" if call else "")
+        if len(bare.strip("_")) < 2 or _FILE_NAME.search(bare) or all(len(p) <= 1 for p in bare.split(".")):
+            continue
+        if bare.casefold() not in asked and name not in out:
+            out.append(name)
+    return out
+
+
+def unknown_answer_names(answer: str, passages: Iterable[str], question: str = "") -> list[str]:
+    """The code names the answer states that no passage mentions (a dotted name also counts as
+    mentioned when every part is in one passage: ``functools.lru_cache`` on the page that says
+    ``@lru_cache``)."""
+    texts = list(passages)
+    return [n for n in answer_names(answer, question) if not mentioned(n, texts)]

@@ -65,6 +65,7 @@ class LoopSettings:
     answer_first: bool = False  # that tool's answerFirst: one call without tools answers from its passages, if it can
     answer_first_prompt: Literal["Fleet", "OneShot", "Quote"] = "Fleet"  # how that call asks (answerFirstPrompt)
     decline_other_subjects: bool = False  # declineOtherSubjects: a first answer whose values are another thing's
+    check_answer_names: bool = False  # checkAnswerNames: a first answer's code names must be in a passage
     search_first_top_k: int | None = None  # set: the searchFirst search asks for it (the tool's own is followUpTopK)
     tracer: Any = None  # an OpenTelemetry tracer (tracing.configure); None: tracing off
 
@@ -324,14 +325,21 @@ class TaskRun:
         goal = self.rec.goal
         quoted = answercheck.read_quoted(content) if self.settings.answer_first_prompt == "Quote" else None
         if quoted is not None and quoted.quote:
-            why = answercheck.quote_problem(quoted, shown, goal)
+            why = answercheck.quote_problem(quoted, shown, goal) or self._names_problem(quoted.answer, seen)
             source = answercheck.quote_source(quoted.quote, shown)
             return (with_sources(quoted.answer, [source]) if source else quoted.answer), why
         answer = (quoted.answer if quoted is not None else content).strip()
-        why = answercheck.first_answer_problem(answer, seen, goal)
+        why = answercheck.first_answer_problem(answer, seen, goal) or self._names_problem(answer, seen)
         if why is None and not parse_citations(answer):
             answer = with_sources(answer, answercheck.supporting_sources(answer, shown, goal))
         return answer, why
+
+    def _names_problem(self, answer: str, seen: list[str]) -> str | None:
+        """With checkAnswerNames: the code names the first answer gives that no passage mentions."""
+        if not self.settings.check_answer_names:
+            return None
+        names = answercheck.unknown_answer_names(answer, seen, self.rec.goal)
+        return answercheck.check_problem(names) if names else None
 
     def _interpret(
         self, reply: ModelReply, json_mode: bool, choice: Offer, schemas: list[dict[str, Any]]

@@ -353,6 +353,12 @@ class Retrieval(Model):
             check=lambda r: not r.decline_other_subjects or r.answer_first,
             field_path=".declineOtherSubjects",
         ),
+        Rule(
+            cel="!has(self.checkAnswerNames) || !self.checkAnswerNames || (has(self.answerFirst) && self.answerFirst)",
+            message="spec.tools[].retrieval.checkAnswerNames needs answerFirst: true (it checks the first answer)",
+            check=lambda r: not r.check_answer_names or r.answer_first,
+            field_path=".checkAnswerNames",
+        ),
         _needs_search_first(
             "followUpTopK", "follow_up_top_k", "the first search returns topK, the model's own fewer", flag=False
         ),
@@ -403,6 +409,12 @@ class Retrieval(Model):
         default=False,
         description="With answerFirst: decline when no passage holding the first answer's values names what the "
         "question names (a value of another thing, e.g. list.sort()'s key given for deque.sort()).",
+    )
+    check_answer_names: bool = Field(
+        default=False,
+        description="With answerFirst: a first answer that names code no retrieved passage or the question mentions "
+        "(a dotted name, a call or a name with an underscore, e.g. yaml.safe_load() over documents without a yaml "
+        "module) goes on to the loop, as one stating a value no passage holds does.",
     )
 
 

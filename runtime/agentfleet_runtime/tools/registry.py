@@ -90,6 +90,11 @@ def declines_other_subjects(config: RuntimeConfig) -> bool:
     return _search_first_option(config, "decline_other_subjects")
 
 
+def checks_answer_names(config: RuntimeConfig) -> bool:
+    """Whether the searchFirst tool has checkAnswerNames on."""
+    return _search_first_option(config, "check_answer_names")
+
+
 def build_tools(
     config: RuntimeConfig,
     store: TaskStore,

@@ -18,6 +18,7 @@ from agentfleet_runtime.answercheck import (
     ANSWER_FIRST_UNANSWERED,
     QUOTE_FIRST,
     Quoted,
+    answer_names,
     decline_other,
     other_subject,
     quote_problem,
@@ -31,6 +32,7 @@ from agentfleet_runtime.tools.registry import (
     answer_first_prompt,
     answers_first,
     build_tools,
+    checks_answer_names,
     declines_other_subjects,
     search_first_top_k,
 )
@@ -327,4 +329,63 @@ def test_decline_other_subjects_needs_answer_first_and_the_prompt_form_is_read()
     spec = {"modelRef": {"name": "m"}, "redis": {"url": "redis://r:6379"}, "tools": tools}
     spec["tools"][0]["retrieval"]["answerFirst"] = False
     with pytest.raises(ValueError, match="declineOtherSubjects needs answerFirst"):
+        AgentFleetSpec.model_validate(spec)
+
+
+# -- checkAnswerNames: a name no passage mentions ---------------------------------------------------
+# Held-out py-none-yaml: the Python documents have no yaml module, and the 1.5B answered with a name.
+YAML_Q = "Which function of the standard library's yaml module parses a YAML file safely?"
+YAML_FIRST = "Use yaml.safe_load() to parse a YAML file safely. [source: json.html]"
+YAML_DECLINE = '{"action": "answer", "answer": "The documentation does not say.", "sources": ["json.html"]}'
+NAMED = (
+    "[1] (json.html, score 0.9)\njson.loads(s) deserializes s to a Python object.\n\n"
+    "[2] (pickle.html, score 0.8)\nThe pickle module is not secure."
+)
+
+
+class Named(Tools):
+    async def run_step(self, task, n, calls, deadline):
+        out = await super().run_step(task, n, calls, deadline)
+        return [type(o)(o.call_id, o.name, True, NAMED) for o in out]
+
+
+def test_the_code_names_an_answer_states():
+    assert answer_names(YAML_FIRST, YAML_Q) == ["yaml.safe_load()"]
+    # A call with arguments names the function; a name the question gives is no claim of the answer's.
+    assert answer_names("Call yaml.safe_load(stream, Loader) on it.", YAML_Q) == ["yaml.safe_load()"]
+    assert answer_names("Yes: list.sort() is stable.", "Is list.sort() stable?") == []
+    # File names, abbreviations, a code block's own variables and citations are not names it states.
+    body = "See stdtypes.html, e.g. the key.\n```python\nmy_list.sort(key=None)\n```\n"
+    body += "max_wal_size is 1GB [source: a_b.html]"
+    assert answer_names(body, "x?") == ["max_wal_size"]
+
+
+def test_a_first_answer_naming_what_no_passage_mentions_goes_on_to_the_loop():
+    model = ScriptedModel([YAML_FIRST, YAML_DECLINE])
+    outcome, finished, tools, _ = run_task(model, first(check_answer_names=True), goal=YAML_Q, tools=Named())
+    assert len(model.requests) == 2 and finished["answer"].startswith("The documentation does not say")  # the loop
+    assert "'yaml.safe_load()'" in model.requests[1].messages[-1]["content"]
+    # A name a passage holds ends the task as before; so does any answer with the setting off.
+    for answer, settings in (("Use json.loads(). [source: json.html]", first(check_answer_names=True)),
+                             (YAML_FIRST, first())):  # fmt: skip
+        model = ScriptedModel([answer])
+        outcome, finished, _, _ = run_task(model, settings, goal=YAML_Q, tools=Named())
+        assert finished["answer"] == answer and len(model.requests) == 1
+
+
+def test_a_quoted_first_answer_naming_what_no_passage_mentions_goes_on_to_the_loop():
+    reply = 'Quote: "json.loads(s) deserializes s to a Python object." [source: json.html]\nAnswer: yaml.safe_load()'
+    model = ScriptedModel([reply, YAML_DECLINE])
+    settings = first(check_answer_names=True, answer_first_prompt="Quote")
+    run_task(model, settings, goal=YAML_Q, tools=Named())
+    assert len(model.requests) == 2 and "'yaml.safe_load()'" in model.requests[1].messages[-1]["content"]
+
+
+def test_check_answer_names_needs_answer_first_and_is_read():
+    tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"searchFirst": True, "answerFirst": True,
+              "checkAnswerNames": True}}]  # fmt: skip
+    assert checks_answer_names(RuntimeConfig.model_validate({"tools": tools}))
+    spec = {"modelRef": {"name": "m"}, "redis": {"url": "redis://r:6379"}, "tools": tools}
+    spec["tools"][0]["retrieval"]["answerFirst"] = False
+    with pytest.raises(ValueError, match="checkAnswerNames needs answerFirst"):
         AgentFleetSpec.model_validate(spec)
