@@ -1,13 +1,19 @@
 """The paired comparison of two passes: Newcombe's interval against published worked examples,
-the exact McNemar p-value, and which tasks are paired, in which direction."""
+the exact McNemar p-value, which tasks are paired, in which direction, and what a run prints and
+writes of it."""
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import asdict
+from pathlib import Path
 from statistics import NormalDist
 
 import pytest
 
+from agentfleet.evaluation import cli, report
+from agentfleet.evaluation.journal import Journal
 from agentfleet.evaluation.paired import Z95, Paired, mcnemar_exact, newcombe, paired, wilson
 from agentfleet.evaluation.scoring import Outcome, TaskScore
 from agentfleet.evaluation.taskset import EvalTask
@@ -135,3 +141,56 @@ def test_only_tasks_scored_in_both_passes_are_paired() -> None:
         n=2, both=0, only_first=1, only_other=1, neither=0, delta=0.0, low=got.low, high=got.high, p=1.0
     )
     assert paired(first, [scored("b", None), scored("x", True)]) is None and paired([], []) is None
+
+
+def test_a_two_pass_run_prints_and_records_the_paired_comparison(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A resumed run whose two passes (the fleet, one-shot RAG) all finished: nothing runs again.
+    rows = [("d1", "dev"), ("d2", "dev"), ("d3", "dev"), ("d4", "dev"), ("h1", "heldout"), ("h2", "heldout")]
+    rows.append(("h3", "heldout"))
+    fact = {"dev": "replica", "heldout": "logical"}  # the parts may share no fact
+    lines = [
+        f"- {{id: {t}, part: {part}, question: q {t}, facts: [{fact[part]}], supporting: [{part}.html]}}"
+        for t, part in rows
+    ]
+    (tmp_path / "tasks.yaml").write_text("name: pg\ntasks:\n" + "\n".join(lines) + "\n")
+    (tmp_path / "runtime.yaml").write_text(json.dumps({"fleet": "f", "tools": [{"name": "kb", "type": "Retrieval"}]}))
+    (tmp_path / "tok").write_text("t\n")
+    # first right: d1 d2 h1 h2; other right: d1 d3 d4. Overall both 1, first only 3, other only 2,
+    # neither 1; dev 1/1/2/0; heldout 0/2/0/1.
+    right = {"fleet": {"d1", "d2", "h1", "h2"}, "one-shot-rag": {"d1", "d3", "d4"}}
+    out = tmp_path / "out"
+    j = Journal.start(out, "run-1", "pg")
+    for label, ok in right.items():
+        for t, part in rows:
+            j.add(label, t, Outcome(status="done", answer=fact[part] if t in ok else "minimal"), 1.0)
+    monkeypatch.setattr(cli, "run_baseline", lambda *a, **k: pytest.fail("ran a baseline"))
+    argv = [str(tmp_path / "tasks.yaml"), "--part", "all", "--api", "fleet=http://127.0.0.1:9"]
+    argv += ["--token-file", str(tmp_path / "tok"), "--runtime-config", str(tmp_path / "runtime.yaml")]
+    assert cli.main([*argv, "--baselines", "one-shot-rag", "--out", str(out), "--resume"]) == 0
+    printed = capsys.readouterr().out
+    overall, dev, heldout = paired_lines(printed)
+    assert overall == (
+        "one-shot-rag minus fleet: -14pp, 95% CI [-60pp, +40pp], McNemar p=1.000 "
+        "(n=7: right only in fleet 3, only in one-shot-rag 2, in both 1, in neither 1)"
+    )
+    assert dev.startswith("  dev: +25pp, 95% CI [") and "(n=4: right only in fleet 1, only in one-shot-rag 2" in dev
+    assert heldout.startswith("  heldout: -67pp, 95% CI [") and "McNemar p=0.500 (n=3:" in heldout
+    first, other = json.loads((out / "report.json").read_text())["runs"]
+    assert "paired" not in first and other["label"] == "one-shot-rag"
+    got = other["paired"]
+    first_scores = [scored(t, t in right["fleet"], part) for t, part in rows]
+    other_scores = [scored(t, t in right["one-shot-rag"], part) for t, part in rows]
+    assert got == {
+        "against": "fleet",
+        **asdict(paired(first_scores, other_scores)),
+        "byPart": {part: asdict(p) for part, p in report.paired_by_part(first_scores, other_scores).items()},
+    }
+    assert (got["n"], got["only_first"], got["only_other"], got["byPart"]["heldout"]["only_first"]) == (7, 3, 2, 2)
+
+
+def paired_lines(printed: str) -> list[str]:
+    """The lines of the paired section, between its heading and the next one."""
+    section = printed.split("\n== paired: task success minus the first column's, on the same tasks\n", 1)[1]
+    return section.split("\n\n==", 1)[0].splitlines()
