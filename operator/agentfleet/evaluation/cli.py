@@ -12,7 +12,8 @@ runtime configuration (--runtime-config), two baselines run beside it on the sam
 (``--baselines``): closed-book (the model alone) and one-shot RAG (one search with the question,
 one call asked to cite), scored by the same code. The run prints a table per task and a summary
 (one column per configuration or baseline, with deltas against the first, overall and per part
-and kind), writes ``report.json`` and ``report.png`` to --out, and, with --fleet, records the
+and kind; each later pass's task success against the first's on the same tasks, with its 95%
+interval and McNemar p), writes ``report.json`` and ``report.png`` to --out, and, with --fleet, records the
 summary in that AgentFleet's status.evaluation. Every finished task is appended to
 ``results.jsonl`` in --out as it ends; ``--resume`` reruns an interrupted run's command and skips
 what it finished. ``--sample N`` runs a stratified (part, kind), seeded sample. Exit status: 0
@@ -315,6 +316,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
     ran = ", ".join(f"{lbl} {len(scores)}" for lbl, scores, _ in runs)
     out.write(f"\n== summary ({taskset.name}, {len(tasks)} tasks; run: {ran}; {time.monotonic() - t0:.0f}s)\n")
     report.summary_table([lbl for lbl, _, _ in runs], [s for _, _, s in runs], out)
+    report.paired_table([(lbl, scores) for lbl, scores, _ in runs], out)
     out.write("\n== by part and kind (deltas against the first column)\n")
     report.kind_table([(lbl, scores) for lbl, scores, _ in runs], out, args.k)
     doc_out = {
@@ -327,8 +329,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
                 "summary": s,
                 "byPartKind": report.by_part_kind(scores, args.k),
                 "tasks": [report.task_record(x) for x in scores],
+                # Each later pass against the first on the same tasks (the first has none).
+                **({"paired": report.paired_record(runs[0][0], runs[0][1], scores)} if i else {}),
             }
-            for lbl, scores, s in runs
+            for i, (lbl, scores, s) in enumerate(runs)
         ],
     }
     report.write_json(outdir / "report.json", doc_out)

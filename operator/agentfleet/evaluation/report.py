@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
+from agentfleet.evaluation.paired import Paired, paired
 from agentfleet.evaluation.scoring import COMPARED, TaskScore, declined, summarize
 
 # Figures that get a delta column when passes are compared: scoring's, and what a platform team
@@ -160,6 +162,57 @@ def summary_table(labels: Sequence[str], summaries: Sequence[dict[str, Any]], ou
             f"{s['answersWithCitation']}/{s['tasks']}; end: {ends}\n"
         )
         out.write(f"[{lbl}] by kind (success/grounded): {kinds}\n")
+
+
+def paired_by_part(first: Sequence[TaskScore], other: Sequence[TaskScore]) -> dict[str, Paired | None]:
+    """The paired comparison within each part (dev, heldout) either pass ran, in name order."""
+    parts = sorted({s.task.part for s in (*first, *other)})
+    return {
+        part: paired([s for s in first if s.task.part == part], [s for s in other if s.task.part == part])
+        for part in parts
+    }
+
+
+def _pp(x: float) -> str:
+    # Whole points: on a few dozen tasks one task is several points, a tenth of one is noise.
+    return f"{100 * x:+.0f}pp"
+
+
+def _paired(p: Paired | None, first: str, other: str) -> str:
+    if p is None:
+        return "no task scored in both"
+    p_value = "<0.001" if p.p < 0.001 else f"{p.p:.3f}"
+    return (
+        f"{_pp(p.delta)}, 95% CI [{_pp(p.low)}, {_pp(p.high)}], McNemar p={p_value} "
+        f"(n={p.n}: right only in {first} {p.only_first}, only in {other} {p.only_other}, "
+        f"in both {p.both}, in neither {p.neither})"
+    )
+
+
+def paired_table(runs: Sequence[tuple[str, Sequence[TaskScore]]], out: TextIO) -> None:
+    """Each later pass's success minus the first's on the tasks both scored, with its interval and
+    p-value, overall and (when the run has more than one part) per part: whether a delta of the
+    summary is more than the luck of a few questions. "B minus A" names the sign's direction."""
+    if len(runs) < 2:
+        return
+    (first_label, first), *later = runs
+    out.write("\n== paired: task success minus the first column's, on the same tasks\n")
+    for label, scores in later:
+        out.write(f"{label} minus {first_label}: {_paired(paired(first, scores), first_label, label)}\n")
+        parts = paired_by_part(first, scores)
+        if len(parts) > 1:
+            for part, p in parts.items():
+                out.write(f"  {part}: {_paired(p, first_label, label)}\n")
+
+
+def paired_record(against: str, first: Sequence[TaskScore], other: Sequence[TaskScore]) -> dict[str, Any] | None:
+    """report.json's ``paired`` entry of a later pass: the comparison's fields against the first
+    pass (named), and the same per part; None when no task was scored by both."""
+    p = paired(first, other)
+    if p is None:
+        return None
+    parts = {part: None if q is None else asdict(q) for part, q in paired_by_part(first, other).items()}
+    return {"against": against, **asdict(p), "byPart": parts}
 
 
 def task_record(s: TaskScore) -> dict[str, Any]:
