@@ -8,8 +8,8 @@ behaviour the unit tests pin; every survivor is a behaviour change no test notic
 
 The modules: placement, capacity, autoscale (policy, terms, signals, reading, state, goodput,
 common, workers, pods, and the learned terms: forecast, floors, schedule, credit, witness),
-rollout, evaluation (claims, scoring, taskset), routing (the pure parts: client, pool, hashing, ejection, hedging,
-quantile, backoff, sources, settings, abortwatch, spillwait, streaming, ttfthedge) and the agent loop; the keys
+rollout, evaluation (claims, scoring, taskset, paired), routing (the pure parts: client, pool, hashing, ejection,
+hedging, quantile, backoff, sources, settings, abortwatch, spillwait, streaming, ttfthedge) and the agent loop; the keys
 autoscale-core, autoscale-learned, routing-client, routing-rest and routing-parts score a part of
 one (routing-parts without the client-level tests, a floor: see ROUTING_PART_TESTS).
 Only their unit tests run (the tiers above need real services).
@@ -84,7 +84,7 @@ LOOP_TESTS = [
     "tests/unit/runtime/test_runtime_loop_steps.py",
 ]
 
-# The evaluation's pure modules (claims, scoring, taskset) and their unit tests, less the one that
+# The evaluation's pure modules (claims, scoring, taskset, paired) and their unit tests, less the one that
 # reads the PostgreSQL manual's pages (seconds per mutant; the other tests pin the same rules).
 EVALUATION_TESTS = [
     "tests/unit/evaluation",
@@ -105,7 +105,10 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "routing-rest": ([f"agentfleet_runtime/routing/{m}.py" for m in ROUTING_REST], ["tests/unit/routing"]),
     "routing-parts": ([f"agentfleet_runtime/routing/{m}.py" for m in ROUTING_PARTS], ROUTING_PART_TESTS),
     "loop": (["agentfleet_runtime/loop.py"], LOOP_TESTS),
-    "evaluation": ([f"agentfleet/evaluation/{m}.py" for m in ("claims", "scoring", "taskset")], EVALUATION_TESTS),
+    "evaluation": (
+        [f"agentfleet/evaluation/{m}.py" for m in ("claims", "scoring", "taskset", "paired")],
+        EVALUATION_TESTS,
+    ),
 }
 
 STATUS = re.compile(r"^\s*(?P<name>[\w.]+__mutmut_\d+): (?P<status>[\w ]+?)\s*$")
