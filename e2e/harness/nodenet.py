@@ -67,10 +67,11 @@ def connect_in_netns(path: str, host: str, port: int, timeout: float = 10.0) -> 
 
 
 @contextlib.contextmanager
-def forward_into_netns(path: str, host: str, port: int, local: int = 0) -> Iterator[int]:
+def forward_into_netns(path: str, host: str, port: int, local: int = 0, connect_timeout: float = 10.0) -> Iterator[int]:
     """A port on 127.0.0.1 of this machine (LOCAL, or a free one) whose connections go to HOST:PORT
     inside the namespace at PATH (``kubectl port-forward`` for a Service's ClusterIP): for clients that
-    open their own sockets, such as gRPC's. Yields the local port; the listener closes when the block ends."""
+    open their own sockets, such as gRPC's. Yields the local port; the listener closes when the block ends.
+    ``connect_timeout`` bounds the connect only: a reply may take minutes (a model call on CPU)."""
     listener = socket.create_server(("127.0.0.1", local))
     listener.settimeout(0.5)  # the accept loop notices the end of the block
     stop = threading.Event()
@@ -92,10 +93,13 @@ def forward_into_netns(path: str, host: str, port: int, local: int = 0) -> Itera
                 return
             client.settimeout(None)
             try:
-                upstream = connect_in_netns(path, host, port)
+                upstream = connect_in_netns(path, host, port, timeout=connect_timeout)
             except OSError:
                 client.close()
                 continue
+            # The connect's timeout would stay on the socket and end the pipe at the first quiet spell
+            # that long: a model call that answers after 10 s lost its reply ("Server disconnected").
+            upstream.settimeout(None)
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=pipe, args=(a, b), daemon=True).start()
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 import socket
+import threading
+import time
 
 import numpy as np
 import pytest
 
+from e2e.harness.nodenet import forward_into_netns
 from e2e.harness.ports import free_ports, port_open
 from e2e.harness.stats import interpolated_percentile, percentile
 
@@ -41,3 +44,25 @@ def test_free_ports_are_distinct_and_closed() -> None:
         s.bind(("127.0.0.1", ports[0]))
         s.listen()
         assert port_open(ports[0])
+
+
+def test_a_forward_carries_a_reply_that_comes_after_the_connect_timeout(tmp_path) -> None:
+    # The eval's model calls go through the real-node demo's forwards and answer after tens of
+    # seconds; the connect's timeout once stayed on the upstream socket and cut every such reply.
+    # This process's own network namespace stands in for the node's.
+    server = socket.create_server(("127.0.0.1", 0))
+    host, port = server.getsockname()
+
+    def answer_late() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(64)
+            time.sleep(0.8)
+            conn.sendall(b"late reply")
+
+    threading.Thread(target=answer_late, daemon=True).start()
+    with forward_into_netns("/proc/self/ns/net", host, port, connect_timeout=0.3) as local:
+        with socket.create_connection(("127.0.0.1", local), timeout=5) as client:
+            client.sendall(b"ask")
+            assert client.recv(64) == b"late reply"
+    server.close()
