@@ -458,3 +458,14 @@ def test_a_numbered_citation_does_not_state_its_number() -> None:
     )
     assert not judge_answer(task, "See [2].").ok
     assert judge_answer(task, "There are 2 [1].").ok
+
+
+def test_swapped_defaults_of_two_named_things_score_wrong() -> None:
+    # The 1.5B's answer on held-out py-cmp-blake2b-vs-blake2s, once scored right.
+    task = PY_BY_ID["py-cmp-blake2b-vs-blake2s"]
+    swapped = (
+        "The default digest size of hashlib.blake2b is 32 bytes, while the default digest size of "
+        "hashlib.blake2s is 64 bytes.\n\nSources: hashlib.html"
+    )
+    assert not judge_answer(task, swapped).ok
+    assert judge_answer(task, swapped.replace("32", "X").replace("64", "32").replace("X", "64")).ok
