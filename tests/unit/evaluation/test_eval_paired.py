@@ -14,7 +14,7 @@ import pytest
 
 from agentfleet.evaluation import cli, report
 from agentfleet.evaluation.journal import Journal
-from agentfleet.evaluation.paired import Z95, Paired, mcnemar_exact, newcombe, paired, wilson
+from agentfleet.evaluation.paired import Z95, Paired, mcnemar_exact, newcombe, paired, phi, wilson
 from agentfleet.evaluation.scoring import Outcome, TaskScore
 from agentfleet.evaluation.taskset import EvalTask
 
@@ -194,3 +194,10 @@ def paired_lines(printed: str) -> list[str]:
     """The lines of the paired section, between its heading and the next one."""
     section = printed.split("\n== paired: task success minus the first column's, on the same tasks\n", 1)[1]
     return section.split("\n\n==", 1)[0].splitlines()
+
+
+def test_phi_shrinks_only_an_association_larger_than_half_the_tasks() -> None:
+    # Cross-products between n/3 and 2n, where a moved threshold changes phi (two mutmut survivors):
+    # 3*2 - 1*1 = 5 > 7/2, so 5 - 3.5 over sqrt(4*3*4*3) = 12; 2*2 - 5*0 = 4 <= 9/2, so no correlation.
+    assert phi(3, 1, 1, 2) == pytest.approx(1.5 / 12)
+    assert phi(2, 5, 0, 2) == 0.0
