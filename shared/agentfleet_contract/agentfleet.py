@@ -340,25 +340,24 @@ def _needs_search_first(field: str, attr: str, why: str, *, flag: bool = True) -
     )
 
 
+def _needs_answer_first(field: str, attr: str) -> Rule:
+    """Retrieval's flag ``field`` judges the answerFirst answer: on, it needs answerFirst."""
+    return Rule(
+        cel=f"!has(self.{field}) || !self.{field} || (has(self.answerFirst) && self.answerFirst)",
+        message=f"spec.tools[].retrieval.{field} needs answerFirst: true (it checks the first answer)",
+        check=lambda r: not getattr(r, attr) or r.answer_first,
+        field_path=f".{field}",
+    )
+
+
 class Retrieval(Model):
     rules = (
         _needs_search_first(
             "declineUnknownNames", "decline_unknown_names", "the names are checked against the first search's passages"
         ),
         _needs_search_first("answerFirst", "answer_first", "the first answer is asked from its passages"),
-        Rule(
-            cel="!has(self.declineOtherSubjects) || !self.declineOtherSubjects || "
-            "(has(self.answerFirst) && self.answerFirst)",
-            message="spec.tools[].retrieval.declineOtherSubjects needs answerFirst: true (it checks the first answer)",
-            check=lambda r: not r.decline_other_subjects or r.answer_first,
-            field_path=".declineOtherSubjects",
-        ),
-        Rule(
-            cel="!has(self.checkAnswerNames) || !self.checkAnswerNames || (has(self.answerFirst) && self.answerFirst)",
-            message="spec.tools[].retrieval.checkAnswerNames needs answerFirst: true (it checks the first answer)",
-            check=lambda r: not r.check_answer_names or r.answer_first,
-            field_path=".checkAnswerNames",
-        ),
+        _needs_answer_first("declineOtherSubjects", "decline_other_subjects"),
+        _needs_answer_first("checkAnswerNames", "check_answer_names"),
         _needs_search_first(
             "followUpTopK", "follow_up_top_k", "the first search returns topK, the model's own fewer", flag=False
         ),
