@@ -39,7 +39,7 @@ from e2e.harness import operator as fx
 from e2e.harness.autoscale import QUEUEING_ENGINE
 from e2e.harness.operator import eventually
 from e2e.harness.prometheus import PrometheusServer
-from e2e.harness.sleepwake import LoadingKubelet, MappedSource, take_over_node
+from e2e.harness.sleepwake import LoadingKubelet, MappedSource
 from e2e.test_agentfleet import helpers, redis_server  # noqa: F401 - redis_server is a fixture
 from e2e.test_keda import (  # noqa: F401 - keda is a fixture
     EXAMPLES,
@@ -96,15 +96,39 @@ def events(cluster: Any, ns: str, kind: str, name: str, reason: str) -> list[str
     return [e["message"] for e in cluster.json("-n", ns, "get", "events", "--field-selector", sel)["items"]]
 
 
+def describe(cluster: Any, ns: str, k: LoadingKubelet, prom: PrometheusServer | None) -> str:
+    """What a failed wait saw: the set's and the fleet's status, the pods, the harness's replicas
+    and Prometheus's targets (a replica Ready but "not reporting fresh metrics" shows up there)."""
+    keep = ("replicas", "desiredReplicas", "readyReplicas", "desiredWorkers", "readyWorkers", "sleep")
+    lines = []
+    for kind, name in (("mrs", MODEL), ("agentfleet", FLEET)):
+        got = cluster.run("-n", ns, "get", kind, name, "-o", "json", check=False)
+        if got.returncode:
+            continue
+        st = json.loads(got.stdout).get("status") or {}
+        conds = [f"{c['type']}={c['status']} {c.get('reason')}: {c.get('message')}" for c in st.get("conditions") or []]
+        lines.append(f"{kind}/{name}: {json.dumps({x: st.get(x) for x in keep if x in st})}")
+        lines += [f"  {c}" for c in conds]
+    for p in cluster.json("-n", ns, "get", "pods")["items"]:
+        meta, status = p["metadata"], p.get("status") or {}
+        ready = [c["status"] for c in status.get("conditions") or [] if c["type"] == "Ready"]
+        gone = " deleting" if meta.get("deletionTimestamp") else ""
+        lines.append(f"pod {meta['name']} on {p['spec'].get('nodeName')} {status.get('phase')} ready={ready}{gone}")
+    lines.append(f"harness: backing {k.backing} ready {sorted(k.ready)} last error {k.last_error or 'none'}")
+    if prom is not None:
+        lines.append(prom.target_health())
+    return "\n".join(lines)
+
+
 @pytest.fixture
 def kubelet(cluster: Any, namespace: str, gpu_pool: Any) -> Iterator[tuple[LoadingKubelet, PrometheusServer]]:
-    (node,) = gpu_pool.add("zero", count=1)
-    take_over_node(cluster, node)
+    (node,) = gpu_pool.add("zero", count=1, kwok=False)
     api = k8s_config.new_client_from_config(config_file=cluster.kubeconfig)
     sd = Path(tempfile.mkdtemp(prefix="agentfleet-zero-")) / f"{MODEL}.json"
     k = LoadingKubelet(CoreV1Api(api), CoordinationV1Api(api), namespace, MODEL, node, QUEUEING_ENGINE, sd, LOAD_S)
     prom = PrometheusServer([], scrape_interval="1s", file_sd=sd)
     try:
+        gpu_pool.wait_ready([node])  # the harness's heartbeat, not kwok's
         prom.wait_ready()
         yield k, prom
     finally:
@@ -116,8 +140,10 @@ class Worker:
     """The fleet's worker (kwok runs no containers): the runtime's Worker, its model calls routed
     by the runtime's router over the set's EndpointSlices (addresses mapped to the simulator)."""
 
-    def __init__(self, cluster: Any, ns: str, kubelet: LoadingKubelet, redis_url: str) -> None:
-        self.cluster, self.ns, self.kubelet, self.redis_url = cluster, ns, kubelet, redis_url
+    def __init__(
+        self, cluster: Any, ns: str, kubelet: LoadingKubelet, redis_url: str, prom: PrometheusServer | None
+    ) -> None:
+        self.cluster, self.ns, self.kubelet, self.redis_url, self.prom = cluster, ns, kubelet, redis_url, prom
 
     def client(self) -> RoutingModelClient:
         api = k8s_config.new_client_from_config(config_file=self.cluster.kubeconfig)
@@ -127,7 +153,8 @@ class Worker:
         return RoutingModelClient(tier, timeout=LOAD_S + 60, max_retries=2, max_output_tokens=16)
 
     async def cycle(self, on_submitted: Any) -> tuple[str, float]:
-        """Submit one task and wait for it: (its status, seconds from submit to its end)."""
+        """Submit one task and wait for it: (its status, seconds from submit to its end). A task
+        that did not end done fails here, with its error and what the cluster showed."""
         # No tools: the simulator's text is the answer, so a task is one model call and its end
         # is its first answer.
         retry = {"maxAttempts": 1, "visibilityTimeoutSeconds": int(LOAD_S + 120)}
@@ -139,7 +166,11 @@ class Worker:
                 tid = await helpers.submit(store, config, "what is the answer?")
                 on_submitted(t0)
                 ended = await helpers.wait_ended(store, [tid], timeout=LOAD_S + 120)
-                return ended[tid]["status"], time.time() - t0
+                took = time.time() - t0
+                if ended[tid]["status"] != "done":
+                    seen = describe(self.cluster, self.ns, self.kubelet, self.prom)
+                    pytest.fail(f"the task ended {ended[tid]} after {took:.1f}s\n{seen}", pytrace=False)
+                return ended[tid]["status"], took
         finally:
             await store.r.aclose()
 
@@ -156,7 +187,7 @@ def test_sleeps_when_idle_wakes_for_a_queued_task_and_serves_it_once_a_replica_l
     k, prom = kubelet
     cluster.apply(sleeping_mrs(gpu_pool, prom.url), ns)
     cluster.apply(fleet(redis_server.url), ns)
-    worker = Worker(cluster, ns, k, redis_server.url)
+    worker = Worker(cluster, ns, k, redis_server.url, prom)
 
     def mrs() -> dict[str, Any]:
         return cluster.json("-n", ns, "get", "mrs", MODEL)
@@ -172,9 +203,17 @@ def test_sleeps_when_idle_wakes_for_a_queued_task_and_serves_it_once_a_replica_l
 
     rows = []
     for cycle in range(CYCLES):
-        slept = eventually(
-            cluster, operator, asleep, timeout=IDLE_S + 90, desc=f"cycle {cycle}: {MODEL} asleep at zero", interval=0.5
-        )
+        try:
+            slept = eventually(
+                cluster,
+                operator,
+                asleep,
+                timeout=IDLE_S + 90,
+                desc=f"cycle {cycle}: {MODEL} asleep at zero",
+                interval=0.5,
+            )
+        except pytest.fail.Exception as e:
+            pytest.fail(f"{e}\n--- seen last\n{describe(cluster, ns, k, prom)}", pytrace=False)
         assert "Sleep" in cluster.run("-n", ns, "get", "mrs", MODEL, "-o", "wide").stdout  # the printer column
         before = set(k.started_at)
         marks: dict[str, float] = {}
@@ -235,7 +274,7 @@ def test_keda_min_replica_count_zero_wakes_the_set_on_the_fleets_queue(
     """The built-in autoscaler off: KEDA's activation takes spec.replicas 0 -> 1 on the fleet's
     stream lag and back to 0 after its cooldown; the task is served once the replica loaded."""
     ns = namespace
-    k, _ = kubelet
+    k, prom = kubelet
     m = MRS(MODEL).model("meta-llama/Llama-3.1-8B-Instruct", served=MODEL).gpu(fx.H100).replicas(0)
     cluster.apply(m.placement(**gpu_pool.selector, spreadAcross="None").lifecycle(1, 2, 8).obj(), ns)
     # The consumer group exists before KEDA reads its lag (the workers create it as they start).
@@ -273,7 +312,7 @@ def test_keda_min_replica_count_zero_wakes_the_set_on_the_fleets_queue(
         return int(cluster.json("-n", ns, "get", "mrs", MODEL)["spec"]["replicas"])
 
     assert replicas() == 0 and not k.backing
-    status, took = asyncio.run(Worker(cluster, ns, k, redis_server.url).cycle(lambda _: None))
+    status, took = asyncio.run(Worker(cluster, ns, k, redis_server.url, prom).cycle(lambda _: None))
     assert status == "done"
     (pod,) = k.started_at
     load = k.ready_at[pod] - k.started_at[pod]

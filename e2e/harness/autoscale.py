@@ -68,6 +68,8 @@ class PodBackedSim:
         self.serving: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self.last_error = ""  # the last failed poll (time and exception), for a test's failure message
+        self._sd_written: dict[str, str] | None = None  # the targets in sd_file now
         self._write_sd()
         self._thread = threading.Thread(target=self._run, name="pod-backed-sim", daemon=True)
         self._thread.start()
@@ -84,24 +86,23 @@ class PodBackedSim:
             if (pod.status.phase or "") != "Running":
                 continue
             live[pod.metadata.name] = labels.get(SERVING_LABEL) != "false"
-        changed = False
         for name in sorted(set(self.backing) - set(live)):
             index, _ = self.backing.pop(name)
             self.fleet.remove_replica(index)
-            changed = True
         for name in sorted(set(live) - set(self.backing)):
             handle = self.fleet.add_replica()
             self.backing[name] = (handle.index, handle.url)
-            changed = True
         with self._lock:
             self.serving = {n for n, s in live.items() if s}
-        if changed:
-            self._write_sd()
+        self._write_sd()
 
     def _write_sd(self) -> None:
+        """The replicas' scrape targets, written when they changed since the last write."""
         # The labels in-cluster pod scraping gives (the demo lists its replicas the same way).
         targets = {pod: url.removeprefix("http://") for pod, (_, url) in self.backing.items()}
-        write_sd(self.sd_file, replica_targets(self.namespace, self.mrs, targets))
+        if targets != self._sd_written:
+            write_sd(self.sd_file, replica_targets(self.namespace, self.mrs, targets))
+            self._sd_written = targets
 
     def endpoints(self) -> dict[str, str]:
         """Serving pods -> their replica's URL."""
@@ -112,8 +113,9 @@ class PodBackedSim:
         while not self._stop.is_set():
             try:
                 self.sync()
-            except Exception:  # noqa: BLE001 - an API hiccup: the next poll retries
-                pass
+            except Exception as e:  # noqa: BLE001 - an API hiccup: the next poll retries
+                detail = getattr(e, "body", None) or ""  # an ApiException's body says which field
+                self.last_error = f"{time.strftime('%H:%M:%S')} {e!r} {detail}"[:1000]
             self._stop.wait(self.poll_s)
 
     def stop(self) -> None:

@@ -150,8 +150,12 @@ class GpuPool:
         block: str | None = None,
         zone: str = "zone-a",
         nvlink: str | None = None,
+        kwok: bool = True,
     ) -> list[str]:
-        """`count` nodes named <namespace>-<pool>-<i>. nvlink defaults to one domain per node."""
+        """`count` nodes named <namespace>-<pool>-<i>. nvlink defaults to one domain per node.
+
+        ``kwok=False``: kwok never manages them; the caller is their kubelet (e2e/harness/sleepwake.py)
+        and waits for them Ready itself (``wait_ready``)."""
         nodes = node_topology
         spec = {
             "name": pool,
@@ -172,10 +176,17 @@ class GpuPool:
             ],
         }
         manifests = nodes.build_nodes({"pools": [spec]})
+        if not kwok:
+            # Never handed to kwok, not taken from it later: kwok, slow to see an annotation go,
+            # could still mark a pod bound there Running and Ready (with an address the node's
+            # own kubelet may then not change) before the model in it had loaded.
+            for m in manifests:
+                m["metadata"]["annotations"].pop(node_topology.KWOK_ANNOTATION[0])
         self.cluster.run("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}))
         names = [m["metadata"]["name"] for m in manifests]
         self.names += names
-        self.wait_ready(names)
+        if kwok:
+            self.wait_ready(names)
         return names
 
     def wait_ready(self, names: list[str], timeout: float = 60) -> None:

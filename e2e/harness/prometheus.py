@@ -92,6 +92,21 @@ class PrometheusServer:
             time.sleep(0.5)
         raise TimeoutError(f"{promql!r} never satisfied the check; last result {result}")
 
+    def target_health(self) -> str:
+        """The active targets as Prometheus sees them (health, last error, last scrape's duration):
+        what a test prints when a replica "reported no fresh metrics"."""
+        try:
+            with urllib.request.urlopen(self.url + "/api/v1/targets?state=active", timeout=5) as resp:
+                active = json.load(resp)["data"]["activeTargets"]
+        except (OSError, KeyError, ValueError) as e:
+            return f"prometheus {self.url}: targets unreadable ({e!r})"
+        rows = [
+            f"{t['labels'].get('pod', t['scrapeUrl'])} {t['scrapeUrl']} {t['health']}"
+            f" last {t.get('lastScrape', '?')} took {t.get('lastScrapeDuration', '?')}s {t.get('lastError') or ''}"
+            for t in active
+        ]
+        return f"prometheus {self.url} targets ({len(rows)}):\n" + "\n".join(rows)
+
     def log_tail(self, n: int = 4000) -> str:
         self._log.flush()
         return (self._dir / "prometheus.log").read_bytes()[-n:].decode(errors="replace")

@@ -66,3 +66,77 @@ def test_a_forward_carries_a_reply_that_comes_after_the_connect_timeout(tmp_path
             client.sendall(b"ask")
             assert client.recv(64) == b"late reply"
     server.close()
+
+
+class _RefusingCore:
+    """The CoreV1Api calls LoadingKubelet makes, on one pod; the first pod status report is refused
+    (422, as the apiserver refuses a pod address that changes), the way kwok's early report made it."""
+
+    def __init__(self, node: str) -> None:
+        from types import SimpleNamespace as NS
+
+        meta = NS(name="chat-0", uid="u1", labels={"agentfleet.io/modelreplicaset": "chat"}, deletion_timestamp=None)
+        self.pod = NS(metadata=meta, spec=NS(node_name=node))
+        self.reports: list[bool] = []
+        self.refused = 0
+        self.node_status: list[dict] = []
+
+    def list_namespaced_pod(self, namespace: str, label_selector: str):  # noqa: ANN201 - the client's shape
+        from types import SimpleNamespace as NS
+
+        return NS(items=[self.pod])
+
+    def patch_namespaced_pod_status(self, name: str, namespace: str, body: dict) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        if not self.refused:
+            self.refused += 1
+            raise ApiException(status=422, reason="Unprocessable Entity")
+        ready = next(c for c in body["status"]["conditions"] if c["type"] == "Ready")
+        self.reports.append(ready["status"] == "True")
+
+    def patch_node_status(self, name: str, body: dict) -> None:
+        self.node_status.append(body)
+
+    def delete_namespaced_pod(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        raise AssertionError("nothing is deleted here")
+
+
+class _Leases:
+    def __init__(self) -> None:
+        self.created: list[dict] = []
+
+    def patch_namespaced_lease(self, name: str, namespace: str, body: dict) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        if not self.created:
+            raise ApiException(status=404, reason="Not Found")
+
+    def create_namespaced_lease(self, namespace: str, body: dict) -> None:
+        self.created.append(body)
+
+
+def test_the_loading_kubelet_loses_nothing_to_a_refused_report(tmp_path) -> None:
+    """A status report the API refused is made again on the next poll, and the replica's scrape
+    target is written all the same (before, a refusal in the poll that found the pod left it out of
+    Prometheus for good: "none of 1 ready replicas reported fresh metrics", the set never slept)."""
+    import json
+
+    from e2e.harness.sleepwake import LoadingKubelet
+
+    core, leases = _RefusingCore("n1"), _Leases()
+    sd = tmp_path / "chat.json"
+    k = LoadingKubelet(core, leases, "ns", "chat", "n1", {}, sd, load_seconds=0.5)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and core.reports[-1:] != [True]:
+            time.sleep(0.05)
+        assert core.refused == 1 and core.reports == [False, True], core.reports  # not Ready until loaded
+        targets = json.loads(sd.read_text())
+        assert [t["labels"]["pod"] for t in targets] == ["chat-0"]
+        assert targets[0]["targets"] == [k.backing["chat-0"][1].removeprefix("http://")]
+        # The node's kubelet: its Lease made where none was, its Ready condition kept.
+        assert leases.created and leases.created[0]["spec"]["holderIdentity"] == "n1"
+        assert core.node_status[0]["status"]["conditions"][0]["type"] == "Ready"
+    finally:
+        k.stop()

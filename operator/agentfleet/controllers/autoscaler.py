@@ -152,6 +152,7 @@ class AutoscaleState:
     sleep: SleepState | None = None  # scale to zero (autoscale/sleep.py); restored from status.sleep
     woken: bool = False  # a task arrived on a sleeping object's stream (wakewatch.py): evaluate now
     demand: DemandMemory = field(default_factory=DemandMemory)  # the learned profile (controllers/demand.py)
+    reason: str = ""  # the last evaluation's decision, logged with the object's name
 
 
 @dataclass
@@ -367,6 +368,8 @@ class AutoscalerController(Controller[AutoscaleState]):
             written, posts = self.evaluate_modelreplicaset(obj, state, now)
         else:
             written, posts = self.evaluate_workers(obj, state, now)
+        # Named: with several objects evaluated, "holding 1: ..." alone says not whose decision it is.
+        log.info("%s %s/%s: %s", kind, namespace, name, state.reason)
         body = mrs_status_apply(obj, written) if kind == MRS else af_status_apply(obj, written)
         self.kube.apply_status(body, manager=AUTOSCALER_MANAGER)
         for type_, reason, message in posts:
@@ -501,6 +504,7 @@ class AutoscalerController(Controller[AutoscaleState]):
         written, posts = self.mrs_fields(
             out, obs, now, int(meta.get("generation") or 0), list(status.get("conditions") or [])
         )
+        state.reason = out.decision.reason
         written["forecast"] = demand.status(name, planned, demand.forecast_config(parsed), obs.at)
         if sleep_cfg.enabled or status.get("sleep"):
             written["sleep"] = to_status(sd.state)
@@ -543,6 +547,7 @@ class AutoscalerController(Controller[AutoscaleState]):
         old_conditions = list(status.get("conditions") or [])
         generation = int(meta.get("generation") or 0)
         written, posts = self.mrs_fields(Outcome(d, policy), None, now, generation, old_conditions)
+        state.reason = d.reason
         written["sleep"] = to_status(sd.state)
         return written, posts + ([sd.event] if sd.event else [])
 
@@ -570,7 +575,6 @@ class AutoscalerController(Controller[AutoscaleState]):
         # Only the autoscaler's condition types: the ModelReplicaSet controller's (Ready,
         # Progressing, Degraded) are none of its business.
         written["conditions"] = merged_conditions(old_conditions, d, generation)
-        log.info(d.reason)
         return written, scale_events(d, old_conditions)
 
     def evaluate_workers(
@@ -608,7 +612,7 @@ class AutoscalerController(Controller[AutoscaleState]):
         }
         if sleep_cfg.enabled or status.get("sleep"):
             written["sleep"] = to_status(sd.state)
-        log.info(d.reason)
+        state.reason = d.reason
         return written, scale_events(d, old_conditions) + ([sd.event] if sd.event else [])
 
 
