@@ -403,7 +403,7 @@ class TaskRun:
         retrieved passage holds, while this run has check retries left; spends one."""
         if self._checks_left <= 0:
             return None
-        values = answercheck.unsupported(answer, self._seen_outputs(), self.rec.goal)
+        values = self._unsupported(answer)
         if not values:
             return None
         self._checks_left -= 1
@@ -416,7 +416,17 @@ class TaskRun:
         check = self.settings.decisions.answer_check
         if check is None or not check.decline or not answer:
             return answer
-        return answercheck.DECLINE if answercheck.unsupported(answer, self._seen_outputs(), self.rec.goal) else answer
+        return answercheck.DECLINE if self._unsupported(answer) else answer
+
+    def _unsupported(self, answer: str) -> list[str]:
+        """What answerCheck holds against a final answer: the values no retrieved passage holds and,
+        with checkAnswerNames, the code names none mentions (the answer-first reply's two checks, so
+        that the loop's answer after an escalated first answer is held to them too)."""
+        seen = self._seen_outputs()
+        values = answercheck.unsupported(answer, seen, self.rec.goal)
+        if self.settings.check_answer_names:
+            values += answercheck.unknown_answer_names(answer, seen, self.rec.goal)
+        return values
 
     def _numbered_sources(self) -> dict[int, str]:
         """Rank -> source of the latest search's passages: what "[1]" in an answer's sources means."""

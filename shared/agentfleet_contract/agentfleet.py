@@ -413,7 +413,8 @@ class Retrieval(Model):
         default=False,
         description="With answerFirst: a first answer that names code no retrieved passage or the question mentions "
         "(a dotted name, a call or a name with an underscore, e.g. yaml.safe_load() over documents without a yaml "
-        "module) goes on to the loop, as one stating a value no passage holds does.",
+        "module) goes on to the loop, as one stating a value no passage holds does; with decisions.answerCheck, the "
+        "loop's final answer is held to the same names.",
     )
 
 

@@ -16,6 +16,7 @@ from agentfleet_runtime import oneshot
 from agentfleet_runtime.answercheck import (
     ANSWER_FIRST,
     ANSWER_FIRST_UNANSWERED,
+    DECLINE,
     QUOTE_FIRST,
     Quoted,
     answer_names,
@@ -27,6 +28,7 @@ from agentfleet_runtime.answercheck import (
     says_unanswered,
     supporting_sources,
 )
+from agentfleet_runtime.decisions import AnswerCheckSettings, DecisionSettings
 from agentfleet_runtime.loop import LoopSettings
 from agentfleet_runtime.tools.registry import (
     answer_first_prompt,
@@ -46,7 +48,8 @@ DECLINED = "The passages do not say which lock it takes."
 
 
 def first(on: bool = True, **kw) -> LoopSettings:
-    return LoopSettings("s", decisions=FIRST_SEARCH, search_first="search", answer_first=on, **kw)
+    kw.setdefault("decisions", FIRST_SEARCH)
+    return LoopSettings("s", search_first="search", answer_first=on, **kw)
 
 
 def actions(request) -> str:
@@ -379,6 +382,22 @@ def test_a_quoted_first_answer_naming_what_no_passage_mentions_goes_on_to_the_lo
     settings = first(check_answer_names=True, answer_first_prompt="Quote")
     run_task(model, settings, goal=YAML_Q, tools=Named())
     assert len(model.requests) == 2 and "'yaml.safe_load()'" in model.requests[1].messages[-1]["content"]
+
+
+def test_the_loops_answer_after_an_escalated_decline_is_held_to_the_names_too():
+    """Held-out py-none-yaml: the first answer declined rightly, the cascade went on, and the loop
+    named yaml.safe_load(). With answerCheck (Decline) and checkAnswerNames that answer goes back
+    once, then is declined; with the value check alone it stands (a name is no value)."""
+    invented = '{"action": "answer", "answer": "Use yaml.safe_load().", "sources": ["json.html"]}'
+    check = DecisionSettings(mode="JSONSchema", rules=FIRST_SEARCH.rules, answer_check=AnswerCheckSettings(1, True))
+    both = first(decisions=check, check_answer_names=True)
+    model = ScriptedModel(["The passages do not say.", invented, invented])
+    _, finished, _, _ = run_task(model, both, goal=YAML_Q, tools=Named())
+    assert finished["answer"] == DECLINE and len(model.requests) == 3
+    assert "'yaml.safe_load()'" in model.requests[2].messages[-1]["content"]  # sent back once, naming it
+    model = ScriptedModel(["The passages do not say.", invented])
+    _, finished, _, _ = run_task(model, first(decisions=check), goal=YAML_Q, tools=Named())
+    assert finished["answer"].startswith("Use yaml.safe_load()") and len(model.requests) == 2
 
 
 def test_check_answer_names_needs_answer_first_and_is_read():
