@@ -425,7 +425,8 @@ class TaskRun:
         seen = self._seen_outputs()
         values = answercheck.unsupported(answer, seen, self.rec.goal)
         if self.settings.check_answer_names:
-            values += answercheck.unknown_answer_names(answer, seen, self.rec.goal)
+            # A name in backticks is a quoted value too: listed once.
+            values += [n for n in answercheck.unknown_answer_names(answer, seen, self.rec.goal) if n not in values]
         return values
 
     def _numbered_sources(self) -> dict[int, str]:

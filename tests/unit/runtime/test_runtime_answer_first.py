@@ -388,14 +388,16 @@ def test_the_loops_answer_after_an_escalated_decline_is_held_to_the_names_too():
     """Held-out py-none-yaml: the first answer declined rightly, the cascade went on, and the loop
     named yaml.safe_load(). With answerCheck (Decline) and checkAnswerNames that answer goes back
     once, then is declined; with the value check alone it stands (a name is no value)."""
-    invented = '{"action": "answer", "answer": "Use yaml.safe_load().", "sources": ["json.html"]}'
+    invented = '{"action": "answer", "answer": "Use `yaml.safe_load()`.", "sources": ["json.html"]}'
     check = DecisionSettings(mode="JSONSchema", rules=FIRST_SEARCH.rules, answer_check=AnswerCheckSettings(1, True))
     both = first(decisions=check, check_answer_names=True)
     model = ScriptedModel(["The passages do not say.", invented, invented])
     _, finished, _, _ = run_task(model, both, goal=YAML_Q, tools=Named())
     assert finished["answer"] == DECLINE and len(model.requests) == 3
-    assert "'yaml.safe_load()'" in model.requests[2].messages[-1]["content"]  # sent back once, naming it
-    model = ScriptedModel(["The passages do not say.", invented])
+    # Sent back once, naming it once (in backticks it is a quoted value and a name: one claim).
+    assert model.requests[2].messages[-1]["content"].count("'yaml.safe_load()'") == 1
+    plain = invented.replace("`", "")  # not in backticks: no quoted value for the value check
+    model = ScriptedModel(["The passages do not say.", plain])
     _, finished, _, _ = run_task(model, first(decisions=check), goal=YAML_Q, tools=Named())
     assert finished["answer"].startswith("Use yaml.safe_load()") and len(model.requests) == 2
 
