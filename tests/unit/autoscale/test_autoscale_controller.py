@@ -145,6 +145,19 @@ def test_prometheus_down_holds_and_warns_once() -> None:
     assert again == []
 
 
+def test_each_decision_is_logged_with_the_object_it_is_for(caplog: pytest.LogCaptureFixture) -> None:
+    """With several objects evaluated, a bare "holding 3: ..." line says not whose it is (a set's
+    and a fleet's lines read as one object's in a CI failure)."""
+    samples = tuple(ReplicaSample(f"llama-{i}", 1.0, 2.0, 0.1) for i in range(3))
+    ctl = controller(
+        FakeReader(Observation(at=time.time(), samples=samples)), FakeKube(mrs_obj({"desiredReplicas": 3}))
+    )
+    with caplog.at_level(logging.INFO, logger="agentfleet.autoscaler"):
+        ctl.reconcile(("ModelReplicaSet", "team-a", "llama"), None)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "agentfleet.autoscaler"]
+    assert line.startswith("ModelReplicaSet team-a/llama: ") and "3" in line, line
+
+
 def test_the_period_gate_skips_early_ticks() -> None:
     reader = FakeReader(Observation(at=time.time()))
     kube = FakeKube(mrs_obj({}))
