@@ -316,7 +316,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
     ran = ", ".join(f"{lbl} {len(scores)}" for lbl, scores, _ in runs)
     out.write(f"\n== summary ({taskset.name}, {len(tasks)} tasks; run: {ran}; {time.monotonic() - t0:.0f}s)\n")
     report.summary_table([lbl for lbl, _, _ in runs], [s for _, _, s in runs], out)
-    report.paired_table([(lbl, scores) for lbl, scores, _ in runs], out)
+    report.paired_table([(lbl, scores) for lbl, scores, _ in runs], out, baselines)
     out.write("\n== by part and kind (deltas against the first column)\n")
     report.kind_table([(lbl, scores) for lbl, scores, _ in runs], out, args.k)
     doc_out = {
@@ -331,6 +331,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
                 "tasks": [report.task_record(x) for x in scores],
                 # Each later pass against the first on the same tasks (the first has none).
                 **({"paired": report.paired_record(runs[0][0], runs[0][1], scores)} if i else {}),
+                # Each agent pass minus each baseline (the goals' unit).
+                **(
+                    {"pairedBaselines": [report.paired_record(b, bs, scores) for b, bs, _ in runs if b in baselines]}
+                    if baselines and lbl not in baselines
+                    else {}
+                ),
             }
             for i, (lbl, scores, s) in enumerate(runs)
         ],

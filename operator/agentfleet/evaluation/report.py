@@ -4,7 +4,7 @@ configurations are compared), the JSON report, and a PNG."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
@@ -189,20 +189,36 @@ def _paired(p: Paired | None, first: str, other: str) -> str:
     )
 
 
-def paired_table(runs: Sequence[tuple[str, Sequence[TaskScore]]], out: TextIO) -> None:
+def paired_table(runs: Sequence[tuple[str, Sequence[TaskScore]]], out: TextIO, baselines: Collection[str] = ()) -> None:
     """Each later pass's success minus the first's on the tasks both scored, with its interval and
     p-value, overall and (when the run has more than one part) per part: whether a delta of the
-    summary is more than the luck of a few questions. "B minus A" names the sign's direction."""
+    summary is more than the luck of a few questions. "B minus A" names the sign's direction. With
+    ``baselines`` (labels of runs), every other pass minus each baseline too: the goals' unit
+    ("the agent beats one-shot RAG"), for each configuration an ablation tried, not only the first."""
     if len(runs) < 2:
         return
     (first_label, first), *later = runs
     out.write("\n== paired: task success minus the first column's, on the same tasks\n")
     for label, scores in later:
-        out.write(f"{label} minus {first_label}: {_paired(paired(first, scores), first_label, label)}\n")
-        parts = paired_by_part(first, scores)
-        if len(parts) > 1:
-            for part, p in parts.items():
-                out.write(f"  {part}: {_paired(p, first_label, label)}\n")
+        _paired_lines(first_label, first, label, scores, out)
+    agents = [(label, scores) for label, scores in runs if label not in baselines]
+    against = [(label, scores) for label, scores in runs if label in baselines]
+    if not agents or not against:
+        return
+    out.write("\n== paired: each agent pass minus each baseline, on the same tasks\n")
+    for label, scores in agents:
+        for base_label, base in against:
+            _paired_lines(base_label, base, label, scores, out)
+
+
+def _paired_lines(
+    first_label: str, first: Sequence[TaskScore], label: str, scores: Sequence[TaskScore], out: TextIO
+) -> None:
+    out.write(f"{label} minus {first_label}: {_paired(paired(first, scores), first_label, label)}\n")
+    parts = paired_by_part(first, scores)
+    if len(parts) > 1:
+        for part, p in parts.items():
+            out.write(f"  {part}: {_paired(p, first_label, label)}\n")
 
 
 def paired_record(against: str, first: Sequence[TaskScore], other: Sequence[TaskScore]) -> dict[str, Any] | None:

@@ -188,6 +188,16 @@ def test_a_two_pass_run_prints_and_records_the_paired_comparison(
         "byPart": {part: asdict(p) for part, p in report.paired_by_part(first_scores, other_scores).items()},
     }
     assert (got["n"], got["only_first"], got["only_other"], got["byPart"]["heldout"]["only_first"]) == (7, 3, 2, 2)
+    # The goals' unit as well: the agent pass minus the baseline, the sign the other way round.
+    section = printed.split("\n== paired: each agent pass minus each baseline, on the same tasks\n", 1)[1]
+    agent_line = section.split("\n\n==", 1)[0].splitlines()[0]
+    assert agent_line == (
+        "fleet minus one-shot-rag: +14pp, 95% CI [-40pp, +60pp], McNemar p=1.000 "
+        "(n=7: right only in one-shot-rag 2, only in fleet 3, in both 1, in neither 1)"
+    )
+    (against,) = first["pairedBaselines"]
+    assert against["against"] == "one-shot-rag" and (against["only_first"], against["only_other"]) == (2, 3)
+    assert against["delta"] == pytest.approx(-got["delta"]) and "pairedBaselines" not in other
 
 
 def paired_lines(printed: str) -> list[str]:
