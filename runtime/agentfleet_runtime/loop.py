@@ -65,7 +65,7 @@ class LoopSettings:
     answer_first: bool = False  # that tool's answerFirst: one call without tools answers from its passages, if it can
     answer_first_prompt: Literal["Fleet", "OneShot", "Quote"] = "Fleet"  # how that call asks (answerFirstPrompt)
     decline_other_subjects: bool = False  # declineOtherSubjects: a first answer whose values are another thing's
-    check_answer_names: bool = False  # checkAnswerNames: a first answer's code names must be in a passage
+    check_answer_names: bool = False  # checkAnswerNames: a final answer's code names must be in a passage
     search_first_top_k: int | None = None  # set: the searchFirst search asks for it (the tool's own is followUpTopK)
     tracer: Any = None  # an OpenTelemetry tracer (tracing.configure); None: tracing off
 
@@ -336,10 +336,15 @@ class TaskRun:
 
     def _names_problem(self, answer: str, seen: list[str]) -> str | None:
         """With checkAnswerNames: the code names the first answer gives that no passage mentions."""
-        if not self.settings.check_answer_names:
-            return None
-        names = answercheck.unknown_answer_names(answer, seen, self.rec.goal)
+        names = self._unknown_names(answer, seen)
         return answercheck.check_problem(names) if names else None
+
+    def _unknown_names(self, answer: str, seen: list[str]) -> list[str]:
+        """checkAnswerNames' check, for the first answer and (with answerCheck) the loop's: the code
+        names the answer gives that no passage mentions; none when the setting is off."""
+        if not self.settings.check_answer_names:
+            return []
+        return answercheck.unknown_answer_names(answer, seen, self.rec.goal)
 
     def _interpret(
         self, reply: ModelReply, json_mode: bool, choice: Offer, schemas: list[dict[str, Any]]
@@ -424,10 +429,8 @@ class TaskRun:
         that the loop's answer after an escalated first answer is held to them too)."""
         seen = self._seen_outputs()
         values = answercheck.unsupported(answer, seen, self.rec.goal)
-        if self.settings.check_answer_names:
-            # A name in backticks is a quoted value too: listed once.
-            values += [n for n in answercheck.unknown_answer_names(answer, seen, self.rec.goal) if n not in values]
-        return values
+        # A name in backticks is a quoted value too: listed once.
+        return values + [n for n in self._unknown_names(answer, seen) if n not in values]
 
     def _numbered_sources(self) -> dict[int, str]:
         """Rank -> source of the latest search's passages: what "[1]" in an answer's sources means."""
