@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from agentfleet.evaluation.paired import Paired, paired
-from agentfleet.evaluation.scoring import COMPARED, TaskScore, declined, summarize
+from agentfleet.evaluation.scoring import COMPARED, TaskScore, declined, failure_cause, summarize
 
 # Figures that get a delta column when passes are compared: scoring's, and what a platform team
 # weighs beside them (tokens, declines, the pass's wall time).
@@ -43,7 +43,7 @@ def _delta(key: str, v: float | None) -> str:
 def task_table(scores: Sequence[TaskScore], out: TextIO) -> None:
     header = (
         f"{'task':<16} {'kind':<13} {'ok':<4} {'grnd':<4} {'recall':>6} {'steps':>5} {'calls':>5} {'subs':>4} "
-        f"{'secs':>6} {'end':<12} why"
+        f"{'secs':>6} {'end':<12} {'cause':<14} why"
     )
     out.write(header + "\n" + "-" * len(header) + "\n")
     for s in scores:
@@ -52,7 +52,7 @@ def task_table(scores: Sequence[TaskScore], out: TextIO) -> None:
             f"{s.task.id[:16]:<16} {s.task.kind[:13]:<13} {_mark(s.success):<4} {_mark(s.grounded):<4} "
             f"{_pct(s.recall):>6} {o.steps:>5} "
             f"{o.model_calls:>5} {o.sub_agents:>4} {o.latency_seconds:>6.1f} {(o.reason or o.status)[:12]:<12} "
-            f"{s.why[:90]}\n"
+            f"{failure_cause(s) or '-':<14} {s.why[:90]}\n"
         )
 
 
@@ -162,6 +162,8 @@ def summary_table(labels: Sequence[str], summaries: Sequence[dict[str, Any]], ou
             f"{s['answersWithCitation']}/{s['tasks']}; end: {ends}\n"
         )
         out.write(f"[{lbl}] by kind (success/grounded): {kinds}\n")
+        causes = ", ".join(f"{k} {v}" for k, v in s["failureCauses"].items()) or "none"
+        out.write(f"[{lbl}] where the {sum(s['failureCauses'].values())} failures come from: {causes}\n")
 
 
 def paired_by_part(first: Sequence[TaskScore], other: Sequence[TaskScore]) -> dict[str, Paired | None]:
@@ -241,6 +243,7 @@ def task_record(s: TaskScore) -> dict[str, Any]:
         "grounded": s.grounded,
         "recall": s.recall,
         "why": s.why,
+        "cause": failure_cause(s),
         "taskId": o.task_id,
         "status": o.status,
         "endReason": o.reason,

@@ -11,7 +11,8 @@
   - states none of the task's ``wrong`` facts;
   - is no list: at most MAX_OTHER_VALUES values of kinds the question does not ask for, and each
     fact stated at least once outside an enumeration of LIST_ITEMS or more short items.
-  For a question the documents do not answer, the answer declines and asserts no value.
+  For a question the documents do not answer, the answer declines and asserts no value. The raw
+  decision JSON stored as the answer is never a success, whatever value it holds.
   Values in the question itself (and version numbers) are never competing values.
 - grounded (answerable questions only): the answer cites, every citation names a document whose
   passages the task (or one of its sub-agents) actually retrieved, and every fact the answer states
@@ -280,6 +281,9 @@ NOTHING_TO_GROUND = "states none of the expected facts: no claim to check agains
 def score(task: EvalTask, o: Outcome, k: int = 5) -> TaskScore:
     if o.status != "done":
         ok, why = False, f"task {o.status or 'unknown'}: {o.reason or o.error or 'no answer'}"
+    elif _RAW_DECISION.match(o.answer):
+        # What the user reads is JSON, whatever value sits inside it (the leak of issue 38).
+        ok, why = False, "the answer is the model's raw decision JSON"
     else:
         v = judge_answer(task, o.answer)
         ok, why = v.ok, v.why
@@ -289,6 +293,59 @@ def score(task: EvalTask, o: Outcome, k: int = 5) -> TaskScore:
     elif not ok and grounded is False and gwhy != NOTHING_TO_GROUND:
         why = f"{why}; {gwhy}"
     return TaskScore(task, o, ok, grounded, recall_at(task, o.retrieved, k), why)
+
+
+# --- where a failure comes from -------------------------------------------------------------------
+
+# The stages a failed task can have failed at, in the order they are checked: the first that
+# explains the failure is its cause.
+FAILURE_CAUSES = (
+    "budget",  # a step, token, cost, time or context budget ended the task, or --task-timeout did
+    "error",  # the task failed or died (a model call, a worker, the task API)
+    "format",  # no answer text, or the raw decision JSON stored as the answer
+    "not retrieved",  # no passage the task saw is from a supporting page
+    "passage missed",  # a supporting page was found, but no passage seen states the fact
+    "declined",  # a passage seen states every fact, and the answer declines anyway
+    "misread",  # a passage seen states every fact, and the answer states another value
+    "invented",  # the documents do not answer, and the answer asserts a value
+)
+_BUDGET_ENDS = frozenset({"max_steps", "max_tokens", "timeout", "max_cost", "max_context", "harness_timeout"})
+_RAW_DECISION = re.compile(r'^\s*\{\s*"(?:action|tool|answer)"\s*:')
+
+
+def _failed_facts(task: EvalTask, answer: str) -> list[int]:
+    """The facts (indexes) the answer does not state or negates; all of them when it states each
+    and fails for another reason (a competing value, a swap, a list)."""
+    a = Reading(answer)
+    missing = [i for i, f in enumerate(task.facts) if not any(not c.negated for c in a.claims(f))]
+    return missing or list(range(len(task.facts)))
+
+
+def failure_cause(s: TaskScore) -> str | None:
+    """Which stage a failed task failed at (one of FAILURE_CAUSES), None for a success. Pure.
+
+    Retrieval is judged before reading: an answer can only be a misread when a passage the task saw
+    (any rank, the whole tree's searches) states each fact it got wrong in the same sense as the
+    grounding check reads it (``supports``)."""
+    if s.success:
+        return None
+    o, task = s.outcome, s.task
+    if o.reason in _BUDGET_ENDS or o.status == "timeout":
+        return "budget"
+    if o.status != "done":
+        return "error"
+    if not o.answer.strip() or _RAW_DECISION.match(o.answer):
+        return "format"
+    if task.expect == "decline":
+        return "invented"
+    sources = {str(p.get("source", "")) for p in o.retrieved}
+    if task.supporting and not any(same_document(d, src) for d in task.supporting for src in sources):
+        return "not retrieved"
+    own, _ = subjects(task)
+    texts = [str(p.get("text", "")) for p in o.retrieved]
+    if not all(any(supports(task, task.facts[i], own[i], t) for t in texts) for i in _failed_facts(task, o.answer)):
+        return "passage missed" if task.supporting else "not retrieved"
+    return "declined" if declined(o.answer, task.question) else "misread"
 
 
 # --- summaries ------------------------------------------------------------------------------------
@@ -309,6 +366,12 @@ def _rate(flags: Iterable[bool | None]) -> float | None:
 
 def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
+
+
+def _causes(scores: Sequence[TaskScore]) -> dict[str, int]:
+    """Failed tasks per cause, in FAILURE_CAUSES order, causes with none left out."""
+    n = Counter(failure_cause(s) for s in scores)
+    return {c: n[c] for c in FAILURE_CAUSES if n[c]}
 
 
 def summarize(scores: Sequence[TaskScore], k: int = 5) -> dict[str, Any]:
@@ -342,6 +405,7 @@ def summarize(scores: Sequence[TaskScore], k: int = 5) -> dict[str, Any]:
         "latencyP50Seconds": percentile(lat, 50),
         "latencyP95Seconds": percentile(lat, 95),
         "endReasons": dict(Counter(o.reason or o.status for o in outs).most_common()),
+        "failureCauses": _causes(scores),
         "byKind": {
             kind: {
                 "tasks": len(ss),

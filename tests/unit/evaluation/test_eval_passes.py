@@ -286,6 +286,7 @@ def test_the_summary_has_declines_and_wall_time_with_deltas() -> None:
         "wallSeconds": 600.0,
         "toolCalls": {},
         "endReasons": {},
+        "failureCauses": {},
         "byKind": {},
         "tasksThatSearched": 0,
         "answersWithCitation": 0,

@@ -76,6 +76,7 @@ def test_summary_counts_every_figure() -> None:
         "latencyP50Seconds": 3.0,
         "latencyP95Seconds": 9.0,
         "endReasons": {"final_answer": 1, "max_steps": 1, "timeout": 1},
+        "failureCauses": {"budget": 2},
         "byKind": {
             "command": {"tasks": 2, "success": 0.0, "grounded": 0.0, "recall": 0.0},
             "default": {"tasks": 1, "success": 1.0, "grounded": 1.0, "recall": 1.0},

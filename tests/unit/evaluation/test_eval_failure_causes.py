@@ -1,0 +1,131 @@
+"""Where each failed task went wrong (scoring.failure_cause): the counts the evaluation prints
+when a goal is not reached, so each stage is pinned by an answer that fails there and nowhere else."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from agentfleet.evaluation import report
+from agentfleet.evaluation.scoring import FAILURE_CAUSES, Outcome, failure_cause, score, summarize
+from agentfleet.evaluation.taskset import parse_task
+
+PAGE = "runtime-config-resource.html"
+STATES = {"source": PAGE, "rank": 1, "text": "work_mem (integer): the default is 4MB. Sets the base memory."}
+SAME_PAGE_ELSEWHERE = {"source": PAGE, "rank": 2, "text": "maintenance_work_mem (integer): the default is 64MB."}
+OTHER_PAGE = {"source": "sql-vacuum.html", "rank": 1, "text": "VACUUM reclaims storage occupied by dead tuples."}
+
+
+def task(**extra: object) -> object:
+    raw = {
+        "id": "t",
+        "part": "dev",
+        "kind": "default",
+        "question": "What is the default of work_mem?",
+        "facts": ["4MB"],
+        "supporting": [PAGE],
+    }
+    return parse_task({**raw, **extra}, 0)
+
+
+def cause(answer: str, *passages: dict, t: object = None, **o: object) -> str | None:
+    fields = {"status": "done", "reason": "final_answer", "answer": answer, "retrieved": passages, **o}
+    return failure_cause(score(t or task(), Outcome(**fields)))
+
+
+def test_a_right_answer_has_no_cause() -> None:
+    assert cause("The default of work_mem is 4MB [1].", STATES, citations=(PAGE,)) is None
+
+
+def test_a_wrong_value_with_the_fact_in_a_seen_passage_is_a_misread() -> None:
+    assert cause("The default of work_mem is 64MB.", STATES) == "misread"
+
+
+def test_the_page_found_without_the_passage_that_states_the_fact_is_passage_missed() -> None:
+    assert cause("The default of work_mem is 64MB.", SAME_PAGE_ELSEWHERE) == "passage missed"
+
+
+def test_no_supporting_page_among_the_passages_is_not_retrieved() -> None:
+    assert cause("The default of work_mem is 64MB.", OTHER_PAGE) == "not retrieved"
+    assert cause("The default of work_mem is 64MB.") == "not retrieved"  # closed book: nothing seen
+
+
+def test_a_passage_far_below_the_first_five_still_counts_as_seen() -> None:
+    deep = {**STATES, "rank": 12}
+    assert cause("The default of work_mem is 64MB.", OTHER_PAGE, deep) == "misread"
+
+
+def test_a_fact_stated_only_in_another_sense_is_not_in_the_passage() -> None:
+    negated = {"source": PAGE, "rank": 1, "text": "work_mem (integer): the default is not 4MB on every platform."}
+    assert cause("The default of work_mem is 64MB.", negated) == "passage missed"
+
+
+def test_a_decline_with_the_fact_in_a_seen_passage_is_declined() -> None:
+    assert cause("The documentation does not mention a default for work_mem.", STATES) == "declined"
+
+
+def test_a_decline_without_the_page_is_a_retrieval_failure_first() -> None:
+    assert cause("The documentation does not mention a default for work_mem.", OTHER_PAGE) == "not retrieved"
+
+
+@pytest.mark.parametrize("reason", ["max_steps", "max_tokens", "timeout", "max_cost", "max_context"])
+def test_a_budget_end_is_budget_whatever_the_answer(reason: str) -> None:
+    assert cause("The default of work_mem is 64MB.", STATES, reason=reason) == "budget"
+
+
+def test_no_end_within_the_harness_timeout_is_budget() -> None:
+    assert cause("", status="timeout", reason="harness_timeout", error="no end within 300s") == "budget"
+
+
+def test_a_failed_or_dead_task_is_an_error() -> None:
+    assert cause("", STATES, status="dead", reason="failed", error="worker lost") == "error"
+
+
+@pytest.mark.parametrize(
+    "answer", ["", "   ", '{"action": "answer", "answer": "4 MB"}', '{ "tool": "search_docs", "arguments": {}}']
+)
+def test_no_text_or_the_raw_decision_is_format(answer: str) -> None:
+    assert cause(answer, STATES) == "format"
+
+
+def test_an_answered_unanswerable_question_is_invented() -> None:
+    t = task(expect="decline", facts=[], supporting=[], kind="unanswerable")
+    assert cause("The default of max_vector_dimensions is 2.", t=t) == "invented"
+    assert cause("The documentation does not mention max_vector_dimensions.", t=t) is None
+
+
+def test_only_the_facts_the_answer_gets_wrong_are_looked_for_in_the_passages() -> None:
+    # Two facts: the answer states the first from the model's own knowledge (no passage has it)
+    # and misses the second, which a seen passage states: the failure is the reading, not retrieval.
+    t = task(
+        question="What are the defaults of work_mem and maintenance_work_mem?",
+        facts=["4MB", "64MB"],
+    )
+    ok_first = "work_mem defaults to 4MB and maintenance_work_mem to 16MB."
+    assert cause(ok_first, SAME_PAGE_ELSEWHERE, t=t) == "misread"
+    # Missing the first instead, whose passage nobody retrieved: passage missed.
+    ok_second = "work_mem defaults to 1MB and maintenance_work_mem to 64MB."
+    assert cause(ok_second, SAME_PAGE_ELSEWHERE, t=t) == "passage missed"
+
+
+def test_the_summary_counts_failures_per_cause_in_order_and_the_report_prints_them() -> None:
+    scores = [
+        score(task(), Outcome(status="done", reason="final_answer", answer=a, retrieved=p))
+        for a, p in [
+            ("The default of work_mem is 64MB.", (STATES,)),
+            ("The default of work_mem is 64MB.", (STATES,)),
+            ("The default of work_mem is 64MB.", (OTHER_PAGE,)),
+            ("The default of work_mem is 4MB.", (STATES,)),
+        ]
+    ]
+    s = summarize(scores)
+    assert s["failureCauses"] == {"not retrieved": 1, "misread": 2}
+    assert list(s["failureCauses"]) == [c for c in FAILURE_CAUSES if c in s["failureCauses"]]
+    out = io.StringIO()
+    report.summary_table(["agent"], [s], out)
+    assert "[agent] where the 3 failures come from: not retrieved 1, misread 2\n" in out.getvalue()
+    table = io.StringIO()
+    report.task_table(scores, table)
+    assert [line.split()[10] for line in table.getvalue().splitlines()[2:]] == ["misread", "misread", "not", "-"]
+    assert [report.task_record(x)["cause"] for x in scores] == ["misread", "misread", "not retrieved", None]
