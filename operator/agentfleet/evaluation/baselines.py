@@ -48,6 +48,32 @@ def parse_baselines(spec: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def parse_rag_top_ks(spec: str) -> list[int]:
+    """``--rag-top-k``: "" (the tool's topK), one count, or several to sweep ("3,5,8"). Pure."""
+    try:
+        ks = [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        ks = [0]
+    if any(k <= 0 for k in ks):
+        raise BaselineError(f"--rag-top-k {spec!r}: passages per search, a positive count or several (3,5,8)")
+    return list(dict.fromkeys(ks))
+
+
+def baseline_passes(baselines: Sequence[str], rag_top_ks: Sequence[int]) -> list[tuple[str, str, int | None]]:
+    """(pass label, baseline, passages) for each pass: one-shot RAG once per swept top_k, labelled
+    ``one-shot-rag@K`` when there are several (its best k is then read from the run, not assumed);
+    a single k keeps the plain label. Pure."""
+    out: list[tuple[str, str, int | None]] = []
+    for b in baselines:
+        if b != "one-shot-rag":
+            out.append((b, b, None))
+        elif len(rag_top_ks) > 1:
+            out += [(f"{b}@{k}", b, k) for k in rag_top_ks]
+        else:
+            out.append((b, b, rag_top_ks[0] if rag_top_ks else None))
+    return out
+
+
 def oneshot_command(config_path: Path, label: str, concurrency: int, top_k: int | None) -> list[str]:
     cmd = [sys.executable, "-m", "agentfleet_runtime", "oneshot", "--config", str(config_path)]
     cmd += ["--mode", BASELINES[label], "--concurrency", str(max(1, concurrency))]

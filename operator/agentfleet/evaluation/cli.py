@@ -37,7 +37,14 @@ from typing import Any
 import yaml
 
 from agentfleet.evaluation import report
-from agentfleet.evaluation.baselines import NO_RETRIEVAL, BaselineError, parse_baselines, run_baseline
+from agentfleet.evaluation.baselines import (
+    NO_RETRIEVAL,
+    BaselineError,
+    baseline_passes,
+    parse_baselines,
+    parse_rag_top_ks,
+    run_baseline,
+)
 from agentfleet.evaluation.journal import FILE as JOURNAL
 from agentfleet.evaluation.journal import Journal
 from agentfleet.evaluation.runner import Progress, Target, TaskAPIError, judge, run_all
@@ -100,7 +107,11 @@ def build_parser(prog: str = "agentfleet eval") -> argparse.ArgumentParser:
         default="closed-book,one-shot-rag",
         help="run beside the fleet on its model and index (needs --runtime-config): closed-book, one-shot-rag or none",
     )
-    t.add_argument("--rag-top-k", type=int, default=0, help="passages of one-shot RAG (default: the tool's topK)")
+    t.add_argument(
+        "--rag-top-k",
+        default="",
+        help="passages of one-shot RAG (default: the tool's topK); several (3,5,8) sweep it, one pass each",
+    )
     r = p.add_argument_group("run")
     r.add_argument("--concurrency", type=int, default=2, help="tasks in flight at once")
     r.add_argument(
@@ -192,10 +203,10 @@ def _through_api(target: Target, args: argparse.Namespace, run_id: str) -> Execu
     return lambda tasks, done: run_all(target, tasks, on_done=done, **settings)
 
 
-def _baseline(doc: dict[str, Any], label: str, args: argparse.Namespace) -> Execute:
-    settings = {"concurrency": args.concurrency, "top_k": args.rag_top_k or None, "timeout": args.task_timeout}
+def _baseline(doc: dict[str, Any], baseline: str, top_k: int | None, args: argparse.Namespace) -> Execute:
+    settings = {"concurrency": args.concurrency, "top_k": top_k, "timeout": args.task_timeout}
     settings["kubeconfig"] = args.kubeconfig  # a modelRouting may find the replicas in the cluster
-    return lambda tasks, done: list(run_baseline(doc, label, tasks, on_done=done, **settings))
+    return lambda tasks, done: list(run_baseline(doc, baseline, tasks, on_done=done, **settings))
 
 
 def _fleets_config(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -236,6 +247,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
         if not tasks:
             raise TaskSetError(f"{taskset.name}: no tasks selected (check --part, --only, --limit, --sample)")
         baselines = parse_baselines(args.baselines)
+        passes = baseline_passes(baselines, parse_rag_top_ks(args.rag_top_k))
         token = ""
         if args.token_file:
             lines = [
@@ -255,8 +267,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
             raise TaskSetError(
                 "give --api (running fleets) or --compare (local variants of --runtime-config), not both"
             )
-        if not variants and not targets:
-            raise TaskSetError("no target: give --api URL (the fleet's task API) or --runtime-config with --compare")
+        if not variants and not targets and not (args.runtime_config and baselines):
+            raise TaskSetError(
+                "no target: give --api URL (the fleet's task API), or --runtime-config with --compare or "
+                "with --baselines alone (the baselines only)"
+            )
         if targets and not token:
             raise TaskSetError("--token-file is required: the task API wants a bearer token")
         doc = yaml.safe_load(Path(args.runtime_config).read_text()) if args.runtime_config else None
@@ -267,7 +282,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
         return 2
     baseline_doc = doc if doc is not None else _fleets_config(args) if baselines else None
     if baselines and baseline_doc is None:
-        baselines = []
+        baselines, passes = [], []
+    labels = {label for label, _, _ in passes}
     if journal is None:
         if (outdir / JOURNAL).exists():
             print(f"agentfleet eval: a new run replaces {outdir / JOURNAL} (--resume continues it)", file=sys.stderr)
@@ -304,9 +320,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
         else:
             for target in targets:
                 add(target.name, _through_api(target, args, run_id))
-        for label in baselines:
+        for label, baseline, top_k in passes:
             assert baseline_doc is not None
-            add(label, _baseline(baseline_doc, label, args))
+            add(label, _baseline(baseline_doc, baseline, top_k, args))
     except TaskAPIError as e:
         print(f"agentfleet eval: {e}", file=sys.stderr)
         return 1
@@ -316,7 +332,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
     ran = ", ".join(f"{lbl} {len(scores)}" for lbl, scores, _ in runs)
     out.write(f"\n== summary ({taskset.name}, {len(tasks)} tasks; run: {ran}; {time.monotonic() - t0:.0f}s)\n")
     report.summary_table([lbl for lbl, _, _ in runs], [s for _, _, s in runs], out)
-    report.paired_table([(lbl, scores) for lbl, scores, _ in runs], out, baselines)
+    report.paired_table([(lbl, scores) for lbl, scores, _ in runs], out, labels)
     out.write("\n== by part and kind (deltas against the first column)\n")
     report.kind_table([(lbl, scores) for lbl, scores, _ in runs], out, args.k)
     doc_out = {
@@ -333,8 +349,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
                 **({"paired": report.paired_record(runs[0][0], runs[0][1], scores)} if i else {}),
                 # Each agent pass minus each baseline (the goals' unit).
                 **(
-                    {"pairedBaselines": [report.paired_record(b, bs, scores) for b, bs, _ in runs if b in baselines]}
-                    if baselines and lbl not in baselines
+                    {"pairedBaselines": [report.paired_record(b, bs, scores) for b, bs, _ in runs if b in labels]}
+                    if labels and lbl not in labels
                     else {}
                 ),
             }
@@ -348,7 +364,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
         + (f"; {why_no_png}" if why_no_png else f", {outdir / 'report.png'}")
         + "\n"
     )
-    if args.fleet:
+    if args.fleet and runs[0][0] in labels:
+        print("agentfleet eval: nothing recorded in the AgentFleet's status: the run had no agent pass", file=sys.stderr)
+    elif args.fleet:
         from agentfleet.evaluation.record import evaluation_summary, record
 
         label, _, summary = runs[0]

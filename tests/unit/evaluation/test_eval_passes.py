@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from agentfleet.evaluation import cli, report
-from agentfleet.evaluation.baselines import BaselineError, oneshot_command, parse_baselines, run_baseline
+from agentfleet.evaluation.baselines import (
+    BaselineError,
+    baseline_passes,
+    oneshot_command,
+    parse_baselines,
+    parse_rag_top_ks,
+    run_baseline,
+)
 from agentfleet.evaluation.journal import FILE, Journal, outcome_from, outcome_record
 from agentfleet.evaluation.sampling import allocate, stratified_sample
 from agentfleet.evaluation.scoring import Outcome, score
@@ -360,3 +367,51 @@ def test_without_a_runtime_config_the_baselines_read_the_fleets_configmap(
     assert cli._fleets_config(a) is None
     assert "no baselines: could not read AgentFleet agents/support's runtime configuration" in capsys.readouterr().err
     assert cli._fleets_config(args(fleet=None)) is None and "--fleet to read its ConfigMap" in capsys.readouterr().err
+
+
+def test_rag_top_k_sweeps_one_pass_per_count_and_keeps_the_plain_label_for_one() -> None:
+    assert parse_rag_top_ks("") == [] and parse_rag_top_ks("8") == [8] and parse_rag_top_ks("3, 5,3,8") == [3, 5, 8]
+    for bad in ("0", "3,-1", "five"):
+        with pytest.raises(BaselineError, match="--rag-top-k"):
+            parse_rag_top_ks(bad)
+    both = ["closed-book", "one-shot-rag"]
+    assert baseline_passes(both, []) == [("closed-book", "closed-book", None), ("one-shot-rag", "one-shot-rag", None)]
+    assert baseline_passes(both, [8]) == [("closed-book", "closed-book", None), ("one-shot-rag", "one-shot-rag", 8)]
+    assert baseline_passes(both, [3, 8]) == [
+        ("closed-book", "closed-book", None),
+        ("one-shot-rag@3", "one-shot-rag", 3),
+        ("one-shot-rag@8", "one-shot-rag", 8),
+    ]
+    assert baseline_passes(["closed-book"], [3, 8]) == [("closed-book", "closed-book", None)]
+
+
+def test_the_baselines_alone_run_each_swept_k_and_pair_the_agent_with_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "tasks.yaml").write_text(
+        "name: pg\ntasks:\n- {id: a, part: dev, kind: default, question: q, facts: [replica], supporting: [a.html]}\n"
+    )
+    (tmp_path / "runtime.yaml").write_text(json.dumps({"fleet": "f", "tools": [{"name": "kb", "type": "Retrieval"}]}))
+    ran: list[tuple[str, int | None]] = []
+
+    def fake(doc, label, tasks, *, top_k=None, on_done=None, **_):  # noqa: ANN001, ANN202 - the run_baseline shape
+        ran.append((label, top_k))
+        outs = [RIGHT if top_k == 8 else WRONG for _ in tasks]
+        for t, o in zip(tasks, outs, strict=True):
+            on_done(t, o)
+        return outs
+
+    monkeypatch.setattr(cli, "run_baseline", fake)
+    monkeypatch.setattr(cli, "local_runtime", lambda *a, **k: pytest.fail("started a runtime"))
+    out = tmp_path / "out"
+    argv = [str(tmp_path / "tasks.yaml"), "--part", "dev", "--runtime-config", str(tmp_path / "runtime.yaml")]
+    argv += ["--baselines", "one-shot-rag", "--rag-top-k", "3,8", "--out", str(out), "--fleet", "support"]
+    assert cli.main(argv) == 0
+    assert ran == [("one-shot-rag", 3), ("one-shot-rag", 8)]
+    doc = json.loads((out / "report.json").read_text())
+    assert [(r["label"], r["summary"]["success"]) for r in doc["runs"]] == [("one-shot-rag@3", 0.0), ("one-shot-rag@8", 1.0)]
+    assert all("pairedBaselines" not in r for r in doc["runs"])  # no agent pass to hold against them
+    assert "nothing recorded in the AgentFleet's status" in capsys.readouterr().err
+    # Without a runtime configuration there is nothing to run: a clear refusal.
+    assert cli.main([str(tmp_path / "tasks.yaml"), "--part", "dev", "--baselines", "one-shot-rag"]) == 2
+    assert "no target" in capsys.readouterr().err
