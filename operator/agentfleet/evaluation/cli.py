@@ -365,7 +365,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
         + "\n"
     )
     if args.fleet and runs[0][0] in labels:
-        print("agentfleet eval: nothing recorded in the AgentFleet's status: the run had no agent pass", file=sys.stderr)
+        print("agentfleet eval: nothing recorded in the AgentFleet's status: no agent pass ran", file=sys.stderr)
     elif args.fleet:
         from agentfleet.evaluation.record import evaluation_summary, record
 

@@ -409,7 +409,8 @@ def test_the_baselines_alone_run_each_swept_k_and_pair_the_agent_with_none(
     assert cli.main(argv) == 0
     assert ran == [("one-shot-rag", 3), ("one-shot-rag", 8)]
     doc = json.loads((out / "report.json").read_text())
-    assert [(r["label"], r["summary"]["success"]) for r in doc["runs"]] == [("one-shot-rag@3", 0.0), ("one-shot-rag@8", 1.0)]
+    got = [(r["label"], r["summary"]["success"]) for r in doc["runs"]]
+    assert got == [("one-shot-rag@3", 0.0), ("one-shot-rag@8", 1.0)]
     assert all("pairedBaselines" not in r for r in doc["runs"])  # no agent pass to hold against them
     assert "nothing recorded in the AgentFleet's status" in capsys.readouterr().err
     # Without a runtime configuration there is nothing to run: a clear refusal.
