@@ -854,6 +854,23 @@ class AgentFleetSpec(Model):
         return tools
 
 
+class FailureCauses(Model):
+    """Failed tasks of the run by the stage they failed at, the first that explains each (docs/evaluation.md)."""
+
+    budget: int = Field(default=0, ge=0, description="Ended on a step, token, cost, time or context budget.")
+    error: int = Field(default=0, ge=0, description="Failed or died: a model call, a worker or the task API.")
+    format: int = Field(default=0, ge=0, description="No answer text, or the model's raw decision JSON as the answer.")
+    not_retrieved: int = Field(default=0, ge=0, description="No passage of a supporting page among those the task saw.")
+    passage_missed: int = Field(
+        default=0, ge=0, description="A supporting page was seen, but no seen passage states a fact the answer missed."
+    )
+    declined: int = Field(default=0, ge=0, description="A seen passage states every missed fact; the answer declined.")
+    misread: int = Field(
+        default=0, ge=0, description="A seen passage states every missed fact; the answer stated something else."
+    )
+    invented: int = Field(default=0, ge=0, description="A value asserted where the documents do not answer.")
+
+
 class EvaluationSummary(Model):
     """The last `agentfleet eval` run against this fleet, written by the harness under its own field manager."""
 
@@ -889,6 +906,9 @@ class EvaluationSummary(Model):
     )
     configuration: str | None = Field(
         default=None, max_length=512, description="Settings the harness overrode for this run, if any."
+    )
+    failure_causes: FailureCauses | None = Field(
+        default=None, description="Failed tasks by the stage they failed at: where to look first."
     )
 
 

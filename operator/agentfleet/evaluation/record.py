@@ -12,7 +12,7 @@ import datetime as dt
 from typing import Any
 
 import yaml
-from agentfleet_contract.agentfleet import EvaluationSummary
+from agentfleet_contract.agentfleet import EvaluationSummary, FailureCauses
 
 from agentfleet.render.agentfleet import CONFIG_KEY, config_map_name
 
@@ -36,6 +36,7 @@ def evaluation_summary(
         p95_seconds=None if p95 is None else round(p95, 3),
         cost_per_task=summary.get("costPerTask"),
         configuration=configuration,
+        failure_causes=FailureCauses.model_validate(summary["failureCauses"]) if "failureCauses" in summary else None,
     )
 
 

@@ -303,8 +303,8 @@ FAILURE_CAUSES = (
     "budget",  # a step, token, cost, time or context budget ended the task, or --task-timeout did
     "error",  # the task failed or died (a model call, a worker, the task API)
     "format",  # no answer text, or the raw decision JSON stored as the answer
-    "not retrieved",  # no passage the task saw is from a supporting page
-    "passage missed",  # a supporting page was found, but no passage seen states the fact
+    "notRetrieved",  # no passage the task saw is from a supporting page
+    "passageMissed",  # a supporting page was found, but no passage seen states the fact
     "declined",  # a passage seen states every fact, and the answer declines anyway
     "misread",  # a passage seen states every fact, and the answer states another value
     "invented",  # the documents do not answer, and the answer asserts a value
@@ -340,11 +340,11 @@ def failure_cause(s: TaskScore) -> str | None:
         return "invented"
     sources = {str(p.get("source", "")) for p in o.retrieved}
     if task.supporting and not any(same_document(d, src) for d in task.supporting for src in sources):
-        return "not retrieved"
+        return "notRetrieved"
     own, _ = subjects(task)
     texts = [str(p.get("text", "")) for p in o.retrieved]
     if not all(any(supports(task, task.facts[i], own[i], t) for t in texts) for i in _failed_facts(task, o.answer)):
-        return "passage missed" if task.supporting else "not retrieved"
+        return "passageMissed" if task.supporting else "notRetrieved"
     return "declined" if declined(o.answer, task.question) else "misread"
 
 

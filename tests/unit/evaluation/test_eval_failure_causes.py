@@ -43,12 +43,12 @@ def test_a_wrong_value_with_the_fact_in_a_seen_passage_is_a_misread() -> None:
 
 
 def test_the_page_found_without_the_passage_that_states_the_fact_is_passage_missed() -> None:
-    assert cause("The default of work_mem is 64MB.", SAME_PAGE_ELSEWHERE) == "passage missed"
+    assert cause("The default of work_mem is 64MB.", SAME_PAGE_ELSEWHERE) == "passageMissed"
 
 
 def test_no_supporting_page_among_the_passages_is_not_retrieved() -> None:
-    assert cause("The default of work_mem is 64MB.", OTHER_PAGE) == "not retrieved"
-    assert cause("The default of work_mem is 64MB.") == "not retrieved"  # closed book: nothing seen
+    assert cause("The default of work_mem is 64MB.", OTHER_PAGE) == "notRetrieved"
+    assert cause("The default of work_mem is 64MB.") == "notRetrieved"  # closed book: nothing seen
 
 
 def test_a_passage_far_below_the_first_five_still_counts_as_seen() -> None:
@@ -58,7 +58,7 @@ def test_a_passage_far_below_the_first_five_still_counts_as_seen() -> None:
 
 def test_a_fact_stated_only_in_another_sense_is_not_in_the_passage() -> None:
     negated = {"source": PAGE, "rank": 1, "text": "work_mem (integer): the default is not 4MB on every platform."}
-    assert cause("The default of work_mem is 64MB.", negated) == "passage missed"
+    assert cause("The default of work_mem is 64MB.", negated) == "passageMissed"
 
 
 def test_a_decline_with_the_fact_in_a_seen_passage_is_declined() -> None:
@@ -66,7 +66,7 @@ def test_a_decline_with_the_fact_in_a_seen_passage_is_declined() -> None:
 
 
 def test_a_decline_without_the_page_is_a_retrieval_failure_first() -> None:
-    assert cause("The documentation does not mention a default for work_mem.", OTHER_PAGE) == "not retrieved"
+    assert cause("The documentation does not mention a default for work_mem.", OTHER_PAGE) == "notRetrieved"
 
 
 @pytest.mark.parametrize("reason", ["max_steps", "max_tokens", "timeout", "max_cost", "max_context"])
@@ -106,7 +106,7 @@ def test_only_the_facts_the_answer_gets_wrong_are_looked_for_in_the_passages() -
     assert cause(ok_first, SAME_PAGE_ELSEWHERE, t=t) == "misread"
     # Missing the first instead, whose passage nobody retrieved: passage missed.
     ok_second = "work_mem defaults to 1MB and maintenance_work_mem to 64MB."
-    assert cause(ok_second, SAME_PAGE_ELSEWHERE, t=t) == "passage missed"
+    assert cause(ok_second, SAME_PAGE_ELSEWHERE, t=t) == "passageMissed"
 
 
 def test_the_summary_counts_failures_per_cause_in_order_and_the_report_prints_them() -> None:
@@ -120,12 +120,13 @@ def test_the_summary_counts_failures_per_cause_in_order_and_the_report_prints_th
         ]
     ]
     s = summarize(scores)
-    assert s["failureCauses"] == {"not retrieved": 1, "misread": 2}
+    assert s["failureCauses"] == {"notRetrieved": 1, "misread": 2}
     assert list(s["failureCauses"]) == [c for c in FAILURE_CAUSES if c in s["failureCauses"]]
     out = io.StringIO()
     report.summary_table(["agent"], [s], out)
-    assert "[agent] where the 3 failures come from: not retrieved 1, misread 2\n" in out.getvalue()
+    assert "[agent] where the 3 failures come from: notRetrieved 1, misread 2\n" in out.getvalue()
     table = io.StringIO()
     report.task_table(scores, table)
-    assert [line.split()[10] for line in table.getvalue().splitlines()[2:]] == ["misread", "misread", "not", "-"]
-    assert [report.task_record(x)["cause"] for x in scores] == ["misread", "misread", "not retrieved", None]
+    causes = [line.split()[10] for line in table.getvalue().splitlines()[2:]]
+    assert causes == ["misread", "misread", "notRetrieved", "-"]
+    assert [report.task_record(x)["cause"] for x in scores] == ["misread", "misread", "notRetrieved", None]

@@ -9,6 +9,7 @@ from agentfleet_contract.agentfleet import AgentFleetStatus
 
 from agentfleet.evaluation.record import FIELD_MANAGER, evaluation_summary, status_patch
 from agentfleet.evaluation.runner import outcome_of, parse_verdict
+from agentfleet.evaluation.scoring import FAILURE_CAUSES
 from agentfleet.evaluation.variants import Variant, VariantError, apply_variant, parse_compare, plan_variants
 
 DOC = {
@@ -127,6 +128,14 @@ def test_status_record_holds_only_the_evaluation_and_validates() -> None:
     }
     assert AgentFleetStatus.model_validate(body["status"]).evaluation == ev
     assert FIELD_MANAGER == "agentfleet-eval"
+
+
+def test_the_status_carries_where_the_failures_come_from() -> None:
+    summary = {"tasks": 4, "success": 0.25, "failureCauses": {"passageMissed": 1, "misread": 2}}
+    ev = evaluation_summary(summary, "python-library#heldout")
+    got = status_patch("support", "agents", ev)["status"]["evaluation"]["failureCauses"]
+    assert got == {k: 0 for k in got} | {"passageMissed": 1, "misread": 2}
+    assert list(got) == list(FAILURE_CAUSES)  # one name per cause, from the scorer to the status
 
 
 def test_outcome_adds_up_the_task_tree() -> None:
