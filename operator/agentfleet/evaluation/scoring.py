@@ -339,12 +339,12 @@ def failure_cause(s: TaskScore) -> str | None:
     if task.expect == "decline":
         return "invented"
     sources = {str(p.get("source", "")) for p in o.retrieved}
-    if task.supporting and not any(same_document(d, src) for d in task.supporting for src in sources):
+    if not any(same_document(d, src) for d in task.supporting for src in sources):
         return "notRetrieved"
     own, _ = subjects(task)
     texts = [str(p.get("text", "")) for p in o.retrieved]
     if not all(any(supports(task, task.facts[i], own[i], t) for t in texts) for i in _failed_facts(task, o.answer)):
-        return "passageMissed" if task.supporting else "notRetrieved"
+        return "passageMissed"
     return "declined" if declined(o.answer, task.question) else "misread"
 
 

@@ -130,3 +130,44 @@ def test_the_summary_counts_failures_per_cause_in_order_and_the_report_prints_th
     causes = [line.split()[10] for line in table.getvalue().splitlines()[2:]]
     assert causes == ["misread", "misread", "notRetrieved", "-"]
     assert [report.task_record(x)["cause"] for x in scores] == ["misread", "misread", "notRetrieved", None]
+
+
+def test_the_raw_decision_is_scored_wrong_and_says_why() -> None:
+    s = score(task(), Outcome(status="done", reason="final_answer", answer='{"action": "answer", "answer": "4MB"}'))
+    assert not s.success and s.why.startswith("the answer is the model's raw decision JSON;")
+
+
+def test_an_answer_stating_every_fact_and_a_competing_value_is_judged_on_all_facts() -> None:
+    assert cause("The default of work_mem is 4MB, or 64MB on some systems.", STATES) == "misread"
+    assert cause("The default of work_mem is 4MB, or 64MB on some systems.", SAME_PAGE_ELSEWHERE) == "passageMissed"
+
+
+def test_a_passage_without_text_states_nothing() -> None:
+    t = task(question="What does os.cpu_count() return when the number of CPUs is unknown?", facts=["None"])
+    t = parse_task({"id": "c", "part": "dev", "kind": "behaviour", "question": t.question, "facts": ["None"],
+                    "supporting": ["os.html"]}, 0)  # fmt: skip
+    assert cause("It raises NotImplementedError.", {"source": "os.html", "rank": 1}, t=t) == "passageMissed"
+
+
+def test_the_fact_must_be_in_a_passage_near_its_own_subject() -> None:
+    # The passage gives 64 bytes for blake2s only: for blake2b's missed fact it is no passage that states it.
+    t = parse_task(
+        {
+            "id": "b",
+            "part": "dev",
+            "kind": "comparison",
+            "question": "Compare the default digest sizes of hashlib.blake2b and hashlib.blake2s.",
+            "facts": [{"any": ["64 bytes"], "about": "blake2b"}, {"any": ["32 bytes"], "about": "blake2s"}],
+            "supporting": ["hashlib.html"],
+        },
+        0,
+    )
+    wrong_of_blake2s = {"source": "hashlib.html", "rank": 1, "text": "blake2s: digest_size defaults to 64 bytes here."}
+    answer = "blake2b defaults to 16 bytes and blake2s to 32 bytes."
+    assert cause(answer, wrong_of_blake2s, t=t) == "passageMissed"
+
+
+def test_a_decline_that_repeats_the_questions_own_value_is_still_a_decline() -> None:
+    t = task(question="What is the default of work_mem when shared_buffers is 128MB?")
+    answer = "The documentation does not mention work_mem's default for a shared_buffers of 128MB."
+    assert cause(answer, STATES, t=t) == "declined"
