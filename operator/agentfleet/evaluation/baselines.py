@@ -50,12 +50,13 @@ def parse_baselines(spec: str) -> list[str]:
 
 def parse_rag_top_ks(spec: str) -> list[int]:
     """``--rag-top-k``: "" (the tool's topK), one count, or several to sweep ("3,5,8"). Pure."""
+    bad = BaselineError(f"--rag-top-k {spec!r}: passages per search, a positive count or several (3,5,8)")
     try:
         ks = [int(x) for x in spec.split(",") if x.strip()]
     except ValueError:
-        ks = [0]
+        raise bad from None
     if any(k <= 0 for k in ks):
-        raise BaselineError(f"--rag-top-k {spec!r}: passages per search, a positive count or several (3,5,8)")
+        raise bad
     return list(dict.fromkeys(ks))
 
 

@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
         return 2
     baseline_doc = doc if doc is not None else _fleets_config(args) if baselines else None
     if baselines and baseline_doc is None:
-        baselines, passes = [], []
+        passes = []
     labels = {label for label, _, _ in passes}
     if journal is None:
         if (outdir / JOURNAL).exists():

@@ -76,6 +76,8 @@ _NOT_A_VALUE = frozenset("no not none unknown undocumented unspecified a an the 
 _YES_NO_QUESTION = re.compile(r"^(?:is|are|does|do|did|can|could|should|will|would|has|have|was|were|may|must)\b")
 _YES = re.compile(r"(?:^|[.!?;:]\s)yes\b", re.MULTILINE)
 _NO = re.compile(r"(?:^|[.!?;:]\s)no\b(?=\s*[,.;:!]|\s*$)", re.MULTILINE)
+# The model's decision JSON ({"action": ..., "answer": ...}) stored as the answer text.
+_RAW_DECISION = re.compile(r'^\s*\{\s*"(?:action|tool|answer)"\s*:')
 
 
 def declined(answer: str, question: str = "") -> bool:
@@ -310,14 +312,12 @@ FAILURE_CAUSES = (
     "invented",  # the documents do not answer, and the answer asserts a value
 )
 _BUDGET_ENDS = frozenset({"max_steps", "max_tokens", "timeout", "max_cost", "max_context", "harness_timeout"})
-_RAW_DECISION = re.compile(r'^\s*\{\s*"(?:action|tool|answer)"\s*:')
 
 
 def _failed_facts(task: EvalTask, answer: str) -> list[int]:
     """The facts (indexes) the answer does not state or negates; all of them when it states each
     and fails for another reason (a competing value, a swap, a list)."""
-    a = Reading(answer)
-    missing = [i for i, f in enumerate(task.facts) if not any(not c.negated for c in a.claims(f))]
+    missing = [i for i, f in enumerate(task.facts) if not fact_stated(f, answer)]
     return missing or list(range(len(task.facts)))
 
 

@@ -143,24 +143,22 @@ def test_an_answer_stating_every_fact_and_a_competing_value_is_judged_on_all_fac
 
 
 def test_a_passage_without_text_states_nothing() -> None:
-    t = task(question="What does os.cpu_count() return when the number of CPUs is unknown?", facts=["None"])
-    t = parse_task({"id": "c", "part": "dev", "kind": "behaviour", "question": t.question, "facts": ["None"],
-                    "supporting": ["os.html"]}, 0)  # fmt: skip
+    t = task(
+        kind="behaviour",
+        question="What does os.cpu_count() return when the number of CPUs is unknown?",
+        facts=["None"],
+        supporting=["os.html"],
+    )
     assert cause("It raises NotImplementedError.", {"source": "os.html", "rank": 1}, t=t) == "passageMissed"
 
 
 def test_the_fact_must_be_in_a_passage_near_its_own_subject() -> None:
     # The passage gives 64 bytes for blake2s only: for blake2b's missed fact it is no passage that states it.
-    t = parse_task(
-        {
-            "id": "b",
-            "part": "dev",
-            "kind": "comparison",
-            "question": "Compare the default digest sizes of hashlib.blake2b and hashlib.blake2s.",
-            "facts": [{"any": ["64 bytes"], "about": "blake2b"}, {"any": ["32 bytes"], "about": "blake2s"}],
-            "supporting": ["hashlib.html"],
-        },
-        0,
+    t = task(
+        kind="comparison",
+        question="Compare the default digest sizes of hashlib.blake2b and hashlib.blake2s.",
+        facts=[{"any": ["64 bytes"], "about": "blake2b"}, {"any": ["32 bytes"], "about": "blake2s"}],
+        supporting=["hashlib.html"],
     )
     wrong_of_blake2s = {"source": "hashlib.html", "rank": 1, "text": "blake2s: digest_size defaults to 64 bytes here."}
     answer = "blake2b defaults to 16 bytes and blake2s to 32 bytes."
