@@ -61,7 +61,13 @@ async def run_scripted_model(args: argparse.Namespace) -> int:
 async def run_oneshot(args: argparse.Namespace) -> int:
     from agentfleet_runtime.oneshot import run
 
-    await run(load_config(args.config), args.mode, top_k=args.top_k, concurrency=args.concurrency)
+    await run(
+        load_config(args.config),
+        args.mode,
+        top_k=args.top_k,
+        read_around=args.read_around,
+        concurrency=args.concurrency,
+    )
     return 0
 
 
@@ -76,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     os_.add_argument("--config", help="runtime YAML file (the fleet's; default: $AGENTFLEET_CONFIG)")
     os_.add_argument("--mode", choices=("closed-book", "rag"), required=True, help="model alone, or search then call")
     os_.add_argument("--top-k", type=int, default=None, help="passages for rag (default: the Retrieval tool's topK)")
+    os_.add_argument(
+        "--read-around",
+        type=int,
+        default=None,
+        choices=range(4),
+        help="neighbouring chunks a side joined to each rag passage (default: the Retrieval tool's readAround)",
+    )
     os_.add_argument("--concurrency", type=int, default=1, help="questions answered at once")
     sm = sub.add_parser("scripted-model", help="serve the scripted OpenAI-compatible test model")
     sm.add_argument("--script", help="YAML/JSON script file")

@@ -1,10 +1,11 @@
 """One-shot answers on a fleet's own model and index: the baselines an agent loop must beat.
 
-    python -m agentfleet_runtime oneshot --config runtime.yaml --mode rag [--top-k 5] < questions.jsonl
+    python -m agentfleet_runtime oneshot --config runtime.yaml --mode rag [--top-k 5] [--read-around 1] < qs.jsonl
 
 - ``closed-book``: the model alone, one call with the question;
 - ``rag``: one search of the fleet's first Retrieval tool with the question itself (the tool's
-  topK, or ``--top-k``), then one call with those passages, asked to cite them.
+  topK, or ``--top-k``; its filter; its readAround, or ``--read-around``), then one call with those
+  passages, asked to cite them.
 
 The model client, the retriever (Milvus collection, encoder) and the prices are built from the
 runtime configuration exactly as a worker builds them, so a baseline differs from the fleet only
@@ -28,7 +29,13 @@ from agentfleet_contract.runtime_config import RuntimeConfig
 from agentfleet_runtime.budget import Prices
 from agentfleet_runtime.citations import parse_citations
 from agentfleet_runtime.model import ModelClient, ModelRequest
-from agentfleet_runtime.tools.retrieval import RetrieverLike, format_passages, parse_passages, rag_messages
+from agentfleet_runtime.tools.retrieval import (
+    RetrieverLike,
+    format_passages,
+    parse_passages,
+    rag_messages,
+    search_passages,
+)
 from agentfleet_runtime.types import Usage
 
 Mode = Literal["closed-book", "rag"]
@@ -99,6 +106,8 @@ class OneShot:
         *,
         retriever: RetrieverLike | None = None,
         top_k: int = 5,
+        filter: str | None = None,
+        read_around: int = 0,
         tool: str = "search",
         timeout: float = 300.0,
     ) -> None:
@@ -106,6 +115,8 @@ class OneShot:
             raise ValueError("the rag baseline needs a Retrieval tool in the runtime configuration")
         self.mode, self.model, self.prices, self.retriever = mode, model, prices, retriever
         self.top_k, self.tool, self.timeout = top_k, tool, timeout
+        # The tool's own filter and readAround: the baseline searches what the fleet's first search does.
+        self.filter, self.read_around = filter, read_around
 
     async def answer(self, qid: str, question: str) -> dict[str, Any]:
         t0 = time.monotonic()
@@ -113,8 +124,7 @@ class OneShot:
         try:
             if self.mode == "rag":
                 assert self.retriever is not None
-                found = await self.retriever.search(question, top_k=self.top_k)
-                passages = [{"text": p.text, "score": float(p.score), "source": p.source} for p in found]
+                passages = await search_passages(self.retriever, question, self.top_k, self.filter, self.read_around)
             reply = await self.model.complete(
                 ModelRequest(
                     messages=messages(self.mode, question, passages),
@@ -172,6 +182,7 @@ async def run(
     mode: Mode,
     *,
     top_k: int | None = None,
+    read_around: int | None = None,
     concurrency: int = 1,
     lines: TextIO | None = None,
     out: TextIO | None = None,
@@ -186,13 +197,17 @@ async def run(
     model = model_client(config, redis)
     tool = next((t for t in config.tools if t.type == "Retrieval"), None)
     retriever = default_retriever(config, tool) if mode == "rag" and tool is not None else None
-    k = top_k or (tool.retrieval.top_k if tool is not None and tool.retrieval else 5)
+    settings = tool.retrieval if tool is not None else None
+    k = top_k or (settings.top_k if settings else 5)
+    around = read_around if read_around is not None else (settings.read_around if settings else 0)
     oneshot = OneShot(
         mode,
         model,
         prices_of(config),
         retriever=retriever,
         top_k=k,
+        filter=settings.filter if settings else None,
+        read_around=around,
         tool=tool.name if tool else "search",
         timeout=float(config.model.timeout_seconds),
     )

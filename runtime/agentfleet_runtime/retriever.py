@@ -20,6 +20,13 @@ fills from ``text``, and the two lists are fused by reciprocal rank (RRF: a pass
 a dense encoder blurs (setting names such as ``wal_level``, error codes, numbers) are what BM25
 matches exactly.
 
+Reading around (``read_around``; spec.tools[].retrieval.readAround): each passage comes back with
+its document's neighbouring chunks on either side, joined into one passage (the chunks' overlap and
+repeated section title shown once), so a fact one sentence past a chunk's end is in the passage
+that ranked. A hit already inside a better-ranked hit's window is not returned again. The
+neighbours are read by one Milvus query under the search's own ``filter`` (a tenant's partition
+filter holds for them too) and the hit's revision.
+
 Errors: ``MilvusUnavailable`` when Milvus cannot be reached (after one quick retry on a fresh
 channel; retry later), ``MilvusRequestError``
 when it refuses the search (bad filter, missing collection), ``EmbeddingError`` from the embedder.
@@ -28,6 +35,7 @@ when it refuses the search (bad filter, missing collection), ``EmbeddingError`` 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +46,8 @@ from agentfleet_runtime.ingest.embedders import make_embedder
 from agentfleet_runtime.ingest.embedding import Embedder, EmbeddingSettings
 
 MAX_TOP_K = 16384  # Milvus' limit on topk
+OVERLAP_MIN = 12
+READ_AROUND_MAX = 3  # neighbouring chunks a side: 3 already makes a 128-token chunk a 900-token passage
 # Bounded backoff between a search's attempts when Milvus is unavailable or slow: a channel the server
 # closed reconnects at once; a Milvus Lite starved of CPU times out in bursts of seconds.
 RETRY_DELAYS_SECONDS = (0.2, 2.0)
@@ -76,6 +86,88 @@ def to_passages(hits: Sequence[Mapping[str, Any]], metric: str) -> list[Passage]
             )
         )
     out.sort(key=lambda p: p.score, reverse=True)
+    return out
+
+
+def _chunk(p: Passage) -> int | None:
+    """The passage's chunk number in its document (ingestion's metadata["chunk"]); None if it has none."""
+    c = p.metadata.get("chunk")
+    return c if isinstance(c, int) and not isinstance(c, bool) else None
+
+
+def _literal(value: str) -> str:
+    """A Milvus expression's string literal: JSON's escaping is what its parser reads."""
+    return json.dumps(value)
+
+
+def windows_filter(hits: Sequence[Passage], chunks: int, filter: str | None = None) -> str | None:
+    """The Milvus expression that selects the neighbours of ``hits`` (``chunks`` a side), within the
+    search's own ``filter``; None when no hit has a chunk number. Pure."""
+    clauses = []
+    for p in hits:
+        c = _chunk(p)
+        if c is None:
+            continue
+        # A range, not "in [...]": Milvus Lite takes no "in" on a JSON path.
+        chunk = f'{METADATA}["chunk"]'
+        clause = f"{SOURCE} == {_literal(p.source)} and {chunk} >= {max(0, c - chunks)} and {chunk} <= {c + chunks}"
+        revision = p.metadata.get("revision")
+        if isinstance(revision, str):
+            clause += f' and {METADATA}["revision"] == {_literal(revision)}'
+        clauses.append(f"({clause})")
+    if not clauses:
+        return None
+    either = " or ".join(clauses)
+    return f"({filter}) and ({either})" if filter else either
+
+
+def join_chunks(first: str, second: str) -> str:
+    """Two consecutive chunks of one document as one text: the second's repeated section title
+    (its first line, when the first chunk starts with the same line) and the overlap the chunker
+    carried over from the first are left out. Pure."""
+    head, _, body = second.partition("\n")
+    if body and first.partition("\n")[0] == head:
+        second = body
+    # An overlap is at least OVERLAP_MIN characters: a shorter match is as likely a coincidence.
+    probe = second[:OVERLAP_MIN]
+    start = first.find(probe) if len(probe) == OVERLAP_MIN else -1
+    while start >= 0:
+        if second.startswith(first[start:]):
+            return first + second[len(first) - start :]
+        start = first.find(probe, start + 1)
+    return f"{first}\n{second}"
+
+
+def with_neighbours(hits: Sequence[Passage], rows: Sequence[Mapping[str, Any]], chunks: int) -> list[Passage]:
+    """Each hit joined with its neighbouring chunks (``rows``: Milvus query results, ``chunks`` a
+    side), best first; a hit that lies in a better hit's window is dropped, its text being there
+    already. Pure."""
+    by_key: dict[tuple[str, int], str] = {}
+    for r in rows:
+        c = (r.get(METADATA) or {}).get("chunk")
+        if isinstance(c, int):
+            by_key[(str(r.get(SOURCE, "")), c)] = str(r.get(TEXT, ""))
+    out: list[Passage] = []
+    covered: set[tuple[str, int]] = set()
+    for p in hits:
+        c = _chunk(p)
+        if c is None:
+            out.append(p)
+            continue
+        if (p.source, c) in covered:
+            continue
+        text, first, last = p.text, c, c
+        for i in range(c - 1, c - chunks - 1, -1):
+            if (p.source, i) not in by_key:
+                break
+            text, first = join_chunks(by_key[(p.source, i)], text), i
+        for i in range(c + 1, c + chunks + 1):
+            if (p.source, i) not in by_key:
+                break
+            text, last = join_chunks(text, by_key[(p.source, i)]), i
+        covered.update((p.source, i) for i in range(first, last + 1))
+        meta = {**p.metadata, "window": [first, last]}
+        out.append(Passage(id=p.id, text=text, score=p.score, source=p.source, metadata=meta))
     return out
 
 
@@ -168,36 +260,60 @@ class Retriever:
         return [v.tolist() for v in vectors]
 
     async def search_many(
-        self, queries: Sequence[str], top_k: int = 5, filter: str | None = None
+        self, queries: Sequence[str], top_k: int = 5, filter: str | None = None, read_around: int = 0
     ) -> list[list[Passage]]:
-        """Several queries in one embedding batch and one Milvus call."""
+        """Several queries in one embedding batch and one Milvus call (and, reading around, one
+        query for all their neighbours)."""
         if not 1 <= top_k <= MAX_TOP_K:
             raise ValueError(f"top_k must be within 1..{MAX_TOP_K}")
+        if not 0 <= read_around <= READ_AROUND_MAX:
+            raise ValueError(f"read_around must be within 0..{READ_AROUND_MAX}")
         if not queries or any(not q.strip() for q in queries):
             raise ValueError("queries must be non-empty text")
         vectors = await self._embed(list(queries))
+
+        async def found(client: Any) -> list[list[Passage]]:
+            if self.hybrid is not None:
+                fused = [self._hybrid(client, q, v, top_k, filter) for q, v in zip(queries, vectors, strict=True)]
+                return [to_passages(hits, "IP") for hits in await asyncio.gather(*fused)]
+            results = await client.search(
+                self.collection,
+                data=vectors,
+                filter=filter or "",
+                limit=top_k,
+                output_fields=[TEXT, SOURCE, METADATA],
+                search_params={"metric_type": self.metric, "params": self.search_params},
+                anns_field=VECTOR,
+                timeout=self.timeout,
+            )
+            return [to_passages(hits, self.metric) for hits in results]
+
+        lists = await self._read(found)
+        if read_around == 0:
+            return lists
+        expr = windows_filter([p for hits in lists for p in hits], read_around, filter)
+        if expr is None:
+            return lists
+
+        async def neighbours(client: Any) -> list[dict[str, Any]]:
+            rows = await client.query(
+                self.collection, filter=expr, output_fields=[TEXT, SOURCE, METADATA], timeout=self.timeout
+            )
+            return list(rows)
+
+        rows = await self._read(neighbours)
+        return [with_neighbours(hits, rows, read_around) for hits in lists]
+
+    async def _read(self, call: Any) -> Any:
+        """One read of Milvus, retried on a fresh channel after a bounded backoff when Milvus is unavailable."""
         for attempt in range(len(RETRY_DELAYS_SECONDS) + 1):
             client = self._milvus()
             try:
-                if self.hybrid is not None:
-                    fused = [self._hybrid(client, q, v, top_k, filter) for q, v in zip(queries, vectors, strict=True)]
-                    return [to_passages(hits, "IP") for hits in await asyncio.gather(*fused)]
-                results = await client.search(
-                    self.collection,
-                    data=vectors,
-                    filter=filter or "",
-                    limit=top_k,
-                    output_fields=[TEXT, SOURCE, METADATA],
-                    search_params={"metric_type": self.metric, "params": self.search_params},
-                    anns_field=VECTOR,
-                    timeout=self.timeout,
-                )
-                return [to_passages(hits, self.metric) for hits in results]
+                return await call(client)
             except Exception as e:  # noqa: BLE001 - translated to our error types
                 err = translate(e)
                 if not isinstance(err, MilvusUnavailable) or attempt == len(RETRY_DELAYS_SECONDS):
                     raise err from e
-                # A search is a read: retried on a fresh channel after a bounded backoff.
                 self._retire(client)
                 await asyncio.sleep(RETRY_DELAYS_SECONDS[attempt])
         raise AssertionError("unreachable")
@@ -229,8 +345,10 @@ class Retriever:
             self._client = None
             self._retired.append(client)
 
-    async def search(self, query: str, top_k: int = 5, filter: str | None = None) -> list[Passage]:
-        return (await self.search_many([query], top_k, filter))[0]
+    async def search(
+        self, query: str, top_k: int = 5, filter: str | None = None, read_around: int = 0
+    ) -> list[Passage]:
+        return (await self.search_many([query], top_k, filter, read_around))[0]
 
     async def close(self) -> None:
         clients, self._retired = [*self._retired, self._client], []

@@ -380,6 +380,14 @@ class Retrieval(Model):
         description="Passages returned to the model's own searches after the searchFirst search (which returns "
         "topK); fewer cut the tokens of every later call. Unset: topK.",
     )
+    read_around: int = Field(
+        default=0,
+        ge=0,
+        le=3,
+        description="Neighbouring chunks of the same document joined to each passage, on each side (the chunks' "
+        "overlap shown once), so a fact just past a chunk's end comes with the passage that ranked; 0: the chunk "
+        "alone.",
+    )
     search_first: bool = Field(
         default=False,
         description="Search with the task's goal before the first model call, so the model starts from those "

@@ -60,25 +60,53 @@ def parse_rag_top_ks(spec: str) -> list[int]:
     return list(dict.fromkeys(ks))
 
 
-def baseline_passes(baselines: Sequence[str], rag_top_ks: Sequence[int]) -> list[tuple[str, str, int | None]]:
-    """(pass label, baseline, passages) for each pass: one-shot RAG once per swept top_k, labelled
-    ``one-shot-rag@K`` when there are several (its best k is then read from the run, not assumed);
-    a single k keeps the plain label. Pure."""
-    out: list[tuple[str, str, int | None]] = []
+READ_AROUND_MAX = 3  # the Retrieval tool's readAround bound
+
+
+def parse_rag_read_arounds(spec: str) -> list[int]:
+    """``--rag-read-around``: "" (the tool's readAround), one count, or several to sweep ("0,1"). Pure."""
+    bad = BaselineError(
+        f"--rag-read-around {spec!r}: neighbouring chunks a side, 0 to {READ_AROUND_MAX}, or several (0,1)"
+    )
+    try:
+        ns = [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise bad from None
+    if any(not 0 <= n <= READ_AROUND_MAX for n in ns):
+        raise bad
+    return list(dict.fromkeys(ns))
+
+
+BaselinePass = tuple[str, str, int | None, int | None]  # label, baseline, top_k, read_around (None: the tool's)
+
+
+def baseline_passes(
+    baselines: Sequence[str], rag_top_ks: Sequence[int], rag_read_arounds: Sequence[int] = ()
+) -> list[BaselinePass]:
+    """(pass label, baseline, passages, neighbouring chunks) for each pass: one-shot RAG once per
+    swept top_k and readAround, labelled ``one-shot-rag@K`` and ``+aroundN`` for the knobs swept
+    (its best setting is then read from the run, not assumed); one value keeps the plain label. Pure."""
+    out: list[BaselinePass] = []
+    ks: Sequence[int | None] = rag_top_ks or [None]
+    ns: Sequence[int | None] = rag_read_arounds or [None]
     for b in baselines:
         if b != "one-shot-rag":
-            out.append((b, b, None))
-        elif len(rag_top_ks) > 1:
-            out += [(f"{b}@{k}", b, k) for k in rag_top_ks]
-        else:
-            out.append((b, b, rag_top_ks[0] if rag_top_ks else None))
+            out.append((b, b, None, None))
+            continue
+        for k in ks:
+            for n in ns:
+                label = b + (f"@{k}" if len(ks) > 1 else "") + (f"+around{n}" if len(ns) > 1 and n else "")
+                out.append((label, b, k, n))
     return out
 
 
-def oneshot_command(config_path: Path, label: str, concurrency: int, top_k: int | None) -> list[str]:
+def oneshot_command(
+    config_path: Path, label: str, concurrency: int, top_k: int | None, read_around: int | None = None
+) -> list[str]:
     cmd = [sys.executable, "-m", "agentfleet_runtime", "oneshot", "--config", str(config_path)]
     cmd += ["--mode", BASELINES[label], "--concurrency", str(max(1, concurrency))]
-    return cmd + (["--top-k", str(top_k)] if top_k else [])
+    cmd += ["--top-k", str(top_k)] if top_k else []
+    return cmd + (["--read-around", str(read_around)] if read_around is not None else [])
 
 
 def run_baseline(
@@ -88,6 +116,7 @@ def run_baseline(
     *,
     concurrency: int = 1,
     top_k: int | None = None,
+    read_around: int | None = None,
     timeout: float = 900.0,
     on_done: Callable[[EvalTask, Outcome], Any] | None = None,
     kubeconfig: str | None = None,
@@ -104,7 +133,7 @@ def run_baseline(
     log_path = work / "oneshot.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(  # noqa: S603 - this interpreter, the runtime's module
-            oneshot_command(work / "runtime.yaml", label, concurrency, top_k),
+            oneshot_command(work / "runtime.yaml", label, concurrency, top_k, read_around),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,

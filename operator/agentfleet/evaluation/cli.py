@@ -42,6 +42,7 @@ from agentfleet.evaluation.baselines import (
     BaselineError,
     baseline_passes,
     parse_baselines,
+    parse_rag_read_arounds,
     parse_rag_top_ks,
     run_baseline,
 )
@@ -111,6 +112,12 @@ def build_parser(prog: str = "agentfleet eval") -> argparse.ArgumentParser:
         "--rag-top-k",
         default="",
         help="passages of one-shot RAG (default: the tool's topK); several (3,5,8) sweep it, one pass each",
+    )
+    t.add_argument(
+        "--rag-read-around",
+        default="",
+        help="neighbouring chunks a side joined to one-shot RAG's passages (default: the tool's readAround); "
+        "several (0,1) sweep it, one pass each",
     )
     r = p.add_argument_group("run")
     r.add_argument("--concurrency", type=int, default=2, help="tasks in flight at once")
@@ -203,8 +210,11 @@ def _through_api(target: Target, args: argparse.Namespace, run_id: str) -> Execu
     return lambda tasks, done: run_all(target, tasks, on_done=done, **settings)
 
 
-def _baseline(doc: dict[str, Any], baseline: str, top_k: int | None, args: argparse.Namespace) -> Execute:
-    settings = {"concurrency": args.concurrency, "top_k": top_k, "timeout": args.task_timeout}
+def _baseline(
+    doc: dict[str, Any], baseline: str, top_k: int | None, read_around: int | None, args: argparse.Namespace
+) -> Execute:
+    settings = {"concurrency": args.concurrency, "top_k": top_k, "read_around": read_around}
+    settings["timeout"] = args.task_timeout
     settings["kubeconfig"] = args.kubeconfig  # a modelRouting may find the replicas in the cluster
     return lambda tasks, done: list(run_baseline(doc, baseline, tasks, on_done=done, **settings))
 
@@ -247,7 +257,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
         if not tasks:
             raise TaskSetError(f"{taskset.name}: no tasks selected (check --part, --only, --limit, --sample)")
         baselines = parse_baselines(args.baselines)
-        passes = baseline_passes(baselines, parse_rag_top_ks(args.rag_top_k))
+        passes = baseline_passes(
+            baselines, parse_rag_top_ks(args.rag_top_k), parse_rag_read_arounds(args.rag_read_around)
+        )
         token = ""
         if args.token_file:
             lines = [
@@ -283,7 +295,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
     baseline_doc = doc if doc is not None else _fleets_config(args) if baselines else None
     if baselines and baseline_doc is None:
         passes = []
-    labels = {label for label, _, _ in passes}
+    labels = {label for label, *_ in passes}
     if journal is None:
         if (outdir / JOURNAL).exists():
             print(f"agentfleet eval: a new run replaces {outdir / JOURNAL} (--resume continues it)", file=sys.stderr)
@@ -320,9 +332,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
         else:
             for target in targets:
                 add(target.name, _through_api(target, args, run_id))
-        for label, baseline, top_k in passes:
+        for label, baseline, top_k, read_around in passes:
             assert baseline_doc is not None
-            add(label, _baseline(baseline_doc, baseline, top_k, args))
+            add(label, _baseline(baseline_doc, baseline, top_k, read_around, args))
     except TaskAPIError as e:
         print(f"agentfleet eval: {e}", file=sys.stderr)
         return 1

@@ -134,6 +134,7 @@ def build_tools(
                     description=spec.description,
                     top_k=(settings.follow_up_top_k or settings.top_k) if settings else 5,
                     filter=settings.filter if settings else None,
+                    read_around=settings.read_around if settings else 0,
                     cache_ttl=settings.cache_ttl_seconds if settings else 300,
                     timeout=spec.call_timeout(),
                     parameters=spec.parameters,

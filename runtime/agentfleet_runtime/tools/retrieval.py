@@ -40,7 +40,8 @@ class PassageLike(Protocol):
 
 
 class RetrieverLike(Protocol):
-    async def search(self, query: str, top_k: int = 5, filter: str | None = None) -> list[PassageLike]: ...
+    # read_around is passed only when it is set (spec.tools[].retrieval.readAround above 0).
+    async def search(self, query: str, top_k: int = 5, filter: str | None = None, **kw: Any) -> list[PassageLike]: ...
 
 
 class CacheLike(Protocol):
@@ -49,10 +50,29 @@ class CacheLike(Protocol):
     async def set(self, key: str, value: str, ex: int | None = None) -> Any: ...
 
 
-def cache_digest(query: str, top_k: int, filter: str | None) -> str:
+def cache_digest(query: str, top_k: int, filter: str | None, read_around: int = 0) -> str:
     # Normalise whitespace only: "Foo  bar" and "Foo bar" are the same question; case may matter.
     norm = " ".join(query.split())
-    return hashlib.sha256(json.dumps([norm, top_k, filter or ""]).encode()).hexdigest()[:40]
+    key = [norm, top_k, filter or ""] + ([read_around] if read_around else [])
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:40]
+
+
+async def search_passages(
+    retriever: RetrieverLike, query: str, top_k: int, filter: str | None = None, read_around: int = 0
+) -> list[dict[str, Any]]:
+    """One search as the passages a model is shown (and the cache stores): the tool's and one-shot RAG's."""
+    kw = {"read_around": read_around} if read_around else {}
+    found = await retriever.search(query, top_k=top_k, filter=filter, **kw)
+    return [
+        {
+            "id": str(p.id),
+            "text": p.text,
+            "score": float(p.score),
+            "source": p.source,
+            "metadata": dict(p.metadata or {}),
+        }
+        for p in found
+    ]
 
 
 def format_passages(passages: list[dict[str, Any]]) -> str:
@@ -118,6 +138,7 @@ class RetrievalTool:
         description: str = "",
         top_k: int = 5,
         filter: str | None = None,
+        read_around: int = 0,
         cache_ttl: int = 300,
         timeout: float = 30.0,
         parameters: dict[str, Any] | None = None,
@@ -130,6 +151,7 @@ class RetrievalTool:
         self.description = description or "Searches the knowledge base and returns the most relevant passages."
         self.top_k = top_k
         self.filter = filter
+        self.read_around = read_around  # neighbouring chunks a side joined to each passage (readAround)
         self.cache_ttl = cache_ttl
         self.timeout = timeout
         self.parameters = parameters or PARAMETERS
@@ -154,7 +176,7 @@ class RetrievalTool:
         # The fleet's topK is the least a search returns: a model may ask for more, never for fewer
         # (a 0.5B model asked for 1 passage and then missed the one that held the answer).
         top_k = max(top_k, self.top_k)
-        key = self.cache_key(cache_digest(query, top_k, self.filter))
+        key = self.cache_key(cache_digest(query, top_k, self.filter, self.read_around))
         # Single flight: identical queries already in progress in this worker wait for that one
         # lookup instead of all missing the cache at once. The entry is made before the cache is
         # read, so it covers the read too: a query whose cache read was in flight while another
@@ -188,21 +210,11 @@ class RetrievalTool:
 
     async def _search(self, query: str, top_k: int, key: str) -> list[dict[str, Any]]:
         try:
-            found = await self.retriever.search(query, top_k=top_k, filter=self.filter)
+            passages = await search_passages(self.retriever, query, top_k, self.filter, self.read_around)
         except ToolError:
             raise
         except Exception as e:  # the index being down is the tool's failure, not the task's
             raise ToolError(f"{self.name} search failed: {type(e).__name__}: {e}") from e
-        passages = [
-            {
-                "id": str(p.id),
-                "text": p.text,
-                "score": float(p.score),
-                "source": p.source,
-                "metadata": dict(p.metadata or {}),
-            }
-            for p in found
-        ]
         if self.cache is not None and self.cache_ttl > 0:
             if self.on_cache:
                 self.on_cache(False)

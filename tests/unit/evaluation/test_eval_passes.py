@@ -19,6 +19,7 @@ from agentfleet.evaluation.baselines import (
     baseline_passes,
     oneshot_command,
     parse_baselines,
+    parse_rag_read_arounds,
     parse_rag_top_ks,
     run_baseline,
 )
@@ -207,6 +208,7 @@ def test_the_baseline_process_is_the_runtimes_oneshot_with_the_fleets_config(tmp
         "--top-k",
         "8",
     ]
+    assert oneshot_command(tmp_path / "r.yaml", "one-shot-rag", 1, None, 0)[-2:] == ["--read-around", "0"]
     assert oneshot_command(tmp_path / "r.yaml", "closed-book", 3, None)[-4:] == [
         "--mode",
         "closed-book",
@@ -375,14 +377,34 @@ def test_rag_top_k_sweeps_one_pass_per_count_and_keeps_the_plain_label_for_one()
         with pytest.raises(BaselineError, match="--rag-top-k"):
             parse_rag_top_ks(bad)
     both = ["closed-book", "one-shot-rag"]
-    assert baseline_passes(both, []) == [("closed-book", "closed-book", None), ("one-shot-rag", "one-shot-rag", None)]
-    assert baseline_passes(both, [8]) == [("closed-book", "closed-book", None), ("one-shot-rag", "one-shot-rag", 8)]
+    book = ("closed-book", "closed-book", None, None)
+    assert baseline_passes(both, []) == [book, ("one-shot-rag", "one-shot-rag", None, None)]
+    assert baseline_passes(both, [8]) == [book, ("one-shot-rag", "one-shot-rag", 8, None)]
     assert baseline_passes(both, [3, 8]) == [
-        ("closed-book", "closed-book", None),
-        ("one-shot-rag@3", "one-shot-rag", 3),
-        ("one-shot-rag@8", "one-shot-rag", 8),
+        book,
+        ("one-shot-rag@3", "one-shot-rag", 3, None),
+        ("one-shot-rag@8", "one-shot-rag", 8, None),
     ]
-    assert baseline_passes(["closed-book"], [3, 8]) == [("closed-book", "closed-book", None)]
+    assert baseline_passes(["closed-book"], [3, 8]) == [book]
+
+
+def test_rag_read_around_sweeps_beside_top_k_and_names_only_the_swept_knobs() -> None:
+    assert parse_rag_read_arounds("") == [] and parse_rag_read_arounds("0, 1,0") == [0, 1]
+    for bad in ("4", "-1", "one"):
+        with pytest.raises(BaselineError, match="--rag-read-around"):
+            parse_rag_read_arounds(bad)
+    rag = ["one-shot-rag"]
+    assert baseline_passes(rag, [], [1]) == [("one-shot-rag", "one-shot-rag", None, 1)]
+    assert baseline_passes(rag, [], [0, 1]) == [
+        ("one-shot-rag", "one-shot-rag", None, 0),
+        ("one-shot-rag+around1", "one-shot-rag", None, 1),
+    ]
+    assert [p[0] for p in baseline_passes(rag, [3, 5], [0, 2])] == [
+        "one-shot-rag@3",
+        "one-shot-rag@3+around2",
+        "one-shot-rag@5",
+        "one-shot-rag@5+around2",
+    ]
 
 
 def test_the_baselines_alone_run_each_swept_k_and_pair_the_agent_with_none(
