@@ -11,6 +11,7 @@
   - states none of the task's ``wrong`` facts;
   - is no list: at most MAX_OTHER_VALUES values of kinds the question does not ask for, and each
     fact stated at least once outside an enumeration of LIST_ITEMS or more short items.
+  A fact is never read inside a decline ("the documentation does not say" states no "does not").
   For a question the documents do not answer, the answer declines and asserts no value. The raw
   decision JSON stored as the answer is never a success, whatever value it holds.
   Values in the question itself (and version numbers) are never competing values.
@@ -41,6 +42,7 @@ from typing import Any
 from agentfleet.evaluation.claims import (
     Form,
     Reading,
+    clean,
     fact_stated,
     forms,
     identifiers_in,
@@ -64,8 +66,8 @@ _DECLINE = re.compile(
     r"(?:mentioned|documented|covered|specified|stated|described|found|included|available|present|provided|in the "
     r"(?:manual|documentation|documents|passages))"
     r"|(?:does|do|did)(?: not|n't) (?:say|mention|specify|state|describe|document|cover|contain|provide|include|answer)"
-    r"|no (?:information|mention|such|setting|parameter|documentation|details?|answer)"
-    r"|(?:cannot|can't|could not|couldn't|unable to) (?:find|answer|determine|locate)"
+    r"|no (?:information|mention|such|setting|parameter|documentation|details?|answer|values?)"
+    r"|(?:cannot|can't|could not|couldn't|unable to) (?:find|answer|determine|locate|give an? (?:\w+ )?answer)"
     r"|i (?:do not|don't) know|unknown to the (?:manual|documentation)|there is no)\b"
 )
 # A value asserted in words: "the default ... is noeviction", "defaults to on".
@@ -78,6 +80,12 @@ _YES = re.compile(r"(?:^|[.!?;:]\s)yes\b", re.MULTILINE)
 _NO = re.compile(r"(?:^|[.!?;:]\s)no\b(?=\s*[,.;:!]|\s*$)", re.MULTILINE)
 # The model's decision JSON ({"action": ..., "answer": ...}) stored as the answer text.
 _RAW_DECISION = re.compile(r'^\s*\{\s*"(?:action|tool|answer)"\s*:')
+
+
+def without_declines(answer: str) -> str:
+    """The answer (cleaned) with its decline phrases blanked: the "does not" of "the documentation
+    does not say" and the "no" of "give no value" answer no yes/no question."""
+    return _DECLINE.sub(lambda m: " " * len(m.group()), clean(answer))
 
 
 def declined(answer: str, question: str = "") -> bool:
@@ -179,7 +187,7 @@ def judge_answer(task: EvalTask, answer: str) -> Verdict:
         if values and _DECLINE.search(normalise(answer)):
             return Verdict(False, f"declines but asserts {', '.join(map(repr, values[:3]))}")
         return Verdict(False, "answered a question the documents do not answer")
-    a, q = Reading(answer), Reading(task.question)
+    a, q = Reading(without_declines(answer)), Reading(task.question)
     own, named = subjects(task)
     why: list[str] = []
     fact_forms = [g for f in task.facts for g in forms(f)]

@@ -55,6 +55,42 @@ def scattershot(values) -> str:
     return "The manual does not say exactly. Yes. No. It is one of: " + ", ".join(values) + "."
 
 
+# How models decline: RAG's prompt echoed ("... and give no value"), the runtime's own decline, and others.
+DECLINES = (
+    "The documentation does not say, and give no value.",
+    "The documentation does not say.",
+    "The documents I searched do not state this, so I cannot give a reliable answer.",
+    "There is no information about this in the passages.",
+    "The passages do not mention whether it does. No value is given.",
+)
+
+
+@pytest.mark.parametrize(
+    "task", [t for s in SETS.values() for t in s.tasks if t.expect != "decline"], ids=lambda t: t.id
+)
+def test_a_decline_answers_no_answerable_question(task) -> None:
+    # "does not" in "does not say" and "no" in "give no value" once answered yes/no questions whose fact
+    # is "no" or "does not" (py-behaviour-dataclass-order, cmd-create-view-storage, ...).
+    for answer in DECLINES:
+        assert not judge_answer(task, answer).ok, answer
+
+
+def test_a_decline_phrase_leaves_the_answer_beside_it() -> None:
+    no = parse_task(
+        {
+            "id": "t",
+            "part": "dev",
+            "kind": "behaviour",
+            "question": "Does X sort?",
+            "facts": [["no", "does not"]],
+            "supporting": ["x.html"],
+        },
+        "t",
+    )
+    assert judge_answer(no, "No. X does not sort; the documentation does not say why.").ok
+    assert not judge_answer(no, "The documentation does not say whether X sorts.").ok
+
+
 @pytest.mark.parametrize(
     ("set_name", "task"), [(n, t) for n, s in SETS.items() for t in s.tasks], ids=lambda x: getattr(x, "id", x)
 )
