@@ -6,11 +6,18 @@ real chunks back from Milvus Lite."""
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
+from agentfleet_contract.runtime_config import RuntimeConfig
 
+from agentfleet_runtime.budget import Prices
+from agentfleet_runtime.oneshot import OneShot
 from agentfleet_runtime.retriever import Passage, join_chunks, windows_filter, with_neighbours
+from agentfleet_runtime.tools.registry import build_tools
 from agentfleet_runtime.tools.retrieval import RetrievalTool, cache_digest
+from tests.unit.runtime.test_runtime_oneshot import Model
 from tests.unit.runtime.test_runtime_retrieval_tool import CTX
 
 
@@ -86,3 +93,19 @@ def test_the_tool_passes_read_around_only_when_set_and_keys_its_cache_by_it(arou
     assert "joined text" in out
     assert searcher.calls == [{"top_k": 5, "filter": "f", **({"read_around": around} if around else {})}]
     assert cache_digest("q", 5, "f", 0) == cache_digest("q", 5, "f") != cache_digest("q", 5, "f", 1)
+
+
+def test_the_fleets_read_around_reaches_its_tool_and_one_shot_rag_searches_as_the_tool_does() -> None:
+    settings = {"topK": 4, "filter": 'lang == "en"', "readAround": 2}
+    config = RuntimeConfig.model_validate({"tools": [{"name": "kb", "type": "Retrieval", "retrieval": settings}]})
+    store = SimpleNamespace(r=None, keys=None)
+    tool = build_tools(config, store, None, retriever_factory=lambda config, spec: None)[0]  # type: ignore[arg-type]
+    assert (tool.top_k, tool.filter, tool.read_around) == (4, 'lang == "en"', 2)
+
+    searcher = Searcher()
+    one = OneShot(
+        "rag", Model(), Prices(Decimal(0), Decimal(0)), retriever=searcher, top_k=4, filter="f", read_around=1
+    )
+    view = asyncio.run(one.answer("q", "Q?"))
+    assert searcher.calls == [{"top_k": 4, "filter": "f", "read_around": 1}]
+    assert view["retrieved"][0]["text"] == "joined text"
