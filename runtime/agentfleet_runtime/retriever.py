@@ -23,9 +23,10 @@ matches exactly.
 Reading around (``read_around``; spec.tools[].retrieval.readAround): each passage comes back with
 its document's neighbouring chunks on either side, joined into one passage (the chunks' overlap and
 repeated section title shown once), so a fact one sentence past a chunk's end is in the passage
-that ranked. A hit already inside a better-ranked hit's window is not returned again. The
-neighbours are read by one Milvus query under the search's own ``filter`` (a tenant's partition
-filter holds for them too) and the hit's revision.
+that ranked. A hit already inside a better-ranked hit's window is not returned again, and no window
+reaches into a better one's (no text is shown twice). The neighbours are read by one Milvus query
+under the search's own ``filter`` (a tenant's partition filter holds for them too) and the hit's
+revision.
 
 Errors: ``MilvusUnavailable`` when Milvus cannot be reached (after one quick retry on a fresh
 channel; retry later), ``MilvusRequestError``
@@ -141,12 +142,12 @@ def join_chunks(first: str, second: str) -> str:
 def with_neighbours(hits: Sequence[Passage], rows: Sequence[Mapping[str, Any]], chunks: int) -> list[Passage]:
     """Each hit joined with its neighbouring chunks (``rows``: Milvus query results, ``chunks`` a
     side), best first; a hit that lies in a better hit's window is dropped, its text being there
-    already. Pure."""
+    already, and a window stops short of a better hit's. Pure."""
     by_key: dict[tuple[str, int], str] = {}
     for r in rows:
         c = (r.get(METADATA) or {}).get("chunk")
         if isinstance(c, int):
-            by_key[(str(r.get(SOURCE, "")), c)] = str(r.get(TEXT, ""))
+            by_key[(str(r[SOURCE]), c)] = str(r[TEXT])  # the query asks for both fields
     out: list[Passage] = []
     covered: set[tuple[str, int]] = set()
     for p in hits:
@@ -158,11 +159,11 @@ def with_neighbours(hits: Sequence[Passage], rows: Sequence[Mapping[str, Any]], 
             continue
         text, first, last = p.text, c, c
         for i in range(c - 1, c - chunks - 1, -1):
-            if (p.source, i) not in by_key:
+            if (p.source, i) not in by_key or (p.source, i) in covered:
                 break
             text, first = join_chunks(by_key[(p.source, i)], text), i
         for i in range(c + 1, c + chunks + 1):
-            if (p.source, i) not in by_key:
+            if (p.source, i) not in by_key or (p.source, i) in covered:
                 break
             text, last = join_chunks(text, by_key[(p.source, i)]), i
         covered.update((p.source, i) for i in range(first, last + 1))

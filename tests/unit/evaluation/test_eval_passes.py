@@ -390,6 +390,7 @@ def test_rag_top_k_sweeps_one_pass_per_count_and_keeps_the_plain_label_for_one()
 
 def test_rag_read_around_sweeps_beside_top_k_and_names_only_the_swept_knobs() -> None:
     assert parse_rag_read_arounds("") == [] and parse_rag_read_arounds("0, 1,0") == [0, 1]
+    assert parse_rag_read_arounds("3") == [3]
     for bad in ("4", "-1", "one"):
         with pytest.raises(BaselineError, match="--rag-read-around"):
             parse_rag_read_arounds(bad)

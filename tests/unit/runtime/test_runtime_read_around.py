@@ -45,6 +45,10 @@ def test_the_neighbours_are_selected_by_source_chunk_range_and_revision_inside_t
         '(source == "a.html" and metadata["chunk"] >= 2 and metadata["chunk"] <= 4 and metadata["revision"] == "r1")'
     )
     assert windows_filter([hit("c.html", None)], 1, "x") is None
+    # A hit without a chunk number is passed over, not the end of the list.
+    assert windows_filter([hit("c.html", None), hit("a.html", 3, revision=None)], 1) == (
+        '(source == "a.html" and metadata["chunk"] >= 2 and metadata["chunk"] <= 4)'
+    )
 
 
 def test_consecutive_chunks_join_without_their_overlap_or_repeated_title() -> None:
@@ -57,8 +61,17 @@ def test_consecutive_chunks_join_without_their_overlap_or_repeated_title() -> No
     assert join_chunks("repeat me, repeat me, repeat me now", "repeat me now and then") == (
         "repeat me, repeat me, repeat me now and then"
     )
-    # Under OVERLAP_MIN characters a match is not taken for an overlap.
+    # Under OVERLAP_MIN characters a match is not taken for an overlap, even a whole short chunk.
     assert join_chunks("ends with a b c", "a b c starts") == "ends with a b c\na b c starts"
+    assert join_chunks("ends with a b c", "a b c") == "ends with a b c\na b c"
+    # The probe found first where the rest does not run on: the next place it is found is tried.
+    first = "abcdefghijklmn XX abcdefghijklmn YY"
+    assert join_chunks(first, "abcdefghijklmn YY and more") == f"{first} and more"
+    # The title is each chunk's first line, whatever lines follow.
+    assert (
+        join_chunks("## T\nline one\nline two of it", "## T\nmore\nwords")
+        == "## T\nline one\nline two of it\nmore\nwords"
+    )
 
 
 def test_each_hit_gets_its_window_and_a_hit_inside_a_better_window_is_dropped() -> None:
@@ -74,6 +87,18 @@ def test_each_hit_gets_its_window_and_a_hit_inside_a_better_window_is_dropped() 
     # A gap ends the window on that side: no chunk from beyond a missing one.
     gap = with_neighbours([hit("a.html", 2, "a2 ")], [row("a.html", 0, "a0 "), row("a.html", 3, "a3 ")], 2)
     assert gap[0].text == "a2 \na3 " and gap[0].metadata["window"] == [2, 3]
+    wide = with_neighbours([hit("a.html", 2, "a2 ")], rows, 2)
+    assert wide[0].text == "a0 \na1 \na2 \na3 \na4 " and wide[0].metadata["window"] == [0, 4]
+    # Only a better hit's own window covers: hits just outside it, on either side, stay, and their
+    # windows stop where it begins.
+    kept = with_neighbours([hit("a.html", 3, "a3 "), hit("a.html", 0, "a0 "), hit("a.html", 5, "a5 ")], rows, 1)
+    assert [p.metadata["window"] for p in kept] == [[2, 4], [0, 1], [5, 5]]
+    # A row or hit whose chunk number is no integer is passed over, not the end of the rows.
+    odd = [{"source": "a.html", "text": "x", "metadata": {}}, *rows]
+    assert with_neighbours([hit("a.html", 2, "a2 ")], odd, 1)[0].text == "a1 \na2 \na3 "
+    for chunk in ("3", True):
+        p = Passage(id="p", text="t", score=1.0, source="a.html", metadata={"chunk": chunk})
+        assert with_neighbours([p], rows, 1) == [p]
 
 
 class Searcher:
