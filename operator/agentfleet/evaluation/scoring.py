@@ -60,16 +60,19 @@ LIST_ITEMS = 5
 # How close (characters) a cited passage must state a fact to the thing asked: one settings entry
 # of the PostgreSQL manual runs to 1,100 characters from its name to its default (effective_cache_size).
 NEAR = 1200
-# How agents say that the documents do not answer a question.
-_DECLINE = re.compile(
-    r"(?i)\b(?:not "
+# How agents say that the documents do not answer a question. The phrases are blanked before facts are
+# read (without_declines); "there is no" only counts for declined(): "there is no RETURNING clause" answers.
+_DECLINE_PHRASES = (
+    r"not "
     r"(?:mentioned|documented|covered|specified|stated|described|found|included|available|present|provided|in the "
     r"(?:manual|documentation|documents|passages))"
     r"|(?:does|do|did)(?: not|n't) (?:say|mention|specify|state|describe|document|cover|contain|provide|include|answer)"
     r"|no (?:information|mention|such|setting|parameter|documentation|details?|answer|values?)"
     r"|(?:cannot|can't|could not|couldn't|unable to) (?:find|answer|determine|locate|give an? (?:\w+ )?answer)"
-    r"|i (?:do not|don't) know|unknown to the (?:manual|documentation)|there is no)\b"
+    r"|i (?:do not|don't) know|unknown to the (?:manual|documentation)"
 )
+_DECLINE = re.compile(rf"(?i)\b(?:{_DECLINE_PHRASES}|there is no)\b")
+_DECLINE_PHRASE = re.compile(rf"(?i)\b(?:{_DECLINE_PHRASES})\b")
 # A value asserted in words: "the default ... is noeviction", "defaults to on".
 _ASSERTED = re.compile(
     r"\b(?:default(?: [\w-]+){0,4} (?:is|was|would be)|defaults? to|is set to)\s+['\"]?([\w-]+(?:\.\d+)?)"
@@ -85,7 +88,7 @@ _RAW_DECISION = re.compile(r'^\s*\{\s*"(?:action|tool|answer)"\s*:')
 def without_declines(answer: str) -> str:
     """The answer (cleaned) with its decline phrases blanked: the "does not" of "the documentation
     does not say" and the "no" of "give no value" answer no yes/no question."""
-    return _DECLINE.sub(lambda m: " " * len(m.group()), clean(answer))
+    return _DECLINE_PHRASE.sub(lambda m: " " * len(m.group()), clean(answer))
 
 
 def declined(answer: str, question: str = "") -> bool:

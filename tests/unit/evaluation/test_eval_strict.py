@@ -89,6 +89,10 @@ def test_a_decline_phrase_leaves_the_answer_beside_it() -> None:
     )
     assert judge_answer(no, "No. X does not sort; the documentation does not say why.").ok
     assert not judge_answer(no, "The documentation does not say whether X sorts.").ok
+    # "There is no" declines only as a whole answer; beside a thing it is the answer.
+    merge = BY_ID["fresh-cmd-merge-returning"]
+    assert judge_answer(merge, "No. There is no RETURNING clause in MERGE [source: sql-merge.html].").ok
+    assert not judge_answer(merge, "There is no information about RETURNING in MERGE.").ok
 
 
 @pytest.mark.parametrize(
