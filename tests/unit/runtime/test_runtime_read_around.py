@@ -67,6 +67,12 @@ def test_consecutive_chunks_join_without_their_overlap_or_repeated_title() -> No
     # The probe found first where the rest does not run on: the next place it is found is tried.
     first = "abcdefghijklmn XX abcdefghijklmn YY"
     assert join_chunks(first, "abcdefghijklmn YY and more") == f"{first} and more"
+    first = "abcdefghijklmn XX abcdefghijklmn YY abcdefghijklmn ZZ"
+    assert join_chunks(first, "abcdefghijklmn YY abcdefghijklmn ZZ more") == f"{first} more"
+    assert join_chunks("a" * 13 + "b", "a" * 12 + "bc") == "a" * 13 + "bc"  # the very next place, too
+    # Of two places where the rest runs on, the first: the longest overlap.
+    same = "the same words the same words the same words"
+    assert join_chunks(same, f"{same} and then") == f"{same} and then"
     # The title is each chunk's first line, whatever lines follow.
     assert (
         join_chunks("## T\nline one\nline two of it", "## T\nmore\nwords")
@@ -84,6 +90,11 @@ def test_each_hit_gets_its_window_and_a_hit_inside_a_better_window_is_dropped() 
         ("z", "text None", None),
     ]
     assert [p.score for p in got] == [0.9, 0.8, 1.0] and got[0].id == "a.html:2"
+    # A hit without a chunk number is kept as it is, and the hits after it are still read around.
+    assert [p.text for p in with_neighbours([hit("z", None), hit("a.html", 1, "a1 ")], rows, 1)] == [
+        "text None",
+        "a0 \na1 \na2 ",
+    ]
     # A gap ends the window on that side: no chunk from beyond a missing one.
     gap = with_neighbours([hit("a.html", 2, "a2 ")], [row("a.html", 0, "a0 "), row("a.html", 3, "a3 ")], 2)
     assert gap[0].text == "a2 \na3 " and gap[0].metadata["window"] == [2, 3]
