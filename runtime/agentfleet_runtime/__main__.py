@@ -8,6 +8,8 @@ import logging
 import signal
 import sys
 
+from agentfleet_contract.agentfleet import READ_AROUND_MAX
+
 from agentfleet_runtime import eventloop, gctune, logs
 from agentfleet_runtime.config import load_config
 
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         "--read-around",
         type=int,
         default=None,
-        choices=range(4),
+        choices=range(READ_AROUND_MAX + 1),
         help="neighbouring chunks a side joined to each rag passage (default: the Retrieval tool's readAround)",
     )
     os_.add_argument("--concurrency", type=int, default=1, help="questions answered at once")

@@ -37,10 +37,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from agentfleet_contract.agentfleet import READ_AROUND_MAX
 from agentfleet_milvus import METADATA, SOURCE, SPARSE, TEXT, VECTOR, MilvusUnavailable, translate
 
 from agentfleet_runtime.ingest.embedders import make_embedder
@@ -48,10 +49,10 @@ from agentfleet_runtime.ingest.embedding import Embedder, EmbeddingSettings
 
 MAX_TOP_K = 16384  # Milvus' limit on topk
 OVERLAP_MIN = 12
-READ_AROUND_MAX = 3  # neighbouring chunks a side: 3 already makes a 128-token chunk a 900-token passage
 # Bounded backoff between a search's attempts when Milvus is unavailable or slow: a channel the server
 # closed reconnects at once; a Milvus Lite starved of CPU times out in bursts of seconds.
 RETRY_DELAYS_SECONDS = (0.2, 2.0)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,9 @@ def to_passages(hits: Sequence[Mapping[str, Any]], metric: str) -> list[Passage]
     return out
 
 
-def _chunk(p: Passage) -> int | None:
-    """The passage's chunk number in its document (ingestion's metadata["chunk"]); None if it has none."""
-    c = p.metadata.get("chunk")
+def _chunk(metadata: Mapping[str, Any] | None) -> int | None:
+    """A chunk's number in its document (ingestion's metadata["chunk"]); None if it has none."""
+    c = (metadata or {}).get("chunk")
     return c if isinstance(c, int) and not isinstance(c, bool) else None
 
 
@@ -105,12 +106,11 @@ def windows_filter(hits: Sequence[Passage], chunks: int, filter: str | None = No
     """The Milvus expression that selects the neighbours of ``hits`` (``chunks`` a side), within the
     search's own ``filter``; None when no hit has a chunk number. Pure."""
     clauses = []
+    chunk = f'{METADATA}["chunk"]'  # a range of it, not "in [...]": Milvus Lite takes no "in" on a JSON path
     for p in hits:
-        c = _chunk(p)
+        c = _chunk(p.metadata)
         if c is None:
             continue
-        # A range, not "in [...]": Milvus Lite takes no "in" on a JSON path.
-        chunk = f'{METADATA}["chunk"]'
         clause = f"{SOURCE} == {_literal(p.source)} and {chunk} >= {max(0, c - chunks)} and {chunk} <= {c + chunks}"
         revision = p.metadata.get("revision")
         if isinstance(revision, str):
@@ -145,27 +145,26 @@ def with_neighbours(hits: Sequence[Passage], rows: Sequence[Mapping[str, Any]], 
     already, and a window stops short of a better hit's. Pure."""
     by_key: dict[tuple[str, int], str] = {}
     for r in rows:
-        c = (r.get(METADATA) or {}).get("chunk")
-        if isinstance(c, int):
+        c = _chunk(r.get(METADATA))
+        if c is not None:
             by_key[(str(r[SOURCE]), c)] = str(r[TEXT])  # the query asks for both fields
     out: list[Passage] = []
     covered: set[tuple[str, int]] = set()
     for p in hits:
-        c = _chunk(p)
+        c = _chunk(p.metadata)
         if c is None:
             out.append(p)
             continue
         if (p.source, c) in covered:
             continue
         text, first, last = p.text, c, c
-        for i in range(c - 1, c - chunks - 1, -1):
-            if (p.source, i) not in by_key or (p.source, i) in covered:
-                break
-            text, first = join_chunks(by_key[(p.source, i)], text), i
-        for i in range(c + 1, c + chunks + 1):
-            if (p.source, i) not in by_key or (p.source, i) in covered:
-                break
-            text, last = join_chunks(text, by_key[(p.source, i)]), i
+        for step in (-1, 1):  # back, then on; each side stops at a gap or a better hit's window
+            for i in range(c + step, c + step * (chunks + 1), step):
+                near = by_key.get((p.source, i))
+                if near is None or (p.source, i) in covered:
+                    break
+                text = join_chunks(near, text) if step < 0 else join_chunks(text, near)
+                first, last = min(first, i), max(last, i)
         covered.update((p.source, i) for i in range(first, last + 1))
         meta = {**p.metadata, "window": [first, last]}
         out.append(Passage(id=p.id, text=text, score=p.score, source=p.source, metadata=meta))
@@ -305,7 +304,7 @@ class Retriever:
         rows = await self._read(neighbours)
         return [with_neighbours(hits, rows, read_around) for hits in lists]
 
-    async def _read(self, call: Any) -> Any:
+    async def _read(self, call: Callable[[Any], Awaitable[T]]) -> T:
         """One read of Milvus, retried on a fresh channel after a bounded backoff when Milvus is unavailable."""
         for attempt in range(len(RETRY_DELAYS_SECONDS) + 1):
             client = self._milvus()

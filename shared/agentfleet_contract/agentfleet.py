@@ -24,6 +24,8 @@ from agentfleet_contract.rules import Rule, each_matches, matches, no_credential
 TOOL_NAME = r"^[a-zA-Z][a-zA-Z0-9_-]*$"
 DEFAULT_TOOL_TIMEOUT_SECONDS = 30
 DEFAULT_TOOL_MAX_RESPONSE_BYTES = 1024 * 1024
+# readAround's bound: 3 chunks a side already make a 128-token chunk a 900-token passage.
+READ_AROUND_MAX = 3
 DEFAULT_TOOL_CONNECT_TIMEOUT_SECONDS = 5
 
 
@@ -383,7 +385,7 @@ class Retrieval(Model):
     read_around: int = Field(
         default=0,
         ge=0,
-        le=3,
+        le=READ_AROUND_MAX,
         description="Neighbouring chunks of the same document joined to each passage, on each side (the chunks' "
         "overlap shown once), so a fact just past a chunk's end comes with the passage that ranked; 0: the chunk "
         "alone.",

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from agentfleet_contract.agentfleet import READ_AROUND_MAX
 
 from agentfleet.evaluation.runner import outcome_of
 from agentfleet.evaluation.scoring import Outcome
@@ -48,33 +49,26 @@ def parse_baselines(spec: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _counts(spec: str, low: int, high: int | None, refusal: str) -> list[int]:
+    """A comma-separated sweep of counts within low..high, each once; BaselineError(refusal) else. Pure."""
+    try:
+        ns = [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise BaselineError(refusal) from None
+    if any(n < low or (high is not None and n > high) for n in ns):
+        raise BaselineError(refusal)
+    return list(dict.fromkeys(ns))
+
+
 def parse_rag_top_ks(spec: str) -> list[int]:
     """``--rag-top-k``: "" (the tool's topK), one count, or several to sweep ("3,5,8"). Pure."""
-    bad = BaselineError(f"--rag-top-k {spec!r}: passages per search, a positive count or several (3,5,8)")
-    try:
-        ks = [int(x) for x in spec.split(",") if x.strip()]
-    except ValueError:
-        raise bad from None
-    if any(k <= 0 for k in ks):
-        raise bad
-    return list(dict.fromkeys(ks))
-
-
-READ_AROUND_MAX = 3  # the Retrieval tool's readAround bound
+    return _counts(spec, 1, None, f"--rag-top-k {spec!r}: passages per search, a positive count or several (3,5,8)")
 
 
 def parse_rag_read_arounds(spec: str) -> list[int]:
     """``--rag-read-around``: "" (the tool's readAround), one count, or several to sweep ("0,1"). Pure."""
-    bad = BaselineError(
-        f"--rag-read-around {spec!r}: neighbouring chunks a side, 0 to {READ_AROUND_MAX}, or several (0,1)"
-    )
-    try:
-        ns = [int(x) for x in spec.split(",") if x.strip()]
-    except ValueError:
-        raise bad from None
-    if any(not 0 <= n <= READ_AROUND_MAX for n in ns):
-        raise bad
-    return list(dict.fromkeys(ns))
+    why = f"--rag-read-around {spec!r}: neighbouring chunks a side, 0 to {READ_AROUND_MAX}, or several (0,1)"
+    return _counts(spec, 0, READ_AROUND_MAX, why)
 
 
 BaselinePass = tuple[str, str, int | None, int | None]  # label, baseline, top_k, read_around (None: the tool's)

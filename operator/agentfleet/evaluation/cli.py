@@ -213,9 +213,13 @@ def _through_api(target: Target, args: argparse.Namespace, run_id: str) -> Execu
 def _baseline(
     doc: dict[str, Any], baseline: str, top_k: int | None, read_around: int | None, args: argparse.Namespace
 ) -> Execute:
-    settings = {"concurrency": args.concurrency, "top_k": top_k, "read_around": read_around}
-    settings["timeout"] = args.task_timeout
-    settings["kubeconfig"] = args.kubeconfig  # a modelRouting may find the replicas in the cluster
+    settings = {
+        "concurrency": args.concurrency,
+        "top_k": top_k,
+        "read_around": read_around,
+        "timeout": args.task_timeout,
+        "kubeconfig": args.kubeconfig,  # a modelRouting may find the replicas in the cluster
+    }
     return lambda tasks, done: list(run_baseline(doc, baseline, tasks, on_done=done, **settings))
 
 
