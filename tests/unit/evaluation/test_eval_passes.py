@@ -372,6 +372,7 @@ def test_without_a_runtime_config_the_baselines_read_the_fleets_configmap(
 
 
 def test_rag_top_k_sweeps_one_pass_per_count_and_keeps_the_plain_label_for_one() -> None:
+    assert parse_rag_top_ks("1") == [1]
     assert parse_rag_top_ks("") == [] and parse_rag_top_ks("8") == [8] and parse_rag_top_ks("3, 5,3,8") == [3, 5, 8]
     for bad in ("0", "3,-1", "five"):
         with pytest.raises(BaselineError, match="--rag-top-k"):
