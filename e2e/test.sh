@@ -45,7 +45,7 @@ echo "== helm (built once, cached)"
 bash e2e/helm.sh
 echo "== llama-server and the CPU agent model (built/fetched once, cached; the real-agent integration tests)"
 bash e2e/llama-server.sh build >/dev/null
-"$PY" -m agentfleet_runtime.modelfiles fetch "${AGENTFLEET_IT_QWEN:-qwen2.5-coder-1.5b}" >/dev/null
+"$PY" -m agentfleet_runtime.model.files fetch "${AGENTFLEET_IT_QWEN:-qwen2.5-coder-1.5b}" >/dev/null
 echo "== third-party CRDs (fetched once, cached)"
 bash e2e/thirdparty.sh crds >/dev/null
 # e2e/test_keda.py runs KEDA's operator and metrics API server; building them is CPU-bound like

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agentfleet_runtime.config import RuntimeConfig
+from agentfleet_runtime.core.config import RuntimeConfig
 from e2e.harness import llama_server
 from e2e.harness import operator as fx
 from e2e.harness.installers import ensure_redis_server
@@ -523,7 +523,7 @@ def test_managed_redis_is_rendered_with_a_password_made_once(cluster, operator, 
 def test_eval_summary_is_kept_beside_the_controllers_status(cluster, operator, namespace, redis_server) -> None:
     """`agentfleet eval --fleet` applies status.evaluation under its own manager: the controller's
     passes keep it, and it keeps the controller's conditions."""
-    from agentfleet.evaluation.record import FIELD_MANAGER, evaluation_summary, record
+    from agentfleet_client.evaluation.record import FIELD_MANAGER, evaluation_summary, record
 
     apply_stuck_model(cluster, namespace)
     cluster.apply(bad_fleet("evaluated", redis_server.url, modelRef={"name": "stuck"}), namespace)

@@ -42,7 +42,7 @@ from agentfleet.render.agentfleet import (
     api_name,
     api_token_secret_name,
 )
-from agentfleet_runtime.types import Status
+from agentfleet_runtime.core.types import Status
 from e2e.harness import realnode
 from e2e.harness.nodenet import connect_in_netns, forward_into_netns
 from e2e.harness.realnode import H100, MILVUS_PORT, NODE_DIR, ON_REAL_NODE, confine, pods, ready, served_pod
@@ -370,7 +370,7 @@ def test_vectorindex_ingestion_job_fills_a_collection_from_a_real_pod(cluster, n
 
     from agentfleet_contract.vectorindex import VectorIndexSpec
 
-    from agentfleet_runtime.retriever import Retriever
+    from agentfleet_runtime.tools.retriever import Retriever
 
     ip = cluster.json("-n", ns, "get", "service", "milvus")["spec"]["clusterIP"]
     with forward_into_netns(node["netns"], ip, MILVUS_PORT) as port:

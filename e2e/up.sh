@@ -37,5 +37,5 @@ fi
 
 bash e2e/cluster.sh up
 # --model qwen: the driver builds llama-server (bash e2e/llama-server.sh) and fetches the GGUF
-# (python -m agentfleet_runtime.modelfiles) once into ~/.cache/agentfleet (e2e/harness/llama_server.py).
+# (python -m agentfleet_runtime.model.files) once into ~/.cache/agentfleet (e2e/harness/llama_server.py).
 exec "$PY" -m e2e.demo up "$@"

@@ -20,7 +20,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agentfleet_runtime.model import ModelError
+from agentfleet_runtime.model.client import ModelError
 from agentfleet_runtime.routing.streaming import StreamAccumulator, StreamError
 
 from .openai_api import ApiError

@@ -50,12 +50,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from agentfleet_runtime.model import ModelRequest
+from agentfleet_runtime.core.types import ModelReply, Usage
+from agentfleet_runtime.model.client import ModelRequest
 from agentfleet_runtime.routing.client import RoutingModelClient
 from agentfleet_runtime.routing.metrics import RoutingMetrics
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier
 from agentfleet_runtime.routing.sources import StaticSource
-from agentfleet_runtime.types import ModelReply, Usage
 from agentfleet_sim import Replica, fleet_config, run_virtual, start_replicas
 from agentfleet_sim.transport import SimTransport
 from e2e.bench.routing_bench import ENGINE, TaskSpec, after_step, first_messages, make_tasks

@@ -30,11 +30,11 @@ import aiohttp
 from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
 
-from agentfleet_runtime.api import TaskAPI
-from agentfleet_runtime.redis_client import connect
+from agentfleet_runtime.core.tenants import token_line
 from agentfleet_runtime.routing.ratelimit import RedisRateLimiter, fleet_prefix
 from agentfleet_runtime.routing.settings import RateLimitSettings
-from agentfleet_runtime.tenants import token_line
+from agentfleet_runtime.server.api import TaskAPI
+from agentfleet_runtime.store.connection import connect
 from e2e.bench.sse_cap_bench import api_config
 from e2e.harness.installers import ensure_redis_server
 from e2e.harness.ports import free_port

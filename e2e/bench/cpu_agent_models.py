@@ -29,12 +29,12 @@ from pathlib import Path
 from agentfleet_contract.fleet_keys import Keys
 from agentfleet_contract.runtime_config import RuntimeConfig
 
-from agentfleet_runtime import metrics
-from agentfleet_runtime.config import limits_of
-from agentfleet_runtime.redis_client import connect
-from agentfleet_runtime.retriever import Hybrid, Retriever
-from agentfleet_runtime.store import TaskStore
-from agentfleet_runtime.submission import Submission, new_task
+from agentfleet_runtime.core import metrics
+from agentfleet_runtime.core.config import limits_of
+from agentfleet_runtime.server.submission import Submission, new_task
+from agentfleet_runtime.store.connection import connect
+from agentfleet_runtime.store.tasks import TaskStore
+from agentfleet_runtime.tools.retriever import Hybrid, Retriever
 from agentfleet_runtime.worker import Worker
 from e2e.harness import llama_server
 from e2e.harness.milvus import milvus_lite

@@ -91,7 +91,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from agentfleet_runtime.model import ModelError, ModelRequest
+from agentfleet_runtime.core.types import ModelReply
+from agentfleet_runtime.model.client import ModelError, ModelRequest
 from agentfleet_runtime.routing import client as client_module
 from agentfleet_runtime.routing import pool as pool_module
 from agentfleet_runtime.routing import ttfthedge
@@ -102,7 +103,6 @@ from agentfleet_runtime.routing.pool import ReplicaPool
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier
 from agentfleet_runtime.routing.sources import StaticSource
 from agentfleet_runtime.routing.ttfthedge import AttemptFailed
-from agentfleet_runtime.types import ModelReply
 from agentfleet_sim import Replica, fleet_config, run_virtual, start_replicas
 from agentfleet_sim.transport import SimTransport
 from e2e.bench.routing_bench import ENGINE, Result, TaskSpec, drive, make_tasks

@@ -28,7 +28,7 @@ import asyncio, json, resource, sys, time
 import aiohttp
 from agentfleet_runtime.tools.base import ToolContext
 from agentfleet_runtime.tools.http import HTTPTool
-from agentfleet_runtime.types import Limits, Status, TaskRecord
+from agentfleet_runtime.core.types import Limits, Status, TaskRecord
 
 url, mode, cap = sys.argv[1], sys.argv[2], int(sys.argv[3])
 far = time.time() + 3600

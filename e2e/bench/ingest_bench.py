@@ -49,7 +49,7 @@ from agentfleet_runtime.ingest.documents import list_directory
 from agentfleet_runtime.ingest.embedding import available_cpus
 from agentfleet_runtime.ingest.minilm import MiniLMEmbedder
 from agentfleet_runtime.ingest.pipeline import IngestOptions, Ingestor
-from agentfleet_runtime.retriever import Retriever
+from agentfleet_runtime.tools.retriever import Retriever
 from e2e.bench import ingest_corpus as gen
 from e2e.harness.installers import ensure_ingest_packages
 from e2e.harness.milvus import MilvusLiteServer

@@ -104,9 +104,9 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "routing-client": ([f"agentfleet_runtime/routing/{m}.py" for m in ROUTING_CLIENT], ["tests/unit/routing"]),
     "routing-rest": ([f"agentfleet_runtime/routing/{m}.py" for m in ROUTING_REST], ["tests/unit/routing"]),
     "routing-parts": ([f"agentfleet_runtime/routing/{m}.py" for m in ROUTING_PARTS], ROUTING_PART_TESTS),
-    "loop": (["agentfleet_runtime/loop.py"], LOOP_TESTS),
+    "loop": (["agentfleet_runtime/loop/agent.py"], LOOP_TESTS),
     "evaluation": (
-        [f"agentfleet/evaluation/{m}.py" for m in ("claims", "scoring", "taskset", "paired")],
+        [f"agentfleet_client/evaluation/{m}.py" for m in ("claims", "scoring", "taskset", "paired")],
         EVALUATION_TESTS,
     ),
 }

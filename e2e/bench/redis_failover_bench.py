@@ -39,10 +39,10 @@ from agentfleet_contract.fleet_keys import Keys
 from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
 
-from agentfleet_runtime.api import TaskAPI
-from agentfleet_runtime.redis_client import connect
-from agentfleet_runtime.store import TaskStore
-from agentfleet_runtime.types import Status
+from agentfleet_runtime.core.types import Status
+from agentfleet_runtime.server.api import TaskAPI
+from agentfleet_runtime.store.connection import connect
+from agentfleet_runtime.store.tasks import TaskStore
 from e2e.harness.ports import free_port
 from e2e.harness.procs import Proc
 from e2e.harness.redis import SentinelGroup

@@ -32,7 +32,7 @@ from typing import Any
 
 from agentfleet_contract.vectorindex import VectorIndex
 
-from agentfleet.evaluation.taskset import load_taskset
+from agentfleet_client.evaluation.taskset import load_taskset
 from e2e.bench.manual_ingest import bench_vectorindex, prepare
 from e2e.eval.corpus import MANUAL, TASKS, ensure_manual
 from e2e.harness.installers import ensure_ingest_packages
@@ -72,7 +72,7 @@ def recall(sources: list[str], supporting: tuple[str, ...]) -> float:
 
 async def measure(uri: str, vi: VectorIndex, tasks: list[Any], k: int, hybrid: bool) -> dict[str, float]:
     from agentfleet_runtime.ingest.minilm import MiniLMEmbedder
-    from agentfleet_runtime.retriever import Retriever
+    from agentfleet_runtime.tools.retriever import Retriever
 
     r = Retriever.for_index(vi.spec, uri=uri, embedder=MiniLMEmbedder(precision="int8"), timeout=120)
     if not hybrid:

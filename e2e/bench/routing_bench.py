@@ -64,7 +64,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from agentfleet_runtime.model import ModelRequest
+from agentfleet_runtime.model.client import ModelRequest
 from agentfleet_runtime.routing.client import RoutingModelClient
 from agentfleet_runtime.routing.metrics import RoutingMetrics
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier

@@ -42,12 +42,12 @@ import uuid
 from agentfleet_contract.fleet_keys import Keys
 from agentfleet_contract.runtime_config import RuntimeConfig
 
-from agentfleet_runtime import eventloop
-from agentfleet_runtime.config import limits_of
-from agentfleet_runtime.prompt import tool_schema
-from agentfleet_runtime.redis_client import connect
-from agentfleet_runtime.store import TaskStore
-from agentfleet_runtime.submission import Submission, new_task
+from agentfleet_runtime.core import eventloop
+from agentfleet_runtime.core.config import limits_of
+from agentfleet_runtime.model.prompt import tool_schema
+from agentfleet_runtime.server.submission import Submission, new_task
+from agentfleet_runtime.store.connection import connect
+from agentfleet_runtime.store.tasks import TaskStore
 from agentfleet_runtime.testing.scripted_model import ScriptedClient, ScriptedModel, jittered
 from agentfleet_runtime.worker import Worker
 from e2e.bench.runtime_benchlib import ROOT, load_line, peak_rss_mib, rss_mib
@@ -133,7 +133,7 @@ async def run_once(
     redis_cpu0 = await redis_cpu_seconds(store)
     server_cpu0 = process_cpu_seconds(server_pid) if server_pid else 0.0
     if gc_tune:  # as `python -m agentfleet_runtime worker` does once its worker has started
-        from agentfleet_runtime import gctune
+        from agentfleet_runtime.core import gctune
 
         gctune.tune()
     t0, cpu0 = time.perf_counter(), time.process_time()

@@ -23,11 +23,11 @@ import uuid
 from agentfleet_contract.fleet_keys import Keys
 from agentfleet_contract.runtime_config import RuntimeConfig
 
-from agentfleet_runtime.config import limits_of
-from agentfleet_runtime.model import ModelRequest, OpenAIChatClient
-from agentfleet_runtime.redis_client import connect
-from agentfleet_runtime.store import TaskStore
-from agentfleet_runtime.submission import Submission, new_task
+from agentfleet_runtime.core.config import limits_of
+from agentfleet_runtime.model.client import ModelRequest, OpenAIChatClient
+from agentfleet_runtime.server.submission import Submission, new_task
+from agentfleet_runtime.store.connection import connect
+from agentfleet_runtime.store.tasks import TaskStore
 from agentfleet_runtime.testing.scripted_model import ScriptedModelServer
 from agentfleet_runtime.worker import Worker
 from e2e.bench.runtime_benchlib import load_line

@@ -31,15 +31,15 @@ from pathlib import Path
 from agentfleet_contract.fleet_keys import Keys
 from agentfleet_contract.runtime_config import RuntimeConfig
 
-from agentfleet_runtime.config import limits_of
-from agentfleet_runtime.model import ModelRequest
-from agentfleet_runtime.prompt import build_messages, tool_schema
-from agentfleet_runtime.redis_client import connect
-from agentfleet_runtime.store import TaskStore
-from agentfleet_runtime.submission import Submission, new_task
+from agentfleet_runtime.core.config import limits_of
+from agentfleet_runtime.core.types import Step
+from agentfleet_runtime.model.client import ModelRequest
+from agentfleet_runtime.model.prompt import build_messages, tool_schema
+from agentfleet_runtime.server.submission import Submission, new_task
+from agentfleet_runtime.store.connection import connect
+from agentfleet_runtime.store.tasks import TaskStore
 from agentfleet_runtime.testing.scripted_model import ScriptedClient
 from agentfleet_runtime.tools import ToolBox
-from agentfleet_runtime.types import Step
 from agentfleet_runtime.worker import Worker
 from e2e.bench.runtime_benchlib import load_line
 from e2e.harness.redis import redis_server
@@ -92,7 +92,7 @@ async def durable(
         sub = Submission(f"bench {i} #steps={steps}", "", limits_of(config), None, "", {})
         ids.append((await store.submit(new_task(uuid.uuid4().hex, sub, time.time())))[1])
     if gc_tune:  # as `python -m agentfleet_runtime worker` does once its worker has started
-        from agentfleet_runtime import gctune
+        from agentfleet_runtime.core import gctune
 
         gctune.tune()
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -116,7 +116,7 @@ async def in_memory(tasks: int, steps: int) -> list[float]:
     """The same loop without durability: what Python alone costs per step."""
     client, box = ScriptedClient(), ToolBox([Echo()])
     schemas = box.schemas()
-    from agentfleet_runtime.types import Limits, Status, TaskRecord
+    from agentfleet_runtime.core.types import Limits, Status, TaskRecord
 
     gaps = []
     for i in range(tasks):
@@ -190,7 +190,7 @@ async def tracing_cost(url: str, endpoint: str, args: argparse.Namespace) -> tup
             g, _, spent = await durable(url, args.tasks, args.steps, 1, args.gc == "tuned", tracing=where)
             gaps[mode] += g
             cpu[mode].append(spent / len(g) * 1000)
-    from agentfleet_runtime import tracing
+    from agentfleet_runtime.core import tracing
 
     tracing.flush()
     return gaps["off"], gaps["on"], cpu

@@ -29,7 +29,7 @@ import aiohttp  # noqa: E402
 from agentfleet_contract.runtime_config import RuntimeConfig  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from agentfleet_runtime.api import TaskAPI  # noqa: E402
+from agentfleet_runtime.server.api import TaskAPI  # noqa: E402
 
 
 def api_config(redis_url: str, fleet: str, tokens_file: Path) -> RuntimeConfig:
@@ -41,7 +41,7 @@ def api_config(redis_url: str, fleet: str, tokens_file: Path) -> RuntimeConfig:
 
 
 try:
-    from agentfleet_runtime.tenants import token_line
+    from agentfleet_runtime.core.tenants import token_line
 
     TOKENS = token_line("acme", "tok-a") + "\n" + token_line("globex", "tok-b") + "\n"
 except ImportError:  # a checkout from before tenants

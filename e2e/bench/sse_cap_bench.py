@@ -27,8 +27,8 @@ import aiohttp
 from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
 
-from agentfleet_runtime.api import TaskAPI
-from agentfleet_runtime.tenants import token_line
+from agentfleet_runtime.core.tenants import token_line
+from agentfleet_runtime.server.api import TaskAPI
 from e2e.harness.installers import ensure_redis_server
 from e2e.harness.ports import free_port
 from e2e.harness.redis import RedisServer

@@ -66,13 +66,13 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from agentfleet_runtime.api import TaskAPI
-from agentfleet_runtime.config import RuntimeConfig
-from agentfleet_runtime.model import ModelRequest
+from agentfleet_runtime.core.config import RuntimeConfig
+from agentfleet_runtime.model.client import ModelRequest
 from agentfleet_runtime.routing.client import RoutingModelClient
 from agentfleet_runtime.routing.metrics import RoutingMetrics
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier
 from agentfleet_runtime.routing.sources import StaticSource
+from agentfleet_runtime.server.api import TaskAPI
 from agentfleet_runtime.worker import Worker
 from agentfleet_sim import FleetThread, start_fleet
 from e2e.harness.ports import free_port

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from agentfleet.evaluation.claims import fact_stated, numbers_in
-from agentfleet.evaluation.scoring import subjects, supports
-from agentfleet.evaluation.taskset import load_taskset
+from agentfleet_client.evaluation.claims import fact_stated, numbers_in
+from agentfleet_client.evaluation.scoring import subjects, supports
+from agentfleet_client.evaluation.taskset import load_taskset
 from e2e.eval.corpus import OBJECTS, TASKS, ensure_manual
 
 

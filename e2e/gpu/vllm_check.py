@@ -44,7 +44,7 @@ from agentfleet import promql
 from agentfleet.controllers.modelreplicaset.adapters import AdapterClient, sync_replica
 from agentfleet.placement import Assignment
 from agentfleet.render.modelreplicaset import render_pod
-from agentfleet_runtime.model import ModelRequest
+from agentfleet_runtime.model.client import ModelRequest
 from agentfleet_runtime.routing.client import RoutingModelClient
 from agentfleet_runtime.routing.metrics import RoutingMetrics
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier

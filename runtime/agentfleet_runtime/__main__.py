@@ -10,8 +10,8 @@ import sys
 
 from agentfleet_contract.agentfleet import READ_AROUND_MAX
 
-from agentfleet_runtime import eventloop, gctune, logs
-from agentfleet_runtime.config import load_config
+from agentfleet_runtime.core import eventloop, gctune, logs
+from agentfleet_runtime.core.config import load_config
 
 log = logging.getLogger("agentfleet_runtime")
 
@@ -37,7 +37,7 @@ async def run_worker(config_path: str | None) -> int:
 
 
 async def run_api(config_path: str | None) -> int:
-    from agentfleet_runtime.api import serve
+    from agentfleet_runtime.server.api import serve
 
     config = load_config(config_path)
     stop = asyncio.Event()
@@ -61,7 +61,7 @@ async def run_scripted_model(args: argparse.Namespace) -> int:
 
 
 async def run_oneshot(args: argparse.Namespace) -> int:
-    from agentfleet_runtime.oneshot import run
+    from agentfleet_runtime.worker.oneshot import run
 
     await run(
         load_config(args.config),

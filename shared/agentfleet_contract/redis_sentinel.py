@@ -1,6 +1,6 @@
 """The one way a Sentinel-managed Redis is named between the operator and the runtime: a URL
 ``redis+sentinel://host:port,host:port/<master name>/<db>`` in the runtime config's redisUrl, so a
-fleet's config has one Redis field whichever kind it is (agentfleet_runtime.redis_client opens it,
+fleet's config has one Redis field whichever kind it is (agentfleet_runtime.store.connection opens it,
 the operator's probe too)."""
 
 from __future__ import annotations

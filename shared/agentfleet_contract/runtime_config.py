@@ -93,7 +93,7 @@ class WorkerSettings(Model):
 
 
 # -- the task API's tokens file (api.tokensFile): written by the operator (a generated token's
-# hash) and by fleet owners, read by the task API (agentfleet_runtime.tenants) -----------------
+# hash) and by fleet owners, read by the task API (agentfleet_runtime.core.tenants) -----------------
 
 DEFAULT_TENANT = "default"  # the tenant of a plain-token line, and of every caller without auth
 TENANT_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")  # a DNS label with dots and underscores

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from prometheus_client import Counter, Gauge, Histogram
 
-import agentfleet_runtime.metrics as runtime_metrics
+import agentfleet_runtime.core.metrics as runtime_metrics
 from agentfleet_sim.metrics_spec import Flavor, exposed_names, metric_specs
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "agentfleet"

@@ -32,9 +32,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from agentfleet_runtime import tracing
-from agentfleet_runtime.model import ModelError, ModelRequest, parse_chat_completion, request_options
-from agentfleet_runtime.modelwire import ContextGuard, PortableTools
+from agentfleet_runtime.core import tracing
+from agentfleet_runtime.core.types import ModelReply
+from agentfleet_runtime.model.client import ModelError, ModelRequest, parse_chat_completion, request_options
+from agentfleet_runtime.model.wire import ContextGuard, PortableTools
 from agentfleet_runtime.routing.abortwatch import AbortWatch
 from agentfleet_runtime.routing.backoff import full_jitter
 from agentfleet_runtime.routing.hedging import loser_cost
@@ -48,7 +49,6 @@ from agentfleet_runtime.routing.streaming import StreamObserver
 from agentfleet_runtime.routing.transport import AttemptTimeout, HttpTransport, Transport
 from agentfleet_runtime.routing.ttfthedge import AttemptFailed as _Failed
 from agentfleet_runtime.routing.ttfthedge import hedge_due, hedged_stream
-from agentfleet_runtime.types import ModelReply
 
 
 def _tenant_of(request: ModelRequest) -> str:

@@ -29,9 +29,9 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from agentfleet_runtime import lua
-from agentfleet_runtime.model import ModelError
+from agentfleet_runtime.model.client import ModelError
 from agentfleet_runtime.routing.settings import RateLimitSettings
+from agentfleet_runtime.store import lua
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentfleet_runtime import fastjson
+from agentfleet_runtime.core import fastjson
 
 # Receives (text) for each content delta of the current call's winning attempt; set per task by
 # whoever wants the answer as it is written (the worker, for the task API's event stream).

@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from agentfleet_runtime import tracing
-from agentfleet_runtime.model import ModelError
-from agentfleet_runtime.modelwire import tokenize_request, tokenize_url
+from agentfleet_runtime.core import tracing
+from agentfleet_runtime.model.client import ModelError
+from agentfleet_runtime.model.wire import tokenize_request, tokenize_url
 from agentfleet_runtime.routing.abortwatch import abort_count
 from agentfleet_runtime.routing.settings import Endpoint
 from agentfleet_runtime.routing.streaming import SseLines, StreamAccumulator, StreamError, StreamObserver, stream_body

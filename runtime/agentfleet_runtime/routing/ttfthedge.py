@@ -37,12 +37,12 @@ import math
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from agentfleet_runtime.model import ModelError, ModelRequest
+from agentfleet_runtime.core.types import ModelReply
+from agentfleet_runtime.model.client import ModelError, ModelRequest
 from agentfleet_runtime.routing.hedging import loser_cost
 from agentfleet_runtime.routing.pool import ReplicaPool
 from agentfleet_runtime.routing.settings import Endpoint
 from agentfleet_runtime.routing.streaming import StreamObserver, delta_sink
-from agentfleet_runtime.types import ModelReply
 
 # Calls of one engine step get their first tokens within this of each other over separate streams.
 OVERTAKE_GRACE_S = 0.05

@@ -1,9 +1,9 @@
-"""A stand-in for agentfleet_runtime.retriever.Retriever: tests of the retrieval tool and its
+"""A stand-in for agentfleet_runtime.tools.retriever.Retriever: tests of the retrieval tool and its
 cache need to count searches and fail on demand, not a Milvus."""
 
 from __future__ import annotations
 
-from agentfleet_runtime.retriever import Passage
+from agentfleet_runtime.tools.retriever import Passage
 
 
 class FakeRetriever:

@@ -41,10 +41,10 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from agentfleet_runtime import fastjson
-from agentfleet_runtime.model import ModelRequest, parse_chat_completion
+from agentfleet_runtime.core import fastjson
+from agentfleet_runtime.core.types import ModelReply
+from agentfleet_runtime.model.client import ModelRequest, parse_chat_completion
 from agentfleet_runtime.testing.server import LocalServer
-from agentfleet_runtime.types import ModelReply
 
 _DIRECTIVE = re.compile(r"#(\w+)=(\S+)")
 # Unique ids without a uuid4 per call (the in-process stub's cost counts in the benchmarks).
@@ -208,7 +208,7 @@ class ScriptedClient:
         if plan.delay:
             await asyncio.sleep(plan.delay)
         if plan.status != 200:
-            from agentfleet_runtime.model import ModelError
+            from agentfleet_runtime.model.client import ModelError
 
             raise ModelError(f"scripted status {plan.status}", status=plan.status)
         return parse_chat_completion(self.model.body(plan, request.messages))

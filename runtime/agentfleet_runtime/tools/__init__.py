@@ -7,12 +7,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agentfleet_runtime import timeouts
-from agentfleet_runtime.breaker import BreakerState, CircuitBreaker
-from agentfleet_runtime.errors import LeaseLost, Released
+from agentfleet_runtime.core import timeouts
+from agentfleet_runtime.core.breaker import BreakerState, CircuitBreaker
+from agentfleet_runtime.core.errors import LeaseLost, Released
+from agentfleet_runtime.core.types import Observation, TaskRecord, ToolCall
 from agentfleet_runtime.tools.base import Tool, ToolContext, ToolError
 from agentfleet_runtime.tools.fanout import goals_of
-from agentfleet_runtime.types import Observation, TaskRecord, ToolCall
 
 __all__ = ["Tool", "ToolBox", "ToolContext", "ToolError"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agentfleet_runtime.types import TaskRecord
+from agentfleet_runtime.core.types import TaskRecord
 
 
 class ToolError(Exception):

@@ -22,7 +22,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from agentfleet_runtime.prompt import tool_schema
+from agentfleet_runtime.model.prompt import tool_schema
 from agentfleet_runtime.tools.base import ToolContext, ToolError
 
 DEFAULT_PARAMETERS = {"type": "object", "properties": {}, "additionalProperties": True}

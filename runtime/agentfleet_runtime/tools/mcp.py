@@ -21,7 +21,7 @@ import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from agentfleet_runtime.prompt import tool_schema
+from agentfleet_runtime.model.prompt import tool_schema
 from agentfleet_runtime.tools.base import ToolContext, ToolError
 from agentfleet_runtime.tools.mcp_catalog import Entry, catalog, clean_text, result_text
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentfleet_runtime.modelwire import portable
+from agentfleet_runtime.model.wire import portable
 
 # OpenAI-style function names: what engines (vLLM, llama-server) and the spec's tool policies accept.
 MAX_NAME = 64

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from agentfleet_contract.runtime_config import RuntimeConfig
 
-from agentfleet_runtime.store import TaskStore
+from agentfleet_runtime.store.tasks import TaskStore
 from agentfleet_runtime.tools.http import HTTPTool, load_headers
 from agentfleet_runtime.tools.retrieval import RetrievalTool, RetrieverLike
 from agentfleet_runtime.tools.spawn import FanIn, SpawnTool
@@ -17,7 +17,7 @@ RetrieverFactory = Callable[[RuntimeConfig, Any], RetrieverLike]
 
 
 def default_retriever(config: RuntimeConfig, tool: Any) -> RetrieverLike:
-    """The VectorIndex retriever (``agentfleet_runtime.retriever.Retriever``) from config.retrieval.
+    """The VectorIndex retriever (``agentfleet_runtime.tools.retriever.Retriever``) from config.retrieval.
 
     config.retrieval holds ``vectorIndex`` (the VectorIndex's spec, as the operator copies it) and
     ``uri`` (the Milvus endpoint, needed for a managed Milvus: the VectorIndex status.endpoint).
@@ -33,7 +33,7 @@ def default_retriever(config: RuntimeConfig, tool: Any) -> RetrieverLike:
         )
     from agentfleet_contract.vectorindex import VectorIndexSpec
 
-    from agentfleet_runtime.retriever import Retriever
+    from agentfleet_runtime.tools.retriever import Retriever
 
     spec = VectorIndexSpec.model_validate(settings["vectorIndex"])
     env = os.environ

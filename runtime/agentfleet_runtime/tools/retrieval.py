@@ -1,6 +1,6 @@
 """Retrieval tool: search the VectorIndex through a Retriever, with a Redis cache for repeats.
 
-The Retriever (``agentfleet_runtime.retriever.Retriever``) is another module's; this tool only
+The Retriever (``agentfleet_runtime.tools.retriever.Retriever``) is another module's; this tool only
 relies on the ``RetrieverLike`` protocol below, so tests and other backends can stand in for it.
 """
 
@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from agentfleet_runtime.prompt import tool_schema
+from agentfleet_runtime.model.prompt import tool_schema
 from agentfleet_runtime.tools.base import ToolContext, ToolError
 
 PARAMETERS = {

@@ -15,13 +15,13 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from agentfleet_runtime import tracing
-from agentfleet_runtime.budget import child_deadline
-from agentfleet_runtime.prompt import tool_schema
-from agentfleet_runtime.store import TaskStore
+from agentfleet_runtime.core import tracing
+from agentfleet_runtime.core.budget import child_deadline
+from agentfleet_runtime.core.types import Status, TaskRecord
+from agentfleet_runtime.model.prompt import tool_schema
+from agentfleet_runtime.store.tasks import TaskStore
 from agentfleet_runtime.tools.base import ToolContext, ToolError
 from agentfleet_runtime.tools.fanout import child_id, goals_of
-from agentfleet_runtime.types import Status, TaskRecord
 
 PARAMETERS = {
     "type": "object",

@@ -23,15 +23,15 @@ from agentfleet_contract.fleet_keys import CONSUMER_GROUP
 from agentfleet_contract.runtime_config import RuntimeConfig
 from redis.exceptions import OutOfMemoryError, RedisError
 
-from agentfleet_runtime import metrics
-from agentfleet_runtime.approvals import Approvals, AwaitingApproval
-from agentfleet_runtime.budget import Prices
-from agentfleet_runtime.errors import Cancelled, LeaseLost, Released
-from agentfleet_runtime.logs import task_id_var
-from agentfleet_runtime.loop import LoopSettings, TaskRun
-from agentfleet_runtime.model import ModelClient, ModelError
-from agentfleet_runtime.redis_client import full_reason
-from agentfleet_runtime.store import Acquired, TaskStore
+from agentfleet_runtime.core import metrics
+from agentfleet_runtime.core.budget import Prices
+from agentfleet_runtime.core.errors import Cancelled, LeaseLost, Released
+from agentfleet_runtime.core.logs import task_id_var
+from agentfleet_runtime.loop.agent import LoopSettings, TaskRun
+from agentfleet_runtime.model.client import ModelClient, ModelError
+from agentfleet_runtime.store.approvals import Approvals, AwaitingApproval
+from agentfleet_runtime.store.connection import full_reason
+from agentfleet_runtime.store.tasks import Acquired, TaskStore
 from agentfleet_runtime.tools import ToolBox
 from agentfleet_runtime.worker.held import Held, HeldTasks
 from agentfleet_runtime.worker.slots import Slots

@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agentfleet_runtime import metrics
-from agentfleet_runtime.store import TaskStore
+from agentfleet_runtime.core import metrics
+from agentfleet_runtime.store.tasks import TaskStore
 
 
 async def serve_health(

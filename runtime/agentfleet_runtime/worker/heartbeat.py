@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from agentfleet_runtime.store import TaskStore
+from agentfleet_runtime.store.tasks import TaskStore
 from agentfleet_runtime.worker.held import HeldTasks
 
 log = logging.getLogger("agentfleet_runtime.worker")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from agentfleet_runtime.loop import TaskRun
+from agentfleet_runtime.loop.agent import TaskRun
 
 
 class Held:

@@ -30,14 +30,14 @@ from agentfleet_contract.fleet_keys import Keys
 from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
 
-from agentfleet_runtime import metrics, tracing
-from agentfleet_runtime.approvals import Approvals, Gate, sweep_loop
-from agentfleet_runtime.config import prices_of
-from agentfleet_runtime.decisions import DecisionSettings
-from agentfleet_runtime.loop import LoopSettings
-from agentfleet_runtime.model import ModelClient, OpenAIChatClient
-from agentfleet_runtime.redis_client import connect
-from agentfleet_runtime.store import TaskStore
+from agentfleet_runtime.core import metrics, tracing
+from agentfleet_runtime.core.config import prices_of
+from agentfleet_runtime.loop.agent import LoopSettings
+from agentfleet_runtime.loop.decisions import DecisionSettings
+from agentfleet_runtime.model.client import ModelClient, OpenAIChatClient
+from agentfleet_runtime.store.approvals import Approvals, Gate, sweep_loop
+from agentfleet_runtime.store.connection import connect
+from agentfleet_runtime.store.tasks import TaskStore
 from agentfleet_runtime.tools import ToolBox
 from agentfleet_runtime.tools.registry import (
     RetrieverFactory,
@@ -86,7 +86,7 @@ class Worker:
         self.store = TaskStore(self.r, self.keys, config.result_ttl_seconds)
         self.model: ModelClient = model or model_client(config, self.r)
         if getattr(self.model, "stream", False):  # the answer's text to the task's event stream as it is written
-            from agentfleet_runtime.answerstream import AnswerStreamer
+            from agentfleet_runtime.worker.answerstream import AnswerStreamer
 
             self.model = AnswerStreamer(self.model, self.store)
         self.tracer = tracing.configure(config.tracing, config.fleet)  # None: off, and nothing below is wrapped

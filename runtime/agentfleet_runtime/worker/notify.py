@@ -15,8 +15,8 @@ from typing import Any
 
 from agentfleet_contract.fleet_keys import Keys
 
-from agentfleet_runtime.errors import Released
-from agentfleet_runtime.store import TaskStore
+from agentfleet_runtime.core.errors import Released
+from agentfleet_runtime.store.tasks import TaskStore
 from agentfleet_runtime.worker.held import HeldTasks
 
 FANIN_POLL_SECONDS = 2.0  # pub/sub is at-most-once: poll children this often as a fallback

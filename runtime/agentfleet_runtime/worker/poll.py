@@ -17,8 +17,8 @@ from typing import Any
 from agentfleet_contract.fleet_keys import CONSUMER_GROUP, Keys
 from agentfleet_contract.runtime_config import RuntimeConfig
 
-from agentfleet_runtime import metrics
-from agentfleet_runtime.store import TaskStore
+from agentfleet_runtime.core import metrics
+from agentfleet_runtime.store.tasks import TaskStore
 from agentfleet_runtime.worker.held import HeldTasks
 from agentfleet_runtime.worker.slots import Slots
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from agentfleet_milvus import CollectionManager, CollectionSpec, ImmutableFieldConflict, MilvusSink, MilvusTarget
 
-from agentfleet_runtime.retriever import Hybrid, Retriever
+from agentfleet_runtime.tools.retriever import Hybrid, Retriever
 
 pytestmark = pytest.mark.integration
 DIM = 16

@@ -15,7 +15,7 @@ from agentfleet_contract import ingest_progress as progress
 from agentfleet_milvus import CollectionManager, CollectionSpec, MilvusTarget
 
 from agentfleet_runtime.ingest import cli
-from agentfleet_runtime.retriever import Retriever
+from agentfleet_runtime.tools.retriever import Retriever
 from e2e.bench import ingest_corpus as gen
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from agentfleet_milvus import CollectionManager, CollectionSpec, MilvusSink, Mil
 from agentfleet_runtime.ingest.chunking import chunk_document
 from agentfleet_runtime.ingest.documents import Document
 from agentfleet_runtime.ingest.pipeline import chunk_rows
-from agentfleet_runtime.retriever import Hybrid, Retriever
+from agentfleet_runtime.tools.retriever import Hybrid, Retriever
 from tests.integration.ingest.test_hybrid_retrieval_it import DIM, Scrambled
 
 pytestmark = pytest.mark.integration

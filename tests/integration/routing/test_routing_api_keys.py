@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agentfleet_runtime.config import load_config
-from agentfleet_runtime.model import ModelError, ModelRequest
+from agentfleet_runtime.core.config import load_config
+from agentfleet_runtime.model.client import ModelError, ModelRequest
 from agentfleet_runtime.testing.scripted_model import ScriptedModelServer
 from agentfleet_runtime.worker.lifecycle import model_client
 

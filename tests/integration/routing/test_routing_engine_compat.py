@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agentfleet_runtime.model import ModelError, ModelRequest, OpenAIChatClient
-from agentfleet_runtime.modelwire import MIN_OUTPUT_TOKENS, prompt_estimate
+from agentfleet_runtime.model.client import ModelError, ModelRequest, OpenAIChatClient
+from agentfleet_runtime.model.wire import MIN_OUTPUT_TOKENS, prompt_estimate
 from agentfleet_runtime.routing.client import RoutingModelClient
 from agentfleet_runtime.routing.metrics import RoutingMetrics
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier

@@ -11,7 +11,7 @@ import pytest
 from agentfleet_contract.runtime_config import TracingSettings
 from test_routing_http import client_for, req
 
-from agentfleet_runtime import tracing
+from agentfleet_runtime.core import tracing
 from agentfleet_sim import FleetThread
 from e2e.harness import jaeger as jaeger_harness
 from e2e.harness.jaeger import Jaeger, tags

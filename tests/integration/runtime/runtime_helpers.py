@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 from agentfleet_contract.fleet_keys import Keys
 from agentfleet_contract.runtime_config import RuntimeConfig
 
-from agentfleet_runtime.config import limits_of
-from agentfleet_runtime.redis_client import connect
-from agentfleet_runtime.store import TaskStore
-from agentfleet_runtime.submission import Submission, new_task
-from agentfleet_runtime.types import Status
+from agentfleet_runtime.core.config import limits_of
+from agentfleet_runtime.core.types import Status
+from agentfleet_runtime.server.submission import Submission, new_task
+from agentfleet_runtime.store.connection import connect
+from agentfleet_runtime.store.tasks import TaskStore
 from e2e.harness.ports import free_port
 from e2e.harness.procs import Proc
 
@@ -67,7 +67,7 @@ async def submit(
 ) -> str:
     import uuid
 
-    from agentfleet_runtime.budget import effective_limits
+    from agentfleet_runtime.core.budget import effective_limits
 
     limits = effective_limits(limits_of(config), budgets or None)
     sub = Submission(goal, session, limits, key, "", {})
@@ -196,7 +196,7 @@ class Echo:
     side_effects = False
 
     def schema(self) -> dict[str, Any]:
-        from agentfleet_runtime.prompt import tool_schema
+        from agentfleet_runtime.model.prompt import tool_schema
 
         return tool_schema(self.name, self.description, None)
 
@@ -211,7 +211,7 @@ async def anonymous_api(config: RuntimeConfig) -> AsyncIterator[Any]:
     import aiohttp
     from aiohttp import web
 
-    from agentfleet_runtime.api import TaskAPI
+    from agentfleet_runtime.server.api import TaskAPI
 
     server = TaskAPI(config)
     runner = web.AppRunner(server.app(), shutdown_timeout=1)

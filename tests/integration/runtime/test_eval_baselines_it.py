@@ -16,8 +16,8 @@ import yaml
 from aiohttp import web
 from runtime_helpers import arun, environment, running_worker
 
-from agentfleet.evaluation.cli import main as eval_main
-from agentfleet_runtime.api import TaskAPI
+from agentfleet_client.evaluation.cli import main as eval_main
+from agentfleet_runtime.server.api import TaskAPI
 from e2e import plinth
 from e2e.harness.installers import ensure_ingest_packages
 from e2e.harness.ports import free_port

@@ -15,9 +15,9 @@ from aiohttp import web
 from runtime_helpers import arun, environment, running_worker
 from test_runtime_retrieval_milvus import DOCS
 
-from agentfleet.evaluation.cli import main as eval_main
-from agentfleet_runtime.api import TaskAPI
-from agentfleet_runtime.retriever import Retriever
+from agentfleet_client.evaluation.cli import main as eval_main
+from agentfleet_runtime.server.api import TaskAPI
+from agentfleet_runtime.tools.retriever import Retriever
 from e2e import plinth
 from e2e.harness.ports import free_port
 

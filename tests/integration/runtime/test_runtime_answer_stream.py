@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 from runtime_helpers import Echo, arun, make_config, running_worker
 
-from agentfleet_runtime.api import TaskAPI
-from agentfleet_runtime.config import RuntimeConfig
+from agentfleet_runtime.core.config import RuntimeConfig
+from agentfleet_runtime.server.api import TaskAPI
 from agentfleet_sim import FleetThread, start_fleet
 from e2e.harness.ports import free_port
 

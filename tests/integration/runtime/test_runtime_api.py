@@ -13,7 +13,7 @@ from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
 from runtime_helpers import Echo, arun, environment, running_worker
 
-from agentfleet_runtime.api import TaskAPI
+from agentfleet_runtime.server.api import TaskAPI
 from e2e.harness.ports import free_port
 
 pytestmark = pytest.mark.integration

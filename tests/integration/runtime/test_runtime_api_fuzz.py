@@ -1,7 +1,7 @@
 """Fuzz the task API from its own OpenAPI document (schemathesis) against a real Redis: valid and
 invalid requests to every operation, none may answer 5xx.
 
-The document is the one the API serves (``GET /v1/openapi.json``, agentfleet_runtime.openapi).
+The document is the one the API serves (``GET /v1/openapi.json``, agentfleet_runtime.server.openapi).
 Task ids are random (404) or those of a real, cancelled task of the caller (so GET, cancel and a
 replayed event stream run their full paths). AGENTFLEET_FUZZ_EXAMPLES sets the examples per
 operation and mode (default 60).
@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from runtime_helpers import free_port, make_config
 
-from agentfleet_runtime.api import TaskAPI
-from agentfleet_runtime.openapi import OPENAPI
-from agentfleet_runtime.tenants import token_line
+from agentfleet_runtime.core.tenants import token_line
+from agentfleet_runtime.server.api import TaskAPI
+from agentfleet_runtime.server.openapi import OPENAPI
 
 pytestmark = pytest.mark.integration
 TOKEN = "fuzz-token"

@@ -17,8 +17,8 @@ from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
 from runtime_helpers import arun, environment, free_port, running_worker
 
-from agentfleet_runtime.api import TaskAPI
-from agentfleet_runtime.tenants import token_line
+from agentfleet_runtime.core.tenants import token_line
+from agentfleet_runtime.server.api import TaskAPI
 
 pytestmark = pytest.mark.integration
 TOKENS = {"acme": "tok-acme-1", "globex": "tok-globex-1"}

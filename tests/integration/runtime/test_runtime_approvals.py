@@ -30,8 +30,8 @@ from runtime_helpers import (
 )
 from test_runtime_api_tenants import TOKENS, tenant_api
 
-from agentfleet import approvals_cli
-from agentfleet_runtime.approvals import approvals_key
+from agentfleet_client import approvals as approvals_cli
+from agentfleet_runtime.store.approvals import approvals_key
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ import pytest
 from redis.exceptions import ResponseError
 from runtime_helpers import arun
 
-from agentfleet_runtime.batch import ScriptBatcher
-from agentfleet_runtime.redis_client import connect
+from agentfleet_runtime.store.batch import ScriptBatcher
+from agentfleet_runtime.store.connection import connect
 
 # Appends ARGV[1] to a list and returns the list's length; errors on request.
 SCRIPT = """

@@ -9,9 +9,9 @@ import time
 import pytest
 from runtime_helpers import Echo, arun, environment, running_worker
 
-from agentfleet_runtime.errors import LeaseLost
-from agentfleet_runtime.store import Acquired
-from agentfleet_runtime.types import Observation, Step, ToolCall, Usage
+from agentfleet_runtime.core.errors import LeaseLost
+from agentfleet_runtime.core.types import Observation, Step, ToolCall, Usage
+from agentfleet_runtime.store.tasks import Acquired
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from agentfleet_contract.fleet_keys import Keys
 from agentfleet_contract.fleet_stats import percentile, read_fleet_stats
 from runtime_helpers import arun, make_config, running_worker, store_for, submit, wait_ended
 
-from agentfleet_runtime import lua
+from agentfleet_runtime.store import lua
 from agentfleet_runtime.testing.scripted_model import ScriptedModelServer
 
 pytestmark = pytest.mark.integration

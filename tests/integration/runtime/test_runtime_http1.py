@@ -11,8 +11,8 @@ import pytest
 from aiohttp import web
 from runtime_helpers import arun
 
-from agentfleet_runtime.http1 import ConnectionFailed, Http1Client
-from agentfleet_runtime.model import ModelError, OpenAIChatClient
+from agentfleet_runtime.model.client import ModelError, OpenAIChatClient
+from agentfleet_runtime.model.http1 import ConnectionFailed, Http1Client
 
 
 async def _app_server(handler) -> tuple[web.AppRunner, int]:
@@ -182,7 +182,7 @@ def test_model_client_uses_it_for_http_and_maps_failures_to_model_errors():
         client = OpenAIChatClient(f"http://127.0.0.1:{port}/v1", "m", timeout=0.5, max_retries=2)
         try:
             assert client._h1 is not None
-            from agentfleet_runtime.model import ModelRequest
+            from agentfleet_runtime.model.client import ModelRequest
 
             reply = await client.complete(ModelRequest(messages=[{"role": "user", "content": "x"}]))
             assert reply.content == "hi" and reply.usage.prompt_tokens == 3 and calls["n"] == 3

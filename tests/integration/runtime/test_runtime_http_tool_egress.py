@@ -11,9 +11,9 @@ import pytest
 from aiohttp import web
 from runtime_helpers import arun
 
+from agentfleet_runtime.core.types import Limits, Status, TaskRecord
 from agentfleet_runtime.tools.base import ToolContext, ToolError
 from agentfleet_runtime.tools.http import HTTPTool, denied_networks
-from agentfleet_runtime.types import Limits, Status, TaskRecord
 
 pytestmark = pytest.mark.integration
 

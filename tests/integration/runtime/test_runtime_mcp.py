@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from runtime_helpers import arun, store_for
 
+from agentfleet_runtime.core.types import Limits, Status, TaskRecord, ToolCall
 from agentfleet_runtime.tools import ToolBox
 from agentfleet_runtime.tools.mcp import IDEMPOTENCY_META, MCPServer
-from agentfleet_runtime.types import Limits, Status, TaskRecord, ToolCall
 from e2e.harness.ports import free_port, port_open
 from e2e.harness.procs import Proc
 

@@ -20,7 +20,7 @@ import pytest
 from runtime_helpers import arun, running_worker, store_for, submit, wait_ended
 from test_runtime_real_agent import decider  # noqa: F401 (the fixture: llama-server with the Qwen GGUF)
 
-from agentfleet_runtime.config import RuntimeConfig
+from agentfleet_runtime.core.config import RuntimeConfig
 
 pytestmark = pytest.mark.integration
 

@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 from runtime_helpers import arun, running_worker, submit, wait_ended
 
-from agentfleet_runtime.config import RuntimeConfig
-from agentfleet_runtime.retriever import Hybrid, Retriever
+from agentfleet_runtime.core.config import RuntimeConfig
+from agentfleet_runtime.tools.retriever import Hybrid, Retriever
 from e2e.harness.procs import Proc
 from e2e.plinth import DELEGATE, SYSTEM, encoder, fleet_config, make_collection
 

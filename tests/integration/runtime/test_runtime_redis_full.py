@@ -10,7 +10,7 @@ import pytest
 from redis import Redis
 from runtime_helpers import Echo, anonymous_api, arun, environment, make_config, running_worker
 
-from agentfleet_runtime.api import REDIS_RETRY_AFTER_SECONDS
+from agentfleet_runtime.server.api import REDIS_RETRY_AFTER_SECONDS
 
 pytestmark = pytest.mark.integration
 

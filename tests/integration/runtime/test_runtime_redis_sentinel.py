@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from runtime_helpers import anonymous_api, arun, make_config
 
-from agentfleet_runtime.redis_client import connect
+from agentfleet_runtime.store.connection import connect
 from e2e.harness.redis import SentinelGroup
 
 pytestmark = pytest.mark.integration

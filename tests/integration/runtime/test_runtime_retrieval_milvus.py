@@ -1,4 +1,4 @@
-"""The retrieval tool with the real Retriever (agentfleet_runtime.retriever) on a real Milvus Lite
+"""The retrieval tool with the real Retriever (agentfleet_runtime.tools.retriever) on a real Milvus Lite
 server, its Redis cache, inside a worker. The embedder is a tiny deterministic bag-of-words stand-in
 (64 dimensions), so the test needs no model files; the Milvus search and filters are real."""
 
@@ -10,7 +10,7 @@ import pytest
 from agentfleet_contract.agentfleet import Tool
 from runtime_helpers import arun, environment, running_worker
 
-from agentfleet_runtime.retriever import Retriever
+from agentfleet_runtime.tools.retriever import Retriever
 from e2e import plinth
 
 pytestmark = pytest.mark.integration
@@ -89,7 +89,7 @@ def test_search_first_and_the_answer_check_in_a_worker(milvus_lite, redis_server
     """spec.tools[].retrieval.searchFirst and spec.decisions.answerCheck from the runtime config to
     a worker's loop: step 0 searched the goal with no model call; an answer whose value no passage
     holds is declined, one the passages support is given."""
-    from agentfleet_runtime.answercheck import DECLINE
+    from agentfleet_runtime.loop.answercheck import DECLINE
 
     collection = "kb_sf_" + fleet
     make_collection(milvus_lite, collection)

@@ -17,7 +17,7 @@ from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
 from runtime_helpers import arun, start_worker, store_for, wait_ended
 
-from agentfleet_runtime.api import TaskAPI
+from agentfleet_runtime.server.api import TaskAPI
 from e2e.harness.installers import ensure_llama_server, smollm_gguf
 from e2e.harness.ports import free_port
 from e2e.harness.procs import Proc

@@ -39,8 +39,8 @@ from runtime_helpers import (
     wait_ended,
 )
 
-from agentfleet_runtime.retriever import Retriever
 from agentfleet_runtime.testing.server import LocalServer
+from agentfleet_runtime.tools.retriever import Retriever
 from e2e import plinth
 from e2e.harness import jaeger as jaeger_harness
 from e2e.harness.jaeger import tags

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agentfleet.cli import main
+from agentfleet_client.cli import main
 
 ROOT = Path(__file__).resolve().parents[3]
 WORKLOAD = [

@@ -7,9 +7,9 @@ import io
 
 import pytest
 
-from agentfleet.evaluation import report
-from agentfleet.evaluation.scoring import FAILURE_CAUSES, Outcome, failure_cause, score, summarize
-from agentfleet.evaluation.taskset import parse_task
+from agentfleet_client.evaluation import report
+from agentfleet_client.evaluation.scoring import FAILURE_CAUSES, Outcome, failure_cause, score, summarize
+from agentfleet_client.evaluation.taskset import parse_task
 
 PAGE = "runtime-config-resource.html"
 STATES = {"source": PAGE, "rank": 1, "text": "work_mem (integer): the default is 4MB. Sets the base memory."}

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from agentfleet.evaluation import cli, report
-from agentfleet.evaluation.baselines import (
+from agentfleet_client.evaluation import cli, report
+from agentfleet_client.evaluation.baselines import (
     BaselineError,
     baseline_passes,
     oneshot_command,
@@ -23,10 +23,10 @@ from agentfleet.evaluation.baselines import (
     parse_rag_top_ks,
     run_baseline,
 )
-from agentfleet.evaluation.journal import FILE, Journal, outcome_from, outcome_record
-from agentfleet.evaluation.sampling import allocate, stratified_sample
-from agentfleet.evaluation.scoring import Outcome, score
-from agentfleet.evaluation.taskset import EvalTask, Fact
+from agentfleet_client.evaluation.journal import FILE, Journal, outcome_from, outcome_record
+from agentfleet_client.evaluation.sampling import allocate, stratified_sample
+from agentfleet_client.evaluation.scoring import Outcome, score
+from agentfleet_client.evaluation.taskset import EvalTask, Fact
 
 
 def task(tid: str, kind: str = "default", part: str = "dev", expect: str = "answer") -> EvalTask:
@@ -348,7 +348,7 @@ def test_a_resumed_run_whose_passes_all_finished_starts_no_runtime_and_reports_e
 def test_without_a_runtime_config_the_baselines_read_the_fleets_configmap(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from agentfleet.evaluation import record
+    from agentfleet_client.evaluation import record
 
     doc = {"fleet": "support", "model": {"baseUrl": "http://m:8000/v1"}}
     assert record.runtime_config_in("support", {"data": {"runtime.yaml": json.dumps(doc)}}) == doc

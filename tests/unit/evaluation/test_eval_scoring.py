@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from agentfleet.evaluation.scoring import (
+from agentfleet_client.evaluation.scoring import (
     Outcome,
     declined,
     deltas,
@@ -17,7 +17,7 @@ from agentfleet.evaluation.scoring import (
     score,
     summarize,
 )
-from agentfleet.evaluation.taskset import Fact, parse_task
+from agentfleet_client.evaluation.taskset import Fact, parse_task
 
 CHECKPOINT = parse_task(
     {

@@ -9,8 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from agentfleet.evaluation.scoring import Outcome, TaskScore, percentile, recall_at, same_document, score, summarize
-from agentfleet.evaluation.taskset import Fact, TaskSet, TaskSetError, load_taskset, parse_task, parse_taskset
+from agentfleet_client.evaluation.scoring import (
+    Outcome,
+    TaskScore,
+    percentile,
+    recall_at,
+    same_document,
+    score,
+    summarize,
+)
+from agentfleet_client.evaluation.taskset import Fact, TaskSet, TaskSetError, load_taskset, parse_task, parse_taskset
 
 
 def task(tid: str = "t", kind: str = "default", **extra) -> object:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agentfleet.evaluation.claims import as_form
-from agentfleet.evaluation.taskset import Fact, TaskSetError, load_taskset, parse_taskset
+from agentfleet_client.evaluation.claims import as_form
+from agentfleet_client.evaluation.taskset import Fact, TaskSetError, load_taskset, parse_taskset
 
 ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = ROOT / "e2e" / "eval" / "postgres-manual-tasks.yaml"
@@ -181,7 +181,7 @@ def test_shipped_facts_are_in_their_supporting_pages() -> None:
     from e2e.eval.corpus import ensure_manual
 
     manual = ensure_manual()
-    from agentfleet.evaluation.scoring import subjects, supports
+    from agentfleet_client.evaluation.scoring import subjects, supports
     from agentfleet_runtime.ingest.documents import html_to_text
 
     for t in load_taskset(SHIPPED).tasks:

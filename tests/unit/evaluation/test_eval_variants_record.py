@@ -7,10 +7,10 @@ import datetime as dt
 import pytest
 from agentfleet_contract.agentfleet import AgentFleetStatus
 
-from agentfleet.evaluation.record import FIELD_MANAGER, evaluation_summary, status_patch
-from agentfleet.evaluation.runner import outcome_of, parse_verdict
-from agentfleet.evaluation.scoring import FAILURE_CAUSES
-from agentfleet.evaluation.variants import Variant, VariantError, apply_variant, parse_compare, plan_variants
+from agentfleet_client.evaluation.record import FIELD_MANAGER, evaluation_summary, status_patch
+from agentfleet_client.evaluation.runner import outcome_of, parse_verdict
+from agentfleet_client.evaluation.scoring import FAILURE_CAUSES
+from agentfleet_client.evaluation.variants import Variant, VariantError, apply_variant, parse_compare, plan_variants
 
 DOC = {
     "fleet": "support",
@@ -188,8 +188,8 @@ def test_judge_verdicts(reply: str, verdict: bool | None) -> None:
 def test_a_spent_time_budget_starts_no_more_tasks() -> None:
     import time
 
-    from agentfleet.evaluation.runner import Target, run_all
-    from agentfleet.evaluation.taskset import parse_task
+    from agentfleet_client.evaluation.runner import Target, run_all
+    from agentfleet_client.evaluation.taskset import parse_task
 
     task = parse_task({"id": "a", "part": "dev", "question": "q", "facts": ["x"], "supporting": ["p"]}, 0)
     # The URL would refuse connections: nothing is submitted once the budget is spent.
@@ -205,8 +205,8 @@ def test_a_spent_time_budget_starts_no_more_tasks() -> None:
 
 
 def test_cut_runs_take_tasks_round_robin_by_kind() -> None:
-    from agentfleet.evaluation.cli import interleave_kinds
-    from agentfleet.evaluation.taskset import parse_task
+    from agentfleet_client.evaluation.cli import interleave_kinds
+    from agentfleet_client.evaluation.taskset import parse_task
 
     ts = [
         parse_task({"id": i, "part": "dev", "kind": k, "question": "q", "facts": ["x"], "supporting": ["p"]}, 0)

@@ -18,7 +18,7 @@ from agentfleet_milvus import (
 )
 from pymilvus.exceptions import MilvusException
 
-from agentfleet_runtime.retriever import to_passages
+from agentfleet_runtime.tools.retriever import to_passages
 
 SPEC = CollectionSpec(name="kb", dimension=384, index_type="HNSW", index_params={"M": 16}, shards=2)
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agentfleet_runtime.model import ModelError, ModelRequest
+from agentfleet_runtime.model.client import ModelError, ModelRequest
 from agentfleet_runtime.routing.client import RoutingModelClient
 from agentfleet_runtime.routing.metrics import RoutingMetrics
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier

@@ -10,7 +10,7 @@ import hashlib
 
 import pytest
 
-from agentfleet_runtime.model import ModelError
+from agentfleet_runtime.model.client import ModelError
 from agentfleet_runtime.routing.hashing import score
 from agentfleet_runtime.routing.pool import ReplicaPool
 from agentfleet_runtime.routing.settings import RoutingSettings, Tier

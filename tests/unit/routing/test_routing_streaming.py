@@ -6,7 +6,7 @@ import asyncio
 import json
 import random
 
-from agentfleet_runtime.model import parse_chat_completion
+from agentfleet_runtime.model.client import parse_chat_completion
 from agentfleet_runtime.routing.abortwatch import AbortWatch, abort_count
 from agentfleet_runtime.routing.streaming import SseLines, StreamAccumulator
 from agentfleet_sim import EngineConfig, Quirks, Replica, ReplicaConfig, run_virtual

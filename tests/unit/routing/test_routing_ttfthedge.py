@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from agentfleet_runtime.model import ModelError, ModelRequest
+from agentfleet_runtime.core.types import ModelReply, Usage
+from agentfleet_runtime.model.client import ModelError, ModelRequest
 from agentfleet_runtime.routing.hedging import HedgeBudget
 from agentfleet_runtime.routing.pool import ReplicaPool
 from agentfleet_runtime.routing.settings import Endpoint, RoutingSettings, Tier
@@ -20,7 +21,6 @@ from agentfleet_runtime.routing.sources import StaticSource
 from agentfleet_runtime.routing.stallwatch import StallWatch
 from agentfleet_runtime.routing.streaming import StreamObserver, delta_sink
 from agentfleet_runtime.routing.ttfthedge import AttemptFailed, hedged_stream, retry_after, ttft_kind
-from agentfleet_runtime.types import ModelReply, Usage
 from agentfleet_sim import run_virtual
 
 R1, R2 = Endpoint("r1", "http://r1/v1"), Endpoint("r2", "http://r2/v1")

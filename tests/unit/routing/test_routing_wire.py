@@ -1,5 +1,5 @@
 """What the model clients send to any vLLM-compatible engine: portable tool schemas and max_tokens
-within the served context (agentfleet_runtime.modelwire)."""
+within the served context (agentfleet_runtime.model.wire)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agentfleet_runtime.modelwire import (
+from agentfleet_runtime.model.wire import (
     ContextGuard,
     ContextOverflow,
     PortableTools,

@@ -8,7 +8,9 @@ import pytest
 from agentfleet_contract.agentfleet import AgentFleetSpec
 from agentfleet_contract.runtime_config import RuntimeConfig
 
-from agentfleet_runtime.answercheck import (
+from agentfleet_runtime.core.types import ModelReply, Observation, Status, Usage
+from agentfleet_runtime.loop.agent import LoopSettings, search_first_call
+from agentfleet_runtime.loop.answercheck import (
     DECLINE,
     decline_unknown,
     mentioned,
@@ -18,10 +20,8 @@ from agentfleet_runtime.answercheck import (
     unknown_names,
     unsupported,
 )
-from agentfleet_runtime.decisions import AnswerCheckSettings, DecisionSettings, ToolRule
-from agentfleet_runtime.loop import LoopSettings, search_first_call
+from agentfleet_runtime.loop.decisions import AnswerCheckSettings, DecisionSettings, ToolRule
 from agentfleet_runtime.tools.registry import declines_unknown_names, search_first_tool
-from agentfleet_runtime.types import ModelReply, Observation, Status, Usage
 from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SCHEMAS, SEARCH, ScriptedModel, run_task
 
 PASSAGE = (

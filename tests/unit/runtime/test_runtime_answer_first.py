@@ -12,8 +12,9 @@ import pytest
 from agentfleet_contract.agentfleet import AgentFleetSpec
 from agentfleet_contract.runtime_config import RuntimeConfig
 
-from agentfleet_runtime import oneshot
-from agentfleet_runtime.answercheck import (
+from agentfleet_runtime.core.types import ModelReply, Usage
+from agentfleet_runtime.loop.agent import LoopSettings
+from agentfleet_runtime.loop.answercheck import (
     ANSWER_FIRST,
     ANSWER_FIRST_UNANSWERED,
     DECLINE,
@@ -28,8 +29,7 @@ from agentfleet_runtime.answercheck import (
     says_unanswered,
     supporting_sources,
 )
-from agentfleet_runtime.decisions import AnswerCheckSettings, DecisionSettings
-from agentfleet_runtime.loop import LoopSettings
+from agentfleet_runtime.loop.decisions import AnswerCheckSettings, DecisionSettings
 from agentfleet_runtime.tools.registry import (
     answer_first_prompt,
     answers_first,
@@ -38,7 +38,7 @@ from agentfleet_runtime.tools.registry import (
     declines_other_subjects,
     search_first_top_k,
 )
-from agentfleet_runtime.types import ModelReply, Usage
+from agentfleet_runtime.worker import oneshot
 from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SEARCH, ScriptedModel, Tools, run_task
 
 # The answer-first call is plain text, as one-shot RAG's; the loop's own calls are JSON decisions.

@@ -7,8 +7,8 @@ import pydantic
 import pytest
 from agentfleet_contract.agentfleet import ToolPolicy
 
-from agentfleet_runtime.approvals import Condition, Gate, Request, denial_text, parse_request, resolve
-from agentfleet_runtime.types import ToolCall
+from agentfleet_runtime.core.types import ToolCall
+from agentfleet_runtime.store.approvals import Condition, Gate, Request, denial_text, parse_request, resolve
 
 
 def call(args: dict, name: str = "pay") -> ToolCall:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentfleet_runtime.breaker import BreakerState, CircuitBreaker
+from agentfleet_runtime.core.breaker import BreakerState, CircuitBreaker
 
 
 class Clock:

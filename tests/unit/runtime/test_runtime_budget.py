@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from agentfleet_runtime.budget import Prices, TreeUsage, child_deadline, effective_limits, exhausted
-from agentfleet_runtime.types import Limits, StopReason, Usage
+from agentfleet_runtime.core.budget import Prices, TreeUsage, child_deadline, effective_limits, exhausted
+from agentfleet_runtime.core.types import Limits, StopReason, Usage
 
 FLEET = Limits(
     max_steps=30, max_tokens=200_000, timeout_seconds=900, max_cost=Decimal("1.00"), max_fan_out=4, max_depth=2

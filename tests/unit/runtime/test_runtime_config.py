@@ -9,7 +9,7 @@ import yaml
 from agentfleet_contract.runtime_config import ModelTarget, RuntimeConfig, runtime_config
 from pydantic import ValidationError
 
-from agentfleet_runtime.config import limits_of, load_config, prices_of
+from agentfleet_runtime.core.config import limits_of, load_config, prices_of
 
 YAML = """
 fleet: support

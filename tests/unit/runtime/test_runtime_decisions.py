@@ -9,8 +9,10 @@ import json
 import time
 from typing import Any
 
-from agentfleet_runtime.budget import Prices, TreeUsage
-from agentfleet_runtime.decisions import (
+from agentfleet_runtime.core.budget import Prices, TreeUsage
+from agentfleet_runtime.core.types import Limits, ModelReply, Observation, Status, Step, TaskRecord, ToolCall, Usage
+from agentfleet_runtime.loop.agent import LoopSettings, TaskRun
+from agentfleet_runtime.loop.decisions import (
     REPEATED_READ,
     DecisionSettings,
     Offer,
@@ -26,13 +28,11 @@ from agentfleet_runtime.decisions import (
     unseen_sources,
     validate,
 )
-from agentfleet_runtime.loop import LoopSettings, TaskRun
-from agentfleet_runtime.modelwire import ContextOverflow
-from agentfleet_runtime.prompt import tool_schema
-from agentfleet_runtime.store import Acquired
+from agentfleet_runtime.model.prompt import tool_schema
+from agentfleet_runtime.model.wire import ContextOverflow
+from agentfleet_runtime.store.tasks import Acquired
 from agentfleet_runtime.tools.retrieval import PARAMETERS as SEARCH_PARAMS
 from agentfleet_runtime.tools.spawn import PARAMETERS as SPAWN_PARAMS
-from agentfleet_runtime.types import Limits, ModelReply, Observation, Status, Step, TaskRecord, ToolCall, Usage
 
 SCHEMAS = [
     tool_schema("search", "Searches the manual.", SEARCH_PARAMS),
@@ -475,7 +475,7 @@ def test_own_goal_delegation_is_the_whole_question_only():
 
 
 def test_the_chat_body_carries_tool_choice_and_the_response_format():
-    from agentfleet_runtime.model import ModelRequest, OpenAIChatClient
+    from agentfleet_runtime.model.client import ModelRequest, OpenAIChatClient
 
     client = OpenAIChatClient("http://127.0.0.1:9/v1", "m")
     rf = request_extras(FIRST_SEARCH, SCHEMAS, Offer(("search",), may_answer=False), send_tools=False)[

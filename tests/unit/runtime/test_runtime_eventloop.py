@@ -8,7 +8,7 @@ import asyncio
 import pytest
 import uvloop
 
-from agentfleet_runtime import eventloop, timeouts
+from agentfleet_runtime.core import eventloop, timeouts
 
 
 async def _loop_type_and_timeout() -> tuple[type, bool]:

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from agentfleet_runtime.decisions import REPEATED_READ, DecisionSettings, Offer, offer
+from agentfleet_runtime.core.types import Step, ToolCall, Usage
+from agentfleet_runtime.loop.decisions import REPEATED_READ, DecisionSettings, Offer, offer
 from agentfleet_runtime.tools import ToolBox
 from agentfleet_runtime.tools.http import HTTPTool, load_headers
-from agentfleet_runtime.types import Step, ToolCall, Usage
 
 
 def test_headers_come_from_a_file_named_like_the_tool(tmp_path):

@@ -7,12 +7,12 @@ import logging
 
 from agentfleet_contract.fleet_keys import Keys
 
-from agentfleet_runtime.logs import JsonFormatter, step_var, task_id_var
+from agentfleet_runtime.core.logs import JsonFormatter, step_var, task_id_var
 
 
 def test_json_lines_with_task_context():
     fmt = JsonFormatter("worker")
-    rec = logging.LogRecord("agentfleet_runtime.loop", logging.INFO, __file__, 1, "step done %s", ("x",), None)
+    rec = logging.LogRecord("agentfleet_runtime.loop.agent", logging.INFO, __file__, 1, "step done %s", ("x",), None)
     rec.tokens = 42
     t1, s1 = task_id_var.set("task-1"), step_var.set(3)
     try:
@@ -32,7 +32,7 @@ def test_keys_are_prefixed_and_caller_keys_hashed():
 
 
 def test_step_reference_is_read_when_the_record_is_formatted():
-    from agentfleet_runtime.logs import StepRef
+    from agentfleet_runtime.core.logs import StepRef
 
     fmt = JsonFormatter("worker")
     ref = StepRef(0)

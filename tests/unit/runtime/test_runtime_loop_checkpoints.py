@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from agentfleet_runtime.budget import Prices, TreeUsage
-from agentfleet_runtime.errors import Cancelled, LeaseLost
-from agentfleet_runtime.loop import LoopSettings, TaskRun
-from agentfleet_runtime.store import Acquired
-from agentfleet_runtime.types import Limits, ModelReply, Observation, Status, Step, TaskRecord, ToolCall, Usage
+from agentfleet_runtime.core.budget import Prices, TreeUsage
+from agentfleet_runtime.core.errors import Cancelled, LeaseLost
+from agentfleet_runtime.core.types import Limits, ModelReply, Observation, Status, Step, TaskRecord, ToolCall, Usage
+from agentfleet_runtime.loop.agent import LoopSettings, TaskRun
+from agentfleet_runtime.store.tasks import Acquired
 
 
 class Store:

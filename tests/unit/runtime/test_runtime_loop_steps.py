@@ -18,16 +18,16 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from agentfleet_runtime import loop
-from agentfleet_runtime.budget import Prices, TreeUsage
-from agentfleet_runtime.decisions import DecisionSettings
-from agentfleet_runtime.errors import Cancelled, CheckpointConflict, LeaseLost, ModelError, Released
-from agentfleet_runtime.logs import StepRef, step_var, task_id_var
-from agentfleet_runtime.loop import LoopSettings, TaskRun
-from agentfleet_runtime.modelwire import ContextOverflow
-from agentfleet_runtime.prompt import tool_schema
-from agentfleet_runtime.store import Acquired, TaskStore
-from agentfleet_runtime.types import Limits, ModelReply, Observation, Status, Step, TaskRecord, ToolCall, Usage
+from agentfleet_runtime.core.budget import Prices, TreeUsage
+from agentfleet_runtime.core.errors import Cancelled, CheckpointConflict, LeaseLost, ModelError, Released
+from agentfleet_runtime.core.logs import StepRef, step_var, task_id_var
+from agentfleet_runtime.core.types import Limits, ModelReply, Observation, Status, Step, TaskRecord, ToolCall, Usage
+from agentfleet_runtime.loop import agent as loop
+from agentfleet_runtime.loop.agent import LoopSettings, TaskRun
+from agentfleet_runtime.loop.decisions import DecisionSettings
+from agentfleet_runtime.model.prompt import tool_schema
+from agentfleet_runtime.model.wire import ContextOverflow
+from agentfleet_runtime.store.tasks import Acquired, TaskStore
 
 START = 1000.0  # the fake clock's time when a task starts; every task here was created then
 DEADLINE = START + 60
@@ -302,7 +302,7 @@ def call(name: str, **arguments: Any) -> ToolCall:
 
 
 def records(caplog: pytest.LogCaptureFixture, message: str) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "agentfleet_runtime.loop" and r.getMessage() == message]
+    return [r for r in caplog.records if r.name == "agentfleet_runtime.loop.agent" and r.getMessage() == message]
 
 
 # -- what a request carries ------------------------------------------------------------------------
@@ -412,7 +412,7 @@ def test_a_task_stores_each_step_with_its_cost_and_ends_with_its_final_step_and_
     # resumed record already holds 100 + 50 tokens and 7 nanos: the loop adds each stored step
     # (2 x (10, 5) and 2 x 20,000,000 nanos); the final step (its text as read: "42") goes with
     # the finish.
-    caplog.set_level(logging.INFO, logger="agentfleet_runtime.loop")
+    caplog.set_level(logging.INFO, logger="agentfleet_runtime.loop.agent")
     m = Samples("final_answer")
     store, tools = Store(clock, plan_seconds=0.5), Tools(clock, seconds=1.0)
     model = Model(clock, [call("search", query="a"), call("search", query="b"), "  42  "], seconds=[2.0, 3.0, 4.0])
@@ -475,7 +475,7 @@ def test_a_resumed_step_runs_its_tools_as_that_step_and_counts_its_checkpoint_as
     # log context says step 0, the log names the tools), the observations are stored (0.25 s on
     # the clock) before the next call, and that 0.25 s is the step's overhead: the 3 s of tools
     # are not.
-    caplog.set_level(logging.INFO, logger="agentfleet_runtime.loop")
+    caplog.set_level(logging.INFO, logger="agentfleet_runtime.loop.agent")
     m = Samples()
     store, tools = Store(clock, complete_seconds=0.25), Tools(clock, seconds=3.0)
     planned = Step(n=0, content="", tool_calls=[call("search", query="a")], usage=Usage(10, 5))
@@ -518,7 +518,7 @@ def test_a_budget_ends_the_task_with_the_best_answer_no_final_step_and_no_cost(
     # max_steps 1: after one search step the budget stops the task before a second call; it
     # ends done with reason max_steps, the latest observation as its answer, no final step and
     # no cost of its own. One step counted; 0.5 s from creation to the end (the reply's).
-    caplog.set_level(logging.INFO, logger="agentfleet_runtime.loop")
+    caplog.set_level(logging.INFO, logger="agentfleet_runtime.loop.agent")
     m = Samples("max_steps")
     store, tools = Store(clock, plan_seconds=0.5), Tools(clock, outputs=["VACUUM FULL takes an ACCESS EXCLUSIVE lock"])
     model = Model(clock, [call("search", query="a"), "42"])
@@ -575,7 +575,7 @@ def test_a_context_overflow_is_logged_with_the_first_300_characters_of_its_error
 ) -> None:
     # The engine's 400-character refusal: the task ends with max_context and its warning keeps
     # the first 300 characters.
-    caplog.set_level(logging.INFO, logger="agentfleet_runtime.loop")
+    caplog.set_level(logging.INFO, logger="agentfleet_runtime.loop.agent")
     error = "x" * 299 + "y" + "z" * 100
     store = Store(clock)
     _, outcome = run(Model(clock, [ContextOverflow(error)]), store, Tools(clock))
@@ -590,7 +590,7 @@ def test_native_calls_with_bad_arguments_and_no_text_are_shown_back_as_tool_call
     # A native reply with no text and two calls, the first failing its schema: the repair turn
     # shows the model its calls written as <tool_call> text, one a line, with the problem; the
     # step is the repaired call, its usage and model time both calls' ((10, 5) x 2; 2 + 3 s).
-    caplog.set_level(logging.INFO, logger="agentfleet_runtime.loop")
+    caplog.set_level(logging.INFO, logger="agentfleet_runtime.loop.agent")
     store, tools = Store(clock), Tools(clock)
     bad = ModelReply(content="", tool_calls=(call("search", q="x"), call("write", text="y")), usage=Usage(10, 5))
     model = Model(clock, [bad, call("search", query="x"), "42"], seconds=[2.0, 3.0, 0.0])
@@ -615,7 +615,7 @@ def test_a_repair_is_logged_with_the_first_300_characters_of_its_problem(
     # A call of a tool named by 300 x's: the problem reads "there is no tool 'xxx...'; the tools
     # are: search, write", and the log keeps its first 300 characters: the 18 of "there is no
     # tool '" and 282 x's.
-    caplog.set_level(logging.INFO, logger="agentfleet_runtime.loop")
+    caplog.set_level(logging.INFO, logger="agentfleet_runtime.loop.agent")
     _, outcome = run(Model(clock, [call("x" * 300), "42"]), Store(clock), Tools(clock))
     assert outcome == (Status.DONE, "final_answer")
     (repairing,) = records(caplog, "repairing a decision")

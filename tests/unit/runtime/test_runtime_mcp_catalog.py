@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from types import SimpleNamespace
 
-from agentfleet_runtime.prompt import tool_schema
+from agentfleet_runtime.model.prompt import tool_schema
 from agentfleet_runtime.tools import ToolBox
 from agentfleet_runtime.tools.mcp_catalog import (
     MAX_DESCRIPTION_CHARS,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 
-from agentfleet_runtime import metrics
+from agentfleet_runtime.core import metrics
 
 
 def sample(name: str, labels: dict[str, str] | None = None) -> float:

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from agentfleet_runtime.model import ModelError, ModelRequest, backoff_delay, parse_chat_completion
+from agentfleet_runtime.model.client import ModelError, ModelRequest, backoff_delay, parse_chat_completion
 from agentfleet_runtime.testing.scripted_model import (
     ScriptedClient,
     ScriptedModel,

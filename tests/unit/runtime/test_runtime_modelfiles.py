@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agentfleet_runtime import modelfiles
-from agentfleet_runtime.modelfiles import ChunkedModel, ModelFilesError, fetch, path_of
+from agentfleet_runtime.model import files as modelfiles
+from agentfleet_runtime.model.files import ChunkedModel, ModelFilesError, fetch, path_of
 
 SLICES = [b"GGUF" + bytes(range(200)), b"second slice " * 17, b"tail"]
 BLOB = b"".join(SLICES)

@@ -12,10 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from agentfleet_runtime.budget import Prices
-from agentfleet_runtime.oneshot import CLOSED_BOOK_PROMPT, OneShot, messages, serve_lines, view
+from agentfleet_runtime.core.budget import Prices
+from agentfleet_runtime.core.types import ModelReply, Usage
 from agentfleet_runtime.tools.retrieval import RAG_PROMPT
-from agentfleet_runtime.types import ModelReply, Usage
+from agentfleet_runtime.worker.oneshot import CLOSED_BOOK_PROMPT, OneShot, messages, serve_lines, view
 
 PASSAGES = [
     {"source": "a.html", "score": 0.91, "text": "wal_level defaults to replica."},

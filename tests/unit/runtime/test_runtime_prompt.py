@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from agentfleet_runtime.prompt import PromptCache, best_answer, build_messages, head_messages, tool_schema
-from agentfleet_runtime.types import Observation, Step, ToolCall, Usage
+from agentfleet_runtime.core.types import Observation, Step, ToolCall, Usage
+from agentfleet_runtime.model.prompt import PromptCache, best_answer, build_messages, head_messages, tool_schema
 
 SCHEMAS = [tool_schema("search", "Searches.", {"type": "object", "properties": {"query": {"type": "string"}}})]
 

@@ -12,11 +12,11 @@ from types import SimpleNamespace
 import pytest
 from agentfleet_contract.runtime_config import RuntimeConfig
 
-from agentfleet_runtime.budget import Prices
-from agentfleet_runtime.oneshot import OneShot
-from agentfleet_runtime.retriever import Passage, join_chunks, windows_filter, with_neighbours
+from agentfleet_runtime.core.budget import Prices
 from agentfleet_runtime.tools.registry import build_tools
 from agentfleet_runtime.tools.retrieval import RetrievalTool, cache_digest
+from agentfleet_runtime.tools.retriever import Passage, join_chunks, windows_filter, with_neighbours
+from agentfleet_runtime.worker.oneshot import OneShot
 from tests.unit.runtime.test_runtime_oneshot import Model
 from tests.unit.runtime.test_runtime_retrieval_tool import CTX
 

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
+from agentfleet_runtime.core.types import Limits, Status, TaskRecord
 from agentfleet_runtime.testing.fake_retriever import FakeRetriever
 from agentfleet_runtime.tools.base import ToolContext, ToolError
 from agentfleet_runtime.tools.retrieval import RetrievalTool, cache_digest
-from agentfleet_runtime.types import Limits, Status, TaskRecord
 
 # Built at collection time, minutes before the tests run in a full suite: deadlines far away.
 CTX = ToolContext(
@@ -148,7 +148,7 @@ def test_passages_read_back_as_the_tool_wrote_them():
 
 def test_the_retriever_waits_on_milvus_as_long_as_the_tool_may_take(monkeypatch):
     """A Retrieval tool's timeoutSeconds bounds the Milvus search too (not a fixed 10 s below it)."""
-    from agentfleet_runtime.config import RuntimeConfig
+    from agentfleet_runtime.core.config import RuntimeConfig
     from agentfleet_runtime.tools import registry
 
     seen = {}
@@ -157,7 +157,7 @@ def test_the_retriever_waits_on_milvus_as_long_as_the_tool_may_take(monkeypatch)
         seen.update(kw)
         return object()
 
-    monkeypatch.setattr("agentfleet_runtime.retriever.Retriever.for_index", staticmethod(for_index))
+    monkeypatch.setattr("agentfleet_runtime.tools.retriever.Retriever.for_index", staticmethod(for_index))
     vi = {"milvus": {"uri": "http://m:19530"}, "collection": "docs", "dimension": 384}
     cfg = RuntimeConfig.model_validate(
         {"tools": [{"name": "kb", "type": "Retrieval", "timeoutSeconds": 45}], "retrieval": {"vectorIndex": vi}}

@@ -11,8 +11,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from agentfleet_runtime import retriever as retriever_module
-from agentfleet_runtime.retriever import Retriever
+from agentfleet_runtime.tools import retriever as retriever_module
+from agentfleet_runtime.tools.retriever import Retriever
 
 HITS = [[{"id": 1, "distance": 0.9, "entity": {"text": "checkpoint_timeout is 5min", "source": "wal.html"}}]]
 

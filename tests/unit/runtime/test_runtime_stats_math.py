@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from agentfleet_contract.fleet_stats import group_counts, parse_member, percentile, summarize
 
-from agentfleet_runtime.lua import FINISHED_CAP
+from agentfleet_runtime.store.lua import FINISHED_CAP
 
 
 def test_percentile_is_nearest_rank() -> None:

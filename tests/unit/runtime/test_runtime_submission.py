@@ -6,7 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from agentfleet_runtime.submission import (
+from agentfleet_runtime.core.types import Limits, TaskRecord
+from agentfleet_runtime.server.submission import (
     SubmitError,
     new_task,
     parse_body,
@@ -14,7 +15,6 @@ from agentfleet_runtime.submission import (
     stream_position,
     task_view,
 )
-from agentfleet_runtime.types import Limits, TaskRecord
 
 FLEET = Limits(max_steps=10, max_tokens=5000, timeout_seconds=60, max_cost=None)
 
@@ -110,8 +110,8 @@ def test_task_view():
 
 
 def test_task_view_lists_retrieved_passages_and_citations():
+    from agentfleet_runtime.core.types import Observation, Status, Step, ToolCall, Usage
     from agentfleet_runtime.tools.retrieval import format_passages
-    from agentfleet_runtime.types import Observation, Status, Step, ToolCall, Usage
 
     rec = new_task("t1", parse_submission({"goal": "VACUUM FULL lock?"}, None, 100, FLEET), 1000.0)
     rec.status, rec.answer = Status.DONE, "It takes an ACCESS EXCLUSIVE lock [source: sql-vacuum.html]."
@@ -170,6 +170,6 @@ def test_task_view_lists_retrieved_passages_and_citations():
     ],
 )
 def test_citations_in_the_forms_agents_write_them(answer, cited):
-    from agentfleet_runtime.citations import parse_citations
+    from agentfleet_runtime.core.citations import parse_citations
 
     assert parse_citations(answer) == cited

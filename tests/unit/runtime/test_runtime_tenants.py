@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentfleet_runtime.tenants import DEFAULT_TENANT, TokenFile, parse_tokens, token_line
+from agentfleet_runtime.core.tenants import DEFAULT_TENANT, TokenFile, parse_tokens, token_line
 
 
 def test_hashed_lines_map_tokens_to_tenants_and_plain_lines_to_the_default(tmp_path):

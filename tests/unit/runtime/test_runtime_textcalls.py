@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentfleet_runtime.textcalls import coerce_arguments, parse_text_reply
+from agentfleet_runtime.model.textcalls import coerce_arguments, parse_text_reply
 
 TOOLS = ["search", "spawn"]
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from agentfleet_runtime import timeouts
+from agentfleet_runtime.core import timeouts
 
 
 def run(coro):

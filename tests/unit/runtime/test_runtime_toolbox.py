@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from agentfleet_runtime.breaker import BreakerState
-from agentfleet_runtime.prompt import tool_schema
+from agentfleet_runtime.core.breaker import BreakerState
+from agentfleet_runtime.core.types import Limits, Observation, Status, TaskRecord, ToolCall
+from agentfleet_runtime.model.prompt import tool_schema
 from agentfleet_runtime.tools import ToolBox, ToolError
-from agentfleet_runtime.types import Limits, Observation, Status, TaskRecord, ToolCall
 
 # The deadline is computed at import, i.e. when pytest collects, which in a full run is minutes
 # before these tests execute: keep it far away so the task's time budget never runs out here.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from agentfleet_contract.runtime_config import TracingSettings
 
-from agentfleet_runtime import tracing
-from agentfleet_runtime.types import Limits, Status, TaskRecord
+from agentfleet_runtime.core import tracing
+from agentfleet_runtime.core.types import Limits, Status, TaskRecord
 
 
 def test_tracing_off_wraps_nothing_and_costs_a_shared_nullcontext() -> None:

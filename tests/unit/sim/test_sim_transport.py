@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from agentfleet_runtime.model import ModelError
+from agentfleet_runtime.model.client import ModelError
 from agentfleet_runtime.routing.settings import Endpoint
 from agentfleet_runtime.routing.streaming import StreamObserver
 from agentfleet_sim import ApiError, EngineConfig, Replica, ReplicaConfig, run_virtual

@@ -1,0 +1,1 @@
+"""Types, budgets, errors and process plumbing every other layer uses."""

@@ -1,0 +1,1 @@
+"""The agent loop: decisions, the answer checks and the plan-act-observe steps."""

@@ -1,0 +1,563 @@
+"""The agent loop of one task: prompt -> model -> tool calls -> observations, checkpointed per step.
+
+A step is checkpointed twice: once with the model's reply (``save_reply``) and once with its tools'
+observations (``complete``). A worker that resumes a task after a crash therefore never asks the
+model again for a step it already has, and re-runs only the tools of an unfinished step (with
+recorded results and idempotency keys for tools with side effects).
+
+Neither checkpoint holds up the loop unless it must. The observations are stored while the next
+model call runs: the call needs only the observations in hand, and its reply is checkpointed only
+after they are stored. A step whose tools change nothing outside the task (no side effects, no
+sub-agents) also runs them while its model reply is being stored; a step whose tools act waits for
+that store first, so a resumed task replays the stored reply and its idempotency keys. A crash
+in between loses at most what a crash during a model call always lost (that call; tools without
+effects run again), never a side effect. With 1000 tasks a worker, the two Redis round trips per
+step leave the path of every task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agentfleet_runtime.core import fastjson, metrics, timeouts, tracing
+from agentfleet_runtime.core.budget import Prices, TreeUsage, exhausted
+from agentfleet_runtime.core.citations import parse_citations
+from agentfleet_runtime.core.errors import Cancelled, Released
+from agentfleet_runtime.core.logs import StepRef, step_var, task_id_var
+from agentfleet_runtime.core.types import ModelReply, Status, Step, StopReason, TaskRecord, ToolCall, Usage
+from agentfleet_runtime.loop import answercheck
+from agentfleet_runtime.loop.decisions import (
+    JSON_CALL_PREFIX,
+    DecisionSettings,
+    Offer,
+    offer,
+    own_goal_delegation,
+    problem,
+    protocol_text,
+    read_decision,
+    repair_messages,
+    request_extras,
+    with_sources,
+)
+from agentfleet_runtime.model.client import ModelClient, ModelRequest
+from agentfleet_runtime.model.prompt import PromptCache, best_answer, head_messages
+from agentfleet_runtime.model.textcalls import parse_text_reply
+from agentfleet_runtime.model.wire import ContextOverflow
+from agentfleet_runtime.store.tasks import Acquired, TaskStore
+from agentfleet_runtime.tools import ToolBox
+from agentfleet_runtime.tools.retrieval import parse_passages, rag_messages
+
+log = logging.getLogger("agentfleet_runtime.loop.agent")
+
+
+@dataclass(slots=True)
+class LoopSettings:
+    system_prompt: str
+    tool_calling: Literal["auto", "native", "text"] = "auto"
+    session_history: int = 5
+    decisions: DecisionSettings = field(default_factory=DecisionSettings)
+    search_first: str | None = None  # a Retrieval tool with searchFirst: searched with the goal before the first call
+    decline_unknown_names: bool = False  # that tool's declineUnknownNames: the goal's names checked after its search
+    answer_first: bool = False  # that tool's answerFirst: one call without tools answers from its passages, if it can
+    answer_first_prompt: Literal["Fleet", "OneShot", "Quote"] = "Fleet"  # how that call asks (answerFirstPrompt)
+    decline_other_subjects: bool = False  # declineOtherSubjects: a first answer whose values are another thing's
+    check_answer_names: bool = False  # checkAnswerNames: a final answer's code names must be in a passage
+    search_first_top_k: int | None = None  # set: the searchFirst search asks for it (the tool's own is followUpTopK)
+    tracer: Any = None  # an OpenTelemetry tracer (tracing.configure); None: tracing off
+
+
+class TaskRun:
+    """One worker's run of one task, from its lease to its end, release or failure."""
+
+    def __init__(
+        self,
+        acquired: Acquired,
+        *,
+        lease: str,
+        msg_id: str,
+        store: TaskStore,
+        model: ModelClient,
+        tools: ToolBox,
+        prices: Prices,
+        settings: LoopSettings,
+        draining: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.rec: TaskRecord = acquired.record
+        self.steps: list[Step] = acquired.steps
+        self.root_limits = acquired.root_limits
+        self.tree: TreeUsage = acquired.tree
+        self.lease = lease
+        self.msg_id = msg_id
+        self.store = store
+        self.model = model
+        self.tools = tools
+        self.prices = prices
+        self.settings = settings
+        self.draining = draining
+        self.outcome: tuple[Status, str] | None = None
+        self._saving: asyncio.Future[Any] | None = None  # the last step's observations, being stored
+        self._saving_reply: int | None = (
+            None  # set: _saving is the raw reply of this step's saved reply, which carries them
+        )
+        check = settings.decisions.answer_check
+        self._checks_left = check.retries if check is not None else 0  # answers the check may still send back
+
+    # -- the loop ----------------------------------------------------------------------------------
+    async def execute(self) -> tuple[Status, str]:
+        try:
+            async with tracing.task(self.settings.tracer, self):  # the attempt's invoke_agent span
+                return await self._execute()
+        finally:
+            if self._saving is not None:
+                # Leaving early (an error, a release, a kill): the observations are kept if they can be.
+                await asyncio.gather(self._saving, return_exceptions=True)
+                self._saving, self._saving_reply = None, None
+
+    async def _execute(self) -> tuple[Status, str]:
+        """Long on purpose: one step read top to bottom (model call, repair turns, checkpoint, tools), as it runs."""
+        task_id_var.set(self.rec.id)
+        step_ref = StepRef()
+        step_var.set(step_ref)
+        rec = self.rec
+        if rec.cancel:
+            return await self.finish_cancelled()
+        session_ctx: list[tuple[str, str]] = []
+        if rec.session and rec.depth == 0:
+            history = self.settings.session_history
+            session_ctx = await self.store.session_context(rec.session, rec.id, history, rec.tenant)
+        schemas = self.tools.schemas()
+        decide = self.settings.decisions
+        json_mode = decide.mode == "JSONSchema" and bool(schemas)
+        text_tools = self.settings.tool_calling == "text" and not json_mode
+        native = self.settings.tool_calling != "text" and not json_mode
+        system = self.settings.system_prompt + ("\n\n" + protocol_text(schemas) if json_mode else "")
+        prompt = PromptCache(
+            head_messages(
+                system_prompt=system,
+                goal=rec.goal,
+                tool_schemas=schemas,
+                text_tools=text_tools,
+                session_context=session_ctx,
+            )
+        )
+        # What the answer-first call (if any) leaves to the first step: its usage, its model time, and
+        # the turn that says why its answer did not end the task.
+        carried: tuple[Usage, float, list[dict[str, Any]]] = (Usage(), 0.0, [])
+        if not self.steps and self.settings.search_first is not None:
+            declined = await self._search_first(self.settings.search_first, json_mode, text_tools)
+            if declined is not None:
+                return await self._finish(Status.DONE, StopReason.FINAL_ANSWER.value, declined)
+            if self.settings.answer_first:
+                first = await self._answer_first()
+                if isinstance(first, Step):
+                    cost = self._account(first.usage)
+                    done = StopReason.FINAL_ANSWER.value
+                    return await self._finish(Status.DONE, done, first.content, final_step=first, cost=cost)
+                carried = first
+        while True:
+            if self.draining():
+                await self._saved()
+                raise Released(rec.id)
+            step_started = time.monotonic()
+            last = self.steps[-1] if self.steps else None
+            if last is not None and not last.complete:
+                step_ref.n = last.n
+                log.info("resuming step: running its tools again", extra={"tools": [c.name for c in last.tool_calls]})
+                tool_s = await self._run_tools(last)
+                metrics.STEP_OVERHEAD.observe(max(0.0, time.monotonic() - step_started - tool_s))
+                continue
+            step_ref.n = len(self.steps)
+            now = time.time()
+            stop = exhausted(rec.limits, self.root_limits, len(self.steps), self.tree, now, rec.deadline)
+            if stop is not None:
+                log.info("budget reached", extra={"reason": stop.value})
+                return await self._finish(Status.DONE, stop.value, best_answer(self.steps))
+            messages = prompt.messages(self.steps)
+            unavailable = self.tools.spawners if rec.depth >= rec.limits.max_depth else ()
+            choice = offer(decide, self.tools.names, self.steps, unavailable, self.tools.read_only)
+            extras = request_extras(decide, schemas, choice, send_tools=native)
+            (usage, model_s, repair), carried, repairs = carried, (Usage(), 0.0, []), 0
+            while True:
+                left = rec.deadline - time.time()
+                request = self._request(
+                    messages + repair if repair else messages,
+                    left,
+                    tools=extras.get("tools", []),
+                    tool_choice=extras.get("tool_choice", "auto"),
+                    response_format=extras.get("response_format"),
+                )
+                t0 = time.monotonic()
+                try:
+                    with timeouts.timeout(left):  # shared timers (timeouts.py), no extra task per call
+                        reply = await self.model.complete(request)
+                except TimeoutError:
+                    if time.time() >= rec.deadline - 0.01:
+                        return await self._finish(Status.DONE, StopReason.TIMEOUT.value, best_answer(self.steps))
+                    raise
+                except ContextOverflow as e:
+                    # The history no longer fits the served context; every retry would send the
+                    # same prompt, so the task ends with its best answer, as at a budget.
+                    log.warning("context exhausted", extra={"error": str(e)[:300]})
+                    return await self._finish(Status.DONE, StopReason.MAX_CONTEXT.value, best_answer(self.steps))
+                model_s += time.monotonic() - t0
+                usage += reply.usage
+                content, calls, why = self._interpret(reply, json_mode, choice, schemas)
+                if why is None and not calls:
+                    why = self._answer_problem(content)  # its own budget (answerCheck.retries), not repairAttempts
+                elif why is not None:
+                    if repairs == decide.repair_attempts:
+                        break
+                    repairs += 1
+                if why is None:
+                    break
+                # A repair turn: the unusable reply and the reason, shown once, never checkpointed.
+                metrics.DECISION_REPAIRS.inc()
+                log.info("repairing a decision", extra={"problem": why[:300]})
+                repair = repair_messages(reply.content or _calls_text(calls), why, decide)
+            step = Step(n=len(self.steps), content=content, tool_calls=calls, usage=usage, model_seconds=model_s)
+            cost = self._account(usage)
+            if not calls:
+                answer = self._checked(content.strip())
+                done = StopReason.FINAL_ANSWER.value
+                return await self._finish(Status.DONE, done, answer, final_step=step, cost=cost)
+            await self._saved()  # the previous step's observations are stored before this step is
+            saving_reply = self.store.send_reply(rec, self.lease, step, cost)
+            self.steps.append(step)
+            rec.prompt_tokens += usage.prompt_tokens
+            rec.completion_tokens += usage.completion_tokens
+            rec.cost_nanos += cost
+            if self.tools.acts(calls):
+                if await self._store_reply(step, saving_reply):
+                    raise Cancelled(rec.id)
+                tool_s = await self._run_tools(step, behind=True)
+            else:
+                # Until the store answers, the tree's usage is what it was plus this step's own.
+                self.tree = TreeUsage(self.tree.tokens + usage.total, self.tree.cost_nanos + cost)
+                tool_s = await self._run_tools(step, behind=True, saving_reply=saving_reply)
+            metrics.STEP_OVERHEAD.observe(max(0.0, time.monotonic() - step_started - model_s - tool_s))
+
+    def _request(self, messages: list[dict[str, Any]], timeout: float, **extras: Any) -> ModelRequest:
+        """A model request of this task's next step."""
+        rec = self.rec
+        return ModelRequest(
+            messages=messages,
+            task_id=rec.id,
+            root_id=rec.root,
+            session=rec.session,
+            tenant=rec.tenant,
+            step=len(self.steps),
+            timeout=timeout,
+            **extras,
+        )
+
+    def _account(self, usage: Usage) -> int:
+        """A step's cost, counted in the metrics."""
+        cost = self.prices.cost_nanos(usage)
+        metrics.TOKENS_IN.inc(usage.prompt_tokens)
+        metrics.TOKENS_OUT.inc(usage.completion_tokens)
+        if cost:
+            metrics.spent(self.prices.currency, cost / 1e9, self.rec.tenant)
+        return cost
+
+    async def _answer_first(self) -> Step | tuple[Usage, float, list[dict[str, Any]]]:
+        """One call after searchFirst, asked to answer from those passages as one-shot RAG is
+        (spec.tools[].retrieval.answerFirst): the fleet's system prompt, the passages and the question,
+        in plain text, with no tools and no decision protocol (the 1.5B, asked for a JSON decision here,
+        copied whole passages into its answer). Returns the final step when its answer passes the
+        check (states only values the passages hold, does not say they lack the answer), else what the
+        first step of the loop carries on with: the call's usage and model time, and a turn that shows
+        the model its answer and why the task goes on."""
+        rec, choice = self.rec, Offer((), True)
+        seen = self._seen_outputs()
+        shown = [(p["source"], p["text"]) for out in seen for p in parse_passages(out)]
+        left = rec.deadline - time.time()
+        request = self._request(self._answer_first_messages(seen), left)
+        t0 = time.monotonic()
+        try:
+            with timeouts.timeout(left):
+                reply = await self.model.complete(request)
+        except (TimeoutError, ContextOverflow) as e:  # the loop's own call meets the deadline or the context
+            log.info("answer-first call failed: the loop goes on", extra={"error": str(e)[:300]})
+            return Usage(), time.monotonic() - t0, []
+        model_s = time.monotonic() - t0
+        content, calls, why = self._interpret(reply, False, choice, [])
+        if why is None and not calls:
+            # The quote-first form is read from the reply as written (the text-call reading drops a "Quote:" line).
+            quoting = self.settings.answer_first_prompt == "Quote"
+            answer, why = self._first_answer(reply.content if quoting else content, seen, shown)
+            if why is None:
+                other = []
+                if self.settings.decline_other_subjects:
+                    other = answercheck.other_subject(answer, shown, rec.goal, self.settings.system_prompt)
+                if other:
+                    metrics.ANSWER_FIRST.labels("declined").inc()
+                    log.info("declined: no passage holding the answer's values names the question's", extra={
+                        "names": other[:5], "answer": answer[:300]})  # fmt: skip
+                    return Step(len(self.steps), answercheck.decline_other(other), [], reply.usage, model_s)
+                metrics.ANSWER_FIRST.labels("answered").inc()
+                return Step(len(self.steps), answer, [], reply.usage, model_seconds=model_s)
+        metrics.ANSWER_FIRST.labels("escalated").inc()
+        log.info("answer first: the loop goes on", extra={"problem": (why or "")[:300]})
+        turn = repair_messages(reply.content, why, self.settings.decisions) if why else []
+        return reply.usage, model_s, turn
+
+    def _answer_first_messages(self, seen: list[str]) -> list[dict[str, str]]:
+        """The answer-first request in the form spec.tools[].retrieval.answerFirstPrompt names: the
+        fleet's system prompt before one-shot RAG's instruction (Fleet), one-shot RAG's request itself
+        (OneShot), or that request with the quote-first instruction (Quote)."""
+        form, goal = self.settings.answer_first_prompt, self.rec.goal
+        if form == "Fleet":
+            passages_text = "\n\n".join(seen)
+            asked = f"{answercheck.ANSWER_FIRST}\n\n{passages_text}\n\nQuestion: {goal}"
+            return [{"role": "system", "content": self.settings.system_prompt}, {"role": "user", "content": asked}]
+        passages = [p for out in seen for p in parse_passages(out)]
+        if form == "Quote":
+            return rag_messages(goal, passages, answercheck.QUOTE_FIRST)
+        return rag_messages(goal, passages)
+
+    def _first_answer(self, content: str, seen: list[str], shown: list[tuple[str, str]]) -> tuple[str, str | None]:
+        """The answer-first reply's answer (cited) and why it does not end the task, or None. A
+        quote-first reply is judged by its quote; a reply without an "Answer:" line as a plain one."""
+        goal = self.rec.goal
+        quoted = answercheck.read_quoted(content) if self.settings.answer_first_prompt == "Quote" else None
+        if quoted is not None and quoted.quote:
+            why = answercheck.quote_problem(quoted, shown, goal) or self._names_problem(quoted.answer, seen)
+            source = answercheck.quote_source(quoted.quote, shown)
+            return (with_sources(quoted.answer, [source]) if source else quoted.answer), why
+        answer = (quoted.answer if quoted is not None else content).strip()
+        why = answercheck.first_answer_problem(answer, seen, goal) or self._names_problem(answer, seen)
+        if why is None and not parse_citations(answer):
+            answer = with_sources(answer, answercheck.supporting_sources(answer, shown, goal))
+        return answer, why
+
+    def _names_problem(self, answer: str, seen: list[str]) -> str | None:
+        """With checkAnswerNames: the code names the first answer gives that no passage mentions."""
+        names = self._unknown_names(answer, seen)
+        return answercheck.check_problem(names) if names else None
+
+    def _unknown_names(self, answer: str, seen: list[str]) -> list[str]:
+        """checkAnswerNames' check, for the first answer and (with answerCheck) the loop's: the code
+        names the answer gives that no passage mentions; none when the setting is off."""
+        if not self.settings.check_answer_names:
+            return []
+        return answercheck.unknown_answer_names(answer, seen, self.rec.goal)
+
+    def _interpret(
+        self, reply: ModelReply, json_mode: bool, choice: Offer, schemas: list[dict[str, Any]]
+    ) -> tuple[str, list[ToolCall], str | None]:
+        """The reply as (content, tool calls, why it cannot be used or None). A JSON decision's
+        raw text stays the step's content: the history shows the model its own decision."""
+        if json_mode and not reply.tool_calls:
+            d = read_decision(reply.content, self._numbered_sources(), self._seen_outputs())
+            if d.problem is not None:
+                return d.content, [], d.problem
+            content = reply.content.strip() if d.calls else d.content
+            return content, d.calls, problem(d.calls, d.content, choice, schemas) or self._own_goal(d.calls)
+        content, calls = reply.content, list(reply.tool_calls)
+        if not calls and self.settings.tool_calling != "native":
+            parsed_content, calls = parse_text_reply(reply.content, self.tools.names)
+            if not calls:
+                content = parsed_content
+        if not calls and content.lstrip().startswith("{"):
+            # A model that writes a JSON decision without being asked for one (its history or
+            # training shows it the form): its answer is the answer's text, not the JSON.
+            said = read_decision(content, self._numbered_sources())
+            if not said.calls and said.content:
+                content = said.content
+        return content, calls, problem(calls, content, choice, schemas) or self._own_goal(calls)
+
+    def _own_goal(self, calls: list[ToolCall]) -> str | None:
+        return own_goal_delegation(calls, self.tools.spawners, self.rec.goal) if calls else None
+
+    async def _search_first(self, tool: str, json_mode: bool, text_tools: bool) -> str | None:
+        """Step 0 without a model call: the goal searched as the model would search it, so the
+        first prompt already holds what one-shot RAG would answer from (spec.tools[].retrieval.searchFirst).
+        With declineUnknownNames, the goal's names no passage mentions are searched alone (step 1, no
+        model call either); returns the decline the task ends with when the documents still never
+        mention one of them, else None."""
+        searched = await self._search_step(tool, self.rec.goal, json_mode, text_tools)
+        if not self.settings.decline_unknown_names or not searched:
+            return None  # a failed search (Milvus down, the tool's breaker open) shows nothing about the documents
+        unknown = answercheck.unknown_names(self.rec.goal, self._seen_outputs(), self.settings.system_prompt)
+        if not unknown:
+            return None
+        searched = await self._search_step(tool, " ".join(unknown), json_mode, text_tools)
+        unknown = answercheck.unknown_names(self.rec.goal, self._seen_outputs(), self.settings.system_prompt)
+        if not unknown or not searched:
+            return None
+        log.info("declined: the documents do not mention the question's names", extra={"names": unknown[:5]})
+        return answercheck.decline_unknown(unknown)
+
+    async def _search_step(self, tool: str, query: str, json_mode: bool, text_tools: bool) -> bool:
+        """One search as a step without a model call; whether it answered (any passages or none)."""
+        n = len(self.steps)
+        top_k = self.settings.search_first_top_k
+        call, content = search_first_call(tool, query, json_mode=json_mode, text_tools=text_tools, n=n, top_k=top_k)
+        step = Step(n=n, content=content, tool_calls=[call], usage=Usage())
+        saving_reply = self.store.send_reply(self.rec, self.lease, step, 0)
+        self.steps.append(step)
+        await self._run_tools(step, behind=True, saving_reply=saving_reply)
+        return all(obs.ok for obs in step.observations or [])
+
+    def _answer_problem(self, answer: str) -> str | None:
+        """Why a final answer goes back to the model (spec.decisions.answerCheck): values no
+        retrieved passage holds, while this run has check retries left; spends one."""
+        if self._checks_left <= 0:
+            return None
+        values = self._unsupported(answer)
+        if not values:
+            return None
+        self._checks_left -= 1
+        metrics.DECISION_REPAIRS.inc()
+        return answercheck.check_problem(values)
+
+    def _checked(self, answer: str) -> str:
+        """The answer the task ends with: a decline when it still states unsupported values and
+        answerCheck.onUnsupported is Decline."""
+        check = self.settings.decisions.answer_check
+        if check is None or not check.decline or not answer:
+            return answer
+        return answercheck.DECLINE if self._unsupported(answer) else answer
+
+    def _unsupported(self, answer: str) -> list[str]:
+        """What answerCheck holds against a final answer: the values no retrieved passage holds and,
+        with checkAnswerNames, the code names none mentions (the answer-first reply's two checks, so
+        that the loop's answer after an escalated first answer is held to them too)."""
+        seen = self._seen_outputs()
+        values = answercheck.unsupported(answer, seen, self.rec.goal)
+        # A name in backticks is a quoted value too: listed once.
+        return values + [n for n in self._unknown_names(answer, seen) if n not in values]
+
+    def _numbered_sources(self) -> dict[int, str]:
+        """Rank -> source of the latest search's passages: what "[1]" in an answer's sources means."""
+        read_only = self.tools.read_only
+        for step in reversed(self.steps):
+            for obs in reversed(step.observations or []):
+                if obs.ok and obs.name in read_only:
+                    found = parse_passages(obs.output)
+                    if found:
+                        return {p["rank"]: p["source"] for p in found}
+        return {}
+
+    def _seen_outputs(self) -> list[str]:
+        """What this task's tool calls returned (passages, sub-agents' answers): what its
+        answer's sources may name."""
+        return [obs.output for step in self.steps for obs in (step.observations or []) if obs.ok and obs.output]
+
+    async def _run_tools(
+        self, step: Step, *, behind: bool = False, saving_reply: asyncio.Future | None = None
+    ) -> float:
+        """Run a step's tool calls and store their observations; with ``behind``, the store
+        completes while the loop goes on (after ``saving_reply``, the step's own reply, when that is
+        still being stored), and ``_saved`` waits for it."""
+        t0 = time.monotonic()
+        try:
+            step.observations = await self.tools.run_step(self.rec, step.n, step.tool_calls, self.rec.deadline)
+        except BaseException:
+            if saving_reply is not None:
+                self._saving = asyncio.ensure_future(self._store_reply(step, saving_reply))
+            raise
+        tool_s = time.monotonic() - t0
+        if behind and saving_reply is not None and self.store.fold_observations(saving_reply, step):
+            # The reply carries the observations: its own reply is the checkpoint to wait for.
+            self._saving, self._saving_reply = saving_reply, step.n
+            return tool_s
+        save = self._store_observations(step, saving_reply)
+        if behind:
+            self._saving = asyncio.ensure_future(save)
+        elif await save:
+            raise Cancelled(self.rec.id)
+        return tool_s
+
+    async def _store_reply(self, step: Step, saving_reply: asyncio.Future) -> bool:
+        self.tree, cancel = self.store.reply_saved(self.rec, step.n, await saving_reply)
+        return cancel
+
+    async def _store_observations(self, step: Step, saving_reply: asyncio.Future | None) -> bool:
+        # After the reply: the observations are spliced into the stored step.
+        cancel = await self._store_reply(step, saving_reply) if saving_reply is not None else False
+        return await self.store.complete(self.rec, self.lease, step) or cancel
+
+    async def _saved(self) -> None:
+        """Wait until the last step's observations are stored; raises what storing raised
+        (a lost lease, a conflict) and Cancelled when the task was cancelled meanwhile."""
+        saving, self._saving = self._saving, None
+        if saving is None:
+            return
+        n, self._saving_reply = self._saving_reply, None
+        if n is not None:
+            self.tree, cancel = self.store.reply_saved(self.rec, n, await saving)
+        else:
+            cancel = await saving
+        if cancel:
+            raise Cancelled(self.rec.id)
+
+    # -- endings -----------------------------------------------------------------------------------
+    async def _finish(
+        self,
+        status: Status,
+        reason: str,
+        answer: str,
+        *,
+        final_step: Step | None = None,
+        cost: int = 0,
+        error: str = "",
+    ) -> tuple[Status, str]:
+        if status is not Status.CANCELLED:
+            await self._saved()  # a task ends only after all its steps are stored
+        finished = await self.store.finish(
+            self.rec,
+            self.lease,
+            self.msg_id,
+            status=status,
+            reason=reason,
+            answer=answer,
+            error=error,
+            final_step=final_step,
+            cost_nanos=cost,
+        )
+        steps = len(self.steps) + (1 if final_step else 0)
+        if finished:
+            metrics.TASKS.labels(reason).inc()
+            metrics.TASK_SECONDS.observe(max(0.0, time.time() - self.rec.created_at))
+            metrics.TASK_STEPS.observe(steps)
+            log.info("task ended", extra={"status": status.value, "reason": reason, "steps": steps})
+        self.outcome = (status, reason)
+        return status, reason
+
+    async def finish_cancelled(self) -> tuple[Status, str]:
+        """End as cancelled with the best answer so far, and cancel the children too."""
+        for child in await self.store.children(self.rec.id):
+            await self.store.cancel_tree(child)
+        return await self._finish(Status.CANCELLED, StopReason.CANCELLED.value, best_answer(self.steps))
+
+
+SEARCH_FIRST_QUERY_CHARS = 2000  # a goal can be 100k characters; a query that long only blurs the embedding
+
+
+def search_first_call(
+    tool: str, goal: str, *, json_mode: bool, text_tools: bool, n: int = 0, top_k: int | None = None
+) -> tuple[ToolCall, str]:
+    """The call a searchFirst step (step ``n``) makes and the text the history shows as the model's
+    turn, in the form the task's decisions take (JSON decision, <tool_call> text, or native call);
+    ``top_k`` when the tool's own (followUpTopK) is another. Pure."""
+    args: dict[str, Any] = {"query": " ".join(goal.split())[:SEARCH_FIRST_QUERY_CHARS]}
+    if top_k is not None:
+        args["top_k"] = top_k
+    if json_mode:
+        return ToolCall(f"{JSON_CALL_PREFIX}{n}", tool, args), fastjson.dumps({"action": tool, "arguments": args})
+    if text_tools:
+        call = ToolCall(f"text-{n}", tool, args)
+        return call, _calls_text([call])
+    return ToolCall(f"search-first-{n}", tool, args), ""
+
+
+def _calls_text(calls: list[ToolCall]) -> str:
+    return "\n".join(
+        f"<tool_call>{fastjson.dumps({'name': c.name, 'arguments': c.arguments})}</tool_call>" for c in calls
+    )

@@ -1,0 +1,1 @@
+"""The task API: submission, admission, approvals routes and the OpenAPI document."""

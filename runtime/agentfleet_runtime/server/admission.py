@@ -1,0 +1,76 @@
+"""What a tenant's submission must pass before it becomes a task: the limits SUBMIT checks in
+Redis in one script (store.Admission), built from the fleet's config.
+
+Tokens per minute at admission. The workers' model calls charge each tenant's token bucket per
+model (routing/ratelimit.py, GCRA: one minute of tokens that drip back at the rate). A
+submission is counted as its own first call, estimated the way the limiter estimates every call
+(the system prompt and the goal at ~4 characters a token, plus the output allowance), and is
+admitted only while each of the tenant's buckets has room for it now, i.e. while the tenant's
+calls of the last minute (settled to what the servers reported) leave that much of
+spec.rateLimit.perTenantTokensPerMinute. Otherwise it is refused with 429 and Retry-After, the
+time until the bucket has that room. Admission reads the buckets and charges nothing: the
+task's calls charge them when they run, so no call is counted twice. Submissions that arrive
+together while a tenant has room are therefore all admitted; how many may wait in the queue at
+once is spec.api.tenantLimits.maxTasksInFlight's to bound, and each call is still limited when
+it is made.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from agentfleet_contract.runtime_config import ModelRoutingConfig, RuntimeConfig
+
+from agentfleet_runtime.core.budget import NANOS
+from agentfleet_runtime.routing.ratelimit import bucket_key, estimate_tokens, fleet_prefix, rate_args
+from agentfleet_runtime.store.tasks import Admission
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRefusal:
+    """SUBMIT's -3, read: how long until the bucket has room, what the tenant used, on which model."""
+
+    retry_after: int
+    used: int
+    model: str
+
+
+class Admitter:
+    """Builds each submission's Admission: the tenant limits, and the token buckets to check."""
+
+    def __init__(self, config: RuntimeConfig) -> None:
+        tl = config.api.tenant_limits
+        spend = None if tl.max_spend_per_day is None else int(Decimal(tl.max_spend_per_day) * NANOS)
+        self.base = Admission(tl.max_tasks_in_flight, spend)
+        routing = ModelRoutingConfig.model_validate(config.model_routing) if config.model_routing else None
+        self.tokens_per_minute = routing.rate_limit.per_tenant_tokens_per_minute if routing is not None else None
+        self.models: tuple[str, ...] = ()
+        if routing is not None:
+            self.models = (routing.primary.model_replica_set,)
+            if routing.routine is not None:
+                self.models += (routing.routine.model_replica_set,)
+        self.prefix = fleet_prefix(config.fleet)
+        self.system_prompt = config.system_prompt
+        self.max_output_tokens = config.model.max_output_tokens
+
+    def need(self, goal: str) -> int:
+        """A submission's tokens: its first call's estimate, at most one bucket (a larger call
+        could never be admitted; the limiter handles it when it is made)."""
+        if not self.tokens_per_minute:
+            return 0
+        messages = [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": goal}]
+        return min(self.tokens_per_minute, estimate_tokens(messages, [], self.max_output_tokens))
+
+    def of(self, tenant: str, goal: str) -> Admission:
+        if not self.tokens_per_minute:
+            return self.base
+        rate, burst = rate_args(self.tokens_per_minute)
+        buckets = tuple((bucket_key(self.prefix, m, tenant), rate, burst) for m in self.models)
+        return replace(self.base, buckets=buckets, need_tokens=self.need(goal))
+
+    def token_refusal(self, figure: str) -> TokenRefusal:
+        """SUBMIT's figure for -3, "wait_ms used_tokens bucket" (bucket: 1-based, in self.models)."""
+        wait_ms, used, which = (int(x) for x in figure.split())
+        return TokenRefusal(max(1, math.ceil(wait_ms / 1000)), used, self.models[which - 1])

@@ -1,0 +1,403 @@
+"""The task API: submit, get, stream progress (SSE), cancel, dead letters; bearer-token auth.
+
+Handlers are thin: validation lives in ``submission.py`` and state changes in ``TaskStore``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from agentfleet_contract.fleet_keys import Keys
+from agentfleet_contract.runtime_config import RuntimeConfig
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import OutOfMemoryError
+
+from agentfleet_runtime.core import metrics
+from agentfleet_runtime.core.budget import NANOS
+from agentfleet_runtime.core.config import limits_of
+from agentfleet_runtime.core.tenants import DEFAULT_TENANT, TokenFile, owner
+from agentfleet_runtime.core.types import TaskRecord
+from agentfleet_runtime.server.admission import Admitter
+from agentfleet_runtime.server.openapi import OPENAPI
+from agentfleet_runtime.server.submission import (
+    SubmitError,
+    new_task,
+    parse_body,
+    parse_submission,
+    stream_position,
+    task_view,
+)
+from agentfleet_runtime.store import approvals
+from agentfleet_runtime.store.connection import UNWRITABLE, connect, full_reason
+from agentfleet_runtime.store.tasks import NotReplicated, TaskStore
+
+log = logging.getLogger("agentfleet_runtime.task_api")
+
+OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/v1/openapi.json"}
+SSE_KEEPALIVE_SECONDS = 15
+SSE_POLL_MS = 1000  # longest one XREAD of a stream blocks: how soon a closed client's slot frees
+TENANT = web.RequestKey("tenant", str)  # the caller's tenant, set by the auth middleware
+RETRY_AFTER_SECONDS = 5  # a tenant at its in-flight or stream cap: about when a task or stream may have ended
+REDIS_RETRY_AFTER_SECONDS = 10  # Redis full or failing over: results expire, a failover takes seconds
+
+
+class StreamSlots:
+    """Open progress streams, per pod and per tenant. Each stream holds a Redis connection in a
+    blocking XREAD for up to SSE_KEEPALIVE_SECONDS, so the pod's cap stays below its Redis pool:
+    ordinary requests and /readyz always find a free connection. A slot is taken before the
+    stream starts and given back when it ends, however it ends."""
+
+    def __init__(self, per_pod: int, per_tenant: int) -> None:
+        self.per_pod = per_pod
+        self.per_tenant = per_tenant
+        self.open = 0
+        self.by_tenant: dict[str, int] = {}
+
+    def take(self, tenant: str) -> str | None:
+        """None when a slot was taken; otherwise which cap refused it."""
+        if self.open >= self.per_pod:
+            return f"this API pod serves at most {self.per_pod} event streams at once"
+        if self.by_tenant.get(tenant, 0) >= self.per_tenant:
+            return f"your tenant may hold at most {self.per_tenant} event streams open at once on this API pod"
+        self.open += 1
+        self.by_tenant[tenant] = self.by_tenant.get(tenant, 0) + 1
+        return None
+
+    def give(self, tenant: str) -> None:
+        self.open -= 1
+        left = self.by_tenant[tenant] - 1
+        if left:
+            self.by_tenant[tenant] = left
+        else:
+            del self.by_tenant[tenant]
+
+
+def stream_cap(max_streams: int, redis_connections: int) -> int:
+    """Streams one pod holds at most: the setting, but always leaving a quarter of the Redis pool
+    (at least 2 connections) to everything else."""
+    return max(1, min(max_streams, redis_connections - max(2, redis_connections // 4)))
+
+
+def seconds_to_utc_midnight(now: float) -> int:
+    return max(1, int(86400 - now % 86400))
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+class TaskAPI:
+    def __init__(self, config: RuntimeConfig, redis: Any = None) -> None:
+        if not config.api.tokens_file and not config.api.allow_anonymous:
+            raise ValueError(
+                "the task API needs api.tokensFile (AGENTFLEET_API_TOKENS_FILE), or api.allowAnonymous for development"
+            )
+        self.config = config
+        self.r = redis or connect(config.redis_url, config.redis_password, config.redis_max_connections)
+        self.store = TaskStore(self.r, Keys(config.fleet), config.result_ttl_seconds)
+        self.auth = TokenFile(config.api.tokens_file) if config.api.tokens_file else None
+        self.limits = limits_of(config)
+        self.admission = Admitter(config)
+        per_tenant = config.api.tenant_limits.max_streams
+        self.streams = StreamSlots(stream_cap(config.api.max_streams, config.redis_max_connections), per_tenant)
+        self.retrieval_tools = frozenset(t.name for t in config.tools if t.type == "Retrieval")
+        self.approvals = approvals.Approvals(self.r, self.store.keys)
+        self.closing = False
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.config.api.max_request_bytes, middlewares=[self._middleware])
+        app.router.add_post("/v1/tasks", self.submit)
+        app.router.add_get("/v1/tasks/{id}", self.get)
+        app.router.add_get("/v1/tasks/{id}/events", self.events)
+        app.router.add_post("/v1/tasks/{id}/cancel", self.cancel)
+        app.router.add_get("/v1/deadletters", self.dead_letters)
+        app.router.add_post("/v1/tasks/{id}/approvals", self.decide_approval)
+        app.router.add_get("/v1/approvals", self.list_approvals)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/v1/openapi.json", self.openapi)
+        app.on_startup.append(self._startup)
+        app.on_cleanup.append(self._cleanup)
+        return app
+
+    async def _startup(self, _: web.Application) -> None:
+        await self.store.ensure_group()
+
+    async def _cleanup(self, _: web.Application) -> None:
+        await self.store.close()
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        status = 500
+        try:
+            resp = await self._guarded(request, handler)
+            status = resp.status
+            return resp
+        except web.HTTPException as e:
+            status = e.status
+            raise
+        finally:
+            metrics.API_REQUESTS.labels(route, str(status)).inc()
+
+    async def _guarded(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path not in OPEN_PATHS:
+            tenant = DEFAULT_TENANT if self.auth is None else self.auth.tenant_of(request.headers.get("Authorization"))
+            if tenant is None:
+                return web.json_response(
+                    {"error": "missing or invalid bearer token"}, status=401, headers={"WWW-Authenticate": "Bearer"}
+                )
+            request[TENANT] = tenant
+            length = request.content_length
+            if length is not None and length > self.config.api.max_request_bytes:
+                return _error(
+                    413, f"request body of {length} bytes exceeds the limit of {self.config.api.max_request_bytes}"
+                )
+        try:
+            return await handler(request)
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"request body exceeds the limit of {self.config.api.max_request_bytes} bytes")
+        except SubmitError as e:
+            return _error(400, str(e))
+        except UNWRITABLE as e:
+            # Nothing was written: the client may retry the same request (and Idempotency-Key).
+            log.warning("redis refused a write", extra={"error": str(e)})
+            why = "full (maxmemory)" if isinstance(e, OutOfMemoryError) else "read-only (failing over)"
+            return web.json_response(
+                {"error": f"the fleet's Redis is {why}: nothing was stored; retry later"},
+                status=503,
+                headers={"Retry-After": str(REDIS_RETRY_AFTER_SECONDS)},
+            )
+
+    async def _owned(self, request: web.Request) -> tuple[TaskRecord, dict[str, str]] | None:
+        """The task the path names, if it is the caller's tenant's: another tenant's task is as
+        absent as one that never existed (404 either way, so ids cannot be probed)."""
+        got = await self.store.get(request.match_info["id"])
+        if got is None or owner(got[0].tenant) != request[TENANT]:
+            return None
+        return got
+
+    # -- routes ------------------------------------------------------------------------------------
+    async def submit(self, request: web.Request) -> web.Response:
+        tenant = request[TENANT]
+        body = parse_body(await request.read())
+        key = request.headers.get("Idempotency-Key")
+        sub = parse_submission(body, key, self.config.api.max_goal_chars, self.limits)
+        record = new_task(uuid.uuid4().hex, sub, time.time(), tenant)
+        admission = self.admission.of(tenant, sub.goal)
+        try:
+            created, task_id = await self.store.submit(
+                record,
+                idempotency_key=sub.idempotency_key,
+                request_hash=sub.request_hash,
+                admission=admission,
+                replicas=self.config.redis_ack_replicas,
+                wait_ms=self.config.redis_ack_timeout_ms,
+            )
+        except NotReplicated as e:
+            # Stored on the primary only: a failover now could lose it, so it is not acknowledged.
+            # The same Idempotency-Key returns this task, whether it survived or not (then anew).
+            return web.json_response(
+                {"id": e.task_id, "error": f"{e}: not acknowledged; retry with the same Idempotency-Key"},
+                status=503,
+                headers={"Retry-After": "1"},
+            )
+        if created < 0:
+            return self._refused(tenant, created, task_id, record.created_at, admission.need_tokens)
+        if not created:
+            got = await self.store.get(task_id)
+            if got is not None and sub.idempotency_key and got[1].get("request_hash") not in ("", sub.request_hash):
+                return _error(409, "this Idempotency-Key was used for a different request")
+            status = got[0].status.value if got else "unknown"
+            return web.json_response({"id": task_id, "status": status, "created": False}, status=200)
+        metrics.TENANT_ADMISSIONS.labels(tenant, "admitted").inc()
+        log.info("task submitted", extra={"task_id": task_id, "session": sub.session or None, "tenant": tenant})
+        body = {"id": task_id, "status": "queued", "created": True}
+        return web.json_response(body, status=201, headers={"Location": f"/v1/tasks/{task_id}"})
+
+    def _refused(self, tenant: str, code: int, figure: str, now: float, need: int) -> web.Response:
+        """429 for a tenant at a limit (SUBMIT's -1: tasks in flight, -2: spend today, -3: tokens
+        per minute)."""
+        tl = self.config.api.tenant_limits
+        if code == -3:
+            refusal = self.admission.token_refusal(figure)
+            outcome, wait = "rate_limit", refusal.retry_after
+            message = (
+                f"your tenant's calls to {refusal.model} used about {refusal.used} of its"
+                f" {self.admission.tokens_per_minute} tokens per minute (spec.rateLimit.perTenantTokensPerMinute)"
+                f" and this task's first call needs about {need}: retry in {wait} s"
+            )
+        elif code == -1:
+            outcome, wait = "in_flight_limit", RETRY_AFTER_SECONDS
+            message = (
+                f"your tenant has {figure} tasks queued or running, its limit (spec.api.tenantLimits.maxTasksInFlight"
+                f" = {tl.max_tasks_in_flight}): retry when one has ended"
+            )
+        else:
+            outcome, wait = "spend_limit", seconds_to_utc_midnight(now)
+            spent = format((Decimal(figure) / NANOS).normalize(), "f")
+            message = (
+                f"your tenant spent {spent} {self.config.pricing.currency} today (UTC), its limit"
+                f" (spec.api.tenantLimits.maxSpendPerDay = {tl.max_spend_per_day}): retry after midnight UTC"
+            )
+        metrics.TENANT_ADMISSIONS.labels(tenant, outcome).inc()
+        return web.json_response({"error": message, "limit": outcome}, status=429, headers={"Retry-After": str(wait)})
+
+    async def get(self, request: web.Request) -> web.Response:
+        got = await self._owned(request)
+        tid = request.match_info["id"]
+        if got is None:
+            return _error(404, f"no task {tid}")
+        want_steps = request.query.get("steps", "1") not in ("0", "false", "no")
+        steps = await self.store.steps(tid) if want_steps else None
+        count = len(steps) if steps is not None else int(await self.r.llen(self.store.keys.steps(tid)))
+        children = await self.store.children(tid)
+        currency = self.config.pricing.currency
+        view = task_view(got[0], got[1], steps, count, children, currency, self.retrieval_tools)
+        view["approval"] = approvals.approval_view(got[1])
+        return web.json_response(view)
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        tid = request.match_info["id"]
+        if await self._owned(request) is None:
+            return _error(404, f"no task {tid}")
+        res = await self.store.cancel_tree(tid)
+        if res == -1:
+            return _error(404, f"no task {tid}")
+        got = await self.store.get(tid)
+        status = got[0].status.value if got else "unknown"
+        body = {"id": tid, "status": status, "cancelRequested": res == 1}
+        return web.json_response(body, status=202 if res == 1 else 200)
+
+    async def decide_approval(self, request: web.Request) -> web.Response:
+        """Approve or deny the calls a task of the caller's tenant waits on: 200 decided (or the
+        same decision repeated), 409 when it waits on nothing this request can decide."""
+        tid = request.match_info["id"]
+        if await self._owned(request) is None:
+            return _error(404, f"no task {tid}")
+        req = approvals.parse_request(parse_body(await request.read()))
+        if isinstance(req, str):
+            return _error(400, req)
+        got = await self.approvals.decide(tid, req.decision, req.reason, req.step)
+        if got is None:
+            return _error(404, f"no task {tid}")
+        if got.decided or (got.record is not None and got.record.get("decision") == req.decision):
+            body = {"id": tid, "status": got.status, "approval": got.record, "repeated": not got.decided}
+            return web.json_response(body)
+        done = f" (its decision was {got.record['decision']})" if got.record else ""
+        why = f"task {tid} is {got.status}, not waiting for this approval{done}: GET /v1/approvals lists what waits"
+        return _error(409, why)
+
+    async def list_approvals(self, request: web.Request) -> web.Response:
+        return web.json_response({"items": await self.approvals.waiting(owner, request[TENANT])})
+
+    async def dead_letters(self, request: web.Request) -> web.Response:
+        try:
+            count = min(1000, max(1, int(request.query.get("count", "100"))))
+        except ValueError:
+            return _error(400, "count must be an integer from 1 to 1000, e.g. ?count=100")
+        # The caller's tenant's only: among the newest 1000 entries, those whose task is theirs
+        # (a task whose record has expired has no known owner and is shown to no one).
+        items = await self.store.dead_letters(1000)
+        owners = await self.store.owners([i.get("task", "") for i in items])
+        mine = [i for i, who in zip(items, owners, strict=True) if who == request[TENANT]]
+        return web.json_response({"items": mine[:count]})
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: every progress event of the task, then the stream ends after 'finished'."""
+        tenant = request[TENANT]
+        tid = request.match_info["id"]
+        got = await self._owned(request)
+        if got is None:
+            return _error(404, f"no task {tid}")
+        given = request.headers.get("Last-Event-ID")
+        if given:
+            after = stream_position(given, "Last-Event-ID")
+        else:
+            after = stream_position(request.query.get("after", "0-0"), "after")
+        refused = self.streams.take(tenant)
+        if refused is not None:
+            metrics.TENANT_ADMISSIONS.labels(tenant, "stream_limit").inc()
+            return web.json_response(
+                {"error": f"{refused}: close one, or poll GET /v1/tasks/{tid}", "limit": "stream_limit"},
+                status=429,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        try:
+            return await self._stream(request, tid, got[0].status.terminal, after)
+        finally:
+            self.streams.give(tenant)
+
+    async def _stream(self, request: web.Request, tid: str, ended: bool, after: str) -> web.StreamResponse:
+        headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        resp = web.StreamResponse(headers=headers)
+        await resp.prepare(request)
+        quiet_since = time.monotonic()
+        # Block a second at a time, not a whole keepalive period: a client that went away is seen
+        # within a second and its stream slot (and Redis connection) given back.
+        while not self.closing and request.transport is not None and not request.transport.is_closing():
+            batch = await self.store.events(tid, after, block_ms=SSE_POLL_MS)
+            if not batch:
+                if ended:
+                    break
+                if time.monotonic() - quiet_since >= SSE_KEEPALIVE_SECONDS:
+                    quiet_since = time.monotonic()
+                    await resp.write(b": keepalive\n\n")
+                    ended = (got := await self.store.get(tid)) is None or got[0].status.terminal
+                continue
+            quiet_since = time.monotonic()
+            for eid, ev in batch:
+                after = eid
+                await resp.write(f"id: {eid}\nevent: {ev.get('type', 'message')}\ndata: {json.dumps(ev)}\n\n".encode())
+                if ev.get("type") == "finished":
+                    ended = True
+            if ended and batch[-1][1].get("type") == "finished":
+                break
+        try:
+            await resp.write_eof()
+        except ConnectionResetError:  # the client left first: nothing is owed to it
+            pass
+        return resp
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def readyz(self, _: web.Request) -> web.Response:
+        try:
+            await asyncio.wait_for(self.r.ping(), 2.0)
+            full = await asyncio.wait_for(full_reason(self.r), 2.0)
+        except Exception as e:
+            return web.json_response({"ready": False, "redis": str(e)}, status=503)
+        if full is not None:
+            # Unready: a pod that can only refuse submissions should not be sent any.
+            return web.json_response({"ready": False, "redis": full}, status=503)
+        return web.json_response({"ready": True})
+
+    async def metrics(self, _: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def openapi(self, _: web.Request) -> web.Response:
+        return web.json_response(OPENAPI)
+
+
+async def serve(config: RuntimeConfig, stop: asyncio.Event) -> None:
+    """Run the API until ``stop`` is set (SIGTERM), then finish open requests and exit."""
+    api = TaskAPI(config)
+    runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=10)
+    await runner.setup()
+    site = web.TCPSite(runner, config.listen_host, config.api.port)
+    await site.start()
+    log.info("task API listening", extra={"host": config.listen_host, "port": config.api.port, "pid": os.getpid()})
+    await stop.wait()
+    api.closing = True
+    await runner.cleanup()
