@@ -1,7 +1,7 @@
 """pytest fixtures for the agentfleet e2e harness (a real local control plane).
 
 Fixtures:
-    cluster    (session) -- starts the cluster with ``e2e/cluster.sh up`` (which
+    cluster    (session) -- starts the cluster with ``e2e/cluster/cluster.sh up`` (which
                             builds the binaries first if needed) unless it is
                             already up; stops it at the end of the session if
                             this session started it, unless
@@ -29,7 +29,7 @@ from e2e.harness.cluster import Cluster, info, script, script_env, tail
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "e2e: end-to-end test against the local Kubernetes control plane started by e2e/cluster.sh"
+        "markers", "e2e: end-to-end test against the local Kubernetes control plane started by e2e/cluster/cluster.sh"
     )
 
 
@@ -47,11 +47,13 @@ def cluster() -> Cluster:
             proc = script("up", env=env, timeout=timeout, log_path=log_path)
         except subprocess.TimeoutExpired:
             pytest.fail(
-                f"e2e/cluster.sh up did not finish in {timeout:.0f}s; log {log_path}:\n" + tail(log_path), pytrace=False
+                f"e2e/cluster/cluster.sh up did not finish in {timeout:.0f}s; log {log_path}:\n" + tail(log_path),
+                pytrace=False,
             )
         if proc.returncode != 0:
             pytest.fail(
-                f"e2e/cluster.sh up failed with exit code {proc.returncode}; log {log_path}:\n" + tail(log_path),
+                f"e2e/cluster/cluster.sh up failed with exit code {proc.returncode}; log {log_path}:\n"
+                + tail(log_path),
                 pytrace=False,
             )
         log_path.unlink(missing_ok=True)
@@ -66,7 +68,7 @@ def cluster() -> Cluster:
         if not already_up and not keep:
             down = script("down", env=env, timeout=300)
             if down.returncode != 0:
-                print(f"e2e/cluster.sh down failed:\n{down.stdout}\n{down.stderr}", file=sys.stderr)
+                print(f"e2e/cluster/cluster.sh down failed:\n{down.stdout}\n{down.stderr}", file=sys.stderr)
 
 
 @pytest.fixture

@@ -27,37 +27,37 @@ echo "== lint and generated files"
 # are CPU-bound, and is waited for before pytest.
 echo "== container image (debootstrap base and buildah build, cached; rebuilt when its inputs change)"
 image_log="$(mktemp)"
-bash e2e/image.sh build >"$image_log" 2>&1 &
+bash e2e/cluster/image.sh build >"$image_log" 2>&1 &
 image_pid=$!
 echo "== Go (installed once); KEDA's and Jaeger's modules download beside the control plane's build"
-bash e2e/cluster.sh go
+bash e2e/cluster/cluster.sh go
 keda_fetch_log="$(mktemp)"
-bash e2e/thirdparty.sh keda-fetch >"$keda_fetch_log" 2>&1 &
+bash e2e/cluster/thirdparty.sh keda-fetch >"$keda_fetch_log" 2>&1 &
 keda_fetch_pid=$!
 jaeger_fetch_log="$(mktemp)"
-bash e2e/thirdparty.sh jaeger-fetch >"$jaeger_fetch_log" 2>&1 &
+bash e2e/cluster/thirdparty.sh jaeger-fetch >"$jaeger_fetch_log" 2>&1 &
 jaeger_fetch_pid=$!
 echo "== control plane binaries (built once, cached)"
-bash e2e/cluster.sh build
+bash e2e/cluster/cluster.sh build
 echo "== the real node's containerd and pause image (built once, cached)"
-bash e2e/cluster.sh build-node
+bash e2e/cluster/cluster.sh build-node
 echo "== helm (built once, cached)"
-bash e2e/helm.sh
+bash e2e/cluster/helm.sh
 echo "== llama-server and the CPU agent model (built/fetched once, cached; the real-agent integration tests)"
-bash e2e/llama-server.sh build >/dev/null
+bash e2e/cluster/llama-server.sh build >/dev/null
 "$PY" -m agentfleet_runtime.model.files fetch "${AGENTFLEET_IT_QWEN:-qwen2.5-coder-1.5b}" >/dev/null
 echo "== third-party CRDs (fetched once, cached)"
-bash e2e/thirdparty.sh crds >/dev/null
-# e2e/test_keda.py runs KEDA's operator and metrics API server; building them is CPU-bound like
+bash e2e/cluster/thirdparty.sh crds >/dev/null
+# e2e/tests/test_keda.py runs KEDA's operator and metrics API server; building them is CPU-bound like
 # the control plane's, so it runs here, after that build, rather than inside a test's timeout.
 echo "== KEDA operator and metrics API server (built once, cached)"
-join "$keda_fetch_pid" "$keda_fetch_log" "e2e/thirdparty.sh keda-fetch"
-bash e2e/thirdparty.sh keda >/dev/null
+join "$keda_fetch_pid" "$keda_fetch_log" "e2e/cluster/thirdparty.sh keda-fetch"
+bash e2e/cluster/thirdparty.sh keda >/dev/null
 # The tracing integration tests send spans to Jaeger v2's all-in-one and read them back.
 echo "== Jaeger all-in-one, the trace collector (built once, cached)"
-join "$jaeger_fetch_pid" "$jaeger_fetch_log" "e2e/thirdparty.sh jaeger-fetch"
-bash e2e/thirdparty.sh jaeger >/dev/null
-join "$image_pid" "$image_log" "e2e/image.sh build"
+join "$jaeger_fetch_pid" "$jaeger_fetch_log" "e2e/cluster/thirdparty.sh jaeger-fetch"
+bash e2e/cluster/thirdparty.sh jaeger >/dev/null
+join "$image_pid" "$image_log" "e2e/cluster/image.sh build"
 tail -n 3 "$image_log"
 
 tiers="unit,e2e"

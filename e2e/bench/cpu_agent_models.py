@@ -1,7 +1,7 @@
 """CPU agent models on llama-server: per-step latency and the decisions they make, side by side.
 
 A real worker (this process) on a real redis-server and Milvus Lite runs the dev questions of
-e2e/plinth.py (invented facts, so a right answer must come through a search) one task at a time
+e2e/harness/plinth.py (invented facts, so a right answer must come through a search) one task at a time
 against llama-server serving each model, in each decision mode (spec.decisions.mode):
 JSONSchema (schema-constrained JSON decisions) and ToolCalls (the engine's native tool calls,
 tools rendered by the GGUF's chat template, <tool_call> text as fallback) as the baseline.
@@ -38,11 +38,11 @@ from agentfleet_runtime.tools.retriever import Hybrid, Retriever
 from agentfleet_runtime.worker import Worker
 from e2e.harness import llama_server
 from e2e.harness.milvus import milvus_lite
+from e2e.harness.plinth import DELEGATE, DEV_QUESTIONS, encoder, fleet_config, make_collection
 from e2e.harness.ports import free_port, wait_http
 from e2e.harness.procs import Proc
 from e2e.harness.redis import redis_server
 from e2e.harness.stats import percentile as pct
-from e2e.plinth import DELEGATE, DEV_QUESTIONS, encoder, fleet_config, make_collection
 
 
 async def run_questions(redis_url: str, model_url: str, milvus_uri: str, collection: str, mode: str) -> list[dict]:

@@ -132,7 +132,7 @@ def stage(work: Path, files: list[str], tests: list[str], tests_from: str | None
         subprocess.run(f"git -C {ROOT} archive {tests_from} tests | tar -x -C {work}", shell=True, check=True)
     else:
         shutil.copytree(ROOT / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
-    # Some unit tests import helpers from e2e/ (the placement tests read e2e/topology.yaml through
+    # Some unit tests import helpers from e2e/ (the placement tests read e2e/cluster/topology.yaml through
     # e2e.harness.nodes); e2e/ is a namespace package found from the project root, so it is staged beside
     # tests/ and the root goes on pytest's path, as the project's own pyproject does.
     shutil.copytree(ROOT / "e2e", work / "e2e", ignore=shutil.ignore_patterns("__pycache__"))

@@ -23,7 +23,7 @@ floor is the operator's share; what is left is the API server, etcd and the sche
 cores.
 
 The operator runs as a real subprocess (python -m agentfleet.manager), as in the e2e tests; the
-cluster is the one e2e/cluster.sh manages under the AGENTFLEET_* environment (started if down).
+cluster is the one e2e/cluster/cluster.sh manages under the AGENTFLEET_* environment (started if down).
 
     .venv/bin/python -m e2e.bench.reconcile_bench [--count 100] [--rate 4] [--nodes 48] [--workers 16]
                                                   [--modes kubectl,paced,burst]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Scale to zero against its goals, on the real control plane (e2e/test_scale_to_zero.py).
+"""Scale to zero against its goals, on the real control plane (e2e/tests/test_scale_to_zero.py).
 
 Runs the e2e test's sleep/wake scenario twice: ``--cycles`` sleep/wake cycles (20 by default)
 with a short simulated load time, then one cycle with a minutes-long load time. It prints each run's
@@ -14,7 +14,7 @@ The baseline, run in the same invocation and cluster: the answer time of a task 
 is awake and its replica ready (``warm_answer_s``). The overhead is what sleeping costs beyond the
 load time.
 
-Needs the e2e cluster (e2e/cluster.sh up, with the ports and state dir in the environment), and
+Needs the e2e cluster (e2e/cluster/cluster.sh up, with the ports and state dir in the environment), and
 takes about ``cycles x (load + 25 s)`` plus the long cycle. Example:
 
   AGENTFLEET_CLUSTER_DIR=... python -m e2e.bench.scale_to_zero_bench --cycles 20 --load 10 --long-load 120
@@ -43,7 +43,7 @@ def run(cycles: int, load: float) -> dict:
         "AGENTFLEET_ZERO_LOAD_S": str(load),
         "AGENTFLEET_ZERO_REPORT": str(report),
     }
-    test = "e2e/test_scale_to_zero.py::" + SCENARIO
+    test = "e2e/tests/test_scale_to_zero.py::" + SCENARIO
     cmd = [sys.executable, "-m", "pytest", test, "-q", "-p", "no:cacheprovider", "-s"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, check=False)
     if proc.returncode != 0 or not report.exists():

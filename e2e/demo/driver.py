@@ -6,7 +6,7 @@
     python -m e2e.demo status
 
 ``up`` needs a running cluster with its real node (e2e/up.sh starts it; without --kubeconfig the
-driver asks ``e2e/cluster.sh info`` for it): every pod of the fleet runs a container on that node
+driver asks ``e2e/cluster/cluster.sh info`` for it): every pod of the fleet runs a container on that node
 (e2e/demo/onnode.py), whatever the model (the simulator behind the scripted agent, or a GGUF on
 llama-server) and the corpus (the sample pages, or an evaluation corpus as the ingestion Job's
 volume). What runs on this machine: a Prometheus in the node's network namespace with the pods'
@@ -103,11 +103,12 @@ class Kubectl:
 
 def cluster_info() -> dict[str, Any]:
     proc = subprocess.run(
-        ["bash", str(ROOT / "e2e" / "cluster.sh"), "info"], capture_output=True, text=True, timeout=60
+        ["bash", str(ROOT / "e2e" / "cluster" / "cluster.sh"), "info"], capture_output=True, text=True, timeout=60
     )
     if proc.returncode != 0:
         raise SystemExit(
-            f"no cluster: `bash e2e/cluster.sh info` failed ({proc.stderr.strip()}); start it with `bash e2e/up.sh`"
+            f"no cluster: `bash e2e/cluster/cluster.sh info` failed ({proc.stderr.strip()}); "
+            "start it with `bash e2e/up.sh`"
         )
     return json.loads(proc.stdout)
 
@@ -229,10 +230,10 @@ class Demo:
             state = Path(args.state_dir or info["state_dir"])
         if not Path(self.kc.kubeconfig).is_file():
             # Checked before anything is written: a demo folder left in the cluster's state
-            # directory would make `e2e/cluster.sh up` refuse that directory afterwards.
+            # directory would make `e2e/cluster/cluster.sh up` refuse that directory afterwards.
             raise SystemExit(
                 f"no cluster: {self.kc.kubeconfig} does not exist; start one with `bash e2e/up.sh` or `bash "
-                "e2e/cluster.sh up`"
+                "e2e/cluster/cluster.sh up`"
             )
         self.dir = state / "demo" / self.ns
         self.procs = Procs(self.dir)
@@ -362,7 +363,7 @@ def check_model_mode(mode: str) -> None:
     if not os.environ.get("AGENTFLEET_DEMO_VLLM_IMAGE"):
         raise SystemExit(
             "--model vllm runs vLLM's own image on the real node: set AGENTFLEET_DEMO_VLLM_IMAGE to it, imported "
-            "with `bash e2e/cluster.sh import REF` (untested here: this machine has no GPU)"
+            "with `bash e2e/cluster/cluster.sh import REF` (untested here: this machine has no GPU)"
         )
 
 
@@ -441,7 +442,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not info.get("real_node"):
         raise SystemExit(
             "the demo runs its fleet on the cluster's real node, and this cluster has none: start it with "
-            "AGENTFLEET_REAL_NODE=1 (the default) and `bash e2e/cluster.sh up`"
+            "AGENTFLEET_REAL_NODE=1 (the default) and `bash e2e/cluster/cluster.sh up`"
         )
     say(f"== agentfleet demo in namespace {demo.ns} on the real node (model: {args.model}); logs in {demo.dir}")
     (demo.dir / ON_NODE).write_text(args.namespace + "\n")
@@ -696,8 +697,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("command", nargs="?", default="up", choices=["up", "down", "status"])
     p.add_argument("--namespace", "-n", default=os.environ.get("AGENTFLEET_NAMESPACE"))
-    p.add_argument("--kubeconfig", help="cluster to use (default: the one e2e/cluster.sh runs)")
-    p.add_argument("--kubectl", help="kubectl binary (default: the one e2e/cluster.sh built)")
+    p.add_argument("--kubeconfig", help="cluster to use (default: the one e2e/cluster/cluster.sh runs)")
+    p.add_argument("--kubectl", help="kubectl binary (default: the one e2e/cluster/cluster.sh built)")
     p.add_argument("--state-dir", help="where pids and logs go (default: the cluster's state dir)")
     p.add_argument(
         "--tasks",

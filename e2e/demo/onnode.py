@@ -1,16 +1,16 @@
 """The main job on the e2e cluster's real node: every pod the example needs runs a container.
 
 ``python -m e2e.demo up`` (and ``bash e2e/up.sh``) with ``--model sim`` when the cluster has a real
-node (e2e/cluster.sh, AGENTFLEET_REAL_NODE=1, the default). What runs, all in the demo's namespace,
+node (e2e/cluster/cluster.sh, AGENTFLEET_REAL_NODE=1, the default). What runs, all in the demo's namespace,
 which is confined to the real node (e2e/harness/realnode.py):
 
-- the operator: the chart installed with ``helm install`` (the project image built by e2e/image.sh and
+- the operator: the chart installed with ``helm install`` (the project image built by e2e/cluster/image.sh and
   imported into the node's containerd), watching the namespace;
 - a Milvus Lite server as a Deployment behind a Service ``milvus``; the VectorIndex names it by its
   cluster DNS name, and its ingestion Job runs as the operator renders it;
 - examples/agentfleet.yaml, localised: the AgentFleet's own Redis (``spec.redis.deploy``, a StatefulSet
   on a local PersistentVolume), its task API and workers as the operator renders them, on the project
-  image; the ModelReplicaSet's replicas as pods of the CPU engine image (e2e/node/engine.Containerfile:
+  image; the ModelReplicaSet's replicas as pods of the CPU engine image (e2e/cluster/node/engine.Containerfile:
   the simulator behind the demo's scripted agent policy, e2e/demo/scripted_agent.py), placed by the
   operator on the real node, whose status is given GPUS GPUs;
 - a Prometheus inside the node's network namespace (Debian's, started with ``nsenter --net=``) that
@@ -464,7 +464,7 @@ MODEL_NOTES = {
 def real_model(node: Node, docs: list[dict[str, Any]], project: str) -> tuple[list[str], str]:
     """--model qwen|smollm2|vllm: the model's files as a read-only volume of the node and the
     ModelReplicaSet serving them from the engine image that runs the rendered ``vllm serve`` command:
-    llama-server behind e2e/node/vllm_llama.py for the GGUFs, vLLM's own image (untested: no GPU here)
+    llama-server behind e2e/cluster/node/vllm_llama.py for the GGUFs, vLLM's own image (untested: no GPU here)
     for --model vllm. Returns the notes and what answers (MODEL_NOTES)."""
     from e2e.harness import llama_server
 
@@ -480,7 +480,7 @@ def real_model(node: Node, docs: list[dict[str, Any]], project: str) -> tuple[li
     gguf = Path(llama_server.ensure_model()) if model == "qwen" else smollm_gguf()
     t0 = time.monotonic()
     image = realnode.llama_engine_image(node.cluster, project, llama_server.ensure_binary())
-    say(f"  llama engine image {image} (e2e/node/engine-llama.Containerfile): {time.monotonic() - t0:.1f}s")
+    say(f"  llama engine image {image} (e2e/cluster/node/engine-llama.Containerfile): {time.monotonic() - t0:.1f}s")
     node.model_claim(gguf.parent)
     # The replicas share the node's cores: split them rather than oversubscribe.
     threads = max(1, (os.cpu_count() or 1) // replicas)
@@ -495,7 +495,10 @@ def up(demo, info: dict[str, Any], t_start: float) -> int:  # type: ignore[no-un
 
     node = Node(demo, info)
     cluster, ns = node.cluster, demo.ns
-    say(f"== images (e2e/image.sh, e2e/node/*.Containerfile), imported into the real node {node.node['name']}")
+    say(
+        "== images (e2e/cluster/image.sh, e2e/cluster/node/*.Containerfile), "
+        f"imported into the real node {node.node['name']}"
+    )
     t0 = time.monotonic()
     images = realnode.images(cluster)
     helm = realnode.ensure_helm()

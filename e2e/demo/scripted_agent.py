@@ -14,7 +14,7 @@ from the passages that retrieval returned. The demo prints that this is what hap
 Each --route is one listening port forwarding to one simulated replica, so the workers' sticky
 routing still picks a replica and the replica's prefix cache sees that task's history.
 
-In the CPU engine image (e2e/node/vllm-sim) it listens on the replica pod's port in front of the
+In the CPU engine image (e2e/cluster/node/vllm-sim) it listens on the replica pod's port in front of the
 simulator in the same pod.
 """
 

@@ -6,7 +6,7 @@ share, defined once.
 - ``installers``: the binaries and packages the real parts need, installed when missing.
 - ``redis``, ``prometheus``, ``milvus``: a private redis-server, Prometheus, Milvus Lite.
 - ``llama_server``: llama.cpp's server with a Qwen2.5-Coder GGUF (the demo and the CPU model bench).
-- ``cluster``, ``nodes``, ``operator``: the e2e control plane (e2e/cluster.sh), its kwok nodes, the
+- ``cluster``, ``nodes``, ``operator``: the e2e control plane (e2e/cluster/cluster.sh), its kwok nodes, the
   operator as a subprocess and GPU node pools of one test.
 - ``autoscale``, ``keda``, ``image``, ``neighbours``: simulated replicas behind pods, KEDA, a
   container of a rendered pod, other projects' CRDs.

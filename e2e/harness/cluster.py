@@ -1,4 +1,4 @@
-"""The e2e control plane that e2e/cluster.sh runs (etcd, kube-apiserver, controller-manager,
+"""The e2e control plane that e2e/cluster/cluster.sh runs (etcd, kube-apiserver, controller-manager,
 scheduler, kwok): ``Cluster``, a handle on it, and the bench's way to bring it up.
 
 The e2e tier's ``cluster`` fixture (e2e/conftest.py) and the cluster benchmarks both use it.
@@ -24,7 +24,7 @@ import pytest
 
 from e2e.harness.procs import log_tail
 
-CLUSTER_SH = Path(__file__).resolve().parents[1] / "cluster.sh"
+CLUSTER_SH = Path(__file__).resolve().parents[1] / "cluster" / "cluster.sh"
 LOG_TAIL_LINES = 120
 
 
@@ -155,7 +155,7 @@ def info(env: dict[str, str]) -> dict[str, Any]:
     """What ``cluster.sh info`` prints: paths, URLs and the topology of the running cluster."""
     proc = script("info", env=env, timeout=60)
     if proc.returncode != 0:
-        raise RuntimeError(f"e2e/cluster.sh info failed: {proc.stderr}")
+        raise RuntimeError(f"e2e/cluster/cluster.sh info failed: {proc.stderr}")
     return json.loads(proc.stdout)
 
 
@@ -176,7 +176,7 @@ def cluster_up() -> Iterator[Cluster]:
     env = script_env()
     started = script("status", env=env, timeout=60).returncode != 0
     if started:
-        print("starting the cluster (e2e/cluster.sh up) ...", flush=True)
+        print("starting the cluster (e2e/cluster/cluster.sh up) ...", flush=True)
         subprocess.run([str(CLUSTER_SH), "up"], env=env, check=True, stdout=subprocess.DEVNULL)
     cluster = Cluster(info(env))
     # A bench may create the kinds before any operator runs (the reconcile bench's floor does).

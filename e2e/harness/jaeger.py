@@ -1,8 +1,8 @@
 """Jaeger v2's all-in-one as a trace collector for tests: OTLP/HTTP in, spans kept in memory, read
 back through its query API.
 
-The binary comes from ``e2e/thirdparty.sh jaeger`` (Jaeger's own Go module at the version pinned
-by e2e/jaeger/go.mod; ``cmd/jaeger`` is the v2 binary, an OpenTelemetry Collector build). Every
+The binary comes from ``e2e/cluster/thirdparty.sh jaeger`` (Jaeger's own Go module at the version pinned
+by e2e/cluster/jaeger/go.mod; ``cmd/jaeger`` is the v2 binary, an OpenTelemetry Collector build). Every
 listener is on a free 127.0.0.1 port, the collector's own metrics are off (their default port
 8888 would collide between runs), and the batch processor flushes every 100 ms so a test reads
 its spans back within a second of their export.
@@ -65,7 +65,7 @@ exporters:
 
 
 def jaeger_binary(timeout: float = 3600) -> Path:
-    """The cached ``jaeger`` binary (built first when missing: cold, see e2e/thirdparty.sh)."""
+    """The cached ``jaeger`` binary (built first when missing: cold, see e2e/cluster/thirdparty.sh)."""
     return thirdparty("jaeger", timeout) / "jaeger"
 
 

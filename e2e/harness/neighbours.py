@@ -1,4 +1,4 @@
-"""Other projects' CRDs and binaries for the e2e tests, from e2e/thirdparty.sh (Go modules at
+"""Other projects' CRDs and binaries for the e2e tests, from e2e/cluster/thirdparty.sh (Go modules at
 pinned versions, cached under $AGENTFLEET_CACHE)."""
 
 from __future__ import annotations
@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-THIRDPARTY_SH = Path(__file__).resolve().parents[1] / "thirdparty.sh"
+THIRDPARTY_SH = Path(__file__).resolve().parents[1] / "cluster" / "thirdparty.sh"
 
 
 def thirdparty(what: str, timeout: float) -> Path:
-    """`e2e/thirdparty.sh crds|keda`: the cached folder (fetched or built first when missing)."""
+    """`e2e/cluster/thirdparty.sh crds|keda`: the cached folder (fetched or built first when missing)."""
     try:
         proc = subprocess.run(["bash", str(THIRDPARTY_SH), what], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"e2e/thirdparty.sh {what} did not finish in {timeout:.0f}s", pytrace=False)
+        pytest.fail(f"e2e/cluster/thirdparty.sh {what} did not finish in {timeout:.0f}s", pytrace=False)
     if proc.returncode != 0:
-        pytest.fail(f"e2e/thirdparty.sh {what} failed:\n{proc.stderr[-3000:]}", pytrace=False)
+        pytest.fail(f"e2e/cluster/thirdparty.sh {what} failed:\n{proc.stderr[-3000:]}", pytrace=False)
     return Path(proc.stdout.strip().splitlines()[-1])
 
 

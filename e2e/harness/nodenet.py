@@ -1,4 +1,4 @@
-"""The real node's two network services, run by e2e/cluster.sh beside the kubelet.
+"""The real node's two network services, run by e2e/cluster/cluster.sh beside the kubelet.
 
 The control plane listens on 127.0.0.1 of the machine; the real node, its pods and its Services live in a
 private network namespace. One process bridges the two, with sockets made inside the namespace

@@ -5,7 +5,7 @@ Usage:
     python3 e2e/harness/nodes.py [TOPOLOGY]            # prints a v1 List (JSON) of Nodes
     python3 e2e/harness/nodes.py [TOPOLOGY] --names    # prints one node name per line
 
-TOPOLOGY defaults to $AGENTFLEET_TOPOLOGY or e2e/topology.yaml; see that file
+TOPOLOGY defaults to $AGENTFLEET_TOPOLOGY or e2e/cluster/topology.yaml; see that file
 for the format.  Importable: ``load_topology(path)`` and ``build_nodes(topo)``
 are used by the e2e tests to know what the cluster should contain.
 """
@@ -20,12 +20,12 @@ import re
 import sys
 from pathlib import Path
 
-import yaml  # PyYAML; e2e/cluster.sh installs it when missing
+import yaml  # PyYAML; e2e/cluster/cluster.sh installs it when missing
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_TOPOLOGY = HERE.parent / "topology.yaml"
+DEFAULT_TOPOLOGY = HERE.parent / "cluster" / "topology.yaml"
 
-# The kwok controller started by e2e/cluster.sh manages nodes with this annotation.
+# The kwok controller started by e2e/cluster/cluster.sh manages nodes with this annotation.
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 SIMULATED_LABEL = "agentfleet.io/simulated"
 POOL_LABEL = "agentfleet.io/node-pool"
@@ -203,7 +203,9 @@ def _node(node_name: str, pool: dict, gpu: dict, gpus: int, ctx: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("topology", nargs="?", help="topology file (default: $AGENTFLEET_TOPOLOGY or e2e/topology.yaml)")
+    ap.add_argument(
+        "topology", nargs="?", help="topology file (default: $AGENTFLEET_TOPOLOGY or e2e/cluster/topology.yaml)"
+    )
     ap.add_argument("--names", action="store_true", help="print node names only")
     args = ap.parse_args(argv)
     try:

@@ -1,9 +1,9 @@
-"""The product on the e2e cluster's real node (e2e/cluster.sh: a kubelet and containerd in a private
+"""The product on the e2e cluster's real node (e2e/cluster/cluster.sh: a kubelet and containerd in a private
 network namespace, beside the kwok GPU nodes): its images, a namespace confined to the node, the
 chart installed by helm, storage, GPU capacity, and the servers a cluster keeps beside the product
 (Milvus behind a Service, a Prometheus that discovers the pods).
 
-Used by the real-node tier (e2e/test_realnode.py) and the main job (e2e/up.sh, e2e/demo/onnode.py).
+Used by the real-node tier (e2e/tests/test_realnode.py) and the main job (e2e/up.sh, e2e/demo/onnode.py).
 ``cluster`` is an :class:`e2e.harness.cluster.Cluster`; ``node`` is ``cluster.info["real_node"]``.
 Failures raise RuntimeError with the command's output.
 """
@@ -24,9 +24,9 @@ from e2e.harness import nodes as node_topology
 from e2e.harness.nodenet import connect_in_netns
 
 ROOT = Path(__file__).resolve().parents[2]
-NODE_DIR = ROOT / "e2e" / "node"
+NODE_DIR = ROOT / "e2e" / "cluster" / "node"
 CHART = ROOT / "charts" / "agentfleet"
-REAL_NODE_LABEL = "agentfleet.io/real-node"  # e2e/cluster.sh: the real node's label and taint
+REAL_NODE_LABEL = "agentfleet.io/real-node"  # e2e/cluster/cluster.sh: the real node's label and taint
 H100 = "NVIDIA-H100-80GB-HBM3"
 MILVUS_PORT = 19530
 PROMETHEUS_PORT = 9090  # on the node's gateway address, inside the namespace
@@ -54,9 +54,9 @@ def build_image(
     packages: tuple[Path, ...] = (),
     extra: tuple[Path, ...] = (),
 ) -> str:
-    """`buildah build` of e2e/node/CONTAINERFILE on BASE, tagged by a hash of its inputs (cached).
+    """`buildah build` of e2e/cluster/node/CONTAINERFILE on BASE, tagged by a hash of its inputs (cached).
 
-    FILES come from e2e/node; PACKAGES (source folders) and EXTRA (single files from anywhere) are
+    FILES come from e2e/cluster/node; PACKAGES (source folders) and EXTRA (single files from anywhere) are
     copied into the build context under their own names, so a Containerfile can COPY code the
     project image leaves out."""
     digest = hashlib.sha256(base.encode())
@@ -85,11 +85,11 @@ def build_image(
 
 
 def images(cluster, project: str | None = None) -> dict[str, str]:
-    """The project image (e2e/image.sh, or PROJECT), the CPU engine and Redis images on it, imported
+    """The project image (e2e/cluster/image.sh, or PROJECT), the CPU engine and Redis images on it, imported
     into the real node's containerd (no registry). The engine image is the project image whose
-    ``vllm`` is the simulator (e2e/node/vllm-sim), with the demo's scripted agent beside it."""
+    ``vllm`` is the simulator (e2e/cluster/node/vllm-sim), with the demo's scripted agent beside it."""
     timeout = float(os.environ.get("AGENTFLEET_IMAGE_BUILD_TIMEOUT_S", "3600"))
-    image_sh = str(ROOT / "e2e" / "image.sh")
+    image_sh = str(ROOT / "e2e" / "cluster" / "image.sh")
     project = project or run("bash", image_sh, "build", timeout=timeout).strip().splitlines()[-1]
     base = run("bash", image_sh, "base", timeout=timeout).strip().splitlines()[-1]
     refs = {
@@ -109,9 +109,9 @@ def images(cluster, project: str | None = None) -> dict[str, str]:
 
 
 def llama_engine_image(cluster, project: str, llama_server: str) -> str:
-    """The engine image for GGUF models (e2e/node/engine-llama.Containerfile): PROJECT whose ``vllm``
-    translates the rendered command for llama-server (e2e/node/vllm_llama.py), the LLAMA_SERVER binary
-    (e2e/llama-server.sh) and the one shared library of it the project image lacks, imported into
+    """The engine image for GGUF models (e2e/cluster/node/engine-llama.Containerfile): PROJECT whose ``vllm``
+    translates the rendered command for llama-server (e2e/cluster/node/vllm_llama.py), the LLAMA_SERVER binary
+    (e2e/cluster/llama-server.sh) and the one shared library of it the project image lacks, imported into
     the real node's containerd."""
     # Where the binary finds it here (ldd), so the image gets the library it was linked against.
     libs = dict(
@@ -161,7 +161,7 @@ def host_dir_claim(cluster, ns: str, claim: str, path: Path, size: str = "10Gi")
 def import_images(cluster, *refs: str) -> None:
     """`cluster.sh import`: the images saved by podman into the real node's containerd."""
     env = {**os.environ, **cluster.env()}
-    run("bash", str(ROOT / "e2e" / "cluster.sh"), "import", *refs, timeout=900, env=env)
+    run("bash", str(ROOT / "e2e" / "cluster" / "cluster.sh"), "import", *refs, timeout=900, env=env)
 
 
 def confine(cluster, ns: str) -> None:
@@ -241,9 +241,9 @@ def helm_home() -> dict[str, str]:
 
 
 def ensure_helm() -> str:
-    """helm, built once by e2e/helm.sh (cached; a cold build compiles it: minutes on 2 cores)."""
+    """helm, built once by e2e/cluster/helm.sh (cached; a cold build compiles it: minutes on 2 cores)."""
     timeout = float(os.environ.get("AGENTFLEET_HELM_BUILD_TIMEOUT_S", "2400"))
-    return run("bash", str(ROOT / "e2e" / "helm.sh"), timeout=timeout).strip().splitlines()[-1]
+    return run("bash", str(ROOT / "e2e" / "cluster" / "helm.sh"), timeout=timeout).strip().splitlines()[-1]
 
 
 def helm_install(cluster, helm: str, release: str, ns: str, image: str, sets: list[str]) -> None:

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_nodeids_map_to_tiers() -> None:
     assert tier_of("tests/unit/test_a.py::t") == "unit"
     assert tier_of("tests/integration/x/test_b.py::t") == "integration"
-    assert tier_of("e2e/test_crds.py::t[x]") == "e2e"
+    assert tier_of("e2e/tests/test_crds.py::t[x]") == "e2e"
     assert tier_of("other/test_c.py::t") is None
 
 

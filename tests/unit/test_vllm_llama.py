@@ -1,4 +1,4 @@
-"""The llama engine image's `vllm` (e2e/node/vllm_llama.py): the command the operator renders for a
+"""The llama engine image's `vllm` (e2e/cluster/node/vllm_llama.py): the command the operator renders for a
 ModelReplicaSet, as llama-server's flags."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import yaml
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 
 from agentfleet.render.vllm import vllm_args
+from e2e.cluster.node.vllm_llama import BINARY, llama_args
 from e2e.demo.driver import EXAMPLE
 from e2e.demo.onnode import LLAMA_ENGINE, MODEL_CLAIM, serve_model
-from e2e.node.vllm_llama import BINARY, llama_args
 
 
 def _rendered(model_file: str = "qwen.gguf") -> list[str]:

@@ -18,7 +18,7 @@ from runtime_helpers import arun, environment, running_worker
 
 from agentfleet_client.evaluation.cli import main as eval_main
 from agentfleet_runtime.server.api import TaskAPI
-from e2e import plinth
+from e2e.harness import plinth
 from e2e.harness.installers import ensure_ingest_packages
 from e2e.harness.ports import free_port
 

@@ -18,7 +18,7 @@ from test_runtime_retrieval_milvus import DOCS
 from agentfleet_client.evaluation.cli import main as eval_main
 from agentfleet_runtime.server.api import TaskAPI
 from agentfleet_runtime.tools.retriever import Retriever
-from e2e import plinth
+from e2e.harness import plinth
 from e2e.harness.ports import free_port
 
 pytestmark = pytest.mark.integration

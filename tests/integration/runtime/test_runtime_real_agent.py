@@ -29,8 +29,8 @@ from runtime_helpers import arun, running_worker, submit, wait_ended
 
 from agentfleet_runtime.core.config import RuntimeConfig
 from agentfleet_runtime.tools.retriever import Hybrid, Retriever
+from e2e.harness.plinth import DELEGATE, SYSTEM, encoder, fleet_config, make_collection
 from e2e.harness.procs import Proc
-from e2e.plinth import DELEGATE, SYSTEM, encoder, fleet_config, make_collection
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from agentfleet_contract.agentfleet import Tool
 from runtime_helpers import arun, environment, running_worker
 
 from agentfleet_runtime.tools.retriever import Retriever
-from e2e import plinth
+from e2e.harness import plinth
 
 pytestmark = pytest.mark.integration
 DIM = 64

@@ -1,5 +1,5 @@
 """One OpenTelemetry trace per task, read back from a real collector: Jaeger v2's all-in-one (built
-from its Go module by e2e/thirdparty.sh jaeger) through its query API.
+from its Go module by e2e/cluster/thirdparty.sh jaeger) through its query API.
 
 - a task with an HTTP tool, a retrieval on Milvus Lite and a sub-agent, in a worker in this
   process: one trace holds the task's and the sub-agent's invoke_agent, chat and execute_tool
@@ -41,10 +41,10 @@ from runtime_helpers import (
 
 from agentfleet_runtime.testing.server import LocalServer
 from agentfleet_runtime.tools.retriever import Retriever
-from e2e import plinth
 from e2e.harness import jaeger as jaeger_harness
+from e2e.harness import plinth
 from e2e.harness.jaeger import tags
-from e2e.plinth import DELEGATE, fleet_config
+from e2e.harness.plinth import DELEGATE, fleet_config
 
 pytestmark = pytest.mark.integration
 collector = jaeger_harness.collector  # the module's Jaeger (a fixture)

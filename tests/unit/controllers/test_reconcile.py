@@ -1,5 +1,5 @@
 """The ModelReplicaSet reconcile against an in-memory API: the controller's I/O sequence without a
-cluster (e2e/test_modelreplicaset.py runs the same behaviours on the real control plane)."""
+cluster (e2e/tests/test_modelreplicaset.py runs the same behaviours on the real control plane)."""
 
 from __future__ import annotations
 

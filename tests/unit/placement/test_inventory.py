@@ -143,7 +143,7 @@ def test_inventory_counts_used_and_held_gpus() -> None:
 
 def test_e2e_topology_plans_as_expected() -> None:
     # The kwok cluster of the e2e suite: 3 blocks of 2 H100 nodes, an L4 and an A10G node, 2 CPU nodes.
-    nodes = inventory_from_k8s(build_nodes(load_topology("e2e/topology.yaml")), [])
+    nodes = inventory_from_k8s(build_nodes(load_topology("e2e/cluster/topology.yaml")), [])
     spec = ModelReplicaSetSpec.model_validate(
         {
             "model": {"name": "meta-llama/Llama-3.1-405B-Instruct-FP8"},

@@ -1,0 +1,559 @@
+"""The AgentFleet controller on the real control plane: examples/agentfleet.yaml goes Ready.
+
+The example's documents are applied as they are, with only their endpoints rewritten to servers
+this test starts on 127.0.0.1 (a redis-server for spec.redis.url, a Milvus Lite server for the
+VectorIndex) and the ModelReplicaSet confined to this test's kwok GPU pool. kwok marks pods
+Running and Ready, so Deployments become available; no container runs, so the test plays the
+agent worker itself (the runtime's own TaskStore and Worker, in this process, against the same
+Redis) to give the status real queue depth and task figures to report. The worker's model is the
+real Qwen GGUF on llama-server (e2e/harness/llama_server.py), as in the integration tier's real
+agents: the tasks end on the model's own answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agentfleet_runtime.core.config import RuntimeConfig
+from e2e.harness import llama_server
+from e2e.harness import operator as fx
+from e2e.harness.installers import ensure_redis_server
+from e2e.harness.milvus import MilvusLiteServer, milvus_lite
+from e2e.harness.operator import eventually
+from e2e.harness.plinth import fleet_config
+from e2e.harness.redis import RedisServer
+from tests.builders import MRS
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+crds, operator, gpu_pool = fx.crds, fx.operator, fx.gpu_pool
+ROOT = Path(__file__).resolve().parents[2]
+FLEET_LABEL = "agentfleet.io/agentfleet"
+
+
+def _runtime_helpers():
+    path = ROOT / "tests" / "integration" / "runtime" / "runtime_helpers.py"
+    spec = importlib.util.spec_from_file_location("agentfleet_e2e_runtime_helpers", path)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+helpers = _runtime_helpers()
+
+
+@pytest.fixture(scope="module")
+def milvus(tmp_path_factory) -> Iterator[MilvusLiteServer]:
+    with milvus_lite(tmp_path_factory.mktemp("af-milvus") / "data") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory) -> Iterator[Any]:
+    server = RedisServer(ensure_redis_server(), tmp_path_factory.mktemp("af-redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def example_docs() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((ROOT / "examples" / "agentfleet.yaml").read_text()) if d]
+
+
+def rewrite(doc: dict[str, Any], pool, milvus_uri: str, redis_url: str) -> dict[str, Any]:
+    """Endpoints to local servers, GPU placement to this test's pool; nothing else changes."""
+    doc = json.loads(json.dumps(doc))
+    spec = doc["spec"]
+    if doc["kind"] == "ModelReplicaSet":
+        spec["placement"] = {**spec.get("placement", {}), **pool.selector}
+        if "autoscaling" in spec:
+            spec["autoscaling"]["prometheusURL"] = "http://127.0.0.1:9"
+    elif doc["kind"] == "VectorIndex":
+        spec["milvus"]["uri"] = milvus_uri
+    elif doc["kind"] == "AgentFleet":
+        spec["redis"]["url"] = redis_url
+    return doc
+
+
+def af_status(cluster, ns: str, name: str) -> dict[str, Any]:
+    return cluster.json("get", "-n", ns, "agentfleet", name).get("status") or {}
+
+
+def cond(st: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in st.get("conditions") or [] if c["type"] == type_), {})
+
+
+CHILD_KINDS = ",".join(
+    ["deployments", "services", "configmaps", "secrets", "serviceaccounts", "roles", "rolebindings"]
+    + ["poddisruptionbudgets", "statefulsets", "networkpolicies"]
+)
+
+
+def children(cluster, ns: str, fleet: str) -> list[dict[str, Any]]:
+    return cluster.json("get", "-n", ns, CHILD_KINDS, "-l", f"{FLEET_LABEL}={fleet}")["items"]
+
+
+def seed_collection(uri: str, collection: str, dim: int) -> None:
+    """One row, as an ingestion would write it: kwok never runs the ingestion Job's containers."""
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=uri, dedicated=True)
+    client.upsert(
+        collection,
+        [
+            {
+                "id": "seed-0",
+                "text": "Reset a password from the account page.",
+                "source": "seed.md",
+                "metadata": {},
+                "vector": [0.1] * dim,
+            }
+        ],
+    )
+    client.close()
+
+
+# Questions a small model answers from what it knows, and what its answer must say.
+QUESTIONS = {
+    "What is the capital of France?": r"\bParis\b",
+    "What is 17 plus 25? Answer with the number.": r"(?<![\d.])42(?![\d.])",
+    "Which planet is known as the Red Planet?": r"\bMars\b",
+}
+
+
+@pytest.fixture(scope="module")
+def qwen(tmp_path_factory) -> Iterator[str]:
+    """llama-server with the real Qwen model (e2e/harness/llama_server.py): its /v1 base URL. With
+    AGENTFLEET_E2E_DECIDER=scripted the scripted model takes its place, to show the test then fails."""
+    tmp = tmp_path_factory.mktemp("qwen")
+    if os.environ.get("AGENTFLEET_E2E_DECIDER") == "scripted":
+        procs: list[Any] = []
+        yield helpers.start_scripted_model(procs, tmp)
+        for p in procs:
+            p.end()
+        return
+    with llama_server.serving(tmp) as url:
+        yield url
+
+
+@pytest.mark.timeout(1500)
+def test_example_goes_ready_reports_tasks_and_deletes_its_children(
+    cluster, operator, gpu_pool, namespace, milvus, redis_server, qwen
+) -> None:
+    gpu_pool.add("h100", count=1, gpus=8)
+    docs = [rewrite(d, gpu_pool, milvus.uri, redis_server.url) for d in example_docs()]
+    af_doc = next(d for d in docs if d["kind"] == "AgentFleet")
+    # What a GitOps tool puts on the objects it syncs; children must not carry it.
+    af_doc["metadata"]["labels"] = {
+        "app.kubernetes.io/instance": "support-app",
+        "argocd.argoproj.io/instance": "support-app",
+    }
+    fleet = af_doc["metadata"]["name"]
+    vi_doc = next(d for d in docs if d["kind"] == "VectorIndex")
+    for d in docs:
+        cluster.apply(d, namespace)
+
+    # The index has its collection once the VectorIndex controller made it; give it a row.
+    eventually(
+        cluster,
+        operator,
+        lambda: (
+            cluster.json("get", "-n", namespace, "vi", vi_doc["metadata"]["name"]).get("status", {}).get("loadState")
+            == "Loaded"
+        ),
+        timeout=90,
+        desc="collection loaded",
+    )
+    seed_collection(milvus.uri, vi_doc["spec"]["collection"], vi_doc["spec"]["dimension"])
+
+    st = eventually(
+        cluster,
+        operator,
+        lambda: (s := af_status(cluster, namespace, fleet)) and cond(s, "Ready").get("status") == "True" and s,
+        timeout=150,
+        desc="AgentFleet Ready",
+    )
+    for t in ("ModelReady", "IndexReady", "RedisReady", "RuntimeReady"):
+        assert cond(st, t)["status"] == "True", (t, st)
+    assert st["workers"] == 2 and st["readyWorkers"] == 2 and st["desiredWorkers"] == 2
+    assert st["selector"] == f"{FLEET_LABEL}={fleet},app.kubernetes.io/component=worker"
+    assert st["taskApiEndpoint"] == f"http://{fleet}-api.{namespace}.svc:8080"
+    assert st["queueDepth"] == 0 and st["tasksPerHour"] == 0
+    assert "taskP95Seconds" not in st and "costPerTask" not in st  # nothing finished yet: unset, not zero
+
+    af = cluster.json("get", "-n", namespace, "agentfleet", fleet, "--show-managed-fields")
+    assert af["metadata"]["generation"] == 1  # the operator never wrote spec
+    spec_managers = {m["manager"] for m in af["metadata"]["managedFields"] if m.get("subresource") != "status"}
+    assert not any(m.startswith("agentfleet") for m in spec_managers), spec_managers
+
+    # The children: the runtime wired to the model, the index and the Redis.
+    items = children(cluster, namespace, fleet)
+    kinds = {(i["kind"], i["metadata"]["name"]) for i in items}
+    assert {
+        ("Deployment", f"{fleet}-worker"),
+        ("Deployment", f"{fleet}-api"),
+        ("Service", f"{fleet}-api"),
+        ("ConfigMap", f"{fleet}-runtime"),
+        ("ServiceAccount", fleet),
+        ("Role", f"{fleet}-endpointslices"),
+        ("RoleBinding", f"{fleet}-endpointslices"),
+        ("PodDisruptionBudget", f"{fleet}-worker"),
+        ("Secret", f"{fleet}-api-token"),
+    } <= kinds, kinds
+    for i in items:
+        labels = i["metadata"].get("labels") or {}
+        assert "app.kubernetes.io/instance" not in labels and not any(
+            k.startswith("argocd.argoproj.io") for k in labels
+        ), i["metadata"]
+        owner = i["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["name"], owner["controller"]) == ("AgentFleet", fleet, True)
+    config = yaml.safe_load(
+        cluster.json("get", "-n", namespace, "configmap", f"{fleet}-runtime")["data"]["runtime.yaml"]
+    )
+    assert config["fleet"] == fleet and config["redisUrl"] == redis_server.url
+    assert config["model"] == {
+        "baseUrl": f"http://llama-8b.{namespace}.svc:8000/v1",
+        "name": "llama-8b",
+        "maxOutputTokens": 1024,  # spec.modelCalls' defaults: the example sets none
+        "timeoutSeconds": 120,
+    }
+    assert config["modelRouting"]["primary"]["modelReplicaSet"] == "llama-8b"
+    assert config["retrieval"]["uri"] == milvus.uri and config["retrieval"]["vectorIndex"]["collection"] == "docs"
+    assert config["budgets"]["maxTokens"] == 150000 and [t["name"] for t in config["tools"]] == [
+        "search_docs",
+        "create_ticket",
+        "delegate",
+    ]
+    worker = cluster.json("get", "-n", namespace, "deployment", f"{fleet}-worker")
+    pod = worker["spec"]["template"]
+    assert pod["spec"]["containers"][0]["args"] == ["worker", "--config", "/etc/agentfleet/runtime.yaml"]
+    assert pod["metadata"]["annotations"]["agentfleet.io/config-hash"]
+
+    out = cluster.run("get", "-n", namespace, "agentfleets", fleet).stdout.splitlines()
+    header, row = out[0].split(), out[1].split()
+    assert header[:5] == ["NAME", "READY", "MODEL", "WORKERS", "QUEUE"] and row[:5] == [
+        fleet,
+        "True",
+        "llama-8b",
+        "2",
+        "0",
+    ], out
+
+    # Tasks: three wait (queue depth), then a worker of the runtime finishes them, each step decided
+    # by the real Qwen model (llama-server): each task must end on the model's own answer.
+    async def submit_then_run() -> dict[str, dict[str, str]]:
+        doc = fleet_config(redis_server.url, fleet, qwen, system="Answer the user's question in a few words.")
+        doc.update(tools=[], pricing={"inputPerMillionTokens": "100", "outputPerMillionTokens": "300"})
+        cfg = RuntimeConfig.model_validate(doc)
+        store = helpers.store_for(cfg)
+        ids = [await helpers.submit(store, cfg, q) for q in QUESTIONS]
+        await asyncio.to_thread(
+            eventually,
+            cluster,
+            operator,
+            lambda: af_status(cluster, namespace, fleet).get("queueDepth") == 3,
+            timeout=60,
+            desc="queueDepth 3 in status",
+        )
+        async with helpers.running_worker(cfg):
+            states = await helpers.wait_ended(store, ids, 900)
+        await store.close()
+        return {q: states[i] for q, i in zip(QUESTIONS, ids, strict=True)}
+
+    ended = helpers.arun(submit_then_run(), timeout=1000)
+    for q, st in ended.items():
+        print(f"{q!r} -> {st.get('answer')!r} ({st.get('reason')})")
+        assert st["status"] == "done" and st["reason"] == "final_answer", (q, st)
+        assert re.search(QUESTIONS[q], st["answer"], re.IGNORECASE), (q, st["answer"])
+    st = eventually(
+        cluster,
+        operator,
+        lambda: (s := af_status(cluster, namespace, fleet)).get("tasksPerHour") == 3 and s,
+        timeout=60,
+        desc="tasksPerHour 3",
+    )
+    assert st["queueDepth"] == 0 and st["inFlightTasks"] == 0
+    # Task times of a real model on a shared CPU (a 1.5B step took 55-68 s at load 16): under the budget's timeout.
+    assert 0 < st["taskP95Seconds"] < 900 and float(st["costPerTask"]) > 0
+
+    # Deleting the fleet removes every child (ownerReferences), and only the fleet's.
+    cluster.run("delete", "-n", namespace, "agentfleet", fleet, "--wait=true", timeout=60)
+    eventually(cluster, operator, lambda: not children(cluster, namespace, fleet), timeout=90, desc="every child gone")
+    assert cluster.run("get", "-n", namespace, "mrs", "llama-8b", check=False).returncode == 0
+
+
+def warning_events(cluster, ns: str, name: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in cluster.json("get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}")["items"]
+        if e["type"] == "Warning"
+    ]
+
+
+def apply_stuck_model(cluster, namespace: str) -> None:
+    """A ModelReplicaSet that exists but is never Ready: no node matches its selector."""
+    cluster.apply(MRS("stuck").placement(nodeSelector={"no-such": "node"}).obj(), namespace)
+
+
+def bad_fleet(name: str, redis_url: str, **spec: Any) -> dict[str, Any]:
+    body = {"modelRef": {"name": "nowhere"}, "redis": {"url": redis_url}, **spec}
+    return {"apiVersion": "agentfleet.io/v1alpha1", "kind": "AgentFleet", "metadata": {"name": name}, "spec": body}
+
+
+def test_bad_fleets_say_what_is_wrong(cluster, operator, namespace, redis_server) -> None:
+    # A ModelReplicaSet that exists but can never be Ready (no node matches): the budget problem
+    # is the fleet's own, and it is what Ready names.
+    apply_stuck_model(cluster, namespace)
+    cluster.apply(bad_fleet("no-model", redis_server.url), namespace)
+    long_prompt = "Follow the support playbook exactly. " * 300  # ~11k characters, ~2.8k tokens
+    cluster.apply(
+        bad_fleet(
+            "tight",
+            redis_server.url,
+            modelRef={"name": "stuck"},
+            systemPrompt={"inline": long_prompt},
+            budgets={"maxTokens": 2000},
+        ),
+        namespace,
+    )
+    cluster.apply(bad_fleet("unreachable", "redis://127.0.0.1:1/0", modelRef={"name": "stuck"}), namespace)
+
+    st = eventually(
+        cluster,
+        operator,
+        lambda: (
+            (s := af_status(cluster, namespace, "no-model")) and cond(s, "Ready").get("reason") == "ModelNotFound" and s
+        ),
+        timeout=60,
+        desc="ModelNotFound",
+    )
+    assert (
+        cond(st, "Ready")["status"] == "False"
+        and "spec.modelRef.name" in cond(st, "Ready")["message"]
+        and "nowhere" in cond(st, "Ready")["message"]
+    )
+    assert cond(st, "ModelReady")["reason"] == "ModelNotFound"
+    assert cond(st, "Ready")["observedGeneration"] == 1
+    eventually(
+        cluster,
+        operator,
+        lambda: any(e["reason"] == "ModelNotFound" for e in warning_events(cluster, namespace, "no-model")),
+        timeout=30,
+        desc="ModelNotFound Warning",
+    )
+    assert not children(cluster, namespace, "no-model")  # nothing runs that could not work
+
+    st = eventually(
+        cluster,
+        operator,
+        lambda: (
+            (s := af_status(cluster, namespace, "tight")) and cond(s, "Ready").get("reason") == "BudgetTooSmall" and s
+        ),
+        timeout=60,
+        desc="BudgetTooSmall",
+    )
+    assert "spec.budgets.maxTokens 2000" in cond(st, "Ready")["message"]
+    assert cond(st, "ModelReady")["reason"] == "ModelNotReady" and "stuck" in cond(st, "ModelReady")["message"]
+    eventually(
+        cluster,
+        operator,
+        lambda: any(e["reason"] == "BudgetTooSmall" for e in warning_events(cluster, namespace, "tight")),
+        timeout=30,
+        desc="BudgetTooSmall Warning",
+    )
+
+    st = eventually(
+        cluster,
+        operator,
+        lambda: (
+            (s := af_status(cluster, namespace, "unreachable")) and cond(s, "RedisReady").get("status") == "False" and s
+        ),
+        timeout=60,
+        desc="RedisReady False",
+    )
+    assert (
+        cond(st, "RedisReady")["reason"] == "RedisUnreachable"
+        and "redis://127.0.0.1:1/0" in cond(st, "RedisReady")["message"]
+    )
+    assert cond(st, "Ready")["status"] == "False"
+    assert "queueDepth" not in st and "tasksPerHour" not in st  # unknown, not zero
+
+    # Fixing the budget clears the problem (the model is still not ready: Ready says that now).
+    cluster.run(
+        "patch",
+        "-n",
+        namespace,
+        "agentfleet",
+        "tight",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"budgets": {"maxTokens": 20000}}}),
+    )
+    st = eventually(
+        cluster,
+        operator,
+        lambda: (
+            (s := af_status(cluster, namespace, "tight")) and cond(s, "Ready").get("reason") == "WaitingForModel" and s
+        ),
+        timeout=60,
+        desc="WaitingForModel",
+    )
+    assert cond(st, "Ready")["observedGeneration"] == 2 and st["observedGeneration"] == 2
+
+
+def test_autoscaler_and_controller_share_the_status_without_overwriting(
+    cluster, operator, namespace, redis_server
+) -> None:
+    """Both write an AgentFleet's status by server-side apply under their own managers: the
+    autoscaler's desiredWorkers and scaling conditions, the controller's Ready and the rest."""
+    apply_stuck_model(cluster, namespace)
+    cluster.apply(
+        bad_fleet(
+            "scaled",
+            redis_server.url,
+            modelRef={"name": "stuck"},
+            workers={"autoscaling": True, "replicas": 2, "minReplicas": 1, "maxReplicas": 3},
+        ),
+        namespace,
+    )
+
+    def both() -> dict[str, Any] | None:
+        st = af_status(cluster, namespace, "scaled")
+        types = {c["type"] for c in st.get("conditions") or []}
+        return (
+            st
+            if {"Ready", "ModelReady", "RedisReady", "RuntimeReady", "MetricsAvailable"} <= types
+            and st.get("desiredWorkers") is not None
+            else None
+        )
+
+    st = eventually(cluster, operator, both, timeout=90, desc="both writers' conditions present")
+    # Several passes of each later, neither has dropped the other's part.
+    for _ in range(3):
+        cluster.run("annotate", "-n", namespace, "agentfleet", "scaled", f"poke={time.monotonic()}", "--overwrite")
+        time.sleep(6)
+        assert both() is not None, af_status(cluster, namespace, "scaled")
+    af = cluster.json("get", "-n", namespace, "agentfleet", "scaled", "--show-managed-fields")
+    managers = {m["manager"] for m in af["metadata"]["managedFields"] if m.get("subresource") == "status"}
+    assert {"agentfleet-operator", "agentfleet-autoscaler"} <= managers, managers
+    st = af["status"]
+    worker = cluster.json("get", "-n", namespace, "deployment", "scaled-worker")
+    assert worker["spec"]["replicas"] == max(1, min(3, st["desiredWorkers"]))
+    assert af["metadata"]["generation"] == 1  # no writer touched spec
+
+
+def test_managed_redis_is_rendered_with_a_password_made_once(cluster, operator, namespace) -> None:
+    body = bad_fleet("own-redis", "unused", modelRef={"name": "stuck"})
+    body["spec"]["redis"] = {"deploy": {"storageSize": "1Gi"}}
+    apply_stuck_model(cluster, namespace)
+    cluster.apply(body, namespace)
+    st = eventually(
+        cluster,
+        operator,
+        lambda: (
+            (s := af_status(cluster, namespace, "own-redis"))
+            and cond(s, "RuntimeReady").get("reason") in ("RuntimeProgressing", "RuntimeAvailable")
+            and s
+        ),
+        timeout=60,
+        desc="runtime rendered",
+    )
+    # kwok has no volume provisioner: the Redis pod waits for its volume, and the status says so.
+    assert cond(st, "RedisReady")["status"] == "False" and cond(st, "RedisReady")["reason"] == "RedisStarting"
+    sts = cluster.json("get", "-n", namespace, "statefulset", "own-redis-redis")
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    assert c["args"][:2] == ["--appendonly", "yes"] and "$(REDIS_PASSWORD)" in c["args"]
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    policy = cluster.json("get", "-n", namespace, "networkpolicy", "own-redis-redis")
+    assert {"podSelector": {"matchLabels": {FLEET_LABEL: "own-redis"}}} in policy["spec"]["ingress"][0]["from"]
+    config = cluster.json("get", "-n", namespace, "configmap", "own-redis-runtime")["data"]["runtime.yaml"]
+    assert f"redis://own-redis-redis.{namespace}.svc:6379/0" in config
+
+    password = cluster.json("get", "-n", namespace, "secret", "own-redis-redis")
+    # A change of the fleet and several passes later the password is the one made first.
+    cluster.run(
+        "patch",
+        "-n",
+        namespace,
+        "agentfleet",
+        "own-redis",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"workers": {"replicas": 1}}}),
+    )
+    eventually(
+        cluster,
+        operator,
+        lambda: cluster.json("get", "-n", namespace, "deployment", "own-redis-worker")["spec"]["replicas"] == 1,
+        timeout=60,
+        desc="worker scaled",
+    )
+    time.sleep(3)
+    again = cluster.json("get", "-n", namespace, "secret", "own-redis-redis")
+    assert (
+        again["data"] == password["data"]
+        and again["metadata"]["resourceVersion"] == password["metadata"]["resourceVersion"]
+    )
+    secrets = cluster.json("get", "-n", namespace, "secrets", "-l", f"{FLEET_LABEL}=own-redis")["items"]
+    assert sorted(x["metadata"]["name"] for x in secrets) == ["own-redis-api-token", "own-redis-redis"]
+
+    pvcs = lambda: cluster.json("get", "-n", namespace, "pvc", "-l", f"{FLEET_LABEL}=own-redis")["items"]  # noqa: E731
+    assert [p["metadata"]["name"] for p in pvcs()] == ["data-own-redis-redis-0"]
+
+    cluster.run("delete", "-n", namespace, "agentfleet", "own-redis", "--wait=true", timeout=60)
+    eventually(
+        cluster, operator, lambda: not children(cluster, namespace, "own-redis"), timeout=90, desc="every child gone"
+    )
+    # The append-only file's volume goes with the StatefulSet (persistentVolumeClaimRetentionPolicy).
+    eventually(cluster, operator, lambda: not pvcs(), timeout=90, desc="Redis volume claim gone")
+
+
+def test_eval_summary_is_kept_beside_the_controllers_status(cluster, operator, namespace, redis_server) -> None:
+    """`agentfleet eval --fleet` applies status.evaluation under its own manager: the controller's
+    passes keep it, and it keeps the controller's conditions."""
+    from agentfleet_client.evaluation.record import FIELD_MANAGER, evaluation_summary, record
+
+    apply_stuck_model(cluster, namespace)
+    cluster.apply(bad_fleet("evaluated", redis_server.url, modelRef={"name": "stuck"}), namespace)
+    eventually(
+        cluster,
+        operator,
+        lambda: cond(af_status(cluster, namespace, "evaluated"), "Ready"),
+        timeout=60,
+        desc="the controller's Ready",
+    )
+    summary = {
+        "tasks": 21,
+        "success": 0.5,
+        "grounded": 0.25,
+        "recall": 0.75,
+        "recallK": 5,
+        "latencyP95Seconds": 40.0,
+        "costPerTask": "0.0004",
+    }
+    record("evaluated", namespace, evaluation_summary(summary, "postgres-manual#heldout"), cluster.kubeconfig)
+    for _ in range(3):  # controller passes after the record
+        cluster.run("annotate", "-n", namespace, "agentfleet", "evaluated", f"poke={time.monotonic()}", "--overwrite")
+        time.sleep(6)
+        st = af_status(cluster, namespace, "evaluated")
+        assert st.get("evaluation", {}).get("taskSet") == "postgres-manual#heldout" and cond(st, "Ready"), st
+    af = cluster.json("get", "-n", namespace, "agentfleet", "evaluated", "--show-managed-fields")
+    owners = {
+        m["manager"]: json.dumps(m.get("fieldsV1"))
+        for m in af["metadata"]["managedFields"]
+        if m.get("subresource") == "status"
+    }
+    assert '"f:evaluation"' in owners[FIELD_MANAGER] and '"f:evaluation"' not in owners.get("agentfleet-operator", "")
+    assert af["status"]["evaluation"]["success"] == 0.5 and af["metadata"]["generation"] == 1
