@@ -111,7 +111,9 @@ def page(crd: dict[str, Any]) -> str:
             lines.append("")
         lines += ["| Field | Type | Default | Limits | Description |", "|---|---|---|---|---|"]
         for path, child, required in fields(node, part):
-            default = f"`{yaml.safe_dump(child['default'], default_flow_style=True).strip()}`" if "default" in child else ""
+            default = ""
+            if "default" in child:
+                default = f"`{yaml.safe_dump(child['default'], default_flow_style=True).strip()}`"
             desc = _cell(child.get("description", ""))
             rules = _rules(child)
             if rules:

@@ -83,7 +83,7 @@ def test_results_are_dated():
 # Wildcards and placeholders (`e2e/bench/*.py`, `<name>`) name no one file and are left alone.
 BACKTICKED = re.compile(r"`([^`\s]+)`")
 REPO_PATH = re.compile(r"^(?:operator|runtime|shared|e2e|tests|docs|examples|charts|crds)/[\w./-]*$")
-READ_PAGES = [*DESIGN_PAGES, ROOT / "README.md", ROOT / "e2e" / "README.md", ROOT / "charts" / "agentfleet" / "README.md"]
+READ_PAGES = [*DESIGN_PAGES, ROOT / "README.md", ROOT / "e2e" / "README.md", ROOT / "charts/agentfleet/README.md"]
 
 
 def missing_paths(text: str, root: Path = ROOT) -> list[str]:
