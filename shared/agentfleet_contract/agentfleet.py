@@ -799,7 +799,7 @@ class GateRule(Model):
         default=15,
         ge=0,
         le=100,
-        description="The same for correct answers grounded in their citations; unset: grounding is not checked.",
+        description="The same for answerable tasks whose answers are grounded in their citations; unset: not checked.",
     )
     max_decline_drop_points: int | None = Field(
         default=None,

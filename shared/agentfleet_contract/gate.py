@@ -57,7 +57,9 @@ class GateFigures(Model):
 
     tasks: int = Field(ge=0, description="Tasks of the sample both versions finished.")
     success: GateMeasure | None = Field(default=None, description="Task success.")
-    grounded: GateMeasure | None = Field(default=None, description="Correct answers grounded in their citations.")
+    grounded: GateMeasure | None = Field(
+        default=None, description="Answerable tasks whose answers are grounded in their citations."
+    )
     declines: GateMeasure | None = Field(default=None, description="Unanswerable questions declined.")
     cost_basis: Literal["cost", "tokens"] = Field(
         default="cost", description="What the cost ratio compares: cost, or tokens when the fleet has no prices."

@@ -1,0 +1,18 @@
+"""Pure decisions of the evaluation gate (spec.rollout.evaluation, docs/evaluation-gate.md): which
+spec changes alter answers, which (version, task) results are still missing, the override
+annotation, and promote or hold from the two versions' per-task results. No I/O: the AgentFleet
+controller observes, calls these and applies what they return."""
+
+from agentfleet.gate.decide import Decision, Spent, decide
+from agentfleet.gate.plan import OVERRIDE_ANNOTATION, OverrideError, answer_hash, override, pending
+
+__all__ = [
+    "OVERRIDE_ANNOTATION",
+    "Decision",
+    "OverrideError",
+    "Spent",
+    "answer_hash",
+    "decide",
+    "override",
+    "pending",
+]
