@@ -218,6 +218,10 @@ _CLAUSE_END = re.compile(r"[.;:,!?\n()]")
 # guaranteed to be stable" negates "stable"), up to a word that starts another predicate ("not planned but
 # then executed").
 NEGATION_REACH = 5
+_WEAK_NEGATORS = frozenset("no without neither nor".split())
+_SHORT_REACH = 3
+# "not only stable but also fast" says stable.
+_NOT_ONLY = frozenset("only just merely simply".split())
 _SCOPE_END = frozenset("but yet although though whereas while however instead rather and".split())
 # A fact denied after it: "X is not the case", "that it is stable is not true", "X is false".
 _DENIED_AFTER = re.compile(
@@ -239,8 +243,12 @@ def negated(low: str, start: int, end: int | None = None) -> bool:
     scope: list[str] = []
     for w in re.findall(r"[a-z']+", before)[-NEGATION_REACH:]:
         scope = [] if w in _SCOPE_END else [*scope, w]
-    if any(w in _NEGATORS for w in scope):
-        return True
+    for i, w in enumerate(scope):
+        if w not in _NEGATORS or (i + 1 < len(scope) and scope[i + 1] in _NOT_ONLY):
+            continue
+        # "no" and "without" bind the words right after them ("VACUUM without FULL takes a SHARE lock")
+        if len(scope) - i <= (_SHORT_REACH if w in _WEAK_NEGATORS else NEGATION_REACH):
+            return True
     if end is None:
         return False
     if _DENIED_AFTER.match(low, end):

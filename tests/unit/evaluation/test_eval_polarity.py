@@ -107,6 +107,8 @@ def test_the_class_of_negation() -> None:
         ("it is stable. this is wrong.", True),  # retracted by the next sentence
         ("it is stable, which is not the case for heapq", False),  # a clause about something else
         ("not always fast but stable", False),  # "but" ends the negation's scope
+        ("not only is it stable", False),  # "not only" says it
+        ("no guarantee: it is stable", False),
     ):
         claims = Reading(text).claims(f)
         assert claims and all(c.negated is negated for c in claims), text
@@ -158,3 +160,9 @@ def test_yes_or_no_with_every_candidate_scores_zero_on_every_yes_no_task(t) -> N
 def test_the_generated_sets_are_not_empty() -> None:
     assert len(ANSWERABLE) > 150 and len(YES_NO) >= 10
     assert {"py-behaviour-sort-stable", "py-behaviour-dataclass-order"} <= {t.id for t in YES_NO}
+
+
+def test_no_and_without_bind_only_the_words_right_after_them() -> None:
+    share = Fact(texts=("SHARE UPDATE EXCLUSIVE",))
+    assert not Reading("VACUUM without FULL takes a SHARE UPDATE EXCLUSIVE lock").claims(share)[0].negated
+    assert Reading("it takes no SHARE UPDATE EXCLUSIVE lock").claims(share)[0].negated
