@@ -1020,10 +1020,16 @@ class EvaluationSummary(Model):
 class GateStatus(Model):
     """The evaluation gate of the latest change (spec.rollout.evaluation)."""
 
-    phase: Literal["Running", "Promoted", "Held", "Aborted"] = Field(
-        description="Running, or how the gate ended: Promoted, Held, or Aborted by the override annotation."
+    phase: Literal["Serving", "Running", "Promoted", "Held", "Aborted"] = Field(
+        description="Serving (no change to gate), Running, or how the gate ended: Promoted, Held, or Aborted by the "
+        "override annotation."
     )
-    candidate: str = Field(max_length=64, description="Hash of the answer-changing spec the candidate runs.")
+    current: str | None = Field(
+        default=None, max_length=64, description="Hash of the answer-changing spec the serving workers run."
+    )
+    candidate: str | None = Field(
+        default=None, max_length=64, description="Hash of the answer-changing spec the candidate runs."
+    )
     reason: Reason | None = Field(default=None, description="Why it was promoted or held.")
     started_at: str | None = Field(default=None, max_length=64, description="When the gate began (RFC 3339, UTC).")
     finished_at: str | None = Field(default=None, max_length=64, description="When it decided (RFC 3339, UTC).")

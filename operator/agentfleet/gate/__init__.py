@@ -5,14 +5,17 @@ controller observes, calls these and applies what they return."""
 
 from agentfleet.gate.decide import Decision, Spent, decide
 from agentfleet.gate.plan import OVERRIDE_ANNOTATION, OverrideError, answer_hash, override, pending
+from agentfleet.gate.step import Step, next_step
 
 __all__ = [
     "OVERRIDE_ANNOTATION",
     "Decision",
     "OverrideError",
     "Spent",
+    "Step",
     "answer_hash",
     "decide",
+    "next_step",
     "override",
     "pending",
 ]
