@@ -38,6 +38,24 @@ def answer_hash(spec: AgentFleetSpec, resolved: Mapping[str, str] | None = None)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def serving_spec(spec: AgentFleetSpec, promoted: Mapping[str, object] | None) -> AgentFleetSpec:
+    """The spec the serving workers run: ``spec`` with the promoted version's answer fields
+    (``promoted_fields`` of it, kept by the controller), so that a change to worker counts or prices
+    applies at once while a change to answers waits for its gate."""
+    if not promoted:
+        return spec
+    data = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for name in ANSWER_FIELDS:
+        alias = AgentFleetSpec.model_fields[name].alias or name
+        data.pop(alias, None)
+    return AgentFleetSpec.model_validate({**data, **promoted})
+
+
+def promoted_fields(spec: AgentFleetSpec) -> dict[str, object]:
+    """The answer fields of a spec as JSON (camelCase), to keep beside the serving version."""
+    return spec.model_dump(mode="json", by_alias=True, exclude_none=True, include=set(ANSWER_FIELDS))
+
+
 def pending(task_ids: Iterable[str], done: Iterable[GateTaskResult]) -> list[tuple[Version, str]]:
     """The (version, task) results still missing, current before candidate per task: a restarted
     gate runs only these."""
