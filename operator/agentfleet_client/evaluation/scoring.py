@@ -82,7 +82,7 @@ _ASSERTED = re.compile(
 _NOT_A_VALUE = frozenset("no not none unknown undocumented unspecified a an the any".split())
 _YES_NO_QUESTION = re.compile(r"^(?:is|are|does|do|did|can|could|should|will|would|has|have|was|were|may|must)\b")
 _YES = re.compile(r"(?:^|[.!?;:]\s)yes\b", re.MULTILINE)
-_NO = re.compile(r"(?:^|[.!?;:]\s)no\b(?=\s*[,.;:!\u2014-]|\s*$)", re.MULTILINE)
+_NO = re.compile(r"(?:^|[.!?;:]\s)no\b(?=\s*[,.;:!]|\s+-|\s*$)", re.MULTILINE)
 # Both polarities offered as one: "yes or no", "yes/no", "no or yes".
 _YES_OR_NO = re.compile(r"\b(?:yes\s*(?:or|/|and)\s*no|no\s*(?:or|/|and)\s*yes)\b")
 # The model's decision JSON ({"action": ..., "answer": ...}) stored as the answer text.

@@ -166,3 +166,10 @@ def test_no_and_without_bind_only_the_words_right_after_them() -> None:
     share = Fact(texts=("SHARE UPDATE EXCLUSIVE",))
     assert not Reading("VACUUM without FULL takes a SHARE UPDATE EXCLUSIVE lock").claims(share)[0].negated
     assert Reading("it takes no SHARE UPDATE EXCLUSIVE lock").claims(share)[0].negated
+
+
+def test_a_no_with_a_dash_answers_but_a_no_word_does_not() -> None:
+    t = TASKS["py-behaviour-sort-stable"]
+    assert judge_answer(t, "No - list.sort() is stable.").why == "answers no where the fact is a yes"
+    assert judge_answer(t, "No \u2014 list.sort() is stable.").why == "answers no where the fact is a yes"
+    assert judge_answer(t, "No-op comparisons aside, yes: it is guaranteed to be stable.").ok
