@@ -944,9 +944,8 @@ class AgentFleetSpec(Model):
         default=None,
         description="Send one OpenTelemetry trace per task (invoke_agent, chat, execute_tool spans) to a collector.",
     )
-    rollout: Rollout | None = Field(
-        default=None, description="How a change to the agents is rolled out: evaluation-gated, or at once."
-    )
+    # spec.rollout (class Rollout) joins the spec when the AgentFleet controller runs the gate
+    # (docs/evaluation-gate.md): a field the operator ignored would promise a gate that never runs.
 
     @field_validator("tools")
     @classmethod
@@ -1062,9 +1061,6 @@ class AgentFleetStatus(Model):
     )
     sleep: SleepStatus | None = Field(
         default=None, description="Scale to zero (workers.minReplicas 0): awake, sleeping at zero workers, or waking."
-    )
-    gate: GateStatus | None = Field(
-        default=None, description="The evaluation gate of the latest change that alters answers."
     )
     conditions: list[Condition] = conditions_field()
 
