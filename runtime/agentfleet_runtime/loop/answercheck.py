@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from agentfleet_runtime.tools.retrieval import parse_passages
+
 # Units by the words that name them: (dimension, factor to the base unit: seconds, bytes).
 _UNITS: dict[str, tuple[str, float]] = {}
 for _names, _dim, _factor in (
@@ -170,19 +172,95 @@ def question_names(question: str, subject: str = "") -> list[str]:
 def mentioned(name: str, texts: Iterable[str]) -> bool:
     """Whether a text names it: acronyms with their case (REST is not "rest"), other names in any
     case; a dotted name also when every part is in one text (``functools.lru_cache`` in the page
-    of ``functools`` that says ``@lru_cache``)."""
+    of ``functools`` that says ``@lru_cache``), or when its last part is defined in its owner's
+    section of one text (``in_owner_section``: documentation writes a member under its short name)."""
     bare = name.removesuffix("()")
     if _ACRONYM.fullmatch(bare):
         rx = re.compile(rf"(?<![A-Za-z]){re.escape(bare)}(?![a-z])")
         return any(rx.search(t) for t in texts)
     low, parts = bare.casefold(), [p for p in bare.casefold().split(".") if p]
-    return any(low in t.casefold() or (len(parts) > 1 and all(p in t.casefold() for p in parts)) for t in texts)
+    return any(
+        low in t.casefold() or (len(parts) > 1 and (all(p in t.casefold() for p in parts) or in_owner_section(bare, t)))
+        for t in texts
+    )
+
+
+# -- names as documentation writes them -------------------------------------------------------------
+# An API reference writes a member under its short name inside its owner's section: the Python
+# library reference's "protocol_version¶" (an attribute heading) under "class
+# http.server.BaseHTTPRequestHandler(...)¶", "coroutine loop.create_server(...)¶" with its parameter
+# list below. A question (or an answer) writes the qualified name (module.Class.attribute,
+# asyncio.loop.create_server()), which is then in no passage as written.
+_SIG_KEYWORDS = (
+    r"(?:(?:class|coroutine|async|awaitable|abstractmethod|classmethod|staticmethod|property|method|attribute"
+    r"|exception|function|data|decorator)\s+)*"
+)
+# A definition: a signature ([keywords] [qualifier.]name[(parameters)], "¶" or a type in parentheses
+# after it, as Sphinx and DocBook render them) or a heading ("### 20.5.1. name"), one line each.
+_DEFINITION = re.compile(
+    rf"^[ \t]*(?:(?P<heading>#+)[ \t]+(?:[\d.]+[ \t]+)?)?{_SIG_KEYWORDS}"
+    r"(?P<name>[A-Za-z_][\w.]*?)[ \t]*(?P<params>\(.*\))?[ \t]*\u00b6?[ \t]*$",
+    re.M,
+)
+_OWNER_LEVEL = re.compile(r"^[ \t]*(?:#|class\s|exception\s)")  # a line that opens another owner's section
+
+
+def _definitions(text: str) -> list[tuple[int, str, str]]:
+    """The definition lines of a text: (offset, the line, the name it defines)."""
+    return [(m.start(), m.group(0), m.group("name")) for m in _DEFINITION.finditer(text)]
+
+
+def _names_word(line: str, word: str) -> bool:
+    return re.search(rf"(?<![\w]){re.escape(word)}(?!\w)", line, re.I) is not None
+
+
+def in_owner_section(name: str, text: str) -> bool:
+    """Whether ``text`` defines the qualified name's last part inside its owner's section: a
+    definition of it qualified by the owner ("Dialect.delimiter¶", "coroutine loop.create_server(...)"
+    for ``asyncio.loop.create_server``), or an unqualified one ("protocol_version¶") under the owner's
+    own definition or heading, with only sibling members between (another class or heading ends the
+    section). The parts before the owner (the module) are the page's, not the passage's. Pure."""
+    parts = [p for p in name.removesuffix("()").split(".") if p]
+    if len(parts) < 2:
+        return False
+    # A search result's passages are of several pages: one page's section never runs into the next.
+    return any(_in_section(parts[-2].casefold(), parts[-1].casefold(), t) for t in _RESULT_HEAD.split(text))
+
+
+_RESULT_HEAD = re.compile(r"^\[\d+\] \(.*\)$", re.M)  # a passage's head line (tools.retrieval.format_passages)
+
+
+def _in_section(owner: str, last: str, text: str) -> bool:
+    defs = _definitions(text)
+    for i, (_, _line, defined) in enumerate(defs):
+        qual = defined.casefold().split(".")
+        if qual[-1] != last:
+            continue
+        if len(qual) > 1:
+            if qual[-2] == owner:
+                return True
+            continue  # another owner's member of the same name
+        for _, above, above_name in reversed(defs[:i]):
+            if above_name.casefold().split(".")[-1] == owner or _names_word(above, owner):
+                return True
+            if _OWNER_LEVEL.match(above):
+                break
+    return False
 
 
 def unknown_names(question: str, passages: Iterable[str], subject: str = "") -> list[str]:
-    """The question's names that no passage mentions."""
-    texts = list(passages)
+    """The question's names that no passage mentions (each page's passages also read as one text)."""
+    texts = with_pages(passages)
     return [n for n in question_names(question, subject) if not mentioned(n, texts)]
+
+
+def with_pages(outputs: Iterable[str]) -> list[str]:
+    """Search results as the name checks read them: each as written, then each page's passages
+    (over all results) as one text, so a signature in one chunk and its member in the next are one
+    section, and a member is never read under another page's class. Pure."""
+    texts = list(outputs)
+    passages = [(p["source"], p["text"]) for t in texts for p in parse_passages(t)]
+    return [*texts, *pages_of(passages).values()]
 
 
 def decline_unknown(names: list[str]) -> str:
@@ -367,11 +445,21 @@ def other_subject(answer: str, passages: Iterable[tuple[str, str]], question: st
         for source, text in shown
         if any(q.same(k) for q in values for k in quantities(text)) or any(w in text for w in words)
     }
-    # A page's passages together: the chunk stating a default is often cut from the heading naming it.
-    holding = [f"{source}\n{text}" for source, text in shown if source in sources]
+    # A page's passages together, in the order retrieved: the chunk stating a default is often cut
+    # from the heading or signature naming it, and a qualified name's parts are spread over the page.
+    holding = list(pages_of([(s, t) for s, t in shown if s in sources]).values())
     if not holding or any(mentioned(n, holding) for n in names):
         return []
     return names
+
+
+def pages_of(passages: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Each page's retrieved passages as one text, headed by the page's name (the module a
+    reference page documents is often named only there). Pure."""
+    pages: dict[str, str] = {}
+    for source, text in passages:
+        pages[source] = f"{pages[source]}\n\n{text}" if source in pages else f"{source}\n{text}"
+    return pages
 
 
 def decline_other(names: list[str]) -> str:
@@ -412,6 +500,6 @@ def answer_names(answer: str, question: str = "") -> list[str]:
 def unknown_answer_names(answer: str, passages: Iterable[str], question: str = "") -> list[str]:
     """The code names the answer states that no passage mentions (a dotted name also counts as
     mentioned when every part is in one passage: ``functools.lru_cache`` on the page that says
-    ``@lru_cache``)."""
-    texts = list(passages)
+    ``@lru_cache``), or defines its last part in its owner's section (``in_owner_section``)."""
+    texts = with_pages(passages)
     return [n for n in answer_names(answer, question) if not mentioned(n, texts)]
