@@ -68,6 +68,10 @@ class LoopSettings:
     decline_other_subjects: bool = False  # declineOtherSubjects: a first answer whose values are another thing's
     check_answer_names: bool = False  # checkAnswerNames: a final answer's code names must be in a passage
     search_first_top_k: int | None = None  # set: the searchFirst search asks for it (the tool's own is followUpTopK)
+    # After a first answer that declined, the loop's answer is held to the passages: a value or code
+    # name no retrieved passage holds turns it into the decline (issue 59: the loop invented values
+    # for questions whose first answer rightly said the documents do not say).
+    hold_after_decline: bool = True
     tracer: Any = None  # an OpenTelemetry tracer (tracing.configure); None: tracing off
 
 
@@ -106,6 +110,7 @@ class TaskRun:
         )
         check = settings.decisions.answer_check
         self._checks_left = check.retries if check is not None else 0  # answers the check may still send back
+        self._first_declined = False  # the answer-first reply said the passages do not answer
 
     # -- the loop ----------------------------------------------------------------------------------
     async def execute(self) -> tuple[Status, str]:
@@ -176,7 +181,7 @@ class TaskRun:
             stop = exhausted(rec.limits, self.root_limits, len(self.steps), self.tree, now, rec.deadline)
             if stop is not None:
                 log.info("budget reached", extra={"reason": stop.value})
-                return await self._finish(Status.DONE, stop.value, best_answer(self.steps))
+                return await self._finish(Status.DONE, stop.value, self._best_answer())
             messages = prompt.messages(self.steps)
             unavailable = self.tools.spawners if rec.depth >= rec.limits.max_depth else ()
             choice = offer(decide, self.tools.names, self.steps, unavailable, self.tools.read_only)
@@ -197,13 +202,13 @@ class TaskRun:
                         reply = await self.model.complete(request)
                 except TimeoutError:
                     if time.time() >= rec.deadline - 0.01:
-                        return await self._finish(Status.DONE, StopReason.TIMEOUT.value, best_answer(self.steps))
+                        return await self._finish(Status.DONE, StopReason.TIMEOUT.value, self._best_answer())
                     raise
                 except ContextOverflow as e:
                     # The history no longer fits the served context; every retry would send the
                     # same prompt, so the task ends with its best answer, as at a budget.
                     log.warning("context exhausted", extra={"error": str(e)[:300]})
-                    return await self._finish(Status.DONE, StopReason.MAX_CONTEXT.value, best_answer(self.steps))
+                    return await self._finish(Status.DONE, StopReason.MAX_CONTEXT.value, self._best_answer())
                 model_s += time.monotonic() - t0
                 usage += reply.usage
                 content, calls, why = self._interpret(reply, json_mode, choice, schemas)
@@ -302,6 +307,7 @@ class TaskRun:
                 metrics.ANSWER_FIRST.labels("answered").inc()
                 return Step(len(self.steps), answer, [], reply.usage, model_seconds=model_s)
         metrics.ANSWER_FIRST.labels("escalated").inc()
+        self._first_declined = why == answercheck.ANSWER_FIRST_UNANSWERED
         log.info("answer first: the loop goes on", extra={"problem": (why or "")[:300]})
         turn = repair_messages(reply.content, why, self.settings.decisions) if why else []
         return reply.usage, model_s, turn
@@ -418,11 +424,33 @@ class TaskRun:
 
     def _checked(self, answer: str) -> str:
         """The answer the task ends with: a decline when it still states unsupported values and
-        answerCheck.onUnsupported is Decline."""
+        answerCheck.onUnsupported is Decline, or, after a first answer that declined, when it
+        states a value or a code name no retrieved passage holds (``hold_after_decline``)."""
+        if not answer:
+            return answer
+        if self._held_after_decline(answer):
+            metrics.ANSWER_FIRST.labels("held").inc()
+            log.info("declined: the first answer declined and the loop's states what no passage holds",
+                     extra={"answer": answer[:300]})  # fmt: skip
+            return answercheck.DECLINE
         check = self.settings.decisions.answer_check
-        if check is None or not check.decline or not answer:
+        if check is None or not check.decline:
             return answer
         return answercheck.DECLINE if self._unsupported(answer) else answer
+
+    def _best_answer(self) -> str:
+        """What a task a budget ends answers: its best answer so far, held as a final answer is."""
+        answer = best_answer(self.steps)
+        return answercheck.DECLINE if answer and self._held_after_decline(answer) else answer
+
+    def _held_after_decline(self, answer: str) -> bool:
+        """Whether the loop's answer, after a first answer that declined, states a value (or a code
+        name) that no passage the task retrieved holds."""
+        if not (self._first_declined and self.settings.hold_after_decline) or answercheck.says_unanswered(answer):
+            return False
+        seen = self._seen_outputs()
+        goal = self.rec.goal
+        return bool(answercheck.unsupported(answer, seen, goal) or answercheck.unknown_answer_names(answer, seen, goal))
 
     def _unsupported(self, answer: str) -> list[str]:
         """What answerCheck holds against a final answer: the values no retrieved passage holds and,

@@ -398,7 +398,8 @@ def test_the_loops_answer_after_an_escalated_decline_is_held_to_the_names_too():
     assert model.requests[2].messages[-1]["content"].count("'yaml.safe_load()'") == 1
     plain = invented.replace("`", "")  # not in backticks: no quoted value for the value check
     model = ScriptedModel(["The passages do not say.", plain])
-    _, finished, _, _ = run_task(model, first(decisions=check), goal=YAML_Q, tools=Named())
+    # Without the hold after a declined first answer (test_runtime_cascade_hold), which declines it.
+    _, finished, _, _ = run_task(model, first(decisions=check, hold_after_decline=False), goal=YAML_Q, tools=Named())
     assert finished["answer"].startswith("Use yaml.safe_load()") and len(model.requests) == 2
 
 
