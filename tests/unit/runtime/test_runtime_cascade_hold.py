@@ -19,7 +19,8 @@ FIRST_DECLINES = "The passages do not say which port it listens on."
 
 def loop_answers(answer: str, first: str = FIRST_DECLINES) -> ScriptedClient:
     final = json.dumps({"action": "answer", "answer": answer, "sources": ["explicit-locking.html"]})
-    return ScriptedClient(ScriptedModel(rules=[{"match": "REST API", "turns": [{"content": first}, {"content": final}]}]))
+    turns = [{"content": first}, {"content": final}]
+    return ScriptedClient(ScriptedModel(rules=[{"match": "REST API", "turns": turns}]))
 
 
 def settings(**kw) -> LoopSettings:
