@@ -111,6 +111,7 @@ class TaskRun:
         check = settings.decisions.answer_check
         self._checks_left = check.retries if check is not None else 0  # answers the check may still send back
         self._first_declined = False  # the answer-first reply said the passages do not answer
+        self._citation_repairs = 1  # a final answer that gives a passage in its place goes back once
 
     # -- the loop ----------------------------------------------------------------------------------
     async def execute(self) -> tuple[Status, str]:
@@ -213,7 +214,8 @@ class TaskRun:
                 usage += reply.usage
                 content, calls, why = self._interpret(reply, json_mode, choice, schemas)
                 if why is None and not calls:
-                    why = self._answer_problem(content)  # its own budget (answerCheck.retries), not repairAttempts
+                    # Each its own budget (one citation repair, answerCheck.retries), not repairAttempts.
+                    why = self._citation_problem(content) or self._answer_problem(content)
                 elif why is not None:
                     if repairs == decide.repair_attempts:
                         break
@@ -336,22 +338,19 @@ class TaskRun:
             source = answercheck.quote_source(quoted.quote, shown)
             return (with_sources(quoted.answer, [source]) if source else quoted.answer), why
         answer = (quoted.answer if quoted is not None else content).strip()
-        why = answercheck.first_answer_problem(answer, seen, goal) or self._names_problem(answer, seen)
+        if answercheck.citation_in_place(answer):  # before the value check: a score is no value it states
+            why: str | None = answercheck.CITATION_PROBLEM
+        else:
+            why = answercheck.first_answer_problem(answer, seen, goal) or self._names_problem(answer, seen)
+        answer = answercheck.tidy_citations(answer)
         if why is None and not parse_citations(answer):
             answer = with_sources(answer, answercheck.supporting_sources(answer, shown, goal))
         return answer, why
 
     def _names_problem(self, answer: str, seen: list[str]) -> str | None:
         """With checkAnswerNames: the code names the first answer gives that no passage mentions."""
-        names = self._unknown_names(answer, seen)
+        names = answercheck.unknown_answer_names(answer, seen, self.rec.goal) if self.settings.check_answer_names else []
         return answercheck.check_problem(names) if names else None
-
-    def _unknown_names(self, answer: str, seen: list[str]) -> list[str]:
-        """checkAnswerNames' check, for the first answer and (with answerCheck) the loop's: the code
-        names the answer gives that no passage mentions; none when the setting is off."""
-        if not self.settings.check_answer_names:
-            return []
-        return answercheck.unknown_answer_names(answer, seen, self.rec.goal)
 
     def _interpret(
         self, reply: ModelReply, json_mode: bool, choice: Offer, schemas: list[dict[str, Any]]
@@ -428,6 +427,10 @@ class TaskRun:
         states a value or a code name no retrieved passage holds (``hold_after_decline``)."""
         if not answer:
             return answer
+        if answercheck.citation_in_place(answer):
+            log.info("declined: the answer gives a passage in its place", extra={"answer": answer[:300]})
+            return answercheck.DECLINE
+        answer = answercheck.tidy_citations(answer)
         if self._held_after_decline(answer):
             metrics.ANSWER_FIRST.labels("held").inc()
             log.info("declined: the first answer declined and the loop's states what no passage holds",
@@ -437,6 +440,14 @@ class TaskRun:
         if check is None or not check.decline:
             return answer
         return answercheck.DECLINE if self._unsupported(answer) else answer
+
+    def _citation_problem(self, answer: str) -> str | None:
+        """Why a final answer that gives a passage in its place goes back to the model, once."""
+        if self._citation_repairs <= 0 or not answercheck.citation_in_place(answer):
+            return None
+        self._citation_repairs -= 1
+        metrics.DECISION_REPAIRS.inc()
+        return answercheck.CITATION_PROBLEM
 
     def _best_answer(self) -> str:
         """What a task a budget ends answers: its best answer so far, held as a final answer is."""
@@ -448,18 +459,13 @@ class TaskRun:
         name) that no passage the task retrieved holds."""
         if not (self._first_declined and self.settings.hold_after_decline) or answercheck.says_unanswered(answer):
             return False
-        seen = self._seen_outputs()
-        goal = self.rec.goal
-        return bool(answercheck.unsupported(answer, seen, goal) or answercheck.unknown_answer_names(answer, seen, goal))
+        return bool(answercheck.unsupported_claims(answer, self._seen_outputs(), self.rec.goal))
 
     def _unsupported(self, answer: str) -> list[str]:
         """What answerCheck holds against a final answer: the values no retrieved passage holds and,
-        with checkAnswerNames, the code names none mentions (the answer-first reply's two checks, so
-        that the loop's answer after an escalated first answer is held to them too)."""
-        seen = self._seen_outputs()
-        values = answercheck.unsupported(answer, seen, self.rec.goal)
-        # A name in backticks is a quoted value too: listed once.
-        return values + [n for n in self._unknown_names(answer, seen) if n not in values]
+        with checkAnswerNames, the code names none mentions (the answer-first reply's two checks)."""
+        names = self.settings.check_answer_names
+        return answercheck.unsupported_claims(answer, self._seen_outputs(), self.rec.goal, names=names)
 
     def _numbered_sources(self) -> dict[int, str]:
         """Rank -> source of the latest search's passages: what "[1]" in an answer's sources means."""

@@ -133,6 +133,40 @@ def check_problem(values: list[str]) -> str:
 DECLINE = "The documents I searched do not state this, so I cannot give a reliable answer."
 
 
+# -- a passage in the answer's place ----------------------------------------------------------------
+# A small model shown numbered passages ("[3] (asyncio-eventloop.html, score 0.030)") sometimes
+# answers with the passage itself: "The function is [3] (asyncio-eventloop.html, score 0.030)". The
+# value check finds nothing to hold against it (no quantity, no quoted value), and the user reads a
+# rank and a score where the answer belongs.
+_PASSAGE_ECHO = re.compile(r"\[\d+\]\s*\(([^()\n,]+),\s*score\s*-?[\d.]+\)")  # a passage's head line, copied
+_PASSAGE_REF = re.compile(r"\[\d+\](?:\s*\([^()\n]*\))?|\bscore:?\s*-?\d*\.\d+", re.I)
+# What asks for the answer right before the passage: a copula, a verb naming it, a colon.
+_ASKS = re.compile(
+    r"(?:\b(?:is|are|was|were|be|use|uses|call|calls|called|named|returns?|gives?|see)|[:=])[\s*_`\"']*$", re.I
+)
+CITATION_PROBLEM = (
+    "your answer gives a passage (its number, head line or score) in place of the answer. State the value or name "
+    "itself, as the passage writes it, and cite the passage as [source: NAME]."
+)
+
+
+def citation_in_place(answer: str) -> bool:
+    """Whether an answer gives a passage's number, head line or score where the answer belongs:
+    right after what asks for it ("is [3]", "Answer: [3] (x.html, score 0.030)"), or as all it says. Pure."""
+    body = _SOURCES.sub("", answer)
+    for m in _PASSAGE_REF.finditer(body):
+        before = body[: m.start()].rstrip()
+        if _ASKS.search(before) or not before.strip(" \t\n*_`\"'"):
+            return True
+    rest = _PASSAGE_REF.sub("", _TAG.sub("", body)).strip(" \t\n.,;*_`\"'")
+    return bool(body.strip()) and not rest
+
+
+def tidy_citations(answer: str) -> str:
+    """An answer that copied passages' head lines after what it states cites them as [source: NAME]. Pure."""
+    return _PASSAGE_ECHO.sub(lambda m: f"[source: {m.group(1).strip()}]", answer)
+
+
 # -- names the question uses (spec.tools[].retrieval.declineUnknownNames) ---------------------------
 # A question on a false premise names what the documents never mention ("autovacuum_gpu_workers",
 # "MongoDB", "REST"), and a small model answers it anyway with a value from a nearby passage. What
@@ -503,3 +537,12 @@ def unknown_answer_names(answer: str, passages: Iterable[str], question: str = "
     ``@lru_cache``), or defines its last part in its owner's section (``in_owner_section``)."""
     texts = with_pages(passages)
     return [n for n in answer_names(answer, question) if not mentioned(n, texts)]
+
+
+def unsupported_claims(answer: str, passages: Iterable[str], question: str = "", *, names: bool = True) -> list[str]:
+    """What an answer states that no passage holds: its values (``unsupported``) and, with
+    ``names``, the code names none mentions (``unknown_answer_names``); a name in backticks is a
+    quoted value too, listed once."""
+    texts = list(passages)
+    values = unsupported(answer, texts, question)
+    return values + [n for n in (unknown_answer_names(answer, texts, question) if names else []) if n not in values]
