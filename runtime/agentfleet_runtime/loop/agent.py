@@ -349,7 +349,8 @@ class TaskRun:
 
     def _names_problem(self, answer: str, seen: list[str]) -> str | None:
         """With checkAnswerNames: the code names the first answer gives that no passage mentions."""
-        names = answercheck.unknown_answer_names(answer, seen, self.rec.goal) if self.settings.check_answer_names else []
+        on = self.settings.check_answer_names
+        names = answercheck.unknown_answer_names(answer, seen, self.rec.goal) if on else []
         return answercheck.check_problem(names) if names else None
 
     def _interpret(

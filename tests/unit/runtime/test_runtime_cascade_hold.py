@@ -1,8 +1,9 @@
 """The cascade's loop never undoes a right decline (issue 59, item 2): after a first answer that
 says the passages do not answer, the loop's final answer is held to the passages by default, a
 value or a code name no retrieved passage holds turns it into the decline; and a final answer
-states the answer, never a passage in its place (item 3). The model is the project's scripted model (testing/scripted_model.py, in process), scripted per turn: turn 0 is the
-answer-first call, later turns are the loop's."""
+states the answer, never a passage in its place (item 3). The model is the project's scripted
+model (testing/scripted_model.py, in process), scripted per turn: turn 0 is the answer-first
+call, later turns are the loop's."""
 
 from __future__ import annotations
 
