@@ -879,6 +879,12 @@ class FailureCauses(Model):
         default=0, ge=0, description="A seen passage states every missed fact; the answer stated something else."
     )
     invented: int = Field(default=0, ge=0, description="A value asserted where the documents do not answer.")
+    passage_as_answer: int = Field(
+        default=0, ge=0, description="The answer gives a passage (its number, head line or score) in its place."
+    )
+    decline_undone: int = Field(
+        default=0, ge=0, description="The cascade's first answer declined rightly; the loop's answer asserted a value."
+    )
 
 
 class EvaluationSummary(Model):

@@ -112,6 +112,7 @@ class TaskRun:
         self._checks_left = check.retries if check is not None else 0  # answers the check may still send back
         self._first_declined = False  # the answer-first reply said the passages do not answer
         self._citation_repairs = 1  # a final answer that gives a passage in its place goes back once
+        self._escalated = ""  # an escalated answer-first reply's, until the loop's first step carries it
 
     # -- the loop ----------------------------------------------------------------------------------
     async def execute(self) -> tuple[Status, str]:
@@ -226,7 +227,8 @@ class TaskRun:
                 metrics.DECISION_REPAIRS.inc()
                 log.info("repairing a decision", extra={"problem": why[:300]})
                 repair = repair_messages(reply.content or _calls_text(calls), why, decide)
-            step = Step(n=len(self.steps), content=content, tool_calls=calls, usage=usage, model_seconds=model_s)
+            step = Step(len(self.steps), content, calls, usage, model_s, first_answer=self._escalated)
+            self._escalated = ""
             cost = self._account(usage)
             if not calls:
                 answer = self._checked(content.strip())
@@ -305,11 +307,13 @@ class TaskRun:
                     metrics.ANSWER_FIRST.labels("declined").inc()
                     log.info("declined: no passage holding the answer's values names the question's", extra={
                         "names": other[:5], "answer": answer[:300]})  # fmt: skip
-                    return Step(len(self.steps), answercheck.decline_other(other), [], reply.usage, model_s)
+                    decline = answercheck.decline_other(other)
+                    return Step(len(self.steps), decline, [], reply.usage, model_s, first_answer=answer)
                 metrics.ANSWER_FIRST.labels("answered").inc()
-                return Step(len(self.steps), answer, [], reply.usage, model_seconds=model_s)
+                return Step(len(self.steps), answer, [], reply.usage, model_seconds=model_s, first_answer=answer)
         metrics.ANSWER_FIRST.labels("escalated").inc()
         self._first_declined = why == answercheck.ANSWER_FIRST_UNANSWERED
+        self._escalated = reply.content.strip() or "(no answer)"  # shown on the loop's first step
         log.info("answer first: the loop goes on", extra={"problem": (why or "")[:300]})
         turn = repair_messages(reply.content, why, self.settings.decisions) if why else []
         return reply.usage, model_s, turn
@@ -434,13 +438,12 @@ class TaskRun:
         answer = answercheck.tidy_citations(answer)
         if self._held_after_decline(answer):
             metrics.ANSWER_FIRST.labels("held").inc()
-            log.info("declined: the first answer declined and the loop's states what no passage holds",
-                     extra={"answer": answer[:300]})  # fmt: skip
+            log.info(
+                "declined: after a declined first answer, states what no passage holds", extra={"answer": answer[:300]}
+            )
             return answercheck.DECLINE
         check = self.settings.decisions.answer_check
-        if check is None or not check.decline:
-            return answer
-        return answercheck.DECLINE if self._unsupported(answer) else answer
+        return answercheck.DECLINE if check is not None and check.decline and self._unsupported(answer) else answer
 
     def _citation_problem(self, answer: str) -> str | None:
         """Why a final answer that gives a passage in its place goes back to the model, once."""

@@ -43,6 +43,8 @@ def test_what_the_passages_hold_and_a_decline_stand():
     for answer in ("VACUUM FULL takes an ACCESS EXCLUSIVE lock (0).", "The documentation does not say."):
         _, finished, _, _ = run_task(loop_answers(answer), settings(), goal=GOAL)
         assert finished["answer"].startswith(answer)
+        # The escalated first answer rides on the loop's first step (the task API's firstAnswer).
+        assert finished["final_step"].first_answer == FIRST_DECLINES
 
 
 def test_without_a_declined_first_answer_or_with_the_hold_off_the_answer_stands():
