@@ -35,7 +35,6 @@ from agentfleet_runtime.ingest.chunking import chunk_text
 from agentfleet_runtime.ingest.documents import html_to_text
 from agentfleet_runtime.loop import answercheck
 from agentfleet_runtime.tools.retrieval import format_passages
-
 from e2e.eval.corpus import CORPORA
 
 _WORD = re.compile(r"[a-z_][\w.]+")

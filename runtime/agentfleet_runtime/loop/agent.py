@@ -438,9 +438,7 @@ class TaskRun:
         answer = answercheck.tidy_citations(answer)
         if self._held_after_decline(answer):
             metrics.ANSWER_FIRST.labels("held").inc()
-            log.info(
-                "declined: after a declined first answer, states what no passage holds", extra={"answer": answer[:300]}
-            )
+            log.info("declined after a first decline: no passage holds it", extra={"answer": answer[:300]})
             return answercheck.DECLINE
         check = self.settings.decisions.answer_check
         return answercheck.DECLINE if check is not None and check.decline and self._unsupported(answer) else answer

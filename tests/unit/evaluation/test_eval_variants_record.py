@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 from agentfleet_contract.agentfleet import AgentFleetStatus
 
+from agentfleet_client.evaluation import report
 from agentfleet_client.evaluation.record import FIELD_MANAGER, evaluation_summary, status_patch
 from agentfleet_client.evaluation.runner import outcome_of, parse_verdict
-from agentfleet_client.evaluation import report
 from agentfleet_client.evaluation.variants import Variant, VariantError, apply_variant, parse_compare, plan_variants
 
 DOC = {
