@@ -61,16 +61,17 @@ class LoopSettings:
     tool_calling: Literal["auto", "native", "text"] = "auto"
     session_history: int = 5
     decisions: DecisionSettings = field(default_factory=DecisionSettings)
-    search_first: str | None = None  # a Retrieval tool with searchFirst: searched with the goal before the first call
-    decline_unknown_names: bool = False  # that tool's declineUnknownNames: the goal's names checked after its search
-    answer_first: bool = False  # that tool's answerFirst: one call without tools answers from its passages, if it can
-    answer_first_prompt: Literal["Fleet", "OneShot", "Quote"] = "Fleet"  # how that call asks (answerFirstPrompt)
-    decline_other_subjects: bool = False  # declineOtherSubjects: a first answer whose values are another thing's
-    check_answer_names: bool = False  # checkAnswerNames: a final answer's code names must be in a passage
-    search_first_top_k: int | None = None  # set: the searchFirst search asks for it (the tool's own is followUpTopK)
-    # After a first answer that declined, the loop's answer is held to the passages: a value or code
-    # name no retrieved passage holds turns it into the decline (issue 59: the loop invented values
-    # for questions whose first answer rightly said the documents do not say).
+    # The answer policy's switches (the Retrieval tool's answerPolicy: runtime_config.answer_plan).
+    search_first: str | None = None  # the Retrieval tool searched with the goal before the first call
+    decline_unknown_names: bool = False  # the goal's names checked after the first search
+    answer_first: bool = False  # one call without tools answers from the first passages, if it can
+    answer_first_prompt: Literal["Fleet", "OneShot", "Quote"] = "Fleet"  # how that call asks
+    escalate: bool = True  # a first answer that fails its check goes on to the loop (OneShot: it is the answer)
+    decline_other_subjects: bool = False  # a first answer whose values are another thing's is declined
+    check_answer_names: bool = False  # an answer's code names must be in a passage
+    search_first_top_k: int | None = None  # set: the first search asks for it (the tool's own is followUpTopK)
+    # After a first answer that declined, a value or code name no passage holds turns the loop's answer
+    # into the decline (issue 59: the loop invented values after a right first decline).
     hold_after_decline: bool = True
     tracer: Any = None  # an OpenTelemetry tracer (tracing.configure); None: tracing off
 
@@ -275,7 +276,7 @@ class TaskRun:
 
     async def _answer_first(self) -> Step | tuple[Usage, float, list[dict[str, Any]]]:
         """One call after searchFirst, asked to answer from those passages as one-shot RAG is
-        (spec.tools[].retrieval.answerFirst): the fleet's system prompt, the passages and the question,
+        (answerPolicy: answering.answerFirst): the fleet's system prompt, the passages and the question,
         in plain text, with no tools and no decision protocol (the 1.5B, asked for a JSON decision here,
         copied whole passages into its answer). Returns the final step when its answer passes the
         check (states only values the passages hold, does not say they lack the answer), else what the
@@ -299,7 +300,7 @@ class TaskRun:
             # The quote-first form is read from the reply as written (the text-call reading drops a "Quote:" line).
             quoting = self.settings.answer_first_prompt == "Quote"
             answer, why = self._first_answer(reply.content if quoting else content, seen, shown)
-            if why is None:
+            if why is None or not self.settings.escalate:  # OneShot: the first answer is the answer
                 other = []
                 if self.settings.decline_other_subjects:
                     other = answercheck.other_subject(answer, shown, rec.goal, self.settings.system_prompt)
@@ -319,7 +320,7 @@ class TaskRun:
         return reply.usage, model_s, turn
 
     def _answer_first_messages(self, seen: list[str]) -> list[dict[str, str]]:
-        """The answer-first request in the form spec.tools[].retrieval.answerFirstPrompt names: the
+        """The answer-first request in the form answering.prompt names: the
         fleet's system prompt before one-shot RAG's instruction (Fleet), one-shot RAG's request itself
         (OneShot), or that request with the quote-first instruction (Quote)."""
         form, goal = self.settings.answer_first_prompt, self.rec.goal
@@ -386,7 +387,7 @@ class TaskRun:
 
     async def _search_first(self, tool: str, json_mode: bool, text_tools: bool) -> str | None:
         """Step 0 without a model call: the goal searched as the model would search it, so the
-        first prompt already holds what one-shot RAG would answer from (spec.tools[].retrieval.searchFirst).
+        first prompt already holds what one-shot RAG would answer from (answerPolicy: answering.searchFirst).
         With declineUnknownNames, the goal's names no passage mentions are searched alone (step 1, no
         model call either); returns the decline the task ends with when the documents still never
         mention one of them, else None."""

@@ -167,7 +167,7 @@ def tidy_citations(answer: str) -> str:
     return _PASSAGE_ECHO.sub(lambda m: f"[source: {m.group(1).strip()}]", answer)
 
 
-# -- names the question uses (spec.tools[].retrieval.declineUnknownNames) ---------------------------
+# -- names the question uses (answerPolicy Cascade: answering.declineUnknownNames) ---------------------------
 # A question on a false premise names what the documents never mention ("autovacuum_gpu_workers",
 # "MongoDB", "REST"), and a small model answers it anyway with a value from a nearby passage. What
 # names a thing rather than asking about it: identifiers (an underscore, a dot, a call's "()", letters
@@ -304,7 +304,7 @@ def decline_unknown(names: list[str]) -> str:
     return f"The documents I searched do not mention {shown}, so they do not answer this question."
 
 
-# -- answer first (spec.tools[].retrieval.answerFirst) ----------------------------------------------
+# -- answer first (answerPolicy OneShot, Cascade: answering.answerFirst) ----------------------------------------------
 # The one-shot turn after searchFirst: the words of one-shot RAG's prompt (tools.retrieval.RAG_PROMPT), which
 # the 1.5B answered better from than from a loop that went on searching and lost the first passages.
 ANSWER_FIRST = (
@@ -365,7 +365,7 @@ def supporting_sources(answer: str, passages: Iterable[tuple[str, str]], questio
     return list(dict.fromkeys(out))[:3]
 
 
-# -- quote, then answer (spec.tools[].retrieval.answerFirstPrompt: Quote) ---------------------------
+# -- quote, then answer (answering.prompt: Quote) ---------------------------
 # A small model reads better when made to copy the sentence that states the answer before answering:
 # the copy can be checked mechanically (it is in a passage or it is not), and the answer's values must
 # then be in that sentence, not anywhere in the five passages, so a value read from the neighbouring
@@ -451,7 +451,7 @@ def quote_problem(quoted: Quoted, passages: list[tuple[str, str]], question: str
     return check_problem(values) if values else None
 
 
-# -- a value of another thing (spec.tools[].retrieval.declineOtherSubjects) -------------------------
+# -- a value of another thing (answerPolicy Cascade: answering.declineOtherSubjects) -------------------------
 # A question on a false premise about a real name ("the default key of deque.sort()": deque has no
 # sort) gets a value from the passage about a neighbour (list.sort()'s key=None). The value is in a
 # passage, so the check against invention passes it; what gives it away is that no passage holding
@@ -502,7 +502,7 @@ def decline_other(names: list[str]) -> str:
     return f"The documents I searched do not state this for {shown}, so they do not answer this question."
 
 
-# -- names the answer states (spec.tools[].retrieval.checkAnswerNames) ------------------------------
+# -- names the answer states (answering.checkAnswerNames) ------------------------------
 # Asked "which function of the yaml module parses YAML safely?" over documents with no yaml module,
 # the 1.5B answered "yaml.safe_load()": a name, not a quantity or a quoted value, so the value check
 # passed it. In API documentation a name is the value: a dotted name, a call or a name with "_" the
