@@ -717,8 +717,8 @@ class AgentFleetSpec(Model):
         Rule(
             cel="!has(self.tools) || self.tools.filter(t, has(t.retrieval) && has(t.retrieval.answerPolicy) && "
             "t.retrieval.answerPolicy != 'Loop').size() <= 1",
-            message="spec.tools[].retrieval.answerPolicy: at most one Retrieval tool may set a policy other than Loop (the "
-            "question is searched first with one tool)",
+            message="spec.tools[].retrieval.answerPolicy: at most one Retrieval tool may set a policy other than "
+            "Loop (the question is searched first with one tool)",
             check=lambda s: (
                 sum(1 for t in s.tools if t.retrieval is not None and t.retrieval.answer_policy != "Loop") <= 1
             ),
