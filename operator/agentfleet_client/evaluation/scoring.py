@@ -140,6 +140,7 @@ class Outcome:
     cost: Decimal = Decimal(0)
     latency_seconds: float = 0.0
     judged: bool | None = None  # a judge model's verdict, when one is configured
+    first_answer: str = ""  # a cascade's first answer (the task API's firstAnswer), "" when none
 
 
 @dataclass(frozen=True)
