@@ -40,7 +40,9 @@ SUBNET = "10.213"  # 10.213.<k>.0/30 per server; the cluster uses 10.96/16, 10.2
 def _run(cmd: list[str], timeout: float = 900) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
-        raise InstallError(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        raise InstallError(
+            f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        )
     return proc.stdout
 
 
@@ -109,10 +111,8 @@ class MilvusStandalone:
     def _write_config(self) -> None:
         # The package's config writer fills the data, log and etcd paths under data_dir; it probes the
         # listen ports by binding them, so it runs inside the namespace, where the defaults are free.
-        code = (
-            "from milvus import MilvusServerConfig as C; c = C(data_dir=%r); c.resolve(); c.write_config()"
-            % str(self.data_dir)
-        )
+        code = f"from milvus import MilvusServerConfig as C; c = C(data_dir={str(self.data_dir)!r}); c.resolve()"
+        code += "; c.write_config()"
         _run(["ip", "netns", "exec", self.netns, str(self.python), "-c", code], timeout=120)
 
     def start(self, timeout: float = START_SECONDS) -> float:
@@ -124,12 +124,23 @@ class MilvusStandalone:
         began = time.monotonic()
         self.proc = Proc(
             [
-                "ip", "netns", "exec", self.netns,
-                "env", "-i", "-C", str(self.data_dir),
-                "PATH=/usr/bin:/bin", f"LD_LIBRARY_PATH={bin_dir}", "DEPLOY_MODE=STANDALONE",
-                f"METRICS_PORT={HEALTH_PORT}", f"MILVUS_RUN_DIR={self.data_dir / 'run'}",
+                "ip",
+                "netns",
+                "exec",
+                self.netns,
+                "env",
+                "-i",
+                "-C",
+                str(self.data_dir),
+                "PATH=/usr/bin:/bin",
+                f"LD_LIBRARY_PATH={bin_dir}",
+                "DEPLOY_MODE=STANDALONE",
+                f"METRICS_PORT={HEALTH_PORT}",
+                f"MILVUS_RUN_DIR={self.data_dir / 'run'}",
                 f"MILVUSCONF={self.data_dir / 'configs'}",
-                str(self.bin), "run", "standalone",
+                str(self.bin),
+                "run",
+                "standalone",
             ],  # fmt: skip
             log=self.log,
         )
