@@ -98,8 +98,8 @@ def test_a_refused_replica_change_leaves_the_collection_loaded_as_it_was(milvus_
 def test_the_controller_reports_the_refused_replicas_and_keeps_the_index_ready(milvus_uri: str) -> None:
     n = name("replc")
     api = ApiStandIn()
-    assert run_pass(api, vectorindex(milvus_uri, n)) is None
-    manager(milvus_uri, name=n).ensure(wait_loaded=True)
+    assert run_pass(api, vectorindex(milvus_uri, n)) is None  # creates it and starts loading it
+    wait_loaded(manager(milvus_uri, name=n))  # a collection still loading has its replicas changed later
     assert run_pass(api, vectorindex(milvus_uri, n, inMemoryReplicas=2)) is None
     degraded = api.condition("Degraded")
     assert degraded["status"] == "True" and degraded["reason"] == "ReplicasRefused"
