@@ -47,7 +47,7 @@ def outcome(uri: str, **spec: Any) -> str:
         s = done.state
         out = f"{s.index_type} {s.load_state}, {s.replicas} replica(s)"
         if done.replicas_refused:
-            out += " (ReplicasRefused: kept)"
+            out += " (ReplicasRefused)"
         m.drop()
         return out
     except MilvusError as e:
@@ -83,6 +83,7 @@ def main() -> None:
             warm = server.start()
         finally:
             server.close()
+        (Path(tmp) / "lite").mkdir()
         with milvus_lite(Path(tmp) / "lite" / "data") as lite:
             lite_out = {k: outcome(lite.uri, **dict(v)) for k, v in cases.items()}
     print(f"standalone first start (empty data dir, binaries extracted): {cold:.1f} s to /healthz OK")
