@@ -30,6 +30,11 @@ echo "== container image (debootstrap base and buildah build, cached; rebuilt wh
 image_log="$(mktemp)"
 bash e2e/cluster/image.sh build >"$image_log" 2>&1 &
 image_pid=$!
+# The real Milvus standalone server of tests/integration/milvus_server: PyPI's milvus 2.3.5 into a cached
+# venv and its 246 MB of xz-compressed binaries extracted once (e2e/harness/milvus_standalone.py).
+milvus_log="$(mktemp)"
+"$PY" -m e2e.harness.milvus_standalone install >"$milvus_log" 2>&1 &
+milvus_pid=$!
 echo "== Go (installed once); KEDA's and Jaeger's modules download beside the control plane's build"
 bash e2e/cluster/cluster.sh go
 keda_fetch_log="$(mktemp)"
@@ -59,6 +64,8 @@ echo "== Jaeger all-in-one, the trace collector (built once, cached)"
 join "$jaeger_fetch_pid" "$jaeger_fetch_log" "e2e/cluster/thirdparty.sh jaeger-fetch"
 bash e2e/cluster/thirdparty.sh jaeger >/dev/null
 join "$image_pid" "$image_log" "e2e/cluster/image.sh build"
+echo "== Milvus standalone 2.3.5 (installed and extracted once, cached)"
+join "$milvus_pid" "$milvus_log" "python -m e2e.harness.milvus_standalone install"
 tail -n 3 "$image_log"
 
 tiers="unit,e2e"

@@ -23,6 +23,30 @@ MILVUS_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 MAX_SHARDS = 16
 HNSW_PARAMS = ("M", "efConstruction")
 IVF_BUILD_PARAMS = ("nlist", "m", "nbits")
+# Build parameters used for the keys spec.index.params leaves out: Milvus 2.4+'s own defaults (knowhere's),
+# so a server before 2.4, which has none and refuses a build without them ("efConstruction out of
+# range"), builds the same index. IVF_PQ's m is the dimension over the widest sub-vector of 8, 4, 2
+# or 1 that divides it (m must divide the dimension).
+INDEX_BUILD_DEFAULTS: dict[str, dict[str, int]] = {
+    "HNSW": {"M": 30, "efConstruction": 360},
+    "IVF_FLAT": {"nlist": 128},
+    "IVF_SQ8": {"nlist": 128},
+    "IVF_PQ": {"nlist": 128, "nbits": 8},
+}
+
+
+def pq_m(dimension: int) -> int:
+    """IVF_PQ's default m for a vector width: sub-vectors of 8 dimensions where 8 divides it."""
+    return next(dimension // w for w in (8, 4, 2, 1) if dimension % w == 0)
+
+
+def index_build_params(index_type: str, params: dict[str, int], dimension: int) -> dict[str, int]:
+    """The build parameters an index is built with: spec.index.params over INDEX_BUILD_DEFAULTS.
+    Computed where the index is built, never written into the spec."""
+    defaults = dict(INDEX_BUILD_DEFAULTS.get(index_type, {}))
+    if index_type == "IVF_PQ":
+        defaults["m"] = pq_m(dimension)
+    return {**defaults, **params}
 
 
 class MilvusCredentials(Model):
@@ -126,7 +150,8 @@ class IndexSpec(Model):
     params: dict[str, int] = Field(
         default_factory=dict,
         max_length=16,
-        description="Index build parameters, e.g. M and efConstruction for HNSW, nlist for IVF.",
+        description="Index build parameters; a key left out takes Milvus 2.4's default: HNSW M 30 and "
+        "efConstruction 360, IVF_FLAT/IVF_SQ8 nlist 128, IVF_PQ nlist 128, nbits 8 and m dimension/8 (or /4, /2, /1).",
     )
     search_params: dict[str, int] = Field(
         default_factory=dict,

@@ -31,13 +31,14 @@ changes), ``MilvusRequestError`` (the server refused a request, e.g. bad index p
 from __future__ import annotations
 
 from agentfleet_milvus.collection import CollectionManager, Reconciled
-from agentfleet_milvus.connection import MilvusTarget, with_retries
+from agentfleet_milvus.connection import MilvusTarget, parse_version, server_version, with_retries
 from agentfleet_milvus.errors import (
     Conflict,
     ImmutableFieldConflict,
     MilvusError,
     MilvusRequestError,
     MilvusUnavailable,
+    UnsupportedByServer,
     translate,
     translated,
 )
@@ -66,6 +67,7 @@ from agentfleet_milvus.schema import (
     full_text_analyzer,
     immutable_conflicts,
     index_up_to_date,
+    unsupported_by,
 )
 from agentfleet_milvus.sink import MilvusSink
 
@@ -87,6 +89,7 @@ __all__ = [
     "MilvusSink",
     "MilvusTarget",
     "MilvusUnavailable",
+    "UnsupportedByServer",
     "PRIMARY",
     "PROP_INDEX",
     "PROP_MANAGED",
@@ -103,7 +106,10 @@ __all__ = [
     "full_text_analyzer",
     "immutable_conflicts",
     "index_up_to_date",
+    "parse_version",
+    "server_version",
     "translate",
     "translated",
+    "unsupported_by",
     "with_retries",
 ]

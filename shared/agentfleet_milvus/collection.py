@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentfleet_milvus.connection import MilvusTarget, with_retries
-from agentfleet_milvus.errors import ImmutableFieldConflict, MilvusUnavailable, translate, translated
+from agentfleet_milvus.errors import (
+    ImmutableFieldConflict,
+    MilvusRequestError,
+    MilvusUnavailable,
+    UnsupportedByServer,
+    translate,
+    translated,
+)
 from agentfleet_milvus.schema import (
     BM25_FUNCTION,
     DEFAULT_TIMEOUT,
@@ -38,7 +45,10 @@ from agentfleet_milvus.schema import (
     index_up_to_date,
     number,
     recorded_index,
+    unsupported_by,
 )
+
+log = logging.getLogger("agentfleet_milvus")
 
 # --- The manager --------------------------------------------------------------------------------
 
@@ -51,6 +61,9 @@ class Reconciled:
     reloaded: bool = False
     partitions_created: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    # Set when the server refused the spec's replica number: our fixed words for status (the
+    # server's answer is in the log); the collection kept the replicas it had.
+    replicas_refused: str | None = None
 
 
 _LOAD_STATES: dict[str, LoadStateName | None] = {
@@ -64,20 +77,33 @@ _LOAD_STATES: dict[str, LoadStateName | None] = {
 class CollectionManager:
     """Makes one collection match a CollectionSpec. Every method raises only MilvusError subclasses."""
 
-    def __init__(self, client: Any, spec: CollectionSpec, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        client: Any,
+        spec: CollectionSpec,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        version: tuple[int, int, int] | None = None,
+    ) -> None:
         self.client = client
         self.spec = spec
         self.timeout = timeout
+        self.version = version  # the server's (MilvusTarget.session), None: Milvus Lite or unknown
         self._replicas_unsupported = False
+        self.replicas_refused: str | None = None
 
     @classmethod
     def connect(cls, target: MilvusTarget, spec: CollectionSpec, *, attempts: int = 3) -> CollectionManager:
-        """Connect (creating the database if missing). A refused dial is retried briefly: gRPC
-        channels can be mid-reconnect (e.g. after a server GOAWAY); longer outages raise
-        MilvusUnavailable for the caller's own backoff."""
-        return cls(
-            with_retries(lambda: target.connect(create_database=True), attempts=attempts), spec, timeout=target.timeout
-        )
+        """Connect (creating the database if missing) and read the server's version, once. A refused
+        dial is retried briefly: gRPC channels can be mid-reconnect (e.g. after a server GOAWAY);
+        longer outages raise MilvusUnavailable for the caller's own backoff."""
+        client, version = with_retries(lambda: target.session(create_database=True), attempts=attempts)
+        return cls(client, spec, timeout=target.timeout, version=version)
+
+    def unsupported(self) -> str | None:
+        """Why this server cannot hold the spec's collection (pure, from the version read at connect),
+        None when it can or its version is unknown (Milvus Lite has BM25 and hybrid search)."""
+        return unsupported_by(self.spec, self.version)
 
     # -- observe --
 
@@ -263,7 +289,7 @@ class CollectionManager:
             index_name=INDEX_NAME,
             index_type=self.spec.index_type,
             metric_type=self.spec.metric,
-            params=dict(self.spec.index_params),
+            params=self.spec.build_params(),
         )
         if sparse:
             ip.add_index(
@@ -300,25 +326,68 @@ class CollectionManager:
             self.client.alter_collection_properties(name, properties={PROP_INDEX: self.spec.index_record()}, timeout=t)
         return True
 
+    def _query_nodes(self) -> int | None:
+        """Query nodes the default resource group has now; None where the server cannot say."""
+        try:
+            info = self.client.describe_resource_group("__default_resource_group", timeout=self.timeout)
+        except Exception as e:  # noqa: BLE001 - Milvus Lite has no resource groups
+            if isinstance(translate(e), MilvusUnavailable):
+                raise translate(e) from e
+            return None
+        n = getattr(info, "num_available_node", None)
+        return int(n) if isinstance(n, int) else None
+
+    def _load(self, n: int, wait: bool) -> None:
+        name, t = self.spec.name, self.timeout
+        self.client.load_collection(name, replica_number=n, timeout=None if wait else t, _async=not wait)
+        self.client.alter_collection_properties(name, properties={PROP_REPLICAS: str(n)}, timeout=t)
+
+    def _refused(self, n: int, had: int | None, why: str) -> None:
+        log.warning("Milvus refused collection %s with %d replica(s): %s", self.spec.name, n, why)
+        kept = f"it stays loaded with {had} replica(s)" if had else "it is not loaded"
+        self.replicas_refused = (
+            f"Milvus refused {n} in-memory replica(s) for collection {self.spec.name}: each replica needs a query "
+            f"node of its own and there are too few; {kept}. Lower spec.inMemoryReplicas, or add query nodes"
+        )
+
     def ensure_loaded(self, *, wait: bool = False, state: CollectionState | None = None) -> bool:
         """Load with the spec's replica number; reload (release + load) when the number differs.
 
-        With ``wait`` False the load is started and the call returns; describe() then reports
-        Loading and its progress, so a controller never blocks on a large collection.
-        ``state``: a current description (its load state and replicas), saving another.
+        A replica number the server cannot hold (fewer query nodes than replicas) leaves the
+        collection as it was, loaded with its replicas: refused before the release where the server
+        says how many query nodes it has, else loaded again with the old number after the refusal.
+        ``replicas_refused`` then says so. With ``wait`` False the load is started and the call
+        returns; describe() then reports Loading and its progress, so a controller never blocks on a
+        large collection. ``state``: a current description (its load state and replicas), saving another.
         """
         name, t, n = self.spec.name, self.timeout, self.spec.replicas
+        self.replicas_refused = None
         if state is None:
             state = self.describe(rows=False, index=False)
         if state.load_state == "Loading":
             return False
         if state.load_state == "Loaded" and state.replicas == n:
             return False
+        had = state.replicas if state.load_state == "Loaded" else None
         with translated():
-            if state.load_state == "Loaded":
+            if n > 1:
+                nodes = self._query_nodes()
+                if nodes is not None and n > nodes:
+                    self._refused(n, had, f"{nodes} query node(s) available")
+                    return False
+            if had is not None:
                 self.client.release_collection(name, timeout=t)
-            self.client.load_collection(name, replica_number=n, timeout=None if wait else t, _async=not wait)
-            self.client.alter_collection_properties(name, properties={PROP_REPLICAS: str(n)}, timeout=t)
+        try:
+            with translated():
+                self._load(n, wait)
+        except MilvusRequestError as e:
+            if had is None:
+                self._refused(n, had, str(e))
+                return False
+            self._refused(n, had, str(e))
+            with translated():
+                self._load(had, wait)
+            return True
         return True
 
     def ensure(self, *, wait_loaded: bool = False, detail: bool = True) -> Reconciled:
@@ -333,6 +402,9 @@ class CollectionManager:
         something changed.
         """
         notes: list[str] = []
+        why = self.unsupported()
+        if why is not None:
+            raise UnsupportedByServer(why)  # before anything is created or changed
         state = self.describe(rows=detail, index=detail)
         created = False
         if not state.exists:
@@ -358,7 +430,15 @@ class CollectionManager:
             notes.append(
                 "this Milvus does not describe replicas; inMemoryReplicas shows the replica number requested at load"
             )
-        return Reconciled(final, created, rebuilt and not created, reloaded and not created, partitions, tuple(notes))
+        return Reconciled(
+            final,
+            created,
+            rebuilt and not created,
+            reloaded and not created and self.replicas_refused is None,
+            partitions,
+            tuple(notes),
+            self.replicas_refused,
+        )
 
     def drop(self) -> bool:
         """Drop the collection (deletionPolicy Delete). False when it did not exist."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,29 +28,65 @@ class MilvusTarget:
     token: str = ""
     timeout: float = DEFAULT_TIMEOUT
 
-    def connect(self, *, create_database: bool = False) -> Any:
-        """A MilvusClient on ``database``; with ``create_database`` the database is created if missing."""
+    def _client(self, database: str) -> Any:
         from pymilvus import MilvusClient
 
-        with translated():
-            # dedicated: pymilvus otherwise shares one channel per address across clients, and a
-            # shared channel that went idle is re-dialled with the timeout of whichever client
-            # created it first, not ours.
-            client = MilvusClient(
-                uri=self.uri,
-                user=self.user,
-                password=self.password,
-                token=self.token,
-                timeout=self.timeout,
-                dedicated=True,
-            )
+        # dedicated: pymilvus otherwise shares one channel per address across clients, and a
+        # shared channel that went idle is re-dialled with the timeout of whichever client
+        # created it first, not ours. db_name, not use_database: use_database asks DescribeDatabase,
+        # which Milvus before 2.4 does not have (UNIMPLEMENTED).
+        return MilvusClient(
+            uri=self.uri,
+            user=self.user,
+            password=self.password,
+            token=self.token,
+            db_name="" if database == "default" else database,
+            timeout=self.timeout,
+            dedicated=True,
+        )
+
+    def connect(self, *, create_database: bool = False) -> Any:
+        """A MilvusClient on ``database``; with ``create_database`` the database is created if missing.
+
+        Anything that goes wrong before the server has shown it is Milvus (refused, timed out, or a
+        gRPC server that answers UNIMPLEMENTED) is MilvusUnavailable: one fixed text for all of them."""
+        with translated(before_milvus=True):
+            client = self._client("default")
             if self.database and self.database != "default":
                 if self.database not in client.list_databases(timeout=self.timeout):
                     if not create_database:
-                        raise MilvusRequestError(f"database {self.database!r} does not exist in Milvus at {self.uri}")
+                        raise MilvusRequestError(
+                            f"database {self.database!r} does not exist in Milvus at {self.uri}",
+                            public=f"database {self.database!r} does not exist in this Milvus: "
+                            "create it, or set spec.milvus.database to an existing one",
+                        )
                     client.create_database(self.database, timeout=self.timeout)
-                client.use_database(self.database)
+                client.close()
+                client = self._client(self.database)
             return client
+
+    def session(self, *, create_database: bool = False) -> tuple[Any, tuple[int, int, int] | None]:
+        """(client on ``database``, the server's version as ``server_version`` reads it): the version
+        is read once per connection, here; a server that cannot say its version is not Milvus."""
+        client = self.connect(create_database=create_database)
+        with translated(before_milvus=True):
+            return client, parse_version(str(client.get_server_version(timeout=self.timeout)))
+
+
+def server_version(client: Any, timeout: float = DEFAULT_TIMEOUT) -> tuple[int, int, int] | None:
+    """The version a client's server reports (``parse_version``)."""
+    with translated():
+        return parse_version(str(client.get_server_version(timeout=timeout)))
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    """(major, minor, patch) of "v2.3.5-lite"; None for Milvus Lite ("milvus_lite-3.2.2": not Milvus'
+    numbering, and it has BM25 and hybrid search) or anything unparseable."""
+    m = _VERSION.match(text.strip())
+    return (int(m[1]), int(m[2]), int(m[3] or 0)) if m else None
+
+
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
 
 
 def with_retries(

@@ -11,23 +11,40 @@ from typing import Any
 
 
 class MilvusError(RuntimeError):
-    """Base of every error this module raises."""
+    """Base of every error this module raises.
+
+    ``public``: the text a VectorIndex's status and Events may carry. It is our own words only: what
+    the remote end answered (which may not be Milvus at all) goes to the operator's log, never to an
+    author who could use status to map services behind the operator."""
 
     retryable = False
+    default_public = "Milvus refused a request (the operator's log has its answer)"
+
+    def __init__(self, message: str, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = public if public is not None else self.default_public
 
 
 class MilvusUnavailable(MilvusError):
     """Milvus cannot be reached or did not answer in time. Retry with backoff."""
 
     retryable = True
+    default_public = "no Milvus answered (refused, timed out or not Milvus; the operator's log has the cause)"
 
 
 class MilvusRequestError(MilvusError):
     """Milvus answered and refused the request (bad parameters, unsupported call)."""
 
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, code: int | None = None, public: str | None = None) -> None:
+        super().__init__(message, public)
         self.code = code
+
+
+class UnsupportedByServer(MilvusRequestError):
+    """The spec asks for what this Milvus version cannot do (our own words: safe for status)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, public=message)
 
 
 @dataclass(frozen=True)
@@ -47,11 +64,12 @@ class ImmutableFieldConflict(MilvusError):
             f"{c.field} is {c.existing} in the existing collection, the spec asks for {c.desired}"
             for c in self.conflicts
         )
-        super().__init__(
+        msg = (
             f"collection {collection!r} cannot be changed in place: {parts}. These are fixed when Milvus creates a "
             "collection: "
             "restore the old values, or use a new collection name (a new VectorIndex) and re-ingest"
         )
+        super().__init__(msg, public=msg)
 
 
 _UNAVAILABLE_HINTS = (
@@ -104,10 +122,17 @@ def translate(e: BaseException) -> MilvusError:
 
 
 @contextlib.contextmanager
-def translated() -> Iterator[None]:
+def translated(*, before_milvus: bool = False) -> Iterator[None]:
+    """Errors inside the block as ours. ``before_milvus``: the far end has not yet shown it is Milvus
+    (connecting): a refusal there means "not Milvus" and is MilvusUnavailable, like a closed port."""
     try:
         yield
-    except MilvusError:
+    except MilvusError as e:
+        if before_milvus and type(e) is MilvusRequestError and e.public == MilvusError.default_public:
+            raise MilvusUnavailable(f"not Milvus, or refused the connection: {e}") from e
         raise
     except Exception as e:  # noqa: BLE001 - everything from the client is translated
-        raise translate(e) from e
+        err = translate(e)
+        if before_milvus and type(err) is MilvusRequestError:
+            raise MilvusUnavailable(f"not Milvus, or refused the connection: {err}") from e
+        raise err from e

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agentfleet_contract.vectorindex import index_build_params
+
 from agentfleet_milvus.errors import Conflict
 
 PRIMARY = "id"
@@ -70,11 +72,13 @@ class CollectionSpec:
             full_text_analyzer=full_text.analyzer if full_text is not None else None,
         )
 
+    def build_params(self) -> dict[str, int]:
+        """The parameters the index is built with: index_params over the API's defaults (Milvus before
+        2.4 has none and refuses a build without them)."""
+        return index_build_params(self.index_type, dict(self.index_params), self.dimension)
+
     def index_record(self) -> str:
-        return json.dumps(
-            {"type": self.index_type, "metric": self.metric, "params": dict(sorted(self.index_params.items()))},
-            sort_keys=True,
-        )
+        return record_of(self.index_type, self.metric, self.build_params())
 
 
 @dataclass(frozen=True)
@@ -173,13 +177,41 @@ def recorded_index(record: str | None) -> tuple[str | None, str | None, dict[str
     return r.get("type"), r.get("metric"), dict(params) if isinstance(params, Mapping) else {}
 
 
+def record_of(index_type: str, metric: str, params: Mapping[str, Any]) -> str:
+    return json.dumps({"type": index_type, "metric": metric, "params": dict(sorted(params.items()))}, sort_keys=True)
+
+
 def index_up_to_date(spec: CollectionSpec, state: CollectionState) -> bool:
     if state.index_type is None:
         return False
     if state.index_type != spec.index_type or (state.metric or "").upper() != spec.metric:
         return False
+    wanted = spec.build_params()
     # Build parameters the server echoes must match; when it echoes none, trust our record.
-    for k, v in spec.index_params.items():
+    for k, v in wanted.items():
         if k in state.index_params and number(state.index_params[k]) != v:
             return False
-    return state.index_record is None or state.index_record == spec.index_record()
+    if state.index_record is None:
+        return True
+    # A record written before defaults were filled in ({} for a default HNSW) names the same index.
+    kind, metric, params = recorded_index(state.index_record)
+    if kind is None or metric is None:
+        return False
+    return record_of(kind, metric, index_build_params(kind, params, spec.dimension)) == spec.index_record()
+
+
+# Features a collection may ask for and the first Milvus with each (Milvus Lite, version None, has both).
+BM25_SINCE = (2, 5, 0)  # BM25 functions and analyzers; an older server drops the function silently
+HYBRID_SINCE = (2, 4, 0)  # HybridSearch (the retriever's fusion of the two searches)
+
+
+def unsupported_by(spec: CollectionSpec, version: tuple[int, int, int] | None) -> str | None:
+    """Why a server of ``version`` cannot hold ``spec``'s collection (our words, for status), or None."""
+    if version is None or spec.full_text_analyzer is None or version >= BM25_SINCE:
+        return None
+    have = ".".join(map(str, version))
+    return (
+        f"spec.fullText needs Milvus 2.5 or later (BM25 functions; hybrid search needs 2.4) and this Milvus "
+        f"is {have}: upgrade Milvus, or remove spec.fullText for vector search only (the collection was not "
+        "created or changed)"
+    )

@@ -43,6 +43,7 @@ from agentfleet_milvus import (
     MilvusError,
     MilvusTarget,
     MilvusUnavailable,
+    UnsupportedByServer,
 )
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 from pydantic import ValidationError
@@ -75,7 +76,7 @@ DETAIL_MAX_AGE_SECONDS = 300.0
 
 # What status and Events say when Milvus cannot be reached, whatever the cause (the cause goes to
 # the operator's log).
-MILVUS_UNREACHABLE = "no Milvus answered (refused, timed out or not Milvus; the operator's log has the cause)"
+MILVUS_UNREACHABLE = MilvusUnavailable.default_public
 
 
 class SecretRefused(MilvusUnavailable):
@@ -210,13 +211,23 @@ class VectorIndexPass:
             self.event("Warning", "MilvusUnavailable", said)
             self.write_status()
             raise MilvusNotReady(str(e)) from e
-        except MilvusError as e:
-            self.status["phase"] = "Degraded"
-            self.condition(DEGRADED, True, "MilvusRequestFailed", str(e))
-            self.condition(READY, False, "MilvusRequestFailed", str(e))
-            self.event("Warning", "MilvusRequestFailed", str(e))
+        except UnsupportedByServer as e:
+            # Refused before anything was created: the spec needs a newer Milvus.
+            self.status["phase"] = "Failed"
+            self.condition(DEGRADED, True, "MilvusVersionUnsupported", e.public)
+            self.condition(READY, False, "MilvusVersionUnsupported", e.public)
+            self.event("Warning", "MilvusVersionUnsupported", e.public)
             self.write_status()
-            raise MilvusNotReady(str(e)) from e
+            raise MilvusNotReady(e.public, retry_after=BUSY_RESYNC_MAX_SECONDS) from e
+        except MilvusError as e:
+            # e.public: our words only; what the server answered goes to the log.
+            log.info("%s/%s: Milvus at %s refused: %.500s", self.ns, self.name, self.status.get("endpoint"), e)
+            self.status["phase"] = "Degraded"
+            self.condition(DEGRADED, True, "MilvusRequestFailed", e.public)
+            self.condition(READY, False, "MilvusRequestFailed", e.public)
+            self.event("Warning", "MilvusRequestFailed", e.public)
+            self.write_status()
+            raise MilvusNotReady(e.public) from e
         self.summarise(vi)
         self.write_status()
         return self.busy_wait(busy=self.busy)
@@ -303,7 +314,13 @@ class VectorIndexPass:
         if detail:
             self.state.index_checked_at = now
         self.status.update(done.state.status())
-        self.condition(DEGRADED, False, "AsExpected")
+        if done.replicas_refused is not None:
+            # The collection keeps serving with the replicas it had; the spec's number waits for capacity.
+            self.condition(DEGRADED, True, "ReplicasRefused", done.replicas_refused)
+            self.event("Warning", "ReplicasRefused", done.replicas_refused)
+            self.busy = True
+        else:
+            self.condition(DEGRADED, False, "AsExpected")
         if done.state.load_state != "Loaded":
             self.busy = True
         return done.state
@@ -530,11 +547,12 @@ class VectorIndexController(Controller[VectorIndexState]):
             if elapsed < vi.spec.deletion_timeout_seconds:
                 delay = min(30.0, max(2.0, vi.spec.deletion_timeout_seconds / 10))
                 raise MilvusNotReady(f"cannot drop {vi.spec.collection} yet: {e}", retry_after=delay) from e
+            log.warning("%s/%s: gave up dropping collection %s: %.500s", p.ns, p.name, vi.spec.collection, e)
             p.event(
                 "Warning",
                 "CollectionNotDropped",
                 (
                     f"gave up dropping collection {vi.spec.collection} after {int(elapsed)}s "
-                    f"(spec.deletionTimeoutSeconds): {e}; drop it by hand"
+                    f"(spec.deletionTimeoutSeconds): {e.public}; drop it by hand"
                 ),
             )

@@ -72,6 +72,9 @@ class FakeMilvus:
     def _call(self, name: str) -> None:
         self.calls.append(name)
 
+    def get_server_version(self, **_: Any) -> str:
+        return "milvus_lite-3.2.2"  # as Milvus Lite answers: no version to hold against the spec
+
     def has_collection(self, name: str, **_: Any) -> bool:
         self._call("has_collection")
         return True
