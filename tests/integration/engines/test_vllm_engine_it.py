@@ -10,12 +10,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from agentfleet_runtime.model.client import OpenAIChatClient
 
 from agentfleet.autoscale.goodput import E2E_METRIC, TPOT_METRIC, TTFT_METRIC
 from agentfleet.autoscale.witness import QUEUE_METRIC
 from agentfleet.controllers.modelreplicaset.adapters import AdapterClient, sync_replica
 from agentfleet.promql import KV_USAGE, LEGACY_NAMES, REQUEST_SUCCESS, RUNNING, WAITING, schema_problem
+from agentfleet_runtime.model.client import OpenAIChatClient
 from e2e.harness import vllm
 from tests.integration.engines.conftest import ADAPTER
 
