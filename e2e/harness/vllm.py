@@ -223,3 +223,101 @@ def start(
     state_dir.mkdir(parents=True, exist_ok=True)
     engine = launch(mrs, venv, state_dir, state_dir / f"vllm-{name}.log")
     return wait_ready(engine, timeout)
+
+
+# Qwen2.5-0.5B's attention: hidden 896, 14 query heads and 2 KV heads of 64.
+HIDDEN, KV_OUT, LAYERS, LORA_RANK = 896, 128, 24, 8
+
+
+def make_lora(directory: Path, rank: int = LORA_RANK, seed: int = 0) -> Path:
+    """A tiny PEFT LoRA adapter (q_proj and v_proj of every layer, small random weights) written
+    with safetensors' numpy API: the format vLLM's /v1/load_lora_adapter reads."""
+    import json
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for i in range(LAYERS):
+        for proj, out in (("q_proj", HIDDEN), ("v_proj", KV_OUT)):
+            key = f"base_model.model.model.layers.{i}.self_attn.{proj}"
+            tensors[f"{key}.lora_A.weight"] = (rng.standard_normal((rank, HIDDEN)) * 0.01).astype(np.float32)
+            tensors[f"{key}.lora_B.weight"] = np.zeros((out, rank), dtype=np.float32)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(directory / "adapter_model.safetensors"))
+    config = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "r": rank,
+        "lora_alpha": 2 * rank,
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "target_modules": ["q_proj", "v_proj"],
+        "base_model_name_or_path": "qwen2.5-coder-0.5b-instruct",
+    }
+    (directory / "adapter_config.json").write_text(json.dumps(config))
+    return directory
+
+
+def measure(state_dir: Path, runs: int = 2, adapters: bool = False) -> list[dict[str, Any]]:
+    """Time to Ready and PSS of one replica, ``runs`` times on one model-cache directory: the first
+    on an empty one (cold: inductor compiles), the next ones warm (its VLLM_CACHE_ROOT kept, the
+    pod's /tmp emptyDir fresh each time, as a restarted pod has)."""
+    import json
+    import shutil
+    import urllib.request
+
+    venv, model = ensure_installed()
+    shutil.rmtree(state_dir, ignore_errors=True)
+    lora = None
+    if adapters:
+        lora = [{"name": "sql", "source": str(make_lora(state_dir / "lora" / "sql")), "maxRank": LORA_RANK}]
+    out = []
+    for i in range(runs):
+        shutil.rmtree(state_dir / "tmp", ignore_errors=True)
+        mrs = cpu_modelreplicaset(model, free_port(), adapters=lora)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        engine = wait_ready(launch(mrs, venv, state_dir, state_dir / f"run{i}.log"))
+        try:
+            body = {"model": SERVED, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8}
+            req = urllib.request.Request(
+                engine.api + "/chat/completions",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"},
+            )
+            t0 = time.monotonic()
+            with urllib.request.urlopen(req, timeout=300) as resp:  # noqa: S310 - 127.0.0.1
+                resp.read()
+            first = time.monotonic() - t0
+            row = {
+                "run": "cold" if i == 0 else "warm",
+                "lora": adapters,
+                "ready_s": round(engine.ready_seconds or 0, 1),
+                "first_chat_s": round(first, 2),
+                "pss_gib": round(engine.pss_bytes() / 2**30, 2),
+                "kv_gib": int(engine.env["VLLM_CPU_KVCACHE_SPACE"]),
+            }
+        finally:
+            engine.stop()
+        print(json.dumps(row), flush=True)
+        out.append(row)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m e2e.harness.vllm", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("measure", help="Time to Ready (cold, then warm) and PSS of one CPU replica")
+    m.add_argument("--state", type=Path, required=True, help="a scratch directory (emptied first)")
+    m.add_argument("--runs", type=int, default=2)
+    m.add_argument("--lora", action="store_true", help="with one adapter in the spec (--enable-lora)")
+    args = p.parse_args(argv)
+    measure(args.state, args.runs, args.lora)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
