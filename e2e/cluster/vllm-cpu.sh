@@ -94,7 +94,7 @@ if ! model_ok; then
   GGUF="$(PYTHONPATH="$ROOT/runtime:$ROOT/shared${PYTHONPATH:+:$PYTHONPATH}" "${THROTTLED[@]}" "$PYPROJ" -m agentfleet_runtime.model.files fetch "$MODEL")"
   fetched=$((SECONDS - start))
   mkdir -p "$(dirname "$HF_DIR")"
-  "${THROTTLED[@]}" "$DEST/bin/python" "$ROOT/e2e/harness/gguf_to_hf.py" "$GGUF" "$HF_DIR" >&2
+  "${THROTTLED[@]}" "$DEST/bin/python" -P "$ROOT/e2e/harness/gguf_to_hf.py" "$GGUF" "$HF_DIR" >&2
   echo "$GGUF" >"$HF_STAMP"
   echo "model=$MODEL fetch_s=$fetched convert_s=$((SECONDS - start - fetched)) du=$(du -sh "$HF_DIR" | cut -f1)" >>"$DEST/.timings"
   echo "[vllm-cpu] $MODEL fetched in $fetched s, converted in $((SECONDS - start - fetched)) s: $HF_DIR" >&2
