@@ -29,5 +29,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory, lora_dir: Path) -> Iterator
     eng = vllm.start(state, adapters=adapters)
     try:
         yield eng
+        # Today's figures of the tier's engine (docs/engines.md), in the log of a -s run.
+        print(f"\n[engines] vLLM Ready in {eng.ready_seconds:.0f} s; PSS {eng.pss_bytes() / 2**30:.2f} GiB")
     finally:
         eng.stop()
