@@ -52,11 +52,22 @@ def convert(gguf: Path, out: Path) -> Path:
     cfg.save_pretrained(partial)
     model.generation_config.save_pretrained(partial)
     tok.save_pretrained(partial)
+    check_dense(partial / "model.safetensors")
     shutil.rmtree(out, ignore_errors=True)
     os.replace(partial, out)
     arch = json.loads((out / "config.json").read_text())["architectures"]
     print(f"[gguf_to_hf] {gguf.name} -> {out} ({arch[0]}) in {time.monotonic() - t0:.0f} s", file=sys.stderr)
     return out
+
+
+def check_dense(path: Path) -> None:
+    """Every tensor a dense bf16 weight vLLM loads: transformers 5 can keep GGUF weights packed in
+    their quantized blocks (with the `kernels` package), which vLLM would not read."""
+    with open(path, "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    wrong = sorted(k for k, v in header.items() if k != "__metadata__" and v["dtype"] != "BF16")
+    if wrong or not any(k.endswith("self_attn.q_proj.weight") for k in header):
+        raise SystemExit(f"{path}: not a dense bf16 checkpoint (e.g. {wrong[:3]}): dequantize the GGUF")
 
 
 def main(argv: list[str]) -> int:
