@@ -260,10 +260,11 @@ def make_lora(directory: Path, rank: int = LORA_RANK, seed: int = 0) -> Path:
     return directory
 
 
-def measure(state_dir: Path, runs: int = 2, adapters: bool = False) -> list[dict[str, Any]]:
+def measure(state_dir: Path, runs: int = 2, adapters: bool = False, device: str = "CPU") -> list[dict[str, Any]]:
     """Time to Ready and PSS of one replica, ``runs`` times on one model-cache directory: the first
     on an empty one (cold: inductor compiles), the next ones warm (its VLLM_CACHE_ROOT kept, the
-    pod's /tmp emptyDir fresh each time, as a restarted pod has)."""
+    pod's /tmp emptyDir fresh each time, as a restarted pod has). ``device="GPU"`` starts the GPU
+    default's render on this CPU host instead, and reports how it fails (issue 56, defect 1)."""
     import json
     import shutil
     import urllib.request
@@ -277,8 +278,16 @@ def measure(state_dir: Path, runs: int = 2, adapters: bool = False) -> list[dict
     for i in range(runs):
         shutil.rmtree(state_dir / "tmp", ignore_errors=True)
         mrs = cpu_modelreplicaset(model, free_port(), adapters=lora)
+        mrs.spec.engine.device = device
         state_dir.mkdir(parents=True, exist_ok=True)
-        engine = wait_ready(launch(mrs, venv, state_dir, state_dir / f"run{i}.log"))
+        try:
+            engine = wait_ready(launch(mrs, venv, state_dir, state_dir / f"run{i}.log"))
+        except AssertionError as e:
+            errors = [line for line in str(e).splitlines() if "Error:" in line]
+            row = {"run": i, "device": device, "failed": errors[0] if errors else str(e)[-500:]}
+            print(json.dumps(row), flush=True)
+            out.append(row)
+            continue
         try:
             body = {"model": SERVED, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8}
             req = urllib.request.Request(
@@ -314,8 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--state", type=Path, required=True, help="a scratch directory (emptied first)")
     m.add_argument("--runs", type=int, default=2)
     m.add_argument("--lora", action="store_true", help="with one adapter in the spec (--enable-lora)")
+    m.add_argument("--device", choices=("CPU", "GPU"), default="CPU", help="GPU: the GPU default's render")
     args = p.parse_args(argv)
-    measure(args.state, args.runs, args.lora)
+    measure(args.state, args.runs, args.lora, args.device)
     return 0
 
 
