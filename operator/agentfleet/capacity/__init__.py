@@ -10,6 +10,7 @@ admission (a ModelReplicaSet spec), fleet (sizing for a workload).
 from agentfleet.capacity.admission import (
     Assessment,
     assess,
+    cpu_kv_cache,
     explicit_shape,
     gpu_memory_bytes_for,
     resolve_shape,
@@ -17,11 +18,13 @@ from agentfleet.capacity.admission import (
 )
 from agentfleet.capacity.fleet import FleetPlan, WorkloadProfile, calls_per_task, size_fleet
 from agentfleet.capacity.memory import (
+    CPU_RESERVE,
     KV_BLOCK_TOKENS,
     RESERVE_PER_GPU,
     RESERVE_PER_GPU_SHARDED,
     blocks_for,
     concurrent_sequences,
+    cpu_kv_cache_gib,
     kv_bytes_per_token,
     kv_element_bytes,
     kv_tokens,
@@ -54,6 +57,7 @@ from agentfleet.capacity.units import (
 )
 
 __all__ = [
+    "CPU_RESERVE",
     "Assessment",
     "CapacityError",
     "FleetPlan",
@@ -72,6 +76,8 @@ __all__ = [
     "blocks_for",
     "calls_per_task",
     "concurrent_sequences",
+    "cpu_kv_cache",
+    "cpu_kv_cache_gib",
     "effective_weight_bits",
     "explicit_shape",
     "fit_problems",

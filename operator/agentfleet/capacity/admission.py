@@ -7,16 +7,17 @@ from dataclasses import dataclass, replace
 
 from agentfleet_contract.modelreplicaset import CapacityStatus, ModelReplicaSetSpec
 
-from agentfleet.capacity.memory import weights_bytes
+from agentfleet.capacity.memory import CPU_RESERVE, cpu_kv_cache_gib, reserve_bytes, weights_bytes
 from agentfleet.capacity.replica import (
     KV_HEADROOM_FRACTION,
     ReplicaCapacity,
     ServingConfig,
+    effective_weight_bits,
     fit_problems,
     recommended_tp,
     replica_capacity,
 )
-from agentfleet.capacity.units import MiB, gib, parse_parameters, parse_quantity
+from agentfleet.capacity.units import GiB, MiB, gib, parse_parameters, parse_quantity
 from agentfleet.catalog import ModelShape, gpu_memory_mib, lookup
 
 
@@ -137,6 +138,57 @@ def serving_config(spec: ModelReplicaSetSpec, gpu_memory: int) -> ServingConfig:
     )
 
 
+def cpu_kv_cache(spec: ModelReplicaSetSpec) -> tuple[int, str | None]:
+    """VLLM_CPU_KVCACHE_SPACE (GiB) of a device-CPU replica, and why it cannot serve (None when it can).
+
+    On CPU, vLLM's --gpu-memory-utilization is a fraction of the host's RAM, not of the pod's limit, so
+    the KV cache is sized explicitly from spec.engine.memory: weights and the backend's reserve first.
+    """
+    shape, _ = resolve_shape(spec)
+    if shape is None:
+        return 0, (
+            f"model {spec.model.name!r} is not a known family, and spec.engine.device CPU sizes the KV cache from "
+            "the weights: set spec.model.geometry"
+        )
+    memory = int(parse_quantity(spec.engine.memory))
+    weights = weights_bytes(shape.parameters, effective_weight_bits(shape, spec.engine.dtype))
+    space = cpu_kv_cache_gib(memory, weights, CPU_RESERVE)
+    if space < 1:
+        need = -(-(weights + CPU_RESERVE + GiB) // GiB)
+        return 0, (
+            f"spec.engine.memory {spec.engine.memory} leaves no KV cache on CPU after {gib(weights)} of weights and "
+            f"the {gib(CPU_RESERVE)} the CPU backend keeps: raise spec.engine.memory to at least {need}Gi"
+        )
+    return space, None
+
+
+def _assess_cpu(spec: ModelReplicaSetSpec) -> Assessment:
+    shape, source = resolve_shape(spec)
+    space, problem = cpu_kv_cache(spec)
+    if problem is not None:
+        return Assessment(shape, source, None, errors=(problem,))
+    assert shape is not None  # cpu_kv_cache reports an unknown shape as a problem
+    weights = weights_bytes(shape.parameters, effective_weight_bits(shape, spec.engine.dtype))
+    # The GPU capacity model over one "device" whose usable memory leaves exactly the KV space after
+    # weights and its reserve: the tokens and sequences then follow as they do on a GPU.
+    cfg = ServingConfig(
+        gpu_memory_bytes=space * GiB + weights + reserve_bytes(1),
+        gpu_memory_utilization=1.0,
+        kv_cache_dtype=spec.engine.kv_cache_dtype,
+        dtype=spec.engine.dtype,
+        max_model_len=spec.engine.max_model_len,
+        max_num_seqs=spec.engine.max_num_seqs,
+    )
+    cap = replica_capacity(shape, cfg)
+    errors = []
+    if cap.context is not None and not cap.holds_one_sequence:
+        errors.append(
+            f"the {space} GiB KV cache left on CPU holds {cap.kv_tokens:,} tokens, less than one "
+            f"{cap.context:,}-token sequence: raise spec.engine.memory or lower spec.engine.maxModelLen"
+        )
+    return Assessment(shape, source, cap, tuple(errors), (), None, "spec.engine.memory")
+
+
 def assess(spec: ModelReplicaSetSpec, node_gpu_memory_mib: int | None = None) -> Assessment:
     """Status figures and validation errors for a ModelReplicaSet spec.
 
@@ -144,6 +196,8 @@ def assess(spec: ModelReplicaSetSpec, node_gpu_memory_mib: int | None = None) ->
     when the caller has the node list; spec.gpu.memory or a known product stands in otherwise.
     Errors mean the replicas cannot serve (refuse the spec); warnings mean figures are missing.
     """
+    if spec.engine.device == "CPU":
+        return _assess_cpu(spec)
     shape, source = resolve_shape(spec)
     if shape is None:
         return Assessment(

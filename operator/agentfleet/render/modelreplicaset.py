@@ -34,7 +34,7 @@ from typing import Any
 from agentfleet_contract.common import CONSENT_LABEL, CONSENT_VALUE
 from agentfleet_contract.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec
 
-from agentfleet.capacity import format_quantity, parse_quantity
+from agentfleet.capacity import cpu_kv_cache, format_quantity, parse_quantity
 from agentfleet.placement import GPU_PRODUCT_LABEL, MODELREPLICASET_LABEL, REPLICA_LABEL, Assignment, Toleration
 from agentfleet.render.common import (
     API_KEY_KEY,
@@ -138,6 +138,9 @@ def spec_hash(spec: ModelReplicaSetSpec) -> str:
     engine = spec.engine.wire()
     # Whether a Job fills the cache changes no pod: toggling it (or adding the field) rolls nothing.
     engine.get("modelCache", {}).pop("fill", None)
+    # The device field arrived with GPU as its default: adding it must not roll every existing replica.
+    if engine.get("device") == "GPU":
+        engine.pop("device")
     shaping = {
         "model": spec.model.wire(),
         "engine": engine,
@@ -196,6 +199,12 @@ def _env(mrs: ModelReplicaSet, gang: bool) -> list[dict[str, Any]]:
         # vLLM's /v1/load_lora_adapter and /v1/unload_lora_adapter answer only with this set; the
         # operator calls them with the API key, and the NetworkPolicy admits only it and the workers.
         env.append({"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"})
+    if spec.engine.device == "CPU":
+        space, problem = cpu_kv_cache(spec)
+        if problem is not None:
+            raise RenderError(problem)
+        # vLLM's CPU backend reserves this much KV cache (GiB) instead of a share of the host's RAM.
+        env.append({"name": "VLLM_CPU_KVCACHE_SPACE", "value": str(space)})
     if spec.model.hf_token_secret_ref:
         ref = spec.model.hf_token_secret_ref
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
@@ -234,6 +243,8 @@ def _resources(spec: ModelReplicaSetSpec, gpus: int) -> dict[str, Any]:
     # the request plus the shared-memory size. No CPU limit: throttling the tokenizer and scheduler
     # loop stalls the GPUs.
     limit = format_quantity(int(parse_quantity(e.memory) + parse_quantity(e.shm_size)))
+    if e.device == "CPU":
+        return {"requests": {"cpu": e.cpu, "memory": e.memory}, "limits": {"memory": limit}}
     return {
         "requests": {"cpu": e.cpu, "memory": e.memory, spec.gpu.resource_name: gpu},
         "limits": {"memory": limit, spec.gpu.resource_name: gpu},
@@ -261,8 +272,11 @@ def _probes(spec: ModelReplicaSetSpec) -> dict[str, Any]:
 
 
 def _tolerations(spec: ModelReplicaSetSpec) -> list[dict[str, Any]]:
-    # The GPU taint (keyed by the GPU resource) is tolerated always; the spec's own follow.
-    out = [Toleration(key=spec.gpu.resource_name, operator="Exists", effect="NoSchedule").wire()]
+    # The GPU taint (keyed by the GPU resource) is tolerated always on GPU, never on CPU (a CPU replica
+    # has no business on a GPU node); the spec's own follow.
+    out: list[dict[str, Any]] = []
+    if spec.engine.device == "GPU":
+        out.append(Toleration(key=spec.gpu.resource_name, operator="Exists", effect="NoSchedule").wire())
     for t in spec.placement.tolerations:
         w: dict[str, Any] = Toleration(t.key, t.operator, t.value, t.effect).wire()
         if t.toleration_seconds is not None:
@@ -502,6 +516,12 @@ def render_cache_job(mrs: ModelReplicaSet) -> dict[str, Any] | None:
         {"name": "AGENTFLEET_MODEL", "value": spec.model.name},
         {"name": "AGENTFLEET_REVISION", "value": spec.model.revision or ""},
     ]
+    if spec.engine.device == "CPU":
+        space, problem = cpu_kv_cache(spec)
+        if problem is not None:
+            raise RenderError(problem)
+        # vLLM's CPU backend reserves this much KV cache (GiB) instead of a share of the host's RAM.
+        env.append({"name": "VLLM_CPU_KVCACHE_SPACE", "value": str(space)})
     if spec.model.hf_token_secret_ref:
         ref = spec.model.hf_token_secret_ref
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})

@@ -69,8 +69,12 @@ def vllm_args(
     args += [
         "--max-num-seqs",
         str(e.max_num_seqs),
-        "--gpu-memory-utilization",
-        str(e.gpu_memory_utilization),
+    ]
+    if e.device == "GPU":
+        # On CPU this flag is a fraction of the whole host's RAM, not the pod's: the KV cache is sized
+        # by VLLM_CPU_KVCACHE_SPACE instead (render/modelreplicaset.py).
+        args += ["--gpu-memory-utilization", str(e.gpu_memory_utilization)]
+    args += [
         "--enable-prefix-caching" if e.enable_prefix_caching else "--no-enable-prefix-caching",
         "--kv-cache-dtype",
         e.kv_cache_dtype,

@@ -6,7 +6,8 @@ formats seen in practice, tried in this order:
 1. ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` (Hermes / Qwen templates)
 2. ReAct: ``Action: <tool>`` followed by ``Action Input: <json or text>``
 3. a JSON object (bare or in a ``` fence) naming a known tool under name/tool/function, with
-   arguments under arguments/args/parameters/input (a list of such objects is several calls)
+   arguments under arguments/args/parameters/input or beside the name (the flat form of a JSON
+   decision); a list of such objects is several calls
 
 An explicit marker (tags, ``Action:``) is trusted even for an unknown tool name, so the model gets
 an "unknown tool" observation and can correct itself; a bare JSON object must name a known tool,
@@ -60,15 +61,19 @@ def _as_call(obj: Any, known: set[str] | None, index: int) -> ToolCall | None:
     fn = obj.get("function")
     if isinstance(fn, dict):  # OpenAI's own shape written out as text
         obj = fn
-    name = next((obj[k] for k in _NAME_KEYS if isinstance(obj.get(k), str)), None)
-    if not name:
+    key = next((k for k in _NAME_KEYS if isinstance(obj.get(k), str)), None)
+    if key is None:
         return None
+    name = obj[key]
     if known is not None and name not in known:
         lowered = {k.lower(): k for k in known}
         if name.lower() not in lowered:
             return None
         name = lowered[name.lower()]
-    args: Any = next((obj[k] for k in _ARG_KEYS if k in obj), {})
+    arg_key = next((k for k in _ARG_KEYS if k in obj), None)
+    # Flat form (as a JSON decision's, loop/decisions.py): the arguments beside the name, as
+    # Qwen2.5-Coder writes its fenced calls on vLLM ({"name": "search", "query": "..."}).
+    args: Any = obj[arg_key] if arg_key is not None else {k: v for k, v in obj.items() if k != key}
     return ToolCall(id=f"text-{index}", name=name, arguments=coerce_arguments(args))
 
 

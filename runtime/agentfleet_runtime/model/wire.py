@@ -34,7 +34,14 @@ MIN_OUTPUT_TOKENS = 16
 # cap errs towards room for the prompt; the engine's 400 corrects a short estimate exactly.
 CHARS_PER_TOKEN = 3.0
 
-_CONTEXT_ERROR = re.compile(r"maximum context length is (\d+) tokens.*?\((\d+) in the messages", re.S)
+# Two wordings: vLLM before 0.2x ("... (N in the messages, M in the completion)") and vLLM 0.2x-0.32
+# ("However, [you requested M output tokens and] your prompt contains [at least] N input tokens").
+# "at least" is vLLM's bound after truncating its count: the prompt is N tokens or more.
+_CONTEXT_ERROR = re.compile(
+    r"maximum context length is (\d+) tokens.*?"
+    r"(?:\((\d+) in the messages|your prompt contains (?:at least )?(\d+) input tokens)",
+    re.S,
+)
 # llama.cpp's llama-server words it the other way round.
 _LLAMACPP_CONTEXT_ERROR = re.compile(r"request \((\d+) tokens\) exceeds the available context size \((\d+) tokens\)")
 _SETTINGS = (
@@ -142,7 +149,7 @@ def context_error(text: str) -> tuple[int, int] | None:
     else None."""
     m = _CONTEXT_ERROR.search(text)
     if m:
-        return int(m.group(1)), int(m.group(2))
+        return int(m.group(1)), int(m.group(2) or m.group(3))
     m = _LLAMACPP_CONTEXT_ERROR.search(text)
     return (int(m.group(2)), int(m.group(1))) if m else None
 

