@@ -36,6 +36,7 @@ from typing import Any
 import aiohttp
 import yaml
 from agentfleet_contract.fleet_keys import Keys
+from agentfleet_contract.percentiles import percentile
 from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
 
@@ -102,7 +103,8 @@ async def post(http: aiohttp.ClientSession, base: str, goal: str) -> tuple[int, 
 
 
 def pct(values: list[float], q: float) -> float:
-    return sorted(values)[min(len(values) - 1, int(q * len(values)))] * 1000
+    """The nearest-rank percentile (q in 0..100) of seconds, in milliseconds."""
+    return percentile(values, q) * 1000
 
 
 async def latency(http: aiohttp.ClientSession, apis: dict[str, str], samples: int) -> None:
@@ -115,7 +117,7 @@ async def latency(http: aiohttp.ClientSession, apis: dict[str, str], samples: in
     print(f"submit latency, {samples} sequential submissions each, alternating:")
     for name, values in took.items():
         print(
-            f"  {name:22s} p50 {pct(values, 0.5):6.2f} ms  p99 {pct(values, 0.99):6.2f} ms  mean "
+            f"  {name:22s} p50 {pct(values, 50):6.2f} ms  p99 {pct(values, 99):6.2f} ms  mean "
             f"{statistics.mean(values) * 1000:6.2f} ms"
         )
 
