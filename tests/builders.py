@@ -119,6 +119,11 @@ class MRS(_Builder):
         self._spec.update(fields)
         return self
 
+    def pod_template(self, template: dict[str, Any]) -> Self:
+        """The pod template overlay (spec.podTemplate), strategic-merged onto every replica's pods."""
+        self._spec["podTemplate"] = copy.deepcopy(template)
+        return self
+
     def whole_spec(self, spec: dict[str, Any]) -> Self:
         """The whole spec, as a test's table gives it (none of the builder's defaults kept)."""
         self._o["spec"] = copy.deepcopy(spec)

@@ -29,10 +29,13 @@ from agentfleet.controllers.modelreplicaset.reconcile import ModelReplicaSetPass
 from agentfleet.controllers.modelreplicaset.state import ModelReplicaSetState
 from agentfleet.controllers.settings import CONFIG
 from agentfleet.kube import Kube
+from agentfleet.placement import Assignment
 from agentfleet.reconcile.controller import Controller
 from agentfleet.reconcile.errors import describe_validation_error
 from agentfleet.reconcile.events import EventRecorder, post_with_kopf
 from agentfleet.render.common import secret_problem
+from agentfleet.render.modelreplicaset import render_pod
+from agentfleet.render.overlay import OverlayError
 from agentfleet.rollout import Summary, compose_conditions
 
 log = logging.getLogger("agentfleet.modelreplicaset")
@@ -147,7 +150,9 @@ class ModelReplicaSetController(Controller[ModelReplicaSetState]):
             )
             status.write(p.status_target(), {**status.base(p.generation, p.name, None), "conditions": conds})
             return None
-        refused = self.unusable_secret(key[0], spec)
+        refused = pod_template_refusal(mrs)
+        if refused is None:
+            refused = self.unusable_secret(key[0], spec)
         if refused is not None:
             # Like an invalid spec: nothing created or changed until the Secret may be used.
             reason, msg = refused
@@ -177,3 +182,20 @@ class ModelReplicaSetController(Controller[ModelReplicaSetState]):
     async def stop(self) -> None:
         await super().stop()
         self._io_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def pod_template_refusal(mrs: ModelReplicaSet) -> tuple[str, str] | None:
+    """("InvalidSpec", why) when spec.podTemplate collides with what the operator renders (an env
+    variable, mount path, port or label of its own), checked on a one-node replica's pod before
+    anything is placed: the same refusal for every replica, reported once."""
+    if mrs.spec.pod_template is None:
+        return None
+    gpus = mrs.spec.engine.tensor_parallel_size * mrs.spec.engine.pipeline_parallel_size
+    probe = Assignment(
+        key=f"{mrs.metadata.get('name', 'probe')}/probe", owner="probe", nodes=("probe",), gpus_per_node=gpus
+    )
+    try:
+        render_pod(mrs, probe, 0)
+    except OverlayError as e:
+        return "InvalidSpec", str(e)
+    return None
