@@ -44,6 +44,7 @@ from agentfleet_runtime.core.types import Status
 from agentfleet_runtime.server.api import TaskAPI
 from agentfleet_runtime.store.connection import connect
 from agentfleet_runtime.store.tasks import TaskStore
+from e2e.harness.poll import poll
 from e2e.harness.ports import free_port
 from e2e.harness.procs import Proc
 from e2e.harness.redis import SentinelGroup
@@ -52,14 +53,11 @@ GOAL = 'job {i} #steps=6 #tool=effect #calls=1 #latency=0.3 #args={{"job":{i}}}'
 
 
 def wait_line(log: Path, prefix: str, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if log.exists():
-            for line in log.read_text(errors="replace").splitlines():
-                if line.startswith(prefix):
-                    return line.rsplit(" ", 1)[1]
-        time.sleep(0.05)
-    raise RuntimeError(f"{log}: no line starting {prefix!r}")
+    def line() -> str | None:
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        return next((x.rsplit(" ", 1)[1] for x in lines if x.startswith(prefix)), None)
+
+    return poll(line, timeout, f"a line starting {prefix!r} in {log}", 0.05)
 
 
 def config_doc(url: str, fleet: str, model_url: str, effects_url: str, **over: Any) -> dict[str, Any]:
