@@ -22,6 +22,7 @@ echo "== lint and generated files"
 "$PY" -m ruff check .
 "$PY" -m agentfleet.crdgen --check
 "$PY" -m agentfleet.chartgen --check
+"$PY" -m agentfleet.docgen --check
 
 # The image build is mostly downloads (Debian packages, PyPI): it runs beside the Go builds, which
 # are CPU-bound, and is waited for before pytest.

@@ -77,3 +77,30 @@ def test_links_point_at_files_that_exist(page: Path):
 def test_results_are_dated():
     undated = [p.name for p in (DOCS / "results").glob("*.md") if not re.match(r"\d{4}-\d{2}-\d{2}-", p.name)]
     assert not undated, f"docs/results/ holds dated logs, named YYYY-MM-DD-topic.md: rename {undated}"
+
+
+# A backticked repository path in a page a user reads: `e2e/harness/ports.py`, `docs/routing.md`.
+# Wildcards and placeholders (`e2e/bench/*.py`, `<name>`) name no one file and are left alone.
+BACKTICKED = re.compile(r"`([^`\s]+)`")
+REPO_PATH = re.compile(r"^(?:operator|runtime|shared|e2e|tests|docs|examples|charts|crds)/[\w./-]*$")
+READ_PAGES = [*DESIGN_PAGES, ROOT / "README.md", ROOT / "e2e" / "README.md", ROOT / "charts/agentfleet/README.md"]
+
+
+def missing_paths(text: str, root: Path = ROOT) -> list[str]:
+    out = []
+    for token in BACKTICKED.findall(text):
+        path = token.split("::")[0]  # a test named as path::name
+        if REPO_PATH.match(path) and not any(c in path for c in "*<>{}") and not (root / path.rstrip("/")).exists():
+            out.append(path)
+    return out
+
+
+def test_the_path_pattern_catches_what_it_is_for():
+    text = "see `e2e/harness/ports.py`, `e2e/tests/test_x.py::test_y`, `e2e/nowhere.py`, `e2e/bench/*.py`, `kubectl`"
+    assert missing_paths(text) == ["e2e/tests/test_x.py", "e2e/nowhere.py"]
+
+
+@pytest.mark.parametrize("page", READ_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_backticked_paths_name_files_that_exist(page: Path):
+    missing = missing_paths(page.read_text())
+    assert not missing, f"{page.relative_to(ROOT)} names files that do not exist: {missing}"
