@@ -535,11 +535,15 @@ class AgentFleetPass:
                 egress=CONFIG.egress(),
             )
         except OverlayError as e:
-            # spec.podTemplate collides with what the operator sets: refuse it, change nothing.
-            self.condition(READY, False, "InvalidSpec", str(e))
-            self.event("Warning", "InvalidSpec", str(e))
-            self.write_status()
-            return None
+            # spec.podTemplate collides with what the operator sets: a problem in Ready, nothing applied.
+            self.problem("InvalidSpec", str(e))
+            self.condition(
+                RUNTIME_READY,
+                False,
+                "NotRendered",
+                "the runtime is not (re)rendered until the problems in Ready are fixed",
+            )
+            return
         for o in children:
             self.kube.apply(o)
         if not spec.workers.autoscaling:
