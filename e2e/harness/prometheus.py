@@ -72,11 +72,11 @@ class PrometheusServer:
     ) -> list[dict[str, Any]]:
         seen: list[list[dict[str, Any]]] = [[]]
 
-        def holds() -> list[dict[str, Any]] | None:
+        def holds() -> tuple[list[dict[str, Any]]] | None:
             seen[0] = self.query(promql)
-            return seen[0] if predicate(seen[0]) else None
+            return (seen[0],) if predicate(seen[0]) else None  # a 1-tuple: an empty result may be the answer
 
-        return poll(holds, timeout, f"{promql!r} to satisfy the check", last=lambda: f"last result {seen[0]}") or []
+        return poll(holds, timeout, f"{promql!r} to satisfy the check", last=lambda: f"last result {seen[0]}")[0]
 
     def target_health(self) -> str:
         """The active targets as Prometheus sees them (health, last error, last scrape's duration):
