@@ -103,8 +103,15 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "routing-parts": ([f"agentfleet_runtime/routing/{m}.py" for m in ROUTING_PARTS], ROUTING_PART_TESTS),
     "loop": (["agentfleet_runtime/loop/agent.py"], LOOP_TESTS),
     "evaluation": (
-        [f"agentfleet_client/evaluation/{m}.py" for m in ("claims", "scoring", "taskset", "paired")],
+        [
+            *(f"agentfleet_client/evaluation/{m}.py" for m in ("claims", "scoring", "taskset")),
+            "agentfleet_contract/paired.py",  # the statistics agentfleet eval and the gate share
+        ],
         EVALUATION_TESTS,
+    ),
+    "gate": (
+        ["agentfleet/gate/*.py", "agentfleet/render/gate.py"],
+        ["tests/unit/gate", "tests/unit/render/test_render_gate.py"],
     ),
 }
 
@@ -122,7 +129,7 @@ def ensure_mutmut() -> None:
 
 def stage(work: Path, files: list[str], tests: list[str], tests_from: str | None) -> None:
     (work / "src").mkdir(parents=True)
-    for top in ("operator", "runtime"):  # every package the project installs (pyproject's packages.find)
+    for top in ("operator", "runtime", "shared"):  # every package the project installs (pyproject's packages.find)
         for pkg in sorted(p for p in (ROOT / top).iterdir() if (p / "__init__.py").exists()):
             shutil.copytree(pkg, work / "src" / pkg.name, ignore=shutil.ignore_patterns("__pycache__"))
     if tests_from:

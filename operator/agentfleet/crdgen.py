@@ -161,8 +161,18 @@ def crd(res: Resource) -> dict[str, Any]:
     }
 
 
+class _NoAliases(yaml.SafeDumper):
+    # A type used twice (ConfigMapKeyRef) shares its schema's lists: write each out, never as &id/*id.
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _dump(doc: Any, **kw: Any) -> str:
+    return yaml.dump(doc, Dumper=_NoAliases, sort_keys=False, **kw)
+
+
 def render(res: Resource) -> str:
-    return HEADER + yaml.safe_dump(crd(res), sort_keys=False, width=120, allow_unicode=True)
+    return HEADER + _dump(crd(res), width=120, allow_unicode=True)
 
 
 def render_chart(res: Resource) -> str:
@@ -181,7 +191,7 @@ def render_chart(res: Resource) -> str:
         "    argocd.argoproj.io/sync-options: Prune=false,Delete=false\n"
         "    {{- end }}"
     )
-    body = yaml.safe_dump({"spec": doc["spec"]}, sort_keys=False, width=120, allow_unicode=True)
+    body = _dump({"spec": doc["spec"]}, width=120, allow_unicode=True)
     return (
         HEADER
         + "{{- if .Values.crds.install }}\n"

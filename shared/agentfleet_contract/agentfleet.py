@@ -19,6 +19,7 @@ from agentfleet_contract.common import (
     conditions_field,
     default_obj,
 )
+from agentfleet_contract.gate import GateFigures, Reason
 from agentfleet_contract.pod_template import POD_TEMPLATE_DESCRIPTION, AgentFleetPodTemplate
 from agentfleet_contract.rules import Rule, each_matches, matches, no_credentials
 
@@ -331,41 +332,13 @@ class Tracing(Model):
     )
 
 
-def _needs_search_first(field: str, attr: str, why: str, *, flag: bool = True) -> Rule:
-    """Retrieval's option ``field`` works on the searchFirst search's passages: set (a ``flag``: on),
-    it needs searchFirst."""
-    unset = f"!has(self.{field})" + (f" || !self.{field}" if flag else "")
-    return Rule(
-        cel=f"{unset} || (has(self.searchFirst) && self.searchFirst)",
-        message=f"spec.tools[].retrieval.{field} needs searchFirst: true ({why})",
-        check=lambda r: not getattr(r, attr) or r.search_first,
-        field_path=f".{field}",
-    )
-
-
-def _needs_answer_first(field: str, attr: str) -> Rule:
-    """Retrieval's flag ``field`` judges the answerFirst answer: on, it needs answerFirst."""
-    return Rule(
-        cel=f"!has(self.{field}) || !self.{field} || (has(self.answerFirst) && self.answerFirst)",
-        message=f"spec.tools[].retrieval.{field} needs answerFirst: true (it checks the first answer)",
-        check=lambda r: not getattr(r, attr) or r.answer_first,
-        field_path=f".{field}",
-    )
+# The answer policy: which way a fleet answers from its documents, one named strategy each
+# (docs/answer-policy.md, with what each measured). The settings that tuned them exist for
+# experiments only and live in the runtime's configuration (runtime_config.AnswerSettings).
+ANSWER_POLICIES = ("Loop", "OneShot", "Cascade")
 
 
 class Retrieval(Model):
-    rules = (
-        _needs_search_first(
-            "declineUnknownNames", "decline_unknown_names", "the names are checked against the first search's passages"
-        ),
-        _needs_search_first("answerFirst", "answer_first", "the first answer is asked from its passages"),
-        _needs_answer_first("declineOtherSubjects", "decline_other_subjects"),
-        _needs_answer_first("checkAnswerNames", "check_answer_names"),
-        _needs_search_first(
-            "followUpTopK", "follow_up_top_k", "the first search returns topK, the model's own fewer", flag=False
-        ),
-    )
-
     top_k: int = Field(default=5, ge=1, le=100, description="Passages returned per query.")
     filter: str | None = Field(
         default=None, max_length=4096, description='Milvus boolean filter applied to every search, e.g. lang == "en".'
@@ -376,13 +349,6 @@ class Retrieval(Model):
         le=86400,
         description="How long identical queries are answered from the Redis cache; 0 disables it.",
     )
-    follow_up_top_k: int | None = Field(
-        default=None,
-        ge=1,
-        le=100,
-        description="Passages returned to the model's own searches after the searchFirst search (which returns "
-        "topK); fewer cut the tokens of every later call. Unset: topK.",
-    )
     read_around: int = Field(
         default=0,
         ge=0,
@@ -391,41 +357,12 @@ class Retrieval(Model):
         "overlap shown once), so a fact just past a chunk's end comes with the passage that ranked; 0: the chunk "
         "alone.",
     )
-    search_first: bool = Field(
-        default=False,
-        description="Search with the task's goal before the first model call, so the model starts from those "
-        "passages (one-shot RAG's context).",
-    )
-    decline_unknown_names: bool = Field(
-        default=False,
-        description="After searchFirst, check the names the question uses (identifiers such as max_wal_size or "
-        "json.dumps(), acronyms, proper nouns; not those of the system prompt): one no passage holds is searched "
-        "alone, and if the documents still never mention it the task declines before any model call.",
-    )
-    answer_first: bool = Field(
-        default=False,
-        description="After searchFirst, ask the model once to answer from those passages alone, with no tools (as "
-        "one-shot RAG does); the task ends with that answer when every value it states is in a passage and it does "
-        "not say the passages lack the answer, else the loop goes on with tools (a cascade).",
-    )
-    answer_first_prompt: Literal["Fleet", "OneShot", "Quote"] = Field(
-        default="Fleet",
-        description="How answerFirst asks: Fleet (the fleet's system prompt, then one-shot RAG's instruction), "
-        "OneShot (exactly one-shot RAG's request, its instruction as the system message) or Quote (first the "
-        "passage's sentence that states the answer, word for word, then the answer; a quote no passage holds, or an "
-        "answer whose values the quote lacks, goes on to the loop, and the quote's passage is the citation).",
-    )
-    decline_other_subjects: bool = Field(
-        default=False,
-        description="With answerFirst: decline when no passage holding the first answer's values names what the "
-        "question names (a value of another thing, e.g. list.sort()'s key given for deque.sort()).",
-    )
-    check_answer_names: bool = Field(
-        default=False,
-        description="With answerFirst: a first answer that names code no retrieved passage or the question mentions "
-        "(a dotted name, a call or a name with an underscore, e.g. yaml.safe_load() over documents without a yaml "
-        "module) goes on to the loop, as one stating a value no passage holds does; with decisions.answerCheck, the "
-        "loop's final answer is held to the same names.",
+    answer_policy: Literal["Loop", "OneShot", "Cascade"] = Field(
+        default="Loop",
+        description="How the fleet answers from this tool's documents: Loop (the agent searches and answers as it "
+        "decides), OneShot (search with the question, answer once from those passages, as one-shot RAG) or Cascade "
+        "(OneShot's answer, checked: one stating a value no passage holds or saying the passages do not answer goes "
+        "on to the loop; a question naming what the documents never mention is declined). docs/answer-policy.md.",
     )
 
 
@@ -763,6 +700,97 @@ class TaskAPI(Model):
     tenant_limits: TenantLimits = default_obj("Per-tenant limits, enforced when a task is submitted.", TenantLimits)
 
 
+# The task sets that ship with agentfleet (e2e/eval/NAME-tasks.yaml), runnable by name.
+SHIPPED_TASK_SETS = ("postgres-manual", "python-library")
+GATE = "spec.rollout.evaluation"
+
+
+class GateTaskSet(Model):
+    rules = (
+        Rule(
+            cel="has(self.shipped) != has(self.configMapRef)",
+            message=f"{GATE}.taskSet needs exactly one of shipped (a task set by name) or configMapRef",
+            check=lambda t: (t.shipped is None) != (t.config_map_ref is None),
+        ),
+    )
+
+    shipped: Literal["postgres-manual", "python-library"] | None = Field(
+        default=None, description="A task set that ships with agentfleet, by name."
+    )
+    config_map_ref: ConfigMapKeyRef | None = Field(
+        default=None, description="ConfigMap key holding a task set in agentfleet eval's format (YAML or JSONL)."
+    )
+
+
+class GateRule(Model):
+    rules = (_decimal("max_cost_ratio", f"{GATE}.rule.maxCostRatio", "1.5"),)
+
+    max_success_drop_points: int = Field(
+        default=15,
+        ge=0,
+        le=100,
+        description="Hold when the paired 95% interval of candidate minus current task success reaches below minus "
+        "this many points.",
+    )
+    max_grounded_drop_points: int | None = Field(
+        default=15,
+        ge=0,
+        le=100,
+        description="The same for answerable tasks whose answers are grounded in their citations; unset: not checked.",
+    )
+    max_decline_drop_points: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="The same for unanswerable questions declined; unset: declines are not checked.",
+    )
+    max_cost_ratio: str | None = Field(
+        default="1.5",
+        max_length=32,
+        description="Hold when the candidate's cost per task exceeds this multiple of the current version's (tokens "
+        "per task when the fleet has no prices); unset: cost is not checked.",
+    )
+
+
+class GateBudget(Model):
+    timeout_seconds: int = Field(
+        default=3600, ge=60, le=86_400, description="Wall time of one gate; an exhausted budget holds the change."
+    )
+    max_tokens: int = Field(
+        default=2_000_000,
+        ge=1_000,
+        le=10_000_000_000,
+        description="Tokens both versions may spend on one gate together; an exhausted budget holds the change.",
+    )
+
+
+class RolloutEvaluation(Model):
+    task_set: GateTaskSet = Field(description="The questions both versions answer, scored as agentfleet eval scores.")
+    part: Literal["dev", "heldout", "all"] = Field(
+        default="heldout", description="Part of the task set to run: dev, heldout or all."
+    )
+    sample: int = Field(
+        default=30,
+        ge=0,
+        le=10_000,
+        description="Tasks to run, a stratified sample by part and kind (the same for the same seed); 0 runs all.",
+    )
+    seed: int = Field(default=0, ge=0, le=2_147_483_647, description="Seed of the sample.")
+    rule: GateRule = default_obj("When a change is promoted: every checked measure passes.", GateRule)
+    budget: GateBudget = default_obj("Time and tokens one gate may spend.", GateBudget)
+    concurrency: int = Field(
+        default=2, ge=1, le=64, description="Tasks in flight at once, per version, while the gate runs."
+    )
+
+
+class Rollout(Model):
+    evaluation: RolloutEvaluation | None = Field(
+        default=None,
+        description="Run a task set against the current version and a change that alters answers, and promote the "
+        "change only if it passes the rule; unset rolls changes out at once.",
+    )
+
+
 class AgentFleetSpec(Model):
     rules = (
         Rule(
@@ -778,6 +806,16 @@ class AgentFleetSpec(Model):
             message="a Retrieval tool needs spec.vectorIndexRef: name the VectorIndex to search",
             check=lambda s: not any(t.type == "Retrieval" for t in s.tools) or s.vector_index_ref is not None,
             field_path=".vectorIndexRef",
+        ),
+        Rule(
+            cel="!has(self.tools) || self.tools.filter(t, has(t.retrieval) && has(t.retrieval.answerPolicy) && "
+            "t.retrieval.answerPolicy != 'Loop').size() <= 1",
+            message="spec.tools[].retrieval.answerPolicy: at most one Retrieval tool may set a policy other than "
+            "Loop (the question is searched first with one tool)",
+            check=lambda s: (
+                sum(1 for t in s.tools if t.retrieval is not None and t.retrieval.answer_policy != "Loop") <= 1
+            ),
+            field_path=".tools",
         ),
         Rule(
             cel="!has(self.decisions) || !has(self.decisions.toolPolicies) || "
@@ -856,6 +894,8 @@ class AgentFleetSpec(Model):
     pod_template: AgentFleetPodTemplate | None = Field(
         default=None, description=POD_TEMPLATE_DESCRIPTION + " Applies to the worker and API pods."
     )
+    # spec.rollout (class Rollout) joins the spec when the AgentFleet controller runs the gate
+    # (docs/evaluation-gate.md): a field the operator ignored would promise a gate that never runs.
 
     @field_validator("tools")
     @classmethod
@@ -883,6 +923,12 @@ class FailureCauses(Model):
         default=0, ge=0, description="A seen passage states every missed fact; the answer stated something else."
     )
     invented: int = Field(default=0, ge=0, description="A value asserted where the documents do not answer.")
+    passage_as_answer: int = Field(
+        default=0, ge=0, description="The answer gives a passage (its number, head line or score) in its place."
+    )
+    decline_undone: int = Field(
+        default=0, ge=0, description="The cascade's first answer declined rightly; the loop's answer asserted a value."
+    )
 
 
 class EvaluationSummary(Model):
@@ -924,6 +970,25 @@ class EvaluationSummary(Model):
     failure_causes: FailureCauses | None = Field(
         default=None, description="Failed tasks by the stage they failed at: where to look first."
     )
+
+
+class GateStatus(Model):
+    """The evaluation gate of the latest change (spec.rollout.evaluation)."""
+
+    phase: Literal["Serving", "Running", "Promoted", "Held", "Aborted"] = Field(
+        description="Serving (no change to gate), Running, or how the gate ended: Promoted, Held, or Aborted by the "
+        "override annotation."
+    )
+    current: str | None = Field(
+        default=None, max_length=64, description="Hash of the answer-changing spec the serving workers run."
+    )
+    candidate: str | None = Field(
+        default=None, max_length=64, description="Hash of the answer-changing spec the candidate runs."
+    )
+    reason: Reason | None = Field(default=None, description="Why it was promoted or held.")
+    started_at: str | None = Field(default=None, max_length=64, description="When the gate began (RFC 3339, UTC).")
+    finished_at: str | None = Field(default=None, max_length=64, description="When it decided (RFC 3339, UTC).")
+    figures: GateFigures | None = Field(default=None, description="What the gate measured.")
 
 
 class AgentFleetStatus(Model):

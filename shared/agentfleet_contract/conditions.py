@@ -16,6 +16,8 @@ DEGRADED = "Degraded"
 SCALING_ACTIVE = "ScalingActive"
 SCALING_LIMITED = "ScalingLimited"
 METRICS_AVAILABLE = "MetricsAvailable"
+# An AgentFleet's evaluation gate of its latest change (spec.rollout.evaluation, docs/evaluation-gate.md).
+EVALUATION_GATE = "EvaluationGate"
 
 
 def now() -> str:

@@ -21,7 +21,7 @@ carried that many, so sizing below it would only buy idle GPUs. Without a task l
 own queue is a symptom of the fleet size, not a measure of demand.
 
 What is learned (``Profile``, kept in a ConfigMap the autoscaler owns so an operator restart
-keeps it; see controllers/autoscaler.py):
+keeps it; see controllers/autoscaler/):
 
 - ``curve``: per time-of-day bin (``bins`` per ``period_seconds``), the highest demand seen in
   the bin outside bursts, averaged over days (EWMA, ``curve_alpha`` per day); with a week of

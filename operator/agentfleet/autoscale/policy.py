@@ -1,7 +1,7 @@
 """The ModelReplicaSet scaling policy: queue depth and goodput, with credit for loading replicas.
 
 Pure: ``decide(config, state, fleet, observation, capacity)`` returns a ``Decision`` and the next
-``PolicyState``; the controller (controllers/autoscaler.py) reads Prometheus and the pods and
+``PolicyState``; the controller (controllers/autoscaler/) reads Prometheus and the pods and
 writes status, and the simulated-clock benchmark drives the same function. ``decide`` reads the
 fleet, adds the pressure terms (autoscale.terms), recommends, stabilizes, clamps and remembers;
 how and why each step works, with the measurements behind it: docs/autoscaling.md.

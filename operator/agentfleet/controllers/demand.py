@@ -116,10 +116,26 @@ def evaluate(
     period_s: float,
     window_s: float = 0.0,
 ) -> tuple[Lookahead, PolicyState]:
-    """Learn from this evaluation and compute the floors; the failure level the reactive task
-    term uses comes back from the profile after a restart."""
+    """Learn from this evaluation and compute the floors (``load`` then ``plan``), remembering the
+    learned profile."""
+    profile = load(memory, store, namespace, name, forecast_config(spec))
+    planned, state = plan(profile, spec, state, obs, ready, period_s, window_s)
+    memory.profile = planned.profile
+    return planned, state
+
+
+def plan(
+    profile: Profile,
+    spec: ModelReplicaSetSpec,
+    state: PolicyState,
+    obs: Observation,
+    ready: int,
+    period_s: float,
+    window_s: float = 0.0,
+) -> tuple[Lookahead, PolicyState]:
+    """Pure: the floors from the profile and this evaluation; the failure level the reactive task
+    term uses comes back from the profile after a restart. The learned profile is ``planned.profile``."""
     config = forecast_config(spec)
-    profile = load(memory, store, namespace, name, config)
     if state.tight_tasks_per_replica is None and profile.capacity:
         state = replace(state, tight_tasks_per_replica=profile.capacity / DOWN_HEADROOM)
     tight = state.tight_tasks_per_replica
@@ -139,7 +155,6 @@ def evaluate(
         ok,
         window_s,
     )
-    memory.profile = planned.profile
     return planned, state
 
 
@@ -170,6 +185,11 @@ def save_if_changed(
 def schedule_warning(memory: DemandMemory, planned: Lookahead) -> tuple[str, str, str] | None:
     """A Warning Event when the schedule's error appears or changes: one per cause, not per period."""
     before, memory.schedule_error = memory.schedule_error, planned.schedule_error
+    return schedule_event(before, planned)
+
+
+def schedule_event(before: str | None, planned: Lookahead) -> tuple[str, str, str] | None:
+    """Pure: the Warning for a schedule error that is new since ``before`` (the last one reported)."""
     if planned.schedule_error is None or planned.schedule_error == before:
         return None
     return (

@@ -19,7 +19,7 @@ import contextvars
 import functools
 import threading
 from collections.abc import Callable, Hashable
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import kopf
 
@@ -44,6 +44,9 @@ class Controller(Generic[S]):
     api_version: str
     kind: str
     name: str  # in thread names and logs
+    # The reconcile's shape (agentfleet.reconcile.shape.Steps subclasses, one per kind of pass):
+    # every controller names its own; tests/unit/controllers/test_shape.py keeps it so.
+    steps: ClassVar[tuple[type, ...]] = ()
 
     def __init__(
         self,

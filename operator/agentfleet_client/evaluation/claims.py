@@ -12,8 +12,11 @@ its facts; ``about`` and ``wrong`` in a task set are the exceptions.
   has no dimension, so ``{number: 4}`` is never "4GB". Zero is zero in any unit.
 - A vocabulary is a closed set of values of one kind (lock modes, isolation levels, wal_level
   values): a fact that is one of them makes every other one a competing value.
-- A value is negated when "not", "never", "cannot", ... stands among the three words before it
-  in the same clause ("the statement is not executed").
+- A value is negated when "not", "never", "cannot", ... stands among the five words before it
+  in the same clause and no "but" or "and" ends its scope ("the statement is not executed", "it is
+  not guaranteed to be stable"), when a longer alternative holding it is negated, when the rest of
+  its clause denies it ("X is not the case", "... is false"), or when the next sentence retracts it
+  ("That is not the case.").
 - A value is said of the nearest subject named before it in its sentence (else the nearest
   after it): "seq_page_cost is 4.0 and random_page_cost is 1.0" says 4.0 of seq_page_cost.
 """
@@ -106,9 +109,14 @@ for _names, _dim, _factor in (
     for _n in _names:
         _UNITS[_n] = (_dim, _factor)
 _DIGITS = r"(?<![\w.])(?<!\w-)(?:-(?=\.?\d))?(?:\d{1,3}(?:,\d{3})+(?![\d,])|\d+)(?:\.\d+)?|(?<![\w.])\.\d+"
+# A scale word multiplies the number before it: "150 million" is one quantity, 150000000.
+_SCALES = {"thousand": 1e3, "million": 1e6, "billion": 1e9, "trillion": 1e12}
+# The quantity ends at a word's end: "22P02" (an SQLSTATE code) or "3rd" holds no number.
 _QUANTITY = re.compile(
     rf"(?:(?P<digits>{_DIGITS})|\b(?P<word>{'|'.join(_SPELLED)})\b)"
+    rf"(?:[ -](?P<scale>{'|'.join(_SCALES)})\b)?"
     rf"(?:[ -]?(?P<unit>{'|'.join(sorted(map(re.escape, _UNITS), key=len, reverse=True))})(?![a-z0-9]))?"
+    r"(?![a-z0-9_])"
 )
 # A number right after these names a version, not a value ("PostgreSQL 15").
 _VERSION_BEFORE = re.compile(r"(?:postgresql|postgres|python|version|release|pg)\s?$")
@@ -140,6 +148,9 @@ def quantities_in(low: str) -> list[Quantity]:
         else:
             value, spelled = float(_SPELLED[m["word"]]), True
         dim, factor = _UNITS[m["unit"]] if m["unit"] else ("", 1.0)
+        if m["scale"]:
+            # "one million" is a claim, not the "one" of "one of"
+            value, spelled = value * _SCALES[m["scale"]], False
         out.append(Quantity(value * factor, dim, m.start(), m.end(), spelled))
     return out
 
@@ -203,10 +214,47 @@ _NEGATORS = frozenset(
 _CLAUSE_END = re.compile(r"[.;:,!?\n()]")
 
 
-def negated(low: str, start: int) -> bool:
-    """Whether a negation stands among the three words before ``start`` in its clause."""
-    before = _CLAUSE_END.split(low[max(0, start - 60) : start])[-1]
-    return any(w in _NEGATORS for w in re.findall(r"[a-z']+", before)[-3:])
+# A negation reaches this many words forward, so that it covers a multi-word fact's last word ("is not
+# guaranteed to be stable" negates "stable"), up to a word that starts another predicate ("not planned but
+# then executed").
+NEGATION_REACH = 5
+_WEAK_NEGATORS = frozenset("no without neither nor".split())
+_SHORT_REACH = 3
+# "not only stable but also fast" says stable.
+_NOT_ONLY = frozenset("only just merely simply".split())
+_SCOPE_END = frozenset("but yet although though whereas while however instead rather and".split())
+# A fact denied after it: "X is not the case", "that it is stable is not true", "X is false".
+_DENIED_AFTER = re.compile(
+    r"[^.;!?\n]{0,40}?\b(?:is|are|was|were|be|'s)\s+(?:(?:not|never)\s+(?:the case|true|correct|accurate|so|right)"
+    r"|(?:false|untrue|incorrect|wrong))\b(?!\s+(?:for|of|with|in|about)\b)"
+)
+# A retraction in the next sentence: "It is stable. That is not the case."
+_RETRACTED = re.compile(
+    r"[.;!?\n]\s*(?:but\s+)?(?:that|this)(?:'s|\s+is|\s+was)\s+(?:not\s+(?:the case|true|correct|so)|false|untrue"
+    r"|incorrect|wrong)\b"
+)
+
+
+def negated(low: str, start: int, end: int | None = None) -> bool:
+    """Whether a negation stands among the NEGATION_REACH words before ``start`` in its clause (and
+    in the scope of that negation), or, given the value's ``end``, the value is denied after it in
+    its sentence or retracted by the next one."""
+    before = _CLAUSE_END.split(low[max(0, start - 80) : start])[-1]
+    scope: list[str] = []
+    for w in re.findall(r"[a-z']+", before)[-NEGATION_REACH:]:
+        scope = [] if w in _SCOPE_END else [*scope, w]
+    for i, w in enumerate(scope):
+        if w not in _NEGATORS or (i + 1 < len(scope) and scope[i + 1] in _NOT_ONLY):
+            continue
+        # "no" and "without" bind the words right after them ("VACUUM without FULL takes a SHARE lock")
+        if len(scope) - i <= (_SHORT_REACH if w in _WEAK_NEGATORS else NEGATION_REACH):
+            return True
+    if end is None:
+        return False
+    if _DENIED_AFTER.match(low, end):
+        return True
+    stop = re.compile(r"[.;!?\n]").search(low, end)
+    return stop is not None and _RETRACTED.match(low, stop.start()) is not None
 
 
 # An enumeration's items: split at commas, semicolons, colons, "or", "and" and slashes.
@@ -279,10 +327,17 @@ class Reading:
             spans = [(m.start(), m.end()) for m in words(form.phrase).finditer(self.loose)]
         else:
             spans = []
-        return [Claim(s, e, negated(self.low, s)) for s, e in spans]
+        return [Claim(s, e, negated(self.low, s, e)) for s, e in spans]
 
     def claims(self, fact: FactLike) -> list[Claim]:
-        return [c for f in forms(fact) for c in self.occurrences(f)]
+        found = [c for f in forms(fact) for c in self.occurrences(f)]
+        # A word of a longer alternative shares its negation: "not guaranteed to be stable" negates "stable".
+        return [
+            Claim(c.start, c.end, True)
+            if any(o.negated and o.start <= c.start and c.end <= o.end and o != c for o in found)
+            else c
+            for c in found
+        ]
 
     def said_of(self, claim: Claim, subjects: Sequence[str]) -> str:
         """The subject (one of ``subjects``, lower case) the claim is said of, or "" when none is

@@ -315,6 +315,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
     def add(label: str, execute: Execute) -> None:
         scores, wall = _pass(label, tasks, args, journal, execute)
         summary = {**summarize(scores, args.k), **report.declines(scores), "wallSeconds": round(wall, 1)}
+        summary["failureCauses"] = report.causes(scores)  # with the two kinds the cascade's loop adds
+        balance = report.loop_balance(scores)
+        if balance is not None:
+            summary["loop"] = balance
         runs.append((label, scores, summary))
 
     try:
@@ -348,6 +352,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
     ran = ", ".join(f"{lbl} {len(scores)}" for lbl, scores, _ in runs)
     out.write(f"\n== summary ({taskset.name}, {len(tasks)} tasks; run: {ran}; {time.monotonic() - t0:.0f}s)\n")
     report.summary_table([lbl for lbl, _, _ in runs], [s for _, _, s in runs], out)
+    report.loop_table([(lbl, scores) for lbl, scores, _ in runs], out)
     report.paired_table([(lbl, scores) for lbl, scores, _ in runs], out, labels)
     out.write("\n== by part and kind (deltas against the first column)\n")
     report.kind_table([(lbl, scores) for lbl, scores, _ in runs], out, args.k)

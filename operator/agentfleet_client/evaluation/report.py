@@ -4,13 +4,23 @@ configurations are compared), the JSON report, and a PNG."""
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from collections.abc import Collection, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from agentfleet_client.evaluation.paired import Paired, paired
-from agentfleet_client.evaluation.scoring import COMPARED, TaskScore, declined, failure_cause, summarize
+from agentfleet_client.evaluation.scoring import (
+    COMPARED,
+    FAILURE_CAUSES,
+    TaskScore,
+    declined,
+    failure_cause,
+    score,
+    summarize,
+)
 
 # Figures that get a delta column when passes are compared: scoring's, and what a platform team
 # weighs beside them (tokens, declines, the pass's wall time).
@@ -40,6 +50,89 @@ def _delta(key: str, v: float | None) -> str:
     return f"{v:+.{0 if key == 'tokensPerTask' else 2}f}"
 
 
+# -- the cascade's balance (issue 59) --------------------------------------------------------------
+# A cascade's first answer is one-shot RAG's; the loop runs only when a check sends it on. Per task:
+# "lost by the loop" when the first answer was right and the final one is wrong, "won by the loop"
+# the other way. Two failure kinds the loop can add, checked before scoring's causes (the names are
+# the same in the report, report.json and status.evaluation.failureCauses):
+DECLINE_UNDONE = "declineUndone"  # the first answer declined rightly; the final answer asserts a value
+PASSAGE_AS_ANSWER = "passageAsAnswer"  # the answer gives a passage (its number, head line, score) in its place
+CAUSES = (*FAILURE_CAUSES, PASSAGE_AS_ANSWER, DECLINE_UNDONE)
+LOST_BY_LOOP, WON_BY_LOOP = "lostByLoop", "wonByLoop"
+# A passage's number or head line right after what asks for the answer ("is [3] (x.html, score 0.030)").
+_PASSAGE_IN_PLACE = re.compile(
+    r"(?:\b(?:is|are|was|were|use|called|named|returns?)|[:=])[\s*_`\"']*\[\d+\](?:\s*\([^()\n]*score[^()\n]*\))?"
+    r"|\[\d+\]\s*\([^()\n,]+,\s*score\s*-?[\d.]+\)",
+    re.I,
+)
+
+
+def first_score(s: TaskScore) -> TaskScore | None:
+    """The first answer of a cascade's task, scored by the same scorer as the final one; None for
+    a task with no first answer (no cascade, or a decline before any model call). Pure."""
+    o = s.outcome
+    return score(s.task, replace(o, answer=o.first_answer)) if o.first_answer else None
+
+
+def cause(s: TaskScore) -> str | None:
+    """A failed task's cause: a passage in the answer's place, a right first decline the loop
+    undid, else scoring's (``failure_cause``); None for a success. Pure."""
+    if s.success:
+        return None
+    base = failure_cause(s)
+    if base in ("budget", "error", "format"):
+        return base
+    if _PASSAGE_IN_PLACE.search(s.outcome.answer):
+        return PASSAGE_AS_ANSWER
+    first = first_score(s)
+    if s.task.expect == "decline" and first is not None and first.success:
+        return DECLINE_UNDONE
+    return base
+
+
+def causes(scores: Sequence[TaskScore]) -> dict[str, int]:
+    """Failed tasks per cause (``cause``), in CAUSES order, causes with none left out. Pure."""
+    n = Counter(cause(s) for s in scores)
+    return {c: n[c] for c in CAUSES if n[c]}
+
+
+def loop_balance(scores: Sequence[TaskScore]) -> dict[str, Any] | None:
+    """A cascade pass's balance: its tasks with a first answer, how many of those were right, and
+    the ids lost and won by the loop; None for a pass without first answers. Pure."""
+    firsts = [(s, first_score(s)) for s in scores]
+    had = [(s, f) for s, f in firsts if f is not None]
+    if not had:
+        return None
+    return {
+        "firstAnswers": len(had),
+        "firstRight": sum(1 for _, f in had if f.success),
+        LOST_BY_LOOP: [s.task.id for s, f in had if f.success and not s.success],
+        WON_BY_LOOP: [s.task.id for s, f in had if s.success and not f.success],
+    }
+
+
+def loop_table(runs: Sequence[tuple[str, Sequence[TaskScore]]], out: TextIO) -> None:
+    """For every cascade pass: first answers right, lost and won by the loop, and each such task."""
+    for label, scores in runs:
+        b = loop_balance(scores)
+        if b is None:
+            continue
+        lost, won = b[LOST_BY_LOOP], b[WON_BY_LOOP]
+        out.write(
+            f"[{label}] cascade: first answer right {b['firstRight']} of {b['firstAnswers']}; lost by the loop "
+            f"{len(lost)}, won by the loop {len(won)} (net {len(won) - len(lost):+d})\n"
+        )
+        by_id = {s.task.id: s for s in scores}
+        for kind, ids in (("lost by the loop", lost), ("won by the loop", won)):
+            for tid in ids:
+                o = by_id[tid].outcome
+                out.write(f"  {kind}: {tid}: first {_short(o.first_answer)} -> final {_short(o.answer)}\n")
+
+
+def _short(text: str) -> str:
+    return repr(" ".join(text.split())[:100])
+
+
 def task_table(scores: Sequence[TaskScore], out: TextIO) -> None:
     header = (
         f"{'task':<16} {'kind':<13} {'ok':<4} {'grnd':<4} {'recall':>6} {'steps':>5} {'calls':>5} {'subs':>4} "
@@ -52,7 +145,7 @@ def task_table(scores: Sequence[TaskScore], out: TextIO) -> None:
             f"{s.task.id[:16]:<16} {s.task.kind[:13]:<13} {_mark(s.success):<4} {_mark(s.grounded):<4} "
             f"{_pct(s.recall):>6} {o.steps:>5} "
             f"{o.model_calls:>5} {o.sub_agents:>4} {o.latency_seconds:>6.1f} {(o.reason or o.status)[:12]:<12} "
-            f"{failure_cause(s) or '-':<14} {s.why[:90]}\n"
+            f"{cause(s) or '-':<14} {s.why[:90]}\n"
         )
 
 
@@ -102,7 +195,7 @@ def by_part_kind(scores: Sequence[TaskScore], k: int) -> dict[str, dict[str, Any
     groups: dict[str, list[TaskScore]] = {}
     for s in scores:
         groups.setdefault(f"{s.task.part}/{s.task.kind}", []).append(s)
-    return {g: {**summarize(ss, k), **declines(ss)} for g, ss in sorted(groups.items())}
+    return {g: {**summarize(ss, k), **declines(ss), "failureCauses": causes(ss)} for g, ss in sorted(groups.items())}
 
 
 KIND_ROWS = [
@@ -243,7 +336,7 @@ def task_record(s: TaskScore) -> dict[str, Any]:
         "grounded": s.grounded,
         "recall": s.recall,
         "why": s.why,
-        "cause": failure_cause(s),
+        "cause": cause(s),
         "taskId": o.task_id,
         "status": o.status,
         "endReason": o.reason,
@@ -258,7 +351,16 @@ def task_record(s: TaskScore) -> dict[str, Any]:
         "cost": str(o.cost),
         "latencySeconds": o.latency_seconds,
         "judged": o.judged,
+        **_first_record(s),
     }
+
+
+def _first_record(s: TaskScore) -> dict[str, Any]:
+    first = first_score(s)
+    if first is None:
+        return {}
+    loop = "lost" if first.success and not s.success else "won" if s.success and not first.success else None
+    return {"firstAnswer": s.outcome.first_answer, "firstSuccess": first.success, "loop": loop}
 
 
 def write_json(path: Path, doc: dict[str, Any]) -> None:

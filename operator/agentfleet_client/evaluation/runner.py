@@ -109,6 +109,7 @@ def outcome_of(tree: Sequence[dict[str, Any]]) -> Outcome:
         tokens=int(usage.get("totalTokens") or (root.get("usage") or {}).get("totalTokens") or 0),
         cost=cost,
         latency_seconds=float(root.get("durationSeconds") or 0.0),
+        first_answer=next((st["firstAnswer"] for st in root.get("steps") or [] if st.get("firstAnswer")), ""),
     )
 
 

@@ -5,8 +5,10 @@
   of), and
   - negates none of them ("the statement is not executed");
   - states no competing value of a kind it asks for: another quantity of the same dimension,
-    another value of the same vocabulary (lock modes, isolation levels, ...), not both "yes" and
-    "no", and not "yes" where the fact is a negation;
+    another value of the same vocabulary (lock modes, isolation levels, ...), and answers a
+    yes/no question one way: not both "yes" and "no" (nor "yes or no"), not the fact's word both
+    stated and negated, not "yes" where the fact answers no ("order=False") nor "no" where it
+    answers yes;
   - says no fact of another thing the question asks about (values swapped between subjects);
   - states none of the task's ``wrong`` facts;
   - is no list: at most MAX_OTHER_VALUES values of kinds the question does not ask for, and each
@@ -34,7 +36,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -81,7 +83,9 @@ _ASSERTED = re.compile(
 _NOT_A_VALUE = frozenset("no not none unknown undocumented unspecified a an the any".split())
 _YES_NO_QUESTION = re.compile(r"^(?:is|are|does|do|did|can|could|should|will|would|has|have|was|were|may|must)\b")
 _YES = re.compile(r"(?:^|[.!?;:]\s)yes\b", re.MULTILINE)
-_NO = re.compile(r"(?:^|[.!?;:]\s)no\b(?=\s*[,.;:!]|\s*$)", re.MULTILINE)
+_NO = re.compile(r"(?:^|[.!?;:]\s)no\b(?=\s*[,.;:!]|\s+-|\s*$)", re.MULTILINE)
+# Both polarities offered as one: "yes or no", "yes/no", "no or yes".
+_YES_OR_NO = re.compile(r"\b(?:yes\s*(?:or|/|and)\s*no|no\s*(?:or|/|and)\s*yes)\b")
 # The model's decision JSON ({"action": ..., "answer": ...}) stored as the answer text.
 _RAW_DECISION = re.compile(r'^\s*\{\s*"(?:action|tool|answer)"\s*:')
 
@@ -137,6 +141,7 @@ class Outcome:
     cost: Decimal = Decimal(0)
     latency_seconds: float = 0.0
     judged: bool | None = None  # a judge model's verdict, when one is configured
+    first_answer: str = ""  # a cascade's first answer (the task API's firstAnswer), "" when none
 
 
 @dataclass(frozen=True)
@@ -223,7 +228,7 @@ def _competing(task: EvalTask, a: Reading, q: Reading, fact_forms: list[Form]) -
     phrases = {g.phrase for g in fact_forms if g.phrase}
     asked, other = [], set()
     for x in a.quantities:
-        if (x.spelled and not x.dim) or is_version(a.low, x) or negated(a.low, x.start):
+        if (x.spelled and not x.dim) or is_version(a.low, x) or negated(a.low, x.start, x.end):
             continue
         if any(g.quantity is not None and x.same(g.quantity) for g in fact_forms):
             continue
@@ -235,7 +240,7 @@ def _competing(task: EvalTask, a: Reading, q: Reading, fact_forms: list[Form]) -
             other.add(x.key())
     question_entries = {m.entry for m in q.mentions}
     for m in a.mentions:
-        if m.entry in phrases or m.entry in question_entries or negated(a.low, m.start):
+        if m.entry in phrases or m.entry in question_entries or negated(a.low, m.start, m.end):
             continue
         if m.vocab in vocabs:
             asked.append(m.entry)
@@ -245,20 +250,47 @@ def _competing(task: EvalTask, a: Reading, q: Reading, fact_forms: list[Form]) -
     other |= {"i:" + n for n in identifiers_in(a.low) if n not in names}
     why = [f"also states {', '.join(map(repr, dict.fromkeys(asked)))}"] if asked else []
     if _YES_NO_QUESTION.match(q.low):
-        yes, no = _YES.search(a.low), _NO.search(a.low)
-        if yes and no:
-            why.append("answers both yes and no")
-        elif yes and any(_negative(f) for f in task.facts):
-            why.append("answers yes where the fact is a negation")
+        why += _polarity(task, a)
     if len(other) > MAX_OTHER_VALUES:
         why.append(f"states {len(other)} values the question does not ask for: a list, not an answer")
     return why
 
 
+_NEGATION_WORD = re.compile(r"\b(?:not|cannot|can't|never|no|false)\b")
+
+
 def _negative(f: Fact) -> bool:
-    """A fact every alternative of which is a negation ("cannot", "not MVCC-safe")."""
+    """A fact that answers "no": "no" is one of its alternatives, or every alternative is a negation
+    ("cannot", "not MVCC-safe", "order=False")."""
     alts = forms(f)
-    return bool(alts) and all(g.phrase and re.search(r"\b(?:not|cannot|can't|never|no)\b", g.phrase) for g in alts)
+    return bool(alts) and (
+        any(g.phrase == "no" for g in alts) or all(g.phrase and _NEGATION_WORD.search(g.phrase) for g in alts)
+    )
+
+
+def _positive(f: Fact) -> bool:
+    """A fact that answers "yes": "yes" is one of its alternatives."""
+    return any(g.phrase == "yes" for g in forms(f))
+
+
+def _polarity(task: EvalTask, a: Reading) -> list[str]:
+    """A yes/no question is answered one way: not both "yes" and "no" (as sentences' first words or
+    "yes or no"), not the fact's word both stated and negated ("stable ... not stable"), and not the
+    polarity word opposite to the fact's ("No, it is stable" where the fact is "yes")."""
+    yes, no = _YES.search(a.low), _NO.search(a.low)
+    if (yes and no) or _YES_OR_NO.search(a.low):
+        return ["answers both yes and no"]
+    why = []
+    for f in task.facts:
+        worded = replace(f, texts=tuple(t for t in f.texts if normalise(t) not in ("yes", "no")))
+        said = {c.negated for c in a.claims(worded)}
+        if said == {True, False}:
+            why.append(f"states {f.describe()!r} and negates it")
+    if yes and any(_negative(f) for f in task.facts):
+        why.append("answers yes where the fact is a negation")
+    elif no and any(_positive(f) for f in task.facts):
+        why.append("answers no where the fact is a yes")
+    return why
 
 
 def supports(task: EvalTask, fact: Fact, subject: str, passage: str) -> bool:

@@ -171,8 +171,10 @@ DECISION_REPAIRS = Counter(
 )
 ANSWER_FIRST = Counter(
     "agentfleet_answer_first_total",
-    "Answer-first calls (spec.tools[].retrieval.answerFirst) by outcome: answered (the task ended with it), "
-    "declined (declineOtherSubjects: its values were another thing's) or escalated (the loop went on with tools).",
+    "Answer-first calls (answerPolicy: answering.answerFirst) by outcome: answered (the task ended with it), "
+    "declined (declineOtherSubjects: its values were another thing's) or escalated (the loop went on with tools); "
+    "held counts escalated first answers that declined whose loop answer then stated what no passage holds and "
+    "became the decline.",
     ["outcome"],
 )
 STEP_OVERHEAD_SECONDS = Histogram(

@@ -122,6 +122,9 @@ class Step:
     usage: Usage
     model_seconds: float = 0.0
     observations: list[Observation] | None = None
+    # The answer-first reply's answer, on the step that follows it (the cascade's first stage), so
+    # the task API shows what the first answer was beside the final one (agentfleet eval's balance).
+    first_answer: str = ""
 
     @property
     def complete(self) -> bool:
@@ -134,6 +137,7 @@ class Step:
             "tool_calls": [c.to_json() for c in self.tool_calls],
             "usage": [self.usage.prompt_tokens, self.usage.completion_tokens],
             "model_seconds": round(self.model_seconds, 6),
+            **({"first_answer": self.first_answer} if self.first_answer else {}),
             # Last, always: the completion checkpoint splices the observations into the stored
             # plan in place of its closing '"observations":null}' (lua.COMPLETE).
             "observations": None if self.observations is None else [o.to_json() for o in self.observations],
@@ -149,6 +153,7 @@ class Step:
             usage=Usage(*d.get("usage", [0, 0])),
             model_seconds=float(d.get("model_seconds", 0.0)),
             observations=None if obs is None else [Observation.from_json(o) for o in obs],
+            first_answer=d.get("first_answer") or "",
         )
 
 

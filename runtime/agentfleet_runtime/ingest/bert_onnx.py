@@ -9,7 +9,7 @@ BertModel -> mean over the attention mask -> L2 normalise.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,28 +97,11 @@ def _unfused_attention(
     return g.op("Reshape", [ctx, g.const("ctx_shape", np.array([0, 0, hidden], dtype=np.int64))], f"l{i}_ctx3")
 
 
-def build_sentence_encoder(
-    weights: Mapping[str, np.ndarray], shape: BertShape, prefix: str = "", *, fused_attention: bool = True
-) -> onnx.ModelProto:
-    """ONNX model: input_ids, attention_mask (int64 [batch, seq]) -> embeddings (float32 [batch, hidden], unit norm).
+Weights = Callable[[str], np.ndarray]  # a tensor of the checkpoint by its name (prefix applied), as float32
 
-    Long on purpose: the graph is built node by node in the order it runs, like the model's forward pass.
 
-    token_type_ids are all zero for single-sentence encoding, so the type embedding is folded into
-    the position table. Q, K and V are one MatMul so quantization and the CPU kernels see one
-    large matrix instead of three small ones.
-    """
-
-    def w(name: str) -> np.ndarray:
-        return np.asarray(weights[prefix + name], dtype=np.float32)
-
-    g = _Graph()
-    H, heads = shape.hidden, shape.heads
-    head_dim = H // heads
-    eps = shape.layer_norm_eps
-
-    ids, mask = "input_ids", "attention_mask"
-    # Embeddings: word[ids] + (position + type0)[:seq], then LayerNorm.
+def _embeddings(g: _Graph, w: Weights, ids: str, eps: float) -> str:
+    """word[ids] + (position + type0)[:seq], then LayerNorm."""
     word = g.const("word_emb", w("embeddings.word_embeddings.weight"))
     pos_type = g.const(
         "pos_type_emb", w("embeddings.position_embeddings.weight") + w("embeddings.token_type_embeddings.weight")[0]
@@ -137,7 +120,7 @@ def build_sentence_encoder(
     )
     x = g.op("Gather", [word, ids], "tok")
     x = g.op("Add", [x, pos], "emb")
-    x = g.op(
+    return g.op(
         "LayerNormalization",
         [x, g.const("emb_ln_w", w("embeddings.LayerNorm.weight")), g.const("emb_ln_b", w("embeddings.LayerNorm.bias"))],
         "emb_ln",
@@ -145,70 +128,77 @@ def build_sentence_encoder(
         epsilon=eps,
     )
 
-    mask_f = g.op("Cast", [mask], "mask_f", to=TensorProto.FLOAT)
-    bias = ""
-    if not fused_attention:
-        # Additive attention bias [batch, 1, 1, seq]: 0 for tokens, a large negative for padding.
-        inv = g.op("Sub", [g.const("onef", np.array(1.0, dtype=np.float32)), mask_f], "mask_inv")
-        bias = g.op("Mul", [inv, g.const("neg", np.array(-1e4, dtype=np.float32))], "mask_bias")
-        bias = g.op("Unsqueeze", [bias, g.const("axes12", np.array([1, 2], dtype=np.int64))], "mask_bias4")
 
-    sqrt2 = g.const("sqrt2", np.array(math.sqrt(2.0), dtype=np.float32))
-    half = g.const("half", np.array(0.5, dtype=np.float32))
+@dataclass(frozen=True)
+class _LayerInputs:
+    """What every encoder layer shares: the shape, the mask in the form its attention reads, and
+    the GELU's constants."""
 
-    mask_i32 = g.op("Cast", [mask], "mask_i32", to=TensorProto.INT32) if fused_attention else ""
+    shape: BertShape
+    fused_attention: bool
+    mask_i32: str  # for the fused Attention kernel
+    bias: str  # additive attention bias, for the unfused attention
+    sqrt2: str
+    half: str
 
-    for i in range(shape.layers):
-        p = f"encoder.layer.{i}."
-        wqkv = np.concatenate([w(p + f"attention.self.{n}.weight").T for n in ("query", "key", "value")], axis=1)
-        bqkv = np.concatenate([w(p + f"attention.self.{n}.bias") for n in ("query", "key", "value")])
-        if fused_attention:
-            # ONNX Runtime's contrib Attention: QKV projection, masked softmax and context in one
-            # kernel (and QAttention once quantized) instead of ~15 nodes and their transposes.
-            ctx = g.op(
-                "Attention",
-                [x, g.const(f"l{i}_wqkv", wqkv), g.const(f"l{i}_bqkv", bqkv), mask_i32],
-                f"l{i}_attn",
-                domain="com.microsoft",
-                num_heads=heads,
-            )
-        else:
-            ctx = _unfused_attention(g, x, wqkv, bqkv, bias, i, heads, head_dim, H)
-        attn = g.op("MatMul", [ctx, g.const(f"l{i}_wo", w(p + "attention.output.dense.weight").T)], f"l{i}_o_mm")
 
-        attn = g.op("Add", [attn, g.const(f"l{i}_bo", w(p + "attention.output.dense.bias"))], f"l{i}_o")
-        x = g.op(
-            "LayerNormalization",
-            [
-                g.op("Add", [attn, x], f"l{i}_res1"),
-                g.const(f"l{i}_ln1_w", w(p + "attention.output.LayerNorm.weight")),
-                g.const(f"l{i}_ln1_b", w(p + "attention.output.LayerNorm.bias")),
-            ],
-            f"l{i}_ln1",
-            axis=-1,
-            epsilon=eps,
+def _encoder_layer(g: _Graph, w: Weights, x: str, i: int, s: _LayerInputs) -> str:
+    """One transformer layer: self-attention, residual and LayerNorm, feed-forward (exact GELU),
+    residual and LayerNorm."""
+    H, heads, eps = s.shape.hidden, s.shape.heads, s.shape.layer_norm_eps
+    p = f"encoder.layer.{i}."
+    wqkv = np.concatenate([w(p + f"attention.self.{n}.weight").T for n in ("query", "key", "value")], axis=1)
+    bqkv = np.concatenate([w(p + f"attention.self.{n}.bias") for n in ("query", "key", "value")])
+    if s.fused_attention:
+        # ONNX Runtime's contrib Attention: QKV projection, masked softmax and context in one
+        # kernel (and QAttention once quantized) instead of ~15 nodes and their transposes.
+        ctx = g.op(
+            "Attention",
+            [x, g.const(f"l{i}_wqkv", wqkv), g.const(f"l{i}_bqkv", bqkv), s.mask_i32],
+            f"l{i}_attn",
+            domain="com.microsoft",
+            num_heads=heads,
         )
-        h = g.op("MatMul", [x, g.const(f"l{i}_w1", w(p + "intermediate.dense.weight").T)], f"l{i}_ff1_mm")
-        h = g.op("Add", [h, g.const(f"l{i}_b1", w(p + "intermediate.dense.bias"))], f"l{i}_ff1")
-        # Exact GELU, 0.5 x (1 + erf(x / sqrt 2)): ORT fuses this pattern into its Gelu kernel.
-        erf = g.op("Erf", [g.op("Div", [h, sqrt2], f"l{i}_gdiv")], f"l{i}_erf")
-        one_plus = g.op("Add", [erf, g.const("onef2", np.array(1.0, dtype=np.float32))], f"l{i}_g1")
-        h = g.op("Mul", [g.op("Mul", [h, one_plus], f"l{i}_gm"), half], f"l{i}_gelu")
-        h = g.op("MatMul", [h, g.const(f"l{i}_w2", w(p + "output.dense.weight").T)], f"l{i}_ff2_mm")
-        h = g.op("Add", [h, g.const(f"l{i}_b2", w(p + "output.dense.bias"))], f"l{i}_ff2")
-        x = g.op(
-            "LayerNormalization",
-            [
-                g.op("Add", [h, x], f"l{i}_res2"),
-                g.const(f"l{i}_ln2_w", w(p + "output.LayerNorm.weight")),
-                g.const(f"l{i}_ln2_b", w(p + "output.LayerNorm.bias")),
-            ],
-            f"l{i}_ln2",
-            axis=-1,
-            epsilon=eps,
-        )
+    else:
+        ctx = _unfused_attention(g, x, wqkv, bqkv, s.bias, i, heads, H // heads, H)
+    attn = g.op("MatMul", [ctx, g.const(f"l{i}_wo", w(p + "attention.output.dense.weight").T)], f"l{i}_o_mm")
 
-    # Mean pooling over real tokens, then L2 normalisation (sentence-transformers' Pooling + Normalize).
+    attn = g.op("Add", [attn, g.const(f"l{i}_bo", w(p + "attention.output.dense.bias"))], f"l{i}_o")
+    x = g.op(
+        "LayerNormalization",
+        [
+            g.op("Add", [attn, x], f"l{i}_res1"),
+            g.const(f"l{i}_ln1_w", w(p + "attention.output.LayerNorm.weight")),
+            g.const(f"l{i}_ln1_b", w(p + "attention.output.LayerNorm.bias")),
+        ],
+        f"l{i}_ln1",
+        axis=-1,
+        epsilon=eps,
+    )
+    h = g.op("MatMul", [x, g.const(f"l{i}_w1", w(p + "intermediate.dense.weight").T)], f"l{i}_ff1_mm")
+    h = g.op("Add", [h, g.const(f"l{i}_b1", w(p + "intermediate.dense.bias"))], f"l{i}_ff1")
+    # Exact GELU, 0.5 x (1 + erf(x / sqrt 2)): ORT fuses this pattern into its Gelu kernel.
+    erf = g.op("Erf", [g.op("Div", [h, s.sqrt2], f"l{i}_gdiv")], f"l{i}_erf")
+    one_plus = g.op("Add", [erf, g.const("onef2", np.array(1.0, dtype=np.float32))], f"l{i}_g1")
+    h = g.op("Mul", [g.op("Mul", [h, one_plus], f"l{i}_gm"), s.half], f"l{i}_gelu")
+    h = g.op("MatMul", [h, g.const(f"l{i}_w2", w(p + "output.dense.weight").T)], f"l{i}_ff2_mm")
+    h = g.op("Add", [h, g.const(f"l{i}_b2", w(p + "output.dense.bias"))], f"l{i}_ff2")
+    return g.op(
+        "LayerNormalization",
+        [
+            g.op("Add", [h, x], f"l{i}_res2"),
+            g.const(f"l{i}_ln2_w", w(p + "output.LayerNorm.weight")),
+            g.const(f"l{i}_ln2_b", w(p + "output.LayerNorm.bias")),
+        ],
+        f"l{i}_ln2",
+        axis=-1,
+        epsilon=eps,
+    )
+
+
+def _mean_pool_normalised(g: _Graph, x: str, mask_f: str) -> None:
+    """Mean pooling over real tokens, then L2 normalisation (sentence-transformers' Pooling +
+    Normalize), into the graph's output ``embeddings``."""
     m3 = g.op("Unsqueeze", [mask_f, g.const("ax2", np.array([2], dtype=np.int64))], "mask3")
     summed = g.op(
         "ReduceSum",
@@ -223,6 +213,45 @@ def build_sentence_encoder(
     norm = g.op("Max", [norm, g.const("tiny2", np.array(1e-12, dtype=np.float32))], "norm_c")
     g.nodes.append(helper.make_node("Div", [mean, norm], ["embeddings"]))
 
+
+def build_sentence_encoder(
+    weights: Mapping[str, np.ndarray], shape: BertShape, prefix: str = "", *, fused_attention: bool = True
+) -> onnx.ModelProto:
+    """ONNX model: input_ids, attention_mask (int64 [batch, seq]) -> embeddings (float32 [batch, hidden], unit norm).
+
+    The graph is built node by node in the order it runs, like the model's forward pass:
+    embeddings, the encoder layers, pooling.
+
+    token_type_ids are all zero for single-sentence encoding, so the type embedding is folded into
+    the position table. Q, K and V are one MatMul so quantization and the CPU kernels see one
+    large matrix instead of three small ones.
+    """
+
+    def w(name: str) -> np.ndarray:
+        return np.asarray(weights[prefix + name], dtype=np.float32)
+
+    g = _Graph()
+    ids, mask = "input_ids", "attention_mask"
+    x = _embeddings(g, w, ids, shape.layer_norm_eps)
+
+    mask_f = g.op("Cast", [mask], "mask_f", to=TensorProto.FLOAT)
+    bias = ""
+    if not fused_attention:
+        # Additive attention bias [batch, 1, 1, seq]: 0 for tokens, a large negative for padding.
+        inv = g.op("Sub", [g.const("onef", np.array(1.0, dtype=np.float32)), mask_f], "mask_inv")
+        bias = g.op("Mul", [inv, g.const("neg", np.array(-1e4, dtype=np.float32))], "mask_bias")
+        bias = g.op("Unsqueeze", [bias, g.const("axes12", np.array([1, 2], dtype=np.int64))], "mask_bias4")
+
+    sqrt2 = g.const("sqrt2", np.array(math.sqrt(2.0), dtype=np.float32))
+    half = g.const("half", np.array(0.5, dtype=np.float32))
+
+    mask_i32 = g.op("Cast", [mask], "mask_i32", to=TensorProto.INT32) if fused_attention else ""
+    shared = _LayerInputs(shape, fused_attention, mask_i32, bias, sqrt2, half)
+    for i in range(shape.layers):
+        x = _encoder_layer(g, w, x, i, shared)
+
+    _mean_pool_normalised(g, x, mask_f)
+
     graph = helper.make_graph(
         g.nodes,
         "sentence_encoder",
@@ -230,7 +259,7 @@ def build_sentence_encoder(
             helper.make_tensor_value_info(ids, TensorProto.INT64, ["batch", "seq"]),
             helper.make_tensor_value_info(mask, TensorProto.INT64, ["batch", "seq"]),
         ],
-        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["batch", H])],
+        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["batch", shape.hidden])],
         g.inits,
     )
     opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid("com.microsoft", 1)] if fused_attention else [])

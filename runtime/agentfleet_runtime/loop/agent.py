@@ -61,13 +61,18 @@ class LoopSettings:
     tool_calling: Literal["auto", "native", "text"] = "auto"
     session_history: int = 5
     decisions: DecisionSettings = field(default_factory=DecisionSettings)
-    search_first: str | None = None  # a Retrieval tool with searchFirst: searched with the goal before the first call
-    decline_unknown_names: bool = False  # that tool's declineUnknownNames: the goal's names checked after its search
-    answer_first: bool = False  # that tool's answerFirst: one call without tools answers from its passages, if it can
-    answer_first_prompt: Literal["Fleet", "OneShot", "Quote"] = "Fleet"  # how that call asks (answerFirstPrompt)
-    decline_other_subjects: bool = False  # declineOtherSubjects: a first answer whose values are another thing's
-    check_answer_names: bool = False  # checkAnswerNames: a final answer's code names must be in a passage
-    search_first_top_k: int | None = None  # set: the searchFirst search asks for it (the tool's own is followUpTopK)
+    # The answer policy's switches (the Retrieval tool's answerPolicy: runtime_config.answer_plan).
+    search_first: str | None = None  # the Retrieval tool searched with the goal before the first call
+    decline_unknown_names: bool = False  # the goal's names checked after the first search
+    answer_first: bool = False  # one call without tools answers from the first passages, if it can
+    answer_first_prompt: Literal["Fleet", "OneShot", "Quote"] = "Fleet"  # how that call asks
+    escalate: bool = True  # a first answer that fails its check goes on to the loop (OneShot: it is the answer)
+    decline_other_subjects: bool = False  # a first answer whose values are another thing's is declined
+    check_answer_names: bool = False  # an answer's code names must be in a passage
+    search_first_top_k: int | None = None  # set: the first search asks for it (the tool's own is followUpTopK)
+    # After a first answer that declined, a value or code name no passage holds turns the loop's answer
+    # into the decline (issue 59: the loop invented values after a right first decline).
+    hold_after_decline: bool = True
     tracer: Any = None  # an OpenTelemetry tracer (tracing.configure); None: tracing off
 
 
@@ -106,6 +111,9 @@ class TaskRun:
         )
         check = settings.decisions.answer_check
         self._checks_left = check.retries if check is not None else 0  # answers the check may still send back
+        self._first_declined = False  # the answer-first reply said the passages do not answer
+        self._citation_repairs = 1  # a final answer that gives a passage in its place goes back once
+        self._escalated = ""  # an escalated answer-first reply's, until the loop's first step carries it
 
     # -- the loop ----------------------------------------------------------------------------------
     async def execute(self) -> tuple[Status, str]:
@@ -176,7 +184,7 @@ class TaskRun:
             stop = exhausted(rec.limits, self.root_limits, len(self.steps), self.tree, now, rec.deadline)
             if stop is not None:
                 log.info("budget reached", extra={"reason": stop.value})
-                return await self._finish(Status.DONE, stop.value, best_answer(self.steps))
+                return await self._finish(Status.DONE, stop.value, self._best_answer())
             messages = prompt.messages(self.steps)
             unavailable = self.tools.spawners if rec.depth >= rec.limits.max_depth else ()
             choice = offer(decide, self.tools.names, self.steps, unavailable, self.tools.read_only)
@@ -197,18 +205,19 @@ class TaskRun:
                         reply = await self.model.complete(request)
                 except TimeoutError:
                     if time.time() >= rec.deadline - 0.01:
-                        return await self._finish(Status.DONE, StopReason.TIMEOUT.value, best_answer(self.steps))
+                        return await self._finish(Status.DONE, StopReason.TIMEOUT.value, self._best_answer())
                     raise
                 except ContextOverflow as e:
                     # The history no longer fits the served context; every retry would send the
                     # same prompt, so the task ends with its best answer, as at a budget.
                     log.warning("context exhausted", extra={"error": str(e)[:300]})
-                    return await self._finish(Status.DONE, StopReason.MAX_CONTEXT.value, best_answer(self.steps))
+                    return await self._finish(Status.DONE, StopReason.MAX_CONTEXT.value, self._best_answer())
                 model_s += time.monotonic() - t0
                 usage += reply.usage
                 content, calls, why = self._interpret(reply, json_mode, choice, schemas)
                 if why is None and not calls:
-                    why = self._answer_problem(content)  # its own budget (answerCheck.retries), not repairAttempts
+                    # Each its own budget (one citation repair, answerCheck.retries), not repairAttempts.
+                    why = self._citation_problem(content) or self._answer_problem(content)
                 elif why is not None:
                     if repairs == decide.repair_attempts:
                         break
@@ -219,7 +228,8 @@ class TaskRun:
                 metrics.DECISION_REPAIRS.inc()
                 log.info("repairing a decision", extra={"problem": why[:300]})
                 repair = repair_messages(reply.content or _calls_text(calls), why, decide)
-            step = Step(n=len(self.steps), content=content, tool_calls=calls, usage=usage, model_seconds=model_s)
+            step = Step(len(self.steps), content, calls, usage, model_s, first_answer=self._escalated)
+            self._escalated = ""
             cost = self._account(usage)
             if not calls:
                 answer = self._checked(content.strip())
@@ -266,7 +276,7 @@ class TaskRun:
 
     async def _answer_first(self) -> Step | tuple[Usage, float, list[dict[str, Any]]]:
         """One call after searchFirst, asked to answer from those passages as one-shot RAG is
-        (spec.tools[].retrieval.answerFirst): the fleet's system prompt, the passages and the question,
+        (answerPolicy: answering.answerFirst): the fleet's system prompt, the passages and the question,
         in plain text, with no tools and no decision protocol (the 1.5B, asked for a JSON decision here,
         copied whole passages into its answer). Returns the final step when its answer passes the
         check (states only values the passages hold, does not say they lack the answer), else what the
@@ -290,7 +300,7 @@ class TaskRun:
             # The quote-first form is read from the reply as written (the text-call reading drops a "Quote:" line).
             quoting = self.settings.answer_first_prompt == "Quote"
             answer, why = self._first_answer(reply.content if quoting else content, seen, shown)
-            if why is None:
+            if why is None or not self.settings.escalate:  # OneShot: the first answer is the answer
                 other = []
                 if self.settings.decline_other_subjects:
                     other = answercheck.other_subject(answer, shown, rec.goal, self.settings.system_prompt)
@@ -298,16 +308,19 @@ class TaskRun:
                     metrics.ANSWER_FIRST.labels("declined").inc()
                     log.info("declined: no passage holding the answer's values names the question's", extra={
                         "names": other[:5], "answer": answer[:300]})  # fmt: skip
-                    return Step(len(self.steps), answercheck.decline_other(other), [], reply.usage, model_s)
+                    decline = answercheck.decline_other(other)
+                    return Step(len(self.steps), decline, [], reply.usage, model_s, first_answer=answer)
                 metrics.ANSWER_FIRST.labels("answered").inc()
-                return Step(len(self.steps), answer, [], reply.usage, model_seconds=model_s)
+                return Step(len(self.steps), answer, [], reply.usage, model_seconds=model_s, first_answer=answer)
         metrics.ANSWER_FIRST.labels("escalated").inc()
+        self._first_declined = why == answercheck.ANSWER_FIRST_UNANSWERED
+        self._escalated = reply.content.strip() or "(no answer)"  # shown on the loop's first step
         log.info("answer first: the loop goes on", extra={"problem": (why or "")[:300]})
         turn = repair_messages(reply.content, why, self.settings.decisions) if why else []
         return reply.usage, model_s, turn
 
     def _answer_first_messages(self, seen: list[str]) -> list[dict[str, str]]:
-        """The answer-first request in the form spec.tools[].retrieval.answerFirstPrompt names: the
+        """The answer-first request in the form answering.prompt names: the
         fleet's system prompt before one-shot RAG's instruction (Fleet), one-shot RAG's request itself
         (OneShot), or that request with the quote-first instruction (Quote)."""
         form, goal = self.settings.answer_first_prompt, self.rec.goal
@@ -330,22 +343,20 @@ class TaskRun:
             source = answercheck.quote_source(quoted.quote, shown)
             return (with_sources(quoted.answer, [source]) if source else quoted.answer), why
         answer = (quoted.answer if quoted is not None else content).strip()
-        why = answercheck.first_answer_problem(answer, seen, goal) or self._names_problem(answer, seen)
+        if answercheck.citation_in_place(answer):  # before the value check: a score is no value it states
+            why: str | None = answercheck.CITATION_PROBLEM
+        else:
+            why = answercheck.first_answer_problem(answer, seen, goal) or self._names_problem(answer, seen)
+        answer = answercheck.tidy_citations(answer)
         if why is None and not parse_citations(answer):
             answer = with_sources(answer, answercheck.supporting_sources(answer, shown, goal))
         return answer, why
 
     def _names_problem(self, answer: str, seen: list[str]) -> str | None:
         """With checkAnswerNames: the code names the first answer gives that no passage mentions."""
-        names = self._unknown_names(answer, seen)
+        on = self.settings.check_answer_names
+        names = answercheck.unknown_answer_names(answer, seen, self.rec.goal) if on else []
         return answercheck.check_problem(names) if names else None
-
-    def _unknown_names(self, answer: str, seen: list[str]) -> list[str]:
-        """checkAnswerNames' check, for the first answer and (with answerCheck) the loop's: the code
-        names the answer gives that no passage mentions; none when the setting is off."""
-        if not self.settings.check_answer_names:
-            return []
-        return answercheck.unknown_answer_names(answer, seen, self.rec.goal)
 
     def _interpret(
         self, reply: ModelReply, json_mode: bool, choice: Offer, schemas: list[dict[str, Any]]
@@ -376,7 +387,7 @@ class TaskRun:
 
     async def _search_first(self, tool: str, json_mode: bool, text_tools: bool) -> str | None:
         """Step 0 without a model call: the goal searched as the model would search it, so the
-        first prompt already holds what one-shot RAG would answer from (spec.tools[].retrieval.searchFirst).
+        first prompt already holds what one-shot RAG would answer from (answerPolicy: answering.searchFirst).
         With declineUnknownNames, the goal's names no passage mentions are searched alone (step 1, no
         model call either); returns the decline the task ends with when the documents still never
         mention one of them, else None."""
@@ -418,20 +429,46 @@ class TaskRun:
 
     def _checked(self, answer: str) -> str:
         """The answer the task ends with: a decline when it still states unsupported values and
-        answerCheck.onUnsupported is Decline."""
-        check = self.settings.decisions.answer_check
-        if check is None or not check.decline or not answer:
+        answerCheck.onUnsupported is Decline, or, after a first answer that declined, when it
+        states a value or a code name no retrieved passage holds (``hold_after_decline``)."""
+        if not answer:
             return answer
-        return answercheck.DECLINE if self._unsupported(answer) else answer
+        if answercheck.citation_in_place(answer):
+            log.info("declined: the answer gives a passage in its place", extra={"answer": answer[:300]})
+            return answercheck.DECLINE
+        answer = answercheck.tidy_citations(answer)
+        if self._held_after_decline(answer):
+            metrics.ANSWER_FIRST.labels("held").inc()
+            log.info("declined after a first decline: no passage holds it", extra={"answer": answer[:300]})
+            return answercheck.DECLINE
+        check = self.settings.decisions.answer_check
+        return answercheck.DECLINE if check is not None and check.decline and self._unsupported(answer) else answer
+
+    def _citation_problem(self, answer: str) -> str | None:
+        """Why a final answer that gives a passage in its place goes back to the model, once."""
+        if self._citation_repairs <= 0 or not answercheck.citation_in_place(answer):
+            return None
+        self._citation_repairs -= 1
+        metrics.DECISION_REPAIRS.inc()
+        return answercheck.CITATION_PROBLEM
+
+    def _best_answer(self) -> str:
+        """What a task a budget ends answers: its best answer so far, held as a final answer is."""
+        answer = best_answer(self.steps)
+        return answercheck.DECLINE if answer and self._held_after_decline(answer) else answer
+
+    def _held_after_decline(self, answer: str) -> bool:
+        """Whether the loop's answer, after a first answer that declined, states a value (or a code
+        name) that no passage the task retrieved holds."""
+        if not (self._first_declined and self.settings.hold_after_decline) or answercheck.says_unanswered(answer):
+            return False
+        return bool(answercheck.unsupported_claims(answer, self._seen_outputs(), self.rec.goal))
 
     def _unsupported(self, answer: str) -> list[str]:
         """What answerCheck holds against a final answer: the values no retrieved passage holds and,
-        with checkAnswerNames, the code names none mentions (the answer-first reply's two checks, so
-        that the loop's answer after an escalated first answer is held to them too)."""
-        seen = self._seen_outputs()
-        values = answercheck.unsupported(answer, seen, self.rec.goal)
-        # A name in backticks is a quoted value too: listed once.
-        return values + [n for n in self._unknown_names(answer, seen) if n not in values]
+        with checkAnswerNames, the code names none mentions (the answer-first reply's two checks)."""
+        names = self.settings.check_answer_names
+        return answercheck.unsupported_claims(answer, self._seen_outputs(), self.rec.goal, names=names)
 
     def _numbered_sources(self) -> dict[int, str]:
         """Rank -> source of the latest search's passages: what "[1]" in an answer's sources means."""

@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from agentfleet_runtime.tools.retrieval import parse_passages
+
 # Units by the words that name them: (dimension, factor to the base unit: seconds, bytes).
 _UNITS: dict[str, tuple[str, float]] = {}
 for _names, _dim, _factor in (
@@ -131,7 +133,41 @@ def check_problem(values: list[str]) -> str:
 DECLINE = "The documents I searched do not state this, so I cannot give a reliable answer."
 
 
-# -- names the question uses (spec.tools[].retrieval.declineUnknownNames) ---------------------------
+# -- a passage in the answer's place ----------------------------------------------------------------
+# A small model shown numbered passages ("[3] (asyncio-eventloop.html, score 0.030)") sometimes
+# answers with the passage itself: "The function is [3] (asyncio-eventloop.html, score 0.030)". The
+# value check finds nothing to hold against it (no quantity, no quoted value), and the user reads a
+# rank and a score where the answer belongs.
+_PASSAGE_ECHO = re.compile(r"\[\d+\]\s*\(([^()\n,]+),\s*score\s*-?[\d.]+\)")  # a passage's head line, copied
+_PASSAGE_REF = re.compile(r"\[\d+\](?:\s*\([^()\n]*\))?|\bscore:?\s*-?\d*\.\d+", re.I)
+# What asks for the answer right before the passage: a copula, a verb naming it, a colon.
+_ASKS = re.compile(
+    r"(?:\b(?:is|are|was|were|be|use|uses|call|calls|called|named|returns?|gives?|see)|[:=])[\s*_`\"']*$", re.I
+)
+CITATION_PROBLEM = (
+    "your answer gives a passage (its number, head line or score) in place of the answer. State the value or name "
+    "itself, as the passage writes it, and cite the passage as [source: NAME]."
+)
+
+
+def citation_in_place(answer: str) -> bool:
+    """Whether an answer gives a passage's number, head line or score where the answer belongs:
+    right after what asks for it ("is [3]", "Answer: [3] (x.html, score 0.030)"), or as all it says. Pure."""
+    body = _SOURCES.sub("", answer)
+    for m in _PASSAGE_REF.finditer(body):
+        before = body[: m.start()].rstrip()
+        if _ASKS.search(before) or not before.strip(" \t\n*_`\"'"):
+            return True
+    rest = _PASSAGE_REF.sub("", _TAG.sub("", body)).strip(" \t\n.,;*_`\"'")
+    return bool(body.strip()) and not rest
+
+
+def tidy_citations(answer: str) -> str:
+    """An answer that copied passages' head lines after what it states cites them as [source: NAME]. Pure."""
+    return _PASSAGE_ECHO.sub(lambda m: f"[source: {m.group(1).strip()}]", answer)
+
+
+# -- names the question uses (answerPolicy Cascade: answering.declineUnknownNames) ---------------------------
 # A question on a false premise names what the documents never mention ("autovacuum_gpu_workers",
 # "MongoDB", "REST"), and a small model answers it anyway with a value from a nearby passage. What
 # names a thing rather than asking about it: identifiers (an underscore, a dot, a call's "()", letters
@@ -170,19 +206,95 @@ def question_names(question: str, subject: str = "") -> list[str]:
 def mentioned(name: str, texts: Iterable[str]) -> bool:
     """Whether a text names it: acronyms with their case (REST is not "rest"), other names in any
     case; a dotted name also when every part is in one text (``functools.lru_cache`` in the page
-    of ``functools`` that says ``@lru_cache``)."""
+    of ``functools`` that says ``@lru_cache``), or when its last part is defined in its owner's
+    section of one text (``in_owner_section``: documentation writes a member under its short name)."""
     bare = name.removesuffix("()")
     if _ACRONYM.fullmatch(bare):
         rx = re.compile(rf"(?<![A-Za-z]){re.escape(bare)}(?![a-z])")
         return any(rx.search(t) for t in texts)
     low, parts = bare.casefold(), [p for p in bare.casefold().split(".") if p]
-    return any(low in t.casefold() or (len(parts) > 1 and all(p in t.casefold() for p in parts)) for t in texts)
+    return any(
+        low in t.casefold() or (len(parts) > 1 and (all(p in t.casefold() for p in parts) or in_owner_section(bare, t)))
+        for t in texts
+    )
+
+
+# -- names as documentation writes them -------------------------------------------------------------
+# An API reference writes a member under its short name inside its owner's section: the Python
+# library reference's "protocol_version¶" (an attribute heading) under "class
+# http.server.BaseHTTPRequestHandler(...)¶", "coroutine loop.create_server(...)¶" with its parameter
+# list below. A question (or an answer) writes the qualified name (module.Class.attribute,
+# asyncio.loop.create_server()), which is then in no passage as written.
+_SIG_KEYWORDS = (
+    r"(?:(?:class|coroutine|async|awaitable|abstractmethod|classmethod|staticmethod|property|method|attribute"
+    r"|exception|function|data|decorator)\s+)*"
+)
+# A definition: a signature ([keywords] [qualifier.]name[(parameters)], "¶" or a type in parentheses
+# after it, as Sphinx and DocBook render them) or a heading ("### 20.5.1. name"), one line each.
+_DEFINITION = re.compile(
+    rf"^[ \t]*(?:(?P<heading>#+)[ \t]+(?:[\d.]+[ \t]+)?)?{_SIG_KEYWORDS}"
+    r"(?P<name>[A-Za-z_][\w.]*?)[ \t]*(?P<params>\(.*\))?[ \t]*\u00b6?[ \t]*$",
+    re.M,
+)
+_OWNER_LEVEL = re.compile(r"^[ \t]*(?:#|class\s|exception\s)")  # a line that opens another owner's section
+
+
+def _definitions(text: str) -> list[tuple[int, str, str]]:
+    """The definition lines of a text: (offset, the line, the name it defines)."""
+    return [(m.start(), m.group(0), m.group("name")) for m in _DEFINITION.finditer(text)]
+
+
+def _names_word(line: str, word: str) -> bool:
+    return re.search(rf"(?<![\w]){re.escape(word)}(?!\w)", line, re.I) is not None
+
+
+def in_owner_section(name: str, text: str) -> bool:
+    """Whether ``text`` defines the qualified name's last part inside its owner's section: a
+    definition of it qualified by the owner ("Dialect.delimiter¶", "coroutine loop.create_server(...)"
+    for ``asyncio.loop.create_server``), or an unqualified one ("protocol_version¶") under the owner's
+    own definition or heading, with only sibling members between (another class or heading ends the
+    section). The parts before the owner (the module) are the page's, not the passage's. Pure."""
+    parts = [p for p in name.removesuffix("()").split(".") if p]
+    if len(parts) < 2:
+        return False
+    # A search result's passages are of several pages: one page's section never runs into the next.
+    return any(_in_section(parts[-2].casefold(), parts[-1].casefold(), t) for t in _RESULT_HEAD.split(text))
+
+
+_RESULT_HEAD = re.compile(r"^\[\d+\] \(.*\)$", re.M)  # a passage's head line (tools.retrieval.format_passages)
+
+
+def _in_section(owner: str, last: str, text: str) -> bool:
+    defs = _definitions(text)
+    for i, (_, _line, defined) in enumerate(defs):
+        qual = defined.casefold().split(".")
+        if qual[-1] != last:
+            continue
+        if len(qual) > 1:
+            if qual[-2] == owner:
+                return True
+            continue  # another owner's member of the same name
+        for _, above, above_name in reversed(defs[:i]):
+            if above_name.casefold().split(".")[-1] == owner or _names_word(above, owner):
+                return True
+            if _OWNER_LEVEL.match(above):
+                break
+    return False
 
 
 def unknown_names(question: str, passages: Iterable[str], subject: str = "") -> list[str]:
-    """The question's names that no passage mentions."""
-    texts = list(passages)
+    """The question's names that no passage mentions (each page's passages also read as one text)."""
+    texts = with_pages(passages)
     return [n for n in question_names(question, subject) if not mentioned(n, texts)]
+
+
+def with_pages(outputs: Iterable[str]) -> list[str]:
+    """Search results as the name checks read them: each as written, then each page's passages
+    (over all results) as one text, so a signature in one chunk and its member in the next are one
+    section, and a member is never read under another page's class. Pure."""
+    texts = list(outputs)
+    passages = [(p["source"], p["text"]) for t in texts for p in parse_passages(t)]
+    return [*texts, *pages_of(passages).values()]
 
 
 def decline_unknown(names: list[str]) -> str:
@@ -192,7 +304,7 @@ def decline_unknown(names: list[str]) -> str:
     return f"The documents I searched do not mention {shown}, so they do not answer this question."
 
 
-# -- answer first (spec.tools[].retrieval.answerFirst) ----------------------------------------------
+# -- answer first (answerPolicy OneShot, Cascade: answering.answerFirst) ----------------------------------------------
 # The one-shot turn after searchFirst: the words of one-shot RAG's prompt (tools.retrieval.RAG_PROMPT), which
 # the 1.5B answered better from than from a loop that went on searching and lost the first passages.
 ANSWER_FIRST = (
@@ -253,7 +365,7 @@ def supporting_sources(answer: str, passages: Iterable[tuple[str, str]], questio
     return list(dict.fromkeys(out))[:3]
 
 
-# -- quote, then answer (spec.tools[].retrieval.answerFirstPrompt: Quote) ---------------------------
+# -- quote, then answer (answering.prompt: Quote) ---------------------------
 # A small model reads better when made to copy the sentence that states the answer before answering:
 # the copy can be checked mechanically (it is in a passage or it is not), and the answer's values must
 # then be in that sentence, not anywhere in the five passages, so a value read from the neighbouring
@@ -339,7 +451,7 @@ def quote_problem(quoted: Quoted, passages: list[tuple[str, str]], question: str
     return check_problem(values) if values else None
 
 
-# -- a value of another thing (spec.tools[].retrieval.declineOtherSubjects) -------------------------
+# -- a value of another thing (answerPolicy Cascade: answering.declineOtherSubjects) -------------------------
 # A question on a false premise about a real name ("the default key of deque.sort()": deque has no
 # sort) gets a value from the passage about a neighbour (list.sort()'s key=None). The value is in a
 # passage, so the check against invention passes it; what gives it away is that no passage holding
@@ -367,11 +479,21 @@ def other_subject(answer: str, passages: Iterable[tuple[str, str]], question: st
         for source, text in shown
         if any(q.same(k) for q in values for k in quantities(text)) or any(w in text for w in words)
     }
-    # A page's passages together: the chunk stating a default is often cut from the heading naming it.
-    holding = [f"{source}\n{text}" for source, text in shown if source in sources]
+    # A page's passages together, in the order retrieved: the chunk stating a default is often cut
+    # from the heading or signature naming it, and a qualified name's parts are spread over the page.
+    holding = list(pages_of([(s, t) for s, t in shown if s in sources]).values())
     if not holding or any(mentioned(n, holding) for n in names):
         return []
     return names
+
+
+def pages_of(passages: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Each page's retrieved passages as one text, headed by the page's name (the module a
+    reference page documents is often named only there). Pure."""
+    pages: dict[str, str] = {}
+    for source, text in passages:
+        pages[source] = f"{pages[source]}\n\n{text}" if source in pages else f"{source}\n{text}"
+    return pages
 
 
 def decline_other(names: list[str]) -> str:
@@ -380,7 +502,7 @@ def decline_other(names: list[str]) -> str:
     return f"The documents I searched do not state this for {shown}, so they do not answer this question."
 
 
-# -- names the answer states (spec.tools[].retrieval.checkAnswerNames) ------------------------------
+# -- names the answer states (answering.checkAnswerNames) ------------------------------
 # Asked "which function of the yaml module parses YAML safely?" over documents with no yaml module,
 # the 1.5B answered "yaml.safe_load()": a name, not a quantity or a quoted value, so the value check
 # passed it. In API documentation a name is the value: a dotted name, a call or a name with "_" the
@@ -412,6 +534,15 @@ def answer_names(answer: str, question: str = "") -> list[str]:
 def unknown_answer_names(answer: str, passages: Iterable[str], question: str = "") -> list[str]:
     """The code names the answer states that no passage mentions (a dotted name also counts as
     mentioned when every part is in one passage: ``functools.lru_cache`` on the page that says
-    ``@lru_cache``)."""
-    texts = list(passages)
+    ``@lru_cache``), or defines its last part in its owner's section (``in_owner_section``)."""
+    texts = with_pages(passages)
     return [n for n in answer_names(answer, question) if not mentioned(n, texts)]
+
+
+def unsupported_claims(answer: str, passages: Iterable[str], question: str = "", *, names: bool = True) -> list[str]:
+    """What an answer states that no passage holds: its values (``unsupported``) and, with
+    ``names``, the code names none mentions (``unknown_answer_names``); a name in backticks is a
+    quoted value too, listed once."""
+    texts = list(passages)
+    values = unsupported(answer, texts, question)
+    return values + [n for n in (unknown_answer_names(answer, texts, question) if names else []) if n not in values]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
-from agentfleet_contract.runtime_config import RuntimeConfig
+from agentfleet_contract.runtime_config import AnswerPlan, RuntimeConfig, answer_plan
 
 from agentfleet_runtime.store.tasks import TaskStore
 from agentfleet_runtime.tools.http import HTTPTool, load_headers
@@ -50,49 +50,33 @@ def default_retriever(config: RuntimeConfig, tool: Any) -> RetrieverLike:
     )
 
 
-def search_first_tool(config: RuntimeConfig) -> str | None:
-    """The Retrieval tool whose searchFirst is on (the first, when several are), else None."""
-    on = (t.name for t in config.tools if t.type == "Retrieval" and getattr(t.retrieval, "search_first", False))
-    return next(on, None)
+def answer_policy_tool(config: RuntimeConfig) -> tuple[str | None, AnswerPlan]:
+    """The Retrieval tool the answer policy searches first with (the one whose answerPolicy is not
+    Loop, else the first; None when the plan searches nothing first) and the policy's plan, the
+    runtime's experiment settings (``answering``) laid over it."""
+    retrieval = [t for t in config.tools if t.type == "Retrieval"]
+    tool = next((t for t in retrieval if t.retrieval and t.retrieval.answer_policy != "Loop"), None)
+    tool = tool or (retrieval[0] if retrieval else None)
+    plan = answer_plan(tool.retrieval.answer_policy if tool and tool.retrieval else "Loop", config.answering)
+    return (tool.name if tool is not None and plan.search_first else None), plan
 
 
-def _search_first_option(config: RuntimeConfig, option: str) -> bool:
-    name = search_first_tool(config)
-    return any(t.name == name and getattr(t.retrieval, option) for t in config.tools if name is not None)
-
-
-def declines_unknown_names(config: RuntimeConfig) -> bool:
-    """Whether the searchFirst tool has declineUnknownNames on."""
-    return _search_first_option(config, "decline_unknown_names")
-
-
-def search_first_top_k(config: RuntimeConfig) -> int | None:
-    """The searchFirst search's topK when the model's own searches return another number (followUpTopK)."""
-    name = search_first_tool(config)
-    tool = next((t for t in config.tools if t.name == name and t.retrieval.follow_up_top_k), None)
-    return tool.retrieval.top_k if tool is not None else None
-
-
-def answers_first(config: RuntimeConfig) -> bool:
-    """Whether the searchFirst tool has answerFirst on."""
-    return _search_first_option(config, "answer_first")
-
-
-def answer_first_prompt(config: RuntimeConfig) -> Literal["Fleet", "OneShot", "Quote"]:
-    """How the searchFirst tool's answer-first call asks (its answerFirstPrompt; Fleet without one)."""
-    name = search_first_tool(config)
-    tool = next((t for t in config.tools if t.name == name and t.retrieval is not None), None)
-    return tool.retrieval.answer_first_prompt if tool is not None else "Fleet"
-
-
-def declines_other_subjects(config: RuntimeConfig) -> bool:
-    """Whether the searchFirst tool has declineOtherSubjects on."""
-    return _search_first_option(config, "decline_other_subjects")
-
-
-def checks_answer_names(config: RuntimeConfig) -> bool:
-    """Whether the searchFirst tool has checkAnswerNames on."""
-    return _search_first_option(config, "check_answer_names")
+def loop_answer_settings(config: RuntimeConfig) -> dict[str, Any]:
+    """The LoopSettings fields the answer policy sets (agentfleet_runtime.loop.agent.LoopSettings)."""
+    name, plan = answer_policy_tool(config)
+    tool = next((t for t in config.tools if t.name == name), None)
+    top_k = tool.retrieval.top_k if tool is not None and tool.retrieval and plan.follow_up_top_k else None
+    return {
+        "search_first": name,
+        "decline_unknown_names": plan.decline_unknown_names,
+        "answer_first": plan.answer_first,
+        "answer_first_prompt": plan.prompt,
+        "escalate": plan.escalate,
+        "decline_other_subjects": plan.decline_other_subjects,
+        "check_answer_names": plan.check_answer_names,
+        "hold_after_decline": plan.hold_after_decline,
+        "search_first_top_k": top_k,  # set: the first search asks for topK, the tool's own return followUpTopK
+    }
 
 
 def build_tools(
@@ -124,6 +108,8 @@ def build_tools(
             )
         elif spec.type == "Retrieval":
             settings = spec.retrieval
+            first, plan = answer_policy_tool(config)
+            follow_up = plan.follow_up_top_k if spec.name == first else None
             retriever = (retriever_factory or default_retriever)(config, spec)
             tools.append(
                 RetrievalTool(
@@ -132,7 +118,7 @@ def build_tools(
                     cache=store.r,
                     cache_key=lambda digest, name=spec.name: store.keys.retrieval_cache(name, digest),
                     description=spec.description,
-                    top_k=(settings.follow_up_top_k or settings.top_k) if settings else 5,
+                    top_k=follow_up or (settings.top_k if settings else 5),
                     filter=settings.filter if settings else None,
                     read_around=settings.read_around if settings else 0,
                     cache_ttl=settings.cache_ttl_seconds if settings else 300,

@@ -41,14 +41,8 @@ from agentfleet_runtime.store.tasks import TaskStore
 from agentfleet_runtime.tools import ToolBox
 from agentfleet_runtime.tools.registry import (
     RetrieverFactory,
-    answer_first_prompt,
-    answers_first,
     build_tools,
-    checks_answer_names,
-    declines_other_subjects,
-    declines_unknown_names,
-    search_first_tool,
-    search_first_top_k,
+    loop_answer_settings,
 )
 from agentfleet_runtime.worker.drain import cancel_held, drain_held, stop_loops
 from agentfleet_runtime.worker.handle import TaskHandler
@@ -125,13 +119,7 @@ class Worker:
                 config.model.tool_calling,
                 config.session_history,
                 DecisionSettings.from_spec(config.decisions.wire()),
-                search_first=search_first_tool(config),
-                decline_unknown_names=declines_unknown_names(config),
-                answer_first=answers_first(config),
-                answer_first_prompt=answer_first_prompt(config),
-                decline_other_subjects=declines_other_subjects(config),
-                check_answer_names=checks_answer_names(config),
-                search_first_top_k=search_first_top_k(config),
+                **loop_answer_settings(config),  # the Retrieval tool's answerPolicy (and config.answering)
                 tracer=self.tracer,
             ),
             prices=prices_of(config),

@@ -146,7 +146,7 @@ def test_a_task_wakes_sleeping_workers_through_the_watch_long_before_the_poll(
     from agentfleet.reconcile.events import EventRecorder
 
     # The poll is pushed out of reach: only the watch can wake the fleet within the test.
-    monkeypatch.setattr(autoscaler, "SLEEP_POLL_SECONDS", 60.0)
+    monkeypatch.setattr(autoscaler.settings, "SLEEP_POLL_SECONDS", 60.0)
     kube = Cluster(url)
     c = autoscaler.AutoscalerController(
         kube,  # type: ignore[arg-type]

@@ -254,7 +254,7 @@ def test_the_task_layer_of_the_agentfleets_using_the_model_reaches_the_policy(mo
     ctl.track_fleet_refs("team-a", "support", {"modelRef": {"name": "llama"}}, {}, deleted=False)
     ctl.track_fleet_refs("team-a", "other", {"modelRef": {"name": "mistral"}}, {}, deleted=False)
     seen: list[Observation] = []
-    real = autoscaler.decide
+    real = autoscaler.plan.decide
 
     def spy(
         config: Any, state: Any, fleet: Any, o: Observation, capacity: Any = None, floors: Any = (), hold: Any = None
@@ -262,7 +262,7 @@ def test_the_task_layer_of_the_agentfleets_using_the_model_reaches_the_policy(mo
         seen.append(o)
         return real(config, state, fleet, o, capacity, floors, hold)
 
-    monkeypatch.setattr(autoscaler, "decide", spy)
+    monkeypatch.setattr(autoscaler.plan, "decide", spy)
     ctl.evaluate_modelreplicaset(mrs_obj({}, generation=1), AutoscaleState(), time.time())
     assert reader.asked == ['namespace="team-a",agentfleet="support"']
     assert seen and seen[0].tasks == 24.0

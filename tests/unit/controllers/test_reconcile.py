@@ -428,6 +428,22 @@ def test_a_named_secret_without_consent_creates_nothing_and_says_how_to_label_it
     assert len(api.pods) == 1 and api.creates == []  # a named key: nothing generated
 
 
+def test_an_invalid_spec_is_refused_once_creates_nothing_and_names_the_field(env) -> None:
+    """Only with a CRD older than the operator: the framework's refuse-and-report (reconcile.shape)."""
+    api, rec, clock = env
+    posted: list[tuple[str, str, str]] = []
+    rec.events.post = lambda obj, t, reason, msg: posted.append((t, reason, msg))  # type: ignore[method-assign]
+    api.nodes = {"n1": Node("n1").block("b1").obj()}
+    api.mrs = mrs().replicas(1).engine(port="not-a-port").obj()
+    for _ in range(2):
+        assert reconcile(api, rec) is None
+        clock[0] += 60.0  # past the recorder's window for repeated actions, within that of problems
+    assert api.pods == {} and api.creates == []
+    ready = cond(api, "Ready")
+    assert ready["status"] == "False" and ready["message"].startswith("engine.port")
+    assert [(t, r) for t, r, _ in posted] == [("Warning", "InvalidSpec")]  # once, not once per pass
+
+
 # --- the InferencePool (spec.inferencePool) -----------------------------------------------------
 
 POOL = ("inference.networking.k8s.io/v1", "InferencePool")

@@ -250,7 +250,7 @@ def test_a_bare_number_never_matches_a_number_with_a_unit() -> None:
     assert fact_keys(Fact(texts=("Blank-Padded",))) == {"p:blank padded"}
 
 
-def test_negation_looks_three_words_back_in_the_clause() -> None:
+def test_negation_looks_five_words_back_in_its_scope() -> None:
     executed = Fact(texts=("executed",))
     assert Reading("it is not executed").claims(executed)[0].negated
     assert Reading("it isn't really executed").claims(executed)[0].negated
@@ -338,7 +338,9 @@ def test_cleaning_keeps_lines_and_drops_citations_and_markers() -> None:
     )
     assert clean("  a   b \n\n c ") == "a b\nc" and clean("`x_y` **bold** _it_") == "x_y bold it"
     assert lower("İx ABC") == "İx abc"
-    assert negated("not executed", 4) and not negated("not a b c executed", 13)
+    far = "not a b c d e executed"
+    assert negated("not executed", 4) and not negated(far, far.index("executed"))
+    assert negated("not a b c d executed", 12) and not negated("not a b but executed", 12)
     assert negated("no executed", 3)
 
 

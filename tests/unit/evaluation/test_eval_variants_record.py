@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 from agentfleet_contract.agentfleet import AgentFleetStatus
 
+from agentfleet_client.evaluation import report
 from agentfleet_client.evaluation.record import FIELD_MANAGER, evaluation_summary, status_patch
 from agentfleet_client.evaluation.runner import outcome_of, parse_verdict
-from agentfleet_client.evaluation.scoring import FAILURE_CAUSES
 from agentfleet_client.evaluation.variants import Variant, VariantError, apply_variant, parse_compare, plan_variants
 
 DOC = {
@@ -135,7 +135,7 @@ def test_the_status_carries_where_the_failures_come_from() -> None:
     ev = evaluation_summary(summary, "python-library#heldout")
     got = status_patch("support", "agents", ev)["status"]["evaluation"]["failureCauses"]
     assert got == {k: 0 for k in got} | {"passageMissed": 1, "misread": 2}
-    assert list(got) == list(FAILURE_CAUSES)  # one name per cause, from the scorer to the status
+    assert list(got) == list(report.CAUSES)  # one name per cause, from the scorer and the report to the status
 
 
 def test_outcome_adds_up_the_task_tree() -> None:

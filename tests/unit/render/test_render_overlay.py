@@ -10,7 +10,7 @@ from agentfleet_contract import ModelReplicaSet
 from agentfleet_contract.agentfleet import AgentFleet
 from pydantic import ValidationError
 
-from agentfleet.controllers.modelreplicaset.controller import pod_template_refusal
+from agentfleet.controllers.modelreplicaset.overlay import pod_template_refusal
 from agentfleet.placement import Assignment
 from agentfleet.render import agentfleet as fleet_render
 from agentfleet.render.modelreplicaset import render_pod, spec_hash

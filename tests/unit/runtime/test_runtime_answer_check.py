@@ -4,9 +4,7 @@ test_runtime_decisions (the logic under test is ours); tests/integration drives 
 
 from __future__ import annotations
 
-import pytest
 from agentfleet_contract.agentfleet import AgentFleetSpec
-from agentfleet_contract.runtime_config import RuntimeConfig
 
 from agentfleet_runtime.core.types import ModelReply, Observation, Status, Usage
 from agentfleet_runtime.loop.agent import LoopSettings, search_first_call
@@ -21,7 +19,6 @@ from agentfleet_runtime.loop.answercheck import (
     unsupported,
 )
 from agentfleet_runtime.loop.decisions import AnswerCheckSettings, DecisionSettings, ToolRule
-from agentfleet_runtime.tools.registry import declines_unknown_names, search_first_tool
 from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SCHEMAS, SEARCH, ScriptedModel, run_task
 
 PASSAGE = (
@@ -167,15 +164,6 @@ def test_search_first_in_native_and_text_modes():
     assert finished["answer"] == "ACCESS EXCLUSIVE" and model.requests[0].messages[3]["role"] == "tool"
 
 
-def test_search_first_is_a_retrieval_tools_option():
-    tools = [
-        {"name": "kb", "type": "Retrieval", "retrieval": {"searchFirst": True}},
-        {"name": "kb2", "type": "Retrieval"},
-    ]
-    assert search_first_tool(RuntimeConfig.model_validate({"tools": tools})) == "kb"
-    assert search_first_tool(RuntimeConfig.model_validate({"tools": tools[1:]})) is None
-
-
 # -- the question's names (spec.tools[].retrieval.declineUnknownNames) -------------------------------
 PG = "You answer questions about PostgreSQL 15 from its manual."
 
@@ -289,13 +277,3 @@ def test_without_the_setting_the_model_answers_the_unknown_name():
     model = ScriptedModel([WAL_ANSWER])
     outcome, finished, _, _ = run_task(model, names_checked(on=False), goal=GPU_GOAL, tools=tools)
     assert finished["answer"].startswith("3") and len(tools.calls) == 1
-
-
-def test_decline_unknown_names_is_a_retrieval_tools_option_that_needs_search_first():
-    tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"searchFirst": True, "declineUnknownNames": True}}]
-    assert declines_unknown_names(RuntimeConfig.model_validate({"tools": tools}))
-    assert not declines_unknown_names(RuntimeConfig.model_validate({"tools": [{"name": "kb", "type": "Retrieval"}]}))
-    spec = {"modelRef": {"name": "m"}, "redis": {"url": "redis://r:6379"}, "tools": tools}
-    spec["tools"][0]["retrieval"]["searchFirst"] = False
-    with pytest.raises(ValueError, match="declineUnknownNames needs searchFirst"):
-        AgentFleetSpec.model_validate(spec)

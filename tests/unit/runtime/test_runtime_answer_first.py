@@ -9,7 +9,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from agentfleet_contract.agentfleet import AgentFleetSpec
 from agentfleet_contract.runtime_config import RuntimeConfig
 
 from agentfleet_runtime.core.types import ModelReply, Usage
@@ -30,14 +29,7 @@ from agentfleet_runtime.loop.answercheck import (
     supporting_sources,
 )
 from agentfleet_runtime.loop.decisions import AnswerCheckSettings, DecisionSettings
-from agentfleet_runtime.tools.registry import (
-    answer_first_prompt,
-    answers_first,
-    build_tools,
-    checks_answer_names,
-    declines_other_subjects,
-    search_first_top_k,
-)
+from agentfleet_runtime.tools.registry import build_tools
 from agentfleet_runtime.worker import oneshot
 from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SEARCH, ScriptedModel, Tools, run_task
 
@@ -141,16 +133,6 @@ def test_answers_that_answer(text):
     assert not says_unanswered(text)
 
 
-def test_answer_first_is_a_retrieval_tools_option_that_needs_search_first():
-    tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"searchFirst": True, "answerFirst": True}}]
-    assert answers_first(RuntimeConfig.model_validate({"tools": tools}))
-    assert not answers_first(RuntimeConfig.model_validate({"tools": [{"name": "kb", "type": "Retrieval"}]}))
-    spec = {"modelRef": {"name": "m"}, "redis": {"url": "redis://r:6379"}, "tools": tools}
-    spec["tools"][0]["retrieval"]["searchFirst"] = False
-    with pytest.raises(ValueError, match="answerFirst needs searchFirst"):
-        AgentFleetSpec.model_validate(spec)
-
-
 # -- followUpTopK: the first search returns topK, the model's own searches fewer ----------------------
 def test_the_first_search_asks_for_top_k_when_follow_up_searches_return_fewer():
     model = ScriptedModel([SEARCH, ANSWER])
@@ -160,17 +142,6 @@ def test_the_first_search_asks_for_top_k_when_follow_up_searches_return_fewer():
     assert tools.calls[1].arguments == {"query": "VACUUM FULL lock"}  # the model's own: the tool's followUpTopK
     outcome, finished, tools, _ = run_task(ScriptedModel([ANSWER]), first(on=False))
     assert tools.calls[0].arguments == {"query": "Which lock does VACUUM FULL take?"}
-
-
-def test_follow_up_top_k_is_read_from_the_search_first_tool():
-    tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"searchFirst": True, "topK": 5, "followUpTopK": 3}}]
-    assert search_first_top_k(RuntimeConfig.model_validate({"tools": tools})) == 5
-    del tools[0]["retrieval"]["followUpTopK"]
-    assert search_first_top_k(RuntimeConfig.model_validate({"tools": tools})) is None
-    spec = {"modelRef": {"name": "m"}, "redis": {"url": "redis://r:6379"}, "tools": tools}
-    spec["tools"][0]["retrieval"] = {"followUpTopK": 3}
-    with pytest.raises(ValueError, match="followUpTopK needs searchFirst"):
-        AgentFleetSpec.model_validate(spec)
 
 
 def test_an_uncited_first_answer_cites_the_passages_that_state_its_values():
@@ -195,13 +166,16 @@ def test_supporting_sources_are_the_passages_stating_the_values_else_the_closest
 
 
 def test_the_retrieval_tool_the_model_calls_returns_follow_up_top_k_passages():
-    def tool(retrieval: dict) -> Any:
-        config = RuntimeConfig.model_validate({"tools": [{"name": "kb", "type": "Retrieval", "retrieval": retrieval}]})
+    def tool(retrieval: dict, answering: dict) -> Any:
+        tools = [{"name": "kb", "type": "Retrieval", "retrieval": retrieval}]
+        config = RuntimeConfig.model_validate({"tools": tools, "answering": answering})
         store = SimpleNamespace(r=None, keys=None)
         return build_tools(config, store, None, retriever_factory=lambda config, spec: None)[0]  # type: ignore[arg-type]
 
-    assert tool({"searchFirst": True, "topK": 5, "followUpTopK": 3}).top_k == 3
-    assert tool({"searchFirst": True, "topK": 5}).top_k == 5
+    cascade = {"answerPolicy": "Cascade", "topK": 5}
+    assert tool(cascade, {"followUpTopK": 3}).top_k == 3
+    assert tool(cascade, {}).top_k == 5
+    assert tool({"topK": 5}, {"followUpTopK": 3}).top_k == 5  # Loop searches nothing first: no follow-up
 
 
 # -- answerFirstPrompt: how the answer-first call asks ----------------------------------------------
@@ -324,17 +298,6 @@ def test_a_first_answer_with_another_things_value_is_declined():
     assert finished["answer"] == "The default is 30 [source: x.html]"  # off: the answer stands
 
 
-def test_decline_other_subjects_needs_answer_first_and_the_prompt_form_is_read():
-    tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"searchFirst": True, "answerFirst": True,
-              "answerFirstPrompt": "Quote", "declineOtherSubjects": True}}]  # fmt: skip
-    config = RuntimeConfig.model_validate({"tools": tools})
-    assert answer_first_prompt(config) == "Quote" and declines_other_subjects(config)
-    spec = {"modelRef": {"name": "m"}, "redis": {"url": "redis://r:6379"}, "tools": tools}
-    spec["tools"][0]["retrieval"]["answerFirst"] = False
-    with pytest.raises(ValueError, match="declineOtherSubjects needs answerFirst"):
-        AgentFleetSpec.model_validate(spec)
-
-
 # -- checkAnswerNames: a name no passage mentions ---------------------------------------------------
 # Held-out py-none-yaml: the Python documents have no yaml module, and the 1.5B answered with a name.
 YAML_Q = "Which function of the standard library's yaml module parses a YAML file safely?"
@@ -398,15 +361,6 @@ def test_the_loops_answer_after_an_escalated_decline_is_held_to_the_names_too():
     assert model.requests[2].messages[-1]["content"].count("'yaml.safe_load()'") == 1
     plain = invented.replace("`", "")  # not in backticks: no quoted value for the value check
     model = ScriptedModel(["The passages do not say.", plain])
-    _, finished, _, _ = run_task(model, first(decisions=check), goal=YAML_Q, tools=Named())
+    # Without the hold after a declined first answer (test_runtime_cascade_hold), which declines it.
+    _, finished, _, _ = run_task(model, first(decisions=check, hold_after_decline=False), goal=YAML_Q, tools=Named())
     assert finished["answer"].startswith("Use yaml.safe_load()") and len(model.requests) == 2
-
-
-def test_check_answer_names_needs_answer_first_and_is_read():
-    tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"searchFirst": True, "answerFirst": True,
-              "checkAnswerNames": True}}]  # fmt: skip
-    assert checks_answer_names(RuntimeConfig.model_validate({"tools": tools}))
-    spec = {"modelRef": {"name": "m"}, "redis": {"url": "redis://r:6379"}, "tools": tools}
-    spec["tools"][0]["retrieval"]["answerFirst"] = False
-    with pytest.raises(ValueError, match="checkAnswerNames needs answerFirst"):
-        AgentFleetSpec.model_validate(spec)

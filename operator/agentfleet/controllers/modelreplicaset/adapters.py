@@ -19,7 +19,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentfleet.controllers.modelreplicaset.services import AdapterApi
 
 # The adapter API answers at once (a load reads the adapter's weights: tens of MB); a replica that
 # does not must not hold up the pass for long.
@@ -82,7 +85,7 @@ class AdapterClient:
         self._call("POST", "/v1/unload_lora_adapter", {"lora_name": name})
 
 
-def sync_replica(client: AdapterClient, desired: Mapping[str, str]) -> tuple[list[str], str | None]:
+def sync_replica(client: AdapterApi, desired: Mapping[str, str]) -> tuple[list[str], str | None]:
     """Bring one replica to ``desired``: (the adapters it holds after, the first failure or None)."""
     try:
         loaded = client.loaded()

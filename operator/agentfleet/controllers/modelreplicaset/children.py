@@ -13,6 +13,7 @@ from typing import Any
 from agentfleet_contract.modelreplicaset import ModelReplicaSet
 from kubernetes.dynamic.exceptions import ConflictError
 
+from agentfleet.controllers.modelreplicaset.services import PassKube
 from agentfleet.controllers.modelreplicaset.state import ModelReplicaSetState
 from agentfleet.placement import Assignment
 from agentfleet.render.modelreplicaset import (
@@ -42,7 +43,7 @@ def missing_pods(mrs: ModelReplicaSet, a: Assignment, view: ReplicaView | None) 
     return [render_pod(mrs, a, i) for i in range(len(a.nodes)) if i not in have]
 
 
-def ensure_api_key_secret(kube: Any, state: ModelReplicaSetState, mrs: ModelReplicaSet) -> None:
+def ensure_api_key_secret(kube: PassKube, state: ModelReplicaSetState, mrs: ModelReplicaSet) -> None:
     """The replicas' generated API key, before their pods and the fleets' workers (which read it):
     created once with a random value and never regenerated (the workers hold it); none when the
     spec names one."""
@@ -55,7 +56,7 @@ def ensure_api_key_secret(kube: Any, state: ModelReplicaSetState, mrs: ModelRepl
     state.api_key_secret = True
 
 
-def inference_pool_problem(kube: Any, mrs: ModelReplicaSet) -> str | None:
+def inference_pool_problem(kube: PassKube, mrs: ModelReplicaSet) -> str | None:
     """Why the InferencePool the spec asks for cannot be published: its CRD is not installed."""
     if mrs.spec.inference_pool is None:
         return None
@@ -71,7 +72,7 @@ def inference_pool_problem(kube: Any, mrs: ModelReplicaSet) -> str | None:
 
 
 def writes(
-    kube: Any,
+    kube: PassKube,
     state: ModelReplicaSetState,
     key: tuple[str, str],
     now: float,
@@ -107,7 +108,7 @@ def writes(
 
 
 def _apply(
-    kube: Any, state: ModelReplicaSetState, now: float, obj: dict[str, Any], k: tuple[str, str, str], h: str
+    kube: PassKube, state: ModelReplicaSetState, now: float, obj: dict[str, Any], k: tuple[str, str, str], h: str
 ) -> None:
     kube.apply(obj)
     state.applied[k] = (h, now)

@@ -2,9 +2,9 @@
 
 Its kopf handlers (agentfleet.handlers.modelreplicaset) keep the caches (kopf indices of nodes,
 GPU pods and every ModelReplicaSet's placements) and name the object to reconcile; the work
-queue runs the reconciles; one reconcile is a ModelReplicaSetPass (reconcile.py). Besides the
-framework's per-object state, the controller holds what its passes share: the placement ledger
-and the in-flight reader.
+queue runs the reconciles; one reconcile is a ModelReplicaSetPass (reconcile.py) in the
+framework's four steps. Besides the framework's per-object state, the controller holds what its
+passes share: the placement ledger and the in-flight reader.
 """
 
 from __future__ import annotations
@@ -12,45 +12,35 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import time
-from collections.abc import Callable, Hashable
-from typing import Any
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, ClassVar, TypeVar
 
 from agentfleet_contract.common import API_VERSION
-from agentfleet_contract.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec
 from kubernetes.dynamic.exceptions import ForbiddenError, NotFoundError
-from pydantic import ValidationError
 
-from agentfleet.controllers.modelreplicaset import status
 from agentfleet.controllers.modelreplicaset.adapters import AdapterClient
 from agentfleet.controllers.modelreplicaset.caches import Caches, Key, Snapshot
 from agentfleet.controllers.modelreplicaset.inflight import InFlightReader, read_in_flight
 from agentfleet.controllers.modelreplicaset.ledger import PlacementLedger
 from agentfleet.controllers.modelreplicaset.reconcile import ModelReplicaSetPass
+from agentfleet.controllers.modelreplicaset.services import AdapterApi
 from agentfleet.controllers.modelreplicaset.state import ModelReplicaSetState
 from agentfleet.controllers.settings import CONFIG
 from agentfleet.kube import Kube
-from agentfleet.placement import Assignment
 from agentfleet.reconcile.controller import Controller
-from agentfleet.reconcile.errors import describe_validation_error
 from agentfleet.reconcile.events import EventRecorder, post_with_kopf
-from agentfleet.render.common import secret_problem
-from agentfleet.render.modelreplicaset import render_pod
-from agentfleet.render.overlay import OverlayError
-from agentfleet.rollout import Summary, compose_conditions
 
 log = logging.getLogger("agentfleet.modelreplicaset")
 
 KIND = "ModelReplicaSet"
+T = TypeVar("T")
 # Failed reconciles are retried from half a second up to a minute (workqueue's defaults).
 BACKOFF = (0.5, 60.0)
 
 
-# A refused Secret is checked again this often (labelling a Secret wakes nothing).
-SECRET_RECHECK_SECONDS = 30.0
-
-
 class ModelReplicaSetController(Controller[ModelReplicaSetState]):
     api_version, kind, name = API_VERSION, KIND, "modelreplicaset"
+    steps: ClassVar[tuple[type, ...]] = (ModelReplicaSetPass,)
 
     def __init__(
         self,
@@ -60,7 +50,7 @@ class ModelReplicaSetController(Controller[ModelReplicaSetState]):
         caches: Caches | None = None,
         clock: Callable[[], float] = time.time,
         metrics: Callable[[str, int], int | None] = read_in_flight,
-        adapter_client: Callable[[str, str | None], Any] = AdapterClient,
+        adapter_client: Callable[[str, str | None], AdapterApi] = AdapterClient,
         workers: int = CONFIG.workers,
     ) -> None:
         super().__init__(
@@ -93,7 +83,7 @@ class ModelReplicaSetController(Controller[ModelReplicaSetState]):
         """ModelReplicaSets to reconcile when a node changes: those placed on it or waiting for room."""
         return [k for k, st in self.states() if st.unplaced or node in st.nodes]  # type: ignore[misc]
 
-    def fan_out(self, fn: Any, items: list[Any]) -> None:
+    def fan_out(self, fn: Callable[[T], object], items: Sequence[T]) -> None:
         """fn(item) for every item, concurrently (API writes wait on the server, not on us); the
         first error is raised once all have finished."""
         if len(items) <= 1:
@@ -136,66 +126,8 @@ class ModelReplicaSetController(Controller[ModelReplicaSetState]):
     def run(
         self, key: Key, obj: dict[str, Any], snap: Snapshot, state: ModelReplicaSetState, *, first: bool
     ) -> float | None:
-        p = ModelReplicaSetPass(self, key, obj, snap, state, first=first)
-        try:
-            spec = ModelReplicaSetSpec.model_validate(obj.get("spec") or {})
-            mrs = ModelReplicaSet(metadata=obj["metadata"], spec=spec)
-        except ValidationError as e:
-            # The CRD's schema and CEL rules refuse what these models refuse; this only happens
-            # with a CRD older than the operator. Report it, change nothing.
-            msg = describe_validation_error(e)
-            p.event("Warning", "InvalidSpec", msg)
-            conds = compose_conditions(
-                p.status_in.get("conditions") or [], Summary(0, 0, 0, 0, 0, invalid=msg), p.generation
-            )
-            status.write(p.status_target(), {**status.base(p.generation, p.name, None), "conditions": conds})
-            return None
-        refused = pod_template_refusal(mrs)
-        if refused is None:
-            refused = self.unusable_secret(key[0], spec)
-        if refused is not None:
-            # Like an invalid spec: nothing created or changed until the Secret may be used.
-            reason, msg = refused
-            p.event("Warning", reason, msg)
-            conds = compose_conditions(
-                p.status_in.get("conditions") or [], Summary(0, 0, 0, 0, 0, invalid=msg), p.generation
-            )
-            status.write(p.status_target(), {**status.base(p.generation, p.name, None), "conditions": conds})
-            return SECRET_RECHECK_SECONDS
-        return p.run(mrs, spec)
-
-    def unusable_secret(self, namespace: str, spec: ModelReplicaSetSpec) -> tuple[str, str] | None:
-        """The first Secret the spec names that the replicas may not get (render.common.secret_problem)."""
-        refs = [
-            ("spec.model.hfTokenSecretRef", spec.model.hf_token_secret_ref),
-            ("spec.engine.apiKeySecretRef", spec.engine.api_key_secret_ref),
-        ]
-        for field, ref in refs:
-            if ref is not None:
-                why = secret_problem(
-                    self.kube.get("v1", "Secret", ref.name, namespace), field, ref.name, ref.key, namespace
-                )
-                if why is not None:
-                    return why
-        return None
+        return ModelReplicaSetPass(self, key, obj, snap, state, first=first).run()
 
     async def stop(self) -> None:
         await super().stop()
         self._io_pool.shutdown(wait=False, cancel_futures=True)
-
-
-def pod_template_refusal(mrs: ModelReplicaSet) -> tuple[str, str] | None:
-    """("InvalidSpec", why) when spec.podTemplate collides with what the operator renders (an env
-    variable, mount path, port or label of its own), checked on a one-node replica's pod before
-    anything is placed: the same refusal for every replica, reported once."""
-    if mrs.spec.pod_template is None:
-        return None
-    gpus = mrs.spec.engine.tensor_parallel_size * mrs.spec.engine.pipeline_parallel_size
-    probe = Assignment(
-        key=f"{mrs.metadata.get('name', 'probe')}/probe", owner="probe", nodes=("probe",), gpus_per_node=gpus
-    )
-    try:
-        render_pod(mrs, probe, 0)
-    except OverlayError as e:
-        return "InvalidSpec", str(e)
-    return None

@@ -1,20 +1,18 @@
-"""Step 2 of a ModelReplicaSet pass: judge each replica (rollout.replica_health) and say what
-cannot wait for a decision: a failed replica is deleted and backs off, a lost one (its node gone)
-is replaced at once, an incomplete one nobody can finish is removed.
+"""The first part of a ModelReplicaSet pass's decide: judge each replica (rollout.replica_health)
+and say what cannot wait for a rollout step: a failed replica is deleted and backs off, a lost one
+(its node gone) is replaced at once, an incomplete one nobody can finish is removed.
 
-Pure: ``judge_replicas`` reads the pass's observation (``Observed``) and returns a ``Judged``, the
-records and states the decision and placement steps read, and the deletions, Events and wake-ups
-the pass then carries out (reconcile.py). Nothing here calls back into the pass.
+Pure: ``judge_replicas`` reads the pass's observation (``Observed``) and returns a frozen
+``Judged``: the typed records and states the rollout step and act read, and the deletions, Events
+and wake-ups act carries out (reconcile.py). Nothing here calls back into the pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 
-from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
-
+from agentfleet.controllers.modelreplicaset.records import Observed, Post, ReplicaRecord
 from agentfleet.placement import Assignment, assignment_from_status, placement_status, replica_key
 from agentfleet.rollout import (
     DRAINING,
@@ -23,9 +21,9 @@ from agentfleet.rollout import (
     TERMINATING,
     UNSCHEDULABLE_GRACE_SECONDS,
     ConditionCause,
+    Health,
     ReplicaState,
     ReplicaView,
-    Timing,
     parse_replica_name,
     parse_time,
     replica_health,
@@ -36,48 +34,53 @@ from agentfleet.rollout import (
 
 
 @dataclass(frozen=True)
-class Observed:
-    """What one pass observed, with the spec's derived values: read by every later step."""
+class Judged:
+    """Every replica judged: read by the rollout step, carried out by act."""
 
-    ns: str
-    name: str
-    now: float
-    spec: ModelReplicaSetSpec
-    shash: str  # the spec's hash: a replica running another is outdated
-    timing: Timing
-    needs: Any  # placement.ReplicaNeeds of one replica
-    nodes: list[Any]  # the node inventory
-    node_by_name: Mapping[str, Any]
-    assessment: Any  # capacity.assess of the spec on the eligible GPUs
-    capacity_error: str | None  # the model does not fit: nothing new starts
-    desired: Any  # rollout.Desired: the count and where it comes from
-    views: Mapping[str, ReplicaView]  # replica -> its pods and status record
-    gone: frozenset[str]  # nodes the replicas reference that no longer exist
-    unusable: frozenset[str]  # nodes that exist but a replica may no longer use
-
-    @property
-    def owner(self) -> str:
-        return f"{self.ns}/{self.name}"
+    records: Mapping[str, ReplicaRecord]  # replica -> its status.placements record
+    states: tuple[ReplicaState, ...]
+    failures: tuple[ConditionCause, ...]
+    to_create: Mapping[str, Assignment]  # replicas whose missing pods are applied in this pass
+    current: Mapping[str, bool]  # replica -> runs the current spec
+    terminating: frozenset[str]  # replicas on their way out
+    # What act carries out for this judgment, in order:
+    deletes: tuple[tuple[ReplicaView, frozenset[str]], ...]  # (replica, nodes to force-delete on)
+    events: tuple[Post, ...]  # each one its own Event
+    wakes: tuple[float, ...]  # seconds until a timeout or grace runs out
+    failed_at: Mapping[str, float]  # replica -> when it failed, to remember
+    forget_failed: frozenset[str]  # replicas whose failure time to forget
 
 
 @dataclass
-class Judged:
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # replica -> status.placements record
+class _Judging:
+    """The judgment while it is made (judge_replicas freezes it)."""
+
+    records: dict[str, ReplicaRecord] = field(default_factory=dict)
     states: list[ReplicaState] = field(default_factory=list)
     failures: list[ConditionCause] = field(default_factory=list)
-    to_create: dict[str, Assignment] = field(
-        default_factory=dict
-    )  # replicas whose missing pods are applied in this pass
-    current: dict[str, bool] = field(default_factory=dict)  # replica -> runs the current spec
-    terminating: set[str] = field(default_factory=set)  # replicas on their way out
-    # What the pass carries out for this judgment, in order:
-    deletes: list[tuple[ReplicaView, frozenset[str]]] = field(
-        default_factory=list
-    )  # (replica, nodes to force-delete on)
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message), each one its own Event
-    wakes: list[float] = field(default_factory=list)  # seconds until a timeout or grace runs out
-    failed_at: dict[str, float] = field(default_factory=dict)  # replica -> when it failed, to remember
-    forget_failed: set[str] = field(default_factory=set)  # replicas whose failure time to forget
+    to_create: dict[str, Assignment] = field(default_factory=dict)
+    current: dict[str, bool] = field(default_factory=dict)
+    terminating: set[str] = field(default_factory=set)
+    deletes: list[tuple[ReplicaView, frozenset[str]]] = field(default_factory=list)
+    events: list[Post] = field(default_factory=list)
+    wakes: list[float] = field(default_factory=list)
+    failed_at: dict[str, float] = field(default_factory=dict)
+    forget_failed: set[str] = field(default_factory=set)
+
+    def frozen(self) -> Judged:
+        return Judged(
+            records=dict(self.records),
+            states=tuple(self.states),
+            failures=tuple(self.failures),
+            to_create=dict(self.to_create),
+            current=dict(self.current),
+            terminating=frozenset(self.terminating),
+            deletes=tuple(self.deletes),
+            events=tuple(self.events),
+            wakes=tuple(self.wakes),
+            failed_at=dict(self.failed_at),
+            forget_failed=frozenset(self.forget_failed),
+        )
 
 
 def is_current(obs: Observed, v: ReplicaView) -> bool:
@@ -87,7 +90,7 @@ def is_current(obs: Observed, v: ReplicaView) -> bool:
     return parsed is not None and obs.shash.startswith(parsed[0])
 
 
-def record_from_pods(obs: Observed, rname: str, v: ReplicaView) -> dict[str, Any]:
+def record_from_pods(obs: Observed, rname: str, v: ReplicaView) -> ReplicaRecord:
     """A placement record rebuilt from the pods (their pinned nodes), when status lacks one."""
     live = sorted(v.live or v.pods, key=lambda p: p.index)
     names = [p.node for p in live if p.node]
@@ -101,7 +104,7 @@ def record_from_pods(obs: Observed, rname: str, v: ReplicaView) -> dict[str, Any
         block=labels.get(obs.spec.placement.block_key),
         zone=labels.get(obs.spec.placement.zone_key),
     )
-    return placement_status(a, phase=PENDING, restarts=v.restarts).wire()
+    return ReplicaRecord.from_wire(placement_status(a, phase=PENDING, restarts=v.restarts).wire())
 
 
 def timeouts(obs: Observed, v: ReplicaView) -> list[float]:
@@ -117,13 +120,13 @@ def timeouts(obs: Observed, v: ReplicaView) -> list[float]:
 
 def judge_replicas(obs: Observed, failed_at: Mapping[str, float]) -> Judged:
     """``failed_at``: what the controller remembers of failure times (records older than failedAt)."""
-    out = Judged()
+    out = _Judging()
     for rname, v in obs.views.items():
         current = is_current(obs, v)
         out.current[rname] = current
         ordinal = (parse_replica_name(obs.name, rname) or ("", 0))[1]
-        rec = dict(v.record) if v.record else None
-        if rec and rec.get("phase") == FAILED and not v.live:
+        rec = ReplicaRecord.from_wire(v.record) if v.record else None
+        if rec and rec.phase == FAILED and not v.live:
             _backing_off(obs, out, rname, v, rec, current, ordinal, failed_at)
             continue
         h = replica_health(
@@ -141,7 +144,9 @@ def judge_replicas(obs: Observed, failed_at: Mapping[str, float]) -> Judged:
             out.deletes.append((v, obs.gone))
             out.forget_failed.add(rname)
             out.failures.append(ConditionCause(h.reason, h.message))
-            out.events.append(("Warning", h.reason, f"{h.message}; deleting its pods and placing a replacement"))
+            out.events.append(
+                Post("Warning", h.reason, f"{h.message}; deleting its pods and placing a replacement", once=False)
+            )
             _going(out, rname, v, current, ordinal)
         elif h.kind == "failed":
             _failed(obs, out, rname, v, rec, current, ordinal, h)
@@ -152,20 +157,20 @@ def judge_replicas(obs: Observed, failed_at: Mapping[str, float]) -> Judged:
             _going(out, rname, v, current, ordinal)
         else:
             _whole_or_creating(obs, out, rname, v, rec, current, ordinal, creating=h.kind == "creating")
-    return out
+    return out.frozen()
 
 
-def _going(out: Judged, rname: str, v: ReplicaView, current: bool, ordinal: int) -> None:
+def _going(out: _Judging, rname: str, v: ReplicaView, current: bool, ordinal: int) -> None:
     out.states.append(ReplicaState(rname, current, TERMINATING, ordinal=ordinal, created=v.created))
     out.terminating.add(rname)
 
 
 def _backing_off(
     obs: Observed,
-    out: Judged,
+    out: _Judging,
     rname: str,
     v: ReplicaView,
-    rec: dict[str, Any],
+    rec: ReplicaRecord,
     current: bool,
     ordinal: int,
     remembered: Mapping[str, float],
@@ -174,11 +179,11 @@ def _backing_off(
     t = obs.timing
     # The failure time is in status, so an operator restart does not restart the backoff (a
     # restart storm of a group still loading); memory covers old records.
-    failed_at = parse_time(rec.get("failedAt"))
+    failed_at = parse_time(rec.failed_at)
     if failed_at is None:
         failed_at = remembered.get(rname, obs.now)
         out.failed_at[rname] = failed_at
-    restarts = int(rec.get("restarts") or 0)
+    restarts = int(rec.restarts or 0)
     at = failed_at + restart_backoff(restarts, t.restart_backoff, t.max_restart_backoff)
     out.records[rname] = rec
     out.states.append(
@@ -190,25 +195,25 @@ def _backing_off(
 
 
 def _terminating(
-    obs: Observed, out: Judged, rname: str, v: ReplicaView, rec: dict[str, Any] | None, current: bool, ordinal: int
+    obs: Observed, out: _Judging, rname: str, v: ReplicaView, rec: ReplicaRecord | None, current: bool, ordinal: int
 ) -> None:
     if not v.pods:
         out.forget_failed.add(rname)
         return
-    phase = rec.get("phase") if rec and rec.get("phase") in (DRAINING, FAILED) else DRAINING
-    out.records[rname] = {**(rec or record_from_pods(obs, rname, v)), "phase": phase, "endpoint": None}
+    phase = rec.phase if rec and rec.phase in (DRAINING, FAILED) else DRAINING
+    out.records[rname] = replace(rec or record_from_pods(obs, rname, v), phase=phase, endpoint=None)
     _going(out, rname, v, current, ordinal)
 
 
 def _failed(
     obs: Observed,
-    out: Judged,
+    out: _Judging,
     rname: str,
     v: ReplicaView,
-    rec: dict[str, Any] | None,
+    rec: ReplicaRecord | None,
     current: bool,
     ordinal: int,
-    h: Any,
+    h: Health,
 ) -> None:
     out.deletes.append((v, frozenset()))
     restarts = v.restarts + 1
@@ -216,24 +221,26 @@ def _failed(
     wait = restart_backoff(restarts, obs.timing.restart_backoff, obs.timing.max_restart_backoff)
     gang = v.expected > 1
     out.events.append(
-        (
+        Post(
             "Warning",
             "GangRestart" if gang else "ReplicaRestart",
             (
                 f"{h.message}; deleting the {'group' if gang else 'replica'} and restarting it in {int(wait)}s "
                 f"(restart {restarts})"
             ),
+            once=False,
         )
     )
-    out.records[rname] = {
-        **(rec or record_from_pods(obs, rname, v)),
-        "phase": FAILED,
-        "restarts": restarts,
-        "endpoint": None,
-        "failedAt": rfc3339(obs.now, precise=True),
-    }
+    failed = replace(
+        rec or record_from_pods(obs, rname, v),
+        phase=FAILED,
+        restarts=restarts,
+        endpoint=None,
+        failed_at=rfc3339(obs.now, precise=True),
+    )
     if h.replan:
-        out.records[rname].update(nodes=[], gpus=0, gpusPerNode=None, block=None, zone=None)
+        failed = replace(failed, nodes=(), gpus=0, gpus_per_node=None, block=None, zone=None)
+    out.records[rname] = failed
     out.failures.append(ConditionCause(h.reason, f"{h.message}; restart {restarts} at {rfc3339(obs.now + wait)}"))
     out.states.append(
         ReplicaState(rname, current, FAILED, ordinal=ordinal, created=v.created, failed_at=obs.now, restarts=restarts)
@@ -242,10 +249,10 @@ def _failed(
 
 def _whole_or_creating(
     obs: Observed,
-    out: Judged,
+    out: _Judging,
     rname: str,
     v: ReplicaView,
-    rec: dict[str, Any] | None,
+    rec: ReplicaRecord | None,
     current: bool,
     ordinal: int,
     *,
@@ -254,15 +261,15 @@ def _whole_or_creating(
     if rec is None:
         rec = record_from_pods(obs, rname, v)
     if creating:
-        a = assignment_from_status(obs.ns, obs.name, rec)
+        a = assignment_from_status(obs.ns, obs.name, rec.wire())
         if a is not None:
             out.to_create[rname] = a
     lead = v.leader
-    out.records[rname] = {
-        **rec,
-        "phase": replica_phase(v),
-        "endpoint": f"{lead.ip}:{obs.spec.engine.port}" if lead and lead.ip and v.ready else None,
-    }
+    out.records[rname] = replace(
+        rec,
+        phase=replica_phase(v),
+        endpoint=f"{lead.ip}:{obs.spec.engine.port}" if lead and lead.ip and v.ready else None,
+    )
     out.states.append(
         ReplicaState(
             rname,

@@ -1,41 +1,48 @@
-"""One reconcile of one ModelReplicaSet, level-based and idempotent, as named steps that pass
-their results on explicitly:
+"""One reconcile of one ModelReplicaSet, level-based and idempotent, in the framework's four steps
+(agentfleet.reconcile.shape), each handing the next a frozen typed record (records.py):
 
-    observe   the object, its pods (fresh from the API), the node inventory (cache snapshot) and
-              capacity (capacity.assess): a frozen ``Observed``
-    judge     each replica's health (judging.py, pure): a ``Judged``, whose deletions, Events and
-              failure times the pass carries out at once
-    decide    one rollout step from the replicas' states (rollout)
-    act       undrain, drain, delete, restart what the step names
-    place     new replicas and failed ones whose place is gone (placement.plan via the ledger)
+    observe   the object and its spec (an invalid one, or a Secret it may not use, is refused),
+              its pods (fresh from the API), the node inventory (cache snapshot), capacity
+              (capacity.assess), the model cache's Job: ``Observed``; then, when decide asks, the
+              in-flight requests of the replicas it weighs
+    decide    pure (deciding.py): the cache fill, each replica judged (judging.py), one rollout step
+    act       the judgment's deletions, the fill's Job, adapters, undrain, drain, delete, restart,
+              then place new replicas and failed ones whose place is gone (placement.plan via the
+              ledger): ``Acted``
     write     pods first, then status (status.compose reads an ``Outcome``), Services and the PDB
               (children.py)
 
 Decisions live in agentfleet.rollout, placement, capacity, render and judging (pure, unit-tested);
-this module does the I/O through agentfleet.kube.
+this module does the I/O through the Protocols of services.py.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
-from collections.abc import Callable, Iterable
-from dataclasses import replace
-from typing import Any, Protocol
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
 from agentfleet_contract.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec
+from pydantic import ValidationError
 
 from agentfleet.autoscale.common import AUTOSCALER_CONDITIONS, SCALING_LIMITED
 from agentfleet.capacity import assess
 from agentfleet.controllers.modelreplicaset import children, status
 from agentfleet.controllers.modelreplicaset.adapters import sync_replica
 from agentfleet.controllers.modelreplicaset.caches import Key, Snapshot
-from agentfleet.controllers.modelreplicaset.judging import Judged, Observed, judge_replicas
-from agentfleet.controllers.modelreplicaset.modelcache import FILL_POLL_SECONDS, CacheFill, decide_fill
+from agentfleet.controllers.modelreplicaset.deciding import Plan, decide
+from agentfleet.controllers.modelreplicaset.judging import Judged
+from agentfleet.controllers.modelreplicaset.modelcache import FILL_POLL_SECONDS, CacheFill
+from agentfleet.controllers.modelreplicaset.overlay import pod_template_refusal
+from agentfleet.controllers.modelreplicaset.records import Acted, NeedsInFlight, Observed, Post, ReplicaRecord
+from agentfleet.controllers.modelreplicaset.services import PassServices
 from agentfleet.controllers.modelreplicaset.state import ModelReplicaSetState
 from agentfleet.placement import (
     MODELREPLICASET_LABEL,
     Assignment,
+    Unplaced,
     assignment_from_status,
     eligible_gpu_memory_mib,
     ineligibility,
@@ -45,44 +52,51 @@ from agentfleet.placement import (
     placement_status,
     requests_for,
 )
-from agentfleet.render.common import API_KEY_KEY, api_key_secret_name
+from agentfleet.reconcile.errors import describe_validation_error
+from agentfleet.reconcile.shape import Refused, Steps, Wants
+from agentfleet.render.common import API_KEY_KEY, api_key_secret_name, secret_problem
 from agentfleet.render.modelreplicaset import SERVING_LABEL, cache_job_name, cache_model, render_cache_job, spec_hash
 from agentfleet.rollout import (
-    ACTIVE,
     DRAINING,
     DRAINING_SINCE_ANNOTATION,
     PENDING,
     READY_PHASE,
     ReplicaView,
-    RolloutStep,
+    Summary,
     Timing,
+    compose_conditions,
     desired_replicas,
     new_replica_names,
     observe_pod,
     rfc3339,
-    rollout_step,
 )
 
 # A pass that created pods leaves Services and the PDB to a pass this much later.
 CHILDREN_AFTER_PODS_SECONDS = 0.5
 # The first look at a replica just marked draining: routers need a moment to stop sending to it.
 DRAIN_FIRST_POLL_SECONDS = 2.0
+# A refused Secret is checked again this often (labelling a Secret wakes nothing).
+SECRET_RECHECK_SECONDS = 30.0
 
 
-class PassServices(Protocol):
-    """What a pass uses of its controller (ModelReplicaSetController provides it)."""
+@dataclass
+class _Acting:
+    """The replicas while act works through a plan (frozen into ``Acted`` for write)."""
 
-    kube: Any
-    events: Any  # reconcile.EventRecorder
-    ledger: Any  # ledger.PlacementLedger: placements of every ModelReplicaSet, for the planner
-    in_flight: Any  # inflight.InFlightReader
-    clock: Callable[[], float]
-    adapter_client: Callable[[str, str | None], Any]  # (endpoint, API key) -> adapters.AdapterClient
+    records: dict[str, ReplicaRecord]
+    to_create: dict[str, Assignment]
+    current: dict[str, bool]
+    terminating: set[str]
+    wakes: list[float] = field(default_factory=list)
 
-    def fan_out(self, fn: Any, items: list[Any]) -> None: ...
+    @classmethod
+    def of(cls, judged: Judged) -> _Acting:
+        return cls(dict(judged.records), dict(judged.to_create), dict(judged.current), set(judged.terminating))
 
 
-class ModelReplicaSetPass:
+class ModelReplicaSetPass(Steps[Observed, Plan, Acted]):
+    services: ClassVar[type] = PassServices
+
     def __init__(
         self,
         ctl: PassServices,
@@ -111,7 +125,6 @@ class ModelReplicaSetPass:
         # applied by us, not even as carried-over copies, or the autoscaler could not remove them.
         autoscaling = bool(((obj.get("spec") or {}).get("autoscaling") or {}).get("enabled"))
         self.foreign_conditions = AUTOSCALER_CONDITIONS if autoscaling else AUTOSCALER_CONDITIONS - {SCALING_LIMITED}
-        self.wake: list[float] = []
 
     # --- helpers the steps share ---
 
@@ -119,8 +132,21 @@ class ModelReplicaSetPass:
         if not self.state.quiet:
             self.ctl.events.event(self.obj, type_, reason, message, once=once)
 
+    def post(self, p: Post) -> None:
+        self.event(p.type, p.reason, p.message, once=p.once)
+
+    def warn(self, reason: str, message: str) -> None:
+        self.event("Warning", reason, message)
+
     def status_target(self) -> status.StatusTarget:
         return status.StatusTarget(self.kube, self.ns, self.name, self.state, self.written, self.foreign_conditions)
+
+    def write_refusal(self, refused: Refused) -> None:
+        """Ready False with the refusal; nothing else is created or changed."""
+        conds = compose_conditions(
+            self.status_in.get("conditions") or [], Summary(0, 0, 0, 0, 0, invalid=refused.message), self.generation
+        )
+        status.write(self.status_target(), {**status.base(self.generation, self.name, None), "conditions": conds})
 
     def delete_replica(self, v: ReplicaView, force_nodes: Iterable[str] = ()) -> None:
         force = set(force_nodes)
@@ -145,50 +171,43 @@ class ModelReplicaSetPass:
                 {DRAINING_SINCE_ANNOTATION: since},
             )
 
-    # --- the pass ---
+    # --- observe ---
 
-    def run(self, mrs: ModelReplicaSet, spec: ModelReplicaSetSpec) -> float | None:
-        obs = self.observe(spec)
-        fill = self.fill_cache(obs, mrs)
-        judged = self.judge(obs)
-        self.read_in_flight(obs, judged)
-        self.sync_adapters(obs, mrs, judged)
-        step = self.decide(obs, judged)
-        replan = self.act(obs, step, judged)
-        unplaced, placed, own = self.place(obs, step, judged, replan if fill.replicas_may_start else {}, fill)
-        self.write(obs, mrs, judged, step, unplaced, [*own, *placed], fill)
-        wakes = [w for w in (step.requeue_after, *self.wake) if w is not None]
-        return min(wakes) if wakes else None
+    def parse(self) -> ModelReplicaSet:
+        """The spec as the models read it, or a refusal: an invalid spec (only with a CRD older than
+        the operator: its schema and CEL rules refuse what these models refuse) or a Secret the
+        replicas may not get. Either way nothing is created or changed."""
+        try:
+            spec = ModelReplicaSetSpec.model_validate(self.obj.get("spec") or {})
+            mrs = ModelReplicaSet(metadata=self.obj["metadata"], spec=spec)
+        except ValidationError as e:
+            raise Refused("InvalidSpec", describe_validation_error(e), "spec") from e
+        overlay = pod_template_refusal(mrs)
+        if overlay is not None:
+            raise Refused(overlay[0], overlay[1], "spec.podTemplate")
+        refs = [
+            ("spec.model.hfTokenSecretRef", spec.model.hf_token_secret_ref),
+            ("spec.engine.apiKeySecretRef", spec.engine.api_key_secret_ref),
+        ]
+        for where, ref in refs:
+            if ref is not None:
+                secret = self.kube.get("v1", "Secret", ref.name, self.ns)
+                why = secret_problem(secret, where, ref.name, ref.key, self.ns)
+                if why is not None:
+                    raise Refused(why[0], why[1], where, retry_after=SECRET_RECHECK_SECONDS)
+        return mrs
 
-    def observe(self, spec: ModelReplicaSetSpec) -> Observed:
-        """The spec's derived values, the inventory, capacity, and each replica's pods and record."""
-        ns, name = self.ns, self.name
+    def observe(self) -> Observed:
+        """The spec's derived values, the inventory, capacity, each replica's pods and record, the
+        model cache's Job."""
+        mrs = self.parse()
+        spec, ns, name = mrs.spec, self.ns, self.name
         needs = needs_for(ns, name, spec)
         nodes = inventory_from_k8s(self.snap.nodes, self.snap.pods, spec.gpu.resource_name, spec.placement.node_key)
         node_by_name = {n.name: n for n in nodes}
         assessment = assess(spec, eligible_gpu_memory_mib(nodes, needs))
-        capacity_error = "; ".join(assessment.errors) if assessment.errors else None
-        if capacity_error:
-            self.event("Warning", "ModelDoesNotFit", capacity_error)
         desired = desired_replicas(spec, self.status_in.get("desiredReplicas") if spec.autoscaling.enabled else None)
-        # Pods fresh from the API (a cache could lag our own writes). On an object's first pass in
-        # this process the pod cache is complete for it (it holds every pod made before this process
-        # started, and this process has made none for it yet): when it shows none, there is nothing to list.
-        listed = (
-            self.kube.list("v1", "Pod", ns, f"{MODELREPLICASET_LABEL}={name}")
-            if not self.first or self.snap.has_pods(ns, name)
-            else []
-        )
-        by_replica: dict[str, list] = {}
-        for pod in listed:
-            pv = observe_pod(pod, pinned_node(pod, spec.placement.node_key), spec.gpu.resource_name)
-            if pv is not None:
-                by_replica.setdefault(pv.replica, []).append(pv)
-        records_in = {p["name"]: p for p in self.status_in.get("placements") or [] if p.get("name")}
-        views = {
-            r: ReplicaView(r, tuple(sorted(by_replica.get(r, []), key=lambda p: p.index)), records_in.get(r))
-            for r in sorted(set(by_replica) | set(records_in))
-        }
+        views = self.replica_views(spec)
         referenced = {n for v in views.values() for n in (*v.nodes, *(p.node for p in v.pods if p.node))}
         # A node missing from the cache may only be new to it: ask the API before calling it gone.
         gone = frozenset(n for n in referenced - set(node_by_name) if not self.kube.exists("v1", "Node", n))
@@ -199,6 +218,8 @@ class ModelReplicaSetPass:
             ns=ns,
             name=name,
             now=self.now,
+            generation=self.generation,
+            mrs=mrs,
             spec=spec,
             shash=spec_hash(spec),
             timing=Timing.of(spec),
@@ -206,66 +227,118 @@ class ModelReplicaSetPass:
             nodes=nodes,
             node_by_name=node_by_name,
             assessment=assessment,
-            capacity_error=capacity_error,
+            capacity_error="; ".join(assessment.errors) if assessment.errors else None,
             desired=desired,
             views=views,
             gone=gone,
             unusable=unusable,
+            status_in=self.status_in,
+            cache_job=self.cache_job(spec),
+            failed_at=dict(self.state.failed_at),
+            surge_blocked=self.state.surge_blocked,
         )
 
-    def fill_cache(self, obs: Observed, mrs: ModelReplicaSet) -> CacheFill:
-        """The model cache's fill (modelcache.py decides): its Job created once per model revision,
-        its end reported; while it runs, new replicas wait and the pass looks again soon."""
-        model = cache_model(obs.spec)
+    def replica_views(self, spec: ModelReplicaSetSpec) -> dict[str, ReplicaView]:
+        # Pods fresh from the API (a cache could lag our own writes). On an object's first pass in
+        # this process the pod cache is complete for it (it holds every pod made before this process
+        # started, and this process has made none for it yet): when it shows none, there is nothing to list.
+        listed = (
+            self.kube.list("v1", "Pod", self.ns, f"{MODELREPLICASET_LABEL}={self.name}")
+            if not self.first or self.snap.has_pods(self.ns, self.name)
+            else []
+        )
+        by_replica: dict[str, list] = {}
+        for pod in listed:
+            pv = observe_pod(pod, pinned_node(pod, spec.placement.node_key), spec.gpu.resource_name)
+            if pv is not None:
+                by_replica.setdefault(pv.replica, []).append(pv)
+        records_in = {p["name"]: p for p in self.status_in.get("placements") or [] if p.get("name")}
+        return {
+            r: ReplicaView(r, tuple(sorted(by_replica.get(r, []), key=lambda p: p.index)), records_in.get(r))
+            for r in sorted(set(by_replica) | set(records_in))
+        }
+
+    def cache_job(self, spec: ModelReplicaSetSpec) -> dict[str, Any] | None:
+        """The model cache's fill Job, read only while the fill for this revision is undecided."""
+        model = cache_model(spec)
         status_in = self.status_in.get("modelCache") or {}
         decided = status_in.get("model") == model and status_in.get("phase") in ("Filled", "Failed")
-        job = None
-        if model is not None and not decided:
-            job = self.kube.get("batch/v1", "Job", cache_job_name(self.name, model), self.ns)
-        fill = decide_fill(self.name, obs.spec, status_in, job)
+        if model is None or decided:
+            return None
+        return self.kube.get("batch/v1", "Job", cache_job_name(self.name, model), self.ns)
+
+    def observe_more(self, observed: Observed, wants: Wants) -> Observed:
+        if isinstance(wants, NeedsInFlight):
+            in_flight = self.ctl.in_flight.fetch(dict(wants.targets))
+            return replace(observed, in_flight_read=True, in_flight=in_flight)
+        return super().observe_more(observed, wants)
+
+    # --- decide ---
+
+    def decide(self, observed: Observed) -> Plan | Wants:
+        return decide(observed)
+
+    # --- act ---
+
+    def act(self, observed: Observed, plan: Plan) -> Acted:
+        """Carry out the judgment and the rollout step, then place: what write creates and reports."""
+        if plan.capacity_warning is not None:
+            self.post(plan.capacity_warning)
+        work = _Acting.of(plan.judged)
+        work.wakes += self.start_fill(observed, plan.fill)
+        self.carry_out(plan.judged)
+        self.sync_adapters(observed, work)
+        self.roll(observed, plan, work)
+        replan = self.restart(observed, plan, work)
+        unplaced, placed, own = self.place(observed, plan, work, replan if plan.fill.replicas_may_start else {})
+        return Acted(
+            records=work.records,
+            to_create=work.to_create,
+            current=work.current,
+            terminating=frozenset(work.terminating),
+            unplaced=tuple(unplaced),
+            placements=(*own, *placed),
+            wakes=tuple(work.wakes),
+        )
+
+    def start_fill(self, obs: Observed, fill: CacheFill) -> list[float]:
+        """The model cache's fill Job, created once per model revision, its end reported; while it
+        runs, new replicas wait and the pass looks again soon."""
         if fill.create_job:
-            rendered = render_cache_job(mrs)
+            rendered = render_cache_job(obs.mrs)
             assert rendered is not None  # decide_fill asks for a Job only where a fill applies
             self.kube.apply(rendered)
         if fill.event is not None:
             self.event(*fill.event)
-        if not fill.replicas_may_start:
-            self.wake.append(FILL_POLL_SECONDS)
-        return fill
+        return [] if fill.replicas_may_start else [FILL_POLL_SECONDS]
 
-    def judge(self, obs: Observed) -> Judged:
-        """Judge every replica (pure) and carry out what cannot wait: deletions, Events, failure times."""
-        judged = judge_replicas(obs, self.state.failed_at)
+    def carry_out(self, judged: Judged) -> None:
+        """What cannot wait for the rollout step: deletions, failure times, Events."""
         for v, force in judged.deletes:
             self.delete_replica(v, force_nodes=force)
         for rname in judged.forget_failed:
             self.state.failed_at.pop(rname, None)
         self.state.failed_at.update(judged.failed_at)
-        for type_, reason, message in judged.events:
-            self.event(type_, reason, message, once=False)
-        self.wake += judged.wakes
-        return judged
+        for p in judged.events:
+            self.post(p)
 
-    def sync_adapters(self, obs: Observed, mrs: ModelReplicaSet, judged: Judged) -> None:
+    def sync_adapters(self, obs: Observed, work: _Acting) -> None:
         """Every ready replica holds spec.adapters (adapters.py); its record says what it holds."""
         desired = {a.name: a.source for a in obs.spec.adapters}
-        ready = [
-            (r, rec)
-            for r, rec in sorted(judged.records.items())
-            if rec.get("phase") == READY_PHASE and rec.get("endpoint")
-        ]
-        if not desired and not any(rec.get("adapters") for _, rec in ready):
+        ready = [(r, rec) for r, rec in sorted(work.records.items()) if rec.phase == READY_PHASE and rec.endpoint]
+        if not desired and not any(rec.adapters for _, rec in ready):
             return  # no adapters asked for and none known loaded: no replica is asked anything
-        key = self.api_key(mrs)
+        key = self.api_key(obs.mrs)
         results: dict[str, tuple[list[str], str | None]] = {}
 
-        def one(item: tuple[str, dict[str, Any]]) -> None:
+        def one(item: tuple[str, ReplicaRecord]) -> None:
             r, rec = item
-            results[r] = sync_replica(self.ctl.adapter_client(rec["endpoint"], key), desired)
+            assert rec.endpoint is not None
+            results[r] = sync_replica(self.ctl.adapter_client(rec.endpoint, key), desired)
 
         self.ctl.fan_out(one, ready)
         for r, (held, error) in sorted(results.items()):
-            judged.records[r]["adapters"] = held
+            work.records[r] = replace(work.records[r], adapters=tuple(held))
             if error:
                 self.event(
                     "Warning",
@@ -281,44 +354,19 @@ class ModelReplicaSetPass:
         value = (secret.get("data") or {}).get(key)
         return base64.b64decode(value).decode() if value else (secret.get("stringData") or {}).get(key)
 
-    def read_in_flight(self, obs: Observed, judged: Judged) -> None:
-        """In-flight work of replicas draining, or of candidates when one must go."""
-        active = [s for s in judged.states if s.phase in ACTIVE]
-        choosing = len(active) > obs.desired.count or any(not s.current for s in active)
-        targets = {}
-        for s in judged.states:
-            lead = obs.views[s.name].leader
-            if s.ready and lead and lead.ip and (s.phase == DRAINING or (choosing and s.phase in ACTIVE)):
-                targets[s.name] = (lead.ip, obs.spec.engine.port)
-        in_flight = self.ctl.in_flight.fetch(targets)
-        judged.states = [replace(s, in_flight=in_flight.get(s.name)) for s in judged.states]
-
-    def decide(self, obs: Observed, judged: Judged) -> RolloutStep:
-        step = rollout_step(
-            judged.states, obs.desired.count, self.now, obs.timing, surge_blocked=self.state.surge_blocked
-        )
-        if obs.capacity_error:
-            # Nothing new starts from a spec whose model cannot fit; drains already under way finish.
-            draining_now = {s.name for s in judged.states if s.phase == DRAINING}
-            step = RolloutStep(
-                delete=[(r, why) for r, why in step.delete if r in draining_now], requeue_after=step.requeue_after
-            )
-        return step
-
-    def act(self, obs: Observed, step: RolloutStep, judged: Judged) -> dict[str, int]:
-        """Undrain, drain, delete and restart as the step says; returns the failed replicas to
-        place afresh (their place is gone) with their restart counts."""
-        views, records, state_of = obs.views, judged.records, {s.name: s for s in judged.states}
-        for rname in step.undrain:
+    def roll(self, obs: Observed, plan: Plan, work: _Acting) -> None:
+        """Undrain, drain and delete as the step says."""
+        views, records, state_of = obs.views, work.records, {s.name: s for s in plan.states}
+        for rname in plan.step.undrain:
             self.set_draining(views[rname], False)
-            records[rname]["phase"] = READY_PHASE
+            records[rname] = replace(records[rname], phase=READY_PHASE)
             self.event(
                 "Normal", "Undrained", f"replica {rname} serves again: scaled up while it was draining", once=False
             )
-        for rname in step.drain:
+        for rname in plan.step.drain:
             s = state_of[rname]
             self.set_draining(views[rname], True)
-            records[rname].update(phase=DRAINING, endpoint=None)
+            records[rname] = replace(records[rname], phase=DRAINING, endpoint=None)
             held = (
                 "in-flight requests unknown (metrics unreachable)"
                 if s.in_flight is None
@@ -334,56 +382,59 @@ class ModelReplicaSetPass:
                 ),
                 once=False,
             )
-            self.wake.append(DRAIN_FIRST_POLL_SECONDS)
-        for rname, why in step.delete:
+            work.wakes.append(DRAIN_FIRST_POLL_SECONDS)
+        for rname, why in plan.step.delete:
             v = views[rname]
             self.delete_replica(v)
-            judged.terminating.add(rname)
+            work.terminating.add(rname)
             if v.pods and rname in records:
-                records[rname].update(phase=DRAINING, endpoint=None)  # listed until its pods are gone
+                # Listed until its pods are gone.
+                records[rname] = replace(records[rname], phase=DRAINING, endpoint=None)
             else:
                 records.pop(rname, None)
             self.state.failed_at.pop(rname, None)
             self.event("Normal", "ReplicaDeleted", f"deleted replica {rname}: {why}", once=False)
-        return self.restart(obs, step, judged)
 
-    def restart(self, obs: Observed, step: RolloutStep, judged: Judged) -> dict[str, int]:
-        """Restarts: at the recorded placement while it still stands, else placed afresh."""
+    def restart(self, obs: Observed, plan: Plan, work: _Acting) -> dict[str, int]:
+        """Restarts: at the recorded placement while it still stands, else placed afresh (returned,
+        with their restart counts)."""
         replan: dict[str, int] = {}
-        for rname in step.restart:
+        for rname in plan.step.restart:
             v = obs.views[rname]
             if v.pods:
-                self.wake.append(1.0)  # its old pods still terminate: the pod names are not free yet
+                work.wakes.append(1.0)  # its old pods still terminate: the pod names are not free yet
                 continue
-            rec = judged.records[rname]
-            a = assignment_from_status(self.ns, self.name, rec)
+            rec = work.records[rname]
+            a = assignment_from_status(self.ns, self.name, rec.wire())
             if a is not None and all(n in obs.node_by_name and n not in obs.unusable for n in a.nodes):
-                judged.to_create[rname] = a
-                judged.records[rname] = {**rec, "phase": PENDING}
+                work.to_create[rname] = a
+                work.records[rname] = replace(rec, phase=PENDING)
                 self.event(
                     "Normal",
                     "Restarting",
-                    f"restarting replica {rname} on {', '.join(a.nodes)} (restart {rec.get('restarts', 0)})",
+                    f"restarting replica {rname} on {', '.join(a.nodes)} (restart {rec.restarts or 0})",
                     once=False,
                 )
             else:
-                replan[rname] = int(rec.get("restarts") or 0)
+                replan[rname] = int(rec.restarts or 0)
             self.state.failed_at.pop(rname, None)
         return replan
 
     def place(
-        self, obs: Observed, step: RolloutStep, judged: Judged, replan: dict[str, int], fill: CacheFill
-    ) -> tuple[list[Any], list[Assignment], list[Assignment]]:
+        self, obs: Observed, plan: Plan, work: _Acting, replan: dict[str, int]
+    ) -> tuple[list[Unplaced], list[Assignment], list[Assignment]]:
         """New replicas, and failed ones whose place is gone, through the ledger's planner:
         (unplaced, placed now, placed before). None while the model cache is being filled."""
-        records = judged.records
-        create = step.create if fill.replicas_may_start else 0
+        records = work.records
+        create = plan.step.create if plan.fill.replicas_may_start else 0
         new_names = new_replica_names(self.name, obs.shash, obs.views.keys(), create) if create > 0 else []
         for rname in new_names:
-            judged.current[rname] = True
-        unplaced: list[Any] = []
+            work.current[rname] = True
+        unplaced: list[Unplaced] = []
         placed: list[Assignment] = []
-        own = [a for rec in records.values() if (a := assignment_from_status(self.ns, self.name, rec)) is not None]
+        own = [
+            a for rec in records.values() if (a := assignment_from_status(self.ns, self.name, rec.wire())) is not None
+        ]
         if new_names or replan:
             requests = requests_for(self.ns, self.name, obs.spec, [*new_names, *replan])
             result = self.ctl.ledger.plan(self.key, self.snap, obs.nodes, requests, own)
@@ -392,8 +443,9 @@ class ModelReplicaSetPass:
             where: dict[str, str] = {}
             for a in placed:
                 rname = a.key.split("/", 1)[1]
-                records[rname] = placement_status(a, phase=PENDING, restarts=replan.get(rname, 0)).wire()
-                judged.to_create[rname] = a
+                placement = placement_status(a, phase=PENDING, restarts=replan.get(rname, 0))
+                records[rname] = ReplicaRecord.from_wire(placement.wire())
+                work.to_create[rname] = a
                 where[rname] = (
                     f"{rname} on {'+'.join(a.nodes)}"
                     + (f" (block {a.block})" if a.multi_node and a.block else "")
@@ -408,12 +460,12 @@ class ModelReplicaSetPass:
                 # A failed replica that no longer fits anywhere gives its slot back; the count is
                 # made up by new replicas as soon as there is room.
                 records.pop(u.key.split("/", 1)[1], None)
-            self.report_placement(obs, rolling(judged), new_names, where, unplaced)
+            self.report_placement(obs, plan.rolling, new_names, where, unplaced)
         self.state.unplaced = bool(unplaced)
         return unplaced, placed, own
 
     def report_placement(
-        self, obs: Observed, rolling: bool, new_names: list[str], where: dict[str, str], unplaced: list[Any]
+        self, obs: Observed, rolling: bool, new_names: list[str], where: dict[str, str], unplaced: list[Unplaced]
     ) -> None:
         if rolling and new_names:
             self.state.surge_blocked = bool(unplaced)
@@ -435,16 +487,9 @@ class ModelReplicaSetPass:
                 once=False,
             )
 
-    def write(
-        self,
-        obs: Observed,
-        mrs: ModelReplicaSet,
-        judged: Judged,
-        step: RolloutStep,
-        unplaced: list[Any],
-        placements: list[Assignment],
-        fill: CacheFill,
-    ) -> None:
+    # --- write ---
+
+    def write(self, observed: Observed, plan: Plan, acted: Acted) -> float | None:
         """Pods first, all at once (they are what a scale-up waits for; a gang's members are created
         together); then status, Services and the PDB, side by side.
 
@@ -452,10 +497,10 @@ class ModelReplicaSetPass:
         affinity), so an operator killed between the two rebuilds the records from the pods
         (judging.record_from_pods) and recomputes the same names for replicas it had not created
         yet. An incomplete gang without a record is removed and planned again (judging.py)."""
-        records = judged.records
+        obs, mrs, wakes = observed, observed.mrs, list(acted.wakes)
         pods = [
             pod
-            for rname, a in sorted(judged.to_create.items())
+            for rname, a in sorted(acted.to_create.items())
             for pod in children.missing_pods(mrs, a, obs.views.get(rname))
         ]
         # The key exists from the first pass, not the first pod: the workers of every fleet that
@@ -463,11 +508,27 @@ class ModelReplicaSetPass:
         # while no replica can be placed. Once per object and operator start (state.api_key_secret).
         children.ensure_api_key_secret(self.kube, self.state, mrs)
         self.ctl.fan_out(self.kube.apply, pods)
+        records = {r: rec.wire() for r, rec in acted.records.items()}
         self.ctl.ledger.record(
             self.key,
             [a for rec in records.values() if (a := assignment_from_status(self.ns, self.name, rec)) is not None],
         )
-        self.state.nodes = frozenset(n for rec in records.values() for n in rec.get("nodes") or [])
+        self.state.nodes = frozenset(n for rec in acted.records.values() for n in rec.nodes or ())
+        if pods and not self.state.applied:
+            # A new ModelReplicaSet's status, Services and PDB wait for its next pass, which is not
+            # urgent: in a storm of new objects every object's pods (what a model load waits for)
+            # reach the API server first. The pods carry their placement (required node affinity)
+            # and the ledger holds it for the planner meanwhile, as after an operator restart; a
+            # Service selects its pods whenever it is created. Only those writes move, by a pass.
+            wakes.append(CHILDREN_AFTER_PODS_SECONDS)
+        else:
+            self.write_status_and_children(obs, plan, acted, records)
+        due = [w for w in (plan.step.requeue_after, *wakes) if w is not None]
+        return min(due) if due else None
+
+    def write_status_and_children(
+        self, obs: Observed, plan: Plan, acted: Acted, records: dict[str, dict[str, Any]]
+    ) -> None:
         st = status.compose(
             status.Outcome(
                 name=self.name,
@@ -478,37 +539,24 @@ class ModelReplicaSetPass:
                 capacity_error=obs.capacity_error,
                 desired=obs.desired,
                 records=records,
-                terminating=frozenset(judged.terminating),
-                current=judged.current,
+                terminating=acted.terminating,
+                current=acted.current,
                 status_in=self.status_in,
                 conditions_before=self.written.get("conditions") or [],
-                unplaced=unplaced,
-                failures=judged.failures,
-                waiting="; ".join(w for w in (fill.waiting, step.waiting) if w),
-                model_cache=fill.status,
+                unplaced=list(acted.unplaced),
+                failures=list(plan.judged.failures),
+                waiting="; ".join(w for w in (plan.fill.waiting, plan.step.waiting) if w),
+                model_cache=plan.fill.status,
             )
         )
-        if pods and not self.state.applied:
-            # A new ModelReplicaSet's status, Services and PDB wait for its next pass, which is not
-            # urgent: in a storm of new objects every object's pods (what a model load waits for)
-            # reach the API server first. The pods carry their placement (required node affinity)
-            # and the ledger holds it for the planner meanwhile, as after an operator restart; a
-            # Service selects its pods whenever it is created. Only those writes move, by a pass.
-            self.wake.append(CHILDREN_AFTER_PODS_SECONDS)
-        else:
-            multi_node = any(a.multi_node for a in placements)
-            pool_problem = children.inference_pool_problem(self.kube, mrs)
-            if pool_problem:
-                self.event("Warning", "InferencePoolUnavailable", pool_problem)
-            writes = [
-                functools.partial(status.write, self.status_target(), st),
-                *children.writes(
-                    self.kube, self.state, self.key, self.now, mrs, multi_node=multi_node, pool=pool_problem is None
-                ),
-            ]
-            self.ctl.fan_out(lambda write: write(), writes)
-
-
-def rolling(judged: Judged) -> bool:
-    """A rolling update is under way: an active replica runs an outdated spec."""
-    return any(not s.current for s in judged.states if s.phase in ACTIVE)
+        multi_node = any(a.multi_node for a in acted.placements)
+        pool_problem = children.inference_pool_problem(self.kube, obs.mrs)
+        if pool_problem:
+            self.event("Warning", "InferencePoolUnavailable", pool_problem)
+        writes = [
+            functools.partial(status.write, self.status_target(), st),
+            *children.writes(
+                self.kube, self.state, self.key, self.now, obs.mrs, multi_node=multi_node, pool=pool_problem is None
+            ),
+        ]
+        self.ctl.fan_out(lambda write: write(), writes)

@@ -13,11 +13,24 @@ from typing import Any
 from agentfleet_contract.common import API_VERSION
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 
+from agentfleet.capacity import Assessment
+from agentfleet.controllers.modelreplicaset.services import PassKube
+from agentfleet.controllers.modelreplicaset.state import ModelReplicaSetState
 from agentfleet.kube import FIELD_MANAGER
+from agentfleet.placement import Unplaced
 from agentfleet.reconcile.status import StatusWriter, changed_fields
 from agentfleet.render.modelreplicaset import selector_string
 from agentfleet.render.vllm import served_name
-from agentfleet.rollout import ACTIVE, DRAINING, READY_PHASE, ConditionCause, Summary, compose_conditions, rfc3339
+from agentfleet.rollout import (
+    ACTIVE,
+    DRAINING,
+    READY_PHASE,
+    ConditionCause,
+    Desired,
+    Summary,
+    compose_conditions,
+    rfc3339,
+)
 
 log = logging.getLogger("agentfleet.modelreplicaset")
 KIND = "ModelReplicaSet"
@@ -39,15 +52,15 @@ class Outcome:
     generation: int
     now: float
     spec: ModelReplicaSetSpec
-    assessment: Any  # capacity.assess of the spec
+    assessment: Assessment  # capacity.assess of the spec
     capacity_error: str | None
-    desired: Any  # rollout.Desired
+    desired: Desired
     records: Mapping[str, Mapping[str, Any]]  # replica -> status.placements record
     terminating: frozenset[str]  # replicas on their way out: not counted
     current: Mapping[str, bool]  # replica -> runs the current spec (new ones do)
     status_in: Mapping[str, Any]  # status as the pass read it
     conditions_before: list[dict[str, Any]]  # the conditions last written
-    unplaced: list[Any]  # placement.Unplaced of this object
+    unplaced: list[Unplaced]  # of this object
     failures: list[ConditionCause]
     waiting: str  # what the rollout waits for
     model_cache: Mapping[str, Any] | None = None  # status.modelCache (modelcache.py); None: no fill applies
@@ -117,10 +130,10 @@ def compose(o: Outcome) -> dict[str, Any]:
 class StatusTarget:
     """Where a pass writes status, and what it has written so far (``written``, kept up to date)."""
 
-    kube: Any
+    kube: PassKube
     ns: str
     name: str
-    state: Any  # ModelReplicaSetState: our writes' resourceVersions
+    state: ModelReplicaSetState  # our writes' resourceVersions
     written: dict[str, Any]
     foreign_conditions: frozenset[str]  # condition types another writer owns: never applied here
 
