@@ -1,10 +1,13 @@
-"""Fluent builders for the Kubernetes objects tests feed the operator: ModelReplicaSets, nodes, pods.
+"""Fluent builders for the Kubernetes objects tests feed the operator: ModelReplicaSets, AgentFleets,
+VectorIndexes, nodes, pods.
 
 One place for unit and e2e tests alike (e2e tests import ``tests.builders``; product code never
 does). Each builder starts from the smallest valid object, each method sets one thing and returns
 the builder, and ``obj()`` returns a fresh dict::
 
     MRS("llama").replicas(2).tp(4).obj()
+    Fleet("support").model("llama-8b").workers(replicas=3).tool("search", "Retrieval").obj()
+    Index("docs").collection("handbook").configmap_source("docs", "v1").obj()
     Node("h100-0").gpus(8).block("b1").obj()
     Pod("m-0").replica("m", "m-0").gpus(8).obj()
 """
@@ -116,6 +119,11 @@ class MRS(_Builder):
         self._spec.update(fields)
         return self
 
+    def pod_template(self, template: dict[str, Any]) -> Self:
+        """The pod template overlay (spec.podTemplate), strategic-merged onto every replica's pods."""
+        self._spec["podTemplate"] = copy.deepcopy(template)
+        return self
+
     def whole_spec(self, spec: dict[str, Any]) -> Self:
         """The whole spec, as a test's table gives it (none of the builder's defaults kept)."""
         self._o["spec"] = copy.deepcopy(spec)
@@ -140,6 +148,110 @@ class MRS(_Builder):
                 "lastTransitionTime": since,
             }
         )
+        return self
+
+
+class _Spec(_Builder):
+    @property
+    def _spec(self) -> dict[str, Any]:
+        return self._o["spec"]
+
+    def spec(self, **fields: Any) -> Self:
+        """Any other spec field, replaced whole (camelCase, as in the object)."""
+        self._spec.update(fields)
+        return self
+
+    def pod_template(self, template: dict[str, Any]) -> Self:
+        """The pod template overlay (spec.podTemplate), strategic-merged onto what the operator renders."""
+        self._spec["podTemplate"] = copy.deepcopy(template)
+        return self
+
+    def status(self, status: dict[str, Any]) -> Self:
+        self._o["status"] = copy.deepcopy(status)
+        return self
+
+
+class Fleet(_Spec):
+    """An AgentFleet: agent workers on ``llama-8b`` (a ModelReplicaSet in the same namespace) with
+    their tasks in redis://redis:6379/0; no tools, no index."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            {
+                "apiVersion": GROUP_VERSION,
+                "kind": "AgentFleet",
+                "metadata": {"name": name},
+                "spec": {"modelRef": {"name": "llama-8b"}, "redis": {"url": "redis://redis:6379/0"}},
+            }
+        )
+
+    def model(self, name: str) -> Self:
+        self._spec["modelRef"] = {"name": name}
+        return self
+
+    def routine_model(self, name: str, steps: list[str]) -> Self:
+        self._spec["routineModelRef"] = {"name": name}
+        self._spec["routineSteps"] = list(steps)
+        return self
+
+    def index(self, name: str) -> Self:
+        self._spec["vectorIndexRef"] = {"name": name}
+        return self
+
+    def workers(self, **fields: Any) -> Self:
+        """spec.workers fields (replicas, concurrency, cpu, memory, ...)."""
+        self._spec.setdefault("workers", {}).update(fields)
+        return self
+
+    def tool(self, name: str, type_: str, **fields: Any) -> Self:
+        """One more tool: ``tool("ticket", "HTTP", http={"url": ...})``."""
+        self._spec.setdefault("tools", []).append({"name": name, "type": type_, **fields})
+        return self
+
+    def prompt(self, inline: str) -> Self:
+        self._spec["systemPrompt"] = {"inline": inline}
+        return self
+
+    def redis(self, url: str, password: tuple[str, str] | None = None) -> Self:
+        """The task store; ``password``: (Secret name, key)."""
+        self._spec["redis"] = {"url": url}
+        if password:
+            self._spec["redis"]["passwordSecretRef"] = {"name": password[0], "key": password[1]}
+        return self
+
+
+class Index(_Spec):
+    """A VectorIndex: collection ``docs`` in the Milvus at http://milvus:19530, ingested from the
+    ConfigMap ``docs`` at revision v1."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            {
+                "apiVersion": GROUP_VERSION,
+                "kind": "VectorIndex",
+                "metadata": {"name": name},
+                "spec": {
+                    "milvus": {"uri": "http://milvus:19530"},
+                    "collection": "docs",
+                    "source": {"configMap": {"name": "docs"}, "revision": "v1"},
+                },
+            }
+        )
+
+    def milvus(self, uri: str, **fields: Any) -> Self:
+        self._spec["milvus"] = {"uri": uri, **fields}
+        return self
+
+    def collection(self, name: str) -> Self:
+        self._spec["collection"] = name
+        return self
+
+    def configmap_source(self, name: str, revision: str) -> Self:
+        self._spec["source"] = {"configMap": {"name": name}, "revision": revision}
+        return self
+
+    def revision(self, revision: str) -> Self:
+        self._spec["source"]["revision"] = revision
         return self
 
 

@@ -48,6 +48,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentfleet_contract.percentiles import percentile as pct
 from prometheus_client import CollectorRegistry
 
 from agentfleet_runtime.core.types import ModelReply, Usage
@@ -60,7 +61,6 @@ from agentfleet_sim import Replica, fleet_config, run_virtual, start_replicas
 from agentfleet_sim.transport import SimTransport
 from e2e.bench.routing_bench import ENGINE, TaskSpec, after_step, first_messages, make_tasks
 from e2e.bench.seedguard import SeedBook, parse_seeds
-from e2e.harness.stats import percentile as pct
 
 ADAPTERS = [f"lora-{i}" for i in range(8)]
 REPLICAS = 4

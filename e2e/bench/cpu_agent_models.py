@@ -27,6 +27,7 @@ import uuid
 from pathlib import Path
 
 from agentfleet_contract.fleet_keys import Keys
+from agentfleet_contract.percentiles import percentile as pct
 from agentfleet_contract.runtime_config import RuntimeConfig
 
 from agentfleet_runtime.core import metrics
@@ -42,7 +43,6 @@ from e2e.harness.plinth import DELEGATE, DEV_QUESTIONS, encoder, fleet_config, m
 from e2e.harness.ports import free_port, wait_http
 from e2e.harness.procs import Proc
 from e2e.harness.redis import redis_server
-from e2e.harness.stats import percentile as pct
 
 
 async def run_questions(redis_url: str, model_url: str, milvus_uri: str, collection: str, mode: str) -> list[dict]:

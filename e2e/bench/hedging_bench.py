@@ -89,6 +89,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from agentfleet_contract.percentiles import percentile as pct
 from prometheus_client import CollectorRegistry
 
 from agentfleet_runtime.core.types import ModelReply
@@ -107,7 +108,6 @@ from agentfleet_sim import Replica, fleet_config, run_virtual, start_replicas
 from agentfleet_sim.transport import SimTransport
 from e2e.bench.routing_bench import ENGINE, Result, TaskSpec, drive, make_tasks
 from e2e.bench.seedguard import SeedBook, SeedError, parse_seeds
-from e2e.harness.stats import percentile as pct
 
 STALL_SECONDS = 20.0
 TASKS_PER_REPLICA_SECOND = 0.13  # below saturation: the tail comes from the faults

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from agentfleet_contract.percentiles import interpolated_percentile
 from agentfleet_milvus import CollectionManager, CollectionSpec, MilvusSink, MilvusTarget
 
 from agentfleet_runtime.ingest.chunking import chunk_document
@@ -53,7 +54,6 @@ from agentfleet_runtime.tools.retriever import Retriever
 from e2e.bench import ingest_corpus as gen
 from e2e.harness.installers import ensure_ingest_packages
 from e2e.harness.milvus import MilvusLiteServer
-from e2e.harness.stats import interpolated_percentile
 
 
 def proc_cpu_seconds(pid: int) -> float:

@@ -18,13 +18,14 @@ import sys
 import time
 from pathlib import Path
 
+from agentfleet_contract.percentiles import percentile
+
 from agentfleet_runtime.core.types import Limits, Status, TaskRecord, ToolCall
 from agentfleet_runtime.tools import ToolBox
 from agentfleet_runtime.tools.http import HTTPTool
 from agentfleet_runtime.tools.mcp import MCPServer
 from e2e.harness.ports import free_port, port_open
 from e2e.harness.procs import Proc
-from e2e.harness.stats import percentile
 
 SERVER = Path(__file__).resolve().parents[2] / "tests" / "integration" / "runtime" / "mcp_http_server.py"
 

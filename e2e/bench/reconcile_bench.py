@@ -44,13 +44,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from agentfleet_contract.percentiles import interpolated_percentile as pct
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 
 from e2e.harness import operator as fx
 from e2e.harness.cluster import bench_namespace, cluster_up
-from e2e.harness.stats import interpolated_percentile as pct
 
 MRS_LABEL = "agentfleet.io/modelreplicaset"
 

@@ -36,6 +36,7 @@ from typing import Any
 import aiohttp
 import yaml
 from agentfleet_contract.fleet_keys import Keys
+from agentfleet_contract.percentiles import percentile
 from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
 
@@ -43,6 +44,7 @@ from agentfleet_runtime.core.types import Status
 from agentfleet_runtime.server.api import TaskAPI
 from agentfleet_runtime.store.connection import connect
 from agentfleet_runtime.store.tasks import TaskStore
+from e2e.harness.poll import poll
 from e2e.harness.ports import free_port
 from e2e.harness.procs import Proc
 from e2e.harness.redis import SentinelGroup
@@ -51,14 +53,11 @@ GOAL = 'job {i} #steps=6 #tool=effect #calls=1 #latency=0.3 #args={{"job":{i}}}'
 
 
 def wait_line(log: Path, prefix: str, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if log.exists():
-            for line in log.read_text(errors="replace").splitlines():
-                if line.startswith(prefix):
-                    return line.rsplit(" ", 1)[1]
-        time.sleep(0.05)
-    raise RuntimeError(f"{log}: no line starting {prefix!r}")
+    def line() -> str | None:
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        return next((x.rsplit(" ", 1)[1] for x in lines if x.startswith(prefix)), None)
+
+    return poll(line, timeout, f"a line starting {prefix!r} in {log}", 0.05)
 
 
 def config_doc(url: str, fleet: str, model_url: str, effects_url: str, **over: Any) -> dict[str, Any]:
@@ -102,7 +101,8 @@ async def post(http: aiohttp.ClientSession, base: str, goal: str) -> tuple[int, 
 
 
 def pct(values: list[float], q: float) -> float:
-    return sorted(values)[min(len(values) - 1, int(q * len(values)))] * 1000
+    """The nearest-rank percentile (q in 0..100) of seconds, in milliseconds."""
+    return percentile(values, q) * 1000
 
 
 async def latency(http: aiohttp.ClientSession, apis: dict[str, str], samples: int) -> None:
@@ -115,7 +115,7 @@ async def latency(http: aiohttp.ClientSession, apis: dict[str, str], samples: in
     print(f"submit latency, {samples} sequential submissions each, alternating:")
     for name, values in took.items():
         print(
-            f"  {name:22s} p50 {pct(values, 0.5):6.2f} ms  p99 {pct(values, 0.99):6.2f} ms  mean "
+            f"  {name:22s} p50 {pct(values, 50):6.2f} ms  p99 {pct(values, 99):6.2f} ms  mean "
             f"{statistics.mean(values) * 1000:6.2f} ms"
         )
 

@@ -62,6 +62,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentfleet_contract.percentiles import percentile as pct
 from prometheus_client import CollectorRegistry
 
 from agentfleet_runtime.model.client import ModelRequest
@@ -73,7 +74,6 @@ from agentfleet_runtime.routing.streaming import StreamObserver
 from agentfleet_sim import ChatTokenizer, Replica, fleet_config, run_virtual, start_fleet, start_replicas
 from agentfleet_sim.kv_cache import block_hashes
 from agentfleet_sim.transport import SimTransport
-from e2e.harness.stats import percentile as pct
 
 WORDS = "alpha beta gamma delta data node pod call tool plan step load cache key value row col sum avg max min".split()
 # The simulator's 70B TP-4 replica (450K tokens of KV cache): each replica can keep about a

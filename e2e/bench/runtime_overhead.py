@@ -29,6 +29,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from agentfleet_contract.fleet_keys import Keys
+from agentfleet_contract.percentiles import percentile as pct
 from agentfleet_contract.runtime_config import RuntimeConfig
 
 from agentfleet_runtime.core.config import limits_of
@@ -43,7 +44,6 @@ from agentfleet_runtime.tools import ToolBox
 from agentfleet_runtime.worker import Worker
 from e2e.bench.runtime_benchlib import load_line
 from e2e.harness.redis import redis_server
-from e2e.harness.stats import percentile as pct
 
 
 class Echo:

@@ -41,6 +41,7 @@ from agentfleet.placement import ReplicaNeeds, ReplicaRequest, Toleration, inven
 from e2e.bench import placement_bench as pb
 from e2e.harness import operator as fx
 from e2e.harness.cluster import bench_namespace, cluster_up
+from e2e.harness.poll import poll
 
 GPU = "nvidia.com/gpu"
 POOL_LABEL = fx.POOL_LABEL
@@ -109,16 +110,18 @@ class Bench:
 
     def outcome(self, name: str, timeout: float = 30) -> str | None:
         """The node the pod was bound to, or None once the scheduler marks it Unschedulable."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def decided() -> tuple[str | None] | None:
             p = self.core.read_namespaced_pod(name, self.ns)
             if p.spec.node_name:
-                return p.spec.node_name
-            for c in p.status.conditions or []:
-                if c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable":
-                    return None
-            time.sleep(0.05)
-        raise TimeoutError(f"pod {name} neither bound nor marked Unschedulable in {timeout}s")
+                return (p.spec.node_name,)
+            unschedulable = any(
+                c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable"
+                for c in p.status.conditions or []
+            )
+            return (None,) if unschedulable else None  # a 1-tuple: "Unschedulable" is an answer too
+
+        return poll(decided, timeout, f"pod {name} to be bound or marked Unschedulable", 0.05)[0]
 
     def delete_role(self, inst: str, role: str) -> None:
         self.core.delete_collection_namespaced_pod(

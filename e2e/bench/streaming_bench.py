@@ -63,6 +63,7 @@ import urllib.request
 from typing import Any
 
 import aiohttp
+from agentfleet_contract.percentiles import percentile as pct
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -77,7 +78,6 @@ from agentfleet_runtime.worker import Worker
 from agentfleet_sim import FleetThread, start_fleet
 from e2e.harness.ports import free_port
 from e2e.harness.redis import redis_server
-from e2e.harness.stats import percentile as pct
 
 ENGINE = {"max_model_len": 16384, "kv_cache_tokens": 200_000, "output_tokens_median": 150.0, "output_tokens_sigma": 0.3}
 

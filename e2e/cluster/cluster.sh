@@ -24,6 +24,7 @@ CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 E2E_DIR="$(cd "$CLUSTER_DIR/.." && pwd)"
 GOMOD_DIR="$CLUSTER_DIR/k8s"        # k8s.io/kubernetes + etcd
 KWOK_GOMOD_DIR="$CLUSTER_DIR/kwok"  # sigs.k8s.io/kwok (separate dependency graph)
+CONFIG_DIR="$CLUSTER_DIR/config"     # the components' configuration files, ${VAR} placeholders filled by render
 
 # Pinned versions. They must agree with e2e/cluster/k8s/go.mod and e2e/cluster/kwok/go.mod
 # (checked by `build`).
@@ -86,6 +87,28 @@ if [[ $REAL_NODE == 1 || -d $NODE_DIR ]]; then COMPONENTS+=("${NODE_COMPONENTS[@
 
 log() { printf '[cluster.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+
+render() { # TEMPLATE DEST VAR...: $CONFIG_DIR/TEMPLATE with each ${VAR} replaced by that variable's value
+  local text var pattern
+  text="$(<"$CONFIG_DIR/$1")" || die "no config template $CONFIG_DIR/$1"
+  for var in "${@:3}"; do
+    pattern='${'"$var"'}'
+    text="${text//"$pattern"/"${!var}"}"
+  done
+  # A placeholder left over is a variable the caller forgot to name: fail here, not in the component.
+  [[ "$text" != *'${'* ]] || die "$1: unfilled placeholder(s): $(grep -o '\${[A-Za-z_]*}' <<<"$text" | sort -u | tr '\n' ' ')"
+  printf '%s\n' "$text" > "$2"
+}
+
+json_str() { # a JSON string literal of $1 (backslash, quote and control characters escaped)
+  local s="$1"
+  s="${s//\\/\\\\}"
+  s="${s//\"/\\\"}"
+  s="${s//$'\n'/\\n}"
+  s="${s//$'\t'/\\t}"
+  s="${s//$'\r'/\\r}"
+  printf '"%s"' "$s"
+}
 
 # --------------------------------------------------------------------------
 # prerequisites
@@ -514,18 +537,7 @@ gen_cert() { # NAME SUBJECT server|client [SUBJECT_ALT_NAMES [CA]]
 gen_pki() {
   mkdir -p "$PKI"
   chmod 700 "$PKI"
-  cat > "$PKI/ca.cnf" <<'EOF'
-[req]
-distinguished_name = dn
-x509_extensions = v3_ca
-prompt = no
-[dn]
-CN = agentfleet-e2e-ca
-[v3_ca]
-basicConstraints = critical,CA:TRUE
-keyUsage = critical,keyCertSign,cRLSign,digitalSignature
-subjectKeyIdentifier = hash
-EOF
+  cp "$CONFIG_DIR/ca.cnf" "$PKI/ca.cnf"
   openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$PKI/ca.key" 2>/dev/null
   openssl req -x509 -new -config "$PKI/ca.cnf" -key "$PKI/ca.key" -days 3650 -sha256 -out "$PKI/ca.crt" 2>/dev/null
   local svc_ip
@@ -556,27 +568,11 @@ EOF
 }
 
 write_kubeconfig() { # PATH USER CERTNAME [SERVER]
-  cat > "$1" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: agentfleet-e2e
-  cluster:
-    server: ${4:-$APISERVER_URL}
-    certificate-authority-data: $(base64 -w0 < "$PKI/ca.crt")
-users:
-- name: $2
-  user:
-    client-certificate-data: $(base64 -w0 < "$PKI/$3.crt")
-    client-key-data: $(base64 -w0 < "$PKI/$3.key")
-contexts:
-- name: agentfleet-e2e
-  context:
-    cluster: agentfleet-e2e
-    user: $2
-    namespace: default
-current-context: agentfleet-e2e
-EOF
+  local server="${4:-$APISERVER_URL}" user="$2" ca_data cert_data key_data
+  ca_data="$(base64 -w0 < "$PKI/ca.crt")"
+  cert_data="$(base64 -w0 < "$PKI/$3.crt")"
+  key_data="$(base64 -w0 < "$PKI/$3.key")"
+  render kubeconfig.yaml "$1" server user ca_data cert_data key_data
   chmod 600 "$1"
 }
 
@@ -649,15 +645,7 @@ cmd_up() {
   # (the pods and services proxy) through e2e/harness/nodenet.py's CONNECT proxy: their
   # addresses exist only inside the node's namespace. The proxy dials every other address outside.
   if [[ $REAL_NODE == 1 ]]; then
-    cat > "$STATE_DIR/egress-selector.yaml" <<EOT
-apiVersion: apiserver.k8s.io/v1beta1
-kind: EgressSelectorConfiguration
-egressSelections:
-- name: cluster
-  connection:
-    proxyProtocol: HTTPConnect
-    transport: {uds: {udsName: $EGRESS_SOCKET}}
-EOT
+    render egress-selector.yaml "$STATE_DIR/egress-selector.yaml" EGRESS_SOCKET
     node_flags=(--egress-selector-config-file="$STATE_DIR/egress-selector.yaml"
       --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt"
       --kubelet-client-key="$PKI/apiserver-kubelet-client.key"
@@ -872,85 +860,10 @@ node_up() {
   write_kubeconfig "$NODE_DIR/kube-proxy.kubeconfig" system:kube-proxy kube-proxy "$inside"
   : > "$NODE_DIR/resolv.conf"   # pods' upstream resolvers: none (nothing outside is reachable)
 
-  cat > "$NODE_DIR/containerd.toml" <<EOT
-version = 3
-root = "$NODE_DIR/containerd/root"
-state = "$NODE_DIR/containerd/state"
-[grpc]
-  address = "$NODE_DIR/containerd.sock"
-[ttrpc]
-  address = "$NODE_DIR/containerd.sock.ttrpc"
-[plugins.'io.containerd.internal.v1.opt']
-  path = "$NODE_DIR/containerd/opt"
-[plugins.'io.containerd.cri.v1.images'.pinned_images]
-  sandbox = "$PAUSE_IMAGE"
-[plugins.'io.containerd.cri.v1.runtime']
-  # root here may lack CAP_SYS_RESOURCE: without this, sandboxes fail with
-  # "can't get final child's PID from pipe"
-  restrict_oom_score_adj = true
-  netns_mounts_under_state_dir = true
-  cdi_spec_dirs = []
-[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
-  Root = "$NODE_DIR/containerd/runc"
-[plugins.'io.containerd.cri.v1.runtime'.cni]
-  bin_dirs = ["/usr/lib/cni"]
-  conf_dir = "$NODE_DIR/cni/net.d"
-EOT
-  cat > "$NODE_DIR/cni/net.d/10-agentfleet.conflist" <<EOT
-{"cniVersion": "1.0.0", "name": "$NETNS",
- "plugins": [{"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-              "ipam": {"type": "host-local", "dataDir": "$NODE_DIR/cni-ipam",
-                       "ranges": [[{"subnet": "$NODE_POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}]}}]}
-EOT
-  cat > "$NODE_DIR/kubelet.yaml" <<EOT
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-address: $NODE_IP
-port: 10250
-readOnlyPort: 0
-healthzBindAddress: 127.0.0.1
-healthzPort: 10248
-authentication:
-  anonymous: {enabled: false}
-  webhook: {enabled: false}
-  x509: {clientCAFile: $PKI/ca.crt}
-authorization: {mode: AlwaysAllow}
-tlsCertFile: $PKI/kubelet-serving.crt
-tlsPrivateKeyFile: $PKI/kubelet-serving.key
-containerRuntimeEndpoint: unix://$NODE_DIR/containerd.sock
-failCgroupV1: false
-cgroupDriver: cgroupfs
-cgroupRoot: $CGROUP_ROOT
-failSwapOn: false
-clusterDomain: cluster.local
-clusterDNS: [$NODE_GW]
-resolvConf: $NODE_DIR/resolv.conf
-podLogsDir: $NODE_DIR/pod-logs
-# imported images cannot be pulled again: never collect them
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-evictionHard: {memory.available: "1Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
-serializeImagePulls: false
-shutdownGracePeriod: 0s
-rotateCertificates: false
-# Only pods that ask for the real node run there (e2e/realnode.py: a namespace's
-# node selector and default toleration); every other pod stays on kwok nodes.
-registerWithTaints: [{key: $REAL_NODE_LABEL, value: "true", effect: NoSchedule}]
-EOT
-  cat > "$NODE_DIR/kube-proxy.yaml" <<EOT
-apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-clientConnection: {kubeconfig: $NODE_DIR/kube-proxy.kubeconfig}
-hostnameOverride: $NODE_NAME
-mode: iptables
-clusterCIDR: $NODE_POD_CIDR
-healthzBindAddress: 127.0.0.1:10256
-metricsBindAddress: 127.0.0.1:10249
-# pod -> Service -> pod on the same bridge works without br_netfilter
-iptables: {masqueradeAll: true}
-# 0: leave the (machine-wide) conntrack table settings alone
-conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
-EOT
+  render containerd.toml "$NODE_DIR/containerd.toml" NODE_DIR PAUSE_IMAGE
+  render cni.conflist "$NODE_DIR/cni/net.d/10-agentfleet.conflist" NETNS NODE_DIR NODE_POD_CIDR
+  render kubelet.yaml "$NODE_DIR/kubelet.yaml" CGROUP_ROOT NODE_DIR NODE_GW NODE_IP PKI REAL_NODE_LABEL
+  render kube-proxy.yaml "$NODE_DIR/kube-proxy.yaml" NODE_DIR NODE_NAME NODE_POD_CIDR
 
   start_component nodenet "$E2E_DIR/harness/nodenet.py" --netns "$NETNS_PATH" --address "$NODE_GW" \
     --apiserver-port "$APISERVER_PORT" --ca "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
@@ -1042,31 +955,29 @@ cmd_env() {
   printf 'export PATH=%q:"$PATH"\n' "$BIN_DIR"
 }
 
-cmd_info() { # machine-readable facts for e2e/conftest.py
-  "$PYTHON" - <<EOF
-import json
-print(json.dumps({
-  "k8s_version": "$K8S_VERSION", "etcd_version": "$ETCD_VERSION", "kwok_version": "$KWOK_VERSION",
-  "state_dir": "$STATE_DIR", "bin_dir": "$BIN_DIR", "kubeconfig": "$KUBECONFIG_PATH",
-  "kubectl": "$BIN_DIR/kubectl", "logs_dir": "$LOGS",
+cmd_info() { # machine-readable facts for e2e/conftest.py (plain JSON: printf, no interpreter)
+  local topology="$TOPOLOGY" real_node=null
   # the topology the running cluster was created from (else the configured one)
-  "topology": "$( [[ -f "$STATE_DIR/topology.yaml" ]] && echo "$STATE_DIR/topology.yaml" || echo "$TOPOLOGY")",
-  "apiserver_url": "$APISERVER_URL",
-  "health_urls": {
-    "etcd": "http://$HOST:$ETCD_PORT/health",
-    "kube-apiserver": "$APISERVER_URL/readyz",
-    "kube-controller-manager": "https://$HOST:$KCM_PORT/healthz",
-    "kube-scheduler": "https://$HOST:$SCHEDULER_PORT/healthz",
-    "kwok": "http://$HOST:$KWOK_PORT/healthz",
-  },
-  "ca_cert": "$PKI/ca.crt", "admin_cert": "$PKI/admin.crt", "admin_key": "$PKI/admin.key",
-  # the real node (None: kwok nodes only)
-  "real_node": {"name": "$NODE_NAME", "netns": "$NETNS_PATH", "address": "$NODE_IP", "gateway": "$NODE_GW",
-                "pod_logs": "$NODE_DIR/pod-logs", "volumes": "$NODE_DIR/volumes",
-                "containerd_socket": "$NODE_DIR/containerd.sock",
-                "ctr": "$NODE_BIN_DIR/ctr"} if "$REAL_NODE" == "1" else None,
-}, indent=1))
-EOF
+  [[ -f "$STATE_DIR/topology.yaml" ]] && topology="$STATE_DIR/topology.yaml"
+  if [[ "$REAL_NODE" == 1 ]]; then
+    real_node="$(printf '{"name": %s, "netns": %s, "address": %s, "gateway": %s, "pod_logs": %s, "volumes": %s, "containerd_socket": %s, "ctr": %s}' \
+      "$(json_str "$NODE_NAME")" "$(json_str "$NETNS_PATH")" "$(json_str "$NODE_IP")" "$(json_str "$NODE_GW")" \
+      "$(json_str "$NODE_DIR/pod-logs")" "$(json_str "$NODE_DIR/volumes")" "$(json_str "$NODE_DIR/containerd.sock")" \
+      "$(json_str "$NODE_BIN_DIR/ctr")")"
+  fi
+  printf '{\n'
+  printf ' "%s": %s,\n' \
+    k8s_version "$(json_str "$K8S_VERSION")" etcd_version "$(json_str "$ETCD_VERSION")" \
+    kwok_version "$(json_str "$KWOK_VERSION")" state_dir "$(json_str "$STATE_DIR")" bin_dir "$(json_str "$BIN_DIR")" \
+    kubeconfig "$(json_str "$KUBECONFIG_PATH")" kubectl "$(json_str "$BIN_DIR/kubectl")" logs_dir "$(json_str "$LOGS")" \
+    topology "$(json_str "$topology")" apiserver_url "$(json_str "$APISERVER_URL")" \
+    ca_cert "$(json_str "$PKI/ca.crt")" admin_cert "$(json_str "$PKI/admin.crt")" admin_key "$(json_str "$PKI/admin.key")"
+  printf ' "health_urls": {"etcd": %s, "kube-apiserver": %s, "kube-controller-manager": %s, "kube-scheduler": %s, "kwok": %s},\n' \
+    "$(json_str "http://$HOST:$ETCD_PORT/health")" "$(json_str "$APISERVER_URL/readyz")" \
+    "$(json_str "https://$HOST:$KCM_PORT/healthz")" "$(json_str "https://$HOST:$SCHEDULER_PORT/healthz")" \
+    "$(json_str "http://$HOST:$KWOK_PORT/healthz")"
+  # the real node (null: kwok nodes only)
+  printf ' "real_node": %s\n}\n' "$real_node"
 }
 
 cmd_logs() {

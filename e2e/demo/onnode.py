@@ -51,9 +51,10 @@ from agentfleet.render.agentfleet import (
 from e2e.demo import burst, prom
 from e2e.eval.corpus import CORPORA
 from e2e.harness import realnode
-from e2e.harness.cluster import Cluster, poll
+from e2e.harness.cluster import Cluster
 from e2e.harness.installers import ensure_prometheus, smollm_gguf
 from e2e.harness.llama_server import CONTEXT_PER_SLOT
+from e2e.harness.poll import poll
 from e2e.harness.ports import port_open
 
 GPUS = 8  # the real node's GPUs for the placement: the example's 2 replicas and the autoscaler's 6 at most

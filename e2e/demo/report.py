@@ -7,9 +7,8 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from agentfleet_contract.percentiles import percentile
 from prometheus_client.parser import text_string_to_metric_families
-
-from e2e.harness.stats import percentile
 
 
 def bar(done: int, total: int, failed: int = 0, width: int = 30, elapsed: float = 0.0) -> str:

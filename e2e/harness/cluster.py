@@ -12,7 +12,6 @@ import shlex
 import ssl
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from e2e.harness.poll import poll
 from e2e.harness.procs import log_tail
 
 CLUSTER_SH = Path(__file__).resolve().parents[1] / "cluster" / "cluster.sh"
@@ -105,35 +105,6 @@ class Cluster:
         """Poll predicate until it returns a truthy value (returned); fail the
         test with ``desc`` after ``timeout`` seconds."""
         return poll(predicate, timeout, desc, interval, fail=pytest.fail)
-
-
-def poll(
-    predicate: Callable[[], Any],
-    timeout: float,
-    desc: str,
-    interval: float = 0.5,
-    fail: Callable[[str], Any] | None = None,
-) -> Any:
-    """Poll predicate until it returns a truthy value (returned). A kubectl or connection error counts
-    as not yet. After ``timeout`` seconds, ``fail`` (pytest.fail in a test; RuntimeError by default,
-    outside one) gets the message, with the last error."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
-            last_exc = e
-        if time.monotonic() >= deadline:
-            message = f"timed out after {timeout:.0f}s waiting for {desc}" + (
-                f" (last error: {last_exc})" if last_exc else ""
-            )
-            if fail is not None:
-                fail(message)
-            raise RuntimeError(message)
-        time.sleep(interval)
 
 
 def script(

@@ -11,7 +11,6 @@ its spans back within a second of their export.
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 
 from e2e.harness.neighbours import thirdparty
+from e2e.harness.poll import poll
 from e2e.harness.ports import free_ports, wait_http
 from e2e.harness.procs import Proc
 
@@ -95,15 +95,19 @@ class Jaeger:
 
     def wait_spans(self, service: str, ready: Any, timeout: float = 30) -> list[dict[str, Any]]:
         """All spans of ``service`` once ``ready(spans)`` holds; fails with what arrived after ``timeout``."""
-        deadline = time.monotonic() + timeout
         spans: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            spans = [s for t in self.traces(service) for s in t["spans"]]
-            if ready(spans):
-                return spans
-            time.sleep(0.3)
-        names = sorted(s["operationName"] for s in spans)
-        raise AssertionError(f"spans of {service} not ready within {timeout}s; got {len(spans)}: {names[:40]}")
+
+        def arrived() -> list[dict[str, Any]] | None:
+            spans[:] = [s for t in self.traces(service) for s in t["spans"]]
+            return list(spans) if ready(spans) else None
+
+        def got() -> str:
+            return f"got {len(spans)}: {sorted(s['operationName'] for s in spans)[:40]}"
+
+        def fail(message: str) -> None:
+            raise AssertionError(message)
+
+        return poll(arrived, timeout, f"spans of {service}", 0.3, fail, last=got)
 
 
 def tags(span: dict[str, Any]) -> dict[str, Any]:

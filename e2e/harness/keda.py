@@ -31,14 +31,14 @@ import os
 import random
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from e2e.harness.poll import poll
 from e2e.harness.ports import free_port, http_ok
-from e2e.harness.procs import log_tail, terminate
+from e2e.harness.procs import Proc, log_tail
 
 APISERVICE = "v1beta1.external.metrics.k8s.io"
 SERVICE = "keda-metrics-apiserver"
@@ -143,10 +143,9 @@ class LocalAddress:
 class KedaProcess:
     def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_path: Path) -> None:
         self.name, self.log_path = name, log_path
-        log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
         # Own session, as the operator fixture does: a Ctrl-C reaches pytest, which stops us in order.
-        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        self.runner = Proc(cmd, env, log_path, python_path=False, new_session=True)
+        self.proc = self.runner.proc
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -155,7 +154,7 @@ class KedaProcess:
         return log_tail(self.log_path, lines, f"{self.name} log")
 
     def stop(self) -> None:
-        terminate(self.proc, 15)
+        self.runner.end(kill=False, timeout=15)
 
 
 class Keda:
@@ -324,19 +323,15 @@ class Keda:
     # --- helpers ---
 
     def _wait(self, predicate: Any, timeout: float, desc: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
+        def holds() -> Any:
             for p in self.procs:
                 if not p.alive():
                     pytest.fail(
                         f"{p.name} exited with {p.proc.returncode} while waiting for {desc}:\n{p.tail()}", pytrace=False
                     )
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"timed out after {timeout:.0f}s waiting for {desc}\n" + "\n".join(p.tail() for p in self.procs),
-                    pytrace=False,
-                )
-            time.sleep(0.5)
+            return predicate()
+
+        poll(holds, timeout, desc, fail=lambda m: pytest.fail(m, pytrace=False), last=self.tails)
 
     def tails(self) -> str:
         return "\n".join(p.tail() for p in self.procs)

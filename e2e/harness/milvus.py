@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from e2e.harness.installers import INGEST_PACKAGES, InstallError, ensure_ingest_packages
 from e2e.harness.ports import free_port
-from e2e.harness.procs import terminate
+from e2e.harness.procs import Proc
 
 MILVUS_START_SECONDS = 60
 
@@ -24,8 +22,8 @@ class MilvusLiteServer:
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / "milvus-lite.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
+        self.log_path.write_bytes(b"")
+        self.runner = Proc(
             [
                 sys.executable,
                 "-m",
@@ -38,35 +36,30 @@ class MilvusLiteServer:
                 "--port",
                 str(self.port),
             ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            log=self.log_path,
         )
+        self.proc = self.runner.proc
 
     def wait_ready(self) -> None:
         from pymilvus import MilvusClient
 
-        deadline = time.monotonic() + self.start_seconds
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                probe = MilvusClient(uri=self.uri, timeout=5, dedicated=True)
-                probe.get_server_version(timeout=5)
-                probe.close()
-                return
-            except Exception as e:  # noqa: BLE001 - not up yet
-                last = e
-                time.sleep(0.3)
-        self.stop()
-        raise InstallError(
-            f"milvus-lite server did not come up on {self.uri}: "
-            f"{last}\n{self.log_path.read_text(errors='replace')[-3000:]}"
-        )
+        def answers() -> bool:
+            probe = MilvusClient(uri=self.uri, timeout=5, dedicated=True)
+            probe.get_server_version(timeout=5)
+            probe.close()
+            return True
+
+        try:
+            # Any error of the client is "not up yet" (gRPC's own types among them).
+            self.runner.wait_ready(
+                answers, self.start_seconds, f"milvus-lite on {self.uri}", interval=0.3, errors=(Exception,)
+            )
+        except RuntimeError as e:
+            self.stop()
+            raise InstallError(f"milvus-lite server did not come up: {e}") from None
 
     def stop(self) -> None:
-        terminate(self.proc, 15)
-        self._log.close()
+        self.runner.end(kill=False, timeout=15)
 
 
 @contextmanager

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,8 +26,8 @@ from typing import Any
 import pytest
 
 from e2e.harness import nodes as node_topology
-from e2e.harness.ports import free_port
-from e2e.harness.procs import log_tail, source_path, terminate
+from e2e.harness.ports import free_port, http_ok
+from e2e.harness.procs import Proc, log_tail, source_path, terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 POOL_LABEL = "agentfleet.io/e2e-pool"
@@ -67,30 +66,17 @@ class OperatorProcess:
         env["PYTHONPATH"] = source_path(env.get("PYTHONPATH"))
         env.setdefault("PYTHONUNBUFFERED", "1")
         cmd = [sys.executable, "-m", "agentfleet.manager", "--liveness", f"http://127.0.0.1:{port}/healthz", *self.args]
-        log = open(self.log_path, "a")  # noqa: SIM115 - handed to the child
-        log.write(f"\n===== start {self.starts + 1}: {' '.join(cmd)}\n")
-        log.flush()
+        with open(self.log_path, "a") as log:
+            log.write(f"\n===== start {self.starts + 1}: {' '.join(cmd)}\n")
         # Own session: a Ctrl-C at the terminal reaches pytest, which stops us in order.
-        self.proc = subprocess.Popen(
-            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
-        )
-        log.close()
+        runner = Proc(cmd, env, self.log_path, new_session=True)
+        self.proc = runner.proc
         self.starts += 1
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(
-                    f"the operator exited with {self.proc.returncode} while starting:\n{self.tail()}", pytrace=False
-                )
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        pytest.fail(f"the operator did not report healthy within {timeout}s:\n{self.tail()}", pytrace=False)
+        try:
+            runner.wait_ready(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), timeout, "the operator's /healthz")
+        except RuntimeError as e:
+            self.stop()
+            pytest.fail(str(e), pytrace=False)
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, exactly like a crashed or evicted operator pod."""

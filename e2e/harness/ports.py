@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import socket
-import time
 import urllib.request
 from typing import Protocol
+
+from e2e.harness.poll import PollAbort, poll
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -56,17 +57,25 @@ def wait_http(
 ) -> bytes:
     """Polls ``url`` until it answers ``status`` and returns the body; fails (AssertionError, with
     the server's log) after ``timeout`` seconds, or at once when the server's process has ended."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 - 127.0.0.1 only
-                if resp.status == status:
-                    return resp.read()
-        except OSError as e:
-            last = e
+
+    def answered() -> bytes | None:
         if server is not None and not server.running():
-            raise AssertionError(f"the server of {url} exited:\n{server.logs()[-4000:]}")
-        time.sleep(interval)
-    log = f"\n{server.logs()[-4000:]}" if server else ""
-    raise AssertionError(f"{url} did not answer {status} within {timeout}s ({last}){log}")
+            raise PollAbort(f"the server of {url} exited:\n{server.logs()[-4000:]}")
+        with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 - 127.0.0.1 only
+            # An empty body that answered is still an answer: a 1-tuple is truthy.
+            return (resp.read(),) if resp.status == status else None
+
+    def fail(message: str) -> None:
+        raise AssertionError(message)
+
+    try:
+        return poll(
+            answered,
+            timeout,
+            f"{url} to answer {status}",
+            interval,
+            fail,
+            last=lambda: server.logs()[-4000:] if server else "",
+        )[0]
+    except PollAbort as e:
+        raise AssertionError(str(e)) from None

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from e2e.harness.poll import TRANSIENT, PollAbort, poll
 from e2e.harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,12 +69,21 @@ def log_tail(path: Path, lines: int = 40, title: str | None = None) -> str:
     return head + "\n".join(text[-lines:])
 
 
-class Proc:
-    """A subprocess started by a test or bench; always ended (kill) at teardown.
+class ProcExited(PollAbort):
+    """A server's process ended while something waited for it."""
 
-    ``group``: the child leads its own process group and ``end`` signals the whole group (servers
-    that fork workers, such as vLLM's engine core). ``inherit=False``: the child sees ``env`` only
-    (a rendered container's environment), not this process's."""
+
+class Proc:
+    """The one runner of the tests' and benches' servers: a subprocess with this checkout on its
+    PYTHONPATH, its output in ``log``, started in the repository root (or ``cwd``); always ended at
+    teardown.
+
+    ``env`` is added to os.environ (and the checkout's PYTHONPATH, unless ``python_path=False``: a
+    server that is no Python program); ``inherit=False``: the child sees ``env`` only (a rendered
+    container's environment). ``new_session`` keeps a Ctrl-C at the terminal from reaching it (the
+    operator's graceful stop is tested by our own SIGTERM). ``group``: the child leads its own
+    process group and ``end`` signals the whole group (servers that fork workers, such as vLLM's
+    engine core)."""
 
     def __init__(
         self,
@@ -81,20 +91,38 @@ class Proc:
         env: dict[str, str] | None = None,
         log: Path | None = None,
         *,
+        python_path: bool = True,
+        new_session: bool = False,
         group: bool = False,
         inherit: bool = True,
         cwd: Path | None = None,
     ) -> None:
+        self.args = args
         self.log = log
         self.group = group
         out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-        if inherit:
-            env = {**os.environ, "PYTHONPATH": source_path(os.environ.get("PYTHONPATH")), **(env or {})}
+        base = dict(os.environ) if inherit else {}
+        if python_path and inherit:
+            base["PYTHONPATH"] = source_path(os.environ.get("PYTHONPATH"))
         self.proc = subprocess.Popen(
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd or ROOT, start_new_session=group
+            args,
+            env={**base, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd or ROOT,
+            start_new_session=new_session or group,
         )
         if log:
             out.close()  # the child holds its own descriptor
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll()
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -103,6 +131,29 @@ class Proc:
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
+
+    def tail(self, lines: int = 40) -> str:
+        return log_tail(self.log, lines) if self.log else "(no log)"
+
+    def wait_ready(
+        self,
+        ready: Callable[[], Any],
+        timeout: float,
+        desc: str,
+        *,
+        interval: float = 0.2,
+        errors: tuple[type[BaseException], ...] = TRANSIENT,
+        fail: Callable[[str], Any] | None = None,
+    ) -> Any:
+        """``poll`` ``ready`` until it holds; ProcExited at once when the process ends meanwhile.
+        Both failures carry the log's tail."""
+
+        def check() -> Any:
+            if not self.alive():
+                raise ProcExited(f"{desc}: {self.args[0]} exited with {self.proc.returncode}\n{self.tail()}")
+            return ready()
+
+        return poll(check, timeout, desc, interval, fail, errors=errors, last=self.tail)
 
     def end(self, kill: bool = True, timeout: float = 30) -> None:
         if not self.group:
@@ -188,19 +239,25 @@ class Procs:
             "started": time.time(),
         }
         self._meta_path(name).write_text(json.dumps(meta, indent=1))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def started() -> bool:
             if proc.poll() is not None:
                 self._meta_path(name).unlink(missing_ok=True)
-                raise RuntimeError(
+                raise ProcExited(
                     f"{name} exited with {proc.returncode} while starting; log "
                     f"{self.log_path(name)}:\n{self.tail(name)}"
                 )
-            if ready(meta):
-                return meta, False
-            time.sleep(0.2)
-        self.stop(name)
-        raise RuntimeError(f"{name} was not ready within {timeout:.0f}s; log {self.log_path(name)}:\n{self.tail(name)}")
+            return ready(meta)
+
+        try:
+            where = f"log {self.log_path(name)}"
+            poll(started, timeout, f"{name} to be ready", 0.2, last=lambda: f"{where}:\n{self.tail(name)}")
+        except ProcExited:
+            raise
+        except RuntimeError:
+            self.stop(name)
+            raise
+        return meta, False
 
     def stop(self, name: str, timeout: float = 20) -> bool:
         """SIGTERM the process (SIGKILL after ``timeout``); True when one was running."""
@@ -213,16 +270,17 @@ class Procs:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             return False
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not alive(pid):
-                break
+
+        def ended() -> bool:
             try:
                 os.waitpid(pid, os.WNOHANG)  # our own child: reap it
             except ChildProcessError:
                 pass
-            time.sleep(0.1)
-        else:
+            return not alive(pid)
+
+        try:
+            poll(ended, timeout, f"{name} (pid {pid}) to end after SIGTERM", 0.1)
+        except RuntimeError:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -17,8 +15,9 @@ from typing import Any
 import pytest
 
 from e2e.harness.installers import ensure_prometheus
-from e2e.harness.ports import free_port
-from e2e.harness.procs import terminate
+from e2e.harness.poll import poll
+from e2e.harness.ports import free_port, http_ok
+from e2e.harness.procs import Proc
 
 
 class PrometheusServer:
@@ -44,8 +43,7 @@ class PrometheusServer:
         }
         # JSON is valid YAML: no YAML dependency needed here.
         (self._dir / "prometheus.yml").write_text(json.dumps(config))
-        self._log = open(self._dir / "prometheus.log", "wb")  # closed in stop()
-        self._proc = subprocess.Popen(
+        self._proc = Proc(
             [
                 ensure_prometheus(),
                 f"--config.file={self._dir / 'prometheus.yml'}",
@@ -53,23 +51,12 @@ class PrometheusServer:
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--storage.tsdb.retention.time=1h",
             ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            log=self._dir / "prometheus.log",
+            python_path=False,
         )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self._proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise TimeoutError(f"prometheus not ready after {timeout}s:\n{self.log_tail()}")
+        self._proc.wait_ready(lambda: http_ok(self.url + "/-/ready"), timeout, "prometheus /-/ready", interval=0.3)
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """Instant query; returns the result vector (``[{"metric": {...}, "value": [ts, "v"]}]``)."""
@@ -83,14 +70,13 @@ class PrometheusServer:
     def wait_for(
         self, promql: str, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 30.0
     ) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        result: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            result = self.query(promql)
-            if predicate(result):
-                return result
-            time.sleep(0.5)
-        raise TimeoutError(f"{promql!r} never satisfied the check; last result {result}")
+        seen: list[list[dict[str, Any]]] = [[]]
+
+        def holds() -> tuple[list[dict[str, Any]]] | None:
+            seen[0] = self.query(promql)
+            return (seen[0],) if predicate(seen[0]) else None  # a 1-tuple: an empty result may be the answer
+
+        return poll(holds, timeout, f"{promql!r} to satisfy the check", last=lambda: f"last result {seen[0]}")[0]
 
     def target_health(self) -> str:
         """The active targets as Prometheus sees them (health, last error, last scrape's duration):
@@ -108,12 +94,10 @@ class PrometheusServer:
         return f"prometheus {self.url} targets ({len(rows)}):\n" + "\n".join(rows)
 
     def log_tail(self, n: int = 4000) -> str:
-        self._log.flush()
         return (self._dir / "prometheus.log").read_bytes()[-n:].decode(errors="replace")
 
     def stop(self) -> None:
-        terminate(self._proc)
-        self._log.close()
+        self._proc.end(kill=False, timeout=10)
         shutil.rmtree(self._dir, ignore_errors=True)
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from e2e.harness.installers import ensure_redis_sentinel, ensure_redis_server
+from e2e.harness.poll import poll
 from e2e.harness.ports import free_port
-from e2e.harness.procs import terminate
+from e2e.harness.procs import Proc, terminate
 
 
 class RedisServer:
@@ -42,16 +42,15 @@ class RedisServer:
             *("--logfile", str(self.dir / "redis.log"), "--maxclients", "10000"),
             *self.extra,
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                log = (self.dir / "redis.log").read_text()[-2000:]
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}: {log}")
-            if redis_ping(self.port):
-                return
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not answer PING within 15 s")
+        runner = Proc(args, python_path=False)
+        self.proc = runner.proc
+        try:
+            runner.wait_ready(
+                lambda: redis_ping(self.port), 15, f"redis-server on {self.port} to answer PING", interval=0.05
+            )
+        except RuntimeError as e:
+            log = (self.dir / "redis.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{e}\nredis.log: {log}") from None
 
     def stop(self, kill: bool = False) -> None:
         if self.proc is None:
@@ -134,17 +133,13 @@ class SentinelGroup:
                 f"sentinel down-after-milliseconds {self.master} {self.down_after_ms}\n"
                 f"sentinel failover-timeout {self.master} 10000\nsentinel parallel-syncs {self.master} 1\n"
             )
-            self.sentinel_procs.append(
-                subprocess.Popen(
-                    [self.sentinel_binary, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-                )
-            )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if all(redis_ping(p) for p in self.sentinel_ports) and self.replicas_in_sync():
-                return
-            time.sleep(0.1)
-        raise RuntimeError("the Sentinel group did not come up within 20 s (sentinels answering, replicas in sync)")
+            self.sentinel_procs.append(Proc([self.sentinel_binary, str(conf)], python_path=False).proc)
+        poll(
+            lambda: all(redis_ping(p) for p in self.sentinel_ports) and self.replicas_in_sync(),
+            20,
+            "the Sentinel group (sentinels answering, replicas in sync)",
+            0.1,
+        )
 
     def replicas_in_sync(self) -> bool:
         import redis

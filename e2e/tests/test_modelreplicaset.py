@@ -717,3 +717,49 @@ def test_delete_removes_everything_even_with_the_operator_down(operator, gpu_poo
         cluster.wait_for(children_gone, timeout=40, desc="pods, Services and the PDB garbage-collected")
     finally:
         operator.start()
+
+
+def test_pod_template_overlay_reaches_the_pods_and_a_collision_is_refused_by_field(
+    operator, gpu_pool, namespace, cluster
+) -> None:
+    ns = namespace
+    gpu_pool.add("h100", count=1)
+    overlay = {
+        "metadata": {"annotations": {"example.com/team": "search"}},
+        "spec": {
+            "volumes": [{"name": "corp-ca", "emptyDir": {}}],
+            "containers": [
+                {
+                    "name": "vllm",
+                    "env": [{"name": "SSL_CERT_DIR", "value": "/corp-ca"}],
+                    "volumeMounts": [{"name": "corp-ca", "mountPath": "/corp-ca"}],
+                },
+                {"name": "shipper", "image": "busybox:1.36", "command": ["sleep", "infinity"]},
+            ],
+        },
+    }
+    cluster.apply(mrs_manifest("lay", gpu_pool, podTemplate=overlay), ns)
+    eventually(cluster, operator, settled(cluster, ns, "lay", 1), timeout=45, desc="1 replica Ready")
+    [pod] = replica_pods(cluster, ns, "lay")
+    vllm, shipper = pod["spec"]["containers"]
+    assert pod["metadata"]["annotations"]["example.com/team"] == "search"
+    assert {"name": "SSL_CERT_DIR", "value": "/corp-ca"} in vllm["env"]
+    assert shipper["name"] == "shipper" and shipper["securityContext"] == vllm["securityContext"]
+
+    # HF_HOME is the operator's: refused by field on the object, and the running pod is left alone.
+    bad = {"spec": {"containers": [{"name": "vllm", "env": [{"name": "HF_HOME", "value": "/x"}]}]}}
+    cluster.run("patch", "-n", ns, "mrs", "lay", "--type=merge", "-p", json.dumps({"spec": {"podTemplate": bad}}))
+
+    def refused():
+        o = get_mrs(cluster, ns, "lay")
+        c = cond(o, "Ready")
+        return (
+            c
+            if c.get("status") == "False"
+            and "spec.podTemplate.spec.containers[vllm].env[HF_HOME]" in c.get("message", "")
+            else None
+        )
+
+    eventually(cluster, operator, refused, timeout=30, desc="Ready False naming spec.podTemplate...env[HF_HOME]")
+    assert any(e["reason"] == "InvalidSpec" for e in events(cluster, ns, "lay"))
+    assert [p["metadata"]["name"] for p in replica_pods(cluster, ns, "lay")] == [pod["metadata"]["name"]]

@@ -20,6 +20,7 @@ from agentfleet_contract.common import (
     default_obj,
 )
 from agentfleet_contract.gate import GateFigures, Reason
+from agentfleet_contract.pod_template import POD_TEMPLATE_DESCRIPTION, AgentFleetPodTemplate
 from agentfleet_contract.rules import Rule, each_matches, matches, no_credentials
 
 TOOL_NAME = r"^[a-zA-Z][a-zA-Z0-9_-]*$"
@@ -889,6 +890,9 @@ class AgentFleetSpec(Model):
     tracing: Tracing | None = Field(
         default=None,
         description="Send one OpenTelemetry trace per task (invoke_agent, chat, execute_tool spans) to a collector.",
+    )
+    pod_template: AgentFleetPodTemplate | None = Field(
+        default=None, description=POD_TEMPLATE_DESCRIPTION + " Applies to the worker and API pods."
     )
     # spec.rollout (class Rollout) joins the spec when the AgentFleet controller runs the gate
     # (docs/evaluation-gate.md): a field the operator ignored would promise a gate that never runs.

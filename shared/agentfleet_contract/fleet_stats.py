@@ -10,13 +10,13 @@ the asynchronous one (the runtime's).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from agentfleet_contract.fleet_keys import CONSUMER_GROUP, Keys
+from agentfleet_contract.percentiles import percentile
 
 FINISHED_WINDOW_SECONDS = 3600  # the finish script keeps one hour of finished root tasks
 FINISHED_CAP = 100_000  # ... and at most this many, so the set stays bounded at any rate
@@ -44,13 +44,6 @@ def parse_member(member: str) -> tuple[float, int] | None:
         return None
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..1) of a non-empty sequence."""
-    s = sorted(values)
-    rank = max(1, math.ceil(q * len(s)))
-    return s[rank - 1]
-
-
 def summarize(members: Iterable[str], *, depth: int, in_flight: int) -> FleetStats:
     durations: list[float] = []
     costs: list[int] = []
@@ -65,7 +58,7 @@ def summarize(members: Iterable[str], *, depth: int, in_flight: int) -> FleetSta
         queue_depth=depth,
         in_flight=in_flight,
         tasks_per_hour=len(durations),
-        p95_seconds=round(percentile(durations, 0.95), 3),
+        p95_seconds=round(percentile(durations, 95), 3),
         mean_cost=sum(costs) / len(costs) / 1e9,
         capped=len(durations) >= FINISHED_CAP,
     )

@@ -18,6 +18,7 @@ from agentfleet_contract.common import (
     conditions_field,
     default_obj,
 )
+from agentfleet_contract.pod_template import POD_TEMPLATE_DESCRIPTION, ModelReplicaSetPodTemplate
 from agentfleet_contract.rules import Rule, each_matches, immutable, matches, no_credentials
 
 # Flags the operator renders from typed fields; setting them again in extraArgs would fight them.
@@ -733,6 +734,9 @@ class ModelReplicaSetSpec(Model):
             "this set, "
             "selecting its serving replicas, so a cluster's gateway can front them; unset publishes none."
         ),
+    )
+    pod_template: ModelReplicaSetPodTemplate | None = Field(
+        default=None, description=POD_TEMPLATE_DESCRIPTION + " Changing it rolls the replicas."
     )
 
 

@@ -2,38 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import socket
 import threading
 import time
 
-import numpy as np
 import pytest
 
 from e2e.harness.nodenet import forward_into_netns
 from e2e.harness.ports import free_ports, port_open
-from e2e.harness.stats import interpolated_percentile, percentile
-
-
-def test_percentile_is_the_nearest_rank_a_value_that_occurred() -> None:
-    assert percentile([3.0, 1.0, 2.0, 4.0], 50) == 2.0
-    assert percentile(list(range(1, 21)), 95) == 19
-    assert percentile(list(range(1, 21)), 96) == 20
-    assert percentile([5.0], 1) == 5.0
-    assert percentile(list(range(1, 101)), 99) == 99
-    assert percentile(list(range(1, 101)), 100) == 100
-
-
-def test_percentile_of_nothing_is_what_the_caller_asks_for() -> None:
-    assert math.isnan(percentile([], 95))  # type: ignore[arg-type]
-    assert percentile([], 95, empty=None) is None
-
-
-@pytest.mark.parametrize("q", [0, 5, 50, 90, 95, 99, 100])
-def test_interpolated_percentile_is_numpys_linear_method(q: float) -> None:
-    values = [0.3, 7.1, 2.2, 9.9, 4.4, 1.0, 5.5]
-    assert interpolated_percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
-    assert math.isnan(interpolated_percentile([], q))
 
 
 def test_free_ports_are_distinct_and_closed() -> None:
@@ -140,3 +116,38 @@ def test_the_loading_kubelet_loses_nothing_to_a_refused_report(tmp_path) -> None
         assert core.node_status[0]["status"]["conditions"][0]["type"] == "Ready"
     finally:
         k.stop()
+
+
+def test_poll_retries_transient_errors_and_returns_the_first_truthy_value() -> None:
+    from e2e.harness.poll import poll
+
+    seen: list[int] = []
+
+    def ready() -> int:
+        seen.append(len(seen))
+        if len(seen) < 3:
+            raise ConnectionRefusedError("not yet")  # an OSError: not yet
+        return len(seen)
+
+    assert poll(ready, 5, "three tries", interval=0.001) == 3
+
+
+def test_poll_times_out_naming_what_it_waited_for_and_what_it_last_saw() -> None:
+    from e2e.harness.poll import poll
+
+    with pytest.raises(RuntimeError, match=r"waiting for the answer \(last error: nope\)\nlast: 42"):
+        poll(lambda: (_ for _ in ()).throw(OSError("nope")), 0.05, "the answer", 0.01, last=lambda: "last: 42")
+
+
+def test_a_server_that_exits_fails_its_wait_at_once_with_its_log(tmp_path) -> None:
+    import sys
+
+    from e2e.harness.procs import Proc, ProcExited
+
+    log = tmp_path / "server.log"
+    proc = Proc([sys.executable, "-c", "import sys; print('bad flag --x'); sys.exit(3)"], log=log)
+    t0 = time.monotonic()
+    with pytest.raises(ProcExited, match=r"exited with 3[\s\S]*bad flag --x"):
+        # Every error counts as not yet here, as for Milvus: the exit must still end the wait.
+        proc.wait_ready(lambda: False, 30, "the server", interval=0.01, errors=(Exception,))
+    assert time.monotonic() - t0 < 10

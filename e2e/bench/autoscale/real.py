@@ -43,6 +43,7 @@ from kubernetes.client import CoreV1Api, CustomObjectsApi
 from e2e.bench.autoscale.policies import KedaQueue
 from e2e.harness.autoscale import QUEUEING_ENGINE, ClosedLoopLoad, PodBackedFleets
 from e2e.harness.keda import Keda
+from e2e.harness.poll import poll
 
 ARMS = ("agentfleet", "keda-hpa", "bench-keda")
 PERIOD = 15  # kube-controller-manager's --horizontal-pod-autoscaler-sync-period default
@@ -235,12 +236,7 @@ class Sampler(threading.Thread):
 
 
 def wait(predicate: Any, timeout: float, desc: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if got := predicate():
-            return got
-        time.sleep(0.5)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {desc}")
+    return poll(predicate, timeout, desc)
 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:

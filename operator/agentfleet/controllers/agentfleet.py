@@ -54,6 +54,7 @@ from agentfleet.reconcile.status import StatusWriter, own_part
 from agentfleet.render import agentfleet as render
 from agentfleet.render.budgets import SpecProblem, budget_problems
 from agentfleet.render.common import secret_problem
+from agentfleet.render.overlay import OverlayError
 
 log = logging.getLogger("agentfleet.agentfleet")
 
@@ -522,16 +523,27 @@ class AgentFleetPass:
             pod=render.POD_LAYOUT,
         )
         replicas = render.desired_workers(spec, self.old)
-        children = render.render_runtime(
-            af,
-            doc,
-            replicas=replicas,
-            milvus_env=milvus_env,
-            model_key_secret_ref=model_key_secret_ref,
-            routine_key_secret_ref=routine_key_secret_ref,
-            token_hashes=token_hashes,
-            egress=CONFIG.egress(),
-        )
+        try:
+            children = render.render_runtime(
+                af,
+                doc,
+                replicas=replicas,
+                milvus_env=milvus_env,
+                model_key_secret_ref=model_key_secret_ref,
+                routine_key_secret_ref=routine_key_secret_ref,
+                token_hashes=token_hashes,
+                egress=CONFIG.egress(),
+            )
+        except OverlayError as e:
+            # spec.podTemplate collides with what the operator sets: a problem in Ready, nothing applied.
+            self.problem("InvalidSpec", str(e))
+            self.condition(
+                RUNTIME_READY,
+                False,
+                "NotRendered",
+                "the runtime is not (re)rendered until the problems in Ready are fixed",
+            )
+            return
         for o in children:
             self.kube.apply(o)
         if not spec.workers.autoscaling:

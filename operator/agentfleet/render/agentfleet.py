@@ -42,6 +42,7 @@ from agentfleet.render.common import (
     api_key_ref,
     child_meta,
 )
+from agentfleet.render.overlay import with_pod_template
 
 FLEET_LABEL = "agentfleet.io/agentfleet"
 COMPONENT_LABEL = "app.kubernetes.io/component"
@@ -350,7 +351,8 @@ def _pod_template(
         pod_labels[MODEL_CLIENT_LABEL] = af.spec.model_ref.name
         if af.spec.routine_model_ref is not None:
             pod_labels[ROUTINE_MODEL_CLIENT_LABEL] = af.spec.routine_model_ref.name
-    return {"metadata": {"labels": pod_labels, "annotations": {CONFIG_HASH_ANNOTATION: hash_}}, "spec": spec}
+    template = {"metadata": {"labels": pod_labels, "annotations": {CONFIG_HASH_ANNOTATION: hash_}}, "spec": spec}
+    return with_pod_template(template, af.spec.pod_template)
 
 
 def render_config_map(af: AgentFleet, doc: dict[str, Any], token_hashes: str | None = None) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from agentfleet.render.common import (
     child_meta,
     restricted_container,
 )
+from agentfleet.render.overlay import with_pod_template
 from agentfleet.render.vllm import MASTER_PORT, MODEL_SOURCE_PATH, lora_rank, multi_node_backend, vllm_args
 
 ROLE_LABEL = "agentfleet.io/role"
@@ -157,6 +158,9 @@ def spec_hash(spec: ModelReplicaSetSpec) -> str:
         shaping["lora"] = {"maxRank": lora_rank(spec)}
     else:
         engine.pop("maxLoras", None)
+    if spec.pod_template is not None:
+        # Only when set: the hash of every set without one stays what it was (no rollout on upgrade).
+        shaping["podTemplate"] = spec.pod_template.wire()
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -455,7 +459,8 @@ def render_pod(mrs: ModelReplicaSet, a: Assignment, index: int, *, draining: boo
         pod_spec["topologySpreadConstraints"] = spread
     pod_spec["containers"] = [container]
     pod_spec["volumes"] = volumes
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(mrs, pname, labels, annotations), "spec": pod_spec}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(mrs, pname, labels, annotations), "spec": pod_spec}
+    return with_pod_template(pod, spec.pod_template)
 
 
 # --- The model cache's fill Job ---------------------------------------------------------------

@@ -33,13 +33,14 @@ instead of them.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
+
+from agentfleet_contract.percentiles import percentile
 
 from agentfleet_client.evaluation.claims import (
     Form,
@@ -394,14 +395,6 @@ def failure_cause(s: TaskScore) -> str | None:
 # --- summaries ------------------------------------------------------------------------------------
 
 
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """Nearest-rank percentile (p in 0..100): a value that occurred, never an interpolation."""
-    if not values:
-        return None
-    s = sorted(values)
-    return s[max(0, math.ceil(p / 100 * len(s)) - 1)]
-
-
 def _rate(flags: Iterable[bool | None]) -> float | None:
     vals = [f for f in flags if f is not None]
     return sum(vals) / len(vals) if vals else None
@@ -445,8 +438,8 @@ def summarize(scores: Sequence[TaskScore], k: int = 5) -> dict[str, Any]:
         "answersWithCitation": sum(1 for o in outs if o.citations),
         "tokensPerTask": _mean([o.tokens for o in outs]),
         "costPerTask": str((cost / n).quantize(Decimal("1e-9")).normalize()) if n else None,
-        "latencyP50Seconds": percentile(lat, 50),
-        "latencyP95Seconds": percentile(lat, 95),
+        "latencyP50Seconds": percentile(lat, 50, empty=None),
+        "latencyP95Seconds": percentile(lat, 95, empty=None),
         "endReasons": dict(Counter(o.reason or o.status for o in outs).most_common()),
         "failureCauses": _causes(scores),
         "byKind": {

@@ -23,6 +23,7 @@ from agentfleet.autoscale.goodput import objectives_from_slo
 from agentfleet.autoscale.policy import FleetView, Outcome, PolicyConfig, PolicyState, decide
 from agentfleet.promql import PromReader, Target
 from agentfleet_sim import FleetThread, start_fleet
+from e2e.harness.poll import poll
 from e2e.harness.sim import FAST_ENGINE
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -106,12 +107,7 @@ class Loop:
 
 
 def wait_until(pred: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.25)
-    raise TimeoutError("condition never held")
+    poll(pred, timeout, "the condition", 0.25)
 
 
 @pytest.fixture

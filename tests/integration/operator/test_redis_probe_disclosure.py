@@ -8,9 +8,7 @@ from __future__ import annotations
 import copy
 import shutil
 import socket
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +16,8 @@ import pytest
 
 from agentfleet.controllers import agentfleet as ctl
 from agentfleet.reconcile.events import EventRecorder
-from e2e.harness.ports import free_port
+from e2e.harness.ports import free_port, port_open
+from e2e.harness.procs import Proc
 
 BANNER = b"-ERR internal-billing-db v9.1 ready; secret-hint=hunter2\r\n"
 
@@ -63,7 +62,7 @@ def redis_with_password(tmp_path) -> Iterator[int]:
 
         binary = ensure_redis_server()
     port = free_port()
-    proc = subprocess.Popen(
+    proc = Proc(
         [
             binary,
             "--port",
@@ -79,18 +78,11 @@ def redis_with_password(tmp_path) -> Iterator[int]:
             "--dir",
             str(tmp_path),
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        python_path=False,
     )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
+    proc.wait_ready(lambda: port_open(port), 10, f"redis-server on {port}", interval=0.05)
     yield port
-    proc.kill()
-    proc.wait(10)
+    proc.end()
 
 
 class Kube:

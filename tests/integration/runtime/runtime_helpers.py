@@ -150,19 +150,12 @@ async def environment(redis_url: str, fleet: str, **over: Any) -> AsyncIterator[
 
 def wait_for_line(log: Path, prefix: str, proc: Proc, timeout: float = 30) -> str:
     """The first line of a subprocess's log that starts with ``prefix`` (servers print their URL)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if log.exists():
-            for line in log.read_text().splitlines():
-                if line.startswith(prefix):
-                    return line
-        if not proc.alive():
-            raise RuntimeError(
-                f"{proc.proc.args} exited with "
-                f"{proc.proc.returncode}:\n{log.read_text()[-3000:] if log.exists() else ''}"
-            )
-        time.sleep(0.05)
-    raise RuntimeError(f"no line starting with {prefix!r} in {log} within {timeout}s")
+
+    def line() -> str | None:
+        lines = log.read_text().splitlines() if log.exists() else []
+        return next((x for x in lines if x.startswith(prefix)), None)
+
+    return proc.wait_ready(line, timeout, f"a line starting with {prefix!r} in {log}", interval=0.05)
 
 
 def start_scripted_model(procs: list[Proc], tmp: Path) -> str:

@@ -8,7 +8,8 @@ import time
 import pytest
 import redis
 from agentfleet_contract.fleet_keys import Keys
-from agentfleet_contract.fleet_stats import percentile, read_fleet_stats
+from agentfleet_contract.fleet_stats import read_fleet_stats
+from agentfleet_contract.percentiles import percentile
 from runtime_helpers import arun, make_config, running_worker, store_for, submit, wait_ended
 
 from agentfleet_runtime.store import lua
@@ -39,7 +40,7 @@ def test_finished_root_tasks_feed_the_hourly_figures(redis_server, fleet):
         children = await store.children(ids[0])
         assert len(children) == 1 and (await store.statuses(children))[0]["status"] == "done"
         assert stats.tasks_per_hour == 6
-        assert stats.p95_seconds == pytest.approx(percentile(durations, 0.95), abs=0.002)
+        assert stats.p95_seconds == pytest.approx(percentile(durations, 95), abs=0.002)
         assert stats.mean_cost == pytest.approx(sum(costs) / len(costs) / 1e9)
         assert (stats.queue_depth, stats.in_flight) == (0, 0)
 

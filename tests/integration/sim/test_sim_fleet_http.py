@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentfleet_sim import FleetThread, ReplicaHandle, exposed_names, start_fleet
+from e2e.harness.poll import poll
 
 pytestmark = pytest.mark.integration
 
@@ -209,9 +210,7 @@ def test_drain_refuses_new_calls_and_finishes_running_ones(fresh_faults: FleetTh
 
     worker = threading.Thread(target=long_call)
     worker.start()
-    deadline = time.monotonic() + 5
-    while fresh_faults.state(handle.index)["inflight"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    poll(lambda: fresh_faults.state(handle.index)["inflight"], 5, "the long call to be in flight", 0.01)
     status, body = http("POST", handle.url + "/admin/drain")
     assert status == 200 and json.loads(body)["inflight"] == 1
     assert http("GET", handle.url + "/health")[0] == 503
@@ -237,13 +236,13 @@ def test_client_disconnect_aborts_the_engine_request(sim_fleet: FleetThread) -> 
     )
     next(iter(stream))
     stream.close()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if scrape(handle).get("vllm:request_success_total{finished_reason=abort}", 0.0) == before + 1:
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail("the abandoned stream was not aborted")
+    poll(
+        lambda: scrape(handle).get("vllm:request_success_total{finished_reason=abort}", 0.0) == before + 1,
+        5,
+        "the abandoned stream to be aborted",
+        0.05,
+        fail=pytest.fail,
+    )
     assert scrape(handle)["vllm:num_requests_running"] == 0
 
 

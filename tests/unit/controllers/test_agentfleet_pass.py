@@ -507,3 +507,20 @@ def test_a_fleet_that_names_an_adapter_calls_it_with_adapter_affinity() -> None:
     doc = yaml.safe_load(next(iter(cm["data"].values())))
     assert doc["model"]["name"] == "sql"
     assert (doc["modelRouting"]["primary"]["model"], doc["modelRouting"]["primary"]["adapter"]) == ("sql", True)
+
+
+def test_a_pod_template_colliding_with_the_operators_is_refused_by_field_and_nothing_is_applied() -> None:
+    kube = FakeKube({("ModelReplicaSet", "llama"): mrs()})
+    events = recorder(kube)
+    bad = {"spec": {"volumes": [{"name": "config", "emptyDir": {}}]}}  # the runtime ConfigMap's volume
+    st, again = run(kube, fleet(podTemplate=bad), events=events)
+    ready = conds(st)["Ready"]
+    assert conds(st)["RuntimeReady"]["reason"] == "NotRendered"
+    assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+    assert "spec.podTemplate.spec.volumes[config]:" in ready["message"] and again is not None
+    assert not [o for o in kube.applied if o["kind"] == "Deployment"]
+    assert [e[1] for e in kube.events if e[0] == "Warning"] == ["InvalidSpec"]
+    good = {"spec": {"volumes": [{"name": "corp-ca", "emptyDir": {}}]}}
+    run(kube, fleet(podTemplate=good))
+    worker = kube.objects[("Deployment", "support-worker")]["spec"]["template"]["spec"]
+    assert {"name": "corp-ca", "emptyDir": {}} in worker["volumes"]

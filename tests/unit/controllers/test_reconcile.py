@@ -444,6 +444,24 @@ def test_an_invalid_spec_is_refused_once_creates_nothing_and_names_the_field(env
     assert [(t, r) for t, r, _ in posted] == [("Warning", "InvalidSpec")]  # once, not once per pass
 
 
+def test_a_pod_template_colliding_with_the_operators_creates_nothing_and_names_the_field(env) -> None:
+    api, rec, _ = env
+    events: list[tuple[str, str, str]] = []
+    rec.events.event = lambda obj, t, reason, msg, **_: events.append((t, reason, msg))  # type: ignore[method-assign]
+    api.nodes = {"n1": Node("n1").block("b1").obj()}
+    bad = {"spec": {"containers": [{"name": "vllm", "env": [{"name": "HF_HOME", "value": "/x"}]}]}}
+    api.mrs = mrs().replicas(1).pod_template(bad).obj()
+    reconcile(api, rec)
+    assert api.pods == {} and api.creates == []
+    ready = cond(api, "Ready")
+    assert ready["status"] == "False" and "spec.podTemplate.spec.containers[vllm].env[HF_HOME]" in ready["message"]
+    assert ("Warning", "InvalidSpec") in {(t, r) for t, r, _ in events}
+    api.mrs = mrs().replicas(1).pod_template({"metadata": {"annotations": {"team": "search"}}}).obj()
+    reconcile(api, rec)
+    [pod] = api.pods.values()
+    assert pod["metadata"]["annotations"]["team"] == "search"
+
+
 # --- the InferencePool (spec.inferencePool) -----------------------------------------------------
 
 POOL = ("inference.networking.k8s.io/v1", "InferencePool")

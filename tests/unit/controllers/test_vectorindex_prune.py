@@ -10,6 +10,7 @@ from agentfleet_contract.vectorindex import VectorIndex
 from agentfleet.controllers import vectorindex as ctl
 from agentfleet.reconcile.events import EventRecorder, post_with_kube
 from agentfleet.render import vectorindex as render
+from tests.builders import Index
 
 
 class FakeKube:
@@ -35,18 +36,7 @@ class FakeManager:
 
 
 def vi(**spec: Any) -> dict[str, Any]:
-    base = {
-        "milvus": {"uri": "http://milvus:19530"},
-        "collection": "docs",
-        "dimension": 384,
-        "source": {"configMap": {"name": "docs"}, "revision": "v1"},
-    }
-    return {
-        "apiVersion": "agentfleet.io/v1alpha1",
-        "kind": "VectorIndex",
-        "metadata": {"name": "docs", "namespace": "ns", "generation": 1},
-        "spec": {**base, **spec},
-    }
+    return Index("docs").ns("ns").meta(generation=1).spec(dimension=384).spec(**spec).obj()
 
 
 @pytest.fixture(autouse=True)

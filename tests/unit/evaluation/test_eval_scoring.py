@@ -13,7 +13,6 @@ from agentfleet_client.evaluation.scoring import (
     deltas,
     fact_stated,
     numbers_in,
-    percentile,
     score,
     summarize,
 )
@@ -205,8 +204,3 @@ def test_summary_and_deltas() -> None:
     assert s["toolCalls"] == {"search_docs": 1} and s["tasksThatSearched"] == 1 and s["answersWithCitation"] == 1
     d = deltas(s, {**s, "success": 1.0, "latencyP95Seconds": 8.0, "grounded": None})
     assert d["success"] == pytest.approx(1 / 3) and d["latencyP95Seconds"] == -2.0 and d["grounded"] is None
-
-
-def test_percentile_is_nearest_rank() -> None:
-    assert percentile([], 95) is None
-    assert percentile([3.0, 1.0, 2.0], 50) == 2.0 and percentile(list(range(1, 21)), 95) == 19

@@ -12,7 +12,6 @@ import pytest
 from agentfleet_client.evaluation.scoring import (
     Outcome,
     TaskScore,
-    percentile,
     recall_at,
     same_document,
     score,
@@ -101,15 +100,6 @@ def test_summary_cost_is_rounded_to_nanos() -> None:
     s = score(task(), Outcome(status="done", answer="4MB", cost=Decimal("0.0000000016")))
     assert summarize([s])["costPerTask"] == "2E-9"
     assert summarize([s, s, s])["costPerTask"] == "2E-9"
-
-
-def test_percentile_takes_the_nearest_rank() -> None:
-    assert (
-        percentile([5.0], 0) == 5.0
-        and percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
-        and percentile([1.0, 2.0, 3.0, 4.0], 51) == 3.0
-    )
-    assert percentile([4.0, 1.0], 100) == 4.0
 
 
 @pytest.mark.parametrize(

@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from agentfleet_contract.fleet_stats import group_counts, parse_member, percentile, summarize
+from agentfleet_contract.fleet_stats import group_counts, parse_member, summarize
 
 from agentfleet_runtime.store.lua import FINISHED_CAP
-
-
-def test_percentile_is_nearest_rank() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert percentile(values, 0.95) == 95.0
-    assert percentile(values, 0.5) == 50.0
-    assert percentile([7.0], 0.95) == 7.0
-    assert percentile([3.0, 1.0, 2.0], 0.95) == 3.0  # unsorted input
 
 
 def test_members_parse_and_bad_ones_are_skipped() -> None:

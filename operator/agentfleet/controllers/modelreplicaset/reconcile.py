@@ -35,6 +35,7 @@ from agentfleet.controllers.modelreplicaset.caches import Key, Snapshot
 from agentfleet.controllers.modelreplicaset.deciding import Plan, decide
 from agentfleet.controllers.modelreplicaset.judging import Judged
 from agentfleet.controllers.modelreplicaset.modelcache import FILL_POLL_SECONDS, CacheFill
+from agentfleet.controllers.modelreplicaset.overlay import pod_template_refusal
 from agentfleet.controllers.modelreplicaset.records import Acted, NeedsInFlight, Observed, Post, ReplicaRecord
 from agentfleet.controllers.modelreplicaset.services import PassServices
 from agentfleet.controllers.modelreplicaset.state import ModelReplicaSetState
@@ -181,6 +182,9 @@ class ModelReplicaSetPass(Steps[Observed, Plan, Acted]):
             mrs = ModelReplicaSet(metadata=self.obj["metadata"], spec=spec)
         except ValidationError as e:
             raise Refused("InvalidSpec", describe_validation_error(e), "spec") from e
+        overlay = pod_template_refusal(mrs)
+        if overlay is not None:
+            raise Refused(overlay[0], overlay[1], "spec.podTemplate")
         refs = [
             ("spec.model.hfTokenSecretRef", spec.model.hf_token_secret_ref),
             ("spec.engine.apiKeySecretRef", spec.engine.api_key_secret_ref),

@@ -1,12 +1,16 @@
-"""Percentiles of the benches, the demo's report and the tests: q is always in 0..100."""
+"""The one percentile of the project (q always in 0..100): the fleet's p95 in status, the evaluation's
+summaries, the benches, the demo's report and the tests all call these two."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import TypeVar
+
+E = TypeVar("E", float, None)
 
 
-def percentile(values: Iterable[float], q: float, empty: float | None = math.nan) -> float | None:
+def percentile(values: Iterable[float], q: float, empty: E = math.nan) -> float | E:  # type: ignore[assignment]
     """Nearest-rank percentile: a value that occurred, never an interpolation; ``empty`` for none."""
     s = sorted(values)
     if not s:
