@@ -57,6 +57,11 @@ class ModelGeometry(Model):
 
 class ModelSource(Model):
     rules = (
+        no_credentials(
+            "name",
+            "spec.model.name",
+            "spec.model.hfTokenSecretRef (a Hugging Face token, the Secret labelled agentfleet.io/consent=true)",
+        ),
         immutable(
             "served_name",
             "spec.model.servedName",
@@ -409,8 +414,8 @@ class Autoscaling(Model):
         ),
         no_credentials(
             "prometheus_url",
-            "spec.autoscaling.prometheusURL must not carry credentials (user:password@): "
-            "give the URL of a Prometheus the operator may read",
+            "spec.autoscaling.prometheusURL",
+            "nothing: give the URL of a Prometheus the operator may read without credentials",
             alias="prometheusURL",
         ),
     )

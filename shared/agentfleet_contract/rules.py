@@ -61,19 +61,48 @@ def matches(attr: str, pattern: str, message: str, *, alias: str | None = None) 
     )
 
 
-# scheme://user:password@host: credentials in a URL end up in status, Events, logs and the runtime
-# ConfigMap, which anyone who may read the object can read.
-USERINFO = r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@"
+# Credentials anywhere in a URL: scheme://user:password@host, or a query or fragment parameter
+# whose name says it holds one (?password=, ?api_key=, ?access_token=, #access_token=, ?sig=, AWS's
+# X-Amz-Credential/Signature, ...), in any case. A URL ends up in status, Events, logs, spans and the
+# runtime ConfigMap, which anyone who may read the object can read; a Secret is read only with
+# consent. One pattern, RE2 and Python alike, used by the CEL rule and the pydantic check.
+CREDENTIALS_IN_URL = (
+    r"(?i)^[a-z][a-z0-9+.-]*://[^/?#]*@"
+    r"|[?#&;]([^=&#]*(passw|pwd|secret|token|apikey|api[-_]key|accesskey|access[-_]key|credential|signature)"
+    r"[^=&#]*|auth|key|sig|pass)="
+)
+_CREDENTIALS_RX = re.compile(CREDENTIALS_IN_URL)
+CREDENTIALS_WHAT = (
+    "must not carry credentials (user:password@, or a query or fragment parameter such as password=, token=, "
+    "access_token=, api_key= or secret=)"
+)
 
 
-def no_credentials(attr: str, message: str, *, alias: str | None = None) -> Rule:
-    """An optional URL field, when set, carries no user:password@ part."""
+def has_credentials(url: str) -> bool:
+    """True when the URL carries a credential (CREDENTIALS_IN_URL)."""
+    return _CREDENTIALS_RX.search(url) is not None
+
+
+def credentials_message(path: str, ref: str) -> str:
+    return f"{path} {CREDENTIALS_WHAT}: put the credential in a Secret and reference it with {ref}"
+
+
+def no_credentials(attr: str, path: str, ref: str, *, alias: str | None = None, each: bool = False) -> Rule:
+    """An optional URL field (or, with ``each``, every URL of an optional list) carries no
+    credential anywhere (CREDENTIALS_IN_URL). ``ref`` names where the credential goes instead."""
     f = alias or to_camel(attr)
-    rx = re.compile(USERINFO)
+    rx = _cel_str(CREDENTIALS_IN_URL)
+    if each:
+        return Rule(
+            cel=f"!has(self.{f}) || self.{f}.all(u, !u.matches({rx}))",
+            message=credentials_message(path, ref),
+            check=lambda o: not any(has_credentials(u) for u in (getattr(o, attr) or [])),
+            field_path=f".{f}",
+        )
     return Rule(
-        cel=f"!has(self.{f}) || !self.{f}.matches({_cel_str(USERINFO)})",
-        message=message,
-        check=lambda o: getattr(o, attr) is None or rx.search(getattr(o, attr)) is None,
+        cel=f"!has(self.{f}) || !self.{f}.matches({rx})",
+        message=credentials_message(path, ref),
+        check=lambda o: getattr(o, attr) is None or not has_credentials(getattr(o, attr)),
         field_path=f".{f}",
     )
 

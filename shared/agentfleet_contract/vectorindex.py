@@ -75,9 +75,8 @@ class MilvusTarget(Model):
         ),
         no_credentials(
             "uri",
-            "spec.milvus.uri must not carry credentials (user:password@): "
-            "put them in a Secret labelled agentfleet.io/consent=true "
-            "and name it in spec.milvus.credentials",
+            "spec.milvus.uri",
+            "spec.milvus.credentials (the Secret labelled agentfleet.io/consent=true)",
         ),
     )
 
@@ -157,6 +156,13 @@ class Source(Model):
             check=lambda s: sum(x is not None for x in (s.config_map, s.persistent_volume_claim, s.urls)) == 1,
         ),
         each_matches("urls", "^https?://", "spec.source.urls must all start with http:// or https://"),
+        no_credentials(
+            "urls",
+            "spec.source.urls",
+            "a ConfigMap (spec.source.configMap) or a volume (spec.source.persistentVolumeClaim) holding the "
+            "documents instead: the ingestion Job sends no credentials",
+            each=True,
+        ),
     )
 
     config_map: ConfigMapSource | None = Field(default=None, description="Documents stored as the keys of a ConfigMap.")
@@ -237,8 +243,8 @@ class Embedding(Model):
         ),
         no_credentials(
             "endpoint",
-            "spec.embedding.endpoint must not carry credentials (user:password@): put the key in a Secret labelled "
-            "agentfleet.io/consent=true and name it in spec.embedding.apiKeySecretRef",
+            "spec.embedding.endpoint",
+            "spec.embedding.apiKeySecretRef (the Secret labelled agentfleet.io/consent=true)",
         ),
     )
 
