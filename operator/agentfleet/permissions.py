@@ -132,7 +132,13 @@ NEEDS: tuple[Need, ...] = (
         OWN,
         "replica pods: applied, relabelled (merge patch), deleted; GPU pods indexed cluster-wide",
     ),
-    Need("modelreplicaset", "", "services", ("create", "patch", "delete"), "serving, replicas and gang Services"),
+    Need(
+        "modelreplicaset",
+        "",
+        "services",
+        ("get", "create", "patch", "delete"),
+        "serving, replicas and gang Services; the endpoint picker's selector (its pods reach the replicas)",
+    ),
     Need(
         "modelreplicaset",
         "policy",

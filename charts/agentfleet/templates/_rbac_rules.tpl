@@ -30,11 +30,11 @@
 - apiGroups: ['']
   resources: [serviceaccounts]
   verbs: [create, patch]
-# modelreplicaset: serving, replicas and gang Services
+# modelreplicaset: serving, replicas and gang Services; the endpoint picker's selector (its pods reach the replicas)
 # agentfleet: task API and Redis Services
 - apiGroups: ['']
   resources: [services]
-  verbs: [create, patch, delete]
+  verbs: [get, create, patch, delete]
 # kopf: watched; read by the AgentFleet controller and the autoscaler
 - apiGroups: [agentfleet.io]
   resources: [agentfleets]

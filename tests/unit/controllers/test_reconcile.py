@@ -43,8 +43,8 @@ class FakeKube:
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
         if kind == "Secret":
             return copy.deepcopy(self.secrets.get(name))
-        if kind == "Job":
-            return copy.deepcopy(self.children.get(("Job", name)))
+        if kind in ("Job", "Service"):
+            return copy.deepcopy(self.children.get((kind, name)))
         assert kind == "ModelReplicaSet"
         return copy.deepcopy(self.mrs) if self.mrs and self.mrs["metadata"]["name"] == name else None
 
@@ -444,8 +444,12 @@ def ready_set(api: FakeKube, rec: ModelReplicaSetController, m: MRS) -> None:
 def test_an_inference_pool_selects_the_serving_replicas_and_names_the_picker(env) -> None:
     api, rec, _ = env
     api.served.add(POOL)
+    # The picker's Service (its pods read the replicas' /metrics, so their NetworkPolicy admits them).
+    api.children[("Service", "epp")] = {"kind": "Service", "spec": {"selector": {"app": "epp"}}}
     ready_set(api, rec, mrs().replicas(2).spec(inferencePool={"endpointPicker": {"serviceName": "epp", "port": 9002}}))
     pool = api.children[("InferencePool", "m")]
+    admitted = api.children[("NetworkPolicy", "m")]["spec"]["ingress"][0]["from"]
+    assert {"podSelector": {"matchLabels": {"app": "epp"}}} in admitted
     assert pool["apiVersion"] == "inference.networking.k8s.io/v1"
     # The Services' selector: a draining replica (serving=false) leaves the pool with its drain.
     assert pool["spec"]["selector"] == {"matchLabels": api.children[("Service", "m-replicas")]["spec"]["selector"]}

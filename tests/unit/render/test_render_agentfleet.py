@@ -304,7 +304,7 @@ def test_managed_redis_is_a_password_protected_aof_statefulset_reachable_only_fr
     assert {"podSelector": {"matchLabels": {r.FLEET_LABEL: "support"}}} in peers
     # and the operator's pods (it reads the figures for the status), nothing else
     assert {
-        "namespaceSelector": {},
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "agentfleet-system"}},
         "podSelector": {
             "matchLabels": {"app.kubernetes.io/name": "agentfleet", "app.kubernetes.io/component": "operator"}
         },
