@@ -175,6 +175,13 @@ NEEDS: tuple[Need, ...] = (
         "the replicas' generated API key Secret, created once",
         scope="secrets",
     ),
+    Need(
+        "modelreplicaset",
+        "",
+        "persistentvolumeclaims",
+        ("get",),
+        "the consent label of a volume the spec names (spec.engine.modelCache.claimName, a pvc:// model)",
+    ),
     # Autoscaler: lists pods per set and cluster-wide with nodes (same verbs as above).
     Need(
         "autoscaler",

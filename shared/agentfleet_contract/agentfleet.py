@@ -701,7 +701,12 @@ class Redis(Model):
         default=None, description="Secret key holding the password of the Redis at url."
     )
     deploy: ManagedRedis | None = Field(
-        default=None, description="Run a Redis for this fleet (StatefulSet with AOF, generated password)."
+        default=None,
+        description=(
+            "Run a Redis for this fleet (StatefulSet, generated password, AOF with appendfsync everysec: a crash of "
+            "its node, not of Redis alone, loses about the last second of acknowledged writes, such as tasks just "
+            "submitted)."
+        ),
     )
     sentinel: RedisSentinel | None = Field(
         default=None,

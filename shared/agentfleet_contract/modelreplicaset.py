@@ -105,7 +105,10 @@ class ModelCache(Model):
     claim_name: str | None = Field(
         default=None,
         max_length=253,
-        description="PersistentVolumeClaim holding downloaded weights; unset uses an emptyDir per pod.",
+        description=(
+            "PersistentVolumeClaim holding downloaded weights, mounted read-write into the replicas and the fill Job; "
+            "it must carry the label agentfleet.io/consent=true. Unset uses an emptyDir per pod."
+        ),
     )
     size_limit: str = Field(
         default="200Gi", max_length=32, pattern=QUANTITY, description="Size limit of the emptyDir model cache."

@@ -22,6 +22,10 @@
 - apiGroups: ['']
   resources: [events]
   verbs: [create]
+# modelreplicaset: the consent label of a volume the spec names (spec.engine.modelCache.claimName, a pvc:// model)
+- apiGroups: ['']
+  resources: [persistentvolumeclaims]
+  verbs: [get]
 # modelreplicaset: replica pods: applied, relabelled (merge patch), deleted; GPU pods indexed cluster-wide
 - apiGroups: ['']
   resources: [pods]

@@ -150,3 +150,29 @@ def secret_problem(
             f"run kubectl label secret -n {namespace} {name} {CONSENT_LABEL}={CONSENT_VALUE}",
         )
     return None
+
+
+def claim_problem(
+    claim: dict[str, Any] | None, field: str, name: str, namespace: str, *, writable: bool
+) -> tuple[str, str] | None:
+    """Why a PersistentVolumeClaim named by a spec may not be mounted, as (reason, message naming
+    the field and the fix), or None when it may: it must exist and carry the consent label, as a
+    Secret must (secret_problem). The pods that mount it run an image the spec's author chooses,
+    so without consent anyone who may create the object could read (and, ``writable``, change)
+    any volume of the namespace: another team's data, or weights other sets load."""
+    if claim is None:
+        return (
+            "PersistentVolumeClaimNotFound",
+            f"{field}: PersistentVolumeClaim {name} does not exist in namespace {namespace}: "
+            "create it or fix the reference",
+        )
+    labels = (claim.get("metadata") or {}).get("labels") or {}
+    if labels.get(CONSENT_LABEL) != CONSENT_VALUE:
+        how = "read-write" if writable else "read-only"
+        return (
+            "PersistentVolumeClaimNotConsented",
+            f"{field}: PersistentVolumeClaim {name} lacks the label {CONSENT_LABEL}={CONSENT_VALUE}, so the operator "
+            f"does not mount it ({how}): if this object may use it, "
+            f"run kubectl label pvc -n {namespace} {name} {CONSENT_LABEL}={CONSENT_VALUE}",
+        )
+    return None

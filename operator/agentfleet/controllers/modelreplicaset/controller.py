@@ -32,7 +32,7 @@ from agentfleet.kube import Kube
 from agentfleet.reconcile.controller import Controller
 from agentfleet.reconcile.errors import describe_validation_error
 from agentfleet.reconcile.events import EventRecorder, post_with_kopf
-from agentfleet.render.common import secret_problem
+from agentfleet.render.common import claim_problem, secret_problem
 from agentfleet.rollout import Summary, compose_conditions
 
 log = logging.getLogger("agentfleet.modelreplicaset")
@@ -160,7 +160,8 @@ class ModelReplicaSetController(Controller[ModelReplicaSetState]):
         return p.run(mrs, spec)
 
     def unusable_secret(self, namespace: str, spec: ModelReplicaSetSpec) -> tuple[str, str] | None:
-        """The first Secret the spec names that the replicas may not get (render.common.secret_problem)."""
+        """The first Secret or volume the spec names that the replicas may not get
+        (render.common.secret_problem, claim_problem)."""
         refs = [
             ("spec.model.hfTokenSecretRef", spec.model.hf_token_secret_ref),
             ("spec.engine.apiKeySecretRef", spec.engine.api_key_secret_ref),
@@ -170,6 +171,16 @@ class ModelReplicaSetController(Controller[ModelReplicaSetState]):
                 why = secret_problem(
                     self.kube.get("v1", "Secret", ref.name, namespace), field, ref.name, ref.key, namespace
                 )
+                if why is not None:
+                    return why
+        # The volumes the replicas (and the cache fill Job) mount need the same consent.
+        claims = [("spec.engine.modelCache.claimName", spec.engine.model_cache.claim_name, True)]
+        if spec.model.name.startswith("pvc://"):
+            claims.append(("spec.model.name", spec.model.name[len("pvc://") :].split("/", 1)[0], False))
+        for field, claim, writable in claims:
+            if claim:
+                pvc = self.kube.get("v1", "PersistentVolumeClaim", claim, namespace)
+                why = claim_problem(pvc, field, claim, namespace, writable=writable)
                 if why is not None:
                     return why
         return None
