@@ -150,7 +150,7 @@ class PromReader:
             families = [*(o.metric for o in objectives), *witness_metrics(tuple(objectives))]
             hist = {m: self.buckets(m, target, window_s) for m in families if f"{m}_bucket" in names}
             rate_rows = self._q(completion_rate_query(self._sel(target), window_s))
-        except (RequestException, PrometheusApiClientException, ValueError, KeyError) as exc:
+        except (RequestException, PrometheusApiClientException, ValueError, KeyError, TypeError, IndexError) as exc:
             return Observation(at=at, error=self._failure(exc), error_reason="PrometheusUnavailable")
         samples = []
         for name, (w, age) in sorted(waiting.items()):
@@ -171,7 +171,7 @@ class PromReader:
             queued = self._q(f"max({TASK_QUEUE}{sel})")  # every worker reports the same stream
             inflight = self._q(f"sum({TASKS_IN_FLIGHT}{sel})")
             age = self._q(f"max({TASK_QUEUE_AGE}{sel})")
-        except (RequestException, PrometheusApiClientException, ValueError, KeyError) as exc:
+        except (RequestException, PrometheusApiClientException, ValueError, KeyError, TypeError, IndexError) as exc:
             return WorkerSignals(at, None, None, error=self._failure(exc))
 
         def one(rows: list[dict[str, Any]]) -> float | None:

@@ -129,3 +129,13 @@ def test_the_autoscalers_prometheus_reads_follow_no_redirect_and_report_a_fixed_
     assert signals.error is not None and not leaks(signals.error), signals.error
     failed = PromReader(failing.url, timeout_s=5.0).observe(target, objectives, 60)
     assert failed.error is not None and not leaks(failed.error), failed.error
+
+
+def test_a_prometheus_url_that_is_not_prometheus_is_a_fixed_text_not_a_crash(admin: Server) -> None:
+    """The admin page answers 200 with JSON that is not Prometheus's: before, a TypeError escaped
+    the evaluation; now it is "unavailable" with a fixed text."""
+    target = Target('namespace="team-a",model_name="m"')
+    obs = PromReader(admin.url, timeout_s=5.0).observe(target, [Objective("ttft", "vllm:ttft", 0.5)], 60)
+    signals = PromReader(admin.url, timeout_s=5.0).worker_signals('agentfleet_fleet="f"')
+    assert obs.error is not None and not leaks(obs.error), obs.error
+    assert signals.error is not None and not leaks(signals.error), signals.error
