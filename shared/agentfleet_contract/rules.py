@@ -26,6 +26,9 @@ class Rule:
     check: Callable[[Any], bool] | None = None
     field_path: str | None = None
     reason: Reason | None = None
+    # False: the CEL belongs to another node of the schema (a list's items: item_validations), where
+    # the API server estimates its cost per item; the object keeps only the Python check.
+    in_schema: bool = True
 
     def schema(self) -> dict[str, str]:
         out = {"rule": self.cel, "message": self.message}
@@ -93,11 +96,14 @@ def no_credentials(attr: str, path: str, ref: str, *, alias: str | None = None, 
     f = alias or to_camel(attr)
     rx = _cel_str(CREDENTIALS_IN_URL)
     if each:
+        # On the list's items (item_validations): as one rule over a 1,000-item list of 2 KiB
+        # strings the API server estimated 3.4x its per-rule cost budget and refused the CRD.
         return Rule(
-            cel=f"!has(self.{f}) || self.{f}.all(u, !u.matches({rx}))",
+            cel=f"!self.matches({rx})",
             message=credentials_message(path, ref),
             check=lambda o: not any(has_credentials(u) for u in (getattr(o, attr) or [])),
             field_path=f".{f}",
+            in_schema=False,
         )
     return Rule(
         cel=f"!has(self.{f}) || !self.{f}.matches({rx})",
@@ -105,6 +111,11 @@ def no_credentials(attr: str, path: str, ref: str, *, alias: str | None = None, 
         check=lambda o: getattr(o, attr) is None or not has_credentials(getattr(o, attr)),
         field_path=f".{f}",
     )
+
+
+def item_validations(rule: Rule) -> dict[str, list[dict[str, str]]]:
+    """json_schema_extra of a list's item type carrying ``rule`` (an ``each`` rule's CEL)."""
+    return {"x-kubernetes-validations": [{"rule": rule.cel, "message": rule.message}]}
 
 
 def each_matches(attr: str, pattern: str, message: str, *, negate: bool = False) -> Rule:
