@@ -175,16 +175,16 @@ def _control_plane(node: Node) -> None:
     node.start("etcd", str(K8S_BIN / "etcd"), "--data-dir", str(t / "etcd"), "--listen-client-urls",
                "http://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379",
                "--listen-peer-urls", "http://127.0.0.1:2380")  # fmt: skip
-    node.start(
+    api = node.start(
         "kube-apiserver", str(K8S_BIN / "kube-apiserver"), "--etcd-servers=http://127.0.0.1:2379",
-        "--bind-address=127.0.0.1", "--secure-port=6443", f"--cert-dir={t / 'certs'}",
+        f"--advertise-address={NODE_IP}", "--bind-address=127.0.0.1", "--secure-port=6443", f"--cert-dir={t / 'certs'}",
         f"--token-auth-file={t / 'tokens.csv'}", "--authorization-mode=AlwaysAllow",
         "--service-account-issuer=https://kubernetes.default.svc", f"--service-account-key-file={t / 'sa.pub'}",
         f"--service-account-signing-key-file={t / 'sa.key'}", "--service-cluster-ip-range=10.96.0.0/16",
         "--disable-admission-plugins=ServiceAccount",
     )  # fmt: skip
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and api.poll() is None:
         r = node.sh(str(K8S_BIN / "kubectl"), f"--kubeconfig={t / 'kubeconfig'}", "get", "--raw=/readyz", check=False)
         if r.returncode == 0:
             return
