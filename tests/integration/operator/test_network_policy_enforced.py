@@ -277,8 +277,10 @@ def _settle(node: Node, want: dict[str, bool], timeout: float = 90) -> dict[str,
 def test_the_rendered_policy_blocks_forged_labels_and_admits_the_operator_prometheus_gateway_and_picker(
     node: Node,
 ) -> None:
-    # Without a policy every pod reaches the replica: the test's network itself lets them through.
-    assert all(_reach(node).values()), _reach(node)
+    # Without a policy every pod reaches the replica (once its server listens): the test's network
+    # itself lets them through.
+    everyone = {p.name: True for p in [*ALLOWED, *FORGED]}
+    assert _settle(node, everyone, timeout=60) == everyone, _reach(node)
     rendered = render_network_policy(mrs(pool=True), PEERS, PICKER_LABELS)
     _apply_policy(node, rendered)
     want = {**{p.name: True for p in ALLOWED}, **{p.name: False for p in FORGED}}
