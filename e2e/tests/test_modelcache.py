@@ -47,7 +47,8 @@ def test_replicas_wait_for_the_fill_job_then_start(operator, gpu_pool, namespace
     claim = {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {"name": "weights"},
+        # The operator mounts a claim a spec names only with its consent (docs/security.md).
+        "metadata": {"name": "weights", "labels": {"agentfleet.io/consent": "true"}},
         "spec": {
             "accessModes": ["ReadWriteMany"],
             "storageClassName": "",

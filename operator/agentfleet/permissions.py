@@ -132,7 +132,13 @@ NEEDS: tuple[Need, ...] = (
         OWN,
         "replica pods: applied, relabelled (merge patch), deleted; GPU pods indexed cluster-wide",
     ),
-    Need("modelreplicaset", "", "services", ("create", "patch", "delete"), "serving, replicas and gang Services"),
+    Need(
+        "modelreplicaset",
+        "",
+        "services",
+        ("get", "create", "patch", "delete"),
+        "serving, replicas and gang Services; the endpoint picker's selector (its pods reach the replicas)",
+    ),
     Need(
         "modelreplicaset",
         "policy",
@@ -168,6 +174,13 @@ NEEDS: tuple[Need, ...] = (
         ("create",),
         "the replicas' generated API key Secret, created once",
         scope="secrets",
+    ),
+    Need(
+        "modelreplicaset",
+        "",
+        "persistentvolumeclaims",
+        ("get",),
+        "the consent label of a volume the spec names (spec.engine.modelCache.claimName, a pvc:// model)",
     ),
     # Autoscaler: lists pods per set and cluster-wide with nodes (same verbs as above).
     Need(

@@ -23,12 +23,14 @@ Prometheus unreachable or refusing a query -> ``Observation.error`` (the policy 
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from requests.exceptions import RequestException
 from urllib3.util.retry import Retry
@@ -37,6 +39,8 @@ from agentfleet.autoscale.goodput import Objective
 from agentfleet.autoscale.policy import Observation, ReplicaSample
 from agentfleet.autoscale.witness import goodput_with_witnesses, witness_metrics
 from agentfleet.autoscale.workers import WorkerSignals
+
+log = logging.getLogger(__name__)
 
 WAITING = "vllm:num_requests_waiting"
 RUNNING = "vllm:num_requests_running"
@@ -79,7 +83,11 @@ class PromReader:
         # One quick retry at most: an evaluation must finish well inside its period, and a down
         # Prometheus is a state to report, not something to wait out here.
         self.client = PrometheusConnect(
-            url=url, disable_ssl=True, retry=Retry(total=1, backoff_factor=0.2), timeout=timeout_s
+            url=url,
+            disable_ssl=True,
+            retry=Retry(total=1, backoff_factor=0.2),
+            timeout=timeout_s,
+            session=_NoRedirectSession(),
         )
         self.url = url
         self._now = now
@@ -126,6 +134,10 @@ class PromReader:
                 out.append((float(le), v))
         return sorted(out)
 
+    def _failure(self, exc: BaseException) -> str:
+        log.warning("Prometheus at %s: %s: %.500s", self.url, type(exc).__name__, exc)
+        return _failure_text(exc)
+
     def observe(self, target: Target, objectives: Sequence[Objective], window_s: int) -> Observation:
         """One evaluation's inputs; never raises for Prometheus trouble (it becomes ``error``)."""
         at = self._now()
@@ -138,8 +150,8 @@ class PromReader:
             families = [*(o.metric for o in objectives), *witness_metrics(tuple(objectives))]
             hist = {m: self.buckets(m, target, window_s) for m in families if f"{m}_bucket" in names}
             rate_rows = self._q(completion_rate_query(self._sel(target), window_s))
-        except (RequestException, PrometheusApiClientException, ValueError, KeyError) as exc:
-            return Observation(at=at, error=_short(exc), error_reason="PrometheusUnavailable")
+        except (RequestException, PrometheusApiClientException, ValueError, KeyError, TypeError, IndexError) as exc:
+            return Observation(at=at, error=self._failure(exc), error_reason="PrometheusUnavailable")
         samples = []
         for name, (w, age) in sorted(waiting.items()):
             r, r_age = running.get(name, (0.0, age))
@@ -159,8 +171,8 @@ class PromReader:
             queued = self._q(f"max({TASK_QUEUE}{sel})")  # every worker reports the same stream
             inflight = self._q(f"sum({TASKS_IN_FLIGHT}{sel})")
             age = self._q(f"max({TASK_QUEUE_AGE}{sel})")
-        except (RequestException, PrometheusApiClientException, ValueError, KeyError) as exc:
-            return WorkerSignals(at, None, None, error=_short(exc))
+        except (RequestException, PrometheusApiClientException, ValueError, KeyError, TypeError, IndexError) as exc:
+            return WorkerSignals(at, None, None, error=self._failure(exc))
 
         def one(rows: list[dict[str, Any]]) -> float | None:
             return float(rows[0]["value"][1]) if rows else None
@@ -202,6 +214,25 @@ def schema_problem(names: set[str]) -> str | None:
     return "MetricsSchemaMismatch: " + "; ".join(parts) + ": scaling on the series that exist only"
 
 
-def _short(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= 300 else text[:297] + "..."
+class _NoRedirectSession(requests.Session):
+    """prometheusURL is the spec author's: a 302 from it must not make the operator fetch (and
+    report) a page the author could not name, and no proxy or .netrc from the operator's
+    environment is used."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trust_env = False
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        kwargs["allow_redirects"] = False  # a 3xx is then a non-200 answer: PrometheusApiClientException
+        return super().request(method, url, *args, **kwargs)
+
+
+def _failure_text(exc: BaseException) -> str:
+    """A fixed text for conditions and Events: what Prometheus (or whatever answers at the URL)
+    said stays in the operator's log, so the field cannot be used to read or map other services."""
+    if isinstance(exc, PrometheusApiClientException):
+        return "Prometheus refused the query or is not Prometheus (details in the operator's log)"
+    if isinstance(exc, RequestException):
+        return "Prometheus did not answer (details in the operator's log)"
+    return "Prometheus's answer could not be read (details in the operator's log)"

@@ -187,9 +187,9 @@ class HTTPTool(Model):
         matches("url", "^https?://[^/]+", "spec.tools[].http.url must be an http:// or https:// URL"),
         no_credentials(
             "url",
-            "spec.tools[].http.url must not carry credentials (user:password@): "
-            "put an Authorization header in a Secret labelled "
-            "agentfleet.io/consent=true and name it in headersSecretRef",
+            "spec.tools[].http.url",
+            "spec.tools[].http.headersSecretRef (an Authorization header, the Secret labelled "
+            "agentfleet.io/consent=true)",
         ),
     )
 
@@ -245,8 +245,9 @@ class MCPServer(Model):
         ),
         no_credentials(
             "url",
-            "spec.tools[].mcp.url must not carry credentials (user:password@): put an Authorization header in a Secret "
-            "labelled agentfleet.io/consent=true and name it in headersSecretRef",
+            "spec.tools[].mcp.url",
+            "spec.tools[].mcp.headersSecretRef (an Authorization header, the Secret labelled "
+            "agentfleet.io/consent=true)",
         ),
         Rule(
             cel="!has(self.headersSecretRef) || has(self.url)",
@@ -311,8 +312,8 @@ class Tracing(Model):
         matches("endpoint", "^https?://[^/]+", "spec.tracing.endpoint must be the http(s):// URL of a collector"),
         no_credentials(
             "endpoint",
-            "spec.tracing.endpoint must not carry credentials (user:password@): put the collector's headers in a "
-            "Secret labelled agentfleet.io/consent=true and name it in spec.tracing.headersSecretRef",
+            "spec.tracing.endpoint",
+            "spec.tracing.headersSecretRef (the collector's headers, the Secret labelled agentfleet.io/consent=true)",
         ),
     )
 
@@ -624,8 +625,8 @@ class Redis(Model):
         matches("url", "^rediss?://", "spec.redis.url must start with redis:// or rediss://"),
         no_credentials(
             "url",
-            "spec.redis.url must not carry credentials (user:password@): put the password in a Secret labelled "
-            "agentfleet.io/consent=true and name it in spec.redis.passwordSecretRef",
+            "spec.redis.url",
+            "spec.redis.passwordSecretRef (the Secret labelled agentfleet.io/consent=true)",
         ),
     )
 
@@ -638,7 +639,12 @@ class Redis(Model):
         default=None, description="Secret key holding the password of the Redis at url."
     )
     deploy: ManagedRedis | None = Field(
-        default=None, description="Run a Redis for this fleet (StatefulSet with AOF, generated password)."
+        default=None,
+        description=(
+            "Run a Redis for this fleet (StatefulSet, generated password, AOF with appendfsync everysec: a crash of "
+            "its node, not of Redis alone, loses about the last second of acknowledged writes, such as tasks just "
+            "submitted)."
+        ),
     )
     sentinel: RedisSentinel | None = Field(
         default=None,

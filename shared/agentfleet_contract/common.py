@@ -50,7 +50,7 @@ class Model(BaseModel):
         own = cls.__dict__.get("rules")
         if own:
             extra = dict(cls.model_config.get("json_schema_extra") or {})
-            extra["x-kubernetes-validations"] = [r.schema() for r in own]
+            extra["x-kubernetes-validations"] = [r.schema() for r in own if r.in_schema]
             cls.model_config = {**cls.model_config, "json_schema_extra": extra}
 
     @model_validator(mode="after")

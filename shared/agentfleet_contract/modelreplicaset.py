@@ -58,6 +58,11 @@ class ModelGeometry(Model):
 
 class ModelSource(Model):
     rules = (
+        no_credentials(
+            "name",
+            "spec.model.name",
+            "spec.model.hfTokenSecretRef (a Hugging Face token, the Secret labelled agentfleet.io/consent=true)",
+        ),
         immutable(
             "served_name",
             "spec.model.servedName",
@@ -101,7 +106,10 @@ class ModelCache(Model):
     claim_name: str | None = Field(
         default=None,
         max_length=253,
-        description="PersistentVolumeClaim holding downloaded weights; unset uses an emptyDir per pod.",
+        description=(
+            "PersistentVolumeClaim holding downloaded weights, mounted read-write into the replicas and the fill Job; "
+            "it must carry the label agentfleet.io/consent=true. Unset uses an emptyDir per pod."
+        ),
     )
     size_limit: str = Field(
         default="200Gi", max_length=32, pattern=QUANTITY, description="Size limit of the emptyDir model cache."
@@ -443,8 +451,8 @@ class Autoscaling(Model):
         ),
         no_credentials(
             "prometheus_url",
-            "spec.autoscaling.prometheusURL must not carry credentials (user:password@): "
-            "give the URL of a Prometheus the operator may read",
+            "spec.autoscaling.prometheusURL",
+            "nothing: give the URL of a Prometheus the operator may read without credentials",
             alias="prometheusURL",
         ),
     )

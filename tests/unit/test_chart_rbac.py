@@ -33,6 +33,7 @@ KINDS = {
     "Service": ("", "services"),
     "ConfigMap": ("", "configmaps"),
     "Secret": ("", "secrets"),
+    "PersistentVolumeClaim": ("", "persistentvolumeclaims"),
     "ServiceAccount": ("", "serviceaccounts"),
     "Event": ("", "events"),
     "Deployment": ("apps", "deployments"),

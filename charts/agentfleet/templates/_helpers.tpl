@@ -57,3 +57,12 @@ watchNamespaces, else the release's own namespace. */}}
 {{- default (list .Release.Namespace) .Values.operator.watchNamespaces | toJson -}}
 {{- end -}}
 {{- end }}
+
+{{/* A label map as k=v,k2=v2 (the operator's AGENTFLEET_*_POD_LABELS). */}}
+{{- define "agentfleet.labelPairs" -}}
+{{- $pairs := list }}
+{{- range $k, $v := . }}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}

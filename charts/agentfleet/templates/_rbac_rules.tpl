@@ -22,6 +22,10 @@
 - apiGroups: ['']
   resources: [events]
   verbs: [create]
+# modelreplicaset: the consent label of a volume the spec names (spec.engine.modelCache.claimName, a pvc:// model)
+- apiGroups: ['']
+  resources: [persistentvolumeclaims]
+  verbs: [get]
 # modelreplicaset: replica pods: applied, relabelled (merge patch), deleted; GPU pods indexed cluster-wide
 - apiGroups: ['']
   resources: [pods]
@@ -30,11 +34,11 @@
 - apiGroups: ['']
   resources: [serviceaccounts]
   verbs: [create, patch]
-# modelreplicaset: serving, replicas and gang Services
+# modelreplicaset: serving, replicas and gang Services; the endpoint picker's selector (its pods reach the replicas)
 # agentfleet: task API and Redis Services
 - apiGroups: ['']
   resources: [services]
-  verbs: [create, patch, delete]
+  verbs: [get, create, patch, delete]
 # kopf: watched; read by the AgentFleet controller and the autoscaler
 - apiGroups: [agentfleet.io]
   resources: [agentfleets]

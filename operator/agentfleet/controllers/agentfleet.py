@@ -442,7 +442,7 @@ class AgentFleetPass:
             password = self.ensure_generated_secret(
                 af, render.redis_secret_name(self.name), render.REDIS_PASSWORD_KEY, "redis"
             )
-            for o in render.render_redis(af):
+            for o in render.render_redis(af, CONFIG.peers()):
                 self.kube.apply(o)
             ok, why = render.statefulset_ready(self.get("apps/v1", "StatefulSet", render.redis_name(self.name)))
             if ok:

@@ -8,17 +8,26 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from agentfleet.render.agentfleet import DEFAULT_EGRESS_DENY, Egress
+from agentfleet.render.common import OPERATOR_POD_LABELS, PROMETHEUS_POD_LABELS, Peer, Peers
 
 
 def _env_list(name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
     raw = os.environ.get(name)
     return default if raw is None else tuple(e.strip() for e in raw.split(",") if e.strip())
+
+
+def _env_labels(name: str, default: dict[str, str]) -> dict[str, str]:
+    """k=v,k2=v2 (the chart's join of a label map)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return dict(default)
+    return dict(p.strip().split("=", 1) for p in raw.split(",") if "=" in p)
 
 
 def _env_float(name: str, default: float) -> float:
@@ -46,6 +55,23 @@ class OperatorConfig:
     worker_egress: bool = os.environ.get("AGENTFLEET_WORKER_EGRESS", "true").lower() != "false"
     worker_egress_denied: tuple[str, ...] = _env_list("AGENTFLEET_WORKER_EGRESS_DENY", DEFAULT_EGRESS_DENY)
     api_server_cidrs: tuple[str, ...] = _env_list("AGENTFLEET_API_SERVER_CIDRS")
+
+    # Who the NetworkPolicies admit from outside a namespace, each by its namespace's name and its
+    # pod labels (render.common.Peers): the operator's own pods, Prometheus, the gateway data plane.
+    operator_namespace: str = os.environ.get("AGENTFLEET_OPERATOR_NAMESPACE") or os.environ.get(
+        "POD_NAMESPACE", "agentfleet-system"
+    )
+    prometheus_namespace: str = os.environ.get("AGENTFLEET_PROMETHEUS_NAMESPACE", "monitoring")
+    prometheus_pod_labels: dict[str, str] = field(
+        default_factory=lambda: _env_labels("AGENTFLEET_PROMETHEUS_POD_LABELS", PROMETHEUS_POD_LABELS)
+    )
+    gateway_namespace: str = os.environ.get("AGENTFLEET_GATEWAY_NAMESPACE", "")
+    gateway_pod_labels: dict[str, str] = field(default_factory=lambda: _env_labels("AGENTFLEET_GATEWAY_POD_LABELS", {}))
+
+    def peers(self) -> Peers:
+        prometheus = Peer(self.prometheus_namespace, self.prometheus_pod_labels) if self.prometheus_namespace else None
+        gateway = Peer(self.gateway_namespace, self.gateway_pod_labels) if self.gateway_namespace else None
+        return Peers(Peer(self.operator_namespace, OPERATOR_POD_LABELS), prometheus, gateway)
 
     def egress(self) -> Egress | None:
         return Egress(self.worker_egress_denied, self.api_server_cidrs) if self.worker_egress else None

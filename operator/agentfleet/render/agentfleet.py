@@ -35,9 +35,10 @@ from agentfleet_contract.runtime_config import EGRESS_DENY_ENV, PodLayout
 
 from agentfleet.capacity import parse_quantity
 from agentfleet.render.common import (
+    DEFAULT_PEERS,
     MODEL_CLIENT_LABEL,
-    OPERATOR_POD_LABELS,
     ROUTINE_MODEL_CLIENT_LABEL,
+    Peers,
     RenderError,
     api_key_ref,
     child_meta,
@@ -539,8 +540,9 @@ def redis_maxmemory(memory: str) -> int:
     return int(parse_quantity(memory) * REDIS_MAXMEMORY_SHARE)
 
 
-def render_redis(af: AgentFleet) -> list[dict[str, Any]]:
-    """StatefulSet (AOF on a PVC, password from the generated Secret), Service and NetworkPolicy."""
+def render_redis(af: AgentFleet, peers: Peers = DEFAULT_PEERS) -> list[dict[str, Any]]:
+    """StatefulSet (AOF on a PVC, password from the generated Secret), Service and NetworkPolicy:
+    the fleet's pods and the operator (by its namespace's name and its pod labels) reach Redis."""
     fleet, _ = _fleet(af)
     managed = af.spec.redis.deploy
     if managed is None:
@@ -622,7 +624,7 @@ def render_redis(af: AgentFleet) -> list[dict[str, Any]]:
                 {
                     "from": [
                         {"podSelector": {"matchLabels": {FLEET_LABEL: fleet}}},
-                        {"namespaceSelector": {}, "podSelector": {"matchLabels": dict(OPERATOR_POD_LABELS)}},
+                        peers.operator.selector(),
                     ],
                     "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
                 }

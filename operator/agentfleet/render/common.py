@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agentfleet_contract.common import CONSENT_LABEL, CONSENT_VALUE
@@ -9,6 +11,44 @@ from agentfleet_contract.common import CONSENT_LABEL, CONSENT_VALUE
 # Labels of the operator's own pods (the chart's): NetworkPolicies let them in where the operator
 # reads a child (the managed Redis, the replicas' /metrics for drains).
 OPERATOR_POD_LABELS = {"app.kubernetes.io/name": "agentfleet", "app.kubernetes.io/component": "operator"}
+# Set by the API server on every namespace to its own name: a pod's namespace is told by this label,
+# which nobody can give another namespace, while pod labels can be set by anyone who may create a
+# pod in any namespace. A NetworkPolicy peer outside the policy's namespace is therefore always
+# this label AND pod labels, never pod labels under an empty namespaceSelector.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+# Prometheus as the Prometheus Operator labels its pods.
+PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus"}
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Pods of one namespace with the given labels (a NetworkPolicy ``from`` entry)."""
+
+    namespace: str
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+
+    def selector(self) -> dict[str, Any]:
+        return {
+            "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: self.namespace}},
+            "podSelector": {"matchLabels": dict(self.pod_labels)},
+        }
+
+
+@dataclass(frozen=True)
+class Peers:
+    """Who besides a namespace's own workloads may reach what the operator runs there: the
+    operator itself (replicas' adapter API and /metrics, the managed Redis), the Prometheus that
+    scrapes the replicas, and the gateway data plane behind InferencePools (chart
+    ``networkPolicy``; AGENTFLEET_OPERATOR_NAMESPACE or POD_NAMESPACE, AGENTFLEET_PROMETHEUS_*,
+    AGENTFLEET_GATEWAY_*)."""
+
+    operator: Peer = field(default_factory=lambda: Peer("agentfleet-system", OPERATOR_POD_LABELS))
+    prometheus: Peer | None = field(default_factory=lambda: Peer("monitoring", PROMETHEUS_POD_LABELS))
+    gateway: Peer | None = None
+
+
+DEFAULT_PEERS = Peers()
+
 # On an AgentFleet's runtime pods: the ModelReplicaSets they call (primary and routine tier), so a
 # replica's NetworkPolicy admits exactly the workers of the fleets that refer to it.
 MODEL_CLIENT_LABEL = "agentfleet.io/model"
@@ -108,5 +148,31 @@ def secret_problem(
             f"{field}: Secret {name} lacks the label {CONSENT_LABEL}={CONSENT_VALUE}, so the operator does not use it: "
             "if this object may use it, "
             f"run kubectl label secret -n {namespace} {name} {CONSENT_LABEL}={CONSENT_VALUE}",
+        )
+    return None
+
+
+def claim_problem(
+    claim: dict[str, Any] | None, field: str, name: str, namespace: str, *, writable: bool
+) -> tuple[str, str] | None:
+    """Why a PersistentVolumeClaim named by a spec may not be mounted, as (reason, message naming
+    the field and the fix), or None when it may: it must exist and carry the consent label, as a
+    Secret must (secret_problem). The pods that mount it run an image the spec's author chooses,
+    so without consent anyone who may create the object could read (and, ``writable``, change)
+    any volume of the namespace: another team's data, or weights other sets load."""
+    if claim is None:
+        return (
+            "PersistentVolumeClaimNotFound",
+            f"{field}: PersistentVolumeClaim {name} does not exist in namespace {namespace}: "
+            "create it or fix the reference",
+        )
+    labels = (claim.get("metadata") or {}).get("labels") or {}
+    if labels.get(CONSENT_LABEL) != CONSENT_VALUE:
+        how = "read-write" if writable else "read-only"
+        return (
+            "PersistentVolumeClaimNotConsented",
+            f"{field}: PersistentVolumeClaim {name} lacks the label {CONSENT_LABEL}={CONSENT_VALUE}, so the operator "
+            f"does not mount it ({how}): if this object may use it, "
+            f"run kubectl label pvc -n {namespace} {name} {CONSENT_LABEL}={CONSENT_VALUE}",
         )
     return None

@@ -38,9 +38,10 @@ from agentfleet.capacity import cpu_kv_cache, format_quantity, parse_quantity
 from agentfleet.placement import GPU_PRODUCT_LABEL, MODELREPLICASET_LABEL, REPLICA_LABEL, Assignment, Toleration
 from agentfleet.render.common import (
     API_KEY_KEY,
+    DEFAULT_PEERS,
     MODEL_CLIENT_LABEL,
-    OPERATOR_POD_LABELS,
     ROUTINE_MODEL_CLIENT_LABEL,
+    Peers,
     RenderError,
     api_key_ref,
     api_key_secret_name,
@@ -66,8 +67,6 @@ RAY_PORT = 6379
 SHM_PATH = "/dev/shm"
 CACHE_PATH = "/models-cache"
 TMP_PATH = "/tmp"  # HOME, Ray's session files, Triton and torch scratch: the root filesystem is read-only
-# Prometheus as the Prometheus Operator labels its pods; the replicas' NetworkPolicy lets it scrape.
-PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus"}
 HEALTH_PATH = "/health"
 # A deleted pod's endpoints leave Services while preStop sleeps, before SIGTERM reaches vLLM:
 # kube-proxy and routers need a few seconds to observe the removal, or calls routed there are
@@ -695,20 +694,31 @@ def render_api_key_secret(mrs: ModelReplicaSet, value: str) -> dict[str, Any]:
     }
 
 
-def render_network_policy(mrs: ModelReplicaSet) -> dict[str, Any]:
-    """Who may reach the replicas: the workers of the AgentFleets that refer to this set (their pods
-    carry its name in MODEL_CLIENT_LABEL or ROUTINE_MODEL_CLIENT_LABEL), the operator (in-flight
-    counts from /metrics before a drain) and Prometheus (scrapes) on the HTTP port; a gang's own
-    pods on every port (rendezvous, NCCL). Nothing else: the budgets and rate limits the workers
-    enforce cannot be skipped by calling a replica directly."""
+def render_network_policy(
+    mrs: ModelReplicaSet, peers: Peers = DEFAULT_PEERS, picker_labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Who may reach the replicas' HTTP port: the workers of this namespace's AgentFleets that
+    refer to this set (their pods carry its name in MODEL_CLIENT_LABEL or
+    ROUTINE_MODEL_CLIENT_LABEL), the operator (adapter API, in-flight counts from /metrics) and
+    Prometheus, each by its namespace's name and its pod labels, and, with spec.inferencePool,
+    the gateway's data plane (``peers.gateway``) and the endpoint picker's pods in this namespace
+    (``picker_labels``: its Service's selector). A gang's own pods reach each other on every port
+    (rendezvous, NCCL). Nothing else, on any path: vLLM requires the API key only on /v1, so
+    /metrics, /health, /tokenize and the rest are closed by this policy alone."""
     name = _name(mrs)
     http = [{"protocol": "TCP", "port": mrs.spec.engine.port}]
-    clients = [
+    clients: list[dict[str, Any]] = [
         {"podSelector": {"matchLabels": {MODEL_CLIENT_LABEL: name}}},
         {"podSelector": {"matchLabels": {ROUTINE_MODEL_CLIENT_LABEL: name}}},
-        {"namespaceSelector": {}, "podSelector": {"matchLabels": dict(OPERATOR_POD_LABELS)}},
-        {"namespaceSelector": {}, "podSelector": {"matchLabels": dict(PROMETHEUS_POD_LABELS)}},
+        peers.operator.selector(),
     ]
+    if peers.prometheus is not None:
+        clients.append(peers.prometheus.selector())
+    if mrs.spec.inference_pool is not None:
+        if peers.gateway is not None:
+            clients.append(peers.gateway.selector())
+        if picker_labels:
+            clients.append({"podSelector": {"matchLabels": dict(picker_labels)}})
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -725,7 +735,10 @@ def render_network_policy(mrs: ModelReplicaSet) -> dict[str, Any]:
 
 
 def render_all(
-    mrs: ModelReplicaSet, assignments: Iterable[Assignment], draining: Collection[str] = ()
+    mrs: ModelReplicaSet,
+    assignments: Iterable[Assignment],
+    draining: Collection[str] = (),
+    peers: Peers = DEFAULT_PEERS,
 ) -> list[dict[str, Any]]:
     """Every child object: Services, the PDB, then each placed replica's pods (by replica name).
 
@@ -734,7 +747,7 @@ def render_all(
     placed = sorted(assignments, key=lambda a: a.key)
     objs = render_services(mrs, gang=any(a.multi_node for a in placed))
     objs.append(render_pdb(mrs))
-    objs.append(render_network_policy(mrs))
+    objs.append(render_network_policy(mrs, peers))
     for a in placed:
         objs += render_replica(mrs, a, draining=a.key.split("/", 1)[-1] in draining)
     return objs

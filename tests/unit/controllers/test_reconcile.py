@@ -21,6 +21,9 @@ from tests.builders import MRS, Node
 NS = "ns"
 
 
+CONSENTED = {"agentfleet.io/consent": "true"}
+
+
 class FakeKube:
     """Just enough of the API server: one ModelReplicaSet, its pods, nodes."""
 
@@ -33,6 +36,8 @@ class FakeKube:
         self.children: dict[tuple, dict] = {}
         self.created: dict[tuple, dict] = {}  # by create (made once)
         self.secrets: dict[str, dict] = {}
+        # PersistentVolumeClaims by name; "weights" (the cache tests' claim) carries the consent label.
+        self.claims: dict[str, dict] = {"weights": {"metadata": {"name": "weights", "labels": CONSENTED}}}
         self.creates: list[tuple] = []
         self.rv = 1
         self.fail_after_pods: int | None = None
@@ -43,8 +48,10 @@ class FakeKube:
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
         if kind == "Secret":
             return copy.deepcopy(self.secrets.get(name))
-        if kind == "Job":
-            return copy.deepcopy(self.children.get(("Job", name)))
+        if kind == "PersistentVolumeClaim":
+            return copy.deepcopy(self.claims.get(name))
+        if kind in ("Job", "Service"):
+            return copy.deepcopy(self.children.get((kind, name)))
         assert kind == "ModelReplicaSet"
         return copy.deepcopy(self.mrs) if self.mrs and self.mrs["metadata"]["name"] == name else None
 
@@ -462,6 +469,37 @@ def test_a_pod_template_colliding_with_the_operators_creates_nothing_and_names_t
     assert pod["metadata"]["annotations"]["team"] == "search"
 
 
+def test_a_volume_without_consent_is_neither_mounted_nor_filled_and_says_how_to_label_it(env) -> None:
+    """modelCache.claimName is mounted read-write into the image the author chose (and the fill
+    Job), a pvc:// model read-only: without the PVC's consent, any volume of the namespace could
+    be read or changed by whoever may create a ModelReplicaSet (issue 57, finding 12)."""
+    api, rec, _ = env
+    api.nodes = {"n1": Node("n1").block("b1").obj()}
+    api.claims["payroll"] = {"metadata": {"name": "payroll", "labels": {}}}
+    events: list[tuple[str, str, str]] = []
+    rec.events.event = lambda obj, t, reason, msg, **_: events.append((t, reason, msg))  # type: ignore[method-assign]
+    api.mrs = mrs().replicas(1).engine(modelCache={"claimName": "payroll"}).obj()
+    reconcile(api, rec)
+    assert api.pods == {} and not [k for k in api.children if k[0] == "Job"]
+    ready = cond(api, "Ready")
+    assert ready["status"] == "False" and "spec.engine.modelCache.claimName" in ready["message"]
+    assert "kubectl label pvc -n ns payroll agentfleet.io/consent=true" in ready["message"]
+    assert ("Warning", "PersistentVolumeClaimNotConsented") in {(t, r) for t, r, _ in events}
+    # A claim that does not exist is refused the same way; a pvc:// model's claim needs consent too.
+    api.mrs = mrs().replicas(1).engine(modelCache={"claimName": "nowhere"}).obj()
+    reconcile(api, rec)
+    assert api.pods == {} and "PersistentVolumeClaim nowhere does not exist" in cond(api, "Ready")["message"]
+    api.mrs = mrs().replicas(1).spec(model={"name": "pvc://payroll/llama"}).obj()
+    reconcile(api, rec)
+    assert api.pods == {} and "spec.model.name: PersistentVolumeClaim payroll" in cond(api, "Ready")["message"]
+    # Labelled, it is mounted.
+    api.claims["payroll"]["metadata"]["labels"] = dict(CONSENTED)
+    api.mrs = mrs().replicas(1).engine(modelCache={"claimName": "payroll", "fill": False}).obj()
+    reconcile(api, rec)
+    (pod,) = api.pods.values()
+    assert {"name": "model-cache", "persistentVolumeClaim": {"claimName": "payroll"}} in pod["spec"]["volumes"]
+
+
 # --- the InferencePool (spec.inferencePool) -----------------------------------------------------
 
 POOL = ("inference.networking.k8s.io/v1", "InferencePool")
@@ -478,8 +516,12 @@ def ready_set(api: FakeKube, rec: ModelReplicaSetController, m: MRS) -> None:
 def test_an_inference_pool_selects_the_serving_replicas_and_names_the_picker(env) -> None:
     api, rec, _ = env
     api.served.add(POOL)
+    # The picker's Service (its pods read the replicas' /metrics, so their NetworkPolicy admits them).
+    api.children[("Service", "epp")] = {"kind": "Service", "spec": {"selector": {"app": "epp"}}}
     ready_set(api, rec, mrs().replicas(2).spec(inferencePool={"endpointPicker": {"serviceName": "epp", "port": 9002}}))
     pool = api.children[("InferencePool", "m")]
+    admitted = api.children[("NetworkPolicy", "m")]["spec"]["ingress"][0]["from"]
+    assert {"podSelector": {"matchLabels": {"app": "epp"}}} in admitted
     assert pool["apiVersion"] == "inference.networking.k8s.io/v1"
     # The Services' selector: a draining replica (serving=false) leaves the pool with its drain.
     assert pool["spec"]["selector"] == {"matchLabels": api.children[("Service", "m-replicas")]["spec"]["selector"]}

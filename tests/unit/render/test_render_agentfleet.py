@@ -304,7 +304,7 @@ def test_managed_redis_is_a_password_protected_aof_statefulset_reachable_only_fr
     assert {"podSelector": {"matchLabels": {r.FLEET_LABEL: "support"}}} in peers
     # and the operator's pods (it reads the figures for the status), nothing else
     assert {
-        "namespaceSelector": {},
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "agentfleet-system"}},
         "podSelector": {
             "matchLabels": {"app.kubernetes.io/name": "agentfleet", "app.kubernetes.io/component": "operator"}
         },
@@ -477,3 +477,15 @@ def test_tracing_renders_the_collector_and_mounts_its_headers_secret_in_workers_
 def test_a_tracing_endpoint_that_is_no_url_or_carries_credentials_is_refused(endpoint: str, says: str) -> None:
     with pytest.raises(ValueError, match=says):
         fleet(tracing={"endpoint": endpoint})
+
+
+def test_the_managed_redis_fsync_policy_is_the_one_its_field_describes() -> None:
+    """spec.redis.deploy says what appendfsync loses (issue 57, finding 12): the rendered policy and
+    the description users read change together."""
+    from agentfleet_contract.agentfleet import Redis
+
+    (sts, *_) = r.render_redis(fleet(redis={"deploy": {"storageSize": "4Gi"}}))
+    args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
+    fsync = args[args.index("--appendfsync") + 1]
+    text = Redis.model_fields["deploy"].description or ""
+    assert f"appendfsync {fsync}" in text and "loses" in text and "last second" in text, text

@@ -429,12 +429,15 @@ def test_only_the_fleets_workers_the_operator_and_prometheus_reach_the_replicas(
         {"podSelector": {"matchLabels": {"agentfleet.io/model": "llama-405b"}}},
         {"podSelector": {"matchLabels": {"agentfleet.io/routine-model": "llama-405b"}}},
         {
-            "namespaceSelector": {},
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "agentfleet-system"}},
             "podSelector": {
                 "matchLabels": {"app.kubernetes.io/name": "agentfleet", "app.kubernetes.io/component": "operator"}
             },
         },
-        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}},
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        },
     ]
     # A gang's members reach each other on every port (rendezvous, NCCL); nobody else does.
     assert gang_rule == {"from": [{"podSelector": {"matchLabels": {"agentfleet.io/modelreplicaset": "llama-405b"}}}]}

@@ -15,6 +15,7 @@ replica answered last.
 from __future__ import annotations
 
 import json
+import logging
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -23,6 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agentfleet.controllers.modelreplicaset.services import AdapterApi
+
+from agentfleet.controllers.modelreplicaset.replica_http import OPENER, is_redirect
+
+log = logging.getLogger(__name__)
 
 # The adapter API answers at once (a load reads the adapter's weights: tens of MB); a replica that
 # does not must not hold up the pass for long.
@@ -45,7 +50,8 @@ def adapter_actions(desired: Mapping[str, str], loaded: Mapping[str, str]) -> Ad
 
 
 class AdapterError(Exception):
-    """A replica refused or did not answer; the message says which call and what it answered."""
+    """A replica refused or did not answer. The message is a fixed text (which call, which kind of
+    failure) because it goes into Events; what the replica answered is only in the operator's log."""
 
 
 class AdapterClient:
@@ -63,19 +69,25 @@ class AdapterClient:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.base + path, data=data, method=method, headers=self.headers)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - pod IPs only
+            with OPENER.open(req, timeout=self.timeout) as resp:
                 return resp.read(4 << 20)
         except urllib.error.HTTPError as e:
-            raise AdapterError(f"{method} {path}: HTTP {e.code} {e.read(2048).decode('utf-8', 'replace')[:300]}") from e
+            if is_redirect(e.code):
+                log.warning("%s %s%s: redirect to %.200s refused", method, self.base, path, e.headers.get("Location"))
+                raise AdapterError(f"{method} {path}: the replica answered a redirect, which is not followed") from e
+            log.warning("%s %s%s: HTTP %s %.300r", method, self.base, path, e.code, e.read(2048))
+            raise AdapterError(f"{method} {path}: the replica refused the call (HTTP {e.code // 100}xx)") from e
         except (OSError, ValueError) as e:
-            raise AdapterError(f"{method} {path}: {e}") from e
+            log.warning("%s %s%s: %s", method, self.base, path, e)
+            raise AdapterError(f"{method} {path}: the replica did not answer") from e
 
     def loaded(self) -> dict[str, str]:
         """Adapter name -> source, from /v1/models (entries with a parent are adapters)."""
         try:
             models = json.loads(self._call("GET", "/v1/models")).get("data") or []
         except (ValueError, AttributeError) as e:
-            raise AdapterError(f"GET /v1/models: not the OpenAI model list ({e})") from e
+            log.warning("GET %s/v1/models: not the OpenAI model list: %s", self.base, e)
+            raise AdapterError("GET /v1/models: the replica's answer is not the OpenAI model list") from e
         return {str(m["id"]): str(m.get("root") or "") for m in models if isinstance(m, dict) and m.get("parent")}
 
     def load(self, name: str, source: str) -> None:

@@ -15,6 +15,7 @@ from kubernetes.dynamic.exceptions import ConflictError
 
 from agentfleet.controllers.modelreplicaset.services import PassKube
 from agentfleet.controllers.modelreplicaset.state import ModelReplicaSetState
+from agentfleet.controllers.settings import CONFIG
 from agentfleet.placement import Assignment
 from agentfleet.render.modelreplicaset import (
     INFERENCE_POOL_API,
@@ -71,6 +72,16 @@ def inference_pool_problem(kube: PassKube, mrs: ModelReplicaSet) -> str | None:
     return None
 
 
+def picker_labels(kube: Any, mrs: ModelReplicaSet, ns: str) -> dict[str, str] | None:
+    """The pod labels of the InferencePool's endpoint picker (its Service's selector in this
+    namespace): the picker reads the replicas' /metrics, so their NetworkPolicy admits it."""
+    pool = mrs.spec.inference_pool
+    if pool is None or pool.endpoint_picker is None:
+        return None
+    svc = kube.get("v1", "Service", pool.endpoint_picker.service_name, ns) or {}
+    return dict((svc.get("spec") or {}).get("selector") or {}) or None
+
+
 def writes(
     kube: PassKube,
     state: ModelReplicaSetState,
@@ -87,7 +98,8 @@ def writes(
     ns, name = key
     inference_pool = render_inference_pool(mrs) if pool else None
     out: list[Any] = []
-    rendered = [*render_services(mrs, gang=multi_node), render_pdb(mrs), render_network_policy(mrs)]
+    policy = render_network_policy(mrs, CONFIG.peers(), picker_labels(kube, mrs, ns))
+    rendered = [*render_services(mrs, gang=multi_node), render_pdb(mrs), policy]
     for obj in [*rendered, *([inference_pool] if inference_pool else [])]:
         k, h = object_key(obj), obj_hash(obj)
         seen = state.applied.get(k)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 
+from agentfleet.controllers.modelreplicaset.replica_http import OPENER
 from agentfleet.rollout import parse_in_flight
 
 # Reading a replica's /metrics must not hold up a reconcile: vLLM answers in milliseconds.
@@ -20,9 +20,10 @@ Target = tuple[str, int]  # (pod IP, port)
 
 
 def read_in_flight(ip: str, port: int, timeout: float = METRICS_TIMEOUT_SECONDS) -> int | None:
-    """Requests a replica holds, from its vLLM /metrics; None when it cannot be read."""
+    """Requests a replica holds, from its vLLM /metrics; None when it cannot be read (a redirect is
+    not followed: replica_http)."""
     try:
-        with urllib.request.urlopen(f"http://{ip}:{port}/metrics", timeout=timeout) as resp:  # noqa: S310 - pod IPs only
+        with OPENER.open(f"http://{ip}:{port}/metrics", timeout=timeout) as resp:
             return parse_in_flight(resp.read(4 << 20).decode("utf-8", "replace"))
     except (OSError, ValueError):
         return None

@@ -54,7 +54,7 @@ from agentfleet.placement import (
 )
 from agentfleet.reconcile.errors import describe_validation_error
 from agentfleet.reconcile.shape import Refused, Steps, Wants
-from agentfleet.render.common import API_KEY_KEY, api_key_secret_name, secret_problem
+from agentfleet.render.common import API_KEY_KEY, api_key_secret_name, claim_problem, secret_problem
 from agentfleet.render.modelreplicaset import SERVING_LABEL, cache_job_name, cache_model, render_cache_job, spec_hash
 from agentfleet.rollout import (
     DRAINING,
@@ -193,6 +193,16 @@ class ModelReplicaSetPass(Steps[Observed, Plan, Acted]):
             if ref is not None:
                 secret = self.kube.get("v1", "Secret", ref.name, self.ns)
                 why = secret_problem(secret, where, ref.name, ref.key, self.ns)
+                if why is not None:
+                    raise Refused(why[0], why[1], where, retry_after=SECRET_RECHECK_SECONDS)
+        # The volumes the replicas (and the cache fill Job) mount need the same consent.
+        claims = [("spec.engine.modelCache.claimName", spec.engine.model_cache.claim_name, True)]
+        if spec.model.name.startswith("pvc://"):
+            claims.append(("spec.model.name", spec.model.name[len("pvc://") :].split("/", 1)[0], False))
+        for where, claim, writable in claims:
+            if claim:
+                pvc = self.kube.get("v1", "PersistentVolumeClaim", claim, self.ns)
+                why = claim_problem(pvc, where, claim, self.ns, writable=writable)
                 if why is not None:
                     raise Refused(why[0], why[1], where, retry_after=SECRET_RECHECK_SECONDS)
         return mrs
