@@ -22,16 +22,21 @@ from agentfleet_runtime.server.api import TaskAPI
 
 pytestmark = pytest.mark.integration
 TOKENS = {"acme": "tok-acme-1", "globex": "tok-globex-1"}
+REVIEWERS = {"acme": "tok-acme-review", "globex": "tok-globex-review"}  # scope approver: sessions "<tenant>:review"
 
 
 @asynccontextmanager
 async def tenant_api(
     config: RuntimeConfig, tmp_path, api: dict[str, Any] | None = None, tokens: dict[str, str] | None = None
 ):
-    """The API on a free port with a hashed token file; yields (base url, {tenant: session})."""
+    """The API on a free port with a hashed token file; yields (base url, {tenant: session}), and
+    each tenant's reviewer (a token of scope approver) as the session ``<tenant>:review``."""
     tokens = tokens or TOKENS
+    reviewers = {t: tok for t, tok in REVIEWERS.items() if t in tokens}
     path = tmp_path / "tokens"
-    path.write_text("".join(token_line(t, tok) + "\n" for t, tok in tokens.items()))
+    lines = [token_line(t, tok) for t, tok in tokens.items()]
+    lines += [token_line(t, tok, "approver") for t, tok in reviewers.items()]
+    path.write_text("".join(line + "\n" for line in lines))
     doc = config.model_dump(by_alias=True, mode="json")
     doc["api"] = {**doc["api"], "tokensFile": str(path), **(api or {})}
     server = TaskAPI(RuntimeConfig.model_validate(doc))
@@ -45,7 +50,7 @@ async def tenant_api(
             t: await stack.enter_async_context(
                 aiohttp.ClientSession(base_url=base, headers={"Authorization": f"Bearer {tok}"})
             )
-            for t, tok in tokens.items()
+            for t, tok in [*tokens.items(), *((f"{t}:review", tok) for t, tok in reviewers.items())]
         }
         try:
             yield base, sessions
