@@ -760,6 +760,13 @@ class TaskAPI(Model):
         description="Progress streams (SSE) one task API pod holds open; kept below its 128 Redis connections.",
     )
     tenant_limits: TenantLimits = default_obj("Per-tenant limits, enforced when a task is submitted.", TenantLimits)
+    metrics_access: Literal["Hashed", "Token", "Open"] = Field(
+        default="Hashed",
+        description=(
+            "Who reads the task API's /metrics: Hashed (anyone; tenant labels are hashes, not names),"
+            " Token (a bearer token of the API), Open (anyone, with tenant names)."
+        ),
+    )
 
 
 class AgentFleetSpec(Model):

@@ -105,6 +105,16 @@ class Keys:
         """Set of a tenant's root tasks that may still be queued or running (pruned at admission)."""
         return f"{self.prefix}tenant:{_scoped_digest(tenant, '')}:live"
 
+    def tenant_approvals(self, tenant: str) -> str:
+        """Sorted set of one tenant's tasks waiting for an approval, scored as ``approvals``: the
+        tenant's listing reads only these, so no other tenant's can crowd them out."""
+        return f"{self.prefix}tenant:{_scoped_digest(tenant, '')}:approvals"
+
+    def tenant_reserved(self, tenant: str) -> str:
+        """Hash of the spend a tenant's live tasks reserved at admission (task id -> 1e-9 units,
+        ``_total`` their sum): SUBMIT adds, a task's end releases (lua.PRELUDE's finish)."""
+        return f"{self.prefix}tenant:{_scoped_digest(tenant, '')}:reserved"
+
     def tenant_spend(self, tenant: str, day: int) -> str:
         """What a tenant's model calls cost on one UTC day (days since the epoch), in 1e-9 currency units."""
         return f"{self.prefix}tenant:{_scoped_digest(tenant, '')}:spend:{day}"

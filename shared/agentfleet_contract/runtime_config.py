@@ -105,11 +105,17 @@ def token_hash(token: str | bytes) -> bytes:
     return hashlib.sha256(token.encode() if isinstance(token, str) else token).digest()
 
 
-def token_line(tenant: str, token: str) -> str:
-    """One line of a tokens file: ``tenant sha256:<hex>``."""
+APPROVER_SCOPE = "approver"  # a tokens-file line's third field: the token decides approvals, never submits
+
+
+def token_line(tenant: str, token: str, scope: str = "") -> str:
+    """One line of a tokens file: ``tenant sha256:<hex>``, or ``tenant sha256:<hex> approver``
+    for a reviewer's token (it lists and decides the tenant's approvals and submits nothing)."""
     if not TENANT_NAME.match(tenant):
         raise ValueError(f"tenant {tenant!r} must be a lowercase name of at most 63 characters such as 'acme'")
-    return f"{tenant} {HASH_PREFIX}{token_hash(token).hex()}"
+    if scope not in ("", APPROVER_SCOPE):
+        raise ValueError(f"scope {scope!r} must be empty or {APPROVER_SCOPE!r}")
+    return f"{tenant} {HASH_PREFIX}{token_hash(token).hex()}" + (f" {APPROVER_SCOPE}" if scope else "")
 
 
 class ApiSettings(Model):
@@ -128,6 +134,13 @@ class ApiSettings(Model):
     )
     tenant_limits: TenantLimits = Field(
         default_factory=TenantLimits, description="Per-tenant limits, enforced at submission."
+    )
+    metrics_access: Literal["Hashed", "Token", "Open"] = Field(
+        default="Hashed",
+        description=(
+            "GET /metrics: Hashed (open, tenant labels replaced by a hash), Token (a bearer token of"
+            " the API, names kept), Open (open, names kept)."
+        ),
     )
 
 
@@ -372,6 +385,7 @@ def runtime_config(
             "maxRequestBytes": s.api.max_request_bytes,
             "maxStreams": s.api.max_streams,
             "tenantLimits": s.api.tenant_limits.wire(),
+            "metricsAccess": s.api.metrics_access,
         },
     }
     prompt = (

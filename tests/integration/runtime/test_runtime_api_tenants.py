@@ -35,7 +35,7 @@ async def tenant_api(
     reviewers = {t: tok for t, tok in REVIEWERS.items() if t in tokens}
     path = tmp_path / "tokens"
     lines = [token_line(t, tok) for t, tok in tokens.items()]
-    lines += [token_line(t, tok, "approver") for t, tok in reviewers.items()]
+    lines += [token_line(t, tok) + " approver" for t, tok in reviewers.items()]
     path.write_text("".join(line + "\n" for line in lines))
     doc = config.model_dump(by_alias=True, mode="json")
     doc["api"] = {**doc["api"], "tokensFile": str(path), **(api or {})}
@@ -141,7 +141,7 @@ def test_sessions_are_per_tenant(redis_server, fleet, tmp_path):
 
 def test_tasks_in_flight_per_tenant_are_refused_with_429(redis_server, fleet, tmp_path):
     async def body():
-        limits = {"tenantLimits": {"maxTasksInFlight": 2}}
+        limits = {"tenantLimits": {"maxTasksInFlight": 2}, "metricsAccess": "Token"}  # names, to a token
         async with environment(redis_server.url, fleet) as env, tenant_api(env.config, tmp_path, limits) as (base, s):
             a, b = s["acme"], s["globex"]
             ids = [
@@ -175,27 +175,28 @@ def test_spend_per_day_counts_sub_agents_and_refuses_with_429(redis_server, flee
     pricing = {"inputPerMillionTokens": "2000", "outputPerMillionTokens": "2000", "currency": "EUR"}
 
     async def body():
-        limits = {"tenantLimits": {"maxSpendPerDay": "0.01"}}
+        # Each task reserves its maxCost (2.5) at admission: the first fits under 3, the next does
+        # not once the first tree's real cost (about 1) is spent.
+        limits = {"tenantLimits": {"maxSpendPerDay": "3"}, "metricsAccess": "Token"}
+        cap = {"maxCost": "2.5"}
         async with (
             environment(redis_server.url, fleet, pricing=pricing) as env,
             tenant_api(env.config, tmp_path, limits) as (base, s),
             running_worker(env.config),
         ):
             a = s["acme"]
-            tid = (await (await a.post("/v1/tasks", json={"goal": "research #spawn=2"})).json())["id"]
+            tid = (await (await a.post("/v1/tasks", json={"goal": "research #spawn=2", "budgets": cap})).json())["id"]
             await env.wait(tid, 30)
             view = await (await a.get(f"/v1/tasks/{tid}")).json()
             spent = await env.store.tenant_spent("acme")
-            r = await a.post("/v1/tasks", json={"goal": "more"})
+            r = await a.post("/v1/tasks", json={"goal": "more", "budgets": cap})
             left = 86400 - time.time() % 86400
             other = await s["globex"].post("/v1/tasks", json={"goal": "globex is fine"})
             metrics = await (await a.get(base + "/metrics")).text()
         # What the tenant was charged is what the fleet recorded for the tree, sub-agents included.
         assert len(view["children"]) == 2 and spent == round(float(view["treeUsage"]["cost"]) * 1e9) > 0
         assert (
-            r.status == 429
-            and "maxSpendPerDay = 0.01" in (await r.json())["error"]
-            and "EUR" in (await r.json())["error"]
+            r.status == 429 and "maxSpendPerDay = 3" in (await r.json())["error"] and "EUR" in (await r.json())["error"]
         )
         assert abs(int(r.headers["Retry-After"]) - left) < 5 and other.status == 201
         assert 'agentfleet_tenant_cost_total{currency="EUR",tenant="acme"}' in metrics
@@ -295,7 +296,8 @@ def test_tokens_a_tenant_spent_in_the_last_minute_refuse_its_next_submission(red
     async def body():
         async with environment(redis_server.url, fleet) as env:
             config = token_limited(env.config, 6000)
-            async with tenant_api(config, tmp_path) as (base, s), running_worker(config):
+            named = {"metricsAccess": "Token"}
+            async with tenant_api(config, tmp_path, named) as (base, s), running_worker(config):
                 a, b = s["acme"], s["globex"]
                 first = await a.post("/v1/tasks", json={"goal": goal})
                 assert first.status == 201

@@ -1,0 +1,188 @@
+"""Issue 57's runtime findings, each as the probe that found it, against a real Redis, the real task
+API and real workers: who approves a call, whose keys a fleet owns, what the spend limit bounds,
+huge numbers in a request, what a stdio MCP server can read, /metrics, and the rest of finding 12.
+Every test here failed on the code before its fix (docs/security-runtime-rows.md)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from runtime_helpers import arun, environment, running_worker
+from test_runtime_api_tenants import tenant_api
+from test_runtime_approvals import PAY, decide, goal, policy, submit, view, wait_status
+
+from agentfleet_runtime.store import approvals as approvals_mod
+
+pytestmark = pytest.mark.integration
+
+
+# -- finding 1: the submitter approves its own call ------------------------------------------------
+def test_the_submitting_token_cannot_approve_and_decisions_name_their_reviewer(redis_server, fleet, tmp_path):
+    # The probe of issue 57: the token that submitted a 5,000 refund under requireApproval approved
+    # it (200) and the refund ran; nothing recorded who decided.
+    async def body():
+        async with (
+            environment(redis_server.url, fleet, tools=[PAY], decisions=policy()) as env,
+            tenant_api(env.config, tmp_path) as (_, s),
+            running_worker(env.config),
+        ):
+            acme, reviewer, globex_reviewer = s["acme"], s["acme:review"], s["globex:review"]
+            tid = await submit(acme, goal("refund", 5000))
+            await wait_status(acme, tid, {"awaiting_approval"})
+            status, err = await decide(acme, tid, "approve", step=0)
+            assert status == 403, (status, err)  # the submitter's own token
+            assert (await acme.get("/v1/approvals")).status == 403
+            assert (
+                await globex_reviewer.post(f"/v1/tasks/{tid}/approvals", json={"decision": "approve"})
+            ).status == 404
+            # A reviewer's token submits nothing.
+            assert (await reviewer.post("/v1/tasks", json={"goal": "g"})).status == 403
+            await asyncio.sleep(0.3)
+            assert f"{tid}:0:0" not in env.effects.applied
+            listed = (await (await reviewer.get("/v1/approvals")).json())["items"]
+            assert [i["task"] for i in listed] == [tid] and listed[0]["submittedBy"].startswith("acme/")
+            status, ok = await decide(reviewer, tid, "approve", step=0, reason="checked")
+            assert status == 200, ok
+            by = ok["approval"]["by"]
+            assert by.startswith("acme/") and by != listed[0]["submittedBy"] and float(ok["approval"]["at"]) > 0
+            done = await wait_status(acme, tid, {"done"})
+            assert done["approval"]["by"] == by and env.effects.requests[f"{tid}:0:0"] == 1
+
+    arun(body())
+
+
+def test_one_tenants_waiting_tasks_cannot_hide_anothers(redis_server, fleet, tmp_path, monkeypatch):
+    # Finding 12: the listing read the fleet's first 1,000 waiting tasks, so a tenant with 1,000
+    # sooner timeouts hid every other tenant's. Here the window is 3 and acme parks 4 first.
+    monkeypatch.setattr(approvals_mod, "MAX_LISTED", 3)
+
+    async def body():
+        async with (
+            environment(redis_server.url, fleet, tools=[PAY], decisions=policy()) as env,
+            tenant_api(env.config, tmp_path) as (_, s),
+            running_worker(env.config),
+        ):
+            flood = [await submit(s["acme"], goal(f"refund {i}", 500)) for i in range(4)]
+            for tid in flood:
+                await wait_status(s["acme"], tid, {"awaiting_approval"})
+            await asyncio.sleep(0.05)
+            mine = await submit(s["globex"], goal("globex refund", 500))
+            await wait_status(s["globex"], mine, {"awaiting_approval"})
+            listed = (await (await s["globex:review"].get("/v1/approvals")).json())["items"]
+            assert [i["task"] for i in listed] == [mine]
+            assert len((await (await s["acme:review"].get("/v1/approvals")).json())["items"]) == 3
+            # A cancelled task leaves its tenant's listing.
+            assert (await s["acme"].post(f"/v1/tasks/{flood[0]}/cancel")).status in (200, 202)
+            left = (await (await s["acme:review"].get("/v1/approvals")).json())["items"]
+            assert flood[0] not in [i["task"] for i in left] and len(left) == 3
+            assert (await view(s["acme"], flood[0]))["status"] == "cancelled"
+
+    arun(body())
+
+
+# -- finding 4: a 500 from a number ----------------------------------------------------------------
+def test_huge_integers_in_budgets_are_a_400_naming_the_field(redis_server, fleet, tmp_path):
+    # The probe of issue 57: a 400-4000 digit integer in budgets.maxSteps, maxTokens or
+    # timeoutSeconds raised OverflowError (500).
+    async def body():
+        async with environment(redis_server.url, fleet) as env, tenant_api(env.config, tmp_path) as (_, s):
+            seen = []
+            for field in ("maxSteps", "maxTokens", "timeoutSeconds", "maxFanOut", "maxDepth", "maxCost"):
+                for digits in (400, 4000):
+                    for sign in ("", "-"):
+                        raw = f'{{"goal": "g", "budgets": {{"{field}": {sign}{"9" * digits}}}}}'
+                        r = await s["acme"].post("/v1/tasks", data=raw, headers={"Content-Type": "application/json"})
+                        seen.append(r.status)
+                        assert r.status == 400, (field, digits, r.status, (await r.text())[:200])
+                        assert f"budgets.{field}" in (await r.json())["error"]
+            print(f"\nhuge budgets: {len(seen)} requests, statuses {sorted(set(seen))}")
+
+    arun(body())
+
+
+# -- finding 3: the spend limit is not a bound -----------------------------------------------------
+def test_forty_concurrent_submissions_cannot_spend_past_max_spend_per_day(redis_server, fleet, tmp_path):
+    # The probe of issue 57: with maxSpendPerDay 0.01 and no in-flight cap, 40 submissions were all
+    # admitted and spent far past it before the first 429 (spend was counted after the fact). The
+    # fleet's budgets.maxCost (0.004) is each task's reservation; a task costs about 0.001-0.002.
+    pricing = {"inputPerMillionTokens": "20", "outputPerMillionTokens": "20", "currency": "EUR"}
+
+    async def body():
+        limits = {"tenantLimits": {"maxSpendPerDay": "0.01"}}
+        async with (
+            environment(redis_server.url, fleet, pricing=pricing, budgets={"maxCost": "0.004"}) as env,
+            tenant_api(env.config, tmp_path, limits) as (_, s),
+            running_worker(env.config),
+        ):
+            a = s["acme"]
+            answers = await asyncio.gather(*(a.post("/v1/tasks", json={"goal": f"job {i}"}) for i in range(40)))
+            admitted = [(await r.json())["id"] for r in answers if r.status == 201]
+            refused = [r for r in answers if r.status == 429]
+            await env.wait(admitted, 60)
+            spent = await env.store.tenant_spent("acme")
+            costs = [float((await view(a, t))["cost"]) for t in admitted]
+            print(
+                f"\n40 concurrent submissions: {len(admitted)} admitted, {len(refused)} x 429, spent {spent / 1e9} EUR"
+            )
+            assert len(admitted) + len(refused) == 40 and refused
+            assert "maxSpendPerDay = 0.01" in (await refused[0].json())["error"]
+            assert spent <= 10_000_000, spent  # 0.01 EUR in 1e-9 units: the limit bounds what is spent
+            assert all(0 < c <= 0.004 for c in costs), costs
+            reserved = await env.store.r.hget(env.store.keys.tenant_reserved("acme"), "_total")
+            assert int(reserved or 0) == 0  # every reservation released when its task ended
+
+    arun(body())
+
+
+# -- finding 12: NAT64 and other clouds' metadata addresses pass the tool's address check ----------
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",  # NAT64 (RFC 6052) of 169.254.169.254
+        "http://[64:ff9b:1::a9fe:a9fe]/latest/meta-data/",  # local-use NAT64 (RFC 8215)
+        "http://[2002:a9fe:a9fe::1]/latest/meta-data/",  # 6to4 of 169.254.169.254
+        "http://100.100.100.200/latest/meta-data/",  # Alibaba Cloud's metadata service
+        "http://192.0.0.192/opc/v2/instance/",  # Oracle Cloud's
+    ],
+)
+def test_nat64_and_other_metadata_addresses_are_refused_before_connecting(url):
+    from test_runtime_http_tool_egress import _ctx
+
+    from agentfleet_runtime.tools.base import ToolError
+    from agentfleet_runtime.tools.http import HTTPTool, denied_networks
+
+    async def body() -> None:
+        tool = HTTPTool("meta", url, connect_timeout=1.0, denied=denied_networks({}))
+        try:
+            with pytest.raises(ToolError, match="may not reach"):
+                await tool.run({}, _ctx())
+        finally:
+            await tool.close()
+
+    arun(body(), 30)
+
+
+# -- finding 11: /metrics is open and names every tenant -------------------------------------------
+def test_metrics_name_no_tenant_unless_behind_the_api_token(redis_server, fleet, tmp_path):
+    # The probe of issue 57: GET /metrics without a token listed every tenant with its admissions.
+    import aiohttp
+
+    async def scrape(api: dict) -> tuple[int, str, int, str]:
+        async with environment(redis_server.url, fleet) as env, tenant_api(env.config, tmp_path, api) as (base, s):
+            assert (await s["acme"].post("/v1/tasks", json={"goal": "g"})).status == 201
+            async with aiohttp.ClientSession() as anonymous:
+                r = await anonymous.get(base + "/metrics")
+                text = await r.text()
+            mine = await s["acme"].get("/metrics")
+            return r.status, text, mine.status, await mine.text()
+
+    async def body():
+        status, text, _, _ = await scrape({})  # the default: Hashed
+        assert status == 200 and "agentfleet_tenant_admissions_total" in text
+        assert 'tenant="acme"' not in text and 'tenant="t-' in text
+        status, text, with_token, named = await scrape({"metricsAccess": "Token"})
+        assert status == 401 and "acme" not in text
+        assert with_token == 200 and 'tenant="acme"' in named
+
+    arun(body())
