@@ -89,7 +89,7 @@ def test_approve_runs_the_waiting_call_once_and_only_the_owner_decides(redis_ser
             tenant_api(env.config, tmp_path) as (_, s),
             running_worker(env.config) as w,
         ):
-            acme, globex = s["acme"], s["globex"]
+            acme = s["acme"]
             small = await submit(acme, goal("small refund", 50))  # below the condition: runs at once
             big = await submit(acme, goal("big refund", 500))
             waiting = await wait_status(acme, big, {"awaiting_approval"})
