@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import random
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -34,6 +36,36 @@ MAX_LIST_PAGES = 16
 # Read off a server's result before it reaches the ToolBox, which cuts the observation to
 # maxObservationChars itself: no need to join a megabyte of text first.
 MAX_RESULT_CHARS = 65_536
+# A stdio server is started through this launcher. The SDK already gives it only PATH, HOME and
+# the like, but the worker's own environment (the model API key, the Redis password) stays
+# readable at /proc/<worker>/environ to any process of the worker's uid. A non-root worker (the
+# pod's case) makes itself non-dumpable at start (``deny_proc_access``): that file becomes
+# root's and no process of its uid may ptrace it. A worker running as root (a developer's
+# machine) cannot be protected that way, so the server starts in its own PID and mount
+# namespaces with a fresh /proc, where the worker is not a process it can name.
+JAIL = """
+import ctypes, os, signal, sys
+cmd = sys.argv[1:]
+if os.getuid() == 0:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x20000000 | 0x00020000) == 0:  # CLONE_NEWPID | CLONE_NEWNS
+        pid = os.fork()
+        if pid:
+            def stop(n, f):
+                os.kill(pid, signal.SIGKILL)  # the server is its namespace's init: SIGTERM is ignored
+            for n in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(n, stop)
+            code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            os._exit(code if code >= 0 else 128 - code)
+        libc.prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL: it ends with the launcher
+        libc.mount(None, b"/", None, 0x4000 | 0x40000, None)  # MS_REC | MS_PRIVATE: nothing leaks out
+        if libc.mount(b"proc", b"/proc", b"proc", 0, None) != 0:
+            os._exit(70)  # no private /proc: do not run the server where it could read the worker's
+    else:
+        print("agentfleet: cannot isolate the MCP server (unshare refused); not starting it", file=sys.stderr)
+        os._exit(70)
+os.execvp(cmd[0], cmd)
+"""
 IDEMPOTENCY_META = "agentfleet.io/idempotency-key"
 TASK_META = "agentfleet.io/task"
 
@@ -190,7 +222,9 @@ class MCPServer:
             else:
                 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-                params = StdioServerParameters(command=self.command[0], args=self.command[1:], env=self.env)
+                params = StdioServerParameters(
+                    command=sys.executable, args=["-I", "-c", JAIL, *self.command], env=self.env, cwd="/"
+                )
                 read, write = await stack.enter_async_context(stdio_client(params))
             session = await stack.enter_async_context(
                 ClientSession(
@@ -273,3 +307,15 @@ def _describe(e: BaseException) -> str:
     while isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
         e = e.exceptions[0]
     return f"{type(e).__name__}: {e}"[:500]
+
+
+def deny_proc_access() -> bool:
+    """Make this process non-dumpable (prctl PR_SET_DUMPABLE 0): /proc/<pid>/environ and mem
+    become root's, and no process of the same uid may ptrace it. False where that is not Linux."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(4, 0, 0, 0, 0) == 0  # PR_SET_DUMPABLE = 4
+    except OSError:
+        return False

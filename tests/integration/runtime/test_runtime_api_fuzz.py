@@ -34,8 +34,8 @@ TOKEN = "fuzz-token"
 REVIEWER = "fuzz-reviewer"  # scope approver: the approvals routes run their full paths with it
 # Integers of 17 to 4000 digits, either sign (issue 57: a 400-4000 digit integer raised OverflowError).
 HUGE = st.integers(16, 3999).flatmap(lambda n: st.integers(10**n, 10 ** (n + 1) - 1)) | st.integers(
-    2**53 - 2, 2**53 + 2
-)
+    2**53 + 1, 2**53 + 3
+)  # all above 2**53, the largest budget number the API takes
 HUGE_INT = st.tuples(st.sampled_from([1, -1]), HUGE).map(lambda t: t[0] * t[1])
 BUDGET_FIELDS = ("maxSteps", "maxTokens", "timeoutSeconds", "maxFanOut", "maxDepth", "maxCost")
 EXAMPLES = int(os.environ.get("AGENTFLEET_FUZZ_EXAMPLES", "60"))
