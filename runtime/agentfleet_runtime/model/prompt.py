@@ -88,7 +88,7 @@ def head_messages(
         # On the user's side, quoted and labelled, never in the system prompt: an earlier answer
         # is data (a prompt injection that steered it must not become every later task's
         # instructions). JSON quotes it; '<' is escaped so it cannot close the block.
-        return [{"role": "system", "content": system}, {"role": "user", "content": session_block(session_context, goal)}]
+        goal = session_block(session_context, goal)
     return [{"role": "system", "content": system}, {"role": "user", "content": goal}]
 
 
