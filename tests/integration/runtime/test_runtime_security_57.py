@@ -6,13 +6,18 @@ Every test here failed on the code before its fix (docs/security-runtime-rows.md
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
+from aiohttp import web
 from runtime_helpers import arun, environment, running_worker
 from test_runtime_api_tenants import tenant_api
 from test_runtime_approvals import PAY, decide, goal, policy, submit, view, wait_status
+from test_runtime_http_tool_egress import _serve
 
 from agentfleet_runtime.store import approvals as approvals_mod
+from e2e.harness import jaeger as jaeger_harness
+from e2e.harness.jaeger import tags
 
 pytestmark = pytest.mark.integration
 
@@ -268,3 +273,44 @@ def test_an_injected_session_answer_never_reaches_the_system_prompt(redis_server
             assert user.count("</session_history>") == 1 and user.endswith("second question")
 
     arun(body())
+
+
+# -- finding 12: spans carried the raw session name and tool error bodies -------------------------
+collector = jaeger_harness.collector  # a real Jaeger (a fixture)
+
+
+def test_spans_carry_no_session_name_and_no_tool_error_body(collector, redis_server, fleet):
+    # A task of session "alice-private-session" calls a tool whose endpoint answers 500 with a
+    # body holding a credential; read back from a real Jaeger, no span holds either.
+    async def fail(_: web.Request) -> web.Response:
+        return web.Response(status=500, text="internal error: admin token SECRET-BODY-4242")
+
+    async def body() -> str:
+        runner, url = await _serve({"/x": fail})
+        try:
+            tools = [{"name": "leaky", "type": "HTTP", "http": {"url": url + "/x"}, "timeoutSeconds": 5}]
+            tracing = {"endpoint": collector.otlp_endpoint}
+            async with environment(redis_server.url, fleet, tools=tools, tracing=tracing) as env:
+                async with running_worker(env.config):
+                    tid = await env.submit("traced leak #steps=2 #tool=leaky", session="alice-private-session")
+                    await env.wait(tid, 60)
+        finally:
+            await runner.cleanup()
+        return tid
+
+    tid = arun(body())
+    spans = collector.wait_spans(
+        fleet, lambda s: any(tags(x).get("gen_ai.operation.name") == "execute_tool" for x in s)
+    )
+    spans = [s for s in spans if tags(s).get("agentfleet.task.id", tid) == tid]
+    tools = [s for s in spans if tags(s).get("gen_ai.operation.name") == "execute_tool"]
+    assert tools and all(tags(t).get("error.type") for t in tools)
+    text = json.dumps(spans)
+    leaks = [
+        (sp["operationName"], k, v)
+        for sp in spans
+        for k, v in tags(sp).items()
+        if "alice-private-session" in str(v) or "SECRET-BODY-4242" in str(v)
+    ]
+    where = [text[max(0, i - 300) : i + 40] for i in (text.find("alice-private-session"),) if i >= 0]
+    assert "alice-private-session" not in text and "SECRET-BODY-4242" not in text, (leaks, where)
