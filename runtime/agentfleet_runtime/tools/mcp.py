@@ -25,6 +25,7 @@ from typing import Any
 
 from agentfleet_runtime.model.prompt import tool_schema
 from agentfleet_runtime.tools.base import ToolContext, ToolError
+from agentfleet_runtime.tools.http import Network, denied_networks, is_denied
 from agentfleet_runtime.tools.mcp_catalog import Entry, catalog, clean_text, result_text
 
 log = logging.getLogger("agentfleet_runtime.tools.mcp")
@@ -66,6 +67,7 @@ if os.getuid() == 0:
         os._exit(70)
 os.execvp(cmd[0], cmd)
 """
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024  # one HTTP response of a url server (a JSON reply or one SSE stream)
 IDEMPOTENCY_META = "agentfleet.io/idempotency-key"
 TASK_META = "agentfleet.io/task"
 
@@ -112,6 +114,8 @@ class MCPServer:
         timeout: float = 30.0,
         connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
         ping_interval: float = PING_INTERVAL_SECONDS,
+        denied: tuple[Network, ...] | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         if (url is None) == (not command):
             raise ValueError(f"MCP tool {name}: give exactly one of url and command")
@@ -127,6 +131,10 @@ class MCPServer:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.ping_interval = ping_interval
+        # A url server gets the HTTP tool's egress guards: no metadata or API server address
+        # (by literal or once resolved), no redirects, and a byte cap on every response.
+        self.denied = denied_networks() if denied is None else denied
+        self.max_response_bytes = max_response_bytes
         self.tools: list[MCPTool] = []
         self.skipped: list[str] = []
         self.on_change: Callable[[], None] | None = None
@@ -215,9 +223,10 @@ class MCPServer:
         async with contextlib.AsyncExitStack() as stack:
             if self.url is not None:
                 from mcp.client.streamable_http import streamable_http_client
-                from mcp.shared._httpx_utils import create_mcp_http_client
 
-                http = await stack.enter_async_context(create_mcp_http_client(headers=self.headers))
+                http = await stack.enter_async_context(
+                    guarded_client(self.headers, self.denied, self.max_response_bytes)
+                )
                 read, write = await stack.enter_async_context(streamable_http_client(self.url, http_client=http))
             else:
                 from mcp.client.stdio import StdioServerParameters, stdio_client
@@ -319,3 +328,57 @@ def deny_proc_access() -> bool:
         return libc.prctl(4, 0, 0, 0, 0) == 0  # PR_SET_DUMPABLE = 4
     except OSError:
         return False
+
+
+def guarded_client(headers: dict[str, str], denied: tuple[Network, ...], cap: int) -> Any:
+    """An httpx2 client for a url MCP server with the HTTP tool's guards (redirects stay off)."""
+    import httpx2
+    from mcp.shared._httpx_utils import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT
+
+    class Capped(httpx2.AsyncByteStream):
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            seen = 0
+            async for chunk in self.inner:
+                seen += len(chunk)
+                if seen > cap:
+                    raise httpx2.ReadError(f"the MCP server's response passed {cap} bytes; not read further")
+                yield chunk
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    class Guarded(httpx2.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self.inner = httpx2.AsyncHTTPTransport()
+
+        async def handle_async_request(self, request: Any) -> Any:
+            host = request.url.host
+            addresses = [host]
+            if not is_denied(host, ()) and not _is_ip(host):
+                infos = await asyncio.get_running_loop().getaddrinfo(host, request.url.port or 80)
+                addresses = [str(i[4][0]) for i in infos]
+            if any(is_denied(a, denied) for a in addresses):
+                raise httpx2.ConnectError(f"{host} is a metadata or API server address: MCP may not reach it")
+            resp = await self.inner.handle_async_request(request)
+            return httpx2.Response(
+                resp.status_code, headers=resp.headers, stream=Capped(resp.stream), extensions=resp.extensions
+            )
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    timeout = httpx2.Timeout(MCP_DEFAULT_TIMEOUT, read=MCP_DEFAULT_SSE_READ_TIMEOUT)
+    return httpx2.AsyncClient(headers=headers, timeout=timeout, follow_redirects=False, transport=Guarded())
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%")[0])
+    except ValueError:
+        return False
+    return True

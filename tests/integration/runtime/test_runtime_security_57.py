@@ -314,3 +314,45 @@ def test_spans_carry_no_session_name_and_no_tool_error_body(collector, redis_ser
     ]
     where = [text[max(0, i - 300) : i + 40] for i in (text.find("alice-private-session"),) if i >= 0]
     assert "alice-private-session" not in text and "SECRET-BODY-4242" not in text, (leaks, where)
+
+
+# -- finding 10: MCP url servers skipped the HTTP tool's guards ------------------------------------
+def test_an_mcp_url_server_gets_the_http_tools_address_check_and_byte_cap():
+    # A url server at a metadata address was connected to, and a server's 64 MB answer was read
+    # whole. Now the address is refused before connecting and the body is cut at the cap.
+    from agentfleet_runtime.tools.mcp import MCPServer
+
+    async def body() -> tuple[str, int, str]:
+        sent: list[int] = []  # MB written per request, until the client stopped reading
+
+        async def huge(request: web.Request) -> web.StreamResponse:
+            resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await resp.prepare(request)
+            sent.append(0)
+            try:
+                for _ in range(64):
+                    await resp.write(b" " * (1024 * 1024))
+                    sent[-1] += 1
+            except (ConnectionResetError, RuntimeError):
+                pass
+            return resp
+
+        runner, url = await _serve({"/mcp": huge})
+        meta = MCPServer("meta", url="http://[64:ff9b::a9fe:a9fe]/mcp", connect_timeout=2.0)
+        big = MCPServer("big", url=url + "/mcp", connect_timeout=10.0)  # the default cap: 8 MB
+        try:
+            await meta.start()
+            await big.start()
+            await asyncio.sleep(1.0)
+            return meta.last_error, max(sent or [0]), big.last_error
+        finally:
+            await meta.close()
+            await big.close()
+            await runner.cleanup()
+
+    meta_error, sent_mb, big_error = arun(body(), 60)
+    print(
+        f"\nMCP url guards: metadata address -> {meta_error[:80]!r}; 64 MB answer: at most {sent_mb} MB sent per request"
+    )
+    assert "metadata or API server" in meta_error, meta_error
+    assert sent_mb < 32, (sent_mb, big_error)  # 8 MB read, plus what socket buffers held
