@@ -352,7 +352,7 @@ def test_an_mcp_url_server_gets_the_http_tools_address_check_and_byte_cap():
 
     meta_error, sent_mb, big_error = arun(body(), 60)
     print(
-        f"\nMCP url guards: metadata address -> {meta_error[:80]!r}; 64 MB answer: at most {sent_mb} MB sent per request"
+        f"\nMCP url guards: metadata address -> {meta_error[:80]!r}; 64 MB answer: at most {sent_mb} MB a request"
     )
     assert "metadata or API server" in meta_error, meta_error
     assert sent_mb < 32, (sent_mb, big_error)  # 8 MB read, plus what socket buffers held
