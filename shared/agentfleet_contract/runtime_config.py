@@ -167,6 +167,11 @@ class RuntimeConfig(Model):
         max_length=253,
         description="Name of the AgentFleet; prefixes every Redis key (af:<fleet>:...).",
     )
+    namespace: str = Field(
+        default="",
+        max_length=63,
+        description="Namespace of the AgentFleet; with fleet, prefixes every Redis key (af:<namespace>/<fleet>:...).",
+    )
     redis_url: str = Field(default="redis://127.0.0.1:6379/0")
     redis_password: str | None = None
     redis_max_connections: int = Field(
@@ -367,6 +372,7 @@ def runtime_config(
     namespace = af.metadata.get("namespace") or "default"
     doc: dict[str, Any] = {
         "fleet": af.metadata["name"],
+        "namespace": namespace,
         "redisUrl": redis_url,
         "model": {
             "baseUrl": model_url or primary.base_url(namespace),

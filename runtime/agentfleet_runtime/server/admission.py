@@ -60,7 +60,7 @@ class Admitter:
             self.models = (routing.primary.model_replica_set,)
             if routing.routine is not None:
                 self.models += (routing.routine.model_replica_set,)
-        self.prefix = fleet_prefix(config.fleet)
+        self.prefix = fleet_prefix(config.fleet, config.namespace)
         self.system_prompt = config.system_prompt
         self.max_output_tokens = config.model.max_output_tokens
         self.prices = prices_of(config)

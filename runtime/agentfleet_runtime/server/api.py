@@ -39,6 +39,7 @@ from agentfleet_runtime.server.submission import (
 )
 from agentfleet_runtime.store import approvals
 from agentfleet_runtime.store.connection import UNWRITABLE, connect, full_reason
+from agentfleet_runtime.store.migrate import migrate_legacy_keys
 from agentfleet_runtime.store.tasks import NotReplicated, TaskStore
 
 log = logging.getLogger("agentfleet_runtime.task_api")
@@ -118,7 +119,7 @@ class TaskAPI:
             )
         self.config = config
         self.r = redis or connect(config.redis_url, config.redis_password, config.redis_max_connections)
-        self.store = TaskStore(self.r, Keys(config.fleet), config.result_ttl_seconds)
+        self.store = TaskStore(self.r, Keys(config.fleet, config.namespace), config.result_ttl_seconds)
         self.auth = TokenFile(config.api.tokens_file) if config.api.tokens_file else None
         self.limits = limits_of(config)
         self.admission = Admitter(config)
@@ -146,6 +147,7 @@ class TaskAPI:
         return app
 
     async def _startup(self, _: web.Application) -> None:
+        await migrate_legacy_keys(self.r, self.store.keys)  # before anything is read or written
         await self.store.ensure_group()
 
     async def _cleanup(self, _: web.Application) -> None:

@@ -351,8 +351,54 @@ def test_an_mcp_url_server_gets_the_http_tools_address_check_and_byte_cap():
             await runner.cleanup()
 
     meta_error, sent_mb, big_error = arun(body(), 60)
-    print(
-        f"\nMCP url guards: metadata address -> {meta_error[:80]!r}; 64 MB answer: at most {sent_mb} MB a request"
-    )
+    print(f"\nMCP url guards: metadata address -> {meta_error[:80]!r}; 64 MB answer: at most {sent_mb} MB a request")
     assert "metadata or API server" in meta_error, meta_error
     assert sent_mb < 32, (sent_mb, big_error)  # 8 MB read, plus what socket buffers held
+
+
+# -- finding 2: two fleets with one name share everything ------------------------------------------
+def test_same_named_fleets_in_two_namespaces_share_nothing_and_old_keys_move_on(redis_server, fleet):
+    # The probe of issue 57: two AgentFleets "support" in two namespaces on one Redis shared the
+    # task stream (B's worker ran A's task), B's token read A's task, A's session history went to
+    # B's model. Here a fleet runs first under the old keys (af:<fleet>:), then team-a's new worker
+    # moves them on; team-b's fleet of the same name sees and runs none of it.
+    from runtime_helpers import make_config, store_for, submit, wait_ended
+
+    async def body() -> None:
+        old = make_config(redis_server.url, fleet)
+        team_a = make_config(redis_server.url, fleet, namespace="team-a")
+        team_b = make_config(redis_server.url, fleet, namespace="team-b")
+        s_old, s_a, s_b = store_for(old), store_for(team_a), store_for(team_b)
+        try:
+            # A running fleet under the old layout: one task done in session s1, one still queued.
+            async with environment(redis_server.url, fleet) as env:
+                old = make_config(redis_server.url, fleet, env.model.url)
+                team_a = make_config(redis_server.url, fleet, env.model.url, namespace="team-a")
+                team_b = make_config(redis_server.url, fleet, env.model.url, namespace="team-b")
+                async with running_worker(old):
+                    t1 = await submit(s_old, old, "earlier #answer=forty-two", session="s1")
+                    await wait_ended(s_old, [t1], 30)
+                t2 = await submit(s_old, old, "queued before the upgrade")
+                assert (await s_old.get(t2))[0].status.value == "queued"
+                # The new version of team-a's worker starts: the old keys move, t2 runs.
+                async with running_worker(team_a):
+                    states = await wait_ended(s_a, [t2], 30)
+                assert states[t2]["status"] == "done"
+                assert (await s_a.get(t1))[0].answer.startswith("forty-two")
+                assert [q for q, _ in await s_a.session_context("s1", "next", 5, "")] == ["earlier #answer=forty-two"]
+                left = [k async for k in s_a.r.scan_iter(match=f"af:{fleet}:*")]
+                assert left == [f"af:{fleet}:migrated"], left[:5]
+                # team-b's fleet of the same name: none of team-a's tasks, sessions or queue.
+                t3 = await submit(s_a, team_a, "team-a's secret plan")  # no team-a worker now
+                t4 = await submit(s_b, team_b, "team-b's own task")
+                async with running_worker(team_b):
+                    await wait_ended(s_b, [t4], 30)
+                    await asyncio.sleep(1.0)
+                assert (await s_a.get(t3))[0].status.value == "queued"  # b's worker did not run it
+                assert await s_b.get(t1) is None and await s_b.get(t3) is None
+                assert await s_b.session_context("s1", "next", 5, "") == []
+        finally:
+            for s in (s_old, s_a, s_b):
+                await s.r.aclose()
+
+    arun(body())
