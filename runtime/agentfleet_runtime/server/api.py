@@ -70,31 +70,59 @@ class StreamSlots:
     """Open progress streams, per pod and per tenant. Each stream holds a Redis connection in a
     blocking XREAD for up to SSE_KEEPALIVE_SECONDS, so the pod's cap stays below its Redis pool:
     ordinary requests and /readyz always find a free connection. A slot is taken before the
-    stream starts and given back when it ends, however it ends."""
+    stream starts and given back when it ends, however it ends.
+
+    The pod's cap is shared fairly: when it is full, a tenant holding fewer streams than the
+    tenant holding the most (by two or more) takes one of that tenant's: the oldest of them is
+    told to end (its client resumes with Last-Event-ID, or polls), so tenants that fill the pod
+    together cannot keep another tenant out."""
 
     def __init__(self, per_pod: int, per_tenant: int) -> None:
         self.per_pod = per_pod
         self.per_tenant = per_tenant
         self.open = 0
         self.by_tenant: dict[str, int] = {}
+        self.held: dict[str, list[asyncio.Event]] = {}  # per tenant, oldest first: set = end now
 
     def take(self, tenant: str) -> str | None:
         """None when a slot was taken; otherwise which cap refused it."""
-        if self.open >= self.per_pod:
-            return f"this API pod serves at most {self.per_pod} event streams at once"
         if self.by_tenant.get(tenant, 0) >= self.per_tenant:
             return f"your tenant may hold at most {self.per_tenant} event streams open at once on this API pod"
+        if self.open >= self.per_pod and not self._evict_for(tenant):
+            return f"this API pod serves at most {self.per_pod} event streams at once"
         self.open += 1
         self.by_tenant[tenant] = self.by_tenant.get(tenant, 0) + 1
         return None
 
-    def give(self, tenant: str) -> None:
+    def _evict_for(self, tenant: str) -> bool:
+        """Tell the oldest stream of the tenant holding the most to end, if that is fairer."""
+        mine = self.by_tenant.get(tenant, 0)
+        live = {t: [e for e in events if not e.is_set()] for t, events in self.held.items()}
+        richest = max(live, key=lambda t: len(live[t]), default=None)
+        if richest is None or len(live[richest]) < mine + 2:
+            return False
+        live[richest][0].set()
+        return True
+
+    def register(self, tenant: str) -> asyncio.Event:
+        """The event that tells a stream just admitted to end (set when another tenant needs its slot)."""
+        event = asyncio.Event()
+        self.held.setdefault(tenant, []).append(event)
+        return event
+
+    def give(self, tenant: str, event: asyncio.Event | None = None) -> None:
         self.open -= 1
         left = self.by_tenant[tenant] - 1
         if left:
             self.by_tenant[tenant] = left
         else:
             del self.by_tenant[tenant]
+        if event is not None:
+            events = self.held.get(tenant, [])
+            if event in events:
+                events.remove(event)
+            if not events:
+                self.held.pop(tenant, None)
 
 
 def stream_cap(max_streams: int, redis_connections: int) -> int:
@@ -384,19 +412,27 @@ class TaskAPI:
                 status=429,
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
+        ending = self.streams.register(tenant)
         try:
-            return await self._stream(request, tid, got[0].status.terminal, after)
+            return await self._stream(request, tid, got[0].status.terminal, after, ending)
         finally:
-            self.streams.give(tenant)
+            self.streams.give(tenant, ending)
 
-    async def _stream(self, request: web.Request, tid: str, ended: bool, after: str) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, tid: str, ended: bool, after: str, ending: asyncio.Event | None = None
+    ) -> web.StreamResponse:
         headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         resp = web.StreamResponse(headers=headers)
         await resp.prepare(request)
         quiet_since = time.monotonic()
         # Block a second at a time, not a whole keepalive period: a client that went away is seen
         # within a second and its stream slot (and Redis connection) given back.
-        while not self.closing and request.transport is not None and not request.transport.is_closing():
+        while (
+            not self.closing
+            and not (ending is not None and ending.is_set())
+            and request.transport is not None
+            and not request.transport.is_closing()
+        ):
             batch = await self.store.events(tid, after, block_ms=SSE_POLL_MS)
             if not batch:
                 if ended:

@@ -402,3 +402,27 @@ def test_same_named_fleets_in_two_namespaces_share_nothing_and_old_keys_move_on(
                 await s.r.aclose()
 
     arun(body())
+
+
+# -- finding 12: the pod's stream cap was shared by all tenants ------------------------------------
+def test_tenants_filling_the_pods_streams_cannot_keep_another_tenant_out(redis_server, fleet, tmp_path):
+    # With 64 streams a pod and 8 a tenant, 8 tenants filled a pod and the 9th got only 429s. Here:
+    # 3 a pod, 3 a tenant; acme holds all 3, then globex asks for one.
+    async def body():
+        caps = {"maxStreams": 3, "tenantLimits": {"maxStreams": 3}}
+        async with environment(redis_server.url, fleet) as env, tenant_api(env.config, tmp_path, caps) as (_, s):
+            a, b = s["acme"], s["globex"]
+            ta = (await (await a.post("/v1/tasks", json={"goal": "never runs"})).json())["id"]
+            tb = (await (await b.post("/v1/tasks", json={"goal": "never runs"})).json())["id"]
+            held = [await a.get(f"/v1/tasks/{ta}/events") for _ in range(3)]
+            assert [r.status for r in held] == [200, 200, 200]
+            mine = await b.get(f"/v1/tasks/{tb}/events")
+            assert mine.status == 200, (mine.status, await mine.text())
+            # acme's oldest stream is told to end within about a second: its body ends.
+            await asyncio.wait_for(held[0].read(), 10)
+            fourth = await a.get(f"/v1/tasks/{ta}/events")  # acme is now at the fair share (2 of 3)
+            assert fourth.status == 429
+            for r in [*held, mine, fourth]:
+                r.close()
+
+    arun(body())
