@@ -747,8 +747,8 @@ class TaskAPI(Model):
         default=None,
         description=(
             "Secret key mapping bearer tokens to tenants, one 'TENANT sha256:HEX' line each (HEX: the token's sha256);"
-            " a line of one plain token is tenant 'default'; a line ending in ' approver' is a reviewer's token (decides"
-            " approvals, submits nothing). Unset makes the operator generate one token."
+            " a line of one plain token is tenant 'default'; a line ending in ' approver' is a reviewer's token"
+            " (decides approvals, submits nothing). Unset makes the operator generate one token."
         ),
     )
     max_request_bytes: int = Field(
