@@ -264,7 +264,7 @@ def model_client(config: RuntimeConfig, redis: Any) -> ModelClient:
             config.model_routing,
             redis=redis,
             fleet=config.fleet,
-            namespace=config.namespace,
+            fleet_namespace=config.namespace,
             api_key=m.api_key,
             routine_api_key=m.routine_api_key,
             timeout=m.timeout_seconds,

@@ -115,8 +115,8 @@ def test_dead_letters_are_per_tenant(redis_server, fleet, tmp_path):
 
 
 def test_sessions_are_per_tenant(redis_server, fleet, tmp_path):
-    # Naming another tenant's session reaches none of its history (which the loop puts in the
-    # system prompt); the same tenant's next task does see it.
+    # Naming another tenant's session reaches none of its history (which the loop quotes in the
+    # task's user message); the same tenant's next task does see it.
     async def body():
         async with (
             environment(redis_server.url, fleet) as env,
@@ -130,11 +130,11 @@ def test_sessions_are_per_tenant(redis_server, fleet, tmp_path):
             await env.wait(first)
             other = (await (await s["globex"].post("/v1/tasks", json={"goal": "spy", "session": "s1"})).json())["id"]
             await env.wait(other)
-            spy_prompt = env.model.requests[-1]["messages"][0]["content"]
+            spy_prompt = " ".join(m["content"] or "" for m in env.model.requests[-1]["messages"][:2])
             own = (await (await s["acme"].post("/v1/tasks", json={"goal": "second", "session": "s1"})).json())["id"]
             await env.wait(own)
-            own_prompt = env.model.requests[-1]["messages"][0]["content"]
-        assert "blue" not in spy_prompt and "A: blue" in own_prompt
+            own_prompt = env.model.requests[-1]["messages"][1]["content"]
+        assert "blue" not in spy_prompt and '"answer": "blue' in own_prompt
 
     arun(body())
 
@@ -191,7 +191,7 @@ def test_spend_per_day_counts_sub_agents_and_refuses_with_429(redis_server, flee
             spent = await env.store.tenant_spent("acme")
             r = await a.post("/v1/tasks", json={"goal": "more", "budgets": cap})
             left = 86400 - time.time() % 86400
-            other = await s["globex"].post("/v1/tasks", json={"goal": "globex is fine"})
+            other = await s["globex"].post("/v1/tasks", json={"goal": "globex is fine", "budgets": cap})
             metrics = await (await a.get(base + "/metrics")).text()
         # What the tenant was charged is what the fleet recorded for the tree, sub-agents included.
         assert len(view["children"]) == 2 and spent == round(float(view["treeUsage"]["cost"]) * 1e9) > 0
