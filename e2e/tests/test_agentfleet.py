@@ -256,6 +256,7 @@ def test_example_goes_ready_reports_tasks_and_deletes_its_children(
     async def submit_then_run() -> dict[str, dict[str, str]]:
         doc = fleet_config(redis_server.url, fleet, qwen, system="Answer the user's question in a few words.")
         doc.update(tools=[], pricing={"inputPerMillionTokens": "100", "outputPerMillionTokens": "300"})
+        doc["namespace"] = namespace  # the fleet's keys hold its namespace: the operator reads the queue there
         cfg = RuntimeConfig.model_validate(doc)
         store = helpers.store_for(cfg)
         ids = [await helpers.submit(store, cfg, q) for q in QUESTIONS]

@@ -256,11 +256,12 @@ def test_worker_and_task_api_run_from_the_image_against_redis(deployed) -> None:
         # The worker takes it from the stream (its model is unreachable here, so the task then
         # retries or fails: taking it is what shows the worker runs against this Redis).
         r = redis.Redis.from_url(deployed["redis"], decode_responses=True)
-        stream = f"af:{deployed['fleet']}:tasks"
+        prefix = f"af:{deployed['ns']}/{deployed['fleet']}"  # the fleet's keys: namespace and name
+        stream = f"{prefix}:tasks"
 
         def taken() -> bool:
             groups = r.xinfo_groups(stream)
-            status = r.hget(f"af:{deployed['fleet']}:t:{task}", "status")
+            status = r.hget(f"{prefix}:t:{task}", "status")
             return (
                 bool(groups)
                 and groups[0]["lag"] == 0

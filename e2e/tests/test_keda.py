@@ -12,7 +12,7 @@ the count through the scale subresource: nobody in this test sets a replica coun
   Prometheus scrapes them; closed-loop clients build a waiting queue, the set goes 1 -> N, and
   back to 1 when the clients stop.
 - examples/keda/agentfleet-redis-streams.yaml on the fleet of examples/agentfleet.yaml: KEDA's
-  redis-streams trigger on the lag of consumer group ``workers`` on ``af:support:tasks``, the
+  redis-streams trigger on the lag of consumer group ``workers`` on ``af:default/support:tasks``, the
   quantity the fleet reports as status.queueDepth and its workers export as
   ``agentfleet_queue_depth``. Tasks submitted with the runtime's own TaskStore raise the workers;
   a runtime Worker that finishes them brings the count back to the minimum.
@@ -302,10 +302,11 @@ def test_redis_streams_scaled_object_scales_an_agentfleets_workers_on_queue_dept
 
     (example,) = [d for d in docs(FLEET_SO) if d["kind"] == "ScaledObject"]
     trigger = example["spec"]["triggers"][0]["metadata"]
-    assert trigger["stream"] == f"af:{fleet}:tasks" and trigger["consumerGroup"] == "workers", trigger
+    assert trigger["stream"] == f"af:default/{fleet}:tasks" and trigger["consumerGroup"] == "workers", trigger
     per_worker = int(trigger["lagCount"])
     local = {
         "spec.triggers.0.metadata.address": f"127.0.0.1:{redis_server.port}",
+        "spec.triggers.0.metadata.stream": f"af:{ns}/{fleet}:tasks",  # keys hold the namespace
         "spec.pollingInterval": POLL,
         "spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleDown.stabilizationWindowSeconds": DOWN_WINDOW,
     }
@@ -318,7 +319,7 @@ def test_redis_streams_scaled_object_scales_an_agentfleets_workers_on_queue_dept
     tasks = 3 * per_worker + 10  # ceil(160 / 50) = 4 workers wanted
 
     async def submit() -> list[str]:
-        async with helpers.environment(redis_server.url, fleet) as env:
+        async with helpers.environment(redis_server.url, fleet, namespace=ns) as env:
             return [await env.submit(f"question {i} #steps=1") for i in range(tasks)]
 
     ids = helpers.arun(submit(), timeout=120)
@@ -363,7 +364,10 @@ def test_redis_streams_scaled_object_scales_an_agentfleets_workers_on_queue_dept
     # A worker of the runtime takes and finishes every task: the lag falls to 0, and after the
     # scale-down window the HPA takes the fleet to minReplicaCount.
     async def work() -> None:
-        async with helpers.environment(redis_server.url, fleet) as env, helpers.running_worker(env.config):
+        async with (
+            helpers.environment(redis_server.url, fleet, namespace=ns) as env,
+            helpers.running_worker(env.config),
+        ):
             await env.wait(ids, timeout=240)
 
     helpers.arun(work(), timeout=300)

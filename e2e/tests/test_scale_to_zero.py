@@ -158,7 +158,10 @@ class Worker:
         # No tools: the simulator's text is the answer, so a task is one model call and its end
         # is its first answer.
         retry = {"maxAttempts": 1, "visibilityTimeoutSeconds": int(LOAD_S + 120)}
-        config = helpers.make_config(self.redis_url, FLEET, retry=retry, tools=[])
+        # The fleet's keys hold its namespace (af:<ns>/<fleet>:): the operator reads the queue there.
+        config = helpers.make_config(
+            self.redis_url, FLEET, namespace=self.ns, retry=retry, tools=[]
+        )  # its keys: ns/name
         store = helpers.store_for(config)
         try:
             async with helpers.running_worker(config, model=self.client()):

@@ -5,7 +5,9 @@
     kubectl agentfleet approvals deny TASK --reason TEXT [--step N]
 
 It talks to the fleet's task API (``GET /v1/approvals``, ``POST /v1/tasks/{id}/approvals``) with a
-bearer token, so it lists and decides only the token's tenant's tasks. A decision names the step
+reviewer's bearer token (a tokens-file line ending in ``approver``), so it lists and decides only
+the token's tenant's tasks; the token that submitted a task cannot decide it (403). Each decision
+records the reviewer's token identity (``by``), which the command prints. A decision names the step
 it decides (the listed one when --step is left out), so running it twice never decides a later
 pause of the same task.
 """
@@ -24,7 +26,7 @@ from typing import Any, TextIO
 from agentfleet_client.evaluation.runner import Target, TaskAPIError
 from agentfleet_client.evaluation.runner import _request as request
 
-COLUMNS = ("TASK", "TENANT", "STEP", "TOOL", "ARGUMENTS", "WAITING", "TIMES OUT IN")
+COLUMNS = ("TASK", "TENANT", "STEP", "TOOL", "ARGUMENTS", "WAITING", "TIMES OUT IN", "SUBMITTED BY")
 
 
 def _ago(seconds: float) -> str:
@@ -51,6 +53,7 @@ def rows(items: Sequence[dict[str, Any]], now: float) -> list[tuple[str, ...]]:
                     args if len(args) <= 60 else args[:57] + "...",
                     _ago(now - float(item.get("since") or now)),
                     _ago(float(item.get("expiresAt") or now) - now),
+                    item.get("submittedBy") or "",
                 )
             )
     return out
@@ -70,7 +73,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--token-file",
         default=os.environ.get("AGENTFLEET_API_TOKEN_FILE"),
-        help="file whose first line is a bearer token",
+        help="file whose first line is a reviewer's bearer token (scope approver)",
     )
     p.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
     sub = p.add_subparsers(dest="action")
@@ -114,7 +117,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet approvals", 
     except TaskAPIError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 1
+    decided = got["approval"]
+    by = f" by {decided['by']}" if decided.get("by") else ""
     out.write(
-        json.dumps(got, indent=2) + "\n" if args.json else f"{args.task} step {step}: {got['approval']['decision']}\n"
+        json.dumps(got, indent=2) + "\n" if args.json else f"{args.task} step {step}: {decided['decision']}{by}\n"
     )
     return 0

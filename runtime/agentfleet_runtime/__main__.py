@@ -23,7 +23,11 @@ def _on_signals(handler) -> None:  # type: ignore[no-untyped-def]
 
 
 async def run_worker(config_path: str | None) -> int:
+    from agentfleet_runtime.tools.mcp import deny_proc_access
     from agentfleet_runtime.worker import Worker
+
+    # Before anything is spawned: a stdio MCP server may not read this process's environment.
+    deny_proc_access()
 
     config = load_config(config_path)
     worker = Worker(config)

@@ -691,7 +691,8 @@ class TaskAPI(Model):
         default=None,
         description=(
             "Secret key mapping bearer tokens to tenants, one 'TENANT sha256:HEX' line each (HEX: the token's sha256);"
-            " a line of one plain token is tenant 'default'. Unset makes the operator generate one token."
+            " a line of one plain token is tenant 'default'; a line ending in ' approver' is a reviewer's token"
+            " (decides approvals, submits nothing). Unset makes the operator generate one token."
         ),
     )
     max_request_bytes: int = Field(
@@ -704,6 +705,13 @@ class TaskAPI(Model):
         description="Progress streams (SSE) one task API pod holds open; kept below its 128 Redis connections.",
     )
     tenant_limits: TenantLimits = default_obj("Per-tenant limits, enforced when a task is submitted.", TenantLimits)
+    metrics_access: Literal["Hashed", "Token", "Open"] = Field(
+        default="Hashed",
+        description=(
+            "Who reads the task API's /metrics: Hashed (anyone; tenant labels are hashes, not names),"
+            " Token (a bearer token of the API), Open (anyone, with tenant names)."
+        ),
+    )
 
 
 # The task sets that ship with agentfleet (e2e/eval/NAME-tasks.yaml), runnable by name.

@@ -1,4 +1,7 @@
-"""Redis key layout of one fleet. Every key starts with ``af:<fleet>:`` so fleets can share a Redis."""
+"""Redis key layout of one fleet. Every key starts with ``af:<namespace>/<fleet>:`` so fleets can
+share a Redis, two AgentFleets of one name in two namespaces included. Fleets from before the
+namespace was part of the key (``af:<fleet>:``, ``Keys(fleet)`` without a namespace) are moved on
+by ``agentfleet_runtime.store.migrate``."""
 
 from __future__ import annotations
 
@@ -20,14 +23,22 @@ def _scoped_digest(tenant: str, name: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Keys:
     fleet: str
+    namespace: str = ""  # the AgentFleet's namespace: "" is the layout from before it was in the key
     # Derived once: every checkpoint names four keys of its task, and building them per call was
     # a visible share of a step's CPU at a thousand tasks.
     prefix: str = field(init=False, repr=False, compare=False)
     _task_keys: dict[str, tuple[str, str, str, str]] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "prefix", f"af:{self.fleet}:")
+        object.__setattr__(
+            self, "prefix", f"af:{self.namespace}/{self.fleet}:" if self.namespace else f"af:{self.fleet}:"
+        )
         object.__setattr__(self, "_task_keys", {})
+
+    @property
+    def legacy_prefix(self) -> str:
+        """Where this fleet's keys were before the namespace was part of them (``af:<fleet>:``)."""
+        return f"af:{self.fleet}:"
 
     def task_keys(self, task_id: str) -> tuple[str, str, str, str]:
         """(task, steps, events, children) of one task: ``task()``, ``steps()``, ... in one call."""
@@ -104,6 +115,16 @@ class Keys:
     def tenant_live(self, tenant: str) -> str:
         """Set of a tenant's root tasks that may still be queued or running (pruned at admission)."""
         return f"{self.prefix}tenant:{_scoped_digest(tenant, '')}:live"
+
+    def tenant_approvals(self, tenant: str) -> str:
+        """Sorted set of one tenant's tasks waiting for an approval, scored as ``approvals``: the
+        tenant's listing reads only these, so no other tenant's can crowd them out."""
+        return f"{self.prefix}tenant:{_scoped_digest(tenant, '')}:approvals"
+
+    def tenant_reserved(self, tenant: str) -> str:
+        """Hash of the spend a tenant's live tasks reserved at admission (task id -> 1e-9 units,
+        ``_total`` their sum): SUBMIT adds, a task's end releases (lua.PRELUDE's finish)."""
+        return f"{self.prefix}tenant:{_scoped_digest(tenant, '')}:reserved"
 
     def tenant_spend(self, tenant: str, day: int) -> str:
         """What a tenant's model calls cost on one UTC day (days since the epoch), in 1e-9 currency units."""

@@ -76,9 +76,10 @@ def group_counts(groups: Sequence[Mapping[str, Any]], stream_length: int) -> tup
     return int(lag), pending
 
 
-def read_fleet_stats(r: Any, fleet: str, now: float | None = None) -> FleetStats:
-    """With a synchronous redis-py client (decode_responses=True). Raises redis errors as they come."""
-    keys = Keys(fleet)
+def read_fleet_stats(r: Any, fleet: str, now: float | None = None, namespace: str = "") -> FleetStats:
+    """With a synchronous redis-py client (decode_responses=True). Raises redis errors as they come.
+    ``namespace``: the AgentFleet's (its keys are af:<namespace>/<fleet>:...)."""
+    keys = Keys(fleet, namespace)
     now = time.time() if now is None else now
     pipe = r.pipeline(transaction=False)
     pipe.exists(keys.stream)

@@ -181,11 +181,17 @@ def token_hash(token: str | bytes) -> bytes:
     return hashlib.sha256(token.encode() if isinstance(token, str) else token).digest()
 
 
-def token_line(tenant: str, token: str) -> str:
-    """One line of a tokens file: ``tenant sha256:<hex>``."""
+APPROVER_SCOPE = "approver"  # a tokens-file line's third field: the token decides approvals, never submits
+
+
+def token_line(tenant: str, token: str, scope: str = "") -> str:
+    """One line of a tokens file: ``tenant sha256:<hex>``, or ``tenant sha256:<hex> approver``
+    for a reviewer's token (it lists and decides the tenant's approvals and submits nothing)."""
     if not TENANT_NAME.match(tenant):
         raise ValueError(f"tenant {tenant!r} must be a lowercase name of at most 63 characters such as 'acme'")
-    return f"{tenant} {HASH_PREFIX}{token_hash(token).hex()}"
+    if scope not in ("", APPROVER_SCOPE):
+        raise ValueError(f"scope {scope!r} must be empty or {APPROVER_SCOPE!r}")
+    return f"{tenant} {HASH_PREFIX}{token_hash(token).hex()}" + (f" {APPROVER_SCOPE}" if scope else "")
 
 
 class ApiSettings(Model):
@@ -204,6 +210,13 @@ class ApiSettings(Model):
     )
     tenant_limits: TenantLimits = Field(
         default_factory=TenantLimits, description="Per-tenant limits, enforced at submission."
+    )
+    metrics_access: Literal["Hashed", "Token", "Open"] = Field(
+        default="Hashed",
+        description=(
+            "GET /metrics: Hashed (open, tenant labels replaced by a hash), Token (a bearer token of"
+            " the API, names kept), Open (open, names kept)."
+        ),
     )
 
 
@@ -229,6 +242,11 @@ class RuntimeConfig(Model):
         default="default",
         max_length=253,
         description="Name of the AgentFleet; prefixes every Redis key (af:<fleet>:...).",
+    )
+    namespace: str = Field(
+        default="",
+        max_length=63,
+        description="Namespace of the AgentFleet; with fleet, prefixes every Redis key (af:<namespace>/<fleet>:...).",
     )
     redis_url: str = Field(default="redis://127.0.0.1:6379/0")
     redis_password: str | None = None
@@ -435,6 +453,7 @@ def runtime_config(
     namespace = af.metadata.get("namespace") or "default"
     doc: dict[str, Any] = {
         "fleet": af.metadata["name"],
+        "namespace": namespace,
         "redisUrl": redis_url,
         "model": {
             "baseUrl": model_url or primary.base_url(namespace),
@@ -453,6 +472,7 @@ def runtime_config(
             "maxRequestBytes": s.api.max_request_bytes,
             "maxStreams": s.api.max_streams,
             "tenantLimits": s.api.tenant_limits.wire(),
+            "metricsAccess": s.api.metrics_access,
         },
     }
     prompt = (

@@ -125,7 +125,7 @@ def redis_client(
 
 
 def probe_redis(
-    url: str, password: str | None, fleet: str, timeout: float = REDIS_TIMEOUT_SECONDS
+    url: str, password: str | None, fleet: str, timeout: float = REDIS_TIMEOUT_SECONDS, namespace: str = ""
 ) -> tuple[bool, str, Any]:
     """(reachable, error, FleetStats or None): PING with the password, then the fleet's figures.
     ``error`` is for the operator's log only (it may hold what the remote end answered)."""
@@ -139,7 +139,7 @@ def probe_redis(
         return False, str(e) or type(e).__name__, None
     else:
         try:
-            return True, "", read_fleet_stats(r, fleet)
+            return True, "", read_fleet_stats(r, fleet, namespace=namespace)
         except redis.RedisError as e:
             log.debug("%s: stats unavailable: %s", fleet, e)
             return True, "", None

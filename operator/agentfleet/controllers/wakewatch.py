@@ -106,7 +106,7 @@ class WakeWatch:
 
     def _run(self, fleet: Fleet) -> None:
         namespace, name = fleet
-        stream = Keys(name).stream
+        stream = Keys(name, namespace).stream
         r = None
         try:
             r = self.connect(namespace, name, self.block_seconds + 5.0)

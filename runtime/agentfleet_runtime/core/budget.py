@@ -14,6 +14,8 @@ from agentfleet_runtime.core.types import Limits, StopReason, Usage
 
 NANOS = Decimal(1_000_000_000)
 MILLION = Decimal(1_000_000)
+MAX_BUDGET_NUMBER = 2**53  # above this a float loses integers and a 400-digit int overflows one
+MAX_COST = Decimal(10**9)  # a task's maxCost in currency units: above it, nanos leave Redis' exact integers
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,9 @@ def effective_limits(fleet: Limits, overrides: dict[str, Any] | None) -> Limits:
             return current
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"budgets.{name} must be a number")
+        # Before any arithmetic: math.isfinite and float() of a 400-digit integer raise OverflowError.
+        if isinstance(value, int) and not -MAX_BUDGET_NUMBER <= value <= MAX_BUDGET_NUMBER:
+            raise ValueError(f"budgets.{name} must be at most {MAX_BUDGET_NUMBER} (leave it out for the fleet's limit)")
         if not math.isfinite(value):  # NaN compares false with everything and would pass below
             raise ValueError(f"budgets.{name} must be a finite number, not NaN or Infinity")
         if value < (0 if name in ("maxFanOut", "maxDepth") else 1):
@@ -85,12 +90,15 @@ def effective_limits(fleet: Limits, overrides: dict[str, Any] | None) -> Limits:
 
     cost = fleet.max_cost
     if overrides.get("maxCost") is not None:
+        raw = overrides["maxCost"]
+        if isinstance(raw, bool) or not isinstance(raw, int | float | str) or len(str(raw)) > 40:
+            raise ValueError('budgets.maxCost must be a decimal string such as "0.25" (at most 40 characters)')
         try:
-            asked = Decimal(str(overrides["maxCost"]))
+            asked = Decimal(str(raw))
         except ArithmeticError as e:
             raise ValueError('budgets.maxCost must be a decimal string such as "0.25"') from e
-        if not asked.is_finite() or asked < 0:
-            raise ValueError("budgets.maxCost must be a non-negative decimal")
+        if not asked.is_finite() or asked < 0 or asked > MAX_COST:
+            raise ValueError(f"budgets.maxCost must be a non-negative decimal of at most {MAX_COST}")
         cost = asked if cost is None else min(asked, cost)
     return Limits(
         max_steps=lowered("maxSteps", fleet.max_steps, int),

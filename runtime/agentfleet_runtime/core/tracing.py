@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import json
 import logging
 import re
@@ -106,6 +107,12 @@ def _parent(traceparent: str) -> Any:
     return TraceContextTextMapPropagator().extract({"traceparent": traceparent})
 
 
+def conversation_id(tenant: str, session: str) -> str:
+    """A session's name as spans carry it: a hash (with the tenant), so a collector, and whoever
+    reads it, groups a session's tasks without learning what the caller named the session."""
+    return "s-" + hashlib.sha256(f"{tenant}\n{session}".encode()).hexdigest()[:32]
+
+
 def traceparent() -> str:
     """The current span's W3C traceparent ("" without one): what a sub-agent's record and a model
     request carry."""
@@ -144,7 +151,7 @@ async def _task_span(tracer: Any, run: Any) -> Any:
     attrs = {
         "gen_ai.operation.name": "invoke_agent",
         "gen_ai.agent.name": agent,
-        "gen_ai.conversation.id": rec.session or rec.root,
+        "gen_ai.conversation.id": conversation_id(rec.tenant, rec.session) if rec.session else rec.root,
         "agentfleet.task.id": rec.id,
         "agentfleet.task.root": rec.root,
         "agentfleet.task.depth": rec.depth,
@@ -162,6 +169,7 @@ async def _task_span(tracer: Any, run: Any) -> Any:
         kind=SpanKind.INTERNAL,
         attributes=attrs,
         record_exception=False,
+        set_status_on_exception=False,
     ) as span:
         if not stored:
             # The first attempt of a task without a trace: later attempts continue this one.
@@ -172,7 +180,7 @@ async def _task_span(tracer: Any, run: Any) -> Any:
         except BaseException as e:
             span.set_attribute("agentfleet.task.ended", type(e).__name__)  # Released, Cancelled, LeaseLost, ...
             if isinstance(e, Exception) and type(e).__name__ not in ("Released", "Cancelled", "LeaseLost"):
-                span.set_status(Status(StatusCode.ERROR, str(e)[:300]))
+                span.set_status(Status(StatusCode.ERROR, type(e).__name__))  # never the message: it may quote a body
                 span.set_attribute("error.type", type(e).__name__)
             raise
         if run.outcome is not None:
@@ -220,13 +228,17 @@ class TracedModel:
                 }
             )
         with self.tracer.start_as_current_span(
-            f"chat {self.model}", kind=SpanKind.CLIENT, attributes=attrs, record_exception=False
+            f"chat {self.model}",
+            kind=SpanKind.CLIENT,
+            attributes=attrs,
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
             token = _chat.set((self.tracer, span))
             try:
                 reply = await self.inner.complete(request)
             except Exception as e:
-                span.set_status(Status(StatusCode.ERROR, str(e)[:300]))
+                span.set_status(Status(StatusCode.ERROR, type(e).__name__))  # never the message: it may quote a body
                 span.set_attribute("error.type", type(e).__name__)
                 raise
             finally:
@@ -258,7 +270,11 @@ def _attempt_span(tracer: Any, chat: Any, replica: str, base_url: str) -> Iterat
     host, port = _server(base_url)
     attrs = {"agentfleet.replica": replica, "server.address": host, "server.port": port}
     with tracer.start_as_current_span(
-        f"attempt {replica}", kind=SpanKind.CLIENT, attributes=attrs, record_exception=False
+        f"attempt {replica}",
+        kind=SpanKind.CLIENT,
+        attributes=attrs,
+        record_exception=False,
+        set_status_on_exception=False,
     ) as span:
         try:
             yield span
@@ -267,7 +283,7 @@ def _attempt_span(tracer: Any, chat: Any, replica: str, base_url: str) -> Iterat
             outcome = "lost" if not isinstance(e, Exception) else "error"
             span.set_attribute("agentfleet.attempt.outcome", outcome)
             if outcome == "error":
-                span.set_status(Status(StatusCode.ERROR, str(e)[:300]))
+                span.set_status(Status(StatusCode.ERROR, type(e).__name__))  # never the message: it may quote a body
                 span.set_attribute("error.type", type(e).__name__)
             raise
         span.set_attribute("agentfleet.attempt.outcome", "won")
@@ -310,12 +326,16 @@ class TracedTool:
             "agentfleet.step": ctx.step,
         }
         with self.tracer.start_as_current_span(
-            f"execute_tool {self.inner.name}", kind=SpanKind.INTERNAL, attributes=attrs, record_exception=False
+            f"execute_tool {self.inner.name}",
+            kind=SpanKind.INTERNAL,
+            attributes=attrs,
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
             try:
                 return await self.inner.run(arguments, ctx, *rest)
             except Exception as e:
-                span.set_status(Status(StatusCode.ERROR, str(e)[:300]))
+                span.set_status(Status(StatusCode.ERROR, type(e).__name__))  # never the message: it may quote a body
                 span.set_attribute("error.type", type(e).__name__)
                 raise
 

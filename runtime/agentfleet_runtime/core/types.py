@@ -206,6 +206,7 @@ class TaskRecord:
     depth: int = 0
     session: str = ""
     tenant: str = ""  # from the caller's token (tenants.py), never from the body; sub-agents inherit it
+    submitter: str = ""  # the submitting token's identity (tenants.Caller.id): it may not approve the task's calls
     attempts: int = 0
     failures: int = 0
     reason: str = ""
@@ -245,6 +246,7 @@ class TaskRecord:
             "depth": str(self.depth),
             "session": self.session,
             "tenant": self.tenant,
+            "submitter": self.submitter,
             "attempts": str(self.attempts),
             "failures": str(self.failures),
             "reason": self.reason,
@@ -276,6 +278,7 @@ class TaskRecord:
             depth=int(h.get("depth") or 0),
             session=h.get("session", ""),
             tenant=h.get("tenant", ""),
+            submitter=h.get("submitter", ""),
             attempts=int(h.get("attempts") or 0),
             failures=int(h.get("failures") or 0),
             reason=h.get("reason", ""),

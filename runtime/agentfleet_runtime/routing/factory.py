@@ -54,6 +54,7 @@ def build_routing_client(
     *,
     redis: Any = None,
     fleet: str = "default",
+    fleet_namespace: str = "",  # the AgentFleet's (its keys' prefix), not the replicas' namespace
     api_key: str | None = None,
     routine_api_key: str | None = None,
     timeout: float = 120.0,
@@ -73,7 +74,7 @@ def build_routing_client(
     limits = RateLimitSettings.from_spec(cfg.rate_limit)
     limiter = None
     if limits.enabled and redis is not None:
-        limiter = RedisRateLimiter(redis, limits, prefix=fleet_prefix(fleet))
+        limiter = RedisRateLimiter(redis, limits, prefix=fleet_prefix(fleet, fleet_namespace))
     if limits.enabled and redis is None:
         raise ValueError("rateLimit is set but no Redis client was given")
     return RoutingModelClient(

@@ -85,9 +85,9 @@ return 1
 )
 
 
-def fleet_prefix(fleet: str) -> str:
-    """The prefix of a fleet's bucket keys."""
-    return f"af:{fleet}"
+def fleet_prefix(fleet: str, namespace: str = "") -> str:
+    """The prefix of a fleet's bucket keys (fleet_keys.Keys.prefix without its last colon)."""
+    return f"af:{namespace}/{fleet}" if namespace else f"af:{fleet}"
 
 
 def bucket_key(prefix: str, model: str, tenant: str = "") -> str:

@@ -13,6 +13,13 @@ task's calls charge them when they run, so no call is counted twice. Submissions
 together while a tenant has room are therefore all admitted; how many may wait in the queue at
 once is spec.api.tenantLimits.maxTasksInFlight's to bound, and each call is still limited when
 it is made.
+
+Spend at admission. ``maxSpendPerDay`` is a bound, not a trailing count: each admitted task
+reserves what it may spend at most (its ``budgets.maxCost``, else its token budget priced at the
+dearer of the two prices) and SUBMIT admits it only while the day's spend, the reservations of the
+tenant's live tasks and this one fit under the limit. The reservation is released when the task
+ends, when its real cost is in the day's spend; a task overshoots its maxCost by at most the step
+that crossed it (the budget is checked before each call).
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from decimal import Decimal
 from agentfleet_contract.runtime_config import ModelRoutingConfig, RuntimeConfig
 
 from agentfleet_runtime.core.budget import NANOS
+from agentfleet_runtime.core.config import prices_of
+from agentfleet_runtime.core.types import Limits, Usage
 from agentfleet_runtime.routing.ratelimit import bucket_key, estimate_tokens, fleet_prefix, rate_args
 from agentfleet_runtime.store.tasks import Admission
 
@@ -51,9 +60,19 @@ class Admitter:
             self.models = (routing.primary.model_replica_set,)
             if routing.routine is not None:
                 self.models += (routing.routine.model_replica_set,)
-        self.prefix = fleet_prefix(config.fleet)
+        self.prefix = fleet_prefix(config.fleet, config.namespace)
         self.system_prompt = config.system_prompt
         self.max_output_tokens = config.model.max_output_tokens
+        self.prices = prices_of(config)
+
+    def reserve(self, limits: Limits) -> int:
+        """What a task may spend at most, in 1e-9 units (0 when no spend limit applies)."""
+        if self.base.max_spend_nanos is None:
+            return 0
+        if limits.max_cost is not None:
+            return math.ceil(limits.max_cost * NANOS)
+        n = limits.max_tokens
+        return max(self.prices.cost_nanos(Usage(n, 0)), self.prices.cost_nanos(Usage(0, n)))
 
     def need(self, goal: str) -> int:
         """A submission's tokens: its first call's estimate, at most one bucket (a larger call
@@ -63,12 +82,13 @@ class Admitter:
         messages = [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": goal}]
         return min(self.tokens_per_minute, estimate_tokens(messages, [], self.max_output_tokens))
 
-    def of(self, tenant: str, goal: str) -> Admission:
+    def of(self, tenant: str, goal: str, limits: Limits | None = None) -> Admission:
+        base = self.base if limits is None else replace(self.base, reserve_nanos=self.reserve(limits))
         if not self.tokens_per_minute:
-            return self.base
+            return base
         rate, burst = rate_args(self.tokens_per_minute)
         buckets = tuple((bucket_key(self.prefix, m, tenant), rate, burst) for m in self.models)
-        return replace(self.base, buckets=buckets, need_tokens=self.need(goal))
+        return replace(base, buckets=buckets, need_tokens=self.need(goal))
 
     def token_refusal(self, figure: str) -> TokenRefusal:
         """SUBMIT's figure for -3, "wait_ms used_tokens bucket" (bucket: 1-based, in self.models)."""

@@ -6,9 +6,11 @@ Handlers are thin: validation lives in ``submission.py`` and state changes in ``
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from decimal import Decimal
@@ -23,7 +25,7 @@ from redis.exceptions import OutOfMemoryError
 from agentfleet_runtime.core import metrics
 from agentfleet_runtime.core.budget import NANOS
 from agentfleet_runtime.core.config import limits_of
-from agentfleet_runtime.core.tenants import DEFAULT_TENANT, TokenFile, owner
+from agentfleet_runtime.core.tenants import ANONYMOUS, Caller, TokenFile, owner
 from agentfleet_runtime.core.types import TaskRecord
 from agentfleet_runtime.server.admission import Admitter
 from agentfleet_runtime.server.openapi import OPENAPI
@@ -37,14 +39,29 @@ from agentfleet_runtime.server.submission import (
 )
 from agentfleet_runtime.store import approvals
 from agentfleet_runtime.store.connection import UNWRITABLE, connect, full_reason
+from agentfleet_runtime.store.migrate import migrate_legacy_keys
 from agentfleet_runtime.store.tasks import NotReplicated, TaskStore
 
 log = logging.getLogger("agentfleet_runtime.task_api")
 
 OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/v1/openapi.json"}
+TENANT_LABEL = re.compile(r'tenant="([^"\\]*)"')  # tenant names are TENANT_NAME: no quotes or escapes
+
+
+def hash_tenants(exposition: bytes) -> bytes:
+    """Metrics text with every tenant label value replaced by a hash of it: the series stay per
+    tenant (dashboards, alerts) but an unauthenticated scrape no longer lists the tenants."""
+
+    def hashed(m: re.Match[str]) -> str:
+        return f'tenant="t-{hashlib.sha256(m.group(1).encode()).hexdigest()[:12]}"'
+
+    return TENANT_LABEL.sub(hashed, exposition.decode()).encode()
+
+
 SSE_KEEPALIVE_SECONDS = 15
 SSE_POLL_MS = 1000  # longest one XREAD of a stream blocks: how soon a closed client's slot frees
 TENANT = web.RequestKey("tenant", str)  # the caller's tenant, set by the auth middleware
+CALLER = web.RequestKey("caller", Caller)  # the caller's token: tenant, scope, identity
 RETRY_AFTER_SECONDS = 5  # a tenant at its in-flight or stream cap: about when a task or stream may have ended
 REDIS_RETRY_AFTER_SECONDS = 10  # Redis full or failing over: results expire, a failover takes seconds
 
@@ -53,31 +70,59 @@ class StreamSlots:
     """Open progress streams, per pod and per tenant. Each stream holds a Redis connection in a
     blocking XREAD for up to SSE_KEEPALIVE_SECONDS, so the pod's cap stays below its Redis pool:
     ordinary requests and /readyz always find a free connection. A slot is taken before the
-    stream starts and given back when it ends, however it ends."""
+    stream starts and given back when it ends, however it ends.
+
+    The pod's cap is shared fairly: when it is full, a tenant holding fewer streams than the
+    tenant holding the most (by two or more) takes one of that tenant's: the oldest of them is
+    told to end (its client resumes with Last-Event-ID, or polls), so tenants that fill the pod
+    together cannot keep another tenant out."""
 
     def __init__(self, per_pod: int, per_tenant: int) -> None:
         self.per_pod = per_pod
         self.per_tenant = per_tenant
         self.open = 0
         self.by_tenant: dict[str, int] = {}
+        self.held: dict[str, list[asyncio.Event]] = {}  # per tenant, oldest first: set = end now
 
     def take(self, tenant: str) -> str | None:
         """None when a slot was taken; otherwise which cap refused it."""
-        if self.open >= self.per_pod:
-            return f"this API pod serves at most {self.per_pod} event streams at once"
         if self.by_tenant.get(tenant, 0) >= self.per_tenant:
             return f"your tenant may hold at most {self.per_tenant} event streams open at once on this API pod"
+        if self.open >= self.per_pod and not self._evict_for(tenant):
+            return f"this API pod serves at most {self.per_pod} event streams at once"
         self.open += 1
         self.by_tenant[tenant] = self.by_tenant.get(tenant, 0) + 1
         return None
 
-    def give(self, tenant: str) -> None:
+    def _evict_for(self, tenant: str) -> bool:
+        """Tell the oldest stream of the tenant holding the most to end, if that is fairer."""
+        mine = self.by_tenant.get(tenant, 0)
+        live = {t: [e for e in events if not e.is_set()] for t, events in self.held.items()}
+        richest = max(live, key=lambda t: len(live[t]), default=None)
+        if richest is None or len(live[richest]) < mine + 2:
+            return False
+        live[richest][0].set()
+        return True
+
+    def register(self, tenant: str) -> asyncio.Event:
+        """The event that tells a stream just admitted to end (set when another tenant needs its slot)."""
+        event = asyncio.Event()
+        self.held.setdefault(tenant, []).append(event)
+        return event
+
+    def give(self, tenant: str, event: asyncio.Event | None = None) -> None:
         self.open -= 1
         left = self.by_tenant[tenant] - 1
         if left:
             self.by_tenant[tenant] = left
         else:
             del self.by_tenant[tenant]
+        if event is not None:
+            events = self.held.get(tenant, [])
+            if event in events:
+                events.remove(event)
+            if not events:
+                self.held.pop(tenant, None)
 
 
 def stream_cap(max_streams: int, redis_connections: int) -> int:
@@ -102,7 +147,7 @@ class TaskAPI:
             )
         self.config = config
         self.r = redis or connect(config.redis_url, config.redis_password, config.redis_max_connections)
-        self.store = TaskStore(self.r, Keys(config.fleet), config.result_ttl_seconds)
+        self.store = TaskStore(self.r, Keys(config.fleet, config.namespace), config.result_ttl_seconds)
         self.auth = TokenFile(config.api.tokens_file) if config.api.tokens_file else None
         self.limits = limits_of(config)
         self.admission = Admitter(config)
@@ -130,6 +175,7 @@ class TaskAPI:
         return app
 
     async def _startup(self, _: web.Application) -> None:
+        await migrate_legacy_keys(self.r, self.store.keys)  # before anything is read or written
         await self.store.ensure_group()
 
     async def _cleanup(self, _: web.Application) -> None:
@@ -151,13 +197,17 @@ class TaskAPI:
             metrics.API_REQUESTS.labels(route, str(status)).inc()
 
     async def _guarded(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path not in OPEN_PATHS:
-            tenant = DEFAULT_TENANT if self.auth is None else self.auth.tenant_of(request.headers.get("Authorization"))
-            if tenant is None:
+        open_path = request.path in OPEN_PATHS
+        if request.path == "/metrics" and self.config.api.metrics_access == "Token":
+            open_path = False
+        if not open_path:
+            caller = ANONYMOUS if self.auth is None else self.auth.caller_of(request.headers.get("Authorization"))
+            if caller is None:
                 return web.json_response(
                     {"error": "missing or invalid bearer token"}, status=401, headers={"WWW-Authenticate": "Bearer"}
                 )
-            request[TENANT] = tenant
+            request[TENANT] = caller.tenant
+            request[CALLER] = caller
             length = request.content_length
             if length is not None and length > self.config.api.max_request_bytes:
                 return _error(
@@ -189,12 +239,14 @@ class TaskAPI:
 
     # -- routes ------------------------------------------------------------------------------------
     async def submit(self, request: web.Request) -> web.Response:
-        tenant = request[TENANT]
+        tenant, caller = request[TENANT], request[CALLER]
+        if caller.approver:
+            return _error(403, "this token is a reviewer's (scope approver): it decides approvals and submits nothing")
         body = parse_body(await request.read())
         key = request.headers.get("Idempotency-Key")
         sub = parse_submission(body, key, self.config.api.max_goal_chars, self.limits)
-        record = new_task(uuid.uuid4().hex, sub, time.time(), tenant)
-        admission = self.admission.of(tenant, sub.goal)
+        record = new_task(uuid.uuid4().hex, sub, time.time(), tenant, caller.id)
+        admission = self.admission.of(tenant, sub.goal, sub.limits)
         try:
             created, task_id = await self.store.submit(
                 record,
@@ -244,11 +296,18 @@ class TaskAPI:
                 f" = {tl.max_tasks_in_flight}): retry when one has ended"
             )
         else:
-            outcome, wait = "spend_limit", seconds_to_utc_midnight(now)
-            spent = format((Decimal(figure) / NANOS).normalize(), "f")
+            spent, reserved, want = (format((Decimal(x) / NANOS).normalize(), "f") for x in figure.split())
+            # Reservations free up as running tasks end; the day's spend only at midnight.
+            busy = Decimal(reserved) > 0
+            outcome = "spend_limit"
+            wait = RETRY_AFTER_SECONDS if busy else seconds_to_utc_midnight(now)
+            currency = self.config.pricing.currency
             message = (
-                f"your tenant spent {spent} {self.config.pricing.currency} today (UTC), its limit"
-                f" (spec.api.tenantLimits.maxSpendPerDay = {tl.max_spend_per_day}): retry after midnight UTC"
+                f"your tenant spent {spent} {currency} today (UTC) and its running tasks hold {reserved} more;"
+                f" this task may cost up to {want} (budgets.maxCost, else its token budget), over its limit"
+                f" (spec.api.tenantLimits.maxSpendPerDay = {tl.max_spend_per_day}): "
+                + ("retry when a task has ended, or" if busy else "retry after midnight UTC, or")
+                + " submit with a lower budgets.maxCost"
             )
         metrics.TENANT_ADMISSIONS.labels(tenant, outcome).inc()
         return web.json_response({"error": message, "limit": outcome}, status=429, headers={"Retry-After": str(wait)})
@@ -279,16 +338,34 @@ class TaskAPI:
         body = {"id": tid, "status": status, "cancelRequested": res == 1}
         return web.json_response(body, status=202 if res == 1 else 200)
 
+    def _not_a_reviewer(self, caller: Caller) -> web.Response | None:
+        """403 unless the caller's token is a reviewer's (or the API is anonymous, for development)."""
+        if caller.approver or caller is ANONYMOUS:
+            return None
+        return _error(
+            403,
+            "approvals are listed and decided with a reviewer's token (a tokens-file line ending in"
+            " ' approver'), never with the token that submits tasks",
+        )
+
     async def decide_approval(self, request: web.Request) -> web.Response:
         """Approve or deny the calls a task of the caller's tenant waits on: 200 decided (or the
-        same decision repeated), 409 when it waits on nothing this request can decide."""
-        tid = request.match_info["id"]
-        if await self._owned(request) is None:
+        same decision repeated), 403 for a token that is not a reviewer's or that submitted the
+        task, 409 when it waits on nothing this request can decide."""
+        tid, caller = request.match_info["id"], request[CALLER]
+        got_task = await self._owned(request)
+        if got_task is None:
             return _error(404, f"no task {tid}")
+        if (refused := self._not_a_reviewer(caller)) is not None:
+            return refused
+        if caller is not ANONYMOUS and got_task[0].submitter == caller.id:
+            return _error(403, "the token that submitted this task cannot decide its approvals: use another reviewer's")
         req = approvals.parse_request(parse_body(await request.read()))
         if isinstance(req, str):
             return _error(400, req)
-        got = await self.approvals.decide(tid, req.decision, req.reason, req.step)
+        got = await self.approvals.decide(
+            tid, req.decision, req.reason, req.step, by=caller.id, tenant=got_task[0].tenant
+        )
         if got is None:
             return _error(404, f"no task {tid}")
         if got.decided or (got.record is not None and got.record.get("decision") == req.decision):
@@ -299,7 +376,9 @@ class TaskAPI:
         return _error(409, why)
 
     async def list_approvals(self, request: web.Request) -> web.Response:
-        return web.json_response({"items": await self.approvals.waiting(owner, request[TENANT])})
+        if (refused := self._not_a_reviewer(request[CALLER])) is not None:
+            return refused
+        return web.json_response({"items": await self.approvals.waiting(request[TENANT])})
 
     async def dead_letters(self, request: web.Request) -> web.Response:
         try:
@@ -333,19 +412,27 @@ class TaskAPI:
                 status=429,
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
+        ending = self.streams.register(tenant)
         try:
-            return await self._stream(request, tid, got[0].status.terminal, after)
+            return await self._stream(request, tid, got[0].status.terminal, after, ending)
         finally:
-            self.streams.give(tenant)
+            self.streams.give(tenant, ending)
 
-    async def _stream(self, request: web.Request, tid: str, ended: bool, after: str) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, tid: str, ended: bool, after: str, ending: asyncio.Event | None = None
+    ) -> web.StreamResponse:
         headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         resp = web.StreamResponse(headers=headers)
         await resp.prepare(request)
         quiet_since = time.monotonic()
         # Block a second at a time, not a whole keepalive period: a client that went away is seen
         # within a second and its stream slot (and Redis connection) given back.
-        while not self.closing and request.transport is not None and not request.transport.is_closing():
+        while (
+            not self.closing
+            and not (ending is not None and ending.is_set())
+            and request.transport is not None
+            and not request.transport.is_closing()
+        ):
             batch = await self.store.events(tid, after, block_ms=SSE_POLL_MS)
             if not batch:
                 if ended:
@@ -384,7 +471,10 @@ class TaskAPI:
         return web.json_response({"ready": True})
 
     async def metrics(self, _: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body = generate_latest()
+        if self.config.api.metrics_access == "Hashed":
+            body = hash_tenants(body)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def openapi(self, _: web.Request) -> web.Response:
         return web.json_response(OPENAPI)

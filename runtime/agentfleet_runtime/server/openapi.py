@@ -38,6 +38,7 @@ TASK_ID = {
 }
 UNAUTHORIZED = _error("Missing or unknown bearer token.")
 NOT_FOUND = _error("No task of your tenant has this id.")
+NOT_A_REVIEWER = _error("Not a reviewer's token (scope approver), or the token that submitted the task.")
 BAD_REQUEST = _error("The request is malformed; the message names the field and the fix.")
 REDIS_UNWRITABLE = _error(
     "The fleet's Redis is full or failing over: nothing was stored; retry later.", retry_after=True
@@ -148,6 +149,7 @@ OPENAPI: dict[str, Any] = {
                     ),
                     "400": BAD_REQUEST,
                     "401": UNAUTHORIZED,
+                    "403": _error("A reviewer's token (scope approver) submits nothing."),
                     "409": _error("The Idempotency-Key was used for a different request."),
                     "413": _error("The body is larger than the fleet's spec.api.maxRequestBytes."),
                     "429": _error(
@@ -236,6 +238,7 @@ OPENAPI: dict[str, Any] = {
                     ),
                     "400": BAD_REQUEST,
                     "401": UNAUTHORIZED,
+                    "403": NOT_A_REVIEWER,
                     "404": NOT_FOUND,
                     "409": _error("The task is not waiting for this approval (not waiting, or another step)."),
                 },
@@ -249,6 +252,7 @@ OPENAPI: dict[str, Any] = {
                         "Your tenant's tasks waiting for an approval, soonest timeout first.", {"type": "object"}
                     ),
                     "401": UNAUTHORIZED,
+                    "403": NOT_A_REVIEWER,
                 },
             }
         },

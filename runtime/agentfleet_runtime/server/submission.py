@@ -122,7 +122,7 @@ def parse_submission(body: Any, header_key: str | None, max_goal_chars: int, fle
     return Submission(goal, session, limits, key, hashlib.sha256(canonical.encode()).hexdigest(), metadata)
 
 
-def new_task(task_id: str, sub: Submission, now: float, tenant: str = "") -> TaskRecord:
+def new_task(task_id: str, sub: Submission, now: float, tenant: str = "", submitter: str = "") -> TaskRecord:
     return TaskRecord(
         id=task_id,
         goal=sub.goal,
@@ -133,6 +133,7 @@ def new_task(task_id: str, sub: Submission, now: float, tenant: str = "") -> Tas
         root=task_id,
         session=sub.session,
         tenant=tenant,
+        submitter=submitter,
         metadata=sub.metadata,
     )
 

@@ -28,12 +28,13 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from agentfleet_runtime.core import fastjson
+from agentfleet_runtime.core.tenants import owner
 from agentfleet_runtime.core.types import Observation, Status, TaskRecord, ToolCall
 from agentfleet_runtime.store import lua
 
 AWAITING = Status.AWAITING_APPROVAL.value  # the task's status while it waits (PARK and DECIDE spell it too)
 DECISIONS = {"approve": "approved", "deny": "denied"}  # request word -> recorded decision
-MAX_LISTED = 1000  # GET /v1/approvals reads at most this many waiting tasks of the fleet
+MAX_LISTED = 1000  # GET /v1/approvals reads at most this many waiting tasks of the caller's tenant
 
 WAITING = Gauge(
     "agentfleet_approvals_waiting", "Tasks of the fleet waiting for an approval (read by each worker's sweep)."
@@ -199,7 +200,7 @@ def parse_request(body: Any) -> Request | str:
 
 
 # -- durable state (Redis) -------------------------------------------------------------------------
-# KEYS: hash events stream approvals
+# KEYS: hash events stream approvals tenant_approvals
 # ARGV: lease msg_id group pending_json expires_at now event
 PARK = (
     lua.PRELUDE
@@ -210,13 +211,14 @@ if h[2] == '1' then return {-2} end
 redis.call('HSET', KEYS[1], 'status', 'awaiting_approval', 'lease', '', 'approval', ARGV[4], 'approval_since', ARGV[6])
 ack(KEYS[3], ARGV[3], ARGV[2])
 redis.call('ZADD', KEYS[4], tonumber(ARGV[5]), h[3])
+redis.call('ZADD', KEYS[5], tonumber(ARGV[5]), h[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', 2000, '*', 'e', ARGV[7])
 return {1}
 """
 )
 
-# KEYS: hash events stream approvals
-# ARGV: decision reason now expected_step
+# KEYS: hash events stream approvals tenant_approvals
+# ARGV: decision reason now expected_step by
 # {1, record}: decided now. {0, status, record-or-''}: nothing to decide (not waiting, or a
 # timeout that is not due, or expected_step names a step other than the waiting one); record is
 # the decision of expected_step (else the last one), for an idempotent repeat. {-1}: no task.
@@ -235,14 +237,16 @@ if ARGV[1] == 'timeout' then
   if due and tonumber(due) > now then return {0, h[2], ''} end
 end
 local waited = math.max(0, now - (tonumber(h[4] or '') or now))
-local record = cjson.encode({step=pending.step, decision=ARGV[1], reason=ARGV[2], at=ARGV[3], waitedSeconds=waited})
+local record = cjson.encode({step=pending.step, decision=ARGV[1], reason=ARGV[2], at=ARGV[3], waitedSeconds=waited,
+                             by=ARGV[5]})
 redis.call('HSET', KEYS[1], 'approval:' .. pending.step, record, 'approval_last', record, 'status', 'queued',
            'deadline', string.format('%.6f', (tonumber(h[6] or '') or now) + waited))
 redis.call('HDEL', KEYS[1], 'approval', 'approval_since')
 redis.call('ZREM', KEYS[4], h[1])
+redis.call('ZREM', KEYS[5], h[1])
 redis.call('XADD', KEYS[3], '*', 'task', h[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', 2000, '*', 'e', cjson.encode({type='approval', at=now, step=pending.step,
-           decision=ARGV[1], reason=ARGV[2], waitedSeconds=waited}))
+           decision=ARGV[1], reason=ARGV[2], waitedSeconds=waited, by=ARGV[5]}))
 return {1, record}
 """
 
@@ -271,8 +275,14 @@ class Approvals:
         self._park = redis.register_script(PARK)
         self._decide = redis.register_script(DECIDE)
 
-    def _keys(self, task_id: str) -> list[str]:
-        return [self.keys.task(task_id), self.keys.events(task_id), self.keys.stream, approvals_key(self.keys)]
+    def _keys(self, task_id: str, tenant: str) -> list[str]:
+        return [
+            self.keys.task(task_id),
+            self.keys.events(task_id),
+            self.keys.stream,
+            approvals_key(self.keys),
+            self.keys.tenant_approvals(owner(tenant)),
+        ]
 
     async def park(self, rec: TaskRecord, lease: str, msg_id: str, waiting: AwaitingApproval, group: str) -> int:
         """1 parked, -1 lease lost, -2 the task was cancelled (end it instead)."""
@@ -280,7 +290,7 @@ class Approvals:
         pending = waiting.pending(now)
         ev = fastjson.dumpb({"type": "approval_requested", "at": round(now, 3), **pending})
         res = await self._park(
-            keys=self._keys(rec.id),
+            keys=self._keys(rec.id, rec.tenant),
             args=[lease, msg_id, group, fastjson.dumpb(pending), repr(pending["expiresAt"]), repr(now), ev],
         )
         if res[0] == 1:
@@ -289,12 +299,23 @@ class Approvals:
         return int(res[0])
 
     async def decide(
-        self, task_id: str, decision: str, reason: str = "", step: int | None = None, now: float | None = None
+        self,
+        task_id: str,
+        decision: str,
+        reason: str = "",
+        step: int | None = None,
+        now: float | None = None,
+        by: str = "",
+        tenant: str | None = None,
     ) -> Outcome | None:
-        """Record a decision (approved, denied, timeout); None when there is no such task."""
+        """Record a decision (approved, denied, timeout) and who made it (a token's identity, or
+        ``timeout``); None when there is no such task."""
         now = time.time() if now is None else now
+        if tenant is None:
+            tenant = await self.r.hget(self.keys.task(task_id), "tenant") or ""
         res = await self._decide(
-            keys=self._keys(task_id), args=[decision, reason, repr(now), "" if step is None else str(step)]
+            keys=self._keys(task_id, tenant),
+            args=[decision, reason, repr(now), "" if step is None else str(step), by],
         )
         if res[0] == -1:
             return None
@@ -312,7 +333,7 @@ class Approvals:
         due = await self.r.zrangebyscore(key, "-inf", repr(now), start=0, num=limit)
         n = 0
         for task_id in due:
-            got = await self.decide(task_id, "timeout", now=now)
+            got = await self.decide(task_id, "timeout", now=now, by="timeout")
             if got is None:  # the task's record expired: nothing waits any more
                 await self.r.zrem(key, task_id)
             elif got.decided:
@@ -320,18 +341,37 @@ class Approvals:
         WAITING.set(await self.r.zcard(key))
         return n
 
-    async def waiting(self, tenant_of: Any, tenant: str) -> list[dict[str, Any]]:
-        """The tenant's waiting approvals, soonest timeout first (at most MAX_LISTED are read)."""
-        ids = await self.r.zrange(approvals_key(self.keys), 0, MAX_LISTED - 1)
+    async def waiting(self, tenant: str) -> list[dict[str, Any]]:
+        """The tenant's waiting approvals, soonest timeout first (at most MAX_LISTED are read).
+
+        Read from the tenant's own set, so another tenant's waiting tasks, however many, never
+        push these out of the listing. Entries whose task has ended (cancelled) or expired are
+        dropped from the set here, and the window read again."""
+        key = self.keys.tenant_approvals(tenant)
+        for _ in range(3):
+            out, stale = await self._read_waiting(key, tenant)
+            if not stale:
+                break
+            await self.r.zrem(key, *stale)
+        return out
+
+    async def _read_waiting(self, key: str, tenant: str) -> tuple[list[dict[str, Any]], list[str]]:
+        ids = await self.r.zrange(key, 0, MAX_LISTED - 1)
         pipe = self.r.pipeline(transaction=False)
         for tid in ids:
-            pipe.hmget(self.keys.task(tid), "tenant", "status", "approval", "goal")
-        out = []
-        for tid, (who, status, pending, goal) in zip(ids, await pipe.execute(), strict=True):
-            if status != AWAITING or not pending or tenant_of(who or "") != tenant:
+            pipe.hmget(self.keys.task(tid), "tenant", "status", "approval", "goal", "submitter", "approval_last")
+        out, stale = [], []
+        for tid, (who, status, pending, goal, submitter, last) in zip(ids, await pipe.execute(), strict=True):
+            if status is None or owner(who or "") != tenant or Status(status).terminal:
+                stale.append(tid)  # gone or ended (cancelled): a queued one is DECIDE's to remove
                 continue
-            out.append({"task": tid, "tenant": tenant, "goal": (goal or "")[:200], **json.loads(pending)})
-        return out
+            if status != AWAITING or not pending:
+                continue
+            item = {"task": tid, "tenant": tenant, "goal": (goal or "")[:200], **json.loads(pending)}
+            item["submittedBy"] = submitter or None
+            item["lastDecision"] = json.loads(last) if last else None
+            out.append(item)
+        return out, stale
 
 
 async def sweep_loop(approvals: Approvals, interval: float, draining: Any) -> None:

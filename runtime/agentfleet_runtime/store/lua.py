@@ -46,6 +46,15 @@ end
 local function finish(k, id, a)
   redis.call('HSET', k.hash, 'status', a.status, 'reason', a.reason, 'answer', a.answer,
              'error', a.error, 'finished_at', a.now, 'lease', '')
+  -- The spend SUBMIT reserved for it is released: what it cost is in the day's spend by now.
+  local rk = redis.call('HGET', k.hash, 'reserve_key')
+  if rk and rk ~= '' then
+    local held = redis.call('HGET', rk, id)
+    if held then
+      redis.call('HDEL', rk, id)
+      redis.call('HINCRBY', rk, '_total', -tonumber(held))
+    end
+  end
   ack(k.stream, a.group, a.msg_id)
   redis.call('XADD', k.events, 'MAXLEN', '~', 2000, '*', 'e', a.event)
   if a.status == 'dead' then
@@ -108,12 +117,15 @@ local function gcra(key, now, cost, rate, burst)
 end
 """
 
-# KEYS: hash stream events submission session parent_children tenant_live tenant_spend bucket...
-# ARGV: id submission_ttl event max_in_flight max_spend_nanos key_prefix need_tokens n_buckets
+# KEYS: hash stream events submission session parent_children tenant_live tenant_spend tenant_reserved
+#       bucket...
+# ARGV: id submission_ttl event max_in_flight max_spend_nanos key_prefix need_tokens n_buckets reserve_nanos
 #       (rate burst) x n_buckets field value ...
 # Admission (a root task of a tenant, tenant_live given): the tenant's live set is pruned of tasks
-# that ended, then {-1, live} if it holds max_in_flight (0: no limit), {-2, spent} if the day's
-# spend reached max_spend_nanos (0: no limit), {-3, "wait_ms used_tokens bucket"} if one of the
+# that ended, then {-1, live} if it holds max_in_flight (0: no limit), {-2, "spent reserved want"}
+# if the day's spend, the spend reserved by the tenant's live tasks and this task's reserve_nanos
+# (its maxCost) would pass max_spend_nanos (0: no limit; admitted, the task's reservation is held
+# in tenant_reserved until finish() releases it), {-3, "wait_ms used_tokens bucket"} if one of the
 # tenant's token buckets (KEYS[9..], GCRA) lacks room for need_tokens now. Nothing is charged to a
 # bucket here: the task's model calls charge it. A repeated Idempotency-Key answers before any of
 # these: the task it names was admitted already.
@@ -140,13 +152,17 @@ if KEYS[7] ~= '' then
   local max_spend = tonumber(ARGV[5])
   if max_spend > 0 then
     local spent = tonumber(redis.call('GET', KEYS[8]) or '0')
-    if spent >= max_spend then return {-2, tostring(spent)} end
+    local reserved = tonumber(redis.call('HGET', KEYS[9], '_total') or '0')
+    local want = tonumber(ARGV[9])
+    if spent + reserved + want > max_spend or spent >= max_spend then
+      return {-2, string.format('%d %d %d', spent, reserved, want)}
+    end
   end
   local need = tonumber(ARGV[7])
   if need > 0 and n_buckets > 0 then
     local now = redis_now_ms()
     for i = 1, n_buckets do
-      local _, wait, used = gcra(KEYS[8 + i], now, need, tonumber(ARGV[7 + 2 * i]), tonumber(ARGV[8 + 2 * i]))
+      local _, wait, used = gcra(KEYS[9 + i], now, need, tonumber(ARGV[8 + 2 * i]), tonumber(ARGV[9 + 2 * i]))
       if wait > 0 then
         return {-3, string.format('%d %d %d', math.ceil(wait), math.floor(used + 0.5), i)}
       end
@@ -154,8 +170,14 @@ if KEYS[7] ~= '' then
   end
 end
 local fields = {}
-for i = 9 + 2 * n_buckets, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 10 + 2 * n_buckets, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
+if KEYS[9] ~= '' and tonumber(ARGV[5]) > 0 and tonumber(ARGV[9]) > 0 then
+  redis.call('HSET', KEYS[9], ARGV[1], ARGV[9])
+  redis.call('HINCRBY', KEYS[9], '_total', tonumber(ARGV[9]))
+  redis.call('EXPIRE', KEYS[9], 172800)
+  redis.call('HSET', KEYS[1], 'reserve_key', KEYS[9])
+end
 redis.call('XADD', KEYS[2], '*', 'task', ARGV[1])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'e', ARGV[3])
 if KEYS[4] ~= '' then redis.call('SET', KEYS[4], ARGV[1], 'EX', tonumber(ARGV[2])) end

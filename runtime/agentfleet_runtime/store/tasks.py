@@ -36,6 +36,9 @@ class Admission:
     # and the tokens one of them must have room for now: the submission's first call (admission.py).
     buckets: tuple[tuple[str, str, str], ...] = ()
     need_tokens: int = 0
+    # What the task may spend at most (its maxCost, else its token budget at the dearer price), in
+    # 1e-9 units: reserved at admission against max_spend_nanos and released when it ends.
+    reserve_nanos: int = 0
 
 
 @dataclass(slots=True)
@@ -164,7 +167,7 @@ class TaskStore:
     ) -> tuple[int, str]:
         """Create and enqueue a task. Returns (1, task id) when created, (0, id) for the task an
         existing key or id names, and with ``admission`` (a tenant's root task) (-1, tasks in
-        flight), (-2, spend today in 1e-9 units) or (-3, "wait_ms used_tokens bucket") when the
+        flight), (-2, "spent reserved wanted" today in 1e-9 units) or (-3, "wait_ms used_tokens bucket") when the
         tenant's limit refuses it.
 
         ``replicas``: a created task must reach that many replicas within ``wait_ms`` (WAIT on the
@@ -185,16 +188,18 @@ class TaskStore:
             parent_children_key,
         ]
         limits: list[Any] = [0, 0]
-        tokens: list[Any] = [0, 0]
+        tokens: list[Any] = [0, 0, 0]
         if admission is not None and record.tenant:
             keys += [self.keys.tenant_live(record.tenant), *self.spend_key(record, record.created_at)]
+            keys.append(self.keys.tenant_reserved(record.tenant))
             limits = [admission.max_in_flight or 0, admission.max_spend_nanos or 0]
+            tokens = [0, 0, admission.reserve_nanos]
             if admission.need_tokens > 0 and admission.buckets:
                 keys += [key for key, _, _ in admission.buckets]
-                tokens = [admission.need_tokens, len(admission.buckets)]
+                tokens = [admission.need_tokens, len(admission.buckets), admission.reserve_nanos]
                 tokens += [arg for _, rate, burst in admission.buckets for arg in (rate, burst)]
         else:
-            keys += ["", ""]
+            keys += ["", "", ""]
         ev = event("queued", task=record.id, parent=record.parent or None, depth=record.depth)
         args = [record.id, self.ttl, ev, *limits, self.keys.prefix, *tokens, *flat]
         if not replicas:

@@ -44,6 +44,7 @@ from aiohttp import web
 from agentfleet_runtime.core import fastjson
 from agentfleet_runtime.core.types import ModelReply
 from agentfleet_runtime.model.client import ModelRequest, parse_chat_completion
+from agentfleet_runtime.model.prompt import SESSION_LABEL
 from agentfleet_runtime.testing.server import LocalServer
 
 _DIRECTIVE = re.compile(r"#(\w+)=(\S+)")
@@ -81,6 +82,8 @@ def _goal_and_turn(messages: list[dict[str, Any]]) -> tuple[str, int, str]:
     # benchmarks of the worker it stands in front of.
     roles = [m.get("role") for m in messages]
     goal = messages[roles.index("user")].get("content") or "" if "user" in roles else ""
+    if goal.startswith(SESSION_LABEL):  # a session's quoted history comes first: the goal is the request
+        goal = goal.rpartition("\n</session_history>\n\nThe request:\n")[2]
     turn = roles.count("assistant")
     last_obs = ""
     for m in reversed(messages):

@@ -29,9 +29,20 @@ DEFAULT_PARAMETERS = {"type": "object", "properties": {}, "additionalProperties"
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
 READ_CHUNK = 64 * 1024
-# Cloud metadata services (AWS, GCP, Azure: 169.254.169.254; AWS IPv6: fd00:ec2::254) and the rest
-# of link-local: credentials of the node live there.
-METADATA_NETWORKS = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128")
+# Cloud metadata services (AWS, GCP, Azure: 169.254.169.254; AWS IPv6: fd00:ec2::254; Alibaba:
+# 100.100.100.200; Oracle: 192.0.0.192; Azure's WireServer: 168.63.129.16) and the rest of
+# link-local: credentials of the node live there.
+METADATA_NETWORKS = (
+    "169.254.0.0/16",
+    "fe80::/10",
+    "fd00:ec2::254/128",
+    "100.100.100.200/32",
+    "192.0.0.192/32",
+    "168.63.129.16/32",
+)
+# IPv6 prefixes that carry an IPv4 address a gateway reaches for the caller: NAT64's well-known
+# and local-use prefixes (RFC 6052, 8215) and 6to4. Their embedded address is checked too.
+NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -58,8 +69,13 @@ def is_denied(host: str, denied: Iterable[Network]) -> bool:
         ip = ipaddress.ip_address(host.strip("[]").split("%")[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip.sixtofour is not None:
+            ip = ip.sixtofour
+        elif any(ip in n for n in NAT64):
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return any(ip.version == n.version and ip in n for n in denied)
 
 

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import random
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from agentfleet_runtime.model.prompt import tool_schema
 from agentfleet_runtime.tools.base import ToolContext, ToolError
+from agentfleet_runtime.tools.http import Network, denied_networks, is_denied
 from agentfleet_runtime.tools.mcp_catalog import Entry, catalog, clean_text, result_text
 
 log = logging.getLogger("agentfleet_runtime.tools.mcp")
@@ -34,6 +37,37 @@ MAX_LIST_PAGES = 16
 # Read off a server's result before it reaches the ToolBox, which cuts the observation to
 # maxObservationChars itself: no need to join a megabyte of text first.
 MAX_RESULT_CHARS = 65_536
+# A stdio server is started through this launcher. The SDK already gives it only PATH, HOME and
+# the like, but the worker's own environment (the model API key, the Redis password) stays
+# readable at /proc/<worker>/environ to any process of the worker's uid. A non-root worker (the
+# pod's case) makes itself non-dumpable at start (``deny_proc_access``): that file becomes
+# root's and no process of its uid may ptrace it. A worker running as root (a developer's
+# machine) cannot be protected that way, so the server starts in its own PID and mount
+# namespaces with a fresh /proc, where the worker is not a process it can name.
+JAIL = """
+import ctypes, os, signal, sys
+cmd = sys.argv[1:]
+if os.getuid() == 0:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x20000000 | 0x00020000) == 0:  # CLONE_NEWPID | CLONE_NEWNS
+        pid = os.fork()
+        if pid:
+            def stop(n, f):
+                os.kill(pid, signal.SIGKILL)  # the server is its namespace's init: SIGTERM is ignored
+            for n in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(n, stop)
+            code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            os._exit(code if code >= 0 else 128 - code)
+        libc.prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL: it ends with the launcher
+        libc.mount(None, b"/", None, 0x4000 | 0x40000, None)  # MS_REC | MS_PRIVATE: nothing leaks out
+        if libc.mount(b"proc", b"/proc", b"proc", 0, None) != 0:
+            os._exit(70)  # no private /proc: do not run the server where it could read the worker's
+    else:
+        print("agentfleet: cannot isolate the MCP server (unshare refused); not starting it", file=sys.stderr)
+        os._exit(70)
+os.execvp(cmd[0], cmd)
+"""
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024  # one HTTP response of a url server (a JSON reply or one SSE stream)
 IDEMPOTENCY_META = "agentfleet.io/idempotency-key"
 TASK_META = "agentfleet.io/task"
 
@@ -80,6 +114,8 @@ class MCPServer:
         timeout: float = 30.0,
         connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
         ping_interval: float = PING_INTERVAL_SECONDS,
+        denied: tuple[Network, ...] | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         if (url is None) == (not command):
             raise ValueError(f"MCP tool {name}: give exactly one of url and command")
@@ -95,6 +131,10 @@ class MCPServer:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.ping_interval = ping_interval
+        # A url server gets the HTTP tool's egress guards: no metadata or API server address
+        # (by literal or once resolved), no redirects, and a byte cap on every response.
+        self.denied = denied_networks() if denied is None else denied
+        self.max_response_bytes = max_response_bytes
         self.tools: list[MCPTool] = []
         self.skipped: list[str] = []
         self.on_change: Callable[[], None] | None = None
@@ -183,14 +223,17 @@ class MCPServer:
         async with contextlib.AsyncExitStack() as stack:
             if self.url is not None:
                 from mcp.client.streamable_http import streamable_http_client
-                from mcp.shared._httpx_utils import create_mcp_http_client
 
-                http = await stack.enter_async_context(create_mcp_http_client(headers=self.headers))
+                http = await stack.enter_async_context(
+                    guarded_client(self.headers, self.denied, self.max_response_bytes)
+                )
                 read, write = await stack.enter_async_context(streamable_http_client(self.url, http_client=http))
             else:
                 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-                params = StdioServerParameters(command=self.command[0], args=self.command[1:], env=self.env)
+                params = StdioServerParameters(
+                    command=sys.executable, args=["-I", "-c", JAIL, *self.command], env=self.env, cwd="/"
+                )
                 read, write = await stack.enter_async_context(stdio_client(params))
             session = await stack.enter_async_context(
                 ClientSession(
@@ -273,3 +316,69 @@ def _describe(e: BaseException) -> str:
     while isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
         e = e.exceptions[0]
     return f"{type(e).__name__}: {e}"[:500]
+
+
+def deny_proc_access() -> bool:
+    """Make this process non-dumpable (prctl PR_SET_DUMPABLE 0): /proc/<pid>/environ and mem
+    become root's, and no process of the same uid may ptrace it. False where that is not Linux."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(4, 0, 0, 0, 0) == 0  # PR_SET_DUMPABLE = 4
+    except OSError:
+        return False
+
+
+def guarded_client(headers: dict[str, str], denied: tuple[Network, ...], cap: int) -> Any:
+    """An httpx2 client for a url MCP server with the HTTP tool's guards (redirects stay off)."""
+    import httpx2
+    from mcp.shared._httpx_utils import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT
+
+    class Capped(httpx2.AsyncByteStream):
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            seen = 0
+            async for chunk in self.inner:
+                seen += len(chunk)
+                if seen > cap:
+                    raise httpx2.ReadError(f"the MCP server's response passed {cap} bytes; not read further")
+                yield chunk
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    class Guarded(httpx2.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self.inner = httpx2.AsyncHTTPTransport()
+
+        async def handle_async_request(self, request: Any) -> Any:
+            host = request.url.host
+            addresses = [host]
+            if not is_denied(host, ()) and not _is_ip(host):
+                infos = await asyncio.get_running_loop().getaddrinfo(host, request.url.port or 80)
+                addresses = [str(i[4][0]) for i in infos]
+            if any(is_denied(a, denied) for a in addresses):
+                raise httpx2.ConnectError(f"{host} is a metadata or API server address: MCP may not reach it")
+            resp = await self.inner.handle_async_request(request)
+            return httpx2.Response(
+                resp.status_code, headers=resp.headers, stream=Capped(resp.stream), extensions=resp.extensions
+            )
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    timeout = httpx2.Timeout(MCP_DEFAULT_TIMEOUT, read=MCP_DEFAULT_SSE_READ_TIMEOUT)
+    return httpx2.AsyncClient(headers=headers, timeout=timeout, follow_redirects=False, transport=Guarded())
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%")[0])
+    except ValueError:
+        return False
+    return True

@@ -103,6 +103,7 @@ class SpawnTool:
                     parent=parent.id,
                     depth=parent.depth + 1,
                     tenant=parent.tenant,  # its spend and rate limit are the tenant's
+                    submitter=parent.submitter,  # whoever submitted the root cannot approve a child's call
                     trace=tracing.traceparent(),  # its spans join the parent's trace under this call's span
                 )
             )

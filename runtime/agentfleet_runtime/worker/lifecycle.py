@@ -37,6 +37,7 @@ from agentfleet_runtime.loop.decisions import DecisionSettings
 from agentfleet_runtime.model.client import ModelClient, OpenAIChatClient
 from agentfleet_runtime.store.approvals import Approvals, Gate, sweep_loop
 from agentfleet_runtime.store.connection import connect
+from agentfleet_runtime.store.migrate import migrate_legacy_keys
 from agentfleet_runtime.store.tasks import TaskStore
 from agentfleet_runtime.tools import ToolBox
 from agentfleet_runtime.tools.registry import (
@@ -74,7 +75,7 @@ class Worker:
         name: str | None = None,
     ) -> None:
         self.config = config
-        self.keys = Keys(config.fleet)
+        self.keys = Keys(config.fleet, config.namespace)
         self.name = name or consumer_name()
         self.r = redis or connect(config.redis_url, config.redis_password, config.redis_max_connections)
         self.store = TaskStore(self.r, self.keys, config.result_ttl_seconds)
@@ -148,6 +149,7 @@ class Worker:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
+        await migrate_legacy_keys(self.r, self.keys)  # af:<fleet>: -> af:<namespace>/<fleet>: (issue 57)
         await self.toolbox.start()  # MCP servers: the first tasks see their tools (bounded wait)
         await self.store.ensure_group()
         await self.store.load_scripts()
@@ -250,6 +252,7 @@ def model_client(config: RuntimeConfig, redis: Any) -> ModelClient:
             config.model_routing,
             redis=redis,
             fleet=config.fleet,
+            fleet_namespace=config.namespace,
             api_key=m.api_key,
             routine_api_key=m.routine_api_key,
             timeout=m.timeout_seconds,

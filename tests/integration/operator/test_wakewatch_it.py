@@ -17,7 +17,7 @@ from agentfleet.controllers.agentfleet import redis_client
 from agentfleet.controllers.wakewatch import WakeWatch
 from e2e.harness.redis import redis_server
 
-STREAM = Keys("agents").stream
+STREAM = Keys("agents", "team-a").stream  # the fleet team-a/agents (below): its keys hold the namespace
 KEY = ("ModelReplicaSet", "team-a", "chat")
 
 

@@ -52,7 +52,7 @@ def make_config(redis_url: str, fleet: str, model_url: str = "http://127.0.0.1:9
 
 
 def store_for(config: RuntimeConfig) -> TaskStore:
-    return TaskStore(connect(config.redis_url), Keys(config.fleet), config.result_ttl_seconds)
+    return TaskStore(connect(config.redis_url), Keys(config.fleet, config.namespace), config.result_ttl_seconds)
 
 
 async def submit(

@@ -22,16 +22,21 @@ from agentfleet_runtime.server.api import TaskAPI
 
 pytestmark = pytest.mark.integration
 TOKENS = {"acme": "tok-acme-1", "globex": "tok-globex-1"}
+REVIEWERS = {"acme": "tok-acme-review", "globex": "tok-globex-review"}  # scope approver: sessions "<tenant>:review"
 
 
 @asynccontextmanager
 async def tenant_api(
     config: RuntimeConfig, tmp_path, api: dict[str, Any] | None = None, tokens: dict[str, str] | None = None
 ):
-    """The API on a free port with a hashed token file; yields (base url, {tenant: session})."""
+    """The API on a free port with a hashed token file; yields (base url, {tenant: session}), and
+    each tenant's reviewer (a token of scope approver) as the session ``<tenant>:review``."""
     tokens = tokens or TOKENS
+    reviewers = {t: tok for t, tok in REVIEWERS.items() if t in tokens}
     path = tmp_path / "tokens"
-    path.write_text("".join(token_line(t, tok) + "\n" for t, tok in tokens.items()))
+    lines = [token_line(t, tok) for t, tok in tokens.items()]
+    lines += [token_line(t, tok) + " approver" for t, tok in reviewers.items()]
+    path.write_text("".join(line + "\n" for line in lines))
     doc = config.model_dump(by_alias=True, mode="json")
     doc["api"] = {**doc["api"], "tokensFile": str(path), **(api or {})}
     server = TaskAPI(RuntimeConfig.model_validate(doc))
@@ -45,7 +50,7 @@ async def tenant_api(
             t: await stack.enter_async_context(
                 aiohttp.ClientSession(base_url=base, headers={"Authorization": f"Bearer {tok}"})
             )
-            for t, tok in tokens.items()
+            for t, tok in [*tokens.items(), *((f"{t}:review", tok) for t, tok in reviewers.items())]
         }
         try:
             yield base, sessions
@@ -110,8 +115,8 @@ def test_dead_letters_are_per_tenant(redis_server, fleet, tmp_path):
 
 
 def test_sessions_are_per_tenant(redis_server, fleet, tmp_path):
-    # Naming another tenant's session reaches none of its history (which the loop puts in the
-    # system prompt); the same tenant's next task does see it.
+    # Naming another tenant's session reaches none of its history (which the loop quotes in the
+    # task's user message); the same tenant's next task does see it.
     async def body():
         async with (
             environment(redis_server.url, fleet) as env,
@@ -125,18 +130,18 @@ def test_sessions_are_per_tenant(redis_server, fleet, tmp_path):
             await env.wait(first)
             other = (await (await s["globex"].post("/v1/tasks", json={"goal": "spy", "session": "s1"})).json())["id"]
             await env.wait(other)
-            spy_prompt = env.model.requests[-1]["messages"][0]["content"]
+            spy_prompt = " ".join(m["content"] or "" for m in env.model.requests[-1]["messages"][:2])
             own = (await (await s["acme"].post("/v1/tasks", json={"goal": "second", "session": "s1"})).json())["id"]
             await env.wait(own)
-            own_prompt = env.model.requests[-1]["messages"][0]["content"]
-        assert "blue" not in spy_prompt and "A: blue" in own_prompt
+            own_prompt = env.model.requests[-1]["messages"][1]["content"]
+        assert "blue" not in spy_prompt and '"answer": "blue' in own_prompt
 
     arun(body())
 
 
 def test_tasks_in_flight_per_tenant_are_refused_with_429(redis_server, fleet, tmp_path):
     async def body():
-        limits = {"tenantLimits": {"maxTasksInFlight": 2}}
+        limits = {"tenantLimits": {"maxTasksInFlight": 2}, "metricsAccess": "Token"}  # names, to a token
         async with environment(redis_server.url, fleet) as env, tenant_api(env.config, tmp_path, limits) as (base, s):
             a, b = s["acme"], s["globex"]
             ids = [
@@ -170,27 +175,28 @@ def test_spend_per_day_counts_sub_agents_and_refuses_with_429(redis_server, flee
     pricing = {"inputPerMillionTokens": "2000", "outputPerMillionTokens": "2000", "currency": "EUR"}
 
     async def body():
-        limits = {"tenantLimits": {"maxSpendPerDay": "0.01"}}
+        # Each task reserves its maxCost (2.5) at admission: the first fits under 3, the next does
+        # not once the first tree's real cost (about 1) is spent.
+        limits = {"tenantLimits": {"maxSpendPerDay": "3"}, "metricsAccess": "Token"}
+        cap = {"maxCost": "2.5"}
         async with (
             environment(redis_server.url, fleet, pricing=pricing) as env,
             tenant_api(env.config, tmp_path, limits) as (base, s),
             running_worker(env.config),
         ):
             a = s["acme"]
-            tid = (await (await a.post("/v1/tasks", json={"goal": "research #spawn=2"})).json())["id"]
+            tid = (await (await a.post("/v1/tasks", json={"goal": "research #spawn=2", "budgets": cap})).json())["id"]
             await env.wait(tid, 30)
             view = await (await a.get(f"/v1/tasks/{tid}")).json()
             spent = await env.store.tenant_spent("acme")
-            r = await a.post("/v1/tasks", json={"goal": "more"})
+            r = await a.post("/v1/tasks", json={"goal": "more", "budgets": cap})
             left = 86400 - time.time() % 86400
-            other = await s["globex"].post("/v1/tasks", json={"goal": "globex is fine"})
+            other = await s["globex"].post("/v1/tasks", json={"goal": "globex is fine", "budgets": cap})
             metrics = await (await a.get(base + "/metrics")).text()
         # What the tenant was charged is what the fleet recorded for the tree, sub-agents included.
         assert len(view["children"]) == 2 and spent == round(float(view["treeUsage"]["cost"]) * 1e9) > 0
         assert (
-            r.status == 429
-            and "maxSpendPerDay = 0.01" in (await r.json())["error"]
-            and "EUR" in (await r.json())["error"]
+            r.status == 429 and "maxSpendPerDay = 3" in (await r.json())["error"] and "EUR" in (await r.json())["error"]
         )
         assert abs(int(r.headers["Retry-After"]) - left) < 5 and other.status == 201
         assert 'agentfleet_tenant_cost_total{currency="EUR",tenant="acme"}' in metrics
@@ -290,7 +296,8 @@ def test_tokens_a_tenant_spent_in_the_last_minute_refuse_its_next_submission(red
     async def body():
         async with environment(redis_server.url, fleet) as env:
             config = token_limited(env.config, 6000)
-            async with tenant_api(config, tmp_path) as (base, s), running_worker(config):
+            named = {"metricsAccess": "Token"}
+            async with tenant_api(config, tmp_path, named) as (base, s), running_worker(config):
                 a, b = s["acme"], s["globex"]
                 first = await a.post("/v1/tasks", json={"goal": goal})
                 assert first.status == 201

@@ -28,7 +28,7 @@ from runtime_helpers import (
     start_worker,
     store_for,
 )
-from test_runtime_api_tenants import TOKENS, tenant_api
+from test_runtime_api_tenants import REVIEWERS, tenant_api
 
 from agentfleet_client import approvals as approvals_cli
 from agentfleet_runtime.store.approvals import approvals_key
@@ -89,7 +89,7 @@ def test_approve_runs_the_waiting_call_once_and_only_the_owner_decides(redis_ser
             tenant_api(env.config, tmp_path) as (_, s),
             running_worker(env.config) as w,
         ):
-            acme, globex = s["acme"], s["globex"]
+            acme = s["acme"]
             small = await submit(acme, goal("small refund", 50))  # below the condition: runs at once
             big = await submit(acme, goal("big refund", 500))
             waiting = await wait_status(acme, big, {"awaiting_approval"})
@@ -105,30 +105,30 @@ def test_approve_runs_the_waiting_call_once_and_only_the_owner_decides(redis_ser
             stats = await asyncio.to_thread(read_fleet_stats, sync, fleet)  # the operator's status read
             sync.close()
             assert (stats.awaiting_approval, stats.in_flight) == (1, 0)
-            listed = await (await acme.get("/v1/approvals")).json()
+            listed = await (await s["acme:review"].get("/v1/approvals")).json()
             assert [(i["task"], i["calls"][0]["tool"], i["calls"][0]["arguments"]) for i in listed["items"]] == [
                 (big, "pay", {"amount": 500})
             ]
-            assert (await (await globex.get("/v1/approvals")).json())["items"] == []
-            assert (await decide(globex, big, "approve"))[0] == 404  # another tenant's task is absent
-            status, err = await decide(acme, big, "maybe")
+            assert (await (await s["globex:review"].get("/v1/approvals")).json())["items"] == []
+            assert (await decide(s["globex:review"], big, "approve"))[0] == 404  # another tenant's task is absent
+            status, err = await decide(s["acme:review"], big, "maybe")
             assert status == 400 and "decision" in err["error"]
             approved_before = counted("agentfleet_approvals_decided_total", decision="approved")
             posted = time.monotonic()
-            status, ok = await decide(acme, big, "approve", reason="checked", step=0)
+            status, ok = await decide(s["acme:review"], big, "approve", reason="checked", step=0)
             assert status == 200 and ok["approval"]["decision"] == "approved"
             while f"{big}:0:0" not in env.effects.applied:
                 await asyncio.sleep(0.001)
             round_trip = time.monotonic() - posted
-            assert (await decide(acme, big, "approve", step=0))[1]["repeated"] is True  # idempotent
-            assert (await decide(acme, big, "deny", step=0))[0] == 409  # decided already
+            assert (await decide(s["acme:review"], big, "approve", step=0))[1]["repeated"] is True  # idempotent
+            assert (await decide(s["acme:review"], big, "deny", step=0))[0] == 409  # decided already
             done = await wait_status(acme, big, {"done"})
             assert done["reason"] == "final_answer" and done["approval"]["decision"] == "approved"
             assert env.effects.requests[f"{big}:0:0"] == 1  # the approved call ran exactly once
             assert counted("agentfleet_approvals_decided_total", decision="approved") == approved_before + 1
             assert counted("agentfleet_approvals_requested_total", tool="pay") >= 1
             assert await env.store.r.zcard(approvals_key(env.store.keys)) == 0
-            assert (await decide(acme, big, "deny"))[0] == 409  # not waiting
+            assert (await decide(s["acme:review"], big, "deny"))[0] == 409  # not waiting
             print(f"\napproval round trip (POST to the approved call at the tool): {round_trip * 1000:.1f} ms")
 
     arun(body())
@@ -147,7 +147,7 @@ def test_deny_and_timeout_are_observations_the_model_reads(redis_server, fleet, 
             await wait_status(acme, denied, {"awaiting_approval"})
             # kubectl agentfleet approvals: list, then deny (sync urllib: off the API's event loop).
             token = tmp_path / "acme.token"
-            token.write_text(TOKENS["acme"] + "\n")
+            token.write_text(REVIEWERS["acme"] + "\n")  # a reviewer's token (scope approver)
             cli = ["--api", base, "--token-file", str(token)]
             listed, decided = io.StringIO(), io.StringIO()
             assert await asyncio.to_thread(approvals_cli.main, cli, out=listed) == 0
@@ -156,7 +156,7 @@ def test_deny_and_timeout_are_observations_the_model_reads(redis_server, fleet, 
             assert row.split()[:5] == [denied, "acme", "0", "pay", '{"amount":900}']
             deny = [*cli, "deny", denied, "--reason", "over the limit"]
             assert await asyncio.to_thread(approvals_cli.main, deny, out=decided) == 0
-            assert decided.getvalue() == f"{denied} step 0: denied\n"
+            assert decided.getvalue().startswith(f"{denied} step 0: denied by acme/")
             out = await wait_status(acme, denied, {"done"})
             obs = out["steps"][0]["observations"][0]
             assert not obs["ok"] and "denied" in obs["output"] and "over the limit" in obs["output"]
@@ -183,7 +183,7 @@ def test_waiting_spends_no_time_budget_and_cancel_ends_a_waiting_task(redis_serv
             tid = await submit(acme, goal("slow review", 500), budgets={"timeoutSeconds": 3})
             await wait_status(acme, tid, {"awaiting_approval"})
             await asyncio.sleep(4)  # longer than the task's whole time budget
-            assert (await decide(acme, tid, "approve"))[0] == 200
+            assert (await decide(s["acme:review"], tid, "approve"))[0] == 200
             out = await wait_status(acme, tid, {"done"})
             assert out["reason"] == "final_answer" and env.effects.requests[f"{tid}:0:0"] == 1
             assert out["approval"]["waitedSeconds"] >= 4
@@ -243,7 +243,7 @@ def test_worker_killed_while_a_task_waits_then_approved_finishes_once(redis_serv
                 "stored_steps": 1,
                 "step0_observations": None,
             }
-            assert (await decide(acme, tid, "approve", step=0))[0] == 200
+            assert (await decide(s["acme:review"], tid, "approve", step=0))[0] == 200
             start_worker(procs, path, tmp_path, "w2")
             out = await wait_status(acme, tid, {"done"}, timeout=60)
             async with aiohttp.ClientSession() as http:
@@ -272,7 +272,7 @@ def test_an_approved_call_of_a_tool_without_side_effects_is_recorded_so_a_crash_
             tid = await submit(acme, "look #steps=2 #tool=echo")
             await wait_status(acme, tid, {"awaiting_approval"})
             assert await env.store.recorded_results(tid, 0, 1) == [None]
-            assert (await decide(acme, tid, "approve"))[0] == 200
+            assert (await decide(s["acme:review"], tid, "approve"))[0] == 200
             await wait_status(acme, tid, {"done"})
             recorded = await env.store.recorded_results(tid, 0, 1)
             assert recorded[0] is not None and recorded[0].ok and recorded[0].output.startswith("echo")

@@ -256,8 +256,10 @@ def test_session_shares_earlier_answers(redis_server, fleet):
             await env.wait(first)
             second = await env.submit("second question", session="s1")
             await env.wait(second)
-        system = env.model.requests[-1]["messages"][0]["content"]
-        assert "Q: first question #answer=blue" in system and "A: blue" in system
+        # Quoted in the task's user message, never in the system prompt (issue 57).
+        system, user = (m["content"] for m in env.model.requests[-1]["messages"][:2])
+        assert "blue" not in system
+        assert '"question": "first question #answer=blue", "answer": "blue' in user and user.endswith("second question")
 
     arun(body())
 

@@ -393,7 +393,10 @@ def test_a_root_task_in_a_session_is_shown_the_sessions_earlier_answers_and_a_su
     run(model, store, Tools(clock), settings=settings, session="s1", tenant="acme")
     # The session is the tenant's: its history is asked for under the task's tenant.
     assert [e for e in store.log if e[0] == "session_context"] == [("session_context", "s1", "t1", 3, "acme")]
-    assert model.requests[0].messages[0]["content"] == "s\n\nEarlier in this session:\n- Q: What is 2+2?\n  A: 4"
+    # Quoted on the user's side, never in the system prompt (issue 57: an injected answer persisted).
+    assert model.requests[0].messages[0]["content"] == "s"
+    user = model.requests[0].messages[1]["content"]
+    assert '[{"question": "What is 2+2?", "answer": "4"}]' in user and "not instructions" in user
     for fields in ({"session": "s1", "depth": 1, "id": "t1.0", "parent": "t1"}, {}):
         store = Store(clock, session=[("What is 2+2?", "4")])
         model = Model(clock, ["42"])

@@ -130,7 +130,7 @@ class ClusterReads:
         if found is None:
             return None
         url, password = found
-        ok, error, stats = probe_redis(url, password, name)
+        ok, error, stats = probe_redis(url, password, name, namespace=namespace)
         if not ok or stats is None:
             log.info("%s/%s: reading the task queue failed: %.300s", namespace, name, error or "no figures")
             return None
