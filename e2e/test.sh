@@ -65,6 +65,13 @@ bash e2e/cluster/thirdparty.sh crds >/dev/null
 echo "== KEDA operator and metrics API server (built once, cached)"
 join "$keda_fetch_pid" "$keda_fetch_log" "e2e/cluster/thirdparty.sh keda-fetch"
 bash e2e/cluster/thirdparty.sh keda >/dev/null
+# tests/integration/operator/test_network_policy_enforced.py enforces the replicas' NetworkPolicy
+# with kube-router on a node of its own: CPU-bound like KEDA's build, so it runs after it.
+echo "== kube-router's policy controller and ipset/iptables (built or installed once)"
+if ! command -v ipset >/dev/null || ! command -v iptables >/dev/null; then
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ipset iptables >/dev/null
+fi
+bash e2e/cluster/kube-router.sh >/dev/null
 # The tracing integration tests send spans to Jaeger v2's all-in-one and read them back.
 echo "== Jaeger all-in-one, the trace collector (built once, cached)"
 join "$jaeger_fetch_pid" "$jaeger_fetch_log" "e2e/cluster/thirdparty.sh jaeger-fetch"
