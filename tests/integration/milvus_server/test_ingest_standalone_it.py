@@ -23,6 +23,7 @@ from e2e.harness.procs import Proc
 
 pytestmark = pytest.mark.integration
 N_DOCUMENTS = 1200
+QUERY_CAP = 16_384
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +68,14 @@ def finished(proc: Proc, term: Path, timeout: float = 600) -> tuple[int, progres
 
 
 def ids(m: CollectionManager) -> list[str]:
-    out: list[str] = []
-    it = m.client.query_iterator(m.spec.name, filter='id != ""', output_fields=["id"], batch_size=1000)
-    while batch := it.next():
-        out += [r["id"] for r in batch]
-    it.close()
-    return out
+    # One Strong query: the query iterator reads at a client-side timestamp when the server gives it
+    # none ("failed to get mvccTs"), and then missed rows the count saw (1,024 of 1,200 once).
+    # Milvus 2.3 caps a query at 16,384 rows, far above this corpus.
+    rows = m.client.query(
+        m.spec.name, filter='id != ""', output_fields=["id"], limit=QUERY_CAP, consistency_level="Strong"
+    )
+    assert len(rows) < QUERY_CAP, "the corpus outgrew one query: page through it"
+    return [r["id"] for r in rows]
 
 
 def count(m: CollectionManager) -> int:
@@ -119,7 +122,9 @@ def test_a_server_killed_during_ingestion_loses_and_doubles_nothing(  # type: ig
     deadline = time.monotonic() + 300
     while True:  # wait for rows to be written, then kill the server under the worker
         lines = [p for p in map(progress.parse_line, proc.logs().splitlines()) if p]
-        if lines and lines[-1].chunks >= 64:
+        # The first rows written: on a quiet machine the rest follow within seconds (32 then 1,024
+        # chunks between two progress lines once), so waiting for more can miss the ingestion.
+        if lines and lines[-1].chunks > 0:
             break
         assert proc.alive() and time.monotonic() < deadline, proc.logs()[-3000:]
         time.sleep(0.2)
