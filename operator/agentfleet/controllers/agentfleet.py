@@ -467,7 +467,8 @@ class AgentFleetPass:
     def redis_probe(self, af: AgentFleet, url: str, password: str | None) -> None:
         # A hard bound on top of the socket timeouts: a name lookup (a managed Redis's Service seen
         # from outside the cluster, a resolver that does not answer) is not covered by them.
-        future = _PROBES.submit(self.probe, url, password, self.name)
+        # The fleet's keys hold its namespace (af:<namespace>/<fleet>:): the figures are read there.
+        future = _PROBES.submit(self.probe, url, password, self.name, REDIS_TIMEOUT_SECONDS, self.ns)
         try:
             ok, error, stats = future.result(timeout=REDIS_TIMEOUT_SECONDS * 3)
         except concurrent.futures.TimeoutError:

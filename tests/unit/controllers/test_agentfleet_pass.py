@@ -6,6 +6,8 @@ conditions say what, what it applies and when, that generated secrets are made o
 
 from __future__ import annotations
 
+import inspect
+
 import base64
 import copy
 from typing import Any
@@ -101,6 +103,23 @@ def up(*_: Any) -> tuple[bool, str, FleetStats]:
             queue_depth=4, in_flight=2, tasks_per_hour=120, p95_seconds=12.5, mean_cost=0.0123, awaiting_approval=3
         ),
     )
+
+
+def test_the_probe_reads_the_fleets_keys_in_its_namespace() -> None:
+    """Workers write af:<namespace>/<fleet>:...; a probe without the namespace reads other keys and
+    reports an empty queue whatever is waiting (the e2e example's queueDepth stayed 0)."""
+    seen: list[tuple[Any, ...]] = []
+
+    def probe(*args: Any) -> tuple[bool, str, FleetStats]:
+        seen.append(args)
+        return up()
+
+    kube = FakeKube({("ModelReplicaSet", "llama"): mrs(ready=False)})
+    st, _ = run(kube, fleet(), probe=probe)
+    assert st["queueDepth"] == 4
+    assert seen and all(a[2] == "support" and a[-1] == NS for a in seen), seen
+    # The real probe takes the same arguments in that order.
+    assert list(inspect.signature(ctl.probe_redis).parameters) == ["url", "password", "fleet", "timeout", "namespace"]
 
 
 def down(*_: Any) -> tuple[bool, str, None]:
