@@ -6,10 +6,9 @@ conditions say what, what it applies and when, that generated secrets are made o
 
 from __future__ import annotations
 
-import inspect
-
 import base64
 import copy
+import inspect
 from typing import Any
 
 import pytest
