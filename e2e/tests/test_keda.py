@@ -386,13 +386,14 @@ def test_redis_streams_scaled_object_scales_an_agentfleets_workers_on_queue_dept
     assert any(f"New size: {floor}" in m and "below target" in m for m in messages), messages
 
 
-def test_the_readme_shows_the_scaled_object_that_ran() -> None:
-    """README's "Scaling: built-in or external" quotes examples/keda/modelreplicaset-prometheus.yaml
-    whole (comments aside), so what it shows is what the test above ran."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### Scaling: built-in or external") :]
+def test_the_docs_show_the_scaled_object_that_ran() -> None:
+    """docs/concepts.md's "Scaling: built-in or external" quotes
+    examples/keda/modelreplicaset-prometheus.yaml whole (comments aside), so what it shows is what
+    the test above ran."""
+    page = (ROOT / "docs" / "concepts.md").read_text()
+    section = page[page.index("### Scaling: built-in or external") :]
     blocks = [b.split("```", 1)[0] for b in section.split("```yaml\n")[1:]]
     shown = [d for b in blocks for d in yaml.safe_load_all(b) if d and d.get("kind") == "ScaledObject"]
-    assert shown, "no ScaledObject in the README's scaling section"
+    assert shown, "no ScaledObject in docs/concepts.md's scaling section"
     (example,) = [d for d in docs(MRS_SO) if d["kind"] == "ScaledObject"]
     assert shown[0] == example
