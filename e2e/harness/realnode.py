@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from agentfleet_contract.common import CONSENT_LABEL
+
 from e2e.harness import nodes as node_topology
 from e2e.harness.nodenet import connect_in_netns
 
@@ -140,14 +142,15 @@ def llama_engine_image(cluster, project: str, llama_server: str) -> str:
 def host_dir_claim(cluster, ns: str, claim: str, path: Path, size: str = "10Gi") -> None:
     """A read-only PersistentVolume of a directory of the node (``hostPath``: the kubelet changes no
     owner or mode of it, unlike a ``local`` volume with a pod's fsGroup) and the claim CLAIM in NS bound
-    to it: how a cluster hands pods data that is already on disk (a model's weights, documents)."""
+    to it: how a cluster hands pods data that is already on disk (a model's weights, documents). The
+    claim carries the consent label: the operator mounts no claim its owner has not offered it."""
     name = f"{ns}-{claim}"[:253]
     source = {"hostPath": {"path": str(path), "type": "Directory"}, "claimRef": {"namespace": ns, "name": claim}}
     cluster.apply(persistent_volume(name, size, "ReadOnlyMany", "Retain", source))
     pvc = {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {"name": claim},
+        "metadata": {"name": claim, "labels": {CONSENT_LABEL: "true"}},
         "spec": {
             "accessModes": ["ReadOnlyMany"],
             "storageClassName": "",

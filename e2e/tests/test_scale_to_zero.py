@@ -281,7 +281,7 @@ def test_keda_min_replica_count_zero_wakes_the_set_on_the_fleets_queue(
     m = MRS(MODEL).model("meta-llama/Llama-3.1-8B-Instruct", served=MODEL).gpu(fx.H100).replicas(0)
     cluster.apply(m.placement(**gpu_pool.selector, spreadAcross="None").lifecycle(1, 2, 8).obj(), ns)
     # The consumer group exists before KEDA reads its lag (the workers create it as they start).
-    config = helpers.make_config(redis_server.url, FLEET)
+    config = helpers.make_config(redis_server.url, FLEET, namespace=ns)
 
     async def group() -> None:
         store = helpers.store_for(config)
@@ -293,9 +293,9 @@ def test_keda_min_replica_count_zero_wakes_the_set_on_the_fleets_queue(
     local = {
         "spec.scaleTargetRef.name": MODEL,
         "spec.triggers.0.metadata.address": f"127.0.0.1:{redis_server.port}",
-        "spec.triggers.0.metadata.stream": f"af:{FLEET}:tasks",
+        "spec.triggers.0.metadata.stream": f"af:{ns}/{FLEET}:tasks",  # keys hold the namespace
         "spec.triggers.1.metadata.address": f"127.0.0.1:{redis_server.port}",
-        "spec.triggers.1.metadata.stream": f"af:{FLEET}:tasks",
+        "spec.triggers.1.metadata.stream": f"af:{ns}/{FLEET}:tasks",
         "spec.pollingInterval": 1,
         "spec.cooldownPeriod": int(LOAD_S + 30),
     }
