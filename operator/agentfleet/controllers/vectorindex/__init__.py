@@ -16,6 +16,7 @@ from agentfleet.controllers.vectorindex.reconcile import VectorIndexPass
 from agentfleet.controllers.vectorindex.records import (
     BUSY_RESYNC_MAX_SECONDS,
     BUSY_RESYNC_SECONDS,
+    CLAIM_RECHECK_SECONDS,
     DETAIL_MAX_AGE_SECONDS,
     INGESTED,
     KIND,
@@ -34,6 +35,7 @@ from agentfleet.controllers.vectorindex.records import (
 __all__ = [
     "BUSY_RESYNC_MAX_SECONDS",
     "BUSY_RESYNC_SECONDS",
+    "CLAIM_RECHECK_SECONDS",
     "CollectionManager",
     "DETAIL_MAX_AGE_SECONDS",
     "INGESTED",
