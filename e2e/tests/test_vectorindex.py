@@ -266,8 +266,6 @@ def test_source_claim_needs_its_owners_consent(cluster, operator, namespace, mil
     """A volume source is mounted into the ingestion Job (an image the spec's author chooses) only
     once the claim carries agentfleet.io/consent=true (issue 57, finding 12): until then the index
     says how to label it, and neither the collection nor a Job is made."""
-    from pymilvus import MilvusClient
-
     claim = {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
@@ -300,7 +298,9 @@ def test_source_claim_needs_its_owners_consent(cluster, operator, namespace, mil
         desc="a PersistentVolumeClaimNotConsented Warning Event",
     )
     jobs = cluster.json("get", "-n", namespace, "jobs", "-l", "agentfleet.io/vectorindex=fromvol")["items"]
-    assert jobs == [] and "fromvol" not in MilvusClient(uri=milvus.uri, dedicated=True).list_collections()
+    # No Job, and Milvus never called: no endpoint and no collection state in status.
+    st = status(cluster, namespace, "fromvol")
+    assert jobs == [] and "endpoint" not in st and "loadState" not in st
 
     # The owner consents: the next check (every 30 s) mounts it, read-only.
     cluster.run("label", "pvc", "-n", namespace, "team-docs", "agentfleet.io/consent=true")
