@@ -28,9 +28,6 @@ PENDING = {
         "controllers/agentfleet.py was being rewritten by the podTemplate/answer-policy change (issue 60 "
         "item 1) when the shape landed; its pass (AgentFleetPass) converts next"
     ),
-    "VectorIndexController": (
-        "controllers/vectorindex.py was being changed by the same work; its pass (VectorIndexPass) converts next"
-    ),
 }
 ORIGINALLY_PENDING = frozenset({"AgentFleetController", "VectorIndexController"})
 
