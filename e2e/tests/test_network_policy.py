@@ -103,6 +103,36 @@ def probe_pod(name: str, labels: dict[str, str], image: str) -> dict[str, Any]:
     }
 
 
+def only_its_operator(name: str, ns: str, username: str) -> list[dict[str, Any]]:
+    """A ValidatingAdmissionPolicy and its binding: in NS only USERNAME creates or updates
+    NetworkPolicies. On a shared cluster an operator watching every namespace (the local one
+    e2e.harness.operator starts for other modules) rewrote the fleet's policies with its own peers
+    (agentfleet-system, monitoring) every few seconds; with one operator per cluster, as a user
+    runs it, this denies nothing."""
+    meta = {"name": name, "labels": {"agentfleet.io/e2e": "true"}}
+    rules = [{"apiGroups": ["networking.k8s.io"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
+              "resources": ["networkpolicies"]}]  # fmt: skip
+    check = {"expression": f"request.userInfo.username == '{username}'", "message": "not this test's operator"}
+    return [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": meta,
+            "spec": {"failurePolicy": "Fail", "matchConstraints": {"resourceRules": rules}, "validations": [check]},
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": meta,
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}},
+            },
+        },
+    ]
+
+
 def fleet_manifests(images: dict[str, str]) -> list[dict[str, Any]]:  # noqa: F811 - images is a fixture
     mrs = {
         "apiVersion": "agentfleet.io/v1alpha1",
@@ -160,6 +190,10 @@ def setup(cluster, node, images, helm) -> Iterator[dict[str, Any]]:  # noqa: F81
     metadata: Proc | None = None
     try:
         realnode.helm_install(cluster, helm, RELEASE, nss["op"], images["project"], sets)
+        deployment = cluster.json("-n", nss["op"], "get", "deployments")["items"][0]
+        account = f"system:serviceaccount:{nss['op']}:{deployment['spec']['template']['spec']['serviceAccountName']}"
+        for m in only_its_operator(ns, ns, account):
+            cluster.apply(m)
         realnode.gpu_node(cluster, node, GPUS)
         realnode.local_volume(cluster, node, f"{ns}-redis")
         for m in fleet_manifests(images):
@@ -192,6 +226,8 @@ def setup(cluster, node, images, helm) -> Iterator[dict[str, Any]]:  # noqa: F81
         # The fleet's namespace first, while the operator still clears its objects' finalizers.
         cluster.run("delete", "namespace", ns, "--ignore-not-found", "--timeout=120s", check=False, timeout=150)
         realnode.helm_uninstall(cluster, helm, RELEASE, nss["op"])
+        for kind in ("validatingadmissionpolicybinding", "validatingadmissionpolicy"):
+            cluster.run("delete", kind, ns, "--ignore-not-found", check=False)
         for k, n in nss.items():
             if k != "fleet":
                 cluster.run("delete", "namespace", n, "--wait=false", "--ignore-not-found", check=False)
