@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds kube-router (its network policy controller: iptables + ipset) into the cache, for
 # tests/integration/operator/test_network_policy_enforced.py, which enforces the replicas'
-# NetworkPolicy on a node of its own. Why kube-router: the e2e node runs the bridge CNI, which
+# NetworkPolicy on a node of its own, and e2e/harness/netpol.py, which runs it in the e2e
+# cluster's real node (e2e/tests/test_network_policy.py). Why kube-router: the e2e node runs the bridge CNI, which
 # enforces no NetworkPolicy; kube-network-policies (sigs.k8s.io, v0.8.0) needs nftables' queue
 # expression, which this kernel lacks (CONFIG_NFT_QUEUE unset: "Could not process rule");
 # Calico is not on the Go module proxy; kube-router v2.1.0 is, and the kernel has ipset and
