@@ -24,10 +24,6 @@ from agentfleet.reconcile.shape import STEPS, Refused, Steps, Wants
 # it must have the shape, one in it must still lack it (remove it once converted), and no other
 # name may be added (ORIGINALLY_PENDING is fixed).
 PENDING = {
-    "AgentFleetController": (
-        "controllers/agentfleet.py was being rewritten by the podTemplate/answer-policy change (issue 60 "
-        "item 1) when the shape landed; its pass (AgentFleetPass) converts next"
-    ),
     "VectorIndexController": (
         "controllers/vectorindex.py was being changed by the same work; its pass (VectorIndexPass) converts next"
     ),
