@@ -33,7 +33,6 @@ from agentfleet.controllers.agentfleet import deciding, status
 from agentfleet.controllers.agentfleet.deciding import generated_names, model_names, secret_names
 from agentfleet.controllers.agentfleet.probe import probe_redis, probe_within
 from agentfleet.controllers.agentfleet.records import (
-    JSON,
     KIND,
     OWN_CONDITIONS,
     OWN_FIELDS,
@@ -59,11 +58,6 @@ class SecretRaced(Exception):  # noqa: N818 - a pass that lost a race, retried w
     pass rendered with: nothing of the runtime is applied, the next pass reads theirs."""
 
 
-def subject(obj: JSON) -> Subject:
-    meta = obj["metadata"]
-    return Subject(meta["namespace"], meta["name"], int(meta.get("generation") or 0), obj, obj.get("status") or {})
-
-
 class AgentFleetPass(Steps[Observed, Plan, Acted]):
     """One reconcile of one AgentFleet; status and Events are written once, at the end."""
 
@@ -72,7 +66,7 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
     def __init__(self, kube: FleetKube, events: Events, obj: dict[str, Any], probe: Probe = probe_redis) -> None:
         self.ctl: PassServices = Services(kube, events, probe)
         self.obj = obj
-        self.subject = subject(obj)
+        self.subject = Subject.of(obj)
 
     # --- helpers the steps share ---
 

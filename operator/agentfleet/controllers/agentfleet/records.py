@@ -62,6 +62,11 @@ class Subject:
     obj: JSON  # the whole object: Events name it
     status: JSON  # its status as read (the autoscaler's desiredWorkers among it)
 
+    @classmethod
+    def of(cls, obj: JSON) -> Subject:
+        meta = obj["metadata"]
+        return cls(meta["namespace"], meta["name"], int(meta.get("generation") or 0), obj, obj.get("status") or {})
+
     @property
     def own_conditions(self) -> list[dict[str, Any]]:
         """This controller's condition types of the status read (the autoscaler keeps its own)."""
