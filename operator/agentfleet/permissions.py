@@ -214,7 +214,7 @@ NEEDS: tuple[Need, ...] = (
         "spec.milvus credentials Secret named by the VectorIndex",
         scope="secrets",
     ),
-    # AgentFleet controller (controllers/agentfleet.py, render/agentfleet.py): children applied with
+    # AgentFleet controller (controllers/agentfleet/, render/agentfleet.py): children applied with
     # an ownerReference (garbage-collected with the AgentFleet, never deleted by the operator);
     # the Deployments and the Redis StatefulSet are watched and read for readiness.
     Need(
