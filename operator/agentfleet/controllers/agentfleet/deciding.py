@@ -188,7 +188,7 @@ def adapter_target(
     return dataclasses.replace(target, served_name=name, adapter=True, adapters=tuple(a.name for a in mspec.adapters))
 
 
-def model_keys(f: _Found, af: AgentFleet, tiers: list[tuple[str, str, ModelReplicaSetSpec | None]]) -> None:
+def model_keys(f: _Found, tiers: list[tuple[str, str, ModelReplicaSetSpec | None]]) -> None:
     """The workers get each tier's API key from its own ModelReplicaSet's Secret and send each
     tier its own. A Secret a set names (spec.engine.apiKeySecretRef) needs the consent label
     here too, as every Secret a fleet's pods get: naming a set must not mount any Secret of the
@@ -352,7 +352,7 @@ def resolve(f: _Found, af: AgentFleet) -> Resolved:
     if spec.routine_model_ref is not None:
         routine, routine_spec = model_target(f, spec.routine_model_ref.name, "spec.routineModelRef")
         tiers.append(("spec.routineModelRef", spec.routine_model_ref.name, routine_spec))
-    model_keys(f, af, tiers)
+    model_keys(f, tiers)
     verdicts = [model_verdict(f, af)]
     index, index_verdict = index_link(f, af)
     verdicts += [index_verdict] if index_verdict is not None else []
@@ -363,8 +363,11 @@ def resolve(f: _Found, af: AgentFleet) -> Resolved:
     secret_refs(f, af)
     redis = redis_target(f, af)
     verdicts += [redis.verdict] if redis.verdict is not None else []
-    keys = tuple(s.engine.api_key_secret_ref if s is not None else None for s in (primary_spec, routine_spec))
-    return Resolved(primary, routine, keys, index, prompt, redis, tuple(verdicts))  # type: ignore[arg-type]
+    keys = (
+        primary_spec.engine.api_key_secret_ref if primary_spec is not None else None,
+        routine_spec.engine.api_key_secret_ref if routine_spec is not None else None,
+    )
+    return Resolved(primary, routine, keys, index, prompt, redis, tuple(verdicts))
 
 
 def plan_runtime(f: _Found, af: AgentFleet, r: Resolved, token: Generated | None) -> RuntimePlan | None:

@@ -138,7 +138,7 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
     # --- act ---
 
     def create_once(self, g: Generated) -> bool:
-        """Creates a generated Secret; False when it exists already with the value the plan used."""
+        """Creates a generated Secret the plan found missing (True); False when it found it."""
         if g.body is None:
             return False
         try:
