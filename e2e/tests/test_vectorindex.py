@@ -260,3 +260,57 @@ def test_delete_policy_drops_the_collection(cluster, operator, namespace, milvus
     ]
     cluster.run("delete", "-n", namespace, "vi", "scratch", "--timeout=60s")
     assert "scratch" not in MilvusClient(uri=milvus.uri, dedicated=True).list_collections()
+
+
+def test_source_claim_needs_its_owners_consent(cluster, operator, namespace, milvus) -> None:
+    """A volume source is mounted into the ingestion Job (an image the spec's author chooses) only
+    once the claim carries agentfleet.io/consent=true (issue 57, finding 12): until then the index
+    says how to label it, and neither the collection nor a Job is made."""
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "team-docs"},
+        "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    cluster.apply(claim, namespace)
+    cluster.apply(vi("fromvol", milvus.uri, source={"persistentVolumeClaim": {"claimName": "team-docs"}}), namespace)
+    st = eventually(
+        cluster,
+        operator,
+        lambda: (s := status(cluster, namespace, "fromvol")) and cond(s, "Ready").get("reason") and s,
+        timeout=60,
+        desc="a Ready condition",
+    )
+    ready = cond(st, "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "PersistentVolumeClaimNotConsented"
+    assert "spec.source.persistentVolumeClaim.claimName" in ready["message"]
+    assert f"kubectl label pvc -n {namespace} team-docs agentfleet.io/consent=true" in ready["message"]
+    eventually(
+        cluster,
+        operator,
+        lambda: any(
+            e["reason"] == "PersistentVolumeClaimNotConsented" and e["type"] == "Warning"
+            for e in cluster.json("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=fromvol")[
+                "items"
+            ]
+        ),
+        timeout=30,
+        desc="a PersistentVolumeClaimNotConsented Warning Event",
+    )
+    jobs = cluster.json("get", "-n", namespace, "jobs", "-l", "agentfleet.io/vectorindex=fromvol")["items"]
+    # No Job, and Milvus never called: no endpoint and no collection state in status.
+    st = status(cluster, namespace, "fromvol")
+    assert jobs == [] and "endpoint" not in st and "loadState" not in st
+
+    # The owner consents: the next check (every 30 s) mounts it, read-only.
+    cluster.run("label", "pvc", "-n", namespace, "team-docs", "agentfleet.io/consent=true")
+    st = eventually(
+        cluster,
+        operator,
+        lambda: (s := status(cluster, namespace, "fromvol")).get("ingestion", {}).get("jobName") and s,
+        timeout=90,
+        desc="the ingestion Job once consented",
+    )
+    job = cluster.json("get", "-n", namespace, "job", st["ingestion"]["jobName"])
+    volumes = job["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "source", "persistentVolumeClaim": {"claimName": "team-docs", "readOnly": True}} in volumes

@@ -214,6 +214,13 @@ NEEDS: tuple[Need, ...] = (
         "spec.milvus credentials Secret named by the VectorIndex",
         scope="secrets",
     ),
+    Need(
+        "vectorindex",
+        "",
+        "persistentvolumeclaims",
+        ("get",),
+        "the consent label of the volume spec.source.persistentVolumeClaim names",
+    ),
     # AgentFleet controller (controllers/agentfleet/, render/agentfleet.py): children applied with
     # an ownerReference (garbage-collected with the AgentFleet, never deleted by the operator);
     # the Deployments and the Redis StatefulSet are watched and read for readiness.

@@ -23,6 +23,7 @@
   resources: [events]
   verbs: [create]
 # modelreplicaset: the consent label of a volume the spec names (spec.engine.modelCache.claimName, a pvc:// model)
+# vectorindex: the consent label of the volume spec.source.persistentVolumeClaim names
 - apiGroups: ['']
   resources: [persistentvolumeclaims]
   verbs: [get]

@@ -149,3 +149,41 @@ def test_unanswerable_questions_name_no_page() -> None:
         unanswerable = [t for t in _tasks(name) if t["kind"] == "unanswerable"]
         named = [t["id"] for t in unanswerable if t.get("supporting") or t.get("facts")]
         assert named == []
+
+
+ABSENT = "absent:"
+
+
+def absent_terms(task: dict[str, Any]) -> list[str]:
+    """The things an unanswerable question's notes say no page mentions ("absent: a, b")."""
+    notes = str(task.get("notes") or "")
+    return [x.strip() for x in notes[len(ABSENT) :].split(",") if x.strip()] if notes.startswith(ABSENT) else []
+
+
+def pages_mentioning(corpus: Corpus, term: str) -> list[str]:
+    """Every file of the corpus whose raw HTML holds ``term`` (case-insensitive): markup, code and
+    examples included, so that a recipe or a changelog entry counts as a mention."""
+    low = term.lower()
+    return sorted(
+        p.name
+        for p in corpus.ensure().rglob("*")
+        if p.is_file() and low in p.read_text(encoding="utf-8", errors="replace").lower()
+    )
+
+
+@pytest.mark.parametrize("name", sorted(CORPORA))
+def test_unanswerable_questions_ask_about_things_no_page_mentions(name: str) -> None:
+    """The fresh set's declines rest on the thing asked about being absent from every page, which
+    its notes name; each named thing is in its own question."""
+    fresh = [t for t in _tasks(name) if t["id"].startswith("fresh2-") and t["kind"] == "unanswerable"]
+    assert len(fresh) == 4
+    for t in fresh:
+        terms = absent_terms(t)
+        assert terms and all(x.lower() in t["question"].lower() for x in terms), t["id"]
+        assert {x: pages_mentioning(CORPORA[name], x) for x in terms} == {x: [] for x in terms}, t["id"]
+
+
+def test_a_mentioned_term_is_found() -> None:
+    # The check can fail: a term that is on a page (itertools' recipes define batched()) is found.
+    assert "itertools.html" in pages_mentioning(CORPORA["python"], "batched")
+    assert absent_terms({"notes": "absent: a, b.c"}) == ["a", "b.c"] and absent_terms({"notes": "x"}) == []
