@@ -221,7 +221,7 @@ NEEDS: tuple[Need, ...] = (
         ("get",),
         "the consent label of the volume spec.source.persistentVolumeClaim names",
     ),
-    # AgentFleet controller (controllers/agentfleet.py, render/agentfleet.py): children applied with
+    # AgentFleet controller (controllers/agentfleet/, render/agentfleet.py): children applied with
     # an ownerReference (garbage-collected with the AgentFleet, never deleted by the operator);
     # the Deployments and the Redis StatefulSet are watched and read for readiness.
     Need(

@@ -23,12 +23,7 @@ from agentfleet.reconcile.shape import STEPS, Refused, Steps, Wants
 # Controllers not yet converted, with the reason. This list may only shrink: a controller not in
 # it must have the shape, one in it must still lack it (remove it once converted), and no other
 # name may be added (ORIGINALLY_PENDING is fixed).
-PENDING = {
-    "AgentFleetController": (
-        "controllers/agentfleet.py was being rewritten by the podTemplate/answer-policy change (issue 60 "
-        "item 1) when the shape landed; its pass (AgentFleetPass) converts next"
-    ),
-}
+PENDING: dict[str, str] = {}
 ORIGINALLY_PENDING = frozenset({"AgentFleetController", "VectorIndexController"})
 
 

@@ -1,5 +1,5 @@
 -- Argo CD health of an agentfleet.io AgentFleet (resource.customizations.health.agentfleet.io_AgentFleet).
--- Status is written by the agentfleet operator (operator/agentfleet/controllers/agentfleet.py):
+-- Status is written by the agentfleet operator (operator/agentfleet/controllers/agentfleet/status.py):
 -- observedGeneration and conditions Ready, ModelReady, IndexReady, RedisReady, RuntimeReady (plus
 -- the autoscaler's). Ready False with a WaitingFor* reason is progress; any other reason is a
 -- problem in the spec or a missing reference (InvalidSpec, ModelNotFound, ...). Lua 5.1 (gopher-lua).

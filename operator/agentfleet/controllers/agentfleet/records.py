@@ -1,0 +1,186 @@
+"""The typed records an AgentFleet pass's steps hand on, frozen: what observe read (``Observed``),
+what decide still wants read (``NeedsProbe``), the plan decide returns (``Plan`` and its parts),
+and what act did for write (``Acted``); with the names and timings the steps share."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agentfleet_contract.agentfleet import AgentFleet
+from agentfleet_contract.conditions import READY
+from agentfleet_contract.fleet_stats import FleetStats
+
+from agentfleet.reconcile.shape import Wants
+from agentfleet.render.agentfleet import Egress
+from agentfleet.render.budgets import SpecProblem
+from agentfleet.render.common import Peers
+
+JSON = Mapping[str, Any]  # a Kubernetes object (or part of one) as the API server returned it
+
+KIND = "AgentFleet"
+MODEL_READY, INDEX_READY, REDIS_READY, RUNTIME_READY = "ModelReady", "IndexReady", "RedisReady", "RuntimeReady"
+OWN_CONDITIONS = (READY, MODEL_READY, INDEX_READY, REDIS_READY, RUNTIME_READY)
+# Status fields this controller owns (desiredWorkers only while the autoscaler does not).
+OWN_FIELDS = (
+    "observedGeneration",
+    "workers",
+    "readyWorkers",
+    "selector",
+    "taskApiEndpoint",
+    "queueDepth",
+    "inFlightTasks",
+    "awaitingApproval",
+    "tasksPerHour",
+    "taskP95Seconds",
+    "costPerTask",
+)
+BACKOFF_MIN, BACKOFF_MAX = 2.0, 120.0
+BUSY_RESYNC_SECONDS = 5.0  # while something is starting
+STATS_RESYNC_SECONDS = 30.0  # a healthy fleet's statistics refresh
+REDIS_TIMEOUT_SECONDS = 1.0  # reading the fleet's Redis must never hold up a pass for long
+NOT_RENDERED = "the runtime is not (re)rendered until the problems in Ready are fixed"
+
+# What status and Events say when the Redis probe fails, whatever the cause. Never the remote end's
+# answer or which step failed: anyone who may create an AgentFleet would otherwise learn from
+# status whether a port is open and what it says (the operator as a port scanner). The cause goes
+# to the operator's log, which only its administrators read.
+PROBE_FAILED = (
+    "no Redis answered the fleet's PING with its password "
+    "(connection, protocol or authentication failed; the operator's log has the cause)"
+)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The AgentFleet of this pass, as read."""
+
+    namespace: str
+    name: str
+    generation: int
+    obj: JSON  # the whole object: Events name it
+    status: JSON  # its status as read (the autoscaler's desiredWorkers among it)
+
+    @classmethod
+    def of(cls, obj: JSON) -> Subject:
+        meta = obj["metadata"]
+        return cls(meta["namespace"], meta["name"], int(meta.get("generation") or 0), obj, obj.get("status") or {})
+
+    @property
+    def own_conditions(self) -> list[dict[str, Any]]:
+        """This controller's condition types of the status read (the autoscaler keeps its own)."""
+        return [dict(c) for c in self.status.get("conditions") or [] if c.get("type") in OWN_CONDITIONS]
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The fleet's Redis answered PING with its password (``ok``), and its task figures.
+    ``error`` is for the operator's log only: it may hold what the remote end answered."""
+
+    ok: bool
+    error: str
+    stats: FleetStats | None
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What one pass read: the fleet and everything its spec names, by name (None: not found)."""
+
+    subject: Subject
+    fleet: AgentFleet  # the object as the models read it (an invalid one is refused in observe)
+    models: Mapping[str, JSON | None]  # ModelReplicaSets spec.modelRef / routineModelRef name
+    index: JSON | None  # the VectorIndex spec.vectorIndexRef names
+    prompt: JSON | None  # the ConfigMap spec.systemPrompt.configMapRef names
+    secrets: Mapping[str, JSON | None]  # every Secret decide may use (deciding.secret_names)
+    fresh: Mapping[str, str]  # a random value for each generated Secret not found (used if created)
+    egress: Egress | None  # the operator's worker egress settings (None: no egress policy)
+    peers: Peers  # who may reach a managed Redis besides the fleet's pods
+    probed: ProbeResult | None = None  # None: not probed (yet): decide asks with NeedsProbe
+
+
+@dataclass(frozen=True)
+class NeedsProbe(Wants):
+    """The fleet's Redis is known: PING it with its password and read the task figures."""
+
+    url: str
+    password: str | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One condition as a step decided it (write sets it, keeping its transition time unless it flips)."""
+
+    type: str
+    ok: bool
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Post:
+    """One Event of the pass."""
+
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A Secret the operator generates once and never regenerates: ``body`` to create when it does
+    not exist yet (None: it does), ``value`` what the pass uses (None: it exists without the key)."""
+
+    name: str
+    value: str | None
+    body: JSON | None
+
+
+@dataclass(frozen=True)
+class ManagedRedis:
+    """spec.redis.deploy: the password Secret, then the StatefulSet, Service and NetworkPolicy."""
+
+    password: Generated
+    children: tuple[JSON, ...]
+    statefulset: str  # its name: act reads it back after the apply
+
+
+@dataclass(frozen=True)
+class RuntimePlan:
+    """The runtime's children (identity, config, egress policy, workers, task API, PDB) in apply order."""
+
+    children: tuple[JSON, ...]
+    replicas: int  # the workers' count rendered
+    desired_workers: int | None  # status.desiredWorkers (None: the autoscaler owns it)
+    worker: str  # the Deployments act reads back after the apply
+    api: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one pass will do: act applies it in order (managed Redis, the task API's token, the
+    runtime), write reports it with what act read back.
+
+    Frozen and built by small pure steps (deciding.py) that each take the fleet they plan for: a
+    later step (the rollout gate of issue 58) returns ``dataclasses.replace(plan, ...)`` with the
+    serving version's runtime and a part of its own beside ``runtime``."""
+
+    selector: str
+    endpoint: str  # the task API's URL
+    problems: tuple[SpecProblem, ...]  # the fleet cannot run as specified: Ready says the first
+    verdicts: tuple[Verdict, ...]  # the conditions decided before act
+    redis: ManagedRedis | None  # None: an external Redis
+    token: Generated | None  # the task API's generated token (None: spec.api.authSecretRef)
+    runtime: RuntimePlan | None  # None: not (re)rendered, because of the problems
+    stats: FleetStats | None  # the task figures read from the fleet's Redis
+    posts: tuple[Post, ...]  # Warnings: each problem, an unreachable external Redis
+
+
+@dataclass(frozen=True)
+class Acted:
+    """What act did and read back: the Secrets it created, the children as they stand after the apply."""
+
+    created: tuple[str, ...] = ()
+    redis_set: JSON | None = None  # the managed Redis's StatefulSet (None: none, or not found)
+    worker: JSON | None = None  # the runtime's Deployments (None: not rendered, or not found)
+    api: JSON | None = None
