@@ -77,9 +77,9 @@ def engine_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         for f in cached.iterdir():
             if f.is_file():
                 os.link(f, models / name / f.name)
+    # The replica runs as uid 1000, and safetensors writes its files 0600 (the adapter's too).
     for p in (adapters, *adapters.rglob("*"), models, *models.rglob("*")):
-        if p.is_dir():
-            p.chmod(0o755)  # the replica runs as uid 1000
+        p.chmod(0o755 if p.is_dir() else 0o644)
     return {"venv": venv, "model": models / cached.name, "adapters": adapters}
 
 
