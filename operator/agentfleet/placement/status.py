@@ -9,7 +9,7 @@ from typing import Any
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec, ReplicaPlacement
 
 from agentfleet.capacity import MiB, parse_quantity
-from agentfleet.placement.inventory import Toleration, TopologyKeys
+from agentfleet.placement.inventory import Node, Toleration, TopologyKeys, inventory_from_k8s, slot_inventory_from_k8s
 from agentfleet.placement.types import Assignment, ReplicaNeeds, ReplicaRequest
 
 
@@ -31,7 +31,18 @@ def needs_for(namespace: str, name: str, spec: ModelReplicaSetSpec) -> ReplicaNe
         spread_mode=p.spread_mode,
         keys=TopologyKeys(node=p.node_key, nvlink=p.nvlink_domain_key, block=p.block_key, zone=p.zone_key),
         resource=g.resource_name,
+        device=e.device,
+        cpu_millis=int(parse_quantity(e.cpu) * 1000) if e.device == "CPU" else 0,
+        memory_bytes=int(parse_quantity(e.memory)) if e.device == "CPU" else 0,
     )
+
+
+def inventory_for(d: ReplicaNeeds, nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]) -> list[Node]:
+    """The planner's nodes for replicas of these needs: GPUs for a GPU set, slots of the pod's CPU
+    and memory requests for a CPU set."""
+    if d.on_cpu:
+        return slot_inventory_from_k8s(nodes, pods, d.cpu_millis, d.memory_bytes, d.keys.node)
+    return inventory_from_k8s(nodes, pods, d.resource, d.keys.node)
 
 
 def requests_for(namespace: str, name: str, spec: ModelReplicaSetSpec, replicas: Iterable[str]) -> list[ReplicaRequest]:
@@ -43,7 +54,8 @@ def assignment_from_status(namespace: str, name: str, p: ReplicaPlacement | Mapp
     """A placement recorded in status.placements, back as an Assignment (None if it has no nodes yet)."""
     if not isinstance(p, ReplicaPlacement):
         p = ReplicaPlacement.model_validate(p)
-    if not p.nodes or p.gpus <= 0:
+    # A CPU replica holds no GPU (gpus 0) but has its node; a replica without nodes has no place.
+    if not p.nodes:
         return None
     return Assignment(
         key=replica_key(namespace, p.name),

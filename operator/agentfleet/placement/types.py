@@ -23,20 +23,45 @@ class ReplicaNeeds:
     spread_mode: str = "Preferred"  # Preferred | Required
     keys: TopologyKeys = TopologyKeys()
     resource: str = "nvidia.com/gpu"
+    # device CPU: a replica takes one slot of a node, a slot being the pod's CPU and memory requests
+    # (cpu_millis, memory_bytes) out of what the node has left; `gpus` is then 1 (one slot).
+    device: str = "GPU"
+    cpu_millis: int = 0
+    memory_bytes: int = 0
 
     @property
     def eligibility(self) -> tuple:
-        return (self.product, self.min_memory_mib, self.node_selector, self.tolerations, self.resource, self.keys)
+        return (
+            self.product,
+            self.min_memory_mib,
+            self.node_selector,
+            self.tolerations,
+            self.resource,
+            self.keys,
+            self.device,
+            self.cpu_millis,
+            self.memory_bytes,
+        )
+
+    @property
+    def on_cpu(self) -> bool:
+        return self.device == "CPU"
 
     @property
     def pipeline_parallel(self) -> int:
         return self.gpus // self.tensor_parallel
 
     def all_tolerations(self) -> tuple[Toleration, ...]:
-        # GPU nodes carry a NoSchedule taint keyed by the GPU resource; serving pods always tolerate it.
+        # GPU nodes carry a NoSchedule taint keyed by the GPU resource; GPU serving pods always tolerate
+        # it, CPU ones never (the render adds no such toleration: a CPU replica stays off GPU nodes).
+        if self.on_cpu:
+            return self.tolerations
         return (Toleration(key=self.resource, operator="Exists", effect="NoSchedule"), *self.tolerations)
 
     def what(self, n: int | None = None) -> str:
+        if self.on_cpu:
+            gib = self.memory_bytes / 2**30
+            return f"{self.cpu_millis / 1000:g} CPU and {gib:g} GiB of memory"
         n = self.gpus if n is None else n
         return f"{n} x {self.product}" if self.product else f"{n} GPU" + ("s" if n != 1 else "")
 

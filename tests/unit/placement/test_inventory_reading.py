@@ -267,9 +267,13 @@ def test_demand_reads_the_gpu_resource_and_every_topology_key() -> None:
     assert d.owner == "ns/m"
 
 
-def test_a_recorded_placement_needs_nodes_and_gpus() -> None:
-    # Pins assignment_from_status: nodes without GPUs is no placement; one GPU is one.
-    assert assignment_from_status("ns", "m", {"name": "m-r1", "nodes": ["n1"], "gpus": 0}) is None
+def test_a_recorded_placement_needs_nodes() -> None:
+    # Pins assignment_from_status: no nodes is no placement; nodes without GPUs is a CPU replica's
+    # placement (it holds no GPU); one GPU is one.
+    assert assignment_from_status("ns", "m", {"name": "m-r1", "nodes": [], "gpus": 0}) is None
+    assert assignment_from_status("ns", "m", {"name": "m-r1", "nodes": ["n1"], "gpus": 0}) == Assignment(
+        "ns/m-r1", "ns/m", ("n1",), 0
+    )
     one = assignment_from_status("ns", "m", {"name": "m-r1", "nodes": ["n1"], "gpus": 1})
     assert one == Assignment("ns/m-r1", "ns/m", ("n1",), 1)
 

@@ -23,7 +23,7 @@ from agentfleet.kube import Kube
 from agentfleet.placement import (
     ReplicaRequest,
     assignment_from_status,
-    inventory_from_k8s,
+    inventory_for,
     needs_for,
     plan,
     replica_key,
@@ -145,9 +145,8 @@ class ClusterReads:
 
     def capacity(self, namespace: str, name: str, spec: ModelReplicaSetSpec, extra: int) -> Capacity:
         """How many of ``extra`` new replicas the placement planner could place now."""
-        inventory = inventory_from_k8s(
-            self.kube.list("v1", "Node"), self.kube.list("v1", "Pod"), spec.gpu.resource_name, spec.placement.node_key
-        )
+        d = needs_for(namespace, name, spec)
+        inventory = inventory_for(d, self.kube.list("v1", "Node"), self.kube.list("v1", "Pod"))
         existing = []
         for mrs in self.kube.list(API_VERSION, MRS):
             m = mrs.get("metadata") or {}
@@ -155,7 +154,6 @@ class ClusterReads:
                 a = assignment_from_status(m.get("namespace", "default"), m.get("name", ""), p)
                 if a is not None:
                     existing.append(a)
-        d = needs_for(namespace, name, spec)
         probes = [ReplicaRequest(replica_key(namespace, f"{name}-autoscale-probe-{i}"), d) for i in range(extra)]
         result = plan(inventory, probes, existing)
         return Capacity(

@@ -46,7 +46,7 @@ from agentfleet.placement import (
     assignment_from_status,
     eligible_gpu_memory_mib,
     ineligibility,
-    inventory_from_k8s,
+    inventory_for,
     needs_for,
     pinned_node,
     placement_status,
@@ -213,7 +213,7 @@ class ModelReplicaSetPass(Steps[Observed, Plan, Acted]):
         mrs = self.parse()
         spec, ns, name = mrs.spec, self.ns, self.name
         needs = needs_for(ns, name, spec)
-        nodes = inventory_from_k8s(self.snap.nodes, self.snap.pods, spec.gpu.resource_name, spec.placement.node_key)
+        nodes = inventory_for(needs, self.snap.nodes, self.snap.pods)
         node_by_name = {n.name: n for n in nodes}
         assessment = assess(spec, eligible_gpu_memory_mib(nodes, needs))
         desired = desired_replicas(spec, self.status_in.get("desiredReplicas") if spec.autoscaling.enabled else None)
