@@ -63,14 +63,16 @@ def package_data(home: Path = milvus_standalone.HOME) -> Path:
     """The installed ``milvus`` package's data directory (the config template and glog.conf)."""
     found = sorted((home / "venv").glob("lib/python3*/site-packages/milvus/data"))
     if not found:
-        raise RuntimeError(f"no milvus package under {home / 'venv'}: run python -m e2e.harness.milvus_standalone install")
+        raise RuntimeError(
+            f"no milvus package under {home / 'venv'}: run python -m e2e.harness.milvus_standalone install"
+        )
     return found[0]
 
 
-def manifests(image: str, bin_dir: str, config: dict[str, str], memory: str = "2Gi") -> list[dict[str, Any]]:
+def manifests(image: str, bin_dir: str | None, config: dict[str, str], memory: str = "2Gi") -> list[dict[str, Any]]:
     """The ConfigMap, Deployment and Service of one Milvus standalone: IMAGE runs BIN_DIR's (a node
-    directory) ``milvus run standalone`` as non-root with a read-only root, Ready when /healthz answers.
-    CONFIG maps file names to contents. Pure."""
+    directory, mounted read-only at BIN; None: IMAGE carries BIN itself) ``milvus run standalone`` as
+    non-root with a read-only root, Ready when /healthz answers. CONFIG maps file names to contents. Pure."""
     container = {
         "name": NAME,
         "image": image,
@@ -115,6 +117,9 @@ def manifests(image: str, bin_dir: str, config: dict[str, str], memory: str = "2
             {"name": "tmp", "emptyDir": {}},
         ],
     }
+    if bin_dir is None:
+        container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "bin"]
+        pod["volumes"] = [v for v in pod["volumes"] if v["name"] != "bin"]
     return [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{NAME}-config"}, "data": config},
         {
@@ -148,16 +153,26 @@ def base_image(cluster) -> str:  # type: ignore[no-untyped-def]
     return ref
 
 
-def deploy(cluster, ns: str, image: str, home: Path = milvus_standalone.HOME) -> str:  # type: ignore[no-untyped-def]
+def own_image_ref(base: str, home: Path = milvus_standalone.HOME) -> str:
+    """The alternative to the volume: e2e/cluster/node/milvus.Containerfile, BASE with the cache's
+    binaries copied into BIN (built by buildah when missing, tagged by a hash of its inputs)."""
+    milvus_standalone.ensure_installed(home)
+    files = tuple(sorted(p for p in (home / "bin").iterdir() if p.name == "milvus" or ".so" in p.name))
+    files = tuple(p for p in files if not p.name.endswith(".md5"))
+    return realnode.build_image("milvus.Containerfile", base, "localhost/agentfleet-milvus", extra=files)
+
+
+def deploy(cluster, ns: str, image: str, home: Path = milvus_standalone.HOME, *, own_image: bool = False) -> str:  # type: ignore[no-untyped-def]
     """The Milvus standalone pod and its Service in NS (binaries installed into the cache first when
-    missing); returns the URI pods use, by the Service's name. Does not wait for it."""
+    missing); returns the URI pods use, by the Service's name. Does not wait for it. OWN_IMAGE: IMAGE
+    carries the binaries (own_image_ref), no hostPath volume."""
     milvus_standalone.ensure_installed(home)
     data = package_data(home)
     config = {
         "milvus.yaml": config_yaml((data / "config.yaml.template").read_text()),
         "glog.conf": (data / "glog.conf").read_text(),
     }
-    for obj in manifests(image, str(home / "bin"), config):
+    for obj in manifests(image, None if own_image else str(home / "bin"), config):
         cluster.apply(obj, ns)
     return f"http://{NAME}.{ns}.svc.cluster.local:{GRPC_PORT}"
 
