@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -37,11 +38,14 @@ from e2e.harness.nodenet import forward_into_netns
 from e2e.tests.test_chart import helm  # noqa: F401 - a fixture
 from e2e.tests.test_realnode import dump, kill_containers, node, on_real_node, operator  # noqa: F401 - fixtures
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
+# The real node has 2 CPUs shared by every e2e test running at once, and the ingestion Job asks for a
+# whole one: its pod may wait minutes to be scheduled.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3000)]
 
 N_DOCUMENTS = 1200
 QUERY_CAP = 16_384  # Milvus 2.3's most rows in one query
 SHARDS = 2
+INGEST_CPU = "100m"
 CLAIM = "corpus"
 FIGURES: dict[str, Any] = {}
 
@@ -61,9 +65,12 @@ def figures_block() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def images(cluster, node) -> dict[str, str]:  # noqa: F811 - node is a fixture
     """The project image (the operator, the ingestion Job) and the slim base the Milvus pod runs in,
-    imported into the node. Neither carries Milvus: its binaries come from the cache on a volume."""
+    imported into the node. Neither carries Milvus: its binaries come from the cache on a volume.
+    AGENTFLEET_REALNODE_IMAGE names another project image (e2e/cluster/node/mutant.sh), as in test_realnode."""
     t0 = time.monotonic()
-    project = realnode.run("bash", str(realnode.ROOT / "e2e" / "cluster" / "image.sh"), "build", timeout=3600)
+    project = os.environ.get("AGENTFLEET_REALNODE_IMAGE") or realnode.run(
+        "bash", str(realnode.ROOT / "e2e" / "cluster" / "image.sh"), "build", timeout=3600
+    )
     project = project.strip().splitlines()[-1]
     realnode.import_images(cluster, project)
     base = milvus_pod.base_image(cluster)
@@ -123,11 +130,27 @@ def vectorindex(name: str, uri: str, **more: Any) -> dict[str, Any]:
         "index": {"type": "HNSW"},
         "source": {"persistentVolumeClaim": {"claimName": CLAIM, "path": "/"}},
         # One worker: its Job pods are its runs (the kill test counts them); small batches so
-        # rows reach Milvus early in the Job.
-        "ingestion": {"parallelism": 1, "insertBatchSize": 32},
+        # rows reach Milvus early in the Job; a tenth of a CPU, so it is scheduled beside the other
+        # tests' pods on the node's two.
+        "ingestion": {"parallelism": 1, "insertBatchSize": 32, "cpu": INGEST_CPU},
         **more,
     }
     return {"apiVersion": "agentfleet.io/v1alpha1", "kind": "VectorIndex", "metadata": {"name": name}, "spec": spec}
+
+
+def apply_vectorindex(cluster, ns: str, obj: dict[str, Any]) -> None:
+    """OBJ applied with this tree's VectorIndex CRD (spec.ingestion.cpu is newer than the CRD another
+    test may have installed last on the shared cluster, which would prune it), read back until the
+    field is kept."""
+    crd = realnode.ROOT / "crds" / "agentfleet.io_vectorindexes.yaml"
+
+    def kept() -> bool:
+        cluster.run("apply", "--server-side", "--force-conflicts", "--field-manager=agentfleet-e2e", "-f", str(crd))
+        cluster.apply(obj, ns)
+        live = cluster.json("-n", ns, "get", "vectorindex", obj["metadata"]["name"])
+        return live["spec"]["ingestion"].get("cpu") == INGEST_CPU
+
+    cluster.wait_for(kept, timeout=60, interval=2, desc="spec.ingestion.cpu kept by the VectorIndex CRD")
 
 
 def status(cluster, ns: str, name: str) -> dict[str, Any]:
@@ -138,7 +161,7 @@ def conditions(st: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in st.get("conditions", [])}
 
 
-def wait_indexed(cluster, ns: str, name: str, timeout: float = 900) -> dict[str, Any]:
+def wait_indexed(cluster, ns: str, name: str, timeout: float = 1800) -> dict[str, Any]:
     def indexed() -> dict | None:
         st = status(cluster, ns, name)
         assert st.get("phase") != "Failed", st  # a failed Job: no use waiting out the timeout
@@ -173,7 +196,7 @@ def kb(cluster, node, milvus, corpus_claim) -> dict[str, Any]:  # noqa: F811 - n
     ns = milvus["ns"]
     obj = vectorindex("kb", milvus["uri"])
     t0 = time.monotonic()
-    cluster.apply(obj, ns)
+    apply_vectorindex(cluster, ns, obj)
     st = wait_indexed(cluster, ns, "kb")
     figure("kb: VectorIndex applied to Ready after ingestion", f"{time.monotonic() - t0:.1f} s")
     return {"ns": ns, "obj": obj, "status": st, "collection": obj["spec"]["collection"]}
@@ -333,7 +356,7 @@ def test_milvus_killed_during_ingestion_the_job_resumes_and_nothing_is_lost_or_d
     with client(cluster, node, ns) as uri:
         reference = set(ids(uri, kb["collection"]))
     obj = vectorindex("kb-kill", milvus["uri"])
-    cluster.apply(obj, ns)
+    apply_vectorindex(cluster, ns, obj)
 
     def writing() -> tuple[dict, progress.WorkerProgress] | None:
         job = (status(cluster, ns, "kb-kill").get("ingestion") or {}).get("jobName")
@@ -344,7 +367,7 @@ def test_milvus_killed_during_ingestion_the_job_resumes_and_nothing_is_lost_or_d
                 return p, last
         return None
 
-    worker, last = cluster.wait_for(writing, timeout=600, interval=0.5, desc="the kb-kill worker writing rows")
+    worker, last = cluster.wait_for(writing, timeout=1500, interval=0.5, desc="the kb-kill worker writing rows")
     server = milvus_pod.server_pod(cluster, ns)
     restarts = server["status"]["containerStatuses"][0]["restartCount"]
     kill_containers(cluster, node, server)

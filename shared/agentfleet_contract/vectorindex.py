@@ -315,6 +315,18 @@ class Ingestion(Model):
         default=10 * 1024 * 1024, ge=1, le=1 << 31, description="Documents larger than this are recorded as failed."
     )
     backoff_limit: int = Field(default=3, ge=0, le=100, description="Retries of a failed worker before the Job fails.")
+    cpu: str = Field(
+        default="1",
+        max_length=32,
+        pattern=QUANTITY,
+        description="CPU request of each worker pod; its limit is twice this and sizes the encoder's threads.",
+    )
+    memory: str = Field(
+        default="1Gi",
+        max_length=32,
+        pattern=QUANTITY,
+        description="Memory request of each worker pod; the limit is twice this.",
+    )
 
 
 class VectorIndexSpec(Model):
