@@ -69,7 +69,9 @@ def package_data(home: Path = milvus_standalone.HOME) -> Path:
     return found[0]
 
 
-def manifests(image: str, bin_dir: str | None, config: dict[str, str], memory: str = "2Gi") -> list[dict[str, Any]]:
+def manifests(
+    image: str, bin_dir: str | None, config: dict[str, str], memory: str = "2Gi", cpu: str = "100m"
+) -> list[dict[str, Any]]:
     """The ConfigMap, Deployment and Service of one Milvus standalone: IMAGE runs BIN_DIR's (a node
     directory, mounted read-only at BIN; None: IMAGE carries BIN itself) ``milvus run standalone`` as
     non-root with a read-only root, Ready when /healthz answers. CONFIG maps file names to contents. Pure."""
@@ -91,7 +93,7 @@ def manifests(image: str, bin_dir: str | None, config: dict[str, str], memory: s
             {"name": "metrics", "containerPort": HEALTH_PORT},
         ],
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": HEALTH_PORT}, "periodSeconds": 1},
-        "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": memory}},
+        "resources": {"requests": {"cpu": cpu, "memory": "512Mi"}, "limits": {"memory": memory}},
         "securityContext": {
             "readOnlyRootFilesystem": True,
             "allowPrivilegeEscalation": False,
@@ -162,17 +164,19 @@ def own_image_ref(base: str, home: Path = milvus_standalone.HOME) -> str:
     return realnode.build_image("milvus.Containerfile", base, "localhost/agentfleet-milvus", extra=files)
 
 
-def deploy(cluster, ns: str, image: str, home: Path = milvus_standalone.HOME, *, own_image: bool = False) -> str:  # type: ignore[no-untyped-def]
+def deploy(  # type: ignore[no-untyped-def]
+    cluster, ns: str, image: str, home: Path = milvus_standalone.HOME, *, own_image: bool = False, cpu: str = "100m"
+) -> str:
     """The Milvus standalone pod and its Service in NS (binaries installed into the cache first when
     missing); returns the URI pods use, by the Service's name. Does not wait for it. OWN_IMAGE: IMAGE
-    carries the binaries (own_image_ref), no hostPath volume."""
+    carries the binaries (own_image_ref), no hostPath volume. CPU: the pod's request."""
     milvus_standalone.ensure_installed(home)
     data = package_data(home)
     config = {
         "milvus.yaml": config_yaml((data / "config.yaml.template").read_text()),
         "glog.conf": (data / "glog.conf").read_text(),
     }
-    for obj in manifests(image, None if own_image else str(home / "bin"), config):
+    for obj in manifests(image, None if own_image else str(home / "bin"), config, cpu=cpu):
         cluster.apply(obj, ns)
     return f"http://{NAME}.{ns}.svc.cluster.local:{GRPC_PORT}"
 

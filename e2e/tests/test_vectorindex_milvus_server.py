@@ -36,16 +36,19 @@ from e2e.bench import ingest_corpus as gen
 from e2e.harness import milvus_pod, realnode
 from e2e.harness.nodenet import forward_into_netns
 from e2e.tests.test_chart import helm  # noqa: F401 - a fixture
-from e2e.tests.test_realnode import dump, kill_containers, node, on_real_node, operator  # noqa: F401 - fixtures
+from e2e.tests.test_realnode import dump, kill_containers, new_namespace, node, on_real_node  # noqa: F401 - node
 
 # The real node has 2 CPUs shared by every e2e test running at once, and the ingestion Job asks for a
 # whole one: its pod may wait minutes to be scheduled.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3000)]
 
-N_DOCUMENTS = 1200
+N_DOCUMENTS = 400
 QUERY_CAP = 16_384  # Milvus 2.3's most rows in one query
 SHARDS = 2
-INGEST_CPU = "100m"
+# The real node's 2 CPUs are shared by every e2e test running at once, whose pods' requests left
+# less than a tenth of one free (seen): this module asks little (the Milvus pod 20m, one operator
+# pod 10m, the ingestion worker 50m, limited to 100m), so it runs beside them, slowly.
+INGEST_CPU = "50m"
 CLAIM = "corpus"
 FIGURES: dict[str, Any] = {}
 
@@ -79,10 +82,28 @@ def images(cluster, node) -> dict[str, str]:  # noqa: F811 - node is a fixture
 
 
 @pytest.fixture(scope="module")
+def operator(cluster, node, images, helm) -> Iterator[dict[str, str]]:  # noqa: F811 - fixtures
+    """The chart installed unchanged by helm (one operator pod, a small CPU request: see INGEST_CPU)
+    into a namespace on the real node, watching the test's namespace."""
+    ns = new_namespace(cluster, "af-mvs-op")
+    fleet_ns = new_namespace(cluster, "af-mvs")
+    sets = [f"operator.watchNamespaces={{{fleet_ns}}}", "operator.resources.requests.cpu=10m", "operator.replicas=1"]
+    try:
+        realnode.helm_install(cluster, helm, "af", ns, images["project"], sets)
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield {"ns": ns, "fleet_ns": fleet_ns}
+    # The test's namespace first, while the operator still runs to clear its objects' finalizers.
+    cluster.run("delete", "namespace", fleet_ns, "--ignore-not-found", "--timeout=120s", check=False, timeout=150)
+    realnode.helm_uninstall(cluster, helm, "af", ns)
+    cluster.run("delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False)
+
+
+@pytest.fixture(scope="module")
 def milvus(cluster, node, images, operator) -> dict[str, Any]:  # noqa: F811 - fixtures
     """The Milvus standalone pod and Service in the fleet's namespace, Ready."""
     ns = operator["fleet_ns"]
-    uri = milvus_pod.deploy(cluster, ns, images["base"])
+    uri = milvus_pod.deploy(cluster, ns, images["base"], cpu="20m")
     try:
         pod, took = milvus_pod.wait_ready(cluster, ns)
     except RuntimeError as e:
@@ -103,7 +124,7 @@ def client(cluster, node: dict, ns: str) -> Iterator[str]:  # noqa: F811 - node 
 
 @pytest.fixture(scope="module")
 def corpus() -> gen.Corpus:
-    return gen.generate(N_DOCUMENTS, seed=5, filler_paragraphs=1, queries_per_document=0.05)
+    return gen.generate(N_DOCUMENTS, seed=5, filler_paragraphs=1, queries_per_document=0.1)
 
 
 @pytest.fixture(scope="module")
