@@ -315,17 +315,19 @@ class Ingestion(Model):
         default=10 * 1024 * 1024, ge=1, le=1 << 31, description="Documents larger than this are recorded as failed."
     )
     backoff_limit: int = Field(default=3, ge=0, le=100, description="Retries of a failed worker before the Job fails.")
-    cpu: str = Field(
-        default="1",
+    # No defaults written into objects: an operator older than these fields refuses what it does
+    # not know, and a CRD default would have put them into every VectorIndex (seen on a shared cluster).
+    cpu: str | None = Field(
+        default=None,
         max_length=32,
         pattern=QUANTITY,
-        description="CPU request of each worker pod; its limit is twice this and sizes the encoder's threads.",
+        description="CPU request of each worker pod (unset: 1); its limit is twice this and sizes the encoder threads.",
     )
-    memory: str = Field(
-        default="1Gi",
+    memory: str | None = Field(
+        default=None,
         max_length=32,
         pattern=QUANTITY,
-        description="Memory request of each worker pod; the limit is twice this.",
+        description="Memory request of each worker pod (unset: 1Gi); its limit is twice this.",
     )
 
 

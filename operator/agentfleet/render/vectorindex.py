@@ -71,10 +71,8 @@ def ingestion_resources(ingestion: Ingestion) -> dict[str, Any]:
     """spec.ingestion.cpu and memory as requests, limits twice them (the defaults, 1 CPU and 1Gi,
     give what the Job always asked for). The CPU limit also sizes the encoder's thread pool (the
     worker reads its cgroup quota). Pure."""
-    return {
-        "requests": {"cpu": ingestion.cpu, "memory": ingestion.memory},
-        "limits": {"cpu": twice(ingestion.cpu), "memory": twice(ingestion.memory)},
-    }
+    cpu, memory = ingestion.cpu or "1", ingestion.memory or "1Gi"
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": twice(cpu), "memory": twice(memory)}}
 
 
 MILVUS_API_VERSION = "milvus.io/v1beta1"
