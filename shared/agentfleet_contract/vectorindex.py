@@ -315,6 +315,20 @@ class Ingestion(Model):
         default=10 * 1024 * 1024, ge=1, le=1 << 31, description="Documents larger than this are recorded as failed."
     )
     backoff_limit: int = Field(default=3, ge=0, le=100, description="Retries of a failed worker before the Job fails.")
+    # No defaults written into objects: an operator older than these fields refuses what it does
+    # not know, and a CRD default would have put them into every VectorIndex (seen on a shared cluster).
+    cpu: str | None = Field(
+        default=None,
+        max_length=32,
+        pattern=QUANTITY,
+        description="CPU request of each worker pod (unset: 1); its limit is twice this and sizes the encoder threads.",
+    )
+    memory: str | None = Field(
+        default=None,
+        max_length=32,
+        pattern=QUANTITY,
+        description="Memory request of each worker pod (unset: 1Gi); its limit is twice this.",
+    )
 
 
 class VectorIndexSpec(Model):

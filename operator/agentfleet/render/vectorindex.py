@@ -30,9 +30,10 @@ import json
 import math
 import posixpath
 import re
+from decimal import Decimal
 from typing import Any
 
-from agentfleet_contract.vectorindex import VectorIndex, VectorIndexSpec
+from agentfleet_contract.vectorindex import Ingestion, VectorIndex, VectorIndexSpec
 
 from agentfleet.capacity import parse_quantity
 from agentfleet.render.common import RenderError, child_meta, restricted_container
@@ -54,11 +55,25 @@ EXIT_PERMANENT = 3  # agentfleet_runtime.ingest.cli.EXIT_PERMANENT
 JOB_NAME_MAX = 52
 KEY_LEN = 10
 
-DEFAULT_RESOURCES: dict[str, Any] = {
-    "requests": {"cpu": "1", "memory": "1Gi"},
-    # The CPU limit also sizes the encoder's thread pool (the worker reads its cgroup quota).
-    "limits": {"cpu": "2", "memory": "2Gi"},
-}
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)$")
+
+
+def twice(quantity: str) -> str:
+    """A Kubernetes quantity (agentfleet_contract.common.QUANTITY) doubled, in its own unit. Pure."""
+    m = _QUANTITY.match(quantity)
+    if m is None:
+        raise RenderError(f"not a quantity: {quantity!r}")
+    number = format(Decimal(m.group(1)) * 2, "f")
+    return (number.rstrip("0").rstrip(".") if "." in number else number) + m.group(2)
+
+
+def ingestion_resources(ingestion: Ingestion) -> dict[str, Any]:
+    """spec.ingestion.cpu and memory as requests, limits twice them (the defaults, 1 CPU and 1Gi,
+    give what the Job always asked for). The CPU limit also sizes the encoder's thread pool (the
+    worker reads its cgroup quota). Pure."""
+    cpu, memory = ingestion.cpu or "1", ingestion.memory or "1Gi"
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": twice(cpu), "memory": twice(memory)}}
+
 
 MILVUS_API_VERSION = "milvus.io/v1beta1"
 MILVUS_KIND = "Milvus"
@@ -146,8 +161,9 @@ def ingestion_key(spec: VectorIndexSpec, revision: str, milvus_uri: str) -> str:
             ),
             "embedding": spec.embedding.model_dump(by_alias=True, exclude={"batch_size", "api_key_secret_ref"}),
             # Worker count and limits change which worker writes what and which documents fail;
-            # the image and backoffLimit do not, and an operator upgrade must not re-ingest everything.
-            "ingestion": spec.ingestion.model_dump(by_alias=True, exclude={"image", "backoff_limit"}),
+            # the image, backoffLimit and the pods' resources do not, and an operator upgrade must
+            # not re-ingest everything.
+            "ingestion": spec.ingestion.model_dump(by_alias=True, exclude={"image", "backoff_limit", "cpu", "memory"}),
             "collection": [milvus_uri, spec.milvus.database, spec.collection, spec.dimension],
             "partitionKey": spec.partition_key.field if spec.partition_key else None,
         }
@@ -310,7 +326,7 @@ def render_ingestion_job(
         "command": ["python", "-m", INGEST_MODULE],
         "args": ingestion_args(spec, row_tag(revision, key)),
         "env": env,
-        "resources": copy.deepcopy(resources or DEFAULT_RESOURCES),
+        "resources": copy.deepcopy(resources or ingestion_resources(spec.ingestion)),
         "volumeMounts": mounts,
         "terminationMessagePath": "/dev/termination-log",
         # The worker writes its final progress record there; if it dies before writing, the

@@ -23,6 +23,7 @@ from agentfleet.render.vectorindex import (
     render_ingestion_job,
     render_milvus,
     source_revision,
+    twice,
 )
 from agentfleet_runtime.ingest.cli import EXIT_PERMANENT, build_parser
 
@@ -286,3 +287,28 @@ def test_chunking_defaults_agree_across_api_worker_and_pipeline(monkeypatch: pyt
         == (args.max_tokens, args.overlap_tokens)
         == (IngestOptions().max_tokens, IngestOptions().overlap_tokens)
     )
+
+
+def test_worker_resources_come_from_the_spec_and_keep_the_job() -> None:
+    # A node with less than a whole free CPU never scheduled the worker: the request was fixed at 1.
+    default = _job(revision="v1")
+    (container,) = default["spec"]["template"]["spec"]["containers"]
+    assert container["resources"] == {
+        "requests": {"cpu": "1", "memory": "1Gi"},
+        "limits": {"cpu": "2", "memory": "2Gi"},
+    }
+    small = _job({**CASES["configmap"], "ingestion": {"cpu": "250m", "memory": "768Mi"}}, revision="v1")
+    (container,) = small["spec"]["template"]["spec"]["containers"]
+    assert container["resources"] == {
+        "requests": {"cpu": "250m", "memory": "768Mi"},
+        "limits": {"cpu": "500m", "memory": "1536Mi"},
+    }
+    assert small["metadata"]["name"] == default["metadata"]["name"]  # the same rows: the same Job
+
+
+@pytest.mark.parametrize(
+    ("quantity", "doubled"),
+    [("1", "2"), ("0.5", "1"), ("0.25", "0.5"), ("100m", "200m"), ("1.5Gi", "3Gi"), ("100", "200")],
+)
+def test_a_limit_is_twice_the_request_in_its_own_unit(quantity: str, doubled: str) -> None:
+    assert twice(quantity) == doubled
