@@ -7,11 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from agentfleet_contract.agentfleet.budgets import _decimal
-from agentfleet_contract.common import (
-    Model,
-    SecretKeyRef,
-    default_obj,
-)
+from agentfleet_contract.common import Model, SecretKeyRef, default_obj
 from agentfleet_contract.rules import matches, no_credentials
 
 

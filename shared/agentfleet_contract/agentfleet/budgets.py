@@ -1,13 +1,10 @@
-"""AgentFleet spec: what a task may spend, how its model calls are made, token prices and rate limits."""
+"""AgentFleet spec: what a task may spend , how its model calls are made, token prices and rate limits."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from agentfleet_contract.common import (
-    DECIMAL,
-    Model,
-)
+from agentfleet_contract.common import DECIMAL, Model
 from agentfleet_contract.rules import Rule, matches
 
 

@@ -7,10 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from agentfleet_contract.agentfleet.tools import TOOL_NAME
-from agentfleet_contract.common import (
-    ConfigMapKeyRef,
-    Model,
-)
+from agentfleet_contract.common import ConfigMapKeyRef, Model
 from agentfleet_contract.rules import Rule
 
 

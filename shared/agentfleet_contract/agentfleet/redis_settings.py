@@ -6,11 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from agentfleet_contract.common import (
-    QUANTITY,
-    Model,
-    SecretKeyRef,
-)
+from agentfleet_contract.common import QUANTITY, Model, SecretKeyRef
 from agentfleet_contract.rules import Rule, each_matches, matches, no_credentials
 
 

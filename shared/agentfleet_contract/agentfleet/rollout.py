@@ -7,17 +7,11 @@ from typing import Literal
 from pydantic import Field
 
 from agentfleet_contract.agentfleet.budgets import _decimal
-from agentfleet_contract.common import (
-    ConfigMapKeyRef,
-    Model,
-    default_obj,
-)
+from agentfleet_contract.common import ConfigMapKeyRef, Model, default_obj
 from agentfleet_contract.rules import Rule
 
 # The task sets that ship with agentfleet (e2e/eval/NAME-tasks.yaml), runnable by name.
 SHIPPED_TASK_SETS = ("postgres-manual", "python-library")
-
-
 GATE = "spec.rollout.evaluation"
 
 

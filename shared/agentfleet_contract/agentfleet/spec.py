@@ -12,11 +12,7 @@ from agentfleet_contract.agentfleet.decisions import Decisions, SystemPrompt
 from agentfleet_contract.agentfleet.redis_settings import Redis
 from agentfleet_contract.agentfleet.tools import Tool, names_tool
 from agentfleet_contract.agentfleet.workers import Retry, Workers
-from agentfleet_contract.common import (
-    LocalObjectReference,
-    Model,
-    default_obj,
-)
+from agentfleet_contract.common import LocalObjectReference, Model, default_obj
 from agentfleet_contract.pod_template import POD_TEMPLATE_DESCRIPTION, AgentFleetPodTemplate
 from agentfleet_contract.rules import Rule
 

@@ -6,12 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from agentfleet_contract.common import (
-    Condition,
-    Model,
-    SleepStatus,
-    conditions_field,
-)
+from agentfleet_contract.common import Condition, Model, SleepStatus, conditions_field
 from agentfleet_contract.gate import GateFigures, Reason
 
 

@@ -7,25 +7,14 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from agentfleet_contract.common import (
-    Model,
-    SecretKeyRef,
-)
+from agentfleet_contract.common import Model, SecretKeyRef
 from agentfleet_contract.rules import Rule, matches, no_credentials
 
 TOOL_NAME = r"^[a-zA-Z][a-zA-Z0-9_-]*$"
-
-
 DEFAULT_TOOL_TIMEOUT_SECONDS = 30
-
-
 DEFAULT_TOOL_MAX_RESPONSE_BYTES = 1024 * 1024
-
-
 # readAround's bound: 3 chunks a side already make a 128-token chunk a 900-token passage.
 READ_AROUND_MAX = 3
-
-
 DEFAULT_TOOL_CONNECT_TIMEOUT_SECONDS = 5
 
 

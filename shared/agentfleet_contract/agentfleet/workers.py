@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from agentfleet_contract.common import (
-    QUANTITY,
-    Model,
-)
+from agentfleet_contract.common import QUANTITY, Model
 from agentfleet_contract.rules import Rule
 
 

@@ -6,9 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from agentfleet_contract.common import (
-    Model,
-)
+from agentfleet_contract.common import Model
 
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's accepted --max-lora-rank values
 

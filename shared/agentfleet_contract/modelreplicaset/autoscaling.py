@@ -6,10 +6,7 @@ import re
 
 from pydantic import Field
 
-from agentfleet_contract.common import (
-    Model,
-    default_obj,
-)
+from agentfleet_contract.common import Model, default_obj
 from agentfleet_contract.rules import Rule, matches, no_credentials
 
 

@@ -6,12 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from agentfleet_contract.common import (
-    QUANTITY,
-    Model,
-    SecretKeyRef,
-    default_obj,
-)
+from agentfleet_contract.common import QUANTITY, Model, SecretKeyRef, default_obj
 from agentfleet_contract.rules import Rule, each_matches, immutable, no_credentials
 
 # Flags the operator renders from typed fields; setting them again in extraArgs would fight them.
@@ -31,11 +26,7 @@ MANAGED_FLAGS = (
     "host",
     "port",
 )
-
-
 _MANAGED_RE = "^(--(" + "|".join(MANAGED_FLAGS) + ")|-tp|-pp)(=.*)?$"
-
-
 MAX_GPUS_PER_REPLICA = 128
 
 

@@ -6,11 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from agentfleet_contract.common import (
-    QUANTITY,
-    Model,
-    Toleration,
-)
+from agentfleet_contract.common import QUANTITY, Model, Toleration
 from agentfleet_contract.rules import Rule
 
 

@@ -6,10 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from agentfleet_contract.common import (
-    Model,
-    default_obj,
-)
+from agentfleet_contract.common import Model, default_obj
 
 
 class Hedging(Model):

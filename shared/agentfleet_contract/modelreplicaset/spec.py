@@ -6,10 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from agentfleet_contract.common import (
-    Model,
-    default_obj,
-)
+from agentfleet_contract.common import Model, default_obj
 from agentfleet_contract.modelreplicaset.adapters import Adapter
 from agentfleet_contract.modelreplicaset.autoscaling import Autoscaling
 from agentfleet_contract.modelreplicaset.engine import Engine, ModelSource

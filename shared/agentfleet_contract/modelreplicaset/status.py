@@ -7,12 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from agentfleet_contract.common import (
-    Condition,
-    Model,
-    SleepStatus,
-    conditions_field,
-)
+from agentfleet_contract.common import Condition, Model, SleepStatus, conditions_field
 
 
 class ReplicaPlacement(Model):
