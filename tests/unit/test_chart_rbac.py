@@ -9,6 +9,7 @@ every object the renderers build (applied with server-side apply: create+patch).
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,6 @@ from agentfleet_contract.resources import RESOURCES
 
 import agentfleet.manager  # noqa: F401 - registers every controller's handlers
 import agentfleet.render.agentfleet as render_af
-import agentfleet.render.modelreplicaset as render_mrs
-import agentfleet.render.vectorindex as render_vi
 from agentfleet import chartgen, permissions
 
 OPERATOR = Path(permissions.__file__).resolve().parent
@@ -164,8 +163,11 @@ def test_every_get_list_delete_and_create_in_the_controllers_is_granted() -> Non
 def rendered_kinds() -> set[str]:
     """Kinds of the objects the renderers build (owner references, which carry a uid, excluded)."""
     out: set[str] = set()
-    for mod in (render_af, render_mrs, render_vi):
-        for node in ast.walk(ast.parse(Path(mod.__file__).read_text())):
+    # Every module of agentfleet.render: the renderers of one kind span several (names, Redis, egress).
+    render_dir = Path(render_af.__file__).parent
+    for path in sorted(render_dir.glob("*.py")):
+        mod = importlib.import_module(f"agentfleet.render.{path.stem}")
+        for node in ast.walk(ast.parse(path.read_text())):
             if not isinstance(node, ast.Dict):
                 continue
             keys = {k.value: v for k, v in zip(node.keys, node.values, strict=True) if isinstance(k, ast.Constant)}

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 import agentfleet.render.agentfleet as render_af
-import agentfleet.render.modelreplicaset as render_mrs
 import agentfleet.render.vectorindex as render_vi
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,8 +147,10 @@ def modules_started() -> dict[str, str]:
     for path in CHART_TEMPLATES.glob("*.yaml"):
         for m in re.finditer(r'command:\s*\["python",\s*"-m",\s*"([\w.]+)"\]', path.read_text()):
             found[m.group(1)] = f"chart {path.name}"
-    for mod in (render_af, render_mrs, render_vi):
-        tree = ast.parse(Path(mod.__file__).read_text())
+    # Every module of agentfleet.render: a renderer's containers may be built in a sibling of its module.
+    for path in sorted(Path(render_af.__file__).parent.glob("*.py")):
+        mod = importlib.import_module(f"agentfleet.render.{path.stem}")
+        tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if (
                 isinstance(node, ast.List)

@@ -24,8 +24,6 @@ labels (app.kubernetes.io/instance, argocd.argoproj.io/*) never mark a child as 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -33,137 +31,55 @@ import yaml
 from agentfleet_contract.agentfleet import AgentFleet, AgentFleetSpec
 from agentfleet_contract.runtime_config import EGRESS_DENY_ENV, PodLayout
 
-from agentfleet.capacity import parse_quantity
-from agentfleet.render.common import (
-    DEFAULT_PEERS,
-    MODEL_CLIENT_LABEL,
-    ROUTINE_MODEL_CLIENT_LABEL,
-    Peers,
-    RenderError,
-    api_key_ref,
-    child_meta,
+from agentfleet.render.agentfleet_egress import DEFAULT_EGRESS_DENY, Egress, render_worker_egress
+from agentfleet.render.agentfleet_names import (
+    API_PORT,
+    API_RESOURCES,
+    COMPONENT_LABEL,
+    CONFIG_DIR,
+    CONFIG_HASH_ANNOTATION,
+    CONFIG_KEY,
+    CONFIG_PATH,
+    FLEET_LABEL,
+    MANAGED_BY,
+    METRICS_PORT,
+    REDIS_PASSWORD_KEY,
+    REDIS_PORT,
+    REDIS_UID,
+    RUN_AS,
+    RUNTIME_MODULE,
+    SHUTDOWN_GRACE_SECONDS,
+    STARTUP_PROBE_SECONDS,
+    TOKEN_HASHES_KEY,
+    TOKEN_KEY,
+    TOKENS_DIR,
+    TOKENS_FILE,
+    TOOL_HEADERS_DIR,
+    TRACING_HEADERS_DIR,
+    WORKER_TERMINATION_GRACE_SECONDS,
+    _container_security,
+    _fleet,
+    _meta,
+    _pod_security,
+    api_name,
+    api_token_secret_name,
+    config_map_name,
+    labels,
+    managed_redis_url,
+    redis_name,
+    redis_password_ref,
+    redis_secret_name,
+    role_name,
+    selector,
+    selector_string,
+    service_account_name,
+    task_api_endpoint,
+    worker_egress_name,
+    worker_name,
 )
+from agentfleet.render.agentfleet_redis import REDIS_MAXMEMORY_SHARE, redis_maxmemory, render_redis
+from agentfleet.render.common import MODEL_CLIENT_LABEL, ROUTINE_MODEL_CLIENT_LABEL, RenderError, api_key_ref
 from agentfleet.render.overlay import with_pod_template
-
-FLEET_LABEL = "agentfleet.io/agentfleet"
-COMPONENT_LABEL = "app.kubernetes.io/component"
-CONFIG_HASH_ANNOTATION = "agentfleet.io/config-hash"
-MANAGED_BY = "agentfleet"
-
-RUNTIME_MODULE = "agentfleet_runtime"
-CONFIG_DIR = "/etc/agentfleet"
-CONFIG_KEY = "runtime.yaml"
-CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_KEY}"
-TOKENS_DIR = "/etc/agentfleet/api"
-TOKENS_FILE = f"{TOKENS_DIR}/tokens"
-TOKEN_KEY = "tokens"
-# The runtime ConfigMap's key with the generated token's tokens-file line (its hash, tenant
-# default): the task API mounts that, never the token itself, which stays in the Secret its
-# users read. Outside the config document, so a rotated token reaches the pods without a restart.
-TOKEN_HASHES_KEY = "api-tokens"
-TOOL_HEADERS_DIR = "/etc/agentfleet/tool-headers"
-TRACING_HEADERS_DIR = "/etc/agentfleet/tracing"  # spec.tracing.headersSecretRef's key, as the file "headers"
-API_PORT = 8080
-METRICS_PORT = 9090
-REDIS_PORT = 6379
-STARTUP_PROBE_SECONDS = 300  # how long an api or worker container may take to start listening
-REDIS_PASSWORD_KEY = "password"
-RUN_AS = 65532  # the runtime image's numeric non-root user
-REDIS_UID = 999  # the redis image's own user
-# maxmemory as a share of the pod's memory limit: the rest is the AOF rewrite's copy-on-write,
-# client buffers and the allocator's overhead. At maxmemory Redis refuses writes (noeviction:
-# evicting would silently drop tasks); the task API answers 503 and reports it on /readyz.
-REDIS_MAXMEMORY_SHARE = 0.75
-# SIGTERM: running steps get this long to reach a checkpoint, then the worker hands its tasks back.
-SHUTDOWN_GRACE_SECONDS = 30
-# The kubelet's kill must come after the release: grace + time to release hundreds of tasks.
-WORKER_TERMINATION_GRACE_SECONDS = SHUTDOWN_GRACE_SECONDS + 30
-API_RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
-
-# Cloud metadata services (AWS, GCP, Azure: 169.254.169.254; AWS over IPv6: fd00:ec2::254): the
-# node's credentials live there. The chart's workerEgress.deniedCIDRs replaces this default.
-DEFAULT_EGRESS_DENY = ("169.254.0.0/16", "fd00:ec2::254/128")
-
-# Pods allowed to reach a managed Redis besides the fleet's own: the operator (the chart's pod
-# labels, any namespace) reads queue depth and task statistics from it; it still needs the password.
-
-
-# --- Names and labels -------------------------------------------------------------------------
-
-
-def config_map_name(fleet: str) -> str:
-    return f"{fleet}-runtime"
-
-
-def worker_name(fleet: str) -> str:
-    return f"{fleet}-worker"
-
-
-def api_name(fleet: str) -> str:
-    return f"{fleet}-api"
-
-
-def redis_name(fleet: str) -> str:
-    return f"{fleet}-redis"
-
-
-def redis_secret_name(fleet: str) -> str:
-    return f"{fleet}-redis"
-
-
-def api_token_secret_name(fleet: str) -> str:
-    return f"{fleet}-api-token"
-
-
-def service_account_name(fleet: str) -> str:
-    return fleet
-
-
-def worker_egress_name(fleet: str) -> str:
-    return f"{fleet}-worker-egress"
-
-
-def role_name(fleet: str) -> str:
-    return f"{fleet}-endpointslices"
-
-
-def labels(fleet: str, component: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": "agentfleet",
-        COMPONENT_LABEL: component,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        FLEET_LABEL: fleet,
-    }
-
-
-def selector(fleet: str, component: str) -> dict[str, str]:
-    return {FLEET_LABEL: fleet, COMPONENT_LABEL: component}
-
-
-def selector_string(fleet: str) -> str:
-    """status.selector for the scale subresource: the worker pods."""
-    return ",".join(f"{k}={v}" for k, v in selector(fleet, "worker").items())
-
-
-def task_api_endpoint(fleet: str, namespace: str) -> str:
-    return f"http://{api_name(fleet)}.{namespace}.svc:{API_PORT}"
-
-
-def managed_redis_url(fleet: str, namespace: str) -> str:
-    return f"redis://{redis_name(fleet)}.{namespace}.svc:{REDIS_PORT}/0"
-
-
-def _fleet(af: AgentFleet) -> tuple[str, str]:
-    meta = af.metadata or {}
-    if not meta.get("name") or not meta.get("namespace"):
-        raise RenderError("the AgentFleet needs metadata.name and metadata.namespace")
-    return meta["name"], meta["namespace"]
-
-
-def _meta(af: AgentFleet, name: str, component: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    fleet, ns = _fleet(af)
-    return child_meta(af, name, labels(fleet, component), annotations, namespace=ns)
-
 
 # --- Resolved references ------------------------------------------------------------------------
 
@@ -194,42 +110,6 @@ def desired_workers(spec: AgentFleetSpec, status: dict[str, Any] | None) -> int:
     want = (status or {}).get("desiredWorkers")
     n = int(want) if want is not None else w.replicas
     return max(w.min_replicas, min(w.max_replicas, n))
-
-
-# --- The runtime ---------------------------------------------------------------------------------
-
-
-def _container_security() -> dict[str, Any]:
-    return {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "runAsUser": RUN_AS,
-        "runAsGroup": RUN_AS,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def _pod_security(uid: int = RUN_AS) -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": uid,
-        "runAsGroup": uid,
-        "fsGroup": uid,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def redis_password_ref(af: AgentFleet) -> dict[str, str] | None:
-    """Secret key holding the password of the fleet's Redis, if it has one."""
-    fleet, _ = _fleet(af)
-    r = af.spec.redis
-    if r.deploy is not None:
-        return {"name": redis_secret_name(fleet), "key": REDIS_PASSWORD_KEY}
-    if r.password_secret_ref is not None:
-        return {"name": r.password_secret_ref.name, "key": r.password_secret_ref.key}
-    return None
 
 
 def _env(af: AgentFleet, milvus_env: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -407,54 +287,6 @@ def render_worker(
     }
 
 
-@dataclass(frozen=True)
-class Egress:
-    """Addresses the workers may not reach, from the operator's settings (the chart's workerEgress)."""
-
-    denied: tuple[str, ...] = DEFAULT_EGRESS_DENY
-    # The API server's own addresses (a NetworkPolicy sees them after the Service IP is translated).
-    api_server: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        for entry in (*self.denied, *self.api_server):
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError as e:
-                raise RenderError(f"workerEgress: {entry!r} is not an IP address or CIDR") from e
-
-
-def _except(cidrs: list[str], version: int) -> list[str]:
-    nets = (ipaddress.ip_network(c, strict=False) for c in cidrs)
-    return sorted({str(n) for n in nets if n.version == version})
-
-
-def render_worker_egress(af: AgentFleet, egress: Egress) -> dict[str, Any]:
-    """The workers' egress NetworkPolicy: anywhere but the denied ranges, and the API server's
-    addresses too unless spec.workers.allowAPIServer. Tools and prompts come from fleet authors
-    and models, so what a worker can reach is what a prompt injection can reach."""
-    fleet, _ = _fleet(af)
-    denied = [*egress.denied, *(() if af.spec.workers.allow_api_server else egress.api_server)]
-    blocks = []
-    for cidr, version in (("0.0.0.0/0", 4), ("::/0", 6)):
-        block: dict[str, Any] = {"cidr": cidr}
-        if ex := _except(denied, version):
-            block["except"] = ex
-        blocks.append({"ipBlock": block})
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _meta(af, worker_egress_name(fleet), "worker"),
-        "spec": {
-            "podSelector": {"matchLabels": selector(fleet, "worker")},
-            "policyTypes": ["Egress"],
-            # Pods (DNS, Redis, replicas, Milvus) by selector as well: some CNIs (Cilium) match
-            # only addresses outside the cluster with ipBlock. Host-network pods, the API server
-            # among them, are not selected by it.
-            "egress": [{"to": blocks}, {"to": [{"namespaceSelector": {}}]}],
-        },
-    }
-
-
 def render_api(af: AgentFleet, *, hash_: str) -> list[dict[str, Any]]:
     fleet, _ = _fleet(af)
     deployment = {
@@ -532,108 +364,6 @@ def render_secret(af: AgentFleet, name: str, key: str, value: str, component: st
     }
 
 
-# --- Managed Redis -----------------------------------------------------------------------------
-
-
-def redis_maxmemory(memory: str) -> int:
-    """Bytes Redis may hold under a pod memory limit of ``memory`` (a Kubernetes quantity)."""
-    return int(parse_quantity(memory) * REDIS_MAXMEMORY_SHARE)
-
-
-def render_redis(af: AgentFleet, peers: Peers = DEFAULT_PEERS) -> list[dict[str, Any]]:
-    """StatefulSet (AOF on a PVC, password from the generated Secret), Service and NetworkPolicy:
-    the fleet's pods and the operator (by its namespace's name and its pod labels) reach Redis."""
-    fleet, _ = _fleet(af)
-    managed = af.spec.redis.deploy
-    if managed is None:
-        raise RenderError("spec.redis.deploy is unset: the fleet uses an existing Redis")
-    name = redis_name(fleet)
-    sel = selector(fleet, "redis")
-    password_env = {
-        "name": "REDIS_PASSWORD",
-        "valueFrom": {"secretKeyRef": {"name": redis_secret_name(fleet), "key": REDIS_PASSWORD_KEY}},
-    }
-    ping = ["sh", "-c", 'redis-cli --no-auth-warning -a "$REDIS_PASSWORD" ping | grep -q PONG']
-    container = {
-        "name": "redis",
-        "image": managed.image,
-        "command": ["redis-server"],
-        # $(REDIS_PASSWORD) is expanded by the kubelet from the env var, never stored in the spec.
-        "args": [
-            *("--appendonly", "yes", "--appendfsync", "everysec", "--dir", "/data", "--port", str(REDIS_PORT)),
-            *("--maxmemory", str(redis_maxmemory(managed.memory)), "--maxmemory-policy", "noeviction"),
-            *("--requirepass", "$(REDIS_PASSWORD)"),
-        ],
-        "env": [password_env],
-        "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
-        "resources": {"requests": {"cpu": "250m", "memory": managed.memory}, "limits": {"memory": managed.memory}},
-        "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}],
-        "readinessProbe": {"exec": {"command": ping}, "periodSeconds": 5, "timeoutSeconds": 3},
-        "livenessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 10, "failureThreshold": 6},
-        "securityContext": {**_container_security(), "runAsUser": REDIS_UID, "runAsGroup": REDIS_UID},
-    }
-    sts = {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": _meta(af, name, "redis"),
-        "spec": {
-            "serviceName": name,
-            "replicas": 1,
-            "selector": {"matchLabels": sel},
-            # The AOF goes with the fleet; scaling is never done (one Redis).
-            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
-            "template": {
-                "metadata": {"labels": labels(fleet, "redis")},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": _pod_security(REDIS_UID),
-                    "terminationGracePeriodSeconds": 30,
-                    "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-                },
-            },
-            "volumeClaimTemplates": [
-                {
-                    "metadata": {"name": "data", "labels": labels(fleet, "redis")},
-                    "spec": {
-                        "accessModes": ["ReadWriteOnce"],
-                        "resources": {"requests": {"storage": managed.storage_size}},
-                    },
-                }
-            ],
-        },
-    }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _meta(af, name, "redis"),
-        "spec": {
-            "selector": sel,
-            "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis", "protocol": "TCP"}],
-        },
-    }
-    policy = {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _meta(af, name, "redis"),
-        "spec": {
-            "podSelector": {"matchLabels": sel},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {
-                    "from": [
-                        {"podSelector": {"matchLabels": {FLEET_LABEL: fleet}}},
-                        peers.operator.selector(),
-                    ],
-                    "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
-                }
-            ],
-        },
-    }
-    return [sts, service, policy]
-
-
 def render_runtime(
     af: AgentFleet,
     doc: dict[str, Any],
@@ -693,3 +423,67 @@ def format_cost(value: float | Decimal) -> str:
     d = Decimal(str(value)).quantize(Decimal("0.000001"))
     s = format(d, "f").rstrip("0").rstrip(".")
     return s or "0"
+
+
+__all__ = [
+    "API_PORT",
+    "API_RESOURCES",
+    "COMPONENT_LABEL",
+    "CONFIG_DIR",
+    "CONFIG_HASH_ANNOTATION",
+    "CONFIG_KEY",
+    "CONFIG_PATH",
+    "DEFAULT_EGRESS_DENY",
+    "Egress",
+    "FLEET_LABEL",
+    "MANAGED_BY",
+    "METRICS_PORT",
+    "POD_LAYOUT",
+    "REDIS_MAXMEMORY_SHARE",
+    "REDIS_PASSWORD_KEY",
+    "REDIS_PORT",
+    "REDIS_UID",
+    "RenderError",
+    "RUNTIME_MODULE",
+    "RUN_AS",
+    "SHUTDOWN_GRACE_SECONDS",
+    "STARTUP_PROBE_SECONDS",
+    "TOKENS_DIR",
+    "TOKENS_FILE",
+    "TOKEN_HASHES_KEY",
+    "TOKEN_KEY",
+    "TOOL_HEADERS_DIR",
+    "TRACING_HEADERS_DIR",
+    "WORKER_TERMINATION_GRACE_SECONDS",
+    "api_name",
+    "api_token_secret_name",
+    "config_hash",
+    "config_map_name",
+    "config_text",
+    "deployment_available",
+    "desired_workers",
+    "format_cost",
+    "labels",
+    "managed_redis_url",
+    "redis_maxmemory",
+    "redis_name",
+    "redis_password_ref",
+    "redis_secret_name",
+    "render_api",
+    "render_config_map",
+    "render_identity",
+    "render_pdb",
+    "render_redis",
+    "render_runtime",
+    "render_secret",
+    "render_worker",
+    "render_worker_egress",
+    "role_name",
+    "selector",
+    "selector_string",
+    "service_account_name",
+    "statefulset_ready",
+    "task_api_endpoint",
+    "worker_egress_name",
+    "worker_name",
+]

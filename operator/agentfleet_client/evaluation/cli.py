@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from agentfleet_client.evaluation import report
 from agentfleet_client.evaluation.baselines import (
     NO_RETRIEVAL,
     BaselineError,
+    BaselinePass,
     baseline_passes,
     parse_baselines,
     parse_rag_read_arounds,
@@ -51,8 +52,8 @@ from agentfleet_client.evaluation.journal import Journal
 from agentfleet_client.evaluation.runner import Progress, Target, TaskAPIError, judge, run_all
 from agentfleet_client.evaluation.sampling import stratified_sample
 from agentfleet_client.evaluation.scoring import Outcome, TaskScore, score, summarize
-from agentfleet_client.evaluation.taskset import EvalTask, TaskSetError, load_taskset
-from agentfleet_client.evaluation.variants import VariantError, apply_variant, local_runtime, plan_variants
+from agentfleet_client.evaluation.taskset import EvalTask, TaskSet, TaskSetError, load_taskset
+from agentfleet_client.evaluation.variants import Variant, VariantError, apply_variant, local_runtime, plan_variants
 
 # One pass's tasks through whatever runs them (a task API, a baseline): (tasks, on_done) -> outcomes.
 Execute = Callable[[Sequence[EvalTask], Callable[[EvalTask, Outcome], Any]], list[Outcome | None]]
@@ -249,68 +250,87 @@ def _select(taskset_tasks: Sequence[EvalTask], args: argparse.Namespace) -> list
     return tasks
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> int:
-    """Long on purpose: the command's flags and their order of use, read top to bottom."""
-    args = build_parser(prog).parse_args(argv)
-    out = sys.stdout
-    try:
-        taskset = load_taskset(args.taskset).part(args.part)
-        if args.sample < 0 or args.limit < 0:
-            raise TaskSetError("--sample and --limit take a positive number of tasks (0: all)")
-        tasks = _select(taskset.tasks, args)
-        if not tasks:
-            raise TaskSetError(f"{taskset.name}: no tasks selected (check --part, --only, --limit, --sample)")
-        baselines = parse_baselines(args.baselines)
-        passes = baseline_passes(
-            baselines, parse_rag_top_ks(args.rag_top_k), parse_rag_read_arounds(args.rag_read_around)
+# One pass's results: (label, task scores, summary).
+Run = tuple[str, list[Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the command line asks for, checked before anything runs."""
+
+    taskset: TaskSet
+    tasks: list[EvalTask]
+    baselines: list[str]
+    passes: list[BaselinePass]
+    token: str
+    targets: list[Target]
+    variants: list[Variant]
+    doc: dict[str, Any] | None
+    outdir: Path
+    journal: Journal | None
+
+
+def _read_token(path: str | None) -> str:
+    if not path:
+        return ""
+    lines = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    return lines[0] if lines else ""
+
+
+def _plan(args: argparse.Namespace) -> _Plan:
+    """The run the flags ask for; TaskSetError (and the parsers' errors) for bad input."""
+    taskset = load_taskset(args.taskset).part(args.part)
+    if args.sample < 0 or args.limit < 0:
+        raise TaskSetError("--sample and --limit take a positive number of tasks (0: all)")
+    tasks = _select(taskset.tasks, args)
+    if not tasks:
+        raise TaskSetError(f"{taskset.name}: no tasks selected (check --part, --only, --limit, --sample)")
+    baselines = parse_baselines(args.baselines)
+    passes = baseline_passes(baselines, parse_rag_top_ks(args.rag_top_k), parse_rag_read_arounds(args.rag_read_around))
+    token = _read_token(args.token_file)
+    targets = _targets(args, token)
+    variants = plan_variants(args.compare)
+    if variants and not args.runtime_config:
+        raise TaskSetError(
+            "--compare needs --runtime-config: the fleet's runtime.yaml (kubectl get configmap FLEET-runtime "
+            "-o jsonpath='{.data.runtime\\.yaml}')"
         )
-        token = ""
-        if args.token_file:
-            lines = [
-                ln.strip()
-                for ln in Path(args.token_file).read_text().splitlines()
-                if ln.strip() and not ln.startswith("#")
-            ]
-            token = lines[0] if lines else ""
-        targets = _targets(args, token)
-        variants = plan_variants(args.compare)
-        if variants and not args.runtime_config:
-            raise TaskSetError(
-                "--compare needs --runtime-config: the fleet's runtime.yaml (kubectl get configmap FLEET-runtime "
-                "-o jsonpath='{.data.runtime\\.yaml}')"
-            )
-        if variants and targets:
-            raise TaskSetError(
-                "give --api (running fleets) or --compare (local variants of --runtime-config), not both"
-            )
-        if not variants and not targets and not (args.runtime_config and baselines):
-            raise TaskSetError(
-                "no target: give --api URL (the fleet's task API), or --runtime-config with --compare or "
-                "with --baselines alone (the baselines only)"
-            )
-        if targets and not token:
-            raise TaskSetError("--token-file is required: the task API wants a bearer token")
-        doc = yaml.safe_load(Path(args.runtime_config).read_text()) if args.runtime_config else None
-        outdir = Path(args.out)
-        journal = Journal.resume(outdir, taskset.name) if args.resume else None
-    except (TaskSetError, VariantError, BaselineError, OSError, ValueError) as e:
-        print(f"agentfleet eval: {e}", file=sys.stderr)
-        return 2
-    baseline_doc = doc if doc is not None else _fleets_config(args) if baselines else None
-    if baselines and baseline_doc is None:
-        passes = []
-    labels = {label for label, *_ in passes}
-    if journal is None:
-        if (outdir / JOURNAL).exists():
-            print(f"agentfleet eval: a new run replaces {outdir / JOURNAL} (--resume continues it)", file=sys.stderr)
-        fresh = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + secrets.token_hex(2)
-        journal = Journal.start(outdir, fresh, taskset.name)
-    run_id = journal.run_id
-    out.write(
-        f"task set {taskset.name}: {len(tasks)} tasks ({', '.join(sorted({t.kind for t in tasks}))}); run {run_id}\n"
-    )
-    runs: list[tuple[str, list[Any], dict[str, Any]]] = []
-    t0 = time.monotonic()
+    if variants and targets:
+        raise TaskSetError("give --api (running fleets) or --compare (local variants of --runtime-config), not both")
+    if not variants and not targets and not (args.runtime_config and baselines):
+        raise TaskSetError(
+            "no target: give --api URL (the fleet's task API), or --runtime-config with --compare or "
+            "with --baselines alone (the baselines only)"
+        )
+    if targets and not token:
+        raise TaskSetError("--token-file is required: the task API wants a bearer token")
+    doc = yaml.safe_load(Path(args.runtime_config).read_text()) if args.runtime_config else None
+    outdir = Path(args.out)
+    journal = Journal.resume(outdir, taskset.name) if args.resume else None
+    return _Plan(taskset, tasks, baselines, passes, token, targets, variants, doc, outdir, journal)
+
+
+def _journal(plan: _Plan) -> Journal:
+    """The resumed run's journal, or a fresh run's (replacing any journal left in --out)."""
+    if plan.journal is not None:
+        return plan.journal
+    if (plan.outdir / JOURNAL).exists():
+        print(f"agentfleet eval: a new run replaces {plan.outdir / JOURNAL} (--resume continues it)", file=sys.stderr)
+    fresh = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + secrets.token_hex(2)
+    return Journal.start(plan.outdir, fresh, plan.taskset.name)
+
+
+def _run_passes(
+    args: argparse.Namespace,
+    plan: _Plan,
+    journal: Journal,
+    passes: list[BaselinePass],
+    baseline_doc: dict[str, Any] | None,
+    runs: list[Run],
+) -> int:
+    """Every pass, in order: each local variant or each task API, then the baselines; appends to
+    ``runs``. Returns the exit status: 0, or 2 (a variant cannot start) or 1 (the task API failed)."""
+    tasks, run_id = plan.tasks, journal.run_id
 
     def add(label: str, execute: Execute) -> None:
         scores, wall = _pass(label, tasks, args, journal, execute)
@@ -322,23 +342,23 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
         runs.append((label, scores, summary))
 
     try:
-        if variants:
-            assert doc is not None
-            base = str(doc.get("fleet") or "fleet")
-            for i, v in enumerate(variants):
+        if plan.variants:
+            assert plan.doc is not None
+            base = str(plan.doc.get("fleet") or "fleet")
+            for i, v in enumerate(plan.variants):
                 if all(journal.finished(v.label, t.id) for t in tasks):
                     add(v.label, lambda todo, done: [])  # resumed, and finished before: no runtime to start
                     continue
                 with ExitStack() as stack:
                     try:
-                        cfg = apply_variant(doc, v, f"{base}-eval{i}-{run_id[-4:]}")
+                        cfg = apply_variant(plan.doc, v, f"{base}-eval{i}-{run_id[-4:]}")
                         target = stack.enter_context(local_runtime(cfg, v.label, args.workers))
                     except (VariantError, ValueError) as e:
                         print(f"agentfleet eval: {e}", file=sys.stderr)
                         return 2
                     add(v.label, _through_api(target, args, run_id + f"-{i}"))
         else:
-            for target in targets:
+            for target in plan.targets:
                 add(target.name, _through_api(target, args, run_id))
         for label, baseline, top_k, read_around in passes:
             assert baseline_doc is not None
@@ -346,6 +366,14 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
     except TaskAPIError as e:
         print(f"agentfleet eval: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _report(
+    out: Any, args: argparse.Namespace, plan: _Plan, runs: list[Run], labels: set[str], run_id: str, t0: float
+) -> None:
+    """The tables on stdout, report.json and report.png in --out."""
+    taskset, tasks, outdir = plan.taskset, plan.tasks, plan.outdir
     for label, scores, _ in runs:
         out.write(f"\n== {label}\n")
         report.task_table(scores, out)
@@ -385,23 +413,56 @@ def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> in
         + (f"; {why_no_png}" if why_no_png else f", {outdir / 'report.png'}")
         + "\n"
     )
-    if args.fleet and runs[0][0] in labels:
-        print("agentfleet eval: nothing recorded in the AgentFleet's status: no agent pass ran", file=sys.stderr)
-    elif args.fleet:
-        from agentfleet_client.evaluation.record import evaluation_summary, record
 
-        label, _, summary = runs[0]
-        ev = evaluation_summary(summary, taskset.name, configuration=label if variants else None)
-        try:
-            record(args.fleet, args.namespace, ev, args.kubeconfig)
-            out.write(
-                f"recorded in AgentFleet {args.namespace}/{args.fleet} status.evaluation (field manager "
-                "agentfleet-eval)\n"
-            )
-        except Exception as e:  # noqa: BLE001 - the run's results stand; say why the record failed
-            print(
-                f"agentfleet eval: could not record the summary in AgentFleet {args.namespace}/{args.fleet}: {e}",
-                file=sys.stderr,
-            )
-            return 1
+
+def _record_in_status(out: Any, args: argparse.Namespace, plan: _Plan, runs: list[Run], labels: set[str]) -> int:
+    """With --fleet: the first pass's summary in the AgentFleet's status.evaluation (1 when it cannot)."""
+    if runs[0][0] in labels:
+        print("agentfleet eval: nothing recorded in the AgentFleet's status: no agent pass ran", file=sys.stderr)
+        return 0
+    from agentfleet_client.evaluation.record import evaluation_summary, record
+
+    label, _, summary = runs[0]
+    ev = evaluation_summary(summary, plan.taskset.name, configuration=label if plan.variants else None)
+    try:
+        record(args.fleet, args.namespace, ev, args.kubeconfig)
+        out.write(
+            f"recorded in AgentFleet {args.namespace}/{args.fleet} status.evaluation (field manager agentfleet-eval)\n"
+        )
+    except Exception as e:  # noqa: BLE001 - the run's results stand; say why the record failed
+        print(
+            f"agentfleet eval: could not record the summary in AgentFleet {args.namespace}/{args.fleet}: {e}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "agentfleet eval") -> int:
+    """Plan the run from the flags, run every pass, report, and record the summary in the fleet."""
+    args = build_parser(prog).parse_args(argv)
+    out = sys.stdout
+    try:
+        plan = _plan(args)
+    except (TaskSetError, VariantError, BaselineError, OSError, ValueError) as e:
+        print(f"agentfleet eval: {e}", file=sys.stderr)
+        return 2
+    baseline_doc = plan.doc if plan.doc is not None else _fleets_config(args) if plan.baselines else None
+    passes = [] if plan.baselines and baseline_doc is None else plan.passes
+    labels = {label for label, *_ in passes}
+    journal = _journal(plan)
+    run_id = journal.run_id
+    tasks = plan.tasks
+    out.write(
+        f"task set {plan.taskset.name}: {len(tasks)} tasks ({', '.join(sorted({t.kind for t in tasks}))}); "
+        f"run {run_id}\n"
+    )
+    runs: list[Run] = []
+    t0 = time.monotonic()
+    status = _run_passes(args, plan, journal, passes, baseline_doc, runs)
+    if status:
+        return status
+    _report(out, args, plan, runs, labels, run_id, t0)
+    if args.fleet:
+        return _record_in_status(out, args, plan, runs, labels)
     return 0

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agentfleet_runtime.core import fastjson, metrics, timeouts, tracing
+from agentfleet_runtime.core import metrics, timeouts, tracing
 from agentfleet_runtime.core.budget import Prices, TreeUsage, exhausted
 from agentfleet_runtime.core.citations import parse_citations
 from agentfleet_runtime.core.errors import Cancelled, Released
@@ -32,20 +32,19 @@ from agentfleet_runtime.core.logs import StepRef, step_var, task_id_var
 from agentfleet_runtime.core.types import ModelReply, Status, Step, StopReason, TaskRecord, ToolCall, Usage
 from agentfleet_runtime.loop import answercheck
 from agentfleet_runtime.loop.decisions import (
-    JSON_CALL_PREFIX,
     DecisionSettings,
     Offer,
     offer,
     own_goal_delegation,
     problem,
-    protocol_text,
     read_decision,
     repair_messages,
     request_extras,
     with_sources,
 )
+from agentfleet_runtime.loop.opening import Opening, calls_text, open_task, search_first_call
 from agentfleet_runtime.model.client import ModelClient, ModelRequest
-from agentfleet_runtime.model.prompt import PromptCache, best_answer, head_messages
+from agentfleet_runtime.model.prompt import best_answer
 from agentfleet_runtime.model.textcalls import parse_text_reply
 from agentfleet_runtime.model.wire import ContextOverflow
 from agentfleet_runtime.store.tasks import Acquired, TaskStore
@@ -127,7 +126,8 @@ class TaskRun:
                 self._saving, self._saving_reply = None, None
 
     async def _execute(self) -> tuple[Status, str]:
-        """Long on purpose: one step read top to bottom (model call, repair turns, checkpoint, tools), as it runs."""
+        """The task's opening (prompt, any search-first and answer-first calls), then one step after
+        another (model call with its repair turns, checkpoint, tools) until the task ends."""
         task_id_var.set(self.rec.id)
         step_ref = StepRef()
         step_var.set(step_ref)
@@ -138,35 +138,14 @@ class TaskRun:
         if rec.session and rec.depth == 0:
             history = self.settings.session_history
             session_ctx = await self.store.session_context(rec.session, rec.id, history, rec.tenant)
-        schemas = self.tools.schemas()
-        decide = self.settings.decisions
-        json_mode = decide.mode == "JSONSchema" and bool(schemas)
-        text_tools = self.settings.tool_calling == "text" and not json_mode
-        native = self.settings.tool_calling != "text" and not json_mode
-        system = self.settings.system_prompt + ("\n\n" + protocol_text(schemas) if json_mode else "")
-        prompt = PromptCache(
-            head_messages(
-                system_prompt=system,
-                goal=rec.goal,
-                tool_schemas=schemas,
-                text_tools=text_tools,
-                session_context=session_ctx,
-            )
-        )
+        opening = open_task(self.settings, self.tools.schemas(), rec.goal, session_ctx)
         # What the answer-first call (if any) leaves to the first step: its usage, its model time, and
         # the turn that says why its answer did not end the task.
         carried: tuple[Usage, float, list[dict[str, Any]]] = (Usage(), 0.0, [])
         if not self.steps and self.settings.search_first is not None:
-            declined = await self._search_first(self.settings.search_first, json_mode, text_tools)
-            if declined is not None:
-                return await self._finish(Status.DONE, StopReason.FINAL_ANSWER.value, declined)
-            if self.settings.answer_first:
-                first = await self._answer_first()
-                if isinstance(first, Step):
-                    cost = self._account(first.usage)
-                    done = StopReason.FINAL_ANSWER.value
-                    return await self._finish(Status.DONE, done, first.content, final_step=first, cost=cost)
-                carried = first
+            ended, carried = await self._first_calls(opening)
+            if ended is not None:
+                return ended
         while True:
             if self.draining():
                 await self._saved()
@@ -185,71 +164,106 @@ class TaskRun:
             if stop is not None:
                 log.info("budget reached", extra={"reason": stop.value})
                 return await self._finish(Status.DONE, stop.value, self._best_answer())
-            messages = prompt.messages(self.steps)
-            unavailable = self.tools.spawners if rec.depth >= rec.limits.max_depth else ()
-            choice = offer(decide, self.tools.names, self.steps, unavailable, self.tools.read_only)
-            extras = request_extras(decide, schemas, choice, send_tools=native)
-            (usage, model_s, repair), carried, repairs = carried, (Usage(), 0.0, []), 0
-            while True:
-                left = rec.deadline - time.time()
-                request = self._request(
-                    messages + repair if repair else messages,
-                    left,
-                    tools=extras.get("tools", []),
-                    tool_choice=extras.get("tool_choice", "auto"),
-                    response_format=extras.get("response_format"),
-                )
-                t0 = time.monotonic()
-                try:
-                    with timeouts.timeout(left):  # shared timers (timeouts.py), no extra task per call
-                        reply = await self.model.complete(request)
-                except TimeoutError:
-                    if time.time() >= rec.deadline - 0.01:
-                        return await self._finish(Status.DONE, StopReason.TIMEOUT.value, self._best_answer())
-                    raise
-                except ContextOverflow as e:
-                    # The history no longer fits the served context; every retry would send the
-                    # same prompt, so the task ends with its best answer, as at a budget.
-                    log.warning("context exhausted", extra={"error": str(e)[:300]})
-                    return await self._finish(Status.DONE, StopReason.MAX_CONTEXT.value, self._best_answer())
-                model_s += time.monotonic() - t0
-                usage += reply.usage
-                content, calls, why = self._interpret(reply, json_mode, choice, schemas)
-                if why is None and not calls:
-                    # Each its own budget (one citation repair, answerCheck.retries), not repairAttempts.
-                    why = self._citation_problem(content) or self._answer_problem(content)
-                elif why is not None:
-                    if repairs == decide.repair_attempts:
-                        break
-                    repairs += 1
-                if why is None:
-                    break
-                # A repair turn: the unusable reply and the reason, shown once, never checkpointed.
-                metrics.DECISION_REPAIRS.inc()
-                log.info("repairing a decision", extra={"problem": why[:300]})
-                repair = repair_messages(reply.content or _calls_text(calls), why, decide)
-            step = Step(len(self.steps), content, calls, usage, model_s, first_answer=self._escalated)
+            decided, carried = await self._decide(opening, carried), (Usage(), 0.0, [])
+            if not isinstance(decided, Step):
+                return decided
+            step = decided
             self._escalated = ""
-            cost = self._account(usage)
-            if not calls:
-                answer = self._checked(content.strip())
+            cost = self._account(step.usage)
+            if not step.tool_calls:
+                answer = self._checked(step.content.strip())
                 done = StopReason.FINAL_ANSWER.value
                 return await self._finish(Status.DONE, done, answer, final_step=step, cost=cost)
-            await self._saved()  # the previous step's observations are stored before this step is
-            saving_reply = self.store.send_reply(rec, self.lease, step, cost)
-            self.steps.append(step)
-            rec.prompt_tokens += usage.prompt_tokens
-            rec.completion_tokens += usage.completion_tokens
-            rec.cost_nanos += cost
-            if self.tools.acts(calls):
-                if await self._store_reply(step, saving_reply):
-                    raise Cancelled(rec.id)
-                tool_s = await self._run_tools(step, behind=True)
-            else:
-                # Until the store answers, the tree's usage is what it was plus this step's own.
-                self.tree = TreeUsage(self.tree.tokens + usage.total, self.tree.cost_nanos + cost)
-                tool_s = await self._run_tools(step, behind=True, saving_reply=saving_reply)
-            metrics.STEP_OVERHEAD.observe(max(0.0, time.monotonic() - step_started - model_s - tool_s))
+            tool_s = await self._act(step, cost)
+            metrics.STEP_OVERHEAD.observe(max(0.0, time.monotonic() - step_started - step.model_seconds - tool_s))
+
+    async def _first_calls(
+        self, opening: Opening
+    ) -> tuple[tuple[Status, str] | None, tuple[Usage, float, list[dict[str, Any]]]]:
+        """searchFirst's search, and answerFirst's call: the task's end if either ends it, and what
+        the answer-first call leaves to the first step."""
+        carried: tuple[Usage, float, list[dict[str, Any]]] = (Usage(), 0.0, [])
+        assert self.settings.search_first is not None
+        declined = await self._search_first(self.settings.search_first, opening.json_mode, opening.text_tools)
+        if declined is not None:
+            return await self._finish(Status.DONE, StopReason.FINAL_ANSWER.value, declined), carried
+        if self.settings.answer_first:
+            first = await self._answer_first()
+            if isinstance(first, Step):
+                cost = self._account(first.usage)
+                done = StopReason.FINAL_ANSWER.value
+                return await self._finish(Status.DONE, done, first.content, final_step=first, cost=cost), carried
+            carried = first
+        return None, carried
+
+    async def _decide(
+        self, opening: Opening, carried: tuple[Usage, float, list[dict[str, Any]]]
+    ) -> Step | tuple[Status, str]:
+        """The step's model call, asked again with a repair turn while its decision is unusable: the
+        step (not yet checkpointed), or the task's end when the time or the context runs out."""
+        rec, decide, schemas = self.rec, opening.decide, opening.schemas
+        messages = opening.prompt.messages(self.steps)
+        unavailable = self.tools.spawners if rec.depth >= rec.limits.max_depth else ()
+        choice = offer(decide, self.tools.names, self.steps, unavailable, self.tools.read_only)
+        extras = request_extras(decide, schemas, choice, send_tools=opening.native)
+        (usage, model_s, repair), repairs = carried, 0
+        while True:
+            left = rec.deadline - time.time()
+            request = self._request(
+                messages + repair if repair else messages,
+                left,
+                tools=extras.get("tools", []),
+                tool_choice=extras.get("tool_choice", "auto"),
+                response_format=extras.get("response_format"),
+            )
+            t0 = time.monotonic()
+            try:
+                with timeouts.timeout(left):  # shared timers (timeouts.py), no extra task per call
+                    reply = await self.model.complete(request)
+            except TimeoutError:
+                if time.time() >= rec.deadline - 0.01:
+                    return await self._finish(Status.DONE, StopReason.TIMEOUT.value, self._best_answer())
+                raise
+            except ContextOverflow as e:
+                # The history no longer fits the served context; every retry would send the
+                # same prompt, so the task ends with its best answer, as at a budget.
+                log.warning("context exhausted", extra={"error": str(e)[:300]})
+                return await self._finish(Status.DONE, StopReason.MAX_CONTEXT.value, self._best_answer())
+            model_s += time.monotonic() - t0
+            usage += reply.usage
+            content, calls, why = self._interpret(reply, opening.json_mode, choice, schemas)
+            if why is None and not calls:
+                # Each its own budget (one citation repair, answerCheck.retries), not repairAttempts.
+                why = self._citation_problem(content) or self._answer_problem(content)
+            elif why is not None:
+                if repairs == decide.repair_attempts:
+                    break
+                repairs += 1
+            if why is None:
+                break
+            # A repair turn: the unusable reply and the reason, shown once, never checkpointed.
+            metrics.DECISION_REPAIRS.inc()
+            log.info("repairing a decision", extra={"problem": why[:300]})
+            repair = repair_messages(reply.content or calls_text(calls), why, decide)
+        return Step(len(self.steps), content, calls, usage, model_s, first_answer=self._escalated)
+
+    async def _act(self, step: Step, cost: int) -> float:
+        """Checkpoint the step's reply (after the previous step's observations), account its usage,
+        and run its tools; the seconds the tools held the loop."""
+        rec, usage, calls = self.rec, step.usage, step.tool_calls
+        await self._saved()  # the previous step's observations are stored before this step is
+        saving_reply = self.store.send_reply(rec, self.lease, step, cost)
+        self.steps.append(step)
+        rec.prompt_tokens += usage.prompt_tokens
+        rec.completion_tokens += usage.completion_tokens
+        rec.cost_nanos += cost
+        if self.tools.acts(calls):
+            if await self._store_reply(step, saving_reply):
+                raise Cancelled(rec.id)
+            return await self._run_tools(step, behind=True)
+        # Until the store answers, the tree's usage is what it was plus this step's own.
+        self.tree = TreeUsage(self.tree.tokens + usage.total, self.tree.cost_nanos + cost)
+        return await self._run_tools(step, behind=True, saving_reply=saving_reply)
 
     def _request(self, messages: list[dict[str, Any]], timeout: float, **extras: Any) -> ModelRequest:
         """A model request of this task's next step."""
@@ -572,29 +586,3 @@ class TaskRun:
         for child in await self.store.children(self.rec.id):
             await self.store.cancel_tree(child)
         return await self._finish(Status.CANCELLED, StopReason.CANCELLED.value, best_answer(self.steps))
-
-
-SEARCH_FIRST_QUERY_CHARS = 2000  # a goal can be 100k characters; a query that long only blurs the embedding
-
-
-def search_first_call(
-    tool: str, goal: str, *, json_mode: bool, text_tools: bool, n: int = 0, top_k: int | None = None
-) -> tuple[ToolCall, str]:
-    """The call a searchFirst step (step ``n``) makes and the text the history shows as the model's
-    turn, in the form the task's decisions take (JSON decision, <tool_call> text, or native call);
-    ``top_k`` when the tool's own (followUpTopK) is another. Pure."""
-    args: dict[str, Any] = {"query": " ".join(goal.split())[:SEARCH_FIRST_QUERY_CHARS]}
-    if top_k is not None:
-        args["top_k"] = top_k
-    if json_mode:
-        return ToolCall(f"{JSON_CALL_PREFIX}{n}", tool, args), fastjson.dumps({"action": tool, "arguments": args})
-    if text_tools:
-        call = ToolCall(f"text-{n}", tool, args)
-        return call, _calls_text([call])
-    return ToolCall(f"search-first-{n}", tool, args), ""
-
-
-def _calls_text(calls: list[ToolCall]) -> str:
-    return "\n".join(
-        f"<tool_call>{fastjson.dumps({'name': c.name, 'arguments': c.arguments})}</tool_call>" for c in calls
-    )

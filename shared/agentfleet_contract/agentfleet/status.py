@@ -1,0 +1,123 @@
+"""AgentFleet status: workers, queue, cost, the last evaluation run and the gate."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from agentfleet_contract.common import Condition, Model, SleepStatus, conditions_field
+from agentfleet_contract.gate import GateFigures, Reason
+
+
+class FailureCauses(Model):
+    """Failed tasks of the run by the stage they failed at, the first that explains each (docs/evaluation.md)."""
+
+    budget: int = Field(default=0, ge=0, description="Ended on a step, token, cost, time or context budget.")
+    error: int = Field(default=0, ge=0, description="Failed or died: a model call, a worker or the task API.")
+    format: int = Field(default=0, ge=0, description="No answer text, or the model's raw decision JSON as the answer.")
+    not_retrieved: int = Field(default=0, ge=0, description="No passage of a supporting page among those the task saw.")
+    passage_missed: int = Field(
+        default=0, ge=0, description="A supporting page was seen, but no seen passage states a fact the answer missed."
+    )
+    declined: int = Field(default=0, ge=0, description="A seen passage states every missed fact; the answer declined.")
+    misread: int = Field(
+        default=0, ge=0, description="A seen passage states every missed fact; the answer stated something else."
+    )
+    invented: int = Field(default=0, ge=0, description="A value asserted where the documents do not answer.")
+    passage_as_answer: int = Field(
+        default=0, ge=0, description="The answer gives a passage (its number, head line or score) in its place."
+    )
+    decline_undone: int = Field(
+        default=0, ge=0, description="The cascade's first answer declined rightly; the loop's answer asserted a value."
+    )
+
+
+class EvaluationSummary(Model):
+    """The last `agentfleet eval` run against this fleet, written by the harness under its own field manager."""
+
+    task_set: str = Field(
+        max_length=512, description="Task set evaluated: file name and part (for example postgres-manual.yaml#heldout)."
+    )
+    finished_at: str = Field(max_length=64, description="When the run ended (RFC 3339, UTC).")
+    tasks: int = Field(ge=0, description="Tasks submitted through the task API.")
+    success: float = Field(
+        ge=0,
+        le=1,
+        description=(
+            "Share of tasks whose answer states every expected fact (or declines, for questions the documents do not "
+            "answer)."
+        ),
+    )
+    grounded: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description=(
+            "Share of answerable tasks whose citations all name passages the task retrieved and contain the stated "
+            "facts."
+        ),
+    )
+    recall: float | None = Field(
+        default=None, ge=0, le=1, description="Mean recall@k of the supporting documents among the retrieved passages."
+    )
+    recall_k: int | None = Field(default=None, ge=1, description="The k of recall.")
+    p95_seconds: float | None = Field(default=None, ge=0, description="95th percentile task latency, submit to finish.")
+    cost_per_task: str | None = Field(
+        default=None, max_length=32, description="Mean cost of a task and its sub-agents in the pricing currency."
+    )
+    configuration: str | None = Field(
+        default=None, max_length=512, description="Settings the harness overrode for this run, if any."
+    )
+    failure_causes: FailureCauses | None = Field(
+        default=None, description="Failed tasks by the stage they failed at: where to look first."
+    )
+
+
+class GateStatus(Model):
+    """The evaluation gate of the latest change (spec.rollout.evaluation)."""
+
+    phase: Literal["Serving", "Running", "Promoted", "Held", "Aborted"] = Field(
+        description="Serving (no change to gate), Running, or how the gate ended: Promoted, Held, or Aborted by the "
+        "override annotation."
+    )
+    current: str | None = Field(
+        default=None, max_length=64, description="Hash of the answer-changing spec the serving workers run."
+    )
+    candidate: str | None = Field(
+        default=None, max_length=64, description="Hash of the answer-changing spec the candidate runs."
+    )
+    reason: Reason | None = Field(default=None, description="Why it was promoted or held.")
+    started_at: str | None = Field(default=None, max_length=64, description="When the gate began (RFC 3339, UTC).")
+    finished_at: str | None = Field(default=None, max_length=64, description="When it decided (RFC 3339, UTC).")
+    figures: GateFigures | None = Field(default=None, description="What the gate measured.")
+
+
+class AgentFleetStatus(Model):
+    observed_generation: int | None = Field(default=None, description="metadata.generation last acted upon.")
+    workers: int = Field(default=0, description="Worker pods that exist.")
+    ready_workers: int = Field(default=0, description="Worker pods ready to take tasks.")
+    desired_workers: int | None = Field(default=None, description="Worker pods the operator aims for.")
+    selector: str | None = Field(
+        default=None, max_length=4096, description="Label selector of the worker pods, for the scale subresource."
+    )
+    queue_depth: int | None = Field(default=None, description="Tasks waiting in the stream.")
+    in_flight_tasks: int | None = Field(default=None, description="Tasks being worked on.")
+    awaiting_approval: int | None = Field(
+        default=None, description="Tasks waiting for a person to approve a tool call (kubectl agentfleet approvals)."
+    )
+    tasks_per_hour: int | None = Field(default=None, description="Tasks finished in the last hour.")
+    task_p95_seconds: float | None = Field(
+        default=None, description="95th percentile task duration over the last hour."
+    )
+    cost_per_task: str | None = Field(
+        default=None, max_length=32, description="Mean cost of a finished task in the pricing currency."
+    )
+    task_api_endpoint: str | None = Field(default=None, max_length=512, description="In-cluster URL of the task API.")
+    evaluation: EvaluationSummary | None = Field(
+        default=None, description="Summary of the last evaluation run (agentfleet eval); the operator never writes it."
+    )
+    sleep: SleepStatus | None = Field(
+        default=None, description="Scale to zero (workers.minReplicas 0): awake, sleeping at zero workers, or waking."
+    )
+    conditions: list[Condition] = conditions_field()
