@@ -361,7 +361,9 @@ def test_milvus_killed_during_ingestion_the_job_resumes_and_nothing_is_lost_or_d
     ns = milvus["ns"]
     with client(cluster, node, ns) as uri:
         reference = set(ids(uri, kb["collection"]))
-    obj = vectorindex("kb-kill", milvus["uri"])
+    # Its worker held to 100m CPU (limit 200m, spec.ingestion.cpu): on a quiet machine an unlimited
+    # worker wrote all 800 documents within its first 5-second progress line, before any kill (CI).
+    obj = vectorindex("kb-kill", milvus["uri"], ingestion={"parallelism": 1, "insertBatchSize": 32, "cpu": "100m"})
     cluster.apply(obj, ns)
 
     def writing() -> tuple[dict, progress.WorkerProgress] | None:
