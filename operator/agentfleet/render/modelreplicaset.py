@@ -30,14 +30,15 @@ from typing import Any
 
 from agentfleet_contract.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec
 
-from agentfleet.capacity import cpu_kv_cache, format_quantity, parse_quantity
+from agentfleet.capacity import format_quantity, parse_quantity
 from agentfleet.placement import GPU_PRODUCT_LABEL, MODELREPLICASET_LABEL, REPLICA_LABEL, Assignment
-from agentfleet.render.common import DEFAULT_PEERS, Peers, RenderError, api_key_ref, restricted_container
+from agentfleet.render.common import DEFAULT_PEERS, Peers, api_key_ref, restricted_container
 from agentfleet.render.modelreplicaset_cache import (
     CACHE_FILL_LABEL,
     FILL_SCRIPT,
     cache_job_name,
     cache_model,
+    device_and_token_env,
     is_hub_model,
     render_cache_job,
 )
@@ -109,15 +110,7 @@ def _env(mrs: ModelReplicaSet, gang: bool) -> list[dict[str, Any]]:
         # vLLM's /v1/load_lora_adapter and /v1/unload_lora_adapter answer only with this set; the
         # operator calls them with the API key, and the NetworkPolicy admits only it and the workers.
         env.append({"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"})
-    if spec.engine.device == "CPU":
-        space, problem = cpu_kv_cache(spec)
-        if problem is not None:
-            raise RenderError(problem)
-        # vLLM's CPU backend reserves this much KV cache (GiB) instead of a share of the host's RAM.
-        env.append({"name": "VLLM_CPU_KVCACHE_SPACE", "value": str(space)})
-    if spec.model.hf_token_secret_ref:
-        ref = spec.model.hf_token_secret_ref
-        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    env += device_and_token_env(spec)
     if gang:
         # vLLM's multi-node guide: each node advertises its own reachable address.
         env.append({"name": "VLLM_HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})

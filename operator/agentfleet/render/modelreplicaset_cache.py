@@ -30,6 +30,22 @@ FILL_SCRIPT = (
 )
 
 
+def device_and_token_env(spec: ModelReplicaSetSpec) -> list[dict[str, Any]]:
+    """The environment the replicas and the cache fill Job share: the CPU profile's KV cache and the
+    model hub token, by the same rules in both (one place, so the two pods cannot disagree)."""
+    env: list[dict[str, Any]] = []
+    if spec.engine.device == "CPU":
+        space, problem = cpu_kv_cache(spec)
+        if problem is not None:
+            raise RenderError(problem)
+        # vLLM's CPU backend reserves this much KV cache (GiB) instead of a share of the host's RAM.
+        env.append({"name": "VLLM_CPU_KVCACHE_SPACE", "value": str(space)})
+    if spec.model.hf_token_secret_ref:
+        ref = spec.model.hf_token_secret_ref
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    return env
+
+
 def is_hub_model(name: str) -> bool:
     """A Hugging Face repository id (org/name), not a URI or a path: the only source a fill downloads."""
     return "://" not in name and not name.startswith("/")
@@ -72,15 +88,7 @@ def render_cache_job(mrs: ModelReplicaSet) -> dict[str, Any] | None:
         {"name": "AGENTFLEET_MODEL", "value": spec.model.name},
         {"name": "AGENTFLEET_REVISION", "value": spec.model.revision or ""},
     ]
-    if spec.engine.device == "CPU":
-        space, problem = cpu_kv_cache(spec)
-        if problem is not None:
-            raise RenderError(problem)
-        # vLLM's CPU backend reserves this much KV cache (GiB) instead of a share of the host's RAM.
-        env.append({"name": "VLLM_CPU_KVCACHE_SPACE", "value": str(space)})
-    if spec.model.hf_token_secret_ref:
-        ref = spec.model.hf_token_secret_ref
-        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    env += device_and_token_env(spec)
     container = {
         "name": "fill",
         "image": spec.engine.image,
