@@ -66,6 +66,21 @@ def cond(st: dict[str, Any], type_: str) -> dict[str, Any]:
     return next((c for c in st.get("conditions") or [] if c["type"] == type_), {})
 
 
+def wait_warning_event(cluster, operator, ns: str, name: str, reason: str) -> None:
+    """A Warning Event of REASON on object NAME (kopf posts Events asynchronously)."""
+    selector = f"involvedObject.name={name}"
+    eventually(
+        cluster,
+        operator,
+        lambda: any(
+            e["reason"] == reason and e["type"] == "Warning"
+            for e in cluster.json("get", "events", "-n", ns, "--field-selector", selector)["items"]
+        ),
+        timeout=30,
+        desc=f"a {reason} Warning Event",
+    )
+
+
 def test_collection_and_ingestion_job(cluster, operator, namespace, milvus) -> None:
     cluster.apply(
         {
@@ -158,19 +173,7 @@ def test_unreachable_milvus_is_degraded(cluster, operator, namespace) -> None:
     )
     assert cond(st, "Degraded")["reason"] == "MilvusUnavailable"
     assert cond(st, "Ready")["status"] == "False" and st["phase"] == "Degraded"
-    # kopf posts Events asynchronously.
-    eventually(
-        cluster,
-        operator,
-        lambda: any(
-            e["reason"] == "MilvusUnavailable" and e["type"] == "Warning"
-            for e in cluster.json("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=lost")[
-                "items"
-            ]
-        ),
-        timeout=30,
-        desc="a MilvusUnavailable Warning Event",
-    )
+    wait_warning_event(cluster, operator, namespace, "lost", "MilvusUnavailable")
 
 
 def test_immutable_conflict_with_existing_collection(cluster, operator, namespace, milvus) -> None:
@@ -285,18 +288,7 @@ def test_source_claim_needs_its_owners_consent(cluster, operator, namespace, mil
     assert ready["status"] == "False" and ready["reason"] == "PersistentVolumeClaimNotConsented"
     assert "spec.source.persistentVolumeClaim.claimName" in ready["message"]
     assert f"kubectl label pvc -n {namespace} team-docs agentfleet.io/consent=true" in ready["message"]
-    eventually(
-        cluster,
-        operator,
-        lambda: any(
-            e["reason"] == "PersistentVolumeClaimNotConsented" and e["type"] == "Warning"
-            for e in cluster.json("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=fromvol")[
-                "items"
-            ]
-        ),
-        timeout=30,
-        desc="a PersistentVolumeClaimNotConsented Warning Event",
-    )
+    wait_warning_event(cluster, operator, namespace, "fromvol", "PersistentVolumeClaimNotConsented")
     jobs = cluster.json("get", "-n", namespace, "jobs", "-l", "agentfleet.io/vectorindex=fromvol")["items"]
     # No Job, and Milvus never called: no endpoint and no collection state in status.
     st = status(cluster, namespace, "fromvol")
