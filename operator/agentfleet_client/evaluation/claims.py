@@ -41,8 +41,36 @@ _TRANSLATE = str.maketrans(
     {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-", "\u2212": "-"}
     | {"\u00a0": " "}
 )
-# Markdown emphasis; an underscore only at a word's edge, so snake_case names survive.
-_MARKUP = re.compile(r"[`*]+|(?<![a-z0-9])_+|_+(?![a-z0-9])", re.IGNORECASE)
+# Markdown code and emphasis. An asterisk run between two word characters is an operator ("2**16",
+# "a*b") and stays; so do the underscores of a name ("gist__ltree_ops", "__init__", "_private",
+# "class_"): only a name wrapped in single underscores ("_word_") or an underscore run standing alone
+# is emphasis.
+_BACKTICKS = re.compile(r"`+")
+_ASTERISKS = re.compile(r"(?<!\*)\*+(?!\*)")
+_UNDERSCORED = re.compile(r"(?<![^\W_])\w*_\w*|(?<!\w)_+(?!\w)")
+_EMPHASIS = re.compile(r"_([^\W_](?:\w*[^\W_])?)_")
+
+
+def _unstar(m: re.Match[str]) -> str:
+    before, after = m.string[max(0, m.start() - 2) : m.start()], m.string[m.end() : m.end() + 2]
+    operator = before[-1:].isalnum() and after[:1].isalnum()
+    spaced = re.fullmatch(r"\d ", before) is not None and re.fullmatch(r" \d", after) is not None  # "2 ** 16"
+    return m.group() if operator or spaced else ""
+
+
+def _unscore(m: re.Match[str]) -> str:
+    token = m.group()
+    if not token.strip("_"):
+        return ""
+    e = _EMPHASIS.fullmatch(token)
+    return e.group(1) if e else token
+
+
+def strip_markup(text: str) -> str:
+    """``text`` without markdown code and emphasis marks; operators and names kept whole."""
+    return _UNDERSCORED.sub(_unscore, _ASTERISKS.sub(_unstar, _BACKTICKS.sub("", text)))
+
+
 # Citations name documents ("[source: runtime-config-wal.html#3]") or number the passages shown
 # ("[1]", "[2, 3]", "[1-2]": the runtime reads these as citations too): their digits are no claim. A
 # bracket glued to a name ("args[1]") is an index, not a citation.
@@ -61,7 +89,7 @@ def clean(text: str) -> str:
     t = unicodedata.normalize("NFKC", text or "").translate(_TRANSLATE)
     t = _CITATION.sub(" ", t)
     t = _LIST_MARKER.sub("", t)
-    t = _MARKUP.sub("", t)
+    t = strip_markup(t)
     return "\n".join(_SPACES.sub(" ", line).strip() for line in t.split("\n") if line.strip())
 
 
@@ -111,9 +139,10 @@ for _names, _dim, _factor in (
 _DIGITS = r"(?<![\w.])(?<!\w-)(?:-(?=\.?\d))?(?:\d{1,3}(?:,\d{3})+(?![\d,])|\d+)(?:\.\d+)?|(?<![\w.])\.\d+"
 # A scale word multiplies the number before it: "150 million" is one quantity, 150000000.
 _SCALES = {"thousand": 1e3, "million": 1e6, "billion": 1e9, "trillion": 1e12}
-# The quantity ends at a word's end: "22P02" (an SQLSTATE code) or "3rd" holds no number.
+# A power ("2**16 bytes", "2^16") is one quantity. The quantity ends at a word's end: "22P02" (an
+# SQLSTATE code) or "3rd" holds no number.
 _QUANTITY = re.compile(
-    rf"(?:(?P<digits>{_DIGITS})|\b(?P<word>{'|'.join(_SPELLED)})\b)"
+    rf"(?:(?<![\w.])(?P<base>\d{{1,4}})\s?(?:\*\*|\^)\s?(?P<exponent>\d{{1,2}})(?![\d.])|(?P<digits>{_DIGITS})|\b(?P<word>{'|'.join(_SPELLED)})\b)"
     rf"(?:[ -](?P<scale>{'|'.join(_SCALES)})\b)?"
     rf"(?:[ -]?(?P<unit>{'|'.join(sorted(map(re.escape, _UNITS), key=len, reverse=True))})(?![a-z0-9]))?"
     r"(?![a-z0-9_])"
@@ -143,7 +172,9 @@ def quantities_in(low: str) -> list[Quantity]:
     """Every quantity in lower-cased text, with its span."""
     out = []
     for m in _QUANTITY.finditer(low):
-        if m["digits"]:
+        if m["base"]:
+            value, spelled = float(int(m["base"]) ** int(m["exponent"])), False  # "2**16", "2^16"
+        elif m["digits"]:
             value, spelled = float(m["digits"].replace(",", "")), False
         else:
             value, spelled = float(_SPELLED[m["word"]]), True

@@ -48,9 +48,25 @@ class IngestOptions:
     insert_batch_size: int = 512
     max_document_bytes: int = 10 * 1024 * 1024
     partition_key: str | None = None
-    embed_window: int = 1024  # chunks embedded per call (the embedder length-sorts inside it)
+    # Chunks embedded per call (the embedder length-sorts inside it); unset: window_for(insert_batch_size).
+    embed_window: int | None = None
     read_ahead: int = 16  # documents loaded ahead of the chunker
     progress_interval_seconds: float = 5.0
+
+
+EMBED_WINDOW_MAX = 1024
+EMBED_WINDOW_MIN = 128
+
+
+def window_for(insert_batch_size: int) -> int:
+    """Chunks per embed call: four upserts' worth, within [128, 1024].
+
+    The writer upserts one window while the encoder works on the next, so a window of a few batches
+    keeps both busy. One far larger than the batch wrote nothing until the whole window was encoded
+    (a 1,024-chunk window over 32-row batches: an 800-chunk corpus wrote its first row last) and then
+    queued its upserts behind each other; below 128 chunks the length sort has too little to pad well.
+    """
+    return min(EMBED_WINDOW_MAX, max(EMBED_WINDOW_MIN, 4 * insert_batch_size))
 
 
 def _now() -> str:
@@ -145,6 +161,7 @@ class Ingestor:
         self._update(force=True, documents_total=len(mine))
         window: list[tuple[Document, list[Chunk]]] = []
         window_chunks = 0
+        window_size = o.embed_window or window_for(o.insert_batch_size)
         rows: list[dict[str, Any]] = []
         in_flight: deque[tuple[Future[None], int, int]] = deque()  # (upsert, documents completed, chunks)
 
@@ -197,7 +214,7 @@ class Ingestor:
                     continue
                 window.append((item, chunks))
                 window_chunks += len(chunks)
-                if window_chunks >= o.embed_window:
+                if window_chunks >= window_size:
                     embed_window()
                     settle(1)
             embed_window()

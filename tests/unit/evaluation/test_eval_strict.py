@@ -511,3 +511,67 @@ def test_swapped_defaults_of_two_named_things_score_wrong() -> None:
     )
     assert not judge_answer(task, swapped).ok
     assert judge_answer(task, swapped.replace("32", "X").replace("64", "32").replace("X", "64")).ok
+
+
+# Markdown marks go, what they sit inside stays (issue 59's noticed quirks).
+STREAM_LIMIT = parse_task(
+    {
+        "id": "stream-limit",
+        "part": "dev",
+        "question": "How big is the StreamReader buffer limit when limit is not passed?",
+        "facts": [["64 KiB", "65536 bytes"]],
+        "wrong": [["8 KiB"]],
+        "supporting": ["asyncio-stream.html"],
+    },
+    0,
+)
+LTREE = parse_task(
+    {
+        "id": "ltree-opclass",
+        "part": "dev",
+        "question": "Which GiST operator class indexes ltree with a signature length?",
+        "facts": [["gist_ltree_ops"]],
+        "supporting": ["ltree.html"],
+    },
+    0,
+)
+
+LTREE_ARRAY = parse_task(
+    {
+        "id": "ltree-array-opclass",
+        "part": "dev",
+        "question": "Which GiST operator class indexes ltree[] arrays?",
+        "facts": [["gist__ltree_ops"]],
+        "supporting": ["ltree.html"],
+    },
+    0,
+)
+
+
+@pytest.mark.parametrize(
+    ("task", "answer", "ok"),
+    [
+        (STREAM_LIMIT, "It is **2**16 bytes** [source: asyncio-stream.html].", True),
+        (STREAM_LIMIT, "The limit is `2 ** 16` bytes.", True),
+        (STREAM_LIMIT, "2^16 bytes, that is 64 KiB.", True),
+        (STREAM_LIMIT, "It is 216 bytes.", False),  # what "2**16" used to read as
+        (STREAM_LIMIT, "It is 2**13 bytes.", False),  # 8 KiB: the wrong value, as a power
+        (LTREE, "Use `gist_ltree_ops` with siglen.", True),
+        (LTREE, "Use **gist_ltree_ops** with siglen.", True),
+        (LTREE, "Use `gist__ltree_ops` with siglen.", False),  # the array class: another name
+        (LTREE, "Use _gist_ltree_ops_ with siglen.", True),  # emphasis, not a name
+        (LTREE_ARRAY, "Use `gist__ltree_ops`.", True),
+        (LTREE_ARRAY, "Use gist_ltree_ops.", False),  # the single-value class
+    ],
+)
+def test_markup_goes_and_operators_and_names_stay(task, answer: str, ok: bool) -> None:  # noqa: ANN001
+    assert judge_answer(task, answer).ok is ok, judge_answer(task, answer).why
+
+
+def test_the_marks_inside_names_and_powers_survive_cleaning() -> None:
+    from agentfleet_client.evaluation.claims import clean
+
+    assert clean("**2**16** and `__init__`, _private, class_, gist__ltree_ops, _emph_ *it*") == (
+        "2**16 and __init__, _private, class_, gist__ltree_ops, emph it"
+    )
+    assert [q.value for q in quantities_in("2**16 bytes, 2 ** 10, 10^3 ms")] == [65536.0, 1024.0, 1.0]

@@ -11,7 +11,7 @@ import pytest
 from agentfleet_contract.ingest_progress import WorkerProgress
 
 from agentfleet_runtime.ingest.documents import list_directory
-from agentfleet_runtime.ingest.pipeline import IngestOptions, Ingestor, chunk_rows
+from agentfleet_runtime.ingest.pipeline import IngestOptions, Ingestor, chunk_rows, window_for
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
@@ -134,6 +134,18 @@ def test_a_sink_failure_stops_the_worker(tmp_path: Path) -> None:
     _corpus(tmp_path)
     with pytest.raises(RuntimeError, match="sink down"):
         _run(tmp_path, MemorySink(fail_after=1))
+
+
+def test_the_default_window_is_a_few_upserts_so_writing_starts_early(tmp_path: Path) -> None:
+    """Unset spec-side, the window follows the batch: 32-row upserts begin after 128 chunks, not after
+    1,024 (an 800-chunk corpus used to write its first row after encoding all of it)."""
+    assert [window_for(b) for b in (1, 32, 100, 512, 100_000)] == [128, 128, 400, 1024, 1024]
+    for i in range(300):
+        (tmp_path / f"d{i:03d}.md").write_text(f"Document {i} is short.")
+    embedder, sink = HashEmbedder(), MemorySink()
+    opts = IngestOptions(revision="r1", insert_batch_size=32, read_ahead=4)
+    Ingestor(embedder, sink, opts).run(list_directory(tmp_path))
+    assert embedder.calls == [128, 128, 44] and sum(sink.batches) == 300
 
 
 def test_rows_are_built_in_chunk_order() -> None:
