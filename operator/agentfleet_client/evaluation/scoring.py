@@ -225,12 +225,13 @@ def _competing(task: EvalTask, a: Reading, q: Reading, fact_forms: list[Form]) -
     """Values the answer states beside the expected ones: of an asked kind, or too many of others."""
     dims = {g.quantity.dim for g in fact_forms if g.quantity is not None}
     vocabs = {g.vocab for g in fact_forms if g.vocab}
-    phrases = {g.phrase for g in fact_forms if g.phrase}
+    allowed = [*fact_forms, *(g for f in task.alongside for g in forms(f))]
+    phrases = {g.phrase for g in allowed if g.phrase}
     asked, other = [], set()
     for x in a.quantities:
         if (x.spelled and not x.dim) or is_version(a.low, x) or negated(a.low, x.start, x.end):
             continue
-        if any(g.quantity is not None and x.same(g.quantity) for g in fact_forms):
+        if any(g.quantity is not None and x.same(g.quantity) for g in allowed):
             continue
         if any(x.same(y) for y in q.quantities):
             continue

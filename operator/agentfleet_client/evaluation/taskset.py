@@ -23,6 +23,11 @@ A task set is YAML (a mapping with ``tasks:``, or a list) or JSONL (one task per
       - {any: [ACCESS EXCLUSIVE], about: VACUUM FULL}
       wrong: [[VACUUM FULL can run alongside]]          # distractors: stating one fails the answer
       supporting: [sql-vacuum.html]
+    - id: fsync-01
+      part: dev
+      question: How long does pg_test_fsync run each test by default?
+      facts: [[5 seconds, 5s]]
+      alongside: [[2 minutes]]       # the page's own related value: stating it competes with nothing
     - id: none-01
       part: heldout
       kind: unanswerable
@@ -36,6 +41,9 @@ number with a unit; any other string is a phrase, matched as whole words. ``abou
 the fact answers when a question asks about several things (without it, a question that names as
 many snake_case settings as it has facts binds them in order): an answer that states the fact
 for another of those things is wrong. ``wrong`` lists facts a correct answer must not state.
+``alongside`` lists values of the asked kind that a right answer may state beside the fact because
+the page states them in the same breath ("5 seconds each, about 2 minutes in all"); any other value
+of that kind competes with the fact and fails the answer.
 
 Every task names its ``part``. A task set is refused when its parts share a supporting page or a
 fact (held-out questions must be about pages and values never tuned on), or when a question
@@ -54,6 +62,7 @@ import yaml
 from agentfleet_client.evaluation.claims import fact_keys, fact_stated
 
 PARTS = ("dev", "heldout")
+FIELDS = frozenset({"id", "question", "kind", "part", "facts", "supporting", "expect", "notes", "wrong", "alongside"})
 
 
 class TaskSetError(ValueError):
@@ -84,6 +93,7 @@ class EvalTask:
     expect: Literal["answer", "decline"] = "answer"
     notes: str = ""
     wrong: tuple[Fact, ...] = ()  # distractors: an answer stating one of them is wrong
+    alongside: tuple[Fact, ...] = ()  # related values of the asked kind a right answer may also state
 
 
 @dataclass(frozen=True)
@@ -159,7 +169,7 @@ def parse_task(raw: Any, index: int) -> EvalTask:
         raise TaskSetError(f"{where}: a task is a mapping with question, kind, facts, supporting")
     tid = raw.get("id") or f"task-{index}"
     where = f"task {tid}"
-    unknown = sorted(set(raw) - {"id", "question", "kind", "part", "facts", "supporting", "expect", "notes", "wrong"})
+    unknown = sorted(set(raw) - FIELDS)
     if unknown:
         raise TaskSetError(f"{where}: unknown field(s) {', '.join(unknown)}")
     question = raw.get("question")
@@ -176,6 +186,10 @@ def parse_task(raw: Any, index: int) -> EvalTask:
         raise TaskSetError(f"{where}: expect must be answer or decline; got {expect!r}")
     facts = _facts(raw.get("facts"), where, "facts")
     wrong = _facts(raw.get("wrong"), where, "wrong")
+    alongside = _facts(raw.get("alongside"), where, "alongside")
+    for i, f in enumerate(alongside):
+        if any(fact_keys(f) & fact_keys(w) for w in wrong):
+            raise TaskSetError(f"{where} alongside[{i}]: {f.describe()!r} is also listed as wrong; keep it in one")
     if expect == "answer" and not facts:
         raise TaskSetError(f"{where}: an answerable task needs at least one fact (or expect: decline)")
     if expect == "decline" and facts:
@@ -188,7 +202,7 @@ def parse_task(raw: Any, index: int) -> EvalTask:
             f"{where}: supporting is required for an answerable task (the documents that hold its facts)"
         )
     notes = str(raw.get("notes") or "")
-    task = EvalTask(str(tid), question.strip(), kind, part, facts, tuple(supporting), expect, notes, wrong)
+    task = EvalTask(str(tid), question.strip(), kind, part, facts, tuple(supporting), expect, notes, wrong, alongside)
     for i, f in enumerate(facts):
         if fact_stated(f, task.question):
             raise TaskSetError(

@@ -575,3 +575,26 @@ def test_the_marks_inside_names_and_powers_survive_cleaning() -> None:
         "2**16 and __init__, _private, class_, gist__ltree_ops, emph it"
     )
     assert [q.value for q in quantities_in("2**16 bytes, 2 ** 10, 10^3 ms")] == [65536.0, 1024.0, 1.0]
+
+
+def test_a_value_the_page_states_alongside_the_fact_competes_with_nothing() -> None:
+    """pg_test_fsync: "The default is 5 seconds, which allows the program to complete in under 2
+    minutes." Copying that sentence is right; any other time still competes."""
+    raw = {
+        "id": "fsync",
+        "part": "dev",
+        "question": "How long does pg_test_fsync run each of its tests when I do not pass --secs-per-test?",
+        "facts": [["5 seconds", "5s"]],
+        "wrong": [["10 seconds"]],
+    }
+    copied = "5 seconds per test, so the program completes in under 2 minutes [source: pgtestfsync.html]."
+    plain = parse_task({**raw, "supporting": ["pgtestfsync.html"]}, 0)
+    assert not judge_answer(plain, copied).ok  # without the key's alongside: "also states '2 minutes'"
+    keyed = parse_task({**raw, "supporting": ["pgtestfsync.html"], "alongside": [["2 minutes"]]}, 0)
+    assert judge_answer(keyed, copied).ok
+    assert not judge_answer(keyed, "5 seconds per test, under 3 minutes in all.").ok
+    assert not judge_answer(keyed, "5 seconds or 2 minutes or 10 seconds.").ok
+    with pytest.raises(Exception, match=r"alongside\[0\].*also listed as wrong"):
+        parse_task({**raw, "supporting": ["x.html"], "alongside": [["10 seconds"]]}, 0)
+    shipped = BY_ID["fresh2-default-pg-test-fsync-secs-per-test"]
+    assert judge_answer(shipped, copied).ok
