@@ -525,26 +525,19 @@ STREAM_LIMIT = parse_task(
     },
     0,
 )
-LTREE = parse_task(
-    {
-        "id": "ltree-opclass",
-        "part": "dev",
-        "question": "Which GiST operator class indexes ltree with a signature length?",
-        "facts": [["gist_ltree_ops"]],
-        "supporting": ["ltree.html"],
-    },
-    0,
-)
 
-LTREE_ARRAY = parse_task(
-    {
-        "id": "ltree-array-opclass",
-        "part": "dev",
-        "question": "Which GiST operator class indexes ltree[] arrays?",
-        "facts": [["gist__ltree_ops"]],
-        "supporting": ["ltree.html"],
-    },
-    0,
+
+def _opclass_task(tid: str, question: str, name: str) -> object:
+    return parse_task(
+        {"id": tid, "part": "dev", "question": question, "facts": [[name]], "supporting": ["ltree.html"]}, 0
+    )
+
+
+LTREE = _opclass_task(
+    "ltree-opclass", "Which GiST operator class indexes ltree with a signature length?", "gist_ltree_ops"
+)
+LTREE_ARRAY = _opclass_task(
+    "ltree-array-opclass", "Which GiST operator class indexes ltree[] arrays?", "gist__ltree_ops"
 )
 
 
