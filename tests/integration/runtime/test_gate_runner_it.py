@@ -88,10 +88,12 @@ def kube() -> Iterator[apiserver.ApiServer]:
         yield server
 
 
-def results_configmap(kube: apiserver.ApiServer, name: str, tmp: Path, data: dict[str, str] | None = None) -> Path:
+def results_configmap(
+    kube: apiserver.ApiServer, name: str, tmp: Path, data: dict[str, str] | None = None, verbs: tuple = ("get", "patch")
+) -> Path:
     """The empty results ConfigMap the operator creates, and the Job's service account with only
     get and patch on it; returns the token file a pod's projected volume would hold."""
-    rule = {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [name], "verbs": ["get", "patch"]}
+    rule = {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [name], "verbs": list(verbs)}
     kube.apply(
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": NS}, "data": data or {}},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SA, "namespace": NS}},
@@ -239,8 +241,9 @@ def test_a_killed_runner_restarted_runs_only_what_is_missing(kube, redis_server,
             assert await gate.wait_exit(second) == 0, second.tail()
             after = await asyncio.to_thread(configmap_data, kube, "killed")
             assert len(results_of(after)) == 8 and after[SAMPLE_KEY] == before[SAMPLE_KEY]
-            # What was written before the kill is never written again with other values.
+            # What was written before the kill is neither run nor written again.
             assert {k: after[k] for k in before} == before
+            assert second.logs().count('"result written"') == 8 - len(results_of(before)), second.tail()
             for version in ("current", "candidate"):
                 roots = await gate.gate_roots(version)
                 asked = sorted(json.loads(h["metadata"])["gateTask"] for h in roots)
@@ -268,3 +271,18 @@ def test_a_written_sample_is_kept_and_a_spent_token_budget_stops_the_run(kube, r
             assert "budget is spent" in proc.logs() or "token budget" in proc.logs()
 
     arun(body(), timeout=240)
+
+
+def test_without_patch_on_its_configmap_the_runner_fails_naming_the_verbs(kube, redis_server, fleet, tmp_path):
+    token = results_configmap(kube, "readonly", tmp_path, verbs=("get",))
+
+    async def body() -> None:
+        async with AsyncExitStack() as stack:
+            gate = Gate(kube, redis_server.url, fleet, tmp_path)
+            await gate.start(stack, [], [])
+            proc = gate.runner("readonly", token, [_task("a")], "--max-tokens", "1000")
+            assert await gate.wait_exit(proc) == 1, proc.tail()
+            assert "needs get and patch on configmaps (resourceNames: [readonly])" in proc.logs()
+            assert configmap_data(kube, "readonly") == {}
+
+    arun(body(), timeout=120)
