@@ -13,7 +13,7 @@ import signal
 import time
 from collections.abc import Mapping
 
-from agentfleet_contract.gate import CANDIDATE_FLEET_SUFFIX, Version, pending
+from agentfleet_contract.gate import CANDIDATE_FLEET_SUFFIX, GateResultsError, Version, pending
 from agentfleet_contract.runtime_config import RuntimeConfig
 from agentfleet_eval.taskset import TaskSetError, load_taskset
 from pydantic import ValidationError
@@ -94,11 +94,14 @@ async def run(args: argparse.Namespace) -> int:
                 },
             )
             return 0
-    except GateError as e:
+    except (GateError, GateResultsError) as e:
         log.error("the gate cannot run: %s", e)
         return 2
     except KubeError as e:
         log.error("the gate stopped: %s", e)
+        return 1
+    except Exception:  # Redis gone past its retries, ...: the Job's next try resumes
+        log.exception("the gate stopped")
         return 1
     finally:
         for side in sides.values():

@@ -20,6 +20,9 @@ from agentfleet_runtime.gate.tasks import Side
 log = logging.getLogger("agentfleet_runtime.gate")
 
 
+MAX_TASK_ID = GateTaskResult.model_fields["task_id"].metadata[0].max_length
+
+
 class GateError(RuntimeError):
     """The gate cannot run as asked; the message names what to fix."""
 
@@ -73,6 +76,9 @@ async def settle_sample(
 
 def tasks_of(taskset: TaskSet, sample: list[str]) -> dict[str, EvalTask]:
     by_id = {t.id: t for t in taskset.tasks}
+    too_long = [t for t in sample if len(t) > MAX_TASK_ID]
+    if too_long:
+        raise GateError(f"task id {too_long[0][:80]!r}... is longer than {MAX_TASK_ID} characters: shorten it")
     unknown = [t for t in sample if t not in by_id]
     if unknown:
         raise GateError(
@@ -141,5 +147,8 @@ class Runner:
             async with asyncio.TaskGroup() as group:
                 for task_id, versions in by_task(missing):
                     group.create_task(self._task(gate, tasks[task_id], versions))
+        except ExceptionGroup as failed:
+            # The first failure (a refused patch, Redis gone) is what the Job reports.
+            raise failed.exceptions[0] from None
         finally:
             clock.cancel()

@@ -249,3 +249,65 @@ def test_each_shipped_task_set_is_in_the_repository_and_the_image(name):
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "COPY e2e/eval/*-tasks.yaml /usr/share/agentfleet/eval/" in dockerfile
     assert "COPY --from=build /usr/share/agentfleet /usr/share/agentfleet" in dockerfile
+
+
+def test_a_task_id_longer_than_a_result_holds_is_an_error():
+    ts = load_taskset(POSTGRES)
+    with pytest.raises(GateError, match="longer than 253 characters"):
+        tasks_of(ts, ["x" * 254])
+
+
+# -- the run loop (fake sides and ConfigMap: the loop's own logic) -----------------------------------
+
+
+class _Side:
+    def __init__(self, version: str, tokens: int = 10) -> None:
+        self.version, self.tokens, self.asked = version, tokens, []
+
+    async def run(self, run, task, stop):
+        self.asked.append(task.id)
+        return GateTaskResult(task_id=task.id, version=self.version, success=True, tokens=self.tokens)
+
+
+class _Results:
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.fail, self.added = fail, []
+
+    async def add(self, data, resource_version=None):
+        if self.fail:
+            raise self.fail
+        self.added.append(data)
+
+
+def _runner(results, max_tokens=10**6, tokens=10):
+    import time as _time
+
+    from agentfleet_runtime.gate.run import Budget, Runner
+
+    sides = {"current": _Side("current", tokens), "candidate": _Side("candidate", tokens)}
+    return Runner(sides, results, "f-gate-1", Budget(_time.time() + 600, max_tokens)), sides
+
+
+def _tasks(*ids):
+    return {t: EvalTask(id=t, question=f"q {t}", kind="default", part="dev") for t in ids}
+
+
+def test_the_run_writes_one_key_per_result_and_stops_on_the_token_budget():
+    import asyncio
+
+    results = _Results()
+    runner, sides = _runner(results, max_tokens=20)
+    asyncio.run(runner.run(_tasks("a", "b", "c"), pending(["a", "b", "c"], []), 1))
+    # a's two results spend the 20 tokens: b and c are never asked.
+    assert [list(d) for d in results.added] in ([["current.a"], ["candidate.a"]], [["candidate.a"], ["current.a"]])
+    assert sides["current"].asked == ["a"] and sides["candidate"].asked == ["a"] and runner.spent == 20
+
+
+def test_a_refused_write_stops_the_run_with_that_error():
+    import asyncio
+
+    from agentfleet_runtime.gate.results import KubeError
+
+    runner, _ = _runner(_Results(fail=KubeError("refused")))
+    with pytest.raises(KubeError, match="refused"):
+        asyncio.run(runner.run(_tasks("a"), pending(["a"], []), 1))
