@@ -139,12 +139,12 @@ class Gate:
             (self.tmp / f"{version}.yaml").write_text(yaml.safe_dump(doc))
             await stack.enter_async_context(running_worker(config, retriever_factory=lambda c, t: FakeRetriever()))
 
-    def runner(self, cm: str, token: Path, tasks: list[dict], *extra: str) -> Proc:
+    def runner(self, cm: str, token: Path, tasks: list[dict], *extra: str, timeout: int = 600) -> Proc:
         (self.tmp / "tasks.yaml").write_text(yaml.safe_dump({"name": "gate-it", "tasks": tasks}))
         args = [
             sys.executable, "-m", "agentfleet_runtime", "gate", "--fleet", self.fleet, "--namespace", NS,
             "--results-configmap", cm, "--task-set", str(self.tmp / "tasks.yaml"), "--part", "heldout",
-            "--seed", "0", "--timeout-seconds", "600", "--current-config", str(self.tmp / "current.yaml"),
+            "--seed", "0", "--timeout-seconds", str(timeout), "--current-config", str(self.tmp / "current.yaml"),
             "--candidate-config", str(self.tmp / "candidate.yaml"), "--kube-api", self.kube.url,
             "--kube-token-file", str(token), "--kube-ca", str(self.kube.ca), *extra,
         ]  # fmt: skip
@@ -284,5 +284,29 @@ def test_without_patch_on_its_configmap_the_runner_fails_naming_the_verbs(kube, 
             assert await gate.wait_exit(proc) == 1, proc.tail()
             assert "needs get and patch on configmaps (resourceNames: [readonly])" in proc.logs()
             assert configmap_data(kube, "readonly") == {}
+
+    arun(body(), timeout=120)
+
+
+def test_when_the_gates_time_is_up_the_runner_cancels_its_tasks_and_exits_0(kube, redis_server, fleet, tmp_path):
+    tasks = [_task(t) for t in ("a", "b")]
+    # Each task takes two 3 s model calls: the 4 s budget ends with the first task in flight.
+    rules = [_rule(f"Q-{t}", "5min", 3.0) for t in "ab"]
+    token = results_configmap(kube, "clock", tmp_path)
+
+    async def body() -> None:
+        async with AsyncExitStack() as stack:
+            gate = Gate(kube, redis_server.url, fleet, tmp_path)
+            await gate.start(stack, rules, rules)
+            started = time.monotonic()
+            proc = gate.runner("clock", token, tasks, "--concurrency", "1", "--max-tokens", "1000000", timeout=4)
+            assert await gate.wait_exit(proc, timeout=60) == 0, proc.tail()
+            assert time.monotonic() - started < 15, "the runner outlived its time budget"
+            data = await asyncio.to_thread(configmap_data, kube, "clock")
+            assert results_of(data) == {} and json.loads(data[SAMPLE_KEY]) == ["a", "b"]
+            for version in ("current", "candidate"):
+                roots = await gate.gate_roots(version)
+                assert [json.loads(h["metadata"])["gateTask"] for h in roots] == ["a"]
+                assert roots[0].get("cancel") == "1", f"the runner left {version}'s task running: {roots[0]}"
 
     arun(body(), timeout=120)
