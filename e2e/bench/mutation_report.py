@@ -104,7 +104,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "loop": (["agentfleet_runtime/loop/agent.py"], LOOP_TESTS),
     "evaluation": (
         [
-            *(f"agentfleet_client/evaluation/{m}.py" for m in ("claims", "scoring", "taskset")),
+            *(f"agentfleet_eval/{m}.py" for m in ("claims", "scoring", "taskset")),
             "agentfleet_contract/paired.py",  # the statistics agentfleet eval and the gate share
         ],
         EVALUATION_TESTS,

@@ -5,7 +5,8 @@
 #          CA certificates), cached as a tarball in $AGENTFLEET_CACHE/image-base-<suite>-<stamp>/
 #          and imported into the local container storage as the PYTHON_IMAGE build argument;
 #   image  `buildah build` of the Dockerfile with that base, tagged by a hash of its inputs
-#          (Dockerfile, pyproject.toml, README.md, operator/, runtime/, shared/, the base), so it is
+#          (Dockerfile, pyproject.toml, README.md, operator/, runtime/, shared/, the shipped task sets
+#          e2e/eval/*-tasks.yaml, the base), so it is
 #          rebuilt only when one of them changes.
 #
 # Usage: bash e2e/cluster/image.sh [base|build]      # prints the image reference (or the base's) on stdout
@@ -83,7 +84,7 @@ inputs_stamp() {
     echo "recipe=$BUILD_RECIPE base=$(base_stamp)"
     cd "$ROOT"
     # Tracked and untracked-but-not-ignored files: what the build context holds.
-    git ls-files -co --exclude-standard -- Dockerfile pyproject.toml README.md operator runtime shared \
+    git ls-files -co --exclude-standard -- Dockerfile pyproject.toml README.md operator runtime shared 'e2e/eval/*-tasks.yaml' \
       | LC_ALL=C sort | while read -r f; do [[ -f "$f" ]] && sha256sum "$f"; done
   } | sha256sum | cut -c1-16
 }

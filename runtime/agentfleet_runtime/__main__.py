@@ -1,4 +1,4 @@
-"""``python -m agentfleet_runtime worker|api|oneshot|scripted-model``: the runtime's entry points."""
+"""``python -m agentfleet_runtime worker|api|oneshot|gate|scripted-model``: the runtime's entry points."""
 
 from __future__ import annotations
 
@@ -77,6 +77,12 @@ async def run_oneshot(args: argparse.Namespace) -> int:
     return 0
 
 
+async def run_gate(args: argparse.Namespace) -> int:
+    from agentfleet_runtime.gate.cli import main as gate_main
+
+    return await gate_main(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m agentfleet_runtime", description="agentfleet agent runtime")
     p.add_argument("--log-level", default="INFO")
@@ -96,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         help="neighbouring chunks a side joined to each rag passage (default: the Retrieval tool's readAround)",
     )
     os_.add_argument("--concurrency", type=int, default=1, help="questions answered at once")
+    from agentfleet_runtime.gate.args import add_arguments as gate_arguments
+
+    gate_arguments(sub.add_parser("gate", help="the evaluation gate's Job: both versions answer a task set"))
     sm = sub.add_parser("scripted-model", help="serve the scripted OpenAI-compatible test model")
     sm.add_argument("--script", help="YAML/JSON script file")
     sm.add_argument("--host", default="127.0.0.1")
@@ -108,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         return eventloop.run(run_api(args.config))
     if args.command == "oneshot":
         return eventloop.run(run_oneshot(args))
+    if args.command == "gate":
+        return eventloop.run(run_gate(args))
     return eventloop.run(run_scripted_model(args))
 
 

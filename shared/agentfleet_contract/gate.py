@@ -1,11 +1,16 @@
 """The evaluation gate's records: one task's result for one version (what the evaluation Job
-writes, the operator reads) and the figures a decision reports in status. docs/evaluation-gate.md."""
+writes, the operator reads), the results ConfigMap's layout, and the figures a decision reports in
+status. docs/evaluation-gate.md."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from agentfleet_contract.common import DECIMAL, Model
 
@@ -69,3 +74,83 @@ class GateFigures(Model):
     cost_ratio: float | None = Field(default=None, ge=0, description="Candidate per task over current per task.")
     tokens: int = Field(default=0, ge=0, description="Tokens both versions spent on the gate.")
     wall_seconds: float = Field(default=0, ge=0, description="Wall time of the gate so far.")
+
+
+# -- the results ConfigMap: what the Job writes and the operator reads (docs/evaluation-gate.md) ----
+
+# The candidate's fleet name in its runtime document is FLEET + this: its own Redis keys and stream.
+CANDIDATE_FLEET_SUFFIX = "~candidate"
+# The key holding the sampled task ids (a JSON list), written once before any task runs.
+SAMPLE_KEY = "sample"
+VERSIONS: tuple[Version, ...] = ("current", "candidate")
+# Where the image keeps the task sets that ship: spec.rollout.evaluation.taskSet.shipped NAME is
+# SHIPPED_TASK_SET_DIR/NAME-tasks.yaml (e2e/eval/NAME-tasks.yaml in the repository).
+SHIPPED_TASK_SET_DIR = "/usr/share/agentfleet/eval"
+# A ConfigMap key is at most 253 characters of [-._a-zA-Z0-9]; a task id that is not one of at most
+# this many is written as its cleaned form plus a hash of it.
+MAX_KEY_ID = 200
+_KEY_ID = re.compile(rf"^[-._a-zA-Z0-9]{{1,{MAX_KEY_ID}}}$")
+_NOT_KEY = re.compile(r"[^-._a-zA-Z0-9]")
+
+
+class GateResultsError(ValueError):
+    """A results ConfigMap that the gate cannot read; the message names the key and the fix."""
+
+
+def shipped_task_set(name: str) -> str:
+    """The path of a shipped task set in the runtime image."""
+    return f"{SHIPPED_TASK_SET_DIR}/{name}-tasks.yaml"
+
+
+def key_id(task_id: str) -> str:
+    """``task_id`` as the part of a ConfigMap key after the version: itself when it is a valid key
+    of at most MAX_KEY_ID characters, else its invalid characters replaced by ``_``, cut, then ``-``
+    and the first 10 hex digits of its SHA-256, so two ids never share a key."""
+    if _KEY_ID.match(task_id):
+        return task_id
+    digest = hashlib.sha256(task_id.encode()).hexdigest()[:10]
+    return f"{_NOT_KEY.sub('_', task_id)[: MAX_KEY_ID - 11]}-{digest}"
+
+
+def result_key(version: Version, task_id: str) -> str:
+    """The key one (version, task) result is written under."""
+    return f"{version}.{key_id(task_id)}"
+
+
+def results_in(data: Mapping[str, str] | None) -> tuple[list[str] | None, list[GateTaskResult]]:
+    """The sample (None before it is written) and the results a results ConfigMap's ``data`` holds.
+    A value that is not a valid result is left out: its (version, task) counts as not run. A sample
+    that is no JSON list of task ids raises GateResultsError: it is written once and never changed,
+    so another sample would compare other tasks."""
+    data = data or {}
+    sample: list[str] | None = None
+    raw = data.get(SAMPLE_KEY)
+    if raw is not None:
+        try:
+            sample = json.loads(raw)
+        except ValueError:
+            sample = None
+        if not isinstance(sample, list) or not all(isinstance(t, str) for t in sample):
+            raise GateResultsError(
+                f"key {SAMPLE_KEY} must be a JSON list of task ids (the gate's Job writes it once): "
+                "delete the results ConfigMap to start the gate over"
+            )
+    results: list[GateTaskResult] = []
+    for key, value in data.items():
+        version = key.split(".", 1)[0]
+        if version not in VERSIONS:
+            continue
+        try:
+            r = GateTaskResult.model_validate_json(value)
+        except (ValidationError, ValueError):
+            continue
+        if r.version == version and key == result_key(r.version, r.task_id):
+            results.append(r)
+    return sample, results
+
+
+def pending(task_ids: Iterable[str], done: Iterable[GateTaskResult]) -> list[tuple[Version, str]]:
+    """The (version, task) results still missing, current before candidate per task: a restarted
+    gate runs only these."""
+    have = {(r.version, r.task_id) for r in done}
+    return [(v, t) for t in task_ids for v in VERSIONS if (v, t) not in have]

@@ -172,6 +172,10 @@ class WorkerSettings(Model):
 # hash) and by fleet owners, read by the task API (agentfleet_runtime.core.tenants) -----------------
 
 DEFAULT_TENANT = "default"  # the tenant of a plain-token line, and of every caller without auth
+# The evaluation gate's tasks are filed under this tenant (docs/evaluation-gate.md); no token may
+# map to it, so no caller of the task API ever lists, reads or cancels them.
+GATE_TENANT = "agentfleet-gate"
+RESERVED_TENANTS = frozenset({GATE_TENANT})
 TENANT_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")  # a DNS label with dots and underscores
 HASH_PREFIX = "sha256:"
 
@@ -189,6 +193,8 @@ def token_line(tenant: str, token: str, scope: str = "") -> str:
     for a reviewer's token (it lists and decides the tenant's approvals and submits nothing)."""
     if not TENANT_NAME.match(tenant):
         raise ValueError(f"tenant {tenant!r} must be a lowercase name of at most 63 characters such as 'acme'")
+    if tenant in RESERVED_TENANTS:
+        raise ValueError(f"tenant {tenant!r} is reserved for the evaluation gate's tasks: pick another name")
     if scope not in ("", APPROVER_SCOPE):
         raise ValueError(f"scope {scope!r} must be empty or {APPROVER_SCOPE!r}")
     return f"{tenant} {HASH_PREFIX}{token_hash(token).hex()}" + (f" {APPROVER_SCOPE}" if scope else "")

@@ -70,11 +70,15 @@ def env_of(stage: list[tuple[str, str]]) -> dict[str, str]:
     return env
 
 
-def test_multi_stage_and_the_final_stage_copies_only_the_virtualenv() -> None:
+def test_multi_stage_and_the_final_stage_copies_only_the_virtualenv_and_the_task_sets() -> None:
     names = [n for n, _ in STAGES]
     assert len(STAGES) >= 2 and names[0] == "build" and names[-1]
     copies = [rest for word, rest in FINAL if word == "COPY"]
-    assert copies == ["--from=build /opt/agentfleet /opt/agentfleet", "--from=build /etc/passwd /etc/group /etc/"]
+    assert copies == [
+        "--from=build /opt/agentfleet /opt/agentfleet",
+        "--from=build /etc/passwd /etc/group /etc/",
+        "--from=build /usr/share/agentfleet /usr/share/agentfleet",  # the gate's shipped task sets
+    ]
     assert not any(word == "RUN" for word, _ in FINAL), "the final stage adds no layers of its own"
 
 

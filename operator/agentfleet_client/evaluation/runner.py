@@ -14,14 +14,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any, TextIO
 
-from agentfleet_client.evaluation.scoring import Outcome
+from agentfleet_eval.outcome import outcome_of as outcome_of  # where callers found it before agentfleet_eval
+from agentfleet_eval.scoring import Outcome
+
 from agentfleet_client.evaluation.taskset import EvalTask
 
 TERMINAL = ("done", "cancelled", "dead")
@@ -78,39 +78,6 @@ def _tree(target: Target, root: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(view)
         frontier += view.get("children") or []
     return out
-
-
-def outcome_of(tree: Sequence[dict[str, Any]]) -> Outcome:
-    """An Outcome from the task API's views of a root task (first) and its sub-agents."""
-    root = tree[0]
-    tools: Counter[str] = Counter()
-    retrieved: list[dict[str, Any]] = []
-    for view in tree:
-        for step in view.get("steps") or []:
-            tools.update(c.get("name", "") for c in step.get("toolCalls") or [])
-        retrieved += [{**p, "task": view["id"]} for p in view.get("retrieved") or []]
-    usage = root.get("treeUsage") or {}
-    try:
-        cost = Decimal(str(usage.get("cost", root.get("cost") or "0")))
-    except InvalidOperation:
-        cost = Decimal(0)
-    return Outcome(
-        task_id=root["id"],
-        status=root.get("status") or "",
-        reason=root.get("reason") or "",
-        answer=root.get("answer") or "",
-        error=root.get("error") or "",
-        citations=tuple(root.get("citations") or ()),
-        retrieved=tuple(retrieved),
-        steps=int(root.get("stepCount") or 0),
-        model_calls=sum(int(v.get("stepCount") or 0) for v in tree),
-        tool_calls=dict(tools),
-        sub_agents=len(tree) - 1,
-        tokens=int(usage.get("totalTokens") or (root.get("usage") or {}).get("totalTokens") or 0),
-        cost=cost,
-        latency_seconds=float(root.get("durationSeconds") or 0.0),
-        first_answer=next((st["firstAnswer"] for st in root.get("steps") or [] if st.get("firstAnswer")), ""),
-    )
 
 
 def run_task(target: Target, task: EvalTask, run_id: str, timeout: float) -> Outcome:

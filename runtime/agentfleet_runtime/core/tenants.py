@@ -39,6 +39,7 @@ from agentfleet_contract.runtime_config import (
     APPROVER_SCOPE,
     DEFAULT_TENANT,
     HASH_PREFIX,
+    RESERVED_TENANTS,
     TENANT_NAME,
     token_hash,
     token_line,
@@ -115,6 +116,13 @@ def parse_callers(text: str, source: str = "tokens") -> list[tuple[bytes, Caller
         ):
             log.error(
                 "token line skipped: write 'TENANT sha256:<64 hex digits> [approver]' (TENANT a lowercase name)",
+                extra={"source": source, "line": n},
+            )
+            continue
+        if tenant in RESERVED_TENANTS:
+            # The gate's tasks are filed under it: a token of that tenant would read them.
+            log.error(
+                "token line skipped: its tenant is reserved for the evaluation gate; name the tenant otherwise",
                 extra={"source": source, "line": n},
             )
             continue

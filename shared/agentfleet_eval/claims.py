@@ -1,0 +1,420 @@
+"""What a text claims: quantities with their units, values from known vocabularies, negations, and
+which of a question's subjects each value is said of. Pure: no I/O, no model.
+
+scoring.py judges answers and cited passages with it; taskset.py checks task sets with it. The
+rules are general (any quantity, any lock mode, any "not"), so a task needs no annotation beyond
+its facts; ``about`` and ``wrong`` in a task set are the exceptions.
+
+- A quantity is a number with an optional unit, in digits or words ("5min", "300 seconds",
+  "five minutes", "128MB", "1 gigabyte", "90%"). Units convert to one base per dimension:
+  seconds for time, bytes for memory (1 kB = 1024 B, as PostgreSQL counts), a fraction for a
+  percentage. Two quantities are the same when their dimensions and values are; a bare number
+  has no dimension, so ``{number: 4}`` is never "4GB". Zero is zero in any unit.
+- A vocabulary is a closed set of values of one kind (lock modes, isolation levels, wal_level
+  values): a fact that is one of them makes every other one a competing value.
+- A value is negated when "not", "never", "cannot", ... stands among the five words before it
+  in the same clause and no "but" or "and" ends its scope ("the statement is not executed", "it is
+  not guaranteed to be stable"), when a longer alternative holding it is negated, when the rest of
+  its clause denies it ("X is not the case", "... is false"), or when the next sentence retracts it
+  ("That is not the case.").
+- A value is said of the nearest subject named before it in its sentence (else the nearest
+  after it): "seq_page_cost is 4.0 and random_page_cost is 1.0" says 4.0 of seq_page_cost.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class FactLike(Protocol):
+    texts: tuple[str, ...]
+    numbers: tuple[float, ...]
+    about: str
+
+
+_TRANSLATE = str.maketrans(
+    {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-", "\u2212": "-"}
+    | {"\u00a0": " "}
+)
+# Markdown code and emphasis. An asterisk run between two word characters is an operator ("2**16",
+# "a*b") and stays; so do the underscores of a name ("gist__ltree_ops", "__init__", "_private",
+# "class_"): only a name wrapped in single underscores ("_word_") or an underscore run standing alone
+# is emphasis.
+_BACKTICKS = re.compile(r"`+")
+_ASTERISKS = re.compile(r"(?<!\*)\*+(?!\*)")
+_UNDERSCORED = re.compile(r"(?<![^\W_])\w*_\w*|(?<!\w)_+(?!\w)")
+_EMPHASIS = re.compile(r"_([^\W_](?:\w*[^\W_])?)_")
+
+
+def _unstar(m: re.Match[str]) -> str:
+    before, after = m.string[max(0, m.start() - 2) : m.start()], m.string[m.end() : m.end() + 2]
+    operator = before[-1:].isalnum() and after[:1].isalnum()
+    spaced = re.fullmatch(r"\d ", before) is not None and re.fullmatch(r" \d", after) is not None  # "2 ** 16"
+    return m.group() if operator or spaced else ""
+
+
+def _unscore(m: re.Match[str]) -> str:
+    token = m.group()
+    if not token.strip("_"):
+        return ""
+    e = _EMPHASIS.fullmatch(token)
+    return e.group(1) if e else token
+
+
+def strip_markup(text: str) -> str:
+    """``text`` without markdown code and emphasis marks; operators and names kept whole."""
+    return _UNDERSCORED.sub(_unscore, _ASTERISKS.sub(_unstar, _BACKTICKS.sub("", text)))
+
+
+# Citations name documents ("[source: runtime-config-wal.html#3]") or number the passages shown
+# ("[1]", "[2, 3]", "[1-2]": the runtime reads these as citations too): their digits are no claim. A
+# bracket glued to a name ("args[1]") is an index, not a citation.
+_CITATION = re.compile(
+    r"\[[^\]\n]*(?:source|\.html?|\.md|\.txt)[^\]\n]*\]|\S+\.html?(?:#\S*)?"
+    r"|(?<![\w.])\[\d{1,2}(?:\s*[,\u2013-]\s*\d{1,2})*\]",
+    re.IGNORECASE,
+)
+_LIST_MARKER = re.compile(r"(?m)^[ \t]*(?:\d{1,2}[.)]|[-*\u2022])[ \t]+")
+_SPACES = re.compile(r"[ \t\r\f\v]+")
+
+
+def clean(text: str) -> str:
+    """One kind of quote and dash, no markdown emphasis, citations or list markers; single spaces,
+    line breaks kept (they end a sentence). Case kept."""
+    t = unicodedata.normalize("NFKC", text or "").translate(_TRANSLATE)
+    t = _CITATION.sub(" ", t)
+    t = _LIST_MARKER.sub("", t)
+    t = strip_markup(t)
+    return "\n".join(_SPACES.sub(" ", line).strip() for line in t.split("\n") if line.strip())
+
+
+def lower(text: str) -> str:
+    """Lower case, one character for one (so spans found in it hold in the original)."""
+    return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+
+
+def loose(low: str) -> str:
+    """A hyphen reads as a space ("blank-padded" = "blank padded"); same length as ``low``."""
+    return low.replace("-", " ")
+
+
+def words(*phrases: str) -> re.Pattern[str]:
+    """Any of ``phrases`` as whole words of loose text, longest first, any spaces between words."""
+    alts = sorted({" ".join(loose(lower(p)).split()) for p in phrases}, key=len, reverse=True)
+    return re.compile(
+        r"(?<![a-z0-9_])(?:" + "|".join(re.escape(a).replace(r"\ ", r"\s+") for a in alts) + r")(?![a-z0-9_])"
+    )
+
+
+# --- quantities ------------------------------------------------------------------------------------
+
+_SPELLED = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20, "thirty": 30,
+    "forty": 40, "fifty": 50, "sixty": 60, "hundred": 100,
+}  # fmt: skip
+_KB = 1024.0
+_UNITS: dict[str, tuple[str, float]] = {}
+for _names, _dim, _factor in (
+    (("us", "microsecond", "microseconds"), "time", 1e-6),
+    (("ms", "msec", "millisecond", "milliseconds"), "time", 1e-3),
+    (("s", "sec", "secs", "second", "seconds"), "time", 1.0),
+    (("min", "mins", "minute", "minutes"), "time", 60.0),
+    (("h", "hr", "hrs", "hour", "hours"), "time", 3600.0),
+    (("d", "day", "days"), "time", 86400.0),
+    (("byte", "bytes"), "memory", 1.0),
+    (("kb", "kib", "kilobyte", "kilobytes"), "memory", _KB),
+    (("mb", "mib", "megabyte", "megabytes"), "memory", _KB**2),
+    (("gb", "gib", "gigabyte", "gigabytes"), "memory", _KB**3),
+    (("tb", "tib", "terabyte", "terabytes"), "memory", _KB**4),
+    (("%", "percent"), "", 0.01),
+):
+    for _n in _names:
+        _UNITS[_n] = (_dim, _factor)
+_DIGITS = r"(?<![\w.])(?<!\w-)(?:-(?=\.?\d))?(?:\d{1,3}(?:,\d{3})+(?![\d,])|\d+)(?:\.\d+)?|(?<![\w.])\.\d+"
+# A scale word multiplies the number before it: "150 million" is one quantity, 150000000.
+_SCALES = {"thousand": 1e3, "million": 1e6, "billion": 1e9, "trillion": 1e12}
+# A power ("2**16 bytes", "2^16") is one quantity. The quantity ends at a word's end: "22P02" (an
+# SQLSTATE code) or "3rd" holds no number.
+_QUANTITY = re.compile(
+    rf"(?:(?<![\w.])(?P<base>\d{{1,4}})\s?(?:\*\*|\^)\s?(?P<exponent>\d{{1,2}})(?![\d.])|(?P<digits>{_DIGITS})|\b(?P<word>{'|'.join(_SPELLED)})\b)"
+    rf"(?:[ -](?P<scale>{'|'.join(_SCALES)})\b)?"
+    rf"(?:[ -]?(?P<unit>{'|'.join(sorted(map(re.escape, _UNITS), key=len, reverse=True))})(?![a-z0-9]))?"
+    r"(?![a-z0-9_])"
+)
+# A number right after these names a version, not a value ("PostgreSQL 15").
+_VERSION_BEFORE = re.compile(r"(?:postgresql|postgres|python|version|release|pg)\s?$")
+
+
+@dataclass(frozen=True)
+class Quantity:
+    value: float  # in the dimension's base unit: seconds, bytes; the number itself when bare
+    dim: str  # "time", "memory", or "" for a bare number (a percentage is a bare fraction)
+    start: int = 0
+    end: int = 0
+    spelled: bool = False  # "three" rather than "3": a bare spelled number is rarely a claim ("one of")
+
+    def same(self, other: Quantity) -> bool:
+        if self.value == 0 and other.value == 0:
+            return True
+        return self.dim == other.dim and math.isclose(self.value, other.value, rel_tol=1e-9, abs_tol=1e-12)
+
+    def key(self) -> str:
+        return f"{self.dim}:{self.value:.12g}"
+
+
+def quantities_in(low: str) -> list[Quantity]:
+    """Every quantity in lower-cased text, with its span."""
+    out = []
+    for m in _QUANTITY.finditer(low):
+        if m["base"]:
+            value, spelled = float(int(m["base"]) ** int(m["exponent"])), False  # "2**16", "2^16"
+        elif m["digits"]:
+            value, spelled = float(m["digits"].replace(",", "")), False
+        else:
+            value, spelled = float(_SPELLED[m["word"]]), True
+        dim, factor = _UNITS[m["unit"]] if m["unit"] else ("", 1.0)
+        if m["scale"]:
+            # "one million" is a claim, not the "one" of "one of"
+            value, spelled = value * _SCALES[m["scale"]], False
+        out.append(Quantity(value * factor, dim, m.start(), m.end(), spelled))
+    return out
+
+
+def is_version(low: str, q: Quantity) -> bool:
+    return not q.dim and _VERSION_BEFORE.search(low[max(0, q.start - 12) : q.start]) is not None
+
+
+# --- vocabularies ------------------------------------------------------------------------------------
+
+VOCABULARIES: dict[str, tuple[str, ...]] = {
+    "lock mode": (
+        "access share", "row share", "row exclusive", "share update exclusive", "share row exclusive",
+        "share", "exclusive", "access exclusive",
+    ),
+    "isolation level": ("read uncommitted", "read committed", "repeatable read", "serializable"),
+    "wal_level": ("minimal", "replica", "logical"),
+    "password encryption": ("md5", "scram sha 256"),
+}  # fmt: skip
+_ENTRY_VOCAB = {e: v for v, es in VOCABULARIES.items() for e in es}
+_VOCAB = words(*_ENTRY_VOCAB)
+# "share" and "exclusive" are English words too: a lock mode only in capitals or before "lock"/"mode".
+_COMMON_WORDS = {"share", "exclusive"}
+
+
+@dataclass(frozen=True)
+class Mention:
+    entry: str
+    vocab: str
+    start: int
+    end: int
+
+
+def vocabulary_mentions(raw: str) -> list[Mention]:
+    """Values of the known vocabularies in cleaned text, longest first at each place."""
+    low = loose(lower(raw))
+    out = []
+    for m in _VOCAB.finditer(low):
+        e = " ".join(m.group(0).split())
+        capitals = raw[m.start() : m.end()].isupper()
+        if e in _COMMON_WORDS and not (capitals or re.match(r" (?:lock|mode)\b", low[m.end() :])):
+            continue
+        out.append(Mention(e, _ENTRY_VOCAB[e], m.start(), m.end()))
+    return out
+
+
+_IDENTIFIER = re.compile(r"(?<![\w.])(?:pg_[a-z0-9_]+|[a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?![\w])")
+
+
+def identifiers_in(low: str) -> list[str]:
+    """snake_case names (settings, catalogs, functions) in order, each once."""
+    return list(dict.fromkeys(m.group(0) for m in _IDENTIFIER.finditer(low)))
+
+
+# --- negation and sentences --------------------------------------------------------------------------
+
+_NEGATORS = frozenset(
+    "not never no cannot without neither nor isn't aren't doesn't don't didn't won't wasn't weren't "
+    "can't couldn't shouldn't hasn't haven't".split()
+)
+_CLAUSE_END = re.compile(r"[.;:,!?\n()]")
+
+
+# A negation reaches this many words forward, so that it covers a multi-word fact's last word ("is not
+# guaranteed to be stable" negates "stable"), up to a word that starts another predicate ("not planned but
+# then executed").
+NEGATION_REACH = 5
+_WEAK_NEGATORS = frozenset("no without neither nor".split())
+_SHORT_REACH = 3
+# "not only stable but also fast" says stable.
+_NOT_ONLY = frozenset("only just merely simply".split())
+_SCOPE_END = frozenset("but yet although though whereas while however instead rather and".split())
+# A fact denied after it: "X is not the case", "that it is stable is not true", "X is false".
+_DENIED_AFTER = re.compile(
+    r"[^.;!?\n]{0,40}?\b(?:is|are|was|were|be|'s)\s+(?:(?:not|never)\s+(?:the case|true|correct|accurate|so|right)"
+    r"|(?:false|untrue|incorrect|wrong))\b(?!\s+(?:for|of|with|in|about)\b)"
+)
+# A retraction in the next sentence: "It is stable. That is not the case."
+_RETRACTED = re.compile(
+    r"[.;!?\n]\s*(?:but\s+)?(?:that|this)(?:'s|\s+is|\s+was)\s+(?:not\s+(?:the case|true|correct|so)|false|untrue"
+    r"|incorrect|wrong)\b"
+)
+
+
+def negated(low: str, start: int, end: int | None = None) -> bool:
+    """Whether a negation stands among the NEGATION_REACH words before ``start`` in its clause (and
+    in the scope of that negation), or, given the value's ``end``, the value is denied after it in
+    its sentence or retracted by the next one."""
+    before = _CLAUSE_END.split(low[max(0, start - 80) : start])[-1]
+    scope: list[str] = []
+    for w in re.findall(r"[a-z']+", before)[-NEGATION_REACH:]:
+        scope = [] if w in _SCOPE_END else [*scope, w]
+    for i, w in enumerate(scope):
+        if w not in _NEGATORS or (i + 1 < len(scope) and scope[i + 1] in _NOT_ONLY):
+            continue
+        # "no" and "without" bind the words right after them ("VACUUM without FULL takes a SHARE lock")
+        if len(scope) - i <= (_SHORT_REACH if w in _WEAK_NEGATORS else NEGATION_REACH):
+            return True
+    if end is None:
+        return False
+    if _DENIED_AFTER.match(low, end):
+        return True
+    stop = re.compile(r"[.;!?\n]").search(low, end)
+    return stop is not None and _RETRACTED.match(low, stop.start()) is not None
+
+
+# An enumeration's items: split at commas, semicolons, colons, "or", "and" and slashes.
+_ITEM = re.compile(r"(?:(?!,|;|:\s|\sor\s|\sand\s|/).)+")
+SHORT_ITEM_WORDS = 4
+_COMPARED_WITH = re.compile(r"\b(?:than|unlike|versus|vs\.?|compared (?:to|with))\s+(?:the |a |plain )?$")
+_SENTENCE = re.compile(r"[^\n]+?(?:[.!?;](?=\s|$)|$)", re.MULTILINE)
+
+
+def sentences(low: str) -> list[tuple[int, int]]:
+    return [(m.start(), m.end()) for m in _SENTENCE.finditer(low)]
+
+
+# --- facts -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Form:
+    """One alternative of a fact: a quantity, or a phrase (which may be a vocabulary's value)."""
+
+    quantity: Quantity | None = None
+    phrase: str = ""  # lower case, hyphens as spaces
+    vocab: str = ""
+
+    def key(self) -> str:
+        return "q:" + self.quantity.key() if self.quantity else "p:" + self.phrase
+
+
+def as_form(text: str) -> Form:
+    low = lower(clean(text))
+    qs = quantities_in(low)
+    if len(qs) == 1 and qs[0].start == 0 and qs[0].end == len(low):
+        return Form(quantity=qs[0])
+    phrase = " ".join(loose(low).split())
+    return Form(phrase=phrase, vocab=_ENTRY_VOCAB.get(phrase, ""))
+
+
+def forms(fact: FactLike) -> tuple[Form, ...]:
+    return (*(as_form(t) for t in fact.texts), *(Form(quantity=Quantity(float(n), "")) for n in fact.numbers))
+
+
+def fact_keys(fact: FactLike) -> set[str]:
+    """What makes two facts one: any alternative in common (quantities by dimension and value)."""
+    return {f.key() for f in forms(fact)}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A fact's occurrence in a text."""
+
+    start: int
+    end: int
+    negated: bool
+
+
+class Reading:
+    """A text read once: its cleaned forms, quantities and vocabulary values."""
+
+    def __init__(self, text: str) -> None:
+        self.raw = clean(text)
+        self.low = lower(self.raw)
+        self.loose = loose(self.low)
+        self.quantities = quantities_in(self.low)
+        self.mentions = vocabulary_mentions(self.raw)
+
+    def occurrences(self, form: Form) -> list[Claim]:
+        if form.quantity is not None:
+            spans = [(q.start, q.end) for q in self.quantities if q.same(form.quantity)]
+        elif form.phrase:
+            spans = [(m.start(), m.end()) for m in words(form.phrase).finditer(self.loose)]
+        else:
+            spans = []
+        return [Claim(s, e, negated(self.low, s, e)) for s, e in spans]
+
+    def claims(self, fact: FactLike) -> list[Claim]:
+        found = [c for f in forms(fact) for c in self.occurrences(f)]
+        # A word of a longer alternative shares its negation: "not guaranteed to be stable" negates "stable".
+        return [
+            Claim(c.start, c.end, True)
+            if any(o.negated and o.start <= c.start and c.end <= o.end and o != c for o in found)
+            else c
+            for c in found
+        ]
+
+    def said_of(self, claim: Claim, subjects: Sequence[str]) -> str:
+        """The subject (one of ``subjects``, lower case) the claim is said of, or "" when none is
+        named in its sentence or the sentence pairs values up "respectively"."""
+        if not subjects:
+            return ""
+        sentence = next(((s, e) for s, e in sentences(self.low) if s <= claim.start < e), (0, len(self.low)))
+        text = self.loose[sentence[0] : sentence[1]]
+        if "respectively" in text:
+            return ""
+        at = sentence[0]
+        spans = [(at + m.start(), at + m.end(), " ".join(m.group(0).split())) for m in words(*subjects).finditer(text)]
+        # "faster than DELETE", "unlike VACUUM FULL": the thing compared with is not what the value is said of
+        spans = [(s, e, n) for s, e, n in spans if not _COMPARED_WITH.search(self.loose[max(0, s - 12) : s])]
+        before = [n for s, e, n in spans if e <= claim.start]
+        after = [n for s, e, n in spans if s >= claim.end]
+        return before[-1] if before else after[0] if after else ""
+
+    def listed(self, claim: Claim) -> int:
+        """How many short items (a few words each) the enumeration holding the claim has, when the
+        claim is one of them; 0 when it stands in a sentence of its own."""
+        start, end = next(((s, e) for s, e in sentences(self.low) if s <= claim.start < e), (0, len(self.low)))
+        items = [(start + m.start(), start + m.end()) for m in _ITEM.finditer(self.low[start:end])]
+        short = [(s, e) for s, e in items if len(re.findall(r"[\w.%-]+", self.low[s:e])) <= SHORT_ITEM_WORDS]
+        if not any(s <= claim.start < e for s, e in short):
+            return 0
+        return len(short)
+
+    def near(self, claim: Claim, names: Iterable[str], window: int) -> bool:
+        """Whether one of ``names`` is mentioned within ``window`` characters of the claim."""
+        names = [n for n in names if n.strip()]
+        lo, hi = max(0, claim.start - window), claim.end + window
+        return bool(names) and words(*names).search(self.loose[lo:hi]) is not None
+
+
+def fact_stated(fact: FactLike, text: str) -> bool:
+    """Whether ``text`` states the fact (any alternative, not negated), whatever it is said of."""
+    return any(not c.negated for c in Reading(text).claims(fact))
+
+
+def numbers_in(text: str) -> list[float]:
+    """The numbers written in digits (units ignored; a number inside a word is none)."""
+    low = lower(unicodedata.normalize("NFKC", text or "").translate(_TRANSLATE))
+    return [float(m.group(0).replace(",", "")) for m in re.finditer(_DIGITS, low)]
+
+
+def normalise(text: str) -> str:
+    """Lower case, one kind of quote and dash, no markdown emphasis, single spaces."""
+    return " ".join(lower(clean(text)).split())

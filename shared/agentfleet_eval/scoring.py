@@ -1,0 +1,478 @@
+"""Scoring an agent's answers against a task set. Pure: no I/O, no model.
+
+- success: the answer states every expected fact as its answer to what was asked (claims.py
+  reads quantities with their units, vocabulary values, negations and what each value is said
+  of), and
+  - negates none of them ("the statement is not executed");
+  - states no competing value of a kind it asks for: another quantity of the same dimension,
+    another value of the same vocabulary (lock modes, isolation levels, ...), and answers a
+    yes/no question one way: not both "yes" and "no" (nor "yes or no"), not the fact's word both
+    stated and negated, not "yes" where the fact answers no ("order=False") nor "no" where it
+    answers yes;
+  - says no fact of another thing the question asks about (values swapped between subjects);
+  - states none of the task's ``wrong`` facts;
+  - is no list: at most MAX_OTHER_VALUES values of kinds the question does not ask for, and each
+    fact stated at least once outside an enumeration of LIST_ITEMS or more short items.
+  A fact is never read inside a decline ("the documentation does not say" states no "does not").
+  For a question the documents do not answer, the answer declines and asserts no value. The raw
+  decision JSON stored as the answer is never a success, whatever value it holds.
+  Values in the question itself (and version numbers) are never competing values.
+- grounded (answerable questions only): the answer cites, every citation names a document whose
+  passages the task (or one of its sub-agents) actually retrieved, and every fact the answer states
+  is stated in the same sense by one of the cited, retrieved passages: the quantity with its unit,
+  not negated, within NEAR characters of the thing asked (the fact's subject, else a setting the
+  question names). No citation, a citation of something never retrieved, or a cited passage
+  without the fact: ungrounded, with the reason.
+- recall@k (answerable questions only): the share of the supporting documents among the first k
+  passages of any search the task tree made.
+A citation names a document (``sql-vacuum.html``; ``sql-vacuum.html#3`` names the same document):
+the retrieval tool shows the model each passage's document, so that is what it can cite.
+An optional judge model's verdict (``Outcome.judged``) is reported beside these scores, never
+instead of them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any
+
+from agentfleet_contract.percentiles import percentile
+
+from agentfleet_eval.claims import (
+    Form,
+    Reading,
+    clean,
+    fact_stated,
+    forms,
+    identifiers_in,
+    is_version,
+    negated,
+    normalise,
+)
+from agentfleet_eval.claims import numbers_in as numbers_in  # where callers found it before claims.py
+from agentfleet_eval.taskset import EvalTask, Fact
+
+# More values than this of kinds the question does not ask for make an answer a list of guesses.
+MAX_OTHER_VALUES = 3
+# A fact stated only as one short item of an enumeration this long is a guess among candidates.
+LIST_ITEMS = 5
+# How close (characters) a cited passage must state a fact to the thing asked: one settings entry
+# of the PostgreSQL manual runs to 1,100 characters from its name to its default (effective_cache_size).
+NEAR = 1200
+# How agents say that the documents do not answer a question. The phrases are blanked before facts are
+# read (without_declines); "there is no" only counts for declined(): "there is no RETURNING clause" answers.
+_DECLINE_PHRASES = (
+    r"not "
+    r"(?:mentioned|documented|covered|specified|stated|described|found|included|available|present|provided|in the "
+    r"(?:manual|documentation|documents|passages))"
+    r"|(?:does|do|did)(?: not|n't) (?:say|mention|specify|state|describe|document|cover|contain|provide|include|answer)"
+    r"|no (?:information|mention|such|setting|parameter|documentation|details?|answer|values?)"
+    r"|(?:cannot|can't|could not|couldn't|unable to) (?:find|answer|determine|locate|give an? (?:\w+ )?answer)"
+    r"|i (?:do not|don't) know|unknown to the (?:manual|documentation)"
+)
+_DECLINE = re.compile(rf"(?i)\b(?:{_DECLINE_PHRASES}|there is no)\b")
+_DECLINE_PHRASE = re.compile(rf"(?i)\b(?:{_DECLINE_PHRASES})\b")
+# A value asserted in words: "the default ... is noeviction", "defaults to on".
+_ASSERTED = re.compile(
+    r"\b(?:default(?: [\w-]+){0,4} (?:is|was|would be)|defaults? to|is set to)\s+['\"]?([\w-]+(?:\.\d+)?)"
+)
+_NOT_A_VALUE = frozenset("no not none unknown undocumented unspecified a an the any".split())
+_YES_NO_QUESTION = re.compile(r"^(?:is|are|does|do|did|can|could|should|will|would|has|have|was|were|may|must)\b")
+_YES = re.compile(r"(?:^|[.!?;:]\s)yes\b", re.MULTILINE)
+_NO = re.compile(r"(?:^|[.!?;:]\s)no\b(?=\s*[,.;:!]|\s+-|\s*$)", re.MULTILINE)
+# Both polarities offered as one: "yes or no", "yes/no", "no or yes".
+_YES_OR_NO = re.compile(r"\b(?:yes\s*(?:or|/|and)\s*no|no\s*(?:or|/|and)\s*yes)\b")
+# The model's decision JSON ({"action": ..., "answer": ...}) stored as the answer text.
+_RAW_DECISION = re.compile(r'^\s*\{\s*"(?:action|tool|answer)"\s*:')
+
+
+def without_declines(answer: str) -> str:
+    """The answer (cleaned) with its decline phrases blanked: the "does not" of "the documentation
+    does not say" and the "no" of "give no value" answer no yes/no question."""
+    return _DECLINE_PHRASE.sub(lambda m: " " * len(m.group()), clean(answer))
+
+
+def declined(answer: str, question: str = "") -> bool:
+    """The answer says the documents do not answer, and asserts no value of its own."""
+    return bool(_DECLINE.search(normalise(answer))) and not asserted_values(answer, question)
+
+
+def asserted_values(answer: str, question: str = "") -> list[str]:
+    """Values an answer asserts that its question does not contain: quantities (not versions, not a
+    spelled number without a unit), vocabulary values, and "the default is X"."""
+    a, q = Reading(answer), Reading(question)
+    out = [
+        a.low[x.start : x.end]
+        for x in a.quantities
+        if not (x.spelled and not x.dim) and not is_version(a.low, x) and not any(x.same(y) for y in q.quantities)
+    ]
+    out += [m.entry for m in a.mentions if m.entry not in {n.entry for n in q.mentions}]
+    out += [m.group(1) for m in _ASSERTED.finditer(a.low) if m.group(1) not in _NOT_A_VALUE]
+    return out
+
+
+def same_document(cited: str, source: str) -> bool:
+    """A citation names a retrieved passage's document: equal, or equal after the directory."""
+    c = cited.split("#", 1)[0].strip().lstrip("./")
+    s = source.strip().lstrip("./")
+    return bool(c) and (c == s or c.rsplit("/", 1)[-1] == s.rsplit("/", 1)[-1])
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the task API reported for one task and its sub-agents."""
+
+    task_id: str = ""
+    status: str = ""
+    reason: str = ""
+    answer: str = ""
+    error: str = ""
+    citations: tuple[str, ...] = ()
+    retrieved: tuple[dict[str, Any], ...] = ()  # the tree's passages: source, rank, text
+    steps: int = 0  # the root task's model calls
+    model_calls: int = 0  # the tree's
+    tool_calls: dict[str, int] = field(default_factory=dict)
+    sub_agents: int = 0
+    tokens: int = 0
+    cost: Decimal = Decimal(0)
+    latency_seconds: float = 0.0
+    judged: bool | None = None  # a judge model's verdict, when one is configured
+    first_answer: str = ""  # a cascade's first answer (the task API's firstAnswer), "" when none
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    task: EvalTask
+    outcome: Outcome
+    success: bool
+    grounded: bool | None
+    recall: float | None
+    why: str  # one line: what failed, or "ok"
+
+
+def recall_at(task: EvalTask, retrieved: Iterable[dict[str, Any]], k: int) -> float | None:
+    if task.expect == "decline" or not task.supporting:
+        return None
+    top = [p.get("source", "") for p in retrieved if int(p.get("rank", 1)) <= k]
+    hit = sum(1 for doc in task.supporting if any(same_document(doc, s) for s in top))
+    return hit / len(task.supporting)
+
+
+_CAPS = re.compile(r"\b[A-Z][A-Z_]{2,}(?: [A-Z][A-Z_]{2,})*\b")
+
+
+def subjects(task: EvalTask) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the subject each fact is said of, "" for none; every subject the question names).
+
+    With ``about`` on a fact, the subjects are the abouts, the question's snake_case names and its
+    words in capitals (DELETE, TRUNCATE); without, a question naming as many snake_case names as it
+    has facts (two or more) binds them in order ("compare seq_page_cost and random_page_cost")."""
+    names = identifiers_in(normalise(task.question))
+    if any(f.about for f in task.facts):
+        caps = [w for m in _CAPS.finditer(task.question) for w in (m.group(0), *m.group(0).split())]
+        everything = dict.fromkeys(x.lower() for x in [*(f.about for f in task.facts if f.about), *names, *caps])
+        return tuple(f.about.lower() for f in task.facts), tuple(everything)
+    if len(task.facts) >= 2 and len(names) == len(task.facts):
+        return tuple(names), tuple(names)
+    return tuple("" for _ in task.facts), ()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    why: str  # "ok", or every reason the answer is wrong
+
+
+def judge_answer(task: EvalTask, answer: str) -> Verdict:
+    """Whether ``answer`` answers ``task`` (see the module docstring); pure."""
+    if task.expect == "decline":
+        if declined(answer, task.question):
+            return Verdict(True, "ok")
+        values = asserted_values(answer, task.question)
+        if values and _DECLINE.search(normalise(answer)):
+            return Verdict(False, f"declines but asserts {', '.join(map(repr, values[:3]))}")
+        return Verdict(False, "answered a question the documents do not answer")
+    a, q = Reading(without_declines(answer)), Reading(task.question)
+    own, named = subjects(task)
+    why: list[str] = []
+    fact_forms = [g for f in task.facts for g in forms(f)]
+    for f, subject in zip(task.facts, own, strict=True):
+        claims = [c for c in a.claims(f) if not c.negated]
+        if not claims:
+            negated = any(c.negated for c in a.claims(f))
+            why.append(("negates " if negated else "missing ") + repr(f.describe()))
+            continue
+        if all(a.listed(c) >= LIST_ITEMS for c in claims):
+            why.append(f"states {f.describe()!r} only in a list of {max(a.listed(c) for c in claims)} candidates")
+            continue
+        said = [a.said_of(c, named) for c in claims]
+        if subject and subject not in said and "" not in said:
+            why.append(f"states {f.describe()!r} of {next(x for x in said if x)}, not of {subject}")
+        elif subject and any(x and x != subject for x in said):
+            why.append(f"states {f.describe()!r} of {next(x for x in said if x and x != subject)} too")
+    for w in task.wrong:
+        if fact_stated(w, answer):
+            why.append(f"states the wrong {w.describe()!r}")
+    why += _competing(task, a, q, fact_forms)
+    return Verdict(not why, "; ".join(why) or "ok")
+
+
+def _competing(task: EvalTask, a: Reading, q: Reading, fact_forms: list[Form]) -> list[str]:
+    """Values the answer states beside the expected ones: of an asked kind, or too many of others."""
+    dims = {g.quantity.dim for g in fact_forms if g.quantity is not None}
+    vocabs = {g.vocab for g in fact_forms if g.vocab}
+    allowed = [*fact_forms, *(g for f in task.alongside for g in forms(f))]
+    phrases = {g.phrase for g in allowed if g.phrase}
+    asked, other = [], set()
+    for x in a.quantities:
+        if (x.spelled and not x.dim) or is_version(a.low, x) or negated(a.low, x.start, x.end):
+            continue
+        if any(g.quantity is not None and x.same(g.quantity) for g in allowed):
+            continue
+        if any(x.same(y) for y in q.quantities):
+            continue
+        if x.dim in dims:
+            asked.append(a.low[x.start : x.end])
+        else:
+            other.add(x.key())
+    question_entries = {m.entry for m in q.mentions}
+    for m in a.mentions:
+        if m.entry in phrases or m.entry in question_entries or negated(a.low, m.start, m.end):
+            continue
+        if m.vocab in vocabs:
+            asked.append(m.entry)
+        else:
+            other.add("v:" + m.entry)
+    names = set(identifiers_in(q.low)) | phrases
+    other |= {"i:" + n for n in identifiers_in(a.low) if n not in names}
+    why = [f"also states {', '.join(map(repr, dict.fromkeys(asked)))}"] if asked else []
+    if _YES_NO_QUESTION.match(q.low):
+        why += _polarity(task, a)
+    if len(other) > MAX_OTHER_VALUES:
+        why.append(f"states {len(other)} values the question does not ask for: a list, not an answer")
+    return why
+
+
+_NEGATION_WORD = re.compile(r"\b(?:not|cannot|can't|never|no|false)\b")
+
+
+def _negative(f: Fact) -> bool:
+    """A fact that answers "no": "no" is one of its alternatives, or every alternative is a negation
+    ("cannot", "not MVCC-safe", "order=False")."""
+    alts = forms(f)
+    return bool(alts) and (
+        any(g.phrase == "no" for g in alts) or all(g.phrase and _NEGATION_WORD.search(g.phrase) for g in alts)
+    )
+
+
+def _positive(f: Fact) -> bool:
+    """A fact that answers "yes": "yes" is one of its alternatives."""
+    return any(g.phrase == "yes" for g in forms(f))
+
+
+def _polarity(task: EvalTask, a: Reading) -> list[str]:
+    """A yes/no question is answered one way: not both "yes" and "no" (as sentences' first words or
+    "yes or no"), not the fact's word both stated and negated ("stable ... not stable"), and not the
+    polarity word opposite to the fact's ("No, it is stable" where the fact is "yes")."""
+    yes, no = _YES.search(a.low), _NO.search(a.low)
+    if (yes and no) or _YES_OR_NO.search(a.low):
+        return ["answers both yes and no"]
+    why = []
+    for f in task.facts:
+        worded = replace(f, texts=tuple(t for t in f.texts if normalise(t) not in ("yes", "no")))
+        said = {c.negated for c in a.claims(worded)}
+        if said == {True, False}:
+            why.append(f"states {f.describe()!r} and negates it")
+    if yes and any(_negative(f) for f in task.facts):
+        why.append("answers yes where the fact is a negation")
+    elif no and any(_positive(f) for f in task.facts):
+        why.append("answers no where the fact is a yes")
+    return why
+
+
+def supports(task: EvalTask, fact: Fact, subject: str, passage: str) -> bool:
+    """A passage states the fact in the same sense: not negated, and near the thing asked."""
+    r = Reading(passage)
+    names = [subject] if subject else identifiers_in(normalise(task.question))
+    return any(not c.negated and (not names or r.near(c, names, NEAR)) for c in r.claims(fact))
+
+
+def groundedness(task: EvalTask, o: Outcome) -> tuple[bool | None, str]:
+    if task.expect == "decline":
+        return None, "not scored: the question expects a decline"
+    if not o.citations:
+        return False, "no citation"
+    cited: list[dict[str, Any]] = []
+    for c in o.citations:
+        passages = [p for p in o.retrieved if same_document(c, str(p.get("source", "")))]
+        if not passages:
+            return False, f"cites {c}, which the task never retrieved"
+        cited += passages
+    own, _ = subjects(task)
+    stated = [(f, s) for f, s in zip(task.facts, own, strict=True) if fact_stated(f, o.answer)]
+    if not stated:
+        return False, NOTHING_TO_GROUND
+    for f, subject in stated:
+        if not any(supports(task, f, subject, str(p.get("text", ""))) for p in cited):
+            return False, f"no cited passage states {f.describe()!r}" + (f" of {subject}" if subject else "")
+    return True, "ok"
+
+
+NOTHING_TO_GROUND = "states none of the expected facts: no claim to check against the cited passages"
+
+
+def score(task: EvalTask, o: Outcome, k: int = 5) -> TaskScore:
+    if o.status != "done":
+        ok, why = False, f"task {o.status or 'unknown'}: {o.reason or o.error or 'no answer'}"
+    elif _RAW_DECISION.match(o.answer):
+        # What the user reads is JSON, whatever value sits inside it (the leak of issue 38).
+        ok, why = False, "the answer is the model's raw decision JSON"
+    else:
+        v = judge_answer(task, o.answer)
+        ok, why = v.ok, v.why
+    grounded, gwhy = groundedness(task, o)
+    if ok and grounded is False:
+        why = f"correct but ungrounded: {gwhy}"
+    elif not ok and grounded is False and gwhy != NOTHING_TO_GROUND:
+        why = f"{why}; {gwhy}"
+    return TaskScore(task, o, ok, grounded, recall_at(task, o.retrieved, k), why)
+
+
+# --- where a failure comes from -------------------------------------------------------------------
+
+# The stages a failed task can have failed at, in the order they are checked: the first that
+# explains the failure is its cause.
+FAILURE_CAUSES = (
+    "budget",  # a step, token, cost, time or context budget ended the task, or --task-timeout did
+    "error",  # the task failed or died (a model call, a worker, the task API)
+    "format",  # no answer text, or the raw decision JSON stored as the answer
+    "notRetrieved",  # no passage the task saw is from a supporting page
+    "passageMissed",  # a supporting page was found, but no passage seen states the fact
+    "declined",  # a passage seen states every fact, and the answer declines anyway
+    "misread",  # a passage seen states every fact, and the answer states another value
+    "invented",  # the documents do not answer, and the answer asserts a value
+)
+_BUDGET_ENDS = frozenset({"max_steps", "max_tokens", "timeout", "max_cost", "max_context", "harness_timeout"})
+
+
+def _failed_facts(task: EvalTask, answer: str) -> list[int]:
+    """The facts (indexes) the answer does not state or negates; all of them when it states each
+    and fails for another reason (a competing value, a swap, a list)."""
+    missing = [i for i, f in enumerate(task.facts) if not fact_stated(f, answer)]
+    return missing or list(range(len(task.facts)))
+
+
+def failure_cause(s: TaskScore) -> str | None:
+    """Which stage a failed task failed at (one of FAILURE_CAUSES), None for a success. Pure.
+
+    Retrieval is judged before reading: an answer can only be a misread when a passage the task saw
+    (any rank, the whole tree's searches) states each fact it got wrong in the same sense as the
+    grounding check reads it (``supports``)."""
+    if s.success:
+        return None
+    o, task = s.outcome, s.task
+    if o.reason in _BUDGET_ENDS or o.status == "timeout":
+        return "budget"
+    if o.status != "done":
+        return "error"
+    if not o.answer.strip() or _RAW_DECISION.match(o.answer):
+        return "format"
+    if task.expect == "decline":
+        return "invented"
+    sources = {str(p.get("source", "")) for p in o.retrieved}
+    if not any(same_document(d, src) for d in task.supporting for src in sources):
+        return "notRetrieved"
+    own, _ = subjects(task)
+    texts = [str(p.get("text", "")) for p in o.retrieved]
+    if not all(any(supports(task, task.facts[i], own[i], t) for t in texts) for i in _failed_facts(task, o.answer)):
+        return "passageMissed"
+    return "declined" if declined(o.answer, task.question) else "misread"
+
+
+# --- summaries ------------------------------------------------------------------------------------
+
+
+def _rate(flags: Iterable[bool | None]) -> float | None:
+    vals = [f for f in flags if f is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _causes(scores: Sequence[TaskScore]) -> dict[str, int]:
+    """Failed tasks per cause, in FAILURE_CAUSES order, causes with none left out."""
+    n = Counter(failure_cause(s) for s in scores)
+    return {c: n[c] for c in FAILURE_CAUSES if n[c]}
+
+
+def summarize(scores: Sequence[TaskScore], k: int = 5) -> dict[str, Any]:
+    outs = [s.outcome for s in scores]
+    lat = [o.latency_seconds for o in outs]
+    kinds: dict[str, list[TaskScore]] = {}
+    for s in scores:
+        kinds.setdefault(s.task.kind, []).append(s)
+    tools: Counter[str] = Counter()
+    for o in outs:
+        tools.update(o.tool_calls)
+    n = len(scores)
+    cost = sum((o.cost for o in outs), Decimal(0))
+    recalls = [s.recall for s in scores if s.recall is not None]
+    return {
+        "tasks": n,
+        "success": _rate(s.success for s in scores),
+        "grounded": _rate(s.grounded for s in scores),
+        "recall": _mean(recalls),
+        "recallK": k,
+        "judged": _rate(o.judged for o in outs),
+        "stepsPerTask": _mean([o.steps for o in outs]),
+        "modelCallsPerTask": _mean([o.model_calls for o in outs]),
+        "toolCallsPerTask": _mean([sum(o.tool_calls.values()) for o in outs]),
+        "toolCalls": dict(sorted(tools.items())),
+        "subAgentsPerTask": _mean([o.sub_agents for o in outs]),
+        "tasksThatSearched": sum(1 for o in outs if o.retrieved),
+        "answersWithCitation": sum(1 for o in outs if o.citations),
+        "tokensPerTask": _mean([o.tokens for o in outs]),
+        "costPerTask": str((cost / n).quantize(Decimal("1e-9")).normalize()) if n else None,
+        "latencyP50Seconds": percentile(lat, 50, empty=None),
+        "latencyP95Seconds": percentile(lat, 95, empty=None),
+        "endReasons": dict(Counter(o.reason or o.status for o in outs).most_common()),
+        "failureCauses": _causes(scores),
+        "byKind": {
+            kind: {
+                "tasks": len(ss),
+                "success": _rate(s.success for s in ss),
+                "grounded": _rate(s.grounded for s in ss),
+                "recall": _mean([s.recall for s in ss if s.recall is not None]),
+            }
+            for kind, ss in sorted(kinds.items())
+        },
+    }
+
+
+COMPARED = (
+    "success",
+    "grounded",
+    "recall",
+    "stepsPerTask",
+    "modelCallsPerTask",
+    "toolCallsPerTask",
+    "subAgentsPerTask",
+    "latencyP50Seconds",
+    "latencyP95Seconds",
+    "costPerTask",
+)
+
+
+def deltas(base: dict[str, Any], other: dict[str, Any]) -> dict[str, float | None]:
+    """other - base for each compared figure (None where either is missing)."""
+    out: dict[str, float | None] = {}
+    for key in COMPARED:
+        a, b = base.get(key), other.get(key)
+        out[key] = None if a is None or b is None else float(b) - float(a)
+    return out
