@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from agentfleet_contract.vectorindex import VectorIndex
+from agentfleet_eval.taskset import load_taskset
 
-from agentfleet_client.evaluation.taskset import load_taskset
 from e2e.bench.manual_ingest import bench_vectorindex, prepare
 from e2e.eval.corpus import MANUAL, TASKS, ensure_manual
 from e2e.harness.installers import ensure_ingest_packages

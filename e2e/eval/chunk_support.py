@@ -16,10 +16,10 @@ import argparse
 from pathlib import Path
 
 import yaml
+from agentfleet_eval.claims import fact_stated, numbers_in
+from agentfleet_eval.scoring import subjects, supports
+from agentfleet_eval.taskset import load_taskset
 
-from agentfleet_client.evaluation.claims import fact_stated, numbers_in
-from agentfleet_client.evaluation.scoring import subjects, supports
-from agentfleet_client.evaluation.taskset import load_taskset
 from e2e.eval.corpus import OBJECTS, TASKS, ensure_manual
 
 

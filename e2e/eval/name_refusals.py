@@ -28,9 +28,9 @@ from pathlib import Path
 from types import ModuleType
 
 import yaml
+from agentfleet_eval import claims
+from agentfleet_eval.taskset import EvalTask, load_taskset
 
-from agentfleet_client.evaluation import claims
-from agentfleet_client.evaluation.taskset import EvalTask, load_taskset
 from agentfleet_runtime.ingest.chunking import chunk_text
 from agentfleet_runtime.ingest.documents import html_to_text
 from agentfleet_runtime.loop import answercheck

@@ -24,10 +24,10 @@ from typing import Any
 
 import yaml
 from agentfleet_contract.agentfleet import READ_AROUND_MAX
+from agentfleet_eval.scoring import Outcome
+from agentfleet_eval.taskset import EvalTask
 
 from agentfleet_client.evaluation.runner import outcome_of
-from agentfleet_client.evaluation.scoring import Outcome
-from agentfleet_client.evaluation.taskset import EvalTask
 
 # Label -> the oneshot mode. The labels are the passes' names in the report and the journal.
 BASELINES = {"closed-book": "closed-book", "one-shot-rag": "rag"}

@@ -35,6 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from agentfleet_eval.sampling import stratified_sample
+from agentfleet_eval.scoring import Outcome, TaskScore, score, summarize
+from agentfleet_eval.taskset import EvalTask, TaskSet, TaskSetError, load_taskset
 
 from agentfleet_client.evaluation import report
 from agentfleet_client.evaluation.baselines import (
@@ -50,9 +53,6 @@ from agentfleet_client.evaluation.baselines import (
 from agentfleet_client.evaluation.journal import FILE as JOURNAL
 from agentfleet_client.evaluation.journal import Journal
 from agentfleet_client.evaluation.runner import Progress, Target, TaskAPIError, judge, run_all
-from agentfleet_client.evaluation.sampling import stratified_sample
-from agentfleet_client.evaluation.scoring import Outcome, TaskScore, score, summarize
-from agentfleet_client.evaluation.taskset import EvalTask, TaskSet, TaskSetError, load_taskset
 from agentfleet_client.evaluation.variants import Variant, VariantError, apply_variant, local_runtime, plan_variants
 
 # One pass's tasks through whatever runs them (a task API, a baseline): (tasks, on_done) -> outcomes.

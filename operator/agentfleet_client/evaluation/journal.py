@@ -19,7 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from agentfleet_client.evaluation.scoring import Outcome
+from agentfleet_eval.scoring import Outcome
 
 FILE = "results.jsonl"
 

@@ -20,8 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from agentfleet_contract.paired import Z95, Paired, mcnemar_exact, newcombe, phi, table, wilson
-
-from agentfleet_client.evaluation.scoring import TaskScore
+from agentfleet_eval.scoring import TaskScore
 
 __all__ = ["Z95", "Paired", "mcnemar_exact", "newcombe", "paired", "phi", "wilson"]
 

@@ -11,8 +11,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from agentfleet_client.evaluation.paired import Paired, paired
-from agentfleet_client.evaluation.scoring import (
+from agentfleet_eval.scoring import (
     COMPARED,
     FAILURE_CAUSES,
     TaskScore,
@@ -21,6 +20,8 @@ from agentfleet_client.evaluation.scoring import (
     score,
     summarize,
 )
+
+from agentfleet_client.evaluation.paired import Paired, paired
 
 # Figures that get a delta column when passes are compared: scoring's, and what a platform team
 # weighs beside them (tokens, declines, the pass's wall time).

@@ -21,8 +21,7 @@ from typing import Any, TextIO
 
 from agentfleet_eval.outcome import outcome_of as outcome_of  # where callers found it before agentfleet_eval
 from agentfleet_eval.scoring import Outcome
-
-from agentfleet_client.evaluation.taskset import EvalTask
+from agentfleet_eval.taskset import EvalTask
 
 TERMINAL = ("done", "cancelled", "dead")
 POLL_SECONDS = 1.0

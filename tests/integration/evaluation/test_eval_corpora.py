@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
+from agentfleet_eval.taskset import PARTS, load_taskset
 
-from agentfleet_client.evaluation.taskset import PARTS, load_taskset
 from e2e.eval.corpus import CORPORA, Corpus
 
 # How far (characters of page text) a fact may be from a term of its question and still count as

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agentfleet_client.evaluation.taskset import load_taskset
+from agentfleet_eval.taskset import load_taskset
+
 from e2e.eval.corpus import CORPORA
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -18,7 +19,8 @@ def test_shipped_facts_are_in_their_supporting_pages() -> None:
     from e2e.eval.corpus import ensure_manual
 
     manual = ensure_manual()
-    from agentfleet_client.evaluation.scoring import subjects, supports
+    from agentfleet_eval.scoring import subjects, supports
+
     from agentfleet_runtime.ingest.documents import html_to_text
 
     for t in load_taskset(SHIPPED).tasks:

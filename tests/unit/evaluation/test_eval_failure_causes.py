@@ -6,10 +6,10 @@ from __future__ import annotations
 import io
 
 import pytest
+from agentfleet_eval.scoring import FAILURE_CAUSES, Outcome, failure_cause, score, summarize
+from agentfleet_eval.taskset import parse_task
 
 from agentfleet_client.evaluation import report
-from agentfleet_client.evaluation.scoring import FAILURE_CAUSES, Outcome, failure_cause, score, summarize
-from agentfleet_client.evaluation.taskset import parse_task
 
 PAGE = "runtime-config-resource.html"
 STATES = {"source": PAGE, "rank": 1, "text": "work_mem (integer): the default is 4MB. Sets the base memory."}

@@ -8,9 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
-from agentfleet_client.evaluation.scoring import judge_answer
-from agentfleet_client.evaluation.taskset import load_taskset, parse_taskset
+from agentfleet_eval.scoring import judge_answer
+from agentfleet_eval.taskset import load_taskset, parse_taskset
 
 ROOT = Path(__file__).resolve().parents[3]
 FRESH = "fresh2-"

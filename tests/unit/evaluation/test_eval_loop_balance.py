@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import io
 
+from agentfleet_eval.scoring import Outcome, score
+from agentfleet_eval.taskset import parse_task
+
 from agentfleet_client.evaluation import report
 from agentfleet_client.evaluation.runner import outcome_of
-from agentfleet_client.evaluation.scoring import Outcome, score
-from agentfleet_client.evaluation.taskset import parse_task
 from agentfleet_runtime.core.types import Step, Usage
 
 PAGE = "functools.html"

@@ -7,10 +7,10 @@ which failed mutmut's clean run)."""
 from __future__ import annotations
 
 import pytest
+from agentfleet_eval.scoring import _negative, asserted_values, judge_answer, numbers_in, summarize
+from agentfleet_eval.taskset import parse_task
 
 from agentfleet_client.evaluation.runner import Progress
-from agentfleet_client.evaluation.scoring import _negative, asserted_values, judge_answer, numbers_in, summarize
-from agentfleet_client.evaluation.taskset import parse_task
 
 
 def test_numbers_with_thousands_separators_are_read_whole() -> None:

@@ -11,12 +11,12 @@ from pathlib import Path
 from statistics import NormalDist
 
 import pytest
+from agentfleet_eval.scoring import Outcome, TaskScore
+from agentfleet_eval.taskset import EvalTask
 
 from agentfleet_client.evaluation import cli, report
 from agentfleet_client.evaluation.journal import Journal
 from agentfleet_client.evaluation.paired import Z95, Paired, mcnemar_exact, newcombe, paired, phi, wilson
-from agentfleet_client.evaluation.scoring import Outcome, TaskScore
-from agentfleet_client.evaluation.taskset import EvalTask
 
 
 def scored(tid: str, success: bool | None, part: str = "heldout") -> TaskScore:

@@ -12,6 +12,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from agentfleet_eval.sampling import allocate, stratified_sample
+from agentfleet_eval.scoring import Outcome, score
+from agentfleet_eval.taskset import EvalTask, Fact
 
 from agentfleet_client.evaluation import cli, report
 from agentfleet_client.evaluation.baselines import (
@@ -24,9 +27,6 @@ from agentfleet_client.evaluation.baselines import (
     run_baseline,
 )
 from agentfleet_client.evaluation.journal import FILE, Journal, outcome_from, outcome_record
-from agentfleet_client.evaluation.sampling import allocate, stratified_sample
-from agentfleet_client.evaluation.scoring import Outcome, score
-from agentfleet_client.evaluation.taskset import EvalTask, Fact
 
 
 def task(tid: str, kind: str = "default", part: str = "dev", expect: str = "answer") -> EvalTask:

@@ -8,10 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from agentfleet_client.evaluation.claims import Reading, as_form, quantities_in
-from agentfleet_client.evaluation.scoring import _YES_NO_QUESTION, judge_answer
-from agentfleet_client.evaluation.taskset import Fact, load_taskset, parse_task
+from agentfleet_eval.claims import Reading, as_form, quantities_in
+from agentfleet_eval.scoring import _YES_NO_QUESTION, judge_answer
+from agentfleet_eval.taskset import Fact, load_taskset, parse_task
 
 ROOT = Path(__file__).resolve().parents[3]
 SETS = [load_taskset(ROOT / "e2e" / "eval" / f) for f in ("postgres-manual-tasks.yaml", "python-library-tasks.yaml")]

@@ -6,8 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-
-from agentfleet_client.evaluation.scoring import (
+from agentfleet_eval.scoring import (
     Outcome,
     declined,
     deltas,
@@ -16,7 +15,7 @@ from agentfleet_client.evaluation.scoring import (
     score,
     summarize,
 )
-from agentfleet_client.evaluation.taskset import Fact, parse_task
+from agentfleet_eval.taskset import Fact, parse_task
 
 CHECKPOINT = parse_task(
     {

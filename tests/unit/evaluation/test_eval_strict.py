@@ -7,9 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from agentfleet_client.evaluation.claims import VOCABULARIES, Reading, as_form, fact_keys, quantities_in
-from agentfleet_client.evaluation.scoring import (
+from agentfleet_eval.claims import VOCABULARIES, Reading, as_form, fact_keys, quantities_in
+from agentfleet_eval.scoring import (
     Outcome,
     Verdict,
     asserted_values,
@@ -19,7 +18,7 @@ from agentfleet_client.evaluation.scoring import (
     subjects,
     supports,
 )
-from agentfleet_client.evaluation.taskset import Fact, load_taskset, parse_task
+from agentfleet_eval.taskset import Fact, load_taskset, parse_task
 
 ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = load_taskset(ROOT / "e2e" / "eval" / "postgres-manual-tasks.yaml")
@@ -329,7 +328,7 @@ def test_grounding_needs_the_fact_with_its_unit_near_the_thing_asked() -> None:
 
 
 def test_cleaning_keeps_lines_and_drops_citations_and_markers() -> None:
-    from agentfleet_client.evaluation.claims import clean, lower, negated
+    from agentfleet_eval.claims import clean, lower, negated
 
     assert (
         clean(None) == ""
@@ -345,7 +344,7 @@ def test_cleaning_keeps_lines_and_drops_citations_and_markers() -> None:
 
 
 def test_quantities_compare_by_dimension_with_zero_special() -> None:
-    from agentfleet_client.evaluation.claims import Quantity
+    from agentfleet_eval.claims import Quantity
 
     assert Quantity(0.0, "time").same(Quantity(0.0, "memory")) and not Quantity(0.0, "time").same(Quantity(5.0, "time"))
     assert not Quantity(5.0, "time").same(Quantity(0.0, "time")) and Quantity(1e-13, "").same(Quantity(2e-13, ""))
@@ -372,7 +371,7 @@ def test_what_a_value_is_said_of() -> None:
     assert r3.said_of(r3.claims(Fact(texts=("faster",)))[0], ("truncate", "delete")) == "truncate"
     r4 = Reading("first sentence. 4.0 seq_page_cost")
     assert r4.said_of(r4.claims(Fact(numbers=(4.0,)))[0], names) == "seq_page_cost"
-    from agentfleet_client.evaluation.claims import Form
+    from agentfleet_eval.claims import Form
 
     assert (
         r.occurrences(Form()) == []
@@ -454,7 +453,7 @@ def test_grounding_reads_the_subject_and_the_passage_text() -> None:
     )
     none = BY_ID["none-mongodb"]
     assert score(none, Outcome(status="done", answer="No such command is documented.")).grounded is None
-    from agentfleet_client.evaluation.scoring import groundedness
+    from agentfleet_eval.scoring import groundedness
 
     assert groundedness(none, o) == (None, "not scored: the question expects a decline") and groundedness(t, o) == (
         True,
@@ -562,7 +561,7 @@ def test_markup_goes_and_operators_and_names_stay(task, answer: str, ok: bool) -
 
 
 def test_the_marks_inside_names_and_powers_survive_cleaning() -> None:
-    from agentfleet_client.evaluation.claims import clean
+    from agentfleet_eval.claims import clean
 
     assert clean("**2**16** and `__init__`, _private, class_, gist__ltree_ops, _emph_ *it*") == (
         "2**16 and __init__, _private, class_, gist__ltree_ops, emph it"

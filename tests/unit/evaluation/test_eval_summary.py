@@ -8,8 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-
-from agentfleet_client.evaluation.scoring import (
+from agentfleet_eval.scoring import (
     Outcome,
     TaskScore,
     recall_at,
@@ -17,7 +16,7 @@ from agentfleet_client.evaluation.scoring import (
     score,
     summarize,
 )
-from agentfleet_client.evaluation.taskset import Fact, TaskSet, TaskSetError, load_taskset, parse_task, parse_taskset
+from agentfleet_eval.taskset import Fact, TaskSet, TaskSetError, load_taskset, parse_task, parse_taskset
 
 
 def task(tid: str = "t", kind: str = "default", **extra) -> object:

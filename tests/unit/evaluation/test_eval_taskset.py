@@ -7,9 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
-
-from agentfleet_client.evaluation.claims import as_form
-from agentfleet_client.evaluation.taskset import Fact, TaskSetError, load_taskset, parse_taskset
+from agentfleet_eval.claims import as_form
+from agentfleet_eval.taskset import Fact, TaskSetError, load_taskset, parse_taskset
 
 ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = ROOT / "e2e" / "eval" / "postgres-manual-tasks.yaml"

@@ -188,8 +188,9 @@ def test_judge_verdicts(reply: str, verdict: bool | None) -> None:
 def test_a_spent_time_budget_starts_no_more_tasks() -> None:
     import time
 
+    from agentfleet_eval.taskset import parse_task
+
     from agentfleet_client.evaluation.runner import Target, run_all
-    from agentfleet_client.evaluation.taskset import parse_task
 
     task = parse_task({"id": "a", "part": "dev", "question": "q", "facts": ["x"], "supporting": ["p"]}, 0)
     # The URL would refuse connections: nothing is submitted once the budget is spent.
@@ -205,8 +206,9 @@ def test_a_spent_time_budget_starts_no_more_tasks() -> None:
 
 
 def test_cut_runs_take_tasks_round_robin_by_kind() -> None:
+    from agentfleet_eval.taskset import parse_task
+
     from agentfleet_client.evaluation.cli import interleave_kinds
-    from agentfleet_client.evaluation.taskset import parse_task
 
     ts = [
         parse_task({"id": i, "part": "dev", "kind": k, "question": "q", "facts": ["x"], "supporting": ["p"]}, 0)

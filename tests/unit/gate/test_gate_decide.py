@@ -127,9 +127,10 @@ def test_only_tasks_both_versions_finished_are_compared() -> None:
 
 
 def test_the_gate_and_agentfleet_eval_agree_on_the_same_outcomes() -> None:
+    from agentfleet_eval.scoring import Outcome, TaskScore
+    from agentfleet_eval.taskset import EvalTask
+
     from agentfleet_client.evaluation.paired import paired
-    from agentfleet_client.evaluation.scoring import Outcome, TaskScore
-    from agentfleet_client.evaluation.taskset import EvalTask
 
     cur = [True] * 9 + [True] * 7 + [False] * 2 + [False] * 7
     cand = [True] * 9 + [False] * 7 + [True] * 2 + [False] * 7
