@@ -373,11 +373,16 @@ def test_the_operators_policies_block_forged_and_unlabelled_pods_and_admit_the_f
         # The same enforcer without the operator's policies: the forged pods get in again.
         cluster.run("-n", setup["nss"]["op"], "scale", "deployment", "--all", "--replicas=0")
         try:
+            # The operator's pod must be gone before the delete: one still shutting down saw the
+            # deletion and re-created the worker's egress policy (a CI run's metadata=blocked).
+            # (A terminating pod can still be Ready and still reconcile: wait for no pod at all.)
+            op_pods = ",".join(f"{k}={v}" for k, v in OPERATOR_POD_LABELS.items())
+            cluster.wait_for(lambda: not pods(cluster, op_ns, op_pods), timeout=120, desc="the operator's pods gone")
             cluster.run("-n", ns, "delete", "networkpolicies", "--all")
             want = {role: row for role, row in EVERYONE.items() if role != "operator"}
-            cluster.wait_for(lambda: "operator" not in clients(cluster, setup), timeout=60, desc="the operator gone")
             unpoliced = settle(cluster, setup, want, timeout=90)
             print("enforced, the operator's policies deleted:\n" + table(unpoliced))
-            assert unpoliced == want, table(unpoliced)
+            left = [p["metadata"]["name"] for p in cluster.json("-n", ns, "get", "networkpolicies")["items"]]
+            assert unpoliced == want, f"{table(unpoliced)}\npolicies left: {left}\n{kube_router.tail(10)}"
         finally:
             cluster.run("-n", setup["nss"]["op"], "scale", "deployment", "--all", "--replicas=1")
