@@ -10,6 +10,7 @@ from agentfleet_contract.agentfleet.api import TaskAPI, Tracing
 from agentfleet_contract.agentfleet.budgets import Budgets, ModelCalls, Pricing, RateLimit
 from agentfleet_contract.agentfleet.decisions import Decisions, SystemPrompt
 from agentfleet_contract.agentfleet.redis_settings import Redis
+from agentfleet_contract.agentfleet.rollout import Rollout
 from agentfleet_contract.agentfleet.tools import Tool, names_tool
 from agentfleet_contract.agentfleet.workers import Retry, Workers
 from agentfleet_contract.common import LocalObjectReference, Model, default_obj
@@ -120,8 +121,10 @@ class AgentFleetSpec(Model):
     pod_template: AgentFleetPodTemplate | None = Field(
         default=None, description=POD_TEMPLATE_DESCRIPTION + " Applies to the worker and API pods."
     )
-    # spec.rollout (class Rollout) joins the spec when the AgentFleet controller runs the gate
-    # (docs/evaluation-gate.md): a field the operator ignored would promise a gate that never runs.
+    rollout: Rollout = default_obj(
+        "How a change that alters answers rolls out: at once, or after an evaluation gate (docs/evaluation-gate.md).",
+        Rollout,
+    )
 
     @field_validator("tools")
     @classmethod
