@@ -17,7 +17,7 @@ from agentfleet_contract.agentfleet import GateStatus, RolloutEvaluation
 from agentfleet_contract.gate import GateFigures, GateTaskResult, Version
 
 from agentfleet.gate.decide import Decision, Spent, decide
-from agentfleet.gate.plan import pending
+from agentfleet.gate.plan import OVERRIDE_ANNOTATION, pending
 
 Kind = Literal["Adopt", "Start", "Run", "Finish", "Idle"]
 
@@ -79,5 +79,7 @@ def next_step(
 def _overridden(candidate: str, how: Literal["promote", "abort"], results: list[GateTaskResult]) -> Step:
     figures = GateFigures(tasks=len({r.task_id for r in results}), tokens=sum(r.tokens for r in results))
     said = "promoted" if how == "promote" else "aborted"
-    decision = Decision(how == "promote", "Overridden", f"{said} by the {how} annotation", figures)
+    decision = Decision(
+        how == "promote", "Overridden", f"{said} by the {OVERRIDE_ANNOTATION}={how} annotation", figures
+    )
     return Step("Finish", candidate=candidate, decision=decision, overridden=how)

@@ -200,6 +200,8 @@ def test_the_api_refuses_a_task_set_with_both_or_neither_source() -> None:
     with pytest.raises(ValueError, match="maxCostRatio must be a decimal string"):
         RolloutEvaluation.model_validate({"taskSet": {"shipped": "postgres-manual"}, "rule": {"maxCostRatio": "x2"}})
     # On the AgentFleet spec now that the controller runs the gate; unset, changes roll out at once.
-    spec = AgentFleetSpec.model_validate({**SPEC, "rollout": {"evaluation": {"taskSet": {"shipped": "python-library"}}}})
+    spec = AgentFleetSpec.model_validate(
+        {**SPEC, "rollout": {"evaluation": {"taskSet": {"shipped": "python-library"}}}}
+    )
     assert spec.rollout.evaluation is not None and spec.rollout.evaluation.task_set.shipped == "python-library"
     assert AgentFleetSpec.model_validate(SPEC).rollout.evaluation is None

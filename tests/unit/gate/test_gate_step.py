@@ -80,5 +80,9 @@ def test_the_override_promotes_or_aborts() -> None:
     held = GateStatus(phase="Held", current="old", candidate="new", reason="SuccessDropped")
     assert step(held).kind == "Idle"  # a held change stays held: no gate restarts every pass
     s = step(held, override="promote")
-    assert (s.kind, s.decision.promote, s.decision.message) == ("Finish", True, "promoted by the promote annotation")
+    assert (s.kind, s.decision.promote, s.decision.message) == (
+        "Finish",
+        True,
+        "promoted by the agentfleet.io/gate=promote annotation",
+    )
     assert step(held, override="abort").kind == "Idle"
