@@ -57,6 +57,8 @@ def next_step(
         # The spec went back to what serves: a running gate has nothing left to decide.
         if gate is not None and gate.phase == "Running":
             return Step("Adopt", candidate=wanted, superseded=gate.candidate)
+        if gate is not None and gate.phase in ("Held", "Aborted"):
+            return Step("Adopt", candidate=wanted)  # the held change was taken back: serving, not held
         return Step("Idle")
     if gate is None or gate.candidate != wanted:
         running = gate is not None and gate.phase == "Running"

@@ -211,6 +211,10 @@ def test_a_change_that_breaks_answers_is_held_and_the_old_answers_keep_serving()
     again = world.decide(Fleet("support").gate(sample=40).prompt(NEW), T0 + timedelta(seconds=90))
     assert again.gate is not None and again.gate.report.gate.phase == "Held" and OLD in serving_text(again)
     assert again.gate.delete == () and again.gate.apply == ()
+    # Taken back, the change no longer waits: the fleet says it serves, not that it holds.
+    back = world.decide(Fleet("support").gate(sample=40).prompt(OLD), T0 + timedelta(seconds=120))
+    assert back.gate is not None and back.gate.report.gate.phase == "Serving" and OLD in serving_text(back)
+    assert back.gate.report.condition[0] == "True"
 
 
 def test_a_second_change_supersedes_the_running_gate() -> None:

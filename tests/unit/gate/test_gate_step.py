@@ -41,6 +41,9 @@ def test_a_change_starts_a_gate_and_a_second_one_supersedes_it() -> None:
     assert (s.kind, s.candidate, s.superseded) == ("Start", "newer", "new")
     back = step(running("new"), wanted="old")  # the change reverted: nothing to gate, the Job goes
     assert (back.kind, back.superseded) == ("Adopt", "new")
+    # A held change taken back: the fleet serves what it wants again, no longer held.
+    held = GateStatus(phase="Held", current="old", candidate="new", reason="SuccessDropped")
+    assert (step(held, wanted="old").kind, step(held, wanted="new").kind) == ("Adopt", "Idle")
 
 
 def test_a_restarted_gate_runs_only_what_is_missing() -> None:
