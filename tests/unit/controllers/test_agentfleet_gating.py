@@ -302,7 +302,9 @@ def test_status_carries_the_gate_and_polls_while_it_runs() -> None:
     plan = started(world)
     report = status.compose(world.observe(Fleet("support").gate().prompt(NEW)), plan, Acted(), "2026-11-26T12:00:00Z")
     assert report.status["gate"]["phase"] == "Running" and report.again == 5.0
-    assert ("Normal", "GateStarted") in {(p.type, p.reason) for p in report.posts}
+    # A transition, not a problem: the next gate's identical Event is posted too, not held back
+    # for the ten minutes a persisting problem's repeat waits.
+    assert ("Normal", "GateStarted", False) in {(p.type, p.reason, p.once) for p in report.posts}
 
 
 # --- the pass: act applies, creates, deletes and unannotates what the gate's part says ----------

@@ -222,7 +222,7 @@ def _gate_plan(
         posts.append(Post("Warning", "InvalidOverride", bad))
     unannotate = annotated and bad is None and not running
     if unannotate and step.overridden is None:
-        posts.append(Post("Normal", "GateOverrideIgnored", OVERRIDE_IGNORED))
+        posts.append(Post("Normal", "GateOverrideIgnored", OVERRIDE_IGNORED, once=False))
     return GatePlan(
         report=said,
         promoted=rg.render_promoted(af, promoted_fields(af.spec)) if promote else None,

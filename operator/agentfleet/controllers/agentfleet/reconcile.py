@@ -79,9 +79,9 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
     def get(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
         return self.ctl.kube.get(api_version, kind, name, self.subject.namespace)
 
-    def event(self, type_: str, reason: str, message: str) -> None:
+    def event(self, type_: str, reason: str, message: str, *, once: bool = True) -> None:
         # The same problem on every pass is one Event (and log line), not a flood.
-        self.ctl.events.event(self.obj, type_, reason, message)
+        self.ctl.events.event(self.obj, type_, reason, message, once=once)
 
     def warn(self, reason: str, message: str) -> None:
         self.event("Warning", reason, message)
@@ -227,6 +227,6 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
     def write(self, observed: Observed, plan: Plan, acted: Acted) -> float | None:
         report = status.compose(observed, plan, acted, now())
         for p in report.posts:
-            self.event(p.type, p.reason, p.message)
+            self.event(p.type, p.reason, p.message, once=p.once)
         self.write_status(report.status, report.own)
         return report.again

@@ -134,6 +134,9 @@ class Post:
     type: str
     reason: str
     message: str
+    # A problem that persists is posted again only every 10 minutes; a transition (the gate's) is
+    # posted each time it happens, bar an identical one within 30 seconds (reconcile.events).
+    once: bool = True
 
 
 @dataclass(frozen=True)

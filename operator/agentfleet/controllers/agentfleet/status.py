@@ -122,7 +122,7 @@ def gate_part(plan: Plan) -> tuple[dict[str, Any], list[Verdict], list[Post]]:
     if g is None:
         return {}, [], []
     status, reason, message = g.report.condition
-    posts = [Post(*g.report.event)] if g.report.event is not None else []
+    posts = [Post(*g.report.event, once=False)] if g.report.event is not None else []
     verdict = g.verdict or Verdict(EVALUATION_GATE, status, reason, message)
     return {"gate": g.report.gate.wire()}, [verdict], [*posts, *g.posts]
 
