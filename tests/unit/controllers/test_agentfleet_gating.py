@@ -33,7 +33,7 @@ def ready_model() -> dict[str, Any]:
     return MRS("llama-8b").condition("Ready", True, "Ready", "1/1").obj()
 
 
-def read(fleet: AgentFleet, obj: dict[str, Any]) -> Observed:
+def read(fleet: AgentFleet, obj: dict[str, Any], prompt: str | None = None) -> Observed:
     models = {"llama-8b": ready_model()}
     names = secret_names(fleet, models, None)
     return Observed(
@@ -41,7 +41,7 @@ def read(fleet: AgentFleet, obj: dict[str, Any]) -> Observed:
         fleet=fleet,
         models=models,
         index=None,
-        prompt=None,
+        prompt={"data": {"prompt": prompt}} if prompt is not None else None,
         secrets=dict.fromkeys(names),
         fresh={n: f"fresh-{n}" for n in generated_names(fleet)},
         egress=Egress(),
@@ -57,16 +57,17 @@ class World:
         self.gate: dict[str, Any] | None = None
         self.promoted: dict[str, Any] | None = None
         self.results: dict[str, dict[str, str]] = {}  # results ConfigMaps by name
+        self.prompt: str | None = None  # the text of the prompt ConfigMap a fleet may name
 
     def observe(self, fleet: Fleet, clock: datetime = T0) -> Observed:
         obj = fleet.ns(NS).meta(generation=2, uid="u-1").status({"gate": self.gate} if self.gate else {}).obj()
         af = AgentFleet.model_validate(obj)
-        obs = replace(read(af, obj), clock=clock, runtime_image="agentfleet:test", promoted=self.promoted)
+        obs = replace(read(af, obj, self.prompt), clock=clock, runtime_image="agentfleet:test", promoted=self.promoted)
         gate = gating.gate_status(obs)
         if gate is not None and gate.phase == "Running" and gate.candidate:
             obs = replace(obs, results=self.results.get(f"support-gate-{gate.candidate[:10]}"))
         serving = gating.serving_fleet(af, self.promoted)
-        return replace(obs, serving=read(serving, obj) if serving is not None else None)
+        return replace(obs, serving=read(serving, obj, self.prompt) if serving is not None else None)
 
     def decide(self, fleet: Fleet, clock: datetime = T0) -> Plan:
         plan = gating.decide(self.observe(fleet, clock))
@@ -161,6 +162,21 @@ def test_a_change_to_worker_counts_applies_at_once_while_the_answers_wait() -> N
     assert plan.runtime is not None and plan.runtime.replicas == 5 and OLD in serving_text(plan)
     assert plan.gate is not None and plan.gate.create is None  # the same gate runs on: nothing new
     assert [k for k, _ in applied(plan)] == ["ConfigMap", "NetworkPolicy", "Deployment"]
+
+
+def test_a_change_of_what_a_reference_resolves_to_starts_a_gate_too() -> None:
+    """The prompt's ConfigMap changes, the spec does not: the answers change all the same."""
+    world = World()
+    fleet = Fleet("support").gate(sample=40).spec(systemPrompt={"configMapRef": {"name": "p", "key": "prompt"}})
+    world.prompt = OLD
+    first = world.decide(fleet)
+    assert first.gate is not None and first.gate.report.gate.phase == "Serving"
+    world.prompt = NEW
+    plan = world.decide(fleet)
+    assert plan.gate is not None and plan.gate.report.gate.phase == "Running" and plan.gate.create is not None
+    # The serving workers keep the text they were promoted with; the candidate runs the new one.
+    assert OLD in serving_text(plan) and NEW not in serving_text(plan)
+    assert NEW in plan.gate.apply[0]["data"]["runtime.yaml"]
 
 
 def test_until_the_job_wrote_its_sample_the_gate_runs_with_nothing_to_decide() -> None:

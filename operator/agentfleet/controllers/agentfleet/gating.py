@@ -48,6 +48,7 @@ from agentfleet.gate import (
 from agentfleet.render import gate as rg
 
 Override = Literal["promote", "abort"]
+PROMPT_LIMIT = 262_144  # spec.systemPrompt.inline's maxLength
 OVERRIDE_IGNORED = f"the {OVERRIDE_ANNOTATION} annotation was removed: no gate was running for it to decide"
 
 
@@ -125,6 +126,17 @@ def resolved_refs(obs: Observed, af: AgentFleet, r: Resolved) -> dict[str, str]:
     return out
 
 
+def kept_fields(af: AgentFleet, r: Resolved) -> dict[str, Any]:
+    """The answer fields to keep for a version that serves: promoted_fields, with a prompt taken
+    from a ConfigMap kept as its text (inline), so that a change of the ConfigMap waits for its
+    gate like a change of the spec (a text over the inline limit stays a reference: served live)."""
+    fields = promoted_fields(af.spec)
+    sp = af.spec.system_prompt
+    if sp is not None and sp.config_map_ref is not None and r.prompt is not None and len(r.prompt) <= PROMPT_LIMIT:
+        fields["systemPrompt"] = {"inline": r.prompt}
+    return fields
+
+
 def _override(af: AgentFleet) -> tuple[Override | None, str | None]:
     try:
         return override((af.metadata or {}).get("annotations")), None
@@ -186,11 +198,18 @@ def decide(obs: Observed) -> Plan | NeedsProbe:
             step = Step("Run", candidate=wanted)  # the Job has not sampled yet: nothing to decide
     promote = step.kind == "Adopt" or (step.kind == "Finish" and step.decision is not None and step.decision.promote)
     base = want if promote or serving is None else serving[0]
-    return dataclasses.replace(base, gate=_gate_plan(obs, want, step, before, at, promote, bad))
+    kept = kept_fields(af, r) if promote else None
+    return dataclasses.replace(base, gate=_gate_plan(obs, want, step, before, at, kept, bad))
 
 
 def _gate_plan(
-    obs: Observed, want: Plan, step: Step, before: GateStatus | None, at: str, promote: bool, bad: str | None
+    obs: Observed,
+    want: Plan,
+    step: Step,
+    before: GateStatus | None,
+    at: str,
+    kept: dict[str, Any] | None,
+    bad: str | None,
 ) -> GatePlan:
     af = obs.fleet
     fleet = af.metadata["name"]
@@ -225,7 +244,7 @@ def _gate_plan(
         posts.append(Post("Normal", "GateOverrideIgnored", OVERRIDE_IGNORED, once=False))
     return GatePlan(
         report=said,
-        promoted=rg.render_promoted(af, promoted_fields(af.spec)) if promote else None,
+        promoted=rg.render_promoted(af, kept) if kept is not None else None,
         create=create,
         apply=tuple(apply),
         delete=tuple(deletes),
