@@ -159,7 +159,7 @@ def render_results(af: AgentFleet, candidate: str) -> dict[str, Any]:
 def task_set_source(ts: GateTaskSet) -> tuple[str, dict[str, Any] | None]:
     """The task set's path in the Job's pod, and the volume it needs (None: it ships in the image)."""
     if ts.shipped is not None:
-        return f"{SHIPPED_DIR}/{ts.shipped}.yaml", None
+        return f"{SHIPPED_DIR}/{ts.shipped}-tasks.yaml", None  # e2e/eval/NAME-tasks.yaml in the image
     ref = ts.config_map_ref
     assert ref is not None  # the schema's rule: exactly one source
     volume = {"name": "tasks", "configMap": {"name": ref.name, "items": [{"key": ref.key, "path": ref.key}]}}

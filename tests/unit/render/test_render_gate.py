@@ -79,7 +79,7 @@ def test_the_job_runs_the_gate_program_non_root_with_both_versions_configs() -> 
     assert c["image"] == "agentfleet:1" and c["command"] == ["python", "-m", "agentfleet_runtime"]
     args = c["args"]
     assert args[0] == "gate" and args[args.index("--results-configmap") + 1] == "support-gate-0123456789"
-    assert args[args.index("--task-set") + 1] == "/usr/share/agentfleet/eval/postgres-manual.yaml"
+    assert args[args.index("--task-set") + 1] == "/usr/share/agentfleet/eval/postgres-manual-tasks.yaml"
     assert args[args.index("--sample") + 1] == "12" and args[args.index("--fleet") + 1] == "support"
     assert args[args.index("--current-config") + 1] == "/etc/agentfleet/current/runtime.yaml"
     assert args[args.index("--candidate-config") + 1] == "/etc/agentfleet/candidate/runtime.yaml"
