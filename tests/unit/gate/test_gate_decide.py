@@ -203,5 +203,18 @@ def test_the_api_refuses_a_task_set_with_both_or_neither_source() -> None:
     spec = AgentFleetSpec.model_validate(
         {**SPEC, "rollout": {"evaluation": {"taskSet": {"shipped": "python-library"}}}}
     )
-    assert spec.rollout.evaluation is not None and spec.rollout.evaluation.task_set.shipped == "python-library"
-    assert AgentFleetSpec.model_validate(SPEC).rollout.evaluation is None
+    assert spec.evaluation is not None and spec.evaluation.task_set.shipped == "python-library"
+    assert AgentFleetSpec.model_validate(SPEC).evaluation is None
+
+
+def test_the_crd_adds_nothing_to_a_fleet_written_before_the_gate() -> None:
+    """No schema default on spec.rollout: the API server would otherwise add rollout: {} to every
+    existing AgentFleet, which an operator of the version before (strict models) refuses as an
+    invalid spec while a chart upgrade has replaced the CRD but not yet the operator."""
+    from pathlib import Path
+
+    import yaml
+
+    crd = yaml.safe_load((Path(__file__).resolve().parents[3] / "crds" / "agentfleet.io_agentfleets.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    assert "rollout" in spec and "default" not in spec["rollout"]

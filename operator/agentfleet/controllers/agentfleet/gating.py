@@ -76,7 +76,7 @@ def read_promoted(cm: JSON | None) -> dict[str, Any] | None:
 def serving_fleet(af: AgentFleet, promoted: Mapping[str, Any] | None) -> AgentFleet | None:
     """The fleet the serving workers run when a gate keeps it from the spec as written; None when
     the written spec serves (no gate, nothing promoted yet, or the same answer fields)."""
-    if af.spec.rollout.evaluation is None or not promoted:
+    if af.spec.evaluation is None or not promoted:
         return None
     try:
         spec = serving_spec(af.spec, promoted)
@@ -172,7 +172,7 @@ def _serving(obs: Observed) -> tuple[Plan, str] | None:
 def decide(obs: Observed) -> Plan | NeedsProbe:
     """The pass's plan: the serving version's runtime, and the gate's part (Plan.gate)."""
     af = obs.fleet
-    evaluation = af.spec.rollout.evaluation
+    evaluation = af.spec.evaluation
     before = gate_status(obs)
     if evaluation is None and before is None:
         return deciding.decide(obs)  # no gate now, none before: the spec as written serves
@@ -229,9 +229,9 @@ def _gate_plan(
     create = None
     if step.kind in ("Start", "Run") and want.runtime is not None and step.candidate is not None:
         apply += rg.render_candidate(fleet, dict(want.runtime.doc or {}), [dict(o) for o in want.runtime.children])
-        if step.kind == "Start" and af.spec.rollout.evaluation is not None:
+        if step.kind == "Start" and af.spec.evaluation is not None:
             create = rg.render_results(af, step.candidate)
-            evaluation = af.spec.rollout.evaluation
+            evaluation = af.spec.evaluation
             apply += rg.render_gate(af, evaluation, step.candidate, image=obs.runtime_image, egress=obs.egress)
     annotated = OVERRIDE_ANNOTATION in ((af.metadata or {}).get("annotations") or {})
     posts: list[Post] = []

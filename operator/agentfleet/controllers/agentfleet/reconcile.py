@@ -111,7 +111,7 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
         # A generated Secret's value is drawn here, an input like the clock: decide stays pure.
         fresh = {n: secrets.token_urlsafe(32) for n in generated_names(af) if observed.secrets.get(n) is None}
         observed = replace(observed, fresh=fresh)
-        if af.spec.rollout.evaluation is None and not self.subject.status.get("gate"):
+        if af.spec.evaluation is None and not self.subject.status.get("gate"):
             return observed
         return self.observe_gate(observed)
 
