@@ -14,6 +14,8 @@ the runtime is rendered all the same (Ready waits for them).
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,7 +26,46 @@ from tests.builders import MRS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-crds, operator = fx.crds, fx.operator
+# The shared cluster may run others' work beside this module (an operator serving its own
+# namespace, a long evaluation): this module's operator serves only the namespaces it makes, and
+# its CRDs are applied over whatever is there (they only add optional fields: no object elsewhere
+# changes).
+PREFIX = f"e2e-gate-{uuid.uuid4().hex[:6]}-"
+
+
+@pytest.fixture(scope="module")
+def crds(cluster):
+    cluster.run(
+        "apply", "--server-side", "--force-conflicts", "--field-manager=agentfleet-e2e", "-f", str(fx.ROOT / "crds")
+    )
+    for crd in ("agentfleets.agentfleet.io", "modelreplicasets.agentfleet.io", "vectorindexes.agentfleet.io"):
+        cluster.run("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def operator(crds) -> Iterator[fx.OperatorProcess]:
+    op = fx.OperatorProcess(crds, args=("--resync-seconds", "20", "--namespace", f"{PREFIX}*"), name="gate-operator")
+    op.start()
+    yield op
+    op.stop()
+
+
+@pytest.fixture
+def namespace(cluster) -> Iterator[str]:
+    name = f"{PREFIX}{uuid.uuid4().hex[:6]}"
+    cluster.run("create", "namespace", name)
+    cluster.run("label", "namespace", name, "agentfleet.io/e2e=true")
+    cluster.wait_for(
+        lambda: cluster.run("-n", name, "get", "serviceaccount", "default", check=False).returncode == 0,
+        timeout=30,
+        interval=0.2,
+        desc=f"default ServiceAccount in {name}",
+    )
+    yield name
+    cluster.run("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
 OLD, NEW, NEWER = "Answer from the manual.", "Answer briefly.", "Answer at length, citing every page."
 TASKS = [f"pg-{i}" for i in range(40)]
 GATE = "agentfleet.io/gate"

@@ -58,9 +58,11 @@ class World:
         self.promoted: dict[str, Any] | None = None
         self.results: dict[str, dict[str, str]] = {}  # results ConfigMaps by name
         self.prompt: str | None = None  # the text of the prompt ConfigMap a fleet may name
+        self.conditions: list[dict[str, Any]] = []  # as write left them
 
     def observe(self, fleet: Fleet, clock: datetime = T0) -> Observed:
-        obj = fleet.ns(NS).meta(generation=2, uid="u-1").status({"gate": self.gate} if self.gate else {}).obj()
+        st: dict[str, Any] = {"conditions": self.conditions, **({"gate": self.gate} if self.gate else {})}
+        obj = fleet.ns(NS).meta(generation=2, uid="u-1").status(st).obj()
         af = AgentFleet.model_validate(obj)
         obs = replace(read(af, obj, self.prompt), clock=clock, runtime_image="agentfleet:test", promoted=self.promoted)
         gate = gating.gate_status(obs)
@@ -70,8 +72,10 @@ class World:
         return replace(obs, serving=read(serving, obj, self.prompt) if serving is not None else None)
 
     def decide(self, fleet: Fleet, clock: datetime = T0) -> Plan:
-        plan = gating.decide(self.observe(fleet, clock))
+        obs = self.observe(fleet, clock)
+        plan = gating.decide(obs)
         assert isinstance(plan, Plan), plan
+        self.conditions = status.compose(obs, plan, Acted(), gating._at(clock)).status["conditions"]
         if plan.gate is not None:
             self.gate = plan.gate.report.gate.wire()
             if plan.gate.promoted is not None:
@@ -223,9 +227,11 @@ def test_a_change_that_breaks_answers_is_held_and_the_old_answers_keep_serving()
     assert ("apps/v1", "Deployment", "support-candidate") in plan.gate.delete
     figures = plan.gate.report.gate.figures
     assert figures is not None and figures.success is not None and figures.success.delta == -0.5
-    # Held stays held, and the old answers keep serving.
+    # Held stays held, and the old answers keep serving; the condition keeps the decision's figures.
     again = world.decide(Fleet("support").gate(sample=40).prompt(NEW), T0 + timedelta(seconds=90))
     assert again.gate is not None and again.gate.report.gate.phase == "Held" and OLD in serving_text(again)
+    held = next(c for c in world.conditions if c["type"] == "EvaluationGate")
+    assert (held["status"], held["reason"]) == ("False", "SuccessDropped") and "-50pp" in held["message"]
     assert again.gate.delete == () and again.gate.apply == ()
     # Taken back, the change no longer waits: the fleet says it serves, not that it holds.
     back = world.decide(Fleet("support").gate(sample=40).prompt(OLD), T0 + timedelta(seconds=120))

@@ -239,6 +239,11 @@ def _gate_plan(
     if bad is not None:
         verdict = Verdict(EVALUATION_GATE, False, "InvalidOverride", bad)
         posts.append(Post("Warning", "InvalidOverride", bad))
+    kept_cond = next((c for c in obs.subject.own_conditions if c.get("type") == EVALUATION_GATE), None)
+    if verdict is None and step.kind == "Idle" and kept_cond is not None:
+        if (kept_cond.get("status"), kept_cond.get("reason")) == said.condition[:2]:
+            # Nothing happened: the condition keeps what the decision said (its figures).
+            verdict = Verdict(EVALUATION_GATE, said.condition[0], said.condition[1], str(kept_cond.get("message")))
     unannotate = annotated and bad is None and not running
     if unannotate and step.overridden is None:
         posts.append(Post("Normal", "GateOverrideIgnored", OVERRIDE_IGNORED, once=False))
