@@ -212,6 +212,11 @@ class Fleet(_Spec):
         self._spec["systemPrompt"] = {"inline": inline}
         return self
 
+    def gate(self, shipped: str = "postgres-manual", **evaluation: Any) -> Self:
+        """spec.rollout.evaluation: a shipped task set by name, and any other of its fields."""
+        self._spec["rollout"] = {"evaluation": {"taskSet": {"shipped": shipped}, **evaluation}}
+        return self
+
     def redis(self, url: str, password: tuple[str, str] | None = None) -> Self:
         """The task store; ``password``: (Secret name, key)."""
         self._spec["redis"] = {"url": url}

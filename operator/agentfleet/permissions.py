@@ -269,6 +269,20 @@ NEEDS: tuple[Need, ...] = (
         ("create", "patch"),
         "binds the workers' Role to their ServiceAccount",
     ),
+    # The evaluation gate (controllers/agentfleet/gating.py, render/gate.py): the candidate's
+    # Deployment, ConfigMap and egress policy and the Job are deleted when the gate ends or is
+    # superseded (its results ConfigMap stays); the Job's ServiceAccount, Role and RoleBinding are
+    # applied with the rules above (the Role grants get/patch on one ConfigMap, which the operator holds).
+    Need("gate", "batch", "jobs", ("create", "patch", "delete"), "the evaluation Job: applied, deleted when it ends"),
+    Need("gate", "apps", "deployments", ("delete",), "the candidate's workers, deleted when the gate ends"),
+    Need(
+        "gate",
+        "",
+        "configmaps",
+        ("delete",),
+        "the candidate's runtime ConfigMap, deleted when the gate ends (FLEET-promoted and the results are applied)",
+    ),
+    Need("gate", "networking.k8s.io", "networkpolicies", ("delete",), "the candidate's egress policy, deleted with it"),
     Need(
         "agentfleet",
         "discovery.k8s.io",

@@ -141,6 +141,9 @@ AGENT_FLEET = Resource(
         Column("Tasks/h", "integer", ".status.tasksPerHour", "Tasks finished in the last hour."),
         Column("P95(s)", "number", ".status.taskP95Seconds", "95th percentile task duration."),
         Column("Cost/Task", "string", ".status.costPerTask", "Mean cost of a task."),
+        Column(
+            "Gate", "string", ".status.gate.phase", "The evaluation gate: Serving, Running, Promoted, Held or Aborted."
+        ),
         AGE,
     ),
     scale=Scale(spec_replicas=".spec.workers.replicas", status_replicas=".status.workers"),

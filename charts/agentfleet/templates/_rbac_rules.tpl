@@ -15,9 +15,10 @@
 # autoscaler: the learned demand profile, <modelreplicaset>-demand-profile (controllers/demand.py)
 # vectorindex: reads spec.source.configMap; applies the URL list ConfigMap
 # agentfleet: the runtime ConfigMap; reads spec.systemPrompt.configMapRef
+# gate: the candidate's runtime ConfigMap, deleted when the gate ends (FLEET-promoted and the results are applied)
 - apiGroups: ['']
   resources: [configmaps]
-  verbs: [get, create, patch]
+  verbs: [get, create, patch, delete]
 # kopf: kopf posts WARNING+ log lines as Events; Kube.event and kopf.event post the controllers' own
 - apiGroups: ['']
   resources: [events]
@@ -65,15 +66,17 @@
   resources: [vectorindexes/status]
   verbs: [patch]
 # agentfleet: worker and task API Deployments (kopf.on.event)
+# gate: the candidate's workers, deleted when the gate ends
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch]
+  verbs: [get, list, watch, create, patch, delete]
 # agentfleet: the managed Redis (kopf.on.event)
 - apiGroups: [apps]
   resources: [statefulsets]
   verbs: [get, list, watch, create, patch]
 # modelreplicaset: the Job that fills spec.engine.modelCache, applied and read
 # vectorindex: ingestion Jobs: watched (kopf.on.event), applied, old ones deleted
+# gate: the evaluation Job: applied, deleted when it ends
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, patch, delete]
@@ -91,9 +94,10 @@
   verbs: [get, create, patch]
 # modelreplicaset: who may reach the replicas (the fleets' workers, operator, Prometheus)
 # agentfleet: who may reach the managed Redis; what the workers may reach
+# gate: the candidate's egress policy, deleted with it
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
-  verbs: [create, patch]
+  verbs: [create, patch, delete]
 # modelreplicaset: one PDB per ModelReplicaSet
 # agentfleet: worker PDB
 - apiGroups: [policy]

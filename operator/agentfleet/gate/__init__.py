@@ -1,7 +1,7 @@
 """Pure decisions of the evaluation gate (spec.rollout.evaluation, docs/evaluation-gate.md): which
-spec changes alter answers, which (version, task) results are still missing, the override
-annotation, and promote or hold from the two versions' per-task results. No I/O: the AgentFleet
-controller observes, calls these and applies what they return."""
+spec changes alter answers, the override annotation, and promote or hold from the two versions'
+per-task results. No I/O: the AgentFleet controller observes, calls these and applies what they
+return."""
 
 from agentfleet.gate.decide import Decision, Spent, decide
 from agentfleet.gate.plan import (
@@ -9,7 +9,6 @@ from agentfleet.gate.plan import (
     OverrideError,
     answer_hash,
     override,
-    pending,
     promoted_fields,
     serving_spec,
 )
@@ -27,7 +26,6 @@ __all__ = [
     "decide",
     "next_step",
     "override",
-    "pending",
     "promoted_fields",
     "report",
     "serving_spec",

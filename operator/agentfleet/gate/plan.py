@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Literal
 
 from agentfleet_contract.agentfleet import AgentFleetSpec
-from agentfleet_contract.gate import GateTaskResult, Version
 
 OVERRIDE_ANNOTATION = "agentfleet.io/gate"
 # The parts of the spec that change what the agents answer. Worker counts, the task API, prices,
@@ -54,14 +53,6 @@ def serving_spec(spec: AgentFleetSpec, promoted: Mapping[str, object] | None) ->
 def promoted_fields(spec: AgentFleetSpec) -> dict[str, object]:
     """The answer fields of a spec as JSON (camelCase), to keep beside the serving version."""
     return spec.model_dump(mode="json", by_alias=True, exclude_none=True, include=set(ANSWER_FIELDS))
-
-
-def pending(task_ids: Iterable[str], done: Iterable[GateTaskResult]) -> list[tuple[Version, str]]:
-    """The (version, task) results still missing, current before candidate per task: a restarted
-    gate runs only these."""
-    have = {(r.version, r.task_id) for r in done}
-    versions: tuple[Version, ...] = ("current", "candidate")
-    return [(v, t) for t in task_ids for v in versions if (v, t) not in have]
 
 
 class OverrideError(ValueError):

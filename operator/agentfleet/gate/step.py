@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Literal
 
 from agentfleet_contract.agentfleet import GateStatus, RolloutEvaluation
-from agentfleet_contract.gate import GateFigures, GateTaskResult, Version
+from agentfleet_contract.gate import GateFigures, GateTaskResult, Version, pending
 
 from agentfleet.gate.decide import Decision, Spent, decide
-from agentfleet.gate.plan import pending
+from agentfleet.gate.plan import OVERRIDE_ANNOTATION
 
 Kind = Literal["Adopt", "Start", "Run", "Finish", "Idle"]
 
@@ -57,6 +57,8 @@ def next_step(
         # The spec went back to what serves: a running gate has nothing left to decide.
         if gate is not None and gate.phase == "Running":
             return Step("Adopt", candidate=wanted, superseded=gate.candidate)
+        if gate is not None and gate.phase in ("Held", "Aborted"):
+            return Step("Adopt", candidate=wanted)  # the held change was taken back: serving, not held
         return Step("Idle")
     if gate is None or gate.candidate != wanted:
         running = gate is not None and gate.phase == "Running"
@@ -79,5 +81,7 @@ def next_step(
 def _overridden(candidate: str, how: Literal["promote", "abort"], results: list[GateTaskResult]) -> Step:
     figures = GateFigures(tasks=len({r.task_id for r in results}), tokens=sum(r.tokens for r in results))
     said = "promoted" if how == "promote" else "aborted"
-    decision = Decision(how == "promote", "Overridden", f"{said} by the {how} annotation", figures)
+    decision = Decision(
+        how == "promote", "Overridden", f"{said} by the {OVERRIDE_ANNOTATION}={how} annotation", figures
+    )
     return Step("Finish", candidate=candidate, decision=decision, overridden=how)

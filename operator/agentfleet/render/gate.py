@@ -13,22 +13,34 @@ It has no task API: only the evaluation Job submits to it.
 from __future__ import annotations
 
 import copy
+import ipaddress
+import json
 from typing import Any
+from urllib.parse import urlsplit
+
+from agentfleet_contract.agentfleet import AgentFleet, GateTaskSet, RolloutEvaluation
+from agentfleet_contract.gate import CANDIDATE_FLEET_SUFFIX
 
 from agentfleet.render.agentfleet import (
     COMPONENT_LABEL,
     CONFIG_HASH_ANNOTATION,
     CONFIG_KEY,
+    REDIS_PORT,
+    RUNTIME_MODULE,
+    Egress,
     config_hash,
     config_map_name,
     config_text,
+    labels,
+    redis_password_ref,
+    selector,
     worker_egress_name,
     worker_name,
 )
+from agentfleet.render.agentfleet_names import _container_security, _fleet, _meta, _pod_security
 
 CANDIDATE = "candidate"
-# A fleet name never holds "~" (a DNS label), so no fleet's keys meet the candidate's.
-PRIVATE_SUFFIX = "~candidate"
+RBAC = "rbac.authorization.k8s.io/v1"
 
 
 def candidate_name(fleet: str) -> str:
@@ -50,7 +62,7 @@ def results_name(fleet: str, candidate: str) -> str:
 
 def private_fleet(fleet: str) -> str:
     """The fleet name in the candidate's runtime document: the prefix of all its Redis keys."""
-    return fleet + PRIVATE_SUFFIX
+    return fleet + CANDIDATE_FLEET_SUFFIX
 
 
 def _relabel(meta: dict[str, Any]) -> None:
@@ -91,3 +103,237 @@ def render_candidate(
             volume["configMap"]["name"] = candidate_config_name(fleet)
     out.append(dep)
     return out
+
+
+# --- the record of what serves, and the evaluation Job -------------------------------------------
+
+GATE = "gate"  # the component of the Job, its ServiceAccount, Role, binding and egress policy
+PROMOTED_KEY = "fields"  # the promoted ConfigMap's key: the serving version's answer fields (JSON)
+SHIPPED_DIR = "/usr/share/agentfleet/eval"  # the shipped task sets, in the runtime image
+TASKS_DIR = "/etc/agentfleet/tasks"  # spec.rollout.evaluation.taskSet.configMapRef, mounted
+CURRENT_CONFIG_DIR = "/etc/agentfleet/current"
+CANDIDATE_CONFIG_DIR = "/etc/agentfleet/candidate"
+GATE_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
+# A pod killed mid-gate is retried; the program resumes from the results ConfigMap, so a retry
+# costs only the tasks in flight when it died.
+GATE_BACKOFF_LIMIT = 6
+API_SERVER_PORTS = (443, 6443)
+DNS_PORT = 53
+
+
+def gate_name(fleet: str) -> str:
+    """The Job's ServiceAccount, Role, RoleBinding and egress policy."""
+    return f"{fleet}-gate"
+
+
+def promoted_name(fleet: str) -> str:
+    """The ConfigMap that keeps the serving version's answer fields (plan.promoted_fields)."""
+    return f"{fleet}-promoted"
+
+
+def job_name(fleet: str, candidate: str) -> str:
+    """One Job per candidate, named like its results ConfigMap: a superseded gate's is found by name."""
+    return results_name(fleet, candidate)
+
+
+def _config_map(af: AgentFleet, name: str, component: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(af, name, component), "data": data}
+
+
+def render_promoted(af: AgentFleet, fields: dict[str, Any]) -> dict[str, Any]:
+    """FLEET-promoted: the answer fields the serving workers run (serving_spec reads them back)."""
+    fleet, _ = _fleet(af)
+    return _config_map(af, promoted_name(fleet), GATE, {PROMOTED_KEY: json.dumps(fields, sort_keys=True)})
+
+
+def render_results(af: AgentFleet, candidate: str) -> dict[str, Any]:
+    """The gate's results ConfigMap, empty: the Job writes ``sample`` and one key per (version,
+    task). Created once (never applied again: the Job's keys are its own); kept after the gate for
+    the record, and deleted with the fleet."""
+    fleet, _ = _fleet(af)
+    return _config_map(af, results_name(fleet, candidate), GATE, {})
+
+
+def task_set_source(ts: GateTaskSet) -> tuple[str, dict[str, Any] | None]:
+    """The task set's path in the Job's pod, and the volume it needs (None: it ships in the image)."""
+    if ts.shipped is not None:
+        return f"{SHIPPED_DIR}/{ts.shipped}-tasks.yaml", None  # e2e/eval/NAME-tasks.yaml in the image
+    ref = ts.config_map_ref
+    assert ref is not None  # the schema's rule: exactly one source
+    volume = {"name": "tasks", "configMap": {"name": ref.name, "items": [{"key": ref.key, "path": ref.key}]}}
+    return f"{TASKS_DIR}/{ref.key}", volume
+
+
+def gate_args(af: AgentFleet, evaluation: RolloutEvaluation, candidate: str, task_set: str) -> list[str]:
+    fleet, ns = _fleet(af)
+    budget = evaluation.budget
+    return [
+        "gate",
+        *("--fleet", fleet, "--namespace", ns, "--results-configmap", results_name(fleet, candidate)),
+        *("--task-set", task_set, "--part", evaluation.part),
+        *("--sample", str(evaluation.sample), "--seed", str(evaluation.seed)),
+        *("--concurrency", str(evaluation.concurrency)),
+        *("--timeout-seconds", str(budget.timeout_seconds), "--max-tokens", str(budget.max_tokens)),
+        *("--current-config", f"{CURRENT_CONFIG_DIR}/{CONFIG_KEY}"),
+        *("--candidate-config", f"{CANDIDATE_CONFIG_DIR}/{CONFIG_KEY}"),
+    ]
+
+
+def render_gate_identity(af: AgentFleet, candidate: str) -> list[dict[str, Any]]:
+    """The Job's ServiceAccount and a Role of get and patch on exactly its results ConfigMap: the
+    program appends results there, and can read or change nothing else (no Secret, no other key's
+    ConfigMap, not the fleet)."""
+    fleet, ns = _fleet(af)
+    name = gate_name(fleet)
+    rule = {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "resourceNames": [results_name(fleet, candidate)],
+        "verbs": ["get", "patch"],
+    }
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(af, name, GATE)},
+        {"apiVersion": RBAC, "kind": "Role", "metadata": _meta(af, name, GATE), "rules": [rule]},
+        {
+            "apiVersion": RBAC,
+            "kind": "RoleBinding",
+            "metadata": _meta(af, name, GATE),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+        },
+    ]
+
+
+def _anywhere(egress: Egress) -> list[dict[str, Any]]:
+    """Every address but the denied ranges, and the pods of every namespace (some CNIs match only
+    addresses outside the cluster with ipBlock: render_worker_egress)."""
+    blocks = []
+    for cidr, version in (("0.0.0.0/0", 4), ("::/0", 6)):
+        nets = (ipaddress.ip_network(c, strict=False) for c in egress.denied)
+        block: dict[str, Any] = {"cidr": cidr}
+        if ex := sorted({str(n) for n in nets if n.version == version}):
+            block["except"] = ex
+        blocks.append({"ipBlock": block})
+    return [*blocks, {"namespaceSelector": {}}]
+
+
+def redis_ports(af: AgentFleet) -> list[int]:
+    """The ports the fleet's Redis answers on: its URL's, or each Sentinel's and the master's."""
+    r = af.spec.redis
+    if r.sentinel is not None:
+        ports = {int(a.rsplit(":", 1)[1]) if ":" in a else 26379 for a in r.sentinel.addresses}
+        return sorted(ports | {REDIS_PORT})
+    parsed = urlsplit(r.url or "")
+    return [parsed.port or REDIS_PORT]
+
+
+def render_gate_egress(af: AgentFleet, egress: Egress) -> dict[str, Any]:
+    """What the Job's pod may reach: DNS, the fleet's Redis (the streams of both versions) and the
+    API server (its results ConfigMap); nothing else. The task set and the answers it scores are
+    tenant and model input: the program that reads them has no other way out."""
+    fleet, _ = _fleet(af)
+    dns = {"ports": [{"protocol": p, "port": DNS_PORT} for p in ("UDP", "TCP")]}
+    if af.spec.redis.deploy is not None:
+        redis = {
+            "to": [{"podSelector": {"matchLabels": selector(fleet, "redis")}}],
+            "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
+        }
+    else:
+        redis = {"to": _anywhere(egress), "ports": [{"protocol": "TCP", "port": p} for p in redis_ports(af)]}
+    if egress.api_server:
+        api = {"to": [{"ipBlock": {"cidr": c}} for c in egress.api_server]}
+    else:  # its addresses unknown: its ports only
+        api = {"to": _anywhere(egress), "ports": [{"protocol": "TCP", "port": p} for p in API_SERVER_PORTS]}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(af, gate_name(fleet), GATE),
+        "spec": {
+            "podSelector": {"matchLabels": selector(fleet, GATE)},
+            "policyTypes": ["Egress", "Ingress"],  # no ingress: nothing calls the Job
+            "egress": [dns, redis, api],
+        },
+    }
+
+
+def render_gate_job(
+    af: AgentFleet, evaluation: RolloutEvaluation, candidate: str, *, image: str, image_pull_policy: str | None = None
+) -> dict[str, Any]:
+    """The evaluation Job: ``python -m agentfleet_runtime gate`` from the operator's runtime image
+    (as the ingestion Job), the serving and the candidate runtime documents mounted read-only, the
+    fleet's Redis password as the workers get it, non-root on a read-only root."""
+    fleet, _ = _fleet(af)
+    task_set, tasks_volume = task_set_source(evaluation.task_set)
+    items = [{"key": CONFIG_KEY, "path": CONFIG_KEY}]
+    volumes: list[dict[str, Any]] = [
+        {"name": "current", "configMap": {"name": config_map_name(fleet), "items": items}},
+        {"name": "candidate", "configMap": {"name": candidate_config_name(fleet), "items": items}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+    ]
+    mounts = [
+        {"name": "current", "mountPath": CURRENT_CONFIG_DIR, "readOnly": True},
+        {"name": "candidate", "mountPath": CANDIDATE_CONFIG_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if tasks_volume is not None:
+        volumes.append(tasks_volume)
+        mounts.append({"name": "tasks", "mountPath": TASKS_DIR, "readOnly": True})
+    env: list[dict[str, Any]] = [
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+    if (ref := redis_password_ref(af)) is not None:
+        env.append({"name": "AGENTFLEET_REDIS_PASSWORD", "valueFrom": {"secretKeyRef": ref}})
+    container: dict[str, Any] = {
+        "name": GATE,
+        "image": image,
+        "command": ["python", "-m", RUNTIME_MODULE],
+        "args": gate_args(af, evaluation, candidate, task_set),
+        "env": env,
+        "resources": copy.deepcopy(GATE_RESOURCES),
+        "volumeMounts": mounts,
+        "securityContext": _container_security(),
+    }
+    if image_pull_policy:
+        container["imagePullPolicy"] = image_pull_policy
+    pod_labels = labels(fleet, GATE)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(af, job_name(fleet, candidate), GATE),
+        "spec": {
+            "backoffLimit": GATE_BACKOFF_LIMIT,
+            # The gate holds at its time budget; the Job stops there too.
+            "activeDeadlineSeconds": evaluation.budget.timeout_seconds,
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": gate_name(fleet),
+                    "automountServiceAccountToken": True,  # it patches its results ConfigMap
+                    "enableServiceLinks": False,
+                    "securityContext": _pod_security(),
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def render_gate(
+    af: AgentFleet,
+    evaluation: RolloutEvaluation,
+    candidate: str,
+    *,
+    image: str,
+    egress: Egress | None,
+    image_pull_policy: str | None = None,
+) -> list[dict[str, Any]]:
+    """What a gate's start applies after the candidate, in order: the Job's identity, its egress
+    policy (when the operator limits the workers'), the Job. The results ConfigMap is created
+    before them (render_results)."""
+    policy = [render_gate_egress(af, egress)] if egress is not None else []
+    job = render_gate_job(af, evaluation, candidate, image=image, image_pull_policy=image_pull_policy)
+    return [*render_gate_identity(af, candidate), *policy, job]

@@ -10,6 +10,7 @@ from agentfleet_contract.agentfleet.api import TaskAPI, Tracing
 from agentfleet_contract.agentfleet.budgets import Budgets, ModelCalls, Pricing, RateLimit
 from agentfleet_contract.agentfleet.decisions import Decisions, SystemPrompt
 from agentfleet_contract.agentfleet.redis_settings import Redis
+from agentfleet_contract.agentfleet.rollout import Rollout, RolloutEvaluation
 from agentfleet_contract.agentfleet.tools import Tool, names_tool
 from agentfleet_contract.agentfleet.workers import Retry, Workers
 from agentfleet_contract.common import LocalObjectReference, Model, default_obj
@@ -120,8 +121,18 @@ class AgentFleetSpec(Model):
     pod_template: AgentFleetPodTemplate | None = Field(
         default=None, description=POD_TEMPLATE_DESCRIPTION + " Applies to the worker and API pods."
     )
-    # spec.rollout (class Rollout) joins the spec when the AgentFleet controller runs the gate
-    # (docs/evaluation-gate.md): a field the operator ignored would promise a gate that never runs.
+    # No schema default: an object written before the field existed stays as it was, so an operator
+    # of the version before reads it while a chart upgrade replaces the CRD first.
+    rollout: Rollout | None = Field(
+        default=None,
+        description="How a change that alters answers rolls out: after an evaluation gate (rollout.evaluation), or, "
+        "unset, at once.",
+    )
+
+    @property
+    def evaluation(self) -> RolloutEvaluation | None:
+        """spec.rollout.evaluation, or None: changes roll out at once."""
+        return self.rollout.evaluation if self.rollout is not None else None
 
     @field_validator("tools")
     @classmethod

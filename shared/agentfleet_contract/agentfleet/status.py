@@ -120,4 +120,7 @@ class AgentFleetStatus(Model):
     sleep: SleepStatus | None = Field(
         default=None, description="Scale to zero (workers.minReplicas 0): awake, sleeping at zero workers, or waking."
     )
+    gate: GateStatus | None = Field(
+        default=None, description="The evaluation gate of the latest change that alters answers (spec.rollout)."
+    )
     conditions: list[Condition] = conditions_field()

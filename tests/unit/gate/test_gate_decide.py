@@ -9,7 +9,7 @@ from agentfleet_contract.agentfleet import AgentFleetSpec, GateBudget, GateRule,
 from agentfleet_contract.gate import GateTaskResult
 from agentfleet_contract.paired import newcombe
 
-from agentfleet.gate import OVERRIDE_ANNOTATION, OverrideError, Spent, answer_hash, decide, override, pending
+from agentfleet.gate import OVERRIDE_ANNOTATION, OverrideError, Spent, answer_hash, decide, override
 
 RULE = GateRule()
 BUDGET = GateBudget()
@@ -173,16 +173,6 @@ def test_what_a_reference_points_at_starts_a_gate_too() -> None:
     assert answer_hash(spec, {"model": "qwen-1.5b"}) != answer_hash(spec, {"model": "qwen-0.5b"})
 
 
-def test_a_restarted_gate_runs_only_what_is_missing() -> None:
-    done = [*results("current", [True, False]), GateTaskResult(task_id="t00", version="candidate", success=True)]
-    assert pending(["t00", "t01", "t02"], done) == [
-        ("candidate", "t01"),
-        ("current", "t02"),
-        ("candidate", "t02"),
-    ]
-    assert pending(["t00"], done) == []
-
-
 def test_the_override_annotation() -> None:
     assert override(None) is None and override({"x": "y"}) is None
     assert (
@@ -200,6 +190,22 @@ def test_the_api_refuses_a_task_set_with_both_or_neither_source() -> None:
             RolloutEvaluation.model_validate({"taskSet": bad})
     with pytest.raises(ValueError, match="maxCostRatio must be a decimal string"):
         RolloutEvaluation.model_validate({"taskSet": {"shipped": "postgres-manual"}, "rule": {"maxCostRatio": "x2"}})
-    # Not on the AgentFleet spec until the controller runs the gate: a field it ignored would promise one.
-    with pytest.raises(ValueError, match="rollout"):
-        AgentFleetSpec.model_validate({**SPEC, "rollout": {"evaluation": {"taskSet": {"shipped": "python-library"}}}})
+    # On the AgentFleet spec now that the controller runs the gate; unset, changes roll out at once.
+    spec = AgentFleetSpec.model_validate(
+        {**SPEC, "rollout": {"evaluation": {"taskSet": {"shipped": "python-library"}}}}
+    )
+    assert spec.evaluation is not None and spec.evaluation.task_set.shipped == "python-library"
+    assert AgentFleetSpec.model_validate(SPEC).evaluation is None
+
+
+def test_the_crd_adds_nothing_to_a_fleet_written_before_the_gate() -> None:
+    """No schema default on spec.rollout: the API server would otherwise add rollout: {} to every
+    existing AgentFleet, which an operator of the version before (strict models) refuses as an
+    invalid spec while a chart upgrade has replaced the CRD but not yet the operator."""
+    from pathlib import Path
+
+    import yaml
+
+    crd = yaml.safe_load((Path(__file__).resolve().parents[3] / "crds" / "agentfleet.io_agentfleets.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    assert "rollout" in spec and "default" not in spec["rollout"]

@@ -41,7 +41,7 @@ def test_a_promoted_change_serves_and_an_aborted_one_does_not() -> None:
         "True",
         ("Normal", "GatePromoted"),
     )
-    abort = Decision(False, "Overridden", "aborted by the abort annotation", GateFigures(tasks=0))
+    abort = Decision(False, "Overridden", "aborted by the agentfleet.io/gate=abort annotation", GateFigures(tasks=0))
     r = report(Step("Finish", candidate="new", decision=abort, overridden="abort"), RUNNING, NOW)
     assert (r.gate.phase, r.gate.current, r.condition[1]) == ("Aborted", "old", "Overridden")
 

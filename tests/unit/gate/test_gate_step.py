@@ -41,6 +41,9 @@ def test_a_change_starts_a_gate_and_a_second_one_supersedes_it() -> None:
     assert (s.kind, s.candidate, s.superseded) == ("Start", "newer", "new")
     back = step(running("new"), wanted="old")  # the change reverted: nothing to gate, the Job goes
     assert (back.kind, back.superseded) == ("Adopt", "new")
+    # A held change taken back: the fleet serves what it wants again, no longer held.
+    held = GateStatus(phase="Held", current="old", candidate="new", reason="SuccessDropped")
+    assert (step(held, wanted="old").kind, step(held, wanted="new").kind) == ("Adopt", "Idle")
 
 
 def test_a_restarted_gate_runs_only_what_is_missing() -> None:
@@ -80,5 +83,9 @@ def test_the_override_promotes_or_aborts() -> None:
     held = GateStatus(phase="Held", current="old", candidate="new", reason="SuccessDropped")
     assert step(held).kind == "Idle"  # a held change stays held: no gate restarts every pass
     s = step(held, override="promote")
-    assert (s.kind, s.decision.promote, s.decision.message) == ("Finish", True, "promoted by the promote annotation")
+    assert (s.kind, s.decision.promote, s.decision.message) == (
+        "Finish",
+        True,
+        "promoted by the agentfleet.io/gate=promote annotation",
+    )
     assert step(held, override="abort").kind == "Idle"

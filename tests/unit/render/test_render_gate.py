@@ -51,3 +51,82 @@ def test_no_serving_selector_counts_the_candidate_and_its_egress_is_the_workers(
     cand = dep["spec"]["template"]["spec"]["containers"][0]
     assert cand["image"] == worker["spec"]["template"]["spec"]["containers"][0]["image"]
     assert not any(o["kind"] == "Service" for o in render_candidate("support", DOC, runtime))
+
+
+# --- the evaluation Job ---------------------------------------------------------------------------
+
+
+def gate_objects(**spec: object) -> dict[str, dict]:
+    from agentfleet_contract.agentfleet import RolloutEvaluation
+
+    from agentfleet.render.agentfleet import Egress
+    from agentfleet.render.gate import render_gate
+
+    body = {**FLEET, "spec": {**FLEET["spec"], **spec}}
+    af = AgentFleet.model_validate(body)
+    ev = RolloutEvaluation.model_validate(
+        (spec.get("rollout") or {}).get("evaluation") or {"taskSet": {"shipped": "postgres-manual"}, "sample": 12}
+    )
+    objs = render_gate(af, ev, "0123456789abcdef", image="agentfleet:1", egress=Egress(api_server=("10.0.0.1/32",)))
+    return {o["kind"]: o for o in objs}
+
+
+def test_the_job_runs_the_gate_program_non_root_with_both_versions_configs() -> None:
+    job = gate_objects(redis={"url": "redis://r:6379", "passwordSecretRef": {"name": "rpw", "key": "pw"}})["Job"]
+    assert job["metadata"]["name"] == "support-gate-0123456789"
+    pod = job["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["image"] == "agentfleet:1" and c["command"] == ["python", "-m", "agentfleet_runtime"]
+    args = c["args"]
+    assert args[0] == "gate" and args[args.index("--results-configmap") + 1] == "support-gate-0123456789"
+    assert args[args.index("--task-set") + 1] == "/usr/share/agentfleet/eval/postgres-manual-tasks.yaml"
+    assert args[args.index("--sample") + 1] == "12" and args[args.index("--fleet") + 1] == "support"
+    assert args[args.index("--current-config") + 1] == "/etc/agentfleet/current/runtime.yaml"
+    assert args[args.index("--candidate-config") + 1] == "/etc/agentfleet/candidate/runtime.yaml"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["current"]["configMap"]["name"] == "support-runtime"
+    assert volumes["candidate"]["configMap"]["name"] == "support-runtime-candidate"
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] and sc["runAsNonRoot"] and not sc["allowPrivilegeEscalation"]
+    assert pod["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] > 0
+    assert pod["serviceAccountName"] == "support-gate"
+    # The only Secret it gets is the Redis password, as the workers get it.
+    secrets = [e["valueFrom"]["secretKeyRef"] for e in c["env"] if "secretKeyRef" in e.get("valueFrom", {})]
+    assert secrets == [{"name": "rpw", "key": "pw"}] and not any("secret" in v for v in pod["volumes"])
+
+
+def test_a_task_set_from_a_configmap_is_mounted_by_its_key() -> None:
+    ev = {"taskSet": {"configMapRef": {"name": "my-tasks", "key": "tasks.yaml"}}}
+    job = gate_objects(rollout={"evaluation": ev})["Job"]
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--task-set") + 1] == "/etc/agentfleet/tasks/tasks.yaml"
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["tasks"]["configMap"] == {"name": "my-tasks", "items": [{"key": "tasks.yaml", "path": "tasks.yaml"}]}
+
+
+def test_the_jobs_role_reaches_exactly_its_results_configmap_and_its_egress_is_limited() -> None:
+    objs = gate_objects()
+    (rule,) = objs["Role"]["rules"]
+    assert rule == {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "resourceNames": ["support-gate-0123456789"],
+        "verbs": ["get", "patch"],
+    }
+    assert objs["RoleBinding"]["subjects"][0]["name"] == objs["ServiceAccount"]["metadata"]["name"] == "support-gate"
+    policy = objs["NetworkPolicy"]["spec"]
+    assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gate"
+    assert policy["policyTypes"] == ["Egress", "Ingress"] and "ingress" not in policy
+    dns, redis, api = policy["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert [p["port"] for p in redis["ports"]] == [6379]
+    assert api == {"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}]}
+    # A managed Redis is reached by its pods' labels only.
+    managed = gate_objects(redis={"deploy": {}})["NetworkPolicy"]["spec"]["egress"][1]
+    assert managed["to"] == [
+        {
+            "podSelector": {
+                "matchLabels": {"agentfleet.io/agentfleet": "support", "app.kubernetes.io/component": "redis"}
+            }
+        }
+    ]

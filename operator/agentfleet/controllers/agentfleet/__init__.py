@@ -5,6 +5,8 @@
 - records.py     the typed records the steps hand on (Observed, Plan, Acted) and the shared names
 - reconcile.py   one pass in the framework's four steps: observe, decide, act, write
 - deciding.py    the decide step, pure: references resolved, problems, the runtime rendered
+- gating.py      the evaluation gate's step of decide, pure: which version serves, the candidate,
+                 the Job, what a finished gate deletes (docs/evaluation-gate.md)
 - status.py      the status this controller writes and the Events that go with it (pure)
 - probe.py       the fleet's Redis: client, probe (PING, task figures), a bound on its time
 

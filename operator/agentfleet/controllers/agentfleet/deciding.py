@@ -403,7 +403,7 @@ def plan_runtime(f: _Found, af: AgentFleet, r: Resolved, token: Generated | None
         return None
     name = af.metadata["name"]
     desired = None if af.spec.workers.autoscaling else replicas
-    return RuntimePlan(tuple(children), replicas, desired, render.worker_name(name), render.api_name(name))
+    return RuntimePlan(tuple(children), replicas, desired, render.worker_name(name), render.api_name(name), doc)
 
 
 def probe_verdict(obs: Observed, url: str) -> tuple[Verdict, tuple[Post, ...]]:
@@ -416,10 +416,17 @@ def probe_verdict(obs: Observed, url: str) -> tuple[Verdict, tuple[Post, ...]]:
 
 
 def decide(obs: Observed) -> Plan | NeedsProbe:
-    af, f = obs.fleet, _Found(obs)
+    """The plan for the fleet as written (the gate's step, gating.py, plans its serving version)."""
+    return plan_fleet(obs, obs.fleet)[0]
+
+
+def plan_fleet(obs: Observed, af: AgentFleet) -> tuple[Plan | NeedsProbe, Resolved]:
+    """The plan for ``af`` (the fleet as written, or its serving version) from ``obs``, which
+    read what ``af`` names; and its references resolved (what the gate's hash covers)."""
+    f = _Found(obs)
     r = resolve(f, af)
     if r.redis.url is not None and obs.probed is None:
-        return NeedsProbe(r.redis.url, r.redis.password)
+        return NeedsProbe(r.redis.url, r.redis.password), r
     verdicts, token, runtime = list(r.verdicts), None, None
     if not f.problems and r.primary is not None and r.redis.url is not None:
         if af.spec.api.auth_secret_ref is None:
@@ -432,7 +439,7 @@ def decide(obs: Observed) -> Plan | NeedsProbe:
         verdict, unreachable = probe_verdict(obs, r.redis.url)
         verdicts.append(verdict)
         posts += unreachable
-    return Plan(
+    plan = Plan(
         selector=render.selector_string(af.metadata["name"]),
         endpoint=render.task_api_endpoint(af.metadata["name"], obs.subject.namespace),
         problems=tuple(f.problems),
@@ -443,3 +450,4 @@ def decide(obs: Observed) -> Plan | NeedsProbe:
         stats=obs.probed.stats if r.redis.url is not None and obs.probed is not None else None,
         posts=tuple(posts),
     )
+    return plan, r

@@ -5,14 +5,16 @@
               VectorIndex, the system prompt's ConfigMap, Secrets, the generated Secrets) and the
               operator's settings: ``Observed``; then, when decide asks, the Redis probe and task
               figures (bounded: a Redis that does not answer cannot hold up a pass)
-    decide    pure (deciding.py): references resolved, problems the schema cannot see, the runtime
-              rendered (agentfleet.render.agentfleet): a ``Plan``
+    decide    pure (gating.py, deciding.py): references resolved, problems the schema cannot see,
+              the runtime rendered (agentfleet.render.agentfleet): a ``Plan``; with
+              spec.rollout.evaluation the serving version's, and the evaluation gate's part
     act       server-side apply under the operator's field manager: the managed Redis (its
               password Secret created once), the task API's token Secret (created once), the
               runtime's children; then reads back the StatefulSet and Deployments: ``Acted``
     write     status (status.py: only this controller's fields and condition types) and Events
 
-Nothing is deleted: the children carry ownerReferences, so deleting the fleet removes them all
+Deleted are only what a finished or superseded gate leaves (its candidate's workers, config and
+policy, its Job): the children carry ownerReferences, so deleting the fleet removes them all
 (no finalizer). spec is never written: defaults live in the schema.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from agentfleet_contract.agentfleet import AgentFleet
@@ -29,7 +32,7 @@ from agentfleet_contract.conditions import now
 from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
 from pydantic import ValidationError
 
-from agentfleet.controllers.agentfleet import deciding, status
+from agentfleet.controllers.agentfleet import gating, status
 from agentfleet.controllers.agentfleet.deciding import generated_names, model_names, secret_names
 from agentfleet.controllers.agentfleet.probe import probe_redis, probe_within
 from agentfleet.controllers.agentfleet.records import (
@@ -37,6 +40,7 @@ from agentfleet.controllers.agentfleet.records import (
     OWN_CONDITIONS,
     OWN_FIELDS,
     Acted,
+    GatePlan,
     Generated,
     NeedsProbe,
     Observed,
@@ -45,10 +49,12 @@ from agentfleet.controllers.agentfleet.records import (
 )
 from agentfleet.controllers.agentfleet.services import Events, FleetKube, PassServices, Probe, Services
 from agentfleet.controllers.settings import CONFIG
+from agentfleet.gate import OVERRIDE_ANNOTATION
 from agentfleet.kube import FIELD_MANAGER
 from agentfleet.reconcile.errors import describe_validation_error
 from agentfleet.reconcile.shape import Refused, Steps, Wants
 from agentfleet.reconcile.status import StatusWriter, own_part
+from agentfleet.render import gate as rg
 
 log = logging.getLogger("agentfleet.agentfleet")
 
@@ -73,9 +79,9 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
     def get(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
         return self.ctl.kube.get(api_version, kind, name, self.subject.namespace)
 
-    def event(self, type_: str, reason: str, message: str) -> None:
+    def event(self, type_: str, reason: str, message: str, *, once: bool = True) -> None:
         # The same problem on every pass is one Event (and log line), not a flood.
-        self.ctl.events.event(self.obj, type_, reason, message)
+        self.ctl.events.event(self.obj, type_, reason, message, once=once)
 
     def warn(self, reason: str, message: str) -> None:
         self.event("Warning", reason, message)
@@ -101,6 +107,16 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
             af = AgentFleet.model_validate(self.obj)
         except ValidationError as e:
             raise Refused("InvalidSpec", describe_validation_error(e, prefix="spec.", skip=1), "spec") from e
+        observed = self.read(af)
+        # A generated Secret's value is drawn here, an input like the clock: decide stays pure.
+        fresh = {n: secrets.token_urlsafe(32) for n in generated_names(af) if observed.secrets.get(n) is None}
+        observed = replace(observed, fresh=fresh)
+        if af.spec.evaluation is None and not self.subject.status.get("gate"):
+            return observed
+        return self.observe_gate(observed)
+
+    def read(self, af: AgentFleet) -> Observed:
+        """What ``af`` names: the written spec's, or the serving version's (the gate)."""
         spec = af.spec
         models = {n: self.get(API_VERSION, "ModelReplicaSet", n) for n in model_names(af)}
         ref = spec.vector_index_ref
@@ -108,8 +124,6 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
         cm_ref = spec.system_prompt.config_map_ref if spec.system_prompt is not None else None
         prompt = self.get("v1", "ConfigMap", cm_ref.name) if cm_ref is not None else None
         found = {n: self.get("v1", "Secret", n) for n in sorted(secret_names(af, models, index))}
-        # A generated Secret's value is drawn here, an input like the clock: decide stays pure.
-        fresh = {n: secrets.token_urlsafe(32) for n in generated_names(af) if found.get(n) is None}
         return Observed(
             subject=self.subject,
             fleet=af,
@@ -117,9 +131,29 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
             index=index,
             prompt=prompt,
             secrets=found,
-            fresh=fresh,
+            fresh={},
             egress=CONFIG.egress(),
             peers=CONFIG.peers(),
+        )
+
+    def observe_gate(self, observed: Observed) -> Observed:
+        """The gate's inputs: the clock, the promoted answer fields, the running gate's results,
+        and what the serving version names when it is not the written spec."""
+        name = self.subject.name
+        promoted = gating.read_promoted(self.get("v1", "ConfigMap", rg.promoted_name(name)))
+        gate = gating.gate_status(observed)
+        results = None
+        if gate is not None and gate.phase == "Running" and gate.candidate:
+            cm = self.get("v1", "ConfigMap", rg.results_name(name, gate.candidate))
+            results = dict((cm or {}).get("data") or {}) if cm is not None else None
+        serving_af = gating.serving_fleet(observed.fleet, promoted)
+        return replace(
+            observed,
+            clock=datetime.now(UTC),
+            runtime_image=CONFIG.runtime_image,
+            promoted=promoted,
+            results=results,
+            serving=self.read(serving_af) if serving_af is not None else None,
         )
 
     def observe_more(self, observed: Observed, wants: Wants) -> Observed:
@@ -133,7 +167,7 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
     # --- decide ---
 
     def decide(self, observed: Observed) -> Plan | Wants:
-        return deciding.decide(observed)
+        return gating.decide(observed)
 
     # --- act ---
 
@@ -164,13 +198,35 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
                 self.ctl.kube.apply(dict(o))
             worker = self.get("apps/v1", "Deployment", plan.runtime.worker)
             api = self.get("apps/v1", "Deployment", plan.runtime.api)
+        if plan.gate is not None:
+            self.act_gate(plan.gate)
         return Acted(tuple(created), redis_set, worker, api)
+
+    def act_gate(self, gate: GatePlan) -> None:
+        """The gate's part: the promoted answer fields, a starting gate's results ConfigMap (created
+        once: the Job's keys are not the operator's to apply), the candidate and the Job, what a
+        finished or superseded gate leaves; then the override annotation, under the operator's
+        field manager, once it was applied."""
+        kube, s = self.ctl.kube, self.subject
+        if gate.promoted is not None:
+            kube.apply(dict(gate.promoted))
+        if gate.create is not None:
+            try:
+                kube.create(dict(gate.create))
+            except ConflictError:
+                pass  # made by an earlier pass of this gate: the Job's results stay
+        for o in gate.apply:
+            kube.apply(dict(o))
+        for api_version, kind, name in gate.delete:
+            kube.delete(api_version, kind, name, s.namespace)
+        if gate.unannotate:
+            kube.merge_patch_metadata(API_VERSION, KIND, s.name, s.namespace, {}, {OVERRIDE_ANNOTATION: None})
 
     # --- write ---
 
     def write(self, observed: Observed, plan: Plan, acted: Acted) -> float | None:
         report = status.compose(observed, plan, acted, now())
         for p in report.posts:
-            self.event(p.type, p.reason, p.message)
+            self.event(p.type, p.reason, p.message, once=p.once)
         self.write_status(report.status, report.own)
         return report.again

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from agentfleet_contract.agentfleet import AgentFleet
 from agentfleet_contract.conditions import READY
 from agentfleet_contract.fleet_stats import FleetStats
 
+from agentfleet.gate import Report as GateReport
 from agentfleet.reconcile.shape import Wants
 from agentfleet.render.agentfleet import Egress
 from agentfleet.render.budgets import SpecProblem
@@ -21,7 +23,8 @@ JSON = Mapping[str, Any]  # a Kubernetes object (or part of one) as the API serv
 
 KIND = "AgentFleet"
 MODEL_READY, INDEX_READY, REDIS_READY, RUNTIME_READY = "ModelReady", "IndexReady", "RedisReady", "RuntimeReady"
-OWN_CONDITIONS = (READY, MODEL_READY, INDEX_READY, REDIS_READY, RUNTIME_READY)
+EVALUATION_GATE = "EvaluationGate"  # True Passed (or Serving) / False with the reason / Unknown Running
+OWN_CONDITIONS = (READY, MODEL_READY, INDEX_READY, REDIS_READY, RUNTIME_READY, EVALUATION_GATE)
 # Status fields this controller owns (desiredWorkers only while the autoscaler does not).
 OWN_FIELDS = (
     "observedGeneration",
@@ -35,6 +38,7 @@ OWN_FIELDS = (
     "tasksPerHour",
     "taskP95Seconds",
     "costPerTask",
+    "gate",
 )
 BACKOFF_MIN, BACKOFF_MAX = 2.0, 120.0
 BUSY_RESYNC_SECONDS = 5.0  # while something is starting
@@ -97,6 +101,12 @@ class Observed:
     egress: Egress | None  # the operator's worker egress settings (None: no egress policy)
     peers: Peers  # who may reach a managed Redis besides the fleet's pods
     probed: ProbeResult | None = None  # None: not probed (yet): decide asks with NeedsProbe
+    # The evaluation gate's inputs (gating.py); their defaults: no gate to run.
+    clock: datetime | None = None  # when observe read (the gate's budget and timestamps)
+    runtime_image: str = ""  # the operator's runtime image: the evaluation Job runs it
+    promoted: Mapping[str, Any] | None = None  # FLEET-promoted's answer fields (None: none kept)
+    results: Mapping[str, str] | None = None  # the running gate's results ConfigMap (None: none)
+    serving: Observed | None = None  # what the serving spec names, when it differs from the spec's
 
 
 @dataclass(frozen=True)
@@ -112,7 +122,7 @@ class Verdict:
     """One condition as a step decided it (write sets it, keeping its transition time unless it flips)."""
 
     type: str
-    ok: bool
+    ok: bool | str  # "Unknown" where a condition may be undecided (EvaluationGate while it runs)
     reason: str
     message: str
 
@@ -124,6 +134,9 @@ class Post:
     type: str
     reason: str
     message: str
+    # A problem that persists is posted again only every 10 minutes; a transition (the gate's) is
+    # posted each time it happens, bar an identical one within 30 seconds (reconcile.events).
+    once: bool = True
 
 
 @dataclass(frozen=True)
@@ -154,6 +167,23 @@ class RuntimePlan:
     desired_workers: int | None  # status.desiredWorkers (None: the autoscaler owns it)
     worker: str  # the Deployments act reads back after the apply
     api: str
+    doc: JSON | None = None  # the runtime document rendered (the gate's candidate is derived from it)
+
+
+@dataclass(frozen=True)
+class GatePlan:
+    """The evaluation gate's part of a pass (gating.py): act creates, applies and deletes in this
+    order, write reports ``report`` (status.gate, the EvaluationGate condition, the Event)."""
+
+    report: GateReport
+    promoted: JSON | None = None  # FLEET-promoted to apply: the serving version's answer fields changed
+    create: JSON | None = None  # the results ConfigMap, created once when a gate starts
+    apply: tuple[JSON, ...] = ()  # the candidate's children; at a start the Job's identity, policy and Job
+    delete: tuple[tuple[str, str, str], ...] = ()  # (apiVersion, kind, name): a finished or superseded gate's
+    unannotate: bool = False  # remove the override annotation (applied, or nothing to apply it to)
+    verdict: Verdict | None = None  # EvaluationGate when not the report's (an override that means nothing)
+    posts: tuple[Post, ...] = ()  # Events besides the report's
+    running: bool = False  # a gate runs: the next pass comes soon, to read its results
 
 
 @dataclass(frozen=True)
@@ -174,6 +204,7 @@ class Plan:
     runtime: RuntimePlan | None  # None: not (re)rendered, because of the problems
     stats: FleetStats | None  # the task figures read from the fleet's Redis
     posts: tuple[Post, ...]  # Warnings: each problem, an unreachable external Redis
+    gate: GatePlan | None = None  # the evaluation gate's part (None: the fleet has none)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,20 @@ class FleetKube(Protocol):
 
     def apply_status(self, obj: dict[str, Any], *, manager: str) -> dict[str, Any]: ...
 
+    def delete(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None, *, force: bool = False
+    ) -> bool: ...
+
+    def merge_patch_metadata(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str,
+        labels: dict[str, str | None],
+        annotations: dict[str, str | None],
+    ) -> None: ...
+
 
 class Events(Protocol):
     """reconcile.events.EventRecorder."""

@@ -12,6 +12,7 @@ from agentfleet_contract.conditions import READY, get_condition, is_true, set_co
 
 from agentfleet.controllers.agentfleet.records import (
     BUSY_RESYNC_SECONDS,
+    EVALUATION_GATE,
     INDEX_READY,
     MODEL_READY,
     OWN_FIELDS,
@@ -115,14 +116,28 @@ def with_verdicts(
     return conds
 
 
+def gate_part(plan: Plan) -> tuple[dict[str, Any], list[Verdict], list[Post]]:
+    """status.gate, the EvaluationGate condition and the gate's Events (gating.py decided them)."""
+    g = plan.gate
+    if g is None:
+        return {}, [], []
+    status, reason, message = g.report.condition
+    posts = [Post(*g.report.event, once=False)] if g.report.event is not None else []
+    verdict = g.verdict or Verdict(EVALUATION_GATE, status, reason, message)
+    return {"gate": g.report.gate.wire()}, [verdict], [*posts, *g.posts]
+
+
 def compose(obs: Observed, plan: Plan, acted: Acted, at: str) -> Report:
     fields, late, busy = after_act(plan, acted)
+    gate_fields, gate_verdicts, gate_posts = gate_part(plan)
+    fields.update(gate_fields)
     gen = obs.subject.generation
-    conds = with_verdicts(obs.subject.own_conditions, [*plan.verdicts, *late], gen, at)
+    conds = with_verdicts(obs.subject.own_conditions, [*plan.verdicts, *late, *gate_verdicts], gen, at)
     was = is_true(conds, READY)
     ready = summary(conds, plan.problems, fields)
     conds = with_verdicts(conds, [ready], gen, at)
     posts = [*plan.posts, *(Post("Normal", "SecretGenerated", f"generated Secret {n}") for n in acted.created)]
+    posts += gate_posts
     if ready.ok and not was:
         posts.append(Post("Normal", "Ready", "the fleet takes and runs tasks"))
     status = {**fields, "observedGeneration": gen, "conditions": conds}
@@ -130,10 +145,15 @@ def compose(obs: Observed, plan: Plan, acted: Acted, at: str) -> Report:
     again = STATS_RESYNC_SECONDS
     if plan.problems or busy or not ready.ok:
         again = BUSY_RESYNC_SECONDS * (3 if plan.problems else 1)
+    if plan.gate is not None and plan.gate.running:
+        again = BUSY_RESYNC_SECONDS  # the Job's results are read by polling (no ConfigMap watch)
     return Report(status, own, tuple(posts), again)
 
 
 def refusal(s: Subject, reason: str, message: str, at: str) -> dict[str, Any]:
     """The status of a refused fleet: Ready False with the refusal, nothing else."""
     conds = with_verdicts(s.own_conditions, [Verdict(READY, False, reason, message)], s.generation, at)
-    return {"observedGeneration": s.generation, "conditions": conds}
+    out: dict[str, Any] = {"observedGeneration": s.generation, "conditions": conds}
+    if s.status.get("gate"):
+        out["gate"] = s.status["gate"]  # a refused spec changes nothing: the gate's record stays
+    return out

@@ -1,0 +1,270 @@
+"""The evaluation gate on the real control plane (docs/evaluation-gate.md): the operator as a real
+process, AgentFleets with spec.rollout.evaluation, kwok nodes.
+
+No container runs on kwok nodes, so the test plays the evaluation Job: it writes what
+``python -m agentfleet_runtime gate`` writes into the gate's results ConfigMap (``sample``, then one
+``<version>.<task>`` key per result, GateTaskResult JSON) and checks what the operator does with
+it: promote a neutral change, hold one that broke answers (status, condition, Event, the serving
+runtime unchanged, the candidate deleted), supersede a gate with a second change, obey the
+override annotation, and resume a gate across an operator restart. The fleets' ModelReplicaSet
+is never placed and their Redis answers nothing: neither is needed for the gate's decisions, and
+the runtime is rendered all the same (Ready waits for them).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from e2e.harness import operator as fx
+from e2e.harness.operator import eventually
+from tests.builders import MRS
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+# The shared cluster may run others' work beside this module (an operator serving its own
+# namespace, a long evaluation): this module's operator serves only the namespaces it makes, and
+# its CRDs are applied over whatever is there (they only add optional fields: no object elsewhere
+# changes).
+PREFIX = f"e2e-gate-{uuid.uuid4().hex[:6]}-"
+
+
+@pytest.fixture(scope="module")
+def crds(cluster):
+    cluster.run(
+        "apply", "--server-side", "--force-conflicts", "--field-manager=agentfleet-e2e", "-f", str(fx.ROOT / "crds")
+    )
+    for crd in ("agentfleets.agentfleet.io", "modelreplicasets.agentfleet.io", "vectorindexes.agentfleet.io"):
+        cluster.run("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def operator(crds) -> Iterator[fx.OperatorProcess]:
+    op = fx.OperatorProcess(crds, args=("--resync-seconds", "20", "--namespace", f"{PREFIX}*"), name="gate-operator")
+    op.start()
+    yield op
+    op.stop()
+
+
+@pytest.fixture
+def namespace(cluster) -> Iterator[str]:
+    name = f"{PREFIX}{uuid.uuid4().hex[:6]}"
+    cluster.run("create", "namespace", name)
+    cluster.run("label", "namespace", name, "agentfleet.io/e2e=true")
+    cluster.wait_for(
+        lambda: cluster.run("-n", name, "get", "serviceaccount", "default", check=False).returncode == 0,
+        timeout=30,
+        interval=0.2,
+        desc=f"default ServiceAccount in {name}",
+    )
+    yield name
+    cluster.run("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+OLD, NEW, NEWER = "Answer from the manual.", "Answer briefly.", "Answer at length, citing every page."
+TASKS = [f"pg-{i}" for i in range(40)]
+GATE = "agentfleet.io/gate"
+
+
+def fleet(name: str, prompt: str) -> dict[str, Any]:
+    spec = {
+        "modelRef": {"name": "stuck"},
+        "redis": {"url": "redis://127.0.0.1:1/0"},
+        "systemPrompt": {"inline": prompt},
+        "rollout": {"evaluation": {"taskSet": {"shipped": "postgres-manual"}, "sample": len(TASKS)}},
+    }
+    return {"apiVersion": "agentfleet.io/v1alpha1", "kind": "AgentFleet", "metadata": {"name": name}, "spec": spec}
+
+
+def status(cluster, ns: str, name: str) -> dict[str, Any]:
+    return cluster.json("get", "-n", ns, "agentfleet", name).get("status") or {}
+
+
+def cond(st: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in st.get("conditions") or [] if c["type"] == type_), {})
+
+
+def get(cluster, ns: str, kind: str, name: str) -> dict[str, Any] | None:
+    out = cluster.run("get", "-n", ns, kind, name, "-o", "json", "--ignore-not-found", check=False).stdout
+    return json.loads(out) if out.strip() else None
+
+
+def events(cluster, ns: str, name: str) -> list[tuple[str, str, str]]:
+    items = cluster.json("get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}")["items"]
+    return [(e["type"], e["reason"], e["message"]) for e in items]
+
+
+def wait_phase(cluster, op, ns: str, name: str, phase: str, *, other_than: str | None = None) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        st = status(cluster, ns, name)
+        gate = st.get("gate") or {}
+        ok = gate.get("phase") == phase and (other_than is None or gate.get("candidate") != other_than)
+        return st if ok else None
+
+    return eventually(cluster, op, ready, timeout=60, desc=f"{name}: gate {phase}")
+
+
+def serving_config(cluster, ns: str, name: str) -> str:
+    return cluster.json("get", "-n", ns, "configmap", f"{name}-runtime")["data"]["runtime.yaml"]
+
+
+def results_name(name: str, st: dict[str, Any]) -> str:
+    return f"{name}-gate-{st['gate']['candidate'][:10]}"
+
+
+def play_job(cluster, ns: str, results: str, tasks: list[str], *, broken: int = 0, sample: bool = True) -> None:
+    """What the evaluation Job writes: the sample first, then each version's result of each task
+    (the candidate answering the first ``broken`` wrongly)."""
+    data: dict[str, str] = {"sample": json.dumps(TASKS)} if sample else {}
+    for i, t in enumerate(tasks):
+        for version in ("current", "candidate"):
+            ok = not (version == "candidate" and i < broken)
+            result = {"taskId": t, "version": version, "success": ok, "grounded": ok, "tokens": 900}
+            data[f"{version}.{t}"] = json.dumps(result)
+    cluster.run("patch", "-n", ns, "configmap", results, "--type=merge", "-p", json.dumps({"data": data}))
+
+
+def start_gate(cluster, op, ns: str, name: str) -> dict[str, Any]:
+    """A fleet serving OLD behind its gate, then changed to NEW: the gate runs."""
+    cluster.apply(fleet(name, OLD), ns)
+    st = wait_phase(cluster, op, ns, name, "Serving")
+    assert cond(st, "EvaluationGate")["status"] == "True" and OLD in serving_config(cluster, ns, name)
+    cluster.apply(fleet(name, NEW), ns)
+    return wait_phase(cluster, op, ns, name, "Running")
+
+
+@pytest.fixture
+def stuck_model(cluster, namespace) -> None:
+    cluster.apply(MRS("stuck").placement(nodeSelector={"no-such": "node"}).obj(), namespace)
+
+
+def test_a_neutral_change_is_promoted_and_one_that_breaks_answers_is_held(
+    cluster, operator, namespace, stuck_model
+) -> None:
+    ns, name = namespace, "gated"
+    st = start_gate(cluster, operator, ns, name)
+    assert cond(st, "EvaluationGate")["status"] == "Unknown"
+    results = results_name(name, st)
+    # The candidate runs NEW on its own queue; the serving workers keep OLD; the Job and its
+    # results ConfigMap (empty, owned by the fleet) exist.
+    candidate = cluster.json("get", "-n", ns, "configmap", f"{name}-runtime-candidate")["data"]["runtime.yaml"]
+    assert NEW in candidate and f"{name}~candidate" in candidate
+    assert OLD in serving_config(cluster, ns, name) and NEW not in serving_config(cluster, ns, name)
+    assert get(cluster, ns, "deployment", f"{name}-candidate") is not None
+    job = cluster.json("get", "-n", ns, "job", results)
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[:2] == ["gate", "--fleet"] and args[args.index("--results-configmap") + 1] == results
+    record = cluster.json("get", "-n", ns, "configmap", results)
+    assert not record.get("data") and record["metadata"]["ownerReferences"][0]["kind"] == "AgentFleet"
+    role = cluster.json("get", "-n", ns, "role", f"{name}-gate")
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [results], "verbs": ["get", "patch"]}
+    ]
+    assert "Running" in cluster.run("get", "-n", ns, "af", name).stdout  # the Gate column
+
+    play_job(cluster, ns, results, TASKS)
+    st = wait_phase(cluster, operator, ns, name, "Promoted")
+    assert (cond(st, "EvaluationGate")["status"], cond(st, "EvaluationGate")["reason"]) == ("True", "Passed")
+    assert st["gate"]["figures"]["tasks"] == len(TASKS) and st["gate"]["current"] == st["gate"]["candidate"]
+    eventually(cluster, operator, lambda: NEW in serving_config(cluster, ns, name), timeout=30, desc="NEW serves")
+    eventually(
+        cluster,
+        operator,
+        lambda: (
+            get(cluster, ns, "deployment", f"{name}-candidate") is None and get(cluster, ns, "job", results) is None
+        ),
+        timeout=30,
+        desc="the candidate and the Job deleted",
+    )
+    assert get(cluster, ns, "configmap", results) is not None  # kept for the record
+    assert ("Normal", "GatePromoted") in {e[:2] for e in events(cluster, ns, name)}
+
+    # A change that breaks answers: 20 of 40 tasks wrong.
+    cluster.apply(fleet(name, NEWER), ns)
+    st = wait_phase(cluster, operator, ns, name, "Running", other_than=st["gate"]["candidate"])
+    worker_before = cluster.json("get", "-n", ns, "deployment", f"{name}-worker")["spec"]["template"]
+    held = results_name(name, st)
+    play_job(cluster, ns, held, TASKS, broken=20)
+    st = wait_phase(cluster, operator, ns, name, "Held")
+    gate_cond = cond(st, "EvaluationGate")
+    assert (gate_cond["status"], gate_cond["reason"]) == ("False", "SuccessDropped")
+    assert "task success candidate minus current -50pp" in gate_cond["message"]
+    assert st["gate"]["figures"]["success"]["delta"] == -0.5 and st["gate"]["reason"] == "SuccessDropped"
+    warnings = [e for e in events(cluster, ns, name) if e[:2] == ("Warning", "GateHeld")]
+    assert warnings and "-50pp" in warnings[0][2]
+    assert "Held" in cluster.run("get", "-n", ns, "af", name).stdout
+    eventually(
+        cluster,
+        operator,
+        lambda: get(cluster, ns, "deployment", f"{name}-candidate") is None and get(cluster, ns, "job", held) is None,
+        timeout=30,
+        desc="the held candidate and its Job deleted",
+    )
+    # The serving workers run what they ran: NEW, the same pod template.
+    assert NEW in serving_config(cluster, ns, name) and NEWER not in serving_config(cluster, ns, name)
+    assert cluster.json("get", "-n", ns, "deployment", f"{name}-worker")["spec"]["template"] == worker_before
+
+
+def test_a_second_change_supersedes_and_the_annotation_overrides(cluster, operator, namespace, stuck_model) -> None:
+    ns, name = namespace, "gated"
+    first = start_gate(cluster, operator, ns, name)
+    old_job = results_name(name, first)
+    assert get(cluster, ns, "job", old_job) is not None
+    cluster.apply(fleet(name, NEWER), ns)
+    st = wait_phase(cluster, operator, ns, name, "Running", other_than=first["gate"]["candidate"])
+    new_job = results_name(name, st)
+    eventually(
+        cluster,
+        operator,
+        lambda: get(cluster, ns, "job", old_job) is None and get(cluster, ns, "job", new_job) is not None,
+        timeout=30,
+        desc="the superseded Job deleted, the new one started",
+    )
+    candidate = cluster.json("get", "-n", ns, "configmap", f"{name}-runtime-candidate")["data"]["runtime.yaml"]
+    assert NEWER in candidate and OLD in serving_config(cluster, ns, name)
+    assert any(e[1] == "GateStarted" and "superseded" in e[2] for e in events(cluster, ns, name))
+
+    # A value that means nothing is refused, and says how to fix it; the gate runs on.
+    cluster.run("annotate", "-n", ns, "agentfleet", name, f"{GATE}=yes")
+    st = eventually(
+        cluster,
+        operator,
+        lambda: (s := status(cluster, ns, name)) and cond(s, "EvaluationGate").get("reason") == "InvalidOverride" and s,
+        timeout=30,
+        desc="InvalidOverride",
+    )
+    assert "must be promote or abort" in cond(st, "EvaluationGate")["message"] and st["gate"]["phase"] == "Running"
+
+    cluster.run("annotate", "--overwrite", "-n", ns, "agentfleet", name, f"{GATE}=promote")
+    st = wait_phase(cluster, operator, ns, name, "Promoted")
+    assert cond(st, "EvaluationGate")["reason"] == "Overridden"
+    eventually(
+        cluster,
+        operator,
+        lambda: GATE not in (cluster.json("get", "-n", ns, "agentfleet", name)["metadata"].get("annotations") or {}),
+        timeout=30,
+        desc="the annotation removed",
+    )
+    assert any(e[1] == "GatePromoted" and f"{GATE}=promote" in e[2] for e in events(cluster, ns, name))
+    eventually(cluster, operator, lambda: NEWER in serving_config(cluster, ns, name), timeout=30, desc="NEWER serves")
+
+
+def test_a_gate_resumes_after_an_operator_restart(cluster, operator, namespace, stuck_model) -> None:
+    ns, name = namespace, "gated"
+    st = start_gate(cluster, operator, ns, name)
+    results = results_name(name, st)
+    play_job(cluster, ns, results, TASKS[:25])  # the sample and part of the results
+    operator.kill()  # mid-gate, without cleanup
+    play_job(cluster, ns, results, TASKS[25:], sample=False)  # the Job goes on meanwhile
+    operator.start()
+    after = wait_phase(cluster, operator, ns, name, "Promoted")
+    # The same gate decided on every result, the ones written before the restart among them:
+    # started once (a restarted operator's Start would post its Event again), never run again.
+    assert after["gate"]["startedAt"] == st["gate"]["startedAt"] and after["gate"]["figures"]["tasks"] == len(TASKS)
+    assert [e[1] for e in events(cluster, ns, name)].count("GateStarted") == 1
+    eventually(cluster, operator, lambda: NEW in serving_config(cluster, ns, name), timeout=30, desc="NEW serves")

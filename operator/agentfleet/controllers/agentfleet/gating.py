@@ -1,0 +1,250 @@
+"""The evaluation gate as a step of the AgentFleet pass's decide, pure (docs/evaluation-gate.md).
+
+A fleet with spec.rollout.evaluation serves the version it last promoted: the answer fields kept in
+the ConfigMap FLEET-promoted, over the rest of the spec as written (agentfleet.gate.serving_spec),
+so that worker counts or prices apply at once while a change to answers waits for its gate. This
+step plans both versions from one observation (deciding.plan_fleet), hashes what the written spec
+answers with (agentfleet.gate.answer_hash, its references resolved), asks agentfleet.gate.next_step
+what to do, and returns the serving version's plan with the gate's part beside it: the candidate
+to apply, the evaluation Job to start, what a finished or superseded gate leaves to delete, the
+answer fields to keep when a version is promoted, and what status, the condition and the Event say.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+from agentfleet_contract.agentfleet import AgentFleet, GateStatus
+from agentfleet_contract.gate import GateResultsError, GateTaskResult, results_in
+from pydantic import ValidationError
+
+from agentfleet.controllers.agentfleet import deciding
+from agentfleet.controllers.agentfleet.deciding import Resolved
+from agentfleet.controllers.agentfleet.records import (
+    EVALUATION_GATE,
+    JSON,
+    GatePlan,
+    NeedsProbe,
+    Observed,
+    Plan,
+    Post,
+    Verdict,
+)
+from agentfleet.gate import (
+    OVERRIDE_ANNOTATION,
+    OverrideError,
+    Step,
+    answer_hash,
+    next_step,
+    override,
+    promoted_fields,
+    report,
+    serving_spec,
+)
+from agentfleet.render import gate as rg
+
+Override = Literal["promote", "abort"]
+PROMPT_LIMIT = 262_144  # spec.systemPrompt.inline's maxLength
+OVERRIDE_IGNORED = f"the {OVERRIDE_ANNOTATION} annotation was removed: no gate was running for it to decide"
+
+
+def gate_status(obs: Observed) -> GateStatus | None:
+    """status.gate as read (None: none, or one this version cannot read)."""
+    raw = obs.subject.status.get("gate")
+    if not raw:
+        return None
+    try:
+        return GateStatus.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def read_promoted(cm: JSON | None) -> dict[str, Any] | None:
+    """FLEET-promoted's answer fields (None: none kept, or not a JSON object)."""
+    raw = ((cm or {}).get("data") or {}).get(rg.PROMOTED_KEY)
+    try:
+        fields = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return fields if isinstance(fields, dict) else None
+
+
+def serving_fleet(af: AgentFleet, promoted: Mapping[str, Any] | None) -> AgentFleet | None:
+    """The fleet the serving workers run when a gate keeps it from the spec as written; None when
+    the written spec serves (no gate, nothing promoted yet, or the same answer fields)."""
+    if af.spec.evaluation is None or not promoted:
+        return None
+    try:
+        spec = serving_spec(af.spec, promoted)
+    except ValidationError:
+        return None  # a record this version cannot read: the written spec serves
+    if promoted_fields(spec) == promoted_fields(af.spec):
+        return None
+    return af.model_copy(update={"spec": spec})
+
+
+def read_results(data: Mapping[str, str] | None) -> tuple[list[str] | None, list[GateTaskResult]]:
+    """The sampled task ids (None until the Job wrote them) and the results of the sampled tasks,
+    as the Job wrote them (``results_in``, the Job's own reader). A sample that does not read as one
+    is treated as not written: the Job stops on it (exit 2, its message says the fix) and the
+    gate's time budget ends the gate."""
+    try:
+        sampled, results = results_in(data)
+    except GateResultsError:
+        return None, []
+    if sampled is None:
+        return None, results
+    wanted = set(sampled)
+    return sampled, [r for r in results if r.task_id in wanted]
+
+
+def resolved_refs(obs: Observed, af: AgentFleet, r: Resolved) -> dict[str, str]:
+    """What the references of ``af`` resolve to that changes answers: the system prompt's text,
+    each ModelReplicaSet's model and adapters, the VectorIndex's collection and embedding."""
+    out = {"prompt": r.prompt or ""}
+    for tier, ref in (("model", af.spec.model_ref), ("routineModel", af.spec.routine_model_ref)):
+        if ref is not None:
+            mspec = (obs.models.get(ref.name) or {}).get("spec") or {}
+            out[tier] = json.dumps({"model": mspec.get("model"), "adapters": mspec.get("adapters")}, sort_keys=True)
+    vspec = dict(r.index.spec or {})
+    if vspec:
+        out["index"] = json.dumps({k: vspec.get(k) for k in ("collection", "embedding")}, sort_keys=True)
+    return out
+
+
+def kept_fields(af: AgentFleet, r: Resolved) -> dict[str, Any]:
+    """The answer fields to keep for a version that serves: promoted_fields, with a prompt taken
+    from a ConfigMap kept as its text (inline), so that a change of the ConfigMap waits for its
+    gate like a change of the spec (a text over the inline limit stays a reference: served live)."""
+    fields = promoted_fields(af.spec)
+    sp = af.spec.system_prompt
+    if sp is not None and sp.config_map_ref is not None and r.prompt is not None and len(r.prompt) <= PROMPT_LIMIT:
+        fields["systemPrompt"] = {"inline": r.prompt}
+    return fields
+
+
+def _override(af: AgentFleet) -> tuple[Override | None, str | None]:
+    try:
+        return override((af.metadata or {}).get("annotations")), None
+    except OverrideError as e:
+        return None, str(e)
+
+
+def candidate_objects(fleet: str, candidate: str) -> tuple[tuple[str, str, str], ...]:
+    """What a gate leaves to delete when it ends: the candidate's workers, config and egress
+    policy, and the Job. Its results ConfigMap stays, for the record."""
+    return (
+        ("batch/v1", "Job", rg.job_name(fleet, candidate)),
+        ("apps/v1", "Deployment", rg.candidate_name(fleet)),
+        ("v1", "ConfigMap", rg.candidate_config_name(fleet)),
+        ("networking.k8s.io/v1", "NetworkPolicy", rg.candidate_egress_name(fleet)),
+    )
+
+
+def _at(clock: datetime) -> str:
+    return clock.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _serving(obs: Observed) -> tuple[Plan, str] | None:
+    """The serving version's plan and hash, when it is not the written spec."""
+    if obs.serving is None:
+        return None
+    seen = dataclasses.replace(obs.serving, probed=obs.probed, fresh=obs.fresh)
+    plan, r = deciding.plan_fleet(seen, seen.fleet)
+    assert isinstance(plan, Plan), plan  # the same Redis, already probed
+    return plan, answer_hash(seen.fleet.spec, resolved_refs(seen, seen.fleet, r))
+
+
+def decide(obs: Observed) -> Plan | NeedsProbe:
+    """The pass's plan: the serving version's runtime, and the gate's part (Plan.gate)."""
+    af = obs.fleet
+    evaluation = af.spec.evaluation
+    before = gate_status(obs)
+    if evaluation is None and before is None:
+        return deciding.decide(obs)  # no gate now, none before: the spec as written serves
+    want, r = deciding.plan_fleet(obs, af)
+    if isinstance(want, NeedsProbe):
+        return want
+    assert obs.clock is not None, "observe reads the clock for the gate"
+    at = _at(obs.clock)
+    if want.runtime is None:
+        # The written spec cannot run (Ready says why): nothing rolls out, the gate waits as it is.
+        idle = None if before is None else GatePlan(report(Step("Idle"), before, at), running=before.phase == "Running")
+        return dataclasses.replace(want, gate=idle)
+    serving = _serving(obs)
+    if before is None and serving is not None:
+        # status.gate was lost (the object restored without its status): the kept version serves.
+        before = GateStatus(phase="Serving", current=serving[1])
+    wanted = answer_hash(af.spec, resolved_refs(obs, af, r))
+    sampled, results = read_results(obs.results)
+    how, bad = _override(af)
+    step = next_step(evaluation, wanted, before, sampled=sampled or [], results=results, now=obs.clock, override=how)
+    if step.kind == "Finish" and step.decision is not None and step.overridden is None and sampled is None:
+        if step.decision.reason != "BudgetExhausted":
+            step = Step("Run", candidate=wanted)  # the Job has not sampled yet: nothing to decide
+    promote = step.kind == "Adopt" or (step.kind == "Finish" and step.decision is not None and step.decision.promote)
+    base = want if promote or serving is None else serving[0]
+    kept = kept_fields(af, r) if promote else None
+    return dataclasses.replace(base, gate=_gate_plan(obs, want, step, before, at, kept, bad))
+
+
+def _gate_plan(
+    obs: Observed,
+    want: Plan,
+    step: Step,
+    before: GateStatus | None,
+    at: str,
+    kept: dict[str, Any] | None,
+    bad: str | None,
+) -> GatePlan:
+    af = obs.fleet
+    fleet = af.metadata["name"]
+    said = report(step, before, at)
+    running = said.gate.phase == "Running"
+    deletes: list[tuple[str, str, str]] = []
+    stopped = step.superseded
+    if step.kind == "Adopt" and stopped is None and before is not None and before.phase == "Running":
+        stopped = before.candidate  # the gate was turned off while it ran
+    if stopped is not None:
+        # A superseded gate's Job goes; its candidate too, unless a new one takes its place now.
+        old = candidate_objects(fleet, stopped)
+        deletes += old[:1] if step.kind == "Start" else old
+    if step.kind == "Finish" and step.candidate is not None:
+        deletes += candidate_objects(fleet, step.candidate)
+    apply: list[JSON] = []
+    create = None
+    if step.kind in ("Start", "Run") and want.runtime is not None and step.candidate is not None:
+        apply += rg.render_candidate(fleet, dict(want.runtime.doc or {}), [dict(o) for o in want.runtime.children])
+        if step.kind == "Start" and af.spec.evaluation is not None:
+            create = rg.render_results(af, step.candidate)
+            evaluation = af.spec.evaluation
+            apply += rg.render_gate(af, evaluation, step.candidate, image=obs.runtime_image, egress=obs.egress)
+    annotated = OVERRIDE_ANNOTATION in ((af.metadata or {}).get("annotations") or {})
+    posts: list[Post] = []
+    verdict = None
+    if bad is not None:
+        verdict = Verdict(EVALUATION_GATE, False, "InvalidOverride", bad)
+        posts.append(Post("Warning", "InvalidOverride", bad))
+    kept_cond = next((c for c in obs.subject.own_conditions if c.get("type") == EVALUATION_GATE), None)
+    if verdict is None and step.kind == "Idle" and kept_cond is not None:
+        if (kept_cond.get("status"), kept_cond.get("reason")) == said.condition[:2]:
+            # Nothing happened: the condition keeps what the decision said (its figures).
+            verdict = Verdict(EVALUATION_GATE, said.condition[0], said.condition[1], str(kept_cond.get("message")))
+    unannotate = annotated and bad is None and not running
+    if unannotate and step.overridden is None:
+        posts.append(Post("Normal", "GateOverrideIgnored", OVERRIDE_IGNORED, once=False))
+    return GatePlan(
+        report=said,
+        promoted=rg.render_promoted(af, kept) if kept is not None else None,
+        create=create,
+        apply=tuple(apply),
+        delete=tuple(deletes),
+        unannotate=unannotate,
+        verdict=verdict,
+        posts=tuple(posts),
+        running=running,
+    )
