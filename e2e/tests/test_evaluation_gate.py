@@ -6,9 +6,9 @@ No container runs on kwok nodes, so the test plays the evaluation Job: it writes
 ``<version>.<task>`` key per result, GateTaskResult JSON) and checks what the operator does with
 it: promote a neutral change, hold one that broke answers (status, condition, Event, the serving
 runtime unchanged, the candidate deleted), supersede a gate with a second change, obey the
-override annotation, and resume a gate across an operator restart. The fleets' ModelReplicaSet
-is never placed and their Redis answers nothing: neither is needed for the gate's decisions, and
-the runtime is rendered all the same (Ready waits for them).
+override annotation, create again a Job deleted by hand, and resume a gate across an operator
+restart. The fleets' ModelReplicaSet is never placed and their Redis answers nothing: neither is
+needed for the gate's decisions, and the runtime is rendered all the same (Ready waits for them).
 """
 
 from __future__ import annotations
@@ -254,11 +254,22 @@ def test_a_second_change_supersedes_and_the_annotation_overrides(cluster, operat
     eventually(cluster, operator, lambda: NEWER in serving_config(cluster, ns, name), timeout=30, desc="NEWER serves")
 
 
-def test_a_gate_resumes_after_an_operator_restart(cluster, operator, namespace, stuck_model) -> None:
+def test_a_gate_resumes_after_a_deleted_job_and_an_operator_restart(cluster, operator, namespace, stuck_model) -> None:
     ns, name = namespace, "gated"
     st = start_gate(cluster, operator, ns, name)
     results = results_name(name, st)
     play_job(cluster, ns, results, TASKS[:25])  # the sample and part of the results
+    # A Job deleted by hand while the gate runs is created again, under the same name.
+    uid = cluster.json("get", "-n", ns, "job", results)["metadata"]["uid"]
+    cluster.run("delete", "-n", ns, "job", results, "--wait=false")
+    eventually(
+        cluster,
+        operator,
+        lambda: (j := get(cluster, ns, "job", results)) is not None and j["metadata"]["uid"] != uid,
+        timeout=60,
+        desc="the deleted Job created again",
+    )
+    assert "GateJobRecreated" in [e[1] for e in events(cluster, ns, name)]
     operator.kill()  # mid-gate, without cleanup
     play_job(cluster, ns, results, TASKS[25:], sample=False)  # the Job goes on meanwhile
     operator.start()

@@ -59,6 +59,7 @@ class World:
         self.results: dict[str, dict[str, str]] = {}  # results ConfigMaps by name
         self.prompt: str | None = None  # the text of the prompt ConfigMap a fleet may name
         self.conditions: list[dict[str, Any]] = []  # as write left them
+        self.jobs: set[str] = set()  # the evaluation Jobs that exist
 
     def observe(self, fleet: Fleet, clock: datetime = T0) -> Observed:
         st: dict[str, Any] = {"conditions": self.conditions, **({"gate": self.gate} if self.gate else {})}
@@ -67,7 +68,8 @@ class World:
         obs = replace(read(af, obj, self.prompt), clock=clock, runtime_image="agentfleet:test", promoted=self.promoted)
         gate = gating.gate_status(obs)
         if gate is not None and gate.phase == "Running" and gate.candidate:
-            obs = replace(obs, results=self.results.get(f"support-gate-{gate.candidate[:10]}"))
+            name = f"support-gate-{gate.candidate[:10]}"
+            obs = replace(obs, results=self.results.get(name), gate_job=name in self.jobs)
         serving = gating.serving_fleet(af, self.promoted)
         return replace(obs, serving=read(serving, obj, self.prompt) if serving is not None else None)
 
@@ -82,6 +84,7 @@ class World:
                 self.promoted = json.loads(plan.gate.promoted["data"]["fields"])
             if plan.gate.create is not None:
                 self.results.setdefault(plan.gate.create["metadata"]["name"], {})
+            self.jobs |= {o["metadata"]["name"] for o in plan.gate.apply if o["kind"] == "Job"}
         return plan
 
     def job_writes(self, *, broken: int = 0, tasks: list[str] = TASKS, sample: bool = True) -> None:
@@ -189,6 +192,22 @@ def test_until_the_job_wrote_its_sample_the_gate_runs_with_nothing_to_decide() -
     plan = world.decide(Fleet("support").gate(sample=40).prompt(NEW), T0 + timedelta(seconds=30))
     assert plan.gate is not None and plan.gate.report.gate.phase == "Running"
     assert plan.gate.delete == () and plan.gate.report.event is None and OLD in serving_text(plan)
+
+
+def test_a_job_deleted_by_hand_is_created_again_and_the_results_kept() -> None:
+    world = World()
+    plan = started(world)
+    job = next(name for kind, name in applied(plan) if kind == "Job")
+    world.job_writes(tasks=TASKS[:5])
+    world.results[job]["sample"] = json.dumps(TASKS)  # 5 of 40 tasks done
+    again = world.decide(Fleet("support").gate(sample=40).prompt(NEW), T0 + timedelta(seconds=30))
+    assert plan.gate is not None and again.gate is not None
+    assert ("Job", job) not in applied(again) and again.gate.posts == ()  # level-based: it is there
+    world.jobs.clear()  # kubectl delete job
+    again = world.decide(Fleet("support").gate(sample=40).prompt(NEW), T0 + timedelta(seconds=60))
+    assert again.gate is not None and ("Job", job) in applied(again) and again.gate.create is None
+    assert [p.reason for p in again.gate.posts] == ["GateJobRecreated"]
+    assert len(world.results[job]) == 1 + 2 * 5  # the sample and the results written before stay
 
 
 def test_a_neutral_change_is_promoted_the_candidate_deleted_and_the_results_kept() -> None:

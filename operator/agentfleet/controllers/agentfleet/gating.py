@@ -49,6 +49,7 @@ from agentfleet.render import gate as rg
 
 Override = Literal["promote", "abort"]
 PROMPT_LIMIT = 262_144  # spec.systemPrompt.inline's maxLength
+GATE_JOB_RECREATED = "the running gate's evaluation Job was gone: created again; it runs only the missing results"
 OVERRIDE_IGNORED = f"the {OVERRIDE_ANNOTATION} annotation was removed: no gate was running for it to decide"
 
 
@@ -217,14 +218,20 @@ def _gate_plan(
         deletes += candidate_objects(fleet, step.candidate)
     apply: list[JSON] = []
     create = None
+    posts: list[Post] = []
     if step.kind in ("Start", "Run") and want.runtime is not None and step.candidate is not None:
         apply += rg.render_candidate(fleet, dict(want.runtime.doc or {}), [dict(o) for o in want.runtime.children])
-        if step.kind == "Start" and af.spec.evaluation is not None:
-            create = rg.render_results(af, step.candidate)
+        # A running gate whose Job is gone (deleted by hand) gets it again; applied each pass instead,
+        # a Job's immutable template would refuse a changed spec.rollout.evaluation mid-gate.
+        lost = step.kind == "Run" and not obs.gate_job
+        if (step.kind == "Start" or lost) and af.spec.evaluation is not None:
+            if step.kind == "Start" or obs.results is None:
+                create = rg.render_results(af, step.candidate)
             evaluation = af.spec.evaluation
             apply += rg.render_gate(af, evaluation, step.candidate, image=obs.runtime_image, egress=obs.egress)
+            if lost:
+                posts.append(Post("Normal", "GateJobRecreated", GATE_JOB_RECREATED))
     annotated = OVERRIDE_ANNOTATION in ((af.metadata or {}).get("annotations") or {})
-    posts: list[Post] = []
     verdict = None
     if bad is not None:
         verdict = Verdict(EVALUATION_GATE, False, "InvalidOverride", bad)

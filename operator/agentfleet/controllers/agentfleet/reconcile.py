@@ -143,9 +143,11 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
         promoted = gating.read_promoted(self.get("v1", "ConfigMap", rg.promoted_name(name)))
         gate = gating.gate_status(observed)
         results = None
+        job = True
         if gate is not None and gate.phase == "Running" and gate.candidate:
             cm = self.get("v1", "ConfigMap", rg.results_name(name, gate.candidate))
             results = dict((cm or {}).get("data") or {}) if cm is not None else None
+            job = self.get("batch/v1", "Job", rg.results_name(name, gate.candidate)) is not None
         serving_af = gating.serving_fleet(observed.fleet, promoted)
         return replace(
             observed,
@@ -153,6 +155,7 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
             runtime_image=CONFIG.runtime_image,
             promoted=promoted,
             results=results,
+            gate_job=job,
             serving=self.read(serving_af) if serving_af is not None else None,
         )
 

@@ -106,6 +106,7 @@ class Observed:
     runtime_image: str = ""  # the operator's runtime image: the evaluation Job runs it
     promoted: Mapping[str, Any] | None = None  # FLEET-promoted's answer fields (None: none kept)
     results: Mapping[str, str] | None = None  # the running gate's results ConfigMap (None: none)
+    gate_job: bool = True  # the running gate's Job exists (one deleted by hand is created again)
     serving: Observed | None = None  # what the serving spec names, when it differs from the spec's
 
 
