@@ -241,7 +241,8 @@ def render_gate_egress(af: AgentFleet, egress: Egress) -> dict[str, Any]:
     else:
         redis = {"to": _anywhere(egress), "ports": [{"protocol": "TCP", "port": p} for p in redis_ports(af)]}
     if egress.api_server:
-        api = {"to": [{"ipBlock": {"cidr": c}} for c in egress.api_server]}
+        # The chart may name a bare address (10.0.0.1): an ipBlock takes only a CIDR (10.0.0.1/32).
+        api = {"to": [{"ipBlock": {"cidr": str(ipaddress.ip_network(c, strict=False))}} for c in egress.api_server]}
     else:  # its addresses unknown: its ports only
         api = {"to": _anywhere(egress), "ports": [{"protocol": "TCP", "port": p} for p in API_SERVER_PORTS]}
     return {

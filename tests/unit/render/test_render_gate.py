@@ -130,3 +130,15 @@ def test_the_jobs_role_reaches_exactly_its_results_configmap_and_its_egress_is_l
             }
         }
     ]
+
+
+def test_a_bare_api_server_address_becomes_a_cidr_the_api_accepts() -> None:
+    # The chart's API server addresses may be bare; NetworkPolicy's ipBlock refused "10.200.0.1"
+    # with a 422 on the real node, and the gate never started.
+    from agentfleet.render.agentfleet import Egress
+    from agentfleet.render.gate import render_gate_egress
+
+    af = AgentFleet.model_validate(FLEET)
+    policy = render_gate_egress(af, Egress(api_server=("10.200.0.1", "fd00::1", "10.0.0.0/24")))
+    api = policy["spec"]["egress"][2]
+    assert [t["ipBlock"]["cidr"] for t in api["to"]] == ["10.200.0.1/32", "fd00::1/128", "10.0.0.0/24"]
