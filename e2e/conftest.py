@@ -73,19 +73,8 @@ def cluster() -> Cluster:
 
 @pytest.fixture
 def namespace(cluster: Cluster) -> str:
-    name = f"e2e-{uuid.uuid4().hex[:8]}"
-    cluster.run("create", "namespace", name)
-    cluster.run("label", "namespace", name, "agentfleet.io/e2e=true")
-    # The ServiceAccount admission plugin rejects pods until the
-    # controller-manager has created the namespace's default ServiceAccount.
-    cluster.wait_for(
-        lambda: cluster.run("-n", name, "get", "serviceaccount", "default", check=False).returncode == 0,
-        timeout=30,
-        interval=0.2,
-        desc=f"default ServiceAccount in {name}",
-    )
-    yield name
-    cluster.run("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+    with cluster.fresh_namespace(f"e2e-{uuid.uuid4().hex[:8]}") as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

@@ -98,6 +98,25 @@ class Cluster:
         with urllib.request.urlopen(url, timeout=timeout, context=ctx) as resp:  # noqa: S310 (127.0.0.1 only)
             return resp.read().decode()
 
+    @contextmanager
+    def fresh_namespace(self, name: str) -> Iterator[str]:
+        """A new namespace NAME, labelled as the e2e tier's, once pods may be created in it; deleted
+        (without waiting) after."""
+        self.run("create", "namespace", name)
+        self.run("label", "namespace", name, "agentfleet.io/e2e=true")
+        # The ServiceAccount admission plugin rejects pods until the
+        # controller-manager has created the namespace's default ServiceAccount.
+        self.wait_for(
+            lambda: self.run("-n", name, "get", "serviceaccount", "default", check=False).returncode == 0,
+            timeout=30,
+            interval=0.2,
+            desc=f"default ServiceAccount in {name}",
+        )
+        try:
+            yield name
+        finally:
+            self.run("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
     @staticmethod
     def wait_for(
         predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.5, desc: str = "condition"

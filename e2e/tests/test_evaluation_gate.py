@@ -53,17 +53,8 @@ def operator(crds) -> Iterator[fx.OperatorProcess]:
 
 @pytest.fixture
 def namespace(cluster) -> Iterator[str]:
-    name = f"{PREFIX}{uuid.uuid4().hex[:6]}"
-    cluster.run("create", "namespace", name)
-    cluster.run("label", "namespace", name, "agentfleet.io/e2e=true")
-    cluster.wait_for(
-        lambda: cluster.run("-n", name, "get", "serviceaccount", "default", check=False).returncode == 0,
-        timeout=30,
-        interval=0.2,
-        desc=f"default ServiceAccount in {name}",
-    )
-    yield name
-    cluster.run("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+    with cluster.fresh_namespace(f"{PREFIX}{uuid.uuid4().hex[:6]}") as name:
+        yield name
 
 
 OLD, NEW, NEWER = "Answer from the manual.", "Answer briefly.", "Answer at length, citing every page."
