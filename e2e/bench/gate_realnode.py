@@ -138,11 +138,18 @@ def run_gate(g: Gate, change: dict[str, Any], timeout: float, kill_after: int = 
     seen = 0
     last: dict[str, Any] = {}
 
+    job_pods: set[str] = set()
+    resumed = ""
+
     def ended() -> dict[str, Any] | None:
-        nonlocal seen, last
+        nonlocal seen, last, resumed
         n = len(g.results(candidate)[1])
         assert n >= seen, f"results went from {seen} to {n}: a result was lost"
         seen = n
+        if kill_after:  # read while the Job exists: it is deleted with the gate's end
+            job_pods.update(g.pods(f"job-name={g.name}-gate-{candidate[:10]}"))
+            log = g.c.run("-n", g.ns, "logs", f"job/{g.name}-gate-{candidate[:10]}", check=False).stdout
+            resumed = next((line for line in log.splitlines() if '"gate starts"' in line), resumed)
         last = g.gate()
         return last if last.get("phase") in ENDED and last.get("candidate") == candidate else None
 
@@ -164,10 +171,9 @@ def run_gate(g: Gate, change: dict[str, Any], timeout: float, kill_after: int = 
         **killed,
     }
     if kill_after:
-        jobs = g.c.json("-n", g.ns, "get", "pods", "-l", f"job-name={g.name}-gate-{candidate[:10]}")["items"]
-        out["jobPodsAfter"] = [p["metadata"]["name"] for p in jobs]
-        logs = g.c.run("-n", g.ns, "logs", f"job/{g.name}-gate-{candidate[:10]}", "--tail=20", check=False)
-        out["jobLogTail"] = logs.stdout[-3000:]
+        out["jobPods"] = sorted(job_pods)  # the deleted one and the one that resumed
+        out["resumedJobStart"] = resumed  # the new pod's first line: what it found done and missing
+        say(f"  the Job's pods: {sorted(job_pods)}; the resumed one began: {resumed[:200]}")
     return out
 
 
