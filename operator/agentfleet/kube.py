@@ -15,10 +15,26 @@ from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
+
+from agentfleet.rejected import Rejected
 
 FIELD_MANAGER = "agentfleet-operator"
 EVENT_SOURCE = "agentfleet-operator"
+
+
+# The API server's answers that say the object itself is invalid: retrying the same apply cannot
+# help, so the reconcile says so on the object (reconcile.shape), not only in the log. A 403 is
+# not among them: a namespace being deleted answers 403 to every create, which the controllers
+# treat as the end of the object, not as a fault of what they rendered.
+REJECTING_STATUSES = (400, 422)
+
+
+def _api_message(e: DynamicApiError) -> str:
+    try:
+        return str(json.loads(e.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(e.reason)
 
 
 class WriteLimiter:
@@ -173,15 +189,20 @@ class Kube:
     def _apply(self, resource: Any, obj: dict[str, Any], manager: str, force: bool) -> dict[str, Any]:
         meta = obj["metadata"]
         WRITES.take()
-        resp = self.dynamic.server_side_apply(
-            resource,
-            body=obj,
-            name=meta["name"],
-            namespace=meta.get("namespace"),
-            field_manager=manager,
-            force_conflicts=force,
-            serialize=False,
-        )
+        try:
+            resp = self.dynamic.server_side_apply(
+                resource,
+                body=obj,
+                name=meta["name"],
+                namespace=meta.get("namespace"),
+                field_manager=manager,
+                force_conflicts=force,
+                serialize=False,
+            )
+        except DynamicApiError as e:
+            if e.status in REJECTING_STATUSES:
+                raise Rejected(obj["kind"], meta["name"], e.status, _api_message(e)) from e
+            raise
         return self._json(resp)
 
     def merge_patch_status(

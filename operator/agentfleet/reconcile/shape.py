@@ -21,6 +21,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar, Generic, TypeVar
 
+from agentfleet.rejected import Rejected
+
 O = TypeVar("O")  # noqa: E741 - the observation
 P = TypeVar("P")  # the plan
 A = TypeVar("A")  # what act did, for write
@@ -114,5 +116,12 @@ class Steps(ABC, Generic[O, P, A]):
             observed, plan = self.settle(self.observe())
         except Refused as refused:
             return self.refuse(refused)
-        acted = self.act(observed, plan)
-        return self.write(observed, plan, acted)
+        try:
+            acted = self.act(observed, plan)
+            return self.write(observed, plan, acted)
+        except Rejected as e:
+            # The pass fails and is retried with backoff as before; the object says why, since an
+            # apply the API server refuses (an invalid rendered field, a verb the RBAC lacks) stops
+            # the pass half-way, before write, and the status alone would not show it.
+            self.warn("ApplyRejected", str(e))
+            raise

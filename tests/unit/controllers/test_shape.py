@@ -19,6 +19,7 @@ import agentfleet.controllers
 from agentfleet.reconcile.controller import Controller
 from agentfleet.reconcile.events import EventRecorder
 from agentfleet.reconcile.shape import STEPS, Refused, Steps, Wants
+from agentfleet.rejected import Rejected
 
 # Controllers not yet converted, with the reason. This list may only shrink: a controller not in
 # it must have the shape, one in it must still lack it (remove it once converted), and no other
@@ -279,3 +280,28 @@ def test_a_plan_that_keeps_wanting_is_an_error_not_a_loop() -> None:
     s = _Recorded([_More(str(i)) for i in range(10)], _recorder([]))
     with pytest.raises(RuntimeError, match="still wants"):
         s.run()
+
+
+CIDR_422 = 'spec.egress[2].to[0].ipBlock.cidr: Invalid value: "10.0.0.1"'
+
+
+class _Rejecting(_Recorded):
+    """Act applies an object the API server refuses."""
+
+    def act(self, observed: tuple[str, ...], plan: str) -> str:
+        self.ran.append(f"act {plan}")
+        raise Rejected("NetworkPolicy", "support-gate", 422, CIDR_422)
+
+
+def test_an_apply_the_api_server_refuses_is_a_warning_on_the_object_and_the_pass_fails() -> None:
+    # A 422 from a rendered child stopped the AgentFleet pass before write: its status kept saying
+    # Serving and only the operator's log named the field.
+    posted: list[tuple[str, str, str]] = []
+    events = _recorder(posted)
+    for _ in range(2):  # retried with backoff by the work queue; the same Event is posted once
+        s = _Rejecting(["plan"], events)
+        with pytest.raises(Rejected):
+            s.run()
+        assert s.ran == ["observe", "decide ()", "act plan"]
+    refused = f"the API server refused NetworkPolicy/support-gate (422): {CIDR_422}"
+    assert posted == [("Warning", "ApplyRejected", refused)]
