@@ -41,6 +41,7 @@ from agentfleet_contract.gate import GateTaskResult, results_in
 from e2e.demo.driver import cluster_info
 from e2e.eval.corpus import CORPORA
 from e2e.harness.cluster import Cluster
+from e2e.harness.poll import poll
 
 GROUP = "agentfleet.io"
 ENDED = ("Promoted", "Held", "Aborted")
@@ -99,12 +100,8 @@ class Gate:
         return [p["metadata"]["name"] for p in items if not p["metadata"].get("deletionTimestamp")]
 
     def wait(self, pred, timeout: float, desc: str, interval: float = 5):  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if got := pred():
-                return got
-            time.sleep(interval)
-        raise SystemExit(f"timed out after {timeout:.0f}s waiting for {desc}; gate: {json.dumps(self.gate())}")
+        """The harness's one poll; a timeout says where the gate stood."""
+        return poll(pred, timeout, desc, interval, last=lambda: json.dumps(self.gate()))
 
 
 def run_gate(g: Gate, change: dict[str, Any], timeout: float, kill_after: int = 0) -> dict[str, Any]:
