@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,8 @@ from typing import Any
 
 from agentfleet_runtime.core import fastjson
 from agentfleet_runtime.core.errors import ModelError
+
+log = logging.getLogger(__name__)
 
 # Fewer output tokens than this cannot hold a tool call or a short answer: fail instead.
 MIN_OUTPUT_TOKENS = 16
@@ -170,6 +173,34 @@ def without_auto_tool_choice(body: dict[str, Any], error_text: str) -> dict[str,
     if body.get("tool_choice") != "auto" or not _NO_AUTO_TOOL_CHOICE.search(error_text):
         return None
     return {**body, "tool_choice": "none"}
+
+
+class ToolChoiceGuard:
+    """The replicas (keyed by base URL) that refused ``tool_choice: auto`` for want of a parser:
+    their calls go with ``none`` from then on (``without_auto_tool_choice``), and each is named
+    once in the log with the setting that gives parsed calls."""
+
+    def __init__(self) -> None:
+        self._parserless: set[str] = set()
+
+    def apply(self, key: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` as a replica known to lack a parser must get it."""
+        if key in self._parserless and body.get("tool_choice") == "auto":
+            return {**body, "tool_choice": "none"}
+        return body
+
+    def refused(self, key: str, body: dict[str, Any], error_text: str) -> dict[str, Any] | None:
+        """The body to send again after a 400 with ``error_text``, or None when it was another 400."""
+        again = without_auto_tool_choice(body, error_text)
+        if again is not None and key not in self._parserless:
+            self._parserless.add(key)
+            log.warning(
+                "replica serves without a tool-call parser: tool calls are read from the answer's text "
+                "(set the ModelReplicaSet's spec.engine.extraArgs: --enable-auto-tool-choice "
+                "--tool-call-parser <parser>, e.g. hermes for Qwen2.5)",
+                extra={"replica": key},
+            )
+        return again
 
 
 def served_context(models_body: Any, model: str) -> int | None:
