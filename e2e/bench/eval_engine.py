@@ -33,15 +33,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from agentfleet_runtime.routing.settings import Endpoint
-from agentfleet_runtime.routing.streaming import StreamObserver
-from agentfleet_runtime.routing.transport import HttpTransport
 from e2e.bench.cpu_agent_models import run_questions, summary
+from e2e.bench.runtime_benchlib import streamed_call
 from e2e.harness import llama_server, vllm
 from e2e.harness.milvus import milvus_lite
 from e2e.harness.plinth import make_collection
-from e2e.harness.ports import free_port, wait_http
-from e2e.harness.procs import Proc
+from e2e.harness.redis import redis_server
 
 MODEL = "qwen2.5-coder-0.5b"
 WORDS = "table index row column query plan vacuum lock page tuple join scan sort hash merge buffer wal".split()
@@ -53,18 +50,8 @@ def engine(kind: str, tmp: Path) -> Iterator[tuple[str, str, str, float]]:
     """(OpenAI base URL, served name, API key, seconds to Ready) of a running engine."""
     t0 = time.monotonic()
     if kind == "llama-server":
-        port = free_port()
-        proc = Proc(
-            llama_server.command(
-                llama_server.ensure_binary(), llama_server.ensure_model(MODEL), port, alias="qwen", slots=2
-            ),
-            log=tmp / "llama-server.log",
-        )
-        try:
-            wait_http(f"http://127.0.0.1:{port}/health", 300, proc)
-            yield f"http://127.0.0.1:{port}/v1", "qwen", "", time.monotonic() - t0
-        finally:
-            proc.end(kill=False)
+        with llama_server.serving(tmp, MODEL, alias="qwen", timeout=300, slots=2) as api:
+            yield api, "qwen", "", time.monotonic() - t0
         return
     cores = "0" if kind == "vllm-1core" else "0-1"
     eng = vllm.start(STATE / kind, name=kind, env={"VLLM_CPU_OMP_THREADS_BIND": cores})
@@ -72,21 +59,6 @@ def engine(kind: str, tmp: Path) -> Iterator[tuple[str, str, str, float]]:
         yield eng.api, vllm.SERVED, vllm.API_KEY, eng.ready_seconds or 0.0
     finally:
         eng.stop()
-
-
-async def one_call(base: str, model: str, key: str, msgs: list[dict[str, Any]], max_tokens: int) -> tuple[float, float]:
-    """(TTFT, decode tokens/s) of one streamed call."""
-    transport = HttpTransport(key or None)
-    loop = asyncio.get_running_loop()
-    stamps: list[float] = []
-    started = loop.time()
-    body = {"model": model, "messages": msgs, "max_tokens": max_tokens, "temperature": 0.0}
-    # One token a chunk on both engines; a stop before max_tokens leaves fewer stamps, rated as such.
-    observer = StreamObserver(lambda: None, lambda _t: stamps.append(loop.time()))
-    await transport.stream(Endpoint("e", base), body, 600.0, observer)
-    await transport.close()
-    rate = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 2 else float("nan")
-    return stamps[0] - started, rate
 
 
 def speeds(base: str, model: str, key: str) -> dict[str, float]:
@@ -101,15 +73,12 @@ def speeds(base: str, model: str, key: str) -> dict[str, float]:
     async def measure() -> dict[str, list[float]]:
         out: dict[str, list[float]] = {"TTFT 500": [], "TTFT 1500": [], "TTFT prefix hit": [], "decode tok/s": []}
         for _ in range(3):
-            ttft, _ = await one_call(base, model, key, prompt(380), 1)
-            out["TTFT 500"].append(ttft)
+            out["TTFT 500"].append((await streamed_call(base, model, key, prompt(380), 1)).ttft)
             long = prompt(1150)
-            ttft, _ = await one_call(base, model, key, long, 1)
-            out["TTFT 1500"].append(ttft)
-            ttft, _ = await one_call(base, model, key, long + [{"role": "user", "content": "And the next?"}], 1)
-            out["TTFT prefix hit"].append(ttft)
-            _, rate = await one_call(base, model, key, prompt(100), 64)
-            out["decode tok/s"].append(rate)
+            out["TTFT 1500"].append((await streamed_call(base, model, key, long, 1)).ttft)
+            hit = await streamed_call(base, model, key, long + [{"role": "user", "content": "And the next?"}], 1)
+            out["TTFT prefix hit"].append(hit.ttft)
+            out["decode tok/s"].append(1.0 / (await streamed_call(base, model, key, prompt(100), 64)).per_token)
         return out
 
     return {k: statistics.median(v) for k, v in asyncio.run(measure()).items()}
@@ -122,8 +91,6 @@ def main() -> None:
     args = p.parse_args()
     logging.disable(logging.INFO)
     rows = []
-    from e2e.harness.redis import redis_server
-
     with tempfile.TemporaryDirectory() as tmpd, redis_server() as redis_url:
         tmp = Path(tmpd)
         with milvus_lite(tmp / "milvus", ("milvus_lite",), start_seconds=120) as milvus:

@@ -44,7 +44,7 @@ import statistics
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,10 @@ from agentfleet_runtime.routing.streaming import StreamObserver
 from agentfleet_runtime.routing.transport import HttpTransport
 from agentfleet_sim import fleet_config, run_virtual, start_replicas
 from agentfleet_sim.transport import SimTransport
+from e2e.bench.routing_bench import text as words  # the routing bench's agent-prompt words
+from e2e.bench.runtime_benchlib import Streamed, streamed_call
 from e2e.bench.seedguard import SeedBook, parse_seeds
+from e2e.demo.report import metric_sums
 from e2e.harness import vllm
 
 SEEDS = SeedBook(tuning=frozenset({0}))
@@ -70,14 +73,9 @@ POLICIES: list[tuple[str, RoutingSettings]] = [
     ("LeastLoaded", RoutingSettings(policy="LeastLoaded")),
     ("PrefixAffinity", RoutingSettings(policy="PrefixAffinity")),
 ]
-WORDS = "alpha beta gamma delta data node pod call tool plan step load cache key value row col sum avg max min".split()
 BLOCK = 128  # vLLM's CPU block size (platforms/cpu.py), what the prefix cache hashes
 MAX_TOKENS = 16
 STATE = Path.home() / ".cache" / "agentfleet" / "bench-routing-vllm"  # compile caches survive runs
-
-
-def words(rng: random.Random, n: int) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(n))
 
 
 TOOLS = words(random.Random(0), 380)  # ~600 tokens of tool schemas, shared by every task
@@ -150,24 +148,27 @@ class Run:
     def ttfts(self) -> list[float]:
         return [c.first - c.started for c in self.calls if c.first == c.first]
 
-    def moved(self) -> list[bool]:
-        """Per call after a task's first: whether it ran on another replica than the call before."""
+    def _followers(self) -> list[tuple[Call, bool]]:
+        """Each call after a task's first, in time order, and whether it ran on another replica
+        than the task's call before."""
         last: dict[str, str] = {}
         out = []
         for c in sorted(self.calls, key=lambda c: c.started):
             if c.task_id in last:
-                out.append(last[c.task_id] != c.replica)
+                out.append((c, last[c.task_id] != c.replica))
             last[c.task_id] = c.replica
         return out
 
+    def moved(self) -> list[bool]:
+        """Per call after a task's first: whether it ran on another replica than the call before."""
+        return [m for _, m in self._followers()]
+
     def ttfts_by_move(self) -> tuple[list[float], list[float]]:
         """TTFTs of the calls that stayed on the task's replica, and of those that moved."""
-        last: dict[str, str] = {}
         stayed, moved = [], []
-        for c in sorted(self.calls, key=lambda c: c.started):
-            if c.task_id in last and c.first == c.first:
-                (moved if last[c.task_id] != c.replica else stayed).append(c.first - c.started)
-            last[c.task_id] = c.replica
+        for c, m in self._followers():
+            if c.first == c.first:
+                (moved if m else stayed).append(c.first - c.started)
         return stayed, moved
 
     @property
@@ -254,25 +255,25 @@ def client_for(endpoints: list[Endpoint], settings: RoutingSettings, transport: 
 # -- the real engines ------------------------------------------------------------------------------
 
 
-def scrape(engine: vllm.Engine) -> dict[str, float]:
-    text = urllib.request.urlopen(engine.base + "/metrics", timeout=10).read().decode()  # noqa: S310 - loopback
-    out: dict[str, float] = {}
-    for name in ("prefix_cache_hits", "prefix_cache_queries", "num_preemptions"):
-        pattern = re.compile(rf"^vllm:{name}_total(?:{{[^}}]*}})? ([0-9.e+]+)$", re.M)
-        out[name] = sum(float(v) for v in pattern.findall(text))
-    return out
+COUNTERS = ("vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total", "vllm:num_preemptions_total")
 
 
-def tokenize(engine: vllm.Engine, msgs: list[dict[str, Any]]) -> list[int]:
-    import json
+def counters(engines: list[vllm.Engine]) -> dict[str, float]:
+    """The engines' own counters that the figures read, summed over the replicas."""
+    pages = [urllib.request.urlopen(e.base + "/metrics", timeout=10).read().decode() for e in engines]  # noqa: S310
+    return {name: metric_sums(pages, name).get("", 0.0) for name in COUNTERS}
 
-    body = json.dumps({"model": vllm.SERVED, "messages": msgs, "add_generation_prompt": True}).encode()
-    req = urllib.request.Request(
-        engine.base + "/tokenize",
-        data=body,
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {vllm.API_KEY}"},
-    )
-    return json.loads(urllib.request.urlopen(req, timeout=30).read())["tokens"]  # noqa: S310 - loopback
+
+async def token_ids(engine: vllm.Engine, prompts: list[list[dict[str, Any]]]) -> list[list[int]]:
+    """The engine's own tokens of each chat prompt (its /tokenize, through the runtime's transport)."""
+    transport = HttpTransport(vllm.API_KEY)
+    try:
+        answers = await asyncio.gather(
+            *(transport.tokenize(engine.api, {"model": vllm.SERVED, "messages": m}) for m in prompts)
+        )
+    finally:
+        await transport.close()
+    return [a["tokens"] for a in answers]
 
 
 def ceiling(run: Run, shared_first: dict[str, int]) -> float:
@@ -291,7 +292,8 @@ def ceiling(run: Run, shared_first: dict[str, int]) -> float:
 
 def shared_prefixes(engine: vllm.Engine, tasks: list[Task], salt: str) -> dict[str, int]:
     """Per task, the tokens its first prompt shares with an earlier arrival's (the system prompt)."""
-    first = {t.task_id: tokenize(engine, messages(t, salt, 0)) for t in tasks}
+    ids = asyncio.run(token_ids(engine, [messages(t, salt, 0) for t in tasks]))
+    first = {t.task_id: i for t, i in zip(tasks, ids, strict=True)}
     out: dict[str, int] = {}
     seen: list[list[int]] = []
     for t in sorted(tasks, key=lambda t: t.start):
@@ -311,7 +313,7 @@ def _lcp(a: list[int], b: list[int]) -> int:
 
 
 def real_run(label: str, settings: RoutingSettings, engines: list[vllm.Engine], tasks: list[Task], salt: str) -> Run:
-    before = [scrape(e) for e in engines]
+    before = counters(engines)
     endpoints = [Endpoint(f"replica-{i}", e.api) for i, e in enumerate(engines)]
 
     async def main() -> Run:
@@ -324,10 +326,8 @@ def real_run(label: str, settings: RoutingSettings, engines: list[vllm.Engine], 
         return run
 
     run = asyncio.run(main())
-    after = [scrape(e) for e in engines]
-    run.hits = sum(a["prefix_cache_hits"] - b["prefix_cache_hits"] for a, b in zip(after, before, strict=True))
-    run.queries = sum(a["prefix_cache_queries"] - b["prefix_cache_queries"] for a, b in zip(after, before, strict=True))
-    run.preemptions = sum(a["num_preemptions"] - b["num_preemptions"] for a, b in zip(after, before, strict=True))
+    hits, queries, preemptions = (after - before[name] for name, after in counters(engines).items())
+    run.hits, run.queries, run.preemptions = hits, queries, preemptions
     run.ceiling = ceiling(run, shared_prefixes(engines[0], tasks, salt))
     return run
 
@@ -343,28 +343,6 @@ class Calibration:
     decode_fit: list[tuple[str, float, float]]  # (case, real s/token, the model's s/token)
 
 
-async def _stream_once(base: str, msgs: list[dict[str, Any]], max_tokens: int) -> tuple[float, float, int, int]:
-    """(TTFT, seconds per later token, prompt tokens, generated tokens) of one streamed call."""
-    transport = HttpTransport(vllm.API_KEY)
-    loop = asyncio.get_running_loop()
-    times: list[float] = []
-    started = loop.time()
-    body = {
-        "model": vllm.SERVED,
-        "messages": msgs,
-        "max_tokens": max_tokens,
-        "temperature": 0.0,
-        "ignore_eos": True,
-    }
-    out = await transport.stream(
-        Endpoint("c", base + "/v1"), body, 600.0, StreamObserver(lambda: None, lambda _t: times.append(loop.time()))
-    )
-    await transport.close()
-    usage = out.get("usage") or {}
-    per = (times[-1] - times[0]) / max(1, len(times) - 1) if len(times) > 1 else math.nan
-    return times[0] - started, per, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
-
-
 def calibrate(engine: vllm.Engine, max_batched: int) -> Calibration:
     rng = random.Random(10_000)  # tuning prompts: no scored task shares a word sequence with them
     salt = lambda: f"calibration {rng.random()}"  # noqa: E731 - a fresh cold prefix each time
@@ -372,20 +350,28 @@ def calibrate(engine: vllm.Engine, max_batched: int) -> Calibration:
     def prompt(n_words: int, head: str | None = None) -> list[dict[str, Any]]:
         return [{"role": "system", "content": head or salt()}, {"role": "user", "content": words(rng, n_words)}]
 
+    def probe(msgs: list[dict[str, Any]], max_tokens: int) -> Awaitable[Streamed]:
+        return streamed_call(engine.api, vllm.SERVED, vllm.API_KEY, msgs, max_tokens, ignore_eos=True)
+
     async def measure() -> Calibration:
-        base = engine.base
         cold = []
         for n in (300, 1000, 1900):
-            ttft, _, p, _ = await _stream_once(base, prompt(n), 1)
-            cold.append((p, ttft))
+            r = await probe(prompt(n), 1)
+            cold.append((r.prompt_tokens, r.ttft))
         head = salt()
         long_msgs = prompt(1900, head)
-        await _stream_once(base, long_msgs, 1)
-        warm_ttft, _, warm_p, _ = await _stream_once(base, long_msgs + [{"role": "user", "content": "one more"}], 1)
-        _, short_tpot, short_p, _ = await _stream_once(base, prompt(100), 48)
-        _, long_tpot, long_p, _ = await _stream_once(base, prompt(1900), 48)
-        four = await asyncio.gather(*(_stream_once(base, prompt(100), 48) for _ in range(4)))
-        four_tpot = statistics.fmean(t for _, t, _, _ in four)
+        await probe(long_msgs, 1)
+        warm = await probe(long_msgs + [{"role": "user", "content": "one more"}], 1)
+        warm_ttft, warm_p = warm.ttft, warm.prompt_tokens
+        short, long = await probe(prompt(100), 48), await probe(prompt(1900), 48)
+        short_tpot, short_p, long_tpot, long_p = (
+            short.per_token,
+            short.prompt_tokens,
+            long.per_token,
+            long.prompt_tokens,
+        )
+        four = await asyncio.gather(*(probe(prompt(100), 48) for _ in range(4)))
+        four_tpot = statistics.fmean(r.per_token for r in four)
         kv_read = max(0.0, (long_tpot - short_tpot) / (long_p - short_p))
         decode_base = max(1e-4, short_tpot - kv_read * short_p)
         per_seq = max(0.0, (four_tpot - short_tpot) / 3)
@@ -422,7 +408,7 @@ def calibrate(engine: vllm.Engine, max_batched: int) -> Calibration:
         from agentfleet_sim import ChatTokenizer
 
         sample = prompt(1000)
-        real = len(tokenize(engine, sample))
+        real = len((await token_ids(engine, [sample]))[0])
         piece = min((4, 6, 8), key=lambda k: abs(len(ChatTokenizer(piece_chars=k).chat_prompt(sample)) - real))
         return Calibration(eng, piece, ttft_fit, decode_fit)
 

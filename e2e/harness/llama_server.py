@@ -78,13 +78,15 @@ def command(binary: str, gguf: Path, port: int, *, alias: str, slots: int = 4, t
 
 
 @contextmanager
-def serving(log_dir: Path, model: str = DEFAULT_MODEL, alias: str = "qwen", timeout: float = 240) -> Iterator[str]:
+def serving(
+    log_dir: Path, model: str = DEFAULT_MODEL, alias: str = "qwen", timeout: float = 240, slots: int = 4
+) -> Iterator[str]:
     """llama-server with ``model`` on a free port until the block ends: yields its /v1 base URL."""
     from e2e.harness.ports import free_port, wait_http
     from e2e.harness.procs import Proc
 
     binary, gguf, port = ensure_binary(), ensure_model(model), free_port()
-    proc = Proc(command(binary, gguf, port, alias=alias), log=log_dir / "llama-server.log")
+    proc = Proc(command(binary, gguf, port, alias=alias, slots=slots), log=log_dir / "llama-server.log")
     try:
         wait_http(f"http://127.0.0.1:{port}/health", timeout, proc)
         yield f"http://127.0.0.1:{port}/v1"
