@@ -1,0 +1,200 @@
+"""The ModelReplicaSet canary (docs/evaluation-gate.md, "The ModelReplicaSet canary"), pure.
+
+With an AgentFleet that uses the set and has spec.rollout.evaluation, a change of spec.model or
+spec.adapters does not roll the replicas: they keep the promoted fields (kept in the ConfigMap
+MRS-promoted, as the AgentFleet keeps its own) and ONE replica of the spec as written is added, the
+canary, which only the gated fleets' candidates call (its pods' serving label is ``canary``: no
+Service of the set but MRS-canary selects it). Each gated fleet's gate records the canary's hash it
+ran against (status.gate.canaries); when every such gate promoted it, the set rolls on to the spec as
+written (the canary, of that spec, is its first new replica); when one held (or was aborted), the
+canary goes and the replicas stay. Without gated fleets nothing here changes anything.
+
+``fleet_gates`` reads the fleets, ``decide_canary`` decides; the pass observes and acts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from agentfleet_contract.gate import CANARY_FIELDS, canary_hash
+from agentfleet_contract.modelreplicaset import CanaryFleet, CanaryStatus, ModelReplicaSetSpec
+
+from agentfleet.controllers.modelreplicaset.records import Post
+from agentfleet.render.modelreplicaset import spec_hash
+
+# The condition on the ModelReplicaSet that says how its latest gated change fares.
+CANARY_CONDITION = "Canary"
+PROMOTED_KEY = "fields"  # MRS-promoted's key: the promoted model and adapters, JSON
+
+Result = Literal["Waiting", "Running", "Promoted", "Held"]
+
+
+def promoted_config_name(mrs: str) -> str:
+    return f"{mrs}-promoted"
+
+
+@dataclass(frozen=True)
+class FleetGate:
+    """A gated AgentFleet that uses the set, reduced to what its gate says of the set's canary."""
+
+    name: str
+    phase: str | None  # its status.gate.phase (None: no gate status yet)
+    canaries: Mapping[str, str]  # ModelReplicaSet -> canary hash its gate ran against (status.gate.canaries)
+
+    def result(self, mrs: str, chash: str) -> Result:
+        if self.canaries.get(mrs) != chash:
+            return "Waiting"  # its gate has not started against this canary (yet)
+        if self.phase == "Promoted":
+            return "Promoted"
+        if self.phase in ("Held", "Aborted"):
+            return "Held"
+        return "Running"
+
+
+def fleet_gates(mrs: str, fleets: Iterable[Mapping[str, Any]]) -> tuple[FleetGate, ...]:
+    """The AgentFleets (objects as listed) that name ``mrs`` as modelRef or routineModelRef and have
+    spec.rollout.evaluation, sorted by name."""
+    out = []
+    for f in fleets:
+        spec = f.get("spec") or {}
+        refs = {(spec.get(k) or {}).get("name") for k in ("modelRef", "routineModelRef")}
+        if mrs not in refs or not (spec.get("rollout") or {}).get("evaluation"):
+            continue
+        gate = (f.get("status") or {}).get("gate") or {}
+        canaries = {
+            str(c.get("modelReplicaSet")): str(c.get("hash"))
+            for c in gate.get("canaries") or []
+            if isinstance(c, Mapping)
+        }
+        out.append(FleetGate(str((f.get("metadata") or {}).get("name")), gate.get("phase"), canaries))
+    return tuple(sorted(out, key=lambda g: g.name))
+
+
+def canary_fields(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """What a canary tries out: the spec's model and adapters (wire form, as written)."""
+    return {k: spec.get(k) for k in CANARY_FIELDS}
+
+
+def read_promoted(cm: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """MRS-promoted's fields (None: none kept, or not a JSON object of the canary fields)."""
+    raw = ((cm or {}).get("data") or {}).get(PROMOTED_KEY)
+    try:
+        fields = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return fields if isinstance(fields, dict) and set(fields) == set(CANARY_FIELDS) else None
+
+
+def render_promoted(mrs: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """MRS-promoted, owned by the ModelReplicaSet (deleted with it)."""
+    meta = mrs["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": promoted_config_name(meta["name"]),
+            "namespace": meta.get("namespace", "default"),
+            "labels": {"app.kubernetes.io/managed-by": "agentfleet", "agentfleet.io/model-replica-set": meta["name"]},
+            "ownerReferences": [
+                {
+                    "apiVersion": mrs.get("apiVersion", "agentfleet.io/v1alpha1"),
+                    "kind": "ModelReplicaSet",
+                    "name": meta["name"],
+                    "uid": meta.get("uid", ""),
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "data": {PROMOTED_KEY: json.dumps(dict(fields), sort_keys=True)},
+    }
+
+
+@dataclass(frozen=True)
+class CanaryPlan:
+    """What the canary step decided: the spec the replicas run, the canary's, what to keep and say."""
+
+    serving: dict[str, Any]  # the spec (wire) the set's replicas run: as written, or with the promoted fields
+    canary: dict[str, Any] | None  # the spec (wire) of the one canary replica, while one runs
+    keep: dict[str, Any] | None  # fields to write to MRS-promoted (adopted or promoted now)
+    status: CanaryStatus | None  # status.canary (None: leave it out)
+    condition: tuple[str, str, str] | None  # (status, reason, message) of the Canary condition
+    posts: tuple[Post, ...] = ()
+
+
+def _said(status: CanaryStatus | None) -> tuple[str, str, str] | None:
+    if status is None:
+        return None
+    waiting = [f.name for f in status.fleets if f.result in ("Waiting", "Running")]
+    if status.phase == "Running":
+        return ("Unknown", "Running", f"canary {status.hash[:10]}: waiting for the gates of {', '.join(waiting)}")
+    if status.phase == "Promoted":
+        return ("True", "Promoted", f"canary {status.hash[:10]} promoted by every gated fleet: the set rolls on")
+    held = ", ".join(f.name for f in status.fleets if f.result == "Held") or "a fleet"
+    return (
+        "False",
+        "Held",
+        f"canary {status.hash[:10]} held by the gate of {held}: the replicas keep the promoted model",
+    )
+
+
+def decide_canary(
+    mrs: str,
+    spec: Mapping[str, Any],
+    promoted: Mapping[str, Any] | None,
+    fleets: tuple[FleetGate, ...],
+    before: CanaryStatus | None,
+    now: str,
+) -> CanaryPlan:
+    """``spec``: the set's spec as written (wire); ``promoted``: MRS-promoted's fields; ``before``:
+    status.canary as read; ``now``: RFC 3339."""
+    written = canary_fields(spec)
+    if not fleets:
+        # No gated fleet: the spec as written serves, as without this feature. What was kept
+        # stays (a fleet that turns its gate on later is compared with this spec by its own gate).
+        return CanaryPlan(dict(spec), None, None, before, _said(before) if before else None)
+    if promoted is None or dict(promoted) == written:
+        # The first version the gate sees is adopted; the promoted one is the one written.
+        keep = written if promoted is None else None
+        return CanaryPlan(dict(spec), None, keep, before, _said(before) if before else None)
+    # A field the promoted version did not set (adapters: None) is left out, not set to null.
+    serving = {k: v for k, v in {**spec, **promoted}.items() if v is not None}
+    pods = spec_hash(ModelReplicaSetSpec.model_validate(spec))
+    if pods == spec_hash(ModelReplicaSetSpec.model_validate(serving)):
+        # Only which adapters are loaded changed (the pods are the same): no replica can tell the
+        # versions apart, so this change rolls at once, as without a gate (docs/evaluation-gate.md).
+        return CanaryPlan(dict(spec), None, written, before, _said(before) if before else None)
+    chash = canary_hash(spec)
+    if before is not None and before.hash == chash and before.phase == "Held":
+        # A held change stays held until the spec changes again.
+        return CanaryPlan(serving, None, None, before, _said(before))
+    results = [CanaryFleet(name=f.name, result=f.result(mrs, chash)) for f in fleets]
+    started = before.started_at if before is not None and before.hash == chash else now
+    held = [r.name for r in results if r.result == "Held"]
+    posts: list[Post] = []
+    if held:
+        status = CanaryStatus(
+            hash=chash, spec_hash=pods, phase="Held", fleets=results, started_at=started, finished_at=now
+        )
+        posts.append(Post("Warning", "CanaryHeld", f"canary {chash[:10]} held by the gate of {', '.join(held)}"))
+        return CanaryPlan(serving, None, None, status, _said(status), tuple(posts))
+    if all(r.result == "Promoted" for r in results):
+        status = CanaryStatus(
+            hash=chash, spec_hash=pods, phase="Promoted", fleets=results, started_at=started, finished_at=now
+        )
+        posts.append(Post("Normal", "CanaryPromoted", f"canary {chash[:10]} promoted by every gated fleet: rolling on"))
+        return CanaryPlan(dict(spec), None, written, status, _said(status), tuple(posts))
+    status = CanaryStatus(hash=chash, spec_hash=pods, phase="Running", fleets=results, started_at=started)
+    if before is None or before.hash != chash or before.phase != "Running":
+        posts.append(
+            Post(
+                "Normal",
+                "CanaryStarted",
+                f"canary {chash[:10]}: one replica of the changed model or adapters for the gates of "
+                f"{', '.join(f.name for f in fleets)}; the others keep the promoted ones",
+            )
+        )
+    return CanaryPlan(serving, dict(spec), None, status, _said(status), tuple(posts))

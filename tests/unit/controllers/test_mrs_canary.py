@@ -1,0 +1,139 @@
+"""The ModelReplicaSet canary's pure decision (controllers/modelreplicaset/canary.py): which spec the
+replicas run, whether one canary replica of the spec as written runs, when the set rolls on."""
+
+from __future__ import annotations
+
+import json
+
+from agentfleet_contract.gate import canary_hash
+from agentfleet_contract.modelreplicaset import CanaryStatus
+
+from agentfleet.controllers.modelreplicaset.canary import (
+    CanaryPlan,
+    FleetGate,
+    canary_fields,
+    decide_canary,
+    fleet_gates,
+    read_promoted,
+    render_promoted,
+)
+from tests.builders import LLAMA_8B, MRS, Fleet
+
+NOW = "2026-11-27T02:00:00Z"
+QWEN = "Qwen/Qwen2.5-7B-Instruct"
+OLD = {"model": {"name": LLAMA_8B}, "adapters": None}
+
+
+def spec(model: str = QWEN) -> dict:
+    return MRS("llama-8b").model(model).obj()["spec"]
+
+
+def gated(name: str, phase: str | None = None, canary: str | None = None) -> FleetGate:
+    return FleetGate(name, phase, {"llama-8b": canary} if canary else {})
+
+
+def decide(
+    s: dict, promoted: dict | None, fleets: tuple[FleetGate, ...], before: CanaryStatus | None = None
+) -> CanaryPlan:
+    return decide_canary("llama-8b", s, promoted, fleets, before, NOW)
+
+
+def test_without_a_gated_fleet_the_spec_as_written_serves_and_nothing_is_kept() -> None:
+    plan = decide(spec(), OLD, ())
+    assert plan.serving == spec()
+    assert (plan.canary, plan.keep, plan.status, plan.condition, plan.posts) == (None, None, None, None, ())
+
+
+def test_the_first_gated_version_is_adopted_and_kept() -> None:
+    plan = decide(spec(), None, (gated("support"),))
+    assert plan.serving == spec() and plan.canary is None
+    assert plan.keep == canary_fields(spec())
+
+
+def test_a_changed_model_keeps_the_replicas_on_the_promoted_one_and_starts_one_canary() -> None:
+    plan = decide(spec(QWEN), OLD, (gated("support"), gated("billing")))
+    assert plan.serving["model"] == {"name": LLAMA_8B}
+    assert plan.serving["engine"] == spec()["engine"]  # the rest of the spec as written
+    assert plan.canary == spec(QWEN)
+    assert plan.keep is None
+    assert plan.status is not None and plan.status.phase == "Running"
+    assert plan.status.hash == canary_hash(spec(QWEN))
+    assert [(f.name, f.result) for f in plan.status.fleets] == [("support", "Waiting"), ("billing", "Waiting")]
+    assert plan.condition is not None and plan.condition[:2] == ("Unknown", "Running")
+    assert [p.reason for p in plan.posts] == ["CanaryStarted"]
+
+
+def test_a_running_canary_says_started_once() -> None:
+    first = decide(spec(), OLD, (gated("support"),))
+    again = decide(spec(), OLD, (gated("support"),), first.status)
+    assert again.canary == spec() and again.posts == ()
+    assert again.status is not None and again.status.started_at == first.status.started_at
+
+
+def test_the_set_rolls_on_only_when_every_gated_fleet_promoted_this_canary() -> None:
+    h = canary_hash(spec())
+    one = decide(spec(), OLD, (gated("billing", "Running", h), gated("support", "Promoted", h)))
+    assert one.canary == spec() and one.serving["model"] == OLD["model"] and one.keep is None
+    assert [(f.name, f.result) for f in one.status.fleets] == [("billing", "Running"), ("support", "Promoted")]
+    stale = decide(spec(), OLD, (gated("billing", "Promoted", "another"), gated("support", "Promoted", h)))
+    assert stale.canary == spec() and stale.keep is None  # a promotion of an older canary is no vote
+    both = decide(spec(), OLD, (gated("billing", "Promoted", h), gated("support", "Promoted", h)))
+    assert both.serving == spec() and both.canary is None
+    assert both.keep == canary_fields(spec())
+    assert both.status.phase == "Promoted" and both.condition[:2] == ("True", "Promoted")
+    assert [p.reason for p in both.posts] == ["CanaryPromoted"]
+
+
+def test_one_held_gate_holds_the_canary_and_the_replicas_stay() -> None:
+    h = canary_hash(spec())
+    for phase in ("Held", "Aborted"):
+        plan = decide(spec(), OLD, (gated("billing", "Promoted", h), gated("support", phase, h)))
+        assert plan.canary is None and plan.keep is None
+        assert plan.serving["model"] == OLD["model"]
+        assert plan.status.phase == "Held" and plan.status.finished_at == NOW
+        assert plan.condition[:2] == ("False", "Held") and "support" in plan.condition[2]
+        assert [(p.type, p.reason) for p in plan.posts] == [("Warning", "CanaryHeld")]
+        assert "support" in plan.posts[0].message and "billing" not in plan.posts[0].message
+
+
+def test_a_held_change_stays_held_until_the_spec_changes() -> None:
+    h = canary_hash(spec())
+    held = decide(spec(), OLD, (gated("support", "Held", h),)).status
+    # The fleet's gate starts over for another change of its own: the held set does not restart its canary.
+    plan = decide(spec(), OLD, (gated("support", "Running", "other"),), held)
+    assert plan.canary is None and plan.status == held and plan.posts == ()
+    other = spec("mistralai/Mistral-7B-Instruct-v0.3")
+    plan = decide(other, OLD, (gated("support", "Running", "other"),), held)
+    assert plan.canary == other and [p.reason for p in plan.posts] == ["CanaryStarted"]
+
+
+def test_an_adapter_only_change_rolls_at_once() -> None:
+    with_adapters = MRS("llama-8b").spec(adapters=[{"name": "sql", "source": "hf://org/sql"}]).obj()["spec"]
+    other = MRS("llama-8b").spec(adapters=[{"name": "sql", "source": "hf://org/sql2"}]).obj()["spec"]
+    plan = decide(other, canary_fields(with_adapters), (gated("support"),))
+    assert plan.serving == other and plan.canary is None and plan.keep == canary_fields(other)
+
+
+def test_fleet_gates_reads_the_gated_fleets_that_use_the_set() -> None:
+    h = canary_hash(spec())
+    gate = {"phase": "Running", "canaries": [{"modelReplicaSet": "llama-8b", "hash": h}]}
+    fleets = [
+        Fleet("b").gate().status({"gate": gate}).obj(),
+        Fleet("a").routine_model("llama-8b", ["Summaries"]).model("qwen").gate().obj(),
+        Fleet("ungated").obj(),
+        Fleet("elsewhere").model("qwen").gate().obj(),
+    ]
+    got = fleet_gates("llama-8b", fleets)
+    assert [g.name for g in got] == ["a", "b"]
+    assert got[1].result("llama-8b", h) == "Running" and got[0].result("llama-8b", h) == "Waiting"
+
+
+def test_promoted_record_round_trips_and_refuses_what_it_cannot_read() -> None:
+    obj = MRS("llama-8b").meta(namespace="ns", uid="u1").obj()
+    cm = render_promoted(obj, canary_fields(spec()))
+    assert cm["metadata"]["name"] == "llama-8b-promoted"
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == "u1"
+    assert read_promoted(cm) == canary_fields(spec())
+    assert read_promoted({"data": {"fields": "[1]"}}) is None
+    assert read_promoted({"data": {"fields": json.dumps({"model": {}})}}) is None
+    assert read_promoted(None) is None
