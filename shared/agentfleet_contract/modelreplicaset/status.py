@@ -137,7 +137,7 @@ class CanaryFleet(Model):
 
 
 class CanaryStatus(Model):
-    """A change of model or adapters on trial: one replica of the new spec, called only by the gated fleets' candidates."""
+    """A change of model or adapters on trial: one replica of the new spec, called only by gated fleets' candidates."""
 
     hash: str = Field(max_length=64, description="Hash of the model and adapters on trial (spec as written).")
     spec_hash: str | None = Field(
