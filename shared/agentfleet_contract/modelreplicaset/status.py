@@ -143,9 +143,11 @@ class CanaryStatus(Model):
     spec_hash: str | None = Field(
         default=None, max_length=64, description="Spec hash of the canary replica's pods (its name carries its start)."
     )
-    phase: Literal["Running", "Promoted", "Held"] = Field(
-        description="Running (the gates run), Promoted (every gated fleet passed: the set rolls on), or Held."
+    phase: Literal["Serving", "Running", "Promoted", "Held"] = Field(
+        description="Serving (the spec as written serves: nothing on trial), Running (the gates run), Promoted (every "
+        "gated fleet passed: the set rolls on), or Held (the replicas keep the promoted model and adapters)."
     )
+    ready: bool = Field(default=False, description="The canary replica is Ready: the gates may run against it.")
     fleets: list[CanaryFleet] = Field(
         default_factory=list, max_length=100, description="Each gated fleet that uses the set, and its gate's result."
     )

@@ -48,6 +48,11 @@ def test_the_first_gated_version_is_adopted_and_kept() -> None:
     plan = decide(spec(), None, (gated("support"),))
     assert plan.serving == spec() and plan.canary is None
     assert plan.keep == canary_fields(spec())
+    # status.canary tells the fleets' gates that nothing of this hash is on trial.
+    assert plan.status == CanaryStatus(hash=canary_hash(spec()), phase="Serving")
+    assert plan.condition is not None and plan.condition[:2] == ("True", "Serving")
+    again = decide(spec(), canary_fields(spec()), (gated("support"),), plan.status)
+    assert again.keep is None and again.status == plan.status and again.canary is None
 
 
 def test_a_changed_model_keeps_the_replicas_on_the_promoted_one_and_starts_one_canary() -> None:
@@ -63,11 +68,13 @@ def test_a_changed_model_keeps_the_replicas_on_the_promoted_one_and_starts_one_c
     assert [p.reason for p in plan.posts] == ["CanaryStarted"]
 
 
-def test_a_running_canary_says_started_once() -> None:
+def test_a_running_canary_says_started_once_and_when_it_is_ready() -> None:
     first = decide(spec(), OLD, (gated("support"),))
-    again = decide(spec(), OLD, (gated("support"),), first.status)
+    assert first.status is not None and not first.status.ready
+    again = decide_canary("llama-8b", spec(), OLD, (gated("support"),), first.status, "later", ready=True)
     assert again.canary == spec() and again.posts == ()
-    assert again.status is not None and again.status.started_at == first.status.started_at
+    assert again.status is not None and again.status.started_at == first.status.started_at == NOW
+    assert again.status.ready
 
 
 def test_the_set_rolls_on_only_when_every_gated_fleet_promoted_this_canary() -> None:
@@ -112,6 +119,7 @@ def test_an_adapter_only_change_rolls_at_once() -> None:
     other = MRS("llama-8b").spec(adapters=[{"name": "sql", "source": "hf://org/sql2"}]).obj()["spec"]
     plan = decide(other, canary_fields(with_adapters), (gated("support"),))
     assert plan.serving == other and plan.canary is None and plan.keep == canary_fields(other)
+    assert plan.status is not None and plan.status.phase == "Serving"
 
 
 def test_fleet_gates_reads_the_gated_fleets_that_use_the_set() -> None:
@@ -129,7 +137,9 @@ def test_fleet_gates_reads_the_gated_fleets_that_use_the_set() -> None:
 
 
 def test_promoted_record_round_trips_and_refuses_what_it_cannot_read() -> None:
-    obj = MRS("llama-8b").meta(namespace="ns", uid="u1").obj()
+    from agentfleet_contract.modelreplicaset import ModelReplicaSet
+
+    obj = ModelReplicaSet.model_validate(MRS("llama-8b").meta(namespace="ns", uid="u1").obj())
     cm = render_promoted(obj, canary_fields(spec()))
     assert cm["metadata"]["name"] == "llama-8b-promoted"
     assert cm["metadata"]["ownerReferences"][0]["uid"] == "u1"
@@ -137,3 +147,55 @@ def test_promoted_record_round_trips_and_refuses_what_it_cannot_read() -> None:
     assert read_promoted({"data": {"fields": "[1]"}}) is None
     assert read_promoted({"data": {"fields": json.dumps({"model": {}})}}) is None
     assert read_promoted(None) is None
+
+
+def test_the_canary_replica_is_in_its_canary_service_only() -> None:
+    from agentfleet_contract.modelreplicaset import ModelReplicaSet
+
+    from agentfleet.placement import Assignment
+    from agentfleet.render.modelreplicaset import render_canary_service, render_pod, render_services, serving_selector
+    from agentfleet.rollout import observe_pod
+
+    mrs = ModelReplicaSet.model_validate(MRS("llama-8b").ns("ns").meta(uid="u1").obj())
+    a = Assignment(key="ns/llama-8b-abcde-0", owner="ns/llama-8b", nodes=("n1",), gpus_per_node=1)
+    pod = render_pod(mrs, a, 0, canary=True)
+    labels = pod["metadata"]["labels"]
+    svc = render_canary_service(mrs)
+    assert svc["metadata"]["name"] == "llama-8b-canary" and svc["spec"]["clusterIP"] == "None"
+    assert all(labels.get(k) == v for k, v in svc["spec"]["selector"].items())
+    for other in render_services(mrs):
+        assert any(labels.get(k) != v for k, v in other["spec"]["selector"].items())
+    assert any(labels.get(k) != v for k, v in serving_selector("llama-8b").items())
+    seen = observe_pod({**pod, "status": {"phase": "Running"}})
+    assert seen is not None and seen.canary and seen.serving
+    plain = observe_pod({**render_pod(mrs, a, 0), "status": {"phase": "Running"}})
+    assert plain is not None and not plain.canary
+
+
+def test_a_candidate_tier_on_a_canary_watches_the_canary_service() -> None:
+    from agentfleet_contract.runtime_config import TierConfig
+
+    from agentfleet_runtime.routing.factory import _source
+    from agentfleet_runtime.routing.kube import EndpointSliceSource
+
+    src = _source(TierConfig(model_replica_set="llama-8b", service="llama-8b-canary"), "ns")
+    assert isinstance(src, EndpointSliceSource) and src.service == "llama-8b-canary"
+    plain = _source(TierConfig(model_replica_set="llama-8b"), "ns")
+    assert isinstance(plain, EndpointSliceSource) and plain.service == "llama-8b-replicas"
+
+
+def test_to_canaries_rewrites_only_the_named_sets() -> None:
+    from agentfleet.render.gate import to_canaries
+
+    doc = {
+        "modelRouting": {
+            "primary": {"modelReplicaSet": "llama-8b", "endpoints": ["http://llama-8b.ns.svc:8000/v1"]},
+            "routine": {"modelReplicaSet": "small"},
+        }
+    }
+    out = to_canaries(doc, frozenset({"llama-8b"}))
+    assert out["modelRouting"]["primary"]["service"] == "llama-8b-canary"
+    assert out["modelRouting"]["primary"]["endpoints"] == ["http://llama-8b-canary.ns.svc:8000/v1"]
+    assert "service" not in out["modelRouting"]["routine"]
+    assert "service" not in doc["modelRouting"]["primary"]  # the input is not changed
+    assert to_canaries(doc, frozenset()) is doc

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from agentfleet_contract.gate import CANARY_FIELDS, canary_hash
-from agentfleet_contract.modelreplicaset import CanaryFleet, CanaryStatus, ModelReplicaSetSpec
+from agentfleet_contract.modelreplicaset import CanaryFleet, CanaryStatus, ModelReplicaSet, ModelReplicaSetSpec
 
 from agentfleet.controllers.modelreplicaset.records import Post
-from agentfleet.render.modelreplicaset import spec_hash
+from agentfleet.render.modelreplicaset import common_labels, spec_hash
+from agentfleet.render.modelreplicaset_names import _meta
 
 # The condition on the ModelReplicaSet that says how its latest gated change fares.
 CANARY_CONDITION = "Canary"
@@ -88,27 +89,13 @@ def read_promoted(cm: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return fields if isinstance(fields, dict) and set(fields) == set(CANARY_FIELDS) else None
 
 
-def render_promoted(mrs: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+def render_promoted(mrs: ModelReplicaSet, fields: Mapping[str, Any]) -> dict[str, Any]:
     """MRS-promoted, owned by the ModelReplicaSet (deleted with it)."""
-    meta = mrs["metadata"]
+    name = mrs.metadata["name"]
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {
-            "name": promoted_config_name(meta["name"]),
-            "namespace": meta.get("namespace", "default"),
-            "labels": {"app.kubernetes.io/managed-by": "agentfleet", "agentfleet.io/model-replica-set": meta["name"]},
-            "ownerReferences": [
-                {
-                    "apiVersion": mrs.get("apiVersion", "agentfleet.io/v1alpha1"),
-                    "kind": "ModelReplicaSet",
-                    "name": meta["name"],
-                    "uid": meta.get("uid", ""),
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
+        "metadata": _meta(mrs, promoted_config_name(name), common_labels(name)),
         "data": {PROMOTED_KEY: json.dumps(dict(fields), sort_keys=True)},
     }
 
@@ -129,6 +116,8 @@ def _said(status: CanaryStatus | None) -> tuple[str, str, str] | None:
     if status is None:
         return None
     waiting = [f.name for f in status.fleets if f.result in ("Waiting", "Running")]
+    if status.phase == "Serving":
+        return ("True", "Serving", "the set serves its model and adapters as written: nothing on trial")
     if status.phase == "Running":
         return ("Unknown", "Running", f"canary {status.hash[:10]}: waiting for the gates of {', '.join(waiting)}")
     if status.phase == "Promoted":
@@ -141,6 +130,17 @@ def _said(status: CanaryStatus | None) -> tuple[str, str, str] | None:
     )
 
 
+def _serving(
+    spec: Mapping[str, Any], chash: str, keep: dict[str, Any] | None, before: CanaryStatus | None
+) -> CanaryPlan:
+    """The spec as written serves: status.canary says so (a gated fleet's gate reads it: nothing on
+    trial, its candidate calls the set's serving replicas); a finished canary of this hash is kept."""
+    if before is not None and before.hash == chash and before.phase in ("Serving", "Promoted"):
+        return CanaryPlan(dict(spec), None, keep, before, _said(before))
+    status = CanaryStatus(hash=chash, phase="Serving")
+    return CanaryPlan(dict(spec), None, keep, status, _said(status))
+
+
 def decide_canary(
     mrs: str,
     spec: Mapping[str, Any],
@@ -148,26 +148,28 @@ def decide_canary(
     fleets: tuple[FleetGate, ...],
     before: CanaryStatus | None,
     now: str,
+    *,
+    ready: bool = False,
 ) -> CanaryPlan:
     """``spec``: the set's spec as written (wire); ``promoted``: MRS-promoted's fields; ``before``:
-    status.canary as read; ``now``: RFC 3339."""
+    status.canary as read; ``now``: RFC 3339; ``ready``: the canary replica of ``spec`` is Ready."""
     written = canary_fields(spec)
     if not fleets:
         # No gated fleet: the spec as written serves, as without this feature. What was kept
         # stays (a fleet that turns its gate on later is compared with this spec by its own gate).
-        return CanaryPlan(dict(spec), None, None, before, _said(before) if before else None)
+        return CanaryPlan(dict(spec), None, None, None, None)
+    chash = canary_hash(spec)
     if promoted is None or dict(promoted) == written:
         # The first version the gate sees is adopted; the promoted one is the one written.
         keep = written if promoted is None else None
-        return CanaryPlan(dict(spec), None, keep, before, _said(before) if before else None)
+        return _serving(spec, chash, keep, before)
     # A field the promoted version did not set (adapters: None) is left out, not set to null.
     serving = {k: v for k, v in {**spec, **promoted}.items() if v is not None}
     pods = spec_hash(ModelReplicaSetSpec.model_validate(spec))
     if pods == spec_hash(ModelReplicaSetSpec.model_validate(serving)):
         # Only which adapters are loaded changed (the pods are the same): no replica can tell the
         # versions apart, so this change rolls at once, as without a gate (docs/evaluation-gate.md).
-        return CanaryPlan(dict(spec), None, written, before, _said(before) if before else None)
-    chash = canary_hash(spec)
+        return _serving(spec, chash, written, before)
     if before is not None and before.hash == chash and before.phase == "Held":
         # A held change stays held until the spec changes again.
         return CanaryPlan(serving, None, None, before, _said(before))
@@ -187,7 +189,7 @@ def decide_canary(
         )
         posts.append(Post("Normal", "CanaryPromoted", f"canary {chash[:10]} promoted by every gated fleet: rolling on"))
         return CanaryPlan(dict(spec), None, written, status, _said(status), tuple(posts))
-    status = CanaryStatus(hash=chash, spec_hash=pods, phase="Running", fleets=results, started_at=started)
+    status = CanaryStatus(hash=chash, spec_hash=pods, phase="Running", ready=ready, fleets=results, started_at=started)
     if before is None or before.hash != chash or before.phase != "Running":
         posts.append(
             Post(
