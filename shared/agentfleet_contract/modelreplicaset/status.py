@@ -148,6 +148,9 @@ class CanaryStatus(Model):
         "gated fleet passed: the set rolls on), or Held (the replicas keep the promoted model and adapters)."
     )
     ready: bool = Field(default=False, description="The canary replica is Ready: the gates may run against it.")
+    replica: ReplicaPlacement | None = Field(
+        default=None, description="The canary replica and where it runs (not in placements: it serves no one else)."
+    )
     fleets: list[CanaryFleet] = Field(
         default_factory=list, max_length=100, description="Each gated fleet that uses the set, and its gate's result."
     )
