@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from agentfleet_contract.gate import canary_hash
 
-from agentfleet.controllers.modelreplicaset.controller import ModelReplicaSetController
 from agentfleet.controllers.modelreplicaset.caches import Snapshot
+from agentfleet.controllers.modelreplicaset.controller import ModelReplicaSetController
 from tests.builders import LLAMA_8B, Fleet, Node
 from tests.unit.controllers.test_reconcile import NS, FakeKube, cond, mrs
 
