@@ -199,3 +199,48 @@ def test_to_canaries_rewrites_only_the_named_sets() -> None:
     assert "service" not in out["modelRouting"]["routine"]
     assert "service" not in doc["modelRouting"]["primary"]  # the input is not changed
     assert to_canaries(doc, frozenset()) is doc
+
+
+def test_the_caches_wake_a_set_when_a_fleet_starts_stops_or_moves_its_gate_on_it() -> None:
+    from agentfleet.controllers.modelreplicaset.caches import Caches
+
+    caches = Caches(indices={"mrs_nodes": {}, "mrs_gpu_pods": {}, "mrs_placements": {}})
+    assert caches.fleet_changed(("ns", "support"), frozenset({"llama-8b"}), "running") == {"llama-8b"}
+    assert caches.snapshot(("ns", "llama-8b")).gated and not caches.snapshot(("other", "llama-8b")).gated
+    assert caches.fleet_changed(("ns", "support"), frozenset({"llama-8b"}), "running") == frozenset()
+    assert caches.fleet_changed(("ns", "support"), frozenset({"llama-8b"}), "held") == {"llama-8b"}
+    assert caches.fleet_changed(("ns", "support"), frozenset({"qwen"}), "held") == {"llama-8b", "qwen"}
+    assert caches.fleet_changed(("ns", "support"), frozenset(), "") == {"qwen"}
+    assert not caches.snapshot(("ns", "qwen")).gated
+    assert caches.fleet_changed(("ns", "support"), frozenset(), "") == frozenset()
+
+
+def test_canary_step_keeps_one_canary_replica_and_replaces_a_failed_one() -> None:
+    from agentfleet_contract.modelreplicaset import ModelReplicaSet
+
+    from agentfleet.controllers.modelreplicaset.canarying import CanaryObserved, canary_step
+    from agentfleet.rollout import PodView, ReplicaView
+
+    plan = decide(spec(), OLD, (gated("support"),))
+    assert plan.status is not None and plan.status.spec_hash
+    prefix = plan.status.spec_hash[:5]
+    written = ModelReplicaSet.model_validate(MRS("llama-8b").obj())
+
+    def view(name: str, phase: str = "Running", deleting: bool = False) -> ReplicaView:
+        pod = PodView(name, name, 0, "server", "n1", True, phase, True, deleting, True, "", 1, 0.0)
+        return ReplicaView(name, (pod,))
+
+    def step(*views: ReplicaView):
+        c = CanaryObserved(plan, written, {v.name: v for v in views}, None)
+        return canary_step("llama-8b", c, {v.name for v in views})
+
+    first = f"llama-8b-{prefix}-0"
+    assert step().create == first
+    assert step(view(first)).keep == first and step(view(first)).create is None
+    two = step(view(first), view(f"llama-8b-{prefix}-1"))
+    assert two.keep == first and two.delete == (f"llama-8b-{prefix}-1",)
+    failed = step(view(first, "Failed"))
+    assert failed.delete == (first,) and failed.keep is None and failed.create is None
+    assert step(view(first, deleting=True)) == type(failed)()  # its pods still go: the name is not free yet
+    none = CanaryObserved(decide(spec(), None, (gated("support"),)), written, {}, None)
+    assert canary_step("llama-8b", none, set()) == type(failed)()
