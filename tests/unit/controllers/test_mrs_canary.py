@@ -218,7 +218,7 @@ def test_the_caches_wake_a_set_when_a_fleet_starts_stops_or_moves_its_gate_on_it
 def test_canary_step_keeps_one_canary_replica_and_replaces_a_failed_one() -> None:
     from agentfleet_contract.modelreplicaset import ModelReplicaSet
 
-    from agentfleet.controllers.modelreplicaset.canarying import CanaryObserved, canary_step
+    from agentfleet.controllers.modelreplicaset.canary import CanaryObserved, canary_step
     from agentfleet.rollout import PodView, ReplicaView
 
     plan = decide(spec(), OLD, (gated("support"),))

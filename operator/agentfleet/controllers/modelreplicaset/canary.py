@@ -9,7 +9,8 @@ ran against (status.gate.canaries); when every such gate promoted it, the set ro
 written (the canary, of that spec, is its first new replica); when one held (or was aborted), the
 canary goes and the replicas stay. Without gated fleets nothing here changes anything.
 
-``fleet_gates`` reads the fleets, ``decide_canary`` decides; the pass observes and acts.
+``fleet_gates`` reads the fleets, ``decide_canary`` decides, ``canary_step`` says what to do to
+the canary replica; the pass observes and acts (canarying.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from agentfleet_contract.modelreplicaset import CanaryFleet, CanaryStatus, Model
 from agentfleet.controllers.modelreplicaset.records import Post
 from agentfleet.render.modelreplicaset import common_labels, spec_hash
 from agentfleet.render.modelreplicaset_names import _meta
+from agentfleet.rollout import ReplicaView, new_replica_names
 
 # The condition on the ModelReplicaSet that says how its latest gated change fares.
 CANARY_CONDITION = "Canary"
@@ -200,3 +202,40 @@ def decide_canary(
             )
         )
     return CanaryPlan(serving, dict(spec), None, status, _said(status), tuple(posts))
+
+
+@dataclass(frozen=True)
+class CanaryObserved:
+    """What the canary step read: its decision (with the spec the replicas run), the ModelReplicaSet
+    as written (the canary's spec), the canary replica(s) taken out of the views."""
+
+    plan: CanaryPlan
+    written: ModelReplicaSet
+    views: Mapping[str, ReplicaView]  # the canary replica(s): pods of the canary's spec hash
+    record: Mapping[str, Any] | None  # status.canary.replica as read
+
+
+@dataclass(frozen=True)
+class CanaryStep:
+    """What act does to the canary replica in this pass."""
+
+    create: str | None = None  # the name of a canary replica to place and start
+    keep: str | None = None  # the canary replica that stays (its missing pods are created again)
+    delete: tuple[str, ...] = ()  # canary replicas to delete (extras, or one whose pod failed)
+
+
+def canary_step(name: str, c: CanaryObserved, taken: set[str]) -> CanaryStep:
+    """Pure. One canary replica while a canary runs: the first whose pods have not failed; any
+    other goes. None runs: create one under the lowest free name of the canary's spec hash."""
+    if c.plan.canary is None or c.plan.status is None or not c.plan.status.spec_hash:
+        return CanaryStep()
+    failed = tuple(r for r, v in sorted(c.views.items()) if any(p.terminal for p in v.live))
+    alive = [r for r in sorted(c.views) if r not in failed and c.views[r].live]
+    if alive:
+        return CanaryStep(keep=alive[0], delete=(*failed, *alive[1:]))
+    if failed:
+        return CanaryStep(delete=failed)  # created afresh once its pods are gone
+    going = [r for r in c.views if c.views[r].pods]
+    if going:
+        return CanaryStep()  # pods still terminating: the name is not free yet
+    return CanaryStep(create=new_replica_names(name, c.plan.status.spec_hash, taken, 1)[0])

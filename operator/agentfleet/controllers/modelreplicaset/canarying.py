@@ -1,7 +1,7 @@
 """The canary as part of a ModelReplicaSet pass (canary.py decides what it is; this module reads
 what it needs and turns the decision into replicas): observe reads the gated fleets and
 MRS-promoted; ``split`` keeps the canary replica out of the replicas the rollout judges (it is
-not one of spec.replicas); ``canary_step`` (pure) says whether to create, keep or delete it; act
+not one of spec.replicas); canary.canary_step (pure) says whether to create, keep or delete it; act
 places and creates it (its pods' serving label ``canary``), applies its Service, keeps the
 promoted fields, and gives a replica whose canary ended its ordinary label."""
 
@@ -18,7 +18,8 @@ from pydantic import ValidationError
 
 from agentfleet.controllers.modelreplicaset.canary import (
     CANARY_CONDITION,
-    CanaryPlan,
+    CanaryObserved,
+    CanaryStep,
     decide_canary,
     fleet_gates,
     promoted_config_name,
@@ -35,21 +36,9 @@ from agentfleet.rollout import (
     PENDING,
     READY_PHASE,
     ReplicaView,
-    new_replica_names,
     parse_replica_name,
     replica_phase,
 )
-
-
-@dataclass(frozen=True)
-class CanaryObserved:
-    """What the canary step read: its decision (with the spec the replicas run), the ModelReplicaSet
-    as written (the canary's spec), the canary replica(s) taken out of the views."""
-
-    plan: CanaryPlan
-    written: ModelReplicaSet
-    views: Mapping[str, ReplicaView]  # the canary replica(s): pods of the canary's spec hash
-    record: Mapping[str, Any] | None  # status.canary.replica as read
 
 
 def read(
@@ -93,32 +82,6 @@ def split(
     ready = any(v.ready for v in mine.values())
     status = c.plan.status.model_copy(update={"ready": ready})
     return rest, replace(c, plan=replace(c.plan, status=status), views=mine)
-
-
-@dataclass(frozen=True)
-class CanaryStep:
-    """What act does to the canary replica in this pass."""
-
-    create: str | None = None  # the name of a canary replica to place and start
-    keep: str | None = None  # the canary replica that stays (its missing pods are created again)
-    delete: tuple[str, ...] = ()  # canary replicas to delete (extras, or one whose pod failed)
-
-
-def canary_step(name: str, c: CanaryObserved, taken: set[str]) -> CanaryStep:
-    """Pure. One canary replica while a canary runs: the first whose pods have not failed; any
-    other goes. None runs: create one under the lowest free name of the canary's spec hash."""
-    if c.plan.canary is None or c.plan.status is None or not c.plan.status.spec_hash:
-        return CanaryStep()
-    failed = tuple(r for r, v in sorted(c.views.items()) if any(p.terminal for p in v.live))
-    alive = [r for r in sorted(c.views) if r not in failed and c.views[r].live]
-    if alive:
-        return CanaryStep(keep=alive[0], delete=(*failed, *alive[1:]))
-    if failed:
-        return CanaryStep(delete=failed)  # created afresh once its pods are gone
-    going = [r for r in c.views if c.views[r].pods]
-    if going:
-        return CanaryStep()  # pods still terminating: the name is not free yet
-    return CanaryStep(create=new_replica_names(name, c.plan.status.spec_hash, taken, 1)[0])
 
 
 def replica_record(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from agentfleet.controllers.modelreplicaset.canarying import CanaryStep, canary_step
+from agentfleet.controllers.modelreplicaset.canary import CanaryStep, canary_step
 from agentfleet.controllers.modelreplicaset.judging import Judged, judge_replicas
 from agentfleet.controllers.modelreplicaset.modelcache import CacheFill, decide_fill
 from agentfleet.controllers.modelreplicaset.records import NeedsInFlight, Observed, Post

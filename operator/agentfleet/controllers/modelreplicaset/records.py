@@ -16,7 +16,8 @@ from agentfleet.reconcile.shape import Wants
 from agentfleet.rollout import Desired, ReplicaView, Timing
 
 if TYPE_CHECKING:
-    from agentfleet.controllers.modelreplicaset.canarying import CanaryActed, CanaryObserved
+    from agentfleet.controllers.modelreplicaset.canary import CanaryObserved
+    from agentfleet.controllers.modelreplicaset.canarying import CanaryActed
 
 # Field name -> its key in status.placements (the CRD's camelCase).
 _WIRE = {
