@@ -63,7 +63,7 @@ def test_a_changed_model_keeps_the_replicas_on_the_promoted_one_and_starts_one_c
     assert plan.keep is None
     assert plan.status is not None and plan.status.phase == "Running"
     assert plan.status.hash == canary_hash(spec(QWEN))
-    assert [(f.name, f.result) for f in plan.status.fleets] == [("support", "Waiting"), ("billing", "Waiting")]
+    assert [(f.name, f.result) for f in plan.status.fleets] == [("billing", "Waiting"), ("support", "Waiting")]
     assert plan.condition is not None and plan.condition[:2] == ("Unknown", "Running")
     assert [p.reason for p in plan.posts] == ["CanaryStarted"]
 
@@ -244,3 +244,12 @@ def test_canary_step_keeps_one_canary_replica_and_replaces_a_failed_one() -> Non
     assert step(view(first, deleting=True)) == type(failed)()  # its pods still go: the name is not free yet
     none = CanaryObserved(decide(spec(), None, (gated("support"),)), written, {}, None)
     assert canary_step("llama-8b", none, set()) == type(failed)()
+
+
+def test_status_names_at_most_the_crds_bound_of_fleets_the_held_ones_first() -> None:
+    h = canary_hash(spec())
+    many = tuple(gated(f"f{i:03d}", "Promoted", h) for i in range(150)) + (gated("zz-held", "Held", h),)
+    plan = decide(spec(), OLD, many)
+    assert plan.status is not None and len(plan.status.fleets) == 100
+    assert plan.status.fleets[0].name == "zz-held" and plan.status.phase == "Held"
+    plan.status.model_validate(plan.status.wire())  # within the CRD's bound

@@ -31,6 +31,7 @@ from agentfleet.rollout import ReplicaView, new_replica_names
 # The condition on the ModelReplicaSet that says how its latest gated change fares.
 CANARY_CONDITION = "Canary"
 PROMOTED_KEY = "fields"  # MRS-promoted's key: the promoted model and adapters, JSON
+MAX_FLEETS_SHOWN = 100  # CanaryStatus.fleets' max_length
 
 Result = Literal["Waiting", "Running", "Promoted", "Held"]
 
@@ -176,22 +177,24 @@ def decide_canary(
         # A held change stays held until the spec changes again.
         return CanaryPlan(serving, None, None, before, _said(before))
     results = [CanaryFleet(name=f.name, result=f.result(mrs, chash)) for f in fleets]
+    # status.canary.fleets holds at most MAX_FLEETS_SHOWN (the CRD's bound): the held ones first.
+    shown = sorted(results, key=lambda r: (r.result != "Held", r.name))[:MAX_FLEETS_SHOWN]
     started = before.started_at if before is not None and before.hash == chash else now
     held = [r.name for r in results if r.result == "Held"]
     posts: list[Post] = []
     if held:
         status = CanaryStatus(
-            hash=chash, spec_hash=pods, phase="Held", fleets=results, started_at=started, finished_at=now
+            hash=chash, spec_hash=pods, phase="Held", fleets=shown, started_at=started, finished_at=now
         )
         posts.append(Post("Warning", "CanaryHeld", f"canary {chash[:10]} held by the gate of {', '.join(held)}"))
         return CanaryPlan(serving, None, None, status, _said(status), tuple(posts))
     if all(r.result == "Promoted" for r in results):
         status = CanaryStatus(
-            hash=chash, spec_hash=pods, phase="Promoted", fleets=results, started_at=started, finished_at=now
+            hash=chash, spec_hash=pods, phase="Promoted", fleets=shown, started_at=started, finished_at=now
         )
         posts.append(Post("Normal", "CanaryPromoted", f"canary {chash[:10]} promoted by every gated fleet: rolling on"))
         return CanaryPlan(dict(spec), None, written, status, _said(status), tuple(posts))
-    status = CanaryStatus(hash=chash, spec_hash=pods, phase="Running", ready=ready, fleets=results, started_at=started)
+    status = CanaryStatus(hash=chash, spec_hash=pods, phase="Running", ready=ready, fleets=shown, started_at=started)
     if before is None or before.hash != chash or before.phase != "Running":
         posts.append(
             Post(
