@@ -34,7 +34,6 @@ from agentfleet.render.modelreplicaset import canary_service_name, render_canary
 from agentfleet.rollout import (
     HASH_IN_NAME,
     PENDING,
-    READY_PHASE,
     ReplicaView,
     parse_replica_name,
     replica_phase,
@@ -109,11 +108,7 @@ def kept_assignment(ns: str, name: str, c: CanaryObserved | None) -> Assignment 
 def relabel(views: Mapping[str, ReplicaView], current: Mapping[str, bool]) -> list[str]:
     """Replicas still labelled canary whose canary ended and that run the serving spec (promoted):
     they join the set's Services. An outdated one (held) is drained by the rollout as any other."""
-    return [
-        r
-        for r, v in sorted(views.items())
-        if current.get(r) and any(p.canary for p in v.live) and (v.recorded_phase in (None, READY_PHASE) or v.ready)
-    ]
+    return [r for r, v in sorted(views.items()) if current.get(r) and any(p.canary for p in v.live)]
 
 
 @dataclass(frozen=True)
