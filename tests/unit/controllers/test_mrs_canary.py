@@ -114,12 +114,14 @@ def test_a_held_change_stays_held_until_the_spec_changes() -> None:
     assert plan.canary == other and [p.reason for p in plan.posts] == ["CanaryStarted"]
 
 
-def test_an_adapter_only_change_rolls_at_once() -> None:
+def test_an_adapter_only_change_is_tried_on_a_canary_with_the_same_pods() -> None:
     with_adapters = MRS("llama-8b").spec(adapters=[{"name": "sql", "source": "hf://org/sql"}]).obj()["spec"]
     other = MRS("llama-8b").spec(adapters=[{"name": "sql", "source": "hf://org/sql2"}]).obj()["spec"]
     plan = decide(other, canary_fields(with_adapters), (gated("support"),))
-    assert plan.serving == other and plan.canary is None and plan.keep == canary_fields(other)
-    assert plan.status is not None and plan.status.phase == "Serving"
+    assert plan.serving["adapters"] == with_adapters["adapters"] and plan.canary == other and plan.same_pods
+    assert plan.keep is None and plan.status is not None and plan.status.phase == "Running"
+    model = decide(spec(QWEN), OLD, (gated("support"),))
+    assert not model.same_pods
 
 
 def test_fleet_gates_reads_the_gated_fleets_that_use_the_set() -> None:

@@ -152,3 +152,77 @@ def test_without_a_gated_fleet_a_model_change_rolls_as_always(world) -> None:
     new = set(labels(api)) - old
     assert len(new) == 1 and labels(api)[new.pop()] == "true"  # the surge replica, serving at once
     assert "canary" not in api.mrs["status"] and ("ConfigMap", "m-promoted") not in api.children
+
+
+SQL = {"name": "sql", "source": "/models-cache/adapters/sql"}
+SQL2 = {"name": "sql", "source": "/models-cache/adapters/sql-v2"}
+
+
+@pytest.fixture
+def lora():
+    from tests.unit.controllers.test_reconcile import FakeAdapters
+
+    clock = [1_800_000_000.0]
+    api, fake = GatedKube(clock), FakeAdapters()
+    rec = ModelReplicaSetController(
+        api, workers=2, clock=lambda: clock[0], metrics=lambda ip, port: None, adapter_client=fake.client
+    )  # type: ignore[arg-type]
+    events: list[tuple[str, str]] = []
+    rec.events.event = lambda obj, t, reason, msg, **_: events.append((t, reason)) or True  # type: ignore[method-assign]
+    api.nodes = {"n1": Node("n1").block("b1").obj()}
+    api.mrs = mrs().replicas(2).spec(adapters=[SQL]).obj()
+    return api, rec, fake, events
+
+
+def adapter_canary(api: GatedKube, rec: ModelReplicaSetController, fake: Any) -> tuple[set[str], str]:
+    """Two ready replicas holding sql v1 behind a gated fleet; sql's source changes to v2."""
+    run(api, rec)
+    api.run_pods()
+    run(api, rec)
+    gate(api)
+    run(api, rec)
+    old = set(labels(api))
+    api.mrs["spec"]["adapters"] = [SQL2]
+    run(api, rec)
+    new = set(labels(api)) - old
+    assert len(new) == 1
+    canary = new.pop()
+    assert labels(api) == {**dict.fromkeys(old, "true"), canary: "canary"}
+    api.run_pods()
+    run(api, rec)  # Ready: the canary replica loads sql v2
+    assert not api.mrs["status"]["canary"]["ready"]  # the gates wait until it holds them
+    run(api, rec)  # and says so
+    return old, canary
+
+
+def test_an_adapter_change_is_loaded_on_the_canary_replica_only(lora) -> None:
+    api, rec, fake, _ = lora
+    old, canary = adapter_canary(api, rec, fake)
+    st = api.mrs["status"]
+    assert st["canary"]["phase"] == "Running" and st["canary"]["ready"] is True
+    endpoints = {p["name"]: p["endpoint"] for p in st["placements"]}
+    assert set(endpoints) == old and all(fake.loaded[e] == {"sql": SQL["source"]} for e in endpoints.values())
+    assert fake.loaded[st["canary"]["replica"]["endpoint"]] == {"sql": SQL2["source"]}
+
+
+def test_a_held_adapter_change_deletes_the_canary_and_the_replicas_keep_theirs(lora) -> None:
+    api, rec, fake, events = lora
+    old, canary = adapter_canary(api, rec, fake)
+    gate(api, "Held")
+    run(api, rec)
+    run(api, rec)
+    assert labels(api) == dict.fromkeys(old, "true") and ("Warning", "CanaryHeld") in events
+    assert all(fake.loaded[p["endpoint"]] == {"sql": SQL["source"]} for p in api.mrs["status"]["placements"])
+
+
+def test_a_promoted_adapter_change_reaches_every_replica(lora) -> None:
+    api, rec, fake, _ = lora
+    old, canary = adapter_canary(api, rec, fake)
+    gate(api, "Promoted")
+    for _ in range(3):
+        run(api, rec)
+    # The canary joins the Services; one of three equal replicas is drained back to spec.replicas.
+    assert sorted(labels(api).values()) == ["false", "true", "true"]
+    assert SQL2["source"] in api.children[("ConfigMap", "m-promoted")]["data"]["fields"]
+    serving = [p for p in api.mrs["status"]["placements"] if p["phase"] == "Ready"]
+    assert len(serving) == 2 and all(fake.loaded[p["endpoint"]] == {"sql": SQL2["source"]} for p in serving)

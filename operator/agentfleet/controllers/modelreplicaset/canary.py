@@ -113,6 +113,9 @@ class CanaryPlan:
     status: CanaryStatus | None  # status.canary (None: leave it out)
     condition: tuple[str, str, str] | None  # (status, reason, message) of the Canary condition
     posts: tuple[Post, ...] = ()
+    # Only which adapters are loaded changed: the canary replica's pods are the serving replicas'
+    # (same spec hash), told apart by their serving label alone; it loads the new adapters.
+    same_pods: bool = False
 
 
 def _said(status: CanaryStatus | None) -> tuple[str, str, str] | None:
@@ -169,13 +172,10 @@ def decide_canary(
     # A field the promoted version did not set (adapters: None) is left out, not set to null.
     serving = {k: v for k, v in {**spec, **promoted}.items() if v is not None}
     pods = spec_hash(ModelReplicaSetSpec.model_validate(spec))
-    if pods == spec_hash(ModelReplicaSetSpec.model_validate(serving)):
-        # Only which adapters are loaded changed (the pods are the same): no replica can tell the
-        # versions apart, so this change rolls at once, as without a gate (docs/evaluation-gate.md).
-        return _serving(spec, chash, written, before)
+    same = pods == spec_hash(ModelReplicaSetSpec.model_validate(serving))
     if before is not None and before.hash == chash and before.phase == "Held":
         # A held change stays held until the spec changes again.
-        return CanaryPlan(serving, None, None, before, _said(before))
+        return CanaryPlan(serving, None, None, before, _said(before), same_pods=same)
     results = [CanaryFleet(name=f.name, result=f.result(mrs, chash)) for f in fleets]
     # status.canary.fleets holds at most MAX_FLEETS_SHOWN (the CRD's bound): the held ones first.
     shown = sorted(results, key=lambda r: (r.result != "Held", r.name))[:MAX_FLEETS_SHOWN]
@@ -187,13 +187,13 @@ def decide_canary(
             hash=chash, spec_hash=pods, phase="Held", fleets=shown, started_at=started, finished_at=now
         )
         posts.append(Post("Warning", "CanaryHeld", f"canary {chash[:10]} held by the gate of {', '.join(held)}"))
-        return CanaryPlan(serving, None, None, status, _said(status), tuple(posts))
+        return CanaryPlan(serving, None, None, status, _said(status), tuple(posts), same)
     if all(r.result == "Promoted" for r in results):
         status = CanaryStatus(
             hash=chash, spec_hash=pods, phase="Promoted", fleets=shown, started_at=started, finished_at=now
         )
         posts.append(Post("Normal", "CanaryPromoted", f"canary {chash[:10]} promoted by every gated fleet: rolling on"))
-        return CanaryPlan(dict(spec), None, written, status, _said(status), tuple(posts))
+        return CanaryPlan(dict(spec), None, written, status, _said(status), tuple(posts), same)
     status = CanaryStatus(hash=chash, spec_hash=pods, phase="Running", ready=ready, fleets=shown, started_at=started)
     if before is None or before.hash != chash or before.phase != "Running":
         posts.append(
@@ -204,7 +204,7 @@ def decide_canary(
                 f"{', '.join(f.name for f in fleets)}; the others keep the promoted ones",
             )
         )
-    return CanaryPlan(serving, dict(spec), None, status, _said(status), tuple(posts))
+    return CanaryPlan(serving, dict(spec), None, status, _said(status), tuple(posts), same)
 
 
 @dataclass(frozen=True)
@@ -230,7 +230,10 @@ class CanaryStep:
 def canary_step(name: str, c: CanaryObserved, taken: set[str]) -> CanaryStep:
     """Pure. One canary replica while a canary runs: the first whose pods have not failed; any
     other goes. None runs: create one under the lowest free name of the canary's spec hash."""
-    if c.plan.canary is None or c.plan.status is None or not c.plan.status.spec_hash:
+    if c.plan.canary is None:
+        # A held change's canary that the rollout does not drain (same pods as the others): it goes.
+        return CanaryStep(delete=tuple(r for r in sorted(c.views) if c.views[r].live))
+    if c.plan.status is None or not c.plan.status.spec_hash:
         return CanaryStep()
     failed = tuple(r for r, v in sorted(c.views.items()) if any(p.terminal for p in v.live))
     alive = [r for r in sorted(c.views) if r not in failed and c.views[r].live]

@@ -16,6 +16,7 @@ from agentfleet_contract.conditions import set_condition
 from agentfleet_contract.modelreplicaset import CanaryStatus, ModelReplicaSet, ModelReplicaSetSpec, ReplicaPlacement
 from pydantic import ValidationError
 
+from agentfleet.controllers.modelreplicaset.adapters import sync_replica
 from agentfleet.controllers.modelreplicaset.canary import (
     CANARY_CONDITION,
     CanaryObserved,
@@ -28,7 +29,7 @@ from agentfleet.controllers.modelreplicaset.canary import (
 )
 from agentfleet.controllers.modelreplicaset.children import missing_pods
 from agentfleet.controllers.modelreplicaset.records import Post
-from agentfleet.controllers.modelreplicaset.services import PassKube
+from agentfleet.controllers.modelreplicaset.services import PassKube, PassServices
 from agentfleet.placement import Assignment, assignment_from_status, placement_status
 from agentfleet.render.modelreplicaset import canary_service_name, render_canary_service
 from agentfleet.rollout import (
@@ -73,12 +74,25 @@ def split(
 ) -> tuple[dict[str, ReplicaView], CanaryObserved | None]:
     """The views without the canary replica (while a canary runs), and the canary step's record
     with it and its readiness."""
-    if c is None or c.plan.canary is None or c.plan.status is None or not c.plan.status.spec_hash:
+    if c is None or c.plan.status is None or not c.plan.status.spec_hash:
         return dict(views), c
-    prefix = c.plan.status.spec_hash[:HASH_IN_NAME]
-    mine = {r: v for r, v in views.items() if (parse_replica_name(name, r) or ("", 0))[0] == prefix}
+    if c.plan.same_pods:
+        # Its pods are the others': the serving label alone tells the canary apart.
+        mine = {r: v for r, v in views.items() if any(p.canary for p in v.live)}
+        if c.plan.canary is None and c.plan.status.phase != "Held":
+            return dict(views), c  # promoted (or nothing on trial): it joins the Services
+    elif c.plan.canary is None:
+        return dict(views), c  # held: an outdated replica, drained by the rollout
+    else:
+        prefix = c.plan.status.spec_hash[:HASH_IN_NAME]
+        mine = {r: v for r, v in views.items() if (parse_replica_name(name, r) or ("", 0))[0] == prefix}
     rest = {r: v for r, v in views.items() if r not in mine}
-    ready = any(v.ready for v in mine.values())
+    if c.plan.canary is None:
+        return rest, replace(c, views=mine)
+    # Ready: its engine answers and it holds the adapters of the spec as written (act loads them).
+    wanted = sorted(a.get("name") for a in c.plan.canary.get("adapters") or [] if isinstance(a, Mapping))
+    held = sorted((c.record or {}).get("adapters") or [])
+    ready = any(v.ready for v in mine.values()) and held == wanted
     status = c.plan.status.model_copy(update={"ready": ready})
     return rest, replace(c, plan=replace(c.plan, status=status), views=mine)
 
@@ -129,6 +143,7 @@ class _Pass(Protocol):
     key: tuple[str, str]
     kube: PassKube
     status_in: dict[str, Any]
+    ctl: PassServices
 
     def post(self, p: Post) -> None: ...
 
@@ -139,6 +154,8 @@ class _Pass(Protocol):
     def delete_replica(self, v: ReplicaView) -> None: ...
 
     def plan_one(self, spec: ModelReplicaSetSpec, rname: str, own: list[Assignment]) -> Assignment | None: ...
+
+    def api_key(self, mrs: ModelReplicaSet) -> str | None: ...
 
 
 def act(
@@ -182,7 +199,22 @@ def act(
     if kept is None:
         return CanaryActed()
     pods = missing_pods(c.written, kept, c.views.get(step.keep or ""), canary=True)
-    return CanaryActed(tuple(pods), replica_record(c, step, None, port), kept)
+    record = replica_record(c, step, None, port)
+    if record is not None and record.endpoint:
+        record = _sync_adapters(p, c.written, record)
+    return CanaryActed(tuple(pods), record, kept)
+
+
+def _sync_adapters(p: _Pass, written: ModelReplicaSet, record: ReplicaPlacement) -> ReplicaPlacement:
+    """The canary replica holds the adapters of the spec as written (the others the promoted ones)."""
+    desired = {a.name: a.source for a in written.spec.adapters}
+    if not desired and not record.adapters:
+        return record  # no adapters asked for and none known loaded: the replica is asked nothing
+    assert record.endpoint is not None
+    held, error = sync_replica(p.ctl.adapter_client(record.endpoint, p.api_key(written)), desired)
+    if error:
+        p.warn("AdapterSyncFailed", f"canary replica {record.name} holds {held or 'no adapters'}: {error}")
+    return record.model_copy(update={"adapters": held})
 
 
 def status_of(c: CanaryObserved | None, acted: CanaryActed) -> dict[str, Any]:
