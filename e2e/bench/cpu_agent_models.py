@@ -45,18 +45,20 @@ from e2e.harness.procs import Proc
 from e2e.harness.redis import redis_server
 
 
-async def run_questions(redis_url: str, model_url: str, milvus_uri: str, collection: str, mode: str) -> list[dict]:
+async def run_questions(
+    redis_url: str, model_url: str, milvus_uri: str, collection: str, mode: str, model: str = "qwen", api_key: str = ""
+) -> list[dict]:
     fleet = "bench" + uuid.uuid4().hex[:6]
-    config = RuntimeConfig.model_validate(
-        fleet_config(
-            redis_url,
-            fleet,
-            model_url,
-            system=DELEGATE,
-            mode=mode,
-            policies=[{"tool": "search", "firstStep": True}] if mode == "JSONSchema" else [],
-        )
+    doc = fleet_config(
+        redis_url,
+        fleet,
+        model_url,
+        system=DELEGATE,
+        mode=mode,
+        policies=[{"tool": "search", "firstStep": True}] if mode == "JSONSchema" else [],
     )
+    doc["model"] = {**doc["model"], "name": model, **({"apiKey": api_key} if api_key else {})}
+    config = RuntimeConfig.model_validate(doc)
     store = TaskStore(connect(redis_url), Keys(fleet))
     await store.ensure_group()
     retriever = Retriever(milvus_uri, collection, encoder(), hybrid=Hybrid())

@@ -468,6 +468,7 @@ MODEL_NOTES = {
 # and the image needs no C++ compiler).
 VLLM_CPU_ENGINE = {"device": "CPU", "cpu": "100m", "memory": "7Gi", "shmSize": "512Mi", "maxModelLen": 4096}
 VLLM_CPU_ADAPTER = "sql"
+VLLM_CPU_TOOL_PARSER = ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"]
 
 
 def vllm_cpu_spec(docs: list[dict[str, Any]], image: str, venv: Path, weights: Path, adapters: Path) -> list[str]:
@@ -488,9 +489,13 @@ def vllm_cpu_spec(docs: list[dict[str, Any]], image: str, venv: Path, weights: P
         if (spec.get("autoscaling") or {}).get("enabled"):
             spec["autoscaling"]["minReplicas"] = spec["autoscaling"]["maxReplicas"] = 1
         spec["adapters"] = [{"name": VLLM_CPU_ADAPTER, "source": f"/adapters/{VLLM_CPU_ADAPTER}", "maxRank": LORA_RANK}]
+        # Qwen2.5 writes Hermes-style calls: with the parser vLLM answers tool_calls; without it, it
+        # refuses tool_choice auto and the runtime falls back to calls read from the text.
+        spec["engine"]["extraArgs"] = [*spec["engine"].get("extraArgs", []), *VLLM_CPU_TOOL_PARSER]
         spec["podTemplate"] = realnode.vllm_venv_overlay(venv, {"adapters": (adapters, "/adapters")})
         notes.append(
-            f"ModelReplicaSet/{o['metadata']['name']}: no spec.gpu, kvCacheDtype auto, 1 replica, LoRA adapter "
+            f"ModelReplicaSet/{o['metadata']['name']}: no spec.gpu, kvCacheDtype auto, 1 replica, the hermes tool-call "
+            "parser (spec.engine.extraArgs), LoRA adapter "
             f"{VLLM_CPU_ADAPTER!r} (compile off), the vllm-cpu venv and the adapter on read-only hostPath volumes "
             "(spec.podTemplate)"
         )

@@ -55,9 +55,13 @@ def cpu_modelreplicaset(
     max_model_len: int = 4096,
     adapters: list[dict[str, Any]] | None = None,
     name: str = "coder",
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Any:
     """The ModelReplicaSet a user writes for Qwen2.5-Coder on CPU nodes: device CPU, hermes tool
-    calls, the weights from a path (the model cache in a pod)."""
+    calls, the weights from a path (the model cache in a pod). ``extra_args`` and ``env`` go to
+    ``spec.engine.extraArgs`` and ``spec.engine.env``, fields a user sets, so the command stays the
+    operator's render."""
     from agentfleet_contract import ModelReplicaSet
 
     return ModelReplicaSet.model_validate(
@@ -72,9 +76,12 @@ def cpu_modelreplicaset(
                     "port": port,
                     "memory": memory,
                     "maxModelLen": max_model_len,
-                    "extraArgs": ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"],
+                    "extraArgs": ["--enable-auto-tool-choice", "--tool-call-parser", "hermes", *(extra_args or [])],
                     # Weights and tokenizer are local: never reach for the hub (no network here).
-                    "env": [{"name": "HF_HUB_OFFLINE", "value": "1"}],
+                    "env": [
+                        {"name": "HF_HUB_OFFLINE", "value": "1"},
+                        *({"name": k, "value": v} for k, v in (env or {}).items()),
+                    ],
                 },
                 "adapters": adapters or [],
             },
@@ -216,13 +223,19 @@ def start(
     memory: str = "7Gi",
     timeout: float = 900,
     name: str = "coder",
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    wait: bool = True,
 ) -> Engine:
-    """Installs (cached), renders and starts one replica, waiting for Ready."""
+    """Installs (cached), renders and starts one replica, waiting for Ready unless ``wait`` is
+    false (then call ``wait_ready``: several replicas start side by side)."""
     venv, model = ensure_installed()
-    mrs = cpu_modelreplicaset(model, port or free_port(), adapters=adapters, memory=memory, name=name)
+    mrs = cpu_modelreplicaset(
+        model, port or free_port(), adapters=adapters, memory=memory, name=name, extra_args=extra_args, env=env
+    )
     state_dir.mkdir(parents=True, exist_ok=True)
     engine = launch(mrs, venv, state_dir, state_dir / f"vllm-{name}.log")
-    return wait_ready(engine, timeout)
+    return wait_ready(engine, timeout) if wait else engine
 
 
 # Qwen2.5-0.5B's attention: hidden 896, 14 query heads and 2 KV heads of 64.

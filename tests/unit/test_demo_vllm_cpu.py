@@ -70,4 +70,6 @@ def test_the_demo_example_as_real_vllm_on_cpu_is_a_valid_spec_that_renders() -> 
     pod = render_pod(mrs, Assignment("demo/r0", "demo/x", ("node-0",), 0), 0)
     (c,) = [c for c in pod["spec"]["containers"] if c["name"] == "vllm"]
     assert c["args"][0].endswith(weights.name) and "--enable-lora" in c["args"]
+    # the fleet's ToolCalls decisions send tool_choice auto, which vLLM refuses without a parser
+    assert c["args"][c["args"].index("--tool-call-parser") + 1] == "hermes" and "--enable-auto-tool-choice" in c["args"]
     assert "nvidia.com/gpu" not in str(c["resources"])

@@ -22,7 +22,13 @@ from agentfleet_runtime.core.errors import ModelError  # noqa: F401 - part of th
 from agentfleet_runtime.core.types import ModelReply, ToolCall, Usage
 from agentfleet_runtime.model.http1 import ConnectionFailed, Http1Client
 from agentfleet_runtime.model.textcalls import coerce_arguments
-from agentfleet_runtime.model.wire import ContextGuard, PortableTools, tokenize_request, tokenize_url
+from agentfleet_runtime.model.wire import (
+    ContextGuard,
+    PortableTools,
+    tokenize_request,
+    tokenize_url,
+    without_auto_tool_choice,
+)
 
 StepKind = Literal["step", "summary", "tool_arguments"]
 
@@ -131,6 +137,7 @@ class OpenAIChatClient:
         self._h1 = Http1Client(self.url, self._headers) if self.url.startswith("http://") else None
         self._portable = PortableTools()
         self._context = ContextGuard(model, self._models, tokenize=self._tokenize)
+        self._no_parser = False  # the engine refused tool_choice auto for want of a tool-call parser
 
     async def _models(self, _key: str) -> Any:
         url = self.url.removesuffix("/chat/completions") + "/models"
@@ -176,6 +183,8 @@ class OpenAIChatClient:
             "temperature": self.temperature,
         }
         body.update(request_options(req, self.send_tools, self._portable))
+        if self._no_parser and body.get("tool_choice") == "auto":
+            body["tool_choice"] = "none"  # wire.without_auto_tool_choice: tool calls read from the text
         return body
 
     async def complete(self, request: ModelRequest) -> ModelReply:
@@ -198,6 +207,12 @@ class OpenAIChatClient:
                     is not None
                 ):
                     body, payload = refit, fastjson.dumpb(refit)  # the engine named the exact room left
+                    status, raw = await self._post(payload, max(0.001, min(self.timeout, deadline - time.monotonic())))
+                if status == 400 and (
+                    plain := without_auto_tool_choice(body, raw[:2000].decode("utf-8", errors="replace"))
+                ):
+                    self._no_parser = True  # the engine has no tool-call parser: "none" from now on
+                    body, payload = plain, fastjson.dumpb(plain)
                     status, raw = await self._post(payload, max(0.001, min(self.timeout, deadline - time.monotonic())))
                 if status >= 400:
                     retryable = status >= 500 or status in (408, 409, 429)

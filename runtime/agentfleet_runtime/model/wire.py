@@ -154,6 +154,24 @@ def context_error(text: str) -> tuple[int, int] | None:
     return (int(m.group(2)), int(m.group(1))) if m else None
 
 
+# vLLM started without a tool-call parser refuses ``tool_choice: auto`` with this 400 (0.32's
+# wording: '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set').
+# The body is JSON, so the quotes arrive escaped.
+_NO_AUTO_TOOL_CHOICE = re.compile(r'auto\\?"? tool choice requires --enable-auto-tool-choice')
+
+
+def without_auto_tool_choice(body: dict[str, Any], error_text: str) -> dict[str, Any] | None:
+    """The body again with ``tool_choice: none`` when the engine refused ``auto`` for want of a
+    tool-call parser, else None. vLLM still renders the tools into the prompt under ``none``
+    (unless started with --exclude-tools-when-tool-choice-none), so the model writes its call as
+    JSON in the text, which the loop reads as a call (textcalls.py): the fleet keeps working on a
+    ModelReplicaSet whose ``spec.engine.extraArgs`` lack ``--enable-auto-tool-choice
+    --tool-call-parser <parser>``, with text calls instead of the engine's parsed ones."""
+    if body.get("tool_choice") != "auto" or not _NO_AUTO_TOOL_CHOICE.search(error_text):
+        return None
+    return {**body, "tool_choice": "none"}
+
+
 def served_context(models_body: Any, model: str) -> int | None:
     """``max_model_len`` of ``model`` in a ``/v1/models`` answer (vLLM and most engines give it)."""
     data = models_body.get("data") if isinstance(models_body, dict) else None

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import random
 import uuid
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from typing import Any
 from agentfleet_runtime.core import tracing
 from agentfleet_runtime.core.types import ModelReply
 from agentfleet_runtime.model.client import ModelError, ModelRequest, parse_chat_completion, request_options
-from agentfleet_runtime.model.wire import ContextGuard, PortableTools
+from agentfleet_runtime.model.wire import ContextGuard, PortableTools, without_auto_tool_choice
 from agentfleet_runtime.routing.abortwatch import AbortWatch
 from agentfleet_runtime.routing.backoff import full_jitter
 from agentfleet_runtime.routing.hedging import loser_cost
@@ -49,6 +50,8 @@ from agentfleet_runtime.routing.streaming import StreamObserver
 from agentfleet_runtime.routing.transport import AttemptTimeout, HttpTransport, Transport
 from agentfleet_runtime.routing.ttfthedge import AttemptFailed as _Failed
 from agentfleet_runtime.routing.ttfthedge import hedge_due, hedged_stream
+
+log = logging.getLogger(__name__)
 
 
 def _tenant_of(request: ModelRequest) -> str:
@@ -106,6 +109,8 @@ class RoutingModelClient:
         self.stream = stream
         self._portable = PortableTools()
         self._guards: dict[str, ContextGuard] = {}
+        # Replicas that refused tool_choice auto for want of a parser: sent "none" from then on.
+        self._no_parser: set[str] = set()
         self._watches: dict[str, AbortWatch] = {}
         self._rooms = RoomWaiter()
         self._probes: dict[tuple[str, str], asyncio.Task[None]] = {}  # (model, replica) -> its stall probe
@@ -303,10 +308,20 @@ class RoutingModelClient:
                 return transport.stream(endpoint, b, timeout, observer)  # type: ignore[attr-defined]
             return transport.send(endpoint, b, timeout)
 
+        if endpoint.base_url in self._no_parser and fitted.get("tool_choice") == "auto":
+            fitted = {**fitted, "tool_choice": "none"}
         try:
             return await send(fitted)
         except ModelError as e:
             again = guard.refit(endpoint.base_url, fitted, str(e)) if e.status == 400 else None
+            if again is None and e.status == 400 and (again := without_auto_tool_choice(fitted, str(e))) is not None:
+                self._no_parser.add(endpoint.base_url)
+                log.warning(
+                    "replica serves without a tool-call parser: tool calls are read from the answer's text "
+                    "(set the ModelReplicaSet's spec.engine.extraArgs: --enable-auto-tool-choice "
+                    "--tool-call-parser <parser>, e.g. hermes for Qwen2.5)",
+                    extra={"replica": endpoint.name, "model": pool.tier.name},
+                )
             if again is None:
                 raise
             return await send(again)
