@@ -182,6 +182,13 @@ NEEDS: tuple[Need, ...] = (
         ("get",),
         "the consent label of a volume the spec names (spec.engine.modelCache.claimName, a pvc:// model)",
     ),
+    Need(
+        "modelreplicaset",
+        "",
+        "configmaps",
+        ("get", "create", "patch"),
+        "the canary's promoted model and adapters, <modelreplicaset>-promoted (controllers/modelreplicaset/canary.py)",
+    ),
     # Autoscaler: lists pods per set and cluster-wide with nodes (same verbs as above).
     Need(
         "autoscaler",

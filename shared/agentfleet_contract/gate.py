@@ -93,6 +93,17 @@ _KEY_ID = re.compile(rf"^[-._a-zA-Z0-9]{{1,{MAX_KEY_ID}}}$")
 _NOT_KEY = re.compile(r"[^-._a-zA-Z0-9]")
 
 
+# The fields of a ModelReplicaSet whose change a gated fleet's gate runs against a canary replica.
+CANARY_FIELDS = ("model", "adapters")
+
+
+def canary_hash(mrs_spec: Mapping[str, object]) -> str:
+    """Hash of a ModelReplicaSet's model and adapters as written (its spec, wire form): the name of
+    its canary, computed alike by the set's pass and by each gated fleet's gate that runs against it."""
+    fields = {k: mrs_spec.get(k) for k in CANARY_FIELDS}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 class GateResultsError(ValueError):
     """A results ConfigMap that the gate cannot read; the message names the key and the fix."""
 

@@ -345,6 +345,12 @@ class TierConfig(Model):
     endpoints: list[str] = Field(
         default_factory=list, description="Static replica base URLs (…/v1); when set, no Kubernetes watch."
     )
+    service: str | None = Field(
+        default=None,
+        max_length=63,
+        description="Headless Service whose EndpointSlices are watched; unset: <modelReplicaSet>-replicas "
+        "(an evaluation gate's candidate gets <modelReplicaSet>-canary: the set's canary replica only).",
+    )
     routing: Routing = Field(
         default_factory=Routing, description="ModelReplicaSet.spec.routing, copied by the operator."
     )

@@ -12,6 +12,7 @@
 {{- end }}
 
 {{- define "agentfleet.rbac.namespacedRules" -}}
+# modelreplicaset: the canary's promoted model and adapters, <modelreplicaset>-promoted (controllers/modelreplicaset/canary.py)
 # autoscaler: the learned demand profile, <modelreplicaset>-demand-profile (controllers/demand.py)
 # vectorindex: reads spec.source.configMap; applies the URL list ConfigMap
 # agentfleet: the runtime ConfigMap; reads spec.systemPrompt.configMapRef

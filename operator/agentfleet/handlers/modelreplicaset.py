@@ -11,6 +11,7 @@ recognised by their resourceVersion and skipped.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import kopf
@@ -99,3 +100,21 @@ async def node_event(type: str | None, name: str, body: kopf.Body, **_: Any) -> 
         return  # nothing new, or the initial listing: every ModelReplicaSet is reconciled on its own resume
     for key in ctl.watches_node(name):
         ctl.enqueue(key)
+
+
+@kopf.on.event(GROUP, VERSION, "agentfleets")
+async def gating_fleet_event(type: str | None, namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
+    """An AgentFleet with spec.rollout.evaluation gates changes of the sets it uses (the canary,
+    controllers/modelreplicaset/canary.py): a set is reconciled when a fleet starts or stops gating
+    on it, or its gate moves. Other fleets wake nothing here."""
+    ctl = RUNNING.controller
+    if ctl is None:
+        return
+    spec = dict(body.get("spec") or {})
+    gates = type != "DELETED" and bool((spec.get("rollout") or {}).get("evaluation"))
+    refs = {(spec.get(k) or {}).get("name") for k in ("modelRef", "routineModelRef")} if gates else set()
+    sets = frozenset(r for r in refs if isinstance(r, str) and r)
+    gate = (body.get("status") or {}).get("gate") or {}
+    sig = json.dumps([gate.get("phase"), gate.get("candidate"), gate.get("canaries")], sort_keys=True, default=str)
+    for mrs in sorted(ctl.caches.fleet_changed((namespace, name), sets, sig)):
+        ctl.enqueue((namespace, mrs), POD_EVENT_COALESCE_SECONDS)

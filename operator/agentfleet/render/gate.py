@@ -38,6 +38,7 @@ from agentfleet.render.agentfleet import (
     worker_name,
 )
 from agentfleet.render.agentfleet_names import _container_security, _fleet, _meta, _pod_security
+from agentfleet.render.modelreplicaset_names import canary_service_name
 
 CANDIDATE = "candidate"
 RBAC = "rbac.authorization.k8s.io/v1"
@@ -69,13 +70,40 @@ def _relabel(meta: dict[str, Any]) -> None:
     meta.setdefault("labels", {})[COMPONENT_LABEL] = CANDIDATE
 
 
+def to_canaries(doc: dict[str, Any], canaries: frozenset[str]) -> dict[str, Any]:
+    """The runtime document with each tier whose ModelReplicaSet is in ``canaries`` calling that
+    set's canary replica only: its canary Service's EndpointSlices, or, for workers that may not
+    reach the API server, the canary Service's name as the one endpoint (headless: the replica's
+    address)."""
+    routing = doc.get("modelRouting")
+    if not canaries or not isinstance(routing, dict):
+        return doc
+    routing = copy.deepcopy(routing)
+    for tier in ("primary", "routine"):
+        cfg = routing.get(tier)
+        if not isinstance(cfg, dict) or cfg.get("modelReplicaSet") not in canaries:
+            continue
+        mrs = cfg["modelReplicaSet"]
+        cfg["service"] = canary_service_name(mrs)
+        cfg["endpoints"] = [
+            e.replace(f"//{mrs}.", f"//{canary_service_name(mrs)}.", 1) for e in cfg.get("endpoints", [])
+        ]
+    return {**doc, "modelRouting": routing}
+
+
 def render_candidate(
-    fleet: str, doc: dict[str, Any], runtime: list[dict[str, Any]], *, replicas: int = 1
+    fleet: str,
+    doc: dict[str, Any],
+    runtime: list[dict[str, Any]],
+    *,
+    replicas: int = 1,
+    canaries: frozenset[str] = frozenset(),
 ) -> list[dict[str, Any]]:
     """The candidate's ConfigMap, egress policy and worker Deployment, from render_runtime's
-    children of the changed spec (``runtime``) and its runtime document (``doc``)."""
+    children of the changed spec (``runtime``) and its runtime document (``doc``); ``canaries``:
+    the ModelReplicaSets whose canary replica it calls instead of their serving replicas."""
     by_name = {(o["kind"], o["metadata"]["name"]): o for o in runtime}
-    private = {**doc, "fleet": private_fleet(fleet)}
+    private = {**to_canaries(doc, canaries), "fleet": private_fleet(fleet)}
     text = config_text(private)
     cm = copy.deepcopy(by_name[("ConfigMap", config_map_name(fleet))])
     cm["metadata"]["name"] = candidate_config_name(fleet)

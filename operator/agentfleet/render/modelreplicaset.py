@@ -44,6 +44,7 @@ from agentfleet.render.modelreplicaset_cache import (
 )
 from agentfleet.render.modelreplicaset_names import (
     CACHE_PATH,
+    CANARY_SERVING,
     CONTAINER,
     GANG_SIZE_LABEL,
     HEALTH_PATH,
@@ -64,6 +65,7 @@ from agentfleet.render.modelreplicaset_names import (
     _meta,
     _name,
     _tolerations,
+    canary_service_name,
     common_labels,
     gang_service_name,
     pod_name,
@@ -76,6 +78,7 @@ from agentfleet.render.modelreplicaset_names import (
 from agentfleet.render.modelreplicaset_services import (
     INFERENCE_POOL_API,
     render_api_key_secret,
+    render_canary_service,
     render_inference_pool,
     render_network_policy,
     render_pdb,
@@ -249,8 +252,11 @@ def _ray_worker_script(leader: str, per_pod: int) -> str:
     )
 
 
-def render_pod(mrs: ModelReplicaSet, a: Assignment, index: int, *, draining: bool = False) -> dict[str, Any]:
-    """Pod `index` of the replica placed by `a` (0 is the leader of a gang)."""
+def render_pod(
+    mrs: ModelReplicaSet, a: Assignment, index: int, *, draining: bool = False, canary: bool = False
+) -> dict[str, Any]:
+    """Pod `index` of the replica placed by `a` (0 is the leader of a gang); ``canary``: the set's
+    canary replica, in its canary Service only."""
     spec = mrs.spec
     name = _name(mrs)
     namespace = mrs.metadata.get("namespace", "default")
@@ -268,7 +274,7 @@ def render_pod(mrs: ModelReplicaSet, a: Assignment, index: int, *, draining: boo
         SPEC_HASH_LABEL: spec_hash(spec),
     }
     if serves:
-        labels[SERVING_LABEL] = "false" if draining else "true"
+        labels[SERVING_LABEL] = "false" if draining else CANARY_SERVING if canary else "true"
     if gang:
         labels[GANG_SIZE_LABEL] = str(len(a.nodes))
     annotations = None
@@ -380,6 +386,7 @@ def object_key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
 __all__ = [
     "CACHE_FILL_LABEL",
     "CACHE_PATH",
+    "CANARY_SERVING",
     "CONTAINER",
     "FILL_SCRIPT",
     "GANG_SIZE_LABEL",
@@ -400,6 +407,7 @@ __all__ = [
     "TMP_PATH",
     "cache_job_name",
     "cache_model",
+    "canary_service_name",
     "common_labels",
     "gang_service_name",
     "is_hub_model",
@@ -408,6 +416,7 @@ __all__ = [
     "render_all",
     "render_api_key_secret",
     "render_cache_job",
+    "render_canary_service",
     "render_inference_pool",
     "render_network_policy",
     "render_pdb",

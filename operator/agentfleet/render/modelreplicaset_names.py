@@ -19,6 +19,9 @@ from agentfleet.render.vllm import lora_rank
 
 ROLE_LABEL = "agentfleet.io/role"
 SERVING_LABEL = "agentfleet.io/serving"  # "false" takes a draining replica out of every Service
+# The serving label of a canary replica (docs/evaluation-gate.md): in no Service of the set but its
+# canary Service, which only the gated fleets' candidates watch.
+CANARY_SERVING = "canary"
 SPEC_HASH_LABEL = "agentfleet.io/spec-hash"
 GANG_SIZE_LABEL = "agentfleet.io/gang-size"
 MANAGED_BY = "agentfleet"
@@ -61,6 +64,11 @@ def service_name(mrs: str) -> str:
 def replicas_service_name(mrs: str) -> str:
     """Headless Service whose EndpointSlices list each ready replica's endpoint, for sticky routing."""
     return f"{mrs}-replicas"
+
+
+def canary_service_name(mrs: str) -> str:
+    """Headless Service over the set's canary replica only: what a gated fleet's candidate watches."""
+    return f"{mrs}-canary"
 
 
 def gang_service_name(mrs: str) -> str:

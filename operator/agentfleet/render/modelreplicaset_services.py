@@ -22,12 +22,15 @@ from agentfleet.render.common import (
     api_key_secret_name,
 )
 from agentfleet.render.modelreplicaset_names import (
+    CANARY_SERVING,
     HTTP_PORT_NAME,
     RAY_PORT,
     ROLE_LABEL,
     ROLE_LEADER,
+    SERVING_LABEL,
     _meta,
     _name,
+    canary_service_name,
     common_labels,
     gang_service_name,
     replicas_service_name,
@@ -85,6 +88,23 @@ def render_services(mrs: ModelReplicaSet, *, gang: bool = False) -> list[dict[st
             }
         )
     return out
+
+
+def render_canary_service(mrs: ModelReplicaSet) -> dict[str, Any]:
+    """The headless Service over the canary replica (its serving label ``canary``), while one runs."""
+    name = _name(mrs)
+    port = mrs.spec.engine.port
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(mrs, canary_service_name(name), common_labels(name)),
+        "spec": {
+            "clusterIP": "None",
+            "selector": {MODELREPLICASET_LABEL: name, SERVING_LABEL: CANARY_SERVING},
+            "publishNotReadyAddresses": False,
+            "ports": [{"name": HTTP_PORT_NAME, "port": port, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}],
+        },
+    }
 
 
 INFERENCE_POOL_API = "inference.networking.k8s.io/v1"

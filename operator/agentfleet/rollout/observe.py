@@ -14,6 +14,7 @@ from typing import Any
 
 from agentfleet.placement import REPLICA_LABEL, pod_gpus
 from agentfleet.render.modelreplicaset import (
+    CANARY_SERVING,
     GANG_SIZE_LABEL,
     ROLE_LABEL,
     ROLE_SERVER,
@@ -73,6 +74,7 @@ class PodView:
     draining_since: float | None = None
     reason: str = ""  # why a terminal pod ended (Evicted, Error, ...)
     gpus: int = 0
+    canary: bool = False  # its serving label says canary: only the canary Service selects it
 
     @property
     def terminal(self) -> bool:
@@ -129,6 +131,7 @@ def observe_pod(pod: Mapping[str, Any], pinned: str | None = None, resource: str
         draining_since=parse_time(annotations.get(DRAINING_SINCE_ANNOTATION)),
         reason=status.get("reason") or "",
         gpus=pod_gpus(pod, resource),
+        canary=serving_label == CANARY_SERVING,
     )
 
 

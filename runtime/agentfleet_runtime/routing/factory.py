@@ -36,6 +36,9 @@ def _source(tier: TierConfig, namespace: str) -> ReplicaSource:
         return StaticSource(tier.endpoints)
     from agentfleet_runtime.routing.kube import EndpointSliceSource  # only in a cluster
 
+    if tier.service:
+        # An evaluation gate's candidate: the set's canary Service only (docs/evaluation-gate.md).
+        return EndpointSliceSource(namespace, tier.service)
     return EndpointSliceSource.for_model_replica_set(namespace, tier.model_replica_set)
 
 

@@ -29,7 +29,13 @@ from agentfleet_contract.agentfleet.rollout import (
     RolloutEvaluation,
 )
 from agentfleet_contract.agentfleet.spec import AgentFleetSpec
-from agentfleet_contract.agentfleet.status import AgentFleetStatus, EvaluationSummary, FailureCauses, GateStatus
+from agentfleet_contract.agentfleet.status import (
+    AgentFleetStatus,
+    EvaluationSummary,
+    FailureCauses,
+    GateCanary,
+    GateStatus,
+)
 from agentfleet_contract.agentfleet.tools import (
     ANSWER_POLICIES,
     DEFAULT_TOOL_CONNECT_TIMEOUT_SECONDS,
@@ -73,6 +79,7 @@ __all__ = [
     "GATE",
     "GateBudget",
     "GateRule",
+    "GateCanary",
     "GateStatus",
     "GateTaskSet",
     "HTTPTool",

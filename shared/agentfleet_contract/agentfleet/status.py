@@ -74,6 +74,13 @@ class EvaluationSummary(Model):
     )
 
 
+class GateCanary(Model):
+    """A ModelReplicaSet whose changed model or adapters the gate's candidate ran against, on its canary replica."""
+
+    model_replica_set: str = Field(max_length=253, description="The ModelReplicaSet's name.")
+    hash: str = Field(max_length=64, description="Hash of its model and adapters the candidate used (its canary).")
+
+
 class GateStatus(Model):
     """The evaluation gate of the latest change (spec.rollout.evaluation)."""
 
@@ -91,6 +98,11 @@ class GateStatus(Model):
     started_at: str | None = Field(default=None, max_length=64, description="When the gate began (RFC 3339, UTC).")
     finished_at: str | None = Field(default=None, max_length=64, description="When it decided (RFC 3339, UTC).")
     figures: GateFigures | None = Field(default=None, description="What the gate measured.")
+    canaries: list[GateCanary] = Field(
+        default_factory=list,
+        max_length=4,
+        description="ModelReplicaSets whose canary replica the candidate called; their rollout waits for this gate.",
+    )
 
 
 class AgentFleetStatus(Model):

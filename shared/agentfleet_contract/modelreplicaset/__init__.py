@@ -24,6 +24,8 @@ from agentfleet_contract.modelreplicaset.placement import GPU, Lifecycle, Placem
 from agentfleet_contract.modelreplicaset.routing import EndpointPicker, Hedging, InferencePoolSpec, Routing
 from agentfleet_contract.modelreplicaset.spec import ModelReplicaSetSpec
 from agentfleet_contract.modelreplicaset.status import (
+    CanaryFleet,
+    CanaryStatus,
     CapacityStatus,
     ForecastStatus,
     ModelCacheStatus,
@@ -44,6 +46,8 @@ class ModelReplicaSet(Model):
 __all__ = [
     "Adapter",
     "Autoscaling",
+    "CanaryFleet",
+    "CanaryStatus",
     "CapacityStatus",
     "EndpointPicker",
     "Engine",

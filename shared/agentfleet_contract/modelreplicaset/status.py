@@ -127,6 +127,39 @@ class ModelCacheStatus(Model):
     )
 
 
+class CanaryFleet(Model):
+    """An AgentFleet with spec.rollout.evaluation that uses this set, and how its gate judged the canary."""
+
+    name: str = Field(max_length=253, description="The AgentFleet's name.")
+    result: Literal["Waiting", "Running", "Promoted", "Held"] = Field(
+        description="Waiting (its gate has not started on the canary), Running, Promoted, or Held (held or aborted)."
+    )
+
+
+class CanaryStatus(Model):
+    """A change of model or adapters on trial: one replica of the new spec, called only by gated fleets' candidates."""
+
+    hash: str = Field(max_length=64, description="Hash of the model and adapters on trial (spec as written).")
+    spec_hash: str | None = Field(
+        default=None, max_length=64, description="Spec hash of the canary replica's pods (its name carries its start)."
+    )
+    phase: Literal["Serving", "Running", "Promoted", "Held"] = Field(
+        description="Serving (the spec as written serves: nothing on trial), Running (the gates run), Promoted (every "
+        "gated fleet passed: the set rolls on), or Held (the replicas keep the promoted model and adapters)."
+    )
+    ready: bool = Field(default=False, description="The canary replica is Ready: the gates may run against it.")
+    replica: ReplicaPlacement | None = Field(
+        default=None, description="The canary replica and where it runs (not in placements: it serves no one else)."
+    )
+    fleets: list[CanaryFleet] = Field(
+        default_factory=list, max_length=100, description="Each gated fleet that uses the set, and its gate's result."
+    )
+    started_at: str | None = Field(default=None, max_length=64, description="When the canary began (RFC 3339, UTC).")
+    finished_at: str | None = Field(
+        default=None, max_length=64, description="When it was promoted or held (RFC 3339, UTC)."
+    )
+
+
 class ModelReplicaSetStatus(Model):
     observed_generation: int | None = Field(default=None, description="metadata.generation last acted upon.")
     replicas: int = Field(default=0, description="Replicas that exist, ready or not.")
@@ -177,5 +210,9 @@ class ModelReplicaSetStatus(Model):
     sleep: SleepStatus | None = Field(
         default=None,
         description="Scale to zero (autoscaling.minReplicas 0): awake, sleeping at zero replicas, or waking.",
+    )
+    canary: CanaryStatus | None = Field(
+        default=None,
+        description="The latest change of model or adapters gated by the AgentFleets that use the set (their gates).",
     )
     conditions: list[Condition] = conditions_field()

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from agentfleet_contract.agentfleet import AgentFleet, GateStatus
-from agentfleet_contract.gate import GateResultsError, GateTaskResult, results_in
+from agentfleet_contract.agentfleet import AgentFleet, GateCanary, GateStatus
+from agentfleet_contract.gate import GateResultsError, GateTaskResult, canary_hash, results_in
 from pydantic import ValidationError
 
 from agentfleet.controllers.agentfleet import deciding
@@ -50,6 +50,7 @@ from agentfleet.render import gate as rg
 Override = Literal["promote", "abort"]
 PROMPT_LIMIT = 262_144  # spec.systemPrompt.inline's maxLength
 GATE_JOB_RECREATED = "the running gate's evaluation Job was gone: created again; it runs only the missing results"
+GATE_CANARY_READY = "the canary replicas of the changed model are Ready: the evaluation Job starts"
 OVERRIDE_IGNORED = f"the {OVERRIDE_ANNOTATION} annotation was removed: no gate was running for it to decide"
 
 
@@ -115,6 +116,40 @@ def resolved_refs(obs: Observed, af: AgentFleet, r: Resolved) -> dict[str, str]:
     if vspec:
         out["index"] = json.dumps({k: vspec.get(k) for k in ("collection", "embedding")}, sort_keys=True)
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class CanaryRoutes:
+    """What the fleet's ModelReplicaSets say of a change of their model or adapters (their status.canary)."""
+
+    canaries: frozenset[str]  # sets whose canary replica the candidate calls, not their serving replicas
+    ready: bool  # every such canary is Ready and every set has seen its spec as written: the Job may run
+    record: tuple[GateCanary, ...]  # status.gate.canaries at the gate's start: the hashes it runs against
+
+
+def canary_routes(obs: Observed, af: AgentFleet) -> CanaryRoutes:
+    """A set whose status.canary runs (or held) the hash of its spec as written has that spec on its
+    canary replica only: the candidate calls it there. A set whose status.canary names another hash
+    has not seen its spec yet (it may be about to start a canary): the Job waits. A set without
+    status.canary has never had a gated fleet (nothing on trial)."""
+    canaries: set[str] = set()
+    ready = True
+    record = []
+    for ref in (af.spec.model_ref, af.spec.routine_model_ref):
+        if ref is None:
+            continue
+        mrs = obs.models.get(ref.name) or {}
+        h = canary_hash(mrs.get("spec") or {})
+        record.append(GateCanary(model_replica_set=ref.name, hash=h))
+        said = (mrs.get("status") or {}).get("canary")
+        if not isinstance(said, dict):
+            continue
+        if said.get("hash") != h:
+            ready = False
+        elif said.get("phase") in ("Running", "Held"):
+            canaries.add(ref.name)
+            ready = ready and said.get("phase") == "Running" and said.get("ready") is True
+    return CanaryRoutes(frozenset(canaries), ready, tuple(record))
 
 
 def kept_fields(af: AgentFleet, r: Resolved) -> dict[str, Any]:
@@ -205,6 +240,9 @@ def _gate_plan(
     af = obs.fleet
     fleet = af.metadata["name"]
     said = report(step, before, at)
+    routes = canary_routes(obs, af)
+    if step.kind == "Start":
+        said = dataclasses.replace(said, gate=said.gate.model_copy(update={"canaries": list(routes.record)}))
     running = said.gate.phase == "Running"
     deletes: list[tuple[str, str, str]] = []
     stopped = step.superseded
@@ -220,17 +258,25 @@ def _gate_plan(
     create = None
     posts: list[Post] = []
     if step.kind in ("Start", "Run") and want.runtime is not None and step.candidate is not None:
-        apply += rg.render_candidate(fleet, dict(want.runtime.doc or {}), [dict(o) for o in want.runtime.children])
+        apply += rg.render_candidate(
+            fleet, dict(want.runtime.doc or {}), [dict(o) for o in want.runtime.children], canaries=routes.canaries
+        )
         # A running gate whose Job is gone (deleted by hand) gets it again; applied each pass instead,
         # a Job's immutable template would refuse a changed spec.rollout.evaluation mid-gate.
         lost = step.kind == "Run" and not obs.gate_job
-        if (step.kind == "Start" or lost) and af.spec.evaluation is not None:
-            if step.kind == "Start" or obs.results is None:
-                create = rg.render_results(af, step.candidate)
+        if step.kind == "Start" or (lost and obs.results is None):
+            create = rg.render_results(af, step.candidate)
+        if (step.kind == "Start" or lost) and af.spec.evaluation is not None and routes.ready:
+            # While a ModelReplicaSet's canary loads (or the set has not seen its change yet) the
+            # Job waits: its first tasks would find no replica of the changed model.
             evaluation = af.spec.evaluation
             apply += rg.render_gate(af, evaluation, step.candidate, image=obs.runtime_image, egress=obs.egress)
             if lost:
-                posts.append(Post("Normal", "GateJobRecreated", GATE_JOB_RECREATED))
+                posts.append(
+                    Post("Normal", "GateCanaryReady", GATE_CANARY_READY)
+                    if routes.canaries
+                    else Post("Normal", "GateJobRecreated", GATE_JOB_RECREATED)
+                )
     annotated = OVERRIDE_ANNOTATION in ((af.metadata or {}).get("annotations") or {})
     verdict = None
     if bad is not None:

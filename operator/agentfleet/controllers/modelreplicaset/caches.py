@@ -113,6 +113,7 @@ class Snapshot:
     pods: list[dict[str, Any]]
     placements: dict[Key, list[dict[str, Any]]]  # every ModelReplicaSet's status.placements
     body: dict[str, Any] | None = None  # the object as its last watch event showed it
+    gated: bool = False  # an AgentFleet with spec.rollout.evaluation uses this set (canary.py)
 
     def has_pods(self, namespace: str, name: str) -> bool:
         return any(
@@ -129,6 +130,8 @@ class Caches:
     node_sig: dict[str, str] = dataclasses.field(default_factory=dict)
     pod_sig: dict[Key, tuple[Any, ...] | None] = dataclasses.field(default_factory=dict)
     bodies: dict[Key, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # (namespace, AgentFleet) -> (the sets it gates on, a signature of its status.gate)
+    gating: dict[Key, tuple[frozenset[str], str]] = dataclasses.field(default_factory=dict)
 
     def snapshot(self, key: Key | None = None) -> Snapshot:
         """Copies of the caches, taken on the event loop (where kopf updates them) for a worker thread."""
@@ -138,7 +141,19 @@ class Caches:
         for k, store in self.indices["mrs_placements"].items():
             for v in store:
                 placements[k] = v["placements"]
-        return Snapshot(nodes, pods, placements, self.bodies.get(key) if key is not None else None)
+        gated = key is not None and any(f[0] == key[0] and key[1] in sets for f, (sets, _) in list(self.gating.items()))
+        return Snapshot(nodes, pods, placements, self.bodies.get(key) if key is not None else None, gated)
+
+    def fleet_changed(self, fleet: Key, sets: frozenset[str], gate_sig: str) -> frozenset[str]:
+        """Records which sets an AgentFleet gates on now (empty: none, or it is gone) and its gate's
+        signature; returns the sets to reconcile: those it gated on before or gates on now, when
+        either changed."""
+        before = self.gating.get(fleet, (frozenset(), ""))
+        if sets:
+            self.gating[fleet] = (sets, gate_sig)
+        else:
+            self.gating.pop(fleet, None)
+        return frozenset() if before == (sets, gate_sig if sets else "") else before[0] | sets
 
     def pod_changed(self, pod: Key, body: Mapping[str, Any] | None) -> bool:
         """Records a pod's signature; True when it differs from the last one (None: deleted)."""

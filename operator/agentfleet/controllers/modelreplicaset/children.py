@@ -38,10 +38,12 @@ def obj_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def missing_pods(mrs: ModelReplicaSet, a: Assignment, view: ReplicaView | None) -> list[dict[str, Any]]:
+def missing_pods(
+    mrs: ModelReplicaSet, a: Assignment, view: ReplicaView | None, *, canary: bool = False
+) -> list[dict[str, Any]]:
     """The replica's pods that do not exist yet, rendered at its placement."""
     have = {p.index for p in view.pods} if view else set()
-    return [render_pod(mrs, a, i) for i in range(len(a.nodes)) if i not in have]
+    return [render_pod(mrs, a, i, canary=canary) for i in range(len(a.nodes)) if i not in have]
 
 
 def ensure_api_key_secret(kube: PassKube, state: ModelReplicaSetState, mrs: ModelReplicaSet) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from agentfleet.controllers.modelreplicaset.canary import CanaryStep, canary_step
 from agentfleet.controllers.modelreplicaset.judging import Judged, judge_replicas
 from agentfleet.controllers.modelreplicaset.modelcache import CacheFill, decide_fill
 from agentfleet.controllers.modelreplicaset.records import NeedsInFlight, Observed, Post
@@ -22,6 +23,7 @@ class Plan:
     step: RolloutStep
     fill: CacheFill
     capacity_warning: Post | None  # the model does not fit the eligible GPUs
+    canary: CanaryStep | None = None  # the canary replica, with a gated fleet (canarying.py)
 
     @property
     def rolling(self) -> bool:
@@ -56,4 +58,7 @@ def decide(obs: Observed) -> Plan | Wants:
             delete=[(r, why) for r, why in step.delete if r in draining_now], requeue_after=step.requeue_after
         )
     warning = Post("Warning", "ModelDoesNotFit", obs.capacity_error) if obs.capacity_error else None
-    return Plan(judged, states, step, fill, warning)
+    canary = None
+    if obs.canary is not None:
+        canary = canary_step(obs.name, obs.canary, set(obs.views) | set(obs.canary.views))
+    return Plan(judged, states, step, fill, warning, canary)

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from agentfleet.autoscale.common import AUTOSCALER_CONDITIONS, SCALING_LIMITED
 from agentfleet.capacity import assess
-from agentfleet.controllers.modelreplicaset import children, status
+from agentfleet.controllers.modelreplicaset import canarying, children, status
 from agentfleet.controllers.modelreplicaset.adapters import sync_replica
 from agentfleet.controllers.modelreplicaset.caches import Key, Snapshot
 from agentfleet.controllers.modelreplicaset.deciding import Plan, decide
@@ -210,14 +210,19 @@ class ModelReplicaSetPass(Steps[Observed, Plan, Acted]):
     def observe(self) -> Observed:
         """The spec's derived values, the inventory, capacity, each replica's pods and record, the
         model cache's Job."""
-        mrs = self.parse()
+        written = self.parse()
+        canary = None
+        if self.snap.gated or self.status_in.get("canary"):
+            # Only a set a gated fleet uses (or used) lists the fleets (canarying.py).
+            canary = canarying.read(self.kube, written, self.obj.get("spec") or {}, self.status_in, rfc3339(self.now))
+        mrs = canarying.serving_set(canary, written)  # with a held or running canary: the promoted model
         spec, ns, name = mrs.spec, self.ns, self.name
         needs = needs_for(ns, name, spec)
         nodes = inventory_for(needs, self.snap.nodes, self.snap.pods)
         node_by_name = {n.name: n for n in nodes}
         assessment = assess(spec, eligible_gpu_memory_mib(nodes, needs))
         desired = desired_replicas(spec, self.status_in.get("desiredReplicas") if spec.autoscaling.enabled else None)
-        views = self.replica_views(spec)
+        views, canary = canarying.split(name, self.replica_views(spec), canary)
         referenced = {n for v in views.values() for n in (*v.nodes, *(p.node for p in v.pods if p.node))}
         # A node missing from the cache may only be new to it: ask the API before calling it gone.
         gone = frozenset(n for n in referenced - set(node_by_name) if not self.kube.exists("v1", "Node", n))
@@ -246,6 +251,7 @@ class ModelReplicaSetPass(Steps[Observed, Plan, Acted]):
             cache_job=self.cache_job(spec),
             failed_at=dict(self.state.failed_at),
             surge_blocked=self.state.surge_blocked,
+            canary=canary,
         )
 
     def replica_views(self, spec: ModelReplicaSetSpec) -> dict[str, ReplicaView]:
@@ -300,7 +306,10 @@ class ModelReplicaSetPass(Steps[Observed, Plan, Acted]):
         self.sync_adapters(observed, work)
         self.roll(observed, plan, work)
         replan = self.restart(observed, plan, work)
-        unplaced, placed, own = self.place(observed, plan, work, replan if plan.fill.replicas_may_start else {})
+        own = [a for rec in work.records.values() if (a := assignment_from_status(self.ns, self.name, rec.wire()))]
+        canary = canarying.act(self, observed.canary, plan.canary, observed.mrs, observed.views, work.current, own)
+        extra = (canary.assignment,) if canary.assignment is not None else ()
+        unplaced, placed, own = self.place(observed, plan, work, replan if plan.fill.replicas_may_start else {}, extra)
         return Acted(
             records=work.records,
             to_create=work.to_create,
@@ -309,6 +318,7 @@ class ModelReplicaSetPass(Steps[Observed, Plan, Acted]):
             unplaced=tuple(unplaced),
             placements=(*own, *placed),
             wakes=tuple(work.wakes),
+            canary=canary,
         )
 
     def start_fill(self, obs: Observed, fill: CacheFill) -> list[float]:
@@ -430,8 +440,14 @@ class ModelReplicaSetPass(Steps[Observed, Plan, Acted]):
             self.state.failed_at.pop(rname, None)
         return replan
 
+    def plan_one(self, spec: ModelReplicaSetSpec, rname: str, own: list[Assignment]) -> Assignment | None:
+        """One replica of ``spec`` (the canary) placed by the ledger's planner, or None."""
+        nodes = inventory_for(needs_for(self.ns, self.name, spec), self.snap.nodes, self.snap.pods)
+        result = self.ctl.ledger.plan(self.key, self.snap, nodes, requests_for(self.ns, self.name, spec, [rname]), own)
+        return next((a for a in result.placed if a.owner == self.owner), None)
+
     def place(
-        self, obs: Observed, plan: Plan, work: _Acting, replan: dict[str, int]
+        self, obs: Observed, plan: Plan, work: _Acting, replan: dict[str, int], extra: tuple[Assignment, ...] = ()
     ) -> tuple[list[Unplaced], list[Assignment], list[Assignment]]:
         """New replicas, and failed ones whose place is gone, through the ledger's planner:
         (unplaced, placed now, placed before). None while the model cache is being filled."""
@@ -444,7 +460,7 @@ class ModelReplicaSetPass(Steps[Observed, Plan, Acted]):
         placed: list[Assignment] = []
         own = [
             a for rec in records.values() if (a := assignment_from_status(self.ns, self.name, rec.wire())) is not None
-        ]
+        ] + list(extra)
         if new_names or replan:
             requests = requests_for(self.ns, self.name, obs.spec, [*new_names, *replan])
             result = self.ctl.ledger.plan(self.key, self.snap, obs.nodes, requests, own)
@@ -512,16 +528,18 @@ class ModelReplicaSetPass(Steps[Observed, Plan, Acted]):
             pod
             for rname, a in sorted(acted.to_create.items())
             for pod in children.missing_pods(mrs, a, obs.views.get(rname))
-        ]
+        ] + list(acted.canary.pods if acted.canary else ())
         # The key exists from the first pass, not the first pod: the workers of every fleet that
         # names this ModelReplicaSet read it too, and their pods cannot start without it, even
         # while no replica can be placed. Once per object and operator start (state.api_key_secret).
         children.ensure_api_key_secret(self.kube, self.state, mrs)
         self.ctl.fan_out(self.kube.apply, pods)
         records = {r: rec.wire() for r, rec in acted.records.items()}
+        canary_at = [acted.canary.assignment] if acted.canary and acted.canary.assignment else []
         self.ctl.ledger.record(
             self.key,
-            [a for rec in records.values() if (a := assignment_from_status(self.ns, self.name, rec)) is not None],
+            [a for rec in records.values() if (a := assignment_from_status(self.ns, self.name, rec)) is not None]
+            + canary_at,
         )
         self.state.nodes = frozenset(n for rec in acted.records.values() for n in rec.nodes or ())
         if pods and not self.state.applied:
@@ -559,6 +577,9 @@ class ModelReplicaSetPass(Steps[Observed, Plan, Acted]):
                 model_cache=plan.fill.status,
             )
         )
+        if obs.canary is not None:
+            st.update(canarying.status_of(obs.canary, acted.canary or canarying.CanaryActed()))
+            st["conditions"] = canarying.with_condition(obs.canary, st["conditions"], self.generation)
         multi_node = any(a.multi_node for a in acted.placements)
         pool_problem = children.inference_pool_problem(self.kube, obs.mrs)
         if pool_problem:

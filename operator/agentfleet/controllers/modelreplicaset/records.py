@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentfleet_contract.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec
 
@@ -14,6 +14,10 @@ from agentfleet.capacity import Assessment
 from agentfleet.placement import Assignment, Node, ReplicaNeeds, Unplaced
 from agentfleet.reconcile.shape import Wants
 from agentfleet.rollout import Desired, ReplicaView, Timing
+
+if TYPE_CHECKING:
+    from agentfleet.controllers.modelreplicaset.canary import CanaryObserved
+    from agentfleet.controllers.modelreplicaset.canarying import CanaryActed
 
 # Field name -> its key in status.placements (the CRD's camelCase).
 _WIRE = {
@@ -107,6 +111,7 @@ class Observed:
     surge_blocked: bool  # the last rolling-update surge could not be placed
     in_flight_read: bool = False
     in_flight: Mapping[str, int | None] = field(default_factory=dict)  # replica -> requests it holds
+    canary: CanaryObserved | None = None  # with a gated fleet: the canary's decision and replica (canarying.py)
 
     @property
     def owner(self) -> str:
@@ -131,3 +136,4 @@ class Acted:
     unplaced: tuple[Unplaced, ...]
     placements: tuple[Assignment, ...]  # this object's, placed before and now
     wakes: tuple[float, ...]  # seconds until something is due
+    canary: CanaryActed | None = None  # the canary replica's pods, record and placement
