@@ -4,7 +4,9 @@ A replica is represented by its server pod (single-node) or leader pod (multi-no
 serves HTTP and exposes /metrics, so Prometheus' ``pod`` label names it. Such a pod is
 - ready: Ready condition True and still serving (not draining, not terminating);
 - starting: not ready yet, not draining; its age counts toward the load-time credit;
-- ignored: draining (``agentfleet.io/serving=false``) or terminating - on its way out.
+- ignored: draining (``agentfleet.io/serving=false``) or terminating - on its way out - or a
+  canary (``agentfleet.io/serving=canary``): only a gate's candidate calls it, so its load is no
+  user's demand and its capacity serves no user (docs/evaluation-gate.md).
 Model load time = Ready's lastTransitionTime - creationTimestamp, learned once per pod.
 """
 
@@ -16,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from agentfleet.autoscale.policy import Starting
-from agentfleet.render.modelreplicaset import ROLE_LABEL, ROLE_WORKER, SERVING_LABEL
+from agentfleet.render.modelreplicaset import CANARY_SERVING, ROLE_LABEL, ROLE_WORKER, SERVING_LABEL
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ def fleet_from_pods(pods: Iterable[Mapping[str, Any]], now: float) -> PodFleet:
         labels = meta.get("labels") or {}
         if labels.get(ROLE_LABEL) == ROLE_WORKER:
             continue  # a multi-node replica's non-leader pods expose no serving metrics
-        if meta.get("deletionTimestamp") or labels.get(SERVING_LABEL) == "false":
+        if meta.get("deletionTimestamp") or labels.get(SERVING_LABEL) in ("false", CANARY_SERVING):
             continue
         status = pod.get("status") or {}
         if status.get("phase") in ("Succeeded", "Failed"):

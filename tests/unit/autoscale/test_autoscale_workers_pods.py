@@ -87,6 +87,9 @@ def test_fleet_from_pods_splits_ready_starting_and_learns_load_time() -> None:
         pod("m-1", ready=False, created="2026-01-01T00:08:00Z"),
         pod("m-2", ready=True, created="2026-01-01T00:00:00Z", **{"agentfleet.io/serving": "false"}),  # draining
         pod("m-3-1", ready=True, created="2026-01-01T00:00:00Z", **{"agentfleet.io/role": "worker"}),
+        # a gate's canary: neither capacity nor demand of the set's users, ready or not
+        pod("m-4", ready=True, created="2026-01-01T00:00:00Z", **{"agentfleet.io/serving": "canary"}),
+        pod("m-5", ready=False, created="2026-01-01T00:09:00Z", **{"agentfleet.io/serving": "canary"}),
     ]
     pf = fleet_from_pods(pods, now)
     assert pf.ready == ("m-0",)
