@@ -19,7 +19,14 @@ The scenarios, in order, on one fleet:
    deleted: the gate must resume (one GateStarted, the same startedAt, no result lost);
 4. the breaking change taken back: adopted at once (it is the serving version);
 5. ``agentfleet eval`` through the task API on the gate's own sample, per task beside the gate's
-   results for the same version.
+   results for the same version;
+6. model: the fleet's ModelReplicaSet switched to another model file on the same claim (by default
+   the 1.5B's smaller sibling, Qwen2.5-Coder-0.5B): the set keeps its replicas on the promoted model
+   and adds one canary replica of the new one; the fleet's gate runs its candidate against the
+   canary; the set rolls on (every gate promoted) or drops the canary (held). Checked while it runs:
+   no serving replica runs the new model before the decision. Then the change is taken back.
+
+``--scenarios`` picks which of 2-6 run (1 always does); each scenario's record is written as it ends.
 
 Prints each gate's decision, figures, wall time and tokens, and writes them to --out. The rule's
 margin is wide (30 points by default) because a sample that fits this machine's time is small:
@@ -33,6 +40,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,17 +112,28 @@ class Gate:
         return poll(pred, timeout, desc, interval, last=lambda: json.dumps(self.gate()))
 
 
-def run_gate(g: Gate, change: dict[str, Any], timeout: float, kill_after: int = 0) -> dict[str, Any]:
-    """Apply CHANGE, wait for its gate to end; with KILL_AFTER, delete the operator's and the Job's
-    pods once that many results are written. Returns what the gate reported. A gate already running
-    for the same change (this script started again) is followed, not started twice; wall times are
-    the gate's own (status.gate.figures.wallSeconds)."""
+def run_gate(
+    g: Gate,
+    change: dict[str, Any],
+    timeout: float,
+    kill_after: int = 0,
+    apply: Callable[[], None] | None = None,
+    watch: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Apply CHANGE to the fleet (or call APPLY, a change elsewhere that the fleet's gate runs for),
+    wait for its gate to end, calling WATCH at each poll; with KILL_AFTER, delete the operator's and
+    the Job's pods once that many results are written. Returns what the gate reported. A gate already
+    running for the same change (this script started again) is followed, not started twice; wall
+    times are the gate's own (status.gate.figures.wallSeconds)."""
     was = g.gate()
     before = was.get("current")
     attached = was.get("phase") == "Running"
     starts_before = g.started() - (1 if attached else 0)
     t0 = time.monotonic()
-    g.patch(change)
+    if apply is not None:
+        apply()
+    else:
+        g.patch(change)
     running = g.wait(
         lambda: (s := g.gate()).get("phase") == "Running" and s.get("candidate") and s,
         120,
@@ -147,6 +166,8 @@ def run_gate(g: Gate, change: dict[str, Any], timeout: float, kill_after: int = 
             job_pods.update(g.pods(f"job-name={g.name}-gate-{candidate[:10]}"))
             log = g.c.run("-n", g.ns, "logs", f"job/{g.name}-gate-{candidate[:10]}", check=False).stdout
             resumed = next((line for line in log.splitlines() if '"gate starts"' in line), resumed)
+        if watch is not None:
+            watch()
         last = g.gate()
         return last if last.get("phase") in ENDED and last.get("candidate") == candidate else None
 
@@ -225,6 +246,86 @@ def empty_index(g: Gate, index: str) -> None:
     g.wait(ready, 300, f"VectorIndex {EMPTY_INDEX} Ready and empty")
 
 
+class ModelSet:
+    """The fleet's ModelReplicaSet under a model change: its spec, its canary, which model each of
+    its live pods runs."""
+
+    def __init__(self, g: Gate, name: str) -> None:
+        self.g, self.name = g, name
+
+    def obj(self) -> dict[str, Any]:
+        return self.g.c.json("-n", self.g.ns, "get", "modelreplicaset", self.name)
+
+    def canary(self) -> dict[str, Any]:
+        return (self.obj().get("status") or {}).get("canary") or {}
+
+    def set_model(self, model: str) -> None:
+        body = {"spec": {"model": {"name": model}}}
+        self.g.c.run("-n", self.g.ns, "patch", "modelreplicaset", self.name, "--type=merge", "-p", json.dumps(body))
+
+    def pod_models(self, models: tuple[str, ...]) -> dict[str, tuple[str, str]]:
+        """Live pod -> (its serving label, which of MODELS its containers' args name)."""
+        sel = f"agentfleet.io/modelreplicaset={self.name}"
+        out = {}
+        for pod in self.g.c.json("-n", self.g.ns, "get", "pods", "-l", sel)["items"]:
+            meta = pod["metadata"]
+            if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            args = " ".join(
+                a for c in pod["spec"]["containers"] for a in [*(c.get("command") or []), *(c.get("args") or [])]
+            )
+            # the longest name first: one model file's name may be a prefix of another's
+            named = next((m for m in sorted(models, key=len, reverse=True) if m in args), "?")
+            out[meta["name"]] = ((meta.get("labels") or {}).get("agentfleet.io/serving", ""), named)
+        return out
+
+    def events(self, reason: str) -> int:
+        sel = f"involvedObject.name={self.name},involvedObject.kind=ModelReplicaSet,reason={reason}"
+        return sum(
+            int(e.get("count") or 1)
+            for e in self.g.c.json("-n", self.g.ns, "get", "events", "--field-selector", sel)["items"]
+        )
+
+
+def model_change(args: argparse.Namespace, g: Gate, spec: dict[str, Any]) -> dict[str, Any]:
+    """Scenario 6: the ModelReplicaSet's model file changed to --model-file on the same claim, gated
+    through the fleet; a serving pod on the new model before the decision is a failure."""
+    ms = ModelSet(g, spec["modelRef"]["name"])
+    old = ms.obj()["spec"]["model"]["name"]
+    new = old.rsplit("/", 1)[0] + "/" + args.model_file
+    if new == old:
+        raise SystemExit(f"--model-file {args.model_file} is what the set serves already")
+    files = (old.rsplit("/", 1)[1], args.model_file)
+    say(f"  ModelReplicaSet {ms.name}: {old} -> {new}")
+    leaks: list[dict[str, Any]] = []
+    seen: dict[str, tuple[str, str]] = {}
+
+    def watch() -> None:
+        pods = ms.pod_models(files)
+        seen.update(pods)
+        leaked = {p: v for p, v in pods.items() if v[0] == "true" and v[1] == args.model_file}
+        if leaked and (ms.canary().get("phase") == "Running"):
+            leaks.append(leaked)
+
+    r = run_gate(g, {}, args.timeout, apply=lambda: ms.set_model(new), watch=watch)
+    canary = ms.canary()
+    r["canary"] = {k: canary.get(k) for k in ("phase", "hash", "fleets", "startedAt", "finishedAt")}
+    r["podsSeen"] = {p: {"serving": v[0], "model": v[1]} for p, v in sorted(seen.items())}
+    r["servingOnNewModelBeforeDecision"] = leaks
+    r["mrsEvents"] = {e: ms.events(e) for e in ("CanaryStarted", "CanaryPromoted", "CanaryHeld", "CanaryUnplaced")}
+    say(f"  canary {canary.get('phase')}; pods seen {r['podsSeen']}; MRS events {r['mrsEvents']}")
+    if leaks:
+        say(f"  FAILED: serving pods on the new model before the decision: {leaks}")
+    # Back to the old model: a held change goes back to what serves (nothing to try); a promoted
+    # one would be a change of its own, gated again, so it is left for the user to see.
+    if canary.get("phase") == "Held":
+        ms.set_model(old)
+        back = g.wait(lambda: (c := ms.canary()).get("phase") == "Serving" and c, 300, "the model change taken back")
+        r["takenBack"] = {"phase": back.get("phase"), "pods": ms.pod_models(files)}
+        say(f"  taken back: canary {back.get('phase')}, pods {r['takenBack']['pods']}")
+    return r
+
+
 def by_task(results: list[dict[str, Any]], version: str) -> dict[str, dict[str, Any]]:
     return {r["taskId"]: r for r in results if r["version"] == version}
 
@@ -244,7 +345,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kill-after", type=int, default=6, help="results written before the pods are deleted")
     p.add_argument("--timeout", type=float, default=3000, help="seconds one gate may take")
     p.add_argument("--out", default="gate-realnode", help="directory for results.json and the eval's report")
+    p.add_argument(
+        "--scenarios",
+        default="neutral,breaking,back,eval",
+        help="which of neutral, breaking, back, eval, model run (in that order; back and eval need breaking "
+        "and neutral)",
+    )
+    p.add_argument(
+        "--model-file",
+        default="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        help="the model scenario's new model file, on the set's model claim",
+    )
     args = p.parse_args(argv)
+    scenarios = set(args.scenarios.split(","))
+    if unknown := scenarios - {"neutral", "breaking", "back", "eval", "model"}:
+        p.error(f"--scenarios: unknown {sorted(unknown)}")
+    if ("back" in scenarios and "breaking" not in scenarios) or (
+        "eval" in scenarios and not {"neutral", "breaking"} <= scenarios
+    ):
+        p.error("--scenarios: back needs breaking; eval needs neutral and breaking")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     g = Gate(Cluster(cluster_info()), args.namespace)
@@ -269,58 +388,68 @@ def main(argv: list[str] | None = None) -> int:
     adopted = g.wait(lambda: (s := g.gate()).get("phase") and s.get("current") and s, 120, "adoption")
     say(f"  serving {adopted['current'][:10]}")
 
-    say(f"== 2. neutral: the prompt plus {NEUTRAL_SENTENCE!r}")
-    base = prompt.rstrip().removesuffix(NEUTRAL_SENTENCE).rstrip()  # started again: the same change
-    neutral_prompt = base + " " + NEUTRAL_SENTENCE + "\n"
-    record["neutral"] = run_gate(g, {"systemPrompt": {"inline": neutral_prompt}}, args.timeout)
-    show("neutral change", record["neutral"])
-    (out / "results.json").write_text(json.dumps(record, indent=1))
+    if "neutral" in scenarios:
+        say(f"== 2. neutral: the prompt plus {NEUTRAL_SENTENCE!r}")
+        base = prompt.rstrip().removesuffix(NEUTRAL_SENTENCE).rstrip()  # started again: the same change
+        neutral_prompt = base + " " + NEUTRAL_SENTENCE + "\n"
+        record["neutral"] = run_gate(g, {"systemPrompt": {"inline": neutral_prompt}}, args.timeout)
+        show("neutral change", record["neutral"])
+        (out / "results.json").write_text(json.dumps(record, indent=1))
 
-    say("== 3. breaking: retrieval from an empty index; the operator's and the Job's pods deleted mid-gate")
     index = spec["vectorIndexRef"]["name"]
-    empty_index(g, index)
-    # Its own (smaller) sample, in the same patch: tasks without passages escalate to the loop and
-    # search until their budget, minutes each on this machine's CPU.
-    smaller = {"vectorIndexRef": {"name": EMPTY_INDEX}, "rollout": {"evaluation": {"sample": args.breaking_sample}}}
-    record["breaking"] = run_gate(g, smaller, args.timeout, args.kill_after)
-    show("breaking change", record["breaking"])
-    (out / "results.json").write_text(json.dumps(record, indent=1))
+    if "breaking" in scenarios:
+        say("== 3. breaking: retrieval from an empty index; the operator's and the Job's pods deleted mid-gate")
+        empty_index(g, index)
+        # Its own (smaller) sample, in the same patch: tasks without passages escalate to the loop and
+        # search until their budget, minutes each on this machine's CPU.
+        smaller = {"vectorIndexRef": {"name": EMPTY_INDEX}, "rollout": {"evaluation": {"sample": args.breaking_sample}}}
+        record["breaking"] = run_gate(g, smaller, args.timeout, args.kill_after)
+        show("breaking change", record["breaking"])
+        (out / "results.json").write_text(json.dumps(record, indent=1))
 
-    say("== 4. the breaking change taken back")
-    serving = g.gate().get("current")
-    g.patch({"vectorIndexRef": {"name": index}})
-    back = g.wait(
-        lambda: (s := g.gate()).get("phase") in ("Serving", "Promoted") and s.get("current") == serving and s,
-        120,
-        "the change taken back adopted",
-    )
-    record["takenBack"] = {"phase": back["phase"], "current": back.get("current")}
-    say(f"  {back['phase']}, serving {str(back.get('current'))[:10]} (the neutral version)")
-
-    say("== 5. agentfleet eval through the task API on the gate's sample (the version both gates measured)")
-    sample = record["neutral"]["sample"] or []
-    evals = run_eval(args, g, sample, out / "eval")
-    gate_cols = {
-        "neutral gate, candidate": by_task(record["neutral"]["results"], "candidate"),
-        "breaking gate, current": by_task(record["breaking"]["results"], "current"),
-    }
-    rows = []
-    for t in sample:
-        gates = {k: (v.get(t) or {}).get("success") for k, v in gate_cols.items()}
-        rows.append({"task": t, "eval": (evals.get(t) or {}).get("success"), **gates})
-    record["agreement"] = rows
-    n = len(rows)
-    say(f"  {'task':48} eval  " + "  ".join(gate_cols))
-    for r in rows:
-        say(f"  {r['task'][:48]:48} {str(r['eval']):5} " + "  ".join(f"{str(r[k]):22}" for k in gate_cols))
-    for k in gate_cols:
-        same = sum(1 for r in rows if r[k] is not None and r[k] == r["eval"])
-        have = sum(1 for r in rows if r[k] is not None)
-        say(
-            f"  eval vs {k}: {same}/{have} tasks the same; success eval {sum(1 for r in rows if r['eval'])}/{n}, "
-            f"gate {sum(1 for r in rows if r[k])}/{have}"
+    if "back" in scenarios:
+        say("== 4. the breaking change taken back")
+        serving = g.gate().get("current")
+        g.patch({"vectorIndexRef": {"name": index}})
+        back = g.wait(
+            lambda: (s := g.gate()).get("phase") in ("Serving", "Promoted") and s.get("current") == serving and s,
+            120,
+            "the change taken back adopted",
         )
-    (out / "results.json").write_text(json.dumps(record, indent=1))
+        record["takenBack"] = {"phase": back["phase"], "current": back.get("current")}
+        say(f"  {back['phase']}, serving {str(back.get('current'))[:10]} (the neutral version)")
+
+    if "eval" in scenarios:
+        say("== 5. agentfleet eval through the task API on the gate's sample (the version both gates measured)")
+        sample = record["neutral"]["sample"] or []
+        evals = run_eval(args, g, sample, out / "eval")
+        gate_cols = {
+            "neutral gate, candidate": by_task(record["neutral"]["results"], "candidate"),
+            "breaking gate, current": by_task(record["breaking"]["results"], "current"),
+        }
+        rows = []
+        for t in sample:
+            gates = {k: (v.get(t) or {}).get("success") for k, v in gate_cols.items()}
+            rows.append({"task": t, "eval": (evals.get(t) or {}).get("success"), **gates})
+        record["agreement"] = rows
+        n = len(rows)
+        say(f"  {'task':48} eval  " + "  ".join(gate_cols))
+        for r in rows:
+            say(f"  {r['task'][:48]:48} {str(r['eval']):5} " + "  ".join(f"{str(r[k]):22}" for k in gate_cols))
+        for k in gate_cols:
+            same = sum(1 for r in rows if r[k] is not None and r[k] == r["eval"])
+            have = sum(1 for r in rows if r[k] is not None)
+            say(
+                f"  eval vs {k}: {same}/{have} tasks the same; success eval {sum(1 for r in rows if r['eval'])}/{n}, "
+                f"gate {sum(1 for r in rows if r[k])}/{have}"
+            )
+        (out / "results.json").write_text(json.dumps(record, indent=1))
+
+    if "model" in scenarios:  # with the sample of --sample
+        say(f"== 6. model: ModelReplicaSet {spec['modelRef']['name']} to {args.model_file}, tried on a canary replica")
+        record["model"] = model_change(args, g, spec)
+        show("model change", record["model"])
+        (out / "results.json").write_text(json.dumps(record, indent=1))
     say(f"== written {out / 'results.json'}")
     return 0
 

@@ -25,7 +25,7 @@ ceiling, TTFT p50/p95 (streamed, from the call's start at the client), task time
 The simulator check: a calibration on tuning prompts (never scored: cold prefill at three lengths,
 a prefix hit, decode alone and four at once, at short and long context) fits the simulator's engine
 model (prefill tokens/s, decode step base, per-sequence and per-context-token terms) and its
-tokenizer's piece size; the scored workloads then run on two simulated replicas of that engine in
+tokenizer's piece size; the scored workloads then run on as many simulated replicas of that engine in
 virtual time, and each figure prints with the simulator's relative error against the real engine.
 
 Seeds: 0 is the tuning seed (workload size and cache cap were chosen on it); scored runs refuse it.
@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import random
 import re
 import statistics
@@ -416,16 +417,25 @@ def calibrate(engine: vllm.Engine, max_batched: int) -> Calibration:
 
 
 def sim_run(
-    label: str, settings: RoutingSettings, cal: Calibration, kv_tokens: int, tasks: list[Task], salt: str
+    label: str,
+    settings: RoutingSettings,
+    cal: Calibration,
+    kv_tokens: int,
+    tasks: list[Task],
+    salt: str,
+    replicas: int = 2,
 ) -> Run:
+    """The workload on REPLICAS simulated replicas of the calibrated engine, each with a core of its
+    own (a real run with more replicas than cores shares them: its comparison reads accordingly)."""
+
     async def main() -> Run:
         cfg = fleet_config(
-            2,
+            replicas,
             model=vllm.SERVED,
             engine={**cal.engine, "kv_cache_tokens": kv_tokens},
             quirks={"tokenizer_piece_chars": cal.piece_chars},
         )
-        sims = await start_replicas(2, cfg)
+        sims = await start_replicas(replicas, cfg)
         by_name = {r.name: r for r in sims}
         loop = asyncio.get_running_loop()
         timed = Timed(SimTransport(by_name), loop.time)
@@ -490,7 +500,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blocks", type=int, default=128, help="KV cache blocks per replica (of 128 tokens)")
     ap.add_argument("--policies", default=",".join(p for p, _ in POLICIES))
     ap.add_argument("--no-sim", action="store_true", help="skip the simulator comparison")
+    ap.add_argument(
+        "--replicas",
+        type=int,
+        default=2,
+        help="vLLM replicas, pinned to the machine's cores in turn (more replicas than cores share them)",
+    )
     args = ap.parse_args(argv)
+    cores = os.cpu_count() or 1
     seeds = SEEDS.tuned([0]) if args.tune else SEEDS.scored(parse_seeds(args.seeds))
     policies = [(n, s) for n, s in POLICIES if n in args.policies.split(",")]
 
@@ -500,16 +517,17 @@ def main(argv: list[str] | None = None) -> int:
             STATE / f"replica-{i}",
             name=f"replica-{i}",
             extra_args=["--num-gpu-blocks-override", str(args.blocks)],
-            env={"VLLM_CPU_OMP_THREADS_BIND": str(i)},
+            env={"VLLM_CPU_OMP_THREADS_BIND": str(i % cores)},
             wait=False,
         )
-        for i in range(2)
+        for i in range(args.replicas)
     ]
     try:
         for e in engines:
             vllm.wait_ready(e)
         print(
-            f"two vLLM replicas Ready in {', '.join(f'{e.ready_seconds:.0f}' for e in engines)} s; "
+            f"{args.replicas} vLLM replicas on {min(cores, args.replicas)} core(s) Ready in "
+            f"{', '.join(f'{e.ready_seconds:.0f}' for e in engines)} s; "
             f"KV cache {args.blocks} x {BLOCK} = {args.blocks * BLOCK} tokens each; PSS "
             f"{', '.join(f'{e.pss_bytes() / 2**30:.2f}' for e in engines)} GiB",
             flush=True,
@@ -541,7 +559,8 @@ def main(argv: list[str] | None = None) -> int:
         for e in engines:
             e.stop()
 
-    print(f"\nReal vLLM, 2 replicas, {args.tasks} tasks x {args.steps} calls, {MAX_TOKENS} tokens out per call")
+    shape = f"{args.replicas} replicas, {args.tasks} tasks x {args.steps} calls, {MAX_TOKENS} tokens out per call"
+    print(f"\nReal vLLM, {shape}")
     for seed, runs in results.items():
         rr = next((r for r in runs if r.label == "RoundRobin"), None)
         print(f" seed {seed}: ceiling {runs[0].ceiling:.1%}")
@@ -553,14 +572,16 @@ def main(argv: list[str] | None = None) -> int:
             print(row(r, rr))
     if not args.no_sim:
         print(
-            "\nThe simulator on the same workloads (two replicas of the calibrated engine, virtual time): "
-            "figure, sim (error against real)"
+            "\nThe simulator on the same workloads (as many replicas of the calibrated engine, a core each, "
+            "virtual time): figure, sim (error against real)"
         )
         for seed, runs in results.items():
             tasks = make_tasks(seed, args.tasks, args.steps, args.arrival)
             for real in runs:
                 settings = dict(policies)[real.label]
-                sim = sim_run(real.label, settings, cal, args.blocks * BLOCK, tasks, f"{seed}-{real.label}-sim")
+                sim = sim_run(
+                    real.label, settings, cal, args.blocks * BLOCK, tasks, f"{seed}-{real.label}-sim", args.replicas
+                )
                 fr, fs = figures(real), figures(sim)
                 cells = "  ".join(f"{k} {fs[k]:.3g} ({fs[k] / fr[k] - 1:+.0%})" for k in fr if fr[k])
                 print(f"  seed {seed} {real.label:<15} {cells}")
