@@ -158,6 +158,9 @@ class CanaryStatus(Model):
     finished_at: str | None = Field(
         default=None, max_length=64, description="When it was promoted or held (RFC 3339, UTC)."
     )
+    overridden: Literal["promote", "abort"] | None = Field(
+        default=None, description="Set when the agentfleet.io/gate annotation decided it instead of the gates."
+    )
 
 
 class ModelReplicaSetStatus(Model):

@@ -3,8 +3,10 @@ crds/ installed): the pass's writes go through the API server's schema and patch
 that a gated AgentFleet uses keeps its replica on the promoted model when its model changes and
 adds one canary replica (its pod labelled serving=canary, the MRS-canary Service, MRS-promoted
 owned by the set, status.canary and the Canary condition accepted by the CRD); when the fleet's
-gate holds, the canary is drained and deleted and the replica stays. No kubelet: the test binds the
-pods and writes their status as a kubelet would."""
+gate holds, the canary is drained and deleted and the replica stays; the next change's canary is
+promoted by the agentfleet.io/gate annotation, which the pass removes by a merge patch (a value that
+means nothing stays, said in the condition). No kubelet: the test binds the pods and writes their
+status as a kubelet would."""
 
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from tests.builders import GROUP_VERSION, LLAMA_8B, MRS, Fleet, Node
 
 NS = "team-a"
 QWEN = "Qwen/Qwen2.5-7B-Instruct"
+MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
+GATE = "agentfleet.io/gate"  # the override annotation, as on an AgentFleet
 SERVING = "agentfleet.io/serving"
 CRDS = Path(__file__).resolve().parents[3] / "crds"
 
@@ -100,7 +104,7 @@ class Cluster:
         )
 
 
-def test_a_model_change_runs_on_a_canary_replica_and_a_held_gate_removes_it(server: apiserver.ApiServer) -> None:
+def test_a_canary_replica_held_by_the_gate_then_one_promoted_by_the_annotation(server: apiserver.ApiServer) -> None:
     c = Cluster(server)
     server.apply({"apiVersion": "v1", "kind": "Node", **Node("n1").block("b1").obj()})
     server.kubectl(
@@ -152,3 +156,25 @@ def test_a_model_change_runs_on_a_canary_replica_and_a_held_gate_removes_it(serv
     assert c.labels() == {old: "true"}
     (pod,) = [p for p in c.pods().values() if not p["metadata"].get("deletionTimestamp")]
     assert LLAMA_8B in pod["spec"]["containers"][0]["args"]
+
+    # The next change: its canary decided by the override annotation, not the fleet's gate.
+    mistral = json.dumps({"spec": {"model": {"name": MISTRAL}}})
+    server.kubectl("patch", "modelreplicaset", "m", "-n", NS, "--type=merge", "-p", mistral)
+    c.run()
+    (canary,) = set(c.labels()) - {old}
+    server.kubectl("annotate", "modelreplicaset", "m", "-n", NS, f"{GATE}=yes")
+    c.run()
+    got = c.mrs()
+    cond = next(x for x in got["status"]["conditions"] if x["type"] == "Canary")
+    assert (cond["status"], cond["reason"]) == ("False", "InvalidOverride") and GATE in cond["message"]
+    assert got["metadata"]["annotations"][GATE] == "yes" and got["status"]["canary"]["phase"] == "Running"
+    server.kubectl("annotate", "--overwrite", "modelreplicaset", "m", "-n", NS, f"{GATE}=promote")
+    c.run()
+    got = c.mrs()
+    assert GATE not in (got["metadata"].get("annotations") or {})
+    assert (got["status"]["canary"]["phase"], got["status"]["canary"]["overridden"]) == ("Promoted", "promote")
+    cond = next(x for x in got["status"]["conditions"] if x["type"] == "Canary")
+    assert (cond["status"], cond["reason"]) == ("True", "Overridden")
+    promoted = c.kube.get("v1", "ConfigMap", "m-promoted", NS)
+    assert promoted is not None and MISTRAL in promoted["data"]["fields"]
+    assert c.labels()[canary] == "true"  # the set rolls on, the canary its first new replica

@@ -255,3 +255,108 @@ def test_status_names_at_most_the_crds_bound_of_fleets_the_held_ones_first() -> 
     assert plan.status is not None and len(plan.status.fleets) == 100
     assert plan.status.fleets[0].name == "zz-held" and plan.status.phase == "Held"
     plan.status.model_validate(plan.status.wire())  # within the CRD's bound
+
+
+GATE = "agentfleet.io/gate"  # the AgentFleet's override annotation: one name, one meaning
+
+
+def overridden(value: str | None, before: CanaryStatus | None, *fleets: FleetGate, promoted: dict = OLD) -> CanaryPlan:
+    annotations = {GATE: value} if value is not None else {"other": "x"}
+    return decide_canary("llama-8b", spec(), promoted, fleets, before, "later", annotations=annotations)
+
+
+def running(*fleets: FleetGate) -> CanaryStatus:
+    status = decide(spec(), OLD, fleets).status
+    assert status is not None and status.phase == "Running"
+    return status
+
+
+def test_promote_on_a_running_canary_rolls_the_set_on_as_if_every_gate_promoted() -> None:
+    h = canary_hash(spec())
+    fleets = (gated("billing", "Running", h), gated("support"))
+    plan = overridden("Promote", running(*fleets), *fleets)  # read by agentfleet.gate.override: any case
+    assert plan.serving == spec() and plan.canary is None and plan.keep == canary_fields(spec())
+    assert plan.status.phase == "Promoted" and plan.status.overridden == "promote"
+    assert plan.status.started_at == NOW and plan.status.finished_at == "later"
+    assert plan.condition[:2] == ("True", "Overridden") and "agentfleet.io/gate=promote" in plan.condition[2]
+    assert [(p.type, p.reason) for p in plan.posts] == [("Normal", "CanaryPromoted")]
+    assert "by the agentfleet.io/gate=promote annotation" in plan.posts[0].message
+    assert plan.unannotate
+    # The next pass finds the promoted fields kept: the status (and what the condition says) stays.
+    after = decide(spec(), canary_fields(spec()), fleets, plan.status)
+    assert after.status == plan.status and after.condition == plan.condition and not after.unannotate
+
+
+def test_abort_on_a_running_canary_holds_it_for_good() -> None:
+    h = canary_hash(spec())
+    fleets = (gated("support", "Running", h),)
+    plan = overridden("abort", running(*fleets), *fleets)
+    assert plan.canary is None and plan.keep is None and plan.serving["model"] == OLD["model"]
+    assert plan.status.phase == "Held" and plan.status.overridden == "abort"
+    assert plan.condition[:2] == ("False", "Overridden") and "agentfleet.io/gate=abort" in plan.condition[2]
+    assert [(p.type, p.reason) for p in plan.posts] == [("Warning", "CanaryHeld")]
+    assert "by the agentfleet.io/gate=abort annotation" in plan.posts[0].message and plan.unannotate
+    # Every gate promoting it afterwards does not bring it back: held until the spec changes.
+    later = decide(spec(), OLD, (gated("support", "Promoted", h),), plan.status)
+    assert later.canary is None and later.status == plan.status and later.condition == plan.condition
+
+
+def test_promote_on_a_held_canary_promotes_it_and_abort_is_ignored() -> None:
+    h = canary_hash(spec())
+    fleets = (gated("support", "Held", h),)
+    held = decide(spec(), OLD, fleets).status
+    assert held is not None and held.phase == "Held" and held.overridden is None
+    plan = overridden("promote", held, *fleets)
+    assert plan.serving == spec() and plan.keep == canary_fields(spec()) and plan.unannotate
+    assert plan.status.phase == "Promoted" and plan.status.overridden == "promote"
+    assert [p.reason for p in plan.posts] == ["CanaryPromoted"]
+    again = overridden("abort", held, *fleets)
+    assert again.status == held and again.canary is None and again.unannotate
+    assert [(p.reason, p.once) for p in again.posts] == [("CanaryOverrideIgnored", False)]
+
+
+def test_an_annotation_with_no_canary_shown_running_is_removed_and_ignored() -> None:
+    fleets = (gated("support"),)
+    # A change this pass starts: the annotation was not written for it (status showed no canary of it).
+    start = overridden("promote", None, *fleets)
+    assert start.canary == spec() and start.status.phase == "Running" and start.unannotate
+    assert [p.reason for p in start.posts] == ["CanaryStarted", "CanaryOverrideIgnored"]
+    older = running(*fleets).model_copy(update={"hash": "an older change"})
+    assert overridden("abort", older, *fleets).canary == spec()
+    # Nothing on trial, a canary already promoted, no gated fleet left: nothing to decide.
+    serving = overridden("abort", None, *fleets, promoted=canary_fields(spec()))
+    assert serving.status.phase == "Serving" and serving.unannotate
+    assert [p.reason for p in serving.posts] == ["CanaryOverrideIgnored"]
+    gone = overridden("promote", running(*fleets))
+    assert gone.status is None and gone.unannotate and [p.reason for p in gone.posts] == ["CanaryOverrideIgnored"]
+    unrelated = overridden(None, running(*fleets), *fleets)
+    assert not unrelated.unannotate and unrelated.posts == ()
+
+
+def test_an_invalid_value_is_kept_and_said_and_changes_nothing_else() -> None:
+    fleets = (gated("support"),)
+    before = running(*fleets)
+    plain = decide_canary("llama-8b", spec(), OLD, fleets, before, "later")
+    plan = overridden("yes", before, *fleets)
+    assert (plan.serving, plan.canary, plan.keep, plan.status) == (
+        plain.serving,
+        plain.canary,
+        plain.keep,
+        plain.status,
+    )
+    assert plan.condition == (
+        "False",
+        "InvalidOverride",
+        "annotation agentfleet.io/gate must be promote or abort: fix or remove it",
+    )
+    assert [(p.type, p.reason) for p in plan.posts] == [("Warning", "InvalidOverride")]
+    assert not plan.unannotate
+
+
+def test_a_promote_whose_status_was_not_written_is_said_on_the_next_pass() -> None:
+    fleets = (gated("support"),)
+    # MRS-promoted holds the new fields (applied by the pass), status.canary still says Running.
+    plan = overridden("promote", running(*fleets), *fleets, promoted=canary_fields(spec()))
+    assert plan.serving == spec() and plan.canary is None and plan.unannotate and plan.posts == ()
+    assert plan.status.phase == "Promoted" and plan.status.overridden == "promote"
+    assert plan.condition[:2] == ("True", "Overridden")

@@ -25,6 +25,8 @@ class GatedKube(FakeKube):
     def __init__(self, clock: list[float]) -> None:
         super().__init__(clock)
         self.fleets: list[dict[str, Any]] = []
+        self.unannotated: list[dict[str, Any]] = []  # the annotations the pass removed from the set
+        self.status_fails = False
 
     def list(self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None):
         if kind == "AgentFleet":
@@ -38,6 +40,22 @@ class GatedKube(FakeKube):
 
     def snapshot(self) -> Snapshot:
         return replace(super().snapshot(), gated=bool(self.fleets))
+
+    def merge_patch_metadata(
+        self, api_version: str, kind: str, name: str, namespace: str, labels: dict, annotations: dict
+    ) -> None:
+        if kind != "ModelReplicaSet":
+            return super().merge_patch_metadata(api_version, kind, name, namespace, labels, annotations)
+        assert self.mrs is not None and (api_version, name, labels) == ("agentfleet.io/v1alpha1", "m", {})
+        self.unannotated.append(dict(annotations))
+        meta = self.mrs["metadata"].setdefault("annotations", {})
+        for k, v in annotations.items():
+            meta.pop(k) if v is None else meta.__setitem__(k, v)
+
+    def merge_patch_status(self, api_version: str, kind: str, name: str, namespace: str, status: dict) -> dict:
+        if self.status_fails:
+            raise RuntimeError("operator killed before its status write")
+        return super().merge_patch_status(api_version, kind, name, namespace, status)
 
 
 @pytest.fixture
@@ -226,3 +244,92 @@ def test_a_promoted_adapter_change_reaches_every_replica(lora) -> None:
     assert SQL2["source"] in api.children[("ConfigMap", "m-promoted")]["data"]["fields"]
     serving = [p for p in api.mrs["status"]["placements"] if p["phase"] == "Ready"]
     assert len(serving) == 2 and all(fake.loaded[p["endpoint"]] == {"sql": SQL2["source"]} for p in serving)
+
+
+GATE = "agentfleet.io/gate"
+
+
+def annotate(api: GatedKube, value: str) -> None:
+    api.mrs["metadata"].setdefault("annotations", {})[GATE] = value
+
+
+def test_the_promote_annotation_rolls_the_set_on_while_its_gate_still_runs(world) -> None:
+    api, rec, _, events = world
+    old, canary = canary_started(api, rec)
+    api.run_pods()
+    run(api, rec)
+    gate(api, "Running")
+    annotate(api, "promote")
+    run(api, rec)
+    got = labels(api)
+    assert got[canary] == "true" and sorted(got[r] for r in old) == ["false", "true"]  # as when every gate promoted
+    assert QWEN in api.children[("ConfigMap", "m-promoted")]["data"]["fields"]
+    st = api.mrs["status"]["canary"]
+    assert (st["phase"], st["overridden"]) == ("Promoted", "promote")
+    assert (cond(api, "Canary")["status"], cond(api, "Canary")["reason"]) == ("True", "Overridden")
+    assert ("Normal", "CanaryPromoted") in events
+    assert GATE not in api.mrs["metadata"]["annotations"] and api.unannotated == [{GATE: None}]
+    run(api, rec)
+    assert cond(api, "Canary")["reason"] == "Overridden" and api.unannotated == [{GATE: None}]
+
+
+def test_the_abort_annotation_removes_the_canary_and_a_later_promotion_does_not_bring_it_back(world) -> None:
+    api, rec, clock, events = world
+    old, canary = canary_started(api, rec)
+    api.run_pods()
+    run(api, rec)
+    annotate(api, "abort")
+    run(api, rec)
+    assert labels(api)[canary] == "false" and ("Service", "m-canary") not in api.children
+    st = api.mrs["status"]["canary"]
+    assert (st["phase"], st["overridden"]) == ("Held", "abort")
+    assert (cond(api, "Canary")["status"], cond(api, "Canary")["reason"]) == ("False", "Overridden")
+    assert ("Warning", "CanaryHeld") in events and GATE not in api.mrs["metadata"]["annotations"]
+    gate(api, "Promoted")
+    clock[0] += 31
+    run(api, rec)
+    run(api, rec)
+    assert labels(api) == dict.fromkeys(old, "true") and api.mrs["status"]["canary"]["phase"] == "Held"
+    assert LLAMA_8B in api.children[("ConfigMap", "m-promoted")]["data"]["fields"]
+
+
+def test_an_invalid_annotation_stays_and_the_canary_runs_on(world) -> None:
+    api, rec, _, events = world
+    old, canary = canary_started(api, rec)
+    annotate(api, "yes")
+    run(api, rec)
+    assert labels(api) == {**dict.fromkeys(old, "true"), canary: "canary"}
+    assert api.mrs["status"]["canary"]["phase"] == "Running"
+    c = cond(api, "Canary")
+    assert (c["status"], c["reason"]) == ("False", "InvalidOverride") and GATE in c["message"]
+    assert ("Warning", "InvalidOverride") in events and api.mrs["metadata"]["annotations"][GATE] == "yes"
+    api.mrs["metadata"]["annotations"].pop(GATE)
+    run(api, rec)
+    assert cond(api, "Canary")["reason"] == "Running" and api.unannotated == []
+
+
+def test_an_annotation_with_nothing_on_trial_is_removed(world) -> None:
+    api, rec, _, events = world
+    run(api, rec)
+    api.run_pods()
+    run(api, rec)
+    annotate(api, "promote")
+    run(api, rec)  # no gated fleet ever: the set reads no fleets and leaves it (as an ungated AgentFleet does)
+    assert api.mrs["metadata"]["annotations"][GATE] == "promote"
+    gate(api)
+    run(api, rec)
+    assert api.mrs["status"]["canary"]["phase"] == "Serving" and GATE not in api.mrs["metadata"]["annotations"]
+    assert ("Normal", "CanaryOverrideIgnored") in events
+
+
+def test_the_annotation_goes_only_once_status_says_what_it_did(world) -> None:
+    api, rec, _, events = world
+    old, canary = canary_started(api, rec)
+    annotate(api, "abort")
+    api.status_fails = True
+    with pytest.raises(RuntimeError):
+        run(api, rec)
+    assert api.mrs["metadata"]["annotations"][GATE] == "abort" and api.mrs["status"]["canary"]["phase"] == "Running"
+    api.status_fails = False
+    run(api, rec)  # the next pass applies it again, and says so
+    assert api.mrs["status"]["canary"]["phase"] == "Held" and GATE not in api.mrs["metadata"]["annotations"]

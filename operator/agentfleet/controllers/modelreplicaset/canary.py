@@ -7,7 +7,9 @@ canary, which only the gated fleets' candidates call (its pods' serving label is
 Service of the set but MRS-canary selects it). Each gated fleet's gate records the canary's hash it
 ran against (status.gate.canaries); when every such gate promoted it, the set rolls on to the spec as
 written (the canary, of that spec, is its first new replica); when one held (or was aborted), the
-canary goes and the replicas stay. Without gated fleets nothing here changes anything.
+canary goes and the replicas stay. The annotation agentfleet.io/gate on the set (promote or abort,
+as on an AgentFleet) decides the canary that status.canary shows in place of the gates. Without
+gated fleets nothing here changes anything.
 
 ``fleet_gates`` reads the fleets, ``decide_canary`` decides, ``canary_step`` says what to do to
 the canary replica; the pass observes and acts (canarying.py).
@@ -17,13 +19,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from agentfleet_contract.gate import CANARY_FIELDS, canary_hash
 from agentfleet_contract.modelreplicaset import CanaryFleet, CanaryStatus, ModelReplicaSet, ModelReplicaSetSpec
 
 from agentfleet.controllers.modelreplicaset.records import Post
+from agentfleet.gate import OVERRIDE_ANNOTATION, OverrideError, override
 from agentfleet.render.modelreplicaset import common_labels, spec_hash
 from agentfleet.render.modelreplicaset_names import _meta
 from agentfleet.rollout import ReplicaView, new_replica_names
@@ -34,6 +37,8 @@ PROMOTED_KEY = "fields"  # MRS-promoted's key: the promoted model and adapters, 
 MAX_FLEETS_SHOWN = 100  # CanaryStatus.fleets' max_length
 
 Result = Literal["Waiting", "Running", "Promoted", "Held"]
+Override = Literal["promote", "abort"]
+OVERRIDE_IGNORED = f"the {OVERRIDE_ANNOTATION} annotation was removed: no canary was running for it to decide"
 
 
 def promoted_config_name(mrs: str) -> str:
@@ -116,6 +121,8 @@ class CanaryPlan:
     # Only which adapters are loaded changed: the canary replica's pods are the serving replicas'
     # (same spec hash), told apart by their serving label alone; it loads the new adapters.
     same_pods: bool = False
+    # The override annotation goes (after status is written): applied now, or nothing to decide.
+    unannotate: bool = False
 
 
 def _said(status: CanaryStatus | None) -> tuple[str, str, str] | None:
@@ -126,25 +133,55 @@ def _said(status: CanaryStatus | None) -> tuple[str, str, str] | None:
         return ("True", "Serving", "the set serves its model and adapters as written: nothing on trial")
     if status.phase == "Running":
         return ("Unknown", "Running", f"canary {status.hash[:10]}: waiting for the gates of {', '.join(waiting)}")
+    if status.phase == "Promoted" and status.overridden == "promote":
+        return ("True", "Overridden", f"canary {status.hash[:10]} {_BY['promote']}: the set rolls on")
     if status.phase == "Promoted":
         return ("True", "Promoted", f"canary {status.hash[:10]} promoted by every gated fleet: the set rolls on")
+    if status.overridden == "abort":
+        return ("False", "Overridden", f"canary {status.hash[:10]} {_BY['abort']}: {_KEEP}")
     held = ", ".join(f.name for f in status.fleets if f.result == "Held") or "a fleet"
     return (
         "False",
         "Held",
-        f"canary {status.hash[:10]} held by the gate of {held}: the replicas keep the promoted model",
+        f"canary {status.hash[:10]} held by the gate of {held}: {_KEEP}",
     )
 
 
+_KEEP = "the replicas keep the promoted model"
+_BY = {
+    how: f"{said} by the {OVERRIDE_ANNOTATION}={how} annotation"
+    for how, said in (("promote", "promoted"), ("abort", "aborted"))
+}
+
+
 def _serving(
-    spec: Mapping[str, Any], chash: str, keep: dict[str, Any] | None, before: CanaryStatus | None
-) -> CanaryPlan:
+    spec: Mapping[str, Any],
+    chash: str,
+    keep: dict[str, Any] | None,
+    before: CanaryStatus | None,
+    how: Override | None,
+    now: str,
+) -> tuple[CanaryPlan, bool]:
     """The spec as written serves: status.canary says so (a gated fleet's gate reads it: nothing on
     trial, its candidate calls the set's serving replicas); a finished canary of this hash is kept."""
     if before is not None and before.hash == chash and before.phase in ("Serving", "Promoted"):
-        return CanaryPlan(dict(spec), None, keep, before, _said(before))
+        return CanaryPlan(dict(spec), None, keep, before, _said(before)), False
+    if how == "promote" and before is not None and before.hash == chash and before.phase in ("Running", "Held"):
+        # Promoted by the annotation in a pass whose status was not written (MRS-promoted was): said now.
+        status = before.model_copy(
+            update={"phase": "Promoted", "overridden": "promote", "ready": False, "finished_at": now}
+        )
+        return CanaryPlan(dict(spec), None, keep, status, _said(status)), True
     status = CanaryStatus(hash=chash, phase="Serving")
-    return CanaryPlan(dict(spec), None, keep, status, _said(status))
+    return CanaryPlan(dict(spec), None, keep, status, _said(status)), False
+
+
+def _read_override(annotations: Mapping[str, str] | None) -> tuple[Override | None, str | None]:
+    """The annotation's decision, or why its value means nothing (OverrideError's text)."""
+    try:
+        return override(annotations), None
+    except OverrideError as e:
+        return None, str(e)
 
 
 def decide_canary(
@@ -156,45 +193,77 @@ def decide_canary(
     now: str,
     *,
     ready: bool = False,
+    annotations: Mapping[str, str] | None = None,
 ) -> CanaryPlan:
     """``spec``: the set's spec as written (wire); ``promoted``: MRS-promoted's fields; ``before``:
-    status.canary as read; ``now``: RFC 3339; ``ready``: the canary replica of ``spec`` is Ready."""
+    status.canary as read; ``now``: RFC 3339; ``ready``: the canary replica of ``spec`` is Ready;
+    ``annotations``: the set's (the override annotation)."""
+    how, bad = _read_override(annotations)
+    plan, applied = _decide(mrs, spec, promoted, fleets, before, now, ready, how)
+    if OVERRIDE_ANNOTATION not in (annotations or {}):
+        return plan
+    if bad is not None and plan.status is not None:
+        # Left in place until fixed or removed: the canary goes on as without it.
+        invalid = Post("Warning", "InvalidOverride", bad)
+        return replace(plan, condition=("False", "InvalidOverride", bad), posts=(*plan.posts, invalid))
+    if applied:
+        return replace(plan, unannotate=True)
+    # Nothing on trial that it could decide (or no gated fleet left): it goes, said once.
+    ignored = Post("Normal", "CanaryOverrideIgnored", OVERRIDE_IGNORED, once=False)
+    return replace(plan, unannotate=True, posts=(*plan.posts, ignored))
+
+
+def _decide(
+    mrs: str,
+    spec: Mapping[str, Any],
+    promoted: Mapping[str, Any] | None,
+    fleets: tuple[FleetGate, ...],
+    before: CanaryStatus | None,
+    now: str,
+    ready: bool,
+    how: Override | None,
+) -> tuple[CanaryPlan, bool]:
+    """decide_canary's plan, and whether the override ``how`` decided it."""
     written = canary_fields(spec)
     if not fleets:
         # No gated fleet: the spec as written serves, as without this feature. What was kept
         # stays (a fleet that turns its gate on later is compared with this spec by its own gate).
-        return CanaryPlan(dict(spec), None, None, None, None)
+        return CanaryPlan(dict(spec), None, None, None, None), False
     chash = canary_hash(spec)
     if promoted is None or dict(promoted) == written:
         # The first version the gate sees is adopted; the promoted one is the one written.
         keep = written if promoted is None else None
-        return _serving(spec, chash, keep, before)
+        return _serving(spec, chash, keep, before, how, now)
     # A field the promoted version did not set (adapters: None) is left out, not set to null.
     serving = {k: v for k, v in {**spec, **promoted}.items() if v is not None}
     pods = spec_hash(ModelReplicaSetSpec.model_validate(spec))
     same = pods == spec_hash(ModelReplicaSetSpec.model_validate(serving))
-    if before is not None and before.hash == chash and before.phase == "Held":
+    # The annotation decides the canary status.canary shows (not a newer change it has not shown):
+    # promote a running or held one, abort a running one.
+    shown_phase = before.phase if before is not None and before.hash == chash else None
+    decided = how if (shown_phase, how) in (("Running", "promote"), ("Running", "abort"), ("Held", "promote")) else None
+    if shown_phase == "Held" and decided is None:
         # A held change stays held until the spec changes again.
-        return CanaryPlan(serving, None, None, before, _said(before), same_pods=same)
+        assert before is not None
+        return CanaryPlan(serving, None, None, before, _said(before), same_pods=same), False
     results = [CanaryFleet(name=f.name, result=f.result(mrs, chash)) for f in fleets]
     # status.canary.fleets holds at most MAX_FLEETS_SHOWN (the CRD's bound): the held ones first.
     shown = sorted(results, key=lambda r: (r.result != "Held", r.name))[:MAX_FLEETS_SHOWN]
     started = before.started_at if before is not None and before.hash == chash else now
     held = [r.name for r in results if r.result == "Held"]
-    posts: list[Post] = []
-    if held:
-        status = CanaryStatus(
-            hash=chash, spec_hash=pods, phase="Held", fleets=shown, started_at=started, finished_at=now
-        )
-        posts.append(Post("Warning", "CanaryHeld", f"canary {chash[:10]} held by the gate of {', '.join(held)}"))
-        return CanaryPlan(serving, None, None, status, _said(status), tuple(posts), same)
-    if all(r.result == "Promoted" for r in results):
-        status = CanaryStatus(
-            hash=chash, spec_hash=pods, phase="Promoted", fleets=shown, started_at=started, finished_at=now
-        )
-        posts.append(Post("Normal", "CanaryPromoted", f"canary {chash[:10]} promoted by every gated fleet: rolling on"))
-        return CanaryPlan(dict(spec), None, written, status, _said(status), tuple(posts), same)
+    ended = {"hash": chash, "spec_hash": pods, "fleets": shown, "started_at": started, "finished_at": now}
+    if decided == "abort" or (decided is None and held):
+        status = CanaryStatus(phase="Held", overridden=decided, **ended)
+        said = _BY["abort"] if decided else f"held by the gate of {', '.join(held)}"
+        post = Post("Warning", "CanaryHeld", f"canary {chash[:10]} {said}")
+        return CanaryPlan(serving, None, None, status, _said(status), (post,), same), decided is not None
+    if decided == "promote" or all(r.result == "Promoted" for r in results):
+        status = CanaryStatus(phase="Promoted", overridden=decided, **ended)
+        said = _BY["promote"] if decided else "promoted by every gated fleet"
+        post = Post("Normal", "CanaryPromoted", f"canary {chash[:10]} {said}: rolling on")
+        return CanaryPlan(dict(spec), None, written, status, _said(status), (post,), same), decided is not None
     status = CanaryStatus(hash=chash, spec_hash=pods, phase="Running", ready=ready, fleets=shown, started_at=started)
+    posts: list[Post] = []
     if before is None or before.hash != chash or before.phase != "Running":
         posts.append(
             Post(
@@ -204,7 +273,7 @@ def decide_canary(
                 f"{', '.join(f.name for f in fleets)}; the others keep the promoted ones",
             )
         )
-    return CanaryPlan(serving, dict(spec), None, status, _said(status), tuple(posts), same)
+    return CanaryPlan(serving, dict(spec), None, status, _said(status), tuple(posts), same), False
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@ what it needs and turns the decision into replicas): observe reads the gated fle
 MRS-promoted; ``split`` keeps the canary replica out of the replicas the rollout judges (it is
 not one of spec.replicas); canary.canary_step (pure) says whether to create, keep or delete it; act
 places and creates it (its pods' serving label ``canary``), applies its Service, keeps the
-promoted fields, and gives a replica whose canary ended its ordinary label."""
+promoted fields, and gives a replica whose canary ended its ordinary label; once status is written,
+the override annotation it applied (or found nothing to decide for) is removed."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from agentfleet_contract.common import GROUP, VERSION
+from agentfleet_contract.common import API_VERSION, GROUP, VERSION
 from agentfleet_contract.conditions import set_condition
 from agentfleet_contract.modelreplicaset import CanaryStatus, ModelReplicaSet, ModelReplicaSetSpec, ReplicaPlacement
 from pydantic import ValidationError
@@ -30,6 +31,7 @@ from agentfleet.controllers.modelreplicaset.canary import (
 from agentfleet.controllers.modelreplicaset.children import missing_pods
 from agentfleet.controllers.modelreplicaset.records import Post
 from agentfleet.controllers.modelreplicaset.services import PassKube, PassServices
+from agentfleet.gate import OVERRIDE_ANNOTATION
 from agentfleet.placement import Assignment, assignment_from_status, placement_status
 from agentfleet.render.modelreplicaset import canary_service_name, render_canary_service
 from agentfleet.rollout import (
@@ -56,7 +58,7 @@ def read(
     except ValidationError:
         before = None
     promoted = read_promoted(kube.get("v1", "ConfigMap", promoted_config_name(name), ns)) if fleets else None
-    plan = decide_canary(name, raw_spec, promoted, fleets, before, now)
+    plan = decide_canary(name, raw_spec, promoted, fleets, before, now, annotations=written.metadata.get("annotations"))
     record = before.replica.wire() if before is not None and before.replica is not None else None
     return CanaryObserved(plan, written, {}, record)
 
@@ -234,3 +236,11 @@ def with_condition(c: CanaryObserved | None, conditions: list[dict[str, Any]], g
         return [x for x in conditions if x.get("type") != CANARY_CONDITION]
     status, reason, message = c.plan.condition
     return set_condition(conditions, CANARY_CONDITION, status, reason, message, generation)
+
+
+def unannotate(kube: PassKube, c: CanaryObserved | None, ns: str, name: str) -> None:
+    """Remove the override annotation the decision applied or ignored, by a merge patch under the
+    operator's field manager (as the AgentFleet's), after status is written: a pass that dies
+    before says nothing and leaves it for the next pass to apply again."""
+    if c is not None and c.plan.unannotate:
+        kube.merge_patch_metadata(API_VERSION, "ModelReplicaSet", name, ns, {}, {OVERRIDE_ANNOTATION: None})

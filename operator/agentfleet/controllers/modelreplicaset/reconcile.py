@@ -591,3 +591,4 @@ class ModelReplicaSetPass(Steps[Observed, Plan, Acted]):
             ),
         ]
         self.ctl.fan_out(lambda write: write(), writes)
+        canarying.unannotate(self.kube, obs.canary, self.ns, self.name)
