@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from agentfleet_contract.agentfleet import AgentFleet
 from agentfleet_contract.fleet_stats import FleetStats
 from agentfleet_contract.gate import GateTaskResult
@@ -448,3 +449,26 @@ def test_a_pass_starts_resumes_and_aborts_a_gate_through_the_api() -> None:
     cond = next(c for c in api.status["conditions"] if c["type"] == "EvaluationGate")
     assert (cond["status"], cond["reason"]) == ("False", "Overridden")
     assert ("Warning", "GateAborted") in {e[:2] for e in api.events}
+
+
+def test_the_abort_annotation_goes_only_once_status_says_the_gate_was_aborted() -> None:
+    """An operator that dies between its actions and its status write keeps the annotation: the
+    next pass aborts the gate again instead of running it on."""
+
+    class DiesBeforeStatus(Api):
+        def apply_status(self, obj: dict[str, Any], *, manager: str) -> dict[str, Any]:
+            raise RuntimeError("operator killed before its status write")
+
+    api = Api(ready_model())
+    run_pass(api, Fleet("support").gate(sample=40).prompt(OLD))
+    run_pass(api, Fleet("support").gate(sample=40).prompt(NEW))
+    assert api.status["gate"]["phase"] == "Running"
+    abort = Fleet("support").gate(sample=40).prompt(NEW).annotation("agentfleet.io/gate", "abort")
+    dying = DiesBeforeStatus(ready_model())
+    dying.objects, dying.status = api.objects, api.status
+    with pytest.raises(RuntimeError):
+        run_pass(dying, abort)
+    assert dying.annotations == {} and dying.status["gate"]["phase"] == "Running"
+    api.annotations = {}
+    run_pass(api, abort)
+    assert api.status["gate"]["phase"] == "Aborted" and api.annotations == {"agentfleet.io/gate": None}

@@ -208,8 +208,8 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
     def act_gate(self, gate: GatePlan) -> None:
         """The gate's part: the promoted answer fields, a starting gate's results ConfigMap (created
         once: the Job's keys are not the operator's to apply), the candidate and the Job, what a
-        finished or superseded gate leaves; then the override annotation, under the operator's
-        field manager, once it was applied."""
+        finished or superseded gate leaves. The override annotation goes in write, after the status
+        that records what it did."""
         kube, s = self.ctl.kube, self.subject
         if gate.promoted is not None:
             kube.apply(dict(gate.promoted))
@@ -222,8 +222,6 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
             kube.apply(dict(o))
         for api_version, kind, name in gate.delete:
             kube.delete(api_version, kind, name, s.namespace)
-        if gate.unannotate:
-            kube.merge_patch_metadata(API_VERSION, KIND, s.name, s.namespace, {}, {OVERRIDE_ANNOTATION: None})
 
     # --- write ---
 
@@ -232,4 +230,10 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
         for p in report.posts:
             self.event(p.type, p.reason, p.message, once=p.once)
         self.write_status(report.status, report.own)
+        gate = plan.gate
+        if gate is not None and gate.unannotate:
+            # Only once status says what the annotation did: removed before a status write that
+            # failed, an abort would be lost and the next pass would run the gate on.
+            s = self.subject
+            self.ctl.kube.merge_patch_metadata(API_VERSION, KIND, s.name, s.namespace, {}, {OVERRIDE_ANNOTATION: None})
         return report.again
