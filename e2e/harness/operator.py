@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -210,6 +211,27 @@ class GpuPool:
                 "--ignore-not-found",
                 check=False,
             )
+
+
+def scoped(prefix: str, name: str) -> tuple[Any, Any]:
+    """The fixtures ``operator`` (module) and ``namespace`` (function) of a module that shares the
+    cluster with others' operators: an operator serving only the namespaces named PREFIX*, and a
+    fresh such namespace per test. Bind them under those names:
+    ``operator, namespace = scoped(PREFIX, "gate-operator")``."""
+
+    @pytest.fixture(scope="module")
+    def operator(crds) -> Iterator[OperatorProcess]:
+        op = OperatorProcess(crds, args=("--resync-seconds", "20", "--namespace", f"{prefix}*"), name=name)
+        op.start()
+        yield op
+        op.stop()
+
+    @pytest.fixture
+    def namespace(cluster) -> Iterator[str]:
+        with cluster.fresh_namespace(f"{prefix}{uuid.uuid4().hex[:6]}") as ns:
+            yield ns
+
+    return operator, namespace
 
 
 @pytest.fixture

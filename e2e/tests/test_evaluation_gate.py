@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -43,18 +42,7 @@ def crds(cluster):
     return cluster
 
 
-@pytest.fixture(scope="module")
-def operator(crds) -> Iterator[fx.OperatorProcess]:
-    op = fx.OperatorProcess(crds, args=("--resync-seconds", "20", "--namespace", f"{PREFIX}*"), name="gate-operator")
-    op.start()
-    yield op
-    op.stop()
-
-
-@pytest.fixture
-def namespace(cluster) -> Iterator[str]:
-    with cluster.fresh_namespace(f"{PREFIX}{uuid.uuid4().hex[:6]}") as name:
-        yield name
+operator, namespace = fx.scoped(PREFIX, "gate-operator")
 
 
 OLD, NEW, NEWER = "Answer from the manual.", "Answer briefly.", "Answer at length, citing every page."

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -41,18 +40,7 @@ SPEC_HASH = "agentfleet.io/spec-hash"
 crds, gpu_pool = fx.crds, fx.gpu_pool  # the harness's fixtures (gpu_pool uses this module's namespace)
 
 
-@pytest.fixture(scope="module")
-def operator(crds) -> Iterator[fx.OperatorProcess]:
-    op = fx.OperatorProcess(crds, args=("--resync-seconds", "20", "--namespace", f"{PREFIX}*"), name="canary-operator")
-    op.start()
-    yield op
-    op.stop()
-
-
-@pytest.fixture
-def namespace(cluster) -> Iterator[str]:
-    with cluster.fresh_namespace(f"{PREFIX}{uuid.uuid4().hex[:6]}") as name:
-        yield name
+operator, namespace = fx.scoped(PREFIX, "canary-operator")
 
 
 def model_set(pool: fx.GpuPool, model: str) -> dict[str, Any]:
