@@ -87,8 +87,10 @@ def canary(cluster, ns: str) -> dict[str, Any]:
 
 
 def reasons(cluster, ns: str, kind: str, name: str) -> list[str]:
+    """The object's Events' reasons, each as often as it was posted (an Event's count holds its repeats)."""
     sel = f"involvedObject.kind={kind},involvedObject.name={name}"
-    return [e["reason"] for e in cluster.json("get", "events", "-n", ns, "--field-selector", sel)["items"]]
+    items = cluster.json("get", "events", "-n", ns, "--field-selector", sel)["items"]
+    return [e["reason"] for e in items for _ in range(int(e.get("count") or 1))]
 
 
 def play_job(cluster, ns: str, results: str, *, broken: int = 0) -> None:
@@ -150,8 +152,15 @@ def start_canary(cluster, op, ns: str, pool: fx.GpuPool) -> tuple[dict[str, Any]
 def test_a_model_change_promoted_by_the_gate_rolls_the_set_on(cluster, operator, namespace, gpu_pool) -> None:
     ns = namespace
     st, old, new = start_canary(cluster, operator, ns, gpu_pool)
+    canary_before = canary(cluster, ns)
+    # The operator dies mid-canary, without cleanup: what it knew is in the objects (status.canary,
+    # MRS-promoted, the fleet's status.gate), so the one it starts again goes on with the same canary.
+    operator.kill()
+    operator.start()
     play_job(cluster, ns, f"gated-gate-{st['candidate'][:10]}")
     eventually(cluster, operator, lambda: gate(cluster, ns).get("phase") == "Promoted", timeout=60, desc="promoted")
+    assert reasons(cluster, ns, "ModelReplicaSet", "llm").count("CanaryStarted") == 1
+    assert gate(cluster, ns)["startedAt"] == st["startedAt"]
     eventually(
         cluster,
         operator,
@@ -161,6 +170,8 @@ def test_a_model_change_promoted_by_the_gate_rolls_the_set_on(cluster, operator,
     )
     mrs = cluster.json("get", "-n", ns, "mrs", "llm")
     assert mrs["status"]["canary"]["phase"] in ("Promoted", "Serving")
+    assert mrs["status"]["canary"]["hash"] == canary_before["hash"]
+    assert mrs["status"]["canary"]["startedAt"] == canary_before["startedAt"]
     assert "CanaryPromoted" in reasons(cluster, ns, "ModelReplicaSet", "llm")
     promoted = json.loads(cluster.json("get", "-n", ns, "configmap", "llm-promoted")["data"]["fields"])
     assert promoted["model"]["name"] == NEW_MODEL
