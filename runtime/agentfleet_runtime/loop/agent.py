@@ -26,11 +26,10 @@ from typing import Any, Literal
 
 from agentfleet_runtime.core import metrics, timeouts, tracing
 from agentfleet_runtime.core.budget import Prices, TreeUsage, exhausted
-from agentfleet_runtime.core.citations import parse_citations
 from agentfleet_runtime.core.errors import Cancelled, Released
 from agentfleet_runtime.core.logs import StepRef, step_var, task_id_var
 from agentfleet_runtime.core.types import ModelReply, Status, Step, StopReason, TaskRecord, ToolCall, Usage
-from agentfleet_runtime.loop import answercheck
+from agentfleet_runtime.loop import answercheck, citing
 from agentfleet_runtime.loop.decisions import (
     DecisionSettings,
     Offer,
@@ -355,16 +354,21 @@ class TaskRun:
         if quoted is not None and quoted.quote:
             why = answercheck.quote_problem(quoted, shown, goal) or self._names_problem(quoted.answer, seen)
             source = answercheck.quote_source(quoted.quote, shown)
-            return (with_sources(quoted.answer, [source]) if source else quoted.answer), why
+            answer = with_sources(quoted.answer, [source]) if source else quoted.answer
+            return (self._cited(answer, shown) if why is None else answer), why
         answer = (quoted.answer if quoted is not None else content).strip()
         if answercheck.citation_in_place(answer):  # before the value check: a score is no value it states
             why: str | None = answercheck.CITATION_PROBLEM
         else:
             why = answercheck.first_answer_problem(answer, seen, goal) or self._names_problem(answer, seen)
         answer = answercheck.tidy_citations(answer)
-        if why is None and not parse_citations(answer):
-            answer = with_sources(answer, answercheck.supporting_sources(answer, shown, goal))
-        return answer, why
+        return (self._cited(answer, shown) if why is None else answer), why
+
+    def _cited(self, answer: str, shown: list[tuple[str, str]] | None = None) -> str:
+        """The answer the task ends with, every value it states cited (citing.cite)."""
+        if shown is None:
+            shown = [(p["source"], p["text"]) for out in self._seen_outputs() for p in parse_passages(out)]
+        return citing.cite(answer, shown, self.rec.goal)
 
     def _names_problem(self, answer: str, seen: list[str]) -> str | None:
         """With checkAnswerNames: the code names the first answer gives that no passage mentions."""
@@ -456,7 +460,9 @@ class TaskRun:
             log.info("declined after a first decline: no passage holds it", extra={"answer": answer[:300]})
             return answercheck.DECLINE
         check = self.settings.decisions.answer_check
-        return answercheck.DECLINE if check is not None and check.decline and self._unsupported(answer) else answer
+        if check is not None and check.decline and self._unsupported(answer):
+            return answercheck.DECLINE
+        return self._cited(answer)
 
     def _citation_problem(self, answer: str) -> str | None:
         """Why a final answer that gives a passage in its place goes back to the model, once."""
@@ -469,7 +475,9 @@ class TaskRun:
     def _best_answer(self) -> str:
         """What a task a budget ends answers: its best answer so far, held as a final answer is."""
         answer = best_answer(self.steps)
-        return answercheck.DECLINE if answer and self._held_after_decline(answer) else answer
+        if not answer:
+            return answer
+        return answercheck.DECLINE if self._held_after_decline(answer) else self._cited(answer)
 
     def _held_after_decline(self, answer: str) -> bool:
         """Whether the loop's answer, after a first answer that declined, states a value (or a code

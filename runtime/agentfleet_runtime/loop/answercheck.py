@@ -40,19 +40,19 @@ for _names, _dim, _factor in (
     for _n in _names:
         _UNITS[_n] = (_dim, _factor)
 
-_WORDS = {
+NUMBER_WORDS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
     "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20, "thirty": 30, "sixty": 60, "hundred": 100,
 }  # fmt: skip
 _UNIT_RX = "|".join(sorted((re.escape(u) for u in _UNITS), key=len, reverse=True))
 # A number not glued to a name (no letter, digit, "_", "-" or "." word part before it), then an
 # optional unit that ends at a word boundary.
-_QUANTITY = re.compile(
-    rf"(?<![\w.\-/])(?P<num>\d+(?:[.,]\d+)*|(?:{'|'.join(_WORDS)}))(?:\s?(?P<unit>{_UNIT_RX})(?![\w]))?(?![\w\-]|\.\w)",
+QUANTITY_RX = re.compile(
+    rf"(?<![\w.\-/])(?P<num>\d+(?:[.,]\d+)*|(?:{'|'.join(NUMBER_WORDS)}))(?:\s?(?P<unit>{_UNIT_RX})(?![\w]))?(?![\w\-]|\.\w)",
     re.I,
 )
-_CITATION = re.compile(r"\[\d+\]")
-_SOURCES = re.compile(r"^\s*Sources?:.*$", re.M | re.I)
+CITATION_RX = re.compile(r"\[\d+\]")
+SOURCES_RX = re.compile(r"^\s*Sources?:.*$", re.M | re.I)
 _QUOTED = re.compile(r"`([^`\n]{1,80})`|\"([^\"\n]{1,80})\"|\u201c([^\u201d\n]{1,80})\u201d")
 
 
@@ -79,12 +79,12 @@ def quantities(text: str) -> list[Quantity]:
     """The quantities a text states, in order. A number word counts only with a unit ("five
     minutes"): a bare "one" is rarely a value."""
     out = []
-    for m in _QUANTITY.finditer(_CITATION.sub(" ", text)):
+    for m in QUANTITY_RX.finditer(CITATION_RX.sub(" ", text)):
         raw, unit = m.group("num"), m.group("unit")
-        word = raw.lower() in _WORDS
+        word = raw.lower() in NUMBER_WORDS
         if word and unit is None:
             continue
-        number = float(_WORDS[raw.lower()]) if word else _parse_number(raw)
+        number = float(NUMBER_WORDS[raw.lower()]) if word else _parse_number(raw)
         if number is None:
             continue
         dim, factor = _UNITS[unit.lower()] if unit else (None, 1.0)
@@ -107,7 +107,7 @@ def quoted(text: str) -> list[str]:
 
 def unsupported(answer: str, passages: Iterable[str], question: str = "") -> list[str]:
     """What the answer states that no passage (and not the question) holds, in the answer's order."""
-    body = _SOURCES.sub("", answer)
+    body = SOURCES_RX.sub("", answer)
     texts = list(passages)
     known = [q for t in [*texts, question] for q in quantities(t)]
     haystack = "\n".join([*texts, question]).casefold()
@@ -153,12 +153,12 @@ CITATION_PROBLEM = (
 def citation_in_place(answer: str) -> bool:
     """Whether an answer gives a passage's number, head line or score where the answer belongs:
     right after what asks for it ("is [3]", "Answer: [3] (x.html, score 0.030)"), or as all it says. Pure."""
-    body = _SOURCES.sub("", answer)
+    body = SOURCES_RX.sub("", answer)
     for m in _PASSAGE_REF.finditer(body):
         before = body[: m.start()].rstrip()
         if _ASKS.search(before) or not before.strip(" \t\n*_`\"'"):
             return True
-    rest = _PASSAGE_REF.sub("", _TAG.sub("", body)).strip(" \t\n.,;*_`\"'")
+    rest = _PASSAGE_REF.sub("", TAG_RX.sub("", body)).strip(" \t\n.,;*_`\"'")
     return bool(body.strip()) and not rest
 
 
@@ -328,7 +328,7 @@ _UNANSWERED = re.compile(
 
 def says_unanswered(answer: str) -> bool:
     """Whether an answer says its passages do not hold the answer (or is empty)."""
-    return not answer.strip() or bool(_UNANSWERED.search(_SOURCES.sub("", answer)))
+    return not answer.strip() or bool(_UNANSWERED.search(SOURCES_RX.sub("", answer)))
 
 
 def first_answer_problem(answer: str, passages: Iterable[str], question: str = "") -> str | None:
@@ -348,7 +348,7 @@ def supporting_sources(answer: str, passages: Iterable[tuple[str, str]], questio
     quantity and quoted value it gives that the question does not; for an answer without such values,
     the passage sharing the most of its words. What an uncited answer-first answer cites: a small
     model asked to cite often does not, and the check has just found where its values are."""
-    body, shown = _SOURCES.sub("", answer), list(passages)
+    body, shown = SOURCES_RX.sub("", answer), list(passages)
     asked = quantities(question)
     values = [q for q in quantities(body) if not any(q.same(k) for k in asked)]
     words = [v.casefold() for v in quoted(body) if v.casefold() not in question.casefold()]
@@ -378,7 +378,7 @@ QUOTE_FIRST = (
 )
 _QUOTE_HEAD = re.compile(r"^[\s*_#>-]*quote[*_]*\s*:[*_]*", re.I | re.M)
 _ANSWER_HEAD = re.compile(r"(?:^|(?<=[\s,;.\"'\]*_]))answer[*_]*\s*:[*_]*", re.I | re.M)
-_TAG = re.compile(r"\[[^\]\n]*\]")  # [source: x.html], or the [x.html] a small model writes instead
+TAG_RX = re.compile(r"\[[^\]\n]*\]")  # [source: x.html], or the [x.html] a small model writes instead
 _ELLIPSIS = re.compile(r"\s*(?:\.\.\.|\u2026)\s*")
 _TOKEN = re.compile(r"[\w%]+(?:[.,][\w%]+)*")
 QUOTE_OVERLAP = 0.75  # the share of the quote's word triples a passage must hold: a copy, give or take a word
@@ -393,7 +393,7 @@ class Quoted:
 
 
 def _clean(text: str) -> str:
-    return _TAG.sub("", text).strip(" \t\n*_,;\"'`\u201c\u201d")
+    return TAG_RX.sub("", text).strip(" \t\n*_,;\"'`\u201c\u201d")
 
 
 def read_quoted(reply: str) -> Quoted | None:
@@ -406,7 +406,7 @@ def read_quoted(reply: str) -> Quoted | None:
         return Quoted(_clean(reply[q.end() :]), _clean(reply[q.end() :])) if q else None
     quote = _clean(reply[q.end() : a.start()]) if q else ""
     later = _QUOTE_HEAD.search(reply, a.end())  # a second quote after the answer is not part of it
-    return Quoted(quote, _TAG.sub("", reply[a.end() : later.start() if later else len(reply)]).strip())
+    return Quoted(quote, TAG_RX.sub("", reply[a.end() : later.start() if later else len(reply)]).strip())
 
 
 def _triples(text: str) -> set[tuple[str, ...]]:
@@ -468,7 +468,7 @@ def other_subject(answer: str, passages: Iterable[tuple[str, str]], question: st
     names = [n for n in question_names(question, subject) if _IDENTIFIER.fullmatch(n)]
     if not names:
         return []
-    body, asked = _SOURCES.sub("", _TAG.sub("", answer)), quantities(question)
+    body, asked = SOURCES_RX.sub("", TAG_RX.sub("", answer)), quantities(question)
     values = [q for q in quantities(body) if not any(q.same(k) for k in asked)]
     words = [v for v in [*quoted(body), *_LITERAL.findall(body)] if v.casefold() not in question.casefold()]
     if not values and not words:
@@ -519,7 +519,7 @@ _FILE_NAME = re.compile(r"\.(?:html?|md|txt|rst|py)$", re.I)
 def answer_names(answer: str, question: str = "") -> list[str]:
     """The code names an answer states, in order, without the question's own and without file names
     and abbreviations ("e.g")."""
-    body = _FENCE.sub(" ", _SOURCES.sub("", _TAG.sub(" ", answer)))
+    body = _FENCE.sub(" ", SOURCES_RX.sub("", TAG_RX.sub(" ", answer)))
     asked = {n.casefold() for n, _ in _CODE_NAME.findall(question)}
     out: list[str] = []
     for bare, call in _CODE_NAME.findall(body):

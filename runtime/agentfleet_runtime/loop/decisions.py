@@ -372,6 +372,9 @@ def unseen_sources(sources: Any, seen: Sequence[str], numbered: Mapping[int, str
     return list(dict.fromkeys(out))
 
 
+_SOURCES_LINE = re.compile(r"\n\s*Sources?:[^\n]*\s*$", re.I)
+
+
 def with_sources(answer: str, sources: Any) -> str:
     """The final answer text: the answer, then the sources it cites (one line, the eval harness
     and the demo report read it)."""
@@ -379,7 +382,8 @@ def with_sources(answer: str, sources: Any) -> str:
     cited = list(dict.fromkeys(cited))
     if not cited or all(s in answer for s in cited):
         return answer
-    return f"{answer}\n\nSources: {', '.join(cited)}"
+    # One sources line: one the answer already ends with is replaced by the longer list.
+    return f"{_SOURCES_LINE.sub('', answer).rstrip()}\n\nSources: {', '.join(cited)}"
 
 
 def validate(value: Any, schema: Mapping[str, Any], path: str = "arguments") -> list[str]:

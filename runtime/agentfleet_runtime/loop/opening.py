@@ -10,6 +10,7 @@ from agentfleet_runtime.core import fastjson
 from agentfleet_runtime.core.types import ToolCall
 from agentfleet_runtime.loop.decisions import JSON_CALL_PREFIX, DecisionSettings, protocol_text
 from agentfleet_runtime.model.prompt import PromptCache, head_messages
+from agentfleet_runtime.tools.retrieval import RepeatsElided
 
 if TYPE_CHECKING:
     from agentfleet_runtime.loop.agent import LoopSettings
@@ -43,7 +44,8 @@ def open_task(
             tool_schemas=schemas,
             text_tools=text_tools,
             session_context=session_ctx,
-        )
+        ),
+        RepeatsElided,
     )
     return Opening(schemas, decide, json_mode, text_tools, native, prompt)
 

@@ -7,7 +7,7 @@ the prompt the dead worker would have sent (and a sticky model router sees the s
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from agentfleet_runtime.core import fastjson
@@ -59,7 +59,9 @@ def build_messages(
     tool_schemas: Sequence[dict[str, Any]] = (),
     text_tools: bool = False,
     session_context: Sequence[tuple[str, str]] = (),
+    view: Callable[[str], str] | None = None,
 ) -> list[dict[str, Any]]:
+    """The prompt for ``steps``; ``view`` is how observations are shown (PromptCache's)."""
     messages = head_messages(
         system_prompt=system_prompt,
         goal=goal,
@@ -68,7 +70,7 @@ def build_messages(
         session_context=session_context,
     )
     for step in steps:
-        messages += step_messages(step)
+        messages += step_messages(step, view)
     return messages
 
 
@@ -105,16 +107,23 @@ def session_block(session_context: Sequence[tuple[str, str]], goal: str) -> str:
     return f"{SESSION_LABEL}\n<session_history>\n{quoted}\n</session_history>\n\nThe request:\n{goal}"
 
 
-def step_messages(step: Step) -> list[dict[str, Any]]:
-    """One step's messages: the model's turn, then its tools' observations (if any yet)."""
+ObservationView = Callable[[str], str]  # a tool's output -> what the history shows of it, called in step order
+
+
+def step_messages(step: Step, view: ObservationView | None = None) -> list[dict[str, Any]]:
+    """One step's messages: the model's turn, then its tools' observations (if any yet), each as
+    ``view`` shows it."""
     if not step.tool_calls:
         return [{"role": "assistant", "content": step.content}]
-    obs = step.observations or []
+    shown = view or (lambda output: output)
+    obs = [(o, shown(o.output)) for o in step.observations or []]
     if _is_text_step(step):
         # The model wrote the call as text: show it its own text and the results as a user turn.
         out: list[dict[str, Any]] = [{"role": "assistant", "content": step.content or _calls_as_text(step)}]
         if obs:
-            out.append({"role": "user", "content": "\n\n".join(f"Observation from {o.name}:\n{o.output}" for o in obs)})
+            out.append(
+                {"role": "user", "content": "\n\n".join(f"Observation from {o.name}:\n{text}" for o, text in obs)}
+            )
         return out
     out = [
         {
@@ -126,8 +135,8 @@ def step_messages(step: Step) -> list[dict[str, Any]]:
             ],
         }
     ]
-    for o in obs:
-        out.append({"role": "tool", "tool_call_id": o.call_id, "content": o.output})
+    for o, text in obs:
+        out.append({"role": "tool", "tool_call_id": o.call_id, "content": text})
     return out
 
 
@@ -139,18 +148,21 @@ class PromptCache:
     ``build_messages`` gives for the same steps (a resumed task sends the same prefix).
     """
 
-    __slots__ = ("_messages", "_steps")
+    __slots__ = ("_messages", "_new_view", "_steps", "_view")
 
-    def __init__(self, head: list[dict[str, Any]]) -> None:
+    def __init__(self, head: list[dict[str, Any]], new_view: Callable[[], ObservationView] | None = None) -> None:
         self._messages = head
         self._steps = 0
+        self._new_view = new_view  # a fresh observation view (stateful in step order) per rebuild
+        self._view = new_view() if new_view else None
 
     def messages(self, steps: Sequence[Step]) -> list[dict[str, Any]]:
         """The prompt for ``steps``, all of them complete (a copy: callers may keep it)."""
         if len(steps) < self._steps:  # not the steps cached from: start over from the head
             self._messages, self._steps = self._messages[:2], 0
+            self._view = self._new_view() if self._new_view else None
         while self._steps < len(steps):
-            self._messages += step_messages(steps[self._steps])
+            self._messages += step_messages(steps[self._steps], self._view)
             self._steps += 1
         return list(self._messages)
 

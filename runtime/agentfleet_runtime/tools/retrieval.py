@@ -124,6 +124,45 @@ def parse_passages(output: str) -> list[dict[str, Any]]:
     return out
 
 
+# A follow-up search mostly finds what the task has already read: in the 2026-11-26 held-out
+# PostgreSQL run, 100 of the 120 passages the loop's searches returned had been shown by an earlier
+# search of the same task, and each sat in every later prompt again (docs/results/2026-11-27-cite-values.md).
+SHOWN_ABOVE = "(the same passage as shown above)"
+
+
+class RepeatsElided:
+    """How a task's history shows its search results (model.prompt's observation view): a passage an
+    earlier result of the same task already showed keeps its head line, the source an answer cites,
+    and its text is replaced by SHOWN_ABOVE; a result with nothing new keeps its first passage whole.
+    A small model answers from the last thing it read, and with only a note to read it answered with
+    the note (tests/integration/runtime/test_runtime_real_agent.py, a sub-agent that searched twice).
+    Stateful in step order, so the prompt of step n is a prefix of step n+1's and a resumed task
+    sends the same."""
+
+    __slots__ = ("_shown",)
+
+    def __init__(self) -> None:
+        self._shown: set[tuple[str, str]] = set()
+
+    def __call__(self, output: str) -> str:
+        heads = list(_PASSAGE_HEAD.finditer(output))
+        if not heads:
+            return output
+        spans = [
+            (m, output[m.start() : heads[i + 1].start() if i + 1 < len(heads) else len(output)])
+            for i, m in enumerate(heads)
+        ]
+        keys = [(m.group(2), segment[len(m.group(0)) :].strip()) for m, segment in spans]
+        repeated = [bool(body) and (src, body) in self._shown for src, body in keys]
+        if all(repeated):
+            repeated[0] = False
+        parts = [output[: heads[0].start()]]
+        for (m, segment), key, again in zip(spans, keys, repeated, strict=True):
+            parts.append(f"{m.group(0)}\n{SHOWN_ABOVE}{segment[len(segment.rstrip()) :]}" if again else segment)
+            self._shown.add(key)
+        return "".join(parts)
+
+
 class RetrievalTool:
     side_effects = False
     read_only = True  # the same query returns the same passages (and the cache answers it)

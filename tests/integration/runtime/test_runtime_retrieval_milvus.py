@@ -117,4 +117,4 @@ def test_search_first_and_the_answer_check_in_a_worker(milvus_lite, redis_server
     assert steps[0].tool_calls[0].arguments == {"query": "How often does AOF persistence flush?"}
     assert steps[0].observations[0].output.startswith("[1] (aof.md, score")
     assert ended[invented]["reason"] == "final_answer" and ended[invented]["answer"] == DECLINE
-    assert ended[supported]["answer"] == "`pending`"
+    assert ended[supported]["answer"] == "`pending`\n\nSources: streams.md"  # cites the passage stating it

@@ -161,7 +161,8 @@ def test_search_first_in_native_and_text_modes():
     )
     model = ScriptedModel([ModelReply(content="ACCESS EXCLUSIVE", usage=Usage(1, 1))])
     outcome, finished, tools, _ = run_task(model, settings)
-    assert finished["answer"] == "ACCESS EXCLUSIVE" and model.requests[0].messages[3]["role"] == "tool"
+    assert model.requests[0].messages[3]["role"] == "tool"
+    assert finished["answer"] == "ACCESS EXCLUSIVE\n\nSources: explicit-locking.html"  # cites what it read
 
 
 # -- the question's names (spec.tools[].retrieval.declineUnknownNames) -------------------------------

@@ -307,7 +307,8 @@ def test_native_mode_policy_forces_the_first_tool_and_repairs_a_direct_answer():
     call = ModelReply(content="", tool_calls=(ToolCall("c1", "search", {"query": "lock"}),), usage=Usage(1, 1))
     model = ScriptedModel(["It is SHARE lock.", call, "ACCESS EXCLUSIVE"])
     outcome, finished, tools, _ = run_task(model, settings)
-    assert outcome == (Status.DONE, "final_answer") and finished["answer"] == "ACCESS EXCLUSIVE"
+    assert outcome == (Status.DONE, "final_answer")
+    assert finished["answer"] == "ACCESS EXCLUSIVE\n\nSources: explicit-locking.html"
     first = model.requests[0]
     assert [t["function"]["name"] for t in first.tools] == ["search"] and first.tool_choice == "required"
     assert "you may not answer yet" in model.requests[1].messages[-1]["content"]
@@ -498,6 +499,7 @@ def test_tool_calls_mode_keeps_the_text_fallback_and_validates_it():
     good = '<tool_call>{"name": "search", "arguments": {"query": "VACUUM FULL lock"}}</tool_call>'
     model = ScriptedModel([bad, good, "Final Answer: ACCESS EXCLUSIVE"])
     outcome, finished, tools, _ = run_task(model, settings)
-    assert outcome == (Status.DONE, "final_answer") and finished["answer"] == "ACCESS EXCLUSIVE"
+    assert outcome == (Status.DONE, "final_answer")
+    assert finished["answer"] == "ACCESS EXCLUSIVE\n\nSources: explicit-locking.html"
     assert [c.arguments for c in tools.calls] == [{"query": "VACUUM FULL lock"}]
     assert "search.arguments.query is required" in model.requests[1].messages[-1]["content"]

@@ -1,0 +1,137 @@
+"""Every value an answer states cited where it is stated (issue 59's grounding goal). Pure.
+
+A small model cites the page it read most (or all five it was shown) and states a value from
+another: "three workers ... [source: routine-vacuuming.html]" where only
+runtime-config-autovacuum.html says "The default is three", or a tool name only its own page holds.
+The runtime has the passages at hand: each value and code name the answer states gets the document
+of the passage that states it nearest the answer's own words, unless a cited one does as well.
+Only retrieved documents are ever added, and nothing the model cited is taken away; a value no
+passage states is the answer check's business (answercheck.py), not the citations'.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from agentfleet_runtime.core.citations import parse_citations
+from agentfleet_runtime.loop.answercheck import (
+    CITATION_RX,
+    NUMBER_WORDS,
+    QUANTITY_RX,
+    SOURCES_RX,
+    TAG_RX,
+    Quantity,
+    answer_names,
+    quantities,
+    quoted,
+    says_unanswered,
+    supporting_sources,
+)
+from agentfleet_runtime.loop.decisions import with_sources
+
+CLAIM_NEAR = 200  # characters either side of a value in a passage where the answer's words count
+_NUMBER_WORD = re.compile(rf"(?<![\w-])({'|'.join(NUMBER_WORDS)})(?![\w-])", re.I)
+_KEYWORD = re.compile(r"[a-z][a-z0-9]{3,}")  # "_" splits: autovacuum_max_workers has the words "autovacuum", "workers"
+_COMMON = frozenset(
+    "that this with from have will when what which where there their they them then than also only does "
+    "into each other some such more most must value values documentation passage source answer stated "
+    "state said about used using been being were".split()
+)
+# An answer's clauses: "X is three, and Y takes SHARE" states two things, each with its own words.
+_CLAUSE = re.compile(r"(?:[.;!?](?=\s|$)|\n|,?\s+(?:and|while|but|whereas)\s+)")
+
+
+def _words(text: str) -> set[str]:
+    """A text's content words, plurals folded ("workers" is "worker")."""
+    return {w[:-1] if w.endswith("s") and len(w) > 4 else w for w in _KEYWORD.findall(text.casefold())} - _COMMON
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    text: str  # as the answer writes it
+    quantity: Quantity | None = None  # a quantity (or a number word) is matched by value, the rest by text
+
+
+def _claims(body: str, question: str) -> list[_Claim]:
+    """The values and code names an answer states that the question does not: its quantities, its
+    bare number words ("the default is three"), its quoted values and its code names."""
+    asked = quantities(question) + [
+        Quantity(m.group(0), float(NUMBER_WORDS[m.group(1).lower()])) for m in _NUMBER_WORD.finditer(question)
+    ]
+    out: list[_Claim] = []
+    nums = quantities(body) + [
+        Quantity(m.group(0), float(NUMBER_WORDS[m.group(1).lower()]))
+        for m in _NUMBER_WORD.finditer(CITATION_RX.sub(" ", body))
+        if not quantities(body[m.start() : m.end() + 12].split(".")[0])  # "five minutes" is a quantity already
+    ]
+    out += [_Claim(q.text, q) for q in nums if not any(q.same(k) for k in asked)]
+    words = [*quoted(body), *answer_names(body, question)]
+    out += [
+        _Claim(w) for w in dict.fromkeys(w.removesuffix("()") for w in words) if w.casefold() not in question.casefold()
+    ]
+    return out
+
+
+def _positions(claim: _Claim, text: str) -> list[int]:
+    """Where a passage states the claim."""
+    if claim.quantity is None:
+        needle, hay = claim.text.casefold(), text.casefold()
+        return [m.start() for m in re.finditer(re.escape(needle), hay)] if needle else []
+    found = [
+        m.start() for m in QUANTITY_RX.finditer(text) if any(claim.quantity.same(q) for q in quantities(m.group(0)))
+    ]
+    found += [
+        m.start()
+        for m in _NUMBER_WORD.finditer(text)
+        if claim.quantity.same(Quantity("", float(NUMBER_WORDS[m.group(1).lower()])))
+    ]
+    return found
+
+
+def _nearness(claim: _Claim, sentence: set[str], text: str) -> int:
+    """How many of the words of the answer's clause stating the claim a passage has within
+    CLAIM_NEAR characters of it; -1 where it does not state the claim."""
+    best = -1
+    for at in _positions(claim, text):
+        best = max(best, len(sentence & _words(text[max(0, at - CLAIM_NEAR) : at + CLAIM_NEAR])))
+    return best
+
+
+def uncited_sources(
+    answer: str, cited: Iterable[str], passages: Iterable[tuple[str, str]], question: str = ""
+) -> list[str]:
+    """The documents to add to an answer's citations so that every value it states is cited where a
+    retrieved passage states it: for each value and code name, the source of the passage (of
+    ``passages``: (source, text), best first) that states it with most of the answer sentence's
+    words around it, where no cited passage states it as closely. Empty when the citations already
+    cover what the answer states."""
+    body = SOURCES_RX.sub("", TAG_RX.sub(" ", answer))
+    shown, have = list(passages), {c.strip() for c in cited}
+    clauses = _CLAUSE.split(body)
+    add: list[str] = []
+    for claim in _claims(body, question):
+        said = next((c for c in clauses if claim.text in c), body)
+        words = _words(said) - _words(claim.text)
+        scored = [(_nearness(claim, words, text), -i, source) for i, (source, text) in enumerate(shown)]
+        stating = [x for x in scored if x[0] >= 0]
+        if not stating:
+            continue  # the value check's business, not the citations'
+        best = max(stating)
+        covered = max((x[0] for x in stating if x[2] in have or x[2] in add), default=-1)
+        if best[0] > covered and best[2] not in add:
+            add.append(best[2])
+    return add
+
+
+def cite(answer: str, passages: Iterable[tuple[str, str]], question: str = "") -> str:
+    """The answer citing every value it states where a retrieved passage states it: an uncited one
+    first cites the passages holding its values (supporting_sources), then each value a cited
+    passage does not state as closely gets its own passage's document (``uncited_sources``). A
+    decline cites nothing."""
+    if says_unanswered(answer):
+        return answer
+    shown = list(passages)
+    cited = parse_citations(answer) or supporting_sources(answer, shown, question)
+    return with_sources(answer, [*cited, *uncited_sources(answer, cited, shown, question)])
