@@ -286,6 +286,10 @@ def gpu_node(cluster, node: dict, gpus: int) -> None:
                     "namePrefix": "real-",
                     "zone": "zone-a",
                     "region": "e2e",
+                    # Every label a GPU node has (test_cluster checks them on every node with GPUs):
+                    # a demo stopped part-way leaves the node as this, and the next run finds it.
+                    "topologyBlock": "real-block",
+                    "nvlinkDomain": "real-nvl",
                     "cpu": "2",
                     "memory": "8Gi",
                     "pods": 110,
