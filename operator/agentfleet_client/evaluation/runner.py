@@ -8,6 +8,7 @@ compatible endpoint) adds its own verdict beside the fact-based score, never ins
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import threading
@@ -98,16 +99,29 @@ def run_task(target: Target, task: EvalTask, run_id: str, timeout: float) -> Out
                 _request(target, "POST", f"/v1/tasks/{tid}/cancel", {})
             except TaskAPIError:
                 pass
-            # Its latency is at least the timeout: a 0 would flatter the percentiles.
-            return Outcome(
-                task_id=tid,
-                status="timeout",
-                reason="harness_timeout",
-                error=f"no end within {timeout:.0f}s",
-                latency_seconds=timeout,
-            )
+            return timed_out(target, tid, timeout)
         time.sleep(POLL_SECONDS)
     return outcome_of(_tree(target, _request(target, "GET", f"/v1/tasks/{tid}")))
+
+
+def timed_out(target: Target, tid: str, timeout: float) -> Outcome:
+    """A task the harness gave up on: a failure, with its latency at least the timeout and the
+    tokens, cost, steps and passages it had used by then (read after the cancel; a step still in
+    flight may add more). Zeros would flatter the pass: on the 2026-11-26 PostgreSQL run, 9 agent
+    tasks the 300 s limit stopped counted no tokens against the agent."""
+    try:
+        spent = outcome_of(_tree(target, _request(target, "GET", f"/v1/tasks/{tid}")))
+    except TaskAPIError:
+        spent = Outcome(task_id=tid)
+    return dataclasses.replace(
+        spent,
+        status="timeout",
+        reason="harness_timeout",
+        answer="",
+        citations=(),
+        error=f"no end within {timeout:.0f}s",
+        latency_seconds=timeout,
+    )
 
 
 # --- judge -----------------------------------------------------------------------------------------
