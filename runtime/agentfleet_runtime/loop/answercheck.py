@@ -105,19 +105,40 @@ def quoted(text: str) -> list[str]:
     return [next(g for g in m.groups() if g is not None).strip() for m in _QUOTED.finditer(text)]
 
 
+NUMBER_WORD_RX = re.compile(rf"(?<![\w-])({'|'.join(NUMBER_WORDS)})(?![\w-])", re.I)
+
+
+def number_words(text: str) -> list[Quantity]:
+    """The bare number words a text writes ("the default is three"), as numbers."""
+    return [Quantity(m.group(0), float(NUMBER_WORDS[m.group(1).lower()])) for m in NUMBER_WORD_RX.finditer(text)]
+
+
 def unsupported(answer: str, passages: Iterable[str], question: str = "") -> list[str]:
-    """What the answer states that no passage (and not the question) holds, in the answer's order."""
+    """What the answer states that no passage (and not the question) holds, in the answer's order.
+    A passage's bare number word supports the answer's digit ("The default is three." holds an
+    answer's 3), except "one", which passages use for everything else ("one of the ...")."""
     body = SOURCES_RX.sub("", answer)
     texts = list(passages)
     known = [q for t in [*texts, question] for q in quantities(t)]
+    known += [q for t in [*texts, question] for q in number_words(t) if q.number != 1]
     haystack = "\n".join([*texts, question]).casefold()
     out: list[str] = []
     for q in quantities(body):
         if not any(q.same(k) for k in known) and q.text not in out:
             out.append(q.text)
+    named: list[str] | None = None
     for v in quoted(body):
-        if v and v.casefold() not in haystack and v not in out:
-            out.append(v)
+        if not v or v.casefold() in haystack or v in out:
+            continue
+        # A code name in backticks is a name, resolved as documentation writes it: `itertools.tee()`
+        # is on the page that shows "itertools.tee(iterable, n=2)" (a right first answer sent to the
+        # loop, which then lost it: Python held-out, docs/results/2026-11-27-eval-python-heldout.md).
+        name = _CODE_NAME.fullmatch(v.strip())
+        if name is not None:
+            named = with_pages([*texts, question]) if named is None else named
+            if mentioned(name.group(1), named):
+                continue
+        out.append(v)
     return out
 
 
@@ -144,6 +165,9 @@ _PASSAGE_REF = re.compile(r"\[\d+\](?:\s*\([^()\n]*\))?|\bscore:?\s*-?\d*\.\d+",
 _ASKS = re.compile(
     r"(?:\b(?:is|are|was|were|be|use|uses|call|calls|called|named|returns?|gives?|see)|[:=])[\s*_`\"']*$", re.I
 )
+# "[source: [1]]": the colon is a citation's label, and what follows it is the citation (the
+# Python held-out's py-default-random-period, a right first answer sent to the loop).
+_CITE_LABEL = re.compile(r"\b(?:sources?|citations?|cited?|references?)\s*:[\s\[(]*$", re.I)
 CITATION_PROBLEM = (
     "your answer gives a passage (its number, head line or score) in place of the answer. State the value or name "
     "itself, as the passage writes it, and cite the passage as [source: NAME]."
@@ -156,7 +180,7 @@ def citation_in_place(answer: str) -> bool:
     body = SOURCES_RX.sub("", answer)
     for m in _PASSAGE_REF.finditer(body):
         before = body[: m.start()].rstrip()
-        if _ASKS.search(before) or not before.strip(" \t\n*_`\"'"):
+        if (_ASKS.search(before) and not _CITE_LABEL.search(before)) or not before.strip(" \t\n*_`\"'"):
             return True
     rest = _PASSAGE_REF.sub("", TAG_RX.sub("", body)).strip(" \t\n.,;*_`\"'")
     return bool(body.strip()) and not rest

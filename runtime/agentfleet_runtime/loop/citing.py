@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from agentfleet_runtime.core.citations import parse_citations
 from agentfleet_runtime.loop.answercheck import (
     CITATION_RX,
+    NUMBER_WORD_RX,
     NUMBER_WORDS,
     QUANTITY_RX,
     SOURCES_RX,
     TAG_RX,
     Quantity,
     answer_names,
+    number_words,
     quantities,
     quoted,
     says_unanswered,
@@ -32,7 +34,6 @@ from agentfleet_runtime.loop.answercheck import (
 from agentfleet_runtime.loop.decisions import with_sources
 
 CLAIM_NEAR = 200  # characters either side of a value in a passage where the answer's words count
-_NUMBER_WORD = re.compile(rf"(?<![\w-])({'|'.join(NUMBER_WORDS)})(?![\w-])", re.I)
 _KEYWORD = re.compile(r"[a-z][a-z0-9]{3,}")  # "_" splits: autovacuum_max_workers has the words "autovacuum", "workers"
 _COMMON = frozenset(
     "that this with from have will when what which where there their they them then than also only does "
@@ -57,14 +58,13 @@ class _Claim:
 def _claims(body: str, question: str) -> list[_Claim]:
     """The values and code names an answer states that the question does not: its quantities, its
     bare number words ("the default is three"), its quoted values and its code names."""
-    asked = quantities(question) + [
-        Quantity(m.group(0), float(NUMBER_WORDS[m.group(1).lower()])) for m in _NUMBER_WORD.finditer(question)
-    ]
+    asked = quantities(question) + number_words(question)
     out: list[_Claim] = []
+    clean = CITATION_RX.sub(" ", body)
     nums = quantities(body) + [
         Quantity(m.group(0), float(NUMBER_WORDS[m.group(1).lower()]))
-        for m in _NUMBER_WORD.finditer(CITATION_RX.sub(" ", body))
-        if not quantities(body[m.start() : m.end() + 12].split(".")[0])  # "five minutes" is a quantity already
+        for m in NUMBER_WORD_RX.finditer(clean)
+        if not quantities(clean[m.start() : m.end() + 12].split(".")[0])  # "five minutes" is a quantity already
     ]
     out += [_Claim(q.text, q) for q in nums if not any(q.same(k) for k in asked)]
     words = [*quoted(body), *answer_names(body, question)]
@@ -84,7 +84,7 @@ def _positions(claim: _Claim, text: str) -> list[int]:
     ]
     found += [
         m.start()
-        for m in _NUMBER_WORD.finditer(text)
+        for m in NUMBER_WORD_RX.finditer(text)
         if claim.quantity.same(Quantity("", float(NUMBER_WORDS[m.group(1).lower()])))
     ]
     return found
