@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 from e2e.demo import burst, onnode, report
 from e2e.eval.corpus import CORPORA
-from e2e.harness.procs import Procs, source_path
+from e2e.harness.procs import Procs, log_tail, source_path
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "agentfleet.yaml"
@@ -111,6 +111,12 @@ def cluster_info() -> dict[str, Any]:
             "start it with `bash e2e/up.sh`"
         )
     return json.loads(proc.stdout)
+
+
+# The replicas' pods start on the real node beside Milvus, Redis and the ingestion Job's embedding
+# (CPU-bound on 2 cores). llama-server's pods of the 135M model are Ready within seconds: a wait
+# this long means a start that is stuck, which why_not_ready explains.
+PLACEMENT_TIMEOUT_S = 180
 
 
 def wait(predicate, timeout: float, desc: str, interval: float = 0.5):  # type: ignore[no-untyped-def]
@@ -338,11 +344,52 @@ class Demo:
                 return obj, placed
             return None
 
-        return wait(
-            ready,
-            180,
-            f"ModelReplicaSet {mrs} Ready with its placements (operator log {self.procs.log_path('operator')})",
-        )
+        try:
+            return wait(ready, PLACEMENT_TIMEOUT_S, f"ModelReplicaSet {mrs} Ready with its placements")
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}\n{self.why_not_ready(mrs)}") from None
+
+    def why_not_ready(self, mrs: str) -> str:
+        """What a failed wait for a ModelReplicaSet shows, so a failure in CI (whose logs go with its
+        machine) says why: the operator's log tail, the namespace's newest Events, its pods' phases,
+        readiness, restarts and waiting reasons, and last (a test shows a failure's tail) the set's
+        conditions and placements."""
+        lines = []
+        # The operator runs as the chart's pods here (e2e/demo/onnode.py), or as a process (the kwok demo).
+        logs = self.kc.run(
+            "-n", self.ns, "logs", "-l", "app.kubernetes.io/component=operator", "--prefix", "--tail=25", check=False
+        )  # fmt: skip
+        if logs.returncode == 0 and logs.stdout.strip():
+            lines.append(f"--- the operator pods' logs (last 25 lines each)\n{logs.stdout.rstrip()}")
+        else:
+            lines.append(log_tail(self.procs.log_path("operator"), 25, "operator log"))
+        events = (self.kc.get("-n", self.ns, "get", "events", "--sort-by=.lastTimestamp") or {}).get("items") or []
+        lines.append(f"--- the newest events in {self.ns}")
+        for ev in events[-20:]:
+            ref = ev.get("involvedObject") or {}
+            message = " ".join((ev.get("message") or "").split())[:240]
+            lines.append(f"  {ev.get('type')} {ev.get('reason')} {ref.get('kind')}/{ref.get('name')}: {message}")
+        lines.append(f"--- pods in {self.ns}")
+        for pod in (self.kc.get("-n", self.ns, "get", "pods") or {}).get("items") or []:
+            pst = pod.get("status") or {}
+            ready = {c.get("type"): c.get("status") for c in pst.get("conditions") or []}.get("Ready")
+            waiting = [
+                f"{c.get('name')}: {((c.get('state') or {}).get('waiting') or {}).get('reason')} "
+                f"(restarts {c.get('restartCount')})"
+                for c in pst.get("containerStatuses") or []
+                if (c.get("state") or {}).get("waiting") or c.get("restartCount")
+            ]
+            lines.append(
+                f"  {pod['metadata']['name']}: {pst.get('phase')} ready={ready} node {pod['spec'].get('nodeName')} "
+                f"{pst.get('reason') or ''} {'; '.join(waiting)}"
+            )
+        st = (self.kc.get("-n", self.ns, "get", f"modelreplicasets.{GROUP}", mrs) or {}).get("status") or {}
+        lines.append(f"--- ModelReplicaSet {mrs}: readyReplicas {st.get('readyReplicas')} of {st.get('replicas')}")
+        for c in st.get("conditions") or []:
+            lines.append(f"  condition {c.get('type')}={c.get('status')} {c.get('reason')}: {c.get('message')}")
+        for p in st.get("placements") or []:
+            lines.append(f"  placement {p.get('name')}: {p.get('phase')} nodes {p.get('nodes')} {p.get('message', '')}")
+        return "\n".join(lines)
 
 
 def check_model_mode(mode: str) -> None:

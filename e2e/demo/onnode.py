@@ -599,7 +599,9 @@ def up(demo, info: dict[str, Any], t_start: float) -> int:  # type: ignore[no-un
     af, mrs_doc, vi_doc = objs["AgentFleet"], objs["ModelReplicaSet"], objs["VectorIndex"]
     fleet, mrs_name, vi_name = af["metadata"]["name"], mrs_doc["metadata"]["name"], vi_doc["metadata"]["name"]
     say(f"== model replicas placed by the operator (ModelReplicaSet {mrs_name}), as pods of the engine image")
+    t0 = time.monotonic()
     mrs, placements = demo.placements(mrs_name)
+    say(f"  Ready with {len(placements)} placement(s) after {time.monotonic() - t0:.0f}s")
     for p in placements:
         say(f"  {p['name']}: nodes {','.join(p.get('nodes') or [])}, {p.get('gpus')} GPU(s), zone {p.get('zone')}")
     endpoints, aliases = node.replica_endpoints(mrs_name)
