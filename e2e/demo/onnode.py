@@ -126,7 +126,9 @@ def localize_for_node(
 # process servers had them (e2e/harness/llama_server.py), and room for the weights, the slots' KV cache
 # (the 1.5B: 28 KiB a token, 0.9 GiB for 4 x 8192) and llama.cpp's buffers.
 LLAMA_SLOTS = 4
-LLAMA_ENGINE = {"cpu": "100m", "memory": "3Gi", "maxNumSeqs": LLAMA_SLOTS, "maxModelLen": CONTEXT_PER_SLOT}
+# 50m like the simulator's replicas (ENGINE_RESOURCES): with the ingestion Job's 1 CPU, 100m each made
+# the namespace's requests exactly the node's 2 CPUs, leaving no room for a Deployment's surge pod.
+LLAMA_ENGINE = {"cpu": "50m", "memory": "3Gi", "maxNumSeqs": LLAMA_SLOTS, "maxModelLen": CONTEXT_PER_SLOT}
 MODEL_CLAIM = "model-files"  # the claim of the node's directory holding the model's files
 
 
