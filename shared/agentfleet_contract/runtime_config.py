@@ -83,6 +83,11 @@ class AnswerSettings(Model):
     escalate: bool | None = Field(
         default=None, description="A first answer that fails its check goes on to the loop (Cascade: on, OneShot: off)."
     )
+    reread: bool | None = Field(
+        default=None,
+        description="A first answer that fails its check is asked again once over the same passages, before the "
+        "loop (off).",
+    )
     prompt: Literal["Fleet", "OneShot", "Quote"] | None = Field(
         default=None,
         description="How the first call asks: Fleet (the fleet's prompt, then one-shot RAG's instruction), OneShot "
@@ -114,6 +119,7 @@ class AnswerPlan:
     search_first: bool = False
     answer_first: bool = False
     escalate: bool = True
+    reread: bool = False
     prompt: Literal["Fleet", "OneShot", "Quote"] = "OneShot"
     decline_unknown_names: bool = False
     decline_other_subjects: bool = False

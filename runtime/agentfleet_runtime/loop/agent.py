@@ -65,6 +65,9 @@ class LoopSettings:
     answer_first: bool = False  # one call without tools answers from the first passages, if it can
     answer_first_prompt: Literal["Fleet", "OneShot", "Quote"] = "Fleet"  # how that call asks
     escalate: bool = True  # a first answer that fails its check goes on to the loop (OneShot: it is the answer)
+    # A first answer that fails its check is asked again once over the same passages, without tools;
+    # an answer that passes ends the task, one that fails goes on to the loop (escalate) or ends held.
+    reread: bool = False
     decline_other_subjects: bool = False  # a first answer whose values are another thing's is declined
     check_answer_names: bool = False  # an answer's code names must be in a passage
     search_first_top_k: int | None = None  # set: the first search asks for it (the tool's own is followUpTopK)
@@ -291,46 +294,107 @@ class TaskRun:
         """One call after searchFirst, asked to answer from those passages as one-shot RAG is
         (answerPolicy: answering.answerFirst): the fleet's system prompt, the passages and the question,
         in plain text, with no tools and no decision protocol (the 1.5B, asked for a JSON decision here,
-        copied whole passages into its answer). Returns the final step when its answer passes the
-        check (states only values the passages hold, does not say they lack the answer), else what the
-        first step of the loop carries on with: the call's usage and model time, and a turn that shows
-        the model its answer and why the task goes on."""
-        rec, choice = self.rec, Offer((), True)
+        copied whole passages into its answer). With answering.reread, an answer that fails its check
+        is asked again once, shown with the reason. Returns the final step when an answer passes the
+        check (states only values the passages hold, does not say they lack the answer), or ends the
+        task without the loop, else what the first step of the loop carries on with: the calls' usage
+        and model time, and a turn that shows the model its answer and why the task goes on."""
         seen = self._seen_outputs()
         shown = [(p["source"], p["text"]) for out in seen for p in parse_passages(out)]
-        left = rec.deadline - time.time()
-        request = self._request(self._answer_first_messages(seen), left)
+        messages = self._answer_first_messages(seen)
+        reread, escalate = self.settings.reread, self.settings.escalate
+        reply, model_s = await self._call_first(messages)
+        if reply is None:
+            return (Usage(), model_s, []) if escalate or not reread else self._held_first("", Usage(), model_s, "")
+        usage = reply.usage
+        ended, answer, why = self._judged_first(reply, seen, shown, usage, model_s, final=not (escalate or reread))
+        if ended is not None:
+            return ended
+        first = reply.content.strip()  # what the task API shows as the task's first answer
+        self._first_declined = why == answercheck.ANSWER_FIRST_UNANSWERED
+        if reread and why is not None:
+            metrics.ANSWER_FIRST.labels("reread").inc()
+            again = messages + [
+                {"role": "assistant", "content": reply.content or "(empty reply)"},
+                {"role": "user", "content": f"That answer cannot be used: {answercheck.reread_problem(why)}."},
+            ]
+            second, seconds = await self._call_first(again)
+            model_s += seconds
+            if second is not None:
+                usage = usage + second.usage
+                ended, answer, why = self._judged_first(second, seen, shown, usage, model_s, first=first)
+                if ended is not None and not self._held_after_decline(ended.content):
+                    return ended
+                if ended is not None:  # after a decline, held as the loop's answer is: names too
+                    claims = answercheck.unsupported_claims(answer, seen, self.rec.goal)
+                    why = answercheck.check_problem(claims)
+                reply = second
+                self._first_declined = self._first_declined or why == answercheck.ANSWER_FIRST_UNANSWERED
+            if not escalate:
+                return self._held_first(answer or reply.content.strip(), usage, model_s, first)
+        metrics.ANSWER_FIRST.labels("escalated").inc()
+        self._escalated = first or "(no answer)"  # shown on the loop's first step
+        log.info("answer first: the loop goes on", extra={"problem": (why or "")[:300]})
+        turn = repair_messages(reply.content, why, self.settings.decisions) if why else []
+        return usage, model_s, turn
+
+    async def _call_first(self, messages: list[dict[str, Any]]) -> tuple[ModelReply | None, float]:
+        """One tool-less call of the task's opening: the reply (None when the deadline or the context
+        ran out: the loop's own call meets them) and its model seconds."""
+        left = self.rec.deadline - time.time()
         t0 = time.monotonic()
         try:
             with timeouts.timeout(left):
-                reply = await self.model.complete(request)
-        except (TimeoutError, ContextOverflow) as e:  # the loop's own call meets the deadline or the context
-            log.info("answer-first call failed: the loop goes on", extra={"error": str(e)[:300]})
-            return Usage(), time.monotonic() - t0, []
-        model_s = time.monotonic() - t0
-        content, calls, why = self._interpret(reply, False, choice, [])
-        if why is None and not calls:
-            # The quote-first form is read from the reply as written (the text-call reading drops a "Quote:" line).
-            quoting = self.settings.answer_first_prompt == "Quote"
-            answer, why = self._first_answer(reply.content if quoting else content, seen, shown)
-            if why is None or not self.settings.escalate:  # OneShot: the first answer is the answer
-                other = []
-                if self.settings.decline_other_subjects:
-                    other = answercheck.other_subject(answer, shown, rec.goal, self.settings.system_prompt)
-                if other:
-                    metrics.ANSWER_FIRST.labels("declined").inc()
-                    log.info("declined: no passage holding the answer's values names the question's", extra={
-                        "names": other[:5], "answer": answer[:300]})  # fmt: skip
-                    decline = answercheck.decline_other(other)
-                    return Step(len(self.steps), decline, [], reply.usage, model_s, first_answer=answer)
-                metrics.ANSWER_FIRST.labels("answered").inc()
-                return Step(len(self.steps), answer, [], reply.usage, model_seconds=model_s, first_answer=answer)
-        metrics.ANSWER_FIRST.labels("escalated").inc()
-        self._first_declined = why == answercheck.ANSWER_FIRST_UNANSWERED
-        self._escalated = reply.content.strip() or "(no answer)"  # shown on the loop's first step
-        log.info("answer first: the loop goes on", extra={"problem": (why or "")[:300]})
-        turn = repair_messages(reply.content, why, self.settings.decisions) if why else []
-        return reply.usage, model_s, turn
+                reply = await self.model.complete(self._request(messages, left))
+        except (TimeoutError, ContextOverflow) as e:
+            log.info("answer-first call failed", extra={"error": str(e)[:300]})
+            return None, time.monotonic() - t0
+        return reply, time.monotonic() - t0
+
+    def _judged_first(
+        self,
+        reply: ModelReply,
+        seen: list[str],
+        shown: list[tuple[str, str]],
+        usage: Usage,
+        model_s: float,
+        *,
+        final: bool = False,
+        first: str = "",
+    ) -> tuple[Step | None, str, str | None]:
+        """An opening call's reply judged: (the final step when its answer passes the check, or
+        ``final`` makes it the answer; its answer; why it does not end the task). ``first``: the
+        task's first answer when this reply is the second reading (the step records it, so the eval
+        counts what the reading won or lost)."""
+        content, calls, why = self._interpret(reply, False, Offer((), True), [])
+        if why is not None or calls:
+            return None, "", why
+        # The quote-first form is read from the reply as written (the text-call reading drops a "Quote:" line).
+        quoting = self.settings.answer_first_prompt == "Quote"
+        answer, why = self._first_answer(reply.content if quoting else content, seen, shown)
+        if why is not None and not final:
+            return None, answer, why
+        first = first or answer
+        other = []
+        if self.settings.decline_other_subjects:
+            other = answercheck.other_subject(answer, shown, self.rec.goal, self.settings.system_prompt)
+        if other:
+            metrics.ANSWER_FIRST.labels("declined").inc()
+            log.info("declined: no passage holding the answer's values names the question's", extra={
+                "names": other[:5], "answer": answer[:300]})  # fmt: skip
+            decline = answercheck.decline_other(other)
+            return Step(len(self.steps), decline, [], usage, model_s, first_answer=first), answer, why
+        metrics.ANSWER_FIRST.labels("answered").inc()
+        return Step(len(self.steps), answer, [], usage, model_seconds=model_s, first_answer=first), answer, why
+
+    def _held_first(self, answer: str, usage: Usage, model_s: float, first: str) -> Step:
+        """The task's end after a second reading that failed its check too, with the loop off: its
+        decline when it declined, else the decline (what it states, no passage holds)."""
+        metrics.ANSWER_FIRST.labels("held").inc()
+        declined = bool(answer.strip()) and answercheck.says_unanswered(answer)
+        ended = answercheck.tidy_citations(answer) if declined else answercheck.DECLINE
+        log.info("answer first: the second reading failed its check too", extra={"answer": answer[:300]})
+        return Step(len(self.steps), ended, [], usage, model_seconds=model_s, first_answer=first or ended)
 
     def _answer_first_messages(self, seen: list[str]) -> list[dict[str, str]]:
         """The answer-first request in the form answering.prompt names: the

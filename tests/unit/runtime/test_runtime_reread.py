@@ -1,0 +1,100 @@
+"""A second reading (answering.reread): a first answer that fails its check is asked again once over
+the same passages, without tools, before any loop. Its answer ends the task when it passes the
+check; one that fails goes on to the loop (escalate) or ends held to the passages. Model, store and
+tools are the fakes of test_runtime_decisions (the logic under test is ours)."""
+
+from __future__ import annotations
+
+from agentfleet_runtime.core.types import Usage
+from agentfleet_runtime.loop.agent import LoopSettings
+from agentfleet_runtime.loop.answercheck import (
+    ANSWER_FIRST_UNANSWERED,
+    CITATION_PROBLEM,
+    DECLINE,
+    REREAD_UNANSWERED,
+    check_problem,
+    reread_problem,
+)
+from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SEARCH, ScriptedModel, run_task
+
+RIGHT = "ACCESS EXCLUSIVE [source: explicit-locking.html]"
+DECLINED = "The passages do not say which lock it takes."
+INVENTED = "VACUUM FULL takes a lock for 30 seconds [source: explicit-locking.html]"
+
+
+def settings(**kw) -> LoopSettings:
+    kw = {"search_first": "search", "answer_first": True, "reread": True, **kw}
+    return LoopSettings("s", decisions=FIRST_SEARCH, **kw)
+
+
+def test_the_reason_names_no_search_the_reading_cannot_make():
+    assert reread_problem(ANSWER_FIRST_UNANSWERED) == REREAD_UNANSWERED
+    values = reread_problem(check_problem(["30 seconds"]))
+    assert values.startswith("your answer states '30 seconds', which no passage above contains.")
+    assert "Search" not in values and "search" not in REREAD_UNANSWERED
+    assert reread_problem(CITATION_PROBLEM) == CITATION_PROBLEM
+
+
+def test_a_right_answer_on_the_second_reading_ends_the_task_without_the_loop():
+    model = ScriptedModel([DECLINED, RIGHT])
+    _, finished, tools, _ = run_task(model, settings())
+    assert finished["answer"].startswith("ACCESS EXCLUSIVE")
+    assert len(model.requests) == 2 and [c.name for c in tools.calls] == ["search"]  # no search after the first
+    first, second = model.requests
+    # The same request, then the model's answer and the reason: the passages are read again, not searched.
+    assert second.messages[: len(first.messages)] == first.messages and second.tools == []
+    assert second.messages[-2] == {"role": "assistant", "content": DECLINED}
+    assert REREAD_UNANSWERED in second.messages[-1]["content"]
+    step = finished["final_step"]
+    # Both calls are the task's usage; the first answer is kept, so the eval counts what the reading won.
+    assert step.usage == Usage(200, 20) and step.first_answer == DECLINED
+
+
+def test_a_value_no_passage_holds_is_shown_as_such_and_its_correction_stands():
+    model = ScriptedModel([INVENTED, RIGHT])
+    _, finished, _, _ = run_task(model, settings())
+    assert finished["answer"].startswith("ACCESS EXCLUSIVE")
+    assert "'30 seconds', which no passage above contains" in model.requests[1].messages[-1]["content"]
+
+
+def test_a_second_reading_that_fails_too_goes_on_to_the_loop_with_its_own_answer():
+    model = ScriptedModel([DECLINED, INVENTED, SEARCH, ANSWER])
+    _, finished, tools, task_run = run_task(model, settings())
+    assert finished["answer"].startswith("ACCESS EXCLUSIVE")
+    assert len(model.requests) == 4 and [c.name for c in tools.calls] == ["search", "search"]
+    # The loop's first call is shown the second reading's answer and why it failed.
+    loop_first = model.requests[2].messages
+    assert loop_first[-2]["content"] == INVENTED and "'30 seconds'" in loop_first[-1]["content"]
+    assert task_run.steps[1].first_answer == DECLINED  # the loop's first step carries the first answer
+
+
+def test_with_the_loop_off_a_failed_second_reading_ends_held_to_the_passages():
+    # An invented value after a decline becomes the decline, never the answer.
+    model = ScriptedModel([DECLINED, INVENTED])
+    _, finished, tools, _ = run_task(model, settings(escalate=False))
+    assert finished["answer"] == DECLINE and len(model.requests) == 2 and len(tools.calls) == 1
+    assert finished["final_step"].first_answer == DECLINED
+    # A second decline stands in its own words.
+    _, finished, _, _ = run_task(ScriptedModel([INVENTED, DECLINED]), settings(escalate=False))
+    assert finished["answer"] == DECLINED
+
+
+def test_a_right_first_answer_is_never_read_again():
+    model = ScriptedModel([RIGHT])
+    _, finished, _, _ = run_task(model, settings(escalate=False))
+    assert finished["answer"].startswith("ACCESS EXCLUSIVE") and len(model.requests) == 1
+
+
+def test_after_a_decline_a_code_name_no_passage_mentions_is_held_on_the_second_reading_too():
+    # The first answer's value check reads values; after a decline the hold reads code names as well.
+    named = "Call pg_vacuum_lock() first [source: explicit-locking.html]"
+    model = ScriptedModel([DECLINED, named])
+    _, finished, _, _ = run_task(model, settings(escalate=False))
+    assert finished["answer"] == DECLINE
+
+
+def test_off_by_default_the_loop_follows_a_failed_first_answer_directly():
+    model = ScriptedModel([DECLINED, SEARCH, ANSWER])
+    _, finished, _, _ = run_task(model, settings(reread=False))
+    assert len(model.requests) == 3 and "Decide one action" in str(model.requests[1].messages)  # the loop's call
+    assert finished["answer"].startswith("ACCESS EXCLUSIVE")
