@@ -5,10 +5,11 @@
   ``library/`` directory; the rest of that package is tutorials, the C API and Sphinx's own files).
 
 Each has ``<name>.yaml`` beside this file with its VectorIndex (a volume source: in a cluster, a PVC
-holding the pages, with a fixed revision) and the AgentFleet system prompt for it, and
-``<name>-tasks.yaml`` with its questions. Outside a cluster the ingestion Job's workers run as
-local processes and read the installed package's directory in place of the volume's mount. Two
-corpora, so that what is tuned on one set of documents can be checked on another.
+holding the pages, with a fixed revision) and the AgentFleet system prompt for it,
+``<name>-tasks.yaml`` with its questions, and ``<name>-fresh-tasks.yaml`` with a fresh set of
+questions, all held out (issue 59). Outside a cluster the ingestion Job's workers run as local
+processes and read the installed package's directory in place of the volume's mount. Two corpora, so
+that what is tuned on one set of documents can be checked on another.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Corpus:
     directory: Path  # the pages, as the VectorIndex's volume path names them
     objects: Path  # VectorIndex + AgentFleet (system prompt)
     tasks: Path  # the task set for agentfleet eval
+    fresh: Path  # a fresh task set, all held out, written from the pages alone and never tuned on (issue 59)
 
     def ensure(self) -> Path:
         """The pages' directory, installed with apt-get when missing (~25 s each)."""
@@ -100,6 +102,7 @@ POSTGRES = Corpus(
     Path("/usr/share/doc/postgresql-doc-15/html"),
     HERE / "postgres-manual.yaml",
     HERE / "postgres-manual-tasks.yaml",
+    HERE / "postgres-manual-fresh-tasks.yaml",
 )
 PYTHON = Corpus(
     "python",
@@ -108,6 +111,7 @@ PYTHON = Corpus(
     Path("/usr/share/doc/python3.11/html/library"),
     HERE / "python-library.yaml",
     HERE / "python-library-tasks.yaml",
+    HERE / "python-library-fresh-tasks.yaml",
 )
 CORPORA = {c.name: c for c in (POSTGRES, PYTHON)}
 
