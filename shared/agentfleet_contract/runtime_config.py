@@ -83,10 +83,10 @@ class AnswerSettings(Model):
     escalate: bool | None = Field(
         default=None, description="A first answer that fails its check goes on to the loop (Cascade: on, OneShot: off)."
     )
-    reread: bool | None = Field(
+    reread: Literal["", "Again", "Fleet", "OneShot", "Quote"] | None = Field(
         default=None,
-        description="A first answer that fails its check is asked again once over the same passages, before the "
-        "loop (off).",
+        description="A first answer that fails its check is read again once over the same passages, before the "
+        "loop: Again (the same request, its answer and the reason) or a fresh request in the form named ('': off).",
     )
     prompt: Literal["Fleet", "OneShot", "Quote"] | None = Field(
         default=None,
@@ -119,7 +119,7 @@ class AnswerPlan:
     search_first: bool = False
     answer_first: bool = False
     escalate: bool = True
-    reread: bool = False
+    reread: Literal["", "Again", "Fleet", "OneShot", "Quote"] = ""
     prompt: Literal["Fleet", "OneShot", "Quote"] = "OneShot"
     decline_unknown_names: bool = False
     decline_other_subjects: bool = False

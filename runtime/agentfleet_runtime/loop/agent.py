@@ -65,9 +65,11 @@ class LoopSettings:
     answer_first: bool = False  # one call without tools answers from the first passages, if it can
     answer_first_prompt: Literal["Fleet", "OneShot", "Quote"] = "Fleet"  # how that call asks
     escalate: bool = True  # a first answer that fails its check goes on to the loop (OneShot: it is the answer)
-    # A first answer that fails its check is asked again once over the same passages, without tools;
-    # an answer that passes ends the task, one that fails goes on to the loop (escalate) or ends held.
-    reread: bool = False
+    # A first answer that fails its check is read again once over the same passages, without tools:
+    # "Again" asks the same request again after its answer and the reason; Fleet, OneShot or Quote ask
+    # a fresh request in that form ("" off). An answer that passes ends the task, one that fails goes
+    # on to the loop (escalate) or ends held.
+    reread: Literal["", "Again", "Fleet", "OneShot", "Quote"] = ""
     decline_other_subjects: bool = False  # a first answer whose values are another thing's is declined
     check_answer_names: bool = False  # an answer's code names must be in a passage
     search_first_top_k: int | None = None  # set: the first search asks for it (the tool's own is followUpTopK)
@@ -295,13 +297,14 @@ class TaskRun:
         (answerPolicy: answering.answerFirst): the fleet's system prompt, the passages and the question,
         in plain text, with no tools and no decision protocol (the 1.5B, asked for a JSON decision here,
         copied whole passages into its answer). With answering.reread, an answer that fails its check
-        is asked again once, shown with the reason. Returns the final step when an answer passes the
+        is read again once: the same request after that answer and the reason (Again), or a fresh
+        request in the form named. Returns the final step when an answer passes the
         check (states only values the passages hold, does not say they lack the answer), or ends the
         task without the loop, else what the first step of the loop carries on with: the calls' usage
         and model time, and a turn that shows the model its answer and why the task goes on."""
         seen = self._seen_outputs()
         shown = [(p["source"], p["text"]) for out in seen for p in parse_passages(out)]
-        messages = self._answer_first_messages(seen)
+        messages = self._answer_first_messages(seen, self.settings.answer_first_prompt)
         reread, escalate = self.settings.reread, self.settings.escalate
         reply, model_s = await self._call_first(messages)
         if reply is None:
@@ -314,15 +317,19 @@ class TaskRun:
         self._first_declined = why == answercheck.ANSWER_FIRST_UNANSWERED
         if reread and why is not None:
             metrics.ANSWER_FIRST.labels("reread").inc()
-            again = messages + [
-                {"role": "assistant", "content": reply.content or "(empty reply)"},
-                {"role": "user", "content": f"That answer cannot be used: {answercheck.reread_problem(why)}."},
-            ]
+            form = self.settings.answer_first_prompt if reread == "Again" else reread
+            if reread == "Again":
+                again = messages + [
+                    {"role": "assistant", "content": reply.content or "(empty reply)"},
+                    {"role": "user", "content": f"That answer cannot be used: {answercheck.reread_problem(why)}."},
+                ]
+            else:  # a fresh request: a model shown its own decline mostly said it again (dev part, 9 of 10)
+                again = self._answer_first_messages(seen, form)
             second, seconds = await self._call_first(again)
             model_s += seconds
             if second is not None:
                 usage = usage + second.usage
-                ended, answer, why = self._judged_first(second, seen, shown, usage, model_s, first=first)
+                ended, answer, why = self._judged_first(second, seen, shown, usage, model_s, first=first, form=form)
                 if ended is not None and not self._held_after_decline(ended.content):
                     return ended
                 if ended is not None:  # after a decline, held as the loop's answer is: names too
@@ -361,17 +368,18 @@ class TaskRun:
         *,
         final: bool = False,
         first: str = "",
+        form: str = "",
     ) -> tuple[Step | None, str, str | None]:
         """An opening call's reply judged: (the final step when its answer passes the check, or
         ``final`` makes it the answer; its answer; why it does not end the task). ``first``: the
         task's first answer when this reply is the second reading (the step records it, so the eval
-        counts what the reading won or lost)."""
+        counts what the reading won or lost); ``form``: the request's form (unset: answerFirstPrompt's)."""
         content, calls, why = self._interpret(reply, False, Offer((), True), [])
         if why is not None or calls:
             return None, "", why
         # The quote-first form is read from the reply as written (the text-call reading drops a "Quote:" line).
-        quoting = self.settings.answer_first_prompt == "Quote"
-        answer, why = self._first_answer(reply.content if quoting else content, seen, shown)
+        quoting = (form or self.settings.answer_first_prompt) == "Quote"
+        answer, why = self._first_answer(reply.content if quoting else content, seen, shown, quoting)
         if why is not None and not final:
             return None, answer, why
         first = first or answer
@@ -396,11 +404,11 @@ class TaskRun:
         log.info("answer first: the second reading failed its check too", extra={"answer": answer[:300]})
         return Step(len(self.steps), ended, [], usage, model_seconds=model_s, first_answer=first or ended)
 
-    def _answer_first_messages(self, seen: list[str]) -> list[dict[str, str]]:
+    def _answer_first_messages(self, seen: list[str], form: str) -> list[dict[str, str]]:
         """The answer-first request in the form answering.prompt names: the
         fleet's system prompt before one-shot RAG's instruction (Fleet), one-shot RAG's request itself
         (OneShot), or that request with the quote-first instruction (Quote)."""
-        form, goal = self.settings.answer_first_prompt, self.rec.goal
+        goal = self.rec.goal
         if form == "Fleet":
             passages_text = "\n\n".join(seen)
             asked = f"{answercheck.ANSWER_FIRST}\n\n{passages_text}\n\nQuestion: {goal}"
@@ -410,11 +418,13 @@ class TaskRun:
             return rag_messages(goal, passages, answercheck.QUOTE_FIRST)
         return rag_messages(goal, passages)
 
-    def _first_answer(self, content: str, seen: list[str], shown: list[tuple[str, str]]) -> tuple[str, str | None]:
+    def _first_answer(
+        self, content: str, seen: list[str], shown: list[tuple[str, str]], quoting: bool
+    ) -> tuple[str, str | None]:
         """The answer-first reply's answer (cited) and why it does not end the task, or None. A
         quote-first reply is judged by its quote; a reply without an "Answer:" line as a plain one."""
         goal = self.rec.goal
-        quoted = answercheck.read_quoted(content) if self.settings.answer_first_prompt == "Quote" else None
+        quoted = answercheck.read_quoted(content) if quoting else None
         if quoted is not None and quoted.quote:
             why = answercheck.quote_problem(quoted, shown, goal) or self._names_problem(quoted.answer, seen)
             source = answercheck.quote_source(quoted.quote, shown)

@@ -50,7 +50,7 @@ def test_each_policy_sets_the_loops_switches():
         "answer_first": True,
         "answer_first_prompt": "OneShot",
         "escalate": True,
-        "reread": False,
+        "reread": "",
         "decline_other_subjects": True,
         "check_answer_names": False,
         "hold_after_decline": True,

@@ -1,5 +1,6 @@
-"""A second reading (answering.reread): a first answer that fails its check is asked again once over
-the same passages, without tools, before any loop. Its answer ends the task when it passes the
+"""A second reading (answering.reread): a first answer that fails its check is read again once over
+the same passages, without tools, before any loop: the same request after its answer and the reason
+(Again), or a fresh request in another form (Fleet, Quote). Its answer ends the task when it passes the
 check; one that fails goes on to the loop (escalate) or ends held to the passages. Model, store and
 tools are the fakes of test_runtime_decisions (the logic under test is ours)."""
 
@@ -8,9 +9,11 @@ from __future__ import annotations
 from agentfleet_runtime.core.types import Usage
 from agentfleet_runtime.loop.agent import LoopSettings
 from agentfleet_runtime.loop.answercheck import (
+    ANSWER_FIRST,
     ANSWER_FIRST_UNANSWERED,
     CITATION_PROBLEM,
     DECLINE,
+    QUOTE_FIRST,
     REREAD_UNANSWERED,
     check_problem,
     reread_problem,
@@ -23,7 +26,7 @@ INVENTED = "VACUUM FULL takes a lock for 30 seconds [source: explicit-locking.ht
 
 
 def settings(**kw) -> LoopSettings:
-    kw = {"search_first": "search", "answer_first": True, "reread": True, **kw}
+    kw = {"search_first": "search", "answer_first": True, "answer_first_prompt": "OneShot", "reread": "Again", **kw}
     return LoopSettings("s", decisions=FIRST_SEARCH, **kw)
 
 
@@ -95,6 +98,24 @@ def test_after_a_decline_a_code_name_no_passage_mentions_is_held_on_the_second_r
 
 def test_off_by_default_the_loop_follows_a_failed_first_answer_directly():
     model = ScriptedModel([DECLINED, SEARCH, ANSWER])
-    _, finished, _, _ = run_task(model, settings(reread=False))
+    _, finished, _, _ = run_task(model, settings(reread=""))
     assert len(model.requests) == 3 and "Decide one action" in str(model.requests[1].messages)  # the loop's call
+    assert finished["answer"].startswith("ACCESS EXCLUSIVE")
+
+
+def test_a_fresh_reading_asks_anew_in_its_own_form_without_the_first_answer():
+    quoted = "Quote: VACUUM FULL takes an ACCESS EXCLUSIVE lock (0)\nAnswer: ACCESS EXCLUSIVE"
+    model = ScriptedModel([DECLINED, quoted])
+    _, finished, _, _ = run_task(model, settings(reread="Quote", escalate=False))
+    first, second = model.requests
+    assert finished["answer"].startswith("ACCESS EXCLUSIVE")
+    # Not the first request continued: the model is not shown the decline it would repeat.
+    assert DECLINED not in str(second.messages) and second.messages[0] == {"role": "system", "content": QUOTE_FIRST}
+    assert first.messages[0]["content"] != QUOTE_FIRST
+    assert finished["final_step"].first_answer == DECLINED
+    # The Fleet form: the fleet's system prompt, then the answer-first instruction.
+    model = ScriptedModel([DECLINED, RIGHT])
+    _, finished, _, _ = run_task(model, settings(reread="Fleet", escalate=False))
+    assert model.requests[1].messages[0] == {"role": "system", "content": "s"}
+    assert ANSWER_FIRST in model.requests[1].messages[1]["content"]
     assert finished["answer"].startswith("ACCESS EXCLUSIVE")
