@@ -29,7 +29,7 @@ from agentfleet_runtime.core.budget import Prices, TreeUsage, exhausted
 from agentfleet_runtime.core.errors import Cancelled, Released
 from agentfleet_runtime.core.logs import StepRef, step_var, task_id_var
 from agentfleet_runtime.core.types import ModelReply, Status, Step, StopReason, TaskRecord, ToolCall, Usage
-from agentfleet_runtime.loop import answercheck, citing
+from agentfleet_runtime.loop import answercheck, answerfirst, citing
 from agentfleet_runtime.loop.decisions import (
     DecisionSettings,
     Offer,
@@ -39,7 +39,6 @@ from agentfleet_runtime.loop.decisions import (
     read_decision,
     repair_messages,
     request_extras,
-    with_sources,
 )
 from agentfleet_runtime.loop.opening import Opening, calls_text, open_task, search_first_call
 from agentfleet_runtime.model.client import ModelClient, ModelRequest
@@ -48,7 +47,7 @@ from agentfleet_runtime.model.textcalls import parse_text_reply
 from agentfleet_runtime.model.wire import ContextOverflow
 from agentfleet_runtime.store.tasks import Acquired, TaskStore
 from agentfleet_runtime.tools import ToolBox
-from agentfleet_runtime.tools.retrieval import parse_passages, rag_messages
+from agentfleet_runtime.tools.retrieval import parse_passages
 
 log = logging.getLogger("agentfleet_runtime.loop.agent")
 
@@ -114,9 +113,9 @@ class TaskRun:
         )
         check = settings.decisions.answer_check
         self._checks_left = check.retries if check is not None else 0  # answers the check may still send back
-        self._first_declined = False  # the answer-first reply said the passages do not answer
+        self.first_declined = False  # the answer-first reply said the passages do not answer
         self._citation_repairs = 1  # a final answer that gives a passage in its place goes back once
-        self._escalated = ""  # an escalated answer-first reply's, until the loop's first step carries it
+        self.escalated = ""  # an escalated answer-first reply's, until the loop's first step carries it
 
     # -- the loop ----------------------------------------------------------------------------------
     async def execute(self) -> tuple[Status, str]:
@@ -172,7 +171,7 @@ class TaskRun:
             if not isinstance(decided, Step):
                 return decided
             step = decided
-            self._escalated = ""
+            self.escalated = ""
             cost = self._account(step.usage)
             if not step.tool_calls:
                 answer = self._checked(step.content.strip())
@@ -192,7 +191,7 @@ class TaskRun:
         if declined is not None:
             return await self._finish(Status.DONE, StopReason.FINAL_ANSWER.value, declined), carried
         if self.settings.answer_first:
-            first = await self._answer_first()
+            first = await answerfirst.answer_first(self)
             if isinstance(first, Step):
                 cost = self._account(first.usage)
                 done = StopReason.FINAL_ANSWER.value
@@ -213,7 +212,7 @@ class TaskRun:
         (usage, model_s, repair), repairs = carried, 0
         while True:
             left = rec.deadline - time.time()
-            request = self._request(
+            request = self.request(
                 messages + repair if repair else messages,
                 left,
                 tools=extras.get("tools", []),
@@ -235,7 +234,7 @@ class TaskRun:
                 return await self._finish(Status.DONE, StopReason.MAX_CONTEXT.value, self._best_answer())
             model_s += time.monotonic() - t0
             usage += reply.usage
-            content, calls, why = self._interpret(reply, opening.json_mode, choice, schemas)
+            content, calls, why = self.interpret(reply, opening.json_mode, choice, schemas)
             if why is None and not calls:
                 # Each its own budget (one citation repair, answerCheck.retries), not repairAttempts.
                 why = self._citation_problem(content) or self._answer_problem(content)
@@ -249,7 +248,7 @@ class TaskRun:
             metrics.DECISION_REPAIRS.inc()
             log.info("repairing a decision", extra={"problem": why[:300]})
             repair = repair_messages(reply.content or calls_text(calls), why, decide)
-        return Step(len(self.steps), content, calls, usage, model_s, first_answer=self._escalated)
+        return Step(len(self.steps), content, calls, usage, model_s, first_answer=self.escalated)
 
     async def _act(self, step: Step, cost: int) -> float:
         """Checkpoint the step's reply (after the previous step's observations), account its usage,
@@ -269,7 +268,7 @@ class TaskRun:
         self.tree = TreeUsage(self.tree.tokens + usage.total, self.tree.cost_nanos + cost)
         return await self._run_tools(step, behind=True, saving_reply=saving_reply)
 
-    def _request(self, messages: list[dict[str, Any]], timeout: float, **extras: Any) -> ModelRequest:
+    def request(self, messages: list[dict[str, Any]], timeout: float, **extras: Any) -> ModelRequest:
         """A model request of this task's next step."""
         rec = self.rec
         return ModelRequest(
@@ -292,171 +291,25 @@ class TaskRun:
             metrics.spent(self.prices.currency, cost / 1e9, self.rec.tenant)
         return cost
 
-    async def _answer_first(self) -> Step | tuple[Usage, float, list[dict[str, Any]]]:
-        """One call after searchFirst, asked to answer from those passages as one-shot RAG is
-        (answerPolicy: answering.answerFirst): the fleet's system prompt, the passages and the question,
-        in plain text, with no tools and no decision protocol (the 1.5B, asked for a JSON decision here,
-        copied whole passages into its answer). With answering.reread, an answer that fails its check
-        is read again once: the same request after that answer and the reason (Again), or a fresh
-        request in the form named. Returns the final step when an answer passes the
-        check (states only values the passages hold, does not say they lack the answer), or ends the
-        task without the loop, else what the first step of the loop carries on with: the calls' usage
-        and model time, and a turn that shows the model its answer and why the task goes on."""
-        seen = self._seen_outputs()
-        shown = [(p["source"], p["text"]) for out in seen for p in parse_passages(out)]
-        messages = self._answer_first_messages(seen, self.settings.answer_first_prompt)
-        reread, escalate = self.settings.reread, self.settings.escalate
-        reply, model_s = await self._call_first(messages)
-        if reply is None:
-            return (Usage(), model_s, []) if escalate or not reread else self._held_first("", Usage(), model_s, "")
-        usage = reply.usage
-        ended, answer, why = self._judged_first(reply, seen, shown, usage, model_s, final=not (escalate or reread))
-        if ended is not None:
-            return ended
-        first = reply.content.strip()  # what the task API shows as the task's first answer
-        self._first_declined = why == answercheck.ANSWER_FIRST_UNANSWERED
-        if reread and why is not None:
-            metrics.ANSWER_FIRST.labels("reread").inc()
-            form = self.settings.answer_first_prompt if reread == "Again" else reread
-            if reread == "Again":
-                again = messages + [
-                    {"role": "assistant", "content": reply.content or "(empty reply)"},
-                    {"role": "user", "content": f"That answer cannot be used: {answercheck.reread_problem(why)}."},
-                ]
-            else:  # a fresh request: a model shown its own decline mostly said it again (dev part, 9 of 10)
-                again = self._answer_first_messages(seen, form)
-            second, seconds = await self._call_first(again)
-            model_s += seconds
-            if second is not None:
-                usage = usage + second.usage
-                ended, answer, why = self._judged_first(second, seen, shown, usage, model_s, first=first, form=form)
-                if ended is not None and not self._held_after_decline(ended.content):
-                    return ended
-                if ended is not None:  # after a decline, held as the loop's answer is: names too
-                    claims = answercheck.unsupported_claims(answer, seen, self.rec.goal)
-                    why = answercheck.check_problem(claims)
-                reply = second
-                self._first_declined = self._first_declined or why == answercheck.ANSWER_FIRST_UNANSWERED
-            if not escalate:
-                return self._held_first(answer or reply.content.strip(), usage, model_s, first)
-        metrics.ANSWER_FIRST.labels("escalated").inc()
-        self._escalated = first or "(no answer)"  # shown on the loop's first step
-        log.info("answer first: the loop goes on", extra={"problem": (why or "")[:300]})
-        turn = repair_messages(reply.content, why, self.settings.decisions) if why else []
-        return usage, model_s, turn
-
-    async def _call_first(self, messages: list[dict[str, Any]]) -> tuple[ModelReply | None, float]:
-        """One tool-less call of the task's opening: the reply (None when the deadline or the context
-        ran out: the loop's own call meets them) and its model seconds."""
-        left = self.rec.deadline - time.time()
-        t0 = time.monotonic()
-        try:
-            with timeouts.timeout(left):
-                reply = await self.model.complete(self._request(messages, left))
-        except (TimeoutError, ContextOverflow) as e:
-            log.info("answer-first call failed", extra={"error": str(e)[:300]})
-            return None, time.monotonic() - t0
-        return reply, time.monotonic() - t0
-
-    def _judged_first(
-        self,
-        reply: ModelReply,
-        seen: list[str],
-        shown: list[tuple[str, str]],
-        usage: Usage,
-        model_s: float,
-        *,
-        final: bool = False,
-        first: str = "",
-        form: str = "",
-    ) -> tuple[Step | None, str, str | None]:
-        """An opening call's reply judged: (the final step when its answer passes the check, or
-        ``final`` makes it the answer; its answer; why it does not end the task). ``first``: the
-        task's first answer when this reply is the second reading (the step records it, so the eval
-        counts what the reading won or lost); ``form``: the request's form (unset: answerFirstPrompt's)."""
-        content, calls, why = self._interpret(reply, False, Offer((), True), [])
-        if why is not None or calls:
-            return None, "", why
-        # The quote-first form is read from the reply as written (the text-call reading drops a "Quote:" line).
-        quoting = (form or self.settings.answer_first_prompt) == "Quote"
-        answer, why = self._first_answer(reply.content if quoting else content, seen, shown, quoting)
-        if why is not None and not final:
-            return None, answer, why
-        first = first or answer
-        other = []
-        if self.settings.decline_other_subjects:
-            other = answercheck.other_subject(answer, shown, self.rec.goal, self.settings.system_prompt)
-        if other:
-            metrics.ANSWER_FIRST.labels("declined").inc()
-            log.info("declined: no passage holding the answer's values names the question's", extra={
-                "names": other[:5], "answer": answer[:300]})  # fmt: skip
-            decline = answercheck.decline_other(other)
-            return Step(len(self.steps), decline, [], usage, model_s, first_answer=first), answer, why
-        metrics.ANSWER_FIRST.labels("answered").inc()
-        return Step(len(self.steps), answer, [], usage, model_seconds=model_s, first_answer=first), answer, why
-
-    def _held_first(self, answer: str, usage: Usage, model_s: float, first: str) -> Step:
-        """The task's end after a second reading that failed its check too, with the loop off: its
-        decline when it declined, else the decline (what it states, no passage holds)."""
-        metrics.ANSWER_FIRST.labels("held").inc()
-        declined = bool(answer.strip()) and answercheck.says_unanswered(answer)
-        ended = answercheck.tidy_citations(answer) if declined else answercheck.DECLINE
-        log.info("answer first: the second reading failed its check too", extra={"answer": answer[:300]})
-        return Step(len(self.steps), ended, [], usage, model_seconds=model_s, first_answer=first or ended)
-
-    def _answer_first_messages(self, seen: list[str], form: str) -> list[dict[str, str]]:
-        """The answer-first request in the form answering.prompt names: the
-        fleet's system prompt before one-shot RAG's instruction (Fleet), one-shot RAG's request itself
-        (OneShot), or that request with the quote-first instruction (Quote)."""
-        goal = self.rec.goal
-        if form == "Fleet":
-            passages_text = "\n\n".join(seen)
-            asked = f"{answercheck.ANSWER_FIRST}\n\n{passages_text}\n\nQuestion: {goal}"
-            return [{"role": "system", "content": self.settings.system_prompt}, {"role": "user", "content": asked}]
-        passages = [p for out in seen for p in parse_passages(out)]
-        if form == "Quote":
-            return rag_messages(goal, passages, answercheck.QUOTE_FIRST)
-        return rag_messages(goal, passages)
-
-    def _first_answer(
-        self, content: str, seen: list[str], shown: list[tuple[str, str]], quoting: bool
-    ) -> tuple[str, str | None]:
-        """The answer-first reply's answer (cited) and why it does not end the task, or None. A
-        quote-first reply is judged by its quote; a reply without an "Answer:" line as a plain one."""
-        goal = self.rec.goal
-        quoted = answercheck.read_quoted(content) if quoting else None
-        if quoted is not None and quoted.quote:
-            why = answercheck.quote_problem(quoted, shown, goal) or self._names_problem(quoted.answer, seen)
-            source = answercheck.quote_source(quoted.quote, shown)
-            answer = with_sources(quoted.answer, [source]) if source else quoted.answer
-            return (self._cited(answer, shown) if why is None else answer), why
-        answer = (quoted.answer if quoted is not None else content).strip()
-        if answercheck.citation_in_place(answer):  # before the value check: a score is no value it states
-            why: str | None = answercheck.CITATION_PROBLEM
-        else:
-            why = answercheck.first_answer_problem(answer, seen, goal) or self._names_problem(answer, seen)
-        answer = answercheck.tidy_citations(answer)
-        return (self._cited(answer, shown) if why is None else answer), why
-
-    def _cited(self, answer: str, shown: list[tuple[str, str]] | None = None) -> str:
+    def cited(self, answer: str, shown: list[tuple[str, str]] | None = None) -> str:
         """The answer the task ends with, every value it states cited (citing.cite)."""
         if shown is None:
-            shown = [(p["source"], p["text"]) for out in self._seen_outputs() for p in parse_passages(out)]
+            shown = [(p["source"], p["text"]) for out in self.seen_outputs() for p in parse_passages(out)]
         return citing.cite(answer, shown, self.rec.goal)
 
-    def _names_problem(self, answer: str, seen: list[str]) -> str | None:
+    def names_problem(self, answer: str, seen: list[str]) -> str | None:
         """With checkAnswerNames: the code names the first answer gives that no passage mentions."""
         on = self.settings.check_answer_names
         names = answercheck.unknown_answer_names(answer, seen, self.rec.goal) if on else []
         return answercheck.check_problem(names) if names else None
 
-    def _interpret(
+    def interpret(
         self, reply: ModelReply, json_mode: bool, choice: Offer, schemas: list[dict[str, Any]]
     ) -> tuple[str, list[ToolCall], str | None]:
         """The reply as (content, tool calls, why it cannot be used or None). A JSON decision's
         raw text stays the step's content: the history shows the model its own decision."""
         if json_mode and not reply.tool_calls:
-            d = read_decision(reply.content, self._numbered_sources(), self._seen_outputs())
+            d = read_decision(reply.content, self._numbered_sources(), self.seen_outputs())
             if d.problem is not None:
                 return d.content, [], d.problem
             content = reply.content.strip() if d.calls else d.content
@@ -486,11 +339,11 @@ class TaskRun:
         searched = await self._search_step(tool, self.rec.goal, json_mode, text_tools)
         if not self.settings.decline_unknown_names or not searched:
             return None  # a failed search (Milvus down, the tool's breaker open) shows nothing about the documents
-        unknown = answercheck.unknown_names(self.rec.goal, self._seen_outputs(), self.settings.system_prompt)
+        unknown = answercheck.unknown_names(self.rec.goal, self.seen_outputs(), self.settings.system_prompt)
         if not unknown:
             return None
         searched = await self._search_step(tool, " ".join(unknown), json_mode, text_tools)
-        unknown = answercheck.unknown_names(self.rec.goal, self._seen_outputs(), self.settings.system_prompt)
+        unknown = answercheck.unknown_names(self.rec.goal, self.seen_outputs(), self.settings.system_prompt)
         if not unknown or not searched:
             return None
         log.info("declined: the documents do not mention the question's names", extra={"names": unknown[:5]})
@@ -529,14 +382,14 @@ class TaskRun:
             log.info("declined: the answer gives a passage in its place", extra={"answer": answer[:300]})
             return answercheck.DECLINE
         answer = answercheck.tidy_citations(answer)
-        if self._held_after_decline(answer):
+        if self.held_after_decline(answer):
             metrics.ANSWER_FIRST.labels("held").inc()
             log.info("declined after a first decline: no passage holds it", extra={"answer": answer[:300]})
             return answercheck.DECLINE
         check = self.settings.decisions.answer_check
         if check is not None and check.decline and self._unsupported(answer):
             return answercheck.DECLINE
-        return self._cited(answer)
+        return self.cited(answer)
 
     def _citation_problem(self, answer: str) -> str | None:
         """Why a final answer that gives a passage in its place goes back to the model, once."""
@@ -551,20 +404,20 @@ class TaskRun:
         answer = best_answer(self.steps)
         if not answer:
             return answer
-        return answercheck.DECLINE if self._held_after_decline(answer) else self._cited(answer)
+        return answercheck.DECLINE if self.held_after_decline(answer) else self.cited(answer)
 
-    def _held_after_decline(self, answer: str) -> bool:
+    def held_after_decline(self, answer: str) -> bool:
         """Whether the loop's answer, after a first answer that declined, states a value (or a code
         name) that no passage the task retrieved holds."""
-        if not (self._first_declined and self.settings.hold_after_decline) or answercheck.says_unanswered(answer):
+        if not (self.first_declined and self.settings.hold_after_decline) or answercheck.says_unanswered(answer):
             return False
-        return bool(answercheck.unsupported_claims(answer, self._seen_outputs(), self.rec.goal))
+        return bool(answercheck.unsupported_claims(answer, self.seen_outputs(), self.rec.goal))
 
     def _unsupported(self, answer: str) -> list[str]:
         """What answerCheck holds against a final answer: the values no retrieved passage holds and,
         with checkAnswerNames, the code names none mentions (the answer-first reply's two checks)."""
         names = self.settings.check_answer_names
-        return answercheck.unsupported_claims(answer, self._seen_outputs(), self.rec.goal, names=names)
+        return answercheck.unsupported_claims(answer, self.seen_outputs(), self.rec.goal, names=names)
 
     def _numbered_sources(self) -> dict[int, str]:
         """Rank -> source of the latest search's passages: what "[1]" in an answer's sources means."""
@@ -577,7 +430,7 @@ class TaskRun:
                         return {p["rank"]: p["source"] for p in found}
         return {}
 
-    def _seen_outputs(self) -> list[str]:
+    def seen_outputs(self) -> list[str]:
         """What this task's tool calls returned (passages, sub-agents' answers): what its
         answer's sources may name."""
         return [obs.output for step in self.steps for obs in (step.observations or []) if obs.ok and obs.output]

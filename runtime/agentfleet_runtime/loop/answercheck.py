@@ -142,14 +142,14 @@ def unsupported(answer: str, passages: Iterable[str], question: str = "") -> lis
     return out
 
 
-_NOT_CONTAINED = "which no passage you retrieved contains."
+NOT_CONTAINED = "which no passage you retrieved contains."
 
 
 def check_problem(values: list[str]) -> str:
     """The repair turn's reason: what was not found, and the two ways on."""
     shown = ", ".join(repr(v) for v in values[:5])
     return (
-        f"your answer states {shown}, {_NOT_CONTAINED} Search again with other words for the "
+        f"your answer states {shown}, {NOT_CONTAINED} Search again with other words for the "
         "passage that states the value, or answer that the documents do not say."
     )
 
@@ -356,33 +356,6 @@ _UNANSWERED = re.compile(
 def says_unanswered(answer: str) -> bool:
     """Whether an answer says its passages do not hold the answer (or is empty)."""
     return not answer.strip() or bool(_UNANSWERED.search(SOURCES_RX.sub("", answer)))
-
-
-# -- a second reading (answering.reread) ----------------------------------------------------------
-# A first answer that fails its check is asked again once, over the same passages and without tools:
-# in the Python dev part's run, 3 of the loop's 4 wins came from reading the same passages again
-# (a right answer the first call had declined), and 114 of the loop's 130 follow-up passages repeated
-# ones already shown (docs/results/2026-11-27-eval-python-dev.md), at 3,785 tokens an escalation.
-REREAD_UNANSWERED = (
-    "you said the passages do not answer the question. Read them again: if one of them states the answer, "
-    "even in other words (a default in a signature, a sentence under the section's heading), answer from it "
-    "and cite it as [source: NAME]; if none does, say that they do not say, and give no value"
-)
-REREAD_VALUES = (
-    "Answer again from the passages above alone: state only what a passage states, and cite it as "
-    "[source: NAME], or say that they do not say"
-)
-
-
-def reread_problem(why: str) -> str:
-    """The second reading's reason, from the first answer's: the same finding, with the one way on
-    that needs no tools (a reason that tells the model to search would ask for what it cannot do). Pure."""
-    if why == ANSWER_FIRST_UNANSWERED:
-        return REREAD_UNANSWERED
-    head, found, _ = why.partition(_NOT_CONTAINED)
-    if found:
-        return f"{head}which no passage above contains. {REREAD_VALUES}"
-    return why  # a passage in the answer's place (CITATION_PROBLEM) asks for no search
 
 
 def first_answer_problem(answer: str, passages: Iterable[str], question: str = "") -> str | None:

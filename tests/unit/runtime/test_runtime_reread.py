@@ -14,10 +14,9 @@ from agentfleet_runtime.loop.answercheck import (
     CITATION_PROBLEM,
     DECLINE,
     QUOTE_FIRST,
-    REREAD_UNANSWERED,
     check_problem,
-    reread_problem,
 )
+from agentfleet_runtime.loop.answerfirst import REREAD_UNANSWERED, reread_problem
 from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SEARCH, ScriptedModel, run_task
 
 RIGHT = "ACCESS EXCLUSIVE [source: explicit-locking.html]"

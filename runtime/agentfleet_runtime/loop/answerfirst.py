@@ -1,0 +1,205 @@
+"""The answer-first stage of a task's opening (answerPolicy: answering.answerFirst and reread).
+
+After searchFirst, one call without tools answers from those passages as one-shot RAG would. An
+answer that passes its check ends the task. One that fails may be read again once (reread), and then
+either the loop goes on with tools (escalate) or the task ends held to the passages. These are
+functions of the TaskRun that runs them: they read its task, settings and steps, and set what the
+loop's first step carries (``first_declined``, ``escalated``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from agentfleet_runtime.core import metrics, timeouts
+from agentfleet_runtime.core.types import ModelReply, Step, Usage
+from agentfleet_runtime.loop import answercheck
+from agentfleet_runtime.loop.decisions import Offer, repair_messages, with_sources
+from agentfleet_runtime.model.wire import ContextOverflow
+from agentfleet_runtime.tools.retrieval import parse_passages, rag_messages
+
+if TYPE_CHECKING:
+    from agentfleet_runtime.loop.agent import TaskRun
+
+log = logging.getLogger("agentfleet_runtime.loop.agent")  # the loop's logger: one task's lines in one stream
+
+# A first answer that fails its check is read again once, over the same passages and without tools:
+# in the Python dev part's run, 3 of the loop's 4 wins came from reading the same passages again
+# (a right answer the first call had declined), and 114 of the loop's 130 follow-up passages repeated
+# ones already shown (docs/results/2026-11-27-eval-python-dev.md), at 3,785 tokens an escalation.
+# These reasons are the Again form's; shown its own decline, the 1.5B said it again 9 times in 10,
+# and a fresh request in the Fleet form did better (docs/results/2026-11-27-eval-python-reread.md).
+REREAD_UNANSWERED = (
+    "you said the passages do not answer the question. Read them again: if one of them states the answer, "
+    "even in other words (a default in a signature, a sentence under the section's heading), answer from it "
+    "and cite it as [source: NAME]; if none does, say that they do not say, and give no value"
+)
+REREAD_VALUES = (
+    "Answer again from the passages above alone: state only what a passage states, and cite it as "
+    "[source: NAME], or say that they do not say"
+)
+
+
+def reread_problem(why: str) -> str:
+    """The second reading's reason, from the first answer's: the same finding, with the one way on
+    that needs no tools (a reason that tells the model to search would ask for what it cannot do). Pure."""
+    if why == answercheck.ANSWER_FIRST_UNANSWERED:
+        return REREAD_UNANSWERED
+    head, found, _ = why.partition(answercheck.NOT_CONTAINED)
+    if found:
+        return f"{head}which no passage above contains. {REREAD_VALUES}"
+    return why  # a passage in the answer's place (CITATION_PROBLEM) asks for no search
+
+
+async def answer_first(run: TaskRun) -> Step | tuple[Usage, float, list[dict[str, Any]]]:
+    """One call after searchFirst, asked to answer from those passages as one-shot RAG is
+    (answerPolicy: answering.answerFirst): the fleet's system prompt, the passages and the question,
+    in plain text, with no tools and no decision protocol (the 1.5B, asked for a JSON decision here,
+    copied whole passages into its answer). With answering.reread, an answer that fails its check
+    is read again once: the same request after that answer and the reason (Again), or a fresh
+    request in the form named. Returns the final step when an answer passes the
+    check (states only values the passages hold, does not say they lack the answer), or ends the
+    task without the loop, else what the first step of the loop carries on with: the calls' usage
+    and model time, and a turn that shows the model its answer and why the task goes on."""
+    seen = run.seen_outputs()
+    shown = [(p["source"], p["text"]) for out in seen for p in parse_passages(out)]
+    messages = request_messages(run, seen, run.settings.answer_first_prompt)
+    reread, escalate = run.settings.reread, run.settings.escalate
+    reply, model_s = await _call(run, messages)
+    if reply is None:
+        return (Usage(), model_s, []) if escalate or not reread else _held(run, "", Usage(), model_s, "")
+    usage = reply.usage
+    ended, answer, why = _judged(run, reply, seen, shown, usage, model_s, final=not (escalate or reread))
+    if ended is not None:
+        return ended
+    first = reply.content.strip()  # what the task API shows as the task's first answer
+    run.first_declined = why == answercheck.ANSWER_FIRST_UNANSWERED
+    if reread and why is not None:
+        metrics.ANSWER_FIRST.labels("reread").inc()
+        form = run.settings.answer_first_prompt if reread == "Again" else reread
+        if reread == "Again":
+            again = messages + [
+                {"role": "assistant", "content": reply.content or "(empty reply)"},
+                {"role": "user", "content": f"That answer cannot be used: {reread_problem(why)}."},
+            ]
+        else:  # a fresh request: a model shown its own decline mostly said it again (dev part, 9 of 10)
+            again = request_messages(run, seen, form)
+        second, seconds = await _call(run, again)
+        model_s += seconds
+        if second is not None:
+            usage = usage + second.usage
+            ended, answer, why = _judged(run, second, seen, shown, usage, model_s, first=first, form=form)
+            if ended is not None and not run.held_after_decline(ended.content):
+                return ended
+            if ended is not None:  # after a decline, held as the loop's answer is: names too
+                claims = answercheck.unsupported_claims(answer, seen, run.rec.goal)
+                why = answercheck.check_problem(claims)
+            reply = second
+            run.first_declined = run.first_declined or why == answercheck.ANSWER_FIRST_UNANSWERED
+        if not escalate:
+            return _held(run, answer or reply.content.strip(), usage, model_s, first)
+    metrics.ANSWER_FIRST.labels("escalated").inc()
+    run.escalated = first or "(no answer)"  # shown on the loop's first step
+    log.info("answer first: the loop goes on", extra={"problem": (why or "")[:300]})
+    turn = repair_messages(reply.content, why, run.settings.decisions) if why else []
+    return usage, model_s, turn
+
+
+async def _call(run: TaskRun, messages: list[dict[str, Any]]) -> tuple[ModelReply | None, float]:
+    """One tool-less call of the task's opening: the reply (None when the deadline or the context
+    ran out: the loop's own call meets them) and its model seconds."""
+    left = run.rec.deadline - time.time()
+    t0 = time.monotonic()
+    try:
+        with timeouts.timeout(left):
+            reply = await run.model.complete(run.request(messages, left))
+    except (TimeoutError, ContextOverflow) as e:
+        log.info("answer-first call failed", extra={"error": str(e)[:300]})
+        return None, time.monotonic() - t0
+    return reply, time.monotonic() - t0
+
+
+def _judged(
+    run: TaskRun,
+    reply: ModelReply,
+    seen: list[str],
+    shown: list[tuple[str, str]],
+    usage: Usage,
+    model_s: float,
+    *,
+    final: bool = False,
+    first: str = "",
+    form: str = "",
+) -> tuple[Step | None, str, str | None]:
+    """An opening call's reply judged: (the final step when its answer passes the check, or
+    ``final`` makes it the answer; its answer; why it does not end the task). ``first``: the
+    task's first answer when this reply is the second reading (the step records it, so the eval
+    counts what the reading won or lost); ``form``: the request's form (unset: answerFirstPrompt's)."""
+    content, calls, why = run.interpret(reply, False, Offer((), True), [])
+    if why is not None or calls:
+        return None, "", why
+    # The quote-first form is read from the reply as written (the text-call reading drops a "Quote:" line).
+    quoting = (form or run.settings.answer_first_prompt) == "Quote"
+    answer, why = _first_answer(run, reply.content if quoting else content, seen, shown, quoting)
+    if why is not None and not final:
+        return None, answer, why
+    first = first or answer
+    other = []
+    if run.settings.decline_other_subjects:
+        other = answercheck.other_subject(answer, shown, run.rec.goal, run.settings.system_prompt)
+    if other:
+        metrics.ANSWER_FIRST.labels("declined").inc()
+        log.info("declined: no passage holding the answer's values names the question's", extra={
+            "names": other[:5], "answer": answer[:300]})  # fmt: skip
+        decline = answercheck.decline_other(other)
+        return Step(len(run.steps), decline, [], usage, model_s, first_answer=first), answer, why
+    metrics.ANSWER_FIRST.labels("answered").inc()
+    return Step(len(run.steps), answer, [], usage, model_seconds=model_s, first_answer=first), answer, why
+
+
+def _held(run: TaskRun, answer: str, usage: Usage, model_s: float, first: str) -> Step:
+    """The task's end after a second reading that failed its check too, with the loop off: its
+    decline when it declined, else the decline (what it states, no passage holds)."""
+    metrics.ANSWER_FIRST.labels("held").inc()
+    declined = bool(answer.strip()) and answercheck.says_unanswered(answer)
+    ended = answercheck.tidy_citations(answer) if declined else answercheck.DECLINE
+    log.info("answer first: the second reading failed its check too", extra={"answer": answer[:300]})
+    return Step(len(run.steps), ended, [], usage, model_seconds=model_s, first_answer=first or ended)
+
+
+def request_messages(run: TaskRun, seen: list[str], form: str) -> list[dict[str, str]]:
+    """The answer-first request in the form answering.prompt names: the
+    fleet's system prompt before one-shot RAG's instruction (Fleet), one-shot RAG's request itself
+    (OneShot), or that request with the quote-first instruction (Quote)."""
+    goal = run.rec.goal
+    if form == "Fleet":
+        passages_text = "\n\n".join(seen)
+        asked = f"{answercheck.ANSWER_FIRST}\n\n{passages_text}\n\nQuestion: {goal}"
+        return [{"role": "system", "content": run.settings.system_prompt}, {"role": "user", "content": asked}]
+    passages = [p for out in seen for p in parse_passages(out)]
+    if form == "Quote":
+        return rag_messages(goal, passages, answercheck.QUOTE_FIRST)
+    return rag_messages(goal, passages)
+
+
+def _first_answer(
+    run: TaskRun, content: str, seen: list[str], shown: list[tuple[str, str]], quoting: bool
+) -> tuple[str, str | None]:
+    """The answer-first reply's answer (cited) and why it does not end the task, or None. A
+    quote-first reply is judged by its quote; a reply without an "Answer:" line as a plain one."""
+    goal = run.rec.goal
+    quoted = answercheck.read_quoted(content) if quoting else None
+    if quoted is not None and quoted.quote:
+        why = answercheck.quote_problem(quoted, shown, goal) or run.names_problem(quoted.answer, seen)
+        source = answercheck.quote_source(quoted.quote, shown)
+        answer = with_sources(quoted.answer, [source]) if source else quoted.answer
+        return (run.cited(answer, shown) if why is None else answer), why
+    answer = (quoted.answer if quoted is not None else content).strip()
+    if answercheck.citation_in_place(answer):  # before the value check: a score is no value it states
+        why: str | None = answercheck.CITATION_PROBLEM
+    else:
+        why = answercheck.first_answer_problem(answer, seen, goal) or run.names_problem(answer, seen)
+    answer = answercheck.tidy_citations(answer)
+    return (run.cited(answer, shown) if why is None else answer), why
