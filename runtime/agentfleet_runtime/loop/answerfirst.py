@@ -91,11 +91,8 @@ async def answer_first(run: TaskRun) -> Step | tuple[Usage, float, list[dict[str
         if second is not None:
             usage = usage + second.usage
             ended, answer, why = _judged(run, second, seen, shown, usage, model_s, first=first, form=form)
-            if ended is not None and not run.held_after_decline(ended.content):
+            if ended is not None:
                 return ended
-            if ended is not None:  # after a decline, held as the loop's answer is: names too
-                claims = answercheck.unsupported_claims(answer, seen, run.rec.goal)
-                why = answercheck.check_problem(claims)
             reply = second
             run.first_declined = run.first_declined or why == answercheck.ANSWER_FIRST_UNANSWERED
         if not escalate:
@@ -155,6 +152,8 @@ def _judged(
             "names": other[:5], "answer": answer[:300]})  # fmt: skip
         decline = answercheck.decline_other(other)
         return Step(len(run.steps), decline, [], usage, model_s, first_answer=first), answer, why
+    if run.held_after_decline(answer):  # a second reading after a decline is held as the loop's answer: names too
+        return None, answer, answercheck.check_problem(answercheck.unsupported_claims(answer, seen, run.rec.goal))
     metrics.ANSWER_FIRST.labels("answered").inc()
     return Step(len(run.steps), answer, [], usage, model_seconds=model_s, first_answer=first), answer, why
 
