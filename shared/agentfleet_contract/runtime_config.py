@@ -83,10 +83,10 @@ class AnswerSettings(Model):
     escalate: bool | None = Field(
         default=None, description="A first answer that fails its check goes on to the loop (Cascade: on, OneShot: off)."
     )
-    reread: Literal["", "Again", "Fleet", "OneShot", "Quote"] | None = Field(
+    reread: Literal["", "Fleet", "OneShot", "Quote"] | None = Field(
         default=None,
         description="A first answer that fails its check is read again once over the same passages, before the "
-        "loop: Again (the same request, its answer and the reason) or a fresh request in the form named ('': off).",
+        "loop, as a fresh request in the form named ('': off).",
     )
     prompt: Literal["Fleet", "OneShot", "Quote"] | None = Field(
         default=None,
@@ -119,7 +119,7 @@ class AnswerPlan:
     search_first: bool = False
     answer_first: bool = False
     escalate: bool = True
-    reread: Literal["", "Again", "Fleet", "OneShot", "Quote"] = ""
+    reread: Literal["", "Fleet", "OneShot", "Quote"] = ""
     prompt: Literal["Fleet", "OneShot", "Quote"] = "OneShot"
     decline_unknown_names: bool = False
     decline_other_subjects: bool = False

@@ -64,11 +64,10 @@ class LoopSettings:
     answer_first: bool = False  # one call without tools answers from the first passages, if it can
     answer_first_prompt: Literal["Fleet", "OneShot", "Quote"] = "Fleet"  # how that call asks
     escalate: bool = True  # a first answer that fails its check goes on to the loop (OneShot: it is the answer)
-    # A first answer that fails its check is read again once over the same passages, without tools:
-    # "Again" asks the same request again after its answer and the reason; Fleet, OneShot or Quote ask
-    # a fresh request in that form ("" off). An answer that passes ends the task, one that fails goes
-    # on to the loop (escalate) or ends held.
-    reread: Literal["", "Again", "Fleet", "OneShot", "Quote"] = ""
+    # A first answer that fails its check is read again once over the same passages, without tools,
+    # as a fresh request in the form named ("" off). An answer that passes ends the task, one that
+    # fails goes on to the loop (escalate) or ends held.
+    reread: Literal["", "Fleet", "OneShot", "Quote"] = ""
     decline_other_subjects: bool = False  # a first answer whose values are another thing's is declined
     check_answer_names: bool = False  # an answer's code names must be in a passage
     search_first_top_k: int | None = None  # set: the first search asks for it (the tool's own is followUpTopK)

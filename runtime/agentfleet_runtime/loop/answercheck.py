@@ -142,15 +142,12 @@ def unsupported(answer: str, passages: Iterable[str], question: str = "") -> lis
     return out
 
 
-NOT_CONTAINED = "which no passage you retrieved contains."
-
-
 def check_problem(values: list[str]) -> str:
     """The repair turn's reason: what was not found, and the two ways on."""
     shown = ", ".join(repr(v) for v in values[:5])
     return (
-        f"your answer states {shown}, {NOT_CONTAINED} Search again with other words for the "
-        "passage that states the value, or answer that the documents do not say."
+        f"your answer states {shown}, which no passage you retrieved contains. Search again with other "
+        "words for the passage that states the value, or answer that the documents do not say."
     )
 
 

@@ -29,28 +29,9 @@ log = logging.getLogger("agentfleet_runtime.loop.agent")  # the loop's logger: o
 # in the Python dev part's run, 3 of the loop's 4 wins came from reading the same passages again
 # (a right answer the first call had declined), and 114 of the loop's 130 follow-up passages repeated
 # ones already shown (docs/results/2026-11-27-eval-python-dev.md), at 3,785 tokens an escalation.
-# These reasons are the Again form's; shown its own decline, the 1.5B said it again 9 times in 10,
-# and a fresh request in the Fleet form did better (docs/results/2026-11-27-eval-python-reread.md).
-REREAD_UNANSWERED = (
-    "you said the passages do not answer the question. Read them again: if one of them states the answer, "
-    "even in other words (a default in a signature, a sentence under the section's heading), answer from it "
-    "and cite it as [source: NAME]; if none does, say that they do not say, and give no value"
-)
-REREAD_VALUES = (
-    "Answer again from the passages above alone: state only what a passage states, and cite it as "
-    "[source: NAME], or say that they do not say"
-)
-
-
-def reread_problem(why: str) -> str:
-    """The second reading's reason, from the first answer's: the same finding, with the one way on
-    that needs no tools (a reason that tells the model to search would ask for what it cannot do). Pure."""
-    if why == answercheck.ANSWER_FIRST_UNANSWERED:
-        return REREAD_UNANSWERED
-    head, found, _ = why.partition(answercheck.NOT_CONTAINED)
-    if found:
-        return f"{head}which no passage above contains. {REREAD_VALUES}"
-    return why  # a passage in the answer's place (CITATION_PROBLEM) asks for no search
+# The reading is a fresh request: continuing the first one with its answer and the reason was tried
+# and dropped, since shown its own decline the 1.5B said it again 9 times in 10
+# (docs/results/2026-11-27-eval-python-reread.md).
 
 
 async def answer_first(run: TaskRun) -> Step | tuple[Usage, float, list[dict[str, Any]]]:
@@ -58,8 +39,7 @@ async def answer_first(run: TaskRun) -> Step | tuple[Usage, float, list[dict[str
     (answerPolicy: answering.answerFirst): the fleet's system prompt, the passages and the question,
     in plain text, with no tools and no decision protocol (the 1.5B, asked for a JSON decision here,
     copied whole passages into its answer). With answering.reread, an answer that fails its check
-    is read again once: the same request after that answer and the reason (Again), or a fresh
-    request in the form named. Returns the final step when an answer passes the
+    is read again once, as a fresh request in the form named. Returns the final step when an answer passes the
     check (states only values the passages hold, does not say they lack the answer), or ends the
     task without the loop, else what the first step of the loop carries on with: the calls' usage
     and model time, and a turn that shows the model its answer and why the task goes on."""
@@ -78,19 +58,11 @@ async def answer_first(run: TaskRun) -> Step | tuple[Usage, float, list[dict[str
     run.first_declined = why == answercheck.ANSWER_FIRST_UNANSWERED
     if reread and why is not None:
         metrics.ANSWER_FIRST.labels("reread").inc()
-        form = run.settings.answer_first_prompt if reread == "Again" else reread
-        if reread == "Again":
-            again = messages + [
-                {"role": "assistant", "content": reply.content or "(empty reply)"},
-                {"role": "user", "content": f"That answer cannot be used: {reread_problem(why)}."},
-            ]
-        else:  # a fresh request: a model shown its own decline mostly said it again (dev part, 9 of 10)
-            again = request_messages(run, seen, form)
-        second, seconds = await _call(run, again)
+        second, seconds = await _call(run, request_messages(run, seen, reread))
         model_s += seconds
         if second is not None:
             usage = usage + second.usage
-            ended, answer, why = _judged(run, second, seen, shown, usage, model_s, first=first, form=form)
+            ended, answer, why = _judged(run, second, seen, shown, usage, model_s, first=first, form=reread)
             if ended is not None:
                 return ended
             reply = second

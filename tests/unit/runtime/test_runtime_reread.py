@@ -1,7 +1,7 @@
 """A second reading (answering.reread): a first answer that fails its check is read again once over
-the same passages, without tools, before any loop: the same request after its answer and the reason
-(Again), or a fresh request in another form (Fleet, Quote). Its answer ends the task when it passes the
-check; one that fails goes on to the loop (escalate) or ends held to the passages. Model, store and
+the same passages, without tools, before any loop, as a fresh request in the form named (Fleet, Quote).
+Its answer ends the task when it passes the check; one that fails goes on to the loop (escalate) or ends
+held to the passages. Model, store and
 tools are the fakes of test_runtime_decisions (the logic under test is ours)."""
 
 from __future__ import annotations
@@ -10,13 +10,9 @@ from agentfleet_runtime.core.types import Usage
 from agentfleet_runtime.loop.agent import LoopSettings
 from agentfleet_runtime.loop.answercheck import (
     ANSWER_FIRST,
-    ANSWER_FIRST_UNANSWERED,
-    CITATION_PROBLEM,
     DECLINE,
     QUOTE_FIRST,
-    check_problem,
 )
-from agentfleet_runtime.loop.answerfirst import REREAD_UNANSWERED, reread_problem
 from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SEARCH, ScriptedModel, run_task
 
 RIGHT = "ACCESS EXCLUSIVE [source: explicit-locking.html]"
@@ -25,16 +21,8 @@ INVENTED = "VACUUM FULL takes a lock for 30 seconds [source: explicit-locking.ht
 
 
 def settings(**kw) -> LoopSettings:
-    kw = {"search_first": "search", "answer_first": True, "answer_first_prompt": "OneShot", "reread": "Again", **kw}
+    kw = {"search_first": "search", "answer_first": True, "answer_first_prompt": "OneShot", "reread": "Fleet", **kw}
     return LoopSettings("s", decisions=FIRST_SEARCH, **kw)
-
-
-def test_the_reason_names_no_search_the_reading_cannot_make():
-    assert reread_problem(ANSWER_FIRST_UNANSWERED) == REREAD_UNANSWERED
-    values = reread_problem(check_problem(["30 seconds"]))
-    assert values.startswith("your answer states '30 seconds', which no passage above contains.")
-    assert "Search" not in values and "search" not in REREAD_UNANSWERED
-    assert reread_problem(CITATION_PROBLEM) == CITATION_PROBLEM
 
 
 def test_a_right_answer_on_the_second_reading_ends_the_task_without_the_loop():
@@ -43,20 +31,20 @@ def test_a_right_answer_on_the_second_reading_ends_the_task_without_the_loop():
     assert finished["answer"].startswith("ACCESS EXCLUSIVE")
     assert len(model.requests) == 2 and [c.name for c in tools.calls] == ["search"]  # no search after the first
     first, second = model.requests
-    # The same request, then the model's answer and the reason: the passages are read again, not searched.
-    assert second.messages[: len(first.messages)] == first.messages and second.tools == []
-    assert second.messages[-2] == {"role": "assistant", "content": DECLINED}
-    assert REREAD_UNANSWERED in second.messages[-1]["content"]
+    # A fresh request over the same passages, without tools: the model is not shown the decline it
+    # would repeat, and nothing is searched again.
+    assert second.tools == [] and DECLINED not in str(second.messages)
+    passage = "VACUUM FULL takes an ACCESS EXCLUSIVE lock"  # the first search's passage, read again
+    assert passage in first.messages[-1]["content"] and passage in second.messages[-1]["content"]
     step = finished["final_step"]
     # Both calls are the task's usage; the first answer is kept, so the eval counts what the reading won.
     assert step.usage == Usage(200, 20) and step.first_answer == DECLINED
 
 
-def test_a_value_no_passage_holds_is_shown_as_such_and_its_correction_stands():
+def test_a_corrected_value_on_the_second_reading_stands():
     model = ScriptedModel([INVENTED, RIGHT])
     _, finished, _, _ = run_task(model, settings())
-    assert finished["answer"].startswith("ACCESS EXCLUSIVE")
-    assert "'30 seconds', which no passage above contains" in model.requests[1].messages[-1]["content"]
+    assert finished["answer"].startswith("ACCESS EXCLUSIVE") and finished["final_step"].first_answer == INVENTED
 
 
 def test_a_second_reading_that_fails_too_goes_on_to_the_loop_with_its_own_answer():
