@@ -350,9 +350,17 @@ _UNANSWERED = re.compile(
 )
 
 
+# The documentation's own conditions are no decline: "VOLATILE is the default if the command does not
+# specify a category", "When fmt is not specified, ... XML". Read as declines, these right answers were
+# read again and cited nothing (3 of 211 right answers in the 2026-11-27 journals).
+_CONDITION = re.compile(r"\b(?:if|when|whenever|unless)\b[^,;:.!?\n]*$", re.I)
+
+
 def says_unanswered(answer: str) -> bool:
-    """Whether an answer says its passages do not hold the answer (or is empty)."""
-    return not answer.strip() or bool(_UNANSWERED.search(SOURCES_RX.sub("", answer)))
+    """Whether an answer says its passages do not hold the answer (or is empty): a "not stated" that
+    no "if" or "when" of its own clause makes a condition."""
+    body = SOURCES_RX.sub("", answer)
+    return not answer.strip() or any(not _CONDITION.search(body[: m.start()]) for m in _UNANSWERED.finditer(body))
 
 
 def first_answer_problem(answer: str, passages: Iterable[str], question: str = "") -> str | None:

@@ -113,6 +113,8 @@ def test_native_tool_calls_get_no_tools_on_the_first_answer():
         "This is not specified in the provided passages.",
         "I cannot determine this from the passages.",
         "There is no information about deque.sort() in the passages.",
+        "When asked about the default, the documentation does not say.",  # the condition is another clause's
+        "If the passages are right, they do not mention it.",
         "",
     ],
 )
@@ -127,6 +129,10 @@ def test_answers_that_say_the_passages_lack_the_answer(text):
         "VACUUM FULL takes an ACCESS EXCLUSIVE lock.",
         "No, TRUNCATE does not scan the table.",
         "Sources: the passages do not say anything else",  # a sources line is no statement
+        # The documentation's own conditions, in right answers the cascade had read as declines:
+        "This is the default if the CREATE FUNCTION command does not specify a category: VOLATILE.",
+        "When `fmt` is not specified in `plistlib.dump()`, the property list is written in XML format.",
+        "Unless a port is specified, port 5432 is used.",
     ],
 )
 def test_answers_that_answer(text):
