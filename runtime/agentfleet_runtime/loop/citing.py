@@ -40,6 +40,10 @@ _COMMON = frozenset(
     "into each other some such more most must value values documentation passage source answer stated "
     "state said about used using been being were".split()
 )
+# Values a documentation page writes as words: SQL keywords in capitals ("VOLATILE", "PARALLEL UNSAFE",
+# "NULLS LAST": PostgreSQL's answers are often these) and dot-files (".pg_service.conf"), which code names miss.
+_KEYWORDS = re.compile(r"(?<![\w.])[A-Z]{2,}(?:[ _][A-Z]{2,})*(?![\w.])")
+_DOT_FILE = re.compile(r"(?<![\w./])\.[A-Za-z_][\w.-]*[A-Za-z0-9]")
 # An answer's clauses: "X is three, and Y takes SHARE" states two things, each with its own words.
 _CLAUSE = re.compile(r"(?:[.;!?](?=\s|$)|\n|,?\s+(?:and|while|but|whereas)\s+)")
 
@@ -57,7 +61,8 @@ class _Claim:
 
 def _claims(body: str, question: str) -> list[_Claim]:
     """The values and code names an answer states that the question does not: its quantities, its
-    bare number words ("the default is three"), its quoted values and its code names."""
+    bare number words ("the default is three"), its quoted values, its code names, its keywords in
+    capitals and its dot-files."""
     asked = quantities(question) + number_words(question)
     out: list[_Claim] = []
     clean = CITATION_RX.sub(" ", body)
@@ -67,7 +72,8 @@ def _claims(body: str, question: str) -> list[_Claim]:
         if not quantities(clean[m.start() : m.end() + 12].split(".")[0])  # "five minutes" is a quantity already
     ]
     out += [_Claim(q.text, q) for q in nums if not any(q.same(k) for k in asked)]
-    words = [*quoted(body), *answer_names(body, question)]
+    keywords = [m.group(0) for m in _KEYWORDS.finditer(clean) if len(m.group(0)) >= 4]
+    words = [*quoted(body), *answer_names(body, question), *keywords, *_DOT_FILE.findall(clean)]
     out += [
         _Claim(w) for w in dict.fromkeys(w.removesuffix("()") for w in words) if w.casefold() not in question.casefold()
     ]

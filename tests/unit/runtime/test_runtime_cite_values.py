@@ -58,6 +58,24 @@ def test_a_value_stated_on_another_page_than_the_cited_one_gets_that_page_cited(
     ) == ["pgwaldump.html"]
 
 
+def test_a_keyword_in_capitals_and_a_dot_file_get_the_page_stating_them_cited():
+    # PostgreSQL's answers are often keywords: PARALLEL UNSAFE is stated only on the parallel-safety
+    # page, not on the cited volatility page (pgf-hop-immutable-parallel-unsafe: right, uncited).
+    volatility = ("xfunc-volatility.html", "An IMMUTABLE function returns the same results given the same arguments.")
+    parallel = ("parallel-safety.html", "Functions are labeled PARALLEL UNSAFE by default when none is given.")
+    question = "Which category promises the same result forever, and which parallel label is the default?"
+    answer = "IMMUTABLE; a function is PARALLEL UNSAFE by default [source: xfunc-volatility.html]."
+    assert uncited_sources(answer, ["xfunc-volatility.html"], [volatility, parallel], question) == [
+        "parallel-safety.html"
+    ]
+    # A dot-file only the service-file page names (pgf-hop-pgpass-service-file: right, uncited).
+    pgpass = ("libpq-pgpass.html", "The file .pgpass must disallow any access to world or group: chmod 0600.")
+    service = ("libpq-pgservice.html", "The per-user service file is ~/.pg_service.conf.")
+    answer = "chmod 0600; the per-user service file is .pg_service.conf [source: libpq-pgpass.html]."
+    asked = "Which mode must ~/.pgpass have, and what is the per-user SERVICE file called?"
+    assert uncited_sources(answer, ["libpq-pgpass.html"], [pgpass, service], asked) == ["libpq-pgservice.html"]
+
+
 def test_nothing_is_added_when_a_cited_passage_states_it_as_closely_or_no_passage_states_it():
     answer = "The default is three autovacuum workers."
     assert uncited_sources(answer, ["runtime-config-autovacuum.html"], [VACUUMING, AUTOVACUUM], QUESTION) == []
