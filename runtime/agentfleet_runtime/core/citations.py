@@ -16,7 +16,8 @@ _LABELLED = re.compile(r"(?i)\b(?:sources?|cited?|citations?|references?)\s*[:=]
 _BRACKETED = re.compile(r"[\[\(]\s*([\w./-]+\.[A-Za-z0-9]{1,6}(?:#[\w.-]+)?)\s*[\]\)]")
 # A document file named in running text.
 _NAMED = re.compile(r"(?<![\w/.-])([\w/-][\w./-]*\.(?:html?|md|markdown|txt|rst|pdf|adoc)(?:#[\w.-]+)?)(?![\w-])", re.I)
-_SPLIT = re.compile(r"\s*(?:,|;|\band\b|\s\|\s)\s*")
+# "a.html and b.html" lists two; plpgsql-errors-and-messages.html is one document ("and" inside a name).
+_SPLIT = re.compile(r"\s*(?:,|;|(?<![\w-])and(?![\w-])|\s\|\s)\s*")
 
 
 def _clean(ref: str) -> str:

@@ -160,6 +160,7 @@ def test_task_view_lists_retrieved_passages_and_citations():
         ("The default is 5min [source: runtime-config-wal.html]", ["runtime-config-wal.html"]),
         ("A (sources: a.html, b.html; c.html) then [d.md#3].", ["a.html", "b.html", "c.html", "d.md#3"]),
         ("Sources: explicit-locking.html and sql-vacuum.html", ["explicit-locking.html", "sql-vacuum.html"]),
+        ("Sources: a.html, and plpgsql-errors-and-messages.html", ["a.html", "plpgsql-errors-and-messages.html"]),
         ("See [sql-vacuum.html] and again [source: sql-vacuum.html]", ["sql-vacuum.html"]),
         ("The manual does not say. [1] is no citation, nor is (5min), [note] or postgresql.conf.", []),
         (
