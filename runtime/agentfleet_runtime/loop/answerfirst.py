@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentfleet_runtime.core import metrics, timeouts
 from agentfleet_runtime.core.types import ModelReply, Step, Usage
-from agentfleet_runtime.loop import answercheck
+from agentfleet_runtime.loop import answercheck, citing
 from agentfleet_runtime.loop.decisions import Offer, repair_messages, with_sources
 from agentfleet_runtime.model.wire import ContextOverflow
 from agentfleet_runtime.tools.retrieval import parse_passages, rag_messages
@@ -172,5 +172,5 @@ def _first_answer(
         why: str | None = answercheck.CITATION_PROBLEM
     else:
         why = answercheck.first_answer_problem(answer, seen, goal) or run.names_problem(answer, seen)
-    answer = answercheck.tidy_citations(answer)
+    answer = citing.without_unretrieved(answercheck.tidy_citations(answer), [source for source, _ in shown])
     return (run.cited(answer, shown) if why is None else answer), why

@@ -5,8 +5,9 @@ another: "three workers ... [source: routine-vacuuming.html]" where only
 runtime-config-autovacuum.html says "The default is three", or a tool name only its own page holds.
 The runtime has the passages at hand: each value and code name the answer states gets the document
 of the passage that states it nearest the answer's own words, unless a cited one does as well.
-Only retrieved documents are ever added, and nothing the model cited is taken away; a value no
-passage states is the answer check's business (answercheck.py), not the citations'.
+Only retrieved documents are ever added. What the model cited stays, except, on the first answer
+(whose passages are all at hand), a document the task never retrieved; a value no passage states is
+the answer check's business (answercheck.py), not the citations'.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agentfleet_runtime.core.citations import parse_citations
+from agentfleet_runtime.core.citations import cited_document, parse_citations
 from agentfleet_runtime.loop.answercheck import (
     CITATION_RX,
     NUMBER_WORD_RX,
@@ -141,3 +142,26 @@ def cite(answer: str, passages: Iterable[tuple[str, str]], question: str = "") -
     shown = list(passages)
     cited = parse_citations(answer) or supporting_sources(answer, shown, question)
     return with_sources(answer, [*cited, *uncited_sources(answer, cited, shown, question)])
+
+
+def _document(name: str) -> str:
+    """A citation's or a passage's document, as the task API compares them: the file, without its
+    directory or its passage number."""
+    return cited_document(name.strip()).rsplit("/", 1)[-1]
+
+
+def without_unretrieved(answer: str, sources: Iterable[str]) -> str:
+    """The answer without the citations naming no document among ``sources`` (the task's retrieved
+    ones): a small model cites a page it guesses from the question (plpgsql-do.html, where the
+    search returned sql-do.html), and the task API would list a source the task never read. The
+    citations kept move to one sources line; an answer citing only retrieved documents is returned
+    as it is."""
+    have = {_document(s) for s in sources}
+    cited = parse_citations(answer)
+    kept = [c for c in cited if _document(c) in have]
+    if len(kept) == len(cited):
+        return answer
+    gone = set(cited) - set(kept)
+    body = TAG_RX.sub(lambda m: "" if gone & set(parse_citations(m.group(0))) else m.group(0), answer)
+    body = re.sub(r"[ \t]+([.,;])", r"\1", SOURCES_RX.sub("", body)).strip()
+    return with_sources(body, kept)

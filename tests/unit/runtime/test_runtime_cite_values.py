@@ -10,7 +10,7 @@ import json
 from agentfleet_runtime.core.types import Observation
 from agentfleet_runtime.loop.agent import LoopSettings
 from agentfleet_runtime.loop.answercheck import DECLINE
-from agentfleet_runtime.loop.citing import uncited_sources
+from agentfleet_runtime.loop.citing import uncited_sources, without_unretrieved
 from agentfleet_runtime.tools.retrieval import format_passages
 from tests.unit.runtime.test_runtime_decisions import FIRST_SEARCH, ScriptedModel, Tools, run_task
 
@@ -107,3 +107,27 @@ def test_the_loops_final_answer_cites_the_page_stating_its_value():
             model, LoopSettings("s", decisions=FIRST_SEARCH), goal=QUESTION, tools=Search([VACUUMING, AUTOVACUUM])
         )
         assert (finished["answer"].split("\n\n")[-1] if cites else finished["answer"]) == (cites or DECLINE)
+
+
+def test_a_citation_of_a_document_never_retrieved_is_taken_away():
+    retrieved = ["sql-do.html", "docs/plhandler.html"]
+    guessed = "The code runs in plpgsql when LANGUAGE is omitted. [source: plpgsql-do.html]"
+    assert without_unretrieved(guessed, retrieved) == "The code runs in plpgsql when LANGUAGE is omitted."
+    # Retrieved ones stay where they are; a name containing another's is not taken for it.
+    kept = "X [source: plhandler.html#2] and Y [source: do.html]."
+    assert without_unretrieved(kept, retrieved) == "X [source: plhandler.html#2] and Y."
+    assert without_unretrieved("X.\n\nSources: sql-do.html, do.html", retrieved) == "X.\n\nSources: sql-do.html"
+    assert without_unretrieved("X [source: sql-do.html].", retrieved) == "X [source: sql-do.html]."
+
+
+def test_the_first_answer_cites_the_retrieved_page_in_place_of_the_one_it_guessed():
+    """pgf-cmd-do-language: right, citing plpgsql-do.html, which the search never returned; the task
+    API listed it and the answer was ungrounded."""
+    do = (
+        "sql-do.html",
+        "lang_name: The name of the procedural language the code is written in. The default is plpgsql.",
+    )
+    model = ScriptedModel(["The code runs in plpgsql when LANGUAGE is omitted. [source: plpgsql-do.html]"])
+    settings = LoopSettings("s", decisions=FIRST_SEARCH, search_first="search", answer_first=True, escalate=False)
+    _, finished, _, _ = run_task(model, settings, goal="Which language runs a DO block by default?", tools=Search([do]))
+    assert "plpgsql-do.html" not in finished["answer"] and finished["answer"].endswith("Sources: sql-do.html")
