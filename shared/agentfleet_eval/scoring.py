@@ -76,6 +76,9 @@ _DECLINE_PHRASES = (
 )
 _DECLINE = re.compile(rf"(?i)\b(?:{_DECLINE_PHRASES}|there is no)\b")
 _DECLINE_PHRASE = re.compile(rf"(?i)\b(?:{_DECLINE_PHRASES})\b")
+# A decline phrase inside a condition of the answer's own clause declines nothing: "when key is not
+# specified, deque.sort() sorts ascending" asserts what the documents never say.
+_CONDITION = re.compile(r"\b(?:if|when|whenever|unless)\b[^,;:.!?\n]*$")
 # A value asserted in words: "the default ... is noeviction", "defaults to on".
 _ASSERTED = re.compile(
     r"\b(?:default(?: [\w-]+){0,4} (?:is|was|would be)|defaults? to|is set to)\s+['\"]?([\w-]+(?:\.\d+)?)"
@@ -96,9 +99,16 @@ def without_declines(answer: str) -> str:
     return _DECLINE_PHRASE.sub(lambda m: " " * len(m.group()), clean(answer))
 
 
+def says_undocumented(answer: str) -> bool:
+    """The answer says the documents do not answer: a decline phrase that no "if" or "when" of its
+    own clause makes a condition."""
+    text = normalise(answer)
+    return any(not _CONDITION.search(text[: m.start()]) for m in _DECLINE.finditer(text))
+
+
 def declined(answer: str, question: str = "") -> bool:
     """The answer says the documents do not answer, and asserts no value of its own."""
-    return bool(_DECLINE.search(normalise(answer))) and not asserted_values(answer, question)
+    return says_undocumented(answer) and not asserted_values(answer, question)
 
 
 def asserted_values(answer: str, question: str = "") -> list[str]:
@@ -193,7 +203,7 @@ def judge_answer(task: EvalTask, answer: str) -> Verdict:
         if declined(answer, task.question):
             return Verdict(True, "ok")
         values = asserted_values(answer, task.question)
-        if values and _DECLINE.search(normalise(answer)):
+        if values and says_undocumented(answer):
             return Verdict(False, f"declines but asserts {', '.join(map(repr, values[:3]))}")
         return Verdict(False, "answered a question the documents do not answer")
     a, q = Reading(without_declines(answer)), Reading(task.question)

@@ -143,6 +143,10 @@ def test_numbers_match_as_numbers_and_words_as_whole_words() -> None:
         ("There is no setting named max_cluster_ram in PostgreSQL 15.", True),
         ("I could not find this in the documentation.", True),
         ("The default is 5min.", False),
+        ("When asked about it, the documentation does not mention it.", True),
+        # A wrong answer dressed as a decline: the "not specified" is the answer's own condition.
+        ("When key is not specified, deque.sort() sorts the items in ascending order.", False),
+        ("If the cluster is not mentioned, asyncio.distribute() uses every machine.", False),
     ],
 )
 def test_declines(answer: str, declines: bool) -> None:
