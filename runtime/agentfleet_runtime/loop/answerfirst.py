@@ -39,10 +39,10 @@ async def answer_first(run: TaskRun) -> Step | tuple[Usage, float, list[dict[str
     (answerPolicy: answering.answerFirst): the fleet's system prompt, the passages and the question,
     in plain text, with no tools and no decision protocol (the 1.5B, asked for a JSON decision here,
     copied whole passages into its answer). With answering.reread, an answer that fails its check
-    is read again once, as a fresh request in the form named. Returns the final step when an answer passes the
-    check (states only values the passages hold, does not say they lack the answer), or ends the
-    task without the loop, else what the first step of the loop carries on with: the calls' usage
-    and model time, and a turn that shows the model its answer and why the task goes on."""
+    is read again once, as a fresh request in the form named. Returns the final step when an answer
+    passes the check (states only values the passages hold, does not say they lack the answer), or
+    ends the task without the loop, else what the first step of the loop carries on with: the calls'
+    usage and model time, and a turn that shows the model its answer and why the task goes on."""
     seen = run.seen_outputs()
     shown = [(p["source"], p["text"]) for out in seen for p in parse_passages(out)]
     messages = request_messages(run, seen, run.settings.answer_first_prompt)
