@@ -34,7 +34,7 @@ def outcome_of(tree: Sequence[dict[str, Any]]) -> Outcome:
         citations=tuple(root.get("citations") or ()),
         retrieved=tuple(retrieved),
         steps=int(root.get("stepCount") or 0),
-        model_calls=sum(int(v.get("stepCount") or 0) for v in tree),
+        model_calls=sum(_model_calls(v) for v in tree),
         tool_calls=dict(tools),
         sub_agents=len(tree) - 1,
         tokens=int(usage.get("totalTokens") or (root.get("usage") or {}).get("totalTokens") or 0),
@@ -42,3 +42,15 @@ def outcome_of(tree: Sequence[dict[str, Any]]) -> Outcome:
         latency_seconds=float(root.get("durationSeconds") or 0.0),
         first_answer=next((st["firstAnswer"] for st in root.get("steps") or [] if st.get("firstAnswer")), ""),
     )
+
+
+def _model_calls(view: dict[str, Any]) -> int:
+    """How many model calls a task made. A step is a model call and the tool calls it asked for, but
+    the loop's own searches (the search-first step, the unknown-names search) are steps with no
+    model call: counting steps said 2 calls for a task that ended on its first answer. A step with
+    neither tokens nor model time is such a search; a view whose steps carry no usage (the one-shot
+    baselines') counts its steps."""
+    steps = view.get("steps")
+    if not steps or any("usage" not in s for s in steps):
+        return int(view.get("stepCount") or 0)
+    return sum(1 for s in steps if s.get("modelSeconds") or sum((s.get("usage") or {}).values()))
