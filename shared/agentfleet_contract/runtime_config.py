@@ -88,6 +88,11 @@ class AnswerSettings(Model):
         description="A first answer that fails its check is read again once over the same passages, before the "
         "loop, as a fresh request in the form named ('': off).",
     )
+    verify_search: bool | None = Field(
+        default=None,
+        description="A first answer stating values no first passage holds searches once with its own words, without "
+        "a model call, and ends the task when the passages found hold them (off).",
+    )
     prompt: Literal["Fleet", "OneShot", "Quote"] | None = Field(
         default=None,
         description="How the first call asks: Fleet (the fleet's prompt, then one-shot RAG's instruction), OneShot "
@@ -120,6 +125,7 @@ class AnswerPlan:
     answer_first: bool = False
     escalate: bool = True
     reread: Literal["", "Fleet", "OneShot", "Quote"] = ""
+    verify_search: bool = False
     prompt: Literal["Fleet", "OneShot", "Quote"] = "OneShot"
     decline_unknown_names: bool = False
     decline_other_subjects: bool = False

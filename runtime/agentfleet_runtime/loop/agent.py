@@ -68,6 +68,9 @@ class LoopSettings:
     # as a fresh request in the form named ("" off). An answer that passes ends the task, one that
     # fails goes on to the loop (escalate) or ends held.
     reread: Literal["", "Fleet", "OneShot", "Quote"] = ""
+    # A first answer stating values no first passage holds searches once with its own words (no model
+    # call) and ends the task when what that finds holds them (answerfirst.verify_query).
+    verify_search: bool = False
     decline_other_subjects: bool = False  # a first answer whose values are another thing's is declined
     check_answer_names: bool = False  # an answer's code names must be in a passage
     search_first_top_k: int | None = None  # set: the first search asks for it (the tool's own is followUpTopK)
@@ -190,7 +193,8 @@ class TaskRun:
         if declined is not None:
             return await self._finish(Status.DONE, StopReason.FINAL_ANSWER.value, declined), carried
         if self.settings.answer_first:
-            first = await answerfirst.answer_first(self)
+            tool, json_mode, text_tools = self.settings.search_first, opening.json_mode, opening.text_tools
+            first = await answerfirst.answer_first(self, lambda q: self._search_step(tool, q, json_mode, text_tools))
             if isinstance(first, Step):
                 cost = self._account(first.usage)
                 done = StopReason.FINAL_ANSWER.value

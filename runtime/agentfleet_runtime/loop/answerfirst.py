@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from agentfleet_runtime.core import metrics, timeouts
@@ -32,9 +33,16 @@ log = logging.getLogger("agentfleet_runtime.loop.agent")  # the loop's logger: o
 # The reading is a fresh request: continuing the first one with its answer and the reason was tried
 # and dropped, since shown its own decline the 1.5B said it again 9 times in 10
 # (docs/results/2026-11-27-eval-python-reread.md).
+#
+# A first answer whose values no first passage holds may still be documented: the 1.5B's right values
+# that the check refused (NNTP's port 119, bigint's 8 bytes, a UUID's 128 bits) are in the manuals,
+# on pages the question's own words did not rank in the first five. The answer's own words are a
+# search query no model call is needed to write (answering.verifySearch).
+
+Search = Callable[[str], Awaitable[bool]]  # one search as a step without a model call (TaskRun's)
 
 
-async def answer_first(run: TaskRun) -> Step | tuple[Usage, float, list[dict[str, Any]]]:
+async def answer_first(run: TaskRun, search: Search | None = None) -> Step | tuple[Usage, float, list[dict[str, Any]]]:
     """One call after searchFirst, asked to answer from those passages as one-shot RAG is
     (answerPolicy: answering.answerFirst): the fleet's system prompt, the passages and the question,
     in plain text, with no tools and no decision protocol (the 1.5B, asked for a JSON decision here,
@@ -42,7 +50,9 @@ async def answer_first(run: TaskRun) -> Step | tuple[Usage, float, list[dict[str
     is read again once, as a fresh request in the form named. Returns the final step when an answer
     passes the check (states only values the passages hold, does not say they lack the answer), or
     ends the task without the loop, else what the first step of the loop carries on with: the calls'
-    usage and model time, and a turn that shows the model its answer and why the task goes on."""
+    usage and model time, and a turn that shows the model its answer and why the task goes on.
+    With answering.verifySearch, ``search`` first looks for an answer's unheld values with the
+    answer's own words; the answer ends the task when what it finds holds them."""
     seen = run.seen_outputs()
     shown = [(p["source"], p["text"]) for out in seen for p in parse_passages(out)]
     messages = request_messages(run, seen, run.settings.answer_first_prompt)
@@ -55,6 +65,10 @@ async def answer_first(run: TaskRun) -> Step | tuple[Usage, float, list[dict[str
     if ended is not None:
         return ended
     first = reply.content.strip()  # what the task API shows as the task's first answer
+    if search is not None and run.settings.verify_search and _verifiable(answer, why, seen, run.rec.goal):
+        verified = await _verified(run, answer, search, usage, model_s)
+        if verified is not None:
+            return verified
     run.first_declined = why == answercheck.ANSWER_FIRST_UNANSWERED
     if reread and why is not None:
         metrics.ANSWER_FIRST.labels("reread").inc()
@@ -128,6 +142,44 @@ def _judged(
         return None, answer, answercheck.check_problem(answercheck.unsupported_claims(answer, seen, run.rec.goal))
     metrics.ANSWER_FIRST.labels("answered").inc()
     return Step(len(run.steps), answer, [], usage, model_seconds=model_s, first_answer=first), answer, why
+
+
+def _verifiable(answer: str, why: str | None, seen: list[str], goal: str) -> bool:
+    """Whether a first answer that failed its check did so only for values no passage holds: not a
+    decline, not a passage given in the answer's place, not an unusable reply."""
+    if not answer or why in (answercheck.ANSWER_FIRST_UNANSWERED, answercheck.CITATION_PROBLEM):
+        return False
+    return bool(answercheck.unsupported(answer, seen, goal))
+
+
+VERIFY_QUERY_MIN_WORDS = 6  # a shorter answer ("119 [source: x]") says too little to search with alone
+
+
+def verify_query(answer: str, goal: str) -> str:
+    """The verifying search's query: the answer's words without its citations, after the question
+    when the answer alone is too short to say what it is about. Pure."""
+    claim = " ".join(answercheck.TAG_RX.sub(" ", answercheck.SOURCES_RX.sub("", answer)).split())
+    return claim if len(claim.split()) >= VERIFY_QUERY_MIN_WORDS else f"{' '.join(goal.split())} {claim}"
+
+
+async def _verified(run: TaskRun, answer: str, search: Search, usage: Usage, model_s: float) -> Step | None:
+    """The verifying search: the final step when the passages it adds hold every value the answer
+    states (and, with declineOtherSubjects, a page holding them names the question's subject), else
+    None and the task goes on as it would have (a reading again, the loop or the held decline)."""
+    goal = run.rec.goal
+    await search(verify_query(answer, goal))  # failed (Milvus down, the breaker open): no passage to hold them
+    seen = run.seen_outputs()
+    shown = [(p["source"], p["text"]) for out in seen for p in parse_passages(out)]
+    cited, why = _first_answer(run, answer, seen, shown, False)
+    if why is not None:
+        log.info("answer first: the verifying search found no passage holding the answer", extra={"problem": why[:300]})
+        return None
+    if run.settings.decline_other_subjects and answercheck.other_subject(
+        cited, shown, goal, run.settings.system_prompt
+    ):
+        return None  # what holds the values is about another thing: the reading again or the loop decides
+    metrics.ANSWER_FIRST.labels("verified").inc()
+    return Step(len(run.steps), cited, [], usage, model_seconds=model_s, first_answer=cited)
 
 
 def _held(run: TaskRun, answer: str, usage: Usage, model_s: float, first: str) -> Step:
