@@ -6,8 +6,10 @@
 
 Each has ``<name>.yaml`` beside this file with its VectorIndex (a volume source: in a cluster, a PVC
 holding the pages, with a fixed revision) and the AgentFleet system prompt for it,
-``<name>-tasks.yaml`` with its questions, and ``<name>-fresh-tasks.yaml`` with a fresh set of
-questions, all held out (issue 59). Outside a cluster the ingestion Job's workers run as local
+``<name>-tasks.yaml`` with its questions, and ``<name>-fresh-tasks.yaml`` and
+``<name>-fresh-b-tasks.yaml`` with fresh sets of questions, all held out (issue 59): the second
+written after the first had been run and its failures read, so that a change made since is measured
+on questions nobody has seen it answer. Outside a cluster the ingestion Job's workers run as local
 processes and read the installed package's directory in place of the volume's mount. Two corpora, so
 that what is tuned on one set of documents can be checked on another.
 """
@@ -36,7 +38,7 @@ class Corpus:
     directory: Path  # the pages, as the VectorIndex's volume path names them
     objects: Path  # VectorIndex + AgentFleet (system prompt)
     tasks: Path  # the task set for agentfleet eval
-    fresh: Path  # a fresh task set, all held out, written from the pages alone and never tuned on (issue 59)
+    fresh: tuple[Path, ...]  # fresh task sets, oldest first, all held out, from the pages alone, never tuned on
 
     def ensure(self) -> Path:
         """The pages' directory, installed with apt-get when missing (~25 s each)."""
@@ -102,7 +104,7 @@ POSTGRES = Corpus(
     Path("/usr/share/doc/postgresql-doc-15/html"),
     HERE / "postgres-manual.yaml",
     HERE / "postgres-manual-tasks.yaml",
-    HERE / "postgres-manual-fresh-tasks.yaml",
+    (HERE / "postgres-manual-fresh-tasks.yaml", HERE / "postgres-manual-fresh-b-tasks.yaml"),
 )
 PYTHON = Corpus(
     "python",
@@ -111,7 +113,7 @@ PYTHON = Corpus(
     Path("/usr/share/doc/python3.11/html/library"),
     HERE / "python-library.yaml",
     HERE / "python-library-tasks.yaml",
-    HERE / "python-library-fresh-tasks.yaml",
+    (HERE / "python-library-fresh-tasks.yaml", HERE / "python-library-fresh-b-tasks.yaml"),
 )
 CORPORA = {c.name: c for c in (POSTGRES, PYTHON)}
 
