@@ -65,7 +65,7 @@ async def answer_first(run: TaskRun, search: Search | None = None) -> Step | tup
     if ended is not None:
         return ended
     first = reply.content.strip()  # what the task API shows as the task's first answer
-    if search is not None and run.settings.verify_search and _verifiable(answer, why, seen, run.rec.goal):
+    if search is not None and run.settings.verify_search and verifiable(answer, why, seen, run.rec.goal):
         verified = await _verified(run, answer, search, usage, model_s)
         if verified is not None:
             return verified
@@ -144,7 +144,7 @@ def _judged(
     return Step(len(run.steps), answer, [], usage, model_seconds=model_s, first_answer=first), answer, why
 
 
-def _verifiable(answer: str, why: str | None, seen: list[str], goal: str) -> bool:
+def verifiable(answer: str, why: str | None, seen: list[str], goal: str) -> bool:
     """Whether a first answer that failed its check did so only for values no passage holds: not a
     decline, not a passage given in the answer's place, not an unusable reply."""
     if not answer or why in (answercheck.ANSWER_FIRST_UNANSWERED, answercheck.CITATION_PROBLEM):
@@ -163,23 +163,42 @@ def verify_query(answer: str, goal: str) -> str:
 
 
 async def _verified(run: TaskRun, answer: str, search: Search, usage: Usage, model_s: float) -> Step | None:
-    """The verifying search: the final step when the passages it adds hold every value the answer
-    states (and, with declineOtherSubjects, a page holding them names the question's subject), else
-    None and the task goes on as it would have (a reading again, the loop or the held decline)."""
-    goal = run.rec.goal
-    await search(verify_query(answer, goal))  # failed (Milvus down, the breaker open): no passage to hold them
+    """The verifying search: the final step when the passages it adds hold the answer (``held``),
+    else None and the task goes on as it would have (a reading again, the loop or the held decline)."""
+    await search(verify_query(answer, run.rec.goal))  # failed (Milvus down, the breaker open): nothing holds it
     seen = run.seen_outputs()
     shown = [(p["source"], p["text"]) for out in seen for p in parse_passages(out)]
-    cited, why = _first_answer(run, answer, seen, shown, False)
-    if why is not None:
-        log.info("answer first: the verifying search found no passage holding the answer", extra={"problem": why[:300]})
+    s = run.settings
+    cited = held(answer, seen, shown, run.rec.goal, s.check_answer_names, s.decline_other_subjects, s.system_prompt)
+    if cited is None:
+        log.info("answer first: no passage the verifying search found holds the answer", extra={"answer": answer[:200]})
         return None
-    if run.settings.decline_other_subjects and answercheck.other_subject(
-        cited, shown, goal, run.settings.system_prompt
-    ):
-        return None  # what holds the values is about another thing: the reading again or the loop decides
     metrics.ANSWER_FIRST.labels("verified").inc()
     return Step(len(run.steps), cited, [], usage, model_seconds=model_s, first_answer=cited)
+
+
+def held(
+    answer: str,
+    seen: list[str],
+    shown: list[tuple[str, str]],
+    goal: str,
+    check_names: bool,
+    other_subjects: bool,
+    subject: str,
+) -> str | None:
+    """The first answer cited where the passages hold it, or None: every value it states is in a
+    passage (and, with ``check_names``, every code name it gives), and with ``other_subjects`` a page
+    holding them names the question's identifiers (``subject``: the fleet's system prompt). The
+    verifying search's judgement, and its replay's (e2e/bench/verify_replay.py). Pure."""
+    answer = citing.without_unretrieved(answercheck.tidy_citations(answer), [source for source, _ in shown])
+    if answercheck.first_answer_problem(answer, seen, goal) is not None:
+        return None
+    if check_names and answercheck.unknown_answer_names(answer, seen, goal):
+        return None
+    cited = citing.cite(answer, shown, goal)
+    if other_subjects and answercheck.other_subject(cited, shown, goal, subject):
+        return None  # what holds the values is about another thing: the reading again or the loop decides
+    return cited
 
 
 def _held(run: TaskRun, answer: str, usage: Usage, model_s: float, first: str) -> Step:
