@@ -4,7 +4,8 @@ cascade pass, against the live index, without a model call.
 For each task of the pass, the journal's first answer is judged as the answer-first stage judges it
 over the task's first passages (the search-first step's, and the unknown-names search's). One that
 fails only for values no passage holds (`answerfirst.verifiable`) is searched for as the runtime
-searches (`answerfirst.verify_query`, the Retrieval tool's topK, filter and readAround), and judged
+searches (`answerfirst.verify_query`, the Retrieval tool's topK and filter, a neighbouring chunk a
+side: `VERIFY_READ_AROUND`), and judged
 again over all of them (`answerfirst.held`). Where it is held, the task would have ended with it: the
 eval's scorer scores that answer beside the task's stored final one. Every other task ends as it did.
 
@@ -33,7 +34,7 @@ from agentfleet_eval.taskset import EvalTask, load_taskset
 from agentfleet_client.evaluation.journal import outcome_from
 from agentfleet_runtime.core.citations import parse_citations
 from agentfleet_runtime.loop import answercheck, citing
-from agentfleet_runtime.loop.answerfirst import verifiable, held, verify_query
+from agentfleet_runtime.loop.answerfirst import VERIFY_READ_AROUND, held, verifiable, verify_query
 from agentfleet_runtime.tools.retrieval import format_passages
 
 Search = Callable[[str], Awaitable[list[dict[str, Any]]]]  # query -> passages (source, text, score)
@@ -124,7 +125,8 @@ async def _replay(args: argparse.Namespace) -> list[Replayed]:
     }
 
     async def search(query: str) -> list[dict[str, Any]]:
-        return await search_passages(retriever, query, rs.top_k, rs.filter, rs.read_around)
+        # As the Retrieval tool answers the runtime's verifying search: its readAround, or the search's.
+        return await search_passages(retriever, query, rs.top_k, rs.filter, max(rs.read_around, VERIFY_READ_AROUND))
 
     tasks = {t.id: t for t in load_taskset(args.taskset).tasks}
     try:

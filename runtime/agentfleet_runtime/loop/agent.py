@@ -194,7 +194,10 @@ class TaskRun:
             return await self._finish(Status.DONE, StopReason.FINAL_ANSWER.value, declined), carried
         if self.settings.answer_first:
             tool, json_mode, text_tools = self.settings.search_first, opening.json_mode, opening.text_tools
-            first = await answerfirst.answer_first(self, lambda q: self._search_step(tool, q, json_mode, text_tools))
+            around = answerfirst.VERIFY_READ_AROUND
+            first = await answerfirst.answer_first(
+                self, lambda q: self._search_step(tool, q, json_mode, text_tools, read_around=around)
+            )
             if isinstance(first, Step):
                 cost = self._account(first.usage)
                 done = StopReason.FINAL_ANSWER.value
@@ -352,11 +355,15 @@ class TaskRun:
         log.info("declined: the documents do not mention the question's names", extra={"names": unknown[:5]})
         return answercheck.decline_unknown(unknown)
 
-    async def _search_step(self, tool: str, query: str, json_mode: bool, text_tools: bool) -> bool:
+    async def _search_step(
+        self, tool: str, query: str, json_mode: bool, text_tools: bool, read_around: int | None = None
+    ) -> bool:
         """One search as a step without a model call; whether it answered (any passages or none)."""
         n = len(self.steps)
         top_k = self.settings.search_first_top_k
-        call, content = search_first_call(tool, query, json_mode=json_mode, text_tools=text_tools, n=n, top_k=top_k)
+        call, content = search_first_call(
+            tool, query, json_mode=json_mode, text_tools=text_tools, n=n, top_k=top_k, read_around=read_around
+        )
         step = Step(n=n, content=content, tool_calls=[call], usage=Usage())
         saving_reply = self.store.send_reply(self.rec, self.lease, step, 0)
         self.steps.append(step)

@@ -152,6 +152,12 @@ def verifiable(answer: str, why: str | None, seen: list[str], goal: str) -> bool
     return bool(answercheck.unsupported(answer, seen, goal))
 
 
+# The verifying search joins each passage's neighbouring chunk on either side: the answer's words find
+# the page, and the value is often in the chunk beside the one they rank (a table after its caption,
+# "a 128-bit quantity" a sentence after the type's heading). Replayed over the PostgreSQL held-out
+# part's three refused right values, the five passages alone held none of them, with a neighbour each
+# all three (docs/results/2026-11-28-verify-search-replay.md).
+VERIFY_READ_AROUND = 1
 VERIFY_QUERY_MIN_WORDS = 6  # a shorter answer ("119 [source: x]") says too little to search with alone
 
 

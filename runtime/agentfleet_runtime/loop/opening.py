@@ -54,14 +54,24 @@ SEARCH_FIRST_QUERY_CHARS = 2000  # a goal can be 100k characters; a query that l
 
 
 def search_first_call(
-    tool: str, goal: str, *, json_mode: bool, text_tools: bool, n: int = 0, top_k: int | None = None
+    tool: str,
+    goal: str,
+    *,
+    json_mode: bool,
+    text_tools: bool,
+    n: int = 0,
+    top_k: int | None = None,
+    read_around: int | None = None,
 ) -> tuple[ToolCall, str]:
     """The call a searchFirst step (step ``n``) makes and the text the history shows as the model's
     turn, in the form the task's decisions take (JSON decision, <tool_call> text, or native call);
-    ``top_k`` when the tool's own (followUpTopK) is another. Pure."""
+    ``top_k`` when the tool's own (followUpTopK) is another, ``read_around`` when the search joins
+    more neighbouring chunks than the fleet's (the verifying search). Pure."""
     args: dict[str, Any] = {"query": " ".join(goal.split())[:SEARCH_FIRST_QUERY_CHARS]}
     if top_k is not None:
         args["top_k"] = top_k
+    if read_around is not None:
+        args["read_around"] = read_around
     if json_mode:
         return ToolCall(f"{JSON_CALL_PREFIX}{n}", tool, args), fastjson.dumps({"action": tool, "arguments": args})
     if text_tools:

@@ -29,6 +29,10 @@ PARAMETERS = {
     },
     "required": ["query"],
 }
+# A call may ask for more neighbouring chunks than the fleet's readAround (the model is not offered
+# it; the runtime's verifying search asks for 1), never more than this: each one a side adds a
+# passage's worth of tokens to every later call that re-reads the result.
+READ_AROUND_ASKED_MAX = 2
 
 
 class PassageLike(Protocol):
@@ -215,7 +219,8 @@ class RetrievalTool:
         # The fleet's topK is the least a search returns: a model may ask for more, never for fewer
         # (a 0.5B model asked for 1 passage and then missed the one that held the answer).
         top_k = max(top_k, self.top_k)
-        key = self.cache_key(cache_digest(query, top_k, self.filter, self.read_around))
+        read_around = self._read_around(arguments.get("read_around"))
+        key = self.cache_key(cache_digest(query, top_k, self.filter, read_around))
         # Single flight: identical queries already in progress in this worker wait for that one
         # lookup instead of all missing the cache at once. The entry is made before the cache is
         # read, so it covers the read too: a query whose cache read was in flight while another
@@ -228,7 +233,7 @@ class RetrievalTool:
         fut: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = fut
         try:
-            passages = await self._lookup(query, top_k, key)
+            passages = await self._lookup(query, top_k, key, read_around)
             fut.set_result(passages)
         except BaseException as e:
             fut.set_exception(e)
@@ -238,18 +243,25 @@ class RetrievalTool:
             del self._in_flight[key]
         return format_passages(passages)
 
-    async def _lookup(self, query: str, top_k: int, key: str) -> list[dict[str, Any]]:
+    def _read_around(self, asked: Any) -> int:
+        """The neighbouring chunks a side this search joins: the fleet's readAround, or more when a
+        call asks (the runtime's verifying search), at most READ_AROUND_ASKED_MAX whoever asks."""
+        if not isinstance(asked, int) or isinstance(asked, bool) or asked <= self.read_around:
+            return self.read_around
+        return max(self.read_around, min(asked, READ_AROUND_ASKED_MAX))
+
+    async def _lookup(self, query: str, top_k: int, key: str, read_around: int) -> list[dict[str, Any]]:
         if self.cache is not None and self.cache_ttl > 0:
             cached = await self.cache.get(key)
             if cached is not None:
                 if self.on_cache:
                     self.on_cache(True)
                 return json.loads(cached)
-        return await self._search(query, top_k, key)
+        return await self._search(query, top_k, key, read_around)
 
-    async def _search(self, query: str, top_k: int, key: str) -> list[dict[str, Any]]:
+    async def _search(self, query: str, top_k: int, key: str, read_around: int) -> list[dict[str, Any]]:
         try:
-            passages = await search_passages(self.retriever, query, top_k, self.filter, self.read_around)
+            passages = await search_passages(self.retriever, query, top_k, self.filter, read_around)
         except ToolError:
             raise
         except Exception as e:  # the index being down is the tool's failure, not the task's

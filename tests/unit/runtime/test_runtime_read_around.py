@@ -14,7 +14,7 @@ from agentfleet_contract.runtime_config import RuntimeConfig
 
 from agentfleet_runtime.core.budget import Prices
 from agentfleet_runtime.tools.registry import build_tools
-from agentfleet_runtime.tools.retrieval import RetrievalTool, cache_digest
+from agentfleet_runtime.tools.retrieval import READ_AROUND_ASKED_MAX, RetrievalTool, cache_digest
 from agentfleet_runtime.tools.retriever import Passage, join_chunks, windows_filter, with_neighbours
 from agentfleet_runtime.worker.oneshot import OneShot
 from tests.unit.runtime.test_runtime_oneshot import Model
@@ -129,6 +129,19 @@ def test_the_tool_passes_read_around_only_when_set_and_keys_its_cache_by_it(arou
     assert "joined text" in out
     assert searcher.calls == [{"top_k": 5, "filter": "f", **({"read_around": around} if around else {})}]
     assert cache_digest("q", 5, "f", 0) == cache_digest("q", 5, "f") != cache_digest("q", 5, "f", 1)
+
+
+def test_a_call_may_ask_for_more_neighbours_than_the_fleets_never_fewer_nor_past_the_cap() -> None:
+    """The verifying search asks for 1 (answerfirst.VERIFY_READ_AROUND); a model's arguments are
+    untrusted, so what any call asks is capped (READ_AROUND_ASKED_MAX)."""
+    asked = [(1, 1), (2, 2), (50, READ_AROUND_ASKED_MAX), (0, 0), (-3, 0), (True, 0), ("9", 0), (None, 0)]
+    for ask, joined in asked:
+        searcher = Searcher()
+        asyncio.run(RetrievalTool("kb", searcher).run({"query": "q", "read_around": ask}, CTX))
+        assert searcher.calls == [{"top_k": 5, "filter": None, **({"read_around": joined} if joined else {})}], ask
+    searcher = Searcher()  # the fleet's own is the least
+    asyncio.run(RetrievalTool("kb", searcher, read_around=2).run({"query": "q", "read_around": 1}, CTX))
+    assert searcher.calls[0]["read_around"] == 2
 
 
 def test_the_fleets_read_around_reaches_its_tool_and_one_shot_rag_searches_as_the_tool_does() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from agentfleet_runtime.core.types import Observation, Usage
 from agentfleet_runtime.loop.agent import LoopSettings
 from agentfleet_runtime.loop.answercheck import DECLINE
-from agentfleet_runtime.loop.answerfirst import verify_query
+from agentfleet_runtime.loop.answerfirst import VERIFY_READ_AROUND, verify_query
 from tests.unit.runtime.test_runtime_decisions import FIRST_SEARCH, ScriptedModel, Tools, run_task
 
 GOAL = "How long does VACUUM FULL wait for its lock?"
@@ -46,6 +46,8 @@ def test_a_right_value_from_memory_that_the_manual_states_elsewhere_ends_the_tas
     _, finished, tools, task_run = run_task(model, settings(), goal=GOAL, tools=Searches())
     assert len(model.requests) == 1  # the search is not a model call
     assert [c.arguments["query"] for c in tools.calls] == [GOAL, "VACUUM FULL waits 30 seconds for its lock"]
+    # The verifying search joins a neighbouring chunk a side (the value is often beside what ranks).
+    assert [c.arguments.get("read_around") for c in tools.calls] == [None, VERIFY_READ_AROUND] == [None, 1]
     # Cited where the value is (citing.cite adds the page the model's own citation missed).
     assert finished["answer"].startswith(RIGHT_FROM_MEMORY) and "sql-vacuum.html" in finished["answer"]
     step = finished["final_step"]
