@@ -2,10 +2,10 @@
 cascade pass, against the live index, without a model call.
 
 For each task of the pass, the journal's first answer is judged as the answer-first stage judges it
-over the task's first passages (the search-first step's, and the unknown-names search's). One that
-fails only for values no passage holds (`answerfirst.verifiable`) is searched for as the runtime
-searches (`answerfirst.verify_query`, the Retrieval tool's topK and filter, a neighbouring chunk a
-side: `VERIFY_READ_AROUND`), and judged
+over the task's first passages (the search-first step's, and the unknown-names search's:
+`answerfirst.plain_answer`). One that fails only for values no passage holds
+(`answerfirst.verifiable`) is searched for as the runtime searches (`answerfirst.verify_query`, the
+Retrieval tool's topK and filter, a neighbouring chunk a side: `VERIFY_READ_AROUND`), and judged
 again over all of them (`answerfirst.held`). Where it is held, the task would have ended with it: the
 eval's scorer scores that answer beside the task's stored final one. Every other task ends as it did.
 
@@ -33,8 +33,7 @@ from agentfleet_eval.taskset import EvalTask, load_taskset
 
 from agentfleet_client.evaluation.journal import outcome_from
 from agentfleet_runtime.core.citations import parse_citations
-from agentfleet_runtime.loop import answercheck, citing
-from agentfleet_runtime.loop.answerfirst import VERIFY_READ_AROUND, held, verifiable, verify_query
+from agentfleet_runtime.loop.answerfirst import VERIFY_READ_AROUND, held, plain_answer, verifiable, verify_query
 from agentfleet_runtime.tools.retrieval import format_passages
 
 Search = Callable[[str], Awaitable[list[dict[str, Any]]]]  # query -> passages (source, text, score)
@@ -60,12 +59,7 @@ async def replay_one(task: EvalTask, o: Outcome, search: Search, settings: dict[
     seen = [format_passages([p for p in opening if p.get("step") == n]) for n in FIRST_STEPS]
     seen = [s for s in seen if s != format_passages([])]
     shown = [(str(p["source"]), str(p["text"])) for p in opening]
-    answer = citing.without_unretrieved(answercheck.tidy_citations(first), [s for s, _ in shown])
-    why = (
-        answercheck.CITATION_PROBLEM
-        if answercheck.citation_in_place(answer)
-        else answercheck.first_answer_problem(answer, seen, task.question)
-    )
+    answer, why = plain_answer(first, seen, shown, task.question, settings["check_names"])
     if not verifiable(answer, why, seen, task.question):
         return Replayed(task.id, "not-verifiable", before)
     query = verify_query(answer, task.question)

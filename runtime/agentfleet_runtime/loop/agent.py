@@ -303,12 +303,6 @@ class TaskRun:
             shown = [(p["source"], p["text"]) for out in self.seen_outputs() for p in parse_passages(out)]
         return citing.cite(answer, shown, self.rec.goal)
 
-    def names_problem(self, answer: str, seen: list[str]) -> str | None:
-        """With checkAnswerNames: the code names the first answer gives that no passage mentions."""
-        on = self.settings.check_answer_names
-        names = answercheck.unknown_answer_names(answer, seen, self.rec.goal) if on else []
-        return answercheck.check_problem(names) if names else None
-
     def interpret(
         self, reply: ModelReply, json_mode: bool, choice: Offer, schemas: list[dict[str, Any]]
     ) -> tuple[str, list[ToolCall], str | None]:

@@ -183,6 +183,12 @@ async def _verified(run: TaskRun, answer: str, search: Search, usage: Usage, mod
     return Step(len(run.steps), cited, [], usage, model_seconds=model_s, first_answer=cited)
 
 
+def names_problem(answer: str, seen: list[str], goal: str, check_names: bool) -> str | None:
+    """With checkAnswerNames: the code names the first answer gives that no passage mentions. Pure."""
+    names = answercheck.unknown_answer_names(answer, seen, goal) if check_names else []
+    return answercheck.check_problem(names) if names else None
+
+
 def held(
     answer: str,
     seen: list[str],
@@ -192,16 +198,13 @@ def held(
     other_subjects: bool,
     subject: str,
 ) -> str | None:
-    """The first answer cited where the passages hold it, or None: every value it states is in a
-    passage (and, with ``check_names``, every code name it gives), and with ``other_subjects`` a page
-    holding them names the question's identifiers (``subject``: the fleet's system prompt). The
-    verifying search's judgement, and its replay's (e2e/bench/verify_replay.py). Pure."""
-    answer = citing.without_unretrieved(answercheck.tidy_citations(answer), [source for source, _ in shown])
-    if answercheck.first_answer_problem(answer, seen, goal) is not None:
+    """The first answer cited where the passages hold it, or None: it passes the plain answer's
+    check over them (``plain_answer``), and with ``other_subjects`` a page holding its values names
+    the question's identifiers (``subject``: the fleet's system prompt). The verifying search's
+    judgement, and its replay's. Pure."""
+    cited, why = plain_answer(answer, seen, shown, goal, check_names)
+    if why is not None:
         return None
-    if check_names and answercheck.unknown_answer_names(answer, seen, goal):
-        return None
-    cited = citing.cite(answer, shown, goal)
     if other_subjects and answercheck.other_subject(cited, shown, goal, subject):
         return None  # what holds the values is about another thing: the reading again or the loop decides
     return cited
@@ -240,14 +243,26 @@ def _first_answer(
     goal = run.rec.goal
     quoted = answercheck.read_quoted(content) if quoting else None
     if quoted is not None and quoted.quote:
-        why = answercheck.quote_problem(quoted, shown, goal) or run.names_problem(quoted.answer, seen)
+        names = names_problem(quoted.answer, seen, goal, run.settings.check_answer_names)
+        why = answercheck.quote_problem(quoted, shown, goal) or names
         source = answercheck.quote_source(quoted.quote, shown)
         answer = with_sources(quoted.answer, [source]) if source else quoted.answer
         return (run.cited(answer, shown) if why is None else answer), why
-    answer = (quoted.answer if quoted is not None else content).strip()
+    content = quoted.answer if quoted is not None else content
+    return plain_answer(content, seen, shown, goal, run.settings.check_answer_names)
+
+
+def plain_answer(
+    content: str, seen: list[str], shown: list[tuple[str, str]], goal: str, check_names: bool
+) -> tuple[str, str | None]:
+    """A plain first answer's answer (cited when it passes) and why it does not end the task, or
+    None: a passage in the answer's place, a decline, a value no passage holds or (``check_names``)
+    a code name none mentions. Pure: the stage's check and its replay's
+    (e2e/bench/verify_replay.py)."""
+    answer = content.strip()
     if answercheck.citation_in_place(answer):  # before the value check: a score is no value it states
         why: str | None = answercheck.CITATION_PROBLEM
     else:
-        why = answercheck.first_answer_problem(answer, seen, goal) or run.names_problem(answer, seen)
+        why = answercheck.first_answer_problem(answer, seen, goal) or names_problem(answer, seen, goal, check_names)
     answer = citing.without_unretrieved(answercheck.tidy_citations(answer), [source for source, _ in shown])
-    return (run.cited(answer, shown) if why is None else answer), why
+    return (citing.cite(answer, shown, goal) if why is None else answer), why
