@@ -709,8 +709,11 @@ def cmd_down(args: argparse.Namespace) -> int:
         else (Path(args.kubeconfig).parent if args.kubeconfig else Path(cluster_info()["state_dir"]))
     )
     root = info_dir / "demo"
-    spaces = [root / args.namespace] if args.namespace else sorted(p for p in root.glob("*") if p.is_dir())
-    for d in spaces:
+    # A namespace that never came up has nothing to stop; making its directory would leave a state
+    # dir without the cluster's marker, which cluster.sh then refuses to touch (a down before the
+    # first up broke the next up).
+    spaces = [root / args.namespace] if args.namespace else sorted(root.glob("*"))
+    for d in (d for d in spaces if d.is_dir()):
         if (d / ON_NODE).exists():
             for what in onnode.down(info_dir, d.name, cluster_info()):
                 say(f"deleted {what}")
