@@ -13,6 +13,9 @@
   - states none of the task's ``wrong`` facts;
   - is no list: at most MAX_OTHER_VALUES values of kinds the question does not ask for, and each
     fact stated at least once outside an enumeration of LIST_ITEMS or more short items.
+  - is not the retrieved passages copied under their number heads: an answer with two or more
+    passage heads ("[1] (x.html, score 0.031)", "[1] [source: x]") at a line's start, most of whose
+    words are the passages' own (runs of COPY_RUN words or more), leaves the reading to the user.
   A fact is never read inside a decline ("the documentation does not say" states no "does not").
   For a question the documents do not answer, the answer declines and asserts no value. The raw
   decision JSON stored as the answer is never a success, whatever value it holds.
@@ -91,6 +94,14 @@ _NO = re.compile(r"(?:^|[.!?;:]\s)no\b(?=\s*[,.;:!]|\s+-|\s*$)", re.MULTILINE)
 _YES_OR_NO = re.compile(r"\b(?:yes\s*(?:or|/|and)\s*no|no\s*(?:or|/|and)\s*yes)\b")
 # The model's decision JSON ({"action": ..., "answer": ...}) stored as the answer text.
 _RAW_DECISION = re.compile(r'^\s*\{\s*"(?:action|tool|answer)"\s*:')
+# A passage's number head at a line's start, as the retrieval tool shows it ("[1] (x.html, score 0.031)")
+# or as a small model rewrites it ("[1] [source: POSIX]"): the 0.5B's one-shot answer to the Python
+# held-out's subprocess question was three passages copied under such heads, and it held the value.
+_PASSAGE_HEAD = re.compile(r"(?m)^[ \t*_`>]*\[\d+\][ \t]*[\[(]")
+# A run of this many words that a passage has too is the passage's own: shorter runs are phrases any
+# answer shares with its source ("the default value of the parameter is").
+COPY_RUN = 8
+_WORD = re.compile(r"[a-z0-9_]+")
 
 
 def without_declines(answer: str) -> str:
@@ -123,6 +134,22 @@ def asserted_values(answer: str, question: str = "") -> list[str]:
     out += [m.entry for m in a.mentions if m.entry not in {n.entry for n in q.mentions}]
     out += [m.group(1) for m in _ASSERTED.finditer(a.low) if m.group(1) not in _NOT_A_VALUE]
     return out
+
+
+def copied_passages(answer: str, passages: Iterable[str]) -> bool:
+    """The answer is passages copied under their number heads: two or more heads at a line's start,
+    and at least half its words inside runs of COPY_RUN words that a passage has too. An answer that
+    quotes the sentence it answers from, or lists its sources by number after answering, is not. Pure."""
+    if len(_PASSAGE_HEAD.findall(answer)) < 2:
+        return False
+    words = _WORD.findall(_PASSAGE_HEAD.sub(" ", answer).lower())
+    texts = [_WORD.findall(p.lower()) for p in passages]
+    runs = {tuple(w[i : i + COPY_RUN]) for w in texts for i in range(len(w) - COPY_RUN + 1)}
+    copied = set()
+    for i in range(len(words) - COPY_RUN + 1):
+        if tuple(words[i : i + COPY_RUN]) in runs:
+            copied.update(range(i, i + COPY_RUN))
+    return bool(words) and 2 * len(copied) >= len(words)
 
 
 def same_document(cited: str, source: str) -> bool:
@@ -332,6 +359,7 @@ def groundedness(task: EvalTask, o: Outcome) -> tuple[bool | None, str]:
     return True, "ok"
 
 
+COPIED_PASSAGES = "the answer is the retrieved passages copied under their numbers, not an answer"
 NOTHING_TO_GROUND = "states none of the expected facts: no claim to check against the cited passages"
 
 
@@ -341,6 +369,8 @@ def score(task: EvalTask, o: Outcome, k: int = 5) -> TaskScore:
     elif _RAW_DECISION.match(o.answer):
         # What the user reads is JSON, whatever value sits inside it (the leak of issue 38).
         ok, why = False, "the answer is the model's raw decision JSON"
+    elif copied_passages(o.answer, (str(p.get("text", "")) for p in o.retrieved)):
+        ok, why = False, COPIED_PASSAGES
     else:
         v = judge_answer(task, o.answer)
         ok, why = v.ok, v.why
@@ -359,7 +389,7 @@ def score(task: EvalTask, o: Outcome, k: int = 5) -> TaskScore:
 FAILURE_CAUSES = (
     "budget",  # a step, token, cost, time or context budget ended the task, or --task-timeout did
     "error",  # the task failed or died (a model call, a worker, the task API)
-    "format",  # no answer text, or the raw decision JSON stored as the answer
+    "format",  # no answer text, the raw decision JSON stored as the answer, or the passages copied
     "notRetrieved",  # no passage the task saw is from a supporting page
     "passageMissed",  # a supporting page was found, but no passage seen states the fact
     "declined",  # a passage seen states every fact, and the answer declines anyway
@@ -389,7 +419,7 @@ def failure_cause(s: TaskScore) -> str | None:
         return "budget"
     if o.status != "done":
         return "error"
-    if not o.answer.strip() or _RAW_DECISION.match(o.answer):
+    if not o.answer.strip() or _RAW_DECISION.match(o.answer) or s.why.startswith(COPIED_PASSAGES):
         return "format"
     if task.expect == "decline":
         return "invented"

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from agentfleet_eval.scoring import (
     COMPARED,
+    COPIED_PASSAGES,
     FAILURE_CAUSES,
     TaskScore,
     declined,
@@ -57,7 +58,7 @@ def _delta(key: str, v: float | None) -> str:
 # the other way. Two failure kinds the loop can add, checked before scoring's causes (the names are
 # the same in the report, report.json and status.evaluation.failureCauses):
 DECLINE_UNDONE = "declineUndone"  # the first answer declined rightly; the final answer asserts a value
-PASSAGE_AS_ANSWER = "passageAsAnswer"  # the answer gives a passage (its number, head line, score) in its place
+PASSAGE_AS_ANSWER = "passageAsAnswer"  # the answer gives a passage (number, head line, score, its text) in its place
 CAUSES = (*FAILURE_CAUSES, PASSAGE_AS_ANSWER, DECLINE_UNDONE)
 LOST_BY_LOOP, WON_BY_LOOP = "lostByLoop", "wonByLoop"
 # A passage's number or head line right after what asks for the answer ("is [3] (x.html, score 0.030)").
@@ -81,6 +82,8 @@ def cause(s: TaskScore) -> str | None:
     if s.success:
         return None
     base = failure_cause(s)
+    if s.why.startswith(COPIED_PASSAGES):  # scoring's "format": here, passages in the answer's place
+        return PASSAGE_AS_ANSWER
     if base in ("budget", "error", "format"):
         return base
     if _PASSAGE_IN_PLACE.search(s.outcome.answer):
