@@ -253,6 +253,9 @@ _WEAK_NEGATORS = frozenset("no without neither nor".split())
 _SHORT_REACH = 3
 # "not only stable but also fast" says stable.
 _NOT_ONLY = frozenset("only just merely simply".split())
+# "no more than 16,383", "not later than 5 s": a bound, which states its value (the PostgreSQL manual's
+# tsvector limits: "Position values in tsvector must be greater than 0 and no more than 16,383").
+_COMPARATIVES = frozenset("more less fewer greater later earlier longer shorter larger smaller higher lower".split())
 _SCOPE_END = frozenset("but yet although though whereas while however instead rather and".split())
 # A fact denied after it: "X is not the case", "that it is stable is not true", "X is false".
 _DENIED_AFTER = re.compile(
@@ -266,6 +269,11 @@ _RETRACTED = re.compile(
 )
 
 
+def _bound(words: list[str], i: int) -> bool:
+    """The negator at ``i`` opens a bound: "no more than", "not less than"."""
+    return words[i + 1 : i + 2] != [] and words[i + 1] in _COMPARATIVES and words[i + 2 : i + 3] == ["than"]
+
+
 def negated(low: str, start: int, end: int | None = None) -> bool:
     """Whether a negation stands among the NEGATION_REACH words before ``start`` in its clause (and
     in the scope of that negation), or, given the value's ``end``, the value is denied after it in
@@ -275,7 +283,7 @@ def negated(low: str, start: int, end: int | None = None) -> bool:
     for w in re.findall(r"[a-z']+", before)[-NEGATION_REACH:]:
         scope = [] if w in _SCOPE_END else [*scope, w]
     for i, w in enumerate(scope):
-        if w not in _NEGATORS or (i + 1 < len(scope) and scope[i + 1] in _NOT_ONLY):
+        if w not in _NEGATORS or (i + 1 < len(scope) and scope[i + 1] in _NOT_ONLY) or _bound(scope, i):
             continue
         # "no" and "without" bind the words right after them ("VACUUM without FULL takes a SHARE lock")
         if len(scope) - i <= (_SHORT_REACH if w in _WEAK_NEGATORS else NEGATION_REACH):

@@ -331,11 +331,23 @@ def _polarity(task: EvalTask, a: Reading) -> list[str]:
     return why
 
 
-def supports(task: EvalTask, fact: Fact, subject: str, passage: str) -> bool:
-    """A passage states the fact in the same sense: not negated, and near the thing asked."""
+def page_of(name: str, source: str) -> bool:
+    """The document is the page of ``name``: its file name spells the name, separators aside, whole or
+    after a prefix of its own ("pgsurgery.html" of pg_surgery, "app-pgamcheck.html" of pg_amcheck,
+    "collections.abc.html" of collections.abc). Pure."""
+    key = re.sub(r"[^a-z0-9]", "", name.lower())
+    parts = source.rsplit("/", 1)[-1].lower().removesuffix(".html").split("-")
+    return bool(key) and any(re.sub(r"[^a-z0-9]", "", "".join(parts[i:])) == key for i in range(len(parts)))
+
+
+def supports(task: EvalTask, fact: Fact, subject: str, passage: str, source: str = "") -> bool:
+    """A passage states the fact in the same sense: not negated, and near the thing asked, or on the
+    thing's own page (a module's or program's page states its facts far from the name in its heading:
+    pg_surgery's heap_force_freeze entry never writes "pg_surgery")."""
     r = Reading(passage)
     names = [subject] if subject else identifiers_in(normalise(task.question))
-    return any(not c.negated and (not names or r.near(c, names, NEAR)) for c in r.claims(fact))
+    own_page = any(page_of(n, source) for n in names) if source else False
+    return any(not c.negated and (not names or own_page or r.near(c, names, NEAR)) for c in r.claims(fact))
 
 
 def groundedness(task: EvalTask, o: Outcome) -> tuple[bool | None, str]:
@@ -354,7 +366,7 @@ def groundedness(task: EvalTask, o: Outcome) -> tuple[bool | None, str]:
     if not stated:
         return False, NOTHING_TO_GROUND
     for f, subject in stated:
-        if not any(supports(task, f, subject, str(p.get("text", ""))) for p in cited):
+        if not any(supports(task, f, subject, str(p.get("text", "")), str(p.get("source", ""))) for p in cited):
             return False, f"no cited passage states {f.describe()!r}" + (f" of {subject}" if subject else "")
     return True, "ok"
 
@@ -427,8 +439,9 @@ def failure_cause(s: TaskScore) -> str | None:
     if not any(same_document(d, src) for d in task.supporting for src in sources):
         return "notRetrieved"
     own, _ = subjects(task)
-    texts = [str(p.get("text", "")) for p in o.retrieved]
-    if not all(any(supports(task, task.facts[i], own[i], t) for t in texts) for i in _failed_facts(task, o.answer)):
+    seen = [(str(p.get("text", "")), str(p.get("source", ""))) for p in o.retrieved]
+    failed = _failed_facts(task, o.answer)
+    if not all(any(supports(task, task.facts[i], own[i], t, src) for t, src in seen) for i in failed):
         return "passageMissed"
     return "declined" if declined(o.answer, task.question) else "misread"
 
