@@ -6,12 +6,13 @@
 
 Each has ``<name>.yaml`` beside this file with its VectorIndex (a volume source: in a cluster, a PVC
 holding the pages, with a fixed revision) and the AgentFleet system prompt for it,
-``<name>-tasks.yaml`` with its questions, and ``<name>-fresh-tasks.yaml`` and
-``<name>-fresh-b-tasks.yaml`` with fresh sets of questions, all held out (issue 59): the second
-written after the first had been run and its failures read, so that a change made since is measured
-on questions nobody has seen it answer. Outside a cluster the ingestion Job's workers run as local
-processes and read the installed package's directory in place of the volume's mount. Two corpora, so
-that what is tuned on one set of documents can be checked on another.
+``<name>-tasks.yaml`` with its questions, and ``<name>-fresh-tasks.yaml``,
+``<name>-fresh-b-tasks.yaml`` and ``<name>-fresh-c-tasks.yaml`` with fresh sets of questions, all
+held out (issue 59): each written after the one before had been run and its failures read, so that a
+change made since is measured on questions nobody has seen it answer. Outside a cluster the
+ingestion Job's workers run as local processes and read the installed package's directory in place
+of the volume's mount. Two corpora, so that what is tuned on one set of documents can be checked on
+another.
 """
 
 from __future__ import annotations
@@ -104,7 +105,11 @@ POSTGRES = Corpus(
     Path("/usr/share/doc/postgresql-doc-15/html"),
     HERE / "postgres-manual.yaml",
     HERE / "postgres-manual-tasks.yaml",
-    (HERE / "postgres-manual-fresh-tasks.yaml", HERE / "postgres-manual-fresh-b-tasks.yaml"),
+    (
+        HERE / "postgres-manual-fresh-tasks.yaml",
+        HERE / "postgres-manual-fresh-b-tasks.yaml",
+        HERE / "postgres-manual-fresh-c-tasks.yaml",
+    ),
 )
 PYTHON = Corpus(
     "python",
@@ -113,7 +118,10 @@ PYTHON = Corpus(
     Path("/usr/share/doc/python3.11/html/library"),
     HERE / "python-library.yaml",
     HERE / "python-library-tasks.yaml",
-    (HERE / "python-library-fresh-tasks.yaml", HERE / "python-library-fresh-b-tasks.yaml"),
+    (
+        HERE / "python-library-fresh-tasks.yaml",
+        HERE / "python-library-fresh-b-tasks.yaml",
+    ),
 )
 CORPORA = {c.name: c for c in (POSTGRES, PYTHON)}
 

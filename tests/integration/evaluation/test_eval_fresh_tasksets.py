@@ -39,6 +39,8 @@ SUFFIX_PREFIX = {
     ("postgres", "-b"): "pgfb-",
     ("python", ""): "pyf-",
     ("python", "-b"): "pyfb-",
+    ("postgres", "-c"): "pgfc-",
+    ("python", "-c"): "pyfc-",
 }
 # (corpus, which of its fresh sets): every fresh set of every corpus, oldest first.
 FRESH = [(name, i) for name in sorted(CORPORA) for i in range(len(CORPORA[name].fresh))]
