@@ -121,6 +121,7 @@ PYTHON = Corpus(
     (
         HERE / "python-library-fresh-tasks.yaml",
         HERE / "python-library-fresh-b-tasks.yaml",
+        HERE / "python-library-fresh-c-tasks.yaml",
     ),
 )
 CORPORA = {c.name: c for c in (POSTGRES, PYTHON)}
