@@ -64,7 +64,8 @@ LOST_BY_LOOP, WON_BY_LOOP = "lostByLoop", "wonByLoop"
 # A passage's number or head line right after what asks for the answer ("is [3] (x.html, score 0.030)").
 _PASSAGE_IN_PLACE = re.compile(
     r"(?:\b(?:is|are|was|were|use|called|named|returns?)|[:=])[\s*_`\"']*\[\d+\](?:\s*\([^()\n]*score[^()\n]*\))?"
-    r"|\[\d+\]\s*\([^()\n,]+,\s*score\s*-?[\d.]+\)",
+    r"|\[\d+\]\s*\([^()\n,]+,\s*score\s*-?[\d.]+\)"
+    r"|(?:\b(?:is|are|was|were|use|called|named|returns?)|[:=])[\s*_`\"']*\[\s*sources?\s*:[^\]\n]*\][\s.]*$",
     re.I,
 )
 

@@ -160,7 +160,9 @@ DECLINE = "The documents I searched do not state this, so I cannot give a reliab
 # value check finds nothing to hold against it (no quantity, no quoted value), and the user reads a
 # rank and a score where the answer belongs.
 _PASSAGE_ECHO = re.compile(r"\[\d+\]\s*\(([^()\n,]+),\s*score\s*-?[\d.]+\)")  # a passage's head line, copied
-_PASSAGE_REF = re.compile(r"\[\d+\](?:\s*\([^()\n]*\))?|\bscore:?\s*-?\d*\.\d+", re.I)
+# A source tag counts too: "... its lexemes is [source: textsearch-controls.html, score 0.030]." ended a
+# PostgreSQL fresh-c task with no function named (strip).
+_PASSAGE_REF = re.compile(r"\[\d+\](?:\s*\([^()\n]*\))?|\[\s*sources?\s*:[^\]\n]*\]|\bscore:?\s*-?\d*\.\d+", re.I)
 # What asks for the answer right before the passage: a copula, a verb naming it, a colon.
 _ASKS = re.compile(
     r"(?:\b(?:is|are|was|were|be|use|uses|call|calls|called|named|returns?|gives?|see)|[:=])[\s*_`\"']*$", re.I

@@ -57,6 +57,11 @@ def test_the_first_answer_is_scored_by_the_final_answers_scorer():
 def test_the_two_failure_kinds_the_loop_adds():
     cited = scored(ANSWERABLE, "The number of calls is [3] (functools.html, score 0.030)", first="128")
     assert report.cause(cited) == report.PASSAGE_AS_ANSWER
+    tagged = scored(ANSWERABLE, "The number of calls is [source: functools.html, score 0.030].", first="128")
+    assert report.cause(tagged) == report.PASSAGE_AS_ANSWER
+    assert report.cause(scored(ANSWERABLE, "The number of calls is 64 [source: functools.html].")) != (
+        report.PASSAGE_AS_ANSWER
+    )
     undone = scored(UNANSWERABLE, "Use yaml.safe_load().", first="The documentation does not say.")
     assert report.cause(undone) == report.DECLINE_UNDONE
     invented = scored(UNANSWERABLE, "Use yaml.safe_load().")  # no first answer: scoring's own cause
