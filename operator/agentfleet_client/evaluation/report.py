@@ -68,6 +68,13 @@ _PASSAGE_IN_PLACE = re.compile(
     r"|(?:\b(?:is|are|was|were|use|called|named|returns?)|[:=])[\s*_`\"']*\[\s*sources?\s*:[^\]\n]*\][\s.]*$",
     re.I,
 )
+# "The source of this information is [source: x]": where the answer comes from, named after it.
+_LABELLED = re.compile(r"\b(?:sources?|citations?|references?)\b[\w\s]{0,30}\b(?:is|are)[\s*_`\"']*$", re.I)
+
+
+def _passage_in_place(answer: str) -> bool:
+    """A passage's number, head line or source tag where the answer belongs. Pure."""
+    return any(not _LABELLED.search(answer[: answer.index("[", m.start())]) for m in _PASSAGE_IN_PLACE.finditer(answer))
 
 
 def first_score(s: TaskScore) -> TaskScore | None:
@@ -87,7 +94,7 @@ def cause(s: TaskScore) -> str | None:
         return PASSAGE_AS_ANSWER
     if base in ("budget", "error", "format"):
         return base
-    if _PASSAGE_IN_PLACE.search(s.outcome.answer):
+    if _passage_in_place(s.outcome.answer):
         return PASSAGE_AS_ANSWER
     first = first_score(s)
     if s.task.expect == "decline" and first is not None and first.success:

@@ -169,7 +169,10 @@ _ASKS = re.compile(
 )
 # "[source: [1]]": the colon is a citation's label, and what follows it is the citation (the
 # Python held-out's py-default-random-period, a right first answer sent to the loop).
-_CITE_LABEL = re.compile(r"\b(?:sources?|citations?|cited?|references?)\s*:[\s\[(]*$", re.I)
+# "The source of this information is [source: x]" names where, after the answer.
+_CITE_LABEL = re.compile(
+    r"\b(?:sources?|citations?|cited?|references?)(?:\s*:|\b[\w\s]{0,30}\b(?:is|are))[\s\[(]*$", re.I
+)
 CITATION_PROBLEM = (
     "your answer gives a passage (its number, head line or score) in place of the answer. State the value or name "
     "itself, as the passage writes it, and cite the passage as [source: NAME]."

@@ -59,9 +59,8 @@ def test_the_two_failure_kinds_the_loop_adds():
     assert report.cause(cited) == report.PASSAGE_AS_ANSWER
     tagged = scored(ANSWERABLE, "The number of calls is [source: functools.html, score 0.030].", first="128")
     assert report.cause(tagged) == report.PASSAGE_AS_ANSWER
-    assert report.cause(scored(ANSWERABLE, "The number of calls is 64 [source: functools.html].")) != (
-        report.PASSAGE_AS_ANSWER
-    )
+    for stated in ("It is 64 [source: functools.html].", "It is 64. The source of this is [source: functools.html]."):
+        assert report.cause(scored(ANSWERABLE, stated)) != report.PASSAGE_AS_ANSWER
     undone = scored(UNANSWERABLE, "Use yaml.safe_load().", first="The documentation does not say.")
     assert report.cause(undone) == report.DECLINE_UNDONE
     invented = scored(UNANSWERABLE, "Use yaml.safe_load().")  # no first answer: scoring's own cause

@@ -69,6 +69,7 @@ def test_an_answer_that_gives_a_passage_in_its_place_is_detected():
     assert citation_in_place("... leaving only its lexemes is [source: textsearch-controls.html, score 0.030].")
     assert citation_in_place("The function is [source: textsearch-controls.html].")
     assert not citation_in_place("The function is `strip` [source: textsearch-controls.html].")
+    assert not citation_in_place("It is `strip`. The source of this information is [source: textsearch-controls.html].")
     # A citation after what the answer states is a citation, not the answer; its head line is tidied.
     stated = "VACUUM FULL takes an ACCESS EXCLUSIVE lock [1] (explicit-locking.html, score 0.912)."
     assert not citation_in_place(stated) and not citation_in_place("It is 128 [2].")
