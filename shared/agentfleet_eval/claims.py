@@ -271,7 +271,7 @@ _RETRACTED = re.compile(
 
 def _bound(words: list[str], i: int) -> bool:
     """The negator at ``i`` opens a bound: "no more than", "not less than"."""
-    return words[i + 1 : i + 2] != [] and words[i + 1] in _COMPARATIVES and words[i + 2 : i + 3] == ["than"]
+    return len(words) > i + 2 and words[i + 1] in _COMPARATIVES and words[i + 2] == "than"
 
 
 def negated(low: str, start: int, end: int | None = None) -> bool:
