@@ -16,7 +16,8 @@ its facts; ``about`` and ``wrong`` in a task set are the exceptions.
   in the same clause and no "but" or "and" ends its scope ("the statement is not executed", "it is
   not guaranteed to be stable"), when a longer alternative holding it is negated, when the rest of
   its clause denies it ("X is not the case", "... is false"), or when the next sentence retracts it
-  ("That is not the case.").
+  ("That is not the case."); but never by a negator that repeats the question's own condition
+  ("the value when run_name is not passed is X", asked "... when run_name is not passed?").
 - A value is said of the nearest subject named before it in its sentence (else the nearest
   after it): "seq_page_cost is 4.0 and random_page_cost is 1.0" says 4.0 of seq_page_cost.
 """
@@ -200,6 +201,13 @@ VOCABULARIES: dict[str, tuple[str, ...]] = {
     "isolation level": ("read uncommitted", "read committed", "repeatable read", "serializable"),
     "wal_level": ("minimal", "replica", "logical"),
     "password encryption": ("md5", "scram sha 256"),
+    # PostgreSQL 15's predefined roles (predefined-roles.html): "pg_read_all_data, then pg_monitor"
+    # names two roles where one is asked for.
+    "predefined role": (
+        "pg_checkpoint", "pg_database_owner", "pg_execute_server_program", "pg_monitor", "pg_read_all_data",
+        "pg_read_all_settings", "pg_read_all_stats", "pg_read_server_files", "pg_signal_backend",
+        "pg_stat_scan_tables", "pg_write_all_data", "pg_write_server_files",
+    ),
 }  # fmt: skip
 _ENTRY_VOCAB = {e: v for v, es in VOCABULARIES.items() for e in es}
 _VOCAB = words(*_ENTRY_VOCAB)
@@ -274,16 +282,31 @@ def _bound(words: list[str], i: int) -> bool:
     return len(words) > i + 2 and words[i + 1] in _COMPARATIVES and words[i + 2] == "than"
 
 
-def negated(low: str, start: int, end: int | None = None) -> bool:
+Echoes = frozenset[tuple[str, str]]
+NO_ECHOES: Echoes = frozenset()
+
+
+def echoes(question: str) -> Echoes:
+    """The question's own negated conditions, each a negator and the word after it ("is not passed",
+    "are not null", "cannot be found"). A text that repeats one restates what was asked ("the value
+    when run_name is not passed is '<run_path>'"): the repeated negator negates nothing of its own."""
+    ws = re.findall(r"[a-z']+", lower(clean(question)))
+    return frozenset((w, ws[i + 1]) for i, w in enumerate(ws[:-1]) if w in _NEGATORS)
+
+
+def negated(low: str, start: int, end: int | None = None, echoed: Echoes = NO_ECHOES) -> bool:
     """Whether a negation stands among the NEGATION_REACH words before ``start`` in its clause (and
     in the scope of that negation), or, given the value's ``end``, the value is denied after it in
-    its sentence or retracted by the next one."""
+    its sentence or retracted by the next one. A negator followed by the word it is followed by in
+    the question (``echoed``, from ``echoes``) repeats the question's condition, not a negation."""
     before = _CLAUSE_END.split(low[max(0, start - 80) : start])[-1]
     scope: list[str] = []
     for w in re.findall(r"[a-z']+", before)[-NEGATION_REACH:]:
         scope = [] if w in _SCOPE_END else [*scope, w]
     for i, w in enumerate(scope):
         if w not in _NEGATORS or (i + 1 < len(scope) and scope[i + 1] in _NOT_ONLY) or _bound(scope, i):
+            continue
+        if i + 1 < len(scope) and (w, scope[i + 1]) in echoed:
             continue
         # "no" and "without" bind the words right after them ("VACUUM without FULL takes a SHARE lock")
         if len(scope) - i <= (_SHORT_REACH if w in _WEAK_NEGATORS else NEGATION_REACH):
@@ -352,7 +375,8 @@ class Claim:
 class Reading:
     """A text read once: its cleaned forms, quantities and vocabulary values."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, echoed: Echoes = NO_ECHOES) -> None:
+        self.echoed = echoed  # the question's negated conditions, which the text may repeat (``echoes``)
         self.raw = clean(text)
         self.low = lower(self.raw)
         self.loose = loose(self.low)
@@ -366,7 +390,7 @@ class Reading:
             spans = [(m.start(), m.end()) for m in words(form.phrase).finditer(self.loose)]
         else:
             spans = []
-        return [Claim(s, e, negated(self.low, s, e)) for s, e in spans]
+        return [Claim(s, e, negated(self.low, s, e, self.echoed)) for s, e in spans]
 
     def claims(self, fact: FactLike) -> list[Claim]:
         found = [c for f in forms(fact) for c in self.occurrences(f)]
@@ -412,9 +436,9 @@ class Reading:
         return bool(names) and words(*names).search(self.loose[lo:hi]) is not None
 
 
-def fact_stated(fact: FactLike, text: str) -> bool:
+def fact_stated(fact: FactLike, text: str, echoed: Echoes = NO_ECHOES) -> bool:
     """Whether ``text`` states the fact (any alternative, not negated), whatever it is said of."""
-    return any(not c.negated for c in Reading(text).claims(fact))
+    return any(not c.negated for c in Reading(text, echoed).claims(fact))
 
 
 def numbers_in(text: str) -> list[float]:

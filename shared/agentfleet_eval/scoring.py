@@ -3,7 +3,8 @@
 - success: the answer states every expected fact as its answer to what was asked (claims.py
   reads quantities with their units, vocabulary values, negations and what each value is said
   of), and
-  - negates none of them ("the statement is not executed");
+  - negates none of them ("the statement is not executed"; a "not" that repeats the question's own
+    condition, "when X is not passed", negates nothing);
   - states no competing value of a kind it asks for: another quantity of the same dimension,
     another value of the same vocabulary (lock modes, isolation levels, ...), and answers a
     yes/no question one way: not both "yes" and "no" (nor "yes or no"), not the fact's word both
@@ -49,6 +50,7 @@ from agentfleet_eval.claims import (
     Form,
     Reading,
     clean,
+    echoes,
     fact_stated,
     forms,
     identifiers_in,
@@ -233,7 +235,8 @@ def judge_answer(task: EvalTask, answer: str) -> Verdict:
         if values and says_undocumented(answer):
             return Verdict(False, f"declines but asserts {', '.join(map(repr, values[:3]))}")
         return Verdict(False, "answered a question the documents do not answer")
-    a, q = Reading(without_declines(answer)), Reading(task.question)
+    echo = echoes(task.question)
+    a, q = Reading(without_declines(answer), echo), Reading(task.question)
     own, named = subjects(task)
     why: list[str] = []
     fact_forms = [g for f in task.facts for g in forms(f)]
@@ -252,7 +255,7 @@ def judge_answer(task: EvalTask, answer: str) -> Verdict:
         elif subject and any(x and x != subject for x in said):
             why.append(f"states {f.describe()!r} of {next(x for x in said if x and x != subject)} too")
     for w in task.wrong:
-        if fact_stated(w, answer):
+        if fact_stated(w, answer, echo):
             why.append(f"states the wrong {w.describe()!r}")
     why += _competing(task, a, q, fact_forms)
     return Verdict(not why, "; ".join(why) or "ok")
@@ -266,7 +269,7 @@ def _competing(task: EvalTask, a: Reading, q: Reading, fact_forms: list[Form]) -
     phrases = {g.phrase for g in allowed if g.phrase}
     asked, other = [], set()
     for x in a.quantities:
-        if (x.spelled and not x.dim) or is_version(a.low, x) or negated(a.low, x.start, x.end):
+        if (x.spelled and not x.dim) or is_version(a.low, x) or negated(a.low, x.start, x.end, a.echoed):
             continue
         if any(g.quantity is not None and x.same(g.quantity) for g in allowed):
             continue
@@ -278,7 +281,7 @@ def _competing(task: EvalTask, a: Reading, q: Reading, fact_forms: list[Form]) -
             other.add(x.key())
     question_entries = {m.entry for m in q.mentions}
     for m in a.mentions:
-        if m.entry in phrases or m.entry in question_entries or negated(a.low, m.start, m.end):
+        if m.entry in phrases or m.entry in question_entries or negated(a.low, m.start, m.end, a.echoed):
             continue
         if m.vocab in vocabs:
             asked.append(m.entry)
@@ -344,7 +347,7 @@ def supports(task: EvalTask, fact: Fact, subject: str, passage: str, source: str
     """A passage states the fact in the same sense: not negated, and near the thing asked, or on the
     thing's own page (a module's or program's page states its facts far from the name in its heading:
     pg_surgery's heap_force_freeze entry never writes "pg_surgery")."""
-    r = Reading(passage)
+    r = Reading(passage, echoes(task.question))
     names = [subject] if subject else identifiers_in(normalise(task.question))
     own_page = any(page_of(n, source) for n in names) if source else False
     return any(not c.negated and (not names or own_page or r.near(c, names, NEAR)) for c in r.claims(fact))
@@ -362,7 +365,7 @@ def groundedness(task: EvalTask, o: Outcome) -> tuple[bool | None, str]:
             return False, f"cites {c}, which the task never retrieved"
         cited += passages
     own, _ = subjects(task)
-    stated = [(f, s) for f, s in zip(task.facts, own, strict=True) if fact_stated(f, o.answer)]
+    stated = [(f, s) for f, s in zip(task.facts, own, strict=True) if fact_stated(f, o.answer, echoes(task.question))]
     if not stated:
         return False, NOTHING_TO_GROUND
     for f, subject in stated:
