@@ -45,12 +45,14 @@ def outcome_of(tree: Sequence[dict[str, Any]]) -> Outcome:
 
 
 def _model_calls(view: dict[str, Any]) -> int:
-    """How many model calls a task made. A step is a model call and the tool calls it asked for, but
-    the loop's own searches (the search-first step, the unknown-names search) are steps with no
-    model call: counting steps said 2 calls for a task that ended on its first answer. A step with
-    neither tokens nor model time is such a search; a view whose steps carry no usage (the one-shot
-    baselines') counts its steps."""
+    """How many model calls a task made: each step's ``modelCalls``, the calls its tokens are of (0
+    for the loop's own searches, 2 for an answer read a second time, more for a decision repaired).
+    Counting steps said 2 calls for a task that ended on its first answer, and counting steps with
+    tokens said 1 for a second reading. A view from before ``modelCalls`` counts the steps with
+    tokens or model time; one whose steps carry no usage (the one-shot baselines') counts its steps."""
     steps = view.get("steps")
     if not steps or any("usage" not in s for s in steps):
         return int(view.get("stepCount") or 0)
+    if all("modelCalls" in s for s in steps):
+        return sum(int(s["modelCalls"]) for s in steps)
     return sum(1 for s in steps if s.get("modelSeconds") or sum((s.get("usage") or {}).values()))

@@ -43,13 +43,21 @@ class StopReason(StrEnum):
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # The model calls these tokens are of: one reply's is 1, and a step's sums its calls (the answer-first
+    # call and its second reading, a decision asked again with a repair turn), so a step that carries
+    # several calls is counted as several (agentfleet eval's model calls per task).
+    calls: int = 0
 
     @property
     def total(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.calls + other.calls,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +143,7 @@ class Step:
             "n": self.n,
             "content": self.content,
             "tool_calls": [c.to_json() for c in self.tool_calls],
-            "usage": [self.usage.prompt_tokens, self.usage.completion_tokens],
+            "usage": [self.usage.prompt_tokens, self.usage.completion_tokens, self.usage.calls],
             "model_seconds": round(self.model_seconds, 6),
             **({"first_answer": self.first_answer} if self.first_answer else {}),
             # Last, always: the completion checkpoint splices the observations into the stored

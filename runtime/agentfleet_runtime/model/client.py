@@ -78,7 +78,7 @@ def parse_chat_completion(body: dict[str, Any]) -> ModelReply:
     return ModelReply(
         content=msg.get("content") or "",
         tool_calls=tuple(calls),
-        usage=Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)),
+        usage=Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0), calls=1),
         finish_reason=choice.get("finish_reason") or "stop",
         model=body.get("model") or "",
     )

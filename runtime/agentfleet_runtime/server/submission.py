@@ -207,6 +207,7 @@ def task_view(
                 "observations": None if s.observations is None else [o.to_json() for o in s.observations],
                 "usage": {"promptTokens": s.usage.prompt_tokens, "completionTokens": s.usage.completion_tokens},
                 "modelSeconds": s.model_seconds,
+                "modelCalls": s.usage.calls,
                 **({"firstAnswer": s.first_answer} if s.first_answer else {}),
             }
             for s in steps

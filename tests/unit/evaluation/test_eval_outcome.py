@@ -27,22 +27,37 @@ def _answered(steps: list[Step]) -> dict:
 
 
 def test_a_task_that_ends_on_its_first_answer_made_one_model_call_not_two():
-    first = Step(1, "ACCESS EXCLUSIVE [source: sql-vacuum.html]", [], Usage(600, 20), model_seconds=4.0)
+    first = Step(1, "ACCESS EXCLUSIVE [source: sql-vacuum.html]", [], Usage(600, 20, calls=1), model_seconds=4.0)
     out = outcome_of([_answered([_search_step(0), first])])
     assert out.steps == 2 and out.model_calls == 1 and out.tool_calls == {"search_docs": 1}
 
 
 def test_the_unknown_names_search_and_the_loops_calls_are_counted_apart():
-    calls = [Step(2, "", [ToolCall("c9", "search_docs", {"query": "q"})], Usage(700, 30), model_seconds=5.0)]
-    calls.append(Step(3, "ACCESS EXCLUSIVE [source: sql-vacuum.html]", [], Usage(900, 25), model_seconds=6.0))
+    calls = [Step(2, "", [ToolCall("c9", "search_docs", {"query": "q"})], Usage(700, 30, calls=1), model_seconds=5.0)]
+    calls.append(Step(3, "ACCESS EXCLUSIVE [source: sql-vacuum.html]", [], Usage(900, 25, calls=1), model_seconds=6.0))
     out = outcome_of([_answered([_search_step(0), _search_step(1), *calls])])
     assert out.model_calls == 2
 
 
-def test_a_model_call_that_reported_no_usage_still_counts_by_its_time():
-    # A server that returns no usage block: the call still took model time.
-    out = outcome_of([_answered([_search_step(0), Step(1, "ACCESS EXCLUSIVE", [], Usage(), model_seconds=2.5)])])
-    assert out.model_calls == 1
+def test_a_model_call_that_reported_no_tokens_still_counts():
+    # A server that returns no usage block: the reply is still one call (parse_chat_completion's).
+    step = Step(1, "ACCESS EXCLUSIVE", [], Usage(calls=1), model_seconds=2.5)
+    assert outcome_of([_answered([_search_step(0), step])]).model_calls == 1
+
+
+def test_a_second_reading_on_one_step_counts_as_two_calls():
+    # The answer-first call and its second reading end the task on one step whose usage is both
+    # calls': counting steps with tokens said 1 (the PostgreSQL fresh-b run's 0.8 calls per task).
+    read_twice = Step(1, "ACCESS EXCLUSIVE [source: sql-vacuum.html]", [], Usage(1200, 40, calls=2), model_seconds=8.0)
+    assert outcome_of([_answered([_search_step(0), read_twice])]).model_calls == 2
+
+
+def test_a_view_from_before_model_calls_counts_its_steps_with_tokens_or_time():
+    first = Step(1, "ACCESS EXCLUSIVE [source: sql-vacuum.html]", [], Usage(600, 20, calls=1), model_seconds=4.0)
+    view = _answered([_search_step(0), first])
+    for step in view["steps"]:
+        del step["modelCalls"]
+    assert outcome_of([view]).model_calls == 1
 
 
 def test_a_one_shot_baselines_view_counts_its_one_call_and_a_tree_sums_its_tasks():
@@ -51,5 +66,5 @@ def test_a_one_shot_baselines_view_counts_its_one_call_and_a_tree_sums_its_tasks
         cost_nanos=0, seconds=1.0, tool="search_docs",
     )  # fmt: skip
     assert outcome_of([view]).model_calls == 1
-    first = Step(1, "x", [], Usage(600, 20), model_seconds=4.0)
+    first = Step(1, "x", [], Usage(600, 20, calls=1), model_seconds=4.0)
     assert outcome_of([_answered([_search_step(0), first]), _answered([_search_step(0), first])]).model_calls == 2

@@ -60,7 +60,7 @@ def test_a_supported_first_answer_ends_the_task_in_one_call_without_tools():
     assert asked.startswith(ANSWER_FIRST) and "ACCESS EXCLUSIVE lock (0)" in asked
     assert asked.endswith("Question: Which lock does VACUUM FULL take?")
     assert request.tools == [] and request.response_format is None
-    assert finished["final_step"].usage == Usage(100, 10)  # the call's tokens are the task's
+    assert finished["final_step"].usage == Usage(100, 10, calls=1)  # the call's tokens are the task's
 
 
 def test_an_unsupported_first_answer_goes_on_with_tools_and_counts_both_calls():
@@ -72,7 +72,7 @@ def test_an_unsupported_first_answer_goes_on_with_tools_and_counts_both_calls():
     assert "VACUUM FULL takes a lock for 30 seconds" in second.messages[-2]["content"]
     assert "'30 seconds'" in second.messages[-1]["content"]
     assert ANSWER_FIRST not in str(second.messages)  # the one-shot request is not part of the history
-    assert task_run.steps[1].usage == Usage(200, 20)  # the answer-first call rides on the first loop step
+    assert task_run.steps[1].usage == Usage(200, 20, calls=2)  # the answer-first call rides on the first loop step
 
 
 def test_a_first_answer_saying_the_passages_do_not_answer_goes_on_with_tools():

@@ -205,7 +205,7 @@ class ScriptedModel:
         r = self.replies.pop(0)
         if isinstance(r, Exception):
             raise r
-        return r if isinstance(r, ModelReply) else ModelReply(content=r, usage=Usage(100, 10))
+        return r if isinstance(r, ModelReply) else ModelReply(content=r, usage=Usage(100, 10, calls=1))
 
 
 class Tools:
@@ -297,7 +297,7 @@ def test_a_reply_that_fails_validation_gets_a_repair_turn():
     assert "search.arguments.query is required" in repair[-1]["content"]
     # The repair turn is transient: the next step's prompt holds only the repaired decision.
     assert bad not in json.dumps(model.requests[2].messages)
-    assert task_run.steps[0].usage == Usage(200, 20)  # both calls are paid for
+    assert task_run.steps[0].usage == Usage(200, 20, calls=2)  # both calls are paid for, and counted
 
 
 def test_native_mode_policy_forces_the_first_tool_and_repairs_a_direct_answer():

@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from agentfleet_runtime.core.types import Usage
 from agentfleet_runtime.model.client import ModelError, ModelRequest, backoff_delay, parse_chat_completion
 from agentfleet_runtime.testing.scripted_model import (
     ScriptedClient,
@@ -39,10 +40,11 @@ def test_parse_native_tool_calls_and_usage():
     r = parse_chat_completion(body)
     assert r.content == "" and [(c.id, c.name, c.arguments) for c in r.tool_calls] == [("c1", "search", {"query": "x"})]
     assert (r.usage.prompt_tokens, r.usage.completion_tokens, r.finish_reason, r.model) == (12, 3, "tool_calls", "m")
+    assert r.usage.calls == 1  # one reply is one model call, whatever its tokens
 
 
 def test_parse_tolerates_missing_usage_and_refuses_no_choices():
-    assert parse_chat_completion({"choices": [{"message": {"content": "hi"}}]}).usage.total == 0
+    assert parse_chat_completion({"choices": [{"message": {"content": "hi"}}]}).usage == Usage(0, 0, calls=1)
     with pytest.raises(ModelError):
         parse_chat_completion({"choices": []})
 

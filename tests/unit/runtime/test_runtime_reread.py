@@ -38,7 +38,7 @@ def test_a_right_answer_on_the_second_reading_ends_the_task_without_the_loop():
     assert passage in first.messages[-1]["content"] and passage in second.messages[-1]["content"]
     step = finished["final_step"]
     # Both calls are the task's usage; the first answer is kept, so the eval counts what the reading won.
-    assert step.usage == Usage(200, 20) and step.first_answer == DECLINED
+    assert step.usage == Usage(200, 20, calls=2) and step.first_answer == DECLINED
 
 
 def test_a_corrected_value_on_the_second_reading_stands():

@@ -51,7 +51,7 @@ def test_a_right_value_from_memory_that_the_manual_states_elsewhere_ends_the_tas
     # Cited where the value is (citing.cite adds the page the model's own citation missed).
     assert finished["answer"].startswith(RIGHT_FROM_MEMORY) and "sql-vacuum.html" in finished["answer"]
     step = finished["final_step"]
-    assert step.usage == Usage(100, 10) and step.first_answer == finished["answer"]
+    assert step.usage == Usage(100, 10, calls=1) and step.first_answer == finished["answer"]
     assert [s.usage for s in task_run.steps[:2]] == [Usage(), Usage()]  # two searches, no model calls
 
 
