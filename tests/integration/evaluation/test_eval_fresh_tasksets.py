@@ -41,6 +41,8 @@ SUFFIX_PREFIX = {
     ("python", "-b"): "pyfb-",
     ("postgres", "-c"): "pgfc-",
     ("python", "-c"): "pyfc-",
+    ("postgres", "-d"): "pgfd-",
+    ("python", "-d"): "pyfd-",
 }
 # (corpus, which of its fresh sets): every fresh set of every corpus, oldest first.
 FRESH = [(name, i) for name in sorted(CORPORA) for i in range(len(CORPORA[name].fresh))]
