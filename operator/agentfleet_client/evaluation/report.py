@@ -4,13 +4,13 @@ configurations are compared), the JSON report, and a PNG."""
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from agentfleet_contract.passage_refs import citation_in_place
 from agentfleet_eval.scoring import (
     COMPARED,
     COPIED_PASSAGES,
@@ -61,20 +61,6 @@ DECLINE_UNDONE = "declineUndone"  # the first answer declined rightly; the final
 PASSAGE_AS_ANSWER = "passageAsAnswer"  # the answer gives a passage (number, head line, score, its text) in its place
 CAUSES = (*FAILURE_CAUSES, PASSAGE_AS_ANSWER, DECLINE_UNDONE)
 LOST_BY_LOOP, WON_BY_LOOP = "lostByLoop", "wonByLoop"
-# A passage's number or head line right after what asks for the answer ("is [3] (x.html, score 0.030)").
-_PASSAGE_IN_PLACE = re.compile(
-    r"(?:\b(?:is|are|was|were|use|called|named|returns?)|[:=])[\s*_`\"']*\[\d+\](?:\s*\([^()\n]*score[^()\n]*\))?"
-    r"|\[\d+\]\s*\([^()\n,]+,\s*score\s*-?[\d.]+\)"
-    r"|(?:\b(?:is|are|was|were|use|called|named|returns?)|[:=])[\s*_`\"']*\[\s*sources?\s*:[^\]\n]*\][\s.]*$",
-    re.I,
-)
-# "The source of this information is [source: x]": where the answer comes from, named after it.
-_LABELLED = re.compile(r"\b(?:sources?|citations?|references?)\b[\w\s]{0,30}\b(?:is|are)[\s*_`\"']*$", re.I)
-
-
-def _passage_in_place(answer: str) -> bool:
-    """A passage's number, head line or source tag where the answer belongs. Pure."""
-    return any(not _LABELLED.search(answer[: answer.index("[", m.start())]) for m in _PASSAGE_IN_PLACE.finditer(answer))
 
 
 def first_score(s: TaskScore) -> TaskScore | None:
@@ -94,7 +80,7 @@ def cause(s: TaskScore) -> str | None:
         return PASSAGE_AS_ANSWER
     if base in ("budget", "error", "format"):
         return base
-    if _passage_in_place(s.outcome.answer):
+    if citation_in_place(s.outcome.answer):
         return PASSAGE_AS_ANSWER
     first = first_score(s)
     if s.task.expect == "decline" and first is not None and first.success:

@@ -19,6 +19,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from agentfleet_contract.passage_refs import PASSAGE_ECHO, SOURCES_RX, TAG_RX
+from agentfleet_contract.passage_refs import citation_in_place as citation_in_place  # the check reads it here
+
 from agentfleet_runtime.tools.retrieval import parse_passages
 
 # Units by the words that name them: (dimension, factor to the base unit: seconds, bytes).
@@ -52,7 +55,6 @@ QUANTITY_RX = re.compile(
     re.I,
 )
 CITATION_RX = re.compile(r"\[\d+\]")
-SOURCES_RX = re.compile(r"^\s*Sources?:.*$", re.M | re.I)
 _QUOTED = re.compile(r"`([^`\n]{1,80})`|\"([^\"\n]{1,80})\"|\u201c([^\u201d\n]{1,80})\u201d")
 
 
@@ -155,45 +157,17 @@ DECLINE = "The documents I searched do not state this, so I cannot give a reliab
 
 
 # -- a passage in the answer's place ----------------------------------------------------------------
-# A small model shown numbered passages ("[3] (asyncio-eventloop.html, score 0.030)") sometimes
-# answers with the passage itself: "The function is [3] (asyncio-eventloop.html, score 0.030)". The
-# value check finds nothing to hold against it (no quantity, no quoted value), and the user reads a
-# rank and a score where the answer belongs.
-_PASSAGE_ECHO = re.compile(r"\[\d+\]\s*\(([^()\n,]+),\s*score\s*-?[\d.]+\)")  # a passage's head line, copied
-# A source tag counts too: "... its lexemes is [source: textsearch-controls.html, score 0.030]." ended a
-# PostgreSQL fresh-c task with no function named (strip).
-_PASSAGE_REF = re.compile(r"\[\d+\](?:\s*\([^()\n]*\))?|\[\s*sources?\s*:[^\]\n]*\]|\bscore:?\s*-?\d*\.\d+", re.I)
-# What asks for the answer right before the passage: a copula, a verb naming it, a colon.
-_ASKS = re.compile(
-    r"(?:\b(?:is|are|was|were|be|use|uses|call|calls|called|named|returns?|gives?|see)|[:=])[\s*_`\"']*$", re.I
-)
-# "[source: [1]]": the colon is a citation's label, and what follows it is the citation (the
-# Python held-out's py-default-random-period, a right first answer sent to the loop).
-# "The source of this information is [source: x]" names where, after the answer.
-_CITE_LABEL = re.compile(
-    r"\b(?:sources?|citations?|cited?|references?)(?:\s*:|\b[\w\s]{0,30}\b(?:is|are))[\s\[(]*$", re.I
-)
+# agentfleet_contract.passage_refs reads it (citation_in_place), the same reading as the eval's
+# passageAsAnswer: the check sends such an answer back with this reason.
 CITATION_PROBLEM = (
     "your answer gives a passage (its number, head line or score) in place of the answer. State the value or name "
     "itself, as the passage writes it, and cite the passage as [source: NAME]."
 )
 
 
-def citation_in_place(answer: str) -> bool:
-    """Whether an answer gives a passage's number, head line or score where the answer belongs:
-    right after what asks for it ("is [3]", "Answer: [3] (x.html, score 0.030)"), or as all it says. Pure."""
-    body = SOURCES_RX.sub("", answer)
-    for m in _PASSAGE_REF.finditer(body):
-        before = body[: m.start()].rstrip()
-        if (_ASKS.search(before) and not _CITE_LABEL.search(before)) or not before.strip(" \t\n*_`\"'"):
-            return True
-    rest = _PASSAGE_REF.sub("", TAG_RX.sub("", body)).strip(" \t\n.,;*_`\"'")
-    return bool(body.strip()) and not rest
-
-
 def tidy_citations(answer: str) -> str:
     """An answer that copied passages' head lines after what it states cites them as [source: NAME]. Pure."""
-    return _PASSAGE_ECHO.sub(lambda m: f"[source: {m.group(1).strip()}]", answer)
+    return PASSAGE_ECHO.sub(lambda m: f"[source: {m.group(1).strip()}]", answer)
 
 
 # -- names the question uses (answerPolicy Cascade: answering.declineUnknownNames) ---------------------------
@@ -415,7 +389,6 @@ QUOTE_FIRST = (
 )
 _QUOTE_HEAD = re.compile(r"^[\s*_#>-]*quote[*_]*\s*:[*_]*", re.I | re.M)
 _ANSWER_HEAD = re.compile(r"(?:^|(?<=[\s,;.\"'\]*_]))answer[*_]*\s*:[*_]*", re.I | re.M)
-TAG_RX = re.compile(r"\[[^\]\n]*\]")  # [source: x.html], or the [x.html] a small model writes instead
 _ELLIPSIS = re.compile(r"\s*(?:\.\.\.|\u2026)\s*")
 _TOKEN = re.compile(r"[\w%]+(?:[.,][\w%]+)*")
 QUOTE_OVERLAP = 0.75  # the share of the quote's word triples a passage must hold: a copy, give or take a word

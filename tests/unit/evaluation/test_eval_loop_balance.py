@@ -61,6 +61,12 @@ def test_the_two_failure_kinds_the_loop_adds():
     assert report.cause(tagged) == report.PASSAGE_AS_ANSWER
     for stated in ("It is 64 [source: functools.html].", "It is 64. The source of this is [source: functools.html]."):
         assert report.cause(scored(ANSWERABLE, stated)) != report.PASSAGE_AS_ANSWER
+    # The runtime's check reads the same (agentfleet_contract.passage_refs): a reference that is all the
+    # answer says is one, and a head line copied after the value stated is a citation, not the answer.
+    for only_refs in ("[1] [source: functools.html]", "The number of calls is [source: functools.html] line 1."):
+        assert report.cause(scored(ANSWERABLE, only_refs)) == report.PASSAGE_AS_ANSWER
+    after = scored(ANSWERABLE, "It keeps 64 calls. This is stated in the passage [3] (functools.html, score 0.030).")
+    assert report.cause(after) != report.PASSAGE_AS_ANSWER
     undone = scored(UNANSWERABLE, "Use yaml.safe_load().", first="The documentation does not say.")
     assert report.cause(undone) == report.DECLINE_UNDONE
     invented = scored(UNANSWERABLE, "Use yaml.safe_load().")  # no first answer: scoring's own cause
