@@ -189,6 +189,10 @@ _NAME = re.compile(
 )
 _CAPITALISED = re.compile(r"[A-Z][a-z]{2,}")
 _ACRONYM = re.compile(r"[A-Z]{2,}")
+# An acronym is short (GPU, REST, HTTP, LDAP) and keeps its case ("rest" is no REST). A longer word in
+# capitals is an SQL keyword (ALIGNMENT, STORAGE), which the manual also writes in lower case as the
+# option's parameter ("alignment", "storage"): matched in any case, like other names.
+KEYWORD_LETTERS = 6
 _SENTENCE_START = re.compile(r"(?:^|[.?!:]\s+|\n)[\s\"'`(*]*$")
 
 
@@ -212,7 +216,7 @@ def mentioned(name: str, texts: Iterable[str]) -> bool:
     of ``functools`` that says ``@lru_cache``), or when its last part is defined in its owner's
     section of one text (``in_owner_section``: documentation writes a member under its short name)."""
     bare = name.removesuffix("()")
-    if _ACRONYM.fullmatch(bare):
+    if _ACRONYM.fullmatch(bare) and len(bare) < KEYWORD_LETTERS:
         rx = re.compile(rf"(?<![A-Za-z]){re.escape(bare)}(?![a-z])")
         return any(rx.search(t) for t in texts)
     low, parts = bare.casefold(), [p for p in bare.casefold().split(".") if p]

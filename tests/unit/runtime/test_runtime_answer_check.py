@@ -189,6 +189,12 @@ def test_question_names_are_identifiers_acronyms_and_proper_nouns_not_the_subjec
 
 def test_a_name_is_mentioned_with_its_case_for_acronyms_and_by_its_parts_for_dotted_names():
     assert not mentioned("REST", ["the rest of the row"]) and mentioned("REST", ["a REST API"])
+    # An SQL keyword in capitals is the option the manual also writes in lower case (the PostgreSQL
+    # fresh-b set's CREATE TYPE question: declined before any model call, right in RAG's pass).
+    alignment = ["alignment: The storage alignment requirement of the data type. The default is int4."]
+    assert mentioned("ALIGNMENT", alignment) and not mentioned("GPU", ["a gpu"])
+    passages = [*alignment, "CREATE TYPE ... storage: The storage strategy. The default is plain."]
+    assert unknown_names("Which ALIGNMENT and STORAGE does CREATE TYPE assume?", passages, PG) == []
     assert mentioned("MongoDB", ["mongodb"]) and mentioned("pg_ls_dir()", ["pg_ls_dir(dirname text)"])
     assert mentioned("functools.lru_cache", ["functools: @lru_cache(maxsize=128)"])
     assert not mentioned(
