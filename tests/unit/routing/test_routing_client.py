@@ -246,7 +246,10 @@ def test_a_task_whose_hedge_won_elsewhere_stays_there(stay: bool) -> None:
         t.sent.clear()
         second = await client.complete(req("slow"))
         if stay:
-            assert t.sent == [first.content] and second.content == first.content
+            # Sent to the winner first, and answered there. On a loaded machine a 1 ms call can still
+            # outlast the learned p95 and send a hedge, which the winner beats: staying is where the
+            # call goes first, not whether the hedge timer ever fires.
+            assert t.sent[0] == first.content and second.content == first.content
             assert value(m, "agentfleet_routing_hedges_total", model="big", result="won") == won
         else:
             assert (
