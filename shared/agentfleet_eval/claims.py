@@ -107,9 +107,16 @@ def loose(low: str) -> str:
 def words(*phrases: str) -> re.Pattern[str]:
     """Any of ``phrases`` as whole words of loose text, longest first, any spaces between words."""
     alts = sorted({" ".join(loose(lower(p)).split()) for p in phrases}, key=len, reverse=True)
-    return re.compile(
-        r"(?<![a-z0-9_])(?:" + "|".join(re.escape(a).replace(r"\ ", r"\s+") for a in alts) + r")(?![a-z0-9_])"
-    )
+    return re.compile("|".join(_whole(a) for a in alts if a))
+
+
+def _whole(phrase: str) -> str:
+    """A phrase as whole words: no letter or digit glued on at either end, except before a file name
+    suffix, which is written glued to its base name (".syn" in "my_synonyms.syn"; "\\n" is still
+    not in "\\r\\n", nor "w+" in "w+b")."""
+    body = re.escape(phrase).replace(r"\ ", r"\s+")
+    head = "" if re.match(r"\.[a-z]", phrase) else r"(?<![a-z0-9_])"
+    return f"(?:{head}{body}(?![a-z0-9_]))"
 
 
 # --- quantities ------------------------------------------------------------------------------------
@@ -428,6 +435,11 @@ class Reading:
         if not any(s <= claim.start < e for s, e in short):
             return 0
         return len(short)
+
+    def names_before(self, claim: Claim) -> bool:
+        """Whether the claim's sentence names an identifier before it: the value is that thing's."""
+        start = next((s for s, e in sentences(self.low) if s <= claim.start < e), 0)
+        return bool(identifiers_in(self.low[start : claim.start]))
 
     def near(self, claim: Claim, names: Iterable[str], window: int) -> bool:
         """Whether one of ``names`` is mentioned within ``window`` characters of the claim."""

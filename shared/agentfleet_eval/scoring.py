@@ -25,7 +25,8 @@
   passages the task (or one of its sub-agents) actually retrieved, and every fact the answer states
   is stated in the same sense by one of the cited, retrieved passages: the quantity with its unit,
   not negated, within NEAR characters of the thing asked (the fact's subject, else a setting the
-  question names). No citation, a citation of something never retrieved, or a cited passage
+  question names), on the thing's own page, or alone in its sentence on a page another retrieved
+  chunk of which names the thing. No citation, a citation of something never retrieved, or a cited passage
   without the fact: ungrounded, with the reason.
 - recall@k (answerable questions only): the share of the supporting documents among the first k
   passages of any search the task tree made.
@@ -55,8 +56,10 @@ from agentfleet_eval.claims import (
     forms,
     identifiers_in,
     is_version,
+    loose,
     negated,
     normalise,
+    words,
 )
 from agentfleet_eval.claims import numbers_in as numbers_in  # where callers found it before claims.py
 from agentfleet_eval.taskset import EvalTask, Fact
@@ -343,14 +346,23 @@ def page_of(name: str, source: str) -> bool:
     return bool(key) and any(re.sub(r"[^a-z0-9]", "", "".join(parts[i:])) == key for i in range(len(parts)))
 
 
-def supports(task: EvalTask, fact: Fact, subject: str, passage: str, source: str = "") -> bool:
+def supports(
+    task: EvalTask, fact: Fact, subject: str, passage: str, source: str = "", page: Sequence[str] = ()
+) -> bool:
     """A passage states the fact in the same sense: not negated, and near the thing asked, or on the
     thing's own page (a module's or program's page states its facts far from the name in its heading:
-    pg_surgery's heap_force_freeze entry never writes "pg_surgery")."""
+    pg_surgery's heap_force_freeze entry never writes "pg_surgery"), or in a sentence that names
+    nothing else while another retrieved chunk of its page (``page``) names the thing: a page names
+    it once, and the chunk after its heading, table caption or signature states the value alone
+    ("The default is spread.", under BASE_BACKUP's CHECKPOINT option)."""
     r = Reading(passage, echoes(task.question))
     names = [subject] if subject else identifiers_in(normalise(task.question))
     own_page = any(page_of(n, source) for n in names) if source else False
-    return any(not c.negated and (not names or own_page or r.near(c, names, NEAR)) for c in r.claims(fact))
+    on_page = bool(names) and any(words(*names).search(loose(normalise(t))) for t in page)
+    return any(
+        not c.negated and (not names or own_page or r.near(c, names, NEAR) or (on_page and not r.names_before(c)))
+        for c in r.claims(fact)
+    )
 
 
 def groundedness(task: EvalTask, o: Outcome) -> tuple[bool | None, str]:
@@ -369,9 +381,17 @@ def groundedness(task: EvalTask, o: Outcome) -> tuple[bool | None, str]:
     if not stated:
         return False, NOTHING_TO_GROUND
     for f, subject in stated:
-        if not any(supports(task, f, subject, str(p.get("text", "")), str(p.get("source", ""))) for p in cited):
+        if not any(
+            supports(task, f, subject, str(p.get("text", "")), str(p.get("source", "")), _page(o, p)) for p in cited
+        ):
             return False, f"no cited passage states {f.describe()!r}" + (f" of {subject}" if subject else "")
     return True, "ok"
+
+
+def _page(o: Outcome, passage: dict[str, Any]) -> list[str]:
+    """The texts of every passage the task retrieved from the passage's document."""
+    doc = str(passage.get("source", ""))
+    return [str(p.get("text", "")) for p in o.retrieved if same_document(doc, str(p.get("source", "")))]
 
 
 COPIED_PASSAGES = "the answer is the retrieved passages copied under their numbers, not an answer"

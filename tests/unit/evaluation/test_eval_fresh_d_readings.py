@@ -1,0 +1,69 @@
+"""Two groundings the scorer refused on the PostgreSQL fresh-d set (2026-11-28), where a reader finds
+the fact in a cited chunk of the right page:
+
+- The chunk states the value alone, because its page names the thing once, in the chunk before: "The
+  default is spread." under BASE_BACKUP's CHECKPOINT option, "The default value is
+  error=01;31:warning=01;35:..." after PG_COLORS's paragraph. A fact stated in a sentence that names
+  nothing else is the page's thing's when another retrieved chunk of that page names it.
+- A file name suffix is written glued to its base name: ".syn" in "my_synonyms.syn".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agentfleet_eval.claims import words
+from agentfleet_eval.scoring import Outcome, score
+from agentfleet_eval.taskset import load_taskset
+
+ROOT = Path(__file__).resolve().parents[3]
+TASKS = {t.id: t for t in load_taskset(ROOT / "e2e" / "eval" / "postgres-manual-fresh-d-tasks.yaml").tasks}
+PAGE = "protocol-replication.html"
+# The two chunks of protocol-replication.html the fleet retrieved (journal of the 1.5B's run).
+HEADING = (
+    "BASE_BACKUP [ ( option [, ...] ) ] Instructs the server to start streaming a base backup. The following "
+    "options are accepted:  LABEL 'label' Sets the label of the backup."
+)
+OPTION = (
+    "The default is false.  CHECKPOINT { 'fast' | 'spread' } Sets the type of checkpoint to be performed at the "
+    "beginning of the base backup. The default is spread."
+)
+ANSWER = "It performs a spread checkpoint at the start of the backup [source: protocol-replication.html]."
+
+
+def grounded(task_id: str, answer: str, *passages: tuple[str, str]) -> bool | None:
+    o = Outcome(
+        status="done",
+        answer=answer,
+        citations=tuple(dict.fromkeys(src for src, _ in passages)),
+        retrieved=tuple({"rank": i, "source": src, "text": text} for i, (src, text) in enumerate(passages, 1)),
+    )
+    s = score(TASKS[task_id], o)
+    assert s.success, s.why
+    return s.grounded
+
+
+def test_a_value_stated_alone_is_the_pages_thing_when_another_chunk_of_the_page_names_it() -> None:
+    assert grounded("pgfd-default-base-backup-checkpoint", ANSWER, (PAGE, OPTION), (PAGE, HEADING))
+
+
+def test_without_a_chunk_naming_the_thing_the_value_is_not_grounded() -> None:
+    assert not grounded("pgfd-default-base-backup-checkpoint", ANSWER, (PAGE, OPTION))
+    # nor when the naming chunk is another page's
+    assert not grounded("pgfd-default-base-backup-checkpoint", ANSWER, (PAGE, OPTION), ("other.html", HEADING))
+
+
+def test_a_value_said_of_another_named_thing_is_not_grounded_by_its_page() -> None:
+    # The sentence holding the value names another setting before it: the value is that setting's.
+    other = "The default is false. For wal_sender_checkpoint the type is spread."
+    assert not grounded("pgfd-default-base-backup-checkpoint", ANSWER, (PAGE, other), (PAGE, HEADING))
+
+
+def test_a_file_name_suffix_is_found_at_the_end_of_a_file_name() -> None:
+    chunk = "The file's full name will be $SHAREDIR/tsearch_data/my_synonyms.syn (where $SHAREDIR is ...)."
+    source = "textsearch-dictionaries.html"
+    answer = 'The suffix is ".syn" [source: textsearch-dictionaries.html].'
+    assert grounded("pgfd-default-synonym-file-suffix", answer, (source, chunk))
+    assert words(".syn").search("my_synonyms.syn") and not words(".syn").search("my.synonyms")
+    # only a suffix is read glued: a line end is not in "\r\n", nor a mode "w+" in "w+b"
+    assert not words("\\n").search("\\r\\n") and not words("w+").search("w+b")
