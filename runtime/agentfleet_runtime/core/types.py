@@ -143,7 +143,10 @@ class Step:
             "n": self.n,
             "content": self.content,
             "tool_calls": [c.to_json() for c in self.tool_calls],
-            "usage": [self.usage.prompt_tokens, self.usage.completion_tokens, self.usage.calls],
+            "usage": [self.usage.prompt_tokens, self.usage.completion_tokens],
+            # Apart from usage's pair: a worker of the release before reads usage as two numbers, and
+            # may resume a task this one checkpointed during a rolling update.
+            "model_calls": self.usage.calls,
             "model_seconds": round(self.model_seconds, 6),
             **({"first_answer": self.first_answer} if self.first_answer else {}),
             # Last, always: the completion checkpoint splices the observations into the stored
@@ -158,7 +161,7 @@ class Step:
             n=int(d["n"]),
             content=d.get("content") or "",
             tool_calls=[ToolCall.from_json(c) for c in d.get("tool_calls") or []],
-            usage=Usage(*d.get("usage", [0, 0])),
+            usage=Usage(*d.get("usage", [0, 0])[:2], calls=int(d.get("model_calls", 0))),
             model_seconds=float(d.get("model_seconds", 0.0)),
             observations=None if obs is None else [Observation.from_json(o) for o in obs],
             first_answer=d.get("first_answer") or "",

@@ -79,6 +79,15 @@ def test_the_first_answer_travels_from_the_loops_step_to_the_harness():
     assert Step.from_json(step.to_json()).first_answer == "The passages do not say."
     assert "first_answer" not in Step(1, "x", [], Usage()).to_json()  # only where there was one
     assert list(step.to_json())[-1] == "observations"  # the completion checkpoint splices it last
+
+
+def test_a_steps_model_calls_survive_its_checkpoint_and_a_worker_of_the_release_before_reads_it():
+    step = Step(1, "ACCESS EXCLUSIVE", [], Usage(1200, 40, calls=2))
+    stored = step.to_json()
+    assert Step.from_json(stored).usage == Usage(1200, 40, calls=2)
+    assert stored["usage"] == [1200, 40]  # the pair a worker before model_calls unpacks into its Usage
+    old = {k: v for k, v in stored.items() if k != "model_calls"}  # checkpointed before model_calls
+    assert Step.from_json(old).usage == Usage(1200, 40)
     root = {"id": "r", "status": "done", "answer": "ACCESS EXCLUSIVE", "stepCount": 2,
             "steps": [{"n": 0, "toolCalls": []}, {"n": 1, "firstAnswer": "The passages do not say."}]}  # fmt: skip
     assert outcome_of([root]).first_answer == "The passages do not say."
