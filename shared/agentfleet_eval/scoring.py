@@ -377,21 +377,22 @@ def groundedness(task: EvalTask, o: Outcome) -> tuple[bool | None, str]:
             return False, f"cites {c}, which the task never retrieved"
         cited += passages
     own, _ = subjects(task)
-    stated = [(f, s) for f, s in zip(task.facts, own, strict=True) if fact_stated(f, o.answer, echoes(task.question))]
+    echo = echoes(task.question)
+    stated = [(f, s) for f, s in zip(task.facts, own, strict=True) if fact_stated(f, o.answer, echo)]
     if not stated:
         return False, NOTHING_TO_GROUND
+    texts = [(str(p.get("text", "")), str(p.get("source", ""))) for p in cited]
+    pages = _pages(o, {source for _, source in texts})
     for f, subject in stated:
-        if not any(
-            supports(task, f, subject, str(p.get("text", "")), str(p.get("source", "")), _page(o, p)) for p in cited
-        ):
+        if not any(supports(task, f, subject, text, source, pages[source]) for text, source in texts):
             return False, f"no cited passage states {f.describe()!r}" + (f" of {subject}" if subject else "")
     return True, "ok"
 
 
-def _page(o: Outcome, passage: dict[str, Any]) -> list[str]:
-    """The texts of every passage the task retrieved from the passage's document."""
-    doc = str(passage.get("source", ""))
-    return [str(p.get("text", "")) for p in o.retrieved if same_document(doc, str(p.get("source", "")))]
+def _pages(o: Outcome, sources: Iterable[str]) -> dict[str, list[str]]:
+    """Each source's page: the texts of every passage the task retrieved from its document."""
+    retrieved = [(str(p.get("source", "")), str(p.get("text", ""))) for p in o.retrieved]
+    return {doc: [text for src, text in retrieved if same_document(doc, src)] for doc in sources}
 
 
 COPIED_PASSAGES = "the answer is the retrieved passages copied under their numbers, not an answer"
