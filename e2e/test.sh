@@ -88,4 +88,5 @@ if [[ -n "$(find tests/integration -name 'test_*.py' 2>/dev/null)" ]]; then
   tiers="unit,integration,e2e"
 fi
 echo "== pytest (required tiers: $tiers)"
-AGENTFLEET_REQUIRE_TIERS="$tiers" exec "$PY" -m pytest tests e2e "$@"
+# The slowest tests are printed last, beside the summary CI keeps: where a cold run's time goes.
+AGENTFLEET_REQUIRE_TIERS="$tiers" exec "$PY" -m pytest tests e2e --durations=30 "$@"
