@@ -1,7 +1,7 @@
 """Citations in an answer: the sources it names, in the forms agents write them. Pure.
 
 An answer cites with ``[source: a.html]``, ``(source: a.html, b.html)``, ``Sources: a.html; b.html``,
-a bracketed document name (``[a.html]``, ``[a.html#3]``), or names a document file in its text
+a document name in square brackets (``[a.html]``, ``[a.html#3]``), or names a document file in its text
 (``see sql-vacuum.html``: a name with a document extension, html, md, txt, rst, pdf). The task API lists what it finds,
 so a client (``agentfleet eval``) can check each citation against the passages the task retrieved.
 """
@@ -12,8 +12,10 @@ import re
 
 # "source:" / "sources:" / "cite:" then a list up to the closing bracket or the end of the line.
 _LABELLED = re.compile(r"(?i)\b(?:sources?|cited?|citations?|references?)\s*[:=]\s*([^\]\)\n]+)")
-# A bracketed document name with an extension: [explicit-locking.html], [serving.md#2].
-_BRACKETED = re.compile(r"[\[\(]\s*([\w./-]+\.[A-Za-z0-9]{1,6}(?:#[\w.-]+)?)\s*[\]\)]")
+# A document name with an extension in square brackets: [explicit-locking.html], [serving.md#2].
+# Parentheses are prose's ("looks for pythonXY.zip (python311.zip)", a Python fresh set's right
+# answer, which then cited its own value): a name in them cites only as a document file (_NAMED).
+_BRACKETED = re.compile(r"\[\s*([\w./-]+\.[A-Za-z0-9]{1,6}(?:#[\w.-]+)?)\s*\]")
 # A document file named in running text.
 _NAMED = re.compile(r"(?<![\w/.-])([\w/-][\w./-]*\.(?:html?|md|markdown|txt|rst|pdf|adoc)(?:#[\w.-]+)?)(?![\w-])", re.I)
 # "a.html and b.html" lists two; plpgsql-errors-and-messages.html is one document ("and" inside a name).

@@ -385,7 +385,7 @@ class TaskRun:
         if answercheck.citation_in_place(answer):
             log.info("declined: the answer gives a passage in its place", extra={"answer": answer[:300]})
             return answercheck.DECLINE
-        answer = answercheck.tidy_citations(answer)
+        answer = answercheck.tidy_citations(answer, self._numbered_sources())
         if self.held_after_decline(answer):
             metrics.ANSWER_FIRST.labels("held").inc()
             log.info("declined after a first decline: no passage holds it", extra={"answer": answer[:300]})

@@ -16,7 +16,7 @@ read from the right passage for the wrong thing; the check is against invention,
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from agentfleet_contract.passage_refs import PASSAGE_ECHO, SOURCES_RX, TAG_RX
@@ -165,9 +165,42 @@ CITATION_PROBLEM = (
 )
 
 
-def tidy_citations(answer: str) -> str:
-    """An answer that copied passages' head lines after what it states cites them as [source: NAME]. Pure."""
-    return PASSAGE_ECHO.sub(lambda m: f"[source: {m.group(1).strip()}]", answer)
+# A passage cited by its number alone, "[3]" or "[2, 4]", as the request numbered it. "[3] (x.html,
+# score ...)" is the head line PASSAGE_ECHO reads; "a[3]" and "x][3]" index something.
+_PASSAGE_NUMBERS = re.compile(r"(?<![\w\])])\[\s*(\d{1,2}(?:\s*,\s*\d{1,2})*)\s*\](?!\s*\()")
+
+
+def tidy_citations(answer: str, numbered: Mapping[int, str] | None = None) -> str:
+    """An answer that copied passages' head lines after what it states, or (with ``numbered``: a
+    passage's number -> its source, as the request that wrote the answer numbered them) cited a
+    passage by its number alone, cites them as [source: NAME]: "The source of this information is
+    [3]." was a Python fresh set's right answer citing no document. A number the request did not
+    give stays as written. Pure."""
+    answer = PASSAGE_ECHO.sub(lambda m: f"[source: {m.group(1).strip()}]", answer)
+    if not numbered:
+        return answer
+
+    def named(m: re.Match[str]) -> str:
+        ranks = [int(n) for n in m.group(1).split(",")]
+        if not all(r in numbered for r in ranks):
+            return m.group(0)
+        return f"[source: {', '.join(dict.fromkeys(numbered[r] for r in ranks))}]"
+
+    return _PASSAGE_NUMBERS.sub(named, answer)
+
+
+def passage_numbers(seen: Sequence[str], form: str) -> dict[int, str]:
+    """A passage's number -> its source, as an opening request of ``form`` numbered the passages of
+    ``seen`` (search outputs): one-shot RAG's request (OneShot, Quote) numbers them all from 1 in
+    order; the Fleet form shows each output as the search wrote it, numbered from 1, so a number
+    two outputs give to different documents names neither. Pure."""
+    if form != "Fleet":
+        return {i: p["source"] for i, p in enumerate((p for out in seen for p in parse_passages(out)), 1)}
+    ranks: dict[int, set[str]] = {}
+    for out in seen:
+        for p in parse_passages(out):
+            ranks.setdefault(p["rank"], set()).add(p["source"])
+    return {r: next(iter(sources)) for r, sources in ranks.items() if len(sources) == 1}
 
 
 # -- names the question uses (answerPolicy Cascade: answering.declineUnknownNames) ---------------------------

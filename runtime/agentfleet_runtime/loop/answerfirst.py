@@ -125,7 +125,8 @@ def _judged(
         return None, "", why
     # The quote-first form is read from the reply as written (the text-call reading drops a "Quote:" line).
     quoting = (form or run.settings.answer_first_prompt) == "Quote"
-    answer, why = _first_answer(run, reply.content if quoting else content, seen, shown, quoting)
+    numbered = answercheck.passage_numbers(seen, form or run.settings.answer_first_prompt)
+    answer, why = _first_answer(run, reply.content if quoting else content, seen, shown, quoting, numbered)
     if why is not None and not final:
         return None, answer, why
     first = first or answer
@@ -236,10 +237,16 @@ def request_messages(run: TaskRun, seen: list[str], form: str) -> list[dict[str,
 
 
 def _first_answer(
-    run: TaskRun, content: str, seen: list[str], shown: list[tuple[str, str]], quoting: bool
+    run: TaskRun,
+    content: str,
+    seen: list[str],
+    shown: list[tuple[str, str]],
+    quoting: bool,
+    numbered: dict[int, str],
 ) -> tuple[str, str | None]:
     """The answer-first reply's answer (cited) and why it does not end the task, or None. A
-    quote-first reply is judged by its quote; a reply without an "Answer:" line as a plain one."""
+    quote-first reply is judged by its quote; a reply without an "Answer:" line as a plain one.
+    ``numbered``: a passage's number -> its source, as the request numbered them."""
     goal = run.rec.goal
     quoted = answercheck.read_quoted(content) if quoting else None
     if quoted is not None and quoted.quote:
@@ -249,20 +256,26 @@ def _first_answer(
         answer = with_sources(quoted.answer, [source]) if source else quoted.answer
         return (run.cited(answer, shown) if why is None else answer), why
     content = quoted.answer if quoted is not None else content
-    return plain_answer(content, seen, shown, goal, run.settings.check_answer_names)
+    return plain_answer(content, seen, shown, goal, run.settings.check_answer_names, numbered)
 
 
 def plain_answer(
-    content: str, seen: list[str], shown: list[tuple[str, str]], goal: str, check_names: bool
+    content: str,
+    seen: list[str],
+    shown: list[tuple[str, str]],
+    goal: str,
+    check_names: bool,
+    numbered: dict[int, str] | None = None,
 ) -> tuple[str, str | None]:
     """A plain first answer's answer (cited when it passes) and why it does not end the task, or
     None: a passage in the answer's place, a decline, a value no passage holds or (``check_names``)
-    a code name none mentions. Pure: the stage's check and its replay's
-    (e2e/bench/verify_replay.py)."""
+    a code name none mentions. ``numbered`` (passage_numbers) reads a passage cited by its number.
+    Pure: the stage's check and its replay's (e2e/bench/verify_replay.py)."""
     answer = content.strip()
     if answercheck.citation_in_place(answer):  # before the value check: a score is no value it states
         why: str | None = answercheck.CITATION_PROBLEM
     else:
         why = answercheck.first_answer_problem(answer, seen, goal) or names_problem(answer, seen, goal, check_names)
-    answer = citing.without_unretrieved(answercheck.tidy_citations(answer), [source for source, _ in shown])
+    tidied = answercheck.tidy_citations(answer, numbered)
+    answer = citing.without_unretrieved(tidied, [source for source, _ in shown])
     return (citing.cite(answer, shown, goal) if why is None else answer), why

@@ -6,14 +6,19 @@ tools are the fakes of test_runtime_decisions (the logic under test is ours)."""
 
 from __future__ import annotations
 
-from agentfleet_runtime.core.types import Usage
+import pytest
+
+from agentfleet_runtime.core.citations import parse_citations
+from agentfleet_runtime.core.types import Observation, Usage
 from agentfleet_runtime.loop.agent import LoopSettings
 from agentfleet_runtime.loop.answercheck import (
     ANSWER_FIRST,
     DECLINE,
     QUOTE_FIRST,
+    passage_numbers,
+    tidy_citations,
 )
-from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SEARCH, ScriptedModel, run_task
+from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SEARCH, ScriptedModel, Tools, run_task
 
 RIGHT = "ACCESS EXCLUSIVE [source: explicit-locking.html]"
 DECLINED = "The passages do not say which lock it takes."
@@ -106,3 +111,44 @@ def test_a_fresh_reading_asks_anew_in_its_own_form_without_the_first_answer():
     assert model.requests[1].messages[0] == {"role": "system", "content": "s"}
     assert ANSWER_FIRST in model.requests[1].messages[1]["content"]
     assert finished["answer"].startswith("ACCESS EXCLUSIVE")
+
+
+class ThreePassages(Tools):
+    """A search that returns three passages of three documents: only the second states the lock."""
+
+    async def run_step(self, task, n, calls, deadline):
+        self.calls += calls
+        out = (
+            "[1] (routine-vacuuming.html, score 0.9)\nVACUUM reclaims storage.\n\n"
+            "[2] (explicit-locking.html, score 0.8)\nVACUUM FULL takes an ACCESS EXCLUSIVE lock.\n\n"
+            "[3] (sql-vacuum.html, score 0.7)\nVACUUM FULL rewrites the table."
+        )
+        return [Observation(c.id, c.name, True, out) for c in calls]
+
+
+@pytest.mark.parametrize("form", ["OneShot", "Fleet"])
+def test_a_passage_cited_by_its_number_alone_is_cited_as_its_document(form):
+    # A Python fresh set's right answer ended "The source of this information is [3]." and cited no
+    # document: the number is the request's, and the request numbered the passages.
+    said = "Its lock is exclusive. The source of this information is [2]."  # no value to cite it by
+    settings_ = settings(answer_first_prompt=form, reread="")
+    _, finished, _, _ = run_task(ScriptedModel([said]), settings_, tools=ThreePassages())
+    assert finished["answer"].startswith("Its lock is exclusive")
+    assert parse_citations(finished["answer"]) == ["explicit-locking.html"], finished["answer"]
+
+
+def test_passage_numbers_are_the_requests_own():
+    one = "[1] (a.html, score 0.9)\nA.\n\n[2] (b.html, score 0.8)\nB."
+    two = "[1] (c.html, score 0.9)\nC.\n\n[2] (b.html, score 0.8)\nB again."
+    # One-shot RAG's request numbers every passage from 1 in order; the Fleet form shows each search
+    # as written, so a number two searches give to different documents names neither.
+    assert passage_numbers([one, two], "OneShot") == {1: "a.html", 2: "b.html", 3: "c.html", 4: "b.html"}
+    assert passage_numbers([one, two], "Fleet") == {2: "b.html"}
+    numbered = {1: "a.html", 2: "b.html"}
+    assert tidy_citations("It is A [1], and B [1, 2].", numbered) == (
+        "It is A [source: a.html], and B [source: a.html, b.html]."
+    )
+    # An index, an unknown number and a head line copied whole are not a number cited alone.
+    assert tidy_citations("Use argv[1]; see [7].", numbered) == "Use argv[1]; see [7]."
+    assert tidy_citations("A [1] (a.html, score 0.900)", numbered) == "A [source: a.html]"
+    assert tidy_citations("It is A [1].") == "It is A [1]."  # no numbering given: as written

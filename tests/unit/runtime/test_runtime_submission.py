@@ -167,6 +167,9 @@ def test_task_view_lists_retrieved_passages_and_citations():
             "It is ACCESS EXCLUSIVE (see sql-vacuum.html and docs/explicit-locking.html).",
             ["sql-vacuum.html", "docs/explicit-locking.html"],
         ),
+        # A file named in parentheses is prose unless it is a document file; in square brackets it cites.
+        ("It looks for pythonXY.zip (python311.zip) [sys_path_init.html].", ["sys_path_init.html"]),
+        ("Settings live in [settings.yaml] (see also (defaults.yaml)).", ["settings.yaml"]),
         ("", []),
     ],
 )
