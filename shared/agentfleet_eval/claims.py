@@ -246,9 +246,10 @@ def vocabulary_mentions(raw: str) -> list[Mention]:
 _IDENTIFIER = re.compile(r"(?<![\w.])(?:pg_[a-z0-9_]+|[a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?![\w])")
 
 
-def identifiers_in(low: str) -> list[str]:
-    """snake_case names (settings, catalogs, functions) in order, each once."""
-    return list(dict.fromkeys(m.group(0) for m in _IDENTIFIER.finditer(low)))
+def identifiers_in(low: str, skip: Sequence[tuple[int, int]] = ()) -> list[str]:
+    """snake_case names (settings, catalogs, functions) in order, each once; none inside ``skip``'s spans."""
+    found = (m for m in _IDENTIFIER.finditer(low) if not any(s <= m.start() < e for s, e in skip))
+    return list(dict.fromkeys(m.group(0) for m in found))
 
 
 # --- negation and sentences --------------------------------------------------------------------------
@@ -409,9 +410,11 @@ class Reading:
             for c in found
         ]
 
-    def said_of(self, claim: Claim, subjects: Sequence[str]) -> str:
+    def said_of(self, claim: Claim, subjects: Sequence[str], qualifiers: Qualifiers = frozenset()) -> str:
         """The subject (one of ``subjects``, lower case) the claim is said of, or "" when none is
-        named in its sentence or the sentence pairs values up "respectively"."""
+        named in its sentence or the sentence pairs values up "respectively". A subject written
+        before the word it qualifies in the question (``qualifiers``, from ``qualifiers``: "the SQL
+        command") names the kind of thing asked for, not what the value is said of."""
         if not subjects:
             return ""
         sentence = next(((s, e) for s, e in sentences(self.low) if s <= claim.start < e), (0, len(self.low)))
@@ -422,6 +425,7 @@ class Reading:
         spans = [(at + m.start(), at + m.end(), " ".join(m.group(0).split())) for m in words(*subjects).finditer(text)]
         # "faster than DELETE", "unlike VACUUM FULL": the thing compared with is not what the value is said of
         spans = [(s, e, n) for s, e, n in spans if not _COMPARED_WITH.search(self.loose[max(0, s - 12) : s])]
+        spans = [(s, e, n) for s, e, n in spans if (n, _next_word(self.loose, e)) not in qualifiers]
         before = [n for s, e, n in spans if e <= claim.start]
         after = [n for s, e, n in spans if s >= claim.end]
         return before[-1] if before else after[0] if after else ""
@@ -446,6 +450,43 @@ class Reading:
         names = [n for n in names if n.strip()]
         lo, hi = max(0, claim.start - window), claim.end + window
         return bool(names) and words(*names).search(self.loose[lo:hi]) is not None
+
+
+Qualifiers = frozenset[tuple[str, str]]
+_WORD = re.compile(r"\s*([a-z]+)\b")  # the next word of lowered text
+# Words that follow a name without being a kind of thing it qualifies ("DELETE and TRUNCATE").
+_FUNCTION_WORDS = frozenset(
+    "a an and are as at be but by can do does for from has have if in into is it its may must nor not of on "
+    "or than that the then to vs was when where whether which while who will with without would".split()
+)
+
+
+def _next_word(low: str, end: int) -> str:
+    m = _WORD.match(low, end)
+    return m.group(1) if m else ""
+
+
+def qualifiers(question: str, names: Iterable[str], keep: Iterable[str] = ()) -> Qualifiers:
+    """Each of ``names`` (but those in ``keep``: what facts are said of) that the question writes
+    right before a noun in lower case, with the word after it: "Which SQL command is dropuser a
+    wrapper around" gives ("sql", "command"); "an XML-RPC int value" gives ("rpc", "int") and ("xml",
+    "rpc"). An answer that repeats "the SQL command DROP ROLE" says DROP ROLE is an SQL command, not
+    that it is SQL's (a PostgreSQL fresh set's right answer, read as said of SQL)."""
+    raw, kept = clean(question), {k.lower() for k in keep}
+    low = loose(lower(raw))
+    names = [n for n in names if n.lower() not in kept]
+    tokens = [(m.start(), m.group(0)) for m in re.finditer(r"[A-Za-z_][\w]*", raw)]
+    out: set[tuple[str, str]] = set()
+    for n in names:
+        for m in words(n).finditer(low):
+            after = [t for at, t in tokens if at >= m.end()]
+            # a run of names qualifies the noun after it: "XML-RPC int"
+            k = 0
+            while k < len(after) and after[k].lower() in names:
+                k += 1
+            if k < len(after) and after[k].islower() and after[k] not in _FUNCTION_WORDS:
+                out.add((" ".join(m.group(0).split()), after[0].lower()))
+    return frozenset(out)
 
 
 def fact_stated(fact: FactLike, text: str, echoed: Echoes = NO_ECHOES) -> bool:

@@ -48,6 +48,7 @@ from typing import Any
 from agentfleet_contract.percentiles import percentile
 
 from agentfleet_eval.claims import (
+    Claim,
     Form,
     Reading,
     clean,
@@ -59,6 +60,8 @@ from agentfleet_eval.claims import (
     loose,
     negated,
     normalise,
+    qualifiers,
+    sentences,
     words,
 )
 from agentfleet_eval.claims import numbers_in as numbers_in  # where callers found it before claims.py
@@ -241,6 +244,7 @@ def judge_answer(task: EvalTask, answer: str) -> Verdict:
     echo = echoes(task.question)
     a, q = Reading(without_declines(answer), echo), Reading(task.question)
     own, named = subjects(task)
+    kinds = qualifiers(task.question, named, keep=own)
     why: list[str] = []
     fact_forms = [g for f in task.facts for g in forms(f)]
     for f, subject in zip(task.facts, own, strict=True):
@@ -252,7 +256,7 @@ def judge_answer(task: EvalTask, answer: str) -> Verdict:
         if all(a.listed(c) >= LIST_ITEMS for c in claims):
             why.append(f"states {f.describe()!r} only in a list of {max(a.listed(c) for c in claims)} candidates")
             continue
-        said = [a.said_of(c, named) for c in claims]
+        said = [a.said_of(c, named, kinds) for c in claims]
         if subject and subject not in said and "" not in said:
             why.append(f"states {f.describe()!r} of {next(x for x in said if x)}, not of {subject}")
         elif subject and any(x and x != subject for x in said):
@@ -262,6 +266,25 @@ def judge_answer(task: EvalTask, answer: str) -> Verdict:
             why.append(f"states the wrong {w.describe()!r}")
     why += _competing(task, a, q, fact_forms)
     return Verdict(not why, "; ".join(why) or "ok")
+
+
+# What an answer says its value is made of or means, right after it: "`KEY_WRITE`, which is equivalent
+# to `KEY_SET_VALUE` and `KEY_CREATE_SUB_KEY`" (both passes' right answers to a Python fresh set's
+# question, read as a list of 4 values). The names in it describe the value; they are not candidates.
+_ELABORATES = re.compile(r"[`'\"*]*\s*,?\s*\(?\s*(?:which (?:is|are|means?)|i\.e\.|that is|equivalent to|meaning)\b")
+
+
+def _elaborations(a: Reading, fact_forms: list[Form]) -> list[tuple[int, int]]:
+    """The spans of ``a`` that elaborate a fact's value it states: from "which is equivalent to" (and
+    the like) right after the value, to the end of that sentence."""
+    spans = []
+    for g in fact_forms:
+        for c in a.occurrences(g):
+            m = _ELABORATES.match(a.low, c.end)
+            if m and not c.negated:
+                end = next((e for s, e in sentences(a.low) if s <= c.start < e), len(a.low))
+                spans.append((m.end(), end))
+    return spans
 
 
 def _competing(task: EvalTask, a: Reading, q: Reading, fact_forms: list[Form]) -> list[str]:
@@ -291,7 +314,7 @@ def _competing(task: EvalTask, a: Reading, q: Reading, fact_forms: list[Form]) -
         else:
             other.add("v:" + m.entry)
     names = set(identifiers_in(q.low)) | phrases
-    other |= {"i:" + n for n in identifiers_in(a.low) if n not in names}
+    other |= {"i:" + n for n in identifiers_in(a.low, _elaborations(a, fact_forms)) if n not in names}
     why = [f"also states {', '.join(map(repr, dict.fromkeys(asked)))}"] if asked else []
     if _YES_NO_QUESTION.match(q.low):
         why += _polarity(task, a)
@@ -346,6 +369,31 @@ def page_of(name: str, source: str) -> bool:
     return bool(key) and any(re.sub(r"[^a-z0-9]", "", "".join(parts[i:])) == key for i in range(len(parts)))
 
 
+# A fact said of a range's end ("the lowest and the highest frequency that winsound.Beep() accepts"): the
+# documentation states it as one end of a range, "must be in the range 37 through 32,767", "int in
+# range from -2147483648 to 2147483647", and never writes "lowest" near it.
+_LOWER_END = frozenset("lowest smallest minimum min least".split())
+_UPPER_END = frozenset("highest largest maximum max greatest".split())
+_RANGE_WORD = re.compile(r"\b(?:range|between|from)\b[^.;\n]{0,24}$")
+_RANGE_TO = r"\s*(?:through|thru|to|and|\.\.|-|–)\s*"
+_RANGE_NUMBER = r"[-+−]?\d[\d,._]*"
+
+
+def range_end(r: Reading, c: Claim, subject: str) -> bool:
+    """Whether the claim is the lower (``subject`` a word like "lowest") or upper ("highest") end of a
+    range the passage states: "range 37 through 32,767", "between 1 and 100", "from -5 to 5"."""
+    if subject in _LOWER_END:
+        after = re.match(_RANGE_TO + _RANGE_NUMBER, r.low[c.end :])
+        return after is not None and _RANGE_WORD.search(r.low[max(0, c.start - 40) : c.start]) is not None
+    if subject in _UPPER_END:
+        before = re.search(_RANGE_NUMBER + _RANGE_TO + r"$", r.low[max(0, c.start - 60) : c.start])
+        if before is None:
+            return False
+        at = max(0, c.start - 60) + before.start()
+        return _RANGE_WORD.search(r.low[max(0, at - 40) : at]) is not None
+    return False
+
+
 def supports(
     task: EvalTask, fact: Fact, subject: str, passage: str, source: str = "", page: Sequence[str] = ()
 ) -> bool:
@@ -356,11 +404,14 @@ def supports(
     it once, and the chunk after its heading, table caption or signature states the value alone
     ("The default is spread.", under BASE_BACKUP's CHECKPOINT option)."""
     r = Reading(passage, echoes(task.question))
-    names = [subject] if subject else identifiers_in(normalise(task.question))
+    ends = subject in _LOWER_END or subject in _UPPER_END  # said of a range's end: the range says which
+    names = [subject] if subject and not ends else identifiers_in(normalise(task.question))
     own_page = any(page_of(n, source) for n in names) if source else False
     on_page = bool(names) and any(words(*names).search(loose(normalise(t))) for t in page)
     return any(
-        not c.negated and (not names or own_page or r.near(c, names, NEAR) or (on_page and not r.names_before(c)))
+        not c.negated
+        and (not ends or range_end(r, c, subject))
+        and (not names or own_page or r.near(c, names, NEAR) or (on_page and not r.names_before(c)))
         for c in r.claims(fact)
     )
 
@@ -464,8 +515,9 @@ def failure_cause(s: TaskScore) -> str | None:
         return "notRetrieved"
     own, _ = subjects(task)
     seen = [(str(p.get("text", "")), str(p.get("source", ""))) for p in o.retrieved]
+    pages = _pages(o, {src for _, src in seen})  # read as the grounding check reads them, page rule included
     failed = _failed_facts(task, o.answer)
-    if not all(any(supports(task, task.facts[i], own[i], t, src) for t, src in seen) for i in failed):
+    if not all(any(supports(task, task.facts[i], own[i], t, src, pages[src]) for t, src in seen) for i in failed):
         return "passageMissed"
     return "declined" if declined(o.answer, task.question) else "misread"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agentfleet_eval.claims import words
-from agentfleet_eval.scoring import Outcome, score
+from agentfleet_eval.scoring import Outcome, failure_cause, judge_answer, score
 from agentfleet_eval.taskset import load_taskset
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -67,3 +67,34 @@ def test_a_file_name_suffix_is_found_at_the_end_of_a_file_name() -> None:
     assert words(".syn").search("my_synonyms.syn") and not words(".syn").search("my.synonyms")
     # only a suffix is read glued: a line end is not in "\r\n", nor a mode "w+" in "w+b"
     assert not words("\\n").search("\\r\\n") and not words("w+").search("w+b")
+
+
+def test_a_decline_beside_a_chunk_the_page_rule_reads_is_declined_not_passage_missed() -> None:
+    # failure_cause reads the passages as the grounding check does: the same fact, the same page rule.
+    o = Outcome(
+        status="done",
+        answer="The documentation does not say which checkpoint it performs.",
+        retrieved=({"rank": 1, "source": PAGE, "text": OPTION}, {"rank": 2, "source": PAGE, "text": HEADING}),
+    )
+    assert failure_cause(score(TASKS["pgfd-default-base-backup-checkpoint"], o)) == "declined"
+    alone = Outcome(status="done", answer=o.answer, retrieved=o.retrieved[:1])
+    assert failure_cause(score(TASKS["pgfd-default-base-backup-checkpoint"], alone)) == "passageMissed"
+
+
+DROPUSER = "pgfd-hop-dropuser-command-dropdb-force"
+
+
+def test_the_kind_of_thing_the_question_asks_for_is_not_what_the_value_is_said_of() -> None:
+    # "Which SQL command is the dropuser program a wrapper around": an answer repeating "the SQL
+    # command DROP ROLE" says what kind of thing DROP ROLE is (both passes' answers, scored wrong).
+    right = (
+        "The dropuser program is a wrapper around the SQL command DROP ROLE. The dropdb option that attempts "
+        "to terminate all existing connections is the FORCE option."
+    )
+    assert judge_answer(TASKS[DROPUSER], right).ok
+    # What the value is said of still counts: DROP ROLE said of dropdb is not dropuser's.
+    swapped = (
+        "The dropdb program is a wrapper around the SQL command DROP ROLE, and the dropuser option that "
+        "terminates connections is --force."
+    )
+    assert not judge_answer(TASKS[DROPUSER], swapped).ok
