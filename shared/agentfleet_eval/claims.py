@@ -104,9 +104,23 @@ def loose(low: str) -> str:
     return low.replace("-", " ")
 
 
+# A one-letter command-line option ("-f", "-n"): read loosely it is the letter alone, which any text
+# holds ("it's" has an "s"), so it is matched with its hyphen, in text whose hyphens stay (``low``).
+_SHORT_OPTION = re.compile(r"-[a-z0-9]")
+
+
+def short_option(phrase: str) -> bool:
+    return _SHORT_OPTION.fullmatch(lower(phrase).strip()) is not None
+
+
 def words(*phrases: str) -> re.Pattern[str]:
-    """Any of ``phrases`` as whole words of loose text, longest first, any spaces between words."""
-    alts = sorted({" ".join(loose(lower(p)).split()) for p in phrases}, key=len, reverse=True)
+    """Any of ``phrases`` as whole words of loose text, longest first, any spaces between words; a
+    one-letter option (``short_option``) as itself, for text that keeps its hyphens."""
+    alts = sorted(
+        {lower(p).strip() if short_option(p) else " ".join(loose(lower(p)).split()) for p in phrases},
+        key=len,
+        reverse=True,
+    )
     return re.compile("|".join(_whole(a) for a in alts if a))
 
 
@@ -114,6 +128,8 @@ def _whole(phrase: str) -> str:
     """A phrase as whole words: no letter or digit glued on at either end, except before a file name
     suffix, which is written glued to its base name (".syn" in "my_synonyms.syn"; "\\n" is still
     not in "\\r\\n", nor "w+" in "w+b")."""
+    if _SHORT_OPTION.fullmatch(phrase):
+        return rf"(?:(?<![\w-]){re.escape(phrase)}(?![\w-]))"
     body = re.escape(phrase).replace(r"\ ", r"\s+")
     head = "" if re.match(r"\.[a-z]", phrase) else r"(?<![a-z0-9_])"
     return f"(?:{head}{body}(?![a-z0-9_]))"
@@ -358,7 +374,7 @@ def as_form(text: str) -> Form:
     qs = quantities_in(low)
     if len(qs) == 1 and qs[0].start == 0 and qs[0].end == len(low):
         return Form(quantity=qs[0])
-    phrase = " ".join(loose(low).split())
+    phrase = low.strip() if short_option(low) else " ".join(loose(low).split())
     return Form(phrase=phrase, vocab=_ENTRY_VOCAB.get(phrase, ""))
 
 
@@ -395,7 +411,8 @@ class Reading:
         if form.quantity is not None:
             spans = [(q.start, q.end) for q in self.quantities if q.same(form.quantity)]
         elif form.phrase:
-            spans = [(m.start(), m.end()) for m in words(form.phrase).finditer(self.loose)]
+            text = self.low if short_option(form.phrase) else self.loose
+            spans = [(m.start(), m.end()) for m in words(form.phrase).finditer(text)]
         else:
             spans = []
         return [Claim(s, e, negated(self.low, s, e, self.echoed)) for s, e in spans]

@@ -98,3 +98,11 @@ def test_the_kind_of_thing_the_question_asks_for_is_not_what_the_value_is_said_o
         "terminates connections is --force."
     )
     assert not judge_answer(TASKS[DROPUSER], swapped).ok
+
+
+def test_a_one_letter_option_is_read_with_its_hyphen() -> None:
+    # Read loosely, "-f" was the letter f, which any text may hold (a fresh-e writer's finding).
+    stated = "The dropuser program is a wrapper around DROP ROLE; the dropdb option is -f."
+    assert judge_answer(TASKS[DROPUSER], stated).ok
+    letter = "The dropuser program is a wrapper around DROP ROLE; for dropdb see appendix f."
+    assert judge_answer(TASKS[DROPUSER], letter).why == "missing '--force | -f'"
