@@ -43,6 +43,8 @@ SUFFIX_PREFIX = {
     ("python", "-c"): "pyfc-",
     ("postgres", "-d"): "pgfd-",
     ("python", "-d"): "pyfd-",
+    ("postgres", "-e"): "pgfe-",
+    ("python", "-e"): "pyfe-",
 }
 # (corpus, which of its fresh sets): every fresh set of every corpus, oldest first.
 FRESH = [(name, i) for name in sorted(CORPORA) for i in range(len(CORPORA[name].fresh))]
