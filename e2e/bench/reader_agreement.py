@@ -13,7 +13,8 @@ Two steps:
 ``--passes`` names the passes read (default: the candidate's, ``cand``, and ``one-shot-rag``).
 ``export`` writes one packet per answer, in a shuffled order, with no pass name and no verdict:
 - the question, the task's facts and whether it expects a decline;
-- the answer, the documents it cites, and the passages the task retrieved (cited ones marked).
+- the answer, the documents it cites, and the passages the task retrieved: each by its source, and
+  the text of those of a cited document.
 
 The reader copies each packet's ``key`` into a labels file, one line each:
 ``{"key": ..., "correct": true|false, "grounded": true|false|null, "why": "..."}``.
@@ -62,14 +63,12 @@ def packet(task: EvalTask, record: dict[str, Any]) -> dict[str, Any]:
     """What the reader sees of one answer. Pure."""
     o = record["outcome"]
     cited = list(o.get("citations") or [])
-    passages = [
-        {
-            "source": p.get("source", ""),
-            "cited": any(same_document(c, str(p.get("source", ""))) for c in cited),
-            "text": p.get("text", ""),
-        }
-        for p in o.get("retrieved") or []
-    ]
+    passages = []
+    for p in o.get("retrieved") or []:
+        source = str(p.get("source", ""))
+        is_cited = any(same_document(c, source) for c in cited)
+        # Grounded asks only what cited passages state: the others are named, not shown.
+        passages.append({"source": source, "cited": is_cited, "text": p.get("text", "") if is_cited else ""})
     return {
         "key": key(record),
         "question": task.question,

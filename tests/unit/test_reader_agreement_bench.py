@@ -36,6 +36,7 @@ def test_a_packet_names_neither_the_pass_nor_a_verdict() -> None:
     assert {p["key"] for p in packets} == {key(CAND), key(RAG)} and key(CAND) != key(RAG)
     (cand,) = [p for p in packets if p["key"] == key(CAND)]
     assert cand["facts"] == ["119"] and [p["cited"] for p in cand["passages"]] == [True, False]
+    assert [bool(p["text"]) for p in cand["passages"]] == [True, False]  # grounded reads cited passages only
 
 
 def test_agreement_counts_each_side_of_a_disagreement() -> None:
