@@ -69,7 +69,7 @@ async def answer_first(run: TaskRun, search: Search | None = None) -> Step | tup
         verified = await _verified(run, answer, search, usage, model_s)
         if verified is not None:
             return verified
-    run.first_declined = why == answercheck.ANSWER_FIRST_UNANSWERED
+    run.first_declined = first_declined = why == answercheck.ANSWER_FIRST_UNANSWERED
     if reread and why is not None:
         metrics.ANSWER_FIRST.labels("reread").inc()
         second, seconds = await _call(run, request_messages(run, seen, reread))
@@ -82,7 +82,7 @@ async def answer_first(run: TaskRun, search: Search | None = None) -> Step | tup
             reply = second
             run.first_declined = run.first_declined or why == answercheck.ANSWER_FIRST_UNANSWERED
         if not escalate:
-            return _held(run, answer or reply.content.strip(), usage, model_s, first)
+            return _held(run, answer or reply.content.strip(), usage, model_s, first, after_decline=first_declined)
     metrics.ANSWER_FIRST.labels("escalated").inc()
     run.escalated = first or "(no answer)"  # shown on the loop's first step
     log.info("answer first: the loop goes on", extra={"problem": (why or "")[:300]})
@@ -211,12 +211,16 @@ def held(
     return cited
 
 
-def _held(run: TaskRun, answer: str, usage: Usage, model_s: float, first: str) -> Step:
+def _held(run: TaskRun, answer: str, usage: Usage, model_s: float, first: str, *, after_decline: bool = False) -> Step:
     """The task's end after a second reading that failed its check too, with the loop off: its
-    decline when it declined, else the decline (what it states, no passage holds)."""
+    decline when it declined, else the decline (what it states, no passage holds). After a first
+    answer that declined, always the decline: a second reading that declines may say first what no
+    passage holds ("Setting sslnegotiation to direct changes the SSL handshake ... The manual does
+    not say.", a PostgreSQL fresh-e answer to a question about a setting no page names)."""
     metrics.ANSWER_FIRST.labels("held").inc()
     declined = bool(answer.strip()) and answercheck.says_unanswered(answer)
-    ended = answercheck.tidy_citations(answer) if declined else answercheck.DECLINE
+    own = declined and not after_decline
+    ended = answercheck.tidy_citations(answer) if own else answercheck.DECLINE
     log.info("answer first: the second reading failed its check too", extra={"answer": answer[:300]})
     return Step(len(run.steps), ended, [], usage, model_seconds=model_s, first_answer=first or ended)
 

@@ -150,6 +150,11 @@ def _document(name: str) -> str:
     return cited_document(name.strip()).rsplit("/", 1)[-1]
 
 
+def _spelling(name: str) -> str:
+    """A document's name with its separators and case aside: pg_archivecleanup.html is pgarchivecleanup.html."""
+    return re.sub(r"[^a-z0-9.]", "", name.lower())
+
+
 def without_unretrieved(answer: str, sources: Iterable[str]) -> str:
     """The answer without the citations naming no document among ``sources`` (the task's retrieved
     ones): a small model cites a page it guesses from the question (plpgsql-do.html, where the
@@ -157,6 +162,13 @@ def without_unretrieved(answer: str, sources: Iterable[str]) -> str:
     citations kept move to one sources line; an answer citing only retrieved documents is returned
     as it is."""
     have = {_document(s) for s in sources}
+    # A retrieved document named with its separators changed ("pg_archivecleanup.html" for the
+    # retrieved pgarchivecleanup.html, a PostgreSQL fresh-e answer's running text) is that document:
+    # the name is rewritten, else the task API would list a source the task never read.
+    spelled = {_spelling(d): d for d in have}
+    for c in parse_citations(answer):
+        if _document(c) not in have and _spelling(_document(c)) in spelled:
+            answer = re.sub(rf"(?<![\w/.-]){re.escape(c)}(?![\w-])", spelled[_spelling(_document(c))], answer)
     cited = parse_citations(answer)
     kept = [c for c in cited if _document(c) in have]
     if len(kept) == len(cited):

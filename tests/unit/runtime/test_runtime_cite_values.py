@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from agentfleet_runtime.core.citations import parse_citations
 from agentfleet_runtime.core.types import Observation
 from agentfleet_runtime.loop.agent import LoopSettings
 from agentfleet_runtime.loop.answercheck import DECLINE
@@ -131,3 +132,20 @@ def test_the_first_answer_cites_the_retrieved_page_in_place_of_the_one_it_guesse
     settings = LoopSettings("s", decisions=FIRST_SEARCH, search_first="search", answer_first=True, escalate=False)
     _, finished, _, _ = run_task(model, settings, goal="Which language runs a DO block by default?", tools=Search([do]))
     assert "plpgsql-do.html" not in finished["answer"] and finished["answer"].endswith("Sources: sql-do.html")
+
+
+def test_a_retrieved_document_named_with_other_separators_is_that_document() -> None:
+    # A PostgreSQL fresh-e answer named "pg_archivecleanup.html" in its text and sources; the task
+    # retrieved pgarchivecleanup.html, and the task API listed a source it never read.
+    retrieved = ["pgarchivecleanup.html", "warm-standby.html"]
+    said = (
+        "It is pg_archivecleanup, in the pg_archivecleanup.html passage.\n\n"
+        "Sources: pg_archivecleanup.html, warm-standby.html"
+    )
+    fixed = without_unretrieved(said, retrieved)
+    assert parse_citations(fixed) == ["pgarchivecleanup.html", "warm-standby.html"], fixed
+    assert "pg_archivecleanup," in fixed  # the program's own name, not a document name, stays
+    # A name that is no retrieved document's, separators aside, still goes.
+    assert parse_citations(without_unretrieved("X.\n\nSources: archive.html, warm-standby.html", retrieved)) == [
+        "warm-standby.html"
+    ]

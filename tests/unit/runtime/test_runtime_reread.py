@@ -152,3 +152,11 @@ def test_passage_numbers_are_the_requests_own():
     assert tidy_citations("Use argv[1]; see [7].", numbered) == "Use argv[1]; see [7]."
     assert tidy_citations("A [1] (a.html, score 0.900)", numbered) == "A [source: a.html]"
     assert tidy_citations("It is A [1].") == "It is A [1]."  # no numbering given: as written
+
+
+def test_after_a_first_decline_a_second_decline_that_describes_first_ends_as_the_decline():
+    # A PostgreSQL fresh-e answer about a setting no page names: the first reading declined, the
+    # second described the setting, then declined; the task ended with the description.
+    described = "Setting it to direct starts the handshake at once. The manual does not say."
+    _, finished, _, _ = run_task(ScriptedModel([DECLINED, described]), settings(escalate=False))
+    assert finished["answer"] == DECLINE and finished["final_step"].first_answer == DECLINED
