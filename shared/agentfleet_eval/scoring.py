@@ -48,20 +48,21 @@ from typing import Any
 from agentfleet_contract.percentiles import percentile
 
 from agentfleet_eval.claims import (
-    Claim,
     Form,
     Reading,
     clean,
     echoes,
+    elaborations,
     fact_stated,
     forms,
     identifiers_in,
+    is_range_end,
     is_version,
     loose,
     negated,
     normalise,
     qualifiers,
-    sentences,
+    range_end,
     words,
 )
 from agentfleet_eval.claims import numbers_in as numbers_in  # where callers found it before claims.py
@@ -268,25 +269,6 @@ def judge_answer(task: EvalTask, answer: str) -> Verdict:
     return Verdict(not why, "; ".join(why) or "ok")
 
 
-# What an answer says its value is made of or means, right after it: "`KEY_WRITE`, which is equivalent
-# to `KEY_SET_VALUE` and `KEY_CREATE_SUB_KEY`" (both passes' right answers to a Python fresh set's
-# question, read as a list of 4 values). The names in it describe the value; they are not candidates.
-_ELABORATES = re.compile(r"[`'\"*]*\s*,?\s*\(?\s*(?:which (?:is|are|means?)|i\.e\.|that is|equivalent to|meaning)\b")
-
-
-def _elaborations(a: Reading, fact_forms: list[Form]) -> list[tuple[int, int]]:
-    """The spans of ``a`` that elaborate a fact's value it states: from "which is equivalent to" (and
-    the like) right after the value, to the end of that sentence."""
-    spans = []
-    for g in fact_forms:
-        for c in a.occurrences(g):
-            m = _ELABORATES.match(a.low, c.end)
-            if m and not c.negated:
-                end = next((e for s, e in sentences(a.low) if s <= c.start < e), len(a.low))
-                spans.append((m.end(), end))
-    return spans
-
-
 def _competing(task: EvalTask, a: Reading, q: Reading, fact_forms: list[Form]) -> list[str]:
     """Values the answer states beside the expected ones: of an asked kind, or too many of others."""
     dims = {g.quantity.dim for g in fact_forms if g.quantity is not None}
@@ -314,7 +296,7 @@ def _competing(task: EvalTask, a: Reading, q: Reading, fact_forms: list[Form]) -
         else:
             other.add("v:" + m.entry)
     names = set(identifiers_in(q.low)) | phrases
-    other |= {"i:" + n for n in identifiers_in(a.low, _elaborations(a, fact_forms)) if n not in names}
+    other |= {"i:" + n for n in identifiers_in(a.low, elaborations(a, fact_forms)) if n not in names}
     why = [f"also states {', '.join(map(repr, dict.fromkeys(asked)))}"] if asked else []
     if _YES_NO_QUESTION.match(q.low):
         why += _polarity(task, a)
@@ -369,31 +351,6 @@ def page_of(name: str, source: str) -> bool:
     return bool(key) and any(re.sub(r"[^a-z0-9]", "", "".join(parts[i:])) == key for i in range(len(parts)))
 
 
-# A fact said of a range's end ("the lowest and the highest frequency that winsound.Beep() accepts"): the
-# documentation states it as one end of a range, "must be in the range 37 through 32,767", "int in
-# range from -2147483648 to 2147483647", and never writes "lowest" near it.
-_LOWER_END = frozenset("lowest smallest minimum min least".split())
-_UPPER_END = frozenset("highest largest maximum max greatest".split())
-_RANGE_WORD = re.compile(r"\b(?:range|between|from)\b[^.;\n]{0,24}$")
-_RANGE_TO = r"\s*(?:through|thru|to|and|\.\.|-|–)\s*"
-_RANGE_NUMBER = r"[-+−]?\d[\d,._]*"
-
-
-def range_end(r: Reading, c: Claim, subject: str) -> bool:
-    """Whether the claim is the lower (``subject`` a word like "lowest") or upper ("highest") end of a
-    range the passage states: "range 37 through 32,767", "between 1 and 100", "from -5 to 5"."""
-    if subject in _LOWER_END:
-        after = re.match(_RANGE_TO + _RANGE_NUMBER, r.low[c.end :])
-        return after is not None and _RANGE_WORD.search(r.low[max(0, c.start - 40) : c.start]) is not None
-    if subject in _UPPER_END:
-        before = re.search(_RANGE_NUMBER + _RANGE_TO + r"$", r.low[max(0, c.start - 60) : c.start])
-        if before is None:
-            return False
-        at = max(0, c.start - 60) + before.start()
-        return _RANGE_WORD.search(r.low[max(0, at - 40) : at]) is not None
-    return False
-
-
 def supports(
     task: EvalTask, fact: Fact, subject: str, passage: str, source: str = "", page: Sequence[str] = ()
 ) -> bool:
@@ -404,7 +361,7 @@ def supports(
     it once, and the chunk after its heading, table caption or signature states the value alone
     ("The default is spread.", under BASE_BACKUP's CHECKPOINT option)."""
     r = Reading(passage, echoes(task.question))
-    ends = subject in _LOWER_END or subject in _UPPER_END  # said of a range's end: the range says which
+    ends = is_range_end(subject)  # said of a range's end: the range says which
     names = [subject] if subject and not ends else identifiers_in(normalise(task.question))
     own_page = any(page_of(n, source) for n in names) if source else False
     on_page = bool(names) and any(words(*names).search(loose(normalise(t))) for t in page)
