@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from agentfleet_eval.scoring import TaskScore, same_document, score
-from agentfleet_eval.taskset import EvalTask, load_taskset
+from agentfleet_eval.taskset import EvalTask, Fact, load_taskset
 
 from agentfleet_client.evaluation.journal import outcome_from
 
@@ -73,11 +73,17 @@ def packet(task: EvalTask, record: dict[str, Any]) -> dict[str, Any]:
         "key": key(record),
         "question": task.question,
         "expect": task.expect or "answer",
-        "facts": [f.describe() + (f" (of {f.about})" if f.about else "") for f in task.facts],
+        "facts": [_describe(f) + (f" (of {f.about})" if f.about else "") for f in task.facts],
         "answer": o.get("answer", ""),
         "cites": cited,
         "passages": passages,
     }
+
+
+def _describe(fact: Fact) -> str:
+    """A fact's forms as a reader reads them: whole numbers in full (80877103, not 8.08771e+07)."""
+    numbers = (str(int(n)) if float(n).is_integer() else repr(float(n)) for n in fact.numbers)
+    return " | ".join([*fact.texts, *numbers])
 
 
 def export(tasks: dict[str, EvalTask], rows: Iterable[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:

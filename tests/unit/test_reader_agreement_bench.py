@@ -37,6 +37,8 @@ def test_a_packet_names_neither_the_pass_nor_a_verdict() -> None:
     (cand,) = [p for p in packets if p["key"] == key(CAND)]
     assert cand["facts"] == ["119"] and [p["cited"] for p in cand["passages"]] == [True, False]
     assert [bool(p["text"]) for p in cand["passages"]] == [True, False]  # grounded reads cited passages only
+    big = parse_taskset([{**TASK_DICT, "facts": [{"number": 80877103}, {"number": 0.5}]}], "t").tasks[0]
+    assert export({"nntp": big}, [CAND])[0]["facts"] == ["80877103", "0.5"]  # not 8.08771e+07
 
 
 def test_agreement_counts_each_side_of_a_disagreement() -> None:
