@@ -99,28 +99,20 @@ def lower(text: str) -> str:
     return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
 
 
+# Any hyphen but the one of a one-letter command-line option ("-f", "-n"): read as a space, that
+# option would be the letter alone, which any text holds ("it's" has an "s").
+_LOOSE_HYPHEN = re.compile(r"((?<![\w-])-(?=[a-z0-9](?![\w-])))|-")
+
+
 def loose(low: str) -> str:
-    """A hyphen reads as a space ("blank-padded" = "blank padded"); same length as ``low``."""
-    return low.replace("-", " ")
-
-
-# A one-letter command-line option ("-f", "-n"): read loosely it is the letter alone, which any text
-# holds ("it's" has an "s"), so it is matched with its hyphen, in text whose hyphens stay (``low``).
-_SHORT_OPTION = re.compile(r"-[a-z0-9]")
-
-
-def short_option(phrase: str) -> bool:
-    return _SHORT_OPTION.fullmatch(lower(phrase).strip()) is not None
+    """A hyphen reads as a space ("blank-padded" = "blank padded"), but a one-letter option's
+    ("-f"); same length as ``low``."""
+    return _LOOSE_HYPHEN.sub(lambda m: m.group(1) or " ", low)
 
 
 def words(*phrases: str) -> re.Pattern[str]:
-    """Any of ``phrases`` as whole words of loose text, longest first, any spaces between words; a
-    one-letter option (``short_option``) as itself, for text that keeps its hyphens."""
-    alts = sorted(
-        {lower(p).strip() if short_option(p) else " ".join(loose(lower(p)).split()) for p in phrases},
-        key=len,
-        reverse=True,
-    )
+    """Any of ``phrases`` as whole words of loose text, longest first, any spaces between words."""
+    alts = sorted({" ".join(loose(lower(p)).split()) for p in phrases}, key=len, reverse=True)
     return re.compile("|".join(_whole(a) for a in alts if a))
 
 
@@ -128,8 +120,6 @@ def _whole(phrase: str) -> str:
     """A phrase as whole words: no letter or digit glued on at either end, except before a file name
     suffix, which is written glued to its base name (".syn" in "my_synonyms.syn"; "\\n" is still
     not in "\\r\\n", nor "w+" in "w+b")."""
-    if _SHORT_OPTION.fullmatch(phrase):
-        return rf"(?:(?<![\w-]){re.escape(phrase)}(?![\w-]))"
     body = re.escape(phrase).replace(r"\ ", r"\s+")
     head = "" if re.match(r"\.[a-z]", phrase) else r"(?<![a-z0-9_])"
     return f"(?:{head}{body}(?![a-z0-9_]))"
@@ -374,7 +364,7 @@ def as_form(text: str) -> Form:
     qs = quantities_in(low)
     if len(qs) == 1 and qs[0].start == 0 and qs[0].end == len(low):
         return Form(quantity=qs[0])
-    phrase = low.strip() if short_option(low) else " ".join(loose(low).split())
+    phrase = " ".join(loose(low).split())
     return Form(phrase=phrase, vocab=_ENTRY_VOCAB.get(phrase, ""))
 
 
@@ -411,8 +401,7 @@ class Reading:
         if form.quantity is not None:
             spans = [(q.start, q.end) for q in self.quantities if q.same(form.quantity)]
         elif form.phrase:
-            text = self.low if short_option(form.phrase) else self.loose
-            spans = [(m.start(), m.end()) for m in words(form.phrase).finditer(text)]
+            spans = [(m.start(), m.end()) for m in words(form.phrase).finditer(self.loose)]
         else:
             spans = []
         return [Claim(s, e, negated(self.low, s, e, self.echoed)) for s, e in spans]
