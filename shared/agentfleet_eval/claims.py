@@ -495,36 +495,6 @@ def qualifiers(question: str, names: Iterable[str], keep: Iterable[str] = ()) ->
     return frozenset(out)
 
 
-# A fact said of a range's end ("the lowest and the highest frequency that winsound.Beep() accepts"): the
-# documentation states it as one end of a range, "must be in the range 37 through 32,767", "int in
-# range from -2147483648 to 2147483647", and never writes "lowest" near it.
-_LOWER_END = frozenset("lowest smallest minimum min least".split())
-_UPPER_END = frozenset("highest largest maximum max greatest".split())
-_RANGE_WORD = re.compile(r"\b(?:range|between|from)\b[^.;\n]{0,24}$")
-_RANGE_TO = r"\s*(?:through|thru|to|and|\.\.|-|–)\s*"
-_RANGE_NUMBER = r"[-+−]?\d[\d,._]*"
-
-
-def is_range_end(subject: str) -> bool:
-    """Whether a fact's subject is a range's end ("lowest", "largest"), which the range's order says."""
-    return subject in _LOWER_END or subject in _UPPER_END
-
-
-def range_end(r: Reading, c: Claim, subject: str) -> bool:
-    """Whether the claim is the lower (``subject`` a word like "lowest") or upper ("highest") end of a
-    range the passage states: "range 37 through 32,767", "between 1 and 100", "from -5 to 5"."""
-    if subject in _LOWER_END:
-        after = re.match(_RANGE_TO + _RANGE_NUMBER, r.low[c.end :])
-        return after is not None and _RANGE_WORD.search(r.low[max(0, c.start - 40) : c.start]) is not None
-    if subject in _UPPER_END:
-        before = re.search(_RANGE_NUMBER + _RANGE_TO + r"$", r.low[max(0, c.start - 60) : c.start])
-        if before is None:
-            return False
-        at = max(0, c.start - 60) + before.start()
-        return _RANGE_WORD.search(r.low[max(0, at - 40) : at]) is not None
-    return False
-
-
 # What an answer says its value is made of or means, right after it: "`KEY_WRITE`, which is equivalent
 # to `KEY_SET_VALUE` and `KEY_CREATE_SUB_KEY`" (both passes' right answers to a Python fresh set's
 # question, read as a list of 4 values). The names in it describe the value; they are not candidates.

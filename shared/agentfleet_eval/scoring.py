@@ -47,6 +47,7 @@ from typing import Any
 
 from agentfleet_contract.percentiles import percentile
 
+from agentfleet_eval.bounds import is_range_end, other_ends, range_end
 from agentfleet_eval.claims import (
     Form,
     Reading,
@@ -56,13 +57,11 @@ from agentfleet_eval.claims import (
     fact_stated,
     forms,
     identifiers_in,
-    is_range_end,
     is_version,
     loose,
     negated,
     normalise,
     qualifiers,
-    range_end,
     words,
 )
 from agentfleet_eval.claims import numbers_in as numbers_in  # where callers found it before claims.py
@@ -276,8 +275,11 @@ def _competing(task: EvalTask, a: Reading, q: Reading, fact_forms: list[Form]) -
     allowed = [*fact_forms, *(g for f in task.alongside for g in forms(f))]
     phrases = {g.phrase for g in allowed if g.phrase}
     asked, other = [], set()
+    ends = other_ends(a, task.question, fact_forms)  # "greater than 0 and no more than 16,383"
     for x in a.quantities:
         if (x.spelled and not x.dim) or is_version(a.low, x) or negated(a.low, x.start, x.end, a.echoed):
+            continue
+        if (x.start, x.end) in ends:
             continue
         if any(g.quantity is not None and x.same(g.quantity) for g in allowed):
             continue
