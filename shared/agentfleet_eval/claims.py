@@ -337,6 +337,12 @@ def negated(low: str, start: int, end: int | None = None, echoed: Echoes = NO_EC
 _ITEM = re.compile(r"(?:(?!,|;|:\s|\sor\s|\sand\s|/).)+")
 SHORT_ITEM_WORDS = 4
 _COMPARED_WITH = re.compile(r"\b(?:than|unlike|versus|vs\.?|compared (?:to|with))\s+(?:the |a |plain )?$")
+# A value that opens its clause and is then predicated ("4.0 is the default of random_page_cost", "bytes
+# is what a bytea argument arrives as") is said of the subject its own clause names after it, not of one an
+# earlier clause of the sentence named ("seq_page_cost defaults to 1.0, and 4.0 is the default of ...").
+_CLAUSE_OPEN = re.compile(r"(?:^|[,:(]|\b(?:and|but|while|whereas)\b)\s*['\"(]*\s*$")
+_PREDICATED = re.compile(r"['\")]*\s*(?:is|are|was|were)\b")
+_CLAUSE_STOP = re.compile(r"[,;:]|\b(?:and|but|while|whereas)\b")
 _SENTENCE = re.compile(r"[^\n]+?(?:[.!?;](?=\s|$)|$)", re.MULTILINE)
 
 
@@ -432,6 +438,11 @@ class Reading:
         # "faster than DELETE", "unlike VACUUM FULL": the thing compared with is not what the value is said of
         spans = [(s, e, n) for s, e, n in spans if not _COMPARED_WITH.search(self.loose[max(0, s - 12) : s])]
         spans = [(s, e, n) for s, e, n in spans if (n, _next_word(self.loose, e)) not in qualifiers]
+        if _CLAUSE_OPEN.search(self.low[at : claim.start]) and _PREDICATED.match(self.low, claim.end):
+            stop = _CLAUSE_STOP.search(self.low, claim.end, sentence[1])
+            own = [n for s, e, n in spans if s >= claim.end and (stop is None or s < stop.start())]
+            if own:
+                return own[0]
         before = [n for s, e, n in spans if e <= claim.start]
         after = [n for s, e, n in spans if s >= claim.end]
         return before[-1] if before else after[0] if after else ""

@@ -46,6 +46,37 @@ def test_the_other_end_of_a_bound_pair_is_no_competing_value() -> None:
     assert not judge_answer(default, "The default is from 8 to 16.").ok
 
 
+def test_a_value_that_opens_its_clause_is_said_of_the_subject_its_clause_names() -> None:
+    costs = task("What are the defaults of seq_page_cost and random_page_cost?", [{"number": 1.0}, {"number": 4.0}])
+    for right in (
+        "The default of seq_page_cost is 1.0, and 4.0 is the default of random_page_cost.",
+        "seq_page_cost defaults to 1.0, while 4.0 is what random_page_cost defaults to.",
+        "For random_page_cost, 4.0 is the default, and seq_page_cost is 1.0.",
+    ):
+        assert judge_answer(costs, right).ok, right
+    for swapped in (
+        "The default of seq_page_cost is 4.0, and 1.0 is the default of random_page_cost.",
+        "seq_page_cost defaults to 4.0, while 1.0 is what random_page_cost defaults to.",
+    ):
+        assert not judge_answer(costs, swapped).ok, swapped
+    types = task(
+        "In PL/Python, which Python type does a numeric argument arrive as, and which does a bytea argument arrive as?",
+        [{"any": ["Decimal"], "about": "numeric"}, {"any": ["bytes"], "about": "bytea"}],
+    )
+    assert judge_answer(types, "A numeric argument arrives as Decimal, and bytes is what a bytea one gives.").ok
+    assert not judge_answer(types, "A numeric argument arrives as bytes, and Decimal is what a bytea one gives.").ok
+    # The PostgreSQL fresh set's right answer in both passes of two runs, read as NOLOGIN said of CREATE USER.
+    roles = load_taskset(ROOT / "e2e" / "eval" / "postgres-manual-fresh-tasks.yaml")
+    role = next(t for t in roles.tasks if t.id == "pgf-cmp-create-user-vs-create-role")
+    right = (
+        "The only difference between CREATE USER and CREATE ROLE is that when the command is spelled CREATE USER, "
+        "LOGIN is assumed by default, whereas NOLOGIN is assumed when the command is spelled CREATE ROLE."
+    )
+    assert judge_answer(role, right).ok
+    swapped = "When the command is spelled CREATE USER, NOLOGIN is assumed, whereas LOGIN is assumed for CREATE ROLE."
+    assert not judge_answer(role, swapped).ok
+
+
 def test_a_scattershot_answer_still_scores_zero_on_the_set() -> None:
     answer = scattershot(candidates(SET.tasks))
     assert [t.id for t in SET.tasks if judge_answer(t, answer).ok] == []
