@@ -65,6 +65,7 @@ from agentfleet_eval.claims import (
     words,
 )
 from agentfleet_eval.claims import numbers_in as numbers_in  # where callers found it before claims.py
+from agentfleet_eval.subjects import context, subjects
 from agentfleet_eval.taskset import EvalTask, Fact
 
 # More values than this of kinds the question does not ask for make an answer a list of guesses.
@@ -207,25 +208,6 @@ def recall_at(task: EvalTask, retrieved: Iterable[dict[str, Any]], k: int) -> fl
     return hit / len(task.supporting)
 
 
-_CAPS = re.compile(r"\b[A-Z][A-Z_]{2,}(?: [A-Z][A-Z_]{2,})*\b")
-
-
-def subjects(task: EvalTask) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(the subject each fact is said of, "" for none; every subject the question names).
-
-    With ``about`` on a fact, the subjects are the abouts, the question's snake_case names and its
-    words in capitals (DELETE, TRUNCATE); without, a question naming as many snake_case names as it
-    has facts (two or more) binds them in order ("compare seq_page_cost and random_page_cost")."""
-    names = identifiers_in(normalise(task.question))
-    if any(f.about for f in task.facts):
-        caps = [w for m in _CAPS.finditer(task.question) for w in (m.group(0), *m.group(0).split())]
-        everything = dict.fromkeys(x.lower() for x in [*(f.about for f in task.facts if f.about), *names, *caps])
-        return tuple(f.about.lower() for f in task.facts), tuple(everything)
-    if len(task.facts) >= 2 and len(names) == len(task.facts):
-        return tuple(names), tuple(names)
-    return tuple("" for _ in task.facts), ()
-
-
 @dataclass(frozen=True)
 class Verdict:
     ok: bool
@@ -244,7 +226,8 @@ def judge_answer(task: EvalTask, answer: str) -> Verdict:
     echo = echoes(task.question)
     a, q = Reading(without_declines(answer), echo), Reading(task.question)
     own, named = subjects(task)
-    kinds = qualifiers(task.question, named, keep=own)
+    ctx = context(task)  # the thing every fact is asked of: what a value is said of only failing a subject
+    kinds = qualifiers(task.question, [*named, *ctx], keep=own)
     why: list[str] = []
     fact_forms = [g for f in task.facts for g in forms(f)]
     for f, subject in zip(task.facts, own, strict=True):
@@ -256,7 +239,7 @@ def judge_answer(task: EvalTask, answer: str) -> Verdict:
         if all(a.listed(c) >= LIST_ITEMS for c in claims):
             why.append(f"states {f.describe()!r} only in a list of {max(a.listed(c) for c in claims)} candidates")
             continue
-        said = [a.said_of(c, named, kinds) for c in claims]
+        said = [a.said_of(c, named, kinds) or a.said_of(c, ctx, kinds) for c in claims]
         if subject and subject not in said and "" not in said:
             why.append(f"states {f.describe()!r} of {next(x for x in said if x)}, not of {subject}")
         elif subject and any(x and x != subject for x in said):

@@ -77,6 +77,42 @@ def test_a_value_that_opens_its_clause_is_said_of_the_subject_its_clause_names()
     assert not judge_answer(role, swapped).ok
 
 
+def test_a_name_in_capitals_that_no_fact_is_about_is_the_thing_asked_of_not_a_rival() -> None:
+    # The fresh-e writer's question before it wrote "reindex" in lower case to get its right answers scored right.
+    reindex = TASKS["pgfe-cmp-reindex-locks"]
+    assert "the reindex command" in reindex.question
+    caps = task(
+        reindex.question.replace("the reindex command", "the REINDEX command"),
+        [
+            {"any": ["ACCESS EXCLUSIVE"], "about": "default"},
+            {"any": ["SHARE UPDATE EXCLUSIVE"], "about": "CONCURRENTLY"},
+        ],
+        wrong=["ROW EXCLUSIVE"],
+    )
+    for t in (reindex, caps):
+        for right in (
+            "REINDEX requires an ACCESS EXCLUSIVE lock by default. With CONCURRENTLY, it needs SHARE UPDATE EXCLUSIVE.",
+            "By default REINDEX takes an ACCESS EXCLUSIVE lock; REINDEX CONCURRENTLY takes SHARE UPDATE EXCLUSIVE.",
+            "The default is ACCESS EXCLUSIVE; with CONCURRENTLY, REINDEX needs only SHARE UPDATE EXCLUSIVE.",
+        ):
+            assert judge_answer(t, right).ok, right
+        for wrong in (
+            "By default REINDEX takes SHARE UPDATE EXCLUSIVE; REINDEX CONCURRENTLY takes ACCESS EXCLUSIVE.",
+            "REINDEX requires SHARE UPDATE EXCLUSIVE by default, and ACCESS EXCLUSIVE with CONCURRENTLY.",
+        ):
+            assert not judge_answer(t, wrong).ok, wrong
+    # Said of no subject but the thing asked of, the values are still said of it, not of the default.
+    assert not judge_answer(caps, "REINDEX takes ACCESS EXCLUSIVE and SHARE UPDATE EXCLUSIVE.").ok
+    # A name the question sets beside a fact's subject as another thing compared is a rival, as before.
+    truncate = task(
+        "Compare DELETE without a WHERE clause and TRUNCATE for emptying a large table.",
+        [{"any": ["faster"], "about": "TRUNCATE"}],
+    )
+    assert judge_answer(truncate, "TRUNCATE is faster than DELETE.").ok
+    for swapped in ("DELETE is faster than TRUNCATE.", "TRUNCATE is slower, while DELETE is faster."):
+        assert not judge_answer(truncate, swapped).ok, swapped
+
+
 def test_a_scattershot_answer_still_scores_zero_on_the_set() -> None:
     answer = scattershot(candidates(SET.tasks))
     assert [t.id for t in SET.tasks if judge_answer(t, answer).ok] == []
