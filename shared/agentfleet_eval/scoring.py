@@ -280,7 +280,8 @@ def _competing(task: EvalTask, a: Reading, q: Reading, fact_forms: list[Form]) -
             asked.append(m.entry)
         else:
             other.add("v:" + m.entry)
-    names = set(identifiers_in(q.low)) | phrases
+    # a name a value holds is that value's ("scope_id" of the fact "(host, port, flowinfo, scope_id)")
+    names = set(identifiers_in(q.low)) | phrases | {n for p in phrases for n in identifiers_in(p)}
     other |= {"i:" + n for n in identifiers_in(a.low, elaborations(a, fact_forms)) if n not in names}
     why = [f"also states {', '.join(map(repr, dict.fromkeys(asked)))}"] if asked else []
     if _YES_NO_QUESTION.match(q.low):

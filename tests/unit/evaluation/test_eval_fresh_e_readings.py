@@ -113,6 +113,25 @@ def test_a_name_in_capitals_that_no_fact_is_about_is_the_thing_asked_of_not_a_ri
         assert not judge_answer(truncate, swapped).ok, swapped
 
 
+def test_a_fact_that_holds_slashes_or_commas_is_one_item_not_a_list() -> None:
+    url = task("Which page documents the module?", [["https://docs.python.org/3/library/webbrowser"]])
+    assert judge_answer(url, "It is https://docs.python.org/3/library/webbrowser.").ok
+    path = task("Where does the server put the files?", [["/usr/share/postgresql/15/tsearch_data"]])
+    assert judge_answer(path, "The files live in /usr/share/postgresql/15/tsearch_data, beside the dictionaries.").ok
+    four = task("What address does AF_INET6 use?", [["(host, port, flowinfo, scope_id)"]])
+    # a Python fresh set's answers (both passes), whose names inside the value counted as other values too
+    right = (
+        "AF_INET6: A four-tuple (host, port, flowinfo, scope_id) where flowinfo and scope_id represent the "
+        "sin6_flowinfo and sin6_scope_id members in struct sockaddr_in6 in C."
+    )
+    assert judge_answer(four, right).ok
+    # A list of such values is still a list.
+    urls = "It is one of: https://docs.python.org/3/library/webbrowser, http://a/b, http://c/d, http://e/f, http://g/h."
+    assert not judge_answer(url, urls).ok
+    tuples = "It is one of: (host, port), (host, port, flowinfo, scope_id), path, bytes, (addr, port)."
+    assert not judge_answer(four, tuples).ok
+
+
 def test_a_scattershot_answer_still_scores_zero_on_the_set() -> None:
     answer = scattershot(candidates(SET.tasks))
     assert [t.id for t in SET.tasks if judge_answer(t, answer).ok] == []
