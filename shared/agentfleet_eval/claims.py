@@ -333,13 +333,6 @@ def negated(low: str, start: int, end: int | None = None, echoed: Echoes = NO_EC
     return stop is not None and _RETRACTED.match(low, stop.start()) is not None
 
 
-# An enumeration's items: split at commas, semicolons, colons, "or", "and" and slashes.
-_ITEM = re.compile(r"(?:(?!,|;|:\s|\sor\s|\sand\s|/).)+")
-SHORT_ITEM_WORDS = 4
-# A fact's own words are one item, joined at the separators they hold: a URL or a path
-# ("https://docs.python.org/3/library/webbrowser", 5 items at its slashes) or a value that is itself a
-# list ("(host, port, flowinfo, scope_id)", 4 at its commas) made a right answer a list of candidates.
-_IN_ITEM = re.compile(r"[,;/]|:(?=\s)|\s(?=(?:or|and)\s)")
 _COMPARED_WITH = re.compile(r"\b(?:than|unlike|versus|vs\.?|compared (?:to|with))\s+(?:the |a |plain )?$")
 # A value that opens its clause and is then predicated ("4.0 is the default of random_page_cost", "bytes
 # is what a bytea argument arrives as") is said of the subject its own clause names after it, not of one an
@@ -450,19 +443,6 @@ class Reading:
         before = [n for s, e, n in spans if e <= claim.start]
         after = [n for s, e, n in spans if s >= claim.end]
         return before[-1] if before else after[0] if after else ""
-
-    def listed(self, claim: Claim) -> int:
-        """How many short items (a few words each) the enumeration holding the claim has, when the
-        claim is one of them; 0 when it stands in a sentence of its own."""
-        start, end = next(((s, e) for s, e in sentences(self.low) if s <= claim.start < e), (0, len(self.low)))
-        text = self.low[start:end]
-        a, b = claim.start - start + 1, claim.end - start - 1  # inside it: "/tmp" still starts no item
-        text = text[:a] + _IN_ITEM.sub(lambda m: "_" * len(m.group()), text[a:b]) + text[b:]
-        items = [(m.start(), m.end()) for m in _ITEM.finditer(text)]
-        short = [(s, e) for s, e in items if len(re.findall(r"[\w.%-]+", text[s:e])) <= SHORT_ITEM_WORDS]
-        if not any(s <= claim.start - start < e for s, e in short):
-            return 0
-        return len(short)
 
     def names_before(self, claim: Claim) -> bool:
         """Whether the claim's sentence names an identifier before it: the value is that thing's."""

@@ -65,6 +65,7 @@ from agentfleet_eval.claims import (
     words,
 )
 from agentfleet_eval.claims import numbers_in as numbers_in  # where callers found it before claims.py
+from agentfleet_eval.lists import listed
 from agentfleet_eval.subjects import context, subjects
 from agentfleet_eval.taskset import EvalTask, Fact
 
@@ -236,8 +237,8 @@ def judge_answer(task: EvalTask, answer: str) -> Verdict:
             negated = any(c.negated for c in a.claims(f))
             why.append(("negates " if negated else "missing ") + repr(f.describe()))
             continue
-        if all(a.listed(c) >= LIST_ITEMS for c in claims):
-            why.append(f"states {f.describe()!r} only in a list of {max(a.listed(c) for c in claims)} candidates")
+        if all(listed(a, c) >= LIST_ITEMS for c in claims):
+            why.append(f"states {f.describe()!r} only in a list of {max(listed(a, c) for c in claims)} candidates")
             continue
         said = [a.said_of(c, named, kinds) or a.said_of(c, ctx, kinds) for c in claims]
         if subject and subject not in said and "" not in said:

@@ -132,6 +132,26 @@ def test_a_fact_that_holds_slashes_or_commas_is_one_item_not_a_list() -> None:
     assert not judge_answer(four, tuples).ok
 
 
+def test_a_relative_clause_that_names_no_value_of_the_facts_kind_holds_no_candidates() -> None:
+    fill = task("What is the default fillfactor?", [{"number": 90}], wrong=[{"number": 100}])
+    assert judge_answer(fill, "The default is 90, which applies to tables, indexes, sequences, views and matviews.").ok
+    lock = task("Which lock does VACUUM FULL take?", ["ACCESS EXCLUSIVE"])
+    assert judge_answer(lock, "It takes ACCESS EXCLUSIVE, which blocks reads, writes, vacuum and index builds.").ok
+    role = task("Which predefined role lets a user monitor the server?", ["pg_monitor"])
+    assert judge_answer(role, "It is pg_monitor, which covers stats, settings, activity, locks and progress.").ok
+    # Candidates of the fact's kind are still candidates, in a relative clause or not.
+    signal = task("Which signal does a fast shutdown send?", ["SIGINT"])
+    for listed in (
+        "It sends SIGINT, SIGTERM, SIGQUIT, SIGHUP or SIGKILL.",
+        "It is SIGINT, which could be SIGTERM, SIGQUIT, SIGHUP or SIGKILL.",
+    ):
+        assert not judge_answer(signal, listed).ok, listed
+    assert not judge_answer(fill, "It is 90, which could be 70, 50, 80 or 10.").ok
+    # Words beside a value that is a word are as much candidates as before.
+    spread = task("Which checkpoint does BASE_BACKUP perform by default?", ["spread"])
+    assert not judge_answer(spread, "It is spread, which could be fast, immediate, smart or lazy.").ok
+
+
 def test_a_scattershot_answer_still_scores_zero_on_the_set() -> None:
     answer = scattershot(candidates(SET.tasks))
     assert [t.id for t in SET.tasks if judge_answer(t, answer).ok] == []

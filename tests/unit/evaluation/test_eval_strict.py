@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from agentfleet_eval.claims import VOCABULARIES, Reading, as_form, fact_keys, quantities_in
+from agentfleet_eval.lists import listed
 from agentfleet_eval.scoring import (
     Outcome,
     Verdict,
@@ -384,11 +385,11 @@ def test_what_a_value_is_said_of() -> None:
 def test_an_enumeration_counts_its_short_items() -> None:
     r = Reading("It is one of: a, b, c, d, e. Then x.")
     a, x = r.claims(Fact(texts=("a",)))[0], r.claims(Fact(texts=("x",)))[0]
-    assert r.listed(a) == 6 and r.listed(x) == 1  # "it is one of" is a short item too
+    assert listed(r, a) == 6 and listed(r, x) == 1  # "it is one of" is a short item too
     long = Reading(
         "jsonb stores a decomposed binary format, while json keeps an exact copy of the text, whitespace, order, keys"
     )
-    assert long.listed(long.claims(Fact(texts=("exact copy",)))[0]) == 0
+    assert listed(long, long.claims(Fact(texts=("exact copy",)))[0]) == 0
     five = parse_task({"id": "l", "part": "dev", "question": "q?", "facts": ["a", "b"], "supporting": ["p"]}, 0)
     assert (
         judge_answer(five, "a, b, c, d, e").why
