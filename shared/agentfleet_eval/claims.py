@@ -204,6 +204,29 @@ def is_version(low: str, q: Quantity) -> bool:
     return not q.dim and _VERSION_BEFORE.search(low[max(0, q.start - 12) : q.start]) is not None
 
 
+# A number that is part of a name is no value beside a fact: a standard's or proposal's ("RFC 5322", "PEP
+# 8", "ISO 8601", "IEEE 754", "SQL:2016"), a version's, or a year's ("since 2011.", "in March 2019,").
+_STANDARD_BEFORE = re.compile(r"\b(?:rfc|pep|iso|iec|ieee|ansi|bcp|fips|ecma|sql)[ :#]?$")
+_MONTHS = "jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec"
+_YEAR_BEFORE = re.compile(
+    rf"\b(?:in|since|from|until|till|by|before|after|year|circa|copyright|released|(?:{_MONTHS})[a-z]*\.?)\s+$"
+)
+_YEAR_AFTER = re.compile(r"\s*(?:[.,;:!?)]|\s(?:and|or)\b|$)")
+
+
+def names_number(low: str, q: Quantity) -> bool:
+    """Whether a bare number is part of a name (a standard's, a version's, a year's), not a value."""
+    if q.dim or q.spelled:
+        return False
+    before = low[max(0, q.start - 12) : q.start]
+    if is_version(low, q) or _STANDARD_BEFORE.search(before):
+        return True
+    if re.fullmatch(r"\d{1,2}\.\d{1,2}", low[q.start : q.end]) and re.search(r"\b(?:since|as of)\s$", before):
+        return True  # "since 3.3"
+    year = re.fullmatch(r"(?:19|20)\d\d", low[q.start : q.end]) is not None
+    return year and _YEAR_BEFORE.search(before) is not None and _YEAR_AFTER.match(low, q.end) is not None
+
+
 # --- vocabularies ------------------------------------------------------------------------------------
 
 VOCABULARIES: dict[str, tuple[str, ...]] = {

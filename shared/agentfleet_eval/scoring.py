@@ -57,8 +57,8 @@ from agentfleet_eval.claims import (
     fact_stated,
     forms,
     identifiers_in,
-    is_version,
     loose,
+    names_number,
     negated,
     normalise,
     qualifiers,
@@ -139,7 +139,7 @@ def asserted_values(answer: str, question: str = "") -> list[str]:
     out = [
         a.low[x.start : x.end]
         for x in a.quantities
-        if not (x.spelled and not x.dim) and not is_version(a.low, x) and not any(x.same(y) for y in q.quantities)
+        if not (x.spelled and not x.dim) and not names_number(a.low, x) and not any(x.same(y) for y in q.quantities)
     ]
     out += [m.entry for m in a.mentions if m.entry not in {n.entry for n in q.mentions}]
     out += [m.group(1) for m in _ASSERTED.finditer(a.low) if m.group(1) not in _NOT_A_VALUE]
@@ -261,7 +261,7 @@ def _competing(task: EvalTask, a: Reading, q: Reading, fact_forms: list[Form]) -
     asked, other = [], set()
     ends = other_ends(a, task.question, fact_forms)  # "greater than 0 and no more than 16,383"
     for x in a.quantities:
-        if (x.spelled and not x.dim) or is_version(a.low, x) or negated(a.low, x.start, x.end, a.echoed):
+        if (x.spelled and not x.dim) or names_number(a.low, x) or negated(a.low, x.start, x.end, a.echoed):
             continue
         if (x.start, x.end) in ends:
             continue

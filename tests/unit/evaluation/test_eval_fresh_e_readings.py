@@ -152,6 +152,31 @@ def test_a_relative_clause_that_names_no_value_of_the_facts_kind_holds_no_candid
     assert not judge_answer(spread, "It is spread, which could be fast, immediate, smart or lazy.").ok
 
 
+def test_a_number_that_is_part_of_a_name_is_no_competing_value() -> None:
+    fresh_b = load_taskset(ROOT / "e2e" / "eval" / "python-library-fresh-b-tasks.yaml")
+    email = next(t for t in fresh_b.tasks if t.id == "pyfb-default-email-policy-max-line-length")
+    # both passes' answer on the Python fresh-b run, read as "also states '5322'"
+    assert judge_answer(email, "The default max_line_length of an email.policy policy is 78, per RFC 5322.").ok
+    for right in (
+        "It defaults to 78 (see PEP 8).",
+        "It is 78, per ISO 8601 and IEEE 754.",
+        "The default is 78, a limit the policy has had since 2011.",
+        "It has been 78 since 3.3, released in September 2012.",
+    ):
+        assert judge_answer(email, right).ok, right
+    # a number beside no name, or a year-like number that counts something, still competes
+    for wrong in (
+        "It is 78 or 2011.",
+        "It is 78, or 80 since 2011.",
+        "It is 78 in 2048 slots.",
+        "It is 76, per RFC 5322.",
+    ):
+        assert not judge_answer(email, wrong).ok, wrong
+    # and a fact that is such a number is still stated by it
+    rfc = task("Which RFC does the email package follow?", [{"number": 5322}])
+    assert judge_answer(rfc, "It follows RFC 5322.").ok
+
+
 def test_a_scattershot_answer_still_scores_zero_on_the_set() -> None:
     answer = scattershot(candidates(SET.tasks))
     assert [t.id for t in SET.tasks if judge_answer(t, answer).ok] == []
