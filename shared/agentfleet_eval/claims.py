@@ -540,6 +540,38 @@ def fact_stated(fact: FactLike, text: str, echoed: Echoes = NO_ECHOES) -> bool:
     return any(not c.negated for c in Reading(text, echoed).claims(fact))
 
 
+# Words that prose uses everywhere ("when none is specified", "all statements are tracked"): as a wrong
+# value, one is stated only where it stands as a value: quoted or in code ('all', `None`), in capitals
+# where prose has none ("ALL", or "None" mid-sentence for the wrong value None), or ending its clause
+# after the verb that gives it or beside another value ("the default is all.", "it returns None", "set to
+# none by default", "top or all.").
+COMMON_WORDS = frozenset("all any both each either every everything neither none nothing nobody some several".split())
+_GIVEN_BEFORE = re.compile(r"(?:\b(?:is|are|was|were|be|to|returns?|gives?|yields?|uses?|or|and)|[=:,])\s*$")
+_VALUE_END = re.compile(r"\s*(?:[.,;:!?()]|$|by default\b|(?:or|and)\b)")
+
+
+def value_stated(fact: FactLike, text: str, echoed: Echoes = NO_ECHOES) -> bool:
+    """Whether ``text`` states the fact as ``fact_stated`` reads it, but a form that is one of
+    COMMON_WORDS only where it stands as a value."""
+    r = Reading(text.replace("`", "'"), echoed)  # code marks read as quotes, which clean() keeps
+    for g in forms(fact):
+        for c in r.occurrences(g):
+            if c.negated:
+                continue
+            if g.phrase not in COMMON_WORDS:
+                return True
+            at = next((s for s, e in sentences(r.low) if s <= c.start < e), 0)
+            word, at = r.raw[c.start : c.end], at + len(r.low[at:]) - len(r.low[at:].lstrip())
+            marked = r.raw[c.start - 1 : c.start] in ("'", '"') and r.raw[c.end : c.end + 1] in ("'", '"')
+            capitals = (len(word) > 1 and word.isupper()) or (
+                word != word.lower() and c.start > at and word in fact.texts
+            )
+            given = _GIVEN_BEFORE.search(r.low[at : c.start]) and _VALUE_END.match(r.low, c.end)
+            if marked or capitals or given:
+                return True
+    return False
+
+
 def numbers_in(text: str) -> list[float]:
     """The numbers written in digits (units ignored; a number inside a word is none)."""
     low = lower(unicodedata.normalize("NFKC", text or "").translate(_TRANSLATE))

@@ -62,6 +62,7 @@ from agentfleet_eval.claims import (
     negated,
     normalise,
     qualifiers,
+    value_stated,
     words,
 )
 from agentfleet_eval.claims import numbers_in as numbers_in  # where callers found it before claims.py
@@ -246,7 +247,7 @@ def judge_answer(task: EvalTask, answer: str) -> Verdict:
         elif subject and any(x and x != subject for x in said):
             why.append(f"states {f.describe()!r} of {next(x for x in said if x and x != subject)} too")
     for w in task.wrong:
-        if fact_stated(w, answer, echo):
+        if value_stated(w, answer, echo):  # "none" of "when none is specified" is no value
             why.append(f"states the wrong {w.describe()!r}")
     why += _competing(task, a, q, fact_forms)
     return Verdict(not why, "; ".join(why) or "ok")

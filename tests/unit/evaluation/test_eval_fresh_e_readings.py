@@ -177,6 +177,40 @@ def test_a_number_that_is_part_of_a_name_is_no_competing_value() -> None:
     assert judge_answer(rfc, "It follows RFC 5322.").ok
 
 
+def test_a_wrong_value_that_is_a_common_word_is_stated_only_where_it_stands_as_a_value() -> None:
+    main = {t.id: t for t in load_taskset(ROOT / "e2e" / "eval" / "postgres-manual-tasks.yaml").tasks}
+    track = main["fresh-cmp-pg-stat-statements-max-vs-track"]  # wrong: all
+    right = "pg_stat_statements.max defaults to 5000 and pg_stat_statements.track to top"
+    for prose in (
+        ", which counts the statements clients issue; all nested statements are left out.",
+        ", and all statements issued directly by clients are tracked.",
+        " (not all).",
+    ):
+        assert judge_answer(track, right + prose).ok, prose
+    for given in (
+        "; it may also be all.",
+        "; ALL tracks nested ones too.",
+        " or all.",
+        "; `all` tracks nested ones.",
+    ):
+        assert not judge_answer(track, right + given).ok, given
+    fresh_b = {t.id: t for t in load_taskset(ROOT / "e2e" / "eval" / "python-library-fresh-b-tasks.yaml").tasks}
+    getline = fresh_b["pyfb-behaviour-linecache-getline-error"]  # wrong: None
+    for prose in (
+        "It returns an empty string; none of the lines is read and no error is raised.",
+        "It returns an empty string; if none is found it still returns ''.",
+        "It returns an empty string, never None.",
+    ):
+        assert judge_answer(getline, prose).ok, prose
+    for given in (
+        "It returns an empty string or None.",
+        "It returns None when the line is missing, else an empty string.",
+        "It returns `None` or an empty string.",
+        "It returns an empty string, or None.",
+    ):
+        assert not judge_answer(getline, given).ok, given
+
+
 def test_a_scattershot_answer_still_scores_zero_on_the_set() -> None:
     answer = scattershot(candidates(SET.tasks))
     assert [t.id for t in SET.tasks if judge_answer(t, answer).ok] == []
