@@ -468,9 +468,10 @@ class Reading:
         return before[-1] if before else after[0] if after else ""
 
     def names_before(self, claim: Claim) -> bool:
-        """Whether the claim's sentence names an identifier before it: the value is that thing's."""
-        start = next((s for s, e in sentences(self.low) if s <= claim.start < e), 0)
-        return bool(identifiers_in(self.low[start : claim.start]))
+        """Whether the text names an identifier before the claim: the value is that thing's. The whole
+        text, not the claim's sentence: a chunk of settings entries states each one's default alone
+        ("create_slot (boolean) Specifies whether ... The default is true." is create_slot's)."""
+        return bool(identifiers_in(self.low[: claim.start]))
 
     def near(self, claim: Claim, names: Iterable[str], window: int) -> bool:
         """Whether one of ``names`` is mentioned within ``window`` characters of the claim."""

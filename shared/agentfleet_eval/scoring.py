@@ -67,6 +67,7 @@ from agentfleet_eval.claims import (
 )
 from agentfleet_eval.claims import numbers_in as numbers_in  # where callers found it before claims.py
 from agentfleet_eval.lists import listed
+from agentfleet_eval.pages import page_of, siblings
 from agentfleet_eval.subjects import context, subjects
 from agentfleet_eval.taskset import EvalTask, Fact
 
@@ -330,15 +331,6 @@ def _polarity(task: EvalTask, a: Reading) -> list[str]:
     return why
 
 
-def page_of(name: str, source: str) -> bool:
-    """The document is the page of ``name``: its file name spells the name, separators aside, whole or
-    after a prefix of its own ("pgsurgery.html" of pg_surgery, "app-pgamcheck.html" of pg_amcheck,
-    "collections.abc.html" of collections.abc). Pure."""
-    key = re.sub(r"[^a-z0-9]", "", name.lower())
-    parts = source.rsplit("/", 1)[-1].lower().removesuffix(".html").split("-")
-    return bool(key) and any(re.sub(r"[^a-z0-9]", "", "".join(parts[i:])) == key for i in range(len(parts)))
-
-
 def supports(
     task: EvalTask, fact: Fact, subject: str, passage: str, source: str = "", page: Sequence[str] = ()
 ) -> bool:
@@ -347,16 +339,20 @@ def supports(
     pg_surgery's heap_force_freeze entry never writes "pg_surgery"), or in a sentence that names
     nothing else while another retrieved chunk of its page (``page``) names the thing: a page names
     it once, and the chunk after its heading, table caption or signature states the value alone
-    ("The default is spread.", under BASE_BACKUP's CHECKPOINT option)."""
+    ("The default is spread.", under BASE_BACKUP's CHECKPOINT option). On the page of a sibling of
+    the question's command (``pages.siblings``: CREATE SUBSCRIPTION's, asked of ALTER SUBSCRIPTION), the
+    passage must name the question's command near the fact too."""
     r = Reading(passage, echoes(task.question))
     ends = is_range_end(subject)  # said of a range's end: the range says which
     names = [subject] if subject and not ends else identifiers_in(normalise(task.question))
     own_page = any(page_of(n, source) for n in names) if source else False
     on_page = bool(names) and any(words(*names).search(loose(normalise(t))) for t in page)
+    others = siblings(task.question, source) if source else []  # another command's page: it must name ours
     return any(
         not c.negated
         and (not ends or range_end(r, c, subject))
         and (not names or own_page or r.near(c, names, NEAR) or (on_page and not r.names_before(c)))
+        and (not others or r.near(c, others, NEAR))
         for c in r.claims(fact)
     )
 

@@ -11,7 +11,7 @@ import re
 from agentfleet_eval.claims import identifiers_in, loose, lower, normalise, words
 from agentfleet_eval.taskset import EvalTask
 
-_CAPS = re.compile(r"\b[A-Z][A-Z_]{2,}(?: [A-Z][A-Z_]{2,})*\b")
+CAPS = re.compile(r"\b[A-Z][A-Z_]{2,}(?: [A-Z][A-Z_]{2,})*\b")
 # A name the question sets beside a fact's subject as another thing of the comparison: "Compare DELETE
 # without a WHERE clause and TRUNCATE", "VACUUM or VACUUM FULL", "faster than DELETE".
 _BESIDE = r"[^,;.?!:]{0,40}?\b(?:and|or|vs\.?|versus|than|with)\s+(?:the\s+|a\s+|an\s+|plain\s+)?"
@@ -40,7 +40,7 @@ def rivals(question: str, abouts: list[str]) -> tuple[list[str], list[str]]:
     own = {lower(a) for a in abouts}
     parts = {w for a in own for w in a.split()}
     out: tuple[list[str], list[str]] = ([], [])
-    for m in _CAPS.finditer(question):
+    for m in CAPS.finditer(question):
         run = m.group(0)
         for w in (run, *run.split()):
             rival = _beside(question, run, abouts) or lower(w) in own or lower(w) in parts

@@ -5,9 +5,11 @@ found it grounded, and the other way round); each wrong one beside it still scor
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from agentfleet_eval.scoring import judge_answer
+from agentfleet_eval.pages import siblings
+from agentfleet_eval.scoring import Outcome, judge_answer, score
 from agentfleet_eval.taskset import load_taskset, parse_task
 
 from tests.unit.evaluation.test_eval_strict import candidates, scattershot
@@ -209,6 +211,64 @@ def test_a_wrong_value_that_is_a_common_word_is_stated_only_where_it_stands_as_a
         "It returns an empty string, or None.",
     ):
         assert not judge_answer(getline, given).ok, given
+
+
+# The chunks the candidate retrieved for pgfe-default-refresh-publication-copy-data (its journal).
+ALTER_COPY_DATA = (
+    "copy_data (boolean)\nSpecifies whether to copy pre-existing data in the publications that are being subscribed "
+    "to when the replication starts. The default is true.\n\nPreviously subscribed tables are not copied, even if a "
+    "table's row filter WHERE clause has since been modified."
+)
+CREATE_COPY_DATA = (
+    "copy_data (boolean)\nSpecifies whether to copy pre-existing data in the publications that are being subscribed "
+    "to when the replication starts. The default is true.\n\nIf the publications contain WHERE clauses, it will "
+    "affect what data is copied. Refer to the Notes for details."
+)
+CREATE_SLOT = (
+    "Since no connection is made when this option is false, no tables are subscribed, and so after you enable the "
+    "subscription nothing will be replicated. You will need to then run ALTER SUBSCRIPTION ... REFRESH PUBLICATION "
+    "for tables to be subscribed.\n\ncreate_slot (boolean)\nSpecifies whether the command should create the "
+    "replication slot on the publisher. The default is true."
+)
+
+
+def cited(answer: str, *passages: tuple[str, str]) -> Outcome:
+    return Outcome(
+        status="done",
+        answer=answer,
+        citations=tuple(dict.fromkeys(src for src, _ in passages)),
+        retrieved=tuple({"rank": i, "source": src, "text": text} for i, (src, text) in enumerate(passages, 1)),
+    )
+
+
+def test_a_passage_on_another_commands_page_grounds_no_fact_of_the_command_asked() -> None:
+    refresh = TASKS["pgfe-default-refresh-publication-copy-data"]
+    answer = "The default of the copy_data option of ALTER SUBSCRIPTION ... REFRESH PUBLICATION is true."
+    create, alter = "sql-createsubscription.html", "sql-altersubscription.html"
+    # the candidate's citation, which a blind reader read ungrounded: CREATE SUBSCRIPTION's copy_data
+    s = score(refresh, cited(answer, (create, CREATE_COPY_DATA), (create, CREATE_SLOT)))
+    assert s.success and s.grounded is False
+    # the same words on ALTER SUBSCRIPTION's own page ground it
+    assert score(refresh, cited(answer, (alter, ALTER_COPY_DATA))).grounded
+    # and so does the sibling's page where it names the command asked near the fact
+    named = "ALTER SUBSCRIPTION ... REFRESH PUBLICATION accepts copy_data (boolean). The default is true."
+    assert score(refresh, cited(answer, (create, named))).grounded
+    question = refresh.question
+    assert siblings(question, create) == ["ALTER SUBSCRIPTION"]
+    assert siblings(question, alter) == []  # its own page
+    assert siblings(question, "logical-replication-subscription.html") == []  # a page of the topic
+    assert siblings("Which lock does VACUUM take?", "runtime-config-autovacuum.html") == []
+
+
+def test_a_value_under_another_entry_of_its_chunk_is_that_entrys() -> None:
+    # "The default is true." under create_slot is create_slot's, though another chunk of the page names copy_data.
+    refresh = TASKS["pgfe-default-refresh-publication-copy-data"]
+    page = "sql-subscriptionoptions.html"  # no command's page: only the entry reading applies
+    answer = "The default of copy_data for REFRESH PUBLICATION is true."
+    assert score(refresh, cited(answer, (page, CREATE_SLOT), (page, CREATE_COPY_DATA))).grounded  # copy_data's chunk
+    o = cited(answer, (page, CREATE_SLOT))
+    named = replace(o, retrieved=(*o.retrieved, {"rank": 9, "source": page, "text": "copy_data (boolean)"}))
+    assert score(refresh, named).grounded is False
 
 
 def test_a_scattershot_answer_still_scores_zero_on_the_set() -> None:
