@@ -74,9 +74,11 @@ def strip_markup(text: str) -> str:
 
 # Citations name documents ("[source: runtime-config-wal.html#3]") or number the passages shown
 # ("[1]", "[2, 3]", "[1-2]": the runtime reads these as citations too): their digits are no claim. A
-# bracket glued to a name ("args[1]") is an index, not a citation.
+# bracket glued to a name ("args[1]") is an index, not a citation. Nor is the score of a passage head
+# as the retrieval tool shows it ("[3] (functions-textsearch.html, score 0.030)"), copied into an answer.
 _CITATION = re.compile(
-    r"\[[^\]\n]*(?:source|\.html?|\.md|\.txt)[^\]\n]*\]|\S+\.html?(?:#\S*)?"
+    r"\(\s*[^()\s]+\.(?:html?|md|txt)(?:#\S*)?\s*,\s*score\s+\d*\.?\d+\s*\)"
+    r"|\[[^\]\n]*(?:source|\.html?|\.md|\.txt)[^\]\n]*\]|\S+\.html?(?:#\S*)?"
     r"|(?<![\w.])\[\d{1,2}(?:\s*[,\u2013-]\s*\d{1,2})*\]",
     re.IGNORECASE,
 )

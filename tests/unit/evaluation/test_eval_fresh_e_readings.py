@@ -48,6 +48,19 @@ def test_the_other_end_of_a_bound_pair_is_no_competing_value() -> None:
     assert not judge_answer(default, "The default is from 8 to 16.").ok
 
 
+def test_a_passage_heads_score_copied_into_an_answer_is_no_value() -> None:
+    tsvector = TASKS["pgfe-default-tsvector-position-limit"]
+    # one-shot RAG's answer on the fresh-e run, which a blind reader read right: "also states '0.030', '0'"
+    rag = (
+        "The largest position value that a lexeme in a tsvector can carry is 16,383. This is stated in the passage "
+        "[3] (functions-textsearch.html, score 0.030), which explains that position values in tsvector must be "
+        "greater than 0 and no more than 16,383."
+    )
+    assert judge_answer(tsvector, rag).ok
+    # a score written as a value of its own still competes
+    assert not judge_answer(tsvector, "It is 16,383, with a score of 0.030.").ok
+
+
 def test_a_value_that_opens_its_clause_is_said_of_the_subject_its_clause_names() -> None:
     costs = task("What are the defaults of seq_page_cost and random_page_cost?", [{"number": 1.0}, {"number": 4.0}])
     for right in (
