@@ -23,7 +23,14 @@ _IN_ITEM = re.compile(r"[,;/]|:(?=\s)|\s(?=(?:or|and)\s)")
 # indexes, sequences, views and materialized views"): its items are no candidates beside the value,
 # unless one of them is a value of the same kind ("16, which could also be 8, 32 or 64").
 _RELATIVE = re.compile(r"\s*(?:which|that|who|whose|where)\b")
+# A lead-in before a sentence's first item ("It is one of pg_monitor, 16, 5min, true, fast."; "The manual says it is
+# pg_monitor, ..."): the item is what follows the lead-in's last verb or "one of", so that a long lead-in
+# does not hide the first candidate of a list and take it below LIST_ITEMS.
+_LEAD_IN = re.compile(
+    r".*\b(?:is|are|was|were|be|equals?|includes?|including|either|(?:one|any|each|some) of|such as)\s+"
+)
 # A word as prose writes it ("tables", "Materialized", "don't"); any other token is a name or code.
+_WORD = re.compile(r"[\w.%-]+")
 _PLAIN = re.compile(r"[A-Za-z][a-z]*(?:['-][a-z]+)*")
 
 
@@ -46,10 +53,24 @@ def listed(r: Reading, claim: Claim) -> int:
     alike = _alike(r, claim)
     if not any(alike(s, e) for s, e in items[clause:]):
         items = items[:clause]  # "90, which applies to tables, indexes, ...": what 90 applies to
-    short = [(s, e) for s, e in items if len(re.findall(r"[\w.%-]+", text[s - start : e - start])) <= SHORT_ITEM_WORDS]
+    # Only the sentence's first item has a lead-in: a later long item is prose between the values
+    # ("..., and the PL/Perl setting ... before it is specialized for plperl or plperlu is plperl.on_init").
+    spans = [
+        _after_lead_in(text, s - start, e - start) if i == 0 else (s - start, e - start)
+        for i, (s, e) in enumerate(items)
+    ]
+    short = [(start + s, start + e) for s, e in spans if len(_WORD.findall(text[s:e])) <= SHORT_ITEM_WORDS]
     if not any(s <= claim.start < e for s, e in short):
         return 0
     return len(short)
+
+
+def _after_lead_in(text: str, s: int, e: int) -> tuple[int, int]:
+    """An item's span in ``text`` without its lead-in, where it is longer than a short item."""
+    if len(_WORD.findall(text[s:e])) <= SHORT_ITEM_WORDS:
+        return s, e
+    m = _LEAD_IN.match(text, s, e)
+    return (m.end(), e) if m else (s, e)
 
 
 def _alike(r: Reading, claim: Claim) -> Callable[[int, int], bool]:

@@ -287,3 +287,46 @@ def test_a_value_under_another_entry_of_its_chunk_is_that_entrys() -> None:
 def test_a_scattershot_answer_still_scores_zero_on_the_set() -> None:
     answer = scattershot(candidates(SET.tasks))
     assert [t.id for t in SET.tasks if judge_answer(t, answer).ok] == []
+
+
+def test_a_long_lead_in_does_not_hide_a_lists_first_candidate() -> None:
+    # Found by checking the scorer's own fixes: with "one of" and no colon, the first item was five
+    # words long, so the list counted four short items, one below a list of candidates.
+    role = task("Which predefined role lets a user monitor the server?", ["pg_monitor"])
+    for listed in (
+        "It is one of pg_monitor, 16, 5min, true, fast.",
+        "The documentation says that it is pg_monitor, 16, 5min, true or fast.",
+        "The role you want is either pg_monitor, pg_signal_backend, pg_read_all_stats, pg_checkpoint or 16.",
+    ):
+        assert not judge_answer(role, listed).ok, listed
+    # A lead-in before one value, or before a list that is not of candidates, reads as before.
+    assert judge_answer(role, "The documentation says that the role is pg_monitor.").ok
+    assert judge_answer(role, "The role that covers this is pg_monitor, which reads stats, settings and locks.").ok
+    # A later long item is prose between two values, not a lead-in (the PostgreSQL fresh-d PL/Tcl answer).
+    pl = task(
+        "Which PL/Tcl setting names a function to run when a Tcl interpreter is created, and which PL/Perl setting "
+        "gives code to run when a Perl interpreter is first initialized?",
+        [{"any": ["pltcl.start_proc"], "about": "PL/Tcl"}, {"any": ["plperl.on_init"], "about": "PL/Perl"}],
+    )
+    answer = (
+        "The PL/Tcl setting that names a function to execute whenever a new Tcl interpreter is created is "
+        "`pltcl.start_proc`, and the PL/Perl setting that gives Perl code to execute when a Perl interpreter is "
+        "first initialized, before it is specialized for plperl or plperlu is `plperl.on_init`."
+    )
+    assert judge_answer(pl, answer).ok
+
+
+def test_flags_ored_together_in_the_question_are_one_thing_not_two_compared() -> None:
+    # The Python fresh-e run's lockf answer, which a blind reader read right: the question's two names
+    # in one "|" argument were bound one to each fact, EACCES to LOCK_EX and EAGAIN to LOCK_NB.
+    q = (
+        "When fcntl.lockf() is called with LOCK_EX | LOCK_NB and the lock cannot be acquired, which errno "
+        "values can the raised OSError carry?"
+    )
+    lockf = task(q, [["EACCES", "errno.EACCES"], ["EAGAIN", "errno.EAGAIN"]], wrong=["EBUSY"])
+    assert judge_answer(lockf, "With LOCK_EX | LOCK_NB the OSError carries EACCES or EAGAIN.").ok
+    assert not judge_answer(lockf, "With LOCK_EX | LOCK_NB the OSError carries EBUSY.").ok
+    # Two names compared still bind in order: swapped values fail.
+    pages = task("Compare the defaults of seq_page_cost and random_page_cost.", [{"number": 1.0}, {"number": 4.0}])
+    assert judge_answer(pages, "seq_page_cost defaults to 1.0 and random_page_cost to 4.0.").ok
+    assert not judge_answer(pages, "seq_page_cost defaults to 4.0 and random_page_cost to 1.0.").ok
