@@ -48,6 +48,15 @@ def rivals(question: str, abouts: list[str]) -> tuple[list[str], list[str]]:
     return out
 
 
+def _combined(question: str, names: list[str]) -> bool:
+    """Whether the question joins two of ``names`` with "|", as one argument of flags OR'd together
+    ("fcntl.lockf() called with LOCK_EX | LOCK_NB"): one thing asked of, not two compared."""
+    low = lower(question)
+    return any(
+        re.search(words(a).pattern + r"\s*\|\s*" + words(b).pattern, low) for a in names for b in names if a != b
+    )
+
+
 def subjects(task: EvalTask) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(the subject each fact is said of, "" for none; every subject the question names).
 
@@ -61,7 +70,7 @@ def subjects(task: EvalTask) -> tuple[tuple[str, ...], tuple[str, ...]]:
         caps, _ = rivals(task.question, abouts)
         everything = dict.fromkeys(x.lower() for x in [*abouts, *names, *caps])
         return tuple(f.about.lower() for f in task.facts), tuple(everything)
-    if len(task.facts) >= 2 and len(names) == len(task.facts):
+    if len(task.facts) >= 2 and len(names) == len(task.facts) and not _combined(task.question, names):
         return tuple(names), tuple(names)
     return tuple("" for _ in task.facts), ()
 
