@@ -19,6 +19,14 @@ SET = load_taskset(ROOT / "e2e" / "eval" / "postgres-manual-fresh-e-tasks.yaml")
 TASKS = {t.id: t for t in SET.tasks}
 
 
+def reads(t, right: tuple[str, ...] = (), wrong: tuple[str, ...] = ()) -> None:
+    """Each of ``right`` scores right on ``t``, and each of ``wrong`` does not."""
+    for answer in right:
+        assert judge_answer(t, answer).ok, answer
+    for answer in wrong:
+        assert not judge_answer(t, answer).ok, answer
+
+
 def task(question: str, facts: list, **fields):
     raw = {"id": "t", "part": "heldout", "kind": "default", "question": question, "facts": facts}
     return parse_task({**raw, "supporting": ["x.html"], **fields}, 0)
@@ -63,23 +71,27 @@ def test_a_passage_heads_score_copied_into_an_answer_is_no_value() -> None:
 
 def test_a_value_that_opens_its_clause_is_said_of_the_subject_its_clause_names() -> None:
     costs = task("What are the defaults of seq_page_cost and random_page_cost?", [{"number": 1.0}, {"number": 4.0}])
-    for right in (
-        "The default of seq_page_cost is 1.0, and 4.0 is the default of random_page_cost.",
-        "seq_page_cost defaults to 1.0, while 4.0 is what random_page_cost defaults to.",
-        "For random_page_cost, 4.0 is the default, and seq_page_cost is 1.0.",
-    ):
-        assert judge_answer(costs, right).ok, right
-    for swapped in (
-        "The default of seq_page_cost is 4.0, and 1.0 is the default of random_page_cost.",
-        "seq_page_cost defaults to 4.0, while 1.0 is what random_page_cost defaults to.",
-    ):
-        assert not judge_answer(costs, swapped).ok, swapped
+    reads(
+        costs,
+        right=(
+            "The default of seq_page_cost is 1.0, and 4.0 is the default of random_page_cost.",
+            "seq_page_cost defaults to 1.0, while 4.0 is what random_page_cost defaults to.",
+            "For random_page_cost, 4.0 is the default, and seq_page_cost is 1.0.",
+        ),
+        wrong=(
+            "The default of seq_page_cost is 4.0, and 1.0 is the default of random_page_cost.",
+            "seq_page_cost defaults to 4.0, while 1.0 is what random_page_cost defaults to.",
+        ),
+    )
     types = task(
         "In PL/Python, which Python type does a numeric argument arrive as, and which does a bytea argument arrive as?",
         [{"any": ["Decimal"], "about": "numeric"}, {"any": ["bytes"], "about": "bytea"}],
     )
-    assert judge_answer(types, "A numeric argument arrives as Decimal, and bytes is what a bytea one gives.").ok
-    assert not judge_answer(types, "A numeric argument arrives as bytes, and Decimal is what a bytea one gives.").ok
+    reads(
+        types,
+        right=("A numeric argument arrives as Decimal, and bytes is what a bytea one gives.",),
+        wrong=("A numeric argument arrives as bytes, and Decimal is what a bytea one gives.",),
+    )
     # The PostgreSQL fresh set's right answer in both passes of two runs, read as NOLOGIN said of CREATE USER.
     roles = load_taskset(ROOT / "e2e" / "eval" / "postgres-manual-fresh-tasks.yaml")
     role = next(t for t in roles.tasks if t.id == "pgf-cmp-create-user-vs-create-role")
@@ -87,9 +99,8 @@ def test_a_value_that_opens_its_clause_is_said_of_the_subject_its_clause_names()
         "The only difference between CREATE USER and CREATE ROLE is that when the command is spelled CREATE USER, "
         "LOGIN is assumed by default, whereas NOLOGIN is assumed when the command is spelled CREATE ROLE."
     )
-    assert judge_answer(role, right).ok
     swapped = "When the command is spelled CREATE USER, NOLOGIN is assumed, whereas LOGIN is assumed for CREATE ROLE."
-    assert not judge_answer(role, swapped).ok
+    reads(role, right=(right,), wrong=(swapped,))
 
 
 def test_a_name_in_capitals_that_no_fact_is_about_is_the_thing_asked_of_not_a_rival() -> None:
@@ -105,17 +116,19 @@ def test_a_name_in_capitals_that_no_fact_is_about_is_the_thing_asked_of_not_a_ri
         wrong=["ROW EXCLUSIVE"],
     )
     for t in (reindex, caps):
-        for right in (
-            "REINDEX requires an ACCESS EXCLUSIVE lock by default. With CONCURRENTLY, it needs SHARE UPDATE EXCLUSIVE.",
-            "By default REINDEX takes an ACCESS EXCLUSIVE lock; REINDEX CONCURRENTLY takes SHARE UPDATE EXCLUSIVE.",
-            "The default is ACCESS EXCLUSIVE; with CONCURRENTLY, REINDEX needs only SHARE UPDATE EXCLUSIVE.",
-        ):
-            assert judge_answer(t, right).ok, right
-        for wrong in (
-            "By default REINDEX takes SHARE UPDATE EXCLUSIVE; REINDEX CONCURRENTLY takes ACCESS EXCLUSIVE.",
-            "REINDEX requires SHARE UPDATE EXCLUSIVE by default, and ACCESS EXCLUSIVE with CONCURRENTLY.",
-        ):
-            assert not judge_answer(t, wrong).ok, wrong
+        reads(
+            t,
+            right=(
+                "REINDEX requires an ACCESS EXCLUSIVE lock by default. With CONCURRENTLY, it needs SHARE UPDATE "
+                "EXCLUSIVE.",
+                "By default REINDEX takes an ACCESS EXCLUSIVE lock; REINDEX CONCURRENTLY takes SHARE UPDATE EXCLUSIVE.",
+                "The default is ACCESS EXCLUSIVE; with CONCURRENTLY, REINDEX needs only SHARE UPDATE EXCLUSIVE.",
+            ),
+            wrong=(
+                "By default REINDEX takes SHARE UPDATE EXCLUSIVE; REINDEX CONCURRENTLY takes ACCESS EXCLUSIVE.",
+                "REINDEX requires SHARE UPDATE EXCLUSIVE by default, and ACCESS EXCLUSIVE with CONCURRENTLY.",
+            ),
+        )
     # Said of no subject but the thing asked of, the values are still said of it, not of the default.
     assert not judge_answer(caps, "REINDEX takes ACCESS EXCLUSIVE and SHARE UPDATE EXCLUSIVE.").ok
     # A name the question sets beside a fact's subject as another thing compared is a rival, as before.
