@@ -20,7 +20,10 @@ from agentfleet_eval.claims import Claim, Form, Quantity, Reading
 _LOWER_END = frozenset("lowest smallest minimum min least".split())
 _UPPER_END = frozenset("highest largest maximum max greatest".split())
 _RANGE_WORD = re.compile(r"\b(?:range|between|from)\b[^.;\n]{0,24}$")
-_RANGE_TO = r"\s*(?:through|thru|to|and|\.\.|-|–)\s*"
+# Between a range's two ends: "to", "through", "thru", ".."; and "and", "-" (which _pair reads as a
+# range only after "between", "from" or "range").
+_TO_WORDS, _AND_WORDS = r"to|through|thru|\.\.", r"and|-|–"
+_RANGE_TO = rf"\s*(?:{_TO_WORDS}|{_AND_WORDS})\s*"
 _RANGE_NUMBER = r"[-+−]?\d[\d,._]*"
 
 
@@ -56,8 +59,8 @@ _BOUND = (
 # Between the two ends: "1 to 16383", "1 through 16383", "1..16383"; "1 and 100" and "1 - 100" only after
 # "between", "from" or "range" (else "1 and 100" lists two values); "greater than 0 and no more than 16,383"
 # with a bound before each end.
-_TO = re.compile(r"\s*(?:to|through|thru|\.\.)\s*")
-_AND = re.compile(r"\s*(?:and|-|–)\s*")
+_TO = re.compile(rf"\s*(?:{_TO_WORDS})\s*")
+_AND = re.compile(rf"\s*(?:{_AND_WORDS})\s*")
 _RANGE_BEFORE = re.compile(r"\b(?:between|from|range)\s*$")
 _BOUND_BEFORE = re.compile(rf"(?:{_BOUND})\s*$")
 _BOUND_AND = re.compile(rf"\s*,?\s*(?:and|but|,)\s+(?:{_BOUND})\s*")

@@ -372,6 +372,11 @@ def sentences(low: str) -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in _SENTENCE.finditer(low)]
 
 
+def sentence_at(low: str, at: int) -> tuple[int, int]:
+    """The (start, end) of the sentence holding position ``at``; the whole text when none does."""
+    return next(((s, e) for s, e in sentences(low) if s <= at < e), (0, len(low)))
+
+
 # --- facts -------------------------------------------------------------------------------------------
 
 
@@ -451,7 +456,7 @@ class Reading:
         command") names the kind of thing asked for, not what the value is said of."""
         if not subjects:
             return ""
-        sentence = next(((s, e) for s, e in sentences(self.low) if s <= claim.start < e), (0, len(self.low)))
+        sentence = sentence_at(self.low, claim.start)
         text = self.loose[sentence[0] : sentence[1]]
         if "respectively" in text:
             return ""
@@ -533,7 +538,7 @@ def elaborations(a: Reading, fact_forms: list[Form]) -> list[tuple[int, int]]:
         for c in a.occurrences(g):
             m = _ELABORATES.match(a.low, c.end)
             if m and not c.negated:
-                end = next((e for s, e in sentences(a.low) if s <= c.start < e), len(a.low))
+                end = sentence_at(a.low, c.start)[1]
                 spans.append((m.end(), end))
     return spans
 
@@ -563,7 +568,7 @@ def value_stated(fact: FactLike, text: str, echoed: Echoes = NO_ECHOES) -> bool:
                 continue
             if g.phrase not in COMMON_WORDS:
                 return True
-            at = next((s for s, e in sentences(r.low) if s <= c.start < e), 0)
+            at = sentence_at(r.low, c.start)[0]
             word, at = r.raw[c.start : c.end], at + len(r.low[at:]) - len(r.low[at:].lstrip())
             marked = r.raw[c.start - 1 : c.start] in ("'", '"') and r.raw[c.end : c.end + 1] in ("'", '"')
             capitals = (len(word) > 1 and word.isupper()) or (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from agentfleet_eval.claims import Claim, Reading, sentences
+from agentfleet_eval.claims import Claim, Reading, sentence_at
 
 # An enumeration's items: split at commas, semicolons, colons, "or", "and" and slashes.
 _ITEM = re.compile(r"(?:(?!,|;|:\s|\sor\s|\sand\s|/).)+")
@@ -43,7 +43,7 @@ def _coded(raw: str) -> bool:
 def listed(r: Reading, claim: Claim) -> int:
     """How many short items (a few words each) the enumeration holding the claim has, when the
     claim is one of them; 0 when it stands in a sentence of its own."""
-    start, end = next(((s, e) for s, e in sentences(r.low) if s <= claim.start < e), (0, len(r.low)))
+    start, end = sentence_at(r.low, claim.start)
     text = r.low[start:end]
     a, b = claim.start - start + 1, claim.end - start - 1  # inside it: "/tmp" still starts no item
     text = text[:a] + _IN_ITEM.sub(lambda m: "_" * len(m.group()), text[a:b]) + text[b:]

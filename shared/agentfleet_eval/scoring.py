@@ -239,8 +239,9 @@ def judge_answer(task: EvalTask, answer: str) -> Verdict:
             negated = any(c.negated for c in a.claims(f))
             why.append(("negates " if negated else "missing ") + repr(f.describe()))
             continue
-        if all(listed(a, c) >= LIST_ITEMS for c in claims):
-            why.append(f"states {f.describe()!r} only in a list of {max(listed(a, c) for c in claims)} candidates")
+        items = [listed(a, c) for c in claims]
+        if all(n >= LIST_ITEMS for n in items):
+            why.append(f"states {f.describe()!r} only in a list of {max(items)} candidates")
             continue
         said = [a.said_of(c, named, kinds) or a.said_of(c, ctx, kinds) for c in claims]
         if subject and subject not in said and "" not in said:
