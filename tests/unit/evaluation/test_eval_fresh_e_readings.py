@@ -169,11 +169,13 @@ def test_a_relative_clause_that_names_no_value_of_the_facts_kind_holds_no_candid
     assert judge_answer(role, "It is pg_monitor, which covers stats, settings, activity, locks and progress.").ok
     # Candidates of the fact's kind are still candidates, in a relative clause or not.
     signal = task("Which signal does a fast shutdown send?", ["SIGINT"])
-    for listed in (
-        "It sends SIGINT, SIGTERM, SIGQUIT, SIGHUP or SIGKILL.",
-        "It is SIGINT, which could be SIGTERM, SIGQUIT, SIGHUP or SIGKILL.",
-    ):
-        assert not judge_answer(signal, listed).ok, listed
+    reads(
+        signal,
+        wrong=(
+            "It sends SIGINT, SIGTERM, SIGQUIT, SIGHUP or SIGKILL.",
+            "It is SIGINT, which could be SIGTERM, SIGQUIT, SIGHUP or SIGKILL.",
+        ),
+    )
     assert not judge_answer(fill, "It is 90, which could be 70, 50, 80 or 10.").ok
     # Words beside a value that is a word are as much candidates as before.
     spread = task("Which checkpoint does BASE_BACKUP perform by default?", ["spread"])
@@ -185,21 +187,25 @@ def test_a_number_that_is_part_of_a_name_is_no_competing_value() -> None:
     email = next(t for t in fresh_b.tasks if t.id == "pyfb-default-email-policy-max-line-length")
     # both passes' answer on the Python fresh-b run, read as "also states '5322'"
     assert judge_answer(email, "The default max_line_length of an email.policy policy is 78, per RFC 5322.").ok
-    for right in (
-        "It defaults to 78 (see PEP 8).",
-        "It is 78, per ISO 8601 and IEEE 754.",
-        "The default is 78, a limit the policy has had since 2011.",
-        "It has been 78 since 3.3, released in September 2012.",
-    ):
-        assert judge_answer(email, right).ok, right
+    reads(
+        email,
+        right=(
+            "It defaults to 78 (see PEP 8).",
+            "It is 78, per ISO 8601 and IEEE 754.",
+            "The default is 78, a limit the policy has had since 2011.",
+            "It has been 78 since 3.3, released in September 2012.",
+        ),
+    )
     # a number beside no name, or a year-like number that counts something, still competes
-    for wrong in (
-        "It is 78 or 2011.",
-        "It is 78, or 80 since 2011.",
-        "It is 78 in 2048 slots.",
-        "It is 76, per RFC 5322.",
-    ):
-        assert not judge_answer(email, wrong).ok, wrong
+    reads(
+        email,
+        wrong=(
+            "It is 78 or 2011.",
+            "It is 78, or 80 since 2011.",
+            "It is 78 in 2048 slots.",
+            "It is 76, per RFC 5322.",
+        ),
+    )
     # and a fact that is such a number is still stated by it
     rfc = task("Which RFC does the email package follow?", [{"number": 5322}])
     assert judge_answer(rfc, "It follows RFC 5322.").ok
@@ -224,19 +230,23 @@ def test_a_wrong_value_that_is_a_common_word_is_stated_only_where_it_stands_as_a
         assert not judge_answer(track, right + given).ok, given
     fresh_b = {t.id: t for t in load_taskset(ROOT / "e2e" / "eval" / "python-library-fresh-b-tasks.yaml").tasks}
     getline = fresh_b["pyfb-behaviour-linecache-getline-error"]  # wrong: None
-    for prose in (
-        "It returns an empty string; none of the lines is read and no error is raised.",
-        "It returns an empty string; if none is found it still returns ''.",
-        "It returns an empty string, never None.",
-    ):
-        assert judge_answer(getline, prose).ok, prose
-    for given in (
-        "It returns an empty string or None.",
-        "It returns None when the line is missing, else an empty string.",
-        "It returns `None` or an empty string.",
-        "It returns an empty string, or None.",
-    ):
-        assert not judge_answer(getline, given).ok, given
+    reads(
+        getline,
+        right=(
+            "It returns an empty string; none of the lines is read and no error is raised.",
+            "It returns an empty string; if none is found it still returns ''.",
+            "It returns an empty string, never None.",
+        ),
+    )
+    reads(
+        getline,
+        wrong=(
+            "It returns an empty string or None.",
+            "It returns None when the line is missing, else an empty string.",
+            "It returns `None` or an empty string.",
+            "It returns an empty string, or None.",
+        ),
+    )
 
 
 # The chunks the candidate retrieved for pgfe-default-refresh-publication-copy-data (its journal).
@@ -306,12 +316,14 @@ def test_a_long_lead_in_does_not_hide_a_lists_first_candidate() -> None:
     # Found by checking the scorer's own fixes: with "one of" and no colon, the first item was five
     # words long, so the list counted four short items, one below a list of candidates.
     role = task("Which predefined role lets a user monitor the server?", ["pg_monitor"])
-    for listed in (
-        "It is one of pg_monitor, 16, 5min, true, fast.",
-        "The documentation says that it is pg_monitor, 16, 5min, true or fast.",
-        "The role you want is either pg_monitor, pg_signal_backend, pg_read_all_stats, pg_checkpoint or 16.",
-    ):
-        assert not judge_answer(role, listed).ok, listed
+    reads(
+        role,
+        wrong=(
+            "It is one of pg_monitor, 16, 5min, true, fast.",
+            "The documentation says that it is pg_monitor, 16, 5min, true or fast.",
+            "The role you want is either pg_monitor, pg_signal_backend, pg_read_all_stats, pg_checkpoint or 16.",
+        ),
+    )
     # A lead-in before one value, or before a list that is not of candidates, reads as before.
     assert judge_answer(role, "The documentation says that the role is pg_monitor.").ok
     assert judge_answer(role, "The role that covers this is pg_monitor, which reads stats, settings and locks.").ok
