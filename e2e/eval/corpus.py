@@ -7,7 +7,7 @@
 Each has ``<name>.yaml`` beside this file with its VectorIndex (a volume source: in a cluster, a PVC
 holding the pages, with a fixed revision) and the AgentFleet system prompt for it,
 ``<name>-tasks.yaml`` with its questions, and ``<name>-fresh-tasks.yaml`` and
-``<name>-fresh-b-tasks.yaml`` to ``<name>-fresh-e-tasks.yaml`` with fresh sets of questions, all
+``<name>-fresh-b-tasks.yaml`` to ``<name>-fresh-f-tasks.yaml`` with fresh sets of questions, all
 held out (issue 59): each written after the one before had been run and its failures read, so that a
 change made since is measured on questions nobody has seen it answer. Outside a cluster the
 ingestion Job's workers run as local processes and read the installed package's directory in place
@@ -111,6 +111,7 @@ POSTGRES = Corpus(
         HERE / "postgres-manual-fresh-c-tasks.yaml",
         HERE / "postgres-manual-fresh-d-tasks.yaml",
         HERE / "postgres-manual-fresh-e-tasks.yaml",
+        HERE / "postgres-manual-fresh-f-tasks.yaml",
     ),
 )
 PYTHON = Corpus(
@@ -126,6 +127,7 @@ PYTHON = Corpus(
         HERE / "python-library-fresh-c-tasks.yaml",
         HERE / "python-library-fresh-d-tasks.yaml",
         HERE / "python-library-fresh-e-tasks.yaml",
+        HERE / "python-library-fresh-f-tasks.yaml",
     ),
 )
 CORPORA = {c.name: c for c in (POSTGRES, PYTHON)}

@@ -45,6 +45,8 @@ SUFFIX_PREFIX = {
     ("python", "-d"): "pyfd-",
     ("postgres", "-e"): "pgfe-",
     ("python", "-e"): "pyfe-",
+    ("postgres", "-f"): "pgff-",
+    ("python", "-f"): "pyff-",
 }
 # (corpus, which of its fresh sets): every fresh set of every corpus, oldest first.
 FRESH = [(name, i) for name in sorted(CORPORA) for i in range(len(CORPORA[name].fresh))]
