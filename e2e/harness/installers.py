@@ -104,13 +104,9 @@ def ensure_redis_sentinel() -> str:
     return found
 
 
-def _pip(*args: str, env: dict[str, str] | None = None, timeout: int = 1800) -> None:
+def _pip(*args: str, timeout: int = 1800) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=timeout,
+        [sys.executable, "-m", "pip", "install", "-q", *args], capture_output=True, text=True, timeout=timeout
     )
     if proc.returncode != 0:
         raise InstallError(f"pip install {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")

@@ -79,13 +79,19 @@ def command(binary: str, gguf: Path, port: int, *, alias: str, slots: int = 4, t
 
 @contextmanager
 def serving(
-    log_dir: Path, model: str = DEFAULT_MODEL, alias: str = "qwen", timeout: float = 240, slots: int = 4
+    log_dir: Path,
+    model: str = DEFAULT_MODEL,
+    alias: str = "qwen",
+    timeout: float = 240,
+    slots: int = 4,
+    gguf: Path | None = None,
 ) -> Iterator[str]:
-    """llama-server with ``model`` on a free port until the block ends: yields its /v1 base URL."""
+    """llama-server with ``model`` (or the GGUF file ``gguf``) on a free port until the block ends:
+    yields its /v1 base URL."""
     from e2e.harness.ports import free_port, wait_http
     from e2e.harness.procs import Proc
 
-    binary, gguf, port = ensure_binary(), ensure_model(model), free_port()
+    binary, gguf, port = ensure_binary(), gguf or ensure_model(model), free_port()
     proc = Proc(command(binary, gguf, port, alias=alias, slots=slots), log=log_dir / "llama-server.log")
     try:
         wait_http(f"http://127.0.0.1:{port}/health", timeout, proc)

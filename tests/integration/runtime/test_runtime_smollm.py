@@ -16,25 +16,20 @@ from aiohttp import web
 from runtime_helpers import arun, start_worker, store_for, wait_ended
 
 from agentfleet_runtime.server.api import TaskAPI
+from e2e.harness import llama_server
 from e2e.harness.installers import smollm_gguf
-from e2e.harness.llama_server import command, ensure_binary
-from e2e.harness.ports import free_port, wait_http
-from e2e.harness.procs import Proc
+from e2e.harness.ports import free_port
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def smollm_server(tmp_path_factory):
-    """llama-server (the binary every tier runs, e2e/harness/llama_server.py) with SmolLM2's GGUF."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("llama") / "llama.log"
-    proc = Proc(command(ensure_binary(), smollm_gguf(), port, alias="smollm2-135m"), log=log)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", 180, proc)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.end()
+    """llama-server (the binary every tier runs) with SmolLM2's GGUF."""
+    with llama_server.serving(
+        tmp_path_factory.mktemp("llama"), alias="smollm2-135m", timeout=180, gguf=smollm_gguf()
+    ) as url:
+        yield url
 
 
 def test_smollm_answers_through_api_redis_and_a_worker_process(smollm_server, redis_server, fleet, tmp_path, procs):
