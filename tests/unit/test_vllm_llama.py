@@ -7,7 +7,7 @@ import yaml
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 
 from agentfleet.render.vllm import vllm_args
-from e2e.cluster.node.vllm_llama import BINARY, llama_args
+from e2e.cluster.node.vllm_llama import BINARY, llama_args, memory_limit
 from e2e.demo.driver import EXAMPLE
 from e2e.demo.onnode import LLAMA_ENGINE, MODEL_CLAIM, serve_model
 
@@ -39,3 +39,16 @@ def test_without_a_thread_count_llama_server_picks_its_own():
     assert "--threads" not in out
     assert out[out.index("--ctx-size") + 1] == "4096" and out[out.index("--parallel") + 1] == "1"
     assert out[out.index("--alias") + 1] == "/m.gguf"  # vLLM serves the model's path when no name is given
+
+
+def test_under_a_memory_limit_no_prompt_cache_is_kept_in_host_memory_unless_asked(tmp_path):
+    # llama-server's default host-memory prompt cache (8 GiB) outgrew a 3 GiB replica, which was OOMKilled.
+    argv = ["serve", "/m.gguf"]
+    out = llama_args(argv, {}, limit=3136 * 2**20)
+    assert out[out.index("--cache-ram") + 1] == "0"
+    assert "--cache-ram" not in llama_args(argv, {})  # no limit: llama-server's own default
+    assert "--cache-ram" not in llama_args(argv, {"LLAMA_ARG_CACHE_RAM": "512"}, limit=2**32)  # the env's own
+    (tmp_path / "memory.max").write_text("3288334336\n")
+    (tmp_path / "none").write_text("max\n")
+    assert memory_limit(str(tmp_path / "memory.max")) == 3288334336
+    assert memory_limit(str(tmp_path / "none")) is None and memory_limit(str(tmp_path / "absent")) is None
