@@ -88,6 +88,12 @@ class AnswerSettings(Model):
         description="A first answer that fails its check is read again once over the same passages, before the "
         "loop, as a fresh request in the form named ('': off).",
     )
+    reread_order: Literal["Ranked", "Reversed", "RankedThenReversed"] | None = Field(
+        default=None,
+        description="How the readings again show each search's passages: Ranked (as searched, the first ranked "
+        "first), Reversed (the first ranked last, beside the question), or RankedThenReversed (as searched, then, "
+        "when that answer fails its check too, once more reversed) (Ranked).",
+    )
     verify_search: bool | None = Field(
         default=None,
         description="A first answer stating values no first passage holds searches once with its own words, without "
@@ -125,6 +131,7 @@ class AnswerPlan:
     answer_first: bool = False
     escalate: bool = True
     reread: Literal["", "Fleet", "OneShot", "Quote"] = ""
+    reread_order: Literal["Ranked", "Reversed", "RankedThenReversed"] = "Ranked"
     verify_search: bool = False
     prompt: Literal["Fleet", "OneShot", "Quote"] = "OneShot"
     decline_unknown_names: bool = False

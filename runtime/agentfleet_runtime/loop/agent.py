@@ -68,6 +68,9 @@ class LoopSettings:
     # as a fresh request in the form named ("" off). An answer that passes ends the task, one that
     # fails goes on to the loop (escalate) or ends held.
     reread: Literal["", "Fleet", "OneShot", "Quote"] = ""
+    # How the readings again show each search's passages, and how many there are (answerfirst.READINGS):
+    # Reversed puts the first ranked last, beside the question (answerfirst.in_order).
+    reread_order: Literal["Ranked", "Reversed", "RankedThenReversed"] = "Ranked"
     # A first answer stating values no first passage holds searches once with its own words (no model
     # call) and ends the task when what that finds holds them (answerfirst.verify_query).
     verify_search: bool = False

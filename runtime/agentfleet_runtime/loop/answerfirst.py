@@ -19,7 +19,7 @@ from agentfleet_runtime.core.types import ModelReply, Step, Usage
 from agentfleet_runtime.loop import answercheck, citing
 from agentfleet_runtime.loop.decisions import Offer, repair_messages, with_sources
 from agentfleet_runtime.model.wire import ContextOverflow
-from agentfleet_runtime.tools.retrieval import parse_passages, rag_messages
+from agentfleet_runtime.tools.retrieval import format_passages, parse_passages, rag_messages
 
 if TYPE_CHECKING:
     from agentfleet_runtime.loop.agent import TaskRun
@@ -71,15 +71,21 @@ async def answer_first(run: TaskRun, search: Search | None = None) -> Step | tup
             return verified
     run.first_declined = first_declined = why == answercheck.ANSWER_FIRST_UNANSWERED
     if reread and why is not None:
-        metrics.ANSWER_FIRST.labels("reread").inc()
-        second, seconds = await _call(run, request_messages(run, seen, reread))
-        model_s += seconds
-        if second is not None:
-            usage = usage + second.usage
-            ended, answer, why = _judged(run, second, seen, shown, usage, model_s, first=first, form=reread)
+        # Each reading again is a fresh request over the same passages in the order named; the next
+        # one comes only when this one's answer fails its check too (answering.rereadOrder).
+        for order in READINGS[run.settings.reread_order]:
+            metrics.ANSWER_FIRST.labels("reread").inc()
+            reseen = in_order(seen, order)
+            reshown = [(p["source"], p["text"]) for out in reseen for p in parse_passages(out)]
+            again, seconds = await _call(run, request_messages(run, reseen, reread))
+            model_s += seconds
+            if again is None:
+                break
+            usage = usage + again.usage
+            ended, answer, why = _judged(run, again, reseen, reshown, usage, model_s, first=first, form=reread)
             if ended is not None:
                 return ended
-            reply = second
+            reply = again
             run.first_declined = run.first_declined or why == answercheck.ANSWER_FIRST_UNANSWERED
         if not escalate:
             return _held(run, answer or reply.content.strip(), usage, model_s, first, after_decline=first_declined)
@@ -223,6 +229,22 @@ def _held(run: TaskRun, answer: str, usage: Usage, model_s: float, first: str, *
     ended = answercheck.tidy_citations(answer) if own else answercheck.DECLINE
     log.info("answer first: the second reading failed its check too", extra={"answer": answer[:300]})
     return Step(len(run.steps), ended, [], usage, model_seconds=model_s, first_answer=first or ended)
+
+
+# answering.rereadOrder -> the orders of the readings again, each after the one before failed its check.
+READINGS: dict[str, tuple[str, ...]] = {
+    "Ranked": ("Ranked",),
+    "Reversed": ("Reversed",),
+    "RankedThenReversed": ("Ranked", "Reversed"),
+}
+
+
+def in_order(seen: list[str], order: str) -> list[str]:
+    """The search outputs as the second reading shows them: as searched (Ranked), or each output's
+    passages in reverse, numbered again from 1, the first ranked last (Reversed). Pure."""
+    if order == "Ranked":
+        return seen
+    return [format_passages(parse_passages(out)[::-1]) if parse_passages(out) else out for out in seen]
 
 
 def request_messages(run: TaskRun, seen: list[str], form: str) -> list[dict[str, str]]:

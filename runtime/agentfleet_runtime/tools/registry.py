@@ -73,6 +73,7 @@ def loop_answer_settings(config: RuntimeConfig) -> dict[str, Any]:
         "answer_first_prompt": plan.prompt,
         "escalate": plan.escalate,
         "reread": plan.reread,
+        "reread_order": plan.reread_order,
         "verify_search": plan.verify_search,
         "decline_other_subjects": plan.decline_other_subjects,
         "check_answer_names": plan.check_answer_names,

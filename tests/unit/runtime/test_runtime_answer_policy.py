@@ -51,6 +51,7 @@ def test_each_policy_sets_the_loops_switches():
         "answer_first_prompt": "OneShot",
         "escalate": True,
         "reread": "",
+        "reread_order": "Ranked",
         "verify_search": False,
         "decline_other_subjects": True,
         "check_answer_names": False,
@@ -64,6 +65,7 @@ def test_experiment_settings_are_the_runtimes_and_override_the_policy():
     cascade = loop_answer_settings(config("Cascade", {"prompt": "Quote", "checkAnswerNames": True, "followUpTopK": 3}))
     assert cascade["answer_first_prompt"] == "Quote" and cascade["check_answer_names"]
     assert loop_answer_settings(config("Cascade", {"verifySearch": True}))["verify_search"]
+    assert loop_answer_settings(config("Cascade", {"rereadOrder": "Reversed"}))["reread_order"] == "Reversed"
     assert cascade["search_first_top_k"] == 5  # the first search asks for topK, the tool's own return 3
     assert loop_answer_settings(config(None, {"searchFirst": True}))["search_first"] == "kb"
     assert answer_plan("Cascade", AnswerSettings(hold_after_decline=False)) == AnswerPlan(

@@ -18,6 +18,7 @@ from agentfleet_runtime.loop.answercheck import (
     passage_numbers,
     tidy_citations,
 )
+from agentfleet_runtime.loop.answerfirst import in_order
 from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SEARCH, ScriptedModel, Tools, run_task
 
 RIGHT = "ACCESS EXCLUSIVE [source: explicit-locking.html]"
@@ -160,3 +161,46 @@ def test_after_a_first_decline_a_second_decline_that_describes_first_ends_as_the
     described = "Setting it to direct starts the handshake at once. The manual does not say."
     _, finished, _, _ = run_task(ScriptedModel([DECLINED, described]), settings(escalate=False))
     assert finished["answer"] == DECLINE and finished["final_step"].first_answer == DECLINED
+
+
+def test_reversed_shows_each_searchs_passages_first_ranked_last_numbered_again():
+    one = "[1] (a.html, score 0.900)\nA.\n\n[2] (b.html, score 0.800)\nB."
+    assert in_order([one], "Ranked") == [one]
+    assert in_order([one, "No passages found."], "Reversed") == [
+        "[1] (b.html, score 0.800)\nB.\n\n[2] (a.html, score 0.900)\nA.",
+        "No passages found.",
+    ]
+
+
+def test_a_reversed_second_reading_reads_the_first_ranked_beside_the_question_and_its_numbers_so():
+    # The first reading is one-shot RAG's request as searched; only the second shows them reversed.
+    said = "Its lock is exclusive. The source of this information is [3]."
+    model = ScriptedModel([DECLINED, said])
+    settings_ = settings(reread_order="Reversed", escalate=False)
+    _, finished, _, _ = run_task(model, settings_, tools=ThreePassages())
+    first, second = (r.messages[-1]["content"] for r in model.requests)
+    assert first.index("routine-vacuuming.html") < first.index("sql-vacuum.html")
+    assert second.index("sql-vacuum.html") < second.index("routine-vacuuming.html") < second.index("Question:")
+    assert "[3] (routine-vacuuming.html" in second
+    # The reply's [3] is the number the second request gave: the first ranked passage's document.
+    assert parse_citations(finished["answer"]) == ["routine-vacuuming.html"], finished["answer"]
+
+
+def test_ranked_then_reversed_reads_a_third_time_reversed_only_after_a_second_reading_that_fails():
+    model = ScriptedModel([DECLINED, DECLINED, RIGHT])
+    _, finished, tools, _ = run_task(model, settings(reread_order="RankedThenReversed", escalate=False),
+                                     tools=ThreePassages())  # fmt: skip
+    assert finished["answer"].startswith("ACCESS EXCLUSIVE") and len(model.requests) == 3 and len(tools.calls) == 1
+    second, third = (r.messages[-1]["content"] for r in model.requests[1:])
+    assert second.index("routine-vacuuming.html") < second.index("sql-vacuum.html")  # as searched
+    assert third.index("sql-vacuum.html") < third.index("routine-vacuuming.html")  # then reversed
+    step = finished["final_step"]
+    assert step.usage == Usage(300, 30, calls=3) and step.first_answer == DECLINED
+    # A second reading whose answer passes its check ends the task: no third.
+    model = ScriptedModel([DECLINED, RIGHT])
+    _, finished, _, _ = run_task(model, settings(reread_order="RankedThenReversed", escalate=False))
+    assert finished["answer"].startswith("ACCESS EXCLUSIVE") and len(model.requests) == 2
+    # All three fail: held, as after one reading again (after a first decline, the decline).
+    model = ScriptedModel([DECLINED, DECLINED, INVENTED])
+    _, finished, _, _ = run_task(model, settings(reread_order="RankedThenReversed", escalate=False))
+    assert finished["answer"] == DECLINE and len(model.requests) == 3
