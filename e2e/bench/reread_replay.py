@@ -16,7 +16,7 @@ how far the replay can be trusted. Tasks the verifying search ended (`verifiable
 A replay is not a run: the first answers are the journal's. Only the sets a candidate may be tuned on
 are read (the guard): never a held-out part or a set kept for a pre-registered test.
 
-    python -m e2e.bench.reread_replay JOURNAL.jsonl[.gz] TASKSET.yaml FLEET.yaml --url http://HOST:PORT/v1 [--url ...]
+    python -m e2e.bench.reread_replay JOURNAL.jsonl[.gz] TASKSET.yaml FLEET.yaml --url URL [--url URL] [--pass cand]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import dataclasses
 import gzip
+import itertools
 import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -34,15 +35,14 @@ import yaml
 from agentfleet_eval.scoring import Outcome, TaskScore, score
 from agentfleet_eval.taskset import EvalTask, load_taskset
 
-from agentfleet_client.evaluation.journal import outcome_from
 from agentfleet_runtime.core.citations import parse_citations
 from agentfleet_runtime.loop import answercheck
-from agentfleet_runtime.loop.answerfirst import in_order, plain_answer, verifiable
-from agentfleet_runtime.tools.retrieval import format_passages, parse_passages
+from agentfleet_runtime.loop.answerfirst import fleet_messages, in_order, plain_answer, verifiable
+from agentfleet_runtime.tools.retrieval import parse_passages
+from e2e.bench.verify_replay import opening_outputs, pass_outcomes
 
 READ = ("Ranked", "Reversed")  # the readings replayed
 ORDERS = (*READ, "RankedThenReversed")  # answering.rereadOrder's values: the third from the two
-FIRST_STEPS = (0, 1)  # search first, then the unknown-names search: the steps before any model call
 # The sets a candidate may be tuned on: the fresh sets of earlier tests and the dev parts. The held-out
 # parts and the sets kept for a pre-registered test decide a candidate, so a replay never reads them.
 BASE = {"postgres-manual", "python-library"}
@@ -70,6 +70,7 @@ def guard(task_set: str) -> None:
 class Ending:
     answer: str
     kind: str  # answered, declined-other, held-after-decline, own-decline, held
+    declined: bool  # the reply said the passages do not answer (the stage's first_declined after it)
     score: TaskScore
 
 
@@ -81,48 +82,37 @@ class Replayed:
     endings: dict[str, Ending]
 
 
-def opening(o: Outcome) -> list[str]:
-    """The first passages as the first reading was shown them: one search output per opening step."""
-    first = [p for p in o.retrieved if p.get("step") in FIRST_STEPS]
-    outs = [format_passages([p for p in first if p.get("step") == n]) for n in FIRST_STEPS]
-    return [s for s in outs if s != format_passages([])]
-
-
-def second_reading(question: str, seen: list[str], system_prompt: str) -> list[dict[str, str]]:
-    """The second reading's request in the Fleet form (answerfirst.request_messages). Pure."""
-    asked = f"{answercheck.ANSWER_FIRST}\n\n" + "\n\n".join(seen) + f"\n\nQuestion: {question}"
-    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": asked}]
-
-
 def ending(
     task: EvalTask, reply: str, seen: list[str], first_declined: bool, subject: str, hold: bool | None = None
-) -> tuple[str, str]:
-    """How a reading again with the loop off ends the task: (answer, kind). ``first_declined``: the first
+) -> tuple[str, str, bool]:
+    """How a reading again with the loop off ends the task: (answer, kind, whether the reply declined).
+    ``first_declined``: the first
     answer declined; ``hold``: an earlier reading declined, so what no passage holds is held (unset:
     ``first_declined``). Pure."""
     hold = first_declined if hold is None else hold
     shown = [(p["source"], p["text"]) for out in seen for p in parse_passages(out)]
     numbered = answercheck.passage_numbers(seen, "Fleet")
     answer, why = plain_answer(reply, seen, shown, task.question, False, numbered)
+    declined = why == answercheck.ANSWER_FIRST_UNANSWERED
     if why is None:
         other = answercheck.other_subject(answer, shown, task.question, subject)
         if other:
-            return answercheck.decline_other(other), "declined-other"
+            return answercheck.decline_other(other), "declined-other", declined
         if (
             hold
             and not answercheck.says_unanswered(answer)
             and answercheck.unsupported_claims(answer, seen, task.question)
         ):
-            return answercheck.DECLINE, "held-after-decline"
-        return answer, "answered"
+            return answercheck.DECLINE, "held-after-decline", declined
+        return answer, "answered", declined
     if reply.strip() and answercheck.says_unanswered(reply) and not first_declined:
-        return answercheck.tidy_citations(reply), "own-decline"
-    return answercheck.DECLINE, "held"
+        return answercheck.tidy_citations(reply), "own-decline", declined
+    return answercheck.DECLINE, "held", declined
 
 
 async def replay_one(task: EvalTask, o: Outcome, ask: Ask, subject: str) -> Replayed | None:
     """One task: None when its first answer passes the check (no second reading), else each order's ending."""
-    seen = opening(o)
+    seen = opening_outputs(o)
     first = (o.first_answer or "").strip()
     if not first or not seen:
         return None
@@ -134,25 +124,21 @@ async def replay_one(task: EvalTask, o: Outcome, ask: Ask, subject: str) -> Repl
 
     async def one(order: str) -> tuple[str, list[str]]:
         ordered = in_order(seen, order)
-        return await ask(second_reading(task.question, ordered, subject)), ordered
+        return await ask(fleet_messages(subject, ordered, task.question)), ordered
 
     def ended(reply: str, ordered: list[str], hold: bool) -> Ending:
-        answer, kind = ending(task, reply, ordered, declined, subject, hold)
-        return Ending(
-            answer, kind, score(task, dataclasses.replace(o, answer=answer, citations=tuple(parse_citations(answer))))
-        )
+        answer, kind, said = ending(task, reply, ordered, declined, subject, hold)
+        ended_as = dataclasses.replace(o, answer=answer, citations=tuple(parse_citations(answer)))
+        return Ending(answer, kind, said, score(task, ended_as))
 
     (ranked, ranked_seen), (reversed_, reversed_seen) = await asyncio.gather(*(one(order) for order in READ))
     by_order = {"Ranked": ended(ranked, ranked_seen, declined), "Reversed": ended(reversed_, reversed_seen, declined)}
     # RankedThenReversed: the Ranked reading's ending when it ended the task, else the reversed reading's,
     # held after a decline when either earlier reading declined (the stage's run.first_declined).
-    ranked_shown = [(p["source"], p["text"]) for out in ranked_seen for p in parse_passages(out)]
-    _, ranked_why = plain_answer(ranked, ranked_seen, ranked_shown, task.question, False)
     if by_order["Ranked"].kind in ("answered", "declined-other"):
         by_order["RankedThenReversed"] = by_order["Ranked"]
     else:
-        again = declined or ranked_why == answercheck.ANSWER_FIRST_UNANSWERED
-        by_order["RankedThenReversed"] = ended(reversed_, reversed_seen, again)
+        by_order["RankedThenReversed"] = ended(reversed_, reversed_seen, declined or by_order["Ranked"].declined)
     return Replayed(task.id, score(task, o), verifiable(answer, why, seen, task.question), by_order)
 
 
@@ -185,17 +171,10 @@ def summary(rows: list[Replayed]) -> list[str]:
     return lines
 
 
-def journal(path: Path) -> tuple[str, dict[str, Outcome]]:
-    """The journal's task set and its cascade pass (not a baseline's): task id -> its last outcome."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    task_set, out = "", {}
-    with opener(path, "rt") as f:
-        for line in f:
-            row = json.loads(line)
-            task_set = row.get("taskSet", task_set)
-            if "outcome" in row and row.get("pass") not in ("one-shot-rag", "closed-book"):
-                out[row["task"]] = outcome_from(row["outcome"])
-    return task_set, out
+def task_set_of(path: Path) -> str:
+    """The journal's task set, from its head line."""
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rt") as f:
+        return str(json.loads(f.readline()).get("taskSet", ""))
 
 
 def fleet_prompt(objects: Path) -> str:
@@ -207,11 +186,11 @@ def fleet_prompt(objects: Path) -> str:
 async def _replay(args: argparse.Namespace) -> list[Replayed]:
     import aiohttp
 
-    task_set, outcomes = journal(args.journal)
-    guard(task_set)
+    guard(task_set_of(args.journal))
+    outcomes = pass_outcomes(args.journal, args.pass_name)
     tasks = {t.id: t for t in load_taskset(args.taskset).tasks}
     subject = fleet_prompt(args.fleet)
-    turn = iter(range(1 << 30))
+    turn = itertools.count()
     async with aiohttp.ClientSession() as session:
 
         async def ask(messages: list[dict[str, str]]) -> str:
@@ -231,6 +210,7 @@ def main() -> None:
     ap.add_argument("taskset", type=Path)
     ap.add_argument("fleet", type=Path, help="the eval set's objects (e2e/eval/<corpus>.yaml): the fleet's prompt")
     ap.add_argument("--url", action="append", required=True, help="an OpenAI-compatible /v1 base URL; repeat")
+    ap.add_argument("--pass", dest="pass_name", default="cand", help="the cascade pass's label in the journal")
     ap.add_argument("--model", default="qwen")
     args = ap.parse_args()
     for line in summary(asyncio.run(_replay(args))):

@@ -49,6 +49,12 @@ class Replayed:
     query: str = ""
 
 
+def opening_outputs(o: Outcome) -> list[str]:
+    """The first passages as the first reading was shown them: one search output per opening step. Pure."""
+    outs = [format_passages([p for p in o.retrieved if p.get("step") == n]) for n in FIRST_STEPS]
+    return [s for s in outs if s != format_passages([])]
+
+
 async def replay_one(task: EvalTask, o: Outcome, search: Search, settings: dict[str, Any]) -> Replayed:
     """One task of the pass: the verifying search's effect on it."""
     before = score(task, o)
@@ -56,8 +62,7 @@ async def replay_one(task: EvalTask, o: Outcome, search: Search, settings: dict[
     if not first:
         return Replayed(task.id, "no-first-answer", before)
     opening = [p for p in o.retrieved if p.get("step") in FIRST_STEPS]
-    seen = [format_passages([p for p in opening if p.get("step") == n]) for n in FIRST_STEPS]
-    seen = [s for s in seen if s != format_passages([])]
+    seen = opening_outputs(o)
     shown = [(str(p["source"]), str(p["text"])) for p in opening]
     answer, why = plain_answer(first, seen, shown, task.question, settings["check_names"])
     if not verifiable(answer, why, seen, task.question):

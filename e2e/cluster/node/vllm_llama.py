@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 BINARY = "/opt/agentfleet/bin/llama-server"
 # llama-server's context when the command names no --max-model-len: per sequence, as the demo's
@@ -35,7 +36,7 @@ MEMORY_MAX = "/sys/fs/cgroup/memory.max"  # cgroup v2: the container's memory li
 def memory_limit(path: str = MEMORY_MAX) -> int | None:
     """The container's memory limit in bytes, or None when it has none (or no cgroup v2 file says)."""
     try:
-        raw = open(path).read().strip()
+        raw = Path(path).read_text().strip()
     except OSError:
         return None
     return int(raw) if raw.isdigit() else None

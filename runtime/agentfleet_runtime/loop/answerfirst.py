@@ -244,7 +244,16 @@ def in_order(seen: list[str], order: str) -> list[str]:
     passages in reverse, numbered again from 1, the first ranked last (Reversed). Pure."""
     if order == "Ranked":
         return seen
-    return [format_passages(parse_passages(out)[::-1]) if parse_passages(out) else out for out in seen]
+    parsed = [parse_passages(out) for out in seen]
+    return [format_passages(ps[::-1]) if ps else out for out, ps in zip(seen, parsed, strict=True)]
+
+
+def fleet_messages(system_prompt: str, seen: list[str], goal: str) -> list[dict[str, str]]:
+    """The Fleet form's request: the fleet's system prompt, then the answer-first instruction, each
+    search output as the search wrote it and the question. Pure (the replay benches send it too)."""
+    passages_text = "\n\n".join(seen)
+    asked = f"{answercheck.ANSWER_FIRST}\n\n{passages_text}\n\nQuestion: {goal}"
+    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": asked}]
 
 
 def request_messages(run: TaskRun, seen: list[str], form: str) -> list[dict[str, str]]:
@@ -253,9 +262,7 @@ def request_messages(run: TaskRun, seen: list[str], form: str) -> list[dict[str,
     (OneShot), or that request with the quote-first instruction (Quote)."""
     goal = run.rec.goal
     if form == "Fleet":
-        passages_text = "\n\n".join(seen)
-        asked = f"{answercheck.ANSWER_FIRST}\n\n{passages_text}\n\nQuestion: {goal}"
-        return [{"role": "system", "content": run.settings.system_prompt}, {"role": "user", "content": asked}]
+        return fleet_messages(run.settings.system_prompt, seen, goal)
     passages = [p for out in seen for p in parse_passages(out)]
     if form == "Quote":
         return rag_messages(goal, passages, answercheck.QUOTE_FIRST)
