@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -174,10 +175,40 @@ def test_demo_runs_tasks_through_the_fleet_and_cleans_up(cluster, namespace, tmp
     assert cluster.run("get", "pv", f"{namespace}-redis", check=False).returncode != 0, "down left the Redis volume"
 
 
+def rolled_replica_is_deleted_once_idle(cluster, ns: str, name: str) -> None:
+    """Roll the set (a new engine.env entry shapes the pods) and follow its first drain: the drained
+    replica's requests are read from llama-server's own gauges, so it goes as soon as it is idle.
+    Before, a drain of a llama-server replica knew no count and waited drainTimeoutSeconds (600 s)."""
+    selector = f"involvedObject.kind=ModelReplicaSet,involvedObject.name={name}"
+
+    def events() -> dict[tuple[str, int], tuple[str, str]]:
+        # An Event said again keeps its name and counts up: (uid, count) is one saying.
+        items = cluster.json("-n", ns, "get", "events", "--field-selector", selector)["items"]
+        return {(e["metadata"]["uid"], e.get("count") or 1): (e["reason"], e.get("message", "")) for e in items}
+
+    before = events()
+    mrs = cluster.json("-n", ns, "get", "modelreplicaset", name)
+    env = [*(mrs["spec"]["engine"].get("env") or []), {"name": "AGENTFLEET_E2E_ROLL", "value": "1"}]
+    patch = {"spec": {"engine": {"env": env}}}
+    cluster.run("-n", ns, "patch", "modelreplicaset", name, "--type=merge", "-p", json.dumps(patch))
+    deadline = time.monotonic() + 420  # a surge replica's start, then the drain; well short of 600 s
+    while True:
+        said = [v for k, v in events().items() if k not in before]
+        deleted = [m for r, m in said if r == "ReplicaDeleted"]
+        if deleted:
+            break
+        assert time.monotonic() < deadline, f"no replica deleted by the roll: {said}"
+        time.sleep(3)
+    draining = [m for r, m in said if r == "Draining"]
+    assert draining and all("rolling update" in m and "unknown" not in m for m in draining), draining
+    assert any("drained: 0 requests in flight" in m for m in deleted), deleted
+
+
 def test_demo_with_a_real_model_serves_it_from_llama_server_pods(cluster, namespace, tmp_path):
     """--model smollm2: the replicas are pods of the llama engine image, whose `vllm` runs llama-server
     on the GGUF mounted read-only from the node, and the task's model calls reach them: each pod's own
-    /metrics, read at its address inside the node's network namespace, counts the tokens."""
+    /metrics, read at its address inside the node's network namespace, counts the tokens; a roll
+    deletes a drained replica once it is idle."""
     state = tmp_path / "state"
     try:
         up = _driver(
@@ -203,6 +234,7 @@ def test_demo_with_a_real_model_serves_it_from_llama_server_pods(cluster, namesp
             assert found, body.decode()[:2000]
             predicted += float(found.group(1))
         assert predicted > 0, "no replica pod's llama-server generated a token"
+        rolled_replica_is_deleted_once_idle(cluster, namespace, "llama-8b")
     finally:
         down = _driver(cluster, state, "down", "--namespace", namespace, timeout=300)
     assert down.returncode == 0, down.stderr

@@ -58,7 +58,7 @@ class ReplicaState:
     ready: bool = False
     ordinal: int = 0
     created: float = 0.0
-    in_flight: int | None = None  # None: not known (metrics unreachable)
+    in_flight: int | None = None  # None: not known (/metrics unreachable, or no IN_FLIGHT_METRICS)
     draining_since: float | None = None
     failed_at: float | None = None
     restarts: int = 0

@@ -196,14 +196,22 @@ class ReplicaView:
         return min((p.created for p in self.pods), default=0.0)
 
 
-# --- In-flight work from vLLM's /metrics -----------------------------------------------------
+# --- In-flight work from the engine's /metrics ------------------------------------------------
 
-IN_FLIGHT_METRICS = ("vllm:num_requests_running", "vllm:num_requests_waiting")
+# Requests a replica holds: running and waiting (a waiting one was accepted too). vLLM's gauges, and
+# llama-server's (`--metrics`), which exports none of vLLM's: without them a drain of a llama-server
+# replica knew nothing and waited the whole drainTimeoutSeconds (600 s by default) on an idle replica.
+IN_FLIGHT_METRICS = (
+    "vllm:num_requests_running",
+    "vllm:num_requests_waiting",
+    "llamacpp:requests_processing",
+    "llamacpp:requests_deferred",
+)
 
 
 def parse_in_flight(text: str) -> int | None:
-    """Requests a vLLM server holds (running + waiting; waiting ones were accepted too), summed over
-    engines, from its Prometheus text exposition; None if the gauges are absent."""
+    """Requests a server holds (IN_FLIGHT_METRICS), summed over engines, from its Prometheus text
+    exposition; None if the gauges are absent."""
     total = 0.0
     seen = False
     for line in text.splitlines():
@@ -212,8 +220,9 @@ def parse_in_flight(text: str) -> int | None:
         name_end = min((i for i in (line.find("{"), line.find(" ")) if i >= 0), default=-1)
         if name_end < 0 or line[:name_end] not in IN_FLIGHT_METRICS:
             continue
+        rest = line[name_end:]  # [{labels}] value [timestamp]; llama-server's series have no labels
         try:
-            value = float(line.rsplit("}", 1)[-1].split()[0])
+            value = float((rest.rsplit("}", 1)[-1] if rest.startswith("{") else rest).split()[0])
         except (IndexError, ValueError):
             continue
         if math.isfinite(value):

@@ -260,6 +260,21 @@ vllm:kv_cache_usage_perc{engine="0",model_name="llama"} 0.5
     assert parse_in_flight("vllm:num_requests_running NaN\n") is None
 
 
+def test_parse_in_flight_reads_llama_servers_processing_and_deferred() -> None:
+    # llama-server 0.3.36's own /metrics with 2 slots and 5 requests sent (tests/integration/engines
+    # reads a live one): no vllm:* series at all.
+    text = """# HELP llamacpp:requests_processing Number of requests processing
+# TYPE llamacpp:requests_processing gauge
+llamacpp:requests_processing 2
+# HELP llamacpp:requests_deferred Number of requests deferred
+# TYPE llamacpp:requests_deferred gauge
+llamacpp:requests_deferred 3
+llamacpp:n_busy_slots_per_decode 2
+"""
+    assert parse_in_flight(text) == 5
+    assert parse_in_flight("llamacpp:requests_processing 0\nllamacpp:requests_deferred 0\n") == 0
+
+
 # --- rollout_step -------------------------------------------------------------------------------
 
 

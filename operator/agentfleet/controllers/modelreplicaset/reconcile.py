@@ -388,7 +388,7 @@ class ModelReplicaSetPass(Steps[Observed, Plan, Acted]):
             self.set_draining(views[rname], True)
             records[rname] = replace(records[rname], phase=DRAINING, endpoint=None)
             held = (
-                "in-flight requests unknown (metrics unreachable)"
+                "in-flight requests unknown (/metrics unreachable, or without an engine's in-flight gauges)"
                 if s.in_flight is None
                 else f"{s.in_flight} requests in flight"
             )
