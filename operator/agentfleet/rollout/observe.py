@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
 from agentfleet.placement import REPLICA_LABEL, pod_gpus
 from agentfleet.render.modelreplicaset import (
     CANARY_SERVING,
@@ -211,21 +214,20 @@ IN_FLIGHT_METRICS = (
 
 def parse_in_flight(text: str) -> int | None:
     """Requests a server holds (IN_FLIGHT_METRICS), summed over engines, from its Prometheus text
-    exposition; None if the gauges are absent."""
-    total = 0.0
-    seen = False
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        name_end = min((i for i in (line.find("{"), line.find(" ")) if i >= 0), default=-1)
-        if name_end < 0 or line[:name_end] not in IN_FLIGHT_METRICS:
-            continue
-        rest = line[name_end:]  # [{labels}] value [timestamp]; llama-server's series have no labels
-        try:
-            value = float((rest.rsplit("}", 1)[-1] if rest.startswith("{") else rest).split()[0])
-        except (IndexError, ValueError):
-            continue
-        if math.isfinite(value):
-            total += value
-            seen = True
-    return int(round(total)) if seen else None
+    exposition; None if the gauges are absent. Each of their lines is read alone by
+    prometheus_client's parser, so a malformed line elsewhere on the page costs nothing."""
+    values = [
+        sample.value
+        for line in text.splitlines()
+        if line.startswith(IN_FLIGHT_METRICS)
+        for sample in _samples(line)
+        if sample.name in IN_FLIGHT_METRICS and math.isfinite(sample.value)
+    ]
+    return int(round(sum(values))) if values else None
+
+
+def _samples(line: str) -> list[Sample]:
+    try:
+        return [sample for family in text_string_to_metric_families(line + "\n") for sample in family.samples]
+    except ValueError:
+        return []
