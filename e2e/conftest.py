@@ -5,29 +5,35 @@ Fixtures:
                             builds the binaries first if needed) unless it is
                             already up; stops it at the end of the session if
                             this session started it, unless
-                            AGENTFLEET_KEEP_CLUSTER=1. Fails (never skips) when
-                            the cluster cannot start.
-    namespace  (function) -- a fresh namespace ``e2e-<random>``, deleted
+                            AGENTFLEET_KEEP_CLUSTER=1 or it runs on a parallel
+                            worker. Fails (never skips) when the cluster cannot
+                            start.
+    namespace  (function) -- a fresh namespace ``e2e-<module>-<random>``, deleted
                             afterwards without waiting for finalization.
     topology_nodes (session) -- the Node manifests the topology should yield.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from e2e.harness import nodes as node_topology
-from e2e.harness.cluster import Cluster, info, script, script_env, tail
+from e2e.harness import testplan
+from e2e.harness.cluster import Cluster, info, namespace_prefix, script, script_env, tail
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    testplan.register(config)
     config.addinivalue_line(
         "markers", "e2e: end-to-end test against the local Kubernetes control plane started by e2e/cluster/cluster.sh"
     )
@@ -36,8 +42,40 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def cluster() -> Cluster:
     env = script_env()
-    keep = os.environ.get("AGENTFLEET_KEEP_CLUSTER") == "1"
+    # Parallel workers (pytest-xdist) share one cluster: the first to come starts it under a lock,
+    # and none takes it down, since another may still use it (e2e/test.sh starts and stops it
+    # around the run; by hand: bash e2e/cluster/cluster.sh down).
+    parallel = "PYTEST_XDIST_WORKER" in os.environ
+    keep = os.environ.get("AGENTFLEET_KEEP_CLUSTER") == "1" or parallel
+    with cluster_lock(env):
+        already_up = start_unless_up(env)
+    try:
+        handle = Cluster(info(env))
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        yield handle
+    finally:
+        if not already_up and not keep:
+            down = script("down", env=env, timeout=300)
+            if down.returncode != 0:
+                print(f"e2e/cluster/cluster.sh down failed:\n{down.stdout}\n{down.stderr}", file=sys.stderr)
 
+
+@contextmanager
+def cluster_lock(env: dict[str, str]) -> Iterator[None]:
+    state = Path(env.get("AGENTFLEET_CLUSTER_DIR", "/tmp/agentfleet-cluster"))
+    lock = state.parent / f".{state.name}.lock"
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def start_unless_up(env: dict[str, str]) -> bool:
+    """Starts the cluster unless it is up; whether it was up already."""
     already_up = script("status", env=env, timeout=60).returncode == 0
     if not already_up:
         # A cold build can take ~40 minutes on 2 cores; a warm start seconds.
@@ -57,23 +95,13 @@ def cluster() -> Cluster:
                 pytrace=False,
             )
         log_path.unlink(missing_ok=True)
-
-    try:
-        handle = Cluster(info(env))
-    except RuntimeError as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
-        yield handle
-    finally:
-        if not already_up and not keep:
-            down = script("down", env=env, timeout=300)
-            if down.returncode != 0:
-                print(f"e2e/cluster/cluster.sh down failed:\n{down.stdout}\n{down.stderr}", file=sys.stderr)
+    return already_up
 
 
 @pytest.fixture
-def namespace(cluster: Cluster) -> str:
-    with cluster.fresh_namespace(f"e2e-{uuid.uuid4().hex[:8]}") as name:
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> str:
+    # Named after the module: the module's operator serves only these (e2e/harness/operator.py).
+    with cluster.fresh_namespace(f"{namespace_prefix(request.module.__name__)}{uuid.uuid4().hex[:6]}") as name:
         yield name
 
 

@@ -19,6 +19,8 @@ import re
 
 import pytest
 
+from e2e.harness import testplan
+
 TIER_ROOTS = {"unit": "tests/unit/", "integration": "tests/integration/", "e2e": "e2e/"}
 # "issue 21", "issue #21" or an .../issues/21 URL; a bare "#1" ("step #1", "attempt #2") is no name.
 NAMES_AN_ISSUE = re.compile(r"(?i)\bissues?\s*#?\d+|/issues/\d+")
@@ -70,6 +72,7 @@ class TierGuard:
     def __init__(self, required: list[str]):
         self.required = required
         self.outcomes: dict[str, list[str]] = {}
+        self.worker_deselected: set[str] = set()
 
     def _record(self, report: pytest.CollectReport | pytest.TestReport) -> None:
         outcome = outcome_of(report)
@@ -91,6 +94,16 @@ class TierGuard:
             if tier is not None:
                 self.outcomes.setdefault("deselected", []).append(tier)
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: object, error: object) -> None:
+        # Under pytest-xdist every worker collects, and deselects, the whole run; each one's
+        # WorkerDeselections reports what it deselected here when it ends, counted once.
+        for nodeid in getattr(node, "workeroutput", {}).get(WORKER_DESELECTED, []):
+            tier = tier_of(nodeid)
+            if tier is not None and nodeid not in self.worker_deselected:
+                self.worker_deselected.add(nodeid)
+                self.outcomes.setdefault("deselected", []).append(tier)
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         problems = tier_problems(self.required, self.outcomes)
@@ -102,7 +115,27 @@ class TierGuard:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+WORKER_DESELECTED = "agentfleet_deselected_tiers"
+
+
+class WorkerDeselections:
+    """On a pytest-xdist worker, which sees only the tests it was given: the tiers of what it
+    deselected go to the controller's TierGuard, which judges the whole run."""
+
+    def __init__(self, config: pytest.Config):
+        self.workeroutput = config.workeroutput  # type: ignore[attr-defined]
+        self.workeroutput[WORKER_DESELECTED] = []
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        self.workeroutput[WORKER_DESELECTED] += [item.nodeid for item in items]
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    testplan.register(config)
     required = [t for t in os.environ.get("AGENTFLEET_REQUIRE_TIERS", "").split(",") if t]
-    if required and not config.pluginmanager.has_plugin("agentfleet-tier-guard"):
+    if not required or config.pluginmanager.has_plugin("agentfleet-tier-guard"):
+        return
+    if hasattr(config, "workerinput"):
+        config.pluginmanager.register(WorkerDeselections(config), "agentfleet-tier-guard")
+    else:
         config.pluginmanager.register(TierGuard(required), "agentfleet-tier-guard")

@@ -28,6 +28,17 @@ CLUSTER_SH = Path(__file__).resolve().parents[1] / "cluster" / "cluster.sh"
 LOG_TAIL_LINES = 120
 
 
+def namespace_prefix(module: str) -> str:
+    """The prefix of the namespaces a test module's tests get (``e2e-<module>-``, then 6 hex digits):
+    its module-scoped operator serves exactly ``<prefix>??????``, so modules running at once on
+    parallel workers never reconcile each other's objects."""
+    slug = module.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")[:40]
+    return f"e2e-{slug}-"
+
+
+NAMESPACE_SUFFIX_GLOB = "??????"
+
+
 class KubectlError(subprocess.CalledProcessError):
     def __str__(self) -> str:
         return (

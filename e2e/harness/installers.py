@@ -151,3 +151,23 @@ def ensure_ingest_packages(modules: tuple[str, ...] = tuple(INGEST_PACKAGES)) ->
         importlib.invalidate_caches()
         if importlib.util.find_spec(module) is None:
             raise InstallError(f"installed {' '.join(req)} but {module} still cannot be imported")
+
+
+def ensure_all() -> None:
+    """Everything above, and the evaluation corpora's Debian packages: e2e/test.sh installs them
+    before the parallel tiers start, so that no two workers run apt-get or pip at once."""
+    from e2e.eval.corpus import CORPORA
+
+    ensure_redis_server()
+    ensure_redis_sentinel()
+    ensure_prometheus()
+    smollm_gguf()
+    ensure_ingest_packages()
+    for corpus in CORPORA.values():
+        corpus.ensure()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["all"]:
+        sys.exit("usage: python -m e2e.harness.installers all")
+    ensure_all()

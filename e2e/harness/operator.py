@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from e2e.harness import nodes as node_topology
+from e2e.harness.cluster import NAMESPACE_SUFFIX_GLOB, namespace_prefix
 from e2e.harness.ports import free_port, http_ok
 from e2e.harness.procs import Proc, log_tail, source_path, terminate
 
@@ -104,8 +105,11 @@ def crds(cluster):
 
 
 @pytest.fixture(scope="module")
-def operator(crds) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(crds, args=("--resync-seconds", "20"))
+def operator(crds, request: pytest.FixtureRequest) -> Iterator[OperatorProcess]:
+    # Serves only its module's namespaces (the ``namespace`` fixture's): other modules' operators
+    # run beside it on the parallel workers of the test command.
+    served = namespace_prefix(request.module.__name__) + NAMESPACE_SUFFIX_GLOB
+    op = OperatorProcess(crds, args=("--resync-seconds", "20", "--namespace", served))
     op.start()
     yield op
     op.stop()

@@ -44,6 +44,7 @@ def _run_throwaway(
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
     env = dict(os.environ, AGENTFLEET_REQUIRE_TIERS="unit,e2e", PYTHONPATH=str(REPO))
+    env.pop("AGENTFLEET_TIMINGS", None)  # the throwaway run's tests are not the suite's
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "tests", "e2e", *args],
         cwd=tmp_path,
@@ -122,3 +123,36 @@ def test_guard_reports_a_tier_with_no_test(tmp_path: Path) -> None:
     proc = _run_throwaway(tmp_path, "import pytest\npytest.skip('no cluster', allow_module_level=True)\n")
     assert proc.returncode == 1, proc.stdout
     assert "tier 'e2e' ran no test" in proc.stdout, proc.stdout
+
+
+# The same guard when the tiers run on parallel workers (pytest-xdist, as e2e/test.sh runs them):
+# the workers collect, deselect and skip; the controller, which sees every report, judges.
+XDIST = ("-n", "2", "-p", "xdist")
+
+
+def test_guard_passes_a_complete_run_on_parallel_workers(tmp_path: Path) -> None:
+    proc = _run_throwaway(tmp_path, PASSING, {"e2e/test_e2e_other.py": PASSING}, args=XDIST)
+    assert proc.returncode == 0, proc.stdout
+    assert "test tiers incomplete" not in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "e2e_module",
+    [
+        PASSING.replace("def", "import pytest\npytest.skip('no cluster', allow_module_level=True)\ndef", 1),
+        "import pytest\n@pytest.fixture\ndef need():\n    pytest.skip('no cluster')\ndef test_x(need):\n    pass\n",
+    ],
+    ids=["module-skip", "fixture-skip"],
+)
+def test_guard_sees_a_skip_on_a_parallel_worker(tmp_path: Path, e2e_module: str) -> None:
+    proc = _run_throwaway(tmp_path, e2e_module, {"e2e/test_e2e_other.py": PASSING}, args=XDIST)
+    assert proc.returncode == 1, proc.stdout
+    assert "tier 'e2e' skipped: 1 test(s)" in proc.stdout, proc.stdout
+
+
+def test_guard_sees_a_deselection_on_parallel_workers(tmp_path: Path) -> None:
+    module = "import pytest\n@pytest.mark.slow\ndef test_x():\n    pass\n" + PASSING
+    proc = _run_throwaway(tmp_path, module, args=(*XDIST, "-k", "not test_x"))
+    assert proc.returncode == 1, proc.stdout
+    # Each worker collects and deselects the same test: counted once.
+    assert "tier 'e2e' deselected (-k, -m or --deselect): 1 test(s)" in proc.stdout, proc.stdout

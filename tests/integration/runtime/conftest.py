@@ -3,6 +3,7 @@ helpers to run workers and the task API in-process or as subprocesses, and the s
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,3 +57,24 @@ def milvus_lite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Milvus Lite gRPC server (``python -m milvus_lite server``); installs milvus-lite if missing."""
     with milvus.milvus_lite(tmp_path_factory.mktemp("milvus") / "data", ("milvus_lite",), start_seconds=90) as server:
         yield server.uri
+
+
+@pytest.fixture(scope="session")
+def decider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The deciding model's base URL: llama-server with the Qwen GGUF, one for the session (the real
+    agent's and the MCP agent's modules run on one worker, e2e/harness/testplan.py's engines lane),
+    or (AGENTFLEET_IT_DECIDER=scripted, to show those tests fail without a deciding model) the
+    scripted model."""
+    tmp = tmp_path_factory.mktemp("decider")
+    if os.environ.get("AGENTFLEET_IT_DECIDER") == "scripted":
+        from runtime_helpers import start_scripted_model
+
+        started: list[Proc] = []
+        yield start_scripted_model(started, tmp)
+        for p in started:
+            p.end()
+    else:
+        from e2e.harness import llama_server
+
+        with llama_server.serving(tmp, os.environ.get("AGENTFLEET_IT_QWEN", "qwen2.5-coder-1.5b")) as url:
+            yield url

@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from runtime_helpers import arun, running_worker, store_for, submit, wait_ended
-from test_runtime_real_agent import decider  # noqa: F401 (the fixture: llama-server with the Qwen GGUF)
 
 from agentfleet_runtime.core.config import RuntimeConfig
 

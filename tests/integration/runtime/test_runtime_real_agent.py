@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from runtime_helpers import arun, running_worker, submit, wait_ended
@@ -30,7 +28,6 @@ from runtime_helpers import arun, running_worker, submit, wait_ended
 from agentfleet_runtime.core.config import RuntimeConfig
 from agentfleet_runtime.tools.retriever import Hybrid, Retriever
 from e2e.harness.plinth import DELEGATE, SYSTEM, encoder, fleet_config, make_collection
-from e2e.harness.procs import Proc
 
 pytestmark = pytest.mark.integration
 
@@ -40,25 +37,6 @@ def collection(milvus_lite) -> str:
     name = "plinth_" + hashlib.sha1(str(time.time()).encode()).hexdigest()[:8]
     make_collection(milvus_lite, name)
     return name
-
-
-@pytest.fixture(scope="module")
-def decider(tmp_path_factory) -> Any:
-    """The model's base URL: llama-server with the Qwen GGUF, or (AGENTFLEET_IT_DECIDER=scripted,
-    to show these tests fail without a deciding model) the scripted model."""
-    tmp = tmp_path_factory.mktemp("decider")
-    if os.environ.get("AGENTFLEET_IT_DECIDER") == "scripted":
-        from runtime_helpers import start_scripted_model
-
-        procs: list[Proc] = []
-        yield start_scripted_model(procs, tmp)
-        for p in procs:
-            p.end()
-    else:
-        from e2e.harness import llama_server
-
-        with llama_server.serving(tmp, os.environ.get("AGENTFLEET_IT_QWEN", "qwen2.5-coder-1.5b")) as url:
-            yield url
 
 
 def config_for(redis_url, fleet, model_url, milvus_uri, collection, **kw):

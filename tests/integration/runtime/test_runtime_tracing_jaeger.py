@@ -48,8 +48,7 @@ from e2e.harness.plinth import DELEGATE, fleet_config
 
 pytestmark = pytest.mark.integration
 collector = jaeger_harness.collector  # the module's Jaeger (a fixture)
-decider = real_agent.decider  # fixtures: Qwen on llama-server, and the corpus it searches
-collection = real_agent.collection
+collection = real_agent.collection  # the corpus the model searches; ``decider`` (Qwen) is the conftest's
 DIM = 64
 
 
