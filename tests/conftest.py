@@ -20,16 +20,10 @@ import re
 import pytest
 
 from e2e.harness import testplan
+from e2e.harness.testplan import tier_of
 
-TIER_ROOTS = {"unit": "tests/unit/", "integration": "tests/integration/", "e2e": "e2e/"}
 # "issue 21", "issue #21" or an .../issues/21 URL; a bare "#1" ("step #1", "attempt #2") is no name.
 NAMES_AN_ISSUE = re.compile(r"(?i)\bissues?\s*#?\d+|/issues/\d+")
-
-
-def tier_of(nodeid: str) -> str | None:
-    # A directory-level collection report's nodeid has no trailing slash ("tests/unit").
-    path = nodeid.split("::", 1)[0] + ("/" if "::" not in nodeid else "")
-    return next((tier for tier, root in TIER_ROOTS.items() if nodeid.startswith(root) or path.startswith(root)), None)
 
 
 def outcome_of(report: pytest.CollectReport | pytest.TestReport) -> str | None:

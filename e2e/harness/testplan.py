@@ -63,38 +63,35 @@ LANES: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# Seconds each group took in the last measured run (e2e/test.sh's table); groups not named weigh
-# 60. Only the order in which groups are handed out depends on it.
+# Seconds each group took in the fresh-clone run of docs/results/2026-11-29-test-budget.md; groups
+# not named weigh 60. Only the order in which groups are handed out depends on it.
 WEIGHT: dict[str, float] = {
-    "real-node": 1500,
-    "engines": 600,
+    "real-node": 1182,
+    "engines": 540,
 }
 DEFAULT_WEIGHT = 60.0
+
+
+def lane_of(path: str) -> tuple[str, int] | None:
+    """The lane a test file is in, and its place there (lanes run in the order LANES lists them)."""
+    for lane, members in LANES.items():
+        for rank, m in enumerate(members):
+            if path == m or (m.endswith("/") and path.startswith(m)):
+                return lane, rank
+    return None
 
 
 def group_of(nodeid: str) -> str:
     """The scheduling group of a test: its lane, its package or its module."""
     path = nodeid.split("::", 1)[0]
-    for lane, members in LANES.items():
-        if any(path == m or (m.endswith("/") and path.startswith(m)) for m in members):
-            return lane
-    for package in PACKAGES:
-        if path.startswith(package):
-            return package.rstrip("/")
-    return path
+    lane = lane_of(path)
+    if lane:
+        return lane[0]
+    return next((package.rstrip("/") for package in PACKAGES if path.startswith(package)), path)
 
 
 def weight_of(group: str) -> float:
     return WEIGHT.get(group, DEFAULT_WEIGHT)
-
-
-def lane_rank(nodeid: str, group: str) -> int:
-    """A module's place in its lane (lanes run their modules in the order LANES lists them)."""
-    path = nodeid.split("::", 1)[0]
-    for i, m in enumerate(LANES.get(group, ())):
-        if path == m or (m.endswith("/") and path.startswith(m)):
-            return i
-    return 0
 
 
 class TestPlan:
@@ -129,7 +126,7 @@ class TestPlan:
             key=lambda it: (
                 -weight_of(groups[it.nodeid]),
                 first_seen[groups[it.nodeid]],
-                lane_rank(it.nodeid, groups[it.nodeid]),
+                (lane_of(it.nodeid.split("::", 1)[0]) or ("", 0))[1],
             )
         )
 
@@ -184,8 +181,10 @@ def register(config: pytest.Config) -> None:
 TIER_ROOTS = {"unit": "tests/unit/", "integration": "tests/integration/", "e2e": "e2e/"}
 
 
-def tier_of(nodeid: str) -> str:
-    return next((t for t, root in TIER_ROOTS.items() if nodeid.startswith(root)), "other")
+def tier_of(nodeid: str) -> str | None:
+    """The tier of a test, or of a collection report (whose directory nodeid has no trailing slash)."""
+    path = nodeid.split("::", 1)[0] + ("/" if "::" not in nodeid else "")
+    return next((tier for tier, root in TIER_ROOTS.items() if nodeid.startswith(root) or path.startswith(root)), None)
 
 
 def read_steps(path: Path) -> list[tuple[str, float]]:
@@ -224,7 +223,7 @@ def report(steps: list[tuple[str, float]], tests: dict[str, dict], slowest: int 
         lines.append(f"{name:<64} {seconds:>8.0f}")
     by_tier: dict[str, list[dict[str, float]]] = defaultdict(list)
     for nodeid, t in tests.items():
-        by_tier[tier_of(nodeid)].append(t)
+        by_tier[tier_of(nodeid) or "other"].append(t)
     header = f"{'tier':<12} {'tests':>6} {'wall s':>8} {'test s':>8}"
     lines += ["", header + "   (wall: first test's start to last test's end)"]
     for tier in (*TIER_ROOTS, "other"):
