@@ -28,12 +28,14 @@ from pathlib import Path
 import pytest
 
 from e2e.harness import nodes as node_topology
-from e2e.harness import testplan
+from e2e.harness import shared, testplan
 from e2e.harness.cluster import Cluster, info, namespace_prefix, script, script_env, tail
+from e2e.harness.helm import build as helm_build
 
 
 def pytest_configure(config: pytest.Config) -> None:
     testplan.register(config)
+    shared.register(config)
     config.addinivalue_line(
         "markers", "e2e: end-to-end test against the local Kubernetes control plane started by e2e/cluster/cluster.sh"
     )
@@ -103,6 +105,15 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> str:
     # Named after the module: the module's operator serves only these (e2e/harness/operator.py).
     with cluster.fresh_namespace(f"{namespace_prefix(request.module.__name__)}{uuid.uuid4().hex[:6]}") as name:
         yield name
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    """The real helm's path (e2e/harness/helm.py)."""
+    try:
+        return helm_build()
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import re
 
 import pytest
 
-from e2e.harness import testplan
+from e2e.harness import shared, testplan
 from e2e.harness.testplan import tier_of
 
 # "issue 21", "issue #21" or an .../issues/21 URL; a bare "#1" ("step #1", "attempt #2") is no name.
@@ -126,6 +126,7 @@ class WorkerDeselections:
 
 def pytest_configure(config: pytest.Config) -> None:
     testplan.register(config)
+    shared.register(config)
     required = [t for t in os.environ.get("AGENTFLEET_REQUIRE_TIERS", "").split(",") if t]
     if not required or config.pluginmanager.has_plugin("agentfleet-tier-guard"):
         return

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from e2e.harness import shared
+from e2e.harness.cluster import Cluster
 from e2e.harness.ports import free_ports
 from e2e.harness.procs import Proc
 
@@ -69,15 +71,25 @@ class ApiServer:
     def apply(self, *objs: dict) -> None:
         self.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objs)}))
 
+    def as_cluster(self) -> Cluster:
+        """The e2e tier's handle (kubectl, apply, wait_for, namespaces) on this API server, for a test
+        that moved down from the e2e tier: it has no controllers, so no namespace gets a default
+        ServiceAccount, no pod is scheduled and nothing is garbage-collected."""
+        return Cluster({
+            "kubeconfig": str(self.kubeconfig), "kubectl": str(K8S_BIN / "kubectl"), "bin_dir": str(K8S_BIN),
+            "state_dir": str(self.dir), "apiserver_url": self.url, "health_urls": {},
+            "k8s_version": K8S_BIN.parent.name.removeprefix("k8s-"), "ca_cert": str(self.ca), "controllers": False,
+        })  # fmt: skip
+
     def token_for(self, namespace: str, service_account: str) -> str:
         """A bound token of the service account (TokenRequest), as a pod's projected volume holds."""
         return self.kubectl("create", "token", service_account, "-n", namespace, "--duration=1h").strip()
 
 
-@contextmanager
-def api_server(directory: Path | None = None) -> Iterator[ApiServer]:
-    """etcd and kube-apiserver on free loopback ports, ended (and their data removed) on exit."""
-    d = Path(directory or tempfile.mkdtemp(prefix="af-apiserver-"))
+def start(d: Path, *, own_session: bool = False) -> ApiServer:
+    """etcd and kube-apiserver on free loopback ports with their data in ``d``, ready.
+    ``own_session``: each leads its own process group, to outlive the process that started it (a
+    run-wide server, e2e/harness/shared.py)."""
     d.mkdir(parents=True, exist_ok=True)
     _pki(d)
     admin = uuid.uuid4().hex
@@ -98,7 +110,7 @@ def api_server(directory: Path | None = None) -> Iterator[ApiServer]:
             "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
             "--initial-cluster", f"default=http://127.0.0.1:{peer_port}",
-        ], log=d / "etcd.log", python_path=False))  # fmt: skip
+        ], log=d / "etcd.log", python_path=False, group=own_session))  # fmt: skip
         api = Proc([
             str(K8S_BIN / "kube-apiserver"), f"--etcd-servers=http://127.0.0.1:{etcd_port}",
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
@@ -108,7 +120,7 @@ def api_server(directory: Path | None = None) -> Iterator[ApiServer]:
             "--service-account-issuer=https://kubernetes.default.svc", f"--service-account-key-file={d / 'sa.pub'}",
             f"--service-account-signing-key-file={d / 'sa.key'}", "--service-cluster-ip-range=10.96.0.0/16",
             "--disable-admission-plugins=ServiceAccount", "--profiling=false",
-        ], log=d / "kube-apiserver.log", python_path=False)  # fmt: skip
+        ], log=d / "kube-apiserver.log", python_path=False, group=own_session)  # fmt: skip
         procs.append(api)
         server = ApiServer(d, url, procs)
 
@@ -119,8 +131,33 @@ def api_server(directory: Path | None = None) -> Iterator[ApiServer]:
                 return False
 
         api.wait_ready(ready, START_SECONDS, "kube-apiserver to be ready", interval=1.0)
-        yield server
-    finally:
+        return server
+    except BaseException:
         for p in reversed(procs):
             p.end()
+        raise
+
+
+@contextmanager
+def api_server(directory: Path | None = None) -> Iterator[ApiServer]:
+    """A private API server for the block (see ``start``), ended and its data removed on exit."""
+    d = Path(directory or tempfile.mkdtemp(prefix="af-apiserver-"))
+    server = start(d)
+    try:
+        yield server
+    finally:
+        for p in reversed(server.procs):
+            p.end()
         subprocess.run(["rm", "-rf", str(d)], check=False)
+
+
+def run_wide() -> ApiServer:
+    """The test run's one private API server (e2e/harness/shared.py): every test that needs only the
+    Kubernetes API uses it, each in namespaces of its own."""
+
+    def started(d: Path) -> shared.Started:
+        s = start(d, own_session=True)
+        return {"dir": str(d), "url": s.url}, [p.pid for p in s.procs]
+
+    record = shared.server("kube-apiserver", started)
+    return ApiServer(Path(record["dir"]), record["url"], [])

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from e2e.harness import shared
+
 ROOT = Path(__file__).resolve().parents[2]
 # The demo's default: measured per-step latency and decisions in docs/runtime.md.
 DEFAULT_MODEL = os.environ.get("AGENTFLEET_QWEN_MODEL", "qwen2.5-coder-1.5b")
@@ -98,3 +100,23 @@ def serving(
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         proc.end()
+
+
+def run_wide(model: str = DEFAULT_MODEL, alias: str = "qwen", slots: int = 4, timeout: float = 240) -> str:
+    """The test run's one llama-server for ``model`` (e2e/harness/shared.py): its /v1 base URL. The
+    deciding model of the runtime's real-agent tests and of the e2e example fleet; a test that reads
+    the server's own request gauges (a drain) starts its own with ``serving``."""
+    from e2e.harness.ports import free_port, wait_http
+    from e2e.harness.procs import Proc
+
+    def started(d: Path) -> shared.Started:
+        binary, gguf, port = ensure_binary(), ensure_model(model), free_port()
+        proc = Proc(command(binary, gguf, port, alias=alias, slots=slots), log=d / "llama-server.log", group=True)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/health", timeout, proc)
+        except BaseException:
+            proc.end()
+            raise
+        return {"url": f"http://127.0.0.1:{port}/v1"}, [proc.pid]
+
+    return shared.server(f"llama-server-{model}-{alias}-{slots}", started)["url"]

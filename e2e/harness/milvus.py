@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from e2e.harness import shared
 from e2e.harness.installers import INGEST_PACKAGES, InstallError, ensure_ingest_packages
 from e2e.harness.ports import free_port
 from e2e.harness.procs import Proc
@@ -17,7 +18,7 @@ MILVUS_START_SECONDS = 60
 class MilvusLiteServer:
     """One Milvus Lite gRPC server process on 127.0.0.1, its data and log beside each other."""
 
-    def __init__(self, data_dir: Path, start_seconds: float = MILVUS_START_SECONDS) -> None:
+    def __init__(self, data_dir: Path, start_seconds: float = MILVUS_START_SECONDS, own_session: bool = False) -> None:
         self.start_seconds = start_seconds
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
@@ -37,6 +38,7 @@ class MilvusLiteServer:
                 str(self.port),
             ],
             log=self.log_path,
+            group=own_session,  # outlives the process that started it (run_wide)
         )
         self.proc = self.runner.proc
 
@@ -75,3 +77,16 @@ def milvus_lite(
         yield server
     finally:
         server.stop()
+
+
+def run_wide() -> str:
+    """The test run's one Milvus Lite server's URI (e2e/harness/shared.py): each test works in
+    collections (or a database) of its own names."""
+
+    def started(d: Path) -> shared.Started:
+        ensure_ingest_packages(tuple(INGEST_PACKAGES))
+        server = MilvusLiteServer(d / "data", start_seconds=90, own_session=True)
+        server.wait_ready()
+        return {"uri": server.uri}, [server.proc.pid]
+
+    return shared.server("milvus-lite", started)["uri"]

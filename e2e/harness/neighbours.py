@@ -3,9 +3,11 @@ pinned versions, cached under $AGENTFLEET_CACHE)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -51,3 +53,36 @@ def install_thirdparty_crds(cluster) -> list[str]:
         desc="discovery of the third-party kinds",
     )
     return names
+
+
+def strict_apply(
+    cluster: Any, docs: list[dict[str, Any]], namespace: str, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Server-side apply with strict field validation: an unknown or misspelt field is an error,
+    not a silently pruned one."""
+    body = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
+    return cluster.run(
+        "apply",
+        "--server-side",
+        "--validate=strict",
+        "--field-manager=agentfleet-e2e",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=body,
+        check=check,
+    )
+
+
+def contains(live: Any, want: Any) -> bool:
+    """Every field of ``want`` is in ``live`` with the same value (the server may add defaults)."""
+    if isinstance(want, dict):
+        return isinstance(live, dict) and all(k in live and contains(live[k], v) for k, v in want.items())
+    if isinstance(want, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(want)
+            and all(contains(a, b) for a, b in zip(live, want, strict=True))
+        )
+    return live == want or (isinstance(want, (int, float)) and str(live) == str(want))

@@ -231,8 +231,8 @@ def scoped(prefix: str, name: str) -> tuple[Any, Any]:
         op.stop()
 
     @pytest.fixture
-    def namespace(cluster) -> Iterator[str]:
-        with cluster.fresh_namespace(f"{prefix}{uuid.uuid4().hex[:6]}") as ns:
+    def namespace(crds) -> Iterator[str]:
+        with crds.fresh_namespace(f"{prefix}{uuid.uuid4().hex[:6]}") as ns:
             yield ns
 
     return operator, namespace

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from e2e.harness import shared
 from e2e.harness.installers import ensure_redis_sentinel, ensure_redis_server
 from e2e.harness.poll import poll
 from e2e.harness.ports import free_port
@@ -20,13 +21,20 @@ class RedisServer:
     "everysec" (production's) for the benches."""
 
     def __init__(
-        self, binary: str, directory: Path, port: int | None = None, fsync: str = "always", extra: tuple[str, ...] = ()
+        self,
+        binary: str,
+        directory: Path,
+        port: int | None = None,
+        fsync: str = "always",
+        extra: tuple[str, ...] = (),
+        own_session: bool = False,
     ) -> None:
         self.binary = binary
         self.dir = directory
         self.port = port or free_port()
         self.fsync = fsync
         self.extra = extra  # more redis-server flags, e.g. ("--replicaof", host, port)
+        self.own_session = own_session  # outlives the process that started it (run_wide)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -42,7 +50,7 @@ class RedisServer:
             *("--logfile", str(self.dir / "redis.log"), "--maxclients", "10000"),
             *self.extra,
         ]
-        runner = Proc(args, python_path=False)
+        runner = Proc(args, python_path=False, group=self.own_session)
         self.proc = runner.proc
         try:
             runner.wait_ready(
@@ -73,6 +81,21 @@ def redis_server(fsync: str = "everysec") -> Iterator[str]:
             yield server.url
         finally:
             server.stop()
+
+
+def run_wide() -> RedisServer:
+    """The test run's one Redis (e2e/harness/shared.py), for every test that only reads and writes:
+    each isolates itself by its fleet's name and namespace, which prefix its keys. A test that
+    restarts, fills or reconfigures Redis starts its own."""
+
+    def started(d: Path) -> shared.Started:
+        server = RedisServer(ensure_redis_server(), d, own_session=True)
+        server.start()
+        assert server.proc is not None
+        return {"port": server.port, "dir": str(d)}, [server.proc.pid]
+
+    record = shared.server("redis", started)
+    return RedisServer(ensure_redis_server(), Path(record["dir"]), port=record["port"])
 
 
 def redis_ping(port: int) -> bool:

@@ -28,11 +28,11 @@ import yaml
 from agentfleet_runtime.core.config import RuntimeConfig
 from e2e.harness import llama_server
 from e2e.harness import operator as fx
-from e2e.harness.installers import ensure_redis_server
 from e2e.harness.milvus import MilvusLiteServer, milvus_lite
 from e2e.harness.operator import eventually
 from e2e.harness.plinth import fleet_config
 from e2e.harness.redis import RedisServer
+from e2e.harness.redis import run_wide as redis_run_wide
 from tests.builders import MRS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -61,11 +61,10 @@ def milvus(tmp_path_factory) -> Iterator[MilvusLiteServer]:
 
 
 @pytest.fixture(scope="module")
-def redis_server(tmp_path_factory) -> Iterator[Any]:
-    server = RedisServer(ensure_redis_server(), tmp_path_factory.mktemp("af-redis"))
-    server.start()
-    yield server
-    server.stop()
+def redis_server() -> RedisServer:
+    """The run's one Redis (e2e/harness/redis.py run_wide): a fleet's keys are prefixed by its
+    namespace and name, and every module's namespaces are its own."""
+    return redis_run_wide()
 
 
 def example_docs() -> list[dict[str, Any]]:
@@ -135,7 +134,8 @@ QUESTIONS = {
 
 @pytest.fixture(scope="module")
 def qwen(tmp_path_factory) -> Iterator[str]:
-    """llama-server with the real Qwen model (e2e/harness/llama_server.py): its /v1 base URL. With
+    """The run's llama-server with the real Qwen model (e2e/harness/llama_server.py run_wide): its /v1
+    base URL. With
     AGENTFLEET_E2E_DECIDER=scripted the scripted model takes its place, to show the test then fails."""
     tmp = tmp_path_factory.mktemp("qwen")
     if os.environ.get("AGENTFLEET_E2E_DECIDER") == "scripted":
@@ -144,8 +144,7 @@ def qwen(tmp_path_factory) -> Iterator[str]:
         for p in procs:
             p.end()
         return
-    with llama_server.serving(tmp) as url:
-        yield url
+    yield llama_server.run_wide()
 
 
 @pytest.mark.timeout(1500)

@@ -8,7 +8,7 @@ candidate's runtime document names the canary's Service; the gate records the ca
 its Job waits for the canary to be Ready), and only the gate's decision moves the set: promoted,
 the set rolls on to the new model; held, the canary goes and the replicas keep the old one. No
 container runs on kwok nodes, so the test plays the evaluation Job's results as
-test_evaluation_gate.py does; the real node's run of the same with real models is
+tests/integration/operator/test_evaluation_gate_it.py does; the real node's run of the same with real models is
 ``python -m e2e.bench.gate_realnode --scenarios model``.
 """
 

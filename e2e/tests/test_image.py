@@ -32,13 +32,13 @@ import yaml
 from agentfleet_contract.runtime_config import token_line
 
 from e2e.harness import operator as fx
+from e2e.harness.helm import by_kind, template
 from e2e.harness.image import ULIMITS, Container, podman
 from e2e.harness.installers import ensure_ingest_packages, ensure_redis_server
 from e2e.harness.milvus import MilvusLiteServer
 from e2e.harness.ports import free_port, wait_http
 from e2e.harness.redis import RedisServer
 from e2e.tests.test_agentfleet import apply_stuck_model
-from e2e.tests.test_chart import by_kind, helm, template  # noqa: F401 - helm is a fixture
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

@@ -15,10 +15,9 @@ from typing import Any
 import pytest
 
 from e2e.harness import operator as fx
-from e2e.harness.neighbours import install_thirdparty_crds
+from e2e.harness.neighbours import contains, install_thirdparty_crds, strict_apply
 from e2e.harness.operator import eventually
 from e2e.tests.test_modelreplicaset import mrs_manifest, pod_ready, settled
-from e2e.tests.test_neighbours import contains, strict_apply
 
 crds, operator, gpu_pool = fx.crds, fx.operator, fx.gpu_pool
 

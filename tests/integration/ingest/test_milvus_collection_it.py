@@ -228,7 +228,7 @@ def test_unreachable_milvus_raises_the_retryable_error() -> None:
     assert err.value.retryable
 
 
-def test_server_going_away_mid_session_is_unavailable(target: MilvusTarget, milvus_server) -> None:  # type: ignore[no-untyped-def]
+def test_server_going_away_mid_session_is_unavailable(target: MilvusTarget, milvus_uri) -> None:  # type: ignore[no-untyped-def]
     """A client whose server stops answers MilvusUnavailable, not a raw grpc error (own server)."""
     import tempfile
     from pathlib import Path

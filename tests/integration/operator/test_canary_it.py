@@ -11,6 +11,7 @@ status as a kubelet would."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from agentfleet.kube import Kube
 from e2e.harness import apiserver
 from tests.builders import GROUP_VERSION, LLAMA_8B, MRS, Fleet, Node
 
-NS = "team-a"
+NS = f"team-a-{uuid.uuid4().hex[:6]}"  # its own namespace on the run's shared API server
 QWEN = "Qwen/Qwen2.5-7B-Instruct"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
 GATE = "agentfleet.io/gate"  # the override annotation, as on an AgentFleet
@@ -38,11 +39,11 @@ def server() -> Iterator[apiserver.ApiServer]:
     why = apiserver.missing()
     if why:
         pytest.skip(why)
-    with apiserver.api_server() as s:
-        s.kubectl("apply", "-f", str(CRDS))
-        s.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-        s.kubectl("create", "namespace", NS)
-        yield s
+    s = apiserver.run_wide()
+    s.kubectl("apply", "--server-side", "--field-manager=agentfleet-it", "-f", str(CRDS))
+    s.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    s.kubectl("create", "namespace", NS)
+    yield s
 
 
 class Cluster:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.harness import milvus
+from e2e.harness import milvus, redis
 from e2e.harness.installers import ensure_redis_server
 from e2e.harness.procs import Proc
 from e2e.harness.redis import RedisServer
@@ -22,12 +22,10 @@ def redis_binary() -> str:
 
 
 @pytest.fixture(scope="session")
-def redis_server(redis_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A Redis shared by the session's tests; each test isolates itself with its own fleet name."""
-    server = RedisServer(redis_binary, tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
+def redis_server() -> RedisServer:
+    """The run's one Redis (e2e/harness/redis.py run_wide); each test isolates itself with its own
+    fleet name. A test that restarts, fills or reconfigures Redis takes ``own_redis``."""
+    return redis.run_wide()
 
 
 @pytest.fixture
@@ -53,16 +51,15 @@ def procs() -> Iterator[list[Proc]]:
 
 
 @pytest.fixture(scope="session")
-def milvus_lite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Milvus Lite gRPC server (``python -m milvus_lite server``); installs milvus-lite if missing."""
-    with milvus.milvus_lite(tmp_path_factory.mktemp("milvus") / "data", ("milvus_lite",), start_seconds=90) as server:
-        yield server.uri
+def milvus_lite() -> str:
+    """The run's one Milvus Lite gRPC server (e2e/harness/milvus.py run_wide): its URI."""
+    return milvus.run_wide()
 
 
 @pytest.fixture(scope="session")
 def decider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The deciding model's base URL: llama-server with the Qwen GGUF, one for the session (the real
-    agent's and the MCP agent's modules run on one worker, e2e/harness/testplan.py's engines lane),
+    """The deciding model's base URL: llama-server with the Qwen GGUF, the run's one (llama_server
+    run_wide, which e2e/tests/test_agentfleet.py's example fleet decides with too),
     or (AGENTFLEET_IT_DECIDER=scripted, to show those tests fail without a deciding model) the
     scripted model."""
     tmp = tmp_path_factory.mktemp("decider")
@@ -76,5 +73,4 @@ def decider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     else:
         from e2e.harness import llama_server
 
-        with llama_server.serving(tmp, os.environ.get("AGENTFLEET_IT_QWEN", "qwen2.5-coder-1.5b")) as url:
-            yield url
+        yield llama_server.run_wide(os.environ.get("AGENTFLEET_IT_QWEN", "qwen2.5-coder-1.5b"))

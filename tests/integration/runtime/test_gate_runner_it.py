@@ -18,6 +18,7 @@ import json
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -37,7 +38,7 @@ from e2e.harness.procs import Proc
 
 pytestmark = pytest.mark.integration
 
-NS = "team-a"
+NS = f"team-a-{uuid.uuid4().hex[:6]}"  # its own namespace on the run's shared API server
 SA = "docs-gate"
 KB = [{"name": "kb", "type": "Retrieval", "retrieval": {"topK": 1, "cacheTtlSeconds": 0}}]
 
@@ -79,22 +80,26 @@ UNANSWERABLE = {
 
 
 @pytest.fixture(scope="module")
-def kube() -> Iterator[apiserver.ApiServer]:
+def api_server() -> Iterator[apiserver.ApiServer]:
     why = apiserver.missing()
     if why:
         pytest.skip(why)
-    with apiserver.api_server() as server:
-        server.kubectl("create", "namespace", NS)
-        yield server
+    server = apiserver.run_wide()
+    server.kubectl("create", "namespace", NS)
+    yield server
 
 
 def results_configmap(
-    kube: apiserver.ApiServer, name: str, tmp: Path, data: dict[str, str] | None = None, verbs: tuple = ("get", "patch")
+    api_server: apiserver.ApiServer,
+    name: str,
+    tmp: Path,
+    data: dict[str, str] | None = None,
+    verbs: tuple = ("get", "patch"),
 ) -> Path:
     """The empty results ConfigMap the operator creates, and the Job's service account with only
     get and patch on it; returns the token file a pod's projected volume would hold."""
     rule = {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [name], "verbs": list(verbs)}
-    kube.apply(
+    api_server.apply(
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": NS}, "data": data or {}},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SA, "namespace": NS}},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": name, "namespace": NS},
@@ -105,12 +110,12 @@ def results_configmap(
          "subjects": [{"kind": "ServiceAccount", "name": SA, "namespace": NS}]},
     )  # fmt: skip
     token = tmp / f"{name}.token"
-    token.write_text(kube.token_for(NS, SA))
+    token.write_text(api_server.token_for(NS, SA))
     return token
 
 
-def configmap_data(kube: apiserver.ApiServer, name: str) -> dict[str, str]:
-    return json.loads(kube.kubectl("get", "configmap", name, "-n", NS, "-o", "json")).get("data") or {}
+def configmap_data(api_server: apiserver.ApiServer, name: str) -> dict[str, str]:
+    return json.loads(api_server.kubectl("get", "configmap", name, "-n", NS, "-o", "json")).get("data") or {}
 
 
 def results_of(data: dict[str, str]) -> dict[str, GateTaskResult]:
@@ -120,8 +125,8 @@ def results_of(data: dict[str, str]) -> dict[str, GateTaskResult]:
 class Gate:
     """Both versions' workers and models in this event loop; the runner as a subprocess."""
 
-    def __init__(self, kube: apiserver.ApiServer, redis_url: str, fleet: str, tmp: Path) -> None:
-        self.kube, self.redis_url, self.fleet, self.tmp = kube, redis_url, fleet, tmp
+    def __init__(self, api_server: apiserver.ApiServer, redis_url: str, fleet: str, tmp: Path) -> None:
+        self.kube, self.redis_url, self.fleet, self.tmp = api_server, redis_url, fleet, tmp
         self.configs: dict[str, RuntimeConfig] = {}
 
     async def start(self, stack: AsyncExitStack, current: list[dict], candidate: list[dict]) -> None:
@@ -174,19 +179,21 @@ class Gate:
             await r.aclose()
 
 
-def test_both_versions_answer_the_sample_scored_and_written_under_the_gates_tenant(kube, redis_server, fleet, tmp_path):
+def test_both_versions_answer_the_sample_scored_and_written_under_the_gates_tenant(
+    api_server, redis_server, fleet, tmp_path
+):
     tasks = [_task("a"), _task("b"), UNANSWERABLE]
     current = [_rule("Q-a", "5min", 0), _rule("Q-b", "5min", 0), _decline("Q-none")]
     candidate = [_rule("Q-a", "5min", 0), _rule("Q-b", "30min", 0), _decline("Q-none")]
-    token = results_configmap(kube, "full", tmp_path)
+    token = results_configmap(api_server, "full", tmp_path)
 
     async def body() -> None:
         async with AsyncExitStack() as stack:
-            gate = Gate(kube, redis_server.url, fleet, tmp_path)
+            gate = Gate(api_server, redis_server.url, fleet, tmp_path)
             await gate.start(stack, current, candidate)
             proc = gate.runner("full", token, tasks, "--concurrency", "2", "--max-tokens", "1000000")
             assert await gate.wait_exit(proc) == 0, proc.tail()
-            data = await asyncio.to_thread(configmap_data, kube, "full")
+            data = await asyncio.to_thread(configmap_data, api_server, "full")
             assert json.loads(data[SAMPLE_KEY]) == ["a", "b", "none 1"]
             got = results_of(data)
             assert set(got) == {result_key(v, t["id"]) for t in tasks for v in ("current", "candidate")}
@@ -211,23 +218,23 @@ def test_both_versions_answer_the_sample_scored_and_written_under_the_gates_tena
     arun(body(), timeout=240)
 
 
-def test_a_killed_runner_restarted_runs_only_what_is_missing(kube, redis_server, fleet, tmp_path):
+def test_a_killed_runner_restarted_runs_only_what_is_missing(api_server, redis_server, fleet, tmp_path):
     tasks = [_task(t) for t in ("a", "b", "c", "d")]
     # Two model calls of 0.6 s a task and one task at a time: the run takes seconds, so the kill
     # lands after the first results and with a task in flight.
     current = [_rule(f"Q-{t}", "5min", 0.6) for t in "abcd"]
     candidate = [_rule(f"Q-{t}", "5min", 0.6) for t in "abcd"]
-    token = results_configmap(kube, "killed", tmp_path)
+    token = results_configmap(api_server, "killed", tmp_path)
 
     async def body() -> None:
         async with AsyncExitStack() as stack:
-            gate = Gate(kube, redis_server.url, fleet, tmp_path)
+            gate = Gate(api_server, redis_server.url, fleet, tmp_path)
             await gate.start(stack, current, candidate)
             extra = ("--concurrency", "1", "--max-tokens", "1000000")
             first = gate.runner("killed", token, tasks, *extra)
             deadline = time.monotonic() + 60
             while True:
-                before = await asyncio.to_thread(configmap_data, kube, "killed")
+                before = await asyncio.to_thread(configmap_data, api_server, "killed")
                 if results_of(before):
                     break
                 assert first.alive(), f"the runner ended before a result was written\n{first.tail()}"
@@ -235,11 +242,11 @@ def test_a_killed_runner_restarted_runs_only_what_is_missing(kube, redis_server,
                 await asyncio.sleep(0.1)
             first.proc.send_signal(signal.SIGKILL)
             first.proc.wait(10)
-            before = await asyncio.to_thread(configmap_data, kube, "killed")
+            before = await asyncio.to_thread(configmap_data, api_server, "killed")
             assert len(results_of(before)) < 8, "the kill came after the whole run: nothing left to resume"
             second = gate.runner("killed", token, tasks, *extra)
             assert await gate.wait_exit(second) == 0, second.tail()
-            after = await asyncio.to_thread(configmap_data, kube, "killed")
+            after = await asyncio.to_thread(configmap_data, api_server, "killed")
             assert len(results_of(after)) == 8 and after[SAMPLE_KEY] == before[SAMPLE_KEY]
             # What was written before the kill is neither run nor written again.
             assert {k: after[k] for k in before} == before
@@ -252,20 +259,20 @@ def test_a_killed_runner_restarted_runs_only_what_is_missing(kube, redis_server,
     arun(body(), timeout=240)
 
 
-def test_a_written_sample_is_kept_and_a_spent_token_budget_stops_the_run(kube, redis_server, fleet, tmp_path):
+def test_a_written_sample_is_kept_and_a_spent_token_budget_stops_the_run(api_server, redis_server, fleet, tmp_path):
     tasks = [_task(t) for t in ("a", "b", "c")]
     rules = [_rule(f"Q-{t}", "5min", 0) for t in "abc"]
     # An earlier start drew ["c", "a"]; this start must not draw again.
-    token = results_configmap(kube, "budget", tmp_path, {SAMPLE_KEY: json.dumps(["c", "a"])})
+    token = results_configmap(api_server, "budget", tmp_path, {SAMPLE_KEY: json.dumps(["c", "a"])})
 
     async def body() -> None:
         async with AsyncExitStack() as stack:
-            gate = Gate(kube, redis_server.url, fleet, tmp_path)
+            gate = Gate(api_server, redis_server.url, fleet, tmp_path)
             await gate.start(stack, rules, rules)
             # One token: the first task's two results spend it, and the run stops there.
             proc = gate.runner("budget", token, tasks, "--concurrency", "1", "--max-tokens", "1", "--sample", "3")
             assert await gate.wait_exit(proc) == 0, proc.tail()
-            data = await asyncio.to_thread(configmap_data, kube, "budget")
+            data = await asyncio.to_thread(configmap_data, api_server, "budget")
             assert json.loads(data[SAMPLE_KEY]) == ["c", "a"]
             assert set(results_of(data)) == {"current.c", "candidate.c"}
             assert "budget is spent" in proc.logs() or "token budget" in proc.logs()
@@ -273,36 +280,36 @@ def test_a_written_sample_is_kept_and_a_spent_token_budget_stops_the_run(kube, r
     arun(body(), timeout=240)
 
 
-def test_without_patch_on_its_configmap_the_runner_fails_naming_the_verbs(kube, redis_server, fleet, tmp_path):
-    token = results_configmap(kube, "readonly", tmp_path, verbs=("get",))
+def test_without_patch_on_its_configmap_the_runner_fails_naming_the_verbs(api_server, redis_server, fleet, tmp_path):
+    token = results_configmap(api_server, "readonly", tmp_path, verbs=("get",))
 
     async def body() -> None:
         async with AsyncExitStack() as stack:
-            gate = Gate(kube, redis_server.url, fleet, tmp_path)
+            gate = Gate(api_server, redis_server.url, fleet, tmp_path)
             await gate.start(stack, [], [])
             proc = gate.runner("readonly", token, [_task("a")], "--max-tokens", "1000")
             assert await gate.wait_exit(proc) == 1, proc.tail()
             assert "needs get and patch on configmaps (resourceNames: [readonly])" in proc.logs()
-            assert configmap_data(kube, "readonly") == {}
+            assert configmap_data(api_server, "readonly") == {}
 
     arun(body(), timeout=120)
 
 
-def test_when_the_gates_time_is_up_the_runner_cancels_its_tasks_and_exits_0(kube, redis_server, fleet, tmp_path):
+def test_when_the_gates_time_is_up_the_runner_cancels_its_tasks_and_exits_0(api_server, redis_server, fleet, tmp_path):
     tasks = [_task(t) for t in ("a", "b")]
     # Each task takes two 3 s model calls: the 4 s budget ends with the first task in flight.
     rules = [_rule(f"Q-{t}", "5min", 3.0) for t in "ab"]
-    token = results_configmap(kube, "clock", tmp_path)
+    token = results_configmap(api_server, "clock", tmp_path)
 
     async def body() -> None:
         async with AsyncExitStack() as stack:
-            gate = Gate(kube, redis_server.url, fleet, tmp_path)
+            gate = Gate(api_server, redis_server.url, fleet, tmp_path)
             await gate.start(stack, rules, rules)
             started = time.monotonic()
             proc = gate.runner("clock", token, tasks, "--concurrency", "1", "--max-tokens", "1000000", timeout=4)
             assert await gate.wait_exit(proc, timeout=60) == 0, proc.tail()
             assert time.monotonic() - started < 15, "the runner outlived its time budget"
-            data = await asyncio.to_thread(configmap_data, kube, "clock")
+            data = await asyncio.to_thread(configmap_data, api_server, "clock")
             assert results_of(data) == {} and json.loads(data[SAMPLE_KEY]) == ["a", "b"]
             for version in ("current", "candidate"):
                 roots = await gate.gate_roots(version)

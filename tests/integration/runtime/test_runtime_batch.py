@@ -58,10 +58,12 @@ def test_concurrent_calls_share_round_trips_and_keep_their_own_replies(redis_ser
     arun(body(), 60)
 
 
-def test_script_cache_flush_and_killed_connection_are_ridden_out(redis_server, fleet):
+def test_script_cache_flush_and_killed_connection_are_ridden_out(own_redis, fleet):
+    # Its own Redis: flushing the script cache and killing every connection would reach the other
+    # tests on the run's shared one.
     async def body() -> None:
-        r = connect(redis_server.url)
-        admin = connect(redis_server.url)
+        r = connect(own_redis.url)
+        admin = connect(own_redis.url)
         script = r.register_script(SCRIPT)
         batcher = ScriptBatcher(r)
         try:

@@ -1,4 +1,6 @@
-"""The generated CRDs on a real API server: install, examples, columns, scale, validation, explain."""
+"""The generated CRDs on the run's private kube-apiserver: install, examples, columns, scale, validation,
+explain. All of it is the API server's (schema, CEL, subresources, OpenAPI), so no node or controller
+is needed."""
 
 from __future__ import annotations
 
@@ -14,30 +16,30 @@ from agentfleet_contract import BY_KIND, RESOURCES
 
 from tests.cases import contains, invalid_cases
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 CASES = invalid_cases()
 
 
 @pytest.fixture(scope="module")
-def crds(cluster):
-    cluster.run("apply", "--server-side", "--field-manager=agentfleet-e2e", "-f", str(ROOT / "crds"))
+def crds(kube):
+    kube.run("apply", "--server-side", "--field-manager=agentfleet-e2e", "-f", str(ROOT / "crds"))
     for res in RESOURCES:
-        cluster.run("wait", "--for=condition=Established", f"crd/{res.crd_name}", "--timeout=60s")
+        kube.run("wait", "--for=condition=Established", f"crd/{res.crd_name}", "--timeout=60s")
     # Discovery lags Established by a moment; kubectl needs it to resolve short names.
-    cluster.wait_for(
-        lambda: cluster.run("get", "mrs,vi,af", "-A", check=False).returncode == 0,
+    kube.wait_for(
+        lambda: kube.run("get", "mrs,vi,af", "-A", check=False).returncode == 0,
         timeout=30,
         desc="discovery of the new kinds",
     )
-    return cluster
+    return kube
 
 
 @pytest.fixture(scope="module")
 def shared_ns(crds):
-    name = f"e2e-crds-{uuid.uuid4().hex[:6]}"
+    name = f"it-crds-{uuid.uuid4().hex[:6]}"
     crds.run("create", "namespace", name)
     yield name
     crds.run("delete", "namespace", name, "--wait=false", check=False)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,13 @@ from agentfleet_contract.vectorindex import VectorIndex
 
 from agentfleet.render.vectorindex import render_milvus
 from e2e.harness import milvus_operator_facts as milvus_facts
-from e2e.harness.neighbours import install_thirdparty_crds
+from e2e.harness.helm import template
+from e2e.harness.neighbours import contains, install_thirdparty_crds, strict_apply
 from e2e.harness.operator import install_crds
-from e2e.tests.test_chart import by_kind, helm, template  # noqa: F401 - helm is a fixture
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted(p for p in (ROOT / "examples").rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
 # The chart's objects for the Prometheus Operator; a ServiceMonitor or PrometheusRule added to the
 # chart is picked up here by kind.
@@ -39,41 +38,10 @@ MONITORING_KINDS = ("PodMonitor", "ServiceMonitor", "PrometheusRule")
 
 
 @pytest.fixture(scope="module")
-def neighbours(cluster):
-    install_crds(cluster)
-    install_thirdparty_crds(cluster)
-    return cluster
-
-
-def strict_apply(
-    cluster, docs: list[dict[str, Any]], namespace: str, check: bool = True
-) -> subprocess.CompletedProcess:
-    body = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
-    return cluster.run(
-        "apply",
-        "--server-side",
-        "--validate=strict",
-        "--field-manager=agentfleet-e2e",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=body,
-        check=check,
-    )
-
-
-def contains(live: Any, want: Any) -> bool:
-    """Every field of ``want`` is in ``live`` with the same value (the server may add defaults)."""
-    if isinstance(want, dict):
-        return isinstance(live, dict) and all(k in live and contains(live[k], v) for k, v in want.items())
-    if isinstance(want, list):
-        return (
-            isinstance(live, list)
-            and len(live) == len(want)
-            and all(contains(a, b) for a, b in zip(live, want, strict=True))
-        )
-    return live == want or (isinstance(want, (int, float)) and str(live) == str(want))
+def neighbours(kube):
+    install_crds(kube)
+    install_thirdparty_crds(kube)
+    return kube
 
 
 def in_namespace(doc: dict[str, Any], namespace: str) -> dict[str, Any]:
