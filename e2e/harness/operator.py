@@ -176,9 +176,31 @@ class GpuPool:
         self.cluster.run("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}))
         names = [m["metadata"]["name"] for m in manifests]
         self.names += names
+        if kwok and not self.cluster.info.get("controllers", True):
+            self.register(manifests)
         if kwok:
             self.wait_ready(names)
         return names
+
+    def register(self, manifests: list[dict]) -> None:
+        """On an API server alone (no kwok, no node lifecycle controller): what a kubelet does when
+        it registers, its status Ready, and what the node lifecycle controller then does, lifting the
+        not-ready taint that admission put on the new node."""
+        for m in manifests:
+            name = m["metadata"]["name"]
+            ready = {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "registered by the test"}
+            status = {**m["status"], "conditions": [ready]}
+            self.cluster.run(
+                "patch", "node", name, "--subresource=status", "--type=merge", "-p", json.dumps({"status": status})
+            )
+            self.cluster.run(
+                "patch",
+                "node",
+                name,
+                "--type=merge",
+                "-p",
+                json.dumps({"spec": {"taints": m["spec"].get("taints", [])}}),
+            )
 
     def wait_ready(self, names: list[str], timeout: float = 60) -> None:
         def ready() -> bool:

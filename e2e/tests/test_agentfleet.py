@@ -29,17 +29,16 @@ from agentfleet_runtime.core.config import RuntimeConfig
 from e2e.harness import llama_server
 from e2e.harness import operator as fx
 from e2e.harness.milvus import MilvusLiteServer, milvus_lite
+from e2e.harness.objects import FLEET_LABEL, af_status, apply_stuck_model, bad_fleet, children, cond
 from e2e.harness.operator import eventually
 from e2e.harness.plinth import fleet_config
 from e2e.harness.redis import RedisServer
 from e2e.harness.redis import run_wide as redis_run_wide
-from tests.builders import MRS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 crds, operator, gpu_pool = fx.crds, fx.operator, fx.gpu_pool
 ROOT = Path(__file__).resolve().parents[2]
-FLEET_LABEL = "agentfleet.io/agentfleet"
 
 
 def _runtime_helpers():
@@ -84,24 +83,6 @@ def rewrite(doc: dict[str, Any], pool, milvus_uri: str, redis_url: str) -> dict[
     elif doc["kind"] == "AgentFleet":
         spec["redis"]["url"] = redis_url
     return doc
-
-
-def af_status(cluster, ns: str, name: str) -> dict[str, Any]:
-    return cluster.json("get", "-n", ns, "agentfleet", name).get("status") or {}
-
-
-def cond(st: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next((c for c in st.get("conditions") or [] if c["type"] == type_), {})
-
-
-CHILD_KINDS = ",".join(
-    ["deployments", "services", "configmaps", "secrets", "serviceaccounts", "roles", "rolebindings"]
-    + ["poddisruptionbudgets", "statefulsets", "networkpolicies"]
-)
-
-
-def children(cluster, ns: str, fleet: str) -> list[dict[str, Any]]:
-    return cluster.json("get", "-n", ns, CHILD_KINDS, "-l", f"{FLEET_LABEL}={fleet}")["items"]
 
 
 def seed_collection(uri: str, collection: str, dim: int) -> None:
@@ -294,166 +275,6 @@ def test_example_goes_ready_reports_tasks_and_deletes_its_children(
     assert cluster.run("get", "-n", namespace, "mrs", "llama-8b", check=False).returncode == 0
 
 
-def warning_events(cluster, ns: str, name: str) -> list[dict[str, Any]]:
-    return [
-        e
-        for e in cluster.json("get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}")["items"]
-        if e["type"] == "Warning"
-    ]
-
-
-def apply_stuck_model(cluster, namespace: str) -> None:
-    """A ModelReplicaSet that exists but is never Ready: no node matches its selector."""
-    cluster.apply(MRS("stuck").placement(nodeSelector={"no-such": "node"}).obj(), namespace)
-
-
-def bad_fleet(name: str, redis_url: str, **spec: Any) -> dict[str, Any]:
-    body = {"modelRef": {"name": "nowhere"}, "redis": {"url": redis_url}, **spec}
-    return {"apiVersion": "agentfleet.io/v1alpha1", "kind": "AgentFleet", "metadata": {"name": name}, "spec": body}
-
-
-def test_bad_fleets_say_what_is_wrong(cluster, operator, namespace, redis_server) -> None:
-    # A ModelReplicaSet that exists but can never be Ready (no node matches): the budget problem
-    # is the fleet's own, and it is what Ready names.
-    apply_stuck_model(cluster, namespace)
-    cluster.apply(bad_fleet("no-model", redis_server.url), namespace)
-    long_prompt = "Follow the support playbook exactly. " * 300  # ~11k characters, ~2.8k tokens
-    cluster.apply(
-        bad_fleet(
-            "tight",
-            redis_server.url,
-            modelRef={"name": "stuck"},
-            systemPrompt={"inline": long_prompt},
-            budgets={"maxTokens": 2000},
-        ),
-        namespace,
-    )
-    cluster.apply(bad_fleet("unreachable", "redis://127.0.0.1:1/0", modelRef={"name": "stuck"}), namespace)
-
-    st = eventually(
-        cluster,
-        operator,
-        lambda: (
-            (s := af_status(cluster, namespace, "no-model")) and cond(s, "Ready").get("reason") == "ModelNotFound" and s
-        ),
-        timeout=60,
-        desc="ModelNotFound",
-    )
-    assert (
-        cond(st, "Ready")["status"] == "False"
-        and "spec.modelRef.name" in cond(st, "Ready")["message"]
-        and "nowhere" in cond(st, "Ready")["message"]
-    )
-    assert cond(st, "ModelReady")["reason"] == "ModelNotFound"
-    assert cond(st, "Ready")["observedGeneration"] == 1
-    eventually(
-        cluster,
-        operator,
-        lambda: any(e["reason"] == "ModelNotFound" for e in warning_events(cluster, namespace, "no-model")),
-        timeout=30,
-        desc="ModelNotFound Warning",
-    )
-    assert not children(cluster, namespace, "no-model")  # nothing runs that could not work
-
-    st = eventually(
-        cluster,
-        operator,
-        lambda: (
-            (s := af_status(cluster, namespace, "tight")) and cond(s, "Ready").get("reason") == "BudgetTooSmall" and s
-        ),
-        timeout=60,
-        desc="BudgetTooSmall",
-    )
-    assert "spec.budgets.maxTokens 2000" in cond(st, "Ready")["message"]
-    assert cond(st, "ModelReady")["reason"] == "ModelNotReady" and "stuck" in cond(st, "ModelReady")["message"]
-    eventually(
-        cluster,
-        operator,
-        lambda: any(e["reason"] == "BudgetTooSmall" for e in warning_events(cluster, namespace, "tight")),
-        timeout=30,
-        desc="BudgetTooSmall Warning",
-    )
-
-    st = eventually(
-        cluster,
-        operator,
-        lambda: (
-            (s := af_status(cluster, namespace, "unreachable")) and cond(s, "RedisReady").get("status") == "False" and s
-        ),
-        timeout=60,
-        desc="RedisReady False",
-    )
-    assert (
-        cond(st, "RedisReady")["reason"] == "RedisUnreachable"
-        and "redis://127.0.0.1:1/0" in cond(st, "RedisReady")["message"]
-    )
-    assert cond(st, "Ready")["status"] == "False"
-    assert "queueDepth" not in st and "tasksPerHour" not in st  # unknown, not zero
-
-    # Fixing the budget clears the problem (the model is still not ready: Ready says that now).
-    cluster.run(
-        "patch",
-        "-n",
-        namespace,
-        "agentfleet",
-        "tight",
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"budgets": {"maxTokens": 20000}}}),
-    )
-    st = eventually(
-        cluster,
-        operator,
-        lambda: (
-            (s := af_status(cluster, namespace, "tight")) and cond(s, "Ready").get("reason") == "WaitingForModel" and s
-        ),
-        timeout=60,
-        desc="WaitingForModel",
-    )
-    assert cond(st, "Ready")["observedGeneration"] == 2 and st["observedGeneration"] == 2
-
-
-def test_autoscaler_and_controller_share_the_status_without_overwriting(
-    cluster, operator, namespace, redis_server
-) -> None:
-    """Both write an AgentFleet's status by server-side apply under their own managers: the
-    autoscaler's desiredWorkers and scaling conditions, the controller's Ready and the rest."""
-    apply_stuck_model(cluster, namespace)
-    cluster.apply(
-        bad_fleet(
-            "scaled",
-            redis_server.url,
-            modelRef={"name": "stuck"},
-            workers={"autoscaling": True, "replicas": 2, "minReplicas": 1, "maxReplicas": 3},
-        ),
-        namespace,
-    )
-
-    def both() -> dict[str, Any] | None:
-        st = af_status(cluster, namespace, "scaled")
-        types = {c["type"] for c in st.get("conditions") or []}
-        return (
-            st
-            if {"Ready", "ModelReady", "RedisReady", "RuntimeReady", "MetricsAvailable"} <= types
-            and st.get("desiredWorkers") is not None
-            else None
-        )
-
-    st = eventually(cluster, operator, both, timeout=90, desc="both writers' conditions present")
-    # Several passes of each later, neither has dropped the other's part.
-    for _ in range(3):
-        cluster.run("annotate", "-n", namespace, "agentfleet", "scaled", f"poke={time.monotonic()}", "--overwrite")
-        time.sleep(6)
-        assert both() is not None, af_status(cluster, namespace, "scaled")
-    af = cluster.json("get", "-n", namespace, "agentfleet", "scaled", "--show-managed-fields")
-    managers = {m["manager"] for m in af["metadata"]["managedFields"] if m.get("subresource") == "status"}
-    assert {"agentfleet-operator", "agentfleet-autoscaler"} <= managers, managers
-    st = af["status"]
-    worker = cluster.json("get", "-n", namespace, "deployment", "scaled-worker")
-    assert worker["spec"]["replicas"] == max(1, min(3, st["desiredWorkers"]))
-    assert af["metadata"]["generation"] == 1  # no writer touched spec
-
-
 def test_managed_redis_is_rendered_with_a_password_made_once(cluster, operator, namespace) -> None:
     body = bad_fleet("own-redis", "unused", modelRef={"name": "stuck"})
     body["spec"]["redis"] = {"deploy": {"storageSize": "1Gi"}}
@@ -518,42 +339,3 @@ def test_managed_redis_is_rendered_with_a_password_made_once(cluster, operator, 
     )
     # The append-only file's volume goes with the StatefulSet (persistentVolumeClaimRetentionPolicy).
     eventually(cluster, operator, lambda: not pvcs(), timeout=90, desc="Redis volume claim gone")
-
-
-def test_eval_summary_is_kept_beside_the_controllers_status(cluster, operator, namespace, redis_server) -> None:
-    """`agentfleet eval --fleet` applies status.evaluation under its own manager: the controller's
-    passes keep it, and it keeps the controller's conditions."""
-    from agentfleet_client.evaluation.record import FIELD_MANAGER, evaluation_summary, record
-
-    apply_stuck_model(cluster, namespace)
-    cluster.apply(bad_fleet("evaluated", redis_server.url, modelRef={"name": "stuck"}), namespace)
-    eventually(
-        cluster,
-        operator,
-        lambda: cond(af_status(cluster, namespace, "evaluated"), "Ready"),
-        timeout=60,
-        desc="the controller's Ready",
-    )
-    summary = {
-        "tasks": 21,
-        "success": 0.5,
-        "grounded": 0.25,
-        "recall": 0.75,
-        "recallK": 5,
-        "latencyP95Seconds": 40.0,
-        "costPerTask": "0.0004",
-    }
-    record("evaluated", namespace, evaluation_summary(summary, "postgres-manual#heldout"), cluster.kubeconfig)
-    for _ in range(3):  # controller passes after the record
-        cluster.run("annotate", "-n", namespace, "agentfleet", "evaluated", f"poke={time.monotonic()}", "--overwrite")
-        time.sleep(6)
-        st = af_status(cluster, namespace, "evaluated")
-        assert st.get("evaluation", {}).get("taskSet") == "postgres-manual#heldout" and cond(st, "Ready"), st
-    af = cluster.json("get", "-n", namespace, "agentfleet", "evaluated", "--show-managed-fields")
-    owners = {
-        m["manager"]: json.dumps(m.get("fieldsV1"))
-        for m in af["metadata"]["managedFields"]
-        if m.get("subresource") == "status"
-    }
-    assert '"f:evaluation"' in owners[FIELD_MANAGER] and '"f:evaluation"' not in owners.get("agentfleet-operator", "")
-    assert af["status"]["evaluation"]["success"] == 0.5 and af["metadata"]["generation"] == 1

@@ -36,9 +36,9 @@ from e2e.harness.helm import by_kind, template
 from e2e.harness.image import ULIMITS, Container, podman
 from e2e.harness.installers import ensure_ingest_packages, ensure_redis_server
 from e2e.harness.milvus import MilvusLiteServer
+from e2e.harness.objects import apply_stuck_model
 from e2e.harness.ports import free_port, wait_http
 from e2e.harness.redis import RedisServer
-from e2e.tests.test_agentfleet import apply_stuck_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from e2e.harness import operator as fx
 from e2e.harness.milvus import MilvusLiteServer, milvus_lite
+from e2e.harness.objects import cond, vi, vi_status
 from e2e.harness.operator import eventually
 
 pytestmark = pytest.mark.e2e
@@ -53,35 +53,6 @@ def milvus(tmp_path_factory) -> Iterator[MilvusLiteServer]:
         yield server
 
 
-def vi(name: str, uri: str | None, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"collection": name.replace("-", "_"), "dimension": 384, **spec}
-    body.setdefault("milvus", {"uri": uri})
-    return {"apiVersion": "agentfleet.io/v1alpha1", "kind": "VectorIndex", "metadata": {"name": name}, "spec": body}
-
-
-def status(cluster, ns: str, name: str) -> dict[str, Any]:
-    return cluster.json("get", "-n", ns, "vi", name).get("status") or {}
-
-
-def cond(st: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next((c for c in st.get("conditions") or [] if c["type"] == type_), {})
-
-
-def wait_warning_event(cluster, operator, ns: str, name: str, reason: str) -> None:
-    """A Warning Event of REASON on object NAME (kopf posts Events asynchronously)."""
-    selector = f"involvedObject.name={name}"
-    eventually(
-        cluster,
-        operator,
-        lambda: any(
-            e["reason"] == reason and e["type"] == "Warning"
-            for e in cluster.json("get", "events", "-n", ns, "--field-selector", selector)["items"]
-        ),
-        timeout=30,
-        desc=f"a {reason} Warning Event",
-    )
-
-
 def test_collection_and_ingestion_job(cluster, operator, namespace, milvus) -> None:
     cluster.apply(
         {
@@ -107,7 +78,7 @@ def test_collection_and_ingestion_job(cluster, operator, namespace, milvus) -> N
     st = eventually(
         cluster,
         operator,
-        lambda: (s := status(cluster, namespace, "docs")).get("ingestion", {}).get("jobName") and s,
+        lambda: (s := vi_status(cluster, namespace, "docs")).get("ingestion", {}).get("jobName") and s,
         timeout=60,
         desc="ingestion Job in status",
     )
@@ -121,7 +92,7 @@ def test_collection_and_ingestion_job(cluster, operator, namespace, milvus) -> N
     st = eventually(
         cluster,
         operator,
-        lambda: (s := status(cluster, namespace, "docs"))["phase"] == "Ready" and s,
+        lambda: (s := vi_status(cluster, namespace, "docs"))["phase"] == "Ready" and s,
         timeout=60,
         desc="Ready once kwok completes the Job",
     )
@@ -160,7 +131,7 @@ def test_collection_and_ingestion_job(cluster, operator, namespace, milvus) -> N
     st2 = eventually(
         cluster,
         operator,
-        lambda: (s := status(cluster, namespace, "docs"))["ingestion"]["jobName"] != first["jobName"] and s,
+        lambda: (s := vi_status(cluster, namespace, "docs"))["ingestion"]["jobName"] != first["jobName"] and s,
         timeout=60,
         desc="a new Job",
     )
@@ -175,39 +146,6 @@ def test_collection_and_ingestion_job(cluster, operator, namespace, milvus) -> N
 
     # Retain (the default) needs no finalizer: deletion never waits for the operator.
     assert not cluster.json("get", "-n", namespace, "vi", "docs")["metadata"].get("finalizers")
-
-
-def test_unreachable_milvus_is_degraded(cluster, operator, namespace) -> None:
-    cluster.apply(vi("lost", "http://127.0.0.1:1"), namespace)
-    st = eventually(
-        cluster,
-        operator,
-        lambda: (s := status(cluster, namespace, "lost")) and cond(s, "Degraded").get("status") == "True" and s,
-        timeout=90,
-        desc="Degraded",
-    )
-    assert cond(st, "Degraded")["reason"] == "MilvusUnavailable"
-    assert cond(st, "Ready")["status"] == "False" and st["phase"] == "Degraded"
-    wait_warning_event(cluster, operator, namespace, "lost", "MilvusUnavailable")
-
-
-def test_immutable_conflict_with_existing_collection(cluster, operator, namespace, milvus) -> None:
-    from pymilvus import MilvusClient
-
-    MilvusClient(uri=milvus.uri, dedicated=True).create_collection("narrow", dimension=128)
-    cluster.apply(vi("narrow", milvus.uri), namespace)
-    st = eventually(
-        cluster,
-        operator,
-        lambda: (
-            (s := status(cluster, namespace, "narrow"))
-            and cond(s, "Ready").get("reason") == "ImmutableFieldConflict"
-            and s
-        ),
-        timeout=60,
-        desc="conflict",
-    )
-    assert "spec.dimension" in cond(st, "Ready")["message"] and "128" in cond(st, "Ready")["message"]
 
 
 def test_managed_milvus_is_rendered_and_used_once_ready(cluster, operator, namespace, milvus) -> None:
@@ -233,7 +171,7 @@ def test_managed_milvus_is_rendered_and_used_once_ready(cluster, operator, names
     )
     assert m["spec"]["mode"] == "cluster" and m["spec"]["components"]["queryNode"]["replicas"] == 2
     assert m["metadata"]["ownerReferences"][0]["name"] == "kb"
-    st = status(cluster, namespace, "kb")
+    st = vi_status(cluster, namespace, "kb")
     assert cond(st, "MilvusReady")["status"] == "False" and st["phase"] == "Creating"
 
     # What the Milvus Operator would report once its pods run: ready, and where to connect.
@@ -255,69 +193,8 @@ def test_managed_milvus_is_rendered_and_used_once_ready(cluster, operator, names
     st = eventually(
         cluster,
         operator,
-        lambda: (s := status(cluster, namespace, "kb")).get("loadState") == "Loaded" and s,
+        lambda: (s := vi_status(cluster, namespace, "kb")).get("loadState") == "Loaded" and s,
         timeout=60,
         desc="collection on the managed Milvus",
     )
     assert cond(st, "MilvusReady")["status"] == "True" and st["endpoint"] == milvus.uri
-
-
-def test_delete_policy_drops_the_collection(cluster, operator, namespace, milvus) -> None:
-    from pymilvus import MilvusClient
-
-    cluster.apply(vi("scratch", milvus.uri, deletionPolicy="Delete"), namespace)
-    eventually(
-        cluster,
-        operator,
-        lambda: status(cluster, namespace, "scratch").get("loadState") == "Loaded",
-        timeout=60,
-        desc="collection loaded",
-    )
-    assert cluster.json("get", "-n", namespace, "vi", "scratch")["metadata"].get("finalizers") == [
-        "agentfleet.io/finalizer"
-    ]
-    cluster.run("delete", "-n", namespace, "vi", "scratch", "--timeout=60s")
-    assert "scratch" not in MilvusClient(uri=milvus.uri, dedicated=True).list_collections()
-
-
-def test_source_claim_needs_its_owners_consent(cluster, operator, namespace, milvus) -> None:
-    """A volume source is mounted into the ingestion Job (an image the spec's author chooses) only
-    once the claim carries agentfleet.io/consent=true (issue 57, finding 12): until then the index
-    says how to label it, and neither the collection nor a Job is made."""
-    claim = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": "team-docs"},
-        "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "1Gi"}}},
-    }
-    cluster.apply(claim, namespace)
-    cluster.apply(vi("fromvol", milvus.uri, source={"persistentVolumeClaim": {"claimName": "team-docs"}}), namespace)
-    st = eventually(
-        cluster,
-        operator,
-        lambda: (s := status(cluster, namespace, "fromvol")) and cond(s, "Ready").get("reason") and s,
-        timeout=60,
-        desc="a Ready condition",
-    )
-    ready = cond(st, "Ready")
-    assert ready["status"] == "False" and ready["reason"] == "PersistentVolumeClaimNotConsented"
-    assert "spec.source.persistentVolumeClaim.claimName" in ready["message"]
-    assert f"kubectl label pvc -n {namespace} team-docs agentfleet.io/consent=true" in ready["message"]
-    wait_warning_event(cluster, operator, namespace, "fromvol", "PersistentVolumeClaimNotConsented")
-    jobs = cluster.json("get", "-n", namespace, "jobs", "-l", "agentfleet.io/vectorindex=fromvol")["items"]
-    # No Job, and Milvus never called: no endpoint and no collection state in status.
-    st = status(cluster, namespace, "fromvol")
-    assert jobs == [] and "endpoint" not in st and "loadState" not in st
-
-    # The owner consents: the next check (every 30 s) mounts it, read-only.
-    cluster.run("label", "pvc", "-n", namespace, "team-docs", "agentfleet.io/consent=true")
-    st = eventually(
-        cluster,
-        operator,
-        lambda: (s := status(cluster, namespace, "fromvol")).get("ingestion", {}).get("jobName") and s,
-        timeout=90,
-        desc="the ingestion Job once consented",
-    )
-    job = cluster.json("get", "-n", namespace, "job", st["ingestion"]["jobName"])
-    volumes = job["spec"]["template"]["spec"]["volumes"]
-    assert {"name": "source", "persistentVolumeClaim": {"claimName": "team-docs", "readOnly": True}} in volumes

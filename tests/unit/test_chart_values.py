@@ -1,6 +1,7 @@
-"""The chart's values are documented and typed by values.schema.json (helm enforces it; tests/integration/api/test_chart_it.py
-checks that it rejects bad values), and the Grafana dashboard asks only for series that exist:
-agentfleet_* from the runtime's registry, vllm:* from vLLM's current names."""
+"""The chart's values are documented and typed by values.schema.json (helm enforces it;
+tests/integration/api/test_chart_it.py checks that it rejects bad values), and the Grafana dashboard
+asks only for series that exist: agentfleet_* from the runtime's registry, vllm:* from vLLM's current
+names."""
 
 from __future__ import annotations
 

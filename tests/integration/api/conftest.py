@@ -5,20 +5,9 @@ the e2e tier."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pytest
 
-from e2e.harness.cluster import Cluster
 from e2e.harness.helm import build as helm_build
-
-
-@pytest.fixture
-def namespace(kube: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    slug = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").removesuffix("_it").replace("_", "-")
-    with kube.fresh_namespace(f"it-{slug}-{uuid.uuid4().hex[:6]}") as name:
-        yield name
 
 
 @pytest.fixture(scope="session")

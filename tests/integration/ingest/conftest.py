@@ -1,4 +1,5 @@
-"""Fixtures: the run's real Milvus Lite gRPC server process and the real MiniLM embedder.
+"""Fixtures: the real MiniLM embedder (the run's Milvus Lite server, ``milvus_uri``, is
+tests/integration/conftest.py's).
 
 Missing packages are installed into this interpreter with pip (e2e/harness/installers.py, which the
 ingestion benchmark uses too). If that fails the tests fail loudly: they never skip.
@@ -8,14 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from e2e.harness import milvus
 from e2e.harness.installers import ensure_ingest_packages
-
-
-@pytest.fixture(scope="session")
-def milvus_uri() -> str:
-    """The run's one Milvus Lite server (e2e/harness/milvus.py run_wide); each test its own collections."""
-    return milvus.run_wide()
 
 
 @pytest.fixture(scope="session")

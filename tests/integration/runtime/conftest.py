@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from e2e.harness import milvus, redis
 from e2e.harness.installers import ensure_redis_server
 from e2e.harness.procs import Proc
 from e2e.harness.redis import RedisServer
@@ -19,13 +18,6 @@ from e2e.harness.redis import RedisServer
 @pytest.fixture(scope="session")
 def redis_binary() -> str:
     return ensure_redis_server()
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> RedisServer:
-    """The run's one Redis (e2e/harness/redis.py run_wide); each test isolates itself with its own
-    fleet name. A test that restarts, fills or reconfigures Redis takes ``own_redis``."""
-    return redis.run_wide()
 
 
 @pytest.fixture
@@ -48,12 +40,6 @@ def procs() -> Iterator[list[Proc]]:
     yield started
     for p in started:
         p.end()
-
-
-@pytest.fixture(scope="session")
-def milvus_lite() -> str:
-    """The run's one Milvus Lite gRPC server (e2e/harness/milvus.py run_wide): its URI."""
-    return milvus.run_wide()
 
 
 @pytest.fixture(scope="session")

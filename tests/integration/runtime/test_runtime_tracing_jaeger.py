@@ -61,10 +61,10 @@ def parent_of(span: dict) -> str | None:
     return refs[0]["spanID"] if refs else None
 
 
-def test_a_task_with_a_tool_retrieval_and_a_sub_agent_is_one_trace(collector, milvus_lite, redis_server, fleet):
+def test_a_task_with_a_tool_retrieval_and_a_sub_agent_is_one_trace(collector, milvus_uri, redis_server, fleet):
     kb = "kb_" + fleet
     plinth.make_collection(
-        milvus_lite,
+        milvus_uri,
         kb,
         [("aof.md", "Redis AOF persistence appends every write to a log", {})],
         plinth.BagOfWords(DIM),
@@ -86,7 +86,7 @@ def test_a_task_with_a_tool_retrieval_and_a_sub_agent_is_one_trace(collector, mi
     ]
 
     async def body():
-        retriever = Retriever(milvus_lite, kb, plinth.BagOfWords(DIM))
+        retriever = Retriever(milvus_uri, kb, plinth.BagOfWords(DIM))
         tracing = {"endpoint": collector.otlp_endpoint}
         async with environment(redis_server.url, fleet, tools=tools, tracing=tracing) as env:
             env.model.model.rules = [
@@ -191,15 +191,15 @@ def test_a_task_resumed_after_kill9_continues_its_trace(collector, redis_server,
 
 
 def test_a_real_model_task_with_sub_agents_is_one_trace(
-    collector, decider, redis_server, fleet, milvus_lite, collection
+    collector, decider, redis_server, fleet, milvus_uri, collection
 ):
     """Qwen2.5-Coder on llama-server decides every step (test_runtime_real_agent's harness): the
     trace has the task, its sub-agents, each model call with its replica, and each tool call."""
-    config = real_agent.config_for(redis_server.url, fleet, decider, milvus_lite, collection, system=DELEGATE)
+    config = real_agent.config_for(redis_server.url, fleet, decider, milvus_uri, collection, system=DELEGATE)
     config = config.model_copy(update={"tracing": TracingSettings(endpoint=collector.otlp_endpoint)})
     [task] = real_agent.run_tasks(
         config,
-        milvus_lite,
+        milvus_uri,
         collection,
         ["Compare the zorblat scheduler interval with the frobnicate queue retry delay."],
         timeout=1500,

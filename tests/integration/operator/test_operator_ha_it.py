@@ -1,5 +1,6 @@
-"""Two operators with leader election (--leader-elect) on the real control plane: only the Lease
-holder reconciles; kill -9 of the leader in the middle of a scale-up hands over to the other, which
+"""Two operators with leader election (--leader-elect) on the run's private kube-apiserver (a Lease and
+the pods the operator creates are all it needs; the GPU nodes are registered by the test): only the
+Lease holder reconciles; kill -9 of the leader in the middle of a scale-up hands over to the other, which
 finishes the scale-up without a duplicate pod. Prints the takeover time (kill to the new holder's
 Lease write) and the time to the finished scale-up."""
 
@@ -16,9 +17,7 @@ from e2e.harness import operator as fx
 from e2e.harness.operator import OperatorProcess, eventually
 from tests.builders import MRS
 
-crds, gpu_pool = fx.crds, fx.gpu_pool
-
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 MRS_LABEL = "agentfleet.io/modelreplicaset"
 REPLICA_LABEL = "agentfleet.io/replica"
@@ -26,13 +25,13 @@ LEASE = "af-ha"
 DURATION = 6  # seconds: the longest a silent leader keeps the Lease
 
 
-def lease(cluster, ns: str) -> dict:
-    out = cluster.run("-n", ns, "get", "lease", LEASE, "-o", "json", check=False)
+def lease(kube, ns: str) -> dict:
+    out = kube.run("-n", ns, "get", "lease", LEASE, "-o", "json", check=False)
     return json.loads(out.stdout) if out.returncode == 0 else {}
 
 
-def holder(cluster, ns: str) -> str:
-    return (lease(cluster, ns).get("spec") or {}).get("holderIdentity") or ""
+def holder(kube, ns: str) -> str:
+    return (lease(kube, ns).get("spec") or {}).get("holderIdentity") or ""
 
 
 def identity(op: OperatorProcess) -> str:
@@ -53,15 +52,15 @@ class PodsEverSeen:
     """Every pod name of one ModelReplicaSet seen by a 0.2 s poll while the block runs: a duplicate
     created and deleted again still counts."""
 
-    def __init__(self, cluster, ns: str, mrs: str) -> None:
-        self.cluster, self.ns, self.mrs = cluster, ns, mrs
+    def __init__(self, kube, ns: str, mrs: str) -> None:
+        self.kube, self.ns, self.mrs = kube, ns, mrs
         self.names: dict[str, str] = {}  # pod -> replica
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
     def _poll(self) -> None:
         while not self._stop.wait(0.2):
-            for p in self.cluster.json("-n", self.ns, "get", "pods", "-l", f"{MRS_LABEL}={self.mrs}")["items"]:
+            for p in self.kube.json("-n", self.ns, "get", "pods", "-l", f"{MRS_LABEL}={self.mrs}")["items"]:
                 self.names[p["metadata"]["name"]] = p["metadata"]["labels"].get(REPLICA_LABEL, "")
 
     def __enter__(self) -> PodsEverSeen:
@@ -97,7 +96,7 @@ def pair(crds, namespace):
 
 
 def test_only_the_leader_reconciles_and_a_killed_leader_is_replaced_mid_scale_up(
-    pair, gpu_pool, namespace, cluster
+    pair, gpu_pool, namespace, kube
 ) -> None:
     a, b = pair
     ns = namespace
@@ -111,7 +110,7 @@ def test_only_the_leader_reconciles_and_a_killed_leader_is_replaced_mid_scale_up
         .replicas(1)
         .placement(**gpu_pool.selector)
     )
-    cluster.apply(
+    kube.apply(
         m.spec(lifecycle={"drainTimeoutSeconds": 3, "restartBackoffSeconds": 2, "maxRestartBackoffSeconds": 8}).obj(),
         ns,
     )
@@ -119,32 +118,30 @@ def test_only_the_leader_reconciles_and_a_killed_leader_is_replaced_mid_scale_up
     def pods() -> list[dict]:
         return [
             p
-            for p in cluster.json("-n", ns, "get", "pods", "-l", f"{MRS_LABEL}=ha")["items"]
+            for p in kube.json("-n", ns, "get", "pods", "-l", f"{MRS_LABEL}=ha")["items"]
             if not p["metadata"].get("deletionTimestamp")
         ]
 
-    eventually(cluster, a, lambda: len(pods()) == 1, timeout=60, desc="1 replica pod")
+    eventually(kube, a, lambda: len(pods()) == 1, timeout=60, desc="1 replica pod")
     # Only the leader runs kopf: the follower never took the Lease and reports itself a follower.
-    assert holder(cluster, ns) == identity(a)
+    assert holder(kube, ns) == identity(a)
     assert json.loads(health(b)) == {"leader": False}
     assert "now holds Lease" in a.log_path.read_text() and "now holds Lease" not in b.log_path.read_text()
     assert "following" in b.log_path.read_text()
 
     target = 8
-    with PodsEverSeen(cluster, ns, "ha") as seen:
-        cluster.run("-n", ns, "patch", "mrs", "ha", "--type=merge", "-p", json.dumps({"spec": {"replicas": target}}))
-        eventually(
-            cluster, a, lambda: 2 <= len(pods()) < target - 1, timeout=60, interval=0.1, desc="scale-up under way"
-        )
+    with PodsEverSeen(kube, ns, "ha") as seen:
+        kube.run("-n", ns, "patch", "mrs", "ha", "--type=merge", "-p", json.dumps({"spec": {"replicas": target}}))
+        eventually(kube, a, lambda: 2 <= len(pods()) < target - 1, timeout=60, interval=0.1, desc="scale-up under way")
         at_kill = len(pods())
         a.kill()
         t_kill = time.monotonic()
-        cluster.wait_for(
-            lambda: holder(cluster, ns) == identity(b), timeout=DURATION * 4, interval=0.1, desc="b takes the Lease"
+        kube.wait_for(
+            lambda: holder(kube, ns) == identity(b), timeout=DURATION * 4, interval=0.1, desc="b takes the Lease"
         )
         takeover = time.monotonic() - t_kill
         eventually(
-            cluster, b, lambda: len(pods()) == target, timeout=120, desc=f"{target} replica pods after the takeover"
+            kube, b, lambda: len(pods()) == target, timeout=120, desc=f"{target} replica pods after the takeover"
         )
         finished = time.monotonic() - t_kill
         time.sleep(3)  # a late duplicate would show up here
@@ -158,15 +155,15 @@ def test_only_the_leader_reconciles_and_a_killed_leader_is_replaced_mid_scale_up
     assert len(final) == target and len(set(replicas)) == target
     assert duplicates == 0, seen.names
     assert takeover < DURATION + 4
-    assert (lease(cluster, ns).get("spec") or {}).get("leaseTransitions", 0) >= 1
+    assert (lease(kube, ns).get("spec") or {}).get("leaseTransitions", 0) >= 1
 
 
-def test_a_leader_stopped_cleanly_hands_over_at_once(pair, namespace, cluster) -> None:
+def test_a_leader_stopped_cleanly_hands_over_at_once(pair, namespace, kube) -> None:
     a, b = pair
     t0 = time.monotonic()
     a.stop()
-    cluster.wait_for(
-        lambda: holder(cluster, namespace) == identity(b), timeout=DURATION * 3, interval=0.1, desc="b takes the Lease"
+    kube.wait_for(
+        lambda: holder(kube, namespace) == identity(b), timeout=DURATION * 3, interval=0.1, desc="b takes the Lease"
     )
     took = time.monotonic() - t0
     print(f"\nHA: clean stop to takeover {took:.1f} s (Lease duration {DURATION} s)")
