@@ -2,7 +2,7 @@
 
 Reads a run's journal (`results.jsonl` in `--out`) and its task set, takes the fleet's pass (the
 pass whose name is its task API's URL), and for each task:
-- **citations** (`agentfleet_runtime.loop.citing.cite`): the stored answer completed as the loop now
+- **citations** (`agentfleet_runtime.answering.citing.cite`): the stored answer completed as the loop now
   completes a final answer, with the task's stored retrieved passages, then rescored with the eval's
   own scorer: correct answers grounded before and after, and success (which must not move).
 - **tokens** (`agentfleet_runtime.tools.retrieval.RepeatsElided`): each stored search result rendered
@@ -30,8 +30,8 @@ from agentfleet_eval.scoring import Outcome, score
 from agentfleet_eval.taskset import load_taskset
 
 from agentfleet_client.evaluation.journal import outcome_from
+from agentfleet_runtime.answering.citing import cite
 from agentfleet_runtime.core.citations import parse_citations
-from agentfleet_runtime.loop.citing import cite
 from agentfleet_runtime.tools.retrieval import RepeatsElided, format_passages
 
 

@@ -35,6 +35,7 @@ from agentfleet_eval.scoring import Outcome, score
 from agentfleet_eval.taskset import EvalTask, load_taskset
 
 from agentfleet_client.evaluation.journal import outcome_from
+from agentfleet_runtime.answering.policies import policy_for
 from agentfleet_runtime.core.budget import Prices, TreeUsage
 from agentfleet_runtime.core.citations import parse_citations
 from agentfleet_runtime.core.types import Limits, ModelReply, Observation, Status, TaskRecord, Usage
@@ -42,7 +43,6 @@ from agentfleet_runtime.loop.agent import LoopSettings, TaskRun
 from agentfleet_runtime.loop.decisions import DecisionSettings
 from agentfleet_runtime.model.prompt import tool_schema
 from agentfleet_runtime.store.tasks import Acquired
-from agentfleet_runtime.tools.registry import loop_answer_settings
 from agentfleet_runtime.tools.retrieval import PARAMETERS as SEARCH_PARAMS
 from agentfleet_runtime.tools.retrieval import format_passages
 
@@ -51,25 +51,16 @@ DATA = ROOT / "docs" / "results" / "data"
 EXPECTED = Path(__file__).with_name("journal_replay.json")
 TOOL = "search"
 
-# Policy or variant -> (answerPolicy, the runtime configuration's experiment settings). The policies as
-# shipped, and the variants the pre-registered runs measured (docs/answer-policy.md).
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "Loop": ("Loop", {}),
-    "OneShot": ("OneShot", {}),
-    "Cascade": ("Cascade", {}),
-    "Loop+searchFirst": ("Loop", {"searchFirst": True}),
-    "Cascade+prompt=Fleet": ("Cascade", {"prompt": "Fleet"}),
-    "Cascade+prompt=Quote": ("Cascade", {"prompt": "Quote"}),
-    "Cascade+checkAnswerNames": ("Cascade", {"checkAnswerNames": True}),
-    "Cascade+reread=Fleet,noLoop": ("Cascade", {"reread": "Fleet", "escalate": False}),
-    "Cascade+reread=Fleet,verifySearch,noLoop": (
-        "Cascade",
-        {"reread": "Fleet", "escalate": False, "verifySearch": True},
-    ),
-    "Cascade+reread=Fleet,RankedThenReversed,noLoop": (
-        "Cascade",
-        {"reread": "Fleet", "escalate": False, "rereadOrder": "RankedThenReversed"},
-    ),
+# Policy or variant -> (answerPolicy, the runtime configuration's ``answering``). The policies as shipped,
+# and the variants they keep (docs/answer-policy.md). The variants that lost their pre-registered runs or
+# replays left the code with their figures (issue 77): Loop+searchFirst, Cascade+prompt=Fleet,
+# Cascade+prompt=Quote, Cascade+checkAnswerNames, Cascade+reread=Fleet,verifySearch,noLoop and
+# Cascade+reread=Fleet,RankedThenReversed,noLoop.
+VARIANTS: dict[str, tuple[str, dict[str, Any] | None]] = {
+    "Loop": ("Loop", None),
+    "OneShot": ("OneShot", None),
+    "Cascade": ("Cascade", None),
+    "Cascade+reread=Fleet,noLoop": ("Cascade", {"variant": "reread"}),
 }
 AGENT_PASSES = ("cand", "answering=", "http://")  # the passes the fleet ran (not one-shot RAG, not closed book)
 
@@ -181,12 +172,12 @@ class _Model:
         return ModelReply(content=content, usage=Usage(100, 10, calls=1))
 
 
-def settings_for(policy: str, answering: dict[str, Any], prompt: str) -> LoopSettings:
+def settings_for(policy: str, answering: dict[str, Any] | None, prompt: str) -> LoopSettings:
     """The loop's settings as the worker builds them from a runtime configuration."""
     config = RuntimeConfig.model_validate(
         {"tools": [{"name": TOOL, "type": "Retrieval", "retrieval": {"answerPolicy": policy}}], "answering": answering}
     )
-    return LoopSettings(prompt, decisions=DecisionSettings(mode="JSONSchema"), **loop_answer_settings(config))
+    return LoopSettings(prompt, decisions=DecisionSettings(mode="JSONSchema"), answering=policy_for(config))
 
 
 def stored_steps(o: Outcome) -> list[list[dict[str, Any]]]:
@@ -220,7 +211,9 @@ async def replay_one(task: EvalTask, o: Outcome, settings: LoopSettings) -> tupl
     return ended, digest(json.dumps(ending))[:6]
 
 
-def compute(variants: dict[str, tuple[str, dict[str, Any]]] = VARIANTS, only: str | None = None) -> dict[str, Any]:
+def compute(
+    variants: dict[str, tuple[str, dict[str, Any] | None]] = VARIANTS, only: str | None = None
+) -> dict[str, Any]:
     """Per journal (``only``: that one): its records in order, their stored scores, and per variant
     each replayed record's ending digest and score, as ``"<digest><success><grounded>"``."""
     out: dict[str, Any] = {}

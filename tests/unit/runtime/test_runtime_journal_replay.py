@@ -17,7 +17,7 @@ EXPECTED = json.loads(journal_replay.EXPECTED.read_text())
 def test_every_stored_journal_is_guarded():
     assert sorted(EXPECTED) == sorted(name for name, _, _ in journal_replay.journals())
     records = sum(len(j["records"]) for j in EXPECTED.values())
-    assert records >= 2_700  # the 2,716 task records of the 20 journals
+    assert records == 2_718  # the task records of the 19 journals
     replayed = sum(1 for j in EXPECTED.values() for e in j["replayed"]["Cascade"] if e)
     assert replayed >= 900  # every agent pass's task with passages
 
