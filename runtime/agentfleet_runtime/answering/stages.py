@@ -8,7 +8,7 @@ Why the stages are what they are (docs/answer-policy.md, docs/answer-first.md):
   protocol: the 1.5B, asked for a JSON decision here, copied whole passages into its answer.
 - A reading again is a fresh request in the fleet's form (``fleet_messages``): continuing the first
   request with its answer and the reason was tried and dropped, since, shown its own decline, the 1.5B
-  said it again 9 times in 10 (docs/results/2026-11-27-eval-python-reread.md).
+  said it again 9 times in 10 (docs/results/2026-11-29-cascade-candidates.md has the runs).
 """
 
 from __future__ import annotations
