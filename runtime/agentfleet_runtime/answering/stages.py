@@ -35,7 +35,6 @@ class Reading:
     searched: bool = False  # the first search answered
     usage: Usage = field(default_factory=Usage)
     seconds: float = 0.0
-    called: bool = False  # a reading was asked for (even one the time ran out on)
     reply: Asked | None = None  # the latest reading's reply
     answer: str = ""  # the latest reading's answer
     why: str | None = None  # why it does not end the task
@@ -128,7 +127,6 @@ def _judged(
 
 
 async def _ask(reading: Reading, messages: list[dict[str, str]]) -> Asked | None:
-    reading.called = True
     asked, seconds = await reading.opening.ask(messages)
     reading.seconds += seconds
     if asked is not None:
