@@ -40,7 +40,7 @@ from agentfleet_runtime.loop.decisions import (
     repair_messages,
     request_extras,
 )
-from agentfleet_runtime.loop.opening import (  # noqa: F401 (LoopSettings: the loop's settings, imported from here)
+from agentfleet_runtime.loop.opening import (
     LoopSettings,
     Opening,
     calls_text,
