@@ -1,8 +1,8 @@
 """What two runtime changes do to a stored `agentfleet eval` run, without running it again.
 
 Reads a run's journal (`results.jsonl` in `--out`) and its task set, takes the fleet's pass (the
-pass whose name is its task API's URL), and for each task:
-- **citations** (`agentfleet_runtime.loop.citing.cite`): the stored answer completed as the loop now
+first pass that is not a baseline), and for each task:
+- **citations** (`agentfleet_runtime.answering.citing.cite`): the stored answer completed as the loop now
   completes a final answer, with the task's stored retrieved passages, then rescored with the eval's
   own scorer: correct answers grounded before and after, and success (which must not move).
 - **tokens** (`agentfleet_runtime.tools.retrieval.RepeatsElided`): each stored search result rendered
@@ -30,8 +30,8 @@ from agentfleet_eval.scoring import Outcome, score
 from agentfleet_eval.taskset import load_taskset
 
 from agentfleet_client.evaluation.journal import outcome_from
+from agentfleet_runtime.answering.citing import cite
 from agentfleet_runtime.core.citations import parse_citations
-from agentfleet_runtime.loop.citing import cite
 from agentfleet_runtime.tools.retrieval import RepeatsElided, format_passages
 
 
@@ -82,7 +82,7 @@ def main() -> None:
     args = ap.parse_args()
     tasks = {t.id: t for t in load_taskset(args.taskset).tasks}
     runs = passes(args.journal)
-    fleet = next(name for name in runs if name.startswith("http"))
+    fleet = next(name for name in runs if not name.startswith(("closed-book", "one-shot-rag")))
     agent = {tid: outcome_from(d) for tid, d in runs[fleet].items()}
 
     before = [score(tasks[tid], o) for tid, o in agent.items()]

@@ -65,8 +65,8 @@ runs, all six policies): the same 496 logical calls and the same 5 slow first at
 with the old per-replica draws 8-10 of them differed from the no-hedge run's in every policy
 (tests/unit/sim/test_sim_fault_draws.py pins it). ``--draws replica`` runs the old draws.
 
-Figures: docs/hedging.md (today's, with their commands) and docs/results/2026-11-25-hedging-history.md (each stop's,
-with the baselines it was scored against).
+Figures: docs/hedging.md (today's, with their commands) and the dated log 2026-11-25-hedging-history
+in git history (each stop's, with the baselines it was scored against).
 """
 
 from __future__ import annotations

@@ -83,6 +83,14 @@ LOOP_TESTS = [
     "tests/unit/runtime/test_runtime_decisions.py",
     "tests/unit/runtime/test_runtime_loop_steps.py",
 ]
+# The answer policies' pipeline and their tests, the stored journals' replay among them.
+ANSWERING_TESTS = [
+    "tests/unit/runtime/test_runtime_answer_first.py",
+    "tests/unit/runtime/test_runtime_reread.py",
+    "tests/unit/runtime/test_runtime_cascade_hold.py",
+    "tests/unit/runtime/test_runtime_answer_policy.py",
+    "tests/unit/runtime/test_runtime_journal_replay.py",
+]
 
 # The evaluation's pure modules (claims, scoring, taskset, paired) and their unit tests (the ones that
 # read the documentation corpora are in tests/integration/evaluation, out of the unit tier).
@@ -104,6 +112,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "routing-rest": ([f"agentfleet_runtime/routing/{m}.py" for m in ROUTING_REST], ["tests/unit/routing"]),
     "routing-parts": ([f"agentfleet_runtime/routing/{m}.py" for m in ROUTING_PARTS], ROUTING_PART_TESTS),
     "loop": (["agentfleet_runtime/loop/agent.py"], LOOP_TESTS),
+    "answering": ([f"agentfleet_runtime/answering/{m}.py" for m in ("stages", "policies")], ANSWERING_TESTS),
     "evaluation": (
         [
             *(f"agentfleet_eval/{m}.py" for m in EVALUATION_MODULES),

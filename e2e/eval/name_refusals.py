@@ -31,9 +31,9 @@ import yaml
 from agentfleet_eval import claims
 from agentfleet_eval.taskset import EvalTask, load_taskset
 
+from agentfleet_runtime.answering import answercheck
 from agentfleet_runtime.ingest.chunking import chunk_text
 from agentfleet_runtime.ingest.documents import html_to_text
-from agentfleet_runtime.loop import answercheck
 from agentfleet_runtime.tools.retrieval import format_passages
 from e2e.eval.corpus import CORPORA
 

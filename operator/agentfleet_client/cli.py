@@ -309,10 +309,7 @@ def _print_assessment(name: str, mrs: ModelReplicaSet, a: Assessment, out: TextI
     rows.append(
         (
             "GPUs per replica",
-            (
-                f"{e.tensor_parallel_size * e.pipeline_parallel_size} (TP {e.tensor_parallel_size} x PP "
-                f"{e.pipeline_parallel_size})"
-            ),
+            (f"{e.gpus_per_replica} (TP {e.tensor_parallel_size} x PP {e.pipeline_parallel_size})"),
         )
     )
     c = a.capacity

@@ -1,5 +1,5 @@
 """A passage given in the answer's place. Pure: no I/O. Shared so that the runtime's answer check
-(agentfleet_runtime.loop.answercheck, which sends such an answer back) and `agentfleet eval`'s
+(agentfleet_runtime.answering.answercheck, which sends such an answer back) and `agentfleet eval`'s
 report (agentfleet_client.evaluation.report, which names such a failure ``passageAsAnswer``) read an
 answer the same way.
 

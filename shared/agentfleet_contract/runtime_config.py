@@ -69,99 +69,14 @@ class ModelEndpoint(Model):
     temperature: float = Field(default=0.0, ge=0, le=2)
 
 
-class AnswerSettings(Model):
-    """The answer policy's settings that exist for experiments (``agentfleet eval --compare
-    answering.<field>=...``), not in the AgentFleet API: each unset one is the policy's own
-    (``answer_plan``). docs/answer-policy.md has what each measured."""
+class AnswerVariant(Model):
+    """An experiment's variant of the fleet's answer policy (``agentfleet eval --compare answering=...``),
+    not part of the AgentFleet API: the runtime's policy class validates it, the operator never reads it."""
 
-    search_first: bool | None = Field(
-        default=None, description="Search with the task's goal before the first model call (Loop: off)."
+    variant: str = Field(default="", description="The variant's name, one the policy's class defines ('': as shipped).")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="The variant's parameters, as its class reads them."
     )
-    answer_first: bool | None = Field(
-        default=None, description="After the first search, one call answers from its passages (OneShot, Cascade: on)."
-    )
-    escalate: bool | None = Field(
-        default=None, description="A first answer that fails its check goes on to the loop (Cascade: on, OneShot: off)."
-    )
-    reread: Literal["", "Fleet", "OneShot", "Quote"] | None = Field(
-        default=None,
-        description="A first answer that fails its check is read again once over the same passages, before the "
-        "loop, as a fresh request in the form named ('': off).",
-    )
-    reread_order: Literal["Ranked", "Reversed", "RankedThenReversed"] | None = Field(
-        default=None,
-        description="How the readings again show each search's passages: Ranked (as searched, the first ranked "
-        "first), Reversed (the first ranked last, beside the question), or RankedThenReversed (as searched, then, "
-        "when that answer fails its check too, once more reversed) (Ranked).",
-    )
-    verify_search: bool | None = Field(
-        default=None,
-        description="A first answer stating values no first passage holds searches once with its own words, without "
-        "a model call, and ends the task when the passages found hold them (off).",
-    )
-    prompt: Literal["Fleet", "OneShot", "Quote"] | None = Field(
-        default=None,
-        description="How the first call asks: Fleet (the fleet's prompt, then one-shot RAG's instruction), OneShot "
-        "(one-shot RAG's request itself: OneShot, Cascade) or Quote (the sentence first, then the answer).",
-    )
-    decline_unknown_names: bool | None = Field(
-        default=None, description="Decline a question naming what no passage mentions, before any model call (Cascade)."
-    )
-    decline_other_subjects: bool | None = Field(
-        default=None,
-        description="Decline a first answer whose values only pages not naming the question's hold (Cascade).",
-    )
-    check_answer_names: bool | None = Field(
-        default=None, description="A first answer naming code no passage mentions goes on to the loop (off)."
-    )
-    hold_after_decline: bool | None = Field(
-        default=None,
-        description="After a first answer that declined, the loop's answer is held to the passages (Cascade: on).",
-    )
-    follow_up_top_k: int | None = Field(
-        default=None, ge=1, le=100, description="Passages the model's own later searches return; unset: topK."
-    )
-
-
-@dataclass(frozen=True)
-class AnswerPlan:
-    """What an answer policy does, its experiment settings applied: the loop's switches."""
-
-    search_first: bool = False
-    answer_first: bool = False
-    escalate: bool = True
-    reread: Literal["", "Fleet", "OneShot", "Quote"] = ""
-    reread_order: Literal["Ranked", "Reversed", "RankedThenReversed"] = "Ranked"
-    verify_search: bool = False
-    prompt: Literal["Fleet", "OneShot", "Quote"] = "OneShot"
-    decline_unknown_names: bool = False
-    decline_other_subjects: bool = False
-    check_answer_names: bool = False
-    hold_after_decline: bool = False
-    follow_up_top_k: int | None = None
-
-
-# Each policy's switches (docs/answer-policy.md). Cascade is the example fleets' setting of the seven
-# Retrieval fields it replaces: searchFirst, declineUnknownNames, answerFirst, answerFirstPrompt
-# OneShot, declineOtherSubjects; and the hold after a declined first answer (issue 59).
-POLICY_PLANS: dict[str, AnswerPlan] = {
-    "Loop": AnswerPlan(),
-    "OneShot": AnswerPlan(search_first=True, answer_first=True, escalate=False),
-    "Cascade": AnswerPlan(
-        search_first=True,
-        answer_first=True,
-        decline_unknown_names=True,
-        decline_other_subjects=True,
-        hold_after_decline=True,
-    ),
-}
-
-
-def answer_plan(policy: str, settings: AnswerSettings | None = None) -> AnswerPlan:
-    """A policy's switches with the experiment settings that are set laid over them. Pure."""
-    base = POLICY_PLANS[policy]
-    given = {k: v for k, v in (settings.model_dump() if settings else {}).items() if v is not None}
-    return AnswerPlan(**{**base.__dict__, **given})
 
 
 class WorkerSettings(Model):
@@ -311,10 +226,10 @@ class RuntimeConfig(Model):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
-    answering: AnswerSettings = Field(
-        default_factory=AnswerSettings,
-        description="Experiment settings of the Retrieval tool's answerPolicy (agentfleet eval --compare); unset: "
-        "the policy's.",
+    answering: AnswerVariant | None = Field(
+        default=None,
+        description="An experiment's variant of the Retrieval tool's answerPolicy (agentfleet eval --compare); unset: "
+        "the policy as shipped.",
     )
     retrieval: dict[str, Any] = Field(
         default_factory=dict, description="Settings handed to the Retriever (VectorIndex address, collection, ...)."

@@ -75,7 +75,8 @@ def test_links_point_at_files_that_exist(page: Path):
 
 
 def test_results_are_dated():
-    undated = [p.name for p in (DOCS / "results").glob("*.md") if not re.match(r"\d{4}-\d{2}-\d{2}-", p.name)]
+    logs = [p for p in (DOCS / "results").glob("*.md") if p.name != "README.md"]  # README.md: the logs' index
+    undated = [p.name for p in logs if not re.match(r"\d{4}-\d{2}-\d{2}-", p.name)]
     assert not undated, f"docs/results/ holds dated logs, named YYYY-MM-DD-topic.md: rename {undated}"
 
 
@@ -104,3 +105,26 @@ def test_the_path_pattern_catches_what_it_is_for():
 def test_backticked_paths_name_files_that_exist(page: Path):
     missing = missing_paths(page.read_text())
     assert not missing, f"{page.relative_to(ROOT)} names files that do not exist: {missing}"
+
+
+# Pages outside docs/ a user reads that may cite a dated log.
+CITING_READMES = [ROOT / "README.md", ROOT / "e2e" / "README.md", ROOT / "charts/agentfleet/README.md"]
+
+
+def test_every_dated_log_is_one_a_design_page_cites():
+    """docs/results keeps the runs the design pages cite; the rest leave the tree (git keeps them)."""
+    cited = {
+        name
+        for page in [*DESIGN_PAGES, *CITING_READMES]
+        for name in re.findall(r"results/([\w.-]+\.md)", page.read_text())
+    }
+    uncited = sorted(p.name for p in (DOCS / "results").glob("*.md") if p.name != "README.md" and p.name not in cited)
+    assert not uncited, f"no design page cites these logs: cite them where their figures are, or remove {uncited}"
+
+
+def test_the_logs_are_at_most_a_third_of_the_docs():
+    def lines(paths: list[Path]) -> int:
+        return sum(len(p.read_text().splitlines()) for p in paths)
+
+    logs, everything = lines(sorted((DOCS / "results").glob("*.md"))), lines(sorted(DOCS.rglob("*.md")))
+    assert logs * 3 <= everything, f"docs/results is {logs} of {everything} doc lines: more than a third"

@@ -79,7 +79,7 @@ def forecast_config(spec: ModelReplicaSetSpec) -> ForecastConfig:
     return ForecastConfig(
         coverage=a.burst_coverage_percent / 100.0,
         predictive=a.predictive,
-        gpus_per_replica=spec.engine.tensor_parallel_size * spec.engine.pipeline_parallel_size,
+        gpus_per_replica=spec.engine.gpus_per_replica,
     )
 
 

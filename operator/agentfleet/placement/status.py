@@ -21,7 +21,7 @@ def needs_for(namespace: str, name: str, spec: ModelReplicaSetSpec) -> ReplicaNe
     e, g, p = spec.engine, spec.gpu, spec.placement
     return ReplicaNeeds(
         owner=f"{namespace}/{name}",
-        gpus=e.tensor_parallel_size * e.pipeline_parallel_size,
+        gpus=e.gpus_per_replica,
         tensor_parallel=e.tensor_parallel_size,
         product=g.product,
         min_memory_mib=int(parse_quantity(g.memory) // MiB) if g.memory else None,

@@ -230,7 +230,7 @@ def _ray_leader_script(spec: ModelReplicaSetSpec, per_pod: int, args: list[str])
             # The engine needs every GPU of the replica in the Ray cluster before it starts.
             (
                 f"python3 -c {shlex.quote(_RAY_WAIT)} "
-                f"{spec.engine.tensor_parallel_size * spec.engine.pipeline_parallel_size} "
+                f"{spec.engine.gpus_per_replica} "
                 f"{spec.lifecycle.startup_timeout_seconds}"
             ),
             "exec vllm serve " + " ".join(shlex.quote(a) for a in args),

@@ -151,16 +151,26 @@ def build_parser(prog: str = "agentfleet eval") -> argparse.ArgumentParser:
 
 
 def _targets(args: argparse.Namespace, token: str) -> list[Target]:
+    """The fleets' task APIs, each named by what it is: NAME as given (NAME=URL), else the fleet
+    (``--namespace``/``--fleet`` for the first, ``fleet``, ``fleet-2``, ... without one), never the URL,
+    which is only where a port-forward happened to put it."""
     apis = args.api or ([os.environ["AGENTFLEET_API_URL"]] if os.environ.get("AGENTFLEET_API_URL") else [])
     out = []
-    for a in apis:
+    for i, a in enumerate(apis):
         name, sep, url = a.partition("=")
         if not sep:
-            name, url = a, a
+            name, url = unnamed_target(i, args.namespace, args.fleet), a
         if not url.startswith(("http://", "https://")):
             raise TaskSetError(f"--api {a!r}: give the task API's URL, e.g. http://127.0.0.1:8080 (or NAME=URL)")
         out.append(Target(name, url, token))
     return out
+
+
+def unnamed_target(i: int, namespace: str, fleet: str | None) -> str:
+    """The name of the ``i``-th task API given without one. Pure."""
+    if i == 0 and fleet:
+        return f"{namespace}/{fleet}"
+    return "fleet" if i == 0 else f"fleet-{i + 1}"
 
 
 def _pass(

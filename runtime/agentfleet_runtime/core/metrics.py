@@ -171,10 +171,9 @@ DECISION_REPAIRS = Counter(
 )
 ANSWER_FIRST = Counter(
     "agentfleet_answer_first_total",
-    "Answer-first calls (answerPolicy: answering.answerFirst) by outcome: answered (the task ended with it), "
-    "declined (declineOtherSubjects: its values were another thing's) or escalated (the loop went on with tools); "
-    "verified (answering.verifySearch: a search with the answer's own words found the passage holding its "
-    "values); reread counts first answers asked again over the same passages (answering.reread); held counts answers "
+    "Answer-first calls (answerPolicy OneShot, Cascade) by outcome: answered (the task ended with it), "
+    "declined (Cascade: its values were another thing's) or escalated (the loop went on with tools); "
+    "reread counts first answers asked again over the same passages (Cascade's reread variant); held counts answers "
     "after a declined first answer (or a failed second reading) that stated what no passage holds and became the "
     "decline.",
     ["outcome"],

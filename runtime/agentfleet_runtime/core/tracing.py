@@ -29,14 +29,13 @@ import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from agentfleet_contract.runtime_config import TracingSettings
 
     from agentfleet_runtime.core.types import ModelReply
-    from agentfleet_runtime.model.client import ModelRequest
 
 log = logging.getLogger("agentfleet_runtime.core.tracing")
 
@@ -196,6 +195,14 @@ def _server(url: str) -> tuple[str, int]:
     return u.hostname or "", u.port or (443 if u.scheme == "https" else 80)
 
 
+class TracedRequest(Protocol):
+    """What a ``chat`` span reads of a model request (model.client.ModelRequest): core names no upper layer."""
+
+    task_id: str
+    step: int
+    kind: str
+
+
 class TracedModel:
     """A ModelClient whose calls are ``chat`` spans; everything else is the wrapped client's."""
 
@@ -209,7 +216,7 @@ class TracedModel:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def complete(self, request: ModelRequest) -> ModelReply:
+    async def complete(self, request: TracedRequest) -> ModelReply:
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
         attrs: dict[str, Any] = {

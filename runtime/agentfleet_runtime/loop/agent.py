@@ -21,17 +21,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from agentfleet_runtime.answering import answercheck, citing
+from agentfleet_runtime.answering.policy import Asked, Ended, Handoff, Searched
+from agentfleet_runtime.answering.policy import Opening as AnswerOpening
 from agentfleet_runtime.core import metrics, timeouts, tracing
 from agentfleet_runtime.core.budget import Prices, TreeUsage, exhausted
 from agentfleet_runtime.core.errors import Cancelled, Released
 from agentfleet_runtime.core.logs import StepRef, step_var, task_id_var
 from agentfleet_runtime.core.types import ModelReply, Status, Step, StopReason, TaskRecord, ToolCall, Usage
-from agentfleet_runtime.loop import answercheck, answerfirst, citing
 from agentfleet_runtime.loop.decisions import (
-    DecisionSettings,
     Offer,
     offer,
     own_goal_delegation,
@@ -40,7 +40,13 @@ from agentfleet_runtime.loop.decisions import (
     repair_messages,
     request_extras,
 )
-from agentfleet_runtime.loop.opening import Opening, calls_text, open_task, search_first_call
+from agentfleet_runtime.loop.opening import (
+    LoopSettings,
+    Opening,
+    calls_text,
+    open_task,
+    search_first_call,
+)
 from agentfleet_runtime.model.client import ModelClient, ModelRequest
 from agentfleet_runtime.model.prompt import best_answer
 from agentfleet_runtime.model.textcalls import parse_text_reply
@@ -50,37 +56,6 @@ from agentfleet_runtime.tools import ToolBox
 from agentfleet_runtime.tools.retrieval import parse_passages
 
 log = logging.getLogger("agentfleet_runtime.loop.agent")
-
-
-@dataclass(slots=True)
-class LoopSettings:
-    system_prompt: str
-    tool_calling: Literal["auto", "native", "text"] = "auto"
-    session_history: int = 5
-    decisions: DecisionSettings = field(default_factory=DecisionSettings)
-    # The answer policy's switches (the Retrieval tool's answerPolicy: runtime_config.answer_plan).
-    search_first: str | None = None  # the Retrieval tool searched with the goal before the first call
-    decline_unknown_names: bool = False  # the goal's names checked after the first search
-    answer_first: bool = False  # one call without tools answers from the first passages, if it can
-    answer_first_prompt: Literal["Fleet", "OneShot", "Quote"] = "Fleet"  # how that call asks
-    escalate: bool = True  # a first answer that fails its check goes on to the loop (OneShot: it is the answer)
-    # A first answer that fails its check is read again once over the same passages, without tools,
-    # as a fresh request in the form named ("" off). An answer that passes ends the task, one that
-    # fails goes on to the loop (escalate) or ends held.
-    reread: Literal["", "Fleet", "OneShot", "Quote"] = ""
-    # How the readings again show each search's passages, and how many there are (answerfirst.READINGS):
-    # Reversed puts the first ranked last, beside the question (answerfirst.in_order).
-    reread_order: Literal["Ranked", "Reversed", "RankedThenReversed"] = "Ranked"
-    # A first answer stating values no first passage holds searches once with its own words (no model
-    # call) and ends the task when what that finds holds them (answerfirst.verify_query).
-    verify_search: bool = False
-    decline_other_subjects: bool = False  # a first answer whose values are another thing's is declined
-    check_answer_names: bool = False  # an answer's code names must be in a passage
-    search_first_top_k: int | None = None  # set: the first search asks for it (the tool's own is followUpTopK)
-    # After a first answer that declined, a value or code name no passage holds turns the loop's answer
-    # into the decline (issue 59: the loop invented values after a right first decline).
-    hold_after_decline: bool = True
-    tracer: Any = None  # an OpenTelemetry tracer (tracing.configure); None: tracing off
 
 
 class TaskRun:
@@ -118,9 +93,9 @@ class TaskRun:
         )
         check = settings.decisions.answer_check
         self._checks_left = check.retries if check is not None else 0  # answers the check may still send back
-        self.first_declined = False  # the answer-first reply said the passages do not answer
+        self.hold = False  # the answer policy's first answer declined: the loop's answer is held to the passages
         self._citation_repairs = 1  # a final answer that gives a passage in its place goes back once
-        self.escalated = ""  # an escalated answer-first reply's, until the loop's first step carries it
+        self.escalated = ""  # the answer policy's first answer, until the loop's first step carries it
 
     # -- the loop ----------------------------------------------------------------------------------
     async def execute(self) -> tuple[Status, str]:
@@ -134,8 +109,8 @@ class TaskRun:
                 self._saving, self._saving_reply = None, None
 
     async def _execute(self) -> tuple[Status, str]:
-        """The task's opening (prompt, any search-first and answer-first calls), then one step after
-        another (model call with its repair turns, checkpoint, tools) until the task ends."""
+        """The task's opening (prompt, then the answer policy's), then one step after another (model
+        call with its repair turns, checkpoint, tools) until the task ends."""
         task_id_var.set(self.rec.id)
         step_ref = StepRef()
         step_var.set(step_ref)
@@ -147,11 +122,11 @@ class TaskRun:
             history = self.settings.session_history
             session_ctx = await self.store.session_context(rec.session, rec.id, history, rec.tenant)
         opening = open_task(self.settings, self.tools.schemas(), rec.goal, session_ctx)
-        # What the answer-first call (if any) leaves to the first step: its usage, its model time, and
-        # the turn that says why its answer did not end the task.
+        # What the answer policy's opening leaves to the first step: its calls' usage, their model time,
+        # and the turn that says why its answer did not end the task.
         carried: tuple[Usage, float, list[dict[str, Any]]] = (Usage(), 0.0, [])
-        if not self.steps and self.settings.search_first is not None:
-            ended, carried = await self._first_calls(opening)
+        if not self.steps and self.settings.answering.tool is not None:
+            ended, carried = await self._open(opening)
             if ended is not None:
                 return ended
         while True:
@@ -185,28 +160,53 @@ class TaskRun:
             tool_s = await self._act(step, cost)
             metrics.STEP_OVERHEAD.observe(max(0.0, time.monotonic() - step_started - step.model_seconds - tool_s))
 
-    async def _first_calls(
+    async def _open(
         self, opening: Opening
     ) -> tuple[tuple[Status, str] | None, tuple[Usage, float, list[dict[str, Any]]]]:
-        """searchFirst's search, and answerFirst's call: the task's end if either ends it, and what
-        the answer-first call leaves to the first step."""
-        carried: tuple[Usage, float, list[dict[str, Any]]] = (Usage(), 0.0, [])
-        assert self.settings.search_first is not None
-        declined = await self._search_first(self.settings.search_first, opening.json_mode, opening.text_tools)
-        if declined is not None:
-            return await self._finish(Status.DONE, StopReason.FINAL_ANSWER.value, declined), carried
-        if self.settings.answer_first:
-            tool, json_mode, text_tools = self.settings.search_first, opening.json_mode, opening.text_tools
-            around = answerfirst.VERIFY_READ_AROUND
-            first = await answerfirst.answer_first(
-                self, lambda q: self._search_step(tool, q, json_mode, text_tools, read_around=around)
-            )
-            if isinstance(first, Step):
-                cost = self._account(first.usage)
-                done = StopReason.FINAL_ANSWER.value
-                return await self._finish(Status.DONE, done, first.content, final_step=first, cost=cost), carried
-            carried = first
-        return None, carried
+        """The answer policy's opening: the task's end if it ends it, else what it leaves to the first step."""
+        policy = self.settings.answering
+        tool, json_mode, text_tools = policy.tool, opening.json_mode, opening.text_tools
+        assert tool is not None
+
+        async def search(query: str) -> Searched:
+            ok = await self._search_step(tool, query, json_mode, text_tools)
+            shown = [obs.output for obs in self.steps[-1].observations or [] if obs.ok and obs.output]
+            return Searched(ok, "\n".join(shown))
+
+        result = await policy.open(AnswerOpening(self.rec.goal, self.settings.system_prompt, search, self._ask))
+        done = StopReason.FINAL_ANSWER.value
+        if isinstance(result, Ended):
+            if result.usage is None:  # no model call made it: the task ends without a final step
+                return await self._finish(Status.DONE, done, result.answer), (Usage(), 0.0, [])
+            first = result.first_answer
+            step = Step(len(self.steps), result.answer, [], result.usage, result.seconds, first_answer=first)
+            cost = self._account(step.usage)
+            return await self._finish(Status.DONE, done, step.content, final_step=step, cost=cost), (Usage(), 0.0, [])
+        return None, self._handed(result)
+
+    def _handed(self, handoff: Handoff) -> tuple[Usage, float, list[dict[str, Any]]]:
+        """What the loop takes over from the policy's hand-off: the answer hold, the first answer its first
+        step records, and the repair turn its first call is shown."""
+        self.hold = handoff.hold
+        self.escalated = handoff.first_answer
+        turn = repair_messages(handoff.reply, handoff.problem, self.settings.decisions) if handoff.problem else []
+        return handoff.usage, handoff.seconds, turn
+
+    async def _ask(self, messages: list[dict[str, str]]) -> tuple[Asked | None, float]:
+        """One tool-less call of the policy's opening, held to the task's deadline: the reply as the loop
+        reads it (None when the deadline or the context ran out: the loop's own call meets them) and its
+        model seconds."""
+        left = self.rec.deadline - time.time()
+        t0 = time.monotonic()
+        try:
+            with timeouts.timeout(left):
+                reply = await self.model.complete(self.request(messages, left))
+        except (TimeoutError, ContextOverflow) as e:
+            log.info("answer-first call failed", extra={"error": str(e)[:300]})
+            return None, time.monotonic() - t0
+        seconds = time.monotonic() - t0
+        content, calls, why = self.interpret(reply, False, Offer((), True), [])
+        return Asked(reply.content, content, why, bool(calls), reply.usage), seconds
 
     async def _decide(
         self, opening: Opening, carried: tuple[Usage, float, list[dict[str, Any]]]
@@ -333,34 +333,10 @@ class TaskRun:
     def _own_goal(self, calls: list[ToolCall]) -> str | None:
         return own_goal_delegation(calls, self.tools.spawners, self.rec.goal) if calls else None
 
-    async def _search_first(self, tool: str, json_mode: bool, text_tools: bool) -> str | None:
-        """Step 0 without a model call: the goal searched as the model would search it, so the
-        first prompt already holds what one-shot RAG would answer from (answerPolicy: answering.searchFirst).
-        With declineUnknownNames, the goal's names no passage mentions are searched alone (step 1, no
-        model call either); returns the decline the task ends with when the documents still never
-        mention one of them, else None."""
-        searched = await self._search_step(tool, self.rec.goal, json_mode, text_tools)
-        if not self.settings.decline_unknown_names or not searched:
-            return None  # a failed search (Milvus down, the tool's breaker open) shows nothing about the documents
-        unknown = answercheck.unknown_names(self.rec.goal, self.seen_outputs(), self.settings.system_prompt)
-        if not unknown:
-            return None
-        searched = await self._search_step(tool, " ".join(unknown), json_mode, text_tools)
-        unknown = answercheck.unknown_names(self.rec.goal, self.seen_outputs(), self.settings.system_prompt)
-        if not unknown or not searched:
-            return None
-        log.info("declined: the documents do not mention the question's names", extra={"names": unknown[:5]})
-        return answercheck.decline_unknown(unknown)
-
-    async def _search_step(
-        self, tool: str, query: str, json_mode: bool, text_tools: bool, read_around: int | None = None
-    ) -> bool:
+    async def _search_step(self, tool: str, query: str, json_mode: bool, text_tools: bool) -> bool:
         """One search as a step without a model call; whether it answered (any passages or none)."""
         n = len(self.steps)
-        top_k = self.settings.search_first_top_k
-        call, content = search_first_call(
-            tool, query, json_mode=json_mode, text_tools=text_tools, n=n, top_k=top_k, read_around=read_around
-        )
+        call, content = search_first_call(tool, query, json_mode=json_mode, text_tools=text_tools, n=n)
         step = Step(n=n, content=content, tool_calls=[call], usage=Usage())
         saving_reply = self.store.send_reply(self.rec, self.lease, step, 0)
         self.steps.append(step)
@@ -382,7 +358,7 @@ class TaskRun:
     def _checked(self, answer: str) -> str:
         """The answer the task ends with: a decline when it still states unsupported values and
         answerCheck.onUnsupported is Decline, or, after a first answer that declined, when it
-        states a value or a code name no retrieved passage holds (``hold_after_decline``)."""
+        states a value or a code name no retrieved passage holds (the policy's hold)."""
         if not answer:
             return answer
         if answercheck.citation_in_place(answer):
@@ -416,15 +392,13 @@ class TaskRun:
     def held_after_decline(self, answer: str) -> bool:
         """Whether the loop's answer, after a first answer that declined, states a value (or a code
         name) that no passage the task retrieved holds."""
-        if not (self.first_declined and self.settings.hold_after_decline) or answercheck.says_unanswered(answer):
+        if not self.hold or answercheck.says_unanswered(answer):
             return False
         return bool(answercheck.unsupported_claims(answer, self.seen_outputs(), self.rec.goal))
 
     def _unsupported(self, answer: str) -> list[str]:
-        """What answerCheck holds against a final answer: the values no retrieved passage holds and,
-        with checkAnswerNames, the code names none mentions (the answer-first reply's two checks)."""
-        names = self.settings.check_answer_names
-        return answercheck.unsupported_claims(answer, self.seen_outputs(), self.rec.goal, names=names)
+        """What answerCheck holds against a final answer: the values no retrieved passage holds."""
+        return answercheck.unsupported_claims(answer, self.seen_outputs(), self.rec.goal, names=False)
 
     def _numbered_sources(self) -> dict[int, str]:
         """Rank -> source of the latest search's passages: what "[1]" in an answer's sources means."""

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agentfleet_runtime.answering.citing import with_sources
 from agentfleet_runtime.core.types import Step, ToolCall
 from agentfleet_runtime.model.wire import portable
 from agentfleet_runtime.tools.fanout import goals_of
@@ -370,20 +371,6 @@ def unseen_sources(sources: Any, seen: Sequence[str], numbered: Mapping[int, str
         if _PASSAGE_NUMBER.match(name) or not any(name in text for text in seen):
             out.append(name)
     return list(dict.fromkeys(out))
-
-
-_SOURCES_LINE = re.compile(r"\n\s*Sources?:[^\n]*\s*$", re.I)
-
-
-def with_sources(answer: str, sources: Any) -> str:
-    """The final answer text: the answer, then the sources it cites (one line, the eval harness
-    and the demo report read it)."""
-    cited = [s.strip() for s in sources if isinstance(s, str) and s.strip()] if isinstance(sources, list) else []
-    cited = list(dict.fromkeys(cited))
-    if not cited or all(s in answer for s in cited):
-        return answer
-    # One sources line: one the answer already ends with is replaced by the longer list.
-    return f"{_SOURCES_LINE.sub('', answer).rstrip()}\n\nSources: {', '.join(cited)}"
 
 
 def validate(value: Any, schema: Mapping[str, Any], path: str = "arguments") -> list[str]:

@@ -1,19 +1,31 @@
-"""How a task's conversation opens: the prompt's head and the way decisions are asked for, and the
-call a searchFirst step makes. Pure; the loop (agentfleet_runtime.loop.agent) runs them."""
+"""The loop's settings, and how a task's conversation opens: the prompt's head and the way decisions are
+asked for, and the call a search without a model call makes. Pure; the loop (agentfleet_runtime.loop.agent)
+runs them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
+from agentfleet_runtime.answering.policies import Loop
+from agentfleet_runtime.answering.policy import AnswerPolicy
 from agentfleet_runtime.core import fastjson
 from agentfleet_runtime.core.types import ToolCall
 from agentfleet_runtime.loop.decisions import JSON_CALL_PREFIX, DecisionSettings, protocol_text
 from agentfleet_runtime.model.prompt import PromptCache, head_messages
 from agentfleet_runtime.tools.retrieval import RepeatsElided
 
-if TYPE_CHECKING:
-    from agentfleet_runtime.loop.agent import LoopSettings
+
+@dataclass(slots=True)
+class LoopSettings:
+    """What the loop itself needs; how the fleet answers is its answer policy's (``answering``)."""
+
+    system_prompt: str
+    tool_calling: Literal["auto", "native", "text"] = "auto"
+    session_history: int = 5  # earlier finished tasks of the session shown to the model
+    decisions: DecisionSettings = field(default_factory=DecisionSettings)
+    answering: AnswerPolicy = field(default_factory=Loop)  # called once, before the first step
+    tracer: Any = None  # an OpenTelemetry tracer (tracing.configure); None: tracing off
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,18 +72,11 @@ def search_first_call(
     json_mode: bool,
     text_tools: bool,
     n: int = 0,
-    top_k: int | None = None,
-    read_around: int | None = None,
 ) -> tuple[ToolCall, str]:
-    """The call a searchFirst step (step ``n``) makes and the text the history shows as the model's
-    turn, in the form the task's decisions take (JSON decision, <tool_call> text, or native call);
-    ``top_k`` when the tool's own (followUpTopK) is another, ``read_around`` when the search joins
-    more neighbouring chunks than the fleet's (the verifying search). Pure."""
+    """The call a search of the answer policy's opening (step ``n``) makes and the text the history shows
+    as the model's turn, in the form the task's decisions take (JSON decision, <tool_call> text, or
+    native call). Pure."""
     args: dict[str, Any] = {"query": " ".join(goal.split())[:SEARCH_FIRST_QUERY_CHARS]}
-    if top_k is not None:
-        args["top_k"] = top_k
-    if read_around is not None:
-        args["read_around"] = read_around
     if json_mode:
         return ToolCall(f"{JSON_CALL_PREFIX}{n}", tool, args), fastjson.dumps({"action": tool, "arguments": args})
     if text_tools:

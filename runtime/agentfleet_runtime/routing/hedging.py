@@ -8,7 +8,7 @@ every call it holds, as many as the pod sends there in a few seconds, so the ban
 pod's traffic where a fixed count left a busy pod's stalled calls waiting for credit. Once the
 engines are seen to run cancelled requests to the end, the balances bank ``burst_calls`` again:
 there every hedge of a storm of false judgments lands on the fleet as a whole call, and a minute's
-bank let such storms through (docs/results/2026-11-25-hedging-history.md). A hedge may start when the balances cover
+bank let such storms through (log 2026-11-25-hedging-history, git history). A hedge may start when the balances cover
 one call and a mean call's tokens; it spends the call and is advanced the tokens, and once the race
 is over the loser's real cost replaces the advance (``settle``): the token balance may go below
 zero, and no hedge starts until calls have earned the debt back. So hedges never exceed ratio x

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from agentfleet_contract.runtime_config import AnswerPlan, RuntimeConfig, answer_plan
+from agentfleet_contract.runtime_config import RuntimeConfig
 
 from agentfleet_runtime.store.tasks import TaskStore
 from agentfleet_runtime.tools.http import HTTPTool, load_headers
@@ -50,38 +50,6 @@ def default_retriever(config: RuntimeConfig, tool: Any) -> RetrieverLike:
     )
 
 
-def answer_policy_tool(config: RuntimeConfig) -> tuple[str | None, AnswerPlan]:
-    """The Retrieval tool the answer policy searches first with (the one whose answerPolicy is not
-    Loop, else the first; None when the plan searches nothing first) and the policy's plan, the
-    runtime's experiment settings (``answering``) laid over it."""
-    retrieval = [t for t in config.tools if t.type == "Retrieval"]
-    tool = next((t for t in retrieval if t.retrieval and t.retrieval.answer_policy != "Loop"), None)
-    tool = tool or (retrieval[0] if retrieval else None)
-    plan = answer_plan(tool.retrieval.answer_policy if tool and tool.retrieval else "Loop", config.answering)
-    return (tool.name if tool is not None and plan.search_first else None), plan
-
-
-def loop_answer_settings(config: RuntimeConfig) -> dict[str, Any]:
-    """The LoopSettings fields the answer policy sets (agentfleet_runtime.loop.agent.LoopSettings)."""
-    name, plan = answer_policy_tool(config)
-    tool = next((t for t in config.tools if t.name == name), None)
-    top_k = tool.retrieval.top_k if tool is not None and tool.retrieval and plan.follow_up_top_k else None
-    return {
-        "search_first": name,
-        "decline_unknown_names": plan.decline_unknown_names,
-        "answer_first": plan.answer_first,
-        "answer_first_prompt": plan.prompt,
-        "escalate": plan.escalate,
-        "reread": plan.reread,
-        "reread_order": plan.reread_order,
-        "verify_search": plan.verify_search,
-        "decline_other_subjects": plan.decline_other_subjects,
-        "check_answer_names": plan.check_answer_names,
-        "hold_after_decline": plan.hold_after_decline,
-        "search_first_top_k": top_k,  # set: the first search asks for topK, the tool's own return followUpTopK
-    }
-
-
 def build_tools(
     config: RuntimeConfig,
     store: TaskStore,
@@ -111,8 +79,6 @@ def build_tools(
             )
         elif spec.type == "Retrieval":
             settings = spec.retrieval
-            first, plan = answer_policy_tool(config)
-            follow_up = plan.follow_up_top_k if spec.name == first else None
             retriever = (retriever_factory or default_retriever)(config, spec)
             tools.append(
                 RetrievalTool(
@@ -121,7 +87,7 @@ def build_tools(
                     cache=store.r,
                     cache_key=lambda digest, name=spec.name: store.keys.retrieval_cache(name, digest),
                     description=spec.description,
-                    top_k=follow_up or (settings.top_k if settings else 5),
+                    top_k=settings.top_k if settings else 5,
                     filter=settings.filter if settings else None,
                     read_around=settings.read_around if settings else 0,
                     cache_ttl=settings.cache_ttl_seconds if settings else 300,

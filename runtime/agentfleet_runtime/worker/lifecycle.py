@@ -30,6 +30,7 @@ from agentfleet_contract.fleet_keys import Keys
 from agentfleet_contract.runtime_config import RuntimeConfig
 from aiohttp import web
 
+from agentfleet_runtime.answering.policies import policy_for
 from agentfleet_runtime.core import metrics, tracing
 from agentfleet_runtime.core.config import prices_of
 from agentfleet_runtime.loop.agent import LoopSettings
@@ -43,7 +44,6 @@ from agentfleet_runtime.tools import ToolBox
 from agentfleet_runtime.tools.registry import (
     RetrieverFactory,
     build_tools,
-    loop_answer_settings,
 )
 from agentfleet_runtime.worker.drain import cancel_held, drain_held, stop_loops
 from agentfleet_runtime.worker.handle import TaskHandler
@@ -120,7 +120,7 @@ class Worker:
                 config.model.tool_calling,
                 config.session_history,
                 DecisionSettings.from_spec(config.decisions.wire()),
-                **loop_answer_settings(config),  # the Retrieval tool's answerPolicy (and config.answering)
+                answering=policy_for(config),  # the Retrieval tool's answerPolicy (in config.answering's variant)
                 tracer=self.tracer,
             ),
             prices=prices_of(config),

@@ -145,7 +145,7 @@ class MCPServer(Model):
 
 # The answer policy: which way a fleet answers from its documents, one named strategy each
 # (docs/answer-policy.md, with what each measured). The settings that tuned them exist for
-# experiments only and live in the runtime's configuration (runtime_config.AnswerSettings).
+# experiments only: named variants the runtime's policy classes validate (runtime_config.AnswerVariant).
 ANSWER_POLICIES = ("Loop", "OneShot", "Cascade")
 
 

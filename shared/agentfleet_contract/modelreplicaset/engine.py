@@ -120,7 +120,7 @@ class Engine(Model):
                 "spec.engine.tensorParallelSize x spec.engine.pipelineParallelSize must be at most "
                 f"{MAX_GPUS_PER_REPLICA} GPUs per replica: lower one of them"
             ),
-            check=lambda e: e.tensor_parallel_size * e.pipeline_parallel_size <= MAX_GPUS_PER_REPLICA,
+            check=lambda e: e.gpus_per_replica <= MAX_GPUS_PER_REPLICA,
         ),
         each_matches(
             "extra_args",
@@ -270,3 +270,9 @@ class Engine(Model):
             "and the root filesystem is read-only."
         ),
     )
+
+    @property
+    def gpus_per_replica(self) -> int:
+        """The GPUs one replica's engine is split over: tensor x pipeline parallel size (on a CPU device
+        the same shards run on cores; the status then says 0 GPUs). Every GPU count of a replica is this."""
+        return self.tensor_parallel_size * self.pipeline_parallel_size

@@ -86,20 +86,20 @@ def test_default_retriever_is_built_from_the_vectorindex_spec(redis_server, flee
 
 
 def test_search_first_and_the_answer_check_in_a_worker(milvus_uri, redis_server, fleet):
-    """The runtime's answering.searchFirst (the Loop policy's experiment setting) and
-    spec.decisions.answerCheck from the runtime config to
-    a worker's loop: step 0 searched the goal with no model call; an answer whose value no passage
-    holds is declined, one the passages support is given."""
-    from agentfleet_runtime.loop.answercheck import DECLINE
+    """The Cascade answer policy and spec.decisions.answerCheck from the runtime config to a worker:
+    step 0 searched the goal with no model call; an answer whose value no passage holds goes on to the
+    loop and is declined there, one the passages support ends the task."""
+    from agentfleet_runtime.answering.answercheck import DECLINE
 
     collection = "kb_sf_" + fleet
     make_collection(milvus_uri, collection)
-    tools = [{"name": "kb", "type": "Retrieval", "retrieval": {"topK": 2, "cacheTtlSeconds": 0}}]
-    decisions, answering = {"answerCheck": {"retries": 0}}, {"searchFirst": True}
+    retrieval = {"topK": 2, "cacheTtlSeconds": 0, "answerPolicy": "Cascade"}
+    tools = [{"name": "kb", "type": "Retrieval", "retrieval": retrieval}]
+    decisions = {"answerCheck": {"retries": 0}}
 
     async def body():
         retriever = Retriever(milvus_uri, collection, plinth.BagOfWords(DIM))
-        async with environment(redis_server.url, fleet, tools=tools, decisions=decisions, answering=answering) as env:
+        async with environment(redis_server.url, fleet, tools=tools, decisions=decisions) as env:
             async with running_worker(env.config, retriever_factory=lambda c, t: retriever):
                 # Answers from script rules: a directive would put the answer's value in the goal.
                 env.model.model.rules = [

@@ -3,7 +3,7 @@ from the spec, the learned load time, the workers' decision and its conditions, 
 boundaries and the bucket merge.
 
 Each test pins behaviour that a mutmut survivor showed no other autoscale test looked at
-(docs/results/2026-11-25-mutation-history.md, fourth round)."""
+(the dated log 2026-11-25-mutation-history in git history, fourth round)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ loading credit caps, the credit note, blind holds with a floor, the words of eve
 when goodput counts as pressure.
 
 Each test pins behaviour that a mutmut survivor showed no other autoscale test looked at
-(docs/results/2026-11-25-mutation-history.md, fourth round)."""
+(the dated log 2026-11-25-mutation-history in git history, fourth round)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The capacity model's admission words, edges and small terms, against hand-computed figures.
 
 Written for issue 21's mutation testing of agentfleet/capacity: each test pins a behaviour that a
-surviving mutant changed (see docs/results/2026-11-25-mutation-history.md, "Sixth round: capacity").
+surviving mutant changed (see the dated log 2026-11-25-mutation-history in git history, "Sixth round: capacity").
 """
 
 from __future__ import annotations

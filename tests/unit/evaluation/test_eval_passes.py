@@ -440,3 +440,18 @@ def test_the_baselines_alone_run_each_swept_k_and_pair_the_agent_with_none(
     # Without a runtime configuration there is nothing to run: a clear refusal.
     assert cli.main([str(tmp_path / "tasks.yaml"), "--part", "dev", "--baselines", "one-shot-rag"]) == 2
     assert "no target" in capsys.readouterr().err
+
+
+def test_a_fleets_pass_is_named_by_the_fleet_never_by_its_forwarded_url(monkeypatch):
+    """Issue 77: the fleet's pass was labelled http://127.0.0.1:PORT, the port of a port-forward, in its
+    tables, report.json and the PNG. It is the fleet (namespace/name with --fleet), or NAME=URL's name."""
+    monkeypatch.delenv("AGENTFLEET_API_URL", raising=False)
+
+    def names(*argv: str) -> list[str]:
+        args = cli.build_parser().parse_args(["tasks.yaml", *argv])
+        return [t.name for t in cli._targets(args, "tok")]
+
+    url = "http://127.0.0.1:43117"
+    assert names("--api", url, "--fleet", "support", "-n", "team-a") == ["team-a/support"]
+    assert names("--api", url, "--api", "http://127.0.0.1:43118") == ["fleet", "fleet-2"]
+    assert names("--api", f"canary={url}") == ["canary"]

@@ -1,7 +1,7 @@
 """Reading Nodes, Pods and the ModelReplicaSet spec into the planner's terms, field by field.
 
 Each test pins behaviour that a mutmut survivor showed no other placement test looked at
-(docs/results/2026-11-25-mutation-history.md, fourth round)."""
+(the dated log 2026-11-25-mutation-history in git history, fourth round)."""
 
 from __future__ import annotations
 

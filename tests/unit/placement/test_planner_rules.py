@@ -2,7 +2,7 @@
 signature, held GPUs, order among equal-sized groups, ties by name, and the reasons' exact words.
 
 Each test pins behaviour that a mutmut survivor showed no other placement test looked at
-(docs/results/2026-11-25-mutation-history.md, fourth round)."""
+(the dated log 2026-11-25-mutation-history in git history, fourth round)."""
 
 from __future__ import annotations
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from agentfleet_contract.agentfleet import AgentFleetSpec
 
-from agentfleet_runtime.core.types import ModelReply, Observation, Status, Usage
-from agentfleet_runtime.loop.agent import LoopSettings, search_first_call
-from agentfleet_runtime.loop.answercheck import (
+from agentfleet_runtime.answering.answercheck import (
     DECLINE,
     decline_unknown,
     mentioned,
@@ -18,7 +16,10 @@ from agentfleet_runtime.loop.answercheck import (
     unknown_names,
     unsupported,
 )
-from agentfleet_runtime.loop.decisions import AnswerCheckSettings, DecisionSettings, ToolRule
+from agentfleet_runtime.answering.policies import Cascade, OneShot
+from agentfleet_runtime.core.types import Observation, Status
+from agentfleet_runtime.loop.agent import LoopSettings, search_first_call
+from agentfleet_runtime.loop.decisions import AnswerCheckSettings, DecisionSettings
 from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SCHEMAS, SEARCH, ScriptedModel, run_task
 
 PASSAGE = (
@@ -131,38 +132,11 @@ def test_the_answer_check_is_read_from_the_fleet_spec():
 
 
 # -- search first ----------------------------------------------------------------------------------
-def test_search_first_puts_the_goals_passages_in_the_first_prompt():
-    settings = LoopSettings("s", decisions=FIRST_SEARCH, search_first="search")
-    model = ScriptedModel([ANSWER])
-    outcome, finished, tools, task_run = run_task(model, settings)
-    assert finished["reason"] == "final_answer" and len(model.requests) == 1
-    assert [c.arguments for c in tools.calls] == [{"query": "Which lock does VACUUM FULL take?"}]
-    first = model.requests[0]
-    assert first.messages[2] == {
-        "role": "assistant",
-        "content": '{"action":"search","arguments":{"query":"Which lock does VACUUM FULL take?"}}',
-    }
-    assert "ACCESS EXCLUSIVE lock (0)" in first.messages[3]["content"]
-    # The first-step policy is met by that search: the model may answer at once.
-    assert "answer" in str(first.response_format)
-    assert task_run.steps[0].usage == Usage()  # no model call was made for it
-
-
 def test_search_first_in_native_and_text_modes():
     call, content = search_first_call("kb", "  what   is\nX? ", json_mode=False, text_tools=False)
     assert (call.name, call.arguments, content) == ("kb", {"query": "what is X?"}, "")
     call, content = search_first_call("kb", "q" * 5000, json_mode=False, text_tools=True)
     assert call.id.startswith("text-") and content.startswith("<tool_call>") and len(call.arguments["query"]) == 2000
-    settings = LoopSettings(
-        "s",
-        tool_calling="native",
-        decisions=DecisionSettings(rules=(ToolRule("search", first_step=True),)),
-        search_first="search",
-    )
-    model = ScriptedModel([ModelReply(content="ACCESS EXCLUSIVE", usage=Usage(1, 1))])
-    outcome, finished, tools, _ = run_task(model, settings)
-    assert model.requests[0].messages[3]["role"] == "tool"
-    assert finished["answer"] == "ACCESS EXCLUSIVE\n\nSources: explicit-locking.html"  # cites what it read
 
 
 # -- the question's names (spec.tools[].retrieval.declineUnknownNames) -------------------------------
@@ -243,11 +217,12 @@ class Passages:
 
 
 def names_checked(on: bool = True) -> LoopSettings:
-    return LoopSettings(PG, decisions=FIRST_SEARCH, search_first="search", decline_unknown_names=on)
+    """Cascade declines unknown names; OneShot, which searches first too, does not."""
+    return LoopSettings(PG, decisions=FIRST_SEARCH, answering=Cascade("search") if on else OneShot("search"))
 
 
 GPU_GOAL = "What is the default of wal_compression_gpu_level?"
-WAL_ANSWER = '{"action": "answer", "answer": "3", "sources": ["runtime-config-wal.html"]}'
+WAL_ANSWER = "3 [source: runtime-config-wal.html]"  # the first answer: plain text, as one-shot RAG's
 
 
 def test_a_name_the_documents_never_mention_ends_in_a_decline_without_a_model_call():
@@ -274,9 +249,10 @@ def test_a_name_found_by_its_own_search_goes_on_to_the_model():
 
 def test_a_failed_search_shows_nothing_about_the_documents_and_the_model_answers():
     tools = Passages({"": ""}, ok=False)
-    model = ScriptedModel([WAL_ANSWER])
+    loop_answer = '{"action": "answer", "answer": "3", "sources": []}'
+    model = ScriptedModel([WAL_ANSWER, loop_answer])  # no passage holds the first answer's 3: the loop goes on
     outcome, finished, _, _ = run_task(model, names_checked(), goal=GPU_GOAL, tools=tools)
-    assert len(model.requests) == 1 and len(tools.calls) == 1
+    assert len(model.requests) == 2 and len(tools.calls) == 1  # no search for the names alone
 
 
 def test_without_the_setting_the_model_answers_the_unknown_name():

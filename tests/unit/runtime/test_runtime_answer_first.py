@@ -5,31 +5,23 @@ Model, store and tools are the fakes of test_runtime_decisions (the logic under 
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
-from agentfleet_contract.runtime_config import RuntimeConfig
 
-from agentfleet_runtime.core.types import ModelReply, Usage
-from agentfleet_runtime.loop.agent import LoopSettings
-from agentfleet_runtime.loop.answercheck import (
+from agentfleet_runtime.answering.answercheck import (
     ANSWER_FIRST,
     ANSWER_FIRST_UNANSWERED,
     DECLINE,
-    QUOTE_FIRST,
-    Quoted,
     answer_names,
     decline_other,
     other_subject,
-    quote_problem,
-    quote_source,
-    read_quoted,
     says_unanswered,
     supporting_sources,
 )
+from agentfleet_runtime.answering.policies import Cascade, Loop, OneShot
+from agentfleet_runtime.core.types import ModelReply, Usage
+from agentfleet_runtime.loop.agent import LoopSettings
 from agentfleet_runtime.loop.decisions import AnswerCheckSettings, DecisionSettings
-from agentfleet_runtime.tools.registry import build_tools
 from agentfleet_runtime.worker import oneshot
 from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SEARCH, ScriptedModel, Tools, run_task
 
@@ -40,8 +32,9 @@ DECLINED = "The passages do not say which lock it takes."
 
 
 def first(on: bool = True, **kw) -> LoopSettings:
+    """The Cascade policy (on), or the loop from the first call."""
     kw.setdefault("decisions", FIRST_SEARCH)
-    return LoopSettings("s", search_first="search", answer_first=on, **kw)
+    return LoopSettings("s", answering=Cascade("search") if on else Loop(), **kw)
 
 
 def actions(request) -> str:
@@ -54,11 +47,11 @@ def test_a_supported_first_answer_ends_the_task_in_one_call_without_tools():
     assert finished["reason"] == "final_answer" and finished["answer"] == FIRST_ANSWER
     assert len(model.requests) == 1 and len(tools.calls) == 1  # the searchFirst search only
     request = model.requests[0]
-    # One-shot RAG's request: the fleet's prompt, then the passages and the question, no tools, no protocol.
-    assert request.messages[0] == {"role": "system", "content": "s"} and len(request.messages) == 2
-    asked = request.messages[1]["content"]
-    assert asked.startswith(ANSWER_FIRST) and "ACCESS EXCLUSIVE lock (0)" in asked
-    assert asked.endswith("Question: Which lock does VACUUM FULL take?")
+    # One-shot RAG's request itself: the passages and the question, no tools, no protocol.
+    passages = [
+        {"source": "explicit-locking.html", "score": 0.9, "text": "VACUUM FULL takes an ACCESS EXCLUSIVE lock (0)"}
+    ]
+    assert request.messages == oneshot.messages("rag", "Which lock does VACUUM FULL take?", passages)
     assert request.tools == [] and request.response_format is None
     assert finished["final_step"].usage == Usage(100, 10, calls=1)  # the call's tokens are the task's
 
@@ -91,10 +84,11 @@ def test_a_first_answer_that_searches_anyway_goes_on_and_a_failed_call_too():
     assert finished["answer"].startswith("ACCESS EXCLUSIVE") and len(model.requests) == 2
 
 
-def test_without_the_setting_the_first_call_offers_tools():
-    model = ScriptedModel([ANSWER])
+def test_the_loop_policy_offers_tools_from_the_first_call():
+    model = ScriptedModel([SEARCH, ANSWER])
     outcome, finished, tools, _ = run_task(model, first(on=False))  # the loop's first call, a JSON decision
     assert ANSWER_FIRST not in str(model.requests[0].messages) and '"search"' in actions(model.requests[0])
+    assert len(model.requests) == 2 and len(tools.calls) == 1  # no search before the first call
 
 
 def test_native_tool_calls_get_no_tools_on_the_first_answer():
@@ -139,17 +133,6 @@ def test_answers_that_answer(text):
     assert not says_unanswered(text)
 
 
-# -- followUpTopK: the first search returns topK, the model's own searches fewer ----------------------
-def test_the_first_search_asks_for_top_k_when_follow_up_searches_return_fewer():
-    model = ScriptedModel([SEARCH, ANSWER])
-    settings = LoopSettings("s", decisions=FIRST_SEARCH, search_first="search", search_first_top_k=5)
-    outcome, finished, tools, _ = run_task(model, settings)
-    assert tools.calls[0].arguments == {"query": "Which lock does VACUUM FULL take?", "top_k": 5}
-    assert tools.calls[1].arguments == {"query": "VACUUM FULL lock"}  # the model's own: the tool's followUpTopK
-    outcome, finished, tools, _ = run_task(ScriptedModel([ANSWER]), first(on=False))
-    assert tools.calls[0].arguments == {"query": "Which lock does VACUUM FULL take?"}
-
-
 def test_an_uncited_first_answer_cites_the_passages_that_state_its_values():
     model = ScriptedModel(["VACUUM FULL takes an ACCESS EXCLUSIVE lock."])
     outcome, finished, _, _ = run_task(model, first())
@@ -169,79 +152,6 @@ def test_supporting_sources_are_the_passages_stating_the_values_else_the_closest
     assert supporting_sources("It is 300 seconds.", shown, question) == ["runtime-config-wal.html"]
     assert supporting_sources("It rewrites the whole table.", shown, "What does VACUUM FULL do?") == ["sql-vacuum.html"]
     assert supporting_sources("Nobody knows.", shown, question) == []
-
-
-def test_the_retrieval_tool_the_model_calls_returns_follow_up_top_k_passages():
-    def tool(retrieval: dict, answering: dict) -> Any:
-        tools = [{"name": "kb", "type": "Retrieval", "retrieval": retrieval}]
-        config = RuntimeConfig.model_validate({"tools": tools, "answering": answering})
-        store = SimpleNamespace(r=None, keys=None)
-        return build_tools(config, store, None, retriever_factory=lambda config, spec: None)[0]  # type: ignore[arg-type]
-
-    cascade = {"answerPolicy": "Cascade", "topK": 5}
-    assert tool(cascade, {"followUpTopK": 3}).top_k == 3
-    assert tool(cascade, {}).top_k == 5
-    assert tool({"topK": 5}, {"followUpTopK": 3}).top_k == 5  # Loop searches nothing first: no follow-up
-
-
-# -- answerFirstPrompt: how the answer-first call asks ----------------------------------------------
-def test_the_one_shot_form_sends_one_shot_rags_request_itself():
-    model = ScriptedModel([FIRST_ANSWER])
-    outcome, finished, _, _ = run_task(model, first(answer_first_prompt="OneShot"))
-    passages = [
-        {"source": "explicit-locking.html", "score": 0.9, "text": "VACUUM FULL takes an ACCESS EXCLUSIVE lock (0)"}
-    ]
-    assert model.requests[0].messages == oneshot.messages("rag", "Which lock does VACUUM FULL take?", passages)
-    assert finished["answer"] == FIRST_ANSWER
-
-
-QUOTED = 'Quote: "VACUUM FULL takes an ACCESS EXCLUSIVE lock" [source: explicit-locking.html]\nAnswer: ACCESS EXCLUSIVE'
-
-
-def test_a_quote_first_answer_ends_the_task_citing_the_quoted_passage():
-    model = ScriptedModel([QUOTED])
-    outcome, finished, _, _ = run_task(model, first(answer_first_prompt="Quote"))
-    assert model.requests[0].messages[0] == {"role": "system", "content": QUOTE_FIRST}
-    assert finished["answer"] == "ACCESS EXCLUSIVE\n\nSources: explicit-locking.html" and len(model.requests) == 1
-
-
-@pytest.mark.parametrize(
-    "reply",
-    [
-        'Quote: "VACUUM FULL takes a SHARE lock on the table"\nAnswer: SHARE',  # a quote no passage holds
-        'Quote: "VACUUM FULL takes an ACCESS EXCLUSIVE lock"\nAnswer: it takes the lock for 30 seconds',  # not quoted
-        "Quote: none\nAnswer: the documentation does not say.",
-    ],
-)
-def test_a_quote_first_answer_that_fails_its_quote_goes_on_with_tools(reply):
-    model = ScriptedModel([reply, SEARCH, ANSWER])
-    outcome, finished, tools, _ = run_task(model, first(answer_first_prompt="Quote"))
-    assert len(model.requests) == 3 and len(tools.calls) == 2 and finished["answer"].startswith("ACCESS EXCLUSIVE")
-
-
-def test_reading_a_quote_first_reply():
-    assert read_quoted(
-        "**Quote:** \u201cThe default is 5min.\u201d [source: a.html]\n**Answer:** 5min [source: a.html]"
-    ) == (Quoted("The default is 5min.", "5min"))
-    assert read_quoted("The default is 5min.") is None  # neither line: read as a plain answer
-    # The 1.5B's own forms: a bare [page] tag, the answer on the quote's line, a quote without an answer.
-    assert read_quoted('Quote: "The size is 8 kB" [page.html], Answer: 8 kB') == Quoted("The size is 8 kB", "8 kB")
-    two = 'Quote: "The default is 10." [a.html]\nAnswer: 10\nQuote: "wal_level defaults to replica." [b.html]'
-    assert read_quoted(two) == Quoted("The default is 10.", "10")
-    assert read_quoted('Quote: "It defaults to replica." [wal.html]') == Quoted(*["It defaults to replica."] * 2)
-    shown = [("a.html", "checkpoint_timeout (integer)\nThe default is five\n minutes (5min).")]
-    assert quote_source("the default is five minutes (5min)", shown) == "a.html"
-    assert quote_source("The default is five ... (5min)", shown) == "a.html"
-    # A sentence copied over a chunk's end: the page's passages are read as one text.
-    page = [DEADLOCK[1], ("other.html", "The default is 30 seconds (30s)."), DEADLOCK[0]]
-    copied = "deadlock_timeout (integer) This is the amount of time to wait on a lock. The default is one second (1s)"
-    assert quote_source(copied, page) == "runtime-config-locks.html"
-    assert quote_source("The default is ten minutes (10min).", shown) is None
-    assert quote_source("5min", shown) is None  # a value alone is no sentence
-    assert quote_problem(Quoted("The default is five minutes (5min).", "300 seconds"), shown) is None
-    # A value from the neighbouring passage, not the quoted sentence, fails: the quote is what was read.
-    shown.append(("b.html", "checkpoint_warning (integer)\nThe default is 30 seconds (30s)."))
-    assert quote_problem(Quoted("The default is five minutes (5min).", "30 seconds"), shown) is not None
 
 
 # -- declineOtherSubjects: a value of another thing -------------------------------------------------
@@ -290,21 +200,23 @@ def test_a_first_answer_with_another_things_value_is_declined():
     class Sqlite(Tools):
         async def run_step(self, task, n, calls, deadline):
             out = await super().run_step(task, n, calls, deadline)
-            return [
-                type(o)(o.call_id, o.name, True, "[1] (x.html, score 0.9)\nThe default timeout is 30 s") for o in out
-            ]
+            # The question's name is on a page (no unknown name), the value on another.
+            found = "[1] (x.html, score 0.9)\nThe default timeout is 30 s"
+            found += "\n\n[2] (sqlite3.html, score 0.8)\nsqlite3.connect()"
+            return [type(o)(o.call_id, o.name, True, found) for o in out]
 
-    settings = first(decline_other_subjects=True)
+    settings = first()
     outcome, finished, _, _ = run_task(model, settings, goal="What is the default timeout of sqlite3.connect()?",
                                        tools=Sqlite())  # fmt: skip
     assert finished["answer"] == decline_other(["sqlite3.connect()"]) and len(model.requests) == 1
     goal = "What is the default timeout of sqlite3.connect()?"
-    outcome, finished, _, _ = run_task(ScriptedModel(["The default is 30 [source: x.html]"]), first(), goal=goal,
+    one_shot = LoopSettings("s", decisions=FIRST_SEARCH, answering=OneShot("search"))
+    outcome, finished, _, _ = run_task(ScriptedModel(["The default is 30 [source: x.html]"]), one_shot, goal=goal,
                                        tools=Sqlite())  # fmt: skip
-    assert finished["answer"] == "The default is 30 [source: x.html]"  # off: the answer stands
+    assert finished["answer"] == "The default is 30 [source: x.html]"  # OneShot: the answer stands
 
 
-# -- checkAnswerNames: a name no passage mentions ---------------------------------------------------
+# -- the code names an answer states ---------------------------------------------------------------
 # Held-out py-none-yaml: the Python documents have no yaml module, and the 1.5B answered with a name.
 YAML_Q = "Which function of the standard library's yaml module parses a YAML file safely?"
 YAML_FIRST = "Use yaml.safe_load() to parse a YAML file safely. [source: json.html]"
@@ -318,7 +230,8 @@ NAMED = (
 class Named(Tools):
     async def run_step(self, task, n, calls, deadline):
         out = await super().run_step(task, n, calls, deadline)
-        return [type(o)(o.call_id, o.name, True, NAMED) for o in out]
+        # YAML is mentioned (the question names nothing unknown), yaml.safe_load() is not.
+        return [type(o)(o.call_id, o.name, True, NAMED + "\n\n[3] (netrc.html, score 0.7)\nNot YAML.") for o in out]
 
 
 def test_the_code_names_an_answer_states():
@@ -332,41 +245,15 @@ def test_the_code_names_an_answer_states():
     assert answer_names(body, "x?") == ["max_wal_size"]
 
 
-def test_a_first_answer_naming_what_no_passage_mentions_goes_on_to_the_loop():
-    model = ScriptedModel([YAML_FIRST, YAML_DECLINE])
-    outcome, finished, tools, _ = run_task(model, first(check_answer_names=True), goal=YAML_Q, tools=Named())
-    assert len(model.requests) == 2 and finished["answer"].startswith("The documentation does not say")  # the loop
-    assert "'yaml.safe_load()'" in model.requests[1].messages[-1]["content"]
-    # A name a passage holds ends the task as before; so does any answer with the setting off.
-    for answer, settings in (("Use json.loads(). [source: json.html]", first(check_answer_names=True)),
-                             (YAML_FIRST, first())):  # fmt: skip
-        model = ScriptedModel([answer])
-        outcome, finished, _, _ = run_task(model, settings, goal=YAML_Q, tools=Named())
-        assert finished["answer"] == answer and len(model.requests) == 1
-
-
-def test_a_quoted_first_answer_naming_what_no_passage_mentions_goes_on_to_the_loop():
-    reply = 'Quote: "json.loads(s) deserializes s to a Python object." [source: json.html]\nAnswer: yaml.safe_load()'
-    model = ScriptedModel([reply, YAML_DECLINE])
-    settings = first(check_answer_names=True, answer_first_prompt="Quote")
-    run_task(model, settings, goal=YAML_Q, tools=Named())
-    assert len(model.requests) == 2 and "'yaml.safe_load()'" in model.requests[1].messages[-1]["content"]
-
-
 def test_the_loops_answer_after_an_escalated_decline_is_held_to_the_names_too():
     """Held-out py-none-yaml: the first answer declined rightly, the cascade went on, and the loop
-    named yaml.safe_load(). With answerCheck (Decline) and checkAnswerNames that answer goes back
-    once, then is declined; with the value check alone it stands (a name is no value)."""
+    named yaml.safe_load(). With answerCheck (Decline) that answer goes back once, then the hold
+    declines it (test_runtime_cascade_hold)."""
     invented = '{"action": "answer", "answer": "Use `yaml.safe_load()`.", "sources": ["json.html"]}'
     check = DecisionSettings(mode="JSONSchema", rules=FIRST_SEARCH.rules, answer_check=AnswerCheckSettings(1, True))
-    both = first(decisions=check, check_answer_names=True)
+    both = first(decisions=check)
     model = ScriptedModel(["The passages do not say.", invented, invented])
     _, finished, _, _ = run_task(model, both, goal=YAML_Q, tools=Named())
     assert finished["answer"] == DECLINE and len(model.requests) == 3
     # Sent back once, naming it once (in backticks it is a quoted value and a name: one claim).
     assert model.requests[2].messages[-1]["content"].count("'yaml.safe_load()'") == 1
-    plain = invented.replace("`", "")  # not in backticks: no quoted value for the value check
-    model = ScriptedModel(["The passages do not say.", plain])
-    # Without the hold after a declined first answer (test_runtime_cascade_hold), which declines it.
-    _, finished, _, _ = run_task(model, first(decisions=check, hold_after_decline=False), goal=YAML_Q, tools=Named())
-    assert finished["answer"].startswith("Use yaml.safe_load()") and len(model.requests) == 2

@@ -6,7 +6,7 @@ signature line ends in the heading link's "¶")."""
 
 from __future__ import annotations
 
-from agentfleet_runtime.loop.answercheck import (
+from agentfleet_runtime.answering.answercheck import (
     in_owner_section,
     mentioned,
     other_subject,

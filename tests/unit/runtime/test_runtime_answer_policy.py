@@ -1,7 +1,8 @@
 """One answer policy (issue 60, item 1): spec.tools[].retrieval.answerPolicy (Loop, OneShot,
-Cascade) replaces seven Retrieval switches; the settings that exist for experiments are the
-runtime configuration's ``answering`` section (agentfleet eval --compare answering.<field>=...),
-not the CRD. Every example still applies: each agentfleet.io object of examples/ and e2e/eval/
+Cascade) replaces seven Retrieval switches; each is one class (issue 77), and an experiment names one
+of its class's variants in the runtime configuration's ``answering: {variant, params}`` (agentfleet
+eval --compare answering=...), which the operator never reads; not the CRD. Every example still
+applies: each agentfleet.io object of examples/ and e2e/eval/
 validates against the generated CRD's schema."""
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import jsonschema
 import pytest
 import yaml
 from agentfleet_contract.agentfleet import AgentFleetSpec
-from agentfleet_contract.runtime_config import POLICY_PLANS, AnswerPlan, AnswerSettings, RuntimeConfig, answer_plan
+from agentfleet_contract.runtime_config import RuntimeConfig
 
+from agentfleet_runtime.answering.policies import Cascade, Loop, OneShot, VariantError, policy_for
 from agentfleet_runtime.loop.agent import LoopSettings
-from agentfleet_runtime.tools.registry import loop_answer_settings
 from e2e.eval.corpus import CORPORA
 from tests.unit.runtime.test_runtime_decisions import FIRST_SEARCH, ScriptedModel, run_task
 
@@ -35,42 +36,32 @@ def config(policy: str | None = None, answering: dict | None = None) -> RuntimeC
     retrieval = {"answerPolicy": policy} if policy else {}
     tools = [{"name": "web", "type": "HTTP", "http": {"url": "http://x"}}, {"name": "kb", "type": "Retrieval",
              "retrieval": retrieval}]  # fmt: skip
-    return RuntimeConfig.model_validate({"tools": tools, "answering": answering or {}})
+    return RuntimeConfig.model_validate({"tools": tools, "answering": answering})
 
 
-def test_each_policy_sets_the_loops_switches():
-    loop = loop_answer_settings(config())
-    assert loop["search_first"] is None and not loop["answer_first"]
-    one_shot = loop_answer_settings(config("OneShot"))
-    assert one_shot["search_first"] == "kb" and one_shot["answer_first"] and not one_shot["escalate"]
-    cascade = loop_answer_settings(config("Cascade"))
-    assert cascade == {
-        "search_first": "kb",
-        "decline_unknown_names": True,
-        "answer_first": True,
-        "answer_first_prompt": "OneShot",
-        "escalate": True,
-        "reread": "",
-        "reread_order": "Ranked",
-        "verify_search": False,
-        "decline_other_subjects": True,
-        "check_answer_names": False,
-        "hold_after_decline": True,
-        "search_first_top_k": None,
-    }
-    assert set(cascade) <= set(LoopSettings.__dataclass_fields__)  # every one is a loop setting
+def test_each_policy_is_its_class_searching_with_its_tool():
+    assert policy_for(config()) == Loop() and policy_for(config()).tool is None
+    assert policy_for(config("OneShot")) == OneShot("kb")
+    assert policy_for(config("Cascade")) == Cascade("kb")
 
 
-def test_experiment_settings_are_the_runtimes_and_override_the_policy():
-    cascade = loop_answer_settings(config("Cascade", {"prompt": "Quote", "checkAnswerNames": True, "followUpTopK": 3}))
-    assert cascade["answer_first_prompt"] == "Quote" and cascade["check_answer_names"]
-    assert loop_answer_settings(config("Cascade", {"verifySearch": True}))["verify_search"]
-    assert loop_answer_settings(config("Cascade", {"rereadOrder": "Reversed"}))["reread_order"] == "Reversed"
-    assert cascade["search_first_top_k"] == 5  # the first search asks for topK, the tool's own return 3
-    assert loop_answer_settings(config(None, {"searchFirst": True}))["search_first"] == "kb"
-    assert answer_plan("Cascade", AnswerSettings(hold_after_decline=False)) == AnswerPlan(
-        **{**POLICY_PLANS["Cascade"].__dict__, "hold_after_decline": False}
-    )
+def test_an_experiment_names_a_variant_the_policy_class_validates():
+    assert policy_for(config("Cascade", {"variant": "reread"})) == Cascade("kb", reread=True)
+    with pytest.raises(
+        VariantError, match=r"answering.variant: Cascade has no variant 'verifySearch' \(its variants: reread\)"
+    ):
+        policy_for(config("Cascade", {"variant": "verifySearch"}))
+    with pytest.raises(VariantError, match="answering.variant: OneShot has no variant 'reread'"):
+        policy_for(config("OneShot", {"variant": "reread"}))
+    with pytest.raises(VariantError, match="answering.params"):
+        policy_for(config("Cascade", {"variant": "reread", "params": {"form": "Quote"}}))
+    # The contract carries the variant as it is: the operator never reads it.
+    assert RuntimeConfig.model_validate({"answering": {"variant": "anything", "params": {"k": 1}}}).answering
+
+
+def test_the_old_experiment_settings_are_refused_by_name():
+    with pytest.raises(ValueError, match="rereadOrder"):
+        config("Cascade", {"rereadOrder": "Reversed"})
 
 
 @pytest.mark.parametrize("switch", OLD_SWITCHES)
@@ -94,14 +85,11 @@ def test_one_shot_never_goes_on_to_the_loop():
     """OneShot is one-shot RAG in the fleet: the first answer is the answer, even one the check
     would send on (Cascade does)."""
     invented = "VACUUM FULL takes a lock for 30 seconds [source: explicit-locking.html]"
-    settings = LoopSettings("s", decisions=FIRST_SEARCH, **loop_answer_settings(config("OneShot")))
-    settings.search_first = "search"
     model = ScriptedModel([invented])
-    _, finished, _, _ = run_task(model, settings)
+    _, finished, _, _ = run_task(model, LoopSettings("s", decisions=FIRST_SEARCH, answering=OneShot("search")))
     assert finished["answer"] == invented and len(model.requests) == 1
-    settings.escalate = True
     model = ScriptedModel([invented, '{"action": "answer", "answer": "x", "sources": []}'])
-    run_task(model, settings)
+    run_task(model, LoopSettings("s", decisions=FIRST_SEARCH, answering=Cascade("search")))
     assert len(model.requests) == 2
 
 

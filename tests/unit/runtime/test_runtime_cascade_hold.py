@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 
+from agentfleet_runtime.answering.answercheck import CITATION_PROBLEM, DECLINE, citation_in_place, tidy_citations
+from agentfleet_runtime.answering.policies import Cascade
+from agentfleet_runtime.core.types import Observation
 from agentfleet_runtime.loop.agent import LoopSettings
-from agentfleet_runtime.loop.answercheck import CITATION_PROBLEM, DECLINE, citation_in_place, tidy_citations
+from agentfleet_runtime.loop.decisions import DecisionSettings
 from agentfleet_runtime.testing.scripted_model import ScriptedClient, ScriptedModel
-from tests.unit.runtime.test_runtime_decisions import FIRST_SEARCH, run_task
+from tests.unit.runtime.test_runtime_decisions import FIRST_SEARCH, Tools, run_task
 from tests.unit.runtime.test_runtime_decisions import ScriptedModel as ScriptedList
 
 GOAL = "What is the default port of PostgreSQL's built-in HTTP REST API server?"
@@ -25,35 +28,45 @@ def loop_answers(answer: str, first: str = FIRST_DECLINES) -> ScriptedClient:
     return ScriptedClient(ScriptedModel(rules=[{"match": "REST API", "turns": turns}]))
 
 
-def settings(**kw) -> LoopSettings:
-    return LoopSettings("s", search_first="search", answer_first=True, decisions=FIRST_SEARCH, **kw)
+def settings() -> LoopSettings:
+    return LoopSettings("s", answering=Cascade("search"), decisions=FIRST_SEARCH)
+
+
+class Rest(Tools):
+    """The search's passage names what the question does (no unknown name to decline), and no port."""
+
+    async def run_step(self, task, n, calls, deadline):
+        text = "[1] (explicit-locking.html, score 0.9)\nVACUUM FULL takes an ACCESS EXCLUSIVE lock (0). "
+        text += "PostgreSQL has no built-in HTTP REST API server."
+        return [Observation(c.id, c.name, True, text) for c in calls]
 
 
 def test_a_value_the_loop_invents_after_a_decline_becomes_the_decline():
     model = loop_answers("The REST API server listens on port 8080.")
-    _, finished, _, _ = run_task(model, settings(), goal=GOAL)
+    _, finished, _, _ = run_task(model, settings(), goal=GOAL, tools=Rest())
     assert finished["answer"] == DECLINE
     assert model.model.total_calls == 2  # the first answer, then the loop's one call
     # A code name no passage mentions is held as a value is (held-out py-none-yaml).
-    _, finished, _, _ = run_task(loop_answers("Use `pg_rest_listen()` on port 5432."), settings(), goal=GOAL)
+    _, finished, _, _ = run_task(
+        loop_answers("Use `pg_rest_listen()` on port 5432."), settings(), goal=GOAL, tools=Rest()
+    )
     assert finished["answer"] == DECLINE
 
 
 def test_what_the_passages_hold_and_a_decline_stand():
     for answer in ("VACUUM FULL takes an ACCESS EXCLUSIVE lock (0).", "The documentation does not say."):
-        _, finished, _, _ = run_task(loop_answers(answer), settings(), goal=GOAL)
+        _, finished, _, _ = run_task(loop_answers(answer), settings(), goal=GOAL, tools=Rest())
         assert finished["answer"].startswith(answer)
         # The escalated first answer rides on the loop's first step (the task API's firstAnswer).
         assert finished["final_step"].first_answer == FIRST_DECLINES
 
 
-def test_without_a_declined_first_answer_or_with_the_hold_off_the_answer_stands():
+def test_without_a_declined_first_answer_the_answer_stands():
     invented = "The REST API server listens on port 8080."
     # The first answer failed the value check (it did not decline): no hold.
-    _, finished, _, _ = run_task(loop_answers(invented, first="It listens on 9999."), settings(), goal=GOAL)
-    assert finished["answer"].startswith(invented)
-    # The runtime's experiment setting turns the hold off (agentfleet eval --compare).
-    _, finished, _, _ = run_task(loop_answers(invented), settings(hold_after_decline=False), goal=GOAL)
+    _, finished, _, _ = run_task(
+        loop_answers(invented, first="It listens on 9999."), settings(), goal=GOAL, tools=Rest()
+    )
     assert finished["answer"].startswith(invented)
 
 
@@ -81,7 +94,7 @@ def decision(answer: str) -> str:
 
 
 def test_the_loops_answer_that_gives_a_passage_goes_back_once_then_is_declined():
-    plain = LoopSettings("s", search_first="search", decisions=FIRST_SEARCH)
+    plain = LoopSettings("s", decisions=DecisionSettings(mode="JSONSchema"))  # the Loop policy
     right = "VACUUM FULL takes an ACCESS EXCLUSIVE lock."
     model = ScriptedList([decision(CITED), decision(right)])
     _, finished, _, _ = run_task(model, plain)

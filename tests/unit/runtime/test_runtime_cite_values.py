@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 
+from agentfleet_runtime.answering.answercheck import DECLINE
+from agentfleet_runtime.answering.citing import uncited_sources, without_unretrieved
+from agentfleet_runtime.answering.policies import OneShot
 from agentfleet_runtime.core.citations import parse_citations
 from agentfleet_runtime.core.types import Observation
 from agentfleet_runtime.loop.agent import LoopSettings
-from agentfleet_runtime.loop.answercheck import DECLINE
-from agentfleet_runtime.loop.citing import uncited_sources, without_unretrieved
 from agentfleet_runtime.tools.retrieval import format_passages
 from tests.unit.runtime.test_runtime_decisions import FIRST_SEARCH, ScriptedModel, Tools, run_task
 
@@ -129,7 +130,7 @@ def test_the_first_answer_cites_the_retrieved_page_in_place_of_the_one_it_guesse
         "lang_name: The name of the procedural language the code is written in. The default is plpgsql.",
     )
     model = ScriptedModel(["The code runs in plpgsql when LANGUAGE is omitted. [source: plpgsql-do.html]"])
-    settings = LoopSettings("s", decisions=FIRST_SEARCH, search_first="search", answer_first=True, escalate=False)
+    settings = LoopSettings("s", decisions=FIRST_SEARCH, answering=OneShot("search"))
     _, finished, _, _ = run_task(model, settings, goal="Which language runs a DO block by default?", tools=Search([do]))
     assert "plpgsql-do.html" not in finished["answer"] and finished["answer"].endswith("Sources: sql-do.html")
 

@@ -6,7 +6,7 @@ citation "[source: [1]]" read as a passage number in place of the answer."""
 
 from __future__ import annotations
 
-from agentfleet_runtime.loop.answercheck import citation_in_place, first_answer_problem
+from agentfleet_runtime.answering.answercheck import citation_in_place, first_answer_problem
 
 
 def test_a_code_name_in_backticks_is_resolved_as_documentation_writes_it():

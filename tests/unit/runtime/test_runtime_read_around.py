@@ -132,8 +132,8 @@ def test_the_tool_passes_read_around_only_when_set_and_keys_its_cache_by_it(arou
 
 
 def test_a_call_may_ask_for_more_neighbours_than_the_fleets_never_fewer_nor_past_the_cap() -> None:
-    """The verifying search asks for 1 (answerfirst.VERIFY_READ_AROUND); a model's arguments are
-    untrusted, so what any call asks is capped (READ_AROUND_ASKED_MAX)."""
+    """A call may ask for more neighbours than the fleet's; a model's arguments are untrusted, so what
+    any call asks is capped (READ_AROUND_ASKED_MAX)."""
     asked = [(1, 1), (2, 2), (50, READ_AROUND_ASKED_MAX), (0, 0), (-3, 0), (True, 0), ("9", 0), (None, 0)]
     for ask, joined in asked:
         searcher = Searcher()

@@ -1,24 +1,22 @@
-"""A second reading (answering.reread): a first answer that fails its check is read again once over
-the same passages, without tools, before any loop, as a fresh request in the form named (Fleet, Quote).
-Its answer ends the task when it passes the check; one that fails goes on to the loop (escalate) or ends
-held to the passages. Model, store and
-tools are the fakes of test_runtime_decisions (the logic under test is ours)."""
+"""Cascade's ``reread`` variant: a first answer that fails its check is read again once over the same
+passages, without tools, as a fresh request in the fleet's form. Its answer ends the task when it passes
+the check; one that fails ends held to the passages (no loop). Model, store and tools are the fakes of
+test_runtime_decisions (the logic under test is ours)."""
 
 from __future__ import annotations
 
 import pytest
 
-from agentfleet_runtime.core.citations import parse_citations
-from agentfleet_runtime.core.types import Observation, Usage
-from agentfleet_runtime.loop.agent import LoopSettings
-from agentfleet_runtime.loop.answercheck import (
+from agentfleet_runtime.answering.answercheck import (
     ANSWER_FIRST,
     DECLINE,
-    QUOTE_FIRST,
     passage_numbers,
     tidy_citations,
 )
-from agentfleet_runtime.loop.answerfirst import in_order
+from agentfleet_runtime.answering.policies import Cascade
+from agentfleet_runtime.core.citations import parse_citations
+from agentfleet_runtime.core.types import Observation, Usage
+from agentfleet_runtime.loop.agent import LoopSettings
 from tests.unit.runtime.test_runtime_decisions import ANSWER, FIRST_SEARCH, SEARCH, ScriptedModel, Tools, run_task
 
 RIGHT = "ACCESS EXCLUSIVE [source: explicit-locking.html]"
@@ -26,9 +24,8 @@ DECLINED = "The passages do not say which lock it takes."
 INVENTED = "VACUUM FULL takes a lock for 30 seconds [source: explicit-locking.html]"
 
 
-def settings(**kw) -> LoopSettings:
-    kw = {"search_first": "search", "answer_first": True, "answer_first_prompt": "OneShot", "reread": "Fleet", **kw}
-    return LoopSettings("s", decisions=FIRST_SEARCH, **kw)
+def settings(reread: bool = True) -> LoopSettings:
+    return LoopSettings("s", decisions=FIRST_SEARCH, answering=Cascade("search", reread=reread))
 
 
 def test_a_right_answer_on_the_second_reading_ends_the_task_without_the_loop():
@@ -53,31 +50,20 @@ def test_a_corrected_value_on_the_second_reading_stands():
     assert finished["answer"].startswith("ACCESS EXCLUSIVE") and finished["final_step"].first_answer == INVENTED
 
 
-def test_a_second_reading_that_fails_too_goes_on_to_the_loop_with_its_own_answer():
-    model = ScriptedModel([DECLINED, INVENTED, SEARCH, ANSWER])
-    _, finished, tools, task_run = run_task(model, settings())
-    assert finished["answer"].startswith("ACCESS EXCLUSIVE")
-    assert len(model.requests) == 4 and [c.name for c in tools.calls] == ["search", "search"]
-    # The loop's first call is shown the second reading's answer and why it failed.
-    loop_first = model.requests[2].messages
-    assert loop_first[-2]["content"] == INVENTED and "'30 seconds'" in loop_first[-1]["content"]
-    assert task_run.steps[1].first_answer == DECLINED  # the loop's first step carries the first answer
-
-
 def test_with_the_loop_off_a_failed_second_reading_ends_held_to_the_passages():
     # An invented value after a decline becomes the decline, never the answer.
     model = ScriptedModel([DECLINED, INVENTED])
-    _, finished, tools, _ = run_task(model, settings(escalate=False))
+    _, finished, tools, _ = run_task(model, settings())
     assert finished["answer"] == DECLINE and len(model.requests) == 2 and len(tools.calls) == 1
     assert finished["final_step"].first_answer == DECLINED
     # A second decline stands in its own words.
-    _, finished, _, _ = run_task(ScriptedModel([INVENTED, DECLINED]), settings(escalate=False))
+    _, finished, _, _ = run_task(ScriptedModel([INVENTED, DECLINED]), settings())
     assert finished["answer"] == DECLINED
 
 
 def test_a_right_first_answer_is_never_read_again():
     model = ScriptedModel([RIGHT])
-    _, finished, _, _ = run_task(model, settings(escalate=False))
+    _, finished, _, _ = run_task(model, settings())
     assert finished["answer"].startswith("ACCESS EXCLUSIVE") and len(model.requests) == 1
 
 
@@ -85,33 +71,27 @@ def test_after_a_decline_a_code_name_no_passage_mentions_is_held_on_the_second_r
     # The first answer's value check reads values; after a decline the hold reads code names as well.
     named = "Call pg_vacuum_lock() first [source: explicit-locking.html]"
     model = ScriptedModel([DECLINED, named])
-    _, finished, _, _ = run_task(model, settings(escalate=False))
+    _, finished, _, _ = run_task(model, settings())
     assert finished["answer"] == DECLINE
 
 
 def test_off_by_default_the_loop_follows_a_failed_first_answer_directly():
     model = ScriptedModel([DECLINED, SEARCH, ANSWER])
-    _, finished, _, _ = run_task(model, settings(reread=""))
+    _, finished, _, _ = run_task(model, settings(reread=False))
     assert len(model.requests) == 3 and "Decide one action" in str(model.requests[1].messages)  # the loop's call
     assert finished["answer"].startswith("ACCESS EXCLUSIVE")
 
 
-def test_a_fresh_reading_asks_anew_in_its_own_form_without_the_first_answer():
-    quoted = "Quote: VACUUM FULL takes an ACCESS EXCLUSIVE lock (0)\nAnswer: ACCESS EXCLUSIVE"
-    model = ScriptedModel([DECLINED, quoted])
-    _, finished, _, _ = run_task(model, settings(reread="Quote", escalate=False))
-    first, second = model.requests
-    assert finished["answer"].startswith("ACCESS EXCLUSIVE")
-    # Not the first request continued: the model is not shown the decline it would repeat.
-    assert DECLINED not in str(second.messages) and second.messages[0] == {"role": "system", "content": QUOTE_FIRST}
-    assert first.messages[0]["content"] != QUOTE_FIRST
-    assert finished["final_step"].first_answer == DECLINED
-    # The Fleet form: the fleet's system prompt, then the answer-first instruction.
+def test_a_fresh_reading_asks_anew_in_the_fleets_form_without_the_first_answer():
     model = ScriptedModel([DECLINED, RIGHT])
-    _, finished, _, _ = run_task(model, settings(reread="Fleet", escalate=False))
-    assert model.requests[1].messages[0] == {"role": "system", "content": "s"}
-    assert ANSWER_FIRST in model.requests[1].messages[1]["content"]
-    assert finished["answer"].startswith("ACCESS EXCLUSIVE")
+    _, finished, _, _ = run_task(model, settings())
+    first, second = model.requests
+    # Not the first request continued: the model is not shown the decline it would repeat. The Fleet
+    # form: the fleet's system prompt, then the answer-first instruction.
+    assert DECLINED not in str(second.messages) and first.messages[0] != second.messages[0]
+    assert second.messages[0] == {"role": "system", "content": "s"}
+    assert ANSWER_FIRST in second.messages[1]["content"]
+    assert finished["answer"].startswith("ACCESS EXCLUSIVE") and finished["final_step"].first_answer == DECLINED
 
 
 class ThreePassages(Tools):
@@ -127,13 +107,13 @@ class ThreePassages(Tools):
         return [Observation(c.id, c.name, True, out) for c in calls]
 
 
-@pytest.mark.parametrize("form", ["OneShot", "Fleet"])
-def test_a_passage_cited_by_its_number_alone_is_cited_as_its_document(form):
+@pytest.mark.parametrize("replies", [["{said}"], [DECLINED, "{said}"]], ids=["first reading", "second reading"])
+def test_a_passage_cited_by_its_number_alone_is_cited_as_its_document(replies):
     # A Python fresh set's right answer ended "The source of this information is [3]." and cited no
     # document: the number is the request's, and the request numbered the passages.
     said = "Its lock is exclusive. The source of this information is [2]."  # no value to cite it by
-    settings_ = settings(answer_first_prompt=form, reread="")
-    _, finished, _, _ = run_task(ScriptedModel([said]), settings_, tools=ThreePassages())
+    model = ScriptedModel([r.format(said=said) for r in replies])
+    _, finished, _, _ = run_task(model, settings(), tools=ThreePassages())
     assert finished["answer"].startswith("Its lock is exclusive")
     assert parse_citations(finished["answer"]) == ["explicit-locking.html"], finished["answer"]
 
@@ -159,48 +139,5 @@ def test_after_a_first_decline_a_second_decline_that_describes_first_ends_as_the
     # A PostgreSQL fresh-e answer about a setting no page names: the first reading declined, the
     # second described the setting, then declined; the task ended with the description.
     described = "Setting it to direct starts the handshake at once. The manual does not say."
-    _, finished, _, _ = run_task(ScriptedModel([DECLINED, described]), settings(escalate=False))
+    _, finished, _, _ = run_task(ScriptedModel([DECLINED, described]), settings())
     assert finished["answer"] == DECLINE and finished["final_step"].first_answer == DECLINED
-
-
-def test_reversed_shows_each_searchs_passages_first_ranked_last_numbered_again():
-    one = "[1] (a.html, score 0.900)\nA.\n\n[2] (b.html, score 0.800)\nB."
-    assert in_order([one], "Ranked") == [one]
-    assert in_order([one, "No passages found."], "Reversed") == [
-        "[1] (b.html, score 0.800)\nB.\n\n[2] (a.html, score 0.900)\nA.",
-        "No passages found.",
-    ]
-
-
-def test_a_reversed_second_reading_reads_the_first_ranked_beside_the_question_and_its_numbers_so():
-    # The first reading is one-shot RAG's request as searched; only the second shows them reversed.
-    said = "Its lock is exclusive. The source of this information is [3]."
-    model = ScriptedModel([DECLINED, said])
-    settings_ = settings(reread_order="Reversed", escalate=False)
-    _, finished, _, _ = run_task(model, settings_, tools=ThreePassages())
-    first, second = (r.messages[-1]["content"] for r in model.requests)
-    assert first.index("routine-vacuuming.html") < first.index("sql-vacuum.html")
-    assert second.index("sql-vacuum.html") < second.index("routine-vacuuming.html") < second.index("Question:")
-    assert "[3] (routine-vacuuming.html" in second
-    # The reply's [3] is the number the second request gave: the first ranked passage's document.
-    assert parse_citations(finished["answer"]) == ["routine-vacuuming.html"], finished["answer"]
-
-
-def test_ranked_then_reversed_reads_a_third_time_reversed_only_after_a_second_reading_that_fails():
-    model = ScriptedModel([DECLINED, DECLINED, RIGHT])
-    _, finished, tools, _ = run_task(model, settings(reread_order="RankedThenReversed", escalate=False),
-                                     tools=ThreePassages())  # fmt: skip
-    assert finished["answer"].startswith("ACCESS EXCLUSIVE") and len(model.requests) == 3 and len(tools.calls) == 1
-    second, third = (r.messages[-1]["content"] for r in model.requests[1:])
-    assert second.index("routine-vacuuming.html") < second.index("sql-vacuum.html")  # as searched
-    assert third.index("sql-vacuum.html") < third.index("routine-vacuuming.html")  # then reversed
-    step = finished["final_step"]
-    assert step.usage == Usage(300, 30, calls=3) and step.first_answer == DECLINED
-    # A second reading whose answer passes its check ends the task: no third.
-    model = ScriptedModel([DECLINED, RIGHT])
-    _, finished, _, _ = run_task(model, settings(reread_order="RankedThenReversed", escalate=False))
-    assert finished["answer"].startswith("ACCESS EXCLUSIVE") and len(model.requests) == 2
-    # All three fail: held, as after one reading again (after a first decline, the decline).
-    model = ScriptedModel([DECLINED, DECLINED, INVENTED])
-    _, finished, _, _ = run_task(model, settings(reread_order="RankedThenReversed", escalate=False))
-    assert finished["answer"] == DECLINE and len(model.requests) == 3

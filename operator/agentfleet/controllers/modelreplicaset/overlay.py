@@ -16,7 +16,7 @@ def pod_template_refusal(mrs: ModelReplicaSet) -> tuple[str, str] | None:
     variable, mount path, volume, port or label of its own); None when it merges."""
     if mrs.spec.pod_template is None:
         return None
-    gpus = mrs.spec.engine.tensor_parallel_size * mrs.spec.engine.pipeline_parallel_size
+    gpus = mrs.spec.engine.gpus_per_replica
     name = mrs.metadata.get("name", "probe")
     probe = Assignment(key=f"{name}/probe", owner=name, nodes=("probe",), gpus_per_node=gpus)
     try:

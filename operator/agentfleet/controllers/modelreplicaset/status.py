@@ -39,7 +39,7 @@ KIND = "ModelReplicaSet"
 def base(generation: int, name: str, spec: ModelReplicaSetSpec | None) -> dict[str, Any]:
     st: dict[str, Any] = {"observedGeneration": generation, "selector": selector_string(name)}
     if spec is not None:
-        gpus = spec.engine.tensor_parallel_size * spec.engine.pipeline_parallel_size
+        gpus = spec.engine.gpus_per_replica
         # A CPU replica holds no GPU: the GPUs/Replica column says 0, not the 1 of TP x PP.
         st["gpusPerReplica"] = 0 if spec.engine.device == "CPU" else gpus
         st["servedModelName"] = served_name(spec)

@@ -15,9 +15,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from agentfleet_runtime.core.citations import cited_document, parse_citations
-from agentfleet_runtime.loop.answercheck import (
+from agentfleet_runtime.answering.answercheck import (
     CITATION_RX,
     NUMBER_WORD_RX,
     NUMBER_WORDS,
@@ -32,7 +32,7 @@ from agentfleet_runtime.loop.answercheck import (
     says_unanswered,
     supporting_sources,
 )
-from agentfleet_runtime.loop.decisions import with_sources
+from agentfleet_runtime.core.citations import cited_document, parse_citations
 
 CLAIM_NEAR = 200  # characters either side of a value in a passage where the answer's words count
 _KEYWORD = re.compile(r"[a-z][a-z0-9]{3,}")  # "_" splits: autovacuum_max_workers has the words "autovacuum", "workers"
@@ -177,3 +177,17 @@ def without_unretrieved(answer: str, sources: Iterable[str]) -> str:
     body = TAG_RX.sub(lambda m: "" if gone & set(parse_citations(m.group(0))) else m.group(0), answer)
     body = re.sub(r"[ \t]+([.,;])", r"\1", SOURCES_RX.sub("", body)).strip()
     return with_sources(body, kept)
+
+
+_SOURCES_LINE = re.compile(r"\n\s*Sources?:[^\n]*\s*$", re.I)
+
+
+def with_sources(answer: str, sources: Any) -> str:
+    """The final answer text: the answer, then the sources it cites (one line, the eval harness
+    and the demo report read it)."""
+    cited = [s.strip() for s in sources if isinstance(s, str) and s.strip()] if isinstance(sources, list) else []
+    cited = list(dict.fromkeys(cited))
+    if not cited or all(s in answer for s in cited):
+        return answer
+    # One sources line: one the answer already ends with is replaced by the longer list.
+    return f"{_SOURCES_LINE.sub('', answer).rstrip()}\n\nSources: {', '.join(cited)}"

@@ -191,7 +191,7 @@ def tidy_citations(answer: str, numbered: Mapping[int, str] | None = None) -> st
 
 def passage_numbers(seen: Sequence[str], form: str) -> dict[int, str]:
     """A passage's number -> its source, as an opening request of ``form`` numbered the passages of
-    ``seen`` (search outputs): one-shot RAG's request (OneShot, Quote) numbers them all from 1 in
+    ``seen`` (search outputs): one-shot RAG's request (OneShot) numbers them all from 1 in
     order; the Fleet form shows each output as the search wrote it, numbered from 1, so a number
     two outputs give to different documents names neither. Pure."""
     if form != "Fleet":
@@ -203,7 +203,7 @@ def passage_numbers(seen: Sequence[str], form: str) -> dict[int, str]:
     return {r: next(iter(sources)) for r, sources in ranks.items() if len(sources) == 1}
 
 
-# -- names the question uses (answerPolicy Cascade: answering.declineUnknownNames) ---------------------------
+# -- names the question uses (answerPolicy Cascade: stages.DeclineUnknownNames) -----------------------------
 # A question on a false premise names what the documents never mention ("autovacuum_gpu_workers",
 # "MongoDB", "REST"), and a small model answers it anyway with a value from a nearby passage. What
 # names a thing rather than asking about it: identifiers (an underscore, a dot, a call's "()", letters
@@ -344,7 +344,7 @@ def decline_unknown(names: list[str]) -> str:
     return f"The documents I searched do not mention {shown}, so they do not answer this question."
 
 
-# -- answer first (answerPolicy OneShot, Cascade: answering.answerFirst) ----------------------------------------------
+# -- answer first (answerPolicy OneShot, Cascade: stages.AnswerFirst) -------------------------------------
 # The one-shot turn after searchFirst: the words of one-shot RAG's prompt (tools.retrieval.RAG_PROMPT), which
 # the 1.5B answered better from than from a loop that went on searching and lost the first passages.
 ANSWER_FIRST = (
@@ -413,92 +413,7 @@ def supporting_sources(answer: str, passages: Iterable[tuple[str, str]], questio
     return list(dict.fromkeys(out))[:3]
 
 
-# -- quote, then answer (answering.prompt: Quote) ---------------------------
-# A small model reads better when made to copy the sentence that states the answer before answering:
-# the copy can be checked mechanically (it is in a passage or it is not), and the answer's values must
-# then be in that sentence, not anywhere in the five passages, so a value read from the neighbouring
-# sentence or another passage fails.
-QUOTE_FIRST = (
-    "Answer the question from the numbered passages below. First copy, word for word, the one sentence of a "
-    'passage that states the answer, on its own line as: Quote: "SENTENCE" [source: NAME], with NAME as the '
-    "passage's head line shows it. Then give the answer on the next line as: Answer: ANSWER. If no passage states "
-    "the answer, write only: Answer: the documentation does not say."
-)
-_QUOTE_HEAD = re.compile(r"^[\s*_#>-]*quote[*_]*\s*:[*_]*", re.I | re.M)
-_ANSWER_HEAD = re.compile(r"(?:^|(?<=[\s,;.\"'\]*_]))answer[*_]*\s*:[*_]*", re.I | re.M)
-_ELLIPSIS = re.compile(r"\s*(?:\.\.\.|\u2026)\s*")
-_TOKEN = re.compile(r"[\w%]+(?:[.,][\w%]+)*")
-QUOTE_OVERLAP = 0.75  # the share of the quote's word triples a passage must hold: a copy, give or take a word
-
-
-@dataclass(frozen=True, slots=True)
-class Quoted:
-    """A quote-first reply: the sentence the model copied ("" when it gave none) and its answer."""
-
-    quote: str
-    answer: str
-
-
-def _clean(text: str) -> str:
-    return TAG_RX.sub("", text).strip(" \t\n*_,;\"'`\u201c\u201d")
-
-
-def read_quoted(reply: str) -> Quoted | None:
-    """The quote and the answer of a quote-first reply, their [source] tags left out (the citation is
-    the quote's passage). A reply with a quote and no "Answer:" answers with its quote; None when it
-    has neither (it is then read as a plain answer)."""
-    q = _QUOTE_HEAD.search(reply)
-    a = _ANSWER_HEAD.search(reply, q.end() if q else 0)
-    if a is None:
-        return Quoted(_clean(reply[q.end() :]), _clean(reply[q.end() :])) if q else None
-    quote = _clean(reply[q.end() : a.start()]) if q else ""
-    later = _QUOTE_HEAD.search(reply, a.end())  # a second quote after the answer is not part of it
-    return Quoted(quote, TAG_RX.sub("", reply[a.end() : later.start() if later else len(reply)]).strip())
-
-
-def _triples(text: str) -> set[tuple[str, ...]]:
-    words = _TOKEN.findall(text.casefold())
-    return {tuple(words[i : i + 3]) for i in range(max(1, len(words) - 2))}
-
-
-def quote_source(quote: str, passages: Iterable[tuple[str, str]]) -> str | None:
-    """The source of the passage that holds the quote: word for word give or take a word (at least
-    QUOTE_OVERLAP of its word triples, a page's passages read as one text; of an elided quote,
-    "A ... B", those of its parts), the
-    passage holding the most when several do; else None. A phrase under 4 words is no sentence."""
-    if len(_TOKEN.findall(quote)) < 4:
-        return None
-    parts = [p for p in _ELLIPSIS.split(quote) if len(_TOKEN.findall(p)) >= 3] or [quote]
-    mine = set().union(*(_triples(p) for p in parts))
-    pages: dict[str, str] = {}
-    for source, text in passages:  # a page's passages together: a sentence may run over a chunk's end
-        pages[source] = f"{pages[source]}\n{text}" if source in pages else text
-    best, share = None, QUOTE_OVERLAP
-    for source, text in pages.items():
-        held = len(mine & _triples(text)) / len(mine)
-        if held >= share and (best is None or held > share):
-            best, share = source, held
-    return best
-
-
-def quote_problem(quoted: Quoted, passages: list[tuple[str, str]], question: str = "") -> str | None:
-    """Why a quote-first reply does not end the task, else None: its answer says the passages lack
-    the answer, its quote is in no passage, or its answer states a value the quote (and the quoted
-    passage) does not hold."""
-    if says_unanswered(quoted.answer):
-        return ANSWER_FIRST_UNANSWERED
-    source = quote_source(quoted.quote, passages)
-    if source is None:
-        return (
-            f"the sentence you quoted, {quoted.quote[:200]!r}, is in no passage above. Search for the passage that "
-            "states the answer, or answer that the documents do not say."
-        )
-    held = [text for s, text in passages if s == source]
-    values = unsupported(quoted.answer, [quoted.quote], question) or unsupported(quoted.answer, held, question)
-    return check_problem(values) if values else None
-
-
-# -- a value of another thing (answerPolicy Cascade: answering.declineOtherSubjects) -------------------------
+# -- a value of another thing (answerPolicy Cascade) -------------------------
 # A question on a false premise about a real name ("the default key of deque.sort()": deque has no
 # sort) gets a value from the passage about a neighbour (list.sort()'s key=None). The value is in a
 # passage, so the check against invention passes it; what gives it away is that no passage holding
@@ -549,7 +464,7 @@ def decline_other(names: list[str]) -> str:
     return f"The documents I searched do not state this for {shown}, so they do not answer this question."
 
 
-# -- names the answer states (answering.checkAnswerNames) ------------------------------
+# -- names the answer states (the hold after a declined first answer, citing) ----------
 # Asked "which function of the yaml module parses YAML safely?" over documents with no yaml module,
 # the 1.5B answered "yaml.safe_load()": a name, not a quantity or a quoted value, so the value check
 # passed it. In API documentation a name is the value: a dotted name, a call or a name with "_" the
