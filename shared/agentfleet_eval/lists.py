@@ -2,15 +2,18 @@
 ("It is one of: a, b, c, d, e"), read with claims.py's Reading. Pure: no I/O, no model.
 
 scoring.py fails an answer that states a fact only as an item of an enumeration of LIST_ITEMS or more
-short items: a list of guesses leaves the choice to the user.
+candidates: a list of guesses leaves the choice to the user, whatever the kinds of the other guesses.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from agentfleet_eval.claims import Claim, Reading, sentence_at
+
+# scoring.py's threshold: an enumeration this long is a list of candidates.
+LIST_ITEMS = 5
 
 # An enumeration's items: split at commas, semicolons, colons, "or", "and" and slashes.
 _ITEM = re.compile(r"(?:(?!,|;|:\s|\sor\s|\sand\s|/).)+")
@@ -29,6 +32,11 @@ _RELATIVE = re.compile(r"\s*(?:which|that|who|whose|where)\b")
 _LEAD_IN = re.compile(
     r".*\b(?:is|are|was|were|be|equals?|includes?|including|either|(?:one|any|each|some) of|such as)\s+"
 )
+# A clause's words: a value after one of them in its own item is asserted by that clause.
+_CLAUSE = re.compile(
+    r"\b(?:is|are|was|were|be|been|being|has|have|had|does|do|did|can|could|will|would|shall|should|may|might"
+    r"|must|that|which|who|whose|where|when|it|they|this|these|you|we)\b"
+)
 # A word as prose writes it ("tables", "Materialized", "don't"); any other token is a name or code.
 _WORD = re.compile(r"[\w.%-]+")
 _PLAIN = re.compile(r"[A-Za-z][a-z]*(?:['-][a-z]+)*")
@@ -40,9 +48,14 @@ def _coded(raw: str) -> bool:
     return any(t and not _PLAIN.fullmatch(t) and re.search(r"[A-Za-z]", t) for t in tokens)
 
 
-def listed(r: Reading, claim: Claim) -> int:
-    """How many short items (a few words each) the enumeration holding the claim has, when the
-    claim is one of them; 0 when it stands in a sentence of its own."""
+def listed(r: Reading, claim: Claim, answers: Sequence[tuple[int, int]] = ()) -> int:
+    """How many candidates the enumeration holding the claim has, the claim's own item included,
+    when the claim is one of them; 0 when it stands in a sentence or a clause of its own.
+
+    A candidate is any other item of the enumeration, short or long, of whatever kind: a number, a
+    name, a tuple, a symbol, a phrase. The items of one of the task's other answers (``answers``: spans of its other
+    facts' claims) are one item: "wal_level must be logical, and it publishes insert, update,
+    delete, truncate" lists one fact beside another, not five candidates."""
     start, end = sentence_at(r.low, claim.start)
     text = r.low[start:end]
     a, b = claim.start - start + 1, claim.end - start - 1  # inside it: "/tmp" still starts no item
@@ -59,10 +72,36 @@ def listed(r: Reading, claim: Claim) -> int:
         _after_lead_in(text, s - start, e - start) if i == 0 else (s - start, e - start)
         for i, (s, e) in enumerate(items)
     ]
-    short = [(start + s, start + e) for s, e in spans if len(_WORD.findall(text[s:e])) <= SHORT_ITEM_WORDS]
-    if not any(s <= claim.start < e for s, e in short):
+    a, b = claim.start - start, claim.end - start
+    inside = a + 1 if b - a > 1 else a  # "/usr/local/pgsql": its first slash starts no item
+    own = next(((s, e) for s, e in spans if s <= inside < e), None)
+    if own is None:
         return 0
-    return len(short)
+    held = [(s0 - start, e0 - start) for s0, e0 in answers]
+    # Every other item is a candidate, short or long and of whatever kind: a phrase ("same name as
+    # the current system user"), a symbol ("<@>", "''"), a tuple as much as a number or a name.
+    # Another fact's answer is one item, however many its own separators make ("insert, update,
+    # delete, truncate"): the items it overlaps count once, as the first of them.
+    others, answered = [], set()
+    for s, e in spans:
+        if (s, e) == own or not text[s:e].strip(" \t.!?"):
+            continue
+        hit = next((i for i, (s0, e0) in enumerate(held) if s < e0 and s0 < e), None)
+        if hit is None or hit not in answered:
+            others.append((s, e))
+        if hit is not None:
+            answered.add(hit)
+    short = sum(1 for s, e in others if len(_WORD.findall(text[s:e])) <= SHORT_ITEM_WORDS)
+    # The claim's own item is no candidate but a statement when the words around the value are
+    # many (its own words do not count: "number of unreachable objects found" is one value) or
+    # when its own clause asserts it ("..., before it is specialized for plperl or plperlu is
+    # plperl.on_init"), unless the other items are short candidates enough to be a list by
+    # themselves ("2, None, 'tab', a 2-tuple of empty strings").
+    around = len(_WORD.findall(text[own[0] : a] + " " + text[b : own[1]]))
+    asserted = own[0] < a and _CLAUSE.search(text[own[0] : a]) is not None
+    if (around > SHORT_ITEM_WORDS or asserted) and short < LIST_ITEMS - 1:
+        return 0
+    return 1 + len(others)
 
 
 def _after_lead_in(text: str, s: int, e: int) -> tuple[int, int]:
