@@ -425,7 +425,9 @@ FAILURE_CAUSES = (
     "misread",  # a passage seen states every fact, and the answer states another value
     "invented",  # the documents do not answer, and the answer asserts a value
 )
-_BUDGET_ENDS = frozenset({"max_steps", "max_tokens", "timeout", "max_cost", "max_context", "harness_timeout"})
+_BUDGET_ENDS = frozenset(
+    {"max_steps", "max_tokens", "timeout", "max_cost", "max_spend", "max_context", "harness_timeout"}
+)
 
 
 def _failed_facts(task: EvalTask, answer: str) -> list[int]:
