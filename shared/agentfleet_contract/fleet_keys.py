@@ -128,7 +128,7 @@ class Keys:
 
     def tenant_calls(self, tenant: str) -> str:
         """Sorted set of a tenant's model calls in flight, each ``call|nanos`` (its worst case) scored
-        by when the hold lapses: a call's hold against maxSpendPerDay (runtime store/spend.py)."""
+        by when the hold lapses: a call's hold against maxSpendPerDay (runtime model/spend.py)."""
         return f"{self.prefix}tenant:{_scoped_digest(tenant, '')}:calls"
 
     def tenant_spend(self, tenant: str, day: int) -> str:

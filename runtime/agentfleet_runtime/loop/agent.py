@@ -525,7 +525,7 @@ class TaskRun:
 
     async def end_at_budget(self, reason: str) -> tuple[Status, str]:
         """End as a budget ends a task, with its best answer so far: the worker's answer to a call
-        the spend guard refused (store/spend.py)."""
+        the spend guard refused (model/spend.py)."""
         return await self._finish(Status.DONE, reason, self._best_answer())
 
     async def finish_cancelled(self) -> tuple[Status, str]:

@@ -50,7 +50,7 @@ class ModelRequest:
     response_format: dict[str, Any] | None = (
         None  # a JSON-schema decision (decisions.py), for engines with grammar decoding
     )
-    # At most this many output tokens (the spend guard's cap, store/spend.py); None: the client's own.
+    # At most this many output tokens (the spend guard's cap, model/spend.py); None: the client's own.
     max_tokens: int | None = None
 
 

@@ -17,12 +17,12 @@ it is made.
 Spend at admission. ``maxSpendPerDay`` is a bound, not a trailing count: each admitted task
 reserves what it may spend (its ``budgets.maxCost``, else its token budget priced at the dearer of
 the two prices), and never less than its first call at its worst (the system prompt and the goal
-at their token bound plus maxOutputTokens, at the dearer price: store/spend.py), whatever budgets
+at their token bound plus maxOutputTokens, at the dearer price: model/spend.py), whatever budgets
 the tenant chose; SUBMIT admits it only while the day's spend, the reservations of the tenant's
 live tasks and this one fit under the limit. The reservation is released when the task ends, when
 its real cost is in the day's spend. What makes the limit a bound while tasks run is the worker's
 spend guard: every call holds its worst case against the task tree's maxCost and the tenant's
-limit first, and is shortened or refused when it would pass either (store/spend.py).
+limit first, and is shortened or refused when it would pass either (model/spend.py).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from agentfleet_contract.runtime_config import ModelRoutingConfig, RuntimeConfig
 from agentfleet_runtime.core.budget import NANOS
 from agentfleet_runtime.core.config import prices_of
 from agentfleet_runtime.core.types import Limits, Usage
+from agentfleet_runtime.model.spend import worst_first_call
 from agentfleet_runtime.routing.ratelimit import bucket_key, estimate_tokens, fleet_prefix, rate_args
-from agentfleet_runtime.store.spend import worst_first_call
 from agentfleet_runtime.store.tasks import Admission
 
 

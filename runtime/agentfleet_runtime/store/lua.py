@@ -222,7 +222,7 @@ return {'ok', redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -
 """
 )
 
-# KEYS: hash steps events root (the tenant's day was charged at the call: store/spend.py)
+# KEYS: hash steps events root (the tenant's day was charged at the call: model/spend.py)
 # ARGV: lease n step_json prompt_tokens completion_tokens cost_nanos event [observations_event]
 # With the optional last event, step_json already holds the step's observations (its tools
 # answered before the reply left: TaskStore.fold_observations): reply and completion in one call.

@@ -210,7 +210,7 @@ class TaskHandler:
 
     async def _spend_refused(self, run: TaskRun | None, refused: SpendRefused) -> None:
         """A call that no limit had room for ends the task as a budget does, with its best answer:
-        no attempt of it could fit either (store/spend.py)."""
+        no attempt of it could fit either (model/spend.py)."""
         if run is None:
             return
         log.info("budget reached", extra={"reason": refused.reason, "detail": str(refused)})

@@ -39,10 +39,10 @@ from agentfleet_runtime.core.tenants import TokenFile
 from agentfleet_runtime.loop.agent import LoopSettings
 from agentfleet_runtime.loop.decisions import DecisionSettings
 from agentfleet_runtime.model.client import ModelClient, OpenAIChatClient
+from agentfleet_runtime.model.spend import SpendGuard
 from agentfleet_runtime.store.approvals import Approvals, Gate, sweep_loop
 from agentfleet_runtime.store.connection import connect
 from agentfleet_runtime.store.migrate import migrate_legacy_keys
-from agentfleet_runtime.store.spend import SpendGuard
 from agentfleet_runtime.store.tasks import TaskStore
 from agentfleet_runtime.tools import ToolBox
 from agentfleet_runtime.tools.registry import (
@@ -92,7 +92,7 @@ class Worker:
         self.tracer = tracing.configure(config.tracing, config.fleet)  # None: off, and nothing below is wrapped
         self.model = tracing.traced_model(self.model, self.tracer, served_model(config))
         # Outermost: each call's worst case is held against maxCost and maxSpendPerDay before any
-        # wrapper or client sends it, and its max_tokens lowered to fit (store/spend.py).
+        # wrapper or client sends it, and its max_tokens lowered to fit (model/spend.py).
         self.model = spend_guard(config, self.model, self.r, self.keys)
         self.held: HeldTasks = {}
         self.slots = Slots(config.worker.concurrency)
@@ -246,7 +246,7 @@ class Worker:
 
 
 def spend_guard(config: RuntimeConfig, model: ModelClient, redis: Any, keys: Keys) -> ModelClient:
-    """The fleet's model client behind its spend bound (store/spend.py)."""
+    """The fleet's model client behind its spend bound (model/spend.py)."""
     per_day = config.api.tenant_limits.max_spend_per_day
     return SpendGuard(
         model,

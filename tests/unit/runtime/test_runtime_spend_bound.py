@@ -1,6 +1,6 @@
 """Spend is a bound (issue 76, finding 1): what one call may cost at its worst, and what admission
 reserves for a task whatever budgets its tenant chose. The per-call hold itself runs in Redis
-(store/spend.py) and is tested on a real Redis and real workers
+(model/spend.py) and is tested on a real Redis and real workers
 (tests/integration/runtime/test_runtime_spend_bound_it.py)."""
 
 from __future__ import annotations
