@@ -18,7 +18,6 @@ from runtime_helpers import arun, environment, free_port, running_worker
 from test_runtime_api_tenants import TOKENS, tenant_api
 from test_runtime_approvals import view
 
-from agentfleet_runtime.core.metrics_access import label_key_name
 from agentfleet_runtime.tools.http import denied_networks
 
 pytestmark = pytest.mark.integration
@@ -63,7 +62,9 @@ def test_worker_metrics_follow_the_apis_rule_and_label_tenants_with_the_fleets_k
                 bearer = {"Authorization": f"Bearer {TOKENS['acme']}"}
                 mine = await anonymous.get(worker, headers=bearer)
                 api_text = await (await anonymous.get(base + "/metrics", headers=bearer)).text()
-                key = await env.store.r.get(label_key_name(env.store.keys))
+                key = await env.store.r.get(
+                    f"{env.store.keys.prefix}metrics-label-key"
+                )  # metrics_access.label_key_name
                 return {
                     "status": r.status,
                     "text": await r.text(),
@@ -105,7 +106,7 @@ def test_the_mcp_client_connects_to_the_address_it_checked(monkeypatch):
     answers = {"n": 0}
 
     def resolver(host, port, *args, **kw):
-        if host == "rebind.test":
+        if host in ("rebind.test", b"rebind.test"):  # anyio asks with the IDNA-encoded bytes
             answers["n"] += 1
             ip = "127.0.0.1" if answers["n"] == 1 else "127.0.0.2"
             return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, int(port or 80)))]
@@ -209,7 +210,11 @@ def test_a_stdio_mcp_server_cannot_read_the_workers_tool_header_secrets(redis_se
     doc = make_config(redis_server.url, fleet).model_dump(by_alias=True, mode="json")
     doc["toolHeadersDir"] = str(headers)
     doc["tools"] = [
-        {"name": "api", "type": "HTTP", "http": {"url": "http://127.0.0.1:9/x", "headersSecretRef": {"name": "h"}}},
+        {
+            "name": "api",
+            "type": "HTTP",
+            "http": {"url": "http://127.0.0.1:9/x", "headersSecretRef": {"name": "h", "key": "api"}},
+        },
         {"name": "leak", "type": "MCP", "mcp": {"command": ["/usr/bin/python3", "-c", PROBE_FILES, str(headers)]}},
     ]
     path = tmp_path / "runtime.yaml"

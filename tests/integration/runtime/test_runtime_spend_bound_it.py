@@ -44,8 +44,8 @@ def settings() -> dict:
 
 @pytest.mark.parametrize(
     "budgets, n",
-    [({"maxCost": "0.000000001"}, 40), ({"maxTokens": 1}, 40), ({}, 100)],
-    ids=["tiny-maxCost", "maxTokens-1", "fleet-budgets"],
+    [({"maxCost": "0.000000001"}, 40), ({"maxTokens": 1}, 40), ({"maxCost": "0.004"}, 100)],
+    ids=["tiny-maxCost", "maxTokens-1", "maxCost-0.004"],
 )
 def test_concurrent_submissions_at_any_budget_spend_at_most_max_spend_per_day(
     redis_server, fleet, tmp_path, budgets, n
