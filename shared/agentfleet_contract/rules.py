@@ -70,13 +70,13 @@ def matches(attr: str, pattern: str, message: str, *, alias: str | None = None) 
 # runtime ConfigMap, which anyone who may read the object can read; a Secret is read only with
 # consent. One pattern, RE2 and Python alike, used by the CEL rule and the pydantic check.
 # A parameter name is read after percent-decoding (redis-py logs in with ?pass%77ord=), and CEL has
-# no decoder: so a percent-encoded parameter name is refused whatever it decodes to (no client
+# no decoder: so a parameter name holding a % is refused whatever it decodes to (no client
 # needs one), which both checks can say with the one pattern.
 CREDENTIALS_IN_URL = (
     r"(?i)^[a-z][a-z0-9+.-]*://[^/?#]*@"
     r"|[?#&;]([^=&#]*(passw|pwd|secret|token|apikey|api[-_]key|accesskey|access[-_]key|credential|signature)"
     r"[^=&#]*|auth|key|sig|pass)="
-    r"|[?#&;][^=&#]*%[0-9a-f]{2}[^=&#]*="
+    r"|[?#&;][^=&#]*%[^=&#]*="
 )
 _CREDENTIALS_RX = re.compile(CREDENTIALS_IN_URL)
 CREDENTIALS_WHAT = (
