@@ -8,8 +8,9 @@ was charged (every call's real usage, priced) must stay at or under the limit.
 
 Sizes: the goal carries ~2,000 characters so that one call costs ~0.0007 EUR at 1 EUR per million
 tokens (the scripted model counts a quarter of the characters), while its worst case (the prompt's
-bytes plus maxOutputTokens 64) is ~0.003: the limit holds about three calls' worst cases, and
-forty tasks' real calls cost about three times the limit.
+bytes plus maxOutputTokens 64) is ~0.003: the limit holds about three calls' worst cases. On
+54b65e7 forty such tasks were all admitted and spent 0.0539 (tiny maxCost, and maxTokens 1), and
+100 tasks put on the queue spent 0.2749; here 0, 0.0040 and 0.0073-0.0074.
 """
 
 from __future__ import annotations
