@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from agentfleet_eval.claims import Claim, Reading, sentence_at
+from agentfleet_eval.claims import Claim, FactLike, Reading, sentence_at
 
 # scoring.py's threshold: an enumeration this long is a list of candidates.
 LIST_ITEMS = 5
@@ -48,14 +49,63 @@ def _coded(raw: str) -> bool:
     return any(t and not _PLAIN.fullmatch(t) and re.search(r"[A-Za-z]", t) for t in tokens)
 
 
-def listed(r: Reading, claim: Claim, answers: Sequence[tuple[int, int]] = ()) -> int:
+@dataclass(frozen=True)
+class Known:
+    """What an enumeration may hold besides guesses: the parts of the fact's own value, the question's
+    own words, and where the task's facts are stated. An item made of these is no candidate."""
+
+    parts: frozenset[str] = frozenset()  # the parts of an expected value that has several: "column1", "column2"
+    asked: str = ""  # the question's words, one space apart: "the signed short" is a phrase of it
+    answers: tuple[tuple[int, int], ...] = ()  # spans of the task's other facts' claims in the answer
+    stated: tuple[tuple[int, int], ...] = ()  # spans of every fact's claims, this fact's included
+
+
+NOTHING_KNOWN = Known()
+
+
+def _bare(text: str) -> str:
+    """An item as a value: without the quotes, brackets, stops and spaces around it."""
+    return text.strip(" \t.,;:!?'\"`()[]{}")
+
+
+def known(r: Reading, question: str, fact: FactLike, facts: Sequence[FactLike]) -> Known:
+    """What the answer ``r`` may enumerate beside ``fact``'s value without guessing (see Known)."""
+    split = [re.split(r"[,;/]|\s(?:or|and)\s", t.lower()) for t in fact.texts]
+    parts = frozenset(_bare(p) for pieces in split if len(pieces) > 1 for p in pieces)
+    claims = [(g, c) for g in facts for c in r.claims(g) if not c.negated]
+    return Known(
+        parts=parts,
+        asked=" " + " ".join(_WORD.findall(question.lower())) + " ",
+        answers=tuple((c.start, c.end) for g, c in claims if g is not fact),
+        stated=tuple((c.start, c.end) for _, c in claims),
+    )
+
+
+def list_sizes(r: Reading, claims: Sequence[Claim], seen: Known) -> list[int]:
+    """listed() of each claim: how many candidates the enumeration holding it has (0: none)."""
+    return [listed(r, c, seen) for c in claims]
+
+
+def _no_candidate(text: str, part: bool, seen: Known) -> bool:
+    """Whether an item of an enumeration is no guess: when the claim is itself a part of the expected
+    value ("column1" of "column1, column2"), another part of it ("column2"); or a phrase of the
+    question, two words or more ("the signed short" of a comparison of the signed short and the signed
+    long long; a single word, "none" of "if none is given", may still be a guess)."""
+    if part and _bare(text) in seen.parts:
+        return True
+    said = _WORD.findall(text)
+    return len(said) > 1 and f" {' '.join(said)} " in seen.asked
+
+
+def listed(r: Reading, claim: Claim, seen: Known = NOTHING_KNOWN) -> int:
     """How many candidates the enumeration holding the claim has, the claim's own item included,
     when the claim is one of them; 0 when it stands in a sentence or a clause of its own.
 
     A candidate is any other item of the enumeration, short or long, of whatever kind: a number, a
-    name, a tuple, a symbol, a phrase. The items of one of the task's other answers (``answers``: spans of its other
-    facts' claims) are one item: "wal_level must be logical, and it publishes insert, update,
-    delete, truncate" lists one fact beside another, not five candidates."""
+    name, a tuple, a symbol, a phrase. The items of one of the task's other answers (``seen.answers``: spans of its
+    other facts' claims) are one item: "wal_level must be logical, and it publishes insert, update,
+    delete, truncate" lists one fact beside another, not five candidates. The other parts of the expected
+    value and the question's own phrases are none (``seen``: Known, _no_candidate)."""
     start, end = sentence_at(r.low, claim.start)
     text = r.low[start:end]
     a, b = claim.start - start + 1, claim.end - start - 1  # inside it: "/tmp" still starts no item
@@ -64,7 +114,11 @@ def listed(r: Reading, claim: Claim, answers: Sequence[tuple[int, int]] = ()) ->
     k = next((i for i, (s, e) in enumerate(items) if s <= claim.start < e), len(items))
     clause = next((j for j in range(k + 1, len(items)) if _RELATIVE.match(r.low, items[j][0])), len(items))
     alike = _alike(r, claim)
-    if not any(alike(s, e) for s, e in items[clause:]):
+    # A value of the claim's kind after "which" is a competitor unless it is a fact's own value or a
+    # name the question gives ("('/', '/RPC2'), which means that XML-RPC requests will be accepted on
+    # the root URL (/) and the /RPC2 path": XML-RPC and URL are the question's, /RPC2 the fact's).
+    competing = [(s, e) for s, e in items[clause:] if not _overlaps(s, e, seen.stated) and not _asked(r.raw[s:e], seen)]
+    if not any(alike(s, e) for s, e in competing):
         items = items[:clause]  # "90, which applies to tables, indexes, ...": what 90 applies to
     # Only the sentence's first item has a lead-in: a later long item is prose between the values
     # ("..., and the PL/Perl setting ... before it is specialized for plperl or plperlu is plperl.on_init").
@@ -77,14 +131,15 @@ def listed(r: Reading, claim: Claim, answers: Sequence[tuple[int, int]] = ()) ->
     own = next(((s, e) for s, e in spans if s <= inside < e), None)
     if own is None:
         return 0
-    held = [(s0 - start, e0 - start) for s0, e0 in answers]
+    held = [(s0 - start, e0 - start) for s0, e0 in seen.answers]
+    part = _bare(r.low[claim.start : claim.end]) in seen.parts
     # Every other item is a candidate, short or long and of whatever kind: a phrase ("same name as
     # the current system user"), a symbol ("<@>", "''"), a tuple as much as a number or a name.
     # Another fact's answer is one item, however many its own separators make ("insert, update,
     # delete, truncate"): the items it overlaps count once, as the first of them.
     others, answered = [], set()
     for s, e in spans:
-        if (s, e) == own or not text[s:e].strip(" \t.!?"):
+        if (s, e) == own or not text[s:e].strip(" \t.!?") or _no_candidate(r.low[start + s : start + e], part, seen):
             continue
         hit = next((i for i, (s0, e0) in enumerate(held) if s < e0 and s0 < e), None)
         if hit is None or hit not in answered:
@@ -102,6 +157,17 @@ def listed(r: Reading, claim: Claim, answers: Sequence[tuple[int, int]] = ()) ->
     if (around > SHORT_ITEM_WORDS or asserted) and short < LIST_ITEMS - 1:
         return 0
     return 1 + len(others)
+
+
+def _asked(raw: str, seen: Known) -> bool:
+    """Whether every name or code in ``raw`` is one the question gives (and it holds one)."""
+    tokens = (t.strip(".,;:!?()'\"`") for t in raw.split())
+    coded = [t.lower() for t in tokens if t and not _PLAIN.fullmatch(t) and re.search(r"[A-Za-z]", t)]
+    return bool(coded) and all(f" {t} " in seen.asked for t in coded)
+
+
+def _overlaps(s: int, e: int, spans: Sequence[tuple[int, int]]) -> bool:
+    return any(s < e0 and s0 < e for s0, e0 in spans)
 
 
 def _after_lead_in(text: str, s: int, e: int) -> tuple[int, int]:

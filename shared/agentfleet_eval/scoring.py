@@ -67,7 +67,7 @@ from agentfleet_eval.claims import (
     words,
 )
 from agentfleet_eval.claims import numbers_in as numbers_in  # where callers found it before claims.py
-from agentfleet_eval.lists import LIST_ITEMS, listed
+from agentfleet_eval.lists import LIST_ITEMS, known, list_sizes
 from agentfleet_eval.pages import page_of, siblings
 from agentfleet_eval.subjects import context, subjects
 from agentfleet_eval.taskset import EvalTask, Fact
@@ -238,8 +238,7 @@ def judge_answer(task: EvalTask, answer: str) -> Verdict:
             negated = any(c.negated for c in a.claims(f))
             why.append(("negates " if negated else "missing ") + repr(f.describe()))
             continue
-        answers = [(c.start, c.end) for g in task.facts if g is not f for c in a.claims(g) if not c.negated]
-        items = [listed(a, c, answers) for c in claims]
+        items = list_sizes(a, claims, known(a, task.question, f, task.facts))
         if all(n >= LIST_ITEMS for n in items):
             why.append(f"states {f.describe()!r} only in a list of {max(items)} candidates")
             continue

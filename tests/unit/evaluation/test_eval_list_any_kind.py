@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from agentfleet_eval.claims import as_form
-from agentfleet_eval.scoring import judge_answer
+from agentfleet_eval.scoring import Verdict, judge_answer
 from agentfleet_eval.taskset import load_taskset
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -108,3 +108,38 @@ def test_the_right_answer_alone_still_scores_right() -> None:
     # their facts are said of), as before the change.
     right = [t.id for _, t in ANSWERABLE if judge_answer(t, _right(t)).ok]
     assert len(right) == 615
+
+
+@pytest.mark.parametrize(
+    "task_id, answer",
+    [
+        # Stored right answers (docs/results/data) that aa18bca's rule failed as lists of 5 or 8
+        # candidates. The parts of the expected value ("column1, column2") continued by the pattern
+        # (2026-11-28-postgres-fresh-c, closed-book):
+        (
+            "pgfc-default-values-column-names",
+            'The column names in PostgreSQL are "column1", "column2", "column3", etc., when no aliases are'
+            " assigned to them in a VALUES list.",
+        ),
+        # The question's own subjects and the other fact's answer (2026-11-28-05b-python-fresh-reread,
+        # closed-book):
+        (
+            "pyf-cmp-array-short-vs-long-long",
+            "In the array module, the minimum sizes of the signed short and the signed long long type codes"
+            " are 2 and 8, respectively.",
+        ),
+        # The expected tuple's elements, restated after "which means" beside the question's names
+        # (2026-11-28-python-fresh-b-verify, cand):
+        (
+            "pyfb-default-xmlrpc-rpc-paths",
+            "The default value of the `rpc_paths` attribute is `('/', '/RPC2')`, which means that XML-RPC requests"
+            " will be accepted on the root URL (`/`) and the `/RPC2` path. If the `rpc_paths` attribute is"
+            " changed, XML-RPC requests will only be accepted on the paths listed in the tuple.\n\n"
+            "Sources: xmlrpc.server.html",
+        ),
+    ],
+)
+def test_an_enumeration_of_the_fact_itself_is_no_list_of_guesses(task_id, answer) -> None:
+    task = next(t for _, t in ANSWERABLE if t.id == task_id)
+    verdict = judge_answer(task, answer)
+    assert verdict == Verdict(True, "ok"), verdict.why
