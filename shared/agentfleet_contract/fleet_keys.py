@@ -126,6 +126,11 @@ class Keys:
         ``_total`` their sum): SUBMIT adds, a task's end releases (lua.PRELUDE's finish)."""
         return f"{self.prefix}tenant:{_scoped_digest(tenant, '')}:reserved"
 
+    def tenant_calls(self, tenant: str) -> str:
+        """Sorted set of a tenant's model calls in flight, each ``call|nanos`` (its worst case) scored
+        by when the hold lapses: a call's hold against maxSpendPerDay (runtime model/spend.py)."""
+        return f"{self.prefix}tenant:{_scoped_digest(tenant, '')}:calls"
+
     def tenant_spend(self, tenant: str, day: int) -> str:
         """What a tenant's model calls cost on one UTC day (days since the epoch), in 1e-9 currency units."""
         return f"{self.prefix}tenant:{_scoped_digest(tenant, '')}:spend:{day}"

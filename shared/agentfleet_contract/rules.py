@@ -69,15 +69,19 @@ def matches(attr: str, pattern: str, message: str, *, alias: str | None = None) 
 # X-Amz-Credential/Signature, ...), in any case. A URL ends up in status, Events, logs, spans and the
 # runtime ConfigMap, which anyone who may read the object can read; a Secret is read only with
 # consent. One pattern, RE2 and Python alike, used by the CEL rule and the pydantic check.
+# A parameter name is read after percent-decoding (redis-py logs in with ?pass%77ord=), and CEL has
+# no decoder: so a parameter name holding a % is refused whatever it decodes to (no client
+# needs one), which both checks can say with the one pattern.
 CREDENTIALS_IN_URL = (
     r"(?i)^[a-z][a-z0-9+.-]*://[^/?#]*@"
     r"|[?#&;]([^=&#]*(passw|pwd|secret|token|apikey|api[-_]key|accesskey|access[-_]key|credential|signature)"
     r"[^=&#]*|auth|key|sig|pass)="
+    r"|[?#&;][^=&#]*%[^=&#]*="
 )
 _CREDENTIALS_RX = re.compile(CREDENTIALS_IN_URL)
 CREDENTIALS_WHAT = (
     "must not carry credentials (user:password@, or a query or fragment parameter such as password=, token=, "
-    "access_token=, api_key= or secret=)"
+    "access_token=, api_key= or secret=, or a percent-encoded parameter name such as pass%77ord=)"
 )
 
 

@@ -13,7 +13,8 @@
   - says no fact of another thing the question asks about (values swapped between subjects);
   - states none of the task's ``wrong`` facts;
   - is no list: at most MAX_OTHER_VALUES values of kinds the question does not ask for, and each
-    fact stated at least once outside an enumeration of LIST_ITEMS or more short items.
+    fact stated at least once outside an enumeration of LIST_ITEMS or more candidates, of whatever
+    kind (lists.py: a duration among names, a tuple among phrases is a list all the same).
   - is not the retrieved passages copied under their number heads: an answer with two or more
     passage heads ("[1] (x.html, score 0.031)", "[1] [source: x]") at a line's start, most of whose
     words are the passages' own (runs of COPY_RUN words or more), leaves the reading to the user.
@@ -66,15 +67,13 @@ from agentfleet_eval.claims import (
     words,
 )
 from agentfleet_eval.claims import numbers_in as numbers_in  # where callers found it before claims.py
-from agentfleet_eval.lists import listed
+from agentfleet_eval.lists import LIST_ITEMS, known, list_sizes
 from agentfleet_eval.pages import page_of, siblings
 from agentfleet_eval.subjects import context, subjects
 from agentfleet_eval.taskset import EvalTask, Fact
 
 # More values than this of kinds the question does not ask for make an answer a list of guesses.
 MAX_OTHER_VALUES = 3
-# A fact stated only as one short item of an enumeration this long is a guess among candidates.
-LIST_ITEMS = 5
 # How close (characters) a cited passage must state a fact to the thing asked: one settings entry
 # of the PostgreSQL manual runs to 1,100 characters from its name to its default (effective_cache_size).
 NEAR = 1200
@@ -239,7 +238,7 @@ def judge_answer(task: EvalTask, answer: str) -> Verdict:
             negated = any(c.negated for c in a.claims(f))
             why.append(("negates " if negated else "missing ") + repr(f.describe()))
             continue
-        items = [listed(a, c) for c in claims]
+        items = list_sizes(a, claims, known(a, task.question, f, task.facts))
         if all(n >= LIST_ITEMS for n in items):
             why.append(f"states {f.describe()!r} only in a list of {max(items)} candidates")
             continue
@@ -425,7 +424,9 @@ FAILURE_CAUSES = (
     "misread",  # a passage seen states every fact, and the answer states another value
     "invented",  # the documents do not answer, and the answer asserts a value
 )
-_BUDGET_ENDS = frozenset({"max_steps", "max_tokens", "timeout", "max_cost", "max_context", "harness_timeout"})
+_BUDGET_ENDS = frozenset(
+    {"max_steps", "max_tokens", "timeout", "max_cost", "max_spend", "max_context", "harness_timeout"}
+)
 
 
 def _failed_facts(task: EvalTask, answer: str) -> list[int]:

@@ -35,12 +35,19 @@ BAD = [
     "http://h/x?client_secret=s",
     "http://h/x?db_passwd=s",
     "http://h/x;auth=s",
+    # Issue 76, finding 6: names read after percent-decoding (redis-py logged in with pass%77ord).
+    "redis://redis:6379/0?pass%77ord=hunter2",
+    "redis://redis:6379/0?PASS%57ORD=hunter2",
+    "https://api.example.com/v1?x=1&%61pi_key=k",
+    "http://collector:4318/#%74oken=t",
+    "http://h/x?s%69g=abc",
 ]
 GOOD = [
     "http://prometheus.monitoring:9090",
     "redis://redis.data:6379/0",
     "rediss://redis.data:6380/1?ssl_cert_reqs=none",
     "https://docs.example.com/a.md?author=kim&monkey=1&page=2",
+    "https://docs.example.com/search?q=caf%C3%A9&page=2",  # percent-encoding in a value is no name
     "http://tools.default.svc:8000/mcp",
     "https://example.com/a@b",  # an @ in the path is not userinfo
     "org/model",

@@ -163,7 +163,9 @@ def _pod_template(
         },
         {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
     ]
-    if component == "api":
+    # The workers read the tokens file too: their /metrics answers to the API's metricsAccess rule
+    # (Token: a bearer token of the API). It holds the tokens' hashes only.
+    if component in ("api", "worker"):
         ref = af.spec.api.auth_secret_ref
         if ref is not None:
             items = [{"key": ref.key, "path": "tokens"}]

@@ -5,6 +5,7 @@ Pure: callers pass the clock and the usage; nothing here touches Redis or the mo
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -137,3 +138,40 @@ def exhausted(
 def child_deadline(parent_deadline: float, now: float, child_timeout: float) -> float:
     """A sub-agent never outlives its parent's time budget."""
     return min(parent_deadline, now + child_timeout)
+
+
+# -- a call's worst case ---------------------------------------------------------------------------
+# Spend is a bound only if every model call is priced before it is made at the most it can cost,
+# and refused or shortened when that would pass a limit. The most a call can cost is its prompt's
+# tokens plus its max_tokens, all at the dearer of the two prices. A prompt's tokens are bounded
+# by its UTF-8 bytes: byte-level BPE (GPT-2 style, Qwen, Llama 3) and SentencePiece with byte
+# fallback never emit more tokens than bytes. The bytes of the messages' JSON already over-count
+# the chat template's per-message tokens (a role's JSON is ~30 bytes, its template ~5 tokens);
+# TEMPLATE_TOKENS covers the one thing the JSON lacks, the template's own preamble (a tools
+# instruction of ~100 tokens in Qwen's). A quarter of the characters (routing/ratelimit.py's
+# estimate, right on average for English) is no bound: code and JSON run denser.
+TEMPLATE_TOKENS = 128
+
+
+def prompt_bound(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, *extra: Any) -> int:
+    """The most tokens a chat request's prompt can be (see TEMPLATE_TOKENS)."""
+    size = sum(len(json.dumps(m, ensure_ascii=False, separators=(",", ":")).encode()) for m in messages)
+    for part in (tools, *extra):
+        if part:
+            size += len(json.dumps(part, ensure_ascii=False, separators=(",", ":")).encode())
+    return size + TEMPLATE_TOKENS
+
+
+def dearer_nanos_per_token(prices: Prices) -> Decimal:
+    """The dearer of the two prices, in 1e-9 units per token (0: nothing is priced)."""
+    return max(Decimal(prices.input_per_million), Decimal(prices.output_per_million)) * NANOS / MILLION
+
+
+def worst_call_nanos(per_token: Decimal, prompt_tokens: int, max_tokens: int) -> int:
+    """The most one call of ``prompt_tokens`` and ``max_tokens`` can cost, rounded up."""
+    return math.ceil(per_token * (prompt_tokens + max_tokens))
+
+
+def task_cap_nanos(limits: Limits) -> int | None:
+    """A task tree's spend limit in 1e-9 units (its maxCost, rounded down), or None."""
+    return None if limits.max_cost is None else int(limits.max_cost * NANOS)

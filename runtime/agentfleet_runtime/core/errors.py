@@ -26,3 +26,12 @@ class ModelError(Exception):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+
+
+class SpendRefused(Exception):
+    """A model call whose worst case would pass the task tree's maxCost or the tenant's
+    maxSpendPerDay even at one output token: the task ends as a budget ends it (``reason``)."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -110,7 +110,7 @@ CALL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160)
 TASKS = Counter(
     "agentfleet_tasks_total",
     (
-        "Tasks that ended, by outcome (final_answer, max_steps, max_tokens, timeout, max_cost, max_context, "
+        "Tasks that ended, by outcome (final_answer, max_steps, max_tokens, timeout, max_cost, max_spend, max_context, "
         "cancelled, failed)."
     ),
     ["outcome"],

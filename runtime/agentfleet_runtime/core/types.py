@@ -33,6 +33,8 @@ class StopReason(StrEnum):
     MAX_TOKENS = "max_tokens"
     TIMEOUT = "timeout"
     MAX_COST = "max_cost"
+    # The tenant's maxSpendPerDay left no room for the next call's worst case (model/spend.py).
+    MAX_SPEND = "max_spend"
     # The history outgrew the served context: no call can fit, so the task ends as a budget does.
     MAX_CONTEXT = "max_context"
     CANCELLED = "cancelled"

@@ -497,6 +497,11 @@ class TaskRun:
         self.outcome = (status, reason)
         return status, reason
 
+    async def end_at_budget(self, reason: str) -> tuple[Status, str]:
+        """End as a budget ends a task, with its best answer so far: the worker's answer to a call
+        the spend guard refused (model/spend.py)."""
+        return await self._finish(Status.DONE, reason, self._best_answer())
+
     async def finish_cancelled(self) -> tuple[Status, str]:
         """End as cancelled with the best answer so far, and cancel the children too."""
         for child in await self.store.children(self.rec.id):

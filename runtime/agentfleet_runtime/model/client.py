@@ -50,6 +50,8 @@ class ModelRequest:
     response_format: dict[str, Any] | None = (
         None  # a JSON-schema decision (decisions.py), for engines with grammar decoding
     )
+    # At most this many output tokens (the spend guard's cap, model/spend.py); None: the client's own.
+    max_tokens: int | None = None
 
 
 class ModelClient(Protocol):
@@ -179,7 +181,7 @@ class OpenAIChatClient:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": req.messages,
-            "max_tokens": self.max_output_tokens,
+            "max_tokens": min(self.max_output_tokens, req.max_tokens or self.max_output_tokens),
             "temperature": self.temperature,
         }
         body.update(request_options(req, self.send_tools, self._portable))

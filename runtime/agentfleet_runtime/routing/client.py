@@ -201,7 +201,7 @@ class RoutingModelClient:
 
         reservation: Reservation | None = None
         if self.limiter is not None:
-            tokens = estimate_tokens(request.messages, body.get("tools") or [], self.max_output_tokens)
+            tokens = estimate_tokens(request.messages, body.get("tools") or [], body["max_tokens"])
             try:
                 reservation = await self.limiter.reserve(
                     tier.name, self.tenant_of(request), tokens, max_wait=max(0.0, budget)
@@ -234,7 +234,7 @@ class RoutingModelClient:
         body: dict[str, Any] = {
             "model": tier.model,
             "messages": req.messages,
-            "max_tokens": self.max_output_tokens,
+            "max_tokens": min(self.max_output_tokens, req.max_tokens or self.max_output_tokens),
             "temperature": self.temperature,
         }
         body.update(request_options(req, self.send_tools, self._portable))

@@ -15,11 +15,14 @@ once is spec.api.tenantLimits.maxTasksInFlight's to bound, and each call is stil
 it is made.
 
 Spend at admission. ``maxSpendPerDay`` is a bound, not a trailing count: each admitted task
-reserves what it may spend at most (its ``budgets.maxCost``, else its token budget priced at the
-dearer of the two prices) and SUBMIT admits it only while the day's spend, the reservations of the
-tenant's live tasks and this one fit under the limit. The reservation is released when the task
-ends, when its real cost is in the day's spend; a task overshoots its maxCost by at most the step
-that crossed it (the budget is checked before each call).
+reserves what it may spend (its ``budgets.maxCost``, else its token budget priced at the dearer of
+the two prices), and never less than its first call at its worst (the system prompt and the goal
+at their token bound plus maxOutputTokens, at the dearer price: model/spend.py), whatever budgets
+the tenant chose; SUBMIT admits it only while the day's spend, the reservations of the tenant's
+live tasks and this one fit under the limit. The reservation is released when the task ends, when
+its real cost is in the day's spend. What makes the limit a bound while tasks run is the worker's
+spend guard: every call holds its worst case against the task tree's maxCost and the tenant's
+limit first, and is shortened or refused when it would pass either (model/spend.py).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from agentfleet_contract.runtime_config import ModelRoutingConfig, RuntimeConfig
 from agentfleet_runtime.core.budget import NANOS
 from agentfleet_runtime.core.config import prices_of
 from agentfleet_runtime.core.types import Limits, Usage
+from agentfleet_runtime.model.spend import worst_first_call
 from agentfleet_runtime.routing.ratelimit import bucket_key, estimate_tokens, fleet_prefix, rate_args
 from agentfleet_runtime.store.tasks import Admission
 
@@ -65,14 +69,17 @@ class Admitter:
         self.max_output_tokens = config.model.max_output_tokens
         self.prices = prices_of(config)
 
-    def reserve(self, limits: Limits) -> int:
-        """What a task may spend at most, in 1e-9 units (0 when no spend limit applies)."""
+    def reserve(self, limits: Limits, goal: str = "") -> int:
+        """What a task reserves, in 1e-9 units (0 when no spend limit applies): its budget, and at
+        least its first call's worst case (a tiny maxCost or maxTokens reserves no less)."""
         if self.base.max_spend_nanos is None:
             return 0
         if limits.max_cost is not None:
-            return math.ceil(limits.max_cost * NANOS)
-        n = limits.max_tokens
-        return max(self.prices.cost_nanos(Usage(n, 0)), self.prices.cost_nanos(Usage(0, n)))
+            budget = math.ceil(limits.max_cost * NANOS)
+        else:
+            n = limits.max_tokens
+            budget = max(self.prices.cost_nanos(Usage(n, 0)), self.prices.cost_nanos(Usage(0, n)))
+        return max(budget, worst_first_call(self.prices, self.system_prompt, goal, self.max_output_tokens))
 
     def need(self, goal: str) -> int:
         """A submission's tokens: its first call's estimate, at most one bucket (a larger call
@@ -83,7 +90,7 @@ class Admitter:
         return min(self.tokens_per_minute, estimate_tokens(messages, [], self.max_output_tokens))
 
     def of(self, tenant: str, goal: str, limits: Limits | None = None) -> Admission:
-        base = self.base if limits is None else replace(self.base, reserve_nanos=self.reserve(limits))
+        base = self.base if limits is None else replace(self.base, reserve_nanos=self.reserve(limits, goal))
         if not self.tokens_per_minute:
             return base
         rate, burst = rate_args(self.tokens_per_minute)

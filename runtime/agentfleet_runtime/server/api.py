@@ -6,11 +6,9 @@ Handlers are thin: validation lives in ``submission.py`` and state changes in ``
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
-import re
 import time
 import uuid
 from decimal import Decimal
@@ -25,6 +23,7 @@ from redis.exceptions import OutOfMemoryError
 from agentfleet_runtime.core import metrics
 from agentfleet_runtime.core.budget import NANOS
 from agentfleet_runtime.core.config import limits_of
+from agentfleet_runtime.core.metrics_access import hash_tenants, label_key
 from agentfleet_runtime.core.tenants import ANONYMOUS, Caller, TokenFile, owner
 from agentfleet_runtime.core.types import TaskRecord
 from agentfleet_runtime.server.admission import Admitter
@@ -45,17 +44,6 @@ from agentfleet_runtime.store.tasks import NotReplicated, TaskStore
 log = logging.getLogger("agentfleet_runtime.task_api")
 
 OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/v1/openapi.json"}
-TENANT_LABEL = re.compile(r'tenant="([^"\\]*)"')  # tenant names are TENANT_NAME: no quotes or escapes
-
-
-def hash_tenants(exposition: bytes) -> bytes:
-    """Metrics text with every tenant label value replaced by a hash of it: the series stay per
-    tenant (dashboards, alerts) but an unauthenticated scrape no longer lists the tenants."""
-
-    def hashed(m: re.Match[str]) -> str:
-        return f'tenant="t-{hashlib.sha256(m.group(1).encode()).hexdigest()[:12]}"'
-
-    return TENANT_LABEL.sub(hashed, exposition.decode()).encode()
 
 
 SSE_KEEPALIVE_SECONDS = 15
@@ -156,6 +144,7 @@ class TaskAPI:
         self.retrieval_tools = frozenset(t.name for t in config.tools if t.type == "Retrieval")
         self.approvals = approvals.Approvals(self.r, self.store.keys)
         self.closing = False
+        self.label_key = b""  # the fleet's tenant-label key (metrics_access), read at startup
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.api.max_request_bytes, middlewares=[self._middleware])
@@ -177,6 +166,7 @@ class TaskAPI:
     async def _startup(self, _: web.Application) -> None:
         await migrate_legacy_keys(self.r, self.store.keys)  # before anything is read or written
         await self.store.ensure_group()
+        self.label_key = await label_key(self.r, self.store.keys)
 
     async def _cleanup(self, _: web.Application) -> None:
         await self.store.close()
@@ -328,6 +318,10 @@ class TaskAPI:
 
     async def cancel(self, request: web.Request) -> web.Response:
         tid = request.match_info["id"]
+        if request[CALLER].approver:
+            # The contract: a reviewer decides approvals and cancels nothing (a denial ends the
+            # task it reviews; a cancel would end any task of the tenant, reviewed or not).
+            return _error(403, "this token is a reviewer's (scope approver): it decides approvals and cancels nothing")
         if await self._owned(request) is None:
             return _error(404, f"no task {tid}")
         res = await self.store.cancel_tree(tid)
@@ -473,7 +467,7 @@ class TaskAPI:
     async def metrics(self, _: web.Request) -> web.Response:
         body = generate_latest()
         if self.config.api.metrics_access == "Hashed":
-            body = hash_tenants(body)
+            body = hash_tenants(body, self.label_key)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def openapi(self, _: web.Request) -> web.Response:

@@ -219,6 +219,7 @@ OPENAPI: dict[str, Any] = {
                     "202": _json("Cancellation requested.", {"type": "object"}),
                     "200": _json("The task had already ended.", {"type": "object"}),
                     "401": UNAUTHORIZED,
+                    "403": _error("A reviewer's token (scope approver) cancels nothing."),
                     "404": NOT_FOUND,
                     "503": REDIS_UNWRITABLE,
                 },

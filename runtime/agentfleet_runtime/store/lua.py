@@ -70,15 +70,6 @@ local function finish(k, id, a)
   for _, key in ipairs({k.hash, k.steps, k.events, k.children}) do redis.call('EXPIRE', key, ttl) end
 end
 
--- Add a model call's cost to its tenant's spend of the day (admission reads it, SUBMIT). Two
--- days of expiry: the key is read only on its own day; the second covers clock skew.
-local function charge_tenant(key, cost)
-  if key and key ~= '' and cost > 0 then
-    redis.call('INCRBY', key, cost)
-    redis.call('EXPIRE', key, 172800)
-  end
-end
-
 -- Append step n unless already there (a retried call). Returns false on a gap.
 local function append_step(hash, steps, root, n, step_json, pt, ct, cost)
   local len = redis.call('LLEN', steps)
@@ -231,7 +222,7 @@ return {'ok', redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -
 """
 )
 
-# KEYS: hash steps events root [tenant_spend]
+# KEYS: hash steps events root (the tenant's day was charged at the call: model/spend.py)
 # ARGV: lease n step_json prompt_tokens completion_tokens cost_nanos event [observations_event]
 # With the optional last event, step_json already holds the step's observations (its tools
 # answered before the reply left: TaskStore.fold_observations): reply and completion in one call.
@@ -256,11 +247,6 @@ if len == n then
   if KEYS[4] == KEYS[1] or redis.call('EXISTS', KEYS[4]) == 1 then
     redis.call('HINCRBY', KEYS[4], 'tree_tokens', pt + ct)
     redis.call('HINCRBY', KEYS[4], 'tree_cost_nanos', cost)
-  end
-  -- The tenant's spend of the day (KEYS[5], absent for a task of no tenant): charge_tenant, inline.
-  if KEYS[5] and cost > 0 then
-    redis.call('INCRBY', KEYS[5], cost)
-    redis.call('EXPIRE', KEYS[5], 172800)
   end
 elseif len ~= n + 1 then
   return {-2, len}
@@ -296,7 +282,7 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'e', ARGV[4])
 return {1, h[2] or '0'}
 """
 
-# KEYS: hash steps events children stream dead root [tenant_spend]
+# KEYS: hash steps events children stream dead root
 # ARGV: lease status reason answer error now msg_id group channel ttl event n step_json pt ct cost
 FINISH = (
     PRELUDE
@@ -306,12 +292,10 @@ if not cur then ack(KEYS[5], ARGV[8], ARGV[7]); return {0} end
 if is_terminal(cur) then ack(KEYS[5], ARGV[8], ARGV[7]); return {0} end
 if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return {-1} end
 if ARGV[13] ~= '' then
-  local before = redis.call('LLEN', KEYS[2])
   if not append_step(KEYS[1], KEYS[2], KEYS[7], tonumber(ARGV[12]), ARGV[13],
                      tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16])) then
     return {-2}
   end
-  if redis.call('LLEN', KEYS[2]) > before then charge_tenant(KEYS[8], tonumber(ARGV[16])) end
 end
 local k = {hash=KEYS[1], steps=KEYS[2], events=KEYS[3], children=KEYS[4], stream=KEYS[5], dead=KEYS[6]}
 finish(k, redis.call('HGET', KEYS[1], 'id'), {status=ARGV[2], reason=ARGV[3], answer=ARGV[4], error=ARGV[5],

@@ -292,7 +292,8 @@ class TaskStore:
         task, steps, events, _ = self.keys.task_keys(rec.id)
         return self._call(
             self._save_reply,
-            [task, steps, events, task if rec.root == rec.id else self.keys.task(rec.root), *self.spend_key(rec)],
+            # No tenant spend key: the spend guard charged each call's cost when it ended (model/spend.py).
+            [task, steps, events, task if rec.root == rec.id else self.keys.task(rec.root)],
             [
                 lease,
                 step.n,
@@ -364,7 +365,7 @@ class TaskStore:
         usage = final_step.usage if final_step else None
         res = await self._call(
             self._finish,
-            [*self._task_keys(rec.id), self.keys.task(rec.root), *self.spend_key(rec)],
+            [*self._task_keys(rec.id), self.keys.task(rec.root)],  # charged at the call (model/spend.py)
             [
                 lease,
                 status.value,

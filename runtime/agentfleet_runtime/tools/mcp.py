@@ -18,7 +18,9 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import os
 import random
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -44,11 +46,25 @@ MAX_RESULT_CHARS = 65_536
 # root's and no process of its uid may ptrace it. A worker running as root (a developer's
 # machine) cannot be protected that way, so the server starts in its own PID and mount
 # namespaces with a fresh /proc, where the worker is not a process it can name.
+# The worker's mounted Secret files (the tool headers' bearer tokens, the tracing headers, the
+# API's token hashes: ``--hide``) are files of its own uid, which a server of that uid could read:
+# the launcher takes them away before it starts the server, with Landlock (an unprivileged
+# process may restrict what it and its children may read: everything but those directories),
+# and as root also by mounting an empty tmpfs over each in its private mount namespace. Where it
+# can do neither it does not start the server.
 JAIL = """
 import ctypes, os, signal, sys
-cmd = sys.argv[1:]
+args = sys.argv[1:]
+hide = []
+if args[:1] == ["--hide"]:
+    hide = [h for h in args[1].split(os.pathsep) if h]
+    args = args[2:]
+cmd = args
+libc = ctypes.CDLL(None, use_errno=True)
+def refuse(why):
+    print("agentfleet: " + why + "; not starting the MCP server", file=sys.stderr)
+    os._exit(70)
 if os.getuid() == 0:
-    libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(0x20000000 | 0x00020000) == 0:  # CLONE_NEWPID | CLONE_NEWNS
         pid = os.fork()
         if pid:
@@ -62,9 +78,43 @@ if os.getuid() == 0:
         libc.mount(None, b"/", None, 0x4000 | 0x40000, None)  # MS_REC | MS_PRIVATE: nothing leaks out
         if libc.mount(b"proc", b"/proc", b"proc", 0, None) != 0:
             os._exit(70)  # no private /proc: do not run the server where it could read the worker's
+        for h in hide:
+            if os.path.isdir(h) and libc.mount(b"tmpfs", os.fsencode(h), b"tmpfs", 1, b"size=4k") != 0:
+                refuse("cannot hide " + h)  # 1: MS_RDONLY
     else:
-        print("agentfleet: cannot isolate the MCP server (unshare refused); not starting it", file=sys.stderr)
-        os._exit(70)
+        refuse("cannot isolate it (unshare refused)")
+hidden = sorted({os.path.realpath(h) for h in hide if os.path.exists(h)})
+if hidden:
+    READ_FILE, READ_DIR = 1 << 2, 1 << 3
+    if libc.syscall(444, None, 0, 1) < 1:  # landlock_create_ruleset(NULL, 0, VERSION): its ABI
+        refuse("Landlock is unavailable, so the worker's Secret files cannot be hidden from it")
+    attr = ctypes.c_uint64(READ_FILE | READ_DIR)
+    rs = libc.syscall(444, ctypes.byref(attr), 8, 0)
+    if rs < 0:
+        refuse("Landlock refused a ruleset")
+    class Beneath(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = [("allowed", ctypes.c_uint64), ("fd", ctypes.c_int32)]
+    def allow(path, access):
+        try:
+            fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return
+        libc.syscall(445, rs, 1, ctypes.byref(Beneath(access, fd)), 0)  # LANDLOCK_RULE_PATH_BENEATH
+        os.close(fd)
+    def walk(d):
+        allow(d, READ_DIR)  # an ancestor of a hidden directory: its names, not its files
+        for name in os.listdir(d):
+            p = os.path.join(d, name)
+            if p in hidden:
+                continue
+            if any(h.startswith(p.rstrip("/") + "/") for h in hidden) and os.path.isdir(p) and not os.path.islink(p):
+                walk(p)
+            else:
+                allow(p, READ_FILE | READ_DIR)
+    walk("/")
+    if libc.prctl(38, 1, 0, 0, 0) != 0 or libc.syscall(446, rs, 0) != 0:  # NO_NEW_PRIVS; restrict_self
+        refuse("Landlock could not restrict the server")
 os.execvp(cmd[0], cmd)
 """
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024  # one HTTP response of a url server (a JSON reply or one SSE stream)
@@ -116,6 +166,7 @@ class MCPServer:
         ping_interval: float = PING_INTERVAL_SECONDS,
         denied: tuple[Network, ...] | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        hidden: Sequence[str] = (),
     ) -> None:
         if (url is None) == (not command):
             raise ValueError(f"MCP tool {name}: give exactly one of url and command")
@@ -135,6 +186,8 @@ class MCPServer:
         # (by literal or once resolved), no redirects, and a byte cap on every response.
         self.denied = denied_networks() if denied is None else denied
         self.max_response_bytes = max_response_bytes
+        # Directories of the worker's mounted Secret files a stdio server may not read (JAIL).
+        self.hidden = tuple(hidden)
         self.tools: list[MCPTool] = []
         self.skipped: list[str] = []
         self.on_change: Callable[[], None] | None = None
@@ -231,8 +284,9 @@ class MCPServer:
             else:
                 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+                hide = ["--hide", os.pathsep.join(self.hidden)] if self.hidden else []
                 params = StdioServerParameters(
-                    command=sys.executable, args=["-I", "-c", JAIL, *self.command], env=self.env, cwd="/"
+                    command=sys.executable, args=["-I", "-c", JAIL, *hide, *self.command], env=self.env, cwd="/"
                 )
                 read, write = await stack.enter_async_context(stdio_client(params))
             session = await stack.enter_async_context(
@@ -358,10 +412,19 @@ def guarded_client(headers: dict[str, str], denied: tuple[Network, ...], cap: in
             host = request.url.host
             addresses = [host]
             if not is_denied(host, ()) and not _is_ip(host):
-                infos = await asyncio.get_running_loop().getaddrinfo(host, request.url.port or 80)
+                port = request.url.port or (443 if request.url.scheme == "https" else 80)
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
                 addresses = [str(i[4][0]) for i in infos]
-            if any(is_denied(a, denied) for a in addresses):
+            if not addresses or any(is_denied(a, denied) for a in addresses):
                 raise httpx2.ConnectError(f"{host} is a metadata or API server address: MCP may not reach it")
+            if addresses != [host]:
+                # Connect to the address just checked, never to a second resolution of the name (DNS
+                # rebinding: a name that answered a public address, then a denied one). The Host
+                # header stays the name's, and so does TLS's server name and certificate check.
+                request.url = request.url.copy_with(host=addresses[0])
+                request.headers["Host"] = host if request.url.port is None else f"{host}:{request.url.port}"
+                if request.url.scheme == "https":
+                    request.extensions = {**request.extensions, "sni_hostname": host}
             resp = await self.inner.handle_async_request(request)
             return httpx2.Response(
                 resp.status_code, headers=resp.headers, stream=Capped(resp.stream), extensions=resp.extensions

@@ -121,4 +121,13 @@ def mcp_server(config: RuntimeConfig, spec: Any) -> Any:
         read_only=settings.read_only_tools,
         max_tools=settings.max_tools,
         timeout=spec.call_timeout(),
+        hidden=secret_dirs(config),
     )
+
+
+def secret_dirs(config: RuntimeConfig) -> list[str]:
+    """The directories of the worker's mounted Secret files: the tool headers, the tracing
+    headers, the API's token hashes. A stdio MCP server reads none of them (tools/mcp.py JAIL)."""
+    files = [config.tracing.headers_file if config.tracing else None, config.api.tokens_file]
+    dirs = [config.tool_headers_dir, *(os.path.dirname(f) for f in files if f)]
+    return [d for d in dict.fromkeys(dirs) if d and d != "/"]

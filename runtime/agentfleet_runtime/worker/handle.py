@@ -25,7 +25,7 @@ from redis.exceptions import OutOfMemoryError, RedisError
 
 from agentfleet_runtime.core import metrics
 from agentfleet_runtime.core.budget import Prices
-from agentfleet_runtime.core.errors import Cancelled, LeaseLost, Released
+from agentfleet_runtime.core.errors import Cancelled, LeaseLost, Released, SpendRefused
 from agentfleet_runtime.core.logs import task_id_var
 from agentfleet_runtime.loop.agent import LoopSettings, TaskRun
 from agentfleet_runtime.model.client import ModelClient, ModelError
@@ -123,6 +123,8 @@ class TaskHandler:
                 await self._cancel_run(run)
         except LeaseLost:
             log.warning("lease lost: another worker resumed this task", extra={"worker": self.name})
+        except SpendRefused as refused:
+            await self._spend_refused(run, refused)
         except Exception as e:
             await self._failed(run, lease, msg_id, e)
         finally:
@@ -205,6 +207,19 @@ class TaskHandler:
         else:
             tools = [c.name for _, c in waiting.calls]
             log.info("task waits for approval", extra={"step": waiting.step, "tools": tools})
+
+    async def _spend_refused(self, run: TaskRun | None, refused: SpendRefused) -> None:
+        """A call that no limit had room for ends the task as a budget does, with its best answer:
+        no attempt of it could fit either (model/spend.py)."""
+        if run is None:
+            return
+        log.info("budget reached", extra={"reason": refused.reason, "detail": str(refused)})
+        try:
+            await _shielded(run.end_at_budget(refused.reason))
+        except LeaseLost:
+            return
+        except RedisError as re:
+            log.error("could not end the task at its spend limit; left for reclaim", extra={"error": str(re)})
 
     async def _failed(self, run: TaskRun | None, lease: str, msg_id: str, e: Exception) -> None:
         error = f"{type(e).__name__}: {e}"

@@ -10,6 +10,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agentfleet_runtime.core import metrics
+from agentfleet_runtime.core.metrics_access import hash_tenants
+from agentfleet_runtime.core.tenants import TokenFile
 from agentfleet_runtime.store.tasks import TaskStore
 
 
@@ -22,12 +24,24 @@ async def serve_health(
     draining: Callable[[], bool],
     held: Callable[[], int],
     free_slots: Callable[[], int],
+    access: str = "Open",
+    auth: TokenFile | None = None,
+    label_key: bytes = b"",
 ) -> web.AppRunner:
     """Serve the endpoint; the caller cleans the returned runner up. Ready means started, not
-    draining, and Redis answering a PING within 2 s."""
+    draining, and Redis answering a PING within 2 s. /metrics follows the task API's rule
+    (``access``, spec.api.metricsAccess: core/metrics_access.py): the worker's series name tenants
+    too (spend, tokens), so an open worker port must not list them."""
 
-    async def metrics_handler(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def metrics_handler(request: web.Request) -> web.Response:
+        if access == "Token" and auth is not None and auth.caller_of(request.headers.get("Authorization")) is None:
+            return web.json_response(
+                {"error": "missing or invalid bearer token"}, status=401, headers={"WWW-Authenticate": "Bearer"}
+            )
+        body = generate_latest()
+        if access == "Hashed":
+            body = hash_tenants(body, label_key)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"ok": True, "held": held()})

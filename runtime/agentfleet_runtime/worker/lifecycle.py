@@ -24,6 +24,7 @@ import random
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
 from typing import Any
 
 from agentfleet_contract.fleet_keys import Keys
@@ -32,10 +33,14 @@ from aiohttp import web
 
 from agentfleet_runtime.answering.policies import policy_for
 from agentfleet_runtime.core import metrics, tracing
+from agentfleet_runtime.core.budget import NANOS
 from agentfleet_runtime.core.config import prices_of
+from agentfleet_runtime.core.metrics_access import label_key
+from agentfleet_runtime.core.tenants import TokenFile
 from agentfleet_runtime.loop.agent import LoopSettings
 from agentfleet_runtime.loop.decisions import DecisionSettings
 from agentfleet_runtime.model.client import ModelClient, OpenAIChatClient
+from agentfleet_runtime.model.spend import SpendGuard
 from agentfleet_runtime.store.approvals import Approvals, Gate, sweep_loop
 from agentfleet_runtime.store.connection import connect
 from agentfleet_runtime.store.migrate import migrate_legacy_keys
@@ -86,6 +91,9 @@ class Worker:
             self.model = AnswerStreamer(self.model, self.store)
         self.tracer = tracing.configure(config.tracing, config.fleet)  # None: off, and nothing below is wrapped
         self.model = tracing.traced_model(self.model, self.tracer, served_model(config))
+        # Outermost: each call's worst case is held against maxCost and maxSpendPerDay before any
+        # wrapper or client sends it, and its max_tokens lowered to fit (model/spend.py).
+        self.model = spend_guard(config, self.model, self.r, self.keys)
         self.held: HeldTasks = {}
         self.slots = Slots(config.worker.concurrency)
         self.draining = False
@@ -174,6 +182,9 @@ class Worker:
                 draining=lambda: self.draining,
                 held=lambda: len(self.held),
                 free_slots=lambda: self.free_slots,
+                access=self.config.api.metrics_access,
+                auth=TokenFile(self.config.api.tokens_file) if self.config.api.tokens_file else None,
+                label_key=await label_key(self.r, self.keys),
             )
         self.ready = True
         log.info(
@@ -232,6 +243,20 @@ class Worker:
 
     async def wait_for_tasks(self, task_ids: Sequence[str], until: float) -> None:
         await self.fan_in.wait_for_tasks(task_ids, until)
+
+
+def spend_guard(config: RuntimeConfig, model: ModelClient, redis: Any, keys: Keys) -> ModelClient:
+    """The fleet's model client behind its spend bound (model/spend.py)."""
+    per_day = config.api.tenant_limits.max_spend_per_day
+    return SpendGuard(
+        model,
+        redis,
+        keys,
+        prices_of(config),
+        max_output_tokens=config.model.max_output_tokens,
+        tenant_limit_nanos=None if per_day is None else int(Decimal(per_day) * NANOS),
+        default_timeout=float(config.model.timeout_seconds) * (config.model.max_retries + 1),
+    )
 
 
 def served_model(config: RuntimeConfig) -> str:

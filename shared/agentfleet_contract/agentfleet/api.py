@@ -84,7 +84,8 @@ class TaskAPI(Model):
     metrics_access: Literal["Hashed", "Token", "Open"] = Field(
         default="Hashed",
         description=(
-            "Who reads the task API's /metrics: Hashed (anyone; tenant labels are hashes, not names),"
-            " Token (a bearer token of the API), Open (anyone, with tenant names)."
+            "Who reads /metrics of the task API and of every worker: Hashed (anyone; tenant labels are HMACs"
+            " under a key of the fleet's, not names), Token (a bearer token of the API), Open (anyone, with"
+            " tenant names)."
         ),
     )

@@ -50,12 +50,13 @@ def test_token_and_cost_budgets(redis_server, fleet):
             running_worker(env.config, extra_tools=[Echo()]),
         ):
             by_tokens = await env.submit("long #steps=50", maxTokens=150)
-            by_cost = await env.submit("long #steps=50", maxCost="100")
+            by_cost = await env.submit("long #steps=50", maxCost="5000")
             st = await env.wait([by_tokens, by_cost])
             rec, raw = await env.store.get(by_cost)
         assert st[by_tokens]["reason"] == "max_tokens"
         assert st[by_cost]["reason"] == "max_cost"
-        assert rec.cost >= 100 and int(raw["tree_cost_nanos"]) == rec.cost_nanos
+        # maxCost is a bound (issue 76): calls ran, and none passed it (each held its worst case first).
+        assert 0 < rec.cost <= 5000 and int(raw["tree_cost_nanos"]) == rec.cost_nanos
 
     arun(body())
 
@@ -302,7 +303,7 @@ def test_model_calls_can_go_through_the_routing_client(redis_server, fleet):
 
             config = RuntimeConfig.model_validate(doc)
             async with running_worker(config, extra_tools=[Echo()]) as w:
-                assert isinstance(w.model, RoutingModelClient)
+                assert isinstance(w.model.inner, RoutingModelClient)  # behind the spend guard (model/spend.py)
                 tid = await env.submit("routed #steps=2", key=None)
                 st = await env.wait(tid)
         assert st[tid]["reason"] == "final_answer"
