@@ -107,10 +107,30 @@ def listed(r: Reading, claim: Claim, seen: Known = NOTHING_KNOWN) -> int:
     delete, truncate" lists one fact beside another, not five candidates. The other parts of the expected
     value and the question's own phrases are none (``seen``: Known, _no_candidate)."""
     start, end = sentence_at(r.low, claim.start)
+    text, items = _sentence_items(r, claim, start, end)
+    spans = _spans(text, _before_the_clause(r, claim, items, seen), start)
+    a, b = claim.start - start, claim.end - start
+    inside = a + 1 if b - a > 1 else a  # "/usr/local/pgsql": its first slash starts no item
+    own = next(((s, e) for s, e in spans if s <= inside < e), None)
+    if own is None:
+        return 0
+    others = _candidates(r, claim, seen, start, text, spans, own)
+    if _stated(text, own, a, b, others):
+        return 0
+    return 1 + len(others)
+
+
+def _sentence_items(r: Reading, claim: Claim, start: int, end: int) -> tuple[str, list[tuple[int, int]]]:
+    """The claim's sentence (separators inside the claim's own value blanked) and its items' spans."""
     text = r.low[start:end]
     a, b = claim.start - start + 1, claim.end - start - 1  # inside it: "/tmp" still starts no item
     text = text[:a] + _IN_ITEM.sub(lambda m: "_" * len(m.group()), text[a:b]) + text[b:]
-    items = [(start + m.start(), start + m.end()) for m in _ITEM.finditer(text)]
+    return text, [(start + m.start(), start + m.end()) for m in _ITEM.finditer(text)]
+
+
+def _before_the_clause(r: Reading, claim: Claim, items: list[tuple[int, int]], seen: Known) -> list[tuple[int, int]]:
+    """The items up to a relative clause after the claim ("..., which ..."), unless the clause holds
+    a competing value of the claim's kind."""
     k = next((i for i, (s, e) in enumerate(items) if s <= claim.start < e), len(items))
     clause = next((j for j in range(k + 1, len(items)) if _RELATIVE.match(r.low, items[j][0])), len(items))
     alike = _alike(r, claim)
@@ -119,25 +139,37 @@ def listed(r: Reading, claim: Claim, seen: Known = NOTHING_KNOWN) -> int:
     # the root URL (/) and the /RPC2 path": XML-RPC and URL are the question's, /RPC2 the fact's).
     competing = [(s, e) for s, e in items[clause:] if not _overlaps(s, e, seen.stated) and not _asked(r.raw[s:e], seen)]
     if not any(alike(s, e) for s, e in competing):
-        items = items[:clause]  # "90, which applies to tables, indexes, ...": what 90 applies to
-    # Only the sentence's first item has a lead-in: a later long item is prose between the values
-    # ("..., and the PL/Perl setting ... before it is specialized for plperl or plperlu is plperl.on_init").
-    spans = [
+        return items[:clause]  # "90, which applies to tables, indexes, ...": what 90 applies to
+    return items
+
+
+def _spans(text: str, items: list[tuple[int, int]], start: int) -> list[tuple[int, int]]:
+    """The items' spans in the sentence. Only the sentence's first item has a lead-in: a later long
+    item is prose between the values ("..., and the PL/Perl setting ... before it is specialized for
+    plperl or plperlu is plperl.on_init")."""
+    return [
         _after_lead_in(text, s - start, e - start) if i == 0 else (s - start, e - start)
         for i, (s, e) in enumerate(items)
     ]
-    a, b = claim.start - start, claim.end - start
-    inside = a + 1 if b - a > 1 else a  # "/usr/local/pgsql": its first slash starts no item
-    own = next(((s, e) for s, e in spans if s <= inside < e), None)
-    if own is None:
-        return 0
+
+
+def _candidates(
+    r: Reading,
+    claim: Claim,
+    seen: Known,
+    start: int,
+    text: str,
+    spans: list[tuple[int, int]],
+    own: tuple[int, int],
+) -> list[tuple[int, int]]:
+    """Every other item is a candidate, short or long and of whatever kind: a phrase ("same name as
+    the current system user"), a symbol ("<@>", "''"), a tuple as much as a number or a name.
+    Another fact's answer is one item, however many its own separators make ("insert, update,
+    delete, truncate"): the items it overlaps count once, as the first of them."""
     held = [(s0 - start, e0 - start) for s0, e0 in seen.answers]
     part = _bare(r.low[claim.start : claim.end]) in seen.parts
-    # Every other item is a candidate, short or long and of whatever kind: a phrase ("same name as
-    # the current system user"), a symbol ("<@>", "''"), a tuple as much as a number or a name.
-    # Another fact's answer is one item, however many its own separators make ("insert, update,
-    # delete, truncate"): the items it overlaps count once, as the first of them.
-    others, answered = [], set()
+    others: list[tuple[int, int]] = []
+    answered: set[int] = set()
     for s, e in spans:
         if (s, e) == own or not text[s:e].strip(" \t.!?") or _no_candidate(r.low[start + s : start + e], part, seen):
             continue
@@ -146,17 +178,19 @@ def listed(r: Reading, claim: Claim, seen: Known = NOTHING_KNOWN) -> int:
             others.append((s, e))
         if hit is not None:
             answered.add(hit)
+    return others
+
+
+def _stated(text: str, own: tuple[int, int], a: int, b: int, others: list[tuple[int, int]]) -> bool:
+    """The claim's own item is no candidate but a statement when the words around the value are
+    many (its own words do not count: "number of unreachable objects found" is one value) or when
+    its own clause asserts it ("..., before it is specialized for plperl or plperlu is
+    plperl.on_init"), unless the other items are short candidates enough to be a list by themselves
+    ("2, None, 'tab', a 2-tuple of empty strings")."""
     short = sum(1 for s, e in others if len(_WORD.findall(text[s:e])) <= SHORT_ITEM_WORDS)
-    # The claim's own item is no candidate but a statement when the words around the value are
-    # many (its own words do not count: "number of unreachable objects found" is one value) or
-    # when its own clause asserts it ("..., before it is specialized for plperl or plperlu is
-    # plperl.on_init"), unless the other items are short candidates enough to be a list by
-    # themselves ("2, None, 'tab', a 2-tuple of empty strings").
     around = len(_WORD.findall(text[own[0] : a] + " " + text[b : own[1]]))
     asserted = own[0] < a and _CLAUSE.search(text[own[0] : a]) is not None
-    if (around > SHORT_ITEM_WORDS or asserted) and short < LIST_ITEMS - 1:
-        return 0
-    return 1 + len(others)
+    return (around > SHORT_ITEM_WORDS or asserted) and short < LIST_ITEMS - 1
 
 
 def _asked(raw: str, seen: Known) -> bool:
