@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agentfleet_contract.agentfleet import AgentFleet, GateTaskSet, RolloutEvaluation
-from agentfleet_contract.gate import CANDIDATE_FLEET_SUFFIX
+from agentfleet_contract.gate import CANDIDATE_FLEET_SUFFIX, GATE_KEY_ENV, GATE_KEY_SECRET_KEY
 
 from agentfleet.render.agentfleet import (
     COMPONENT_LABEL,
@@ -33,6 +33,7 @@ from agentfleet.render.agentfleet import (
     config_text,
     labels,
     redis_password_ref,
+    render_secret,
     selector,
     worker_egress_name,
     worker_name,
@@ -182,6 +183,18 @@ def render_results(af: AgentFleet, candidate: str) -> dict[str, Any]:
     return _config_map(af, results_name(fleet, candidate), GATE, {})
 
 
+def key_name(fleet: str, candidate: str) -> str:
+    """The Secret holding the gate's key, named like its results ConfigMap."""
+    return results_name(fleet, candidate)
+
+
+def render_gate_key(af: AgentFleet, candidate: str, value: str) -> dict[str, Any]:
+    """The gate's key: a Secret only the operator (which verifies) and the Job (which signs, from
+    its environment) read. Created once, owned by the fleet; no Role the operator makes grants it."""
+    fleet, _ = _fleet(af)
+    return render_secret(af, key_name(fleet, candidate), GATE_KEY_SECRET_KEY, value, GATE)
+
+
 def task_set_source(ts: GateTaskSet) -> tuple[str, dict[str, Any] | None]:
     """The task set's path in the Job's pod, and the volume it needs (None: it ships in the image)."""
     if ts.shipped is not None:
@@ -314,6 +327,9 @@ def render_gate_job(
     ]
     if (ref := redis_password_ref(af)) is not None:
         env.append({"name": "AGENTFLEET_REDIS_PASSWORD", "valueFrom": {"secretKeyRef": ref}})
+    # The key every result is signed with: the operator counts only results that verify under it.
+    key_ref = {"name": key_name(fleet, candidate), "key": GATE_KEY_SECRET_KEY}
+    env.append({"name": GATE_KEY_ENV, "valueFrom": {"secretKeyRef": key_ref}})
     container: dict[str, Any] = {
         "name": GATE,
         "image": image,

@@ -270,6 +270,8 @@ class _Side:
 
 
 class _Results:
+    name = "f-gate-1"
+
     def __init__(self, fail: Exception | None = None) -> None:
         self.fail, self.added = fail, []
 
@@ -285,7 +287,7 @@ def _runner(results, max_tokens=10**6, tokens=10):
     from agentfleet_runtime.gate.run import Budget, Runner
 
     sides = {"current": _Side("current", tokens), "candidate": _Side("candidate", tokens)}
-    return Runner(sides, results, "f-gate-1", Budget(_time.time() + 600, max_tokens)), sides
+    return Runner(sides, results, "f-gate-1", Budget(_time.time() + 600, max_tokens), b"k"), sides
 
 
 def _tasks(*ids):

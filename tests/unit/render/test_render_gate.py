@@ -90,9 +90,12 @@ def test_the_job_runs_the_gate_program_non_root_with_both_versions_configs() -> 
     assert sc["readOnlyRootFilesystem"] and sc["runAsNonRoot"] and not sc["allowPrivilegeEscalation"]
     assert pod["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] > 0
     assert pod["serviceAccountName"] == "support-gate"
-    # The only Secret it gets is the Redis password, as the workers get it.
+    # The only Secrets it gets: the Redis password, as the workers get it, and the gate's key that
+    # signs its results (issue 76), from the Secret named like its results ConfigMap.
     secrets = [e["valueFrom"]["secretKeyRef"] for e in c["env"] if "secretKeyRef" in e.get("valueFrom", {})]
-    assert secrets == [{"name": "rpw", "key": "pw"}] and not any("secret" in v for v in pod["volumes"])
+    assert secrets == [{"name": "rpw", "key": "pw"}, {"name": "support-gate-0123456789", "key": "key"}]
+    assert not any("secret" in v for v in pod["volumes"])
+    assert [e["name"] for e in c["env"]][-1] == "AGENTFLEET_GATE_KEY"
 
 
 def test_a_task_set_from_a_configmap_is_mounted_by_its_key() -> None:
