@@ -100,6 +100,15 @@ JUDGE_MAC_KEY = "judge.mac"
 # result that does not verify under it was not written by the gate's Job.
 GATE_KEY_SECRET_KEY = "key"
 GATE_KEY_ENV = "AGENTFLEET_GATE_KEY"
+
+# What a side-effect tool does in a gate task (spec.rollout.evaluation.sideEffects): Skip, never
+# called (the model reads that it was not, the task's steps keep the intended call), or
+# DryRunHeader, an HTTP tool called with DRY_RUN_HEADER so that an endpoint that supports it acts
+# as if. A gate task (tenant agentfleet-gate, which no caller can take) carries the mode in its
+# metadata under SIDE_EFFECTS_METADATA; a gate task without it (a sub-agent) skips.
+SideEffects = Literal["Skip", "DryRunHeader"]
+SIDE_EFFECTS_METADATA = "gateSideEffects"
+DRY_RUN_HEADER = "X-Agentfleet-Dry-Run"
 VERSIONS: tuple[Version, ...] = ("current", "candidate")
 # Where the image keeps the task sets that ship: spec.rollout.evaluation.taskSet.shipped NAME is
 # SHIPPED_TASK_SET_DIR/NAME-tasks.yaml (e2e/eval/NAME-tasks.yaml in the repository).

@@ -213,7 +213,7 @@ def gate_args(af: AgentFleet, evaluation: RolloutEvaluation, candidate: str, tas
         *("--fleet", fleet, "--namespace", ns, "--results-configmap", results_name(fleet, candidate)),
         *("--task-set", task_set, "--part", evaluation.part),
         *("--sample", str(evaluation.sample), "--seed", str(evaluation.seed)),
-        *("--concurrency", str(evaluation.concurrency)),
+        *("--concurrency", str(evaluation.concurrency), "--side-effects", evaluation.side_effects),
         *("--timeout-seconds", str(budget.timeout_seconds), "--max-tokens", str(budget.max_tokens)),
         *("--current-config", f"{CURRENT_CONFIG_DIR}/{CONFIG_KEY}"),
         *("--candidate-config", f"{CANDIDATE_CONFIG_DIR}/{CONFIG_KEY}"),

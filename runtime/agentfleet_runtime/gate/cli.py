@@ -92,7 +92,7 @@ async def run(args: argparse.Namespace) -> int:
         log.error("the gate cannot run: %s", e)
         return 2
     results = ResultsMap(args.kube_api, args.namespace, args.results_configmap, args.kube_token_file, args.kube_ca)
-    sides = {version: Side.open(version, config) for version, config in configs.items()}
+    sides = {version: Side.open(version, config, args.side_effects) for version, config in configs.items()}
     started = time.monotonic()
     try:
         async with results:

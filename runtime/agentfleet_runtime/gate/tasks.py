@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from agentfleet_contract.fleet_keys import Keys
-from agentfleet_contract.gate import GateTaskResult, Version
+from agentfleet_contract.gate import SIDE_EFFECTS_METADATA, GateTaskResult, SideEffects, Version
 from agentfleet_contract.runtime_config import GATE_TENANT, RuntimeConfig
 from agentfleet_eval.outcome import outcome_of
 from agentfleet_eval.scoring import Outcome, score
@@ -73,11 +73,13 @@ class Side:
     version: Version
     config: RuntimeConfig
     store: TaskStore
+    side_effects: SideEffects = "Skip"  # what the workers do with a side-effect tool's call
 
     @classmethod
-    def open(cls, version: Version, config: RuntimeConfig) -> Side:
+    def open(cls, version: Version, config: RuntimeConfig, side_effects: SideEffects = "Skip") -> Side:
         r = connect(config.redis_url, config.redis_password, min(config.redis_max_connections, 32))
-        return cls(version, config, TaskStore(r, Keys(config.fleet, config.namespace), config.result_ttl_seconds))
+        store = TaskStore(r, Keys(config.fleet, config.namespace), config.result_ttl_seconds)
+        return cls(version, config, store, side_effects)
 
     @property
     def retrieval_tools(self) -> frozenset[str]:
@@ -86,7 +88,8 @@ class Side:
     async def submit(self, run: str, task: EvalTask) -> str | Outcome:
         """The id of the task answering ``task`` (submitted now, or before by an earlier start of
         the Job); an Outcome of status error when this version refuses the question."""
-        body = {"goal": task.question, "metadata": {"gate": run, "gateTask": task.id}}
+        metadata = {"gate": run, "gateTask": task.id, SIDE_EFFECTS_METADATA: self.side_effects}
+        body = {"goal": task.question, "metadata": metadata}
         key = idempotency_key(run, task.id)
         try:
             sub = parse_submission(body, key, self.config.api.max_goal_chars, limits_of(self.config))

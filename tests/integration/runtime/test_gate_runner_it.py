@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import yaml
 from agentfleet_contract.gate import (
+    DRY_RUN_HEADER,
     GATE_KEY_ENV,
     JUDGE_KEY,
     SAMPLE_KEY,
@@ -147,7 +148,9 @@ class Gate:
         self.kube, self.redis_url, self.fleet, self.tmp = api_server, redis_url, fleet, tmp
         self.configs: dict[str, RuntimeConfig] = {}
 
-    async def start(self, stack: AsyncExitStack, current: list[dict], candidate: list[dict]) -> None:
+    async def start(
+        self, stack: AsyncExitStack, current: list[dict], candidate: list[dict], tools: list[dict] = KB
+    ) -> None:
         for version, fleet, rules in (
             ("current", self.fleet, current),
             ("candidate", self.fleet + "~candidate", candidate),
@@ -156,7 +159,7 @@ class Gate:
             model.model.rules = rules
             await model.start()
             stack.push_async_callback(model.stop)
-            config = make_config(self.redis_url, fleet, model.url, tools=KB)
+            config = make_config(self.redis_url, fleet, model.url, tools=tools)
             self.configs[version] = config
             doc = config.model_dump(by_alias=True, mode="json", exclude_none=True)
             (self.tmp / f"{version}.yaml").write_text(yaml.safe_dump(doc))
@@ -391,3 +394,63 @@ def test_without_the_gates_key_the_runner_refuses_to_run(api_server, redis_serve
             assert configmap_data(api_server, "keyless") == {}
 
     arun(body(), timeout=120)
+
+
+class Payments:
+    """A real HTTP endpoint for a side-effect tool: every call it receives, with its headers."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, str]] = []
+        self.url = ""
+
+    async def start(self, stack: AsyncExitStack) -> None:
+        from aiohttp import web
+
+        async def pay(request: web.Request) -> web.Response:
+            self.calls.append(dict(request.headers))
+            return web.Response(text="refunded 5000")
+
+        app = web.Application()
+        app.router.add_post("/pay", pay)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        stack.push_async_callback(runner.cleanup)
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/pay"  # type: ignore[union-attr]
+
+
+def test_no_side_effect_happens_while_judged_unless_marked_as_a_dry_run(api_server, redis_server, fleet, tmp_path):
+    """Issue 76, finding 4: a "Refund order 77" question whose model calls a side-effect pay tool
+    on both versions. Under the gate the endpoint is never called (the default, Skip); with
+    sideEffects DryRunHeader it is called once per version, each call marked as a dry run."""
+    refund = {
+        "id": "refund",
+        "part": "heldout",
+        "kind": "default",
+        "question": "Q-pay: Refund order 77",
+        "facts": ["refunded"],
+    }
+    rule = {"match": "Q-pay", "steps": 2, "tool": "pay", "args": json.dumps({"order": 77, "amount": 5000}),
+            "answer": "Order 77 was refunded."}  # fmt: skip
+    skip, dry = (results_configmap(api_server, name, tmp_path) for name in ("effects-skip", "effects-dry"))
+
+    async def body() -> None:
+        async with AsyncExitStack() as stack:
+            payments = Payments()
+            await payments.start(stack)
+            tools = [*KB, {"name": "pay", "type": "HTTP", "http": {"url": payments.url, "sideEffects": True}}]
+            gate = Gate(api_server, redis_server.url, fleet, tmp_path)
+            await gate.start(stack, [rule], [rule], tools)
+            proc = gate.runner("effects-skip", skip, [refund], "--max-tokens", "1000000")
+            assert await gate.wait_exit(proc) == 0, proc.tail()
+            assert payments.calls == [], "a gate task applied the side effect"
+            data = await asyncio.to_thread(configmap_data, api_server, "effects-skip")
+            assert set(results_of(data)) == {"current.refund", "candidate.refund"}
+            proc = gate.runner(
+                "effects-dry", dry, [refund], "--max-tokens", "1000000", "--side-effects", "DryRunHeader"
+            )
+            assert await gate.wait_exit(proc) == 0, proc.tail()
+            assert len(payments.calls) == 2 and all(c.get(DRY_RUN_HEADER) == "true" for c in payments.calls)
+
+    arun(body(), timeout=240)
