@@ -43,6 +43,11 @@ class GateTaskResult(Model):
     cost: str = Field(
         default="0", max_length=32, pattern=DECIMAL, description="Cost of the task in the pricing currency."
     )
+    not_run: bool = Field(
+        default=False,
+        description="The task never reached a model, twice: it is left out of every comparison, not scored as a "
+        "failure.",
+    )
     mac: str | None = Field(
         default=None,
         max_length=64,
@@ -81,6 +86,7 @@ class GateFigures(Model):
     candidate_per_task: float = Field(default=0, ge=0, description="The candidate's mean cost (or tokens) a task.")
     cost_ratio: float | None = Field(default=None, ge=0, description="Candidate per task over current per task.")
     tokens: int = Field(default=0, ge=0, description="Tokens both versions spent on the gate.")
+    not_run: int = Field(default=0, ge=0, description="Tasks left out because one version's run never reached a model.")
     wall_seconds: float = Field(default=0, ge=0, description="Wall time of the gate so far.")
 
 
@@ -88,6 +94,9 @@ class GateFigures(Model):
 
 # The candidate's fleet name in its runtime document is FLEET + this: its own Redis keys and stream.
 CANDIDATE_FLEET_SUFFIX = "~candidate"
+# The current version's, on the gate's own private workers (its baseline): FLEET + this. Tenants'
+# tasks on the serving workers never queue ahead of a gate task, so load does not decide the gate.
+BASELINE_FLEET_SUFFIX = "~current"
 # The key holding the sampled task ids (a JSON list), written once before any task runs.
 SAMPLE_KEY = "sample"
 # The sample's HMAC under the gate's key (the results carry theirs in GateTaskResult.mac).

@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="Skip",
         help="side-effect tools in gate tasks: never called, or HTTP tools called marked as a dry run",
     )
-    p.add_argument("--current-config", required=True, help="the serving workers' runtime.yaml")
+    p.add_argument("--current-config", required=True, help="the current version's runtime.yaml (fleet FLEET~current)")
     p.add_argument("--candidate-config", required=True, help="the candidate's runtime.yaml (fleet FLEET~candidate)")
     p.add_argument("--kube-api", default=IN_CLUSTER_API, help="Kubernetes API URL (default: in-cluster)")
     p.add_argument("--kube-token-file", default=f"{SERVICE_ACCOUNT_DIR}/token", help="bearer token file")

@@ -13,7 +13,14 @@ import signal
 import time
 from collections.abc import Mapping
 
-from agentfleet_contract.gate import CANDIDATE_FLEET_SUFFIX, GATE_KEY_ENV, GateResultsError, Version, pending
+from agentfleet_contract.gate import (
+    BASELINE_FLEET_SUFFIX,
+    CANDIDATE_FLEET_SUFFIX,
+    GATE_KEY_ENV,
+    GateResultsError,
+    Version,
+    pending,
+)
 from agentfleet_contract.runtime_config import RuntimeConfig
 from agentfleet_eval.taskset import TaskSetError, load_taskset
 from pydantic import ValidationError
@@ -50,7 +57,7 @@ def load_versions(args: argparse.Namespace, env: Mapping[str, str] | None = None
     AGENTFLEET_FLEET: each document's fleet name is what keeps the versions' streams apart."""
     env = {k: v for k, v in (os.environ if env is None else env).items() if k != "AGENTFLEET_FLEET"}
     want: dict[Version, tuple[str, str]] = {
-        "current": (args.current_config, args.fleet),
+        "current": (args.current_config, args.fleet + BASELINE_FLEET_SUFFIX),
         "candidate": (args.candidate_config, args.fleet + CANDIDATE_FLEET_SUFFIX),
     }
     out: dict[Version, RuntimeConfig] = {}
@@ -63,7 +70,7 @@ def load_versions(args: argparse.Namespace, env: Mapping[str, str] | None = None
         if config.fleet != fleet:
             raise GateError(
                 f"{flag} {path} names the fleet {config.fleet!r}; the {version} version of --fleet {args.fleet} is "
-                f"{fleet!r} (the candidate's keys and task stream must be its own)"
+                f"{fleet!r} (each version's keys and task stream must be its own, apart from the serving workers')"
             )
         out[version] = config
     return out

@@ -165,6 +165,9 @@ def test_a_change_to_answers_starts_a_gate_and_the_serving_workers_keep_the_old_
         ("ConfigMap", "support-runtime-candidate"),
         ("NetworkPolicy", "support-worker-egress-candidate"),
         ("Deployment", "support-candidate"),
+        ("ConfigMap", "support-runtime-baseline"),
+        ("NetworkPolicy", "support-worker-egress-baseline"),
+        ("Deployment", "support-baseline"),
         ("ServiceAccount", "support-gate"),
         ("Role", "support-gate"),
         ("RoleBinding", "support-gate"),
@@ -183,7 +186,7 @@ def test_a_change_to_worker_counts_applies_at_once_while_the_answers_wait() -> N
     plan = world.decide(Fleet("support").gate(sample=40).prompt(NEW).workers(replicas=5))
     assert plan.runtime is not None and plan.runtime.replicas == 5 and OLD in serving_text(plan)
     assert plan.gate is not None and plan.gate.create is None  # the same gate runs on: nothing new
-    assert [k for k, _ in applied(plan)] == ["ConfigMap", "NetworkPolicy", "Deployment"]
+    assert [k for k, _ in applied(plan)] == ["ConfigMap", "NetworkPolicy", "Deployment"] * 2  # candidate, baseline
 
 
 def test_a_change_of_what_a_reference_resolves_to_starts_a_gate_too() -> None:
@@ -242,6 +245,9 @@ def test_a_neutral_change_is_promoted_the_candidate_deleted_and_the_results_kept
         ("Deployment", "support-candidate"),
         ("ConfigMap", "support-runtime-candidate"),
         ("NetworkPolicy", "support-worker-egress-candidate"),
+        ("Deployment", "support-baseline"),
+        ("ConfigMap", "support-runtime-baseline"),
+        ("NetworkPolicy", "support-worker-egress-baseline"),
     ]
     # The next pass serves it, with no gate left to run.
     again = world.decide(Fleet("support").gate(sample=40).prompt(NEW), T0 + timedelta(seconds=90))

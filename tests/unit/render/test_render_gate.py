@@ -85,7 +85,7 @@ def test_the_job_runs_the_gate_program_non_root_with_both_versions_configs() -> 
     assert args[args.index("--candidate-config") + 1] == "/etc/agentfleet/candidate/runtime.yaml"
     assert args[args.index("--side-effects") + 1] == "Skip"  # the default: no side effect while judged
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert volumes["current"]["configMap"]["name"] == "support-runtime"
+    assert volumes["current"]["configMap"]["name"] == "support-runtime-baseline"  # its private workers' document
     assert volumes["candidate"]["configMap"]["name"] == "support-runtime-candidate"
     sc = c["securityContext"]
     assert sc["readOnlyRootFilesystem"] and sc["runAsNonRoot"] and not sc["allowPrivilegeEscalation"]

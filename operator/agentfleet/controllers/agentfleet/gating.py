@@ -41,6 +41,7 @@ from agentfleet.controllers.agentfleet.records import (
     Observed,
     Plan,
     Post,
+    RuntimePlan,
     Subject,
     Verdict,
 )
@@ -229,9 +230,15 @@ def candidate_objects(fleet: str, candidate: str) -> tuple[tuple[str, str, str],
     policy, and the Job. Its results ConfigMap stays, for the record."""
     return (
         ("batch/v1", "Job", rg.job_name(fleet, candidate)),
-        ("apps/v1", "Deployment", rg.candidate_name(fleet)),
-        ("v1", "ConfigMap", rg.candidate_config_name(fleet)),
-        ("networking.k8s.io/v1", "NetworkPolicy", rg.candidate_egress_name(fleet)),
+        *(
+            obj
+            for role in (rg.CANDIDATE, rg.BASELINE)
+            for obj in (
+                ("apps/v1", "Deployment", rg.candidate_name(fleet, role)),
+                ("v1", "ConfigMap", rg.candidate_config_name(fleet, role)),
+                ("networking.k8s.io/v1", "NetworkPolicy", rg.candidate_egress_name(fleet, role)),
+            )
+        ),
     )
 
 
@@ -290,7 +297,7 @@ def decide(obs: Observed) -> Plan | NeedsProbe:
     promote = step.kind == "Adopt" or (step.kind == "Finish" and step.decision is not None and step.decision.promote)
     base = want if promote or serving is None else serving[0]
     kept = kept_fields(af, r) if promote else None
-    gate = _gate_plan(obs, want, step, before, at, kept, bad, evaluation, verified)
+    gate = _gate_plan(obs, want, step, before, at, kept, bad, evaluation, verified, base.runtime)
     return dataclasses.replace(base, gate=gate)
 
 
@@ -304,6 +311,7 @@ def _gate_plan(
     bad: str | None,
     evaluation: RolloutEvaluation | None,
     verified: VerifiedResults,
+    serving_runtime: RuntimePlan | None,
 ) -> GatePlan:
     af = obs.fleet
     fleet = af.metadata["name"]
@@ -341,6 +349,11 @@ def _gate_plan(
         apply += rg.render_candidate(
             fleet, dict(want.runtime.doc or {}), [dict(o) for o in want.runtime.children], canaries=routes.canaries
         )
+        if serving_runtime is not None:
+            # The current version runs the gate's tasks on its own workers, as the candidate does.
+            apply += rg.render_baseline(
+                fleet, dict(serving_runtime.doc or {}), [dict(o) for o in serving_runtime.children]
+            )
         # A running gate whose Job is gone (deleted by hand) gets it again; applied each pass instead,
         # a Job's immutable template would refuse a changed spec.rollout.evaluation mid-gate.
         lost = step.kind == "Run" and not obs.gate_job
