@@ -110,6 +110,7 @@ def render_candidate(
     ``role`` BASELINE renders the serving version's private workers the same way (render_baseline)."""
     by_name = {(o["kind"], o["metadata"]["name"]): o for o in runtime}
     private = {**to_canaries(doc, canaries), "fleet": private_fleet(fleet, role)}
+    private.pop("legacyKeys", None)  # a private stream has no keys of the old layout
     text = config_text(private)
     cm = copy.deepcopy(by_name[("ConfigMap", config_map_name(fleet))])
     cm["metadata"]["name"] = candidate_config_name(fleet, role)

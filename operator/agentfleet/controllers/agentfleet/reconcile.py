@@ -134,6 +134,7 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
             fresh={},
             egress=CONFIG.egress(),
             peers=CONFIG.peers(),
+            legacy_claims=frozenset(CONFIG.legacy_key_claims),
         )
 
     def observe_gate(self, observed: Observed) -> Observed:

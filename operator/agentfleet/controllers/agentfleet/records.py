@@ -100,6 +100,7 @@ class Observed:
     fresh: Mapping[str, str]  # a random value for each generated Secret not found (used if created)
     egress: Egress | None  # the operator's worker egress settings (None: no egress policy)
     peers: Peers  # who may reach a managed Redis besides the fleet's pods
+    legacy_claims: frozenset[str] = frozenset()  # NAMESPACE/NAME the old-layout keys are claimed for
     probed: ProbeResult | None = None  # None: not probed (yet): decide asks with NeedsProbe
     # The evaluation gate's inputs (gating.py); their defaults: no gate to run.
     clock: datetime | None = None  # when observe read (the gate's budget and timestamps)
