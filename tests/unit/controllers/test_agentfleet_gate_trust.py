@@ -166,3 +166,20 @@ def test_a_gate_does_not_start_without_the_api_servers_addresses() -> None:
     started = gating.decide(replace(obs, egress=None))
     assert isinstance(started, Plan) and started.gate is not None
     assert started.gate.report.gate.phase == "Running"
+
+
+def test_a_running_gate_without_its_key_gets_one_and_its_job_comes_back_with_it() -> None:
+    """A gate started before keys existed (an upgrade), or whose Secret was deleted: its Job could
+    sign nothing, so its results would never count; it is given a key and its Job goes, to come
+    back (the next pass) with the key in its environment."""
+    world = World()
+    world.decide(Fleet("support").gate(sample=40).prompt(OLD))
+    started = world.decide(Fleet("support").gate(sample=40).prompt(NEW))
+    job = next(name for kind, name in applied(started) if kind == "Job")
+    world.keys.clear()
+    plan = world.decide(Fleet("support").gate(sample=40).prompt(NEW), T0 + timedelta(seconds=30))
+    assert plan.gate is not None and plan.gate.key is not None and plan.gate.key["metadata"]["name"] == job
+    assert ("batch/v1", "Job", job) in plan.gate.delete
+    world.jobs.discard(job)
+    again = world.decide(Fleet("support").gate(sample=40).prompt(NEW), T0 + timedelta(seconds=35))
+    assert again.gate is not None and ("Job", job) in applied(again) and again.gate.key is None

@@ -5,6 +5,7 @@ ConfigMap), so a gate is followed from its start to its end as the controller se
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -400,7 +401,12 @@ class Api:
         if key in self.objects:
             raise ConflictError(type("E", (), {"status": 409, "reason": "AlreadyExists", "body": "", "headers": {}})())
         self.created.append(key)
-        self.objects[key] = json.loads(json.dumps(obj))
+        self.objects[key] = stored = json.loads(json.dumps(obj))
+        if "stringData" in stored:  # as the API server stores a Secret
+            import base64
+
+            data = {k: base64.b64encode(v.encode()).decode() for k, v in stored.pop("stringData").items()}
+            stored["data"] = {**stored.get("data", {}), **data}
         return obj
 
     def delete(
@@ -468,7 +474,7 @@ def test_a_pass_starts_resumes_and_aborts_a_gate_through_the_api() -> None:
 
     world = World()
     world.gate, world.results = gate, {results: {}}
-    world.keys[results] = api.objects[("Secret", results)]["stringData"]["key"].encode()
+    world.keys[results] = base64.b64decode(api.objects[("Secret", results)]["data"]["key"])
     world.job_writes()
     api.objects[("ConfigMap", results)]["data"] = world.results[results]
     run_pass(api, Fleet("support").gate(sample=40).prompt(NEW).annotation("agentfleet.io/gate", "abort"))

@@ -359,8 +359,12 @@ def _gate_plan(
         lost = step.kind == "Run" and not obs.gate_job
         if step.kind == "Start" or (lost and obs.results is None):
             create = rg.render_results(af, step.candidate)
-        if step.kind == "Start" or (lost and obs.gate_key is None):
+        if step.kind == "Start" or (step.kind == "Run" and obs.gate_key is None):
             key = rg.render_gate_key(af, step.candidate, obs.fresh_gate_key)
+            if step.kind == "Run" and not lost:
+                # A running gate without its key (started before keys, or the Secret deleted): its
+                # Job cannot sign what it writes, so it goes and comes back with the new key.
+                deletes.append(candidate_objects(fleet, step.candidate)[0])
         if (step.kind == "Start" or lost) and evaluation is not None and routes.ready:
             # While a ModelReplicaSet's canary loads (or the set has not seen its change yet) the
             # Job waits: its first tasks would find no replica of the changed model. It runs the
