@@ -1,6 +1,6 @@
 """The evaluation gate's Job (``python -m agentfleet_runtime gate``) against real parts: a Redis,
-two fleets of real workers (the serving version and the candidate on its private stream
-``FLEET~candidate``, each driven by its own scripted model, retrieval by the in-process retriever
+two fleets of real workers (the current version on its private stream ``FLEET~current`` and the
+candidate on ``FLEET~candidate``, each driven by its own scripted model, retrieval by the in-process retriever
 stand-in), and a private kube-apiserver (e2e/harness/apiserver.py) holding the results ConfigMap,
 which the runner reads and patches with a service account token whose Role grants only get and
 patch on that ConfigMap.
@@ -152,7 +152,7 @@ class Gate:
         self, stack: AsyncExitStack, current: list[dict], candidate: list[dict], tools: list[dict] = KB
     ) -> None:
         for version, fleet, rules in (
-            ("current", self.fleet, current),
+            ("current", self.fleet + "~current", current),  # the baseline's private workers (issue 76)
             ("candidate", self.fleet + "~candidate", candidate),
         ):
             model = ScriptedModelServer()
@@ -430,6 +430,7 @@ def test_no_side_effect_happens_while_judged_unless_marked_as_a_dry_run(api_serv
         "kind": "default",
         "question": "Q-pay: Refund order 77",
         "facts": ["refunded"],
+        "supporting": ["orders.md"],
     }
     rule = {"match": "Q-pay", "steps": 2, "tool": "pay", "args": json.dumps({"order": 77, "amount": 5000}),
             "answer": "Order 77 was refunded."}  # fmt: skip
