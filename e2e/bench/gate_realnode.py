@@ -16,7 +16,14 @@ The scenarios, in order, on one fleet:
 2. neutral: one sentence added to the system prompt that asks for nothing new;
 3. breaking: retrieval pointed at an empty VectorIndex (made here from the fleet's index's spec);
    once the Job has written ``--kill-after`` results, the operator's pod and the Job's pod are
-   deleted: the gate must resume (one GateStarted, the same startedAt, no result lost);
+   deleted: the gate must resume (one GateStarted, the same startedAt, no result lost). Issue 76:
+   ``--load`` tenant tasks keep the serving workers busy the whole gate (the gate's tasks run on
+   private workers of both versions, so the verdict must not move), and forged results are
+   written as anyone who may write ConfigMaps in the namespace could: a ConfigMap made first under
+   the results' computable name (the gate must not adopt it: ResultsNotOwned, until this script
+   deletes it as the condition says) and, once the gate's own exists, forged keys in it (the
+   candidate flawless, the current version failing, without the gate's key: rejectedResults). The
+   bad candidate must still be held;
 4. the breaking change taken back: adopted at once (it is the serving version);
 5. ``agentfleet eval`` through the task API on the gate's own sample, per task beside the gate's
    results for the same version;
@@ -36,16 +43,21 @@ margin is wide (30 points by default) because a sample that fits this machine's 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agentfleet_contract.gate import GateTaskResult, results_in
+from agentfleet_contract.agentfleet import AgentFleet
+from agentfleet_contract.gate import GateTaskResult, verified_results
 
+from agentfleet.gate import answer_hash
 from e2e.demo.driver import cluster_info
 from e2e.eval.corpus import CORPORA
 from e2e.harness.cluster import Cluster
@@ -85,12 +97,16 @@ class Gate:
         self.c.run("-n", self.ns, "patch", "agentfleet", self.name, "--type=merge", "-p", json.dumps({"spec": spec}))
 
     def results(self, candidate: str) -> tuple[list[str] | None, list[GateTaskResult]]:
-        cm = self.c.run(
-            "-n", self.ns, "get", "configmap", f"{self.name}-gate-{candidate[:10]}", "-o", "json", check=False
-        )
+        """What the gate's Job wrote: only what verifies under the gate's key counts (issue 76), as
+        the operator counts it; a forged object or forged keys read as nothing written."""
+        name = f"{self.name}-gate-{candidate[:10]}"
+        cm = self.c.run("-n", self.ns, "get", "configmap", name, "-o", "json", check=False)
+        secret = self.c.run("-n", self.ns, "get", "secret", name, "-o", "json", check=False)
         if cm.returncode != 0:
             return None, []
-        return results_in(json.loads(cm.stdout).get("data"))
+        raw = (json.loads(secret.stdout).get("data") or {}).get("key") if secret.returncode == 0 else None
+        got = verified_results(json.loads(cm.stdout).get("data"), base64.b64decode(raw) if raw else None, name)
+        return got.sample, got.results
 
     def events(self, reason: str) -> list[dict[str, Any]]:
         sel = f"involvedObject.name={self.name},reason={reason}"
@@ -193,6 +209,128 @@ def run_gate(
         out["resumedJobStart"] = resumed  # the new pod's first line: what it found done and missing
         say(f"  the Job's pods: {sorted(job_pods)}; the resumed one began: {resumed[:200]}")
     return out
+
+
+def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in patch.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def predicted_results(g: Gate, change: dict[str, Any]) -> str:
+    """The results ConfigMap's name the gate of CHANGE will use, computed as anyone can: the answer
+    hash (agentfleet.gate.answer_hash) of the changed spec with what its references resolve to, read
+    from the API server (gating.resolved_refs's fields)."""
+    obj = g.fleet()
+    af = AgentFleet.model_validate({**obj, "spec": deep_merge(obj["spec"], change)})
+    s = af.spec
+    resolved = {"prompt": (s.system_prompt.inline if s.system_prompt is not None else None) or ""}
+    for tier, ref in (("model", s.model_ref), ("routineModel", s.routine_model_ref)):
+        if ref is not None:
+            mspec = g.c.json("-n", g.ns, "get", "modelreplicaset", ref.name).get("spec") or {}
+            resolved[tier] = json.dumps(
+                {"model": mspec.get("model"), "adapters": mspec.get("adapters")}, sort_keys=True
+            )
+    if s.vector_index_ref is not None:
+        vspec = g.c.json("-n", g.ns, "get", "vectorindex", s.vector_index_ref.name).get("spec") or {}
+        resolved["index"] = json.dumps({k: vspec.get(k) for k in ("collection", "embedding")}, sort_keys=True)
+    return f"{g.name}-gate-{answer_hash(s, resolved)[:10]}"
+
+
+def forged_data(tasks: list[str]) -> dict[str, str]:
+    """The candidate flawless, the current version failing every task, without the gate's key."""
+    data = {"sample": json.dumps(tasks)}
+    for t in tasks:
+        for version, ok in (("current", False), ("candidate", True)):
+            r = GateTaskResult(task_id=t, version=version, success=ok, grounded=ok, tokens=1)
+            data[f"{version}.{t}"] = r.model_dump_json(by_alias=True)
+    return data
+
+
+class Load:
+    """Tenant traffic on the serving workers for as long as it runs: N tasks in flight, each
+    submitted again as it is accepted, through the task API (the review's 40 ordinary tasks)."""
+
+    def __init__(self, api: str, token_file: str, n: int) -> None:
+        self.api, self.n = api.rstrip("/"), n
+        lines = [
+            ln.strip() for ln in Path(token_file).read_text().splitlines() if ln.strip() and not ln.startswith("#")
+        ]
+        self.token = lines[0] if lines else ""  # agentfleet eval's reading of --token-file
+        self.stop = threading.Event()
+        self.submitted = 0
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(n)]
+
+    def _run(self, i: int) -> None:
+        while not self.stop.is_set():
+            body = json.dumps({"goal": f"List three settings that affect checkpoints (load {i})."}).encode()
+            req = urllib.request.Request(f"{self.api}/v1/tasks", data=body, method="POST")
+            req.add_header("Content-Type", "application/json")
+            req.add_header("Authorization", f"Bearer {self.token}")
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - the user's API
+                    tid = json.loads(resp.read())["id"]
+                self.submitted += 1
+                while not self.stop.wait(5):  # one task in flight per thread
+                    with urllib.request.urlopen(  # noqa: S310
+                        urllib.request.Request(
+                            f"{self.api}/v1/tasks/{tid}", headers={"Authorization": f"Bearer {self.token}"}
+                        ),
+                        timeout=30,
+                    ) as resp:
+                        if json.loads(resp.read()).get("status") in ("done", "failed", "dead", "cancelled"):
+                            break
+            except Exception:  # noqa: BLE001 - a refused or slow submission: try again
+                self.stop.wait(2)
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+
+
+def forge(g: Gate, change: dict[str, Any], timeout: float) -> tuple[Callable[[], None], Callable[[], None], dict]:
+    """Before the change: a ConfigMap under the predicted results name (someone else's). Returns
+    APPLY (the forged object, then the change) and WATCH (each poll: the forged object reported
+    and deleted as the condition says, then forged keys in the gate's own ConfigMap), and what
+    was seen."""
+    seen: dict[str, Any] = {"predicted": predicted_results(g, change), "notOwnedSaid": False, "rejected": 0}
+    name = seen["predicted"]
+    say(f"  forging ConfigMap {name} before the gate starts")
+
+    def apply() -> None:
+        tasks = [f"forged-{i}" for i in range(4)]
+        g.c.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": g.ns},
+                   "data": forged_data(tasks)})  # fmt: skip
+        g.patch(change)
+
+    def watch() -> None:
+        st = g.fleet().get("status") or {}
+        cond = next((c for c in st.get("conditions") or [] if c["type"] == "EvaluationGate"), {})
+        cm = (
+            g.c.json("-n", g.ns, "get", "configmap", name)
+            if g.c.run("-n", g.ns, "get", "configmap", name, check=False).returncode == 0
+            else None
+        )
+        owned = bool(cm and (cm["metadata"].get("ownerReferences") or []))
+        if cm is not None and not owned and cond.get("reason") == "ResultsNotOwned":
+            seen["notOwnedSaid"] = True
+            assert g.c.run("-n", g.ns, "get", "job", name, check=False).returncode != 0, "a Job feeds a forged object"
+            say(f"  the gate refused {name}: {cond.get('message', '')[:120]}; deleting it as the condition says")
+            g.c.run("-n", g.ns, "delete", "configmap", name)
+        elif cm is not None and owned and not seen.get("forgedKeys"):
+            sample = json.loads((cm.get("data") or {}).get("sample") or "[]") or [f"forged-{i}" for i in range(4)]
+            body = {"data": {k: v for k, v in forged_data(sample).items() if k != "sample"}}
+            g.c.run("-n", g.ns, "patch", "configmap", name, "--type=merge", "-p", json.dumps(body))
+            seen["forgedKeys"] = len(body["data"])
+            say(f"  {len(body['data'])} forged keys written into the gate's own {name}")
+        seen["rejected"] = max(seen["rejected"], int((st.get("gate") or {}).get("rejectedResults") or 0))
+
+    return apply, watch, seen
 
 
 def show(title: str, r: dict[str, Any]) -> None:
@@ -339,7 +477,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--part", default="heldout")
     p.add_argument("--sample", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--breaking-sample", type=int, default=8, help="the breaking change's sample")
+    p.add_argument(
+        "--load",
+        type=int,
+        default=40,
+        help="tenant tasks kept in flight on the serving workers during the breaking gate",
+    )
+    p.add_argument("--no-forge", action="store_true", help="skip the forged results of the breaking gate")
     p.add_argument("--margin", type=int, default=30, help="maxSuccessDropPoints and maxGroundedDropPoints")
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--kill-after", type=int, default=6, help="results written before the pods are deleted")
@@ -400,11 +544,21 @@ def main(argv: list[str] | None = None) -> int:
     if "breaking" in scenarios:
         say("== 3. breaking: retrieval from an empty index; the operator's and the Job's pods deleted mid-gate")
         empty_index(g, index)
-        # Its own (smaller) sample, in the same patch: tasks without passages escalate to the loop and
-        # search until their budget, minutes each on this machine's CPU.
-        smaller = {"vectorIndexRef": {"name": EMPTY_INDEX}, "rollout": {"evaluation": {"sample": args.breaking_sample}}}
-        record["breaking"] = run_gate(g, smaller, args.timeout, args.kill_after)
+        # The promoted evaluation judges it (issue 76: a change cannot bring its own sample or rule),
+        # so its sample is --sample's; tasks without passages escalate and search until their budget.
+        breaking = {"vectorIndexRef": {"name": EMPTY_INDEX}}
+        apply, watch, forged = (None, None, {}) if args.no_forge else forge(g, breaking, args.timeout)
+        with Load(args.api, args.token_file, args.load) as load:
+            record["breaking"] = run_gate(g, breaking, args.timeout, args.kill_after, apply=apply, watch=watch)
+        record["breaking"]["load"] = {"threads": args.load, "tenantTasksSubmitted": load.submitted}
+        record["breaking"]["forged"] = forged
         show("breaking change", record["breaking"])
+        # Held, whatever the load and the forger did; the forged object refused and the keys rejected.
+        assert record["breaking"]["phase"] == "Held", record["breaking"]["phase"]
+        if forged:
+            actual = f"{g.name}-gate-{record['breaking']['candidate'][:10]}"
+            assert forged["predicted"] == actual, f"predicted {forged['predicted']}, the gate used {actual}"
+            assert forged["notOwnedSaid"] and forged["rejected"] > 0, forged
         (out / "results.json").write_text(json.dumps(record, indent=1))
 
     if "back" in scenarios:

@@ -51,6 +51,25 @@ def install_crds(cluster) -> None:
     )
 
 
+def api_server_cidr(kubeconfig: str) -> str:
+    """The API server's address in ``kubeconfig`` as a CIDR (a name resolved), for the operator's
+    AGENTFLEET_API_SERVER_CIDRS."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    import yaml
+
+    config = yaml.safe_load(Path(kubeconfig).read_text())
+    server = (config.get("clusters") or [{}])[0].get("cluster", {}).get("server", "https://127.0.0.1")
+    host = urlsplit(server).hostname or "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = ipaddress.ip_address(socket.gethostbyname(host))
+    return str(ipaddress.ip_network(address))
+
+
 class OperatorProcess:
     """`python -m agentfleet.manager` with the cluster's kubeconfig; its log goes to a file."""
 
@@ -67,6 +86,9 @@ class OperatorProcess:
         env = self.cluster.env()
         env["PYTHONPATH"] = source_path(env.get("PYTHONPATH"))
         env.setdefault("PYTHONUNBUFFERED", "1")
+        # The chart looks the API server's addresses up at install; run as a process, the operator
+        # is told the kubeconfig's (the evaluation gate refuses to start without them: issue 76).
+        env.setdefault("AGENTFLEET_API_SERVER_CIDRS", api_server_cidr(env["KUBECONFIG"]))
         cmd = [sys.executable, "-m", "agentfleet.manager", "--liveness", f"http://127.0.0.1:{port}/healthz", *self.args]
         with open(self.log_path, "a") as log:
             log.write(f"\n===== start {self.starts + 1}: {' '.join(cmd)}\n")

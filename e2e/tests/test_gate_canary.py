@@ -14,11 +14,13 @@ tests/integration/operator/test_evaluation_gate_it.py does; the real node's run 
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from typing import Any
 
 import pytest
+from agentfleet_contract.gate import GateTaskResult, sign_result, sign_value
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 
 from agentfleet.render.modelreplicaset import spec_hash
@@ -94,15 +96,17 @@ def reasons(cluster, ns: str, kind: str, name: str) -> list[str]:
 
 
 def play_job(cluster, ns: str, results: str, *, broken: int = 0) -> None:
-    """What the evaluation Job writes: the sample, then both versions' result of each task (the
-    candidate, on the canary's model, answering the first ``broken`` wrongly)."""
+    """What the evaluation Job writes, signed with the gate's key (the Secret the operator made
+    beside the results ConfigMap, issue 76): the sample, then both versions' result of each task
+    (the candidate, on the canary's model, answering the first ``broken`` wrongly)."""
+    key = base64.b64decode(cluster.json("get", "-n", ns, "secret", results)["data"]["key"])
     data: dict[str, str] = {"sample": json.dumps(TASKS)}
+    data["sample.mac"] = sign_value(key, results, "sample", data["sample"])
     for i, t in enumerate(TASKS):
         for version in ("current", "candidate"):
             ok = not (version == "candidate" and i < broken)
-            data[f"{version}.{t}"] = json.dumps(
-                {"taskId": t, "version": version, "success": ok, "grounded": ok, "tokens": 900}
-            )
+            r = GateTaskResult(task_id=t, version=version, success=ok, grounded=ok, tokens=900)
+            data[f"{version}.{t}"] = sign_result(key, results, r).model_dump_json()
     cluster.run("patch", "-n", ns, "configmap", results, "--type=merge", "-p", json.dumps({"data": data}))
 
 
@@ -143,7 +147,8 @@ def start_canary(cluster, op, ns: str, pool: fx.GpuPool) -> tuple[dict[str, Any]
     assert svc["spec"]["selector"] == {MRS_LABEL: "llm", SERVING: "canary"}
     candidate = cluster.json("get", "-n", ns, "configmap", "gated-runtime-candidate")["data"]["runtime.yaml"]
     serving = cluster.json("get", "-n", ns, "configmap", "gated-runtime")["data"]["runtime.yaml"]
-    assert "llm-canary" in candidate and "llm-canary" not in serving
+    baseline = cluster.json("get", "-n", ns, "configmap", "gated-runtime-baseline")["data"]["runtime.yaml"]
+    assert "llm-canary" in candidate and "llm-canary" not in serving and "llm-canary" not in baseline
     assert get(cluster, ns, "job", f"gated-gate-{st['candidate'][:10]}") is not None
     assert "CanaryStarted" in reasons(cluster, ns, "ModelReplicaSet", "llm")
     return st, hash_of(old)[:10], hash_of(new)[:10]

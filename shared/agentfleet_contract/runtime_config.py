@@ -188,6 +188,11 @@ class RuntimeConfig(Model):
         max_length=63,
         description="Namespace of the AgentFleet; with fleet, prefixes every Redis key (af:<namespace>/<fleet>:...).",
     )
+    legacy_keys: bool = Field(
+        default=False,
+        description="Move this fleet's keys of the old layout (af:<fleet>:) under its prefix; set by the operator only "
+        "for a fleet its administrator claimed them for.",
+    )
     redis_url: str = Field(default="redis://127.0.0.1:6379/0")
     redis_password: str | None = None
     redis_max_connections: int = Field(

@@ -55,6 +55,9 @@ class OperatorConfig:
     worker_egress: bool = os.environ.get("AGENTFLEET_WORKER_EGRESS", "true").lower() != "false"
     worker_egress_denied: tuple[str, ...] = _env_list("AGENTFLEET_WORKER_EGRESS_DENY", DEFAULT_EGRESS_DENY)
     api_server_cidrs: tuple[str, ...] = _env_list("AGENTFLEET_API_SERVER_CIDRS")
+    # The fleets (NAMESPACE/NAME) whose keys of the old layout (af:NAME:, before issue 57) the
+    # administrator claims for them: only their processes move those keys (the chart's legacyKeyClaims).
+    legacy_key_claims: tuple[str, ...] = _env_list("AGENTFLEET_LEGACY_KEY_CLAIMS")
 
     # Who the NetworkPolicies admit from outside a namespace, each by its namespace's name and its
     # pod labels (render.common.Peers): the operator's own pods, Prometheus, the gateway data plane.

@@ -8,7 +8,9 @@ from agentfleet.gate.plan import (
     OVERRIDE_ANNOTATION,
     OverrideError,
     answer_hash,
+    evaluation_hash,
     override,
+    pinned_evaluation,
     promoted_fields,
     serving_spec,
 )
@@ -23,6 +25,8 @@ __all__ = [
     "Spent",
     "Step",
     "answer_hash",
+    "evaluation_hash",
+    "pinned_evaluation",
     "decide",
     "next_step",
     "override",

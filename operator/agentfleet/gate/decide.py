@@ -98,8 +98,13 @@ def decide(
     version finished are left out of every comparison."""
     results = [*current, *candidate]
     cur, cand = _by_task(results, "current"), _by_task(results, "candidate")
-    pairs = [(cur[t], cand[t]) for t in sorted(cur.keys() & cand.keys())]
-    base = GateFigures(tasks=len(pairs), tokens=spent.tokens, wall_seconds=spent.wall_seconds)
+    both = sorted(cur.keys() & cand.keys())
+    # A task one version never got to a model with (its worker lost, the store refused it) says
+    # nothing of either version: left out, counted, never a failure of either side.
+    pairs = [(cur[t], cand[t]) for t in both if not (cur[t].not_run or cand[t].not_run)]
+    base = GateFigures(
+        tasks=len(pairs), tokens=spent.tokens, wall_seconds=spent.wall_seconds, not_run=len(both) - len(pairs)
+    )
     if spent.tokens > budget.max_tokens or spent.wall_seconds > budget.timeout_seconds:
         what = "tokens" if spent.tokens > budget.max_tokens else "time"
         return Decision(False, "BudgetExhausted", f"the gate's {what} budget ran out after {len(pairs)} tasks", base)

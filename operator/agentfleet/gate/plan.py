@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Literal
 
-from agentfleet_contract.agentfleet import AgentFleetSpec
+from agentfleet_contract.agentfleet import AgentFleetSpec, RolloutEvaluation
 
 OVERRIDE_ANNOTATION = "agentfleet.io/gate"
 # The parts of the spec that change what the agents answer. Worker counts, the task API, prices,
@@ -25,6 +25,10 @@ ANSWER_FIELDS = (
     "decisions",
     "budgets",
     "model_calls",
+    # The judge travels with what it judges no more (issue 76, finding 5): a change to
+    # spec.rollout.evaluation is itself gated, by the promoted version's rule, and takes effect
+    # only once promoted (or by the override annotation).
+    "rollout",
 )
 
 
@@ -46,13 +50,34 @@ def serving_spec(spec: AgentFleetSpec, promoted: Mapping[str, object] | None) ->
     data = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
     for name in ANSWER_FIELDS:
         alias = AgentFleetSpec.model_fields[name].alias or name
+        if name == "rollout" and alias not in promoted:
+            continue  # a record kept before the rule was pinned: the written rule judges, as it did
         data.pop(alias, None)
     return AgentFleetSpec.model_validate({**data, **promoted})
 
 
 def promoted_fields(spec: AgentFleetSpec) -> dict[str, object]:
-    """The answer fields of a spec as JSON (camelCase), to keep beside the serving version."""
-    return spec.model_dump(mode="json", by_alias=True, exclude_none=True, include=set(ANSWER_FIELDS))
+    """The answer fields of a spec as JSON (camelCase), to keep beside the serving version.
+    ``rollout`` is always there (null when the version had none): its absence marks a record kept
+    before the rule was pinned."""
+    fields = spec.model_dump(mode="json", by_alias=True, exclude_none=True, include=set(ANSWER_FIELDS))
+    return {"rollout": None, **fields}
+
+
+def pinned_evaluation(spec: AgentFleetSpec, promoted: Mapping[str, object] | None) -> RolloutEvaluation | None:
+    """The rule, task set and sample that judge a change of ``spec``: the promoted version's, not
+    the one the change writes (a change that loosens its own rule is judged by the rule it
+    loosens). Without a promoted version (the first, adopted) or with a record kept before the
+    rule was pinned, the spec's own."""
+    return serving_spec(spec, promoted).evaluation
+
+
+def evaluation_hash(evaluation: RolloutEvaluation | None) -> str | None:
+    """A short hash of a spec.rollout.evaluation, for status.gate.judge."""
+    if evaluation is None:
+        return None
+    blob = json.dumps(evaluation.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 class OverrideError(ValueError):

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agentfleet_contract.agentfleet import AgentFleet, GateTaskSet, RolloutEvaluation
-from agentfleet_contract.gate import CANDIDATE_FLEET_SUFFIX
+from agentfleet_contract.gate import BASELINE_FLEET_SUFFIX, CANDIDATE_FLEET_SUFFIX, GATE_KEY_ENV, GATE_KEY_SECRET_KEY
 
 from agentfleet.render.agentfleet import (
     COMPONENT_LABEL,
@@ -33,6 +33,7 @@ from agentfleet.render.agentfleet import (
     config_text,
     labels,
     redis_password_ref,
+    render_secret,
     selector,
     worker_egress_name,
     worker_name,
@@ -41,19 +42,22 @@ from agentfleet.render.agentfleet_names import _container_security, _fleet, _met
 from agentfleet.render.modelreplicaset_names import canary_service_name
 
 CANDIDATE = "candidate"
+# The current version's private workers for the gate: the serving version, on its own stream
+# (FLEET~current), so that tenants' tasks on the serving workers never queue ahead of the gate's.
+BASELINE = "baseline"
 RBAC = "rbac.authorization.k8s.io/v1"
 
 
-def candidate_name(fleet: str) -> str:
-    return f"{fleet}-candidate"
+def candidate_name(fleet: str, role: str = CANDIDATE) -> str:
+    return f"{fleet}-{role}"
 
 
-def candidate_config_name(fleet: str) -> str:
-    return f"{config_map_name(fleet)}-candidate"
+def candidate_config_name(fleet: str, role: str = CANDIDATE) -> str:
+    return f"{config_map_name(fleet)}-{role}"
 
 
-def candidate_egress_name(fleet: str) -> str:
-    return f"{worker_egress_name(fleet)}-candidate"
+def candidate_egress_name(fleet: str, role: str = CANDIDATE) -> str:
+    return f"{worker_egress_name(fleet)}-{role}"
 
 
 def results_name(fleet: str, candidate: str) -> str:
@@ -61,13 +65,13 @@ def results_name(fleet: str, candidate: str) -> str:
     return f"{fleet}-gate-{candidate[:10]}"
 
 
-def private_fleet(fleet: str) -> str:
-    """The fleet name in the candidate's runtime document: the prefix of all its Redis keys."""
-    return fleet + CANDIDATE_FLEET_SUFFIX
+def private_fleet(fleet: str, role: str = CANDIDATE) -> str:
+    """The fleet name in a private version's runtime document: the prefix of all its Redis keys."""
+    return fleet + (CANDIDATE_FLEET_SUFFIX if role == CANDIDATE else BASELINE_FLEET_SUFFIX)
 
 
-def _relabel(meta: dict[str, Any]) -> None:
-    meta.setdefault("labels", {})[COMPONENT_LABEL] = CANDIDATE
+def _relabel(meta: dict[str, Any], role: str = CANDIDATE) -> None:
+    meta.setdefault("labels", {})[COMPONENT_LABEL] = role
 
 
 def to_canaries(doc: dict[str, Any], canaries: frozenset[str]) -> dict[str, Any]:
@@ -98,39 +102,48 @@ def render_candidate(
     *,
     replicas: int = 1,
     canaries: frozenset[str] = frozenset(),
+    role: str = CANDIDATE,
 ) -> list[dict[str, Any]]:
     """The candidate's ConfigMap, egress policy and worker Deployment, from render_runtime's
     children of the changed spec (``runtime``) and its runtime document (``doc``); ``canaries``:
-    the ModelReplicaSets whose canary replica it calls instead of their serving replicas."""
+    the ModelReplicaSets whose canary replica it calls instead of their serving replicas.
+    ``role`` BASELINE renders the serving version's private workers the same way (render_baseline)."""
     by_name = {(o["kind"], o["metadata"]["name"]): o for o in runtime}
-    private = {**to_canaries(doc, canaries), "fleet": private_fleet(fleet)}
+    private = {**to_canaries(doc, canaries), "fleet": private_fleet(fleet, role)}
+    private.pop("legacyKeys", None)  # a private stream has no keys of the old layout
     text = config_text(private)
     cm = copy.deepcopy(by_name[("ConfigMap", config_map_name(fleet))])
-    cm["metadata"]["name"] = candidate_config_name(fleet)
-    _relabel(cm["metadata"])
-    cm["data"] = {CONFIG_KEY: text}  # no token hashes: the candidate serves no task API
+    cm["metadata"]["name"] = candidate_config_name(fleet, role)
+    _relabel(cm["metadata"], role)
+    cm["data"] = {CONFIG_KEY: text}  # no token hashes: a private version serves no task API
     out = [cm]
     policy = by_name.get(("NetworkPolicy", worker_egress_name(fleet)))
     if policy is not None:
         policy = copy.deepcopy(policy)
-        policy["metadata"]["name"] = candidate_egress_name(fleet)
-        _relabel(policy["metadata"])
-        policy["spec"]["podSelector"]["matchLabels"][COMPONENT_LABEL] = CANDIDATE
+        policy["metadata"]["name"] = candidate_egress_name(fleet, role)
+        _relabel(policy["metadata"], role)
+        policy["spec"]["podSelector"]["matchLabels"][COMPONENT_LABEL] = role
         out.append(policy)
     dep = copy.deepcopy(by_name[("Deployment", worker_name(fleet))])
-    dep["metadata"]["name"] = candidate_name(fleet)
-    _relabel(dep["metadata"])
+    dep["metadata"]["name"] = candidate_name(fleet, role)
+    _relabel(dep["metadata"], role)
     spec = dep["spec"]
     spec["replicas"] = replicas
-    spec["selector"]["matchLabels"][COMPONENT_LABEL] = CANDIDATE
+    spec["selector"]["matchLabels"][COMPONENT_LABEL] = role
     template = spec["template"]
-    template["metadata"]["labels"][COMPONENT_LABEL] = CANDIDATE
+    template["metadata"]["labels"][COMPONENT_LABEL] = role
     template["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] = config_hash(text)
     for volume in template["spec"]["volumes"]:
         if volume.get("configMap", {}).get("name") == config_map_name(fleet):
-            volume["configMap"]["name"] = candidate_config_name(fleet)
+            volume["configMap"]["name"] = candidate_config_name(fleet, role)
     out.append(dep)
     return out
+
+
+def render_baseline(fleet: str, doc: dict[str, Any], runtime: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The serving version's private workers for the gate, as the candidate's (one replica, the
+    same worker settings, so the same concurrency): on FLEET~current, calling the serving replicas."""
+    return render_candidate(fleet, doc, runtime, role=BASELINE)
 
 
 # --- the record of what serves, and the evaluation Job -------------------------------------------
@@ -182,6 +195,18 @@ def render_results(af: AgentFleet, candidate: str) -> dict[str, Any]:
     return _config_map(af, results_name(fleet, candidate), GATE, {})
 
 
+def key_name(fleet: str, candidate: str) -> str:
+    """The Secret holding the gate's key, named like its results ConfigMap."""
+    return results_name(fleet, candidate)
+
+
+def render_gate_key(af: AgentFleet, candidate: str, value: str) -> dict[str, Any]:
+    """The gate's key: a Secret only the operator (which verifies) and the Job (which signs, from
+    its environment) read. Created once, owned by the fleet; no Role the operator makes grants it."""
+    fleet, _ = _fleet(af)
+    return render_secret(af, key_name(fleet, candidate), GATE_KEY_SECRET_KEY, value, GATE)
+
+
 def task_set_source(ts: GateTaskSet) -> tuple[str, dict[str, Any] | None]:
     """The task set's path in the Job's pod, and the volume it needs (None: it ships in the image)."""
     if ts.shipped is not None:
@@ -200,7 +225,7 @@ def gate_args(af: AgentFleet, evaluation: RolloutEvaluation, candidate: str, tas
         *("--fleet", fleet, "--namespace", ns, "--results-configmap", results_name(fleet, candidate)),
         *("--task-set", task_set, "--part", evaluation.part),
         *("--sample", str(evaluation.sample), "--seed", str(evaluation.seed)),
-        *("--concurrency", str(evaluation.concurrency)),
+        *("--concurrency", str(evaluation.concurrency), "--side-effects", evaluation.side_effects),
         *("--timeout-seconds", str(budget.timeout_seconds), "--max-tokens", str(budget.max_tokens)),
         *("--current-config", f"{CURRENT_CONFIG_DIR}/{CONFIG_KEY}"),
         *("--candidate-config", f"{CANDIDATE_CONFIG_DIR}/{CONFIG_KEY}"),
@@ -295,7 +320,7 @@ def render_gate_job(
     task_set, tasks_volume = task_set_source(evaluation.task_set)
     items = [{"key": CONFIG_KEY, "path": CONFIG_KEY}]
     volumes: list[dict[str, Any]] = [
-        {"name": "current", "configMap": {"name": config_map_name(fleet), "items": items}},
+        {"name": "current", "configMap": {"name": candidate_config_name(fleet, BASELINE), "items": items}},
         {"name": "candidate", "configMap": {"name": candidate_config_name(fleet), "items": items}},
         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
     ]
@@ -314,6 +339,9 @@ def render_gate_job(
     ]
     if (ref := redis_password_ref(af)) is not None:
         env.append({"name": "AGENTFLEET_REDIS_PASSWORD", "valueFrom": {"secretKeyRef": ref}})
+    # The key every result is signed with: the operator counts only results that verify under it.
+    key_ref = {"name": key_name(fleet, candidate), "key": GATE_KEY_SECRET_KEY}
+    env.append({"name": GATE_KEY_ENV, "valueFrom": {"secretKeyRef": key_ref}})
     container: dict[str, Any] = {
         "name": GATE,
         "image": image,

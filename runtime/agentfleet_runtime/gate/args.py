@@ -21,7 +21,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, default=2, help="tasks answered at once (each on both versions)")
     p.add_argument("--timeout-seconds", type=float, required=True, help="the gate's wall time from its start")
     p.add_argument("--max-tokens", type=int, required=True, help="tokens both versions may spend together")
-    p.add_argument("--current-config", required=True, help="the serving workers' runtime.yaml")
+    p.add_argument(
+        "--side-effects",
+        choices=("Skip", "DryRunHeader"),
+        default="Skip",
+        help="side-effect tools in gate tasks: never called, or HTTP tools called marked as a dry run",
+    )
+    p.add_argument("--current-config", required=True, help="the current version's runtime.yaml (fleet FLEET~current)")
     p.add_argument("--candidate-config", required=True, help="the candidate's runtime.yaml (fleet FLEET~candidate)")
     p.add_argument("--kube-api", default=IN_CLUSTER_API, help="Kubernetes API URL (default: in-cluster)")
     p.add_argument("--kube-token-file", default=f"{SERVICE_ACCOUNT_DIR}/token", help="bearer token file")

@@ -13,14 +13,30 @@ import signal
 import time
 from collections.abc import Mapping
 
-from agentfleet_contract.gate import CANDIDATE_FLEET_SUFFIX, GateResultsError, Version, pending
+from agentfleet_contract.gate import (
+    BASELINE_FLEET_SUFFIX,
+    CANDIDATE_FLEET_SUFFIX,
+    GATE_KEY_ENV,
+    GateResultsError,
+    Version,
+    pending,
+)
 from agentfleet_contract.runtime_config import RuntimeConfig
 from agentfleet_eval.taskset import TaskSetError, load_taskset
 from pydantic import ValidationError
 
 from agentfleet_runtime.core.config import load_config
 from agentfleet_runtime.gate.results import KubeError, ResultsMap
-from agentfleet_runtime.gate.run import Budget, GateError, Runner, deadline_of, settle_sample, tasks_of
+from agentfleet_runtime.gate.run import (
+    Budget,
+    GateError,
+    Runner,
+    deadline_of,
+    judge_of,
+    settle_sample,
+    tasks_of,
+    write_judge,
+)
 from agentfleet_runtime.gate.tasks import Side
 
 log = logging.getLogger("agentfleet_runtime.gate")
@@ -41,7 +57,7 @@ def load_versions(args: argparse.Namespace, env: Mapping[str, str] | None = None
     AGENTFLEET_FLEET: each document's fleet name is what keeps the versions' streams apart."""
     env = {k: v for k, v in (os.environ if env is None else env).items() if k != "AGENTFLEET_FLEET"}
     want: dict[Version, tuple[str, str]] = {
-        "current": (args.current_config, args.fleet),
+        "current": (args.current_config, args.fleet + BASELINE_FLEET_SUFFIX),
         "candidate": (args.candidate_config, args.fleet + CANDIDATE_FLEET_SUFFIX),
     }
     out: dict[Version, RuntimeConfig] = {}
@@ -54,30 +70,45 @@ def load_versions(args: argparse.Namespace, env: Mapping[str, str] | None = None
         if config.fleet != fleet:
             raise GateError(
                 f"{flag} {path} names the fleet {config.fleet!r}; the {version} version of --fleet {args.fleet} is "
-                f"{fleet!r} (the candidate's keys and task stream must be its own)"
+                f"{fleet!r} (each version's keys and task stream must be its own, apart from the serving workers')"
             )
         out[version] = config
     return out
 
 
+def gate_key(env: Mapping[str, str] | None = None) -> bytes:
+    """The gate's key, from the Secret the operator made for this gate (GATE_KEY_ENV): every
+    result is written signed with it, and only what verifies under it is read back."""
+    value = (os.environ if env is None else env).get(GATE_KEY_ENV, "")
+    if not value:
+        raise GateError(
+            f"{GATE_KEY_ENV} is not set: the Job takes the gate's key from the Secret the operator creates with "
+            "its results ConfigMap (same name); a gate without it cannot sign its results"
+        )
+    return value.encode()
+
+
 async def run(args: argparse.Namespace) -> int:
     try:
         check_args(args)
+        key = gate_key()
         configs = load_versions(args)
         taskset = load_taskset(args.task_set)
-    except (GateError, TaskSetError) as e:
+        judge = judge_of(args.task_set)
+    except (GateError, TaskSetError, OSError) as e:
         log.error("the gate cannot run: %s", e)
         return 2
     results = ResultsMap(args.kube_api, args.namespace, args.results_configmap, args.kube_token_file, args.kube_ca)
-    sides = {version: Side.open(version, config) for version, config in configs.items()}
+    sides = {version: Side.open(version, config, args.side_effects) for version, config in configs.items()}
     started = time.monotonic()
     try:
         async with results:
-            sample, done, created = await settle_sample(results, taskset, args.part, args.sample, args.seed)
+            sample, done, created = await settle_sample(results, taskset, args.part, args.sample, args.seed, key)
+            await write_judge(results, key, judge)
             tasks = tasks_of(taskset, sample)
             missing = pending(sample, done)
             budget = Budget(deadline_of(created, args.timeout_seconds, time.time()), args.max_tokens)
-            runner = Runner(sides, results, args.results_configmap, budget)
+            runner = Runner(sides, results, args.results_configmap, budget, key)
             runner.spent = sum(r.tokens for r in done)
             log.info(
                 "gate starts",

@@ -4,13 +4,27 @@ the tasks run ``concurrency`` at a time on both versions until done or out of bu
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
-from agentfleet_contract.gate import SAMPLE_KEY, GateTaskResult, Version, result_key, results_in
+import agentfleet_eval
+from agentfleet_contract.gate import (
+    JUDGE_KEY,
+    JUDGE_MAC_KEY,
+    SAMPLE_KEY,
+    SAMPLE_MAC_KEY,
+    GateTaskResult,
+    Version,
+    result_key,
+    sign_result,
+    sign_value,
+    verified_results,
+)
 from agentfleet_eval.sampling import gate_sample
 from agentfleet_eval.taskset import EvalTask, TaskSet
 
@@ -50,28 +64,58 @@ def by_task(missing: list[tuple[Version, str]]) -> list[tuple[str, list[Version]
 
 
 async def settle_sample(
-    results: ResultsMap, taskset: TaskSet, part: str, n: int, seed: int
+    results: ResultsMap, taskset: TaskSet, part: str, n: int, seed: int, key: bytes
 ) -> tuple[list[str], list[GateTaskResult], datetime | None]:
-    """The gate's sample and the results written so far. A first start draws the sample and writes
-    it, guarded by the ConfigMap's resourceVersion, before any task runs; a Job that lost that race
-    (or any later start) uses the sample that is there."""
+    """The gate's sample and the results written so far that verify under the gate's ``key``. A
+    first start draws the sample and writes it signed, guarded by the ConfigMap's resourceVersion,
+    before any task runs; a Job that lost that race (or any later start) uses the sample that is
+    there, if it verifies. A sample or result that does not verify was not written by the gate's
+    Job: the sample is drawn again over it, the result is run again and written over."""
+    gate = results.name
     seen = await results.read()
-    sample, done = results_in(seen.data)
+    got = verified_results(seen.data, key, gate)
+    if got.rejected:
+        log.warning("values in the results ConfigMap do not verify: run again", extra={"keys": list(got.rejected)})
+    sample, done = got.sample, got.results
     if sample is None:
         drawn = gate_sample(taskset, part, n, seed)
+        raw = json.dumps(drawn)
+        signed = {SAMPLE_KEY: raw, SAMPLE_MAC_KEY: sign_value(key, gate, SAMPLE_KEY, raw)}
         try:
-            await results.add({SAMPLE_KEY: json.dumps(drawn)}, resource_version=seen.resource_version)
+            await results.add(signed, resource_version=seen.resource_version)
         except Conflict:
             seen = await results.read()
-            sample, done = results_in(seen.data)
+            got = verified_results(seen.data, key, gate)
+            sample, done = got.sample, got.results
             if sample is None:
                 raise GateError(
-                    "the results ConfigMap changed while the sample was written, and has no sample"
+                    "the results ConfigMap changed while the sample was written, and has no sample that verifies"
                 ) from None
         else:
             sample = drawn
+            done = [r for r in done if r.task_id in set(drawn)]
             log.info("sample written", extra={"tasks": len(drawn)})
     return sample, done, seen.created
+
+
+def judge_of(task_set: str) -> dict[str, str]:
+    """The SHA-256 of the task set's file and of the scorer's sources (agentfleet_eval, in the
+    image): what status.gate says judged the change."""
+    scorer = hashlib.sha256()
+    root = Path(agentfleet_eval.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        scorer.update(f"{path.relative_to(root)}\n".encode())
+        scorer.update(path.read_bytes())
+    return {
+        "taskSetSha256": hashlib.sha256(Path(task_set).read_bytes()).hexdigest(),
+        "scorerSha256": scorer.hexdigest(),
+    }
+
+
+async def write_judge(results: ResultsMap, key: bytes, judge: dict[str, str]) -> None:
+    """What judges (the task set's and the scorer's digests), signed: status.gate records it."""
+    raw = json.dumps(judge, sort_keys=True)
+    await results.add({JUDGE_KEY: raw, JUDGE_MAC_KEY: sign_value(key, results.name, JUDGE_KEY, raw)})
 
 
 def tasks_of(taskset: TaskSet, sample: list[str]) -> dict[str, EvalTask]:
@@ -90,8 +134,9 @@ def tasks_of(taskset: TaskSet, sample: list[str]) -> dict[str, EvalTask]:
 
 
 class Runner:
-    def __init__(self, sides: dict[Version, Side], results: ResultsMap, run: str, budget: Budget) -> None:
+    def __init__(self, sides: dict[Version, Side], results: ResultsMap, run: str, budget: Budget, key: bytes) -> None:
         self.sides, self.results, self.run_id, self.budget = sides, results, run, budget
+        self.key = key  # the gate's key: every result is written signed
         self.stop = asyncio.Event()  # set when a budget is spent: in-flight tasks are cancelled
         self.spent = 0
         self.written = 0
@@ -119,8 +164,9 @@ class Runner:
         result = await self.sides[version].run(self.run_id, task, self.stop)
         if result is None:
             return
-        # Written at once: a Job killed now loses no finished answer.
-        await self.results.add({result_key(version, task.id): result.model_dump_json(by_alias=True)})
+        # Written at once, signed: a Job killed now loses no finished answer.
+        signed = sign_result(self.key, self.results.name, result)
+        await self.results.add({result_key(version, task.id): signed.model_dump_json(by_alias=True)})
         self.written += 1
         self.spent += result.tokens
         log.info(

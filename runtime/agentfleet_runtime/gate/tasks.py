@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from agentfleet_contract.fleet_keys import Keys
-from agentfleet_contract.gate import GateTaskResult, Version
+from agentfleet_contract.gate import SIDE_EFFECTS_METADATA, GateTaskResult, SideEffects, Version
 from agentfleet_contract.runtime_config import GATE_TENANT, RuntimeConfig
 from agentfleet_eval.outcome import outcome_of
 from agentfleet_eval.scoring import Outcome, score
@@ -66,6 +66,24 @@ def gate_result(version: Version, task: EvalTask, outcome: Outcome) -> GateTaskR
     )
 
 
+def reached_a_model(outcome: Outcome) -> bool:
+    """Whether the task got as far as a model's answer: a model call, or any token spent."""
+    return outcome.status == "completed" or outcome.model_calls > 0 or outcome.tokens > 0
+
+
+def not_run(version: Version, task: EvalTask, outcome: Outcome) -> GateTaskResult:
+    """A task the version never answered: left out of the comparison (GateTaskResult.not_run)."""
+    return GateTaskResult(
+        task_id=task.id,
+        version=version,
+        success=False,
+        unanswerable=task.expect == "decline",
+        not_run=True,
+        tokens=max(0, outcome.tokens),
+        cost=decimal_text(outcome.cost),
+    )
+
+
 @dataclass
 class Side:
     """One version's fleet: its runtime configuration and its store."""
@@ -73,11 +91,13 @@ class Side:
     version: Version
     config: RuntimeConfig
     store: TaskStore
+    side_effects: SideEffects = "Skip"  # what the workers do with a side-effect tool's call
 
     @classmethod
-    def open(cls, version: Version, config: RuntimeConfig) -> Side:
+    def open(cls, version: Version, config: RuntimeConfig, side_effects: SideEffects = "Skip") -> Side:
         r = connect(config.redis_url, config.redis_password, min(config.redis_max_connections, 32))
-        return cls(version, config, TaskStore(r, Keys(config.fleet, config.namespace), config.result_ttl_seconds))
+        store = TaskStore(r, Keys(config.fleet, config.namespace), config.result_ttl_seconds)
+        return cls(version, config, store, side_effects)
 
     @property
     def retrieval_tools(self) -> frozenset[str]:
@@ -86,7 +106,8 @@ class Side:
     async def submit(self, run: str, task: EvalTask) -> str | Outcome:
         """The id of the task answering ``task`` (submitted now, or before by an earlier start of
         the Job); an Outcome of status error when this version refuses the question."""
-        body = {"goal": task.question, "metadata": {"gate": run, "gateTask": task.id}}
+        metadata = {"gate": run, "gateTask": task.id, SIDE_EFFECTS_METADATA: self.side_effects}
+        body = {"goal": task.question, "metadata": metadata}
         key = idempotency_key(run, task.id)
         try:
             sub = parse_submission(body, key, self.config.api.max_goal_chars, limits_of(self.config))
@@ -150,14 +171,23 @@ class Side:
 
     async def run(self, run: str, task: EvalTask, stop: asyncio.Event) -> GateTaskResult | None:
         """Ask ``task``, wait for its end and score it; None when ``stop`` came first (the task is
-        cancelled: the gate has stopped on its budget)."""
-        got = await self.submit(run, task)
-        if isinstance(got, Outcome):
-            return gate_result(self.version, task, got)
-        if not await self.ended(got, stop):
-            await self.store.cancel_tree(got)
-            return None
-        return gate_result(self.version, task, await self.outcome(got))
+        cancelled: the gate has stopped on its budget). A task that ended without reaching a model
+        (its worker lost, its time spent queued) is asked once more; twice so, it is reported as
+        not run, never scored as a failure of this version."""
+        outcome: Outcome | None = None
+        for attempt in (run, f"{run}#again"):
+            got = await self.submit(attempt, task)
+            if isinstance(got, Outcome):
+                return gate_result(self.version, task, got)
+            if not await self.ended(got, stop):
+                await self.store.cancel_tree(got)
+                return None
+            outcome = await self.outcome(got)
+            if reached_a_model(outcome):
+                return gate_result(self.version, task, outcome)
+            log.info("a gate task never reached a model", extra={"task": task.id, "version": self.version})
+        assert outcome is not None
+        return not_run(self.version, task, outcome)
 
     async def close(self) -> None:
         await self.store.close()

@@ -164,7 +164,8 @@ class TaskAPI:
         return app
 
     async def _startup(self, _: web.Application) -> None:
-        await migrate_legacy_keys(self.r, self.store.keys)  # before anything is read or written
+        # Before anything is read or written; only where the operator claims the old keys (issue 76).
+        await migrate_legacy_keys(self.r, self.store.keys, claimed=self.config.legacy_keys)
         await self.store.ensure_group()
         self.label_key = await label_key(self.r, self.store.keys)
 

@@ -12,6 +12,7 @@ Return conventions: a table whose first element is a status; -1 means "lease los
 from __future__ import annotations
 
 from agentfleet_contract.fleet_stats import FINISHED_CAP, FINISHED_WINDOW_SECONDS
+from agentfleet_contract.runtime_config import GATE_TENANT
 
 # Finished-task record (stats.py): one hour, bounded so a burst cannot grow it without limit.
 
@@ -214,6 +215,18 @@ redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'status', 'running', 'worker', ARGV[9])
 if tonumber(redis.call('HGET', KEYS[1], 'started_at') or '0') == 0 then
   redis.call('HSET', KEYS[1], 'started_at', ARGV[2])
+  -- An evaluation gate's task is timed from its pickup, not its submission (issue 76): the time
+  -- it waited behind others is no part of what the gate measures of either version.
+  local g = redis.call('HMGET', KEYS[1], 'tenant', 'parent', 'created_at', 'deadline')
+  if g[1] == '"""
+    + GATE_TENANT
+    + r"""' and (g[2] or '') == '' then
+    local waited = tonumber(ARGV[2]) - (tonumber(g[3] or '') or tonumber(ARGV[2]))
+    local deadline = tonumber(g[4] or '')
+    if waited > 0 and deadline then
+      redis.call('HSET', KEYS[1], 'deadline', string.format('%.6f', deadline + waited))
+    end
+  end
 end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', 2000, '*', 'e', ARGV[10])
 local root_key = ARGV[12] .. 't:' .. (redis.call('HGET', KEYS[1], 'root') or id)

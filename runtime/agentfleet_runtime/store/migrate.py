@@ -7,10 +7,14 @@ key that another process moved first is skipped. A stream keeps its consumer gro
 entries through RENAME, a hash its fields, a set its members: queued, running, waiting and
 finished tasks, sessions, idempotency keys and tenant counters all carry on.
 
-Which fleet owns the old keys: the old layout cannot say (that was the hole), so the first
-namespace to start a process of the new version claims them (``af:<fleet>:migrated`` holds its
-namespace) and only that namespace moves them, then and at every later start (a rolling update's
-old pods may still write a few). Another namespace's fleet of the same name starts empty.
+Which fleet owns the old keys: the old layout cannot say (that was the hole), and the first
+namespace to start a process must not decide it: a tenant who creates a fleet of the same name in
+its own namespace first would take another's tasks, sessions and spend (issue 76). So a process
+moves them only when its runtime document says the operator claims them for it (``legacyKeys``,
+rendered for the fleets its administrator lists in AGENTFLEET_LEGACY_KEY_CLAIMS, the chart's
+``legacyKeyClaims``); ``af:<fleet>:migrated`` then holds that namespace, and only that namespace
+moves them, then and at every later start (a rolling update's old pods may still write a few).
+Every other fleet of the name starts empty.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ def claim_key(keys: Keys) -> str:
     return keys.legacy_prefix + "migrated"
 
 
-async def migrate_legacy_keys(r: Any, keys: Keys, batch: int = 500) -> int:
-    """Move the fleet's ``af:<fleet>:*`` keys under its namespaced prefix; the number moved."""
-    if not keys.namespace:
+async def migrate_legacy_keys(r: Any, keys: Keys, batch: int = 500, *, claimed: bool = False) -> int:
+    """Move the fleet's ``af:<fleet>:*`` keys under its namespaced prefix when the operator
+    ``claimed`` them for it; the number moved."""
+    if not keys.namespace or not claimed:
         return 0
     claim = claim_key(keys)
     await r.set(claim, keys.namespace, nx=True, ex=CLAIM_TTL_SECONDS)

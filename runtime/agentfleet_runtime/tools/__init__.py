@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from agentfleet_contract.gate import SIDE_EFFECTS_METADATA, SideEffects
+from agentfleet_contract.runtime_config import GATE_TENANT
 
 from agentfleet_runtime.core import timeouts
 from agentfleet_runtime.core.breaker import BreakerState, CircuitBreaker
@@ -19,6 +23,28 @@ __all__ = ["Tool", "ToolBox", "ToolContext", "ToolError"]
 # A spawn call waits for its children itself and turns its own fan-in timeout into partial
 # results; the outer timeout only guards against a bug there.
 SPAWN_GRACE_SECONDS = 5.0
+
+
+def judged(task: TaskRecord) -> SideEffects | None:
+    """How a task under evaluation treats side effects (None: the task is no gate task). Only the
+    gate's runner files tasks under GATE_TENANT (no token maps to it), so the mode in its metadata
+    is the gate's; a gate task without one (a sub-agent) skips."""
+    if task.tenant != GATE_TENANT:
+        return None
+    mode = (task.metadata or {}).get(SIDE_EFFECTS_METADATA)
+    return "DryRunHeader" if mode == "DryRunHeader" else "Skip"
+
+
+def not_run(call: ToolCall, why: str) -> Observation:
+    """The observation of a call an evaluation gate does not make: what it would have called."""
+    args = json.dumps(call.arguments, sort_keys=True, default=str)[:2000]
+    return Observation(
+        call.id,
+        call.name,
+        False,
+        f"{call.name} was not called: this task is an evaluation of the agent, and {why}. The intended call "
+        f"({call.name} with {args}) is recorded; answer from what you have.",
+    )
 
 
 def truncate(text: str, limit: int) -> str:
@@ -107,6 +133,9 @@ class ToolBox:
     ) -> list[Observation]:
         """Run one step's tool calls concurrently; every outcome, failures included, is an observation."""
         recorded: list[Observation | None] = [None] * len(calls)
+        mode = judged(task)
+        if mode is not None:
+            return await self._run_judged(task, step, calls, deadline, mode)
         # Calls a person approved: run once, their results recorded as a side effect's are.
         gated = self.gate.gated(calls) if self._gated and any(c.name in self._gated for c in calls) else []
         denied = await self.gate.verdicts(task, step, calls, gated) if gated else {}  # raises AwaitingApproval
@@ -131,6 +160,33 @@ class ToolBox:
                 r.cancel()
             raise
 
+    async def _run_judged(
+        self, task: TaskRecord, step: int, calls: Sequence[ToolCall], deadline: float, mode: SideEffects
+    ) -> list[Observation]:
+        """An evaluation gate's task (issue 76): no call a person must approve reaches a reviewer,
+        and no side effect happens, for either version; the model reads that, the task's steps
+        keep the intended call. With DryRunHeader a tool that can mark a call as a dry run (HTTP)
+        is called so marked."""
+        quotas = self._spawn_quotas(task, calls) if self._spawners else {}
+
+        async def one(i: int, call: ToolCall) -> Observation:
+            tool = self.tools.get(call.name)
+            if call.name in self._gated:
+                return not_run(call, "calls that need a person's approval are not asked for in an evaluation")
+            if call.name in self._side_effects:
+                if mode == "DryRunHeader" and getattr(tool, "dry_run_header", False):
+                    return await self._run_one(task, step, i, call, deadline, None, quotas.get(i), dry_run=True)
+                return not_run(call, "tools with side effects are not called in an evaluation")
+            return await self._run_one(task, step, i, call, deadline, None, quotas.get(i))
+
+        runs = [asyncio.ensure_future(one(i, c)) for i, c in enumerate(calls)]
+        try:
+            return list(await asyncio.gather(*runs))
+        except BaseException:
+            for r in runs:
+                r.cancel()
+            raise
+
     def _spawn_quotas(self, task: TaskRecord, calls: Sequence[ToolCall]) -> dict[int, int]:
         """Split the step's fan-out among its spawn calls, first come first served."""
         left = task.limits.max_fan_out
@@ -151,6 +207,8 @@ class ToolBox:
         recorded: Observation | None,
         quota: int | None,
         keep: bool = False,
+        *,
+        dry_run: bool = False,
     ) -> Observation:
         if recorded is not None:
             return recorded
@@ -175,7 +233,7 @@ class ToolBox:
                 ),
             )
         self._breaker(call.name, breaker)
-        ctx = ToolContext(task=task, step=step, call_index=index, deadline=deadline)
+        ctx = ToolContext(task=task, step=step, call_index=index, deadline=deadline, dry_run=dry_run)
         spawn = call.name in self._spawners
         limit = min(tool.timeout + (SPAWN_GRACE_SECONDS if spawn else 0.0), deadline - time.time())
         started = time.monotonic()

@@ -26,6 +26,7 @@ class ToolContext:
     step: int
     call_index: int
     deadline: float  # wall-clock time the task's budget runs out
+    dry_run: bool = False  # a gate task's side effect, called marked as a dry run (DryRunHeader)
 
     @property
     def idempotency_key(self) -> str:

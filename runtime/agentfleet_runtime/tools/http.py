@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from agentfleet_contract.gate import DRY_RUN_HEADER
 from agentfleet_contract.runtime_config import EGRESS_DENY_ENV
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
@@ -161,6 +162,7 @@ class HTTPTool:
         self.parameters = parameters or DEFAULT_PARAMETERS
         self.timeout = timeout
         self.side_effects = side_effects
+        self.dry_run_header = True  # an evaluation gate may call it marked as a dry run (DRY_RUN_HEADER)
         # A call that changes nothing is a read: an identical repeat within a task only copies its
         # result, already in the history, so after such a repeat the model may only answer (the
         # repeat guard in decisions.offer). Qwen2.5-Coder-1.5B otherwise called one lookup with
@@ -212,6 +214,8 @@ class HTTPTool:
         headers = {**self.headers, "X-Agentfleet-Task": ctx.task.id}
         if self.side_effects:
             headers["Idempotency-Key"] = ctx.idempotency_key
+        if ctx.dry_run:
+            headers[DRY_RUN_HEADER] = "true"  # an evaluation gate's call: the endpoint acts as if
         kwargs: dict[str, Any] = {"headers": headers}
         if self.method == "GET":
             kwargs["params"] = {k: v if isinstance(v, str) else json.dumps(v) for k, v in arguments.items()}

@@ -157,7 +157,8 @@ class Worker:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
-        await migrate_legacy_keys(self.r, self.keys)  # af:<fleet>: -> af:<namespace>/<fleet>: (issue 57)
+        # af:<fleet>: -> af:<namespace>/<fleet>: (issue 57), only where the operator claims them (issue 76)
+        await migrate_legacy_keys(self.r, self.keys, claimed=self.config.legacy_keys)
         await self.toolbox.start()  # MCP servers: the first tasks see their tools (bounded wait)
         await self.store.ensure_group()
         await self.store.load_scripts()

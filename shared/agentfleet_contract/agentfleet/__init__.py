@@ -34,6 +34,7 @@ from agentfleet_contract.agentfleet.status import (
     EvaluationSummary,
     FailureCauses,
     GateCanary,
+    GateJudge,
     GateStatus,
 )
 from agentfleet_contract.agentfleet.tools import (
@@ -80,6 +81,7 @@ __all__ = [
     "GateBudget",
     "GateRule",
     "GateCanary",
+    "GateJudge",
     "GateStatus",
     "GateTaskSet",
     "HTTPTool",

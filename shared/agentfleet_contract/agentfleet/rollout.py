@@ -91,6 +91,11 @@ class RolloutEvaluation(Model):
     concurrency: int = Field(
         default=2, ge=1, le=64, description="Tasks in flight at once, per version, while the gate runs."
     )
+    side_effects: Literal["Skip", "DryRunHeader"] = Field(
+        default="Skip",
+        description="Side-effect tools in gate tasks: Skip (never called), or DryRunHeader (HTTP tools called with "
+        "X-Agentfleet-Dry-Run: true).",
+    )
 
 
 class Rollout(Model):

@@ -81,6 +81,23 @@ class GateCanary(Model):
     hash: str = Field(max_length=64, description="Hash of its model and adapters the candidate used (its canary).")
 
 
+class GateJudge(Model):
+    """What judged a change: the promoted version's rule and task set, and the operator's scorer."""
+
+    evaluation: str | None = Field(
+        default=None, max_length=64, description="Hash of the spec.rollout.evaluation that judged (the promoted one)."
+    )
+    task_set_sha256: str | None = Field(
+        default=None, max_length=64, description="SHA-256 of the task set file the evaluation Job scored."
+    )
+    scorer_sha256: str | None = Field(
+        default=None, max_length=64, description="SHA-256 of the scorer's sources in the evaluation Job's image."
+    )
+    scorer_image: str | None = Field(
+        default=None, max_length=512, description="The evaluation Job's image: the operator's runtime image."
+    )
+
+
 class GateStatus(Model):
     """The evaluation gate of the latest change (spec.rollout.evaluation)."""
 
@@ -102,6 +119,14 @@ class GateStatus(Model):
         default_factory=list,
         max_length=4,
         description="ModelReplicaSets whose canary replica the candidate called; their rollout waits for this gate.",
+    )
+    judge: GateJudge | None = Field(
+        default=None, description="What judged the change: the promoted version's rule and task set, and the scorer."
+    )
+    rejected_results: int | None = Field(
+        default=None,
+        ge=0,
+        description="Values in the results ConfigMap that did not verify under the gate's key: not counted.",
     )
 
 

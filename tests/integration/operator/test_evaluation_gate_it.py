@@ -15,11 +15,13 @@ needed for the gate's decisions, and the runtime is rendered all the same (Ready
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from typing import Any
 
 import pytest
+from agentfleet_contract.gate import GateTaskResult, sign_result, sign_value
 
 from e2e.harness import operator as fx
 from e2e.harness.operator import eventually
@@ -97,15 +99,30 @@ def results_name(name: str, st: dict[str, Any]) -> str:
     return f"{name}-gate-{st['gate']['candidate'][:10]}"
 
 
-def play_job(kube, ns: str, results: str, tasks: list[str], *, broken: int = 0, sample: bool = True) -> None:
-    """What the evaluation Job writes: the sample first, then each version's result of each task
-    (the candidate answering the first ``broken`` wrongly)."""
-    data: dict[str, str] = {"sample": json.dumps(TASKS)} if sample else {}
+def gate_key(kube, ns: str, results: str) -> bytes:
+    """The gate's key, from the Secret the operator made beside its results ConfigMap: the Job gets
+    it in its environment and signs every result with it."""
+    secret = kube.json("get", "-n", ns, "secret", results)
+    return base64.b64decode(secret["data"]["key"])
+
+
+def play_job(
+    kube, ns: str, results: str, tasks: list[str], *, broken: int = 0, sample: bool = True, key: bytes | None = None
+) -> None:
+    """What the evaluation Job writes, signed with the gate's key (``key``: a forger's, or
+    b"" for unsigned): the sample first, then each version's result of each task (the candidate
+    answering the first ``broken`` wrongly)."""
+    key = gate_key(kube, ns, results) if key is None else key
+    data: dict[str, str] = {}
+    if sample:
+        data["sample"] = json.dumps(TASKS)
+        if key:
+            data["sample.mac"] = sign_value(key, results, "sample", data["sample"])
     for i, t in enumerate(tasks):
         for version in ("current", "candidate"):
             ok = not (version == "candidate" and i < broken)
-            result = {"taskId": t, "version": version, "success": ok, "grounded": ok, "tokens": 900}
-            data[f"{version}.{t}"] = json.dumps(result)
+            result = GateTaskResult(task_id=t, version=version, success=ok, grounded=ok, tokens=900)
+            data[f"{version}.{t}"] = (sign_result(key, results, result) if key else result).model_dump_json()
     kube.run("patch", "-n", ns, "configmap", results, "--type=merge", "-p", json.dumps({"data": data}))
 
 
@@ -257,3 +274,76 @@ def test_a_gate_resumes_after_a_deleted_job_and_an_operator_restart(kube, operat
     assert after["gate"]["startedAt"] == st["gate"]["startedAt"] and after["gate"]["figures"]["tasks"] == len(TASKS)
     assert [e[1] for e in events(kube, ns, name)].count("GateStarted") == 1
     eventually(kube, operator, lambda: NEW in serving_config(kube, ns, name), timeout=30, desc="NEW serves")
+
+
+def forged_results(tasks: list[str]) -> dict[str, str]:
+    """What a namespace writer without the gate's key writes: the candidate flawless, the current
+    version failing every task."""
+    data = {"sample": json.dumps(tasks)}
+    for t in tasks:
+        for version, ok in (("current", False), ("candidate", True)):
+            r = GateTaskResult(task_id=t, version=version, success=ok, grounded=ok, tokens=1)
+            data[f"{version}.{t}"] = r.model_dump_json()
+    return data
+
+
+def test_forged_results_are_never_promoted(kube, operator, namespace, stuck_model) -> None:
+    """Issue 76, finding 3: the results ConfigMap's name is computable from the spec (here: from a
+    second fleet of the same spec, whose candidate hash is the same). A ConfigMap made under that
+    name before the gate starts is not adopted (no Job writes there, the condition says what to
+    delete); forged keys in the real one, without the gate's key, are not counted and are said;
+    the real, signed answers decide."""
+    ns, name = namespace, "gated"
+    kube.apply(fleet("scout", OLD), ns)
+    wait_phase(kube, operator, ns, "scout", "Serving")
+    kube.apply(fleet("scout", NEW), ns)
+    scout = wait_phase(kube, operator, ns, "scout", "Running")
+    results = f"{name}-gate-{scout['gate']['candidate'][:10]}"
+    kube.apply(fleet(name, OLD), ns)
+    wait_phase(kube, operator, ns, name, "Serving")
+    forged = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": results}, "data": forged_results(TASKS)}
+    kube.apply(forged, ns)
+
+    kube.apply(fleet(name, NEW), ns)
+    st = eventually(
+        kube,
+        operator,
+        lambda: (s := status(kube, ns, name)) and cond(s, "EvaluationGate").get("reason") == "ResultsNotOwned" and s,
+        timeout=60,
+        desc="the forged ConfigMap refused",
+    )
+    assert st["gate"]["phase"] == "Running" and results == results_name(name, st)
+    assert f"delete ConfigMap {results}" in cond(st, "EvaluationGate")["message"]
+    assert ("Warning", "ResultsNotOwned") in {e[:2] for e in events(kube, ns, name)}
+    assert get(kube, ns, "job", results) is None  # no Job feeds someone else's ConfigMap
+    assert status(kube, ns, name)["gate"]["phase"] == "Running" and OLD in serving_config(kube, ns, name)
+
+    # Deleted, the operator makes its own (owned by the fleet, with the gate's key) and the Job.
+    kube.run("delete", "-n", ns, "configmap", results)
+    eventually(
+        kube,
+        operator,
+        lambda: get(kube, ns, "job", results) is not None,
+        timeout=60,
+        desc="the gate's own ConfigMap and Job",
+    )
+    record = kube.json("get", "-n", ns, "configmap", results)
+    fleet_uid = kube.json("get", "-n", ns, "agentfleet", name)["metadata"]["uid"]
+    assert record["metadata"]["ownerReferences"][0]["uid"] == fleet_uid and not record.get("data")
+
+    # Forged keys in the real one: not counted, said, never promoted.
+    kube.run("patch", "-n", ns, "configmap", results, "--type=merge", "-p", json.dumps({"data": forged_results(TASKS)}))
+    st = eventually(
+        kube,
+        operator,
+        lambda: (s := status(kube, ns, name)) and (s["gate"].get("rejectedResults") or 0) > 0 and s,
+        timeout=60,
+        desc="the forged results rejected",
+    )
+    assert st["gate"]["phase"] == "Running" and OLD in serving_config(kube, ns, name)
+    assert any(e[:2] == ("Warning", "GateResultsRejected") for e in events(kube, ns, name))
+    play_job(kube, ns, results, TASKS, key=b"a-guessed-key")  # signed, but not with the gate's key
+    play_job(kube, ns, results, TASKS, broken=20)  # the Job's real answers: half the candidate's wrong
+    st = wait_phase(kube, operator, ns, name, "Held")
+    assert cond(st, "EvaluationGate")["reason"] == "SuccessDropped"
+    assert OLD in serving_config(kube, ns, name) and NEW not in serving_config(kube, ns, name)

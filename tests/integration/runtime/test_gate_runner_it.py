@@ -1,6 +1,6 @@
 """The evaluation gate's Job (``python -m agentfleet_runtime gate``) against real parts: a Redis,
-two fleets of real workers (the serving version and the candidate on its private stream
-``FLEET~candidate``, each driven by its own scripted model, retrieval by the in-process retriever
+two fleets of real workers (the current version on its private stream ``FLEET~current`` and the
+candidate on ``FLEET~candidate``, each driven by its own scripted model, retrieval by the in-process retriever
 stand-in), and a private kube-apiserver (e2e/harness/apiserver.py) holding the results ConfigMap,
 which the runner reads and patches with a service account token whose Role grants only get and
 patch on that ConfigMap.
@@ -26,7 +26,18 @@ from typing import Any
 
 import pytest
 import yaml
-from agentfleet_contract.gate import SAMPLE_KEY, GateTaskResult, result_key
+from agentfleet_contract.gate import (
+    DRY_RUN_HEADER,
+    GATE_KEY_ENV,
+    JUDGE_KEY,
+    SAMPLE_KEY,
+    SAMPLE_MAC_KEY,
+    GateTaskResult,
+    result_key,
+    result_verifies,
+    sign_value,
+    verified_results,
+)
 from agentfleet_contract.runtime_config import GATE_TENANT, RuntimeConfig
 from runtime_helpers import arun, make_config, running_worker
 
@@ -40,6 +51,7 @@ pytestmark = pytest.mark.integration
 
 NS = f"team-a-{uuid.uuid4().hex[:6]}"  # its own namespace on the run's shared API server
 SA = "docs-gate"
+KEY = "the-gates-key"  # what the operator's Secret holds; the Job gets it in its environment
 KB = [{"name": "kb", "type": "Retrieval", "retrieval": {"topK": 1, "cacheTtlSeconds": 0}}]
 
 
@@ -119,7 +131,14 @@ def configmap_data(api_server: apiserver.ApiServer, name: str) -> dict[str, str]
 
 
 def results_of(data: dict[str, str]) -> dict[str, GateTaskResult]:
-    return {k: GateTaskResult.model_validate_json(v) for k, v in data.items() if k != SAMPLE_KEY}
+    return {
+        k: GateTaskResult.model_validate_json(v) for k, v in data.items() if k.startswith(("current.", "candidate."))
+    }
+
+
+def signed_sample(name: str, tasks: list[str]) -> dict[str, str]:
+    raw = json.dumps(tasks)
+    return {SAMPLE_KEY: raw, SAMPLE_MAC_KEY: sign_value(KEY.encode(), name, SAMPLE_KEY, raw)}
 
 
 class Gate:
@@ -129,22 +148,24 @@ class Gate:
         self.kube, self.redis_url, self.fleet, self.tmp = api_server, redis_url, fleet, tmp
         self.configs: dict[str, RuntimeConfig] = {}
 
-    async def start(self, stack: AsyncExitStack, current: list[dict], candidate: list[dict]) -> None:
+    async def start(
+        self, stack: AsyncExitStack, current: list[dict], candidate: list[dict], tools: list[dict] = KB
+    ) -> None:
         for version, fleet, rules in (
-            ("current", self.fleet, current),
+            ("current", self.fleet + "~current", current),  # the baseline's private workers (issue 76)
             ("candidate", self.fleet + "~candidate", candidate),
         ):
             model = ScriptedModelServer()
             model.model.rules = rules
             await model.start()
             stack.push_async_callback(model.stop)
-            config = make_config(self.redis_url, fleet, model.url, tools=KB)
+            config = make_config(self.redis_url, fleet, model.url, tools=tools)
             self.configs[version] = config
             doc = config.model_dump(by_alias=True, mode="json", exclude_none=True)
             (self.tmp / f"{version}.yaml").write_text(yaml.safe_dump(doc))
             await stack.enter_async_context(running_worker(config, retriever_factory=lambda c, t: FakeRetriever()))
 
-    def runner(self, cm: str, token: Path, tasks: list[dict], *extra: str, timeout: int = 600) -> Proc:
+    def runner(self, cm: str, token: Path, tasks: list[dict], *extra: str, timeout: int = 600, key: str = KEY) -> Proc:
         (self.tmp / "tasks.yaml").write_text(yaml.safe_dump({"name": "gate-it", "tasks": tasks}))
         args = [
             sys.executable, "-m", "agentfleet_runtime", "gate", "--fleet", self.fleet, "--namespace", NS,
@@ -153,7 +174,8 @@ class Gate:
             "--candidate-config", str(self.tmp / "candidate.yaml"), "--kube-api", self.kube.url,
             "--kube-token-file", str(token), "--kube-ca", str(self.kube.ca), *extra,
         ]  # fmt: skip
-        return Proc(args, log=self.tmp / f"runner-{time.monotonic_ns()}.log", env={"AGENTFLEET_FLEET": self.fleet})
+        env = {"AGENTFLEET_FLEET": self.fleet, GATE_KEY_ENV: key}
+        return Proc(args, log=self.tmp / f"runner-{time.monotonic_ns()}.log", env=env)
 
     async def wait_exit(self, proc: Proc, timeout: float = 120) -> int:
         deadline = time.monotonic() + timeout
@@ -209,6 +231,12 @@ def test_both_versions_answer_the_sample_scored_and_written_under_the_gates_tena
                 ("candidate", "none 1"): (True, None, True),
             }
             assert all(r.tokens > 0 for r in got.values())
+            # Each signed under the gate's key, the sample and what judged too: the operator counts them.
+            assert all(result_verifies(KEY.encode(), "full", r) for r in got.values())
+            verified = verified_results(data, KEY.encode(), "full")
+            assert verified.rejected == () and verified.sample == ["a", "b", "none 1"]
+            assert verified.judge is not None and set(verified.judge) == {"taskSetSha256", "scorerSha256"}
+            assert JUDGE_KEY in data
             for version in ("current", "candidate"):
                 roots = await gate.gate_roots(version)
                 # Each task asked once per version, filed under the gate's tenant (no token maps to it).
@@ -263,7 +291,7 @@ def test_a_written_sample_is_kept_and_a_spent_token_budget_stops_the_run(api_ser
     tasks = [_task(t) for t in ("a", "b", "c")]
     rules = [_rule(f"Q-{t}", "5min", 0) for t in "abc"]
     # An earlier start drew ["c", "a"]; this start must not draw again.
-    token = results_configmap(api_server, "budget", tmp_path, {SAMPLE_KEY: json.dumps(["c", "a"])})
+    token = results_configmap(api_server, "budget", tmp_path, signed_sample("budget", ["c", "a"]))
 
     async def body() -> None:
         async with AsyncExitStack() as stack:
@@ -317,3 +345,113 @@ def test_when_the_gates_time_is_up_the_runner_cancels_its_tasks_and_exits_0(api_
                 assert roots[0].get("cancel") == "1", f"the runner left {version}'s task running: {roots[0]}"
 
     arun(body(), timeout=120)
+
+
+def test_forged_results_and_a_forged_sample_are_run_again_and_written_over(api_server, redis_server, fleet, tmp_path):
+    """Someone who may write ConfigMaps in the namespace wrote a sample of one task and flawless
+    candidate results before the Job ran (issue 76, finding 3): none of it verifies under the gate's
+    key, so the Job draws its own sample, asks both versions every task and writes its signed
+    results over the forged ones."""
+    tasks = [_task("a"), _task("b")]
+    current = [_rule("Q-a", "5min", 0), _rule("Q-b", "5min", 0)]
+    candidate = [_rule("Q-a", "30min", 0), _rule("Q-b", "30min", 0)]  # wrong on both
+    forged = {SAMPLE_KEY: json.dumps(["a"])}
+    for t in ("a", "b"):
+        for version, ok in (("current", False), ("candidate", True)):
+            r = GateTaskResult(task_id=t, version=version, success=ok, grounded=ok, tokens=1)
+            forged[result_key(version, t)] = r.model_dump_json(by_alias=True)
+    token = results_configmap(api_server, "forged", tmp_path, forged)
+
+    async def body() -> None:
+        async with AsyncExitStack() as stack:
+            gate = Gate(api_server, redis_server.url, fleet, tmp_path)
+            await gate.start(stack, current, candidate)
+            proc = gate.runner("forged", token, tasks, "--concurrency", "2", "--max-tokens", "1000000")
+            assert await gate.wait_exit(proc) == 0, proc.tail()
+            data = await asyncio.to_thread(configmap_data, api_server, "forged")
+            verified = verified_results(data, KEY.encode(), "forged")
+            assert verified.rejected == () and verified.sample == ["a", "b"]
+            figures = {(r.version, r.task_id): r.success for r in verified.results}
+            assert figures == {("current", "a"): True, ("current", "b"): True, ("candidate", "a"): False,
+                               ("candidate", "b"): False}  # fmt: skip
+            for version in ("current", "candidate"):
+                asked = sorted(json.loads(h["metadata"])["gateTask"] for h in await gate.gate_roots(version))
+                assert asked == ["a", "b"], f"{version} was asked {asked}"
+
+    arun(body(), timeout=240)
+
+
+def test_without_the_gates_key_the_runner_refuses_to_run(api_server, redis_server, fleet, tmp_path):
+    token = results_configmap(api_server, "keyless", tmp_path)
+
+    async def body() -> None:
+        async with AsyncExitStack() as stack:
+            gate = Gate(api_server, redis_server.url, fleet, tmp_path)
+            await gate.start(stack, [], [])
+            bare = gate.runner("keyless", token, [_task("a")], "--max-tokens", "1000", key="")
+            assert await gate.wait_exit(bare) == 2, bare.tail()
+            assert f"{GATE_KEY_ENV} is not set" in bare.logs()
+            assert configmap_data(api_server, "keyless") == {}
+
+    arun(body(), timeout=120)
+
+
+class Payments:
+    """A real HTTP endpoint for a side-effect tool: every call it receives, with its headers."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, str]] = []
+        self.url = ""
+
+    async def start(self, stack: AsyncExitStack) -> None:
+        from aiohttp import web
+
+        async def pay(request: web.Request) -> web.Response:
+            self.calls.append(dict(request.headers))
+            return web.Response(text="refunded 5000")
+
+        app = web.Application()
+        app.router.add_post("/pay", pay)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        stack.push_async_callback(runner.cleanup)
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/pay"  # type: ignore[union-attr]
+
+
+def test_no_side_effect_happens_while_judged_unless_marked_as_a_dry_run(api_server, redis_server, fleet, tmp_path):
+    """Issue 76, finding 4: a "Refund order 77" question whose model calls a side-effect pay tool
+    on both versions. Under the gate the endpoint is never called (the default, Skip); with
+    sideEffects DryRunHeader it is called once per version, each call marked as a dry run."""
+    refund = {
+        "id": "refund",
+        "part": "heldout",
+        "kind": "default",
+        "question": "Q-pay: Refund order 77",
+        "facts": ["refunded"],
+        "supporting": ["orders.md"],
+    }
+    rule = {"match": "Q-pay", "steps": 2, "tool": "pay", "args": json.dumps({"order": 77, "amount": 5000}),
+            "answer": "Order 77 was refunded."}  # fmt: skip
+    skip, dry = (results_configmap(api_server, name, tmp_path) for name in ("effects-skip", "effects-dry"))
+
+    async def body() -> None:
+        async with AsyncExitStack() as stack:
+            payments = Payments()
+            await payments.start(stack)
+            tools = [*KB, {"name": "pay", "type": "HTTP", "http": {"url": payments.url, "sideEffects": True}}]
+            gate = Gate(api_server, redis_server.url, fleet, tmp_path)
+            await gate.start(stack, [rule], [rule], tools)
+            proc = gate.runner("effects-skip", skip, [refund], "--max-tokens", "1000000")
+            assert await gate.wait_exit(proc) == 0, proc.tail()
+            assert payments.calls == [], "a gate task applied the side effect"
+            data = await asyncio.to_thread(configmap_data, api_server, "effects-skip")
+            assert set(results_of(data)) == {"current.refund", "candidate.refund"}
+            proc = gate.runner(
+                "effects-dry", dry, [refund], "--max-tokens", "1000000", "--side-effects", "DryRunHeader"
+            )
+            assert await gate.wait_exit(proc) == 0, proc.tail()
+            assert len(payments.calls) == 2 and all(c.get(DRY_RUN_HEADER) == "true" for c in payments.calls)
+
+    arun(body(), timeout=240)

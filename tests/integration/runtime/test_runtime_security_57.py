@@ -489,7 +489,8 @@ def test_same_named_fleets_in_two_namespaces_share_nothing_and_old_keys_move_on(
             # A running fleet under the old layout: one task done in session s1, one still queued.
             async with environment(redis_server.url, fleet) as env:
                 old = make_config(redis_server.url, fleet, env.model.url)
-                team_a = make_config(redis_server.url, fleet, env.model.url, namespace="team-a")
+                # The operator claims the old keys for team-a's fleet (issue 76: never the first to start).
+                team_a = make_config(redis_server.url, fleet, env.model.url, namespace="team-a", legacyKeys=True)
                 team_b = make_config(redis_server.url, fleet, env.model.url, namespace="team-b")
                 async with running_worker(old):
                     t1 = await submit(s_old, old, "earlier #answer=forty-two", session="s1")

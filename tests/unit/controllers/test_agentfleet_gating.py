@@ -5,6 +5,7 @@ ConfigMap), so a gate is followed from its start to its end as the controller se
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 from agentfleet_contract.agentfleet import AgentFleet
 from agentfleet_contract.fleet_stats import FleetStats
-from agentfleet_contract.gate import GateTaskResult
+from agentfleet_contract.gate import GateTaskResult, sign_result, sign_value
 
 from agentfleet.controllers.agentfleet import gating, status
 from agentfleet.controllers.agentfleet.deciding import decide as plain_decide
@@ -45,7 +46,7 @@ def read(fleet: AgentFleet, obj: dict[str, Any], prompt: str | None = None) -> O
         prompt={"data": {"prompt": prompt}} if prompt is not None else None,
         secrets=dict.fromkeys(names),
         fresh={n: f"fresh-{n}" for n in generated_names(fleet)},
-        egress=Egress(),
+        egress=Egress(api_server=("10.0.0.1",)),
         peers=Peers(),
         probed=UP,
     )
@@ -61,16 +62,23 @@ class World:
         self.prompt: str | None = None  # the text of the prompt ConfigMap a fleet may name
         self.conditions: list[dict[str, Any]] = []  # as write left them
         self.jobs: set[str] = set()  # the evaluation Jobs that exist
+        self.keys: dict[str, bytes] = {}  # the gates' key Secrets by name
 
     def observe(self, fleet: Fleet, clock: datetime = T0) -> Observed:
         st: dict[str, Any] = {"conditions": self.conditions, **({"gate": self.gate} if self.gate else {})}
         obj = fleet.ns(NS).meta(generation=2, uid="u-1").status(st).obj()
         af = AgentFleet.model_validate(obj)
-        obs = replace(read(af, obj, self.prompt), clock=clock, runtime_image="agentfleet:test", promoted=self.promoted)
+        obs = replace(
+            read(af, obj, self.prompt),
+            clock=clock,
+            runtime_image="agentfleet:test",
+            promoted=self.promoted,
+            fresh_gate_key=f"fresh-key-{clock.timestamp()}",
+        )
         gate = gating.gate_status(obs)
         if gate is not None and gate.phase == "Running" and gate.candidate:
             name = f"support-gate-{gate.candidate[:10]}"
-            obs = replace(obs, results=self.results.get(name), gate_job=name in self.jobs)
+            obs = replace(obs, results=self.results.get(name), gate_job=name in self.jobs, gate_key=self.keys.get(name))
         serving = gating.serving_fleet(af, self.promoted)
         return replace(obs, serving=read(serving, obj, self.prompt) if serving is not None else None)
 
@@ -85,21 +93,28 @@ class World:
                 self.promoted = json.loads(plan.gate.promoted["data"]["fields"])
             if plan.gate.create is not None:
                 self.results.setdefault(plan.gate.create["metadata"]["name"], {})
+            if plan.gate.key is not None:
+                made = plan.gate.key
+                self.keys.setdefault(made["metadata"]["name"], made["stringData"]["key"].encode())
             self.jobs |= {o["metadata"]["name"] for o in plan.gate.apply if o["kind"] == "Job"}
         return plan
 
-    def job_writes(self, *, broken: int = 0, tasks: list[str] = TASKS, sample: bool = True) -> None:
+    def job_writes(
+        self, *, broken: int = 0, tasks: list[str] = TASKS, sample: bool = True, sampled: list[str] | None = None
+    ) -> None:
         """The evaluation Job's writes: the sample, then both versions' results (the candidate
         answering ``broken`` of the tasks wrongly)."""
         assert self.gate is not None
-        data = self.results[f"support-gate-{self.gate['candidate'][:10]}"]
+        name = f"support-gate-{self.gate['candidate'][:10]}"
+        data, key = self.results[name], self.keys[name]
         if sample:
-            data["sample"] = json.dumps(tasks)
+            data["sample"] = json.dumps(tasks if sampled is None else sampled)
+            data["sample.mac"] = sign_value(key, name, "sample", data["sample"])
         for i, t in enumerate(tasks):
             for version in ("current", "candidate"):
                 ok = not (version == "candidate" and i < broken)
                 r = GateTaskResult(task_id=t, version=version, success=ok, grounded=ok, tokens=100)
-                data[f"{version}.{t}"] = r.model_dump_json()
+                data[f"{version}.{t}"] = sign_result(key, name, r).model_dump_json()
 
 
 def serving_text(plan: Plan) -> str:
@@ -151,6 +166,9 @@ def test_a_change_to_answers_starts_a_gate_and_the_serving_workers_keep_the_old_
         ("ConfigMap", "support-runtime-candidate"),
         ("NetworkPolicy", "support-worker-egress-candidate"),
         ("Deployment", "support-candidate"),
+        ("ConfigMap", "support-runtime-baseline"),
+        ("NetworkPolicy", "support-worker-egress-baseline"),
+        ("Deployment", "support-baseline"),
         ("ServiceAccount", "support-gate"),
         ("Role", "support-gate"),
         ("RoleBinding", "support-gate"),
@@ -169,7 +187,7 @@ def test_a_change_to_worker_counts_applies_at_once_while_the_answers_wait() -> N
     plan = world.decide(Fleet("support").gate(sample=40).prompt(NEW).workers(replicas=5))
     assert plan.runtime is not None and plan.runtime.replicas == 5 and OLD in serving_text(plan)
     assert plan.gate is not None and plan.gate.create is None  # the same gate runs on: nothing new
-    assert [k for k, _ in applied(plan)] == ["ConfigMap", "NetworkPolicy", "Deployment"]
+    assert [k for k, _ in applied(plan)] == ["ConfigMap", "NetworkPolicy", "Deployment"] * 2  # candidate, baseline
 
 
 def test_a_change_of_what_a_reference_resolves_to_starts_a_gate_too() -> None:
@@ -199,8 +217,7 @@ def test_a_job_deleted_by_hand_is_created_again_and_the_results_kept() -> None:
     world = World()
     plan = started(world)
     job = next(name for kind, name in applied(plan) if kind == "Job")
-    world.job_writes(tasks=TASKS[:5])
-    world.results[job]["sample"] = json.dumps(TASKS)  # 5 of 40 tasks done
+    world.job_writes(tasks=TASKS[:5], sampled=TASKS)  # 5 of 40 tasks done
     again = world.decide(Fleet("support").gate(sample=40).prompt(NEW), T0 + timedelta(seconds=30))
     assert plan.gate is not None and again.gate is not None
     assert ("Job", job) not in applied(again) and again.gate.posts == ()  # level-based: it is there
@@ -208,7 +225,8 @@ def test_a_job_deleted_by_hand_is_created_again_and_the_results_kept() -> None:
     again = world.decide(Fleet("support").gate(sample=40).prompt(NEW), T0 + timedelta(seconds=60))
     assert again.gate is not None and ("Job", job) in applied(again) and again.gate.create is None
     assert [p.reason for p in again.gate.posts] == ["GateJobRecreated"]
-    assert len(world.results[job]) == 1 + 2 * 5  # the sample and the results written before stay
+    assert again.gate.key is None  # the gate's key is there: not made again
+    assert len(world.results[job]) == 2 + 2 * 5  # the signed sample and the results written before stay
 
 
 def test_a_neutral_change_is_promoted_the_candidate_deleted_and_the_results_kept() -> None:
@@ -228,6 +246,9 @@ def test_a_neutral_change_is_promoted_the_candidate_deleted_and_the_results_kept
         ("Deployment", "support-candidate"),
         ("ConfigMap", "support-runtime-candidate"),
         ("NetworkPolicy", "support-worker-egress-candidate"),
+        ("Deployment", "support-baseline"),
+        ("ConfigMap", "support-runtime-baseline"),
+        ("NetworkPolicy", "support-worker-egress-baseline"),
     ]
     # The next pass serves it, with no gate left to run.
     again = world.decide(Fleet("support").gate(sample=40).prompt(NEW), T0 + timedelta(seconds=90))
@@ -380,7 +401,12 @@ class Api:
         if key in self.objects:
             raise ConflictError(type("E", (), {"status": 409, "reason": "AlreadyExists", "body": "", "headers": {}})())
         self.created.append(key)
-        self.objects[key] = json.loads(json.dumps(obj))
+        self.objects[key] = stored = json.loads(json.dumps(obj))
+        if "stringData" in stored:  # as the API server stores a Secret
+            import base64
+
+            data = {k: base64.b64encode(v.encode()).decode() for k, v in stored.pop("stringData").items()}
+            stored["data"] = {**stored.get("data", {}), **data}
         return obj
 
     def delete(
@@ -411,6 +437,14 @@ def run_pass(api: Api, fleet: Fleet) -> float | None:
     return AgentFleetPass(api, EventRecorder(post_with_kube(api)), obj, probe=lambda *_: (True, "", None)).run()
 
 
+@pytest.fixture(autouse=True)
+def api_server_known(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator knows the API server's addresses (the chart's workerEgress.apiServerCIDRs)."""
+    from agentfleet.controllers.settings import CONFIG
+
+    monkeypatch.setattr(CONFIG, "api_server_cidrs", ("10.0.0.1",))
+
+
 def test_a_pass_starts_resumes_and_aborts_a_gate_through_the_api() -> None:
     api = Api(ready_model())
     run_pass(api, Fleet("support").gate(sample=40).prompt(OLD))
@@ -423,7 +457,7 @@ def test_a_pass_starts_resumes_and_aborts_a_gate_through_the_api() -> None:
     gate = api.status["gate"]
     results = f"support-gate-{gate['candidate'][:10]}"
     assert gate["phase"] == "Running" and again == 5.0
-    assert api.created == [("ConfigMap", results)] and ("Job", results) in api.applied
+    assert api.created == [("ConfigMap", results), ("Secret", results)] and ("Job", results) in api.applied
     assert ("Deployment", "support-candidate") in api.applied
     assert OLD in api.objects[("ConfigMap", "support-runtime")]["data"]["runtime.yaml"]
     assert ("Normal", "GateStarted") in {e[:2] for e in api.events}
@@ -433,11 +467,14 @@ def test_a_pass_starts_resumes_and_aborts_a_gate_through_the_api() -> None:
     api.applied.clear()
     run_pass(api, Fleet("support").gate(sample=40).prompt(NEW))
     assert (
-        api.status["gate"] == gate and ("Job", results) not in api.applied and api.created == [("ConfigMap", results)]
+        api.status["gate"] == gate
+        and ("Job", results) not in api.applied
+        and api.created == [("ConfigMap", results), ("Secret", results)]
     )
 
     world = World()
     world.gate, world.results = gate, {results: {}}
+    world.keys[results] = base64.b64decode(api.objects[("Secret", results)]["data"]["key"])
     world.job_writes()
     api.objects[("ConfigMap", results)]["data"] = world.results[results]
     run_pass(api, Fleet("support").gate(sample=40).prompt(NEW).annotation("agentfleet.io/gate", "abort"))

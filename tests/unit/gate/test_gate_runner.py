@@ -205,23 +205,26 @@ def _docs(tmp_path, current: str, candidate: str) -> SimpleNamespace:
                            candidate_config=str(tmp_path / "cand.yaml"))  # fmt: skip
 
 
-def test_the_candidate_document_must_name_the_private_fleet(tmp_path):
-    ok = load_versions(_docs(tmp_path, "docs", "docs~candidate"), env={})
-    assert ok["current"].fleet == "docs" and ok["candidate"].fleet == "docs~candidate"
-    with pytest.raises(GateError, match="--candidate-config .* names the fleet 'docs'"):
-        load_versions(_docs(tmp_path, "docs", "docs"), env={})
+def test_each_document_must_name_its_private_fleet(tmp_path):
+    ok = load_versions(_docs(tmp_path, "docs~current", "docs~candidate"), env={})
+    assert ok["current"].fleet == "docs~current" and ok["candidate"].fleet == "docs~candidate"
+    with pytest.raises(GateError, match="--candidate-config .* names the fleet 'docs~current'"):
+        load_versions(_docs(tmp_path, "docs~current", "docs~current"), env={})
     with pytest.raises(GateError, match="--current-config"):
         load_versions(_docs(tmp_path, "other", "docs~candidate"), env={})
+    # The serving workers' own stream is no baseline: tenants' tasks queue there (issue 76, finding 2).
+    with pytest.raises(GateError, match="--current-config .* names the fleet 'docs'"):
+        load_versions(_docs(tmp_path, "docs", "docs~candidate"), env={})
 
 
 def test_the_fleet_override_of_the_environment_never_merges_the_versions(tmp_path):
-    got = load_versions(_docs(tmp_path, "docs", "docs~candidate"), env={"AGENTFLEET_FLEET": "docs",
+    got = load_versions(_docs(tmp_path, "docs~current", "docs~candidate"), env={"AGENTFLEET_FLEET": "docs",
                                                                         "AGENTFLEET_REDIS_PASSWORD": "pw"})  # fmt: skip
     assert got["candidate"].fleet == "docs~candidate" and got["candidate"].redis_password == "pw"
 
 
 def test_a_missing_document_is_an_error_naming_the_flag(tmp_path):
-    args = _docs(tmp_path, "docs", "docs~candidate")
+    args = _docs(tmp_path, "docs~current", "docs~candidate")
     args.candidate_config = str(tmp_path / "nope.yaml")
     with pytest.raises(GateError, match="--candidate-config"):
         load_versions(args, env={})
@@ -270,6 +273,8 @@ class _Side:
 
 
 class _Results:
+    name = "f-gate-1"
+
     def __init__(self, fail: Exception | None = None) -> None:
         self.fail, self.added = fail, []
 
@@ -285,7 +290,7 @@ def _runner(results, max_tokens=10**6, tokens=10):
     from agentfleet_runtime.gate.run import Budget, Runner
 
     sides = {"current": _Side("current", tokens), "candidate": _Side("candidate", tokens)}
-    return Runner(sides, results, "f-gate-1", Budget(_time.time() + 600, max_tokens)), sides
+    return Runner(sides, results, "f-gate-1", Budget(_time.time() + 600, max_tokens), b"k"), sides
 
 
 def _tasks(*ids):

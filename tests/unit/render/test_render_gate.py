@@ -83,16 +83,20 @@ def test_the_job_runs_the_gate_program_non_root_with_both_versions_configs() -> 
     assert args[args.index("--sample") + 1] == "12" and args[args.index("--fleet") + 1] == "support"
     assert args[args.index("--current-config") + 1] == "/etc/agentfleet/current/runtime.yaml"
     assert args[args.index("--candidate-config") + 1] == "/etc/agentfleet/candidate/runtime.yaml"
+    assert args[args.index("--side-effects") + 1] == "Skip"  # the default: no side effect while judged
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert volumes["current"]["configMap"]["name"] == "support-runtime"
+    assert volumes["current"]["configMap"]["name"] == "support-runtime-baseline"  # its private workers' document
     assert volumes["candidate"]["configMap"]["name"] == "support-runtime-candidate"
     sc = c["securityContext"]
     assert sc["readOnlyRootFilesystem"] and sc["runAsNonRoot"] and not sc["allowPrivilegeEscalation"]
     assert pod["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] > 0
     assert pod["serviceAccountName"] == "support-gate"
-    # The only Secret it gets is the Redis password, as the workers get it.
+    # The only Secrets it gets: the Redis password, as the workers get it, and the gate's key that
+    # signs its results (issue 76), from the Secret named like its results ConfigMap.
     secrets = [e["valueFrom"]["secretKeyRef"] for e in c["env"] if "secretKeyRef" in e.get("valueFrom", {})]
-    assert secrets == [{"name": "rpw", "key": "pw"}] and not any("secret" in v for v in pod["volumes"])
+    assert secrets == [{"name": "rpw", "key": "pw"}, {"name": "support-gate-0123456789", "key": "key"}]
+    assert not any("secret" in v for v in pod["volumes"])
+    assert [e["name"] for e in c["env"]][-1] == "AGENTFLEET_GATE_KEY"
 
 
 def test_a_task_set_from_a_configmap_is_mounted_by_its_key() -> None:

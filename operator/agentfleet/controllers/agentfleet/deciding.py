@@ -383,6 +383,9 @@ def plan_runtime(f: _Found, af: AgentFleet, r: Resolved, token: Generated | None
         milvus_uri=r.index.uri,
         pod=render.POD_LAYOUT,
     )
+    if f"{f.ns}/{af.metadata['name']}" in f.obs.legacy_claims:
+        # Only the operator's claim moves the old layout's keys: never the first namespace to start.
+        doc["legacyKeys"] = True
     replicas = render.desired_workers(af.spec, dict(f.obs.subject.status))
     # The Secret keeps the token for its users; the task API gets only its hash.
     token_hashes = token_line(DEFAULT_TENANT, token.value) if token is not None and token.value else None

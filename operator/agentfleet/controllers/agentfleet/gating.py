@@ -12,14 +12,23 @@ answer fields to keep when a version is promoted, and what status, the condition
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from agentfleet_contract.agentfleet import AgentFleet, GateCanary, GateStatus
-from agentfleet_contract.gate import GateResultsError, GateTaskResult, canary_hash, results_in
+from agentfleet_contract.agentfleet import AgentFleet, GateCanary, GateJudge, GateStatus, RolloutEvaluation
+from agentfleet_contract.gate import (
+    GATE_KEY_SECRET_KEY,
+    GateResultsError,
+    GateTaskResult,
+    VerifiedResults,
+    canary_hash,
+    verified_results,
+)
 from pydantic import ValidationError
 
 from agentfleet.controllers.agentfleet import deciding
@@ -32,6 +41,8 @@ from agentfleet.controllers.agentfleet.records import (
     Observed,
     Plan,
     Post,
+    RuntimePlan,
+    Subject,
     Verdict,
 )
 from agentfleet.gate import (
@@ -39,8 +50,10 @@ from agentfleet.gate import (
     OverrideError,
     Step,
     answer_hash,
+    evaluation_hash,
     next_step,
     override,
+    pinned_evaluation,
     promoted_fields,
     report,
     serving_spec,
@@ -52,6 +65,43 @@ PROMPT_LIMIT = 262_144  # spec.systemPrompt.inline's maxLength
 GATE_JOB_RECREATED = "the running gate's evaluation Job was gone: created again; it runs only the missing results"
 GATE_CANARY_READY = "the canary replicas of the changed model are Ready: the evaluation Job starts"
 OVERRIDE_IGNORED = f"the {OVERRIDE_ANNOTATION} annotation was removed: no gate was running for it to decide"
+RESULTS_NOT_OWNED = "ResultsNotOwned"
+RESULTS_REJECTED = "GateResultsRejected"
+EVALUATION_CHANGED = "EvaluationChanged"
+API_SERVER_UNKNOWN = "ApiServerUnknown"
+NO_API_SERVER = (
+    "the gate's evaluation Job needs the API server's addresses for its egress policy, and the operator has "
+    "none (without them the Job could reach any host on ports 443 and 6443): set the chart's value "
+    "workerEgress.apiServerCIDRs (the operator's AGENTFLEET_API_SERVER_CIDRS) to the API server's addresses; "
+    "the change waits, the serving version keeps serving"
+)
+
+
+def owned(obj: JSON, subject: Subject) -> bool:
+    """Whether ``obj`` is this fleet's own child: an ownerReference to this AgentFleet by UID. A
+    name alone proves nothing: the gate's names are computable from the spec."""
+    uid = (subject.obj.get("metadata") or {}).get("uid")
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return bool(uid) and any(
+        r.get("kind") == "AgentFleet" and r.get("uid") == uid and r.get("name") == subject.name for r in refs
+    )
+
+
+def key_of(secret: JSON | None) -> bytes | None:
+    """The gate's key from its Secret (None: none, or no key in it)."""
+    raw = ((secret or {}).get("data") or {}).get(GATE_KEY_SECRET_KEY)
+    try:
+        return base64.b64decode(raw, validate=True) if raw else None
+    except (binascii.Error, ValueError):
+        return None
+
+
+def pinned(obs: Observed) -> RolloutEvaluation | None:
+    """The rule that judges the written spec: the promoted version's (plan.pinned_evaluation)."""
+    try:
+        return pinned_evaluation(obs.fleet.spec, obs.promoted)
+    except ValidationError:
+        return obs.fleet.spec.evaluation  # a record this version cannot read: the written spec serves
 
 
 def gate_status(obs: Observed) -> GateStatus | None:
@@ -78,30 +128,35 @@ def read_promoted(cm: JSON | None) -> dict[str, Any] | None:
 def serving_fleet(af: AgentFleet, promoted: Mapping[str, Any] | None) -> AgentFleet | None:
     """The fleet the serving workers run when a gate keeps it from the spec as written; None when
     the written spec serves (no gate, nothing promoted yet, or the same answer fields)."""
-    if af.spec.evaluation is None or not promoted:
+    if not promoted:
         return None
     try:
         spec = serving_spec(af.spec, promoted)
     except ValidationError:
         return None  # a record this version cannot read: the written spec serves
+    if spec.evaluation is None and af.spec.evaluation is None:
+        return None  # no gate kept, none written: the written spec serves
     if promoted_fields(spec) == promoted_fields(af.spec):
         return None
     return af.model_copy(update={"spec": spec})
 
 
-def read_results(data: Mapping[str, str] | None) -> tuple[list[str] | None, list[GateTaskResult]]:
+def read_results(
+    data: Mapping[str, str] | None, key: bytes | None, gate: str
+) -> tuple[list[str] | None, list[GateTaskResult], VerifiedResults]:
     """The sampled task ids (None until the Job wrote them) and the results of the sampled tasks,
-    as the Job wrote them (``results_in``, the Job's own reader). A sample that does not read as one
+    as the Job wrote them: signed under the gate's ``key`` (``verified_results``; what does not
+    verify is not counted, and the third value says what). A sample that does not read as one
     is treated as not written: the Job stops on it (exit 2, its message says the fix) and the
     gate's time budget ends the gate."""
     try:
-        sampled, results = results_in(data)
+        got = verified_results(data, key, gate)
     except GateResultsError:
-        return None, []
-    if sampled is None:
-        return None, results
-    wanted = set(sampled)
-    return sampled, [r for r in results if r.task_id in wanted]
+        return None, [], VerifiedResults(None, [], None, ())
+    if got.sample is None:
+        return None, got.results, got
+    wanted = set(got.sample)
+    return got.sample, [r for r in got.results if r.task_id in wanted], got
 
 
 def resolved_refs(obs: Observed, af: AgentFleet, r: Resolved) -> dict[str, str]:
@@ -175,9 +230,15 @@ def candidate_objects(fleet: str, candidate: str) -> tuple[tuple[str, str, str],
     policy, and the Job. Its results ConfigMap stays, for the record."""
     return (
         ("batch/v1", "Job", rg.job_name(fleet, candidate)),
-        ("apps/v1", "Deployment", rg.candidate_name(fleet)),
-        ("v1", "ConfigMap", rg.candidate_config_name(fleet)),
-        ("networking.k8s.io/v1", "NetworkPolicy", rg.candidate_egress_name(fleet)),
+        *(
+            obj
+            for role in (rg.CANDIDATE, rg.BASELINE)
+            for obj in (
+                ("apps/v1", "Deployment", rg.candidate_name(fleet, role)),
+                ("v1", "ConfigMap", rg.candidate_config_name(fleet, role)),
+                ("networking.k8s.io/v1", "NetworkPolicy", rg.candidate_egress_name(fleet, role)),
+            )
+        ),
     )
 
 
@@ -198,7 +259,7 @@ def _serving(obs: Observed) -> tuple[Plan, str] | None:
 def decide(obs: Observed) -> Plan | NeedsProbe:
     """The pass's plan: the serving version's runtime, and the gate's part (Plan.gate)."""
     af = obs.fleet
-    evaluation = af.spec.evaluation
+    evaluation = pinned(obs)
     before = gate_status(obs)
     if evaluation is None and before is None:
         return deciding.decide(obs)  # no gate now, none before: the spec as written serves
@@ -216,16 +277,28 @@ def decide(obs: Observed) -> Plan | NeedsProbe:
         # status.gate was lost (the object restored without its status): the kept version serves.
         before = GateStatus(phase="Serving", current=serving[1])
     wanted = answer_hash(af.spec, resolved_refs(obs, af, r))
-    sampled, results = read_results(obs.results)
+    name = rg.results_name(af.metadata["name"], before.candidate) if before and before.candidate else ""
+    sampled, results, verified = read_results(obs.results, obs.gate_key, name)
     how, bad = _override(af)
     step = next_step(evaluation, wanted, before, sampled=sampled or [], results=results, now=obs.clock, override=how)
+    if step.kind == "Start" and obs.egress is not None and not obs.egress.api_server:
+        # The Job's egress policy would name ports only: it does not start (issue 76).
+        step = Step("Idle")
+        refused = Verdict(EVALUATION_GATE, False, API_SERVER_UNKNOWN, NO_API_SERVER)
+        said = report(step, before, at)
+        base = want if serving is None else serving[0]
+        return dataclasses.replace(
+            base,
+            gate=GatePlan(said, verdict=refused, posts=(Post("Warning", API_SERVER_UNKNOWN, NO_API_SERVER),)),
+        )
     if step.kind == "Finish" and step.decision is not None and step.overridden is None and sampled is None:
         if step.decision.reason != "BudgetExhausted":
             step = Step("Run", candidate=wanted)  # the Job has not sampled yet: nothing to decide
     promote = step.kind == "Adopt" or (step.kind == "Finish" and step.decision is not None and step.decision.promote)
     base = want if promote or serving is None else serving[0]
     kept = kept_fields(af, r) if promote else None
-    return dataclasses.replace(base, gate=_gate_plan(obs, want, step, before, at, kept, bad))
+    gate = _gate_plan(obs, want, step, before, at, kept, bad, evaluation, verified, base.runtime)
+    return dataclasses.replace(base, gate=gate)
 
 
 def _gate_plan(
@@ -236,13 +309,24 @@ def _gate_plan(
     at: str,
     kept: dict[str, Any] | None,
     bad: str | None,
+    evaluation: RolloutEvaluation | None,
+    verified: VerifiedResults,
+    serving_runtime: RuntimePlan | None,
 ) -> GatePlan:
     af = obs.fleet
     fleet = af.metadata["name"]
     said = report(step, before, at)
     routes = canary_routes(obs, af)
+    posts: list[Post] = []
     if step.kind == "Start":
-        said = dataclasses.replace(said, gate=said.gate.model_copy(update={"canaries": list(routes.record)}))
+        # What judges: the promoted version's rule (pinned) and the operator's runtime image.
+        judge = GateJudge(evaluation=evaluation_hash(evaluation), scorer_image=obs.runtime_image or None)
+        update = {"canaries": list(routes.record), "judge": judge}
+        said = dataclasses.replace(said, gate=said.gate.model_copy(update=update))
+        if evaluation_hash(af.spec.evaluation) != judge.evaluation:
+            posts.append(Post("Normal", EVALUATION_CHANGED, EVALUATION_HELD, once=False))
+    elif step.kind in ("Run", "Finish") and before is not None:
+        said = _judged(said, before, verified, posts, rg.results_name(fleet, before.candidate or ""))
     running = said.gate.phase == "Running"
     deletes: list[tuple[str, str, str]] = []
     stopped = step.superseded
@@ -255,21 +339,36 @@ def _gate_plan(
     if step.kind == "Finish" and step.candidate is not None:
         deletes += candidate_objects(fleet, step.candidate)
     apply: list[JSON] = []
-    create = None
-    posts: list[Post] = []
-    if step.kind in ("Start", "Run") and want.runtime is not None and step.candidate is not None:
+    create = key = None
+    foreign = obs.gate_foreign if step.kind == "Run" else None
+    if foreign is not None and step.candidate is not None:
+        # Someone else's object under the gate's name: the Job would write there (or sign with a
+        # key that someone else chose). It goes; the gate waits until the object is removed.
+        deletes += candidate_objects(fleet, step.candidate)[:1]
+    if step.kind in ("Start", "Run") and want.runtime is not None and step.candidate is not None and not foreign:
         apply += rg.render_candidate(
             fleet, dict(want.runtime.doc or {}), [dict(o) for o in want.runtime.children], canaries=routes.canaries
         )
+        if serving_runtime is not None:
+            # The current version runs the gate's tasks on its own workers, as the candidate does.
+            apply += rg.render_baseline(
+                fleet, dict(serving_runtime.doc or {}), [dict(o) for o in serving_runtime.children]
+            )
         # A running gate whose Job is gone (deleted by hand) gets it again; applied each pass instead,
         # a Job's immutable template would refuse a changed spec.rollout.evaluation mid-gate.
         lost = step.kind == "Run" and not obs.gate_job
         if step.kind == "Start" or (lost and obs.results is None):
             create = rg.render_results(af, step.candidate)
-        if (step.kind == "Start" or lost) and af.spec.evaluation is not None and routes.ready:
+        if step.kind == "Start" or (step.kind == "Run" and obs.gate_key is None):
+            key = rg.render_gate_key(af, step.candidate, obs.fresh_gate_key)
+            if step.kind == "Run" and not lost:
+                # A running gate without its key (started before keys, or the Secret deleted): its
+                # Job cannot sign what it writes, so it goes and comes back with the new key.
+                deletes.append(candidate_objects(fleet, step.candidate)[0])
+        if (step.kind == "Start" or lost) and evaluation is not None and routes.ready:
             # While a ModelReplicaSet's canary loads (or the set has not seen its change yet) the
-            # Job waits: its first tasks would find no replica of the changed model.
-            evaluation = af.spec.evaluation
+            # Job waits: its first tasks would find no replica of the changed model. It runs the
+            # promoted version's rule and task set (pinned), never the change's own.
             apply += rg.render_gate(af, evaluation, step.candidate, image=obs.runtime_image, egress=obs.egress)
             if lost:
                 posts.append(
@@ -282,6 +381,13 @@ def _gate_plan(
     if bad is not None:
         verdict = Verdict(EVALUATION_GATE, False, "InvalidOverride", bad)
         posts.append(Post("Warning", "InvalidOverride", bad))
+    elif foreign is not None:
+        said_foreign = (
+            f"{foreign} exists but is not this AgentFleet's (no ownerReference with its UID): the gate neither "
+            f"reads nor writes it and its Job waits; delete {foreign} and the operator creates its own"
+        )
+        verdict = Verdict(EVALUATION_GATE, False, RESULTS_NOT_OWNED, said_foreign)
+        posts.append(Post("Warning", RESULTS_NOT_OWNED, said_foreign))
     kept_cond = next((c for c in obs.subject.own_conditions if c.get("type") == EVALUATION_GATE), None)
     if verdict is None and step.kind == "Idle" and kept_cond is not None:
         if (kept_cond.get("status"), kept_cond.get("reason")) == said.condition[:2]:
@@ -294,6 +400,7 @@ def _gate_plan(
         report=said,
         promoted=rg.render_promoted(af, kept) if kept is not None else None,
         create=create,
+        key=key,
         apply=tuple(apply),
         delete=tuple(deletes),
         unannotate=unannotate,
@@ -301,3 +408,38 @@ def _gate_plan(
         posts=tuple(posts),
         running=running,
     )
+
+
+EVALUATION_HELD = (
+    "the change alters spec.rollout.evaluation: the promoted version's rule, task set and sample judge it, "
+    "and the new evaluation takes effect only once the change is promoted"
+)
+
+
+def _judged(said: Any, before: GateStatus, verified: VerifiedResults, posts: list[Post], results: str) -> Any:
+    """status.gate with what the Job says judged (its signed digests) and how many values of the
+    results ConfigMap did not verify; a Warning when some did not."""
+    update: dict[str, Any] = {}
+    if verified.judge:
+        judge = before.judge or GateJudge()
+        update["judge"] = judge.model_copy(
+            update={
+                "task_set_sha256": verified.judge.get("taskSetSha256"),
+                "scorer_sha256": verified.judge.get("scorerSha256"),
+            }
+        )
+    rejected = len(verified.rejected)
+    if rejected or before.rejected_results:
+        update["rejected_results"] = max(rejected, before.rejected_results or 0)
+    if rejected:
+        posts.append(
+            Post(
+                "Warning",
+                RESULTS_REJECTED,
+                f"{rejected} value(s) in ConfigMap {results} do not verify under the gate's key (not written by its "
+                f"evaluation Job): not counted; first: {verified.rejected[0][:80]}",
+            )
+        )
+    if not update:
+        return said
+    return dataclasses.replace(said, gate=said.gate.model_copy(update=update))

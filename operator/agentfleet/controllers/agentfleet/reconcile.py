@@ -134,6 +134,7 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
             fresh={},
             egress=CONFIG.egress(),
             peers=CONFIG.peers(),
+            legacy_claims=frozenset(CONFIG.legacy_key_claims),
         )
 
     def observe_gate(self, observed: Observed) -> Observed:
@@ -142,11 +143,19 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
         name = self.subject.name
         promoted = gating.read_promoted(self.get("v1", "ConfigMap", rg.promoted_name(name)))
         gate = gating.gate_status(observed)
-        results = None
+        results = key = foreign = None
         job = True
         if gate is not None and gate.phase == "Running" and gate.candidate:
+            # Only the objects this fleet made are the gate's: a ConfigMap or Secret of the same
+            # (computable) name that someone else created first is neither read nor written.
             cm = self.get("v1", "ConfigMap", rg.results_name(name, gate.candidate))
-            results = dict((cm or {}).get("data") or {}) if cm is not None else None
+            secret = self.get("v1", "Secret", rg.key_name(name, gate.candidate))
+            for kind, obj in (("ConfigMap", cm), ("Secret", secret)):
+                if obj is not None and not gating.owned(obj, self.subject):
+                    foreign = foreign or f"{kind} {obj['metadata']['name']}"
+            if foreign is None:
+                results = dict((cm or {}).get("data") or {}) if cm is not None else None
+                key = gating.key_of(secret)
             job = self.get("batch/v1", "Job", rg.results_name(name, gate.candidate)) is not None
         serving_af = gating.serving_fleet(observed.fleet, promoted)
         return replace(
@@ -155,6 +164,9 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
             runtime_image=CONFIG.runtime_image,
             promoted=promoted,
             results=results,
+            gate_key=key,
+            gate_foreign=foreign,
+            fresh_gate_key=secrets.token_urlsafe(32),
             gate_job=job,
             serving=self.read(serving_af) if serving_af is not None else None,
         )
@@ -213,12 +225,21 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
         kube, s = self.ctl.kube, self.subject
         if gate.promoted is not None:
             kube.apply(dict(gate.promoted))
-        if gate.create is not None:
+        ours = True
+        for made in (gate.create, gate.key):
+            if made is None:
+                continue
             try:
-                kube.create(dict(gate.create))
+                kube.create(dict(made))
             except ConflictError:
-                pass  # made by an earlier pass of this gate: the Job's results stay
+                # Made by an earlier pass of this gate (the Job's results stay), or by someone else
+                # under the computable name: then the Job is not started to write there, and the
+                # next pass reports it (observe_gate reads it as foreign).
+                found = self.get(made["apiVersion"], made["kind"], made["metadata"]["name"])
+                ours = ours and (found is None or gating.owned(found, s))
         for o in gate.apply:
+            if o["kind"] == "Job" and not ours:
+                continue
             kube.apply(dict(o))
         for api_version, kind, name in gate.delete:
             kube.delete(api_version, kind, name, s.namespace)

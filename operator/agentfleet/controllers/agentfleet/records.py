@@ -100,12 +100,18 @@ class Observed:
     fresh: Mapping[str, str]  # a random value for each generated Secret not found (used if created)
     egress: Egress | None  # the operator's worker egress settings (None: no egress policy)
     peers: Peers  # who may reach a managed Redis besides the fleet's pods
+    legacy_claims: frozenset[str] = frozenset()  # NAMESPACE/NAME the old-layout keys are claimed for
     probed: ProbeResult | None = None  # None: not probed (yet): decide asks with NeedsProbe
     # The evaluation gate's inputs (gating.py); their defaults: no gate to run.
     clock: datetime | None = None  # when observe read (the gate's budget and timestamps)
     runtime_image: str = ""  # the operator's runtime image: the evaluation Job runs it
     promoted: Mapping[str, Any] | None = None  # FLEET-promoted's answer fields (None: none kept)
-    results: Mapping[str, str] | None = None  # the running gate's results ConfigMap (None: none)
+    results: Mapping[str, str] | None = None  # the running gate's results ConfigMap (None: none, or not ours)
+    gate_key: bytes | None = None  # the running gate's key, from its Secret (None: none, or not ours)
+    # The running gate's results ConfigMap or key Secret exists without this fleet's ownerReference
+    # and UID ("ConfigMap NAME"): made by someone else, it is neither read nor written (None: ours).
+    gate_foreign: str | None = None
+    fresh_gate_key: str = ""  # a random key for a gate's Secret, used if one is created
     gate_job: bool = True  # the running gate's Job exists (one deleted by hand is created again)
     serving: Observed | None = None  # what the serving spec names, when it differs from the spec's
 
@@ -179,6 +185,7 @@ class GatePlan:
     report: GateReport
     promoted: JSON | None = None  # FLEET-promoted to apply: the serving version's answer fields changed
     create: JSON | None = None  # the results ConfigMap, created once when a gate starts
+    key: JSON | None = None  # the gate's key Secret, created once with the results ConfigMap
     apply: tuple[JSON, ...] = ()  # the candidate's children; at a start the Job's identity, policy and Job
     delete: tuple[tuple[str, str, str], ...] = ()  # (apiVersion, kind, name): a finished or superseded gate's
     unannotate: bool = False  # remove the override annotation (applied, or nothing to apply it to)
