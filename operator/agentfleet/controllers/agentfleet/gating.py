@@ -315,19 +315,60 @@ def _gate_plan(
 ) -> GatePlan:
     af = obs.fleet
     fleet = af.metadata["name"]
-    said = report(step, before, at)
     routes = canary_routes(obs, af)
-    posts: list[Post] = []
+    posts: list[Post] = []  # in the order they are said: the step's, the objects', the verdict's
+    said = _gate_report(obs, step, before, at, evaluation, verified, routes, posts)
+    running = said.gate.phase == "Running"
+    foreign = obs.gate_foreign if step.kind == "Run" else None
+    deletes = _gate_deletes(fleet, step, before, foreign)
+    objects = _gate_objects(obs, want, step, evaluation, serving_runtime, routes, foreign, deletes, posts)
+    verdict = _gate_verdict(obs, step, said, bad, foreign, posts)
+    annotated = OVERRIDE_ANNOTATION in ((af.metadata or {}).get("annotations") or {})
+    unannotate = annotated and bad is None and not running
+    if unannotate and step.overridden is None:
+        posts.append(Post("Normal", "GateOverrideIgnored", OVERRIDE_IGNORED, once=False))
+    return GatePlan(
+        report=said,
+        promoted=rg.render_promoted(af, kept) if kept is not None else None,
+        create=objects.create,
+        key=objects.key,
+        apply=tuple(objects.apply),
+        delete=tuple(deletes),
+        unannotate=unannotate,
+        verdict=verdict,
+        posts=tuple(posts),
+        running=running,
+    )
+
+
+def _gate_report(
+    obs: Observed,
+    step: Step,
+    before: GateStatus | None,
+    at: str,
+    evaluation: RolloutEvaluation | None,
+    verified: VerifiedResults,
+    routes: Any,
+    posts: list[Post],
+) -> Any:
+    """status.gate for this step: at its start, what judges (the promoted version's rule, pinned, and
+    the operator's runtime image); while it runs and when it ends, what the Job's signed results say."""
+    af = obs.fleet
+    said = report(step, before, at)
     if step.kind == "Start":
-        # What judges: the promoted version's rule (pinned) and the operator's runtime image.
         judge = GateJudge(evaluation=evaluation_hash(evaluation), scorer_image=obs.runtime_image or None)
         update = {"canaries": list(routes.record), "judge": judge}
         said = dataclasses.replace(said, gate=said.gate.model_copy(update=update))
         if evaluation_hash(af.spec.evaluation) != judge.evaluation:
             posts.append(Post("Normal", EVALUATION_CHANGED, EVALUATION_HELD, once=False))
     elif step.kind in ("Run", "Finish") and before is not None:
-        said = _judged(said, before, verified, posts, rg.results_name(fleet, before.candidate or ""))
-    running = said.gate.phase == "Running"
+        said = _judged(said, before, verified, posts, rg.results_name(af.metadata["name"], before.candidate or ""))
+    return said
+
+
+def _gate_deletes(fleet: str, step: Step, before: GateStatus | None, foreign: str | None) -> list[tuple[str, str, str]]:
+    """What goes: a superseded (or switched-off) gate's Job and candidate, a finished gate's
+    candidate, and the gate's Job when someone else's object holds its name."""
     deletes: list[tuple[str, str, str]] = []
     stopped = step.superseded
     if step.kind == "Adopt" and stopped is None and before is not None and before.phase == "Running":
@@ -338,76 +379,94 @@ def _gate_plan(
         deletes += old[:1] if step.kind == "Start" else old
     if step.kind == "Finish" and step.candidate is not None:
         deletes += candidate_objects(fleet, step.candidate)
-    apply: list[JSON] = []
-    create = key = None
-    foreign = obs.gate_foreign if step.kind == "Run" else None
     if foreign is not None and step.candidate is not None:
         # Someone else's object under the gate's name: the Job would write there (or sign with a
         # key that someone else chose). It goes; the gate waits until the object is removed.
         deletes += candidate_objects(fleet, step.candidate)[:1]
-    if step.kind in ("Start", "Run") and want.runtime is not None and step.candidate is not None and not foreign:
-        apply += rg.render_candidate(
-            fleet, dict(want.runtime.doc or {}), [dict(o) for o in want.runtime.children], canaries=routes.canaries
+    return deletes
+
+
+@dataclasses.dataclass
+class _GateObjects:
+    """What the gate applies and creates this pass."""
+
+    apply: list[JSON] = dataclasses.field(default_factory=list)
+    create: JSON | None = None
+    key: JSON | None = None
+
+
+def _gate_objects(
+    obs: Observed,
+    want: Plan,
+    step: Step,
+    evaluation: RolloutEvaluation | None,
+    serving_runtime: RuntimePlan | None,
+    routes: Any,
+    foreign: str | None,
+    deletes: list[tuple[str, str, str]],
+    posts: list[Post],
+) -> _GateObjects:
+    """The candidate's runtime, the current version's private baseline, the results object, the
+    gate's key and its Job, while a gate starts or runs."""
+    out = _GateObjects()
+    if step.kind not in ("Start", "Run") or want.runtime is None or step.candidate is None or foreign:
+        return out
+    af = obs.fleet
+    fleet = af.metadata["name"]
+    out.apply += rg.render_candidate(
+        fleet, dict(want.runtime.doc or {}), [dict(o) for o in want.runtime.children], canaries=routes.canaries
+    )
+    if serving_runtime is not None:
+        # The current version runs the gate's tasks on its own workers, as the candidate does.
+        out.apply += rg.render_baseline(
+            fleet, dict(serving_runtime.doc or {}), [dict(o) for o in serving_runtime.children]
         )
-        if serving_runtime is not None:
-            # The current version runs the gate's tasks on its own workers, as the candidate does.
-            apply += rg.render_baseline(
-                fleet, dict(serving_runtime.doc or {}), [dict(o) for o in serving_runtime.children]
+    # A running gate whose Job is gone (deleted by hand) gets it again; applied each pass instead,
+    # a Job's immutable template would refuse a changed spec.rollout.evaluation mid-gate.
+    lost = step.kind == "Run" and not obs.gate_job
+    if step.kind == "Start" or (lost and obs.results is None):
+        out.create = rg.render_results(af, step.candidate)
+    if step.kind == "Start" or (step.kind == "Run" and obs.gate_key is None):
+        out.key = rg.render_gate_key(af, step.candidate, obs.fresh_gate_key)
+        if step.kind == "Run" and not lost:
+            # A running gate without its key (started before keys, or the Secret deleted): its
+            # Job cannot sign what it writes, so it goes and comes back with the new key.
+            deletes.append(candidate_objects(fleet, step.candidate)[0])
+    if (step.kind == "Start" or lost) and evaluation is not None and routes.ready:
+        # While a ModelReplicaSet's canary loads (or the set has not seen its change yet) the
+        # Job waits: its first tasks would find no replica of the changed model. It runs the
+        # promoted version's rule and task set (pinned), never the change's own.
+        out.apply += rg.render_gate(af, evaluation, step.candidate, image=obs.runtime_image, egress=obs.egress)
+        if lost:
+            posts.append(
+                Post("Normal", "GateCanaryReady", GATE_CANARY_READY)
+                if routes.canaries
+                else Post("Normal", "GateJobRecreated", GATE_JOB_RECREATED)
             )
-        # A running gate whose Job is gone (deleted by hand) gets it again; applied each pass instead,
-        # a Job's immutable template would refuse a changed spec.rollout.evaluation mid-gate.
-        lost = step.kind == "Run" and not obs.gate_job
-        if step.kind == "Start" or (lost and obs.results is None):
-            create = rg.render_results(af, step.candidate)
-        if step.kind == "Start" or (step.kind == "Run" and obs.gate_key is None):
-            key = rg.render_gate_key(af, step.candidate, obs.fresh_gate_key)
-            if step.kind == "Run" and not lost:
-                # A running gate without its key (started before keys, or the Secret deleted): its
-                # Job cannot sign what it writes, so it goes and comes back with the new key.
-                deletes.append(candidate_objects(fleet, step.candidate)[0])
-        if (step.kind == "Start" or lost) and evaluation is not None and routes.ready:
-            # While a ModelReplicaSet's canary loads (or the set has not seen its change yet) the
-            # Job waits: its first tasks would find no replica of the changed model. It runs the
-            # promoted version's rule and task set (pinned), never the change's own.
-            apply += rg.render_gate(af, evaluation, step.candidate, image=obs.runtime_image, egress=obs.egress)
-            if lost:
-                posts.append(
-                    Post("Normal", "GateCanaryReady", GATE_CANARY_READY)
-                    if routes.canaries
-                    else Post("Normal", "GateJobRecreated", GATE_JOB_RECREATED)
-                )
-    annotated = OVERRIDE_ANNOTATION in ((af.metadata or {}).get("annotations") or {})
-    verdict = None
+    return out
+
+
+def _gate_verdict(
+    obs: Observed, step: Step, said: Any, bad: str | None, foreign: str | None, posts: list[Post]
+) -> Verdict | None:
+    """The EvaluationGate condition when it is not the decision's own: an override that means
+    nothing, results someone else owns, or (nothing happened) the condition kept as it was."""
     if bad is not None:
-        verdict = Verdict(EVALUATION_GATE, False, "InvalidOverride", bad)
         posts.append(Post("Warning", "InvalidOverride", bad))
-    elif foreign is not None:
+        return Verdict(EVALUATION_GATE, False, "InvalidOverride", bad)
+    if foreign is not None:
         said_foreign = (
             f"{foreign} exists but is not this AgentFleet's (no ownerReference with its UID): the gate neither "
             f"reads nor writes it and its Job waits; delete {foreign} and the operator creates its own"
         )
-        verdict = Verdict(EVALUATION_GATE, False, RESULTS_NOT_OWNED, said_foreign)
         posts.append(Post("Warning", RESULTS_NOT_OWNED, said_foreign))
+        return Verdict(EVALUATION_GATE, False, RESULTS_NOT_OWNED, said_foreign)
     kept_cond = next((c for c in obs.subject.own_conditions if c.get("type") == EVALUATION_GATE), None)
-    if verdict is None and step.kind == "Idle" and kept_cond is not None:
+    if step.kind == "Idle" and kept_cond is not None:
         if (kept_cond.get("status"), kept_cond.get("reason")) == said.condition[:2]:
             # Nothing happened: the condition keeps what the decision said (its figures).
-            verdict = Verdict(EVALUATION_GATE, said.condition[0], said.condition[1], str(kept_cond.get("message")))
-    unannotate = annotated and bad is None and not running
-    if unannotate and step.overridden is None:
-        posts.append(Post("Normal", "GateOverrideIgnored", OVERRIDE_IGNORED, once=False))
-    return GatePlan(
-        report=said,
-        promoted=rg.render_promoted(af, kept) if kept is not None else None,
-        create=create,
-        key=key,
-        apply=tuple(apply),
-        delete=tuple(deletes),
-        unannotate=unannotate,
-        verdict=verdict,
-        posts=tuple(posts),
-        running=running,
-    )
+            return Verdict(EVALUATION_GATE, said.condition[0], said.condition[1], str(kept_cond.get("message")))
+    return None
 
 
 EVALUATION_HELD = (
