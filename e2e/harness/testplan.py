@@ -7,8 +7,9 @@ takes whole, in file order:
 - by default one test module (its module-scoped servers and operator start once, on one worker);
 - a package whose ``conftest`` starts a package-scoped server runs as one group (``PACKAGES``);
 - ``LANES`` puts modules that share something no two may use at once into one group: the real node
-  (one kubelet and containerd, whose images its tests import and whose CPU its model pods use), and
-  the model servers that are CPU-bound on this machine's two cores.
+  (one kubelet and containerd, whose images its tests import and whose CPU its model pods use), the
+  cluster's one external metrics APIService (KEDA), and the model servers that are CPU-bound on this
+  machine's two cores.
 
 Heavy groups are handed out first (``WEIGHT``, seconds from the last measured run): the last group
 to start must not be the longest. Every e2e module's operator serves only its own namespaces
@@ -51,6 +52,15 @@ LANES: dict[str, tuple[str, ...]] = {
         "tests/integration/operator/test_network_policy_enforced.py",
         "e2e/tests/test_cluster_busy.py",
     ),
+    # KEDA: each module runs its own KEDA operator and metrics API server, registered as the
+    # cluster's one APIService v1beta1.external.metrics.k8s.io; two at once answer each other's HPAs,
+    # which then never see their own metric (a scale back to 1 timed out when test_keda ran beside
+    # test_autoscale_real).
+    "keda": (
+        "e2e/tests/test_autoscale_real.py",
+        "e2e/tests/test_keda.py",
+        "e2e/tests/test_scale_to_zero.py",
+    ),
     # Real model servers on this machine's CPU (llama-server, vLLM for CPU): each takes both cores
     # while it answers, so they take turns.
     "engines": (
@@ -68,6 +78,7 @@ LANES: dict[str, tuple[str, ...]] = {
 WEIGHT: dict[str, float] = {
     "real-node": 1182,
     "engines": 540,
+    "keda": 679,  # its three modules' sum in the fresh-clone run at 0358502 (269 + 234 + 176 s)
 }
 DEFAULT_WEIGHT = 60.0
 

@@ -158,3 +158,17 @@ def test_the_controller_records_every_phase_of_a_parallel_run(tmp_path: Path) ->
     # The module that cannot be imported is a failed test of the run, once, however many workers saw it.
     assert tests["tests/unit/test_broken.py"]["outcome"] == "failed"
     assert testplan.report([], tests).splitlines()[-1] == "tests: 6 passed, 2 failed, 0 skipped"
+
+
+def test_every_module_that_starts_keda_is_in_one_lane() -> None:
+    # Each starts KEDA's metrics API server as the cluster's one external metrics APIService: two
+    # modules at once on two workers answer each other's HPAs (test_keda's scale back to 1 timed out
+    # beside test_autoscale_real in two runs at 54b65e7 and 0358502).
+    tests = REPO / "e2e" / "tests"
+    starters = sorted(
+        f"e2e/tests/{p.name}"
+        for p in tests.glob("test_*.py")
+        if any(mark in p.read_text() for mark in ("Keda(", "keda_bin_dir", "from e2e.tests.test_keda import"))
+    )
+    assert len(starters) >= 3, starters
+    assert {testplan.group_of(f"{p}::t") for p in starters} == {"keda"}, starters
