@@ -15,14 +15,12 @@ Fixtures:
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -30,7 +28,7 @@ import pytest
 from e2e.harness import nodes as node_topology
 from e2e.harness import shared, testplan
 from e2e.harness.cluster import Cluster, info, namespace_prefix, script, script_env, tail
-from e2e.harness.helm import build as helm_build
+from e2e.harness.helm import helm  # noqa: F401 - a fixture
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -64,16 +62,9 @@ def cluster() -> Cluster:
                 print(f"e2e/cluster/cluster.sh down failed:\n{down.stdout}\n{down.stderr}", file=sys.stderr)
 
 
-@contextmanager
-def cluster_lock(env: dict[str, str]) -> Iterator[None]:
+def cluster_lock(env: dict[str, str]) -> AbstractContextManager[None]:
     state = Path(env.get("AGENTFLEET_CLUSTER_DIR", "/tmp/agentfleet-cluster"))
-    lock = state.parent / f".{state.name}.lock"
-    with open(lock, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return shared.locked(state.parent / f".{state.name}.lock")
 
 
 def start_unless_up(env: dict[str, str]) -> bool:
@@ -105,15 +96,6 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> str:
     # Named after the module: the module's operator serves only these (e2e/harness/operator.py).
     with cluster.fresh_namespace(f"{namespace_prefix(request.module.__name__)}{uuid.uuid4().hex[:6]}") as name:
         yield name
-
-
-@pytest.fixture(scope="session")
-def helm() -> str:
-    """The real helm's path (e2e/harness/helm.py)."""
-    try:
-        return helm_build()
-    except RuntimeError as e:
-        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +31,15 @@ def build() -> str:
     if not Path(path).is_file():
         raise RuntimeError(f"e2e/cluster/helm.sh printed {path!r}, which is no file")
     return path
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    """The real helm's path, for the chart tests of both tiers (their conftests import this fixture)."""
+    try:
+        return build()
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 def run_helm(helm: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -44,10 +44,11 @@ def install_crds(cluster) -> None:
     cluster.run("apply", "--server-side", "--field-manager=agentfleet-e2e", "-f", str(ROOT / "crds"))
     for res in RESOURCES:
         cluster.run("wait", "--for=condition=Established", f"crd/{res.crd_name}", "--timeout=60s")
+    # Discovery lags Established by a moment; kubectl needs it to resolve the short names.
     cluster.wait_for(
-        lambda: cluster.run("get", "mrs", "-A", check=False).returncode == 0,
+        lambda: cluster.run("get", "mrs,vi,af", "-A", check=False).returncode == 0,
         timeout=30,
-        desc="discovery of ModelReplicaSet",
+        desc="discovery of the new kinds",
     )
 
 

@@ -56,7 +56,8 @@ def run_dir() -> Path:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (made if missing) among this machine's processes."""
     with open(path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -78,7 +79,7 @@ def server(kind: str, start: Callable[[Path], Started]) -> dict[str, Any]:
     of its pids gone) is ended and started afresh: a test never gets an address nobody answers."""
     root = run_dir()
     record_path = root / f"{kind}.json"
-    with _locked(root / f"{kind}.lock"):
+    with locked(root / f"{kind}.lock"):
         found = _read(record_path)
         if found is not None and all(alive(p) for p in found["pids"]):
             return found["server"]

@@ -5,15 +5,4 @@ the e2e tier."""
 
 from __future__ import annotations
 
-import pytest
-
-from e2e.harness.helm import build as helm_build
-
-
-@pytest.fixture(scope="session")
-def helm() -> str:
-    """The real helm's path (e2e/harness/helm.py)."""
-    try:
-        return helm_build()
-    except RuntimeError as e:
-        pytest.fail(str(e), pytrace=False)
+from e2e.harness.helm import helm  # noqa: F401 - a fixture

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from agentfleet_contract import BY_KIND, RESOURCES
 
+from e2e.harness.operator import install_crds
 from tests.cases import contains, invalid_cases
 
 pytestmark = pytest.mark.integration
@@ -25,15 +26,7 @@ CASES = invalid_cases()
 
 @pytest.fixture(scope="module")
 def crds(kube):
-    kube.run("apply", "--server-side", "--field-manager=agentfleet-e2e", "-f", str(ROOT / "crds"))
-    for res in RESOURCES:
-        kube.run("wait", "--for=condition=Established", f"crd/{res.crd_name}", "--timeout=60s")
-    # Discovery lags Established by a moment; kubectl needs it to resolve short names.
-    kube.wait_for(
-        lambda: kube.run("get", "mrs,vi,af", "-A", check=False).returncode == 0,
-        timeout=30,
-        desc="discovery of the new kinds",
-    )
+    install_crds(kube)  # applied server-side, each Established, and discovery serving the kinds
     return kube
 
 

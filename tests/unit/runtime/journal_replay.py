@@ -45,6 +45,7 @@ from agentfleet_runtime.model.prompt import tool_schema
 from agentfleet_runtime.store.tasks import Acquired
 from agentfleet_runtime.tools.retrieval import PARAMETERS as SEARCH_PARAMS
 from agentfleet_runtime.tools.retrieval import format_passages
+from tests.unit.runtime.loop_store import LoopStore
 
 ROOT = Path(__file__).resolve().parents[3]
 DATA = ROOT / "docs" / "results" / "data"
@@ -106,31 +107,6 @@ def score_row(task: EvalTask, o: Outcome) -> str:
 
 
 # -- the replay's fakes: the record's own data in place of the model, the tools and the store ---------------
-class _Store:
-    def __init__(self) -> None:
-        self.finished: dict[str, Any] = {}
-
-    def send_reply(self, rec, lease, step, cost):
-        return asyncio.ensure_future(asyncio.sleep(0, False))
-
-    def fold_observations(self, saving_reply, step):
-        return False
-
-    @staticmethod
-    def reply_saved(rec, n, cancel):
-        return TreeUsage(), cancel
-
-    async def complete(self, rec, lease, step):
-        return False
-
-    async def finish(self, rec, lease, msg_id, **kw):
-        self.finished = kw
-        return True
-
-    async def children(self, task_id):
-        return []
-
-
 class _Tools:
     """Each search answers with the record's passages of its next stored step, then with none."""
 
@@ -198,7 +174,7 @@ async def replay_one(task: EvalTask, o: Outcome, settings: LoopSettings) -> tupl
     rec = TaskRecord(id=task.id, goal=task.question, status=Status.RUNNING, limits=limits, created_at=now,
                      deadline=now + 600, root=task.id)  # fmt: skip
     acquired = Acquired(record=rec, steps=[], root_limits=limits, root_deadline=rec.deadline, tree=TreeUsage())
-    store, tools = _Store(), _Tools(stored_steps(o))
+    store, tools = LoopStore(), _Tools(stored_steps(o))
     model = _Model((o.first_answer or o.answer or "").strip(), (o.answer or "").strip())
     run = TaskRun(acquired, lease="L", msg_id="m", store=store, model=model, tools=tools, prices=Prices(),
                   settings=settings)  # fmt: skip

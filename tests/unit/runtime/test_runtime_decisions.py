@@ -33,6 +33,7 @@ from agentfleet_runtime.model.wire import ContextOverflow
 from agentfleet_runtime.store.tasks import Acquired
 from agentfleet_runtime.tools.retrieval import PARAMETERS as SEARCH_PARAMS
 from agentfleet_runtime.tools.spawn import PARAMETERS as SPAWN_PARAMS
+from tests.unit.runtime.loop_store import LoopStore
 
 SCHEMAS = [
     tool_schema("search", "Searches the manual.", SEARCH_PARAMS),
@@ -168,31 +169,6 @@ def test_from_spec_reads_the_api_shape():
 
 
 # -- the loop with these decisions ---------------------------------------------------------------
-class Store:
-    def __init__(self) -> None:
-        self.finished: dict[str, Any] = {}
-
-    def send_reply(self, rec, lease, step, cost):
-        return asyncio.ensure_future(asyncio.sleep(0, False))
-
-    def fold_observations(self, saving_reply, step):
-        return False
-
-    @staticmethod
-    def reply_saved(rec, n, cancel):
-        return TreeUsage(), cancel
-
-    async def complete(self, rec, lease, step):
-        return False
-
-    async def finish(self, rec, lease, msg_id, **kw):
-        self.finished = kw
-        return True
-
-    async def children(self, task_id):
-        return []
-
-
 class ScriptedModel:
     """Replies from a list, in order; records every request."""
 
@@ -249,7 +225,7 @@ def run_task(
         id="t1", goal=goal, status=Status.RUNNING, limits=limits, created_at=now, deadline=now + 60, root="t1"
     )
     acquired = Acquired(record=rec, steps=[], root_limits=limits, root_deadline=rec.deadline, tree=TreeUsage())
-    store, tools = Store(), tools or Tools()
+    store, tools = LoopStore(), tools or Tools()
     task_run = TaskRun(
         acquired, lease="L", msg_id="m", store=store, model=model, tools=tools, prices=Prices(), settings=settings
     )
@@ -435,7 +411,7 @@ def test_a_sub_agent_at_the_depth_limit_is_not_offered_the_spawn_tool():
         acquired,
         lease="L",
         msg_id="m",
-        store=Store(),
+        store=LoopStore(),
         model=model,
         tools=Tools(),
         prices=Prices(),
