@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from agentfleet_contract.gate import SIDE_EFFECTS_METADATA, SideEffects
@@ -148,17 +148,10 @@ class ToolBox:
         quotas = self._spawn_quotas(task, calls) if self._spawners else {}
         if len(calls) == 1:
             return [await self._run_one(task, step, 0, calls[0], deadline, recorded[0], quotas.get(0), 0 in keep)]
-        runs = [
-            asyncio.ensure_future(self._run_one(task, step, i, c, deadline, recorded[i], quotas.get(i), i in keep))
+        return await _all_or_none(
+            self._run_one(task, step, i, c, deadline, recorded[i], quotas.get(i), i in keep)
             for i, c in enumerate(calls)
-        ]
-        try:
-            return list(await asyncio.gather(*runs))
-        except BaseException:
-            # Draining, lease lost or cancelled: no sibling call may outlive the step.
-            for r in runs:
-                r.cancel()
-            raise
+        )
 
     async def _run_judged(
         self, task: TaskRecord, step: int, calls: Sequence[ToolCall], deadline: float, mode: SideEffects
@@ -179,13 +172,7 @@ class ToolBox:
                 return not_run(call, "tools with side effects are not called in an evaluation")
             return await self._run_one(task, step, i, call, deadline, None, quotas.get(i))
 
-        runs = [asyncio.ensure_future(one(i, c)) for i, c in enumerate(calls)]
-        try:
-            return list(await asyncio.gather(*runs))
-        except BaseException:
-            for r in runs:
-                r.cancel()
-            raise
+        return await _all_or_none(one(i, c) for i, c in enumerate(calls))
 
     def _spawn_quotas(self, task: TaskRecord, calls: Sequence[ToolCall]) -> dict[int, int]:
         """Split the step's fan-out among its spawn calls, first come first served."""
@@ -291,3 +278,15 @@ class ToolBox:
             close = getattr(t, "close", None)
             if close is not None:
                 await close()
+
+
+async def _all_or_none(calls: Iterable[Awaitable[Observation]]) -> list[Observation]:
+    """The step's calls run together. Draining, lease lost or cancelled: no sibling call may outlive
+    the step."""
+    runs = [asyncio.ensure_future(c) for c in calls]
+    try:
+        return list(await asyncio.gather(*runs))
+    except BaseException:
+        for r in runs:
+            r.cancel()
+        raise
