@@ -87,9 +87,9 @@ def rewrite(doc: dict[str, Any], pool, milvus_uri: str, redis_url: str) -> dict[
 
 def seed_collection(uri: str, collection: str, dim: int) -> None:
     """One row, as an ingestion would write it: kwok never runs the ingestion Job's containers."""
-    from pymilvus import MilvusClient
+    from agentfleet_milvus import MilvusTarget
 
-    client = MilvusClient(uri=uri, dedicated=True)
+    client = MilvusTarget(uri).connect()
     client.upsert(
         collection,
         [

@@ -296,9 +296,9 @@ def test_ingestion_runs_from_the_image_on_a_small_corpus(deployed) -> None:
             assert code == 0, logs[-5000:]
         finally:
             c.stop()
-    from pymilvus import MilvusClient
+    from agentfleet_milvus import MilvusTarget
 
-    client = MilvusClient(uri=deployed["milvus"], dedicated=True)
+    client = MilvusTarget(deployed["milvus"]).connect()
     try:
         rows = client.query("image_docs", filter="", output_fields=["count(*)"], consistency_level="Strong")
     finally:

@@ -111,9 +111,9 @@ def test_collection_and_ingestion_job(cluster, operator, namespace, milvus) -> N
     owner = job["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("VectorIndex", "docs", True)
 
-    from pymilvus import MilvusClient
+    from agentfleet_milvus import MilvusTarget
 
-    client = MilvusClient(uri=milvus.uri, dedicated=True)
+    client = MilvusTarget(milvus.uri).connect()
     assert "docs" in client.list_collections()
 
     # A changed source is a new revision: a new Job, and the superseded one goes.

@@ -31,7 +31,7 @@ changes), ``MilvusRequestError`` (the server refused a request, e.g. bad index p
 from __future__ import annotations
 
 from agentfleet_milvus.collection import CollectionManager, Reconciled
-from agentfleet_milvus.connection import MilvusTarget, parse_version, server_version, with_retries
+from agentfleet_milvus.connection import CHANNEL_OPTIONS, MilvusTarget, parse_version, server_version, with_retries
 from agentfleet_milvus.errors import (
     Conflict,
     ImmutableFieldConflict,
@@ -73,6 +73,7 @@ from agentfleet_milvus.sink import MilvusSink
 
 __all__ = [
     "BM25_FUNCTION",
+    "CHANNEL_OPTIONS",
     "CollectionManager",
     "CollectionSpec",
     "CollectionState",

@@ -16,6 +16,19 @@ log = logging.getLogger("agentfleet_milvus")
 
 # --- Connection --------------------------------------------------------------------------------
 
+# pymilvus's channel pings every 10 s, idle or not. A gRPC server on grpc's defaults, Milvus Lite's
+# among them (pymilvus also starts one for a ``.db`` URI, the embedded default), accepts a ping with
+# no call in flight at most every 5 minutes: after the third early one it answers GOAWAY
+# too_many_pings, and the call then starting on that connection fails UNAVAILABLE (a client that sat
+# 40 s idle, then a VectorIndex's status read "MilvusUnavailable"). So an idle channel sends no pings,
+# and a call in flight is pinged every 330 s: past those servers' 5 minutes, under the 350 s a cloud
+# load balancer keeps an idle flow. Milvus standalone accepts either. A dead idle connection shows at
+# the next call's deadline, which ``with_retries`` retries.
+CHANNEL_OPTIONS: dict[str, int | bool] = {
+    "grpc.keepalive_permit_without_calls": False,
+    "grpc.keepalive_time_ms": 330_000,
+}
+
 
 @dataclass(frozen=True)
 class MilvusTarget:
@@ -43,6 +56,7 @@ class MilvusTarget:
             db_name="" if database == "default" else database,
             timeout=self.timeout,
             dedicated=True,
+            grpc_options=CHANNEL_OPTIONS,
         )
 
     def connect(self, *, create_database: bool = False) -> Any:

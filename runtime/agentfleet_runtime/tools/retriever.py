@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from agentfleet_contract.agentfleet import READ_AROUND_MAX
-from agentfleet_milvus import METADATA, SOURCE, SPARSE, TEXT, VECTOR, MilvusUnavailable, translate
+from agentfleet_milvus import CHANNEL_OPTIONS, METADATA, SOURCE, SPARSE, TEXT, VECTOR, MilvusUnavailable, translate
 
 from agentfleet_runtime.ingest.embedders import make_embedder
 from agentfleet_runtime.ingest.embedding import Embedder, EmbeddingSettings
@@ -250,8 +250,11 @@ class Retriever:
             from pymilvus import AsyncMilvusClient
 
             # dedicated: pymilvus otherwise shares one channel per address process-wide, bound to
-            # the event loop that opened it; a Retriever must work in whatever loop it runs in.
-            self._client = AsyncMilvusClient(uri=self.uri, timeout=self.timeout, dedicated=True, **self._credentials)
+            # the event loop that opened it; a Retriever must work in whatever loop it runs in. Its
+            # keepalive is CHANNEL_OPTIONS': a worker idles between a task's searches.
+            self._client = AsyncMilvusClient(
+                uri=self.uri, timeout=self.timeout, dedicated=True, grpc_options=CHANNEL_OPTIONS, **self._credentials
+            )
         return self._client
 
     async def _embed(self, texts: list[str]) -> list[list[float]]:

@@ -9,6 +9,7 @@ whose stand-in CRD is cluster-wide state)."""
 from __future__ import annotations
 
 import pytest
+from agentfleet_milvus import MilvusTarget
 
 from e2e.harness import operator as fx
 from e2e.harness.objects import cond, vi, vi_status, wait_warning_event
@@ -34,9 +35,7 @@ def test_unreachable_milvus_is_degraded(kube, operator, namespace) -> None:
 
 
 def test_immutable_conflict_with_existing_collection(kube, operator, namespace, milvus_uri) -> None:
-    from pymilvus import MilvusClient
-
-    MilvusClient(uri=milvus_uri, dedicated=True).create_collection("narrow", dimension=128)
+    MilvusTarget(milvus_uri).connect().create_collection("narrow", dimension=128)
     kube.apply(vi("narrow", milvus_uri), namespace)
     st = eventually(
         kube,
@@ -53,8 +52,6 @@ def test_immutable_conflict_with_existing_collection(kube, operator, namespace, 
 
 
 def test_delete_policy_drops_the_collection(kube, operator, namespace, milvus_uri) -> None:
-    from pymilvus import MilvusClient
-
     kube.apply(vi("scratch", milvus_uri, deletionPolicy="Delete"), namespace)
     eventually(
         kube,
@@ -67,7 +64,7 @@ def test_delete_policy_drops_the_collection(kube, operator, namespace, milvus_ur
         "agentfleet.io/finalizer"
     ]
     kube.run("delete", "-n", namespace, "vi", "scratch", "--timeout=60s")
-    assert "scratch" not in MilvusClient(uri=milvus_uri, dedicated=True).list_collections()
+    assert "scratch" not in MilvusTarget(milvus_uri).connect().list_collections()
 
 
 def test_source_claim_needs_its_owners_consent(kube, operator, namespace, milvus_uri) -> None:
