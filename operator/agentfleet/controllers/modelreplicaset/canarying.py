@@ -34,7 +34,7 @@ from agentfleet.controllers.modelreplicaset.services import PassKube, PassServic
 from agentfleet.gate import OVERRIDE_ANNOTATION
 from agentfleet.placement import Assignment, assignment_from_status, placement_status
 from agentfleet.render.modelreplicaset import canary_service_name, render_canary_service
-from agentfleet.rollout import (
+from agentfleet.replica_rollout import (
     HASH_IN_NAME,
     PENDING,
     ReplicaView,

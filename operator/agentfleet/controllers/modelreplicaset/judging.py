@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from agentfleet.controllers.modelreplicaset.records import Observed, Post, ReplicaRecord
 from agentfleet.placement import Assignment, assignment_from_status, placement_status, replica_key
-from agentfleet.rollout import (
+from agentfleet.replica_rollout import (
     DRAINING,
     FAILED,
     PENDING,

@@ -12,7 +12,7 @@
     write     pods first, then status (status.compose reads an ``Outcome``), Services and the PDB
               (children.py)
 
-Decisions live in agentfleet.rollout, placement, capacity, render and judging (pure, unit-tested);
+Decisions live in agentfleet.replica_rollout, placement, capacity, render and judging (pure, unit-tested);
 this module does the I/O through the Protocols of services.py.
 """
 
@@ -56,7 +56,7 @@ from agentfleet.reconcile.errors import describe_validation_error
 from agentfleet.reconcile.shape import Refused, Steps, Wants
 from agentfleet.render.common import API_KEY_KEY, api_key_secret_name, claim_problem, secret_problem
 from agentfleet.render.modelreplicaset import SERVING_LABEL, cache_job_name, cache_model, render_cache_job, spec_hash
-from agentfleet.rollout import (
+from agentfleet.replica_rollout import (
     DRAINING,
     DRAINING_SINCE_ANNOTATION,
     PENDING,

@@ -13,7 +13,7 @@ from agentfleet_contract.modelreplicaset import ModelReplicaSet, ModelReplicaSet
 from agentfleet.capacity import Assessment
 from agentfleet.placement import Assignment, Node, ReplicaNeeds, Unplaced
 from agentfleet.reconcile.shape import Wants
-from agentfleet.rollout import Desired, ReplicaView, Timing
+from agentfleet.replica_rollout import Desired, ReplicaView, Timing
 
 if TYPE_CHECKING:
     from agentfleet.controllers.modelreplicaset.canary import CanaryObserved
