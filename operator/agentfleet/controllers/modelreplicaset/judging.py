@@ -1,4 +1,4 @@
-"""The first part of a ModelReplicaSet pass's decide: judge each replica (rollout.replica_health)
+"""The first part of a ModelReplicaSet pass's decide: judge each replica (replica_rollout.replica_health)
 and say what cannot wait for a rollout step: a failed replica is deleted and backs off, a lost one
 (its node gone) is replaced at once, an incomplete one nobody can finish is removed.
 
