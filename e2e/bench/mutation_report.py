@@ -8,9 +8,9 @@ behaviour the unit tests pin; every survivor is a behaviour change no test notic
 
 The modules: placement, capacity, autoscale (policy, terms, signals, reading, state, goodput,
 common, workers, pods, and the learned terms: forecast, floors, schedule, credit, witness),
-rollout, evaluation (claims, scoring, taskset, paired), routing (the pure parts: client, pool, hashing, ejection,
-hedging, quantile, backoff, sources, settings, abortwatch, spillwait, streaming, ttfthedge) and the agent loop; the keys
-autoscale-core, autoscale-learned, routing-client, routing-rest and routing-parts score a part of
+replica_rollout, evaluation (claims, scoring, taskset, paired), routing (the pure parts: client, pool, hashing,
+ejection, hedging, quantile, backoff, sources, settings, abortwatch, spillwait, streaming, ttfthedge) and the agent
+loop; the keys autoscale-core, autoscale-learned, routing-client, routing-rest and routing-parts score a part of
 one (routing-parts without the client-level tests, a floor: see ROUTING_PART_TESTS).
 Only their unit tests run (the tiers above need real services).
 
@@ -106,7 +106,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "autoscale": ([f"agentfleet/autoscale/{m}.py" for m in AUTOSCALE_CORE + AUTOSCALE_LEARNED], AUTOSCALE_TESTS),
     "autoscale-core": ([f"agentfleet/autoscale/{m}.py" for m in AUTOSCALE_CORE], AUTOSCALE_TESTS),
     "autoscale-learned": ([f"agentfleet/autoscale/{m}.py" for m in AUTOSCALE_LEARNED], AUTOSCALE_TESTS),
-    "rollout": (["agentfleet/rollout/*.py"], ["tests/unit/controllers/test_rollout.py"]),
+    "replica_rollout": (["agentfleet/replica_rollout/*.py"], ["tests/unit/controllers/test_replica_rollout.py"]),
     "routing": ([f"agentfleet_runtime/routing/{m}.py" for m in ROUTING_CLIENT + ROUTING_REST], ["tests/unit/routing"]),
     "routing-client": ([f"agentfleet_runtime/routing/{m}.py" for m in ROUTING_CLIENT], ["tests/unit/routing"]),
     "routing-rest": ([f"agentfleet_runtime/routing/{m}.py" for m in ROUTING_REST], ["tests/unit/routing"]),

@@ -179,7 +179,7 @@ def floor_pods(cluster, ns: str, pool, specs) -> dict[str, Any]:
 
     from agentfleet.placement import inventory_from_k8s, plan, requests_for
     from agentfleet.render.modelreplicaset import render_pod, spec_hash
-    from agentfleet.rollout import new_replica_names
+    from agentfleet.replica_rollout import new_replica_names
 
     models = {name: ModelReplicaSetSpec.model_validate(body(name, r, tp, pool)["spec"]) for name, r, tp in specs}
     nodes = inventory_from_k8s(cluster.json("get", "nodes")["items"], [], "nvidia.com/gpu")

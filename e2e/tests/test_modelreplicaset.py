@@ -30,7 +30,7 @@ from kubernetes.client import CoreV1Api
 
 from agentfleet.placement import inventory_from_k8s, plan, requests_for
 from agentfleet.render.modelreplicaset import spec_hash
-from agentfleet.rollout import parse_in_flight
+from agentfleet.replica_rollout import parse_in_flight
 from agentfleet_sim.config import EngineConfig, ReplicaConfig
 from agentfleet_sim.replica import Replica
 from agentfleet_sim.server import ReplicaServer

@@ -12,7 +12,7 @@ import yaml
 from agentfleet_contract.conditions import set_condition
 
 from agentfleet import chartgen
-from agentfleet.rollout import ConditionCause, Summary, compose_conditions
+from agentfleet.replica_rollout import ConditionCause, Summary, compose_conditions
 
 T0 = "2026-01-01T00:00:00Z"
 

@@ -1,6 +1,7 @@
-"""A replica's GPU count is computed in one place, ``Engine.gpus_per_replica`` (issue 77, item 4): the
-status column, the pod template overlay's probe, the forecast's price, the Ray wait, placement and the
-CLI's assessment each multiplied tensor by pipeline parallel size on their own."""
+"""A replica's GPU count is computed in one place, ``gpus_per_replica`` in the contract's engine.py
+(issue 77, item 4): the status column, the pod template overlay's probe, the forecast's price, the Ray
+wait, placement and the CLI's assessment each multiplied tensor by pipeline parallel size on their own,
+and the capacity model's ServingConfig did too for the layouts it weighs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ from agentfleet_contract.modelreplicaset.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("operator", "runtime", "shared")
-PRODUCT_OF_SIZES = re.compile(r"tensor_parallel_size\s*\*\s*[\w.]*pipeline_parallel_size|pipeline_parallel_size\s*\*")
+# The sizes under any of their names (the spec's ``*_size``, the capacity model's plain ones), either way round.
+PRODUCT_OF_SIZES = re.compile(
+    r"tensor_parallel\w*\s*\*\s*[\w.]*pipeline_parallel|pipeline_parallel\w*\s*\*\s*[\w.]*tensor_parallel"
+    r"|pipeline_parallel_size\s*\*"
+)
 
 
 def test_gpus_per_replica_is_tensor_times_pipeline_parallel():
@@ -28,4 +33,4 @@ def test_no_other_module_multiplies_the_parallel_sizes():
         for n, line in enumerate(path.read_text().splitlines(), 1)
         if PRODUCT_OF_SIZES.search(line)
     ]
-    assert not found, f"use Engine.gpus_per_replica: {found}"
+    assert not found, f"use gpus_per_replica (agentfleet_contract.modelreplicaset): {found}"

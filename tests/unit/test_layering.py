@@ -83,3 +83,11 @@ def test_only_the_client_and_the_framework_touch_the_api_machinery() -> None:
                 and "agentfleet_runtime" not in rel
             ):
                 assert ".errors()" not in src, rel
+
+
+def test_rollout_in_an_operator_module_name_is_the_gate() -> None:
+    """One name, one meaning: `rollout` is spec.rollout, the AgentFleet's evaluation gate
+    (agentfleet.gate, docs/evaluation-gate.md). The ModelReplicaSet's replica-by-replica rollout is
+    agentfleet.replica_rollout; a module named plain `rollout` would lead a reader of spec.rollout there."""
+    named = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "operator").rglob("*") if p.stem == "rollout")
+    assert named == [], f"name it for what it rolls out: {named}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from agentfleet_contract.modelreplicaset import gpus_per_replica
+
 from agentfleet.capacity.memory import (
     concurrent_sequences,
     kv_bytes_per_token,
@@ -42,7 +44,7 @@ class ServingConfig:
 
     @property
     def gpus(self) -> int:
-        return self.tensor_parallel * self.pipeline_parallel
+        return gpus_per_replica(self.tensor_parallel, self.pipeline_parallel)
 
 
 @dataclass(frozen=True)

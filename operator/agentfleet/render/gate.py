@@ -8,6 +8,9 @@ reads or writes (the task stream among them) is its own and no task API writes t
 task never reaches an unpromoted version. Its pods carry the component ``candidate``, so the
 serving Deployment's selector, the scale subresource and the PodDisruptionBudget never count them.
 It has no task API: only the evaluation Job submits to it.
+
+Every name the gate's objects carry is made once per decide (``gate_names``: a frozen ``GateNames``
+from the fleet's name and namespace) and handed to each renderer, which reads it from there.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import copy
 import ipaddress
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,7 +43,8 @@ from agentfleet.render.agentfleet import (
     worker_egress_name,
     worker_name,
 )
-from agentfleet.render.agentfleet_names import _container_security, _fleet, _meta, _pod_security
+from agentfleet.render.agentfleet_names import _container_security, _fleet, _pod_security
+from agentfleet.render.common import child_meta
 from agentfleet.render.modelreplicaset_names import canary_service_name
 
 CANDIDATE = "candidate"
@@ -70,6 +76,85 @@ def private_fleet(fleet: str, role: str = CANDIDATE) -> str:
     return fleet + (CANDIDATE_FLEET_SUFFIX if role == CANDIDATE else BASELINE_FLEET_SUFFIX)
 
 
+@dataclass(frozen=True)
+class PrivateNames:
+    """A private version's objects (the candidate's, or the serving version's baseline): its worker
+    Deployment, runtime ConfigMap and egress policy, and the fleet name its runtime document gives
+    (the prefix of every Redis key it uses)."""
+
+    workers: str
+    config: str
+    egress: str
+    fleet: str
+
+    @classmethod
+    def of(cls, fleet: str, role: str) -> PrivateNames:
+        return cls(
+            candidate_name(fleet, role),
+            candidate_config_name(fleet, role),
+            candidate_egress_name(fleet, role),
+            private_fleet(fleet, role),
+        )
+
+
+@dataclass(frozen=True)
+class GateNames:
+    """The names one fleet's gate reads, writes and deletes, made once (``of``) and passed to every
+    renderer and step of the gate's decide; the label sets of its objects come with them."""
+
+    fleet: str
+    namespace: str
+    # The serving runtime's objects, which a private version's are copies of.
+    serving_config: str
+    serving_workers: str
+    serving_egress: str
+    gate: str  # the Job's ServiceAccount, Role, RoleBinding and egress policy
+    promoted: str  # the ConfigMap of the serving version's answer fields
+    candidate: PrivateNames
+    baseline: PrivateNames
+    gate_labels: Mapping[str, str]  # of every object of the gate, and of the Job's pod
+    gate_selector: Mapping[str, str]  # the Job's pod
+    redis_selector: Mapping[str, str]  # the managed Redis' pods
+
+    @classmethod
+    def of(cls, fleet: str, namespace: str) -> GateNames:
+        return cls(
+            fleet=fleet,
+            namespace=namespace,
+            serving_config=config_map_name(fleet),
+            serving_workers=worker_name(fleet),
+            serving_egress=worker_egress_name(fleet),
+            gate=gate_name(fleet),
+            promoted=promoted_name(fleet),
+            candidate=PrivateNames.of(fleet, CANDIDATE),
+            baseline=PrivateNames.of(fleet, BASELINE),
+            gate_labels=labels(fleet, GATE),
+            gate_selector=selector(fleet, GATE),
+            redis_selector=selector(fleet, "redis"),
+        )
+
+    def private(self, role: str) -> PrivateNames:
+        return self.candidate if role == CANDIDATE else self.baseline
+
+    def results(self, candidate: str) -> str:
+        return results_name(self.fleet, candidate)
+
+    def job(self, candidate: str) -> str:
+        return job_name(self.fleet, candidate)
+
+    def key(self, candidate: str) -> str:
+        return key_name(self.fleet, candidate)
+
+    def meta(self, af: AgentFleet, name: str) -> dict[str, Any]:
+        """metadata of one of the gate's objects: its own copy of the gate's labels, owned by the fleet."""
+        return child_meta(af, name, dict(self.gate_labels), namespace=self.namespace)
+
+
+def gate_names(af: AgentFleet) -> GateNames:
+    """The gate's names for ``af`` (a RenderError without metadata.name and namespace)."""
+    return GateNames.of(*_fleet(af))
+
+
 def _relabel(meta: dict[str, Any], role: str = CANDIDATE) -> None:
     meta.setdefault("labels", {})[COMPONENT_LABEL] = role
 
@@ -96,7 +181,7 @@ def to_canaries(doc: dict[str, Any], canaries: frozenset[str]) -> dict[str, Any]
 
 
 def render_candidate(
-    fleet: str,
+    names: GateNames,
     doc: dict[str, Any],
     runtime: list[dict[str, Any]],
     *,
@@ -109,23 +194,24 @@ def render_candidate(
     the ModelReplicaSets whose canary replica it calls instead of their serving replicas.
     ``role`` BASELINE renders the serving version's private workers the same way (render_baseline)."""
     by_name = {(o["kind"], o["metadata"]["name"]): o for o in runtime}
-    private = {**to_canaries(doc, canaries), "fleet": private_fleet(fleet, role)}
+    own = names.private(role)
+    private = {**to_canaries(doc, canaries), "fleet": own.fleet}
     private.pop("legacyKeys", None)  # a private stream has no keys of the old layout
     text = config_text(private)
-    cm = copy.deepcopy(by_name[("ConfigMap", config_map_name(fleet))])
-    cm["metadata"]["name"] = candidate_config_name(fleet, role)
+    cm = copy.deepcopy(by_name[("ConfigMap", names.serving_config)])
+    cm["metadata"]["name"] = own.config
     _relabel(cm["metadata"], role)
     cm["data"] = {CONFIG_KEY: text}  # no token hashes: a private version serves no task API
     out = [cm]
-    policy = by_name.get(("NetworkPolicy", worker_egress_name(fleet)))
+    policy = by_name.get(("NetworkPolicy", names.serving_egress))
     if policy is not None:
         policy = copy.deepcopy(policy)
-        policy["metadata"]["name"] = candidate_egress_name(fleet, role)
+        policy["metadata"]["name"] = own.egress
         _relabel(policy["metadata"], role)
         policy["spec"]["podSelector"]["matchLabels"][COMPONENT_LABEL] = role
         out.append(policy)
-    dep = copy.deepcopy(by_name[("Deployment", worker_name(fleet))])
-    dep["metadata"]["name"] = candidate_name(fleet, role)
+    dep = copy.deepcopy(by_name[("Deployment", names.serving_workers)])
+    dep["metadata"]["name"] = own.workers
     _relabel(dep["metadata"], role)
     spec = dep["spec"]
     spec["replicas"] = replicas
@@ -134,16 +220,16 @@ def render_candidate(
     template["metadata"]["labels"][COMPONENT_LABEL] = role
     template["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] = config_hash(text)
     for volume in template["spec"]["volumes"]:
-        if volume.get("configMap", {}).get("name") == config_map_name(fleet):
-            volume["configMap"]["name"] = candidate_config_name(fleet, role)
+        if volume.get("configMap", {}).get("name") == names.serving_config:
+            volume["configMap"]["name"] = own.config
     out.append(dep)
     return out
 
 
-def render_baseline(fleet: str, doc: dict[str, Any], runtime: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def render_baseline(names: GateNames, doc: dict[str, Any], runtime: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The serving version's private workers for the gate, as the candidate's (one replica, the
     same worker settings, so the same concurrency): on FLEET~current, calling the serving replicas."""
-    return render_candidate(fleet, doc, runtime, role=BASELINE)
+    return render_candidate(names, doc, runtime, role=BASELINE)
 
 
 # --- the record of what serves, and the evaluation Job -------------------------------------------
@@ -177,22 +263,20 @@ def job_name(fleet: str, candidate: str) -> str:
     return results_name(fleet, candidate)
 
 
-def _config_map(af: AgentFleet, name: str, component: str, data: dict[str, str]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(af, name, component), "data": data}
+def _config_map(af: AgentFleet, names: GateNames, name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": names.meta(af, name), "data": data}
 
 
-def render_promoted(af: AgentFleet, fields: dict[str, Any]) -> dict[str, Any]:
+def render_promoted(af: AgentFleet, names: GateNames, fields: dict[str, Any]) -> dict[str, Any]:
     """FLEET-promoted: the answer fields the serving workers run (serving_spec reads them back)."""
-    fleet, _ = _fleet(af)
-    return _config_map(af, promoted_name(fleet), GATE, {PROMOTED_KEY: json.dumps(fields, sort_keys=True)})
+    return _config_map(af, names, names.promoted, {PROMOTED_KEY: json.dumps(fields, sort_keys=True)})
 
 
-def render_results(af: AgentFleet, candidate: str) -> dict[str, Any]:
+def render_results(af: AgentFleet, names: GateNames, candidate: str) -> dict[str, Any]:
     """The gate's results ConfigMap, empty: the Job writes ``sample`` and one key per (version,
     task). Created once (never applied again: the Job's keys are its own); kept after the gate for
     the record, and deleted with the fleet."""
-    fleet, _ = _fleet(af)
-    return _config_map(af, results_name(fleet, candidate), GATE, {})
+    return _config_map(af, names, names.results(candidate), {})
 
 
 def key_name(fleet: str, candidate: str) -> str:
@@ -200,11 +284,10 @@ def key_name(fleet: str, candidate: str) -> str:
     return results_name(fleet, candidate)
 
 
-def render_gate_key(af: AgentFleet, candidate: str, value: str) -> dict[str, Any]:
+def render_gate_key(af: AgentFleet, names: GateNames, candidate: str, value: str) -> dict[str, Any]:
     """The gate's key: a Secret only the operator (which verifies) and the Job (which signs, from
     its environment) read. Created once, owned by the fleet; no Role the operator makes grants it."""
-    fleet, _ = _fleet(af)
-    return render_secret(af, key_name(fleet, candidate), GATE_KEY_SECRET_KEY, value, GATE)
+    return render_secret(af, names.key(candidate), GATE_KEY_SECRET_KEY, value, GATE)
 
 
 def task_set_source(ts: GateTaskSet) -> tuple[str, dict[str, Any] | None]:
@@ -217,12 +300,11 @@ def task_set_source(ts: GateTaskSet) -> tuple[str, dict[str, Any] | None]:
     return f"{TASKS_DIR}/{ref.key}", volume
 
 
-def gate_args(af: AgentFleet, evaluation: RolloutEvaluation, candidate: str, task_set: str) -> list[str]:
-    fleet, ns = _fleet(af)
+def gate_args(names: GateNames, evaluation: RolloutEvaluation, candidate: str, task_set: str) -> list[str]:
     budget = evaluation.budget
     return [
         "gate",
-        *("--fleet", fleet, "--namespace", ns, "--results-configmap", results_name(fleet, candidate)),
+        *("--fleet", names.fleet, "--namespace", names.namespace, "--results-configmap", names.results(candidate)),
         *("--task-set", task_set, "--part", evaluation.part),
         *("--sample", str(evaluation.sample), "--seed", str(evaluation.seed)),
         *("--concurrency", str(evaluation.concurrency), "--side-effects", evaluation.side_effects),
@@ -232,27 +314,26 @@ def gate_args(af: AgentFleet, evaluation: RolloutEvaluation, candidate: str, tas
     ]
 
 
-def render_gate_identity(af: AgentFleet, candidate: str) -> list[dict[str, Any]]:
+def render_gate_identity(af: AgentFleet, names: GateNames, candidate: str) -> list[dict[str, Any]]:
     """The Job's ServiceAccount and a Role of get and patch on exactly its results ConfigMap: the
     program appends results there, and can read or change nothing else (no Secret, no other key's
     ConfigMap, not the fleet)."""
-    fleet, ns = _fleet(af)
-    name = gate_name(fleet)
+    name = names.gate
     rule = {
         "apiGroups": [""],
         "resources": ["configmaps"],
-        "resourceNames": [results_name(fleet, candidate)],
+        "resourceNames": [names.results(candidate)],
         "verbs": ["get", "patch"],
     }
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(af, name, GATE)},
-        {"apiVersion": RBAC, "kind": "Role", "metadata": _meta(af, name, GATE), "rules": [rule]},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": names.meta(af, name)},
+        {"apiVersion": RBAC, "kind": "Role", "metadata": names.meta(af, name), "rules": [rule]},
         {
             "apiVersion": RBAC,
             "kind": "RoleBinding",
-            "metadata": _meta(af, name, GATE),
+            "metadata": names.meta(af, name),
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": names.namespace}],
         },
     ]
 
@@ -280,15 +361,14 @@ def redis_ports(af: AgentFleet) -> list[int]:
     return [parsed.port or REDIS_PORT]
 
 
-def render_gate_egress(af: AgentFleet, egress: Egress) -> dict[str, Any]:
+def render_gate_egress(af: AgentFleet, names: GateNames, egress: Egress) -> dict[str, Any]:
     """What the Job's pod may reach: DNS, the fleet's Redis (the streams of both versions) and the
     API server (its results ConfigMap); nothing else. The task set and the answers it scores are
     tenant and model input: the program that reads them has no other way out."""
-    fleet, _ = _fleet(af)
     dns = {"ports": [{"protocol": p, "port": DNS_PORT} for p in ("UDP", "TCP")]}
     if af.spec.redis.deploy is not None:
         redis = {
-            "to": [{"podSelector": {"matchLabels": selector(fleet, "redis")}}],
+            "to": [{"podSelector": {"matchLabels": dict(names.redis_selector)}}],
             "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
         }
     else:
@@ -301,9 +381,9 @@ def render_gate_egress(af: AgentFleet, egress: Egress) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _meta(af, gate_name(fleet), GATE),
+        "metadata": names.meta(af, names.gate),
         "spec": {
-            "podSelector": {"matchLabels": selector(fleet, GATE)},
+            "podSelector": {"matchLabels": dict(names.gate_selector)},
             "policyTypes": ["Egress", "Ingress"],  # no ingress: nothing calls the Job
             "egress": [dns, redis, api],
         },
@@ -311,17 +391,22 @@ def render_gate_egress(af: AgentFleet, egress: Egress) -> dict[str, Any]:
 
 
 def render_gate_job(
-    af: AgentFleet, evaluation: RolloutEvaluation, candidate: str, *, image: str, image_pull_policy: str | None = None
+    af: AgentFleet,
+    names: GateNames,
+    evaluation: RolloutEvaluation,
+    candidate: str,
+    *,
+    image: str,
+    image_pull_policy: str | None = None,
 ) -> dict[str, Any]:
     """The evaluation Job: ``python -m agentfleet_runtime gate`` from the operator's runtime image
     (as the ingestion Job), the serving and the candidate runtime documents mounted read-only, the
     fleet's Redis password as the workers get it, non-root on a read-only root."""
-    fleet, _ = _fleet(af)
     task_set, tasks_volume = task_set_source(evaluation.task_set)
     items = [{"key": CONFIG_KEY, "path": CONFIG_KEY}]
     volumes: list[dict[str, Any]] = [
-        {"name": "current", "configMap": {"name": candidate_config_name(fleet, BASELINE), "items": items}},
-        {"name": "candidate", "configMap": {"name": candidate_config_name(fleet), "items": items}},
+        {"name": "current", "configMap": {"name": names.baseline.config, "items": items}},
+        {"name": "candidate", "configMap": {"name": names.candidate.config, "items": items}},
         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
     ]
     mounts = [
@@ -340,13 +425,13 @@ def render_gate_job(
     if (ref := redis_password_ref(af)) is not None:
         env.append({"name": "AGENTFLEET_REDIS_PASSWORD", "valueFrom": {"secretKeyRef": ref}})
     # The key every result is signed with: the operator counts only results that verify under it.
-    key_ref = {"name": key_name(fleet, candidate), "key": GATE_KEY_SECRET_KEY}
+    key_ref = {"name": names.key(candidate), "key": GATE_KEY_SECRET_KEY}
     env.append({"name": GATE_KEY_ENV, "valueFrom": {"secretKeyRef": key_ref}})
     container: dict[str, Any] = {
         "name": GATE,
         "image": image,
         "command": ["python", "-m", RUNTIME_MODULE],
-        "args": gate_args(af, evaluation, candidate, task_set),
+        "args": gate_args(names, evaluation, candidate, task_set),
         "env": env,
         "resources": copy.deepcopy(GATE_RESOURCES),
         "volumeMounts": mounts,
@@ -354,20 +439,19 @@ def render_gate_job(
     }
     if image_pull_policy:
         container["imagePullPolicy"] = image_pull_policy
-    pod_labels = labels(fleet, GATE)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _meta(af, job_name(fleet, candidate), GATE),
+        "metadata": names.meta(af, names.job(candidate)),
         "spec": {
             "backoffLimit": GATE_BACKOFF_LIMIT,
             # The gate holds at its time budget; the Job stops there too.
             "activeDeadlineSeconds": evaluation.budget.timeout_seconds,
             "template": {
-                "metadata": {"labels": pod_labels},
+                "metadata": {"labels": dict(names.gate_labels)},
                 "spec": {
                     "restartPolicy": "Never",
-                    "serviceAccountName": gate_name(fleet),
+                    "serviceAccountName": names.gate,
                     "automountServiceAccountToken": True,  # it patches its results ConfigMap
                     "enableServiceLinks": False,
                     "securityContext": _pod_security(),
@@ -381,6 +465,7 @@ def render_gate_job(
 
 def render_gate(
     af: AgentFleet,
+    names: GateNames,
     evaluation: RolloutEvaluation,
     candidate: str,
     *,
@@ -391,6 +476,6 @@ def render_gate(
     """What a gate's start applies after the candidate, in order: the Job's identity, its egress
     policy (when the operator limits the workers'), the Job. The results ConfigMap is created
     before them (render_results)."""
-    policy = [render_gate_egress(af, egress)] if egress is not None else []
-    job = render_gate_job(af, evaluation, candidate, image=image, image_pull_policy=image_pull_policy)
-    return [*render_gate_identity(af, candidate), *policy, job]
+    policy = [render_gate_egress(af, names, egress)] if egress is not None else []
+    job = render_gate_job(af, names, evaluation, candidate, image=image, image_pull_policy=image_pull_policy)
+    return [*render_gate_identity(af, names, candidate), *policy, job]

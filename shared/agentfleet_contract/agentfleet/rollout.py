@@ -1,4 +1,7 @@
-"""AgentFleet spec: the evaluation gate a change passes before it is promoted (spec.rollout.evaluation)."""
+"""AgentFleet spec: the evaluation gate a change passes before it is promoted (spec.rollout.evaluation).
+
+docs/evaluation-gate.md describes it; the operator decides it in agentfleet.gate (and the AgentFleet
+pass's gating.py), not in agentfleet.replica_rollout, which rolls a ModelReplicaSet's replicas."""
 
 from __future__ import annotations
 

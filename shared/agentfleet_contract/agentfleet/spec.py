@@ -125,8 +125,8 @@ class AgentFleetSpec(Model):
     # of the version before reads it while a chart upgrade replaces the CRD first.
     rollout: Rollout | None = Field(
         default=None,
-        description="How a change that alters answers rolls out: after an evaluation gate (rollout.evaluation), or, "
-        "unset, at once.",
+        description="How a change that alters answers rolls out: after the evaluation gate (rollout.evaluation, "
+        "docs/evaluation-gate.md), or, unset, at once.",
     )
 
     @property

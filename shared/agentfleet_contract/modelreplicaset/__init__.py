@@ -19,6 +19,7 @@ from agentfleet_contract.modelreplicaset.engine import (
     ModelCache,
     ModelGeometry,
     ModelSource,
+    gpus_per_replica,
 )
 from agentfleet_contract.modelreplicaset.placement import GPU, Lifecycle, Placement
 from agentfleet_contract.modelreplicaset.routing import EndpointPicker, Hedging, InferencePoolSpec, Routing
@@ -73,4 +74,5 @@ __all__ = [
     "ReplicaPlacement",
     "Routing",
     "ScheduledCapacity",
+    "gpus_per_replica",
 ]

@@ -30,6 +30,12 @@ _MANAGED_RE = "^(--(" + "|".join(MANAGED_FLAGS) + ")|-tp|-pp)(=.*)?$"
 MAX_GPUS_PER_REPLICA = 128
 
 
+def gpus_per_replica(tensor_parallel_size: int, pipeline_parallel_size: int) -> int:
+    """The GPUs one replica's engine is split over: tensor x pipeline parallel size. The one place the
+    product is taken: ``Engine.gpus_per_replica`` for a spec, the capacity model for a layout it weighs."""
+    return tensor_parallel_size * pipeline_parallel_size
+
+
 class ModelGeometry(Model):
     parameters: str = Field(
         max_length=16,
@@ -275,4 +281,4 @@ class Engine(Model):
     def gpus_per_replica(self) -> int:
         """The GPUs one replica's engine is split over: tensor x pipeline parallel size (on a CPU device
         the same shards run on cores; the status then says 0 GPUs). Every GPU count of a replica is this."""
-        return self.tensor_parallel_size * self.pipeline_parallel_size
+        return gpus_per_replica(self.tensor_parallel_size, self.pipeline_parallel_size)

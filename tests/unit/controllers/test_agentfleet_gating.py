@@ -509,3 +509,54 @@ def test_the_abort_annotation_goes_only_once_status_says_the_gate_was_aborted() 
     api.annotations = {}
     run_pass(api, abort)
     assert api.status["gate"]["phase"] == "Aborted" and api.annotations == {"agentfleet.io/gate": None}
+
+
+def _names_entered(decide_once: Any) -> tuple[list[str], int]:
+    """Calls from the gate's decide modules (gating.py, render/gate.py) into the fleet's naming
+    functions (render/agentfleet_names.py) while ``decide_once`` runs, each as caller>callee, left
+    out those made while the gate's names are made (under render.gate.gate_names); and how many
+    times gate_names ran."""
+    import sys
+
+    from agentfleet.render import agentfleet_names
+    from agentfleet.render import gate as rg
+
+    names_file, gate_files = agentfleet_names.__file__, {rg.__file__, gating.__file__}
+    not_names = {"_container_security", "_pod_security", "redis_password_ref"}  # security and a Secret ref
+    outside: list[str] = []
+    made = 0
+
+    def under_gate_names(frame: Any) -> bool:
+        while frame is not None:
+            if frame.f_code.co_filename == rg.__file__ and frame.f_code.co_name == "gate_names":
+                return True
+            frame = frame.f_back
+        return False
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal made
+        if event != "call":
+            return
+        code, caller = frame.f_code, frame.f_back
+        if code.co_filename == rg.__file__ and code.co_name == "gate_names":
+            made += 1
+        elif code.co_filename == names_file and code.co_name not in not_names and caller is not None:
+            if caller.f_code.co_filename in gate_files and not under_gate_names(caller):
+                outside.append(f"{caller.f_code.co_name}>{code.co_name}")
+
+    sys.setprofile(profile)
+    try:
+        decide_once()
+    finally:
+        sys.setprofile(None)
+    return outside, made
+
+
+def test_the_gates_decide_makes_its_names_once_and_reads_them_from_there() -> None:
+    """Issue 77: the gate's decide re-entered render/agentfleet_names.py at every name it rendered
+    (16 calls of the naming functions from render/gate.py alone, 22 with the metadata's)."""
+    world = World()
+    world.decide(Fleet("support").gate(sample=40).prompt(OLD))
+    outside, made = _names_entered(lambda: world.decide(Fleet("support").gate(sample=40).prompt(NEW)))
+    assert world.gate is not None and world.gate["phase"] == "Running"  # it started: every renderer ran
+    assert outside == [] and made == 1, (outside, made)

@@ -32,11 +32,12 @@ def test_only_the_claimed_fleet_is_told_to_move_the_old_keys():
 
 
 def test_a_private_version_of_the_gate_never_moves_keys():
-    from agentfleet.render.gate import render_candidate
+    from agentfleet.render.gate import GateNames, render_candidate
 
     obj = Fleet("support").ns("team-a").meta(generation=1, uid="u-1").obj()
     obs = replace(read(AgentFleet.model_validate(obj), obj), legacy_claims=frozenset({"team-a/support"}))
     plan = decide(obs)
     assert isinstance(plan, Plan) and plan.runtime is not None
-    out = render_candidate("support", dict(plan.runtime.doc or {}), [dict(o) for o in plan.runtime.children])
+    runtime = [dict(o) for o in plan.runtime.children]
+    out = render_candidate(GateNames.of("support", "team-a"), dict(plan.runtime.doc or {}), runtime)
     assert "legacyKeys" not in yaml.safe_load(out[0]["data"]["runtime.yaml"])

@@ -156,7 +156,7 @@ def test_the_canary_replica_is_in_its_canary_service_only() -> None:
 
     from agentfleet.placement import Assignment
     from agentfleet.render.modelreplicaset import render_canary_service, render_pod, render_services, serving_selector
-    from agentfleet.rollout import observe_pod
+    from agentfleet.replica_rollout import observe_pod
 
     mrs = ModelReplicaSet.model_validate(MRS("llama-8b").ns("ns").meta(uid="u1").obj())
     a = Assignment(key="ns/llama-8b-abcde-0", owner="ns/llama-8b", nodes=("n1",), gpus_per_node=1)
@@ -221,7 +221,7 @@ def test_canary_step_keeps_one_canary_replica_and_replaces_a_failed_one() -> Non
     from agentfleet_contract.modelreplicaset import ModelReplicaSet
 
     from agentfleet.controllers.modelreplicaset.canary import CanaryObserved, canary_step
-    from agentfleet.rollout import PodView, ReplicaView
+    from agentfleet.replica_rollout import PodView, ReplicaView
 
     plan = decide(spec(), OLD, (gated("support"),))
     assert plan.status is not None and plan.status.spec_hash

@@ -15,7 +15,7 @@ from agentfleet.controllers.modelreplicaset.adapters import AdapterError, adapte
 from agentfleet.controllers.modelreplicaset.caches import Snapshot, trim_node, trim_pod
 from agentfleet.controllers.modelreplicaset.controller import ModelReplicaSetController
 from agentfleet.controllers.modelreplicaset.reconcile import CHILDREN_AFTER_PODS_SECONDS
-from agentfleet.rollout import DRAINING_SINCE_ANNOTATION, rfc3339
+from agentfleet.replica_rollout import DRAINING_SINCE_ANNOTATION, rfc3339
 from tests.builders import MRS, Node
 
 NS = "ns"

@@ -7,13 +7,14 @@ import yaml
 from agentfleet_contract.agentfleet import AgentFleet
 
 from agentfleet.render.agentfleet import CONFIG_HASH_ANNOTATION, config_hash, render_runtime, selector, worker_name
-from agentfleet.render.gate import render_candidate
+from agentfleet.render.gate import GateNames, render_candidate
 
 FLEET = {
     "metadata": {"name": "support", "namespace": "team-a", "uid": "u1"},
     "spec": {"modelRef": {"name": "m"}, "redis": {"url": "redis://r:6379"}, "systemPrompt": {"inline": "Never cite."}},
 }
 DOC = {"fleet": "support", "systemPrompt": "Never cite."}
+NAMES = GateNames.of("support", "team-a")
 
 
 def rendered():
@@ -23,7 +24,7 @@ def rendered():
 
 def test_the_candidate_runs_the_changed_spec_on_its_own_queue() -> None:
     runtime = rendered()
-    cm, policy, dep = render_candidate("support", DOC, runtime)
+    cm, policy, dep = render_candidate(NAMES, DOC, runtime)
     assert [o["kind"] for o in (cm, policy, dep)] == ["ConfigMap", "NetworkPolicy", "Deployment"]
     doc = yaml.safe_load(cm["data"]["runtime.yaml"])
     assert doc == {**DOC, "fleet": "support~candidate"} and "api-tokens" not in cm["data"]
@@ -38,7 +39,7 @@ def test_the_candidate_runs_the_changed_spec_on_its_own_queue() -> None:
 def test_no_serving_selector_counts_the_candidate_and_its_egress_is_the_workers() -> None:
     runtime = rendered()
     worker = next(o for o in runtime if o["kind"] == "Deployment" and o["metadata"]["name"] == worker_name("support"))
-    _, policy, dep = render_candidate("support", DOC, runtime)
+    _, policy, dep = render_candidate(NAMES, DOC, runtime)
     pod_labels = dep["spec"]["template"]["metadata"]["labels"]
     serving = selector("support", "worker")
     assert not all(pod_labels.get(k) == v for k, v in serving.items())
@@ -50,7 +51,7 @@ def test_no_serving_selector_counts_the_candidate_and_its_egress_is_the_workers(
     assert worker["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "worker"
     cand = dep["spec"]["template"]["spec"]["containers"][0]
     assert cand["image"] == worker["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert not any(o["kind"] == "Service" for o in render_candidate("support", DOC, runtime))
+    assert not any(o["kind"] == "Service" for o in render_candidate(NAMES, DOC, runtime))
 
 
 # --- the evaluation Job ---------------------------------------------------------------------------
@@ -67,7 +68,8 @@ def gate_objects(**spec: object) -> dict[str, dict]:
     ev = RolloutEvaluation.model_validate(
         (spec.get("rollout") or {}).get("evaluation") or {"taskSet": {"shipped": "postgres-manual"}, "sample": 12}
     )
-    objs = render_gate(af, ev, "0123456789abcdef", image="agentfleet:1", egress=Egress(api_server=("10.0.0.1/32",)))
+    egress = Egress(api_server=("10.0.0.1/32",))
+    objs = render_gate(af, NAMES, ev, "0123456789abcdef", image="agentfleet:1", egress=egress)
     return {o["kind"]: o for o in objs}
 
 
@@ -143,6 +145,6 @@ def test_a_bare_api_server_address_becomes_a_cidr_the_api_accepts() -> None:
     from agentfleet.render.gate import render_gate_egress
 
     af = AgentFleet.model_validate(FLEET)
-    policy = render_gate_egress(af, Egress(api_server=("10.200.0.1", "fd00::1", "10.0.0.0/24")))
+    policy = render_gate_egress(af, NAMES, Egress(api_server=("10.200.0.1", "fd00::1", "10.0.0.0/24")))
     api = policy["spec"]["egress"][2]
     assert [t["ipBlock"]["cidr"] for t in api["to"]] == ["10.200.0.1/32", "fd00::1/128", "10.0.0.0/24"]

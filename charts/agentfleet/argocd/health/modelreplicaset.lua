@@ -1,6 +1,6 @@
 -- Argo CD health of an agentfleet.io ModelReplicaSet (resource.customizations.health.agentfleet.io_ModelReplicaSet).
 -- Status is written by the agentfleet operator: observedGeneration, and conditions Ready,
--- Progressing, Degraded (operator/agentfleet/rollout/summary.py compose_conditions). Lua 5.1 (gopher-lua).
+-- Progressing, Degraded (operator/agentfleet/replica_rollout/summary.py compose_conditions). Lua 5.1 (gopher-lua).
 local hs = {status = "Progressing", message = "Waiting for the agentfleet operator"}
 local meta = obj.metadata or {}
 local st = obj.status

@@ -8,6 +8,7 @@ answers with (agentfleet.gate.answer_hash, its references resolved), asks agentf
 what to do, and returns the serving version's plan with the gate's part beside it: the candidate
 to apply, the evaluation Job to start, what a finished or superseded gate leaves to delete, the
 answer fields to keep when a version is promoted, and what status, the condition and the Event say.
+The gate's object names are made once, at the start (render.gate.gate_names), and passed to each part.
 """
 
 from __future__ import annotations
@@ -225,18 +226,18 @@ def _override(af: AgentFleet) -> tuple[Override | None, str | None]:
         return None, str(e)
 
 
-def candidate_objects(fleet: str, candidate: str) -> tuple[tuple[str, str, str], ...]:
+def candidate_objects(names: rg.GateNames, candidate: str) -> tuple[tuple[str, str, str], ...]:
     """What a gate leaves to delete when it ends: the candidate's workers, config and egress
     policy, and the Job. Its results ConfigMap stays, for the record."""
     return (
-        ("batch/v1", "Job", rg.job_name(fleet, candidate)),
+        ("batch/v1", "Job", names.job(candidate)),
         *(
             obj
-            for role in (rg.CANDIDATE, rg.BASELINE)
+            for private in (names.candidate, names.baseline)
             for obj in (
-                ("apps/v1", "Deployment", rg.candidate_name(fleet, role)),
-                ("v1", "ConfigMap", rg.candidate_config_name(fleet, role)),
-                ("networking.k8s.io/v1", "NetworkPolicy", rg.candidate_egress_name(fleet, role)),
+                ("apps/v1", "Deployment", private.workers),
+                ("v1", "ConfigMap", private.config),
+                ("networking.k8s.io/v1", "NetworkPolicy", private.egress),
             )
         ),
     )
@@ -277,7 +278,8 @@ def decide(obs: Observed) -> Plan | NeedsProbe:
         # status.gate was lost (the object restored without its status): the kept version serves.
         before = GateStatus(phase="Serving", current=serving[1])
     wanted = answer_hash(af.spec, resolved_refs(obs, af, r))
-    name = rg.results_name(af.metadata["name"], before.candidate) if before and before.candidate else ""
+    names = rg.gate_names(af)
+    name = names.results(before.candidate) if before and before.candidate else ""
     sampled, results, verified = read_results(obs.results, obs.gate_key, name)
     how, bad = _override(af)
     step = next_step(evaluation, wanted, before, sampled=sampled or [], results=results, now=obs.clock, override=how)
@@ -297,12 +299,13 @@ def decide(obs: Observed) -> Plan | NeedsProbe:
     promote = step.kind == "Adopt" or (step.kind == "Finish" and step.decision is not None and step.decision.promote)
     base = want if promote or serving is None else serving[0]
     kept = kept_fields(af, r) if promote else None
-    gate = _gate_plan(obs, want, step, before, at, kept, bad, evaluation, verified, base.runtime)
+    gate = _gate_plan(obs, names, want, step, before, at, kept, bad, evaluation, verified, base.runtime)
     return dataclasses.replace(base, gate=gate)
 
 
 def _gate_plan(
     obs: Observed,
+    names: rg.GateNames,
     want: Plan,
     step: Step,
     before: GateStatus | None,
@@ -314,14 +317,13 @@ def _gate_plan(
     serving_runtime: RuntimePlan | None,
 ) -> GatePlan:
     af = obs.fleet
-    fleet = af.metadata["name"]
     routes = canary_routes(obs, af)
     posts: list[Post] = []  # in the order they are said: the step's, the objects', the verdict's
-    said = _gate_report(obs, step, before, at, evaluation, verified, routes, posts)
+    said = _gate_report(obs, names, step, before, at, evaluation, verified, routes, posts)
     running = said.gate.phase == "Running"
     foreign = obs.gate_foreign if step.kind == "Run" else None
-    deletes = _gate_deletes(fleet, step, before, foreign)
-    objects = _gate_objects(obs, want, step, evaluation, serving_runtime, routes, foreign, deletes, posts)
+    deletes = _gate_deletes(names, step, before, foreign)
+    objects = _gate_objects(obs, names, want, step, evaluation, serving_runtime, routes, foreign, deletes, posts)
     verdict = _gate_verdict(obs, step, said, bad, foreign, posts)
     annotated = OVERRIDE_ANNOTATION in ((af.metadata or {}).get("annotations") or {})
     unannotate = annotated and bad is None and not running
@@ -329,7 +331,7 @@ def _gate_plan(
         posts.append(Post("Normal", "GateOverrideIgnored", OVERRIDE_IGNORED, once=False))
     return GatePlan(
         report=said,
-        promoted=rg.render_promoted(af, kept) if kept is not None else None,
+        promoted=rg.render_promoted(af, names, kept) if kept is not None else None,
         create=objects.create,
         key=objects.key,
         apply=tuple(objects.apply),
@@ -343,6 +345,7 @@ def _gate_plan(
 
 def _gate_report(
     obs: Observed,
+    names: rg.GateNames,
     step: Step,
     before: GateStatus | None,
     at: str,
@@ -362,11 +365,13 @@ def _gate_report(
         if evaluation_hash(af.spec.evaluation) != judge.evaluation:
             posts.append(Post("Normal", EVALUATION_CHANGED, EVALUATION_HELD, once=False))
     elif step.kind in ("Run", "Finish") and before is not None:
-        said = _judged(said, before, verified, posts, rg.results_name(af.metadata["name"], before.candidate or ""))
+        said = _judged(said, before, verified, posts, names.results(before.candidate or ""))
     return said
 
 
-def _gate_deletes(fleet: str, step: Step, before: GateStatus | None, foreign: str | None) -> list[tuple[str, str, str]]:
+def _gate_deletes(
+    names: rg.GateNames, step: Step, before: GateStatus | None, foreign: str | None
+) -> list[tuple[str, str, str]]:
     """What goes: a superseded (or switched-off) gate's Job and candidate, a finished gate's
     candidate, and the gate's Job when someone else's object holds its name."""
     deletes: list[tuple[str, str, str]] = []
@@ -375,14 +380,14 @@ def _gate_deletes(fleet: str, step: Step, before: GateStatus | None, foreign: st
         stopped = before.candidate  # the gate was turned off while it ran
     if stopped is not None:
         # A superseded gate's Job goes; its candidate too, unless a new one takes its place now.
-        old = candidate_objects(fleet, stopped)
+        old = candidate_objects(names, stopped)
         deletes += old[:1] if step.kind == "Start" else old
     if step.kind == "Finish" and step.candidate is not None:
-        deletes += candidate_objects(fleet, step.candidate)
+        deletes += candidate_objects(names, step.candidate)
     if foreign is not None and step.candidate is not None:
         # Someone else's object under the gate's name: the Job would write there (or sign with a
         # key that someone else chose). It goes; the gate waits until the object is removed.
-        deletes += candidate_objects(fleet, step.candidate)[:1]
+        deletes += candidate_objects(names, step.candidate)[:1]
     return deletes
 
 
@@ -397,6 +402,7 @@ class _GateObjects:
 
 def _gate_objects(
     obs: Observed,
+    names: rg.GateNames,
     want: Plan,
     step: Step,
     evaluation: RolloutEvaluation | None,
@@ -412,31 +418,30 @@ def _gate_objects(
     if step.kind not in ("Start", "Run") or want.runtime is None or step.candidate is None or foreign:
         return out
     af = obs.fleet
-    fleet = af.metadata["name"]
     out.apply += rg.render_candidate(
-        fleet, dict(want.runtime.doc or {}), [dict(o) for o in want.runtime.children], canaries=routes.canaries
+        names, dict(want.runtime.doc or {}), [dict(o) for o in want.runtime.children], canaries=routes.canaries
     )
     if serving_runtime is not None:
         # The current version runs the gate's tasks on its own workers, as the candidate does.
         out.apply += rg.render_baseline(
-            fleet, dict(serving_runtime.doc or {}), [dict(o) for o in serving_runtime.children]
+            names, dict(serving_runtime.doc or {}), [dict(o) for o in serving_runtime.children]
         )
     # A running gate whose Job is gone (deleted by hand) gets it again; applied each pass instead,
     # a Job's immutable template would refuse a changed spec.rollout.evaluation mid-gate.
     lost = step.kind == "Run" and not obs.gate_job
     if step.kind == "Start" or (lost and obs.results is None):
-        out.create = rg.render_results(af, step.candidate)
+        out.create = rg.render_results(af, names, step.candidate)
     if step.kind == "Start" or (step.kind == "Run" and obs.gate_key is None):
-        out.key = rg.render_gate_key(af, step.candidate, obs.fresh_gate_key)
+        out.key = rg.render_gate_key(af, names, step.candidate, obs.fresh_gate_key)
         if step.kind == "Run" and not lost:
             # A running gate without its key (started before keys, or the Secret deleted): its
             # Job cannot sign what it writes, so it goes and comes back with the new key.
-            deletes.append(candidate_objects(fleet, step.candidate)[0])
+            deletes.append(candidate_objects(names, step.candidate)[0])
     if (step.kind == "Start" or lost) and evaluation is not None and routes.ready:
         # While a ModelReplicaSet's canary loads (or the set has not seen its change yet) the
         # Job waits: its first tasks would find no replica of the changed model. It runs the
         # promoted version's rule and task set (pinned), never the change's own.
-        out.apply += rg.render_gate(af, evaluation, step.candidate, image=obs.runtime_image, egress=obs.egress)
+        out.apply += rg.render_gate(af, names, evaluation, step.candidate, image=obs.runtime_image, egress=obs.egress)
         if lost:
             posts.append(
                 Post("Normal", "GateCanaryReady", GATE_CANARY_READY)

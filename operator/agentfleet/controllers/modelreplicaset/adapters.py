@@ -9,23 +9,30 @@ finds it ready. Each replica answers for itself: one that cannot be reached or r
 keeps what it has, and a Warning says which and why. ``status.placements[].adapters`` is what each
 replica answered last.
 
-``adapter_actions`` (pure) decides; ``AdapterClient`` is the HTTP, with the replicas' API key.
+``adapter_actions`` (pure) decides; ``AdapterClient`` is the HTTP, with the replicas' API key
+(``read_api_key``); ``sync_replica`` brings one replica to a list, ``sync_adapters`` every ready one.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from agentfleet.controllers.modelreplicaset.services import AdapterApi
+from agentfleet_contract.modelreplicaset import ModelReplicaSet
 
+if TYPE_CHECKING:
+    from agentfleet.controllers.modelreplicaset.services import AdapterApi, PassKube, PassServices
+
+from agentfleet.controllers.modelreplicaset.records import Observed, Post, ReplicaRecord
 from agentfleet.controllers.modelreplicaset.replica_http import OPENER, is_redirect
+from agentfleet.render.common import API_KEY_KEY, api_key_secret_name
+from agentfleet.replica_rollout import READY_PHASE
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +125,41 @@ def sync_replica(client: AdapterApi, desired: Mapping[str, str]) -> tuple[list[s
         except AdapterError as e:
             return sorted(held), str(e)
     return sorted(held), None
+
+
+def read_api_key(kube: PassKube, ns: str, name: str, mrs: ModelReplicaSet) -> str | None:
+    """The key the replicas of the set ``ns``/``name`` require (the operator's own generated one, or
+    ``mrs``'s spec.engine.apiKeySecretRef)."""
+    ref = mrs.spec.engine.api_key_secret_ref
+    secret_name, key = (ref.name, ref.key) if ref is not None else (api_key_secret_name(name), API_KEY_KEY)
+    secret = kube.get("v1", "Secret", secret_name, ns) or {}
+    value = (secret.get("data") or {}).get(key)
+    return base64.b64decode(value).decode() if value else (secret.get("stringData") or {}).get(key)
+
+
+def sync_adapters(
+    ctl: PassServices, obs: Observed, records: Mapping[str, ReplicaRecord]
+) -> tuple[dict[str, ReplicaRecord], list[Post]]:
+    """Every ready replica brought to spec.adapters, side by side: (the records that say what each
+    holds now, a Warning for each that did not get there)."""
+    desired = {a.name: a.source for a in obs.spec.adapters}
+    ready = [(r, rec) for r, rec in sorted(records.items()) if rec.phase == READY_PHASE and rec.endpoint]
+    if not desired and not any(rec.adapters for _, rec in ready):
+        return {}, []  # no adapters asked for and none known loaded: no replica is asked anything
+    key = read_api_key(ctl.kube, obs.ns, obs.name, obs.mrs)
+    results: dict[str, tuple[list[str], str | None]] = {}
+
+    def one(item: tuple[str, ReplicaRecord]) -> None:
+        r, rec = item
+        assert rec.endpoint is not None
+        results[r] = sync_replica(ctl.adapter_client(rec.endpoint, key), desired)
+
+    ctl.fan_out(one, ready)
+    synced: dict[str, ReplicaRecord] = {}
+    posts: list[Post] = []
+    for r, (held, error) in sorted(results.items()):
+        synced[r] = replace(records[r], adapters=tuple(held))
+        if error:
+            why = f"replica {r} holds {held or 'no adapters'} of spec.adapters: {error}"
+            posts.append(Post("Warning", "AdapterSyncFailed", why))
+    return synced, posts

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentfleet.placement import MODELREPLICASET_LABEL, REPLICA_LABEL
-from agentfleet.rollout import observe_pod
+from agentfleet.replica_rollout import observe_pod
 
 Key = tuple[str, str]
 EXTENDED_RESOURCE_HINTS = ("gpu",)

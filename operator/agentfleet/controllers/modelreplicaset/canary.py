@@ -29,7 +29,7 @@ from agentfleet.controllers.modelreplicaset.records import Post
 from agentfleet.gate import OVERRIDE_ANNOTATION, OverrideError, override
 from agentfleet.render.modelreplicaset import common_labels, spec_hash
 from agentfleet.render.modelreplicaset_names import _meta
-from agentfleet.rollout import ReplicaView, new_replica_names
+from agentfleet.replica_rollout import ReplicaView, new_replica_names
 
 # The condition on the ModelReplicaSet that says how its latest gated change fares.
 CANARY_CONDITION = "Canary"

@@ -17,7 +17,8 @@ from agentfleet_contract.conditions import set_condition
 from agentfleet_contract.modelreplicaset import CanaryStatus, ModelReplicaSet, ModelReplicaSetSpec, ReplicaPlacement
 from pydantic import ValidationError
 
-from agentfleet.controllers.modelreplicaset.adapters import sync_replica
+from agentfleet.controllers.modelreplicaset.adapters import read_api_key, sync_replica
+from agentfleet.controllers.modelreplicaset.caches import Snapshot
 from agentfleet.controllers.modelreplicaset.canary import (
     CANARY_CONDITION,
     CanaryObserved,
@@ -29,12 +30,14 @@ from agentfleet.controllers.modelreplicaset.canary import (
     render_promoted,
 )
 from agentfleet.controllers.modelreplicaset.children import missing_pods
+from agentfleet.controllers.modelreplicaset.placing import plan_one
 from agentfleet.controllers.modelreplicaset.records import Post
+from agentfleet.controllers.modelreplicaset.replica_pods import ReplicaPods
 from agentfleet.controllers.modelreplicaset.services import PassKube, PassServices
 from agentfleet.gate import OVERRIDE_ANNOTATION
 from agentfleet.placement import Assignment, assignment_from_status, placement_status
 from agentfleet.render.modelreplicaset import canary_service_name, render_canary_service
-from agentfleet.rollout import (
+from agentfleet.replica_rollout import (
     HASH_IN_NAME,
     PENDING,
     ReplicaView,
@@ -141,23 +144,16 @@ class _Pass(Protocol):
 
     ns: str
     name: str
-    owner: str
     key: tuple[str, str]
     kube: PassKube
     status_in: dict[str, Any]
     ctl: PassServices
+    snap: Snapshot
+    pods: ReplicaPods
 
     def post(self, p: Post) -> None: ...
 
     def warn(self, reason: str, message: str) -> None: ...
-
-    def set_draining(self, v: ReplicaView, draining: bool) -> None: ...
-
-    def delete_replica(self, v: ReplicaView) -> None: ...
-
-    def plan_one(self, spec: ModelReplicaSetSpec, rname: str, own: list[Assignment]) -> Assignment | None: ...
-
-    def api_key(self, mrs: ModelReplicaSet) -> str | None: ...
 
 
 def act(
@@ -180,9 +176,9 @@ def act(
     for post in plan.posts:
         p.post(post)
     for r in relabel(views, current):
-        p.set_draining(views[r], False)  # the serving label "true": in the set's Services now
+        p.pods.set_draining(views[r], False)  # the serving label "true": in the set's Services now
     for r in step.delete:
-        p.delete_replica(c.views[r])
+        p.pods.delete(c.views[r])
     was_running = (p.status_in.get("canary") or {}).get("phase") == "Running"
     if plan.canary is None:
         if was_running:
@@ -191,7 +187,7 @@ def act(
     port = c.written.spec.engine.port
     kept = kept_assignment(p.ns, p.name, c) if step.keep is not None else None
     if step.create is not None:
-        placed = p.plan_one(c.written.spec, step.create, own)
+        placed = plan_one(p.ctl.ledger, p.key, p.snap, c.written.spec, step.create, own)
         if placed is None:
             p.warn("CanaryUnplaced", f"the canary replica {step.create} cannot be placed: no room for one more replica")
             return CanaryActed()
@@ -213,7 +209,8 @@ def _sync_adapters(p: _Pass, written: ModelReplicaSet, record: ReplicaPlacement)
     if not desired and not record.adapters:
         return record  # no adapters asked for and none known loaded: the replica is asked nothing
     assert record.endpoint is not None
-    held, error = sync_replica(p.ctl.adapter_client(record.endpoint, p.api_key(written)), desired)
+    key = read_api_key(p.kube, p.ns, p.name, written)
+    held, error = sync_replica(p.ctl.adapter_client(record.endpoint, key), desired)
     if error:
         p.warn("AdapterSyncFailed", f"canary replica {record.name} holds {held or 'no adapters'}: {error}")
     return record.model_copy(update={"adapters": held})

@@ -28,7 +28,7 @@ from agentfleet.render.modelreplicaset import (
     render_pod,
     render_services,
 )
-from agentfleet.rollout import ReplicaView
+from agentfleet.replica_rollout import ReplicaView
 
 # Services and the PDB rarely change: re-applied when their rendering changes, and at least this often.
 CHILDREN_REAPPLY_SECONDS = 300.0

@@ -1,5 +1,5 @@
 """The decide step of a ModelReplicaSet pass, pure: the model cache's fill (modelcache.py), every
-replica judged (judging.py), then one rollout step (agentfleet.rollout). It asks for the in-flight
+replica judged (judging.py), then one rollout step (agentfleet.replica_rollout). It asks for the in-flight
 requests of the replicas a step may drain or delete before it chooses (``NeedsInFlight``)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from agentfleet.controllers.modelreplicaset.judging import Judged, judge_replica
 from agentfleet.controllers.modelreplicaset.modelcache import CacheFill, decide_fill
 from agentfleet.controllers.modelreplicaset.records import NeedsInFlight, Observed, Post
 from agentfleet.reconcile.shape import Wants
-from agentfleet.rollout import ACTIVE, DRAINING, ReplicaState, RolloutStep, rollout_step
+from agentfleet.replica_rollout import ACTIVE, DRAINING, ReplicaState, RolloutStep, rollout_step
 
 
 @dataclass(frozen=True)

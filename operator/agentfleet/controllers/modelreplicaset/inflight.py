@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from agentfleet.controllers.modelreplicaset.replica_http import OPENER
-from agentfleet.rollout import parse_in_flight
+from agentfleet.replica_rollout import parse_in_flight
 
 # Reading a replica's /metrics must not hold up a reconcile: vLLM answers in milliseconds.
 METRICS_TIMEOUT_SECONDS = 1.0

@@ -1,4 +1,4 @@
-"""The first part of a ModelReplicaSet pass's decide: judge each replica (rollout.replica_health)
+"""The first part of a ModelReplicaSet pass's decide: judge each replica (replica_rollout.replica_health)
 and say what cannot wait for a rollout step: a failed replica is deleted and backs off, a lost one
 (its node gone) is replaced at once, an incomplete one nobody can finish is removed.
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from agentfleet.controllers.modelreplicaset.records import Observed, Post, ReplicaRecord
 from agentfleet.placement import Assignment, assignment_from_status, placement_status, replica_key
-from agentfleet.rollout import (
+from agentfleet.replica_rollout import (
     DRAINING,
     FAILED,
     PENDING,

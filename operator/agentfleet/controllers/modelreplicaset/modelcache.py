@@ -18,7 +18,7 @@ from typing import Any
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 
 from agentfleet.render.modelreplicaset import cache_job_name, cache_model
-from agentfleet.rollout import parse_time
+from agentfleet.replica_rollout import parse_time
 
 FILLING, FILLED, FAILED = "Filling", "Filled", "Failed"
 # How often a pass looks at a fill that is still running (the Job's completion does not wake the set).

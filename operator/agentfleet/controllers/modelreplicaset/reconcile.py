@@ -6,22 +6,23 @@
               (capacity.assess), the model cache's Job: ``Observed``; then, when decide asks, the
               in-flight requests of the replicas it weighs
     decide    pure (deciding.py): the cache fill, each replica judged (judging.py), one rollout step
-    act       the judgment's deletions, the fill's Job, adapters, undrain, drain, delete, restart,
-              then place new replicas and failed ones whose place is gone (placement.plan via the
-              ledger): ``Acted``
+    act       the judgment's deletions, the fill's Job, adapters (adapters.py), undrain, drain,
+              delete, restart (rolling.py), the canary (canarying.py), then place new replicas and
+              failed ones whose place is gone (placing.py: placement.plan via the ledger), each
+              part changing act's working copy (``Acting``) and handing back its Events: ``Acted``
     write     pods first, then status (status.compose reads an ``Outcome``), Services and the PDB
               (children.py)
 
-Decisions live in agentfleet.rollout, placement, capacity, render and judging (pure, unit-tested);
-this module does the I/O through the Protocols of services.py.
+Decisions live in agentfleet.replica_rollout, placement, capacity, render and judging (pure,
+unit-tested); the steps do the I/O through the Protocols of services.py, on pods through
+replica_pods.py.
 """
 
 from __future__ import annotations
 
-import base64
 import functools
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from agentfleet_contract.modelreplicaset import ModelReplicaSet, ModelReplicaSetSpec
@@ -29,69 +30,43 @@ from pydantic import ValidationError
 
 from agentfleet.autoscale.common import AUTOSCALER_CONDITIONS, SCALING_LIMITED
 from agentfleet.capacity import assess
-from agentfleet.controllers.modelreplicaset import canarying, children, status
-from agentfleet.controllers.modelreplicaset.adapters import sync_replica
+from agentfleet.controllers.modelreplicaset import adapters, canarying, children, placing, rolling, status
 from agentfleet.controllers.modelreplicaset.caches import Key, Snapshot
 from agentfleet.controllers.modelreplicaset.deciding import Plan, decide
 from agentfleet.controllers.modelreplicaset.judging import Judged
 from agentfleet.controllers.modelreplicaset.modelcache import FILL_POLL_SECONDS, CacheFill
 from agentfleet.controllers.modelreplicaset.overlay import pod_template_refusal
-from agentfleet.controllers.modelreplicaset.records import Acted, NeedsInFlight, Observed, Post, ReplicaRecord
+from agentfleet.controllers.modelreplicaset.records import Acted, Acting, NeedsInFlight, Observed, Post
+from agentfleet.controllers.modelreplicaset.replica_pods import ReplicaPods
 from agentfleet.controllers.modelreplicaset.services import PassServices
 from agentfleet.controllers.modelreplicaset.state import ModelReplicaSetState
 from agentfleet.placement import (
     MODELREPLICASET_LABEL,
-    Assignment,
-    Unplaced,
     assignment_from_status,
     eligible_gpu_memory_mib,
     ineligibility,
     inventory_for,
     needs_for,
     pinned_node,
-    placement_status,
-    requests_for,
 )
 from agentfleet.reconcile.errors import describe_validation_error
 from agentfleet.reconcile.shape import Refused, Steps, Wants
-from agentfleet.render.common import API_KEY_KEY, api_key_secret_name, claim_problem, secret_problem
-from agentfleet.render.modelreplicaset import SERVING_LABEL, cache_job_name, cache_model, render_cache_job, spec_hash
-from agentfleet.rollout import (
-    DRAINING,
-    DRAINING_SINCE_ANNOTATION,
-    PENDING,
-    READY_PHASE,
+from agentfleet.render.common import claim_problem, secret_problem
+from agentfleet.render.modelreplicaset import cache_job_name, cache_model, render_cache_job, spec_hash
+from agentfleet.replica_rollout import (
     ReplicaView,
     Summary,
     Timing,
     compose_conditions,
     desired_replicas,
-    new_replica_names,
     observe_pod,
     rfc3339,
 )
 
 # A pass that created pods leaves Services and the PDB to a pass this much later.
 CHILDREN_AFTER_PODS_SECONDS = 0.5
-# The first look at a replica just marked draining: routers need a moment to stop sending to it.
-DRAIN_FIRST_POLL_SECONDS = 2.0
 # A refused Secret is checked again this often (labelling a Secret wakes nothing).
 SECRET_RECHECK_SECONDS = 30.0
-
-
-@dataclass
-class _Acting:
-    """The replicas while act works through a plan (frozen into ``Acted`` for write)."""
-
-    records: dict[str, ReplicaRecord]
-    to_create: dict[str, Assignment]
-    current: dict[str, bool]
-    terminating: set[str]
-    wakes: list[float] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, judged: Judged) -> _Acting:
-        return cls(dict(judged.records), dict(judged.to_create), dict(judged.current), set(judged.terminating))
 
 
 class ModelReplicaSetPass(Steps[Observed, Plan, Acted]):
@@ -112,11 +87,11 @@ class ModelReplicaSetPass(Steps[Observed, Plan, Acted]):
         self.first = first
         self.key = key
         self.ns, self.name = key
-        self.owner = f"{self.ns}/{self.name}"
         self.obj = obj
         self.snap = snap
         self.state = state
         self.now = ctl.clock()
+        self.pods = ReplicaPods(self.kube, self.ns, self.now)
         self.generation = int(obj["metadata"].get("generation") or 0)
         self.status_in: dict[str, Any] = dict(obj.get("status") or {})
         self.written: dict[str, Any] = dict(self.status_in)
@@ -135,6 +110,10 @@ class ModelReplicaSetPass(Steps[Observed, Plan, Acted]):
     def post(self, p: Post) -> None:
         self.event(p.type, p.reason, p.message, once=p.once)
 
+    def post_all(self, posts: Iterable[Post]) -> None:
+        for p in posts:
+            self.post(p)
+
     def warn(self, reason: str, message: str) -> None:
         self.event("Warning", reason, message)
 
@@ -147,29 +126,6 @@ class ModelReplicaSetPass(Steps[Observed, Plan, Acted]):
             self.status_in.get("conditions") or [], Summary(0, 0, 0, 0, 0, invalid=refused.message), self.generation
         )
         status.write(self.status_target(), {**status.base(self.generation, self.name, None), "conditions": conds})
-
-    def delete_replica(self, v: ReplicaView, force_nodes: Iterable[str] = ()) -> None:
-        force = set(force_nodes)
-        for p in v.pods:
-            if p.deleting and p.node not in force:
-                continue
-            self.kube.delete("v1", "Pod", p.name, self.ns, force=p.node in force)
-
-    def set_draining(self, v: ReplicaView, draining: bool) -> None:
-        # Labels only (a merge patch): a pod's spec cannot change, and the serving label is what
-        # every Service selects on. The annotation keeps the drain's start for a restarted operator.
-        since = rfc3339(self.now, precise=True) if draining else None
-        for p in v.live:
-            if p.serving is None:
-                continue
-            self.kube.merge_patch_metadata(
-                "v1",
-                "Pod",
-                p.name,
-                self.ns,
-                {SERVING_LABEL: "false" if draining else "true"},
-                {DRAINING_SINCE_ANNOTATION: since},
-            )
 
     # --- observe ---
 
@@ -297,26 +253,36 @@ class ModelReplicaSetPass(Steps[Observed, Plan, Acted]):
     # --- act ---
 
     def act(self, observed: Observed, plan: Plan) -> Acted:
-        """Carry out the judgment and the rollout step, then place: what write creates and reports."""
+        """Carry out the judgment and the rollout step, then place: what write creates and reports.
+        Each part changes the working copy of the replicas (``Acting``) and hands back its Events."""
         if plan.capacity_warning is not None:
             self.post(plan.capacity_warning)
-        work = _Acting.of(plan.judged)
+        work = Acting.of(plan.judged)
         work.wakes += self.start_fill(observed, plan.fill)
         self.carry_out(plan.judged)
-        self.sync_adapters(observed, work)
-        self.roll(observed, plan, work)
-        replan = self.restart(observed, plan, work)
+        synced, posts = adapters.sync_adapters(self.ctl, observed, work.records)
+        work.records.update(synced)
+        self.post_all(posts)
+        self.post_all(rolling.roll(self.pods, observed, plan, work, self.state.failed_at))
+        replan, posts = rolling.restart(observed, plan, work, self.state.failed_at)
+        self.post_all(posts)
         own = [a for rec in work.records.values() if (a := assignment_from_status(self.ns, self.name, rec.wire()))]
         canary = canarying.act(self, observed.canary, plan.canary, observed.mrs, observed.views, work.current, own)
         extra = (canary.assignment,) if canary.assignment is not None else ()
-        unplaced, placed, own = self.place(observed, plan, work, replan if plan.fill.replicas_may_start else {}, extra)
+        placed = placing.place(
+            self.ctl.ledger, self.snap, observed, plan, work, replan if plan.fill.replicas_may_start else {}, extra
+        )
+        self.post_all(placed.posts)
+        if placed.surge_blocked is not None:
+            self.state.surge_blocked = placed.surge_blocked
+        self.state.unplaced = bool(placed.unplaced)
         return Acted(
             records=work.records,
             to_create=work.to_create,
             current=work.current,
             terminating=frozenset(work.terminating),
-            unplaced=tuple(unplaced),
-            placements=(*own, *placed),
+            unplaced=placed.unplaced,
+            placements=(*placed.own, *placed.placed),
             wakes=tuple(work.wakes),
             canary=canary,
         )
@@ -335,183 +301,11 @@ class ModelReplicaSetPass(Steps[Observed, Plan, Acted]):
     def carry_out(self, judged: Judged) -> None:
         """What cannot wait for the rollout step: deletions, failure times, Events."""
         for v, force in judged.deletes:
-            self.delete_replica(v, force_nodes=force)
+            self.pods.delete(v, force_nodes=force)
         for rname in judged.forget_failed:
             self.state.failed_at.pop(rname, None)
         self.state.failed_at.update(judged.failed_at)
-        for p in judged.events:
-            self.post(p)
-
-    def sync_adapters(self, obs: Observed, work: _Acting) -> None:
-        """Every ready replica holds spec.adapters (adapters.py); its record says what it holds."""
-        desired = {a.name: a.source for a in obs.spec.adapters}
-        ready = [(r, rec) for r, rec in sorted(work.records.items()) if rec.phase == READY_PHASE and rec.endpoint]
-        if not desired and not any(rec.adapters for _, rec in ready):
-            return  # no adapters asked for and none known loaded: no replica is asked anything
-        key = self.api_key(obs.mrs)
-        results: dict[str, tuple[list[str], str | None]] = {}
-
-        def one(item: tuple[str, ReplicaRecord]) -> None:
-            r, rec = item
-            assert rec.endpoint is not None
-            results[r] = sync_replica(self.ctl.adapter_client(rec.endpoint, key), desired)
-
-        self.ctl.fan_out(one, ready)
-        for r, (held, error) in sorted(results.items()):
-            work.records[r] = replace(work.records[r], adapters=tuple(held))
-            if error:
-                self.event(
-                    "Warning",
-                    "AdapterSyncFailed",
-                    f"replica {r} holds {held or 'no adapters'} of spec.adapters: {error}",
-                )
-
-    def api_key(self, mrs: ModelReplicaSet) -> str | None:
-        """The key the replicas require (the operator's own generated one, or spec.engine.apiKeySecretRef)."""
-        ref = mrs.spec.engine.api_key_secret_ref
-        name, key = (ref.name, ref.key) if ref is not None else (api_key_secret_name(self.name), API_KEY_KEY)
-        secret = self.kube.get("v1", "Secret", name, self.ns) or {}
-        value = (secret.get("data") or {}).get(key)
-        return base64.b64decode(value).decode() if value else (secret.get("stringData") or {}).get(key)
-
-    def roll(self, obs: Observed, plan: Plan, work: _Acting) -> None:
-        """Undrain, drain and delete as the step says."""
-        views, records, state_of = obs.views, work.records, {s.name: s for s in plan.states}
-        for rname in plan.step.undrain:
-            self.set_draining(views[rname], False)
-            records[rname] = replace(records[rname], phase=READY_PHASE)
-            self.event(
-                "Normal", "Undrained", f"replica {rname} serves again: scaled up while it was draining", once=False
-            )
-        for rname in plan.step.drain:
-            s = state_of[rname]
-            self.set_draining(views[rname], True)
-            records[rname] = replace(records[rname], phase=DRAINING, endpoint=None)
-            held = (
-                "in-flight requests unknown (/metrics unreachable, or without an engine's in-flight gauges)"
-                if s.in_flight is None
-                else f"{s.in_flight} requests in flight"
-            )
-            why = "rolling update" if not s.current else f"scale down to {obs.desired.count} ({obs.desired.source})"
-            self.event(
-                "Normal",
-                "Draining",
-                (
-                    f"draining replica {rname} for {why}: out of every Service now, deleted when idle or after "
-                    f"{int(obs.timing.drain_timeout)}s; {held}"
-                ),
-                once=False,
-            )
-            work.wakes.append(DRAIN_FIRST_POLL_SECONDS)
-        for rname, why in plan.step.delete:
-            v = views[rname]
-            self.delete_replica(v)
-            work.terminating.add(rname)
-            if v.pods and rname in records:
-                # Listed until its pods are gone.
-                records[rname] = replace(records[rname], phase=DRAINING, endpoint=None)
-            else:
-                records.pop(rname, None)
-            self.state.failed_at.pop(rname, None)
-            self.event("Normal", "ReplicaDeleted", f"deleted replica {rname}: {why}", once=False)
-
-    def restart(self, obs: Observed, plan: Plan, work: _Acting) -> dict[str, int]:
-        """Restarts: at the recorded placement while it still stands, else placed afresh (returned,
-        with their restart counts)."""
-        replan: dict[str, int] = {}
-        for rname in plan.step.restart:
-            v = obs.views[rname]
-            if v.pods:
-                work.wakes.append(1.0)  # its old pods still terminate: the pod names are not free yet
-                continue
-            rec = work.records[rname]
-            a = assignment_from_status(self.ns, self.name, rec.wire())
-            if a is not None and all(n in obs.node_by_name and n not in obs.unusable for n in a.nodes):
-                work.to_create[rname] = a
-                work.records[rname] = replace(rec, phase=PENDING)
-                self.event(
-                    "Normal",
-                    "Restarting",
-                    f"restarting replica {rname} on {', '.join(a.nodes)} (restart {rec.restarts or 0})",
-                    once=False,
-                )
-            else:
-                replan[rname] = int(rec.restarts or 0)
-            self.state.failed_at.pop(rname, None)
-        return replan
-
-    def plan_one(self, spec: ModelReplicaSetSpec, rname: str, own: list[Assignment]) -> Assignment | None:
-        """One replica of ``spec`` (the canary) placed by the ledger's planner, or None."""
-        nodes = inventory_for(needs_for(self.ns, self.name, spec), self.snap.nodes, self.snap.pods)
-        result = self.ctl.ledger.plan(self.key, self.snap, nodes, requests_for(self.ns, self.name, spec, [rname]), own)
-        return next((a for a in result.placed if a.owner == self.owner), None)
-
-    def place(
-        self, obs: Observed, plan: Plan, work: _Acting, replan: dict[str, int], extra: tuple[Assignment, ...] = ()
-    ) -> tuple[list[Unplaced], list[Assignment], list[Assignment]]:
-        """New replicas, and failed ones whose place is gone, through the ledger's planner:
-        (unplaced, placed now, placed before). None while the model cache is being filled."""
-        records = work.records
-        create = plan.step.create if plan.fill.replicas_may_start else 0
-        new_names = new_replica_names(self.name, obs.shash, obs.views.keys(), create) if create > 0 else []
-        for rname in new_names:
-            work.current[rname] = True
-        unplaced: list[Unplaced] = []
-        placed: list[Assignment] = []
-        own = [
-            a for rec in records.values() if (a := assignment_from_status(self.ns, self.name, rec.wire())) is not None
-        ] + list(extra)
-        if new_names or replan:
-            requests = requests_for(self.ns, self.name, obs.spec, [*new_names, *replan])
-            result = self.ctl.ledger.plan(self.key, self.snap, obs.nodes, requests, own)
-            placed = [a for a in result.placed if a.owner == self.owner]
-            unplaced = [u for u in result.unplaced if u.owner == self.owner]
-            where: dict[str, str] = {}
-            for a in placed:
-                rname = a.key.split("/", 1)[1]
-                placement = placement_status(a, phase=PENDING, restarts=replan.get(rname, 0))
-                records[rname] = ReplicaRecord.from_wire(placement.wire())
-                work.to_create[rname] = a
-                where[rname] = (
-                    f"{rname} on {'+'.join(a.nodes)}"
-                    + (f" (block {a.block})" if a.multi_node and a.block else "")
-                    + (f" in {a.zone}" if a.zone else "")
-                )
-            for rname in replan:
-                if rname in where:
-                    self.event(
-                        "Normal", "Restarting", f"restarting replica {rname} elsewhere: {where[rname]}", once=False
-                    )
-            for u in unplaced:
-                # A failed replica that no longer fits anywhere gives its slot back; the count is
-                # made up by new replicas as soon as there is room.
-                records.pop(u.key.split("/", 1)[1], None)
-            self.report_placement(obs, plan.rolling, new_names, where, unplaced)
-        self.state.unplaced = bool(unplaced)
-        return unplaced, placed, own
-
-    def report_placement(
-        self, obs: Observed, rolling: bool, new_names: list[str], where: dict[str, str], unplaced: list[Unplaced]
-    ) -> None:
-        if rolling and new_names:
-            self.state.surge_blocked = bool(unplaced)
-        if unplaced:
-            # The planner's exact words: what a replica needs and what the cluster has.
-            self.event("Warning", unplaced[0].reason, unplaced[0].message)
-        created = [where[r] for r in new_names if r in where]
-        if created:
-            # One Event per scale step, with every placement in it (an Event per replica would
-            # double the API writes of a scale-up).
-            self.event(
-                "Normal",
-                "RollingUpdate" if rolling else "ScalingUp",
-                (
-                    f"creating {len(created)} replica(s) for {obs.desired.count} desired ({obs.desired.source}): "
-                    f"{'; '.join(created)}"
-                )
-                + (f"; {len(unplaced)} cannot be placed" if unplaced else ""),
-                once=False,
-            )
+        self.post_all(judged.events)
 
     # --- write ---
 

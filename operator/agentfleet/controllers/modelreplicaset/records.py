@@ -1,6 +1,8 @@
 """The typed records a ModelReplicaSet pass's steps hand on, frozen: what observe read
 (``Observed``), the replica records of status.placements (``ReplicaRecord``), the judgment and
-plan decide returns (``Judged`` in judging.py, ``Plan``), and what act did for write (``Acted``)."""
+plan decide returns (``Judged`` in judging.py, ``Plan``), and what act did for write (``Acted``).
+One is not frozen: ``Acting``, act's working copy of the replicas, which act's parts (rolling.py,
+adapters.py, placing.py) change in turn and act freezes into ``Acted``."""
 
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ from agentfleet_contract.modelreplicaset import ModelReplicaSet, ModelReplicaSet
 from agentfleet.capacity import Assessment
 from agentfleet.placement import Assignment, Node, ReplicaNeeds, Unplaced
 from agentfleet.reconcile.shape import Wants
-from agentfleet.rollout import Desired, ReplicaView, Timing
+from agentfleet.replica_rollout import Desired, ReplicaView, Timing
 
 if TYPE_CHECKING:
     from agentfleet.controllers.modelreplicaset.canary import CanaryObserved
     from agentfleet.controllers.modelreplicaset.canarying import CanaryActed
+    from agentfleet.controllers.modelreplicaset.judging import Judged
 
 # Field name -> its key in status.placements (the CRD's camelCase).
 _WIRE = {
@@ -123,6 +126,21 @@ class NeedsInFlight(Wants):
     """Replicas draining, or candidates when one must go: their in-flight requests, from /metrics."""
 
     targets: Mapping[str, tuple[str, int]]
+
+
+@dataclass
+class Acting:
+    """The replicas while act works through a plan (frozen into ``Acted`` for write)."""
+
+    records: dict[str, ReplicaRecord]
+    to_create: dict[str, Assignment]
+    current: dict[str, bool]
+    terminating: set[str]
+    wakes: list[float] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, judged: Judged) -> Acting:
+        return cls(dict(judged.records), dict(judged.to_create), dict(judged.current), set(judged.terminating))
 
 
 @dataclass(frozen=True)

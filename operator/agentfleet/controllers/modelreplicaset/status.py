@@ -21,7 +21,7 @@ from agentfleet.placement import Unplaced
 from agentfleet.reconcile.status import StatusWriter, changed_fields
 from agentfleet.render.modelreplicaset import selector_string
 from agentfleet.render.vllm import served_name
-from agentfleet.rollout import (
+from agentfleet.replica_rollout import (
     ACTIVE,
     DRAINING,
     READY_PHASE,

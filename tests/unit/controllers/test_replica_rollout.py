@@ -1,4 +1,4 @@
-"""Pure decisions of the ModelReplicaSet controller (agentfleet.rollout)."""
+"""Pure decisions of the ModelReplicaSet controller (agentfleet.replica_rollout)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from agentfleet_contract.conditions import get_condition
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 
-from agentfleet.rollout import (
+from agentfleet.replica_rollout import (
     DRAINING_SINCE_ANNOTATION,
     UNSCHEDULABLE_GRACE_SECONDS,
     ConditionCause,
@@ -519,7 +519,7 @@ def test_other_writers_conditions_are_kept() -> None:
 
 
 # --- behaviour the mutation report (e2e/bench/mutation_report.py) found unpinned -------------
-# Each test below fails on a surviving mutant of agentfleet.rollout (docs/mutation-testing.md).
+# Each test below fails on a surviving mutant of agentfleet.replica_rollout (docs/mutation-testing.md).
 
 
 def test_new_replica_names_start_at_ordinal_zero() -> None:

@@ -25,7 +25,7 @@ from agentfleet.render.modelreplicaset import (
     SERVING_LABEL,
     SPEC_HASH_LABEL,
 )
-from agentfleet.rollout.phases import DRAINING
+from agentfleet.replica_rollout.phases import DRAINING
 
 # Annotation on a draining replica's pods: when the drain began (RFC 3339). On the pods, not in
 # memory, so a restarted operator still honours spec.lifecycle.drainTimeoutSeconds from the start.

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
 
-from agentfleet.rollout.health import restart_backoff
-from agentfleet.rollout.phases import ACTIVE, DRAINING, FAILED, READY_PHASE, TERMINATING
+from agentfleet.replica_rollout.health import restart_backoff
+from agentfleet.replica_rollout.phases import ACTIVE, DRAINING, FAILED, READY_PHASE, TERMINATING
 
 # How often a draining replica's in-flight count is read again.
 DRAIN_POLL_SECONDS = 2.0

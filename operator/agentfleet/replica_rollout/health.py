@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agentfleet.rollout.observe import ReplicaView
-from agentfleet.rollout.phases import DRAINING, LOADING, PENDING, READY_PHASE, STARTED
+from agentfleet.replica_rollout.observe import ReplicaView
+from agentfleet.replica_rollout.phases import DRAINING, LOADING, PENDING, READY_PHASE, STARTED
 
 # A pod the kube-scheduler keeps refusing (its node lacks CPU or memory the planner does not
 # model, or the cluster moved under the plan) is re-planned after this long.

@@ -6,9 +6,12 @@ calls these functions and carries out what they return; nothing here does I/O. A
 vLLM engine: one pod, or a gang of pods (leader + workers) on several nodes. The parts, in the
 order a reconcile uses them: names, observe (pods -> PodView/ReplicaView), health (whole,
 creating, lost, failed; phase), plan (desired count and one RolloutStep), summary (conditions).
+
+The replica rollout, not spec.rollout: that is the AgentFleet's evaluation gate (agentfleet.gate,
+docs/evaluation-gate.md), which a model change of a gated set waits for before this rollout moves on.
 """
 
-from agentfleet.rollout.actions import (
+from agentfleet.replica_rollout.actions import (
     DRAIN_POLL_SECONDS,
     Desired,
     ReplicaState,
@@ -18,15 +21,15 @@ from agentfleet.rollout.actions import (
     removal_order,
     rollout_step,
 )
-from agentfleet.rollout.health import (
+from agentfleet.replica_rollout.health import (
     UNSCHEDULABLE_GRACE_SECONDS,
     Health,
     replica_health,
     replica_phase,
     restart_backoff,
 )
-from agentfleet.rollout.names import HASH_IN_NAME, new_replica_names, parse_replica_name, replica_name
-from agentfleet.rollout.observe import (
+from agentfleet.replica_rollout.names import HASH_IN_NAME, new_replica_names, parse_replica_name, replica_name
+from agentfleet.replica_rollout.observe import (
     DRAINING_SINCE_ANNOTATION,
     IN_FLIGHT_METRICS,
     PodView,
@@ -36,8 +39,17 @@ from agentfleet.rollout.observe import (
     parse_time,
     rfc3339,
 )
-from agentfleet.rollout.phases import ACTIVE, DRAINING, FAILED, LOADING, PENDING, READY_PHASE, STARTED, TERMINATING
-from agentfleet.rollout.summary import (
+from agentfleet.replica_rollout.phases import (
+    ACTIVE,
+    DRAINING,
+    FAILED,
+    LOADING,
+    PENDING,
+    READY_PHASE,
+    STARTED,
+    TERMINATING,
+)
+from agentfleet.replica_rollout.summary import (
     SCALING_LIMITED,
     ConditionCause,
     Summary,
