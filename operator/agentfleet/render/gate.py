@@ -219,8 +219,10 @@ def render_candidate(
     template = spec["template"]
     template["metadata"]["labels"][COMPONENT_LABEL] = role
     template["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] = config_hash(text)
+    # Only the runtime document is the private version's own: the token hashes its /metrics checks
+    # (api-tokens) stay the serving ConfigMap's, which the private one does not carry.
     for volume in template["spec"]["volumes"]:
-        if volume.get("configMap", {}).get("name") == names.serving_config:
+        if volume["name"] == "config":
             volume["configMap"]["name"] = own.config
     out.append(dep)
     return out

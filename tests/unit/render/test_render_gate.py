@@ -7,7 +7,7 @@ import yaml
 from agentfleet_contract.agentfleet import AgentFleet
 
 from agentfleet.render.agentfleet import CONFIG_HASH_ANNOTATION, config_hash, render_runtime, selector, worker_name
-from agentfleet.render.gate import GateNames, render_candidate
+from agentfleet.render.gate import BASELINE, CANDIDATE, GateNames, render_candidate
 
 FLEET = {
     "metadata": {"name": "support", "namespace": "team-a", "uid": "u1"},
@@ -52,6 +52,25 @@ def test_no_serving_selector_counts_the_candidate_and_its_egress_is_the_workers(
     cand = dep["spec"]["template"]["spec"]["containers"][0]
     assert cand["image"] == worker["spec"]["template"]["spec"]["containers"][0]["image"]
     assert not any(o["kind"] == "Service" for o in render_candidate(NAMES, DOC, runtime))
+
+
+def test_every_key_a_private_versions_pod_mounts_is_in_the_configmap_it_names() -> None:
+    """The kubelet refuses to start a pod whose configMap volume names a key the ConfigMap lacks
+    (the real node's gate run at fc6099c: the candidate's and the baseline's pods sat in
+    ContainerCreating, "configmap references non-existent config key: api-tokens", and the gate
+    waited out its timeout). The private ConfigMap holds only the runtime document; the tokens'
+    hashes, which the workers' /metrics reads, stay the serving ConfigMap's."""
+    runtime = rendered()
+    for role in (CANDIDATE, BASELINE):
+        objects = runtime + render_candidate(NAMES, DOC, runtime, role=role)
+        data = {o["metadata"]["name"]: o["data"] for o in objects if o["kind"] == "ConfigMap"}
+        dep = next(
+            o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == NAMES.private(role).workers
+        )
+        for volume in dep["spec"]["template"]["spec"]["volumes"]:
+            if (ref := volume.get("configMap")) is not None:
+                missing = [i["key"] for i in ref.get("items", []) if i["key"] not in data[ref["name"]]]
+                assert missing == [], f"{role}: volume {volume['name']} names {missing} of ConfigMap {ref['name']}"
 
 
 # --- the evaluation Job ---------------------------------------------------------------------------
