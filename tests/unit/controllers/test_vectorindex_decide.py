@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from agentfleet_contract import ingest_progress as progress
 from agentfleet_contract.vectorindex import VectorIndex
+from agentfleet_milvus import CollectionState
 
 from agentfleet.controllers.vectorindex.deciding import decide, ingestion_objects
-from agentfleet.controllers.vectorindex.records import Credentials, JobSeen, Memory, Observed, Plan
+from agentfleet.controllers.vectorindex.records import CollectionSeen, Credentials, JobSeen, Memory, Observed, Plan
 from agentfleet.reconcile.shape import Refused
 from agentfleet.render import vectorindex as render
 from tests.builders import Index
@@ -30,7 +31,8 @@ def vi(**spec: Any) -> VectorIndex:
 
 
 def observed(v: VectorIndex, **fields: Any) -> Observed:
-    """What observe would hand decide for ``v``: an external Milvus at URI, no Job yet."""
+    """What observe would hand decide for ``v``: an external Milvus at URI, no collection in it
+    yet, no Job yet."""
     obs = Observed(
         ns=NS,
         name="docs",
@@ -50,6 +52,7 @@ def observed(v: VectorIndex, **fields: Any) -> Observed:
         claim=None,
         job=None,
         memory=Memory(frozenset(), None, None),
+        collection=CollectionSeen(CollectionState(exists=False)),
     )
     obs = replace(obs, **fields)
     if obs.job is None and v.spec.source is not None and obs.endpoint is not None:
