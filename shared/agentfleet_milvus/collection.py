@@ -129,12 +129,9 @@ class CollectionManager:
                 progress = 0
             index_type = metric = None
             index_params: dict[str, Any] = {}
-            index_names: tuple[str, ...] = ()
             if not index:
                 index_type, metric, index_params = recorded_index(props.get(PROP_INDEX))
-            else:
-                index_names = tuple(self.client.list_indexes(name, timeout=t) or ())
-            if INDEX_NAME in index_names:
+            elif INDEX_NAME in (self.client.list_indexes(name, timeout=t) or []):
                 idx = self.client.describe_index(name, INDEX_NAME, timeout=t) or {}
                 index_type, metric = idx.get("index_type"), idx.get("metric_type")
                 skip = {
@@ -178,7 +175,6 @@ class CollectionManager:
             partition_key=pk,
             partitions=partitions,
             full_text_analyzer=analyzer,
-            index_names=index_names,
             index_described=index,
         )
 
@@ -300,7 +296,8 @@ class CollectionManager:
                 self.client.release_collection(name, timeout=t)
             if build.drop:
                 self.client.drop_index(name, INDEX_NAME, timeout=t)
-            self.client.create_index(name, self._index_params(sparse=build.sparse), timeout=t)
+            sparse = build.sparse and SPARSE_INDEX_NAME not in (self.client.list_indexes(name, timeout=t) or [])
+            self.client.create_index(name, self._index_params(sparse=sparse), timeout=t)
         self.record_index()
 
     def _query_nodes(self) -> int | None:

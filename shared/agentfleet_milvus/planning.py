@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from agentfleet_milvus.errors import ImmutableFieldConflict, UnsupportedByServer
 from agentfleet_milvus.schema import (
-    SPARSE_INDEX_NAME,
     CollectionSpec,
     CollectionState,
     immutable_conflicts,
@@ -31,7 +30,10 @@ class IndexBuild:
 
     drop: bool  # another index is there: drop it first (rows are kept)
     release: bool  # the collection is loaded or loading: Milvus drops no index of a loaded collection
-    sparse: bool  # also build the BM25 field's SPARSE_INVERTED_INDEX (spec.fullText, not built yet)
+    # spec.fullText: the BM25 field's SPARSE_INVERTED_INDEX is built too where it is missing once the
+    # dense one is dropped (Milvus Lite drops every index of the collection with it, Milvus only the
+    # named one: act looks), since a collection loads only once every vector field has an index.
+    sparse: bool
 
 
 @dataclass(frozen=True)
@@ -121,9 +123,7 @@ def plan_collection(spec: CollectionSpec, state: CollectionState, version: tuple
         index = IndexBuild(
             drop=state.index_type is not None,
             release=state.index_type is not None and state.load_state in ("Loaded", "Loading"),
-            # A collection loads only once every vector field has an index; a rebuild of the
-            # dense index keeps the sparse one.
-            sparse=spec.full_text_analyzer is not None and SPARSE_INDEX_NAME not in state.index_names,
+            sparse=spec.full_text_analyzer is not None,
         )
     load = None
     if index is not None:

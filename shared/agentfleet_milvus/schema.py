@@ -99,7 +99,6 @@ class CollectionState:
     partition_key: str | None = None
     partitions: tuple[str, ...] = ()
     full_text_analyzer: str | None = None  # the analyzer of the BM25 function's input, None without one
-    index_names: tuple[str, ...] = ()  # the collection's indexes by name; () when the index was not described
     # False: the index fields are our record of the index we built (PROP_INDEX), not the server's
     # description of it (describe(index=False)).
     index_described: bool = True

@@ -10,7 +10,6 @@ from typing import Any
 from agentfleet_contract.vectorindex import VectorIndex
 from agentfleet_milvus import (
     DEFAULT_PARTITION,
-    SPARSE_INDEX_NAME,
     CollectionPlan,
     CollectionSpec,
     CollectionState,
@@ -54,7 +53,6 @@ def as_built(spec: CollectionSpec, **changes: Any) -> CollectionState:
         partition_key=spec.partition_key,
         partitions=(DEFAULT_PARTITION, *spec.partitions),
         full_text_analyzer=spec.full_text_analyzer,
-        index_names=("vector", SPARSE_INDEX_NAME) if spec.full_text_analyzer else ("vector",),
     )
     return replace(state, **changes)
 
@@ -105,7 +103,7 @@ def test_every_immutable_field_is_refused_before_anything_else_is_planned() -> N
 
 def test_a_missing_index_is_built_then_the_collection_loaded() -> None:
     spec = docs()
-    state = as_built(spec, index_type=None, metric=None, index_params={}, index_record=None, index_names=())
+    state = as_built(spec, index_type=None, metric=None, index_params={}, index_record=None)
     state = replace(state, load_state="NotLoad", replicas=0)  # Milvus loads no collection without its index
     plan = plan_collection(spec, state, None)
     assert plan == CollectionPlan(index=IndexBuild(drop=False, release=False, sparse=False), load=Load(1, None))
@@ -116,8 +114,8 @@ def test_another_index_is_dropped_and_rebuilt_releasing_the_loaded_collection_fi
     plan = plan_collection(spec, as_built(docs()), None)
     assert plan == CollectionPlan(index=IndexBuild(drop=True, release=True, sparse=False), load=Load(1, None))
     hybrid = docs(fullText={"analyzer": "english"}, metric="L2")
-    kept = plan_collection(hybrid, as_built(docs(fullText={"analyzer": "english"})), None)
-    assert isinstance(kept, CollectionPlan) and kept.index is not None and not kept.index.sparse  # the sparse one stays
+    again = plan_collection(hybrid, as_built(docs(fullText={"analyzer": "english"})), None)
+    assert again == CollectionPlan(index=IndexBuild(drop=True, release=True, sparse=True), load=Load(1, None))
 
 
 def test_an_unloaded_collection_is_loaded_and_a_loading_one_left_to_finish() -> None:
@@ -150,9 +148,9 @@ def test_an_index_built_elsewhere_as_the_spec_asks_is_recorded_not_rebuilt() -> 
 def test_a_record_that_is_not_the_spec_s_index_asks_for_the_index_itself() -> None:
     """A pass that trusts the record (describe(index=False)) reads the index itself before rebuilding it."""
     spec = docs(index={"type": "IVF_FLAT", "params": {"nlist": 64}})
-    recorded = as_built(docs(), index_described=False, index_params={}, index_names=())
+    recorded = as_built(docs(), index_described=False, index_params={})
     assert plan_collection(spec, recorded, None) == DescribeIndex()
-    trusted = as_built(spec, index_described=False, index_names=())
+    trusted = as_built(spec, index_described=False)
     plan = plan_collection(spec, trusted, None)
     assert isinstance(plan, CollectionPlan) and plan.nothing
 
