@@ -1,7 +1,8 @@
 """Milvus collections for VectorIndex: create, compare, rebuild the index, reload replicas, describe.
 
-Used by the VectorIndex controller (through ``CollectionManager``), by ingestion workers (through
-``MilvusSink``) and by retrieval (through ``MilvusTarget`` and the error types).
+Used by the VectorIndex controller (``plan_collection`` in its decide step, ``CollectionManager`` to
+read the collection and carry the plan out), by ingestion workers (through ``MilvusSink``) and by
+retrieval (through ``MilvusTarget`` and the error types).
 
 Collection schema (fixed, so retrieval and ingestion agree):
     id        VARCHAR(64), primary key: the chunk id (sha256 of source, index, text)
@@ -42,6 +43,15 @@ from agentfleet_milvus.errors import (
     translate,
     translated,
 )
+from agentfleet_milvus.planning import (
+    DEFAULT_PARTITION,
+    CollectionPlan,
+    DescribeIndex,
+    IndexBuild,
+    Load,
+    new_collection,
+    plan_collection,
+)
 from agentfleet_milvus.schema import (
     BM25_FUNCTION,
     DEFAULT_TIMEOUT,
@@ -75,14 +85,19 @@ __all__ = [
     "BM25_FUNCTION",
     "CHANNEL_OPTIONS",
     "CollectionManager",
+    "CollectionPlan",
     "CollectionSpec",
     "CollectionState",
     "Conflict",
+    "DEFAULT_PARTITION",
     "DEFAULT_TIMEOUT",
+    "DescribeIndex",
     "ID_MAX",
     "INDEX_NAME",
     "ImmutableFieldConflict",
+    "IndexBuild",
     "KEY_MAX",
+    "Load",
     "LoadStateName",
     "METADATA",
     "MilvusError",
@@ -107,7 +122,9 @@ __all__ = [
     "full_text_analyzer",
     "immutable_conflicts",
     "index_up_to_date",
+    "new_collection",
     "parse_version",
+    "plan_collection",
     "server_version",
     "translate",
     "translated",

@@ -1,4 +1,5 @@
-"""CollectionManager: create, compare, rebuild the index, reload replicas, describe, prune, drop."""
+"""CollectionManager: the Milvus calls of a collection: describe it; create it, add partitions, build
+the index, load it (as planning.plan_collection decides, through carry_out); prune, drop."""
 
 from __future__ import annotations
 
@@ -10,14 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentfleet_milvus.connection import MilvusTarget, with_retries
-from agentfleet_milvus.errors import (
-    ImmutableFieldConflict,
-    MilvusRequestError,
-    MilvusUnavailable,
-    UnsupportedByServer,
-    translate,
-    translated,
-)
+from agentfleet_milvus.errors import MilvusRequestError, MilvusUnavailable, translate, translated
+from agentfleet_milvus.planning import CollectionPlan, DescribeIndex, IndexBuild, Load, notes, plan_collection
 from agentfleet_milvus.schema import (
     BM25_FUNCTION,
     DEFAULT_TIMEOUT,
@@ -41,11 +36,8 @@ from agentfleet_milvus.schema import (
     CollectionState,
     LoadStateName,
     full_text_analyzer,
-    immutable_conflicts,
-    index_up_to_date,
     number,
     recorded_index,
-    unsupported_by,
 )
 
 log = logging.getLogger("agentfleet_milvus")
@@ -55,6 +47,8 @@ log = logging.getLogger("agentfleet_milvus")
 
 @dataclass(frozen=True)
 class Reconciled:
+    """What carry_out did, and the collection as it left it."""
+
     state: CollectionState
     created: bool = False
     index_rebuilt: bool = False
@@ -75,7 +69,8 @@ _LOAD_STATES: dict[str, LoadStateName | None] = {
 
 
 class CollectionManager:
-    """Makes one collection match a CollectionSpec. Every method raises only MilvusError subclasses."""
+    """The Milvus calls of one collection (a CollectionSpec's): reads, and the primitives a
+    CollectionPlan is carried out with. Every method raises only MilvusError subclasses."""
 
     def __init__(
         self,
@@ -90,7 +85,6 @@ class CollectionManager:
         self.timeout = timeout
         self.version = version  # the server's (MilvusTarget.session), None: Milvus Lite or unknown
         self._replicas_unsupported = False
-        self.replicas_refused: str | None = None
 
     @classmethod
     def connect(cls, target: MilvusTarget, spec: CollectionSpec, *, attempts: int = 3) -> CollectionManager:
@@ -99,11 +93,6 @@ class CollectionManager:
         longer outages raise MilvusUnavailable for the caller's own backoff."""
         client, version = with_retries(lambda: target.session(create_database=True), attempts=attempts)
         return cls(client, spec, timeout=target.timeout, version=version)
-
-    def unsupported(self) -> str | None:
-        """Why this server cannot hold the spec's collection (pure, from the version read at connect),
-        None when it can or its version is unknown (Milvus Lite has BM25 and hybrid search)."""
-        return unsupported_by(self.spec, self.version)
 
     # -- observe --
 
@@ -271,16 +260,11 @@ class CollectionManager:
                 **kwargs,
             )
 
-    def ensure_partitions(self) -> tuple[str, ...]:
-        """Create named partitions the spec lists; extra partitions are kept (dropping loses data)."""
-        if self.spec.partition_key or not self.spec.partitions:
-            return ()
+    def create_partitions(self, names: tuple[str, ...]) -> tuple[str, ...]:
         with translated():
-            have = set(self.client.list_partitions(self.spec.name, timeout=self.timeout))
-            new = tuple(p for p in self.spec.partitions if p not in have)
-            for p in new:
+            for p in names:
                 self.client.create_partition(self.spec.name, p, timeout=self.timeout)
-        return new
+        return names
 
     def _index_params(self, *, sparse: bool = False) -> Any:
         ip = self.client.prepare_index_params()
@@ -297,34 +281,24 @@ class CollectionManager:
             )
         return ip
 
-    def _needs_sparse_index(self) -> bool:
-        # Asked only when the dense index is being built: a collection loads only once every
-        # vector field has an index, and a rebuild of the dense index keeps the sparse one.
-        if self.spec.full_text_analyzer is None:
-            return False
-        return SPARSE_INDEX_NAME not in (self.client.list_indexes(self.spec.name, timeout=self.timeout) or [])
-
-    def ensure_index(self, state: CollectionState) -> bool:
-        """Build the index, or drop and rebuild it when type/params/metric changed. Rows are kept."""
-        name, t = self.spec.name, self.timeout
-        if index_up_to_date(self.spec, state):
-            if state.index_record is None and state.index_described:
-                # Built before the record existed (or by hand, as the spec asks): record it, so
-                # later passes can trust the record instead of describing the index.
-                with translated():
-                    self.client.alter_collection_properties(
-                        name, properties={PROP_INDEX: self.spec.index_record()}, timeout=t
-                    )
-            return False
+    def record_index(self) -> None:
+        """Record the spec's index in the collection's properties (what describe(index=False) reads)."""
         with translated():
-            if state.index_type is not None:
-                # Milvus refuses to drop the index of a loaded collection.
-                if state.load_state in ("Loaded", "Loading"):
-                    self.client.release_collection(name, timeout=t)
+            self.client.alter_collection_properties(
+                self.spec.name, properties={PROP_INDEX: self.spec.index_record()}, timeout=self.timeout
+            )
+
+    def build_index(self, build: IndexBuild) -> None:
+        """Build the spec's index as ``build`` says (releasing and dropping first), then record it. Rows are kept."""
+        name, t = self.spec.name, self.timeout
+        with translated():
+            if build.release:
+                self.client.release_collection(name, timeout=t)
+            if build.drop:
                 self.client.drop_index(name, INDEX_NAME, timeout=t)
-            self.client.create_index(name, self._index_params(sparse=self._needs_sparse_index()), timeout=t)
-            self.client.alter_collection_properties(name, properties={PROP_INDEX: self.spec.index_record()}, timeout=t)
-        return True
+            sparse = build.sparse and SPARSE_INDEX_NAME not in (self.client.list_indexes(name, timeout=t) or [])
+            self.client.create_index(name, self._index_params(sparse=sparse), timeout=t)
+        self.record_index()
 
     def _query_nodes(self) -> int | None:
         """Query nodes the default resource group has now; None where the server cannot say."""
@@ -342,103 +316,91 @@ class CollectionManager:
         self.client.load_collection(name, replica_number=n, timeout=None if wait else t, _async=not wait)
         self.client.alter_collection_properties(name, properties={PROP_REPLICAS: str(n)}, timeout=t)
 
-    def _refused(self, n: int, had: int | None, why: str) -> None:
+    def _refused(self, n: int, had: int | None, why: str) -> str:
         log.warning("Milvus refused collection %s with %d replica(s): %s", self.spec.name, n, why)
         kept = f"it stays loaded with {had} replica(s)" if had else "it is not loaded"
-        self.replicas_refused = (
+        return (
             f"Milvus refused {n} in-memory replica(s) for collection {self.spec.name}: each replica needs a query "
             f"node of its own and there are too few; {kept}. Lower spec.inMemoryReplicas, or add query nodes"
         )
 
-    def ensure_loaded(self, *, wait: bool = False, state: CollectionState | None = None) -> bool:
-        """Load with the spec's replica number; reload (release + load) when the number differs.
+    def load(self, load: Load, *, wait: bool = False) -> tuple[bool, str | None]:
+        """Load with ``load.replicas`` (releasing first when loaded with another number): whether a
+        load was sent, and our words for status when the server refused the replica number.
 
         A replica number the server cannot hold (fewer query nodes than replicas) leaves the
         collection as it was, loaded with its replicas: refused before the release where the server
         says how many query nodes it has, else loaded again with the old number after the refusal.
-        ``replicas_refused`` then says so. With ``wait`` False the load is started and the call
-        returns; describe() then reports Loading and its progress, so a controller never blocks on a
-        large collection. ``state``: a current description (its load state and replicas), saving another.
-        """
-        name, t, n = self.spec.name, self.timeout, self.spec.replicas
-        self.replicas_refused = None
-        if state is None:
-            state = self.describe(rows=False, index=False)
-        if state.load_state == "Loading":
-            return False
-        if state.load_state == "Loaded" and state.replicas == n:
-            return False
-        had = state.replicas if state.load_state == "Loaded" else None
+        With ``wait`` False the load is started and the call returns; describe() then reports
+        Loading and its progress, so a controller never blocks on a large collection."""
+        n, had = load.replicas, load.loaded_with
         with translated():
             if n > 1:
                 nodes = self._query_nodes()
                 if nodes is not None and n > nodes:
-                    self._refused(n, had, f"{nodes} query node(s) available")
-                    return False
+                    return False, self._refused(n, had, f"{nodes} query node(s) available")
             if had is not None:
-                self.client.release_collection(name, timeout=t)
+                self.client.release_collection(self.spec.name, timeout=self.timeout)
         try:
             with translated():
                 self._load(n, wait)
         except MilvusRequestError as e:
+            refused = self._refused(n, had, str(e))
             if had is None:
-                self._refused(n, had, str(e))
-                return False
-            self._refused(n, had, str(e))
+                return False, refused
             with translated():
                 self._load(had, wait)
-            return True
-        return True
+            return True, refused
+        return True, None
+
+    # -- the plan --
+
+    def carry_out(
+        self, plan: CollectionPlan, state: CollectionState, *, wait_loaded: bool = False, detail: bool = True
+    ) -> Reconciled:
+        """Make the Milvus calls of ``plan`` (planning.plan_collection of this spec and ``state``), in
+        its order, then describe the collection again if anything changed (``detail``: as describe's
+        ``rows`` and ``index``)."""
+        if plan.create:
+            self.create()
+        partitions = self.create_partitions(plan.partitions)
+        if plan.record_index:
+            self.record_index()
+        if plan.index is not None:
+            self.build_index(plan.index)
+        loaded, refused = self.load(plan.load, wait=wait_loaded) if plan.load is not None else (False, None)
+        changed = plan.create or bool(partitions) or plan.index is not None or loaded
+        final = self.describe(rows=detail, index=detail) if changed else state
+        return Reconciled(
+            final,
+            plan.create,
+            plan.index is not None and not plan.create,
+            loaded and not plan.create and refused is None,
+            partitions,
+            notes(self.spec, final),
+            refused,
+        )
 
     def ensure(self, *, wait_loaded: bool = False, detail: bool = True) -> Reconciled:
-        """Create or update the collection to match the spec, then describe it.
+        """Create or update the collection to match the spec, then describe it: describe,
+        plan_collection, carry_out (the VectorIndex controller makes the same three in its observe,
+        decide and act steps).
 
-        Raises ImmutableFieldConflict before changing anything when the existing collection
-        has another dimension, shard count or partition key.
+        Raises ImmutableFieldConflict or UnsupportedByServer before changing anything.
 
         ``detail`` False: no request that costs a pass over every row (see describe): the index
         is taken to be what our record says we built when that is what the spec asks (it is
         described when not), and the state's row_count is None. Describes once more only when
         something changed.
         """
-        notes: list[str] = []
-        why = self.unsupported()
-        if why is not None:
-            raise UnsupportedByServer(why)  # before anything is created or changed
         state = self.describe(rows=detail, index=detail)
-        created = False
-        if not state.exists:
-            self.create()
-            created = True
-            state = self.describe(rows=detail)
-        else:
-            conflicts = immutable_conflicts(self.spec, state)
-            if conflicts:
-                raise ImmutableFieldConflict(self.spec.name, conflicts)
-        if state.shards is not None and state.shards != self.spec.shards:
-            notes.append(
-                f"Milvus reports {state.shards} shard(s) for {self.spec.shards} requested (Milvus Lite keeps one shard)"
-            )
-        partitions = self.ensure_partitions()
-        if not state.index_described and not index_up_to_date(self.spec, state):
-            state = self.describe(rows=False)  # the record is not what the spec asks: look at the index itself
-        rebuilt = self.ensure_index(state)
-        # A rebuild releases the collection: describe its load state again.
-        reloaded = self.ensure_loaded(wait=wait_loaded, state=None if rebuilt else state)
-        final = self.describe(rows=detail, index=detail) if created or partitions or rebuilt or reloaded else state
-        if not final.replicas_reported and final.load_state == "Loaded":
-            notes.append(
-                "this Milvus does not describe replicas; inMemoryReplicas shows the replica number requested at load"
-            )
-        return Reconciled(
-            final,
-            created,
-            rebuilt and not created,
-            reloaded and not created and self.replicas_refused is None,
-            partitions,
-            tuple(notes),
-            self.replicas_refused,
-        )
+        plan = plan_collection(self.spec, state, self.version)
+        if isinstance(plan, DescribeIndex):
+            state = self.describe(rows=False)
+            plan = plan_collection(self.spec, state, self.version)
+        if not isinstance(plan, CollectionPlan):
+            raise plan
+        return self.carry_out(plan, state, wait_loaded=wait_loaded, detail=detail)
 
     def drop(self) -> bool:
         """Drop the collection (deletionPolicy Delete). False when it did not exist."""

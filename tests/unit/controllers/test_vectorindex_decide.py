@@ -10,9 +10,18 @@ from typing import Any
 import pytest
 from agentfleet_contract import ingest_progress as progress
 from agentfleet_contract.vectorindex import VectorIndex
+from agentfleet_milvus import CollectionState, ImmutableFieldConflict, MilvusUnavailable
 
 from agentfleet.controllers.vectorindex.deciding import decide, ingestion_objects
-from agentfleet.controllers.vectorindex.records import Credentials, JobSeen, Memory, Observed, Plan
+from agentfleet.controllers.vectorindex.records import (
+    CollectionSeen,
+    Credentials,
+    JobSeen,
+    Memory,
+    Observed,
+    Plan,
+    ReadCollection,
+)
 from agentfleet.reconcile.shape import Refused
 from agentfleet.render import vectorindex as render
 from tests.builders import Index
@@ -30,7 +39,8 @@ def vi(**spec: Any) -> VectorIndex:
 
 
 def observed(v: VectorIndex, **fields: Any) -> Observed:
-    """What observe would hand decide for ``v``: an external Milvus at URI, no Job yet."""
+    """What observe would hand decide for ``v``: an external Milvus at URI, no collection in it
+    yet, no Job yet."""
     obs = Observed(
         ns=NS,
         name="docs",
@@ -50,6 +60,7 @@ def observed(v: VectorIndex, **fields: Any) -> Observed:
         claim=None,
         job=None,
         memory=Memory(frozenset(), None, None),
+        collection=CollectionSeen(CollectionState(exists=False)),
     )
     obs = replace(obs, **fields)
     if obs.job is None and v.spec.source is not None and obs.endpoint is not None:
@@ -128,6 +139,36 @@ def test_credentials_without_consent_stop_the_pass_before_milvus_and_the_ingesti
         "spec.milvus.credentials: ... kubectl label secret ...",
     )
     assert plan.ingestion is None
+
+
+# --- the collection (agentfleet_milvus.plan_collection; its cases: tests/unit/ingest/test_milvus_planning.py) ---
+
+
+def test_the_collection_is_read_from_milvus_before_it_is_planned_and_only_once_milvus_is_reached() -> None:
+    first = decide(observed(vi(source=None), collection=None))
+    assert first == ReadCollection(rows=True, index=True)  # the first pass of this process describes the index
+    recent = decide(observed(vi(source=None), collection=None, memory=Memory(frozenset(), None, 999.0)))
+    assert recent == ReadCollection(rows=False, index=False)  # later ones trust the record
+    refused = observed(vi(), collection=None, credentials_problem="spec.milvus.credentials: ...")
+    assert plan_of(refused).collection is None and plan_of(refused).collection_failure is None
+    waiting = observed(vi(milvus={"managed": {}}), collection=None, endpoint=None, endpoint_why="not yet")
+    assert plan_of(waiting).collection is None
+
+
+def test_a_missing_collection_is_planned_created_and_a_conflicting_one_refused() -> None:
+    plan = plan_of(observed(vi(source=None)))
+    assert plan.collection is not None and plan.collection.create and plan.collection_failure is None
+    other = CollectionState(exists=True, dimension=768, shards=1, load_state="Loaded")
+    conflict = plan_of(observed(vi(source=None), collection=CollectionSeen(other))).collection_failure
+    assert isinstance(conflict, ImmutableFieldConflict) and conflict.conflicts[0].field == "spec.dimension"
+
+
+def test_a_record_of_another_index_is_read_again_and_a_failed_read_is_the_pass_s_failure() -> None:
+    recorded = CollectionState(exists=True, dimension=384, shards=1, index_type="IVF_FLAT", index_described=False)
+    assert decide(observed(vi(), collection=CollectionSeen(recorded))) == ReadCollection(rows=False, index=True)
+    down = MilvusUnavailable("Milvus unavailable: refused")
+    plan = plan_of(observed(vi(), collection=CollectionSeen(None, failure=down)))
+    assert plan.collection is None and plan.collection_failure is down and plan.ingestion is not None
 
 
 # --- the ingestion ---------------------------------------------------------------------------------------

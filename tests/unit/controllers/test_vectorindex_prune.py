@@ -66,12 +66,16 @@ class FakeKube:
 
 class FakeManager:
     pruned: list[str] = []
+    version = None
 
     @classmethod
     def connect(cls, target: Any, spec: Any) -> FakeManager:
         return cls()
 
-    def ensure(self, *, wait_loaded: bool = False, detail: bool = True) -> Reconciled:
+    def describe(self, *, rows: bool = True, index: bool = True) -> CollectionState:
+        return CollectionState(exists=True, row_count=6, load_state="Loaded", dimension=384, shards=1)
+
+    def carry_out(self, plan: Any, state: CollectionState, **_: Any) -> Reconciled:
         return Reconciled(CollectionState(exists=True, row_count=6, load_state="Loaded"))
 
     def count_rows(self, load_state: Any) -> int:

@@ -1,7 +1,9 @@
 """The decide step of a VectorIndex pass, pure: from an ``Observed`` to a ``Plan`` (or a
-``Refused``): the managed Milvus to apply and whether it serves, what stops the pass before Milvus
-is called, whether to describe the index, and the ingestion (its Job, the earlier Jobs to delete,
-its progress, whether the rows of earlier ingestions go)."""
+``Refused``, or ``ReadCollection`` while the collection is not read yet): the managed Milvus to
+apply and whether it serves, what stops the pass before Milvus is called, whether to describe the
+index, the collection's Milvus calls (agentfleet_milvus.plan_collection: create, refuse an
+immutable field's change, build the index, load, add partitions), and the ingestion (its Job, the
+earlier Jobs to delete, its progress, whether the rows of earlier ingestions go)."""
 
 from __future__ import annotations
 
@@ -11,15 +13,18 @@ from typing import Any
 from agentfleet_contract import ingest_progress as progress
 from agentfleet_contract.conditions import DEGRADED, PROGRESSING, READY
 from agentfleet_contract.vectorindex import VectorIndex
+from agentfleet_milvus import CollectionPlan, CollectionSpec, DescribeIndex, MilvusError, plan_collection
 
 from agentfleet.controllers.vectorindex.records import (
     CLAIM_RECHECK_SECONDS,
     INGESTED,
     MILVUS_READY,
+    CollectionSeen,
     Condition,
     IngestionPlan,
     Observed,
     Plan,
+    ReadCollection,
     Stop,
     index_check_due,
 )
@@ -65,7 +70,22 @@ def claim_refusal(obs: Observed) -> Refused | None:
     return Refused(why[0], why[1], SOURCE_CLAIM_FIELD, retry_after=CLAIM_RECHECK_SECONDS)
 
 
-def decide(obs: Observed) -> Plan | Refused:
+def decide_collection(
+    spec: CollectionSpec, seen: CollectionSeen
+) -> tuple[CollectionPlan | None, MilvusError | None] | ReadCollection:
+    """The collection's Milvus calls, or why there are none (a failed read, a refusal), from what
+    was read of it; ReadCollection when the plan needs the index itself described."""
+    if seen.state is None:
+        return None, seen.failure
+    decided = plan_collection(spec, seen.state, seen.version)
+    if isinstance(decided, DescribeIndex):
+        return ReadCollection(rows=False, index=True)
+    if isinstance(decided, CollectionPlan):
+        return decided, None
+    return None, decided
+
+
+def decide(obs: Observed) -> Plan | Refused | ReadCollection:
     refused = claim_refusal(obs)
     if refused is not None:
         return refused
@@ -102,14 +122,25 @@ def decide(obs: Observed) -> Plan | Refused:
     ingestion = None
     if spec.source is not None and obs.endpoint is not None and stop is None:
         ingestion = decide_ingestion(obs, obs.endpoint)
+    index_detail = index_check_due(obs.memory.index_checked_at, obs.now)
+    collection, failure = None, None
+    if obs.endpoint is not None and stop is None:
+        if obs.collection is None:
+            return ReadCollection(rows=index_detail, index=index_detail)
+        decided = decide_collection(CollectionSpec.from_vectorindex(spec), obs.collection)
+        if isinstance(decided, ReadCollection):
+            return decided
+        collection, failure = decided
     return Plan(
         milvus=milvus,
         milvus_condition=milvus_condition,
         stop=stop,
         endpoint=obs.endpoint,
         waiting=waiting,
-        index_detail=index_check_due(obs.memory.index_checked_at, obs.now),
+        index_detail=index_detail,
         ingestion=ingestion,
+        collection=collection,
+        collection_failure=failure,
     )
 
 

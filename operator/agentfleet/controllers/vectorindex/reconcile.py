@@ -3,11 +3,14 @@
 
     observe   the object and its spec (an invalid one is refused), the managed Milvus object, the
               credentials Secret, the source (a ConfigMap's data, a claim), the ingestion Job of
-              the source revision, earlier Jobs, its pods' termination records: ``Observed``
+              the source revision, earlier Jobs, its pods' termination records: ``Observed``;
+              once decide asks (``ReadCollection``), the collection as Milvus describes it
     decide    pure (deciding.py): a claim without consent is refused; the Milvus to apply, what
-              stops the pass, whether to describe the index, the ingestion: ``Plan``
-    act       applies the managed Milvus; then, through agentfleet_milvus, makes the collection
-              match the spec, creates the ingestion Job, deletes earlier ones, prunes the rows of
+              stops the pass, whether to describe the index, the collection's Milvus calls
+              (agentfleet_milvus.plan_collection; an immutable field's change is refused), the
+              ingestion: ``Plan``
+    act       applies the managed Milvus; then, through agentfleet_milvus, carries out the
+              collection's plan, creates the ingestion Job, deletes earlier ones, prunes the rows of
               earlier ingestions, counts rows when due: ``Acted``
     write     Events, then status and conditions (status.compose, pure); the wait until the next
               pass, or MilvusNotReady for the work queue's backoff
@@ -28,7 +31,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from agentfleet_contract.common import API_VERSION
@@ -51,12 +54,14 @@ from agentfleet.controllers.settings import CONFIG
 from agentfleet.controllers.vectorindex.deciding import decide, endpoint, ingestion_objects
 from agentfleet.controllers.vectorindex.records import (
     Acted,
+    CollectionSeen,
     Credentials,
     JobSeen,
     Memory,
     MilvusNotReady,
     Observed,
     Plan,
+    ReadCollection,
     RowCount,
     VectorIndexState,
     next_busy_delay,
@@ -65,7 +70,7 @@ from agentfleet.controllers.vectorindex.records import (
 from agentfleet.controllers.vectorindex.services import Events, PassKube, PassServices
 from agentfleet.controllers.vectorindex.status import Report, compose, failure_stop
 from agentfleet.reconcile.errors import describe_validation_error
-from agentfleet.reconcile.shape import Refused, Steps
+from agentfleet.reconcile.shape import Refused, Steps, Wants
 from agentfleet.reconcile.status import normalize
 from agentfleet.render import vectorindex as render
 from agentfleet.render.common import secret_problem
@@ -144,6 +149,7 @@ class VectorIndexPass(Steps[Observed, Plan, Acted]):
         self.clock = clock
         self.state = state or VectorIndexState()
         self.obj = obj
+        self.manager: CollectionManager | None = None  # the Milvus connection, once the collection is read
         meta = obj["metadata"]
         self.ns, self.name = meta["namespace"], meta["name"]
         self.generation = int(meta.get("generation") or 0)
@@ -245,9 +251,28 @@ class VectorIndexPass(Steps[Observed, Plan, Acted]):
             terminations=tuple(_termination(p) for p in pods),
         )
 
+    def observe_more(self, observed: Observed, wants: Wants) -> Observed:
+        if isinstance(wants, ReadCollection):
+            return replace(observed, collection=self.read_collection(observed, wants))
+        return super().observe_more(observed, wants)
+
+    def read_collection(self, observed: Observed, wants: ReadCollection) -> CollectionSeen:
+        """The collection as Milvus describes it (connecting once per pass), or why it could not be read."""
+        spec = observed.vi.spec
+        if observed.endpoint is None:
+            raise ValueError("the collection is read only once Milvus has an endpoint")
+        try:
+            if self.manager is None:
+                target = observed.credentials.target(observed.endpoint, spec.milvus.database)
+                self.manager = CollectionManager.connect(target, CollectionSpec.from_vectorindex(spec))
+            state = self.manager.describe(rows=wants.rows, index=wants.index)
+        except MilvusError as e:
+            return CollectionSeen(None, failure=e)
+        return CollectionSeen(state, self.manager.version)
+
     # --- decide ---
 
-    def decide(self, observed: Observed) -> Plan | Refused:
+    def decide(self, observed: Observed) -> Plan | Refused | ReadCollection:
         return decide(observed)
 
     # --- act ---
@@ -260,27 +285,32 @@ class VectorIndexPass(Steps[Observed, Plan, Acted]):
                 return Acted(kind_missing=True)
         if plan.endpoint is None or plan.stop is not None:
             return Acted()
-        spec = observed.vi.spec
         work = _Acting()
+        if isinstance(plan.collection_failure, ImmutableFieldConflict):
+            return Acted(conflict=str(plan.collection_failure))  # nothing is changed in Milvus
+        if plan.collection_failure is not None:
+            return self.failed(plan, work, plan.collection_failure)
+        manager, seen = self.manager, observed.collection
+        if manager is None or plan.collection is None or seen is None or seen.state is None:
+            raise ValueError("a plan that reaches Milvus comes with the collection read")
         try:
-            target = observed.credentials.target(plan.endpoint, spec.milvus.database)
-            manager = CollectionManager.connect(target, CollectionSpec.from_vectorindex(spec))
-            try:
-                work.ensured = manager.ensure(wait_loaded=False, detail=plan.index_detail)
-            except ImmutableFieldConflict as e:
-                return Acted(conflict=str(e))
+            work.ensured = manager.carry_out(plan.collection, seen.state, wait_loaded=False, detail=plan.index_detail)
             if plan.index_detail:
                 self.state.index_checked_at = observed.now
             self.ingest(plan, manager, work)
             work.ingested = True
             work.rows = self.count_rows(observed, plan, manager, work.ensured.state, work.pruned)
         except MilvusError as e:
-            if isinstance(e, MilvusUnavailable):
-                log.info("%s/%s: Milvus at %s unavailable: %.300s", self.ns, self.name, plan.endpoint, e)
-            elif not isinstance(e, UnsupportedByServer):
-                log.info("%s/%s: Milvus at %s refused: %.500s", self.ns, self.name, plan.endpoint, e)
-            return work.done(e, plan.endpoint)
+            return self.failed(plan, work, e)
         return work.done()
+
+    def failed(self, plan: Plan, work: _Acting, e: MilvusError) -> Acted:
+        """A Milvus call (or the read before the plan) failed: the cause to the log, our words to status."""
+        if isinstance(e, MilvusUnavailable):
+            log.info("%s/%s: Milvus at %s unavailable: %.300s", self.ns, self.name, plan.endpoint, e)
+        elif not isinstance(e, UnsupportedByServer):
+            log.info("%s/%s: Milvus at %s refused: %.500s", self.ns, self.name, plan.endpoint, e)
+        return work.done(e, plan.endpoint)
 
     def ingest(self, plan: Plan, manager: CollectionManager, work: _Acting) -> None:
         """The ingestion Job (created once, never patched: its pod template is immutable), earlier

@@ -1,6 +1,7 @@
 """The typed records a VectorIndex pass hands from step to step (``Observed`` -> ``Plan`` ->
-``Acted``), what the controller remembers between passes (``VectorIndexState``), and the pure
-timing rules of what a pass costs (rows_due, index_check_due, next_busy_delay)."""
+``Acted``; ``ReadCollection``: decide's ask for the collection's state from Milvus), what the
+controller remembers between passes (``VectorIndexState``), and the pure timing rules of what a
+pass costs (rows_due, index_check_due, next_busy_delay)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentfleet_contract.vectorindex import VectorIndex
-from agentfleet_milvus import MilvusTarget, MilvusUnavailable, Reconciled
+from agentfleet_milvus import (
+    CollectionPlan,
+    CollectionState,
+    MilvusError,
+    MilvusTarget,
+    MilvusUnavailable,
+    Reconciled,
+)
+
+from agentfleet.reconcile.shape import Wants
 
 PLURAL = "vectorindexes"
 KIND = "VectorIndex"
@@ -79,7 +89,7 @@ def rows_due(last: RowCount | None, seen: object, now: float, max_age: float = D
 def index_check_due(last: float | None, now: float, max_age: float = DETAIL_MAX_AGE_SECONDS) -> bool:
     """Whether to describe the index itself instead of trusting our record of it (first pass of
     this process, or max_age since the last time). A spec that asks for another index than the
-    record is described anyway (CollectionManager.ensure)."""
+    record is described anyway (agentfleet_milvus.plan_collection asks for it)."""
     return last is None or now - last >= max_age
 
 
@@ -127,6 +137,24 @@ class Memory:
 
 
 @dataclass(frozen=True)
+class CollectionSeen:
+    """The collection as read from Milvus (observe_more), or the Milvus error that stopped the read."""
+
+    state: CollectionState | None  # None: the read failed
+    version: tuple[int, int, int] | None = None  # the server's; None: Milvus Lite or unknown
+    failure: MilvusError | None = None  # reaching or reading Milvus failed (reported as the pass's failure)
+
+
+@dataclass(frozen=True)
+class ReadCollection(Wants):
+    """Decide's ask: connect to Milvus and describe the collection (``rows`` and ``index`` as
+    CollectionManager.describe takes them), then decide again."""
+
+    rows: bool
+    index: bool
+
+
+@dataclass(frozen=True)
 class Observed:
     ns: str
     name: str
@@ -146,6 +174,7 @@ class Observed:
     claim: Mapping[str, Any] | None  # the PersistentVolumeClaim a volume source names; None: none, or not found
     job: JobSeen | None  # None: no source, or no endpoint yet
     memory: Memory
+    collection: CollectionSeen | None = None  # None: not read (decide asks with ReadCollection once it would use it)
 
 
 # --- decide ---------------------------------------------------------------------------------------------
@@ -188,6 +217,11 @@ class Plan:
     waiting: tuple[Condition, ...]  # while the managed Milvus is not ready
     index_detail: bool  # describe the index rather than trusting our record of it
     ingestion: IngestionPlan | None  # None: no source
+    collection: CollectionPlan | None = None  # the collection's Milvus calls; None: Milvus is not reached
+    # Why the collection is not planned: Milvus unreachable or refusing (the read failed), a spec
+    # this server cannot hold (UnsupportedByServer), or one the collection cannot become
+    # (ImmutableFieldConflict). Nothing is changed in Milvus.
+    collection_failure: MilvusError | None = None
 
 
 # --- act ---------------------------------------------------------------------------------------------------
@@ -196,7 +230,7 @@ class Plan:
 @dataclass(frozen=True)
 class Acted:
     kind_missing: bool = False  # applying the managed Milvus found no Milvus kind
-    ensured: Reconciled | None = None  # the collection as CollectionManager.ensure left it
+    ensured: Reconciled | None = None  # the collection as CollectionManager.carry_out left it
     conflict: str | None = None  # the spec asks for what the collection cannot become; nothing changed
     job_created: bool = False
     ingested: bool = False  # the ingestion step ran to its end (Job, old Jobs, pruning)
