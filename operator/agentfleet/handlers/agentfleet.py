@@ -21,12 +21,20 @@ COALESCE_SECONDS = 0.5
 
 
 @kopf.on.event(GROUP, VERSION, "agentfleets")
-async def agentfleet_event(type: str | None, namespace: str, name: str, spec: Any, **_: Any) -> None:
+async def agentfleet_event(type: str | None, namespace: str, name: str, spec: Any, status: Any, **_: Any) -> None:
     key = (namespace, name)
     if type == "DELETED":
+        ctl = RUNNING.controller
+        # The fleets that shared its Redis compare again without it.
+        gone = ctl.observe_status(key, {}) if ctl is not None else []
         RUNNING.forget(key)
+        for other in gone:
+            RUNNING.enqueue(other, COALESCE_SECONDS)
     elif RUNNING.controller is not None:
         RUNNING.controller.observe_spec(key, dict(spec or {}))
+        # A fleet that recorded its Redis identity wakes the fleets on the same server (sharing.py).
+        for other in RUNNING.controller.observe_status(key, dict(status or {})):
+            RUNNING.enqueue(other, COALESCE_SECONDS)
         RUNNING.enqueue(key)
 
 

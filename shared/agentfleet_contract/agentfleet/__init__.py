@@ -36,6 +36,8 @@ from agentfleet_contract.agentfleet.status import (
     GateCanary,
     GateJudge,
     GateStatus,
+    RedisIdentity,
+    RedisReach,
 )
 from agentfleet_contract.agentfleet.tools import (
     ANSWER_POLICIES,
@@ -93,6 +95,8 @@ __all__ = [
     "READ_AROUND_MAX",
     "RateLimit",
     "Redis",
+    "RedisIdentity",
+    "RedisReach",
     "RedisSentinel",
     "RequireApproval",
     "Retrieval",

@@ -130,6 +130,23 @@ class GateStatus(Model):
     )
 
 
+# How far the fleet's Redis user reaches beyond the fleet's own keys (af:<namespace>/<fleet>:*).
+RedisReach = Literal["Server", "Database", "OwnKeys"]
+
+
+class RedisIdentity(Model):
+    """The external Redis the fleet's pass reached, as the server describes itself (docs/security.md)."""
+
+    server_id: str = Field(
+        max_length=64, description="SHA-256 (first 16 hex digits) of the server's INFO run_id: equal for one server."
+    )
+    db: int = Field(ge=0, description="The logical database the fleet's URL selects.")
+    reach: RedisReach = Field(
+        description="What the fleet's Redis user may touch: Server (every key of every database), Database (every "
+        "key of its database: SELECT is refused) or OwnKeys (only keys under af:<namespace>/<fleet>:)."
+    )
+
+
 class AgentFleetStatus(Model):
     observed_generation: int | None = Field(default=None, description="metadata.generation last acted upon.")
     workers: int = Field(default=0, description="Worker pods that exist.")
@@ -159,5 +176,9 @@ class AgentFleetStatus(Model):
     )
     gate: GateStatus | None = Field(
         default=None, description="The evaluation gate of the latest change that alters answers (spec.rollout)."
+    )
+    redis: RedisIdentity | None = Field(
+        default=None,
+        description="The external Redis's identity, compared with other fleets' to warn of a shared one (RedisShared).",
     )
     conditions: list[Condition] = conditions_field()

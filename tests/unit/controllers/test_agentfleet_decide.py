@@ -99,7 +99,11 @@ def test_a_fleet_that_can_run_gets_its_runtime_rendered_with_a_generated_token()
     obs = observe(Fleet("support").workers(replicas=3), models={"llama-8b": ready_model()})
     plan = plan_of(obs)
     assert plan.problems == () and plan.posts == ()
-    assert verdicts(plan) == {"ModelReady": (True, "ModelReady"), "RedisReady": (True, "RedisReady")}
+    assert verdicts(plan) == {
+        "ModelReady": (True, "ModelReady"),
+        "RedisReady": (True, "RedisReady"),
+        "RedisShared": ("Unknown", "NotIdentified"),  # this probe said nothing of the server
+    }
     assert ("ConfigMap", "support-runtime") in kinds(plan) and ("Deployment", "support-worker") in kinds(plan)
     assert plan.runtime is not None and (plan.runtime.replicas, plan.runtime.desired_workers) == (3, 3)
     # The token Secret does not exist: it is created with the value drawn in observe, and the task

@@ -8,7 +8,8 @@
 - gating.py      the evaluation gate's step of decide, pure: which version serves, the candidate,
                  the Job, what a finished gate deletes (docs/evaluation-gate.md)
 - status.py      the status this controller writes and the Events that go with it (pure)
-- probe.py       the fleet's Redis: client, probe (PING, task figures), a bound on its time
+- probe.py       the fleet's Redis: client, probe (PING, task figures, who the server is), a bound on its time
+- sharing.py     fleets sharing trust over one external Redis, decided purely (RedisShared)
 
 Children are rendered by agentfleet.render.agentfleet (pure) and applied with server-side apply
 under the operator's field manager; status is applied under the same manager, only the fields and
@@ -17,7 +18,7 @@ spec.workers.autoscaling, and its own condition types, under another).
 """
 
 from agentfleet.controllers.agentfleet.controller import AgentFleetController, AgentFleetState, references
-from agentfleet.controllers.agentfleet.probe import probe_redis, redis_client
+from agentfleet.controllers.agentfleet.probe import probe_fleet_redis, probe_redis, redis_client
 from agentfleet.controllers.agentfleet.reconcile import AgentFleetPass, SecretRaced
 from agentfleet.controllers.agentfleet.records import (
     BACKOFF_MAX,
@@ -30,6 +31,7 @@ from agentfleet.controllers.agentfleet.records import (
     OWN_FIELDS,
     PROBE_FAILED,
     REDIS_READY,
+    REDIS_SHARED,
     REDIS_TIMEOUT_SECONDS,
     RUNTIME_READY,
     STATS_RESYNC_SECONDS,
@@ -46,6 +48,7 @@ __all__ = [
     "OWN_FIELDS",
     "PROBE_FAILED",
     "REDIS_READY",
+    "REDIS_SHARED",
     "REDIS_TIMEOUT_SECONDS",
     "RUNTIME_READY",
     "STATS_RESYNC_SECONDS",
@@ -53,6 +56,7 @@ __all__ = [
     "AgentFleetPass",
     "AgentFleetState",
     "SecretRaced",
+    "probe_fleet_redis",
     "probe_redis",
     "redis_client",
     "references",

@@ -6,7 +6,8 @@ ModelReplicaSets, VectorIndexes, ConfigMaps and Secrets they refer to
 (agentfleet.handlers.agentfleet), and from a periodic resync (which also refreshes the task
 statistics read from the fleet's Redis with a short timeout). One pass is an AgentFleetPass
 (reconcile.py) in the framework's four steps; what the controller remembers of a fleet between
-passes is what it refers to, so that a change there wakes it.
+passes is what it refers to, so that a change there wakes it, and the Redis identity it recorded
+in its status (status.redis), which the other fleets' passes compare theirs with (sharing.py).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from agentfleet_contract.agentfleet import RedisIdentity
 from agentfleet_contract.common import API_VERSION
+from pydantic import ValidationError
 
-from agentfleet.controllers.agentfleet.probe import probe_redis
+from agentfleet.controllers.agentfleet.probe import probe_fleet_redis
 from agentfleet.controllers.agentfleet.reconcile import AgentFleetPass, SecretRaced
 from agentfleet.controllers.agentfleet.records import BACKOFF_MAX, BACKOFF_MIN, KIND
 from agentfleet.controllers.agentfleet.services import Probe
@@ -59,6 +62,7 @@ class AgentFleetState:
     ModelReplicaSet, VectorIndex, ConfigMap or Secret wakes the fleets that use it."""
 
     refs: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+    redis: RedisIdentity | None = None  # status.redis as last seen on the watch
 
 
 class AgentFleetController(Controller[AgentFleetState]):
@@ -66,7 +70,7 @@ class AgentFleetController(Controller[AgentFleetState]):
     steps: ClassVar[tuple[type, ...]] = (AgentFleetPass,)
 
     def __init__(
-        self, kube: Kube, events: EventRecorder | None = None, *, workers: int = 4, probe: Probe = probe_redis
+        self, kube: Kube, events: EventRecorder | None = None, *, workers: int = 4, probe: Probe = probe_fleet_redis
     ) -> None:
         super().__init__(
             kube,
@@ -84,6 +88,24 @@ class AgentFleetController(Controller[AgentFleetState]):
     def observe_spec(self, key: Key, spec: Mapping[str, Any]) -> None:
         self.state(key).refs = references(spec)
 
+    def observe_status(self, key: Key, status: Mapping[str, Any]) -> list[Key]:
+        """Keeps the fleet's recorded Redis identity; when it changed, the fleets on the server it
+        left or joined, which should compare again now rather than at their next resync."""
+        try:
+            now = RedisIdentity.model_validate(status["redis"]) if status.get("redis") else None
+        except ValidationError:
+            now = None  # not the operator's writing: compared with nothing
+        st = self.state(key)
+        before, st.redis = st.redis, now
+        if before == now:
+            return []
+        servers = {i.server_id for i in (before, now) if i is not None}
+        return [k for k, o in self.states() if k != key and o.redis is not None and o.redis.server_id in servers]  # type: ignore[misc]
+
+    def neighbours(self, key: Key) -> dict[Key, RedisIdentity]:
+        """The Redis identities the other fleets recorded, by (namespace, name)."""
+        return {k: st.redis for k, st in self.states() if k != key and st.redis is not None}  # type: ignore[misc]
+
     def referring(self, namespace: str, kind: str, name: str) -> list[Key]:
         return [k for k, st in self.states() if k[0] == namespace and (kind, name) in st.refs]  # type: ignore[index]
 
@@ -91,4 +113,6 @@ class AgentFleetController(Controller[AgentFleetState]):
         obj = self.fetch(key)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             return None
-        return AgentFleetPass(self.kube, self.events, obj, probe=self.probe).run()
+        return AgentFleetPass(
+            self.kube, self.events, obj, probe=self.probe, neighbours=lambda: self.neighbours(key)
+        ).run()

@@ -29,6 +29,7 @@ from agentfleet_contract.runtime_config import (
 )
 from pydantic import ValidationError
 
+from agentfleet.controllers.agentfleet import sharing
 from agentfleet.controllers.agentfleet.records import (
     INDEX_READY,
     JSON,
@@ -438,10 +439,19 @@ def plan_fleet(obs: Observed, af: AgentFleet) -> tuple[Plan | NeedsProbe, Resolv
     if runtime is None:
         verdicts.append(Verdict(RUNTIME_READY, False, "NotRendered", NOT_RENDERED))
     posts = [Post("Warning", p.reason, p.message) for p in f.problems]
+    identity = None
     if r.redis.url is not None and r.redis.managed is None:
         verdict, unreachable = probe_verdict(obs, r.redis.url)
         verdicts.append(verdict)
         posts += unreachable
+        # Only a Redis that took the fleet's password says who it is (no oracle for anyone else's).
+        identity = obs.probed.identity if obs.probed is not None and obs.probed.ok else None
+    if r.redis.url is not None:
+        # Whether another fleet shares trust over this fleet's Redis (row 76.6d): a warning, not in Ready.
+        me = (obs.subject.namespace, af.metadata["name"])
+        shared, warned = sharing.judge(me, identity, obs.neighbours, managed=r.redis.managed is not None)
+        verdicts.append(shared)
+        posts += warned
     plan = Plan(
         selector=render.selector_string(af.metadata["name"]),
         endpoint=render.task_api_endpoint(af.metadata["name"], obs.subject.namespace),
@@ -452,5 +462,6 @@ def plan_fleet(obs: Observed, af: AgentFleet) -> tuple[Plan | NeedsProbe, Resolv
         runtime=runtime,
         stats=obs.probed.stats if r.redis.url is not None and obs.probed is not None else None,
         posts=tuple(posts),
+        redis_identity=identity,
     )
     return plan, r

@@ -4,7 +4,8 @@
     observe   the object (an invalid spec is refused), what its spec names (ModelReplicaSets,
               VectorIndex, the system prompt's ConfigMap, Secrets, the generated Secrets) and the
               operator's settings: ``Observed``; then, when decide asks, the Redis probe and task
-              figures (bounded: a Redis that does not answer cannot hold up a pass)
+              figures (bounded: a Redis that does not answer cannot hold up a pass), the server's
+              identity, and the identities the other fleets recorded (sharing.py)
     decide    pure (gating.py, deciding.py): references resolved, problems the schema cannot see,
               the runtime rendered (agentfleet.render.agentfleet): a ``Plan``; with
               spec.rollout.evaluation the serving version's, and the evaluation gate's part
@@ -34,7 +35,7 @@ from pydantic import ValidationError
 
 from agentfleet.controllers.agentfleet import gating, status
 from agentfleet.controllers.agentfleet.deciding import generated_names, model_names, secret_names
-from agentfleet.controllers.agentfleet.probe import probe_redis, probe_within
+from agentfleet.controllers.agentfleet.probe import probe_fleet_redis, probe_within
 from agentfleet.controllers.agentfleet.records import (
     KIND,
     OWN_CONDITIONS,
@@ -47,7 +48,15 @@ from agentfleet.controllers.agentfleet.records import (
     Plan,
     Subject,
 )
-from agentfleet.controllers.agentfleet.services import Events, FleetKube, PassServices, Probe, Services
+from agentfleet.controllers.agentfleet.services import (
+    Events,
+    FleetKube,
+    Neighbours,
+    PassServices,
+    Probe,
+    Services,
+    no_neighbours,
+)
 from agentfleet.controllers.settings import CONFIG
 from agentfleet.gate import OVERRIDE_ANNOTATION
 from agentfleet.kube import FIELD_MANAGER
@@ -69,8 +78,15 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
 
     services: ClassVar[type] = PassServices
 
-    def __init__(self, kube: FleetKube, events: Events, obj: dict[str, Any], probe: Probe = probe_redis) -> None:
-        self.ctl: PassServices = Services(kube, events, probe)
+    def __init__(
+        self,
+        kube: FleetKube,
+        events: Events,
+        obj: dict[str, Any],
+        probe: Probe = probe_fleet_redis,
+        neighbours: Neighbours = no_neighbours,
+    ) -> None:
+        self.ctl: PassServices = Services(kube, events, probe, neighbours)
         self.obj = obj
         self.subject = Subject.of(obj)
 
@@ -177,7 +193,11 @@ class AgentFleetPass(Steps[Observed, Plan, Acted]):
         probed = probe_within(self.ctl.probe, wants.url, wants.password, s.name, s.namespace)
         if not probed.ok and observed.fleet.spec.redis.deploy is None:
             log.info("%s/%s: Redis probe of %s failed: %.300s", s.namespace, s.name, wants.url, probed.error)
-        return replace(observed, probed=probed)
+        # The other fleets' identities as they recorded them: their Redis is never asked from here.
+        # The serving version's observation (the gate's) gets them too: its plan may be the one written.
+        neighbours = dict(self.ctl.neighbours())
+        serving = replace(observed.serving, neighbours=neighbours) if observed.serving is not None else None
+        return replace(observed, probed=probed, neighbours=neighbours, serving=serving)
 
     # --- decide ---
 

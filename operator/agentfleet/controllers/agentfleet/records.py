@@ -5,11 +5,11 @@ and what act did for write (``Acted``); with the names and timings the steps sha
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from agentfleet_contract.agentfleet import AgentFleet
+from agentfleet_contract.agentfleet import AgentFleet, RedisIdentity
 from agentfleet_contract.conditions import READY
 from agentfleet_contract.fleet_stats import FleetStats
 
@@ -24,7 +24,8 @@ JSON = Mapping[str, Any]  # a Kubernetes object (or part of one) as the API serv
 KIND = "AgentFleet"
 MODEL_READY, INDEX_READY, REDIS_READY, RUNTIME_READY = "ModelReady", "IndexReady", "RedisReady", "RuntimeReady"
 EVALUATION_GATE = "EvaluationGate"  # True Passed (or Serving) / False with the reason / Unknown Running
-OWN_CONDITIONS = (READY, MODEL_READY, INDEX_READY, REDIS_READY, RUNTIME_READY, EVALUATION_GATE)
+REDIS_SHARED = "RedisShared"  # True: another fleet shares trust over this fleet's Redis (sharing.py); not in Ready
+OWN_CONDITIONS = (READY, MODEL_READY, INDEX_READY, REDIS_READY, RUNTIME_READY, EVALUATION_GATE, REDIS_SHARED)
 # Status fields this controller owns (desiredWorkers only while the autoscaler does not).
 OWN_FIELDS = (
     "observedGeneration",
@@ -39,6 +40,7 @@ OWN_FIELDS = (
     "taskP95Seconds",
     "costPerTask",
     "gate",
+    "redis",
 )
 BACKOFF_MIN, BACKOFF_MAX = 2.0, 120.0
 BUSY_RESYNC_SECONDS = 5.0  # while something is starting
@@ -85,6 +87,7 @@ class ProbeResult:
     ok: bool
     error: str
     stats: FleetStats | None
+    identity: RedisIdentity | None = None  # who the server is and what the fleet's user reaches (sharing.py)
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,9 @@ class Observed:
     peers: Peers  # who may reach a managed Redis besides the fleet's pods
     legacy_claims: frozenset[str] = frozenset()  # NAMESPACE/NAME the old-layout keys are claimed for
     probed: ProbeResult | None = None  # None: not probed (yet): decide asks with NeedsProbe
+    # The Redis identities other fleets of this operator recorded in their status (status.redis), by
+    # (namespace, name): what this fleet's is compared with (sharing.py); never read from their Redis.
+    neighbours: Mapping[tuple[str, str], RedisIdentity] = field(default_factory=dict)
     # The evaluation gate's inputs (gating.py); their defaults: no gate to run.
     clock: datetime | None = None  # when observe read (the gate's budget and timestamps)
     runtime_image: str = ""  # the operator's runtime image: the evaluation Job runs it
@@ -213,6 +219,7 @@ class Plan:
     stats: FleetStats | None  # the task figures read from the fleet's Redis
     posts: tuple[Post, ...]  # Warnings: each problem, an unreachable external Redis
     gate: GatePlan | None = None  # the evaluation gate's part (None: the fleet has none)
+    redis_identity: RedisIdentity | None = None  # status.redis (None: managed, or not identified)
 
 
 @dataclass(frozen=True)

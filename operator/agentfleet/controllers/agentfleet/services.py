@@ -8,10 +8,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from agentfleet_contract.agentfleet import RedisIdentity
 from agentfleet_contract.fleet_stats import FleetStats
 
-# (url, password, fleet, timeout seconds, namespace) -> (reachable, error for the log, task figures)
-Probe = Callable[[str, str | None, str, float, str], tuple[bool, str, FleetStats | None]]
+# (url, password, fleet, timeout seconds, namespace) -> (reachable, error for the log, task figures
+# [, the server's identity and the user's reach: probe.probe_fleet_redis])
+Probe = Callable[
+    [str, str | None, str, float, str],
+    tuple[bool, str, FleetStats | None] | tuple[bool, str, FleetStats | None, RedisIdentity | None],
+]
+# The Redis identities the other fleets recorded (status.redis), by (namespace, name).
+Neighbours = Callable[[], Mapping[tuple[str, str], RedisIdentity]]
+
+
+def no_neighbours() -> Mapping[tuple[str, str], RedisIdentity]:
+    """A pass alone (tests, tools): no other fleet is known."""
+    return {}
 
 
 class FleetKube(Protocol):
@@ -47,11 +59,12 @@ class Events(Protocol):
 
 
 class PassServices(Protocol):
-    """What a pass is given: the API, the Event recorder and the Redis probe."""
+    """What a pass is given: the API, the Event recorder, the Redis probe, the other fleets' Redis."""
 
     kube: FleetKube
     events: Events
     probe: Probe
+    neighbours: Neighbours
 
 
 @dataclass(frozen=True)
@@ -61,3 +74,4 @@ class Services:
     kube: FleetKube
     events: Events
     probe: Probe
+    neighbours: Neighbours = no_neighbours
