@@ -160,7 +160,14 @@ def run_gate(
     say(f"  gate running: candidate {candidate[:10]} against {str(before)[:10]}, started {started_at}")
     killed: dict[str, Any] = {}
     if kill_after:
-        g.wait(lambda: len(g.results(candidate)[1]) >= kill_after, timeout, f"{kill_after} results written")
+        # WATCH runs here too: the forged object under the results' name holds the Job until WATCH
+        # deletes it, so no result is written before it does.
+        def enough() -> bool:
+            if watch is not None:
+                watch()
+            return len(g.results(candidate)[1]) >= kill_after
+
+        g.wait(enough, timeout, f"{kill_after} results written")
         written = len(g.results(candidate)[1])
         job = g.pods(f"job-name={g.name}-gate-{candidate[:10]}")
         operator = g.pods("app.kubernetes.io/component=operator")
