@@ -255,12 +255,21 @@ def forged_data(tasks: list[str]) -> dict[str, str]:
     return data
 
 
+# What each tenant task of --load asks. "queue": the review's 1 s ordinary tasks (a 1 s deadline:
+# each ends at it, its answer-first call cut off), which keep the serving workers' queue full and
+# the engines nearly free; "agent": whole agent tasks, which on this machine's two cores also fill
+# the engines' queues, ahead of both versions' gate calls (2026-11-29: the gate's tasks timed out
+# at their 600 s before reaching a model). maxTokens does not end a task before its first call:
+# the token budget is checked between steps.
+LOAD_BUDGETS = {"queue": {"timeoutSeconds": 1}, "agent": None}
+
+
 class Load:
     """Tenant traffic on the serving workers for as long as it runs: N tasks in flight, each
     submitted again as it is accepted, through the task API (the review's 40 ordinary tasks)."""
 
-    def __init__(self, api: str, token_file: str, n: int) -> None:
-        self.api, self.n = api.rstrip("/"), n
+    def __init__(self, api: str, token_file: str, n: int, kind: str = "agent") -> None:
+        self.api, self.n, self.budgets = api.rstrip("/"), n, LOAD_BUDGETS[kind]
         lines = [
             ln.strip() for ln in Path(token_file).read_text().splitlines() if ln.strip() and not ln.startswith("#")
         ]
@@ -271,7 +280,10 @@ class Load:
 
     def _run(self, i: int) -> None:
         while not self.stop.is_set():
-            body = json.dumps({"goal": f"List three settings that affect checkpoints (load {i})."}).encode()
+            task: dict[str, Any] = {"goal": f"List three settings that affect checkpoints (load {i})."}
+            if self.budgets is not None:
+                task["budgets"] = self.budgets
+            body = json.dumps(task).encode()
             req = urllib.request.Request(f"{self.api}/v1/tasks", data=body, method="POST")
             req.add_header("Content-Type", "application/json")
             req.add_header("Authorization", f"Bearer {self.token}")
@@ -490,6 +502,12 @@ def main(argv: list[str] | None = None) -> int:
         default=40,
         help="tenant tasks kept in flight on the serving workers during the breaking gate",
     )
+    p.add_argument(
+        "--load-kind",
+        default="agent",
+        choices=sorted(LOAD_BUDGETS),
+        help="queue: tasks that end at their budget before a model call; agent: whole agent tasks",
+    )
     p.add_argument("--no-forge", action="store_true", help="skip the forged results of the breaking gate")
     p.add_argument("--margin", type=int, default=30, help="maxSuccessDropPoints and maxGroundedDropPoints")
     p.add_argument("--concurrency", type=int, default=2)
@@ -555,9 +573,13 @@ def main(argv: list[str] | None = None) -> int:
         # so its sample is --sample's; tasks without passages escalate and search until their budget.
         breaking = {"vectorIndexRef": {"name": EMPTY_INDEX}}
         apply, watch, forged = (None, None, {}) if args.no_forge else forge(g, breaking, args.timeout)
-        with Load(args.api, args.token_file, args.load) as load:
+        with Load(args.api, args.token_file, args.load, args.load_kind) as load:
             record["breaking"] = run_gate(g, breaking, args.timeout, args.kill_after, apply=apply, watch=watch)
-        record["breaking"]["load"] = {"threads": args.load, "tenantTasksSubmitted": load.submitted}
+        record["breaking"]["load"] = {
+            "threads": args.load,
+            "kind": args.load_kind,
+            "tenantTasksSubmitted": load.submitted,
+        }
         record["breaking"]["forged"] = forged
         show("breaking change", record["breaking"])
         # Held, whatever the load and the forger did; the forged object refused and the keys rejected.
