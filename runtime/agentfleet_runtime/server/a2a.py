@@ -1,0 +1,342 @@
+"""A2A's JSON-RPC methods on the task API (docs/a2a.md): each one a path the task API already has.
+
+SendMessage is ``TaskAPI.admit`` (the same checks, tenant limits and idempotency as POST /v1/tasks,
+the messageId as the key); GetTask, CancelTask and SubscribeToTask read and cancel through the same
+store and tenant check as /v1/tasks/{id}; ListTasks reads the tenant's own index. Nothing is kept
+here: the task's Redis record and event stream are the only task store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from agentfleet_runtime.core.tenants import ANONYMOUS, Caller, owner
+from agentfleet_runtime.core.types import TaskRecord
+from agentfleet_runtime.server import a2a_wire as w
+from agentfleet_runtime.server.requests import CALLER, SSE_KEEPALIVE_SECONDS, SSE_POLL_MS, TENANT, Refused
+from agentfleet_runtime.server.submission import SubmitError
+from agentfleet_runtime.store import approvals
+from agentfleet_runtime.store.connection import UNWRITABLE
+
+if TYPE_CHECKING:
+    from agentfleet_runtime.server.api import TaskAPI  # an annotation only: api.py mounts this
+
+log = logging.getLogger("agentfleet_runtime.a2a")
+
+SCAN_CHUNK = 500  # index entries read per round trip while listing
+
+try:
+    VERSION = version("agentfleet")
+except PackageNotFoundError:  # a source tree without an installed distribution
+    VERSION = "0.1.0"
+
+
+def _rpc_json(payload: dict[str, Any]) -> web.Response:
+    # JSON-RPC answers errors with HTTP 200: the error is in the body, where A2A clients read it.
+    return web.json_response(payload)
+
+
+class A2AServer:
+    def __init__(self, api: TaskAPI) -> None:
+        self.api = api
+        self.config = api.config
+
+    # -- the card ------------------------------------------------------------------------------------
+    async def card(self, request: web.Request) -> web.Response:
+        a2a = self.config.a2a
+        base = (a2a.url if a2a is not None and a2a.url else None) or f"{request.scheme}://{request.host}"
+        body = w.agent_card(self.config, base, VERSION, secured=self.api.auth is not None)
+        return web.json_response(body, headers={"Cache-Control": "public, max-age=300"})
+
+    # -- JSON-RPC --------------------------------------------------------------------------------------
+    async def rpc(self, request: web.Request) -> web.StreamResponse:
+        rid: Any = None
+        try:
+            try:
+                raw = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                limit = self.config.api.max_request_bytes
+                why = f"the request is larger than {limit} bytes (spec.api.maxRequestBytes)"
+                raise w.RpcError(w.INVALID_REQUEST, why) from None
+            try:
+                body = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                raise w.RpcError(w.PARSE_ERROR, "the body is not JSON: send one JSON-RPC 2.0 request object") from None
+            rid = w.request_id_of(body)
+            rid, method, params = w.parse_envelope(body)
+            asked = request.headers.get("A2A-Version", "")
+            if asked and asked.split(".")[:2] != w.PROTOCOL_VERSION.split(".")[:2]:
+                raise w.RpcError(w.VERSION_NOT_SUPPORTED, f"this server speaks A2A {w.PROTOCOL_VERSION}, not {asked}")
+            return await self._dispatch(request, rid, method, params)
+        except w.RpcError as e:
+            return _rpc_json(w.error_response(rid, e))
+        except SubmitError as e:
+            return _rpc_json(w.error_response(rid, w.RpcError(w.INVALID_PARAMS, str(e))))
+        except UNWRITABLE as e:
+            log.warning("redis refused a write", extra={"error": str(e)})
+            err = w.RpcError(w.UNAVAILABLE, "the fleet's Redis refused the write: nothing was stored; retry later")
+            return _rpc_json(w.error_response(rid, err))
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception:
+            # Never a 5xx: the caller gets a JSON-RPC error, the log the trace.
+            log.exception("A2A request failed")
+            return _rpc_json(w.error_response(rid, w.RpcError(w.INTERNAL_ERROR, "internal error: see the API's log")))
+
+    async def _dispatch(
+        self, request: web.Request, rid: Any, method: str, params: dict[str, Any]
+    ) -> web.StreamResponse:
+        tenant, caller = request[TENANT], request[CALLER]
+        if method in w.PUSH_METHODS:
+            raise w.RpcError(w.PUSH_NOTIFICATION_NOT_SUPPORTED, "push notifications are not offered: stream or poll")
+        if method == "GetExtendedAgentCard":
+            raise w.RpcError(w.UNSUPPORTED_OPERATION, "there is no extended card: the public card is all there is")
+        if method == "SendMessage":
+            return _rpc_json(w.result_response(rid, await self.send(request, tenant, caller, params)))
+        if method == "GetTask":
+            return _rpc_json(w.result_response(rid, await self.get(tenant, params)))
+        if method == "ListTasks":
+            return _rpc_json(w.result_response(rid, await self.list(tenant, params)))
+        if method == "CancelTask":
+            return _rpc_json(w.result_response(rid, await self.cancel(tenant, caller, params)))
+        if method == "SendStreamingMessage":
+            return await self.send_streaming(request, rid, tenant, caller, params)
+        if method == "SubscribeToTask":
+            return await self.subscribe(request, rid, tenant, params)
+        raise w.RpcError(w.METHOD_NOT_FOUND, f"no method {method[:80]!r}: this server answers {', '.join(w.METHODS)}")
+
+    # -- methods ---------------------------------------------------------------------------------------
+    async def _owned(self, tenant: str, task_id: str) -> tuple[TaskRecord, dict[str, str]]:
+        got = await self.api.owned(tenant, task_id)
+        if got is None:
+            raise w.RpcError(w.TASK_NOT_FOUND, f"no task {task_id}", taskId=task_id)
+        return got
+
+    async def _task(self, tenant: str, task_id: str, history_length: int | None = None) -> dict[str, Any]:
+        rec, _ = await self._owned(tenant, task_id)
+        steps = await self.api.store.steps(task_id) if history_length != 0 else None
+        return w.a2a_task(rec, steps, history_length)
+
+    async def _new_task(self, tenant: str, caller: Caller, req: w.SendRequest) -> str:
+        """A SendMessage's task, through TaskAPI.admit: the same checks and limits as /v1/tasks."""
+        if req.decision is not None:
+            raise w.RpcError(w.INVALID_PARAMS, "a decision (data part) is sent to a waiting task: set message.taskId")
+        # Without a contextId the message opens a context named after it: a retry of the same
+        # message then is the same request, and finds the same task.
+        ctx = req.context_id or "ctx-" + hashlib.sha256(req.message_id.encode()).hexdigest()[:32]
+        body = w.submission_body(req, ctx)
+        try:
+            got = await self.api.admit(tenant, caller, body, w.MESSAGE_KEY_PREFIX + req.message_id)
+        except Refused as e:
+            code = {403: w.FORBIDDEN, 409: w.INVALID_PARAMS, 429: w.TENANT_LIMIT}.get(e.status, w.UNAVAILABLE)
+            message = e.message.replace("Idempotency-Key", "messageId")
+            raise w.RpcError(code, message, limit=e.limit or None, retryAfterSeconds=e.retry_after) from None
+        return got.task_id
+
+    async def _to_existing(self, tenant: str, caller: Caller, req: w.SendRequest) -> None:
+        """A message to a task that exists: a reviewer's decision on its approval wait, else refused:
+        a task takes no input once it started, and an ended one is never restarted."""
+        rec, _ = await self._owned(tenant, req.task_id)
+        if req.decision is None:
+            if rec.status.terminal:
+                raise w.RpcError(
+                    w.UNSUPPORTED_OPERATION,
+                    f"task {rec.id} has ended ({rec.status.value}): send a new message with contextId"
+                    f" {w.context_of(rec)!r} to follow it up",
+                )
+            raise w.RpcError(
+                w.UNSUPPORTED_OPERATION,
+                f"task {rec.id} takes no further input while it runs: wait for it, or cancel it and send a new message",
+            )
+        if caller is not ANONYMOUS and not caller.approver:
+            raise w.RpcError(w.FORBIDDEN, "an approval is decided with a reviewer's token (scope approver)")
+        if caller is not ANONYMOUS and rec.submitter == caller.id:
+            raise w.RpcError(w.FORBIDDEN, "the token that submitted this task cannot decide its approvals")
+        parsed = approvals.parse_request(req.decision)
+        if isinstance(parsed, str):
+            raise w.RpcError(w.INVALID_PARAMS, f"the decision data part: {parsed}")
+        got = await self.api.approvals.decide(
+            rec.id, parsed.decision, parsed.reason, parsed.step, by=caller.id, tenant=rec.tenant
+        )
+        if got is None:
+            raise w.RpcError(w.TASK_NOT_FOUND, f"no task {rec.id}", taskId=rec.id)
+        if not got.decided and not (got.record is not None and got.record.get("decision") == parsed.decision):
+            raise w.RpcError(w.UNSUPPORTED_OPERATION, f"task {rec.id} is {got.status}, not waiting for an approval")
+
+    async def send(self, request: web.Request, tenant: str, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        req = w.parse_send(params, self.config.api.max_goal_chars)
+        if req.task_id:
+            await self._to_existing(tenant, caller, req)
+            tid = req.task_id
+        else:
+            tid = await self._new_task(tenant, caller, req)
+            if not req.return_immediately:
+                await self._settled(request, tenant, tid)
+        return {"task": await self._task(tenant, tid, req.history_length)}
+
+    async def _settled(self, request: web.Request, tenant: str, tid: str) -> None:
+        """Wait until the task ended or waits on a reviewer (A2A's blocking send). The wait holds a
+        Redis connection as a stream does, so it takes a stream slot: with none free it returns at once."""
+        if self.api.streams.take(tenant) is not None:
+            return
+        ending = self.api.streams.register(tenant)
+        after = "0-0"
+        try:
+            while not self.api.closing and not ending.is_set() and not _gone(request):
+                got = await self.api.store.get(tid)
+                if got is None or w.a2a_state(got[0].status, got[0].reason) in w.SETTLED:
+                    return
+                batch = await self.api.store.events(tid, after, block_ms=SSE_POLL_MS)
+                if batch:
+                    after = batch[-1][0]
+        finally:
+            self.api.streams.give(tenant, ending)
+
+    async def get(self, tenant: str, params: dict[str, Any]) -> dict[str, Any]:
+        return await self._task(tenant, w.task_id_of(params), w.history_length_of(params))
+
+    async def cancel(self, tenant: str, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        tid = w.task_id_of(params)
+        if caller.approver:
+            raise w.RpcError(w.FORBIDDEN, "this token is a reviewer's (scope approver): it cancels nothing")
+        rec, _ = await self._owned(tenant, tid)
+        if rec.status.terminal:
+            raise w.RpcError(w.TASK_NOT_CANCELABLE, f"task {tid} has ended ({rec.status.value})", taskId=tid)
+        res = await self.api.store.cancel_tree(tid)
+        if res == -1:
+            raise w.RpcError(w.TASK_NOT_FOUND, f"no task {tid}", taskId=tid)
+        if res == 0:
+            raise w.RpcError(w.TASK_NOT_CANCELABLE, f"task {tid} ended before the cancel", taskId=tid)
+        return await self._task(tenant, tid)
+
+    async def list(self, tenant: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The tenant's tasks, newest first, from its own index (Keys.tenant_tasks): no other
+        tenant's task is ever read, and each one listed is checked to be the tenant's again."""
+        q = w.parse_list(params)
+        store, key = self.api.store, self.api.store.keys.tenant_tasks(tenant)
+        matched: list[tuple[int, str, TaskRecord]] = []
+        gone: list[str] = []
+        offset = 0
+        while True:
+            chunk = await store.r.zrevrangebyscore(key, "+inf", "-inf", start=offset, num=SCAN_CHUNK, withscores=True)
+            if not chunk:
+                break
+            offset += len(chunk)
+            pipe = store.r.pipeline(transaction=False)
+            for tid, _ in chunk:
+                pipe.hgetall(store.keys.task(tid))
+            for (tid, score), h in zip(chunk, await pipe.execute(), strict=True):
+                if not h:
+                    gone.append(tid)
+                    continue
+                rec = TaskRecord.from_hash(h)
+                if owner(rec.tenant) != tenant:
+                    continue
+                if q.context_id and w.context_of(rec) != q.context_id:
+                    continue
+                if q.state and w.a2a_state(rec.status, rec.reason) != q.state:
+                    continue
+                if q.after is not None and w.status_time(rec) <= q.after:
+                    continue
+                matched.append((int(score), tid, rec))
+            if len(chunk) < SCAN_CHUNK:
+                break
+        if gone:
+            await store.r.zrem(key, *gone)  # their records expired
+        if q.page_token:
+            at, _, last = q.page_token.partition(":")
+            cursor = (int(at), last)
+            matched = [m for m in matched if (m[0], m[1]) < cursor]
+            total = None
+        page = matched[: q.page_size]
+        tasks = []
+        for _, tid, rec in page:
+            steps = await store.steps(tid) if q.history_length else None
+            tasks.append(w.a2a_task(rec, steps, q.history_length or 0, q.include_artifacts))
+        more = len(matched) > q.page_size
+        total = len(matched)
+        return {
+            "tasks": tasks,
+            "nextPageToken": f"{page[-1][0]}:{page[-1][1]}" if more else "",
+            "pageSize": q.page_size,
+            "totalSize": total,
+        }
+
+    # -- streams -------------------------------------------------------------------------------------
+    async def send_streaming(
+        self, request: web.Request, rid: Any, tenant: str, caller: Caller, params: dict[str, Any]
+    ) -> web.StreamResponse:
+        req = w.parse_send(params, self.config.api.max_goal_chars)
+        if req.task_id:
+            await self._to_existing(tenant, caller, req)
+            tid = req.task_id
+        else:
+            tid = await self._new_task(tenant, caller, req)
+        return await self._stream(request, rid, tenant, tid, "0-0")
+
+    async def subscribe(
+        self, request: web.Request, rid: Any, tenant: str, params: dict[str, Any]
+    ) -> web.StreamResponse:
+        tid = w.task_id_of(params)
+        rec, _ = await self._owned(tenant, tid)
+        if rec.status.terminal:
+            raise w.RpcError(w.UNSUPPORTED_OPERATION, f"task {tid} has ended ({rec.status.value}): GetTask reads it")
+        # The newest event before the snapshot: what follows it is streamed (a repeat is harmless).
+        last = await self.api.store.r.xrevrange(self.api.store.keys.events(tid), count=1)
+        return await self._stream(request, rid, tenant, tid, last[0][0] if last else "0-0")
+
+    async def _stream(self, request: web.Request, rid: Any, tenant: str, tid: str, after: str) -> web.StreamResponse:
+        """The task first, then its progress as status and artifact updates, until it ends."""
+        refused = self.api.streams.take(tenant)
+        if refused is not None:
+            raise w.RpcError(w.TENANT_LIMIT, f"{refused}: close one, or poll GetTask", limit="stream_limit")
+        ending = self.api.streams.register(tenant)
+        try:
+            rec, _ = await self._owned(tenant, tid)
+            headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            resp = web.StreamResponse(headers=headers)
+            await resp.prepare(request)
+
+            async def send(result: dict[str, Any]) -> None:
+                await resp.write(f"data: {json.dumps(w.result_response(rid, result))}\n\n".encode())
+
+            await send({"task": w.a2a_task(rec, None, 0)})
+            ended, ctx, quiet = rec.status.terminal, w.context_of(rec), time.monotonic()
+            while not self.api.closing and not ending.is_set() and not _gone(request):
+                batch = await self.api.store.events(tid, after, block_ms=SSE_POLL_MS)
+                if not batch:
+                    if ended:
+                        break
+                    if time.monotonic() - quiet >= SSE_KEEPALIVE_SECONDS:
+                        quiet = time.monotonic()
+                        await resp.write(b": keepalive\n\n")
+                        ended = (got := await self.api.store.get(tid)) is None or got[0].status.terminal
+                    continue
+                quiet = time.monotonic()
+                for eid, ev in batch:
+                    after = eid
+                    for result in w.stream_events(tid, ctx, eid, ev):
+                        await send(result)
+                    if ev.get("type") == "finished":
+                        ended = True
+                if ended and batch[-1][1].get("type") == "finished":
+                    break
+            try:
+                await resp.write_eof()
+            except ConnectionResetError:
+                pass
+            return resp
+        finally:
+            self.api.streams.give(tenant, ending)
+
+
+def _gone(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()
