@@ -22,7 +22,7 @@ from agentfleet_runtime.core.tenants import ANONYMOUS, Caller, owner
 from agentfleet_runtime.core.types import TaskRecord
 from agentfleet_runtime.server import a2a_wire as w
 from agentfleet_runtime.server.requests import CALLER, SSE_KEEPALIVE_SECONDS, SSE_POLL_MS, TENANT, Refused
-from agentfleet_runtime.server.submission import SubmitError
+from agentfleet_runtime.server.submission import SubmitError, check_json
 from agentfleet_runtime.store import approvals
 from agentfleet_runtime.store.connection import UNWRITABLE
 
@@ -72,6 +72,7 @@ class A2AServer:
                 raise w.RpcError(w.PARSE_ERROR, "the body is not JSON: send one JSON-RPC 2.0 request object") from None
             rid = w.request_id_of(body)
             rid, method, params = w.parse_envelope(body)
+            check_json(params)  # NaN, lone surrogates, deep nesting: INVALID_PARAMS naming where
             asked = request.headers.get("A2A-Version", "")
             if asked and asked.split(".")[:2] != w.PROTOCOL_VERSION.split(".")[:2]:
                 raise w.RpcError(w.VERSION_NOT_SUPPORTED, f"this server speaks A2A {w.PROTOCOL_VERSION}, not {asked}")
@@ -251,18 +252,17 @@ class A2AServer:
                 break
         if gone:
             await store.r.zrem(key, *gone)  # their records expired
+        total = len(matched)  # every task the query matches, not only those after the page token
         if q.page_token:
             at, _, last = q.page_token.partition(":")
-            cursor = (int(at), last)
+            cursor = (int(at), last)  # newest first: (score, id) descending, as ZREVRANGE orders them
             matched = [m for m in matched if (m[0], m[1]) < cursor]
-            total = None
         page = matched[: q.page_size]
         tasks = []
         for _, tid, rec in page:
             steps = await store.steps(tid) if q.history_length else None
             tasks.append(w.a2a_task(rec, steps, q.history_length or 0, q.include_artifacts))
         more = len(matched) > q.page_size
-        total = len(matched)
         return {
             "tasks": tasks,
             "nextPageToken": f"{page[-1][0]}:{page[-1][1]}" if more else "",
@@ -310,25 +310,33 @@ class A2AServer:
 
             await send({"task": w.a2a_task(rec, None, 0)})
             ended, ctx, quiet = rec.status.terminal, w.context_of(rec), time.monotonic()
-            while not self.api.closing and not ending.is_set() and not _gone(request):
-                batch = await self.api.store.events(tid, after, block_ms=SSE_POLL_MS)
-                if not batch:
-                    if ended:
+            try:
+                while not self.api.closing and not ending.is_set() and not _gone(request):
+                    batch = await self.api.store.events(tid, after, block_ms=SSE_POLL_MS)
+                    if not batch:
+                        if ended:
+                            break
+                        if time.monotonic() - quiet >= SSE_KEEPALIVE_SECONDS:
+                            quiet = time.monotonic()
+                            await resp.write(b": keepalive\n\n")
+                            ended = (got := await self.api.store.get(tid)) is None or got[0].status.terminal
+                        continue
+                    quiet = time.monotonic()
+                    for eid, ev in batch:
+                        after = eid
+                        for result in w.stream_events(tid, ctx, eid, ev):
+                            await send(result)
+                        if ev.get("type") == "finished":
+                            ended = True
+                    if ended and batch[-1][1].get("type") == "finished":
                         break
-                    if time.monotonic() - quiet >= SSE_KEEPALIVE_SECONDS:
-                        quiet = time.monotonic()
-                        await resp.write(b": keepalive\n\n")
-                        ended = (got := await self.api.store.get(tid)) is None or got[0].status.terminal
-                    continue
-                quiet = time.monotonic()
-                for eid, ev in batch:
-                    after = eid
-                    for result in w.stream_events(tid, ctx, eid, ev):
-                        await send(result)
-                    if ev.get("type") == "finished":
-                        ended = True
-                if ended and batch[-1][1].get("type") == "finished":
-                    break
+            except (ConnectionResetError, asyncio.CancelledError):
+                raise
+            except Exception:
+                # The stream has begun: the error goes in it (an SSE error event), never a 5xx.
+                log.exception("A2A stream failed", extra={"task_id": tid})
+                err = w.error_response(rid, w.RpcError(w.INTERNAL_ERROR, "the stream failed: GetTask reads the task"))
+                await resp.write(f"event: error\ndata: {json.dumps(err)}\n\n".encode())
             try:
                 await resp.write_eof()
             except ConnectionResetError:

@@ -7,6 +7,8 @@ with JSON-RPC errors and never a 5xx (docs/a2a.md)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 import time
 import uuid
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -40,6 +42,8 @@ from test_runtime_api_tenants import REVIEWERS, TOKENS, tenant_api
 from test_runtime_approvals import PAY, policy
 
 pytestmark = pytest.mark.integration
+# What bad input may get: JSON-RPC's and A2A's codes for it, never -32603 (internal error).
+KNOWN_CODES = {-32700, -32600, -32601, -32602, -32001, -32002, -32003, -32004, -32005}
 
 
 def message(text: str, *, context_id: str = "", task_id: str = "", message_id: str = "", **data: Any) -> Message:
@@ -134,6 +138,7 @@ def test_send_get_list_and_the_card(redis_server, fleet, tmp_path):
             page = await c["acme"].list_tasks(ListTasksRequest(page_size=1))
             rest = await c["acme"].list_tasks(ListTasksRequest(page_size=1, page_token=page.next_page_token))
             assert [t.id for t in [*page.tasks, *rest.tasks]] == [rest_id, task.id] and rest.next_page_token == ""
+            assert page.total_size == rest.total_size == 2
 
     arun(body())
 
@@ -356,6 +361,28 @@ def test_bad_input_is_a_jsonrpc_error_never_a_5xx_and_nothing_is_lost(redis_serv
                 )
             with pytest.raises(TaskNotFoundError):
                 await c["acme"].get_task(GetTaskRequest(id="nope"))
+            # Junk in every field of every method: an error with a spec code, never an internal one.
+            rng = random.Random(78)
+            junk = [None, 0, -1, 2**70, 1.5, True, "", "x" * 300, "\ud800", [], {}, [{}], {"a": {"b": []}}]
+
+            def fuzzed() -> dict[str, Any]:
+                method = rng.choice(["SendMessage", "GetTask", "ListTasks", "CancelTask", "SubscribeToTask"])
+                fields = ["id", "historyLength", "pageSize", "pageToken", "status", "statusTimestampAfter", "contextId"]
+                params: dict[str, Any] = {k: rng.choice(junk) for k in rng.sample(fields, 3)}
+                if method == "SendMessage":
+                    part = rng.choice([{"text": rng.choice(junk)}, {"data": rng.choice(junk)}, rng.choice(junk)])
+                    msg = {k: rng.choice(junk) for k in rng.sample(["messageId", "role", "contextId", "taskId"], 2)}
+                    params = {"message": {**msg, "parts": [part]}, "configuration": {"returnImmediately": True}}
+                return {"jsonrpc": "2.0", "id": rng.randrange(1000), "method": method, "params": params}
+
+            for _ in range(300):
+                request = fuzzed()
+                r = await hx.post(
+                    url, content=json.dumps(request).encode(), headers={"Content-Type": "application/json"}
+                )
+                assert r.status_code == 200, (request, r.status_code, r.text)
+                got = r.json()
+                assert "result" in got or got["error"]["code"] in KNOWN_CODES, (request, got)
             # Nothing was stored by any of them, and a good request still works.
             assert (await c["acme"].list_tasks(ListTasksRequest())).tasks == []
             ok = await one(c["acme"], send_request("fine", now=True))
