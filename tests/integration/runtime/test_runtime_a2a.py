@@ -282,9 +282,9 @@ def test_a2a_and_the_task_api_share_one_tenant_limit(redis_server, fleet, tmp_pa
 
 
 async def rpc(hx: httpx.AsyncClient, url: str, body: Any, **kw: Any) -> dict[str, Any]:
-    r = await hx.post(
-        url, content=body if isinstance(body, bytes) else None, json=None if isinstance(body, bytes) else body, **kw
-    )
+    # json.dumps, not httpx's json=: it writes a lone surrogate as the \ud800 escape a hostile client may send.
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    r = await hx.post(url, content=content, headers={"Content-Type": "application/json", **kw.pop("headers", {})}, **kw)
     assert r.status_code == 200, (r.status_code, r.text)  # JSON-RPC: errors in the body, never a 5xx
     return r.json()
 
@@ -327,6 +327,12 @@ def test_bad_input_is_a_jsonrpc_error_never_a_5xx_and_nothing_is_lost(redis_serv
                 (send([{"data": {"some": "json"}}]), -32005),
                 (send([{"text": "x", "mediaType": "image/png"}]), -32005),
                 (send([{"text": "x"}], acceptedOutputModes=["image/png"]), -32005),
+                (send([{"text": "\ud800"}]), -32602),  # a lone surrogate: Redis could not store it
+                (send([{"text": "x"}], historyLength=1e400), -32602),
+                (
+                    send([{"text": "x"}], nested=[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]),
+                    -32602,
+                ),
                 (send([{"text": "x"}], taskPushNotificationConfig={"url": "http://x"}), -32003),
                 (send([]), -32602),
                 (send([{}]), -32602),
