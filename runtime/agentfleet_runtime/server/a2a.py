@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("agentfleet_runtime.a2a")
 
 SCAN_CHUNK = 500  # index entries read per round trip while listing
+MAX_SCAN = 10_000  # the index keeps as many (lua.MAX_LISTED): a filtered listing reads no more
 
 try:
     VERSION = version("agentfleet")
@@ -220,48 +221,37 @@ class A2AServer:
 
     async def list(self, tenant: str, params: dict[str, Any]) -> dict[str, Any]:
         """The tenant's tasks, newest first, from its own index (Keys.tenant_tasks): no other
-        tenant's task is ever read, and each one listed is checked to be the tenant's again."""
+        tenant's task is ever read, and each one listed is checked to be the tenant's again.
+
+        Unfiltered, a page is one range of the index (its size is the index's). A contextId reads
+        the session's own list (at most 200 tasks); a state or time filter scans the index, reading
+        a few fields of each task (a2a_wire.SUMMARY_FIELDS). Whole records only for the page."""
         q = w.parse_list(params)
         store, key = self.api.store, self.api.store.keys.tenant_tasks(tenant)
-        matched: list[tuple[int, str, TaskRecord]] = []
-        gone: list[str] = []
-        offset = 0
-        while True:
-            chunk = await store.r.zrevrangebyscore(key, "+inf", "-inf", start=offset, num=SCAN_CHUNK, withscores=True)
-            if not chunk:
-                break
-            offset += len(chunk)
-            pipe = store.r.pipeline(transaction=False)
-            for tid, _ in chunk:
-                pipe.hgetall(store.keys.task(tid))
-            for (tid, score), h in zip(chunk, await pipe.execute(), strict=True):
-                if not h:
-                    gone.append(tid)
-                    continue
-                rec = TaskRecord.from_hash(h)
-                if owner(rec.tenant) != tenant:
-                    continue
-                if q.context_id and w.context_of(rec) != q.context_id:
-                    continue
-                if q.state and w.a2a_state(rec.status, rec.reason) != q.state:
-                    continue
-                if q.after is not None and w.status_time(rec) <= q.after:
-                    continue
-                matched.append((int(score), tid, rec))
-            if len(chunk) < SCAN_CHUNK:
-                break
-        if gone:
-            await store.r.zrem(key, *gone)  # their records expired
-        total = len(matched)  # every task the query matches, not only those after the page token
+        cursor = None
         if q.page_token:
             at, _, last = q.page_token.partition(":")
             cursor = (int(at), last)  # newest first: (score, id) descending, as ZREVRANGE orders them
-            matched = [m for m in matched if (m[0], m[1]) < cursor]
+        if not (q.context_id or q.state or q.after is not None):
+            total = int(await store.r.zcard(key))
+            top = "+inf" if cursor is None else str(cursor[0])
+            # Slack for tasks submitted in the cursor's millisecond (equal scores).
+            entries = await store.r.zrevrangebyscore(key, top, "-inf", start=0, num=q.page_size + 65, withscores=True)
+            matched = [(int(score), tid) for tid, score in entries]
+        else:
+            matched, total = await self._filtered(tenant, key, q)
+        if cursor is not None:
+            matched = [m for m in matched if m < cursor]
         page = matched[: q.page_size]
+        pipe = store.r.pipeline(transaction=False)
+        for _, tid in page:
+            pipe.hgetall(store.keys.task(tid))
         tasks = []
-        for _, tid, rec in page:
+        for (_, tid), h in zip(page, await pipe.execute() if page else [], strict=True):
+            if not h or owner(h.get("tenant") or "") != tenant:
+                continue  # expired since it was indexed
             steps = await store.steps(tid) if q.history_length else None
-            tasks.append(w.a2a_task(rec, steps, q.history_length or 0, q.include_artifacts))
+            tasks.append(w.a2a_task(TaskRecord.from_hash(h), steps, q.history_length or 0, q.include_artifacts))
         more = len(matched) > q.page_size
         return {
             "tasks": tasks,
@@ -269,6 +259,44 @@ class A2AServer:
             "pageSize": q.page_size,
             "totalSize": total,
         }
+
+    async def _filtered(self, tenant: str, key: str, q: w.ListQuery) -> tuple[list[tuple[int, str]], int]:
+        """(score, id) of the tenant's tasks the query's filters keep, newest first, and how many."""
+        store = self.api.store
+        if q.context_id:
+            ids = await store.r.lrange(store.keys.session(q.context_id, tenant), 0, -1)
+            scores = await store.r.zmscore(key, ids) if ids else []
+            # A task sent without a session is its own context: its id is the contextId.
+            if not ids and (own := await store.r.zscore(key, q.context_id)) is not None:
+                ids, scores = [q.context_id], [own]
+            candidates = sorted(
+                ((int(sc), tid) for tid, sc in zip(ids, scores, strict=True) if sc is not None), reverse=True
+            )
+        else:
+            entries = await store.r.zrevrangebyscore(key, "+inf", "-inf", start=0, num=MAX_SCAN, withscores=True)
+            candidates = [(int(score), tid) for tid, score in entries]
+        matched: list[tuple[int, str]] = []
+        gone: list[str] = []
+        for i in range(0, len(candidates), SCAN_CHUNK):
+            chunk = candidates[i : i + SCAN_CHUNK]
+            pipe = store.r.pipeline(transaction=False)
+            for _, tid in chunk:
+                pipe.hmget(store.keys.task(tid), *w.SUMMARY_FIELDS)
+            for entry, values in zip(chunk, await pipe.execute(), strict=True):
+                got = w.summary(values)
+                if got is None:
+                    gone.append(entry[1])
+                    continue
+                filed_by, ctx, state, at = got
+                if owner(filed_by) != tenant:
+                    continue
+                if (q.context_id and ctx != q.context_id) or (q.state and state != q.state):
+                    continue
+                if q.after is None or at > q.after:
+                    matched.append(entry)
+        if gone:
+            await store.r.zrem(key, *gone)  # their records expired
+        return matched, len(matched)
 
     # -- streams -------------------------------------------------------------------------------------
     async def send_streaming(

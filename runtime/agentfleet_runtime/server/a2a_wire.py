@@ -180,6 +180,20 @@ def parse_timestamp(value: Any, name: str) -> float:
         raise RpcError(INVALID_PARAMS, f"{name} must be an RFC 3339 timestamp such as 2026-01-01T00:00:00Z") from None
 
 
+# What ListTasks reads of each task it scans (HMGET): enough to filter, not the answer or the goal.
+SUMMARY_FIELDS = ("id", "tenant", "status", "reason", "session", "created_at", "started_at", "finished_at")
+
+
+def summary(values: list[str | None]) -> tuple[str, str, str, float] | None:
+    """(tenant, contextId, A2A state, status time) of a task from its SUMMARY_FIELDS; None if gone."""
+    h = dict(zip(SUMMARY_FIELDS, values, strict=True))
+    if not h["id"]:
+        return None
+    at = float(h["finished_at"] or 0) or float(h["started_at"] or 0) or float(h["created_at"] or 0)
+    state = a2a_state(Status(h["status"] or Status.QUEUED.value), h["reason"] or "")
+    return h["tenant"] or "", h["session"] or h["id"], state, at
+
+
 def status_time(rec: TaskRecord) -> float:
     """When the task last changed state, as far as its record tells."""
     return rec.finished_at or rec.started_at or rec.created_at

@@ -243,6 +243,13 @@ def test_two_tenants_never_see_each_other(redis_server, fleet, tmp_path):
             again = await one(c["acme"], send_request("acme's secret", message_id=mid, context_id="ctx-1", now=True))
             assert theirs.id != mine.id and again.id == mine.id
             assert [t.id for t in (await b.list_tasks(ListTasksRequest())).tasks] == [theirs.id]
+            submitted = ListTasksRequest(status=TaskState.TASK_STATE_SUBMITTED)
+            assert [t.id for t in (await c["acme"].list_tasks(submitted)).tasks] == [mine.id]  # no worker runs
+            done = ListTasksRequest(status=TaskState.TASK_STATE_COMPLETED)
+            assert (await c["acme"].list_tasks(done)).tasks == []
+            later = ListTasksRequest()
+            later.status_timestamp_after.FromSeconds(int(time.time()) + 60)
+            assert (await c["acme"].list_tasks(later)).tasks == []
             assert [t.id for t in (await c["acme"].list_tasks(ListTasksRequest(context_id="ctx-1"))).tasks] == [mine.id]
             # The same messageId with another text is refused, not mistaken for a retry.
             with pytest.raises(InvalidParamsError, match="messageId"):
