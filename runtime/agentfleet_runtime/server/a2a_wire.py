@@ -222,7 +222,7 @@ def answer_artifact(task_id: str, answer: str) -> dict[str, Any]:
     }
 
 
-def status_text(status: Status, reason: str, error: str, task_id: str) -> str:
+def status_text(status: Status, reason: str, error: str, task_id: str, answered: bool = False) -> str:
     """What the status message says: why a task failed, stopped or waits; empty otherwise."""
     if status is Status.AWAITING_APPROVAL:
         return (
@@ -232,7 +232,8 @@ def status_text(status: Status, reason: str, error: str, task_id: str) -> str:
     if status is Status.DEAD:
         return f"failed: {error or reason}"
     if status is Status.DONE and reason in BUDGET_STOPS:
-        return f"stopped by its {reason} budget: the artifact holds its best answer so far"
+        best = ": the artifact holds its best answer so far" if answered else " before it had an answer"
+        return f"stopped by its {reason} budget{best}"
     if status is Status.CANCELLED:
         return "cancelled"
     return ""
@@ -253,7 +254,7 @@ def a2a_task(
     goal, then each step's text), the newest ``history_length`` messages of it (None: all)."""
     ctx = context_of(rec)
     status: dict[str, Any] = {"state": a2a_state(rec.status, rec.reason), "timestamp": timestamp(status_time(rec))}
-    text = status_text(rec.status, rec.reason, rec.error, rec.id)
+    text = status_text(rec.status, rec.reason, rec.error, rec.id, bool(rec.answer))
     if text:
         status["message"] = agent_message(rec.id, ctx, f"{rec.id}-status", text)
     out: dict[str, Any] = {
@@ -327,7 +328,7 @@ def stream_events(task_id: str, ctx: str, event_id: str, ev: dict[str, Any]) -> 
                     }
                 }
             )
-        text = status_text(status, reason, ev.get("error") or "", task_id)
+        text = status_text(status, reason, ev.get("error") or "", task_id, bool(ev.get("answer")))
         out.append(_status_event(task_id, ctx, a2a_state(status, reason), at, text, event_id))
         return out
     return []  # queued (the first Task says so), deltas, released, cancel_requested

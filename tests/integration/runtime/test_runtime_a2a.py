@@ -125,20 +125,28 @@ def test_send_get_list_and_the_card(redis_server, fleet, tmp_path):
             # The same task through /v1/tasks, and the A2A contextId is its session.
             view = await (await http["acme"].get(f"/v1/tasks/{task.id}")).json()
             assert view["status"] == "done" and view["session"] == task.context_id
+            # The request's metadata.budgets lowers the task's budgets, as budgets does on /v1/tasks.
+            req = send_request("budgeted #steps=5", now=True)
+            req.metadata.update({"budgets": {"maxSteps": 2}})
+            budgeted = await one(c["acme"], req)
+            view = await (await http["acme"].get(f"/v1/tasks/{budgeted.id}")).json()
+            assert view["budgets"]["maxSteps"] == 2
+            stopped = await wait_state(c["acme"], budgeted.id, {TaskState.TASK_STATE_FAILED})
+            assert "max_steps budget before it had an answer" in stopped.status.message.parts[0].text
             got = await c["acme"].get_task(GetTaskRequest(id=task.id))
             assert got.history[0].parts[0].text.startswith("what is two plus two")
             # A task sent to /v1/tasks is listed through A2A too; each tenant lists its own only.
             r = await http["acme"].post("/v1/tasks", json={"goal": "from rest", "session": "s-rest"})
             rest_id = (await r.json())["id"]
             listed = await c["acme"].list_tasks(ListTasksRequest())
-            assert [t.id for t in listed.tasks] == [rest_id, task.id] and listed.total_size == 2
+            assert [t.id for t in listed.tasks] == [rest_id, budgeted.id, task.id] and listed.total_size == 3
             assert (await c["globex"].list_tasks(ListTasksRequest())).tasks == []
             by_ctx = await c["acme"].list_tasks(ListTasksRequest(context_id="s-rest"))
             assert [t.id for t in by_ctx.tasks] == [rest_id]
-            page = await c["acme"].list_tasks(ListTasksRequest(page_size=1))
-            rest = await c["acme"].list_tasks(ListTasksRequest(page_size=1, page_token=page.next_page_token))
-            assert [t.id for t in [*page.tasks, *rest.tasks]] == [rest_id, task.id] and rest.next_page_token == ""
-            assert page.total_size == rest.total_size == 2
+            page = await c["acme"].list_tasks(ListTasksRequest(page_size=2))
+            rest = await c["acme"].list_tasks(ListTasksRequest(page_size=2, page_token=page.next_page_token))
+            assert [t.id for t in [*page.tasks, *rest.tasks]] == [rest_id, budgeted.id, task.id]
+            assert rest.next_page_token == "" and page.total_size == rest.total_size == 3
 
     arun(body())
 

@@ -116,7 +116,9 @@ def test_a_task_is_a_valid_a2a_task_with_its_answer_history_and_state():
 def test_a_budget_stop_is_failed_with_its_reason_and_still_carries_the_best_answer():
     task = w.a2a_task(record(reason=StopReason.MAX_STEPS))
     assert task["status"]["state"] == w.FAILED
-    assert "max_steps" in task["status"]["message"]["parts"][0]["text"]
+    assert "max_steps budget: the artifact holds" in task["status"]["message"]["parts"][0]["text"]
+    empty = w.a2a_task(record(reason=StopReason.MAX_STEPS, answer=""))
+    assert "before it had an answer" in empty["status"]["message"]["parts"][0]["text"] and "artifacts" not in empty
     assert task["artifacts"][0]["parts"][0]["text"].startswith("it reclaims")
 
 
