@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
@@ -57,41 +57,69 @@ class A2AServer:
         body = w.agent_card(self.config, base, VERSION, secured=self.api.auth is not None)
         return web.json_response(body, headers={"Cache-Control": "public, max-age=300"})
 
+    def routes(self) -> list[tuple[str, str, Any]]:
+        """(method, path, handler) of the card, the JSON-RPC endpoint and the HTTP+JSON binding."""
+        rest = w.REST_PATH
+        return [
+            ("GET", w.CARD_PATH, self.card),
+            ("POST", w.RPC_PATH, self.rpc),
+            ("POST", rest + "/message:send", self._rest(self._rest_send)),
+            ("POST", rest + "/message:stream", self._rest(self._rest_stream)),
+            ("GET", rest + "/tasks", self._rest(self._rest_list)),
+            ("GET", rest + "/tasks/{id}", self._rest(self._rest_get)),
+            ("POST", rest + "/tasks/{id}:cancel", self._rest(self._rest_cancel)),
+            ("POST", rest + "/tasks/{id}:subscribe", self._rest(self._rest_subscribe)),
+            ("*", rest + "/tasks/{id}/pushNotificationConfigs", self._rest(self._rest_push)),
+            ("*", rest + "/tasks/{id}/pushNotificationConfigs/{config}", self._rest(self._rest_push)),
+            ("GET", rest + "/extendedAgentCard", self._rest(self._rest_extended)),
+        ]
+
+    @staticmethod
+    def _as_error(e: Exception) -> w.RpcError:
+        """Any failure as the caller's error: its own, a refused body, Redis refusing a write, or
+        (logged with its trace) an internal one."""
+        if isinstance(e, w.RpcError):
+            return e
+        if isinstance(e, SubmitError):
+            return w.RpcError(w.INVALID_PARAMS, str(e))
+        if isinstance(e, UNWRITABLE):
+            log.warning("redis refused a write", extra={"error": str(e)})
+            return w.RpcError(w.UNAVAILABLE, "the fleet's Redis refused the write: nothing was stored; retry later")
+        log.exception("A2A request failed", exc_info=e)
+        return w.RpcError(w.INTERNAL_ERROR, "internal error: see the API's log")
+
+    def _check_version(self, request: web.Request) -> None:
+        asked = request.headers.get("A2A-Version", "")
+        if asked and asked.split(".")[:2] != w.PROTOCOL_VERSION.split(".")[:2]:
+            raise w.RpcError(w.VERSION_NOT_SUPPORTED, f"this server speaks A2A {w.PROTOCOL_VERSION}, not {asked}")
+
+    async def _body(self, request: web.Request, what: str) -> Any:
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            limit = self.config.api.max_request_bytes
+            why = f"the request is larger than {limit} bytes (spec.api.maxRequestBytes)"
+            raise w.RpcError(w.INVALID_REQUEST, why) from None
+        try:
+            return json.loads(raw.decode("utf-8") or "{}")
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise w.RpcError(w.PARSE_ERROR, f"the body is not JSON: send {what}") from None
+
     # -- JSON-RPC --------------------------------------------------------------------------------------
     async def rpc(self, request: web.Request) -> web.StreamResponse:
         rid: Any = None
         try:
-            try:
-                raw = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                limit = self.config.api.max_request_bytes
-                why = f"the request is larger than {limit} bytes (spec.api.maxRequestBytes)"
-                raise w.RpcError(w.INVALID_REQUEST, why) from None
-            try:
-                body = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError, RecursionError):
-                raise w.RpcError(w.PARSE_ERROR, "the body is not JSON: send one JSON-RPC 2.0 request object") from None
+            body = await self._body(request, "one JSON-RPC 2.0 request object")
             rid = w.request_id_of(body)
             rid, method, params = w.parse_envelope(body)
             check_json(params)  # NaN, lone surrogates, deep nesting: INVALID_PARAMS naming where
-            asked = request.headers.get("A2A-Version", "")
-            if asked and asked.split(".")[:2] != w.PROTOCOL_VERSION.split(".")[:2]:
-                raise w.RpcError(w.VERSION_NOT_SUPPORTED, f"this server speaks A2A {w.PROTOCOL_VERSION}, not {asked}")
+            self._check_version(request)
             return await self._dispatch(request, rid, method, params)
-        except w.RpcError as e:
-            return _rpc_json(w.error_response(rid, e))
-        except SubmitError as e:
-            return _rpc_json(w.error_response(rid, w.RpcError(w.INVALID_PARAMS, str(e))))
-        except UNWRITABLE as e:
-            log.warning("redis refused a write", extra={"error": str(e)})
-            err = w.RpcError(w.UNAVAILABLE, "the fleet's Redis refused the write: nothing was stored; retry later")
-            return _rpc_json(w.error_response(rid, err))
         except (ConnectionResetError, asyncio.CancelledError):
             raise
-        except Exception:
-            # Never a 5xx: the caller gets a JSON-RPC error, the log the trace.
-            log.exception("A2A request failed")
-            return _rpc_json(w.error_response(rid, w.RpcError(w.INTERNAL_ERROR, "internal error: see the API's log")))
+        except Exception as e:
+            # Never a 5xx: the error is in the body (the log has the trace of an internal one).
+            return _rpc_json(w.error_response(rid, self._as_error(e)))
 
     async def _dispatch(
         self, request: web.Request, rid: Any, method: str, params: dict[str, Any]
@@ -110,10 +138,62 @@ class A2AServer:
         if method == "CancelTask":
             return _rpc_json(w.result_response(rid, await self.cancel(tenant, caller, params)))
         if method == "SendStreamingMessage":
-            return await self.send_streaming(request, rid, tenant, caller, params)
+            return await self.send_streaming(request, JsonRpcFrames(rid), tenant, caller, params)
         if method == "SubscribeToTask":
-            return await self.subscribe(request, rid, tenant, params)
+            return await self.subscribe(request, JsonRpcFrames(rid), tenant, params)
         raise w.RpcError(w.METHOD_NOT_FOUND, f"no method {method[:80]!r}: this server answers {', '.join(w.METHODS)}")
+
+    # -- HTTP+JSON -------------------------------------------------------------------------------------
+    def _rest(self, handler: Any) -> Any:
+        """A binding route: the same methods as JSON-RPC's, errors as an HTTP status and a
+        google.rpc.Status body (4xx for anything a caller sent)."""
+
+        async def route(request: web.Request) -> web.StreamResponse:
+            try:
+                self._check_version(request)
+                out = await handler(request)
+                return out if isinstance(out, web.StreamResponse) else web.json_response(out)
+            except (ConnectionResetError, asyncio.CancelledError):
+                raise
+            except Exception as e:
+                status, body = w.rest_error(self._as_error(e))
+                return web.json_response(body, status=status)
+
+        return route
+
+    async def _rest_params(self, request: web.Request) -> dict[str, Any]:
+        body = await self._body(request, "a SendMessageRequest object")
+        if not isinstance(body, dict):
+            raise w.RpcError(w.INVALID_PARAMS, "the body must be an object with message (and configuration)")
+        check_json(body)
+        return body
+
+    async def _rest_send(self, request: web.Request) -> dict[str, Any]:
+        params = await self._rest_params(request)
+        return await self.send(request, request[TENANT], request[CALLER], params)
+
+    async def _rest_stream(self, request: web.Request) -> web.StreamResponse:
+        params = await self._rest_params(request)
+        return await self.send_streaming(request, RestFrames(), request[TENANT], request[CALLER], params)
+
+    async def _rest_get(self, request: web.Request) -> dict[str, Any]:
+        params = {**w.query_params(request.query), "id": request.match_info["id"]}
+        return await self.get(request[TENANT], params)
+
+    async def _rest_list(self, request: web.Request) -> dict[str, Any]:
+        return await self.list(request[TENANT], w.query_params(request.query))
+
+    async def _rest_cancel(self, request: web.Request) -> dict[str, Any]:
+        return await self.cancel(request[TENANT], request[CALLER], {"id": request.match_info["id"]})
+
+    async def _rest_subscribe(self, request: web.Request) -> web.StreamResponse:
+        return await self.subscribe(request, RestFrames(), request[TENANT], {"id": request.match_info["id"]})
+
+    async def _rest_push(self, request: web.Request) -> dict[str, Any]:
+        raise w.RpcError(w.PUSH_NOTIFICATION_NOT_SUPPORTED, "push notifications are not offered: stream or poll")
+
+    async def _rest_extended(self, request: web.Request) -> dict[str, Any]:
+        raise w.RpcError(w.UNSUPPORTED_OPERATION, "there is no extended card: the public card is all there is")
 
     # -- methods ---------------------------------------------------------------------------------------
     async def _owned(self, tenant: str, task_id: str) -> tuple[TaskRecord, dict[str, str]]:
@@ -300,7 +380,7 @@ class A2AServer:
 
     # -- streams -------------------------------------------------------------------------------------
     async def send_streaming(
-        self, request: web.Request, rid: Any, tenant: str, caller: Caller, params: dict[str, Any]
+        self, request: web.Request, frames: Frames, tenant: str, caller: Caller, params: dict[str, Any]
     ) -> web.StreamResponse:
         req = w.parse_send(params, self.config.api.max_goal_chars)
         if req.task_id:
@@ -308,10 +388,10 @@ class A2AServer:
             tid = req.task_id
         else:
             tid = await self._new_task(tenant, caller, req)
-        return await self._stream(request, rid, tenant, tid, "0-0")
+        return await self._stream(request, frames, tenant, tid, "0-0")
 
     async def subscribe(
-        self, request: web.Request, rid: Any, tenant: str, params: dict[str, Any]
+        self, request: web.Request, frames: Frames, tenant: str, params: dict[str, Any]
     ) -> web.StreamResponse:
         tid = w.task_id_of(params)
         rec, _ = await self._owned(tenant, tid)
@@ -319,9 +399,11 @@ class A2AServer:
             raise w.RpcError(w.UNSUPPORTED_OPERATION, f"task {tid} has ended ({rec.status.value}): GetTask reads it")
         # The newest event before the snapshot: what follows it is streamed (a repeat is harmless).
         last = await self.api.store.r.xrevrange(self.api.store.keys.events(tid), count=1)
-        return await self._stream(request, rid, tenant, tid, last[0][0] if last else "0-0")
+        return await self._stream(request, frames, tenant, tid, last[0][0] if last else "0-0")
 
-    async def _stream(self, request: web.Request, rid: Any, tenant: str, tid: str, after: str) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, frames: Frames, tenant: str, tid: str, after: str
+    ) -> web.StreamResponse:
         """The task first, then its progress as status and artifact updates, until it ends."""
         refused = self.api.streams.take(tenant)
         if refused is not None:
@@ -334,7 +416,7 @@ class A2AServer:
             await resp.prepare(request)
 
             async def send(result: dict[str, Any]) -> None:
-                await resp.write(f"data: {json.dumps(w.result_response(rid, result))}\n\n".encode())
+                await resp.write(frames.result(result))
 
             await send({"task": w.a2a_task(rec, None, 0)})
             ended, ctx, quiet = rec.status.terminal, w.context_of(rec), time.monotonic()
@@ -363,8 +445,9 @@ class A2AServer:
             except Exception:
                 # The stream has begun: the error goes in it (an SSE error event), never a 5xx.
                 log.exception("A2A stream failed", extra={"task_id": tid})
-                err = w.error_response(rid, w.RpcError(w.INTERNAL_ERROR, "the stream failed: GetTask reads the task"))
-                await resp.write(f"event: error\ndata: {json.dumps(err)}\n\n".encode())
+                await resp.write(
+                    frames.error(w.RpcError(w.INTERNAL_ERROR, "the stream failed: GetTask reads the task"))
+                )
             try:
                 await resp.write_eof()
             except ConnectionResetError:
@@ -372,6 +455,33 @@ class A2AServer:
             return resp
         finally:
             self.api.streams.give(tenant, ending)
+
+
+class Frames(Protocol):
+    """How a stream's events are written: JSON-RPC wraps each in a response, HTTP+JSON sends it bare."""
+
+    def result(self, result: dict[str, Any]) -> bytes: ...
+
+    def error(self, err: w.RpcError) -> bytes: ...
+
+
+class JsonRpcFrames:
+    def __init__(self, rid: Any) -> None:
+        self.rid = rid
+
+    def result(self, result: dict[str, Any]) -> bytes:
+        return f"data: {json.dumps(w.result_response(self.rid, result))}\n\n".encode()
+
+    def error(self, err: w.RpcError) -> bytes:
+        return f"event: error\ndata: {json.dumps(w.error_response(self.rid, err))}\n\n".encode()
+
+
+class RestFrames:
+    def result(self, result: dict[str, Any]) -> bytes:
+        return f"data: {json.dumps(result)}\n\n".encode()
+
+    def error(self, err: w.RpcError) -> bytes:
+        return f"event: error\ndata: {json.dumps(w.rest_error(err)[1])}\n\n".encode()
 
 
 def _gone(request: web.Request) -> bool:

@@ -20,6 +20,7 @@ from agentfleet_runtime.core.types import Status, Step, StopReason, TaskRecord
 PROTOCOL_VERSION = "1.0"
 CARD_PATH = "/.well-known/agent-card.json"
 RPC_PATH = "/a2a"
+REST_PATH = "/a2a/rest"  # the HTTP+JSON binding's base: <base>/message:send, <base>/tasks/{id}, ...
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 
 # JSON-RPC 2.0's codes, then A2A's (a2a.proto's JSON-RPC mapping).
@@ -113,11 +114,46 @@ class RpcError(Exception):
         self.details = {k: str(v) for k, v in details.items() if v is not None}
 
 
-def error_response(request_id: Any, err: RpcError) -> dict[str, Any]:
-    info = {"@type": ERROR_INFO, "reason": REASONS.get(err.code, "UNKNOWN"), "domain": "a2a-protocol.org"}
+# The HTTP+JSON binding's status and google.rpc code of each error (a2a.proto's mapping; ours as
+# the task API's REST routes answer them).
+HTTP_STATUS = {
+    PARSE_ERROR: (400, "INVALID_ARGUMENT"),
+    INVALID_REQUEST: (400, "INVALID_ARGUMENT"),
+    METHOD_NOT_FOUND: (404, "NOT_FOUND"),
+    INVALID_PARAMS: (400, "INVALID_ARGUMENT"),
+    INTERNAL_ERROR: (500, "INTERNAL"),
+    TASK_NOT_FOUND: (404, "NOT_FOUND"),
+    TASK_NOT_CANCELABLE: (400, "FAILED_PRECONDITION"),
+    PUSH_NOTIFICATION_NOT_SUPPORTED: (400, "FAILED_PRECONDITION"),
+    UNSUPPORTED_OPERATION: (400, "FAILED_PRECONDITION"),
+    CONTENT_TYPE_NOT_SUPPORTED: (400, "INVALID_ARGUMENT"),
+    VERSION_NOT_SUPPORTED: (400, "FAILED_PRECONDITION"),
+    TENANT_LIMIT: (429, "RESOURCE_EXHAUSTED"),
+    FORBIDDEN: (403, "PERMISSION_DENIED"),
+    UNAVAILABLE: (503, "UNAVAILABLE"),
+}
+
+
+def _error_info(err: RpcError) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "@type": ERROR_INFO,
+        "reason": REASONS.get(err.code, "UNKNOWN"),
+        "domain": "a2a-protocol.org",
+    }
     if err.details:
         info["metadata"] = err.details
-    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": err.code, "message": err.message, "data": [info]}}
+    return info
+
+
+def rest_error(err: RpcError) -> tuple[int, dict[str, Any]]:
+    """The HTTP+JSON binding's error: its HTTP status and a google.rpc.Status body."""
+    status, code = HTTP_STATUS.get(err.code, (500, "INTERNAL"))
+    return status, {"error": {"code": status, "status": code, "message": err.message, "details": [_error_info(err)]}}
+
+
+def error_response(request_id: Any, err: RpcError) -> dict[str, Any]:
+    error = {"code": err.code, "message": err.message, "data": [_error_info(err)]}
+    return {"jsonrpc": "2.0", "id": request_id, "error": error}
 
 
 def result_response(request_id: Any, result: Any) -> dict[str, Any]:
@@ -461,6 +497,23 @@ class ListQuery:
     include_artifacts: bool
 
 
+_INT = re.compile(r"^-?[0-9]{1,9}$")
+
+
+def query_params(query: Any) -> dict[str, Any]:
+    """A GET's query string as the method's params: numbers and booleans typed as ProtoJSON has them
+    (a value that is neither stays a string, which the method's checks then refuse)."""
+    out: dict[str, Any] = {}
+    for k, v in query.items():
+        if k in ("historyLength", "pageSize") and _INT.match(v):
+            out[k] = int(v)
+        elif k == "includeArtifacts" and v in ("true", "false"):
+            out[k] = v == "true"
+        else:
+            out[k] = v
+    return out
+
+
 _TOKEN = re.compile(r"^[0-9]{1,16}:[0-9a-f]{1,64}$")
 
 
@@ -537,7 +590,12 @@ def agent_card(config: RuntimeConfig, base_url: str, version: str, secured: bool
         "name": config.fleet,
         "description": description,
         "supportedInterfaces": [
-            {"url": base_url.rstrip("/") + RPC_PATH, "protocolBinding": "JSONRPC", "protocolVersion": PROTOCOL_VERSION}
+            {"url": base_url.rstrip("/") + RPC_PATH, "protocolBinding": "JSONRPC", "protocolVersion": PROTOCOL_VERSION},
+            {
+                "url": base_url.rstrip("/") + REST_PATH,
+                "protocolBinding": "HTTP+JSON",
+                "protocolVersion": PROTOCOL_VERSION,
+            },
         ],
         "provider": {"organization": "AgentFleet", "url": "https://github.com/agentfleet/agentfleet"},
         "version": version,

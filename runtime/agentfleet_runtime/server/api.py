@@ -27,7 +27,7 @@ from agentfleet_runtime.core.metrics_access import hash_tenants, label_key
 from agentfleet_runtime.core.tenants import ANONYMOUS, Caller, TokenFile, owner
 from agentfleet_runtime.core.types import TaskRecord
 from agentfleet_runtime.server.a2a import A2AServer
-from agentfleet_runtime.server.a2a_wire import CARD_PATH, RPC_PATH
+from agentfleet_runtime.server.a2a_wire import CARD_PATH, REST_PATH, RPC_PATH
 from agentfleet_runtime.server.admission import Admitter
 from agentfleet_runtime.server.openapi import OPENAPI
 from agentfleet_runtime.server.requests import (
@@ -167,9 +167,8 @@ class TaskAPI:
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/v1/openapi.json", self.openapi)
         if self.config.a2a is not None:
-            a2a = A2AServer(self)
-            app.router.add_get(CARD_PATH, a2a.card)
-            app.router.add_post(RPC_PATH, a2a.rpc)
+            for method, path, handler in A2AServer(self).routes():
+                app.router.add_route(method, path, handler)
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
         return app
@@ -212,7 +211,8 @@ class TaskAPI:
             request[CALLER] = caller
             length = request.content_length
             # A2A's endpoint reads the body itself and answers an oversized one with a JSON-RPC error.
-            if length is not None and length > self.config.api.max_request_bytes and request.path != RPC_PATH:
+            a2a_route = request.path == RPC_PATH or request.path.startswith(REST_PATH + "/")
+            if length is not None and length > self.config.api.max_request_bytes and not a2a_route:
                 return _error(
                     413, f"request body of {length} bytes exceeds the limit of {self.config.api.max_request_bytes}"
                 )

@@ -70,7 +70,9 @@ def send_request(text: str, *, now: bool = False, **kw: Any) -> SendMessageReque
 
 
 @asynccontextmanager
-async def a2a_clients(base: str, streaming: bool = False, tokens: dict[str, str] | None = None):
+async def a2a_clients(
+    base: str, streaming: bool = False, tokens: dict[str, str] | None = None, binding: str = "JSONRPC"
+):
     """An A2A client per tenant (and per reviewer, as '<tenant>:review'), each from the card the
     fleet serves, with the tenant's bearer token on every call."""
     tokens = tokens or {**TOKENS, **{f"{t}:review": tok for t, tok in REVIEWERS.items()}}
@@ -82,7 +84,8 @@ async def a2a_clients(base: str, streaming: bool = False, tokens: dict[str, str]
                 httpx.AsyncClient(headers={"Authorization": f"Bearer {tok}"}, timeout=60)
             )
             card = await A2ACardResolver(hx, base).get_agent_card()
-            clients[name] = ClientFactory(ClientConfig(httpx_client=hx, streaming=streaming)).create(card)
+            config = ClientConfig(httpx_client=hx, streaming=streaming, supported_protocol_bindings=[binding])
+            clients[name] = ClientFactory(config).create(card)
         yield clients, card
 
 
@@ -408,5 +411,70 @@ def test_bad_input_is_a_jsonrpc_error_never_a_5xx_and_nothing_is_lost(redis_serv
             assert (await c["acme"].list_tasks(ListTasksRequest())).tasks == []
             ok = await one(c["acme"], send_request("fine", now=True))
             assert [t.id for t in (await c["acme"].list_tasks(ListTasksRequest())).tasks] == [ok.id]
+
+    arun(body())
+
+
+def test_the_http_json_binding_serves_the_same_tasks(redis_server, fleet, tmp_path):
+    # The card's second interface: the same methods over HTTP+JSON, driven by the client's REST
+    # transport; errors are 4xx with a google.rpc.Status the client maps back to A2A's errors.
+    async def body():
+        async with (
+            a2a_env(redis_server.url, fleet, tools=[PAY]) as env,
+            tenant_api(env.config, tmp_path) as (base, http),
+            running_worker(env.config),
+            a2a_clients(base, binding="HTTP+JSON") as (c, card),
+            a2a_clients(base, streaming=True, binding="HTTP+JSON") as (streaming, _),
+            httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKENS['acme']}"}, timeout=30) as hx,
+        ):
+            rest = f"{base}/a2a/rest"
+            assert [(i.protocol_binding, i.url) for i in card.supported_interfaces] == [
+                ("JSONRPC", f"{base}/a2a"),
+                ("HTTP+JSON", rest),
+            ]
+            task = await one(c["acme"], send_request("over rest #answer=yes"))
+            assert task.status.state == TaskState.TASK_STATE_COMPLETED and task.artifacts[0].parts[0].text == "yes"
+            assert (await (await http["acme"].get(f"/v1/tasks/{task.id}")).json())["status"] == "done"
+            got = await c["acme"].get_task(GetTaskRequest(id=task.id, history_length=1))
+            assert len(got.history) == 1
+            assert [t.id for t in (await c["acme"].list_tasks(ListTasksRequest(page_size=5))).tasks] == [task.id]
+            with pytest.raises(TaskNotFoundError):
+                await c["globex"].get_task(GetTaskRequest(id=task.id))
+            with pytest.raises(TaskNotFoundError):
+                await c["globex"].cancel_task(CancelTaskRequest(id=task.id))
+            assert (await c["globex"].list_tasks(ListTasksRequest())).tasks == []
+            with pytest.raises(TaskNotCancelableError):
+                await c["acme"].cancel_task(CancelTaskRequest(id=task.id))
+            events = [e async for e in streaming["acme"].send_message(send_request(f"streamed {PAY_STEPS}"))]
+            assert events[0].HasField("task")
+            assert events[-1].status_update.status.state == TaskState.TASK_STATE_COMPLETED
+            slow = await one(c["acme"], send_request("slow #steps=20 #latency=0.5", now=True))
+            assert (await c["acme"].cancel_task(CancelTaskRequest(id=slow.id))).id == slow.id
+            await wait_state(c["acme"], slow.id, {TaskState.TASK_STATE_CANCELED})
+            with pytest.raises(ContentTypeNotSupportedError):
+                msg = Message(message_id="m-raw", role=Role.ROLE_USER, parts=[Part(raw=b"\x00")])
+                await one(c["acme"], SendMessageRequest(message=msg))
+            # Bad input over plain HTTP: a 4xx naming the reason, never a 5xx.
+            for method, path, content, status, reason in [
+                ("POST", "/message:send", b"{nope", 400, "PARSE_ERROR"),
+                ("POST", "/message:send", b"[]", 400, "INVALID_PARAMS"),
+                (
+                    "POST",
+                    "/message:send",
+                    b'{"message": {"messageId": "m", "parts": [{"url": "http://x"}]}}',
+                    400,
+                    "CONTENT_TYPE_NOT_SUPPORTED",
+                ),
+                ("GET", "/tasks/no-such-task", None, 404, "TASK_NOT_FOUND"),
+                ("GET", "/tasks?pageSize=1000", None, 400, "INVALID_PARAMS"),
+                ("GET", "/tasks?historyLength=lots", None, 400, "INVALID_PARAMS"),
+                ("POST", "/tasks/no-such-task:cancel", None, 404, "TASK_NOT_FOUND"),
+                ("POST", f"/tasks/{task.id}:subscribe", None, 400, "UNSUPPORTED_OPERATION"),
+                ("POST", f"/tasks/{task.id}/pushNotificationConfigs", b"{}", 400, "PUSH_NOTIFICATION_NOT_SUPPORTED"),
+            ]:
+                r = await hx.request(method, rest + path, content=content)
+                assert r.status_code == status, (path, r.status_code, r.text)
+                assert r.json()["error"]["details"][0]["reason"] == reason, (path, r.text)
+            assert (await hx.get(rest + "/no/such/route")).status_code == 404
 
     arun(body())

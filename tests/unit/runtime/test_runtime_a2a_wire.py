@@ -62,6 +62,10 @@ def test_the_card_is_a_valid_a2a_card_built_from_the_fleet():
     assert parsed.supported_interfaces[0].url == "https://agents.example.com/a2a"
     assert parsed.supported_interfaces[0].protocol_binding == "JSONRPC"
     assert parsed.supported_interfaces[0].protocol_version == "1.0"
+    assert (parsed.supported_interfaces[1].protocol_binding, parsed.supported_interfaces[1].url) == (
+        "HTTP+JSON",
+        "https://agents.example.com/a2a/rest",
+    )
     assert parsed.capabilities.streaming and not parsed.capabilities.push_notifications
     assert parsed.security_schemes["bearer"].http_auth_security_scheme.scheme == "Bearer"
     assert list(parsed.security_requirements[0].schemes) == ["bearer"]
@@ -179,6 +183,21 @@ def test_a_good_send_is_read_whole():
         "session": "c1",
         "metadata": {},
         "budgets": {"maxSteps": 3},
+    }
+
+
+def test_rest_errors_carry_the_status_a2a_maps_each_code_to():
+    for code, status in [(w.TASK_NOT_FOUND, 404), (w.INVALID_PARAMS, 400), (w.TENANT_LIMIT, 429), (w.FORBIDDEN, 403)]:
+        got, body = w.rest_error(w.RpcError(code, "m"))
+        assert (
+            got == status
+            and body["error"]["code"] == status
+            and body["error"]["details"][0]["reason"] == w.REASONS[code]
+        )
+    assert w.query_params({"pageSize": "5", "includeArtifacts": "true", "historyLength": "x"}) == {
+        "pageSize": 5,
+        "includeArtifacts": True,
+        "historyLength": "x",
     }
 
 
