@@ -89,6 +89,10 @@ async def a2a_clients(
         yield clients, card
 
 
+async def anext_all(stream: Any) -> list[Any]:
+    return [e async for e in stream]
+
+
 async def one(client: Any, req: SendMessageRequest) -> Any:
     """The task a non-streaming send returns."""
     out = [r async for r in client.send_message(req)]
@@ -217,9 +221,20 @@ def test_cancel_and_an_approval_wait_resumed_by_a_reviewer(redis_server, fleet, 
             # A plain follow-up message to a running task is refused: it takes no further input.
             with pytest.raises(UnsupportedOperationError):
                 await one(c["acme"], send_request("and also", task_id=waiting.id))
-            decided = await one(
-                c["acme:review"], send_request("", task_id=waiting.id, decision="approve", reason="checked")
-            )
+            # A subscriber sees the wait, the decision and the end (the stream stays open through auth-required).
+            async with a2a_clients(base, streaming=True) as (streaming, _):
+                following = asyncio.create_task(
+                    anext_all(streaming["acme"].subscribe(SubscribeToTaskRequest(id=waiting.id)))
+                )
+                await asyncio.sleep(0.3)
+                decided = await one(
+                    c["acme:review"], send_request("", task_id=waiting.id, decision="approve", reason="checked")
+                )
+                seen = await asyncio.wait_for(following, 30)
+            assert seen[0].task.status.state == TaskState.TASK_STATE_AUTH_REQUIRED
+            texts = [p.text for e in seen if e.HasField("status_update") for p in e.status_update.status.message.parts]
+            assert "approval of step 0: approved" in texts
+            assert seen[-1].status_update.status.state == TaskState.TASK_STATE_COMPLETED
             assert decided.id == waiting.id
             done = await wait_state(c["acme"], waiting.id, {TaskState.TASK_STATE_COMPLETED})
             assert env.effects.requests[f"{waiting.id}:0:0"] == 1  # the approved call ran once
