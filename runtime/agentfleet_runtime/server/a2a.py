@@ -1,4 +1,5 @@
-"""A2A's JSON-RPC methods on the task API (docs/a2a.md): each one a path the task API already has.
+"""A2A's methods on the task API, over JSON-RPC and HTTP+JSON (docs/a2a.md): each one a path the
+task API already has.
 
 SendMessage is ``TaskAPI.admit`` (the same checks, tenant limits and idempotency as POST /v1/tasks,
 the messageId as the key); GetTask, CancelTask and SubscribeToTask read and cancel through the same

@@ -597,7 +597,6 @@ def agent_card(config: RuntimeConfig, base_url: str, version: str, secured: bool
                 "protocolVersion": PROTOCOL_VERSION,
             },
         ],
-        "provider": {"organization": "AgentFleet", "url": "https://github.com/agentfleet/agentfleet"},
         "version": version,
         "capabilities": {"streaming": True, "pushNotifications": False, "extendedAgentCard": False},
         "defaultInputModes": ["text/plain"],
