@@ -405,14 +405,9 @@ def history_length_of(params: dict[str, Any], where: dict[str, Any] | None = Non
     return value
 
 
-def parse_send(params: dict[str, Any], max_goal_chars: int) -> SendRequest:
-    message = params.get("message")
-    if not isinstance(message, dict):
-        raise RpcError(INVALID_PARAMS, "params.message is required: an object with messageId, role and parts")
-    if message.get("role") not in (None, "ROLE_USER", "ROLE_UNSPECIFIED"):
-        raise RpcError(INVALID_PARAMS, "message.role must be ROLE_USER: an agent's message is not a request")
-    message_id = _id(message.get("messageId"), "message.messageId", required=True)
-    parts = message.get("parts")
+def _read_parts(parts: Any, max_goal_chars: int) -> tuple[str, dict[str, Any] | None]:
+    """The goal a message's parts spell (its text parts, joined), and a reviewer's decision (a data
+    part holding one); any other part is a content type this agent does not read."""
     if not isinstance(parts, list) or not parts:
         raise RpcError(INVALID_PARAMS, "message.parts must be a non-empty list of parts such as {'text': '...'}")
     if len(parts) > MAX_PARTS:
@@ -445,7 +440,12 @@ def parse_send(params: dict[str, Any], max_goal_chars: int) -> SendRequest:
     goal = "\n\n".join(texts)
     if len(goal) > max_goal_chars:
         raise RpcError(INVALID_PARAMS, f"the message's text has {len(goal)} characters; the limit is {max_goal_chars}")
-    config = params.get("configuration") or {}
+    return goal, decision
+
+
+def _read_configuration(config: Any) -> dict[str, Any]:
+    """SendMessageConfiguration, checked: what the caller accepts back, and no push notifications."""
+    config = config or {}
     if not isinstance(config, dict):
         raise RpcError(INVALID_PARAMS, "params.configuration must be an object")
     if config.get("taskPushNotificationConfig"):
@@ -458,6 +458,18 @@ def parse_send(params: dict[str, Any], max_goal_chars: int) -> SendRequest:
             CONTENT_TYPE_NOT_SUPPORTED,
             f"this agent answers in {', '.join(OUTPUT_MODES)}; acceptedOutputModes allows none of them",
         )
+    return config
+
+
+def parse_send(params: dict[str, Any], max_goal_chars: int) -> SendRequest:
+    message = params.get("message")
+    if not isinstance(message, dict):
+        raise RpcError(INVALID_PARAMS, "params.message is required: an object with messageId, role and parts")
+    if message.get("role") not in (None, "ROLE_USER", "ROLE_UNSPECIFIED"):
+        raise RpcError(INVALID_PARAMS, "message.role must be ROLE_USER: an agent's message is not a request")
+    message_id = _id(message.get("messageId"), "message.messageId", required=True)
+    goal, decision = _read_parts(message.get("parts"), max_goal_chars)
+    config = _read_configuration(params.get("configuration"))
     metadata = params.get("metadata") or {}
     message_metadata = message.get("metadata") or {}
     if not isinstance(metadata, dict) or not isinstance(message_metadata, dict):
