@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 
 from agentfleet_contract.common import Model
 from agentfleet_contract.rules import matches, no_credentials
@@ -56,3 +56,13 @@ class A2A(Model):
         description="Skills the card lists; empty: one answering skill, plus one per tool the agents may call.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["id"]},
     )
+
+    @field_validator("skills")
+    @classmethod
+    def _unique_skill_ids(cls, skills: list[A2ASkill]) -> list[A2ASkill]:
+        # The schema's list-map keyed by id refuses duplicates on the server; mirror it here.
+        ids = [k.id for k in skills]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"spec.a2a.skills ids must be unique; duplicated: {', '.join(dup)}")
+        return skills
