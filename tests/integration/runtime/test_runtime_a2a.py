@@ -493,3 +493,28 @@ def test_the_http_json_binding_serves_the_same_tasks(redis_server, fleet, tmp_pa
             assert (await hx.get(rest + "/no/such/route")).status_code == 404
 
     arun(body())
+
+
+def test_a_context_is_the_tenants_session(redis_server, fleet, tmp_path):
+    # A second message in a contextId is a task of that session: the model is shown the context's
+    # earlier answer. Another tenant naming the same contextId reaches none of it.
+    async def body():
+        async with (
+            a2a_env(redis_server.url, fleet) as env,
+            tenant_api(env.config, tmp_path) as (base, http),
+            running_worker(env.config),
+            a2a_clients(base) as (c, _),
+        ):
+            env.model.record = True
+            first = await one(c["acme"], send_request("pick a colour #answer=blue", context_id="chat-1"))
+            assert first.status.state == TaskState.TASK_STATE_COMPLETED
+            await one(c["globex"], send_request("spy", context_id="chat-1"))
+            spy_prompt = " ".join(m["content"] or "" for m in env.model.requests[-1]["messages"][:2])
+            second = await one(c["acme"], send_request("and again?", context_id="chat-1"))
+            own_prompt = env.model.requests[-1]["messages"][1]["content"]
+            assert second.context_id == "chat-1"
+            assert "blue" not in spy_prompt and '"answer": "blue' in own_prompt
+            view = await (await http["acme"].get(f"/v1/tasks/{second.id}")).json()
+            assert view["session"] == "chat-1"
+
+    arun(body())
