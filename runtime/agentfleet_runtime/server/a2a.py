@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
+from agentfleet_runtime.core import metrics
 from agentfleet_runtime.core.tenants import ANONYMOUS, Caller, owner
 from agentfleet_runtime.core.types import TaskRecord
 from agentfleet_runtime.server import a2a_wire as w
@@ -64,15 +65,23 @@ class A2AServer:
         return [
             ("GET", w.CARD_PATH, self.card),
             ("POST", w.RPC_PATH, self.rpc),
-            ("POST", rest + "/message:send", self._rest(self._rest_send)),
-            ("POST", rest + "/message:stream", self._rest(self._rest_stream)),
-            ("GET", rest + "/tasks", self._rest(self._rest_list)),
-            ("GET", rest + "/tasks/{id}", self._rest(self._rest_get)),
-            ("POST", rest + "/tasks/{id}:cancel", self._rest(self._rest_cancel)),
-            ("POST", rest + "/tasks/{id}:subscribe", self._rest(self._rest_subscribe)),
-            ("*", rest + "/tasks/{id}/pushNotificationConfigs", self._rest(self._rest_push)),
-            ("*", rest + "/tasks/{id}/pushNotificationConfigs/{config}", self._rest(self._rest_push)),
-            ("GET", rest + "/extendedAgentCard", self._rest(self._rest_extended)),
+            ("POST", rest + "/message:send", self._rest("SendMessage", self._rest_send)),
+            ("POST", rest + "/message:stream", self._rest("SendStreamingMessage", self._rest_stream)),
+            ("GET", rest + "/tasks", self._rest("ListTasks", self._rest_list)),
+            ("GET", rest + "/tasks/{id}", self._rest("GetTask", self._rest_get)),
+            ("POST", rest + "/tasks/{id}:cancel", self._rest("CancelTask", self._rest_cancel)),
+            ("POST", rest + "/tasks/{id}:subscribe", self._rest("SubscribeToTask", self._rest_subscribe)),
+            (
+                "*",
+                rest + "/tasks/{id}/pushNotificationConfigs",
+                self._rest("CreateTaskPushNotificationConfig", self._rest_push),
+            ),
+            (
+                "*",
+                rest + "/tasks/{id}/pushNotificationConfigs/{config}",
+                self._rest("CreateTaskPushNotificationConfig", self._rest_push),
+            ),
+            ("GET", rest + "/extendedAgentCard", self._rest("GetExtendedAgentCard", self._rest_extended)),
         ]
 
     @staticmethod
@@ -109,18 +118,23 @@ class A2AServer:
     # -- JSON-RPC --------------------------------------------------------------------------------------
     async def rpc(self, request: web.Request) -> web.StreamResponse:
         rid: Any = None
+        method = ""
         try:
             body = await self._body(request, "one JSON-RPC 2.0 request object")
             rid = w.request_id_of(body)
             rid, method, params = w.parse_envelope(body)
             check_json(params)  # NaN, lone surrogates, deep nesting: INVALID_PARAMS naming where
             self._check_version(request)
-            return await self._dispatch(request, rid, method, params)
+            out = await self._dispatch(request, rid, method, params)
+            metrics.A2A_REQUESTS.labels(w.method_label(method), "ok").inc()
+            return out
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception as e:
             # Never a 5xx: the error is in the body (the log has the trace of an internal one).
-            return _rpc_json(w.error_response(rid, self._as_error(e)))
+            err = self._as_error(e)
+            metrics.A2A_REQUESTS.labels(w.method_label(method), w.REASONS.get(err.code, "UNKNOWN")).inc()
+            return _rpc_json(w.error_response(rid, err))
 
     async def _dispatch(
         self, request: web.Request, rid: Any, method: str, params: dict[str, Any]
@@ -145,7 +159,7 @@ class A2AServer:
         raise w.RpcError(w.METHOD_NOT_FOUND, f"no method {method[:80]!r}: this server answers {', '.join(w.METHODS)}")
 
     # -- HTTP+JSON -------------------------------------------------------------------------------------
-    def _rest(self, handler: Any) -> Any:
+    def _rest(self, method: str, handler: Any) -> Any:
         """A binding route: the same methods as JSON-RPC's, errors as an HTTP status and a
         google.rpc.Status body (4xx for anything a caller sent)."""
 
@@ -153,11 +167,14 @@ class A2AServer:
             try:
                 self._check_version(request)
                 out = await handler(request)
+                metrics.A2A_REQUESTS.labels(method, "ok").inc()
                 return out if isinstance(out, web.StreamResponse) else web.json_response(out)
             except (ConnectionResetError, asyncio.CancelledError):
                 raise
             except Exception as e:
-                status, body = w.rest_error(self._as_error(e))
+                err = self._as_error(e)
+                metrics.A2A_REQUESTS.labels(method, w.REASONS.get(err.code, "UNKNOWN")).inc()
+                status, body = w.rest_error(err)
                 return web.json_response(body, status=status)
 
         return route

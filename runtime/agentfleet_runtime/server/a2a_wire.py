@@ -67,6 +67,14 @@ PUSH_METHODS = (
     "DeleteTaskPushNotificationConfig",
 )
 
+KNOWN_METHODS = frozenset({*METHODS, *PUSH_METHODS, "GetExtendedAgentCard"})
+
+
+def method_label(method: str) -> str:
+    """A method as a metric label: one A2A names, else "unknown" (a caller's string is unbounded)."""
+    return method if method in KNOWN_METHODS else "unknown"
+
+
 SUBMITTED = "TASK_STATE_SUBMITTED"
 WORKING = "TASK_STATE_WORKING"
 COMPLETED = "TASK_STATE_COMPLETED"

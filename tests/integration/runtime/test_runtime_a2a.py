@@ -37,6 +37,7 @@ from a2a.utils.errors import (
     UnsupportedOperationError,
 )
 from google.protobuf.json_format import MessageToDict
+from prometheus_client import REGISTRY
 from runtime_helpers import arun, environment, running_worker
 from test_runtime_api_tenants import REVIEWERS, TOKENS, tenant_api
 from test_runtime_approvals import PAY, policy
@@ -375,6 +376,12 @@ def test_bad_input_is_a_jsonrpc_error_never_a_5xx_and_nothing_is_lost(redis_serv
                     -32600,
                 ),
             ]
+
+            def counted(method: str, outcome: str) -> float:
+                labels = {"method": method, "outcome": outcome}
+                return REGISTRY.get_sample_value("agentfleet_a2a_requests_total", labels) or 0.0
+
+            before = (counted("GetTask", "TASK_NOT_FOUND"), counted("unknown", "METHOD_NOT_FOUND"))
             for request, code in cases:
                 got = await rpc(hx, url, request)
                 assert got.get("error", {}).get("code") == code, (
@@ -390,6 +397,9 @@ def test_bad_input_is_a_jsonrpc_error_never_a_5xx_and_nothing_is_lost(redis_serv
             )
             assert got["error"]["code"] == -32009
             assert (await hx.post(url, json={}, headers={"Authorization": "Bearer wrong"})).status_code == 401
+            # Counted by method (a name A2A has, else "unknown") and the error's reason.
+            assert counted("GetTask", "TASK_NOT_FOUND") == before[0] + 1
+            assert counted("unknown", "METHOD_NOT_FOUND") == before[1] + 2
             # The official client maps the codes to its errors.
             with pytest.raises(ContentTypeNotSupportedError):
                 await one(
