@@ -58,6 +58,7 @@ OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/v1/openapi.json", CARD_PATH}
 
 
 RETRY_AFTER_SECONDS = 5  # a tenant at its in-flight or stream cap: about when a task or stream may have ended
+REVIEWER_SUBMITS = "this token is a reviewer's (scope approver): it decides approvals and submits nothing"
 REDIS_RETRY_AFTER_SECONDS = 10  # Redis full or failing over: results expire, a failover takes seconds
 
 
@@ -249,7 +250,7 @@ class TaskAPI:
         fleet's and the tenant's limits, the idempotency key. A2A's SendMessage comes here too,
         so neither path can skip what the other enforces. Raises SubmitError (400) or Refused."""
         if caller.approver:
-            raise Refused(403, "this token is a reviewer's (scope approver): it decides approvals and submits nothing")
+            raise Refused(403, REVIEWER_SUBMITS)
         sub = parse_submission(body, key, self.config.api.max_goal_chars, self.limits)
         record = new_task(uuid.uuid4().hex, sub, time.time(), tenant, caller.id)
         admission = self.admission.of(tenant, sub.goal, sub.limits)
@@ -281,6 +282,8 @@ class TaskAPI:
 
     # -- routes ------------------------------------------------------------------------------------
     async def submit(self, request: web.Request) -> web.Response:
+        if request[CALLER].approver:  # before the body is read, as admit would refuse it anyway
+            return _error(403, REVIEWER_SUBMITS)
         body = parse_body(await request.read())
         try:
             got = await self.admit(request[TENANT], request[CALLER], body, request.headers.get("Idempotency-Key"))
