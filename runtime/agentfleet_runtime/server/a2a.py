@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -401,33 +402,46 @@ class A2AServer:
         self, request: web.Request, frames: Frames, tenant: str, caller: Caller, params: dict[str, Any]
     ) -> web.StreamResponse:
         req = w.parse_send(params, self.config.api.max_goal_chars)
-        if req.task_id:
-            await self._to_existing(tenant, caller, req)
-            tid = req.task_id
-        else:
-            tid = await self._new_task(tenant, caller, req)
-        return await self._stream(request, frames, tenant, tid, "0-0")
+
+        async def task_id() -> tuple[str, str]:
+            # Inside the stream's slot: a tenant at its stream cap is refused before a task is made.
+            if req.task_id:
+                await self._to_existing(tenant, caller, req)
+                return req.task_id, "0-0"
+            return await self._new_task(tenant, caller, req), "0-0"
+
+        return await self._stream(request, frames, tenant, task_id)
 
     async def subscribe(
         self, request: web.Request, frames: Frames, tenant: str, params: dict[str, Any]
     ) -> web.StreamResponse:
         tid = w.task_id_of(params)
-        rec, _ = await self._owned(tenant, tid)
-        if rec.status.terminal:
-            raise w.RpcError(w.UNSUPPORTED_OPERATION, f"task {tid} has ended ({rec.status.value}): GetTask reads it")
-        # The newest event before the snapshot: what follows it is streamed (a repeat is harmless).
-        last = await self.api.store.r.xrevrange(self.api.store.keys.events(tid), count=1)
-        return await self._stream(request, frames, tenant, tid, last[0][0] if last else "0-0")
+
+        async def task_id() -> tuple[str, str]:
+            rec, _ = await self._owned(tenant, tid)
+            if rec.status.terminal:
+                raise w.RpcError(
+                    w.UNSUPPORTED_OPERATION, f"task {tid} has ended ({rec.status.value}): GetTask reads it"
+                )
+            # The newest event before the snapshot: what follows it is streamed (a repeat is harmless).
+            last = await self.api.store.r.xrevrange(self.api.store.keys.events(tid), count=1)
+            return tid, last[0][0] if last else "0-0"
+
+        return await self._stream(request, frames, tenant, task_id)
 
     async def _stream(
-        self, request: web.Request, frames: Frames, tenant: str, tid: str, after: str
+        self, request: web.Request, frames: Frames, tenant: str, task_id: Callable[[], Awaitable[tuple[str, str]]]
     ) -> web.StreamResponse:
-        """The task first, then its progress as status and artifact updates, until it ends."""
+        """The task first, then its progress as status and artifact updates, until it ends. The
+        slot is taken first; ``task_id`` then names the task (making it, for a new message) and
+        the event to stream after."""
         refused = self.api.streams.take(tenant)
         if refused is not None:
+            metrics.TENANT_ADMISSIONS.labels(tenant, "stream_limit").inc()
             raise w.RpcError(w.TENANT_LIMIT, f"{refused}: close one, or poll GetTask", limit="stream_limit")
         ending = self.api.streams.register(tenant)
         try:
+            tid, after = await task_id()
             rec, _ = await self._owned(tenant, tid)
             headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
             resp = web.StreamResponse(headers=headers)

@@ -528,3 +528,29 @@ def test_a_context_is_the_tenants_session(redis_server, fleet, tmp_path):
             assert view["session"] == "chat-1"
 
     arun(body())
+
+
+def test_a_tenant_at_its_stream_cap_is_refused_before_a_task_is_made(redis_server, fleet, tmp_path):
+    # A stream holds a Redis connection: A2A's streams (and blocking sends) share the tenant's
+    # spec.api.tenantLimits.maxStreams with /v1/tasks/{id}/events. A refused streaming send makes
+    # no task (its retry would otherwise find one already running, unwatched).
+    async def body():
+        async with (
+            a2a_env(redis_server.url, fleet) as env,
+            tenant_api(env.config, tmp_path, api={"tenantLimits": {"maxStreams": 1}}) as (base, http),
+            a2a_clients(base) as (c, _),
+            a2a_clients(base, streaming=True) as (s, _),
+        ):
+            held = await one(c["acme"], send_request("queued forever", now=True))  # no worker runs it
+            follow = asyncio.create_task(anext_all(s["acme"].subscribe(SubscribeToTaskRequest(id=held.id))))
+            await asyncio.sleep(0.3)
+            with pytest.raises(A2AClientError, match="-32029"):
+                [e async for e in s["acme"].send_message(send_request("another"))]
+            assert (await http["acme"].get(f"/v1/tasks/{held.id}/events")).status == 429  # the same cap
+            assert [t.id for t in (await c["acme"].list_tasks(ListTasksRequest())).tasks] == [held.id]
+            # A blocking send finds no slot either: it returns the task at once instead of waiting.
+            waited = await one(c["acme"], send_request("no wait"))
+            assert waited.status.state == TaskState.TASK_STATE_SUBMITTED
+            follow.cancel()
+
+    arun(body())
