@@ -121,6 +121,11 @@ class Keys:
         tenant's listing reads only these, so no other tenant's can crowd them out."""
         return f"{self.prefix}tenant:{_scoped_digest(tenant, '')}:approvals"
 
+    def tenant_tasks(self, tenant: str) -> str:
+        """Sorted set of a tenant's root tasks, scored by submission time in ms (SUBMIT adds them,
+        pruned to the result TTL): what A2A's ListTasks reads, so a listing touches only the tenant's."""
+        return f"{self.prefix}tenant:{_scoped_digest(tenant, '')}:tasks"
+
     def tenant_reserved(self, tenant: str) -> str:
         """Hash of the spend a tenant's live tasks reserved at admission (task id -> 1e-9 units,
         ``_total`` their sum): SUBMIT adds, a task's end releases (lua.PRELUDE's finish)."""

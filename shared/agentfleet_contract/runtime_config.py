@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from agentfleet_contract.agentfleet import (
+    A2ASkill,
     AgentFleet,
     AgentFleetSpec,
     Budgets,
@@ -170,6 +171,16 @@ class TracingSettings(Model):
     )
 
 
+class A2ASettings(Model):
+    """The task API's A2A server (AgentFleet.spec.a2a); the fleet's name and tools fill the rest of the card."""
+
+    description: str | None = Field(default=None, description="The card's description; unset: built from the fleet.")
+    url: str | None = Field(
+        default=None, description="Base URL the card advertises (<url>/a2a); unset: the origin each request came to."
+    )
+    skills: list[A2ASkill] = Field(default_factory=list, description="The card's skills; empty: built from the tools.")
+
+
 class BreakerSettings(Model):
     failure_threshold: int = Field(default=5, ge=1, description="Consecutive failures that open a tool's breaker.")
     cooldown_seconds: float = Field(
@@ -250,6 +261,9 @@ class RuntimeConfig(Model):
     )
     tracing: TracingSettings | None = Field(
         default=None, description="OpenTelemetry export (AgentFleet.spec.tracing); unset: off."
+    )
+    a2a: A2ASettings | None = Field(
+        default=None, alias="a2a", description="Serve A2A on the task API (AgentFleet.spec.a2a); unset: off."
     )
 
     @property
@@ -439,6 +453,15 @@ def runtime_config(
         doc["tracing"] = {"endpoint": s.tracing.endpoint, "samplingRatio": s.tracing.sampling_percent / 100}
         if pod is not None and s.tracing.headers_secret_ref is not None:
             doc["tracing"]["headersFile"] = pod.tracing_headers_file
+    if s.a2a is not None:
+        # In a pod the card names the fleet's Service (render: <fleet>-api on the API port), never
+        # the Host header a caller sent: a card is cached by callers, so no request may shape it.
+        url = s.a2a.url or (f"http://{af.metadata['name']}-api.{namespace}.svc:{pod.api_port}" if pod else None)
+        doc["a2a"] = {
+            **({"description": s.a2a.description} if s.a2a.description else {}),
+            **({"url": url} if url else {}),
+            "skills": [k.wire() for k in s.a2a.skills],
+        }
     if pod is not None:
         doc["listenHost"] = "0.0.0.0"
         doc["modelRouting"] = model_routing(s, namespace, primary, routine)

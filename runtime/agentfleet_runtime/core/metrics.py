@@ -187,6 +187,13 @@ STEP_OVERHEAD = _histogram_tally(STEP_OVERHEAD_SECONDS)
 API_REQUESTS = Counter(
     "agentfleet_api_requests_total", "Task API requests by route and status code.", ["route", "code"]
 )
+# The method is one A2A names (else "unknown": a caller's string never becomes a label), the outcome
+# "ok" or the error's reason (a2a_wire.REASONS): a bounded set each.
+A2A_REQUESTS = Counter(
+    "agentfleet_a2a_requests_total",
+    "A2A requests (JSON-RPC and HTTP+JSON) by method and outcome: ok, or the error's reason (TASK_NOT_FOUND, ...).",
+    ["method", "outcome"],
+)
 # Tenants are the names in the fleet's token Secret (an operator's list, not a caller's choice),
 # so these labels stay bounded.
 TENANT_COST = Counter(

@@ -26,8 +26,18 @@ from agentfleet_runtime.core.config import limits_of
 from agentfleet_runtime.core.metrics_access import hash_tenants, label_key
 from agentfleet_runtime.core.tenants import ANONYMOUS, Caller, TokenFile, owner
 from agentfleet_runtime.core.types import TaskRecord
+from agentfleet_runtime.server.a2a import A2AServer
+from agentfleet_runtime.server.a2a_wire import CARD_PATH, REST_PATH, RPC_PATH
 from agentfleet_runtime.server.admission import Admitter
 from agentfleet_runtime.server.openapi import OPENAPI
+from agentfleet_runtime.server.requests import (
+    CALLER,
+    SSE_KEEPALIVE_SECONDS,
+    SSE_POLL_MS,
+    TENANT,
+    Admitted,
+    Refused,
+)
 from agentfleet_runtime.server.submission import (
     SubmitError,
     new_task,
@@ -43,14 +53,12 @@ from agentfleet_runtime.store.tasks import NotReplicated, TaskStore
 
 log = logging.getLogger("agentfleet_runtime.task_api")
 
-OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/v1/openapi.json"}
+# The agent card is public (A2A: callers read it before they hold a token); it names no secret.
+OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/v1/openapi.json", CARD_PATH}
 
 
-SSE_KEEPALIVE_SECONDS = 15
-SSE_POLL_MS = 1000  # longest one XREAD of a stream blocks: how soon a closed client's slot frees
-TENANT = web.RequestKey("tenant", str)  # the caller's tenant, set by the auth middleware
-CALLER = web.RequestKey("caller", Caller)  # the caller's token: tenant, scope, identity
 RETRY_AFTER_SECONDS = 5  # a tenant at its in-flight or stream cap: about when a task or stream may have ended
+REVIEWER_SUBMITS = "this token is a reviewer's (scope approver): it decides approvals and submits nothing"
 REDIS_RETRY_AFTER_SECONDS = 10  # Redis full or failing over: results expire, a failover takes seconds
 
 
@@ -159,6 +167,9 @@ class TaskAPI:
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/v1/openapi.json", self.openapi)
+        if self.config.a2a is not None:
+            for method, path, handler in A2AServer(self).routes():
+                app.router.add_route(method, path, handler)
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
         return app
@@ -200,7 +211,9 @@ class TaskAPI:
             request[TENANT] = caller.tenant
             request[CALLER] = caller
             length = request.content_length
-            if length is not None and length > self.config.api.max_request_bytes:
+            # A2A's endpoint reads the body itself and answers an oversized one with a JSON-RPC error.
+            a2a_route = request.path == RPC_PATH or request.path.startswith(REST_PATH + "/")
+            if length is not None and length > self.config.api.max_request_bytes and not a2a_route:
                 return _error(
                     413, f"request body of {length} bytes exceeds the limit of {self.config.api.max_request_bytes}"
                 )
@@ -223,18 +236,21 @@ class TaskAPI:
     async def _owned(self, request: web.Request) -> tuple[TaskRecord, dict[str, str]] | None:
         """The task the path names, if it is the caller's tenant's: another tenant's task is as
         absent as one that never existed (404 either way, so ids cannot be probed)."""
-        got = await self.store.get(request.match_info["id"])
-        if got is None or owner(got[0].tenant) != request[TENANT]:
+        return await self.owned(request[TENANT], request.match_info["id"])
+
+    async def owned(self, tenant: str, task_id: str) -> tuple[TaskRecord, dict[str, str]] | None:
+        """The task, if it is this tenant's: another tenant's is as absent as one that never existed."""
+        got = await self.store.get(task_id)
+        if got is None or owner(got[0].tenant) != tenant:
             return None
         return got
 
-    # -- routes ------------------------------------------------------------------------------------
-    async def submit(self, request: web.Request) -> web.Response:
-        tenant, caller = request[TENANT], request[CALLER]
+    async def admit(self, tenant: str, caller: Caller, body: Any, key: str | None) -> Admitted:
+        """Make a task of a submission, through every check /v1/tasks has: the body's fields, the
+        fleet's and the tenant's limits, the idempotency key. A2A's SendMessage comes here too,
+        so neither path can skip what the other enforces. Raises SubmitError (400) or Refused."""
         if caller.approver:
-            return _error(403, "this token is a reviewer's (scope approver): it decides approvals and submits nothing")
-        body = parse_body(await request.read())
-        key = request.headers.get("Idempotency-Key")
+            raise Refused(403, REVIEWER_SUBMITS)
         sub = parse_submission(body, key, self.config.api.max_goal_chars, self.limits)
         record = new_task(uuid.uuid4().hex, sub, time.time(), tenant, caller.id)
         admission = self.admission.of(tenant, sub.goal, sub.limits)
@@ -250,25 +266,35 @@ class TaskAPI:
         except NotReplicated as e:
             # Stored on the primary only: a failover now could lose it, so it is not acknowledged.
             # The same Idempotency-Key returns this task, whether it survived or not (then anew).
-            return web.json_response(
-                {"id": e.task_id, "error": f"{e}: not acknowledged; retry with the same Idempotency-Key"},
-                status=503,
-                headers={"Retry-After": "1"},
-            )
+            raise Refused(
+                503, f"{e}: not acknowledged; retry with the same Idempotency-Key", retry_after=1, task_id=e.task_id
+            ) from e
         if created < 0:
-            return self._refused(tenant, created, task_id, record.created_at, admission.need_tokens)
+            raise self._refused(tenant, created, task_id, record.created_at, admission.need_tokens)
         if not created:
             got = await self.store.get(task_id)
             if got is not None and sub.idempotency_key and got[1].get("request_hash") not in ("", sub.request_hash):
-                return _error(409, "this Idempotency-Key was used for a different request")
-            status = got[0].status.value if got else "unknown"
-            return web.json_response({"id": task_id, "status": status, "created": False}, status=200)
+                raise Refused(409, "this Idempotency-Key was used for a different request")
+            return Admitted(task_id, False, got[0].status.value if got else "unknown")
         metrics.TENANT_ADMISSIONS.labels(tenant, "admitted").inc()
         log.info("task submitted", extra={"task_id": task_id, "session": sub.session or None, "tenant": tenant})
-        body = {"id": task_id, "status": "queued", "created": True}
-        return web.json_response(body, status=201, headers={"Location": f"/v1/tasks/{task_id}"})
+        return Admitted(task_id, True, "queued")
 
-    def _refused(self, tenant: str, code: int, figure: str, now: float, need: int) -> web.Response:
+    # -- routes ------------------------------------------------------------------------------------
+    async def submit(self, request: web.Request) -> web.Response:
+        if request[CALLER].approver:  # before the body is read, as admit would refuse it anyway
+            return _error(403, REVIEWER_SUBMITS)
+        body = parse_body(await request.read())
+        try:
+            got = await self.admit(request[TENANT], request[CALLER], body, request.headers.get("Idempotency-Key"))
+        except Refused as e:
+            return e.response()
+        if not got.created:
+            return web.json_response({"id": got.task_id, "status": got.status, "created": False}, status=200)
+        body = {"id": got.task_id, "status": "queued", "created": True}
+        return web.json_response(body, status=201, headers={"Location": f"/v1/tasks/{got.task_id}"})
+
+    def _refused(self, tenant: str, code: int, figure: str, now: float, need: int) -> Refused:
         """429 for a tenant at a limit (SUBMIT's -1: tasks in flight, -2: spend today, -3: tokens
         per minute)."""
         tl = self.config.api.tenant_limits
@@ -301,7 +327,7 @@ class TaskAPI:
                 + " submit with a lower budgets.maxCost"
             )
         metrics.TENANT_ADMISSIONS.labels(tenant, outcome).inc()
-        return web.json_response({"error": message, "limit": outcome}, status=429, headers={"Retry-After": str(wait)})
+        return Refused(429, message, retry_after=wait, limit=outcome)
 
     async def get(self, request: web.Request) -> web.Response:
         got = await self._owned(request)

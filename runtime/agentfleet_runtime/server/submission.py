@@ -63,6 +63,12 @@ def _check_value(value: Any, path: list[str]) -> None:
             _check_value(v, [*path, str(i)])
 
 
+def check_json(value: Any) -> None:
+    """SubmitError for a parsed JSON value nothing downstream can hold (non-finite numbers, lone
+    surrogates, deep nesting): for a caller that parses its own body (A2A's JSON-RPC)."""
+    _check_value(value, [])
+
+
 def parse_body(raw: bytes) -> Any:
     """A request body as JSON the API can store: SubmitError (400) names the field otherwise."""
     try:

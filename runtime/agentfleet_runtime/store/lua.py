@@ -110,7 +110,7 @@ end
 """
 
 # KEYS: hash stream events submission session parent_children tenant_live tenant_spend tenant_reserved
-#       bucket...
+#       bucket... [tenant_tasks]
 # ARGV: id submission_ttl event max_in_flight max_spend_nanos key_prefix need_tokens n_buckets reserve_nanos
 #       (rate burst) x n_buckets field value ...
 # Admission (a root task of a tenant, tenant_live given): the tenant's live set is pruned of tasks
@@ -121,6 +121,9 @@ end
 # tenant's token buckets (KEYS[9..], GCRA) lacks room for need_tokens now. Nothing is charged to a
 # bucket here: the task's model calls charge it. A repeated Idempotency-Key answers before any of
 # these: the task it names was admitted already.
+# The newest root tasks of one tenant A2A's ListTasks can page through (Keys.tenant_tasks).
+MAX_LISTED = 10_000
+
 SUBMIT = (
     PRELUDE
     + GCRA
@@ -182,6 +185,19 @@ if KEYS[6] ~= '' then redis.call('RPUSH', KEYS[6], ARGV[1]) end
 if KEYS[7] ~= '' and tonumber(ARGV[4]) > 0 then
   redis.call('SADD', KEYS[7], ARGV[1])
   redis.call('EXPIRE', KEYS[7], tonumber(ARGV[2]))
+end
+-- The tenant's index of root tasks (Keys.tenant_tasks), the optional key after the buckets: newest
+-- by server time, older than the records' TTL dropped, at most MAX_LISTED kept.
+local listed = KEYS[10 + n_buckets]
+if listed and listed ~= '' then
+  local t = redis.call('TIME')
+  local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZADD', listed, now_ms, ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', listed, '-inf', '(' .. (now_ms - tonumber(ARGV[2]) * 1000))
+  redis.call('ZREMRANGEBYRANK', listed, 0, -("""
+    + str(MAX_LISTED + 1)
+    + r"""))
+  redis.call('EXPIRE', listed, tonumber(ARGV[2]))
 end
 return {1, ARGV[1]}
 """

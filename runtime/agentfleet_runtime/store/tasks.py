@@ -198,6 +198,7 @@ class TaskStore:
                 keys += [key for key, _, _ in admission.buckets]
                 tokens = [admission.need_tokens, len(admission.buckets), admission.reserve_nanos]
                 tokens += [arg for _, rate, burst in admission.buckets for arg in (rate, burst)]
+            keys.append(self.keys.tenant_tasks(record.tenant))  # the tenant's listing (A2A ListTasks)
         else:
             keys += ["", "", ""]
         ev = event("queued", task=record.id, parent=record.parent or None, depth=record.depth)

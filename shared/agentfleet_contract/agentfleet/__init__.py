@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from agentfleet_contract.agentfleet.a2a import A2A, A2ASkill
 from agentfleet_contract.agentfleet.api import TaskAPI, TenantLimits, Tracing
 from agentfleet_contract.agentfleet.budgets import Budgets, ModelCalls, Pricing, RateLimit
 from agentfleet_contract.agentfleet.decisions import (
@@ -66,6 +67,8 @@ class AgentFleet(Model):
 
 
 __all__ = [
+    "A2A",
+    "A2ASkill",
     "ANSWER_POLICIES",
     "AgentFleet",
     "AgentFleetSpec",

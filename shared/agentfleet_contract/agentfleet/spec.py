@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from agentfleet_contract.agentfleet.a2a import A2A
 from agentfleet_contract.agentfleet.api import TaskAPI, Tracing
 from agentfleet_contract.agentfleet.budgets import Budgets, ModelCalls, Pricing, RateLimit
 from agentfleet_contract.agentfleet.decisions import Decisions, SystemPrompt
@@ -117,6 +118,12 @@ class AgentFleetSpec(Model):
     tracing: Tracing | None = Field(
         default=None,
         description="Send one OpenTelemetry trace per task (invoke_agent, chat, execute_tool spans) to a collector.",
+    )
+    a2a: A2A | None = Field(
+        default=None,
+        alias="a2a",
+        description="Serve the A2A protocol (agent card, JSON-RPC) on the task API with its tokens and limits; "
+        "unset: off.",
     )
     pod_template: AgentFleetPodTemplate | None = Field(
         default=None, description=POD_TEMPLATE_DESCRIPTION + " Applies to the worker and API pods."

@@ -489,3 +489,19 @@ def test_the_managed_redis_fsync_policy_is_the_one_its_field_describes() -> None
     fsync = args[args.index("--appendfsync") + 1]
     text = Redis.model_fields["deploy"].description or ""
     assert f"appendfsync {fsync}" in text and "loses" in text and "last second" in text, text
+
+
+def test_the_a2a_card_names_the_api_service_the_operator_renders() -> None:
+    # spec.a2a without a url: the card advertises the fleet's own API Service, so its name and
+    # port (render) and the URL the runtime config carries (runtime_config) must agree.
+    af = fleet(a2a={})
+    objs = by_kind(r.render_runtime(af, doc_for(af), replicas=3))
+    cfg = RuntimeConfig.model_validate(yaml.safe_load(objs[("ConfigMap", "support-runtime")]["data"]["runtime.yaml"]))
+    service = objs[("Service", "support-api")]
+    port = service["spec"]["ports"][0]["port"]
+    assert cfg.a2a is not None and cfg.a2a.url == f"http://support-api.team-a.svc:{port}"
+    assert "a2a" not in yaml.safe_load(
+        by_kind(r.render_runtime(fleet(), doc_for(fleet()), replicas=3))[("ConfigMap", "support-runtime")]["data"][
+            "runtime.yaml"
+        ]
+    )  # unset: no A2A, and existing ConfigMaps are unchanged
