@@ -28,6 +28,7 @@ from agentfleet_eval.scoring import Outcome, score
 from agentfleet_eval.taskset import EvalTask
 
 from agentfleet_runtime.core.config import limits_of
+from agentfleet_runtime.core.types import Status
 from agentfleet_runtime.server.submission import SubmitError, new_task, parse_submission, task_view
 from agentfleet_runtime.store.connection import connect
 from agentfleet_runtime.store.tasks import NotReplicated, TaskStore
@@ -67,8 +68,11 @@ def gate_result(version: Version, task: EvalTask, outcome: Outcome) -> GateTaskR
 
 
 def reached_a_model(outcome: Outcome) -> bool:
-    """Whether the task got as far as a model's answer: a model call, or any token spent."""
-    return outcome.status == "completed" or outcome.model_calls > 0 or outcome.tokens > 0
+    """Whether the version answered the task or got as far as a model call: an answer (status
+    ``done``) is the version's own whatever made it, a model or a stage that needs none (the
+    Cascade's decline when its search finds nothing: on the real node a candidate searching an
+    empty index declined every task with no call, and each was left out as not run)."""
+    return outcome.status == Status.DONE or outcome.model_calls > 0 or outcome.tokens > 0
 
 
 def not_run(version: Version, task: EvalTask, outcome: Outcome) -> GateTaskResult:

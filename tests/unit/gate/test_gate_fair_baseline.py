@@ -11,7 +11,7 @@ import yaml
 from agentfleet_contract.agentfleet import GateBudget, GateRule
 from agentfleet_contract.gate import GateTaskResult
 from agentfleet_eval.scoring import Outcome
-from agentfleet_eval.taskset import EvalTask
+from agentfleet_eval.taskset import EvalTask, Fact
 
 from agentfleet.gate import decide
 from agentfleet_runtime.gate.tasks import Side
@@ -63,7 +63,7 @@ class _Scripted(Side):
 
 TASK = EvalTask(id="t0", question="What is the default of checkpoint_timeout?", kind="default", part="dev")
 LOST = Outcome(status="failed", reason="timeout", error="the task's time budget ran out")
-ANSWERED = Outcome(status="completed", answer="5min", model_calls=1, tokens=40)
+ANSWERED = Outcome(status="done", answer="5min", model_calls=1, tokens=40)
 
 
 def test_a_task_that_never_reached_a_model_is_asked_once_more():
@@ -77,6 +77,18 @@ def test_twice_so_it_is_reported_as_not_run_not_as_a_failure():
     side = _Scripted([LOST, LOST])
     got = asyncio.run(side.run("f-gate-1", TASK, asyncio.Event()))
     assert got is not None and got.not_run and not got.success
+
+
+def test_an_answer_made_without_a_model_is_the_versions_answer_not_a_task_not_run():
+    """The real node's breaking gate (2026-11-29): the candidate searched an empty index and its
+    Cascade declined each task with no model call ("The documents I searched do not mention ...",
+    status done); 5 of its 8 tasks were reported not run and left out, so its wrong answers
+    never counted against it."""
+    declined = Outcome(status="done", reason="final_answer", answer="The documents I searched do not mention it.")
+    side = _Scripted([declined, declined])
+    task = EvalTask(id="t1", question=TASK.question, kind="default", part="dev", facts=(Fact(texts=("5min",)),))
+    got = asyncio.run(side.run("f-gate-1", task, asyncio.Event()))
+    assert got is not None and not got.not_run and not got.success and side.asked == ["f-gate-1"]
 
 
 def test_a_task_that_reached_a_model_and_failed_is_a_failure():
