@@ -168,6 +168,14 @@ class SleepStatus(Model):
 CONDITIONS_LIST = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
 
 
+def unique_keys(field: str, key: str, keys: list[str]) -> None:
+    """A list-map's keys, checked in the model as the schema's x-kubernetes-list-map-keys checks them
+    on the API server: a duplicate is refused naming the field and the key."""
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise ValueError(f"{field} {key}s must be unique; duplicated: {', '.join(dup)}")
+
+
 def conditions_field() -> Any:
     return Field(
         default_factory=list,

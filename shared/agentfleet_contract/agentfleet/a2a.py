@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints, field_validator
 
-from agentfleet_contract.common import Model
+from agentfleet_contract.common import Model, unique_keys
 from agentfleet_contract.rules import matches, no_credentials
 
 SKILL_ID = r"^[a-z0-9]([a-z0-9_.-]{0,62}[a-z0-9])?$"
@@ -60,9 +60,5 @@ class A2A(Model):
     @field_validator("skills")
     @classmethod
     def _unique_skill_ids(cls, skills: list[A2ASkill]) -> list[A2ASkill]:
-        # The schema's list-map keyed by id refuses duplicates on the server; mirror it here.
-        ids = [k.id for k in skills]
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        if dup:
-            raise ValueError(f"spec.a2a.skills ids must be unique; duplicated: {', '.join(dup)}")
+        unique_keys("spec.a2a.skills", "id", [k.id for k in skills])
         return skills

@@ -14,7 +14,7 @@ from agentfleet_contract.agentfleet.redis_settings import Redis
 from agentfleet_contract.agentfleet.rollout import Rollout, RolloutEvaluation
 from agentfleet_contract.agentfleet.tools import Tool, names_tool
 from agentfleet_contract.agentfleet.workers import Retry, Workers
-from agentfleet_contract.common import LocalObjectReference, Model, default_obj
+from agentfleet_contract.common import LocalObjectReference, Model, default_obj, unique_keys
 from agentfleet_contract.pod_template import POD_TEMPLATE_DESCRIPTION, AgentFleetPodTemplate
 from agentfleet_contract.rules import Rule
 
@@ -144,9 +144,5 @@ class AgentFleetSpec(Model):
     @field_validator("tools")
     @classmethod
     def _unique_tool_names(cls, tools: list[Tool]) -> list[Tool]:
-        # The schema's list-map keyed by name enforces this on the server; mirror it here.
-        names = [t.name for t in tools]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"spec.tools names must be unique; duplicated: {', '.join(dup)}")
+        unique_keys("spec.tools", "name", [t.name for t in tools])
         return tools
