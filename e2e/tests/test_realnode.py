@@ -420,8 +420,9 @@ def test_fleet_runs_on_real_pods_and_tasks_complete(cluster, node, fleet) -> Non
     # and the tasks they ran (TASKS/H, P95, COST/TASK from the fleet's Redis).
     def columns() -> list[str] | None:
         table = cluster.run("-n", ns, "get", "agentfleets", name).stdout.splitlines()
-        # GATE stays blank: this fleet has no spec.rollout, so there is no gate to show.
-        header, row = [h for h in table[0].split() if h != "GATE"], table[1].split()
+        # GATE and A2A stay blank: this fleet has no spec.rollout and no spec.a2a (test_a2a_realnode
+        # reads a fleet's A2A column).
+        header, row = [h for h in table[0].split() if h not in ("GATE", "A2A")], table[1].split()
         return table if len(row) == len(header) and "<none>" not in row and row[1] == "True" and row[5] != "0" else None
 
     print("\n".join(cluster.wait_for(columns, timeout=180, interval=2, desc="every column of kubectl get agentfleets")))

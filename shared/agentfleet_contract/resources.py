@@ -144,6 +144,7 @@ AGENT_FLEET = Resource(
         Column(
             "Gate", "string", ".status.gate.phase", "The evaluation gate: Serving, Running, Promoted, Held or Aborted."
         ),
+        Column("A2A", "string", ".status.a2aEndpoint", "Where A2A callers reach the fleet (blank without spec.a2a)."),
         AGE,
     ),
     scale=Scale(spec_replicas=".spec.workers.replicas", status_replicas=".status.workers"),

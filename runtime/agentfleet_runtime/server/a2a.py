@@ -25,7 +25,7 @@ from agentfleet_runtime.core.tenants import ANONYMOUS, Caller, owner
 from agentfleet_runtime.core.types import TaskRecord
 from agentfleet_runtime.server import a2a_wire as w
 from agentfleet_runtime.server.requests import CALLER, SSE_KEEPALIVE_SECONDS, SSE_POLL_MS, TENANT, Refused
-from agentfleet_runtime.server.submission import SubmitError, check_json
+from agentfleet_runtime.server.submission import SubmitError, check_json, tree_usage
 from agentfleet_runtime.store import approvals
 from agentfleet_runtime.store.connection import UNWRITABLE
 
@@ -64,7 +64,7 @@ class A2AServer:
         """(method, path, handler) of the card, the JSON-RPC endpoint and the HTTP+JSON binding."""
         rest = w.REST_PATH
         return [
-            ("GET", w.CARD_PATH, self.card),
+            *(("GET", path, self.card) for path in w.CARD_PATHS),
             ("POST", w.RPC_PATH, self.rpc),
             ("POST", rest + "/message:send", self._rest("SendMessage", self._rest_send)),
             ("POST", rest + "/message:stream", self._rest("SendStreamingMessage", self._rest_stream)),
@@ -222,9 +222,12 @@ class A2AServer:
         return got
 
     async def _task(self, tenant: str, task_id: str, history_length: int | None = None) -> dict[str, Any]:
-        rec, _ = await self._owned(tenant, task_id)
+        rec, raw = await self._owned(tenant, task_id)
         steps = await self.api.store.steps(task_id) if history_length != 0 else None
-        return w.a2a_task(rec, steps, history_length)
+        return w.a2a_task(rec, steps, history_length, usage=self._usage(raw))
+
+    def _usage(self, raw: dict[str, str]) -> dict[str, Any]:
+        return {**tree_usage(raw), "currency": self.config.pricing.currency}
 
     async def _new_task(self, tenant: str, caller: Caller, req: w.SendRequest) -> str:
         """A SendMessage's task, through TaskAPI.admit: the same checks and limits as /v1/tasks."""
@@ -350,7 +353,8 @@ class A2AServer:
             if not h or owner(h.get("tenant") or "") != tenant:
                 continue  # expired since it was indexed
             steps = await store.steps(tid) if q.history_length else None
-            tasks.append(w.a2a_task(TaskRecord.from_hash(h), steps, q.history_length or 0, q.include_artifacts))
+            rec = TaskRecord.from_hash(h)
+            tasks.append(w.a2a_task(rec, steps, q.history_length or 0, q.include_artifacts, self._usage(h)))
         more = len(matched) > q.page_size
         return {
             "tasks": tasks,
@@ -445,14 +449,14 @@ class A2AServer:
             rec, _ = await self._owned(tenant, tid)
             headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
             resp = web.StreamResponse(headers=headers)
-            await resp.prepare(request)
 
             async def send(result: dict[str, Any]) -> None:
                 await resp.write(frames.result(result))
 
-            await send({"task": w.a2a_task(rec, None, 0)})
             ended, ctx, quiet = rec.status.terminal, w.context_of(rec), time.monotonic()
             try:
+                await resp.prepare(request)
+                await send({"task": w.a2a_task(rec, None, 0)})
                 while not self.api.closing and not ending.is_set() and not _gone(request):
                     batch = await self.api.store.events(tid, after, block_ms=SSE_POLL_MS)
                     if not batch:
@@ -472,7 +476,12 @@ class A2AServer:
                             ended = True
                     if ended and batch[-1][1].get("type") == "finished":
                         break
-            except (ConnectionResetError, asyncio.CancelledError):
+            except ConnectionResetError:
+                # The caller went away mid-stream (the A2A kit closes streams it has read enough of):
+                # the task goes on, and there is no one left to tell. Raised on, aiohttp logged each as
+                # an error handling the request.
+                return resp
+            except asyncio.CancelledError:
                 raise
             except Exception:
                 # The stream has begun: the error goes in it (an SSE error event), never a 5xx.

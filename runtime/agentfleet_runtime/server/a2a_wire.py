@@ -7,6 +7,7 @@ session, its state one function of the task's status and stop reason (``a2a_stat
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +21,13 @@ from agentfleet_runtime.core.types import Status, Step, StopReason, TaskRecord
 PROTOCOL_VERSION = "1.0"
 CARD_PATH = "/.well-known/agent-card.json"
 RPC_PATH = "/a2a"
+# The card at the host's well-known path (the spec's), and under the agent's own base URL: a
+# gateway that serves many agents on one host by path prefix hands callers that base URL, and
+# clients (a2a-sdk's resolver, the A2A kit) read <base>/.well-known/agent-card.json.
+CARD_PATHS = (CARD_PATH, RPC_PATH + CARD_PATH)
+# What the task cost, with its sub-agents', on every Task: a calling agent (an A2A tool) counts
+# it in its own budget. {"totalTokens": int, "cost": decimal string, "currency": "USD"}.
+USAGE_KEY = "agentfleet.io/usage"
 REST_PATH = "/a2a/rest"  # the HTTP+JSON binding's base: <base>/message:send, <base>/tasks/{id}, ...
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 
@@ -105,6 +113,7 @@ BUDGET_STOPS = frozenset(
 OUTPUT_MODES = ("text/plain", "application/json")
 ACCEPTS = frozenset({*OUTPUT_MODES, "text/*", "application/*", "*/*"})
 TEXT_TYPES = frozenset({"", "text/plain", "text/markdown"})
+DATA_TYPES = frozenset({"", "application/json"})
 MAX_PARTS = 64
 MAX_ID_CHARS = 200  # a messageId, a contextId or a task id a caller sends
 MAX_PAGE = 100
@@ -293,6 +302,7 @@ def a2a_task(
     steps: list[Step] | None = None,
     history_length: int | None = None,
     include_artifacts: bool = True,
+    usage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A task as A2A's Task: state, the answer as an artifact once it ended, and its history (the
     goal, then each step's text), the newest ``history_length`` messages of it (None: all)."""
@@ -307,6 +317,8 @@ def a2a_task(
         "status": status,
         "metadata": {"status": rec.status.value, "reason": rec.reason or "", "parent": rec.parent or ""},
     }
+    if usage is not None:
+        out["metadata"][USAGE_KEY] = usage
     if include_artifacts and rec.status.terminal and rec.answer:
         out["artifacts"] = [answer_artifact(rec.id, rec.answer)]
     if history_length != 0:
@@ -414,8 +426,9 @@ def history_length_of(params: dict[str, Any], where: dict[str, Any] | None = Non
 
 
 def _read_parts(parts: Any, max_goal_chars: int) -> tuple[str, dict[str, Any] | None]:
-    """The goal a message's parts spell (its text parts, joined), and a reviewer's decision (a data
-    part holding one); any other part is a content type this agent does not read."""
+    """The goal a message's parts spell (its text parts, and its data parts as JSON text, joined in
+    order), and a reviewer's decision (a data part holding one). Files (raw bytes, URLs) are a
+    content type this agent does not read: refused, never dropped unread."""
     if not isinstance(parts, list) or not parts:
         raise RpcError(INVALID_PARAMS, "message.parts must be a non-empty list of parts such as {'text': '...'}")
     if len(parts) > MAX_PARTS:
@@ -439,11 +452,17 @@ def _read_parts(parts: Any, max_goal_chars: int) -> tuple[str, dict[str, Any] | 
             texts.append(part["text"])
         elif kind == "data" and isinstance(part["data"], dict) and "decision" in part["data"]:
             decision = part["data"]
+        elif kind == "data":
+            # Structured input other agents send (ADK's and LangGraph's tool arguments): the model
+            # reads it as JSON text, as untrusted as any text part.
+            if media not in DATA_TYPES:
+                why = f"{where}: data of media type {media[:80]!r} is not read: send application/json"
+                raise RpcError(CONTENT_TYPE_NOT_SUPPORTED, why)
+            texts.append(json.dumps(part["data"], ensure_ascii=False, separators=(",", ":")))
         else:
             raise RpcError(
                 CONTENT_TYPE_NOT_SUPPORTED,
-                f"{where}: {kind} parts are not read by this agent: send the request as text parts"
-                + (" (a data part is read only as a reviewer's decision on a waiting task)" if kind == "data" else ""),
+                f"{where}: {kind} parts (files) are not read by this agent: send the request as text or data parts",
             )
     goal = "\n\n".join(texts)
     if len(goal) > max_goal_chars:
@@ -619,7 +638,7 @@ def agent_card(config: RuntimeConfig, base_url: str, version: str, secured: bool
         ],
         "version": version,
         "capabilities": {"streaming": True, "pushNotifications": False, "extendedAgentCard": False},
-        "defaultInputModes": ["text/plain"],
+        "defaultInputModes": ["text/plain", "application/json"],
         "defaultOutputModes": list(OUTPUT_MODES),
         "skills": skills(config),
     }
@@ -628,7 +647,7 @@ def agent_card(config: RuntimeConfig, base_url: str, version: str, secured: bool
             "bearer": {
                 "httpAuthSecurityScheme": {
                     "scheme": "Bearer",
-                    "description": "A token of the fleet's task API: its tenant owns the tasks it sends.",
+                    "description": "A caller's tasks belong to the tenant its bearer header names.",
                 }
             }
         }

@@ -27,7 +27,7 @@ from agentfleet_runtime.core.metrics_access import hash_tenants, label_key
 from agentfleet_runtime.core.tenants import ANONYMOUS, Caller, TokenFile, owner
 from agentfleet_runtime.core.types import TaskRecord
 from agentfleet_runtime.server.a2a import A2AServer
-from agentfleet_runtime.server.a2a_wire import CARD_PATH, REST_PATH, RPC_PATH
+from agentfleet_runtime.server.a2a_wire import CARD_PATHS, REST_PATH, RPC_PATH
 from agentfleet_runtime.server.admission import Admitter
 from agentfleet_runtime.server.openapi import OPENAPI
 from agentfleet_runtime.server.requests import (
@@ -54,7 +54,7 @@ from agentfleet_runtime.store.tasks import NotReplicated, TaskStore
 log = logging.getLogger("agentfleet_runtime.task_api")
 
 # The agent card is public (A2A: callers read it before they hold a token); it names no secret.
-OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/v1/openapi.json", CARD_PATH}
+OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/v1/openapi.json", *CARD_PATHS}
 
 
 RETRY_AFTER_SECONDS = 5  # a tenant at its in-flight or stream cap: about when a task or stream may have ended

@@ -6,7 +6,9 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from agentfleet_runtime.core.budget import effective_limits
@@ -154,6 +156,12 @@ def retrieved_passages(steps: list[Step], retrieval_tools: frozenset[str]) -> li
     return out
 
 
+def tree_usage(raw: Mapping[str, str]) -> dict[str, Any]:
+    """A root task's usage with its sub-agents': tokens, and cost as a decimal string (exact, never a float)."""
+    cost = (Decimal(int(raw.get("tree_cost_nanos") or 0)) / 10**9).normalize()
+    return {"totalTokens": int(raw.get("tree_tokens") or 0), "cost": format(cost, "f")}
+
+
 def task_view(
     rec: TaskRecord,
     raw: dict[str, str],
@@ -199,10 +207,7 @@ def task_view(
         "citations": parse_citations(rec.answer) if rec.status.terminal else [],
     }
     if rec.root == rec.id:
-        out["treeUsage"] = {
-            "totalTokens": int(raw.get("tree_tokens") or 0),
-            "cost": format((int(raw.get("tree_cost_nanos") or 0) / 1e9), ".9f").rstrip("0").rstrip(".") or "0",
-        }
+        out["treeUsage"] = tree_usage(raw)
     if steps is not None:
         out["retrieved"] = retrieved_passages(steps, retrieval_tools)
         out["steps"] = [

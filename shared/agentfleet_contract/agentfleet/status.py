@@ -168,6 +168,13 @@ class AgentFleetStatus(Model):
         default=None, max_length=32, description="Mean cost of a finished task in the pricing currency."
     )
     task_api_endpoint: str | None = Field(default=None, max_length=512, description="In-cluster URL of the task API.")
+    a2a_endpoint: str | None = Field(
+        default=None,
+        alias="a2aEndpoint",  # to_camel would write a2AEndpoint
+        max_length=2048,
+        description="Where A2A callers reach the fleet (spec.a2a.url, else the task API's in-cluster URL): its agent "
+        "card at <url>/.well-known/agent-card.json, JSON-RPC at <url>/a2a. Unset without spec.a2a.",
+    )
     evaluation: EvaluationSummary | None = Field(
         default=None, description="Summary of the last evaluation run (agentfleet eval); the operator never writes it."
     )

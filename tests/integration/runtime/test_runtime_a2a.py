@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
 import uuid
@@ -155,6 +156,18 @@ def test_send_get_list_and_the_card(redis_server, fleet, tmp_path):
             rest = await c["acme"].list_tasks(ListTasksRequest(page_size=2, page_token=page.next_page_token))
             assert [t.id for t in [*page.tasks, *rest.tasks]] == [rest_id, budgeted.id, task.id]
             assert rest.next_page_token == "" and page.total_size == rest.total_size == 3
+            # Every Task says what it cost with its sub-agents', as /v1/tasks does: a calling agent
+            # counts it in its own budget. The scripted model reports usage, so it is not zero.
+            usage = MessageToDict(got.metadata)["agentfleet.io/usage"]
+            view = await (await http["acme"].get(f"/v1/tasks/{task.id}")).json()
+            assert usage == {**view["treeUsage"], "currency": "USD"} and usage["totalTokens"] > 0, usage
+            # The card is public under the agent's own base URL too (a gateway's path prefix).
+            async with httpx.AsyncClient() as anon:
+                under = await anon.get(f"{base}/a2a/.well-known/agent-card.json")
+                assert (
+                    under.status_code == 200
+                    and under.json() == (await anon.get(f"{base}/.well-known/agent-card.json")).json()
+                )
 
     arun(body())
 
@@ -363,7 +376,7 @@ def test_bad_input_is_a_jsonrpc_error_never_a_5xx_and_nothing_is_lost(redis_serv
                 (send([{"text": "x" * 500}]), -32602),  # over maxGoalChars
                 (send([{"raw": "aGVsbG8="}]), -32005),
                 (send([{"url": "http://example.com/a.pdf"}]), -32005),
-                (send([{"data": {"some": "json"}}]), -32005),
+                (send([{"data": {"some": "json"}, "mediaType": "text/csv"}]), -32005),
                 (send([{"text": "x", "mediaType": "image/png"}]), -32005),
                 (send([{"text": "x"}], acceptedOutputModes=["image/png"]), -32005),
                 (send([{"text": "\ud800"}]), -32602),  # a lone surrogate: Redis could not store it
@@ -559,3 +572,42 @@ def test_a_tenant_at_its_stream_cap_is_refused_before_a_task_is_made(redis_serve
             follow.cancel()
 
     arun(body())
+
+
+def test_a_caller_leaving_a_stream_is_no_server_error_and_the_task_goes_on(redis_server, fleet, tmp_path, caplog):
+    # The A2A kit closes streams once it has read what it checks. On 5baf339 a write after the caller
+    # left raised ClientConnectionResetError out of the handler, which aiohttp answered as a 500 and
+    # logged as "Error handling request" with its traceback (seen running the kit against a fleet,
+    # e2e/tests/test_a2a_realnode.py). Here the caller leaves before the stream's first byte.
+    async def body():
+        async with (
+            a2a_env(redis_server.url, fleet) as env,
+            tenant_api(env.config, tmp_path) as (base, _),
+            running_worker(env.config),
+        ):
+            message = {"messageId": "leave-1", "role": "ROLE_USER", "parts": [{"text": "two steps #steps=2"}]}
+            rpc = {"jsonrpc": "2.0", "id": 1, "method": "SendStreamingMessage", "params": {"message": message}}
+            data = json.dumps(rpc).encode()
+            host, port = base.removeprefix("http://").split(":")
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(
+                f"POST /a2a HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKENS['acme']}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+                + data
+            )
+            await writer.drain()
+            writer.close()  # gone at once: every write of the stream meets a closed connection
+            await asyncio.sleep(1.0)
+            # The message was taken all the same and its task ran: the same messageId finds it.
+            async with httpx.AsyncClient(timeout=30) as hx:
+                rpc["method"] = "SendMessage"
+                got = (
+                    await hx.post(f"{base}/a2a", json=rpc, headers={"Authorization": f"Bearer {TOKENS['acme']}"})
+                ).json()
+            tid = got["result"]["task"]["id"]
+            assert (await env.wait(tid, timeout=30))[tid]["status"] == "done"
+
+    with caplog.at_level(logging.ERROR, logger="aiohttp.server"):
+        arun(body())
+    errors = [r for r in caplog.records if r.name == "aiohttp.server" and r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]

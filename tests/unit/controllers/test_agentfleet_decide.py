@@ -216,3 +216,21 @@ def test_ready_says_so_once_everything_is_and_the_next_pass_is_the_stats_refresh
     assert conds["Ready"]["status"] == "True" and conds["RuntimeReady"]["reason"] == "RuntimeAvailable"
     assert ("Normal", "Ready") in {(p.type, p.reason) for p in report.posts}
     assert report.status["readyWorkers"] == 2 and report.again == 30.0
+
+
+def test_the_a2a_endpoint_is_reported_only_for_a_fleet_that_serves_a2a() -> None:
+    # `kubectl get af`'s A2A column (.status.a2aEndpoint): spec.a2a.url when the author gives one (an
+    # Ingress), else the task API's in-cluster URL; a fleet without spec.a2a shows none, and the field
+    # is one this controller owns, so it is released when spec.a2a goes.
+    acted = Acted()
+    for spec, want in [
+        ({"a2a": {}}, f"http://support-api.{NS}.svc:8080"),
+        ({"a2a": {"url": "https://agents.example.com/support"}}, "https://agents.example.com/support"),
+        ({}, None),
+    ]:
+        obs = observe(Fleet("support").spec(**spec), models={"llama-8b": ready_model()})
+        plan = plan_of(obs)
+        assert plan.a2a_endpoint == want
+        report = status.compose(obs, plan, acted, "2026-11-29T00:00:00Z")
+        assert report.status.get("a2aEndpoint") == want
+        assert "a2aEndpoint" in report.own

@@ -159,7 +159,7 @@ def send(parts, **config):
         (send([{"text": "x" * 101}]), w.INVALID_PARAMS),
         (send([{"raw": "AA=="}]), w.CONTENT_TYPE_NOT_SUPPORTED),
         (send([{"url": "http://a/b.pdf"}]), w.CONTENT_TYPE_NOT_SUPPORTED),
-        (send([{"data": {"x": 1}}]), w.CONTENT_TYPE_NOT_SUPPORTED),
+        (send([{"data": {"x": 1}, "mediaType": "application/xml"}]), w.CONTENT_TYPE_NOT_SUPPORTED),
         (send([{"text": "x", "mediaType": "application/pdf"}]), w.CONTENT_TYPE_NOT_SUPPORTED),
         (send([{"text": "x"}], acceptedOutputModes=["image/png"]), w.CONTENT_TYPE_NOT_SUPPORTED),
         (send([{"text": "x"}], taskPushNotificationConfig={"url": "http://a"}), w.PUSH_NOTIFICATION_NOT_SUPPORTED),
@@ -184,6 +184,21 @@ def test_a_good_send_is_read_whole():
         "metadata": {},
         "budgets": {"maxSteps": 3},
     }
+
+
+def test_a_data_part_is_read_as_json_text_in_its_place():
+    # Agents that send structured input (the A2A kit's enhanced-parts check; ADK's tool arguments)
+    # are read, not refused: on 5baf339 this raised CONTENT_TYPE_NOT_SUPPORTED.
+    req = w.parse_send(send([{"text": "rank these"}, {"data": {"ids": [3, 1], "by": "é"}}, {"data": [1]}]), 100)
+    assert req.goal == 'rank these\n\n{"ids":[3,1],"by":"é"}\n\n[1]' and req.decision is None
+    # Files still are not: refused, never dropped unread.
+    with pytest.raises(w.RpcError) as e:
+        w.parse_send(send([{"text": "read this"}, {"raw": "AA==", "mediaType": "application/pdf"}]), 100)
+    assert e.value.code == w.CONTENT_TYPE_NOT_SUPPORTED and "files" in e.value.message
+    # A data part too long for the goal is refused as text is.
+    with pytest.raises(w.RpcError) as e:
+        w.parse_send(send([{"data": {"x": "y" * 200}}]), 100)
+    assert e.value.code == w.INVALID_PARAMS
 
 
 def test_rest_errors_carry_the_status_a2a_maps_each_code_to():

@@ -452,9 +452,11 @@ def plan_fleet(obs: Observed, af: AgentFleet) -> tuple[Plan | NeedsProbe, Resolv
         shared, warned = sharing.judge(me, identity, obs.neighbours, managed=r.redis.managed is not None)
         verdicts.append(shared)
         posts += warned
+    endpoint = render.task_api_endpoint(af.metadata["name"], obs.subject.namespace)
     plan = Plan(
         selector=render.selector_string(af.metadata["name"]),
-        endpoint=render.task_api_endpoint(af.metadata["name"], obs.subject.namespace),
+        endpoint=endpoint,
+        a2a_endpoint=(af.spec.a2a.url or endpoint) if af.spec.a2a is not None else None,
         problems=tuple(f.problems),
         verdicts=tuple(verdicts),
         redis=r.redis.managed,

@@ -33,6 +33,7 @@ OWN_FIELDS = (
     "readyWorkers",
     "selector",
     "taskApiEndpoint",
+    "a2aEndpoint",
     "queueDepth",
     "inFlightTasks",
     "awaitingApproval",
@@ -211,6 +212,7 @@ class Plan:
 
     selector: str
     endpoint: str  # the task API's URL
+    a2a_endpoint: str | None  # where A2A callers reach the fleet (None: no spec.a2a)
     problems: tuple[SpecProblem, ...]  # the fleet cannot run as specified: Ready says the first
     verdicts: tuple[Verdict, ...]  # the conditions decided before act
     redis: ManagedRedis | None  # None: an external Redis

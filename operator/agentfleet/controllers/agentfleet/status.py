@@ -51,6 +51,8 @@ class Report:
 def after_act(plan: Plan, acted: Acted) -> tuple[dict[str, Any], list[Verdict], bool]:
     """The status fields and conditions of what act applied and read back; busy: something starts."""
     fields: dict[str, Any] = {"selector": plan.selector, "taskApiEndpoint": plan.endpoint}
+    if plan.a2a_endpoint is not None:
+        fields["a2aEndpoint"] = plan.a2a_endpoint
     if plan.redis_identity is not None:
         fields["redis"] = plan.redis_identity.model_dump(by_alias=True, exclude_none=True)
     verdicts: list[Verdict] = []
