@@ -45,6 +45,7 @@ LANES: dict[str, tuple[str, ...]] = {
         "e2e/tests/test_vllm_realnode.py",
         "e2e/tests/test_demo.py",
         "e2e/tests/test_realnode.py",
+        "e2e/tests/test_a2a_realnode.py",
         "e2e/tests/test_vectorindex_milvus_server.py",
         "e2e/tests/test_network_policy.py",
         # kube-router's iptables and ipsets on a private bridge: never beside the real node's own
