@@ -194,6 +194,9 @@ def usage_of(task: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
     tokens, cost, currency = raw.get("totalTokens", 0), raw.get("cost", "0"), raw.get("currency", "")
+    # Metadata is a protobuf Struct, whose numbers are doubles: an SDK server sends 1234 as 1234.0.
+    if isinstance(tokens, float) and tokens.is_integer() and 0 <= tokens <= 2**53:
+        tokens = int(tokens)
     if isinstance(tokens, bool) or not isinstance(tokens, int) or not 0 <= tokens <= 2**53:
         return None
     if not isinstance(cost, str | int) or isinstance(cost, bool) or len(str(cost)) > 40:
@@ -351,6 +354,14 @@ class A2ATool:
             )
         return u
 
+    def _unreachable(self, e: aiohttp.ClientError, what: str) -> ToolError:
+        """A failed connection as the model's observation; one the egress guard refused says so."""
+        os_error = getattr(e, "os_error", None)
+        said = str(os_error.args[0]) if os_error is not None and os_error.args else ""
+        if "tools may not reach" in said:
+            return ToolError(f"{self.name} may not reach {what}: {said}", unhealthy=False)
+        return ToolError(f"{self.name}: {what} is unreachable: {e}")
+
     def _timeout(self) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(total=None, connect=self.connect_timeout, sock_connect=self.connect_timeout)
 
@@ -388,7 +399,7 @@ class A2ATool:
             ) as resp:
                 card = await self._json_body(resp, "the agent card")
         except aiohttp.ClientError as e:
-            raise ToolError(f"{self.name}: the agent card at {self.card_url} is unreachable: {e}") from e
+            raise self._unreachable(e, f"the agent card at {self.card_url}") from e
         self._card = (now, card)
         return card
 
@@ -438,7 +449,7 @@ class A2ATool:
             ) as resp:
                 return self._result(await self._json_body(resp, f"{method}"), method)
         except aiohttp.ClientError as e:
-            raise ToolError(f"{self.name}: the remote agent is unreachable: {e}") from e
+            raise self._unreachable(e, "the remote agent") from e
 
     async def _events(self, resp: aiohttp.ClientResponse) -> Any:
         """The data of each server-sent event, each at most maxResponseBytes."""
@@ -527,7 +538,7 @@ class A2ATool:
                     if out.state in TERMINAL or out.state == INPUT_REQUIRED or (out.message and not out.task_id):
                         return
         except aiohttp.ClientError as e:
-            raise ToolError(f"{self.name}: the remote agent is unreachable: {e}") from e
+            raise self._unreachable(e, "the remote agent") from e
 
     async def _poll(self, iface: URL, out: Outcome, ctx: ToolContext) -> None:
         pause = POLL_SECONDS[0]

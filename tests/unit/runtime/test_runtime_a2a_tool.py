@@ -139,9 +139,12 @@ def test_the_reported_usage_is_read_only_when_well_formed() -> None:
         2_100_000,
     )
     assert usage_of(task({"totalTokens": 1, "cost": "0.0000000001", "currency": "USD"})).cost_nanos == 1  # rounds up
+    # A protobuf Struct's numbers are doubles: an a2a-sdk server sends 1234 as 1234.0.
+    assert usage_of(task({"totalTokens": 1234.0, "cost": "0.0021", "currency": "USD"})).tokens == 1234
     for bad in [
         {"totalTokens": -1, "cost": "0", "currency": "USD"},
         {"totalTokens": True, "cost": "0", "currency": "USD"},
+        {"totalTokens": 1.5, "cost": "0", "currency": "USD"},
         {"totalTokens": 1, "cost": "NaN", "currency": "USD"},
         {"totalTokens": 1, "cost": "-0.5", "currency": "USD"},
         {"totalTokens": 1, "cost": "1e400", "currency": "USD"},
