@@ -34,8 +34,10 @@ PRICED = {"inputPerMillionTokens": "10", "outputPerMillionTokens": "20", "curren
 
 
 def ask_goal(remote_goal: str, tool: str = "ask_docs") -> str:
-    """A caller goal whose scripted model calls ``tool`` once with ``remote_goal``, then answers."""
-    return f"ask #steps=2 #tool={tool} #args={json.dumps({'message': remote_goal}, separators=(',', ':'))}"
+    """A caller goal whose scripted model calls ``tool`` once with ``remote_goal``, then answers
+    without naming any source (the scripted model's default answer would quote the observation)."""
+    args = json.dumps({"message": remote_goal}, separators=(",", ":"))
+    return f"ask #steps=2 #tool={tool} #args={args} #answer=It_is_so."
 
 
 def a2a_tool_spec(card_url: str, name: str = "ask_docs", **a2a: Any) -> dict[str, Any]:
