@@ -315,7 +315,9 @@ class TaskRun:
 
     def _remote_sources(self) -> list[str]:
         """The artifacts of the remote agents this task's A2A tools asked, as sources (tools/a2a.py)."""
-        citing_tools = {name for name, t in self.tools.tools.items() if getattr(t, "cites_artifacts", False)}
+        # Only their observations: any other tool's text (an HTTP endpoint's body) is not ours to read sources from.
+        # (getattr: the loop's tests stand in for the ToolBox with tools of their own, which cite none.)
+        citing_tools = getattr(self.tools, "cite_sources", frozenset())
         if not citing_tools:
             return []
         outputs = [o.output for s in self.steps for o in (s.observations or []) if o.ok and o.name in citing_tools]

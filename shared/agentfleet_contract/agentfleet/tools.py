@@ -312,7 +312,9 @@ class Tool(Model):
         default=None, description="Settings of an MCP tool: the server and which of its tools the agents may call."
     )
     a2a: A2AAgent | None = Field(
-        default=None, description="Settings of an A2A tool: the remote agent's card, credential and budgets."
+        default=None,
+        alias="a2a",  # to_camel would write a2A
+        description="Settings of an A2A tool: the remote agent's card, credential and budgets.",
     )
 
     def headers_ref(self) -> SecretKeyRef | None:

@@ -1,7 +1,7 @@
 """The A2A tool's own logic, pure (tools/a2a.py): the spec's rules for an A2A tool, which interface of a
 card it speaks to, the budgets it forwards, the usage it reads back, the observation the model reads
 and the sources the runtime reads out of it. The wire is the integration tier's
-(tests/integration/runtime/test_runtime_a2a_tool.py)."""
+(tests/integration/runtime/test_runtime_a2a_tool.py; this file is its pure half)."""
 
 from __future__ import annotations
 
