@@ -307,3 +307,27 @@ def test_at_the_deadline_the_remote_task_is_cancelled(redis_server, fleet, strea
             assert len(seen.cancelled) == 1 and seen.cancelled[0] in str(e.value)
 
     arun(body(), timeout=60)
+
+
+def test_the_credential_goes_to_the_cards_host_only(redis_server, fleet):
+    async def body():
+        async with environment(redis_server.url, fleet) as env, counting_server() as (endpoint, endpoint_hits):
+            ctx = await Ctx.of(env.store, env.config)
+            other_host = endpoint.replace("127.0.0.1", "localhost")
+            card = {
+                "name": "elsewhere",
+                "supportedInterfaces": [
+                    {"url": f"{other_host}/a2a", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}
+                ],
+                "capabilities": {"streaming": False},
+            }
+            async with counting_server(card=card) as (card_base, _):
+                tool = A2ATool("ask", f"{card_base}/.well-known/agent-card.json", headers={"Authorization": "Bearer b"})
+                try:
+                    with pytest.raises(ToolError, match="sent to the card's host only"):
+                        await tool.run({"message": "hi"}, ctx)
+                finally:
+                    await tool.close()
+            assert endpoint_hits == []
+
+    arun(body(), timeout=60)
