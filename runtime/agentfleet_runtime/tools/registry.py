@@ -120,10 +120,17 @@ def a2a_agent(config: RuntimeConfig, spec: Any, store: TaskStore) -> Any:
     assert settings is not None
     budgets = settings.budgets
 
+    pending: set[asyncio.Future[Any]] = set()  # held until written: the loop keeps only weak references
+
     def progress(ctx: Any, update: dict[str, Any]) -> None:
-        # Fire and forget: the A2A stream of the caller shows nothing of it; /v1's stream does.
+        # Not awaited: the remote's progress never holds up the call. The caller's A2A stream shows
+        # nothing of it (stream_events skips unknown events); /v1's event stream does.
         data = event("tool_progress", step=ctx.step, tool=spec.name, **update)
-        asyncio.ensure_future(store.r.xadd(store.keys.events(ctx.task.id), {"e": data}, maxlen=2000, approximate=True))
+        added = asyncio.ensure_future(
+            store.r.xadd(store.keys.events(ctx.task.id), {"e": data}, maxlen=2000, approximate=True)
+        )
+        pending.add(added)
+        added.add_done_callback(pending.discard)
 
     return A2ATool(
         spec.name,

@@ -300,8 +300,8 @@ class Tool(Model):
         le=86400,
         description=(
             "Per-call timeout; a timeout becomes an observation, not a task failure. "
-            "Default 30 s, except a Spawn tool, which waits for its sub-agents as long as the task's own time budget "
-            "allows."
+            "Default 30 s, except a Spawn tool, which waits for its sub-agents, and an A2A tool, which waits for the "
+            "remote task, as long as the task's own time budget allows."
         ),
     )
     http: HTTPTool | None = Field(default=None, description="Settings of an HTTP tool.")
@@ -324,11 +324,11 @@ class Tool(Model):
         return settings.headers_secret_ref if settings is not None else None
 
     def call_timeout(self) -> float:
-        """Seconds one call may take. A sub-agent runs a whole agent loop (tens of model calls), so a
-        Spawn tool's default is unbounded here and the task's deadline bounds it."""
+        """Seconds one call may take. A sub-agent, local (Spawn) or remote (A2A), runs a whole agent loop
+        (tens of model calls), so its default is unbounded here and the task's deadline bounds it."""
         if self.timeout_seconds is not None:
             return float(self.timeout_seconds)
-        return math.inf if self.type == "Spawn" else float(DEFAULT_TOOL_TIMEOUT_SECONDS)
+        return math.inf if self.type in ("Spawn", "A2A") else float(DEFAULT_TOOL_TIMEOUT_SECONDS)
 
 
 def names_tool(tool: Tool, name: str) -> bool:

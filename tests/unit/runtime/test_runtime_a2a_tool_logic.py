@@ -40,6 +40,11 @@ def test_an_a2a_tool_with_its_settings_is_valid_and_names_its_headers_secret() -
     )
     assert tool.headers_ref() is not None and tool.headers_ref().name == "b-token"  # consent and mount follow
     assert tool.a2a is not None and tool.a2a.budgets is not None and tool.a2a.budgets.max_cost == "0.05"
+    # A remote agent runs a whole loop: its call waits as long as the task may (a Spawn tool's default).
+    assert (
+        tool.call_timeout() == float("inf")
+        and Tool.model_validate({**a2a_tool(), "timeoutSeconds": 300}).call_timeout() == 300
+    )
 
 
 @pytest.mark.parametrize(
