@@ -148,6 +148,12 @@ def test_the_tool_against_an_a2a_sdk_agent_cites_it_and_charges_its_reported_cos
                 assert int(raw["tree_cost_nanos"]) == rec.cost_nanos == int(raw["calls_cost_nanos"])
                 own = sum(s.usage.total for s in seen_task["steps"])
                 assert int(raw["tree_tokens"]) == own + USAGE["totalTokens"]
+                # The remote's updates are the caller task's progress events (a stream's working update
+                # with its text; a polled state change).
+                progress = [e for _, e in await a.store.events(tid) if e["type"] == "tool_progress"]
+                assert progress and all(e["tool"] == "ask_docs" and e["step"] == 0 for e in progress), progress
+                if streaming:
+                    assert {"state": "TASK_STATE_WORKING", "text": "looking it up"}.items() <= progress[0].items()
 
     arun(body(), timeout=120)
 
