@@ -564,12 +564,16 @@ class A2ATool:
             self._task_state(out, task)
             out.artifacts = out.artifacts or artifacts
 
-    async def _cancel(self, iface: URL, task_id: str) -> None:
+    async def _cancel(self, iface: URL, ctx: ToolContext, out: Outcome) -> None:
+        """CancelTask, and the usage the cancelled Task reports charged (what it spent until then)."""
         try:
             async with asyncio.timeout(CANCEL_SECONDS):
-                await self._call(iface, "CancelTask", {"id": task_id})
+                task = await self._call(iface, "CancelTask", {"id": out.task_id})
+                if isinstance(task, dict) and str(task.get("id") or "") == out.task_id:
+                    out.task = task
+                    await self._charge(ctx, out)
         except (ToolError, TimeoutError) as e:
-            log.info("CancelTask failed", extra={"tool": self.name, "remote_task": task_id, "error": str(e)[:300]})
+            log.info("CancelTask failed", extra={"tool": self.name, "remote_task": out.task_id, "error": str(e)[:300]})
 
     async def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
         message = arguments.get("message")
@@ -609,7 +613,7 @@ class A2ATool:
         except TimeoutError:
             if iface is not None and out.task_id and out.state not in TERMINAL:
                 # Shielded: the ToolBox's own timeout, a moment later, must not stop the cancel.
-                cancel = asyncio.ensure_future(self._cancel(iface, out.task_id))
+                cancel = asyncio.ensure_future(self._cancel(iface, ctx, out))
                 self._cancels.add(cancel)
                 cancel.add_done_callback(self._cancels.discard)
                 await asyncio.shield(cancel)
@@ -618,9 +622,9 @@ class A2ATool:
                     "cancelled (CancelTask); answer without it or ask a narrower question"
                 ) from None
             raise ToolError(f"{self.name} timed out after {limit:.0f}s") from None
+        note = await self._charge(ctx, out)  # once per call: the cancel's own report below is then not charged
         if out.state == INPUT_REQUIRED and iface is not None:
-            await self._cancel(iface, out.task_id)  # this tool does not answer a remote's questions
-        note = await self._charge(ctx, out)
+            await self._cancel(iface, ctx, out)  # this tool does not answer a remote's questions
         text, answered = observation(self.name, out, note)
         if not answered:
             raise ToolError(text, unhealthy=False)

@@ -30,6 +30,7 @@ from e2e.harness.ports import free_port
 
 ANSWER = "The SDK's default page size is 50 [source: sdk-guide.html]."
 USAGE = {"totalTokens": 1234, "cost": "0.0021", "currency": "USD"}
+CANCELLED_USAGE = {"totalTokens": 100, "cost": "0.0005", "currency": "USD"}
 
 
 @dataclass
@@ -67,7 +68,8 @@ class Executor(AgentExecutor):
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
         self.seen.cancelled.append(context.task_id or "")
         updater = TaskUpdater(event_queue, context.task_id or "", context.context_id or "")
-        await updater.cancel()
+        # What it spent until cancelled, reported on the cancelled Task.
+        await updater.update_status(TaskState.TASK_STATE_CANCELED, metadata={"agentfleet.io/usage": CANCELLED_USAGE})
 
 
 def agent_card(base: str, streaming: bool) -> AgentCard:

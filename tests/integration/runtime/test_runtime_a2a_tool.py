@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from a2a_sdk_agent import ANSWER, USAGE, sdk_agent
+from a2a_sdk_agent import ANSWER, CANCELLED_USAGE, USAGE, sdk_agent
 from aiohttp import web
 from runtime_helpers import arun, environment, running_worker
 from test_runtime_api_tenants import TOKENS, tenant_api
@@ -311,6 +311,9 @@ def test_at_the_deadline_the_remote_task_is_cancelled(redis_server, fleet, strea
                     break
                 await asyncio.sleep(0.05)
             assert len(seen.cancelled) == 1 and seen.cancelled[0] in str(e.value)
+            # What the cancelled task reports it spent is charged to the caller all the same.
+            rec, _ = await env.store.get(ctx.task.id)  # type: ignore[misc]
+            assert Decimal(rec.cost_nanos) / NANOS == Decimal(CANCELLED_USAGE["cost"]), rec.cost_nanos
 
     arun(body(), timeout=60)
 
