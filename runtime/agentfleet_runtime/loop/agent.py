@@ -28,6 +28,7 @@ from agentfleet_runtime.answering.policy import Asked, Ended, Handoff, Searched
 from agentfleet_runtime.answering.policy import Opening as AnswerOpening
 from agentfleet_runtime.core import metrics, timeouts, tracing
 from agentfleet_runtime.core.budget import Prices, TreeUsage, exhausted
+from agentfleet_runtime.core.citations import parse_citations
 from agentfleet_runtime.core.errors import Cancelled, Released
 from agentfleet_runtime.core.logs import StepRef, step_var, task_id_var
 from agentfleet_runtime.core.types import ModelReply, Status, Step, StopReason, TaskRecord, ToolCall, Usage
@@ -53,6 +54,7 @@ from agentfleet_runtime.model.textcalls import parse_text_reply
 from agentfleet_runtime.model.wire import ContextOverflow
 from agentfleet_runtime.store.tasks import Acquired, TaskStore
 from agentfleet_runtime.tools import ToolBox
+from agentfleet_runtime.tools.a2a import a2a_sources
 from agentfleet_runtime.tools.retrieval import parse_passages
 
 log = logging.getLogger("agentfleet_runtime.loop.agent")
@@ -301,10 +303,25 @@ class TaskRun:
         return cost
 
     def cited(self, answer: str, shown: list[tuple[str, str]] | None = None) -> str:
-        """The answer the task ends with, every value it states cited (citing.cite)."""
+        """The answer the task ends with, every value it states cited (citing.cite), and citing the
+        remote agents' answers it asked for (A2A tools: recorded by the runtime, not copied by the model)."""
         if shown is None:
             shown = [(p["source"], p["text"]) for out in self.seen_outputs() for p in parse_passages(out)]
-        return citing.cite(answer, shown, self.rec.goal)
+        answer = citing.cite(answer, shown, self.rec.goal)
+        remote = self._remote_sources()
+        if not remote or answercheck.says_unanswered(answer):
+            return answer
+        return citing.with_sources(answer, [*parse_citations(answer), *remote])
+
+    def _remote_sources(self) -> list[str]:
+        """The artifacts of the remote agents this task's A2A tools asked, as sources (tools/a2a.py)."""
+        # Only their observations: any other tool's text (an HTTP endpoint's body) is not ours to read sources from.
+        # (getattr: the loop's tests stand in for the ToolBox with tools of their own, which cite none.)
+        citing_tools = getattr(self.tools, "cite_sources", frozenset())
+        if not citing_tools:
+            return []
+        outputs = [o.output for s in self.steps for o in (s.observations or []) if o.ok and o.name in citing_tools]
+        return a2a_sources(outputs)
 
     def interpret(
         self, reply: ModelReply, json_mode: bool, choice: Offer, schemas: list[dict[str, Any]]

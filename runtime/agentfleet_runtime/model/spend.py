@@ -29,7 +29,7 @@ import random
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -264,3 +264,72 @@ def worst_first_call(prices: Prices, system_prompt: str, goal: str, max_output_t
     """A task's first call at its worst, in 1e-9 units: what admission reserves at the least."""
     messages = [{"role": "system", "content": system_prompt}, {"role": "user", "content": goal}]
     return worst_call_nanos(dearer_nanos_per_token(prices), prompt_bound(messages), max_output_tokens)
+
+
+# KEYS: once task_hash root_hash tenant_spend ('' where the task has no tenant)
+# ARGV: tokens cost ttl
+# A remote agent's reported usage (an A2A tool's sub-task), charged once per call (``once``, the
+# call's idempotency key: a resumed step that reads the same remote task again charges nothing):
+# its cost to the task, the tree's budget counters (stored steps' and calls' alike, so the next
+# HOLD and the next budget check both see it) and the tenant's day; its tokens to the tree's.
+CHARGE_REPORTED = r"""
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[3])) then return 0 end
+local tokens, cost = tonumber(ARGV[1]), tonumber(ARGV[2])
+if cost > 0 and redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HINCRBY', KEYS[2], 'cost_nanos', cost) end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('HINCRBY', KEYS[3], 'tree_tokens', tokens)
+  redis.call('HINCRBY', KEYS[3], 'tree_cost_nanos', cost)
+  redis.call('HINCRBY', KEYS[3], 'calls_cost_nanos', cost)
+end
+if cost > 0 and KEYS[4] ~= '' then
+  redis.call('INCRBY', KEYS[4], cost)
+  redis.call('EXPIRE', KEYS[4], 172800)
+end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    """What a task tree may still spend: tokens and cost in 1e-9 units (None: no limit)."""
+
+    tokens: int | None = None
+    cost_nanos: int | None = None
+
+
+class ReportedSpend:
+    """The spend of work done elsewhere on a task's behalf (an A2A tool's remote task), in the same
+    counters the model calls' holds and settlements use: what the tree has left before the work is
+    asked for (``room``), and what the remote reported after (``charge``)."""
+
+    def __init__(self, redis: Any, keys: Keys, currency: str, ttl_seconds: int = 7 * DAY_SECONDS) -> None:
+        self.r = redis
+        self.keys = keys
+        self.currency = currency
+        self.ttl = ttl_seconds
+        self._charge = redis.register_script(CHARGE_REPORTED)
+
+    async def room(self, root: str) -> Room:
+        limits_raw, tokens, tree_cost, calls_cost = await self.r.hmget(
+            self.keys.task(root), ["limits", "tree_tokens", "tree_cost_nanos", "calls_cost_nanos"]
+        )
+        if not limits_raw:
+            return Room()
+        limits = Limits.from_json(json.loads(limits_raw))
+        cap = task_cap_nanos(limits)
+        spent = max(int(tree_cost or 0), int(calls_cost or 0))
+        return Room(
+            tokens=max(0, limits.max_tokens - int(tokens or 0)),
+            cost_nanos=None if cap is None else max(0, cap - spent),
+        )
+
+    async def charge(self, task_id: str, root: str, tenant: str, tokens: int, cost_nanos: int, once: str) -> bool:
+        """Charge a reported usage once per ``once``; whether this call charged it."""
+        day = int(time.time() // DAY_SECONDS)
+        keys = [
+            f"{self.keys.task(task_id)}:reported:{once}",
+            self.keys.task(task_id),
+            self.keys.task(root),
+            self.keys.tenant_spend(tenant, day) if tenant else "",
+        ]
+        return bool(await self._charge(keys=keys, args=[max(0, tokens), max(0, cost_nanos), self.ttl]))

@@ -92,6 +92,7 @@ class ToolBox:
         self._side_effects = {t.name for t in tools if getattr(t, "side_effects", False)}
         self._spawners = {t.name for t in tools if getattr(t, "spawns", False)}
         self._read_only = {t.name for t in tools if getattr(t, "read_only", False)}
+        self._cite_sources = {t.name for t in tools if getattr(t, "cites_artifacts", False)}
         for name in self.tools:
             if name not in self.breakers:
                 self.breakers[name] = self._new_breaker()
@@ -121,6 +122,11 @@ class ToolBox:
     def read_only(self) -> frozenset[str]:
         """Tools whose identical calls return what they returned before (searches)."""
         return frozenset(self._read_only)
+
+    @property
+    def cite_sources(self) -> frozenset[str]:
+        """Tools whose observations name, on their first line, a source the answer cites (A2A agents)."""
+        return frozenset(self._cite_sources)
 
     def acts(self, calls: Sequence[ToolCall]) -> bool:
         """Whether a call changes something outside the task (a side effect, a sub-agent): such

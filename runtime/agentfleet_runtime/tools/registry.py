@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable
 from typing import Any
@@ -100,7 +101,53 @@ def build_tools(
             tools.append(SpawnTool(spec.name, store, fan_in, description=spec.description, timeout=spec.call_timeout()))
         elif spec.type == "MCP":
             tools.append(mcp_server(config, spec))
+        elif spec.type == "A2A":
+            tools.append(a2a_agent(config, spec, store))
     return tools
+
+
+def a2a_agent(config: RuntimeConfig, spec: Any, store: TaskStore) -> Any:
+    """A remote A2A agent as a tool: its reported spend charged through the fleet's spend counters,
+    its status updates on the calling task's event stream."""
+    from decimal import Decimal
+
+    from agentfleet_runtime.core.config import prices_of
+    from agentfleet_runtime.model.spend import ReportedSpend
+    from agentfleet_runtime.store.tasks import event
+    from agentfleet_runtime.tools.a2a import A2ATool, Asked
+
+    settings = spec.a2a
+    assert settings is not None
+    budgets = settings.budgets
+
+    pending: set[asyncio.Future[Any]] = set()  # held until written: the loop keeps only weak references
+
+    def progress(ctx: Any, update: dict[str, Any]) -> None:
+        # Not awaited: the remote's progress never holds up the call. The caller's A2A stream shows
+        # nothing of it (stream_events skips unknown events); /v1's event stream does.
+        data = event("tool_progress", step=ctx.step, tool=spec.name, **update)
+        added = asyncio.ensure_future(
+            store.r.xadd(store.keys.events(ctx.task.id), {"e": data}, maxlen=2000, approximate=True)
+        )
+        pending.add(added)
+        added.add_done_callback(pending.discard)
+
+    return A2ATool(
+        spec.name,
+        settings.card_url,
+        description=spec.description,
+        timeout=spec.call_timeout(),
+        headers=load_headers(config.tool_headers_dir, spec.name) if settings.headers_secret_ref else {},
+        budgets=Asked(
+            budgets.max_steps if budgets else None,
+            budgets.max_tokens if budgets else None,
+            Decimal(budgets.max_cost) if budgets and budgets.max_cost else None,
+        ),
+        max_response_bytes=settings.max_response_bytes,
+        connect_timeout=float(settings.connect_timeout_seconds),
+        ledger=ReportedSpend(store.r, store.keys, prices_of(config).currency, config.result_ttl_seconds),
+        progress=progress,
+    )
 
 
 def mcp_server(config: RuntimeConfig, spec: Any) -> Any:

@@ -1,4 +1,4 @@
-"""AgentFleet spec: the tools agents call (Retrieval, HTTP, Spawn, MCP) and their settings."""
+"""AgentFleet spec: the tools agents call (Retrieval, HTTP, Spawn, MCP, A2A) and their settings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from agentfleet_contract.common import Model, SecretKeyRef
+from agentfleet_contract.common import DECIMAL, Model, SecretKeyRef
 from agentfleet_contract.rules import Rule, matches, no_credentials
 
 TOOL_NAME = r"^[a-zA-Z][a-zA-Z0-9_-]*$"
@@ -143,6 +143,74 @@ class MCPServer(Model):
     )
 
 
+class A2ABudgets(Model):
+    rules = (
+        matches(
+            "max_cost",
+            DECIMAL,
+            'spec.tools[].a2a.budgets.maxCost must be a decimal string such as "0.05" (quote it in YAML)',
+        ),
+    )
+
+    max_steps: int | None = Field(
+        default=None, ge=1, le=1000, description="Model calls the remote agent's task may make, at most."
+    )
+    max_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000_000,
+        description="Tokens the remote task may use, at most; lowered to what the calling task has left.",
+    )
+    max_cost: str | None = Field(
+        default=None,
+        max_length=32,
+        description='Cost the remote task may spend, e.g. "0.05"; lowered to what the calling task has left.',
+    )
+
+
+class A2AAgent(Model):
+    rules = (
+        matches(
+            "card_url",
+            "^https?://[^/]+",
+            "spec.tools[].a2a.cardUrl must be an http:// or https:// URL, "
+            "e.g. http://docs-api.team-b.svc:8080/.well-known/agent-card.json",
+        ),
+        no_credentials(
+            "card_url",
+            "spec.tools[].a2a.cardUrl",
+            "spec.tools[].a2a.headersSecretRef (an Authorization header, the Secret labelled "
+            "agentfleet.io/consent=true)",
+        ),
+    )
+
+    card_url: str = Field(
+        max_length=2048,
+        description="URL of the remote agent's A2A agent card, e.g. http://<host>/.well-known/agent-card.json.",
+    )
+    headers_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding the headers sent to the remote agent as a JSON object, e.g. Authorization.",
+    )
+    budgets: A2ABudgets | None = Field(
+        default=None,
+        description="Budgets asked of the remote task (the message's metadata.budgets), never above what the caller "
+        "has left.",
+    )
+    max_response_bytes: int = Field(
+        default=DEFAULT_TOOL_MAX_RESPONSE_BYTES,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Bytes read at most of the card, of each JSON answer and of each streamed event.",
+    )
+    connect_timeout_seconds: int = Field(
+        default=DEFAULT_TOOL_CONNECT_TIMEOUT_SECONDS,
+        ge=1,
+        le=300,
+        description="Seconds to open each connection to the remote agent before the call fails.",
+    )
+
+
 # The answer policy: which way a fleet answers from its documents, one named strategy each
 # (docs/answer-policy.md, with what each measured). The settings that tuned them exist for
 # experiments only: named variants the runtime's policy classes validate (runtime_config.AnswerVariant).
@@ -199,19 +267,27 @@ class Tool(Model):
     rules = (
         *_settings_block("HTTP", "http", "url"),
         *_settings_block("MCP", "mcp", "url or command"),
+        *_settings_block("A2A", "a2a", "cardUrl"),
         Rule(
             cel="self.type != 'MCP' || !has(self.parameters)",
             message="spec.tools[].parameters is not used by MCP tools (the server lists each tool's schema): remove it",
             check=lambda t: t.type != "MCP" or t.parameters is None,
             field_path=".parameters",
         ),
+        Rule(
+            cel="self.type != 'A2A' || !has(self.parameters)",
+            message='spec.tools[].parameters is not used by A2A tools (the model sends {"message": "..."}): remove it',
+            check=lambda t: t.type != "A2A" or t.parameters is None,
+            field_path=".parameters",
+        ),
     )
 
     name: str = Field(max_length=64, pattern=TOOL_NAME, description="Name the model calls the tool by.")
-    type: Literal["Retrieval", "HTTP", "Spawn", "MCP"] = Field(
+    type: Literal["Retrieval", "HTTP", "Spawn", "MCP", "A2A"] = Field(
         description=(
             "Retrieval searches the VectorIndex, HTTP calls an endpoint, Spawn starts sub-agents, "
-            "MCP offers an MCP server's tools (each named <name>_<server's tool name>)."
+            "MCP offers an MCP server's tools (each named <name>_<server's tool name>), "
+            "A2A sends a sub-task to a remote A2A agent and cites its answer."
         )
     )
     description: str = Field(default="", max_length=4096, description="What the tool does, shown to the model.")
@@ -224,8 +300,8 @@ class Tool(Model):
         le=86400,
         description=(
             "Per-call timeout; a timeout becomes an observation, not a task failure. "
-            "Default 30 s, except a Spawn tool, which waits for its sub-agents as long as the task's own time budget "
-            "allows."
+            "Default 30 s, except a Spawn tool, which waits for its sub-agents, and an A2A tool, which waits for the "
+            "remote task, as long as the task's own time budget allows."
         ),
     )
     http: HTTPTool | None = Field(default=None, description="Settings of an HTTP tool.")
@@ -235,19 +311,24 @@ class Tool(Model):
     mcp: MCPServer | None = Field(
         default=None, description="Settings of an MCP tool: the server and which of its tools the agents may call."
     )
+    a2a: A2AAgent | None = Field(
+        default=None,
+        alias="a2a",  # to_camel would write a2A
+        description="Settings of an A2A tool: the remote agent's card, credential and budgets.",
+    )
 
     def headers_ref(self) -> SecretKeyRef | None:
-        """The Secret key of extra HTTP headers (an HTTP tool's or an MCP url server's), mounted as a
-        file named like the tool."""
-        settings = self.http or self.mcp
+        """The Secret key of extra HTTP headers (an HTTP tool's, an MCP url server's or an A2A agent's),
+        mounted as a file named like the tool."""
+        settings = self.http or self.mcp or self.a2a
         return settings.headers_secret_ref if settings is not None else None
 
     def call_timeout(self) -> float:
-        """Seconds one call may take. A sub-agent runs a whole agent loop (tens of model calls), so a
-        Spawn tool's default is unbounded here and the task's deadline bounds it."""
+        """Seconds one call may take. A sub-agent, local (Spawn) or remote (A2A), runs a whole agent loop
+        (tens of model calls), so its default is unbounded here and the task's deadline bounds it."""
         if self.timeout_seconds is not None:
             return float(self.timeout_seconds)
-        return math.inf if self.type == "Spawn" else float(DEFAULT_TOOL_TIMEOUT_SECONDS)
+        return math.inf if self.type in ("Spawn", "A2A") else float(DEFAULT_TOOL_TIMEOUT_SECONDS)
 
 
 def names_tool(tool: Tool, name: str) -> bool:

@@ -193,6 +193,24 @@ def test_the_routine_tier_and_index_secrets_need_consent() -> None:
     assert "ModelReplicaSet smol (spec.routineModelRef) spec.engine.apiKeySecretRef" in plan.problems[0].message
 
 
+def test_an_a2a_tools_headers_secret_needs_consent_and_is_mounted_as_the_tools_headers() -> None:
+    ref = {"name": "b-token", "key": "headers"}
+    card = "http://docs-api.team-b.svc:8080/.well-known/agent-card.json"
+    fleet = Fleet("support").tool("ask_docs", "A2A", a2a={"cardUrl": card, "headersSecretRef": ref})
+    models = {"llama-8b": ready_model()}
+    bad = {"b-token": secret('{"Authorization": "Bearer b"}', key="headers", consent=False)}
+    plan = plan_of(observe(fleet, models=models, secrets=bad))
+    assert [p.reason for p in plan.problems] == ["SecretNotConsented"] and plan.runtime is None
+    assert "spec.tools[0].a2a.headersSecretRef (ask_docs)" in plan.problems[0].message
+    ok = {"b-token": secret('{"Authorization": "Bearer b"}', key="headers")}
+    plan = plan_of(observe(fleet, models=models, secrets=ok))
+    assert plan.problems == () and plan.runtime is not None
+    worker = next(o for o in plan.runtime.children if o["kind"] == "Deployment" and "worker" in o["metadata"]["name"])
+    volumes = {v["name"]: v for v in worker["spec"]["template"]["spec"]["volumes"]}
+    sources = volumes["tool-headers"]["projected"]["sources"]
+    assert sources == [{"secret": {"name": "b-token", "items": [{"key": "headers", "path": "ask_docs"}]}}]
+
+
 @pytest.mark.parametrize("probed", [UP, None])
 def test_decide_reads_nothing_and_changes_nothing_it_was_given(probed: ProbeResult | None) -> None:
     obs = observe(Fleet("support").index("docs"), models={"llama-8b": ready_model()}, probed=probed)

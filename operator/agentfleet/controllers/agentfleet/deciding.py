@@ -285,7 +285,7 @@ def _mounted_refs(af: AgentFleet) -> list[tuple[str, SecretKeyRef]]:
         refs.append(("spec.api.authSecretRef", af.spec.api.auth_secret_ref))
     for i, t in enumerate(af.spec.tools):
         if (ref := t.headers_ref()) is not None:
-            kind = "http" if t.http is not None else "mcp"
+            kind = "http" if t.http is not None else "mcp" if t.mcp is not None else "a2a"
             refs.append((f"spec.tools[{i}].{kind}.headersSecretRef ({t.name})", ref))
     if af.spec.tracing is not None and af.spec.tracing.headers_secret_ref is not None:
         refs.append(("spec.tracing.headersSecretRef", af.spec.tracing.headers_secret_ref))
