@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 CACHE = Path(os.environ.get("AGENTFLEET_CACHE", Path.home() / ".cache" / "agentfleet"))
@@ -96,6 +96,7 @@ class KitRun:
     category: str
     outcomes: dict[str, str]
     log: str
+    why: dict[str, str] = field(default_factory=dict)  # a failed test's first crash line
 
     def failed(self) -> set[str]:
         return {t for t, o in self.outcomes.items() if o in ("failed", "error")}
@@ -104,9 +105,29 @@ class KitRun:
         return {t for t, o in self.outcomes.items() if o in ("passed", "xpassed")}
 
 
-def run_kit(sut_url: str, category: str, headers: dict[str, str], timeout: float = 900) -> KitRun:
+# Names the kit's process resolves to given addresses (A2A_TCK_HOSTS="name=ip,..."), as cluster DNS
+# would for an in-cluster client: the kit calls the URLs a card names, and a fleet's card names its
+# Service. Loaded by Python at start-up from PYTHONPATH (sitecustomize).
+_HOSTS = """import os, socket
+_hosts = dict(e.split("=", 1) for e in os.environ.get("A2A_TCK_HOSTS", "").split(",") if e)
+_getaddrinfo = socket.getaddrinfo
+socket.getaddrinfo = lambda host, *a, **k: _getaddrinfo(_hosts.get(host, host), *a, **k)
+"""
+
+
+def run_kit(
+    sut_url: str,
+    category: str,
+    headers: dict[str, str],
+    *,
+    netns: str | None = None,
+    hosts: dict[str, str] | None = None,
+    timeout: float = 900,
+) -> KitRun:
     """The kit's CATEGORY against the A2A server whose card is at SUT_URL/.well-known/agent-card.json,
-    over JSON-RPC (the runner's default transport), with HEADERS on every request (A2A_AUTH_HEADERS)."""
+    over JSON-RPC (the runner's default transport), with HEADERS on every request (A2A_AUTH_HEADERS).
+    NETNS: run it inside that network namespace (the real node's, where Services are reached), with
+    HOSTS resolved as given."""
     kit = ensure_kit()
     path, markers = CATEGORIES[category]
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,6 +149,12 @@ def run_kit(sut_url: str, category: str, headers: dict[str, str], timeout: float
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("A2A_", "PYTEST_", "SUT_"))}
         env["A2A_AUTH_HEADERS"] = json.dumps(headers)
+        if hosts:
+            (Path(tmp) / "sitecustomize.py").write_text(_HOSTS)
+            env["PYTHONPATH"] = tmp
+            env["A2A_TCK_HOSTS"] = ",".join(f"{name}={ip}" for name, ip in hosts.items())
+        if netns:
+            cmd = ["nsenter", f"--net={netns}", *cmd]
         done = subprocess.run(cmd, cwd=kit, env=env, capture_output=True, text=True, timeout=timeout, check=False)
         if not report.exists():
             raise RuntimeError(
@@ -135,7 +162,17 @@ def run_kit(sut_url: str, category: str, headers: dict[str, str], timeout: float
             )
         tests = json.loads(report.read_text()).get("tests", [])
     outcomes = {t["nodeid"]: t["outcome"] for t in tests}
-    return KitRun(category, outcomes, done.stdout)
+    why = {t["nodeid"]: _why(t) for t in tests if t["outcome"] in ("failed", "error")}
+    return KitRun(category, outcomes, done.stdout, why)
+
+
+def _why(test: dict) -> str:
+    """A failed test's assertion line (pytest-json-report keeps each phase's crash)."""
+    for phase in ("setup", "call", "teardown"):
+        crash = (test.get(phase) or {}).get("crash") or {}
+        if crash.get("message"):
+            return crash["message"].splitlines()[0][:300]
+    return ""
 
 
 def main() -> None:

@@ -49,6 +49,7 @@ GPUS = 4
 MODEL = "sim-a2a"
 SERVER, CALLER = "docs", "front"
 TOOL = "ask_docs"
+QUICK = {"output_tokens_median": 24, "decode_base_s": 0.005}  # agentfleet_sim.config.EngineConfig
 
 # The kit's tests at a2a_tck.KIT_COMMIT that fail on a server doing what the A2A 1.0 text the kit
 # itself ships (current_spec/specification.md, a2a.proto) says, and why. "sdk": the official SDK's
@@ -177,8 +178,12 @@ def fleets(cluster, node, images, operator) -> dict[str, Any]:  # noqa: F811 - f
                     "memory": "256Mi",
                     "shmSize": "64Mi",
                     "modelCache": {"sizeLimit": "1Gi"},
-                    # One tool call on a task's first step (front's A2A tool), then the answer.
-                    "env": [{"name": "AGENTFLEET_SIM_TOOL_CALL_STEPS", "value": "1"}],
+                    "env": [
+                        # One tool call on a task's first step (front's A2A tool), then the answer.
+                        {"name": "AGENTFLEET_SIM_TOOL_CALL_STEPS", "value": "1"},
+                        # Short answers, fast: the kit waits at most 10 s for some calls, each a task.
+                        {"name": "AGENTFLEET_SIM_ENGINE", "value": json.dumps(QUICK)},
+                    ],
                 },
                 "gpu": {"product": realnode.H100},
                 "placement": realnode.ON_REAL_NODE,
@@ -216,8 +221,7 @@ def caller(cluster, fleets) -> str:
 
 @pytest.fixture(scope="module")
 def docs_url(node, fleets) -> Iterator[str]:  # noqa: F811 - node is a fixture
-    """docs's task API Service on a port of this machine. The card names the URLs a caller used
-    (the Host it sent), so the kit, which calls what the card names, reaches the fleet through here."""
+    """docs's task API Service on a port of this machine (for clients outside the node's network)."""
     with forward_into_netns(node["netns"], fleets["server_ip"], API_PORT) as port:
         yield f"http://localhost:{port}"
 
@@ -227,7 +231,7 @@ def reference() -> Iterator[str]:
     """The official SDK's server (a2a-sdk 1.3.0), the kit's other subject."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "e2e.harness.a2a_reference", "--port", str(port), "--seconds", "0.2"],
+        [sys.executable, "-m", "e2e.harness.a2a_reference", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -241,17 +245,25 @@ def reference() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def test_the_a2a_kit_passes_against_a_fleet_on_the_real_node(fleets, docs_url, reference) -> None:
+def test_the_a2a_kit_passes_against_a_fleet_on_the_real_node(node, fleets, reference) -> None:  # noqa: F811
     # Every category on both subjects at once: the runs mostly wait on the servers.
     version = {"A2A-Version": "1.0"}  # the SDK's server takes a request without it for 0.3
+    # The kit runs as an in-cluster client would: in the node's network namespace, docs's Service
+    # name resolved to its ClusterIP as cluster DNS does, since the card names that URL.
+    service = f"{api_name(SERVER)}.{fleets['ns']}.svc"
+    inside = {"netns": node["netns"], "hosts": {service: fleets["server_ip"]}}
+    bearer = {**version, "Authorization": f"Bearer {fleets['token']}"}
     subjects = {
-        "fleet": (docs_url + "/a2a", {**version, "Authorization": f"Bearer {fleets['token']}"}),
-        "sdk": (reference, version),
+        "fleet": (f"http://{service}:{API_PORT}/a2a", bearer, inside),
+        "sdk": (reference, version, {}),
     }
-    jobs = {(who, cat): (url, headers, cat) for who, (url, headers) in subjects.items() for cat in a2a_tck.CATEGORIES}
     t0 = time.monotonic()
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        futures = {k: pool.submit(a2a_tck.run_kit, url, cat, headers) for k, (url, headers, cat) in jobs.items()}
+    with ThreadPoolExecutor(len(subjects) * len(a2a_tck.CATEGORIES)) as pool:
+        futures = {
+            (who, cat): pool.submit(a2a_tck.run_kit, url, cat, headers, **where)
+            for who, (url, headers, where) in subjects.items()
+            for cat in a2a_tck.CATEGORIES
+        }
         runs = {k: f.result() for k, f in futures.items()}
     print(f"kit {a2a_tck.KIT_REPO}@{a2a_tck.KIT_COMMIT[:12]}: {time.monotonic() - t0:.0f}s")
     failed = {who: set().union(*(runs[(who, c)].failed() for c in a2a_tck.CATEGORIES)) for who in subjects}
@@ -259,8 +271,10 @@ def test_the_a2a_kit_passes_against_a_fleet_on_the_real_node(fleets, docs_url, r
         outcomes = list(run.outcomes.values())
         counts = {o: outcomes.count(o) for o in sorted(set(outcomes))}
         print(f"  {who:5} {cat:12} {counts}")
+    why = {t: w for c in a2a_tck.CATEGORIES for t, w in runs[("fleet", c)].why.items()}
     for t in sorted(failed["fleet"]):
-        print(f"  fleet FAILED {t}: {KIT_DEFECTS.get(t, ('', 'NOT A KNOWN KIT DEFECT'))[1][:160]}")
+        known = KIT_DEFECTS.get(t, ("", "NOT A KNOWN KIT DEFECT"))[1][:100]
+        print(f"  fleet FAILED {t}: {known}\n      {why.get(t, '')}")
     # The fleet fails only what the kit gets wrong, and each "sdk" defect fails on the SDK's server too.
     unexplained = sorted(failed["fleet"] - KIT_DEFECTS.keys())
     assert not unexplained, f"the fleet fails kit tests that are not known kit defects: {unexplained}"
@@ -277,7 +291,8 @@ def test_a_fleet_delegates_to_another_over_a2a_and_cites_its_artifact(cluster, n
     # docs's card as other agent systems read it: through a2a-sdk's resolver.
     card = asyncio.run(_resolved_card(docs_url))
     assert card.name == SERVER and card.capabilities.streaming, card
-    assert card.supported_interfaces[0].url == docs_url + "/a2a", card
+    # Its interfaces name the Service (spec.a2a.url unset), whatever address the card was read at.
+    assert card.supported_interfaces[0].url == f"http://{api_name(SERVER)}.{ns}.svc:{API_PORT}/a2a", card
 
     ip = cluster.json("-n", ns, "get", "service", api_name(CALLER))["spec"]["clusterIP"]
     front = ServiceClient(node["netns"], ip, API_PORT)

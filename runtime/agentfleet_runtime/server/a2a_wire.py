@@ -17,6 +17,7 @@ from agentfleet_contract.runtime_config import RuntimeConfig
 
 from agentfleet_runtime.core.citations import parse_citations
 from agentfleet_runtime.core.types import Status, Step, StopReason, TaskRecord
+from agentfleet_runtime.tools.a2a import USAGE_METADATA
 
 PROTOCOL_VERSION = "1.0"
 CARD_PATH = "/.well-known/agent-card.json"
@@ -25,9 +26,6 @@ RPC_PATH = "/a2a"
 # gateway that serves many agents on one host by path prefix hands callers that base URL, and
 # clients (a2a-sdk's resolver, the A2A kit) read <base>/.well-known/agent-card.json.
 CARD_PATHS = (CARD_PATH, RPC_PATH + CARD_PATH)
-# What the task cost, with its sub-agents', on every Task: a calling agent (an A2A tool) counts
-# it in its own budget. {"totalTokens": int, "cost": decimal string, "currency": "USD"}.
-USAGE_KEY = "agentfleet.io/usage"
 REST_PATH = "/a2a/rest"  # the HTTP+JSON binding's base: <base>/message:send, <base>/tasks/{id}, ...
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 
@@ -318,7 +316,8 @@ def a2a_task(
         "metadata": {"status": rec.status.value, "reason": rec.reason or "", "parent": rec.parent or ""},
     }
     if usage is not None:
-        out["metadata"][USAGE_KEY] = usage
+        # What the task cost with its sub-agents': a calling agent (an A2A tool) counts it in its budget.
+        out["metadata"][USAGE_METADATA] = usage
     if include_artifacts and rec.status.terminal and rec.answer:
         out["artifacts"] = [answer_artifact(rec.id, rec.answer)]
     if history_length != 0:

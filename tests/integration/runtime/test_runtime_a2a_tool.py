@@ -14,7 +14,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from a2a_sdk_agent import ANSWER, CANCELLED_USAGE, USAGE, sdk_agent
 from aiohttp import web
 from runtime_helpers import arun, environment, running_worker
 from test_runtime_api_tenants import TOKENS, tenant_api
@@ -26,6 +25,7 @@ from agentfleet_runtime.store.tasks import TaskStore
 from agentfleet_runtime.tools.a2a import A2ATool
 from agentfleet_runtime.tools.base import ToolContext, ToolError
 from agentfleet_runtime.tools.http import denied_networks
+from e2e.harness.a2a_reference import ANSWER, CANCELLED_USAGE, USAGE, sdk_agent
 from e2e.harness.ports import free_port
 
 pytestmark = pytest.mark.integration
