@@ -111,7 +111,10 @@ class KitRun:
 _HOSTS = """import os, socket
 _hosts = dict(e.split("=", 1) for e in os.environ.get("A2A_TCK_HOSTS", "").split(",") if e)
 _getaddrinfo = socket.getaddrinfo
-socket.getaddrinfo = lambda host, *a, **k: _getaddrinfo(_hosts.get(host, host), *a, **k)
+def _resolve(host, *a, **k):  # anyio (httpx's async client) asks with the IDNA-encoded bytes
+    name = host.decode() if isinstance(host, bytes) else host
+    return _getaddrinfo(_hosts.get(name, host), *a, **k)
+socket.getaddrinfo = _resolve
 """
 
 
