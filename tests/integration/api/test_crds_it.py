@@ -164,6 +164,7 @@ def test_get_columns_categories_and_status(crds, namespace) -> None:
         "P95(S)",
         "COST/TASK",
         "GATE",
+        "A2A",
         "AGE",
     ]
     assert re.match(r"support\s+True\s+llama-8b\s+2\s+5\s+420\s+38.5\s+0.0123\s+", af.splitlines()[1])
