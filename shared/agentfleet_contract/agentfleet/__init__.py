@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from agentfleet_contract.agentfleet.a2a import A2A, A2ASkill
-from agentfleet_contract.agentfleet.api import TaskAPI, TenantLimits, Tracing
+from agentfleet_contract.agentfleet.api import APITLS, TaskAPI, TenantLimits, Tracing
 from agentfleet_contract.agentfleet.budgets import Budgets, ModelCalls, Pricing, RateLimit
 from agentfleet_contract.agentfleet.decisions import (
     AnswerCheck,
@@ -70,6 +70,7 @@ __all__ = [
     "A2A",
     "A2ASkill",
     "ANSWER_POLICIES",
+    "APITLS",
     "AgentFleet",
     "AgentFleetSpec",
     "AgentFleetStatus",

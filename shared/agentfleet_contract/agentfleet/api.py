@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from agentfleet_contract.agentfleet.budgets import _decimal
-from agentfleet_contract.common import Model, SecretKeyRef, default_obj
+from agentfleet_contract.common import DNS_SUBDOMAIN, Model, SecretKeyRef, default_obj
 from agentfleet_contract.rules import matches, no_credentials
 
 
@@ -61,6 +61,24 @@ class TenantLimits(Model):
     )
 
 
+# The keys of a Secret of type kubernetes.io/tls (what cert-manager writes): the certificate chain and its key.
+TLS_CERT_KEY = "tls.crt"
+TLS_KEY_KEY = "tls.key"
+
+
+class APITLS(Model):
+    """The task API serves HTTPS itself (TLS 1.2 or later) with a certificate from a Secret."""
+
+    secret_name: str = Field(
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description=(
+            "Secret of type kubernetes.io/tls (keys tls.crt and tls.key, e.g. cert-manager's) in the same"
+            " namespace; used only if it carries the label agentfleet.io/consent=true."
+        ),
+    )
+
+
 class TaskAPI(Model):
     replicas: int = Field(default=1, ge=0, le=100, description="Task API pods.")
     auth_secret_ref: SecretKeyRef | None = Field(
@@ -88,4 +106,8 @@ class TaskAPI(Model):
             " under a key of the fleet's, not names), Token (a bearer token of the API), Open (anyone, with"
             " tenant names)."
         ),
+    )
+    tls: APITLS | None = Field(
+        default=None,
+        description="Serve the task API (and A2A) over HTTPS with this certificate; unset serves plain HTTP.",
     )
