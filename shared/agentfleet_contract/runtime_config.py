@@ -29,6 +29,7 @@ from agentfleet_contract.agentfleet import (
     TenantLimits,
     Tool,
 )
+from agentfleet_contract.agentfleet.api import TLS_CERT_KEY, TLS_KEY_KEY
 from agentfleet_contract.common import Model
 from agentfleet_contract.modelreplicaset import Routing
 
@@ -135,8 +136,16 @@ def token_line(tenant: str, token: str, scope: str = "") -> str:
     return f"{tenant} {HASH_PREFIX}{token_hash(token).hex()}" + (f" {APPROVER_SCOPE}" if scope else "")
 
 
+class ApiTLSSettings(Model):
+    """The task API serves HTTPS (TLS 1.2 or later) with this certificate (AgentFleet.spec.api.tls)."""
+
+    cert_file: str = Field(description="PEM certificate chain, the server's own first (the mounted tls.crt).")
+    key_file: str = Field(description="PEM private key of that certificate (the mounted tls.key).")
+
+
 class ApiSettings(Model):
     port: int = Field(default=8080, ge=0, le=65535)
+    tls: ApiTLSSettings | None = Field(default=None, description="Serve HTTPS with this certificate; unset: HTTP.")
     tokens_file: str | None = Field(
         default=None,
         description="File mapping bearer tokens to tenants (the mounted Secret key; format in tenants.py).",
@@ -355,6 +364,7 @@ class PodLayout:
     tool_headers_dir: str
     shutdown_grace_seconds: float
     tracing_headers_file: str = ""
+    tls_dir: str = "/etc/agentfleet/tls"  # the task API pods' spec.api.tls Secret, its keys as files of their names
 
 
 def model_routing(
@@ -456,7 +466,8 @@ def runtime_config(
     if s.a2a is not None:
         # In a pod the card names the fleet's Service (render: <fleet>-api on the API port), never
         # the Host header a caller sent: a card is cached by callers, so no request may shape it.
-        url = s.a2a.url or (f"http://{af.metadata['name']}-api.{namespace}.svc:{pod.api_port}" if pod else None)
+        scheme = "https" if s.api.tls is not None else "http"
+        url = s.a2a.url or (f"{scheme}://{af.metadata['name']}-api.{namespace}.svc:{pod.api_port}" if pod else None)
         doc["a2a"] = {
             **({"description": s.a2a.description} if s.a2a.description else {}),
             **({"url": url} if url else {}),
@@ -467,6 +478,11 @@ def runtime_config(
         doc["modelRouting"] = model_routing(s, namespace, primary, routine)
         doc["worker"].update({"metricsPort": pod.metrics_port, "shutdownGraceSeconds": pod.shutdown_grace_seconds})
         doc["api"].update({"port": pod.api_port, "tokensFile": pod.tokens_file})
+        if s.api.tls is not None:
+            doc["api"]["tls"] = {
+                "certFile": f"{pod.tls_dir}/{TLS_CERT_KEY}",
+                "keyFile": f"{pod.tls_dir}/{TLS_KEY_KEY}",
+            }
         if any(t.headers_ref() is not None for t in s.tools):
             doc["toolHeadersDir"] = pod.tool_headers_dir
     RuntimeConfig.model_validate(copy.deepcopy(doc))  # what we hand out must load

@@ -29,12 +29,14 @@ from typing import Any
 
 import yaml
 from agentfleet_contract.agentfleet import AgentFleet, AgentFleetSpec
+from agentfleet_contract.agentfleet.api import TLS_CERT_KEY, TLS_KEY_KEY
 from agentfleet_contract.runtime_config import EGRESS_DENY_ENV, PodLayout
 
 from agentfleet.render.agentfleet_egress import DEFAULT_EGRESS_DENY, Egress, render_worker_egress
 from agentfleet.render.agentfleet_names import (
     API_PORT,
     API_RESOURCES,
+    API_TLS_DIR,
     COMPONENT_LABEL,
     CONFIG_DIR,
     CONFIG_HASH_ANNOTATION,
@@ -91,6 +93,7 @@ POD_LAYOUT = PodLayout(
     tool_headers_dir=TOOL_HEADERS_DIR,
     shutdown_grace_seconds=SHUTDOWN_GRACE_SECONDS,
     tracing_headers_file=TRACING_HEADERS_DIR + "/headers",
+    tls_dir=API_TLS_DIR,
 )
 
 
@@ -177,13 +180,21 @@ def _pod_template(
     if component == "worker" and (hv := _tool_header_volume(af.spec)) is not None:
         volumes.append(hv)
         mounts.append({"name": "tool-headers", "mountPath": TOOL_HEADERS_DIR, "readOnly": True})
+    tls = af.spec.api.tls
+    if component == "api" and tls is not None:
+        # Only the task API serves TLS: the workers never get its private key.
+        items = [{"key": k, "path": k} for k in (TLS_CERT_KEY, TLS_KEY_KEY)]
+        volumes.append({"name": "api-tls", "secret": {"secretName": tls.secret_name, "items": items}})
+        mounts.append({"name": "api-tls", "mountPath": API_TLS_DIR, "readOnly": True})
+    # The kubelet's probes speak TLS to an API that serves it (and trust any certificate, as they always do).
+    scheme = {"scheme": "HTTPS"} if component == "api" and tls is not None else {}
     tracing = af.spec.tracing
     if component == "worker" and tracing is not None and (ref := tracing.headers_secret_ref) is not None:
         items = [{"key": ref.key, "path": "headers"}]
         volumes.append({"name": "tracing-headers", "secret": {"secretName": ref.name, "items": items}})
         mounts.append({"name": "tracing-headers", "mountPath": TRACING_HEADERS_DIR, "readOnly": True})
     probe = {
-        "httpGet": {"path": "/healthz", "port": "http" if component == "api" else "metrics"},
+        "httpGet": {"path": "/healthz", "port": "http" if component == "api" else "metrics", **scheme},
         "periodSeconds": 10,
         "timeoutSeconds": 3,
         "failureThreshold": 6,
@@ -193,7 +204,7 @@ def _pod_template(
     # visibility timeout. Up to 5 minutes to start; a dead process still fails it.
     startup = {**probe, "periodSeconds": 5, "failureThreshold": STARTUP_PROBE_SECONDS // 5}
     ready = {
-        "httpGet": {"path": "/readyz", "port": "http" if component == "api" else "metrics"},
+        "httpGet": {"path": "/readyz", "port": "http" if component == "api" else "metrics", **scheme},
         "periodSeconds": 5,
         "timeoutSeconds": 3,
         "failureThreshold": 3,
@@ -430,6 +441,7 @@ def format_cost(value: float | Decimal) -> str:
 __all__ = [
     "API_PORT",
     "API_RESOURCES",
+    "API_TLS_DIR",
     "COMPONENT_LABEL",
     "CONFIG_DIR",
     "CONFIG_HASH_ANNOTATION",

@@ -28,6 +28,7 @@ TOKEN_KEY = "tokens"
 # users read. Outside the config document, so a rotated token reaches the pods without a restart.
 TOKEN_HASHES_KEY = "api-tokens"
 TOOL_HEADERS_DIR = "/etc/agentfleet/tool-headers"
+API_TLS_DIR = "/etc/agentfleet/tls"  # spec.api.tls.secretName's tls.crt and tls.key, task API pods only
 TRACING_HEADERS_DIR = "/etc/agentfleet/tracing"  # spec.tracing.headersSecretRef's key, as the file "headers"
 API_PORT = 8080
 METRICS_PORT = 9090
@@ -99,8 +100,9 @@ def selector_string(fleet: str) -> str:
     return ",".join(f"{k}={v}" for k, v in selector(fleet, "worker").items())
 
 
-def task_api_endpoint(fleet: str, namespace: str) -> str:
-    return f"http://{api_name(fleet)}.{namespace}.svc:{API_PORT}"
+def task_api_endpoint(fleet: str, namespace: str, *, tls: bool = False) -> str:
+    """The task API's Service URL: https:// when it serves TLS itself (spec.api.tls)."""
+    return f"{'https' if tls else 'http'}://{api_name(fleet)}.{namespace}.svc:{API_PORT}"
 
 
 def managed_redis_url(fleet: str, namespace: str) -> str:

@@ -50,6 +50,9 @@ def references(spec: Mapping[str, Any]) -> set[tuple[str, str]]:
         (spec.get("api") or {}).get("authSecretRef") or {},
     ]
     secret_refs += [((t.get("http") or {}).get("headersSecretRef") or {}) for t in spec.get("tools") or []]
+    tls_secret = ((spec.get("api") or {}).get("tls") or {}).get("secretName")
+    if tls_secret:  # created or labelled after the fleet (cert-manager issues it later): wake the fleet
+        out.add(("Secret", tls_secret))
     for ref in secret_refs:
         if ref.get("name"):
             out.add(("Secret", ref["name"]))

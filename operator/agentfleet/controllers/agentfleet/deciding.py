@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentfleet_contract.agentfleet import AgentFleet
+from agentfleet_contract.agentfleet.api import TLS_CERT_KEY, TLS_KEY_KEY
 from agentfleet_contract.common import SecretKeyRef
 from agentfleet_contract.conditions import READY, get_condition
 from agentfleet_contract.modelreplicaset import ModelReplicaSetSpec
@@ -278,11 +279,17 @@ def system_prompt(f: _Found, af: AgentFleet) -> str | None:
     return text
 
 
+TLS_KEYS = (TLS_CERT_KEY, TLS_KEY_KEY)
+
+
 def _mounted_refs(af: AgentFleet) -> list[tuple[str, SecretKeyRef]]:
     """Secrets the pods mount, with the field that names each."""
     refs = []
     if af.spec.api.auth_secret_ref is not None:
         refs.append(("spec.api.authSecretRef", af.spec.api.auth_secret_ref))
+    if (tls := af.spec.api.tls) is not None:
+        # The task API pods mount both keys: a missing one would leave them in ContainerCreating.
+        refs += [("spec.api.tls.secretName", SecretKeyRef(name=tls.secret_name, key=k)) for k in TLS_KEYS]
     for i, t in enumerate(af.spec.tools):
         if (ref := t.headers_ref()) is not None:
             kind = "http" if t.http is not None else "mcp" if t.mcp is not None else "a2a"
@@ -295,8 +302,14 @@ def _mounted_refs(af: AgentFleet) -> list[tuple[str, SecretKeyRef]]:
 def secret_refs(f: _Found, af: AgentFleet) -> None:
     """Secrets the pods mount: a missing one would leave them waiting in ContainerCreating, and
     one without the consent label is not used at all."""
+    refused: set[tuple[str, str]] = set()
     for field, ref in _mounted_refs(af):
+        if (field, ref.name) in refused:
+            continue  # one problem per Secret a field names (spec.api.tls.secretName names two keys)
+        before = len(f.problems)
         f.consented_secret(field, ref.name, ref.key)
+        if len(f.problems) > before:
+            refused.add((field, ref.name))
 
 
 @dataclass(frozen=True)
@@ -452,7 +465,7 @@ def plan_fleet(obs: Observed, af: AgentFleet) -> tuple[Plan | NeedsProbe, Resolv
         shared, warned = sharing.judge(me, identity, obs.neighbours, managed=r.redis.managed is not None)
         verdicts.append(shared)
         posts += warned
-    endpoint = render.task_api_endpoint(af.metadata["name"], obs.subject.namespace)
+    endpoint = render.task_api_endpoint(af.metadata["name"], obs.subject.namespace, tls=af.spec.api.tls is not None)
     plan = Plan(
         selector=render.selector_string(af.metadata["name"]),
         endpoint=endpoint,
