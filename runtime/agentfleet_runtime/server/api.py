@@ -46,6 +46,7 @@ from agentfleet_runtime.server.submission import (
     stream_position,
     task_view,
 )
+from agentfleet_runtime.server.tls import server_context
 from agentfleet_runtime.store import approvals
 from agentfleet_runtime.store.connection import UNWRITABLE, connect, full_reason
 from agentfleet_runtime.store.migrate import migrate_legacy_keys
@@ -506,9 +507,12 @@ async def serve(config: RuntimeConfig, stop: asyncio.Event) -> None:
     api = TaskAPI(config)
     runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=10)
     await runner.setup()
-    site = web.TCPSite(runner, config.listen_host, config.api.port)
+    tls = config.api.tls
+    ctx = server_context(tls) if tls is not None else None
+    site = web.TCPSite(runner, config.listen_host, config.api.port, ssl_context=ctx)
     await site.start()
-    log.info("task API listening", extra={"host": config.listen_host, "port": config.api.port, "pid": os.getpid()})
+    where = {"host": config.listen_host, "port": config.api.port, "tls": tls is not None, "pid": os.getpid()}
+    log.info("task API listening", extra=where)
     await stop.wait()
     api.closing = True
     await runner.cleanup()
