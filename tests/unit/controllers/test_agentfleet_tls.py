@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pydantic
+import pytest
+from agentfleet_contract.agentfleet import AgentFleet
 from agentfleet_contract.runtime_config import RuntimeConfig
 
 from agentfleet.controllers.agentfleet import status
@@ -112,3 +115,14 @@ def test_an_a2a_url_the_author_gives_is_kept_as_written() -> None:
 def test_the_certificate_secret_wakes_the_fleet_when_it_changes() -> None:
     spec = tls_fleet().obj()["spec"]
     assert ("Secret", "docs-cert") in references(spec)
+
+
+def test_the_contract_takes_a_secret_name_and_nothing_else() -> None:
+    obj = tls_fleet().ns(NS).obj()
+    af = AgentFleet.model_validate(obj)
+    assert af.spec.api.tls is not None and af.spec.api.tls.secret_name == "docs-cert"
+    assert af.wire()["spec"]["api"]["tls"] == {"secretName": "docs-cert"}
+    for bad in ({}, {"secretName": "Docs_Cert"}, {"secretName": "docs-cert", "keyFile": "/k"}):
+        obj["spec"]["api"]["tls"] = bad
+        with pytest.raises(pydantic.ValidationError, match=r"api\.tls"):
+            AgentFleet.model_validate(obj)
