@@ -141,6 +141,9 @@ class ApiTLSSettings(Model):
 
     cert_file: str = Field(description="PEM certificate chain, the server's own first (the mounted tls.crt).")
     key_file: str = Field(description="PEM private key of that certificate (the mounted tls.key).")
+    reload_seconds: float = Field(
+        default=60.0, gt=0, description="How often the files are checked for a renewed certificate, served once read."
+    )
 
 
 class ApiSettings(Model):

@@ -46,7 +46,7 @@ from agentfleet_runtime.server.submission import (
     stream_position,
     task_view,
 )
-from agentfleet_runtime.server.tls import server_context
+from agentfleet_runtime.server.tls import Certificate
 from agentfleet_runtime.store import approvals
 from agentfleet_runtime.store.connection import UNWRITABLE, connect, full_reason
 from agentfleet_runtime.store.migrate import migrate_legacy_keys
@@ -508,11 +508,14 @@ async def serve(config: RuntimeConfig, stop: asyncio.Event) -> None:
     runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=10)
     await runner.setup()
     tls = config.api.tls
-    ctx = server_context(tls) if tls is not None else None
-    site = web.TCPSite(runner, config.listen_host, config.api.port, ssl_context=ctx)
+    cert = Certificate(tls) if tls is not None else None
+    site = web.TCPSite(runner, config.listen_host, config.api.port, ssl_context=cert.context if cert else None)
     await site.start()
     where = {"host": config.listen_host, "port": config.api.port, "tls": tls is not None, "pid": os.getpid()}
     log.info("task API listening", extra=where)
+    watch = asyncio.create_task(cert.watch()) if cert is not None else None
     await stop.wait()
+    if watch is not None:
+        watch.cancel()
     api.closing = True
     await runner.cleanup()

@@ -120,7 +120,7 @@ def tls_api(redis_server, fleet, tmp_path, procs):
         "api": {
             "port": port,
             "tokensFile": str(tmp_path / "tokens"),
-            "tls": {"certFile": str(cert), "keyFile": str(key)},
+            "tls": {"certFile": str(cert), "keyFile": str(key), "reloadSeconds": 0.2},
         },
         "a2a": {"skills": []},
     }
@@ -145,13 +145,13 @@ def tls_api(redis_server, fleet, tmp_path, procs):
         0.1,
         lambda m: pytest.fail(m + "\n" + api.logs()[-4000:]),
     )
-    yield api, port, trusted
+    yield api, port, trusted, tmp_path
     api.proc.send_signal(signal.SIGTERM)
     assert api.proc.wait(15) == 0
 
 
 def test_the_task_api_serves_https_with_the_mounted_certificate_and_its_card_names_https(tls_api) -> None:
-    _, port, trusted = tls_api
+    _, port, trusted, _ = tls_api
     base = f"https://127.0.0.1:{port}"
     assert get(base + "/healthz", trusted)[0] == 200
     # Authentication is unchanged by TLS: no token, 401; the token, 200.
@@ -165,7 +165,7 @@ def test_the_task_api_serves_https_with_the_mounted_certificate_and_its_card_nam
 
 
 def test_a_client_that_does_not_trust_the_ca_or_speaks_plain_http_gets_nothing(tls_api) -> None:
-    _, port, _ = tls_api
+    _, port, _, _ = tls_api
     # The default trust store has never heard of the test CA: the handshake fails verification.
     with pytest.raises(urllib.error.URLError) as refused:
         get(f"https://127.0.0.1:{port}/healthz", ssl.create_default_context())
@@ -176,6 +176,25 @@ def test_a_client_that_does_not_trust_the_ca_or_speaks_plain_http_gets_nothing(t
         conn.request("GET", "/healthz")
         conn.getresponse()
     conn.close()
+
+
+def test_a_renewed_certificate_is_served_without_a_restart_and_a_broken_pair_is_not(tls_api) -> None:
+    api, port, _, tmp = tls_api
+    served = lambda: ssl.get_server_certificate(("127.0.0.1", port), timeout=3)  # noqa: E731
+    old = served()
+    assert ssl.PEM_cert_to_DER_cert(old) == ssl.PEM_cert_to_DER_cert((tmp / "tls.crt").read_text())
+    (tmp / "renewed").mkdir()
+    ca, cert, key = make_ca_and_server_cert(tmp / "renewed")
+    # A certificate without its key (the key not yet written): the old pair stays served.
+    (tmp / "tls.crt").write_bytes(cert.read_bytes())
+    poll(lambda: "TLS certificate not reloaded" in api.logs(), 10, "the half pair to be refused", 0.1)
+    assert ssl.PEM_cert_to_DER_cert(served()) == ssl.PEM_cert_to_DER_cert(old)
+    # The kubelet swaps both keys of the Secret: the renewed pair is served, and it chains to its CA.
+    (tmp / "tls.key").write_bytes(key.read_bytes())
+    want = ssl.PEM_cert_to_DER_cert(cert.read_text())
+    poll(lambda: ssl.PEM_cert_to_DER_cert(served()) == want, 10, "the renewed certificate to be served", 0.1)
+    assert get(f"https://127.0.0.1:{port}/healthz", ssl.create_default_context(cafile=str(ca)))[0] == 200
+    assert api.running()
 
 
 def test_the_server_context_refuses_tls_below_1_2_and_a_key_that_is_not_the_certificates(tmp_path) -> None:
