@@ -36,6 +36,7 @@ from agentfleet.render.agentfleet_egress import DEFAULT_EGRESS_DENY, Egress, ren
 from agentfleet.render.agentfleet_names import (
     API_PORT,
     API_RESOURCES,
+    API_SCHEME_LABEL,
     API_TLS_DIR,
     COMPONENT_LABEL,
     CONFIG_DIR,
@@ -240,6 +241,8 @@ def _pod_template(
         # The task API holds no tasks; it only needs no token of the API server.
         spec["automountServiceAccountToken"] = False
     pod_labels = labels(fleet, component)
+    if scheme:
+        pod_labels[API_SCHEME_LABEL] = "https"
     if component == "worker":
         # The ModelReplicaSets' NetworkPolicies admit the workers by these labels.
         pod_labels[MODEL_CLIENT_LABEL] = af.spec.model_ref.name
@@ -441,6 +444,7 @@ def format_cost(value: float | Decimal) -> str:
 __all__ = [
     "API_PORT",
     "API_RESOURCES",
+    "API_SCHEME_LABEL",
     "API_TLS_DIR",
     "COMPONENT_LABEL",
     "CONFIG_DIR",

@@ -13,6 +13,9 @@ from agentfleet.render.common import RenderError, child_meta
 
 FLEET_LABEL = "agentfleet.io/agentfleet"
 COMPONENT_LABEL = "app.kubernetes.io/component"
+# On task API pods that serve HTTPS (spec.api.tls): the chart's PodMonitor scrapes their /metrics over
+# HTTPS and the others' over HTTP, since one PodMonitor covers every fleet.
+API_SCHEME_LABEL = "agentfleet.io/api-scheme"
 CONFIG_HASH_ANNOTATION = "agentfleet.io/config-hash"
 MANAGED_BY = "agentfleet"
 

@@ -172,7 +172,16 @@ def test_monitoring(helm: str) -> None:
     pms = {p["metadata"]["name"]: p for p in by_kind(docs, "PodMonitor")}
     assert set(pms) == {"af-agentfleet-vllm", "af-agentfleet-runtime"}
     assert all(p["metadata"]["labels"]["release"] == "kube-prometheus" for p in pms.values())
-    assert [e["port"] for e in pms["af-agentfleet-runtime"]["spec"]["podMetricsEndpoints"]] == ["metrics", "http"]
+    endpoints = pms["af-agentfleet-runtime"]["spec"]["podMetricsEndpoints"]
+    assert [(e["port"], e.get("scheme", "http")) for e in endpoints] == [
+        ("metrics", "http"),
+        ("http", "http"),
+        ("http", "https"),  # the task API of a fleet with spec.api.tls
+    ]
+    # Each task API pod is scraped once: in HTTPS exactly where render labels it so (API_SCHEME_LABEL).
+    scheme = "__meta_kubernetes_pod_label_agentfleet_io_api_scheme"
+    picks = [[(r["action"], r["regex"]) for r in e["relabelings"] if r["sourceLabels"] == [scheme]] for e in endpoints]
+    assert picks == [[], [("drop", "https")], [("keep", "https")]]
     (cm,) = by_kind(docs, "ConfigMap")
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(cm["data"]["agentfleet.json"]) == json.loads(

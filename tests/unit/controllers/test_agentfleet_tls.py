@@ -73,6 +73,9 @@ def test_the_certificate_is_mounted_into_the_task_api_pods_only_and_their_probes
     assert mount in container["volumeMounts"]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"]["scheme"] == "HTTPS", probe
+    # The chart's PodMonitor scrapes these pods' /metrics over HTTPS by this label.
+    assert api["spec"]["template"]["metadata"]["labels"]["agentfleet.io/api-scheme"] == "https"
+    assert "agentfleet.io/api-scheme" not in worker["spec"]["template"]["metadata"]["labels"]
     # The workers never get the API's private key, and their own probes stay plain HTTP.
     wpod = worker["spec"]["template"]["spec"]
     assert "docs-cert" not in str(wpod["volumes"]) and "api-tls" not in str(wpod["containers"][0]["volumeMounts"])
@@ -103,6 +106,7 @@ def test_a_fleet_without_tls_keeps_plain_http_everywhere() -> None:
     assert plan.runtime is not None and "tls" not in plan.runtime.doc["api"]
     api = deployment(plan, "-api")["spec"]["template"]["spec"]
     assert "api-tls" not in {v["name"] for v in api["volumes"]}
+    assert "agentfleet.io/api-scheme" not in deployment(plan, "-api")["spec"]["template"]["metadata"]["labels"]
     assert "scheme" not in api["containers"][0]["readinessProbe"]["httpGet"]
 
 
