@@ -79,11 +79,6 @@ KIT_DEFECTS: dict[str, tuple[str, str]] = {
         "sdk",
         _BLOCKING,
     ),
-    f"{C}test_streaming_methods.py::test_tasks_subscribe_nonexistent": (
-        "sdk",
-        "expects SubscribeToTask of an unknown task to answer an event stream carrying the error; servers answer "
-        "the JSON-RPC error itself",
-    ),
     f"{C}test_transport_specific_features.py::TestMultiModalFeatures::test_binary_data_handling": (
         "kit",
         "asserts that refusing a file part answers -32601 (method not found), while its own message says that code "

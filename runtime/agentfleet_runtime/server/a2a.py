@@ -48,6 +48,20 @@ def _rpc_json(payload: dict[str, Any]) -> web.Response:
     return web.json_response(payload)
 
 
+async def _sse_error(request: web.Request, frames: Frames, err: w.RpcError) -> web.StreamResponse:
+    """A streaming method's error before its first event, as a stream of that one error event.
+
+    The spec answers SendStreamingMessage and SubscribeToTask with an SSE stream, and a caller that
+    asked for one reads it: a2a-sdk's client maps an ``error`` event to the same exception as a JSON
+    answer, while the A2A kit reads only a stream (a JSON error there failed its
+    test_tasks_subscribe_nonexistent). A caller that did not ask for a stream gets the JSON answer."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    await resp.write(frames.error(err))
+    await resp.write_eof()
+    return resp
+
+
 class A2AServer:
     def __init__(self, api: TaskAPI) -> None:
         self.api = api
@@ -135,6 +149,8 @@ class A2AServer:
             # Never a 5xx: the error is in the body (the log has the trace of an internal one).
             err = self._as_error(e)
             metrics.A2A_REQUESTS.labels(w.method_label(method), w.REASONS.get(err.code, "UNKNOWN")).inc()
+            if method in w.STREAM_METHODS and "text/event-stream" in request.headers.get("Accept", ""):
+                return await _sse_error(request, JsonRpcFrames(rid), err)
             return _rpc_json(w.error_response(rid, err))
 
     async def _dispatch(

@@ -66,6 +66,8 @@ REASONS = {
 
 # The methods of a2a.proto's service this server answers, and those it knows but does not serve.
 METHODS = ("SendMessage", "SendStreamingMessage", "GetTask", "ListTasks", "CancelTask", "SubscribeToTask")
+# The methods whose answer is an SSE stream (A2A 1.0, 9.4.2 and 9.4.6), errors before the first event included.
+STREAM_METHODS = frozenset({"SendStreamingMessage", "SubscribeToTask"})
 PUSH_METHODS = (
     "CreateTaskPushNotificationConfig",
     "GetTaskPushNotificationConfig",

@@ -414,6 +414,16 @@ def test_bad_input_is_a_jsonrpc_error_never_a_5xx_and_nothing_is_lost(redis_serv
                 headers={"A2A-Version": "0.3"},
             )
             assert got["error"]["code"] == -32009
+            # A streaming method asked for a stream answers its error as one: an SSE stream of that
+            # one error event (the A2A kit reads nothing else); asked for JSON, the JSON answer.
+            for method, params in (("SubscribeToTask", {"id": "nope"}), ("SendStreamingMessage", {"message": {}})):
+                request = {"jsonrpc": "2.0", "id": 7, "method": method, "params": params}
+                r = await hx.post(url, json=request, headers={"Accept": "text/event-stream"})
+                assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream"), r.text
+                frames = [ln.removeprefix("data:").strip() for ln in r.text.splitlines() if ln.startswith("data:")]
+                assert [json.loads(f)["error"]["code"] for f in frames] == [-32001 if params.get("id") else -32602]
+                assert "event: error" in r.text
+                assert (await rpc(hx, url, request))["error"]["code"] == (-32001 if params.get("id") else -32602)
             assert (await hx.post(url, json={}, headers={"Authorization": "Bearer wrong"})).status_code == 401
             # Counted by method (a name A2A has, else "unknown") and the error's reason.
             assert counted("GetTask", "TASK_NOT_FOUND") == before[0] + 1
