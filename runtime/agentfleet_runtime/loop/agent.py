@@ -316,8 +316,7 @@ class TaskRun:
     def _remote_sources(self) -> list[str]:
         """The artifacts of the remote agents this task's A2A tools asked, as sources (tools/a2a.py)."""
         # Only their observations: any other tool's text (an HTTP endpoint's body) is not ours to read sources from.
-        # (getattr: the loop's tests stand in for the ToolBox with tools of their own, which cite none.)
-        citing_tools = getattr(self.tools, "cite_sources", frozenset())
+        citing_tools = self.tools.cite_sources
         if not citing_tools:
             return []
         outputs = [o.output for s in self.steps for o in (s.observations or []) if o.ok and o.name in citing_tools]

@@ -113,6 +113,7 @@ class _Tools:
     names = [TOOL]
     spawners: frozenset[str] = frozenset()
     read_only = frozenset({TOOL})
+    cite_sources: frozenset[str] = frozenset()
 
     def __init__(self, steps: list[list[dict[str, Any]]]) -> None:
         self.steps = list(steps)

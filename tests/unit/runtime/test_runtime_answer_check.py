@@ -192,6 +192,7 @@ class Passages:
     """The Tools fake, answering a search with the passage of its query, else the one of ``""``."""
 
     names, spawners, read_only = ["search"], frozenset(), frozenset({"search"})
+    cite_sources: frozenset[str] = frozenset()
 
     def __init__(self, by_query: dict[str, str], ok: bool = True) -> None:
         self.by_query, self.calls, self.ok = by_query, [], ok

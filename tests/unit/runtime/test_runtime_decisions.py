@@ -188,6 +188,7 @@ class Tools:
     names = ["search", "delegate"]
     spawners = frozenset({"delegate"})
     read_only = frozenset({"search"})
+    cite_sources: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
         self.calls: list[ToolCall] = []

@@ -77,6 +77,7 @@ class Model:
 class Tools:
     spawners: frozenset[str] = frozenset()
     read_only: frozenset[str] = frozenset()
+    cite_sources: frozenset[str] = frozenset()
 
     def __init__(self, log: list[str], acts: bool) -> None:
         self.log, self._acts = log, acts

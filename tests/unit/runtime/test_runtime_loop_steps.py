@@ -183,6 +183,7 @@ class Tools:
 
     spawners: frozenset[str] = frozenset()
     read_only = frozenset({"search"})
+    cite_sources: frozenset[str] = frozenset()
 
     def __init__(
         self,
