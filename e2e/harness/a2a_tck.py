@@ -95,7 +95,6 @@ class KitRun:
 
     category: str
     outcomes: dict[str, str]
-    log: str
     why: dict[str, str] = field(default_factory=dict)  # a failed test's first crash line
 
     def failed(self) -> set[str]:
@@ -125,12 +124,14 @@ def run_kit(
     *,
     netns: str | None = None,
     hosts: dict[str, str] | None = None,
+    ca_file: Path | None = None,
     timeout: float = 900,
 ) -> KitRun:
     """The kit's CATEGORY against the A2A server whose card is at SUT_URL/.well-known/agent-card.json,
     over JSON-RPC (the runner's default transport), with HEADERS on every request (A2A_AUTH_HEADERS).
     NETNS: run it inside that network namespace (the real node's, where Services are reached), with
-    HOSTS resolved as given."""
+    HOSTS resolved as given. CA_FILE: the PEM CAs it trusts for HTTPS, in place of the system's
+    (httpx reads SSL_CERT_FILE, requests REQUESTS_CA_BUNDLE), never verification turned off."""
     kit = ensure_kit()
     path, markers = CATEGORIES[category]
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,6 +157,8 @@ def run_kit(
             (Path(tmp) / "sitecustomize.py").write_text(_HOSTS)
             env["PYTHONPATH"] = tmp
             env["A2A_TCK_HOSTS"] = ",".join(f"{name}={ip}" for name, ip in hosts.items())
+        if ca_file is not None:
+            env["SSL_CERT_FILE"] = env["REQUESTS_CA_BUNDLE"] = str(ca_file)
         if netns:
             cmd = ["nsenter", f"--net={netns}", *cmd]
         done = subprocess.run(cmd, cwd=kit, env=env, capture_output=True, text=True, timeout=timeout, check=False)
@@ -166,7 +169,7 @@ def run_kit(
         tests = json.loads(report.read_text()).get("tests", [])
     outcomes = {t["nodeid"]: t["outcome"] for t in tests}
     why = {t["nodeid"]: _why(t) for t in tests if t["outcome"] in ("failed", "error")}
-    return KitRun(category, outcomes, done.stdout, why)
+    return KitRun(category, outcomes, why)
 
 
 def _why(test: dict) -> str:

@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 
+from e2e.harness.certs import make_certs
 from e2e.harness.poll import poll
 from e2e.harness.ports import free_port, http_ok
 from e2e.harness.procs import Proc, log_tail
@@ -43,63 +44,6 @@ from e2e.harness.procs import Proc, log_tail
 APISERVICE = "v1beta1.external.metrics.k8s.io"
 SERVICE = "keda-metrics-apiserver"
 E2E_LABEL = {"agentfleet.io/e2e": "keda"}
-
-
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-
-def make_certs(directory: Path, dns_names: list[str], ips: list[str]) -> None:
-    """ca.crt, tls.crt, tls.key in ``directory`` (the layout KEDA's --cert-dir reads)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    d = str(directory)
-    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", f"{d}/ca.key")
-    (directory / "ca.cnf").write_text(
-        "[req]\ndistinguished_name = dn\nx509_extensions = v3_ca\nprompt = no\n[dn]\nCN = agentfleet-e2e-keda-ca\n"
-        "[v3_ca]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = "
-        "critical,keyCertSign,cRLSign,digitalSignature\nsubjectKeyIdentifier = hash\n"
-    )
-    _openssl(
-        "req",
-        "-x509",
-        "-new",
-        "-config",
-        f"{d}/ca.cnf",
-        "-key",
-        f"{d}/ca.key",
-        "-days",
-        "30",
-        "-sha256",
-        "-out",
-        f"{d}/ca.crt",
-    )
-    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", f"{d}/tls.key")
-    san = ",".join([f"DNS:{n}" for n in dns_names] + [f"IP:{i}" for i in ips])
-    (directory / "tls.ext").write_text(
-        "basicConstraints = critical,CA:FALSE\nkeyUsage = "
-        "critical,digitalSignature,keyEncipherment\nextendedKeyUsage = serverAuth,clientAuth\nsubjectAltName = "
-        f"{san}\n"
-    )
-    _openssl("req", "-new", "-key", f"{d}/tls.key", "-subj", "/CN=keda", "-out", f"{d}/tls.csr")
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        f"{d}/tls.csr",
-        "-CA",
-        f"{d}/ca.crt",
-        "-CAkey",
-        f"{d}/ca.key",
-        "-set_serial",
-        f"0x{random.getrandbits(64):x}",
-        "-days",
-        "30",
-        "-sha256",
-        "-extfile",
-        f"{d}/tls.ext",
-        "-out",
-        f"{d}/tls.crt",
-    )
 
 
 class LocalAddress:
@@ -178,6 +122,7 @@ class Keda:
             self.certs,
             [svc_dns, f"{svc_dns}.cluster.local", "keda-operator", "localhost"],
             ["127.0.0.1", self.address.ip],
+            name="keda",
         )
         grpc_port, adapter_port = free_port(), free_port(self.address.ip)
         probe_port = free_port()

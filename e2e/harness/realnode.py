@@ -39,6 +39,30 @@ ON_REAL_NODE = {
 }
 
 
+def simulator_model(name: str, engine_image: str, env: dict[str, str]) -> dict[str, Any]:
+    """A ModelReplicaSet of one replica on the real node whose engine is the simulator
+    (e2e/cluster/node/vllm-sim: the project image's ``vllm``), set by ENV (AGENTFLEET_SIM_*)."""
+    return {
+        "apiVersion": "agentfleet.io/v1alpha1",
+        "kind": "ModelReplicaSet",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"name": "meta-llama/Llama-3.1-8B-Instruct", "servedName": name},
+            "engine": {
+                "image": engine_image,
+                "cpu": "100m",
+                "memory": "256Mi",
+                "shmSize": "64Mi",
+                "modelCache": {"sizeLimit": "1Gi"},
+                "env": [{"name": k, "value": v} for k, v in env.items()],
+            },
+            "gpu": {"product": H100},
+            "placement": ON_REAL_NODE,
+            "replicas": 1,
+        },
+    }
+
+
 def run(*cmd: str, timeout: float = 1800, env: dict[str, str] | None = None) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:

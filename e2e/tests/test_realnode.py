@@ -25,6 +25,7 @@ import base64
 import http.client
 import json
 import os
+import ssl
 import time
 import uuid
 from collections.abc import Iterator
@@ -45,7 +46,7 @@ from agentfleet.render.agentfleet import (
 from agentfleet_runtime.core.types import Status
 from e2e.harness import realnode
 from e2e.harness.nodenet import connect_in_netns, forward_into_netns
-from e2e.harness.realnode import H100, MILVUS_PORT, NODE_DIR, ON_REAL_NODE, confine, pods, ready, served_pod
+from e2e.harness.realnode import MILVUS_PORT, NODE_DIR, confine, pods, ready, served_pod
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -76,14 +77,19 @@ def on_real_node(p: dict, node: str) -> None:
 class ServiceClient:
     """HTTP to a Service's ClusterIP from inside the node's network namespace (kube-proxy's rules)."""
 
-    def __init__(self, netns: str, ip: str, port: int) -> None:
-        self.netns, self.ip, self.port = netns, ip, port
+    def __init__(self, netns: str, ip: str, port: int, tls: tuple[ssl.SSLContext, str] | None = None) -> None:
+        """TLS: HTTPS, verified with the context for the name (a Service's DNS name the certificate holds)."""
+        self.netns, self.ip, self.port, self.tls = netns, ip, port, tls
+
+    def _connect(self, timeout: float = 10.0) -> Any:
+        sock = connect_in_netns(self.netns, self.ip, self.port, timeout=timeout)
+        return sock if self.tls is None else self.tls[0].wrap_socket(sock, server_hostname=self.tls[1])
 
     def request(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> tuple[int, Any]:
         conn = http.client.HTTPConnection(self.ip, self.port, timeout=15)
-        conn.sock = connect_in_netns(self.netns, self.ip, self.port)
+        conn.sock = self._connect()
         data = json.dumps(body).encode() if body is not None else None
         conn.request(method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
         resp = conn.getresponse()
@@ -98,7 +104,7 @@ class ServiceClient:
         """The server-sent events of PATH received until the stream ends or is QUIET seconds (the
         stream of a running task stays open)."""
         conn = http.client.HTTPConnection(self.ip, self.port)
-        conn.sock = connect_in_netns(self.netns, self.ip, self.port, timeout=quiet)
+        conn.sock = self._connect(timeout=quiet)
         conn.request("GET", path, headers=headers)
         resp = conn.getresponse()
         assert resp.status == 200, (resp.status, resp.read()[:500])
@@ -199,33 +205,10 @@ def fleet(cluster, node, images, operator) -> dict[str, Any]:
     realnode.gpu_node(cluster, node, GPUS)
     ledger = ledger_server(cluster, ns, images["project"])
     realnode.local_volume(cluster, node, f"{ns}-redis")
-    cluster.apply(
-        {
-            "apiVersion": "agentfleet.io/v1alpha1",
-            "kind": "ModelReplicaSet",
-            "metadata": {"name": "sim"},
-            "spec": {
-                "model": {"name": "meta-llama/Llama-3.1-8B-Instruct", "servedName": "sim"},
-                "engine": {
-                    "image": images["engine"],
-                    "cpu": "100m",
-                    "memory": "256Mi",
-                    "shmSize": "64Mi",
-                    "modelCache": {"sizeLimit": "1Gi"},
-                    # e2e/cluster/node/vllm-sim: every call takes 2 s more, so faults meet tasks mid-flight,
-                    # and a task's first calls answer with tool calls, so tasks take several steps
-                    "env": [
-                        {"name": "AGENTFLEET_SIM_ADDED_LATENCY_S", "value": "2"},
-                        {"name": "AGENTFLEET_SIM_TOOL_CALL_STEPS", "value": str(TOOL_STEPS)},
-                    ],
-                },
-                "gpu": {"product": H100},
-                "placement": ON_REAL_NODE,
-                "replicas": 1,
-            },
-        },
-        ns,
-    )
+    # e2e/cluster/node/vllm-sim: every call takes 2 s more, so faults meet tasks mid-flight, and a
+    # task's first calls answer with tool calls, so tasks take several steps
+    sim = {"AGENTFLEET_SIM_ADDED_LATENCY_S": "2", "AGENTFLEET_SIM_TOOL_CALL_STEPS": str(TOOL_STEPS)}
+    cluster.apply(realnode.simulator_model("sim", images["engine"], sim), ns)
     cluster.apply(
         {
             "apiVersion": "agentfleet.io/v1alpha1",

@@ -234,7 +234,7 @@ class A2AServer:
     async def _owned(self, tenant: str, task_id: str) -> tuple[TaskRecord, dict[str, str]]:
         got = await self.api.owned(tenant, task_id)
         if got is None:
-            raise w.RpcError(w.TASK_NOT_FOUND, f"no task {task_id}", taskId=task_id)
+            raise w.RpcError(w.TASK_NOT_FOUND, f"task {task_id} not found", taskId=task_id)
         return got
 
     async def _task(self, tenant: str, task_id: str, history_length: int | None = None) -> dict[str, Any]:
@@ -287,7 +287,7 @@ class A2AServer:
             rec.id, parsed.decision, parsed.reason, parsed.step, by=caller.id, tenant=rec.tenant
         )
         if got is None:
-            raise w.RpcError(w.TASK_NOT_FOUND, f"no task {rec.id}", taskId=rec.id)
+            raise w.RpcError(w.TASK_NOT_FOUND, f"task {rec.id} not found", taskId=rec.id)
         if not got.decided and not (got.record is not None and got.record.get("decision") == parsed.decision):
             raise w.RpcError(w.UNSUPPORTED_OPERATION, f"task {rec.id} is {got.status}, not waiting for an approval")
 
@@ -332,7 +332,7 @@ class A2AServer:
             raise w.RpcError(w.TASK_NOT_CANCELABLE, f"task {tid} has ended ({rec.status.value})", taskId=tid)
         res = await self.api.store.cancel_tree(tid)
         if res == -1:
-            raise w.RpcError(w.TASK_NOT_FOUND, f"no task {tid}", taskId=tid)
+            raise w.RpcError(w.TASK_NOT_FOUND, f"task {tid} not found", taskId=tid)
         if res == 0:
             raise w.RpcError(w.TASK_NOT_CANCELABLE, f"task {tid} ended before the cancel", taskId=tid)
         return await self._task(tenant, tid)
