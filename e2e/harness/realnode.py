@@ -39,26 +39,32 @@ ON_REAL_NODE = {
 }
 
 
-def simulator_model(name: str, engine_image: str, env: dict[str, str]) -> dict[str, Any]:
+def simulator_model(
+    name: str, engine_image: str, env: dict[str, str] | None = None, *, cpu: str = "100m", **spec: Any
+) -> dict[str, Any]:
     """A ModelReplicaSet of one replica on the real node whose engine is the simulator
-    (e2e/cluster/node/vllm-sim: the project image's ``vllm``), set by ENV (AGENTFLEET_SIM_*)."""
+    (e2e/cluster/node/vllm-sim: the project image's ``vllm``), set by ENV (AGENTFLEET_SIM_*); SPEC
+    adds fields (an inferencePool)."""
+    engine: dict[str, Any] = {
+        "image": engine_image,
+        "cpu": cpu,
+        "memory": "256Mi",
+        "shmSize": "64Mi",
+        "modelCache": {"sizeLimit": "1Gi"},
+    }
+    if env:
+        engine["env"] = [{"name": k, "value": v} for k, v in env.items()]
     return {
         "apiVersion": "agentfleet.io/v1alpha1",
         "kind": "ModelReplicaSet",
         "metadata": {"name": name},
         "spec": {
             "model": {"name": "meta-llama/Llama-3.1-8B-Instruct", "servedName": name},
-            "engine": {
-                "image": engine_image,
-                "cpu": "100m",
-                "memory": "256Mi",
-                "shmSize": "64Mi",
-                "modelCache": {"sizeLimit": "1Gi"},
-                "env": [{"name": k, "value": v} for k, v in env.items()],
-            },
+            "engine": engine,
             "gpu": {"product": H100},
             "placement": ON_REAL_NODE,
             "replicas": 1,
+            **spec,
         },
     }
 

@@ -38,7 +38,7 @@ from agentfleet_runtime.core.types import Status
 from e2e.harness import netpol, realnode
 from e2e.harness.neighbours import install_thirdparty_crds
 from e2e.harness.procs import Proc
-from e2e.harness.realnode import H100, ON_REAL_NODE, pods, ready
+from e2e.harness.realnode import ON_REAL_NODE, pods, ready
 from e2e.tests.test_realnode import (  # noqa: F401 - node and images are fixtures
     GPUS,
     dump,
@@ -133,25 +133,7 @@ def only_its_operator(name: str, ns: str, username: str) -> list[dict[str, Any]]
 
 
 def fleet_manifests(images: dict[str, str]) -> list[dict[str, Any]]:  # noqa: F811 - images is a fixture
-    mrs = {
-        "apiVersion": "agentfleet.io/v1alpha1",
-        "kind": "ModelReplicaSet",
-        "metadata": {"name": MODEL},
-        "spec": {
-            "model": {"name": "meta-llama/Llama-3.1-8B-Instruct", "servedName": MODEL},
-            "engine": {
-                "image": images["engine"],
-                "cpu": "10m",
-                "memory": "256Mi",
-                "shmSize": "64Mi",
-                "modelCache": {"sizeLimit": "1Gi"},
-            },
-            "gpu": {"product": H100},
-            "placement": ON_REAL_NODE,
-            "replicas": 1,
-            "inferencePool": {"endpointPicker": PICKER},
-        },
-    }
+    mrs = realnode.simulator_model(MODEL, images["engine"], cpu="10m", inferencePool={"endpointPicker": PICKER})
     fleet = {
         "apiVersion": "agentfleet.io/v1alpha1",
         "kind": "AgentFleet",
