@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import sys
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -20,13 +21,17 @@ from agentfleet_contract.runtime_config import ApiTLSSettings, RuntimeConfig, to
 from aiohttp import web
 from runtime_helpers import arun, environment, free_port, running_worker
 from test_runtime_api_tls import make_ca_and_server_cert
+from test_runtime_mcp import HERE, call, started, step, task, until
 
 from agentfleet_runtime.core.types import Limits, Status, TaskRecord
 from agentfleet_runtime.server.api import TaskAPI
 from agentfleet_runtime.server.tls import server_context
 from agentfleet_runtime.tools.base import ToolContext, ToolError
 from agentfleet_runtime.tools.http import HTTPTool
+from agentfleet_runtime.tools.mcp import MCPServer
 from agentfleet_runtime.tools.trust import tool_trust
+from e2e.harness.ports import port_open
+from e2e.harness.procs import Proc
 
 pytestmark = pytest.mark.integration
 
@@ -157,10 +162,10 @@ def test_http_and_a2a_tools_trust_exactly_the_ca_they_are_given(redis_server, tm
 def test_a_trusted_ca_does_not_open_an_address_the_egress_guard_denies(tmp_path, pki):
     async def body() -> None:
         far = time.time() + 3600
-        task = TaskRecord(
+        rec = TaskRecord(
             id="t1", goal="g", status=Status.RUNNING, limits=Limits(), created_at=0, deadline=far, root="t1"
         )
-        ctx = ToolContext(task, 0, 0, far)
+        ctx = ToolContext(rec, 0, 0, far)
         trust = tool_trust(str(pki["ca"]), "spec.tools[].http.caSecretRef (t)")
         denied = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
         hits: list[str] = []
@@ -180,3 +185,64 @@ def test_a_trusted_ca_does_not_open_an_address_the_egress_guard_denies(tmp_path,
                 await guarded.close()
 
     arun(body(), timeout=30)
+
+
+def start_tls_mcp_server(port: int, pki: dict[str, Path], tmp: Path) -> Proc:
+    """The SDK-built streamable-HTTP MCP server of the MCP tests (mcp_http_server.py), served by
+    uvicorn over HTTPS with the test CA's certificate."""
+    code = (
+        "import sys, uvicorn; sys.path.insert(0, sys.argv[1]); from mcp_http_server import server; "
+        "uvicorn.run(server.streamable_http_app(), host='127.0.0.1', port=int(sys.argv[2]), "
+        "ssl_certfile=sys.argv[3], ssl_keyfile=sys.argv[4], log_level='warning')"
+    )
+    args = [str(HERE), str(port), str(pki["cert"]), str(pki["key"])]
+    proc = Proc([sys.executable, "-c", code, *args], log=tmp / f"mcp-tls-{port}.log")
+    deadline = time.monotonic() + 30
+    while not port_open(port):
+        assert proc.alive() and time.monotonic() < deadline, proc.logs()
+        time.sleep(0.1)
+    return proc
+
+
+def test_an_mcp_url_server_over_https_is_reached_only_through_the_ca_that_signed_it(tmp_path, pki):
+    port = free_port()
+    proc = start_tls_mcp_server(port, pki, tmp_path)
+    url = f"https://127.0.0.1:{port}/mcp"
+    field = "spec.tools[].mcp.caSecretRef (calc)"
+
+    async def body() -> None:
+        trusted = MCPServer(
+            "calc", url=url, read_only=["add"], connect_timeout=5.0, trust=tool_trust(str(pki["ca"]), field)
+        )
+        untrusted = MCPServer("plain", url=url, connect_timeout=2.0)
+        wrong = MCPServer("other", url=url, connect_timeout=2.0, trust=tool_trust(str(pki["other_ca"]), field))
+        box, _ = await started(trusted)
+        try:
+            [added] = await step(box, task("t-tls"), 0, call("calc_add", a=2, b=40))
+            assert added.ok and added.output == "42", added
+        finally:
+            await box.close()
+        for server in (untrusted, wrong):
+            box, _ = await started(server, listed=False)
+            try:
+                await until(lambda s=server: "CERTIFICATE_VERIFY_FAILED" in s.last_error, 20)
+                assert box.names == [] and server.listings == 0
+                assert "spec.tools[].mcp.caSecretRef" in server.last_error, server.last_error
+            finally:
+                await box.close()
+        # A file that is no certificate: the server is never connected, and why names the field.
+        bad = tmp_path / "bad.pem"
+        bad.write_text("not a certificate")
+        broken = MCPServer("broken", url=url, connect_timeout=2.0, trust=tool_trust(str(bad), field))
+        t0 = time.monotonic()
+        box, _ = await started(broken, listed=False)
+        try:
+            assert time.monotonic() - t0 < 1, "an unusable CA must not delay the worker's start"
+            assert broken.connects == 0 and broken.last_error.startswith(field), broken.last_error
+        finally:
+            await box.close()
+
+    try:
+        arun(body(), 90)
+    finally:
+        proc.end()
