@@ -247,6 +247,11 @@ class RuntimeConfig(Model):
         default=None,
         description="Directory with one file per HTTP tool (named like the tool) holding a JSON object of headers.",
     )
+    tool_ca_dir: str | None = Field(
+        default=None,
+        description="Directory with one file per tool with a caSecretRef (<tool name>.pem) holding the PEM CA "
+        "certificates its HTTPS connections trust besides the system's.",
+    )
     budgets: Budgets = Field(default_factory=Budgets)
     decisions: Decisions = Field(default_factory=Decisions)
     pricing: Pricing = Field(default_factory=Pricing)
@@ -357,6 +362,12 @@ class ModelTarget:
         return f"http://{self.name}.{namespace}.svc:{self.port}/v1"
 
 
+def tool_ca_file(ca_dir: str, tool_name: str) -> str:
+    """Where a tool's caSecretRef key is mounted (render) and read (the runtime's tool registry): a
+    tool name is a safe file name (TOOL_NAME)."""
+    return f"{ca_dir.rstrip('/')}/{tool_name}.pem"
+
+
 @dataclass(frozen=True)
 class PodLayout:
     """Where a runtime pod listens and finds its mounted files; None for a process outside a pod."""
@@ -366,6 +377,7 @@ class PodLayout:
     tokens_file: str
     tool_headers_dir: str
     shutdown_grace_seconds: float
+    tool_ca_dir: str = "/etc/agentfleet/tool-ca"  # each caSecretRef's key as <tool name>.pem (tool_ca_file)
     tracing_headers_file: str = ""
     tls_dir: str = "/etc/agentfleet/tls"  # the task API pods' spec.api.tls Secret, its keys as files of their names
 
@@ -488,5 +500,7 @@ def runtime_config(
             }
         if any(t.headers_ref() is not None for t in s.tools):
             doc["toolHeadersDir"] = pod.tool_headers_dir
+        if any(t.ca_ref() is not None for t in s.tools):
+            doc["toolCaDir"] = pod.tool_ca_dir
     RuntimeConfig.model_validate(copy.deepcopy(doc))  # what we hand out must load
     return doc

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 from agentfleet_contract.agentfleet import AgentFleet, AgentFleetSpec
 from agentfleet_contract.agentfleet.api import TLS_CERT_KEY, TLS_KEY_KEY
-from agentfleet_contract.runtime_config import EGRESS_DENY_ENV, PodLayout
+from agentfleet_contract.runtime_config import EGRESS_DENY_ENV, PodLayout, tool_ca_file
 
 from agentfleet.render.agentfleet_egress import DEFAULT_EGRESS_DENY, Egress, render_worker_egress
 from agentfleet.render.agentfleet_names import (
@@ -57,6 +57,7 @@ from agentfleet.render.agentfleet_names import (
     TOKEN_KEY,
     TOKENS_DIR,
     TOKENS_FILE,
+    TOOL_CA_DIR,
     TOOL_HEADERS_DIR,
     TRACING_HEADERS_DIR,
     WORKER_TERMINATION_GRACE_SECONDS,
@@ -92,6 +93,7 @@ POD_LAYOUT = PodLayout(
     api_port=API_PORT,
     tokens_file=TOKENS_FILE,
     tool_headers_dir=TOOL_HEADERS_DIR,
+    tool_ca_dir=TOOL_CA_DIR,
     shutdown_grace_seconds=SHUTDOWN_GRACE_SECONDS,
     tracing_headers_file=TRACING_HEADERS_DIR + "/headers",
     tls_dir=API_TLS_DIR,
@@ -133,6 +135,14 @@ def _tool_header_volume(spec: AgentFleetSpec) -> dict[str, Any] | None:
     refs = [(t.name, ref) for t in spec.tools if (ref := t.headers_ref()) is not None]
     sources = [{"secret": {"name": ref.name, "items": [{"key": ref.key, "path": name}]}} for name, ref in refs]
     return {"name": "tool-headers", "projected": {"sources": sources}} if sources else None
+
+
+def _tool_ca_volume(spec: AgentFleetSpec) -> dict[str, Any] | None:
+    """Each tool's caSecretRef key as <tool name>.pem (the file the runtime reads, tool_ca_file)."""
+    refs = [(t.name, ref) for t in spec.tools if (ref := t.ca_ref()) is not None]
+    path = lambda name: tool_ca_file("", name).lstrip("/")  # noqa: E731 - relative to the mount
+    sources = [{"secret": {"name": ref.name, "items": [{"key": ref.key, "path": path(name)}]}} for name, ref in refs]
+    return {"name": "tool-ca", "projected": {"sources": sources}} if sources else None
 
 
 def _model_key_env(ref: dict[str, str] | None, routine: dict[str, str] | None) -> list[dict[str, Any]]:
@@ -181,6 +191,10 @@ def _pod_template(
     if component == "worker" and (hv := _tool_header_volume(af.spec)) is not None:
         volumes.append(hv)
         mounts.append({"name": "tool-headers", "mountPath": TOOL_HEADERS_DIR, "readOnly": True})
+    # Only the workers call tools; the task API pods make no tool connections, so they get no CA files.
+    if component == "worker" and (cv := _tool_ca_volume(af.spec)) is not None:
+        volumes.append(cv)
+        mounts.append({"name": "tool-ca", "mountPath": TOOL_CA_DIR, "readOnly": True})
     tls = af.spec.api.tls
     if component == "api" and tls is not None:
         # Only the task API serves TLS: the workers never get its private key.
@@ -470,6 +484,7 @@ __all__ = [
     "TOKENS_FILE",
     "TOKEN_HASHES_KEY",
     "TOKEN_KEY",
+    "TOOL_CA_DIR",
     "TOOL_HEADERS_DIR",
     "TRACING_HEADERS_DIR",
     "WORKER_TERMINATION_GRACE_SECONDS",

@@ -31,6 +31,7 @@ TOKEN_KEY = "tokens"
 # users read. Outside the config document, so a rotated token reaches the pods without a restart.
 TOKEN_HASHES_KEY = "api-tokens"
 TOOL_HEADERS_DIR = "/etc/agentfleet/tool-headers"
+TOOL_CA_DIR = "/etc/agentfleet/tool-ca"  # each tool's caSecretRef key as <tool name>.pem, worker pods only
 API_TLS_DIR = "/etc/agentfleet/tls"  # spec.api.tls.secretName's tls.crt and tls.key, task API pods only
 TRACING_HEADERS_DIR = "/etc/agentfleet/tracing"  # spec.tracing.headersSecretRef's key, as the file "headers"
 API_PORT = 8080

@@ -30,6 +30,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "AGENTFLEET_API_PORT": "api.port",
     "AGENTFLEET_API_TOKENS_FILE": "api.tokensFile",
     "AGENTFLEET_TOOL_HEADERS_DIR": "toolHeadersDir",
+    "AGENTFLEET_TOOL_CA_DIR": "toolCaDir",
 }
 
 

@@ -34,7 +34,16 @@ from agentfleet_runtime.core.budget import MAX_COST, NANOS
 from agentfleet_runtime.model.prompt import tool_schema
 from agentfleet_runtime.model.spend import ReportedSpend, Room
 from agentfleet_runtime.tools.base import ToolContext, ToolError
-from agentfleet_runtime.tools.http import REDIRECTS, GuardedResolver, Network, denied_networks, is_denied, read_capped
+from agentfleet_runtime.tools.http import (
+    REDIRECTS,
+    GuardedResolver,
+    Network,
+    denied_networks,
+    is_denied,
+    read_capped,
+    tls,
+)
+from agentfleet_runtime.tools.trust import SYSTEM, Trust, certificate_hint
 
 log = logging.getLogger("agentfleet_runtime.tools.a2a")
 
@@ -308,6 +317,7 @@ class A2ATool:
         ledger: ReportedSpend | None = None,
         progress: Callable[[ToolContext, dict[str, Any]], Any] | None = None,
         denied: tuple[Network, ...] | None = None,
+        trust: Trust = SYSTEM,
     ) -> None:
         self.name = name
         self.card_url = card_url
@@ -320,6 +330,7 @@ class A2ATool:
         self.ledger = ledger
         self.progress = progress
         self.denied = denied_networks() if denied is None else denied
+        self.trust = trust
         self._session: aiohttp.ClientSession | None = None
         self._card: tuple[float, Any] | None = None
         self._ids = itertools.count(1)
@@ -330,7 +341,9 @@ class A2ATool:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, resolver=GuardedResolver(self.denied))
+            # The CA trusted for the card's host is trusted for every URL the card names too: the
+            # egress guard, not the trust store, decides where the tool may connect.
+            connector = aiohttp.TCPConnector(limit=0, resolver=GuardedResolver(self.denied), ssl=tls(self.trust))
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
@@ -360,7 +373,8 @@ class A2ATool:
         said = str(os_error.args[0]) if os_error is not None and os_error.args else ""
         if "tools may not reach" in said:
             return ToolError(f"{self.name} may not reach {what}: {said}", unhealthy=False)
-        return ToolError(f"{self.name}: {what} is unreachable: {e}")
+        hint = certificate_hint(e, "spec.tools[].a2a.caSecretRef")
+        return ToolError(f"{self.name}: {what} is unreachable: {e}{hint}")
 
     def _timeout(self) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(total=None, connect=self.connect_timeout, sock_connect=self.connect_timeout)
@@ -581,6 +595,8 @@ class A2ATool:
             raise ToolError(f'{self.name} needs {{"message": "<the sub-task>"}}: a non-empty string', unhealthy=False)
         if len(message) > MAX_MESSAGE_CHARS:
             raise ToolError(f"{self.name}: the message is longer than {MAX_MESSAGE_CHARS} characters", unhealthy=False)
+        if self.trust.problem:
+            raise ToolError(f"{self.name} was not called: {self.trust.problem}", unhealthy=False)
         # The ToolBox's own limit, less a margin in which the remote task is cancelled.
         limit = min(self.timeout, ctx.deadline - time.time())
         until = time.monotonic() + max(0.0, limit - min(1.0, limit * 0.1))

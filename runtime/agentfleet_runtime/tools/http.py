@@ -12,6 +12,7 @@ import ipaddress
 import json
 import os
 import socket
+import ssl
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from yarl import URL
 
 from agentfleet_runtime.model.prompt import tool_schema
 from agentfleet_runtime.tools.base import ToolContext, ToolError
+from agentfleet_runtime.tools.trust import SYSTEM, Trust, certificate_hint
 
 DEFAULT_PARAMETERS = {"type": "object", "properties": {}, "additionalProperties": True}
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -117,6 +119,12 @@ def load_headers(headers_dir: str | None, tool_name: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
+def tls(trust: Trust) -> ssl.SSLContext | bool:
+    """aiohttp's ``ssl`` argument for a tool: its CA's context, or True (the system's trust store,
+    verified). Never False: no tool connects without checking the certificate."""
+    return trust.context if trust.context is not None else True
+
+
 async def read_capped(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
     """At most ``cap`` bytes of the body, and whether there was more. The rest is never read: the
     caller closes the connection, so a 64 MB answer costs a few chunks, not 64 MB of memory."""
@@ -154,6 +162,7 @@ class HTTPTool:
         connect_timeout: float = 5.0,
         denied: tuple[Network, ...] | None = None,
         session_factory: Any = None,
+        trust: Trust = SYSTEM,
     ) -> None:
         self.name = name
         self.url = url
@@ -174,6 +183,7 @@ class HTTPTool:
         self.connect_timeout = connect_timeout
         self.denied = denied_networks() if denied is None else denied
         self._session_factory = session_factory
+        self.trust = trust
         self._session: aiohttp.ClientSession | None = None
 
     def schema(self) -> dict[str, Any]:
@@ -183,7 +193,7 @@ class HTTPTool:
         if self._session_factory is not None:
             return self._session_factory()
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, resolver=GuardedResolver(self.denied))
+            connector = aiohttp.TCPConnector(limit=0, resolver=GuardedResolver(self.denied), ssl=tls(self.trust))
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
@@ -211,6 +221,9 @@ class HTTPTool:
         return target
 
     async def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
+        if self.trust.problem:
+            # The author's setting, not the endpoint's health: the model reads why, every time.
+            raise ToolError(f"{self.name} was not called: {self.trust.problem}", unhealthy=False)
         headers = {**self.headers, "X-Agentfleet-Task": ctx.task.id}
         if self.side_effects:
             headers["Idempotency-Key"] = ctx.idempotency_key
@@ -257,4 +270,5 @@ class HTTPTool:
                     return body
             raise AssertionError("unreachable: the loop returns or raises")
         except aiohttp.ClientError as e:
-            raise ToolError(f"{self.name} is unreachable: {e}") from e
+            hint = certificate_hint(e, "spec.tools[].http.caSecretRef")
+            raise ToolError(f"{self.name} is unreachable: {e}{hint}") from e

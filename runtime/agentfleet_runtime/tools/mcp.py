@@ -29,6 +29,7 @@ from agentfleet_runtime.model.prompt import tool_schema
 from agentfleet_runtime.tools.base import ToolContext, ToolError
 from agentfleet_runtime.tools.http import Network, denied_networks, is_denied
 from agentfleet_runtime.tools.mcp_catalog import Entry, catalog, clean_text, result_text
+from agentfleet_runtime.tools.trust import SYSTEM, Trust, certificate_hint
 
 log = logging.getLogger("agentfleet_runtime.tools.mcp")
 
@@ -167,6 +168,7 @@ class MCPServer:
         denied: tuple[Network, ...] | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         hidden: Sequence[str] = (),
+        trust: Trust = SYSTEM,
     ) -> None:
         if (url is None) == (not command):
             raise ValueError(f"MCP tool {name}: give exactly one of url and command")
@@ -188,6 +190,7 @@ class MCPServer:
         self.max_response_bytes = max_response_bytes
         # Directories of the worker's mounted Secret files a stdio server may not read (JAIL).
         self.hidden = tuple(hidden)
+        self.trust = trust
         self.tools: list[MCPTool] = []
         self.skipped: list[str] = []
         self.on_change: Callable[[], None] | None = None
@@ -207,6 +210,12 @@ class MCPServer:
     async def start(self) -> None:
         """Connect in the background; wait for the first listing at most ``connect_timeout``, so a
         worker's first tasks see the tools and a server that is down delays the worker only that long."""
+        if self.trust.problem:
+            # The CA file is read once (tools/trust.py): retrying would read the same file. The
+            # server's tools stay unlisted, and the log names the field to fix.
+            self.last_error = self.trust.problem
+            log.error("MCP server not connected", extra={"tool": self.name, "error": self.last_error})
+            return
         if self._runner is None:
             self._runner = asyncio.get_running_loop().create_task(self._run(), name=f"mcp-{self.name}")
         with contextlib.suppress(TimeoutError):
@@ -259,6 +268,7 @@ class MCPServer:
                 raise
             except Exception as e:  # an ExceptionGroup from the SDK's task groups too
                 self.last_error = _describe(e)
+                self.last_error += certificate_hint(self.last_error, "spec.tools[].mcp.caSecretRef")
                 log.warning("MCP server session ended", extra={"tool": self.name, "error": self.last_error})
             finally:
                 self._session = None
@@ -278,7 +288,7 @@ class MCPServer:
                 from mcp.client.streamable_http import streamable_http_client
 
                 http = await stack.enter_async_context(
-                    guarded_client(self.headers, self.denied, self.max_response_bytes)
+                    guarded_client(self.headers, self.denied, self.max_response_bytes, self.trust)
                 )
                 read, write = await stack.enter_async_context(streamable_http_client(self.url, http_client=http))
             else:
@@ -384,8 +394,9 @@ def deny_proc_access() -> bool:
         return False
 
 
-def guarded_client(headers: dict[str, str], denied: tuple[Network, ...], cap: int) -> Any:
-    """An httpx2 client for a url MCP server with the HTTP tool's guards (redirects stay off)."""
+def guarded_client(headers: dict[str, str], denied: tuple[Network, ...], cap: int, trust: Trust = SYSTEM) -> Any:
+    """An httpx2 client for a url MCP server with the HTTP tool's guards (redirects stay off) and
+    the tool's TLS trust (its caSecretRef's CA besides the system's; verification never off)."""
     import httpx2
     from mcp.shared._httpx_utils import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT
 
@@ -406,7 +417,7 @@ def guarded_client(headers: dict[str, str], denied: tuple[Network, ...], cap: in
 
     class Guarded(httpx2.AsyncBaseTransport):
         def __init__(self) -> None:
-            self.inner = httpx2.AsyncHTTPTransport()
+            self.inner = httpx2.AsyncHTTPTransport(verify=trust.context if trust.context is not None else True)
 
         async def handle_async_request(self, request: Any) -> Any:
             host = request.url.host

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
 
-from agentfleet_contract.runtime_config import RuntimeConfig
+from agentfleet_contract.runtime_config import RuntimeConfig, tool_ca_file
 
 from agentfleet_runtime.store.tasks import TaskStore
 from agentfleet_runtime.tools.http import HTTPTool, load_headers
 from agentfleet_runtime.tools.retrieval import RetrievalTool, RetrieverLike
 from agentfleet_runtime.tools.spawn import FanIn, SpawnTool
+from agentfleet_runtime.tools.trust import Trust, tool_trust
+
+log = logging.getLogger("agentfleet_runtime.tools.registry")
 
 RetrieverFactory = Callable[[RuntimeConfig, Any], RetrieverLike]
 
@@ -76,6 +80,7 @@ def build_tools(
                     follow_redirects=spec.http.follow_redirects,
                     max_response_bytes=spec.http.max_response_bytes,
                     connect_timeout=float(spec.http.connect_timeout_seconds),
+                    trust=trust_of(config, spec),
                 )
             )
         elif spec.type == "Retrieval":
@@ -147,6 +152,7 @@ def a2a_agent(config: RuntimeConfig, spec: Any, store: TaskStore) -> Any:
         connect_timeout=float(settings.connect_timeout_seconds),
         ledger=ReportedSpend(store.r, store.keys, prices_of(config).currency, config.result_ttl_seconds),
         progress=progress,
+        trust=trust_of(config, spec),
     )
 
 
@@ -169,12 +175,28 @@ def mcp_server(config: RuntimeConfig, spec: Any) -> Any:
         max_tools=settings.max_tools,
         timeout=spec.call_timeout(),
         hidden=secret_dirs(config),
+        trust=trust_of(config, spec),
     )
 
 
+def trust_of(config: RuntimeConfig, spec: Any) -> Trust:
+    """The TLS trust of a tool's HTTPS connections: its caSecretRef's CA file (config.toolCaDir/<name>.pem)
+    besides the system's, read once here (tools/trust.py says why); an unusable file is logged and
+    refused by the tool's calls with the field and the fix."""
+    if spec.ca_ref() is None:
+        return tool_trust(None, "")
+    kind = "http" if spec.http is not None else "mcp" if spec.mcp is not None else "a2a"
+    field = f"spec.tools[].{kind}.caSecretRef ({spec.name})"
+    path = tool_ca_file(config.tool_ca_dir, spec.name) if config.tool_ca_dir else None
+    trust = tool_trust(path, field) if path else Trust(problem=f"{field}: the runtime config has no toolCaDir")
+    if trust.problem:
+        log.error("a tool's CA file is unusable", extra={"tool": spec.name, "error": trust.problem})
+    return trust
+
+
 def secret_dirs(config: RuntimeConfig) -> list[str]:
-    """The directories of the worker's mounted Secret files: the tool headers, the tracing
+    """The directories of the worker's mounted Secret files: the tool headers and CAs, the tracing
     headers, the API's token hashes. A stdio MCP server reads none of them (tools/mcp.py JAIL)."""
     files = [config.tracing.headers_file if config.tracing else None, config.api.tokens_file]
-    dirs = [config.tool_headers_dir, *(os.path.dirname(f) for f in files if f)]
+    dirs = [config.tool_headers_dir, config.tool_ca_dir, *(os.path.dirname(f) for f in files if f)]
     return [d for d in dict.fromkeys(dirs) if d and d != "/"]

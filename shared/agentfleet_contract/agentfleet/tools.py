@@ -16,6 +16,10 @@ DEFAULT_TOOL_MAX_RESPONSE_BYTES = 1024 * 1024
 # readAround's bound: 3 chunks a side already make a 128-token chunk a 900-token passage.
 READ_AROUND_MAX = 3
 DEFAULT_TOOL_CONNECT_TIMEOUT_SECONDS = 5
+CA_SECRET_REF_DESCRIPTION = (
+    "Secret key holding PEM CA certificates trusted, in addition to the system's, for this tool's HTTPS "
+    "connections (cert-manager's ca.crt)."
+)
 
 
 class HTTPTool(Model):
@@ -39,6 +43,7 @@ class HTTPTool(Model):
     headers_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret key holding extra headers as a JSON object, e.g. an Authorization header."
     )
+    ca_secret_ref: SecretKeyRef | None = Field(default=None, description=CA_SECRET_REF_DESCRIPTION)
     side_effects: bool = Field(
         default=False,
         description="The call changes something; it runs under an idempotency key so a resumed step never repeats it.",
@@ -92,6 +97,13 @@ class MCPServer(Model):
             check=lambda m: m.headers_secret_ref is None or m.url is not None,
             field_path=".headersSecretRef",
         ),
+        Rule(
+            cel="!has(self.caSecretRef) || has(self.url)",
+            message="spec.tools[].mcp.caSecretRef is only for url servers: remove it "
+            "(a stdio server makes its own connections: pass it its settings in env)",
+            check=lambda m: m.ca_secret_ref is None or m.url is not None,
+            field_path=".caSecretRef",
+        ),
     )
 
     url: str | None = Field(
@@ -103,6 +115,7 @@ class MCPServer(Model):
         default=None,
         description="Secret key holding extra HTTP headers as a JSON object (url servers), e.g. Authorization.",
     )
+    ca_secret_ref: SecretKeyRef | None = Field(default=None, description=CA_SECRET_REF_DESCRIPTION)
     command: list[str] | None = Field(
         default=None,
         min_length=1,
@@ -192,6 +205,7 @@ class A2AAgent(Model):
         default=None,
         description="Secret key holding the headers sent to the remote agent as a JSON object, e.g. Authorization.",
     )
+    ca_secret_ref: SecretKeyRef | None = Field(default=None, description=CA_SECRET_REF_DESCRIPTION)
     budgets: A2ABudgets | None = Field(
         default=None,
         description="Budgets asked of the remote task (the message's metadata.budgets), never above what the caller "
@@ -322,6 +336,19 @@ class Tool(Model):
         mounted as a file named like the tool."""
         settings = self.http or self.mcp or self.a2a
         return settings.headers_secret_ref if settings is not None else None
+
+    def ca_ref(self) -> SecretKeyRef | None:
+        """The Secret key of the CA certificates this tool's HTTPS connections trust besides the
+        system's (an HTTP tool's, an MCP url server's or an A2A agent's), mounted as <tool name>.pem."""
+        settings = self.http or self.mcp or self.a2a
+        return settings.ca_secret_ref if settings is not None else None
+
+    def secret_refs(self) -> list[tuple[str, SecretKeyRef]]:
+        """The Secret keys this tool's settings name, each with its field below spec.tools[i]
+        (e.g. "http.caSecretRef"): what the worker pods mount, so what consent must cover."""
+        kind = "http" if self.http is not None else "mcp" if self.mcp is not None else "a2a"
+        named = (("headersSecretRef", self.headers_ref()), ("caSecretRef", self.ca_ref()))
+        return [(f"{kind}.{field}", ref) for field, ref in named if ref is not None]
 
     def call_timeout(self) -> float:
         """Seconds one call may take. A sub-agent, local (Spawn) or remote (A2A), runs a whole agent loop

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from agentfleet_contract.agentfleet import AgentFleet
 from agentfleet_contract.fleet_stats import FleetStats
 from agentfleet_contract.runtime_config import token_line
 from kubernetes.dynamic.exceptions import ConflictError
@@ -363,11 +364,28 @@ UNCONSENTED = [
         "spec.tracing.headersSecretRef",
         ("billing-db", "pw"),
     ),
+    (
+        {"tools": [{"name": "t", "type": "HTTP", "http": {"url": "https://x/y", "caSecretRef": BILLING_DB}}]},
+        "spec.tools[0].http.caSecretRef (t)",
+        ("billing-db", "pw"),
+    ),
+    (
+        {"tools": [{"name": "m", "type": "MCP", "mcp": {"url": "https://x/mcp", "caSecretRef": BILLING_DB}}]},
+        "spec.tools[0].mcp.caSecretRef (m)",
+        ("billing-db", "pw"),
+    ),
+    (
+        {"tools": [{"name": "a", "type": "A2A", "a2a": {"cardUrl": "https://x/card.json", "caSecretRef": BILLING_DB}}]},
+        "spec.tools[0].a2a.caSecretRef (a)",
+        ("billing-db", "pw"),
+    ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("spec", "field", "ref"), UNCONSENTED, ids=["redis", "api", "tool-headers", "mcp-headers", "tracing-headers"]
+    ("spec", "field", "ref"),
+    UNCONSENTED,
+    ids=["redis", "api", "tool-headers", "mcp-headers", "tracing-headers", "http-ca", "mcp-ca", "a2a-ca"],
 )
 def test_a_secret_without_the_consent_label_is_neither_sent_nor_mounted(
     spec: dict[str, Any], field: str, ref: tuple[str, str]
@@ -450,6 +468,46 @@ def test_references_name_what_a_fleet_depends_on() -> None:
     }
     spec = fleet(api={"authSecretRef": {"name": "tok", "key": "t"}})["spec"]
     assert ("Secret", "tok") in ctl.references(spec)
+
+
+def test_references_name_every_secret_the_pods_mount_so_labelling_one_wakes_the_fleet() -> None:
+    # Issue 78: references listed only HTTP tools' headersSecretRef; a Secret named by an MCP or A2A
+    # tool, by spec.tracing or by a caSecretRef, labelled after the fleet, waited for a resync.
+    def ref(name: str) -> dict[str, str]:
+        return {"name": name, "key": "k"}
+
+    spec = fleet(
+        api={"authSecretRef": ref("tok"), "tls": {"secretName": "api-cert"}},
+        tracing={"endpoint": "http://jaeger:4318", "headersSecretRef": ref("trace-h")},
+        tools=[
+            {
+                "name": "h",
+                "type": "HTTP",
+                "http": {"url": "https://x/y", "headersSecretRef": ref("http-h"), "caSecretRef": ref("http-ca")},
+            },
+            {
+                "name": "m",
+                "type": "MCP",
+                "mcp": {"url": "https://x/mcp", "headersSecretRef": ref("mcp-h"), "caSecretRef": ref("mcp-ca")},
+            },
+            {
+                "name": "a",
+                "type": "A2A",
+                "a2a": {"cardUrl": "https://x/c.json", "headersSecretRef": ref("a2a-h"), "caSecretRef": ref("a2a-ca")},
+            },
+        ],
+    )
+    secrets = {name for kind, name in ctl.references(spec["spec"]) if kind == "Secret"}
+    want = {"tok", "api-cert", "trace-h", "http-h", "http-ca", "mcp-h", "mcp-ca", "a2a-h", "a2a-ca"}
+    assert secrets == want, want ^ secrets
+    # The same list decide checks consent on, and the Redis password besides (sent, not mounted).
+    from agentfleet.controllers.agentfleet.deciding import mounted_refs
+
+    af = AgentFleet.model_validate(spec)
+    assert {r.name for _, r in mounted_refs(af.spec)} == want
+    assert ("Secret", "billing-db") in ctl.references(
+        fleet(redis={"url": "redis://r:6379/0", "passwordSecretRef": BILLING_DB})["spec"]
+    )
 
 
 def test_the_autoscaler_applies_only_its_own_part_of_an_agentfleet_status() -> None:

@@ -505,3 +505,41 @@ def test_the_a2a_card_names_the_api_service_the_operator_renders() -> None:
             "runtime.yaml"
         ]
     )  # unset: no A2A, and existing ConfigMaps are unchanged
+
+
+CA = {"name": "team-b-ca", "key": "ca.crt"}
+
+
+def test_each_tools_ca_is_mounted_in_the_workers_only_as_its_name_dot_pem() -> None:
+    # spec.tools[].<kind>.caSecretRef (issue 78): one projected volume of the CA keys, each as
+    # <tool name>.pem under TOOL_CA_DIR, read-only, in the worker pods; the task API pods make no
+    # tool calls and get none. The runtime config names the directory.
+    tools = [
+        {"name": "tickets", "type": "HTTP", "http": {"url": "https://t.svc/x", "caSecretRef": CA}},
+        {"name": "ops", "type": "MCP", "mcp": {"url": "https://ops.svc/mcp", "caSecretRef": {"name": "o", "key": "k"}}},
+        {"name": "ask_docs", "type": "A2A", "a2a": {"cardUrl": "https://b.svc/card.json", "caSecretRef": CA}},
+        {"name": "plain", "type": "HTTP", "http": {"url": "https://public.example/x"}},
+    ]
+    af = fleet(tools=tools)
+    doc = doc_for(af)
+    assert doc["toolCaDir"] == r.TOOL_CA_DIR
+    assert RuntimeConfig.model_validate(doc).tool_ca_dir == r.TOOL_CA_DIR
+    objs = by_kind(r.render_runtime(af, doc, replicas=2))
+    worker, api = (objs[("Deployment", f"support-{c}")]["spec"]["template"]["spec"] for c in ("worker", "api"))
+    volume = next(v for v in worker["volumes"] if v["name"] == "tool-ca")
+    assert volume["projected"]["sources"] == [
+        {"secret": {"name": "team-b-ca", "items": [{"key": "ca.crt", "path": "tickets.pem"}]}},
+        {"secret": {"name": "o", "items": [{"key": "k", "path": "ops.pem"}]}},
+        {"secret": {"name": "team-b-ca", "items": [{"key": "ca.crt", "path": "ask_docs.pem"}]}},
+    ]
+    mount = next(m for m in worker["containers"][0]["volumeMounts"] if m["name"] == "tool-ca")
+    assert mount == {"name": "tool-ca", "mountPath": r.TOOL_CA_DIR, "readOnly": True}
+    assert "tool-ca" not in {v["name"] for v in api["volumes"]}
+    assert "tool-ca" not in {m["name"] for m in api["containers"][0]["volumeMounts"]}
+    # A fleet whose tools name no CA gets neither the volume nor the setting.
+    plain = fleet()
+    assert "toolCaDir" not in doc_for(plain)
+    objs = by_kind(r.render_runtime(plain, doc_for(plain), replicas=2))
+    assert "tool-ca" not in {
+        v["name"] for v in objs[("Deployment", "support-worker")]["spec"]["template"]["spec"]["volumes"]
+    }

@@ -17,10 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from agentfleet_contract.agentfleet import RedisIdentity
+from agentfleet_contract.agentfleet import AgentFleetSpec, RedisIdentity
 from agentfleet_contract.common import API_VERSION
 from pydantic import ValidationError
 
+from agentfleet.controllers.agentfleet.deciding import mounted_refs
 from agentfleet.controllers.agentfleet.probe import probe_fleet_redis
 from agentfleet.controllers.agentfleet.reconcile import AgentFleetPass, SecretRaced
 from agentfleet.controllers.agentfleet.records import BACKOFF_MAX, BACKOFF_MIN, KIND
@@ -45,17 +46,17 @@ def references(spec: Mapping[str, Any]) -> set[tuple[str, str]]:
     sp = (spec.get("systemPrompt") or {}).get("configMapRef") or {}
     if sp.get("name"):
         out.add(("ConfigMap", sp["name"]))
-    secret_refs = [
-        (spec.get("redis") or {}).get("passwordSecretRef") or {},
-        (spec.get("api") or {}).get("authSecretRef") or {},
-    ]
-    secret_refs += [((t.get("http") or {}).get("headersSecretRef") or {}) for t in spec.get("tools") or []]
-    tls_secret = ((spec.get("api") or {}).get("tls") or {}).get("secretName")
-    if tls_secret:  # created or labelled after the fleet (cert-manager issues it later): wake the fleet
-        out.add(("Secret", tls_secret))
-    for ref in secret_refs:
-        if ref.get("name"):
-            out.add(("Secret", ref["name"]))
+    password = ((spec.get("redis") or {}).get("passwordSecretRef") or {}).get("name")
+    if password:
+        out.add(("Secret", password))
+    # Every Secret the pods mount, from the list decide checks consent on (deciding.mounted_refs):
+    # one created or labelled after the fleet (cert-manager issues a certificate later) wakes the
+    # fleet at once, not at the next resync.
+    try:
+        typed = AgentFleetSpec.model_validate(dict(spec))
+    except ValidationError:
+        return out  # decide refuses the spec; fixing it is a spec change, which comes back here
+    out.update(("Secret", ref.name) for _, ref in mounted_refs(typed))
     return out
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agentfleet_contract.agentfleet import AgentFleet
+from agentfleet_contract.agentfleet import AgentFleet, AgentFleetSpec
 from agentfleet_contract.agentfleet.api import TLS_CERT_KEY, TLS_KEY_KEY
 from agentfleet_contract.common import SecretKeyRef
 from agentfleet_contract.conditions import READY, get_condition
@@ -282,21 +282,24 @@ def system_prompt(f: _Found, af: AgentFleet) -> str | None:
 TLS_KEYS = (TLS_CERT_KEY, TLS_KEY_KEY)
 
 
-def _mounted_refs(af: AgentFleet) -> list[tuple[str, SecretKeyRef]]:
-    """Secrets the pods mount, with the field that names each."""
+def mounted_refs(spec: AgentFleetSpec) -> list[tuple[str, SecretKeyRef]]:
+    """Secrets the pods mount, with the field that names each. The controller's ``references``
+    watches the same list, so labelling one of them wakes the fleet at once."""
     refs = []
-    if af.spec.api.auth_secret_ref is not None:
-        refs.append(("spec.api.authSecretRef", af.spec.api.auth_secret_ref))
-    if (tls := af.spec.api.tls) is not None:
+    if spec.api.auth_secret_ref is not None:
+        refs.append(("spec.api.authSecretRef", spec.api.auth_secret_ref))
+    if (tls := spec.api.tls) is not None:
         # The task API pods mount both keys: a missing one would leave them in ContainerCreating.
         refs += [("spec.api.tls.secretName", SecretKeyRef(name=tls.secret_name, key=k)) for k in TLS_KEYS]
-    for i, t in enumerate(af.spec.tools):
-        if (ref := t.headers_ref()) is not None:
-            kind = "http" if t.http is not None else "mcp" if t.mcp is not None else "a2a"
-            refs.append((f"spec.tools[{i}].{kind}.headersSecretRef ({t.name})", ref))
-    if af.spec.tracing is not None and af.spec.tracing.headers_secret_ref is not None:
-        refs.append(("spec.tracing.headersSecretRef", af.spec.tracing.headers_secret_ref))
+    for i, t in enumerate(spec.tools):
+        refs += [(f"spec.tools[{i}].{field} ({t.name})", ref) for field, ref in t.secret_refs()]
+    if spec.tracing is not None and spec.tracing.headers_secret_ref is not None:
+        refs.append(("spec.tracing.headersSecretRef", spec.tracing.headers_secret_ref))
     return refs
+
+
+def _mounted_refs(af: AgentFleet) -> list[tuple[str, SecretKeyRef]]:
+    return mounted_refs(af.spec)
 
 
 def secret_refs(f: _Found, af: AgentFleet) -> None:
