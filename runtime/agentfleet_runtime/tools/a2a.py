@@ -171,14 +171,17 @@ def clamp_budgets(asked: Asked, room: Room, seconds: float) -> dict[str, Any]:
     out: dict[str, Any] = {"timeoutSeconds": max(1, math.floor(seconds))}
     if asked.max_steps is not None:
         out["maxSteps"] = asked.max_steps
-    tokens = [t for t in (asked.max_tokens, room.tokens) if t is not None]
-    if tokens:
-        out["maxTokens"] = min(tokens)
-    costs = [c for c in (asked.max_cost, None if room.cost_nanos is None else Decimal(room.cost_nanos) / NANOS)]
-    costs = [c for c in costs if c is not None]
-    if costs:
-        out["maxCost"] = format(min(costs).normalize(), "f")
+    if (tokens := _lower(asked.max_tokens, room.tokens)) is not None:
+        out["maxTokens"] = tokens
+    left = None if room.cost_nanos is None else Decimal(room.cost_nanos) / NANOS
+    if (cost := _lower(asked.max_cost, left)) is not None:
+        out["maxCost"] = format(cost.normalize(), "f")
     return out
+
+
+def _lower(a: Any, b: Any) -> Any:
+    """The lower of two optional bounds (None: unbounded)."""
+    return b if a is None else a if b is None else min(a, b)
 
 
 @dataclass(frozen=True, slots=True)
