@@ -598,6 +598,7 @@ class A2ATool:
             raise ToolError(f'{self.name} needs {{"message": "<the sub-task>"}}: a non-empty string', unhealthy=False)
         if len(message) > MAX_MESSAGE_CHARS:
             raise ToolError(f"{self.name}: the message is longer than {MAX_MESSAGE_CHARS} characters", unhealthy=False)
+        self.trust.refresh()  # a renewed CA file is trusted from the next call on (tools/trust.py)
         if self.trust.problem:
             raise ToolError(f"{self.name} was not called: {self.trust.problem}", unhealthy=False)
         # The ToolBox's own limit, less a margin in which the remote task is cancelled.

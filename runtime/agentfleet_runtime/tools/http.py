@@ -221,6 +221,7 @@ class HTTPTool:
         return target
 
     async def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
+        self.trust.refresh()  # a renewed CA file is trusted from the next call on (tools/trust.py)
         if self.trust.problem:
             # The author's setting, not the endpoint's health: the model reads why, every time.
             raise ToolError(f"{self.name} was not called: {self.trust.problem}", unhealthy=False)

@@ -29,7 +29,7 @@ from agentfleet_runtime.model.prompt import tool_schema
 from agentfleet_runtime.tools.base import ToolContext, ToolError
 from agentfleet_runtime.tools.http import Network, denied_networks, is_denied
 from agentfleet_runtime.tools.mcp_catalog import Entry, catalog, clean_text, result_text
-from agentfleet_runtime.tools.trust import SYSTEM, Trust, certificate_hint
+from agentfleet_runtime.tools.trust import SYSTEM, Trust, TrustError, certificate_hint
 
 log = logging.getLogger("agentfleet_runtime.tools.mcp")
 
@@ -210,14 +210,14 @@ class MCPServer:
     async def start(self) -> None:
         """Connect in the background; wait for the first listing at most ``connect_timeout``, so a
         worker's first tasks see the tools and a server that is down delays the worker only that long."""
+        if self._runner is None:
+            self._runner = asyncio.get_running_loop().create_task(self._run(), name=f"mcp-{self.name}")
         if self.trust.problem:
-            # The CA file is read once (tools/trust.py): retrying would read the same file. The
-            # server's tools stay unlisted, and the log names the field to fix.
+            # An unusable CA file: the server's tools stay unlisted and the log names the field to
+            # fix; the runner keeps trying, and each try reads the file again (tools/trust.py).
             self.last_error = self.trust.problem
             log.error("MCP server not connected", extra={"tool": self.name, "error": self.last_error})
             return
-        if self._runner is None:
-            self._runner = asyncio.get_running_loop().create_task(self._run(), name=f"mcp-{self.name}")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._connected.wait(), self.connect_timeout)
 
@@ -266,6 +266,8 @@ class MCPServer:
                     await self._serve(session)
             except asyncio.CancelledError:
                 raise
+            except TrustError as e:
+                self.last_error = str(e)  # the field and the fix, as the log said at start
             except Exception as e:  # an ExceptionGroup from the SDK's task groups too
                 self.last_error = _describe(e)
                 self.last_error += certificate_hint(self.last_error, "spec.tools[].mcp.caSecretRef")
@@ -287,6 +289,9 @@ class MCPServer:
             if self.url is not None:
                 from mcp.client.streamable_http import streamable_http_client
 
+                self.trust.refresh()
+                if self.trust.problem:
+                    raise TrustError(self.trust.problem)
                 http = await stack.enter_async_context(
                     guarded_client(self.headers, self.denied, self.max_response_bytes, self.trust)
                 )

@@ -181,14 +181,14 @@ def mcp_server(config: RuntimeConfig, spec: Any) -> Any:
 
 def trust_of(config: RuntimeConfig, spec: Any) -> Trust:
     """The TLS trust of a tool's HTTPS connections: its caSecretRef's CA file (config.toolCaDir/<name>.pem)
-    besides the system's, read once here (tools/trust.py says why); an unusable file is logged and
-    refused by the tool's calls with the field and the fix."""
+    besides the system's, read here and again when it changes (tools/trust.py); an unusable file is
+    logged and refused by the tool's calls with the field and the fix."""
     if spec.ca_ref() is None:
         return tool_trust(None, "")
     kind = "http" if spec.http is not None else "mcp" if spec.mcp is not None else "a2a"
     field = f"spec.tools[].{kind}.caSecretRef ({spec.name})"
     path = tool_ca_file(config.tool_ca_dir, spec.name) if config.tool_ca_dir else None
-    trust = tool_trust(path, field) if path else Trust(problem=f"{field}: the runtime config has no toolCaDir")
+    trust = tool_trust(path, field) if path else Trust.refusing(f"{field}: the runtime config has no toolCaDir")
     if trust.problem:
         log.error("a tool's CA file is unusable", extra={"tool": spec.name, "error": trust.problem})
     return trust

@@ -187,6 +187,32 @@ def test_a_trusted_ca_does_not_open_an_address_the_egress_guard_denies(tmp_path,
     arun(body(), timeout=30)
 
 
+def test_a_renewed_ca_file_is_trusted_by_the_same_tool_without_a_restart(tmp_path, pki):
+    # The CA Secret is renewed while the worker runs: the kubelet swaps the file, and the tool (its
+    # connection pool and the context it holds, made before the change) trusts the new CA from the
+    # next check on. Here the check is every call (recheck_seconds=0; a minute in the workers).
+    async def body() -> None:
+        far = time.time() + 3600
+        rec = TaskRecord(
+            id="t1", goal="g", status=Status.RUNNING, limits=Limits(), created_at=0, deadline=far, root="t1"
+        )
+        ctx = ToolContext(rec, 0, 0, far)
+        mounted = tmp_path / "renewed.pem"
+        mounted.write_bytes(pki["other_ca"].read_bytes())  # the CA before the renewal: not the signer
+        trust = tool_trust(str(mounted), "spec.tools[].http.caSecretRef (t)", recheck_seconds=0)
+        async with https_site(lookup_app(), pki) as base:
+            tool = HTTPTool("t", f"{base}/lookup", trust=trust, denied=())
+            try:
+                with pytest.raises(ToolError, match="CERTIFICATE_VERIFY_FAILED"):
+                    await tool.run({"q": "x"}, ctx)
+                mounted.write_bytes(pki["ca"].read_bytes())  # the renewed Secret's ca.crt
+                assert "ticket 42 is open" in await tool.run({"q": "x"}, ctx)
+            finally:
+                await tool.close()
+
+    arun(body(), timeout=30)
+
+
 def start_tls_mcp_server(port: int, pki: dict[str, Path], tmp: Path) -> Proc:
     """The SDK-built streamable-HTTP MCP server of the MCP tests (mcp_http_server.py), served by
     uvicorn over HTTPS with the test CA's certificate."""
@@ -233,12 +259,15 @@ def test_an_mcp_url_server_over_https_is_reached_only_through_the_ca_that_signed
         # A file that is no certificate: the server is never connected, and why names the field.
         bad = tmp_path / "bad.pem"
         bad.write_text("not a certificate")
-        broken = MCPServer("broken", url=url, connect_timeout=2.0, trust=tool_trust(str(bad), field))
+        broken = MCPServer("broken", url=url, connect_timeout=2.0, trust=tool_trust(str(bad), field, recheck_seconds=0))
         t0 = time.monotonic()
         box, _ = await started(broken, listed=False)
         try:
             assert time.monotonic() - t0 < 1, "an unusable CA must not delay the worker's start"
             assert broken.connects == 0 and broken.last_error.startswith(field), broken.last_error
+            # The Secret fixed while the worker runs: the next try reads the file again and connects.
+            bad.write_bytes(pki["ca"].read_bytes())
+            await until(lambda: broken.connects == 1 and broken.listings >= 1, 30)
         finally:
             await box.close()
 

@@ -19,7 +19,7 @@ from agentfleet_runtime.tools.a2a import A2ATool
 from agentfleet_runtime.tools.base import ToolContext, ToolError
 from agentfleet_runtime.tools.http import HTTPTool, tls
 from agentfleet_runtime.tools.registry import secret_dirs, trust_of
-from agentfleet_runtime.tools.trust import SYSTEM, Trust, TrustError, ca_context, certificate_hint, tool_trust
+from agentfleet_runtime.tools.trust import SYSTEM, Trust, TrustError, certificate_hint, load_ca, tool_trust
 
 x509 = pytest.importorskip("cryptography.x509")
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
@@ -56,7 +56,7 @@ def ctx() -> ToolContext:
 def test_the_context_trusts_the_ca_besides_the_systems_and_keeps_every_check_on(tmp_path: Path) -> None:
     path = tmp_path / "tickets.pem"
     path.write_bytes(ca_pem("team-b test CA"))
-    c = ca_context(str(path), FIELD)
+    c = load_ca(str(path), FIELD)
     subjects = [dict(x[0] for x in ca["subject"]).get("commonName") for ca in c.get_ca_certs()]
     assert "team-b test CA" in subjects, subjects
     assert c.verify_mode == ssl.CERT_REQUIRED and c.check_hostname is True
@@ -83,7 +83,7 @@ def test_an_unusable_ca_file_is_an_error_naming_the_field_and_the_fix(tmp_path: 
     path = tmp_path / "tickets.pem"
     path.write_bytes(content)
     with pytest.raises(TrustError) as e:
-        ca_context(str(path), FIELD)
+        load_ca(str(path), FIELD)
     assert str(e.value).startswith(FIELD) and why in str(e.value), e.value
     assert "PEM CA certificates" in str(e.value) and "fix the Secret or the key" in str(e.value)
 
@@ -91,7 +91,7 @@ def test_an_unusable_ca_file_is_an_error_naming_the_field_and_the_fix(tmp_path: 
 def test_a_missing_file_is_the_same_error_and_tool_trust_keeps_it_for_the_calls(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope.pem")
     with pytest.raises(TrustError, match="is not mounted"):
-        ca_context(missing, FIELD)
+        load_ca(missing, FIELD)
     trust = tool_trust(missing, FIELD)
     assert trust.context is None and FIELD in trust.problem and "not mounted" in trust.problem
     assert tool_trust(None, FIELD) is SYSTEM
@@ -99,7 +99,7 @@ def test_a_missing_file_is_the_same_error_and_tool_trust_keeps_it_for_the_calls(
 
 
 def test_http_and_a2a_tools_with_an_unusable_ca_answer_why_without_connecting() -> None:
-    trust = Trust(problem=f"{FIELD}: /etc/agentfleet/tool-ca/tickets.pem holds no PEM certificate; fix it")
+    trust = Trust.refusing(f"{FIELD}: /etc/agentfleet/tool-ca/tickets.pem holds no PEM certificate; fix it")
 
     async def body() -> None:
         # Port 9: nothing listens; the tools must refuse before any connection.
@@ -160,3 +160,38 @@ def test_a_verification_failure_names_the_field_to_set() -> None:
     hint = certificate_hint(err, "spec.tools[].a2a.caSecretRef")
     assert "spec.tools[].a2a.caSecretRef" in hint and "agentfleet.io/consent=true" in hint
     assert certificate_hint(ConnectionRefusedError(111, "Connection refused"), "x") == ""
+
+
+def _subjects(trust: Trust) -> set[str]:
+    assert trust.context is not None
+    return {dict(x[0] for x in ca["subject"]).get("commonName", "") for ca in trust.context.get_ca_certs()}
+
+
+def test_a_renewed_ca_file_is_added_to_the_live_context_at_the_next_check(tmp_path: Path) -> None:
+    # cert-manager rotates a CA Issuer's CA (a 90-day CA Certificate, renewed at two thirds); the
+    # kubelet swaps the mounted file, not the pod. The tool's connection pool holds this very context.
+    path = tmp_path / "tickets.pem"
+    path.write_bytes(ca_pem("CA one"))
+    trust = Trust(str(path), FIELD, recheck_seconds=60)
+    live = trust.context
+    path.write_bytes(ca_pem("CA two"))
+    t0 = time.monotonic()
+    trust.refresh(t0 + 30)  # within the minute: not read again
+    assert "CA two" not in _subjects(trust)
+    trust.refresh(t0 + 61)
+    assert trust.context is live and {"CA one", "CA two"} <= _subjects(trust)  # the old stays trusted
+    # A file that turns bad (half written, a wrong key) keeps the working context, and says nothing to calls.
+    path.write_text("not a certificate")
+    trust.refresh(t0 + 200)
+    assert trust.problem == "" and trust.context is live
+
+
+def test_a_ca_file_fixed_after_start_makes_the_tool_work_without_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "tickets.pem"
+    path.write_text("not a certificate")
+    trust = tool_trust(str(path), FIELD, recheck_seconds=0)
+    assert trust.context is None and trust.problem.startswith(FIELD)
+    path.write_bytes(ca_pem("CA fixed"))
+    trust.refresh()
+    assert trust.problem == "" and _subjects(trust) >= {"CA fixed"}
+    assert SYSTEM.refresh() is None and SYSTEM.context is None  # no caSecretRef: nothing to follow
