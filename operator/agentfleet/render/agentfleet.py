@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 from agentfleet_contract.agentfleet import AgentFleet, AgentFleetSpec
 from agentfleet_contract.agentfleet.api import TLS_CERT_KEY, TLS_KEY_KEY
+from agentfleet_contract.common import SecretKeyRef
 from agentfleet_contract.runtime_config import EGRESS_DENY_ENV, PodLayout, tool_ca_file
 
 from agentfleet.render.agentfleet_egress import DEFAULT_EGRESS_DENY, Egress, render_worker_egress
@@ -131,18 +132,21 @@ def _env(af: AgentFleet, milvus_env: list[dict[str, Any]]) -> list[dict[str, Any
     return env + [dict(e) for e in milvus_env]
 
 
+def _projected(volume: str, files: list[tuple[str, SecretKeyRef]]) -> dict[str, Any] | None:
+    """One volume of Secret keys, each as the file named beside it; None when there are none."""
+    sources = [{"secret": {"name": ref.name, "items": [{"key": ref.key, "path": path}]}} for path, ref in files]
+    return {"name": volume, "projected": {"sources": sources}} if sources else None
+
+
 def _tool_header_volume(spec: AgentFleetSpec) -> dict[str, Any] | None:
-    refs = [(t.name, ref) for t in spec.tools if (ref := t.headers_ref()) is not None]
-    sources = [{"secret": {"name": ref.name, "items": [{"key": ref.key, "path": name}]}} for name, ref in refs]
-    return {"name": "tool-headers", "projected": {"sources": sources}} if sources else None
+    """Each tool's headersSecretRef key as a file named like the tool."""
+    return _projected("tool-headers", [(t.name, ref) for t in spec.tools if (ref := t.headers_ref()) is not None])
 
 
 def _tool_ca_volume(spec: AgentFleetSpec) -> dict[str, Any] | None:
     """Each tool's caSecretRef key as <tool name>.pem (the file the runtime reads, tool_ca_file)."""
-    refs = [(t.name, ref) for t in spec.tools if (ref := t.ca_ref()) is not None]
-    path = lambda name: tool_ca_file("", name).lstrip("/")  # noqa: E731 - relative to the mount
-    sources = [{"secret": {"name": ref.name, "items": [{"key": ref.key, "path": path(name)}]}} for name, ref in refs]
-    return {"name": "tool-ca", "projected": {"sources": sources}} if sources else None
+    files = [(tool_ca_file("", t.name).lstrip("/"), ref) for t in spec.tools if (ref := t.ca_ref()) is not None]
+    return _projected("tool-ca", files)
 
 
 def _model_key_env(ref: dict[str, str] | None, routine: dict[str, str] | None) -> list[dict[str, Any]]:

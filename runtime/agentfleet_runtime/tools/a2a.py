@@ -41,7 +41,6 @@ from agentfleet_runtime.tools.http import (
     denied_networks,
     is_denied,
     read_capped,
-    tls,
 )
 from agentfleet_runtime.tools.trust import SYSTEM, Trust, certificate_hint
 
@@ -346,7 +345,7 @@ class A2ATool:
         if self._session is None or self._session.closed:
             # The CA trusted for the card's host is trusted for every URL the card names too: the
             # egress guard, not the trust store, decides where the tool may connect.
-            connector = aiohttp.TCPConnector(limit=0, resolver=GuardedResolver(self.denied), ssl=tls(self.trust))
+            connector = aiohttp.TCPConnector(limit=0, resolver=GuardedResolver(self.denied), ssl=self.trust.verify)
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 

@@ -12,7 +12,6 @@ import ipaddress
 import json
 import os
 import socket
-import ssl
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -119,12 +118,6 @@ def load_headers(headers_dir: str | None, tool_name: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
-def tls(trust: Trust) -> ssl.SSLContext | bool:
-    """aiohttp's ``ssl`` argument for a tool: its CA's context, or True (the system's trust store,
-    verified). Never False: no tool connects without checking the certificate."""
-    return trust.context if trust.context is not None else True
-
-
 async def read_capped(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
     """At most ``cap`` bytes of the body, and whether there was more. The rest is never read: the
     caller closes the connection, so a 64 MB answer costs a few chunks, not 64 MB of memory."""
@@ -193,7 +186,7 @@ class HTTPTool:
         if self._session_factory is not None:
             return self._session_factory()
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, resolver=GuardedResolver(self.denied), ssl=tls(self.trust))
+            connector = aiohttp.TCPConnector(limit=0, resolver=GuardedResolver(self.denied), ssl=self.trust.verify)
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 

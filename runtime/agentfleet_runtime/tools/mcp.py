@@ -422,7 +422,7 @@ def guarded_client(headers: dict[str, str], denied: tuple[Network, ...], cap: in
 
     class Guarded(httpx2.AsyncBaseTransport):
         def __init__(self) -> None:
-            self.inner = httpx2.AsyncHTTPTransport(verify=trust.context if trust.context is not None else True)
+            self.inner = httpx2.AsyncHTTPTransport(verify=trust.verify)
 
         async def handle_async_request(self, request: Any) -> Any:
             host = request.url.host

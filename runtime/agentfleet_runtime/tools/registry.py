@@ -14,7 +14,7 @@ from agentfleet_runtime.store.tasks import TaskStore
 from agentfleet_runtime.tools.http import HTTPTool, load_headers
 from agentfleet_runtime.tools.retrieval import RetrievalTool, RetrieverLike
 from agentfleet_runtime.tools.spawn import FanIn, SpawnTool
-from agentfleet_runtime.tools.trust import Trust, tool_trust
+from agentfleet_runtime.tools.trust import SYSTEM, Trust, tool_trust
 
 log = logging.getLogger("agentfleet_runtime.tools.registry")
 
@@ -184,9 +184,8 @@ def trust_of(config: RuntimeConfig, spec: Any) -> Trust:
     besides the system's, read here and again when it changes (tools/trust.py); an unusable file is
     logged and refused by the tool's calls with the field and the fix."""
     if spec.ca_ref() is None:
-        return tool_trust(None, "")
-    kind = "http" if spec.http is not None else "mcp" if spec.mcp is not None else "a2a"
-    field = f"spec.tools[].{kind}.caSecretRef ({spec.name})"
+        return SYSTEM
+    field = f"spec.tools[].{spec.settings_key()}.caSecretRef ({spec.name})"
     path = tool_ca_file(config.tool_ca_dir, spec.name) if config.tool_ca_dir else None
     trust = tool_trust(path, field) if path else Trust.refusing(f"{field}: the runtime config has no toolCaDir")
     if trust.problem:

@@ -46,6 +46,12 @@ class Trust:
         if path is not None:
             self._load()
 
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What aiohttp (``ssl=``) and httpx (``verify=``) take: the CA's context, or True (the system's
+        trust store, verified). Never False: no tool connects without checking the certificate."""
+        return self.context if self.context is not None else True
+
     @classmethod
     def refusing(cls, problem: str) -> Trust:
         """A tool's trust that can never work (its CA file has no place): every call says PROBLEM."""

@@ -71,6 +71,16 @@ class HTTPTool(Model):
 MCP_TOOL_NAME = r"^[A-Za-z0-9_.\-/]{1,128}$"
 
 
+def _url_server_only(field: str, attr: str, fix: str) -> Rule:
+    """An MCP setting that only a url server's connections use."""
+    return Rule(
+        cel=f"!has(self.{field}) || has(self.url)",
+        message=f"spec.tools[].mcp.{field} is only for url servers: {fix}",
+        check=lambda m: getattr(m, attr) is None or m.url is not None,
+        field_path=f".{field}",
+    )
+
+
 class MCPServer(Model):
     rules = (
         Rule(
@@ -90,19 +100,13 @@ class MCPServer(Model):
             "spec.tools[].mcp.headersSecretRef (an Authorization header, the Secret labelled "
             "agentfleet.io/consent=true)",
         ),
-        Rule(
-            cel="!has(self.headersSecretRef) || has(self.url)",
-            message="spec.tools[].mcp.headersSecretRef is only for url servers: "
-            "remove it, or pass a stdio server its settings in env",
-            check=lambda m: m.headers_secret_ref is None or m.url is not None,
-            field_path=".headersSecretRef",
+        _url_server_only(
+            "headersSecretRef", "headers_secret_ref", "remove it, or pass a stdio server its settings in env"
         ),
-        Rule(
-            cel="!has(self.caSecretRef) || has(self.url)",
-            message="spec.tools[].mcp.caSecretRef is only for url servers: remove it "
-            "(a stdio server makes its own connections: pass it its settings in env)",
-            check=lambda m: m.ca_secret_ref is None or m.url is not None,
-            field_path=".caSecretRef",
+        _url_server_only(
+            "caSecretRef",
+            "ca_secret_ref",
+            "remove it (a stdio server makes its own connections: pass it its settings in env)",
         ),
     )
 
@@ -343,12 +347,15 @@ class Tool(Model):
         settings = self.http or self.mcp or self.a2a
         return settings.ca_secret_ref if settings is not None else None
 
+    def settings_key(self) -> str | None:
+        """The field of this tool's connection settings ("http", "mcp", "a2a"; None for the others)."""
+        return "http" if self.http is not None else "mcp" if self.mcp is not None else "a2a" if self.a2a else None
+
     def secret_refs(self) -> list[tuple[str, SecretKeyRef]]:
         """The Secret keys this tool's settings name, each with its field below spec.tools[i]
         (e.g. "http.caSecretRef"): what the worker pods mount, so what consent must cover."""
-        kind = "http" if self.http is not None else "mcp" if self.mcp is not None else "a2a"
         named = (("headersSecretRef", self.headers_ref()), ("caSecretRef", self.ca_ref()))
-        return [(f"{kind}.{field}", ref) for field, ref in named if ref is not None]
+        return [(f"{self.settings_key()}.{field}", ref) for field, ref in named if ref is not None]
 
     def call_timeout(self) -> float:
         """Seconds one call may take. A sub-agent, local (Spawn) or remote (A2A), runs a whole agent loop

@@ -62,6 +62,13 @@ async def https_site(app: web.Application, pki: dict[str, Path]):
         await runner.cleanup()
 
 
+def tool_ctx() -> ToolContext:
+    """A running task's context with an hour left, for calling a tool directly."""
+    far = time.time() + 3600
+    rec = TaskRecord(id="t1", goal="g", status=Status.RUNNING, limits=Limits(), created_at=0, deadline=far, root="t1")
+    return ToolContext(rec, 0, 0, far)
+
+
 def lookup_app(hits: list[str] | None = None) -> web.Application:
     async def lookup(request: web.Request) -> web.Response:
         if hits is not None:
@@ -161,11 +168,7 @@ def test_http_and_a2a_tools_trust_exactly_the_ca_they_are_given(redis_server, tm
 
 def test_a_trusted_ca_does_not_open_an_address_the_egress_guard_denies(tmp_path, pki):
     async def body() -> None:
-        far = time.time() + 3600
-        rec = TaskRecord(
-            id="t1", goal="g", status=Status.RUNNING, limits=Limits(), created_at=0, deadline=far, root="t1"
-        )
-        ctx = ToolContext(rec, 0, 0, far)
+        ctx = tool_ctx()
         trust = tool_trust(str(pki["ca"]), "spec.tools[].http.caSecretRef (t)")
         denied = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
         hits: list[str] = []
@@ -192,11 +195,7 @@ def test_a_renewed_ca_file_is_trusted_by_the_same_tool_without_a_restart(tmp_pat
     # connection pool and the context it holds, made before the change) trusts the new CA from the
     # next check on. Here the check is every call (recheck_seconds=0; a minute in the workers).
     async def body() -> None:
-        far = time.time() + 3600
-        rec = TaskRecord(
-            id="t1", goal="g", status=Status.RUNNING, limits=Limits(), created_at=0, deadline=far, root="t1"
-        )
-        ctx = ToolContext(rec, 0, 0, far)
+        ctx = tool_ctx()
         mounted = tmp_path / "renewed.pem"
         mounted.write_bytes(pki["other_ca"].read_bytes())  # the CA before the renewal: not the signer
         trust = tool_trust(str(mounted), "spec.tools[].http.caSecretRef (t)", recheck_seconds=0)

@@ -17,7 +17,7 @@ from agentfleet_runtime.core.config import load_config
 from agentfleet_runtime.core.types import Limits, Status, TaskRecord
 from agentfleet_runtime.tools.a2a import A2ATool
 from agentfleet_runtime.tools.base import ToolContext, ToolError
-from agentfleet_runtime.tools.http import HTTPTool, tls
+from agentfleet_runtime.tools.http import HTTPTool
 from agentfleet_runtime.tools.registry import secret_dirs, trust_of
 from agentfleet_runtime.tools.trust import SYSTEM, Trust, TrustError, certificate_hint, load_ca, tool_trust
 
@@ -95,7 +95,7 @@ def test_a_missing_file_is_the_same_error_and_tool_trust_keeps_it_for_the_calls(
     trust = tool_trust(missing, FIELD)
     assert trust.context is None and FIELD in trust.problem and "not mounted" in trust.problem
     assert tool_trust(None, FIELD) is SYSTEM
-    assert tls(SYSTEM) is True, "no CA file: the system's trust store, verified (never ssl=False)"
+    assert SYSTEM.verify is True, "no CA file: the system's trust store, verified (never ssl=False)"
 
 
 def test_http_and_a2a_tools_with_an_unusable_ca_answer_why_without_connecting() -> None:

@@ -83,7 +83,7 @@ def secret_names(af: AgentFleet, models: Mapping[str, JSON | None], index: JSON 
     """Every Secret decide may read for ``af``: those its spec names, those its ModelReplicaSets and
     VectorIndex name for its pods, and the ones the operator generates for it."""
     spec = af.spec
-    names: set[str | None] = {r.name for _, r in _mounted_refs(af)}
+    names: set[str | None] = {r.name for _, r in mounted_refs(af.spec)}
     if spec.redis.password_secret_ref is not None:
         names.add(spec.redis.password_secret_ref.name)
     if spec.redis.deploy is not None:
@@ -298,15 +298,11 @@ def mounted_refs(spec: AgentFleetSpec) -> list[tuple[str, SecretKeyRef]]:
     return refs
 
 
-def _mounted_refs(af: AgentFleet) -> list[tuple[str, SecretKeyRef]]:
-    return mounted_refs(af.spec)
-
-
 def secret_refs(f: _Found, af: AgentFleet) -> None:
     """Secrets the pods mount: a missing one would leave them waiting in ContainerCreating, and
     one without the consent label is not used at all."""
     refused: set[tuple[str, str]] = set()
-    for field, ref in _mounted_refs(af):
+    for field, ref in mounted_refs(af.spec):
         if (field, ref.name) in refused:
             continue  # one problem per Secret a field names (spec.api.tls.secretName names two keys)
         before = len(f.problems)
