@@ -298,6 +298,7 @@ def test_a_stdio_mcp_server_of_a_non_root_worker_cannot_read_its_environment(red
     # The worker as the product image runs it: a non-root uid (setpriv, no capabilities). Its stdio
     # MCP server runs as the same uid without the root path's namespaces; before the worker made
     # itself non-dumpable it read the worker's environ like any process of its uid.
+    import contextlib
     import os
     import re
     import shutil
@@ -311,7 +312,7 @@ def test_a_stdio_mcp_server_of_a_non_root_worker_cannot_read_its_environment(red
     import yaml
     from runtime_helpers import make_config
 
-    from e2e.harness.procs import Proc, source_path
+    from e2e.harness.procs import ROOT, Proc, source_path
 
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to start the worker as another uid")
@@ -320,14 +321,28 @@ def test_a_stdio_mcp_server_of_a_non_root_worker_cannot_read_its_environment(red
     # sys.executable): this one, or the system's with this one's packages (a pyenv under /root is
     # not the uid's to run).
     runs = "import subprocess, sys, agentfleet_runtime.worker, mcp; subprocess.run([sys.executable, '-c', ''])"
-    python, env = None, {}
-    for exe, extra in ((sys.executable, None), ("/usr/bin/python3", sysconfig.get_paths()["purelib"])):
-        env = {"PYTHONPATH": source_path(extra), "HOME": "/tmp"}
-        probe = subprocess.run([*as_nobody, exe, "-c", runs], env={**os.environ, **env}, capture_output=True)
-        if probe.returncode == 0:
-            python = exe
+    # A checkout under a directory the uid cannot enter (a clone into `mktemp -d`, mode 0700): the
+    # worker then runs in a mount namespace of its own in which the checkout is also bound under a
+    # directory it can enter. Private propagation: the host never sees the mount.
+    seen = Path(tempfile.mkdtemp(prefix="af-src-"))
+    seen.chmod(0o755)
+    bind = ["unshare", "--mount", "--propagation", "private", "sh", "-c"]
+    bind += ['mount --bind "$0" "$1" && shift && exec "$@"', str(ROOT), str(seen)]
+    ways = [([], lambda path: path)]
+    if shutil.which("unshare"):
+        ways.append((bind, lambda path: path.replace(str(ROOT), str(seen))))
+    python, env, prefix = None, {}, as_nobody
+    for wrap, moved in ways:
+        for exe, extra in ((sys.executable, None), ("/usr/bin/python3", sysconfig.get_paths()["purelib"])):
+            env = {"PYTHONPATH": moved(source_path(extra)), "HOME": "/tmp"}
+            cmd = [*wrap, *as_nobody, moved(exe), "-c", runs]
+            if subprocess.run(cmd, env={**os.environ, **env}, capture_output=True).returncode == 0:
+                python, prefix = moved(exe), [*wrap, *as_nobody]
+                break
+        if python is not None:
             break
     if python is None:
+        os.rmdir(seen)
         pytest.skip(f"no Python that uid {NOBODY} can run with this checkout's packages")
     home = Path(tempfile.mkdtemp(prefix="af-nonroot-"))
     home.chmod(0o755)  # the worker's uid reads its config here
@@ -341,7 +356,7 @@ def test_a_stdio_mcp_server_of_a_non_root_worker_cannot_read_its_environment(red
             "AGENTFLEET_MODEL_API_KEY": "sk-probe-secret",
             "AGENTFLEET_PROBE_REDIS_PASSWORD": "redis-probe-secret",
         }
-        cmd = [*as_nobody, python, "-m", "agentfleet_runtime", "worker", "--config", str(path)]
+        cmd = [*prefix, python, "-m", "agentfleet_runtime", "worker", "--config", str(path)]
         p = Proc(cmd, env={**env, **secrets}, log=home / "worker.log")
         procs.append(p)
         deadline = time.monotonic() + 60
@@ -357,6 +372,9 @@ def test_a_stdio_mcp_server_of_a_non_root_worker_cannot_read_its_environment(red
         assert not (got["environ"] or got["mem"] or got["fds"] or got["ptrace"]), got
     finally:
         shutil.rmtree(home, ignore_errors=True)
+        # rmdir, never rmtree: the bind mount lived only in the worker's namespace, so it is empty here.
+        with contextlib.suppress(OSError):
+            os.rmdir(seen)
 
 
 # -- finding 12: a session's answers went into the system prompt -----------------------------------
