@@ -312,7 +312,7 @@ def test_a_stdio_mcp_server_of_a_non_root_worker_cannot_read_its_environment(red
     import yaml
     from runtime_helpers import make_config
 
-    from e2e.harness.procs import ROOT, Proc, source_path
+    from e2e.harness.procs import ROOT, SOURCE_DIRS, Proc, source_path
 
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to start the worker as another uid")
@@ -321,13 +321,24 @@ def test_a_stdio_mcp_server_of_a_non_root_worker_cannot_read_its_environment(red
     # sys.executable): this one, or the system's with this one's packages (a pyenv under /root is
     # not the uid's to run).
     runs = "import subprocess, sys, agentfleet_runtime.worker, mcp; subprocess.run([sys.executable, '-c', ''])"
-    # A checkout under a directory the uid cannot enter (a clone into `mktemp -d`, mode 0700): the
-    # worker then runs in a mount namespace of its own in which the checkout is also bound under a
-    # directory it can enter. Private propagation: the host never sees the mount.
+    # A checkout the uid cannot enter (a clone into `mktemp -d`: mode 0700, itself or a parent): the
+    # worker then runs in a mount namespace of its own in which the checkout's directories it needs
+    # (git makes them 0755) are bound under one it can enter. Private propagation: the host never
+    # sees the mounts, only the empty directories, removed at the end.
     seen = Path(tempfile.mkdtemp(prefix="af-src-"))
     seen.chmod(0o755)
-    bind = ["unshare", "--mount", "--propagation", "private", "sh", "-c"]
-    bind += ['mount --bind "$0" "$1" && shift && exec "$@"', str(ROOT), str(seen)]
+    dirs = [d for d in (*SOURCE_DIRS, ".venv") if (ROOT / d).is_dir()]
+    for d in dirs:
+        (seen / d).mkdir(mode=0o755)
+    mounts = " && ".join(f'mount --bind "$0/{d}" "$1/{d}"' for d in dirs)
+    bind = ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mounts} && shift && exec "$@"']
+    bind += [str(ROOT), str(seen)]
+
+    def unseen() -> None:  # rmdir, never rmtree: in this namespace they are empty
+        for d in (*dirs, ""):
+            with contextlib.suppress(OSError):
+                os.rmdir(seen / d)
+
     ways = [([], lambda path: path)]
     if shutil.which("unshare"):
         ways.append((bind, lambda path: path.replace(str(ROOT), str(seen))))
@@ -342,7 +353,7 @@ def test_a_stdio_mcp_server_of_a_non_root_worker_cannot_read_its_environment(red
         if python is not None:
             break
     if python is None:
-        os.rmdir(seen)
+        unseen()
         pytest.skip(f"no Python that uid {NOBODY} can run with this checkout's packages")
     home = Path(tempfile.mkdtemp(prefix="af-nonroot-"))
     home.chmod(0o755)  # the worker's uid reads its config here
@@ -372,9 +383,7 @@ def test_a_stdio_mcp_server_of_a_non_root_worker_cannot_read_its_environment(red
         assert not (got["environ"] or got["mem"] or got["fds"] or got["ptrace"]), got
     finally:
         shutil.rmtree(home, ignore_errors=True)
-        # rmdir, never rmtree: the bind mount lived only in the worker's namespace, so it is empty here.
-        with contextlib.suppress(OSError):
-            os.rmdir(seen)
+        unseen()
 
 
 # -- finding 12: a session's answers went into the system prompt -----------------------------------
